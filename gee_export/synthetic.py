@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -225,7 +225,7 @@ def labels_from(class_map_fine: np.ndarray, grid: Grid, fine_scale: int
     return coarse, fine
 
 
-def mix(fractions: np.ndarray, per_class: dict[int, Sequence[float]]) -> np.ndarray:
+def mix(fractions: np.ndarray, per_class: Mapping[int, Sequence[float]]) -> np.ndarray:
     """Linear mixture ``(n_values, H, W)`` of per-class values by class fraction."""
     n = len(next(iter(per_class.values())))
     out = np.zeros((n, *fractions.shape[1:]), dtype=np.float32)
@@ -347,8 +347,8 @@ def _write_s2(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Gener
     frac20 = fractions.reshape(6, h2, 2, w2, 2).mean(axis=(2, 4))
     dominant = frac20.argmax(axis=0)
     clear_scl = np.zeros((h2, w2), dtype=np.uint8)
-    for code, scl in SCL_FOR_CLASS.items():
-        clear_scl[dominant == code] = scl
+    for code, value in SCL_FOR_CLASS.items():
+        clear_scl[dominant == code] = value
     t20 = Affine(20.0, 0.0, grid.x0, 0.0, -20.0, grid.y0)
     for index, d in enumerate(scene.s2_dates):
         cover = 0.2 if d in scene.cloudy_dates else 0.0
@@ -370,10 +370,9 @@ def _write_s2(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Gener
             refl = refl + rng.normal(0, 1, refl.shape).astype(np.float32) * (noise + 0.02 * refl)
             if S2_NATIVE[band] == 20.0:
                 refl = refl.reshape(h2, 2, w2, 2).mean(axis=(1, 3))
-                masks, transform = (core | edge, shadow, swath), t20
+                masks, transform = [core | edge, shadow, swath], t20
             else:
-                masks = tuple(np.repeat(np.repeat(x, 2, 0), 2, 1) for x in (core | edge, shadow,
-                                                                              swath))
+                masks = [np.repeat(np.repeat(x, 2, 0), 2, 1) for x in (core | edge, shadow, swath)]
                 transform = grid.transform
             cloud_m, shadow_m, swath_m = masks
             refl = np.where(cloud_m, CLOUD_S2 + rng.normal(0, 0.02, refl.shape), refl)
