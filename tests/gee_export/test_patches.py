@@ -305,3 +305,19 @@ def test_one_row_of_patches_with_only_train(tmp_path):
     stack = StackPaths(grid, ("B2",), "2019-06", str(tmp_path / "i.tif"), str(tmp_path / "l.tif"))
     summary = patch_stack(stack, tmp_path / "ds", ratios=(1, 0, 0), progress=False)
     assert summary.written == grid.patch_count == 50
+
+
+def test_fine_image_patches_for_super_resolution(tmp_path):
+    stack, arrays = make_stack(tmp_path / "stack", width=288, height=208, fine_scale=4,
+                               image_fine=True)
+    out = tmp_path / "ds"
+    patch_stack(stack, out, min_valid_fraction=0.0, ratios=(1, 0, 0), progress=False)
+    records = read_index(out)
+    assert len(records) == stack.grid.patch_count == 3 * 2
+    fine = stack.grid.scaled(4)
+    for rec in records:
+        rows, cols = fine.patch_window(rec["row"], rec["col"]).to_slices()
+        with rasterio.open(out / rec["image_fine"]) as src:
+            assert src.descriptions == ("R", "G", "B") and src.res == (2.5, 2.5)
+            assert src.transform == fine.patch_transform(rec["row"], rec["col"])
+            np.testing.assert_array_equal(src.read(), arrays["image_fine"][:, rows, cols])
