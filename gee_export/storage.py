@@ -398,6 +398,9 @@ class GcsStore(Store):
         try:
             blob = self._retry(attempt, f"writing {self.url(rel)}")
         except gexc.PreconditionFailed as exc:
+            current = self._bucket.get_blob(key) if overwrite else None
+            if current is not None and current.md5_hash == want_md5:
+                return  # an earlier attempt landed but its response was lost: same bytes, done
             raise StorageError(
                 f"{self.url(rel)} " + ("already exists and overwrite=False" if not overwrite
                                        else "was changed by another writer during the upload")
