@@ -157,11 +157,26 @@ def draw_class_map(grid: Grid, fine_scale: int, seed: int) -> np.ndarray:
             if kind < 0.20:
                 cls[inner] = BARE_SOIL  # construction site
                 continue
+            if kind < 0.32:  # a factory or mall: one large roof filling most of the block
+                gap = m(rng.uniform(10, 25))
+                cls[inner[0].start + gap:inner[0].stop - gap,
+                    inner[1].start + gap:inner[1].stop - gap] = BUILDING
+                continue
             _draw_buildings(cls, inner, rng, m)
     for r in street_rows:
         cls[max(0, r - m(6)):r + m(6), :town_w] = ROAD
     for c in street_cols:
         cls[top:bottom, max(0, c - m(6)):min(c + m(6), town_w)] = ROAD
+
+    # Villages east of the town: a few houses along a lane.
+    for _ in range(max(1, int(grid.area_km2 * 0.4))):
+        vr, vc = int(rng.integers(0, h - m(160))), int(rng.integers(town_w, max(town_w + 1,
+                                                                                w - m(160))))
+        cls[vr + m(70):vr + m(76), vc:vc + m(160)] = ROAD
+        for _ in range(int(rng.integers(4, 9))):
+            r0 = vr + int(rng.choice([m(40), m(82)])) + int(rng.integers(0, m(10)))
+            c0 = vc + int(rng.integers(0, m(140)))
+            cls[r0:r0 + m(rng.uniform(10, 22)), c0:c0 + m(rng.uniform(10, 22))] = BUILDING
 
     # A river meandering north-south in the east, and a lake in the south-east.
     rows = np.arange(h)
