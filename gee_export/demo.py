@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 import warnings
@@ -29,10 +30,11 @@ from rasterio.warp import Resampling, reproject
 from gee_export.bands import DEFAULT_IMAGE_BANDS, get_band
 from gee_export.errors import ConfigError
 from gee_export.geotiff import write_geotiff
-from gee_export.patches import StackPaths, patch_stack
+from gee_export.index import read_manifest
+from gee_export.patches import StackPaths, patch_stack, stack_fingerprint
 from gee_export.quicklook import label_png, rgb_png
 from gee_export.splits import DEFAULT_BLOCK
-from gee_export.synthetic import SyntheticScene, generate_scene
+from gee_export.synthetic import SCENE_FILE, SyntheticScene, generate_scene
 
 SCL_MASKED = (0, 1, 3, 8, 9, 10, 11)  # nodata, saturated, shadow, clouds, cirrus, snow
 
@@ -88,7 +90,8 @@ def build_stack_for_demo(scene: SyntheticScene, out_dir: Path,
     image_path = out_dir / "image.tif"
     stamp = out_dir / "stack.json"
     params = {"scene": str(scene.root), "seed": scene.seed, "bands": list(bands),
-              "grid": grid.to_dict()}
+              "grid": grid.to_dict(),
+              "scene_written": (scene.root / SCENE_FILE).stat().st_mtime_ns}
     if image_path.exists() and stamp.exists() and json.loads(stamp.read_text()) == params:
         return _stack_paths(scene, image_path, bands)
     layers = []
@@ -167,6 +170,10 @@ def step_quicklooks(ctx: DemoContext) -> None:
 def step_patches(ctx: DemoContext) -> None:
     scene, stack = ctx.need_scene(), ctx.need_stack()
     root = ctx.out / "patches"
+    manifest = read_manifest(root, missing_ok=True)
+    if manifest.get("sources", {}).get(stack.month, {}).get("fingerprint") not in (
+            None, stack_fingerprint(stack)):
+        shutil.rmtree(root)  # the stack was rebuilt: the demo's old patches are stale
     summary = patch_stack(stack, root, block=demo_block(stack.grid), workers=ctx.workers,
                           backend="synthetic", region="synthetic-wuhan",
                           recipe={"composite": "demo (gee_export.demo.build_stack_for_demo)",

@@ -376,6 +376,16 @@ def patch_stack(
     writer = PatchWriter(store, grid, stack.bands, stack.month, splits=splits,
                          fine_scale=stack.fine_scale, image_fine_bands=_fine_bands(stack),
                          compress=compress)
+    sources = {k: getattr(stack, k) for k in ("image", "label", "label_fine", "image_fine")
+               if getattr(stack, k)}
+    sources["fingerprint"] = stack_fingerprint(stack)
+    previous = existing.get("sources", {}).get(stack.month, {}).get("fingerprint")
+    if previous and previous != sources["fingerprint"]:
+        raise ConfigError(
+            f"the {stack.month} stack changed since {store.url()} was cut from it (size or "
+            f"modification time differ); delete {store.url('patches/' + stack.month)} and its "
+            "index entries (or write to another folder) to cut it again"
+        )
     known = read_index(store, missing_ok=True)
     records = writer.finished_records(known)
     dropped = grid.patch_count - len(splits)
@@ -394,8 +404,6 @@ def patch_stack(
             todo_rows.setdefault(r, []).append(c)
     written = invalid = 0
     last_flush = time.monotonic()
-    sources = {k: getattr(stack, k) for k in ("image", "label", "label_fine", "image_fine")
-               if getattr(stack, k)}
 
     def flush(complete: bool) -> None:
         counts = {"positions": grid.patch_count, "candidates": len(splits),
@@ -440,6 +448,22 @@ def patch_stack(
     return PatchSummary(store.url(), stack.month, grid.patch_count, len(splits), written,
                         already, invalid, dropped, _split_counts(records.values()),
                         time.monotonic() - started)
+
+
+def stack_fingerprint(stack: StackPaths) -> str:
+    """Sizes and modification times of the stack's local files ('' parts for remote ones).
+
+    Recorded in the manifest so that patches are never silently mixed from two versions of a
+    month's stack (a resumed run after the stack was rebuilt).
+    """
+    parts = []
+    for path in (stack.image, stack.label, stack.label_fine, stack.image_fine):
+        if path and os.path.exists(path):
+            info = os.stat(path)
+            parts.append(f"{info.st_size}:{info.st_mtime_ns}")
+        else:
+            parts.append("")
+    return "|".join(parts)
 
 
 def _block_cache_bytes(stack: StackPaths) -> int:

@@ -308,7 +308,7 @@ def generate_scene(out_dir: str | Path, *, seed: int = 0, width: int = 512, heig
     grid = Grid(crs, float(origin[0]), float(origin[1]), width, height, 10.0)
     params = {"seed": seed, "width": width, "height": height, "fine_scale": fine_scale,
               "month": month, "crs": crs, "origin": list(origin), "s2_days": list(s2_days),
-              "cloudy": list(cloudy), "s1_days": list(s1_days), "noise": noise, "version": 1}
+              "cloudy": list(cloudy), "s1_days": list(s1_days), "noise": noise, "version": 2}
     scene = _scene_paths(root, grid, params)
     marker = root / SCENE_FILE
     if marker.exists() and json.loads(marker.read_text()) == params:

@@ -321,3 +321,13 @@ def test_fine_image_patches_for_super_resolution(tmp_path):
             assert src.descriptions == ("R", "G", "B") and src.res == (2.5, 2.5)
             assert src.transform == fine.patch_transform(rec["row"], rec["col"])
             np.testing.assert_array_equal(src.read(), arrays["image_fine"][:, rows, cols])
+
+
+def test_a_rebuilt_stack_is_not_mixed_with_old_patches(small_stack, tmp_path):
+    stack, arrays = small_stack
+    out = tmp_path / "ds"
+    patch_stack(stack, out, block=2, progress=False)
+    write_geotiff(stack.image, arrays["image"] * 2, stack.grid.transform, stack.grid.crs,
+                  float("nan"), descriptions=list(BANDS))
+    with pytest.raises(ConfigError, match="stack changed"):
+        patch_stack(stack, out, block=2, progress=False)
