@@ -171,8 +171,8 @@ def step_patches(ctx: DemoContext) -> None:
     scene, stack = ctx.need_scene(), ctx.need_stack()
     root = ctx.out / "patches"
     manifest = read_manifest(root, missing_ok=True)
-    if manifest.get("sources", {}).get(stack.month, {}).get("fingerprint") not in (
-            None, stack_fingerprint(stack)):
+    cut_from = manifest.get("sources", {}).get(stack.month, {}).get("fingerprint")
+    if manifest and cut_from != stack_fingerprint(stack):
         shutil.rmtree(root)  # the stack was rebuilt: the demo's old patches are stale
     summary = patch_stack(stack, root, block=demo_block(stack.grid), workers=ctx.workers,
                           backend="synthetic", region="synthetic-wuhan",

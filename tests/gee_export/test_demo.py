@@ -64,3 +64,14 @@ def test_demo_composite_recovers_the_class_signatures(demo_run):
         for i, pol in ((4, 0), (5, 1)):  # VV, VH in dB from the linear mean
             want_db = 10 * np.log10(CLASS_S1[code][pol])
             assert np.median(image[i][pure]) == pytest.approx(want_db, abs=0.6)
+
+
+def test_demo_recuts_patches_when_its_stack_changes(demo_run, capsys):
+    out, _ = demo_run
+    image = out / "stack" / "2019-06" / "image.tif"
+    image.write_bytes(image.read_bytes())  # same content, new modification time
+    capsys.readouterr()
+    assert main(["--out", str(out), "--size", "608"]) == 0
+    printed = capsys.readouterr().out
+    written = int(printed.split("patch counts")[1].split()[0])
+    assert written == len(read_index(out / "patches")) > 0
