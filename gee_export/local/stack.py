@@ -68,7 +68,8 @@ def _profile(grid: Grid, count: int, dtype: str, nodata: float) -> dict[str, Any
     profile: dict[str, Any] = {"driver": "GTiff", "width": grid.width, "height": grid.height,
                                "count": count, "dtype": dtype, "nodata": nodata, "crs": grid.crs,
                                "transform": grid.transform, "compress": "deflate",
-                               "predictor": 3 if dtype == "float32" else 2, "BIGTIFF": "IF_SAFER"}
+                               "predictor": 3 if dtype == "float32" else 2, "zlevel": 1,
+                               "BIGTIFF": "IF_SAFER"}
     if grid.width >= 256 and grid.height >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
     return profile
