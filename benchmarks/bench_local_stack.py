@@ -5,7 +5,7 @@ B08 at 10 m and SCL at 20 m for two dates, one of them half cloudy; Sentinel-1: 
 linear power for one date), then builds the monthly stack (S2 median + clear count, S1 refined
 Lee + mean in dB + scene count) block by block, and reports seconds and the peak RSS of the
 build (measured in a child process, so the scene writing does not count). The output alone
-(10 float32 bands) would be 4.8 GB in memory; the windowed build must stay far below that.
+(8 float32 bands) would be 3.9 GB in memory; the windowed build must stay far below that.
 
 Run: ``.venv/bin/python benchmarks/bench_local_stack.py [--size 10980] [--block 1024]``
 """
