@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gee_export.bands import DEFAULT_IMAGE_BANDS
+from gee_export.errors import ConfigError
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from gee_export.patches import StackPaths, patch_stack
 from gee_export.quicklook import label_png, rgb_png
@@ -39,6 +40,16 @@ class DemoContext:
     scene: SyntheticScene | None = None
     stack: StackPaths | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
+
+    def need_scene(self) -> SyntheticScene:
+        if self.scene is None:
+            raise ConfigError("the 'scene' step must run before this one")
+        return self.scene
+
+    def need_stack(self) -> StackPaths:
+        if self.stack is None:
+            raise ConfigError("the 'stack' step must run before this one")
+        return self.stack
 
 
 DEMO_RECIPE = LocalRecipe()  # the local backend's defaults: refined Lee, ENL 4.4, SCL masking
@@ -74,7 +85,8 @@ def step_scene(ctx: DemoContext) -> None:
 
 
 def step_stack(ctx: DemoContext) -> None:
-    ctx.stack = build_stack_for_demo(ctx.scene, ctx.out / "stack" / ctx.scene.month)
+    scene = ctx.need_scene()
+    ctx.stack = build_stack_for_demo(scene, ctx.out / "stack" / scene.month)
     ctx.outputs["stack (image)"] = ctx.stack.image
     ctx.outputs["stack (label)"] = ctx.stack.label
 
@@ -84,25 +96,27 @@ def _up_to_date(target: Path, source: str | Path) -> bool:
 
 
 def step_quicklooks(ctx: DemoContext) -> None:
+    stack = ctx.need_stack()
     folder = ctx.out / "quicklooks"
     rgb, label = folder / "composite_rgb.png", folder / "label.png"
-    if not _up_to_date(rgb, ctx.stack.image):
-        rgb_png(ctx.stack.image, rgb)
-    if not _up_to_date(label, ctx.stack.label):
-        label_png(ctx.stack.label, label)
+    if not _up_to_date(rgb, stack.image):
+        rgb_png(stack.image, rgb)
+    if not _up_to_date(label, stack.label):
+        label_png(stack.label, label)
     ctx.outputs["quick-look composite"] = rgb
     ctx.outputs["quick-look label"] = label
 
 
 def step_patches(ctx: DemoContext) -> None:
+    scene, stack = ctx.need_scene(), ctx.need_stack()
     root = ctx.out / "patches"
-    summary = patch_stack(ctx.stack, root, block=demo_block(ctx.stack.grid), workers=ctx.workers,
+    summary = patch_stack(stack, root, block=demo_block(stack.grid), workers=ctx.workers,
                           backend="synthetic", region="synthetic-wuhan",
                           recipe={"composite": "local backend (gee_export.local.stack)",
                                   "local_recipe": DEMO_RECIPE.to_dict(),
-                                  "scene": str(ctx.scene.root), "seed": ctx.seed,
-                                  "s2_dates": list(ctx.scene.s2_dates),
-                                  "s1_dates": list(ctx.scene.s1_dates)})
+                                  "scene": str(scene.root), "seed": ctx.seed,
+                                  "s2_dates": list(scene.s2_dates),
+                                  "s1_dates": list(scene.s1_dates)})
     ctx.outputs["patches"] = root / "patches"
     ctx.outputs["index"] = root / "index.jsonl"
     ctx.outputs["manifest"] = root / "manifest.json"

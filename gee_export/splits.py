@@ -131,7 +131,7 @@ def drop_overlaps(grid: Grid,
 
 def split_counts(splits: dict[tuple[int, int], Split]) -> dict[str, int]:
     """Number of positions per split (every split present, zeros included)."""
-    out = dict.fromkeys(SPLITS, 0)
+    out: dict[str, int] = dict.fromkeys(SPLITS, 0)
     for split in splits.values():
         out[split] += 1
     return out

@@ -19,6 +19,7 @@ Paths inside a store (``rel``) are always POSIX-style and relative to the store'
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import os
 import random
@@ -135,7 +136,7 @@ class Store(ABC):
             )
 
     def upload_many(self, pairs: Iterable[tuple[str | os.PathLike[str], str]], workers: int = 8,
-                    desc: str = "upload") -> list[str]:
+                    desc: str = "upload") -> builtins.list[str]:
         """Upload ``(local_path, rel)`` pairs in parallel; returns the rels in input order.
 
         Cloud Storage throughput comes from concurrency, not from large single streams, so many
@@ -397,6 +398,9 @@ class GcsStore(Store):
         try:
             blob = self._retry(attempt, f"writing {self.url(rel)}")
         except gexc.PreconditionFailed as exc:
+            current = self._bucket.get_blob(key) if overwrite else None
+            if current is not None and current.md5_hash == want_md5:
+                return  # an earlier attempt landed but its response was lost: same bytes, done
             raise StorageError(
                 f"{self.url(rel)} " + ("already exists and overwrite=False" if not overwrite
                                        else "was changed by another writer during the upload")

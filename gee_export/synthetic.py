@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -157,11 +157,26 @@ def draw_class_map(grid: Grid, fine_scale: int, seed: int) -> np.ndarray:
             if kind < 0.20:
                 cls[inner] = BARE_SOIL  # construction site
                 continue
+            if kind < 0.32:  # a factory or mall: one large roof filling most of the block
+                gap = m(rng.uniform(10, 25))
+                cls[inner[0].start + gap:inner[0].stop - gap,
+                    inner[1].start + gap:inner[1].stop - gap] = BUILDING
+                continue
             _draw_buildings(cls, inner, rng, m)
     for r in street_rows:
         cls[max(0, r - m(6)):r + m(6), :town_w] = ROAD
     for c in street_cols:
         cls[top:bottom, max(0, c - m(6)):min(c + m(6), town_w)] = ROAD
+
+    # Villages east of the town: a few houses along a lane.
+    for _ in range(max(1, int(grid.area_km2 * 0.4))):
+        vr, vc = int(rng.integers(0, h - m(160))), int(rng.integers(town_w, max(town_w + 1,
+                                                                                w - m(160))))
+        cls[vr + m(70):vr + m(76), vc:vc + m(160)] = ROAD
+        for _ in range(int(rng.integers(4, 9))):
+            r0 = vr + int(rng.choice([m(40), m(82)])) + int(rng.integers(0, m(10)))
+            c0 = vc + int(rng.integers(0, m(140)))
+            cls[r0:r0 + m(rng.uniform(10, 22)), c0:c0 + m(rng.uniform(10, 22))] = BUILDING
 
     # A river meandering north-south in the east, and a lake in the south-east.
     rows = np.arange(h)
@@ -225,7 +240,7 @@ def labels_from(class_map_fine: np.ndarray, grid: Grid, fine_scale: int
     return coarse, fine
 
 
-def mix(fractions: np.ndarray, per_class: dict[int, Sequence[float]]) -> np.ndarray:
+def mix(fractions: np.ndarray, per_class: Mapping[int, Sequence[float]]) -> np.ndarray:
     """Linear mixture ``(n_values, H, W)`` of per-class values by class fraction."""
     n = len(next(iter(per_class.values())))
     out = np.zeros((n, *fractions.shape[1:]), dtype=np.float32)
@@ -347,8 +362,8 @@ def _write_s2(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Gener
     frac20 = fractions.reshape(6, h2, 2, w2, 2).mean(axis=(2, 4))
     dominant = frac20.argmax(axis=0)
     clear_scl = np.zeros((h2, w2), dtype=np.uint8)
-    for code, scl in SCL_FOR_CLASS.items():
-        clear_scl[dominant == code] = scl
+    for code, value in SCL_FOR_CLASS.items():
+        clear_scl[dominant == code] = value
     t20 = Affine(20.0, 0.0, grid.x0, 0.0, -20.0, grid.y0)
     for index, d in enumerate(scene.s2_dates):
         cover = 0.2 if d in scene.cloudy_dates else 0.0
@@ -370,10 +385,9 @@ def _write_s2(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Gener
             refl = refl + rng.normal(0, 1, refl.shape).astype(np.float32) * (noise + 0.02 * refl)
             if S2_NATIVE[band] == 20.0:
                 refl = refl.reshape(h2, 2, w2, 2).mean(axis=(1, 3))
-                masks, transform = (core | edge, shadow, swath), t20
+                masks, transform = [core | edge, shadow, swath], t20
             else:
-                masks = tuple(np.repeat(np.repeat(x, 2, 0), 2, 1) for x in (core | edge, shadow,
-                                                                              swath))
+                masks = [np.repeat(np.repeat(x, 2, 0), 2, 1) for x in (core | edge, shadow, swath)]
                 transform = grid.transform
             cloud_m, shadow_m, swath_m = masks
             refl = np.where(cloud_m, CLOUD_S2 + rng.normal(0, 0.02, refl.shape), refl)

@@ -15,7 +15,8 @@ BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
 
 
 def make_stack(folder: Path, width: int = 448, height: int = 448, fine_scale: int | None = 2,
-               seed: int = 0, month: str = "2019-06") -> tuple[StackPaths, dict[str, np.ndarray]]:
+               seed: int = 0, month: str = "2019-06", image_fine: bool = False
+               ) -> tuple[StackPaths, dict[str, np.ndarray]]:
     """Write an image stack, label and fine label with a NaN area and an unlabelled area."""
     rng = np.random.default_rng(seed)
     grid = Grid("EPSG:32650", 238000.0, 3385000.0, width, height)
@@ -38,8 +39,16 @@ def make_stack(folder: Path, width: int = 448, height: int = 448, fine_scale: in
         write_geotiff(label_fine_path, fine, grid.scaled(fine_scale).transform, grid.crs, 255,
                       descriptions=["label"])
         arrays["label_fine"] = fine
+    image_fine_path = None
+    if fine_scale and image_fine:
+        fine_image = rng.random((3, height * fine_scale, width * fine_scale), np.float32)
+        image_fine_path = str(folder / f"image_x{fine_scale}.tif")
+        write_geotiff(image_fine_path, fine_image, grid.scaled(fine_scale).transform, grid.crs,
+                      float("nan"), descriptions=["R", "G", "B"])
+        arrays["image_fine"] = fine_image
     stack = StackPaths(grid, BANDS, month, str(folder / "image.tif"), str(folder / "label.tif"),
-                       label_fine=label_fine_path, fine_scale=fine_scale)
+                       label_fine=label_fine_path, fine_scale=fine_scale,
+                       image_fine=image_fine_path)
     return stack, arrays
 
 

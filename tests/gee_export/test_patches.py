@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from gee_export.dataset import DatasetSpec, commit_month
 from gee_export.errors import ConfigError, GridError, InputDataError
 from gee_export.geotiff import write_geotiff
 from gee_export.grid import Grid
@@ -233,6 +234,20 @@ def test_patch_writer_without_a_stack(tmp_path):
         writer.write(row, col, image.astype(np.float64), label)
     with pytest.raises(InputDataError, match="shape"):
         writer.write(row, col, image[:1], label)
+    # what the Earth Engine export does after fetching: commit the month's records
+    spec = DatasetSpec(grid, ("B2", "VV"), block=2, fine_scale=4, backend="ee", region="wuhan",
+                       recipe={"s2": "COPERNICUS/S2_SR_HARMONIZED"})
+    manifest = commit_month(open_store(tmp_path), spec, "2020-01", writer.finished_records(),
+                            complete=False, counts={"positions": grid.patch_count})
+    assert read_index(tmp_path) == [rec]
+    assert manifest == read_manifest(tmp_path)
+    assert manifest["backend"] == "ee" and manifest["complete"] == {"2020-01": False}
+    assert manifest["counts"]["per_month"]["2020-01"] == {"positions": 25, "patches": 1}
+    with pytest.raises(ConfigError, match="other months"):
+        commit_month(open_store(tmp_path), spec, "2020-02", [rec], complete=True)
+    with pytest.raises(ConfigError, match="other split"):
+        commit_month(open_store(tmp_path), DatasetSpec(grid, ("B2", "VV"), block=3, fine_scale=4),
+                     "2020-01", [rec], complete=True)
 
 
 def test_bad_stacks_are_refused_with_reasons(small_stack, tmp_path):
@@ -290,3 +305,19 @@ def test_one_row_of_patches_with_only_train(tmp_path):
     stack = StackPaths(grid, ("B2",), "2019-06", str(tmp_path / "i.tif"), str(tmp_path / "l.tif"))
     summary = patch_stack(stack, tmp_path / "ds", ratios=(1, 0, 0), progress=False)
     assert summary.written == grid.patch_count == 50
+
+
+def test_fine_image_patches_for_super_resolution(tmp_path):
+    stack, arrays = make_stack(tmp_path / "stack", width=288, height=208, fine_scale=4,
+                               image_fine=True)
+    out = tmp_path / "ds"
+    patch_stack(stack, out, min_valid_fraction=0.0, ratios=(1, 0, 0), progress=False)
+    records = read_index(out)
+    assert len(records) == stack.grid.patch_count == 3 * 2
+    fine = stack.grid.scaled(4)
+    for rec in records:
+        rows, cols = fine.patch_window(rec["row"], rec["col"]).to_slices()
+        with rasterio.open(out / rec["image_fine"]) as src:
+            assert src.descriptions == ("R", "G", "B") and src.res == (2.5, 2.5)
+            assert src.transform == fine.patch_transform(rec["row"], rec["col"])
+            np.testing.assert_array_equal(src.read(), arrays["image_fine"][:, rows, cols])
