@@ -258,7 +258,7 @@ def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date 
         raise InputDataError(f"{path}: {len(names)} band names given for {count} bands")
     if sensor is None:
         raise InputDataError(f"{path}: cannot tell Sentinel-1 from Sentinel-2; pass sensor=")
-    bands = {name: BandRef(path, i) for i, name in enumerate(names, 1)}
+    bands = {str(name): BandRef(path, i) for i, name in enumerate(names, 1)}
     return _scene(sensor, path.stem, bands, tags, date, unit)
 
 

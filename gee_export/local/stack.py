@@ -184,7 +184,8 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
 
     collection = scenes if isinstance(scenes, SceneCollection) else discover_scenes(scenes)
     monthly = collection.in_month(month)
-    s2 = s1 = ()
+    s2: tuple[Scene, ...] = ()
+    s1: tuple[Scene, ...] = ()
     if need_s2:
         if not monthly.s2:
             raise EmptyCompositeError(
@@ -248,7 +249,7 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
         _write_image(tmp_paths[0], grid, names, s2, s2_bands, s1, s1_bands, offsets,
                      reflectance, units, recipe, month, tags, block, progress)
         _write_label(tmp_paths[1], grid, label_ref, mapping, tags, block, progress)
-        if fine_path is not None:
+        if fine_path is not None and fine_scale is not None:
             _write_label(tmp_paths[2], grid.scaled(fine_scale), fine_ref, mapping, tags,
                          block, progress)
         for tmp, final in zip(tmp_paths, targets, strict=True):

@@ -83,14 +83,14 @@ def read_to_grid(ref: BandRef, grid: Grid, window: Window, resampling: Resamplin
     except RasterioError as exc:
         raise InputDataError(f"{ref.path} cannot be read ({exc}); is it corrupt or truncated? "
                              "Re-download or remove it.") from exc
-    if categorical:
+    if categorical_nodata is not None:
         values = data.astype(np.int32)
         if src_nodata is not None and math.isfinite(src_nodata):
             values = np.where(data == src_nodata, categorical_nodata, values)
         if prepare is not None:
             values = prepare(values).astype(np.int32)
         dest = np.full(shape, categorical_nodata, dtype=np.int32)
-        nodata_value: float = categorical_nodata
+        nodata_value: float = float(categorical_nodata)
     else:
         values = data.astype(np.float32)
         if src_nodata is not None and not math.isnan(src_nodata):
