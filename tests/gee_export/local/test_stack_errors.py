@@ -105,3 +105,27 @@ def test_s1_linear_and_db_give_the_same_db_composite(tmp_path, small_grid):
     expected = 10 * np.log10(linear.mean(axis=0))  # mean in linear power, then dB
     np.testing.assert_allclose(vv, expected, atol=1e-4)
     np.testing.assert_array_equal(count, 2)
+
+
+def test_cloud_mask_band_and_float_reflectance(tmp_path, small_grid):
+    # Stacked float reflectance files (already 0-1) with a cloud mask band instead of SCL.
+    for day, value, cloud in (("03", 0.10, 0), ("13", 0.80, 1), ("23", 0.20, 0)):
+        data = np.stack([np.full((32, 32), value, np.float32),
+                         np.full((32, 32), cloud, np.float32)])
+        write_band(tmp_path / "scenes" / f"S2A_MSIL2A_202106{day}T101031.tif", data,
+                   nodata=None, descriptions=("B04", "CLM"))
+    stack = _build(tmp_path / "scenes", small_grid, "2021-06", ("B4", "s2_clear_count"),
+                   tmp_path)
+    with rasterio.open(stack.image) as src:
+        b4, count = src.read()
+    np.testing.assert_allclose(b4, 0.15, rtol=1e-6)  # the cloudy 0.80 never counts
+    np.testing.assert_array_equal(count, 2)
+
+
+def test_offset_inferred_from_date_warns(write_s2, small_grid, tmp_path):
+    write_s2("20230603", dn=2500, name_extra="X")  # no baseline in name or tags, after 2022
+    with pytest.warns(UserWarning, match="assuming offset -1000"):
+        stack = build_local_stack(tmp_path / "scenes", small_grid, "2023-06", ("B2",),
+                                  out_dir=tmp_path / "out", progress=False)
+    with rasterio.open(stack.image) as src:
+        np.testing.assert_allclose(src.read(1), 0.15, rtol=1e-6)
