@@ -195,6 +195,9 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
             sentinel2.check_level(scene, recipe.allow_l1c)
             for band in s2_bands:
                 scene.band(band)
+            if not (scene.has("SCL") or scene.has("CLOUD_MASK")):
+                warnings.warn(f"{scene.product} has neither SCL nor a cloud mask: all its "
+                              "pixels count as clear", stacklevel=2)
         s2 = _usable(monthly.s2, s2_bands[0] if s2_bands else monthly.s2[0].band_names[0],
                      grid, "Sentinel-2")
         if not s2:

@@ -79,9 +79,11 @@ def test_bigearthnet_pair_stacked_on_one_10m_grid(shared_data, tmp_path, pair):
     scenes = discover_scenes([s2_dir, s1_dir])
     assert [s.sensor for s in scenes.s2 + scenes.s1] == ["S2", "S1"]
     bands = ("B2", "B3", "B4", "B8", "B5", "B11", "VV", "VH", "s2_clear_count", "s1_scene_count")
-    with pytest.warns(UserWarning, match="no label"):
+    with pytest.warns(UserWarning) as caught:
         stack = build_local_stack(scenes, grid, BEN_PAIRS[pair], bands, speckle="none",
                                   out_dir=tmp_path, progress=False)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "no label" in messages and "neither SCL nor a cloud mask" in messages
     with rasterio.open(stack.image) as src:
         assert src.descriptions == bands and (src.height, src.width) == (120, 120)
         assert src.crs.to_string() == grid.crs and src.transform == grid.transform
