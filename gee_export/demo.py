@@ -5,7 +5,7 @@ is quick the second time and later issues add steps (training, prediction, publi
 end of :data:`STEPS` without touching the others:
 
 1. ``scene``      write the synthetic Sentinel-1/2 scene and its labels (gee_export.synthetic);
-2. ``stack``      composite it onto the grid (:func:`build_stack_for_demo`);
+2. ``stack``      composite it onto the grid with the local backend (:func:`build_stack_for_demo`);
 3. ``quicklooks`` PNGs of the composite and the label;
 4. ``patches``    cut the stack into the patch dataset (gee_export.patches).
 """
@@ -13,30 +13,22 @@ end of :data:`STEPS` without touching the others:
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import rasterio
-from rasterio.warp import Resampling, reproject
-
-from gee_export.bands import DEFAULT_IMAGE_BANDS, get_band
+from gee_export.bands import DEFAULT_IMAGE_BANDS
 from gee_export.errors import ConfigError
-from gee_export.geotiff import write_geotiff
 from gee_export.index import read_manifest
+from gee_export.local.stack import LocalRecipe, build_local_stack
 from gee_export.patches import StackPaths, patch_stack, stack_fingerprint
 from gee_export.quicklook import label_png, rgb_png
 from gee_export.splits import DEFAULT_BLOCK
-from gee_export.synthetic import SCENE_FILE, SyntheticScene, generate_scene
-
-SCL_MASKED = (0, 1, 3, 8, 9, 10, 11)  # nodata, saturated, shadow, clouds, cirrus, snow
+from gee_export.synthetic import SyntheticScene, generate_scene
 
 
 @dataclass
@@ -62,70 +54,20 @@ class DemoContext:
         return self.stack
 
 
-def _file_band(name: str) -> str:
-    """Registry name -> Sentinel-2 file band name (B2 -> B02, B8A stays)."""
-    return f"B{int(name[1:]):02d}" if name[1:].isdigit() else name
-
-
-def _onto_grid(path: Path, grid, resampling: Resampling, dtype: str = "float32",
-               nodata: float | None = None) -> np.ndarray:
-    """Read a single-band raster and resample it onto ``grid`` (once)."""
-    out = np.full(grid.shape, np.nan if dtype == "float32" else 0, dtype=dtype)
-    with rasterio.open(path) as src:
-        reproject(rasterio.band(src, 1), out, src_nodata=src.nodata if nodata is None else nodata,
-                  dst_transform=grid.transform, dst_crs=grid.crs,
-                  dst_nodata=np.nan if dtype == "float32" else 0, resampling=resampling)
-    return out
+DEMO_RECIPE = LocalRecipe()  # the local backend's defaults: refined Lee, ENL 4.4, SCL masking
 
 
 def build_stack_for_demo(scene: SyntheticScene, out_dir: Path,
                          bands: Sequence[str] = DEFAULT_IMAGE_BANDS) -> StackPaths:
-    """A minimal monthly composite of the scene on its grid (replaced by the local recipe).
+    """The scene's monthly stack through the local backend, exactly as ``--backend local``.
 
-    Sentinel-2: reflectance = DN / 10000, pixels flagged by SCL (clouds, shadows, nodata) are
-    masked, then the per-pixel median of the clear dates. Sentinel-1: mean of the dates in
-    linear power, then 10*log10 once. The scene's labels are already on the grid.
+    The synthetic scene is written in the layout of local input scenes, so the demo exercises
+    the real recipe (scene discovery, SCL masking and median, refined Lee in linear power and
+    the mean in dB, one warp per source, windowed writes); a rerun finds the finished stack.
     """
-    grid = scene.grid
-    image_path = out_dir / "image.tif"
-    stamp = out_dir / "stack.json"
-    params = {"scene": str(scene.root), "seed": scene.seed, "bands": list(bands),
-              "grid": grid.to_dict(),
-              "scene_written": (scene.root / SCENE_FILE).stat().st_mtime_ns}
-    if image_path.exists() and stamp.exists() and json.loads(stamp.read_text()) == params:
-        return _stack_paths(scene, image_path, bands)
-    layers = []
-    s2 = [b for b in bands if get_band(b).sensor == "S2"]
-    clear = np.stack([~np.isin(_onto_grid(scene.s2_files[d]["SCL"], grid, Resampling.nearest,
-                                          "uint8", nodata=0), SCL_MASKED)
-                      for d in scene.s2_dates])
-    for name in bands:
-        spec = get_band(name)
-        if spec.sensor == "S2":
-            dates = [_onto_grid(scene.s2_files[d][_file_band(name)], grid, Resampling.bilinear)
-                     for d in scene.s2_dates]
-            stack = np.where(clear, np.stack(dates) * spec.scale, np.nan)
-            with warnings.catch_warnings():  # all-cloudy pixels stay NaN, silently
-                warnings.simplefilter("ignore", RuntimeWarning)
-                layers.append(np.nanmedian(stack, axis=0))
-        elif spec.sensor == "S1":
-            linear = np.mean([_onto_grid(scene.s1_files[d][name], grid, Resampling.bilinear)
-                              for d in scene.s1_dates], axis=0)
-            layers.append(10.0 * np.log10(linear))
-        else:
-            raise ConfigError(f"the demo composite makes S1/S2 bands only, not {name!r}")
-    image = np.stack(layers).astype(np.float32)
-    write_geotiff(image_path, image, grid.transform, grid.crs, float("nan"),
-                  descriptions=list(bands),
-                  tags={"SYNTHETIC": "yes", "COMPOSITE": "S2 median of SCL-clear dates; S1 "
-                        "mean in linear power then dB", "MONTH": scene.month, "S2_BANDS": s2})
-    stamp.write_text(json.dumps(params))
-    return _stack_paths(scene, image_path, bands)
-
-
-def _stack_paths(scene: SyntheticScene, image: Path, bands: Sequence[str]) -> StackPaths:
-    return StackPaths(scene.grid, tuple(bands), scene.month, str(image), str(scene.label),
-                      label_fine=str(scene.label_fine), fine_scale=scene.fine_scale)
+    return build_local_stack(scene.root, scene.grid, scene.month, bands, label=scene.label,
+                             fine_scale=scene.fine_scale, speckle=DEMO_RECIPE.speckle,
+                             out_dir=out_dir, recipe=DEMO_RECIPE, progress=False)
 
 
 def demo_block(grid) -> int:
@@ -176,7 +118,8 @@ def step_patches(ctx: DemoContext) -> None:
         shutil.rmtree(root)  # the stack was rebuilt: the demo's old patches are stale
     summary = patch_stack(stack, root, block=demo_block(stack.grid), workers=ctx.workers,
                           backend="synthetic", region="synthetic-wuhan",
-                          recipe={"composite": "demo (gee_export.demo.build_stack_for_demo)",
+                          recipe={"composite": "local backend (gee_export.local.stack)",
+                                  "local_recipe": DEMO_RECIPE.to_dict(),
                                   "scene": str(scene.root), "seed": ctx.seed,
                                   "s2_dates": list(scene.s2_dates),
                                   "s1_dates": list(scene.s1_dates)})

@@ -47,7 +47,7 @@ def test_demo_writes_and_reports_every_output(demo_run, capsys):
 
 def test_demo_composite_recovers_the_class_signatures(demo_run):
     out, _ = demo_run
-    with rasterio.open(out / "stack" / "2019-06" / "image.tif") as src:
+    with rasterio.open(out / "stack" / "2019-06" / "stack_2019-06_image.tif") as src:
         assert src.descriptions == DEFAULT_IMAGE_BANDS and src.tags()["SYNTHETIC"] == "yes"
         image = src.read()
     from gee_export.synthetic import generate_scene
