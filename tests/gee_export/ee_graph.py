@@ -1,4 +1,9 @@
-"""Reading serialized Earth Engine graphs in tests: resolve value references, list calls."""
+"""Reading serialized Earth Engine graphs in tests.
+
+The Cloud API encoding deduplicates shared sub-expressions into ``values``; :func:`calls` walks
+each stored node once (so counts are of distinct invocations), and :func:`arg` resolves one
+argument fully for assertions on constants.
+"""
 
 from __future__ import annotations
 
@@ -14,49 +19,79 @@ def encode(obj) -> dict[str, Any]:
     return json.loads(json.dumps(ee.serializer.encode(obj, for_cloud_api=True)))
 
 
-def resolve(graph: dict[str, Any]) -> Any:
-    """The graph as one nested structure with every ``valueReference`` inlined."""
-    values = graph["values"]
+class Graph:
+    def __init__(self, obj) -> None:
+        self.graph = obj if isinstance(obj, dict) and "values" in obj else encode(obj)
+        self.values = self.graph["values"]
+        self._cache: dict[str, Any] = {}
 
-    def walk(node: Any) -> Any:
+    def resolve(self, node: Any) -> Any:
+        """``node`` with every value reference inlined (memoised per reference)."""
         if isinstance(node, dict):
             if "valueReference" in node:
-                return walk(values[node["valueReference"]])
-            out = {k: walk(v) for k, v in node.items() if k != "functionReference"}
-            if "functionReference" in node:  # an expression's parsed function: inline it
-                out["functionName"] = "<expression>"
-                out["definition"] = walk(values[node["functionReference"]])
-            return out
+                ref = node["valueReference"]
+                if ref not in self._cache:
+                    self._cache[ref] = self.resolve(self.values[ref])
+                return self._cache[ref]
+            if "argumentNames" in node and isinstance(node.get("body"), str):
+                return {"argumentNames": node["argumentNames"],
+                        "body": self.resolve({"valueReference": node["body"]})}
+            return {k: self.resolve(v) for k, v in node.items()}
         if isinstance(node, list):
-            return [walk(v) for v in node]
+            return [self.resolve(v) for v in node]
         return node
 
-    return walk(values[graph["result"]])
+    def calls(self) -> Iterator[dict[str, Any]]:
+        """Every function invocation stored in the graph, each once (references not followed)."""
+        def walk(node: Any) -> Iterator[dict[str, Any]]:
+            if isinstance(node, dict):
+                if "functionInvocationValue" in node:
+                    inv = node["functionInvocationValue"]
+                    yield {"functionName": inv.get("functionName", "<expression>"),
+                           "arguments": inv.get("arguments", {})}
+                for v in node.values():
+                    yield from walk(v)
+            elif isinstance(node, list):
+                for v in node:
+                    yield from walk(v)
+
+        for value in self.values.values():
+            yield from walk(value)
 
 
-def calls(obj) -> Iterator[dict[str, Any]]:
-    """Every ``functionInvocationValue`` of the graph of ``obj`` (or of a resolved graph)."""
-    tree = resolve(encode(obj)) if not isinstance(obj, (dict, list)) else obj
-
-    def walk(node: Any) -> Iterator[dict[str, Any]]:
-        if isinstance(node, dict):
-            if "functionInvocationValue" in node:
-                yield node["functionInvocationValue"]
-            for v in node.values():
-                yield from walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                yield from walk(v)
-
-    yield from walk(tree)
+def calls(obj) -> list[dict[str, Any]]:
+    return list(Graph(obj).calls())
 
 
 def names(obj) -> list[str]:
     return [c["functionName"] for c in calls(obj)]
 
 
+def find(obj, name: str) -> list[dict[str, Any]]:
+    """Invocations of ``name`` with their arguments fully resolved."""
+    graph = Graph(obj)
+    return [{"functionName": name, "arguments": graph.resolve(c["arguments"])}
+            for c in graph.calls() if c["functionName"] == name]
+
+
+def first_call(obj, name: str) -> dict[str, Any]:
+    found = find(obj, name)
+    if not found:
+        raise AssertionError(f"{name} not in graph")
+    return found[0]
+
+
+def constant(argument: dict[str, Any]) -> Any:
+    """The constant held by a resolved argument (constantValue or arrayValue of constants)."""
+    if "constantValue" in argument:
+        return argument["constantValue"]
+    if "arrayValue" in argument:
+        return [constant(v) for v in argument["arrayValue"]["values"]]
+    raise AssertionError(f"not a constant: {str(argument)[:200]}")
+
+
 def constants(node: Any) -> Iterator[Any]:
-    """Every constantValue below ``node``."""
+    """Every constantValue below a resolved node."""
     if isinstance(node, dict):
         if "constantValue" in node:
             yield node["constantValue"]
@@ -69,12 +104,16 @@ def constants(node: Any) -> Iterator[Any]:
 
 def expressions(obj) -> list[str]:
     """The expression strings passed to Image.parseExpression."""
-    return [c["arguments"]["expression"]["constantValue"] for c in calls(obj)
-            if c["functionName"] == "Image.parseExpression"]
+    return [constant(c["arguments"]["expression"]) for c in find(obj, "Image.parseExpression")]
 
 
-def first_call(obj, name: str) -> dict[str, Any]:
-    for c in calls(obj):
-        if c["functionName"] == name:
-            return c
-    raise AssertionError(f"{name} not in graph")
+def contains_call(node: Any, name: str) -> bool:
+    """Whether a resolved node has an invocation of ``name`` anywhere below it."""
+    if isinstance(node, dict):
+        inv = node.get("functionInvocationValue")
+        if inv and inv.get("functionName") == name:
+            return True
+        return any(contains_call(v, name) for v in node.values())
+    if isinstance(node, list):
+        return any(contains_call(v, name) for v in node)
+    return False
