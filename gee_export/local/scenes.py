@@ -1,0 +1,324 @@
+"""Find local Sentinel scenes and what is in them: sensor, date, bands, level, unit.
+
+Three layouts are recognised, in a folder (searched recursively), a glob or a list of files:
+
+- one file per band, ``<product>_<BAND>.tif`` (BigEarthNet, isamap's synthetic scene):
+  ``S2A_MSIL2A_20170613T101031_87_48_B02.tif``, ``..._SCL.tif``, ``S1A_IW_GRDH_..._VV.tif``;
+- stacked files whose band descriptions name the bands (``B2``/``B02``, ``SCL``, ``VV``...);
+- stacked files without descriptions: 2 bands of an S1 product are VV, VH; 13 bands of an S2
+  product are B1..B12 with B10 (which only L1C has), 12 bands the L2A set without B10.
+
+Label rasters are files in a ``labels`` folder or named ``*label*``. Dates come from the
+``ACQUISITION_DATE`` tag (or ``TIFFTAG_DATETIME``), else from the product name
+(``YYYYMMDDThhmmss`` or ``YYYY-MM-DD``). Only metadata is read here; pixels are read later by
+window, so discovery is cheap for big tiles.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob as globlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import rasterio
+from rasterio.errors import RasterioIOError
+
+from gee_export.errors import InputDataError
+
+Sensor = Literal["S1", "S2"]
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+S2_L1C_ORDER = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+S2_L2A_ORDER = tuple(b for b in S2_L1C_ORDER if b != "B10")
+MASK_NAMES = {"CLOUD_MASK": "CLOUD_MASK", "CLM": "CLOUD_MASK", "CLOUDMASK": "CLOUD_MASK",
+              "MASK": "CLOUD_MASK", "SCL": "SCL"}
+
+_BAND_FILE = re.compile(r"^(?P<product>.+)_(?P<band>B0?\d{1,2}A?|SCL|VV|VH|CLOUD_MASK|CLM|MASK)$",
+                        re.IGNORECASE)
+_DATE_COMPACT = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})T\d{1,6}")
+_DATE_ISO = re.compile(r"(?<!\d)((?:19|20)\d{2})-(\d{2})-(\d{2})")
+_DATE_PLAIN = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?!\d)")
+_BASELINE = re.compile(r"_N(\d{2})(\d{2})(?:_|$)")
+
+
+@dataclass(frozen=True)
+class BandRef:
+    """Where one band lives: a file and its 1-based band index."""
+
+    path: Path
+    index: int = 1
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One acquisition: sensor, date and its bands (canonical names such as B2, B8A, SCL, VV).
+
+    ``level`` is the Sentinel-2 product level (``L2A``/``L1C``) when known; ``unit`` the stated
+    Sentinel-1 unit (``linear``/``dB``; None = detect from values); ``baseline`` the Sentinel-2
+    processing baseline (``"04.00"``) and ``boa_add_offset`` the offset when the metadata says.
+    """
+
+    sensor: Sensor
+    product: str
+    date: dt.date
+    bands: tuple[tuple[str, BandRef], ...]
+    level: str | None = None
+    unit: str | None = None
+    baseline: str | None = None
+    boa_add_offset: float | None = None
+    tags: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.bands)
+
+    def band(self, name: str) -> BandRef:
+        """The file and index of ``name``; a clear error naming what the scene does have."""
+        for key, ref in self.bands:
+            if key == name:
+                return ref
+        raise InputDataError(
+            f"{self.sensor} scene {self.product} ({self.date}) has no band {name!r}; it has "
+            f"{', '.join(self.band_names) or 'no bands'}. Add the band file or drop {name} from "
+            "the requested bands."
+        )
+
+    def has(self, name: str) -> bool:
+        return any(key == name for key, _ in self.bands)
+
+    @property
+    def month(self) -> str:
+        return f"{self.date.year:04d}-{self.date.month:02d}"
+
+
+@dataclass(frozen=True)
+class SceneCollection:
+    """Everything found: Sentinel-1 and Sentinel-2 scenes (by date) and label rasters."""
+
+    s1: tuple[Scene, ...] = ()
+    s2: tuple[Scene, ...] = ()
+    labels: tuple[Path, ...] = ()
+
+    def in_month(self, month: str) -> SceneCollection:
+        """Scenes acquired in ``YYYY-MM`` (labels are undated and kept)."""
+        parse_month(month)
+        return SceneCollection(tuple(s for s in self.s1 if s.month == month),
+                               tuple(s for s in self.s2 if s.month == month), self.labels)
+
+    def label(self, scale: int = 1) -> Path | None:
+        """The label raster for ``grid.scaled(scale)``: ``label_x<k>.tif`` for k > 1."""
+        suffix = f"_x{scale}"
+        for path in self.labels:
+            has_scale = re.search(r"_x\d+$", path.stem) is not None
+            if (scale == 1 and not has_scale) or (scale > 1 and path.stem.endswith(suffix)):
+                return path
+        return None
+
+
+def parse_month(month: str) -> tuple[dt.date, dt.date]:
+    """First day of ``YYYY-MM`` and first day of the next month."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})", month or "")
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise InputDataError(f"month {month!r} is not YYYY-MM (for example 2021-07)")
+    start = dt.date(int(match.group(1)), int(match.group(2)), 1)
+    end = dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    return start, end
+
+
+def canonical_band(name: str) -> str | None:
+    """``B02`` -> ``B2``, ``b8a`` -> ``B8A``, ``clm`` -> ``CLOUD_MASK``; None if not a band name."""
+    text = name.strip().upper()
+    match = re.fullmatch(r"B0?(\d{1,2})(A?)", text)
+    if match:
+        return f"B{int(match.group(1))}{match.group(2)}"
+    if text in ("VV", "VH", "HH", "HV"):
+        return text
+    return MASK_NAMES.get(text)
+
+
+def date_from_text(text: str) -> dt.date | None:
+    """An acquisition date in a tag value or a product name, or None."""
+    for pattern in (_DATE_COMPACT, _DATE_ISO, _DATE_PLAIN):
+        match = pattern.search(text)
+        if match:
+            try:
+                return dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+            except ValueError:
+                continue
+    return None
+
+
+def _sensor_from(name: str, bands: Iterable[str]) -> Sensor | None:
+    upper = name.upper()
+    if re.search(r"(^|[_\-/])S1[A-D]?([_\-]|$|HAND)", upper) or "GRD" in upper:
+        return "S1"
+    if re.search(r"(^|[_\-/])S2[A-D]?([_\-]|$|HAND)", upper) or "MSIL" in upper:
+        return "S2"
+    names = set(bands)
+    if names and names <= {"VV", "VH", "HH", "HV"}:
+        return "S1"
+    if any(n.startswith("B") for n in names):
+        return "S2"
+    return None
+
+
+def _read_meta(path: Path) -> tuple[int, tuple[str | None, ...], dict[str, str]]:
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise InputDataError(
+                    f"{path} has no CRS; local scenes must be georeferenced GeoTIFFs (assign one "
+                    "with gdal_edit.py -a_srs EPSG:xxxx)"
+                )
+            tags = {k.upper(): v for k, v in src.tags().items()}
+            return src.count, tuple(src.descriptions), tags
+    except RasterioIOError as exc:
+        raise InputDataError(f"{path} cannot be read as a raster ({exc}); is it corrupt or "
+                             "truncated? Re-download or remove it.") from exc
+
+
+def _level(product: str, tags: dict[str, str], bands: Sequence[str]) -> str | None:
+    level = tags.get("PRODUCT_LEVEL", "").upper().replace("LEVEL-", "L").replace("LEVEL", "L")
+    if level in ("L1C", "L2A"):
+        return level
+    upper = product.upper()
+    if "MSIL1C" in upper:
+        return "L1C"
+    if "MSIL2A" in upper:
+        return "L2A"
+    if "B10" in bands:
+        return "L1C"  # the cirrus band is dropped from L2A products
+    return None
+
+
+def _scene(sensor: Sensor, product: str, bands: dict[str, BandRef], tags: dict[str, str],
+           date: dt.date | None, unit: str | None) -> Scene:
+    if date is None:
+        stamp = (tags.get("ACQUISITION_DATE")
+                 or tags.get("TIFFTAG_DATETIME", "").replace(":", "-", 2))
+        date = date_from_text(stamp) or date_from_text(product)
+    if date is None:
+        raise InputDataError(
+            f"no acquisition date for {product}: set the ACQUISITION_DATE tag (YYYY-MM-DD), put "
+            "YYYYMMDDThhmmss in the file name, or open it with open_scene(path, date=...)"
+        )
+    order = (*S2_L1C_ORDER, "SCL", "CLOUD_MASK", "VV", "VH", "HH", "HV")
+    ordered = tuple(sorted(bands.items(), key=lambda kv: order.index(kv[0])
+                           if kv[0] in order else len(order)))
+    baseline = tags.get("PROCESSING_BASELINE")
+    match = _BASELINE.search(product)
+    if baseline is None and match:
+        baseline = f"{match.group(1)}.{match.group(2)}"
+    offset = tags.get("BOA_ADD_OFFSET")
+    unit = unit or tags.get("SIGMA0_UNIT")
+    return Scene(sensor, product, date, ordered,
+                 level=_level(product, tags, tuple(bands)) if sensor == "S2" else None,
+                 unit=_norm_unit(unit) if sensor == "S1" else None, baseline=baseline,
+                 boa_add_offset=float(offset) if offset not in (None, "") else None,
+                 tags=tuple(sorted(tags.items())))
+
+
+def _norm_unit(unit: str | None) -> str | None:
+    if unit is None:
+        return None
+    text = unit.strip().lower()
+    if text in ("db", "decibel", "decibels"):
+        return "dB"
+    if text in ("linear", "power", "linear power", "intensity"):
+        return "linear"
+    raise InputDataError(f"SIGMA0_UNIT {unit!r} is neither 'linear' nor 'dB'")
+
+
+def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date | None = None,
+               unit: str | None = None, band_names: Sequence[str] | None = None) -> Scene:
+    """One stacked scene file, with anything the file does not say stated by the caller."""
+    path = Path(path)
+    count, descriptions, tags = _read_meta(path)
+    names = [canonical_band(d) if d else None for d in descriptions]
+    if band_names is not None:
+        names = [canonical_band(n) or n for n in band_names]
+    guessed = _sensor_from(path.stem, [n for n in names if n])
+    sensor = sensor or guessed
+    if not all(names):
+        if sensor == "S1" and count == 2:
+            names = ["VV", "VH"]
+        elif sensor == "S1" and count == 1:
+            names = [canonical_band(path.stem.split("_")[-1]) or "VV"]
+        elif sensor == "S2" and count in (12, 13):
+            names = list(S2_L1C_ORDER if count == 13 else S2_L2A_ORDER)
+        else:
+            raise InputDataError(
+                f"{path}: cannot tell which band is which ({count} bands, descriptions "
+                f"{descriptions}); set band descriptions or pass band_names=..."
+            )
+    if len(names) != count:
+        raise InputDataError(f"{path}: {len(names)} band names given for {count} bands")
+    if sensor is None:
+        raise InputDataError(f"{path}: cannot tell Sentinel-1 from Sentinel-2; pass sensor=")
+    bands = {name: BandRef(path, i) for i, name in enumerate(names, 1)}
+    return _scene(sensor, path.stem, bands, tags, date, unit)
+
+
+def _expand(source: str | Path | Sequence[str | Path]) -> list[Path]:
+    if isinstance(source, (list, tuple)):
+        return [p for item in source for p in _expand(item)]
+    text = str(source)
+    path = Path(text)
+    if path.is_dir():
+        found = [p for p in sorted(path.rglob("*")) if p.suffix.lower() in RASTER_SUFFIXES]
+    elif any(ch in text for ch in "*?["):
+        found = [Path(p) for p in sorted(globlib.glob(text, recursive=True))
+                 if Path(p).suffix.lower() in RASTER_SUFFIXES]
+    elif path.is_file():
+        found = [path]
+    else:
+        raise InputDataError(f"scene source {text!r} is neither a folder, a file nor a glob "
+                             "that matches anything")
+    return found
+
+
+def _is_label(path: Path) -> bool:
+    return path.parent.name.lower() == "labels" or "label" in path.stem.lower()
+
+
+def discover_scenes(source: str | Path | Sequence[str | Path]) -> SceneCollection:
+    """Scan a folder, glob or list of files for Sentinel-1/2 scenes and label rasters."""
+    paths = _expand(source)
+    if not paths:
+        raise InputDataError(f"no rasters (*.tif, *.tiff, *.jp2, *.vrt) found in {source}")
+    groups: dict[tuple[Path, str], dict[str, BandRef]] = {}
+    tags_of: dict[tuple[Path, str], dict[str, str]] = {}
+    scenes: list[Scene] = []
+    labels: list[Path] = []
+    for path in paths:
+        if _is_label(path):
+            _read_meta(path)
+            labels.append(path)
+            continue
+        match = _BAND_FILE.match(path.stem)
+        if match:
+            key = (path.parent, match.group("product"))
+            _, _, tags = _read_meta(path)
+            groups.setdefault(key, {})[canonical_band(match.group("band")) or ""] = BandRef(path)
+            tags_of.setdefault(key, {}).update(tags)
+            continue
+        scenes.append(open_scene(path))
+    for key, bands in groups.items():
+        product = key[1]
+        tags = tags_of[key]
+        sensor = _sensor_from(product, bands)
+        if sensor is None:
+            raise InputDataError(f"{product}: cannot tell Sentinel-1 from Sentinel-2 from its "
+                                 "name or bands; name products S1*/S2* or use open_scene()")
+        scenes.append(_scene(sensor, product, bands, tags, None, None))
+    s1 = tuple(sorted((s for s in scenes if s.sensor == "S1"), key=lambda s: (s.date, s.product)))
+    s2 = tuple(sorted((s for s in scenes if s.sensor == "S2"), key=lambda s: (s.date, s.product)))
+    return SceneCollection(s1, s2, tuple(labels))
+
+
+def with_date(scene: Scene, date: dt.date) -> Scene:
+    """The same scene with a stated acquisition date (for files that do not carry one)."""
+    return replace(scene, date=date)

@@ -1,0 +1,121 @@
+"""Sentinel-1 monthly composite in numpy: despeckle each scene, mean in linear power, then dB.
+
+Same recipe as the Earth Engine side (``COPERNICUS/S1_GRD_FLOAT``): every scene is filtered in
+linear power in its own geometry (the speckle model is multiplicative in power; filtering
+after resampling would filter interpolated, correlated speckle), warped once onto the grid,
+averaged in linear power over the month, and converted with 10*log10 once at the end. The
+number of scenes that contributed to each pixel is the ``s1_scene_count`` quality band.
+
+Input sigma0 may be linear or dB: the unit comes from the caller, the scene's ``SIGMA0_UNIT``
+tag, or the values (dB sigma0 has a negative median; linear power is never negative).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import rasterio
+
+from gee_export.errors import InputDataError
+from gee_export.grid import Grid, Window
+from gee_export.local.scenes import Scene
+from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL, SpeckleFilter, despeckle, halo_for
+from gee_export.local.warp import read_to_grid
+
+
+def db_to_linear(db: np.ndarray) -> np.ndarray:
+    """10^(dB/10); NaN stays NaN."""
+    return np.power(np.float32(10.0), np.asarray(db, dtype=np.float32) / np.float32(10.0))
+
+
+def linear_to_db(linear: np.ndarray) -> np.ndarray:
+    """10*log10(power); power <= 0 has no dB value and becomes NaN."""
+    linear = np.asarray(linear, dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(linear > 0, 10.0 * np.log10(linear), np.nan).astype(np.float32)
+
+
+def unit_from_values(values: np.ndarray) -> str:
+    """``'dB'`` when the finite values have a negative median, else ``'linear'``."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        raise InputDataError("cannot tell linear from dB: the band has no finite value; state "
+                             "the unit (SIGMA0_UNIT tag or unit=...)")
+    return "dB" if float(np.median(finite)) < 0 else "linear"
+
+
+def scene_unit(scene: Scene, band: str, stated: str | None = None) -> str:
+    """The unit of a scene band: stated > tag > values (a decimated read, not the whole file)."""
+    if stated is not None:
+        if stated not in ("linear", "dB"):
+            raise InputDataError(f"unit {stated!r} is neither 'linear' nor 'dB'")
+        return stated
+    if scene.unit is not None:
+        return scene.unit
+    ref = scene.band(band)
+    with rasterio.open(ref.path) as src:
+        step = max(1, max(src.width, src.height) // 512)
+        sample = src.read(ref.index, out_shape=(max(1, src.height // step),
+                                                max(1, src.width // step))).astype(np.float32)
+        if src.nodata is not None and not np.isnan(src.nodata):
+            sample[sample == src.nodata] = np.nan
+    return unit_from_values(sample)
+
+
+def _preparer(unit: str, speckle: SpeckleFilter, size: int, enl: float):
+    def prepare(values: np.ndarray) -> np.ndarray:
+        linear = db_to_linear(values) if unit == "dB" else values.astype(np.float32)
+        linear = np.where(linear > 0, linear, np.nan)  # 0 is the usual GRD border fill
+        return despeckle(linear, speckle, size=size, enl=enl)
+    return prepare
+
+
+def composite_window(scenes: Sequence[Scene], bands: Sequence[str], grid: Grid, window: Window,
+                     *, units: dict[tuple[str, str], str], speckle: SpeckleFilter = "refined_lee",
+                     size: int = DEFAULT_KERNEL, enl: float = DEFAULT_ENL,
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of despeckled linear sigma0 over ``scenes`` on one window, in dB; and scene count.
+
+    Args:
+        scenes: the month's Sentinel-1 scenes.
+        bands: polarisations, e.g. ``("VV", "VH")``.
+        grid: target grid.
+        window: the block of the grid to compute.
+        speckle: filter applied per scene in linear power, in the scene's own pixels.
+        size: kernel of boxcar, Lee, Gamma-MAP and Lee sigma.
+        enl: equivalent number of looks.
+        units: (product, band) -> ``'linear'``/``'dB'``, decided once per scene by the caller
+            (deciding per window could flip between windows).
+
+    Returns:
+        ``((bands, rows, cols) dB float32 NaN = no data, (rows, cols) float32 scene count)``;
+        a scene counts for a pixel where all requested polarisations are valid.
+    """
+    halo = halo_for(speckle, size)
+    total = np.zeros((len(bands), window.height, window.width), dtype=np.float64)
+    count = np.zeros((window.height, window.width), dtype=np.float32)
+    for scene in scenes:
+        layers = []
+        for band in bands:
+            prepare = _preparer(units[(scene.product, band)], speckle, size, enl)
+            layers.append(read_to_grid(scene.band(band), grid, window, "bilinear",
+                                       prepare=prepare, halo=halo))
+        stack = np.stack(layers)
+        ok = np.isfinite(stack).all(axis=0)
+        total += np.where(ok, stack, 0.0)
+        count += ok
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return linear_to_db(mean), count
+
+
+def monthly_mean_db(linear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pure numpy: ``(time, bands, rows, cols)`` linear power -> (mean in dB, scene count)."""
+    linear = np.asarray(linear, dtype=np.float64)
+    ok = np.isfinite(linear).all(axis=1)
+    count = ok.sum(axis=0)
+    total = np.where(ok[:, None], linear, 0.0).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return linear_to_db(mean), count.astype(np.float32)

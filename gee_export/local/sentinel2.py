@@ -1,0 +1,165 @@
+"""Sentinel-2 L2A monthly composite in numpy: reflectance, SCL cloud mask, per-pixel median.
+
+The recipe matches the Earth Engine side (``COPERNICUS/S2_SR_HARMONIZED`` masked with SCL, median
+over the month): reflectance = (DN + BOA_ADD_OFFSET) / 10000 with the offset -1000 for
+processing baseline >= 04.00 (Earth Engine's harmonized collection already removed it); DN 0 is
+nodata; SCL classes 3 (cloud shadow), 8, 9 (cloud medium/high), 10 (cirrus) and 11 (snow) and
+SCL 0 (nodata) are masked; the median is taken over the clear observations only and the number
+of clear observations is the ``s2_clear_count`` quality band.
+
+``monthly_median`` is the pure numpy entry point (arrays in, arrays out); ``composite_window``
+reads scenes onto one grid window with :mod:`gee_export.local.warp`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from gee_export.errors import InputDataError
+from gee_export.grid import Grid, Window
+from gee_export.local.scenes import Scene
+from gee_export.local.warp import read_to_grid
+
+SCL_MASKED_CLASSES: tuple[int, ...] = (3, 8, 9, 10, 11)
+SCL_NODATA = 0
+BASELINE_OFFSET_DATE = dt.date(2022, 1, 25)  # first products of processing baseline 04.00
+BOA_ADD_OFFSET = -1000.0
+DN_SCALE = 1e-4
+
+
+def clear_from_scl(scl: np.ndarray, masked: Sequence[int] = SCL_MASKED_CLASSES) -> np.ndarray:
+    """True where an SCL pixel is usable: not nodata (0, or negative fill) and not masked."""
+    scl = np.asarray(scl)
+    return (scl > SCL_NODATA) & ~np.isin(scl, np.asarray(masked))
+
+
+def clear_from_cloud_mask(mask: np.ndarray) -> np.ndarray:
+    """True where a cloud mask says clear (0); anything > 0 is cloud, negative is nodata."""
+    mask = np.asarray(mask)
+    return mask == 0
+
+
+def monthly_median(reflectance: np.ndarray, clear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel median of the clear observations of a time series.
+
+    Args:
+        reflectance: ``(time, bands, rows, cols)`` values, NaN = nodata.
+        clear: ``(time, rows, cols)`` booleans; False observations never enter the median.
+
+    Returns:
+        ``(composite, clear_count)``: ``(bands, rows, cols)`` float32 with NaN where no clear
+        observation exists, and ``(rows, cols)`` float32 counts of the observations used.
+    """
+    reflectance = np.asarray(reflectance, dtype=np.float32)
+    clear = np.asarray(clear, dtype=bool)
+    if reflectance.ndim != 4 or clear.shape != (reflectance.shape[0], *reflectance.shape[2:]):
+        raise InputDataError(f"expected (time, bands, rows, cols) values and (time, rows, cols) "
+                             f"mask, got {reflectance.shape} and {clear.shape}")
+    usable = clear & np.isfinite(reflectance).all(axis=1)
+    masked = np.where(usable[:, None], reflectance, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels -> NaN, on purpose
+        composite = np.nanmedian(masked, axis=0) if len(masked) else np.full(
+            reflectance.shape[1:], np.nan, dtype=np.float32)
+    return composite.astype(np.float32), usable.sum(axis=0).astype(np.float32)
+
+
+def boa_offset(scene: Scene, override: float | None = None) -> float:
+    """The BOA_ADD_OFFSET to add to DNs of this scene (0 or -1000).
+
+    Order: the caller's value; the scene's BOA_ADD_OFFSET tag; the processing baseline in the
+    metadata or product name (``_N0400_`` -> 04.00); else the acquisition date (on or after
+    2022-01-25 all products carry the offset), with a warning because reprocessed or harmonized
+    exports may already have removed it.
+    """
+    if override is not None:
+        return float(override)
+    if scene.boa_add_offset is not None:
+        return scene.boa_add_offset
+    if scene.baseline is not None:
+        try:
+            major = float(scene.baseline)
+        except ValueError:
+            raise InputDataError(f"{scene.product}: processing baseline {scene.baseline!r} is "
+                                 "not a number like 04.00") from None
+        return BOA_ADD_OFFSET if major >= 4.0 else 0.0
+    if scene.date >= BASELINE_OFFSET_DATE:
+        warnings.warn(f"{scene.product}: no processing baseline or BOA_ADD_OFFSET in metadata; "
+                      f"acquired {scene.date} (>= 2022-01-25) so assuming offset -1000. Pass "
+                      "boa_add_offset=0 if the DNs were already harmonized.", stacklevel=2)
+        return BOA_ADD_OFFSET
+    return 0.0
+
+
+def check_level(scene: Scene, allow_l1c: bool = False) -> None:
+    """Refuse Level-1C (top-of-atmosphere) input, or warn when the user forces it."""
+    if scene.level == "L1C":
+        message = (f"{scene.product} is Sentinel-2 Level-1C (top-of-atmosphere, no SCL); the "
+                   "recipe is Level-2A surface reflectance. Use the L2A product")
+        if not allow_l1c:
+            raise InputDataError(message + ", or pass allow_l1c=True to composite TOA anyway.")
+        warnings.warn(message + "; continuing because allow_l1c=True (values are TOA).",
+                      stacklevel=2)
+
+
+def _zero_is_nodata(dn: np.ndarray) -> np.ndarray:
+    """DN 0 is Sentinel-2 nodata even when a file does not declare it."""
+    return np.where(dn == 0, np.nan, dn)
+
+
+def dn_to_reflectance(dn: np.ndarray, offset: float) -> np.ndarray:
+    """(DN + offset) / 10000; DN 0 / NaN stay NaN. Float input <= 2 is taken as reflectance."""
+    return (np.asarray(dn, dtype=np.float32) + np.float32(offset)) * np.float32(DN_SCALE)
+
+
+def is_reflectance(scene: Scene, band: str) -> bool:
+    """Whether a band already holds 0-1 reflectance (float GeoTIFF tagged or valued so)."""
+    import rasterio
+
+    ref = scene.band(band)
+    with rasterio.open(ref.path) as src:
+        if src.dtypes[ref.index - 1].startswith("float"):
+            step = max(1, max(src.width, src.height) // 256)
+            sample = src.read(ref.index, out_shape=(max(1, src.height // step),
+                                                    max(1, src.width // step)))
+            finite = sample[np.isfinite(sample) & (sample != 0)]
+            return bool(finite.size) and float(np.percentile(finite, 99)) <= 2.0
+    return False
+
+
+def composite_window(scenes: Sequence[Scene], bands: Sequence[str], grid: Grid, window: Window,
+                     *, masked_classes: Sequence[int] = SCL_MASKED_CLASSES,
+                     offsets: dict[str, float] | None = None,
+                     reflectance_bands: frozenset[tuple[str, str]] = frozenset(),
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Median composite of ``bands`` over ``scenes`` on one grid window, and the clear count.
+
+    Each scene's cloud information (SCL, else a cloud mask) is put on the grid with nearest
+    neighbour, each band bilinearly, once. ``offsets`` maps product -> BOA_ADD_OFFSET;
+    ``reflectance_bands`` holds (product, band) pairs that are already reflectance.
+    """
+    offsets = offsets or {}
+    values = np.full((len(scenes), len(bands), window.height, window.width), np.nan, np.float32)
+    clear = np.zeros((len(scenes), window.height, window.width), dtype=bool)
+    for t, scene in enumerate(scenes):
+        if scene.has("SCL"):
+            scl = read_to_grid(scene.band("SCL"), grid, window, "nearest", categorical_nodata=0)
+            clear[t] = clear_from_scl(scl, masked_classes)
+        elif scene.has("CLOUD_MASK"):
+            cm = read_to_grid(scene.band("CLOUD_MASK"), grid, window, "nearest",
+                              categorical_nodata=-1)
+            clear[t] = clear_from_cloud_mask(cm)
+        else:
+            clear[t] = True
+        for b, band in enumerate(bands):
+            if (scene.product, band) in reflectance_bands:
+                values[t, b] = read_to_grid(scene.band(band), grid, window, "bilinear")
+            else:
+                raw = read_to_grid(scene.band(band), grid, window, "bilinear",
+                                   prepare=_zero_is_nodata)
+                values[t, b] = dn_to_reflectance(raw, offsets.get(scene.product, 0.0))
+    return monthly_median(values, clear)
