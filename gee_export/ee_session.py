@@ -172,8 +172,8 @@ class EESession:
             credentials = _credentials(ee)
             ee.Initialize(credentials, project=self.project, opt_url=url)
         except Exception as exc:  # google-auth, EEException, file errors: all mean "not set up"
-            raise AuthenticationError(AUTH_HELP.format(
-                reason=f"{type(exc).__name__}: {exc}".strip()[:400])) from exc
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
+            raise AuthenticationError(AUTH_HELP.format(reason=reason)) from exc
         self.transport = EETransport(ee)
         return self
 
