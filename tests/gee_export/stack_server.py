@@ -117,7 +117,7 @@ class StackTransport:
         clip = graph.resolve(graph.values[graph.graph["result"]])["functionInvocationValue"]
         assert clip["functionName"] == "Image.clipToBoundsAndScale"
         rect = clip["arguments"]["geometry"]["functionInvocationValue"]["arguments"]
-        x0, y0, width, height = rect["coordinates"]["constantValue"]
+        _, _, width, height = rect["coordinates"]["constantValue"]  # pixel box from 0,0
         rp = clip["arguments"]["input"]["functionInvocationValue"]["arguments"]
         transform = rp["crsTransform"]["constantValue"]
         crs = rp["crs"]["functionInvocationValue"]["arguments"]["crs"]["constantValue"]

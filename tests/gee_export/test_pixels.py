@@ -23,9 +23,10 @@ from gee_export.pixels import (
 def covered(window: Window, bands, subs) -> np.ndarray:
     hits = np.zeros((len(bands), window.height, window.width), int)
     for s in subs:
+        rows = slice(s.window.row_off - window.row_off, s.window.row_end - window.row_off)
+        cols = slice(s.window.col_off - window.col_off, s.window.col_end - window.col_off)
         for b in s.bands:
-            hits[bands.index(b), s.window.row_off - window.row_off:s.window.row_end - window.row_off,
-                 s.window.col_off - window.col_off:s.window.col_end - window.col_off] += 1
+            hits[bands.index(b), rows, cols] += 1
     return hits
 
 
