@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> int:
     from gee_export.ee_session import EESession
     from gee_export.export import export_pixels
+    from gee_export.sentinel1 import require_scenes, s1_collection
     from gee_export.sentinel2 import choose_window, clear_count_statistic
     from gee_export.stack import EERecipe, build_fine_label, build_stack
     from gee_export.tasks import export_tasks
@@ -167,6 +168,10 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
             lambda start, end: session.get_info(
                 clear_count_statistic(geometry, start, end, s2), "counting clear observations"))
         s1_window = month_window(month)
+        if any(band_registry.get_band(b).sensor == "S1" or b == "s1_scene_count" for b in bands):
+            require_scenes(session.get_info(
+                s1_collection(geometry, s1_window.start, s1_window.end, s1).size(),
+                "counting Sentinel-1 scenes"), month, region.name, s1)
         image = build_stack(grid, s2_window, recipe, geometry, s1_window)
         fine = build_fine_label(grid, s2_window, recipe, geometry) if args.fine_scale else None
         job = ExportJob(grid, bands, month, region.name,

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from gee_export import speckle as speckle_filters
 from gee_export import terrain
-from gee_export.errors import ConfigError
+from gee_export.errors import ConfigError, EmptyCompositeError
 
 S1_COLLECTION = "COPERNICUS/S1_GRD_FLOAT"
 ANGLE_MIN = 30.63993
@@ -120,3 +120,13 @@ def s1_composite(region, start: str, end: str, recipe: S1Recipe | None = None,
     db = linear_mean.log10().multiply(10.0).rename(list(bands))
     count = scenes.select(bands[0]).count().rename("s1_scene_count").toFloat()
     return db.addBands(count).set("s1_collection", recipe.collection)
+
+
+def require_scenes(count: int, month: str, region_name: str, recipe: S1Recipe) -> int:
+    """Fail clearly when the month has no usable Sentinel-1 scene (``count`` from the server)."""
+    if int(count or 0) <= 0:
+        raise EmptyCompositeError(
+            f"no Sentinel-1 IW VV+VH scene ({recipe.collection}, orbit pass "
+            f"{recipe.orbit_pass}) over region {region_name!r} in month {month}. Choose another "
+            "--month, or --orbit-pass both.")
+    return int(count)

@@ -35,8 +35,10 @@ class HttpError(Exception):
 class StackTransport:
     def __init__(self, stack: StackPaths, faults: list[BaseException] | None = None,
                  fail_every: int = 0, fault: BaseException | None = None,
-                 gcs_client=None, task_bands: tuple[str, ...] | None = None) -> None:
+                 gcs_client=None, task_bands: tuple[str, ...] | None = None,
+                 task_error: str | None = None) -> None:
         self.stack = stack
+        self.task_error = task_error  # tasks end FAILED with this message when set
         # band names of the image that export tasks write (the recipe's bands, then label)
         self.task_bands = task_bands or (*stack.bands, "label")
         self.faults = list(faults or [])
@@ -127,6 +129,11 @@ class StackTransport:
         dest = opts["cloudStorageDestination"]
         dims = opts["geoTiffOptions"]["tileDimensions"]
         assert dims["width"] % 256 == 0 and dims["width"] >= width
+        if self.task_error:
+            task_id = f"T{next(self._ids)}"
+            self.tasks[task_id] = {"id": task_id, "state": "FAILED",
+                                   "error_message": self.task_error}
+            return task_id
         data = self._pixels(bands, crs, transform, width, height)
         arr = np.stack([data[b] for b in bands]).astype(np.float32)
         with tempfile.TemporaryDirectory() as tmp:

@@ -84,6 +84,13 @@ def test_s1_orbit_pass_and_dem_option(region):
     assert "USGS/SRTMGL1_003" in loads(img)
 
 
+def test_s1_empty_month_names_month_and_region():
+    recipe = sentinel1.S1Recipe(orbit_pass="ascending")
+    assert sentinel1.require_scenes(3, "2019-06", "wuhan", recipe) == 3
+    with pytest.raises(EmptyCompositeError, match=r"'wuhan' in month 2019-06"):
+        sentinel1.require_scenes(0, "2019-06", "wuhan", recipe)
+
+
 def test_s1_rejects_db_collection_and_bad_options():
     with pytest.raises(ConfigError, match="S1_GRD_FLOAT"):
         sentinel1.S1Recipe(collection="COPERNICUS/S1_GRD")

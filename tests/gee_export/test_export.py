@@ -213,6 +213,19 @@ def test_tasks_export_end_to_end(gcs_emulator, gcs_bucket, local_stack, recipe_i
     assert again.written == 0 and len(transport.tasks) == 8  # nothing re-exported
 
 
+def test_failed_task_surfaces_its_message(gcs_emulator, gcs_bucket, local_stack,
+                                          recipe_images):
+    transport = StackTransport(local_stack, gcs_client=gcs_emulator.client(),
+                               task_error="User memory limit exceeded.")
+    with pytest.raises(EarthEngineError, match=r"tile_r0_c0 \(2019-06\) ended FAILED: User "
+                                               "memory limit exceeded"):
+        export_tasks(session_for(transport), recipe_images[0], job_for(local_stack),
+                     f"gs://{gcs_bucket}/x", fine_label=recipe_images[1], patches_per_tile=2,
+                     poll_seconds=0, progress=False)
+    state = open_store(f"gs://{gcs_bucket}/x").read_bytes("state/2019-06/tasks.json")
+    assert b"tile_r0_c0" in state  # task ids are kept for the next run
+
+
 def test_tasks_need_gcs(tmp_path, local_stack, recipe_images):
     with pytest.raises(ConfigError, match="gs://"):
         export_tasks(session_for(StackTransport(local_stack)), recipe_images[0],
