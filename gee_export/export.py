@@ -108,13 +108,13 @@ class Bookkeeper:
             self.records[(job.month, pid)] = self.writer.read_record(pid)
         for pid in known - self.done:  # files gone: write them again
             del self.records[(job.month, pid)]
-        self.invalid = set(self._read_state("invalid"))
+        self.invalid = set(self.read_state("invalid"))
 
     # ------------------------------------------------------------------ state
     def _state_rel(self, name: str) -> str:
         return f"state/{self.job.month}/{name}.json"
 
-    def _read_state(self, name: str) -> Any:
+    def read_state(self, name: str) -> Any:
         rel = self._state_rel(name)
         return json.loads(self.store.read_bytes(rel)) if self.store.exists(rel) else []
 
@@ -189,11 +189,17 @@ class Bookkeeper:
 
     def accept(self, row: int, col: int, image: np.ndarray, label: np.ndarray,
                label_fine: np.ndarray | None) -> dict | None:
-        """Write a fetched patch if valid enough; None (and remembered) when not."""
+        """Write a fetched patch if valid enough; None when not (thread-safe: no state change).
+
+        The caller records the outcome with :meth:`add` or :meth:`mark_invalid` from one thread.
+        """
         if valid_mask(image, label).mean() < self.job.min_valid_fraction:
-            self.invalid.add(patch_id(row, col))
             return None
         return self.writer.write(row, col, image, label, label_fine)
+
+    def mark_invalid(self, row: int, col: int) -> None:
+        """Remember a patch below ``min_valid_fraction`` so a re-run does not fetch it again."""
+        self.invalid.add(patch_id(row, col))
 
 
 def fetch_patch(session: EESession, image: Any, fine_label: Any, job: ExportJob, row: int,
@@ -255,9 +261,9 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
         return ExportSummary(store.url(), job.month, "pixels", len(book.splits), 0, already,
                              len(book.invalid), 0, 0, time.monotonic() - started)
 
-    def work(row: int, col: int) -> tuple[dict | None, int]:
+    def work(row: int, col: int) -> tuple[dict | None, int, tuple[int, int]]:
         img, lab, fine, n = fetch_patch(session, image, fine_label, job, row, col, limits)
-        return book.accept(row, col, img, lab, fine), n
+        return book.accept(row, col, img, lab, fine), n, (row, col)
 
     bar = tqdm(total=len(book.splits), initial=len(book.splits) - len(todo),
                desc=f"patches {job.month}", unit="patch", disable=not progress)
@@ -280,12 +286,14 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
                 for fut in finished:
                     pending.discard(fut)
                     try:
-                        record, n = fut.result()
+                        record, n, position = fut.result()
                     except BaseException as exc:  # keep the first failure, finish the rest
                         error = error or exc
                         continue
                     counters["requests"] += n
-                    if record is not None:
+                    if record is None:
+                        book.mark_invalid(*position)
+                    else:
                         book.add(record)
                         counters["written"] += 1
                         if on_patch:

@@ -106,7 +106,8 @@ def preprocess_scene(image, recipe: S1Recipe, bands: tuple[str, ...], region):
                               size=recipe.kernel, xi=recipe.sigma_xi)
         for b in bands
     ]).reproject(native).resample("bilinear")
-    flat = terrain.flatten(filtered.addBands(angle), bands, recipe.terrain_flattening, recipe.dem)
+    flat = terrain.flatten(filtered.addBands(angle), bands, recipe.terrain_flattening, recipe.dem,
+                           footprint=image.geometry())
     return ee.Image(flat.copyProperties(image, ["system:time_start"]))
 
 

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from gee_export.ee_session import EESession
 from gee_export.errors import ConfigError, EarthEngineError
 from gee_export.export import Bookkeeper, ExportJob, ExportSummary
-from gee_export.grid import Grid, Window, patch_id
+from gee_export.grid import Grid, Window
 from gee_export.pixels import FLOAT_NODATA_BELOW, to_label
 from gee_export.storage import GcsStore, Store, open_store
 
@@ -136,7 +136,7 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
     remaining = set(book.todo())
     tiles = [t for t in plan_tiles(job.grid, patches_per_tile)
              if any(p in remaining for p in t.positions())]
-    task_ids: dict[str, str] = dict(book._read_state("tasks") or {})
+    task_ids: dict[str, str] = dict(book.read_state("tasks") or {})
     bar = tqdm(total=len(book.splits), initial=len(book.splits) - len(remaining),
                desc=f"patches {job.month} (tiles)", unit="patch", disable=not progress)
     written = 0
@@ -170,7 +170,7 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
             # skipEmptyTiles: a tile without any valid pixel produces no file
             for r, c in tile.positions():
                 if (r, c) in remaining:
-                    book.invalid.add(patch_id(r, c))
+                    book.mark_invalid(r, c)
                     remaining.discard((r, c))
                     bar.update(1)
             book.flush(complete=False)
@@ -193,7 +193,9 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
                 label_fine = to_label(fine[0, rows.start * k:rows.stop * k,
                                            cols.start * k:cols.stop * k])
             rec = book.accept(r, c, patch[:-1], to_label(patch[-1]), label_fine)
-            if rec is not None:
+            if rec is None:
+                book.mark_invalid(r, c)
+            else:
                 book.add(rec)
                 n += 1
             remaining.discard((r, c))

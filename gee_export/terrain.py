@@ -59,11 +59,12 @@ def dem_image(dem: str = DEFAULT_DEM):
 
 
 def flatten(image, bands: tuple[str, ...], model: TerrainModel, dem: str = DEFAULT_DEM,
-            heading_scale: float = 1000.0):
+            footprint=None, heading_scale: float = 1000.0):
     """Terrain-flattened gamma0 (linear) of ``bands`` with layover/shadow masked.
 
-    ``image`` is one GRD_FLOAT scene with its ``angle`` band. ``model`` 'none' returns the
-    bands unchanged.
+    ``image`` is one GRD_FLOAT scene with its ``angle`` band; ``footprint`` the scene's own
+    geometry (a filtered image may have lost it), over which the look direction is averaged.
+    ``model`` 'none' returns the bands unchanged.
     """
     import ee
 
@@ -74,7 +75,8 @@ def flatten(image, bands: tuple[str, ...], model: TerrainModel, dem: str = DEFAU
     rad = ee.Number(3.141592653589793).divide(180)
     theta = image.select("angle").multiply(rad)
     towards_sensor = ee.Terrain.aspect(image.select("angle")).reduceRegion(
-        ee.Reducer.mean(), image.geometry(), heading_scale, bestEffort=True).get("aspect")
+        ee.Reducer.mean(), footprint if footprint is not None else image.geometry(),
+        heading_scale, bestEffort=True).get("aspect")
     elevation = dem_image(dem)
     slope = ee.Terrain.slope(elevation).multiply(rad)
     aspect = ee.Terrain.aspect(elevation).multiply(rad)

@@ -8,6 +8,8 @@ to a local folder through the real storage seam.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -52,7 +54,7 @@ def recipe_images(ee_offline, local_stack):
 
 def job_for(stack, **kw) -> ExportJob:
     return ExportJob(stack.grid, DEFAULT_IMAGE_BANDS, MONTH, "synthetic",
-                     recipe={"test": True}, fine_scale=2, min_valid_fraction=0.5, **kw)
+                     recipe={"test": True}, fine_scale=2, min_valid_fraction=0.9, **kw)
 
 
 def session_for(transport, attempts: int = 4, delays: list | None = None) -> EESession:
@@ -116,6 +118,8 @@ def test_pixels_export_end_to_end(where, request, tmp_path, local_stack, recipe_
                             fine_label=fine, workers=4, progress=False)
     records = check_dataset(root, local_stack)
     assert summary.written == len(records) > 0
+    assert summary.invalid == 1  # r0_c0 has an unlabelled corner: 80 % valid < 90 %
+    assert "r0_c0" not in {r["id"] for r in records}
     assert summary.written + summary.invalid == summary.candidates
     # one request for every band and the label, plus one for the fine label, per patch
     assert summary.requests == len(transport.served) == 2 * summary.candidates
@@ -137,6 +141,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path, local_stack, recipe_ima
     done_first = {r["id"] for r in first}
     assert 0 < len(done_first) < 9
     assert read_manifest(store)["complete"][MONTH] is False
+    invalid_first = set(json.loads(store.read_bytes(f"state/{MONTH}/invalid.json")))
     store.delete("index.jsonl")  # as if killed before any flush: records come from the tags
     transport = StackTransport(local_stack)
     summary = export_pixels(session_for(transport), image, job_for(local_stack), root,
@@ -144,7 +149,8 @@ def test_killed_run_resumes_without_duplicates(tmp_path, local_stack, recipe_ima
     records = check_dataset(root, local_stack)
     assert done_first <= {r["id"] for r in records}
     fetched = {key for key, bands in transport.served if bands != ("label",)}
-    assert len(fetched) == summary.candidates - len(done_first)  # only the missing ones
+    # only the missing ones: neither finished nor known-invalid patches are fetched again
+    assert len(fetched) == summary.candidates - len(done_first) - len(invalid_first)
     assert summary.already_done == len(done_first)
 
 
