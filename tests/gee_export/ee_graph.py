@@ -105,15 +105,3 @@ def constants(node: Any) -> Iterator[Any]:
 def expressions(obj) -> list[str]:
     """The expression strings passed to Image.parseExpression."""
     return [constant(c["arguments"]["expression"]) for c in find(obj, "Image.parseExpression")]
-
-
-def contains_call(node: Any, name: str) -> bool:
-    """Whether a resolved node has an invocation of ``name`` anywhere below it."""
-    if isinstance(node, dict):
-        inv = node.get("functionInvocationValue")
-        if inv and inv.get("functionName") == name:
-            return True
-        return any(contains_call(v, name) for v in node.values())
-    if isinstance(node, list):
-        return any(contains_call(v, name) for v in node)
-    return False
