@@ -153,9 +153,9 @@ def date_from_text(text: str) -> dt.date | None:
 
 def _sensor_from(name: str, bands: Iterable[str]) -> Sensor | None:
     upper = name.upper()
-    if re.search(r"(^|[_\-/])S1[A-D]?([_\-]|$|HAND)", upper) or "GRD" in upper:
+    if re.search(r"(^|[_\-/])S1[A-Z]?([_\-]|$|HAND)", upper) or "GRD" in upper:
         return "S1"
-    if re.search(r"(^|[_\-/])S2[A-D]?([_\-]|$|HAND)", upper) or "MSIL" in upper:
+    if re.search(r"(^|[_\-/])S2[A-Z]?([_\-]|$|HAND)", upper) or "MSIL" in upper:
         return "S2"
     names = set(bands)
     if names and names <= {"VV", "VH", "HH", "HV"}:

@@ -61,11 +61,37 @@ def monthly_median(reflectance: np.ndarray, clear: np.ndarray) -> tuple[np.ndarr
                              f"mask, got {reflectance.shape} and {clear.shape}")
     usable = clear & np.isfinite(reflectance).all(axis=1)
     masked = np.where(usable[:, None], reflectance, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels -> NaN, on purpose
-        composite = np.nanmedian(masked, axis=0) if len(masked) else np.full(
-            reflectance.shape[1:], np.nan, dtype=np.float32)
-    return composite.astype(np.float32), usable.sum(axis=0).astype(np.float32)
+    count = usable.sum(axis=0)
+    return _nanmedian_time(masked, count), count.astype(np.float32)
+
+
+def _nanmedian_time(values: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Median over axis 0 ignoring NaN, for the few observations of a month.
+
+    ``np.nanmedian`` goes through masked arrays and ``np.sort`` along a short first axis is
+    slow, so up to 24 observations are sorted with an odd-even transposition network of
+    element-wise min/max (NaN replaced by +inf so it sorts last); the median of the ``n``
+    finite values then sits at positions (n-1)//2 and n//2.
+    """
+    t = values.shape[0]
+    if t == 0:
+        return np.full(values.shape[1:], np.nan, dtype=np.float32)
+    rows = [np.where(np.isnan(v), np.inf, v) for v in values]
+    if t <= 24:
+        for step in range(t):
+            for i in range(step % 2, t - 1, 2):
+                rows[i], rows[i + 1] = np.minimum(rows[i], rows[i + 1]), np.maximum(rows[i],
+                                                                                    rows[i + 1])
+    else:
+        rows = list(np.sort(np.stack(rows), axis=0))
+    n = np.broadcast_to(count, values.shape[1:])
+    lo_idx, hi_idx = np.maximum(n - 1, 0) // 2, n // 2
+    low = np.full(values.shape[1:], np.nan, dtype=np.float32)
+    high = np.full(values.shape[1:], np.nan, dtype=np.float32)
+    for k, row in enumerate(rows):
+        low = np.where(lo_idx == k, row, low)
+        high = np.where(hi_idx == k, row, high)
+    return np.where(n > 0, (low + high) / 2, np.nan).astype(np.float32)
 
 
 def boa_offset(scene: Scene, override: float | None = None) -> float:

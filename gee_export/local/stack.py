@@ -68,7 +68,8 @@ def _profile(grid: Grid, count: int, dtype: str, nodata: float) -> dict[str, Any
     profile: dict[str, Any] = {"driver": "GTiff", "width": grid.width, "height": grid.height,
                                "count": count, "dtype": dtype, "nodata": nodata, "crs": grid.crs,
                                "transform": grid.transform, "compress": "deflate",
-                               "predictor": 3 if dtype == "float32" else 2, "BIGTIFF": "IF_SAFER"}
+                               "predictor": 3 if dtype == "float32" else 2, "zlevel": 1,
+                               "BIGTIFF": "IF_SAFER"}
     if grid.width >= 256 and grid.height >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
     return profile
@@ -112,6 +113,21 @@ def _label_ref(label: str | Path | BandRef | None, collection: SceneCollection,
         return BandRef(path)
     found = collection.label(scale)
     return BandRef(found) if found else None
+
+
+def _fine_label_ref(label_ref: BandRef | None, collection: SceneCollection,
+                    scale: int) -> BandRef | None:
+    """``<label>_x<k>.tif`` beside the label, else one among the scenes, else the label itself.
+
+    A label that is already fine (1 m WorldCover, say) serves both grids; a 10 m label only
+    yields a blocky fine label, so the dedicated fine raster wins when it exists.
+    """
+    if label_ref is not None:
+        sibling = label_ref.path.with_name(f"{label_ref.path.stem}_x{scale}{label_ref.path.suffix}")
+        if sibling.is_file():
+            return BandRef(sibling)
+    found = collection.label(scale)
+    return BandRef(found) if found else label_ref
 
 
 def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path], grid: Grid,
@@ -202,10 +218,7 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
     units = {(s.product, b): sentinel1.scene_unit(s, b, recipe.s1_unit) for s in s1
              for b in s1_bands}
     label_ref = _label_ref(label, collection, 1)
-    fine_ref = None
-    if fine_scale:
-        fine_ref = _label_ref(None, collection, fine_scale) if label is None else None
-        fine_ref = fine_ref or label_ref
+    fine_ref = _fine_label_ref(label_ref, collection, fine_scale) if fine_scale else None
     if label_ref is None:
         warnings.warn("no label raster given or found: the label file is all nodata (255), "
                       "usable for inference only", stacklevel=2)
@@ -228,6 +241,8 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
         return result
 
     tags = {"ISAMAP_RECIPE": signature, "MONTH": month, "BACKEND": "local"}
+    if any(dict(sc.tags).get("SYNTHETIC", "").lower() == "yes" for sc in (*s2, *s1)):
+        tags["SYNTHETIC"] = "yes"  # synthetic inputs stay labelled synthetic downstream
     tmp_paths = [p.with_name(f".{p.name}.tmp{os.getpid()}") for p in targets]
     try:
         _write_image(tmp_paths[0], grid, names, s2, s2_bands, s1, s1_bands, offsets,

@@ -1,0 +1,91 @@
+"""Labels onto the grid (mode, fine scale, class schemes) and scene discovery rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+
+from gee_export.errors import ConfigError, InputDataError
+from gee_export.local.labels import ClassMapping, get_scheme
+from gee_export.local.scenes import canonical_band, date_from_text, discover_scenes
+from gee_export.local.sentinel1 import unit_from_values
+from gee_export.local.stack import build_local_stack
+
+from .conftest import write_band
+
+
+def test_label_mode_on_grid_and_nearest_on_fine_grid(tmp_path, write_s2, small_grid):
+    write_s2("20210603")
+    # 1 m WorldCover-like label: 50 built-up in the left 7 m of every 10 m cell, 10 tree cover
+    # elsewhere, 0 (nodata) in the last cell row.
+    fine = np.full((320, 320), 10, np.uint8)
+    fine[:, np.arange(320) % 10 < 7] = 50
+    fine[310:, :] = 0
+    label = write_band(tmp_path / "labels" / "worldcover_1m.tif", fine, res=1.0, nodata=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        stack = build_local_stack(tmp_path / "scenes", small_grid, "2021-06", ("B2",),
+                                  label=label, fine_scale=10, label_scheme="worldcover",
+                                  out_dir=tmp_path / "out", progress=False)
+    with rasterio.open(stack.label) as src:
+        lab = src.read(1)
+        assert src.nodata == 255 and src.transform == small_grid.transform
+    assert (lab[:31] == 1).all()  # mode of 70 % built-up, mapped before resampling
+    assert (lab[31] == 255).all()
+    assert stack.fine_scale == 10 and stack.label_fine is not None
+    with rasterio.open(stack.label_fine) as src:
+        lab_fine = src.read(1)
+        assert src.transform == small_grid.scaled(10).transform
+    expected = np.where(np.arange(320) % 10 < 7, 1, 0)[None, :].repeat(320, axis=0)
+    expected[310:] = 255
+    np.testing.assert_array_equal(lab_fine, expected)
+
+
+def test_class_mapping_rules():
+    mapping = get_scheme({50: 1, 80: 0})
+    np.testing.assert_array_equal(mapping.apply(np.array([50, 80, 10, 255, -1])),
+                                  [1, 0, 0, 255, 255])
+    binary = get_scheme(None)
+    np.testing.assert_array_equal(binary.apply(np.array([0, 1, 7, 255])), [0, 1, 255, 255])
+    with pytest.raises(ConfigError, match="unknown label scheme"):
+        get_scheme("corine")
+    with pytest.raises(ConfigError):
+        ClassMapping.from_dict({1: 7})
+
+
+def test_stacked_file_with_descriptions_and_tags(tmp_path):
+    data = np.full((3, 8, 8), 1200, np.uint16)
+    write_band(tmp_path / "my_scene.tif", data, descriptions=("B02", "B8A", "SCL"),
+               tags={"ACQUISITION_DATE": "2023-05-04", "PRODUCT_LEVEL": "Level-2A",
+                     "PROCESSING_BASELINE": "05.09"})
+    (scene,) = discover_scenes(tmp_path).s2
+    assert scene.band_names == ("B2", "B8A", "SCL")
+    assert scene.date == dt.date(2023, 5, 4) and scene.level == "L2A"
+    assert scene.band("B8A").index == 2 and scene.baseline == "05.09"
+
+
+def test_l1c_is_recognised_from_tag_and_from_b10(tmp_path):
+    write_band(tmp_path / "a" / "S2B_X_20220101T000000.tif", np.ones((1, 4, 4), np.uint16),
+               descriptions=("B02",), tags={"PRODUCT_LEVEL": "L1C"})
+    write_band(tmp_path / "b" / "S2B_Y_20220101T000000.tif", np.ones((13, 4, 4), np.uint16))
+    levels = sorted(s.level for s in discover_scenes(tmp_path).s2)
+    assert levels == ["L1C", "L1C"]
+
+
+def test_undated_scene_is_a_clear_error(tmp_path):
+    write_band(tmp_path / "S1_scene.tif", np.ones((2, 4, 4), np.float32), nodata=None)
+    with pytest.raises(InputDataError, match="no acquisition date"):
+        discover_scenes(tmp_path)
+
+
+def test_names_dates_and_units():
+    assert canonical_band("B02") == "B2" and canonical_band("b8a") == "B8A"
+    assert canonical_band("clm") == "CLOUD_MASK" and canonical_band("NDVI") is None
+    assert date_from_text("S2B_MSIL2A_20170924T93020_69_24") == dt.date(2017, 9, 24)
+    assert date_from_text("scene_2021-07-03") == dt.date(2021, 7, 3)
+    assert unit_from_values(np.array([-12.0, -18.0, 1.0])) == "dB"
+    assert unit_from_values(np.array([0.02, 0.3, np.nan])) == "linear"
