@@ -19,7 +19,8 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,15 +102,23 @@ def _tile_rel(month: str, tile: Tile, suffix: str = "") -> str:
     return f"tiles/{month}/{tile.name}{suffix}"
 
 
-def _read_tile(store: Store, rel: str) -> np.ndarray:
-    """A whole tile GeoTIFF as ``(bands, H, W)`` float32 (downloaded to a temporary file)."""
+@contextmanager
+def _tile_reader(store: Store, rel: str) -> Iterator[Callable[[Window], np.ndarray]]:
+    """Download a tile GeoTIFF once and yield ``read(window) -> (bands, h, w)`` float32.
+
+    Patches are read by window, so memory holds one patch, not the whole tile (a default tile
+    of 50 x 50 patch positions is about 460 MB of float32).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, "tile.tif")
         store.download_file(rel, local)
         with rasterio.open(local) as src:
-            data = src.read(out_dtype="float32")
-    data[data <= FLOAT_NODATA_BELOW] = np.nan
-    return data
+            def read(window: Window) -> np.ndarray:
+                data = src.read(window=window.to_rasterio(), out_dtype="float32")
+                data[data <= FLOAT_NODATA_BELOW] = np.nan
+                return data
+
+            yield read
 
 
 def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Store, *,
@@ -175,31 +184,32 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
                     bar.update(1)
             book.flush(complete=False)
             return 0
-        data = _read_tile(store, _tile_rel(job.month, tile, ".tif"))
-        fine = None
-        if job.fine_scale:
-            fine = _read_tile(store, _tile_rel(job.month, tile, f"_label_x{job.fine_scale}.tif"))
+        k = job.fine_scale or 1
+        fine_rel = _tile_rel(job.month, tile, f"_label_x{k}.tif") if job.fine_scale else None
         n = 0
-        for r, c in tile.positions():
-            if (r, c) not in remaining:
-                continue
-            w = job.grid.patch_window(r, c)
-            rows = slice(w.row_off - tile.window.row_off, w.row_end - tile.window.row_off)
-            cols = slice(w.col_off - tile.window.col_off, w.col_end - tile.window.col_off)
-            patch = np.ascontiguousarray(data[:, rows, cols])
-            label_fine = None
-            if fine is not None:
-                k = job.fine_scale
-                label_fine = to_label(fine[0, rows.start * k:rows.stop * k,
-                                           cols.start * k:cols.stop * k])
-            rec = book.accept(r, c, patch[:-1], to_label(patch[-1]), label_fine)
-            if rec is None:
-                book.mark_invalid(r, c)
-            else:
-                book.add(rec)
-                n += 1
-            remaining.discard((r, c))
-            bar.update(1)
+        with ExitStack() as stack:
+            read = stack.enter_context(_tile_reader(store, _tile_rel(job.month, tile, ".tif")))
+            read_fine = stack.enter_context(_tile_reader(store, fine_rel)) if fine_rel else None
+            for r, c in tile.positions():
+                if (r, c) not in remaining:
+                    continue
+                w = job.grid.patch_window(r, c)
+                local = Window(w.row_off - tile.window.row_off, w.col_off - tile.window.col_off,
+                               w.height, w.width)
+                patch = read(local)
+                label_fine = None
+                if read_fine is not None:
+                    fw = Window(local.row_off * k, local.col_off * k, w.height * k, w.width * k)
+                    label_fine = to_label(read_fine(fw)[0])
+                rec = book.accept(r, c, np.ascontiguousarray(patch[:-1]), to_label(patch[-1]),
+                                  label_fine)
+                if rec is None:
+                    book.mark_invalid(r, c)
+                else:
+                    book.add(rec)
+                    n += 1
+                remaining.discard((r, c))
+                bar.update(1)
         book.flush(complete=False)
         return n
 
