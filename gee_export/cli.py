@@ -1,0 +1,214 @@
+"""``isamap-export`` / ``python export_patches.py``: monthly composites -> co-registered patches.
+
+Defaults are the CroFuseNet paper's (section II-B): Wuhan, June 2019, Sentinel-2 B2, B3, B4, B8
+and Sentinel-1 VV, VH at 10 m, 128 px patches every 80 px. ``--dry-run`` and ``--code-editor``
+never contact Earth Engine; the ``ee`` backend needs credentials and a Cloud project (the error
+says how), the ``local`` backend runs the same recipe on local scenes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gee_export import bands as band_registry
+from gee_export.errors import ConfigError, IsamapError
+from gee_export.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob
+from gee_export.grid import DEFAULT_PATCH_SIZE, DEFAULT_STRIDE, Grid
+from gee_export.labels import parse_label_source
+from gee_export.plan import choose_method, format_plan, make_plan
+from gee_export.regions import Region, resolve_region
+from gee_export.sentinel1 import ORBIT_PASSES, S1Recipe
+from gee_export.sentinel2 import S2Recipe, month_window
+from gee_export.speckle import SPECKLE_FILTERS
+from gee_export.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE
+from gee_export.terrain import DEFAULT_DEM, TERRAIN_MODELS
+
+PAPER_MONTH = "2019-06"
+PAPER_REGION = "wuhan"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="isamap-export",
+        description="Export co-registered Sentinel-1/2 monthly composites and an impervious-"
+                    "surface label as 128 px patches (CroFuseNet recipe by default).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    where = p.add_argument_group("area")
+    where.add_argument("--region", help=f"built-in region name (default {PAPER_REGION!r} when "
+                       "no --region-file/--bbox is given)")
+    where.add_argument("--region-file", help="GeoJSON polygon in EPSG:4326")
+    where.add_argument("--bbox", help="WEST,SOUTH,EAST,NORTH in degrees")
+    when = p.add_argument_group("time and bands")
+    when.add_argument("--month", help=f"one month YYYY-MM (default {PAPER_MONTH})")
+    when.add_argument("--months", help="several months, comma-separated (e.g. 2019-06,2019-07)")
+    when.add_argument("--bands", default=",".join(band_registry.DEFAULT_IMAGE_BANDS),
+                      help="image bands in order (quality bands s2_clear_count, "
+                           "s1_scene_count may be added)")
+    when.add_argument("--labels", default="worldcover",
+                      help="worldcover | dynamicworld | ghsl[:THRESHOLD] | asset:<id>[:band]")
+    when.add_argument("--fine-scale", type=int, help="also export the label at this integer "
+                      "factor finer (super-resolution target), e.g. 4")
+    rec = p.add_argument_group("recipe")
+    rec.add_argument("--speckle", default="refined_lee", choices=SPECKLE_FILTERS)
+    rec.add_argument("--terrain-flattening", default="none", choices=TERRAIN_MODELS)
+    rec.add_argument("--dem", default=DEFAULT_DEM, help="DEM for terrain flattening")
+    rec.add_argument("--orbit-pass", default="both", choices=ORBIT_PASSES)
+    rec.add_argument("--cloud-mask", default="cloudscoreplus", choices=("cloudscoreplus", "scl"))
+    rec.add_argument("--cloud-threshold", type=float, default=0.60,
+                     help="Cloud Score+ cs_cdf threshold (keep >=)")
+    rec.add_argument("--s2-max-widen-days", type=int, default=15,
+                     help="widen a too-cloudy month by up to this many days on each side")
+    out = p.add_argument_group("output and execution")
+    out.add_argument("--out", help="dataset root: a folder or gs://bucket/prefix "
+                     "(default ./data/<region>)")
+    out.add_argument("--project", default=os.environ.get("EE_PROJECT"),
+                     help="Google Cloud project registered for Earth Engine (env EE_PROJECT)")
+    out.add_argument("--backend", default="ee", choices=("ee", "local"))
+    out.add_argument("--scenes", help="folder of local scenes (--backend local)")
+    out.add_argument("--method", default="auto", choices=("auto", "pixels", "tasks"),
+                     help="auto: computePixels up to 5,000 km2, batch tasks above (gs:// only)")
+    out.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                     help=f"concurrent requests (max {MAX_WORKERS})")
+    out.add_argument("--patches-per-tile", type=int, default=DEFAULT_PATCHES_PER_TILE,
+                     help="tasks method: tile side in patch positions")
+    out.add_argument("--max-pending", type=int, default=DEFAULT_MAX_PENDING,
+                     help="tasks method: most batch tasks pending at once (limit 3,000)")
+    out.add_argument("--min-valid-fraction", type=float, default=0.9)
+    out.add_argument("--patch-size", type=int, default=DEFAULT_PATCH_SIZE)
+    out.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
+    out.add_argument("--seed", type=int, default=0, help="seed of the blocked split")
+    out.add_argument("--dry-run", action="store_true", help="print the plan; no Earth Engine")
+    out.add_argument("--code-editor", action="store_true",
+                     help="write and print a Code Editor script previewing the composites")
+    out.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _months(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.month and args.months:
+        raise ConfigError("give --month or --months, not both")
+    text = args.months or args.month or PAPER_MONTH
+    months = tuple(m.strip() for m in text.split(",") if m.strip())
+    for m in months:
+        month_window(m)  # validates
+    return months
+
+
+def _region(args: argparse.Namespace) -> Region:
+    if args.region is None and args.region_file is None and args.bbox is None:
+        return resolve_region(PAPER_REGION)
+    return resolve_region(args.region, args.region_file, args.bbox)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status (2 for user errors)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except IsamapError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    region = _region(args)
+    months = _months(args)
+    bands = band_registry.parse_band_list(args.bands)
+    label = parse_label_source(args.labels)
+    grid = Grid.from_lonlat_bounds(region.bbox, patch_size=args.patch_size, stride=args.stride)
+    out = args.out or str(Path("data") / region.name)
+    method = choose_method(args.method, grid, out)
+    s1 = S1Recipe(orbit_pass=args.orbit_pass, speckle=args.speckle,
+                  terrain_flattening=args.terrain_flattening, dem=args.dem)
+    s2 = S2Recipe(cloud_mask=args.cloud_mask, cs_threshold=args.cloud_threshold,
+                  max_widen_days=args.s2_max_widen_days)
+
+    if args.code_editor:
+        from gee_export.code_editor import render, write_script
+
+        for month in months:
+            window = month_window(month)
+            text = render(region, grid, window, window, label, s2)
+            path = write_script(Path(out if not out.startswith("gs://") else ".")
+                                / f"code_editor_{region.name}_{month}.js", text)
+            print(text)
+            print(f"// written to {path}", file=sys.stderr)
+        return 0
+    if args.dry_run:
+        plan = make_plan(region, grid, months, bands, args.labels, args.fine_scale, method, out,
+                         args.workers, args.patches_per_tile)
+        print(format_plan(plan))
+        return 0
+    if args.backend == "local":
+        return _run_local(args, region, grid, months, bands, out)
+    return _run_ee(args, region, grid, months, bands, label, s1, s2, out, method)
+
+
+def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> int:
+    from gee_export.ee_session import EESession
+    from gee_export.export import export_pixels
+    from gee_export.sentinel1 import require_scenes, s1_collection
+    from gee_export.sentinel2 import choose_window, clear_count_statistic
+    from gee_export.stack import EERecipe, build_fine_label, build_stack
+    from gee_export.tasks import export_tasks
+
+    session = EESession(project=args.project).initialize()  # AuthenticationError explains
+    import ee
+
+    geometry = ee.Geometry(region.to_geojson())
+    recipe = EERecipe(bands=bands, s1=s1, s2=s2, label=label, fine_scale=args.fine_scale)
+    for month in months:
+        s2_window = choose_window(
+            month, region.name, s2,
+            lambda start, end: session.get_info(
+                clear_count_statistic(geometry, start, end, s2), "counting clear observations"))
+        s1_window = month_window(month)
+        if any(band_registry.get_band(b).sensor == "S1" or b == "s1_scene_count" for b in bands):
+            require_scenes(session.get_info(
+                s1_collection(geometry, s1_window.start, s1_window.end, s1).size(),
+                "counting Sentinel-1 scenes"), month, region.name, s1)
+        image = build_stack(grid, s2_window, recipe, geometry, s1_window)
+        fine = build_fine_label(grid, s2_window, recipe, geometry) if args.fine_scale else None
+        job = ExportJob(grid, bands, month, region.name,
+                        recipe={**recipe.to_dict(), "s2_window": s2_window.to_dict(),
+                                "s1_window": s1_window.to_dict(), "method": method},
+                        fine_scale=args.fine_scale, min_valid_fraction=args.min_valid_fraction,
+                        seed=args.seed)
+        if method == "tasks":
+            summary = export_tasks(session, image, job, out, fine_label=fine,
+                                   patches_per_tile=args.patches_per_tile,
+                                   max_pending=args.max_pending, progress=not args.no_progress)
+        else:
+            summary = export_pixels(session, image, job, out, fine_label=fine,
+                                    workers=args.workers, progress=not args.no_progress)
+        print(json.dumps(summary.to_dict()))
+    print(f"dataset: {out} (manifest.json, index.jsonl, patches/)")
+    return 0
+
+
+def _run_local(args, region, grid, months, bands, out) -> int:
+    from gee_export.local.stack import build_local_stack
+    from gee_export.patches import patch_stack
+
+    if not args.scenes:
+        raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes and a "
+                          "labels/label.tif); `make demo` shows the layout on a synthetic scene")
+    stack_dir = Path(args.scenes).resolve().parent / "isamap_stacks" if out.startswith(
+        "gs://") else Path(out) / "stacks"
+    for month in months:
+        stack = build_local_stack(args.scenes, grid, month, bands, fine_scale=args.fine_scale,
+                                  speckle=args.speckle, out_dir=stack_dir,
+                                  progress=not args.no_progress)
+        summary = patch_stack(stack, out, min_valid_fraction=args.min_valid_fraction,
+                              seed=args.seed, backend="local", region=region.name,
+                              recipe={"backend": "local", "speckle": args.speckle,
+                                      "scenes": str(args.scenes)},
+                              progress=not args.no_progress)
+        print(json.dumps(summary.to_dict()))
+    print(f"dataset: {out} (manifest.json, index.jsonl, patches/)")
+    return 0

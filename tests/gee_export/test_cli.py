@@ -1,0 +1,93 @@
+"""The export command: dry run and Code Editor offline, the auth error, the local backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pyproj import Transformer
+
+from gee_export.cli import main
+from gee_export.index import read_index, read_manifest
+from gee_export.synthetic import generate_scene
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_script(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "EE_PROJECT")}
+    env.update(HOME=str(home), NO_GCE_CHECK="True")
+    return subprocess.run([sys.executable, "export_patches.py", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_dry_run_wuhan_offline(tmp_path):
+    proc = run_script("--region", "wuhan", "--dry-run", home=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "nothing was sent to Earth Engine" in out
+    assert "EPSG:32650, 13781 x 15837 px of 10 m" in out  # UTM 50N, the CroFuseNet extent
+    assert "128 px every 80 px: 33,687 positions" in out
+    assert "B2, B3, B4, B8, VV, VH + label" in out and "2019-06" in out
+    assert "computePixels requests (1 per patch" in out and "max 40" in out
+    assert "GB uncompressed" in out
+
+
+def test_unauthenticated_run_explains_what_to_do(tmp_path):
+    proc = run_script("--bbox", "114.2,30.5,114.25,30.55", "--project", "my-project",
+                      "--out", str(tmp_path / "out"), home=tmp_path)
+    assert proc.returncode == 2
+    err = proc.stderr
+    for needle in ("earthengine authenticate", "GOOGLE_APPLICATION_CREDENTIALS", "--project",
+                   "--backend local", "Earth Engine is not authenticated"):
+        assert needle in err, needle
+    assert "Traceback" not in err
+    proc = run_script("--bbox", "114.2,30.5,114.25,30.55", home=tmp_path)
+    assert proc.returncode == 2 and "no --project given" in proc.stderr
+
+
+def test_code_editor_script(tmp_path, capsys):
+    assert main(["--region", "wuhan", "--code-editor", "--out", str(tmp_path),
+                 "--labels", "ghsl:0.3"]) == 0
+    script = (tmp_path / "code_editor_wuhan_2019-06.js").read_text()
+    assert script in capsys.readouterr().out  # printed as well as written
+    for needle in ("COPERNICUS/S2_SR_HARMONIZED", "COPERNICUS/S1_GRD_FLOAT", "cs_cdf",
+                   ".gte(0.6)", "mean().log10().multiply(10)", "JRC/GHSL/P2023A/GHS_BUILT_S",
+                   "min: 0, max: 0.3", "min: [-25, -30, -25]", "Map.addLayer", "EPSG:32650",
+                   "2019-06-01", "30.63993"):
+        assert needle in script, needle
+    assert script.count("(") == script.count(")") and script.count("{") == script.count("}")
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--region", "atlantis", "--dry-run"], "Known regions"),
+    (["--month", "2019-13", "--dry-run"], "2019-06"),
+    (["--bands", "B2,B99", "--dry-run"], "unknown band"),
+    (["--labels", "osm", "--dry-run"], "worldcover"),
+    (["--backend", "local"], "--scenes"),
+])
+def test_user_errors(argv, match, capsys):
+    assert main(argv) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_local_backend_through_the_same_command(tmp_path):
+    scene = generate_scene(tmp_path / "scene", width=256, height=256, fine_scale=2)
+    to_ll = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True)
+    west, south, east, north = to_ll.transform_bounds(*scene.grid.bounds)
+    out = tmp_path / "dataset"
+    code = main(["--backend", "local", "--scenes", str(tmp_path / "scene"), "--bbox",
+                 f"{west},{south},{east},{north}", "--out", str(out), "--speckle", "boxcar",
+                 "--min-valid-fraction", "0.5", "--no-progress"])
+    assert code == 0
+    records = read_index(out)
+    assert records and all(r["month"] == "2019-06" for r in records)
+    manifest = read_manifest(out)
+    assert manifest["backend"] == "local" and manifest["bands"] == [
+        "B2", "B3", "B4", "B8", "VV", "VH"]
+    assert json.dumps(manifest["grid"])  # the region's grid, recorded

@@ -1,0 +1,261 @@
+"""Export orchestration end to end: a transport serving the local backend's real stack.
+
+The Earth Engine graph is the real recipe (built offline); only the server is replaced, by
+tests/gee_export/stack_server.py, which answers computePixels and export tasks from the stack
+GeoTIFFs that gee_export.local built from a synthetic scene. Patches go to the GCS emulator and
+to a local folder through the real storage seam.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.io import MemoryFile
+
+from gee_export.bands import DEFAULT_IMAGE_BANDS
+from gee_export.ee_session import EESession, RetryPolicy
+from gee_export.errors import ConfigError, EarthEngineError, QuotaError
+from gee_export.export import ExportJob, export_pixels
+from gee_export.index import read_index, read_manifest
+from gee_export.labels import parse_label_source
+from gee_export.local.stack import build_local_stack
+from gee_export.pixels import Limits
+from gee_export.sentinel2 import month_window
+from gee_export.stack import EERecipe, build_fine_label, build_stack
+from gee_export.storage import open_store
+from gee_export.synthetic import generate_scene
+from gee_export.tasks import export_tasks, file_dimensions, plan_tiles, tile_task
+from tests.gee_export.stack_server import HttpError, StackTransport
+
+MONTH = "2019-06"
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    scene = generate_scene(root / "scene", width=288, height=288, fine_scale=2)
+    return build_local_stack(root / "scene", scene.grid, MONTH, fine_scale=2, speckle="boxcar",
+                             out_dir=root / "stack", progress=False)
+
+
+@pytest.fixture
+def recipe_images(ee_offline, local_stack):
+    ee = ee_offline
+    region = ee.Geometry.Rectangle([114.2, 30.5, 114.25, 30.55])
+    recipe = EERecipe(bands=DEFAULT_IMAGE_BANDS, label=parse_label_source("worldcover"),
+                      fine_scale=2)
+    window = month_window(MONTH)
+    return (build_stack(local_stack.grid, window, recipe, region),
+            build_fine_label(local_stack.grid, window, recipe, region))
+
+
+def job_for(stack, **kw) -> ExportJob:
+    return ExportJob(stack.grid, DEFAULT_IMAGE_BANDS, MONTH, "synthetic",
+                     recipe={"test": True}, fine_scale=2, min_valid_fraction=0.9, **kw)
+
+
+def session_for(transport, attempts: int = 4, delays: list | None = None) -> EESession:
+    sleep = (lambda s: delays.append(s)) if delays is not None else (lambda s: None)
+    return EESession(transport=transport, sleep=sleep, seed=0,
+                     retry=RetryPolicy(max_attempts=attempts, base_delay=0.5, max_delay=4.0))
+
+
+def stack_arrays(stack):
+    with rasterio.open(stack.image) as src:
+        names = list(src.descriptions)
+        image = src.read([names.index(b) + 1 for b in DEFAULT_IMAGE_BANDS])
+    with rasterio.open(stack.label) as src:
+        label = src.read(1)
+    with rasterio.open(stack.label_fine) as src:
+        fine = src.read(1)
+    return image, label, fine
+
+
+def read_tif(store, rel):
+    with MemoryFile(store.read_bytes(rel)) as mem, mem.open() as src:
+        return src.read(), src.transform, src.descriptions
+
+
+def check_dataset(root, stack, expect_ids=None):
+    store = open_store(root)
+    records = read_index(store)
+    ids = [r["id"] for r in records]
+    assert len(ids) == len(set(ids)), "duplicate index entries"
+    if expect_ids is not None:
+        assert set(ids) == expect_ids
+    image, label, fine = stack_arrays(stack)
+    grid = stack.grid
+    for rec in records:
+        w = grid.patch_window(rec["row"], rec["col"])
+        data, transform, names = read_tif(store, rec["image"])
+        assert names == DEFAULT_IMAGE_BANDS
+        assert transform == grid.patch_transform(rec["row"], rec["col"])
+        np.testing.assert_array_equal(data, image[:, w.row_off:w.row_end, w.col_off:w.col_end])
+        lab, _, _ = read_tif(store, rec["label"])
+        np.testing.assert_array_equal(lab[0], label[w.row_off:w.row_end, w.col_off:w.col_end])
+        flab, ftransform, _ = read_tif(store, rec["label_fine"])
+        fw = grid.scaled(2).patch_window(rec["row"], rec["col"])
+        assert ftransform == grid.scaled(2).patch_transform(rec["row"], rec["col"])
+        np.testing.assert_array_equal(flab[0], fine[fw.row_off:fw.row_end, fw.col_off:fw.col_end])
+    manifest = read_manifest(store)
+    assert manifest["complete"][MONTH] is True and manifest["backend"] == "ee"
+    assert manifest["counts"]["patches"] == len(records)
+    return records
+
+
+@pytest.mark.parametrize("where", ["gcs", "local"])
+def test_pixels_export_end_to_end(where, request, tmp_path, local_stack, recipe_images):
+    if where == "gcs":
+        root = f"gs://{request.getfixturevalue('gcs_bucket')}/wuhan"
+    else:
+        root = str(tmp_path / "dataset")
+    transport = StackTransport(local_stack)
+    image, fine = recipe_images
+    summary = export_pixels(session_for(transport), image, job_for(local_stack), root,
+                            fine_label=fine, workers=4, progress=False)
+    records = check_dataset(root, local_stack)
+    assert summary.written == len(records) > 0
+    assert summary.invalid == 1  # r0_c0 has an unlabelled corner: 80 % valid < 90 %
+    assert "r0_c0" not in {r["id"] for r in records}
+    assert summary.written + summary.invalid == summary.candidates
+    # one request for every band and the label, plus one for the fine label, per patch
+    assert summary.requests == len(transport.served) == 2 * summary.candidates
+    assert {b for _, b in transport.served} == {(*DEFAULT_IMAGE_BANDS, "label"), ("label",)}
+    again = export_pixels(session_for(transport), image, job_for(local_stack), root,
+                          fine_label=fine, workers=4, progress=False)
+    assert again.written == 0 and len(transport.served) == 2 * summary.candidates  # no refetch
+
+
+def test_killed_run_resumes_without_duplicates(tmp_path, local_stack, recipe_images):
+    root = str(tmp_path / "dataset")
+    image, fine = recipe_images
+    killer = StackTransport(local_stack, fail_every=7, fault=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        export_pixels(session_for(killer), image, job_for(local_stack), root, fine_label=fine,
+                      workers=2, progress=False)
+    store = open_store(root)
+    first = read_index(store)
+    done_first = {r["id"] for r in first}
+    assert 0 < len(done_first) < 9
+    assert read_manifest(store)["complete"][MONTH] is False
+    invalid_first = set(json.loads(store.read_bytes(f"state/{MONTH}/invalid.json")))
+    store.delete("index.jsonl")  # as if killed before any flush: records come from the tags
+    transport = StackTransport(local_stack)
+    summary = export_pixels(session_for(transport), image, job_for(local_stack), root,
+                            fine_label=fine, workers=2, progress=False)
+    records = check_dataset(root, local_stack)
+    assert done_first <= {r["id"] for r in records}
+    fetched = {key for key, bands in transport.served if bands != ("label",)}
+    # only the missing ones: neither finished nor known-invalid patches are fetched again
+    assert len(fetched) == summary.candidates - len(done_first) - len(invalid_first)
+    assert summary.already_done == len(done_first)
+
+
+def test_retries_then_clear_errors(tmp_path, local_stack, recipe_images):
+    image, fine = recipe_images
+    flaky = StackTransport(local_stack, faults=[
+        HttpError(429, "Too Many Requests"), HttpError(500, "Internal"), TimeoutError("slow")])
+    delays: list[float] = []
+    summary = export_pixels(session_for(flaky, delays=delays), image, job_for(local_stack),
+                            str(tmp_path / "a"), fine_label=fine, workers=1, progress=False)
+    assert summary.retries == 3 and len(delays) == 3
+    assert all(0 <= d <= 0.5 * 2 ** i for i, d in enumerate(delays))  # backoff with jitter
+    check_dataset(str(tmp_path / "a"), local_stack)
+
+    quota = StackTransport(local_stack, fail_every=1, fault=HttpError(429, "Too Many Requests"))
+    with pytest.raises(QuotaError, match=r"after 4 attempts.*--workers"):
+        export_pixels(session_for(quota, attempts=4), image, job_for(local_stack),
+                      str(tmp_path / "b"), fine_label=fine, workers=2, progress=False)
+    assert quota.calls >= 4
+    broken = StackTransport(local_stack, fail_every=1, fault=HttpError(503, "Unavailable"))
+    with pytest.raises(EarthEngineError, match="kept failing after 3 attempts"):
+        export_pixels(session_for(broken, attempts=3), image, job_for(local_stack),
+                      str(tmp_path / "c"), fine_label=fine, workers=1, progress=False)
+    fatal = StackTransport(local_stack, faults=[ValueError("Image.select: band 'B9' missing")])
+    with pytest.raises(EarthEngineError, match="B9"):
+        export_pixels(session_for(fatal), image, job_for(local_stack), str(tmp_path / "d"),
+                      fine_label=fine, workers=1, progress=False)
+    assert fatal.calls == 1  # a non-transient error is not retried
+
+
+def test_request_splitting_gives_identical_patches(tmp_path, local_stack, recipe_images):
+    image, fine = recipe_images
+    transport = StackTransport(local_stack)
+    # 64-pixel sides: 4 tiles of the 128 px patch, 16 of the 256 px fine label
+    limits = Limits(max_bytes=128 * 128 * 4 * 3, max_side=64, max_bands=1024)
+    summary = export_pixels(session_for(transport), image, job_for(local_stack),
+                            str(tmp_path / "split"), fine_label=fine, workers=3, limits=limits,
+                            progress=False)
+    check_dataset(str(tmp_path / "split"), local_stack)
+    assert summary.requests == summary.candidates * (4 + 16)
+
+
+def test_workers_bounded(tmp_path, local_stack, recipe_images):
+    with pytest.raises(ConfigError, match="between 1 and 40"):
+        export_pixels(session_for(StackTransport(local_stack)), recipe_images[0],
+                      job_for(local_stack), str(tmp_path), fine_label=recipe_images[1],
+                      workers=41, progress=False)
+
+
+def test_tasks_export_end_to_end(gcs_emulator, gcs_bucket, local_stack, recipe_images):
+    image, fine = recipe_images
+    root = f"gs://{gcs_bucket}/big"
+    transport = StackTransport(local_stack, gcs_client=gcs_emulator.client(),
+                               task_bands=(*DEFAULT_IMAGE_BANDS, "label"))
+    summary = export_tasks(session_for(transport), image, job_for(local_stack), root,
+                           fine_label=fine, patches_per_tile=2, max_pending=3,
+                           poll_seconds=0, progress=False)
+    tiles = plan_tiles(local_stack.grid, 2)
+    assert len(tiles) == 4 and len(transport.tasks) == 8  # image + fine label per tile
+    records = check_dataset(root, local_stack)
+    assert summary.written == len(records)
+    store = open_store(root)
+    assert {f"tiles/{MONTH}/{t.name}.tif" for t in tiles} <= set(store.list(f"tiles/{MONTH}/"))
+    again = export_tasks(session_for(transport), image, job_for(local_stack), root,
+                         fine_label=fine, patches_per_tile=2, poll_seconds=0, progress=False)
+    assert again.written == 0 and len(transport.tasks) == 8  # nothing re-exported
+
+
+def test_failed_task_surfaces_its_message(gcs_emulator, gcs_bucket, local_stack,
+                                          recipe_images):
+    transport = StackTransport(local_stack, gcs_client=gcs_emulator.client(),
+                               task_error="User memory limit exceeded.")
+    with pytest.raises(EarthEngineError, match=r"tile_r0_c0 \(2019-06\) ended FAILED: User "
+                                               "memory limit exceeded"):
+        export_tasks(session_for(transport), recipe_images[0], job_for(local_stack),
+                     f"gs://{gcs_bucket}/x", fine_label=recipe_images[1], patches_per_tile=2,
+                     poll_seconds=0, progress=False)
+    state = open_store(f"gs://{gcs_bucket}/x").read_bytes("state/2019-06/tasks.json")
+    assert b"tile_r0_c0" in state  # task ids are kept for the next run
+
+
+def test_tasks_need_gcs(tmp_path, local_stack, recipe_images):
+    with pytest.raises(ConfigError, match="gs://"):
+        export_tasks(session_for(StackTransport(local_stack)), recipe_images[0],
+                     job_for(local_stack), str(tmp_path), fine_label=recipe_images[1])
+
+
+def test_tile_task_config(ee_offline, local_stack):
+    grid = local_stack.grid
+    tile = plan_tiles(grid, 2)[3]
+    task = tile_task(ee_offline.Image(1).toFloat(), grid, tile.window, "bkt", "p/tiles/t",
+                     "isamap_tile")
+    cfg = task.config
+    opts = cfg["fileExportOptions"]
+    assert opts["fileFormat"] == "GEO_TIFF"
+    assert opts["cloudStorageDestination"] == {"bucket": "bkt", "filenamePrefix": "p/tiles/t"}
+    dims = opts["geoTiffOptions"]["tileDimensions"]
+    assert dims["width"] == dims["height"] == file_dimensions(tile.window) == 256
+    assert dims["width"] % 256 == 0 and dims["width"] >= tile.window.width
+    assert opts["geoTiffOptions"]["skipEmptyFiles"] is True
+    assert opts["geoTiffOptions"]["cloudOptimized"] is True
+    from tests.gee_export import ee_graph
+
+    (rp,) = ee_graph.find(cfg["expression"], "Image.reproject")
+    west, _, _, north = grid.window_bounds(tile.window)
+    assert ee_graph.constant(rp["arguments"]["crsTransform"]) == [10.0, 0.0, west, 0.0, -10.0,
+                                                                  north]
+    assert task.state == "UNSUBMITTED"  # built, never started
