@@ -68,7 +68,7 @@ def test_demo_composite_recovers_the_class_signatures(demo_run):
 
 def test_demo_recuts_patches_when_its_stack_changes(demo_run, capsys):
     out, _ = demo_run
-    image = out / "stack" / "2019-06" / "image.tif"
+    (image,) = (out / "stack" / "2019-06").glob("*image.tif")
     image.write_bytes(image.read_bytes())  # same content, new modification time
     capsys.readouterr()
     assert main(["--out", str(out), "--size", "608"]) == 0
