@@ -197,6 +197,8 @@ class PatchDataset(Dataset):
     Items are dicts ``{"image": float32 (C, H, W), "label": int64 (H', W'), "id": str}``.
     """
 
+    epoch_keys = True  # items may be fetched as (epoch, index): see KeyedSampler
+
     def __init__(self, root: str | os.PathLike, split: Split | None = "train",
                  bands: Sequence[str] | None = None, norm: NormStats | None = None,
                  augment: Augment | None = None, label: str = "label", seed: int = 0,
@@ -280,10 +282,19 @@ def _mask_label(label: np.ndarray, invalid: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ loader
 class KeyedSampler(DistributedSampler):
-    """``DistributedSampler`` yielding ``(epoch, index)`` keys for per-sample reproducibility."""
+    """``DistributedSampler`` yielding ``(epoch, index)`` keys for per-sample reproducibility.
+
+    Only datasets that declare ``epoch_keys = True`` (``PatchDataset``) get tuple keys; any
+    other map-style dataset gets plain integer indices.
+    """
+
+    def __init__(self, dataset: Dataset, *args, **kw) -> None:
+        super().__init__(dataset, *args, **kw)
+        self.keyed = bool(getattr(dataset, "epoch_keys", False))
 
     def __iter__(self):
-        return ((self.epoch, i) for i in super().__iter__())
+        it = super().__iter__()
+        return ((self.epoch, i) for i in it) if self.keyed else it
 
 
 def default_workers() -> int:
