@@ -87,7 +87,7 @@ def test_fine_labels_and_loader(tmp_path):
 
 
 def test_bad_roots_give_clear_errors(tmp_path, patch_root):
-    with pytest.raises(InputDataError, match="manifest.json"):
+    with pytest.raises(InputDataError, match=r"manifest\.json"):
         PatchDataset(tmp_path, "train")
     with pytest.raises(InputDataError, match="no 'val' patches"):
         PatchDataset(write_patch_dataset(tmp_path / "t", n=4, size=8,
