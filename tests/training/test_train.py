@@ -62,7 +62,7 @@ def test_tiny_overfit_reaches_iou_above_095(patch_root, tmp_path):
     model = create_model("crofusenet", 6, bands=list(raw.bands), **TINY)
     meta = ModelMeta("crofusenet", 6, 2, raw.bands, norm.mean, norm.std,
                      model_kwargs={"bands": list(raw.bands), **TINY})
-    cfg = _cfg(patch_root, tmp_path / "fit", model="crofusenet", epochs=30, batch_size=3,
+    cfg = _cfg(patch_root, tmp_path / "fit", model="crofusenet", epochs=30, batch_size=1,
                lr=1e-2, patience=30)
     res = Trainer(cfg, model, build_loss("crofusenet"), ds, ds, meta).fit()
     loaded, _ = load_model_file(res.model_path)
