@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -72,6 +73,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     except IsamapError as exc:
         print(f"isamap-train: error: {exc}", file=sys.stderr)
         return 2
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     state = "finished" if result.finished else "stopped (continue with --resume)"
     print(f"{state} after {result.epochs_run} epochs; best validation MIoU "
           f"{100 * result.best_miou:.2f} % at epoch {result.best_epoch}\n"
@@ -115,3 +118,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     print(res.table_path.read_text())
     print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}")
     return 0
+
+
+if __name__ == "__main__":  # ``torchrun --nproc_per_node N -m training.cli --data ...``
+    raise SystemExit(train_main())

@@ -130,3 +130,26 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys):
     assert "OA" in (tmp_path / "ev" / "metrics.txt").read_text()
     assert train_main(["--data", str(patch_root), "--out", str(out), "--epochs", "0"]) == 2
     assert "epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_ddp_under_torchrun_on_cpu(patch_root, tmp_path):
+    """Two Gloo ranks: data sharded, confusion matrices summed, files written once."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "training.cli",
+         "--data", str(patch_root), "--out", str(out), "--model", "unet", "--model-kwargs",
+         json.dumps(TINY), "--epochs", "1", "--batch-size", "4", "--workers", "0",
+         "--precision", "fp32", "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("finished after 1 epochs") == 1
+    _, meta = load_model_file(out / "model.pt")
+    matrix = meta.metrics["val"]["matrix"]
+    assert sum(map(sum, matrix)) == 2 * 32 * 32  # both val patches, one per rank, summed
