@@ -30,7 +30,7 @@ class DemoPaths:
 
 
 def run_demo_training(patch_root: str | os.PathLike, out_dir: str | os.PathLike,
-                      model: str = "crofusenet", epochs: int = 8, batch_size: int = 16,
+                      model: str = "crofusenet", epochs: int = 15, batch_size: int = 16,
                       lr: float = 1e-3, max_batches: int | None = 40, seed: int = 0,
                       progress: bool = True) -> DemoPaths:
     """Train and evaluate a small model; re-running a finished demo reuses its results.
