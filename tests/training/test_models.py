@@ -44,6 +44,13 @@ def test_shape_and_gradients(name, size):
         assert grads["stem.0.weight"].abs().sum() > 0 and grads["head.weight"].abs().sum() > 0
 
 
+def test_sizes_not_divisible_by_the_stride_are_refused_clearly():
+    net = create_model("unet", 6, widths=[4, 8, 16, 32, 64])
+    assert net.stride == 16
+    with pytest.raises(ModelError, match="divisible by 16, got 40x32"):
+        net(torch.zeros(1, 6, 40, 32))
+
+
 def test_registry_lists_the_paper_models():
     assert {"unet", "unet-s2", "unet-s1", "crofusenet", "runetpp"} <= set(available_models())
 
