@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from training.config import TrainConfig
 from training.evaluate import evaluate
 from training.train import train
@@ -32,7 +34,7 @@ class DemoPaths:
 def run_demo_training(patch_root: str | os.PathLike, out_dir: str | os.PathLike,
                       model: str = "crofusenet", epochs: int = 15, batch_size: int = 16,
                       lr: float = 1e-3, max_batches: int | None = 40, seed: int = 0,
-                      progress: bool = True) -> DemoPaths:
+                      progress: bool = True, threads: int | None = None) -> DemoPaths:
     """Train and evaluate a small model; re-running a finished demo reuses its results.
 
     Args:
@@ -45,7 +47,21 @@ def run_demo_training(patch_root: str | os.PathLike, out_dir: str | os.PathLike,
         max_batches: cap on steps per epoch.
         seed: run seed.
         progress: tqdm bars.
+        threads: torch intra-op threads for the demo (restored afterwards); 1 avoids the
+            slow-down of OpenMP threads competing with other busy processes on small machines.
     """
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
+                    progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
+         progress) -> DemoPaths:
     out = Path(out_dir)
     kwargs = {"widths": list(DEMO_WIDTHS)} if model != "runetpp" else {}
     cfg = TrainConfig(data=str(patch_root), out_dir=str(out / "train"), model=model,
