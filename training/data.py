@@ -13,12 +13,10 @@ on worker count, worker scheduling or where a run was resumed.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -27,87 +25,35 @@ import torch
 from scipy.ndimage import gaussian_filter
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from gee_export.errors import ConfigError, InputDataError, StorageError
+from gee_export import index as _index
+from gee_export.errors import ConfigError, InputDataError
+from gee_export.storage import open_store
 
 Split = Literal["train", "val", "test"]
 LABEL_NODATA = 255
 
 
 # ------------------------------------------------------------------ index and manifest
-def _is_gcs(root: str) -> bool:
-    return str(root).startswith("gs://")
-
-
-def _store(root: str):
-    """The foundation's storage seam (``gee_export.storage.open_store``) when installed."""
-    try:
-        from gee_export.storage import open_store
-    except ImportError:
-        return None
-    return open_store(root)
-
-
-def _read_text(root: str, rel: str) -> str:
-    """A small text file of the dataset (manifest, index), local or on Cloud Storage."""
-    if not _is_gcs(root):
-        path = Path(root) / rel
-        try:
-            return path.read_text()
-        except FileNotFoundError:
-            raise InputDataError(f"{path} not found; is {root} a patch dataset root "
-                                 "(manifest.json + index.jsonl)?") from None
-    store = _store(root)
-    if store is not None:
-        return store.read_bytes(rel).decode()
-    try:  # before the storage seam is merged: the client directly
-        from google.cloud import storage as gcs
-    except ImportError:
-        raise StorageError("reading gs:// datasets needs google-cloud-storage: "
-                           "pip install 'isamap[ee]'") from None
-    bucket, _, prefix = root[5:].partition("/")
-    name = f"{prefix.rstrip('/')}/{rel}" if prefix else rel
-    try:
-        return gcs.Client().bucket(bucket).blob(name).download_as_bytes().decode()
-    except Exception as exc:
-        raise StorageError(f"cannot read gs://{bucket}/{name}: {exc}") from None
-
-
-def _raster_path(root: str, rel: str) -> str:
-    """What rasterio opens: a local path, or GDAL's ``/vsigs/`` path of a gs:// object."""
-    if _is_gcs(root):
-        return "/vsigs/" + root[5:].strip("/") + "/" + rel
-    return os.path.join(root, rel)
-
-
+# Reading goes through the one storage seam (gee_export.storage / gee_export.index), so local
+# folders and gs:// datasets behave alike and retries live in one place.
 def read_manifest(root: str | os.PathLike) -> dict:
-    root = str(root)
-    try:
-        manifest = json.loads(_read_text(root, "manifest.json"))
-    except json.JSONDecodeError as exc:
-        raise InputDataError(f"{root}/manifest.json is not valid JSON: {exc}") from None
-    if not str(manifest.get("format", "")).startswith("isamap-patches/"):
-        raise InputDataError(f"{root}/manifest.json has format {manifest.get('format')!r}; "
-                             "expected isamap-patches/1")
+    """The dataset manifest, refused when it lists no bands (nothing to train on)."""
+    manifest = _index.read_manifest(root, missing_ok=True)
+    if not manifest:
+        raise InputDataError(f"no manifest.json in {root}; is it a patch dataset root "
+                             "(manifest.json + index.jsonl written by isamap-export)?")
     if not manifest.get("bands"):
         raise InputDataError(f"{root}/manifest.json lists no bands")
     return manifest
 
 
 def read_index(root: str | os.PathLike) -> list[dict]:
-    root = str(root)
-    records = []
-    for n, line in enumerate(_read_text(root, "index.jsonl").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputDataError(f"{root}/index.jsonl line {n} is not JSON: {exc}") from None
-        missing = {"id", "split", "image", "label"} - set(rec)
-        if missing:
-            raise InputDataError(f"{root}/index.jsonl line {n} lacks {sorted(missing)}")
-        records.append(rec)
-    return records
+    return _index.read_index(root)
+
+
+def _raster_path(root: str, rel: str) -> str:
+    """What rasterio opens: a local path, or GDAL's ``/vsigs/`` path of a gs:// object."""
+    return open_store(root).gdal_path(rel)
 
 
 def class_names_of(manifest: dict) -> tuple[str, ...]:
