@@ -1,6 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and install
 # everything first (torch==2.13.0 before the package, so nothing pulls a CUDA build), and are
-# no-ops for the set-up when .venv is already current.
+# no-ops for the set-up when .venv is already current. The editable install is in compat mode
+# (the checkout on sys.path) so packages added later import without reinstalling.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -15,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[ee,dev]'
+	$(PY) -m pip install -q -e '.[ee,dev]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -33,7 +34,7 @@ bench: $(STAMP)
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
 notebooks: $(STAMP)
-	$(PY) -m pip install -q -e '.[ee,dev,notebooks]'
+	$(PY) -m pip install -q -e '.[ee,dev,notebooks]' --config-settings editable_mode=compat
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -39,7 +39,10 @@ class DemoContext:
     seed: int = 0
     size: int = 768
     workers: int = 2
+    epochs: int = 15
+    threads: int | None = None
     scene: SyntheticScene | None = None
+    model_file: Path | None = None
     stack: StackPaths | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -132,12 +135,26 @@ def step_patches(ctx: DemoContext) -> None:
         f"split borders; per split {summary.per_split}")
 
 
+def step_train(ctx: DemoContext) -> None:
+    """Train a reduced-width CroFuseNet on the patches and evaluate it on the test split."""
+    from training.demo import run_demo_training  # torch is only needed from here on
+
+    result = run_demo_training(ctx.out / "patches", ctx.out / "model", epochs=ctx.epochs,
+                               seed=ctx.seed, threads=ctx.threads)
+    ctx.model_file = Path(result.model)
+    ctx.outputs["model file"] = result.model
+    ctx.outputs["learning curves"] = result.curves
+    ctx.outputs["test metrics"] = result.metrics_table
+    ctx.outputs["confusion matrix"] = result.confusion_png
+
+
 Step = Callable[[DemoContext], None]
 STEPS: list[tuple[str, Step]] = [
     ("scene", step_scene),
     ("stack", step_stack),
     ("quicklooks", step_quicklooks),
     ("patches", step_patches),
+    ("train", step_train),
 ]
 
 
@@ -150,10 +167,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=768,
                         help="scene width and height in 10 m pixels (even; default %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="threads writing patches")
+    parser.add_argument("--epochs", type=int, default=15, help="training epochs of the demo model")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for training (default: torch's own choice)")
+    parser.add_argument("--until", choices=[name for name, _ in STEPS], default=STEPS[-1][0],
+                        help="stop after this step (default: run the whole chain)")
     args = parser.parse_args(argv)
-    ctx = DemoContext(Path(args.out).resolve(), args.seed, args.size, args.workers)
+    ctx = DemoContext(Path(args.out).resolve(), args.seed, args.size, args.workers,
+                      args.epochs, args.threads)
     print(f"isamap demo on a SYNTHETIC scene -> {ctx.out}")
-    for name, step in STEPS:
+    names = [name for name, _ in STEPS]
+    for name, step in STEPS[: names.index(args.until) + 1]:
         started = time.monotonic()
         step(ctx)
         print(f"  [{name}] done in {time.monotonic() - started:.1f} s")

@@ -18,7 +18,7 @@ from gee_export.synthetic import BUILDING, CLASS_S1, CLASS_S2, S2_BANDS, VEGETAT
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    return out, main(["--out", str(out), "--size", "608"])
+    return out, main(["--out", str(out), "--size", "608", "--until", "patches"])
 
 
 def test_demo_writes_and_reports_every_output(demo_run, capsys):
@@ -36,7 +36,7 @@ def test_demo_writes_and_reports_every_output(demo_run, capsys):
     assert (out / "scene" / "SYNTHETIC_README.txt").exists()
     # a second run reports the same places and writes nothing
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    assert main(["--out", str(out), "--size", "608"]) == 0
+    assert main(["--out", str(out), "--size", "608", "--until", "patches"]) == 0
     printed = capsys.readouterr().out
     for key in ("synthetic scene", "stack (image)", "index", "manifest", "quick-look label"):
         assert key in printed
@@ -71,7 +71,7 @@ def test_demo_recuts_patches_when_its_stack_changes(demo_run, capsys):
     (image,) = (out / "stack" / "2019-06").glob("*image.tif")
     image.write_bytes(image.read_bytes())  # same content, new modification time
     capsys.readouterr()
-    assert main(["--out", str(out), "--size", "608"]) == 0
+    assert main(["--out", str(out), "--size", "608", "--until", "patches"]) == 0
     printed = capsys.readouterr().out
     written = int(printed.split("patch counts")[1].split()[0])
     assert written == len(read_index(out / "patches")) > 0
