@@ -30,6 +30,7 @@ from rasterio.windows import Window
 from tqdm.auto import tqdm
 
 from gee_export.errors import ConfigError, InputDataError
+from gee_export.version import code_version
 from inference import cog, gcs
 from inference.blending import Blend, check_tiling, strip_bounds, tile_starts, tile_weights
 from inference.runtime import TilePredictor
@@ -80,7 +81,7 @@ class OutputInfo:
     bands: tuple[str, ...]
     classes: tuple[str, ...] = ("pervious", "impervious")
     month: str | None = None
-    version: str = ""
+    version: str = field(default_factory=code_version)
     metrics: dict[str, float] = field(default_factory=dict)
 
 
