@@ -1,0 +1,174 @@
+"""Losses of the papers, all honouring the nodata label (255 by default).
+
+- CroFuseNet (eq. 11): ``L_shared + alpha * L_optical + beta * L_SAR`` with cross-entropy,
+  alpha = 1.0, beta = 0.8.
+- RU-Net++ (eqs. 2-4): ``0.7 * Dice + 0.3 * Focal`` with gamma = 2, on the softmax output.
+- Weighted cross-entropy with per-class weights (e.g. from class frequencies).
+
+Every loss takes the model output (a logits tensor or a dict with ``"out"``) and an integer
+label map ``(N, H, W)``; pixels equal to ``ignore_index`` contribute nothing to the value or
+the gradient. A batch with no valid pixel gives 0 (still connected to the graph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gee_export.errors import ConfigError
+
+IGNORE_INDEX = 255
+Output = torch.Tensor | Mapping[str, torch.Tensor]
+
+
+def main_output(output: Output) -> torch.Tensor:
+    """The prediction of a model output: the tensor itself or its ``"out"`` entry."""
+    return output["out"] if isinstance(output, Mapping) else output
+
+
+def _ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+        ignore_index: int) -> torch.Tensor:
+    valid = target != ignore_index
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    w = None if weight is None else weight.to(logits.device, torch.float32)
+    return F.cross_entropy(logits.float(), target.long(), weight=w, ignore_index=ignore_index)
+
+
+class WeightedCrossEntropy(nn.Module):
+    """Cross-entropy with optional class weights; the mean runs over valid pixels only."""
+
+    def __init__(self, class_weights: Sequence[float] | None = None,
+                 ignore_index: int = IGNORE_INDEX) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+        w = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("weight", w)
+
+    def forward(self, output: Output, target: torch.Tensor) -> torch.Tensor:
+        return _ce(main_output(output), target, self.weight, self.ignore_index)
+
+
+class CroFuseNetLoss(nn.Module):
+    """Composite loss of eq. 11: CE on the shared output plus weighted CE on the two branches.
+
+    A plain tensor output (a baseline model) gets the shared term only, so the same loss
+    name works for the U-Net comparison runs.
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 0.8,
+                 class_weights: Sequence[float] | None = None,
+                 ignore_index: int = IGNORE_INDEX) -> None:
+        super().__init__()
+        self.alpha, self.beta = float(alpha), float(beta)
+        self.ce = WeightedCrossEntropy(class_weights, ignore_index)
+
+    def forward(self, output: Output, target: torch.Tensor) -> torch.Tensor:
+        loss = self.ce(main_output(output), target)
+        if isinstance(output, Mapping):
+            if "optical" in output:
+                loss = loss + self.alpha * self.ce(output["optical"], target)
+            if "sar" in output:
+                loss = loss + self.beta * self.ce(output["sar"], target)
+        return loss
+
+
+def dice_loss(probs: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+              eps: float = 1e-6) -> torch.Tensor:
+    """``1 - 2 sum(p g) / (sum p^2 + sum g^2)`` (RU-Net++ eq. 2) over valid pixels.
+
+    With two classes ``p`` is the probability of the positive class (1, impervious) as in
+    the paper; with more classes the loss is the mean over classes of the one-vs-rest Dice.
+    """
+    k = probs.shape[1]
+    valid = (target != ignore_index).unsqueeze(1).to(probs.dtype)
+    onehot = F.one_hot(torch.where(target == ignore_index, 0, target).long(), k)
+    onehot = onehot.permute(0, 3, 1, 2).to(probs.dtype) * valid
+    p = probs * valid
+    if k == 2:
+        p, onehot = p[:, 1:], onehot[:, 1:]
+    inter = (p * onehot).sum(dim=(0, 2, 3))
+    denom = (p * p).sum(dim=(0, 2, 3)) + (onehot * onehot).sum(dim=(0, 2, 3))
+    return (1 - (2 * inter + eps) / (denom + eps)).mean()
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
+               alpha: Sequence[float] | None = None,
+               ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """``-alpha_t (1 - p_t)^gamma log p_t`` (RU-Net++ eq. 3), mean over valid pixels."""
+    valid = target != ignore_index
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    logp = F.log_softmax(logits.float(), dim=1)
+    t = torch.where(valid, target, 0).long().unsqueeze(1)
+    logpt = logp.gather(1, t).squeeze(1)
+    loss = -((1 - logpt.exp()) ** gamma) * logpt
+    if alpha is not None:
+        a = torch.tensor(alpha, dtype=loss.dtype, device=loss.device)[t.squeeze(1)]
+        loss = loss * a
+    return loss[valid].mean()
+
+
+class DiceFocalLoss(nn.Module):
+    """RU-Net++ hybrid loss ``dice_weight * Dice + focal_weight * Focal`` (0.7 / 0.3, gamma 2)."""
+
+    def __init__(self, dice_weight: float = 0.7, focal_weight: float = 0.3, gamma: float = 2.0,
+                 alpha: Sequence[float] | None = None,
+                 ignore_index: int = IGNORE_INDEX) -> None:
+        super().__init__()
+        self.dice_weight, self.focal_weight = float(dice_weight), float(focal_weight)
+        self.gamma, self.alpha, self.ignore_index = float(gamma), alpha, ignore_index
+
+    def forward(self, output: Output, target: torch.Tensor) -> torch.Tensor:
+        logits = main_output(output).float()
+        probs = torch.softmax(logits, dim=1)
+        return (self.dice_weight * dice_loss(probs, target, self.ignore_index)
+                + self.focal_weight * focal_loss(logits, target, self.gamma, self.alpha,
+                                                 self.ignore_index))
+
+
+def class_weights_from_counts(counts: Sequence[int],
+                              method: Literal["inverse", "median"] = "median") -> list[float]:
+    """Class weights from pixel counts: inverse frequency, or median-frequency balancing.
+
+    Classes absent from the counts get weight 0 (they cannot be learnt from this data).
+    """
+    c = torch.tensor(counts, dtype=torch.float64)
+    present = c > 0
+    if not bool(present.any()):
+        raise ConfigError("all class counts are zero; cannot derive class weights")
+    freq = c / c.sum()
+    ref = freq[present].median() if method == "median" else torch.tensor(1.0 / int(present.sum()))
+    w = torch.where(present, ref / freq.clamp_min(1e-12), torch.zeros_like(freq))
+    return [float(v) for v in w]
+
+
+LossName = Literal["crofusenet", "dice_focal", "ce", "weighted_ce"]
+DEFAULT_LOSS: dict[str, LossName] = {"crofusenet": "crofusenet", "runetpp": "dice_focal"}
+
+
+def build_loss(name: str, ignore_index: int = IGNORE_INDEX, **kw) -> nn.Module:
+    """Loss by name: ``crofusenet``, ``dice_focal``, ``ce`` or ``weighted_ce`` (needs weights)."""
+    try:
+        if name == "crofusenet":
+            return CroFuseNetLoss(ignore_index=ignore_index, **kw)
+        if name == "dice_focal":
+            return DiceFocalLoss(ignore_index=ignore_index, **kw)
+        if name == "ce":
+            return WeightedCrossEntropy(None, ignore_index)
+        if name == "weighted_ce":
+            if "class_weights" not in kw:
+                raise ConfigError("weighted_ce needs class_weights=[...] (one per class)")
+            return WeightedCrossEntropy(kw["class_weights"], ignore_index)
+    except TypeError as exc:
+        raise ConfigError(f"bad arguments for loss {name!r}: {exc}") from None
+    raise ConfigError(f"unknown loss {name!r}; choose crofusenet, dice_focal, ce or weighted_ce")
+
+
+def default_loss_for(model_name: str) -> LossName:
+    """The paper's loss for a model: composite CE for CroFuseNet/U-Nets, Dice+Focal for RU-Net++."""
+    return DEFAULT_LOSS.get(model_name, "crofusenet")

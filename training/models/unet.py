@@ -1,0 +1,133 @@
+"""U-Net (the CroFuseNet paper's backbone) and the early-fusion / single-modality baselines.
+
+The encoder has five blocks of two 3x3 conv-BN-ReLU with 2x2 max pooling between them
+(128 -> 8 px, 32 -> 512 channels); the decoder has four transposed-conv up-blocks back to 32
+channels. ``unet`` stacks every input band (the paper's "directly concatenated" comparison);
+``unet-s2`` and ``unet-s1`` keep only the optical or SAR bands, chosen by band name, for the
+modality ablation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from gee_export.bands import get_band
+from gee_export.errors import ModelError, UnknownBandError
+from training.models.blocks import ConvBNReLU, DoubleConv, init_weights
+
+WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 512)
+
+
+def band_indices(bands: Sequence[str], sensor: str) -> list[int]:
+    """Positions of the bands of one sensor (``"S2"`` or ``"S1"``) in the input band list."""
+    try:
+        idx = [i for i, b in enumerate(bands) if get_band(b).sensor == sensor]
+    except UnknownBandError as exc:
+        raise ModelError(f"{exc}; the model's band list comes from the dataset manifest") from None
+    if not idx:
+        raise ModelError(f"no {sensor} band among {list(bands)}; this model needs at least one")
+    return idx
+
+
+def check_bands(bands: Sequence[str] | None, in_channels: int) -> list[str] | None:
+    if bands is None:
+        return None
+    bands = [str(b) for b in bands]
+    if len(bands) != in_channels:
+        raise ModelError(f"in_channels={in_channels} but {len(bands)} band names were given "
+                         f"({bands}); pass the manifest's band list")
+    return bands
+
+
+class UpBlock(nn.Module):
+    """2x2 transposed conv up, concatenation with the skip feature, two conv-BN-ReLU."""
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
+        self.conv = DoubleConv(out_ch + skip_ch, out_ch)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([self.up(x), skip], dim=1))
+
+
+def make_head(in_ch: int, num_classes: int, head: str) -> nn.Module:
+    """Classifier: ``"paper"`` is CroFuseNet's 3x3 conv + BN + ReLU, ``"linear"`` a 1x1 conv."""
+    if head == "paper":
+        return ConvBNReLU(in_ch, num_classes, kernel=3)
+    if head == "linear":
+        return nn.Conv2d(in_ch, num_classes, 1)
+    raise ModelError(f"head must be 'paper' or 'linear', got {head!r}")
+
+
+class UNetEncoder(nn.Module):
+    def __init__(self, in_ch: int, widths: Sequence[int] = WIDTHS) -> None:
+        super().__init__()
+        chans = [in_ch, *widths]
+        self.blocks = nn.ModuleList(DoubleConv(a, b) for a, b in itertools.pairwise(chans))
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for i, block in enumerate(self.blocks):
+            x = block(x if i == 0 else self.pool(x))
+            feats.append(x)
+        return feats
+
+
+class UNetDecoder(nn.Module):
+    """Returns every decoder level's feature (coarse to fine) so CroFuseNet's MFA can use them."""
+
+    def __init__(self, widths: Sequence[int] = WIDTHS) -> None:
+        super().__init__()
+        rev = list(widths)[::-1]
+        self.ups = nn.ModuleList(UpBlock(a, b, b) for a, b in itertools.pairwise(rev))
+
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        x = feats[-1]
+        outs = []
+        for up, skip in zip(self.ups, feats[-2::-1], strict=True):
+            x = up(x, skip)
+            outs.append(x)
+        return outs
+
+
+class UNet(nn.Module):
+    """U-Net on all input channels, or on the bands of one sensor when ``sensor`` is given.
+
+    Args:
+        in_channels: number of input channels (the manifest's band count).
+        num_classes: output classes (2: pervious / impervious).
+        bands: the manifest's band names; required when ``sensor`` selects a modality.
+        sensor: ``"S2"`` or ``"S1"`` to keep only those bands (the ablation baselines).
+        head: ``"linear"`` (1x1 conv, the original U-Net) or ``"paper"``.
+    """
+
+    stride = 16
+
+    def __init__(self, in_channels: int, num_classes: int = 2, bands: Sequence[str] | None = None,
+                 sensor: str | None = None, head: str = "linear",
+                 widths: Sequence[int] = WIDTHS) -> None:
+        super().__init__()
+        bands = check_bands(bands, in_channels)
+        if sensor is not None:
+            if bands is None:
+                raise ModelError(f"a {sensor}-only U-Net needs bands=[...] to find its channels")
+            idx = band_indices(bands, sensor)
+        else:
+            idx = list(range(in_channels))
+        self.register_buffer("channels", torch.tensor(idx, dtype=torch.long), persistent=False)
+        self.select = len(idx) != in_channels
+        self.encoder = UNetEncoder(len(idx), widths)
+        self.decoder = UNetDecoder(widths)
+        self.head = make_head(widths[0], num_classes, head)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.select:
+            x = x.index_select(1, self.channels)
+        return self.head(self.decoder(self.encoder(x))[-1])
