@@ -1,20 +1,21 @@
-"""Local-or-gs:// paths for inference outputs, with checksum-verified uploads.
+"""Local-or-gs:// paths of single inference files, on top of the storage seam.
 
-A small boundary so that predict/publish never care where a file lives: GDAL reads ``gs://``
-through ``/vsigs/``; outputs are always written to a local file first (the COG driver needs
-random access) and then uploaded with the google-cloud-storage client, whose CRC32C/MD5 must
-match the local bytes before the upload counts as done.
+predict/publish name files by full path (``out/isa_prob.tif`` or ``gs://b/maps/isa_prob.tif``);
+this module maps such a path to a :class:`gee_export.storage.Store` plus a relative name, so
+atomic writes, MD5-verified uploads and retries come from the one storage implementation.
+Outputs are always produced as a local file first (the COG driver needs random access) and
+then moved or uploaded.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from gee_export.errors import ChecksumMismatchError, StorageError
+from gee_export.errors import StorageError
+from gee_export.storage import Store, open_store
 
 
 def is_gcs(path: str | os.PathLike) -> bool:
@@ -23,69 +24,49 @@ def is_gcs(path: str | os.PathLike) -> bool:
 
 def split_gcs(uri: str) -> tuple[str, str]:
     """``gs://bucket/key`` -> ``(bucket, key)``."""
-    if not is_gcs(uri) or "/" not in uri[5:] or uri[5:].startswith("/"):
+    text = str(uri)
+    if not is_gcs(text) or "/" not in text[5:] or text[5:].startswith("/"):
         raise StorageError(f"{uri!r} is not a gs://bucket/object URI")
-    bucket, key = uri[5:].split("/", 1)
+    bucket, key = text[5:].split("/", 1)
     return bucket, key
+
+
+def store_of(path: str | os.PathLike) -> tuple[Store, str]:
+    """The store holding ``path`` (its parent folder) and the file's name inside it."""
+    text = os.fspath(path)
+    if is_gcs(text):
+        split_gcs(text)
+        parent, name = text.rsplit("/", 1)
+        return open_store(parent), name
+    target = Path(text).absolute()
+    return open_store(target.parent), target.name
 
 
 def gdal_path(path: str | os.PathLike) -> str:
     """The path GDAL opens: ``/vsigs/bucket/key`` for ``gs://bucket/key``, else unchanged."""
-    text = str(path)
-    return "/vsigs/" + text[5:] if is_gcs(text) else text
+    text = os.fspath(path)
+    if is_gcs(text):
+        bucket, key = split_gcs(text)
+        return f"/vsigs/{bucket}/{key}"
+    return text
 
 
-def _client():
-    try:
-        from google.cloud import storage
-    except ImportError as exc:  # pragma: no cover - the ee extra installs it
-        raise StorageError(
-            "gs:// paths need google-cloud-storage: pip install 'isamap[ee]'") from exc
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-
-        return storage.Client(project="isamap-emulated", credentials=AnonymousCredentials())
-    return storage.Client()
+def exists(path: str | os.PathLike) -> bool:
+    store, name = store_of(path)
+    return store.exists(name)
 
 
-def exists(path: str) -> bool:
-    if not is_gcs(path):
-        return Path(path).exists()
-    bucket, key = split_gcs(path)
-    return _client().bucket(bucket).blob(key).exists()
+def upload_file(local: Path, uri: str) -> None:
+    """Copy ``local`` to ``uri`` through the storage seam (atomic, MD5-verified)."""
+    store, name = store_of(uri)
+    store.upload_file(local, name)
 
 
-def md5_base64(path: Path) -> str:
-    digest = hashlib.md5()  # GCS reports MD5 for non-composite objects; used only as checksum
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode()
+def gcs_client() -> Any:
+    """The storage seam's client (emulator-aware), for bucket metadata checks."""
+    from gee_export.storage import _gcs_client
 
-
-def upload_file(local: Path, uri: str) -> str:
-    """Upload ``local`` to ``uri`` and verify the stored MD5; returns the object's generation.
-
-    Raises:
-        ChecksumMismatchError: the server holds different bytes (the object is deleted).
-        StorageError: the upload itself failed.
-    """
-    bucket_name, key = split_gcs(uri)
-    local_md5 = md5_base64(local)
-    try:
-        blob = _client().bucket(bucket_name).blob(key)
-        blob.upload_from_filename(str(local), checksum="md5")
-        blob.reload()
-    except Exception as exc:
-        if isinstance(exc, ChecksumMismatchError):
-            raise
-        raise StorageError(f"uploading {local} to {uri} failed: {exc}") from exc
-    if blob.md5_hash != local_md5:
-        blob.delete()
-        raise ChecksumMismatchError(
-            f"{uri}: stored MD5 {blob.md5_hash} != local {local_md5}; the upload was deleted, "
-            "retry it")
-    return str(blob.generation)
+    return _gcs_client()
 
 
 def put_output(write: Callable[[Path], None], dest: str, work: Path) -> None:
