@@ -88,3 +88,16 @@ def stack(tmp_path) -> Path:
     data = smooth_stack(300, 410)
     data[2, 40:60, 100:130] = np.nan
     return write_stack(tmp_path / "stack.tif", data)
+
+
+@pytest.fixture
+def cogs(tmp_path):
+    """A real class/probability COG pair from a tiny prediction."""
+    from inference.predict import OutputInfo, PredictConfig, predict_raster
+    from inference.runtime import RuntimeOptions, TilePredictor
+
+    src = write_stack(tmp_path / "small.tif", smooth_stack(90, 110))
+    p = TilePredictor(conv1x1(), np.zeros(6), np.ones(6), options=RuntimeOptions(precision="fp32"))
+    info = OutputInfo("unet", BANDS, month="2023-06", metrics={"iou": 0.8})
+    return predict_raster(str(src), str(tmp_path / "maps" / "wuhan_2023-06"), p, info,
+                          PredictConfig(tile=64, overlap=16), progress=False)
