@@ -274,7 +274,7 @@ def predict_raster(
         vrt = cog.strips_vrt(work / f"{kind}.vrt", parts, width, height, transform, crs,
                              band=1 if kind == "class" else 2)
         gcs.put_output(lambda local, v=vrt, k=kind: cog.write_cog(
-            v, local, k, info, tags, compress=config.compress), path, work)
+            v, local, k, tags, compress=config.compress), path, work)
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return PredictionResult(class_path, prob_path, width, height, tuple(transform), str(crs),

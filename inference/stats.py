@@ -202,7 +202,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
         tags = {"from": class_a, "to": class_b, "codes": json.dumps(CHANGE_CODES),
                 "version": a.tags().get("version", "")}
     try:
-        gcs.put_output(lambda local: cog.write_cog(tmp, local, "change", None, tags,
+        gcs.put_output(lambda local: cog.write_cog(tmp, local, "change", tags,
                                                    compress=compress), out_path, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
