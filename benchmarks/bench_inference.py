@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -131,8 +132,9 @@ def main(argv: list[str] | None = None) -> dict:
     predictor.calls = 0
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     out_prefix = args.out / "bench_isa"
-    for suffix in ("_class.tif", "_prob.tif"):
+    for suffix in ("_class.tif", "_prob.tif"):  # measure a full run, never a resumed one
         Path(f"{out_prefix}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(args.out / f".{out_prefix.name}.partial", ignore_errors=True)
     result = predict_raster(str(src), str(out_prefix), predictor,
                             OutputInfo("unet" + args.widths, BANDS), config, restart=True)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
