@@ -364,8 +364,10 @@ def _run_strips(src, indexes, nodata, predictor: TilePredictor, config: PredictC
             while todo and strips[todo[0]][1] <= final_row:
                 r0, r1 = strips[todo.pop(0)]
                 classes, prob = acc.take(r1 - r0, config.isa_class)
-                pending = [f for f in pending if not f.done() or f.result()]
-                if len(pending) >= 2:
+                for done in [f for f in pending if f.done()]:
+                    done.result()  # re-raises a failed write here, not at the very end
+                    pending.remove(done)
+                if len(pending) >= 2:  # at most two encoded strips wait in memory
                     pending.pop(0).result()
                 strip_profile = {**profile, "transform": transform @ Affine.translation(0, r0)}
                 pending.append(writer.submit(_write_strip, _strip_path(work, r0), classes, prob,
