@@ -1,0 +1,162 @@
+"""Run a model on batches of tiles: normalisation, device, precision and memory format.
+
+``TilePredictor`` is the only place that touches torch during inference. It accepts any
+``torch.nn.Module`` that follows the model-file contract (input ``(N, C, H, W)`` in the model's
+band order, logits ``(N, K, H*s, W*s)`` or a dict with ``"out"``), so the streaming engine can
+be tested with small plain-torch models and used with every registered architecture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from gee_export.errors import ConfigError, ModelError
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Activation = Literal["auto", "softmax", "sigmoid"]
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run the model.
+
+    Attributes:
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:1"``...
+        precision: ``"auto"`` picks bf16 on CPUs with native bf16 (AVX512-BF16/AMX) and on
+            CUDA devices that support it, fp16 AMP on older GPUs, and fp32 otherwise.
+        channels_last: NHWC memory format, which oneDNN and cuDNN convolutions run fastest in.
+        compile: wrap the model in ``torch.compile`` (CUDA mostly; first batch is slow).
+    """
+
+    device: str = "auto"
+    precision: Precision = "auto"
+    channels_last: bool = True
+    compile: bool = False
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for but CUDA is not available; use --device cpu")
+    return device
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype:
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("fp16 autocast is for CUDA; use bf16 or fp32 on the CPU")
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native_bf16 = bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
+    return torch.bfloat16 if native_bf16 else torch.float32
+
+
+class TilePredictor:
+    """Normalise raw band values, run the model, return class probabilities as numpy.
+
+    Args:
+        model: any module following the model-file contract.
+        mean: per-band mean of the training split, in the model's band order.
+        std: per-band standard deviation, same order.
+        scale: output scale factor s (output tiles are s times the input tile size).
+        activation: ``"softmax"`` over K >= 2 classes, ``"sigmoid"`` for one logit (then the
+            returned probabilities are ``[1 - p, p]``); ``"auto"`` chooses by K.
+        options: device, precision, memory format, compilation.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, mean: np.ndarray, std: np.ndarray, *, scale: int = 1,
+        activation: Activation = "auto", options: RuntimeOptions | None = None,
+    ) -> None:
+        options = options or RuntimeOptions()
+        mean = np.asarray(mean, dtype=np.float32).reshape(-1)
+        std = np.asarray(std, dtype=np.float32).reshape(-1)
+        if mean.shape != std.shape:
+            raise ModelError(f"normalisation mean {mean.shape} and std {std.shape} differ in size")
+        if np.any(~np.isfinite(std)) or np.any(std <= 0):
+            raise ModelError("normalisation std must be finite and > 0; re-export the model file")
+        if not isinstance(scale, int) or scale < 1:
+            raise ModelError(f"output scale must be a positive integer, got {scale!r}")
+        self.device = resolve_device(options.device)
+        self.dtype = resolve_precision(options.precision, self.device)
+        self.channels_last = options.channels_last
+        self.scale = scale
+        self.activation = activation
+        self.channels = int(mean.size)
+        self._mean = torch.from_numpy(mean).view(1, -1, 1, 1).to(self.device)
+        self._std = torch.from_numpy(std).view(1, -1, 1, 1).to(self.device)
+        model = model.eval().to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = torch.compile(model) if options.compile else model
+        self.forward_seconds = 0.0  # time spent in the model alone (benchmarks compare to it)
+
+    @property
+    def description(self) -> str:
+        return f"{self.device.type}/{str(self.dtype).removeprefix('torch.')}" + (
+            "/channels_last" if self.channels_last else "")
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        """Probabilities ``(N, K, H*s, W*s)`` float32 for raw tiles ``(N, C, H, W)``.
+
+        NaN inputs (nodata) are replaced by the band mean, i.e. 0 after normalisation; the
+        caller masks those pixels in the output anyway.
+        """
+        if tiles.ndim != 4 or tiles.shape[1] != self.channels:
+            raise ModelError(
+                f"tiles have shape {tiles.shape}; the model expects (N, {self.channels}, H, W)")
+        x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
+        x = torch.nan_to_num((x - self._mean) / self._std, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        start = time.perf_counter()
+        with self._autocast():
+            out = self.model(x)
+        if isinstance(out, dict):
+            if "out" not in out:
+                raise ModelError(f"model returned a dict without 'out' (keys: {sorted(out)})")
+            out = out["out"]
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.forward_seconds += time.perf_counter() - start
+        return self._probabilities(out, tiles.shape)
+
+    def _probabilities(self, logits: torch.Tensor, in_shape: tuple[int, ...]) -> np.ndarray:
+        n, _, h, w = in_shape
+        expected = (n, h * self.scale, w * self.scale)
+        if logits.ndim != 4 or (logits.shape[0], *logits.shape[2:]) != expected:
+            raise ModelError(
+                f"model output {tuple(logits.shape)} does not match (N, K, H*s, W*s) = "
+                f"({n}, K, {expected[1]}, {expected[2]}) for output scale s={self.scale}; "
+                "check the model file's output scale")
+        logits = logits.float()
+        activation = self.activation
+        if activation == "auto":
+            activation = "sigmoid" if logits.shape[1] == 1 else "softmax"
+        if activation == "sigmoid":
+            if logits.shape[1] != 1:
+                raise ModelError(f"sigmoid needs one logit per pixel, got {logits.shape[1]}")
+            p = torch.sigmoid(logits)
+            probs = torch.cat([1.0 - p, p], dim=1)
+        else:
+            probs = torch.softmax(logits, dim=1)
+        return probs.contiguous().cpu().numpy()

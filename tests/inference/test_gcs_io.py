@@ -1,0 +1,35 @@
+import numpy as np
+import rasterio
+
+from inference.cog import cog_report
+from inference.predict import OutputInfo, PredictConfig, predict_raster
+from inference.runtime import RuntimeOptions, TilePredictor
+from tests.inference.conftest import BANDS, conv1x1, smooth_stack, write_stack
+
+
+def test_predict_reads_and_writes_gs_paths(gcs_emulator, gcs_bucket, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = smooth_stack(150, 170)
+    data[4, 5:10, 5:10] = np.nan
+    local = write_stack(tmp_path / "stack.tif", data)
+    bucket = gcs_emulator.client().bucket(gcs_bucket)
+    bucket.blob("stacks/stack.tif").upload_from_filename(str(local))
+    p = TilePredictor(conv1x1(), np.zeros(6), np.ones(6), options=RuntimeOptions(precision="fp32"))
+    config = PredictConfig(tile=64, overlap=16, strip_rows=64)
+    result = predict_raster(f"gs://{gcs_bucket}/stacks/stack.tif", f"gs://{gcs_bucket}/out/isa",
+                            p, OutputInfo("m", BANDS), config, progress=False)
+    assert result.prob_path == f"gs://{gcs_bucket}/out/isa_prob.tif"
+    names = sorted(b.name for b in gcs_emulator.client().list_blobs(gcs_bucket, prefix="out/"))
+    assert names == ["out/isa_class.tif", "out/isa_prob.tif"]
+    report = cog_report(f"/vsigs/{gcs_bucket}/out/isa_prob.tif")
+    assert report["layout"] == "COG" and report["size"] == (150, 170)
+    with rasterio.open(f"/vsigs/{gcs_bucket}/out/isa_class.tif") as ds:
+        out = ds.read(1)
+    assert (out[5:10, 5:10] == 255).all() and (out[20:] != 255).all()
+    local_run = predict_raster(str(local), str(tmp_path / "isa"), p, OutputInfo("m", BANDS),
+                               config, progress=False)
+    with rasterio.open(local_run.class_path) as ds:
+        np.testing.assert_array_equal(ds.read(1), out)
+    again = predict_raster(f"gs://{gcs_bucket}/stacks/stack.tif", f"gs://{gcs_bucket}/out/isa",
+                           p, OutputInfo("m", BANDS), config, progress=False)
+    assert again.skipped

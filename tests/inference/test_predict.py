@@ -1,0 +1,209 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import rasterio
+
+from gee_export.errors import ConfigError, InputDataError, ModelError
+from inference.predict import OutputInfo, PredictConfig, predict_raster
+from inference.runtime import RuntimeOptions, TilePredictor
+from tests.inference.conftest import (
+    BANDS,
+    ConstantModel,
+    SuperRes,
+    conv1x1,
+    padded_convnet,
+    smooth_stack,
+    write_stack,
+)
+
+FP32 = RuntimeOptions(precision="fp32")
+INFO = OutputInfo("test-model", BANDS, month="2023-06")
+
+
+def predictor(model, scale=1, options=FP32):
+    return TilePredictor(model, np.zeros(len(BANDS)), np.ones(len(BANDS)), scale=scale,
+                         options=options)
+
+
+def run(src, out, model, progress=False, scale=1, **config):
+    config = {"tile": 64, "overlap": 16, "batch_size": 4, "strip_rows": 32, **config}
+    return predict_raster(str(src), str(out), predictor(model, scale), INFO,
+                          PredictConfig(**config), progress=progress)
+
+
+def read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def test_constant_model_leaves_no_seam_anywhere(stack, tmp_path):
+    result = run(stack, tmp_path / "c", ConstantModel())
+    prob = read(result.prob_path)
+    expected = round(float(1 / (1 + np.exp(-(-0.4 - 0.3)))) * 250)
+    valid = prob != 255
+    assert (prob[valid] == expected).all()
+    assert (read(result.class_path)[valid] == 0).all()
+
+
+def test_blend_hides_tile_edges_that_a_plain_mean_shows(stack, tmp_path):
+    """A zero-padded conv net differs at tile edges; shifting the tile grid moves those edges.
+
+    With the cosine blend two runs with differently placed tiles agree closely, and both stay
+    close to the single-pass result; the uniform mean leaves visible seams.
+    """
+    model = padded_convnet()
+    whole = read(run(stack, tmp_path / "whole", model, tile=512, overlap=0).prob_path)
+    errors = {}
+    for blend in ("cosine", "uniform"):
+        a = read(run(stack, tmp_path / f"{blend}a", model, tile=64, overlap=24, blend=blend)
+                 .prob_path).astype(int)
+        b = read(run(stack, tmp_path / f"{blend}b", model, tile=80, overlap=30, blend=blend)
+                 .prob_path).astype(int)
+        valid = (a != 255) & (whole != 255)
+        # the single pass pads the 300 x 410 raster to its 512 tile by edge replication, so
+        # the last 3 px (the receptive field) differ for a reason unrelated to blending
+        valid[-3:], valid[:, -3:] = False, False
+        errors[blend] = (np.abs(a - whole)[valid].max(), np.abs(a - b)[valid].max(),
+                         np.abs(a - whole)[valid].mean())
+    assert errors["cosine"][0] <= 2 and errors["cosine"][1] <= 2
+    assert errors["uniform"][0] > errors["cosine"][0]
+    assert errors["uniform"][2] > errors["cosine"][2]
+
+
+def test_tiled_run_equals_single_pass(stack, tmp_path):
+    model = conv1x1()
+    whole = run(stack, tmp_path / "whole", model, tile=512, overlap=0)
+    tiled = run(stack, tmp_path / "tiled", model, tile=64, overlap=20)
+    assert tiled.tiles > 1 and whole.tiles == 1
+    for attr in ("prob_path", "class_path"):
+        diff = np.abs(read(getattr(whole, attr)).astype(int) - read(getattr(tiled, attr)))
+        assert diff.max() <= 1
+
+
+def test_nodata_propagates_from_any_band(tmp_path):
+    data = smooth_stack(100, 120)
+    data[1, 10:20, 30:40] = np.nan  # NaN in one band only
+    data[5, 70:75, 0:5] = -9999.0  # nodata value in another band
+    src = tmp_path / "nd.tif"
+    write_stack(src, data, nodata=-9999.0)
+    with rasterio.open(src, "r+") as ds:  # NaN too: backends write NaN as nodata
+        ds.nodata = -9999.0
+    result = run(src, tmp_path / "o", conv1x1())
+    for path in (result.prob_path, result.class_path):
+        out = read(path)
+        assert (out[10:20, 30:40] == 255).all() and (out[70:75, 0:5] == 255).all()
+        assert (out == 255).sum() == 100 + 25
+        with rasterio.open(path) as ds:
+            assert ds.nodata == 255
+
+
+def test_output_scale_refines_the_grid(stack, tmp_path):
+    result = run(stack, tmp_path / "sr", SuperRes(scale=2), scale=2)
+    with rasterio.open(result.class_path) as ds, rasterio.open(stack) as src:
+        assert (ds.height, ds.width) == (src.height * 2, src.width * 2)
+        assert ds.transform.a == src.transform.a / 2 and ds.transform.c == src.transform.c
+        assert ds.tags()["output_scale"] == "2"
+        out = ds.read(1)
+    assert (out[80:120, 200:260] == 255).all()  # the NaN hole, twice as large
+    assert (out[:80] != 255).all()
+
+
+def test_rerun_of_a_finished_job_does_no_work(stack, tmp_path):
+    first = run(stack, tmp_path / "o", conv1x1())
+    mtime = os.stat(first.prob_path).st_mtime_ns
+    again = run(stack, tmp_path / "o", conv1x1())
+    assert again.skipped and again.tiles == 0 and os.stat(first.prob_path).st_mtime_ns == mtime
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashingModel(ConstantModel):
+    def __init__(self, calls):
+        super().__init__()
+        self.calls = calls
+
+    def forward(self, x):
+        self.calls -= 1
+        if self.calls < 0:
+            raise Crash("simulated failure")
+        return super().forward(x)
+
+
+def test_interrupted_run_resumes_from_its_strips(stack, tmp_path):
+    reference = run(stack, tmp_path / "ref", conv1x1())
+    with pytest.raises(Crash):
+        run(stack, tmp_path / "o", CrashingModel(calls=8))
+    work = tmp_path / ".o.partial"
+    strips = sorted(work.glob("strip_*.tif"))
+    assert strips and not list(work.glob("*.tmp"))
+    resumed = predict_raster(str(stack), str(tmp_path / "o"), predictor(conv1x1()), INFO,
+                             PredictConfig(tile=64, overlap=16, batch_size=4, strip_rows=32),
+                             progress=False)
+    assert resumed.resumed_strips == len(strips)
+    assert resumed.tiles < reference.tiles
+    assert not work.exists()
+
+
+def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
+    """SIGKILL in the middle of a run (no cleanup at all), then the same command again."""
+    script = textwrap.dedent(f"""
+        import os, signal, sys, numpy as np
+        sys.path.insert(0, {str(os.getcwd())!r})
+        from tests.inference.conftest import conv1x1, BANDS
+        from inference.predict import predict_raster, PredictConfig, OutputInfo
+        from inference.runtime import TilePredictor, RuntimeOptions
+        model, calls = conv1x1(), [0]
+        kill_after = int(sys.argv[1])
+        def hook(module, args, output):
+            calls[0] += 1
+            if calls[0] == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        model.register_forward_hook(hook)
+        p = TilePredictor(model, np.zeros(6), np.ones(6), options=RuntimeOptions(precision="fp32"))
+        r = predict_raster({str(stack)!r}, {str(tmp_path / "k")!r}, p, OutputInfo("m", BANDS),
+                           PredictConfig(tile=64, overlap=16, batch_size=4, strip_rows=32),
+                           progress=False)
+        print(r.resumed_strips, r.tiles)
+    """)
+    killed = subprocess.run([sys.executable, "-c", script, "12"], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    assert not (tmp_path / "k_prob.tif").exists()
+    done = subprocess.run([sys.executable, "-c", script, "0"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    reference = run(stack, tmp_path / "ref", conv1x1())
+    np.testing.assert_array_equal(read(tmp_path / "k_prob.tif"), read(reference.prob_path))
+    np.testing.assert_array_equal(read(tmp_path / "k_class.tif"), read(reference.class_path))
+
+
+def test_work_of_another_run_is_not_mixed_in(stack, tmp_path):
+    with pytest.raises(Crash):
+        run(stack, tmp_path / "o", CrashingModel(calls=3))
+    with pytest.raises(ConfigError, match="restart"):
+        run(stack, tmp_path / "o", conv1x1(), overlap=8)
+    result = predict_raster(str(stack), str(tmp_path / "o"), predictor(conv1x1()), INFO,
+                            PredictConfig(tile=64, overlap=8, strip_rows=32), restart=True,
+                            progress=False)
+    assert result.resumed_strips == 0 and os.path.exists(result.prob_path)
+
+
+def test_missing_band_and_wrong_model_output_are_clear_errors(stack, tmp_path):
+    info = OutputInfo("m", ("B2", "B11"))
+    p = TilePredictor(conv1x1(2), np.zeros(2), np.ones(2), options=FP32)
+    with pytest.raises(InputDataError, match="B11"):
+        predict_raster(str(stack), str(tmp_path / "x"), p, info, progress=False)
+    with pytest.raises(ModelError, match="output scale"):
+        run(stack, tmp_path / "y", SuperRes(scale=2), scale=1)
+
+
+def test_run_record_is_in_the_work_dir_while_running(stack, tmp_path):
+    with pytest.raises(Crash):
+        run(stack, tmp_path / "o", CrashingModel(calls=2))
+    record = json.loads((tmp_path / ".o.partial" / "run.json").read_text())
+    assert record["bands"] == list(BANDS) and record["config"]["tile"] == 64
