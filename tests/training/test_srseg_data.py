@@ -140,3 +140,26 @@ def test_patch_samples_reads_fine_labels_on_the_scaled_grid(tmp_path):
         patch_samples(tmp_path, 4, splits=("val",))
     with pytest.raises(InputDataError, match="no fine label at x8"):
         patch_samples(tmp_path, 8, splits=("train",))
+
+
+def test_naip_patches_written_by_the_exporter_read_back_identically(naip_dir, tmp_path):
+    from gee_export.patches import PatchWriter
+
+    scale = 8
+    quadrants = [s for s in naip_samples(naip_dir, scale) if s.id.startswith("id_000184")]
+    grid = Grid("EPSG:32618", 365430.0, 4312870.0, 32, 32, patch_size=16, stride=16)
+    splits = {(q // 2, q % 2): ("test" if q == 3 else "train") for q in range(4)}
+    writer = PatchWriter(str(tmp_path), grid, ("Red", "Green", "Blue", "NearInfrared"),
+                         "2021-06", splits=splits, fine_scale=scale)
+    records = []
+    for q, sample in enumerate(quadrants):
+        coarse_label = (block_mean(sample.label.astype(np.float32), scale) >= 0.5)
+        records.append(writer.write(q // 2, q % 2, sample.image, coarse_label.astype(np.uint8),
+                                    label_fine=sample.label, image_fine=sample.image_fine))
+    (tmp_path / "index.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    read = patch_samples(tmp_path, scale, splits=("train", "test"))
+    assert [s.split for s in read] == ["train", "train", "train", "test"]
+    for got, want in zip(read, quadrants, strict=True):
+        np.testing.assert_array_equal(got.image, want.image)
+        np.testing.assert_array_equal(got.label, want.label)
+        np.testing.assert_array_equal(got.image_fine, want.image_fine)
