@@ -1,0 +1,307 @@
+"""The patch dataset (docs/data-contract.md) as a torch ``Dataset``, local or ``gs://``.
+
+Images are read with rasterio (GDAL ``/vsigs/`` for ``gs://``), bands by the manifest's names,
+normalised per band with statistics of the TRAINING split (``compute_norm_stats``), NaN set
+to 0 (the band mean after normalisation) and the label set to nodata (255) wherever any band
+is missing. The paper's augmentations (vertical flip, random rotation by multiples of 90° so
+labels at any scale stay exact, Gaussian blur of the image) run on the training split only.
+
+Determinism: the loader's sampler yields ``(epoch, index)`` keys and each sample's random
+augmentation is drawn from ``default_rng([seed, epoch, index])``, so a batch does not depend
+on worker count, worker scheduling or where a run was resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import rasterio
+import torch
+from scipy.ndimage import gaussian_filter
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from gee_export.errors import ConfigError, InputDataError, StorageError
+
+Split = Literal["train", "val", "test"]
+LABEL_NODATA = 255
+
+
+# ------------------------------------------------------------------ index and manifest
+def _is_gcs(root: str) -> bool:
+    return str(root).startswith("gs://")
+
+
+def _read_text(root: str, rel: str) -> str:
+    """A small text file of the dataset (manifest, index), local or on Cloud Storage."""
+    if not _is_gcs(root):
+        path = Path(root) / rel
+        try:
+            return path.read_text()
+        except FileNotFoundError:
+            raise InputDataError(f"{path} not found; is {root} a patch dataset root "
+                                 "(manifest.json + index.jsonl)?") from None
+    try:
+        from gee_export import storage  # the foundation's seam, when present
+
+        return storage.read_bytes(f"{root.rstrip('/')}/{rel}").decode()
+    except (ImportError, AttributeError):
+        pass
+    try:
+        from google.cloud import storage as gcs
+    except ImportError:
+        raise StorageError("reading gs:// datasets needs google-cloud-storage: "
+                           "pip install 'isamap[ee]'") from None
+    bucket, _, prefix = root[5:].partition("/")
+    name = f"{prefix.rstrip('/')}/{rel}" if prefix else rel
+    try:
+        return gcs.Client().bucket(bucket).blob(name).download_as_bytes().decode()
+    except Exception as exc:
+        raise StorageError(f"cannot read gs://{bucket}/{name}: {exc}") from None
+
+
+def _raster_path(root: str, rel: str) -> str:
+    if _is_gcs(root):
+        return "/vsigs/" + root[5:].rstrip("/") + "/" + rel
+    return os.path.join(root, rel)
+
+
+def read_manifest(root: str | os.PathLike) -> dict:
+    root = str(root)
+    try:
+        manifest = json.loads(_read_text(root, "manifest.json"))
+    except json.JSONDecodeError as exc:
+        raise InputDataError(f"{root}/manifest.json is not valid JSON: {exc}") from None
+    if not str(manifest.get("format", "")).startswith("isamap-patches/"):
+        raise InputDataError(f"{root}/manifest.json has format {manifest.get('format')!r}; "
+                             "expected isamap-patches/1")
+    if not manifest.get("bands"):
+        raise InputDataError(f"{root}/manifest.json lists no bands")
+    return manifest
+
+
+def read_index(root: str | os.PathLike) -> list[dict]:
+    root = str(root)
+    records = []
+    for n, line in enumerate(_read_text(root, "index.jsonl").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputDataError(f"{root}/index.jsonl line {n} is not JSON: {exc}") from None
+        missing = {"id", "split", "image", "label"} - set(rec)
+        if missing:
+            raise InputDataError(f"{root}/index.jsonl line {n} lacks {sorted(missing)}")
+        records.append(rec)
+    return records
+
+
+def class_names_of(manifest: dict) -> tuple[str, ...]:
+    """Class names from ``manifest["label"]["classes"]`` (list or {value: name}), else ISA."""
+    classes = (manifest.get("label") or {}).get("classes")
+    if isinstance(classes, dict):
+        return tuple(str(classes[k]) for k in sorted(classes, key=lambda v: int(v)))
+    if isinstance(classes, list) and classes:
+        return tuple(str(c["name"]) if isinstance(c, dict) else str(c) for c in classes)
+    return ("pervious", "impervious")
+
+
+# ------------------------------------------------------------------ normalisation
+@dataclass(frozen=True)
+class NormStats:
+    """Per-band mean and standard deviation (training split, NaN ignored)."""
+
+    bands: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return {"bands": list(self.bands), "mean": list(self.mean), "std": list(self.std)}
+
+
+def compute_norm_stats(dataset: PatchDataset, max_patches: int | None = None) -> NormStats:
+    """Streaming per-band mean/std (float64 sums) over a dataset's raw images."""
+    c = len(dataset.bands)
+    s = np.zeros(c)
+    s2 = np.zeros(c)
+    n = np.zeros(c)
+    count = len(dataset) if max_patches is None else min(max_patches, len(dataset))
+    for i in range(count):
+        img = dataset.read_raw(i)[0].reshape(c, -1).astype(np.float64)
+        ok = np.isfinite(img)
+        s += np.where(ok, img, 0).sum(1)
+        s2 += np.where(ok, img * img, 0).sum(1)
+        n += ok.sum(1)
+    if (n == 0).any():
+        empty = [b for b, k in zip(dataset.bands, n, strict=True) if k == 0]
+        raise InputDataError(f"bands {empty} have no valid pixel in the training split")
+    mean = s / n
+    std = np.sqrt(np.maximum(s2 / n - mean * mean, 0))
+    std = np.where(std > 1e-6, std, 1.0)  # constant band: leave it centred, unscaled
+    return NormStats(tuple(dataset.bands), tuple(map(float, mean)), tuple(map(float, std)))
+
+
+# ------------------------------------------------------------------ augmentation
+@dataclass(frozen=True)
+class Augment:
+    """The paper's training augmentations, each drawn per sample.
+
+    Attributes:
+        vflip: probability of a vertical flip.
+        rotate: rotate by a random multiple of 90° (labels stay exact at every scale).
+        blur: probability of a Gaussian blur of the image.
+        blur_sigma: range of the blur's sigma in pixels.
+    """
+
+    vflip: float = 0.5
+    rotate: bool = True
+    blur: float = 0.3
+    blur_sigma: tuple[float, float] = (0.1, 1.0)
+
+    def __call__(self, image: np.ndarray, labels: list[np.ndarray],
+                 rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+        if rng.random() < self.vflip:
+            image = image[:, ::-1]
+            labels = [lab[::-1] for lab in labels]
+        if self.rotate:
+            k = int(rng.integers(4))
+            image = np.rot90(image, k, axes=(1, 2))
+            labels = [np.rot90(lab, k) for lab in labels]
+        if rng.random() < self.blur:
+            sigma = float(rng.uniform(*self.blur_sigma))
+            image = gaussian_filter(image, sigma=(0, sigma, sigma), mode="reflect")
+        return np.ascontiguousarray(image), [np.ascontiguousarray(lab) for lab in labels]
+
+
+# ------------------------------------------------------------------ dataset
+class PatchDataset(Dataset):
+    """Patches of one split of a patch dataset.
+
+    Args:
+        root: dataset root (local folder or ``gs://bucket/prefix``).
+        split: ``train``, ``val``, ``test`` or ``None`` for every patch.
+        bands: band names to read, in model order (default: the manifest's list).
+        norm: normalisation statistics (``None``: raw values, used to compute them).
+        augment: augmentation for training, ``None`` for evaluation.
+        label: ``"label"`` or ``"label_fine"`` (labels at the fine scale, super-resolution).
+        seed: base seed of the per-sample augmentation draws.
+        cache: keep decoded patches in memory (small datasets; one cache per worker).
+
+    Items are dicts ``{"image": float32 (C, H, W), "label": int64 (H', W'), "id": str}``.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: Split | None = "train",
+                 bands: Sequence[str] | None = None, norm: NormStats | None = None,
+                 augment: Augment | None = None, label: str = "label", seed: int = 0,
+                 cache: bool = False) -> None:
+        self.root = str(root)
+        self.manifest = read_manifest(self.root)
+        manifest_bands = [str(b) for b in self.manifest["bands"]]
+        self.bands = tuple(bands) if bands is not None else tuple(manifest_bands)
+        missing = [b for b in self.bands if b not in manifest_bands]
+        if missing:
+            raise ConfigError(f"bands {missing} are not in the dataset (it has {manifest_bands})")
+        self.band_indexes = [manifest_bands.index(b) + 1 for b in self.bands]
+        records = read_index(self.root)
+        self.records = [r for r in records if split is None or r["split"] == split]
+        if not self.records:
+            raise InputDataError(f"no {split!r} patches in {self.root}/index.jsonl")
+        if any(label not in r for r in self.records):
+            raise InputDataError(f"some patches have no {label!r} file; choose label='label'")
+        if norm is not None and tuple(norm.bands) != self.bands:
+            raise ConfigError(f"normalisation is for bands {norm.bands}, the dataset reads "
+                              f"{self.bands}")
+        self.norm = norm
+        self.augment = augment
+        self.label_key = label
+        self.seed = seed
+        self.class_names = class_names_of(self.manifest)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def read_raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image (C, H, W) float32 with NaN nodata and label (H', W') uint8, as stored."""
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
+        rec = self.records[i]
+        try:
+            with rasterio.open(_raster_path(self.root, rec["image"])) as src:
+                image = src.read(self.band_indexes, out_dtype="float32")
+                nod = src.nodata
+            with rasterio.open(_raster_path(self.root, rec[self.label_key])) as src:
+                label = src.read(1)
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputDataError(f"cannot read patch {rec['id']} of {self.root}: {exc}") from None
+        if nod is not None and not math.isnan(nod):
+            image[image == nod] = np.nan
+        if self._cache is not None:
+            self._cache[i] = (image, label)
+        return image, label
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        image, label = self.read_raw(int(i))
+        image = image.copy()
+        label = label.astype(np.int64)
+        invalid = ~np.isfinite(image).all(axis=0)
+        if invalid.any():
+            label = _mask_label(label, invalid)
+        if self.norm is not None:
+            mean = np.asarray(self.norm.mean, np.float32)[:, None, None]
+            std = np.asarray(self.norm.std, np.float32)[:, None, None]
+            image = (image - mean) / std
+        image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, int(epoch), int(i)])
+            image, (label,) = self.augment(image, [label], rng)
+        return {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+                "label": torch.from_numpy(np.ascontiguousarray(label)),
+                "id": f"{self.records[int(i)].get('month', '')}/{self.records[int(i)]['id']}"}
+
+
+def _mask_label(label: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+    """Set label nodata where the image is missing, at the label's own scale."""
+    k = label.shape[0] // invalid.shape[0]
+    if k > 1:
+        invalid = np.kron(invalid, np.ones((k, k), dtype=bool))
+    if invalid.shape != label.shape:
+        return label
+    return np.where(invalid, LABEL_NODATA, label)
+
+
+# ------------------------------------------------------------------ loader
+class KeyedSampler(DistributedSampler):
+    """``DistributedSampler`` yielding ``(epoch, index)`` keys for per-sample reproducibility."""
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in super().__iter__())
+
+
+def default_workers() -> int:
+    return max(min((os.cpu_count() or 2) - 1, 8), 0)
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
+                num_workers: int | None = None, rank: int = 0, world_size: int = 1,
+                pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
+    """A loader that keeps the model busy: workers, prefetching, persistent workers, pinning.
+
+    Call ``loader.sampler.set_epoch(epoch)`` before each epoch (new order, new augmentations).
+    """
+    workers = default_workers() if num_workers is None else int(num_workers)
+    sampler = KeyedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
+                           seed=seed, drop_last=drop_last)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=pin_memory, drop_last=drop_last,
+                      persistent_workers=workers > 0,
+                      prefetch_factor=4 if workers > 0 else None,
+                      generator=torch.Generator().manual_seed(seed))

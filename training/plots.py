@@ -1,0 +1,71 @@
+"""Quick-look PNGs of training and evaluation (headless matplotlib)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_learning_curves(history: Sequence[dict], path: Path) -> Path:
+    """Loss, validation MIoU/OA and learning rate per epoch (best epochs marked)."""
+    ep = [r["epoch"] for r in history]
+
+    def col(key):
+        return [np.nan if r.get(key) is None else r[key] for r in history]
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(ep, col("train_loss"), label="train")
+    axes[0].plot(ep, col("val_loss"), label="val")
+    axes[0].set_title("loss")
+    axes[1].plot(ep, col("train_miou"), label="train MIoU")
+    axes[1].plot(ep, col("val_miou"), label="val MIoU")
+    axes[1].plot(ep, col("val_oa"), label="val OA", alpha=0.6)
+    best = [r["epoch"] for r in history if r.get("best")]
+    if best:
+        axes[1].axvline(best[-1], color="k", ls=":", lw=1, label=f"best (epoch {best[-1]})")
+    axes[1].set_title("accuracy")
+    axes[2].plot(ep, col("lr"))
+    axes[2].set_title("learning rate (poly 0.9)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    axes[1].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path,
+                   title: str = "confusion matrix") -> Path:
+    """Counts with row-normalised colours (rows = reference, columns = prediction)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    rows = m.sum(1, keepdims=True)
+    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.0 * k + 2))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{int(m[i, j])}\n{100 * norm[i, j]:.1f}%", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xticks(range(k), class_names, rotation=30, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(title)
+    return _save(fig, path)
