@@ -293,8 +293,9 @@ class CrossResolutionDataset(Dataset):
         stats: normalisation statistics; computed from ``samples`` when None.
         crop: optional coarse crop size; random crops when augmenting, top-left otherwise.
         augment: random flips and 90-degree rotations (exact on both grids).
-        seed: base seed of the augmentation generator (per item: ``seed + index``... mixed with
-            the epoch through :meth:`set_epoch`), so runs are reproducible.
+        seed: base seed of the augmentation draws; each item's draw depends on
+            ``(seed, epoch, index)`` only (epoch set by :meth:`set_epoch`), so runs are
+            reproducible whatever the loader's worker count.
     """
 
     def __init__(self, samples: Sequence[CrossResSample], stats: BandStats | None = None,
@@ -325,13 +326,16 @@ class CrossResolutionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        # The issue-5 trainer's sampler yields (epoch, index) keys so that augmentation does
+        # not depend on worker state; plain integer keys use the epoch of set_epoch().
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         sample = self.samples[index]
         k = self.scale
         image = self.stats.apply(sample.image)
         label = sample.label
         fine = self.stats.apply(sample.image_fine) if self.with_fine_image else None
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+        rng = np.random.default_rng((self.seed, int(epoch), int(index)))
         if self.crop is not None:
             h, w = image.shape[1:]
             r0 = int(rng.integers(0, h - self.crop + 1)) if self.augment else 0

@@ -71,3 +71,28 @@ def test_cli_rejects_bad_configuration(naip_dir, tmp_path):
         main(["--data-dir", str(naip_dir), "--scale", "3", "--out", str(tmp_path)])
     with pytest.raises(ConfigError):
         CompareConfig(iterations=0)
+
+
+def test_issue5_trainer_trains_srseg_at_1m(naip_dir, tmp_path):
+    from training.config import TrainConfig
+    from training.modelfile import ModelMeta
+    from training.models import create_model
+    from training.srdata import NAIP_BANDS, CrossResolutionDataset
+    from training.srlosses import SRSegLoss
+    from training.train import Trainer
+
+    torch.set_num_threads(1)
+    samples = naip_samples(naip_dir, 8)
+    train = CrossResolutionDataset(split_samples(samples, "train")[:4], augment=True)
+    val = train.with_samples(split_samples(samples, "test")[:2])
+    kwargs = {"scale": 8, "widths": [8, 16, 32], "stage_widths": [8, 8, 8]}
+    model = create_model("srseg", 4, 2, **kwargs)
+    meta = ModelMeta(name="srseg", in_channels=4, num_classes=2, bands=NAIP_BANDS,
+                     norm_mean=train.stats.mean, norm_std=train.stats.std, output_scale=8,
+                     model_kwargs=kwargs)
+    cfg = TrainConfig(out_dir=str(tmp_path), model="srseg", epochs=1, batch_size=2, lr=1e-3,
+                      num_workers=0, precision="fp32", channels_last=False, progress=False)
+    result = Trainer(cfg, model, SRSegLoss(), train, val, meta).fit()
+    model, meta = load_model_file(result.model_path)
+    assert meta.output_scale == 8 and result.epochs_run == 1
+    assert model(torch.zeros(1, 4, 16, 16))["out"].shape == (1, 2, 128, 128)
