@@ -70,6 +70,20 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, 
     return x, ph, pw
 
 
+def replicate_padding(module: nn.Module) -> nn.Module:
+    """Switch every padded convolution of ``module`` from zero to replicate padding.
+
+    Patches and inference tiles are cut from larger scenes, so the unseen pixels beyond a tile
+    edge resemble the edge, not zero; zero padding makes each x2 stage learn a different border
+    response, and at 1 m these show as one-pixel lines along the tile frame. Applied to
+    ``srseg`` and to both baselines so that the comparison is about the architecture.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and any(p > 0 for p in m.padding):
+            m.padding_mode = "replicate"
+    return module
+
+
 def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
@@ -173,6 +187,7 @@ class SRSeg(nn.Module):
         self.seg_head = nn.Sequential(ConvBNReLU(seg_in, fine_ch),
                                       nn.Conv2d(fine_ch, num_classes, 1))
         init_weights(self)
+        replicate_padding(self)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = x.shape[-2:]
@@ -206,7 +221,7 @@ class BilinearUNet(nn.Module):
                  widths: Sequence[int] = WIDTHS) -> None:
         super().__init__()
         self.output_scale = check_scale(scale)
-        self.unet = UNet(in_channels, num_classes, widths=widths)
+        self.unet = replicate_padding(UNet(in_channels, num_classes, widths=widths))
         self.stride = 2 ** (len(widths) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -224,7 +239,7 @@ class UNetUpsample(nn.Module):
                  widths: Sequence[int] = WIDTHS) -> None:
         super().__init__()
         self.output_scale = check_scale(scale)
-        self.unet = UNet(in_channels, num_classes, widths=widths)
+        self.unet = replicate_padding(UNet(in_channels, num_classes, widths=widths))
         self.stride = 2 ** (len(widths) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
