@@ -64,3 +64,11 @@ def test_reconstruction_can_be_switched_off_and_losses_checked():
         loss_fn(out, torch.zeros(1, 8, 8, dtype=torch.long))
     with pytest.raises(ConfigError):
         SRLossConfig(ce_weight=0, dice_weight=0)
+
+
+@pytest.mark.parametrize("name", ["srseg", "bilinear-unet", "unet-upsample"])
+def test_models_accept_the_manifest_bands_the_trainer_passes(name):
+    model = create_model(name, in_channels=2, scale=2, widths=(8, 16), bands=["B4", "B8"])
+    assert model.output_scale == 2
+    with pytest.raises(ModelError, match="band names"):
+        create_model(name, in_channels=3, scale=2, bands=["B4", "B8"])

@@ -47,7 +47,7 @@ from torch import nn
 from gee_export.errors import ModelError
 from training.models import register_model
 from training.models.blocks import ConvBNReLU, SEAttention, init_weights
-from training.models.unet import UNet, UNetDecoder, UNetEncoder
+from training.models.unet import UNet, UNetDecoder, UNetEncoder, check_bands
 
 SCALES = (2, 4, 5, 8, 10)
 WIDTHS = (32, 64, 128, 256)  # 4 levels: stride 8, enough context for 10 m patches of 16+ px
@@ -149,13 +149,15 @@ class SRSeg(nn.Module):
             (defaults to ``in_channels``; the upsampled input is then its residual base).
         deep_supervision: in training mode also return ``ds_x1``, ``ds_x2``... logits of the
             intermediate scales for the deep-supervision loss.
+        bands: the manifest's band names (checked against ``in_channels``; all are used).
     """
 
     def __init__(self, in_channels: int, num_classes: int = 2, scale: int = 10,
                  widths: Sequence[int] = WIDTHS, stage_widths: Sequence[int] = STAGE_WIDTHS,
                  reconstruction: bool = True, fine_channels: int | None = None,
-                 deep_supervision: bool = True) -> None:
+                 deep_supervision: bool = True, bands: Sequence[str] | None = None) -> None:
         super().__init__()
+        check_bands(bands, in_channels)  # the trainer passes the manifest's bands to every model
         self.output_scale = check_scale(scale)
         self.stride = 2 ** (len(widths) - 1)
         self.deep_supervision = deep_supervision
@@ -218,8 +220,9 @@ class BilinearUNet(nn.Module):
     """Baseline: bilinear upsampling of the 10 m input to the fine scale, then a U-Net there."""
 
     def __init__(self, in_channels: int, num_classes: int = 2, scale: int = 10,
-                 widths: Sequence[int] = WIDTHS) -> None:
+                 widths: Sequence[int] = WIDTHS, bands: Sequence[str] | None = None) -> None:
         super().__init__()
+        check_bands(bands, in_channels)
         self.output_scale = check_scale(scale)
         self.unet = replicate_padding(UNet(in_channels, num_classes, widths=widths))
         self.stride = 2 ** (len(widths) - 1)
@@ -236,8 +239,9 @@ class UNetUpsample(nn.Module):
     """Baseline: the U-Net at 10 m, its logits bilinearly upsampled to the fine scale."""
 
     def __init__(self, in_channels: int, num_classes: int = 2, scale: int = 10,
-                 widths: Sequence[int] = WIDTHS) -> None:
+                 widths: Sequence[int] = WIDTHS, bands: Sequence[str] | None = None) -> None:
         super().__init__()
+        check_bands(bands, in_channels)
         self.output_scale = check_scale(scale)
         self.unet = replicate_padding(UNet(in_channels, num_classes, widths=widths))
         self.stride = 2 ** (len(widths) - 1)
