@@ -29,7 +29,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -257,6 +257,51 @@ def quicklook(path: Path, cfg: CompareConfig, test_ds: CrossResolutionDataset, o
     os.replace(tmp, path)
 
 
+SUMMARY_METRICS = (("ISA IoU", lambda r: r["iou"][1]), ("ISA F1", lambda r: r["f1"][1]),
+                   ("OA", lambda r: r["oa"]), ("bF1", lambda r: r.get("boundary_f1")))
+
+
+def summarize_seeds(reports: dict[int, dict], cfg: CompareConfig) -> tuple[dict, str]:
+    """Mean and sample standard deviation over seeds of the headline metrics, per model.
+
+    Five small tiles make a single run's ranking fragile (initialisation alone moves the ISA
+    F1 by tens of points at a short budget), so conclusions are drawn from several seeds.
+    """
+    summary: dict[str, dict] = {}
+    for name in cfg.models:
+        row = {}
+        for label, get in SUMMARY_METRICS:
+            values = [get(r["models"][name]) for r in reports.values()]
+            values = np.array([np.nan if v is None else v for v in values], dtype=float)
+            row[label] = {"mean": float(np.nanmean(values)),
+                          "std": float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0,
+                          "per_seed": [_finite(float(v)) for v in values]}
+        row["train_seconds"] = float(np.mean([r["models"][name]["train_seconds"]
+                                              for r in reports.values()]))
+        summary[name] = row
+    head = f"{'model':<15}" + "".join(f"{label:>16}" for label, _ in SUMMARY_METRICS) \
+        + f"{'train s':>9}"
+    lines = [f"mean ± std over seeds {sorted(reports)} (test split, x{cfg.scale}, "
+             f"{cfg.iterations} iterations, bF1 tolerance {cfg.tolerance:g} px)", head,
+             "-" * len(head)]
+    for name, row in summary.items():
+        cells = "".join(f"{100 * row[label]['mean']:>9.2f} ±{100 * row[label]['std']:>5.2f}"
+                        for label, _ in SUMMARY_METRICS)
+        lines.append(f"{name:<15}{cells}{row['train_seconds']:>9.1f}")
+    return summary, "\n".join(lines)
+
+
+def run_seeds(cfg: CompareConfig, seeds: Sequence[int], out: str | Path) -> tuple[dict, str]:
+    """``run_comparison`` for every seed in ``out/seed_<s>``, then the across-seed summary."""
+    out = Path(out)
+    reports = {s: run_comparison(replace(cfg, seed=s), out / f"seed_{s}") for s in seeds}
+    summary, table = summarize_seeds(reports, cfg)
+    _write_json(out / "summary.json", {"config": asdict(cfg), "seeds": list(seeds),
+                                       "models": _finite(summary)})
+    (out / "summary.txt").write_text(table + "\n")
+    return summary, table
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.srcompare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -269,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+",
+                   help="run every seed (out/seed_<s>/) and write summary.json/.txt")
     p.add_argument("--tolerance", type=float, default=2.0, help="boundary F1 tolerance (px)")
     p.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 256])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -279,6 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = CompareConfig(data=a.data, data_dir=a.data_dir, scale=a.scale, models=tuple(a.models),
                         iterations=a.iterations, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                         tolerance=a.tolerance, widths=tuple(a.widths))
+    if a.seeds:
+        _, table = run_seeds(cfg, a.seeds, a.out)
+        print(table)
+        print(f"report: {Path(a.out) / 'summary.json'}, {Path(a.out) / 'summary.txt'}")
+        return 0
     report = run_comparison(cfg, a.out)
     print(comparison_table(report["models"], cfg))
     print(f"report: {Path(a.out) / 'metrics.json'}, {Path(a.out) / 'comparison.txt'}")

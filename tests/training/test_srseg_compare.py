@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -96,3 +97,22 @@ def test_issue5_trainer_trains_srseg_at_1m(naip_dir, tmp_path):
     model, meta = load_model_file(result.model_path)
     assert meta.output_scale == 8 and result.epochs_run == 1
     assert model(torch.zeros(1, 4, 16, 16))["out"].shape == (1, 2, 128, 128)
+
+
+def test_seed_summary_gives_mean_and_spread():
+    from training.srcompare import summarize_seeds
+
+    cfg = CompareConfig(models=("srseg", "unet-upsample"))
+
+    def rec(f1):
+        return {"iou": [0.9, f1 / 2], "f1": [0.9, f1], "oa": 0.9, "boundary_f1": None,
+                "train_seconds": 2.0}
+
+    reports = {0: {"models": {"srseg": rec(0.4), "unet-upsample": rec(0.5)}},
+               1: {"models": {"srseg": rec(0.6), "unet-upsample": rec(0.5)}}}
+    summary, table = summarize_seeds(reports, cfg)
+    assert summary["srseg"]["ISA F1"]["mean"] == pytest.approx(0.5)
+    assert summary["srseg"]["ISA F1"]["std"] == pytest.approx(0.1414, abs=1e-4)
+    assert summary["unet-upsample"]["ISA F1"]["std"] == 0.0
+    assert math.isnan(summary["srseg"]["bF1"]["mean"])
+    assert "srseg" in table and "seeds [0, 1]" in table
