@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -273,8 +274,9 @@ def summarize_seeds(reports: dict[int, dict], cfg: CompareConfig) -> tuple[dict,
         for label, get in SUMMARY_METRICS:
             values = [get(r["models"][name]) for r in reports.values()]
             values = np.array([np.nan if v is None else v for v in values], dtype=float)
-            row[label] = {"mean": float(np.nanmean(values)),
-                          "std": float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0,
+            ok = values[np.isfinite(values)]
+            row[label] = {"mean": float(ok.mean()) if ok.size else math.nan,
+                          "std": float(ok.std(ddof=1)) if ok.size > 1 else 0.0,
                           "per_seed": [_finite(float(v)) for v in values]}
         row["train_seconds"] = float(np.mean([r["models"][name]["train_seconds"]
                                               for r in reports.values()]))
