@@ -10,7 +10,8 @@ at the fine scale (:func:`training.sreval.evaluate_fine`). Outputs in ``--out``:
 
 - ``<model>/model.pt``: the trained model as an issue-5 model file (output_scale = k);
 - ``<model>/metrics.json``: that model's test metrics (the run is resumable: a model whose
-  metrics exist for the same configuration is not trained again);
+  metrics exist for the same configuration is not trained again; the key is the
+  configuration, not the code, so use a new ``--out`` after changing a model);
 - ``metrics.json`` (all models + configuration), ``comparison.txt`` (a readable table) and
   ``quicklook.png`` (input, reference and each model's 1 m map on the test quadrant with most
   ISA).
