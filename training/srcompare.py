@@ -251,6 +251,8 @@ def quicklook(path: Path, cfg: CompareConfig, test_ds: CrossResolutionDataset, o
             ax.imshow(img, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
+    fig.suptitle(f"test quadrant {test_ds.samples[index].id}: black = impervious, "
+                 f"maps at x{cfg.scale}", fontsize=9)
     fig.tight_layout()
     fd, tmp = tempfile.mkstemp(prefix=".quicklook.", suffix=".png", dir=path.parent)
     os.close(fd)
