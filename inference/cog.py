@@ -78,7 +78,7 @@ def strips_vrt(path: Path, parts: Sequence[tuple[Path, int, int]], width: int, h
     return path
 
 
-def write_cog(src: str | os.PathLike, dst: str | os.PathLike, kind: Kind, info: OutputInfo | None,
+def write_cog(src: str | os.PathLike, dst: str | os.PathLike, kind: Kind,
               tags: dict[str, str], *, compress: Compression = "DEFLATE") -> None:
     """Copy a one-band uint8 raster into a COG with overviews, description and metadata.
 

@@ -37,6 +37,10 @@ from inference.runtime import TilePredictor
 
 PROB_SCALE = 250  # probability 1.0 is stored as 250; 251-254 unused, 255 = nodata
 NODATA = 255
+# GDAL's block cache defaults to 5 % of physical RAM, which would make the footprint grow with
+# the machine; one full-width block row of a wide stack (~200 MB at 16k x 6 bands) is all the
+# sliding window re-reads (the overlap), so a fixed cache keeps memory bounded.
+GDAL_CACHE_MB = 512
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,7 @@ def predict_raster(
     forward_before = predictor.forward_seconds
     scale = predictor.scale
     class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
-    with rasterio.open(gcs.gdal_path(src_path)) as src:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(gcs.gdal_path(src_path)) as src:
         indexes = select_bands(src.descriptions, info.bands)
         nodata = [src.nodatavals[i - 1] for i in indexes]
         run = _fingerprint(src_path, src, info, config, scale, model_id)
@@ -273,8 +277,9 @@ def predict_raster(
     for path, kind in ((class_path, "class"), (prob_path, "probability")):
         vrt = cog.strips_vrt(work / f"{kind}.vrt", parts, width, height, transform, crs,
                              band=1 if kind == "class" else 2)
-        gcs.put_output(lambda local, v=vrt, k=kind: cog.write_cog(
-            v, local, k, info, tags, compress=config.compress), path, work)
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            gcs.put_output(lambda local, v=vrt, k=kind: cog.write_cog(
+                v, local, k, tags, compress=config.compress), path, work)
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return PredictionResult(class_path, prob_path, width, height, tuple(transform), str(crs),
@@ -359,8 +364,10 @@ def _run_strips(src, indexes, nodata, predictor: TilePredictor, config: PredictC
             while todo and strips[todo[0]][1] <= final_row:
                 r0, r1 = strips[todo.pop(0)]
                 classes, prob = acc.take(r1 - r0, config.isa_class)
-                pending = [f for f in pending if not f.done() or f.result()]
-                if len(pending) >= 2:
+                for done in [f for f in pending if f.done()]:
+                    done.result()  # re-raises a failed write here, not at the very end
+                    pending.remove(done)
+                if len(pending) >= 2:  # at most two encoded strips wait in memory
                     pending.pop(0).result()
                 strip_profile = {**profile, "transform": transform @ Affine.translation(0, r0)}
                 pending.append(writer.submit(_write_strip, _strip_path(work, r0), classes, prob,

@@ -2,13 +2,15 @@ import json
 
 import pytest
 
-from gee_export.errors import AuthenticationError, ConfigError
+from gee_export.errors import AuthenticationError, ConfigError, EarthEngineError
 from inference.publish import (
+    EarthEngineAssets,
     PublishRequest,
     check_external_bucket,
     connect,
     external_bucket_problems,
     publish,
+    wait_for_task,
 )
 
 
@@ -75,3 +77,23 @@ def test_local_cogs_need_an_upload_prefix_and_readers_a_kind(cogs, tmp_path, ee_
         publish(request(cogs, readers=("a@b.com",)), tmp_path, dry_run=True, echo=print)
     dry = publish(request(cogs), tmp_path, dry_run=True, echo=lambda _: None)
     assert dry.manifest["tilesets"][0]["sources"][0]["uris"][0].startswith("gs://your-bucket/")
+
+
+class ScriptedTasks(EarthEngineAssets):
+    """Task states as the Earth Engine task API reports them, in order (no server exists here)."""
+
+    def __init__(self, states):
+        self.states = list(states)
+
+    def task_status(self, task_id):
+        state, progress = self.states.pop(0)
+        return {"id": task_id, "state": state, "progress": progress,
+                "error_message": "Cannot read gs://x: permission denied"}
+
+
+def test_waiting_follows_the_task_to_its_end():
+    done = ScriptedTasks([("READY", 0.0), ("RUNNING", 0.4), ("COMPLETED", 1.0)])
+    assert wait_for_task(done, "T1", poll_seconds=0) == "COMPLETED" and not done.states
+    failed = ScriptedTasks([("RUNNING", 0.2), ("FAILED", 0.2)])
+    with pytest.raises(EarthEngineError, match="permission denied"):
+        wait_for_task(failed, "T2", poll_seconds=0)

@@ -1,0 +1,125 @@
+"""Console scripts ``isamap-predict`` and ``isamap-publish``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gee_export.errors import IsamapError
+from inference.predict import PredictConfig
+from inference.runtime import RuntimeOptions
+
+
+def _predict_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="isamap-predict",
+        description="Sliding-window ISA prediction of a stack into Cloud-Optimized GeoTIFFs, "
+                    "quick-look PNGs and area statistics. Interrupted runs resume; finished "
+                    "runs are skipped.")
+    p.add_argument("--model", required=True, help="model file written by isamap-train")
+    p.add_argument("--input", required=True, help="stack GeoTIFF/VRT, local or gs://")
+    p.add_argument("--out", required=True,
+                   help="output prefix, local or gs:// (writes <out>_class.tif, <out>_prob.tif)")
+    p.add_argument("--month", help="YYYY-MM of the composite (metadata, asset time range)")
+    p.add_argument("--tile", type=int, default=512, help="input tile size (px)")
+    p.add_argument("--overlap", type=int, default=64, help="overlap between tiles (px)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--blend", choices=("cosine", "uniform"), default="cosine")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--compress", choices=("DEFLATE", "ZSTD"), default="DEFLATE")
+    p.add_argument("--isa-class", type=int, help="index of the impervious class")
+    p.add_argument("--zones", help="GeoJSON polygons for the area table (default: whole map)")
+    p.add_argument("--compare-with",
+                   help="class COG of an earlier date on the same grid: also write a change map")
+    p.add_argument("--local-dir", help="folder for PNGs and tables (default: beside --out)")
+    p.add_argument("--work-dir", help="checkpoint folder (must persist to resume)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard checkpoint strips of a different earlier run")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def predict_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``isamap-predict``; returns the exit status."""
+    args = _predict_parser().parse_args(argv)
+    from inference.workflow import describe, predict_with_model_file
+
+    try:
+        config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                               blend=args.blend, compress=args.compress)
+        options = RuntimeOptions(device=args.device, precision=args.precision,
+                                 channels_last=not args.no_channels_last, compile=args.compile)
+        outputs = predict_with_model_file(
+            args.model, args.input, args.out, month=args.month, config=config, options=options,
+            isa_class=args.isa_class, zones=args.zones, compare_with=args.compare_with,
+            local_dir=args.local_dir, work_dir=args.work_dir, restart=args.restart,
+            progress=not args.quiet)
+    except IsamapError as exc:
+        print(f"isamap-predict: error: {exc}", file=sys.stderr)
+        return 2
+    print(outputs.area_table)
+    print(json.dumps(describe(outputs), indent=1))
+    return 0
+
+
+def _publish_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="isamap-publish",
+        description="Publish prediction COGs as an Earth Engine image asset (ingestion or "
+                    "COG-backed), optionally shared, with a Code Editor script.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prefix", help="prediction prefix (uses <prefix>_class/_prob.tif)")
+    src.add_argument("--class-cog", help="class COG (with --prob-cog)")
+    p.add_argument("--prob-cog", help="probability COG (with --class-cog)")
+    p.add_argument("--asset-id", required=True,
+                   help="projects/<p>/assets/<path>, users/<u>/<path>, or a path in --project")
+    p.add_argument("--project", help="Cloud project registered for Earth Engine")
+    p.add_argument("--gcs-prefix", help="gs://bucket/prefix to upload local COGs to")
+    p.add_argument("--mode", choices=("ingest", "external"), default="ingest",
+                   help="ingest: Earth Engine copies the pixels; external: COG-backed asset")
+    p.add_argument("--public", action="store_true", help="readable by everyone")
+    p.add_argument("--reader", action="append", default=[],
+                   help="extra reader, e.g. user:a@b.com (repeatable)")
+    p.add_argument("--metrics", help="JSON file of metrics to record as asset properties")
+    p.add_argument("--month", help="YYYY-MM (default: the COG's month tag)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--wait", action="store_true", help="wait for the ingestion task")
+    p.add_argument("--out-dir", help="where the manifest and script are saved "
+                                     "(default: beside the COGs, or .)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print and save the manifest and script; no upload, no EE call")
+    return p
+
+
+def publish_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``isamap-publish``; returns the exit status."""
+    parser = _publish_parser()
+    args = parser.parse_args(argv)
+    from inference import gcs
+    from inference.publish import PublishRequest, publish
+
+    if args.class_cog and not args.prob_cog:
+        parser.error("--class-cog needs --prob-cog")
+    class_cog = args.class_cog or f"{args.prefix}_class.tif"
+    prob_cog = args.prob_cog or f"{args.prefix}_prob.tif"
+    out_dir = args.out_dir or ("." if gcs.is_gcs(class_cog) else str(Path(class_cog).parent))
+    try:
+        metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+        request = PublishRequest(
+            class_cog, prob_cog, args.asset_id, project=args.project,
+            gcs_prefix=args.gcs_prefix, mode=args.mode, public=args.public,
+            readers=tuple(args.reader), metrics=metrics, month=args.month,
+            overwrite=args.overwrite, wait=args.wait)
+        result = publish(request, out_dir, dry_run=args.dry_run)
+    except (IsamapError, OSError, json.JSONDecodeError) as exc:
+        print(f"isamap-publish: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"asset {result.asset}: {result.state}"
+          + (f" (task {result.task_id})" if result.task_id else ""))
+    return 0

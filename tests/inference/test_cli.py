@@ -1,0 +1,93 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from inference.cli import predict_main, publish_main
+from inference.demo import run_demo_inference
+from tests.inference.conftest import BANDS, smooth_stack, write_stack
+from training.modelfile import ModelMeta, save_model_file
+from training.models import create_model
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    kwargs = {"widths": [4, 8, 8, 16, 16]}
+    model = create_model("unet", len(BANDS), 2, **kwargs)
+    meta = ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6,
+                     model_kwargs=kwargs, metrics={"val_iou": 0.71, "note": "x"})
+    return save_model_file(tmp_path_factory.mktemp("m") / "unet.pt", model, meta)
+
+
+@pytest.fixture
+def small_stack(tmp_path):
+    data = smooth_stack(120, 150)
+    data[0, :8, :8] = np.nan
+    return write_stack(tmp_path / "stack.tif", data)
+
+
+def test_predict_cli_writes_cogs_pngs_tables_and_change(model_file, small_stack, tmp_path,
+                                                        capsys):
+    zones = tmp_path / "z.geojson"
+    zones.write_text(json.dumps({"type": "Polygon", "coordinates": [[
+        [117.0, 30.7], [117.1, 30.7], [117.1, 30.8], [117.0, 30.8], [117.0, 30.7]]]}))
+    common = ["--model", str(model_file), "--input", str(small_stack), "--tile", "64",
+              "--overlap", "16", "--quiet", "--precision", "fp32"]
+    assert predict_main([*common, "--out", str(tmp_path / "y1" / "isa"), "--month",
+                         "2021-06"]) == 0
+    first = capsys.readouterr().out
+    assert "isa_km2" in first
+    assert predict_main([*common, "--out", str(tmp_path / "y2" / "isa"), "--month", "2023-06",
+                         "--compare-with", str(tmp_path / "y1" / "isa_class.tif")]) == 0
+    second = capsys.readouterr().out
+    assert "ISA change since" in second and "gain_km2" in second
+    out = tmp_path / "y2"
+    for name in ("isa_class.tif", "isa_prob.tif", "isa_change.tif", "isa_class.png",
+                 "isa_prob.png", "isa_area.json", "isa_area.csv", "isa_change_area.json"):
+        assert (out / name).exists(), name
+    with rasterio.open(out / "isa_prob.tif") as ds:
+        assert ds.tags()["month"] == "2023-06" and ds.tags()["metric_val_iou"] == "0.71"
+        assert (ds.read(1)[:8, :8] == 255).all()
+    # the same command again: nothing recomputed
+    assert predict_main([*common, "--out", str(tmp_path / "y1" / "isa"), "--month",
+                         "2021-06"]) == 0
+    assert '"skipped": true' in capsys.readouterr().out
+
+
+def test_predict_cli_reports_bad_input_without_a_traceback(model_file, tmp_path, capsys):
+    stack = write_stack(tmp_path / "s.tif", smooth_stack(40, 40, count=4), bands=BANDS[:4])
+    code = predict_main(["--model", str(model_file), "--input", str(stack), "--out",
+                         str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "lacks band(s) ['VV', 'VH']" in err
+
+
+def test_publish_cli_dry_run_prints_manifest_and_script(model_file, small_stack, tmp_path,
+                                                        capsys):
+    assert predict_main(["--model", str(model_file), "--input", str(small_stack), "--out",
+                         str(tmp_path / "isa"), "--tile", "64", "--overlap", "16", "--quiet",
+                         "--month", "2023-06"]) == 0
+    capsys.readouterr()
+    assert publish_main(["--prefix", str(tmp_path / "isa"), "--asset-id", "isamap/wuhan",
+                         "--project", "my-project", "--gcs-prefix", "gs://maps/isa",
+                         "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert '"name": "projects/my-project/assets/isamap/wuhan"' in out
+    assert '"pyramidingPolicy": "MODE"' in out and "Map.addLayer(" in out
+    assert (tmp_path / "wuhan.manifest.json").exists() and (tmp_path / "wuhan.js").exists()
+    assert publish_main(["--prefix", str(tmp_path / "isa"), "--asset-id", "isamap/wuhan",
+                         "--dry-run"]) == 2
+    assert "--project" in capsys.readouterr().err
+
+
+def test_demo_inference_chain(model_file, small_stack, tmp_path):
+    paths = run_demo_inference(model_file, small_stack, tmp_path / "demo", month="2023-06",
+                               tile=64, overlap=16, progress=False)
+    for key in ("class_cog", "prob_cog", "class_png", "prob_png", "area_json", "area_csv",
+                "manifest", "script"):
+        assert tmp_path.joinpath(paths[key]).exists(), key
+    manifest = json.loads(Path(paths["manifest"]).read_text())
+    assert manifest["name"] == "projects/isamap-demo/assets/isamap/demo_isa_2023-06"
+    assert "demo_isa_2023-06" in Path(paths["script"]).read_text()
