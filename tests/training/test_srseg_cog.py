@@ -6,9 +6,10 @@ import rasterio
 import torch
 from affine import Affine
 
-from inference.predict import OutputInfo, PredictConfig, predict_raster
-from inference.runtime import RuntimeOptions, TilePredictor
-from training.modelfile import ModelMeta, load_model_file, save_model_file
+from inference.predict import PredictConfig
+from inference.runtime import RuntimeOptions
+from inference.workflow import predict_with_model_file
+from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
 from training.srdata import NAIP_BANDS, BandStats, naip_samples
 
@@ -35,13 +36,12 @@ def test_fine_cog_transform_is_exactly_coarse_over_scale(shared_data, tmp_path, 
                      norm_mean=stats.mean, norm_std=stats.std, output_scale=scale,
                      model_kwargs=kwargs)
     save_model_file(tmp_path / "srseg.pt", model, meta)
-    model, meta = load_model_file(tmp_path / "srseg.pt")
-    predictor = TilePredictor(model, np.array(meta.norm_mean), np.array(meta.norm_std),
-                              scale=meta.output_scale, options=RuntimeOptions(precision="fp32"))
-    result = predict_raster(str(stack), str(tmp_path / "isa"), predictor,
-                            OutputInfo("srseg", NAIP_BANDS),
-                            PredictConfig(tile=8, overlap=2, batch_size=4, strip_rows=32),
-                            progress=False)
+    # what isamap-predict runs: the output scale comes from the model file
+    outputs = predict_with_model_file(
+        tmp_path / "srseg.pt", str(stack), str(tmp_path / "isa"),
+        config=PredictConfig(tile=8, overlap=2, batch_size=4, strip_rows=32),
+        options=RuntimeOptions(precision="fp32"), progress=False)
+    result = outputs.prediction
     h, w = mosaic.shape[1:]
     for path in (result.class_path, result.prob_path):
         with rasterio.open(path) as cog, rasterio.open(stack) as src:
@@ -55,3 +55,4 @@ def test_fine_cog_transform_is_exactly_coarse_over_scale(shared_data, tmp_path, 
     with rasterio.open(result.class_path) as cog:
         assert set(np.unique(cog.read(1)).tolist()) <= {0, 1}
     assert result.area_km2 == pytest.approx(h * w * 100 / 1e6)
+    assert outputs.class_png.exists()  # the quick-look of the 1 m map
