@@ -38,6 +38,15 @@ def _is_gcs(root: str) -> bool:
     return str(root).startswith("gs://")
 
 
+def _store(root: str):
+    """The foundation's storage seam (``gee_export.storage.open_store``) when installed."""
+    try:
+        from gee_export.storage import open_store
+    except ImportError:
+        return None
+    return open_store(root)
+
+
 def _read_text(root: str, rel: str) -> str:
     """A small text file of the dataset (manifest, index), local or on Cloud Storage."""
     if not _is_gcs(root):
@@ -47,13 +56,10 @@ def _read_text(root: str, rel: str) -> str:
         except FileNotFoundError:
             raise InputDataError(f"{path} not found; is {root} a patch dataset root "
                                  "(manifest.json + index.jsonl)?") from None
-    try:
-        from gee_export import storage  # the foundation's seam, when present
-
-        return storage.read_bytes(f"{root.rstrip('/')}/{rel}").decode()
-    except (ImportError, AttributeError):
-        pass
-    try:
+    store = _store(root)
+    if store is not None:
+        return store.read_bytes(rel).decode()
+    try:  # before the storage seam is merged: the client directly
         from google.cloud import storage as gcs
     except ImportError:
         raise StorageError("reading gs:// datasets needs google-cloud-storage: "
@@ -67,8 +73,9 @@ def _read_text(root: str, rel: str) -> str:
 
 
 def _raster_path(root: str, rel: str) -> str:
+    """What rasterio opens: a local path, or GDAL's ``/vsigs/`` path of a gs:// object."""
     if _is_gcs(root):
-        return "/vsigs/" + root[5:].rstrip("/") + "/" + rel
+        return "/vsigs/" + root[5:].strip("/") + "/" + rel
     return os.path.join(root, rel)
 
 
@@ -107,6 +114,10 @@ def class_names_of(manifest: dict) -> tuple[str, ...]:
     """Class names from ``manifest["label"]["classes"]`` (list or {value: name}), else ISA."""
     classes = (manifest.get("label") or {}).get("classes")
     if isinstance(classes, dict):
+        values = sorted(int(v) for v in classes)
+        if values != list(range(len(values))):
+            raise InputDataError(f"label classes {values} are not 0..K-1; the models need "
+                                 "contiguous class values (remap the labels)")
         return tuple(str(classes[k]) for k in sorted(classes, key=lambda v: int(v)))
     if isinstance(classes, list) and classes:
         return tuple(str(c["name"]) if isinstance(c, dict) else str(c) for c in classes)
@@ -197,6 +208,8 @@ class PatchDataset(Dataset):
     Items are dicts ``{"image": float32 (C, H, W), "label": int64 (H', W'), "id": str}``.
     """
 
+    epoch_keys = True  # items may be fetched as (epoch, index): see KeyedSampler
+
     def __init__(self, root: str | os.PathLike, split: Split | None = "train",
                  bands: Sequence[str] | None = None, norm: NormStats | None = None,
                  augment: Augment | None = None, label: str = "label", seed: int = 0,
@@ -280,10 +293,19 @@ def _mask_label(label: np.ndarray, invalid: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ loader
 class KeyedSampler(DistributedSampler):
-    """``DistributedSampler`` yielding ``(epoch, index)`` keys for per-sample reproducibility."""
+    """``DistributedSampler`` yielding ``(epoch, index)`` keys for per-sample reproducibility.
+
+    Only datasets that declare ``epoch_keys = True`` (``PatchDataset``) get tuple keys; any
+    other map-style dataset gets plain integer indices.
+    """
+
+    def __init__(self, dataset: Dataset, *args, **kw) -> None:
+        super().__init__(dataset, *args, **kw)
+        self.keyed = bool(getattr(dataset, "epoch_keys", False))
 
     def __iter__(self):
-        return ((self.epoch, i) for i in super().__iter__())
+        it = super().__iter__()
+        return ((self.epoch, i) for i in it) if self.keyed else it
 
 
 def default_workers() -> int:

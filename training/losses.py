@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -142,7 +143,8 @@ def class_weights_from_counts(counts: Sequence[int],
     if not bool(present.any()):
         raise ConfigError("all class counts are zero; cannot derive class weights")
     freq = c / c.sum()
-    ref = freq[present].median() if method == "median" else torch.tensor(1.0 / int(present.sum()))
+    ref = (torch.tensor(float(np.median(freq[present].numpy()))) if method == "median"
+           else torch.tensor(1.0 / int(present.sum())))
     w = torch.where(present, ref / freq.clamp_min(1e-12), torch.zeros_like(freq))
     return [float(v) for v in w]
 

@@ -27,7 +27,7 @@ import torch
 from gee_export.errors import ConfigError
 
 IGNORE_INDEX = 255
-Z95 = 1.959963984540054
+Z95 = 1.96  # the rounded normal quantile Olofsson et al. (2014) use for 95 % intervals
 
 
 def from_map_rows(table: Sequence[Sequence[float]]) -> np.ndarray:
@@ -200,8 +200,8 @@ def compute_metrics(matrix: np.ndarray,
 def sample_points(map_: np.ndarray, n: int, seed: int = 0,
                   design: Literal["random", "stratified"] = "stratified",
                   num_classes: int | None = None,
-                  nodata: int = IGNORE_INDEX) -> tuple[np.ndarray, np.ndarray]:
-    """Row/column indices of ``n`` sample points over the valid pixels of a class map.
+                  nodata: int = IGNORE_INDEX) -> tuple[np.ndarray, ...]:
+    """Indices (one array per axis) of ``n`` sample points over the valid pixels of a class map.
 
     ``random``: simple random sampling. ``stratified``: the map classes are the strata and
     ``n`` is split equally between them (all pixels of a small class when it has fewer),
@@ -228,10 +228,10 @@ def sample_points(map_: np.ndarray, n: int, seed: int = 0,
     return np.unravel_index(np.sort(pick), np.asarray(map_).shape)
 
 
-def point_confusion(map_: np.ndarray, reference: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+def point_confusion(map_: np.ndarray, reference: np.ndarray, index: tuple[np.ndarray, ...],
                     num_classes: int, nodata: int = IGNORE_INDEX) -> np.ndarray:
     """Confusion matrix ``[ref, pred]`` of the map against the reference at sample points."""
-    return confusion_matrix(np.asarray(map_)[rows, cols], np.asarray(reference)[rows, cols],
+    return confusion_matrix(np.asarray(map_)[index], np.asarray(reference)[index],
                             num_classes, nodata)
 
 

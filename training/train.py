@@ -282,10 +282,18 @@ class Trainer:
             bar.set_postfix(loss=f"{total / max(seen, 1):.4f}")
         bar.close()
         seconds = time.perf_counter() - t0
+        total, seen = self._sum_over_ranks(total, seen)
         cm.all_reduce()
         m = cm.compute(self.class_names)
         return {"train_loss": total / max(seen, 1), "train_miou": m.miou, "train_oa": m.oa,
-                "train_patches_per_s": seen * self.info.world_size / max(seconds, 1e-9)}
+                "train_patches_per_s": seen / max(seconds, 1e-9)}
+
+    def _sum_over_ranks(self, total: float, seen: int) -> tuple[float, int]:
+        if self.info.world_size == 1:
+            return total, seen
+        t = torch.tensor([total, float(seen)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t[0]), int(t[1])
 
     @torch.no_grad()
     def validate(self) -> tuple[dict, dict]:
@@ -300,6 +308,7 @@ class Trainer:
             cm.update(main_output(out).float(), y)
             total += float(loss) * x.shape[0]
             seen += x.shape[0]
+        total, seen = self._sum_over_ranks(total, seen)
         cm.all_reduce()
         m = cm.compute(self.class_names)
         pos = min(1, self.num_classes - 1)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import from_origin
+import torch
+from affine import Affine
 from scipy.ndimage import gaussian_filter
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]
@@ -41,7 +42,7 @@ def write_patch_dataset(root: Path, n: int = 10, size: int = 32, bands=BANDS, se
         if nan_patch and i == 0:
             img[:, :4, :4] = np.nan
         pid = f"r0_c{i}"
-        transform = from_origin(500000 + 320 * i, 3400000, 10, 10)
+        transform = Affine(10, 0, 500000 + 320 * i, 0, -10, 3400000)
         prof = dict(driver="GTiff", width=size, height=size, crs="EPSG:32650",
                     transform=transform)
         rel_img = f"patches/{month}/{pid}.tif"
@@ -63,8 +64,8 @@ def write_patch_dataset(root: Path, n: int = 10, size: int = 32, bands=BANDS, se
             with rasterio.open(root / rel_fine, "w", driver="GTiff", width=size * k,
                                height=size * k, count=1, dtype="uint8", nodata=255,
                                crs="EPSG:32650",
-                               transform=from_origin(500000 + 320 * i, 3400000, 10 / k,
-                                                     10 / k)) as dst:
+                               transform=Affine(10 / k, 0, 500000 + 320 * i, 0, -10 / k,
+                                                3400000)) as dst:
                 dst.write(fine[None])
             rec["label_fine"] = rel_fine
         records.append(rec)
@@ -78,6 +79,16 @@ def write_patch_dataset(root: Path, n: int = 10, size: int = 32, bands=BANDS, se
                 "min_valid_fraction": 0.5, "counts": {"patches": n}}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread per pytest worker: ``-n 2`` on 2 cores must not oversubscribe
+    (OpenMP threads spinning against each other make small convolutions 50x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -225,6 +225,16 @@ def resnet_stage(in_ch: int, width: int, blocks: int, stride: int) -> nn.Sequent
     return nn.Sequential(*layers)
 
 
+def check_divisible(x: torch.Tensor, stride: int, name: str) -> None:
+    """Refuse inputs whose height/width the encoder cannot halve down and back up exactly."""
+    h, w = x.shape[-2:]
+    if h % stride or w % stride:
+        from gee_export.errors import ModelError
+
+        raise ModelError(f"{name} needs height and width divisible by {stride}, got {h}x{w}; "
+                         f"pad or crop the input (inference tiles should be multiples of {stride})")
+
+
 def init_weights(module: nn.Module) -> None:
     """He initialisation for convolutions, unit/zero BN (except zero-init residual BNs)."""
     for m in module.modules():

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from gee_export.errors import ModelError
-from training.models.blocks import ConvBNReLU, SEAttention, init_weights
+from training.models.blocks import ConvBNReLU, SEAttention, check_divisible, init_weights
 from training.models.unet import (
     WIDTHS,
     UNetDecoder,
@@ -119,6 +119,7 @@ class CroFuseNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_divisible(x, self.stride, "CroFuseNet")
         f_opt = self.enc_opt(x.index_select(1, self.opt_idx))
         f_sar = self.enc_sar(x.index_select(1, self.sar_idx))
         shared: list[torch.Tensor] = []

@@ -33,6 +33,7 @@ from training.models.blocks import (
     SEAttention,
     SpatialAttention,
     SpatialGate,
+    check_divisible,
     init_weights,
     resnet_stage,
 )
@@ -95,6 +96,7 @@ class RUNetPP(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_divisible(x, self.stride, "RU-Net++")
         size = x.shape[-2:]
         s0 = self.stem(x)  # /2, 64
         s1 = self.spatial_att(self.stages[0](self.maxpool(s0)))  # /4, 256

@@ -17,7 +17,7 @@ from torch import nn
 
 from gee_export.bands import get_band
 from gee_export.errors import ModelError, UnknownBandError
-from training.models.blocks import ConvBNReLU, DoubleConv, init_weights
+from training.models.blocks import ConvBNReLU, DoubleConv, check_divisible, init_weights
 
 WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 512)
 
@@ -128,6 +128,7 @@ class UNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_divisible(x, self.stride, "U-Net")
         if self.select:
             x = x.index_select(1, self.channels)
         return self.head(self.decoder(self.encoder(x))[-1])

@@ -1,0 +1,106 @@
+"""The patch dataset: bands by name, train-split normalisation, nodata, augmentation, gs://."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from gee_export.errors import ConfigError, InputDataError
+from training.data import Augment, PatchDataset, compute_norm_stats, make_loader, read_index
+
+from .conftest import BANDS, write_patch_dataset
+
+
+def _raw_train_images(root: Path) -> np.ndarray:
+    imgs = []
+    for rec in read_index(root):
+        if rec["split"] == "train":
+            with rasterio.open(root / rec["image"]) as src:
+                imgs.append(src.read())
+    return np.stack(imgs)
+
+
+def test_bands_come_from_the_manifest_and_can_be_reordered(patch_root):
+    ds = PatchDataset(patch_root, "train")
+    assert ds.bands == tuple(BANDS) and len(ds) == 6
+    sub = PatchDataset(patch_root, "train", bands=["VH", "B2"])
+    full = ds[0]["image"].numpy()
+    assert np.array_equal(sub[0]["image"].numpy(), full[[5, 0]])
+    with pytest.raises(ConfigError, match="not in the dataset"):
+        PatchDataset(patch_root, "train", bands=["B11"])
+
+
+def test_norm_stats_are_the_train_split_moments(patch_root):
+    stats = compute_norm_stats(PatchDataset(patch_root, "train"))
+    raw = _raw_train_images(patch_root).astype(np.float64)
+    assert np.allclose(stats.mean, raw.mean(axis=(0, 2, 3)), rtol=1e-6)
+    assert np.allclose(stats.std, raw.std(axis=(0, 2, 3)), rtol=1e-5)
+    ds = PatchDataset(patch_root, "train", norm=stats)
+    x = np.stack([ds[i]["image"].numpy() for i in range(len(ds))])
+    assert np.allclose(x.mean(axis=(0, 2, 3)), 0, atol=1e-4)
+    assert np.allclose(x.std(axis=(0, 2, 3)), 1, atol=1e-3)
+
+
+def test_nodata_pixels_become_zero_input_and_ignored_label(tmp_path):
+    root = write_patch_dataset(tmp_path / "ds", n=6, size=16, nan_patch=True)
+    ds = PatchDataset(root, None)
+    item = ds[0]
+    assert (item["label"][:4, :4] == 255).all() and (item["label"][8:, 8:] != 255).all()
+    assert (item["image"][:, :4, :4] == 0).all()
+    assert np.isfinite(item["image"].numpy()).all()
+
+
+def test_augmentation_is_per_sample_deterministic_and_consistent(patch_root):
+    aug = Augment(vflip=0.5, rotate=True, blur=0.0)
+    ds = PatchDataset(patch_root, "train", augment=aug, seed=7)
+    a, b = ds[(3, 1)], ds[(3, 1)]
+    assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["label"], b["label"])
+    plain = PatchDataset(patch_root, "train")[1]
+    variants = {ds[(e, 1)]["label"].numpy().tobytes() for e in range(12)}
+    assert len(variants) > 2  # the epoch changes the draw
+    for e in range(4):  # image and label move together: bright optical <=> impervious
+        item = ds[(e, 1)]
+        assert ((item["image"][0] > 0.1).numpy() == item["label"].numpy().astype(bool)).mean() > 0.9
+    assert sorted(plain["label"].numpy().ravel()) == sorted(ds[(5, 1)]["label"].numpy().ravel())
+
+
+def test_blur_changes_the_image_only():
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(2, 16, 16)).astype(np.float32)
+    lab = (rng.random((16, 16)) > 0.5).astype(np.int64)
+    out, (lab2,) = Augment(vflip=0.0, rotate=False, blur=1.0)(img, [lab], rng)
+    assert out.std() < img.std() and np.array_equal(lab, lab2)
+
+
+def test_fine_labels_and_loader(tmp_path):
+    root = write_patch_dataset(tmp_path / "ds", n=6, size=16, fine_scale=4)
+    ds = PatchDataset(root, "train", label="label_fine", augment=Augment())
+    item = ds[(1, 0)]
+    assert item["image"].shape == (6, 16, 16) and item["label"].shape == (64, 64)
+    loader = make_loader(ds, batch_size=2, shuffle=True, seed=0, num_workers=0)
+    loader.sampler.set_epoch(1)
+    batches = list(loader)
+    assert len(batches) == 1 and batches[0]["label"].shape == (2, 64, 64)
+
+
+def test_bad_roots_give_clear_errors(tmp_path, patch_root):
+    with pytest.raises(InputDataError, match=r"manifest\.json"):
+        PatchDataset(tmp_path, "train")
+    with pytest.raises(InputDataError, match="no 'val' patches"):
+        PatchDataset(write_patch_dataset(tmp_path / "t", n=4, size=8,
+                                         splits=["train"] * 4), "val")
+
+
+def test_reads_a_dataset_from_cloud_storage(gcs_emulator, gcs_bucket, patch_root):
+    bucket = gcs_emulator.client().bucket(gcs_bucket)
+    for path in patch_root.rglob("*"):
+        if path.is_file():
+            bucket.blob(f"ds/{path.relative_to(patch_root)}").upload_from_filename(str(path))
+    remote = PatchDataset(f"gs://{gcs_bucket}/ds", "val")
+    local = PatchDataset(patch_root, "val")
+    assert len(remote) == len(local) == 2
+    assert np.array_equal(remote[0]["image"], local[0]["image"])
+    assert np.array_equal(remote[1]["label"], local[1]["label"])

@@ -1,0 +1,139 @@
+"""The metrics reproduce the papers' printed tables from their printed confusion matrices."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gee_export.errors import ConfigError
+from training.metrics import (
+    ConfusionMatrix,
+    compute_metrics,
+    confusion_matrix,
+    from_map_rows,
+    kappa,
+    point_confusion,
+    sample_points,
+    stratified_area_accuracy,
+)
+
+# RU-Net++ Table 5: rows = classified (pervious, impervious), columns = reference.
+RUNETPP_TABLE5 = [
+    ([[188, 2], [0, 10]], 0.99, 0.903),
+    ([[190, 3], [0, 7]], 0.985, 0.815),
+    ([[189, 2], [0, 9]], 0.99, 0.894),
+    ([[153, 2], [0, 45]], 0.99, 0.971),
+    ([[166, 2], [0, 32]], 0.99, 0.963),
+]
+
+
+@pytest.mark.parametrize(("table", "oa", "kappa_printed"), RUNETPP_TABLE5)
+def test_runetpp_table5_oa_and_kappa(table, oa, kappa_printed):
+    m = compute_metrics(from_map_rows(table))
+    assert round(m.oa, 3) == oa
+    # The paper prints kappa truncated (not rounded) to three decimals: 0.90385 -> 0.903.
+    assert math.floor(m.kappa * 1000) / 1000 == kappa_printed
+    assert abs(m.kappa - kappa_printed) < 1e-3
+
+
+def test_runetpp_table5_user_accuracy_row_and_column():
+    m = compute_metrics(from_map_rows([[189, 2], [0, 9]]))
+    assert round(m.ua[0], 6) == 0.989529  # printed with six decimals in Table 5 (3)
+    assert round(m.pa[1], 3) == 0.818
+
+
+NAMES = ["Cropland", "Woodland", "Grassland", "Water", "Impervious", "Bare land", "Snow/Ice"]
+TABLE2 = [[263, 34, 32, 3, 36, 1, 0], [27, 373, 30, 0, 2, 0, 0], [32, 17, 188, 1, 12, 32, 0],
+          [0, 3, 1, 89, 1, 3, 2], [9, 1, 2, 2, 132, 1, 0], [5, 9, 49, 2, 8, 526, 3],
+          [0, 0, 1, 0, 0, 3, 5]]
+TABLE2_UA = [71.27, 86.34, 66.67, 89.90, 89.80, 87.38, 55.56]
+TABLE2_PA = [78.27, 85.35, 62.05, 91.75, 69.11, 92.93, 50.00]
+TABLE3 = [[282, 27, 20, 3, 20, 1, 0], [21, 391, 26, 2, 6, 0, 1], [22, 10, 223, 1, 7, 19, 0],
+          [1, 1, 0, 84, 2, 2, 0], [8, 1, 2, 4, 150, 2, 0], [2, 7, 32, 3, 6, 542, 6],
+          [0, 0, 0, 0, 0, 0, 3]]
+TABLE3_UA = [79.89, 87.47, 79.08, 93.33, 89.82, 90.64, 100.00]
+TABLE3_PA = [83.93, 89.47, 73.60, 86.60, 78.53, 95.76, 30.00]
+
+
+@pytest.mark.parametrize(("table", "ua", "pa", "oa"), [
+    (TABLE2, TABLE2_UA, TABLE2_PA, 81.24), (TABLE3, TABLE3_UA, TABLE3_PA, 86.34)])
+def test_landcover_tables_ua_pa_oa(table, ua, pa, oa):
+    m = compute_metrics(from_map_rows(table), NAMES)
+    assert [round(100 * v, 2) for v in m.ua] == ua
+    assert [round(100 * v, 2) for v in m.pa] == pa
+    assert round(100 * m.oa, 2) == oa
+    assert m.support == (336, 437, 303, 97, 191, 566, 10)  # Table 1 sample counts
+
+
+def test_landcover_pa_gains_quoted_in_text():
+    m10 = compute_metrics(from_map_rows(TABLE2))
+    m3 = compute_metrics(from_map_rows(TABLE3))
+    gains = [round(100 * (m3.pa[i] - m10.pa[i]), 2) for i in (0, 1, 2, 4, 5)]
+    assert gains == [5.65, 4.12, 11.55, 9.42, 2.83]
+
+
+def test_iou_f1_dice_miou_on_a_known_matrix():
+    # ref 0: 50 right, 10 called 1; ref 1: 5 called 0, 35 right.
+    m = compute_metrics(np.array([[50, 10], [5, 35]]))
+    assert m.iou == pytest.approx((50 / 65, 35 / 50))
+    assert m.pa == pytest.approx((50 / 60, 35 / 40))
+    assert m.ua == pytest.approx((50 / 55, 35 / 45))
+    assert m.dice == pytest.approx((100 / 115, 70 / 85))
+    assert m.f1 == pytest.approx(m.dice)
+    assert m.miou == pytest.approx((50 / 65 + 35 / 50) / 2)
+    assert m.oa == pytest.approx(0.85)
+    po, pe = 0.85, (60 * 55 + 40 * 45) / 100**2
+    assert m.kappa == pytest.approx((po - pe) / (1 - pe))
+    assert kappa(np.array([[50, 10], [5, 35]]).T) == pytest.approx(m.kappa)
+    assert "OA 85.00 %" in m.table()
+
+
+def test_absent_class_is_undefined_not_zero():
+    m = compute_metrics(np.array([[10, 0, 0], [0, 5, 0], [0, 0, 0]]))
+    assert math.isnan(m.iou[2]) and m.miou == 1.0
+    assert m.to_dict()["iou"][2] is None
+
+
+def test_streaming_matrix_equals_numpy_and_ignores_nodata():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 2, 8, 8, generator=g)
+    target = torch.randint(0, 2, (3, 8, 8), generator=g)
+    target[0, :2] = 255
+    cm = ConfusionMatrix(2)
+    cm.update(logits[:2], target[:2])
+    cm.update(logits[2:], target[2:])
+    ref = confusion_matrix(logits.argmax(1).numpy(), target.numpy(), 2)
+    assert (cm.matrix == ref).all()
+    assert cm.matrix.sum() == 3 * 64 - 16
+    with pytest.raises(ConfigError, match="shape"):
+        cm.update(logits, target[:, :4])
+
+
+def test_point_sample_is_stratified_and_reproducible():
+    rng = np.random.default_rng(1)
+    ref = (rng.random((50, 50)) < 0.2).astype(np.uint8)
+    pred = ref.copy()
+    pred[:5] = 1 - pred[:5]
+    pred[0, 0] = 255
+    idx = sample_points(pred, 100, seed=3, num_classes=2)
+    assert (idx[0] == sample_points(pred, 100, seed=3, num_classes=2)[0]).all()
+    cm = point_confusion(pred, ref, idx, 2)
+    assert cm.sum() == 100
+    assert list(cm.sum(0)) == [50, 50]  # 50 points per map class
+    assert not ((idx[0] == 0) & (idx[1] == 0)).any()
+
+
+def test_olofsson_2014_worked_example():
+    """Olofsson et al. (2014), section 5 example: deforestation, gain, forest, non-forest."""
+    cm = from_map_rows([[66, 0, 5, 4], [0, 55, 8, 12], [1, 0, 153, 11], [2, 1, 9, 313]])
+    r = stratified_area_accuracy(cm, [200000, 150000, 3200000, 6450000], pixel_area=0.09)
+    assert [round(a) for a in r.area] == [21158, 11686, 285770, 581386]  # ha
+    assert [round(c) for c in r.area_ci] == [6158, 3756, 15510, 16282]
+    assert [round(u, 2) for u in r.ua] == [0.88, 0.73, 0.93, 0.96]
+    assert [round(p, 2) for p in r.pa] == [0.75, 0.85, 0.93, 0.96]
+    assert round(r.oa, 2) == 0.95 and round(r.oa_ci, 2) == 0.02
+    with pytest.raises(ConfigError, match="at least 2 sample"):
+        stratified_area_accuracy(np.array([[1, 0], [0, 5]]), [10, 10])

@@ -1,0 +1,124 @@
+"""Console scripts ``isamap-train`` and ``isamap-evaluate``.
+
+Flags override the YAML ``--config`` file; only flags that are given override. Errors that
+isamap raises on purpose print one line saying what to do and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from gee_export.errors import ConfigError, IsamapError
+from training.config import config_from_mapping, load_config
+
+
+def _json(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"head\": \"linear\"}'")
+    return value
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="isamap-train", description=(
+        "Train CroFuseNet, the U-Net baselines or RU-Net++ on an isamap patch dataset. "
+        "Defaults follow the CroFuseNet paper (Adam 1e-4, poly 0.9, batch 32, 400 epochs, "
+        "early stop after 50 epochs without validation-MIoU gain)."))
+    a = p.add_argument
+    a("--config", help="YAML file with any TrainConfig option; flags override it")
+    a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
+    a("--out", dest="out_dir", help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
+    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp")
+    a("--model-kwargs", type=_json, help="extra model arguments as JSON")
+    a("--loss", help="crofusenet | dice_focal | ce | weighted_ce (default: the model's paper)")
+    a("--loss-kwargs", type=_json, help="loss arguments as JSON, e.g. '{\"beta\": 0.8}'")
+    a("--bands", help="comma-separated input bands (default: the manifest's)")
+    a("--label", choices=["label", "label_fine"])
+    a("--epochs", type=int)
+    a("--batch-size", type=int)
+    a("--lr", type=float)
+    a("--poly-power", type=float)
+    a("--weight-decay", type=float)
+    a("--patience", type=int, help="early-stopping patience in epochs")
+    a("--seed", type=int)
+    a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
+    a("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    a("--no-channels-last", dest="channels_last", action="store_const", const=False)
+    a("--device", help="auto | cpu | cuda | cuda:N")
+    a("--no-augment", dest="augment", action="store_const", const=False)
+    a("--cache", action="store_const", const=True, help="keep decoded patches in memory")
+    a("--max-batches", type=int, help="cap on training batches per epoch")
+    a("--stop-after", type=int, help="leave after N epochs (continue later with --resume)")
+    a("--resume", action="store_const", const=True, help="continue the run in --out exactly")
+    a("--no-progress", dest="progress", action="store_const", const=False)
+    return p
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    args = vars(train_parser().parse_args(argv))
+    config = args.pop("config")
+    overrides = {k: v for k, v in args.items() if v is not None}
+    try:
+        cfg = load_config(config, overrides) if config else config_from_mapping(overrides)
+        from training.train import train
+
+        result = train(cfg)
+    except IsamapError as exc:
+        print(f"isamap-train: error: {exc}", file=sys.stderr)
+        return 2
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
+    state = "finished" if result.finished else "stopped (continue with --resume)"
+    print(f"{state} after {result.epochs_run} epochs; best validation MIoU "
+          f"{100 * result.best_miou:.2f} % at epoch {result.best_epoch}\n"
+          f"model: {result.model_path}\nhistory: {result.history_path}\n"
+          f"curves: {result.curves_path}")
+    return 0
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="isamap-evaluate", description=(
+        "Evaluate a trained model file on a split of a patch dataset: metrics.json, "
+        "metrics.txt and confusion_matrix.png, with an optional point-sample assessment "
+        "and Olofsson et al. (2014) area estimates."))
+    p.add_argument("--model", required=True, help="model file written by isamap-train")
+    p.add_argument("--data", required=True, help="patch dataset root")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--points", type=int, default=0,
+                   help="sample points for the point assessment (0: none)")
+    p.add_argument("--point-seed", type=int, default=0)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    return p
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    a = evaluate_parser().parse_args(argv)
+    try:
+        if a.batch_size < 1 or a.points < 0:
+            raise ConfigError("--batch-size must be >= 1 and --points >= 0")
+        from training.evaluate import evaluate
+
+        res = evaluate(a.model, a.data, a.out, a.split, a.batch_size, a.device, a.precision,
+                       a.workers, a.points, a.point_seed, a.progress)
+    except IsamapError as exc:
+        print(f"isamap-evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    print(res.table_path.read_text())
+    print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}")
+    return 0
+
+
+if __name__ == "__main__":  # ``torchrun --nproc_per_node N -m training.cli --data ...``
+    raise SystemExit(train_main())

@@ -1,0 +1,133 @@
+"""Evaluate a model file on a split of a patch dataset: pixel metrics, point sample, areas.
+
+Writes into ``out_dir``: ``metrics.json`` (everything), ``metrics.txt`` (readable tables) and
+``confusion_matrix.png``. Besides the per-pixel confusion matrix, it runs the papers' point
+assessment — sample points stratified by map (predicted) class, their confusion matrix and
+UA/PA/OA/kappa — and the Olofsson et al. (2014) area-weighted estimates of accuracy and of
+each class's area with 95 % confidence intervals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gee_export.errors import ConfigError
+from training.data import NormStats, PatchDataset, make_loader
+from training.losses import main_output
+from training.metrics import (
+    ConfusionMatrix,
+    compute_metrics,
+    point_confusion,
+    sample_points,
+    stratified_area_accuracy,
+)
+from training.modelfile import load_model_file
+from training.plots import plot_confusion
+from training.train import DistInfo, resolve_device, resolve_precision
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    metrics_path: Path
+    table_path: Path
+    confusion_path: Path
+    metrics: dict
+
+
+def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLike,
+             split: str = "test", batch_size: int = 16, device: str = "auto",
+             precision: str = "fp32", num_workers: int | None = 0, points: int = 0,
+             point_seed: int = 0, progress: bool = True) -> EvalResult:
+    """Run the model over every patch of ``split`` and write the evaluation files.
+
+    Args:
+        model_path: a model file written by training.
+        data: patch dataset root (local or gs://).
+        out_dir: folder for metrics.json, metrics.txt and confusion_matrix.png.
+        split: ``train``, ``val`` or ``test``.
+        batch_size: patches per forward pass.
+        device: ``auto``, ``cpu`` or ``cuda[:i]``.
+        precision: autocast choice (``fp32`` is exact; ``auto`` = bf16 on CPU).
+        num_workers: loader worker processes.
+        progress: show a tqdm bar.
+        points: number of sample points for the point assessment (0: skip it).
+        point_seed: seed of the point sample.
+    """
+    dev = resolve_device(device, DistInfo())
+    model, meta = load_model_file(model_path, map_location=dev)
+    amp = resolve_precision(precision, dev)
+    norm = NormStats(meta.bands, meta.norm_mean, meta.norm_std)
+    label = "label_fine" if meta.output_scale > 1 else "label"
+    ds = PatchDataset(data, split, bands=meta.bands, norm=norm, label=label)
+    if tuple(ds.class_names) != tuple(meta.class_names):
+        raise ConfigError(f"the model predicts {meta.class_names} but the dataset's classes are "
+                          f"{ds.class_names}")
+    loader = make_loader(ds, batch_size, False, 0, num_workers)
+    cm = ConfusionMatrix(meta.num_classes)
+    preds, refs = [], []
+    with torch.no_grad():
+        for batch in tqdm(loader, desc=f"evaluate {split}", disable=not progress):
+            x = batch["image"].to(dev)
+            y = batch["label"].to(dev)
+            with (torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()):
+                out = main_output(model(x)).float()
+            pred = out.argmax(1)
+            cm.update(pred, y)
+            if points:
+                preds.append(pred.cpu().numpy().astype(np.uint8))
+                refs.append(y.cpu().numpy().astype(np.uint8))
+    names = list(meta.class_names)
+    pixel = cm.compute(names)
+    result = {"model": str(model_path), "model_name": meta.name, "data": str(data),
+              "split": split, "patches": len(ds), "bands": list(meta.bands),
+              "convention": "matrix[reference][prediction]", "pixel": pixel.to_dict()}
+    text = [f"{meta.name} on {data} [{split}], {len(ds)} patches, per-pixel", pixel.table()]
+    if points:
+        pmap = np.concatenate(preds)
+        ref = np.concatenate(refs)
+        pmap_valid = np.where(ref == 255, 255, pmap)
+        index = sample_points(pmap_valid, points, point_seed, "stratified",
+                                  meta.num_classes)
+        pcm = point_confusion(pmap_valid, ref, index, meta.num_classes)
+        pm = compute_metrics(pcm, names)
+        mapped = np.bincount(pmap_valid[pmap_valid != 255].ravel(), minlength=meta.num_classes)
+        res = float((ds.manifest.get("grid") or {}).get("resolution", 10)) / meta.output_scale
+        result["points"] = {"n": int(pcm.sum()), "design": "stratified by map class",
+                            "seed": point_seed, "metrics": pm.to_dict()}
+        text += ["", f"point sample ({int(pcm.sum())} points, stratified by map class)",
+                 pm.table()]
+        try:
+            area = stratified_area_accuracy(pcm, mapped, pixel_area=res * res / 1e4,
+                                            class_names=names)
+            result["area_ha"] = area.to_dict()
+            text += ["", "Olofsson et al. (2014) estimates, hectares, +/- 95 % CI",
+                     f"OA {100 * area.oa:.2f} +/- {100 * area.oa_ci:.2f} %"]
+            for i, n in enumerate(names):
+                text.append(f"{n:<14} UA {100 * area.ua[i]:6.2f} +/- {100 * area.ua_ci[i]:5.2f}  "
+                            f"PA {100 * area.pa[i]:6.2f} +/- {100 * area.pa_ci[i]:5.2f}  "
+                            f"area {area.area[i]:12.1f} +/- {area.area_ci[i]:10.1f} "
+                            f"(mapped {area.mapped_area[i]:.1f})")
+        except ConfigError as exc:
+            result["area_ha"] = {"error": str(exc)}
+            text += ["", f"area estimates skipped: {exc}"]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_text(out / "metrics.json", json.dumps(result, indent=2))
+    _atomic_text(out / "metrics.txt", "\n".join(text) + "\n")
+    png = plot_confusion(np.asarray(pixel.matrix), names, out / "confusion_matrix.png",
+                         f"{meta.name} [{split}] OA {100 * pixel.oa:.2f} %")
+    return EvalResult(out / "metrics.json", out / "metrics.txt", png, result)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
