@@ -82,12 +82,12 @@ class ReplayingPredictor(TilePredictor):
         self.replay_wall = self.replay_forward = 0.0
         self.replay_tiles = 0
 
-    def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        out = super().__call__(tiles)
+    def __call__(self, tiles: np.ndarray, compact: bool = False) -> np.ndarray:
+        out = super().__call__(tiles, compact)
         self.calls += 1
         if self.calls % self.every == 0:
             start, before = time.perf_counter(), self.forward_seconds
-            super().__call__(tiles)
+            super().__call__(tiles, compact)
             self.replay_wall += time.perf_counter() - start
             self.replay_forward += self.forward_seconds - before
             self.replay_tiles += len(tiles)

@@ -30,6 +30,8 @@ Kind = Literal["class", "probability", "change"]
 Compression = Literal["DEFLATE", "ZSTD"]
 BLOCK = 512
 NODATA = 255
+# zlib level 3: about as small as level 6 on prediction maps, 3x faster to write.
+DEFLATE_LEVEL = 3
 BAND_IDS: dict[str, str] = {"class": "isa_class", "probability": "isa_probability",
                             "change": "isa_change"}
 _RESAMPLING = {"class": "MODE", "probability": "AVERAGE", "change": "MODE"}
@@ -97,7 +99,7 @@ def write_cog(src: str | os.PathLike, dst: str | os.PathLike, kind: Kind,
         with rasterio.open(vrt_path) as annotated:
             rasterio.shutil.copy(
                 annotated, str(dst), driver="COG", BLOCKSIZE=BLOCK, COMPRESS=compress,
-                PREDICTOR="YES", LEVEL=6 if compress == "DEFLATE" else 9,
+                PREDICTOR="YES", LEVEL=DEFLATE_LEVEL if compress == "DEFLATE" else 9,
                 OVERVIEWS="IGNORE_EXISTING", RESAMPLING=_RESAMPLING[kind],
                 BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
     finally:

@@ -176,12 +176,21 @@ class _Accumulator:
             self.invalid[r0:r0 + invalid.shape[0] - skip] |= invalid[skip:]
 
     def take(self, rows: int, isa_class: int) -> tuple[np.ndarray, np.ndarray]:
-        """Encode and remove the first ``rows`` rows: (class uint8, ISA probability uint8)."""
+        """Encode and remove the first ``rows`` rows: (class uint8, ISA probability uint8).
+
+        One accumulated channel means a two-class model in compact form (P(class 1) only).
+        """
         sums, weights = self.sums[:, :rows], self.weights[:rows]
         bad = self.invalid[:rows] | (weights <= 0)
         probs = sums / np.where(weights > 0, weights, 1.0)
-        classes = np.argmax(probs, axis=0).astype(np.uint8)
-        prob = np.rint(np.clip(probs[isa_class], 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
+        if probs.shape[0] == 1:
+            p1 = probs[0]
+            classes = (p1 > 0.5).astype(np.uint8)  # argmax; a tie goes to class 0
+            isa = p1 if isa_class == 1 else 1.0 - p1
+        else:
+            classes = np.argmax(probs, axis=0).astype(np.uint8)
+            isa = probs[isa_class]
+        prob = np.rint(np.clip(isa, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
         classes[bad] = NODATA
         prob[bad] = NODATA
         keep = self.weights.shape[0] - rows
@@ -352,6 +361,10 @@ def _run_strips(src, indexes, nodata, predictor: TilePredictor, config: PredictC
             y = starts_y[k]
             for x, probs, weights in _predict_row(block, starts_x, predictor, config, starts_y, k):
                 if acc is None:
+                    classes = 2 if probs.shape[0] == 1 else probs.shape[0]
+                    if not 0 <= config.isa_class < classes:
+                        raise ConfigError(f"ISA class {config.isa_class} is not one of the "
+                                          f"model's {classes} output classes")
                     acc = _Accumulator(probs.shape[0], span * s + config.strip_rows,
                                        src.width * s, row_from)
                 acc.add(probs, weights, y * s, x * s)
@@ -387,7 +400,7 @@ def _predict_row(block, starts_x, predictor, config, starts_y, k):
     for b in range(0, len(starts_x), config.batch_size):
         batch_idx = range(b, min(b + config.batch_size, len(starts_x)))
         probs = predictor(np.stack([padded[:, :, starts_x[i]:starts_x[i] + tile]
-                                    for i in batch_idx]))
+                                    for i in batch_idx]), compact=True)
         for j, i in enumerate(batch_idx):
             x = starts_x[i]
             cols = min(tile, block.shape[2] - x)

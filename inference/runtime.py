@@ -96,8 +96,9 @@ class TilePredictor:
         self.scale = scale
         self.activation = activation
         self.channels = int(mean.size)
-        self._mean = torch.from_numpy(mean).view(1, -1, 1, 1).to(self.device)
-        self._std = torch.from_numpy(std).view(1, -1, 1, 1).to(self.device)
+        # (x - mean) / std as one fused multiply-add: x * (1/std) + (-mean/std)
+        self._scale = torch.from_numpy(1.0 / std).view(1, -1, 1, 1).to(self.device)
+        self._shift = torch.from_numpy(-mean / std).view(1, -1, 1, 1).to(self.device)
         model = model.eval().to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -115,19 +116,22 @@ class TilePredictor:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     @torch.inference_mode()
-    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+    def __call__(self, tiles: np.ndarray, compact: bool = False) -> np.ndarray:
         """Probabilities ``(N, K, H*s, W*s)`` float32 for raw tiles ``(N, C, H, W)``.
 
         NaN inputs (nodata) are replaced by the band mean, i.e. 0 after normalisation; the
-        caller masks those pixels in the output anyway.
+        caller masks those pixels in the output anyway. With ``compact``, a two-class model
+        returns only ``P(class 1)`` as ``(N, 1, H*s, W*s)`` (the other is its complement):
+        half the data to move and blend, which the streaming engine relies on for speed.
         """
         if tiles.ndim != 4 or tiles.shape[1] != self.channels:
             raise ModelError(
                 f"tiles have shape {tiles.shape}; the model expects (N, {self.channels}, H, W)")
-        x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
-        x = torch.nan_to_num((x - self._mean) / self._std, nan=0.0, posinf=0.0, neginf=0.0)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        raw = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = torch.empty_like(raw, memory_format=fmt)
+        torch.addcmul(self._shift, raw, self._scale, out=x)
+        torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
         start = time.perf_counter()
         with self._autocast():
             out = self.model(x)
@@ -138,9 +142,10 @@ class TilePredictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.forward_seconds += time.perf_counter() - start
-        return self._probabilities(out, tiles.shape)
+        return self._probabilities(out, tiles.shape, compact)
 
-    def _probabilities(self, logits: torch.Tensor, in_shape: tuple[int, ...]) -> np.ndarray:
+    def _probabilities(self, logits: torch.Tensor, in_shape: tuple[int, ...],
+                       compact: bool) -> np.ndarray:
         n, _, h, w = in_shape
         expected = (n, h * self.scale, w * self.scale)
         if logits.ndim != 4 or (logits.shape[0], *logits.shape[2:]) != expected:
@@ -148,15 +153,17 @@ class TilePredictor:
                 f"model output {tuple(logits.shape)} does not match (N, K, H*s, W*s) = "
                 f"({n}, K, {expected[1]}, {expected[2]}) for output scale s={self.scale}; "
                 "check the model file's output scale")
-        logits = logits.float()
         activation = self.activation
         if activation == "auto":
             activation = "sigmoid" if logits.shape[1] == 1 else "softmax"
         if activation == "sigmoid":
             if logits.shape[1] != 1:
                 raise ModelError(f"sigmoid needs one logit per pixel, got {logits.shape[1]}")
-            p = torch.sigmoid(logits)
-            probs = torch.cat([1.0 - p, p], dim=1)
+            p = torch.sigmoid(logits.float())
+            probs = p if compact else torch.cat([1.0 - p, p], dim=1)
+        elif compact and logits.shape[1] == 2:
+            # softmax of two logits is the sigmoid of their difference
+            probs = torch.sigmoid(logits[:, 1:2].float() - logits[:, 0:1].float())
         else:
-            probs = torch.softmax(logits, dim=1)
+            probs = torch.softmax(logits.float(), dim=1)
         return probs.contiguous().cpu().numpy()
