@@ -225,7 +225,7 @@ class BilinearUNet(nn.Module):
         check_bands(bands, in_channels)
         self.output_scale = check_scale(scale)
         self.unet = replicate_padding(UNet(in_channels, num_classes, widths=widths))
-        self.stride = 2 ** (len(widths) - 1)
+        self.stride = self.unet.stride  # what the issue-5 U-Net checks inputs against
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -244,7 +244,7 @@ class UNetUpsample(nn.Module):
         check_bands(bands, in_channels)
         self.output_scale = check_scale(scale)
         self.unet = replicate_padding(UNet(in_channels, num_classes, widths=widths))
-        self.stride = 2 ** (len(widths) - 1)
+        self.stride = self.unet.stride  # what the issue-5 U-Net checks inputs against
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
