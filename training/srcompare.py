@@ -72,6 +72,8 @@ class CompareConfig:
     seed: int = 0
     tolerance: float = 2.0
     widths: tuple[int, ...] = (32, 64, 128, 256)
+    reconstruction: bool = True
+    deep_supervision: bool = True
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
@@ -108,7 +110,10 @@ def load_datasets(cfg: CompareConfig) -> tuple[CrossResolutionDataset, CrossReso
 
 
 def model_kwargs(name: str, cfg: CompareConfig) -> dict:
+    """Constructor arguments; the srseg ablation switches only apply to srseg."""
     kw: dict = {"scale": cfg.scale, "widths": list(cfg.widths)}
+    if name == "srseg":
+        kw.update(reconstruction=cfg.reconstruction, deep_supervision=cfg.deep_supervision)
     return kw
 
 
@@ -323,6 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="run every seed (out/seed_<s>/) and write summary.json/.txt")
     p.add_argument("--tolerance", type=float, default=2.0, help="boundary F1 tolerance (px)")
     p.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 256])
+    p.add_argument("--no-reconstruction", action="store_true",
+                   help="ablation: srseg without its reconstruction head / L1 term")
+    p.add_argument("--no-deep-supervision", action="store_true",
+                   help="ablation: srseg without intermediate-scale outputs")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--out", default="srcompare_output")
     a = p.parse_args(argv)
@@ -330,7 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     cfg = CompareConfig(data=a.data, data_dir=a.data_dir, scale=a.scale, models=tuple(a.models),
                         iterations=a.iterations, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
-                        tolerance=a.tolerance, widths=tuple(a.widths))
+                        tolerance=a.tolerance, widths=tuple(a.widths),
+                        reconstruction=not a.no_reconstruction,
+                        deep_supervision=not a.no_deep_supervision)
     if a.seeds:
         _, table = run_seeds(cfg, a.seeds, a.out)
         print(table)

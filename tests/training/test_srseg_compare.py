@@ -116,3 +116,13 @@ def test_seed_summary_gives_mean_and_spread():
     assert summary["unet-upsample"]["ISA F1"]["std"] == 0.0
     assert math.isnan(summary["srseg"]["bF1"]["mean"])
     assert "srseg" in table and "seeds [0, 1]" in table
+
+
+def test_ablation_switches_reach_srseg_only():
+    from training.srcompare import model_kwargs
+
+    cfg = CompareConfig(reconstruction=False, deep_supervision=False)
+    kw = model_kwargs("srseg", cfg)
+    assert kw["reconstruction"] is False and kw["deep_supervision"] is False
+    assert "reconstruction" not in model_kwargs("bilinear-unet", cfg)
+    assert cfg.key("srseg") != CompareConfig().key("srseg")  # never reuses the full model
