@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> dict:
     result = predict_raster(str(src), str(out_prefix), predictor,
                             OutputInfo("unet" + args.widths, BANDS), config, restart=True)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    if not predictor.replay_tiles:
+        raise SystemExit(f"no batch was replayed ({predictor.calls} batches); use a larger "
+                         "--size or a smaller --replay-every")
     pipeline_s = result.seconds - predictor.replay_wall
     per_tile = predictor.replay_forward / predictor.replay_tiles
     area = args.size**2 * 100 / 1e6  # 10 m pixels
