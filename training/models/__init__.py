@@ -77,6 +77,7 @@ def _register_builtins() -> None:
     register_model("unet-s1")(lambda c, k, **kw: UNet(c, k, sensor="S1", **kw))
     register_model("crofusenet")(lambda c, k, **kw: CroFuseNet(c, k, **kw))
     register_model("runetpp")(lambda c, k, **kw: RUNetPP(c, k, **kw))
+    import training.models.srseg  # noqa: F401  (issue 7: srseg, bilinear-unet, unet-upsample)
 
 
 _register_builtins()
