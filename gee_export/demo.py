@@ -148,6 +148,23 @@ def step_train(ctx: DemoContext) -> None:
     ctx.outputs["confusion matrix"] = result.confusion_png
 
 
+def step_predict(ctx: DemoContext) -> None:
+    """Map the whole scene with the trained model, then prepare (dry-run) its publication."""
+    from inference.demo import run_demo_inference
+
+    stack = ctx.need_stack()
+    if ctx.model_file is None:
+        raise ConfigError("the 'train' step must run before 'predict'")
+    paths = run_demo_inference(ctx.model_file, stack.image, ctx.out / "prediction",
+                               month=stack.month, name=f"isa_{stack.month}")
+    labels = {"class_cog": "class map COG", "prob_cog": "ISA probability COG",
+              "class_png": "quick-look class map", "area_json": "ISA area (JSON)",
+              "manifest": "Earth Engine manifest (dry run)", "script": "Code Editor script"}
+    for key, label in labels.items():
+        if key in paths:
+            ctx.outputs[label] = paths[key]
+
+
 Step = Callable[[DemoContext], None]
 STEPS: list[tuple[str, Step]] = [
     ("scene", step_scene),
@@ -155,6 +172,7 @@ STEPS: list[tuple[str, Step]] = [
     ("quicklooks", step_quicklooks),
     ("patches", step_patches),
     ("train", step_train),
+    ("predict", step_predict),
 ]
 
 
