@@ -75,3 +75,29 @@ def test_demo_recuts_patches_when_its_stack_changes(demo_run, capsys):
     printed = capsys.readouterr().out
     written = int(printed.split("patch counts")[1].split()[0])
     assert written == len(read_index(out / "patches")) > 0
+
+
+def test_demo_runs_the_whole_chain_to_published_dry_run(tmp_path, capsys):
+    """scene -> stack -> patches -> train -> evaluate -> COGs + area -> publish --dry-run."""
+    from training.modelfile import load_model_file
+
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--size", "480", "--epochs", "1", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    _, meta = load_model_file(out / "model" / "train" / "model.pt")
+    assert list(meta.bands) == list(DEFAULT_IMAGE_BANDS)
+    metrics = json.loads((out / "model" / "evaluate" / "metrics.json").read_text())
+    pixel = metrics["pixel"]
+    assert metrics["split"] == "test" and np.sum(pixel["matrix"]) > 0
+    assert 0.0 <= pixel["oa"] <= 1.0 and -1.0 <= pixel["kappa"] <= 1.0
+    (class_cog,) = (out / "prediction").glob("*_class.tif")
+    with rasterio.open(class_cog) as src, rasterio.open(
+            next((out / "stack").rglob("*_image.tif"))) as stack:
+        assert src.transform == stack.transform and src.crs == stack.crs
+        assert set(np.unique(src.read(1))) <= {0, 1, 255}
+        assert src.tags().get("LAYOUT", src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")) == "COG"
+    manifest = json.loads(next((out / "prediction").glob("*.manifest.json")).read_text())
+    assert manifest["name"].endswith("demo_isa_2019-06") and manifest["tilesets"]
+    area = json.loads(next((out / "prediction").glob("*_area.json")).read_text())
+    assert 0.0 < area[0]["isa_fraction"] < 1.0
+    assert "Code Editor script" in printed and "dry run" in printed
