@@ -44,6 +44,16 @@ _TRANSIENT_MARKERS = (
     "service unavailable", "deadline exceeded", "timed out", "timeout",
     "too many concurrent", "connection reset", "connection aborted", "temporarily",
 )
+# What earthengine-api and google-auth say when no usable credentials were ever loaded: the
+# client library was never initialised ("Earth Engine client library not initialized"), the
+# stored user credentials are missing, expired or revoked, or no default credentials exist.
+# Each means "authenticate first", never "retry" or "bad request".
+_AUTH_MARKERS = (
+    "earthengine authenticate", "authorize access", "unauthenticated", "not signed up",
+    "not registered", "not initialized", "not initialised", "not authenticated",
+    "default credentials", "invalid authentication credentials", "credentials were not found",
+    "no credentials", "invalid_grant", "reauthentication",
+)
 _QUOTA_MARKERS = ("429", "too many", "resource_exhausted", "resource exhausted", "quota",
                   "rate limit")
 
@@ -104,7 +114,9 @@ def classify(exc: BaseException) -> str:
 
     earthengine-api reports HTTP errors as ``EEException`` text (and sometimes as a
     googleapiclient ``HttpError`` with ``resp.status``), so the decision is made on the status
-    when there is one and on the message otherwise.
+    when there is one and on the message otherwise. "Client library not initialized" and the
+    missing/expired-credentials messages of google-auth are ``'auth'`` here, in the seam, so no
+    caller has to recognise them itself.
     """
     if isinstance(exc, AuthenticationError):
         return "auth"
@@ -119,8 +131,7 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, (TimeoutError, ConnectionError)):
         return "transient"
     text = str(exc).lower()
-    if any(m in text for m in ("earthengine authenticate", "authorize access",
-                               "unauthenticated", "not signed up", "not registered")):
+    if any(m in text for m in _AUTH_MARKERS):
         return "auth"
     if any(m in text for m in _QUOTA_MARKERS):
         return "quota"
