@@ -29,6 +29,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -326,6 +327,28 @@ def _gcs_client():
         ) from exc
 
 
+@dataclass(frozen=True)
+class BucketInfo:
+    """Where and how a Cloud Storage bucket keeps its objects.
+
+    Consumers (the Earth Engine COG-asset check in inference) decide from these whether a bucket
+    can serve them, without reaching for the storage client themselves.
+
+    Attributes:
+        name: the bucket's name.
+        location: ``"US"``, ``"EU"``, ``"US-CENTRAL1"``, ``"NAM4"`` ... (upper case).
+        location_type: ``"multi-region"``, ``"dual-region"`` or ``"region"``.
+        storage_class: ``"STANDARD"``, ``"NEARLINE"``, ``"COLDLINE"``, ``"ARCHIVE"``.
+        data_locations: the regions of a configurable dual-region (empty otherwise).
+    """
+
+    name: str
+    location: str
+    location_type: str
+    storage_class: str
+    data_locations: tuple[str, ...] = ()
+
+
 class GcsStore(Store):
     """A ``gs://bucket/prefix`` on Cloud Storage (or on the emulator at STORAGE_EMULATOR_HOST)."""
 
@@ -453,6 +476,18 @@ class GcsStore(Store):
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+    def bucket_info(self) -> BucketInfo:
+        """The bucket's location and storage class (one metadata read, retried like the rest)."""
+        bucket = self._retry(lambda: self._client.get_bucket(self.bucket_name),
+                             f"reading metadata of gs://{self.bucket_name}")
+        return BucketInfo(
+            name=self.bucket_name,
+            location=(bucket.location or "").upper(),
+            location_type=(bucket.location_type or "").lower(),
+            storage_class=(bucket.storage_class or "").upper(),
+            data_locations=tuple(m.upper() for m in (bucket.data_locations or ())),
+        )
 
     def md5(self, rel: str) -> str:
         blob = self._retry(lambda: self._bucket.get_blob(self.key(rel)),
