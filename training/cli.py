@@ -35,7 +35,8 @@ def train_parser() -> argparse.ArgumentParser:
     a("--config", help="YAML file with any TrainConfig option; flags override it")
     a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
     a("--out", dest="out_dir", help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
-    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp")
+    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp; with --label "
+      "label_fine: srseg | bilinear-unet | unet-upsample (scale from the manifest)")
     a("--model-kwargs", type=_json, help="extra model arguments as JSON")
     a("--loss", help="crofusenet | dice_focal | ce | weighted_ce (default: the model's paper)")
     a("--loss-kwargs", type=_json, help="loss arguments as JSON, e.g. '{\"beta\": 0.8}'")

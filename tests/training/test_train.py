@@ -153,3 +153,32 @@ def test_ddp_under_torchrun_on_cpu(patch_root, tmp_path):
     _, meta = load_model_file(out / "model.pt")
     matrix = meta.metrics["val"]["matrix"]
     assert sum(map(sum, matrix)) == 2 * 32 * 32  # both val patches, one per rank, summed
+
+
+SRSEG_TINY = {"widths": [4, 8], "stage_widths": [4, 4], "deep_supervision": False}
+
+
+def test_cli_trains_srseg_on_label_fine_at_the_datasets_scale(tmp_path, capsys):
+    """No scale in --model-kwargs: the manifest's fine scale (4) reaches the model."""
+    from .conftest import write_patch_dataset
+
+    root = write_patch_dataset(tmp_path / "ds", n=6, size=8, fine_scale=4)
+    common = ["--data", str(root), "--label", "label_fine", "--epochs", "1",
+              "--batch-size", "2", "--max-batches", "2", "--precision", "fp32",
+              "--workers", "0", "--no-progress", "--model-kwargs", json.dumps(SRSEG_TINY)]
+    out = tmp_path / "sr"
+    assert train_main([*common, "--model", "srseg", "--out", str(out)]) == 0
+    model, meta = load_model_file(out / "model.pt")
+    assert meta.output_scale == 4 and model.output_scale == 4
+    assert meta.model_kwargs["scale"] == 4
+    model.eval()
+    assert model(torch.zeros(1, 6, 8, 8))["out"].shape == (1, 2, 32, 32)
+    capsys.readouterr()
+    # A scale typed by hand that disagrees with the dataset is refused before training.
+    bad = json.dumps({**SRSEG_TINY, "scale": 8})
+    assert train_main([*common[:-1], bad, "--model", "srseg", "--out", str(tmp_path / "b")]) == 2
+    assert "disagrees with the dataset's fine scale 4" in capsys.readouterr().err
+    # A model that cannot upsample cannot learn label_fine.
+    assert train_main([*common[:-2], "--model", "unet", "--out", str(tmp_path / "c")]) == 2
+    assert "cannot learn the 4x finer label_fine" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "model.pt").exists() and not (tmp_path / "c").exists()

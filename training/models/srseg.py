@@ -254,6 +254,6 @@ class UNetUpsample(nn.Module):
         return F.interpolate(logits, size=(h * k, w * k), mode="bilinear", align_corners=False)
 
 
-register_model("srseg")(lambda c, k, **kw: SRSeg(c, k, **kw))
-register_model("bilinear-unet")(lambda c, k, **kw: BilinearUNet(c, k, **kw))
-register_model("unet-upsample")(lambda c, k, **kw: UNetUpsample(c, k, **kw))
+register_model("srseg", upsamples=True)(lambda c, k, **kw: SRSeg(c, k, **kw))
+register_model("bilinear-unet", upsamples=True)(lambda c, k, **kw: BilinearUNet(c, k, **kw))
+register_model("unet-upsample", upsamples=True)(lambda c, k, **kw: UNetUpsample(c, k, **kw))
