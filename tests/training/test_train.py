@@ -181,4 +181,8 @@ def test_cli_trains_srseg_on_label_fine_at_the_datasets_scale(tmp_path, capsys):
     # A model that cannot upsample cannot learn label_fine.
     assert train_main([*common[:-2], "--model", "unet", "--out", str(tmp_path / "c")]) == 2
     assert "cannot learn the 4x finer label_fine" in capsys.readouterr().err
-    assert not (tmp_path / "b" / "model.pt").exists() and not (tmp_path / "c").exists()
+    # An upsampling model cannot learn the coarse label.
+    coarse = [a if a != "label_fine" else "label" for a in common]
+    assert train_main([*coarse, "--model", "srseg", "--out", str(tmp_path / "d")]) == 2
+    assert "--label label_fine" in capsys.readouterr().err
+    assert not any((tmp_path / d / "model.pt").exists() for d in "bcd")
