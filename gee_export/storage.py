@@ -162,6 +162,28 @@ class Store(ABC):
 
 
 # ---------------------------------------------------------------------------- local
+def atomic_write(target: str | os.PathLike[str], fill: Callable[[Any], None]) -> Path:
+    """Write a local file atomically: ``fill(handle)`` writes a temp file beside it, then rename.
+
+    The one implementation of "readers never see half a file" for local outputs (store files,
+    checkpoints, model files, metrics, plots): the temporary name carries :data:`TEMP_MARK`,
+    is fsynced before the rename, and is removed if ``fill`` fails.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fill(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
 class LocalStore(Store):
     """A directory on the local file system."""
 
@@ -191,19 +213,6 @@ class LocalStore(Store):
         except FileNotFoundError:
             raise StorageError(f"{self.path(rel)} does not exist") from None
 
-    def _atomic_write(self, target: Path, fill: Callable[[Any], None]) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                fill(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
     def write_bytes(self, rel: str, data: bytes, *, overwrite: bool = True,
                     expected_md5: str | None = None) -> None:
         target = self.path(rel)
@@ -214,7 +223,7 @@ class LocalStore(Store):
                 f"data for {target} has md5 {md5_b64(data)}, expected {expected_md5}; "
                 "it changed after its checksum was taken, produce it again"
             )
-        self._atomic_write(target, lambda handle: handle.write(data))
+        atomic_write(target, lambda handle: handle.write(data))
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._root / prefix.strip("/") if prefix.strip("/") else self._root
@@ -253,7 +262,7 @@ class LocalStore(Store):
         want = file_md5_b64(source)
         target = self.path(rel)
         with open(source, "rb") as src:
-            self._atomic_write(target, lambda handle: shutil.copyfileobj(src, handle, _CHUNK))
+            atomic_write(target, lambda handle: shutil.copyfileobj(src, handle, _CHUNK))
         if file_md5_b64(target) != want:
             target.unlink(missing_ok=True)
             raise ChecksumMismatchError(f"copy of {source} to {target} differs from its source")

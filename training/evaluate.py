@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gee_export.errors import ConfigError
+from gee_export.storage import atomic_write
 from training.data import NormStats, PatchDataset, make_loader
 from training.losses import main_output
 from training.metrics import (
@@ -128,6 +129,4 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: fh.write(text.encode()))

@@ -33,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gee_export.errors import ConfigError, ModelError
+from gee_export.storage import atomic_write
 from training.config import TrainConfig
 from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, make_loader
 from training.losses import build_loss, default_loss_for, main_output
@@ -367,9 +368,8 @@ class Trainer:
     def _write_history(self) -> None:
         from training.plots import plot_learning_curves
 
-        tmp = self.out / f".{HISTORY}.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
-        os.replace(tmp, self.out / HISTORY)
+        text = "".join(json.dumps(r) + "\n" for r in self.history)
+        atomic_write(self.out / HISTORY, lambda fh: fh.write(text.encode()))
         plot_learning_curves(self.history, self.out / CURVES)
 
 

@@ -19,6 +19,7 @@ from gee_export.storage import (
     BucketInfo,
     GcsStore,
     LocalStore,
+    atomic_write,
     file_md5_b64,
     md5_b64,
     open_store,
@@ -124,7 +125,7 @@ def test_local_write_is_atomic_and_leaves_no_temporaries(tmp_path):
         raise Boom
 
     with pytest.raises(Boom):
-        store._atomic_write(store.path("x/y.bin"), fail)
+        atomic_write(store.path("x/y.bin"), fail)
     assert store.read_bytes("x/y.bin") == b"1"
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["y.bin"]
     # a temporary left by a killed writer is invisible to list() and removable
