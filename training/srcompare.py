@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gee_export.errors import ConfigError
+from gee_export.storage import atomic_write
 from training.metrics import json_safe
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
@@ -153,11 +154,8 @@ def train_fixed_budget(model: torch.nn.Module, dataset: CrossResolutionDataset,
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, allow_nan=False, default=str)
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2, allow_nan=False, default=str)
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def run_comparison(cfg: CompareConfig, out: str | Path) -> dict:
