@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from gee_export.errors import ConfigError, ModelError
 from gee_export.storage import atomic_write
+from training import devices
 from training.config import TrainConfig
 from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, make_loader
 from training.losses import build_loss, default_loss_for, main_output
@@ -83,31 +84,11 @@ def init_distributed(device_kind: str) -> DistInfo:
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
+    """The device of this process (its local rank's GPU under torchrun), made current."""
+    dev = devices.resolve_device(name, info.local_rank)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device cuda requested but CUDA is not available; use --device cpu")
-        if dev.index is None:
-            dev = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(dev)
     return dev
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype (None = fp32): bf16 on CPU, bf16 or fp16 on CUDA for ``auto``."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("fp16 autocast is for CUDA; use bf16 or fp32 on CPU")
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16
 
 
 class PolyLR:
@@ -177,7 +158,7 @@ class Trainer:
         self.cfg = cfg
         self.info = info or DistInfo()
         self.device = device or resolve_device(cfg.device, self.info)
-        self.amp_dtype = resolve_precision(cfg.precision, self.device)
+        self.amp_dtype = devices.autocast_dtype(cfg.precision, self.device)
         self.meta = meta
         self.out = Path(cfg.out_dir)
         self.class_names = list(meta.class_names)
