@@ -22,7 +22,6 @@ import base64
 import builtins
 import hashlib
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -36,6 +35,7 @@ from typing import Any, TypeVar
 from tqdm.auto import tqdm
 
 from gee_export.errors import ChecksumMismatchError, ConfigError, StorageError
+from gee_export.retry import RetryPolicy, retry_call
 
 T = TypeVar("T")
 
@@ -300,17 +300,15 @@ def with_retries(call: Callable[[], T], *, what: str, attempts: int = 6, base_de
     :class:`StorageError` naming the operation.
     """
     transient = transient if transient is not None else _transient_errors()
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except transient as exc:
-            if attempt == attempts:
-                raise StorageError(
-                    f"{what} failed {attempts} times with transient errors (last: {exc}); "
-                    "Cloud Storage may be overloaded, try again later"
-                ) from exc
-            sleep(random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1))))
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    def fail(exc: Exception, attempt: int, exhausted: bool) -> BaseException:
+        if not exhausted:
+            return exc  # not transient: the caller's own translation applies
+        return StorageError(f"{what} failed {attempt} times with transient errors (last: "
+                            f"{exc}); Cloud Storage may be overloaded, try again later")
+
+    return retry_call(call, RetryPolicy(attempts, base_delay, max_delay), sleep=sleep,
+                      retryable=lambda exc: isinstance(exc, transient), fail=fail)
 
 
 def _gcs_client():

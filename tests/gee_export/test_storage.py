@@ -184,9 +184,7 @@ class _BucketMetadataHiccup:
         return self._client.get_bucket(name)
 
 
-def test_bucket_info_reads_location_and_class_with_retries(gcs_emulator, gcs_bucket,
-                                                           monkeypatch):
-    monkeypatch.setattr("gee_export.storage.random.uniform", lambda a, b: 0.0)  # no real sleep
+def test_bucket_info_reads_location_and_class_with_retries(gcs_emulator, gcs_bucket):
     bucket = gcs_emulator.client().get_bucket(gcs_bucket)
     bucket.storage_class = "NEARLINE"
     bucket.patch()
