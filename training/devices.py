@@ -7,13 +7,30 @@ and ``isamap-predict``, so they are resolved here once: the same names, the same
 
 from __future__ import annotations
 
-from typing import Literal
+import argparse
+from typing import Literal, get_args
 
 import torch
 
 from gee_export.errors import ConfigError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+
+def add_device_arguments(parser: argparse.ArgumentParser, *, device: str | None = "auto",
+                         precision: str | None = "auto") -> None:
+    """Add ``--device`` and ``--precision`` with the same names, choices and help everywhere.
+
+    Args:
+        parser: the command's parser.
+        device: default of --device (None: unset, so a config file's value can apply).
+        precision: default of --precision (None: likewise).
+    """
+    parser.add_argument("--device", default=device, help="auto | cpu | cuda | cuda:N "
+                        "(auto: CUDA when available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=precision,
+                        help="autocast dtype (auto: bf16 where supported, fp16 on older GPUs)")
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

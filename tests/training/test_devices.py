@@ -40,3 +40,23 @@ def test_device_names():
         assert devices.resolve_device("auto") == torch.device("cpu")
         with pytest.raises(ConfigError, match="CUDA is not available"):
             devices.resolve_device("cuda:1")
+
+
+def test_commands_share_the_device_and_precision_options(capsys):
+    from inference.cli import _predict_parser
+    from training.cli import evaluate_parser, train_parser
+
+    train_args = train_parser().parse_args([])
+    assert train_args.device is None and train_args.precision is None  # config file decides
+    required = {"train": [], "evaluate": ["--model", "m", "--data", "d", "--out", "o"],
+                "predict": ["--model", "m", "--input", "i", "--out", "o"]}
+    parsers = {"train": train_parser, "evaluate": evaluate_parser, "predict": _predict_parser}
+    assert parsers["evaluate"]().parse_args(required["evaluate"]).precision == "fp32"
+    assert parsers["predict"]().parse_args(required["predict"]).precision == "auto"
+    for name, make in parsers.items():
+        for choice in devices.PRECISIONS:
+            args = make().parse_args([*required[name], "--precision", choice, "--device", "cpu"])
+            assert (args.precision, args.device) == (choice, "cpu")
+        with pytest.raises(SystemExit):
+            make().parse_args([*required[name], "--precision", "fp64"])
+    assert "invalid choice: 'fp64'" in capsys.readouterr().err
