@@ -6,8 +6,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import Subset
 
 from gee_export.errors import ConfigError
@@ -87,17 +85,6 @@ def test_bf16_channels_last_and_dice_focal_path(patch_root, tmp_path):
     assert history[0]["train_loss"] > 0 and res.model_path.exists()
 
 
-class _Upsampling(nn.Module):
-    """A stand-in super-resolution segmenter: logits at 4x the input resolution."""
-
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(c, 2, 3, padding=1)
-
-    def forward(self, x):
-        return F.interpolate(self.conv(x), scale_factor=4, mode="bilinear")
-
-
 def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
     from .conftest import write_patch_dataset
 
@@ -107,7 +94,8 @@ def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
     ds = PatchDataset(root, "train", norm=norm, label="label_fine")
     val = PatchDataset(root, "val", norm=norm, label="label_fine")
     meta = ModelMeta("sr-test", 6, 2, raw.bands, norm.mean, norm.std, output_scale=4)
-    res = Trainer(_cfg(root, tmp_path / "sr", epochs=2), _Upsampling(6), build_loss("ce"), ds,
+    model = create_model("unet-upsample", 6, 2, scale=4, widths=[4, 8])  # logits at 4x
+    res = Trainer(_cfg(root, tmp_path / "sr", epochs=2), model, build_loss("ce"), ds,
                   val, meta).fit()
     assert res.epochs_run == 2 and 0 <= res.best_miou <= 1
 
