@@ -19,10 +19,12 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gee_export.errors import AuthenticationError, EarthEngineError, QuotaError
+from gee_export.retry import RetryPolicy, retry_call
+
+__all__ = ["AUTH_HELP", "EESession", "EETransport", "RetryPolicy", "Transport", "classify"]
 
 HIGH_VOLUME_URL = "https://earthengine-highvolume.googleapis.com"
 
@@ -44,27 +46,18 @@ _TRANSIENT_MARKERS = (
     "service unavailable", "deadline exceeded", "timed out", "timeout",
     "too many concurrent", "connection reset", "connection aborted", "temporarily",
 )
+# What earthengine-api and google-auth say when no usable credentials were ever loaded: the
+# client library was never initialised ("Earth Engine client library not initialized"), the
+# stored user credentials are missing, expired or revoked, or no default credentials exist.
+# Each means "authenticate first", never "retry" or "bad request".
+_AUTH_MARKERS = (
+    "earthengine authenticate", "authorize access", "unauthenticated", "not signed up",
+    "not registered", "not initialized", "not initialised", "not authenticated",
+    "default credentials", "invalid authentication credentials", "credentials were not found",
+    "no credentials", "invalid_grant", "reauthentication",
+)
 _QUOTA_MARKERS = ("429", "too many", "resource_exhausted", "resource exhausted", "quota",
                   "rate limit")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter (AWS architecture blog, 2015).
-
-    Attributes:
-        max_attempts: calls per operation, the first one included (the retry budget).
-        base_delay: seconds before the first retry; doubles on each further one.
-        max_delay: cap on one wait, so a long outage does not sleep for hours.
-    """
-
-    max_attempts: int = 6
-    base_delay: float = 1.0
-    max_delay: float = 60.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return rng.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
 
 class Transport(Protocol):
@@ -104,7 +97,9 @@ def classify(exc: BaseException) -> str:
 
     earthengine-api reports HTTP errors as ``EEException`` text (and sometimes as a
     googleapiclient ``HttpError`` with ``resp.status``), so the decision is made on the status
-    when there is one and on the message otherwise.
+    when there is one and on the message otherwise. "Client library not initialized" and the
+    missing/expired-credentials messages of google-auth are ``'auth'`` here, in the seam, so no
+    caller has to recognise them itself.
     """
     if isinstance(exc, AuthenticationError):
         return "auth"
@@ -119,8 +114,7 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, (TimeoutError, ConnectionError)):
         return "transient"
     text = str(exc).lower()
-    if any(m in text for m in ("earthengine authenticate", "authorize access",
-                               "unauthenticated", "not signed up", "not registered")):
+    if any(m in text for m in _AUTH_MARKERS):
         return "auth"
     if any(m in text for m in _QUOTA_MARKERS):
         return "quota"
@@ -180,32 +174,33 @@ class EESession:
     # ------------------------------------------------------------------ calls
     def call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` with the retry policy; ``what`` names it in error messages."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return fn(*args)
-            except Exception as exc:
-                kind = classify(exc)
+
+        def fail(exc: Exception, attempt: int, exhausted: bool) -> Exception:
+            kind = classify(exc)
+            if not exhausted:
                 if kind == "auth":
-                    raise AuthenticationError(AUTH_HELP.format(reason=f"{what}: {exc}")) from exc
-                if kind == "fatal":
-                    raise EarthEngineError(f"{what} failed: {exc}") from exc
-                if attempt >= self.retry.max_attempts:
-                    if kind == "quota":
-                        raise QuotaError(
-                            f"{what} still refused after {attempt} attempts (Earth Engine quota/"
-                            f"rate limit: {exc}). Lower --workers (at most 40 concurrent requests "
-                            "per project), wait a few minutes and re-run: finished patches are "
-                            "skipped.") from exc
-                    raise EarthEngineError(
-                        f"{what} kept failing after {attempt} attempts ({exc}). The service may "
-                        "be degraded; re-run later (finished work is skipped), or use "
-                        "--method tasks for very large regions.") from exc
-                with self._lock:
-                    self.retries += 1
-                    delay = self.retry.delay(attempt, self._rng)
-                self._sleep(delay)
+                    return AuthenticationError(AUTH_HELP.format(reason=f"{what}: {exc}"))
+                return EarthEngineError(f"{what} failed: {exc}")
+            if kind == "quota":
+                return QuotaError(
+                    f"{what} still refused after {attempt} attempts (Earth Engine quota/"
+                    f"rate limit: {exc}). Lower --workers (at most 40 concurrent requests "
+                    "per project), wait a few minutes and re-run: finished patches are "
+                    "skipped.")
+            return EarthEngineError(
+                f"{what} kept failing after {attempt} attempts ({exc}). The service may "
+                "be degraded; re-run later (finished work is skipped), or use "
+                "--method tasks for very large regions.")
+
+        return retry_call(lambda: fn(*args), self.retry, sleep=self._sleep,
+                          retryable=lambda exc: classify(exc) in ("quota", "transient"),
+                          fail=fail, delay=self._next_delay)
+
+    def _next_delay(self, attempt: int) -> float:
+        """The jittered wait after failed ``attempt``, counted in ``retries`` (thread-safe)."""
+        with self._lock:
+            self.retries += 1
+            return self.retry.delay(attempt, self._rng)
 
     def _transport(self) -> Transport:
         if self.transport is None:

@@ -22,19 +22,20 @@ import base64
 import builtins
 import hashlib
 import os
-import random
 import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
 from gee_export.errors import ChecksumMismatchError, ConfigError, StorageError
+from gee_export.retry import RetryPolicy, retry_call
 
 T = TypeVar("T")
 
@@ -161,6 +162,28 @@ class Store(ABC):
 
 
 # ---------------------------------------------------------------------------- local
+def atomic_write(target: str | os.PathLike[str], fill: Callable[[Any], None]) -> Path:
+    """Write a local file atomically: ``fill(handle)`` writes a temp file beside it, then rename.
+
+    The one implementation of "readers never see half a file" for local outputs (store files,
+    checkpoints, model files, metrics, plots): the temporary name carries :data:`TEMP_MARK`,
+    is fsynced before the rename, and is removed if ``fill`` fails.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fill(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
 class LocalStore(Store):
     """A directory on the local file system."""
 
@@ -190,19 +213,6 @@ class LocalStore(Store):
         except FileNotFoundError:
             raise StorageError(f"{self.path(rel)} does not exist") from None
 
-    def _atomic_write(self, target: Path, fill: Callable[[Any], None]) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                fill(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
     def write_bytes(self, rel: str, data: bytes, *, overwrite: bool = True,
                     expected_md5: str | None = None) -> None:
         target = self.path(rel)
@@ -213,7 +223,7 @@ class LocalStore(Store):
                 f"data for {target} has md5 {md5_b64(data)}, expected {expected_md5}; "
                 "it changed after its checksum was taken, produce it again"
             )
-        self._atomic_write(target, lambda handle: handle.write(data))
+        atomic_write(target, lambda handle: handle.write(data))
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._root / prefix.strip("/") if prefix.strip("/") else self._root
@@ -252,7 +262,7 @@ class LocalStore(Store):
         want = file_md5_b64(source)
         target = self.path(rel)
         with open(source, "rb") as src:
-            self._atomic_write(target, lambda handle: shutil.copyfileobj(src, handle, _CHUNK))
+            atomic_write(target, lambda handle: shutil.copyfileobj(src, handle, _CHUNK))
         if file_md5_b64(target) != want:
             target.unlink(missing_ok=True)
             raise ChecksumMismatchError(f"copy of {source} to {target} differs from its source")
@@ -290,17 +300,15 @@ def with_retries(call: Callable[[], T], *, what: str, attempts: int = 6, base_de
     :class:`StorageError` naming the operation.
     """
     transient = transient if transient is not None else _transient_errors()
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except transient as exc:
-            if attempt == attempts:
-                raise StorageError(
-                    f"{what} failed {attempts} times with transient errors (last: {exc}); "
-                    "Cloud Storage may be overloaded, try again later"
-                ) from exc
-            sleep(random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1))))
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    def fail(exc: Exception, attempt: int, exhausted: bool) -> BaseException:
+        if not exhausted:
+            return exc  # not transient: the caller's own translation applies
+        return StorageError(f"{what} failed {attempt} times with transient errors (last: "
+                            f"{exc}); Cloud Storage may be overloaded, try again later")
+
+    return retry_call(call, RetryPolicy(attempts, base_delay, max_delay), sleep=sleep,
+                      retryable=lambda exc: isinstance(exc, transient), fail=fail)
 
 
 def _gcs_client():
@@ -324,6 +332,28 @@ def _gcs_client():
             "'gcloud auth application-default login' or set GOOGLE_APPLICATION_CREDENTIALS "
             "to a service-account JSON file"
         ) from exc
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    """Where and how a Cloud Storage bucket keeps its objects.
+
+    Consumers (the Earth Engine COG-asset check in inference) decide from these whether a bucket
+    can serve them, without reaching for the storage client themselves.
+
+    Attributes:
+        name: the bucket's name.
+        location: ``"US"``, ``"EU"``, ``"US-CENTRAL1"``, ``"NAM4"`` ... (upper case).
+        location_type: ``"multi-region"``, ``"dual-region"`` or ``"region"``.
+        storage_class: ``"STANDARD"``, ``"NEARLINE"``, ``"COLDLINE"``, ``"ARCHIVE"``.
+        data_locations: the regions of a configurable dual-region (empty otherwise).
+    """
+
+    name: str
+    location: str
+    location_type: str
+    storage_class: str
+    data_locations: tuple[str, ...] = ()
 
 
 class GcsStore(Store):
@@ -453,6 +483,18 @@ class GcsStore(Store):
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+    def bucket_info(self) -> BucketInfo:
+        """The bucket's location and storage class (one metadata read, retried like the rest)."""
+        bucket = self._retry(lambda: self._client.get_bucket(self.bucket_name),
+                             f"reading metadata of gs://{self.bucket_name}")
+        return BucketInfo(
+            name=self.bucket_name,
+            location=(bucket.location or "").upper(),
+            location_type=(bucket.location_type or "").lower(),
+            storage_class=(bucket.storage_class or "").upper(),
+            data_locations=tuple(m.upper() for m in (bucket.data_locations or ())),
+        )
 
     def md5(self, rel: str) -> str:
         blob = self._retry(lambda: self._bucket.get_blob(self.key(rel)),

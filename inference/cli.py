@@ -11,6 +11,7 @@ from pathlib import Path
 from gee_export.errors import IsamapError
 from inference.predict import PredictConfig
 from inference.runtime import RuntimeOptions
+from training.devices import add_device_arguments
 
 
 def _predict_parser() -> argparse.ArgumentParser:
@@ -28,8 +29,7 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=64, help="overlap between tiles (px)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--blend", choices=("cosine", "uniform"), default="cosine")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    add_device_arguments(p)
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--compress", choices=("DEFLATE", "ZSTD"), default="DEFLATE")

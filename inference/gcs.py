@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gee_export.errors import StorageError
-from gee_export.storage import Store, open_store
+from gee_export.storage import BucketInfo, GcsStore, Store, open_store
 
 
 def is_gcs(path: str | os.PathLike) -> bool:
@@ -62,11 +62,10 @@ def upload_file(local: Path, uri: str) -> None:
     store.upload_file(local, name)
 
 
-def gcs_client() -> Any:
-    """The storage seam's client (emulator-aware), for bucket metadata checks."""
-    from gee_export.storage import _gcs_client
-
-    return _gcs_client()
+def bucket_info(uri: str, client: Any | None = None) -> BucketInfo:
+    """Location and storage class of the bucket of ``uri``, read through the storage seam."""
+    bucket, _ = split_gcs(uri)
+    return GcsStore(f"gs://{bucket}", client=client).bucket_info()
 
 
 def put_output(write: Callable[[Path], None], dest: str, work: Path) -> None:

@@ -24,8 +24,8 @@ from typing import Any
 import rasterio
 from tqdm.auto import tqdm
 
-from gee_export.ee_session import AUTH_HELP, EESession, EETransport
-from gee_export.errors import AuthenticationError, ConfigError, EarthEngineError
+from gee_export.ee_session import EESession, EETransport
+from gee_export.errors import ConfigError, EarthEngineError, StorageError
 from inference import gcs
 from inference.codeeditor import code_editor_script
 from inference.manifest import Mode, asset_name, build_manifest, validate_manifest
@@ -86,14 +86,8 @@ class EarthEngineAssets:
         self.session = session
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return self.session.call(what, fn, *args)
-        except EarthEngineError as exc:
-            # earthengine-api says "client library not initialized" when no credentials were
-            # ever loaded: that is an authentication problem, reported as one.
-            if not isinstance(exc, AuthenticationError) and "not initialized" in str(exc):
-                raise AuthenticationError(AUTH_HELP.format(reason=f"{what}: {exc}")) from exc
-            raise
+        # The seam turns "client library not initialized" into an AuthenticationError itself.
+        return self.session.call(what, fn, *args)
 
     @staticmethod
     def _ee() -> Any:
@@ -135,18 +129,15 @@ def check_external_bucket(uri: str, client: Any | None = None) -> None:
     Earth Engine reads external COGs only from the US multi-region, a dual-region including
     US-CENTRAL1, or US-CENTRAL1 itself, in the Standard storage class.
     """
-    bucket_name, _ = gcs.split_gcs(uri)
-    client = client or gcs.gcs_client()
     try:
-        bucket = client.get_bucket(bucket_name)
-    except Exception as exc:
-        raise ConfigError(f"cannot read bucket gs://{bucket_name} to check its location "
-                          f"({exc}); COG-backed assets need a readable bucket") from exc
-    problems = external_bucket_problems(bucket.location, bucket.data_locations,
-                                        bucket.storage_class)
+        info = gcs.bucket_info(uri, client)
+    except StorageError as exc:
+        raise ConfigError(f"cannot read the bucket of {uri} to check its location ({exc}); "
+                          "COG-backed assets need a readable bucket") from exc
+    problems = external_bucket_problems(info.location, info.data_locations, info.storage_class)
     if problems:
         raise ConfigError(
-            f"gs://{bucket_name} cannot back an Earth Engine COG asset: {'; '.join(problems)}. "
+            f"gs://{info.name} cannot back an Earth Engine COG asset: {'; '.join(problems)}. "
             "Copy the COGs to a conforming bucket (--gcs-prefix) or use --mode ingest.")
 
 

@@ -16,9 +16,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from gee_export.errors import ConfigError, ModelError
+from gee_export.errors import ModelError
+from training.devices import Precision, resolve_device, resolve_precision
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Activation = Literal["auto", "softmax", "sigmoid"]
 
 
@@ -39,29 +39,6 @@ class RuntimeOptions:
     channels_last: bool = True
     compile: bool = False
 
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for but CUDA is not available; use --device cpu")
-    return device
-
-
-def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype:
-    if precision == "fp32":
-        return torch.float32
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("fp16 autocast is for CUDA; use bf16 or fp32 on the CPU")
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    native_bf16 = bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
-    return torch.bfloat16 if native_bf16 else torch.float32
 
 
 class TilePredictor:

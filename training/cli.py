@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from gee_export.errors import ConfigError, IsamapError
 from training.config import config_from_mapping, load_config
+from training.devices import add_device_arguments
 
 
 def _json(text: str) -> dict:
@@ -35,7 +36,8 @@ def train_parser() -> argparse.ArgumentParser:
     a("--config", help="YAML file with any TrainConfig option; flags override it")
     a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
     a("--out", dest="out_dir", help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
-    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp")
+    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp; with --label "
+      "label_fine: srseg | bilinear-unet | unet-upsample (scale from the manifest)")
     a("--model-kwargs", type=_json, help="extra model arguments as JSON")
     a("--loss", help="crofusenet | dice_focal | ce | weighted_ce (default: the model's paper)")
     a("--loss-kwargs", type=_json, help="loss arguments as JSON, e.g. '{\"beta\": 0.8}'")
@@ -49,9 +51,8 @@ def train_parser() -> argparse.ArgumentParser:
     a("--patience", type=int, help="early-stopping patience in epochs")
     a("--seed", type=int)
     a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
-    a("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     a("--no-channels-last", dest="channels_last", action="store_const", const=False)
-    a("--device", help="auto | cpu | cuda | cuda:N")
+    add_device_arguments(p, device=None, precision=None)
     a("--no-augment", dest="augment", action="store_const", const=False)
     a("--cache", action="store_const", const=True, help="keep decoded patches in memory")
     a("--max-batches", type=int, help="cap on training batches per epoch")
@@ -93,8 +94,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
+    add_device_arguments(p, precision="fp32")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--points", type=int, default=0,
                    help="sample points for the point assessment (0: none)")

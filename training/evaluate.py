@@ -20,7 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from gee_export.errors import ConfigError
+from gee_export.storage import atomic_write
 from training.data import NormStats, PatchDataset, make_loader
+from training.devices import autocast_dtype
 from training.losses import main_output
 from training.metrics import (
     ConfusionMatrix,
@@ -31,7 +33,7 @@ from training.metrics import (
 )
 from training.modelfile import load_model_file
 from training.plots import plot_confusion
-from training.train import DistInfo, resolve_device, resolve_precision
+from training.train import DistInfo, resolve_device
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
     """
     dev = resolve_device(device, DistInfo())
     model, meta = load_model_file(model_path, map_location=dev)
-    amp = resolve_precision(precision, dev)
+    amp = autocast_dtype(precision, dev)
     norm = NormStats(meta.bands, meta.norm_mean, meta.norm_std)
     label = "label_fine" if meta.output_scale > 1 else "label"
     ds = PatchDataset(data, split, bands=meta.bands, norm=norm, label=label)
@@ -128,6 +130,4 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: fh.write(text.encode()))

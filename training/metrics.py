@@ -133,7 +133,7 @@ class SegmentationMetrics:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        return _nan_to_none(d)
+        return json_safe(d)
 
     def table(self) -> str:
         """A fixed-width text table (percentages), one row per class then the overall rows."""
@@ -152,13 +152,18 @@ def _pct(v: float) -> str:
     return f"{'n/a':>8}" if v is None or math.isnan(v) else f"{100 * v:>8.2f}"
 
 
-def _nan_to_none(obj):
+def json_safe(obj):
+    """``obj`` with every NaN/inf float (undefined metric) replaced by None, tuples as lists.
+
+    Strict JSON has no NaN or Infinity; metrics files, model-file metrics and comparison reports
+    all go through this one conversion so "undefined" reads the same (``null``) everywhere.
+    """
     if isinstance(obj, float):
-        return None if math.isnan(obj) else obj
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_nan_to_none(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
@@ -252,7 +257,7 @@ class AreaAccuracy:
     mapped_area: tuple[float, ...]
 
     def to_dict(self) -> dict:
-        return _nan_to_none(asdict(self))
+        return json_safe(asdict(self))
 
 
 def stratified_area_accuracy(matrix: np.ndarray, mapped_pixels: Sequence[float],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from gee_export.errors import ModelError
+from gee_export.storage import atomic_write
 from gee_export.version import code_version as _code_version
 from training.models import create_model, model_module
 
@@ -119,16 +119,7 @@ def save_model_file(path: str | os.PathLike, model: nn.Module, meta: ModelMeta) 
 
 def atomic_torch_save(obj, path: Path) -> None:
     """``torch.save`` to a temp file beside ``path``, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def read_model_file(path: str | os.PathLike | io.BytesIO,

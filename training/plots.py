@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,14 +11,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from gee_export.storage import atomic_write
+
 
 def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110,
+                                                         bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 def plot_learning_curves(history: Sequence[dict], path: Path) -> Path:

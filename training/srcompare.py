@@ -41,6 +41,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gee_export.errors import ConfigError
+from gee_export.storage import atomic_write
+from training.metrics import json_safe
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
 from training.srdata import (
@@ -152,11 +154,8 @@ def train_fixed_budget(model: torch.nn.Module, dataset: CrossResolutionDataset,
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, allow_nan=False, default=str)
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2, allow_nan=False, default=str)
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def run_comparison(cfg: CompareConfig, out: str | Path) -> dict:
@@ -188,26 +187,16 @@ def run_comparison(cfg: CompareConfig, out: str | Path) -> dict:
         meta = ModelMeta(name=name, in_channels=len(bands), num_classes=2, bands=bands,
                          norm_mean=train_ds.stats.mean, norm_std=train_ds.stats.std,
                          output_scale=cfg.scale, model_kwargs=model_kwargs(name, cfg),
-                         metrics=_finite(record), extra={"comparison": asdict(cfg)})
+                         metrics=json_safe(record), extra={"comparison": asdict(cfg)})
         save_model_file(mdir / "model.pt", model, meta)
-        _write_json(mdir / "metrics.json", _finite(record))
-        results[name] = _finite(record)
+        _write_json(mdir / "metrics.json", json_safe(record))
+        results[name] = json_safe(record)
     report = {"config": asdict(cfg), "models": results}
     _write_json(out / "metrics.json", report)
     table = comparison_table(results, cfg)
     (out / "comparison.txt").write_text(table + "\n")
     quicklook(out / "quicklook.png", cfg, test_ds, out)
     return report
-
-
-def _finite(obj):
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _pct(v) -> str:
@@ -285,7 +274,7 @@ def summarize_seeds(reports: dict[int, dict], cfg: CompareConfig) -> tuple[dict,
             ok = values[np.isfinite(values)]
             row[label] = {"mean": float(ok.mean()) if ok.size else math.nan,
                           "std": float(ok.std(ddof=1)) if ok.size > 1 else 0.0,
-                          "per_seed": [_finite(float(v)) for v in values]}
+                          "per_seed": [json_safe(float(v)) for v in values]}
         row["train_seconds"] = float(np.mean([r["models"][name]["train_seconds"]
                                               for r in reports.values()]))
         summary[name] = row
@@ -307,7 +296,7 @@ def run_seeds(cfg: CompareConfig, seeds: Sequence[int], out: str | Path) -> tupl
     reports = {s: run_comparison(replace(cfg, seed=s), out / f"seed_{s}") for s in seeds}
     summary, table = summarize_seeds(reports, cfg)
     _write_json(out / "summary.json", {"config": asdict(cfg), "seeds": list(seeds),
-                                       "models": _finite(summary)})
+                                       "models": json_safe(summary)})
     (out / "summary.txt").write_text(table + "\n")
     return summary, table
 

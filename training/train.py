@@ -33,12 +33,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gee_export.errors import ConfigError, ModelError
+from gee_export.storage import atomic_write
+from training import devices
 from training.config import TrainConfig
 from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, make_loader
 from training.losses import build_loss, default_loss_for, main_output
 from training.metrics import ConfusionMatrix
 from training.modelfile import ModelMeta, atomic_torch_save, save_model_file
-from training.models import create_model
+from training.models import create_model, upsamples
 
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "model.pt"
@@ -82,31 +84,11 @@ def init_distributed(device_kind: str) -> DistInfo:
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
+    """The device of this process (its local rank's GPU under torchrun), made current."""
+    dev = devices.resolve_device(name, info.local_rank)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device cuda requested but CUDA is not available; use --device cpu")
-        if dev.index is None:
-            dev = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(dev)
     return dev
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype (None = fp32): bf16 on CPU, bf16 or fp16 on CUDA for ``auto``."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("fp16 autocast is for CUDA; use bf16 or fp32 on CPU")
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16
 
 
 class PolyLR:
@@ -176,7 +158,7 @@ class Trainer:
         self.cfg = cfg
         self.info = info or DistInfo()
         self.device = device or resolve_device(cfg.device, self.info)
-        self.amp_dtype = resolve_precision(cfg.precision, self.device)
+        self.amp_dtype = devices.autocast_dtype(cfg.precision, self.device)
         self.meta = meta
         self.out = Path(cfg.out_dir)
         self.class_names = list(meta.class_names)
@@ -367,9 +349,8 @@ class Trainer:
     def _write_history(self) -> None:
         from training.plots import plot_learning_curves
 
-        tmp = self.out / f".{HISTORY}.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
-        os.replace(tmp, self.out / HISTORY)
+        text = "".join(json.dumps(r) + "\n" for r in self.history)
+        atomic_write(self.out / HISTORY, lambda fh: fh.write(text.encode()))
         plot_learning_curves(self.history, self.out / CURVES)
 
 
@@ -391,11 +372,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     val_set = PatchDataset(cfg.data, "val", raw.bands, norm, None, cfg.label, cfg.seed, cfg.cache)
     names = raw.class_names
     seed_everything(cfg.seed)
-    kwargs = {"bands": list(raw.bands), **dict(cfg.model_kwargs)}
-    model = create_model(cfg.model, len(raw.bands), len(names), **kwargs)
-    loss = build_loss(cfg.loss or default_loss_for(cfg.model), **dict(cfg.loss_kwargs))
     scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \
         if cfg.label == "label_fine" else 1
+    kwargs = model_kwargs_for_scale(cfg.model, cfg.label, scale,
+                                    {"bands": list(raw.bands), **dict(cfg.model_kwargs)})
+    model = create_model(cfg.model, len(raw.bands), len(names), **kwargs)
+    if int(getattr(model, "output_scale", 1)) != scale:
+        raise ModelError(f"model {cfg.model!r} predicts at {getattr(model, 'output_scale', 1)}x "
+                         f"its input but the {cfg.label!r} labels are at {scale}x")
+    loss = build_loss(cfg.loss or default_loss_for(cfg.model), **dict(cfg.loss_kwargs))
     meta = ModelMeta(name=cfg.model, in_channels=len(raw.bands), num_classes=len(names),
                      bands=raw.bands, norm_mean=norm.mean, norm_std=norm.std,
                      class_scheme=str((raw.manifest.get("label") or {}).get("scheme", "isa")),
@@ -405,6 +390,36 @@ def train(cfg: TrainConfig) -> TrainResult:
                          "code_version": raw.manifest.get("code_version")}})
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device)
     return trainer.fit()
+
+
+def model_kwargs_for_scale(model: str, label: str, scale: int, kwargs: dict) -> dict:
+    """``kwargs`` with ``scale`` set from the dataset for models that upsample.
+
+    The output scale of a super-resolution model must equal the ratio between the label and
+    the image grids of the dataset (the manifest's ``fine_scale`` for ``label_fine``, 1 for
+    ``label``), so it is taken from there instead of being typed again in --model-kwargs;
+    a typed value that disagrees, or a pairing that cannot produce labels of the right size,
+    is refused before any training.
+    """
+    if not upsamples(model):
+        if label == "label_fine":
+            raise ModelError(
+                f"model {model!r} predicts at the input's resolution and cannot learn the "
+                f"{scale}x finer label_fine; train a super-resolution model (srseg, "
+                "bilinear-unet, unet-upsample) on it, or use --label label")
+        return kwargs
+    if label != "label_fine":
+        raise ConfigError(f"model {model!r} predicts k times finer than its input; train it "
+                          "with --label label_fine on a dataset exported with fine labels")
+    if scale <= 1:
+        raise ConfigError(f"the dataset's manifest records no fine_scale > 1 (got {scale}); "
+                          "export it with fine labels (--fine-scale) to train on label_fine")
+    given = kwargs.get("scale")
+    if given is not None and given != scale:
+        raise ConfigError(f"--model-kwargs scale={given!r} disagrees with the dataset's fine "
+                          f"scale {scale}; drop scale from --model-kwargs (it is taken from "
+                          "the manifest)")
+    return {**kwargs, "scale": scale}
 
 
 def _norm_for(cfg: TrainConfig, raw: PatchDataset) -> NormStats:

@@ -20,6 +20,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window as RioWindow
 
+from gee_export.geotiff import write_geotiff
 from gee_export.patches import StackPaths
 from gee_export.stack import FLOAT_NODATA
 
@@ -138,11 +139,7 @@ class StackTransport:
         arr = np.stack([data[b] for b in bands]).astype(np.float32)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "tile.tif")
-            profile = {"driver": "GTiff", "width": width, "height": height, "count": len(bands),
-                       "dtype": "float32", "crs": crs,
-                       "transform": rasterio.Affine(*transform)}
-            with rasterio.open(path, "w", **profile) as dst:
-                dst.write(arr)
+            write_geotiff(path, arr, rasterio.Affine(*transform), crs, None)
             bucket = self.gcs_client.bucket(dest["bucket"])
             bucket.blob(dest["filenamePrefix"] + ".tif").upload_from_filename(path)
         task_id = f"T{next(self._ids)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gee_export.ee_session import AUTH_HELP, EESession, RetryPolicy, classify
+from gee_export.ee_session import AUTH_HELP, EESession, EETransport, RetryPolicy, classify
 from gee_export.errors import AuthenticationError, EarthEngineError, QuotaError
 from tests.gee_export.stack_server import HttpError
 
@@ -25,6 +25,11 @@ class EEException(Exception):
     (ConnectionResetError(), "transient"),
     (EEException("Please authorize access to your Earth Engine account by running "
                  "earthengine authenticate"), "auth"),
+    (EEException("Earth Engine client library not initialized. See http://goo.gle/ee-auth."),
+     "auth"),
+    (EEException("Your default credentials were not found. To set up Application Default "
+                 "Credentials, see https://cloud.google.com/docs/authentication"), "auth"),
+    (EEException("('invalid_grant: Token has been expired or revoked.')"), "auth"),
     (EEException("Image.select: Pattern 'B99' did not match any bands."), "fatal"),
     (EEException("User memory limit exceeded."), "fatal"),
 ])
@@ -66,3 +71,15 @@ def test_auth_help_names_every_way():
 def test_missing_project_is_an_auth_error():
     with pytest.raises(AuthenticationError, match="no --project given"):
         EESession(project=None).initialize()
+
+
+def test_uninitialised_client_library_is_an_auth_error_without_retries():
+    """The real earthengine-api, never initialised, refuses a call: the seam says "authenticate"."""
+    ee = pytest.importorskip("ee")
+    ee.Reset()
+    delays: list[float] = []
+    session = EESession("p", transport=EETransport(ee), sleep=delays.append)
+    with pytest.raises(AuthenticationError, match="earthengine authenticate") as info:
+        session.task_status(["TASKID"])
+    assert "not initialized" in str(info.value)
+    assert session.retries == 0 and delays == []

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -12,8 +16,10 @@ from gee_export.geotiff import write_geotiff
 from gee_export.grid import Grid
 from gee_export.storage import (
     TEMP_MARK,
+    BucketInfo,
     GcsStore,
     LocalStore,
+    atomic_write,
     file_md5_b64,
     md5_b64,
     open_store,
@@ -119,7 +125,7 @@ def test_local_write_is_atomic_and_leaves_no_temporaries(tmp_path):
         raise Boom
 
     with pytest.raises(Boom):
-        store._atomic_write(store.path("x/y.bin"), fail)
+        atomic_write(store.path("x/y.bin"), fail)
     assert store.read_bytes("x/y.bin") == b"1"
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["y.bin"]
     # a temporary left by a killed writer is invisible to list() and removable
@@ -160,3 +166,54 @@ def test_gdal_reads_uploaded_geotiff_through_vsigs(gcs_bucket, tmp_path):
         assert src.crs.to_epsg() == 32650
         assert src.descriptions == ("B2",)
         np.testing.assert_array_equal(src.read(), data)
+
+
+class _BucketMetadataHiccup:
+    """The real emulator client, whose first ``get_bucket`` answers 503 (a transient failure)."""
+
+    def __init__(self, client):
+        self._client, self.calls = client, 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def get_bucket(self, name):
+        self.calls += 1
+        if self.calls == 1:
+            raise gexc.ServiceUnavailable("backend hiccup")
+        return self._client.get_bucket(name)
+
+
+def test_bucket_info_reads_location_and_class_with_retries(gcs_emulator, gcs_bucket):
+    bucket = gcs_emulator.client().get_bucket(gcs_bucket)
+    bucket.storage_class = "NEARLINE"
+    bucket.patch()
+    client = _BucketMetadataHiccup(gcs_emulator.client())
+    info = GcsStore(f"gs://{gcs_bucket}/any/prefix", client=client).bucket_info()
+    assert client.calls == 2  # the 503 was retried
+    assert info == BucketInfo(name=gcs_bucket, location=bucket.location.upper(),
+                              location_type=(bucket.location_type or "").lower(),
+                              storage_class="NEARLINE",
+                              data_locations=tuple(bucket.data_locations or ()))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.location = "EU"  # type: ignore[misc]
+    with pytest.raises(StorageError, match="not found"):
+        GcsStore("gs://no-such-bucket-isamap", client=gcs_emulator.client()).bucket_info()
+
+
+def test_no_module_imports_private_names_of_the_storage_seam():
+    """Other packages use the seam's public API only (private helpers may change freely)."""
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for path in root.glob("*/**/*.py"):
+        if ".venv" in path.parts or path.name == "storage.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.ImportFrom) and node.module == "gee_export.storage"
+                    and any(alias.name.startswith("_") for alias in node.names)):
+                offenders.append(str(path.relative_to(root)))
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__")
+                    and isinstance(node.value, ast.Name) and node.value.id == "storage"):
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []

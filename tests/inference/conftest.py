@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import torch
 from affine import Affine
+
+from gee_export.geotiff import write_geotiff
 
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
 
@@ -16,14 +17,8 @@ BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
 def write_stack(path: Path, data: np.ndarray, bands=BANDS, res: float = 10.0,
                 nodata: float | None = float("nan")) -> Path:
     """A float32 stack GeoTIFF with band descriptions, as a backend writes it."""
-    count, height, width = data.shape
-    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype="float32",
-                   crs="EPSG:32650", transform=Affine(res, 0, 500000, 0, -res, 3400000),
-                   nodata=nodata, tiled=True, blockxsize=256, blockysize=256)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data.astype("float32"))
-        dst.descriptions = tuple(bands[:count])
-    return path
+    return write_geotiff(path, data.astype("float32"), Affine(res, 0, 500000, 0, -res, 3400000),
+                         "EPSG:32650", nodata, descriptions=bands[: data.shape[0]])
 
 
 def smooth_stack(height: int, width: int, count: int = len(BANDS), seed: int = 0) -> np.ndarray:

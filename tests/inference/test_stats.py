@@ -8,6 +8,7 @@ from affine import Affine
 from rasterio.warp import transform_geom
 
 from gee_export.errors import InputDataError
+from gee_export.geotiff import write_geotiff
 from inference.cog import cog_report
 from inference.stats import (
     change_area,
@@ -23,11 +24,7 @@ T = Affine(10, 0, 500000, 0, -10, 3400000)
 
 
 def write_u8(path, data, transform=T, crs=UTM):
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0],
-                       count=1, dtype="uint8", crs=crs, transform=transform, nodata=255,
-                       tiled=True, blockxsize=256, blockysize=256) as dst:
-        dst.write(data, 1)
-    return str(path)
+    return str(write_geotiff(path, data.astype("uint8"), transform, crs, 255))
 
 
 def square(col0, col1, row0, row1, name):

@@ -9,6 +9,9 @@ import pytest
 import rasterio
 
 from gee_export.errors import ConfigError, InputDataError
+from gee_export.grid import Grid
+from gee_export.index import read_manifest
+from gee_export.patches import PatchWriter
 from training.data import Augment, PatchDataset, compute_norm_stats, make_loader, read_index
 
 from .conftest import BANDS, write_patch_dataset
@@ -104,3 +107,18 @@ def test_reads_a_dataset_from_cloud_storage(gcs_emulator, gcs_bucket, patch_root
     assert len(remote) == len(local) == 2
     assert np.array_equal(remote[0]["image"], local[0]["image"])
     assert np.array_equal(remote[1]["label"], local[1]["label"])
+
+
+def test_fixture_dataset_is_what_the_exporters_write(patch_root):
+    """The training fixtures come from the real writer: records in image tags, real grid."""
+    manifest = read_manifest(patch_root)
+    grid = Grid.from_dict(manifest["grid"])
+    assert manifest["bands"] == BANDS and manifest["counts"]["per_split"] == {
+        "train": 6, "val": 2, "test": 2}
+    writer = PatchWriter(patch_root, grid, manifest["bands"], manifest["months"][0])
+    from_tags = writer.finished_records()
+    index = read_index(patch_root)
+    assert sorted(from_tags) == sorted(r["id"] for r in index)
+    assert all(from_tags[r["id"]] == r for r in index)
+    with rasterio.open(patch_root / index[0]["image"]) as src:
+        assert src.transform == grid.patch_transform(index[0]["row"], index[0]["col"])

@@ -137,3 +137,16 @@ def test_olofsson_2014_worked_example():
     assert round(r.oa, 2) == 0.95 and round(r.oa_ci, 2) == 0.02
     with pytest.raises(ConfigError, match="at least 2 sample"):
         stratified_area_accuracy(np.array([[1, 0], [0, 5]]), [10, 10])
+
+
+def test_json_safe_writes_undefined_metrics_as_null():
+    """One conversion for metrics files and comparison reports: NaN and inf both become null."""
+    import json
+
+    from training.metrics import json_safe
+
+    value = {"iou": (0.5, float("nan")), "ratio": np.float64(np.inf), "n": 3,
+             "nested": [{"f1": -np.inf}]}
+    safe = json_safe(value)
+    assert safe == {"iou": [0.5, None], "ratio": None, "n": 3, "nested": [{"f1": None}]}
+    assert json.loads(json.dumps(safe, allow_nan=False)) == safe

@@ -6,6 +6,7 @@ import rasterio
 import torch
 from affine import Affine
 
+from gee_export.geotiff import write_geotiff
 from inference.predict import PredictConfig
 from inference.runtime import RuntimeOptions
 from inference.workflow import predict_with_model_file
@@ -23,11 +24,8 @@ def test_fine_cog_transform_is_exactly_coarse_over_scale(shared_data, tmp_path, 
     # two 10 m-like quadrants side by side: a small coarse stack on a UTM grid
     mosaic = np.concatenate([samples[0].image, samples[1].image], axis=2)
     stack = tmp_path / "stack.tif"
-    with rasterio.open(stack, "w", driver="GTiff", width=mosaic.shape[2],
-                       height=mosaic.shape[1], count=4, dtype="float32", crs="EPSG:32618",
-                       transform=COARSE, nodata=float("nan")) as dst:
-        dst.write(mosaic)
-        dst.descriptions = NAIP_BANDS
+    write_geotiff(stack, mosaic.astype("float32"), COARSE, "EPSG:32618", float("nan"),
+                  descriptions=NAIP_BANDS)
     stats = BandStats.of(samples)
     kwargs = {"scale": scale, "widths": [8, 16, 32], "stage_widths": [8, 8, 8, 8]}
     torch.manual_seed(0)

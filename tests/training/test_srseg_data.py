@@ -2,10 +2,10 @@ import json
 
 import numpy as np
 import pytest
-import rasterio
 from affine import Affine
 
 from gee_export.errors import ConfigError, InputDataError
+from gee_export.geotiff import write_geotiff
 from gee_export.grid import Grid
 from training.srdata import (
     BandStats,
@@ -107,10 +107,7 @@ def test_band_stats_normalise_with_training_statistics():
 
 
 def _write(path, array, transform, dtype, nodata):
-    with rasterio.open(path, "w", driver="GTiff", width=array.shape[-1], height=array.shape[-2],
-                       count=array.shape[0], dtype=dtype, crs="EPSG:32650",
-                       transform=transform, nodata=nodata) as dst:
-        dst.write(array.astype(dtype))
+    write_geotiff(path, array.astype(dtype), transform, "EPSG:32650", nodata)
 
 
 def test_patch_samples_reads_fine_labels_on_the_scaled_grid(tmp_path):

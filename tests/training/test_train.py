@@ -6,8 +6,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import Subset
 
 from gee_export.errors import ConfigError
@@ -87,17 +85,6 @@ def test_bf16_channels_last_and_dice_focal_path(patch_root, tmp_path):
     assert history[0]["train_loss"] > 0 and res.model_path.exists()
 
 
-class _Upsampling(nn.Module):
-    """A stand-in super-resolution segmenter: logits at 4x the input resolution."""
-
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(c, 2, 3, padding=1)
-
-    def forward(self, x):
-        return F.interpolate(self.conv(x), scale_factor=4, mode="bilinear")
-
-
 def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
     from .conftest import write_patch_dataset
 
@@ -107,7 +94,8 @@ def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
     ds = PatchDataset(root, "train", norm=norm, label="label_fine")
     val = PatchDataset(root, "val", norm=norm, label="label_fine")
     meta = ModelMeta("sr-test", 6, 2, raw.bands, norm.mean, norm.std, output_scale=4)
-    res = Trainer(_cfg(root, tmp_path / "sr", epochs=2), _Upsampling(6), build_loss("ce"), ds,
+    model = create_model("unet-upsample", 6, 2, scale=4, widths=[4, 8])  # logits at 4x
+    res = Trainer(_cfg(root, tmp_path / "sr", epochs=2), model, build_loss("ce"), ds,
                   val, meta).fit()
     assert res.epochs_run == 2 and 0 <= res.best_miou <= 1
 
@@ -153,3 +141,36 @@ def test_ddp_under_torchrun_on_cpu(patch_root, tmp_path):
     _, meta = load_model_file(out / "model.pt")
     matrix = meta.metrics["val"]["matrix"]
     assert sum(map(sum, matrix)) == 2 * 32 * 32  # both val patches, one per rank, summed
+
+
+SRSEG_TINY = {"widths": [4, 8], "stage_widths": [4, 4], "deep_supervision": False}
+
+
+def test_cli_trains_srseg_on_label_fine_at_the_datasets_scale(tmp_path, capsys):
+    """No scale in --model-kwargs: the manifest's fine scale (4) reaches the model."""
+    from .conftest import write_patch_dataset
+
+    root = write_patch_dataset(tmp_path / "ds", n=6, size=8, fine_scale=4)
+    common = ["--data", str(root), "--label", "label_fine", "--epochs", "1",
+              "--batch-size", "2", "--max-batches", "2", "--precision", "fp32",
+              "--workers", "0", "--no-progress", "--model-kwargs", json.dumps(SRSEG_TINY)]
+    out = tmp_path / "sr"
+    assert train_main([*common, "--model", "srseg", "--out", str(out)]) == 0
+    model, meta = load_model_file(out / "model.pt")
+    assert meta.output_scale == 4 and model.output_scale == 4
+    assert meta.model_kwargs["scale"] == 4
+    model.eval()
+    assert model(torch.zeros(1, 6, 8, 8))["out"].shape == (1, 2, 32, 32)
+    capsys.readouterr()
+    # A scale typed by hand that disagrees with the dataset is refused before training.
+    bad = json.dumps({**SRSEG_TINY, "scale": 8})
+    assert train_main([*common[:-1], bad, "--model", "srseg", "--out", str(tmp_path / "b")]) == 2
+    assert "disagrees with the dataset's fine scale 4" in capsys.readouterr().err
+    # A model that cannot upsample cannot learn label_fine.
+    assert train_main([*common[:-2], "--model", "unet", "--out", str(tmp_path / "c")]) == 2
+    assert "cannot learn the 4x finer label_fine" in capsys.readouterr().err
+    # An upsampling model cannot learn the coarse label.
+    coarse = [a if a != "label_fine" else "label" for a in common]
+    assert train_main([*coarse, "--model", "srseg", "--out", str(tmp_path / "d")]) == 2
+    assert "--label label_fine" in capsys.readouterr().err
+    assert not any((tmp_path / d / "model.pt").exists() for d in "bcd")

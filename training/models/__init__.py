@@ -16,18 +16,34 @@ from torch import nn
 from gee_export.errors import ModelError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_UPSAMPLING: set[str] = set()
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a model factory ``f(in_channels, num_classes, **kw) -> nn.Module``."""
+def register_model(name: str, *, upsamples: bool = False
+                   ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a model factory ``f(in_channels, num_classes, **kw) -> nn.Module``.
+
+    Args:
+        name: registry name.
+        upsamples: the factory takes ``scale=k`` and returns logits ``k`` times finer than its
+            input (super-resolution models). The trainer passes the dataset's fine scale to
+            these when training on ``label_fine``, and refuses ``label_fine`` for the others.
+    """
 
     def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY and _REGISTRY[name] is not factory:
             raise ModelError(f"model name {name!r} is already registered")
         _REGISTRY[name] = factory
+        if upsamples:
+            _UPSAMPLING.add(name)
         return factory
 
     return deco
+
+
+def upsamples(name: str) -> bool:
+    """Whether model ``name`` takes ``scale=k`` and predicts ``k`` times finer than its input."""
+    return name in _UPSAMPLING
 
 
 def available_models() -> tuple[str, ...]:

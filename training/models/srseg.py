@@ -216,8 +216,8 @@ class SRSeg(nn.Module):
         return out
 
 
-class BilinearUNet(nn.Module):
-    """Baseline: bilinear upsampling of the 10 m input to the fine scale, then a U-Net there."""
+class _UNetBaseline(nn.Module):
+    """The issue-5 U-Net plus an output scale: what both upsampling baselines are built on."""
 
     def __init__(self, in_channels: int, num_classes: int = 2, scale: int = 10,
                  widths: Sequence[int] = WIDTHS, bands: Sequence[str] | None = None) -> None:
@@ -226,6 +226,10 @@ class BilinearUNet(nn.Module):
         self.output_scale = check_scale(scale)
         self.unet = replicate_padding(UNet(in_channels, num_classes, widths=widths))
         self.stride = self.unet.stride  # what the issue-5 U-Net checks inputs against
+
+
+class BilinearUNet(_UNetBaseline):
+    """Baseline: bilinear upsampling of the 10 m input to the fine scale, then a U-Net there."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -235,16 +239,8 @@ class BilinearUNet(nn.Module):
         return self.unet(fine)[..., : h * k, : w * k]
 
 
-class UNetUpsample(nn.Module):
+class UNetUpsample(_UNetBaseline):
     """Baseline: the U-Net at 10 m, its logits bilinearly upsampled to the fine scale."""
-
-    def __init__(self, in_channels: int, num_classes: int = 2, scale: int = 10,
-                 widths: Sequence[int] = WIDTHS, bands: Sequence[str] | None = None) -> None:
-        super().__init__()
-        check_bands(bands, in_channels)
-        self.output_scale = check_scale(scale)
-        self.unet = replicate_padding(UNet(in_channels, num_classes, widths=widths))
-        self.stride = self.unet.stride  # what the issue-5 U-Net checks inputs against
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -254,6 +250,6 @@ class UNetUpsample(nn.Module):
         return F.interpolate(logits, size=(h * k, w * k), mode="bilinear", align_corners=False)
 
 
-register_model("srseg")(lambda c, k, **kw: SRSeg(c, k, **kw))
-register_model("bilinear-unet")(lambda c, k, **kw: BilinearUNet(c, k, **kw))
-register_model("unet-upsample")(lambda c, k, **kw: UNetUpsample(c, k, **kw))
+register_model("srseg", upsamples=True)(lambda c, k, **kw: SRSeg(c, k, **kw))
+register_model("bilinear-unet", upsamples=True)(lambda c, k, **kw: BilinearUNet(c, k, **kw))
+register_model("unet-upsample", upsamples=True)(lambda c, k, **kw: UNetUpsample(c, k, **kw))
