@@ -88,17 +88,19 @@ def test_export_preview_cell_builds_the_recipe_offline(ee_offline, tmp_path, mon
     assert "2019-06-01" in text and "2019-07-01" in text
 
 
-def test_stack_export_cell_builds_the_task_offline(ee_offline, tmp_path, monkeypatch):
+def test_stack_export_cell_rebuilds_the_export_recipe_offline(ee_offline, tmp_path,
+                                                               monkeypatch):
     from gee_export.grid import Grid
     from gee_export.regions import parse_bbox
     from tests.gee_export import ee_graph
 
     namespace = parameters(ORDER[2], tmp_path, monkeypatch)
-    bands = ("B2", "B3", "B4", "B8", "VV", "VH")
+    grid = Grid.from_lonlat_bounds(parse_bbox(namespace["BBOX"]).bbox)
     widened = {"month": "2019-06", "start": "2019-05-27", "end": "2019-07-06",
                "widened_days": 5}
-    namespace.update(ee=ee_offline, BANDS=bands, STACK=tmp_path / "absent.tif",
-                     RECIPE={"per_month": {"2019-06": {"s2_window": widened}}})
+    used = {"s2_window": widened, "s2": {"cloud_mask": "scl"}, "s1": {"orbit_pass": "ascending"}}
+    namespace.update(ee=ee_offline, BANDS=("B2", "B3", "B4", "B8", "VV", "VH"), GRID=grid,
+                     STACK=tmp_path / "absent.tif", RECIPE={"per_month": {"2019-06": used}})
     (graph_cell,) = cells(ORDER[2], "ee-graph")
     exec(graph_cell, namespace)
     task = namespace["task"]
@@ -107,13 +109,14 @@ def test_stack_export_cell_builds_the_task_offline(ee_offline, tmp_path, monkeyp
     assert options["cloudStorageDestination"] == {
         "bucket": "your-bucket", "filenamePrefix": "isamap/stacks/wuhan_2019-06_image"}
     assert options["geoTiffOptions"]["cloudOptimized"] is True
-    grid = Grid.from_lonlat_bounds(parse_bbox(namespace["BBOX"]).bbox)
     transforms = {tuple(ee_graph.constant(c["arguments"]["crsTransform"]))
                   for c in ee_graph.find(task.config["expression"], "Image.reproject")
                   if "crsTransform" in c["arguments"]}
     assert transforms == {tuple(grid.crs_transform)}  # every band on the patches' grid
     text = json.dumps(ee_graph.encode(namespace["image"]))
     assert "2019-05-27" in text and "2019-07-06" in text  # 01's widened Sentinel-2 window
+    assert "SCL" in text and "CLOUD_SCORE_PLUS" not in text  # 01's cloud mask
+    assert "ASCENDING" in text  # 01's orbit pass
     assert '"label"' not in text  # image bands only: the model's input
 
 
