@@ -132,12 +132,16 @@ def test_notebooks_run_in_order_offline(tmp_path):
     env = {**os.environ, "ISAMAP_SMOKE": "1", "ISAMAP_WORK": str(work), "MPLBACKEND": "Agg",
            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("EE_PROJECT", None)
-    for name in ORDER:
-        script = tmp_path / f"{Path(name).stem}.py"
-        script.write_text(notebook_script(NOTEBOOKS / name))
-        done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    def run_all() -> None:
+        for name in ORDER:
+            script = tmp_path / f"{Path(name).stem}.py"
+            script.write_text(notebook_script(NOTEBOOKS / name))
+            done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, (
+                f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+
+    run_all()
 
     data = work / "data" / "synthetic"
     records = read_index(data)
@@ -165,3 +169,10 @@ def test_notebooks_run_in_order_offline(tmp_path):
     assert manifest["properties"]["metric_test_miou"] == round(metrics["pixel"]["miou"], 4)
     assert manifest["name"].endswith("isa_synthetic_2019_06")
     assert [b["id"] for b in manifest["bands"]] == ["isa_class", "isa_probability"]
+
+    # Running the three notebooks again (a Colab user re-running every cell) redoes nothing.
+    finished = [data / records[0]["image"], data / "index.jsonl", run / "model.pt",
+                Path(f"{prefix}_class.tif"), Path(f"{prefix}_prob.tif")]
+    stamps = [p.stat().st_mtime_ns for p in finished]
+    run_all()
+    assert [p.stat().st_mtime_ns for p in finished] == stamps
