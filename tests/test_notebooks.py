@@ -1,0 +1,178 @@
+"""The three Colab notebooks are valid and run end to end offline (ISAMAP_SMOKE=1).
+
+Each notebook's code cells are concatenated, IPython magic and shell lines (``%``/``!``) are
+dropped (nothing else is changed), and the script runs in a subprocess of the venv's Python
+with a working folder shared by the three: 01 writes the patch dataset 02 trains on, and 03
+maps the stack with 02's model. The asserts are on the files the notebooks produce.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import rasterio
+
+from gee_export.index import read_index
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+ORDER = ("01_export_patches.ipynb", "02_train.ipynb", "03_predict_publish.ipynb")
+PRELUDE = 'import matplotlib\nmatplotlib.use("Agg")\n'
+
+
+def notebook_script(path: Path) -> str:
+    """Code cells joined, minus the lines IPython alone understands."""
+    nb = nbformat.read(path, as_version=4)
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        lines = [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+        cells.append("\n".join(lines))
+    return PRELUDE + "\n\n".join(cells) + "\n"
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_notebook_is_clean_nbformat_v4(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4 and nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "outputs stored"
+    assert sum(c.cell_type == "markdown" for c in nb.cells) >= len(code) // 2
+    assert any("ISAMAP_SMOKE" in c.source for c in nb.cells if c.cell_type == "markdown")
+    # magics only in cells that hold nothing else, so dropping them leaves no half cell
+    for cell in code:
+        lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.startswith("#")]
+        magic = [ln.lstrip().startswith(("%", "!")) for ln in lines]
+        assert all(magic) or not any(magic), cell.source
+
+
+def cells(name: str, tag: str | None = None) -> list[str]:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    return [c.source for c in nb.cells if c.cell_type == "code"
+            and (tag is None or tag in c.metadata.get("tags", []))]
+
+
+def parameters(name: str, work: Path, monkeypatch) -> dict:
+    """The notebook's parameters cell run as a Colab user would (Earth Engine, no smoke)."""
+    monkeypatch.delenv("ISAMAP_SMOKE", raising=False)
+    monkeypatch.setenv("ISAMAP_WORK", str(work))
+    monkeypatch.setenv("EE_PROJECT", "offline")
+    (params,) = [c for c in cells(name) if c.startswith("import os") and "SMOKE =" in c]
+    namespace: dict = {}
+    exec(params, namespace)
+    assert namespace["BACKEND"] == "ee" and namespace["PROJECT"] == "offline"
+    return namespace
+
+
+def test_export_preview_cell_builds_the_recipe_offline(ee_offline, tmp_path, monkeypatch):
+    from tests.gee_export import ee_graph
+
+    namespace = parameters(ORDER[0], tmp_path, monkeypatch)
+    namespace["ee"] = ee_offline
+    (graph_cell,) = cells(ORDER[0], "ee-graph")
+    exec(graph_cell, namespace)
+    s2_filters = ee_graph.find(namespace["s2"], "Filter.dateRangeContains") + ee_graph.find(
+        namespace["s2"], "Filter.intersects")
+    assert s2_filters, "the Sentinel-2 collection is not filtered to the area and month"
+    text = json.dumps(ee_graph.encode(namespace["s2"])) + json.dumps(
+        ee_graph.encode(namespace["s1"])) + json.dumps(ee_graph.encode(namespace["label"]))
+    for collection in ("COPERNICUS/S2_SR_HARMONIZED", "COPERNICUS/S1_GRD_FLOAT", "WorldCover"):
+        assert collection in text
+    assert "2019-06-01" in text and "2019-07-01" in text
+
+
+def test_stack_export_cell_rebuilds_the_export_recipe_offline(ee_offline, tmp_path,
+                                                               monkeypatch):
+    from gee_export.grid import Grid
+    from gee_export.regions import parse_bbox
+    from tests.gee_export import ee_graph
+
+    namespace = parameters(ORDER[2], tmp_path, monkeypatch)
+    grid = Grid.from_lonlat_bounds(parse_bbox(namespace["BBOX"]).bbox)
+    widened = {"month": "2019-06", "start": "2019-05-27", "end": "2019-07-06",
+               "widened_days": 5}
+    used = {"s2_window": widened, "s2": {"cloud_mask": "scl"}, "s1": {"orbit_pass": "ascending"}}
+    namespace.update(ee=ee_offline, BANDS=("B2", "B3", "B4", "B8", "VV", "VH"), GRID=grid,
+                     STACK=tmp_path / "absent.tif", RECIPE={"per_month": {"2019-06": used}})
+    (graph_cell,) = cells(ORDER[2], "ee-graph")
+    exec(graph_cell, namespace)
+    task = namespace["task"]
+    assert task.state == "UNSUBMITTED"  # built, never started
+    options = task.config["fileExportOptions"]
+    assert options["cloudStorageDestination"] == {
+        "bucket": "your-bucket", "filenamePrefix": "isamap/stacks/wuhan_2019-06_image"}
+    assert options["geoTiffOptions"]["cloudOptimized"] is True
+    transforms = {tuple(ee_graph.constant(c["arguments"]["crsTransform"]))
+                  for c in ee_graph.find(task.config["expression"], "Image.reproject")
+                  if "crsTransform" in c["arguments"]}
+    assert transforms == {tuple(grid.crs_transform)}  # every band on the patches' grid
+    text = json.dumps(ee_graph.encode(namespace["image"]))
+    assert "2019-05-27" in text and "2019-07-06" in text  # 01's widened Sentinel-2 window
+    assert "SCL" in text and "CLOUD_SCORE_PLUS" not in text  # 01's cloud mask
+    assert "ASCENDING" in text  # 01's orbit pass
+    assert '"label"' not in text  # image bands only: the model's input
+
+
+def test_magic_lines_are_the_only_lines_dropped():
+    script = notebook_script(NOTEBOOKS / ORDER[0])
+    assert "%pip" not in script and "ee.Authenticate()" in script
+    assert "--dry-run" in script and "import geemap" in script
+
+
+@pytest.mark.slow
+def test_notebooks_run_in_order_offline(tmp_path):
+    work = tmp_path / "work"
+    env = {**os.environ, "ISAMAP_SMOKE": "1", "ISAMAP_WORK": str(work), "MPLBACKEND": "Agg",
+           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("EE_PROJECT", None)
+    def run_all() -> None:
+        for name in ORDER:
+            script = tmp_path / f"{Path(name).stem}.py"
+            script.write_text(notebook_script(NOTEBOOKS / name))
+            done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, (
+                f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+
+    run_all()
+
+    data = work / "data" / "synthetic"
+    records = read_index(data)
+    assert {r["split"] for r in records} == {"train", "val", "test"}
+    assert all((data / r["image"]).exists() for r in records)
+    assert (data / "code_editor_bbox_2019-06.js").read_text().startswith("//")
+    assert (work / "figures" / "01_patches.png").stat().st_size > 0
+    assert (work / "figures" / "01_composite_rgb_2019-06.png").stat().st_size > 0
+
+    run = work / "runs" / "crofusenet_synthetic"
+    assert (run / "model.pt").stat().st_size > 0 and (run / "learning_curves.png").exists()
+    metrics = json.loads((run / "test" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["patches"] == sum(
+        r["split"] == "test" for r in records)
+
+    prefix = work / "maps" / "isa_synthetic_2019-06"
+    with rasterio.open(f"{prefix}_class.tif") as src:
+        classes = src.read(1)
+        assert src.crs.to_epsg() == 32650
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    assert set(int(v) for v in set(classes.ravel().tolist())) <= {0, 1, 255}
+    assert (classes != 255).mean() > 0.9
+    (manifest_path,) = (work / "maps" / "publish").glob("*.manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["properties"]["metric_test_miou"] == round(metrics["pixel"]["miou"], 4)
+    assert manifest["name"].endswith("isa_synthetic_2019_06")
+    assert [b["id"] for b in manifest["bands"]] == ["isa_class", "isa_probability"]
+
+    # Running the three notebooks again (a Colab user re-running every cell) redoes nothing.
+    finished = [data / records[0]["image"], data / "index.jsonl", run / "model.pt",
+                Path(f"{prefix}_class.tif"), Path(f"{prefix}_prob.tif")]
+    stamps = [p.stat().st_mtime_ns for p in finished]
+    run_all()
+    assert [p.stat().st_mtime_ns for p in finished] == stamps
