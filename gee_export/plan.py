@@ -84,7 +84,7 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
         bytes_per_patch=patch_bytes, bytes=patch_bytes * patches_per_month * n_months,
         tiles=len(tiles) * n_months, tile_pixels=tile_px,
         tasks=len(tiles) * n_months * (2 if fine_scale else 1) if method == "tasks" else 0,
-        workers=workers, hours_estimate=round(hours, 2))
+        workers=workers, hours_estimate=round(hours, 5))
 
 
 def _size(nbytes: float) -> str:
@@ -114,7 +114,8 @@ def format_plan(plan: ExportPlan) -> str:
             f"  requests    {plan.requests:,} computePixels requests ({plan.requests_per_patch} "
             f"per patch, limits 48 MB / 32,768 px / 1,024 bands respected), {plan.workers} "
             "concurrent (max 40)",
-            f"  time        about {plan.hours_estimate:,.1f} h at ~{REQUESTS_PER_WORKER_S:g} "
+            f"  time        about {format_duration(plan.hours_estimate)} at "
+            f"~{REQUESTS_PER_WORKER_S:g} "
             "request/s per worker (rough; depends on the recipe and the service)",
         ]
     else:
@@ -129,3 +130,13 @@ def format_plan(plan: ExportPlan) -> str:
         f"  output      {plan.out}",
     ]
     return "\n".join(lines)
+
+
+def format_duration(hours: float) -> str:
+    """A rough duration in the unit a person reads best (small exports are not '0.0 h')."""
+    if hours >= 1.0:
+        return f"{hours:,.1f} h"
+    minutes = hours * 60.0
+    if minutes >= 1.0:
+        return f"{minutes:.0f} min"
+    return f"{max(1.0, minutes * 60.0):.0f} s"

@@ -35,3 +35,12 @@ def test_choose_method():
     assert choose_method("auto", big, "gs://b") == "tasks"
     assert choose_method("auto", big, "/data") == "pixels"  # tasks need a bucket
     assert choose_method("tasks", small, "gs://b") == "tasks"
+
+
+def test_durations_are_readable_for_small_and_large_exports():
+    from gee_export.plan import format_duration
+
+    assert format_duration(2.345) == "2.3 h"
+    assert format_duration(0.25) == "15 min"
+    assert format_duration(0.0001) == "1 s"
+    assert format_duration(0.005) == "18 s"
