@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from gee_export.ee_session import EESession, EETransport
 from gee_export.errors import ConfigError, EarthEngineError, StorageError
 from inference import gcs
-from inference.codeeditor import code_editor_script
+from inference.code_editor import code_editor_script
 from inference.manifest import Mode, asset_name, build_manifest, validate_manifest
 
 # image:importExternal reads COGs in place; Earth Engine only serves them from these.

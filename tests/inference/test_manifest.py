@@ -3,7 +3,7 @@ import copy
 import pytest
 
 from gee_export.errors import ConfigError
-from inference.codeeditor import code_editor_script
+from inference.code_editor import code_editor_script
 from inference.manifest import asset_name, build_manifest, month_range, validate_manifest
 
 URIS = {"class": "gs://maps-bucket/isa/w_class.tif", "probability": "gs://maps-bucket/isa/w_prob.tif"}
