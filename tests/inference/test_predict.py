@@ -81,9 +81,14 @@ def test_tiled_run_equals_single_pass(stack, tmp_path):
     whole = run(stack, tmp_path / "whole", model, tile=512, overlap=0)
     tiled = run(stack, tmp_path / "tiled", model, tile=64, overlap=20)
     assert tiled.tiles > 1 and whole.tiles == 1
-    for attr in ("prob_path", "class_path"):
-        diff = np.abs(read(getattr(whole, attr)).astype(int) - read(getattr(tiled, attr)))
-        assert diff.max() <= 1
+    # a per-pixel model gives every overlapping tile the same value, so the blend is exact up
+    # to float rounding: the class map must match pixel for pixel, the probability within one
+    # step of 1/250 (a rounding boundary)
+    classes = read(tiled.class_path)
+    np.testing.assert_array_equal(classes, read(whole.class_path))
+    assert {0, 1} <= set(np.unique(classes)) <= {0, 1, 255}
+    diff = np.abs(read(whole.prob_path).astype(int) - read(tiled.prob_path))
+    assert diff.max() <= 1
 
 
 def test_nodata_propagates_from_any_band(tmp_path):
