@@ -1,4 +1,7 @@
+import base64
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +48,11 @@ def test_unauthenticated_publish_fails_clearly_after_a_verified_upload(
                 echo=lambda _: None)
     blobs = {b.name: b for b in gcs_emulator.client().list_blobs(gcs_bucket)}
     assert set(blobs) == {"isa/wuhan_2023-06_class.tif", "isa/wuhan_2023-06_prob.tif"}
+    for local in (cogs.class_path, cogs.prob_path):  # each object holds its own COG's bytes
+        blob = blobs["isa/" + Path(local).name]
+        data = Path(local).read_bytes()
+        assert blob.md5_hash == base64.b64encode(hashlib.md5(data).digest()).decode()
+        assert blob.download_as_bytes() == data
 
 
 def test_external_mode_checks_the_bucket_before_calling_earth_engine(

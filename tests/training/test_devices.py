@@ -20,7 +20,6 @@ def test_precision_choices_and_refusals():
     cpu = torch.device("cpu")
     assert devices.resolve_precision("fp32", cpu) == torch.float32
     assert devices.resolve_precision("bf16", cpu) == torch.bfloat16
-    assert devices.resolve_precision("auto", cpu) in (torch.float32, torch.bfloat16)
     assert devices.resolve_precision("auto", cpu, cpu_auto="bf16") == torch.bfloat16
     with pytest.raises(ConfigError, match="fp16 autocast is for CUDA"):
         devices.resolve_precision("fp16", cpu)
@@ -28,6 +27,19 @@ def test_precision_choices_and_refusals():
         devices.resolve_precision("fp64", cpu)  # type: ignore[arg-type]
     # training/evaluation: fp32 means no autocast; auto on the CPU is bf16 (the recipe's choice)
     assert devices.autocast_dtype("fp32", cpu) is None
+    assert devices.autocast_dtype("auto", cpu) == torch.bfloat16
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_auto_on_the_cpu_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch,
+                                                                        native_bf16):
+    """The documented choice (docs/inference.md, Runtime): bf16 on CPUs with native bf16
+    (AVX512-BF16/AMX, as oneDNN reports it), fp32 elsewhere; training asks for bf16 anyway."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native_bf16)
+    cpu = torch.device("cpu")
+    expected = torch.bfloat16 if native_bf16 else torch.float32
+    assert devices.resolve_precision("auto", cpu) == expected
+    assert devices.resolve_precision("auto", cpu, cpu_auto="bf16") == torch.bfloat16
     assert devices.autocast_dtype("auto", cpu) == torch.bfloat16
 
 

@@ -79,10 +79,32 @@ def test_early_stopping_after_patience(patch_root, tmp_path):
 
 
 def test_bf16_channels_last_and_dice_focal_path(patch_root, tmp_path):
-    res = train(_cfg(patch_root, tmp_path / "bf", epochs=1, precision="bf16",
-                     loss="dice_focal"))
+    """What the convolutions actually see: bf16 autocast and NHWC tensors, in both phases.
+
+    A global forward hook observes every Conv2d inside ``train`` (no private attribute is
+    read): its output dtype is the autocast dtype in force, and its input and weight are
+    channels_last when the trainer converted the model and the batches.
+    """
+    seen = []
+
+    def record(module, args, output):
+        if isinstance(module, torch.nn.Conv2d):
+            nhwc = torch.channels_last
+            seen.append((torch.is_grad_enabled(), output.dtype,
+                         args[0].is_contiguous(memory_format=nhwc),
+                         module.weight.is_contiguous(memory_format=nhwc)))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        res = train(_cfg(patch_root, tmp_path / "bf", epochs=1, precision="bf16",
+                         loss="dice_focal"))
+    finally:
+        handle.remove()
     history = [json.loads(x) for x in res.history_path.read_text().splitlines()]
     assert history[0]["train_loss"] > 0 and res.model_path.exists()
+    assert {grad for grad, *_ in seen} == {True, False}  # training and validation passes
+    assert {dtype for _, dtype, _, _ in seen} == {torch.bfloat16}
+    assert all(x_nhwc and w_nhwc for *_, x_nhwc, w_nhwc in seen)
 
 
 def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
