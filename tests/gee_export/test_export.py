@@ -112,8 +112,8 @@ def test_pixels_export_end_to_end(where, request, tmp_path, local_stack, recipe_
         root = f"gs://{request.getfixturevalue('gcs_bucket')}/wuhan"
     else:
         root = str(tmp_path / "dataset")
-    transport = StackTransport(local_stack)
     image, fine = recipe_images
+    transport = StackTransport(local_stack, recipe=recipe_images)
     summary = export_pixels(session_for(transport), image, job_for(local_stack), root,
                             fine_label=fine, workers=4, progress=False)
     records = check_dataset(root, local_stack)
@@ -143,7 +143,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path, local_stack, recipe_ima
     assert read_manifest(store)["complete"][MONTH] is False
     invalid_first = set(json.loads(store.read_bytes(f"state/{MONTH}/invalid.json")))
     store.delete("index.jsonl")  # as if killed before any flush: records come from the tags
-    transport = StackTransport(local_stack)
+    transport = StackTransport(local_stack, recipe=recipe_images)
     summary = export_pixels(session_for(transport), image, job_for(local_stack), root,
                             fine_label=fine, workers=2, progress=False)
     records = check_dataset(root, local_stack)
@@ -156,7 +156,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path, local_stack, recipe_ima
 
 def test_retries_then_clear_errors(tmp_path, local_stack, recipe_images):
     image, fine = recipe_images
-    flaky = StackTransport(local_stack, faults=[
+    flaky = StackTransport(local_stack, recipe=recipe_images, faults=[
         HttpError(429, "Too Many Requests"), HttpError(500, "Internal"), TimeoutError("slow")])
     delays: list[float] = []
     summary = export_pixels(session_for(flaky, delays=delays), image, job_for(local_stack),
@@ -183,7 +183,7 @@ def test_retries_then_clear_errors(tmp_path, local_stack, recipe_images):
 
 def test_request_splitting_gives_identical_patches(tmp_path, local_stack, recipe_images):
     image, fine = recipe_images
-    transport = StackTransport(local_stack)
+    transport = StackTransport(local_stack, recipe=recipe_images)
     # 64-pixel sides: 4 tiles of the 128 px patch, 16 of the 256 px fine label
     limits = Limits(max_bytes=128 * 128 * 4 * 3, max_side=64, max_bands=1024)
     summary = export_pixels(session_for(transport), image, job_for(local_stack),
