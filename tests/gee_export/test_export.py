@@ -19,11 +19,13 @@ from gee_export.bands import DEFAULT_IMAGE_BANDS
 from gee_export.ee_session import EESession, RetryPolicy
 from gee_export.errors import ConfigError, EarthEngineError, QuotaError
 from gee_export.export import ExportJob, export_pixels
+from gee_export.grid import patch_id
 from gee_export.index import read_index, read_manifest
 from gee_export.labels import parse_label_source
 from gee_export.local.stack import build_local_stack
 from gee_export.pixels import Limits
 from gee_export.sentinel2 import month_window
+from gee_export.splits import assign_splits
 from gee_export.stack import EERecipe, build_fine_label, build_stack
 from gee_export.storage import open_store
 from gee_export.synthetic import generate_scene
@@ -79,6 +81,11 @@ def read_tif(store, rel):
         return src.read(), src.transform, src.descriptions
 
 
+def expected_ids(stack, invalid: set[str]) -> set[str]:
+    """Ids the index must hold: every position of the split layout but the invalid ones."""
+    return {patch_id(r, c) for r, c in assign_splits(stack.grid)} - invalid
+
+
 def check_dataset(root, stack, expect_ids=None):
     store = open_store(root)
     records = read_index(store)
@@ -116,10 +123,9 @@ def test_pixels_export_end_to_end(where, request, tmp_path, local_stack, recipe_
     transport = StackTransport(local_stack, recipe=recipe_images)
     summary = export_pixels(session_for(transport), image, job_for(local_stack), root,
                             fine_label=fine, workers=4, progress=False)
-    records = check_dataset(root, local_stack)
+    records = check_dataset(root, local_stack, expect_ids=expected_ids(local_stack, {"r0_c0"}))
     assert summary.written == len(records) > 0
     assert summary.invalid == 1  # r0_c0 has an unlabelled corner: 80 % valid < 90 %
-    assert "r0_c0" not in {r["id"] for r in records}
     assert summary.written + summary.invalid == summary.candidates
     # one request for every band and the label, plus one for the fine label, per patch
     assert summary.requests == len(transport.served) == 2 * summary.candidates
@@ -210,8 +216,10 @@ def test_tasks_export_end_to_end(gcs_emulator, gcs_bucket, local_stack, recipe_i
                            poll_seconds=0, progress=False)
     tiles = plan_tiles(local_stack.grid, 2)
     assert len(tiles) == 4 and len(transport.tasks) == 8  # image + fine label per tile
-    records = check_dataset(root, local_stack)
-    assert summary.written == len(records)
+    # every split position but r0_c0 (80 % valid < 90 %) is in the index, from every tile
+    records = check_dataset(root, local_stack, expect_ids=expected_ids(local_stack, {"r0_c0"}))
+    assert summary.invalid == 1
+    assert summary.written == len(records) == summary.candidates - 1
     store = open_store(root)
     assert {f"tiles/{MONTH}/{t.name}.tif" for t in tiles} <= set(store.list(f"tiles/{MONTH}/"))
     again = export_tasks(session_for(transport), image, job_for(local_stack), root,
