@@ -28,7 +28,14 @@ from gee_export.bands import LABEL, LABEL_NODATA
 from gee_export.ee_session import EESession
 from gee_export.errors import ConfigError
 from gee_export.grid import Grid, patch_id
-from gee_export.index import FORMAT, read_index, read_manifest, write_index, write_manifest
+from gee_export.index import (
+    FORMAT,
+    read_index,
+    read_manifest,
+    remove_temporaries,
+    write_index,
+    write_manifest,
+)
 from gee_export.patches import DEFAULT_CLASSES, PatchWriter, check_month, valid_mask
 from gee_export.pixels import Limits, assemble, build_request, decode, split_request, to_label
 from gee_export.splits import DEFAULT_BLOCK, DEFAULT_RATIOS, assign_splits, normalise_ratios
@@ -97,6 +104,7 @@ class Bookkeeper:
         self.job = job
         self.ratios = normalise_ratios(job.ratios)
         self.splits = assign_splits(job.grid, None, self.ratios, job.seed, job.block)
+        remove_temporaries(store, job.month)  # a killed run's half-done index/state writes
         self.existing = read_manifest(store, missing_ok=True)
         self._check_compatible()
         self.writer = PatchWriter(store, job.grid, job.bands, job.month, splits=self.splits,

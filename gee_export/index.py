@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gee_export.errors import InputDataError, StorageError
-from gee_export.storage import Store, open_store
+from gee_export.storage import TEMP_MARK, LocalStore, Store, open_store
 
 FORMAT = "isamap-patches/1"
 INDEX = "index.jsonl"
@@ -26,6 +26,27 @@ RECORD_FIELDS = ("id", "month", "row", "col", "bounds", "valid_fraction", "isa_f
 
 def _store(root: str | os.PathLike[str] | Store) -> Store:
     return open_store(root)
+
+
+def remove_temporaries(store: Store, month: str) -> int:
+    """Delete what a killed run left of its atomic writes of the index, manifest and state.
+
+    A local atomic write goes through a temporary file beside its target; a SIGKILL between
+    the two leaves that file behind. Patch temporaries are removed by the patch writer; these
+    are the dataset's own files (``index.jsonl``, ``manifest.json``, ``state/<month>/``), which
+    are rewritten while a run goes, so a kill can land in one of those writes too. Cloud Storage
+    writes have no temporaries. Returns how many files were deleted.
+    """
+    if not isinstance(store, LocalStore):
+        return 0
+    count = store.remove_temporaries(f"state/{month}")
+    for name in (INDEX, MANIFEST):
+        target = store.path(name)
+        if target.parent.is_dir():
+            for tmp in target.parent.glob(f".{name}{TEMP_MARK}*"):
+                tmp.unlink(missing_ok=True)
+                count += 1
+    return count
 
 
 def record_key(record: Mapping[str, Any]) -> tuple[str, int, int]:

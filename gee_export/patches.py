@@ -45,7 +45,7 @@ from gee_export.dataset import (
 from gee_export.errors import ConfigError, GridError, InputDataError
 from gee_export.geotiff import encode_geotiff
 from gee_export.grid import Grid, patch_id
-from gee_export.index import read_index, read_manifest
+from gee_export.index import read_index, read_manifest, remove_temporaries
 from gee_export.splits import (
     DEFAULT_BLOCK,
     DEFAULT_RATIOS,
@@ -371,6 +371,7 @@ def patch_stack(
         raise GridError(f"the {grid.height}x{grid.width} grid is smaller than one "
                         f"{grid.patch_size}-pixel patch")
     check_stack(stack)
+    remove_temporaries(store, stack.month)  # a killed run's half-done index/manifest writes
     existing = check_compatible(store, spec)
     splits = spec.splits()
     writer = PatchWriter(store, grid, stack.bands, stack.month, splits=splits,

@@ -1,8 +1,12 @@
 """An Earth Engine transport that serves a real local stack instead of the service.
 
-Requests are answered the way the service answers them: computePixels reads the requested
-grid (crsCode, affineTransform, dimensions) and band ids and returns a NUMPY_NDARRAY structured
-array cut out of the local backend's stack GeoTIFFs with rasterio; export tasks read the tile's
+Requests are answered the way the service answers them: computePixels decodes the request's
+serialized expression, checks it is an ``Image.select`` of the request's band ids over the
+recipe (the very image the test built, when given) reprojected onto the requested pixel lattice,
+then reads the requested grid (crsCode, affineTransform, dimensions) and returns a NUMPY_NDARRAY
+structured array cut out of the local backend's stack GeoTIFFs with rasterio; which label file
+(coarse or fine) answers is decided by the expression's reprojection, not by the request's
+resolution, so a request built from the wrong image cannot be served. Export tasks read the tile's
 grid from the task's serialized expression (reproject + clipToBoundsAndScale) and write the
 GeoTIFF into the Cloud Storage emulator bucket named in the task's config. Faults (429, 500,
 timeouts) can be injected per call.
@@ -37,8 +41,11 @@ class StackTransport:
     def __init__(self, stack: StackPaths, faults: list[BaseException] | None = None,
                  fail_every: int = 0, fault: BaseException | None = None,
                  gcs_client=None, task_bands: tuple[str, ...] | None = None,
-                 task_error: str | None = None) -> None:
+                 task_error: str | None = None, recipe: tuple[Any, Any] | None = None) -> None:
         self.stack = stack
+        # (image, fine label) of the recipe: each request's expression must select from one
+        self.recipe = recipe
+        self._expected: dict[tuple[bool, tuple[str, ...]], dict[str, Any]] = {}
         self.task_error = task_error  # tasks end FAILED with this message when set
         # band names of the image that export tasks write (the recipe's bands, then label)
         self.task_bands = task_bands or (*stack.bands, "label")
@@ -74,7 +81,7 @@ class StackTransport:
                             boundless=True, fill_value=src.nodata, out_dtype="float32")
 
     def _pixels(self, bands: list[str], crs: str, transform: list[float], width: int,
-                height: int) -> dict[str, np.ndarray]:
+                height: int, fine: bool) -> dict[str, np.ndarray]:
         with rasterio.open(self.stack.image) as src:
             assert src.crs.to_string() == crs, f"request CRS {crs} != stack CRS {src.crs}"
             names = list(src.descriptions)
@@ -86,10 +93,51 @@ class StackTransport:
             for b, arr in zip(image_bands, data, strict=True):
                 out[b] = np.where(np.isfinite(arr), arr, FLOAT_NODATA).astype(np.float32)
         if "label" in bands:
-            fine = abs(transform[0] - self.stack.grid.resolution) > 1e-9
             path = self.stack.label_fine if fine else self.stack.label
             out["label"] = self._read(path, transform, width, height, [1])[0]
         return out
+
+    # ------------------------------------------------------------------ reading the request
+    def _check_expression(self, request: dict[str, Any], crs: str,
+                          transform: list[float]) -> bool:
+        """Assert the request's expression is the recipe on the requested lattice.
+
+        Returns whether it is the fine-label image (its reprojection is at the fine scale).
+        """
+        from tests.gee_export.ee_graph import Graph, constant, encode
+
+        expression = request.get("expression")
+        assert expression is not None, "computePixels request without an expression"
+        graph = Graph(expression)
+        top = graph.resolve(graph.values[graph.graph["result"]])["functionInvocationValue"]
+        assert top["functionName"] == "Image.select", top["functionName"]
+        assert constant(top["arguments"]["bandSelectors"]) == list(request["bandIds"]), \
+            "the expression selects other bands than the request's bandIds"
+        lattices = set()
+        for call in graph.calls():
+            if call["functionName"] != "Image.reproject" or "crsTransform" not in call[
+                    "arguments"]:
+                continue
+            args = graph.resolve(call["arguments"])
+            rp_crs = args["crs"]["functionInvocationValue"]["arguments"]["crs"]["constantValue"]
+            lattices.add((rp_crs, tuple(constant(args["crsTransform"]))))
+        assert len(lattices) == 1, f"expected one grid reprojection, found {lattices}"
+        ((rp_crs, t),) = lattices
+        assert rp_crs == crs, f"expression reprojected to {rp_crs}, request asks {crs}"
+        assert (t[0], t[1], t[3], t[4]) == (transform[0], transform[1], transform[3],
+                                            transform[4]), \
+            f"expression on a {t[0]} m lattice, request on {transform[0]} m"
+        col, row = (transform[2] - t[2]) / t[0], (transform[5] - t[5]) / t[4]
+        assert abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6, \
+            "request window off the expression's pixel lattice"
+        fine = abs(t[0] - self.stack.grid.resolution) > 1e-9
+        if self.recipe is not None:
+            key = (fine, tuple(request["bandIds"]))
+            with self._lock:
+                if key not in self._expected:
+                    self._expected[key] = encode(self.recipe[int(fine)].select(list(key[1])))
+            assert graph.graph == self._expected[key], "the expression is not the recipe's image"
+        return fine
 
     # ------------------------------------------------------------------ Transport protocol
     def compute_pixels(self, request: dict[str, Any]) -> np.ndarray:
@@ -101,7 +149,8 @@ class StackTransport:
                      a["translateY"]]
         width, height = grid["dimensions"]["width"], grid["dimensions"]["height"]
         bands = list(request["bandIds"])
-        data = self._pixels(bands, grid["crsCode"], transform, width, height)
+        fine = self._check_expression(request, grid["crsCode"], transform)
+        data = self._pixels(bands, grid["crsCode"], transform, width, height, fine)
         out = np.zeros((height, width), dtype=[(b, "<f4") for b in bands])
         for b in bands:
             out[b] = data[b]
@@ -135,7 +184,7 @@ class StackTransport:
             self.tasks[task_id] = {"id": task_id, "state": "FAILED",
                                    "error_message": self.task_error}
             return task_id
-        data = self._pixels(bands, crs, transform, width, height)
+        data = self._pixels(bands, crs, transform, width, height, fine)
         arr = np.stack([data[b] for b in bands]).astype(np.float32)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "tile.tif")

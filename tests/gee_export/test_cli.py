@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import pytest
 from pyproj import Transformer
 
 from gee_export.cli import main
+from gee_export.grid import Grid
 from gee_export.index import read_index, read_manifest
 from gee_export.synthetic import generate_scene
 
@@ -90,4 +90,18 @@ def test_local_backend_through_the_same_command(tmp_path):
     manifest = read_manifest(out)
     assert manifest["backend"] == "local" and manifest["bands"] == [
         "B2", "B3", "B4", "B8", "VV", "VH"]
-    assert json.dumps(manifest["grid"])  # the region's grid, recorded
+    # the region's grid, recorded: the bbox's grid in the scene's UTM zone, on the scene's 10 m
+    # pixel lattice, covering the scene (the lon/lat round trip only widens it a little), with
+    # the default 128 px patches every 80 px
+    grid = Grid.from_dict(manifest["grid"])
+    assert grid == Grid.from_lonlat_bounds((west, south, east, north))
+    assert (grid.crs, grid.resolution, grid.patch_size, grid.stride) == (
+        scene.grid.crs, 10.0, 128, 80)
+    assert (grid.x0 - scene.grid.x0) % 10.0 == 0 and (grid.y0 - scene.grid.y0) % 10.0 == 0
+    gw, gs, ge, gn = grid.bounds
+    sw, ss, se, sn = scene.grid.bounds
+    assert gw <= sw and gs <= ss and ge >= se and gn >= sn
+    assert max(sw - gw, ss - gs, ge - se, gn - sn) < 100.0
+    assert {r["id"] for r in records} <= {f"r{r}_c{c}" for r, c in grid.iter_patches()}
+    for rec in records:
+        assert rec["bounds"] == list(grid.patch_bounds(rec["row"], rec["col"]))

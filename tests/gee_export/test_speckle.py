@@ -18,6 +18,41 @@ def evaluate(formula: str, **values):
     return eval(formula.replace("&&", "&"), {"__builtins__": {}}, {**NP_FUNCS, **values})
 
 
+def expression_of(graph: ee_graph.Graph, node: dict) -> str:
+    """The formula of an expression image (an invocation of a parsed ``Image.expression``)."""
+    ref = node["functionInvocationValue"]["functionReference"]
+    parsed = graph.resolve(graph.values[ref])["functionInvocationValue"]
+    assert parsed["functionName"] == "Image.parseExpression"
+    return ee_graph.constant(parsed["arguments"]["expression"])
+
+
+def gamma_map_regimes(z, enl: float) -> dict:
+    """Read the Gamma-MAP graph's regime chain: thresholds on Ci^2 and what each regime gets.
+
+    Expects ``rename(est.where(ci2 <= T1, mean).where(ci2 >= T2, pixel))`` and returns T1, T2
+    and the images of the two where() values and of the estimate, resolved.
+    """
+    graph = ee_graph.Graph(speckle.gamma_map(z, 7, enl))
+    top = graph.resolve(graph.values[graph.graph["result"]])["functionInvocationValue"]
+    assert top["functionName"] == "Image.rename"
+    outer = top["arguments"]["input"]["functionInvocationValue"]
+    inner = outer["arguments"]["input"]["functionInvocationValue"]
+    assert outer["functionName"] == inner["functionName"] == "Image.where"
+
+    def threshold(test: dict, op: str) -> float:
+        call = test["functionInvocationValue"]
+        assert call["functionName"] == op
+        assert expression_of(graph, call["arguments"]["image1"]) == speckle.COEF_VAR2  # Ci^2
+        bound = call["arguments"]["image2"]["functionInvocationValue"]
+        assert bound["functionName"] == "Image.constant"
+        return ee_graph.constant(bound["arguments"]["value"])
+
+    return {"lte": threshold(inner["arguments"]["test"], "Image.lte"),
+            "gte": threshold(outer["arguments"]["test"], "Image.gte"),
+            "low_value": inner["arguments"]["value"], "high_value": outer["arguments"]["value"],
+            "estimate": expression_of(graph, inner["arguments"]["input"])}
+
+
 def test_lee_weight_is_lee_1980():
     rng = np.random.default_rng(0)
     m = rng.uniform(0.01, 1, 1000)
@@ -97,6 +132,25 @@ def test_filter_graphs(ee_offline):
     assert "Image.and" in names and "Image.or" not in names  # the range test is And
     assert "Reducer.countDistinctNonNull" not in names  # bright pixels are summed
     assert "Image.neighborhoodToArray" in names and "Reducer.percentile" in names
+
+
+def test_gamma_map_regimes_in_graph(ee_offline):
+    """Lopes et al. (1990): Ci <= Cu -> the local mean; Ci >= Cmax = sqrt(2) Cu -> the pixel
+    unchanged; in between the MAP estimate. On Ci^2 the thresholds are Cu^2 and 2 Cu^2."""
+    z = ee_offline.Image("COPERNICUS/S1_GRD_FLOAT/S1A_X").select("VV")
+    for enl in (4.4, 1.0):
+        cu2 = 1.0 / enl
+        regimes = gamma_map_regimes(z, enl)
+        assert regimes["lte"] == pytest.approx(cu2, rel=1e-12)
+        assert regimes["gte"] == pytest.approx(2.0 * cu2, rel=1e-12)
+        pixel = ee_graph.Graph(z)
+        assert regimes["high_value"] == pixel.resolve(pixel.values[pixel.graph["result"]])
+        mean = regimes["low_value"]["functionInvocationValue"]
+        assert mean["functionName"] == "Image.select"
+        assert ee_graph.constant(mean["arguments"]["bandSelectors"]) == [0]  # mean, not var
+        stats = mean["arguments"]["input"]["functionInvocationValue"]
+        assert stats["functionName"] == "Image.reduceNeighborhood"
+        assert regimes["estimate"] == speckle.GAMMA_MAP_ESTIMATE
 
 
 def test_directional_windows_are_halves():
