@@ -56,6 +56,7 @@ def train_parser() -> argparse.ArgumentParser:
     a("--no-augment", dest="augment", action="store_const", const=False)
     a("--cache", action="store_const", const=True, help="keep decoded patches in memory")
     a("--max-batches", type=int, help="cap on training batches per epoch")
+    a("--max-iterations", type=int, help="total iteration budget (replaces --epochs)")
     a("--stop-after", type=int, help="leave after N epochs (continue later with --resume)")
     a("--resume", action="store_const", const=True, help="continue the run in --out exactly")
     a("--no-progress", dest="progress", action="store_const", const=False)

@@ -40,6 +40,8 @@ class TrainConfig:
         augment: the paper's augmentations on the training split.
         cache: keep decoded patches in memory.
         max_batches: cap on training batches per epoch (quick demos and benchmarks).
+        max_iterations: total training-iteration budget; when set it replaces ``epochs``
+            (the last epoch is cut short and the poly schedule ends at the budget).
         stop_after: leave after this many epochs in this invocation (time-sliced jobs);
             ``resume`` continues exactly where it stopped.
         resume: continue from ``out_dir/checkpoint.pt``.
@@ -68,6 +70,7 @@ class TrainConfig:
     augment: bool = True
     cache: bool = False
     max_batches: int | None = None
+    max_iterations: int | None = None
     stop_after: int | None = None
     resume: bool = False
     progress: bool = True
@@ -80,7 +83,9 @@ class TrainConfig:
                   (self.precision in ("auto", "fp32", "bf16", "fp16"),
                    f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "stop_after must be >= 1"),
-                  (self.max_batches is None or self.max_batches >= 1, "max_batches must be >= 1")]
+                  (self.max_batches is None or self.max_batches >= 1, "max_batches must be >= 1"),
+                  (self.max_iterations is None or self.max_iterations >= 1,
+                   "max_iterations must be >= 1")]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)

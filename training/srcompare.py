@@ -16,9 +16,11 @@ at the fine scale (:func:`training.sreval.evaluate_fine`). Outputs in ``--out``:
   ``quicklook.png`` (input, reference and each model's 1 m map on the test quadrant with most
   ISA).
 
-The training loop here is a fixed-budget comparison harness (same iterations for every model,
-poly learning-rate decay as in issue 5), not the full trainer: there is no validation split to
-early-stop on with five tiles, and a fixed budget is the fair comparison.
+Every model is trained by the issue-5 :class:`training.train.Trainer` (Adam, per-iteration
+poly decay, the same loop as ``isamap-train``) with a fixed iteration budget and no validation
+split: there is no split to early-stop on with five tiles, and a fixed budget is the fair
+comparison. ``SRSegLoss`` asks the trainer for the whole batch, so its reconstruction term
+gets the fine image.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import json
 import math
 import os
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -37,11 +38,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from gee_export.errors import ConfigError
 from gee_export.storage import atomic_write
+from training.config import TrainConfig
 from training.metrics import json_safe
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
@@ -55,6 +55,7 @@ from training.srdata import (
 )
 from training.sreval import evaluate_fine
 from training.srlosses import SRSegLoss
+from training.train import Trainer
 
 DEFAULT_MODELS = ("srseg", "bilinear-unet", "unet-upsample")
 DataName = Literal["chesapeake", "patches"]
@@ -120,37 +121,24 @@ def model_kwargs(name: str, cfg: CompareConfig) -> dict:
 
 
 def train_fixed_budget(model: torch.nn.Module, dataset: CrossResolutionDataset,
-                       cfg: CompareConfig, desc: str = "") -> list[dict]:
-    """Adam + poly decay for ``cfg.iterations`` steps; returns the per-step loss terms."""
+                       meta: ModelMeta, cfg: CompareConfig, run_dir: Path) -> dict[str, float]:
+    """Train ``model`` with the issue-5 trainer for ``cfg.iterations`` steps, in place.
+
+    fp32 on the CPU and no loader workers, as the evaluation runs on the CPU and the whole
+    dataset is in memory. Returns the loss terms of the last step (``loss`` = their sum) and
+    ``seconds``, the time spent in the training epochs (the trainer's per-epoch checkpoints
+    and learning-curve plots are left out, so the table compares the models' own cost).
+    """
     loss_fn = SRSegLoss()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: (1 - it / cfg.iterations) ** 0.9)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict] = []
-    model.train()
-    step, epoch = 0, 0
-    with tqdm(total=cfg.iterations, desc=desc or "train", leave=False) as bar:
-        while step < cfg.iterations:
-            dataset.set_epoch(epoch)
-            loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
-                                drop_last=len(dataset) > cfg.batch_size, generator=generator)
-            for batch in loader:
-                output = model(batch["image"])
-                loss = loss_fn(output, batch["label"], batch.get("image_fine"))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                history.append({"step": step, "loss": float(loss.detach()),
-                                **loss_fn.last_terms})
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
-                if step >= cfg.iterations:
-                    break
-            epoch += 1
-    return history
+    tcfg = TrainConfig(out_dir=str(run_dir), model=meta.name, epochs=1,
+                       max_iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr,
+                       seed=cfg.seed, num_workers=0, precision="fp32", channels_last=False,
+                       device="cpu", augment=True)
+    trainer = Trainer(tcfg, model, loss_fn, dataset, None, meta)
+    trainer.fit()
+    model.cpu()
+    return {"loss": sum(loss_fn.last_terms.values()), **loss_fn.last_terms,
+            "seconds": sum(row["seconds"] for row in trainer.history)}
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -173,21 +161,25 @@ def run_comparison(cfg: CompareConfig, out: str | Path) -> dict:
                 continue
         torch.manual_seed(cfg.seed)
         model = create_model(name, len(bands), 2, **model_kwargs(name, cfg))
-        start = time.perf_counter()
-        history = train_fixed_budget(model, train_ds, cfg, desc=name)
-        train_s = time.perf_counter() - start
+        meta = ModelMeta(name=name, in_channels=len(bands), num_classes=2, bands=bands,
+                         norm_mean=train_ds.stats.mean, norm_std=train_ds.stats.std,
+                         output_scale=cfg.scale, model_kwargs=model_kwargs(name, cfg),
+                         extra={"comparison": asdict(cfg)})
+        mdir.mkdir(parents=True, exist_ok=True)
+        # The trainer's checkpoint folder is scratch: a model is either finished (its
+        # metrics.json exists) or trained again from the start.
+        with tempfile.TemporaryDirectory(prefix=".train.", dir=mdir) as run_dir:
+            last = train_fixed_budget(model, train_ds, meta, cfg, Path(run_dir))
+        train_s = last.pop("seconds")
         evaluation = evaluate_fine(model, test_ds, tolerance=cfg.tolerance)
         record = {
             "model": name, "config_key": cfg.key(name),
             "parameters": sum(p.numel() for p in model.parameters()),
-            "train_seconds": train_s, "final_loss": history[-1]["loss"],
-            "loss_terms": {k: v for k, v in history[-1].items() if k not in ("step", "loss")},
+            "train_seconds": train_s, "final_loss": last["loss"],
+            "loss_terms": {k: v for k, v in last.items() if k != "loss"},
             **evaluation.to_dict(),
         }
-        meta = ModelMeta(name=name, in_channels=len(bands), num_classes=2, bands=bands,
-                         norm_mean=train_ds.stats.mean, norm_std=train_ds.stats.std,
-                         output_scale=cfg.scale, model_kwargs=model_kwargs(name, cfg),
-                         metrics=json_safe(record), extra={"comparison": asdict(cfg)})
+        meta = replace(meta, metrics=json_safe(record))
         save_model_file(mdir / "model.pt", model, meta)
         _write_json(mdir / "metrics.json", json_safe(record))
         results[name] = json_safe(record)

@@ -298,6 +298,10 @@ class CrossResolutionDataset(Dataset):
             reproducible whatever the loader's worker count.
     """
 
+    # The trainer's sampler then yields (epoch, index) keys, so augmentation draws follow the
+    # epoch with any number of loader workers.
+    epoch_keys = True
+
     def __init__(self, samples: Sequence[CrossResSample], stats: BandStats | None = None,
                  crop: int | None = None, augment: bool = False, seed: int = 0) -> None:
         if not samples:

@@ -52,8 +52,11 @@ class SRSegLoss(nn.Module):
     """The joint loss; also works for plain-tensor outputs (the baselines: fine-scale terms only).
 
     ``forward`` returns the total; ``last_terms`` keeps each term's value (floats) of the last
-    call, for the learning-curve logs.
+    call, for the learning-curve logs. ``wants_batch`` makes the issue-5 ``Trainer`` pass the
+    whole batch as ``target``, so the reconstruction term gets the batch's ``image_fine``.
     """
+
+    wants_batch = True
 
     def __init__(self, config: SRLossConfig | None = None) -> None:
         super().__init__()
@@ -74,9 +77,15 @@ class SRSegLoss(nn.Module):
             loss = loss + cfg.dice_weight * dice_loss(probs, target, cfg.ignore_index)
         return loss
 
-    def forward(self, output: torch.Tensor | Mapping[str, torch.Tensor], target: torch.Tensor,
+    def forward(self, output: torch.Tensor | Mapping[str, torch.Tensor],
+                target: torch.Tensor | Mapping[str, torch.Tensor],
                 image_fine: torch.Tensor | None = None) -> torch.Tensor:
+        """``target`` is the fine label, or a batch dict with ``label`` (and ``image_fine``)."""
         cfg = self.config
+        if isinstance(target, Mapping):
+            if image_fine is None:
+                image_fine = target.get("image_fine")
+            target = target["label"]
         main = main_output(output)
         if main.shape[-2:] != target.shape[-2:]:
             raise ConfigError(

@@ -5,7 +5,12 @@ bf16 autocast and channels_last run on CPU, AMP on CUDA, DDP under ``torchrun``.
 
 ``Trainer`` is independent of the patch format: it takes any model, loss and datasets whose
 items are ``{"image": (C, H, W), "label": (H*s, W*s)}`` (``s`` = the model's output scale), so
-the super-resolution model trains with its own dataset and loss through the same loop.
+the super-resolution model trains with its own dataset and loss through the same loop. A loss
+that needs more of the batch than the label (the reconstruction term of ``SRSegLoss`` needs
+the fine image) declares ``wants_batch = True`` and is called ``loss(output, batch)``.
+Without a validation split (``val_set=None``) the trainer runs a fixed budget
+(``epochs`` or ``max_iterations``) with no early stopping and keeps the last weights, which
+is what the fixed-budget model comparison (``training.srcompare``) needs.
 ``train(cfg)`` wires it to a patch dataset: bands from the manifest, normalisation from the
 training split, the paper's model and loss.
 
@@ -145,9 +150,12 @@ class Trainer:
     Args:
         cfg: the run configuration (optimisation, precision, out_dir, resume...).
         model: any ``nn.Module`` returning logits or a dict with ``"out"``.
-        loss_fn: ``loss(output, label) -> scalar``.
+        loss_fn: ``loss(output, label) -> scalar``, or ``loss(output, batch)`` (the whole
+            batch dict on the device) when it has ``wants_batch = True``.
         train_set / val_set: datasets of ``{"image", "label"}`` dicts; keys may be ints or
             ``(epoch, index)`` tuples (``PatchDataset`` uses the epoch for augmentation).
+            ``val_set=None``: no validation, no early stopping; the model file holds the
+            weights after the last epoch.
         meta: the model file's description (metrics are filled in at each best epoch).
         info / device: distributed context and device (resolved from ``cfg`` when omitted).
     """
@@ -171,15 +179,21 @@ class Trainer:
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(train_set, per_rank, True, cfg.seed, cfg.num_workers,
                                         self.info.rank, self.info.world_size, pin)
-        self.val_loader = make_loader(val_set, per_rank, False, cfg.seed, cfg.num_workers,
-                                      self.info.rank, self.info.world_size, pin)
+        self.val_loader = None if val_set is None else make_loader(
+            val_set, per_rank, False, cfg.seed, cfg.num_workers, self.info.rank,
+            self.info.world_size, pin)
         self.iters_per_epoch = len(self.train_loader)
         if cfg.max_batches:
             self.iters_per_epoch = min(self.iters_per_epoch, cfg.max_batches)
+        # An iteration budget overrides epochs: whole epochs, the last one cut short, and
+        # the poly schedule decays to zero exactly at the budget.
+        self.max_iterations = cfg.max_iterations or cfg.epochs * self.iters_per_epoch
+        self.epochs = math.ceil(self.max_iterations / max(self.iters_per_epoch, 1))
+        self.wants_batch = bool(getattr(loss_fn, "wants_batch", False))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
                                           weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, PolyLR(cfg.epochs * self.iters_per_epoch, cfg.poly_power))
+            self.optimizer, PolyLR(self.max_iterations, cfg.poly_power))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.net: nn.Module = self.model
         if self.info.world_size > 1:
@@ -237,22 +251,31 @@ class Trainer:
         x = x.contiguous(memory_format=self.memory_format)
         return x, batch["label"].to(self.device, non_blocking=True)
 
+    def _loss(self, out, batch: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``loss(out, y)``, or ``loss(out, batch)`` with every tensor on the device."""
+        if not self.wants_batch:
+            return self.loss_fn(out, y)
+        full = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
+                for k, v in batch.items()}
+        return self.loss_fn(out, {**full, "image": x, "label": y})
+
     def train_epoch(self, epoch: int) -> dict:
         self.net.train()
         self.train_loader.sampler.set_epoch(epoch)
         cm = ConfusionMatrix(self.num_classes)
         total, seen = 0.0, 0
-        bar = tqdm(self.train_loader, total=self.iters_per_epoch, leave=False,
-                   desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+        iters = min(self.iters_per_epoch, self.max_iterations - epoch * self.iters_per_epoch)
+        bar = tqdm(self.train_loader, total=iters, leave=False,
+                   desc=f"epoch {epoch + 1}/{self.epochs}",
                    disable=not (self.cfg.progress and self.info.main))
         t0 = time.perf_counter()
         for i, batch in enumerate(bar):
-            if i >= self.iters_per_epoch:
+            if i >= iters:
                 break
             x, y = self._batch(batch)
             with self._autocast():
                 out = self.net(x)
-                loss = self.loss_fn(out, y)
+                loss = self._loss(out, batch, x, y)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -286,7 +309,7 @@ class Trainer:
             x, y = self._batch(batch)
             with self._autocast():
                 out = self.net(x)
-                loss = self.loss_fn(out, y)
+                loss = self._loss(out, batch, x, y)
             cm.update(main_output(out).float(), y)
             total += float(loss) * x.shape[0]
             seen += x.shape[0]
@@ -308,16 +331,20 @@ class Trainer:
         if self.info.main:
             self.out.mkdir(parents=True, exist_ok=True)
         ran = 0
-        while not self.finished and self.start_epoch < self.cfg.epochs:
+        while not self.finished and self.start_epoch < self.epochs:
             epoch = self.start_epoch
             t0 = time.perf_counter()
             row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
-            val_row, val_full = self.validate()
+            if self.val_loader is None:
+                val_row, val_full = {}, {}
+                miou, improved = math.nan, True  # fixed budget: the latest weights are kept
+            else:
+                val_row, val_full = self.validate()
+                miou = val_row["val_miou"]
+                improved = not math.isnan(miou) and miou > self.best_miou
             row.update(val_row)
             row["lr"] = self.optimizer.param_groups[0]["lr"]
             row["seconds"] = time.perf_counter() - t0
-            miou = val_row["val_miou"]
-            improved = not math.isnan(miou) and miou > self.best_miou
             if improved:
                 self.best_miou, self.best_epoch, self.bad_epochs = miou, epoch + 1, 0
                 if self.info.main:
@@ -328,7 +355,7 @@ class Trainer:
             self.history.append(_floatify(row))
             self.start_epoch = epoch + 1
             ran += 1
-            if self.bad_epochs >= self.cfg.patience or self.start_epoch >= self.cfg.epochs:
+            if self.bad_epochs >= self.cfg.patience or self.start_epoch >= self.epochs:
                 self.finished = True
             if self.info.main:
                 atomic_torch_save(self.state_dict(), ck_path)
