@@ -33,15 +33,15 @@ def main() -> None:
     import ee
     from ee import apitestcase
 
-    from gee_export.bands import DEFAULT_IMAGE_BANDS
-    from gee_export.ee_session import EESession, RetryPolicy
-    from gee_export.export import ExportJob, export_pixels
-    from gee_export.labels import parse_label_source
+    from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
+    from gee_export.core.ee_session import EESession, RetryPolicy
+    from gee_export.ee.export import ExportJob, export_pixels
+    from gee_export.ee.fake_server import HttpError, StackTransport
+    from gee_export.ee.labels import parse_label_source
+    from gee_export.ee.recipe import EERecipe, build_stack
+    from gee_export.ee.sentinel2 import month_window
     from gee_export.local.stack import build_local_stack
-    from gee_export.sentinel2 import month_window
-    from gee_export.stack import EERecipe, build_stack
-    from gee_export.synthetic import generate_scene
-    from tests.gee_export.stack_server import HttpError, StackTransport
+    from gee_export.local.synthetic import generate_scene
 
     ee.Reset()
     ee.data._install_cloud_api_resource = lambda: None

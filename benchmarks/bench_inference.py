@@ -35,7 +35,8 @@ from rasterio.windows import Window
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inference.predict import OutputInfo, PredictConfig, predict_raster  # noqa: E402
+from inference.cog import OutputInfo  # noqa: E402
+from inference.predict import PredictConfig, predict_raster  # noqa: E402
 from inference.runtime import RuntimeOptions, TilePredictor  # noqa: E402
 from training.models import create_model  # noqa: E402
 

@@ -26,8 +26,8 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from gee_export.grid import Grid
-from gee_export.patches import StackPaths, patch_stack
+from gee_export.contract.grid import Grid
+from gee_export.contract.patches import StackPaths, patch_stack
 
 BANDS = ("B2", "B3", "B4", "B8", "B11", "VV", "VH")
 RSS_BAR_GB = 1.5

@@ -44,7 +44,8 @@ def pipeline_km2_per_s(scale: int, size: int, tile: int) -> tuple[float, float]:
     import rasterio
     from affine import Affine
 
-    from inference.predict import OutputInfo, PredictConfig, predict_raster
+    from inference.cog import OutputInfo
+    from inference.predict import PredictConfig, predict_raster
     from inference.runtime import RuntimeOptions, TilePredictor
 
     torch.manual_seed(0)

@@ -15,18 +15,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gee_export import bands as band_registry
-from gee_export.errors import ConfigError, IsamapError
-from gee_export.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob
-from gee_export.grid import DEFAULT_PATCH_SIZE, DEFAULT_STRIDE, Grid
-from gee_export.labels import parse_label_source
-from gee_export.plan import choose_method, format_plan, make_plan
-from gee_export.regions import Region, resolve_region
-from gee_export.sentinel1 import ORBIT_PASSES, S1Recipe
-from gee_export.sentinel2 import S2Recipe, month_window
-from gee_export.speckle import SPECKLE_FILTERS
-from gee_export.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE
-from gee_export.terrain import DEFAULT_DEM, TERRAIN_MODELS
+from gee_export.contract import bands as band_registry
+from gee_export.contract.grid import DEFAULT_PATCH_SIZE, DEFAULT_STRIDE, Grid
+from gee_export.contract.regions import Region, resolve_region
+from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.errors import ConfigError
+from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob
+from gee_export.ee.labels import parse_label_source
+from gee_export.ee.plan import choose_method, format_plan, make_plan
+from gee_export.ee.sentinel1 import ORBIT_PASSES, S1Recipe
+from gee_export.ee.sentinel2 import S2Recipe, month_window
+from gee_export.ee.speckle import SPECKLE_FILTERS
+from gee_export.ee.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE
+from gee_export.ee.terrain import DEFAULT_DEM, TERRAIN_MODELS
 
 PAPER_MONTH = "2019-06"
 PAPER_REGION = "wuhan"
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--code-editor", action="store_true",
                      help="write and print a Code Editor script previewing the composites")
     out.add_argument("--no-progress", action="store_true")
+    add_logging_arguments(p)
     return p
 
 
@@ -108,11 +110,8 @@ def _region(args: argparse.Namespace) -> Region:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status (2 for user errors)."""
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except IsamapError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    configure_logging(args.verbose, args.quiet, args.debug)
+    return run_command("isamap-export", lambda: run(args), debug=args.debug)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                   max_widen_days=args.s2_max_widen_days)
 
     if args.code_editor:
-        from gee_export.code_editor import render, write_script
+        from gee_export.ee.code_editor import render, write_script
 
         for month in months:
             window = month_window(month)
@@ -150,12 +149,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> int:
-    from gee_export.ee_session import EESession
-    from gee_export.export import export_pixels
-    from gee_export.sentinel1 import require_scenes, s1_collection
-    from gee_export.sentinel2 import choose_window, clear_count_statistic
-    from gee_export.stack import EERecipe, build_fine_label, build_stack
-    from gee_export.tasks import export_tasks
+    from gee_export.core.ee_session import EESession
+    from gee_export.ee.export import export_pixels
+    from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
+    from gee_export.ee.sentinel1 import require_scenes, s1_collection
+    from gee_export.ee.sentinel2 import choose_window, clear_count_statistic
+    from gee_export.ee.tasks import export_tasks
 
     session = EESession(project=args.project).initialize()  # AuthenticationError explains
     import ee
@@ -192,8 +191,8 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
 
 
 def _run_local(args, region, grid, months, bands, out) -> int:
+    from gee_export.contract.patches import patch_stack
     from gee_export.local.stack import build_local_stack
-    from gee_export.patches import patch_stack
 
     if not args.scenes:
         raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes and a "

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from gee_export.errors import ConfigError
+from gee_export.core.errors import ConfigError
 
 Blend = Literal["cosine", "uniform"]
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gee_export.errors import IsamapError
-from inference.predict import PredictConfig
-from inference.runtime import RuntimeOptions
+from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.errors import ConfigError
 from training.devices import add_device_arguments
 
 
@@ -41,28 +39,31 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="checkpoint folder (must persist to resume)")
     p.add_argument("--restart", action="store_true",
                    help="discard checkpoint strips of a different earlier run")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_logging_arguments(p)
     return p
 
 
 def predict_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isamap-predict``; returns the exit status."""
     args = _predict_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet, args.debug)
+    return run_command("isamap-predict", lambda: _predict(args), debug=args.debug)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from inference.predict import PredictConfig
+    from inference.runtime import RuntimeOptions
     from inference.workflow import describe, predict_with_model_file
 
-    try:
-        config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                               blend=args.blend, compress=args.compress)
-        options = RuntimeOptions(device=args.device, precision=args.precision,
-                                 channels_last=not args.no_channels_last, compile=args.compile)
-        outputs = predict_with_model_file(
-            args.model, args.input, args.out, month=args.month, config=config, options=options,
-            isa_class=args.isa_class, zones=args.zones, compare_with=args.compare_with,
-            local_dir=args.local_dir, work_dir=args.work_dir, restart=args.restart,
-            progress=not args.quiet)
-    except IsamapError as exc:
-        print(f"isamap-predict: error: {exc}", file=sys.stderr)
-        return 2
+    config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                           blend=args.blend, compress=args.compress)
+    options = RuntimeOptions(device=args.device, precision=args.precision,
+                             channels_last=not args.no_channels_last, compile=args.compile)
+    outputs = predict_with_model_file(
+        args.model, args.input, args.out, month=args.month, config=config, options=options,
+        isa_class=args.isa_class, zones=args.zones, compare_with=args.compare_with,
+        local_dir=args.local_dir, work_dir=args.work_dir, restart=args.restart,
+        progress=not args.quiet)
     print(outputs.area_table)
     print(json.dumps(describe(outputs), indent=1))
     return 0
@@ -94,6 +95,7 @@ def _publish_parser() -> argparse.ArgumentParser:
                                      "(default: beside the COGs, or .)")
     p.add_argument("--dry-run", action="store_true",
                    help="print and save the manifest and script; no upload, no EE call")
+    add_logging_arguments(p)
     return p
 
 
@@ -101,25 +103,30 @@ def publish_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isamap-publish``; returns the exit status."""
     parser = _publish_parser()
     args = parser.parse_args(argv)
-    from inference import gcs
-    from inference.publish import PublishRequest, publish
-
     if args.class_cog and not args.prob_cog:
         parser.error("--class-cog needs --prob-cog")
+    configure_logging(args.verbose, args.quiet, args.debug)
+    return run_command("isamap-publish", lambda: _publish(args), debug=args.debug)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from gee_export.core.storage import files
+    from inference.publish import PublishRequest, publish
+
     class_cog = args.class_cog or f"{args.prefix}_class.tif"
     prob_cog = args.prob_cog or f"{args.prefix}_prob.tif"
-    out_dir = args.out_dir or ("." if gcs.is_gcs(class_cog) else str(Path(class_cog).parent))
+    out_dir = args.out_dir or ("." if files.is_gcs(class_cog) else str(Path(class_cog).parent))
     try:
         metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
-        request = PublishRequest(
-            class_cog, prob_cog, args.asset_id, project=args.project,
-            gcs_prefix=args.gcs_prefix, mode=args.mode, public=args.public,
-            readers=tuple(args.reader), metrics=metrics, month=args.month,
-            overwrite=args.overwrite, wait=args.wait)
-        result = publish(request, out_dir, dry_run=args.dry_run)
-    except (IsamapError, OSError, json.JSONDecodeError) as exc:
-        print(f"isamap-publish: error: {exc}", file=sys.stderr)
-        return 2
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--metrics {args.metrics} is not JSON ({exc}); give a JSON object "
+                          "of metric: value") from None
+    request = PublishRequest(
+        class_cog, prob_cog, args.asset_id, project=args.project,
+        gcs_prefix=args.gcs_prefix, mode=args.mode, public=args.public,
+        readers=tuple(args.reader), metrics=metrics, month=args.month,
+        overwrite=args.overwrite, wait=args.wait)
+    result = publish(request, out_dir, dry_run=args.dry_run)
     print(f"asset {result.asset}: {result.state}"
           + (f" (task {result.task_id})" if result.task_id else ""))
     return 0

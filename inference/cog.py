@@ -12,8 +12,9 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -21,15 +22,14 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.enums import Resampling
 
-from gee_export.errors import InputDataError
-
-if TYPE_CHECKING:
-    from inference.predict import OutputInfo
+from gee_export.core.errors import InputDataError
+from gee_export.core.version import code_version
 
 Kind = Literal["class", "probability", "change"]
 Compression = Literal["DEFLATE", "ZSTD"]
 BLOCK = 512
 NODATA = 255
+PROB_SCALE = 250  # probability 1.0 is stored as 250; 251-254 unused, 255 = nodata
 # zlib level 3: about as small as level 6 on prediction maps, 3x faster to write.
 DEFLATE_LEVEL = 3
 BAND_IDS: dict[str, str] = {"class": "isa_class", "probability": "isa_probability",
@@ -46,6 +46,19 @@ PROB_PALETTE = ("000004", "3b0f70", "8c2981", "de4968", "fe9f6d", "fcfdbf")
 CHANGE_PALETTE = ("d9d9d9", "636363", "d7301f", "1a9850")
 
 
+@dataclass(frozen=True)
+class OutputInfo:
+    """What the outputs record about how they were made (COG metadata, manifests)."""
+
+    model: str
+    bands: tuple[str, ...]
+    classes: tuple[str, ...] = ("pervious", "impervious")
+    month: str | None = None
+    version: str = field(default_factory=code_version)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+
 def output_tags(info: OutputInfo, run_hash: str, tile: int, overlap: int,
                 scale: int) -> dict[str, str]:
     """Dataset metadata written into every COG: enough to know how it was made."""
@@ -53,7 +66,7 @@ def output_tags(info: OutputInfo, run_hash: str, tile: int, overlap: int,
         "model": info.model, "bands": ",".join(info.bands), "classes": ",".join(info.classes),
         "month": info.month or "", "version": info.version, "isamap_run": run_hash,
         "tile": str(tile), "overlap": str(overlap), "output_scale": str(scale),
-        "probability_scale": "250", "nodata": str(NODATA),
+        "probability_scale": str(PROB_SCALE), "nodata": str(NODATA),
     }
     tags.update({f"metric_{k}": f"{v:.6g}" for k, v in info.metrics.items()})
     return tags
@@ -159,7 +172,7 @@ def quicklook(path: str | os.PathLike, png: str | os.PathLike, kind: Kind,
         data = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
     if kind == "probability":
         stops = np.array([_rgb(c) for c in PROB_PALETTE], dtype=np.float32)
-        t = np.clip(data.astype(np.float32) / 250.0, 0, 1) * (len(stops) - 1)
+        t = np.clip(data.astype(np.float32) / float(PROB_SCALE), 0, 1) * (len(stops) - 1)
         lo = np.floor(t).astype(int).clip(0, len(stops) - 2)
         frac = (t - lo)[..., None]
         rgb = (stops[lo] * (1 - frac) + stops[lo + 1] * frac).astype(np.uint8)

@@ -19,7 +19,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,13 @@ from affine import Affine
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
-from gee_export.errors import ConfigError, InputDataError
-from gee_export.version import code_version
-from inference import cog, gcs
+from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.storage import files
+from inference import cog
 from inference.blending import Blend, check_tiling, strip_bounds, tile_starts, tile_weights
+from inference.cog import NODATA, PROB_SCALE, OutputInfo
 from inference.runtime import TilePredictor
 
-PROB_SCALE = 250  # probability 1.0 is stored as 250; 251-254 unused, 255 = nodata
-NODATA = 255
 # GDAL's block cache defaults to 5 % of physical RAM, which would make the footprint grow with
 # the machine; one full-width block row of a wide stack (~200 MB at 16k x 6 bands) is all the
 # sliding window re-reads (the overlap), so a fixed cache keeps memory bounded.
@@ -75,18 +74,6 @@ class PredictConfig:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
         if self.strip_rows < 16 or self.strip_rows % 16:
             raise ConfigError(f"strip rows must be a multiple of 16, got {self.strip_rows}")
-
-
-@dataclass(frozen=True)
-class OutputInfo:
-    """What the outputs record about how they were made (COG metadata, manifests)."""
-
-    model: str
-    bands: tuple[str, ...]
-    classes: tuple[str, ...] = ("pervious", "impervious")
-    month: str | None = None
-    version: str = field(default_factory=code_version)
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -256,7 +243,7 @@ def predict_raster(
     forward_before = predictor.forward_seconds
     scale = predictor.scale
     class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(gcs.gdal_path(src_path)) as src:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(files.gdal_path(src_path)) as src:
         indexes = select_bands(src.descriptions, info.bands)
         nodata = [src.nodatavals[i - 1] for i in indexes]
         run = _fingerprint(src_path, src, info, config, scale, model_id)
@@ -287,7 +274,7 @@ def predict_raster(
         vrt = cog.strips_vrt(work / f"{kind}.vrt", parts, width, height, transform, crs,
                              band=1 if kind == "class" else 2)
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-            gcs.put_output(lambda local, v=vrt, k=kind: cog.write_cog(
+            files.put_output(lambda local, v=vrt, k=kind: cog.write_cog(
                 v, local, k, tags, compress=config.compress), path, work)
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
@@ -299,9 +286,9 @@ def predict_raster(
 def _finished(class_path: str, prob_path: str, run_hash: str) -> bool:
     """Whether both outputs exist and were written by this very run configuration."""
     for path in (class_path, prob_path):
-        if not gcs.exists(path):
+        if not files.exists(path):
             return False
-        with rasterio.open(gcs.gdal_path(path)) as ds:
+        with rasterio.open(files.gdal_path(path)) as ds:
             if ds.tags().get("isamap_run") != run_hash:
                 return False
     return True
@@ -311,7 +298,7 @@ def _prepare_work(work_dir: str | os.PathLike | None, out_prefix: str, run: dict
                   restart: bool) -> Path:
     if work_dir is None:
         name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
-        base = Path(".isamap-work") if gcs.is_gcs(out_prefix) else Path(out_prefix).parent
+        base = Path(".isamap-work") if files.is_gcs(out_prefix) else Path(out_prefix).parent
         work = base / f".{name}.partial"
     else:
         work = Path(work_dir)

@@ -7,7 +7,7 @@ Earth Engine copies the pixels and builds its own pyramids) or create a COG-back
 location and storage-class rules, checked here before any call). Optionally share the asset,
 wait for the task with a progress bar, and write a Code Editor script that shows it.
 
-Every Earth Engine call goes through :class:`gee_export.ee_session.EESession` (the one seam:
+Every Earth Engine call goes through :class:`gee_export.core.ee_session.EESession` (the one seam:
 retries with backoff, authentication failures as one clear error).
 """
 
@@ -24,11 +24,11 @@ from typing import Any
 import rasterio
 from tqdm.auto import tqdm
 
-from gee_export.ee_session import EESession, EETransport
-from gee_export.errors import ConfigError, EarthEngineError, StorageError
-from inference import gcs
+from gee_export.core.ee_session import EESession, EETransport
+from gee_export.core.errors import ConfigError, EarthEngineError, StorageError
+from gee_export.core.storage import files
+from inference.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.code_editor import code_editor_script
-from inference.manifest import Mode, asset_name, build_manifest, validate_manifest
 
 # image:importExternal reads COGs in place; Earth Engine only serves them from these.
 EXTERNAL_LOCATIONS = ("US", "US-CENTRAL1")
@@ -130,7 +130,7 @@ def check_external_bucket(uri: str, client: Any | None = None) -> None:
     US-CENTRAL1, or US-CENTRAL1 itself, in the Standard storage class.
     """
     try:
-        info = gcs.bucket_info(uri, client)
+        info = files.bucket_info(uri, client)
     except StorageError as exc:
         raise ConfigError(f"cannot read the bucket of {uri} to check its location ({exc}); "
                           "COG-backed assets need a readable bucket") from exc
@@ -160,7 +160,7 @@ def external_bucket_problems(location: str | None, data_locations: Sequence[str]
 
 
 def cog_properties(path: str) -> dict[str, str]:
-    with rasterio.open(gcs.gdal_path(path)) as ds:
+    with rasterio.open(files.gdal_path(path)) as ds:
         return ds.tags()
 
 
@@ -208,9 +208,9 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
         echo("# dry run: nothing uploaded, no Earth Engine call made")
         return PublishResult(name, manifest, script, manifest_path, script_path)
     for kind, path in (("class", request.class_path), ("probability", request.prob_path)):
-        if not gcs.is_gcs(path):
+        if not files.is_gcs(path):
             echo(f"uploading {path} -> {uris[kind]}")
-            gcs.upload_file(Path(path), uris[kind])
+            files.upload_file(Path(path), uris[kind])
     if request.mode == "external":
         for uri in uris.values():
             check_external_bucket(uri)
@@ -271,14 +271,14 @@ def _acl(request: PublishRequest) -> dict[str, Any]:
 
 
 def _target_uri(path: str, gcs_prefix: str | None, dry_run: bool) -> str:
-    if gcs.is_gcs(path):
+    if files.is_gcs(path):
         return path
     if not gcs_prefix:
         if dry_run:  # a placeholder the user sees in the printed manifest
             return f"gs://your-bucket/isamap/{Path(path).name}"
         raise ConfigError(f"{path} is local; pass --gcs-prefix gs://bucket/prefix to upload it "
                           "(Earth Engine ingests only from Cloud Storage)")
-    gcs.split_gcs(gcs_prefix.rstrip("/") + "/x")
+    files.split_gcs(gcs_prefix.rstrip("/") + "/x")
     return f"{gcs_prefix.rstrip('/')}/{Path(path).name}"
 
 

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from gee_export.errors import ModelError
+from gee_export.core.errors import ModelError
 from training.devices import Precision, resolve_device, resolve_precision
 
 Activation = Literal["auto", "softmax", "sigmoid"]

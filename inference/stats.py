@@ -29,8 +29,9 @@ from rasterio.warp import transform_geom
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
-from gee_export.errors import InputDataError
-from inference import cog, gcs
+from gee_export.core.errors import InputDataError
+from gee_export.core.storage import files
+from inference import cog
 
 NODATA = 255
 EARTH_RADIUS_KM = 6371.0088
@@ -116,8 +117,8 @@ def _zonal(path: str, zones: Sequence[Zone], codes: Sequence[int],
     """Per zone: km² of each code, of valid pixels, of nodata, and of ``weights`` (x/250)."""
     totals = {z.name: {**{str(c): 0.0 for c in codes}, "valid": 0.0, "nodata": 0.0,
                        "weighted": 0.0} for z in zones}
-    with rasterio.open(gcs.gdal_path(path)) as ds:
-        weights_ds = rasterio.open(gcs.gdal_path(weights_path)) if weights_path else None
+    with rasterio.open(files.gdal_path(path)) as ds:
+        weights_ds = rasterio.open(files.gdal_path(weights_path)) if weights_path else None
         try:
             if weights_ds and (weights_ds.shape, weights_ds.transform) != (ds.shape,
                                                                           ds.transform):
@@ -178,7 +179,7 @@ def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = Non
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                compress: cog.Compression = "DEFLATE") -> str:
     """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``)."""
-    with rasterio.open(gcs.gdal_path(class_a)) as a, rasterio.open(gcs.gdal_path(class_b)) as b:
+    with rasterio.open(files.gdal_path(class_a)) as a, rasterio.open(files.gdal_path(class_b)) as b:
         if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
             raise InputDataError(
                 f"{class_a} and {class_b} are not on the same grid (shape, transform, CRS); "
@@ -187,7 +188,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                    "dtype": "uint8", "crs": a.crs, "transform": a.transform,
                    "nodata": NODATA, "tiled": True, "blockxsize": 512, "blockysize": 512,
                    "compress": "ZSTD"}
-        parent = Path(out_path).parent if not gcs.is_gcs(out_path) else Path.cwd()
+        parent = Path(out_path).parent if not files.is_gcs(out_path) else Path.cwd()
         parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".isamap-change-", dir=parent))
         tmp = work / "change.tif"
@@ -202,7 +203,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
         tags = {"from": class_a, "to": class_b, "codes": json.dumps(CHANGE_CODES),
                 "version": a.tags().get("version", "")}
     try:
-        gcs.put_output(lambda local: cog.write_cog(tmp, local, "change", tags,
+        files.put_output(lambda local: cog.write_cog(tmp, local, "change", tags,
                                                    compress=compress), out_path, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gee_export.errors import ModelError
-from inference import cog, gcs, stats
-from inference.predict import OutputInfo, PredictConfig, PredictionResult, predict_raster
+from gee_export.core.errors import ModelError
+from gee_export.core.storage import files
+from inference import cog, stats
+from inference.cog import OutputInfo
+from inference.predict import PredictConfig, PredictionResult, predict_raster
 from inference.runtime import RuntimeOptions, TilePredictor
 
 ISA_NAMES = ("impervious", "isa", "built", "built-up", "urban")
@@ -104,10 +106,10 @@ def predict_with_model_file(
                             model_id=file_id(model_file), restart=restart, progress=progress)
     name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
     local = Path(local_dir) if local_dir else (
-        Path.cwd() if gcs.is_gcs(out_prefix) else Path(out_prefix).parent)
-    class_png = cog.quicklook(gcs.gdal_path(result.class_path), local / f"{name}_class.png",
+        Path.cwd() if files.is_gcs(out_prefix) else Path(out_prefix).parent)
+    class_png = cog.quicklook(files.gdal_path(result.class_path), local / f"{name}_class.png",
                               "class")
-    prob_png = cog.quicklook(gcs.gdal_path(result.prob_path), local / f"{name}_prob.png",
+    prob_png = cog.quicklook(files.gdal_path(result.prob_path), local / f"{name}_prob.png",
                              "probability")
     zone_list = stats.load_zones(zones, result.crs)
     rows = stats.isa_area(result.class_path, zone_list, result.prob_path, isa_class=index)

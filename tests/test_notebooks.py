@@ -18,7 +18,7 @@ import nbformat
 import pytest
 import rasterio
 
-from gee_export.index import read_index
+from gee_export.contract.index import read_index
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ("01_export_patches.ipynb", "02_train.ipynb", "03_predict_publish.ipynb")
@@ -72,7 +72,7 @@ def parameters(name: str, work: Path, monkeypatch) -> dict:
 
 
 def test_export_preview_cell_builds_the_recipe_offline(ee_offline, tmp_path, monkeypatch):
-    from tests.gee_export import ee_graph
+    from tests.support import ee_graph
 
     namespace = parameters(ORDER[0], tmp_path, monkeypatch)
     namespace["ee"] = ee_offline
@@ -90,9 +90,9 @@ def test_export_preview_cell_builds_the_recipe_offline(ee_offline, tmp_path, mon
 
 def test_stack_export_cell_rebuilds_the_export_recipe_offline(ee_offline, tmp_path,
                                                                monkeypatch):
-    from gee_export.grid import Grid
-    from gee_export.regions import parse_bbox
-    from tests.gee_export import ee_graph
+    from gee_export.contract.grid import Grid
+    from gee_export.contract.regions import parse_bbox
+    from tests.support import ee_graph
 
     namespace = parameters(ORDER[2], tmp_path, monkeypatch)
     grid = Grid.from_lonlat_bounds(parse_bbox(namespace["BBOX"]).bbox)

@@ -1,1 +1,5 @@
-"""Training of the papers' ISA models on isamap patches (models, losses, metrics, trainer)."""
+"""PyTorch training of the papers' models on isamap patch datasets.
+
+May import: ``gee_export.core``, ``gee_export.contract`` (and the backends, though nothing here
+needs them); never ``inference``.
+"""

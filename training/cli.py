@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Sequence
 
-from gee_export.errors import ConfigError, IsamapError
+from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.errors import ConfigError
 from training.config import config_from_mapping, load_config
 from training.devices import add_device_arguments
 
@@ -60,21 +60,24 @@ def train_parser() -> argparse.ArgumentParser:
     a("--stop-after", type=int, help="leave after N epochs (continue later with --resume)")
     a("--resume", action="store_const", const=True, help="continue the run in --out exactly")
     a("--no-progress", dest="progress", action="store_const", const=False)
+    add_logging_arguments(p)
     return p
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     args = vars(train_parser().parse_args(argv))
+    verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
+    configure_logging(verbose, quiet, debug)
+    return run_command("isamap-train", lambda: _train(args), debug=debug)
+
+
+def _train(args: dict) -> int:
     config = args.pop("config")
     overrides = {k: v for k, v in args.items() if v is not None}
-    try:
-        cfg = load_config(config, overrides) if config else config_from_mapping(overrides)
-        from training.train import train
+    cfg = load_config(config, overrides) if config else config_from_mapping(overrides)
+    from training.trainer import train
 
-        result = train(cfg)
-    except IsamapError as exc:
-        print(f"isamap-train: error: {exc}", file=sys.stderr)
-        return 2
+    result = train(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
     state = "finished" if result.finished else "stopped (continue with --resume)"
@@ -101,21 +104,23 @@ def evaluate_parser() -> argparse.ArgumentParser:
                    help="sample points for the point assessment (0: none)")
     p.add_argument("--point-seed", type=int, default=0)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_logging_arguments(p)
     return p
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     a = evaluate_parser().parse_args(argv)
-    try:
-        if a.batch_size < 1 or a.points < 0:
-            raise ConfigError("--batch-size must be >= 1 and --points >= 0")
-        from training.evaluate import evaluate
+    configure_logging(a.verbose, a.quiet, a.debug)
+    return run_command("isamap-evaluate", lambda: _evaluate(a), debug=a.debug)
 
-        res = evaluate(a.model, a.data, a.out, a.split, a.batch_size, a.device, a.precision,
-                       a.workers, a.points, a.point_seed, a.progress)
-    except IsamapError as exc:
-        print(f"isamap-evaluate: error: {exc}", file=sys.stderr)
-        return 2
+
+def _evaluate(a: argparse.Namespace) -> int:
+    if a.batch_size < 1 or a.points < 0:
+        raise ConfigError("--batch-size must be >= 1 and --points >= 0")
+    from training.evaluate import evaluate
+
+    res = evaluate(a.model, a.data, a.out, a.split, a.batch_size, a.device, a.precision,
+                   a.workers, a.points, a.point_seed, a.progress)
     print(res.table_path.read_text())
     print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}")
     return 0

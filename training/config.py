@@ -15,7 +15,7 @@ from typing import Literal
 
 import yaml
 
-from gee_export.errors import ConfigError
+from gee_export.core.errors import ConfigError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 

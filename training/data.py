@@ -25,16 +25,17 @@ import torch
 from scipy.ndimage import gaussian_filter
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from gee_export import index as _index
-from gee_export.errors import ConfigError, InputDataError
-from gee_export.storage import open_store
+from gee_export.contract import index as _index
+from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.storage import open_store
 
 Split = Literal["train", "val", "test"]
 LABEL_NODATA = 255
 
 
 # ------------------------------------------------------------------ index and manifest
-# Reading goes through the one storage seam (gee_export.storage / gee_export.index), so local
+# Reading goes through the one storage seam (gee_export.core.storage / gee_export.contract.index),
+# so local
 # folders and gs:// datasets behave alike and retries live in one place.
 def read_manifest(root: str | os.PathLike) -> dict:
     """The dataset manifest, refused when it lists no bands (nothing to train on)."""

@@ -16,7 +16,7 @@ import torch
 
 from training.config import TrainConfig
 from training.evaluate import evaluate
-from training.train import train
+from training.trainer import train
 
 DEMO_WIDTHS = (8, 16, 32, 64, 128)
 

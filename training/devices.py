@@ -12,7 +12,7 @@ from typing import Literal, get_args
 
 import torch
 
-from gee_export.errors import ConfigError
+from gee_export.core.errors import ConfigError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gee_export.errors import ConfigError
-from gee_export.storage import atomic_write
+from gee_export.core.errors import ConfigError
+from gee_export.core.storage import atomic_write
 from training.data import NormStats, PatchDataset, make_loader
 from training.devices import autocast_dtype
 from training.losses import main_output
@@ -33,7 +33,7 @@ from training.metrics import (
 )
 from training.modelfile import load_model_file
 from training.plots import plot_confusion
-from training.train import DistInfo, resolve_device
+from training.trainer import DistInfo, resolve_device
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gee_export.errors import ConfigError
+from gee_export.core.errors import ConfigError
 
 IGNORE_INDEX = 255
 Output = torch.Tensor | Mapping[str, torch.Tensor]

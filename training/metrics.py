@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from gee_export.errors import ConfigError
+from gee_export.core.errors import ConfigError
 
 IGNORE_INDEX = 255
 Z95 = 1.96  # the rounded normal quantile Olofsson et al. (2014) use for 95 % intervals

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gee_export.errors import ModelError
-from gee_export.storage import atomic_write
-from gee_export.version import code_version as _code_version
+from gee_export.core.errors import ModelError
+from gee_export.core.storage import atomic_write
+from gee_export.core.version import code_version as _code_version
 from training.models import create_model, model_module
 
 FORMAT = "isamap-model/1"

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gee_export.storage import atomic_write
+from gee_export.core.storage import atomic_write
 
 
 def _save(fig, path: Path) -> Path:

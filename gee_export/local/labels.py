@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gee_export.bands import LABEL_NODATA
-from gee_export.errors import ConfigError
-from gee_export.grid import Grid, Window
+from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.grid import Grid, Window
+from gee_export.core.errors import ConfigError
 from gee_export.local.scenes import BandRef
 from gee_export.local.warp import read_to_grid, source_resolution
 

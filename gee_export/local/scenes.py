@@ -27,7 +27,7 @@ from typing import Literal
 import rasterio
 from rasterio.errors import RasterioIOError
 
-from gee_export.errors import InputDataError
+from gee_export.core.errors import InputDataError
 
 Sensor = Literal["S1", "S2"]
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import rasterio
 
-from gee_export.errors import InputDataError
-from gee_export.grid import Grid, Window
+from gee_export.contract.grid import Grid, Window
+from gee_export.core.errors import InputDataError
 from gee_export.local.scenes import Scene
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL, SpeckleFilter, despeckle, halo_for
 from gee_export.local.warp import read_to_grid

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage, optimize, special
 
-from gee_export.errors import ConfigError
+from gee_export.core.errors import ConfigError
 
 SpeckleFilter = Literal["none", "boxcar", "lee", "gamma_map", "refined_lee", "lee_sigma"]
 SPECKLE_FILTERS: tuple[str, ...] = ("none", "boxcar", "lee", "gamma_map", "refined_lee",
@@ -40,7 +40,7 @@ REFINED_LEE_HALO = 3  # fixed 7x7 window
 _SUB_OFFSETS = tuple((dy, dx) for dy in (-2, 0, 2) for dx in (-2, 0, 2))
 # Lee (1981) gradient masks over the 3x3 array of sub-window means, one per edge direction
 # (vertical, main diagonal, horizontal, anti-diagonal): |sum of the first three - sum of the
-# last three|. The same tables as the Earth Engine side (gee_export/speckle.py).
+# last three|. The same tables as the Earth Engine side (gee_export/ee/speckle.py).
 _GRADIENTS = ((2, 5, 8, 0, 3, 6), (1, 2, 5, 3, 6, 7), (0, 1, 2, 6, 7, 8), (0, 1, 3, 5, 7, 8))
 # Per direction, the sub-window on each side of the edge: (side A, side B). The centre belongs
 # to side B when sub-window B's mean is strictly closer to the centre's mean.

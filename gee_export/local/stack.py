@@ -9,7 +9,7 @@ recipe finds the finished files (their ``ISAMAP_RECIPE`` tag matches) and does n
 Output (``docs/data-contract.md``, "Stack"): ``<out_dir>/stack_<month>_image.tif`` (float32,
 one band per name in ``bands``, NaN nodata, band descriptions = names),
 ``stack_<month>_label.tif`` (uint8, 255 nodata) and optionally ``stack_<month>_label_x<k>.tif``
-on ``grid.scaled(k)``. They are returned as a :class:`gee_export.patches.StackPaths`.
+on ``grid.scaled(k)``. They are returned as a :class:`gee_export.contract.patches.StackPaths`.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ import rasterio
 from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
-from gee_export import bands as band_registry
-from gee_export.errors import EmptyCompositeError, InputDataError
-from gee_export.grid import Grid, Window
+from gee_export.contract import bands as band_registry
+from gee_export.contract.grid import Grid, Window
+from gee_export.contract.patches import StackPaths
+from gee_export.core.errors import EmptyCompositeError, InputDataError
 from gee_export.local import sentinel1, sentinel2
 from gee_export.local.labels import ClassMapping, get_scheme, label_window
 from gee_export.local.scenes import BandRef, Scene, SceneCollection, discover_scenes, parse_month
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL, SPECKLE_FILTERS, SpeckleFilter
 from gee_export.local.warp import overlaps
-from gee_export.patches import StackPaths
 
 DEFAULT_BLOCK = 1024
 FINE_SCALES = (2, 4, 5, 8, 10)
@@ -145,7 +145,7 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
         scenes: a :class:`SceneCollection`, or a folder / glob / list of files to discover.
         grid: the target grid (CRS, 10 m transform, size).
         month: ``YYYY-MM``; scenes acquired in it are composited.
-        bands: stack band names from :mod:`gee_export.bands` (S2, S1 and quality bands), in
+        bands: stack band names from :mod:`gee_export.contract.bands` (S2, S1 and quality bands), in
             output order.
         label: label raster; None uses ``labels/label.tif`` found among the scenes, and with
             no label at all the label file is written as all-nodata (inference-only stacks).

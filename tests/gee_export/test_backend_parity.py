@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gee_export import speckle as ee_speckle
+from gee_export.ee import speckle as ee_speckle
 from gee_export.local import speckle as local_speckle
-from tests.gee_export.test_speckle import evaluate, gamma_map_regimes
+from tests.support.ee_graph import evaluate, gamma_map_regimes
 
 ENL = 4.4
 

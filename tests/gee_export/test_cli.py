@@ -11,9 +11,9 @@ import pytest
 from pyproj import Transformer
 
 from gee_export.cli import main
-from gee_export.grid import Grid
-from gee_export.index import read_index, read_manifest
-from gee_export.synthetic import generate_scene
+from gee_export.contract.grid import Grid
+from gee_export.contract.index import read_index, read_manifest
+from gee_export.local.synthetic import generate_scene
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,14 +41,14 @@ def test_dry_run_wuhan_offline(tmp_path):
 def test_unauthenticated_run_explains_what_to_do(tmp_path):
     proc = run_script("--bbox", "114.2,30.5,114.25,30.55", "--project", "my-project",
                       "--out", str(tmp_path / "out"), home=tmp_path)
-    assert proc.returncode == 2
+    assert proc.returncode == 1  # the environment (credentials), not the command line
     err = proc.stderr
     for needle in ("earthengine authenticate", "GOOGLE_APPLICATION_CREDENTIALS", "--project",
                    "--backend local", "Earth Engine is not authenticated"):
         assert needle in err, needle
     assert "Traceback" not in err
     proc = run_script("--bbox", "114.2,30.5,114.25,30.55", home=tmp_path)
-    assert proc.returncode == 2 and "no --project given" in proc.stderr
+    assert proc.returncode == 1 and "no --project given" in proc.stderr
 
 
 def test_code_editor_script(tmp_path, capsys):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gee_export.errors import ConfigError
+from gee_export.core.errors import ConfigError
 from inference.blending import strip_bounds, taper, tile_starts, tile_weights
 
 

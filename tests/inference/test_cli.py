@@ -7,7 +7,7 @@ import rasterio
 
 from inference.cli import predict_main, publish_main
 from inference.demo import run_demo_inference
-from tests.inference.conftest import BANDS, smooth_stack, write_stack
+from tests.support.rasters import BANDS, smooth_stack, write_stack
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
 

@@ -3,10 +3,11 @@ import pytest
 import rasterio
 from PIL import Image
 
-from inference.cog import cog_report, quicklook
-from inference.predict import OutputInfo, PredictConfig, predict_raster
+from inference.cog import OutputInfo, cog_report, quicklook
+from inference.predict import PredictConfig, predict_raster
 from inference.runtime import RuntimeOptions, TilePredictor
-from tests.inference.conftest import BANDS, conv1x1, smooth_stack, write_stack
+from tests.support.models import conv1x1
+from tests.support.rasters import BANDS, smooth_stack, write_stack
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,11 @@
 import numpy as np
 import rasterio
 
-from inference.cog import cog_report
-from inference.predict import OutputInfo, PredictConfig, predict_raster
+from inference.cog import OutputInfo, cog_report
+from inference.predict import PredictConfig, predict_raster
 from inference.runtime import RuntimeOptions, TilePredictor
-from tests.inference.conftest import BANDS, conv1x1, smooth_stack, write_stack
+from tests.support.models import conv1x1
+from tests.support.rasters import BANDS, smooth_stack, write_stack
 
 
 def test_predict_reads_and_writes_gs_paths(gcs_emulator, gcs_bucket, tmp_path, monkeypatch):

@@ -2,9 +2,9 @@ import copy
 
 import pytest
 
-from gee_export.errors import ConfigError
+from gee_export.core.errors import ConfigError
+from inference.asset_manifest import asset_name, build_manifest, month_range, validate_manifest
 from inference.code_editor import code_editor_script
-from inference.manifest import asset_name, build_manifest, month_range, validate_manifest
 
 URIS = {"class": "gs://maps-bucket/isa/w_class.tif", "probability": "gs://maps-bucket/isa/w_prob.tif"}
 NAME = "projects/my-project/assets/isamap/wuhan_2023-06"

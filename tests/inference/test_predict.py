@@ -8,18 +8,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.errors import ConfigError, InputDataError, ModelError
-from inference.predict import OutputInfo, PredictConfig, predict_raster
+from gee_export.core.errors import ConfigError, InputDataError, ModelError
+from inference.cog import OutputInfo
+from inference.predict import PredictConfig, predict_raster
 from inference.runtime import RuntimeOptions, TilePredictor
-from tests.inference.conftest import (
-    BANDS,
-    ConstantModel,
-    SuperRes,
-    conv1x1,
-    padded_convnet,
-    smooth_stack,
-    write_stack,
-)
+from tests.support.models import ConstantModel, SuperRes, conv1x1, padded_convnet
+from tests.support.rasters import BANDS, smooth_stack, write_stack
 
 FP32 = RuntimeOptions(precision="fp32")
 INFO = OutputInfo("test-model", BANDS, month="2023-06")
@@ -182,8 +176,10 @@ def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys, numpy as np
         sys.path.insert(0, {str(os.getcwd())!r})
-        from tests.inference.conftest import conv1x1, BANDS
-        from inference.predict import predict_raster, PredictConfig, OutputInfo
+        from tests.support.rasters import BANDS
+        from tests.support.models import conv1x1
+        from inference.cog import OutputInfo
+        from inference.predict import predict_raster, PredictConfig
         from inference.runtime import TilePredictor, RuntimeOptions
         model, calls = conv1x1(), [0]
         kill_after = int(sys.argv[1])

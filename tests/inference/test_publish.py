@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gee_export.errors import AuthenticationError, ConfigError, EarthEngineError
+from gee_export.core.errors import AuthenticationError, ConfigError, EarthEngineError
 from inference.publish import (
     EarthEngineAssets,
     PublishRequest,

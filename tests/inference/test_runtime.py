@@ -3,10 +3,12 @@ import pytest
 import rasterio
 import torch
 
-from gee_export.errors import ConfigError, ModelError
-from inference.predict import OutputInfo, PredictConfig, predict_raster
+from gee_export.core.errors import ConfigError, ModelError
+from inference.cog import OutputInfo
+from inference.predict import PredictConfig, predict_raster
 from inference.runtime import RuntimeOptions, TilePredictor, resolve_precision
-from tests.inference.conftest import BANDS, conv1x1, smooth_stack, write_stack
+from tests.support.models import conv1x1
+from tests.support.rasters import BANDS, smooth_stack, write_stack
 
 FP32 = RuntimeOptions(precision="fp32")
 

@@ -7,8 +7,8 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform_geom
 
-from gee_export.errors import InputDataError
-from gee_export.geotiff import write_geotiff
+from gee_export.contract.geotiff import write_geotiff
+from gee_export.core.errors import InputDataError
 from inference.cog import cog_report
 from inference.stats import (
     change_area,

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.errors import ConfigError, InputDataError
-from gee_export.grid import Grid
-from gee_export.index import read_manifest
-from gee_export.patches import PatchWriter
+from gee_export.contract.grid import Grid
+from gee_export.contract.index import read_manifest
+from gee_export.contract.patches import PatchWriter
+from gee_export.core.errors import ConfigError, InputDataError
+from tests.support.rasters import BANDS, write_patch_dataset
 from training.data import Augment, PatchDataset, compute_norm_stats, make_loader, read_index
-
-from .conftest import BANDS, write_patch_dataset
 
 
 def _raw_train_images(root: Path) -> np.ndarray:
@@ -113,7 +112,7 @@ def test_fixture_dataset_is_what_the_exporters_write(patch_root):
     """The training fixtures come from the real writer: records in image tags, real grid."""
     manifest = read_manifest(patch_root)
     grid = Grid.from_dict(manifest["grid"])
-    assert manifest["bands"] == BANDS and manifest["counts"]["per_split"] == {
+    assert manifest["bands"] == list(BANDS) and manifest["counts"]["per_split"] == {
         "train": 6, "val": 2, "test": 2}
     writer = PatchWriter(patch_root, grid, manifest["bands"], manifest["months"][0])
     from_tags = writer.finished_records()

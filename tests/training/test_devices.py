@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gee_export.errors import ConfigError
+from gee_export.core.errors import ConfigError
 from inference import runtime
-from training import devices, evaluate, train
+from training import devices, evaluate, trainer
 
 
 def test_every_command_uses_the_one_resolver():
@@ -45,7 +45,7 @@ def test_auto_on_the_cpu_is_bf16_only_where_the_cpu_computes_it_natively(monkeyp
 
 def test_device_names():
     assert devices.resolve_device("cpu") == torch.device("cpu")
-    assert train.resolve_device("cpu", train.DistInfo()) == torch.device("cpu")
+    assert trainer.resolve_device("cpu", trainer.DistInfo()) == torch.device("cpu")
     if torch.cuda.is_available():
         assert devices.resolve_device("cuda", local_rank=0) == torch.device("cuda", 0)
     else:

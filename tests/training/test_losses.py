@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gee_export.errors import ConfigError
+from gee_export.core.errors import ConfigError
 from training.losses import (
     CroFuseNetLoss,
     DiceFocalLoss,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gee_export.errors import ConfigError
+from gee_export.core.errors import ConfigError
 from training.metrics import (
     ConfusionMatrix,
     compute_metrics,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gee_export.errors import ModelError
+from gee_export.core.errors import ModelError
 from training.modelfile import ModelMeta, load_model_file, read_model_file, save_model_file
 from training.models import create_model
 
@@ -29,7 +29,7 @@ def test_round_trip_rebuilds_the_same_network(tmp_path):
     assert torch.equal(model(x)["out"], loaded(x)["out"])
     assert meta.bands == BANDS and meta.output_scale == 1
     assert meta.class_names == ("pervious", "impervious")
-    assert meta.module == "training.models" and meta.code_version
+    assert meta.module == "training.models.crofusenet" and meta.code_version
     assert meta.metrics["val"]["miou"] == 0.8
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temp file left behind
 

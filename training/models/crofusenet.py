@@ -17,8 +17,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from gee_export.errors import ModelError
+from gee_export.core.errors import ModelError
 from training.models.blocks import ConvBNReLU, SEAttention, check_divisible, init_weights
+from training.models.registry import register_model
 from training.models.unet import (
     WIDTHS,
     UNetDecoder,
@@ -147,3 +148,6 @@ def _pick(bands: list[str], names: Sequence[str] | None, sensor: str) -> list[in
 
 
 __all__ = ["CroFuseNet", "CrossFusion", "MultimodalAggregation"]
+
+
+register_model("crofusenet")(lambda c, k, **kw: CroFuseNet(c, k, **kw))

@@ -37,6 +37,7 @@ from training.models.blocks import (
     init_weights,
     resnet_stage,
 )
+from training.models.registry import register_model
 from training.models.unet import check_bands
 
 STAGE_BLOCKS: tuple[int, ...] = (3, 4, 6, 3)  # ResNet-50
@@ -109,3 +110,6 @@ class RUNetPP(nn.Module):
         y = self.level1(y, s0)
         y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
         return self.head(y)
+
+
+register_model("runetpp")(lambda c, k, **kw: RUNetPP(c, k, **kw))

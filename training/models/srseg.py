@@ -44,9 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gee_export.errors import ModelError
-from training.models import register_model
+from gee_export.core.errors import ModelError
 from training.models.blocks import ConvBNReLU, SEAttention, init_weights
+from training.models.registry import register_model
 from training.models.unet import UNet, UNetDecoder, UNetEncoder, check_bands
 
 SCALES = (2, 4, 5, 8, 10)

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from gee_export.bands import get_band
-from gee_export.errors import ModelError, UnknownBandError
+from gee_export.contract.bands import get_band
+from gee_export.core.errors import ModelError, UnknownBandError
 from training.models.blocks import ConvBNReLU, DoubleConv, check_divisible, init_weights
+from training.models.registry import register_model
 
 WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 512)
 
@@ -132,3 +133,8 @@ class UNet(nn.Module):
         if self.select:
             x = x.index_select(1, self.channels)
         return self.head(self.decoder(self.encoder(x))[-1])
+
+
+register_model("unet")(lambda c, k, **kw: UNet(c, k, **kw))
+register_model("unet-s2")(lambda c, k, **kw: UNet(c, k, sensor="S2", **kw))
+register_model("unet-s1")(lambda c, k, **kw: UNet(c, k, sensor="S1", **kw))

@@ -6,32 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
-from affine import Affine
 
-from gee_export.grid import Grid
+from gee_export.contract.grid import Grid
+from tests.support.rasters import CRS, write_band
 
-CRS = "EPSG:32633"
 X0, Y0 = 500_000.0, 5_000_000.0
 
 
-def write_band(path: Path, array: np.ndarray, *, res: float = 10.0, crs: str | None = CRS,
-               nodata: float | None = 0, tags: dict[str, str] | None = None,
-               descriptions: tuple[str, ...] | None = None) -> Path:
-    data = array[np.newaxis] if array.ndim == 2 else array
-    path.parent.mkdir(parents=True, exist_ok=True)
-    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
-               "count": data.shape[0], "dtype": data.dtype.name, "nodata": nodata,
-               "transform": Affine(res, 0, X0, 0, -res, Y0)}
-    if crs:
-        profile["crs"] = crs
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        if tags:
-            dst.update_tags(**tags)
-        if descriptions:
-            dst.descriptions = descriptions
-    return path
 
 
 @pytest.fixture

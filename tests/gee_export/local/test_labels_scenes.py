@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.errors import ConfigError, InputDataError
+from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.local.labels import ClassMapping, get_scheme
 from gee_export.local.scenes import canonical_band, date_from_text, discover_scenes
 from gee_export.local.sentinel1 import unit_from_values
 from gee_export.local.stack import build_local_stack
-
-from .conftest import write_band
+from tests.support.rasters import write_band
 
 
 def test_label_mode_on_grid_and_nearest_on_fine_grid(tmp_path, write_s2, small_grid):

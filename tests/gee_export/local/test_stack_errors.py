@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.errors import EmptyCompositeError, InputDataError
+from gee_export.core.errors import EmptyCompositeError, InputDataError
 from gee_export.local.scenes import discover_scenes
 from gee_export.local.stack import build_local_stack
-
-from .conftest import write_band
+from tests.support.rasters import write_band
 
 
 def _build(source, grid, month, bands, tmp_path, **kw):

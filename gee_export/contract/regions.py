@@ -1,0 +1,177 @@
+"""Named study regions, GeoJSON files and bounding boxes, all as one ``Region`` value.
+
+Built-in boxes are the administrative extents of the cities in the papers, rounded to about
+0.01 degree (Wuhan is exactly the CroFuseNet study area). They are deliberately boxes: a user
+who needs the exact boundary passes a GeoJSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gee_export.core.errors import ConfigError, UnknownRegionError
+
+
+@dataclass(frozen=True)
+class Region:
+    """An area of interest in longitude/latitude (EPSG:4326).
+
+    Attributes:
+        name: short identifier used in paths and manifests.
+        bbox: (west, south, east, north) in degrees.
+        geometry: GeoJSON geometry dict when the region is not just its box.
+        description: where the extent comes from.
+    """
+
+    name: str
+    bbox: tuple[float, float, float, float]
+    geometry: dict[str, Any] | None = field(default=None, compare=False)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        west, south, east, north = self.bbox
+        if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+            raise ConfigError(
+                f"region {self.name!r}: bbox {self.bbox} is not (west, south, east, north) "
+                "in degrees with west < east and south < north"
+            )
+
+    @property
+    def centroid(self) -> tuple[float, float]:
+        west, south, east, north = self.bbox
+        return (west + east) / 2.0, (south + north) / 2.0
+
+    def to_geojson(self) -> dict[str, Any]:
+        """The region's geometry; its box as a polygon when no finer geometry is known."""
+        if self.geometry is not None:
+            return self.geometry
+        west, south, east, north = self.bbox
+        ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+        return {"type": "Polygon", "coordinates": [ring]}
+
+    def approx_area_km2(self) -> float:
+        """Area of the bounding box on a sphere, for plans and sanity checks."""
+        west, south, east, north = self.bbox
+        r = 6371.0088
+        return (math.radians(east - west) * r * r
+                * abs(math.sin(math.radians(north)) - math.sin(math.radians(south))))
+
+
+def _dms(deg: int, minutes: int) -> float:
+    return round(deg + minutes / 60.0, 6)
+
+
+_BUILTIN: tuple[Region, ...] = (
+    Region("wuhan", (_dms(113, 41), _dms(29, 58), _dms(115, 5), _dms(31, 22)),
+           description="Wuhan, Hubei: 29°58'-31°22'N, 113°41'-115°05'E (CroFuseNet / WHU-IS)"),
+    Region("nanjing", (118.36, 31.23, 119.24, 32.62), description="Nanjing, Jiangsu"),
+    Region("suzhou", (119.91, 30.76, 121.36, 32.04), description="Suzhou, Jiangsu"),
+    Region("shanghai", (120.85, 30.67, 122.00, 31.88), description="Shanghai (mainland)"),
+    Region("beijing", (115.42, 39.44, 117.51, 41.06), description="Beijing"),
+    Region("baoding", (113.67, 38.17, 116.33, 40.00), description="Baoding, Hebei"),
+    Region("langfang", (116.11, 38.47, 117.25, 40.10), description="Langfang, Hebei"),
+    Region("urumqi", (86.62, 42.75, 88.97, 44.97), description="Urumqi, Xinjiang"),
+    Region("harbin", (125.70, 44.07, 130.17, 46.67), description="Harbin, Heilongjiang"),
+    Region("taiyuan", (111.52, 37.45, 113.15, 38.42), description="Taiyuan, Shanxi"),
+    Region("ganzi", (97.37, 27.97, 102.50, 34.34),
+           description="Garze Tibetan Autonomous Prefecture, Sichuan"),
+    Region("zhaotong", (102.87, 26.57, 105.32, 28.67), description="Zhaotong, Yunnan"),
+)
+
+REGIONS: dict[str, Region] = {r.name: r for r in _BUILTIN}
+
+
+def get_region(name: str) -> Region:
+    """Look up a built-in region by name (case-insensitive)."""
+    try:
+        return REGIONS[name.strip().lower()]
+    except KeyError:
+        raise UnknownRegionError(
+            f"unknown region {name!r}. Known regions: {', '.join(sorted(REGIONS))}. "
+            "For another area pass --region-file aoi.geojson or --bbox WEST,SOUTH,EAST,NORTH."
+        ) from None
+
+
+def parse_bbox(text: str, name: str = "bbox") -> Region:
+    """A region from ``WEST,SOUTH,EAST,NORTH`` in degrees."""
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise ConfigError(
+            f"--bbox {text!r} must be four numbers WEST,SOUTH,EAST,NORTH in degrees, "
+            "e.g. --bbox 114.2,30.4,114.5,30.7"
+        )
+    return Region(name, values, description=f"bounding box {text}")  # type: ignore[arg-type]
+
+
+def load_geojson(path: str | Path, name: str | None = None) -> Region:
+    """A region from a GeoJSON file (Feature, FeatureCollection or bare geometry) in EPSG:4326."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"region file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"region file {path} is not valid GeoJSON: {exc}") from None
+    crs_name = (data.get("crs") or {}).get("properties", {}).get("name", "")
+    if crs_name and not any(k in crs_name for k in ("4326", "CRS84")):
+        raise ConfigError(
+            f"region file {path} is in {crs_name}; GeoJSON regions must be longitude/latitude "
+            "(EPSG:4326). Reproject it, e.g. `ogr2ogr -t_srs EPSG:4326 out.geojson in.geojson`."
+        )
+    geometries = _geometries(data)
+    if not geometries:
+        raise ConfigError(f"region file {path} holds no Polygon or MultiPolygon geometry")
+    xs, ys = [], []
+    for geom in geometries:
+        for x, y in _coords(geom):
+            xs.append(float(x))
+            ys.append(float(y))
+    if any(abs(x) > 180 for x in xs) or any(abs(y) > 90 for y in ys):
+        raise ConfigError(
+            f"region file {path} has coordinates outside longitude/latitude range; it is "
+            "probably projected. Reproject it to EPSG:4326."
+        )
+    geometry = (geometries[0] if len(geometries) == 1
+                else {"type": "GeometryCollection", "geometries": geometries})
+    return Region(name or path.stem, (min(xs), min(ys), max(xs), max(ys)), geometry,
+                  description=f"GeoJSON file {path.name}")
+
+
+def resolve_region(name: str | None = None, region_file: str | Path | None = None,
+                   bbox: str | None = None) -> Region:
+    """The one region named by exactly one of the CLI's three ways of giving it."""
+    given = [v is not None for v in (name, region_file, bbox)]
+    if sum(given) != 1:
+        raise ConfigError("give exactly one of --region NAME, --region-file FILE, --bbox W,S,E,N")
+    if name is not None:
+        return get_region(name)
+    if region_file is not None:
+        return load_geojson(region_file)
+    return parse_bbox(bbox)  # type: ignore[arg-type]
+
+
+def _geometries(data: dict[str, Any]) -> list[dict[str, Any]]:
+    kind = data.get("type")
+    if kind == "FeatureCollection":
+        return [g for f in data.get("features", []) for g in _geometries(f)]
+    if kind == "Feature":
+        return _geometries(data.get("geometry") or {})
+    if kind in ("Polygon", "MultiPolygon"):
+        return [data]
+    if kind == "GeometryCollection":
+        return [g for sub in data.get("geometries", []) for g in _geometries(sub)]
+    return []
+
+
+def _coords(geom: dict[str, Any]):
+    rings = geom["coordinates"] if geom["type"] == "Polygon" else [
+        ring for poly in geom["coordinates"] for ring in poly]
+    for ring in rings:
+        yield from ((pt[0], pt[1]) for pt in ring)

@@ -1,0 +1,73 @@
+"""isamap's exception hierarchy, shared by gee_export, training and inference.
+
+Every class inherits a built-in as well, so callers that already catch ``ValueError`` or
+``OSError`` keep working. Messages say what is wrong *and* what to do about it. ``exit_code``
+is what a command exits with when the error ends it: 2 for bad input (the user can fix the
+command line or the files), 1 for the environment (storage, network, a remote service).
+"""
+
+from __future__ import annotations
+
+
+class IsamapError(Exception):
+    """Base class of every error isamap raises on purpose."""
+
+    exit_code: int = 2
+
+
+class ConfigError(IsamapError, ValueError):
+    """A parameter or option has a value that cannot work."""
+
+
+class UnknownRegionError(IsamapError, LookupError):
+    """A region name is not in the registry."""
+
+    def __str__(self) -> str:  # LookupError would quote the message like a key
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownBandError(IsamapError, LookupError):
+    """A band name is not in the band registry."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class GridError(IsamapError, ValueError):
+    """A grid, window or patch request is inconsistent (wrong CRS, outside the grid...)."""
+
+
+class InputDataError(IsamapError, ValueError):
+    """Input rasters are unusable: corrupt, missing a band, wrong CRS, wrong product level."""
+
+
+class EmptyCompositeError(IsamapError, ValueError):
+    """A composite has no valid observation (empty month, all-cloud scene)."""
+
+
+class StorageError(IsamapError, OSError):
+    """Reading or writing a local path or gs:// object failed."""
+
+    exit_code = 1
+
+
+class ChecksumMismatchError(StorageError):
+    """Bytes that arrived differ from the bytes that were sent."""
+
+
+class EarthEngineError(IsamapError, RuntimeError):
+    """An Earth Engine call failed for a reason other than authentication or quota."""
+
+    exit_code = 1
+
+
+class AuthenticationError(EarthEngineError):
+    """Earth Engine is not authenticated or has no Cloud project."""
+
+
+class QuotaError(EarthEngineError):
+    """Earth Engine kept refusing after the retry budget (HTTP 429 / resource exhausted)."""
+
+
+class ModelError(IsamapError, ValueError):
+    """A model name, checkpoint or model file is unusable."""

@@ -1,0 +1,134 @@
+"""computePixels requests for patches: sizing against the service limits, building, decoding.
+
+Pure functions (no server call): export.py sends what these build through the session.
+One request per patch carries every band and the label. A request is limited to 48 MB
+uncompressed, 32,768 pixels a side and 1,024 bands; a patch that would exceed any of them
+(hundreds of bands, or huge patches) is split into band groups, then into spatial tiles, and
+reassembled after decoding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gee_export.contract.grid import Grid, Window
+from gee_export.core.errors import ConfigError, EarthEngineError
+
+MAX_REQUEST_BYTES = 50_331_648  # 48 MiB, uncompressed
+MAX_REQUEST_SIDE = 32_768
+MAX_REQUEST_BANDS = 1_024
+BYTES_PER_VALUE = 4  # every band is requested as float32
+FLOAT_NODATA_BELOW = -1.0e38  # stack.FLOAT_NODATA marks masked pixels; anything this low is NaN
+
+
+@dataclass(frozen=True)
+class Limits:
+    """computePixels limits (overridable so tests can force splitting with tiny patches)."""
+
+    max_bytes: int = MAX_REQUEST_BYTES
+    max_side: int = MAX_REQUEST_SIDE
+    max_bands: int = MAX_REQUEST_BANDS
+
+
+@dataclass(frozen=True)
+class SubRequest:
+    """One computePixels call: a window of a grid and a group of bands."""
+
+    window: Window
+    bands: tuple[str, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return self.window.width * self.window.height * len(self.bands) * BYTES_PER_VALUE
+
+
+def split_request(window: Window, bands: tuple[str, ...],
+                  limits: Limits | None = None) -> list[SubRequest]:
+    """Cover ``window`` x ``bands`` with requests that each respect ``limits``.
+
+    Band groups come first (they need no stitching); only when a single band of the window is
+    too large is the window also cut into tiles.
+    """
+    limits = limits or Limits()
+    if not bands:
+        raise ConfigError("a pixel request needs at least one band")
+    side = limits.max_side
+    per_band = window.width * window.height * BYTES_PER_VALUE
+    if per_band > limits.max_bytes or window.width > side or window.height > side:
+        tile = min(side, math.isqrt(limits.max_bytes // BYTES_PER_VALUE))
+        if tile < 1:
+            raise ConfigError(f"request limit {limits.max_bytes} bytes is below one pixel")
+        out = []
+        for r in range(window.row_off, window.row_end, tile):
+            for c in range(window.col_off, window.col_end, tile):
+                sub = Window(r, c, min(tile, window.row_end - r), min(tile, window.col_end - c))
+                out.extend(split_request(sub, bands, limits))
+        return out
+    group = max(1, min(limits.max_bands, limits.max_bytes // per_band))
+    return [SubRequest(window, tuple(bands[i:i + group])) for i in range(0, len(bands), group)]
+
+
+def grid_spec(grid: Grid, window: Window) -> dict[str, Any]:
+    """The ``grid`` field of a computePixels request: ``window`` of ``grid``, same lattice."""
+    west, _, _, north = grid.window_bounds(window)
+    return {
+        "dimensions": {"width": window.width, "height": window.height},
+        "affineTransform": {"scaleX": grid.resolution, "shearX": 0.0, "translateX": west,
+                            "shearY": 0.0, "scaleY": -grid.resolution, "translateY": north},
+        "crsCode": grid.crs,
+    }
+
+
+def build_request(expression: Any, grid: Grid, sub: SubRequest) -> dict[str, Any]:
+    """A computePixels request for one sub-request (``expression`` holds every band)."""
+    return {
+        "expression": expression.select(list(sub.bands)) if expression is not None else None,
+        "fileFormat": "NUMPY_NDARRAY",
+        "bandIds": list(sub.bands),
+        "grid": grid_spec(grid, sub.window),
+    }
+
+
+def decode(result: Any, sub: SubRequest) -> np.ndarray:
+    """``(bands, height, width)`` float32 from a NUMPY_NDARRAY result; nodata becomes NaN."""
+    arr = np.asarray(result)
+    want = (sub.window.height, sub.window.width)
+    if arr.dtype.names:
+        missing = [b for b in sub.bands if b not in arr.dtype.names]
+        if missing or arr.shape != want:
+            raise EarthEngineError(
+                f"computePixels returned shape {arr.shape} with bands {arr.dtype.names}; "
+                f"expected {want} with {sub.bands}")
+        out = np.stack([arr[b].astype(np.float32) for b in sub.bands])
+    else:
+        if arr.shape != (*want, len(sub.bands)):
+            raise EarthEngineError(f"computePixels returned shape {arr.shape}, expected "
+                                   f"{(*want, len(sub.bands))}")
+        out = np.moveaxis(arr.astype(np.float32), -1, 0)
+    out[out <= FLOAT_NODATA_BELOW] = np.nan
+    return out
+
+
+def assemble(window: Window, bands: tuple[str, ...],
+             parts: list[tuple[SubRequest, np.ndarray]]) -> np.ndarray:
+    """Put decoded sub-requests back into one ``(bands, height, width)`` array."""
+    out = np.full((len(bands), window.height, window.width), np.nan, np.float32)
+    index = {b: i for i, b in enumerate(bands)}
+    for sub, data in parts:
+        rows = slice(sub.window.row_off - window.row_off, sub.window.row_end - window.row_off)
+        cols = slice(sub.window.col_off - window.col_off, sub.window.col_end - window.col_off)
+        for k, band in enumerate(sub.bands):
+            out[index[band], rows, cols] = data[k]
+    return out
+
+
+def to_label(values: np.ndarray) -> np.ndarray:
+    """A label band carried as float back to uint8 (anything not 0/1/... finite -> 255)."""
+    out = np.full(values.shape, 255, np.uint8)
+    ok = np.isfinite(values) & (values >= 0) & (values <= 255)
+    out[ok] = np.rint(values[ok]).astype(np.uint8)
+    return out

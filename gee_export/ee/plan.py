@@ -1,0 +1,142 @@
+"""``--dry-run``: what an export would do, computed locally without any Earth Engine call.
+
+The plan is pure arithmetic on the grid and the service limits, so a user can check the size
+and cost of a job (patch count, requests, bytes, batch tasks) before authenticating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from gee_export.contract.grid import Grid
+from gee_export.contract.regions import Region
+from gee_export.contract.splits import assign_splits
+from gee_export.ee.pixels import BYTES_PER_VALUE, Limits, split_request
+from gee_export.ee.tasks import DEFAULT_PATCHES_PER_TILE, file_dimensions, plan_tiles
+
+Method = Literal["pixels", "tasks"]
+AUTO_TASKS_ABOVE_KM2 = 5000.0  # interactive requests suit regions up to a few thousand km^2
+REQUESTS_PER_WORKER_S = 1.0  # rough observed rate of one 128 px multi-band request per worker
+
+
+def choose_method(requested: str, grid: Grid, out: str) -> Method:
+    """``auto`` picks batch tasks for very large regions written to Cloud Storage."""
+    if requested in ("pixels", "tasks"):
+        return requested  # type: ignore[return-value]
+    big = grid.area_km2 > AUTO_TASKS_ABOVE_KM2
+    return "tasks" if big and out.startswith("gs://") else "pixels"
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """Sizes of one export job (every month alike)."""
+
+    region: str
+    area_km2: float
+    grid: dict[str, Any]
+    months: tuple[str, ...]
+    bands: tuple[str, ...]
+    label: str
+    fine_scale: int | None
+    method: Method
+    out: str
+    positions: int
+    patches: int
+    requests_per_patch: int
+    requests: int
+    bytes_per_patch: int
+    bytes: int
+    tiles: int
+    tile_pixels: int
+    tasks: int
+    workers: int
+    hours_estimate: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[str, ...],
+              label: str, fine_scale: int | None, method: Method, out: str, workers: int,
+              patches_per_tile: int = DEFAULT_PATCHES_PER_TILE,
+              limits: Limits | None = None) -> ExportPlan:
+    """The plan of an export (pure: no Earth Engine, no storage access)."""
+    names = (*bands, "label")
+    patches_per_month = len(assign_splits(grid)) if grid.patch_count else 0
+    window = grid.patch_window(0, 0) if grid.patch_count else None
+    per_patch = len(split_request(window, names, limits)) if window else 0
+    patch_bytes = grid.patch_size ** 2 * len(names) * BYTES_PER_VALUE
+    if fine_scale:
+        fine = grid.scaled(fine_scale)
+        per_patch += len(split_request(fine.patch_window(0, 0), ("label",), limits))
+        patch_bytes += fine.patch_size ** 2 * BYTES_PER_VALUE
+    n_months = len(months)
+    tiles = plan_tiles(grid, patches_per_tile) if grid.patch_count else []
+    tile_px = file_dimensions(tiles[0].window) if tiles else 0
+    requests = per_patch * patches_per_month * n_months
+    hours = (requests / (workers * REQUESTS_PER_WORKER_S) / 3600.0) if method == "pixels" else 0.0
+    return ExportPlan(
+        region=region.name, area_km2=round(grid.area_km2, 1), grid=grid.to_dict(),
+        months=months, bands=bands, label=label, fine_scale=fine_scale, method=method, out=out,
+        positions=grid.patch_count * n_months, patches=patches_per_month * n_months,
+        requests_per_patch=per_patch, requests=requests if method == "pixels" else 0,
+        bytes_per_patch=patch_bytes, bytes=patch_bytes * patches_per_month * n_months,
+        tiles=len(tiles) * n_months, tile_pixels=tile_px,
+        tasks=len(tiles) * n_months * (2 if fine_scale else 1) if method == "tasks" else 0,
+        workers=workers, hours_estimate=round(hours, 5))
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if nbytes < 1024 or unit == "TB":
+            return f"{nbytes:,.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:,.1f} TB"  # pragma: no cover
+
+
+def format_plan(plan: ExportPlan) -> str:
+    """Human-readable plan, one fact per line."""
+    g = plan.grid
+    lines = [
+        f"Export plan (dry run: nothing was sent to Earth Engine) for region {plan.region!r}",
+        f"  grid        {g['crs']}, {g['width']} x {g['height']} px of {g['resolution']:g} m "
+        f"({plan.area_km2:,.1f} km2), origin ({g['x0']:.0f}, {g['y0']:.0f})",
+        f"  patches     {g['patch_size']} px every {g['stride']} px: {plan.positions:,} positions, "
+        f"{plan.patches:,} kept by the blocked 8:1:1 split ({len(plan.months)} month(s): "
+        f"{', '.join(plan.months)})",
+        f"  bands       {', '.join(plan.bands)} + label ({plan.label})"
+        + (f", fine label x{plan.fine_scale}" if plan.fine_scale else ""),
+        f"  method      {plan.method}",
+    ]
+    if plan.method == "pixels":
+        lines += [
+            f"  requests    {plan.requests:,} computePixels requests ({plan.requests_per_patch} "
+            f"per patch, limits 48 MB / 32,768 px / 1,024 bands respected), {plan.workers} "
+            "concurrent (max 40)",
+            f"  time        about {format_duration(plan.hours_estimate)} at "
+            f"~{REQUESTS_PER_WORKER_S:g} "
+            "request/s per worker (rough; depends on the recipe and the service)",
+        ]
+    else:
+        lines += [
+            f"  tasks       {plan.tasks:,} Export.image.toCloudStorage tasks of "
+            f"{plan.tiles:,} tiles (one {plan.tile_pixels} px GeoTIFF each), at most 2,500 "
+            "pending (limit 3,000)",
+        ]
+    lines += [
+        f"  bytes       {_size(plan.bytes)} uncompressed ({_size(plan.bytes_per_patch)} per "
+        "patch; files are deflate-compressed)",
+        f"  output      {plan.out}",
+    ]
+    return "\n".join(lines)
+
+
+def format_duration(hours: float) -> str:
+    """A rough duration in the unit a person reads best (small exports are not '0.0 h')."""
+    if hours >= 1.0:
+        return f"{hours:,.1f} h"
+    minutes = hours * 60.0
+    if minutes >= 1.0:
+        return f"{minutes:.0f} min"
+    return f"{max(1.0, minutes * 60.0):.0f} s"

@@ -1,0 +1,114 @@
+"""One Earth Engine image holding every band and the label, all on the dataset's grid.
+
+Co-registration by construction: every band is reprojected with the grid's ``crs`` and
+``crsTransform`` (never a ``scale``, which would let Earth Engine pick the origin), so patch
+requests at any window of the grid hit the same pixel lattice. Resampling happens exactly once
+per source pixel: continuous sources declare bilinear on each scene (sentinel1/sentinel2), the
+composites are computed directly on the grid, and the final reprojection onto the same grid moves
+nothing. Labels use mode (``reduceResolution``) when the source is a single fixed-projection
+image, and nearest on each scene when it is a composite (Dynamic World) computed on the grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gee_export.contract.bands import LABEL, get_band
+from gee_export.contract.grid import Grid
+from gee_export.core.errors import ConfigError
+from gee_export.ee.labels import LabelSource, label_image
+from gee_export.ee.sentinel1 import S1Recipe, s1_composite
+from gee_export.ee.sentinel2 import S2Recipe, TimeWindow, s2_composite
+
+FLOAT_NODATA = -3.0e38  # masked float pixels arrive as this (NUMPY_NDARRAY has no mask) -> NaN
+LABEL_MAX_PIXELS = 1024  # input pixels per output pixel for the label's mode (1 m -> 10 m: 100)
+
+
+@dataclass(frozen=True)
+class EERecipe:
+    """Everything that defines the Earth Engine stack besides the grid and the dates."""
+
+    bands: tuple[str, ...]
+    s1: S1Recipe = field(default_factory=S1Recipe)
+    s2: S2Recipe = field(default_factory=S2Recipe)
+    label: LabelSource | None = None
+    fine_scale: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in self.bands:
+            if get_band(name).sensor == "label":
+                raise ConfigError("'label' is not an image band; choose the label with --labels")
+        if self.fine_scale is not None and (self.fine_scale < 2 or self.label is None):
+            raise ConfigError("a fine-scale label needs --labels and an integer factor >= 2")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bands": list(self.bands), "s1": self.s1.to_dict(), "s2": self.s2.to_dict(),
+                "label": self.label.to_dict() if self.label else None,
+                "fine_scale": self.fine_scale}
+
+
+def on_grid(image, grid: Grid):
+    """``image`` reprojected onto ``grid`` with its crs and crsTransform."""
+    return image.reproject(crs=grid.crs, crsTransform=grid.crs_transform)
+
+
+def label_on_grid(label, grid: Grid, source: LabelSource):
+    """The label on ``grid``: mode of the source pixels, or nearest for composites."""
+    import ee
+
+    if source.kind != "dynamicworld":
+        label = label.reduceResolution(ee.Reducer.mode(), maxPixels=LABEL_MAX_PIXELS)
+    return on_grid(label, grid).rename(LABEL)
+
+
+def _source_of(name: str) -> str:
+    spec = get_band(name)
+    if spec.sensor == "S2" or name == "s2_clear_count":
+        return "S2"
+    if spec.sensor == "S1" or name == "s1_scene_count":
+        return "S1"
+    raise ConfigError(f"band {name!r} has no Earth Engine source")
+
+
+def build_stack(grid: Grid, window: TimeWindow, recipe: EERecipe, region,
+                s1_window: TimeWindow | None = None):
+    """The image to export, every band on ``grid``.
+
+    Bands: ``recipe.bands`` as float32 (masked -> FLOAT_NODATA), then ``label`` (0/1/255,
+    carried as float so one request holds everything) when a label source is set.
+
+    ``window`` is the Sentinel-2 window (possibly widened); Sentinel-1 uses the calendar month
+    (``s1_window``) since its scenes do not depend on the weather.
+    """
+    import ee
+
+    s1_window = s1_window or window
+    wanted = {"S2": [b for b in recipe.bands if _source_of(b) == "S2"],
+              "S1": [b for b in recipe.bands if _source_of(b) == "S1"]}
+    s2_img = s1_img = None
+    s2_spectral = tuple(b for b in wanted["S2"] if get_band(b).sensor == "S2") or ("B2",)
+    s1_pols = tuple(b for b in wanted["S1"] if get_band(b).sensor == "S1") or ("VV", "VH")
+    if wanted["S2"]:
+        s2_img = s2_composite(region, window.start, window.end, recipe.s2, s2_spectral)
+    if wanted["S1"]:
+        s1_img = s1_composite(region, s1_window.start, s1_window.end, recipe.s1, s1_pols)
+    parts = []
+    for name in recipe.bands:
+        src = s2_img if _source_of(name) == "S2" else s1_img
+        band = src.select([name]).toFloat().unmask(FLOAT_NODATA, False)
+        parts.append(on_grid(band, grid))
+    stack = ee.Image.cat(parts)
+    if recipe.label is not None:
+        label = label_image(recipe.label, region, window.start, window.end,
+                            int(window.month[:4]))
+        stack = stack.addBands(label_on_grid(label, grid, recipe.label).toFloat())
+    return stack
+
+
+def build_fine_label(grid: Grid, window: TimeWindow, recipe: EERecipe, region):
+    """The label on ``grid.scaled(fine_scale)``: same origin, integer finer pixels."""
+    if recipe.label is None or recipe.fine_scale is None:
+        raise ConfigError("no fine-scale label was requested")
+    label = label_image(recipe.label, region, window.start, window.end, int(window.month[:4]))
+    return label_on_grid(label, grid.scaled(recipe.fine_scale), recipe.label).toFloat()

@@ -1,0 +1,67 @@
+import json
+
+import pytest
+
+from gee_export.contract import regions
+from gee_export.core.errors import ConfigError, UnknownRegionError
+
+REQUIRED = ["wuhan", "nanjing", "suzhou", "shanghai", "beijing", "baoding", "langfang", "urumqi",
+            "harbin", "taiyuan", "ganzi", "zhaotong"]
+
+
+def test_wuhan_is_the_papers_study_area():
+    r = regions.get_region("Wuhan")
+    assert r.bbox == pytest.approx((113 + 41 / 60, 29 + 58 / 60, 115 + 5 / 60, 31 + 22 / 60))
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_required_regions_exist_and_are_plausible(name):
+    r = regions.get_region(name)
+    lon, lat = r.centroid
+    assert 73 < lon < 135 and 18 < lat < 54  # inside China's extent
+    assert 1_000 < r.approx_area_km2() < 400_000  # ganzi's box is the largest
+
+
+def test_unknown_region_lists_known_ones():
+    with pytest.raises(UnknownRegionError) as err:
+        regions.get_region("atlantis")
+    assert "wuhan" in str(err.value) and "--region-file" in str(err.value)
+
+
+def test_bbox_parsing_and_errors():
+    r = regions.parse_bbox("114.2, 30.4,114.5,30.7")
+    assert r.bbox == (114.2, 30.4, 114.5, 30.7)
+    for bad in ("1,2,3", "a,b,c,d", "114.5,30.4,114.2,30.7"):
+        with pytest.raises(ConfigError):
+            regions.parse_bbox(bad)
+
+
+def test_geojson_feature_collection(tmp_path):
+    poly = {"type": "Polygon", "coordinates": [[[114, 30], [114.5, 30], [114.5, 30.6], [114, 30]]]}
+    path = tmp_path / "aoi.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": poly}]}))
+    r = regions.load_geojson(path)
+    assert r.name == "aoi" and r.bbox == (114, 30, 114.5, 30.6) and r.to_geojson() == poly
+
+
+def test_geojson_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        regions.load_geojson(tmp_path / "missing.geojson")
+    bad = tmp_path / "bad.geojson"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid GeoJSON"):
+        regions.load_geojson(bad)
+    projected = tmp_path / "utm.geojson"
+    projected.write_text(json.dumps({"type": "Polygon", "coordinates": [
+        [[500000, 3300000], [510000, 3300000], [510000, 3310000], [500000, 3300000]]]}))
+    with pytest.raises(ConfigError, match="projected"):
+        regions.load_geojson(projected)
+
+
+def test_resolve_region_requires_exactly_one():
+    with pytest.raises(ConfigError, match="exactly one"):
+        regions.resolve_region()
+    with pytest.raises(ConfigError):
+        regions.resolve_region("wuhan", bbox="1,2,3,4")
+    assert regions.resolve_region(bbox="1,2,3,4").bbox == (1, 2, 3, 4)

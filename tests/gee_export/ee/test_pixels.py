@@ -1,0 +1,76 @@
+"""computePixels request sizing, building and decoding (pure functions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gee_export.contract.grid import Grid, Window
+from gee_export.core.errors import EarthEngineError
+from gee_export.ee.pixels import (
+    MAX_REQUEST_BYTES,
+    Limits,
+    SubRequest,
+    assemble,
+    build_request,
+    decode,
+    grid_spec,
+    split_request,
+    to_label,
+)
+
+
+def covered(window: Window, bands, subs) -> np.ndarray:
+    hits = np.zeros((len(bands), window.height, window.width), int)
+    for s in subs:
+        rows = slice(s.window.row_off - window.row_off, s.window.row_end - window.row_off)
+        cols = slice(s.window.col_off - window.col_off, s.window.col_end - window.col_off)
+        for b in s.bands:
+            hits[bands.index(b), rows, cols] += 1
+    return hits
+
+
+@pytest.mark.parametrize("size,nbands,limits,expected", [
+    (128, 7, Limits(), 1),  # the paper's patch: one request
+    (2048, 8, Limits(), 3),  # 16 MiB per band: three bands per request
+    (64, 2000, Limits(), 2),  # the 1,024-band limit
+    (40_000, 1, Limits(), None),  # wider than 32,768 px: tiles
+    (128, 7, Limits(max_bytes=128 * 128 * 4 * 3), 3),
+])
+def test_split_respects_every_limit(size, nbands, limits, expected):
+    window = Window(80, 160, size, size)
+    bands = tuple(f"b{i}" for i in range(nbands))
+    subs = split_request(window, bands, limits)
+    if expected is not None:
+        assert len(subs) == expected
+    for s in subs:
+        assert s.nbytes <= limits.max_bytes and len(s.bands) <= limits.max_bands
+        assert s.window.width <= limits.max_side and s.window.height <= limits.max_side
+    if size * size * nbands < 5e7:
+        assert np.all(covered(window, list(bands), subs) == 1)  # everything exactly once
+    assert MAX_REQUEST_BYTES == 48 * 1024 * 1024
+
+
+def test_request_and_decode_roundtrip(ee_offline):
+    grid = Grid("EPSG:32650", 238000.0, 3385000.0, 400, 400)
+    window = grid.patch_window(1, 2)
+    sub = SubRequest(window, ("B2", "label"))
+    req = build_request(ee_offline.Image.constant([1, 2]).rename(["B2", "label"]), grid, sub)
+    assert req["fileFormat"] == "NUMPY_NDARRAY" and req["bandIds"] == ["B2", "label"]
+    assert req["grid"] == grid_spec(grid, window)
+    assert req["grid"]["affineTransform"]["translateX"] == 238000.0 + 160 * 10
+    assert req["grid"]["affineTransform"]["translateY"] == 3385000.0 - 80 * 10
+    assert req["grid"]["crsCode"] == "EPSG:32650"
+    arr = np.zeros((128, 128), dtype=[("B2", "<f4"), ("label", "<f4")])
+    arr["B2"] = 0.25
+    arr["B2"][0, 0] = -3.0e38
+    arr["label"] = 1
+    arr["label"][5, 5] = 255
+    out = decode(arr, sub)
+    assert out.shape == (2, 128, 128) and np.isnan(out[0, 0, 0]) and out[0, 1, 1] == 0.25
+    lab = to_label(out[1])
+    assert lab.dtype == np.uint8 and lab[5, 5] == 255 and lab[0, 0] == 1
+    with pytest.raises(EarthEngineError, match="expected"):
+        decode(arr[:10], sub)
+    whole = assemble(window, ("B2", "label"), [(sub, out)])
+    np.testing.assert_array_equal(whole, out)

@@ -1,0 +1,46 @@
+"""The dry-run plan: pure arithmetic on the grid and the service limits."""
+
+from __future__ import annotations
+
+from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
+from gee_export.contract.grid import Grid
+from gee_export.contract.regions import get_region
+from gee_export.contract.splits import assign_splits
+from gee_export.ee.plan import choose_method, format_plan, make_plan
+
+
+def test_plan_numbers():
+    region = get_region("wuhan")
+    grid = Grid("EPSG:32650", 200000.0, 3400000.0, 1008, 848)  # 12 x 10 patch positions
+    plan = make_plan(region, grid, ("2019-06", "2019-07"), DEFAULT_IMAGE_BANDS, "worldcover",
+                     4, "pixels", "gs://b/p", 16)
+    kept = len(assign_splits(grid))
+    assert plan.positions == 2 * 120 and plan.patches == 2 * kept
+    assert plan.requests_per_patch == 2  # stack + fine label
+    assert plan.requests == 2 * 2 * kept
+    assert plan.bytes_per_patch == 128 * 128 * 7 * 4 + 512 * 512 * 4
+    assert plan.tasks == 0
+    tasks = make_plan(region, grid, ("2019-06",), DEFAULT_IMAGE_BANDS, "worldcover", None,
+                      "tasks", "gs://b/p", 16, patches_per_tile=5)
+    assert tasks.tiles == 3 * 2 and tasks.tasks == 6 and tasks.requests == 0
+    assert tasks.tile_pixels % 256 == 0
+    text = format_plan(tasks)
+    assert "6 Export.image.toCloudStorage tasks" in text and "3,000" in text
+
+
+def test_choose_method():
+    small = Grid("EPSG:32650", 0.0, 0.0, 1000, 1000)  # 100 km2
+    big = Grid("EPSG:32650", 0.0, 0.0, 30000, 30000)  # 90,000 km2
+    assert choose_method("auto", small, "gs://b") == "pixels"
+    assert choose_method("auto", big, "gs://b") == "tasks"
+    assert choose_method("auto", big, "/data") == "pixels"  # tasks need a bucket
+    assert choose_method("tasks", small, "gs://b") == "tasks"
+
+
+def test_durations_are_readable_for_small_and_large_exports():
+    from gee_export.ee.plan import format_duration
+
+    assert format_duration(2.345) == "2.3 h"
+    assert format_duration(0.25) == "15 min"
+    assert format_duration(0.0001) == "1 s"
+    assert format_duration(0.005) == "18 s"

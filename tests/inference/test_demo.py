@@ -1,0 +1,103 @@
+"""The demo end to end on a small SYNTHETIC scene, and its composite's known answers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+
+from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
+from gee_export.contract.index import read_index, read_manifest
+from gee_export.local.synthetic import BUILDING, CLASS_S1, CLASS_S2, S2_BANDS, VEGETATION, WATER
+from inference.demo import main
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    return out, main(["--out", str(out), "--size", "608", "--until", "patches"])
+
+
+def test_demo_writes_and_reports_every_output(demo_run, capsys):
+    out, code = demo_run
+    assert code == 0
+    manifest = read_manifest(out / "patches")
+    assert manifest["backend"] == "synthetic" and manifest["bands"] == list(DEFAULT_IMAGE_BANDS)
+    records = read_index(out / "patches")
+    assert len(records) == manifest["counts"]["patches"] > 0
+    assert {r["split"] for r in records} == {"train", "val", "test"}
+    assert all((out / "patches" / r["label_fine"]).exists() for r in records)
+    for png in ("composite_rgb.png", "label.png"):
+        with Image.open(out / "quicklooks" / png) as img:
+            assert img.size == (608, 608) and img.mode == "RGB"
+    assert (out / "scene" / "SYNTHETIC_README.txt").exists()
+    # a second run reports the same places and writes nothing
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert main(["--out", str(out), "--size", "608", "--until", "patches"]) == 0
+    printed = capsys.readouterr().out
+    for key in ("synthetic scene", "stack (image)", "index", "manifest", "quick-look label"):
+        assert key in printed
+    assert str(out / "patches" / "index.jsonl") in printed and "0 written" in printed
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_demo_composite_recovers_the_class_signatures(demo_run):
+    out, _ = demo_run
+    with rasterio.open(out / "stack" / "2019-06" / "stack_2019-06_image.tif") as src:
+        assert src.descriptions == DEFAULT_IMAGE_BANDS and src.tags()["SYNTHETIC"] == "yes"
+        image = src.read()
+    from gee_export.local.synthetic import generate_scene
+
+    scene_params = json.loads((out / "scene" / "scene.json").read_text())
+    scene = generate_scene(out / "scene", seed=scene_params["seed"], width=608, height=608)
+    fractions = scene.class_fractions()
+    assert np.isfinite(image).mean() > 0.999  # clouds masked, but some clear date everywhere
+    for code in (BUILDING, VEGETATION, WATER):
+        pure = fractions[code] == 1.0
+        for i, band in enumerate(("B02", "B03", "B04", "B08")):
+            want = CLASS_S2[code][S2_BANDS.index(band)]
+            assert np.nanmean(image[i][pure]) == pytest.approx(want, rel=0.06, abs=0.004)
+        for i, pol in ((4, 0), (5, 1)):  # VV, VH in dB from the linear mean
+            want_db = 10 * np.log10(CLASS_S1[code][pol])
+            assert np.median(image[i][pure]) == pytest.approx(want_db, abs=0.6)
+
+
+def test_demo_recuts_patches_when_its_stack_changes(demo_run, capsys):
+    out, _ = demo_run
+    (image,) = (out / "stack" / "2019-06").glob("*image.tif")
+    image.write_bytes(image.read_bytes())  # same content, new modification time
+    capsys.readouterr()
+    assert main(["--out", str(out), "--size", "608", "--until", "patches"]) == 0
+    printed = capsys.readouterr().out
+    written = int(printed.split("patch counts")[1].split()[0])
+    assert written == len(read_index(out / "patches")) > 0
+
+
+def test_demo_runs_the_whole_chain_to_published_dry_run(tmp_path, capsys):
+    """scene -> stack -> patches -> train -> evaluate -> COGs + area -> publish --dry-run."""
+    from training.modelfile import load_model_file
+
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--size", "480", "--epochs", "1", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    _, meta = load_model_file(out / "model" / "train" / "model.pt")
+    assert list(meta.bands) == list(DEFAULT_IMAGE_BANDS)
+    metrics = json.loads((out / "model" / "evaluate" / "metrics.json").read_text())
+    pixel = metrics["pixel"]
+    assert metrics["split"] == "test" and np.sum(pixel["matrix"]) > 0
+    assert 0.0 <= pixel["oa"] <= 1.0 and -1.0 <= pixel["kappa"] <= 1.0
+    (class_cog,) = (out / "prediction").glob("*_class.tif")
+    with rasterio.open(class_cog) as src, rasterio.open(
+            next((out / "stack").rglob("*_image.tif"))) as stack:
+        assert src.transform == stack.transform and src.crs == stack.crs
+        assert set(np.unique(src.read(1))) <= {0, 1, 255}
+        assert src.tags().get("LAYOUT", src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")) == "COG"
+    manifest = json.loads(next((out / "prediction").glob("*.manifest.json")).read_text())
+    assert manifest["name"].endswith("demo_isa_2019-06") and manifest["tilesets"]
+    area = json.loads(next((out / "prediction").glob("*_area.json")).read_text())
+    assert 0.0 < area[0]["isa_fraction"] < 1.0
+    assert "Code Editor script" in printed and "dry run" in printed

@@ -1,0 +1,50 @@
+"""Plain-torch models with known outputs, for testing the inference engine without training."""
+
+from __future__ import annotations
+
+import torch
+
+from tests.support.rasters import BANDS
+
+
+class ConstantModel(torch.nn.Module):
+    """Logits independent of the input: any seam or gap in the blend shows directly."""
+
+    def __init__(self, logits=(0.3, -0.4)) -> None:
+        super().__init__()
+        self.register_buffer("logits", torch.tensor(logits, dtype=torch.float32))
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        return self.logits.view(1, -1, 1, 1).expand(n, -1, h, w) + 0 * self.dummy
+
+
+def conv1x1(channels: int = len(BANDS), classes: int = 2, seed: int = 0) -> torch.nn.Module:
+    """Per-pixel model: tiling cannot change its output at all."""
+    torch.manual_seed(seed)
+    return torch.nn.Conv2d(channels, classes, 1)
+
+
+def padded_convnet(channels: int = len(BANDS), classes: int = 2, seed: int = 0):
+    """Zero-padded 3x3 convolutions: tile edges see padding, so unblended tiles leave seams."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(channels, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, classes, 3, padding=1),
+    )
+
+
+class SuperRes(torch.nn.Module):
+    """A 1x1 conv followed by nearest upsampling by s, returning the contract's dict form."""
+
+    def __init__(self, channels: int = len(BANDS), scale: int = 2) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.head = torch.nn.Conv2d(channels, 2, 1)
+        self.scale = scale
+
+    def forward(self, x):
+        out = torch.nn.functional.interpolate(self.head(x), scale_factor=self.scale)
+        return {"out": out, "aux": out.detach()}

@@ -1,0 +1,139 @@
+"""Small real rasters for tests: stacks, scenes, patch datasets, all written as real GeoTIFFs.
+
+Every writer goes through the project's own writers where one exists (``write_geotiff``,
+``PatchWriter`` + ``commit_month``), so tests read exactly what the exporters produce.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from scipy.ndimage import gaussian_filter
+
+from gee_export.contract.dataset import DatasetSpec, commit_month
+from gee_export.contract.geotiff import write_geotiff
+from gee_export.contract.grid import Grid
+from gee_export.contract.patches import PatchWriter, StackPaths
+from gee_export.core.storage import LocalStore
+
+BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
+
+
+def make_stack(folder: Path, width: int = 448, height: int = 448, fine_scale: int | None = 2,
+               seed: int = 0, month: str = "2019-06", image_fine: bool = False
+               ) -> tuple[StackPaths, dict[str, np.ndarray]]:
+    """Write an image stack, label and fine label with a NaN area and an unlabelled area."""
+    rng = np.random.default_rng(seed)
+    grid = Grid("EPSG:32650", 238000.0, 3385000.0, width, height)
+    image = rng.normal(0.1, 0.02, (len(BANDS), height, width)).astype(np.float32)
+    image[:, : height // 4, : width // 4] = np.nan  # a no-data corner
+    image[2, height // 2, width // 2] = np.inf  # a single non-finite pixel
+    cells = rng.integers(0, 2, (height // 16 + 1, width // 16 + 1), dtype=np.uint8)
+    label = np.kron(cells, np.ones((16, 16), np.uint8))[:height, :width].copy()
+    label[-height // 5:, -width // 5:] = 255  # an unlabelled corner
+    folder.mkdir(parents=True, exist_ok=True)
+    write_geotiff(folder / "image.tif", image, grid.transform, grid.crs, float("nan"),
+                  descriptions=list(BANDS))
+    write_geotiff(folder / "label.tif", label, grid.transform, grid.crs, 255,
+                  descriptions=["label"])
+    arrays = {"image": image, "label": label}
+    label_fine_path = None
+    if fine_scale:
+        fine = np.kron(label, np.ones((fine_scale, fine_scale), np.uint8))
+        label_fine_path = str(folder / f"label_x{fine_scale}.tif")
+        write_geotiff(label_fine_path, fine, grid.scaled(fine_scale).transform, grid.crs, 255,
+                      descriptions=["label"])
+        arrays["label_fine"] = fine
+    image_fine_path = None
+    if fine_scale and image_fine:
+        fine_image = rng.random((3, height * fine_scale, width * fine_scale), np.float32)
+        image_fine_path = str(folder / f"image_x{fine_scale}.tif")
+        write_geotiff(image_fine_path, fine_image, grid.scaled(fine_scale).transform, grid.crs,
+                      float("nan"), descriptions=["R", "G", "B"])
+        arrays["image_fine"] = fine_image
+    stack = StackPaths(grid, BANDS, month, str(folder / "image.tif"), str(folder / "label.tif"),
+                       label_fine=label_fine_path, fine_scale=fine_scale,
+                       image_fine=image_fine_path)
+    return stack, arrays
+
+
+CRS = "EPSG:32633"
+X0, Y0 = 500_000.0, 5_000_000.0
+
+
+def write_band(path: Path, array: np.ndarray, *, res: float = 10.0, crs: str | None = CRS,
+               nodata: float | None = 0, tags: dict[str, str] | None = None,
+               descriptions: tuple[str, ...] | None = None) -> Path:
+    data = array[np.newaxis] if array.ndim == 2 else array
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
+               "count": data.shape[0], "dtype": data.dtype.name, "nodata": nodata,
+               "transform": Affine(res, 0, X0, 0, -res, Y0)}
+    if crs:
+        profile["crs"] = crs
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        if tags:
+            dst.update_tags(**tags)
+        if descriptions:
+            dst.descriptions = descriptions
+    return path
+
+
+def write_patch_dataset(root: Path, n: int = 10, size: int = 32, bands=BANDS, seed: int = 0,
+                        splits=None, fine_scale: int | None = None,
+                        nan_patch: bool = False) -> Path:
+    """Write ``n`` patches (one grid row of ``size`` px patches) as a patch dataset at ``root``.
+
+    ``splits`` gives each patch's split in column order (default: all but four train, then two
+    val, two test); ``fine_scale`` adds the label at that factor (block-replicated).
+    """
+    rng = np.random.default_rng(seed)
+    splits = splits or (["train"] * (n - 4) + ["val"] * 2 + ["test"] * 2)
+    month = "2024-06"
+    grid = Grid("EPSG:32650", 500000.0, 3400000.0, size * n, size, 10.0, size, size)
+    store = LocalStore(root)
+    writer = PatchWriter(store, grid, bands, month, fine_scale=fine_scale,
+                         splits={(0, i): split for i, split in enumerate(splits)})
+    records = []
+    for i in range(n):
+        field = gaussian_filter(rng.normal(size=(size, size)), 3)
+        label = (field > np.quantile(field, 0.6)).astype(np.uint8)
+        isa = label.astype(np.float32)
+        img = np.empty((len(bands), size, size), np.float32)
+        for b, name in enumerate(bands):
+            if name.startswith("V"):
+                img[b] = -15 + 8 * isa + rng.normal(0, 1.5, label.shape)
+            else:
+                img[b] = 0.05 + 0.1 * isa + 0.01 * b + rng.normal(0, 0.02, label.shape)
+        if nan_patch and i == 0:
+            img[:, :4, :4] = np.nan
+        fine = np.kron(label, np.ones((fine_scale, fine_scale), np.uint8)) if fine_scale else None
+        records.append(writer.write(0, i, img, label, label_fine=fine))
+    spec = DatasetSpec(grid, tuple(bands), fine_scale=fine_scale, backend="synthetic",
+                       region="test", min_valid_fraction=0.5)
+    commit_month(store, spec, month, records, complete=True)
+    return root
+
+
+def write_stack(path: Path, data: np.ndarray, bands=BANDS, res: float = 10.0,
+                nodata: float | None = float("nan")) -> Path:
+    """A float32 stack GeoTIFF with band descriptions, as a backend writes it."""
+    return write_geotiff(path, data.astype("float32"), Affine(res, 0, 500000, 0, -res, 3400000),
+                         "EPSG:32650", nodata, descriptions=bands[: data.shape[0]])
+
+
+def smooth_stack(height: int, width: int, count: int = len(BANDS), seed: int = 0) -> np.ndarray:
+    """Spatially correlated values (a few sinusoids) so conv models see structure."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    out = np.empty((count, height, width), dtype=np.float32)
+    for c in range(count):
+        fy, fx = rng.uniform(0.01, 0.08, 2)
+        phase = rng.uniform(0, 6.28)
+        noise = 0.1 * rng.normal(size=(height, width))
+        out[c] = np.sin(fy * yy + phase) * np.cos(fx * xx) + noise
+    return out

@@ -1,0 +1,198 @@
+"""The trainer: overfit, bit-identical resume, early stopping, no duplicate work, output scale."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import Subset
+
+from gee_export.core.errors import ConfigError
+from training.cli import evaluate_main, train_main
+from training.config import TrainConfig, load_config
+from training.data import PatchDataset, compute_norm_stats
+from training.losses import build_loss
+from training.modelfile import ModelMeta, load_model_file
+from training.models import create_model
+from training.trainer import Trainer, train
+
+TINY = {"widths": [4, 8, 16, 32, 64]}
+
+
+def _cfg(root, out, **over) -> TrainConfig:
+    base = dict(data=str(root), out_dir=str(out), model="unet", model_kwargs=TINY, epochs=3,
+                batch_size=2, lr=1e-3, num_workers=0, precision="fp32", progress=False)
+    return TrainConfig(**{**base, **over})
+
+
+def test_resumed_run_is_bit_identical(patch_root, tmp_path):
+    full = train(_cfg(patch_root, tmp_path / "a"))
+    part = train(_cfg(patch_root, tmp_path / "b", stop_after=2))
+    assert part.epochs_run == 2 and not part.finished
+    resumed = train(_cfg(patch_root, tmp_path / "b", resume=True))
+    assert resumed.finished and resumed.epochs_run == 3
+    a = torch.load(full.checkpoint_path, weights_only=True)
+    b = torch.load(resumed.checkpoint_path, weights_only=True)
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["optimizer"]["state"][0]["exp_avg"].equal(b["optimizer"]["state"][0]["exp_avg"])
+    strip = [{k: v for k, v in r.items() if k not in ("seconds", "train_patches_per_s")}
+             for r in a["history"]]
+    assert strip == [{k: v for k, v in r.items() if k not in ("seconds", "train_patches_per_s")}
+                     for r in b["history"]]
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]  # no duplicated epochs
+    assert (tmp_path / "b" / "learning_curves.png").stat().st_size > 1000
+    # Re-running a finished run does no work; a fresh run over it must be explicit.
+    mtime = resumed.checkpoint_path.stat().st_mtime_ns
+    again = train(_cfg(patch_root, tmp_path / "b", resume=True))
+    assert again.epochs_run == 3 and resumed.checkpoint_path.stat().st_mtime_ns == mtime
+    with pytest.raises(ConfigError, match="--resume"):
+        train(_cfg(patch_root, tmp_path / "b"))
+
+
+def test_tiny_overfit_reaches_iou_above_095(patch_root, tmp_path):
+    torch.manual_seed(0)
+    raw = PatchDataset(patch_root, "train")
+    norm = compute_norm_stats(raw)
+    ds = Subset(PatchDataset(patch_root, "train", norm=norm), [0, 1, 2])  # a plain dataset
+    model = create_model("crofusenet", 6, bands=list(raw.bands), **TINY)
+    meta = ModelMeta("crofusenet", 6, 2, raw.bands, norm.mean, norm.std,
+                     model_kwargs={"bands": list(raw.bands), **TINY})
+    cfg = _cfg(patch_root, tmp_path / "fit", model="crofusenet", epochs=30, batch_size=1,
+               lr=1e-2, patience=30)
+    res = Trainer(cfg, model, build_loss("crofusenet"), ds, ds, meta).fit()
+    loaded, _ = load_model_file(res.model_path)
+    with torch.no_grad():
+        x = torch.stack([ds[i]["image"] for i in range(len(ds))])
+        y = torch.stack([ds[i]["label"] for i in range(len(ds))])
+        pred = loaded(x)["out"].argmax(1)
+    inter = ((pred == 1) & (y == 1)).sum().item()
+    union = ((pred == 1) | (y == 1)).sum().item()
+    assert inter / union > 0.95, res
+
+
+def test_early_stopping_after_patience(patch_root, tmp_path):
+    res = train(_cfg(patch_root, tmp_path / "es", epochs=20, patience=2, lr=1e-12))
+    assert res.finished and res.epochs_run == 3 and res.best_epoch == 1
+
+
+def test_bf16_channels_last_and_dice_focal_path(patch_root, tmp_path):
+    """What the convolutions actually see: bf16 autocast and NHWC tensors, in both phases.
+
+    A global forward hook observes every Conv2d inside ``train`` (no private attribute is
+    read): its output dtype is the autocast dtype in force, and its input and weight are
+    channels_last when the trainer converted the model and the batches.
+    """
+    seen = []
+
+    def record(module, args, output):
+        if isinstance(module, torch.nn.Conv2d):
+            nhwc = torch.channels_last
+            seen.append((torch.is_grad_enabled(), output.dtype,
+                         args[0].is_contiguous(memory_format=nhwc),
+                         module.weight.is_contiguous(memory_format=nhwc)))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        res = train(_cfg(patch_root, tmp_path / "bf", epochs=1, precision="bf16",
+                         loss="dice_focal"))
+    finally:
+        handle.remove()
+    history = [json.loads(x) for x in res.history_path.read_text().splitlines()]
+    assert history[0]["train_loss"] > 0 and res.model_path.exists()
+    assert {grad for grad, *_ in seen} == {True, False}  # training and validation passes
+    assert {dtype for _, dtype, _, _ in seen} == {torch.bfloat16}
+    assert all(x_nhwc and w_nhwc for *_, x_nhwc, w_nhwc in seen)
+
+
+def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
+    from tests.support.rasters import write_patch_dataset
+
+    root = write_patch_dataset(tmp_path / "ds", n=6, size=8, fine_scale=4)
+    raw = PatchDataset(root, "train", label="label_fine")
+    norm = compute_norm_stats(raw)
+    ds = PatchDataset(root, "train", norm=norm, label="label_fine")
+    val = PatchDataset(root, "val", norm=norm, label="label_fine")
+    meta = ModelMeta("sr-test", 6, 2, raw.bands, norm.mean, norm.std, output_scale=4)
+    model = create_model("unet-upsample", 6, 2, scale=4, widths=[4, 8])  # logits at 4x
+    res = Trainer(_cfg(root, tmp_path / "sr", epochs=2), model, build_loss("ce"), ds,
+                  val, meta).fit()
+    assert res.epochs_run == 2 and 0 <= res.best_miou <= 1
+
+
+def test_cli_train_then_evaluate(patch_root, tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"data: {patch_root}\nmodel: unet-s2\nepochs: 5\nbatch_size: 3\n"
+                   f"model_kwargs: {json.dumps(TINY)}\nprecision: fp32\nnum_workers: 0\n")
+    assert load_config(cfg).epochs == 5
+    out = tmp_path / "run"
+    rc = train_main(["--config", str(cfg), "--out", str(out), "--epochs", "1", "--no-progress"])
+    assert rc == 0 and "finished after 1 epochs" in capsys.readouterr().out
+    rc = evaluate_main(["--model", str(out / "model.pt"), "--data", str(patch_root),
+                        "--out", str(tmp_path / "ev"), "--points", "60", "--no-progress"])
+    assert rc == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["points"]["n"] == 60
+    assert len(metrics["pixel"]["matrix"]) == 2
+    assert (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 1000
+    assert "OA" in (tmp_path / "ev" / "metrics.txt").read_text()
+    assert train_main(["--data", str(patch_root), "--out", str(out), "--epochs", "0"]) == 2
+    assert "epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_ddp_under_torchrun_on_cpu(patch_root, tmp_path):
+    """Two Gloo ranks: data sharded, confusion matrices summed, files written once."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "training.cli",
+         "--data", str(patch_root), "--out", str(out), "--model", "unet", "--model-kwargs",
+         json.dumps(TINY), "--epochs", "1", "--batch-size", "4", "--workers", "0",
+         "--precision", "fp32", "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("finished after 1 epochs") == 1
+    _, meta = load_model_file(out / "model.pt")
+    matrix = meta.metrics["val"]["matrix"]
+    assert sum(map(sum, matrix)) == 2 * 32 * 32  # both val patches, one per rank, summed
+
+
+SRSEG_TINY = {"widths": [4, 8], "stage_widths": [4, 4], "deep_supervision": False}
+
+
+def test_cli_trains_srseg_on_label_fine_at_the_datasets_scale(tmp_path, capsys):
+    """No scale in --model-kwargs: the manifest's fine scale (4) reaches the model."""
+    from tests.support.rasters import write_patch_dataset
+
+    root = write_patch_dataset(tmp_path / "ds", n=6, size=8, fine_scale=4)
+    common = ["--data", str(root), "--label", "label_fine", "--epochs", "1",
+              "--batch-size", "2", "--max-batches", "2", "--precision", "fp32",
+              "--workers", "0", "--no-progress", "--model-kwargs", json.dumps(SRSEG_TINY)]
+    out = tmp_path / "sr"
+    assert train_main([*common, "--model", "srseg", "--out", str(out)]) == 0
+    model, meta = load_model_file(out / "model.pt")
+    assert meta.output_scale == 4 and model.output_scale == 4
+    assert meta.model_kwargs["scale"] == 4
+    model.eval()
+    assert model(torch.zeros(1, 6, 8, 8))["out"].shape == (1, 2, 32, 32)
+    capsys.readouterr()
+    # A scale typed by hand that disagrees with the dataset is refused before training.
+    bad = json.dumps({**SRSEG_TINY, "scale": 8})
+    assert train_main([*common[:-1], bad, "--model", "srseg", "--out", str(tmp_path / "b")]) == 2
+    assert "disagrees with the dataset's fine scale 4" in capsys.readouterr().err
+    # A model that cannot upsample cannot learn label_fine.
+    assert train_main([*common[:-2], "--model", "unet", "--out", str(tmp_path / "c")]) == 2
+    assert "cannot learn the 4x finer label_fine" in capsys.readouterr().err
+    # An upsampling model cannot learn the coarse label.
+    coarse = [a if a != "label_fine" else "label" for a in common]
+    assert train_main([*coarse, "--model", "srseg", "--out", str(tmp_path / "d")]) == 2
+    assert "--label label_fine" in capsys.readouterr().err
+    assert not any((tmp_path / d / "model.pt").exists() for d in "bcd")

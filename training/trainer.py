@@ -1,0 +1,459 @@
+"""The trainer: Adam, per-iteration poly LR, early stopping, exact resume, AMP, DDP.
+
+Early stopping watches validation MIoU; checkpoints are written atomically every epoch;
+bf16 autocast and channels_last run on CPU, AMP on CUDA, DDP under ``torchrun``.
+
+``Trainer`` is independent of the patch format: it takes any model, loss and datasets whose
+items are ``{"image": (C, H, W), "label": (H*s, W*s)}`` (``s`` = the model's output scale), so
+the super-resolution model trains with its own dataset and loss through the same loop. A loss
+that needs more of the batch than the label (the reconstruction term of ``SRSegLoss`` needs
+the fine image) declares ``wants_batch = True`` and is called ``loss(output, batch)``.
+Without a validation split (``val_set=None``) the trainer runs a fixed budget
+(``epochs`` or ``max_iterations``) with no early stopping and keeps the last weights, which
+is what the fixed-budget model comparison (``training.srseg.compare``) needs.
+``train(cfg)`` wires it to a patch dataset: bands from the manifest, normalisation from the
+training split, the paper's model and loss.
+
+Exact resume: the checkpoint holds model, optimizer, schedule, AMP scaler, early-stopping
+state, history and every RNG (python, numpy, torch, the loader's generator); data order and
+augmentations are functions of (seed, epoch, index). A run stopped after any epoch and
+resumed ends with weights bit-identical to an uninterrupted run (CPU, same seed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from gee_export.core.errors import ConfigError, ModelError
+from gee_export.core.storage import atomic_write
+from training import devices
+from training.config import TrainConfig
+from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, make_loader
+from training.losses import build_loss, default_loss_for, main_output
+from training.metrics import ConfusionMatrix
+from training.modelfile import ModelMeta, atomic_torch_save, save_model_file
+from training.models import create_model, upsamples
+
+CHECKPOINT = "checkpoint.pt"
+BEST_MODEL = "model.pt"
+HISTORY = "metrics.jsonl"
+CURVES = "learning_curves.png"
+CKPT_FORMAT = "isamap-checkpoint/1"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    model_path: Path
+    checkpoint_path: Path
+    history_path: Path
+    curves_path: Path
+    best_epoch: int
+    best_miou: float
+    epochs_run: int
+    finished: bool
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_kind: str) -> DistInfo:
+    """Join the ``torchrun`` process group when ``WORLD_SIZE`` > 1 (NCCL on GPU, else Gloo)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    """The device of this process (its local rank's GPU under torchrun), made current."""
+    dev = devices.resolve_device(name, info.local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return dev
+
+
+class PolyLR:
+    """``(1 - iter / max_iter) ** power``, the paper's per-iteration learning-rate factor."""
+
+    def __init__(self, max_iter: int, power: float = 0.9) -> None:
+        self.max_iter, self.power = max(int(max_iter), 1), float(power)
+
+    def __call__(self, it: int) -> float:
+        return max(1.0 - it / self.max_iter, 0.0) ** self.power
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - third-party code may draw from the global state
+    torch.manual_seed(seed)
+
+
+def _rng_state(loader_gen: torch.Generator) -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                       float(cached)),
+             "loader": loader_gen.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, loader_gen: torch.Generator) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name,  # noqa: NPY002
+                          keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    loader_gen.set_state(state["loader"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _floatify(d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, float | np.floating):
+            out[k] = None if math.isnan(float(v)) else float(v)
+        else:
+            out[k] = v
+    return out
+
+
+class Trainer:
+    """Train ``model`` on ``train_set``, select on ``val_set`` MIoU, write the run folder.
+
+    Args:
+        cfg: the run configuration (optimisation, precision, out_dir, resume...).
+        model: any ``nn.Module`` returning logits or a dict with ``"out"``.
+        loss_fn: ``loss(output, label) -> scalar``, or ``loss(output, batch)`` (the whole
+            batch dict on the device) when it has ``wants_batch = True``.
+        train_set / val_set: datasets of ``{"image", "label"}`` dicts; keys may be ints or
+            ``(epoch, index)`` tuples (``PatchDataset`` uses the epoch for augmentation).
+            ``val_set=None``: no validation, no early stopping; the model file holds the
+            weights after the last epoch.
+        meta: the model file's description (metrics are filled in at each best epoch).
+        info / device: distributed context and device (resolved from ``cfg`` when omitted).
+    """
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, loss_fn: nn.Module, train_set,
+                 val_set, meta: ModelMeta, info: DistInfo | None = None,
+                 device: torch.device | None = None) -> None:
+        self.cfg = cfg
+        self.info = info or DistInfo()
+        self.device = device or resolve_device(cfg.device, self.info)
+        self.amp_dtype = devices.autocast_dtype(cfg.precision, self.device)
+        self.meta = meta
+        self.out = Path(cfg.out_dir)
+        self.class_names = list(meta.class_names)
+        self.num_classes = meta.num_classes
+        mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.memory_format = mf
+        self.model = model.to(self.device, memory_format=mf)
+        self.loss_fn = loss_fn.to(self.device)
+        per_rank = max(cfg.batch_size // self.info.world_size, 1)
+        pin = self.device.type == "cuda"
+        self.train_loader = make_loader(train_set, per_rank, True, cfg.seed, cfg.num_workers,
+                                        self.info.rank, self.info.world_size, pin)
+        self.val_loader = None if val_set is None else make_loader(
+            val_set, per_rank, False, cfg.seed, cfg.num_workers, self.info.rank,
+            self.info.world_size, pin)
+        self.iters_per_epoch = len(self.train_loader)
+        if cfg.max_batches:
+            self.iters_per_epoch = min(self.iters_per_epoch, cfg.max_batches)
+        # An iteration budget overrides epochs: whole epochs, the last one cut short, and
+        # the poly schedule decays to zero exactly at the budget.
+        self.max_iterations = cfg.max_iterations or cfg.epochs * self.iters_per_epoch
+        self.epochs = math.ceil(self.max_iterations / max(self.iters_per_epoch, 1))
+        self.wants_batch = bool(getattr(loss_fn, "wants_batch", False))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
+                                          weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, PolyLR(self.max_iterations, cfg.poly_power))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.net: nn.Module = self.model
+        if self.info.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
+                                                           find_unused_parameters=True)
+        self.start_epoch = 0
+        self.best_miou = -1.0
+        self.best_epoch = -1
+        self.bad_epochs = 0
+        self.history: list[dict] = []
+        self.finished = False
+
+    # -------------------------------------------------------------- state
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def state_dict(self) -> dict:
+        return {"format": CKPT_FORMAT, "epoch": self.start_epoch, "config": self.cfg.to_dict(),
+                "iters_per_epoch": self.iters_per_epoch,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "best_miou": self.best_miou, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "finished": self.finished,
+                "history": self.history, "meta": self.meta.to_dict(),
+                "rng": _rng_state(self.train_loader.generator)}
+
+    def load_checkpoint(self, path: Path) -> None:
+        try:
+            ck = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:
+            raise ModelError(f"checkpoint {path} is unreadable ({exc}); start a new run in "
+                             "another --out folder") from None
+        if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
+            raise ModelError(f"{path} is not an isamap training checkpoint")
+        if ck["iters_per_epoch"] != self.iters_per_epoch:
+            raise ConfigError(f"the checkpoint ran {ck['iters_per_epoch']} iterations per epoch, "
+                              f"this configuration gives {self.iters_per_epoch}; resume with the "
+                              "same data, batch size and world size")
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.start_epoch = int(ck["epoch"])
+        self.best_miou, self.best_epoch = float(ck["best_miou"]), int(ck["best_epoch"])
+        self.bad_epochs, self.finished = int(ck["bad_epochs"]), bool(ck["finished"])
+        self.history = list(ck["history"])
+        _set_rng_state(ck["rng"], self.train_loader.generator)
+
+    # -------------------------------------------------------------- loop
+    def _batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        x = batch["image"].to(self.device, non_blocking=True)
+        x = x.contiguous(memory_format=self.memory_format)
+        return x, batch["label"].to(self.device, non_blocking=True)
+
+    def _loss(self, out, batch: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``loss(out, y)``, or ``loss(out, batch)`` with every tensor on the device."""
+        if not self.wants_batch:
+            return self.loss_fn(out, y)
+        full = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
+                for k, v in batch.items()}
+        return self.loss_fn(out, {**full, "image": x, "label": y})
+
+    def train_epoch(self, epoch: int) -> dict:
+        self.net.train()
+        self.train_loader.sampler.set_epoch(epoch)
+        cm = ConfusionMatrix(self.num_classes)
+        total, seen = 0.0, 0
+        iters = min(self.iters_per_epoch, self.max_iterations - epoch * self.iters_per_epoch)
+        bar = tqdm(self.train_loader, total=iters, leave=False,
+                   desc=f"epoch {epoch + 1}/{self.epochs}",
+                   disable=not (self.cfg.progress and self.info.main))
+        t0 = time.perf_counter()
+        for i, batch in enumerate(bar):
+            if i >= iters:
+                break
+            x, y = self._batch(batch)
+            with self._autocast():
+                out = self.net(x)
+                loss = self._loss(out, batch, x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            cm.update(main_output(out).detach(), y)
+            total += float(loss.detach()) * x.shape[0]
+            seen += x.shape[0]
+            bar.set_postfix(loss=f"{total / max(seen, 1):.4f}")
+        bar.close()
+        seconds = time.perf_counter() - t0
+        total, seen = self._sum_over_ranks(total, seen)
+        cm.all_reduce()
+        m = cm.compute(self.class_names)
+        return {"train_loss": total / max(seen, 1), "train_miou": m.miou, "train_oa": m.oa,
+                "train_patches_per_s": seen / max(seconds, 1e-9)}
+
+    def _sum_over_ranks(self, total: float, seen: int) -> tuple[float, int]:
+        if self.info.world_size == 1:
+            return total, seen
+        t = torch.tensor([total, float(seen)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t[0]), int(t[1])
+
+    @torch.no_grad()
+    def validate(self) -> tuple[dict, dict]:
+        self.net.eval()
+        cm = ConfusionMatrix(self.num_classes)
+        total, seen = 0.0, 0
+        for batch in self.val_loader:
+            x, y = self._batch(batch)
+            with self._autocast():
+                out = self.net(x)
+                loss = self._loss(out, batch, x, y)
+            cm.update(main_output(out).float(), y)
+            total += float(loss) * x.shape[0]
+            seen += x.shape[0]
+        total, seen = self._sum_over_ranks(total, seen)
+        cm.all_reduce()
+        m = cm.compute(self.class_names)
+        pos = min(1, self.num_classes - 1)
+        row = {"val_loss": total / max(seen, 1), "val_miou": m.miou, "val_oa": m.oa,
+               "val_kappa": m.kappa, "val_f1": m.f1[pos], "val_iou": m.iou[pos]}
+        return row, m.to_dict()
+
+    def fit(self) -> TrainResult:
+        ck_path = self.out / CHECKPOINT
+        if ck_path.exists():
+            if not self.cfg.resume:
+                raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it "
+                                  "or choose another --out folder")
+            self.load_checkpoint(ck_path)
+        if self.info.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        ran = 0
+        while not self.finished and self.start_epoch < self.epochs:
+            epoch = self.start_epoch
+            t0 = time.perf_counter()
+            row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            if self.val_loader is None:
+                val_row, val_full = {}, {}
+                miou, improved = math.nan, True  # fixed budget: the latest weights are kept
+            else:
+                val_row, val_full = self.validate()
+                miou = val_row["val_miou"]
+                improved = not math.isnan(miou) and miou > self.best_miou
+            row.update(val_row)
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
+            row["seconds"] = time.perf_counter() - t0
+            if improved:
+                self.best_miou, self.best_epoch, self.bad_epochs = miou, epoch + 1, 0
+                if self.info.main:
+                    self._save_best(val_full)
+            else:
+                self.bad_epochs += 1
+            row["best"] = improved
+            self.history.append(_floatify(row))
+            self.start_epoch = epoch + 1
+            ran += 1
+            if self.bad_epochs >= self.cfg.patience or self.start_epoch >= self.epochs:
+                self.finished = True
+            if self.info.main:
+                atomic_torch_save(self.state_dict(), ck_path)
+                self._write_history()
+            if self.cfg.stop_after and ran >= self.cfg.stop_after:
+                break
+        if self.info.world_size > 1:
+            dist.barrier()
+        return TrainResult(self.out, self.out / BEST_MODEL, ck_path, self.out / HISTORY,
+                           self.out / CURVES, self.best_epoch, self.best_miou,
+                           self.start_epoch, self.finished)
+
+    def _save_best(self, val_metrics: dict) -> None:
+        meta = ModelMeta.from_dict({**self.meta.to_dict(), "metrics": {
+            "epoch": self.best_epoch, "val": val_metrics}})
+        save_model_file(self.out / BEST_MODEL, self.model, meta)
+
+    def _write_history(self) -> None:
+        from training.plots import plot_learning_curves
+
+        text = "".join(json.dumps(r) + "\n" for r in self.history)
+        atomic_write(self.out / HISTORY, lambda fh: fh.write(text.encode()))
+        plot_learning_curves(self.history, self.out / CURVES)
+
+
+# ------------------------------------------------------------------ patch-dataset wiring
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``)."""
+    if not cfg.data:
+        raise ConfigError("no dataset given: set data (a patch dataset root) in the config "
+                          "or pass --data")
+    dev_kind = "cuda" if cfg.device.startswith("cuda") or (
+        cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    info = init_distributed(dev_kind)
+    device = resolve_device(cfg.device, info)
+    raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=cfg.label)
+    norm = _norm_for(cfg, raw)
+    aug = Augment() if cfg.augment else None
+    train_set = PatchDataset(cfg.data, "train", raw.bands, norm, aug, cfg.label, cfg.seed,
+                             cfg.cache)
+    val_set = PatchDataset(cfg.data, "val", raw.bands, norm, None, cfg.label, cfg.seed, cfg.cache)
+    names = raw.class_names
+    seed_everything(cfg.seed)
+    scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \
+        if cfg.label == "label_fine" else 1
+    kwargs = model_kwargs_for_scale(cfg.model, cfg.label, scale,
+                                    {"bands": list(raw.bands), **dict(cfg.model_kwargs)})
+    model = create_model(cfg.model, len(raw.bands), len(names), **kwargs)
+    if int(getattr(model, "output_scale", 1)) != scale:
+        raise ModelError(f"model {cfg.model!r} predicts at {getattr(model, 'output_scale', 1)}x "
+                         f"its input but the {cfg.label!r} labels are at {scale}x")
+    loss = build_loss(cfg.loss or default_loss_for(cfg.model), **dict(cfg.loss_kwargs))
+    meta = ModelMeta(name=cfg.model, in_channels=len(raw.bands), num_classes=len(names),
+                     bands=raw.bands, norm_mean=norm.mean, norm_std=norm.std,
+                     class_scheme=str((raw.manifest.get("label") or {}).get("scheme", "isa")),
+                     class_names=names, output_scale=scale, model_kwargs=kwargs,
+                     extra={"config": cfg.to_dict(), "dataset": {
+                         "root": cfg.data, "created": raw.manifest.get("created"),
+                         "code_version": raw.manifest.get("code_version")}})
+    trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device)
+    return trainer.fit()
+
+
+def model_kwargs_for_scale(model: str, label: str, scale: int, kwargs: dict) -> dict:
+    """``kwargs`` with ``scale`` set from the dataset for models that upsample.
+
+    The output scale of a super-resolution model must equal the ratio between the label and
+    the image grids of the dataset (the manifest's ``fine_scale`` for ``label_fine``, 1 for
+    ``label``), so it is taken from there instead of being typed again in --model-kwargs;
+    a typed value that disagrees, or a pairing that cannot produce labels of the right size,
+    is refused before any training.
+    """
+    if not upsamples(model):
+        if label == "label_fine":
+            raise ModelError(
+                f"model {model!r} predicts at the input's resolution and cannot learn the "
+                f"{scale}x finer label_fine; train a super-resolution model (srseg, "
+                "bilinear-unet, unet-upsample) on it, or use --label label")
+        return kwargs
+    if label != "label_fine":
+        raise ConfigError(f"model {model!r} predicts k times finer than its input; train it "
+                          "with --label label_fine on a dataset exported with fine labels")
+    if scale <= 1:
+        raise ConfigError(f"the dataset's manifest records no fine_scale > 1 (got {scale}); "
+                          "export it with fine labels (--fine-scale) to train on label_fine")
+    given = kwargs.get("scale")
+    if given is not None and given != scale:
+        raise ConfigError(f"--model-kwargs scale={given!r} disagrees with the dataset's fine "
+                          f"scale {scale}; drop scale from --model-kwargs (it is taken from "
+                          "the manifest)")
+    return {**kwargs, "scale": scale}
+
+
+def _norm_for(cfg: TrainConfig, raw: PatchDataset) -> NormStats:
+    """Normalisation of a resumed run comes from its checkpoint, else from the train split."""
+    ck = Path(cfg.out_dir) / CHECKPOINT
+    if cfg.resume and ck.exists():
+        meta = torch.load(ck, map_location="cpu", weights_only=True).get("meta", {})
+        if tuple(meta.get("bands", ())) == raw.bands:
+            return NormStats(raw.bands, tuple(meta["norm_mean"]), tuple(meta["norm_std"]))
+    return compute_norm_stats(raw)
