@@ -1,16 +1,19 @@
 """A store in a local folder, and the one atomic writer of local files.
 
 Every local file isamap writes (patches, stacks, index and manifest, checkpoints, model files,
-COGs, tables, PNGs, scripts) goes through :func:`atomic_write`, so readers never see half a
-file and a killed writer leaves only temporaries that :func:`remove_temporaries` recognises.
+COGs, tables, PNGs, scripts) goes through :func:`atomic_path` (or :func:`atomic_write` on top
+of it), so readers never see half a file and a killed writer leaves only temporaries that
+:meth:`LocalStore.remove_temporaries` recognises.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
-import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +21,62 @@ from gee_export.core.errors import ChecksumMismatchError, StorageError
 from gee_export.core.storage.base import CHUNK, TEMP_MARK, Store, clean_rel, file_md5_b64, md5_b64
 
 
-def atomic_write(target: str | os.PathLike[str], fill: Callable[[Any], None]) -> Path:
-    """Write a local file atomically: ``fill(handle)`` writes a temp file beside it, then rename.
+def temporary_name(target: Path) -> Path:
+    """A temporary path beside ``target``, unique per writer, that the clean-up recognises.
 
-    The one implementation of "readers never see half a file" for local outputs (store files,
-    checkpoints, model files, metrics, plots): the temporary name carries :data:`TEMP_MARK`,
-    is fsynced before the rename, and is removed if ``fill`` fails.
+    The name starts with a dot (hidden from casual listings), carries :data:`TEMP_MARK` (so
+    :meth:`Store.list` never returns it and :func:`remove_temporaries` deletes what a killed
+    writer left) and a random part, so two writers of the same target never share a file.
+    """
+    return target.with_name(f".{target.name}{TEMP_MARK}{uuid.uuid4().hex[:12]}")
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file (or a directory entry) to the disk; best effort where the OS refuses."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path to write ``target`` through; it replaces ``target`` on success.
+
+    The one implementation of "readers never see half a file" for local outputs. Writers that
+    need a file name (GDAL, torch.save, PIL) write the yielded path; when the block ends
+    without an exception the file (and any GDAL sidecar written beside it under the same
+    temporary name) is fsynced and renamed into place, and the folder entry is fsynced. On an
+    exception the temporaries are removed and ``target`` is untouched. Files are created with
+    the process umask (plain ``open``), so shared datasets stay readable by others.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", dir=target.parent)
+    tmp = temporary_name(target)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            fill(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
+        if not tmp.exists():
+            raise StorageError(f"nothing was written to {target}")
+        _fsync_path(tmp)
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+        _fsync_path(target.parent)
+    finally:
+        for leftover in target.parent.glob(f"{glob.escape(tmp.name)}*"):
+            leftover.unlink(missing_ok=True)
+
+
+def atomic_write(target: str | os.PathLike[str], fill: Callable[[Any], None]) -> Path:
+    """Write a local file atomically: ``fill(handle)`` writes bytes through :func:`atomic_path`."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        fill(handle)
+    return Path(target)
 
 
 class LocalStore(Store):
