@@ -153,12 +153,15 @@ class PatchWriter:
         image_fine_bands: band names of the fine image (default: ``bands``).
         isa_class: label value counted in ``isa_fraction``.
         compress: GeoTIFF compression of the patch files.
+        clean_up: delete the temporaries a killed writer left in the month's folder. Writers
+            running beside others (the workers of a Beam export) pass False, since another
+            writer's temporary may be in flight; the process that launches them cleans up once.
     """
 
     def __init__(self, store: Store | str, grid: Grid, bands: Sequence[str], month: str, *,
                  splits: Mapping[tuple[int, int], Split] | None = None,
                  fine_scale: int | None = None, image_fine_bands: Sequence[str] | None = None,
-                 isa_class: int = 1, compress: str = "deflate"):
+                 isa_class: int = 1, compress: str = "deflate", clean_up: bool = True):
         self.store = open_store(store)
         self.grid = grid
         self.bands = tuple(bands)
@@ -170,7 +173,7 @@ class PatchWriter:
         self.compress = compress
         self.crs = CRS.from_user_input(grid.crs)
         self.fine_grid = grid.scaled(fine_scale) if fine_scale else None
-        if isinstance(self.store, LocalStore):
+        if clean_up and isinstance(self.store, LocalStore):
             self.store.remove_temporaries(f"patches/{self.month}")
 
     # ------------------------------------------------------------------ resume support

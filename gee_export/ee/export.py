@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -104,7 +104,17 @@ def check_workers(workers: int) -> int:
 class Bookkeeper:
     """Index, manifest and resume state of one month of a dataset (shared by both methods)."""
 
-    def __init__(self, store: Store, job: ExportJob) -> None:
+    def __init__(self, store: Store, job: ExportJob,
+                 written_elsewhere: Iterable[Mapping[str, Any]] = ()) -> None:
+        """Read the dataset's resume state.
+
+        Args:
+            store: the dataset root.
+            job: what the month's export produces.
+            written_elsewhere: records of patches other processes wrote since the index was
+                last written (the Beam export's index shards); finished patches missing from
+                the index and from these are read back from their image tags.
+        """
         self.store = store
         self.job = job
         self.ratios = normalise_ratios(job.ratios)
@@ -115,6 +125,7 @@ class Bookkeeper:
         self.writer = PatchWriter(store, job.grid, job.bands, job.month, splits=self.splits,
                                   fine_scale=job.fine_scale)
         self.records = {(r["month"], r["id"]): r for r in read_index(store, missing_ok=True)}
+        self.records.update({(r["month"], r["id"]): dict(r) for r in written_elsewhere})
         self.done = self.writer.done_ids()
         known = {pid for (m, pid) in self.records if m == job.month}
         for pid in sorted(self.done - known):  # finished after the last flush of a killed run
@@ -206,13 +217,23 @@ class Bookkeeper:
 
         The caller records the outcome with :meth:`add` or :meth:`mark_invalid` from one thread.
         """
-        if valid_mask(image, label).mean() < self.job.min_valid_fraction:
-            return None
-        return self.writer.write(row, col, image, label, label_fine)
+        return write_fetched(self.writer, self.job, row, col, image, label, label_fine)
 
     def mark_invalid(self, row: int, col: int) -> None:
         """Remember a patch below ``min_valid_fraction`` so a re-run does not fetch it again."""
         self.invalid.add(patch_id(row, col))
+
+
+def write_fetched(writer: PatchWriter, job: ExportJob, row: int, col: int, image: np.ndarray,
+                  label: np.ndarray, label_fine: np.ndarray | None) -> dict | None:
+    """Write a fetched patch with ``writer`` if valid enough; None when it is not.
+
+    The one rule deciding which fetched patches enter the dataset, shared by the threads of
+    :func:`export_pixels` and the workers of the Beam export.
+    """
+    if valid_mask(image, label).mean() < job.min_valid_fraction:
+        return None
+    return writer.write(row, col, image, label, label_fine)
 
 
 def fetch_patch(session: EESession, image: Any, fine_label: Any, job: ExportJob, row: int,
