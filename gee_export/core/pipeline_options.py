@@ -183,16 +183,30 @@ class RunnerConfig:
         if self.setup_file:
             args.append(f"--setup_file={self.setup_file}")
         if self.dry_run:
-            args.append("--dry_run")
+            args.append("--dry_run=True")
         args += list(self.extra)
         return args
 
     def pipeline_options(self) -> Any:
-        """Beam ``PipelineOptions`` for :meth:`beam_args` (imports Apache Beam)."""
+        """Beam ``PipelineOptions`` for :meth:`beam_args`, validated (imports Apache Beam).
+
+        Dataflow options go through Beam's own validator (project id, job name, gs:// paths,
+        worker settings) offline, so a job that the service would refuse fails here, before
+        any work, with Beam's reasons.
+        """
         require_beam()
         from apache_beam.options.pipeline_options import PipelineOptions
 
-        return PipelineOptions(self.beam_args())
+        options = PipelineOptions(self.beam_args())
+        if self.runner == "dataflow":
+            from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+            from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+
+            errors = PipelineOptionsValidator(options, DataflowRunner()).validate()
+            if errors:
+                raise ConfigError("Dataflow would refuse these options: "
+                                  + "; ".join(" ".join(e.split()) for e in errors))
+        return options
 
 
 def add_runner_arguments(parser: argparse.ArgumentParser, *, gpu: bool = False) -> None:

@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -296,6 +296,51 @@ def build_export(pipeline: Any, task: _Task, runs: Sequence[Any], batch: int) ->
     )
 
 
+@dataclass(frozen=True)
+class PlannedExport:
+    """A month's export pipeline, built but not run.
+
+    Attributes:
+        pipeline: the Beam pipeline; None when the month is already complete (nothing to run).
+        before: the summary of what was there before the run (candidates, finished, invalid).
+        todo: patches the pipeline will fetch.
+    """
+
+    pipeline: Any
+    before: ExportSummary
+    todo: int
+
+
+def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
+                runner: RunnerConfig, *, fine_label: Any = None, limits: Limits = DEFAULT_LIMITS,
+                shard_size: int = DEFAULT_SHARD_SIZE) -> PlannedExport:
+    """Check everything, read the resume state and build the pipeline (arguments as below)."""
+    if job.fine_scale and fine_label is None:
+        raise ConfigError("job.fine_scale is set but no fine_label image was given")
+    if shard_size < 1:
+        raise ConfigError(f"shard_size must be at least 1, got {shard_size}")
+    if runner.runner == "dataflow" and not out.startswith("gs://"):
+        raise ConfigError(f"Dataflow workers cannot write to the local folder {out!r}; give "
+                          "--out gs://bucket/prefix")
+    runner.check()
+    beam = require_beam()
+    options = runner.pipeline_options()  # Beam's own validation, before any work
+    store = open_store(out)
+    book = Bookkeeper(store, job)  # resume state, temporaries of killed runs removed
+    todo = book.todo()
+    already = len(book.done & {patch_id(r, c) for r, c in book.splits})
+    before = ExportSummary(store.url(), job.month, "beam", len(book.splits), 0, already,
+                           len(book.invalid))
+    if not todo and book.existing.get("complete", {}).get(job.month):
+        return PlannedExport(None, before, 0)
+    task = _Task(sessions, SerializedImages.of(image, fine_label), job, store.url(),
+                 limits, runner.threads, uuid.uuid4().hex[:12],
+                 max(1, shard_size // max(1, job.grid.patch_cols)))
+    pipeline = beam.Pipeline(options=options)
+    build_export(pipeline, task, todo_runs(todo), batch=2 * runner.threads)
+    return PlannedExport(pipeline, before, len(todo))
+
+
 def export_pipeline(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
                     runner: RunnerConfig, *, fine_label: Any = None,
                     limits: Limits = DEFAULT_LIMITS,
@@ -317,36 +362,22 @@ def export_pipeline(sessions: SessionFactory, image: Any, job: ExportJob, out: s
         metrics and are zero for a dry run. A month already complete runs no pipeline at all.
     """
     started = time.monotonic()
-    if job.fine_scale and fine_label is None:
-        raise ConfigError("job.fine_scale is set but no fine_label image was given")
-    if runner.runner == "dataflow" and not out.startswith("gs://"):
-        raise ConfigError(f"Dataflow workers cannot write to the local folder {out!r}; give "
-                          "--out gs://bucket/prefix")
-    runner.check()
-    store = open_store(out)
-    book = Bookkeeper(store, job)  # resume state, temporaries of killed runs removed
-    todo = book.todo()
-    already = len(book.done & {patch_id(r, c) for r, c in book.splits})
-    if not todo and book.existing.get("complete", {}).get(job.month):
-        log.info("%s: %s is complete, nothing to do", store.url(), job.month)
-        return ExportSummary(store.url(), job.month, "beam", len(book.splits), 0, already,
-                             len(book.invalid), 0, 0, time.monotonic() - started)
-    beam = require_beam()
-    task = _Task(sessions, SerializedImages.of(image, fine_label), job, store.url(),
-                 limits, runner.threads, uuid.uuid4().hex[:12],
-                 max(1, shard_size // max(1, job.grid.patch_cols)))
-    log.info("%s %s: %d patches to fetch on the %s runner (%d workers x %d requests)",
-             store.url(), job.month, len(todo), runner.runner, runner.workers, runner.threads)
-    pipeline = beam.Pipeline(options=runner.pipeline_options())
-    build_export(pipeline, task, todo_runs(todo), batch=2 * runner.threads)
-    result = pipeline.run()
+    plan = plan_export(sessions, image, job, out, runner, fine_label=fine_label, limits=limits,
+                       shard_size=shard_size)
+    before = plan.before
+    if plan.pipeline is None:
+        log.info("%s: %s is complete, nothing to do", before.root, job.month)
+        return replace(before, seconds=time.monotonic() - started)
+    log.info("%s %s: %d patches to fetch on the %s runner (%d workers x %d requests)%s",
+             before.root, job.month, plan.todo, runner.runner, runner.workers, runner.threads,
+             " [dry run: nothing is submitted]" if runner.dry_run else "")
+    result = plan.pipeline.run()
     result.wait_until_finish()
     counts = _counters(result) if not runner.dry_run else {}
-    return ExportSummary(store.url(), job.month, "beam", len(book.splits),
-                         counts.get("written", 0), already,
-                         len(book.invalid) + counts.get("invalid", 0),
-                         counts.get("requests", 0), counts.get("retries", 0),
-                         time.monotonic() - started)
+    return replace(before, written=counts.get("written", 0),
+                   invalid=before.invalid + counts.get("invalid", 0),
+                   requests=counts.get("requests", 0), retries=counts.get("retries", 0),
+                   seconds=time.monotonic() - started)
 
 
 def _counters(result: Any) -> dict[str, int]:

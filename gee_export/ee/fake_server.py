@@ -185,7 +185,7 @@ class StackTransport:
             statuses = self.fail_at.get(origin)
             status = statuses.pop(0) if statuses else None
         if status is not None:
-            raise HttpError(status, f"injected failure at {origin}")
+            raise HttpError(status, "injected failure")  # no digits: classify reads the text
         transform = [a["scaleX"], a["shearX"], a["translateX"], a["shearY"], a["scaleY"],
                      a["translateY"]]
         width, height = grid["dimensions"]["width"], grid["dimensions"]["height"]
