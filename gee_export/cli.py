@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from gee_export.contract import bands as band_registry
@@ -20,6 +21,7 @@ from gee_export.contract.grid import DEFAULT_PATCH_SIZE, DEFAULT_STRIDE, Grid
 from gee_export.contract.regions import Region, resolve_region
 from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
 from gee_export.core.errors import ConfigError
+from gee_export.core.pipeline_options import RunnerConfig, add_runner_arguments, runner_config
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob
 from gee_export.ee.labels import parse_label_source
 from gee_export.ee.plan import choose_method, format_plan, make_plan
@@ -87,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--code-editor", action="store_true",
                      help="write and print a Code Editor script previewing the composites")
     out.add_argument("--no-progress", action="store_true")
+    add_runner_arguments(p)
     add_logging_arguments(p)
     return p
 
@@ -121,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     label = parse_label_source(args.labels)
     grid = Grid.from_lonlat_bounds(region.bbox, patch_size=args.patch_size, stride=args.stride)
     out = args.out or str(Path("data") / region.name)
-    method = choose_method(args.method, grid, out)
+    runner = _runner(args, out)
+    method = "pixels" if runner else choose_method(args.method, grid, out)
     s1 = S1Recipe(orbit_pass=args.orbit_pass, speckle=args.speckle,
                   terrain_flattening=args.terrain_flattening, dem=args.dem)
     s2 = S2Recipe(cloud_mask=args.cloud_mask, cs_threshold=args.cloud_threshold,
@@ -139,16 +143,45 @@ def run(args: argparse.Namespace) -> int:
             print(f"// written to {path}", file=sys.stderr)
         return 0
     if args.dry_run:
+        workers = runner.workers * runner.threads if runner else args.workers
         plan = make_plan(region, grid, months, bands, args.labels, args.fine_scale, method, out,
-                         args.workers, args.patches_per_tile)
+                         workers, args.patches_per_tile)
         print(format_plan(plan))
+        if runner:
+            runner.pipeline_options()  # Beam's validation, offline in a dry run
+            print(_format_runner(runner))
         return 0
     if args.backend == "local":
         return _run_local(args, region, grid, months, bands, out)
-    return _run_ee(args, region, grid, months, bands, label, s1, s2, out, method)
+    return _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runner)
 
 
-def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> int:
+def _runner(args: argparse.Namespace, out: str) -> RunnerConfig | None:
+    """The Beam runner asked for, checked before anything is fetched (None: this process)."""
+    runner = runner_config(args, dry_run=args.dry_run)
+    if runner is None:
+        return None
+    if args.backend != "ee":
+        raise ConfigError("--runner runs the Earth Engine export as a Beam pipeline; the local "
+                          "backend runs in this process (drop --runner)")
+    if args.method == "tasks":
+        raise ConfigError("--runner fetches patches with computePixels; batch tasks "
+                          "(--method tasks) already run on Earth Engine's machines")
+    if runner.runner == "dataflow" and not out.startswith("gs://"):
+        raise ConfigError("--runner dataflow writes from Google Cloud workers: give --out "
+                          "gs://bucket/prefix")
+    runner.check()
+    return runner
+
+
+def _format_runner(runner: RunnerConfig) -> str:
+    return (f"  runner      Apache Beam {runner.runner}: up to {runner.workers} workers x "
+            f"{runner.threads} requests = {runner.workers * runner.threads} concurrent "
+            f"(--max-concurrent {runner.max_concurrent})\n"
+            f"  beam        {' '.join(replace(runner, dry_run=False).beam_args())}")
+
+
+def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runner) -> int:
     from gee_export.core.ee_session import EESession
     from gee_export.ee.export import export_pixels
     from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
@@ -178,7 +211,13 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
                                 "s1_window": s1_window.to_dict(), "method": method},
                         fine_scale=args.fine_scale, min_valid_fraction=args.min_valid_fraction,
                         seed=args.seed)
-        if method == "tasks":
+        if runner is not None:
+            from gee_export.ee.beam_export import EarthEngineProject, export_pipeline
+
+            workers = EarthEngineProject(args.project,
+                                         application_default=runner.runner == "dataflow")
+            summary = export_pipeline(workers, image, job, out, runner, fine_label=fine)
+        elif method == "tasks":
             summary = export_tasks(session, image, job, out, fine_label=fine,
                                    patches_per_tile=args.patches_per_tile,
                                    max_pending=args.max_pending, progress=not args.no_progress)

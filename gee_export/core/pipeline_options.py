@@ -39,6 +39,8 @@ DEFAULT_DIRECT_WORKERS = 2
 DEFAULT_DATAFLOW_WORKERS = 10
 # Dataflow's GPU service option: an accelerator type and count per worker, driver installed.
 _GPU = re.compile(r"^(nvidia-[a-z0-9-]+)(?::(\d+))?$")
+# gs://BUCKET[/path]: Beam tries to create a bucket of its own (online) when this is malformed
+_GCS_FOLDER = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$")
 _JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -146,9 +148,14 @@ class RunnerConfig:
             raise ConfigError(f"--runner dataflow needs {', '.join(missing)} (e.g. --project "
                               "my-project --dataflow-region us-central1 --temp-location "
                               "gs://my-bucket/tmp)")
-        if not str(self.temp_location).startswith("gs://"):
+        if not _GCS_FOLDER.match(str(self.temp_location)):
             raise ConfigError(f"--temp-location {self.temp_location!r} must be a gs:// folder "
-                              "that the Dataflow workers can write to")
+                              "in a bucket the Dataflow workers can write to, e.g. "
+                              "gs://my-bucket/tmp")
+        if not (self.container or self.setup_file or self.requirements_file):
+            raise ConfigError("Dataflow workers need isamap itself: pass --container IMAGE (a "
+                              "custom SDK container, see README 'Beyond one machine') or "
+                              "--setup-file pyproject.toml to stage this checkout")
         if needs_torch and not (self.container or self.requirements_file):
             raise ConfigError("the mapping pipeline's Dataflow workers need torch: pass "
                               "--container IMAGE (a custom SDK container with isamap and torch, "

@@ -18,7 +18,7 @@ from gee_export.core.pipeline_options import (
 )
 
 DATAFLOW = {"runner": "dataflow", "project": "isamap-test", "region": "us-central1",
-            "temp_location": "gs://bucket/tmp"}
+            "temp_location": "gs://bucket/tmp", "setup_file": "pyproject.toml"}
 
 
 @pytest.mark.parametrize(("workers", "limit", "threads"), [(1, 40, 40), (8, 40, 5), (3, 40, 13),
@@ -40,7 +40,11 @@ def test_dataflow_needs_project_region_and_a_gs_temp_location():
         RunnerConfig("dataflow").check()
     with pytest.raises(ConfigError, match="must be a gs:// folder"):
         RunnerConfig(**{**DATAFLOW, "temp_location": "/tmp/x"}).check()
+    with pytest.raises(ConfigError, match="must be a gs:// folder"):  # "b": no such bucket name
+        RunnerConfig(**{**DATAFLOW, "temp_location": "gs://b/tmp"}).check()
     RunnerConfig(**DATAFLOW).check()
+    with pytest.raises(ConfigError, match="workers need isamap itself"):
+        RunnerConfig(**{**DATAFLOW, "setup_file": None}).check()
 
 
 def test_mapping_workers_need_torch_and_gpus_need_a_container():
@@ -62,7 +66,8 @@ def test_beam_arguments_of_a_dataflow_gpu_job():
                           job_name="isamap-map-yreb", extra=("--disk_size_gb=50",), dry_run=True)
     args = config.beam_args()
     assert args[0] == "--runner=DataflowRunner"
-    assert {"--max_num_workers=4", "--project=isamap-test", "--region=us-central1",
+    assert {"--max_num_workers=4", "--setup_file=pyproject.toml", "--project=isamap-test",
+            "--region=us-central1",
             "--temp_location=gs://bucket/tmp", "--machine_type=n1-standard-8",
             "--sdk_container_image=us-docker.pkg.dev/p/r/isamap:1",
             "--job_name=isamap-map-yreb", "--experiments=no_use_multiple_sdk_containers",

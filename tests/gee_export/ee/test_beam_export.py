@@ -167,7 +167,8 @@ def test_dataflow_job_builds_and_validates_offline(setting, gcs_bucket):
 
 def test_dataflow_options_beam_would_refuse_fail_before_any_work(setting, gcs_bucket):
     runner = RunnerConfig("dataflow", project="Not A Project", region="us-central1",
-                          temp_location=f"gs://{gcs_bucket}/tmp", dry_run=True)
+                          temp_location=f"gs://{gcs_bucket}/tmp", container="isamap:1",
+                          dry_run=True)
     with pytest.raises(ConfigError, match="Dataflow would refuse"):
         plan_export(EarthEngineProject("x"), setting["image"], setting["job"],
                     f"gs://{gcs_bucket}/dataset", runner, fine_label=setting["fine"])
@@ -175,7 +176,7 @@ def test_dataflow_options_beam_would_refuse_fail_before_any_work(setting, gcs_bu
 
 def test_dataflow_job_refuses_a_local_output(setting):
     runner = RunnerConfig("dataflow", project="p", region="us-central1",
-                          temp_location="gs://b/tmp", dry_run=True)
+                          temp_location="gs://b/tmp", container="isamap:1", dry_run=True)
     with pytest.raises(ConfigError, match="gs://bucket/prefix"):
         export_pipeline(EarthEngineProject("p"), setting["image"], setting["job"],
                         str(setting["root"] / "local"), runner, fine_label=setting["fine"])
