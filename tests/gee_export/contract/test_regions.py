@@ -65,3 +65,14 @@ def test_resolve_region_requires_exactly_one():
     with pytest.raises(ConfigError):
         regions.resolve_region("wuhan", bbox="1,2,3,4")
     assert regions.resolve_region(bbox="1,2,3,4").bbox == (1, 2, 3, 4)
+
+
+def test_yangtze_river_economic_belt_holds_the_papers_cities():
+    belt = regions.get_region("yreb")
+    west, south, east, north = belt.bbox
+    for name in ("wuhan", "nanjing", "suzhou", "shanghai", "ganzi", "zhaotong"):
+        w, s, e, n = regions.get_region(name).bbox
+        assert west <= w and s >= south and e <= east and n <= north, name
+    assert not west <= regions.get_region("beijing").centroid[0] <= east or \
+        regions.get_region("beijing").centroid[1] > north  # Beijing is north of the belt
+    assert 2.0e6 < belt.approx_area_km2() < 4.5e6  # 2.05 M km² of land inside a larger box
