@@ -5,7 +5,9 @@ server (``gee_export.ee.fake_server``) with a fixed simulated latency per reques
 recipe graph built offline, and the same total number of concurrent requests (the single
 process gets ``--workers`` = the pipeline's 2 workers x threads). Each case runs in its own
 Python process so that its peak RSS (``ru_maxrss``) is its own; the table gives throughput,
-the Beam/single-process throughput ratio and peak RSS. No bar: the ratio says what the
+the Beam/single-process throughput ratio, peak RSS and CPU seconds per unit (process start,
+imports and the fake server's own work included: an upper bound of a worker's CPU cost, used
+for the Dataflow estimate in the README). No bar: the ratio says what the
 DirectRunner's start-up and shuffle cost on one machine (Dataflow's gain is more workers, not a
 faster worker).
 
@@ -66,9 +68,10 @@ def _child(args: argparse.Namespace) -> None:
         sessions = StackSessions(stack, latency=args.latency)
         summary = export_pipeline(sessions, image, job, args.out, runner)
     seconds = time.perf_counter() - t0
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"case": args.case, "units": summary.written, "seconds": seconds,
-                      "rss_mb": rss_mb, "concurrent": runner.workers * runner.threads}))
+                      "rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
+                      "concurrent": runner.workers * runner.threads}))
 
 
 def main() -> None:
@@ -95,7 +98,8 @@ def main() -> None:
         print(f"scene {args.size} x {args.size} px, {scene.grid.patch_count} patch positions, "
               f"simulated latency {args.latency * 1000:.0f} ms/request, "
               f"{args.concurrent} requests in flight on both sides")
-        print(f"{'case':<16} {'units':>6} {'seconds':>8} {'units/s':>8} {'peak RSS':>9}")
+        print(f"{'case':<16} {'units':>6} {'seconds':>8} {'units/s':>8} {'peak RSS':>9} "
+              f"{'CPU s/unit':>10}")
         results = {}
         for case in CASES:
             proc = subprocess.run(
@@ -109,7 +113,7 @@ def main() -> None:
             results[case] = result
             rate = result["units"] / result["seconds"]
             print(f"{case:<16} {result['units']:>6} {result['seconds']:>8.2f} {rate:>8.2f} "
-                  f"{result['rss_mb']:>6.0f} MB")
+                  f"{result['rss_mb']:>6.0f} MB {result['cpu_s'] / result['units']:>10.3f}")
         single, beam = results["export-single"], results["export-beam"]
         ratio = (beam["units"] / beam["seconds"]) / (single["units"] / single["seconds"])
         print(f"export: Beam DirectRunner (2 workers) / single process throughput = {ratio:.2f}x,"
