@@ -173,9 +173,9 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
             key = tile.name + suffix
             if store.exists(_tile_rel(job.month, tile, suffix + ".tif")):
                 continue
-            if key in task_ids:  # started by an earlier run: pick it up if still alive
-                if earlier.get(task_ids[key], {}).get("state") in LIVE:
-                    continue
+            # started by an earlier run: pick it up if still alive
+            if key in task_ids and earlier.get(task_ids[key], {}).get("state") in LIVE:
+                continue
             prefix = store.key(_tile_rel(job.month, tile, suffix))  # type: ignore[attr-defined]
             task = tile_task(img, grid, window, store.bucket_name,  # type: ignore[attr-defined]
                              prefix, f"isamap_{job.region}_{job.month}_{key}")
