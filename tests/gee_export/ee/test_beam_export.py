@@ -36,8 +36,24 @@ TIMESTAMPS = ("created", "updated")
 
 
 @pytest.fixture(scope="module")
-def setting(tmp_path_factory, ee_offline):
-    """Stack, recipe, job and the single-process reference dataset (built once)."""
+def built() -> dict:
+    """What the module's tests share, built by the first test that needs it."""
+    return {}
+
+
+@pytest.fixture
+def setting(built, tmp_path_factory, ee_offline):
+    """Stack, recipe, job and the single-process reference dataset (built once per module).
+
+    Function-scoped because ``ee_offline`` is (it re-initialises Earth Engine when another
+    test reset it); the expensive parts are kept in ``built``.
+    """
+    if "setting" not in built:
+        built["setting"] = _build_setting(tmp_path_factory, ee_offline)
+    return built["setting"]
+
+
+def _build_setting(tmp_path_factory, ee_offline) -> dict:
     root = tmp_path_factory.mktemp("beam_export")
     scene = generate_scene(root / "scene", width=288, height=288, fine_scale=2)
     stack = build_local_stack(root / "scene", scene.grid, MONTH, fine_scale=2,
@@ -79,9 +95,15 @@ def assert_same_dataset(got: Path, want: Path) -> None:
     assert manifest == reference
 
 
-@pytest.fixture(scope="module")
-def beam_run(setting):
+@pytest.fixture
+def beam_run(built, setting):
     """One pipeline run with a transient failure (HTTP 503) at one patch's request window."""
+    if "beam_run" not in built:
+        built["beam_run"] = _run_with_a_transient_failure(setting)
+    return built["beam_run"]
+
+
+def _run_with_a_transient_failure(setting):
     flaky = setting["reference"].joinpath("index.jsonl").read_text().splitlines()
     victim = json.loads(flaky[len(flaky) // 2])["id"]
     out = setting["root"] / "beam"
