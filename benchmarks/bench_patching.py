@@ -27,7 +27,8 @@ import rasterio
 from rasterio.windows import Window
 
 from gee_export.contract.grid import Grid
-from gee_export.contract.patches import StackPaths, patch_stack
+from gee_export.contract.patches import patch_stack
+from gee_export.contract.stack import StackPaths
 
 BANDS = ("B2", "B3", "B4", "B8", "B11", "VV", "VH")
 RSS_BAR_GB = 1.5

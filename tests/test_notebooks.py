@@ -18,7 +18,7 @@ import nbformat
 import pytest
 import rasterio
 
-from gee_export.contract.index import read_index
+from gee_export.contract.dataset import read_index
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ("01_export_patches.ipynb", "02_train.ipynb", "03_predict_publish.ipynb")

@@ -65,7 +65,8 @@ def split_request(window: Window, bands: tuple[str, ...],
         out = []
         for r in range(window.row_off, window.row_end, tile):
             for c in range(window.col_off, window.col_end, tile):
-                sub = Window(r, c, min(tile, window.row_end - r), min(tile, window.col_end - c))
+                sub = Window(row_off=r, col_off=c, height=min(tile, window.row_end - r),
+                             width=min(tile, window.col_end - c))
                 out.extend(split_request(sub, bands, limits))
         return out
     group = max(1, min(limits.max_bands, limits.max_bytes // per_band))

@@ -20,16 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal
 
 import numpy as np
 from scipy import ndimage, optimize, special
 
+from gee_export.contract.composite import SPECKLE_FILTERS, SpeckleFilter
 from gee_export.core.errors import ConfigError
 
-SpeckleFilter = Literal["none", "boxcar", "lee", "gamma_map", "refined_lee", "lee_sigma"]
-SPECKLE_FILTERS: tuple[str, ...] = ("none", "boxcar", "lee", "gamma_map", "refined_lee",
-                                    "lee_sigma")
 DEFAULT_ENL = 4.4  # ESA's figure for IW GRDH, as on the Earth Engine side (gee_s1_ard uses 5).
 DEFAULT_KERNEL = 7
 DEFAULT_BLOCK = 512  # small blocks keep the working set of float64 temporaries in cache.

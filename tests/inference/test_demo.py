@@ -10,7 +10,7 @@ import rasterio
 from PIL import Image
 
 from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-from gee_export.contract.index import read_index, read_manifest
+from gee_export.contract.dataset import read_index, read_manifest
 from gee_export.local.synthetic import BUILDING, CLASS_S1, CLASS_S2, S2_BANDS, VEGETATION, WATER
 from inference.demo import main
 
