@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from gee_export.core.ee_session import EESession, EETransport
 from gee_export.core.errors import ConfigError, EarthEngineError, StorageError
-from gee_export.core.storage import files
+from gee_export.core.storage import atomic_write, files
 from inference.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.code_editor import code_editor_script
 
@@ -290,7 +290,4 @@ def _number(text: str) -> float | str:
 
 
 def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))

@@ -26,11 +26,11 @@ from scipy.ndimage import gaussian_filter
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from gee_export.contract import dataset as _dataset
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import open_store
 
 Split = Literal["train", "val", "test"]
-LABEL_NODATA = 255
 
 
 # ------------------------------------------------------------------ index and manifest

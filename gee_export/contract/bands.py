@@ -137,13 +137,16 @@ def by_sensor(names: Sequence[str], sensor: Sensor) -> tuple[str, ...]:
     return tuple(n for n in names if get_band(n).sensor == sensor)
 
 
-def check_fine_scale(scale: int | None) -> int | None:
-    """Return ``scale`` if it is None or one of :data:`FINE_SCALES`; raise ConfigError otherwise.
+def check_fine_scale(scale: int | None, *, required: bool = False) -> int | None:
+    """Return ``scale`` if it is one of :data:`FINE_SCALES` (or None when not ``required``).
 
     The one validator of fine-grid factors (dataset, local stack, super-resolution data and
-    models): the same values are refused everywhere with the same message.
+    models): the same values are refused everywhere with the same error and message.
+
+    Raises:
+        ConfigError: an unsupported factor, or None where a factor is required.
     """
-    if scale is None:
+    if scale is None and not required:
         return None
     if isinstance(scale, bool) or not isinstance(scale, int) or scale not in FINE_SCALES:
         raise ConfigError(f"fine scale {scale!r} is not supported; use one of "

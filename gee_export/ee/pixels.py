@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.grid import Grid, Window
 from gee_export.core.errors import ConfigError, EarthEngineError
 
@@ -129,7 +130,7 @@ def assemble(window: Window, bands: tuple[str, ...],
 
 def to_label(values: np.ndarray) -> np.ndarray:
     """A label band carried as float back to uint8 (anything not 0/1/... finite -> 255)."""
-    out = np.full(values.shape, 255, np.uint8)
-    ok = np.isfinite(values) & (values >= 0) & (values <= 255)
+    out = np.full(values.shape, LABEL_NODATA, np.uint8)
+    ok = np.isfinite(values) & (values >= 0) & (values <= LABEL_NODATA)
     out[ok] = np.rint(values[ok]).astype(np.uint8)
     return out

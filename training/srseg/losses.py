@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
-from training.losses import IGNORE_INDEX, WeightedCrossEntropy, dice_loss, main_output
+from training.losses import WeightedCrossEntropy, dice_loss, main_output
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class SRLossConfig:
     dice_weight: float = 1.0
     ds_weight: float = 0.4
     rec_weight: float = 1.0
-    ignore_index: int = IGNORE_INDEX
+    ignore_index: int = LABEL_NODATA
 
     def __post_init__(self) -> None:
         weights = (self.ce_weight, self.dice_weight, self.ds_weight, self.rec_weight)
