@@ -1,6 +1,6 @@
 """Benchmark: patch a 10,000 x 10,000 x 7-band float32 stack; patches/s and peak RSS.
 
-The bar (issue 2): peak RSS under 1.5 GB, because patching reads one strip of patch rows at a
+The bar: peak RSS under 1.5 GB, because patching reads one strip of patch rows at a
 time instead of the whole raster. For comparison the same run measures, in a separate process,
 what reading the whole stack into memory costs.
 

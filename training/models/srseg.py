@@ -31,7 +31,7 @@ optionally 1 m imagery). The abstract leaves the architecture open; this one fol
   segmentation *of* the super-resolved representation, as in the paper.
 
 Baselines: ``bilinear-unet`` (bilinear upsampling of the input to the fine scale, then the
-issue-5 U-Net: the paper's "bilinear-interpolation-based segmentation") and ``unet-upsample``
+segmentation U-Net: the paper's "bilinear-interpolation-based segmentation") and ``unet-upsample``
 (the U-Net at 10 m, logits upsampled). Both reuse ``training.models.unet``.
 """
 
@@ -211,7 +211,7 @@ class SRSeg(nn.Module):
 
 
 class _UNetBaseline(nn.Module):
-    """The issue-5 U-Net plus an output scale: what both upsampling baselines are built on."""
+    """The segmentation U-Net plus an output scale: what both upsampling baselines are built on."""
 
     def __init__(self, in_channels: int, num_classes: int = 2, scale: int = 10,
                  widths: Sequence[int] = WIDTHS, bands: Sequence[str] | None = None) -> None:
@@ -219,7 +219,7 @@ class _UNetBaseline(nn.Module):
         check_bands(bands, in_channels)
         self.output_scale = check_fine_scale(scale, required=True)
         self.unet = replicate_padding(UNet(in_channels, num_classes, widths=widths))
-        self.stride = self.unet.stride  # what the issue-5 U-Net checks inputs against
+        self.stride = self.unet.stride  # what the U-Net checks inputs against
 
 
 class BilinearUNet(_UNetBaseline):

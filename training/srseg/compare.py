@@ -8,7 +8,7 @@ budget and fine-scale loss (CE + Dice; ``srseg`` adds its own deep-supervision a
 reconstruction terms, which are part of the method), and is evaluated by the same function
 at the fine scale (:func:`training.srseg.evaluate.evaluate_fine`). Outputs in ``--out``:
 
-- ``<model>/model.pt``: the trained model as an issue-5 model file (output_scale = k);
+- ``<model>/model.pt``: the trained model as a model file (training/modelfile.py, output_scale = k);
 - ``<model>/metrics.json``: that model's test metrics (the run is resumable: a model whose
   metrics exist for the same configuration is not trained again; the key is the
   configuration, not the code, so use a new ``--out`` after changing a model);
@@ -16,7 +16,7 @@ at the fine scale (:func:`training.srseg.evaluate.evaluate_fine`). Outputs in ``
   ``quicklook.png`` (input, reference and each model's 1 m map on the test quadrant with most
   ISA).
 
-Every model is trained by the issue-5 :class:`training.trainer.Trainer` (Adam, per-iteration
+Every model is trained by the shared :class:`training.trainer.Trainer` (Adam, per-iteration
 poly decay, the same loop as ``isamap-train``) with a fixed iteration budget and no validation
 split: there is no split to early-stop on with five tiles, and a fixed budget is the fair
 comparison. ``SRSegLoss`` asks the trainer for the whole batch, so its reconstruction term
@@ -121,7 +121,7 @@ def model_kwargs(name: str, cfg: CompareConfig) -> dict:
 
 def train_fixed_budget(model: torch.nn.Module, dataset: CrossResolutionDataset,
                        meta: ModelMeta, cfg: CompareConfig, run_dir: Path) -> dict[str, float]:
-    """Train ``model`` with the issue-5 trainer for ``cfg.iterations`` steps, in place.
+    """Train ``model`` with the shared trainer for ``cfg.iterations`` steps, in place.
 
     fp32 on the CPU and no loader workers, as the evaluation runs on the CPU and the whole
     dataset is in memory. Returns the loss terms of the last step (``loss`` = their sum) and

@@ -204,7 +204,7 @@ def patch_samples(root: str | Path, scale: int, splits: Sequence[Split] = ("trai
     if root.startswith("gs://"):
         raise ConfigError(
             f"{root}: cross-resolution patches are read from a local folder; copy the dataset "
-            "locally first (gsutil -m cp -r) or train through the issue-5 loader"
+            "locally first (gsutil -m cp -r) or train through the patch-dataset loader"
         )
     index_path = Path(root) / "index.jsonl"
     try:
@@ -321,7 +321,7 @@ class CrossResolutionDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        # The issue-5 trainer's sampler yields (epoch, index) keys so that augmentation does
+        # The trainer's sampler yields (epoch, index) keys so that augmentation does
         # not depend on worker state; plain integer keys use the epoch of set_epoch().
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         sample = self.samples[index]

@@ -14,7 +14,7 @@
   1 m NAIP bands here). L1 rather than L2 keeps edges sharp (the usual SR choice), and the term
   is simply absent when a batch carries no fine image.
 
-Every term ignores nodata labels (255) through the issue-5 loss functions.
+Every term ignores nodata labels (LABEL_NODATA) through the shared loss functions.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class SRSegLoss(nn.Module):
     """The joint loss; also works for plain-tensor outputs (the baselines: fine-scale terms only).
 
     ``forward`` returns the total; ``last_terms`` keeps each term's value (floats) of the last
-    call, for the learning-curve logs. ``wants_batch`` makes the issue-5 ``Trainer`` pass the
+    call, for the learning-curve logs. ``wants_batch`` makes the ``Trainer`` pass the
     whole batch as ``target``, so the reconstruction term gets the batch's ``image_fine``.
     """
 
