@@ -13,6 +13,10 @@ Every filter runs over blocks with a halo (``filter_blocks``), so a 10,980 x 10,
 filtered in bounded extra memory, and image borders are mirrored ("reflect" in scipy terms),
 which is what ``scipy.ndimage.generic_filter(mode='reflect')`` does; that makes the slow
 reference implementation ``refined_lee_generic`` comparable pixel for pixel.
+
+Longer than most modules (~430 lines) on purpose: the six filters mirror
+:mod:`gee_export.ee.speckle` one to one (the backend-parity tests compare them formula by
+formula), and reviewing the two side by side is easier with one file per backend.
 """
 
 from __future__ import annotations

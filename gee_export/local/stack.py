@@ -24,7 +24,7 @@ import json
 import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import rasterio
@@ -128,6 +128,7 @@ class LocalStackPlan:
     label_ref: BandRef | None
     fine_ref: BandRef | None
     tags: dict[str, str]
+    digests: DigestCache = field(compare=False, repr=False)
 
     @property
     def fingerprint(self) -> str:
@@ -163,11 +164,11 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
                      speckle: SpeckleFilter = DEFAULT_SPECKLE, out_dir: str | Path = ".", *,
                      label_scheme: str | ClassMapping | dict[int, int] | None = None,
                      recipe: LocalRecipe | None = None) -> LocalStackPlan:
-    """Resolve and check everything one month's stack needs; write nothing but a digest cache.
+    """Resolve and check everything one month's stack needs, and digest it; write nothing.
 
     Arguments as :func:`build_local_stack`. Raises what it raises, before any stack file is
-    touched. Source files are hashed (SHA-256) once per file version; see
-    :mod:`gee_export.local.digests` for the cost.
+    touched. Source files are hashed (SHA-256) once per file version (the digests are saved
+    beside the stack by :func:`write_local_stack`, see :mod:`gee_export.local.digests`).
     """
     check_month(month)
     check_speckle_filter(speckle)
@@ -236,8 +237,6 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
     files = _source_files(s2, s2_bands, s1, s1_bands)
     digests = cache.digests([p for paths in files.values() for p in paths]
                             + [str(r.path) for r in (label_ref, fine_ref) if r is not None])
-    if out.is_dir():
-        cache.save()
     signature = json.dumps({
         "recipe": recipe.to_dict(), "grid": grid.to_dict(), "bands": names, "month": month,
         "offsets": offsets, "units": sorted(f"{p}/{b}={u}" for (p, b), u in units.items()),
@@ -258,7 +257,7 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
     if any(dict(sc.tags).get("SYNTHETIC", "").lower() == "yes" for sc in (*s2, *s1)):
         tags["SYNTHETIC"] = "yes"  # synthetic inputs stay labelled synthetic downstream
     return LocalStackPlan(stack, signature, recipe, mapping, s2, s2_bands, s1, s1_bands,
-                          offsets, reflectance, units, label_ref, fine_ref, tags)
+                          offsets, reflectance, units, label_ref, fine_ref, tags, cache)
 
 
 def write_local_stack(plan: LocalStackPlan, *, block: int = DEFAULT_BLOCK,
@@ -268,6 +267,7 @@ def write_local_stack(plan: LocalStackPlan, *, block: int = DEFAULT_BLOCK,
     A killed build leaves only temporaries that :meth:`LocalStore.remove_temporaries` deletes;
     the files are renamed into place only after all of them are complete.
     """
+    plan.digests.save()  # the plan was accepted: remember the digests for the next run
     if plan.built:
         return plan.stack
     stack = plan.stack

@@ -15,6 +15,10 @@ then simulates what the satellites would record on the 10 m grid:
 
 Files follow the layout of local input scenes (see :func:`generate_scene`) and every file,
 folder, tag and README says SYNTHETIC, so nobody mistakes them for observations.
+
+Longer than most modules (~430 lines) on purpose: the class map, the per-class spectra and
+backscatter, and the files written from them are one model of one scene; the tests check the
+backends against the constants defined here, which would otherwise be spread over modules.
 """
 
 from __future__ import annotations
