@@ -338,3 +338,17 @@ def test_a_rebuilt_stack_is_not_mixed_with_old_patches(small_stack, tmp_path):
                   float("nan"), descriptions=list(BANDS))
     with pytest.raises(ConfigError, match="inputs of 2019-06 changed"):
         patch_stack(stack, out, block=2, progress=False)
+
+
+def test_dataset_files_get_the_umask_mode_so_others_can_read_them(small_stack, tmp_path):
+    stack, _ = small_stack
+    out = tmp_path / "ds"
+    old = os.umask(0o002)  # a group-shared dataset folder
+    try:
+        patch_stack(stack, out, block=2, progress=False)
+    finally:
+        os.umask(old)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {"index.jsonl", "manifest.json", "invalid.json"} <= {p.name for p in files}
+    assert any(p.suffix == ".tif" for p in files)
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o664)}
