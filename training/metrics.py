@@ -61,9 +61,6 @@ class ConfusionMatrix:
         self.ignore_index = ignore_index
         self._m: torch.Tensor | None = None
 
-    def reset(self) -> None:
-        self._m = None
-
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         if pred.ndim == target.ndim + 1:

@@ -94,7 +94,6 @@ _BANDS: tuple[BandSpec, ...] = (
 REGISTRY: dict[str, BandSpec] = {b.name: b for b in _BANDS}
 
 DEFAULT_S2: tuple[str, ...] = ("B2", "B3", "B4", "B8")
-OPTIONAL_S2: tuple[str, ...] = ("B5", "B6", "B7", "B8A", "B11", "B12")
 DEFAULT_S1: tuple[str, ...] = ("VV", "VH")
 QUALITY: tuple[str, ...] = ("s2_clear_count", "s1_scene_count")
 # The model input of the CroFuseNet paper: S2 B2, B3, B4, B8 then S1 VV, VH.
