@@ -87,6 +87,12 @@ def test_identical_command_resumes_and_other_ones_are_refused_before_any_work(
     assert main(command(scene, out)) == 0  # and the original command still resumes
     assert read_index(out) == index and state_of(out / "patches") == patches
 
+    # the Earth Engine backend checks too, before it even authenticates
+    capsys.readouterr()
+    assert main([f"--bbox={bbox_of(scene)}", "--out", str(out), "--project", "p"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a dataset made with other" in err and "authenticate" not in err
+
 
 def test_changed_scenes_are_refused_before_the_stack_is_rebuilt(scene, tmp_path, capsys):
     work = tmp_path / "copy"
