@@ -40,7 +40,7 @@ def _child(args: argparse.Namespace) -> None:
 
     from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
     from gee_export.contract.grid import Grid
-    from gee_export.contract.patches import StackPaths
+    from gee_export.contract.stack import StackPaths
     from gee_export.core.ee_session import EESession
     from gee_export.core.pipeline_options import RunnerConfig
     from gee_export.ee.beam_export import export_pipeline

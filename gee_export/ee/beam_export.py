@@ -45,11 +45,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from gee_export.contract.dataset import read_manifest
 from gee_export.contract.grid import patch_id
-from gee_export.contract.patches import PatchWriter, patch_rel_paths
-from gee_export.contract.splits import assign_splits
+from gee_export.contract.patch_writer import PatchWriter, patch_rel_paths
 from gee_export.core.ee_session import EESession
 from gee_export.core.errors import ConfigError
+from gee_export.core.lock import hold_output
 from gee_export.core.pipeline_options import RunnerConfig, require_beam, worker_semaphore
 from gee_export.core.storage import LocalStore, open_store
 from gee_export.ee.export import (
@@ -169,7 +170,7 @@ def _make_dofns() -> tuple[type, type, type]:
             self.image, self.fine = t.images.load()
             self.store = open_store(t.out)
             job = t.job
-            splits = assign_splits(job.grid, None, job.ratios, job.seed, job.block)
+            splits = job.spec().splits()
             self.writer = PatchWriter(self.store, job.grid, job.bands, job.month, splits=splits,
                                       fine_scale=job.fine_scale, clean_up=False)
             self.gate = worker_semaphore("earthengine-requests", t.threads)
@@ -260,14 +261,14 @@ def commit_shards(out: str, job: ExportJob, shards: Sequence[str]) -> int:
         records.extend(body["records"])
         invalid.update(body["invalid"])
     book = Bookkeeper(store, job, written_elsewhere=records)
-    book.invalid |= invalid
+    book.progress.invalid.update(invalid)
     book.flush(complete=True)
     shard_root = f"state/{job.month}/{SHARD_DIR}"
     for rel in store.list(shard_root + "/"):
         store.delete(rel)
     if isinstance(store, LocalStore):  # local folders outlive their files; Cloud Storage's don't
         _remove_empty_folders(store.path(shard_root))
-    return sum(1 for (month, _) in book.records if month == job.month)
+    return len(book.progress.records)
 
 
 def _remove_empty_folders(root: Path) -> None:
@@ -330,7 +331,7 @@ def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
     todo = book.todo()
     already = len(book.done & {patch_id(r, c) for r, c in book.splits})
     before = ExportSummary(store.url(), job.month, "beam", len(book.splits), 0, already,
-                           len(book.invalid))
+                           len(book.invalid), per_split=book.per_split())
     if not todo and book.existing.get("complete", {}).get(job.month):
         return PlannedExport(None, before, 0)
     task = _Task(sessions, SerializedImages.of(image, fine_label), job, store.url(),
@@ -362,8 +363,14 @@ def export_pipeline(sessions: SessionFactory, image: Any, job: ExportJob, out: s
         metrics and are zero for a dry run. A month already complete runs no pipeline at all.
     """
     started = time.monotonic()
-    plan = plan_export(sessions, image, job, out, runner, fine_label=fine_label, limits=limits,
-                       shard_size=shard_size)
+    with hold_output(out):  # the launcher holds the output's lock for the whole job
+        return _run_export(started, plan_export(
+            sessions, image, job, out, runner, fine_label=fine_label, limits=limits,
+            shard_size=shard_size), job, runner)
+
+
+def _run_export(started: float, plan: PlannedExport, job: ExportJob,
+                runner: RunnerConfig) -> ExportSummary:
     before = plan.before
     if plan.pipeline is None:
         log.info("%s: %s is complete, nothing to do", before.root, job.month)
@@ -374,10 +381,13 @@ def export_pipeline(sessions: SessionFactory, image: Any, job: ExportJob, out: s
     result = plan.pipeline.run()
     result.wait_until_finish()
     counts = _counters(result) if not runner.dry_run else {}
+    per_split = before.per_split
+    if not runner.dry_run:
+        per_split = read_manifest(before.root)["counts"]["per_split"]
     return replace(before, written=counts.get("written", 0),
                    invalid=before.invalid + counts.get("invalid", 0),
                    requests=counts.get("requests", 0), retries=counts.get("retries", 0),
-                   seconds=time.monotonic() - started)
+                   seconds=time.monotonic() - started, per_split=per_split)
 
 
 def _counters(result: Any) -> dict[str, int]:
