@@ -20,6 +20,8 @@ def _predict_parser() -> argparse.ArgumentParser:
                     "runs are skipped.")
     p.add_argument("--model", required=True, help="model file written by isamap-train")
     p.add_argument("--input", required=True, help="stack GeoTIFF/VRT, local or gs://")
+    p.add_argument("--bands", help="the input's band names in file order, comma-separated; "
+                   "needed when the stack has no band descriptions (e.g. B2,B3,B4,B8,VV,VH)")
     p.add_argument("--out", required=True,
                    help="output prefix, local or gs:// (writes <out>_class.tif, <out>_prob.tif)")
     p.add_argument("--month", help="YYYY-MM of the composite (metadata, asset time range)")
@@ -63,7 +65,8 @@ def _predict(args: argparse.Namespace) -> int:
         args.model, args.input, args.out, month=args.month, config=config, options=options,
         isa_class=args.isa_class, zones=args.zones, compare_with=args.compare_with,
         local_dir=args.local_dir, work_dir=args.work_dir, restart=args.restart,
-        progress=not args.quiet)
+        progress=not args.quiet,
+        band_order=[b for b in args.bands.split(",") if b.strip()] if args.bands else None)
     print(outputs.area_table)
     print(json.dumps(describe(outputs), indent=1))
     return 0

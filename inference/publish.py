@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from gee_export.core.ee_session import EESession, EETransport
 from gee_export.core.errors import ConfigError, EarthEngineError, StorageError
-from gee_export.core.storage import files
+from gee_export.core.storage import atomic_write, files
 from inference.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.code_editor import code_editor_script
 
@@ -94,6 +94,14 @@ class EarthEngineAssets:
         import ee
 
         return ee
+
+    def check_access(self) -> None:
+        """One cheap read (the project's asset roots): fails as AuthenticationError if needed.
+
+        Made before anything is uploaded, so a missing login costs no upload.
+        """
+        ee = self._ee()
+        self._call("ee.data.getAssetRoots (checking access)", ee.data.getAssetRoots)
 
     def start_ingestion(self, manifest: dict[str, Any], overwrite: bool) -> str:
         ee = self._ee()
@@ -207,6 +215,8 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     if dry_run:
         echo("# dry run: nothing uploaded, no Earth Engine call made")
         return PublishResult(name, manifest, script, manifest_path, script_path)
+    assets = assets or connect(request.project)
+    assets.check_access()  # authentication before any upload
     for kind, path in (("class", request.class_path), ("probability", request.prob_path)):
         if not files.is_gcs(path):
             echo(f"uploading {path} -> {uris[kind]}")
@@ -214,7 +224,6 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     if request.mode == "external":
         for uri in uris.values():
             check_external_bucket(uri)
-    assets = assets or connect(request.project)
     if request.mode == "external":
         assets.import_external(manifest, request.overwrite)
         task_id, state = None, "SUCCEEDED"
@@ -290,7 +299,4 @@ def _number(text: str) -> float | str:
 
 
 def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda fh: fh.write(text.encode()))

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
 from gee_export.core.errors import ConfigError
-from training.config import config_from_mapping, load_config
+from training.config import TrainConfig, config_from_mapping, read_config_file
 from training.devices import add_device_arguments
+from training.run_folder import resume_config
 
 
 def _json(text: str) -> dict:
@@ -73,14 +74,20 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 def _train(args: dict) -> int:
     config = args.pop("config")
-    overrides = {k: v for k, v in args.items() if v is not None}
-    cfg = load_config(config, overrides) if config else config_from_mapping(overrides)
+    given = {k: v for k, v in args.items() if v is not None}
+    if config:
+        given = {**read_config_file(config), **given}
+    if given.get("resume"):  # the run folder says everything that is not given
+        cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)
+    else:
+        cfg = config_from_mapping(given)
     from training.trainer import train
 
     result = train(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
-    state = "finished" if result.finished else "stopped (continue with --resume)"
+    state = "finished" if result.finished else (
+        "stopped (run the same command again, or isamap-train --out DIR --resume, to continue)")
     print(f"{state} after {result.epochs_run} epochs; best validation MIoU "
           f"{100 * result.best_miou:.2f} % at epoch {result.best_epoch}\n"
           f"model: {result.model_path}\nhistory: {result.history_path}\n"

@@ -32,7 +32,7 @@ from gee_export.contract.grid import Grid, Window
 from gee_export.contract.patches import StackPaths
 from gee_export.core.errors import EmptyCompositeError, InputDataError
 from gee_export.local import sentinel1, sentinel2
-from gee_export.local.labels import ClassMapping, get_scheme, label_window
+from gee_export.local.labels import ClassMapping, check_codes, get_scheme, label_window
 from gee_export.local.scenes import BandRef, Scene, SceneCollection, discover_scenes, parse_month
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL, SPECKLE_FILTERS, SpeckleFilter
 from gee_export.local.warp import overlaps
@@ -223,6 +223,9 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
              for b in s1_bands}
     label_ref = _label_ref(label, collection, 1)
     fine_ref = _fine_label_ref(label_ref, collection, fine_scale) if fine_scale else None
+    sentinel2.check_plausible(s2, s2_bands, offsets, reflectance)  # pixels over names/tags
+    if label_ref is not None:
+        check_codes(label_ref, label_scheme if label_scheme is not None else recipe.label_scheme)
     if label_ref is None:
         warnings.warn("no label raster given or found: the label file is all nodata (255), "
                       "usable for inference only", stacklevel=2)
@@ -299,8 +302,8 @@ def _write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sc
     if s2 and max_clear == 0:
         raise EmptyCompositeError(
             f"every Sentinel-2 observation of {month} over {_where(grid)} is masked (cloud, "
-            f"shadow, cirrus, snow or nodata in {len(s2)} scenes); use a wider window or "
-            "another month")
+            f"shadow, cirrus, snow or nodata in {len(s2)} scenes); add clearer scenes of that "
+            "month to --scenes or choose another --month")
     if s1 and max_s1 == 0:
         raise EmptyCompositeError(f"no valid Sentinel-1 pixel in {month} over {_where(grid)}")
 
