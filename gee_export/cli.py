@@ -141,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status (2 for user errors)."""
     args = build_parser().parse_args(attach_values(argv, NEGATIVE_VALUE_OPTIONS))
     configure_logging(args.verbose, args.quiet, args.debug)
-    return run_command("isamap-export", lambda: run(args), debug=args.debug)
+    return run_command("isamap-export", lambda: run(args), debug=args.debug,
+                       writes_to=[args.out or "."])
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -306,3 +307,7 @@ def _run_local(args, region, grid, months, bands, out) -> int:
         print(json.dumps(summary.to_dict()))
     print(f"dataset: {out} (manifest.json, index.jsonl, patches/)")
     return 0
+
+
+if __name__ == "__main__":  # ``python -m gee_export.cli``, the same as isamap-export
+    raise SystemExit(main())

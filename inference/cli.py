@@ -49,7 +49,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isamap-predict``; returns the exit status."""
     args = _predict_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.debug)
-    return run_command("isamap-predict", lambda: _predict(args), debug=args.debug)
+    return run_command("isamap-predict", lambda: _predict(args), debug=args.debug,
+                       writes_to=[args.out, args.local_dir, args.work_dir])
 
 
 def _predict(args: argparse.Namespace) -> int:

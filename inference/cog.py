@@ -25,13 +25,13 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.enums import Resampling
 
+from gee_export.core.commands import LOW_SPACE_BYTES
 from gee_export.core.errors import InputDataError
 from gee_export.core.version import code_version
 
 Kind = Literal["class", "probability", "change"]
 Compression = Literal["DEFLATE", "ZSTD"]
 BLOCK = 512
-LOW_SPACE_BYTES = 1 << 20  # below this much free space, an unreadable new file means "disk full"
 NODATA = 255
 PROB_SCALE = 250  # probability 1.0 is stored as 250; 251-254 unused, 255 = nodata
 # zlib level 3: about as small as level 6 on prediction maps, 3x faster to write.

@@ -234,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_logging_arguments(parser)
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.debug)
-    return run_command("isamap-demo", lambda: _run(args), debug=args.debug)
+    return run_command("isamap-demo", lambda: _run(args), debug=args.debug,
+                       writes_to=[args.out])
 
 
 DEMO_SIZES = (384, 2048)  # smaller leaves a split empty; the 1 m class map grows with size^2

@@ -69,7 +69,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     args = vars(train_parser().parse_args(argv))
     verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
     configure_logging(verbose, quiet, debug)
-    return run_command("isamap-train", lambda: _train(args), debug=debug)
+    return run_command("isamap-train", lambda: _train(args), debug=debug,
+                       writes_to=[args.get("out_dir") or "."])
 
 
 def _train(args: dict) -> int:
@@ -118,7 +119,8 @@ def evaluate_parser() -> argparse.ArgumentParser:
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     a = evaluate_parser().parse_args(argv)
     configure_logging(a.verbose, a.quiet, a.debug)
-    return run_command("isamap-evaluate", lambda: _evaluate(a), debug=a.debug)
+    return run_command("isamap-evaluate", lambda: _evaluate(a), debug=a.debug,
+                       writes_to=[a.out])
 
 
 def _evaluate(a: argparse.Namespace) -> int:

@@ -26,9 +26,11 @@ import errno
 import logging
 import os
 import re
+import shutil
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from gee_export.core.errors import ConfigError, IsamapError
@@ -77,6 +79,8 @@ def configure_logging(verbose: int = 0, quiet: bool = False, debug: bool = False
     logging.getLogger("rasterio").setLevel(
         logging.DEBUG if level == logging.DEBUG else logging.WARNING if verbose else
         logging.CRITICAL)
+    if not verbose and not debug:  # GDAL's own stderr printer (outside rasterio's handler)
+        os.environ.setdefault("CPL_LOG", os.devnull)
     warnings.showwarning = _log_warning
     return level
 
@@ -133,11 +137,13 @@ def _errno_message(code: int | None, where: str = "") -> str | None:
     return None
 
 
-def environment_message(exc: BaseException) -> str | None:
+def environment_message(exc: BaseException, writes_to: Sequence[str] = ()) -> str | None:
     """One line for a failure of the machine (disk full, read-only, permissions), else None.
 
     Looks at ``exc``, its ``__cause__``/``__context__`` chain, and their messages, because
-    GDAL, libtiff and torch report a full disk in their own exception types.
+    GDAL, libtiff and torch report a full disk in their own exception types. libtiff prints
+    "No space left on device" itself and GDAL raises a bare "Write error", so a write failure
+    while a folder in ``writes_to`` is (nearly) full is reported as the full disk it is.
     """
     seen: set[int] = set()
     chain: list[BaseException] = []
@@ -149,12 +155,34 @@ def environment_message(exc: BaseException) -> str | None:
     for item in chain:
         if isinstance(item, OSError) and item.errno in _ENV_ERRNOS:
             return _os_error_message(item)
-    for item in chain:
-        text = str(item)
-        for pattern, code in _ENV_TEXT:
+    for pattern, code in _ENV_TEXT:  # the most specific cause anywhere in the chain wins
+        for item in chain:
+            text = str(item)
             if pattern.search(text):
+                full = _nearly_full(writes_to) if code == errno.EIO else None
+                if full:
+                    return _errno_message(errno.ENOSPC, f" ({full})")
                 detail = text.strip().splitlines()[0][:200] if text.strip() else ""
                 return (_errno_message(code) or "") + (f" [{detail}]" if detail else "")
+    return None
+
+
+LOW_SPACE_BYTES = 64 << 20  # a write that fails with less than this free was a full disk
+
+
+def _nearly_full(paths: Sequence[str]) -> str | None:
+    """The first local path whose file system has less than LOW_SPACE_BYTES free."""
+    for text in paths:
+        if not text or str(text).startswith("gs://"):
+            continue
+        path = Path(text).absolute()
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        try:
+            if shutil.disk_usage(path).free < LOW_SPACE_BYTES:
+                return str(text)
+        except OSError:
+            continue
     return None
 
 
@@ -204,14 +232,18 @@ def attach_values(argv: Sequence[str] | None, options: Iterable[str]) -> list[st
     return out
 
 
-def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = False) -> int:
+def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = False,
+                writes_to: Sequence[str | None] = ()) -> int:
     """Run a command's work and turn how it ended into an exit status.
 
     Args:
         prog: the command's name, the first word of every error line.
         action: the work; returns an exit status (None means 0).
         debug: let exceptions propagate with their traceback instead of one line.
+        writes_to: the command's output paths, so a bare write error there is recognised
+            as the full disk it is (see :func:`environment_message`).
     """
+    outputs = [str(p) for p in writes_to if p]
     log = logging.getLogger(prog)
     try:
         status = action()
@@ -234,7 +266,8 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
     except OSError as exc:
         if debug:
             raise
-        log.error("%s: error: %s", prog, environment_message(exc) or _os_error_message(exc))
+        log.error("%s: error: %s", prog,
+                  environment_message(exc, outputs) or _os_error_message(exc))
         return EXIT_ENVIRONMENT
     except MemoryError:
         if debug:
@@ -243,7 +276,7 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
                   "with more memory", prog)
         return EXIT_ENVIRONMENT
     except Exception as exc:  # a library's wrapper around a disk/permission failure
-        message = None if debug else environment_message(exc)
+        message = None if debug else environment_message(exc, outputs)
         if message is None:
             raise
         log.error("%s: error: %s", prog, message)

@@ -336,7 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_logging_arguments(p)
     a = p.parse_args(argv)
     configure_logging(a.verbose, a.quiet, a.debug)
-    return run_command("python -m training.srseg.compare", lambda: _compare(a), debug=a.debug)
+    return run_command("python -m training.srseg.compare", lambda: _compare(a), debug=a.debug,
+                       writes_to=[a.out])
 
 
 def _compare(a: argparse.Namespace) -> int:
