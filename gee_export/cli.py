@@ -29,6 +29,7 @@ from gee_export.core.commands import (
     add_logging_arguments,
     attach_values,
     check_range,
+    check_writable,
     configure_logging,
     run_command,
 )
@@ -209,6 +210,8 @@ def run(args: argparse.Namespace) -> int:
     label = parse_label_source(args.labels)
     grid = make_grid(region, args)
     out = args.out or str(Path("data") / region.name)
+    if not (args.dry_run or args.code_editor):
+        check_writable(out)
     method = choose_method(args.method, grid, out)
     s1 = S1Recipe(orbit_pass=args.orbit_pass, speckle=args.speckle,
                   terrain_flattening=args.terrain_flattening, dem=args.dem)

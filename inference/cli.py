@@ -7,7 +7,12 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_writable,
+    configure_logging,
+    run_command,
+)
 from gee_export.core.errors import ConfigError
 from training.devices import add_device_arguments
 
@@ -58,6 +63,7 @@ def _predict(args: argparse.Namespace) -> int:
     from inference.runtime import RuntimeOptions
     from inference.workflow import describe, predict_with_model_file
 
+    check_writable(args.out, args.local_dir, args.work_dir)
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                            blend=args.blend, compress=args.compress)
     options = RuntimeOptions(device=args.device, precision=args.precision,

@@ -11,7 +11,13 @@ import json
 import os
 from collections.abc import Sequence
 
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_range,
+    check_writable,
+    configure_logging,
+    run_command,
+)
 from gee_export.core.errors import ConfigError
 from training.config import TrainConfig, config_from_mapping, read_config_file
 from training.devices import add_device_arguments
@@ -82,6 +88,7 @@ def _train(args: dict) -> int:
         cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)
     else:
         cfg = config_from_mapping(given)
+    check_writable(cfg.out_dir)
     from training.trainer import train
 
     result = train(cfg)
@@ -126,6 +133,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 def _evaluate(a: argparse.Namespace) -> int:
     if a.batch_size < 1 or a.points < 0:
         raise ConfigError("--batch-size must be >= 1 and --points >= 0")
+    check_range("--workers", a.workers, 0, 64)
+    check_writable(a.out)
     from training.evaluate import evaluate
 
     res = evaluate(a.model, a.data, a.out, a.split, a.batch_size, a.device, a.precision,

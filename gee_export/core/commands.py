@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -79,8 +80,6 @@ def configure_logging(verbose: int = 0, quiet: bool = False, debug: bool = False
     logging.getLogger("rasterio").setLevel(
         logging.DEBUG if level == logging.DEBUG else logging.WARNING if verbose else
         logging.CRITICAL)
-    if not verbose and not debug:  # GDAL's own stderr printer (outside rasterio's handler)
-        os.environ.setdefault("CPL_LOG", os.devnull)
     warnings.showwarning = _log_warning
     return level
 
@@ -165,6 +164,28 @@ def environment_message(exc: BaseException, writes_to: Sequence[str] = ()) -> st
                 detail = text.strip().splitlines()[0][:200] if text.strip() else ""
                 return (_errno_message(code) or "") + (f" [{detail}]" if detail else "")
     return None
+
+
+def check_writable(*paths: str | os.PathLike | None) -> None:
+    """Fail now (OSError: read-only, permission) if a local output path cannot be written.
+
+    Creates and removes a temporary file in the nearest existing folder of each path, so a
+    command refuses an unwritable output before its first expensive step, and a refused run
+    leaves no empty output folder behind. ``gs://`` paths and None are skipped.
+    """
+    for item in paths:
+        if item is None or str(item).startswith("gs://"):
+            continue
+        folder = Path(item).absolute()
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if folder.is_file():
+            folder = folder.parent
+        try:
+            with tempfile.TemporaryFile(dir=folder, prefix=".isamap-write-check-"):
+                pass
+        except OSError as exc:  # name the folder, not the probe's random file
+            raise OSError(exc.errno, exc.strerror, str(folder)) from None
 
 
 LOW_SPACE_BYTES = 64 << 20  # a write that fails with less than this free was a full disk
