@@ -136,7 +136,7 @@ def _publish(args: argparse.Namespace) -> int:
         gcs_prefix=args.gcs_prefix, mode=args.mode, public=args.public,
         readers=tuple(args.reader), metrics=metrics, month=args.month,
         overwrite=args.overwrite, wait=args.wait)
-    result = publish(request, out_dir, dry_run=args.dry_run)
+    result = publish(request, out_dir, dry_run=args.dry_run, echo=print)
     print(f"asset {result.asset}: {result.state}"
           + (f" (task {result.task_id})" if result.task_id else ""))
     return 0

@@ -14,6 +14,7 @@ retries with backoff, authentication failures as one clear error).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,8 @@ from gee_export.core.errors import ConfigError, EarthEngineError, StorageError
 from gee_export.core.storage import atomic_write, files
 from inference.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.code_editor import code_editor_script
+
+log = logging.getLogger(__name__)
 
 # image:importExternal reads COGs in place; Earth Engine only serves them from these.
 EXTERNAL_LOCATIONS = ("US", "US-CENTRAL1")
@@ -173,7 +176,7 @@ def cog_properties(path: str) -> dict[str, str]:
 
 
 def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: bool = False,
-            assets: EarthEngineAssets | None = None, echo: Callable[[str], None] = print,
+            assets: EarthEngineAssets | None = None, echo: Callable[[str], None] | None = None,
             poll_seconds: float = 10.0) -> PublishResult:
     """Upload, validate, start the asset creation and write the Code Editor script.
 
@@ -182,9 +185,11 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
         out_dir: local folder receiving ``<name>.manifest.json`` and ``<name>.js``.
         dry_run: only build, validate, save and print the manifest and the script.
         assets: the Earth Engine seam (default: :func:`connect` to ``request.project``).
-        echo: where progress lines go.
+        echo: where the manifest, the script and progress lines go (default: this module's
+            logger at INFO; ``isamap-publish`` passes ``print``, they are its result).
         poll_seconds: task polling interval when waiting.
     """
+    echo = echo or log.info
     name = asset_name(request.asset_id, request.project)
     acl = _acl(request)  # validated before anything is uploaded
     tags = cog_properties(request.class_path)

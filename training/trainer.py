@@ -393,14 +393,19 @@ class Trainer:
                            self.start_epoch, self.finished)
 
     def _diverged(self, value: float, epoch: int, where: str) -> TrainingDivergedError:
-        kept = (f"{self.out / CHECKPOINT} still holds epoch {self.start_epoch}, the last good "
-                "one" if self.start_epoch else "no epoch had finished, so nothing was saved")
-        if self.best_epoch > 0:
-            kept += f", and {self.out / BEST_MODEL} the best weights (epoch {self.best_epoch})"
+        if self.start_epoch:
+            kept = (f"nothing of that epoch was saved: {self.out / CHECKPOINT} still holds epoch "
+                    f"{self.start_epoch}, the last good one")
+            if self.best_epoch > 0:
+                kept += f", and {self.out / BEST_MODEL} the best weights (epoch {self.best_epoch})"
+        else:
+            kept = "nothing was saved (no epoch had finished)"
+        fix = f"lower --lr (now {self.cfg.lr:g})"
+        if self.cfg.precision != "fp32":
+            fix += " or train with --precision fp32"
         return TrainingDivergedError(
-            f"training diverged: the loss became {value} in epoch {epoch + 1} ({where}); "
-            f"nothing of that epoch was saved ({kept}). Lower --lr (now {self.cfg.lr:g}) or "
-            "train with --precision fp32, into a new --out folder")
+            f"training diverged: the loss became {value} in epoch {epoch + 1} ({where}); {kept}."
+            f" To train again, {fix}, into a new --out folder")
 
     def _save_best(self, val_metrics: dict) -> None:
         meta = ModelMeta.from_dict({**self.meta.to_dict(), "metrics": {
