@@ -35,6 +35,7 @@ from gee_export.core.storage import files
 from inference import cog
 from inference.blending import Blend, check_tiling, strip_bounds, tile_starts, tile_weights
 from inference.cog import NODATA, PROB_SCALE, OutputInfo
+from inference.inputs import unreadable
 from inference.runtime import TilePredictor
 
 # GDAL's block cache defaults to 5 % of physical RAM, which would make the footprint grow with
@@ -137,29 +138,6 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
         f"order is unknown; if the file's order is the model's, say so with --bands "
         f"{','.join(names)} (Python: band_order=...), else name the bands with: rio edit-info "
         "--bidx N --description NAME FILE")
-
-
-def probe_input(src_path: str) -> Any:
-    """Open the input and read its first and last pixels: its CRS, or a one-line refusal.
-
-    Runs before the model is loaded, so a missing, unreadable or truncated stack (a cut
-    download loses the end of the file) is refused in a second, not after hours of tiles.
-    """
-    if not files.is_gcs(src_path) and not Path(src_path).exists():
-        raise InputDataError(f"--input {src_path} does not exist; give the stack GeoTIFF/VRT")
-    try:
-        with rasterio.open(files.gdal_path(src_path)) as src:
-            for row, col in ((0, 0), (src.height - 1, src.width - 1)):
-                src.read(window=Window(col, row, 1, 1))
-            return src.crs
-    except rasterio.errors.RasterioError as exc:
-        raise InputDataError(_unreadable(src_path, exc)) from None
-
-
-def _unreadable(src_path: str, exc: Exception) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (f"--input {src_path} cannot be read ({first}); it is probably truncated or "
-            "corrupt: copy or export it again")
 
 
 def _invalid_mask(block: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
@@ -392,7 +370,7 @@ def _run_strips(src, indexes, nodata, predictor: TilePredictor, config: PredictC
         try:
             return src.read(indexes, window=window, out_dtype="float32")
         except rasterio.errors.RasterioError as exc:
-            raise InputDataError(_unreadable(src.name, exc)) from None
+            raise InputDataError(unreadable(src.name, exc)) from None
 
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
         bar = tqdm(total=(len(starts_y) - k0) * len(starts_x), unit="tile", disable=not progress,

@@ -1,10 +1,11 @@
 """Publish prediction COGs as an Earth Engine image asset.
 
-Steps: upload the COGs to ``gs://`` (MD5-verified, through the storage seam), build and
-validate the ImageManifest, then either start an ingestion task (``ee.data.startIngestion``:
-Earth Engine copies the pixels and builds its own pyramids) or create a COG-backed asset
-(``image:importExternal``: Earth Engine reads the COGs in place, so the bucket must satisfy its
-location and storage-class rules, checked here before any call). Optionally share the asset,
+Steps: build and validate the ImageManifest; check what can fail before anything is
+uploaded (the bucket's rules for a COG-backed asset, then Earth Engine access); upload the COGs
+to ``gs://`` (MD5-verified, through the storage seam); then either start an ingestion task
+(``ee.data.startIngestion``: Earth Engine copies the pixels and builds its own pyramids) or
+create a COG-backed asset (``image:importExternal``: Earth Engine reads the COGs in place, so
+the bucket must satisfy its location and storage-class rules). Optionally share the asset,
 wait for the task with a progress bar, and write a Code Editor script that shows it.
 
 Every Earth Engine call goes through :class:`gee_export.core.ee_session.EESession` (the one seam:
@@ -220,15 +221,15 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     if dry_run:
         echo("# dry run: nothing uploaded, no Earth Engine call made")
         return PublishResult(name, manifest, script, manifest_path, script_path)
+    if request.mode == "external":  # reads the bucket's metadata only
+        for uri in uris.values():
+            check_external_bucket(uri)
     assets = assets or connect(request.project)
     assets.check_access()  # authentication before any upload
     for kind, path in (("class", request.class_path), ("probability", request.prob_path)):
         if not files.is_gcs(path):
             echo(f"uploading {path} -> {uris[kind]}")
             files.upload_file(Path(path), uris[kind])
-    if request.mode == "external":
-        for uri in uris.values():
-            check_external_bucket(uri)
     if request.mode == "external":
         assets.import_external(manifest, request.overwrite)
         task_id, state = None, "SUCCEEDED"

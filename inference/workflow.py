@@ -20,7 +20,8 @@ from gee_export.core.errors import ModelError
 from gee_export.core.storage import files
 from inference import cog, stats
 from inference.cog import OutputInfo
-from inference.predict import PredictConfig, PredictionResult, predict_raster, probe_input
+from inference.inputs import probe_input
+from inference.predict import PredictConfig, PredictionResult, predict_raster
 from inference.runtime import RuntimeOptions, TilePredictor
 
 log = logging.getLogger(__name__)
