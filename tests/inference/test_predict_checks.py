@@ -115,7 +115,6 @@ def _summary(stdout: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("size_kb,readonly,needle", [
-    (24, False, "no space left on the device"),  # the checkpoint strips
     (48, False, "no space left on the device"),  # the COGs (GDAL returned a broken file)
     (64, True, "read-only"),
 ])
