@@ -2,10 +2,11 @@
 
 Steps, each a function of its own so other publishers (a monthly ImageCollection) reuse them:
 
-1. upload the COGs to ``gs://`` (MD5-verified, through the storage seam) and build and validate
-   the ImageManifest (:mod:`inference.asset_manifest`);
+1. build and validate the ImageManifest (:mod:`inference.asset_manifest`);
 2. :meth:`EarthEngineAssets.ensure_parents`: create the folders above the asset that do not
-   exist yet (and its parent as an ImageCollection when asked): ingestion does not create them;
+   exist yet (and its parent as an ImageCollection when asked): ingestion does not create them.
+   It is the first Earth Engine call and comes before the upload of the COGs to ``gs://``
+   (MD5-verified, through the storage seam), so missing credentials cost no upload;
 3. :meth:`EarthEngineAssets.start_ingestion` (``image:import``: Earth Engine copies the pixels)
    returns an :class:`Ingestion` holding the *server's* task id and operation name (the request
    id the client makes up is never sent), or :meth:`EarthEngineAssets.import_external`
