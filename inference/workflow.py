@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gee_export.contract.dataset import check_month
 from gee_export.core.errors import ModelError
+from gee_export.core.months import check_month
 from gee_export.core.storage import files
 from inference import cog, stats
 from inference.cog import OutputInfo

@@ -11,13 +11,12 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import yaml
 
 from gee_export.core.errors import ConfigError
+from training.devices import PRECISIONS, Precision
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
 
 
@@ -81,8 +80,8 @@ class TrainConfig:
                   (self.batch_size >= 1, "batch_size must be >= 1"),
                   (self.lr > 0, "lr must be positive"),
                   (self.patience >= 1, "patience must be >= 1"),
-                  (self.precision in ("auto", "fp32", "bf16", "fp16"),
-                   f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}"),
+                  (self.precision in PRECISIONS,
+                   f"precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "stop_after must be >= 1"),
                   (self.max_batches is None or self.max_batches >= 1, "max_batches must be >= 1"),
                   (self.max_iterations is None or self.max_iterations >= 1,

@@ -29,15 +29,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import rasterio
 
 from gee_export.core.errors import InputDataError
-
-if TYPE_CHECKING:  # scenes imports this module (the level rule); BandRef is only a type here
-    from gee_export.local.scenes import BandRef
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +47,14 @@ LABEL_NODATA_CODES = (255,)
 _UNIT_WORDS = {"linear": "linear power", "dB": "in dB"}
 
 
-def read_sample(ref: BandRef, max_side: int = SAMPLE_SIDE) -> np.ndarray:
+class BandSource(Protocol):
+    """Where one band lives (``scenes.BandRef``; scenes imports this module, not the reverse)."""
+
+    path: Path
+    index: int
+
+
+def read_sample(ref: BandSource, max_side: int = SAMPLE_SIDE) -> np.ndarray:
     """A decimated read of one band as float32, nodata as NaN (at most ``max_side``² pixels)."""
     with rasterio.open(ref.path) as src:
         step = max(1, -(-max(src.width, src.height) // max_side))

@@ -77,5 +77,5 @@ def put_output(write: Callable[[Path], None], dest: str, work: Path) -> None:
         upload_file(local, dest)
         local.unlink()
         return
-    with atomic_path(dest) as tmp:  # a failed write (full disk) leaves no temporary behind
+    with atomic_path(dest) as tmp:
         write(tmp)
