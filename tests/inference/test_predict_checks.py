@@ -69,7 +69,7 @@ def test_missing_or_truncated_input_is_refused_first(model_file, tmp_path, capsy
 
 
 @pytest.mark.parametrize("extra,needle", [
-    (["--month", "June"], "is not 'YYYY-MM'"),
+    (["--month", "June"], "is not YYYY-MM"),
     (["--zones", "{zones_text}"], "cannot read GeoJSON"),
     (["--zones", "{zones_line}"], "is not a (Multi)Polygon"),
 ])
