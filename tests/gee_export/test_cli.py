@@ -121,7 +121,7 @@ def test_runner_dry_run_prints_the_beam_job_offline(capsys):
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--backend", "local"], "the local backend runs in this process"),
+    (["--backend", "local", "--scenes", "."], "the local backend runs in this process"),
     (["--method", "tasks"], "already run on Earth Engine's machines"),
     (["--runner", "dataflow", "--out", "data/x"], "give --out gs://bucket/prefix"),
     (["--runner", "dataflow", "--out", "gs://b/x"], "needs --project, --dataflow-region"),
