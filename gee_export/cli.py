@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from gee_export.contract import bands as band_registry
@@ -46,6 +47,7 @@ from gee_export.core.commands import (
 from gee_export.core.errors import ConfigError, GridError, InputDataError
 from gee_export.core.lock import hold_output
 from gee_export.core.months import parse_months
+from gee_export.core.pipeline_options import RunnerConfig, add_runner_arguments, runner_config
 from gee_export.core.storage import LocalStore, open_store
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob, check_workers
 from gee_export.ee.labels import parse_label_source
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--code-editor", action="store_true",
                      help="write and print a Code Editor script previewing the composites")
     out.add_argument("--no-progress", action="store_true")
+    add_runner_arguments(p)
     add_logging_arguments(p)
     return p
 
@@ -224,7 +227,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or str(Path("data") / region.name)
     if not (args.dry_run or args.code_editor):
         check_writable(out)
-    method = choose_method(args.method, grid, out)
+    runner = _runner(args, out)
+    method = "pixels" if runner else choose_method(args.method, grid, out)
     s1 = S1Recipe(orbit_pass=args.orbit_pass, speckle=args.speckle,
                   terrain_flattening=args.terrain_flattening, dem=args.dem)
     s2 = S2Recipe(cloud_mask=args.cloud_mask, cs_threshold=args.cloud_threshold,
@@ -251,17 +255,46 @@ def run(args: argparse.Namespace) -> int:
                                  "scenes of that month to --scenes or choose other months")
         return 0
     if args.dry_run:
+        workers = runner.workers * runner.threads if runner else args.workers
         plan = make_plan(region, grid, months, bands, args.labels, args.fine_scale, method, out,
-                         args.workers, args.patches_per_tile, seed=args.seed,
+                         workers, args.patches_per_tile, seed=args.seed,
                          block=args.split_block)
         print(format_plan(plan))
+        if runner:
+            runner.pipeline_options()  # Beam's validation, offline in a dry run
+            print(_format_runner(runner))
         return 0
     # a small area can leave whole splits empty: say so before the work, with the remedy
     _warn_about_split(grid, split_counts(assign_splits(grid, None, DEFAULT_RATIOS, args.seed,
                                                         args.split_block)), args)
     if args.backend == "local":
         return _run_local(args, region, grid, months, bands, out)
-    return _run_ee(args, region, grid, months, bands, label, s1, s2, out, method)
+    return _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runner)
+
+
+def _runner(args: argparse.Namespace, out: str) -> RunnerConfig | None:
+    """The Beam runner asked for, checked before anything is fetched (None: this process)."""
+    runner = runner_config(args, dry_run=args.dry_run)
+    if runner is None:
+        return None
+    if args.backend != "ee":
+        raise ConfigError("--runner runs the Earth Engine export as a Beam pipeline; the local "
+                          "backend runs in this process (drop --runner)")
+    if args.method == "tasks":
+        raise ConfigError("--runner fetches patches with computePixels; batch tasks "
+                          "(--method tasks) already run on Earth Engine's machines")
+    if runner.runner == "dataflow" and not out.startswith("gs://"):
+        raise ConfigError("--runner dataflow writes from Google Cloud workers: give --out "
+                          "gs://bucket/prefix")
+    runner.check()
+    return runner
+
+
+def _format_runner(runner: RunnerConfig) -> str:
+    return (f"  runner      Apache Beam {runner.runner}: up to {runner.workers} workers x "
+            f"{runner.threads} requests = {runner.workers * runner.threads} concurrent "
+            f"(--max-concurrent {runner.max_concurrent})\n"
+            f"  beam        {' '.join(replace(runner, dry_run=False).beam_args())}")
 
 
 def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace) -> None:
@@ -272,7 +305,7 @@ def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespa
         args._split_warned = missing
 
 
-def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> int:
+def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runner) -> int:
     from gee_export.core.ee_session import EESession
     from gee_export.ee.export import export_pixels
     from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
@@ -306,7 +339,13 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
                         seed=args.seed, block=args.split_block,
                         sources={"s2_window": s2_window.to_dict(),
                                  "s1_window": s1_window.to_dict(), "method": method})
-        if method == "tasks":
+        if runner is not None:
+            from gee_export.ee.beam_export import EarthEngineProject, export_pipeline
+
+            workers = EarthEngineProject(args.project,
+                                         application_default=runner.runner == "dataflow")
+            summary = export_pipeline(workers, image, job, out, runner, fine_label=fine)
+        elif method == "tasks":
             summary = export_tasks(session, image, job, out, fine_label=fine,
                                    patches_per_tile=args.patches_per_tile,
                                    max_pending=args.max_pending, progress=not args.no_progress)

@@ -80,6 +80,16 @@ _BUILTIN: tuple[Region, ...] = (
     Region("ganzi", (97.37, 27.97, 102.50, 34.34),
            description="Garze Tibetan Autonomous Prefecture, Sichuan"),
     Region("zhaotong", (102.87, 26.57, 105.32, 28.67), description="Zhaotong, Yunnan"),
+    # The ISA-1 product's area (JointSeg paper): the 11 provinces and municipalities of the
+    # Yangtze River Economic Belt. The box joins their published administrative extents:
+    # Yunnan's south (21°08'N), Jiangsu's north (35°08'N), Sichuan's west (97°21'E) and
+    # Zhejiang's eastern islands (123°10'E). It is about twice the belt's 2.05 million km² of
+    # land (the paper rounds to 2.2); pass the provinces' outline with --region-file to map
+    # only the belt.
+    Region("yreb", (_dms(97, 21), _dms(21, 8), _dms(123, 10), _dms(35, 8)),
+           description="Yangtze River Economic Belt (Shanghai, Jiangsu, Zhejiang, Anhui, "
+                       "Jiangxi, Hubei, Hunan, Chongqing, Sichuan, Guizhou, Yunnan): box of the "
+                       "provinces' extents, 21°08'-35°08'N, 97°21'-123°10'E (ISA-1 / JointSeg)"),
 )
 
 REGIONS: dict[str, Region] = {r.name: r for r in _BUILTIN}
