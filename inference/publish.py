@@ -25,7 +25,12 @@ import rasterio
 from tqdm.auto import tqdm
 
 from gee_export.core.ee_session import EESession, EETransport
-from gee_export.core.errors import ConfigError, EarthEngineError, StorageError
+from gee_export.core.errors import (
+    AuthenticationError,
+    ConfigError,
+    EarthEngineError,
+    StorageError,
+)
 from gee_export.core.storage import files
 from inference.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.code_editor import code_editor_script
@@ -114,6 +119,22 @@ class EarthEngineAssets:
     def task_status(self, task_id: str) -> dict[str, Any]:
         ee = self._ee()
         return self._call("ee.data.getTaskStatus", ee.data.getTaskStatus, [task_id])[0]
+
+    def get_asset(self, name: str) -> dict[str, Any] | None:
+        """The asset's metadata, or None when it does not exist (series publishing)."""
+        ee = self._ee()
+        try:
+            return self._call("ee.data.getAsset", ee.data.getAsset, name)
+        except EarthEngineError as exc:
+            if isinstance(exc, AuthenticationError) or "not found" not in str(exc).lower():
+                raise
+            return None
+
+    def create_collection(self, name: str) -> None:
+        """Create an empty ImageCollection asset ``name`` (series publishing)."""
+        ee = self._ee()
+        self._call("ee.data.createAsset", ee.data.createAsset, {"type": "IMAGE_COLLECTION"},
+                   name)
 
 
 def connect(project: str | None, ee_module: Any | None = None) -> EarthEngineAssets:

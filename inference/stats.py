@@ -177,8 +177,12 @@ def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = Non
 
 
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
-               compress: cog.Compression = "DEFLATE") -> str:
-    """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``)."""
+               compress: cog.Compression = "DEFLATE",
+               tags: dict[str, str] | None = None) -> str:
+    """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``).
+
+    ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there).
+    """
     with rasterio.open(files.gdal_path(class_a)) as a, rasterio.open(files.gdal_path(class_b)) as b:
         if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
             raise InputDataError(
@@ -201,7 +205,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                 code[(va == NODATA) | (vb == NODATA)] = NODATA
                 dst.write(code, 1, window=window)
         tags = {"from": class_a, "to": class_b, "codes": json.dumps(CHANGE_CODES),
-                "version": a.tags().get("version", "")}
+                "version": a.tags().get("version", ""), **(tags or {})}
     try:
         files.put_output(lambda local: cog.write_cog(tmp, local, "change", tags,
                                                    compress=compress), out_path, work)

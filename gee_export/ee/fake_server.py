@@ -9,15 +9,24 @@ structured array cut out of the local backend's stack GeoTIFFs with rasterio; wh
 resolution, so a request built from the wrong image cannot be served. Export tasks read the tile's
 grid from the task's serialized expression (reproject + clipToBoundsAndScale) and write the
 GeoTIFF into the Cloud Storage emulator bucket named in the task's config. Faults (429, 500,
-timeouts) can be injected per call.
+timeouts) can be injected per call, a fixed service ``latency`` can be simulated (benchmarks),
+and ``getInfo`` is answered by an ``info`` callable when one is given (the counts a mapping run
+asks for before its first request: clear Sentinel-2 observations, Sentinel-1 scenes).
+
+Requests may ask for any window on the stack's pixel lattice, also beyond the stack's edges
+(that part arrives as nodata, as Earth Engine returns masked pixels outside the data), so a
+mapping run can tile a region any way it likes.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,8 +50,12 @@ class StackTransport:
     def __init__(self, stack: StackPaths, faults: list[BaseException] | None = None,
                  fail_every: int = 0, fault: BaseException | None = None,
                  gcs_client=None, task_bands: tuple[str, ...] | None = None,
-                 task_error: str | None = None, recipe: tuple[Any, Any] | None = None) -> None:
+                 task_error: str | None = None, recipe: tuple[Any, Any] | None = None,
+                 latency: float = 0.0, info: Callable[[str], Any] | None = None) -> None:
         self.stack = stack
+        self.latency = latency  # seconds every call waits, like a round trip to the service
+        # answers getInfo from the serialized expression (JSON text); None: getInfo refused
+        self.info = info
         # (image, fine label) of the recipe: each request's expression must select from one
         self.recipe = recipe
         self._expected: dict[tuple[bool, tuple[str, ...]], dict[str, Any]] = {}
@@ -61,6 +74,8 @@ class StackTransport:
 
     # ------------------------------------------------------------------ faults
     def _maybe_fail(self) -> None:
+        if self.latency:
+            time.sleep(self.latency)
         with self._lock:
             self.calls += 1
             if self.faults:
@@ -159,7 +174,12 @@ class StackTransport:
         return out
 
     def get_info(self, obj: Any) -> Any:
-        raise AssertionError("the export must not call getInfo")
+        if self.info is None:
+            raise AssertionError("the export must not call getInfo")
+        self._maybe_fail()
+        from gee_export.ee.serialized import encode
+
+        return self.info(json.dumps(encode(obj), sort_keys=True))
 
     def start_task(self, task: Any) -> str:
         self._maybe_fail()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -84,6 +85,16 @@ def file_dimensions(window: Window) -> int:
     return SHARD * math.ceil(max(window.width, window.height) / SHARD)
 
 
+def task_description(text: str) -> str:
+    """``text`` made a valid task description (at most 100 of ``A-Za-z0-9 .,:;_-``).
+
+    Anything else (slashes of asset paths, accents of region names) becomes ``_``, so a region
+    name can never make a task start fail.
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9 .,:;_-]", "_", text).strip() or "isamap"
+    return cleaned[:100]
+
+
 def tile_task(image: Any, grid: Grid, window: Window, bucket: str, prefix: str,
               description: str):
     """The ``Export.image.toCloudStorage`` task of one tile (not started)."""
@@ -92,8 +103,9 @@ def tile_task(image: Any, grid: Grid, window: Window, bucket: str, prefix: str,
     west, _, _, north = grid.window_bounds(window)
     transform = [grid.resolution, 0.0, west, 0.0, -grid.resolution, north]
     return ee.batch.Export.image.toCloudStorage(
-        image=image, description=description[:100], bucket=bucket, fileNamePrefix=prefix,
-        dimensions=f"{window.width}x{window.height}", crs=grid.crs, crsTransform=transform,
+        image=image, description=task_description(description), bucket=bucket,
+        fileNamePrefix=prefix, dimensions=f"{window.width}x{window.height}", crs=grid.crs,
+        crsTransform=transform,
         fileDimensions=file_dimensions(window), skipEmptyTiles=True, fileFormat="GeoTIFF",
         formatOptions={"cloudOptimized": True}, maxPixels=1e13)
 

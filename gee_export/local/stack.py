@@ -57,6 +57,18 @@ class LocalRecipe:
     def to_dict(self) -> dict[str, Any]:
         return {"backend": "local", **asdict(self)}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LocalRecipe:
+        """Inverse of :meth:`to_dict` (a manifest's record); unknown keys are refused."""
+        fields = {k: v for k, v in data.items() if k != "backend"}
+        if "scl_masked" in fields:
+            fields["scl_masked"] = tuple(fields["scl_masked"])
+        try:
+            return cls(**fields)
+        except TypeError as exc:
+            raise InputDataError(f"the recorded local recipe has parameters this isamap does "
+                                 f"not know ({exc}); use the version that made it") from None
+
 
 def _blocks(grid: Grid, block: int) -> Iterator[Window]:
     for r in range(0, grid.height, block):
