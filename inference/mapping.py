@@ -34,7 +34,12 @@ from typing import Any, Literal
 from gee_export.contract.grid import Grid, utm_epsg
 from gee_export.contract.index import read_manifest
 from gee_export.contract.regions import Region
-from gee_export.core.errors import ConfigError, EmptyCompositeError, IsamapError
+from gee_export.core.errors import (
+    ConfigError,
+    EarthEngineError,
+    EmptyCompositeError,
+    IsamapError,
+)
 from gee_export.core.storage import files
 from inference.predict import PredictConfig
 from inference.runtime import RuntimeOptions
@@ -200,6 +205,7 @@ class MapRequest:
         local_dir: where PNGs, tables, STAC and publication files go (default: ``out`` when
             local, else ``./<name of out>``).
         tile / overlap / batch_size: the sliding window.
+        strip_rows: output rows per checkpoint strip (what a killed run keeps).
         options: device, precision, memory format.
         progress: tqdm bars.
     """
@@ -221,6 +227,7 @@ class MapRequest:
     tile: int = 512
     overlap: int = 64
     batch_size: int = 8
+    strip_rows: int = 512
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     progress: bool = True
 
@@ -235,7 +242,11 @@ class MapRequest:
         if self.method == "tasks" and (self.backend != "ee" or not files.is_gcs(self.out)):
             raise ConfigError("--method tasks exports the stack with Earth Engine to Cloud "
                               "Storage: use --backend ee and --out gs://BUCKET/PREFIX")
-        PredictConfig(tile=self.tile, overlap=self.overlap, batch_size=self.batch_size)
+        self.predict_config()
+
+    def predict_config(self) -> PredictConfig:
+        return PredictConfig(tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
+                             strip_rows=self.strip_rows)
 
     def product_dir(self) -> Path:
         """Local folder of PNGs, tables, STAC and publication files."""
@@ -351,18 +362,20 @@ def map_dates(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
     """Predict every date of ``request`` on ``grid`` (resumable; finished dates are skipped)."""
     from inference.workflow import predict_with_model_file
 
-    config = PredictConfig(tile=request.tile, overlap=request.overlap,
-                           batch_size=request.batch_size)
+    config = request.predict_config()
     local = request.product_dir()
     results = []
     inputs = _ee_inputs if request.backend == "ee" else _local_inputs
     for month in request.dates:
         try:
             with inputs(request, grid, meta, dataset, month, session) as source:
-                outputs = predict_with_model_file(
-                    request.model_file, source, request.prefix(month), month=month,
-                    config=config, options=request.options, zones=request.zones,
-                    local_dir=local / month, progress=request.progress)
+                try:
+                    outputs = predict_with_model_file(
+                        request.model_file, source, request.prefix(month), month=month,
+                        config=config, options=request.options, zones=request.zones,
+                        local_dir=local / month, progress=request.progress)
+                except EarthEngineError as exc:
+                    raise _with_tiles_left(exc, source, month) from exc
         except EmptyCompositeError as exc:
             log.warning("date %s skipped: %s", month, exc)
             results.append(DateResult(month, None, str(exc)))
@@ -371,6 +384,17 @@ def map_dates(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
                  else f"{outputs.prediction.tiles} tiles in {outputs.prediction.seconds:.1f} s")
         results.append(DateResult(month, outputs))
     return results
+
+
+def _with_tiles_left(exc: EarthEngineError, source: Any, month: str) -> EarthEngineError:
+    """``exc`` with the tiles a resumed run still has to fetch, and how to resume."""
+    pending = getattr(source, "pending_tiles", None)
+    if pending is None:
+        return exc
+    left = pending()
+    shown = ", ".join(left[:8]) + (" ..." if len(left) > 8 else "")
+    return type(exc)(f"{exc} -- {month}: {len(left)} tile(s) not fetched yet ({shown}); run the "
+                     "same command again to resume (finished strips and dates are kept)")
 
 
 class _Opened:

@@ -199,6 +199,13 @@ class FetchedSource:
                 self._rows[k] = [self._pool.submit(self._one, t) for t in self.layout[k]]
 
     def _rows_for(self, r0: int, r1: int) -> list[int]:
+        """Tile rows to read rows ``[r0, r1)`` from.
+
+        The one row it is (the predictor's reads), or else every row it touches.
+        """
+        for k, row in enumerate(self.layout):
+            if (row[0].window.row_off, row[0].window.row_end) == (r0, r1):
+                return [k]
         return [k for k, row in enumerate(self.layout)
                 if row[0].window.row_off < r1 and row[0].window.row_end > r0]
 
