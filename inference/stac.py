@@ -64,7 +64,7 @@ def cog_item(cog_path: str, kind: str, months: Sequence[str],
                     "isamap:shape": shape, "gsd": res,
                     **{f"isamap:{k}": v for k, v in properties.items()}})
     item.add_asset("data", pystac.Asset(
-        href=cog_path, media_type=MEDIA_COG, roles=["data"],
+        href=f"./{name}.tif", media_type=MEDIA_COG, roles=["data"],
         title=f"ISA {kind} ({', '.join(months)})"))
     item.set_self_href(item_path(cog_path))
     return item
@@ -89,8 +89,9 @@ def series_collection(items: Sequence[pystac.Item], months: Sequence[str], root:
                       **{f"isamap:{k}": v for k, v in properties.items()}})
     collection.set_self_href(f"{root.rstrip('/')}/collection.json")
     for item in items:
-        collection.add_item(item)
-        item.set_self_href(item_path(item.assets["data"].href))
+        path = item.get_self_href()
+        collection.add_item(item)  # moves the item to pystac's layout: put it back beside its COG
+        item.set_self_href(path)
     return collection
 
 
