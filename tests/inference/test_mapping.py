@@ -199,3 +199,30 @@ def test_dates_from_months_or_years():
                           (None, "2023:2017")):
         with pytest.raises(ConfigError):
             parse_dates(months, years, lambda: "06")
+
+
+def test_tasks_method_exports_tiles_to_storage_and_predicts_over_their_vrt(
+        scene, ee_offline, tmp_path, gcs_emulator, gcs_bucket):
+    stack, model = scene
+    transport = StackTransport(stack, info=lambda t: 5, gcs_client=gcs_emulator.client(),
+                               task_bands=BANDS)
+    out = f"gs://{gcs_bucket}/maps"
+    request = request_for(stack, model, out, method="tasks", local_dir=str(tmp_path / "local"))
+    result = map_region(request, session=session_for(transport), echo=lambda _: None)
+    assert transport.served == [] and len(transport.tasks) == 1  # no pixel request at all
+    (task,) = transport.tasks.values()
+    assert task["description"] == "isamap stack_2019-06 tile_000000_000000"
+    names = {b.name for b in gcs_emulator.client().list_blobs(gcs_bucket)}
+    assert {"maps/stacks/stack_2019-06.vrt", "maps/stacks/stack_2019-06/tile_000000_000000.tif",
+            f"maps/{MONTH}/isa_{MONTH}_class.tif", f"maps/{MONTH}/isa_{MONTH}_class.stac.json",
+            "maps/collection.json"} <= names
+    pixels = map_region(request_for(stack, model, tmp_path / "px"),
+                        session=session_for(StackTransport(stack, info=lambda t: 5)),
+                        echo=lambda _: None)
+    from gee_export.core.storage import files
+
+    for kind in ("class", "prob"):
+        assert np.array_equal(
+            read(files.gdal_path(f"{out}/{MONTH}/isa_{MONTH}_{kind}.tif")),
+            read(tmp_path / "px" / MONTH / f"isa_{MONTH}_{kind}.tif"))
+    assert result.grid == pixels.grid
