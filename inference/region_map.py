@@ -75,7 +75,8 @@ def measure_model(model_file: str, tile: int, options: Any, repeats: int = 2) ->
 
 
 def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
-               dry_run: bool = False, session: Any = None, latency_s: float | None = None,
+               dry_run: bool = False, publish_dry_run: bool = False, session: Any = None,
+               latency_s: float | None = None,
                echo: Callable[[str], None] = print) -> MapResult:
     """Map ``request`` (see module docstring); resumable, finished dates are not redone.
 
@@ -83,6 +84,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         request: region, dates, model, outputs, backend and tiling.
         publish: publish the series as an ImageCollection (None: do not).
         dry_run: print the plan, manifests and app script only.
+        publish_dry_run: map, then only prepare the publication (manifests and app saved and
+            printed; nothing uploaded), as the demo does without an account.
         session: the Earth Engine seam (default: one for ``request.project``; tests pass one
             whose transport serves a local stack).
         latency_s: computePixels latency used by the plan's estimate.
@@ -123,7 +126,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                                 grid), request.product_dir() / "publish", dry_run=True,
                 echo=echo)
         return MapResult(grid, plan, publication=publication)
-    if publish and not files.is_gcs(request.out) and not publish.gcs_prefix:
+    if publish and not publish_dry_run and not files.is_gcs(request.out) \
+            and not publish.gcs_prefix:
         raise ConfigError("publishing local COGs needs --gcs-prefix gs://BUCKET/PREFIX to upload "
                           "them to (Earth Engine ingests only from Cloud Storage)")
     if request.backend == "ee" and session is None:
@@ -145,7 +149,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         cogs = {m: (o.prediction.class_path, o.prediction.prob_path) for m, o in mapped}
         publication = publish_series(
             _series_request(collection, cogs, props, publish, classes, isa, zones_geojson, grid),
-            local / "publish", echo=echo)
+            local / "publish", dry_run=publish_dry_run, echo=echo)
     mapping.write_run_record(request, grid, results, {"skipped": skipped,
                                                       "stac": list(stac_paths)})
     return MapResult(grid, None, tuple(results), series, tuple(stac_paths), publication)
