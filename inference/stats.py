@@ -93,6 +93,11 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
         if not geometry or geometry.get("type") not in ("Polygon", "MultiPolygon"):
             raise InputDataError(f"feature {i} of the zones is not a (Multi)Polygon; area "
                                  "statistics need polygons")
+        if src_crs in ("EPSG:4326", "urn:ogc:def:crs:OGC:1.3:CRS84") and not _lonlat(geometry):
+            raise InputDataError(
+                f"feature {i} of the zones has coordinates outside longitude/latitude, so the "
+                "file is in a projected CRS without saying so; add a 'crs' member naming it "
+                "or reproject it: ogr2ogr -t_srs EPSG:4326 zones_wgs84.geojson zones.geojson")
         props = feature.get("properties") or {}
         name = props.get(name_field) if name_field else None
         name = name or props.get("name") or props.get("NAME") or f"feature_{i}"
@@ -100,6 +105,19 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
     if not zones:
         raise InputDataError("the GeoJSON has no features; give at least one polygon")
     return zones
+
+
+def _lonlat(geometry: dict[str, Any]) -> bool:
+    """Whether every coordinate of a (Multi)Polygon is a longitude/latitude pair."""
+    points = np.asarray([pt[:2] for ring in _rings(geometry) for pt in ring], dtype=float)
+    return bool(points.size == 0 or (np.abs(points[:, 0]).max() <= 180
+                                     and np.abs(points[:, 1]).max() <= 90))
+
+
+def _rings(geometry: dict[str, Any]) -> list[list[list[float]]]:
+    if geometry["type"] == "Polygon":
+        return list(geometry["coordinates"])
+    return [ring for polygon in geometry["coordinates"] for ring in polygon]
 
 
 def pixel_area_km2(transform, crs, row0: int, rows: int) -> np.ndarray:
