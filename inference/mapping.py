@@ -43,7 +43,7 @@ from gee_export.core.errors import (
 from gee_export.core.storage import files
 from inference.predict import PredictConfig
 from inference.runtime import RuntimeOptions
-from inference.sources import DEFAULT_WORKERS, MAX_WORKERS, tiles_total
+from inference.sources import DEFAULT_WORKERS, MAX_WORKERS
 
 log = logging.getLogger(__name__)
 
@@ -301,14 +301,15 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
              model_seconds_per_tile: float, latency_s: float = DEFAULT_LATENCY_S,
              crs_note: str | None = None) -> MapPlan:
     """Tiles, requests, bytes and a time estimate of ``request`` (pure)."""
-    from gee_export.contract.grid import Window
     from gee_export.ee.pixels import split_request
+    from inference.sources import DEFAULT_REQUEST_BYTES, fetch_layout, group_requests
 
-    tiles = tiles_total(grid, request.tile, request.overlap)
-    tile = Window(0, 0, min(request.tile, grid.height), min(request.tile, grid.width))
-    per_tile = len(split_request(tile, tuple(bands)))
-    nbytes = tiles * tile.height * tile.width * len(bands) * 4
-    requests = tiles * per_tile if request.method == "pixels" else 0
+    layout = fetch_layout(grid, request.tile, request.overlap)
+    tiles = sum(len(row) for row in layout)
+    groups = [g for row in layout for g in group_requests(row, len(bands), DEFAULT_REQUEST_BYTES)]
+    nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4
+    requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
+                if request.method == "pixels" else 0)
     return MapPlan(request.region.name, grid, request.dates, request.backend, request.method,
                    tiles, requests, nbytes, request.workers, model_seconds_per_tile, latency_s,
                    crs_note)

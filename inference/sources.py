@@ -12,15 +12,15 @@ stacks on disk or behind ``/vsigs/`` are read exactly as before; two more live h
   tiles (tile + overlap, the halo the blend needs), and each tile is fetched by a callable
   (``computePixels`` through the Earth Engine session, in mapping) on a bounded thread pool,
   ahead of the predictor: when a tile row is read, the next ``ahead_rows`` rows are already
-  being fetched. Rows the predictor has moved past are dropped, so memory is bounded by a
-  band of tile rows whatever the region's size.
+  being fetched (the predictor itself reads one row ahead of the one it predicts, so one row
+  of look-ahead already hides a whole row's prediction time). Rows the predictor has moved
+  past are dropped, so memory is bounded by a band of tile rows whatever the region's size.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MAX_WORKERS = 40  # Earth Engine allows about 40 concurrent requests per project
 DEFAULT_WORKERS = 16
+DEFAULT_REQUEST_BYTES = 32 * 2**20  # two thirds of computePixels' 48 MB per request
 MASKED_BELOW = -1.0e38  # Earth Engine's masked float pixels (-3e38) and anything lower
 
 
@@ -131,6 +132,42 @@ def fetch_layout(grid: Grid, tile: int, overlap: int) -> list[list[FetchTile]]:
              for j, x in enumerate(xs)] for i, y in enumerate(ys)]
 
 
+@dataclass(frozen=True)
+class FetchRequest:
+    """Consecutive tiles of one tile row fetched with one request (their union window)."""
+
+    tiles: tuple[FetchTile, ...]
+    window: Window
+
+
+def group_requests(row: Sequence[FetchTile], bands: int, max_bytes: int) -> list[FetchRequest]:
+    """Consecutive tiles of a row in requests of at most ``max_bytes`` of float32 each.
+
+    A computePixels request costs the client a serialisation of the whole recipe graph and the
+    service a round trip, whatever its size; neighbours in a row share their overlap, so one
+    request for a few of them fetches fewer bytes as well. A single tile is never split here
+    (the request builder splits anything over the service limits).
+    """
+    out: list[FetchRequest] = []
+    group: list[FetchTile] = []
+    for tile in row:
+        trial = [*group, tile]
+        w = trial[-1].window.col_end - trial[0].window.col_off
+        if group and w * tile.window.height * bands * 4 > max_bytes:
+            out.append(_request(group))
+            trial = [tile]
+        group = trial
+    if group:
+        out.append(_request(group))
+    return out
+
+
+def _request(tiles: Sequence[FetchTile]) -> FetchRequest:
+    first, last = tiles[0].window, tiles[-1].window
+    return FetchRequest(tuple(tiles), Window(first.row_off, first.col_off, first.height,
+                                             last.col_end - first.col_off))
+
+
 @dataclass
 class FetchStats:
     """Counters of a :class:`FetchedSource` (read by progress reports and error messages)."""
@@ -151,12 +188,15 @@ class FetchedSource:
         tile / overlap: the predictor's tiling (the fetched tiles are its tiles).
         workers: concurrent fetches (1..40).
         ahead_rows: tile rows fetched ahead of the one being read.
+        max_request_bytes: neighbouring tiles of a row share a request up to this size (2/3 of
+            computePixels' 48 MB limit by default; the tile size itself when smaller).
         identity: names the input in the prediction's fingerprint (recipe, date, grid).
     """
 
     def __init__(self, fetch: Callable[[Window], np.ndarray], grid: Grid,
                  bands: Sequence[str], *, tile: int, overlap: int,
-                 workers: int = DEFAULT_WORKERS, ahead_rows: int = 2, identity: str = "") -> None:
+                 workers: int = DEFAULT_WORKERS, ahead_rows: int = 1, identity: str = "",
+                 max_request_bytes: int = DEFAULT_REQUEST_BYTES) -> None:
         if not 1 <= workers <= MAX_WORKERS:
             raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS} (Earth Engine "
                               f"allows about {MAX_WORKERS} concurrent requests), got {workers}")
@@ -167,6 +207,8 @@ class FetchedSource:
         self.nodatavals = (float("nan"),) * self.count
         self.identity = identity or f"fetched:{grid.to_dict()}"
         self.layout = fetch_layout(grid, tile, overlap)
+        self.requests = [group_requests(row, self.count, max_request_bytes)
+                         for row in self.layout]
         self.ahead_rows = max(0, ahead_rows)
         self.stats = FetchStats(tiles=sum(len(r) for r in self.layout))
         self._fetch = fetch
@@ -176,18 +218,18 @@ class FetchedSource:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ fetching
-    def _one(self, tile: FetchTile) -> np.ndarray:
+    def _one(self, request: FetchRequest) -> np.ndarray:
         started = time.perf_counter()
         try:
-            data = self._fetch(tile.window)
+            data = self._fetch(request.window)
         except BaseException:
             with self._lock:
-                self.stats.failed = (*self.stats.failed, tile.name)
+                self.stats.failed = (*self.stats.failed, *(t.name for t in request.tiles))
             raise
-        expected = (self.count, tile.window.height, tile.window.width)
+        expected = (self.count, request.window.height, request.window.width)
         if data.shape != expected:
-            raise ConfigError(f"tile {tile.name} arrived with shape {data.shape}, expected "
-                              f"{expected}")
+            raise ConfigError(f"tiles {request.tiles[0].name}.. arrived with shape "
+                              f"{data.shape}, expected {expected}")
         with self._lock:
             self.stats.fetched += 1
             self.stats.fetch_seconds += time.perf_counter() - started
@@ -196,7 +238,7 @@ class FetchedSource:
     def _submit_rows(self, first: int, last: int) -> None:
         for k in range(max(first, 0), min(last, len(self.layout) - 1) + 1):
             if k not in self._rows:
-                self._rows[k] = [self._pool.submit(self._one, t) for t in self.layout[k]]
+                self._rows[k] = [self._pool.submit(self._one, r) for r in self.requests[k]]
 
     def _rows_for(self, r0: int, r1: int) -> list[int]:
         """Tile rows to read rows ``[r0, r1)`` from.
@@ -212,14 +254,14 @@ class FetchedSource:
     def pending_tiles(self) -> list[str]:
         """Tiles not fetched yet, from the first unfinished row on (for error messages)."""
         out = []
-        for k, row in enumerate(self.layout):
+        for k in range(len(self.layout)):
             if k in self._freed:
                 continue
             futures = self._rows.get(k)
-            for j, tile in enumerate(row):
+            for j, request in enumerate(self.requests[k]):
                 f = futures[j] if futures else None
                 if f is None or not f.done() or f.cancelled() or f.exception() is not None:
-                    out.append(tile.name)
+                    out.extend(t.name for t in request.tiles)
         return out
 
     # ------------------------------------------------------------------ RasterSource
@@ -233,8 +275,14 @@ class FetchedSource:
             h, w = int(window.height), int(window.width)
         r1, c1 = r0 + h, c0 + w
         rows = self._rows_for(r0, r1)
+        exact = len(rows) == 1 and self.layout[rows[0]][0].window.row_off == r0 and \
+            self.layout[rows[0]][0].window.row_end == r1
         with self._lock:
-            for k in [k for k in self._rows if self.layout[k][0].window.row_end <= r0]:
+            # rows the reader moved past: above the window, or (reading tile row by tile row,
+            # as the predictor does) every row before this one
+            done = [k for k in self._rows if self.layout[k][0].window.row_end <= r0
+                    or (exact and k < rows[0])]
+            for k in done:
                 for future in self._rows.pop(k):  # the reader moved past: free the row
                     future.cancel()
                 self._freed.add(k)
@@ -243,8 +291,8 @@ class FetchedSource:
         pick = [i - 1 for i in indexes]
         out = np.full((len(pick), h, w), np.nan, dtype=np.float32)
         for k in rows:
-            for tile, future in zip(self.layout[k], wanted[k], strict=True):
-                tw = tile.window
+            for request, future in zip(self.requests[k], wanted[k], strict=True):
+                tw = request.window
                 rr0, rr1 = max(r0, tw.row_off), min(r1, tw.row_end)
                 cc0, cc1 = max(c0, tw.col_off), min(c1, tw.col_end)
                 if rr1 <= rr0 or cc1 <= cc0:
@@ -266,17 +314,7 @@ class FetchedSource:
         self.close()
 
 
-def rows_in_flight_bytes(grid: Grid, bands: int, tile: int, ahead_rows: int) -> int:
-    """Most input bytes a :class:`FetchedSource` holds: the rows read plus those ahead."""
-    return (ahead_rows + 2) * tile * grid.width * bands * 4
-
-
 def tiles_total(grid: Grid, tile: int, overlap: int) -> int:
     """Tiles (= fetches) of one date over ``grid``."""
     return (len(tile_starts(grid.height, tile, overlap))
             * len(tile_starts(grid.width, tile, overlap)))
-
-
-def fetch_rate(workers: int, latency_s: float) -> float:
-    """Tiles per second ``workers`` concurrent requests sustain at ``latency_s`` each."""
-    return workers / max(latency_s, 1e-6) if latency_s > 0 else math.inf

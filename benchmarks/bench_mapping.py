@@ -1,0 +1,225 @@
+"""Benchmark: mapping a region from tiles fetched with computePixels, against the model alone.
+
+The fetch is the real path of ``isamap-map --backend ee`` (recipe graph built offline, the EE
+session with retries, ``computePixels`` requests split to the service limits, decoding), served
+by the fake pixel server (``gee_export.ee.fake_server.StackTransport``) with a simulated service
+latency per request (400 ms by default), into the streaming predictor through
+``inference.sources.FetchedSource`` (bounded pool, tile rows fetched ahead).
+
+Measured side by side in one run:
+- pipeline throughput (km²/s of 10 m pixels: fetch -> predict -> strips -> two COGs) with 1, 16
+  and 40 concurrent requests, on a ``--size`` region;
+- the model's forward pass alone on the same tiles (read once into memory, then timed), the
+  ceiling the pipeline can reach; the ratio pipeline / model-only (bar: >= 0.8 at 16 workers);
+- peak RSS of the whole pipeline on a ``--rss-size`` region (default 16,384², bar: < 2 GB), in
+  a child process so nothing else counts towards it.
+
+The stack served is a VRT repeating one smooth 1,024² tile, so a 16,384² region needs no
+disk. Model: the training package's U-Net at narrow widths, random weights.
+
+Run: ``.venv/bin/python benchmarks/bench_mapping.py`` (``--size 1024 --rss-size 4096`` for a
+quick look).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
+MONTH = "2019-06"
+X0, Y0 = 500_000.0, 3_400_000.0
+BLOCK = 1024
+
+
+def write_stack(folder: Path, size: int) -> Path:
+    """A ``size``² six-band stack: a VRT repeating one smooth float32 tile (no big file)."""
+    import rasterio
+    from affine import Affine
+
+    from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
+
+    tile = folder / "tile.tif"
+    yy, xx = np.mgrid[0:BLOCK, 0:BLOCK].astype(np.float32)
+    data = np.stack([np.sin(yy * (0.01 + 0.003 * b)) * np.cos(xx * (0.008 + 0.002 * b))
+                     for b in range(len(BANDS))]).astype(np.float32)
+    profile = {"driver": "GTiff", "width": BLOCK, "height": BLOCK, "count": len(BANDS),
+               "dtype": "float32", "crs": "EPSG:32650", "nodata": float("nan"),
+               "transform": Affine(10, 0, X0, 0, -10, Y0), "tiled": True, "blockxsize": 256,
+               "blockysize": 256}
+    with rasterio.open(tile, "w", **profile) as dst:
+        dst.write(data)
+    pieces = [Piece(tile.name, r, c, min(BLOCK, size - r), min(BLOCK, size - c))
+              for r in range(0, size, BLOCK) for c in range(0, size, BLOCK)]
+    vrt = folder / f"stack_{size}.vrt"
+    vrt.write_text(mosaic_vrt(size, size, Affine(10, 0, X0, 0, -10, Y0), "EPSG:32650",
+                              [VrtBand(i, "float32", float("nan"), b)
+                               for i, b in enumerate(BANDS, start=1)], pieces))
+    return vrt
+
+
+def setup(folder: Path, size: int, latency: float, widths: tuple[int, ...], precision: str):
+    """Grid, fake-server session, recipe image and predictor for a ``size``² region."""
+    import ee
+    import torch
+    from ee import apitestcase
+
+    from gee_export.contract.grid import Grid
+    from gee_export.contract.patches import StackPaths
+    from gee_export.core.ee_session import EESession
+    from gee_export.ee.fake_server import StackTransport
+    from gee_export.ee.prediction_stack import DateRecipe, prediction_image, recipe_for_month
+    from gee_export.ee.sentinel2 import month_window
+    from inference.runtime import RuntimeOptions, TilePredictor
+    from training.models import create_model
+
+    ee.Reset()
+    ee.data._install_cloud_api_resource = lambda: None
+    ee.data.getAlgorithms = apitestcase.GetAlgorithms
+    ee.Initialize(None, "", project="offline")
+    vrt = write_stack(folder, size)
+    grid = Grid("EPSG:32650", X0, Y0, size, size, 10.0, 128, 80)
+    stack = StackPaths(grid, BANDS, MONTH, str(vrt), str(folder / "no_label.tif"))
+    session = EESession(transport=StackTransport(stack, latency=latency), sleep=time.sleep)
+    date = recipe_for_month({"s1": {}, "s2": {}}, BANDS, MONTH)
+    date = DateRecipe(date.recipe, month_window(MONTH), date.s1_window)
+    image = prediction_image(grid, date, ee.Geometry.Rectangle([117.0, 30.6, 117.1, 30.7]))
+    torch.manual_seed(0)
+    model = create_model("unet", len(BANDS), 2, widths=widths)
+    predictor = TilePredictor(model, np.zeros(len(BANDS)), np.ones(len(BANDS)),
+                              options=RuntimeOptions(precision=precision))
+    return grid, session, image, predictor
+
+
+def run_pipeline(folder: Path, grid, session, image, predictor, workers: int, tile: int,
+                 overlap: int, batch: int, progress: bool = False):
+    from gee_export.ee.export import fetch_window
+    from inference.cog import OutputInfo
+    from inference.predict import PredictConfig, predict_raster
+    from inference.sources import FetchedSource
+
+    source = FetchedSource(lambda w: fetch_window(session, image, grid, w, BANDS)[0], grid,
+                           BANDS, tile=tile, overlap=overlap, workers=workers,
+                           identity=f"bench-{workers}")
+    out = folder / f"map_w{workers}"
+    try:
+        started = time.perf_counter()
+        result = predict_raster(source, str(out / "isa"), predictor, OutputInfo("unet", BANDS),
+                                PredictConfig(tile=tile, overlap=overlap, batch_size=batch),
+                                restart=True, progress=progress)
+        return result, time.perf_counter() - started, source.stats
+    finally:
+        source.close()
+
+
+def model_only(grid, session, image, predictor, tile: int, overlap: int, batch: int) -> float:
+    """Seconds of the forward passes alone over every tile of the region (tiles in memory)."""
+    from gee_export.ee.export import fetch_window
+    from inference.sources import fetch_layout
+
+    session.transport.latency = 0.0
+    tiles = [fetch_window(session, image, grid, t.window, BANDS)[0]
+             for row in fetch_layout(grid, tile, overlap) for t in row]
+    padded = [np.pad(t, ((0, 0), (0, tile - t.shape[1]), (0, tile - t.shape[2])), mode="edge")
+              for t in tiles]
+    predictor(np.stack(padded[:1]), compact=True)  # warm-up
+    started = time.perf_counter()
+    for i in range(0, len(padded), batch):
+        predictor(np.stack(padded[i:i + batch]), compact=True)
+    return time.perf_counter() - started
+
+
+def rss_child(args: argparse.Namespace) -> dict:
+    """The whole pipeline on a ``--rss-size`` region; its own peak RSS (run as a child)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        grid, session, image, predictor = setup(folder, args.rss_size, args.latency,
+                                                args.widths, args.precision)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        result, seconds, stats = run_pipeline(folder, grid, session, image, predictor, 40,
+                                              args.tile, args.overlap, args.batch,
+                                              progress=True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    area = args.rss_size**2 * 100 / 1e6
+    return {"rss_size": args.rss_size, "rss_tiles": result.tiles, "rss_fetched": stats.fetched,
+            "rss_seconds": round(seconds, 1), "rss_km2_per_s": round(area / seconds, 3),
+            "peak_rss_gib": round(peak, 3), "rss_before_pipeline_gib": round(before, 3),
+            "whole_region_input_gib": round(args.rss_size**2 * len(BANDS) * 4 / 2**30, 2)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=2048, help="throughput region side (px)")
+    parser.add_argument("--rss-size", type=int, default=16384, help="RSS region side (px)")
+    parser.add_argument("--latency", type=float, default=0.4, help="seconds per request")
+    parser.add_argument("--workers", default="1,16,40")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--overlap", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--widths", default="8,16,32,64,128")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-rss", action="store_true")
+    args = parser.parse_args(argv)
+    args.widths = tuple(int(w) for w in args.widths.split(","))
+    if args.rss_only:
+        print("RSS-JSON " + json.dumps(rss_child(args)))
+        return {}
+    import torch
+
+    area = args.size**2 * 100 / 1e6
+    figures: dict = {"size": args.size, "latency_s": args.latency, "tile": args.tile,
+                     "overlap": args.overlap, "batch": args.batch,
+                     "model": f"training unet widths={args.widths}",
+                     "threads": torch.get_num_threads(), "area_km2": area}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        grid, session, image, predictor = setup(folder, args.size, args.latency, args.widths,
+                                                args.precision)
+        figures["runtime"] = predictor.description
+        runs = {}
+        for workers in (int(w) for w in args.workers.split(",")):
+            result, seconds, stats = run_pipeline(folder, grid, session, image, predictor,
+                                                  workers, args.tile, args.overlap, args.batch)
+            runs[workers] = {"seconds": round(seconds, 2), "km2_per_s": round(area / seconds, 3),
+                             "tiles": result.tiles, "requests": stats.fetched}
+            print(f"{workers:>3} workers: {result.tiles} tiles in {seconds:6.1f} s = "
+                  f"{area / seconds:7.3f} km²/s", flush=True)
+        alone = model_only(grid, session, image, predictor, args.tile, args.overlap, args.batch)
+    figures["pipeline"] = runs
+    figures["model_only_seconds"] = round(alone, 2)
+    figures["model_only_km2_per_s"] = round(area / alone, 3)
+    for run in runs.values():
+        run["ratio_vs_model_only"] = round(alone / run["seconds"], 3)
+    print(f"model only: {area / alone:7.3f} km²/s ({alone:.1f} s)")
+    for workers, run in runs.items():
+        print(f"ratio at {workers:>2} workers: {run['ratio_vs_model_only']:.3f}"
+              + ("  (bar >= 0.8)" if workers == 16 else ""))
+    if not args.skip_rss:
+        done = subprocess.run([sys.executable, __file__, "--rss-only", "--rss-size",
+                               str(args.rss_size), "--latency", str(args.latency), "--tile",
+                               str(args.tile), "--overlap", str(args.overlap), "--batch",
+                               str(args.batch), "--widths", ",".join(map(str, args.widths)),
+                               "--precision", args.precision],
+                              check=True, capture_output=True, text=True)
+        line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RSS-JSON "))
+        figures.update(json.loads(line.removeprefix("RSS-JSON ")))
+        print(f"peak RSS on {args.rss_size}² ({figures['rss_tiles']} tiles, 40 workers): "
+              f"{figures['peak_rss_gib']:.3f} GiB (bar < 2; the region's input alone is "
+              f"{figures['whole_region_input_gib']} GiB) in {figures['rss_seconds']} s")
+    print(json.dumps(figures, indent=1))
+    return figures
+
+
+if __name__ == "__main__":
+    ROOT = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(ROOT))
+    main()
