@@ -26,12 +26,14 @@ from gee_export.core.storage import atomic_write, files
 from inference.asset_manifest import asset_name, build_manifest, flat_properties, validate_manifest
 from inference.code_editor import series_app_script
 from inference.publish import (
+    FINISHED,
     EarthEngineAssets,
     PublishRequest,
-    _acl,
+    _readers,
     _target_uri,
+    acl_ch_arguments,
     connect,
-    wait_for_task,
+    wait_for_ingestion,
 )
 
 log = logging.getLogger(__name__)
@@ -118,7 +120,7 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
     per_date = {m: PublishRequest(*request.cogs[m], image_name(name, m), gcs_prefix=(
         f"{request.gcs_prefix.rstrip('/')}/{m}" if request.gcs_prefix else None),
         public=request.public, readers=request.readers) for m in months}
-    acl = _acl(per_date[months[0]])  # validated before anything is uploaded
+    readers = _readers(per_date[months[0]])  # validated before anything is uploaded
     uris = {m: {kind: _target_uri(path, per_date[m].gcs_prefix, dry_run)
                 for kind, path in (("class", r.class_path), ("probability", r.prob_path))}
             for m, r in per_date.items()}
@@ -149,31 +151,41 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
                 files.upload_file(Path(path), uris[m][kind])
     assets = assets or connect(request.project)
     _prepare_collection(assets, name, [image_name(name, m) for m in months], request.overwrite)
-    task_ids, state = {}, "SUBMITTED"
+    task_ids, operations = {}, {}
     for m in months:
-        task_ids[m] = assets.start_ingestion(manifests[m], request.overwrite)
-        echo(f"started ingestion task {task_ids[m]} for {image_name(name, m)}")
+        ingestion = assets.start_ingestion(manifests[m], request.overwrite)
+        task_ids[m], operations[m] = ingestion.task_id, ingestion.operation
+        echo(f"started ingestion task {ingestion.task_id} for {image_name(name, m)}")
+    state = "SUBMITTED"
     if request.wait:
-        states = {m: wait_for_task(assets, t, poll_seconds) for m, t in task_ids.items()}
-        state = "SUCCEEDED" if all(s in ("SUCCEEDED", "COMPLETED") for s in states.values()) \
-            else "FAILED"
-    if acl:
-        assets.set_acl(name, acl)
-        echo(f"shared {name}: {acl}")
+        states = {m: wait_for_ingestion(assets, op, poll_seconds) for m, op in operations.items()}
+        state = "COMPLETED" if all(s in FINISHED for s in states.values()) else "FAILED"
+    if readers or request.public:
+        if state in FINISHED:
+            assets.share(name, readers, request.public)
+            echo(f"shared {name} with "
+                 f"{', '.join([*readers, *(['allUsers'] * request.public)])}")
+        else:
+            echo(f"not shared yet (tasks {state}); when they finish run: earthengine acl ch "
+                 f"{acl_ch_arguments(readers, request.public)} {name}")
     return SeriesPublication(name, manifests, script, manifest_path, script_path, task_ids,
                              state)
 
 
 def _prepare_collection(assets: EarthEngineAssets, name: str, images: Sequence[str],
                         overwrite: bool) -> None:
-    """Create the collection when missing; refuse existing images unless ``overwrite``."""
-    existing = assets.get_asset(name)
-    if existing is None:
-        assets.create_collection(name)
-    elif str(existing.get("type", "")).upper() not in ("IMAGE_COLLECTION", "IMAGECOLLECTION"):
-        raise ConfigError(f"{name} exists and is a {existing.get('type')}, not an "
-                          "ImageCollection; choose another --publish parent or delete it")
-    taken = [image for image in images if assets.get_asset(image) is not None]
+    """Create the collection (and folders above it) when missing.
+
+    Existing images of the series are refused unless ``overwrite``.
+    """
+    kind = assets.asset_type(name)
+    if kind is None:
+        for created in assets.ensure_parents(images[0], parent_type="IMAGE_COLLECTION"):
+            log.info("created %s", created)
+    elif kind.upper() not in ("IMAGE_COLLECTION", "IMAGECOLLECTION"):
+        raise ConfigError(f"{name} exists and is a {kind}, not an ImageCollection; choose "
+                          "another --publish parent or delete it")
+    taken = [image for image in images if assets.asset_type(image) is not None]
     if taken and not overwrite:
         raise ConfigError(f"{len(taken)} image(s) of the series already exist ({taken[0]}...); "
                           "pass --overwrite to replace them")

@@ -15,7 +15,8 @@ threshold, and the composite windows a cloudy month was widened to). This module
   GeoTIFFs do not carry, so the predictor reads it in place through ``/vsigs/``.
 
 Every server call goes through :class:`gee_export.core.ee_session.EESession` (retries, one
-clear authentication error). Task descriptions are sanitised by :func:`tasks.task_description`.
+clear authentication error). Task descriptions are sanitised where tasks are built
+(:func:`gee_export.core.ee_session.task_description`).
 """
 
 from __future__ import annotations

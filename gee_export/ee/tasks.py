@@ -11,13 +11,18 @@ Tasks are started while fewer than ``max_pending`` are pending (Earth Engine ref
 3,000 per project), polled, and each completed tile is downloaded and cut into patches. Task ids
 are saved in the dataset's state, so a re-run picks running tasks up instead of starting them
 again, reuses tiles already in the bucket, and skips tiles whose patches are all written.
+
+Polling asks the session for all tracked tasks at once, and the session reads many tasks by
+listing the project's operations in pages (``EETransport.task_status``): 2,500 pending tasks
+cost a few page requests per poll, not 2,500. A resumed run reads its saved task ids the same
+way, once. Task descriptions go through :func:`gee_export.core.ee_session.task_description`,
+the characters the export service accepts.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +35,7 @@ import rasterio
 from tqdm.auto import tqdm
 
 from gee_export.contract.grid import Grid, Window
-from gee_export.core.ee_session import EESession
+from gee_export.core.ee_session import EESession, task_description
 from gee_export.core.errors import ConfigError, EarthEngineError
 from gee_export.core.storage import GcsStore, Store, open_store
 from gee_export.ee.export import Bookkeeper, ExportJob, ExportSummary
@@ -85,16 +90,6 @@ def file_dimensions(window: Window) -> int:
     return SHARD * math.ceil(max(window.width, window.height) / SHARD)
 
 
-def task_description(text: str) -> str:
-    """``text`` made a valid task description (at most 100 of ``A-Za-z0-9 .,:;_-``).
-
-    Anything else (slashes of asset paths, accents of region names) becomes ``_``, so a region
-    name can never make a task start fail.
-    """
-    cleaned = re.sub(r"[^A-Za-z0-9 .,:;_-]", "_", text).strip() or "isamap"
-    return cleaned[:100]
-
-
 def tile_task(image: Any, grid: Grid, window: Window, bucket: str, prefix: str,
               description: str):
     """The ``Export.image.toCloudStorage`` task of one tile (not started)."""
@@ -104,8 +99,8 @@ def tile_task(image: Any, grid: Grid, window: Window, bucket: str, prefix: str,
     transform = [grid.resolution, 0.0, west, 0.0, -grid.resolution, north]
     return ee.batch.Export.image.toCloudStorage(
         image=image, description=task_description(description), bucket=bucket,
-        fileNamePrefix=prefix, dimensions=f"{window.width}x{window.height}", crs=grid.crs,
-        crsTransform=transform,
+        fileNamePrefix=prefix,
+        dimensions=f"{window.width}x{window.height}", crs=grid.crs, crsTransform=transform,
         fileDimensions=file_dimensions(window), skipEmptyTiles=True, fileFormat="GeoTIFF",
         formatOptions={"cloudOptimized": True}, maxPixels=1e13)
 
@@ -158,6 +153,8 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
     tiles = [t for t in plan_tiles(job.grid, patches_per_tile)
              if any(p in remaining for p in t.positions())]
     task_ids: dict[str, str] = dict(book.read_state("tasks") or {})
+    # tasks a previous run started: one batched read, not one request per tile
+    earlier = _statuses(session, sorted(set(task_ids.values()))) if task_ids else {}
     bar = tqdm(total=len(book.splits), initial=len(book.splits) - len(remaining),
                desc=f"patches {job.month} (tiles)", unit="patch", disable=not progress)
     written = 0
@@ -176,10 +173,9 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
             key = tile.name + suffix
             if store.exists(_tile_rel(job.month, tile, suffix + ".tif")):
                 continue
-            if key in task_ids:  # started by an earlier run: pick it up if still alive
-                previous = _statuses(session, [task_ids[key]]).get(task_ids[key], {})
-                if previous.get("state") in LIVE:
-                    continue
+            # started by an earlier run: pick it up if still alive
+            if key in task_ids and earlier.get(task_ids[key], {}).get("state") in LIVE:
+                continue
             prefix = store.key(_tile_rel(job.month, tile, suffix))  # type: ignore[attr-defined]
             task = tile_task(img, grid, window, store.bucket_name,  # type: ignore[attr-defined]
                              prefix, f"isamap_{job.region}_{job.month}_{key}")
@@ -276,9 +272,7 @@ def _pending(task_ids: dict[str, str], active: list[Tile], exports_of) -> int:
 
 
 def _statuses(session: EESession, ids: list[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(ids), 100):  # getTaskStatus takes a bounded list
-        for status in session.task_status(ids[i:i + 100]):
-            out[str(status.get("id"))] = status
-    return out
+    """Statuses by task id, read in one session call (paged by the transport)."""
+    return {task_id: status for task_id, status in zip(ids, session.task_status(ids),
+                                                       strict=True)}
 

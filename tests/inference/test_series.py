@@ -17,7 +17,7 @@ from gee_export.core.errors import ConfigError
 from gee_export.ee.fake_server import StackTransport
 from inference.collection import SeriesRequest, image_name, publish_series
 from inference.mapping import MapRequest
-from inference.publish import EarthEngineAssets
+from inference.publish import EarthEngineAssets, Ingestion
 from inference.region_map import PublishTarget, map_region
 from inference.runtime import RuntimeOptions
 from tests.support.mapping import (
@@ -159,20 +159,24 @@ def test_image_collection_manifests_and_app_are_checked_offline(series, tmp_path
 
 
 class ExistingAssets(EarthEngineAssets):
-    """An Earth Engine asset tree where the series' first image already exists."""
+    """An Earth Engine asset tree (names -> types) answering the calls publishing makes."""
 
     def __init__(self, existing):
-        self.existing, self.calls = existing, []
+        self.existing, self.calls = dict(existing), []
 
-    def get_asset(self, name):
+    def asset_type(self, name):
         return self.existing.get(name)
 
-    def create_collection(self, name):
-        self.calls.append(("create", name))
+    def ensure_parents(self, name, parent_type="FOLDER"):
+        parent = name.rsplit("/", 1)[0]
+        self.calls.append(("create", parent, parent_type))
+        self.existing[parent] = parent_type
+        return [parent]
 
     def start_ingestion(self, manifest, overwrite):
         self.calls.append(("ingest", manifest["name"], overwrite))
-        return f"T{len(self.calls)}"
+        task = f"T{len(self.calls)}"
+        return Ingestion("req", task, f"projects/p/operations/{task}")
 
 
 def test_an_existing_image_is_refused_unless_overwrite(series, tmp_path, gcs_emulator,
@@ -182,14 +186,13 @@ def test_an_existing_image_is_refused_unless_overwrite(series, tmp_path, gcs_emu
             for d in result.dates}
     name = "projects/my-proj/assets/isamap/isa_x"
     request = SeriesRequest(name, cogs, {}, gcs_prefix=f"gs://{gcs_bucket}/maps")
-    taken = ExistingAssets({name: {"type": "IMAGE_COLLECTION"},
-                            image_name(name, DATES[0]): {"type": "IMAGE"}})
+    taken = ExistingAssets({name: "IMAGE_COLLECTION", image_name(name, DATES[0]): "IMAGE"})
     with pytest.raises(ConfigError, match="--overwrite"):
         publish_series(request, tmp_path, assets=taken, echo=lambda _: None)
     assert not any(c[0] == "ingest" for c in taken.calls)
     fresh = ExistingAssets({})
     done = publish_series(request, tmp_path, assets=fresh, echo=lambda _: None)
-    assert fresh.calls[0] == ("create", name)
+    assert fresh.calls[0] == ("create", name, "IMAGE_COLLECTION")
     assert [c[1] for c in fresh.calls[1:]] == [image_name(name, d) for d in DATES]
     assert set(done.task_ids) == set(DATES)
     blobs = {b.name for b in gcs_emulator.client().list_blobs(gcs_bucket)}
