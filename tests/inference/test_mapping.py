@@ -214,7 +214,7 @@ def test_tasks_method_exports_tiles_to_storage_and_predicts_over_their_vrt(
     result = map_region(request, session=session_for(transport), echo=lambda _: None)
     assert transport.served == [] and len(transport.tasks) == 1  # no pixel request at all
     (task,) = transport.tasks.values()
-    assert task["description"] == "isamap stack_2019-06 tile_000000_000000"
+    assert task["description"] == "isamap_stack_2019-06_tile_000000_000000"  # sanitised
     names = {b.name for b in gcs_emulator.client().list_blobs(gcs_bucket)}
     assert {"maps/stacks/stack_2019-06.vrt", "maps/stacks/stack_2019-06/tile_000000_000000.tif",
             f"maps/{MONTH}/isa_{MONTH}_class.tif", f"maps/{MONTH}/isa_{MONTH}_class.stac.json",

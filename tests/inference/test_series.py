@@ -35,8 +35,17 @@ NEW = (slice(120, 150), slice(100, 160))  # built between the dates: 30 x 60 px
 PX_KM2 = 100 / 1e6
 
 
-@pytest.fixture(scope="module")
+_MAPPED: dict[str, tuple] = {}  # the series is mapped once per module (ee_offline is per test)
+
+
+@pytest.fixture
 def series(tmp_path_factory, ee_offline):
+    if "series" not in _MAPPED:
+        _MAPPED["series"] = _map_series(tmp_path_factory)
+    return _MAPPED["series"]
+
+
+def _map_series(tmp_path_factory):
     folder = tmp_path_factory.mktemp("series")
     stacks = {}
     for month, blocks in zip(DATES, ((OLD,), (OLD, NEW)), strict=True):
