@@ -142,14 +142,15 @@ def rss_child(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         grid, session, image, predictor = setup(folder, args.rss_size, args.latency,
-                                                args.widths, args.precision)
+                                                args.rss_widths, args.precision)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         result, seconds, stats = run_pipeline(folder, grid, session, image, predictor, 40,
                                               args.tile, args.overlap, args.batch,
                                               progress=True)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     area = args.rss_size**2 * 100 / 1e6
-    return {"rss_size": args.rss_size, "rss_tiles": result.tiles, "rss_fetched": stats.fetched,
+    return {"rss_size": args.rss_size, "rss_model_widths": list(args.rss_widths),
+            "rss_tiles": result.tiles, "rss_requests": stats.fetched,
             "rss_seconds": round(seconds, 1), "rss_km2_per_s": round(area / seconds, 3),
             "peak_rss_gib": round(peak, 3), "rss_before_pipeline_gib": round(before, 3),
             "whole_region_input_gib": round(args.rss_size**2 * len(BANDS) * 4 / 2**30, 2)}
@@ -165,11 +166,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--widths", default="8,16,32,64,128")
+    parser.add_argument("--rss-widths", default=None,
+                        help="U-Net widths of the RSS run (default: --widths)")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-rss", action="store_true")
     args = parser.parse_args(argv)
     args.widths = tuple(int(w) for w in args.widths.split(","))
+    args.rss_widths = (tuple(int(w) for w in args.rss_widths.split(","))
+                       if args.rss_widths else args.widths)
     if args.rss_only:
         print("RSS-JSON " + json.dumps(rss_child(args)))
         return {}
@@ -208,6 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
                                str(args.rss_size), "--latency", str(args.latency), "--tile",
                                str(args.tile), "--overlap", str(args.overlap), "--batch",
                                str(args.batch), "--widths", ",".join(map(str, args.widths)),
+                               "--rss-widths", ",".join(map(str, args.rss_widths)),
                                "--precision", args.precision],
                               check=True, capture_output=True, text=True)
         line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RSS-JSON "))

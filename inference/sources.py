@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = 40  # Earth Engine allows about 40 concurrent requests per project
 DEFAULT_WORKERS = 16
 DEFAULT_REQUEST_BYTES = 32 * 2**20  # two thirds of computePixels' 48 MB per request
+DEFAULT_INFLIGHT_BYTES = 192 * 2**20  # what the requests in flight may hold together
 MASKED_BELOW = -1.0e38  # Earth Engine's masked float pixels (-3e38) and anything lower
 
 
@@ -189,14 +190,17 @@ class FetchedSource:
         workers: concurrent fetches (1..40).
         ahead_rows: tile rows fetched ahead of the one being read.
         max_request_bytes: neighbouring tiles of a row share a request up to this size (2/3 of
-            computePixels' 48 MB limit by default; the tile size itself when smaller).
+            computePixels' 48 MB limit by default; a single tile is never split here).
+        max_inflight_bytes: requests are made smaller still so that ``workers`` of them in
+            flight hold at most about this much (each is decoded once more on arrival).
         identity: names the input in the prediction's fingerprint (recipe, date, grid).
     """
 
     def __init__(self, fetch: Callable[[Window], np.ndarray], grid: Grid,
                  bands: Sequence[str], *, tile: int, overlap: int,
                  workers: int = DEFAULT_WORKERS, ahead_rows: int = 1, identity: str = "",
-                 max_request_bytes: int = DEFAULT_REQUEST_BYTES) -> None:
+                 max_request_bytes: int = DEFAULT_REQUEST_BYTES,
+                 max_inflight_bytes: int = DEFAULT_INFLIGHT_BYTES) -> None:
         if not 1 <= workers <= MAX_WORKERS:
             raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS} (Earth Engine "
                               f"allows about {MAX_WORKERS} concurrent requests), got {workers}")
@@ -207,8 +211,8 @@ class FetchedSource:
         self.nodatavals = (float("nan"),) * self.count
         self.identity = identity or f"fetched:{grid.to_dict()}"
         self.layout = fetch_layout(grid, tile, overlap)
-        self.requests = [group_requests(row, self.count, max_request_bytes)
-                         for row in self.layout]
+        request_bytes = min(max_request_bytes, max_inflight_bytes // workers)
+        self.requests = [group_requests(row, self.count, request_bytes) for row in self.layout]
         self.ahead_rows = max(0, ahead_rows)
         self.stats = FetchStats(tiles=sum(len(r) for r in self.layout))
         self._fetch = fetch
@@ -300,6 +304,10 @@ class FetchedSource:
                 data = future.result()
                 out[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = data[
                     pick, rr0 - tw.row_off:rr1 - tw.row_off, cc0 - tw.col_off:cc1 - tw.col_off]
+        if exact:  # the predictor never reads a tile row twice: its copy is all that is left
+            with self._lock:
+                if self._rows.pop(rows[0], None) is not None:
+                    self._freed.add(rows[0])
         return out.astype(out_dtype, copy=False)
 
     def close(self) -> None:
