@@ -191,8 +191,9 @@ class FetchedSource:
         ahead_rows: tile rows fetched ahead of the one being read.
         max_request_bytes: neighbouring tiles of a row share a request up to this size (2/3 of
             computePixels' 48 MB limit by default; a single tile is never split here).
-        max_inflight_bytes: requests are made smaller still so that ``workers`` of them in
-            flight hold at most about this much (each is decoded once more on arrival).
+        max_inflight_bytes: the requests in flight together ask for at most this many bytes
+            (requests are made smaller so that ``workers`` of them fit; a wide region with
+            many workers runs fewer at once rather than growing the memory).
         identity: names the input in the prediction's fingerprint (recipe, date, grid).
     """
 
@@ -220,9 +221,17 @@ class FetchedSource:
         self._rows: dict[int, list[Future]] = {}
         self._freed: set[int] = set()
         self._lock = threading.Lock()
+        self._budget = threading.Condition()
+        self._budget_bytes, self._inflight = max_inflight_bytes, 0
 
     # ------------------------------------------------------------------ fetching
     def _one(self, request: FetchRequest) -> np.ndarray:
+        nbytes = min(request.window.height * request.window.width * self.count * 4,
+                     self._budget_bytes)
+        with self._budget:  # bytes in flight stay within the budget, whatever --workers is
+            while self._inflight + nbytes > self._budget_bytes:
+                self._budget.wait()
+            self._inflight += nbytes
         started = time.perf_counter()
         try:
             data = self._fetch(request.window)
@@ -230,6 +239,10 @@ class FetchedSource:
             with self._lock:
                 self.stats.failed = (*self.stats.failed, *(t.name for t in request.tiles))
             raise
+        finally:
+            with self._budget:
+                self._inflight -= nbytes
+                self._budget.notify_all()
         expected = (self.count, request.window.height, request.window.width)
         if data.shape != expected:
             raise ConfigError(f"tiles {request.tiles[0].name}.. arrived with shape "

@@ -101,12 +101,10 @@ class StackTransport:
             assert src.crs.to_string() == crs, f"request CRS {crs} != stack CRS {src.crs}"
             names = list(src.descriptions)
         out = {}
-        image_bands = [b for b in bands if b != "label"]
-        if image_bands:
-            data = self._read(self.stack.image, transform, width, height,
-                              [names.index(b) + 1 for b in image_bands])
-            for b, arr in zip(image_bands, data, strict=True):
-                out[b] = np.where(np.isfinite(arr), arr, FLOAT_NODATA).astype(np.float32)
+        for b in (b for b in bands if b != "label"):  # band by band: a few copies at most
+            arr = self._read(self.stack.image, transform, width, height, [names.index(b) + 1])[0]
+            arr[~np.isfinite(arr)] = FLOAT_NODATA
+            out[b] = arr
         if "label" in bands:
             path = self.stack.label_fine if fine else self.stack.label
             out["label"] = self._read(path, transform, width, height, [1])[0]
@@ -165,10 +163,9 @@ class StackTransport:
         width, height = grid["dimensions"]["width"], grid["dimensions"]["height"]
         bands = list(request["bandIds"])
         fine = self._check_expression(request, grid["crsCode"], transform)
-        data = self._pixels(bands, grid["crsCode"], transform, width, height, fine)
         out = np.zeros((height, width), dtype=[(b, "<f4") for b in bands])
         for b in bands:
-            out[b] = data[b]
+            out[b] = self._pixels([b], grid["crsCode"], transform, width, height, fine)[b]
         with self._lock:
             self.served.append((f"{transform[2]},{transform[5]},{transform[0]}", tuple(bands)))
         return out

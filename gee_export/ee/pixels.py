@@ -103,7 +103,9 @@ def decode(result: Any, sub: SubRequest) -> np.ndarray:
             raise EarthEngineError(
                 f"computePixels returned shape {arr.shape} with bands {arr.dtype.names}; "
                 f"expected {want} with {sub.bands}")
-        out = np.stack([arr[b].astype(np.float32) for b in sub.bands])
+        out = np.empty((len(sub.bands), *want), np.float32)  # one copy, band by band
+        for i, b in enumerate(sub.bands):
+            out[i] = arr[b]
     else:
         if arr.shape != (*want, len(sub.bands)):
             raise EarthEngineError(f"computePixels returned shape {arr.shape}, expected "
