@@ -11,10 +11,10 @@ stacks on disk or behind ``/vsigs/`` are read exactly as before; two more live h
 - :class:`FetchedSource`: no file at all. The region's grid is cut into the predictor's own
   tiles (tile + overlap, the halo the blend needs), and each tile is fetched by a callable
   (``computePixels`` through the Earth Engine session, in mapping) on a bounded thread pool,
-  ahead of the predictor: when a tile row is read, the next ``ahead_rows`` rows are already
-  being fetched (the predictor itself reads one row ahead of the one it predicts, so one row
-  of look-ahead already hides a whole row's prediction time). Rows the predictor has moved
-  past are dropped, so memory is bounded by a band of tile rows whatever the region's size.
+  ahead of the predictor: the predictor reads one tile row ahead of the one it predicts, so a
+  row's requests run while the previous row is predicted (``ahead_rows`` adds rows of
+  look-ahead beyond that). A row is dropped once read, so memory is bounded by a band of tile
+  rows whatever the region's size.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = 40  # Earth Engine allows about 40 concurrent requests per project
 DEFAULT_WORKERS = 16
 DEFAULT_REQUEST_BYTES = 32 * 2**20  # two thirds of computePixels' 48 MB per request
-DEFAULT_INFLIGHT_BYTES = 192 * 2**20  # what the requests in flight may hold together
+DEFAULT_INFLIGHT_BYTES = 128 * 2**20  # what the requests in flight may hold together
 MASKED_BELOW = -1.0e38  # Earth Engine's masked float pixels (-3e38) and anything lower
 
 
@@ -199,7 +199,7 @@ class FetchedSource:
 
     def __init__(self, fetch: Callable[[Window], np.ndarray], grid: Grid,
                  bands: Sequence[str], *, tile: int, overlap: int,
-                 workers: int = DEFAULT_WORKERS, ahead_rows: int = 1, identity: str = "",
+                 workers: int = DEFAULT_WORKERS, ahead_rows: int = 0, identity: str = "",
                  max_request_bytes: int = DEFAULT_REQUEST_BYTES,
                  max_inflight_bytes: int = DEFAULT_INFLIGHT_BYTES) -> None:
         if not 1 <= workers <= MAX_WORKERS:
@@ -305,10 +305,14 @@ class FetchedSource:
                 self._freed.add(k)
             self._submit_rows(rows[0], rows[-1] + self.ahead_rows)
             wanted = {k: list(self._rows[k]) for k in rows}
+            if exact:  # the predictor never reads a tile row twice: take the row over, so
+                self._rows.pop(rows[0], None)  # each request is freed once copied
         pick = [i - 1 for i in indexes]
         out = np.full((len(pick), h, w), np.nan, dtype=np.float32)
         for k in rows:
-            for request, future in zip(self.requests[k], wanted[k], strict=True):
+            futures = wanted.pop(k)
+            for request in self.requests[k]:
+                future = futures.pop(0)
                 tw = request.window
                 rr0, rr1 = max(r0, tw.row_off), min(r1, tw.row_end)
                 cc0, cc1 = max(c0, tw.col_off), min(c1, tw.col_end)
@@ -317,10 +321,10 @@ class FetchedSource:
                 data = future.result()
                 out[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = data[
                     pick, rr0 - tw.row_off:rr1 - tw.row_off, cc0 - tw.col_off:cc1 - tw.col_off]
-        if exact:  # the predictor never reads a tile row twice: its copy is all that is left
+                del data, future
+        if exact:
             with self._lock:
-                if self._rows.pop(rows[0], None) is not None:
-                    self._freed.add(rows[0])
+                self._freed.add(rows[0])
         return out.astype(out_dtype, copy=False)
 
     def close(self) -> None:
