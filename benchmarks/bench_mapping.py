@@ -140,15 +140,17 @@ def replaying(predictor, every: int):
 
 
 def run_pipeline(folder: Path, grid, session, image, predictor, workers: int, tile: int,
-                 overlap: int, batch: int, progress: bool = False):
+                 overlap: int, batch: int, progress: bool = False,
+                 request_bytes: int | None = None):
     from gee_export.ee.export import fetch_window
     from inference.cog import OutputInfo
     from inference.predict import PredictConfig, predict_raster
-    from inference.sources import FetchedSource
+    from inference.sources import DEFAULT_REQUEST_BYTES, FetchedSource
 
     source = FetchedSource(lambda w: fetch_window(session, image, grid, w, BANDS)[0], grid,
                            BANDS, tile=tile, overlap=overlap, workers=workers,
-                           identity=f"bench-{workers}")
+                           identity=f"bench-{workers}-{request_bytes}",
+                           max_request_bytes=request_bytes or DEFAULT_REQUEST_BYTES)
     out = folder / f"map_w{workers}"
     try:
         started = time.perf_counter()
@@ -218,25 +220,29 @@ def main(argv: list[str] | None = None) -> dict:
                                                 args.precision)
         figures["runtime"] = predictor.description
         runs = {}
-        for workers in (int(w) for w in args.workers.split(",")):
-            replay = replaying(predictor, args.replay_every)
-            result, seconds, stats = run_pipeline(folder, grid, session, image, replay,
-                                                  workers, args.tile, args.overlap, args.batch)
-            if not replay.replay_tiles:
-                raise SystemExit("no batch was replayed: use a larger --size or a smaller "
-                                 "--replay-every")
-            pipeline = seconds - replay.replay_wall
-            model = replay.replay_forward / replay.replay_tiles * result.tiles
-            runs[workers] = {"seconds": round(pipeline, 2),
+        one_tile = args.tile * args.tile * len(BANDS) * 4
+        for grouped in (True, False):
+            for workers in (int(w) for w in args.workers.split(",")):
+                replay = replaying(predictor, args.replay_every)
+                result, seconds, stats = run_pipeline(
+                    folder, grid, session, image, replay, workers, args.tile, args.overlap,
+                    args.batch, request_bytes=None if grouped else one_tile)
+                if not replay.replay_tiles:
+                    raise SystemExit("no batch was replayed: use a larger --size or a smaller "
+                                     "--replay-every")
+                pipeline = seconds - replay.replay_wall
+                model = replay.replay_forward / replay.replay_tiles * result.tiles
+                key = f"{workers} workers, {'grouped' if grouped else 'one tile'} requests"
+                runs[key] = {"seconds": round(pipeline, 2),
                              "km2_per_s": round(area / pipeline, 3), "tiles": result.tiles,
                              "requests": stats.fetched, "replayed_tiles": replay.replay_tiles,
                              "model_only_s": round(model, 2),
                              "model_only_km2_per_s": round(area / model, 3),
                              "ratio_vs_model_only": round(model / pipeline, 3)}
-            print(f"{workers:>3} workers: {result.tiles} tiles in {pipeline:6.1f} s = "
-                  f"{area / pipeline:7.3f} km²/s; model alone on the same tiles "
-                  f"{area / model:7.3f} km²/s; ratio {model / pipeline:.3f}"
-                  + ("  (bar >= 0.8)" if workers == 16 else ""), flush=True)
+                print(f"{key:>32}: {result.tiles} tiles, {stats.fetched} requests in "
+                      f"{pipeline:6.1f} s = {area / pipeline:7.3f} km²/s; model alone "
+                      f"{area / model:7.3f} km²/s; ratio {model / pipeline:.3f}"
+                      + ("  (bar >= 0.8)" if workers == 16 else ""), flush=True)
     figures["pipeline"] = runs
     if not args.skip_rss:
         done = subprocess.run([sys.executable, __file__, "--rss-only", "--rss-size",

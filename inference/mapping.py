@@ -302,17 +302,12 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
              crs_note: str | None = None) -> MapPlan:
     """Tiles, requests, bytes and a time estimate of ``request`` (pure)."""
     from gee_export.ee.pixels import split_request
-    from inference.sources import (
-        DEFAULT_INFLIGHT_BYTES,
-        DEFAULT_REQUEST_BYTES,
-        fetch_layout,
-        group_requests,
-    )
+    from inference.sources import DEFAULT_REQUEST_BYTES, fetch_layout, group_requests
 
     layout = fetch_layout(grid, request.tile, request.overlap)
     tiles = sum(len(row) for row in layout)
-    size = min(DEFAULT_REQUEST_BYTES, DEFAULT_INFLIGHT_BYTES // request.workers)
-    groups = [g for row in layout for g in group_requests(row, len(bands), size)]
+    groups = [g for row in layout
+              for g in group_requests(row, len(bands), DEFAULT_REQUEST_BYTES)]
     nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4
     requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
                 if request.method == "pixels" else 0)

@@ -191,9 +191,10 @@ class FetchedSource:
         ahead_rows: tile rows fetched ahead of the one being read.
         max_request_bytes: neighbouring tiles of a row share a request up to this size (2/3 of
             computePixels' 48 MB limit by default; a single tile is never split here).
-        max_inflight_bytes: the requests in flight together ask for at most this many bytes
-            (requests are made smaller so that ``workers`` of them fit; a wide region with
-            many workers runs fewer at once rather than growing the memory).
+        max_inflight_bytes: the requests in flight together ask for at most this many bytes:
+            with large requests fewer than ``workers`` run at once rather than the memory
+            growing (the bytes in flight, not the request count, set the throughput when the
+            service's time grows with the pixels asked for).
         identity: names the input in the prediction's fingerprint (recipe, date, grid).
     """
 
@@ -212,8 +213,8 @@ class FetchedSource:
         self.nodatavals = (float("nan"),) * self.count
         self.identity = identity or f"fetched:{grid.to_dict()}"
         self.layout = fetch_layout(grid, tile, overlap)
-        request_bytes = min(max_request_bytes, max_inflight_bytes // workers)
-        self.requests = [group_requests(row, self.count, request_bytes) for row in self.layout]
+        self.requests = [group_requests(row, self.count, max_request_bytes)
+                         for row in self.layout]
         self.ahead_rows = max(0, ahead_rows)
         self.stats = FetchStats(tiles=sum(len(r) for r in self.layout))
         self._fetch = fetch
