@@ -116,8 +116,11 @@ def _inputs_changed(ctx: DemoContext, step: str, inputs: dict[str, Any]) -> bool
 def _record_inputs(ctx: DemoContext, step: str, inputs: dict[str, Any]) -> None:
     from gee_export.core.storage import atomic_write
 
+    path = _state(ctx, step)
+    if path.exists() and json.loads(path.read_text()) == _jsonable(inputs):
+        return  # finished work is not redone, and its record is not rewritten either
     text = json.dumps(_jsonable(inputs), indent=1, sort_keys=True)
-    atomic_write(_state(ctx, step), lambda fh: fh.write(text.encode()))
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def _jsonable(value: Any) -> Any:

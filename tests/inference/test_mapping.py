@@ -229,3 +229,35 @@ def test_tasks_method_exports_tiles_to_storage_and_predicts_over_their_vrt(
             read(files.gdal_path(f"{out}/{MONTH}/isa_{MONTH}_{kind}.tif")),
             read(tmp_path / "px" / MONTH / f"isa_{MONTH}_{kind}.tif"))
     assert result.grid == pixels.grid
+
+
+def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, ee_offline, tmp_path):
+    """SIGKILL in the middle of the fetches (no clean-up runs), then the same command again."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support import REPO_ROOT
+    from tests.support.killed_map import request_from
+
+    stack, model = scene
+    spec = {"stack": stack.image, "model": str(model), "out": str(tmp_path / "out"),
+            "bbox": list(inner_region(stack.grid).bbox), "tile": TILE, "overlap": OVERLAP,
+            "strip_rows": 32, "kill_after": 4}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    done = subprocess.run([sys.executable, "-m", "tests.support.killed_map",
+                           str(tmp_path / "spec.json")], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert not (tmp_path / "out" / MONTH / f"isa_{MONTH}_class.tif").exists()
+    healthy = StackTransport(stack, info=lambda t: 5)
+    resumed = map_region(request_from(spec), session=session_for(healthy), echo=lambda _: None)
+    assert resumed.dates[0].outputs.prediction.resumed_strips >= 1
+    assert len(healthy.served) < len(fetch_layout(resumed.grid, TILE, OVERLAP))
+    whole = map_region(request_from({**spec, "out": str(tmp_path / "whole")}),
+                       session=session_for(StackTransport(stack, info=lambda t: 5)),
+                       echo=lambda _: None)
+    for kind in ("class", "prob"):
+        assert np.array_equal(read(tmp_path / "out" / MONTH / f"isa_{MONTH}_{kind}.tif"),
+                              read(tmp_path / "whole" / MONTH / f"isa_{MONTH}_{kind}.tif"))
+    assert whole.grid == resumed.grid
