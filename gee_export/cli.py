@@ -4,33 +4,62 @@ Defaults are the CroFuseNet paper's (section II-B): Wuhan, June 2019, Sentinel-2
 and Sentinel-1 VV, VH at 10 m, 128 px patches every 80 px. ``--dry-run`` and ``--code-editor``
 never contact Earth Engine; the ``ee`` backend needs credentials and a Cloud project (the error
 says how), the ``local`` backend runs the same recipe on local scenes.
+
+Every argument is checked by :func:`check_arguments` and the grid is built before anything is
+read or written, so a dry run refuses exactly what the real run would refuse, and the real run
+never fails on an argument after an hour of work. ``--backend local --dry-run`` plans the local
+run (scenes per month, grid, patches) instead of the Earth Engine requests.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from gee_export.contract import bands as band_registry
-from gee_export.contract.grid import DEFAULT_PATCH_SIZE, DEFAULT_STRIDE, Grid
+from gee_export.contract.bands import FINE_SCALES
+from gee_export.contract.composite import SPECKLE_FILTERS
+from gee_export.contract.dataset import DatasetSpec, check_compatible
+from gee_export.contract.grid import DEFAULT_PATCH_SIZE, DEFAULT_STRIDE, Grid, utm_caveat
 from gee_export.contract.regions import Region, resolve_region
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
-from gee_export.core.errors import ConfigError
-from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob
+from gee_export.contract.splits import (
+    DEFAULT_BLOCK,
+    DEFAULT_RATIOS,
+    assign_splits,
+    empty_splits,
+    split_advice,
+    split_counts,
+)
+from gee_export.core.commands import (
+    add_logging_arguments,
+    attach_values,
+    check_range,
+    check_writable,
+    configure_logging,
+    run_command,
+)
+from gee_export.core.errors import ConfigError, GridError, InputDataError
+from gee_export.core.lock import hold_output
+from gee_export.core.months import parse_months
+from gee_export.core.storage import LocalStore, open_store
+from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob, check_workers
 from gee_export.ee.labels import parse_label_source
 from gee_export.ee.plan import choose_method, format_plan, make_plan
 from gee_export.ee.sentinel1 import ORBIT_PASSES, S1Recipe
 from gee_export.ee.sentinel2 import S2Recipe, month_window
-from gee_export.ee.speckle import SPECKLE_FILTERS
-from gee_export.ee.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE
+from gee_export.ee.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE, MAX_PENDING_TASKS
 from gee_export.ee.terrain import DEFAULT_DEM, TERRAIN_MODELS
+from gee_export.local.labels import SCHEMES
 
+log = logging.getLogger(__name__)
 PAPER_MONTH = "2019-06"
 PAPER_REGION = "wuhan"
+NEGATIVE_VALUE_OPTIONS = ("--bbox",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--region", help=f"built-in region name (default {PAPER_REGION!r} when "
                        "no --region-file/--bbox is given)")
     where.add_argument("--region-file", help="GeoJSON polygon in EPSG:4326")
-    where.add_argument("--bbox", help="WEST,SOUTH,EAST,NORTH in degrees")
+    where.add_argument("--bbox", help="WEST,SOUTH,EAST,NORTH in degrees (a leading minus "
+                       "is fine: --bbox -7.45,52.63,-7.43,52.65)")
+    where.add_argument("--crs", help="projected CRS of the grid in metres, e.g. EPSG:32650 "
+                       "(default: the UTM zone of the area's centre)")
     when = p.add_argument_group("time and bands")
     when.add_argument("--month", help=f"one month YYYY-MM (default {PAPER_MONTH})")
     when.add_argument("--months", help="several months, comma-separated (e.g. 2019-06,2019-07)")
@@ -64,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Cloud Score+ cs_cdf threshold (keep >=)")
     rec.add_argument("--s2-max-widen-days", type=int, default=15,
                      help="widen a too-cloudy month by up to this many days on each side")
+    loc = p.add_argument_group("local backend inputs")
+    loc.add_argument("--allow-l1c", action="store_true",
+                     help="composite Sentinel-2 Level-1C (top-of-atmosphere) scenes instead of "
+                          "refusing them")
+    loc.add_argument("--s1-unit", choices=("linear", "dB"),
+                     help="unit of the Sentinel-1 files (default: from the values; a tag the "
+                          "values contradict is overridden)")
+    loc.add_argument("--label-scheme", default="binary", choices=tuple(SCHEMES),
+                     help="codes of the local label raster: binary 0/1/255, or a product's "
+                          "classes mapped to impervious")
     out = p.add_argument_group("output and execution")
     out.add_argument("--out", help="dataset root: a folder or gs://bucket/prefix "
                      "(default ./data/<region>)")
@@ -83,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--patch-size", type=int, default=DEFAULT_PATCH_SIZE)
     out.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
     out.add_argument("--seed", type=int, default=0, help="seed of the blocked split")
+    out.add_argument("--split-block", type=int, default=DEFAULT_BLOCK,
+                     help="side of the split's blocks in patch positions (whole blocks go to "
+                          "train, val or test; a small area needs smaller blocks to get all "
+                          "three: the dry run says which)")
     out.add_argument("--dry-run", action="store_true", help="print the plan; no Earth Engine")
     out.add_argument("--code-editor", action="store_true",
                      help="write and print a Code Editor script previewing the composites")
@@ -94,11 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _months(args: argparse.Namespace) -> tuple[str, ...]:
     if args.month and args.months:
         raise ConfigError("give --month or --months, not both")
-    text = args.months or args.month or PAPER_MONTH
-    months = tuple(m.strip() for m in text.split(",") if m.strip())
-    for m in months:
-        month_window(m)  # validates
-    return months
+    return parse_months(args.months or args.month or PAPER_MONTH)
 
 
 def _region(args: argparse.Namespace) -> Region:
@@ -109,18 +151,79 @@ def _region(args: argparse.Namespace) -> Region:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status (2 for user errors)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(attach_values(argv, NEGATIVE_VALUE_OPTIONS))
     configure_logging(args.verbose, args.quiet, args.debug)
-    return run_command("isamap-export", lambda: run(args), debug=args.debug)
+    return run_command("isamap-export", lambda: run(args), debug=args.debug,
+                       writes_to=[args.out or "."])
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every bound of every flag, for the dry run and the real run alike (one place)."""
+    check_workers(args.workers)
+    check_range("--min-valid-fraction", args.min_valid_fraction, 0.0, 1.0,
+                "it is the share of valid pixels a patch needs")
+    if args.fine_scale is not None and args.fine_scale not in FINE_SCALES:
+        raise ConfigError(f"--fine-scale must be one of {', '.join(map(str, FINE_SCALES))} (the "
+                          f"fine label's pixels are 10 m / factor), got {args.fine_scale}")
+    check_range("--patches-per-tile", args.patches_per_tile, 1)
+    check_range("--max-pending", args.max_pending, 1, MAX_PENDING_TASKS)
+    check_range("--patch-size", args.patch_size, 1)
+    check_range("--stride", args.stride, 1, args.patch_size,
+                "a stride above the patch size would leave gaps between patches")
+    check_range("--split-block", args.split_block, 1)
+    if args.backend == "local":
+        if not args.scenes:
+            raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes and a "
+                              "labels/label.tif); `make demo` shows the layout on a synthetic "
+                              "scene")
+        if not Path(args.scenes).exists():
+            raise InputDataError(f"--scenes {args.scenes} does not exist; give the folder of "
+                                 "local Sentinel-1/2 scenes")
+
+
+def make_grid(region: Region, args: argparse.Namespace) -> Grid:
+    """The region's grid, refused when it holds no patch; warns when UTM is a poor choice."""
+    crs = _projected_crs(args.crs) if args.crs else None
+    if crs is None:
+        caveat = utm_caveat(region.bbox)
+        if caveat:
+            log.warning("%s", caveat)
+    grid = Grid.from_lonlat_bounds(region.bbox, crs, patch_size=args.patch_size,
+                                   stride=args.stride)
+    if grid.patch_count == 0:
+        raise GridError(
+            f"the area {region.name!r} is {grid.width} x {grid.height} px at "
+            f"{grid.resolution:g} m, smaller than one {grid.patch_size} px patch; give a larger "
+            "--bbox/--region-file or a smaller --patch-size")
+    return grid
+
+
+def _projected_crs(text: str) -> str:
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        crs = CRS.from_user_input(text)
+    except CRSError:
+        raise ConfigError(f"--crs {text!r} is not a CRS pyproj knows; give e.g. "
+                          "EPSG:32650") from None
+    units = {axis.unit_name for axis in crs.axis_info}
+    if not crs.is_projected or not units <= {"metre", "meter"}:
+        raise ConfigError(f"--crs {text} is not a projected CRS in metres; the grid's pixels "
+                          "are 10 m (choose e.g. a UTM zone EPSG:326xx/327xx or EPSG:6933)")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
     region = _region(args)
     months = _months(args)
     bands = band_registry.parse_band_list(args.bands)
     label = parse_label_source(args.labels)
-    grid = Grid.from_lonlat_bounds(region.bbox, patch_size=args.patch_size, stride=args.stride)
+    grid = make_grid(region, args)
     out = args.out or str(Path("data") / region.name)
+    if not (args.dry_run or args.code_editor):
+        check_writable(out)
     method = choose_method(args.method, grid, out)
     s1 = S1Recipe(orbit_pass=args.orbit_pass, speckle=args.speckle,
                   terrain_flattening=args.terrain_flattening, dem=args.dem)
@@ -138,14 +241,35 @@ def run(args: argparse.Namespace) -> int:
             print(text)
             print(f"// written to {path}", file=sys.stderr)
         return 0
+    if args.dry_run and args.backend == "local":
+        from gee_export.local.plan import format_local_plan, make_local_plan
+
+        local_plan = make_local_plan(args.scenes, region.name, grid, months, bands, out)
+        print(format_local_plan(local_plan))
+        if local_plan.problems():
+            raise InputDataError(f"the real run would stop: {local_plan.problems()[0]}; add "
+                                 "scenes of that month to --scenes or choose other months")
+        return 0
     if args.dry_run:
         plan = make_plan(region, grid, months, bands, args.labels, args.fine_scale, method, out,
-                         args.workers, args.patches_per_tile)
+                         args.workers, args.patches_per_tile, seed=args.seed,
+                         block=args.split_block)
         print(format_plan(plan))
         return 0
+    # a small area can leave whole splits empty: say so before the work, with the remedy
+    _warn_about_split(grid, split_counts(assign_splits(grid, None, DEFAULT_RATIOS, args.seed,
+                                                        args.split_block)), args)
     if args.backend == "local":
         return _run_local(args, region, grid, months, bands, out)
     return _run_ee(args, region, grid, months, bands, label, s1, s2, out, method)
+
+
+def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace) -> None:
+    """Warn once per distinct problem: an empty split of positions, then of written patches."""
+    missing = tuple(empty_splits(counts, DEFAULT_RATIOS))
+    if missing and missing != getattr(args, "_split_warned", None):
+        log.warning("%s", split_advice(grid, counts, DEFAULT_RATIOS, args.seed, args.split_block))
+        args._split_warned = missing
 
 
 def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> int:
@@ -156,11 +280,15 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
     from gee_export.ee.sentinel2 import choose_window, clear_count_statistic
     from gee_export.ee.tasks import export_tasks
 
+    recipe = EERecipe(bands=bands, s1=s1, s2=s2, label=label, fine_scale=args.fine_scale)
+    spec = DatasetSpec(grid, bands, seed=args.seed, block=args.split_block,
+                       min_valid_fraction=args.min_valid_fraction, fine_scale=args.fine_scale,
+                       backend="ee", region=region.name, recipe=recipe.to_dict())
+    check_compatible(open_store(out), spec)  # before any Earth Engine call
     session = EESession(project=args.project).initialize()  # AuthenticationError explains
     import ee
 
     geometry = ee.Geometry(region.to_geojson())
-    recipe = EERecipe(bands=bands, s1=s1, s2=s2, label=label, fine_scale=args.fine_scale)
     for month in months:
         s2_window = choose_window(
             month, region.name, s2,
@@ -173,11 +301,11 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
                 "counting Sentinel-1 scenes"), month, region.name, s1)
         image = build_stack(grid, s2_window, recipe, geometry, s1_window)
         fine = build_fine_label(grid, s2_window, recipe, geometry) if args.fine_scale else None
-        job = ExportJob(grid, bands, month, region.name,
-                        recipe={**recipe.to_dict(), "s2_window": s2_window.to_dict(),
-                                "s1_window": s1_window.to_dict(), "method": method},
+        job = ExportJob(grid, bands, month, region.name, recipe=recipe.to_dict(),
                         fine_scale=args.fine_scale, min_valid_fraction=args.min_valid_fraction,
-                        seed=args.seed)
+                        seed=args.seed, block=args.split_block,
+                        sources={"s2_window": s2_window.to_dict(),
+                                 "s1_window": s1_window.to_dict(), "method": method})
         if method == "tasks":
             summary = export_tasks(session, image, job, out, fine_label=fine,
                                    patches_per_tile=args.patches_per_tile,
@@ -186,28 +314,55 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
             summary = export_pixels(session, image, job, out, fine_label=fine,
                                     workers=args.workers, progress=not args.no_progress)
         print(json.dumps(summary.to_dict()))
+        _warn_about_split(grid, summary.per_split, args)
     print(f"dataset: {out} (manifest.json, index.jsonl, patches/)")
     return 0
 
 
 def _run_local(args, region, grid, months, bands, out) -> int:
-    from gee_export.contract.patches import patch_stack
-    from gee_export.local.stack import build_local_stack
+    """Local scenes -> stacks -> patches, every check done before the first stack is written.
 
-    if not args.scenes:
-        raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes and a "
-                          "labels/label.tif); `make demo` shows the layout on a synthetic scene")
-    stack_dir = Path(args.scenes).resolve().parent / "isamap_stacks" if out.startswith(
-        "gs://") else Path(out) / "stacks"
-    for month in months:
-        stack = build_local_stack(args.scenes, grid, month, bands, fine_scale=args.fine_scale,
-                                  speckle=args.speckle, out_dir=stack_dir,
+    The dataset's parameters (grid, bands, split, recipe) are checked against the manifest,
+    then every month's inputs are found and digested and checked against the month's recorded
+    fingerprint, all before a stack file is (re)written: a refused run leaves the dataset and
+    its stacks as they were, and an identical command always resumes.
+    """
+    from gee_export.contract.patches import patch_stack
+    from gee_export.local.stack import LocalRecipe, plan_local_stack, write_local_stack
+
+    store = open_store(out)
+    stack_dir = Path(args.scenes).resolve().parent / "isamap_stacks" if store.is_remote \
+        else Path(out) / "stacks"
+    recipe = LocalRecipe(speckle=args.speckle, allow_l1c=args.allow_l1c, s1_unit=args.s1_unit,
+                         label_scheme=args.label_scheme)
+    spec = DatasetSpec(grid, bands, seed=args.seed, block=args.split_block,
+                       min_valid_fraction=args.min_valid_fraction, fine_scale=args.fine_scale,
+                       backend="local", region=region.name, recipe=recipe.to_dict())
+    with hold_output(store), hold_output(stack_dir):
+        check_compatible(store, spec)
+        stack_dir.mkdir(parents=True, exist_ok=True)
+        removed = LocalStore(stack_dir).remove_temporaries()  # what killed builds left
+        if removed:
+            log.info("removed %d temporary file(s) left in %s by a killed run", removed,
+                     stack_dir)
+        plans = []
+        for month in months:
+            plan = plan_local_stack(args.scenes, grid, month, bands, fine_scale=args.fine_scale,
+                                    speckle=args.speckle, out_dir=stack_dir, recipe=recipe)
+            check_compatible(store, spec, month=month, fingerprint=plan.fingerprint)
+            plans.append(plan)
+        for plan in plans:
+            stack = write_local_stack(plan, progress=not args.no_progress)
+            summary = patch_stack(stack, store, min_valid_fraction=args.min_valid_fraction,
+                                  seed=args.seed, block=args.split_block, backend="local",
+                                  region=region.name, recipe=plan.recipe.to_dict(),
+                                  sources={"scenes": str(args.scenes)},
                                   progress=not args.no_progress)
-        summary = patch_stack(stack, out, min_valid_fraction=args.min_valid_fraction,
-                              seed=args.seed, backend="local", region=region.name,
-                              recipe={"backend": "local", "speckle": args.speckle,
-                                      "scenes": str(args.scenes)},
-                              progress=not args.no_progress)
-        print(json.dumps(summary.to_dict()))
+            print(json.dumps(summary.to_dict()))
+            _warn_about_split(grid, summary.per_split, args)
     print(f"dataset: {out} (manifest.json, index.jsonl, patches/)")
     return 0
+
+
+if __name__ == "__main__":  # ``python -m gee_export.cli``, the same as isamap-export
+    raise SystemExit(main())

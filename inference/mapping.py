@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gee_export.contract.dataset import read_manifest
 from gee_export.contract.grid import Grid, utm_epsg
-from gee_export.contract.index import read_manifest
 from gee_export.contract.regions import Region
 from gee_export.core.errors import (
     ConfigError,
@@ -62,6 +62,7 @@ class ModelDataset:
     backend: str
     months: tuple[str, ...]
     source: str  # where this was read: the model file, or a manifest
+    sources: Mapping[str, Any] = field(default_factory=dict)  # per month: composite windows
 
     def month_of_year(self) -> str:
         """The calendar month the model was trained on (``06`` for 2019-06)."""
@@ -91,7 +92,7 @@ def model_dataset(meta: Any, dataset: str | None = None) -> ModelDataset:
     grid = Grid.from_dict(record["grid"]) if record.get("grid") else None
     return ModelDataset(tuple(record.get("bands") or ()), grid, dict(record.get("recipe") or {}),
                         str(record.get("backend") or ""), tuple(record.get("months") or ()),
-                        where)
+                        where, dict(record.get("sources") or {}))
 
 
 def check_recipe(meta: Any, dataset: ModelDataset, backend: Backend,
@@ -449,7 +450,8 @@ def _ee_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset
 
     geometry = ee.Geometry(request.region.to_geojson())
     date = composite_windows(session, geometry, request.region.name,
-                             recipe_for_month(dataset.recipe, tuple(meta.bands), month))
+                             recipe_for_month(dataset.recipe, tuple(meta.bands), month,
+                                              dataset.sources))
     image = prediction_image(grid, date, geometry)
     identity = stack_identity("ee", grid, date.to_dict())
     if request.method == "tasks":

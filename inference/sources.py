@@ -129,7 +129,8 @@ def fetch_layout(grid: Grid, tile: int, overlap: int) -> list[list[FetchTile]]:
     """The predictor's tiles over ``grid``, row by row (the same placement it predicts)."""
     ys = tile_starts(grid.height, tile, overlap)
     xs = tile_starts(grid.width, tile, overlap)
-    return [[FetchTile(i, j, Window(y, x, min(tile, grid.height - y), min(tile, grid.width - x)))
+    return [[FetchTile(i, j, Window(row_off=y, col_off=x, height=min(tile, grid.height - y),
+                                    width=min(tile, grid.width - x)))
              for j, x in enumerate(xs)] for i, y in enumerate(ys)]
 
 
@@ -165,8 +166,9 @@ def group_requests(row: Sequence[FetchTile], bands: int, max_bytes: int) -> list
 
 def _request(tiles: Sequence[FetchTile]) -> FetchRequest:
     first, last = tiles[0].window, tiles[-1].window
-    return FetchRequest(tuple(tiles), Window(first.row_off, first.col_off, first.height,
-                                             last.col_end - first.col_off))
+    return FetchRequest(tuple(tiles), Window(row_off=first.row_off, col_off=first.col_off,
+                                             height=first.height,
+                                             width=last.col_end - first.col_off))
 
 
 @dataclass

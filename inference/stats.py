@@ -29,11 +29,13 @@ from rasterio.warp import transform_geom
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import InputDataError
-from gee_export.core.storage import files
+from gee_export.core.jsonsafe import dumps
+from gee_export.core.storage import atomic_write, files
 from inference import cog
 
-NODATA = 255
+NODATA = LABEL_NODATA
 EARTH_RADIUS_KM = 6371.0088
 CHANGE_CODES = {"stable_pervious": 0, "stable_isa": 1, "gain": 2, "loss": 3}
 
@@ -53,7 +55,7 @@ class AreaRow:
     isa_probability_km2: float | None
     valid_km2: float
     nodata_km2: float
-    isa_fraction: float
+    isa_fraction: float | None  # None: no valid pixel in the zone ("no data", not 0 %)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,12 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
         props = feature.get("properties") or {}
         name = props.get(name_field) if name_field else None
         name = name or props.get("name") or props.get("NAME") or f"feature_{i}"
-        zones.append(Zone(str(name), transform_geom(src_crs, crs, geometry)))
+        try:
+            zones.append(Zone(str(name), transform_geom(src_crs, crs, geometry)))
+        except Exception as exc:  # GDAL/PROJ raise several types for a bad CRS or geometry
+            raise InputDataError(f"feature {i} of the zones cannot be put in the map's CRS "
+                                 f"({exc}); give polygons in longitude/latitude (GeoJSON's "
+                                 "EPSG:4326) or name their CRS in a 'crs' member") from None
     if not zones:
         raise InputDataError("the GeoJSON has no features; give at least one polygon")
     return zones
@@ -128,6 +135,11 @@ def pixel_area_km2(transform, crs, row0: int, rows: int) -> np.ndarray:
         band = np.abs(np.sin(lat[:-1]) - np.sin(lat[1:]))
         return (EARTH_RADIUS_KM**2 * math.radians(abs(transform.a)) * band)[:, None]
     return np.full((rows, 1), abs(transform.a * transform.e) / 1e6)
+
+
+def raster_area_km2(transform, crs, width: int, height: int) -> float:
+    """Ground area of a whole raster (km²), row by row as :func:`pixel_area_km2` computes it."""
+    return float(pixel_area_km2(transform, crs, 0, height).sum() * width)
 
 
 def _zonal(path: str, zones: Sequence[Zone], codes: Sequence[int],
@@ -190,7 +202,7 @@ def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = Non
         rows.append(AreaRow(name, round(isa, 6),
                             round(t["weighted"], 6) if prob_path else None,
                             round(t["valid"], 6), round(t["nodata"], 6),
-                            round(isa / t["valid"], 6) if t["valid"] else 0.0))
+                            round(isa / t["valid"], 6) if t["valid"] else None))
     return rows
 
 
@@ -248,7 +260,7 @@ def write_table(rows: Sequence[AreaRow | ChangeRow], json_path: str | os.PathLik
     """Save rows as JSON and/or CSV (atomically) and return a readable table."""
     records = [asdict(r) for r in rows]
     if json_path:
-        _atomic(Path(json_path), json.dumps(records, indent=1))
+        _atomic(Path(json_path), dumps(records, indent=1))
     if csv_path and records:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(records[0]))
@@ -258,15 +270,17 @@ def write_table(rows: Sequence[AreaRow | ChangeRow], json_path: str | os.PathLik
     if not records:
         return "(no zones)"
     keys = list(records[0])
-    cells = [[str(k) for k in keys]] + [["" if r[k] is None else (f"{r[k]:.3f}" if isinstance(
-        r[k], float) else str(r[k])) for k in keys] for r in records]
+    cells = [[str(k) for k in keys]] + [[_cell(r[k], k) for k in keys] for r in records]
     widths = [max(len(row[i]) for row in cells) for i in range(len(keys))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True))
                      for row in cells)
 
 
+def _cell(value: Any, key: str) -> str:
+    if value is None:
+        return "no data" if key == "isa_fraction" else ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def _atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))

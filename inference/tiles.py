@@ -64,7 +64,8 @@ def plan_tiles(grid: Grid, core: int = 448, halo: int = 32) -> list[MapTile]:
     tiles = []
     for i, r in enumerate(range(0, grid.height, core)):
         for j, c in enumerate(range(0, grid.width, core)):
-            window = Window(r, c, min(core, grid.height - r), min(core, grid.width - c))
+            window = Window(row_off=r, col_off=c, height=min(core, grid.height - r),
+                            width=min(core, grid.width - c))
             tiles.append(MapTile(i, j, window, window.padded(halo)))
     return tiles
 
@@ -108,8 +109,9 @@ def write_tile(path: str | os.PathLike, classes: np.ndarray, prob: np.ndarray, g
                tile: MapTile, scale: int = 1) -> Path:
     """The core's two bands (classes, probability) as a small GeoTIFF, atomically."""
     out = grid.scaled(scale) if scale > 1 else grid
-    transform = out.window_transform(Window(tile.core.row_off * scale, tile.core.col_off * scale,
-                                            classes.shape[0], classes.shape[1]))
+    transform = out.window_transform(Window(row_off=tile.core.row_off * scale,
+                                            col_off=tile.core.col_off * scale,
+                                            height=classes.shape[0], width=classes.shape[1]))
     profile = {"driver": "GTiff", "width": classes.shape[1], "height": classes.shape[0],
                "count": 2, "dtype": "uint8", "crs": grid.crs, "transform": transform,
                "nodata": NODATA, "compress": "ZSTD"}

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 import rasterio
 
-from gee_export.contract.index import read_index
+from gee_export.contract.dataset import read_index
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ("01_export_patches.ipynb", "02_train.ipynb", "03_predict_publish.ipynb")
@@ -89,8 +89,8 @@ def test_export_preview_cell_builds_the_recipe_offline(ee_offline, tmp_path, mon
 
 
 def test_map_cell_builds_the_map_request_of_an_earth_engine_user(tmp_path, monkeypatch):
+    from gee_export.contract.dataset import FORMAT, write_manifest
     from gee_export.contract.grid import Grid
-    from gee_export.contract.index import FORMAT, write_manifest
     from gee_export.contract.regions import parse_bbox
     from gee_export.core.storage import open_store
 

@@ -24,9 +24,15 @@ DEFAULT_STRIDE = 80  # CroFuseNet, section II-B: 128 x 128 blocks cut with a ste
 _PATCH_ID = re.compile(r"^r(\d+)_c(\d+)$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Window:
-    """A rectangle of pixels: offsets and sizes in grid pixels (row = y down, col = x right)."""
+    """A rectangle of pixels: offsets and sizes in grid pixels (row = y down, col = x right).
+
+    Construction is keyword-only (``Window(row_off=, col_off=, height=, width=)``):
+    rasterio's ``Window`` takes the same quantities positionally in another order
+    (``col_off, row_off, width, height``), so a positional call could silently swap axes.
+    :meth:`to_rasterio` converts.
+    """
 
     row_off: int
     col_off: int
@@ -61,12 +67,12 @@ class Window:
         r1, c1 = min(self.row_end, other.row_end), min(self.col_end, other.col_end)
         if r1 <= r0 or c1 <= c0:
             return None
-        return Window(r0, c0, r1 - r0, c1 - c0)
+        return Window(row_off=r0, col_off=c0, height=r1 - r0, width=c1 - c0)
 
     def padded(self, halo: int) -> Window:
         """Grow the window by ``halo`` pixels on every side (may leave the grid; clip after)."""
-        return Window(self.row_off - halo, self.col_off - halo,
-                      self.height + 2 * halo, self.width + 2 * halo)
+        return Window(row_off=self.row_off - halo, col_off=self.col_off - halo,
+                      height=self.height + 2 * halo, width=self.width + 2 * halo)
 
 
 def utm_epsg(lon: float, lat: float) -> int:
@@ -75,6 +81,34 @@ def utm_epsg(lon: float, lat: float) -> int:
         raise GridError(f"({lon}, {lat}) is not a longitude/latitude pair in degrees")
     zone = min(math.floor((lon + 180.0) / 6.0) + 1, 60)
     return (32600 if lat >= 0 else 32700) + zone
+
+
+UTM_NORTH_LIMIT, UTM_SOUTH_LIMIT = 84.0, -80.0  # UTM's defined latitudes; UPS beyond
+UTM_MAX_ZONES = 2  # a box in two neighbouring zones stays within ~3 deg of the chosen meridian
+
+
+def utm_caveat(lonlat_bounds: tuple[float, float, float, float]) -> str | None:
+    """Why the default UTM grid of a lon/lat box is a poor choice, with a CRS to use instead.
+
+    The default CRS is the UTM zone of the box's centre. Beyond UTM's latitudes (84°N, 80°S)
+    the polar stereographic systems apply; a box over three or more zones reaches far outside
+    the central zone, where scale distortion grows and eastings go negative.
+    """
+    west, south, east, north = lonlat_bounds
+    if north > UTM_NORTH_LIMIT:
+        return (f"the area reaches {north:g}°N, north of UTM's {UTM_NORTH_LIMIT:g}°N; pass "
+                "--crs EPSG:32661 (UPS North) or EPSG:3413 (polar stereographic)")
+    if south < UTM_SOUTH_LIMIT:
+        return (f"the area reaches {-south:g}°S, south of UTM's {-UTM_SOUTH_LIMIT:g}°S; pass "
+                "--crs EPSG:32761 (UPS South) or EPSG:3031 (Antarctic polar stereographic)")
+    zones = utm_epsg(min(east, 179.999), 0.0) - utm_epsg(west, 0.0) + 1
+    if zones > UTM_MAX_ZONES:
+        centre = utm_epsg((west + east) / 2.0, (south + north) / 2.0)
+        return (f"the area spans {zones} UTM zones ({west:g}° to {east:g}°E), so its grid in "
+                f"the centre's zone EPSG:{centre} is distorted at the edges (negative "
+                "eastings); pass --crs EPSG:6933 (equal-area, metres) or a national projected "
+                "CRS, or split the area by UTM zone")
+    return None
 
 
 def parse_patch_id(patch_id: str) -> tuple[int, int]:
@@ -222,7 +256,7 @@ class Grid:
         return Affine(self.resolution, 0.0, west, 0.0, -self.resolution, north)
 
     def full_window(self) -> Window:
-        return Window(0, 0, self.height, self.width)
+        return Window(row_off=0, col_off=0, height=self.height, width=self.width)
 
     def clip(self, window: Window) -> Window | None:
         """The part of ``window`` inside the grid, or None."""
@@ -267,7 +301,8 @@ class Grid:
                 f"patch ({row}, {col}) is outside the {self.patch_rows}x{self.patch_cols} "
                 "patch layout of this grid"
             )
-        return Window(row * self.stride, col * self.stride, self.patch_size, self.patch_size)
+        return Window(row_off=row * self.stride, col_off=col * self.stride,
+                      height=self.patch_size, width=self.patch_size)
 
     def patch_bounds(self, row: int, col: int) -> tuple[float, float, float, float]:
         return self.window_bounds(self.patch_window(row, col))

@@ -51,6 +51,12 @@ class StorageError(IsamapError, OSError):
     exit_code = 1
 
 
+class OutputLockedError(IsamapError, RuntimeError):
+    """Another run holds the lock of the output folder (or bucket prefix) this run would write."""
+
+    exit_code = 1
+
+
 class ChecksumMismatchError(StorageError):
     """Bytes that arrived differ from the bytes that were sent."""
 
@@ -71,3 +77,7 @@ class QuotaError(EarthEngineError):
 
 class ModelError(IsamapError, ValueError):
     """A model name, checkpoint or model file is unusable."""
+
+
+class TrainingDivergedError(IsamapError, ArithmeticError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""

@@ -73,20 +73,23 @@ class DateRecipe:
                 "s1_window": self.s1_window.to_dict()}
 
 
-def recipe_for_month(recipe: Mapping[str, Any], bands: Sequence[str], month: str) -> DateRecipe:
+def recipe_for_month(recipe: Mapping[str, Any], bands: Sequence[str], month: str,
+                     sources: Mapping[str, Any] | None = None) -> DateRecipe:
     """The dataset's Earth Engine recipe applied to ``month`` for a model reading ``bands``.
 
     Args:
-        recipe: the manifest's ``recipe`` (``s1``, ``s2`` and ``per_month`` records).
+        recipe: the manifest's ``recipe`` (``s1``, ``s2``; older manifests: ``per_month``).
         bands: the model's input bands, in order.
         month: ``YYYY-MM`` to map.
+        sources: the manifest's ``sources`` (per month: the composite windows it used).
 
     Raises:
         ConfigError: a band no Earth Engine source provides, or recipe parameters this version
             does not know (a manifest from another isamap version).
     """
-    used = dict((recipe.get("per_month") or {}).get(month) or {})
-    base = used or dict(recipe)
+    used = {**dict((recipe.get("per_month") or {}).get(month) or {}),
+            **dict((sources or {}).get(month) or {})}
+    base = {**dict(recipe), **used}
     for band in bands:
         spec = band_registry.get_band(band)  # UnknownBandError names the known bands
         if spec.sensor not in ("S1", "S2") and band not in ("s2_clear_count", "s1_scene_count"):
@@ -158,7 +161,8 @@ def stack_tiles(grid: Grid, tile_px: int = DEFAULT_TILE_PX) -> list[Window]:
     """Grid-aligned windows of at most ``tile_px`` (a multiple of 256) covering the grid."""
     if tile_px < SHARD or tile_px % SHARD:
         raise ConfigError(f"stack tiles must be a multiple of {SHARD} px, got {tile_px}")
-    return [Window(r, c, min(tile_px, grid.height - r), min(tile_px, grid.width - c))
+    return [Window(row_off=r, col_off=c, height=min(tile_px, grid.height - r),
+                   width=min(tile_px, grid.width - c))
             for r in range(0, grid.height, tile_px) for c in range(0, grid.width, tile_px)]
 
 

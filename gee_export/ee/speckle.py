@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
+from gee_export.contract.composite import SPECKLE_FILTERS
 from gee_export.core.errors import ConfigError
-
-SpeckleFilter = Literal["none", "boxcar", "lee", "gamma_map", "refined_lee", "lee_sigma"]
-SPECKLE_FILTERS: tuple[str, ...] = ("none", "boxcar", "lee", "gamma_map", "refined_lee",
-                                    "lee_sigma")
 
 # ---------------------------------------------------------------- formulas (shared with tests)
 # Lee (1980) MMSE weight: b = var_x / var_z with var_x = (var_z - m^2 cu2) / (1 + cu2),

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from gee_export.contract.grid import Grid, Window
 from gee_export.core.ee_session import EESession, task_description
 from gee_export.core.errors import ConfigError, EarthEngineError
+from gee_export.core.lock import hold_output
 from gee_export.core.storage import GcsStore, Store, open_store
 from gee_export.ee.export import Bookkeeper, ExportJob, ExportSummary
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, to_label
@@ -78,9 +79,9 @@ def plan_tiles(grid: Grid, patches_per_tile: int = DEFAULT_PATCHES_PER_TILE) -> 
         r1 = min(r0 + n, grid.patch_rows)
         for tj, c0 in enumerate(range(0, grid.patch_cols, n)):
             c1 = min(c0 + n, grid.patch_cols)
-            window = Window(r0 * grid.stride, c0 * grid.stride,
-                            (r1 - r0 - 1) * grid.stride + grid.patch_size,
-                            (c1 - c0 - 1) * grid.stride + grid.patch_size)
+            window = Window(row_off=r0 * grid.stride, col_off=c0 * grid.stride,
+                            height=(r1 - r0 - 1) * grid.stride + grid.patch_size,
+                            width=(c1 - c0 - 1) * grid.stride + grid.patch_size)
             tiles.append(Tile(ti, tj, (r0, r1), (c0, c1), window))
     return tiles
 
@@ -138,8 +139,16 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
     ``out`` must be a gs:// dataset root: Earth Engine writes the tiles into that bucket under
     ``tiles/<month>/``, and the patches go beside them as usual.
     """
-    started = time.monotonic()
     store = open_store(out)
+    with hold_output(store):
+        return _export_tasks(session, image, job, store, fine_label, patches_per_tile,
+                             max_pending, poll_seconds, sleep, progress)
+
+
+def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
+                  fine_label: Any, patches_per_tile: int, max_pending: int, poll_seconds: float,
+                  sleep: Callable[[float], None], progress: bool) -> ExportSummary:
+    started = time.monotonic()
     if not isinstance(store, GcsStore):
         raise ConfigError("--method tasks exports tiles to Cloud Storage: give --out "
                           "gs://BUCKET/PREFIX (or use --method pixels for a local folder)")
@@ -163,8 +172,8 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
         items = [("", image, job.grid, tile.window)]
         if job.fine_scale:
             k = job.fine_scale
-            fw = Window(tile.window.row_off * k, tile.window.col_off * k,
-                        tile.window.height * k, tile.window.width * k)
+            fw = Window(row_off=tile.window.row_off * k, col_off=tile.window.col_off * k,
+                        height=tile.window.height * k, width=tile.window.width * k)
             items.append((f"_label_x{k}", fine_label, job.grid.scaled(k), fw))
         return items
 
@@ -202,12 +211,14 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
                 if (r, c) not in remaining:
                     continue
                 w = job.grid.patch_window(r, c)
-                local = Window(w.row_off - tile.window.row_off, w.col_off - tile.window.col_off,
-                               w.height, w.width)
+                local = Window(row_off=w.row_off - tile.window.row_off,
+                               col_off=w.col_off - tile.window.col_off,
+                               height=w.height, width=w.width)
                 patch = read(local)
                 label_fine = None
                 if read_fine is not None:
-                    fw = Window(local.row_off * k, local.col_off * k, w.height * k, w.width * k)
+                    fw = Window(row_off=local.row_off * k, col_off=local.col_off * k,
+                                height=w.height * k, width=w.width * k)
                     label_fine = to_label(read_fine(fw)[0])
                 rec = book.accept(r, c, np.ascontiguousarray(patch[:-1]), to_label(patch[-1]),
                                   label_fine)
@@ -264,7 +275,7 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
         book.flush(complete=not queue and not active)
     return ExportSummary(store.url(), job.month, "tasks", len(book.splits), written, already,
                          len(book.invalid), len(task_ids), session.retries,
-                         time.monotonic() - started)
+                         time.monotonic() - started, book.per_split())
 
 
 def _pending(task_ids: dict[str, str], active: list[Tile], exports_of) -> int:

@@ -15,13 +15,17 @@ then simulates what the satellites would record on the 10 m grid:
 
 Files follow the layout of local input scenes (see :func:`generate_scene`) and every file,
 folder, tag and README says SYNTHETIC, so nobody mistakes them for observations.
+
+Longer than most modules (~430 lines) on purpose: the class map, the per-class spectra and
+backscatter, and the files written from them are one model of one scene; the tests check the
+backends against the constants defined here, which would otherwise be spread over modules.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -29,10 +33,13 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 from scipy import ndimage
+from tqdm.auto import tqdm
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.geotiff import write_geotiff
 from gee_export.contract.grid import Grid
 from gee_export.core.errors import ConfigError
+from gee_export.core.storage import atomic_write
 
 # ------------------------------------------------------------------------- classes
 ROAD, BUILDING, VEGETATION, WATER, BARE_SOIL = 1, 2, 3, 4, 5
@@ -263,9 +270,9 @@ def labels_from(class_map_fine: np.ndarray, grid: Grid, fine_scale: int
     frac = fine.reshape(grid.height, fine_scale, grid.width, fine_scale).mean(axis=(1, 3))
     coarse = (frac >= 0.5).astype(np.uint8)
     rows, cols = _unlabelled(grid)
-    coarse[rows, cols] = 255
+    coarse[rows, cols] = LABEL_NODATA
     fine[rows.start * fine_scale:rows.stop * fine_scale,
-         cols.start * fine_scale:cols.stop * fine_scale] = 255
+         cols.start * fine_scale:cols.stop * fine_scale] = LABEL_NODATA
     return coarse, fine
 
 
@@ -306,7 +313,7 @@ def generate_scene(out_dir: str | Path, *, seed: int = 0, width: int = 512, heig
                    origin: tuple[float, float] = DEFAULT_ORIGIN,
                    s2_days: Sequence[int] = (3, 13, 18, 28), cloudy: Sequence[int] = (13, 28),
                    s1_days: Sequence[int] = (5, 11, 17, 23, 29), noise: float = 0.004,
-                   growth: int = 0) -> SyntheticScene:
+                   growth: int = 0, progress: bool = True) -> SyntheticScene:
     """Write a SYNTHETIC scene under ``out_dir`` (skipped when the same scene is already there).
 
     Layout (the same as local input scenes)::
@@ -330,6 +337,8 @@ def generate_scene(out_dir: str | Path, *, seed: int = 0, width: int = 512, heig
         noise: Sentinel-2 noise, standard deviation in reflectance (plus 2 % of the signal).
         growth: new built-up blocks on open land (:func:`grow_built_up`): the same town at a
             later date, with a known gain of impervious surface.
+        progress: a tqdm bar over the steps (class map, labels, each acquisition date); a
+            large scene with a fine label takes minutes.
     """
     if width % 2 or height % 2 or width < 32 or height < 32:
         raise ConfigError(f"scene size must be even and at least 32 px, got {width}x{height}")
@@ -347,27 +356,33 @@ def generate_scene(out_dir: str | Path, *, seed: int = 0, width: int = 512, heig
     if marker.exists() and json.loads(marker.read_text()) == params:
         return scene
 
+    bar = tqdm(total=2 + len(scene.s2_dates) + len(scene.s1_dates), unit="step",
+               desc="synthetic scene", disable=not progress)
     classes = grow_built_up(draw_class_map(grid, fine_scale, seed), grid, fine_scale, seed,
                             growth)[0]
     fractions = class_fractions(classes, fine_scale)
+    bar.update()
     label, label_fine = labels_from(classes, grid, fine_scale)
     del classes
     tags = {"SYNTHETIC": "yes", "SYNTHETIC_SEED": seed}
-    write_geotiff(scene.label, label, grid.transform, crs, 255, descriptions=["label"],
+    write_geotiff(scene.label, label, grid.transform, crs, LABEL_NODATA, descriptions=["label"],
                   tags={**tags, "CLASSES": "0 pervious, 1 impervious, 255 unlabelled"})
     fine_grid = grid.scaled(fine_scale)
-    write_geotiff(scene.label_fine, label_fine, fine_grid.transform, crs, 255,
+    write_geotiff(scene.label_fine, label_fine, fine_grid.transform, crs, LABEL_NODATA,
                   descriptions=["label"], tags={**tags, "FINE_SCALE": fine_scale})
     del label_fine
+    bar.update()
 
     rng = np.random.default_rng(seed + 1)
-    _write_s2(scene, fractions, rng, noise, tags)
-    _write_s1(scene, fractions, rng, tags)
-    scene.readme.write_text(_README.format(seed=seed, month=month, crs=crs, w=width, h=height,
-                                           k=fine_scale, s2=", ".join(scene.s2_dates),
-                                           cloudy=", ".join(scene.cloudy_dates),
-                                           s1=", ".join(scene.s1_dates)))
-    marker.write_text(json.dumps(params, indent=2))
+    _write_s2(scene, fractions, rng, noise, tags, bar.update)
+    _write_s1(scene, fractions, rng, tags, bar.update)
+    bar.close()
+    readme = _README.format(seed=seed, month=month, crs=crs, w=width, h=height, k=fine_scale,
+                            s2=", ".join(scene.s2_dates), cloudy=", ".join(scene.cloudy_dates),
+                            s1=", ".join(scene.s1_dates))
+    atomic_write(scene.readme, lambda handle: handle.write(readme.encode("utf-8")))
+    marker_text = json.dumps(params, indent=2)  # written last: the scene is complete
+    atomic_write(marker, lambda handle: handle.write(marker_text.encode("utf-8")))
     return scene
 
 
@@ -390,7 +405,7 @@ def _scene_paths(root: Path, grid: Grid, params: dict) -> SyntheticScene:
 
 
 def _write_s2(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Generator,
-              noise: float, tags: dict) -> None:
+              noise: float, tags: dict, done: Callable[[], object] = lambda: None) -> None:
     grid = scene.grid
     surface = mix(fractions, CLASS_S2)  # (10, H, W) reflectance at 10 m
     h2, w2 = grid.height // 2, grid.width // 2
@@ -433,10 +448,11 @@ def _write_s2(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Gener
                           descriptions=[band], tags={**date_tags, "BAND": band})
         write_geotiff(scene.s2_files[d]["SCL"], scl, t20, grid.crs, 0, descriptions=["SCL"],
                       tags={**date_tags, "BAND": "SCL"})
+        done()
 
 
 def _write_s1(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Generator,
-              tags: dict) -> None:
+              tags: dict, done: Callable[[], object] = lambda: None) -> None:
     grid = scene.grid
     mean = mix(fractions, CLASS_S1)  # (2, H, W) linear sigma0
     for d in scene.s1_dates:
@@ -447,6 +463,7 @@ def _write_s1(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Gener
                           tags={**tags, "ACQUISITION_DATE": f"{d[:4]}-{d[4:6]}-{d[6:]}",
                                 "SIGMA0_UNIT": "linear", "POLARISATION": pol,
                                 "PRODUCT_TYPE": "GRD", "ENL": ENL, "SPACECRAFT": "SYNTHETIC"})
+        done()
 
 
 _README = """SYNTHETIC SCENE - NOT SATELLITE DATA

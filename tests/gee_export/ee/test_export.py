@@ -19,8 +19,8 @@ import rasterio
 from rasterio.io import MemoryFile
 
 from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
+from gee_export.contract.dataset import read_index, read_manifest
 from gee_export.contract.grid import patch_id
-from gee_export.contract.index import read_index, read_manifest
 from gee_export.contract.splits import assign_splits
 from gee_export.core.errors import ConfigError, EarthEngineError, QuotaError
 from gee_export.core.storage import TEMP_MARK, open_store
