@@ -109,7 +109,8 @@ def predict_with_model_file(
 
     if month is not None:
         check_month(month)
-    zone_list = stats.load_zones(zones, probe_input(stack))  # before any tile is predicted
+    crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
+    zone_list = stats.load_zones(zones, crs)  # before any tile is predicted
     model, meta = load_model_file(model_file)
     index = isa_class_index(tuple(meta.class_names), isa_class)
     config = config or PredictConfig()
