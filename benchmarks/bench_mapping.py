@@ -262,6 +262,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    ROOT = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(ROOT))
     main()

@@ -101,7 +101,7 @@ class SeriesRequest:
 
 def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool = False,
                    assets: EarthEngineAssets | None = None,
-                   echo: Callable[[str], None] = print,
+                   echo: Callable[[str], None] | None = None,
                    poll_seconds: float = 10.0) -> SeriesPublication:
     """Build, save and print the manifests and the app; unless ``dry_run``, publish them.
 
@@ -110,9 +110,10 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
         out_dir: local folder receiving ``<name>.collection.json`` and ``<name>.app.js``.
         dry_run: stop after printing (no upload, no Earth Engine call).
         assets: the Earth Engine seam (default: :func:`inference.publish.connect`).
-        echo: where progress lines go.
+        echo: where the manifests, the app and progress lines go (default: this module's log).
         poll_seconds: task polling interval when waiting.
     """
+    echo = echo or log.info
     name = asset_name(request.collection_id, request.project)
     months = sorted(request.cogs)
     if not months:

@@ -120,7 +120,8 @@ def _run(args: argparse.Namespace) -> int:
         target = PublishTarget(args.publish, project=args.project, gcs_prefix=args.gcs_prefix,
                                public=args.public, readers=tuple(args.reader),
                                overwrite=args.overwrite, wait=args.wait)
-    result = map_region(request, publish=target, dry_run=args.dry_run, latency_s=args.latency)
+    result = map_region(request, publish=target, dry_run=args.dry_run, latency_s=args.latency,
+                        echo=print)
     if result.plan is not None:
         print(json.dumps(result.plan.to_dict(), indent=1))
         return 0

@@ -77,7 +77,7 @@ def measure_model(model_file: str, tile: int, options: Any, repeats: int = 2) ->
 def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                dry_run: bool = False, publish_dry_run: bool = False, session: Any = None,
                latency_s: float | None = None,
-               echo: Callable[[str], None] = print) -> MapResult:
+               echo: Callable[[str], None] | None = None) -> MapResult:
     """Map ``request`` (see module docstring); resumable, finished dates are not redone.
 
     Args:
@@ -89,10 +89,12 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         session: the Earth Engine seam (default: one for ``request.project``; tests pass one
             whose transport serves a local stack).
         latency_s: computePixels latency used by the plan's estimate.
-        echo: where the plan, tables and publication text go.
+        echo: where the plan, tables and publication text go (default: this module's log;
+            the command prints them).
     """
     from training.modelfile import read_model_file
 
+    echo = echo or log.info
     meta, _ = read_model_file(request.model_file)
     dataset = mapping.model_dataset(meta, request.dataset)
     mapping.check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)

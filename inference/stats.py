@@ -99,7 +99,7 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
             raise InputDataError(
                 f"feature {i} of the zones has coordinates outside longitude/latitude, so the "
                 "file is in a projected CRS without saying so; add a 'crs' member naming it "
-                "or reproject it: ogr2ogr -t_srs EPSG:4326 zones_wgs84.geojson zones.geojson")
+                "or reproject it to longitude/latitude (EPSG:4326) in your GIS")
         props = feature.get("properties") or {}
         name = props.get(name_field) if name_field else None
         name = name or props.get("name") or props.get("NAME") or f"feature_{i}"

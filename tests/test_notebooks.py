@@ -105,7 +105,7 @@ def test_map_cell_builds_the_map_request_of_an_earth_engine_user(tmp_path, monke
     assert request.dates == ("2019-06",) and request.project == "offline"
     assert request.model_file.endswith("model.pt") and request.workers == 16
     script = notebook_script(NOTEBOOKS / ORDER[2])
-    assert "map_region(request)" in script and "tile_task" not in script  # no inline export
+    assert "map_region(request, echo=print)" in script and "tile_task" not in script
     assert "task.start()" not in script
 
 

@@ -39,7 +39,7 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
 @pytest.mark.parametrize(("args", "message"), [
     (["--workers", "41"], "--workers must be between 1 and 40"),
     ([], "give exactly one of --months"),
-    (["--months", "June"], "is not 'YYYY-MM'"),
+    (["--months", "June"], "is not YYYY-MM"),
     (["--backend", "local"], "--backend local needs --scenes"),
     (["--method", "tasks"], "--method tasks exports"),
     (["--zones", "projected.geojson"], "projected CRS without saying so"),

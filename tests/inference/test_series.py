@@ -144,7 +144,7 @@ def test_image_collection_manifests_and_app_are_checked_offline(series, tmp_path
     request, _, _ = series
     dry = map_region(request, publish=PublishTarget("projects/my-proj/assets/isamap",
                                                     gcs_prefix="gs://bucket/maps"),
-                     dry_run=True, latency_s=0.4)
+                     dry_run=True, latency_s=0.4, echo=print)
     printed = capsys.readouterr().out
     assert "Map plan" in printed and "computePixels" in printed and "ui.Slider" in printed
     assert dry.plan.tiles_per_date > 0 and dry.plan.seconds_estimate > 0
