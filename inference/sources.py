@@ -340,9 +340,3 @@ class FetchedSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def tiles_total(grid: Grid, tile: int, overlap: int) -> int:
-    """Tiles (= fetches) of one date over ``grid``."""
-    return (len(tile_starts(grid.height, tile, overlap))
-            * len(tile_starts(grid.width, tile, overlap)))

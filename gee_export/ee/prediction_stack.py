@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -266,9 +265,3 @@ def export_prediction_stack(
          for w in present])
     store.write_bytes(f"{name}.vrt", text.encode())
     return PredictionStack(store.url(f"{name}.vrt"), len(windows), started, missing)
-
-
-def tiles_for_area(area_km2: float, resolution: float, tile_px: int = DEFAULT_TILE_PX) -> int:
-    """How many stack tiles a region of ``area_km2`` needs (for plans)."""
-    side_km = tile_px * resolution / 1000.0
-    return max(1, math.ceil(area_km2 / (side_km * side_km)))
