@@ -11,13 +11,11 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import yaml
 
 from gee_export.core.errors import ConfigError
-
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+from training.devices import PRECISIONS, Layout, Precision, layout_flag
 
 
 @dataclass(frozen=True)
@@ -34,8 +32,15 @@ class TrainConfig:
         epochs, batch_size, lr, poly_power, weight_decay, patience: the optimisation.
         seed: seeds model init, data order and augmentation.
         num_workers: loader worker processes (default: cores - 1, at most 8).
-        precision: ``auto`` = bf16 autocast on CPU, fp16 AMP (bf16 where supported) on CUDA.
-        channels_last: NHWC memory format (default on).
+        precision: ``auto`` = measured at the start of the run on the real model, batch and
+            device (``training.autotune``: the fastest training step of fp32/bf16, and fp16
+            on CUDA, whose output agrees with fp32); a resumed run keeps the choice its
+            checkpoint recorded. A recipe that needs one precision for reproducibility states
+            it here (``fp32``, ``bf16``, ``fp16``), and it is never overridden.
+        channels_last: NHWC memory format: ``auto`` (measured with the precision), ``on``
+            or ``off`` (YAML booleans are accepted).
+        autotune_cache: reuse a choice measured earlier for the same model, batch shape and
+            device (``$XDG_CACHE_HOME/isamap/autotune.json``) instead of measuring again.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         augment: the paper's augmentations on the training split.
         cache: keep decoded patches in memory.
@@ -65,8 +70,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int | None = None
     precision: Precision = "auto"
-    channels_last: bool = True
+    channels_last: Layout = "auto"
     device: str = "auto"
+    autotune_cache: bool = True
     augment: bool = True
     cache: bool = False
     max_batches: int | None = None
@@ -76,11 +82,12 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "channels_last", layout_flag(self.channels_last))
         checks = [(self.epochs >= 1, "epochs must be >= 1"),
                   (self.batch_size >= 1, "batch_size must be >= 1"),
                   (self.lr > 0, "lr must be positive"),
                   (self.patience >= 1, "patience must be >= 1"),
-                  (self.precision in ("auto", "fp32", "bf16", "fp16"),
+                  (self.precision in PRECISIONS,
                    f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "stop_after must be >= 1"),
                   (self.max_batches is None or self.max_batches >= 1, "max_batches must be >= 1"),

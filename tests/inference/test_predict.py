@@ -15,7 +15,7 @@ from inference.runtime import RuntimeOptions, TilePredictor
 from tests.support.models import ConstantModel, SuperRes, conv1x1, padded_convnet
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 
-FP32 = RuntimeOptions(precision="fp32")
+FP32 = RuntimeOptions(precision="fp32", channels_last="on")
 INFO = OutputInfo("test-model", BANDS, month="2023-06")
 
 
@@ -188,7 +188,8 @@ def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
             if calls[0] == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
         model.register_forward_hook(hook)
-        p = TilePredictor(model, np.zeros(6), np.ones(6), options=RuntimeOptions(precision="fp32"))
+        options = RuntimeOptions(precision="fp32", channels_last="on")
+        p = TilePredictor(model, np.zeros(6), np.ones(6), options=options)
         r = predict_raster({str(stack)!r}, {str(tmp_path / "k")!r}, p, OutputInfo("m", BANDS),
                            PredictConfig(tile=64, overlap=16, batch_size=4, strip_rows=32),
                            progress=False)
