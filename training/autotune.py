@@ -312,6 +312,39 @@ def apply(choice: Choice, model: nn.Module, device: torch.device) -> nn.Module:
     return torch.compile(model) if s.compile else model
 
 
+def time_settings(model: nn.Module, example: torch.Tensor, device: torch.device,
+                  settings: Iterable[Setting], *, mode: Mode = "inference",
+                  step: TrainStep | None = None, rounds: int = 3) -> dict[Setting, float]:
+    """Seconds per call of each setting on the whole ``example``, measured as ``auto`` does.
+
+    Every setting runs once untimed, then ``rounds`` times in turns (so a busy machine slows
+    them alike), keeping its best time. This is what the benchmarks put next to ``auto``'s
+    choice; the model and the process's threads and cuDNN flags are left as they were.
+    """
+    settings = list(settings)
+    saved_threads, saved_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    was_training = model.training
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
+        runner = _Runner(model, batch, device, mode, step, saved_threads)
+        try:
+            for s in settings:
+                runner.call(s, batch)()
+            best = dict.fromkeys(settings, math.inf)
+            for _ in range(max(rounds, 1)):
+                for s in settings:
+                    run = runner.call(s, batch)
+                    t0 = time.perf_counter()
+                    run()
+                    best[s] = min(best[s], time.perf_counter() - t0)
+        finally:
+            torch.set_num_threads(saved_threads)
+            torch.backends.cudnn.benchmark = saved_bench
+            model.train(was_training)
+            runner.close()
+    return best
+
+
 def candidates(device: torch.device, precision: devices.Precision,
                layout: devices.Layout) -> list[Setting]:
     """The settings ``auto`` chooses among; explicit values are fixed, never varied."""

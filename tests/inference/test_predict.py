@@ -233,3 +233,21 @@ def test_run_record_is_in_the_work_dir_while_running(stack, tmp_path):
         run(stack, tmp_path / "o", CrashingModel(calls=2))
     record = json.loads((tmp_path / ".o.partial" / "run.json").read_text())
     assert record["bands"] == list(BANDS) and record["config"]["tile"] == 64
+
+
+def test_outputs_record_how_the_model_ran_and_where_the_time_went(stack, tmp_path):
+    auto = predictor(padded_convnet(), options=RuntimeOptions())  # precision/layout auto
+    result = predict_raster(str(stack), str(tmp_path / "a"), auto, INFO,
+                            PredictConfig(tile=64, overlap=16, strip_rows=32), progress=False)
+    runtime = result.runtime
+    assert runtime["source"] in ("measured", "cache") and runtime["shape"][1:] == [6, 64, 64]
+    for path in (result.class_path, result.prob_path):
+        with rasterio.open(path) as ds:
+            tags = ds.tags()
+        assert (tags["runtime"], tags["runtime_source"]) == (runtime["label"],
+                                                             runtime["source"])
+        assert tags["runtime_ms_per_tile"]
+    stages = {"read", "mask", "gather", "predict", "forward", "blend", "take", "checkpoint",
+              "encode", "assemble"}
+    assert stages <= set(result.stages) and all(v >= 0 for v in result.stages.values())
+    assert result.stages["forward"] <= result.stages["predict"]
