@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--widths", default="8,16,32,64,128")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (the bar is for a CPU machine) or cuda: with a GPU model, "
+                             "the CPU side of the pipeline is what limits it")
     parser.add_argument("--replay-every", type=int, default=4,
                         help="replay every n-th batch through the model alone")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_output")
@@ -129,7 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     model = create_model("unet", len(BANDS), 2, widths=widths)
     predictor = ReplayingPredictor(model, np.zeros(len(BANDS)), np.ones(len(BANDS)),
-                                   options=RuntimeOptions(precision=args.precision,
+                                   options=RuntimeOptions(device=args.device,
+                                                          precision=args.precision,
                                                           channels_last=args.channels_last),
                                    every=args.replay_every)
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch)

@@ -73,12 +73,12 @@ def output_tags(info: OutputInfo, run_hash: str, tile: int, overlap: int,
 
 def open_stream(work: Path, name: str, kind: Kind, width: int, height: int,
                 transform: Affine, crs: Any, tags: dict[str, str], *,
-                compress: Compression = "DEFLATE") -> CogStream:
+                compress: Compression = "DEFLATE", threads: int | str | None = None) -> CogStream:
     """A :class:`~inference.cog_stream.CogStream` for one map of ``kind``.
 
     It carries the kind's description, colour table, overview resampling (``MODE`` for
     classes, ``AVERAGE`` for probabilities) and ``band_id`` tag, so every COG isamap writes
-    has the same metadata.
+    has the same metadata. ``threads``: GDAL compression threads (see ``Encoding``).
     """
     colormap = None
     if kind != "probability":
@@ -89,7 +89,7 @@ def open_stream(work: Path, name: str, kind: Kind, width: int, height: int,
     return CogStream(work, name, width, height, transform, crs,
                      "average" if kind == "probability" else "mode",
                      {**tags, "band_id": BAND_IDS[kind]}, _DESCRIPTIONS[kind], colormap,
-                     Encoding(compress, level))
+                     Encoding(compress, level, threads))
 
 
 def write_cog(src: str | os.PathLike, dst: str | os.PathLike, kind: Kind,

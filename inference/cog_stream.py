@@ -58,10 +58,15 @@ class Encoding:
 
     compress: Literal["DEFLATE", "ZSTD"] = "DEFLATE"
     level: int = 3
+    #: GDAL compression threads (None: the calling thread only, which never competes with a
+    #: model computing on the same CPU cores; "ALL_CPUS" where the model runs on a GPU)
+    threads: int | str | None = None
 
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"compress": self.compress, "predictor": 2}
         opts["zlevel" if self.compress == "DEFLATE" else "zstd_level"] = self.level
+        if self.threads:
+            opts["num_threads"] = str(self.threads)
         return opts
 
 

@@ -372,6 +372,11 @@ def _helper_thread() -> None:
                                                  + HELPER_NICENESS))
 
 
+def _cpu_is_free(predictor: TilePredictor) -> bool:
+    """Whether the model leaves the CPU cores to the pipeline (it runs on an accelerator)."""
+    return predictor.device.type != "cpu"
+
+
 class _Job:
     """One run of the sliding window: three threads, each owning its stage's state.
 
@@ -402,15 +407,23 @@ class _Job:
                         "blockysize": min(512, config.strip_rows), "compress": "ZSTD",
                         "zstd_level": 1, "interleave": "band"}
         self.stages = _Stages()
+        # with the model on a GPU the CPU cores are free: GDAL compresses with all of them and
+        # the two maps are encoded side by side; on the CPU the encoder stays one thread
+        self.parallel = _cpu_is_free(predictor)
         self.streams = {kind: cog.open_stream(work, kind, kind, self.width, self.height,
                                               transform, src.crs, tags,
-                                              compress=config.compress)
+                                              compress=config.compress,
+                                              threads="ALL_CPUS" if self.parallel else None)
                         for kind in ("class", "probability")}
+        self._kind_pools: dict[str, ThreadPoolExecutor] = {}
+        self._encoding: collections.deque[Future] = collections.deque()
         self.acc: _Accumulator | None = None
         self.todo = list(range(self.first, len(self.strips)))
         self.tiles = 0
 
     def close(self) -> None:
+        for pool in self._kind_pools.values():
+            pool.shutdown(wait=True)
         for stream in self.streams.values():
             stream.remove()
 
@@ -455,6 +468,9 @@ class _Job:
             while pending:
                 with self.stages.time("wait_encoder"):
                     pending.popleft().result()
+            while self._encoding:
+                with self.stages.time("wait_encoder"):
+                    self._encoding.popleft().result()
 
     def _predict_row(self, block: np.ndarray, starts_x: list[int]) -> Iterator[tuple]:
         """Tiles of one tile row, batch by batch: ``(x offsets, compact probabilities)``."""
@@ -523,9 +539,21 @@ class _Job:
             self._encode(classes, prob)
 
     def _encode(self, classes: np.ndarray, prob: np.ndarray) -> None:
+        if not self.parallel:
+            with self.stages.time("encode"):
+                self.streams["class"].add(classes)
+                self.streams["probability"].add(prob)
+            return
+        for kind, rows in (("class", classes), ("probability", prob)):
+            if kind not in self._kind_pools:
+                self._kind_pools[kind] = ThreadPoolExecutor(1)
+            self._encoding.append(self._kind_pools[kind].submit(self._encode_one, kind, rows))
+        while len(self._encoding) > 4 or (self._encoding and self._encoding[0].done()):
+            self._encoding.popleft().result()  # bounded, and errors surface here
+
+    def _encode_one(self, kind: str, rows: np.ndarray) -> None:
         with self.stages.time("encode"):
-            self.streams["class"].add(classes)
-            self.streams["probability"].add(prob)
+            self.streams[kind].add(rows)
 
 
 def _strip_path(work: Path, row0: int) -> Path:

@@ -67,6 +67,8 @@ TOLERANCE = 0.02
 MAX_REPS = 8
 #: Side of the crop timed first to learn the cost per pixel (and the crop granularity).
 PROBE = 64
+#: Measurements a GPU may take to grow the timed batch towards the real one.
+GROW_STEPS = 3
 #: Half the CPU threads are kept when they are at least this much faster on the probe.
 FEWER_THREADS_GAIN = 1.5
 #: Measuring stops starting new work at this multiple of the budget, whatever is left
@@ -560,6 +562,18 @@ class _Runner:
         per_px = seconds / (smallest * small_h * small_w)
         allowed = budget_s / (3.0 * max(n_candidates, 1))
         fit = int(allowed / (per_px * h * w))
+        if self.device.type == "cuda":
+            # small GPU calls are bound by kernel launches, not pixels: the linear estimate
+            # is far too high, so grow the batch by measuring until it stops fitting
+            fit = max(fit, smallest)
+            for _ in range(GROW_STEPS):
+                if fit >= n:
+                    break
+                t = self._seconds(_cut(self.example, fit, h, w), None)
+                grown = min(n, int(fit * allowed / t))
+                if grown < fit * 1.5:
+                    break
+                fit = grown
         if fit >= smallest:
             return _cut(self.example, min(n, fit), h, w), threads
         shrink = math.sqrt(allowed / (per_px * smallest * h * w))

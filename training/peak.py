@@ -8,8 +8,10 @@ computes natively, and :func:`count_flops` counts a model's floating-point opera
 and the fraction of the peak next to patches/s.
 
 A CPU's bf16 rate is measured only where it computes bf16 natively (AVX512-BF16/AMX, as
-oneDNN reports it): elsewhere bf16 is emulated and has no peak of its own. On CUDA, fp32 is
-measured without TF32 (the networks' fp32 runs do not enable it), and bf16/fp16 with it.
+oneDNN reports it): elsewhere bf16 is emulated and has no peak of its own. On CUDA everything
+runs with PyTorch's TF32 defaults, as the networks do: fp32 matrix products without TF32,
+fp32 convolutions *with* it (cuDNN's default), so the "fp32" convolution peak is the TF32
+tensor-core rate the networks' fp32 convolutions actually run at.
 """
 
 from __future__ import annotations
@@ -85,34 +87,27 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
     started = time.perf_counter()
     precisions = precisions or native_precisions(device)
     gpu = device.type == "cuda"
-    saved_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     gemm, conv = {}, {}
-    try:
-        with torch.inference_mode():
-            for p in precisions:
-                dtype = _TORCH_DTYPE[p]
-                if gpu:
-                    tf32 = p != "fp32"
-                    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-                n = 8192 if gpu else 2048
-                a = torch.randn(n, n, device=device, dtype=dtype)
-                b = torch.randn(n, n, device=device, dtype=dtype)
-                gemm[p] = 2 * n**3 / _best_seconds(lambda a=a, b=b: a @ b, device, seconds) / 1e9
-                del a, b
-                batch, ch, size = (32, 256, 128) if gpu else (4, 128, 96)
-                weight = torch.randn(ch, ch, 3, 3, device=device, dtype=dtype)
-                best = 0.0
-                for fmt in (torch.contiguous_format, torch.channels_last):
-                    x = torch.randn(batch, ch, size, size, device=device, dtype=dtype)
-                    x = x.contiguous(memory_format=fmt)
-                    w = weight.contiguous(memory_format=fmt)
-                    flops = 2 * batch * ch * ch * 9 * size * size
-                    t = _best_seconds(lambda x=x, w=w: torch.nn.functional.conv2d(
-                        x, w, padding=1), device, seconds / 2)
-                    best = max(best, flops / t / 1e9)
-                conv[p] = best
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved_tf32
+    with torch.inference_mode():
+        for p in precisions:
+            dtype = _TORCH_DTYPE[p]
+            n = 8192 if gpu else 2048
+            a = torch.randn(n, n, device=device, dtype=dtype)
+            b = torch.randn(n, n, device=device, dtype=dtype)
+            gemm[p] = 2 * n**3 / _best_seconds(lambda a=a, b=b: a @ b, device, seconds) / 1e9
+            del a, b
+            batch, ch, size = (32, 256, 128) if gpu else (4, 128, 96)
+            weight = torch.randn(ch, ch, 3, 3, device=device, dtype=dtype)
+            best = 0.0
+            for fmt in (torch.contiguous_format, torch.channels_last):
+                x = torch.randn(batch, ch, size, size, device=device, dtype=dtype)
+                x = x.contiguous(memory_format=fmt)
+                w = weight.contiguous(memory_format=fmt)
+                flops = 2 * batch * ch * ch * 9 * size * size
+                t = _best_seconds(lambda x=x, w=w: torch.nn.functional.conv2d(
+                    x, w, padding=1), device, seconds / 2)
+                best = max(best, flops / t / 1e9)
+            conv[p] = best
     return Peak(describe_device(device), gemm, conv, time.perf_counter() - started)
 
 

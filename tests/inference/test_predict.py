@@ -251,3 +251,20 @@ def test_outputs_record_how_the_model_ran_and_where_the_time_went(stack, tmp_pat
               "encode", "assemble"}
     assert stages <= set(result.stages) and all(v >= 0 for v in result.stages.values())
     assert result.stages["forward"] <= result.stages["predict"]
+
+
+def test_encoding_in_parallel_writes_the_same_maps(stack, tmp_path, monkeypatch):
+    """With the model on a GPU the maps are encoded side by side with GDAL's threads."""
+    from inference import predict
+
+    reference = run(stack, tmp_path / "one", conv1x1())
+    monkeypatch.setattr(predict, "_cpu_is_free", lambda predictor: True)
+    parallel = run(stack, tmp_path / "two", conv1x1())
+    for kind in ("class_path", "prob_path"):
+        with rasterio.open(getattr(reference, kind)) as a, \
+                rasterio.open(getattr(parallel, kind)) as b:
+            np.testing.assert_array_equal(a.read(1), b.read(1))
+            for f in a.overviews(1):
+                shape = (a.height // f, a.width // f)
+                np.testing.assert_array_equal(a.read(1, out_shape=shape),
+                                              b.read(1, out_shape=shape))
