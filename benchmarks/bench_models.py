@@ -21,21 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from training import autotune  # noqa: E402
-from training.devices import resolve_device  # noqa: E402
-from training.losses import build_loss, default_loss_for  # noqa: E402
-from training.models import create_model  # noqa: E402
-from training.peak import count_flops, measure_peak  # noqa: E402
-from training.srseg.losses import SRSegLoss  # noqa: E402
+from training import autotune
+from training.devices import resolve_device
+from training.losses import build_loss, default_loss_for
+from training.models import create_model
+from training.peak import count_flops, measure_peak
+from training.srseg.losses import SRSegLoss
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]
 # input patch side (10 m pixels) per model: the 10 m models at the training patch size, srseg
@@ -135,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--compile", action="store_true", help="let auto try torch.compile")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 32 px patches, batch 2, one round, short peak")
-    p.add_argument("--out", type=Path, default=ROOT / "bench_output")
+    p.add_argument("--out", type=Path, default=Path("bench_output"))
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     if args.quick:

@@ -88,7 +88,7 @@ class TrainConfig:
                   (self.lr > 0, "lr must be positive"),
                   (self.patience >= 1, "patience must be >= 1"),
                   (self.precision in PRECISIONS,
-                   f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}"),
+                   f"precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "stop_after must be >= 1"),
                   (self.max_batches is None or self.max_batches >= 1, "max_batches must be >= 1"),
                   (self.max_iterations is None or self.max_iterations >= 1,
