@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
         "forward_s_inside_pipeline": round(result.forward_seconds, 1),
         "ratio_forward_share_of_pipeline": round(result.forward_seconds / pipeline_s, 3),
         "stages_s": {k: round(v, 2) for k, v in result.stages.items()},
+        "stages_cpu_s": {k: round(v, 2) for k, v in result.stages_cpu.items()},
         "peak_rss_gib": round(peak_rss, 3), "rss_before_pipeline_gib": round(rss_before, 3),
         "whole_array_estimate_gib": round(whole_array_gib, 1),
     }
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"ratio      {figures['ratio_pipeline_vs_model_only']:8.3f}   (bar >= 0.9) at "
           f"{predictor.description}")
     print("stages     " + ", ".join(f"{k} {v:.1f} s" for k, v in figures["stages_s"].items()))
+    print("stage CPU  " + ", ".join(f"{k} {v:.1f} s" for k, v in figures["stages_cpu_s"].items())
+          + "  (CPU time of the stage's own thread)")
     print(f"peak RSS   {peak_rss:8.3f} GiB (bar < 2); a whole-array run would hold about "
           f"{whole_array_gib:.1f} GiB (input {bands * 4 * px / 2**30:.1f} + probabilities "
           f"and weights {k * 8 * px / 2**30:.1f} + 3 first-level activations "

@@ -85,29 +85,49 @@ def reduce2(rows: np.ndarray, resampling: Resampling) -> np.ndarray:
     ``average`` rounds half up; ``mode`` returns the most frequent valid value of each 2x2
     block, a tie going to the value whose count completes first in scan order. Both are
     GDAL's AVERAGE and MODE bit for bit (its overviews are computed level from level too).
-    A block without valid pixels is nodata.
+    A block without valid pixels is nodata. Written with few passes over uint8/uint16
+    arrays: the encoder runs beside the model on the same cores.
     """
     h, w = rows.shape
-    padded = np.full((h + h % 2, w + w % 2), NODATA, dtype=np.uint8)
-    padded[:h, :w] = rows
-    quad = np.stack([padded[0::2, 0::2], padded[0::2, 1::2], padded[1::2, 0::2],
-                     padded[1::2, 1::2]])
-    valid = quad != NODATA
+    if h % 2 or w % 2:
+        padded = np.full((h + h % 2, w + w % 2), NODATA, dtype=np.uint8)
+        padded[:h, :w] = rows
+        rows = padded
+    a, b, c, d = rows[0::2, 0::2], rows[0::2, 1::2], rows[1::2, 0::2], rows[1::2, 1::2]
+    va, vb, vc, vd = a != NODATA, b != NODATA, c != NODATA, d != NODATA
     if resampling == "average":
-        n = valid.sum(axis=0, dtype=np.int32)
-        s = np.where(valid, quad, 0).sum(axis=0, dtype=np.int32)
-        out = (2 * s + n) // np.maximum(2 * n, 1)
-        return np.where(n > 0, out, NODATA).astype(np.uint8)
+        n = va.view(np.uint8) + vb.view(np.uint8)
+        n += vc.view(np.uint8)
+        n += vd.view(np.uint8)
+        total = (a * va).astype(np.uint16)
+        for x, v in ((b, vb), (c, vc), (d, vd)):
+            total += x * v
+        n16 = n.astype(np.uint16)
+        out = (2 * total + n16) // np.maximum(2 * n16, 1)
+        out[n == 0] = NODATA
+        return out.astype(np.uint8)
     # mode as GDAL computes it: scanning the block in order, the first value whose running
-    # count reaches the block's highest count wins (so ties go to the earlier completed one)
-    running = np.zeros(quad.shape, dtype=np.int8)
-    for k in range(4):
-        for j in range(k + 1):
-            running[k] += (quad[j] == quad[k]) & valid[j]
-    running = np.where(valid, running, 0)
-    first = (running == running.max(axis=0)[None]).argmax(axis=0)
-    best = np.take_along_axis(quad, first[None], axis=0)[0]
-    return np.where(valid.any(axis=0), best, NODATA).astype(np.uint8)
+    # count reaches the block's highest count wins. With pairwise equalities (an equality
+    # implies both pixels valid): the earliest pixel whose count is the highest, except for
+    # the two pairs a=d, b=c, where b's pair completes first (third pixel, before the fourth)
+    ab, ac, ad = (a == b) & va, (a == c) & va, (a == d) & va
+    bc, bd, cd = (b == c) & vb, (b == d) & vb, (c == d) & vc
+
+    def count(*flags: np.ndarray) -> np.ndarray:
+        total = flags[0].view(np.uint8).copy()
+        for f in flags[1:]:
+            total += f.view(np.uint8)
+        return total
+
+    na, nb, nc, nd = count(va, ab, ac, ad), count(vb, ab, bc, bd), count(vc, ac, bc, cd), \
+        count(vd, ad, bd, cd)
+    top = np.maximum(np.maximum(na, nb), np.maximum(nc, nd))
+    out = d.copy()
+    for x, n in ((c, nc), (b, nb), (a, na)):
+        np.copyto(out, x, where=n == top)
+    np.copyto(out, b, where=ad & bc & ~ab)
+    out[top == 0] = NODATA
+    return out
 
 
 class _Level:

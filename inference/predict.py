@@ -102,7 +102,9 @@ class PredictionResult:
 
     ``stages`` holds seconds per stage (read, mask, gather, predict, forward, blend, take,
     checkpoint, encode, assemble, and the main thread's waits for the reader and encoder);
-    stages of different threads overlap, so they do not add up to ``seconds``. ``runtime`` is
+    stages of different threads overlap, so they do not add up to ``seconds``.
+    ``stages_cpu`` is the CPU time each stage's own thread spent (torch's worker threads and
+    GDAL's are not counted): the cost of the stage on a machine the model shares. ``runtime`` is
     how the model ran (``training.autotune.Choice.to_dict()``), also in the COG tags.
     """
 
@@ -119,6 +121,7 @@ class PredictionResult:
     skipped: bool
     stages: Mapping[str, float] = field(default_factory=dict)
     runtime: Mapping[str, Any] | None = None
+    stages_cpu: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def area_km2(self) -> float:
@@ -290,11 +293,14 @@ def predict_raster(
         shutil.rmtree(work, ignore_errors=True)
     stages = {k: round(v, 3) for k, v in job.stages.seconds.items()}
     stages["forward"] = round(predictor.forward_seconds - forward_before, 3)
-    log.info("prediction stages (s, summed per stage over their threads): %s", stages)
+    stages_cpu = {k: round(v, 3) for k, v in job.stages.cpu.items()}
+    log.info("prediction stages (s, summed per stage over their threads): wall %s; CPU of "
+             "the calling thread %s", stages, stages_cpu)
     return PredictionResult(class_path, prob_path, width, height, tuple(transform), str(crs),
                             job.tiles, time.perf_counter() - started,
                             predictor.forward_seconds - forward_before, job.first, False,
-                            stages, predictor.choice.to_dict() if predictor.choice else None)
+                            stages, predictor.choice.to_dict() if predictor.choice else None,
+                            stages_cpu)
 
 
 def _finished(class_path: str, prob_path: str, run_hash: str) -> bool:
@@ -342,20 +348,26 @@ def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int) -> np.ndarr
 
 
 class _Stages:
-    """Seconds spent per stage, summed over the threads that run it (thread-safe)."""
+    """Seconds per stage, summed over the threads that run it (thread-safe).
+
+    Wall time, and the CPU time of the calling thread: what the stage costs the model's
+    cores, whatever the helpers' lower priority makes of their wall time.
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def time(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
             with self._lock:
                 self.seconds[name] += time.perf_counter() - start
+                self.cpu[name] += time.thread_time() - cpu
 
 
 def _helper_thread() -> None:
