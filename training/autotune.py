@@ -67,6 +67,8 @@ TOLERANCE = 0.02
 MAX_REPS = 8
 #: Side of the crop timed first to learn the cost per pixel (and the crop granularity).
 PROBE = 64
+#: After two rounds only candidates within this factor of the fastest keep being timed.
+RACE_MARGIN = 1.3
 #: Measurements a GPU may take to grow the timed batch towards the real one.
 GROW_STEPS = 3
 #: Half the CPU threads are kept when they are at least this much faster on the probe.
@@ -488,14 +490,17 @@ def _time(runner: _Runner, settings: list[Setting], batch: Batch, clock: _Clock,
 
     Candidates are timed in turns (one call each per round) so that a busy, shared machine
     slows them alike; rounds continue until the budget is spent (at least one, at most
-    :data:`MAX_REPS`), and each keeps its best time. Every candidate has been run at least
+    :data:`MAX_REPS`), and each keeps its best time. After two rounds, candidates slower than
+    :data:`RACE_MARGIN` times the fastest drop out, so the rest of the budget separates the
+    close ones. Every candidate has been run at least
     once before (its agreement check and warm-up), so no timed call builds kernels.
     """
     if measure is not None:
         return {s: measure(s, runner.call(s, batch)) for s in settings}
     best: dict[Setting, float] = {}
-    for _ in range(MAX_REPS):
-        for s in settings:
+    racing = list(settings)
+    for rnd in range(MAX_REPS):
+        for s in racing:
             if best and s not in best and clock.over():
                 continue  # the hard limit: never timed, reported as skipped
             run = runner.call(s, batch)
@@ -504,6 +509,9 @@ def _time(runner: _Runner, settings: list[Setting], batch: Batch, clock: _Clock,
             best[s] = min(best.get(s, math.inf), time.perf_counter() - t0)
         if clock.over(hard=False):
             break
+        if rnd >= 1:  # spend the rest of the budget on the candidates still in the race
+            lead = min(best[s] for s in racing if s in best)
+            racing = [s for s in racing if s in best and best[s] <= RACE_MARGIN * lead]
     return best
 
 
