@@ -39,15 +39,17 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.errors
 from affine import Affine
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_path, atomic_write, files
-from inference import cog
+from inference import cog, cog_stream
 from inference.blending import Blend, check_tiling, strip_bounds, tile_starts, tile_weights
 from inference.cog import NODATA, PROB_SCALE, OutputInfo
+from inference.inputs import unreadable
 from inference.runtime import TilePredictor
 
 # GDAL's block cache defaults to 5 % of physical RAM, which would make the footprint grow with
@@ -125,16 +127,37 @@ class PredictionResult:
 
     @property
     def area_km2(self) -> float:
-        t = Affine(*self.transform[:6])
-        return abs(t.a * t.e) * self.width * self.height / 1e6
+        """Ground area of the map (true km² also for a geographic CRS, as the area table)."""
+        from rasterio.crs import CRS
+
+        from inference.stats import raster_area_km2
+
+        return raster_area_km2(Affine(*self.transform[:6]), CRS.from_user_input(self.crs),
+                               self.width, self.height)
 
 
-def select_bands(descriptions: Sequence[str | None], names: Sequence[str]) -> list[int]:
-    """1-based band indexes of ``names`` in a stack whose band descriptions name its bands.
+def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
+                 order: Sequence[str] | None = None) -> list[int]:
+    """1-based band indexes of ``names`` in a stack, found by band name.
 
-    A stack without descriptions is accepted only when it has exactly the model's band count
-    (then its order is taken as the model's order, as the data contract prescribes).
+    Args:
+        descriptions: the stack's band descriptions (its band names; None where unnamed).
+        names: the bands the model needs, in its order.
+        order: the stack's band names in file order as the user states them (``--bands``).
+            Needed for a stack without names (a count that happens to match says nothing
+            about the order, and reordered bands give a wrong map silently); checked against
+            the names of a stack that has them.
     """
+    if order is not None:
+        order = [b.strip() for b in order]
+        if len(order) != len(descriptions):
+            raise InputDataError(f"--bands names {len(order)} bands but the input has "
+                                 f"{len(descriptions)}; name every band in file order")
+        if all(d for d in descriptions) and list(descriptions) != order:
+            raise InputDataError(
+                f"--bands {','.join(order)} contradicts the input's own band names "
+                f"{','.join(str(d) for d in descriptions)}; drop --bands (the names are used)")
+        descriptions = order
     if all(d for d in descriptions):
         lookup = {d: i + 1 for i, d in enumerate(descriptions)}
         missing = [n for n in names if n not in lookup]
@@ -143,11 +166,11 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str]) -> li
                 f"the input stack lacks band(s) {missing} the model needs; it has "
                 f"{list(descriptions)}. Export those bands or use a model trained on these.")
         return [lookup[n] for n in names]
-    if len(descriptions) != len(names):
-        raise InputDataError(
-            f"the input has {len(descriptions)} bands without names but the model needs "
-            f"{len(names)} ({list(names)}); set band descriptions to the band names")
-    return list(range(1, len(names) + 1))
+    raise InputDataError(
+        f"the input's {len(descriptions)} bands have no names (band descriptions), so their "
+        f"order is unknown; if the file's order is the model's, say so with --bands "
+        f"{','.join(names)} (Python: band_order=...), else name the bands with: rio edit-info "
+        "--bidx N --description NAME FILE")
 
 
 def _invalid_mask(block: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
@@ -225,9 +248,11 @@ class _Accumulator:
 
 
 def _fingerprint(src_path: str, src: Any, info: OutputInfo, config: PredictConfig,
-                 scale: int, model_id: str) -> dict[str, Any]:
+                 scale: int, model_id: str, indexes: Sequence[int] = ()) -> dict[str, Any]:
     run = {
         "input": src_path, "size": [src.height, src.width, src.count],
+        **({"indexes": list(indexes)} if list(indexes) != list(range(1, len(indexes) + 1))
+           else {}),
         "transform": list(src.transform)[:6], "crs": str(src.crs), "model_id": model_id,
         "bands": list(info.bands), "scale": scale,
         "config": {k: v for k, v in asdict(config).items() if k not in ("batch_size", "keep_work")},
@@ -240,6 +265,7 @@ def predict_raster(
     src_path: str, out_prefix: str, predictor: TilePredictor, info: OutputInfo,
     config: PredictConfig | None = None, *, work_dir: str | os.PathLike | None = None,
     model_id: str = "", restart: bool = False, progress: bool = True,
+    band_order: Sequence[str] | None = None,
 ) -> PredictionResult:
     """Predict a whole stack and write ``<out_prefix>_class.tif`` and ``<out_prefix>_prob.tif``.
 
@@ -255,6 +281,8 @@ def predict_raster(
             never mixes strips from two models.
         restart: discard strips of a different earlier run in ``work_dir`` instead of failing.
         progress: show a tqdm bar.
+        band_order: the input's band names in file order, for a stack without band
+            descriptions (see :func:`select_bands`).
 
     Returns:
         Paths, size, timings (per stage too) and whether work was resumed or skipped.
@@ -265,8 +293,8 @@ def predict_raster(
     scale = predictor.scale
     class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(files.gdal_path(src_path)) as src:
-        indexes = select_bands(src.descriptions, info.bands)
-        run = _fingerprint(src_path, src, info, config, scale, model_id)
+        indexes = select_bands(src.descriptions, info.bands, band_order)
+        run = _fingerprint(src_path, src, info, config, scale, model_id, indexes)
         height, width = src.height * scale, src.width * scale
         transform = src.transform @ Affine.scale(1.0 / scale)
         crs = src.crs
@@ -285,7 +313,7 @@ def predict_raster(
             for path, kind in ((class_path, "class"), (prob_path, "probability")):
                 with job.stages.time("assemble"):
                     job.streams[kind].update_tags(**runtime)
-                    files.put_output(lambda local, k=kind: job.streams[k].finish(local),
+                    files.put_output(lambda local, k=kind: _finish(job.streams[k], local),
                                      path, work)
         finally:
             job.close()
@@ -303,14 +331,23 @@ def predict_raster(
                             stages_cpu)
 
 
+def _finish(stream: cog_stream.CogStream, local: Path) -> None:
+    """Assemble a COG and read it back: a full disk must not leave a broken finished map."""
+    stream.finish(local)
+    cog.verify_written(local)
+
+
 def _finished(class_path: str, prob_path: str, run_hash: str) -> bool:
     """Whether both outputs exist and were written by this very run configuration."""
     for path in (class_path, prob_path):
         if not files.exists(path):
             return False
-        with rasterio.open(files.gdal_path(path)) as ds:
-            if ds.tags().get("isamap_run") != run_hash:
-                return False
+        try:
+            with rasterio.open(files.gdal_path(path)) as ds:
+                if ds.tags().get("isamap_run") != run_hash:
+                    return False
+        except rasterio.errors.RasterioError:
+            return False  # damaged (e.g. a full disk cut it): write it again
     return True
 
 
@@ -329,7 +366,8 @@ def _prepare_work(work_dir: str | os.PathLike | None, out_prefix: str, run: dict
             if not restart:
                 raise ConfigError(
                     f"{work} holds strips of a different run (input, model or tiling changed); "
-                    "pass restart=True / --restart to discard them, or choose another work dir")
+                    "pass --restart (Python: restart=True) to discard them, or choose another "
+                    "--work-dir")
             shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     if not stamp.exists():
@@ -344,7 +382,11 @@ def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int) -> np.ndarr
     The one place the engine reads its input: ``src`` is anything with rasterio's
     ``read(indexes, window=..., out_dtype=...)``, ``width``, ``height`` and ``nodatavals``.
     """
-    return src.read(list(indexes), window=Window(0, row, src.width, rows), out_dtype="float32")
+    window = Window(0, row, src.width, rows)
+    try:
+        return src.read(list(indexes), window=window, out_dtype="float32")
+    except rasterio.errors.RasterioError as exc:
+        raise InputDataError(unreadable(getattr(src, "name", "the input"), exc)) from None
 
 
 class _Stages:

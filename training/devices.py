@@ -6,8 +6,9 @@ the same refusals (CUDA asked for on a machine without it, fp16 on a CPU). ``aut
 same everywhere too: *measured* on the run's own model, batch shape and device by
 :mod:`training.autotune` (which calls back into this module for explicit choices).
 
-This module does not import torch at module level: the command-line parsers import
-:func:`add_device_arguments` from here, and ``--help`` must stay fast and torch-free.
+torch is imported inside the functions that need it: the command-line parsers import
+:func:`add_device_arguments` from here, and ``--help`` (of ``isamap-publish`` above all, which
+never needs torch) must stay fast and torch-free.
 """
 
 from __future__ import annotations
