@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -115,10 +116,22 @@ def write_cog(src: str | os.PathLike, dst: str | os.PathLike, kind: Kind,
             for row in range(0, ds.height, BLOCK):
                 window = ((row, min(row + BLOCK, ds.height)), (0, ds.width))
                 stream.add(ds.read(1, window=window))
-            stream.finish(dst)
-            verify_written(dst)
+            finish_stream(stream, dst)
         finally:
             stream.remove()
+
+
+def finish_stream(stream: CogStream, dst: str | os.PathLike) -> None:
+    """Assemble ``stream`` into the COG ``dst`` and read it back (see :func:`verify_written`).
+
+    A level file cut short by a full disk (libtiff only prints the error) shows up as an
+    unreadable TIFF when the COG is assembled: that is reported as the ``OSError`` it is.
+    """
+    try:
+        stream.finish(dst)
+    except (struct.error, ValueError, KeyError, rasterio.errors.RasterioError) as exc:
+        raise _unwritable(dst, exc) from None
+    verify_written(dst)
 
 
 def verify_written(path: str | os.PathLike) -> None:
@@ -136,11 +149,16 @@ def verify_written(path: str | os.PathLike) -> None:
                 f = factors[-1]
                 ds.read(1, out_shape=(max(1, ds.height // f), max(1, ds.width // f)))
     except (rasterio.errors.RasterioError, ValueError) as exc:
-        free = shutil.disk_usage(Path(path).parent).free
-        code = errno.ENOSPC if free < LOW_SPACE_BYTES else errno.EIO
-        raise OSError(code, f"{os.strerror(code)}: the raster written to {path} is unreadable "
-                            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc})",
-                      str(path)) from None
+        raise _unwritable(path, exc) from None
+
+
+def _unwritable(path: str | os.PathLike, exc: Exception) -> OSError:
+    """The ``OSError`` behind an unreadable written file: ENOSPC on a nearly full disk."""
+    free = shutil.disk_usage(Path(path).parent).free
+    code = errno.ENOSPC if free < LOW_SPACE_BYTES else errno.EIO
+    text = str(exc).strip()
+    return OSError(code, f"{os.strerror(code)}: the raster written to {path} is unreadable "
+                         f"({text.splitlines()[0] if text else type(exc).__name__})", str(path))
 
 
 def _rgb(hex_color: str) -> tuple[int, int, int]:

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_path, atomic_write, files
-from inference import cog, cog_stream
+from inference import cog
 from inference.blending import Blend, check_tiling, strip_bounds, tile_starts, tile_weights
 from inference.cog import NODATA, PROB_SCALE, OutputInfo
 from inference.inputs import unreadable
@@ -313,8 +313,9 @@ def predict_raster(
             for path, kind in ((class_path, "class"), (prob_path, "probability")):
                 with job.stages.time("assemble"):
                     job.streams[kind].update_tags(**runtime)
-                    files.put_output(lambda local, k=kind: _finish(job.streams[k], local),
-                                     path, work)
+                    files.put_output(
+                        lambda local, k=kind: cog.finish_stream(job.streams[k], local),
+                        path, work)
         finally:
             job.close()
     if not config.keep_work:
@@ -329,12 +330,6 @@ def predict_raster(
                             predictor.forward_seconds - forward_before, job.first, False,
                             stages, predictor.choice.to_dict() if predictor.choice else None,
                             stages_cpu)
-
-
-def _finish(stream: cog_stream.CogStream, local: Path) -> None:
-    """Assemble a COG and read it back: a full disk must not leave a broken finished map."""
-    stream.finish(local)
-    cog.verify_written(local)
 
 
 def _finished(class_path: str, prob_path: str, run_hash: str) -> bool:
