@@ -51,7 +51,13 @@ from typing import Any
 
 from gee_export.contract.grid import Grid
 from gee_export.core.errors import ConfigError
-from gee_export.core.pipeline_options import RunnerConfig, require_beam, worker_semaphore
+from gee_export.core.pipeline_options import (
+    RunnerConfig,
+    pipeline_counters,
+    require_beam,
+    run_pipeline,
+    worker_semaphore,
+)
 from gee_export.core.storage import files
 from gee_export.ee.beam_export import EarthEngineProject, SerializedImages, SessionFactory
 from inference.cog import OutputInfo
@@ -288,8 +294,12 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
      | "FetchPredictWrite" >> beam.ParDo(_make_dofn()(task))
      | "AllTiles" >> beam.combiners.ToList()
      | "Mosaic" >> beam.Map(_Mosaic(tuple(tiles), tiles_dir, grid, out_prefix, info, scale)))
-    outcome = pipeline.run()
-    outcome.wait_until_finish()
+    outcome = run_pipeline(pipeline, resume="finished tiles are kept")
+    if not runner.dry_run:
+        counts = pipeline_counters(outcome, METRICS_NAMESPACE)
+        log.info("%s: %d tiles predicted, %d found finished, %d requests retried",
+                 out_prefix, counts.get("predicted", 0), counts.get("skipped", 0),
+                 counts.get("retries", 0))
     return PredictionResult(result.class_path, result.prob_path, result.width, result.height,
                             result.transform, result.crs, len(todo),
                             time.monotonic() - started, 0.0, len(tiles) - len(todo),

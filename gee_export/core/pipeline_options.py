@@ -50,6 +50,16 @@ class BeamNotInstalledError(IsamapError, ImportError):
     exit_code = 1
 
 
+class PipelineFailedError(IsamapError, RuntimeError):
+    """A pipeline's worker failed for good (after the runner's retries); the job stopped.
+
+    ``exit_code`` is the worker error's own when it was an isamap error (an Earth Engine quota,
+    a storage fault), else 1: a worker fails because of its environment, not the command line.
+    """
+
+    exit_code = 1
+
+
 def require_beam() -> Any:
     """The ``apache_beam`` module, or a clear error saying how to install it."""
     try:
@@ -263,6 +273,63 @@ def runner_config(args: argparse.Namespace, *, dry_run: bool = False) -> RunnerC
         container=args.container, requirements_file=args.requirements_file,
         setup_file=args.setup_file, gpu=getattr(args, "gpu", None), job_name=args.job_name,
         dry_run=dry_run, extra=tuple(extra))
+
+
+# the last "module.Class: message" line of a runner's error text: the worker's own exception
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception)): (.+)$",
+                         re.MULTILINE)
+
+
+def run_pipeline(pipeline: Any, *, resume: str) -> Any:
+    """Run ``pipeline`` to the end; a failed job becomes one line saying what failed.
+
+    Runners report a worker's exception as a long text of tracebacks (the DirectRunner as a
+    ``RuntimeError``, Dataflow as its own exception); this keeps the worker's error line, the
+    step it happened in, and what to do, so commands print it without a traceback.
+
+    Args:
+        pipeline: a built ``apache_beam.Pipeline``.
+        resume: what an identical re-run does, e.g. "finished tiles are kept".
+
+    Returns:
+        The finished ``PipelineResult`` (its metrics: :func:`pipeline_counters`).
+    """
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except IsamapError:
+        raise
+    except Exception as exc:
+        raise _failure(exc, resume) from exc
+    return result
+
+
+def _failure(exc: Exception, resume: str) -> PipelineFailedError:
+    from gee_export.core import errors
+
+    found = _ERROR_LINE.findall(str(exc))
+    if not found:
+        name, message = type(exc).__name__, " ".join(str(exc).split()) or "no message"
+    else:
+        name, message = found[-1]
+    error = PipelineFailedError(f"the pipeline stopped: {name}: {message.strip()}; {resume}: "
+                                "run the same command again to resume")
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, IsamapError):
+        error.exit_code = cls.exit_code
+    return error
+
+
+def pipeline_counters(result: Any, namespace: str) -> dict[str, int]:
+    """The metric counters of ``namespace`` of a finished pipeline (committed where known)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    out: dict[str, int] = {}
+    query = result.metrics().query(MetricsFilter().with_namespace(namespace))
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + int(value or 0)
+    return out
 
 
 _SEMAPHORES: dict[tuple[str, int], threading.BoundedSemaphore] = {}

@@ -11,13 +11,15 @@ validated offline.
 from __future__ import annotations
 
 import json
+import logging
+import re
 
 import numpy as np
 import pytest
 import rasterio
 
 from gee_export.core.errors import ConfigError
-from gee_export.core.pipeline_options import RunnerConfig
+from gee_export.core.pipeline_options import PipelineFailedError, RunnerConfig
 from gee_export.ee.beam_export import EarthEngineProject
 from gee_export.ee.fake_server import StackSessions, StackTransport, request_origin
 from inference.beam_map import predict_date, tiling
@@ -76,9 +78,10 @@ def cogs(result):
 
 
 @pytest.fixture
-def runs(built, scene, ee_offline):
+def runs(built, scene, ee_offline, caplog):
     """isamap-map streamed, and as a pipeline with a 503 at one tile's request."""
     if "runs" not in built:
+        caplog.set_level(logging.INFO, logger="inference.beam_map")
         folder, stack, model = scene
         streamed = map_region(request_for(stack, model, folder / "streamed"), publish=PUBLISH,
                               publish_dry_run=True, session=session_for(launcher(stack)),
@@ -91,12 +94,14 @@ def runs(built, scene, ee_offline):
                            publish_dry_run=True, session=session_for(launcher(stack)),
                            runner=DIRECT, worker_sessions=workers, echo=lambda _: None)
         built["runs"] = (streamed, piped)
+        built["retried"] = [int(m) for m in re.findall(r"(\d+) requests retried", caplog.text)]
     return built["runs"]
 
 
-def test_pipeline_map_equals_the_streamed_map(runs, scene):
+def test_pipeline_map_equals_the_streamed_map(runs, scene, built):
     folder, _, _ = scene
     streamed, piped = runs
+    assert built["retried"] == [1], "the 503 was retried inside the run (and counted)"
     (class_a, prob_a), (class_b, prob_b) = cogs(streamed), cogs(piped)
     assert class_b == str(folder / "piped" / MONTH / f"isa_{MONTH}_class.tif")
     a, b = read(class_a), read(class_b)
@@ -135,24 +140,30 @@ def test_a_failed_tile_fails_the_run_and_is_the_only_one_predicted_again(runs, s
                                                                         ee_offline):
     """...without retries the run fails; with them (the ``runs`` fixture) the map is equal."""
     folder, stack, model = scene
-    _, piped = runs
+    streamed, piped = runs
     out = folder / "piped"
     tiles = sorted((out / MONTH / "tiles").rglob("tile_*.tif"))
     tiles[0].unlink()
     next(tiles[0].parent.glob("mosaic.json")).unlink()
+    kept = {p: p.stat().st_mtime_ns for p in tiles[1:]}
     victim = next(t for t in plan_tiles(piped.grid, *tiling(TILE, OVERLAP))
                   if t.name == tiles[0].stem)
     west, _, _, north = piped.grid.window_bounds(victim.padded)
     unretried = StackSessions(stack, attempts=1, fail_at={request_origin(west, north): [503]})
-    with pytest.raises(Exception, match="injected failure"):  # the fault hits that tile...
+    with pytest.raises(PipelineFailedError, match="injected failure") as failed:
         map_region(request_for(stack, model, out), session=session_for(launcher(stack)),
                    runner=DIRECT, worker_sessions=unretried, echo=lambda _: None)
+    message = str(failed.value)  # what isamap-map prints: one line, what to do, exit 1
+    assert "\n" not in message and "finished tiles are kept" in message
+    assert failed.value.exit_code == 1
     again = map_region(request_for(stack, model, out), session=session_for(launcher(stack)),
                        runner=DIRECT, worker_sessions=StackSessions(stack),
                        echo=lambda _: None)
     prediction = again.dates[0].outputs.prediction
     assert (prediction.tiles, prediction.resumed_strips) == (1, len(tiles) - 1)
-    class_path, _ = cogs(piped)
+    assert {p: p.stat().st_mtime_ns for p in tiles[1:]} == kept, "finished tiles not redone"
+    assert tiles[0].is_file()
+    class_path, _ = cogs(streamed)
     assert np.array_equal(read(prediction.class_path), read(class_path))
 
 
