@@ -336,6 +336,15 @@ def check_runner(request: Any, runner: RunnerConfig) -> None:
     runner.pipeline_options()  # Beam's own validation of the options
 
 
+def describe_pipeline(request: Any, grid: Grid, runner: RunnerConfig) -> str:
+    """The dry run's lines for a pipeline map: its tile units and the runner's options."""
+    core, halo = tiling(request.tile, request.overlap)
+    tiles = len(plan_tiles(grid, core=core, halo=halo))
+    return (f"  pipeline    {tiles:,} tiles per date ({core} px cores + {halo} px halo, one "
+            f"computePixels request each), per-tile GeoTIFFs under {request.out.rstrip('/')}"
+            "/<date>/tiles/, then a VRT mosaic into the COGs\n" + runner.describe())
+
+
 def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None) -> Any:
     """A ``predict_date`` for :func:`inference.mapping.map_dates`: each date as a pipeline.
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -124,9 +124,15 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
              for m in request.dates}
     if dry_run:
         seconds = measure_model(request.model_file, request.tile, request.options)
-        plan = mapping.plan_map(request, grid, meta.bands, seconds,
+        planned = request if runner is None else replace(
+            request, workers=runner.workers * runner.threads)  # the pipeline's request budget
+        plan = mapping.plan_map(planned, grid, meta.bands, seconds,
                                 latency_s or mapping.DEFAULT_LATENCY_S, note)
         echo(mapping.format_plan(plan))
+        if runner is not None:
+            from inference.beam_map import describe_pipeline
+
+            echo(describe_pipeline(request, grid, runner))
         publication = None
         if publish:
             cogs = {m: (f"{request.prefix(m)}_class.tif", f"{request.prefix(m)}_prob.tif")

@@ -26,7 +26,7 @@ import argparse
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from gee_export.core.errors import ConfigError, IsamapError
@@ -173,6 +173,13 @@ class RunnerConfig:
         if self.gpu and not self.container:
             raise ConfigError("GPU workers need --container IMAGE with CUDA-enabled torch; a "
                               "requirements file cannot install the NVIDIA libraries")
+
+    def describe(self) -> str:
+        """Two plan lines: the request budget and the Beam options (what a dry run prints)."""
+        return (f"  runner      Apache Beam {self.runner}: up to {self.workers} workers x "
+                f"{self.threads} requests = {self.workers * self.threads} concurrent "
+                f"(--max-concurrent {self.max_concurrent})\n"
+                f"  beam        {' '.join(replace(self, dry_run=False).beam_args())}")
 
     def beam_args(self) -> list[str]:
         """The pipeline options as Beam command-line arguments (what a user would type)."""

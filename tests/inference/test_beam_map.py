@@ -225,3 +225,6 @@ def test_command_line_runner_is_checked_before_any_work(scene, tmp_path, capsys,
     assert message in captured.err and "Traceback" not in captured.err
     if code == 0:
         assert "Map plan" in captured.out
+        assert "10 workers x 4 requests = 40 concurrent" in captured.out  # the runner's budget
+        assert "requests  1 computePixels per date, 40 concurrent" in captured.out
+        assert "worker_accelerator=type:nvidia-tesla-t4;count:1" in captured.out
