@@ -35,8 +35,9 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--blend", choices=("cosine", "uniform"), default="cosine")
     add_device_arguments(p)
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
-    p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (CUDA); with --precision/--channels-last "
+                        "auto it is timed too and kept only when faster")
     p.add_argument("--compress", choices=("DEFLATE", "ZSTD"), default="DEFLATE")
     p.add_argument("--isa-class", type=int, help="index of the impervious class")
     p.add_argument("--zones", help="GeoJSON polygons for the area table (default: whole map)")
@@ -67,7 +68,8 @@ def _predict(args: argparse.Namespace) -> int:
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                            blend=args.blend, compress=args.compress)
     options = RuntimeOptions(device=args.device, precision=args.precision,
-                             channels_last=not args.no_channels_last, compile=args.compile)
+                             channels_last=args.channels_last, compile=args.compile,
+                             autotune_cache=args.autotune_cache)
     outputs = predict_with_model_file(
         args.model, args.input, args.out, month=args.month, config=config, options=options,
         isa_class=args.isa_class, zones=args.zones, compare_with=args.compare_with,

@@ -58,8 +58,7 @@ def train_parser() -> argparse.ArgumentParser:
     a("--patience", type=int, help="early-stopping patience in epochs")
     a("--seed", type=int)
     a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
-    a("--no-channels-last", dest="channels_last", action="store_const", const=False)
-    add_device_arguments(p, device=None, precision=None)
+    add_device_arguments(p, device=None, precision=None, channels_last=None)
     a("--no-augment", dest="augment", action="store_const", const=False)
     a("--cache", action="store_const", const=True, help="keep decoded patches in memory")
     a("--max-batches", type=int, help="cap on training batches per epoch")
@@ -113,7 +112,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--batch-size", type=int, default=16)
-    add_device_arguments(p, precision="fp32")
+    add_device_arguments(p)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--points", type=int, default=0,
                    help="sample points for the point assessment (0: none)")
@@ -138,7 +137,8 @@ def _evaluate(a: argparse.Namespace) -> int:
     from training.evaluate import evaluate
 
     res = evaluate(a.model, a.data, a.out, a.split, a.batch_size, a.device, a.precision,
-                   a.workers, a.points, a.point_seed, a.progress)
+                   a.workers, a.points, a.point_seed, a.progress,
+                   channels_last=a.channels_last, autotune_cache=a.autotune_cache)
     print(res.table_path.read_text())
     print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}")
     return 0

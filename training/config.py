@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from gee_export.core.errors import ConfigError
-from training.devices import PRECISIONS, Precision
+from training.devices import PRECISIONS, Layout, Precision, layout_flag
 
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
 
@@ -34,8 +34,15 @@ class TrainConfig:
         epochs, batch_size, lr, poly_power, weight_decay, patience: the optimisation.
         seed: seeds model init, data order and augmentation.
         num_workers: loader worker processes (default: cores - 1, at most 8).
-        precision: ``auto`` = bf16 autocast on CPU, fp16 AMP (bf16 where supported) on CUDA.
-        channels_last: NHWC memory format (default on).
+        precision: ``auto`` = measured at the start of the run on the real model, batch and
+            device (``training.autotune``: the fastest training step of fp32/bf16, and fp16
+            on CUDA, whose output agrees with fp32); a resumed run keeps the choice its
+            checkpoint recorded. A recipe that needs one precision for reproducibility states
+            it here (``fp32``, ``bf16``, ``fp16``), and it is never overridden.
+        channels_last: NHWC memory format: ``auto`` (measured with the precision), ``on``
+            or ``off`` (YAML booleans are accepted).
+        autotune_cache: reuse a choice measured earlier for the same model, batch shape and
+            device (``$XDG_CACHE_HOME/isamap/autotune.json``) instead of measuring again.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         augment: the paper's augmentations on the training split.
         cache: keep decoded patches in memory.
@@ -65,8 +72,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int | None = None
     precision: Precision = "auto"
-    channels_last: bool = True
+    channels_last: Layout = "auto"
     device: str = "auto"
+    autotune_cache: bool = True
     augment: bool = True
     cache: bool = False
     max_batches: int | None = None
@@ -76,6 +84,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "channels_last", layout_flag(self.channels_last))
         checks = [(self.epochs >= 1, "epochs must be >= 1"),
                   (self.batch_size >= 1, "batch_size must be >= 1"),
                   (self.lr > 0, "lr must be positive"),

@@ -1,7 +1,10 @@
 """The trainer: Adam, per-iteration poly LR, early stopping, exact resume, AMP, DDP.
 
 Early stopping watches validation MIoU; checkpoints are written atomically every epoch;
-bf16 autocast and channels_last run on CPU, AMP on CUDA, DDP under ``torchrun``.
+autocast (bf16 on CPU, bf16/fp16 AMP on CUDA) and channels_last as ``--precision`` and
+``--channels-last`` say, ``auto`` measured on the run's own training step
+(:mod:`training.autotune`) and recorded in the checkpoint, the history and the model file;
+DDP under ``torchrun``.
 
 ``Trainer`` is independent of the patch format: it takes any model, loss and datasets whose
 items are ``{"image": (C, H, W), "label": (H*s, W*s)}`` (``s`` = the model's output scale), so
@@ -38,18 +41,19 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
 from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
 from gee_export.core.storage import atomic_write
-from training import devices
+from training import autotune, devices
 from training.config import TrainConfig
 from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, make_loader
 from training.losses import build_loss, default_loss_for, main_output
@@ -179,16 +183,18 @@ class Trainer:
         self.cfg = cfg
         self.info = info or DistInfo()
         self.device = device or resolve_device(cfg.device, self.info)
-        self.amp_dtype = devices.autocast_dtype(cfg.precision, self.device)
         self.meta = meta
         self.out = Path(cfg.out_dir)
         self.class_names = list(meta.class_names)
         self.num_classes = meta.num_classes
-        mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        self.memory_format = mf
-        self.model = model.to(self.device, memory_format=mf)
         self.loss_fn = loss_fn.to(self.device)
+        self.wants_batch = bool(getattr(loss_fn, "wants_batch", False))
         per_rank = max(cfg.batch_size // self.info.world_size, 1)
+        #: how the steps run (precision, layout, threads): explicit, measured or resumed
+        self.runtime = self._choose_runtime(model.to(self.device), train_set, per_rank)
+        self.amp_dtype = self.runtime.setting.autocast_dtype
+        self.memory_format = self.runtime.setting.memory_format
+        self.model = autotune.apply(self.runtime, model, self.device)
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(train_set, per_rank, True, cfg.seed, cfg.num_workers,
                                         self.info.rank, self.info.world_size, pin)
@@ -202,9 +208,7 @@ class Trainer:
         # the poly schedule decays to zero exactly at the budget.
         self.max_iterations = cfg.max_iterations or cfg.epochs * self.iters_per_epoch
         self.epochs = math.ceil(self.max_iterations / max(self.iters_per_epoch, 1))
-        self.wants_batch = bool(getattr(loss_fn, "wants_batch", False))
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
-                                          weight_decay=cfg.weight_decay)
+        self.optimizer = self._optimizer(self.model.parameters())
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, PolyLR(self.max_iterations, cfg.poly_power))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -220,6 +224,45 @@ class Trainer:
         self.history: list[dict] = []
         self.finished = False
 
+    # -------------------------------------------------------------- runtime
+    def _optimizer(self, params) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def _choose_runtime(self, model: nn.Module, train_set, per_rank: int) -> autotune.Choice:
+        """How the training steps run.
+
+        Explicit settings as given; ``auto`` from the checkpoint of a resumed run (so it
+        continues exactly as it began), else measured by rank 0 on a real batch (items
+        ``0..batch-1`` of the training set, the first epoch's augmentation) and shared.
+        """
+        cfg = self.cfg
+        explicit = autotune.explicit(cfg.precision, cfg.channels_last, self.device, "training")
+        if explicit is not None:
+            return explicit
+        ck_path = self.out / CHECKPOINT
+        if cfg.resume and ck_path.exists():
+            with contextlib.suppress(Exception):  # unreadable: load_checkpoint says why
+                ck = torch.load(ck_path, map_location="cpu", weights_only=True, mmap=True)
+                if isinstance(ck, dict) and isinstance(ck.get("runtime"), dict):
+                    return replace(autotune.Choice.from_dict(ck["runtime"]),
+                                   source="checkpoint")
+        shared: list = [None]
+        if self.info.main:
+            items = [train_set[i] for i in range(min(per_rank, len(train_set)))]
+            batch = {k: v.to(self.device) for k, v in default_collate(items).items()
+                     if torch.is_tensor(v)}
+            step = autotune.TrainStep(
+                loss=lambda out, b: self._loss(out, b, b["image"], b["label"]),
+                optimizer=self._optimizer,
+                targets={k: v for k, v in batch.items() if k != "image"})
+            shared[0] = autotune.choose(
+                model, batch["image"], self.device, mode="training", step=step,
+                precision=cfg.precision, channels_last=cfg.channels_last,
+                cache=None if cfg.autotune_cache else False).to_dict()
+        if self.info.world_size > 1:
+            dist.broadcast_object_list(shared, src=0)
+        return autotune.Choice.from_dict(shared[0])
+
     # -------------------------------------------------------------- state
     def _autocast(self):
         if self.amp_dtype is None:
@@ -234,6 +277,7 @@ class Trainer:
                 "best_miou": self.best_miou, "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs, "finished": self.finished,
                 "history": self.history, "meta": self.meta.to_dict(),
+                "runtime": self.runtime.to_dict(),
                 "rng": _rng_state(self.train_loader.generator)}
 
     def load_checkpoint(self, path: Path, same_config: bool = False) -> None:
@@ -370,6 +414,7 @@ class Trainer:
             row.update(val_row)
             row["lr"] = self.optimizer.param_groups[0]["lr"]
             row["seconds"] = time.perf_counter() - t0
+            row["runtime"] = self.runtime.label
             if improved:
                 self.best_miou, self.best_epoch, self.bad_epochs = miou, epoch + 1, 0
                 if self.info.main:
@@ -411,8 +456,10 @@ class Trainer:
             f" To train again, {fix}, into a new --out folder")
 
     def _save_best(self, val_metrics: dict) -> None:
-        meta = ModelMeta.from_dict({**self.meta.to_dict(), "metrics": {
-            "epoch": self.best_epoch, "val": val_metrics}})
+        base = self.meta.to_dict()
+        meta = ModelMeta.from_dict({
+            **base, "metrics": {"epoch": self.best_epoch, "val": val_metrics},
+            "extra": {**dict(base.get("extra") or {}), "runtime": self.runtime.to_dict()}})
         save_model_file(self.out / BEST_MODEL, self.model, meta)
 
     def _write_history(self) -> None:
