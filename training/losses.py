@@ -3,7 +3,11 @@
 - CroFuseNet (eq. 11): ``L_shared + alpha * L_optical + beta * L_SAR`` with cross-entropy,
   alpha = 1.0, beta = 0.8.
 - RU-Net++ (eqs. 2-4): ``0.7 * Dice + 0.3 * Focal`` with gamma = 2, on the softmax output.
-- Weighted cross-entropy with per-class weights (e.g. from class frequencies).
+- Weighted cross-entropy with per-class weights (e.g. from class frequencies, or by class name).
+- ``srseg``: the joint super-resolution loss (``training.srseg.losses``), built by name here.
+
+Which loss a model trains with is part of its registration (``ModelRecipe.loss``):
+:func:`default_loss_for` and :func:`model_loss` read it from the model registry.
 
 Every loss takes the model output (a logits tensor or a dict with ``"out"``) and an integer
 label map ``(N, H, W)``; pixels equal to ``ignore_index`` contribute nothing to the value or
@@ -149,28 +153,72 @@ def class_weights_from_counts(counts: Sequence[int],
     return [float(v) for v in w]
 
 
-LossName = Literal["crofusenet", "dice_focal", "ce", "weighted_ce"]
-DEFAULT_LOSS: dict[str, LossName] = {"crofusenet": "crofusenet", "runetpp": "dice_focal"}
+LossName = Literal["crofusenet", "dice_focal", "ce", "weighted_ce", "srseg"]
+LOSS_NAMES: tuple[str, ...] = ("crofusenet", "dice_focal", "ce", "weighted_ce", "srseg")
 
 
-def build_loss(name: str, ignore_index: int = IGNORE_INDEX, **kw) -> nn.Module:
-    """Loss by name: ``crofusenet``, ``dice_focal``, ``ce`` or ``weighted_ce`` (needs weights)."""
+def resolve_class_weights(weights: Sequence[float] | Mapping[str, float],
+                          class_names: Sequence[str] | None) -> list[float]:
+    """Per-class weights from a list (one per class) or ``{class name: weight}`` (others 1).
+
+    Weights by name let a recipe say "impervious counts 3 times" without knowing the class
+    order of the dataset it will meet.
+    """
+    if not isinstance(weights, Mapping):
+        return [float(w) for w in weights]
+    if not class_names:
+        raise ConfigError("class weights given by name need the dataset's class names")
+    unknown = sorted(set(weights) - set(class_names))
+    if unknown:
+        raise ConfigError(f"class weights name classes {unknown} that the dataset does not have "
+                          f"(it has {list(class_names)})")
+    return [float(weights.get(name, 1.0)) for name in class_names]
+
+
+def build_loss(name: str, ignore_index: int = IGNORE_INDEX,
+               class_names: Sequence[str] | None = None, **kw) -> nn.Module:
+    """Loss by name (``LOSS_NAMES``); ``class_names`` resolves class weights given by name.
+
+    ``srseg`` is the joint super-resolution loss (``training.srseg.losses.SRSegLoss``; its
+    keyword arguments are the fields of ``SRLossConfig``).
+    """
+    if "class_weights" in kw and kw["class_weights"] is not None:
+        kw["class_weights"] = resolve_class_weights(kw["class_weights"], class_names)
     try:
         if name == "crofusenet":
             return CroFuseNetLoss(ignore_index=ignore_index, **kw)
         if name == "dice_focal":
             return DiceFocalLoss(ignore_index=ignore_index, **kw)
         if name == "ce":
+            if kw:
+                raise ConfigError(f"loss 'ce' takes no arguments, got {sorted(kw)}; use "
+                                  "weighted_ce for class weights")
             return WeightedCrossEntropy(None, ignore_index)
         if name == "weighted_ce":
             if "class_weights" not in kw:
-                raise ConfigError("weighted_ce needs class_weights=[...] (one per class)")
+                raise ConfigError("weighted_ce needs class_weights=[...] (one per class) or "
+                                  "{class name: weight}")
             return WeightedCrossEntropy(kw["class_weights"], ignore_index)
+        if name == "srseg":
+            from training.srseg.losses import SRLossConfig, SRSegLoss  # srseg builds on this
+
+            return SRSegLoss(SRLossConfig(ignore_index=ignore_index, **kw))
     except TypeError as exc:
         raise ConfigError(f"bad arguments for loss {name!r}: {exc}") from None
-    raise ConfigError(f"unknown loss {name!r}; choose crofusenet, dice_focal, ce or weighted_ce")
+    raise ConfigError(f"unknown loss {name!r}; choose {', '.join(LOSS_NAMES)}")
 
 
-def default_loss_for(model_name: str) -> LossName:
-    """The paper's loss for a model: composite CE for CroFuseNet/U-Nets, Dice+Focal for RU-Net++."""
-    return DEFAULT_LOSS.get(model_name, "crofusenet")
+def default_loss_for(model_name: str) -> str:
+    """The loss name of a model's registered recipe (its paper's loss)."""
+    from training.models.registry import recipe_for
+
+    return recipe_for(model_name).loss
+
+
+def model_loss(model_name: str, class_names: Sequence[str] | None = None,
+               ignore_index: int = IGNORE_INDEX) -> nn.Module:
+    """The loss of a model's recipe with the recipe's arguments: what ``isamap-train`` uses."""
+    from training.models.registry import recipe_for
+
+    name, kwargs = recipe_for(model_name).loss_settings(None, None)
+    return build_loss(name, ignore_index, class_names, **kwargs)
