@@ -124,9 +124,11 @@ def apply_recipe(cfg: TrainConfig) -> TrainConfig:
     under the given ``loss_kwargs`` when the loss is the recipe's (see
     ``ModelRecipe.loss_settings``).
     """
-    from training.models.registry import recipe_for
+    from training.models.registry import DEFAULT_RECIPE, available_models, recipe_for
 
-    recipe = recipe_for(cfg.model)
+    # A name outside the registry (a model built by hand for Trainer) gets the default
+    # recipe; train() still refuses such a name when it builds the model.
+    recipe = recipe_for(cfg.model) if cfg.model in available_models() else DEFAULT_RECIPE
     filled = {name: getattr(recipe, name) for name in RECIPE_FIELDS
               if getattr(cfg, name) is None}
     loss, loss_kwargs = recipe.loss_settings(cfg.loss, cfg.loss_kwargs)

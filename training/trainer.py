@@ -54,6 +54,8 @@ HISTORY = "metrics.jsonl"
 CURVES = "learning_curves.png"
 CKPT_FORMAT = "isamap-checkpoint/1"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -95,9 +97,6 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     return dev
-
-
-log = logging.getLogger(__name__)
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:

@@ -42,6 +42,8 @@ def test_each_model_trains_with_its_papers_loss_and_targets():
     assert cfg.model_kwargs == {"output_stride": 16, "aspp_channels": 8}
     assert apply_recipe(cfg) == cfg
     assert apply_recipe(TrainConfig(model="runetpp", loss="ce")).loss_kwargs == {}
+    # A hand-built model trained with Trainer under a name outside the registry: the default.
+    assert apply_recipe(TrainConfig(model="hand-built")).lr == ModelRecipe().lr
 
 
 def test_an_hrnet_like_recipe_fits_sgd_and_weights_by_class_name():
