@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gee_export.contract.dataset import read_manifest  # noqa: E402
 from gee_export.contract.grid import Grid  # noqa: E402
-from gee_export.contract.index import read_manifest  # noqa: E402
 from gee_export.contract.patches import patch_stack  # noqa: E402
 from gee_export.local.scenes import SceneCollection, open_scene  # noqa: E402
 from gee_export.local.stack import LocalRecipe, build_local_stack  # noqa: E402

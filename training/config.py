@@ -19,8 +19,8 @@ from typing import Literal
 import yaml
 
 from gee_export.core.errors import ConfigError
+from training.devices import PRECISIONS, Precision
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Optimizer = Literal["adam", "sgd"]
 # Filled from the model's recipe when left at None (same names in ModelRecipe).
 RECIPE_FIELDS = ("label", "optimizer", "lr", "momentum", "weight_decay", "poly_power",
@@ -99,8 +99,8 @@ class TrainConfig:
                    f"optimizer must be adam or sgd, got {self.optimizer!r}"),
                   (unset_or(self.label, lambda v: v in ("label", "label_fine")),
                    f"label must be label or label_fine, got {self.label!r}"),
-                  (self.precision in ("auto", "fp32", "bf16", "fp16"),
-                   f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}"),
+                  (self.precision in PRECISIONS,
+                   f"precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "stop_after must be >= 1"),
                   (self.max_batches is None or self.max_batches >= 1, "max_batches must be >= 1"),
                   (self.max_iterations is None or self.max_iterations >= 1,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 
 LabelKind = Literal["worldcover", "dynamicworld", "ghsl", "asset"]
@@ -20,7 +21,6 @@ WORLDCOVER = {2020: "ESA/WorldCover/v100", 2021: "ESA/WorldCover/v200"}
 DYNAMIC_WORLD = "GOOGLE/DYNAMICWORLD/V1"
 GHSL_BUILT = "JRC/GHSL/P2023A/GHS_BUILT_S"
 GHSL_CELL_M2 = 100.0 * 100.0  # GHS_BUILT_S: m^2 built per 100 m cell
-NODATA = 255
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def label_image(source: LabelSource, region, start: str, end: str, year: int):
     elif source.kind == "asset":
         img = ee.Image(source.asset_id)
         img = img.select(source.band) if source.band else img.select(0)
-        built = img.remap([0, 1], [0, 1], NODATA)
+        built = img.remap([0, 1], [0, 1], LABEL_NODATA)
     else:  # pragma: no cover - LabelSource is validated by parse_label_source
         raise ConfigError(f"unknown label kind {source.kind!r}")
-    return built.unmask(NODATA).toUint8().rename("label")
+    return built.unmask(LABEL_NODATA).toUint8().rename("label")

@@ -6,7 +6,7 @@
 ``training.srseg.compare --data chesapeake`` reads the tiles in memory; this writes the same
 samples (:func:`training.srseg.data.naip_samples`: block-mean coarse image, 1 m ISA label,
 1 m bands as the reconstruction target) through the exporters' writer
-(``gee_export.contract.patches.PatchWriter`` and ``commit_month``), so that the whole
+(``gee_export.contract.patch_writer.PatchWriter`` and ``commit_month``), so that the whole
 command-line path — ``isamap-train --model srseg``, ``isamap-evaluate`` — runs on them
 exactly as on an exported dataset. Each tile quadrant is one patch; quadrant 3 (south-east)
 is the test split as in the comparison, quadrant 2 the validation split ``isamap-train``
@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
 from gee_export.contract.dataset import DatasetSpec, commit_month
 from gee_export.contract.grid import Grid
-from gee_export.contract.patches import PatchWriter
+from gee_export.contract.patch_writer import PatchWriter
 from gee_export.core.errors import ConfigError
 from gee_export.core.storage import LocalStore
-from training.srseg.data import LABEL_NODATA, NAIP_BANDS, check_scale, naip_samples
+from training.srseg.data import NAIP_BANDS, naip_samples
 
 MONTH = "2013-06"  # NAIP over the Chesapeake Bay: 2013-2014 (no date is stored in the tiles)
 
@@ -51,7 +52,7 @@ def coarse_label(fine: np.ndarray, scale: int) -> np.ndarray:
 
 def write_naip_patch_dataset(naip: str | Path, out: str | Path, scale: int = 8) -> Path:
     """Write the NAIP quadrants as a patch dataset at ``out`` (fine scale ``scale``)."""
-    check_scale(scale)
+    check_fine_scale(scale, required=True)
     root = Path(out)
     if (root / "manifest.json").exists():
         raise ConfigError(f"{root} already holds a dataset; choose another --out")
