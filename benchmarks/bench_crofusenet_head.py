@@ -23,21 +23,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import sys
 import time
 from pathlib import Path
 
+from gee_export.contract.dataset import read_manifest
+from gee_export.contract.grid import Grid
+from gee_export.contract.patches import patch_stack
+from gee_export.local.scenes import SceneCollection, open_scene
+from gee_export.local.stack import LocalRecipe, build_local_stack
+from inference.demo import DemoContext, step_patches, step_scene, step_stack
+from training.headcompare import HeadBudget, compare_heads
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from gee_export.contract.dataset import read_manifest  # noqa: E402
-from gee_export.contract.grid import Grid  # noqa: E402
-from gee_export.contract.patches import patch_stack  # noqa: E402
-from gee_export.local.scenes import SceneCollection, open_scene  # noqa: E402
-from gee_export.local.stack import LocalRecipe, build_local_stack  # noqa: E402
-from inference.demo import DemoContext, step_patches, step_scene, step_stack  # noqa: E402
-from training.headcompare import HeadBudget, compare_heads  # noqa: E402
-
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
 S1F11 = "sen1floods11_spain"
 

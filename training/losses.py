@@ -4,7 +4,7 @@
   alpha = 1.0, beta = 0.8.
 - RU-Net++ (eqs. 2-4): ``0.7 * Dice + 0.3 * Focal`` with gamma = 2, on the softmax output.
 - Weighted cross-entropy with per-class weights (e.g. from class frequencies, or by class name).
-- ``srseg``: the joint super-resolution loss (``training.srseg.losses``), built by name here.
+- ``srseg``: the joint super-resolution loss, defined and registered in ``training.srseg.losses``.
 
 Which loss a model trains with is part of its registration (``ModelRecipe.loss``):
 :func:`default_loss_for` and :func:`model_loss` read it from the model registry.
@@ -16,7 +16,7 @@ the gradient. A batch with no valid pixel gives 0 (still connected to the graph)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -153,8 +153,25 @@ def class_weights_from_counts(counts: Sequence[int],
     return [float(v) for v in w]
 
 
-LossName = Literal["crofusenet", "dice_focal", "ce", "weighted_ce", "srseg"]
-LOSS_NAMES: tuple[str, ...] = ("crofusenet", "dice_focal", "ce", "weighted_ce", "srseg")
+LossFactory = Callable[..., nn.Module]  # f(ignore_index=..., **kwargs) -> loss module
+_LOSSES: dict[str, LossFactory] = {}
+
+
+def register_loss(name: str, factory: LossFactory) -> LossFactory:
+    """Make ``build_loss(name, **kw)`` call ``factory(ignore_index=..., **kw)``.
+
+    The built-in losses register below; a loss defined elsewhere registers where it is
+    defined (``training.srseg.losses`` registers ``srseg``), and the model module whose recipe
+    names it imports that module, so a registered model's loss is always buildable.
+    """
+    if name in _LOSSES and _LOSSES[name] is not factory:
+        raise ConfigError(f"loss name {name!r} is already registered")
+    _LOSSES[name] = factory
+    return factory
+
+
+def available_losses() -> tuple[str, ...]:
+    return tuple(sorted(_LOSSES))
 
 
 def resolve_class_weights(weights: Sequence[float] | Mapping[str, float],
@@ -177,35 +194,39 @@ def resolve_class_weights(weights: Sequence[float] | Mapping[str, float],
 
 def build_loss(name: str, ignore_index: int = LABEL_NODATA,
                class_names: Sequence[str] | None = None, **kw) -> nn.Module:
-    """Loss by name (``LOSS_NAMES``); ``class_names`` resolves class weights given by name.
+    """Loss by registered name; ``class_names`` resolves class weights given by name.
 
-    ``srseg`` is the joint super-resolution loss (``training.srseg.losses.SRSegLoss``; its
-    keyword arguments are the fields of ``SRLossConfig``).
+    Names (``available_losses()``): ``crofusenet``, ``dice_focal``, ``ce``, ``weighted_ce``,
+    and ``srseg`` once ``training.srseg.losses`` is imported (``training.models`` does).
     """
-    if "class_weights" in kw and kw["class_weights"] is not None:
+    if kw.get("class_weights") is not None:
         kw["class_weights"] = resolve_class_weights(kw["class_weights"], class_names)
+    if name not in _LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; choose {', '.join(available_losses())}")
     try:
-        if name == "crofusenet":
-            return CroFuseNetLoss(ignore_index=ignore_index, **kw)
-        if name == "dice_focal":
-            return DiceFocalLoss(ignore_index=ignore_index, **kw)
-        if name == "ce":
-            if kw:
-                raise ConfigError(f"loss 'ce' takes no arguments, got {sorted(kw)}; use "
-                                  "weighted_ce for class weights")
-            return WeightedCrossEntropy(None, ignore_index)
-        if name == "weighted_ce":
-            if "class_weights" not in kw:
-                raise ConfigError("weighted_ce needs class_weights=[...] (one per class) or "
-                                  "{class name: weight}")
-            return WeightedCrossEntropy(kw["class_weights"], ignore_index)
-        if name == "srseg":
-            from training.srseg.losses import SRLossConfig, SRSegLoss  # srseg builds on this
-
-            return SRSegLoss(SRLossConfig(ignore_index=ignore_index, **kw))
+        return _LOSSES[name](ignore_index=ignore_index, **kw)
     except TypeError as exc:
         raise ConfigError(f"bad arguments for loss {name!r}: {exc}") from None
-    raise ConfigError(f"unknown loss {name!r}; choose {', '.join(LOSS_NAMES)}")
+
+
+def _ce(ignore_index: int = LABEL_NODATA, **kw) -> nn.Module:
+    if kw:
+        raise ConfigError(f"loss 'ce' takes no arguments, got {sorted(kw)}; use weighted_ce "
+                          "for class weights")
+    return WeightedCrossEntropy(None, ignore_index)
+
+
+def _weighted_ce(ignore_index: int = LABEL_NODATA, class_weights=None) -> nn.Module:
+    if class_weights is None:
+        raise ConfigError("weighted_ce needs class_weights=[...] (one per class) or "
+                          "{class name: weight}")
+    return WeightedCrossEntropy(class_weights, ignore_index)
+
+
+register_loss("crofusenet", CroFuseNetLoss)
+register_loss("dice_focal", DiceFocalLoss)
+register_loss("ce", _ce)
+register_loss("weighted_ce", _weighted_ce)
 
 
 def default_loss_for(model_name: str) -> str:

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import training.srseg.losses  # noqa: F401  (registers the "srseg" loss the recipes below name)
 from gee_export.contract.bands import check_fine_scale
 from gee_export.core.errors import ModelError
 from training.models.blocks import ConvBNReLU, SEAttention, init_weights
