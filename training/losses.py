@@ -209,14 +209,14 @@ def build_loss(name: str, ignore_index: int = LABEL_NODATA,
         raise ConfigError(f"bad arguments for loss {name!r}: {exc}") from None
 
 
-def _ce(ignore_index: int = LABEL_NODATA, **kw) -> nn.Module:
+def _plain_ce_loss(ignore_index: int = LABEL_NODATA, **kw) -> nn.Module:
     if kw:
         raise ConfigError(f"loss 'ce' takes no arguments, got {sorted(kw)}; use weighted_ce "
                           "for class weights")
     return WeightedCrossEntropy(None, ignore_index)
 
 
-def _weighted_ce(ignore_index: int = LABEL_NODATA, class_weights=None) -> nn.Module:
+def _weighted_ce_loss(ignore_index: int = LABEL_NODATA, class_weights=None) -> nn.Module:
     if class_weights is None:
         raise ConfigError("weighted_ce needs class_weights=[...] (one per class) or "
                           "{class name: weight}")
@@ -225,8 +225,8 @@ def _weighted_ce(ignore_index: int = LABEL_NODATA, class_weights=None) -> nn.Mod
 
 register_loss("crofusenet", CroFuseNetLoss)
 register_loss("dice_focal", DiceFocalLoss)
-register_loss("ce", _ce)
-register_loss("weighted_ce", _weighted_ce)
+register_loss("ce", _plain_ce_loss)
+register_loss("weighted_ce", _weighted_ce_loss)
 
 
 def default_loss_for(model_name: str) -> str:
