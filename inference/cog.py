@@ -9,8 +9,10 @@ is scaled so that 250 = 1.0 (0.4 % steps), keeping 251-254 free and 255 for noda
 
 from __future__ import annotations
 
+import errno
 import html
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +20,13 @@ from typing import Any, Literal
 
 import numpy as np
 import rasterio
+import rasterio.errors
 import rasterio.shutil
 from affine import Affine
 from rasterio.enums import Resampling
 
 from gee_export.contract.bands import LABEL_NODATA
+from gee_export.core.commands import LOW_SPACE_BYTES
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_path
 from gee_export.core.version import code_version
@@ -119,6 +123,29 @@ def write_cog(src: str | os.PathLike, dst: str | os.PathLike, kind: Kind,
                 BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
     finally:
         vrt_path.unlink(missing_ok=True)
+    verify_written(dst)
+
+
+def verify_written(path: str | os.PathLike) -> None:
+    """Read a written raster's last block and smallest overview back, or raise ``OSError``.
+
+    GDAL's COG copy can return normally after libtiff failed to write (a full disk), leaving
+    a file that only fails when read; that file must never be moved into place as a finished
+    output. The check reads a few blocks, whatever the raster's size.
+    """
+    try:
+        with rasterio.open(path) as ds:
+            ds.read(1, window=((ds.height - 1, ds.height), (ds.width - 1, ds.width)))
+            factors = ds.overviews(1)
+            if factors:
+                f = factors[-1]
+                ds.read(1, out_shape=(max(1, ds.height // f), max(1, ds.width // f)))
+    except (rasterio.errors.RasterioError, ValueError) as exc:
+        free = shutil.disk_usage(Path(path).parent).free
+        code = errno.ENOSPC if free < LOW_SPACE_BYTES else errno.EIO
+        raise OSError(code, f"{os.strerror(code)}: the raster written to {path} is unreadable "
+                            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc})",
+                      str(path)) from None
 
 
 def _annotated_vrt(ds, path: Path, description: str, tags: dict[str, str], kind: Kind) -> None:

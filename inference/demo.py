@@ -31,7 +31,12 @@ from gee_export.contract.patches import patch_stack
 from gee_export.contract.quicklook import label_png, rgb_png
 from gee_export.contract.splits import DEFAULT_BLOCK
 from gee_export.contract.stack import StackPaths, fingerprint
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_range,
+    configure_logging,
+    run_command,
+)
 from gee_export.core.errors import ConfigError
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from gee_export.local.synthetic import SyntheticScene, generate_scene
@@ -230,10 +235,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_logging_arguments(parser)
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.debug)
-    return run_command("isamap-demo", lambda: _run(args), debug=args.debug)
+    return run_command("isamap-demo", lambda: _run(args), debug=args.debug,
+                       writes_to=[args.out])
+
+
+DEMO_SIZES = (384, 2048)  # smaller leaves a split empty; the 1 m class map grows with size^2
+DEMO_MAX_EPOCHS = 1000
+
+
+def check_demo_arguments(args: argparse.Namespace) -> None:
+    """Bounds of the demo's numbers, checked before the scene is drawn."""
+    check_range("--size", args.size, *DEMO_SIZES, "the scene's side in 10 m pixels")
+    if args.size % 2:
+        raise ConfigError(f"--size must be even (the 20 m bands tile it), got {args.size}")
+    check_range("--epochs", args.epochs, 1, DEMO_MAX_EPOCHS)
+    check_range("--workers", args.workers, 1, 64)
+    check_range("--threads", args.threads, 1, 1024)
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_demo_arguments(args)
     ctx = DemoContext(Path(args.out).resolve(), args.seed, args.size, args.workers,
                       args.epochs, args.threads)
     print(f"isamap demo on a SYNTHETIC scene -> {ctx.out}")

@@ -55,7 +55,7 @@ class AreaRow:
     isa_probability_km2: float | None
     valid_km2: float
     nodata_km2: float
-    isa_fraction: float
+    isa_fraction: float | None  # None: no valid pixel in the zone ("no data", not 0 %)
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,12 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
         props = feature.get("properties") or {}
         name = props.get(name_field) if name_field else None
         name = name or props.get("name") or props.get("NAME") or f"feature_{i}"
-        zones.append(Zone(str(name), transform_geom(src_crs, crs, geometry)))
+        try:
+            zones.append(Zone(str(name), transform_geom(src_crs, crs, geometry)))
+        except Exception as exc:  # GDAL/PROJ raise several types for a bad CRS or geometry
+            raise InputDataError(f"feature {i} of the zones cannot be put in the map's CRS "
+                                 f"({exc}); give polygons in longitude/latitude (GeoJSON's "
+                                 "EPSG:4326) or name their CRS in a 'crs' member") from None
     if not zones:
         raise InputDataError("the GeoJSON has no features; give at least one polygon")
     return zones
@@ -112,6 +117,11 @@ def pixel_area_km2(transform, crs, row0: int, rows: int) -> np.ndarray:
         band = np.abs(np.sin(lat[:-1]) - np.sin(lat[1:]))
         return (EARTH_RADIUS_KM**2 * math.radians(abs(transform.a)) * band)[:, None]
     return np.full((rows, 1), abs(transform.a * transform.e) / 1e6)
+
+
+def raster_area_km2(transform, crs, width: int, height: int) -> float:
+    """Ground area of a whole raster (km²), row by row as :func:`pixel_area_km2` computes it."""
+    return float(pixel_area_km2(transform, crs, 0, height).sum() * width)
 
 
 def _zonal(path: str, zones: Sequence[Zone], codes: Sequence[int],
@@ -174,7 +184,7 @@ def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = Non
         rows.append(AreaRow(name, round(isa, 6),
                             round(t["weighted"], 6) if prob_path else None,
                             round(t["valid"], 6), round(t["nodata"], 6),
-                            round(isa / t["valid"], 6) if t["valid"] else 0.0))
+                            round(isa / t["valid"], 6) if t["valid"] else None))
     return rows
 
 
@@ -238,11 +248,16 @@ def write_table(rows: Sequence[AreaRow | ChangeRow], json_path: str | os.PathLik
     if not records:
         return "(no zones)"
     keys = list(records[0])
-    cells = [[str(k) for k in keys]] + [["" if r[k] is None else (f"{r[k]:.3f}" if isinstance(
-        r[k], float) else str(r[k])) for k in keys] for r in records]
+    cells = [[str(k) for k in keys]] + [[_cell(r[k], k) for k in keys] for r in records]
     widths = [max(len(row[i]) for row in cells) for i in range(len(keys))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True))
                      for row in cells)
+
+
+def _cell(value: Any, key: str) -> str:
+    if value is None:
+        return "no data" if key == "isa_fraction" else ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _atomic(path: Path, text: str) -> None:

@@ -111,8 +111,8 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
     if s2 and max_clear == 0:
         raise EmptyCompositeError(
             f"every Sentinel-2 observation of {month} over {where(grid)} is masked (cloud, "
-            f"shadow, cirrus, snow or nodata in {len(s2)} scenes); use a wider window or "
-            "another month")
+            f"shadow, cirrus, snow or nodata in {len(s2)} scenes); add clearer scenes of that "
+            "month to --scenes or choose another --month")
     if s1 and max_s1 == 0:
         raise EmptyCompositeError(f"no valid Sentinel-1 pixel in {month} over {where(grid)}")
 

@@ -17,6 +17,7 @@ import numpy as np
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.grid import Grid, Window
 from gee_export.core.errors import ConfigError
+from gee_export.local import plausibility
 from gee_export.local.scenes import BandRef
 from gee_export.local.warp import read_to_grid, source_resolution
 
@@ -58,6 +59,14 @@ SCHEMES: dict[str, ClassMapping] = {
     "dynamic_world": ClassMapping.from_dict({6: 1}),  # Dynamic World label 6 = built
     "eolearn_lulc": ClassMapping.from_dict({8: 1, 0: LABEL_NODATA}),  # 8 artificial surface
 }
+# The codes each preset's product defines (nodata 255 aside): a label holding other codes was
+# made with another scheme, and mapping it would silently turn it into nodata or "pervious".
+SCHEME_CODES: dict[str, frozenset[int]] = {
+    "binary": frozenset({0, 1}),
+    "worldcover": frozenset({0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100}),
+    "dynamic_world": frozenset(range(9)),
+    "eolearn_lulc": frozenset(range(11)),
+}
 
 
 def get_scheme(scheme: str | ClassMapping | Mapping[int, int] | None) -> ClassMapping:
@@ -71,8 +80,21 @@ def get_scheme(scheme: str | ClassMapping | Mapping[int, int] | None) -> ClassMa
             return SCHEMES[scheme]
         except KeyError:
             raise ConfigError(f"unknown label scheme {scheme!r}; known: {', '.join(SCHEMES)} "
-                              "(or pass a {source value: 0|1|255} dict)") from None
+                              "(--label-scheme; in Python also a {source value: 0|1|255} "
+                              "dict)") from None
     return ClassMapping.from_dict(scheme)
+
+
+def check_codes(ref: BandRef, scheme: str | ClassMapping | Mapping[int, int] | None) -> None:
+    """Refuse a label whose codes (a decimated sample) the declared preset does not define.
+
+    Custom mappings (a dict or ClassMapping) are the user's own statement and not checked.
+    """
+    name = "binary" if scheme is None else scheme
+    if not isinstance(name, str):
+        return
+    plausibility.check_label_codes(plausibility.read_sample(ref), name, SCHEME_CODES,
+                                   f"label {ref.path}")
 
 
 def label_window(ref: BandRef, grid: Grid, window: Window, mapping: ClassMapping,
