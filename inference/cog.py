@@ -26,6 +26,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 
 from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
 from gee_export.core.commands import LOW_SPACE_BYTES
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_path
@@ -81,20 +82,8 @@ def output_tags(info: OutputInfo, run_hash: str, tile: int, overlap: int,
 def strips_vrt(path: Path, parts: Sequence[tuple[Path, int, int]], width: int, height: int,
                transform: Affine, crs: Any, band: int) -> Path:
     """Write a one-band VRT mosaicking full-width strips ``(file, row0, rows)`` of a raster."""
-    sources = "".join(
-        f'    <SimpleSource><SourceFilename relativeToVRT="1">{html.escape(p.name)}'
-        f"</SourceFilename><SourceBand>{band}</SourceBand>"
-        f'<SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{rows}"/>'
-        f'<DstRect xOff="0" yOff="{row0}" xSize="{width}" ySize="{rows}"/></SimpleSource>\n'
-        for p, row0, rows in parts)
-    gt = ", ".join(repr(v) for v in (transform.c, transform.a, transform.b,
-                                      transform.f, transform.d, transform.e))
-    srs = html.escape(rasterio.crs.CRS.from_user_input(crs).to_wkt())
-    text = (f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
-            f"  <SRS>{srs}</SRS>\n  <GeoTransform>{gt}</GeoTransform>\n"
-            f'  <VRTRasterBand dataType="Byte" band="1">\n'
-            f"    <NoDataValue>{NODATA}</NoDataValue>\n{sources}  </VRTRasterBand>\n"
-            f"</VRTDataset>\n")
+    text = mosaic_vrt(width, height, transform, crs, [VrtBand(band, "uint8", NODATA)],
+                      [Piece(p.name, row0, 0, rows, width) for p, row0, rows in parts])
     path.write_text(text)
     return path
 

@@ -37,6 +37,7 @@ from inference.blending import Blend, check_tiling, strip_bounds, tile_starts, t
 from inference.cog import NODATA, PROB_SCALE, OutputInfo
 from inference.inputs import unreadable
 from inference.runtime import TilePredictor
+from inference.sources import RasterSource, open_source, source_identity
 
 # GDAL's block cache defaults to 5 % of physical RAM, which would make the footprint grow with
 # the machine; one full-width block row of a wide stack (~200 MB at 16k x 6 bands) is all the
@@ -214,10 +215,11 @@ class _Accumulator:
         return classes, prob
 
 
-def _fingerprint(src_path: str, src: Any, info: OutputInfo, config: PredictConfig,
-                 scale: int, model_id: str, indexes: Sequence[int] = ()) -> dict[str, Any]:
+def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,
+                 config: PredictConfig, scale: int, model_id: str,
+                 indexes: Sequence[int] = ()) -> dict[str, Any]:
     run = {
-        "input": src_path, "size": [src.height, src.width, src.count],
+        "input": source_identity(src_path), "size": [src.height, src.width, src.count],
         **({"indexes": list(indexes)} if list(indexes) != list(range(1, len(indexes) + 1))
            else {}),
         "transform": list(src.transform)[:6], "crs": str(src.crs), "model_id": model_id,
@@ -240,7 +242,7 @@ def _write_strip(path: Path, classes: np.ndarray, prob: np.ndarray, profile: dic
 
 
 def predict_raster(
-    src_path: str, out_prefix: str, predictor: TilePredictor, info: OutputInfo,
+    src_path: str | RasterSource, out_prefix: str, predictor: TilePredictor, info: OutputInfo,
     config: PredictConfig | None = None, *, work_dir: str | os.PathLike | None = None,
     model_id: str = "", restart: bool = False, progress: bool = True,
     band_order: Sequence[str] | None = None,
@@ -248,7 +250,8 @@ def predict_raster(
     """Predict a whole stack and write ``<out_prefix>_class.tif`` and ``<out_prefix>_prob.tif``.
 
     Args:
-        src_path: stacked input (GeoTIFF/VRT), local or ``gs://`` (read through /vsigs/).
+        src_path: stacked input (GeoTIFF/VRT), local or ``gs://`` (read through /vsigs/), or
+            an open :class:`inference.sources.RasterSource` (tiles fetched on demand).
         out_prefix: output path prefix, local or ``gs://bucket/prefix``.
         predictor: the model wrapped with its normalisation (see :class:`TilePredictor`).
         info: model/bands/classes/month recorded in the outputs.
@@ -270,7 +273,7 @@ def predict_raster(
     forward_before = predictor.forward_seconds
     scale = predictor.scale
     class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(files.gdal_path(src_path)) as src:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_source(src_path) as src:
         indexes = select_bands(src.descriptions, info.bands, band_order)
         nodata = [src.nodatavals[i - 1] for i in indexes]
         run = _fingerprint(src_path, src, info, config, scale, model_id, indexes)

@@ -95,6 +95,11 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
         if not geometry or geometry.get("type") not in ("Polygon", "MultiPolygon"):
             raise InputDataError(f"feature {i} of the zones is not a (Multi)Polygon; area "
                                  "statistics need polygons")
+        if src_crs in ("EPSG:4326", "urn:ogc:def:crs:OGC:1.3:CRS84") and not _lonlat(geometry):
+            raise InputDataError(
+                f"feature {i} of the zones has coordinates outside longitude/latitude, so the "
+                "file is in a projected CRS without saying so; add a 'crs' member naming it "
+                "or reproject it to longitude/latitude (EPSG:4326) in your GIS")
         props = feature.get("properties") or {}
         name = props.get(name_field) if name_field else None
         name = name or props.get("name") or props.get("NAME") or f"feature_{i}"
@@ -107,6 +112,19 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
     if not zones:
         raise InputDataError("the GeoJSON has no features; give at least one polygon")
     return zones
+
+
+def _lonlat(geometry: dict[str, Any]) -> bool:
+    """Whether every coordinate of a (Multi)Polygon is a longitude/latitude pair."""
+    points = np.asarray([pt[:2] for ring in _rings(geometry) for pt in ring], dtype=float)
+    return bool(points.size == 0 or (np.abs(points[:, 0]).max() <= 180
+                                     and np.abs(points[:, 1]).max() <= 90))
+
+
+def _rings(geometry: dict[str, Any]) -> list[list[list[float]]]:
+    if geometry["type"] == "Polygon":
+        return list(geometry["coordinates"])
+    return [ring for polygon in geometry["coordinates"] for ring in polygon]
 
 
 def pixel_area_km2(transform, crs, row0: int, rows: int) -> np.ndarray:
@@ -189,8 +207,12 @@ def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = Non
 
 
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
-               compress: cog.Compression = "DEFLATE") -> str:
-    """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``)."""
+               compress: cog.Compression = "DEFLATE",
+               tags: dict[str, str] | None = None) -> str:
+    """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``).
+
+    ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there).
+    """
     with rasterio.open(files.gdal_path(class_a)) as a, rasterio.open(files.gdal_path(class_b)) as b:
         if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
             raise InputDataError(
@@ -213,7 +235,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                 code[(va == NODATA) | (vb == NODATA)] = NODATA
                 dst.write(code, 1, window=window)
         tags = {"from": class_a, "to": class_b, "codes": json.dumps(CHANGE_CODES),
-                "version": a.tags().get("version", "")}
+                "version": a.tags().get("version", ""), **(tags or {})}
     try:
         files.put_output(lambda local: cog.write_cog(tmp, local, "change", tags,
                                                    compress=compress), out_path, work)

@@ -23,6 +23,7 @@ from inference.cog import OutputInfo
 from inference.inputs import probe_input
 from inference.predict import PredictConfig, PredictionResult, predict_raster
 from inference.runtime import RuntimeOptions, TilePredictor
+from inference.sources import RasterSource
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def file_id(path: str | os.PathLike) -> str:
 
 
 def predict_with_model_file(
-    model_file: str | os.PathLike, stack: str, out_prefix: str, *, month: str | None = None,
+    model_file: str | os.PathLike, stack: str | RasterSource, out_prefix: str, *,
+    month: str | None = None,
     config: PredictConfig | None = None, options: RuntimeOptions | None = None,
     isa_class: int | None = None, zones: str | os.PathLike | dict | None = None,
     compare_with: str | None = None, local_dir: str | os.PathLike | None = None,
@@ -88,7 +90,8 @@ def predict_with_model_file(
 
     Args:
         model_file: a file written by ``training.modelfile.save_model_file``.
-        stack: the input stack (GeoTIFF/VRT, local or gs://) with named bands.
+        stack: the input stack (GeoTIFF/VRT, local or gs://) with named bands, or an open
+            :class:`inference.sources.RasterSource` (tiles fetched on demand).
         out_prefix: COG prefix (``<prefix>_class.tif``, ``<prefix>_prob.tif``).
         month: ``YYYY-MM`` recorded in the COGs and used for the asset's time range.
         config: tiling and output options.
@@ -106,7 +109,8 @@ def predict_with_model_file(
 
     if month is not None:
         check_month(month)
-    zone_list = stats.load_zones(zones, probe_input(stack))  # before any tile is predicted
+    crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
+    zone_list = stats.load_zones(zones, crs)  # before any tile is predicted
     model, meta = load_model_file(model_file)
     index = isa_class_index(tuple(meta.class_names), isa_class)
     config = config or PredictConfig()

@@ -12,6 +12,7 @@ import pytest
 from gee_export.cli import main as export_main
 from inference.cli import predict_main, publish_main
 from inference.demo import main as demo_main
+from inference.map_cli import main as map_main
 from training.cli import evaluate_main, train_main
 from training.srseg import compare
 
@@ -19,9 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 COMMANDS = {"isamap-export": export_main, "isamap-predict": predict_main,
             "isamap-publish": publish_main, "isamap-demo": demo_main,
             "isamap-train": train_main, "isamap-evaluate": evaluate_main,
-            "python -m training.srseg.compare": compare.main}
+            "python -m training.srseg.compare": compare.main, "isamap-map": map_main}
 # Modules that are commands: their printed output is the command's result.
 COMMAND_MODULES = {"gee_export/cli.py", "inference/cli.py", "inference/demo.py",
+                   "inference/map_cli.py",
                    "training/cli.py", "training/srseg/compare.py"}
 
 

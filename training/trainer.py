@@ -485,11 +485,25 @@ def train(cfg: TrainConfig) -> TrainResult:
                      bands=raw.bands, norm_mean=norm.mean, norm_std=norm.std,
                      class_scheme=str((raw.manifest.get("label") or {}).get("scheme", "isa")),
                      class_names=names, output_scale=scale, model_kwargs=kwargs,
-                     extra={"config": cfg.to_dict(), "dataset": {
-                         "root": cfg.data, "created": raw.manifest.get("created"),
-                         "code_version": raw.manifest.get("code_version")}})
+                     extra={"config": cfg.to_dict(), "dataset": dataset_record(cfg.data,
+                                                                              raw.manifest)})
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device)
     return trainer.fit()
+
+
+def dataset_record(root: str, manifest: dict) -> dict:
+    """What a model file records of its dataset: where it is, and how its stack was made.
+
+    The recipe, bands, grid and backend travel with the model so that ``isamap-map`` builds a
+    map's inputs exactly as the training patches were built, even where the dataset itself is
+    not reachable any more.
+    """
+    return {"root": root, "created": manifest.get("created"),
+            "code_version": manifest.get("code_version"), "backend": manifest.get("backend"),
+            "region": manifest.get("region"), "months": list(manifest.get("months") or []),
+            "bands": list(manifest.get("bands") or []), "grid": manifest.get("grid"),
+            "recipe": manifest.get("recipe") or {}, "label": manifest.get("label") or {},
+            "sources": manifest.get("sources") or {}}
 
 
 def model_kwargs_for_scale(model: str, label: str, scale: int, kwargs: dict) -> dict:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from gee_export.contract.bands import LABEL
 from gee_export.contract.dataset import DatasetSpec
-from gee_export.contract.grid import Grid, patch_id
+from gee_export.contract.grid import Grid, Window, patch_id
 from gee_export.contract.patch_writer import MonthProgress, PatchWriter, open_month, valid_mask
 from gee_export.contract.splits import DEFAULT_BLOCK, DEFAULT_RATIOS, split_counts
 from gee_export.core.ee_session import EESession
@@ -198,22 +198,31 @@ def fetch_patch(session: EESession, image: Any, fine_label: Any, job: ExportJob,
     Returns the arrays and the number of computePixels requests made.
     """
     names = (*job.bands, LABEL)
-    window = job.grid.patch_window(row, col)
-    subs = split_request(window, names, limits)
-    parts = [(s, decode(session.compute_pixels(build_request(image, job.grid, s)), s))
-             for s in subs]
-    stack = assemble(window, names, parts)
+    stack, requests = fetch_window(session, image, job.grid, job.grid.patch_window(row, col),
+                                   names, limits)
     fine = None
-    requests = len(subs)
     if job.fine_scale:
         fgrid = job.grid.scaled(job.fine_scale)
-        fwindow = fgrid.patch_window(row, col)
-        fsubs = split_request(fwindow, (LABEL,), limits)
-        fparts = [(s, decode(session.compute_pixels(build_request(fine_label, fgrid, s)), s))
-                  for s in fsubs]
-        fine = to_label(assemble(fwindow, (LABEL,), fparts)[0])
-        requests += len(fsubs)
+        fine_stack, n = fetch_window(session, fine_label, fgrid, fgrid.patch_window(row, col),
+                                     (LABEL,), limits)
+        fine = to_label(fine_stack[0])
+        requests += n
     return stack[:-1], to_label(stack[-1]), fine, requests
+
+
+def fetch_window(session: EESession, image: Any, grid: Grid, window: Window,
+                 bands: tuple[str, ...], limits: Limits = DEFAULT_LIMITS
+                 ) -> tuple[np.ndarray, int]:
+    """``(bands, height, width)`` float32 of any window of ``grid`` (nodata NaN), and requests.
+
+    The window may reach beyond the grid (a tile's halo at the region's edge): Earth Engine
+    returns those pixels masked, which arrive as NaN. Requests that would exceed the service
+    limits are split and reassembled (see :mod:`gee_export.ee.pixels`).
+    """
+    subs = split_request(window, bands, limits)
+    parts = [(s, decode(session.compute_pixels(build_request(image, grid, s)), s))
+             for s in subs]
+    return assemble(window, bands, parts), len(subs)
 
 
 def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Store, *,
