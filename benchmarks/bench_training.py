@@ -19,7 +19,7 @@ from gee_export.contract.patches import patch_stack
 from gee_export.local.stack import build_local_stack
 from gee_export.local.synthetic import generate_scene
 from training.data import Augment, PatchDataset, compute_norm_stats, make_loader
-from training.losses import build_loss, default_loss_for, main_output
+from training.losses import main_output, model_loss
 from training.models import create_model
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]
@@ -51,7 +51,7 @@ def bench_model(name: str, batch: int, steps: int, fast: bool) -> tuple[float, f
     model = create_model(name, len(BANDS), 2, bands=BANDS)
     x = torch.randn(batch, len(BANDS), 128, 128)
     y = torch.randint(0, 2, (batch, 128, 128))
-    loss_fn = build_loss(default_loss_for(name))
+    loss_fn = model_loss(name)  # the loss and arguments of the model's recipe
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     model, x, ctx = _mode(model, x, fast)
     model.train()
