@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gee_export.contract.dataset import read_manifest
+from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
 from gee_export.core.errors import ConfigError
 from gee_export.core.storage import atomic_write
 from training.config import TrainConfig
@@ -151,16 +153,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=HeadBudget.lr)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", default="headcompare_output")
+    add_logging_arguments(p)
     a = p.parse_args(argv)
+    configure_logging(a.verbose, a.quiet, a.debug)
+    return run_command("python -m training.headcompare", lambda: _compare(a), debug=a.debug,
+                       writes_to=[a.out])
+
+
+def _compare(a: argparse.Namespace) -> int:
     datasets = {}
     for item in a.data:
         name, sep, root = item.partition("=")
         if not sep or not name or not root:
-            p.error(f"--data takes NAME=ROOT, got {item!r}")
+            raise ConfigError(f"--data takes NAME=ROOT, got {item!r}")
+        if not read_manifest(root, missing_ok=True):  # all checked before the first run
+            raise ConfigError(f"--data {item}: no manifest.json in {root}; give the folder of "
+                              "a patch dataset (isamap-export or isamap-demo --until patches)")
         datasets[name] = root
+    budget = HeadBudget(a.iterations, a.batch_size, a.lr)
     torch.set_num_threads(a.threads)
-    _, table = compare_heads(datasets, a.seeds, a.out,
-                             HeadBudget(a.iterations, a.batch_size, a.lr))
+    _, table = compare_heads(datasets, a.seeds, a.out, budget)
     print(table)
     return 0
 

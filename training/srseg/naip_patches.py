@@ -32,6 +32,7 @@ from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
 from gee_export.contract.dataset import DatasetSpec, commit_month
 from gee_export.contract.grid import Grid
 from gee_export.contract.patch_writer import PatchWriter
+from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
 from gee_export.core.errors import ConfigError
 from gee_export.core.storage import LocalStore
 from training.srseg.data import NAIP_BANDS, naip_samples
@@ -87,10 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--naip", default="../shared/data/geobench_chesapeake_naip")
     p.add_argument("--out", required=True)
     p.add_argument("--scale", type=int, default=8)
+    add_logging_arguments(p)
     a = p.parse_args(argv)
-    root = write_naip_patch_dataset(a.naip, a.out, a.scale)
-    print(f"dataset: {root} (manifest.json, index.jsonl, patches/)")
-    return 0
+    configure_logging(a.verbose, a.quiet, a.debug)
+
+    def action() -> int:
+        root = write_naip_patch_dataset(a.naip, a.out, a.scale)
+        print(f"dataset: {root} (manifest.json, index.jsonl, patches/)")
+        return 0
+
+    return run_command("python -m training.srseg.naip_patches", action, debug=a.debug,
+                       writes_to=[a.out])
 
 
 if __name__ == "__main__":
