@@ -23,7 +23,7 @@ from gee_export.local.stack import build_local_stack
 from gee_export.local.synthetic import generate_scene
 from training import autotune
 from training.data import Augment, PatchDataset, compute_norm_stats, make_loader
-from training.losses import build_loss, default_loss_for
+from training.losses import model_loss
 from training.models import create_model
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]
@@ -38,13 +38,12 @@ def synthetic_dataset(folder: Path, size: int = 768) -> Path:
     return folder / "ds"
 
 
-
 def step_rate(name: str, batch: int) -> tuple[float, str]:
     """Training patches/s of ``name`` at 128 px in the configuration ``auto`` picks."""
     torch.manual_seed(0)
     model = create_model(name, len(BANDS), 2, bands=BANDS)
     x = torch.randn(batch, len(BANDS), 128, 128)
-    loss_fn = build_loss(default_loss_for(name))
+    loss_fn = model_loss(name)  # the loss and arguments of the model's recipe
     step = autotune.TrainStep(lambda out, b: loss_fn(out, b["label"]),
                               lambda p: torch.optim.Adam(p, lr=1e-4),
                               {"label": torch.randint(0, 2, (batch, 128, 128))})

@@ -36,20 +36,26 @@ def _json(text: str) -> dict:
 
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="isamap-train", description=(
-        "Train CroFuseNet, the U-Net baselines or RU-Net++ on an isamap patch dataset. "
-        "Defaults follow the CroFuseNet paper (Adam 1e-4, poly 0.9, batch 32, 400 epochs, "
-        "early stop after 50 epochs without validation-MIoU gain)."))
+        "Train CroFuseNet, the U-Net baselines, RU-Net++ or srseg on an isamap patch dataset. "
+        "Every option left out comes from the model's recipe, i.e. its paper: loss, label, "
+        "optimiser, learning rate, batch, epochs, patience (CroFuseNet: Adam 1e-4, poly 0.9, "
+        "batch 32, 400 epochs, early stop after 50 epochs without validation-MIoU gain; "
+        "docs/training.md lists every recipe)."))
     a = p.add_argument
     a("--config", help="YAML file with any TrainConfig option; flags override it")
     a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
     a("--out", dest="out_dir", help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
-    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp; with --label "
-      "label_fine: srseg | bilinear-unet | unet-upsample (scale from the manifest)")
+    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp; on label_fine: "
+      "srseg | bilinear-unet | unet-upsample (scale from the manifest)")
     a("--model-kwargs", type=_json, help="extra model arguments as JSON")
-    a("--loss", help="crofusenet | dice_focal | ce | weighted_ce (default: the model's paper)")
+    a("--loss", help="crofusenet | dice_focal | ce | weighted_ce | srseg (default: the "
+      "model's recipe)")
     a("--loss-kwargs", type=_json, help="loss arguments as JSON, e.g. '{\"beta\": 0.8}'")
     a("--bands", help="comma-separated input bands (default: the manifest's)")
-    a("--label", choices=["label", "label_fine"])
+    a("--label", choices=["label", "label_fine"],
+      help="default: the model's recipe (label_fine for srseg and its baselines)")
+    a("--optimizer", choices=["adam", "sgd"], help="default: the model's recipe")
+    a("--momentum", type=float, help="SGD momentum (default: the model's recipe)")
     a("--epochs", type=int)
     a("--batch-size", type=int)
     a("--lr", type=float)

@@ -1,8 +1,11 @@
 """Training configuration: one frozen dataclass, filled from a YAML file and/or CLI flags.
 
-Defaults are the CroFuseNet paper's (section IV-A): Adam, lr 1e-4, poly schedule with power
-0.9 per iteration, batch 32, 400 epochs, early stopping after 50 epochs without a gain in
-validation MIoU.
+Options left unset (``None``) come from the model's registered recipe
+(``training.models.registry.ModelRecipe``) through :func:`apply_recipe`: its paper's loss,
+label, optimiser, learning rate, batch, epochs and patience, and the constructor arguments it
+sets. For CroFuseNet (section IV-A) that is Adam, lr 1e-4, a poly schedule with power 0.9 per
+iteration, batch 32, 400 epochs and early stopping after 50 epochs without a gain in
+validation MIoU; ``isamap-train --model runetpp`` or ``--model srseg`` get their own.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -18,6 +22,10 @@ from gee_export.core.errors import ConfigError
 from training.devices import PRECISIONS, Layout, Precision, layout_flag
 
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
+Optimizer = Literal["adam", "sgd"]
+# Filled from the model's recipe when left at None (same names in ModelRecipe).
+RECIPE_FIELDS = ("label", "optimizer", "lr", "momentum", "weight_decay", "poly_power",
+                 "batch_size", "epochs", "patience")
 
 
 @dataclass(frozen=True)
@@ -27,11 +35,14 @@ class TrainConfig:
     Attributes:
         data: patch dataset root (local folder or gs://bucket/prefix).
         out_dir: run folder (checkpoint, best model, metrics.jsonl, curves PNG).
-        model / model_kwargs: registry name and extra constructor arguments.
-        loss / loss_kwargs: loss name (default: the model's paper loss) and its arguments.
+        model / model_kwargs: registry name and extra constructor arguments (on top of the
+            recipe's ``model_kwargs``).
+        loss / loss_kwargs: loss name (default: the model's recipe loss, whose arguments sit
+            under the given ones) and its arguments.
         bands: input bands (default: every band of the manifest, in its order).
-        label: ``label`` or ``label_fine`` (fine-scale labels of super-resolution models).
-        epochs, batch_size, lr, poly_power, weight_decay, patience: the optimisation.
+        label: ``label`` or ``label_fine`` (default: the first of the recipe's targets).
+        optimizer, lr, momentum, epochs, batch_size, poly_power, weight_decay, patience: the
+            optimisation (``None``: the model's recipe; ``momentum`` is SGD's).
         seed: seeds model init, data order and augmentation.
         num_workers: loader worker processes (default: cores - 1, at most 8).
         precision: ``auto`` = measured at the start of the run on the real model, batch and
@@ -62,13 +73,15 @@ class TrainConfig:
     loss: str | None = None
     loss_kwargs: Mapping = field(default_factory=dict)
     bands: tuple[str, ...] | None = None
-    label: str = "label"
-    epochs: int = 400
-    batch_size: int = 32
-    lr: float = 1e-4
-    poly_power: float = 0.9
-    weight_decay: float = 0.0
-    patience: int = 50
+    label: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    poly_power: float | None = None
+    weight_decay: float | None = None
+    patience: int | None = None
+    optimizer: Optimizer | None = None
+    momentum: float | None = None
     seed: int = 0
     num_workers: int | None = None
     precision: Precision = "auto"
@@ -85,10 +98,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels_last", layout_flag(self.channels_last))
-        checks = [(self.epochs >= 1, "epochs must be >= 1"),
-                  (self.batch_size >= 1, "batch_size must be >= 1"),
-                  (self.lr > 0, "lr must be positive"),
-                  (self.patience >= 1, "patience must be >= 1"),
+        def unset_or(value, ok) -> bool:
+            return value is None or ok(value)
+
+        checks = [(unset_or(self.epochs, lambda v: v >= 1), "epochs must be >= 1"),
+                  (unset_or(self.batch_size, lambda v: v >= 1), "batch_size must be >= 1"),
+                  (unset_or(self.lr, lambda v: v > 0), "lr must be positive"),
+                  (unset_or(self.patience, lambda v: v >= 1), "patience must be >= 1"),
+                  (unset_or(self.optimizer, lambda v: v in ("adam", "sgd")),
+                   f"optimizer must be adam or sgd, got {self.optimizer!r}"),
+                  (unset_or(self.label, lambda v: v in ("label", "label_fine")),
+                   f"label must be label or label_fine, got {self.label!r}"),
                   (self.precision in PRECISIONS,
                    f"precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "stop_after must be >= 1"),
@@ -108,6 +128,25 @@ class TrainConfig:
         d["loss_kwargs"] = dict(self.loss_kwargs)
         d["bands"] = list(self.bands) if self.bands is not None else None
         return d
+
+
+def apply_recipe(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with every unset option taken from its model's recipe (idempotent).
+
+    The recipe's ``model_kwargs`` go under the given ones, and the recipe's loss arguments
+    under the given ``loss_kwargs`` when the loss is the recipe's (see
+    ``ModelRecipe.loss_settings``).
+    """
+    from training.models.registry import DEFAULT_RECIPE, available_models, recipe_for
+
+    # A name outside the registry (a model built by hand for Trainer) gets the default
+    # recipe; train() still refuses such a name when it builds the model.
+    recipe = recipe_for(cfg.model) if cfg.model in available_models() else DEFAULT_RECIPE
+    filled = {name: getattr(recipe, name) for name in RECIPE_FIELDS
+              if getattr(cfg, name) is None}
+    loss, loss_kwargs = recipe.loss_settings(cfg.loss, cfg.loss_kwargs)
+    return dataclasses.replace(cfg, **filled, loss=loss, loss_kwargs=loss_kwargs,
+                               model_kwargs={**recipe.model_kwargs, **dict(cfg.model_kwargs)})
 
 
 def config_from_mapping(values: Mapping) -> TrainConfig:

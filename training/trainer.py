@@ -54,12 +54,12 @@ from tqdm.auto import tqdm
 from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
 from gee_export.core.storage import atomic_write
 from training import autotune, devices
-from training.config import TrainConfig
+from training.config import TrainConfig, apply_recipe
 from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, make_loader
-from training.losses import build_loss, default_loss_for, main_output
+from training.losses import build_loss, main_output
 from training.metrics import ConfusionMatrix
 from training.modelfile import ModelMeta, atomic_torch_save, save_model_file
-from training.models import create_model, upsamples
+from training.models import context_warning, create_model, recipe_for, upsamples
 from training.run_folder import config_differences
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,14 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     return dev
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """The recipe's optimiser: Adam (CroFuseNet's), or SGD with momentum (e.g. HRNet's)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 class PolyLR:
@@ -180,6 +188,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, model: nn.Module, loss_fn: nn.Module, train_set,
                  val_set, meta: ModelMeta, info: DistInfo | None = None,
                  device: torch.device | None = None) -> None:
+        cfg = apply_recipe(cfg)  # options left unset come from the model's recipe
         self.cfg = cfg
         self.info = info or DistInfo()
         self.device = device or resolve_device(cfg.device, self.info)
@@ -208,7 +217,7 @@ class Trainer:
         # the poly schedule decays to zero exactly at the budget.
         self.max_iterations = cfg.max_iterations or cfg.epochs * self.iters_per_epoch
         self.epochs = math.ceil(self.max_iterations / max(self.iters_per_epoch, 1))
-        self.optimizer = self._optimizer(self.model.parameters())
+        self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, PolyLR(self.max_iterations, cfg.poly_power))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -225,9 +234,6 @@ class Trainer:
         self.finished = False
 
     # -------------------------------------------------------------- runtime
-    def _optimizer(self, params) -> torch.optim.Optimizer:
-        return torch.optim.Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-
     def _choose_runtime(self, model: nn.Module, train_set, per_rank: int) -> autotune.Choice:
         """How the training steps run.
 
@@ -253,7 +259,7 @@ class Trainer:
                      if torch.is_tensor(v)}
             step = autotune.TrainStep(
                 loss=lambda out, b: self._loss(out, b, b["image"], b["label"]),
-                optimizer=self._optimizer,
+                optimizer=lambda params: make_optimizer(cfg, params),
                 targets={k: v for k, v in batch.items() if k != "image"})
             shared[0] = autotune.choose(
                 model, batch["image"], self.device, mode="training", step=step,
@@ -482,7 +488,13 @@ def epoch_line(row: dict, epochs: int) -> str:
 
 # ------------------------------------------------------------------ patch-dataset wiring
 def train(cfg: TrainConfig) -> TrainResult:
-    """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``)."""
+    """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``).
+
+    Options left unset come from the model's recipe (``apply_recipe``): its loss, its label
+    (``label_fine`` for super-resolution models) and its optimisation; a fine image is loaded
+    when the recipe's targets ask for it and the dataset has one.
+    """
+    cfg = apply_recipe(cfg)
     if not cfg.data:
         raise ConfigError("no dataset given: set data (a patch dataset root) in the config "
                           "or pass --data")
@@ -490,12 +502,15 @@ def train(cfg: TrainConfig) -> TrainResult:
         cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     info = init_distributed(dev_kind)
     device = resolve_device(cfg.device, info)
+    targets = (cfg.label, *(t for t in recipe_for(cfg.model).targets[1:]
+                            if cfg.label == "label_fine"))
     raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=cfg.label)
     norm = _norm_for(cfg, raw)
     aug = Augment() if cfg.augment else None
-    train_set = PatchDataset(cfg.data, "train", raw.bands, norm, aug, cfg.label, cfg.seed,
-                             cfg.cache)
-    val_set = PatchDataset(cfg.data, "val", raw.bands, norm, None, cfg.label, cfg.seed, cfg.cache)
+    train_set = PatchDataset(cfg.data, "train", raw.bands, norm, aug, seed=cfg.seed,
+                             cache=cfg.cache, targets=targets)
+    val_set = PatchDataset(cfg.data, "val", raw.bands, norm, None, seed=cfg.seed,
+                           cache=cfg.cache, targets=targets)
     names = raw.class_names
     seed_everything(cfg.seed)
     scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \
@@ -506,7 +521,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     if int(getattr(model, "output_scale", 1)) != scale:
         raise ModelError(f"model {cfg.model!r} predicts at {getattr(model, 'output_scale', 1)}x "
                          f"its input but the {cfg.label!r} labels are at {scale}x")
-    loss = build_loss(cfg.loss or default_loss_for(cfg.model), **dict(cfg.loss_kwargs))
+    for problem in (context_warning(cfg.model, raw.patch_size, model),
+                    train_set.target_warning(cfg.model)):
+        if problem:
+            log.warning(problem)
+    loss = build_loss(cfg.loss, class_names=names, **dict(cfg.loss_kwargs))
     meta = ModelMeta(name=cfg.model, in_channels=len(raw.bands), num_classes=len(names),
                      bands=raw.bands, norm_mean=norm.mean, norm_std=norm.std,
                      class_scheme=str((raw.manifest.get("label") or {}).get("scheme", "isa")),
