@@ -22,6 +22,7 @@ import numpy as np
 
 from gee_export.contract.grid import Grid
 from gee_export.core.errors import ConfigError
+from gee_export.core.lock import hold_output
 from gee_export.core.storage import files
 from inference import mapping, stats
 from inference.asset_manifest import asset_name
@@ -150,6 +151,17 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         from gee_export.core.ee_session import EESession
 
         session = EESession(request.project).initialize()  # AuthenticationError explains
+    with hold_output(request.out):  # a second run into the same --out is refused
+        return _map_and_publish(request, grid, meta, dataset, session, runner, worker_sessions,
+                                publish, publish_dry_run, collection, props, classes, isa,
+                                zones_geojson, recipe, echo)
+
+
+def _map_and_publish(request: MapRequest, grid: Grid, meta: Any, dataset: Any, session: Any,
+                     runner: Any, worker_sessions: Any, publish: PublishTarget | None,
+                     publish_dry_run: bool, collection: str | None, props: dict,
+                     classes: tuple[str, ...], isa: int, zones_geojson: dict | None,
+                     recipe: dict, echo: Callable[[str], None]) -> MapResult:
     predict_date = None
     if runner is not None:
         from inference.beam_map import date_predictor

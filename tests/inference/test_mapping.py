@@ -263,3 +263,32 @@ def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, ee_offline, t
         assert np.array_equal(read(tmp_path / "out" / MONTH / f"isa_{MONTH}_{kind}.tif"),
                               read(tmp_path / "whole" / MONTH / f"isa_{MONTH}_{kind}.tif"))
     assert whole.grid == resumed.grid
+
+
+def test_a_second_run_into_the_same_output_is_refused_and_changes_nothing(scene, ee_offline,
+                                                                          tmp_path):
+    """The map root is locked for the run: another live process holding it means refusal."""
+    import subprocess
+    import sys
+
+    from gee_export.core.errors import OutputLockedError
+    from tests.support import REPO_ROOT
+
+    stack, model = scene
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom gee_export.core.lock import hold_output\n"
+         "with hold_output(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n",
+         str(out)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        transport = StackTransport(stack, info=lambda text: 5)
+        with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
+            map_region(request_for(stack, model, out), session=session_for(transport),
+                       echo=lambda _: None)
+        assert transport.served == []  # refused before the first pixel request
+        assert sorted(p.name for p in out.iterdir()) == [".isamap.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
