@@ -25,7 +25,13 @@ from gee_export.contract import bands as band_registry
 from gee_export.contract.bands import FINE_SCALES
 from gee_export.contract.composite import SPECKLE_FILTERS
 from gee_export.contract.dataset import DatasetSpec, check_compatible
-from gee_export.contract.grid import DEFAULT_PATCH_SIZE, DEFAULT_STRIDE, Grid, utm_caveat
+from gee_export.contract.grid import (
+    DEFAULT_PATCH_SIZE,
+    DEFAULT_STRIDE,
+    Grid,
+    projected_crs,
+    utm_caveat,
+)
 from gee_export.contract.regions import Region, resolve_region
 from gee_export.contract.splits import (
     DEFAULT_BLOCK,
@@ -185,7 +191,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def make_grid(region: Region, args: argparse.Namespace) -> Grid:
     """The region's grid, refused when it holds no patch; warns when UTM is a poor choice."""
-    crs = _projected_crs(args.crs) if args.crs else None
+    crs = projected_crs(args.crs) if args.crs else None
     if crs is None:
         caveat = utm_caveat(region.bbox)
         if caveat:
@@ -198,22 +204,6 @@ def make_grid(region: Region, args: argparse.Namespace) -> Grid:
             f"{grid.resolution:g} m, smaller than one {grid.patch_size} px patch; give a larger "
             "--bbox/--region-file or a smaller --patch-size")
     return grid
-
-
-def _projected_crs(text: str) -> str:
-    from pyproj import CRS
-    from pyproj.exceptions import CRSError
-
-    try:
-        crs = CRS.from_user_input(text)
-    except CRSError:
-        raise ConfigError(f"--crs {text!r} is not a CRS pyproj knows; give e.g. "
-                          "EPSG:32650") from None
-    units = {axis.unit_name for axis in crs.axis_info}
-    if not crs.is_projected or not units <= {"metre", "meter"}:
-        raise ConfigError(f"--crs {text} is not a projected CRS in metres; the grid's pixels "
-                          "are 10 m (choose e.g. a UTM zone EPSG:326xx/327xx or EPSG:6933)")
-    return text
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     area.add_argument("--region-file", help="GeoJSON polygon in EPSG:4326")
     area.add_argument("--bbox", help="WEST,SOUTH,EAST,NORTH in degrees (negative values work "
                       "as --bbox -7.45,52.63,-7.43,52.65)")
+    area.add_argument("--crs", help="projected CRS of the map in metres, e.g. EPSG:6933 for an "
+                      "area over several UTM zones (default: the UTM zone of its centre)")
     area.add_argument("--months", help="dates YYYY-MM,YYYY-MM,...")
     area.add_argument("--years", help="FIRST:LAST[:STEP], the month taken from the model's "
                       "dataset (e.g. 2017:2023:2)")
@@ -100,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from gee_export.contract.grid import projected_crs
     from gee_export.contract.regions import resolve_region
     from inference.mapping import MapRequest, model_dataset, parse_dates
     from inference.region_map import PublishTarget, map_region
@@ -113,8 +116,8 @@ def _run(args: argparse.Namespace) -> int:
         region=region, dates=dates, model_file=args.model, out=args.out, backend=args.backend,
         scenes=args.scenes, method=args.method, workers=args.workers, project=args.project,
         zones=args.zones, dataset=args.dataset, allow_recipe_mismatch=args.allow_recipe_mismatch,
-        local_dir=args.local_dir, tile=args.tile, overlap=args.overlap,
-        batch_size=args.batch_size,
+        crs=projected_crs(args.crs) if args.crs else None, local_dir=args.local_dir,
+        tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         options=RuntimeOptions(device=args.device, precision=args.precision),
         progress=not (args.quiet or args.no_progress))
     target = None

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gee_export.contract.dataset import read_manifest
-from gee_export.contract.grid import Grid, utm_epsg
+from gee_export.contract.grid import Grid, projected_crs, utm_caveat, utm_epsg
 from gee_export.contract.regions import Region
 from gee_export.core.errors import (
     ConfigError,
@@ -118,31 +118,33 @@ def check_recipe(meta: Any, dataset: ModelDataset, backend: Backend,
     return problems
 
 
-def region_grid(region: Region, resolution: float, dataset_grid: Grid | None = None
-                ) -> tuple[Grid, str | None]:
-    """The map's grid: the region's UTM zone at ``resolution``, on the dataset's lattice.
+def region_grid(region: Region, resolution: float, dataset_grid: Grid | None = None,
+                crs: str | None = None) -> tuple[Grid, str | None]:
+    """The map's grid in ``crs`` (default: the region's UTM zone) at ``resolution``.
 
-    Returns the grid and, when the region lies in another UTM zone than the training grid, a
-    sentence saying so (the inputs are then composited in the region's own zone).
+    The grid sits on the dataset's pixel lattice when its CRS is the training grid's.
+
+    Returns the grid and, when the region lies in another CRS than the training grid, a
+    sentence saying so (the inputs are then composited in the map's own CRS).
     """
-    west, _, east, _ = region.bbox
-    lon, lat = region.centroid
-    if abs(lat) > 84:
-        raise ConfigError(f"region {region.name!r} is above 84° latitude, outside the UTM "
-                          "zones isamap maps in")
-    zones = {utm_epsg(x, lat) for x in (west, lon, east)}
-    crs = f"EPSG:{utm_epsg(lon, lat)}"
-    note = None
-    if len(zones) > 1:
-        log.warning("region %r spans %d UTM zones; it is mapped in the zone of its centre "
-                    "(%s), with growing distortion towards its edges", region.name,
-                    len(zones), crs)
+    if crs is None:
+        caveat = utm_caveat(region.bbox)
+        lon, lat = region.centroid
+        if abs(lat) > 84:
+            raise ConfigError(f"region {region.name!r} is centred above 84° latitude, outside "
+                              f"the UTM zones: {caveat}")
+        if caveat:
+            log.warning("region %r: %s", region.name, caveat)
+        crs = f"EPSG:{utm_epsg(lon, lat)}"
+    else:
+        crs = projected_crs(crs)
     grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution)
+    note = None
     if dataset_grid is not None:
         if dataset_grid.crs == crs:
             grid = _on_lattice(grid, dataset_grid)
         else:
-            note = (f"region {region.name!r} lies in {crs}, outside the model's training CRS "
+            note = (f"region {region.name!r} is mapped in {crs}, not the model's training CRS "
                     f"{dataset_grid.crs}; its inputs are composited and mapped in {crs} at "
                     f"{resolution:g} m (the recipe does not depend on the CRS)")
     return grid, note
@@ -203,6 +205,8 @@ class MapRequest:
         dataset: the model's patch dataset, when the model file does not record its recipe.
         allow_recipe_mismatch: map even though the inputs differ from the training data.
         grid: map exactly this grid instead of the region's (the demo maps its scene's grid).
+        crs: projected CRS in metres of the region's grid (default: its centre's UTM zone;
+            e.g. ``EPSG:6933`` for an area over several zones, as the export's ``--crs``).
         local_dir: where PNGs, tables, STAC and publication files go (default: ``out`` when
             local, else ``./<name of out>``).
         tile / overlap / batch_size: the sliding window.
@@ -224,6 +228,7 @@ class MapRequest:
     dataset: str | None = None
     allow_recipe_mismatch: bool = False
     grid: Grid | None = None
+    crs: str | None = None
     local_dir: str | None = None
     tile: int = 512
     overlap: int = 64

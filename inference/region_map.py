@@ -111,7 +111,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     if request.grid is not None:
         grid, note = request.grid, None
     else:
-        grid, note = mapping.region_grid(request.region, resolution, dataset.grid)
+        grid, note = mapping.region_grid(request.region, resolution, dataset.grid,
+                                                request.crs)
     if note:
         log.warning("%s", note)
     stats.load_zones(request.zones, grid.crs)  # a bad zones file fails here, not at the end

@@ -13,7 +13,7 @@ from rasterio.windows import Window as RioWindow
 from gee_export.contract.geotiff import write_geotiff
 from gee_export.contract.grid import Grid
 from gee_export.contract.regions import Region
-from gee_export.core.errors import ConfigError, EarthEngineError, InputDataError
+from gee_export.core.errors import ConfigError, EarthEngineError, GridError, InputDataError
 from gee_export.ee.fake_server import HttpError, StackTransport
 from inference.mapping import MapRequest, parse_dates, region_grid
 from inference.predict import PredictConfig
@@ -187,11 +187,27 @@ def test_region_in_another_utm_zone_is_mapped_in_its_own_zone_and_said(scene):
     stack, _ = scene
     far = Region("far", (121.1, 30.6, 121.2, 30.7))  # zone 51, the model's grid is in zone 50
     grid, note = region_grid(far, 10.0, stack.grid)
-    assert grid.crs == "EPSG:32651" and "outside the model's training CRS" in note
+    assert grid.crs == "EPSG:32651" and "not the model's training CRS" in note
     near, none = region_grid(inner_region(stack.grid), 10.0, stack.grid)
     assert none is None and (near.x0 - stack.grid.x0) % 10 == 0
-    with pytest.raises(ConfigError, match="84"):
+    with pytest.raises(ConfigError, match="84.*--crs EPSG:32661"):
         region_grid(Region("pole", (10.0, 84.5, 11.0, 85.0)), 10.0)
+
+
+def test_an_area_over_several_utm_zones_is_mapped_in_the_crs_asked_for(scene, caplog):
+    stack, _ = scene
+    belt = Region("belt", (100.0, 29.0, 122.0, 31.0))  # five zones, as the export's yreb
+    with caplog.at_level("WARNING"):
+        grid, note = region_grid(belt, 10.0, stack.grid)
+    assert grid.crs == "EPSG:32649" and "spans 5 UTM zones" in caplog.text
+    assert "--crs EPSG:6933" in caplog.text
+    equal_area, note = region_grid(belt, 10.0, stack.grid, "EPSG:6933")
+    assert equal_area.crs == "EPSG:6933" and equal_area.resolution == 10.0
+    assert "EPSG:6933, not the model's training CRS" in note
+    west, east = equal_area.x0, equal_area.x0 + equal_area.width * 10.0
+    assert west == pytest.approx(9_648_628, abs=20) and east == pytest.approx(11_771_326, abs=20)
+    with pytest.raises(GridError, match="not a projected CRS in metres"):
+        region_grid(belt, 10.0, None, "EPSG:4326")
 
 
 def test_dates_from_months_or_years():
