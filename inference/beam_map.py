@@ -43,7 +43,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -53,10 +52,10 @@ from gee_export.contract.grid import Grid
 from gee_export.core.errors import ConfigError
 from gee_export.core.pipeline_options import (
     RunnerConfig,
+    WorkerRequests,
     pipeline_counters,
     require_beam,
     run_pipeline,
-    worker_semaphore,
 )
 from gee_export.core.storage import files
 from gee_export.ee.beam_export import EarthEngineProject, SerializedImages, SessionFactory
@@ -145,24 +144,22 @@ def _make_dofn() -> type:
             self.image = t.images.load()[0]
             self.model = self.shared.acquire(partial(_Predictor, t.model_file, t.options),
                                              tag=(t.model_file, repr(t.options)))
-            self.gate = worker_semaphore("earthengine-requests", t.threads)
-            self.pool = ThreadPoolExecutor(max_workers=t.threads,
-                                           thread_name_prefix="isamap-tiles")
             self.work = Path(tempfile.mkdtemp(prefix="isamap-tiles-"))
-            self.retries_reported = 0
             self.counters = {name: Metrics.counter(METRICS_NAMESPACE, name)
                              for name in ("predicted", "skipped", "retries")}
+            self.requests = WorkerRequests(self.session, t.threads, "isamap-tiles",
+                                           self.counters["retries"])
 
         def _fetch(self, tile: MapTile) -> Any:
             if files.exists(tile_path(self.task.tiles_dir, tile)):
                 return None  # a retried bundle: the tile is finished
-            with self.gate:
+            with self.requests.gate:
                 return fetch_tile(self.session, self.image, self.task.grid, tile,
                                   self.task.bands)
 
         def process(self, tiles: Sequence[MapTile]):
             t = self.task
-            futures = [(tile, self.pool.submit(self._fetch, tile)) for tile in tiles]
+            futures = [(tile, self.requests.pool.submit(self._fetch, tile)) for tile in tiles]
             try:
                 for tile, future in futures:
                     data = future.result()
@@ -183,14 +180,11 @@ def _make_dofn() -> type:
                     self.counters["predicted"].inc()
                     yield tile.name
             finally:
-                retries = self.session.retries
-                self.counters["retries"].inc(retries - self.retries_reported)
-                self.retries_reported = retries
+                self.requests.report_retries()
 
         def teardown(self) -> None:
-            pool = getattr(self, "pool", None)
-            if pool is not None:
-                pool.shutdown(wait=True)
+            if getattr(self, "requests", None) is not None:
+                self.requests.close()
 
     return PredictTiles
 

@@ -26,6 +26,7 @@ import argparse
 import re
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -356,3 +357,31 @@ def worker_semaphore(name: str, capacity: int) -> threading.BoundedSemaphore:
         if key not in _SEMAPHORES:
             _SEMAPHORES[key] = threading.BoundedSemaphore(capacity)
         return _SEMAPHORES[key]
+
+
+class WorkerRequests:
+    """A Beam worker's Earth Engine request threads, shared by the export and the map DoFns.
+
+    ``threads`` pool threads per DoFn instance, at most ``threads`` requests in flight per
+    worker process (:func:`worker_semaphore`: the runner may run several bundles at once), and
+    the session's retries added to a Beam counter once each (the session counts them for the
+    life of the worker, Beam's counters per bundle thread).
+    """
+
+    def __init__(self, session: Any, threads: int, name: str, retries: Any) -> None:
+        self.session = session
+        self.gate = worker_semaphore("earthengine-requests", threads)
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self._retries = retries
+        self._reported = 0
+        self._lock = threading.Lock()
+
+    def report_retries(self) -> None:
+        """Add the retries since the last report to the counter (call on the bundle thread)."""
+        with self._lock:
+            total = self.session.retries
+            self._retries.inc(total - self._reported)
+            self._reported = total
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)

@@ -36,11 +36,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,10 +51,10 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.lock import hold_output
 from gee_export.core.pipeline_options import (
     RunnerConfig,
+    WorkerRequests,
     pipeline_counters,
     require_beam,
     run_pipeline,
-    worker_semaphore,
 )
 from gee_export.core.storage import LocalStore, open_store
 from gee_export.ee.export import (
@@ -179,13 +177,10 @@ def _make_dofns() -> tuple[type, type, type]:
             splits = job.spec().splits()
             self.writer = PatchWriter(self.store, job.grid, job.bands, job.month, splits=splits,
                                       fine_scale=job.fine_scale, clean_up=False)
-            self.gate = worker_semaphore("earthengine-requests", t.threads)
-            self.pool = ThreadPoolExecutor(max_workers=t.threads,
-                                           thread_name_prefix="isamap-fetch")
-            self.retries_reported = 0
-            self.lock = threading.Lock()
             self.counters = {name: Metrics.counter(METRICS_NAMESPACE, name) for name in
                              ("written", "invalid", "skipped", "requests", "retries")}
+            self.requests = WorkerRequests(self.session, t.threads, "isamap-fetch",
+                                           self.counters["retries"])
 
         def _one(self, row: int, col: int) -> tuple[str, int, Any, int]:
             """(kind, shard, record or id, requests); kind 'skipped' for a finished patch."""
@@ -194,7 +189,7 @@ def _make_dofns() -> tuple[type, type, type]:
             shard = row // t.rows_per_shard
             if self.store.exists(patch_rel_paths(t.job.month, pid)["image"]):
                 return "skipped", shard, pid, 0  # a retried bundle: the patch is finished
-            with self.gate:
+            with self.requests.gate:
                 image, label, fine, requests = fetch_patch(
                     self.session, self.image, self.fine, t.job, row, col, t.limits)
             record = write_fetched(self.writer, t.job, row, col, image, label, fine)
@@ -204,7 +199,7 @@ def _make_dofns() -> tuple[type, type, type]:
 
         def process(self, cells: Sequence[tuple[int, int]]):
             # Metrics are counted here, on the bundle's thread: Beam keeps them per thread.
-            futures = [self.pool.submit(self._one, r, c) for r, c in cells]
+            futures = [self.requests.pool.submit(self._one, r, c) for r, c in cells]
             try:
                 for future in futures:
                     kind, shard, value, requests = future.result()
@@ -213,15 +208,11 @@ def _make_dofns() -> tuple[type, type, type]:
                     if kind != "skipped":
                         yield shard, (kind, value)
             finally:
-                with self.lock:
-                    retries = self.session.retries
-                    self.counters["retries"].inc(retries - self.retries_reported)
-                    self.retries_reported = retries
+                self.requests.report_retries()
 
         def teardown(self) -> None:
-            pool = getattr(self, "pool", None)
-            if pool is not None:
-                pool.shutdown(wait=True)
+            if getattr(self, "requests", None) is not None:
+                self.requests.close()
 
     class WriteShard(beam.DoFn):
         """Write one index shard (records and invalid ids) atomically; yield its path."""

@@ -190,7 +190,7 @@ def test_region_in_another_utm_zone_is_mapped_in_its_own_zone_and_said(scene):
     assert grid.crs == "EPSG:32651" and "not the model's training CRS" in note
     near, none = region_grid(inner_region(stack.grid), 10.0, stack.grid)
     assert none is None and (near.x0 - stack.grid.x0) % 10 == 0
-    with pytest.raises(ConfigError, match="84.*--crs EPSG:32661"):
+    with pytest.raises(ConfigError, match=r"84.*--crs EPSG:32661"):
         region_grid(Region("pole", (10.0, 84.5, 11.0, 85.0)), 10.0)
 
 
