@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 from collections.abc import Sequence
 
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.commands import (
+    add_logging_arguments,
+    attach_values,
+    configure_logging,
+    run_command,
+)
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
 from training.devices import add_device_arguments
-
-_NUMBER = re.compile(r"^-\d")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,27 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _join_negative_values(argv: Sequence[str]) -> list[str]:
-    """``--bbox -7.4,52.6,...`` -> ``--bbox=-7.4,52.6,...`` (argparse reads ``-7`` as a flag)."""
-    out: list[str] = []
-    items = list(argv)
-    i = 0
-    while i < len(items):
-        if items[i] == "--bbox" and i + 1 < len(items) and _NUMBER.match(items[i + 1]):
-            out.append(f"--bbox={items[i + 1]}")
-            i += 2
-            continue
-        out.append(items[i])
-        i += 1
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isamap-map``; returns the exit status."""
-    import sys
-
-    args = build_parser().parse_args(_join_negative_values(
-        sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(attach_values(argv, ("--bbox",)))
     configure_logging(args.verbose, args.quiet, args.debug)
     return run_command("isamap-map", lambda: _run(args), debug=args.debug)
 
