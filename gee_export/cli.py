@@ -31,6 +31,8 @@ from gee_export.ee.terrain import DEFAULT_DEM, TERRAIN_MODELS
 
 PAPER_MONTH = "2019-06"
 PAPER_REGION = "wuhan"
+DEFAULT_EE_LABELS = "worldcover"  # ESA WorldCover built-up, the CroFuseNet-style ISA label
+DEFAULT_LOCAL_LABELS = "binary"  # local label rasters hold 0/1/255 unless told otherwise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,10 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--bands", default=",".join(band_registry.DEFAULT_IMAGE_BANDS),
                       help="image bands in order (quality bands s2_clear_count, "
                            "s1_scene_count may be added)")
-    when.add_argument("--labels", default="worldcover",
-                      help="worldcover | dynamicworld | ghsl[:THRESHOLD] | asset:<id>[:band]")
+    when.add_argument("--labels", help=(
+        "ee backend (default worldcover): worldcover | dynamicworld | ghsl[:THRESHOLD] | "
+        "asset:<id>[:band]; local backend (default binary): binary | worldcover | "
+        "dynamicworld | eolearn_lulc. Both: landcover:<source> for the seven land-cover "
+        "classes, source worldcover | dynamicworld | fromglc10 | eolearn_lulc | chesapeake "
+        "(ee: landcover:<source>:<asset id>[:band] for sources outside the catalogue)"))
     when.add_argument("--fine-scale", type=int, help="also export the label at this integer "
-                      "factor finer (super-resolution target), e.g. 4")
+                      "factor finer (super-resolution target), e.g. 4; a coarser label is "
+                      "nearest-upsampled onto it")
+    when.add_argument("--resolution", type=float, default=10.0,
+                      help="pixel size of the grid in metres; a label coarser than it is "
+                      "nearest-upsampled onto the grid")
     rec = p.add_argument_group("recipe")
     rec.add_argument("--speckle", default="refined_lee", choices=SPECKLE_FILTERS)
     rec.add_argument("--terrain-flattening", default="none", choices=TERRAIN_MODELS)
@@ -107,6 +117,19 @@ def _region(args: argparse.Namespace) -> Region:
     return resolve_region(args.region, args.region_file, args.bbox)
 
 
+def _labels(args: argparse.Namespace):
+    """The parsed Earth Engine label source, or None for the local backend.
+
+    The local backend's scheme is checked here too, so a typo fails before any work.
+    """
+    if args.backend == "local" and not args.code_editor:
+        from gee_export.local.labels import get_scheme
+
+        get_scheme(args.labels or DEFAULT_LOCAL_LABELS)
+        return None
+    return parse_label_source(args.labels or DEFAULT_EE_LABELS)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status (2 for user errors)."""
     args = build_parser().parse_args(argv)
@@ -118,8 +141,12 @@ def run(args: argparse.Namespace) -> int:
     region = _region(args)
     months = _months(args)
     bands = band_registry.parse_band_list(args.bands)
-    label = parse_label_source(args.labels)
-    grid = Grid.from_lonlat_bounds(region.bbox, patch_size=args.patch_size, stride=args.stride)
+    label = _labels(args)
+    if args.resolution <= 0:
+        raise ConfigError(f"--resolution must be a positive pixel size in metres, got "
+                          f"{args.resolution:g}")
+    grid = Grid.from_lonlat_bounds(region.bbox, resolution=args.resolution,
+                                   patch_size=args.patch_size, stride=args.stride)
     out = args.out or str(Path("data") / region.name)
     method = choose_method(args.method, grid, out)
     s1 = S1Recipe(orbit_pass=args.orbit_pass, speckle=args.speckle,
@@ -139,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"// written to {path}", file=sys.stderr)
         return 0
     if args.dry_run:
-        plan = make_plan(region, grid, months, bands, args.labels, args.fine_scale, method, out,
+        labels = args.labels or (DEFAULT_EE_LABELS if label is not None else
+                                 DEFAULT_LOCAL_LABELS)
+        plan = make_plan(region, grid, months, bands, labels, args.fine_scale, method, out,
                          args.workers, args.patches_per_tile)
         print(format_plan(plan))
         return 0
@@ -177,7 +206,7 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
                         recipe={**recipe.to_dict(), "s2_window": s2_window.to_dict(),
                                 "s1_window": s1_window.to_dict(), "method": method},
                         fine_scale=args.fine_scale, min_valid_fraction=args.min_valid_fraction,
-                        seed=args.seed)
+                        seed=args.seed, classes=label.classes, label_scheme=label.label_scheme)
         if method == "tasks":
             summary = export_tasks(session, image, job, out, fine_label=fine,
                                    patches_per_tile=args.patches_per_tile,
@@ -192,8 +221,11 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
 
 def _run_local(args, region, grid, months, bands, out) -> int:
     from gee_export.contract.patches import patch_stack
+    from gee_export.local.labels import get_scheme
     from gee_export.local.stack import build_local_stack
 
+    labels = args.labels or DEFAULT_LOCAL_LABELS
+    mapping = get_scheme(labels)  # an unknown scheme fails before any pixel is read
     if not args.scenes:
         raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes and a "
                           "labels/label.tif); `make demo` shows the layout on a synthetic scene")
@@ -201,12 +233,14 @@ def _run_local(args, region, grid, months, bands, out) -> int:
         "gs://") else Path(out) / "stacks"
     for month in months:
         stack = build_local_stack(args.scenes, grid, month, bands, fine_scale=args.fine_scale,
-                                  speckle=args.speckle, out_dir=stack_dir,
+                                  speckle=args.speckle, out_dir=stack_dir, label_scheme=labels,
                                   progress=not args.no_progress)
         summary = patch_stack(stack, out, min_valid_fraction=args.min_valid_fraction,
                               seed=args.seed, backend="local", region=region.name,
                               recipe={"backend": "local", "speckle": args.speckle,
-                                      "scenes": str(args.scenes)},
+                                      "scenes": str(args.scenes), "labels": labels},
+                              classes=mapping.manifest_classes(),
+                              label_scheme=mapping.scheme,
                               progress=not args.no_progress)
         print(json.dumps(summary.to_dict()))
     print(f"dataset: {out} (manifest.json, index.jsonl, patches/)")

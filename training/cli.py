@@ -36,9 +36,10 @@ def train_parser() -> argparse.ArgumentParser:
     a("--config", help="YAML file with any TrainConfig option; flags override it")
     a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
     a("--out", dest="out_dir", help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
-    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp; with --label "
+    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp | hrnet; with --label "
       "label_fine: srseg | bilinear-unet | unet-upsample (scale from the manifest)")
-    a("--model-kwargs", type=_json, help="extra model arguments as JSON")
+    a("--model-kwargs", type=_json, help="extra model arguments as JSON, e.g. "
+      "'{\"stem_norm\": \"batch\"}' for hrnet")
     a("--loss", help="crofusenet | dice_focal | ce | weighted_ce (default: the model's paper)")
     a("--loss-kwargs", type=_json, help="loss arguments as JSON, e.g. '{\"beta\": 0.8}'")
     a("--bands", help="comma-separated input bands (default: the manifest's)")
@@ -49,6 +50,13 @@ def train_parser() -> argparse.ArgumentParser:
     a("--poly-power", type=float)
     a("--weight-decay", type=float)
     a("--patience", type=int, help="early-stopping patience in epochs")
+    a("--optimizer", choices=["adam", "sgd"], help="adam (default) | sgd (the hrnet recipe)")
+    a("--momentum", type=float, help="SGD momentum (default 0.9)")
+    a("--crop-size", type=int, help="random square training crops in pixels (hrnet: 513)")
+    a("--filter-noisy", type=float, metavar="SHARE", help=(
+        "train a preliminary model, drop training patches whose prediction agrees with their "
+        "label on fewer than SHARE of the pixels (e.g. 0.2), retrain; the dropped patches "
+        "are listed in <out>/noisy_patches.json"))
     a("--seed", type=int)
     a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
     a("--no-channels-last", dest="channels_last", action="store_const", const=False)

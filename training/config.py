@@ -2,7 +2,9 @@
 
 Defaults are the CroFuseNet paper's (section IV-A): Adam, lr 1e-4, poly schedule with power
 0.9 per iteration, batch 32, 400 epochs, early stopping after 50 epochs without a gain in
-validation MIoU.
+validation MIoU. The land-cover HRNet's recipe (SGD 0.01 with momentum 0.9, random crops,
+class-weighted CE) is set through ``optimizer``, ``momentum``, ``crop_size`` and the loss
+options (``training.models.hrnet.HRNET_RECIPE.train_options``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import yaml
 from gee_export.core.errors import ConfigError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Optimizer = Literal["adam", "sgd"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,13 @@ class TrainConfig:
         bands: input bands (default: every band of the manifest, in its order).
         label: ``label`` or ``label_fine`` (fine-scale labels of super-resolution models).
         epochs, batch_size, lr, poly_power, weight_decay, patience: the optimisation.
+        optimizer: ``adam`` (CroFuseNet, RU-Net++) or ``sgd`` (the land-cover HRNet).
+        momentum: SGD momentum (ignored by Adam).
+        crop_size: random square training crops of this many pixels (input grid); None
+            trains on whole patches. Validation always sees whole patches.
+        filter_noisy: run noisy-sample filtering first (``training.noisy``): drop training
+            patches whose preliminary prediction agrees with their label on fewer than this
+            share of pixels, then retrain; None trains on every patch.
         seed: seeds model init, data order and augmentation.
         num_workers: loader worker processes (default: cores - 1, at most 8).
         precision: ``auto`` = bf16 autocast on CPU, fp16 AMP (bf16 where supported) on CUDA.
@@ -62,6 +72,10 @@ class TrainConfig:
     poly_power: float = 0.9
     weight_decay: float = 0.0
     patience: int = 50
+    optimizer: Optimizer = "adam"
+    momentum: float = 0.9
+    crop_size: int | None = None
+    filter_noisy: float | None = None
     seed: int = 0
     num_workers: int | None = None
     precision: Precision = "auto"
@@ -80,6 +94,12 @@ class TrainConfig:
                   (self.batch_size >= 1, "batch_size must be >= 1"),
                   (self.lr > 0, "lr must be positive"),
                   (self.patience >= 1, "patience must be >= 1"),
+                  (self.optimizer in ("adam", "sgd"),
+                   f"optimizer must be adam or sgd, got {self.optimizer!r}"),
+                  (0.0 <= self.momentum < 1.0, "momentum must be in [0, 1)"),
+                  (self.crop_size is None or self.crop_size >= 8, "crop_size must be >= 8"),
+                  (self.filter_noisy is None or 0.0 < self.filter_noisy < 1.0,
+                   "filter_noisy must be an agreement share in (0, 1), e.g. 0.2"),
                   (self.precision in ("auto", "fp32", "bf16", "fp16"),
                    f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "stop_after must be >= 1"),

@@ -4,7 +4,8 @@ Images are read with rasterio (GDAL ``/vsigs/`` for ``gs://``), bands by the man
 normalised per band with statistics of the TRAINING split (``compute_norm_stats``), NaN set
 to 0 (the band mean after normalisation) and the label set to nodata (255) wherever any band
 is missing. The paper's augmentations (vertical flip, random rotation by multiples of 90° so
-labels at any scale stay exact, Gaussian blur of the image) run on the training split only.
+labels at any scale stay exact, Gaussian blur of the image) run on the training split only,
+after an optional random square crop (the land-cover HRNet trains on 513 px crops).
 
 Determinism: the loader's sampler yields ``(epoch, index)`` keys and each sample's random
 augmentation is drawn from ``default_rng([seed, epoch, index])``, so a batch does not depend
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -151,6 +152,9 @@ class PatchDataset(Dataset):
         label: ``"label"`` or ``"label_fine"`` (labels at the fine scale, super-resolution).
         seed: base seed of the per-sample augmentation draws.
         cache: keep decoded patches in memory (small datasets; one cache per worker).
+        crop: random ``crop x crop`` window of every item (input pixels; the label is cut at
+            its own scale); None, or a crop not smaller than the patch, keeps whole patches.
+        exclude: patch ids ``"<month>/<id>"`` to leave out (noisy-sample filtering).
 
     Items are dicts ``{"image": float32 (C, H, W), "label": int64 (H', W'), "id": str}``.
     """
@@ -160,7 +164,8 @@ class PatchDataset(Dataset):
     def __init__(self, root: str | os.PathLike, split: Split | None = "train",
                  bands: Sequence[str] | None = None, norm: NormStats | None = None,
                  augment: Augment | None = None, label: str = "label", seed: int = 0,
-                 cache: bool = False) -> None:
+                 cache: bool = False, crop: int | None = None,
+                 exclude: Collection[str] = ()) -> None:
         self.root = str(root)
         self.manifest = read_manifest(self.root)
         manifest_bands = [str(b) for b in self.manifest["bands"]]
@@ -170,7 +175,9 @@ class PatchDataset(Dataset):
             raise ConfigError(f"bands {missing} are not in the dataset (it has {manifest_bands})")
         self.band_indexes = [manifest_bands.index(b) + 1 for b in self.bands]
         records = read_index(self.root)
-        self.records = [r for r in records if split is None or r["split"] == split]
+        excluded = set(exclude)
+        self.records = [r for r in records if (split is None or r["split"] == split)
+                        and patch_key(r) not in excluded]
         if not self.records:
             raise InputDataError(f"no {split!r} patches in {self.root}/index.jsonl")
         if any(label not in r for r in self.records):
@@ -182,6 +189,7 @@ class PatchDataset(Dataset):
         self.augment = augment
         self.label_key = label
         self.seed = seed
+        self.crop = crop
         self.class_names = class_names_of(self.manifest)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
 
@@ -220,12 +228,37 @@ class PatchDataset(Dataset):
             std = np.asarray(self.norm.std, np.float32)[:, None, None]
             image = (image - mean) / std
         image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.crop is not None and self.crop < min(image.shape[1:]):
+            # its own stream, so adding a crop leaves the augmentation draws unchanged
+            image, label = random_crop(image, label, self.crop,
+                                       np.random.default_rng([self.seed, int(epoch), int(i), 1]))
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, int(epoch), int(i)])
             image, (label,) = self.augment(image, [label], rng)
         return {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
                 "label": torch.from_numpy(np.ascontiguousarray(label)),
-                "id": f"{self.records[int(i)].get('month', '')}/{self.records[int(i)]['id']}"}
+                "id": patch_key(self.records[int(i)])}
+
+
+def patch_key(record: dict) -> str:
+    """The id of a patch across months: ``"<month>/<id>"`` (what items and filters use)."""
+    return f"{record.get('month', '')}/{record['id']}"
+
+
+def random_crop(image: np.ndarray, label: np.ndarray, size: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random ``size x size`` window of ``image`` (C, H, W) and the same area of ``label``.
+
+    The label may be ``k`` times finer than the image (fine labels); its window is the
+    image window's, scaled by ``k``, so both keep covering the same ground.
+    """
+    h, w = image.shape[1:]
+    k = label.shape[0] // h
+    r0 = int(rng.integers(0, h - size + 1)) if h > size else 0
+    c0 = int(rng.integers(0, w - size + 1)) if w > size else 0
+    image = image[:, r0:r0 + size, c0:c0 + size]
+    label = label[r0 * k:(r0 + size) * k, c0 * k:(c0 + size) * k]
+    return image, label
 
 
 def _mask_label(label: np.ndarray, invalid: np.ndarray) -> np.ndarray:

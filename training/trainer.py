@@ -1,4 +1,4 @@
-"""The trainer: Adam, per-iteration poly LR, early stopping, exact resume, AMP, DDP.
+"""The trainer: Adam or SGD, per-iteration poly LR, early stopping, exact resume, AMP, DDP.
 
 Early stopping watches validation MIoU; checkpoints are written atomically every epoch;
 bf16 autocast and channels_last run on CPU, AMP on CUDA, DDP under ``torchrun``.
@@ -10,7 +10,9 @@ that needs more of the batch than the label (the reconstruction term of ``SRSegL
 the fine image) declares ``wants_batch = True`` and is called ``loss(output, batch)``.
 Without a validation split (``val_set=None``) the trainer runs a fixed budget
 (``epochs`` or ``max_iterations``) with no early stopping and keeps the last weights, which
-is what the fixed-budget model comparison (``training.srseg.compare``) needs.
+is what the fixed-budget model comparison (``training.srseg.compare``) needs. An
+``epoch_end(model, epoch)`` callback runs after every training epoch, before validation and
+the checkpoint (filter pruning zeroes filters there, ``training.pruning``).
 ``train(cfg)`` wires it to a patch dataset: bands from the manifest, normalisation from the
 training split, the paper's model and loss.
 
@@ -28,6 +30,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,11 +161,14 @@ class Trainer:
             weights after the last epoch.
         meta: the model file's description (metrics are filled in at each best epoch).
         info / device: distributed context and device (resolved from ``cfg`` when omitted).
+        epoch_end: called as ``epoch_end(model, epoch)`` after each training epoch, before
+            validation, saving and the checkpoint (so what it changes is what is kept).
     """
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, loss_fn: nn.Module, train_set,
                  val_set, meta: ModelMeta, info: DistInfo | None = None,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None,
+                 epoch_end: Callable[[nn.Module, int], None] | None = None) -> None:
         self.cfg = cfg
         self.info = info or DistInfo()
         self.device = device or resolve_device(cfg.device, self.info)
@@ -190,8 +196,8 @@ class Trainer:
         self.max_iterations = cfg.max_iterations or cfg.epochs * self.iters_per_epoch
         self.epochs = math.ceil(self.max_iterations / max(self.iters_per_epoch, 1))
         self.wants_batch = bool(getattr(loss_fn, "wants_batch", False))
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
-                                          weight_decay=cfg.weight_decay)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.epoch_end = epoch_end
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, PolyLR(self.max_iterations, cfg.poly_power))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -335,6 +341,8 @@ class Trainer:
             epoch = self.start_epoch
             t0 = time.perf_counter()
             row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            if self.epoch_end is not None:
+                self.epoch_end(self.model, epoch)
             if self.val_loader is None:
                 val_row, val_full = {}, {}
                 miou, improved = math.nan, True  # fixed budget: the latest weights are kept
@@ -381,9 +389,28 @@ class Trainer:
         plot_learning_curves(self.history, self.out / CURVES)
 
 
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam (the CroFuseNet/RU-Net++ papers) or SGD with momentum (the land-cover HRNet)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 # ------------------------------------------------------------------ patch-dataset wiring
-def train(cfg: TrainConfig) -> TrainResult:
-    """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``)."""
+def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResult:
+    """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``).
+
+    Args:
+        cfg: the run configuration; with ``filter_noisy`` set, the two-stage noisy-sample
+            filtering of :func:`training.noisy.train_filtered` runs instead.
+        exclude: training patch ids (``"<month>/<id>"``) left out of the training split
+            (given, even empty, it also means the filtering has been done).
+    """
+    if cfg.filter_noisy is not None and exclude is None:
+        from training.noisy import train_filtered
+
+        return train_filtered(cfg).final
     if not cfg.data:
         raise ConfigError("no dataset given: set data (a patch dataset root) in the config "
                           "or pass --data")
@@ -391,11 +418,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     info = init_distributed(dev_kind)
     device = resolve_device(cfg.device, info)
-    raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=cfg.label)
+    exclude = tuple(exclude or ())
+    raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=cfg.label, exclude=exclude)
     norm = _norm_for(cfg, raw)
     aug = Augment() if cfg.augment else None
     train_set = PatchDataset(cfg.data, "train", raw.bands, norm, aug, cfg.label, cfg.seed,
-                             cfg.cache)
+                             cfg.cache, crop=cfg.crop_size, exclude=exclude)
     val_set = PatchDataset(cfg.data, "val", raw.bands, norm, None, cfg.label, cfg.seed, cfg.cache)
     names = raw.class_names
     seed_everything(cfg.seed)
@@ -414,7 +442,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                      class_names=names, output_scale=scale, model_kwargs=kwargs,
                      extra={"config": cfg.to_dict(), "dataset": {
                          "root": cfg.data, "created": raw.manifest.get("created"),
-                         "code_version": raw.manifest.get("code_version")}})
+                         "code_version": raw.manifest.get("code_version"),
+                         "excluded_patches": sorted(exclude)}})
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device)
     return trainer.fit()
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.grid import Grid
 from gee_export.contract.index import FORMAT, read_index, read_manifest, write_index, write_manifest
+from gee_export.contract.label_schemes import DEFAULT_CLASSES_ISA
 from gee_export.contract.splits import (
     DEFAULT_BLOCK,
     DEFAULT_RATIOS,
@@ -36,7 +37,7 @@ from gee_export.core.version import code_version
 Backend = Literal["ee", "local", "synthetic"]
 BACKENDS: tuple[str, ...] = ("ee", "local", "synthetic")
 FINE_SCALES = (2, 4, 5, 8, 10)
-DEFAULT_CLASSES: Mapping[str, str] = {"0": "pervious", "1": "impervious"}
+DEFAULT_CLASSES: Mapping[str, str] = DEFAULT_CLASSES_ISA
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -70,6 +71,8 @@ class DatasetSpec:
         region: region name (or a description of a GeoJSON/bbox).
         recipe: every composite parameter (collections, dates, cloud threshold, speckle...).
         classes: label value -> class name.
+        label_scheme: ``isa`` (binary) or ``landcover`` (the seven classes of
+            :mod:`gee_export.contract.label_schemes`), the manifest's ``label.scheme``.
     """
 
     grid: Grid
@@ -83,6 +86,7 @@ class DatasetSpec:
     region: str | None = None
     recipe: Mapping[str, Any] = field(default_factory=dict)
     classes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLASSES))
+    label_scheme: str = "isa"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", tuple(self.bands))
@@ -107,6 +111,7 @@ class DatasetSpec:
             "split": {"method": "blocked", "ratios": list(self.ratios), "seed": self.seed,
                       "block": self.block},
             "min_valid_fraction": self.min_valid_fraction, "fine_scale": self.fine_scale,
+            "classes": {str(k): str(v) for k, v in self.classes.items()},
         }
 
 
@@ -114,7 +119,8 @@ def _fixed_params_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return {"grid": manifest.get("grid"), "bands": manifest.get("bands"),
             "split": manifest.get("split"),
             "min_valid_fraction": manifest.get("min_valid_fraction"),
-            "fine_scale": manifest.get("label", {}).get("fine_scale")}
+            "fine_scale": manifest.get("label", {}).get("fine_scale"),
+            "classes": manifest.get("label", {}).get("classes")}
 
 
 def check_compatible(store: Store, spec: DatasetSpec) -> dict:
@@ -171,7 +177,8 @@ def commit_month(store: Store, spec: DatasetSpec, month: str,
         "region": spec.region if spec.region is not None else existing.get("region"),
         "grid": fixed["grid"], "bands": fixed["bands"],
         "months": sorted({*existing.get("months", []), month}),
-        "label": {"scheme": "isa", "classes": dict(spec.classes), "nodata": LABEL_NODATA,
+        "label": {"scheme": spec.label_scheme, "classes": dict(spec.classes),
+                  "nodata": LABEL_NODATA,
                   "fine_scale": spec.fine_scale},
         "recipe": dict(spec.recipe) or existing.get("recipe", {}),
         "split": fixed["split"], "min_valid_fraction": spec.min_valid_fraction,

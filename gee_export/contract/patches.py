@@ -45,6 +45,7 @@ from gee_export.contract.dataset import (
 from gee_export.contract.geotiff import encode_geotiff
 from gee_export.contract.grid import Grid, patch_id
 from gee_export.contract.index import read_index, read_manifest, remove_temporaries
+from gee_export.contract.label_schemes import isa_class_of
 from gee_export.contract.splits import (
     DEFAULT_BLOCK,
     DEFAULT_RATIOS,
@@ -334,6 +335,7 @@ def patch_stack(
     region: str | None = None,
     recipe: Mapping[str, Any] | None = None,
     classes: Mapping[str, str] = DEFAULT_CLASSES,
+    label_scheme: str = "isa",
     compress: str = "deflate",
     flush_seconds: float = 30.0,
     progress: bool = True,
@@ -352,7 +354,9 @@ def patch_stack(
         backend: 'ee', 'local' or 'synthetic', recorded in the manifest.
         region: region name recorded in the manifest.
         recipe: every composite parameter, recorded in the manifest.
-        classes: label value -> class name, recorded in the manifest.
+        classes: label value -> class name, recorded in the manifest (its ``impervious``
+            class is the one counted in each record's ``isa_fraction``).
+        label_scheme: the manifest's ``label.scheme`` (``isa`` or ``landcover``).
         compress: GeoTIFF compression of patch files.
         flush_seconds: the index is rewritten at most this often while running, and at the end.
         progress: show a tqdm bar.
@@ -365,7 +369,8 @@ def patch_stack(
         raise ConfigError(f"workers must be >= 1, got {workers}")
     grid = stack.grid
     spec = DatasetSpec(grid, stack.bands, normalise_ratios(ratios), seed, block, min_valid_fraction,
-                       stack.fine_scale, backend, region, dict(recipe or {}), dict(classes))
+                       stack.fine_scale, backend, region, dict(recipe or {}), dict(classes),
+                       label_scheme)
     store = open_store(out)
     if grid.patch_count == 0:
         raise GridError(f"the {grid.height}x{grid.width} grid is smaller than one "
@@ -376,7 +381,7 @@ def patch_stack(
     splits = spec.splits()
     writer = PatchWriter(store, grid, stack.bands, stack.month, splits=splits,
                          fine_scale=stack.fine_scale, image_fine_bands=_fine_bands(stack),
-                         compress=compress)
+                         isa_class=isa_class_of(classes), compress=compress)
     sources = {k: getattr(stack, k) for k in ("image", "label", "label_fine", "image_fine")
                if getattr(stack, k)}
     sources["fingerprint"] = stack_fingerprint(stack)

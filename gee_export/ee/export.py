@@ -34,6 +34,7 @@ from gee_export.contract.index import (
     write_index,
     write_manifest,
 )
+from gee_export.contract.label_schemes import isa_class_of
 from gee_export.contract.patches import DEFAULT_CLASSES, PatchWriter, check_month, valid_mask
 from gee_export.contract.splits import (
     DEFAULT_BLOCK,
@@ -67,6 +68,8 @@ class ExportJob:
     seed: int = 0
     block: int = DEFAULT_BLOCK
     backend: str = "ee"
+    classes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLASSES))
+    label_scheme: str = "isa"
 
     def __post_init__(self) -> None:
         check_month(self.month)
@@ -113,7 +116,7 @@ class Bookkeeper:
         self.existing = read_manifest(store, missing_ok=True)
         self._check_compatible()
         self.writer = PatchWriter(store, job.grid, job.bands, job.month, splits=self.splits,
-                                  fine_scale=job.fine_scale)
+                                  fine_scale=job.fine_scale, isa_class=isa_class_of(job.classes))
         self.records = {(r["month"], r["id"]): r for r in read_index(store, missing_ok=True)}
         self.done = self.writer.done_ids()
         known = {pid for (m, pid) in self.records if m == job.month}
@@ -189,7 +192,8 @@ class Bookkeeper:
             "created": ex.get("created", now), "updated": now, "backend": job.backend,
             "region": job.region, "grid": params["grid"], "bands": params["bands"],
             "months": sorted({*ex.get("months", []), job.month}),
-            "label": {"scheme": "isa", "classes": dict(DEFAULT_CLASSES), "nodata": LABEL_NODATA,
+            "label": {"scheme": job.label_scheme, "classes": dict(job.classes),
+                      "nodata": LABEL_NODATA,
                       "fine_scale": job.fine_scale},
             "recipe": {**dict(job.recipe), "per_month": recipes},
             "split": params["split"], "min_valid_fraction": job.min_valid_fraction,

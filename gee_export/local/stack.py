@@ -153,7 +153,8 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
             ``label_x<k>.tif`` when present, else from the same label raster.
         speckle: Sentinel-1 speckle filter (see :mod:`gee_export.local.speckle`).
         out_dir: folder of the output GeoTIFFs.
-        label_scheme: class mapping of the label to 0/1/255 (preset name or dict).
+        label_scheme: class mapping of the label (preset name such as ``worldcover`` or
+            ``landcover:chesapeake``, or a {value: class} dict), applied by lookup table.
         recipe: every other parameter; ``speckle``/``label_scheme`` arguments override it.
         block: grid pixels per block side (memory grows with block^2 x scenes).
         progress: show a tqdm bar over blocks.

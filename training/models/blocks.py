@@ -218,6 +218,24 @@ class Bottleneck(nn.Module):
         return F.relu(y + self.shortcut(x))
 
 
+class BasicBlock(nn.Module):
+    """ResNet basic residual block: two 3x3 conv-BN, identity shortcut (HRNet's branch unit).
+
+    ``conv1`` is a :class:`ConvBNReLU` (its output only feeds ``conv2``, which is what filter
+    pruning may shrink); ``conv2``/``bn2`` write into the residual stream and keep its width.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = ConvBNReLU(channels, channels, kernel=3)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        nn.init.zeros_(self.bn2.weight)  # start as identity, as the bottleneck does
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.bn2(self.conv2(self.conv1(x))))
+
+
 def resnet_stage(in_ch: int, width: int, blocks: int, stride: int) -> nn.Sequential:
     """One ResNet stage: ``blocks`` bottlenecks, the first one changing stride and width."""
     layers = [Bottleneck(in_ch, width, stride)]
