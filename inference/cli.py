@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
 from gee_export.core.errors import ConfigError
+from inference.postprocess import add_postprocess_arguments, postprocess_options
 from training.devices import add_device_arguments
 
 
@@ -32,6 +33,7 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--compress", choices=("DEFLATE", "ZSTD"), default="DEFLATE")
     p.add_argument("--isa-class", type=int, help="index of the impervious class")
+    add_postprocess_arguments(p)
     p.add_argument("--zones", help="GeoJSON polygons for the area table (default: whole map)")
     p.add_argument("--compare-with",
                    help="class COG of an earlier date on the same grid: also write a change map")
@@ -56,7 +58,8 @@ def _predict(args: argparse.Namespace) -> int:
     from inference.workflow import describe, predict_with_model_file
 
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                           blend=args.blend, compress=args.compress)
+                           blend=args.blend, compress=args.compress,
+                           **postprocess_options(args))
     options = RuntimeOptions(device=args.device, precision=args.precision,
                              channels_last=not args.no_channels_last, compile=args.compile)
     outputs = predict_with_model_file(

@@ -7,6 +7,11 @@ output strip whose rows no later tile can touch is written at once to its own sm
 (atomically, by a writer thread). The strips are the checkpoint: a killed run restarts at the
 first missing strip, recomputing only the tile row whose contribution it needs. At the end the
 strips are mosaicked through a VRT into Cloud-Optimized GeoTIFFs (see :mod:`inference.cog`).
+
+With ``postprocess="clahe"`` each strip's probabilities also pass through a
+:class:`inference.postprocess.ClaheStream`, which hands a strip back (with its class map
+re-decided) once the CLAHE tile row below it is complete; a resumed run restarts one CLAHE
+tile row earlier to rebuild that context (the strips there exist and are not rewritten).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ from gee_export.core.storage import files
 from inference import cog
 from inference.blending import Blend, check_tiling, strip_bounds, tile_starts, tile_weights
 from inference.cog import NODATA, PROB_SCALE, OutputInfo
+from inference.postprocess import ClaheParams, ClaheStream, Postprocess
 from inference.runtime import TilePredictor
 
 # GDAL's block cache defaults to 5 % of physical RAM, which would make the footprint grow with
@@ -57,6 +63,10 @@ class PredictConfig:
         isa_class: index of the impervious class in the model's classes.
         compress: COG compression.
         keep_work: keep the strip directory after the COGs are written (debugging).
+        postprocess: ``"clahe"`` re-decides the class map with the CLAHE post-processing
+            of the impervious probability (:mod:`inference.postprocess`); the probability
+            band stays the model's.
+        clahe: its parameters.
     """
 
     tile: int = 512
@@ -67,9 +77,13 @@ class PredictConfig:
     isa_class: int = 1
     compress: cog.Compression = "DEFLATE"
     keep_work: bool = False
+    postprocess: Postprocess = "none"
+    clahe: ClaheParams = field(default_factory=ClaheParams)
 
     def __post_init__(self) -> None:
         check_tiling(self.tile, self.overlap)
+        if self.postprocess not in ("none", "clahe"):
+            raise ConfigError(f"postprocess must be none or clahe, got {self.postprocess!r}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
         if self.strip_rows < 16 or self.strip_rows % 16:
@@ -163,23 +177,14 @@ class _Accumulator:
             self.invalid[r0:r0 + invalid.shape[0] - skip] |= invalid[skip:]
 
     def take(self, rows: int, isa_class: int) -> tuple[np.ndarray, np.ndarray]:
-        """Encode and remove the first ``rows`` rows: (class uint8, ISA probability uint8).
+        """Encode and remove the first ``rows`` rows: (class uint8, ISA probability uint8)."""
+        return encode(*self.take_probs(rows), isa_class)
 
-        One accumulated channel means a two-class model in compact form (P(class 1) only).
-        """
+    def take_probs(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Remove the first ``rows`` rows: blended probabilities (K, rows, W) and nodata mask."""
         sums, weights = self.sums[:, :rows], self.weights[:rows]
         bad = self.invalid[:rows] | (weights <= 0)
         probs = sums / np.where(weights > 0, weights, 1.0)
-        if probs.shape[0] == 1:
-            p1 = probs[0]
-            classes = (p1 > 0.5).astype(np.uint8)  # argmax; a tie goes to class 0
-            isa = p1 if isa_class == 1 else 1.0 - p1
-        else:
-            classes = np.argmax(probs, axis=0).astype(np.uint8)
-            isa = probs[isa_class]
-        prob = np.rint(np.clip(isa, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
-        classes[bad] = NODATA
-        prob[bad] = NODATA
         keep = self.weights.shape[0] - rows
         self.sums[:, :keep] = self.sums[:, rows:]  # numpy copies overlapping slices safely
         self.sums[:, keep:] = 0.0
@@ -188,7 +193,25 @@ class _Accumulator:
         self.invalid[:keep] = self.invalid[rows:]
         self.invalid[keep:] = False
         self.row0 += rows
-        return classes, prob
+        return probs, bad
+
+
+def encode(probs: np.ndarray, bad: np.ndarray, isa_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """(class uint8, ISA probability uint8) of blended probabilities, nodata where ``bad``.
+
+    One channel means a two-class model in compact form (P(class 1) only).
+    """
+    if probs.shape[0] == 1:
+        p1 = probs[0]
+        classes = (p1 > 0.5).astype(np.uint8)  # argmax; a tie goes to class 0
+        isa = p1 if isa_class == 1 else 1.0 - p1
+    else:
+        classes = np.argmax(probs, axis=0).astype(np.uint8)
+        isa = probs[isa_class]
+    prob = np.rint(np.clip(isa, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
+    classes[bad] = NODATA
+    prob[bad] = NODATA
+    return classes, prob
 
 
 def _fingerprint(src_path: str, src: Any, info: OutputInfo, config: PredictConfig,
@@ -325,12 +348,19 @@ def _run_strips(src, indexes, nodata, predictor: TilePredictor, config: PredictC
     s, tile = predictor.scale, config.tile
     starts_y = tile_starts(src.height, tile, config.overlap)
     starts_x = tile_starts(src.width, tile, config.overlap)
-    row_from = strips[first][0]  # first output row still to be written
+    post = (ClaheStream(src.height * s, src.width * s, config.isa_class, config.clahe)
+            if config.postprocess == "clahe" else None)
+    start = first
+    if post is not None:  # the first missing strip needs the CLAHE tile row above it
+        context = post.context_start(strips[first][0])
+        start = next(i for i, (_, r1) in enumerate(strips) if r1 > context)
+    row_from = strips[start][0]  # first output row to compute
     span = min(tile, src.height)
     k0 = next(k for k, y in enumerate(starts_y) if (y + span) * s > row_from)
     acc = None
     pending: list[Future] = []
-    todo = list(range(first, len(strips)))
+    todo = list(range(start, len(strips)))
+    written_before = strips[first][0]  # strips above this row exist already
 
     def read(k: int) -> np.ndarray:
         y = starts_y[k]
@@ -338,6 +368,18 @@ def _run_strips(src, indexes, nodata, predictor: TilePredictor, config: PredictC
         return src.read(indexes, window=window, out_dtype="float32")
 
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+        def write(r0: int, classes: np.ndarray, prob: np.ndarray) -> None:
+            if r0 < written_before:
+                return
+            for done in [f for f in pending if f.done()]:
+                done.result()  # re-raises a failed write here, not at the very end
+                pending.remove(done)
+            if len(pending) >= 2:  # at most two encoded strips wait in memory
+                pending.pop(0).result()
+            strip_profile = {**profile, "transform": transform @ Affine.translation(0, r0)}
+            pending.append(writer.submit(_write_strip, _strip_path(work, r0), classes, prob,
+                                         strip_profile))
+
         bar = tqdm(total=(len(starts_y) - k0) * len(starts_x), unit="tile", disable=not progress,
                    desc="predict")
         nxt = reader.submit(read, k0)
@@ -363,15 +405,17 @@ def _run_strips(src, indexes, nodata, predictor: TilePredictor, config: PredictC
             final_row = starts_y[k + 1] * s if k + 1 < len(starts_y) else src.height * s
             while todo and strips[todo[0]][1] <= final_row:
                 r0, r1 = strips[todo.pop(0)]
-                classes, prob = acc.take(r1 - r0, config.isa_class)
-                for done in [f for f in pending if f.done()]:
-                    done.result()  # re-raises a failed write here, not at the very end
-                    pending.remove(done)
-                if len(pending) >= 2:  # at most two encoded strips wait in memory
-                    pending.pop(0).result()
-                strip_profile = {**profile, "transform": transform @ Affine.translation(0, r0)}
-                pending.append(writer.submit(_write_strip, _strip_path(work, r0), classes, prob,
-                                             strip_profile))
+                if post is None:
+                    write(r0, *acc.take(r1 - r0, config.isa_class))
+                    continue
+                probs, bad = acc.take_probs(r1 - r0)
+                _, prob = encode(probs, bad, config.isa_class)
+                for row0, classes, (prob0, bad0) in post.push(r0, probs, bad, (prob, bad)):
+                    classes[bad0] = NODATA
+                    write(row0, classes, prob0)
+        for row0, classes, (prob0, bad0) in post.finish() if post is not None else ():
+            classes[bad0] = NODATA
+            write(row0, classes, prob0)
         for future in pending:
             future.result()
         bar.close()
