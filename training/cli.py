@@ -1,4 +1,4 @@
-"""Console scripts ``isamap-train`` and ``isamap-evaluate``.
+"""Console scripts ``isamap-train``, ``isamap-evaluate`` and ``isamap-prune``.
 
 Flags override the YAML ``--config`` file; only flags that are given override. Errors that
 isamap raises on purpose print one line saying what to do and exit with status 2.
@@ -131,6 +131,56 @@ def _evaluate(a: argparse.Namespace) -> int:
                    a.workers, a.points, a.point_seed, a.progress)
     print(res.table_path.read_text())
     print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}")
+    return 0
+
+
+def prune_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="isamap-prune", description=(
+        "FPGM filter pruning (land-cover paper, section 3.4): fine-tune a trained model, "
+        "zeroing each epoch the --rate of filters per prunable layer nearest the layer's "
+        "geometric median, then save a genuinely smaller network (<out>/pruned.pt) that "
+        "isamap-predict loads. The fine-tuning uses the model's own recorded recipe."))
+    a = p.add_argument
+    a("--model", required=True, help="trained model file (isamap-train's model.pt)")
+    a("--data", required=True, help="patch dataset root to fine-tune on")
+    a("--out", required=True, help="run folder")
+    a("--rate", type=float, default=0.4, help="share of filters removed per layer")
+    a("--epochs", type=int, help="fine-tuning epochs (default: the model's)")
+    a("--max-iterations", type=int, help="total fine-tuning iterations (replaces --epochs)")
+    a("--batch-size", type=int)
+    a("--lr", type=float)
+    a("--optimizer", choices=["adam", "sgd"])
+    a("--momentum", type=float)
+    a("--crop-size", type=int)
+    a("--seed", type=int)
+    a("--workers", dest="num_workers", type=int)
+    a("--flops-size", type=int, default=256, help="input side of the reported FLOP counts")
+    add_device_arguments(p, device=None, precision=None)
+    a("--resume", action="store_const", const=True, help="continue the run in --out")
+    a("--no-progress", dest="progress", action="store_const", const=False)
+    add_logging_arguments(p)
+    return p
+
+
+def prune_main(argv: Sequence[str] | None = None) -> int:
+    args = vars(prune_parser().parse_args(argv))
+    verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
+    configure_logging(verbose, quiet, debug)
+    return run_command("isamap-prune", lambda: _prune(args), debug=debug)
+
+
+def _prune(args: dict) -> int:
+    from training.pruning import prune
+
+    model, data, out = args.pop("model"), args.pop("data"), args.pop("out")
+    rate, size = args.pop("rate"), args.pop("flops_size")
+    overrides = {k: v for k, v in args.items() if v is not None}
+    result = prune(model, data, out, rate, overrides, size)
+    s = result.summary
+    print(f"parameters {s['before']['parameters']:,} -> {s['after']['parameters']:,}; "
+          f"FLOPs at {size} px {s['before']['flops'] / 1e9:.2f} G -> "
+          f"{s['after']['flops'] / 1e9:.2f} G\ncompact model: {result.pruned_path}\n"
+          f"masked model: {result.masked_path}\nsummary: {result.summary_path}")
     return 0
 
 

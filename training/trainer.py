@@ -421,10 +421,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
     exclude = tuple(exclude or ())
     raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=cfg.label, exclude=exclude)
     norm = _norm_for(cfg, raw)
-    aug = Augment() if cfg.augment else None
-    train_set = PatchDataset(cfg.data, "train", raw.bands, norm, aug, cfg.label, cfg.seed,
-                             cfg.cache, crop=cfg.crop_size, exclude=exclude)
-    val_set = PatchDataset(cfg.data, "val", raw.bands, norm, None, cfg.label, cfg.seed, cfg.cache)
+    train_set, val_set = patch_splits(cfg, raw.bands, norm, exclude)
     names = raw.class_names
     seed_everything(cfg.seed)
     scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \
@@ -446,6 +443,16 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
                          "excluded_patches": sorted(exclude)}})
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device)
     return trainer.fit()
+
+
+def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
+                 exclude: Collection[str] = ()) -> tuple[PatchDataset, PatchDataset]:
+    """The training (augmented, cropped, ``exclude`` left out) and validation datasets."""
+    aug = Augment() if cfg.augment else None
+    train_set = PatchDataset(cfg.data, "train", bands, norm, aug, cfg.label, cfg.seed,
+                             cfg.cache, crop=cfg.crop_size, exclude=exclude)
+    val_set = PatchDataset(cfg.data, "val", bands, norm, None, cfg.label, cfg.seed, cfg.cache)
+    return train_set, val_set
 
 
 def model_kwargs_for_scale(model: str, label: str, scale: int, kwargs: dict) -> dict:
