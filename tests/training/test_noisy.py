@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from tests.support.models import ConstantModel
+from tests.support.rasters import write_patch_dataset
 from training.config import TrainConfig
 from training.data import PatchDataset, compute_norm_stats
 from training.modelfile import read_model_file
 from training.noisy import SIDECAR, PatchScore, score_patches, select_patches, train_filtered
-from tests.support.models import ConstantModel
-from tests.support.rasters import write_patch_dataset
 
 SIZE = 32
 
