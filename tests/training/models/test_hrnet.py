@@ -73,20 +73,14 @@ def test_the_instance_norm_stem_normalises_each_image_alone():
         create_model("hrnet", 4, 3, stem_norm="layer")
 
 
-def test_stem_norm_reaches_the_model_through_model_kwargs(patch_root, tmp_path):
-    from training.config import TrainConfig
+def test_stem_norm_reaches_the_model_through_model_kwargs(hrnet_run):
+    """``--model-kwargs '{"stem_norm": "batch"}'`` builds, trains and is recorded."""
     from training.modelfile import load_model_file
-    from training.trainer import train
 
-    cfg = TrainConfig(data=str(patch_root), out_dir=str(tmp_path / "run"), model="hrnet",
-                      model_kwargs={**TINY, "stem_norm": "batch"}, epochs=1, max_batches=1,
-                      batch_size=2, num_workers=0, device="cpu", precision="fp32",
-                      channels_last=False, progress=False, optimizer="sgd", lr=0.01,
-                      crop_size=16)
-    result = train(cfg)
-    model, meta = load_model_file(result.model_path)
+    model, meta = load_model_file(hrnet_run.model_path)
     assert isinstance(model.stem.norm1, nn.BatchNorm2d)
     assert meta.model_kwargs["stem_norm"] == "batch"
+    assert (meta.extra["config"]["optimizer"], meta.extra["config"]["crop_size"]) == ("sgd", 16)
 
 
 def test_recipe_weights_impervious_three_times():
