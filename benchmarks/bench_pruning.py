@@ -1,0 +1,144 @@
+"""Benchmark: FPGM-pruned vs unpruned HRNet inference on this CPU, side by side.
+
+Measured in one run:
+- parameters and forward FLOPs (``torch.utils.flop_counter``) of the land-cover HRNet
+  (C = 18, the default) before and after 40 % FPGM pruning of its prunable convolutions;
+- inference patches/s of both networks for every precision / memory layout the CPU offers
+  (fp32 and, where the CPU has native bf16, bf16 autocast; contiguous and channels_last);
+  the two networks run alternately, several rounds, and each keeps its fastest round, so a
+  burst of load on a shared machine hits both alike; the headline compares them at the
+  layout that is fastest for the unpruned network (bar: pruned >= 1.5x faster);
+- the accuracy change that pruning costs, from the real-data experiment
+  (``python -m inference.lccompare``; read from its ``metrics.json`` when present, else run
+  here with one seed and a short budget, and labelled so).
+
+Weights: the speed does not depend on their values; the pruned network is the compact
+model that ``training.pruning.compact_model`` builds from an FPGM-masked copy.
+
+Run: ``.venv/bin/python benchmarks/bench_pruning.py`` (``--size 128`` for a quick look).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gee_export.contract.label_schemes import LANDCOVER_CLASSES  # noqa: E402
+from training.devices import resolve_precision  # noqa: E402
+from training.modelfile import ModelMeta  # noqa: E402
+from training.models import create_model  # noqa: E402
+from training.pruning import compact_model, flop_count, fpgm_step, parameter_count  # noqa: E402
+
+BANDS = ("Red", "Green", "Blue", "NearInfrared")
+
+
+def networks(width: int, rate: float) -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    full = create_model("hrnet", len(BANDS), len(LANDCOVER_CLASSES), width=width).eval()
+    masked = create_model("hrnet", len(BANDS), len(LANDCOVER_CLASSES), width=width).eval()
+    masked.load_state_dict(full.state_dict())
+    fpgm_step(masked, rate)
+    meta = ModelMeta("hrnet", len(BANDS), len(LANDCOVER_CLASSES), BANDS, (0.0,) * 4,
+                     (1.0,) * 4, "landcover", LANDCOVER_CLASSES, model_kwargs={"width": width})
+    small, _ = compact_model(masked, meta)
+    return full, small.eval()
+
+
+def layouts() -> list[tuple[str, torch.dtype, bool]]:
+    out = [("fp32", torch.float32, False), ("fp32/channels_last", torch.float32, True)]
+    if resolve_precision("auto", torch.device("cpu")) == torch.bfloat16:  # native bf16
+        out += [("bf16", torch.bfloat16, False), ("bf16/channels_last", torch.bfloat16, True)]
+    return out
+
+
+def one_pass(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype) -> float:
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype,
+                                                enabled=dtype != torch.float32):
+        start = time.perf_counter()
+        net(x)
+        return time.perf_counter() - start
+
+
+def speed(full, small, batch: int, size: int, rounds: int) -> dict[str, tuple[float, float]]:
+    """patches/s of (unpruned, pruned) per layout: alternate rounds, best round each."""
+    rates = {}
+    for name, dtype, channels_last in layouts():
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        x = torch.randn(batch, len(BANDS), size, size).contiguous(memory_format=fmt)
+        nets = [full.to(memory_format=fmt), small.to(memory_format=fmt)]
+        for net in nets:
+            one_pass(net, x, dtype)  # warm-up: oneDNN primitive creation
+        best = [float("inf"), float("inf")]
+        for _ in range(rounds):
+            for i, net in enumerate(nets):
+                best[i] = min(best[i], one_pass(net, x, dtype))
+        rates[name] = (batch / best[0], batch / best[1])
+        print(f"  {name:<20} unpruned {rates[name][0]:7.2f} patches/s   pruned "
+              f"{rates[name][1]:7.2f} patches/s   x{rates[name][1] / rates[name][0]:.2f}",
+              flush=True)
+    return rates
+
+
+def accuracy_change(results: Path, data_dir: str) -> tuple[str, dict]:
+    """OA of hrnet and pruned hrnet from the experiment (mean ± std over seeds)."""
+    from inference.lccompare import LandCoverCompareConfig, run_experiment
+
+    path = results / "metrics.json"
+    if path.exists():
+        report, source = json.loads(path.read_text()), f"{path} (the documented experiment)"
+    else:
+        cfg = LandCoverCompareConfig(data_dir=data_dir, seeds=(0,), iterations=60,
+                                     prune_iterations=20)
+        report = run_experiment(cfg, results, progress=False)
+        source = f"{path}, run now: one seed, 60 iterations (a quick look, not the result)"
+    return source, {m: report["summary"][m]["OA"] for m in ("hrnet", "hrnet pruned")}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--width", type=int, default=18, help="HRNet C (18: the default model)")
+    p.add_argument("--rate", type=float, default=0.4)
+    p.add_argument("--size", type=int, default=256, help="patch side in pixels")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--results", default=str(ROOT / "lccompare_output"),
+                   help="inference.lccompare output folder with metrics.json")
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"
+                                             / "geobench_chesapeake_naip"))
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    warnings.filterwarnings("ignore")
+    full, small = networks(a.width, a.rate)
+    pf, ps = parameter_count(full), parameter_count(small)
+    ff, fs = flop_count(full, len(BANDS), a.size), flop_count(small, len(BANDS), a.size)
+    print(f"hrnet C={a.width}, FPGM {100 * a.rate:g} % of prunable filters, {a.size} px "
+          f"patches, batch {a.batch}, {torch.get_num_threads()} threads")
+    print(f"parameters  {pf:>12,} -> {ps:>12,}  ({100 * (1 - ps / pf):.1f} % fewer)")
+    print(f"FLOPs/patch {ff / 1e9:>10.2f} G -> {fs / 1e9:>10.2f} G  (x{ff / fs:.2f} fewer)")
+    rates = speed(full, small, a.batch, a.size, a.rounds)
+    fastest = max(rates, key=lambda k: rates[k][0])
+    u, pr = rates[fastest]
+    print(f"fastest layout for the unpruned network: {fastest}: {u:.2f} -> {pr:.2f} "
+          f"patches/s, pruned x{pr / u:.2f} faster (bar: >= 1.5x)")
+    source, oa = accuracy_change(Path(a.results), a.data_dir)
+    h, q = oa["hrnet"], oa["hrnet pruned"]
+    print(f"accuracy (OA at 1 m, mean ± std over seeds) from {source}:\n"
+          f"  hrnet {100 * h['mean']:.2f} ± {100 * h['std']:.2f} %, pruned "
+          f"{100 * q['mean']:.2f} ± {100 * q['std']:.2f} %, change "
+          f"{100 * (q['mean'] - h['mean']):+.2f} points")
+
+
+if __name__ == "__main__":
+    main()
