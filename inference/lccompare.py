@@ -81,6 +81,7 @@ class LandCoverCompareConfig:
         seeds: training seeds.
         iterations / batch_size / crop: training budget, batch and random crop (px).
         model: ``hrnet`` keyword arguments (a narrow HRNet for CPU minutes).
+        lr: initial SGD learning rate (the paper's 0.01; poly decay to 0 at the budget).
         prune_iterations / prune_epochs / prune_rate: FPGM fine-tuning.
         clahe: the post-processing (128 px tiles: two per 256 px tile side).
     """
@@ -94,6 +95,7 @@ class LandCoverCompareConfig:
     model: dict = field(default_factory=lambda: {"width": 8, "stem_width": 16,
                                                  "stage1_width": 16, "modules": [1, 1, 1],
                                                  "blocks": 2})
+    lr: float = HRNET_RECIPE.lr
     prune_iterations: int = 100
     prune_epochs: int = 4
     prune_rate: float = 0.4
@@ -246,7 +248,7 @@ def run_seed(cfg: LandCoverCompareConfig, tiles: Sequence[Tile], seed: int) -> d
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".lccompare.") as tmp:
         data = CropDataset(tiles, mean, std, cfg.crop, cfg.iterations * cfg.batch_size, seed)
-        Trainer(_train_cfg(cfg, Path(tmp) / "train", seed, cfg.iterations, recipe.lr), model,
+        Trainer(_train_cfg(cfg, Path(tmp) / "train", seed, cfg.iterations, cfg.lr), model,
                 loss, data, None, meta).fit()
         train_s = time.perf_counter() - started
         # FPGM fine-tuning at a tenth of the learning rate, pruning after every epoch
@@ -254,7 +256,7 @@ def run_seed(cfg: LandCoverCompareConfig, tiles: Sequence[Tile], seed: int) -> d
         per_epoch = max(cfg.prune_iterations // cfg.prune_epochs, 1) * cfg.batch_size
         pdata = CropDataset(tiles, mean, std, cfg.crop, per_epoch, seed + 1000)
         pcfg = replace(_train_cfg(cfg, Path(tmp) / "prune", seed, cfg.prune_iterations,
-                                  recipe.lr / 10), epochs=cfg.prune_epochs)
+                                  cfg.lr / 10), epochs=cfg.prune_epochs)
         Trainer(pcfg, masked, loss, pdata, None, meta,
                 epoch_end=lambda m, e: fpgm_step(m, cfg.prune_rate)).fit()
     small, _ = compact_model(masked.cpu(), meta)
@@ -374,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--crop", type=int, default=d.crop)
     p.add_argument("--width", type=int, default=d.model["width"], help="HRNet C")
+    p.add_argument("--lr", type=float, default=d.lr, help="initial SGD learning rate")
+    p.add_argument("--stem-norm", choices=("instance", "batch"), default="instance")
     p.add_argument("--prune-iterations", type=int, default=d.prune_iterations)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     a = p.parse_args(argv)
@@ -381,7 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     cfg = LandCoverCompareConfig(data_dir=a.data_dir, seeds=tuple(a.seeds),
                                  iterations=a.iterations, batch_size=a.batch_size, crop=a.crop,
-                                 model={**d.model, "width": a.width},
+                                 model={**d.model, "width": a.width,
+                                        **({"stem_norm": "batch"} if a.stem_norm == "batch"
+                                           else {})},
+                                 lr=a.lr,
                                  prune_iterations=a.prune_iterations)
     started = time.perf_counter()
     report = run_experiment(cfg, a.out)
