@@ -14,13 +14,9 @@ Run: ``.venv/bin/python benchmarks/bench_ee_export.py [--latency 0.4] [--size 44
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the test transport lives in tests/
 
 
 def main() -> None:

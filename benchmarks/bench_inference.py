@@ -32,13 +32,10 @@ import torch
 from affine import Affine
 from rasterio.windows import Window
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from inference.cog import OutputInfo  # noqa: E402
-from inference.predict import PredictConfig, predict_raster  # noqa: E402
-from inference.runtime import RuntimeOptions, TilePredictor  # noqa: E402
-from training.models import create_model  # noqa: E402
+from inference.cog import OutputInfo
+from inference.predict import PredictConfig, predict_raster
+from inference.runtime import RuntimeOptions, TilePredictor
+from training.models import create_model
 
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
 
@@ -106,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--replay-every", type=int, default=4,
                         help="replay every n-th batch through the model alone")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench_output")
+    parser.add_argument("--out", type=Path, default=Path("bench_output"))
     parser.add_argument("--generate-only", action="store_true")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Benchmark: patch a 10,000 x 10,000 x 7-band float32 stack; patches/s and peak RSS.
 
-The bar (issue 2): peak RSS under 1.5 GB, because patching reads one strip of patch rows at a
+The bar: peak RSS under 1.5 GB, because patching reads one strip of patch rows at a
 time instead of the whole raster. For comparison the same run measures, in a separate process,
 what reading the whole stack into memory costs.
 
@@ -27,7 +27,8 @@ import rasterio
 from rasterio.windows import Window
 
 from gee_export.contract.grid import Grid
-from gee_export.contract.patches import StackPaths, patch_stack
+from gee_export.contract.patches import patch_stack
+from gee_export.contract.stack import StackPaths
 
 BANDS = ("B2", "B3", "B4", "B8", "B11", "VV", "VH")
 RSS_BAR_GB = 1.5

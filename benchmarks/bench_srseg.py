@@ -10,13 +10,11 @@ pixels. All models are timed in the same run, so the ratios are meaningful on a 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 from training.models import create_model
 
 
@@ -37,7 +35,7 @@ def km2_per_s(name: str, scale: int, tile: int, reps: int, batch: int) -> tuple[
 
 
 def pipeline_km2_per_s(scale: int, size: int, tile: int) -> tuple[float, float]:
-    """Whole issue-6 pipeline (read, tile, blend, fine COG) vs the forward passes alone."""
+    """Whole sliding-window pipeline (read, tile, blend, fine COG) vs the forward passes alone."""
     import tempfile
 
     import numpy as np

@@ -9,24 +9,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "training"))
-
-from conftest import write_patch_dataset  # noqa: E402
-
-from training.data import Augment, PatchDataset, compute_norm_stats, make_loader  # noqa: E402
-from training.losses import build_loss, default_loss_for, main_output  # noqa: E402
-from training.models import create_model  # noqa: E402
+from gee_export.contract.patches import patch_stack
+from gee_export.local.stack import build_local_stack
+from gee_export.local.synthetic import generate_scene
+from training.data import Augment, PatchDataset, compute_norm_stats, make_loader
+from training.losses import build_loss, default_loss_for, main_output
+from training.models import create_model
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]
+
+
+def synthetic_dataset(folder: Path, size: int = 768) -> Path:
+    """About 80 patches of 128 px through the package: synthetic scene, local stack, patches."""
+    scene = generate_scene(folder / "scene", width=size, height=size)
+    stack = build_local_stack(scene.root, scene.grid, scene.month, BANDS, label=scene.label,
+                              speckle="boxcar", out_dir=folder / "stack", progress=False)
+    patch_stack(stack, folder / "ds", min_valid_fraction=0.0, ratios=(1, 0, 0), progress=False)
+    return folder / "ds"
 
 
 def _mode(model, x, fast: bool):
@@ -112,7 +117,7 @@ def main() -> None:
         print(f"{name:<12}{te:>13.2f}{tf:>15.2f}{tf / te:>7.2f}{ie:>13.2f}{inf:>15.2f}"
               f"{inf / ie:>7.2f}")
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_patch_dataset(Path(tmp) / "ds", n=72, size=128)
+        root = synthetic_dataset(Path(tmp))
         lp = bench_loader(root, a.batch, a.workers, 14)
     fastest = max(rates.values())
     print(f"\ndata loader ({a.workers} worker, 128 px patches from GeoTIFF, normalise + "

@@ -10,25 +10,39 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from gee_export.contract import bands as band_registry
+from gee_export.contract.composite import SPECKLE_FILTERS
+from gee_export.contract.dataset import DatasetSpec, check_compatible
 from gee_export.contract.grid import DEFAULT_PATCH_SIZE, DEFAULT_STRIDE, Grid
 from gee_export.contract.regions import Region, resolve_region
+from gee_export.contract.splits import (
+    DEFAULT_BLOCK,
+    DEFAULT_RATIOS,
+    assign_splits,
+    empty_splits,
+    split_advice,
+    split_counts,
+)
 from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
 from gee_export.core.errors import ConfigError
+from gee_export.core.lock import hold_output
+from gee_export.core.months import parse_months
+from gee_export.core.storage import LocalStore, open_store
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob
 from gee_export.ee.labels import parse_label_source
 from gee_export.ee.plan import choose_method, format_plan, make_plan
 from gee_export.ee.sentinel1 import ORBIT_PASSES, S1Recipe
 from gee_export.ee.sentinel2 import S2Recipe, month_window
-from gee_export.ee.speckle import SPECKLE_FILTERS
 from gee_export.ee.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE
 from gee_export.ee.terrain import DEFAULT_DEM, TERRAIN_MODELS
 
+log = logging.getLogger(__name__)
 PAPER_MONTH = "2019-06"
 PAPER_REGION = "wuhan"
 DEFAULT_EE_LABELS = "worldcover"  # ESA WorldCover built-up, the CroFuseNet-style ISA label
@@ -93,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--patch-size", type=int, default=DEFAULT_PATCH_SIZE)
     out.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
     out.add_argument("--seed", type=int, default=0, help="seed of the blocked split")
+    out.add_argument("--split-block", type=int, default=DEFAULT_BLOCK,
+                     help="side of the split's blocks in patch positions (whole blocks go to "
+                          "train, val or test; a small area needs smaller blocks to get all "
+                          "three: the dry run says which)")
     out.add_argument("--dry-run", action="store_true", help="print the plan; no Earth Engine")
     out.add_argument("--code-editor", action="store_true",
                      help="write and print a Code Editor script previewing the composites")
@@ -104,11 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _months(args: argparse.Namespace) -> tuple[str, ...]:
     if args.month and args.months:
         raise ConfigError("give --month or --months, not both")
-    text = args.months or args.month or PAPER_MONTH
-    months = tuple(m.strip() for m in text.split(",") if m.strip())
-    for m in months:
-        month_window(m)  # validates
-    return months
+    return parse_months(args.months or args.month or PAPER_MONTH)
 
 
 def _region(args: argparse.Namespace) -> Region:
@@ -169,12 +183,24 @@ def run(args: argparse.Namespace) -> int:
         labels = args.labels or (DEFAULT_EE_LABELS if label is not None else
                                  DEFAULT_LOCAL_LABELS)
         plan = make_plan(region, grid, months, bands, labels, args.fine_scale, method, out,
-                         args.workers, args.patches_per_tile)
+                         args.workers, args.patches_per_tile, seed=args.seed,
+                         block=args.split_block)
         print(format_plan(plan))
         return 0
+    # a small area can leave whole splits empty: say so before the work, with the remedy
+    _warn_about_split(grid, split_counts(assign_splits(grid, None, DEFAULT_RATIOS, args.seed,
+                                                        args.split_block)), args)
     if args.backend == "local":
         return _run_local(args, region, grid, months, bands, out)
     return _run_ee(args, region, grid, months, bands, label, s1, s2, out, method)
+
+
+def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace) -> None:
+    """Warn once per distinct problem: an empty split of positions, then of written patches."""
+    missing = tuple(empty_splits(counts, DEFAULT_RATIOS))
+    if missing and missing != getattr(args, "_split_warned", None):
+        log.warning("%s", split_advice(grid, counts, DEFAULT_RATIOS, args.seed, args.split_block))
+        args._split_warned = missing
 
 
 def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> int:
@@ -185,11 +211,16 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
     from gee_export.ee.sentinel2 import choose_window, clear_count_statistic
     from gee_export.ee.tasks import export_tasks
 
+    recipe = EERecipe(bands=bands, s1=s1, s2=s2, label=label, fine_scale=args.fine_scale)
+    spec = DatasetSpec(grid, bands, seed=args.seed, block=args.split_block,
+                       min_valid_fraction=args.min_valid_fraction, fine_scale=args.fine_scale,
+                       backend="ee", region=region.name, recipe=recipe.to_dict(),
+                       classes=label.classes, label_scheme=label.label_scheme)
+    check_compatible(open_store(out), spec)  # before any Earth Engine call
     session = EESession(project=args.project).initialize()  # AuthenticationError explains
     import ee
 
     geometry = ee.Geometry(region.to_geojson())
-    recipe = EERecipe(bands=bands, s1=s1, s2=s2, label=label, fine_scale=args.fine_scale)
     for month in months:
         s2_window = choose_window(
             month, region.name, s2,
@@ -202,11 +233,12 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
                 "counting Sentinel-1 scenes"), month, region.name, s1)
         image = build_stack(grid, s2_window, recipe, geometry, s1_window)
         fine = build_fine_label(grid, s2_window, recipe, geometry) if args.fine_scale else None
-        job = ExportJob(grid, bands, month, region.name,
-                        recipe={**recipe.to_dict(), "s2_window": s2_window.to_dict(),
-                                "s1_window": s1_window.to_dict(), "method": method},
+        job = ExportJob(grid, bands, month, region.name, recipe=recipe.to_dict(),
                         fine_scale=args.fine_scale, min_valid_fraction=args.min_valid_fraction,
-                        seed=args.seed, classes=label.classes, label_scheme=label.label_scheme)
+                        seed=args.seed, block=args.split_block,
+                        sources={"s2_window": s2_window.to_dict(),
+                                 "s1_window": s1_window.to_dict(), "method": method},
+                        classes=label.classes, label_scheme=label.label_scheme)
         if method == "tasks":
             summary = export_tasks(session, image, job, out, fine_label=fine,
                                    patches_per_tile=args.patches_per_tile,
@@ -215,33 +247,59 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
             summary = export_pixels(session, image, job, out, fine_label=fine,
                                     workers=args.workers, progress=not args.no_progress)
         print(json.dumps(summary.to_dict()))
+        _warn_about_split(grid, summary.per_split, args)
     print(f"dataset: {out} (manifest.json, index.jsonl, patches/)")
     return 0
 
 
 def _run_local(args, region, grid, months, bands, out) -> int:
+    """Local scenes -> stacks -> patches, every check done before the first stack is written.
+
+    The dataset's parameters (grid, bands, split, recipe) are checked against the manifest,
+    then every month's inputs are found and digested and checked against the month's recorded
+    fingerprint, all before a stack file is (re)written: a refused run leaves the dataset and
+    its stacks as they were, and an identical command always resumes.
+    """
     from gee_export.contract.patches import patch_stack
     from gee_export.local.labels import get_scheme
-    from gee_export.local.stack import build_local_stack
+    from gee_export.local.stack import LocalRecipe, plan_local_stack, write_local_stack
 
     labels = args.labels or DEFAULT_LOCAL_LABELS
     mapping = get_scheme(labels)  # an unknown scheme fails before any pixel is read
     if not args.scenes:
         raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes and a "
                           "labels/label.tif); `make demo` shows the layout on a synthetic scene")
-    stack_dir = Path(args.scenes).resolve().parent / "isamap_stacks" if out.startswith(
-        "gs://") else Path(out) / "stacks"
-    for month in months:
-        stack = build_local_stack(args.scenes, grid, month, bands, fine_scale=args.fine_scale,
-                                  speckle=args.speckle, out_dir=stack_dir, label_scheme=labels,
+    store = open_store(out)
+    stack_dir = Path(args.scenes).resolve().parent / "isamap_stacks" if store.is_remote \
+        else Path(out) / "stacks"
+    recipe = LocalRecipe(speckle=args.speckle, label_scheme=labels)
+    spec = DatasetSpec(grid, bands, seed=args.seed, block=args.split_block,
+                       min_valid_fraction=args.min_valid_fraction, fine_scale=args.fine_scale,
+                       backend="local", region=region.name, recipe=recipe.to_dict(),
+                       classes=mapping.manifest_classes(), label_scheme=mapping.scheme)
+    with hold_output(store), hold_output(stack_dir):
+        check_compatible(store, spec)
+        stack_dir.mkdir(parents=True, exist_ok=True)
+        removed = LocalStore(stack_dir).remove_temporaries()  # what killed builds left
+        if removed:
+            log.info("removed %d temporary file(s) left in %s by a killed run", removed,
+                     stack_dir)
+        plans = []
+        for month in months:
+            plan = plan_local_stack(args.scenes, grid, month, bands, fine_scale=args.fine_scale,
+                                    speckle=args.speckle, out_dir=stack_dir, recipe=recipe)
+            check_compatible(store, spec, month=month, fingerprint=plan.fingerprint)
+            plans.append(plan)
+        for plan in plans:
+            stack = write_local_stack(plan, progress=not args.no_progress)
+            summary = patch_stack(stack, store, min_valid_fraction=args.min_valid_fraction,
+                                  seed=args.seed, block=args.split_block, backend="local",
+                                  region=region.name, recipe=plan.recipe.to_dict(),
+                                  sources={"scenes": str(args.scenes)},
+                                  classes=mapping.manifest_classes(),
+                                  label_scheme=mapping.scheme,
                                   progress=not args.no_progress)
-        summary = patch_stack(stack, out, min_valid_fraction=args.min_valid_fraction,
-                              seed=args.seed, backend="local", region=region.name,
-                              recipe={"backend": "local", "speckle": args.speckle,
-                                      "scenes": str(args.scenes), "labels": labels},
-                              classes=mapping.manifest_classes(),
-                              label_scheme=mapping.scheme,
-                              progress=not args.no_progress)
-        print(json.dumps(summary.to_dict()))
+            print(json.dumps(summary.to_dict()))
+            _warn_about_split(grid, summary.per_split, args)
     print(f"dataset: {out} (manifest.json, index.jsonl, patches/)")
     return 0

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from gee_export.core.errors import ConfigError
+from gee_export.core.months import month_dates
 from inference.cog import BAND_IDS, NODATA
 
 Mode = Literal["ingest", "external"]
@@ -60,13 +61,8 @@ def asset_name(asset_id: str, project: str | None = None) -> str:
 
 def month_range(month: str) -> tuple[str, str]:
     """RFC 3339 start (inclusive) and end (exclusive) of a ``YYYY-MM`` month, UTC."""
-    try:
-        year, mon = (int(v) for v in month.split("-"))
-        start = datetime(year, mon, 1, tzinfo=UTC)
-    except ValueError:
-        raise ConfigError(f"month {month!r} is not YYYY-MM") from None
-    stop = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
-    return start.strftime("%Y-%m-%dT%H:%M:%SZ"), stop.strftime("%Y-%m-%dT%H:%M:%SZ")
+    start, stop = month_dates(month)
+    return start.strftime("%Y-%m-%dT00:00:00Z"), stop.strftime("%Y-%m-%dT00:00:00Z")
 
 
 def flat_properties(values: Mapping[str, Any]) -> dict[str, str | float | int | bool]:

@@ -22,13 +22,15 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.enums import Resampling
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import InputDataError
+from gee_export.core.storage import atomic_path
 from gee_export.core.version import code_version
 
 Kind = Literal["class", "probability", "change"]
 Compression = Literal["DEFLATE", "ZSTD"]
 BLOCK = 512
-NODATA = 255
+NODATA = LABEL_NODATA  # the class map's nodata is the label's; the probability uses it too
 PROB_SCALE = 250  # probability 1.0 is stored as 250; 251-254 unused, 255 = nodata
 # zlib level 3: about as small as level 6 on prediction maps, 3x faster to write.
 DEFLATE_LEVEL = 3
@@ -182,8 +184,6 @@ def quicklook(path: str | os.PathLike, png: str | os.PathLike, kind: Kind,
         rgb = table[data]
     alpha = np.where(data == NODATA, 0, 255).astype(np.uint8)[..., None]
     out = Path(png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    Image.fromarray(np.concatenate([rgb, alpha], axis=-1), "RGBA").save(tmp, format="PNG")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        Image.fromarray(np.concatenate([rgb, alpha], axis=-1), "RGBA").save(tmp, format="PNG")
     return out

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-from gee_export.contract.index import read_manifest
-from gee_export.contract.patches import StackPaths, patch_stack, stack_fingerprint
+from gee_export.contract.dataset import read_manifest
+from gee_export.contract.patches import patch_stack
 from gee_export.contract.quicklook import label_png, rgb_png
 from gee_export.contract.splits import DEFAULT_BLOCK
+from gee_export.contract.stack import StackPaths, fingerprint
 from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
 from gee_export.core.errors import ConfigError
 from gee_export.local.stack import LocalRecipe, build_local_stack
@@ -122,7 +123,7 @@ def step_patches(ctx: DemoContext) -> None:
     root = ctx.out / "patches"
     manifest = read_manifest(root, missing_ok=True)
     cut_from = manifest.get("sources", {}).get(stack.month, {}).get("fingerprint")
-    if manifest and cut_from != stack_fingerprint(stack):
+    if manifest and cut_from != fingerprint(stack):
         shutil.rmtree(root)  # the stack was rebuilt: the demo's old patches are stale
     summary = patch_stack(stack, root, block=demo_block(stack.grid), workers=ctx.workers,
                           backend="synthetic", region="synthetic-wuhan",

@@ -35,7 +35,7 @@ from rasterio.windows import Window
 from tqdm.auto import tqdm
 
 from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.storage import files
+from gee_export.core.storage import atomic_path, atomic_write, files
 from inference import cog
 from inference.blending import Blend, check_tiling, strip_bounds, tile_starts, tile_weights
 from inference.cog import NODATA, PROB_SCALE, OutputInfo
@@ -231,11 +231,10 @@ def _strip_path(work: Path, row0: int) -> Path:
 
 
 def _write_strip(path: Path, classes: np.ndarray, prob: np.ndarray, profile: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with rasterio.open(tmp, "w", **profile, height=classes.shape[0]) as dst:
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile,
+                                                 height=classes.shape[0]) as dst:
         dst.write(classes, 1)
         dst.write(prob, 2)
-    os.replace(tmp, path)
 
 
 def predict_raster(
@@ -336,9 +335,8 @@ def _prepare_work(work_dir: str | os.PathLike | None, out_prefix: str, run: dict
             shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     if not stamp.exists():
-        tmp = stamp.with_suffix(".tmp")
-        tmp.write_text(json.dumps(run, indent=1))
-        os.replace(tmp, stamp)
+        text = json.dumps(run, indent=1)
+        atomic_write(stamp, lambda handle: handle.write(text.encode("utf-8")))
     return work
 
 

@@ -1,38 +1,56 @@
 """Publish prediction COGs as an Earth Engine image asset.
 
-Steps: upload the COGs to ``gs://`` (MD5-verified, through the storage seam), build and
-validate the ImageManifest, then either start an ingestion task (``ee.data.startIngestion``:
-Earth Engine copies the pixels and builds its own pyramids) or create a COG-backed asset
-(``image:importExternal``: Earth Engine reads the COGs in place, so the bucket must satisfy its
-location and storage-class rules, checked here before any call). Optionally share the asset,
-wait for the task with a progress bar, and write a Code Editor script that shows it.
+Steps, each a function of its own so other publishers (a monthly ImageCollection) reuse them:
 
-Every Earth Engine call goes through :class:`gee_export.core.ee_session.EESession` (the one seam:
-retries with backoff, authentication failures as one clear error).
+1. upload the COGs to ``gs://`` (MD5-verified, through the storage seam) and build and validate
+   the ImageManifest (:mod:`inference.asset_manifest`);
+2. :meth:`EarthEngineAssets.ensure_parents`: create the folders above the asset that do not
+   exist yet (and its parent as an ImageCollection when asked): ingestion does not create them;
+3. :meth:`EarthEngineAssets.start_ingestion` (``image:import``: Earth Engine copies the pixels)
+   returns an :class:`Ingestion` holding the *server's* task id and operation name (the request
+   id the client makes up is never sent), or :meth:`EarthEngineAssets.import_external`
+   (``image:importExternal``: a COG-backed asset; the bucket is checked first by
+   :func:`check_external_bucket`);
+4. :func:`wait_for_ingestion` polls that operation with a progress bar fed by its reported
+   progress;
+5. :meth:`EarthEngineAssets.share`: read the asset's IAM policy, add the readers (and
+   ``allUsers``), write it back with its etag, keeping every other binding.
+
+Every Earth Engine call goes through :class:`gee_export.core.ee_session.EESession` (the one seam
+and the one retry loop; authentication failures as one clear error).
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import rasterio
 from tqdm.auto import tqdm
 
-from gee_export.core.ee_session import EESession, EETransport
+from gee_export.core.ee_session import EESession, EETransport, http_status, operation_status
 from gee_export.core.errors import ConfigError, EarthEngineError, StorageError
-from gee_export.core.storage import files
+from gee_export.core.storage import atomic_write, files
 from inference.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.code_editor import code_editor_script
 
-# image:importExternal reads COGs in place; Earth Engine only serves them from these.
-EXTERNAL_LOCATIONS = ("US", "US-CENTRAL1")
-EXTERNAL_DUAL_REGION_MEMBER = "US-CENTRAL1"
+logger = logging.getLogger(__name__)
+
+ContainerType = Literal["FOLDER", "IMAGE_COLLECTION"]
+VIEWER = "roles/viewer"
+FINISHED = ("COMPLETED",)
+ENDED_BADLY = ("FAILED", "CANCELLED", "CANCEL_REQUESTED")
+# image:importExternal reads COGs in place. Earth Engine serves them only from the US
+# multi-region, a US dual-region including US-CENTRAL1 (NAM4 is the predefined one), or
+# US-CENTRAL1 itself; the Standard storage class is recommended, not required.
+EXTERNAL_REGION = "US-CENTRAL1"
 EXTERNAL_STORAGE_CLASS = "STANDARD"
 
 
@@ -77,6 +95,32 @@ class PublishResult:
     script_path: Path
     task_id: str | None = None
     state: str = "DRY_RUN"
+    operation: str | None = None
+    created: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ingestion:
+    """A started ingestion.
+
+    Attributes:
+        request_id: the id the client made up (``ee.data.newTaskId``); earthengine-api 1.7
+            does not send it, so it identifies nothing on the server.
+        task_id: the server's task id (what the Tasks tab and ``earthengine task`` show).
+        operation: the server's operation name, ``projects/<p>/operations/<task_id>``.
+    """
+
+    request_id: str
+    task_id: str
+    operation: str
+
+
+@dataclass(frozen=True)
+class BucketCheck:
+    """Whether a bucket can back COG assets: ``problems`` refuse it, ``advice`` only warns."""
+
+    problems: tuple[str, ...] = ()
+    advice: tuple[str, ...] = ()
 
 
 class EarthEngineAssets:
@@ -85,9 +129,10 @@ class EarthEngineAssets:
     def __init__(self, session: EESession) -> None:
         self.session = session
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any,
+              idempotent: bool = True) -> Any:
         # The seam turns "client library not initialized" into an AuthenticationError itself.
-        return self.session.call(what, fn, *args)
+        return self.session.call(what, fn, *args, idempotent=idempotent)
 
     @staticmethod
     def _ee() -> Any:
@@ -95,68 +140,169 @@ class EarthEngineAssets:
 
         return ee
 
-    def start_ingestion(self, manifest: dict[str, Any], overwrite: bool) -> str:
+    def asset_type(self, name: str) -> str | None:
+        """The asset's type (``FOLDER``, ``IMAGE_COLLECTION``, ``IMAGE``...), None if absent."""
+        try:
+            return str(self._call(f"reading asset {name}", self._ee().data.getAsset, name)
+                       .get("type", ""))
+        except EarthEngineError as exc:
+            if http_status(exc).code == 404:
+                return None
+            raise
+
+    def ensure_parents(self, name: str, parent_type: ContainerType = "FOLDER") -> list[str]:
+        """Create what is missing above asset ``name``; returns the assets created.
+
+        The asset's parent is created as ``parent_type`` (a folder, or the ImageCollection a
+        series of images goes into); the ancestors above it as folders. A project's asset
+        root and a legacy ``users/<name>`` root always exist. One read when the parent
+        exists; otherwise one create per missing level, top down (an "already exists" answer
+        means someone made it meanwhile, which is fine).
+        """
+        root, _, path = name.partition("/assets/")
+        parts = path.split("/")[:-1]
+        skip = 2 if root == "projects/earthengine-legacy" and parts[:1] == ["users"] else 0
+        ancestors = [f"{root}/assets/{'/'.join(parts[:i + 1])}"
+                     for i in range(skip, len(parts))]
+        if not ancestors:
+            return []
+        kind = self.asset_type(ancestors[-1])
+        if kind is not None:
+            if kind not in ("FOLDER", "IMAGE_COLLECTION"):
+                raise ConfigError(f"{ancestors[-1]} is an {kind}, not a folder or an image "
+                                  "collection: choose another --asset-id")
+            return []
         ee = self._ee()
-        task_id = self._call("ee.data.newTaskId", ee.data.newTaskId)[0]
-        self._call("ee.data.startIngestion", ee.data.startIngestion, task_id, manifest,
-                   overwrite)
-        return str(task_id)
+        created = []
+        for ancestor in ancestors:
+            asset_kind = parent_type if ancestor == ancestors[-1] else "FOLDER"
+            try:
+                self._call(f"creating {ancestor}", ee.data.createAsset, {"type": asset_kind},
+                           ancestor)
+            except EarthEngineError as exc:
+                if http_status(exc).code != 409:  # 409: it exists (made by someone else)
+                    raise
+                continue
+            created.append(ancestor)
+            logger.info("created %s %s", asset_kind.lower().replace("_", " "), ancestor)
+        return created
+
+    def start_ingestion(self, manifest: dict[str, Any], overwrite: bool) -> Ingestion:
+        """Start ``image:import``; not repeated after an ambiguous failure (see EESession)."""
+        ee = self._ee()
+        request_id = str(ee.data.newTaskId()[0])  # made locally, no request
+        started = self._call("starting the ingestion", ee.data.startIngestion, request_id,
+                             manifest, overwrite, idempotent=False)
+        return Ingestion(request_id, str(started["id"]), str(started["name"]))
 
     def import_external(self, manifest: dict[str, Any], overwrite: bool) -> Any:
         ee = self._ee()
         return self._call("image:importExternal", ee.data.startExternalImageIngestion,
-                          manifest, overwrite)
+                          manifest, overwrite, idempotent=False)
 
-    def set_acl(self, asset: str, acl: dict[str, Any]) -> None:
+    def operation_status(self, operation: str) -> dict[str, Any]:
+        """State, progress (0..1) and error of a long-running operation (by name)."""
         ee = self._ee()
-        self._call("ee.data.setAssetAcl", ee.data.setAssetAcl, asset, json.dumps(acl))
+        return operation_status(self._call("reading the ingestion status",
+                                           ee.data.getOperation, operation))
 
-    def task_status(self, task_id: str) -> dict[str, Any]:
+    def share(self, asset: str, readers: Sequence[str] = (), public: bool = False
+              ) -> dict[str, Any]:
+        """Add readers (and everyone, with ``public``) to the asset's IAM policy.
+
+        A read-modify-write of the whole policy, retried as one unit: the policy written back
+        carries the etag that was read, so a concurrent change is refused (409 ABORTED) and
+        the unit starts over from a fresh read instead of dropping the other change.
+        Owners, writers and existing readers are kept (``setAssetAcl`` would replace them).
+        """
         ee = self._ee()
-        return self._call("ee.data.getTaskStatus", ee.data.getTaskStatus, [task_id])[0]
+
+        def update() -> dict[str, Any]:
+            policy = ee.data.getIamPolicy(asset)
+            wanted = with_readers(policy, readers, public)
+            return policy if wanted == policy else ee.data.setIamPolicy(asset, wanted)
+
+        return self._call(f"sharing {asset}", update)
+
+
+def with_readers(policy: Mapping[str, Any], readers: Sequence[str], public: bool
+                 ) -> dict[str, Any]:
+    """``policy`` with ``readers`` (and ``allUsers``) in its viewer binding; all else kept."""
+    out = copy.deepcopy(dict(policy))
+    members = [*readers, *(["allUsers"] if public else [])]
+    bindings = out.setdefault("bindings", [])
+    viewer = next((b for b in bindings if b.get("role") == VIEWER and "condition" not in b),
+                  None)
+    if viewer is None:
+        if not members:
+            return out
+        viewer = {"role": VIEWER, "members": []}
+        bindings.append(viewer)
+    viewer.setdefault("members", [])
+    viewer["members"] += [m for m in dict.fromkeys(members) if m not in viewer["members"]]
+    return out
 
 
 def connect(project: str | None, ee_module: Any | None = None) -> EarthEngineAssets:
     """An authenticated seam for ``project`` (or around an already initialised ``ee``)."""
     if ee_module is not None:
-        return EarthEngineAssets(EESession(project, transport=EETransport(ee_module)))
+        return EarthEngineAssets(EESession(project, transport=EETransport(ee_module, project)))
     return EarthEngineAssets(EESession(project, high_volume=False).initialize())
 
 
-def check_external_bucket(uri: str, client: Any | None = None) -> None:
+def check_external_bucket(uri: str, client: Any | None = None,
+                          warn: Callable[[str], None] = logger.warning) -> None:
     """Refuse a bucket Earth Engine cannot serve COG-backed assets from, before any EE call.
 
-    Earth Engine reads external COGs only from the US multi-region, a dual-region including
-    US-CENTRAL1, or US-CENTRAL1 itself, in the Standard storage class.
+    ``warn`` receives what is only advised (the storage class).
     """
     try:
         info = files.bucket_info(uri, client)
     except StorageError as exc:
         raise ConfigError(f"cannot read the bucket of {uri} to check its location ({exc}); "
                           "COG-backed assets need a readable bucket") from exc
-    problems = external_bucket_problems(info.location, info.data_locations, info.storage_class)
-    if problems:
+    check = judge_external_bucket(info.location, info.data_locations, info.storage_class,
+                                  info.location_type)
+    if check.problems:
         raise ConfigError(
-            f"gs://{info.name} cannot back an Earth Engine COG asset: {'; '.join(problems)}. "
-            "Copy the COGs to a conforming bucket (--gcs-prefix) or use --mode ingest.")
+            f"gs://{info.name} cannot back an Earth Engine COG asset: "
+            f"{'; '.join(check.problems)}. Copy the COGs to a conforming bucket "
+            "(--gcs-prefix) or use --mode ingest.")
+    for advice in check.advice:
+        warn(f"gs://{info.name}: {advice}")
 
 
-def external_bucket_problems(location: str | None, data_locations: Sequence[str] | None,
-                             storage_class: str | None) -> list[str]:
-    """Why a bucket cannot serve COG-backed assets (empty when it can)."""
+def judge_external_bucket(location: str | None, data_locations: Sequence[str] | None,
+                          storage_class: str | None, location_type: str | None = None
+                          ) -> BucketCheck:
+    """The documented rule for COG-backed assets, applied to a bucket's metadata.
+
+    Accepted: the ``US`` multi-region, ``US-CENTRAL1``, the predefined dual-region ``NAM4``
+    (US-CENTRAL1 + US-EAST1), and a configurable dual-region (location ``US``, two data
+    locations) whose regions include US-CENTRAL1. Any other class than STANDARD is only
+    advised against: Earth Engine reads the COGs on every request, and colder classes charge
+    for each read and for early deletion.
+    """
     location = (location or "").upper()
     members = [m.upper() for m in (data_locations or [])]
+    kind = (location_type or "").lower()
     storage_class = (storage_class or "").upper()
-    location_ok = (location in EXTERNAL_LOCATIONS or location == "NAM4"  # US-CENTRAL1+US-EAST1
-                   or (EXTERNAL_DUAL_REGION_MEMBER in members and len(members) == 2))
-    problems = []
-    if not location_ok:
-        problems.append(f"its location is {location or 'unknown'}, Earth Engine needs US, "
-                        "US-CENTRAL1 or a dual-region including US-CENTRAL1")
+    if members:
+        ok = location == "US" and EXTERNAL_REGION in members
+    elif kind == "dual-region" and location not in ("NAM4",):
+        ok = False  # a dual-region whose regions are not known cannot be vouched for
+    else:
+        ok = location in ("US", EXTERNAL_REGION, "NAM4")
+    problems, advice = [], []
+    if not ok:
+        where = f"{location or 'unknown'}" + (f" ({', '.join(members)})" if members else "")
+        problems.append(f"its location is {where}; Earth Engine reads COGs only from the US "
+                        "multi-region, US-CENTRAL1, or a US dual-region that includes "
+                        "US-CENTRAL1")
     if storage_class != EXTERNAL_STORAGE_CLASS:
-        problems.append(f"its storage class is {storage_class or 'unknown'}, Earth Engine "
-                        "needs STANDARD")
-    return problems
+        advice.append(f"its storage class is {storage_class or 'unknown'}; Google recommends "
+                      "STANDARD for COG-backed assets (colder classes charge per read)")
+    return BucketCheck(tuple(problems), tuple(advice))
 
 
 def cog_properties(path: str) -> dict[str, str]:
@@ -166,8 +312,9 @@ def cog_properties(path: str) -> dict[str, str]:
 
 def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: bool = False,
             assets: EarthEngineAssets | None = None, echo: Callable[[str], None] = print,
-            poll_seconds: float = 10.0) -> PublishResult:
-    """Upload, validate, start the asset creation and write the Code Editor script.
+            poll_seconds: float = 10.0, sleep: Callable[[float], None] = time.sleep,
+            progress: bool = True) -> PublishResult:
+    """Upload, validate, create the parents, start the asset creation, share, write the script.
 
     Args:
         request: what to publish.
@@ -176,9 +323,11 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
         assets: the Earth Engine seam (default: :func:`connect` to ``request.project``).
         echo: where progress lines go.
         poll_seconds: task polling interval when waiting.
+        sleep: the wait between polls (tests pass a no-op).
+        progress: show the ingestion progress bar.
     """
     name = asset_name(request.asset_id, request.project)
-    acl = _acl(request)  # validated before anything is uploaded
+    readers = _readers(request)  # validated before anything is uploaded
     tags = cog_properties(request.class_path)
     month = request.month or tags.get("month") or None
     uris = {kind: _target_uri(path, request.gcs_prefix, dry_run)
@@ -198,8 +347,8 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = name.rsplit("/", 1)[-1]
-    manifest_path = _atomic_text(out / f"{stem}.manifest.json", json.dumps(manifest, indent=2))
-    script_path = _atomic_text(out / f"{stem}.js", script)
+    manifest_path = _write_text(out / f"{stem}.manifest.json", json.dumps(manifest, indent=2))
+    script_path = _write_text(out / f"{stem}.js", script)
     echo(f"# Earth Engine {request.mode} manifest ({manifest_path}):")
     echo(json.dumps(manifest, indent=2))
     echo(f"# Code Editor script ({script_path}):")
@@ -213,61 +362,71 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
             files.upload_file(Path(path), uris[kind])
     if request.mode == "external":
         for uri in uris.values():
-            check_external_bucket(uri)
+            check_external_bucket(uri, warn=echo)
     assets = assets or connect(request.project)
+    created = assets.ensure_parents(name)
+    for parent in created:
+        echo(f"created folder {parent}")
+    task_id = operation = None
     if request.mode == "external":
         assets.import_external(manifest, request.overwrite)
-        task_id, state = None, "SUCCEEDED"
+        state = "COMPLETED"
         echo(f"created COG-backed asset {name}")
     else:
-        task_id = assets.start_ingestion(manifest, request.overwrite)
-        state = "SUBMITTED"
+        ingestion = assets.start_ingestion(manifest, request.overwrite)
+        task_id, operation, state = ingestion.task_id, ingestion.operation, "SUBMITTED"
         echo(f"started ingestion task {task_id} for {name}")
         if request.wait:
-            state = wait_for_task(assets, task_id, poll_seconds)
-    if acl:
-        if state in ("SUCCEEDED", "COMPLETED"):
-            assets.set_acl(name, acl)
-            echo(f"shared {name}: {acl}")
+            state = wait_for_ingestion(assets, operation, poll_seconds, sleep=sleep,
+                                       progress=progress)
+    if readers or request.public:
+        if state in FINISHED:
+            assets.share(name, readers, request.public)
+            echo(f"shared {name} with {', '.join([*readers, *(['allUsers'] * request.public)])}")
         else:
-            echo(f"not shared yet (task {state}); when it finishes run: earthengine acl "
-                 f"ch {'-u AllUsers:R ' if request.public else ''}{name}")
-    return PublishResult(name, manifest, script, manifest_path, script_path, task_id, state)
+            echo(f"not shared yet (task {state}); when it finishes run: earthengine acl ch "
+                 f"{acl_ch_arguments(readers, request.public)} {name}")
+    return PublishResult(name, manifest, script, manifest_path, script_path, task_id, state,
+                         operation, tuple(created))
 
 
-def wait_for_task(assets: EarthEngineAssets, task_id: str, poll_seconds: float = 10.0,
-                  timeout: float = 6 * 3600) -> str:
-    """Poll an ingestion task until it ends; a tqdm bar shows its reported progress."""
+def wait_for_ingestion(assets: EarthEngineAssets, operation: str, poll_seconds: float = 10.0,
+                       timeout: float = 6 * 3600, *,
+                       sleep: Callable[[float], None] = time.sleep,
+                       progress: bool = True) -> str:
+    """Poll an ingestion operation until it ends; the bar shows the progress it reports."""
     deadline = time.monotonic() + timeout
-    with tqdm(total=100, desc=f"ingest {task_id[:8]}", unit="%") as bar:
+    task_id = operation.rsplit("/", 1)[-1]
+    with tqdm(total=100, desc=f"ingest {task_id[:8]}", unit="%", disable=not progress) as bar:
         while True:
-            status = assets.task_status(task_id)
+            status = assets.operation_status(operation)
             state = str(status.get("state", "UNKNOWN"))
-            progress = float(status.get("progress", 0.0) or 0.0) * 100
-            bar.update(max(0.0, progress - bar.n))
+            bar.update(max(0, round(100 * float(status.get("progress", 0.0))) - bar.n))
             bar.set_postfix_str(state)
-            if state in ("COMPLETED", "SUCCEEDED"):
+            if state in FINISHED:
                 return state
-            if state in ("FAILED", "CANCELLED", "CANCEL_REQUESTED"):
+            if state in ENDED_BADLY:
                 raise EarthEngineError(f"ingestion task {task_id} {state}: "
-                                       f"{status.get('error_message', 'no message')}")
+                                       f"{status.get('error_message') or 'no message'}")
             if time.monotonic() > deadline:
                 raise EarthEngineError(f"ingestion task {task_id} still {state} after "
                                        f"{timeout / 3600:.0f} h; check the Tasks tab")
-            time.sleep(poll_seconds)
+            sleep(poll_seconds)
 
 
-def _acl(request: PublishRequest) -> dict[str, Any]:
-    acl: dict[str, Any] = {}
-    if request.public:
-        acl["all_users_can_read"] = True
-    if request.readers:
-        bad = [r for r in request.readers if ":" not in r]
-        if bad:
-            raise ConfigError(f"readers {bad} need a kind prefix, e.g. 'user:a@b.com', "
-                              "'group:team@b.com' or 'serviceAccount:...'")
-        acl["readers"] = list(request.readers)
-    return acl
+def acl_ch_arguments(readers: Sequence[str], public: bool) -> str:
+    """The ``earthengine acl ch`` flags granting read access (it keeps other bindings too)."""
+    flags = [f"{'-g' if r.split(':', 1)[0] == 'group' else '-u'} {r.split(':', 1)[1]}:R"
+             for r in readers]
+    return " ".join([*flags, *(["-u allUsers:R"] if public else [])])
+
+
+def _readers(request: PublishRequest) -> list[str]:
+    bad = [r for r in request.readers if ":" not in r]
+    if bad:
+        raise ConfigError(f"readers {bad} need a kind prefix, e.g. 'user:a@b.com', "
+                          "'group:team@b.com' or 'serviceAccount:...'")
+    return list(request.readers)
 
 
 def _target_uri(path: str, gcs_prefix: str | None, dry_run: bool) -> str:
@@ -289,8 +448,5 @@ def _number(text: str) -> float | str:
         return text
 
 
-def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+def _write_text(path: Path, text: str) -> Path:
+    return atomic_write(path, lambda handle: handle.write(text.encode()))

@@ -29,11 +29,13 @@ from rasterio.warp import transform_geom
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import InputDataError
-from gee_export.core.storage import files
+from gee_export.core.jsonsafe import dumps
+from gee_export.core.storage import atomic_write, files
 from inference import cog
 
-NODATA = 255
+NODATA = LABEL_NODATA
 EARTH_RADIUS_KM = 6371.0088
 CHANGE_CODES = {"stable_pervious": 0, "stable_isa": 1, "gain": 2, "loss": 3}
 
@@ -226,7 +228,7 @@ def write_table(rows: Sequence[AreaRow | ChangeRow], json_path: str | os.PathLik
     """Save rows as JSON and/or CSV (atomically) and return a readable table."""
     records = [asdict(r) for r in rows]
     if json_path:
-        _atomic(Path(json_path), json.dumps(records, indent=1))
+        _atomic(Path(json_path), dumps(records, indent=1))
     if csv_path and records:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(records[0]))
@@ -244,7 +246,4 @@ def write_table(rows: Sequence[AreaRow | ChangeRow], json_path: str | os.PathLik
 
 
 def _atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))

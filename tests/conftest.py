@@ -2,8 +2,11 @@
 
 - ``gcs_emulator`` / ``gcs_bucket``: the real google-cloud-storage client against a
   gcp-storage-emulator server on 127.0.0.1 (free port), and GDAL /vsigs/ pointed at it.
-- ``ee_offline``: earthengine-api initialised with the algorithm list shipped in its wheel,
+- ``ee_offline``: earthengine-api initialised through an HTTP stand-in of the service
+  (tests/support/ee_http.py: the discovery document and algorithm list shipped in its wheel),
   so graphs build and serialize with no network; any real server call raises EEException.
+- ``ee_http``: the same client against ``FakeEarthEngine``, a stand-in of the REST service
+  that records every request and answers as the REST reference documents.
 - ``shared_data``: the real Sentinel samples in ../shared/data (skip only off CI when absent).
 """
 
@@ -37,18 +40,72 @@ def shared_data() -> Path:
 
 
 # ---------------------------------------------------------------- Earth Engine, offline
-@pytest.fixture(scope="session")
-def ee_offline():
-    """The ``ee`` module initialised offline from the wheel's algorithms.json."""
-    ee = pytest.importorskip("ee")
-    from ee import apitestcase
+EE_PROJECT = "offline"
 
-    ee.Reset()
-    ee.data._install_cloud_api_resource = lambda: None
-    ee.data.getAlgorithms = apitestcase.GetAlgorithms
-    ee.Initialize(None, "", project="offline")
-    yield ee
-    ee.Reset()
+
+@pytest.fixture(scope="session")
+def _ee_http_transport():
+    """The HTTP layer under earthengine-api for the whole session (tests/support/ee_http.py)."""
+    pytest.importorskip("ee")
+    from tests.support.ee_http import EarthEngineHttp
+
+    return EarthEngineHttp()
+
+
+def _ee_initialise(ee, transport) -> None:
+    """``ee.Initialize`` through the HTTP stand-in: discovery, algorithms, deprecated assets.
+
+    Nothing of the client is patched: it fetches its discovery document and the algorithm
+    list through ``transport`` (and the deprecated-asset catalogue through urllib, answered by
+    the stand-in's handler only while initialising), exactly as it would from the service.
+    """
+    import urllib.request
+
+    from tests.support.ee_http import urllib_opener
+
+    previous = urllib.request._opener  # the process-wide opener, restored below
+    urllib.request.install_opener(urllib_opener())
+    try:
+        ee.Reset()
+        ee.Initialize(None, project=EE_PROJECT, http_transport=transport)
+    finally:
+        urllib.request.install_opener(previous)
+
+
+@pytest.fixture
+def ee_offline(_ee_http_transport):
+    """The ``ee`` module initialised offline: graphs build and serialize, no server is reached.
+
+    A real server call gets the service's answer to a request without credentials (HTTP 401,
+    an EEException). Initialised once per worker, again only after a test reset it.
+    """
+    import ee
+
+    state = ee.data._get_state()
+    if not state.initialized or state.http_transport is not _ee_http_transport:
+        _ee_initialise(ee, _ee_http_transport)
+    return ee
+
+
+@pytest.fixture
+def ee_http(_ee_http_transport):
+    """A fresh ``FakeEarthEngine`` behind the real client's HTTP layer; yields the service.
+
+    ``ee`` is initialised afresh (the client's defaults, five retries included) against it;
+    every request the client sends is in ``service.requests``.
+    """
+    import ee
+
+    from tests.support.ee_http import FakeEarthEngine
+
+    service = FakeEarthEngine()
+    _ee_http_transport.service = service
+    try:
+        _ee_initialise(ee, _ee_http_transport)
+        yield service
+    finally:
+        _ee_http_transport.service = None
+        _ee_initialise(ee, _ee_http_transport)  # later tests get the offline client back
 
 
 # ---------------------------------------------------------------- Cloud Storage emulator

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 import rasterio
 
-from gee_export.contract.index import read_index
+from gee_export.contract.dataset import read_index
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ("01_export_patches.ipynb", "02_train.ipynb", "03_predict_publish.ipynb")
@@ -98,9 +98,10 @@ def test_stack_export_cell_rebuilds_the_export_recipe_offline(ee_offline, tmp_pa
     grid = Grid.from_lonlat_bounds(parse_bbox(namespace["BBOX"]).bbox)
     widened = {"month": "2019-06", "start": "2019-05-27", "end": "2019-07-06",
                "widened_days": 5}
-    used = {"s2_window": widened, "s2": {"cloud_mask": "scl"}, "s1": {"orbit_pass": "ascending"}}
+    recipe = {"s2": {"cloud_mask": "scl"}, "s1": {"orbit_pass": "ascending"}}  # manifest["recipe"]
+    manifest = {"recipe": recipe, "sources": {"2019-06": {"s2_window": widened}}}
     namespace.update(ee=ee_offline, BANDS=("B2", "B3", "B4", "B8", "VV", "VH"), GRID=grid,
-                     STACK=tmp_path / "absent.tif", RECIPE={"per_month": {"2019-06": used}})
+                     STACK=tmp_path / "absent.tif", RECIPE=recipe, manifest=manifest)
     (graph_cell,) = cells(ORDER[2], "ee-graph")
     exec(graph_cell, namespace)
     task = namespace["task"]

@@ -18,8 +18,8 @@ from typing import Literal
 import yaml
 
 from gee_export.core.errors import ConfigError
+from training.devices import PRECISIONS, Precision
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Optimizer = Literal["adam", "sgd"]
 
 
@@ -100,8 +100,8 @@ class TrainConfig:
                   (self.crop_size is None or self.crop_size >= 8, "crop_size must be >= 8"),
                   (self.filter_noisy is None or 0.0 < self.filter_noisy < 1.0,
                    "filter_noisy must be an agreement share in (0, 1), e.g. 0.2"),
-                  (self.precision in ("auto", "fp32", "bf16", "fp16"),
-                   f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}"),
+                  (self.precision in PRECISIONS,
+                   f"precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "stop_after must be >= 1"),
                   (self.max_batches is None or self.max_batches >= 1, "max_batches must be >= 1"),
                   (self.max_iterations is None or self.max_iterations >= 1,

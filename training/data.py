@@ -26,12 +26,12 @@ import torch
 from scipy.ndimage import gaussian_filter
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from gee_export.contract import index as _index
+from gee_export.contract import dataset as _dataset
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import open_store
 
 Split = Literal["train", "val", "test"]
-LABEL_NODATA = 255
 
 
 # ------------------------------------------------------------------ index and manifest
@@ -40,7 +40,7 @@ LABEL_NODATA = 255
 # folders and gs:// datasets behave alike and retries live in one place.
 def read_manifest(root: str | os.PathLike) -> dict:
     """The dataset manifest, refused when it lists no bands (nothing to train on)."""
-    manifest = _index.read_manifest(root, missing_ok=True)
+    manifest = _dataset.read_manifest(root, missing_ok=True)
     if not manifest:
         raise InputDataError(f"no manifest.json in {root}; is it a patch dataset root "
                              "(manifest.json + index.jsonl written by isamap-export)?")
@@ -50,7 +50,7 @@ def read_manifest(root: str | os.PathLike) -> dict:
 
 
 def read_index(root: str | os.PathLike) -> list[dict]:
-    return _index.read_index(root)
+    return _dataset.read_index(root)
 
 
 def _raster_path(root: str, rel: str) -> str:

@@ -10,7 +10,6 @@ each class's area with 95 % confidence intervals.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
+from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write
 from training.data import NormStats, PatchDataset, make_loader
 from training.devices import autocast_dtype
@@ -95,12 +96,13 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
     if points:
         pmap = np.concatenate(preds)
         ref = np.concatenate(refs)
-        pmap_valid = np.where(ref == 255, 255, pmap)
+        pmap_valid = np.where(ref == LABEL_NODATA, LABEL_NODATA, pmap)
         index = sample_points(pmap_valid, points, point_seed, "stratified",
                                   meta.num_classes)
         pcm = point_confusion(pmap_valid, ref, index, meta.num_classes)
         pm = compute_metrics(pcm, names)
-        mapped = np.bincount(pmap_valid[pmap_valid != 255].ravel(), minlength=meta.num_classes)
+        mapped = np.bincount(pmap_valid[pmap_valid != LABEL_NODATA].ravel(),
+                             minlength=meta.num_classes)
         res = float((ds.manifest.get("grid") or {}).get("resolution", 10)) / meta.output_scale
         result["points"] = {"n": int(pcm.sum()), "design": "stratified by map class",
                             "seed": point_seed, "metrics": pm.to_dict()}
@@ -122,7 +124,7 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
             text += ["", f"area estimates skipped: {exc}"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "metrics.json", json.dumps(result, indent=2))
+    _atomic_text(out / "metrics.json", dumps(result, indent=2))
     _atomic_text(out / "metrics.txt", "\n".join(text) + "\n")
     png = plot_confusion(np.asarray(pixel.matrix), names, out / "confusion_matrix.png",
                          f"{meta.name} [{split}] OA {100 * pixel.oa:.2f} %")

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 
-IGNORE_INDEX = 255
 Output = torch.Tensor | Mapping[str, torch.Tensor]
 
 
@@ -44,7 +44,7 @@ class WeightedCrossEntropy(nn.Module):
     """Cross-entropy with optional class weights; the mean runs over valid pixels only."""
 
     def __init__(self, class_weights: Sequence[float] | None = None,
-                 ignore_index: int = IGNORE_INDEX) -> None:
+                 ignore_index: int = LABEL_NODATA) -> None:
         super().__init__()
         self.ignore_index = ignore_index
         w = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
@@ -63,7 +63,7 @@ class CroFuseNetLoss(nn.Module):
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.8,
                  class_weights: Sequence[float] | None = None,
-                 ignore_index: int = IGNORE_INDEX) -> None:
+                 ignore_index: int = LABEL_NODATA) -> None:
         super().__init__()
         self.alpha, self.beta = float(alpha), float(beta)
         self.ce = WeightedCrossEntropy(class_weights, ignore_index)
@@ -78,7 +78,7 @@ class CroFuseNetLoss(nn.Module):
         return loss
 
 
-def dice_loss(probs: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+def dice_loss(probs: torch.Tensor, target: torch.Tensor, ignore_index: int = LABEL_NODATA,
               eps: float = 1e-6) -> torch.Tensor:
     """``1 - 2 sum(p g) / (sum p^2 + sum g^2)`` (RU-Net++ eq. 2) over valid pixels.
 
@@ -99,7 +99,7 @@ def dice_loss(probs: torch.Tensor, target: torch.Tensor, ignore_index: int = IGN
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
                alpha: Sequence[float] | None = None,
-               ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+               ignore_index: int = LABEL_NODATA) -> torch.Tensor:
     """``-alpha_t (1 - p_t)^gamma log p_t`` (RU-Net++ eq. 3), mean over valid pixels."""
     valid = target != ignore_index
     if not bool(valid.any()):
@@ -119,7 +119,7 @@ class DiceFocalLoss(nn.Module):
 
     def __init__(self, dice_weight: float = 0.7, focal_weight: float = 0.3, gamma: float = 2.0,
                  alpha: Sequence[float] | None = None,
-                 ignore_index: int = IGNORE_INDEX) -> None:
+                 ignore_index: int = LABEL_NODATA) -> None:
         super().__init__()
         self.dice_weight, self.focal_weight = float(dice_weight), float(focal_weight)
         self.gamma, self.alpha, self.ignore_index = float(gamma), alpha, ignore_index
@@ -153,7 +153,7 @@ LossName = Literal["crofusenet", "dice_focal", "ce", "weighted_ce"]
 DEFAULT_LOSS: dict[str, LossName] = {"crofusenet": "crofusenet", "runetpp": "dice_focal"}
 
 
-def build_loss(name: str, ignore_index: int = IGNORE_INDEX, **kw) -> nn.Module:
+def build_loss(name: str, ignore_index: int = LABEL_NODATA, **kw) -> nn.Module:
     """Loss by name: ``crofusenet``, ``dice_focal``, ``ce`` or ``weighted_ce`` (needs weights)."""
     try:
         if name == "crofusenet":

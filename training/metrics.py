@@ -24,9 +24,10 @@ from typing import Literal
 import numpy as np
 import torch
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
+from gee_export.core.jsonsafe import json_safe
 
-IGNORE_INDEX = 255
 Z95 = 1.96  # the rounded normal quantile Olofsson et al. (2014) use for 95 % intervals
 
 
@@ -36,7 +37,7 @@ def from_map_rows(table: Sequence[Sequence[float]]) -> np.ndarray:
 
 
 def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int,
-                     ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+                     ignore_index: int = LABEL_NODATA) -> np.ndarray:
     """Confusion matrix ``[ref, pred]`` of two integer arrays, skipping ``ignore_index``."""
     pred = np.asarray(pred).ravel().astype(np.int64)
     target = np.asarray(target).ravel().astype(np.int64)
@@ -53,15 +54,12 @@ class ConfusionMatrix:
     ``(N, H, W)``; ``all_reduce`` sums it over DDP ranks.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = LABEL_NODATA) -> None:
         if num_classes < 2:
             raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self._m: torch.Tensor | None = None
-
-    def reset(self) -> None:
-        self._m = None
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -152,21 +150,6 @@ def _pct(v: float) -> str:
     return f"{'n/a':>8}" if v is None or math.isnan(v) else f"{100 * v:>8.2f}"
 
 
-def json_safe(obj):
-    """``obj`` with every NaN/inf float (undefined metric) replaced by None, tuples as lists.
-
-    Strict JSON has no NaN or Infinity; metrics files, model-file metrics and comparison reports
-    all go through this one conversion so "undefined" reads the same (``null``) everywhere.
-    """
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
 def compute_metrics(matrix: np.ndarray,
                     class_names: Sequence[str] | None = None) -> SegmentationMetrics:
     """Every per-class and overall metric of a ``[ref, pred]`` confusion matrix."""
@@ -205,7 +188,7 @@ def compute_metrics(matrix: np.ndarray,
 def sample_points(map_: np.ndarray, n: int, seed: int = 0,
                   design: Literal["random", "stratified"] = "stratified",
                   num_classes: int | None = None,
-                  nodata: int = IGNORE_INDEX) -> tuple[np.ndarray, ...]:
+                  nodata: int = LABEL_NODATA) -> tuple[np.ndarray, ...]:
     """Indices (one array per axis) of ``n`` sample points over the valid pixels of a class map.
 
     ``random``: simple random sampling. ``stratified``: the map classes are the strata and
@@ -234,7 +217,7 @@ def sample_points(map_: np.ndarray, n: int, seed: int = 0,
 
 
 def point_confusion(map_: np.ndarray, reference: np.ndarray, index: tuple[np.ndarray, ...],
-                    num_classes: int, nodata: int = IGNORE_INDEX) -> np.ndarray:
+                    num_classes: int, nodata: int = LABEL_NODATA) -> np.ndarray:
     """Confusion matrix ``[ref, pred]`` of the map against the reference at sample points."""
     return confusion_matrix(np.asarray(map_)[index], np.asarray(reference)[index],
                             num_classes, nodata)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from gee_export.core.errors import UnknownBandError
+from gee_export.core.errors import ConfigError, UnknownBandError
 
 Sensor = Literal["S2", "S1", "label", "quality"]
 Resampling = Literal["bilinear", "nearest", "mode"]
@@ -51,6 +51,15 @@ class BandSpec:
         return self.resampling in ("nearest", "mode")
 
 
+LABEL = "label"
+# The label value that marks unlabelled pixels, in stacks, patches, training (ignored by losses
+# and metrics) and the published class map. Every module that needs it imports it from here.
+LABEL_NODATA = 255
+# Integer factors of the fine grid (fine labels, super-resolution targets): 10 m / k for a
+# 10 m grid gives 5, 2.5, 2, 1.25 and 1 m, the resolutions of the reference data the papers use.
+FINE_SCALES: tuple[int, ...] = (2, 4, 5, 8, 10)
+
+
 def _s2(name: str, res: float, wavelength: str) -> BandSpec:
     return BandSpec(name, "S2", "reflectance", "float32", math.nan, 1e-4, res, "bilinear", name,
                     f"Sentinel-2 L2A surface reflectance {name} ({wavelength}), 0-1")
@@ -78,18 +87,15 @@ _BANDS: tuple[BandSpec, ...] = (
              "clear_count", "number of cloud-free Sentinel-2 observations in the composite"),
     BandSpec("s1_scene_count", "quality", "count", "float32", math.nan, 1.0, 10.0, "nearest",
              "scene_count", "number of Sentinel-1 scenes averaged into the composite"),
-    BandSpec("label", "label", "class", "uint8", 255, 1.0, 10.0, "mode", "label",
+    BandSpec(LABEL, "label", "class", "uint8", LABEL_NODATA, 1.0, 10.0, "mode", LABEL,
              "0 pervious, 1 impervious, 255 nodata (or the class scheme in the manifest)"),
 )
 
 REGISTRY: dict[str, BandSpec] = {b.name: b for b in _BANDS}
 
 DEFAULT_S2: tuple[str, ...] = ("B2", "B3", "B4", "B8")
-OPTIONAL_S2: tuple[str, ...] = ("B5", "B6", "B7", "B8A", "B11", "B12")
 DEFAULT_S1: tuple[str, ...] = ("VV", "VH")
 QUALITY: tuple[str, ...] = ("s2_clear_count", "s1_scene_count")
-LABEL = "label"
-LABEL_NODATA = 255
 # The model input of the CroFuseNet paper: S2 B2, B3, B4, B8 then S1 VV, VH.
 DEFAULT_IMAGE_BANDS: tuple[str, ...] = DEFAULT_S2 + DEFAULT_S1
 
@@ -128,3 +134,20 @@ def parse_band_list(text: str) -> tuple[str, ...]:
 def by_sensor(names: Sequence[str], sensor: Sensor) -> tuple[str, ...]:
     """The subset of ``names`` that come from ``sensor``, order kept."""
     return tuple(n for n in names if get_band(n).sensor == sensor)
+
+
+def check_fine_scale(scale: int | None, *, required: bool = False) -> int | None:
+    """Return ``scale`` if it is one of :data:`FINE_SCALES` (or None when not ``required``).
+
+    The one validator of fine-grid factors (dataset, local stack, super-resolution data and
+    models): the same values are refused everywhere with the same error and message.
+
+    Raises:
+        ConfigError: an unsupported factor, or None where a factor is required.
+    """
+    if scale is None and not required:
+        return None
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in FINE_SCALES:
+        raise ConfigError(f"fine scale {scale!r} is not supported; use one of "
+                          f"{', '.join(map(str, FINE_SCALES))} (e.g. --fine-scale 10)")
+    return scale

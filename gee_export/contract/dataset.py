@@ -1,60 +1,145 @@
-"""What a patch dataset is made with, and committing a month of patches to its index/manifest.
+"""A patch dataset's own files (``index.jsonl``, ``manifest.json``) and their one writer.
 
-Both producers of patch datasets use this: :func:`gee_export.contract.patches.patch_stack` (local
-stacks)
-and the Earth Engine export (patches fetched one by one and written with ``PatchWriter``). A
-:class:`DatasetSpec` holds every parameter that must be the same for all months of a dataset
-(grid, bands, split, valid-fraction threshold, fine scale); :func:`commit_month` merges one
-month's records into ``index.jsonl`` and ``manifest.json``, refusing to mix datasets made with
-different parameters in one folder.
+The index lists every patch (one JSON object per line); the manifest records everything needed
+to reproduce the dataset. Both are rewritten whole and atomically, never appended to, so a reader
+sees either the previous or the next complete version, even on Cloud Storage.
+
+Both producers of patch datasets commit through :func:`commit_month`: the local backend
+(:func:`gee_export.contract.patches.patch_stack`) and the Earth Engine export
+(:mod:`gee_export.ee.export`, patches fetched one by one). A :class:`DatasetSpec` holds every
+parameter that must be the same for all months of a dataset (grid, bands, split, valid-fraction
+threshold, fine scale, recipe); :func:`check_compatible` refuses to mix datasets made with
+different parameters in one folder, and is called before any work, so a refused run changes
+nothing. Fields: docs/data-contract.md.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
 from gee_export.contract.grid import Grid
-from gee_export.contract.index import FORMAT, read_index, read_manifest, write_index, write_manifest
 from gee_export.contract.label_schemes import DEFAULT_CLASSES_ISA
 from gee_export.contract.splits import (
     DEFAULT_BLOCK,
     DEFAULT_RATIOS,
-    SPLITS,
     Split,
     assign_splits,
     normalise_ratios,
+    split_counts,
 )
-from gee_export.core.errors import ConfigError
-from gee_export.core.storage import Store
+from gee_export.core.errors import ConfigError, InputDataError, StorageError
+from gee_export.core.jsonsafe import dumps
+from gee_export.core.months import check_month
+from gee_export.core.storage import TEMP_MARK, LocalStore, Store, open_store
 from gee_export.core.version import code_version
 
+FORMAT = "isamap-patches/1"
+INDEX = "index.jsonl"
+MANIFEST = "manifest.json"
+RECORD_FIELDS = ("id", "month", "row", "col", "bounds", "valid_fraction", "isa_fraction",
+                 "split", "image", "label")
 Backend = Literal["ee", "local", "synthetic"]
 BACKENDS: tuple[str, ...] = ("ee", "local", "synthetic")
-FINE_SCALES = (2, 4, 5, 8, 10)
 DEFAULT_CLASSES: Mapping[str, str] = DEFAULT_CLASSES_ISA
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
-def check_month(month: str) -> str:
-    """Return ``month`` if it is ``YYYY-MM``, else raise :class:`ConfigError`."""
-    if not isinstance(month, str) or not _MONTH.match(month):
-        raise ConfigError(f"month {month!r} is not 'YYYY-MM' (e.g. '2019-06')")
-    return month
+# ---------------------------------------------------------------------- index and manifest
+def record_key(record: Mapping[str, Any]) -> tuple[str, int, int]:
+    """Sort key of index records: month, then row-major patch order."""
+    return (str(record["month"]), int(record["row"]), int(record["col"]))
 
 
-def check_fine_scale(scale: int | None) -> int | None:
-    """Return ``scale`` if it is None or a supported fine-label factor."""
-    if scale is not None and scale not in FINE_SCALES:
-        raise ConfigError(f"fine scale must be one of {FINE_SCALES}, got {scale!r}")
-    return scale
+def read_index(root: str | os.PathLike[str] | Store, *, missing_ok: bool = False) -> list[dict]:
+    """Every record of ``<root>/index.jsonl`` (local directory or gs:// URL), in index order.
+
+    Args:
+        root: the dataset root.
+        missing_ok: return an empty list instead of raising when there is no index yet.
+    """
+    store = open_store(root)
+    if not store.exists(INDEX):
+        if missing_ok:
+            return []
+        raise StorageError(
+            f"no {INDEX} in {store.url()}; is it a patch dataset (run the patcher or export first)?"
+        )
+    records = []
+    for number, line in enumerate(store.read_bytes(INDEX).decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputDataError(f"{store.url(INDEX)} line {number} is not JSON: {exc}") from None
+        missing = [f for f in RECORD_FIELDS if f not in record]
+        if missing:
+            raise InputDataError(f"{store.url(INDEX)} line {number} lacks {missing}")
+        records.append(record)
+    return records
 
 
+def write_index(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
+    """Write the index atomically, one record per line in (month, row, col) order."""
+    ordered = sorted(records, key=record_key)
+    text = "".join(dumps(dict(r), sort_keys=True) + "\n" for r in ordered)
+    store.write_bytes(INDEX, text.encode("utf-8"))
+    return len(ordered)
+
+
+def read_manifest(root: str | os.PathLike[str] | Store, *, missing_ok: bool = False) -> dict:
+    """The dataset's manifest; refuses files of another format version."""
+    store = open_store(root)
+    if not store.exists(MANIFEST):
+        if missing_ok:
+            return {}
+        raise StorageError(f"no {MANIFEST} in {store.url()}; is it a patch dataset?")
+    try:
+        manifest = json.loads(store.read_bytes(MANIFEST))
+    except json.JSONDecodeError as exc:
+        raise InputDataError(f"{store.url(MANIFEST)} is not JSON: {exc}") from None
+    if manifest.get("format") != FORMAT:
+        raise InputDataError(
+            f"{store.url(MANIFEST)} has format {manifest.get('format')!r}; this code reads "
+            f"{FORMAT!r}. Re-export the dataset or use a matching isamap version."
+        )
+    return manifest
+
+
+def write_manifest(store: Store, manifest: Mapping[str, Any]) -> None:
+    """Write the manifest atomically (pretty-printed: people read it)."""
+    store.write_bytes(MANIFEST, (dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+
+def remove_temporaries(store: Store, month: str) -> int:
+    """Delete what a killed run left of its atomic writes of the index, manifest and state.
+
+    A local atomic write goes through a temporary file beside its target; a SIGKILL between
+    the two leaves that file behind. Patch temporaries are removed by the patch writer; these
+    are the dataset's own files (``index.jsonl``, ``manifest.json``, ``state/<month>/``), which
+    are rewritten while a run goes, so a kill can land in one of those writes too. Cloud Storage
+    writes have no temporaries. Call it only while holding the output's lock
+    (:func:`gee_export.core.lock.hold_output`): another run's temporaries are in flight.
+    Returns how many files were deleted.
+    """
+    if not isinstance(store, LocalStore):
+        return 0
+    count = store.remove_temporaries(f"state/{month}")
+    for name in (INDEX, MANIFEST):
+        target = store.path(name)
+        if target.parent.is_dir():
+            for tmp in target.parent.glob(f".{name}{TEMP_MARK}*"):
+                tmp.unlink(missing_ok=True)
+                count += 1
+    return count
+
+
+# ---------------------------------------------------------------------- what a dataset is
 @dataclass(frozen=True)
 class DatasetSpec:
     """The parameters shared by every month of one patch dataset.
@@ -69,7 +154,9 @@ class DatasetSpec:
         fine_scale: factor of fine labels/images, or None.
         backend: who made the stack ('ee', 'local', 'synthetic').
         region: region name (or a description of a GeoJSON/bbox).
-        recipe: every composite parameter (collections, dates, cloud threshold, speckle...).
+        recipe: every composite parameter that is the same for all months (collections,
+            cloud threshold, speckle filter...). Month-specific facts (date windows, source
+            files and their fingerprint) go to ``sources`` in :func:`commit_month`.
         classes: label value -> class name.
         label_scheme: ``isa`` (binary) or ``landcover`` (the seven classes of
             :mod:`gee_export.contract.label_schemes`), the manifest's ``label.scheme``.
@@ -112,6 +199,7 @@ class DatasetSpec:
                       "block": self.block},
             "min_valid_fraction": self.min_valid_fraction, "fine_scale": self.fine_scale,
             "classes": {str(k): str(v) for k, v in self.classes.items()},
+            "recipe": dict(self.recipe),
         }
 
 
@@ -120,35 +208,57 @@ def _fixed_params_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
             "split": manifest.get("split"),
             "min_valid_fraction": manifest.get("min_valid_fraction"),
             "fine_scale": manifest.get("label", {}).get("fine_scale"),
-            "classes": manifest.get("label", {}).get("classes")}
+            "classes": manifest.get("label", {}).get("classes"),
+            "recipe": manifest.get("recipe", {})}
 
 
-def check_compatible(store: Store, spec: DatasetSpec) -> dict:
-    """The existing manifest of ``store`` (or {}); refuse one made with other parameters."""
+def _canonical(value: Any) -> str:
+    return dumps(value, sort_keys=True)
+
+
+def check_compatible(store: Store, spec: DatasetSpec, *, month: str | None = None,
+                     fingerprint: str | None = None) -> dict:
+    """The existing manifest of ``store`` (or {}); refuse one made with other parameters.
+
+    Call it before any work (before a stack is built or a patch fetched), so a refused run
+    leaves the dataset and its inputs as they were. With ``month`` and ``fingerprint`` (a
+    content digest of the month's inputs, see :func:`gee_export.contract.stack.fingerprint`),
+    a month that was cut from other inputs is refused too: its patches would be mixed.
+    """
     existing = read_manifest(store, missing_ok=True)
     if not existing:
         return {}
     old, new = _fixed_params_of(existing), spec.fixed_params()
-    differ = [k for k in new if json.dumps(old[k], sort_keys=True)
-              != json.dumps(new[k], sort_keys=True)]
+    differ = [k for k in new if _canonical(old[k]) != _canonical(new[k])]
     if differ:
         raise ConfigError(
             f"{store.url()} already holds a dataset made with other {', '.join(differ)} "
             f"({'; '.join(f'{k}: {old[k]} there, {new[k]} now' for k in differ)}); "
-            "write to another folder or delete it first"
+            "write to another folder (--out) or delete it first"
         )
+    if month is not None and fingerprint is not None:
+        previous = existing.get("sources", {}).get(month, {}).get("fingerprint")
+        if previous and previous != fingerprint:
+            raise ConfigError(
+                f"the inputs of {month} changed since {store.url()} was cut from them (their "
+                f"content digest differs); delete {store.url('patches/' + month)} and its "
+                "index entries, or write to another folder (--out), to cut them again"
+            )
     return existing
 
 
 def commit_month(store: Store, spec: DatasetSpec, month: str,
                  records: Iterable[Mapping] | Mapping[str, Mapping],
                  *, complete: bool, counts: Mapping[str, Any] | None = None,
-                 sources: Mapping[str, str] | None = None) -> dict[str, Any]:
+                 sources: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Replace ``month``'s records in the index and update the manifest, both atomically.
 
     The index is written before the manifest, so a manifest never counts patches the index
     lacks. ``complete`` tells re-runs whether the month still has work to do. ``records`` may
     be a list of records or ``PatchWriter.finished_records()``'s mapping of id to record.
+    ``counts`` are the month's position counts (``positions``, ``candidates``,
+    ``dropped_overlap``, ``invalid``) and ``sources`` what the month was made from (files and
+    their fingerprint, or Earth Engine date windows).
     """
     check_month(month)
     if isinstance(records, Mapping):
@@ -161,14 +271,10 @@ def commit_month(store: Store, spec: DatasetSpec, month: str,
     every = others + month_records
     write_index(store, every)
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    per_split = dict.fromkeys(SPLITS, 0)
-    for rec in every:
-        per_split[rec["split"]] += 1
     per_month = dict(existing.get("counts", {}).get("per_month", {}))
     per_month[month] = {**(counts or {}), "patches": len(month_records)}
     all_sources = dict(existing.get("sources", {}))
-    if sources:
-        all_sources[month] = dict(sources)
+    all_sources[month] = dict(sources or {})
     fixed = spec.fixed_params()
     manifest = {
         "format": FORMAT, "code_version": code_version(),
@@ -180,9 +286,11 @@ def commit_month(store: Store, spec: DatasetSpec, month: str,
         "label": {"scheme": spec.label_scheme, "classes": dict(spec.classes),
                   "nodata": LABEL_NODATA,
                   "fine_scale": spec.fine_scale},
-        "recipe": dict(spec.recipe) or existing.get("recipe", {}),
+        "recipe": fixed["recipe"],
         "split": fixed["split"], "min_valid_fraction": spec.min_valid_fraction,
-        "counts": {"patches": len(every), "per_split": per_split, "per_month": per_month},
+        "counts": {"patches": len(every),
+                   "per_split": split_counts(r["split"] for r in every),
+                   "per_month": per_month},
         "complete": {**existing.get("complete", {}), month: complete},
         "sources": all_sources,
     }

@@ -17,7 +17,7 @@ import rasterio
 from affine import Affine
 from rasterio.io import MemoryFile
 
-from gee_export.core.storage import TEMP_MARK
+from gee_export.core.storage import atomic_path
 
 
 def profile_for(array: np.ndarray, transform: Affine, crs: Any, nodata: float | None,
@@ -71,15 +71,10 @@ def write_geotiff(path: str | os.PathLike[str], array: np.ndarray, transform: Af
                   tags: Mapping[str, Any] | None = None,
                   band_tags: Sequence[Mapping[str, Any]] | None = None,
                   compress: str | None = "deflate") -> Path:
-    """Write a local GeoTIFF atomically (temporary file in the same folder, then rename)."""
+    """Write a local GeoTIFF atomically (through the one atomic writer, ``atomic_path``)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}{TEMP_MARK}{os.getpid()}")
     data = _as_3d(np.asarray(array))
-    try:
-        with rasterio.open(tmp, "w", **profile_for(data, transform, crs, nodata, compress)) as dst:
-            _fill(dst, data, descriptions, tags, band_tags)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(target) as tmp, rasterio.open(
+            tmp, "w", **profile_for(data, transform, crs, nodata, compress)) as dst:
+        _fill(dst, data, descriptions, tags, band_tags)
     return target

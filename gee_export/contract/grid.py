@@ -24,9 +24,15 @@ DEFAULT_STRIDE = 80  # CroFuseNet, section II-B: 128 x 128 blocks cut with a ste
 _PATCH_ID = re.compile(r"^r(\d+)_c(\d+)$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Window:
-    """A rectangle of pixels: offsets and sizes in grid pixels (row = y down, col = x right)."""
+    """A rectangle of pixels: offsets and sizes in grid pixels (row = y down, col = x right).
+
+    Construction is keyword-only (``Window(row_off=, col_off=, height=, width=)``):
+    rasterio's ``Window`` takes the same quantities positionally in another order
+    (``col_off, row_off, width, height``), so a positional call could silently swap axes.
+    :meth:`to_rasterio` converts.
+    """
 
     row_off: int
     col_off: int
@@ -61,12 +67,12 @@ class Window:
         r1, c1 = min(self.row_end, other.row_end), min(self.col_end, other.col_end)
         if r1 <= r0 or c1 <= c0:
             return None
-        return Window(r0, c0, r1 - r0, c1 - c0)
+        return Window(row_off=r0, col_off=c0, height=r1 - r0, width=c1 - c0)
 
     def padded(self, halo: int) -> Window:
         """Grow the window by ``halo`` pixels on every side (may leave the grid; clip after)."""
-        return Window(self.row_off - halo, self.col_off - halo,
-                      self.height + 2 * halo, self.width + 2 * halo)
+        return Window(row_off=self.row_off - halo, col_off=self.col_off - halo,
+                      height=self.height + 2 * halo, width=self.width + 2 * halo)
 
 
 def utm_epsg(lon: float, lat: float) -> int:
@@ -222,7 +228,7 @@ class Grid:
         return Affine(self.resolution, 0.0, west, 0.0, -self.resolution, north)
 
     def full_window(self) -> Window:
-        return Window(0, 0, self.height, self.width)
+        return Window(row_off=0, col_off=0, height=self.height, width=self.width)
 
     def clip(self, window: Window) -> Window | None:
         """The part of ``window`` inside the grid, or None."""
@@ -267,7 +273,8 @@ class Grid:
                 f"patch ({row}, {col}) is outside the {self.patch_rows}x{self.patch_cols} "
                 "patch layout of this grid"
             )
-        return Window(row * self.stride, col * self.stride, self.patch_size, self.patch_size)
+        return Window(row_off=row * self.stride, col_off=col * self.stride,
+                      height=self.patch_size, width=self.patch_size)
 
     def patch_bounds(self, row: int, col: int) -> tuple[float, float, float, float]:
         return self.window_bounds(self.patch_window(row, col))

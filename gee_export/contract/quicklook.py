@@ -15,10 +15,12 @@ import rasterio
 from PIL import Image
 from rasterio.enums import Resampling
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import InputDataError
+from gee_export.core.storage import atomic_path
 
 # label value -> RGB: pervious green-grey, impervious orange-red, unlabelled white
-LABEL_COLOURS = {0: (96, 128, 80), 1: (230, 85, 40), 255: (255, 255, 255)}
+LABEL_COLOURS = {0: (96, 128, 80), 1: (230, 85, 40), LABEL_NODATA: (255, 255, 255)}
 
 
 def _decimated_shape(src, max_size: int) -> tuple[int, int]:
@@ -66,8 +68,6 @@ def label_png(label_path: str | os.PathLike[str], out_png: str | os.PathLike[str
 
 def _save(rgb: np.ndarray, out_png: str | os.PathLike[str]) -> Path:
     target = Path(out_png)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    Image.fromarray(rgb).save(tmp, format="PNG")
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
     return target

@@ -15,7 +15,7 @@ can decide which patches to fetch before fetching anything.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import numpy as np
@@ -129,9 +129,46 @@ def drop_overlaps(grid: Grid,
     return dict(sorted(kept.items()))
 
 
-def split_counts(splits: dict[tuple[int, int], Split]) -> dict[str, int]:
-    """Number of positions per split (every split present, zeros included)."""
+def split_counts(splits: Mapping[tuple[int, int], str] | Iterable[str]) -> dict[str, int]:
+    """How many positions (or patches) each split has, every split present, zeros included.
+
+    The one per-split counter: pass an :func:`assign_splits` result, or the ``split`` of each
+    index record (``split_counts(r["split"] for r in records)``).
+    """
+    values = splits.values() if isinstance(splits, Mapping) else splits
     out: dict[str, int] = dict.fromkeys(SPLITS, 0)
-    for split in splits.values():
+    for split in values:
         out[split] += 1
     return out
+
+
+def empty_splits(counts: Mapping[str, int],
+                 ratios: Iterable[float] = DEFAULT_RATIOS) -> list[str]:
+    """The splits asked for (positive share) that got nothing, in SPLITS order."""
+    shares = normalise_ratios(ratios)
+    return [s for s, share in zip(SPLITS, shares, strict=True) if share > 0 and not counts.get(s)]
+
+
+def split_advice(grid: Grid, counts: Mapping[str, int], ratios: Iterable[float] = DEFAULT_RATIOS,
+                 seed: int = 0, block: int = DEFAULT_BLOCK, *, max_tries: int = 64) -> str | None:
+    """None when every split asked for has patches; else one line saying how to get them.
+
+    A small area holds few split blocks, so whole splits can come out empty (training then
+    stops for want of validation patches). The advice names the largest smaller block side
+    that gives every split positions on this grid (what ``--split-block`` sets), or asks for a
+    larger area when no block size does.
+    """
+    missing = empty_splits(counts, ratios)
+    if not missing:
+        return None
+    have = ", ".join(f"{s} {counts.get(s, 0)}" for s in SPLITS)
+    text = (f"the dataset gets no {' and no '.join(missing)} patches ({have}; split blocks of "
+            f"{block} x {block} patch positions over {grid.patch_rows} x {grid.patch_cols} "
+            "positions)")
+    for smaller in range(block - 1, 0, -1)[:max_tries]:
+        trial = split_counts(assign_splits(grid, None, ratios, seed, smaller))
+        if not empty_splits(trial, ratios):
+            return (f"{text}: use --split-block {smaller} (gives "
+                    f"{', '.join(f'{s} {trial[s]}' for s in SPLITS)} positions) or a larger area")
+    return (f"{text}: the area is too small for a train/val/test split; use a larger area "
+            "(--bbox, --region) or a smaller --stride")

@@ -1,32 +1,52 @@
 """The one seam between isamap and the Earth Engine service.
 
-Everything that talks to a server (initialisation, ``computePixels``, ``getInfo``, batch tasks)
-goes through an :class:`EESession`. That buys three things:
+Everything that talks to a server (initialisation, ``computePixels``, ``getInfo``, batch tasks,
+assets) goes through an :class:`EESession`. That buys four things:
 
+* **one retry loop**: earthengine-api's own retries (googleapiclient's, 5 by default, uncapped
+  backoff) are switched off (``ee.data.setMaxRetries(0)``), and :meth:`EESession.call` retries
+  429 / 5xx / timeouts with capped, jittered backoff under one budget: at most
+  ``RetryPolicy.max_attempts`` HTTP requests per call, never that number squared;
+* failures are classified on the HTTP status the client keeps (the ``HttpError`` behind its
+  ``EEException``) and on a few precise phrases, never on a number inside a message:
+  deterministic errors ("Too many input pixels per output pixel", "User memory limit
+  exceeded"...) fail at once with the server's message;
 * authentication failures become :class:`AuthenticationError` with a message that says exactly
   what to run, instead of a stack trace from deep inside google-auth;
-* transient failures (HTTP 429 / 5xx, timeouts) are retried with exponential backoff and full
-  jitter under a bounded budget, then surface as :class:`QuotaError` / :class:`EarthEngineError`;
 * tests swap the *transport* (the object that actually performs a call) for one that serves a
   local GeoTIFF stack, so the retry logic and the export orchestration run for real offline.
 
 Graph *building* (``ee.Image(...)``, filters, maps) needs no server and does not go through here.
+The module is longer than most because the classification, the task-status reading and the
+task-description rule all belong to the seam and every caller relies on them.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from gee_export.core.errors import AuthenticationError, EarthEngineError, QuotaError
 from gee_export.core.retry import RetryPolicy, retry_call
 
-__all__ = ["AUTH_HELP", "EESession", "EETransport", "RetryPolicy", "Transport", "classify"]
+__all__ = ["AUTH_HELP", "CLIENT_RETRIES", "EESession", "EETransport", "HttpStatus",
+           "RetryPolicy", "Transport", "classify", "http_status", "operation_status",
+           "task_description"]
 
 HIGH_VOLUME_URL = "https://earthengine-highvolume.googleapis.com"
+# earthengine-api's own retry count, set explicitly: EESession.call is the one retry loop.
+CLIENT_RETRIES = 0
+# More task ids than this are read by listing the project's operations (pages of 500)
+# instead of one request per task.
+PER_TASK_READS = 20
+MAX_DESCRIPTION = 100
 
 AUTH_HELP = """Earth Engine is not authenticated or has no Cloud project ({reason}).
 To use the Earth Engine backend, do ONE of:
@@ -40,24 +60,156 @@ No account? Run the same recipe on local scenes instead:
   python export_patches.py --backend local --scenes DIR ...
 (or `make demo` for a synthetic scene)."""
 
-_TRANSIENT_MARKERS = (
-    "429", "too many requests", "resource_exhausted", "resource exhausted", "quota exceeded",
-    "rate limit", "500", "502", "503", "504", "internal error", "backend error",
-    "service unavailable", "deadline exceeded", "timed out", "timeout",
-    "too many concurrent", "connection reset", "connection aborted", "temporarily",
+Kind = Literal["auth", "quota", "transient", "fatal"]
+
+# Errors that the same request will always get again: fail at once, whatever the status.
+_DETERMINISTIC = (
+    "too many input pixels per output pixel", "user memory limit exceeded",
+    "too many pixels in the region", "did not match any bands",
+    "request payload size exceeds the limit", "must be less than or equal to 50331648 bytes",
 )
+# Phrases of failures that depend on load, checked only where no status says otherwise.
+_TRANSIENT_PHRASES = ("computation timed out",)
+_QUOTA_PHRASES = ("too many concurrent aggregations",)
+# 403 with one of these reasons is googleapiclient's documented rate limit, not a permission.
+_RATE_LIMIT_REASONS = ("ratelimitexceeded", "userratelimitexceeded", "quotaexceeded")
 # What earthengine-api and google-auth say when no usable credentials were ever loaded: the
-# client library was never initialised ("Earth Engine client library not initialized"), the
-# stored user credentials are missing, expired or revoked, or no default credentials exist.
-# Each means "authenticate first", never "retry" or "bad request".
+# client library was never initialised, the stored user credentials are missing, expired or
+# revoked, or no default credentials exist. Each means "authenticate first".
 _AUTH_MARKERS = (
-    "earthengine authenticate", "authorize access", "unauthenticated", "not signed up",
-    "not registered", "not initialized", "not initialised", "not authenticated",
-    "default credentials", "invalid authentication credentials", "credentials were not found",
-    "no credentials", "invalid_grant", "reauthentication",
+    "earthengine authenticate", "authorize access", "not signed up", "not initialized",
+    "not initialised", "not authenticated", "default credentials",
+    "invalid authentication credentials", "credentials were not found", "no credentials",
+    "invalid_grant", "reauthentication", "ee.initialize: no project found",
 )
-_QUOTA_MARKERS = ("429", "too many", "resource_exhausted", "resource exhausted", "quota",
-                  "rate limit")
+# Exceptions raised below HTTP (no response at all), by class name so core needs neither
+# httplib2 nor google-auth: DNS failures, TLS errors, google-auth's transport errors.
+_NETWORK_ERRORS = ("ServerNotFoundError", "gaierror", "SSLError", "TransportError")
+
+_OPERATION_TO_TASK_STATE = {"PENDING": "READY", "RUNNING": "RUNNING",
+                            "CANCELLING": "CANCEL_REQUESTED", "SUCCEEDED": "COMPLETED",
+                            "CANCELLED": "CANCELLED", "FAILED": "FAILED"}
+_NOT_DESCRIPTION = re.compile(r"[^A-Za-z0-9.,:;_-]+")
+
+
+@dataclass(frozen=True)
+class HttpStatus:
+    """What the service answered: HTTP code, google.rpc status name and error reasons."""
+
+    code: int | None = None
+    rpc: str = ""
+    reasons: tuple[str, ...] = ()
+
+
+def http_status(exc: BaseException) -> HttpStatus:
+    """The HTTP status behind ``exc``, however deep the client wrapped it.
+
+    earthengine-api raises ``EEException(message)`` *while handling* googleapiclient's
+    ``HttpError``, so the error with ``resp.status`` and the JSON body is the exception's
+    ``__context__`` (or ``__cause__``, once this seam re-raises it). Returns an empty status
+    for errors that never got an HTTP response (timeouts, refused connections).
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop(0)
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        code = getattr(getattr(err, "resp", None), "status", None)
+        if isinstance(code, int):
+            return HttpStatus(code, *_error_body(getattr(err, "content", b"")))
+        todo += [err.__cause__, err.__context__]
+    return HttpStatus()
+
+
+def _error_body(content: Any) -> tuple[str, tuple[str, ...]]:
+    """google.rpc status name and reasons of a JSON error body (empty when unreadable)."""
+    try:
+        error = json.loads(content.decode() if isinstance(content, bytes) else content)["error"]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return "", ()
+    reasons = [str(e.get("reason", "")) for e in error.get("errors", []) or []
+               if isinstance(e, dict)]
+    reasons += [str(d.get("reason", "")) for d in error.get("details", []) or []
+                if isinstance(d, dict)]
+    return str(error.get("status", "")), tuple(r.lower() for r in reasons if r)
+
+
+def classify(exc: BaseException) -> Kind:
+    """Return ``'auth'``, ``'quota'``, ``'transient'`` or ``'fatal'`` for an exception.
+
+    The HTTP status decides where there is one (401 auth; 403 auth unless its reason is a rate
+    limit; 429 quota; 408 / 5xx and a 409 ABORTED concurrency conflict transient; anything
+    else fatal); a deterministic message overrides it (retrying cannot help). Without a
+    status: network errors are transient, the client's "not initialised" and google-auth's
+    missing/expired-credential messages are auth, everything else is fatal.
+    """
+    if isinstance(exc, AuthenticationError):
+        return "auth"
+    text = str(exc).lower()
+    if any(p in text for p in _DETERMINISTIC):
+        return "fatal"
+    status = http_status(exc)
+    if status.code is not None:
+        if status.code == 401:
+            return "auth"
+        if status.code == 403:
+            return "quota" if any(r in _RATE_LIMIT_REASONS for r in status.reasons) else "auth"
+        if status.code == 429 or any(p in text for p in _QUOTA_PHRASES):
+            return "quota"
+        if status.code in (408, 500, 502, 503, 504) or (
+                status.code == 409 and status.rpc == "ABORTED"):
+            return "transient"
+        if any(p in text for p in _TRANSIENT_PHRASES):
+            return "transient"
+        return "auth" if any(m in text for m in _AUTH_MARKERS) else "fatal"
+    if isinstance(exc, (TimeoutError, ConnectionError)) or type(exc).__name__ in _NETWORK_ERRORS:
+        return "transient"
+    if type(exc).__name__ == "RefreshError" or any(m in text for m in _AUTH_MARKERS):
+        return "auth"  # google-auth could not refresh the stored credentials
+    if any(p in text for p in _QUOTA_PHRASES):
+        return "quota"
+    if any(p in text for p in _TRANSIENT_PHRASES):
+        return "transient"
+    return "fatal"
+
+
+def task_description(text: str) -> str:
+    """``text`` as a task description the export service accepts.
+
+    The service takes letters, digits and ``. , : ; _ -`` only, at most 100 characters
+    ("The description must contain only the following characters: a..z, A..Z, 0..9, ...").
+    Accents are dropped (São Paulo -> Sao_Paulo), every other run of characters becomes one
+    underscore, as the community clients (geetools' ``format_description``) do.
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    cleaned = _NOT_DESCRIPTION.sub("_", ascii_text).strip("_")[:MAX_DESCRIPTION].rstrip("_")
+    return cleaned or "isamap_task"
+
+
+def operation_status(operation: dict[str, Any]) -> dict[str, Any]:
+    """A long-running operation as a task status, progress included.
+
+    Returns ``id`` (the server's task id: the last part of the operation name), ``name``,
+    ``state`` in the task vocabulary (READY, RUNNING, COMPLETED, FAILED, CANCELLED,
+    CANCEL_REQUESTED, UNKNOWN), ``progress`` in [0, 1] (``metadata.progress``, which
+    ``ee.data.getTaskStatus`` drops), ``description`` and, for a failure, ``error_message``.
+    """
+    name = str(operation.get("name", ""))
+    meta = operation.get("metadata") or {}
+    state = _OPERATION_TO_TASK_STATE.get(str(meta.get("state", "")), "UNKNOWN")
+    status: dict[str, Any] = {"id": name.rsplit("/", 1)[-1], "name": name, "state": state,
+                              "progress": float(meta.get("progress") or 0.0),
+                              "description": str(meta.get("description", ""))}
+    if operation.get("done"):
+        if "error" in operation:
+            status["error_message"] = str(operation["error"].get("message", ""))
+            if state not in ("FAILED", "CANCELLED"):
+                status["state"] = "FAILED"
+        elif state == "UNKNOWN":
+            status["state"] = "COMPLETED"
+    return status
 
 
 class Transport(Protocol):
@@ -73,10 +225,21 @@ class Transport(Protocol):
 
 
 class EETransport:
-    """The real transport: ``ee.data`` calls of earthengine-api."""
+    """The real transport: ``ee.data`` calls of earthengine-api, with its own retries off.
 
-    def __init__(self, ee_module: Any) -> None:
+    Args:
+        ee_module: the initialised ``ee`` module.
+        project: the Cloud project the session's tasks run in (names their operations).
+    """
+
+    def __init__(self, ee_module: Any, project: str | None = None) -> None:
         self.ee = ee_module
+        self.project = project
+        self.configure_client()
+
+    def configure_client(self) -> None:
+        """Switch the client's own retries off (again, if ``ee.Reset`` restored them)."""
+        self.ee.data.setMaxRetries(CLIENT_RETRIES)
 
     def compute_pixels(self, request: dict[str, Any]) -> Any:
         return self.ee.data.computePixels(request)
@@ -85,42 +248,38 @@ class EETransport:
         return obj.getInfo()
 
     def start_task(self, task: Any) -> str:
+        # The client sends the task's request id with the export, so a retried start is
+        # recognised by the server and starts nothing twice.
+        if task.config and "description" in task.config:
+            task.config["description"] = task_description(str(task.config["description"]))
         task.start()
         return str(task.id)
 
     def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:
-        return list(self.ee.data.getTaskStatus(task_ids))
+        """Statuses in the order of ``task_ids``: one read each for a few, pages for many."""
+        found: dict[str, dict[str, Any]] = {}
+        if len(task_ids) > PER_TASK_READS or not self.project:
+            wanted = set(task_ids)
+            for op in self.ee.data.listOperations():
+                status = operation_status(op)
+                if status["id"] in wanted or status["name"] in wanted:
+                    found[status["id"]] = found[status["name"]] = status
+        for task_id in task_ids:
+            if task_id not in found:
+                found[task_id] = self._read_one(task_id)
+        return [found[t] for t in task_ids]
 
-
-def classify(exc: BaseException) -> str:
-    """Return ``'auth'``, ``'quota'``, ``'transient'`` or ``'fatal'`` for an exception.
-
-    earthengine-api reports HTTP errors as ``EEException`` text (and sometimes as a
-    googleapiclient ``HttpError`` with ``resp.status``), so the decision is made on the status
-    when there is one and on the message otherwise. "Client library not initialized" and the
-    missing/expired-credentials messages of google-auth are ``'auth'`` here, in the seam, so no
-    caller has to recognise them itself.
-    """
-    if isinstance(exc, AuthenticationError):
-        return "auth"
-    status = getattr(getattr(exc, "resp", None), "status", None) or getattr(exc, "code", None)
-    if isinstance(status, int):
-        if status == 429:
-            return "quota"
-        if status >= 500:
-            return "transient"
-        if status in (401, 403):
-            return "auth"
-    if isinstance(exc, (TimeoutError, ConnectionError)):
-        return "transient"
-    text = str(exc).lower()
-    if any(m in text for m in _AUTH_MARKERS):
-        return "auth"
-    if any(m in text for m in _QUOTA_MARKERS):
-        return "quota"
-    if any(m in text for m in _TRANSIENT_MARKERS):
-        return "transient"
-    return "fatal"
+    def _read_one(self, task_id: str) -> dict[str, Any]:
+        name = task_id if "/operations/" in task_id else (
+            f"projects/{self.project}/operations/{task_id}" if self.project else "")
+        if not name:
+            return {"id": task_id, "state": "UNKNOWN", "progress": 0.0}
+        try:
+            return operation_status(self.ee.data.getOperation(name))
+        except Exception as exc:
+            if http_status(exc).code == 404:
+                return {"id": task_id, "name": name, "state": "UNKNOWN", "progress": 0.0}
+            raise
 
 
 class EESession:
@@ -130,7 +289,7 @@ class EESession:
         project: Google Cloud project registered for Earth Engine (``--project``).
         high_volume: use the high-volume endpoint, meant for many small ``computePixels``
             requests from automated jobs (the interactive endpoint throttles them).
-        retry: the retry budget of every call.
+        retry: the retry budget of every call: at most ``max_attempts`` HTTP requests.
         transport: who performs calls; ``None`` means the real ``ee.data`` after
             :meth:`initialize`. Tests pass a transport serving a local stack.
         sleep: the wait function (tests pass a no-op to stay fast).
@@ -162,39 +321,70 @@ class EESession:
         if not self.project:
             raise AuthenticationError(AUTH_HELP.format(reason="no --project given"))
         url = HIGH_VOLUME_URL if self.high_volume else None
-        try:
-            credentials = _credentials(ee)
-            ee.Initialize(credentials, project=self.project, opt_url=url)
-        except Exception as exc:  # google-auth, EEException, file errors: all mean "not set up"
+        ee.data.setMaxRetries(CLIENT_RETRIES)  # before Initialize: its requests are calls too
+
+        def init() -> None:
+            ee.Initialize(_credentials(ee), project=self.project, opt_url=url)
+
+        def fail(exc: Exception, attempt: int, exhausted: bool) -> Exception:
+            if exhausted:
+                return self._exhausted("initialising Earth Engine", exc, attempt)
+            # google-auth, EEException, file errors: all mean "not set up"
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
-            raise AuthenticationError(AUTH_HELP.format(reason=reason)) from exc
-        self.transport = EETransport(ee)
+            return AuthenticationError(AUTH_HELP.format(reason=reason))
+
+        retry_call(init, self.retry, sleep=self._sleep, fail=fail, delay=self._next_delay,
+                   retryable=lambda exc: classify(exc) in ("quota", "transient"))
+        self.transport = EETransport(ee, self.project)
         return self
 
     # ------------------------------------------------------------------ calls
-    def call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` with the retry policy; ``what`` names it in error messages."""
+    def call(self, what: str, fn: Callable[..., Any], *args: Any,
+             idempotent: bool = True) -> Any:
+        """Run ``fn(*args)`` with the retry policy; ``what`` names it in error messages.
+
+        Args:
+            what: the call, as error messages name it.
+            fn: the call.
+            args: its arguments.
+            idempotent: whether repeating the request is harmless. A request that is not
+                (an ingestion start: the client sends no request id with it) is retried
+                only on 429, which the service sends before doing anything; after a 5xx or
+                a timeout it may already have acted, so the error says to look first.
+        """
+        if isinstance(self.transport, EETransport):
+            self.transport.configure_client()
+
+        def retryable(exc: Exception) -> bool:
+            kind = classify(exc)
+            return kind == "quota" or (idempotent and kind == "transient")
 
         def fail(exc: Exception, attempt: int, exhausted: bool) -> Exception:
             kind = classify(exc)
-            if not exhausted:
-                if kind == "auth":
-                    return AuthenticationError(AUTH_HELP.format(reason=f"{what}: {exc}"))
-                return EarthEngineError(f"{what} failed: {exc}")
-            if kind == "quota":
-                return QuotaError(
-                    f"{what} still refused after {attempt} attempts (Earth Engine quota/"
-                    f"rate limit: {exc}). Lower --workers (at most 40 concurrent requests "
-                    "per project), wait a few minutes and re-run: finished patches are "
-                    "skipped.")
-            return EarthEngineError(
-                f"{what} kept failing after {attempt} attempts ({exc}). The service may "
-                "be degraded; re-run later (finished work is skipped), or use "
-                "--method tasks for very large regions.")
+            if exhausted:
+                return self._exhausted(what, exc, attempt)
+            if kind == "auth":
+                return AuthenticationError(AUTH_HELP.format(reason=f"{what}: {exc}"))
+            if kind == "transient":  # only reached when not idempotent
+                return EarthEngineError(
+                    f"{what} failed ({exc}) and was not repeated: Earth Engine may have "
+                    "received it. Look at the Tasks tab (or `earthengine task list`) before "
+                    "running the command again.")
+            return EarthEngineError(f"{what} failed: {exc}")
 
         return retry_call(lambda: fn(*args), self.retry, sleep=self._sleep,
-                          retryable=lambda exc: classify(exc) in ("quota", "transient"),
-                          fail=fail, delay=self._next_delay)
+                          retryable=retryable, fail=fail, delay=self._next_delay)
+
+    def _exhausted(self, what: str, exc: Exception, attempt: int) -> Exception:
+        if classify(exc) == "quota":
+            return QuotaError(
+                f"{what} still refused after {attempt} attempts (Earth Engine quota/"
+                f"rate limit: {exc}). Lower --workers (at most 40 concurrent requests "
+                "per project), wait a few minutes and re-run: finished work is skipped.")
+        return EarthEngineError(
+            f"{what} kept failing after {attempt} attempts ({exc}). The service may be "
+            "degraded; re-run later (finished work is skipped), or use --method tasks for "
+            "very large regions.")
 
     def _next_delay(self, attempt: int) -> float:
         """The jittered wait after failed ``attempt``, counted in ``retries`` (thread-safe)."""
@@ -217,11 +407,11 @@ class EESession:
         return self.call(what, self._transport().get_info, obj)
 
     def start_task(self, task: Any) -> str:
-        """Start a batch task; returns its id."""
+        """Start a batch task (its description made acceptable); returns its server id."""
         return self.call("starting an export task", self._transport().start_task, task)
 
     def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:
-        """Status dicts (``id``, ``state``, ``error_message``...) of batch tasks."""
+        """Status dicts (``id``, ``state``, ``progress``, ``error_message``...) of tasks."""
         if not task_ids:
             return []
         return self.call("reading task status", self._transport().task_status, task_ids)
@@ -229,7 +419,6 @@ class EESession:
 
 def _credentials(ee: Any) -> Any:
     """Service-account key when GOOGLE_APPLICATION_CREDENTIALS is set, else stored user creds."""
-    import json
     import os
 
     key = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")

@@ -51,6 +51,12 @@ class StorageError(IsamapError, OSError):
     exit_code = 1
 
 
+class OutputLockedError(IsamapError, RuntimeError):
+    """Another run holds the lock of the output folder (or bucket prefix) this run would write."""
+
+    exit_code = 1
+
+
 class ChecksumMismatchError(StorageError):
     """Bytes that arrived differ from the bytes that were sent."""
 

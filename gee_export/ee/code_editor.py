@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gee_export.contract.grid import Grid
 from gee_export.contract.regions import Region
+from gee_export.core.storage import atomic_write
 from gee_export.ee.labels import (
     DYNAMIC_WORLD,
     GHSL_BUILT,
@@ -113,13 +114,4 @@ def render(region: Region, grid: Grid, window: TimeWindow, s1_window: TimeWindow
 
 def write_script(path: str | Path, text: str) -> Path:
     """Write the script next to the user's outputs (atomically)."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))

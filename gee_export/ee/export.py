@@ -6,46 +6,34 @@ backoff) for the patch's window of the stack — every band and the label in one
 writes the patch files with :class:`PatchWriter`. Finished patches carry their index record in
 their own tags, so a killed run loses nothing: a re-run lists the finished patches, recovers
 their records and fetches only the rest. ``index.jsonl`` and ``manifest.json`` are rewritten
-atomically every ``flush_seconds`` and at the end (also when the run fails).
+atomically every ``flush_seconds`` and at the end (also when the run fails), through the
+contract's one manifest writer (``commit_month``), exactly as the local backend writes them.
+The output root is locked for the run (:func:`gee_export.core.lock.hold_output`).
 
 The ``tasks`` method (batch export of tiles) lives in tasks.py and shares the bookkeeping here.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from gee_export.contract.bands import LABEL, LABEL_NODATA
+from gee_export.contract.bands import LABEL
+from gee_export.contract.dataset import DEFAULT_CLASSES, DatasetSpec
 from gee_export.contract.grid import Grid, patch_id
-from gee_export.contract.index import (
-    FORMAT,
-    read_index,
-    read_manifest,
-    remove_temporaries,
-    write_index,
-    write_manifest,
-)
-from gee_export.contract.label_schemes import isa_class_of
-from gee_export.contract.patches import DEFAULT_CLASSES, PatchWriter, check_month, valid_mask
-from gee_export.contract.splits import (
-    DEFAULT_BLOCK,
-    DEFAULT_RATIOS,
-    assign_splits,
-    normalise_ratios,
-)
+from gee_export.contract.patch_writer import MonthProgress, open_month, valid_mask
+from gee_export.contract.splits import DEFAULT_BLOCK, DEFAULT_RATIOS, split_counts
 from gee_export.core.ee_session import EESession
 from gee_export.core.errors import ConfigError
+from gee_export.core.lock import hold_output
+from gee_export.core.months import check_month
 from gee_export.core.storage import Store, open_store
-from gee_export.core.version import code_version
 from gee_export.ee.pixels import Limits, assemble, build_request, decode, split_request, to_label
 
 DEFAULT_WORKERS = 16
@@ -55,7 +43,12 @@ MAX_WORKERS = 40  # Earth Engine allows about 40 concurrent requests per project
 
 @dataclass(frozen=True)
 class ExportJob:
-    """What one month's export produces (everything that ends up in the manifest)."""
+    """What one month's export produces (everything that ends up in the manifest).
+
+    ``recipe`` holds the composite parameters shared by every month of the dataset (checked
+    against the manifest before anything is fetched); ``sources`` the facts of this month only
+    (the composite date windows, the export method), recorded under ``sources/<month>``.
+    """
 
     grid: Grid
     bands: tuple[str, ...]
@@ -68,14 +61,21 @@ class ExportJob:
     seed: int = 0
     block: int = DEFAULT_BLOCK
     backend: str = "ee"
+    sources: Mapping[str, Any] = field(default_factory=dict)
     classes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLASSES))
     label_scheme: str = "isa"
 
     def __post_init__(self) -> None:
         check_month(self.month)
-        if not 0.0 <= self.min_valid_fraction <= 1.0:
-            raise ConfigError(f"min_valid_fraction must be in [0, 1], got "
-                              f"{self.min_valid_fraction}")
+        self.spec()  # validates every dataset parameter now, not after the first fetch
+
+    def spec(self) -> DatasetSpec:
+        """The dataset parameters this job must share with the months already exported."""
+        return DatasetSpec(self.grid, tuple(self.bands), self.ratios, self.seed, self.block,
+                           self.min_valid_fraction, self.fine_scale,
+                           self.backend,  # type: ignore[arg-type]
+                           self.region, dict(self.recipe), dict(self.classes),
+                           self.label_scheme)
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ class ExportSummary:
     requests: int = 0
     retries: int = 0
     seconds: float = 0.0
+    per_split: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,104 +106,57 @@ def check_workers(workers: int) -> int:
 
 
 class Bookkeeper:
-    """Index, manifest and resume state of one month of a dataset (shared by both methods)."""
+    """Resume state of one month of an Earth Engine export (shared by both methods).
+
+    Everything about the dataset itself (compatibility, finished patches, index and manifest)
+    is the contract's :class:`~gee_export.contract.patch_writer.MonthProgress`, the same one the
+    local backend uses; this adds only what an export needs on top: the fetched arrays'
+    validity test and the batch task ids (``state/<month>/tasks.json``).
+    """
 
     def __init__(self, store: Store, job: ExportJob) -> None:
         self.store = store
         self.job = job
-        self.ratios = normalise_ratios(job.ratios)
-        self.splits = assign_splits(job.grid, None, self.ratios, job.seed, job.block)
-        remove_temporaries(store, job.month)  # a killed run's half-done index/state writes
-        self.existing = read_manifest(store, missing_ok=True)
-        self._check_compatible()
-        self.writer = PatchWriter(store, job.grid, job.bands, job.month, splits=self.splits,
-                                  fine_scale=job.fine_scale, isa_class=isa_class_of(job.classes))
-        self.records = {(r["month"], r["id"]): r for r in read_index(store, missing_ok=True)}
-        self.done = self.writer.done_ids()
-        known = {pid for (m, pid) in self.records if m == job.month}
-        for pid in sorted(self.done - known):  # finished after the last flush of a killed run
-            self.records[(job.month, pid)] = self.writer.read_record(pid)
-        for pid in known - self.done:  # files gone: write them again
-            del self.records[(job.month, pid)]
-        self.invalid = set(self.read_state("invalid"))
+        self.progress: MonthProgress = open_month(store, job.spec(), job.month,
+                                                  sources=job.sources)
+        self.writer = self.progress.writer
 
-    # ------------------------------------------------------------------ state
-    def _state_rel(self, name: str) -> str:
-        return f"state/{self.job.month}/{name}.json"
+    @property
+    def splits(self) -> dict[tuple[int, int], str]:
+        return self.progress.splits
+
+    @property
+    def done(self) -> set[str]:
+        """Ids of the finished patches of the month."""
+        return set(self.progress.records)
+
+    @property
+    def invalid(self) -> set[str]:
+        return self.progress.invalid
+
+    @property
+    def existing(self) -> dict[str, Any]:
+        return self.progress.existing
 
     def read_state(self, name: str) -> Any:
-        rel = self._state_rel(name)
-        return json.loads(self.store.read_bytes(rel)) if self.store.exists(rel) else []
+        return self.progress.read_state(name)
 
     def write_state(self, name: str, value: Any) -> None:
-        self.store.write_bytes(self._state_rel(name), json.dumps(value, sort_keys=True).encode())
+        self.progress.write_state(name, value)
 
-    def _params(self) -> dict[str, Any]:
-        return {"grid": self.job.grid.to_dict(), "bands": list(self.job.bands),
-                "split": {"method": "blocked", "ratios": list(self.ratios),
-                          "seed": self.job.seed, "block": self.job.block},
-                "min_valid_fraction": self.job.min_valid_fraction,
-                "fine_scale": self.job.fine_scale}
-
-    def _check_compatible(self) -> None:
-        if not self.existing:
-            return
-        old = {"grid": self.existing.get("grid"), "bands": self.existing.get("bands"),
-               "split": self.existing.get("split"),
-               "min_valid_fraction": self.existing.get("min_valid_fraction"),
-               "fine_scale": self.existing.get("label", {}).get("fine_scale")}
-        new = self._params()
-        differ = [k for k in new if json.dumps(old[k], sort_keys=True)
-                  != json.dumps(new[k], sort_keys=True)]
-        if differ:
-            raise ConfigError(f"{self.store.url()} already holds a dataset made with other "
-                              f"{', '.join(differ)}; write to another --out or delete it first")
-
-    # ------------------------------------------------------------------ progress
     def todo(self) -> list[tuple[int, int]]:
         """Positions still to export, row-major."""
-        return [(r, c) for (r, c) in sorted(self.splits)
-                if patch_id(r, c) not in self.done and patch_id(r, c) not in self.invalid]
+        return self.progress.todo()
 
     def add(self, record: dict) -> None:
-        self.records[(record["month"], record["id"])] = record
-        self.done.add(record["id"])
+        self.progress.add(record)
 
     def flush(self, complete: bool) -> None:
-        """Rewrite index, manifest and resume state atomically."""
-        job = self.job
-        write_index(self.store, self.records.values())
-        self.write_state("invalid", sorted(self.invalid))
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        ex = self.existing
-        month_patches = sum(1 for m, _ in self.records if m == job.month)
-        per_split = {"train": 0, "val": 0, "test": 0}
-        for rec in self.records.values():
-            per_split[rec["split"]] += 1
-        per_month = dict(ex.get("counts", {}).get("per_month", {}))
-        per_month[job.month] = {"positions": job.grid.patch_count,
-                                "candidates": len(self.splits),
-                                "dropped_overlap": job.grid.patch_count - len(self.splits),
-                                "invalid": len(self.invalid), "patches": month_patches}
-        recipes = dict(ex.get("recipe", {}).get("per_month", {}))
-        recipes[job.month] = dict(job.recipe)
-        params = self._params()
-        manifest = {
-            "format": FORMAT, "code_version": code_version(),
-            "created": ex.get("created", now), "updated": now, "backend": job.backend,
-            "region": job.region, "grid": params["grid"], "bands": params["bands"],
-            "months": sorted({*ex.get("months", []), job.month}),
-            "label": {"scheme": job.label_scheme, "classes": dict(job.classes),
-                      "nodata": LABEL_NODATA,
-                      "fine_scale": job.fine_scale},
-            "recipe": {**dict(job.recipe), "per_month": recipes},
-            "split": params["split"], "min_valid_fraction": job.min_valid_fraction,
-            "counts": {"patches": len(self.records), "per_split": per_split,
-                       "per_month": per_month},
-            "complete": {**ex.get("complete", {}), job.month: complete},
-        }
-        write_manifest(self.store, manifest)
-        self.existing = manifest
+        """Rewrite resume state, index and manifest atomically (through ``commit_month``)."""
+        self.progress.commit(complete)
+
+    def per_split(self) -> dict[str, int]:
+        return split_counts(r["split"] for r in self.progress.records.values())
 
     def accept(self, row: int, col: int, image: np.ndarray, label: np.ndarray,
                label_fine: np.ndarray | None) -> dict | None:
@@ -216,7 +170,7 @@ class Bookkeeper:
 
     def mark_invalid(self, row: int, col: int) -> None:
         """Remember a patch below ``min_valid_fraction`` so a re-run does not fetch it again."""
-        self.invalid.add(patch_id(row, col))
+        self.progress.mark_invalid(row, col)
 
 
 def fetch_patch(session: EESession, image: Any, fine_label: Any, job: ExportJob, row: int,
@@ -264,11 +218,19 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
         progress: show a tqdm bar (patches, rate, ETA).
         on_patch: called with each finished patch id (progress hooks, tests).
     """
-    started = time.monotonic()
     check_workers(workers)
     if job.fine_scale and fine_label is None:
         raise ConfigError("job.fine_scale is set but no fine_label image was given")
     store = open_store(out)
+    with hold_output(store):
+        return _export_pixels(session, image, job, store, fine_label, workers, limits,
+                              flush_seconds, progress, on_patch)
+
+
+def _export_pixels(session: EESession, image: Any, job: ExportJob, store: Store,
+                   fine_label: Any, workers: int, limits: Limits, flush_seconds: float,
+                   progress: bool, on_patch: Callable[[str], None] | None) -> ExportSummary:
+    started = time.monotonic()
     book = Bookkeeper(store, job)
     todo = book.todo()
     already = len(book.done & {patch_id(r, c) for r, c in book.splits})
@@ -276,7 +238,8 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
     counters = {"written": 0, "requests": 0}
     if not todo and book.existing.get("complete", {}).get(job.month):
         return ExportSummary(store.url(), job.month, "pixels", len(book.splits), 0, already,
-                             len(book.invalid), 0, 0, time.monotonic() - started)
+                             len(book.invalid), 0, 0, time.monotonic() - started,
+                             book.per_split())
 
     def work(row: int, col: int) -> tuple[dict | None, int, tuple[int, int]]:
         img, lab, fine, n = fetch_patch(session, image, fine_label, job, row, col, limits)
@@ -330,4 +293,5 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
         raise error
     return ExportSummary(store.url(), job.month, "pixels", len(book.splits),
                          counters["written"], already, len(book.invalid), counters["requests"],
-                         session.retries - retries0, time.monotonic() - started)
+                         session.retries - retries0, time.monotonic() - started,
+                         book.per_split())

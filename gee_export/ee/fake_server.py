@@ -25,7 +25,7 @@ import rasterio
 from rasterio.windows import Window as RioWindow
 
 from gee_export.contract.geotiff import write_geotiff
-from gee_export.contract.patches import StackPaths
+from gee_export.contract.stack import StackPaths
 from gee_export.ee.recipe import FLOAT_NODATA
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.label_schemes import (
     DEFAULT_CLASSES_ISA,
     LANDCOVER_SCHEME,
@@ -34,7 +35,6 @@ WORLDCOVER = {2020: "ESA/WorldCover/v100", 2021: "ESA/WorldCover/v200"}
 DYNAMIC_WORLD = "GOOGLE/DYNAMICWORLD/V1"
 GHSL_BUILT = "JRC/GHSL/P2023A/GHS_BUILT_S"
 GHSL_CELL_M2 = 100.0 * 100.0  # GHS_BUILT_S: m^2 built per 100 m cell
-NODATA = 255
 
 
 @dataclass(frozen=True)
@@ -141,12 +141,12 @@ def label_image(source: LabelSource, region, start: str, end: str, year: int):
     elif source.kind == "asset":
         img = ee.Image(source.asset_id)
         img = img.select(source.band) if source.band else img.select(0)
-        built = img.remap([0, 1], [0, 1], NODATA)
+        built = img.remap([0, 1], [0, 1], LABEL_NODATA)
     elif source.kind == "landcover":
         return landcover_image(source, region, start, end, year)
     else:  # pragma: no cover - LabelSource is validated by parse_label_source
         raise ConfigError(f"unknown label kind {source.kind!r}")
-    return built.unmask(NODATA).toUint8().rename("label")
+    return built.unmask(LABEL_NODATA).toUint8().rename("label")
 
 
 def landcover_image(source: LabelSource, region, start: str, end: str, year: int):
@@ -169,4 +169,4 @@ def landcover_image(source: LabelSource, region, start: str, end: str, year: int
     else:  # pragma: no cover - parse_label_source asks for an asset
         raise ConfigError(f"landcover:{scheme.source} needs an asset id")
     frm, to = scheme.remap_lists()
-    return codes.remap(frm, to, NODATA).unmask(NODATA).toUint8().rename("label")
+    return codes.remap(frm, to, LABEL_NODATA).unmask(LABEL_NODATA).toUint8().rename("label")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.grid import Grid, Window
 from gee_export.core.errors import ConfigError, EarthEngineError
 
@@ -65,7 +66,8 @@ def split_request(window: Window, bands: tuple[str, ...],
         out = []
         for r in range(window.row_off, window.row_end, tile):
             for c in range(window.col_off, window.col_end, tile):
-                sub = Window(r, c, min(tile, window.row_end - r), min(tile, window.col_end - c))
+                sub = Window(row_off=r, col_off=c, height=min(tile, window.row_end - r),
+                             width=min(tile, window.col_end - c))
                 out.extend(split_request(sub, bands, limits))
         return out
     group = max(1, min(limits.max_bands, limits.max_bytes // per_band))
@@ -128,7 +130,7 @@ def assemble(window: Window, bands: tuple[str, ...],
 
 def to_label(values: np.ndarray) -> np.ndarray:
     """A label band carried as float back to uint8 (anything not 0/1/... finite -> 255)."""
-    out = np.full(values.shape, 255, np.uint8)
-    ok = np.isfinite(values) & (values >= 0) & (values <= 255)
+    out = np.full(values.shape, LABEL_NODATA, np.uint8)
+    ok = np.isfinite(values) & (values >= 0) & (values <= LABEL_NODATA)
     out[ok] = np.rint(values[ok]).astype(np.uint8)
     return out

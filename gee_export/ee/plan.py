@@ -11,7 +11,13 @@ from typing import Any, Literal
 
 from gee_export.contract.grid import Grid
 from gee_export.contract.regions import Region
-from gee_export.contract.splits import assign_splits
+from gee_export.contract.splits import (
+    DEFAULT_BLOCK,
+    DEFAULT_RATIOS,
+    assign_splits,
+    split_advice,
+    split_counts,
+)
 from gee_export.ee.pixels import BYTES_PER_VALUE, Limits, split_request
 from gee_export.ee.tasks import DEFAULT_PATCHES_PER_TILE, file_dimensions, plan_tiles
 
@@ -52,6 +58,9 @@ class ExportPlan:
     tasks: int
     workers: int
     hours_estimate: float
+    per_split: dict[str, int]
+    split_block: int = DEFAULT_BLOCK
+    split_advice: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,10 +69,17 @@ class ExportPlan:
 def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[str, ...],
               label: str, fine_scale: int | None, method: Method, out: str, workers: int,
               patches_per_tile: int = DEFAULT_PATCHES_PER_TILE,
-              limits: Limits | None = None) -> ExportPlan:
-    """The plan of an export (pure: no Earth Engine, no storage access)."""
+              limits: Limits | None = None, seed: int = 0,
+              block: int = DEFAULT_BLOCK) -> ExportPlan:
+    """The plan of an export (pure: no Earth Engine, no storage access).
+
+    The split counts are the real ones of this grid, seed and block (the same function the
+    export uses), so a small area that would give no validation or test patches is caught here.
+    """
     names = (*bands, "label")
-    patches_per_month = len(assign_splits(grid)) if grid.patch_count else 0
+    splits = assign_splits(grid, None, DEFAULT_RATIOS, seed, block) if grid.patch_count else {}
+    per_split = split_counts(splits)
+    patches_per_month = len(splits)
     window = grid.patch_window(0, 0) if grid.patch_count else None
     per_patch = len(split_request(window, names, limits)) if window else 0
     patch_bytes = grid.patch_size ** 2 * len(names) * BYTES_PER_VALUE
@@ -84,7 +100,10 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
         bytes_per_patch=patch_bytes, bytes=patch_bytes * patches_per_month * n_months,
         tiles=len(tiles) * n_months, tile_pixels=tile_px,
         tasks=len(tiles) * n_months * (2 if fine_scale else 1) if method == "tasks" else 0,
-        workers=workers, hours_estimate=round(hours, 5))
+        workers=workers, hours_estimate=round(hours, 5), per_split=per_split,
+        split_block=block,
+        split_advice=split_advice(grid, per_split, DEFAULT_RATIOS, seed, block)
+        if grid.patch_count else None)
 
 
 def _size(nbytes: float) -> str:
@@ -105,6 +124,9 @@ def format_plan(plan: ExportPlan) -> str:
         f"  patches     {g['patch_size']} px every {g['stride']} px: {plan.positions:,} positions, "
         f"{plan.patches:,} kept by the blocked 8:1:1 split ({len(plan.months)} month(s): "
         f"{', '.join(plan.months)})",
+        f"  split       per month train {plan.per_split['train']:,}, val "
+        f"{plan.per_split['val']:,}, test {plan.per_split['test']:,} positions (blocks of "
+        f"{plan.split_block} x {plan.split_block} positions)",
         f"  bands       {', '.join(plan.bands)} + label ({plan.label})"
         + (f", fine label x{plan.fine_scale}" if plan.fine_scale else ""),
         f"  method      {plan.method}",
@@ -129,6 +151,8 @@ def format_plan(plan: ExportPlan) -> str:
         "patch; files are deflate-compressed)",
         f"  output      {plan.out}",
     ]
+    if plan.split_advice:
+        lines.append(f"  WARNING     {plan.split_advice}")
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from gee_export.contract.composite import DEFAULT_SPECKLE, SpeckleFilter, check_speckle_filter
 from gee_export.core.errors import ConfigError, EmptyCompositeError
 from gee_export.ee import speckle as speckle_filters
 from gee_export.ee import terrain
@@ -44,7 +45,7 @@ class S1Recipe:
     """
 
     orbit_pass: OrbitPass = "both"
-    speckle: speckle_filters.SpeckleFilter = "refined_lee"
+    speckle: SpeckleFilter = DEFAULT_SPECKLE
     enl: float = 4.4
     kernel: int = 7
     sigma_xi: float = 0.9
@@ -57,9 +58,7 @@ class S1Recipe:
     def __post_init__(self) -> None:
         if self.orbit_pass not in ORBIT_PASSES:
             raise ConfigError(f"orbit pass {self.orbit_pass!r}: choose one of {ORBIT_PASSES}")
-        if self.speckle not in speckle_filters.SPECKLE_FILTERS:
-            raise ConfigError(f"speckle filter {self.speckle!r}: choose one of "
-                              f"{speckle_filters.SPECKLE_FILTERS}")
+        check_speckle_filter(self.speckle)
         if self.terrain_flattening not in terrain.TERRAIN_MODELS:
             raise ConfigError(f"terrain flattening {self.terrain_flattening!r}: choose one of "
                               f"{terrain.TERRAIN_MODELS}")

@@ -13,13 +13,13 @@ observation even then fails with :class:`EmptyCompositeError` naming month and r
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from gee_export.core.errors import ConfigError, EmptyCompositeError
+from gee_export.core.months import month_dates
 
 S2_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
 CLOUD_SCORE_PLUS = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
@@ -78,12 +78,7 @@ class TimeWindow:
 
 def month_window(month: str, widen_days: int = 0) -> TimeWindow:
     """The calendar month ``YYYY-MM``, optionally widened by ``widen_days`` on each side."""
-    try:
-        year, mon = (int(v) for v in month.split("-"))
-        first = dt.date(year, mon, 1)
-    except ValueError:
-        raise ConfigError(f"month {month!r} must look like 2019-06") from None
-    last = first + dt.timedelta(days=calendar.monthrange(year, mon)[1])
+    first, last = month_dates(month)
     delta = dt.timedelta(days=widen_days)
     return TimeWindow(month, (first - delta).isoformat(), (last + delta).isoformat(), widen_days)
 

@@ -107,3 +107,129 @@ def constants(node: Any) -> Iterator[Any]:
 def expressions(obj) -> list[str]:
     """The expression strings passed to Image.parseExpression."""
     return [constant(c["arguments"]["expression"]) for c in find(obj, "Image.parseExpression")]
+
+
+# ---------------------------------------------------------------- array ranks
+# The server checks array ranks only when it computes pixels, so a graph that indexes a 2-D
+# array with one coordinate serializes fine and fails on Earth Engine. These rules let an
+# offline check find that: the rank each array-producing call gives, and what each indexing
+# or reducing call requires of it.
+_RANK_KEEPING = ("Image.arraySort", "Image.arraySlice", "Image.arrayReduce")
+
+
+def array_rank_errors(obj) -> list[str]:
+    """Every place where the graph of ``obj`` indexes or reduces an array of another rank.
+
+    Ranks are tracked through ``Image.neighborhoodToArray`` (2-D), ``Image.toArray`` (1-D from
+    scalar bands, or one more axis), ``arraySort`` / ``arraySlice`` / ``arrayReduce`` (rank
+    kept; the axes named must exist), ``arrayProject`` (as many axes as it keeps), and every
+    other call (the highest rank among its arguments: element-wise operations broadcast a
+    scalar over an array). ``arrayGet`` needs a position with one band per axis and
+    ``arrayFlatten`` one label list per axis; both give scalars. Images entering a mapped
+    function are scalar (this project maps over collections of scalar images).
+    """
+    graph = obj if isinstance(obj, Graph) else Graph(obj)
+    ranks: dict[int, int] = {}
+    errors: list[str] = []
+
+    def consts(node: Any) -> Any:
+        try:
+            return constant(graph.resolve(node))
+        except AssertionError:
+            return None
+
+    def bands(node: Any) -> int | None:
+        node = graph.resolve(node)
+        inv = node.get("functionInvocationValue") if isinstance(node, dict) else None
+        if inv is None:
+            return None
+        name, args = inv.get("functionName"), inv.get("arguments", {})
+        if name == "Image.constant":
+            value = consts(args.get("value"))
+            return len(value) if isinstance(value, list) else 1
+        if name == "Image.addBands":
+            parts = [bands(args.get("dstImg")), bands(args.get("srcImg"))]
+            return None if None in parts else sum(p for p in parts if p is not None)
+        if name == "Image.select":
+            selectors = consts(args.get("bandSelectors"))
+            return len(selectors) if isinstance(selectors, list) else None
+        return None
+
+    def rank(node: Any) -> int:
+        if isinstance(node, list):
+            return max((rank(v) for v in node), default=0)
+        if not isinstance(node, dict):
+            return 0
+        if "valueReference" in node:
+            return rank(graph.values[node["valueReference"]])
+        if "arrayValue" in node:
+            return rank(node["arrayValue"].get("values", []))
+        inv = node.get("functionInvocationValue")
+        if inv is None:  # constants, argument references, function definitions
+            return 0
+        key = id(node)
+        if key not in ranks:
+            ranks[key] = invocation_rank(inv)
+        return ranks[key]
+
+    def invocation_rank(inv: dict[str, Any]) -> int:
+        name = inv.get("functionName", "<expression>")
+        args = inv.get("arguments", {})
+        if name == "Image.neighborhoodToArray":
+            if rank(args.get("image")):
+                errors.append(f"{name}: its input must be scalar, got a "
+                              f"{rank(args.get('image'))}-D array")
+            return 2
+        if name == "Image.toArray":
+            axis = consts(args["axis"]) if "axis" in args else 0
+            return max(rank(args.get("image")), int(axis or 0) + 1)
+        if name in _RANK_KEEPING:
+            source = args.get("input", args.get("image"))
+            r = rank(source)
+            axes = consts(args["axes"]) if "axes" in args else [
+                consts(args["axis"]) if "axis" in args else 0]
+            if r == 0:
+                errors.append(f"{name}: its input is not an array")
+            for axis in axes or []:
+                if isinstance(axis, int) and not 0 <= axis < r:
+                    errors.append(f"{name}: axis {axis} of a {r}-D array")
+            return r
+        if name == "Image.arrayProject":
+            r = rank(args.get("input"))
+            axes = consts(args.get("axes")) or []
+            for axis in axes:
+                if isinstance(axis, int) and not 0 <= axis < r:
+                    errors.append(f"{name}: axis {axis} of a {r}-D array")
+            return len(axes)
+        if name == "Image.arrayGet":
+            r = rank(args.get("image"))
+            n = bands(args.get("position"))
+            if r == 0:
+                errors.append(f"{name}: its input is not an array")
+            elif n is not None and n != r:
+                errors.append(f"{name}: a position of {n} coordinate(s) in a {r}-D array")
+            return 0
+        if name == "Image.arrayFlatten":
+            r = rank(args.get("image"))
+            labels = consts(args.get("coordinateLabels"))
+            if isinstance(labels, list) and len(labels) != r:
+                errors.append(f"{name}: {len(labels)} label list(s) for a {r}-D array")
+            return 0
+        return max((rank(v) for v in args.values()), default=0)
+
+    for value in graph.values.values():
+        for call in _invocations(value):
+            rank(call)
+    return sorted(set(errors))
+
+
+def _invocations(node: Any) -> Iterator[dict[str, Any]]:
+    """Every invocation node below ``node`` (references not followed)."""
+    if isinstance(node, dict):
+        if "functionInvocationValue" in node:
+            yield node
+        for v in node.values():
+            yield from _invocations(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _invocations(v)

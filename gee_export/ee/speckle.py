@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
+from gee_export.contract.composite import SPECKLE_FILTERS
 from gee_export.core.errors import ConfigError
-
-SpeckleFilter = Literal["none", "boxcar", "lee", "gamma_map", "refined_lee", "lee_sigma"]
-SPECKLE_FILTERS: tuple[str, ...] = ("none", "boxcar", "lee", "gamma_map", "refined_lee",
-                                    "lee_sigma")
 
 # ---------------------------------------------------------------- formulas (shared with tests)
 # Lee (1980) MMSE weight: b = var_x / var_z with var_x = (var_z - m^2 cu2) / (1 + cu2),
@@ -227,11 +224,15 @@ def lee_sigma(z, region, enl: float = 4.4, xi: float = 0.9, bright_count: int = 
     m3, var3 = _stats(z, _square(3))
     prior = _lee_mmse(z, m3, var3, 1.0 / enl)
     lo, hi = prior.multiply(i1), prior.multiply(i2)
-    neigh = z.neighborhoodToArray(_square(target_size))
+    neigh = z.neighborhoodToArray(_square(target_size))  # a 2-D (rows x columns) array
     inside = neigh.gte(lo).And(neigh.lte(hi))  # broadcast: neighbours vs the centre's range
-    n = inside.arrayReduce(ee.Reducer.sum(), [0]).arrayGet([0])
-    s1 = neigh.multiply(inside).arrayReduce(ee.Reducer.sum(), [0]).arrayGet([0])
-    s2 = neigh.multiply(neigh).multiply(inside).arrayReduce(ee.Reducer.sum(), [0]).arrayGet([0])
+
+    def total(array):  # sum over both axes leaves a 1 x 1 array: index it with two coordinates
+        return array.arrayReduce(ee.Reducer.sum(), [0, 1]).arrayGet([0, 0])
+
+    n = total(inside)
+    s1 = total(neigh.multiply(inside))
+    s2 = total(neigh.multiply(neigh).multiply(inside))
     m = s1.divide(n.max(1))
     var = s2.divide(n.max(1)).subtract(m.multiply(m)).max(0)
     filtered = _lee_mmse(z, m, var, eta_v * eta_v).where(n.eq(0), prior)

@@ -11,6 +11,12 @@ Tasks are started while fewer than ``max_pending`` are pending (Earth Engine ref
 3,000 per project), polled, and each completed tile is downloaded and cut into patches. Task ids
 are saved in the dataset's state, so a re-run picks running tasks up instead of starting them
 again, reuses tiles already in the bucket, and skips tiles whose patches are all written.
+
+Polling asks the session for all tracked tasks at once, and the session reads many tasks by
+listing the project's operations in pages (``EETransport.task_status``): 2,500 pending tasks
+cost a few page requests per poll, not 2,500. A resumed run reads its saved task ids the same
+way, once. Task descriptions go through :func:`gee_export.core.ee_session.task_description`,
+the characters the export service accepts.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ import rasterio
 from tqdm.auto import tqdm
 
 from gee_export.contract.grid import Grid, Window
-from gee_export.core.ee_session import EESession
+from gee_export.core.ee_session import EESession, task_description
 from gee_export.core.errors import ConfigError, EarthEngineError
+from gee_export.core.lock import hold_output
 from gee_export.core.storage import GcsStore, Store, open_store
 from gee_export.ee.export import Bookkeeper, ExportJob, ExportSummary
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, to_label
@@ -72,9 +79,9 @@ def plan_tiles(grid: Grid, patches_per_tile: int = DEFAULT_PATCHES_PER_TILE) -> 
         r1 = min(r0 + n, grid.patch_rows)
         for tj, c0 in enumerate(range(0, grid.patch_cols, n)):
             c1 = min(c0 + n, grid.patch_cols)
-            window = Window(r0 * grid.stride, c0 * grid.stride,
-                            (r1 - r0 - 1) * grid.stride + grid.patch_size,
-                            (c1 - c0 - 1) * grid.stride + grid.patch_size)
+            window = Window(row_off=r0 * grid.stride, col_off=c0 * grid.stride,
+                            height=(r1 - r0 - 1) * grid.stride + grid.patch_size,
+                            width=(c1 - c0 - 1) * grid.stride + grid.patch_size)
             tiles.append(Tile(ti, tj, (r0, r1), (c0, c1), window))
     return tiles
 
@@ -92,7 +99,8 @@ def tile_task(image: Any, grid: Grid, window: Window, bucket: str, prefix: str,
     west, _, _, north = grid.window_bounds(window)
     transform = [grid.resolution, 0.0, west, 0.0, -grid.resolution, north]
     return ee.batch.Export.image.toCloudStorage(
-        image=image, description=description[:100], bucket=bucket, fileNamePrefix=prefix,
+        image=image, description=task_description(description), bucket=bucket,
+        fileNamePrefix=prefix,
         dimensions=f"{window.width}x{window.height}", crs=grid.crs, crsTransform=transform,
         fileDimensions=file_dimensions(window), skipEmptyTiles=True, fileFormat="GeoTIFF",
         formatOptions={"cloudOptimized": True}, maxPixels=1e13)
@@ -131,8 +139,16 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
     ``out`` must be a gs:// dataset root: Earth Engine writes the tiles into that bucket under
     ``tiles/<month>/``, and the patches go beside them as usual.
     """
-    started = time.monotonic()
     store = open_store(out)
+    with hold_output(store):
+        return _export_tasks(session, image, job, store, fine_label, patches_per_tile,
+                             max_pending, poll_seconds, sleep, progress)
+
+
+def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
+                  fine_label: Any, patches_per_tile: int, max_pending: int, poll_seconds: float,
+                  sleep: Callable[[float], None], progress: bool) -> ExportSummary:
+    started = time.monotonic()
     if not isinstance(store, GcsStore):
         raise ConfigError("--method tasks exports tiles to Cloud Storage: give --out "
                           "gs://BUCKET/PREFIX (or use --method pixels for a local folder)")
@@ -146,6 +162,8 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
     tiles = [t for t in plan_tiles(job.grid, patches_per_tile)
              if any(p in remaining for p in t.positions())]
     task_ids: dict[str, str] = dict(book.read_state("tasks") or {})
+    # tasks a previous run started: one batched read, not one request per tile
+    earlier = _statuses(session, sorted(set(task_ids.values()))) if task_ids else {}
     bar = tqdm(total=len(book.splits), initial=len(book.splits) - len(remaining),
                desc=f"patches {job.month} (tiles)", unit="patch", disable=not progress)
     written = 0
@@ -154,8 +172,8 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
         items = [("", image, job.grid, tile.window)]
         if job.fine_scale:
             k = job.fine_scale
-            fw = Window(tile.window.row_off * k, tile.window.col_off * k,
-                        tile.window.height * k, tile.window.width * k)
+            fw = Window(row_off=tile.window.row_off * k, col_off=tile.window.col_off * k,
+                        height=tile.window.height * k, width=tile.window.width * k)
             items.append((f"_label_x{k}", fine_label, job.grid.scaled(k), fw))
         return items
 
@@ -164,10 +182,9 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
             key = tile.name + suffix
             if store.exists(_tile_rel(job.month, tile, suffix + ".tif")):
                 continue
-            if key in task_ids:  # started by an earlier run: pick it up if still alive
-                previous = _statuses(session, [task_ids[key]]).get(task_ids[key], {})
-                if previous.get("state") in LIVE:
-                    continue
+            # started by an earlier run: pick it up if still alive
+            if key in task_ids and earlier.get(task_ids[key], {}).get("state") in LIVE:
+                continue
             prefix = store.key(_tile_rel(job.month, tile, suffix))  # type: ignore[attr-defined]
             task = tile_task(img, grid, window, store.bucket_name,  # type: ignore[attr-defined]
                              prefix, f"isamap_{job.region}_{job.month}_{key}")
@@ -194,12 +211,14 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
                 if (r, c) not in remaining:
                     continue
                 w = job.grid.patch_window(r, c)
-                local = Window(w.row_off - tile.window.row_off, w.col_off - tile.window.col_off,
-                               w.height, w.width)
+                local = Window(row_off=w.row_off - tile.window.row_off,
+                               col_off=w.col_off - tile.window.col_off,
+                               height=w.height, width=w.width)
                 patch = read(local)
                 label_fine = None
                 if read_fine is not None:
-                    fw = Window(local.row_off * k, local.col_off * k, w.height * k, w.width * k)
+                    fw = Window(row_off=local.row_off * k, col_off=local.col_off * k,
+                                height=w.height * k, width=w.width * k)
                     label_fine = to_label(read_fine(fw)[0])
                 rec = book.accept(r, c, np.ascontiguousarray(patch[:-1]), to_label(patch[-1]),
                                   label_fine)
@@ -256,7 +275,7 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
         book.flush(complete=not queue and not active)
     return ExportSummary(store.url(), job.month, "tasks", len(book.splits), written, already,
                          len(book.invalid), len(task_ids), session.retries,
-                         time.monotonic() - started)
+                         time.monotonic() - started, book.per_split())
 
 
 def _pending(task_ids: dict[str, str], active: list[Tile], exports_of) -> int:
@@ -264,9 +283,7 @@ def _pending(task_ids: dict[str, str], active: list[Tile], exports_of) -> int:
 
 
 def _statuses(session: EESession, ids: list[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(ids), 100):  # getTaskStatus takes a bounded list
-        for status in session.task_status(ids[i:i + 100]):
-            out[str(status.get("id"))] = status
-    return out
+    """Statuses by task id, read in one session call (paged by the transport)."""
+    return {task_id: status for task_id, status in zip(ids, session.task_status(ids),
+                                                       strict=True)}
 

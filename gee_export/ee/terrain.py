@@ -22,9 +22,12 @@ from gee_export.core.errors import ConfigError
 TerrainModel = Literal["none", "volume", "surface"]
 TERRAIN_MODELS: tuple[str, ...] = ("none", "volume", "surface")
 
-DEFAULT_DEM = "COPERNICUS/DEM/GLO30"
+# Copernicus GLO-30, 2024 release: it replaces COPERNICUS/DEM/GLO30, which the data catalog marks
+# deprecated since 2026-07-09 (same DEM band, also an ImageCollection of tiles).
+DEFAULT_DEM = "COPERNICUS/DEM/GLO30_2024_1"
 _DEMS = {  # id -> (is an ImageCollection, elevation band)
-    "COPERNICUS/DEM/GLO30": (True, "DEM"),
+    "COPERNICUS/DEM/GLO30_2024_1": (True, "DEM"),
+    "COPERNICUS/DEM/GLO30": (True, "DEM"),  # deprecated; still accepted when asked for
     "USGS/SRTMGL1_003": (False, "elevation"),
     "NASA/NASADEM_HGT/001": (False, "elevation"),
 }
@@ -42,9 +45,9 @@ NOT_LAYOVER_SHADOW = "(alpha_r < theta) && (alpha_r > -(hp - theta))"
 def dem_image(dem: str = DEFAULT_DEM):
     """Elevation image for ``dem``: a known id, or ``<image id>[:band]``.
 
-    Copernicus GLO-30 is an ImageCollection of tiles: it is mosaicked and given the tiles'
-    projection, because a mosaic has none and slope computed on the default 1-degree
-    projection would be meaningless.
+    Copernicus GLO-30 (both releases) is an ImageCollection of tiles: it is mosaicked and given
+    the tiles' projection, because a mosaic has none and slope computed on the default
+    1-degree projection would be meaningless.
     """
     import ee
 

@@ -20,7 +20,7 @@ import datetime as dt
 import glob as globlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +28,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from gee_export.core.errors import InputDataError
+from gee_export.core.months import check_month
 
 Sensor = Literal["S1", "S2"]
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
@@ -104,7 +105,7 @@ class SceneCollection:
 
     def in_month(self, month: str) -> SceneCollection:
         """Scenes acquired in ``YYYY-MM`` (labels are undated and kept)."""
-        parse_month(month)
+        check_month(month)
         return SceneCollection(tuple(s for s in self.s1 if s.month == month),
                                tuple(s for s in self.s2 if s.month == month), self.labels)
 
@@ -116,16 +117,6 @@ class SceneCollection:
             if (scale == 1 and not has_scale) or (scale > 1 and path.stem.endswith(suffix)):
                 return path
         return None
-
-
-def parse_month(month: str) -> tuple[dt.date, dt.date]:
-    """First day of ``YYYY-MM`` and first day of the next month."""
-    match = re.fullmatch(r"(\d{4})-(\d{2})", month or "")
-    if not match or not 1 <= int(match.group(2)) <= 12:
-        raise InputDataError(f"month {month!r} is not YYYY-MM (for example 2021-07)")
-    start = dt.date(int(match.group(1)), int(match.group(2)), 1)
-    end = dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
-    return start, end
 
 
 def canonical_band(name: str) -> str | None:
@@ -318,7 +309,3 @@ def discover_scenes(source: str | Path | Sequence[str | Path]) -> SceneCollectio
     s2 = tuple(sorted((s for s in scenes if s.sensor == "S2"), key=lambda s: (s.date, s.product)))
     return SceneCollection(s1, s2, tuple(labels))
 
-
-def with_date(scene: Scene, date: dt.date) -> Scene:
-    """The same scene with a stated acquisition date (for files that do not carry one)."""
-    return replace(scene, date=date)

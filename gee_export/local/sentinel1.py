@@ -109,13 +109,3 @@ def composite_window(scenes: Sequence[Scene], bands: Sequence[str], grid: Grid, 
         mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     return linear_to_db(mean), count
 
-
-def monthly_mean_db(linear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pure numpy: ``(time, bands, rows, cols)`` linear power -> (mean in dB, scene count)."""
-    linear = np.asarray(linear, dtype=np.float64)
-    ok = np.isfinite(linear).all(axis=1)
-    count = ok.sum(axis=0)
-    total = np.where(ok[:, None], linear, 0.0).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    return linear_to_db(mean), count.astype(np.float32)

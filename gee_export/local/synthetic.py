@@ -15,6 +15,10 @@ then simulates what the satellites would record on the 10 m grid:
 
 Files follow the layout of local input scenes (see :func:`generate_scene`) and every file,
 folder, tag and README says SYNTHETIC, so nobody mistakes them for observations.
+
+Longer than most modules (~430 lines) on purpose: the class map, the per-class spectra and
+backscatter, and the files written from them are one model of one scene; the tests check the
+backends against the constants defined here, which would otherwise be spread over modules.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ import numpy as np
 from affine import Affine
 from scipy import ndimage
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.geotiff import write_geotiff
 from gee_export.contract.grid import Grid
 from gee_export.core.errors import ConfigError
+from gee_export.core.storage import atomic_write
 
 # ------------------------------------------------------------------------- classes
 ROAD, BUILDING, VEGETATION, WATER, BARE_SOIL = 1, 2, 3, 4, 5
@@ -234,9 +240,9 @@ def labels_from(class_map_fine: np.ndarray, grid: Grid, fine_scale: int
     frac = fine.reshape(grid.height, fine_scale, grid.width, fine_scale).mean(axis=(1, 3))
     coarse = (frac >= 0.5).astype(np.uint8)
     rows, cols = _unlabelled(grid)
-    coarse[rows, cols] = 255
+    coarse[rows, cols] = LABEL_NODATA
     fine[rows.start * fine_scale:rows.stop * fine_scale,
-         cols.start * fine_scale:cols.stop * fine_scale] = 255
+         cols.start * fine_scale:cols.stop * fine_scale] = LABEL_NODATA
     return coarse, fine
 
 
@@ -319,21 +325,22 @@ def generate_scene(out_dir: str | Path, *, seed: int = 0, width: int = 512, heig
     label, label_fine = labels_from(classes, grid, fine_scale)
     del classes
     tags = {"SYNTHETIC": "yes", "SYNTHETIC_SEED": seed}
-    write_geotiff(scene.label, label, grid.transform, crs, 255, descriptions=["label"],
+    write_geotiff(scene.label, label, grid.transform, crs, LABEL_NODATA, descriptions=["label"],
                   tags={**tags, "CLASSES": "0 pervious, 1 impervious, 255 unlabelled"})
     fine_grid = grid.scaled(fine_scale)
-    write_geotiff(scene.label_fine, label_fine, fine_grid.transform, crs, 255,
+    write_geotiff(scene.label_fine, label_fine, fine_grid.transform, crs, LABEL_NODATA,
                   descriptions=["label"], tags={**tags, "FINE_SCALE": fine_scale})
     del label_fine
 
     rng = np.random.default_rng(seed + 1)
     _write_s2(scene, fractions, rng, noise, tags)
     _write_s1(scene, fractions, rng, tags)
-    scene.readme.write_text(_README.format(seed=seed, month=month, crs=crs, w=width, h=height,
-                                           k=fine_scale, s2=", ".join(scene.s2_dates),
-                                           cloudy=", ".join(scene.cloudy_dates),
-                                           s1=", ".join(scene.s1_dates)))
-    marker.write_text(json.dumps(params, indent=2))
+    readme = _README.format(seed=seed, month=month, crs=crs, w=width, h=height, k=fine_scale,
+                            s2=", ".join(scene.s2_dates), cloudy=", ".join(scene.cloudy_dates),
+                            s1=", ".join(scene.s1_dates))
+    atomic_write(scene.readme, lambda handle: handle.write(readme.encode("utf-8")))
+    marker_text = json.dumps(params, indent=2)  # written last: the scene is complete
+    atomic_write(marker, lambda handle: handle.write(marker_text.encode("utf-8")))
     return scene
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gee_export.contract.patches import StackPaths
+from gee_export.contract.stack import StackPaths
 from tests.support.rasters import make_stack
 
 

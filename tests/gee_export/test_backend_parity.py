@@ -57,3 +57,57 @@ def test_sigma_range_parity(enl, xi):
 def test_refined_lee_tables_parity():
     assert ee_speckle._GRADIENTS == local_speckle._GRADIENTS
     assert ee_speckle._SIDES == local_speckle._SIDES
+
+
+# ---------------------------------------------------------------------- one manifest writer
+def _shape(value):
+    """The structure of a JSON value: dict keys (recursively) and the kinds of the leaves."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__ if value is not None else "null"
+
+
+def test_both_backends_write_the_same_manifest_and_index(tmp_path, ee_offline):
+    """A local-backend export and an Earth Engine export of one recipe: same dataset files.
+
+    The Earth Engine side is the real recipe graph served by the fake pixel server from the
+    local backend's stack, so both backends cut the same pixels; they must then describe the
+    result identically (one writer: contract.dataset.commit_month).
+    """
+    from gee_export.contract.dataset import read_index, read_manifest
+    from gee_export.contract.patches import patch_stack
+    from gee_export.ee.export import ExportJob, export_pixels
+    from gee_export.ee.fake_server import StackTransport
+    from gee_export.local.stack import build_local_stack
+    from gee_export.local.synthetic import generate_scene
+    from tests.support.killed_export import MONTH, build_recipe_images, session_for
+
+    scene = generate_scene(tmp_path / "scene", width=208, height=208, fine_scale=2)
+    stack = build_local_stack(tmp_path / "scene", scene.grid, MONTH, fine_scale=2,
+                              speckle="boxcar", out_dir=tmp_path / "stack", progress=False)
+    recipe = {"shared": "recipe", "speckle": "boxcar"}
+    local_root, ee_root = tmp_path / "local", tmp_path / "ee"
+    patch_stack(stack, local_root, backend="local", region="synthetic", recipe=recipe,
+                progress=False)
+    image, fine = build_recipe_images(ee_offline, stack.grid)
+    job = ExportJob(stack.grid, stack.bands, MONTH, "synthetic", recipe=recipe, fine_scale=2,
+                    sources={"s2_window": {"month": MONTH}})
+    export_pixels(session_for(StackTransport(stack, recipe=(image, fine))), image, job, ee_root,
+                  fine_label=fine, workers=2, progress=False)
+
+    records = read_index(local_root)
+    assert records and records == read_index(ee_root)  # same patches, same records
+    local, remote = read_manifest(local_root), read_manifest(ee_root)
+    assert set(local) == set(remote)
+    for key in ("counts", "label", "split", "grid", "complete", "months", "bands", "recipe"):
+        assert _shape(local[key]) == _shape(remote[key]), key
+        if key not in ("counts",):
+            assert local[key] == remote[key], key
+    assert local["counts"] == remote["counts"]  # per split, per month (invalid included)
+    assert set(local["sources"]) == set(remote["sources"]) == {MONTH}
+    assert isinstance(remote["sources"][MONTH], dict)
+    assert remote["sources"][MONTH] == {"s2_window": {"month": MONTH}}
+    assert (local["backend"], remote["backend"]) == ("local", "ee")
+    assert local["sources"][MONTH]["fingerprint"].startswith("sha256:")

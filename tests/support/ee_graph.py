@@ -7,6 +7,7 @@ import numpy as np
 from gee_export.ee import speckle
 from gee_export.ee.serialized import (  # noqa: F401  (re-exported for the test modules)
     Graph,
+    array_rank_errors,
     calls,
     constant,
     constants,

@@ -20,7 +20,7 @@ from typing import Any
 
 from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
 from gee_export.contract.grid import Grid
-from gee_export.contract.patches import StackPaths
+from gee_export.contract.stack import StackPaths
 from gee_export.core.ee_session import EESession, RetryPolicy
 from gee_export.ee.export import ExportJob
 from gee_export.ee.fake_server import StackTransport

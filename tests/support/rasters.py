@@ -16,7 +16,8 @@ from scipy.ndimage import gaussian_filter
 from gee_export.contract.dataset import DatasetSpec, commit_month
 from gee_export.contract.geotiff import write_geotiff
 from gee_export.contract.grid import Grid
-from gee_export.contract.patches import PatchWriter, StackPaths
+from gee_export.contract.patch_writer import PatchWriter
+from gee_export.contract.stack import StackPaths
 from gee_export.core.storage import LocalStore
 
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")

@@ -143,7 +143,7 @@ def test_json_safe_writes_undefined_metrics_as_null():
     """One conversion for metrics files and comparison reports: NaN and inf both become null."""
     import json
 
-    from training.metrics import json_safe
+    from gee_export.core.jsonsafe import json_safe
 
     value = {"iou": (0.5, float("nan")), "ratio": np.float64(np.inf), "n": 3,
              "nested": [{"f1": -np.inf}]}

@@ -61,3 +61,15 @@ def test_inconsistent_meta_is_rejected():
         _meta(num_classes=3)
     with pytest.raises(ModelError, match="unknown meta fields"):
         ModelMeta.from_dict({**_meta().to_dict(), "colour": "red"})
+
+
+def test_model_files_get_the_umask_mode_so_others_can_read_them(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_model_file(tmp_path / "shared.pt", create_model("crofusenet", 6, **KW),
+                               _meta())
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600

@@ -31,7 +31,7 @@ optionally 1 m imagery). The abstract leaves the architecture open; this one fol
   segmentation *of* the super-resolved representation, as in the paper.
 
 Baselines: ``bilinear-unet`` (bilinear upsampling of the input to the fine scale, then the
-issue-5 U-Net: the paper's "bilinear-interpolation-based segmentation") and ``unet-upsample``
+segmentation U-Net: the paper's "bilinear-interpolation-based segmentation") and ``unet-upsample``
 (the U-Net at 10 m, logits upsampled). Both reuse ``training.models.unet``.
 """
 
@@ -44,20 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gee_export.contract.bands import check_fine_scale
 from gee_export.core.errors import ModelError
 from training.models.blocks import ConvBNReLU, SEAttention, init_weights
 from training.models.registry import register_model
 from training.models.unet import UNet, UNetDecoder, UNetEncoder, check_bands
 
-SCALES = (2, 4, 5, 8, 10)
 WIDTHS = (32, 64, 128, 256)  # 4 levels: stride 8, enough context for 10 m patches of 16+ px
 STAGE_WIDTHS = (32, 24, 16, 16)  # channels of the x2, x4, x8 and final stages (cheap at 1 m)
-
-
-def check_scale(scale: int) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in SCALES:
-        raise ModelError(f"output scale {scale!r} is not supported; use one of {SCALES}")
-    return scale
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
@@ -158,7 +152,7 @@ class SRSeg(nn.Module):
                  deep_supervision: bool = True, bands: Sequence[str] | None = None) -> None:
         super().__init__()
         check_bands(bands, in_channels)  # the trainer passes the manifest's bands to every model
-        self.output_scale = check_scale(scale)
+        self.output_scale = check_fine_scale(scale, required=True)
         self.stride = 2 ** (len(widths) - 1)
         self.deep_supervision = deep_supervision
         self.encoder = UNetEncoder(in_channels, widths)
@@ -217,15 +211,15 @@ class SRSeg(nn.Module):
 
 
 class _UNetBaseline(nn.Module):
-    """The issue-5 U-Net plus an output scale: what both upsampling baselines are built on."""
+    """The segmentation U-Net plus an output scale: what both upsampling baselines are built on."""
 
     def __init__(self, in_channels: int, num_classes: int = 2, scale: int = 10,
                  widths: Sequence[int] = WIDTHS, bands: Sequence[str] | None = None) -> None:
         super().__init__()
         check_bands(bands, in_channels)
-        self.output_scale = check_scale(scale)
+        self.output_scale = check_fine_scale(scale, required=True)
         self.unet = replicate_padding(UNet(in_channels, num_classes, widths=widths))
-        self.stride = self.unet.stride  # what the issue-5 U-Net checks inputs against
+        self.stride = self.unet.stride  # what the U-Net checks inputs against
 
 
 class BilinearUNet(_UNetBaseline):

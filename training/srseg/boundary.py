@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError
 
 _CROSS = ndimage.generate_binary_structure(2, 1)
@@ -86,7 +87,7 @@ class BoundaryCounts:
 
 
 def boundary_counts(pred: np.ndarray, target: np.ndarray, tolerance: float = 2.0,
-                    positive: int = 1, ignore_index: int = 255) -> BoundaryCounts:
+                    positive: int = 1, ignore_index: int = LABEL_NODATA) -> BoundaryCounts:
     """Boundary-match counts of one 2-D class map against its reference.
 
     Args:
@@ -121,7 +122,7 @@ class BoundaryF1:
 
     tolerance: float = 2.0
     positive: int = 1
-    ignore_index: int = 255
+    ignore_index: int = LABEL_NODATA
     counts: BoundaryCounts = field(default_factory=BoundaryCounts)
 
     def update(self, pred: np.ndarray, target: np.ndarray) -> None:

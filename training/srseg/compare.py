@@ -8,7 +8,7 @@ budget and fine-scale loss (CE + Dice; ``srseg`` adds its own deep-supervision a
 reconstruction terms, which are part of the method), and is evaluated by the same function
 at the fine scale (:func:`training.srseg.evaluate.evaluate_fine`). Outputs in ``--out``:
 
-- ``<model>/model.pt``: the trained model as an issue-5 model file (output_scale = k);
+- ``<model>/model.pt``: the trained model as a model file (training/modelfile.py, output_scale = k);
 - ``<model>/metrics.json``: that model's test metrics (the run is resumable: a model whose
   metrics exist for the same configuration is not trained again; the key is the
   configuration, not the code, so use a new ``--out`` after changing a model);
@@ -16,7 +16,7 @@ at the fine scale (:func:`training.srseg.evaluate.evaluate_fine`). Outputs in ``
   ``quicklook.png`` (input, reference and each model's 1 m map on the test quadrant with most
   ISA).
 
-Every model is trained by the issue-5 :class:`training.trainer.Trainer` (Adam, per-iteration
+Every model is trained by the shared :class:`training.trainer.Trainer` (Adam, per-iteration
 poly decay, the same loop as ``isamap-train``) with a fixed iteration budget and no validation
 split: there is no split to early-stop on with five tiles, and a fixed budget is the fair
 comparison. ``SRSegLoss`` asks the trainer for the whole batch, so its reconstruction term
@@ -29,7 +29,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -39,16 +38,16 @@ from typing import Literal
 import numpy as np
 import torch
 
+from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
 from gee_export.core.errors import ConfigError
-from gee_export.core.storage import atomic_write
+from gee_export.core.jsonsafe import dumps, json_safe
+from gee_export.core.storage import atomic_path, atomic_write
 from training.config import TrainConfig
-from training.metrics import json_safe
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
 from training.srseg.data import (
     NAIP_BANDS,
     CrossResolutionDataset,
-    check_scale,
     naip_samples,
     patch_samples,
     split_samples,
@@ -79,7 +78,7 @@ class CompareConfig:
     deep_supervision: bool = True
 
     def __post_init__(self) -> None:
-        check_scale(self.scale)
+        check_fine_scale(self.scale, required=True)
         if self.iterations < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("iterations and batch size must be >= 1 and lr > 0")
         if self.data not in ("chesapeake", "patches"):
@@ -122,7 +121,7 @@ def model_kwargs(name: str, cfg: CompareConfig) -> dict:
 
 def train_fixed_budget(model: torch.nn.Module, dataset: CrossResolutionDataset,
                        meta: ModelMeta, cfg: CompareConfig, run_dir: Path) -> dict[str, float]:
-    """Train ``model`` with the issue-5 trainer for ``cfg.iterations`` steps, in place.
+    """Train ``model`` with the shared trainer for ``cfg.iterations`` steps, in place.
 
     fp32 on the CPU and no loader workers, as the evaluation runs on the CPU and the whole
     dataset is in memory. Returns the loss terms of the last step (``loss`` = their sum) and
@@ -141,8 +140,12 @@ def train_fixed_budget(model: torch.nn.Module, dataset: CrossResolutionDataset,
             "seconds": sum(row["seconds"] for row in trainer.history)}
 
 
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
 def _write_json(path: Path, data: dict) -> None:
-    text = json.dumps(data, indent=2, allow_nan=False, default=str)
+    text = dumps(data, indent=2, default=str)
     atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
@@ -186,7 +189,7 @@ def run_comparison(cfg: CompareConfig, out: str | Path) -> dict:
     report = {"config": asdict(cfg), "models": results}
     _write_json(out / "metrics.json", report)
     table = comparison_table(results, cfg)
-    (out / "comparison.txt").write_text(table + "\n")
+    _write_text(out / "comparison.txt", table + "\n")
     quicklook(out / "quicklook.png", cfg, test_ds, out)
     return report
 
@@ -231,7 +234,7 @@ def quicklook(path: Path, cfg: CompareConfig, test_ds: CrossResolutionDataset, o
     fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2))
     for ax, (title, img) in zip(axes, panels, strict=True):
         if img.ndim == 2:
-            ax.imshow(np.where(img == 255, np.nan, img), cmap="gray_r", vmin=0, vmax=1,
+            ax.imshow(np.where(img == LABEL_NODATA, np.nan, img), cmap="gray_r", vmin=0, vmax=1,
                       interpolation="nearest")
         else:
             ax.imshow(img, interpolation="nearest")
@@ -240,11 +243,9 @@ def quicklook(path: Path, cfg: CompareConfig, test_ds: CrossResolutionDataset, o
     fig.suptitle(f"test quadrant {test_ds.samples[index].id}: black = impervious, "
                  f"maps at x{cfg.scale}", fontsize=9)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=".quicklook.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 SUMMARY_METRICS = (("ISA IoU", lambda r: r["iou"][1]), ("ISA F1", lambda r: r["f1"][1]),
@@ -289,7 +290,7 @@ def run_seeds(cfg: CompareConfig, seeds: Sequence[int], out: str | Path) -> tupl
     summary, table = summarize_seeds(reports, cfg)
     _write_json(out / "summary.json", {"config": asdict(cfg), "seeds": list(seeds),
                                        "models": json_safe(summary)})
-    (out / "summary.txt").write_text(table + "\n")
+    _write_text(out / "summary.txt", table + "\n")
     return summary, table
 
 

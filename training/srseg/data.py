@@ -28,10 +28,9 @@ import torch
 from affine import Affine
 from torch.utils.data import Dataset
 
+from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
 from gee_export.core.errors import ConfigError, InputDataError
 
-SUPPORTED_SCALES = (2, 4, 5, 8, 10)
-LABEL_NODATA = 255
 NAIP_BANDS = ("Red", "Green", "Blue", "NearInfrared")
 NAIP_IMPERVIOUS = (5, 6)  # Chesapeake land cover: 5 impervious (other), 6 impervious (road)
 NAIP_NODATA_CLASS = 0  # Chesapeake land cover: 0 = no data
@@ -60,7 +59,7 @@ class CrossResSample:
     split: Split = "train"
 
     def __post_init__(self) -> None:
-        check_scale(self.scale)
+        check_fine_scale(self.scale, required=True)
         if self.image.ndim != 3:
             raise InputDataError(f"{self.id}: image must be (C, h, w), got {self.image.shape}")
         h, w = self.image.shape[1:]
@@ -74,15 +73,6 @@ class CrossResSample:
             raise InputDataError(
                 f"{self.id}: fine image is {self.image_fine.shape[1:]}, expected {fine}"
             )
-
-
-def check_scale(scale: int) -> int:
-    """Return ``scale`` if it is a supported integer factor, else raise ConfigError."""
-    if not isinstance(scale, int) or isinstance(scale, bool) or scale not in SUPPORTED_SCALES:
-        raise ConfigError(
-            f"scale factor {scale!r} is not supported; use one of {SUPPORTED_SCALES}"
-        )
-    return scale
 
 
 # ------------------------------------------------------------------ pure array helpers
@@ -154,7 +144,7 @@ def naip_samples(
     is the test split (and ``val_quadrant`` the validation split, if given), so each split
     sees every tile's landscape but no pixel is in two splits.
     """
-    check_scale(scale)
+    check_fine_scale(scale, required=True)
     paths = sorted(Path(folder).glob("id_*.hdf5"))
     if not paths:
         raise InputDataError(f"no id_*.hdf5 NAIP tiles in {folder}")
@@ -209,12 +199,12 @@ def patch_samples(root: str | Path, scale: int, splits: Sequence[Split] = ("trai
     times smaller and the same origin; anything else means the label was not written on
     ``grid.scaled(scale)`` and is refused rather than silently misaligned.
     """
-    check_scale(scale)
+    check_fine_scale(scale, required=True)
     root = str(root)
     if root.startswith("gs://"):
         raise ConfigError(
             f"{root}: cross-resolution patches are read from a local folder; copy the dataset "
-            "locally first (gsutil -m cp -r) or train through the issue-5 loader"
+            "locally first (gsutil -m cp -r) or train through the patch-dataset loader"
         )
     index_path = Path(root) / "index.jsonl"
     try:
@@ -331,7 +321,7 @@ class CrossResolutionDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        # The issue-5 trainer's sampler yields (epoch, index) keys so that augmentation does
+        # The trainer's sampler yields (epoch, index) keys so that augmentation does
         # not depend on worker state; plain integer keys use the epoch of set_epoch().
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         sample = self.samples[index]
@@ -377,7 +367,7 @@ def split_samples(samples: Sequence[CrossResSample], split: Split) -> list[Cross
 
 
 __all__ = [
-    "NAIP_BANDS", "SUPPORTED_SCALES", "BandStats", "CrossResSample", "CrossResolutionDataset",
-    "binary_isa_label", "block_mean", "check_scale", "naip_samples", "patch_samples",
+    "NAIP_BANDS", "BandStats", "CrossResSample", "CrossResolutionDataset",
+    "binary_isa_label", "block_mean", "naip_samples", "patch_samples",
     "read_naip_tile", "split_samples",
 ]

@@ -1,9 +1,9 @@
 """Fine-scale evaluation of super-resolution segmentation models.
 
 A model built for scale ``k`` is scored against the fine labels themselves (never against a
-down-sampled copy): the issue-5 streaming confusion matrix gives IoU / PA / UA / F1 / OA /
-kappa, and :class:`training.srseg.boundary.BoundaryF1` adds the outline score that thin roads and
-small buildings need. Baselines and ``srseg`` go through the very same function, so their
+down-sampled copy): the streaming confusion matrix of training/metrics.py gives IoU / PA / UA /
+F1 / OA / kappa, and :class:`training.srseg.boundary.BoundaryF1` adds the outline score that thin
+roads and small buildings need. Baselines and ``srseg`` go through the very same function, so their
 numbers are comparable by construction.
 """
 

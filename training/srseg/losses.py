@@ -14,7 +14,7 @@
   1 m NAIP bands here). L1 rather than L2 keeps edges sharp (the usual SR choice), and the term
   is simply absent when a batch carries no fine image.
 
-Every term ignores nodata labels (255) through the issue-5 loss functions.
+Every term ignores nodata labels (LABEL_NODATA) through the shared loss functions.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
-from training.losses import IGNORE_INDEX, WeightedCrossEntropy, dice_loss, main_output
+from training.losses import WeightedCrossEntropy, dice_loss, main_output
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class SRLossConfig:
     dice_weight: float = 1.0
     ds_weight: float = 0.4
     rec_weight: float = 1.0
-    ignore_index: int = IGNORE_INDEX
+    ignore_index: int = LABEL_NODATA
 
     def __post_init__(self) -> None:
         weights = (self.ce_weight, self.dice_weight, self.ds_weight, self.rec_weight)
@@ -52,7 +53,7 @@ class SRSegLoss(nn.Module):
     """The joint loss; also works for plain-tensor outputs (the baselines: fine-scale terms only).
 
     ``forward`` returns the total; ``last_terms`` keeps each term's value (floats) of the last
-    call, for the learning-curve logs. ``wants_batch`` makes the issue-5 ``Trainer`` pass the
+    call, for the learning-curve logs. ``wants_batch`` makes the ``Trainer`` pass the
     whole batch as ``target``, so the reconstruction term gets the batch's ``image_fine``.
     """
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gee_export.core.errors import StorageError
-from gee_export.core.storage import BucketInfo, GcsStore, Store, open_store
+from gee_export.core.storage import BucketInfo, GcsStore, Store, atomic_path, open_store
 
 
 def is_gcs(path: str | os.PathLike) -> bool:
@@ -77,8 +77,5 @@ def put_output(write: Callable[[Path], None], dest: str, work: Path) -> None:
         upload_file(local, dest)
         local.unlink()
         return
-    target = Path(dest)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    write(tmp)
-    os.replace(tmp, target)
+    with atomic_path(dest) as tmp:
+        write(tmp)

@@ -8,7 +8,6 @@ this module against the gcp-storage-emulator server (``STORAGE_EMULATOR_HOST``).
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 from gee_export.core.errors import ChecksumMismatchError, ConfigError, StorageError
 from gee_export.core.retry import RetryPolicy, retry_call
 from gee_export.core.storage.base import TEMP_MARK, Store, clean_rel, file_md5_b64, md5_b64
+from gee_export.core.storage.local import atomic_path
 
 T = TypeVar("T")
 
@@ -208,21 +208,15 @@ class GcsStore(Store):
         self._put(rel, upload, want, overwrite=True)
 
     def download_file(self, rel: str, local_path: str | os.PathLike[str]) -> None:
-        target = Path(local_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         blob = self._bucket.blob(self.key(rel))
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", dir=target.parent)
-        os.close(fd)
-        try:
-            self._retry(lambda: blob.download_to_filename(tmp), f"downloading {self.url(rel)}")
+        with atomic_path(local_path) as tmp:
+            self._retry(lambda: blob.download_to_filename(str(tmp)),
+                        f"downloading {self.url(rel)}")
             blob.reload()
             if blob.md5_hash and file_md5_b64(tmp) != blob.md5_hash:
                 raise ChecksumMismatchError(
                     f"download of {self.url(rel)} differs from the stored object; try again"
                 )
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
 
     def bucket_info(self) -> BucketInfo:
         """The bucket's location and storage class (one metadata read, retried like the rest)."""
@@ -264,6 +258,44 @@ class GcsStore(Store):
         except StorageError as exc:
             if not isinstance(exc.__cause__, gexc.NotFound):
                 raise
+
+    def read_with_generation(self, rel: str) -> tuple[bytes | None, int]:
+        """An object's bytes and generation ((None, 0) when absent), for compare-and-delete."""
+        from google.api_core import exceptions as gexc
+
+        def read() -> tuple[bytes | None, int]:
+            blob = self._bucket.get_blob(self.key(rel))
+            if blob is None:
+                return None, 0
+            generation = int(blob.generation or 0)  # emulators may not report generations
+            try:
+                return (blob.download_as_bytes(if_generation_match=generation or None),
+                        generation)
+            except (gexc.NotFound, gexc.PreconditionFailed):
+                return None, 0
+
+        return self._retry(read, f"reading {self.url(rel)}")
+
+    def delete_generation(self, rel: str, generation: int) -> bool:
+        """Delete ``rel`` only if it is still at ``generation``; False when it changed or is gone.
+
+        Two processes replacing the same stale object cannot delete each other's new one.
+        A generation of 0 (a server that reports none, such as an emulator) deletes
+        unconditionally.
+        """
+        from google.api_core import exceptions as gexc
+
+        blob = self._bucket.blob(self.key(rel))
+        try:
+            self._retry(lambda: blob.delete(if_generation_match=generation or None),
+                        f"deleting {self.url(rel)}")
+        except gexc.PreconditionFailed:
+            return False
+        except StorageError as exc:
+            if isinstance(exc.__cause__, gexc.NotFound):
+                return False
+            raise
+        return True
 
     def url(self, rel: str = "") -> str:
         return f"gs://{self.bucket_name}/{self.key(rel)}" if rel else self.root

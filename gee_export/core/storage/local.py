@@ -26,9 +26,11 @@ def temporary_name(target: Path) -> Path:
 
     The name starts with a dot (hidden from casual listings), carries :data:`TEMP_MARK` (so
     :meth:`Store.list` never returns it and :func:`remove_temporaries` deletes what a killed
-    writer left) and a random part, so two writers of the same target never share a file.
+    writer left) and a random part, so two writers of the same target never share a file. It
+    keeps the target's extension last (``.map.isamap-tmp-1a2b3c.tif``), so writers that pick
+    a format from the name (GDAL, matplotlib, PIL) pick the target's.
     """
-    return target.with_name(f".{target.name}{TEMP_MARK}{uuid.uuid4().hex[:12]}")
+    return target.with_name(f".{target.stem}{TEMP_MARK}{uuid.uuid4().hex[:12]}{target.suffix}")
 
 
 def _fsync_path(path: Path) -> None:
@@ -68,7 +70,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
         _fsync_path(target.parent)
     finally:
-        for leftover in target.parent.glob(f"{glob.escape(tmp.name)}*"):
+        for leftover in target.parent.glob(f"{glob.escape(tmp.name)}*"):  # with GDAL sidecars
             leftover.unlink(missing_ok=True)
 
 

@@ -111,15 +111,18 @@ def test_from_lonlat_bounds_wuhan_is_utm50():
 
 
 def test_window_helpers():
-    a = Window(0, 0, 10, 10)
-    assert a.intersection(Window(5, 5, 10, 10)) == Window(5, 5, 5, 5)
-    assert a.intersection(Window(10, 0, 5, 5)) is None
-    assert a.padded(2) == Window(-2, -2, 14, 14)
-    rows, cols = Window(1, 2, 3, 4).to_slices()
+    a = Window(row_off=0, col_off=0, height=10, width=10)
+    assert a.intersection(Window(row_off=5, col_off=5, height=10, width=10)) == Window(
+        row_off=5, col_off=5, height=5, width=5)
+    with pytest.raises(TypeError):
+        Window(0, 0, 10, 10)  # positional order differs from rasterio's: refused
+    assert a.intersection(Window(row_off=10, col_off=0, height=5, width=5)) is None
+    assert a.padded(2) == Window(row_off=-2, col_off=-2, height=14, width=14)
+    rows, cols = Window(row_off=1, col_off=2, height=3, width=4).to_slices()
     assert (rows, cols) == (slice(1, 4), slice(2, 6))
-    assert Window(1, 2, 3, 4).to_rasterio().col_off == 2
+    assert Window(row_off=1, col_off=2, height=3, width=4).to_rasterio().col_off == 2
     grid = Grid("EPSG:32650", 0.0, 100.0, 10, 10)
-    sub = grid.subgrid(Window(2, 3, 4, 5))
+    sub = grid.subgrid(Window(row_off=2, col_off=3, height=4, width=5))
     assert (sub.x0, sub.y0, sub.width, sub.height) == (30.0, 80.0, 5, 4)
     with pytest.raises(GridError):
-        grid.subgrid(Window(8, 8, 5, 5))
+        grid.subgrid(Window(row_off=8, col_off=8, height=5, width=5))

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.contract.dataset import DatasetSpec, commit_month
+from gee_export.contract.dataset import FORMAT, DatasetSpec, commit_month, read_index, read_manifest
 from gee_export.contract.geotiff import write_geotiff
 from gee_export.contract.grid import Grid
-from gee_export.contract.index import FORMAT, read_index, read_manifest
-from gee_export.contract.patches import PatchWriter, StackPaths, patch_stack, valid_mask
+from gee_export.contract.patch_writer import PatchWriter, valid_mask
+from gee_export.contract.patches import patch_stack
 from gee_export.contract.splits import assign_splits
+from gee_export.contract.stack import StackPaths
 from gee_export.core.errors import ConfigError, GridError, InputDataError
 from gee_export.core.storage import TEMP_MARK, open_store
 from gee_export.core.version import code_version
@@ -155,7 +156,8 @@ def test_failure_mid_run_leaves_whole_files_and_resumes_without_duplicates(tmp_p
 _KILL_SCRIPT = """
 import sys
 from gee_export.contract.grid import Grid
-from gee_export.contract.patches import StackPaths, patch_stack
+from gee_export.contract.patches import patch_stack
+from gee_export.contract.stack import StackPaths
 grid = Grid.from_dict({grid!r})
 stack = StackPaths(grid, {bands!r}, "2019-06", {image!r}, {label!r})
 patch_stack(stack, sys.argv[1], block=2, workers=1, progress=False)
@@ -327,7 +329,26 @@ def test_a_rebuilt_stack_is_not_mixed_with_old_patches(small_stack, tmp_path):
     stack, arrays = small_stack
     out = tmp_path / "ds"
     patch_stack(stack, out, block=2, progress=False)
+    # the same pixels written again (new mtime, new inode): the same stack, the run resumes
+    os.unlink(stack.image)
+    write_geotiff(stack.image, arrays["image"], stack.grid.transform, stack.grid.crs,
+                  float("nan"), descriptions=list(BANDS))
+    assert patch_stack(stack, out, block=2, progress=False).up_to_date
     write_geotiff(stack.image, arrays["image"] * 2, stack.grid.transform, stack.grid.crs,
                   float("nan"), descriptions=list(BANDS))
-    with pytest.raises(ConfigError, match="stack changed"):
+    with pytest.raises(ConfigError, match="inputs of 2019-06 changed"):
         patch_stack(stack, out, block=2, progress=False)
+
+
+def test_dataset_files_get_the_umask_mode_so_others_can_read_them(small_stack, tmp_path):
+    stack, _ = small_stack
+    out = tmp_path / "ds"
+    old = os.umask(0o002)  # a group-shared dataset folder
+    try:
+        patch_stack(stack, out, block=2, progress=False)
+    finally:
+        os.umask(old)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {"index.jsonl", "manifest.json", "invalid.json"} <= {p.name for p in files}
+    assert any(p.suffix == ".tif" for p in files)
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o664)}

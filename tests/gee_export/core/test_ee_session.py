@@ -1,26 +1,145 @@
-"""The Earth Engine seam: error classification, retry budget, auth translation."""
+"""The Earth Engine seam: one retry loop, classification by HTTP status, task reading.
+
+Most tests run the real earthengine-api client against ``ee_http``: its HTTP layer answers as
+the Earth Engine REST service documents (tests/support/ee_http.py), so what is counted below
+is the HTTP requests the client would send.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from gee_export.core.ee_session import AUTH_HELP, EESession, EETransport, RetryPolicy, classify
+from gee_export.core.ee_session import (
+    AUTH_HELP,
+    EESession,
+    EETransport,
+    RetryPolicy,
+    classify,
+    task_description,
+)
 from gee_export.core.errors import AuthenticationError, EarthEngineError, QuotaError
 from gee_export.ee.fake_server import HttpError
 
 
 class EEException(Exception):
-    """Stands in for ee.EEException: the API reports HTTP failures as its message text."""
+    """Stands in for ee.EEException raised before any request (no HTTP status)."""
+
+
+def session(ee, attempts: int = 4, delays: list | None = None) -> EESession:
+    sleep = delays.append if delays is not None else (lambda s: None)
+    return EESession("offline", transport=EETransport(ee, "offline"), sleep=sleep, seed=0,
+                     retry=RetryPolicy(max_attempts=attempts, base_delay=1.0, max_delay=4.0))
+
+
+def compute(service) -> list:
+    return service.calls("POST", "value:compute")
+
+
+# ---------------------------------------------------------------- one retry loop (HTTP level)
+def test_quota_answers_are_retried_by_one_loop_with_a_bounded_number_of_requests(ee_http):
+    import ee
+
+    service = ee_http
+    service.max_requests = 4  # the planned attempts: a second loop would exceed them at once
+    service.fail("POST", "value:compute", 429, "Too many requests.", times=3)
+    delays: list[float] = []
+    s = session(ee, attempts=4, delays=delays)
+    assert s.get_info(ee.Number(1)) == 42
+    assert len(compute(service)) == 4  # 3 refusals + 1 answer: exactly the planned attempts
+    assert s.retries == 3 and len(delays) == 3
+    assert all(0 <= d <= cap for d, cap in zip(delays, (1.0, 2.0, 4.0), strict=True))
+
+
+def test_a_persistent_outage_costs_exactly_max_attempts_requests(ee_http):
+    import ee
+
+    service = ee_http
+    service.max_requests = 3
+    service.fail("POST", "value:compute", 503, "The service is currently unavailable.",
+                 times=99)
+    with pytest.raises(EarthEngineError, match="kept failing after 3 attempts"):
+        session(ee, attempts=3).get_info(ee.Number(1))
+    assert len(compute(service)) == 3
+    assert ee.data._get_state().max_retries == 0  # the client's own loop is off
+
+
+def test_dropped_connections_are_retried_too(ee_http):
+    import ee
+
+    service = ee_http
+    service.fail("POST", "value:compute", exception=TimeoutError("timed out"), times=2)
+    assert session(ee, attempts=3).get_info(ee.Number(1)) == 42
+    assert len(compute(service)) == 3
+
+
+# ---------------------------------------------------------------- classification (HTTP level)
+@pytest.mark.parametrize(("status", "message", "requests", "error"), [
+    # deterministic: fail at once with the server's message
+    (400, "Too many input pixels per output pixel. Need 5001, limit 4096.", 1,
+     "Too many input pixels per output pixel"),
+    (400, "User memory limit exceeded.", 1, "User memory limit exceeded"),
+    (500, "User memory limit exceeded.", 1, "User memory limit exceeded"),
+    # numbers inside a message are not statuses
+    (400, "Image.select: Band index 500 out of range, image has 6 bands.", 1,
+     "Band index 500"),
+    (404, "Image.load: Image asset 'projects/x/assets/r429' not found.", 1, "r429"),
+    # statuses that are worth another attempt
+    (429, "Too many concurrent aggregations.", 3, QuotaError),
+    (500, "An internal error has occurred.", 3, "kept failing after 3 attempts"),
+    (400, "Computation timed out.", 3, "kept failing after 3 attempts"),
+])
+def test_failures_are_classified_by_status_and_precise_phrases(ee_http, status, message,
+                                                                requests, error):
+    import ee
+
+    service = ee_http
+    service.max_requests = requests
+    service.fail("POST", "value:compute", status, message, times=99)
+    if isinstance(error, str):
+        with pytest.raises(EarthEngineError, match=error) as info:
+            session(ee, attempts=3).get_info(ee.Number(1))
+        assert not isinstance(info.value, (QuotaError, AuthenticationError))
+    else:
+        with pytest.raises(error, match="--workers"):
+            session(ee, attempts=3).get_info(ee.Number(1))
+    assert len(compute(service)) == requests
+
+
+@pytest.mark.parametrize(("status", "reason", "requests", "error"), [
+    (401, "", 1, AuthenticationError),  # auth stays auth: never retried
+    (403, "", 1, AuthenticationError),  # project not registered, API disabled...
+    (403, "rateLimitExceeded", 3, QuotaError),  # Google's documented rate-limit 403
+])
+def test_auth_errors_fail_at_once_and_rate_limits_are_retried(ee_http, status, reason,
+                                                              requests, error):
+    import ee
+
+    ee_http.fail("POST", "value:compute", status, "Caller is not allowed.", reason=reason,
+                 times=9)
+    with pytest.raises(error):
+        session(ee, attempts=3).get_info(ee.Number(1))
+    assert len(compute(ee_http)) == requests
+
+
+def test_the_error_the_client_raises_keeps_its_http_status(ee_http):
+    import ee
+
+    ee_http.fail("POST", "value:compute", 429, "Quota exceeded for quota metric.")
+    ee.data.setMaxRetries(0)
+    with pytest.raises(ee.EEException) as info:
+        ee.Number(1).getInfo()
+    assert str(info.value) == "Quota exceeded for quota metric."  # the text carries no code
+    assert classify(info.value) == "quota"  # ... the HttpError behind it does
 
 
 @pytest.mark.parametrize("exc,kind", [
     (HttpError(429, "x"), "quota"),
     (HttpError(503, "x"), "transient"),
-    (HttpError(403, "x"), "auth"),
-    (EEException("Too Many Requests: Request was rejected because the request rate or "
-                 "concurrency limit was exceeded."), "quota"),
+    (HttpError(401, "x"), "auth"),
+    (HttpError(400, "Too many input pixels per output pixel"), "fatal"),
     (EEException("Computation timed out."), "transient"),
-    (EEException("Internal error."), "transient"),
+    (EEException("Too many concurrent aggregations."), "quota"),
+    (EEException("Error 500 while reading band 429"), "fatal"),  # numbers, no status
     (TimeoutError(), "transient"),
     (ConnectionResetError(), "transient"),
     (EEException("Please authorize access to your Earth Engine account by running "
@@ -33,14 +152,73 @@ class EEException(Exception):
     (EEException("Image.select: Pattern 'B99' did not match any bands."), "fatal"),
     (EEException("User memory limit exceeded."), "fatal"),
 ])
-def test_classify(exc, kind):
+def test_classify_without_a_server(exc, kind):
     assert classify(exc) == kind
 
 
-def test_retry_budget_and_backoff():
+# ---------------------------------------------------------------- tasks (HTTP level)
+def test_many_tasks_are_read_in_pages_few_one_by_one(ee_http):
+    import ee
+
+    service = ee_http
+    ids = [service.add_operation("projects/offline", f"tile_{i}") for i in range(2500)]
+    s = session(ee)
+    statuses = s.task_status(ids)
+    assert [st["id"] for st in statuses] == ids
+    assert {st["state"] for st in statuses} == {"RUNNING"}
+    assert {st["progress"] for st in statuses} == {0.25}  # the reported progress is kept
+    assert len(service.requests) == 5  # 2,500 operations in pages of 500, not 2,500 reads
+    assert {r.query["pageSize"] for r in service.requests} == {"500"}
+
+    service.requests.clear()
+    few = s.task_status([*ids[:3], "NOSUCHTASK"])
+    assert len(service.requests) == 4  # a few tasks: one read each
+    assert [st["state"] for st in few] == ["RUNNING", "RUNNING", "RUNNING", "UNKNOWN"]
+
+
+def test_failed_task_status_carries_the_server_message(ee_http):
+    import ee
+
+    service = ee_http
+    task_id = service.add_operation("projects/offline", "t", steps=(("FAILED", 0.4),))
+    service.operations[f"projects/offline/operations/{task_id}"].error = \
+        "User memory limit exceeded."
+    (status,) = session(ee).task_status([task_id])
+    assert status["state"] == "FAILED"
+    assert status["error_message"] == "User memory limit exceeded."
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("isamap wuhan 2023-06 stack", "isamap_wuhan_2023-06_stack"),
+    ("São Paulo (2019/06)", "Sao_Paulo_2019_06"),
+    ("a" * 150, "a" * 100),
+    ("///", "isamap_task"),
+    ("ok.name,1:2;3_4-5", "ok.name,1:2;3_4-5"),
+])
+def test_task_description_keeps_only_what_the_service_accepts(text, expected):
+    assert task_description(text) == expected
+
+
+def test_export_tasks_start_with_an_accepted_description(ee_http):
+    import ee
+
+    service = ee_http
+    task = ee.batch.Export.image.toCloudStorage(
+        image=ee.Image(1), description="isamap wuhan 2023-06 stack (notebook 03)",
+        bucket="b", fileNamePrefix="p", dimensions="10x10", crs="EPSG:32650",
+        crsTransform=[10, 0, 0, 0, -10, 0])
+    task_id = session(ee).start_task(task)
+    (start,) = service.calls("POST", "image:export")
+    assert start.body["description"] == "isamap_wuhan_2023-06_stack_notebook_03"
+    assert start.body["requestId"]  # the client's idempotency key: retrying is safe
+    assert task_id == service.operations[next(iter(service.operations))].name.rsplit("/", 1)[1]
+
+
+# ---------------------------------------------------------------- without a server
+def test_retry_budget_and_backoff_with_a_transport():
     delays: list[float] = []
-    session = EESession(transport=object(), sleep=delays.append, seed=1,
-                        retry=RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=3.0))
+    s = EESession(transport=object(), sleep=delays.append, seed=1,
+                  retry=RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=3.0))
     calls = []
 
     def flaky():
@@ -49,16 +227,30 @@ def test_retry_budget_and_backoff():
             raise HttpError(500, "Internal")
         return "ok"
 
-    assert session.call("test", flaky) == "ok"
-    assert len(calls) == 4 and session.retries == 3
-    assert [d <= cap for d, cap in zip(delays, (1.0, 2.0, 3.0), strict=True)] == [True] * 3
-    with pytest.raises(QuotaError, match="after 5 attempts"):
-        session.call("computePixels", lambda: (_ for _ in ()).throw(HttpError(429, "slow down")))
+    assert s.call("test", flaky) == "ok"
+    assert len(calls) == 4 and s.retries == 3
     assert max(delays) <= 3.0  # capped
-    with pytest.raises(AuthenticationError, match="earthengine authenticate"):
-        session.call("x", lambda: (_ for _ in ()).throw(HttpError(401, "no")))
+    with pytest.raises(QuotaError, match="after 5 attempts"):
+        s.call("computePixels", lambda: (_ for _ in ()).throw(HttpError(429, "slow down")))
     with pytest.raises(EarthEngineError, match="failed: boom"):
-        session.call("x", lambda: (_ for _ in ()).throw(ValueError("boom")))
+        s.call("x", lambda: (_ for _ in ()).throw(ValueError("boom")))
+
+
+def test_a_call_that_is_not_idempotent_is_repeated_only_after_a_429():
+    calls = []
+
+    def start(error):
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return "started"
+
+    s = EESession(transport=object(), sleep=lambda _: None)
+    assert s.call("start", start, HttpError(429, "slow down"), idempotent=False) == "started"
+    calls.clear()
+    with pytest.raises(EarthEngineError, match="may have received it"):
+        s.call("start", start, HttpError(503, "unavailable"), idempotent=False)
+    assert len(calls) == 1
 
 
 def test_auth_help_names_every_way():
@@ -78,8 +270,8 @@ def test_uninitialised_client_library_is_an_auth_error_without_retries():
     ee = pytest.importorskip("ee")
     ee.Reset()
     delays: list[float] = []
-    session = EESession("p", transport=EETransport(ee), sleep=delays.append)
+    s = EESession("p", transport=EETransport(ee, "p"), sleep=delays.append)
     with pytest.raises(AuthenticationError, match="earthengine authenticate") as info:
-        session.task_status(["TASKID"])
+        s.task_status(["TASKID"])
     assert "not initialized" in str(info.value)
-    assert session.retries == 0 and delays == []
+    assert s.retries == 0 and delays == []

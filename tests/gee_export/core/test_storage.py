@@ -223,3 +223,56 @@ def test_no_module_imports_private_names_of_the_storage_seam():
                     and isinstance(node.value, ast.Name) and node.value.id == "storage"):
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []
+
+
+_SLOW_WRITER = """
+import sys, time
+from gee_export.core.storage import atomic_write
+
+def fill(handle):
+    handle.write(b"x" * 65536)
+    handle.flush()
+    print("writing", flush=True)
+    time.sleep(60)  # killed here, mid-write
+
+atomic_write(sys.argv[1], fill)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_only_a_recognised_temporary(tmp_path):
+    """SIGKILL (no finally, no atexit) in the middle of an atomic write, in a real process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "out" / "result.tif"
+    target.parent.mkdir()
+    target.write_bytes(b"previous version")
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert target.read_bytes() == b"previous version"  # readers never saw half a file
+    leftovers = [p.name for p in target.parent.iterdir() if p != target]
+    assert len(leftovers) == 1 and TEMP_MARK in leftovers[0] and leftovers[0].endswith(".tif")
+    assert LocalStore(tmp_path).remove_temporaries() == 1
+    assert [p.name for p in target.parent.iterdir()] == ["result.tif"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_files_get_the_umask_mode_not_0600(tmp_path, umask):
+    import os
+
+    old = os.umask(umask)
+    try:
+        path = atomic_write(tmp_path / "shared.bin", lambda handle: handle.write(b"data"))
+        LocalStore(tmp_path).write_bytes("sub/other.bin", b"data")
+    finally:
+        os.umask(old)
+    for item in (path, tmp_path / "sub" / "other.bin"):
+        assert item.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -65,16 +65,38 @@ def test_s1_every_variant(region, method, flat):
     if expected_formula[method]:
         assert expected_formula[method] in exprs
     if flat == "none":
-        assert "COPERNICUS/DEM/GLO30" not in ids and "Terrain.slope" not in names
+        assert terrain.DEFAULT_DEM not in ids and "Terrain.slope" not in names
     else:
-        assert "COPERNICUS/DEM/GLO30" in ids and "Terrain.slope" in names
+        assert terrain.DEFAULT_DEM in ids and "Terrain.slope" in names
         model = terrain.VOLUME_SCF if flat == "volume" else terrain.SURFACE_SCF
         assert model in exprs and terrain.NOT_LAYOVER_SHADOW in exprs
+    # every array is indexed and reduced with as many axes as it has (the server's check)
+    assert ee_graph.array_rank_errors(img) == []
     # the speckle filter runs on the scene's native pixels, then bilinear once
     (resample,) = ee_graph.find(img, "Image.resample")
     assert ee_graph.constant(resample["arguments"]["mode"]) == "bilinear"
     assert resample["arguments"]["image"]["functionInvocationValue"]["functionName"] == \
         "Image.reproject"
+
+
+def test_default_dem_is_not_a_deprecated_asset(region):
+    """The client warns about assets the data catalog marks deprecated (served offline here
+    as the catalogue ee.Initialize reads): the default DEM must not be one."""
+    import warnings
+
+    assert terrain.DEFAULT_DEM == "COPERNICUS/DEM/GLO30_2024_1"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        img = sentinel1.s1_composite(region, *JUNE, sentinel1.S1Recipe(
+            terrain_flattening="volume"))
+        terrain.dem_image("COPERNICUS/DEM/GLO30")  # the catalogue does flag the old id
+    deprecated = [str(w.message) for w in caught if "deprecated asset" in str(w.message)]
+    assert len(deprecated) == 1 and "COPERNICUS/DEM/GLO30!" in deprecated[0]
+    assert "GLO30_2024_1" in deprecated[0]  # ... and names the replacement used here
+    dem = [i for i in loads(img) if i.startswith("COPERNICUS/DEM")]
+    assert dem == ["COPERNICUS/DEM/GLO30_2024_1"]
+    assert any(ee_graph.constant(c["arguments"]["bandSelectors"]) == ["DEM"]
+               for c in ee_graph.find(img, "Image.select"))  # same DEM band as before
 
 
 def test_s1_orbit_pass_and_dem_option(region):
@@ -130,6 +152,7 @@ def test_s2_composite(region, mask):
     divide = ee_graph.first_call(img, "Image.divide")
     assert 10000 in list(ee_graph.constants(divide["arguments"]["image2"]))
     assert "QA60" not in json.dumps(ee_graph.encode(img))
+    assert ee_graph.array_rank_errors(img) == []
     if mask == "cloudscoreplus":
         assert "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED" in ids
         link = ee_graph.first_call(img, "Image.linkCollection")
@@ -173,6 +196,7 @@ def test_labels(region, text, collection, value):
     unmask = ee_graph.first_call(img, "Image.unmask")
     assert 255 in list(ee_graph.constants(unmask["arguments"]["value"]))
     assert ee_graph.find(img, "Image.toUint8")
+    assert ee_graph.array_rank_errors(img) == []
     if source.kind == "dynamicworld":
         assert "Reducer.mode" in ee_graph.names(img)
     if source.kind == "asset":
@@ -214,6 +238,7 @@ def test_stack_single_grid(region):
     for r in ee_graph.find(img, "Image.resample"):
         assert ee_graph.constant(r["arguments"]["mode"]) == "bilinear"
     fine = build_fine_label(grid, window, recipe, region)
+    assert ee_graph.array_rank_errors(img) == ee_graph.array_rank_errors(fine) == []
     (fine_rp,) = [r for r in ee_graph.find(fine, "Image.reproject")]
     assert ee_graph.constant(fine_rp["arguments"]["crsTransform"]) == \
         grid.scaled(4).crs_transform == [2.5, 0.0, 400000.0, 0.0, -2.5, 3380000.0]

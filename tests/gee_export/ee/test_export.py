@@ -19,8 +19,8 @@ import rasterio
 from rasterio.io import MemoryFile
 
 from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
+from gee_export.contract.dataset import read_index, read_manifest
 from gee_export.contract.grid import patch_id
-from gee_export.contract.index import read_index, read_manifest
 from gee_export.contract.splits import assign_splits
 from gee_export.core.errors import ConfigError, EarthEngineError, QuotaError
 from gee_export.core.storage import TEMP_MARK, open_store
@@ -335,3 +335,10 @@ def test_tile_task_config(ee_offline, local_stack):
     assert ee_graph.constant(rp["arguments"]["crsTransform"]) == [10.0, 0.0, west, 0.0, -10.0,
                                                                   north]
     assert task.state == "UNSUBMITTED"  # built, never started
+
+
+def test_tile_task_description_is_one_the_service_accepts(ee_offline, local_stack):
+    tile = plan_tiles(local_stack.grid, 2)[0]
+    task = tile_task(ee_offline.Image(1).toFloat(), local_stack.grid, tile.window, "bkt", "p",
+                     f"isamap_São Paulo_2019-06_{tile.name} (fine x2)")
+    assert task.config["description"] == "isamap_Sao_Paulo_2019-06_tile_r0_c0_fine_x2"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from gee_export.contract.dataset import read_manifest
 from gee_export.contract.grid import Grid
-from gee_export.contract.index import read_manifest
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
 from gee_export.core.errors import ConfigError
 from gee_export.core.storage import open_store

@@ -38,7 +38,7 @@ def covered(window: Window, bands, subs) -> np.ndarray:
     (128, 7, Limits(max_bytes=128 * 128 * 4 * 3), 3),
 ])
 def test_split_respects_every_limit(size, nbands, limits, expected):
-    window = Window(80, 160, size, size)
+    window = Window(row_off=80, col_off=160, height=size, width=size)
     bands = tuple(f"b{i}" for i in range(nbands))
     subs = split_request(window, bands, limits)
     if expected is not None:

@@ -92,6 +92,42 @@ def test_filter_graphs(ee_offline):
     assert "Image.neighborhoodToArray" in names and "Reducer.percentile" in names
 
 
+@pytest.mark.parametrize("method", speckle.SPECKLE_FILTERS)
+def test_every_filter_indexes_its_arrays_with_their_rank(ee_offline, method):
+    z = ee_offline.Image("COPERNICUS/S1_GRD_FLOAT/S1A_X").select("VV")
+    region = ee_offline.Geometry.Rectangle([114.2, 30.4, 114.5, 30.7])
+    assert ee_graph.array_rank_errors(speckle.apply(z, method, region=region)) == []
+
+
+def test_lee_sigma_counts_over_the_whole_2d_window(ee_offline):
+    """neighborhoodToArray gives rows x columns: the sums run over both axes, read at [0, 0]."""
+    z = ee_offline.Image("COPERNICUS/S1_GRD_FLOAT/S1A_X").select("VV")
+    sig = speckle.lee_sigma(z, ee_offline.Geometry.Rectangle([114.2, 30.4, 114.5, 30.7]))
+    reduces = ee_graph.find(sig, "Image.arrayReduce")
+    assert len(reduces) == 3  # count, sum, sum of squares
+    assert all(ee_graph.constant(r["arguments"]["axes"]) == [0, 1] for r in reduces)
+    for get in ee_graph.find(sig, "Image.arrayGet"):
+        position = get["arguments"]["position"]["functionInvocationValue"]
+        assert position["functionName"] == "Image.addBands"  # two coordinates
+
+
+def test_array_rank_check_finds_wrong_indexing(ee_offline):
+    ee = ee_offline
+    z = ee.Image("COPERNICUS/S1_GRD_FLOAT/S1A_X").select("VV")
+    square = z.neighborhoodToArray(ee.Kernel.square(1))
+    summed = square.arrayReduce(ee.Reducer.sum(), [0])
+    assert ee_graph.array_rank_errors(summed.arrayGet([0])) == [
+        "Image.arrayGet: a position of 1 coordinate(s) in a 2-D array"]
+    assert ee_graph.array_rank_errors(summed.arrayGet([0, 0])) == []
+    line = z.addBands(z).toArray()  # 1-D
+    assert ee_graph.array_rank_errors(line.arrayReduce(ee.Reducer.sum(), [1])) == [
+        "Image.arrayReduce: axis 1 of a 1-D array"]
+    assert ee_graph.array_rank_errors(square.multiply(z).arrayFlatten([["a", "b"]])) == [
+        "Image.arrayFlatten: 1 label list(s) for a 2-D array"]  # broadcast keeps the rank
+    assert ee_graph.array_rank_errors(z.arrayGet([0])) == [
+        "Image.arrayGet: its input is not an array"]
+
+
 def test_gamma_map_regimes_in_graph(ee_offline):
     """Lopes et al. (1990): Ci <= Cu -> the local mean; Ci >= Cmax = sqrt(2) Cu -> the pixel
     unchanged; in between the MAP estimate. On Ci^2 the thresholds are Cu^2 and 2 Cu^2."""

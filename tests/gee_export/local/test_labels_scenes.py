@@ -93,8 +93,8 @@ def test_names_dates_and_units():
 def test_landcover_scheme_nearest_upsampled_onto_finer_grids(tmp_path, write_s2):
     """A 10 m Chesapeake-coded label on a 2 m grid and its x5 fine grid: seven classes,
     each label pixel copied onto the fine pixels it covers (nearest), codes mapped first."""
+    from gee_export.contract.dataset import read_manifest
     from gee_export.contract.grid import Grid
-    from gee_export.contract.index import read_manifest
     from gee_export.contract.label_schemes import SCHEMES
     from gee_export.contract.patches import patch_stack
     from tests.support.rasters import CRS, X0, Y0

@@ -177,7 +177,7 @@ def test_sen1floods11_l1c_s2_is_refused_or_warned(shared_data, tmp_path):
     assert scene.level == "L1C"  # 13 bands with B10
     with rasterio.open(root / "Spain_7370579_S2Hand.tif") as src:
         grid = Grid.from_lonlat_bounds(tuple(src.bounds), resolution=10.0)
-    grid = grid.subgrid(Window(0, 0, 64, 64))
+    grid = grid.subgrid(Window(row_off=0, col_off=0, height=64, width=64))
     with pytest.raises(InputDataError, match="Level-1C"):
         build_local_stack(SceneCollection(s2=(scene,)), grid, "2019-09", ("B2", "B4"),
                           out_dir=tmp_path, progress=False)

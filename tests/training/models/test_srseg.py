@@ -26,7 +26,7 @@ def test_output_is_exactly_scale_times_the_input(name, scale):
 
 def test_models_are_registered_and_bad_scale_is_refused():
     assert {"srseg", "bilinear-unet", "unet-upsample"} <= set(available_models())
-    with pytest.raises(ModelError, match="not supported"):
+    with pytest.raises(ConfigError, match="fine scale 3 is not supported"):
         create_model("srseg", in_channels=3, scale=3)
 
 

@@ -1,4 +1,4 @@
-"""The fine-scale COG written by the issue-6 sliding-window predictor for an srseg model file."""
+"""The fine-scale COG written by the sliding-window predictor for an srseg model file."""
 
 import numpy as np
 import pytest

@@ -74,7 +74,7 @@ def test_cli_rejects_bad_configuration(naip_dir, tmp_path):
         CompareConfig(iterations=0)
 
 
-def test_issue5_trainer_trains_srseg_at_1m(naip_dir, tmp_path):
+def test_trainer_trains_srseg_at_1m(naip_dir, tmp_path):
     from training.config import TrainConfig
     from training.modelfile import ModelMeta
     from training.models import create_model

@@ -140,7 +140,7 @@ def test_patch_samples_reads_fine_labels_on_the_scaled_grid(tmp_path):
 
 
 def test_naip_patches_written_by_the_exporter_read_back_identically(naip_dir, tmp_path):
-    from gee_export.contract.patches import PatchWriter
+    from gee_export.contract.patch_writer import PatchWriter
 
     scale = 8
     quadrants = [s for s in naip_samples(naip_dir, scale) if s.id.startswith("id_000184")]

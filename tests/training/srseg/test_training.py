@@ -1,4 +1,4 @@
-"""srseg through the issue-5 Trainer: whole-batch losses, fixed iteration budgets, srcompare."""
+"""srseg through the shared Trainer: whole-batch losses, fixed iteration budgets, srcompare."""
 
 from __future__ import annotations
 

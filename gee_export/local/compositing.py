@@ -1,0 +1,134 @@
+"""Writing a planned local stack: the monthly composite and the label, block by block.
+
+:func:`gee_export.local.stack.plan_local_stack` decides what to composite;
+this module does the pixel work for :func:`~gee_export.local.stack.write_local_stack`, one
+block of the grid at a time (each block read with the halo its filters need), so memory is
+bounded by the block size, never by the tile size. :class:`LocalRecipe` is every parameter of
+the composite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from tqdm.auto import tqdm
+
+from gee_export.contract import bands as band_registry
+from gee_export.contract.composite import DEFAULT_SPECKLE, SpeckleFilter
+from gee_export.contract.grid import Grid, Window
+from gee_export.core.errors import EmptyCompositeError
+from gee_export.local import sentinel1, sentinel2
+from gee_export.local.labels import ClassMapping, label_window
+from gee_export.local.scenes import BandRef, Scene
+from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL
+
+
+@dataclass(frozen=True)
+class LocalRecipe:
+    """Every parameter of the local composite (written to the outputs' tags and the manifest)."""
+
+    speckle: SpeckleFilter = DEFAULT_SPECKLE
+    enl: float = DEFAULT_ENL
+    kernel: int = DEFAULT_KERNEL
+    scl_masked: tuple[int, ...] = sentinel2.SCL_MASKED_CLASSES
+    label_scheme: str = "binary"
+    allow_l1c: bool = False
+    s1_unit: str | None = None
+    boa_add_offset: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": "local", **asdict(self)}
+
+
+def where(grid: Grid) -> str:
+    """The grid's CRS and bounds, for messages that must say where a composite is empty."""
+    west, south, east, north = grid.bounds
+    return f"grid {grid.crs} [{west:.0f}, {south:.0f}, {east:.0f}, {north:.0f}]"
+
+
+def _blocks(grid: Grid, block: int) -> Iterator[Window]:
+    for r in range(0, grid.height, block):
+        for c in range(0, grid.width, block):
+            yield Window(row_off=r, col_off=c, height=min(block, grid.height - r),
+                         width=min(block, grid.width - c))
+
+
+def _profile(grid: Grid, count: int, dtype: str, nodata: float) -> dict[str, Any]:
+    profile: dict[str, Any] = {"driver": "GTiff", "width": grid.width, "height": grid.height,
+                               "count": count, "dtype": dtype, "nodata": nodata, "crs": grid.crs,
+                               "transform": grid.transform, "compress": "deflate",
+                               "predictor": 3 if dtype == "float32" else 2, "zlevel": 1,
+                               "BIGTIFF": "IF_SAFER"}
+    if grid.width >= 256 and grid.height >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    return profile
+
+
+def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Scene],
+                 s2_bands: tuple[str, ...], s1: Sequence[Scene], s1_bands: tuple[str, ...],
+                 offsets: dict[str, float], reflectance: frozenset[tuple[str, str]],
+                 units: dict[tuple[str, str], str], recipe: LocalRecipe, month: str,
+                 tags: dict[str, str], block: int, progress: bool) -> None:
+    """Composite the month block by block into ``path`` (a float32 GeoTIFF, NaN nodata).
+
+    Raises:
+        EmptyCompositeError: not one clear Sentinel-2 observation (or valid Sentinel-1 pixel)
+            anywhere on the grid.
+    """
+    max_clear = 0.0
+    max_s1 = 0.0
+    windows = list(_blocks(grid, block))
+    with rasterio.open(path, "w", **_profile(grid, len(names), "float32", np.nan)) as dst:
+        for i, name in enumerate(names, 1):
+            dst.set_band_description(i, name)
+        dst.update_tags(**tags)
+        for window in tqdm(windows, desc=f"local stack {month}", disable=not progress,
+                           unit="block"):
+            layers: dict[str, np.ndarray] = {}
+            if s2:
+                comp, clear = sentinel2.composite_window(
+                    s2, s2_bands, grid, window, masked_classes=recipe.scl_masked,
+                    offsets=offsets, reflectance_bands=reflectance)
+                layers.update(zip(s2_bands, comp, strict=True))
+                layers["s2_clear_count"] = clear
+                max_clear = max(max_clear, float(clear.max(initial=0)))
+            if s1:
+                comp, count = sentinel1.composite_window(
+                    s1, s1_bands, grid, window, units=units, speckle=recipe.speckle,
+                    size=recipe.kernel, enl=recipe.enl)
+                layers.update(zip(s1_bands, comp, strict=True))
+                layers["s1_scene_count"] = count
+                max_s1 = max(max_s1, float(count.max(initial=0)))
+            data = np.stack([layers[band_registry.get_band(n).source_name]
+                             if band_registry.get_band(n).sensor in ("S1", "S2") else layers[n]
+                             for n in names]).astype(np.float32)
+            dst.write(data, window=window.to_rasterio())
+    if s2 and max_clear == 0:
+        raise EmptyCompositeError(
+            f"every Sentinel-2 observation of {month} over {where(grid)} is masked (cloud, "
+            f"shadow, cirrus, snow or nodata in {len(s2)} scenes); use a wider window or "
+            "another month")
+    if s1 and max_s1 == 0:
+        raise EmptyCompositeError(f"no valid Sentinel-1 pixel in {month} over {where(grid)}")
+
+
+def write_label(path: Path, grid: Grid, ref: BandRef | None, mapping: ClassMapping,
+                 tags: dict[str, str], block: int, progress: bool) -> None:
+    """Put the label onto ``grid`` block by block (mapped classes, mode/nearest, uint8)."""
+    nodata = band_registry.LABEL_NODATA
+    with rasterio.open(path, "w", **_profile(grid, 1, "uint8", nodata)) as dst:
+        dst.set_band_description(1, band_registry.LABEL)
+        dst.update_tags(**tags)
+        windows = list(_blocks(grid, block))
+        for window in tqdm(windows, desc=f"label {grid.resolution:g} m", unit="block",
+                           disable=not progress or ref is None):
+            if ref is None:
+                data = np.full((window.height, window.width), nodata, dtype=np.uint8)
+            else:
+                data = label_window(ref, grid, window, mapping)
+            dst.write(data[np.newaxis], window=window.to_rasterio())
