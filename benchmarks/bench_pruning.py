@@ -22,21 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from gee_export.contract.label_schemes import LANDCOVER_CLASSES
+from training.devices import resolve_precision
+from training.modelfile import ModelMeta
+from training.models import create_model
+from training.pruning import compact_model, flop_count, fpgm_step, parameter_count
 
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES  # noqa: E402
-from training.devices import resolve_precision  # noqa: E402
-from training.modelfile import ModelMeta  # noqa: E402
-from training.models import create_model  # noqa: E402
-from training.pruning import compact_model, flop_count, fpgm_step, parameter_count  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BANDS = ("Red", "Green", "Blue", "NearInfrared")
 

@@ -83,9 +83,15 @@ def _train(args: dict) -> int:
     config = args.pop("config")
     overrides = {k: v for k, v in args.items() if v is not None}
     cfg = load_config(config, overrides) if config else config_from_mapping(overrides)
-    from training.trainer import train
+    if cfg.filter_noisy is not None:
+        from training.noisy import train_filtered
 
-    result = train(cfg)
+        result = train_filtered(cfg).final
+        print(f"noisy-sample filtering: {result.out_dir / 'noisy_patches.json'}")
+    else:
+        from training.trainer import train
+
+        result = train(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
     state = "finished" if result.finished else "stopped (continue with --resume)"

@@ -402,15 +402,14 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
     """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``).
 
     Args:
-        cfg: the run configuration; with ``filter_noisy`` set, the two-stage noisy-sample
-            filtering of :func:`training.noisy.train_filtered` runs instead.
+        cfg: the run configuration; with ``filter_noisy`` set, run it through the two-stage
+            :func:`training.noisy.train_filtered`, which calls this with ``exclude``.
         exclude: training patch ids (``"<month>/<id>"``) left out of the training split
             (given, even empty, it also means the filtering has been done).
     """
     if cfg.filter_noisy is not None and exclude is None:
-        from training.noisy import train_filtered
-
-        return train_filtered(cfg).final
+        raise ConfigError("filter_noisy is a two-stage run: call training.noisy.train_filtered "
+                          "(isamap-train --filter-noisy does)")
     if not cfg.data:
         raise ConfigError("no dataset given: set data (a patch dataset root) in the config "
                           "or pass --data")
