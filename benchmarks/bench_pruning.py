@@ -4,10 +4,13 @@ Measured in one run:
 - parameters and forward FLOPs (``torch.utils.flop_counter``) of the land-cover HRNet
   (C = 18, the default) before and after 40 % FPGM pruning of its prunable convolutions;
 - inference patches/s of both networks for every precision / memory layout the CPU offers
-  (fp32 and, where the CPU has native bf16, bf16 autocast; contiguous and channels_last);
-  the two networks run alternately, several rounds, and each keeps its fastest round, so a
-  burst of load on a shared machine hits both alike; the headline compares them at the
-  layout that is fastest for the unpruned network (bar: pruned >= 1.5x faster);
+  (fp32 and, where the CPU has native bf16, bf16 autocast; contiguous and channels_last),
+  each as trained and with its batch norms folded into the convolutions
+  (``training.models.blocks.fold_batchnorm``, an inference-only transformation both networks
+  get alike); the two networks run alternately, several rounds, and each keeps its fastest
+  round, so a burst of load on a shared machine hits both alike; the headline compares them
+  at the configuration that is fastest for the unpruned network (bar: pruned >= 1.5x
+  faster), and the fastest configuration without folding is printed too;
 - the accuracy change that pruning costs, from the real-data experiment
   (``python -m inference.lccompare``; read from its ``metrics.json`` when present, else run
   here with one seed and a short budget, and labelled so).
@@ -16,6 +19,8 @@ Weights: the speed does not depend on their values; the pruned network is the co
 model that ``training.pruning.compact_model`` builds from an FPGM-masked copy.
 
 Run: ``.venv/bin/python benchmarks/bench_pruning.py`` (``--size 128`` for a quick look).
+One torch thread by default: on a shared 2-core machine two OpenMP threads per process spin
+against other jobs and make every convolution tens of times slower, for both networks.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from training.devices import resolve_precision
 from training.modelfile import ModelMeta
 from training.models import create_model
+from training.models.blocks import fold_batchnorm
 from training.pruning import compact_model, flop_count, fpgm_step, parameter_count
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,11 +57,13 @@ def networks(width: int, rate: float) -> tuple[torch.nn.Module, torch.nn.Module]
     return full, small.eval()
 
 
-def layouts() -> list[tuple[str, torch.dtype, bool]]:
-    out = [("fp32", torch.float32, False), ("fp32/channels_last", torch.float32, True)]
+def layouts() -> list[tuple[str, torch.dtype, bool, bool]]:
+    """(name, autocast dtype, channels_last, BN folded) of every configuration to time."""
+    dtypes = [("fp32", torch.float32)]
     if resolve_precision("auto", torch.device("cpu")) == torch.bfloat16:  # native bf16
-        out += [("bf16", torch.bfloat16, False), ("bf16/channels_last", torch.bfloat16, True)]
-    return out
+        dtypes.append(("bf16", torch.bfloat16))
+    return [(f"{d}{'/channels_last' if cl else ''}{'/BN folded' if fold else ''}", dtype, cl,
+             fold) for fold in (False, True) for d, dtype in dtypes for cl in (False, True)]
 
 
 def one_pass(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype) -> float:
@@ -69,10 +77,11 @@ def one_pass(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype) -> float
 def speed(full, small, batch: int, size: int, rounds: int) -> dict[str, tuple[float, float]]:
     """patches/s of (unpruned, pruned) per layout: alternate rounds, best round each."""
     rates = {}
-    for name, dtype, channels_last in layouts():
+    folded = (fold_batchnorm(full), fold_batchnorm(small))
+    for name, dtype, channels_last, fold in layouts():
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         x = torch.randn(batch, len(BANDS), size, size).contiguous(memory_format=fmt)
-        nets = [full.to(memory_format=fmt), small.to(memory_format=fmt)]
+        nets = [net.to(memory_format=fmt) for net in (folded if fold else (full, small))]
         for net in nets:
             one_pass(net, x, dtype)  # warm-up: oneDNN primitive creation
         best = [float("inf"), float("inf")]
@@ -80,7 +89,7 @@ def speed(full, small, batch: int, size: int, rounds: int) -> dict[str, tuple[fl
             for i, net in enumerate(nets):
                 best[i] = min(best[i], one_pass(net, x, dtype))
         rates[name] = (batch / best[0], batch / best[1])
-        print(f"  {name:<20} unpruned {rates[name][0]:7.2f} patches/s   pruned "
+        print(f"  {name:<30} unpruned {rates[name][0]:7.2f} patches/s   pruned "
               f"{rates[name][1]:7.2f} patches/s   x{rates[name][1] / rates[name][0]:.2f}",
               flush=True)
     return rates
@@ -109,7 +118,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=256, help="patch side in pixels")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--results", default=str(ROOT / "lccompare_output"),
                    help="inference.lccompare output folder with metrics.json")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"
@@ -126,9 +135,13 @@ def main() -> None:
     print(f"parameters  {pf:>12,} -> {ps:>12,}  ({100 * (1 - ps / pf):.1f} % fewer)")
     print(f"FLOPs/patch {ff / 1e9:>10.2f} G -> {fs / 1e9:>10.2f} G  (x{ff / fs:.2f} fewer)")
     rates = speed(full, small, a.batch, a.size, a.rounds)
+    plain = max((k for k in rates if "folded" not in k), key=lambda k: rates[k][0])
+    u, pr = rates[plain]
+    print(f"fastest without folding ({plain}): {u:.2f} -> {pr:.2f} patches/s, pruned "
+          f"x{pr / u:.2f} faster")
     fastest = max(rates, key=lambda k: rates[k][0])
     u, pr = rates[fastest]
-    print(f"fastest layout for the unpruned network: {fastest}: {u:.2f} -> {pr:.2f} "
+    print(f"fastest configuration for the unpruned network ({fastest}): {u:.2f} -> {pr:.2f} "
           f"patches/s, pruned x{pr / u:.2f} faster (bar: >= 1.5x)")
     source, oa = accuracy_change(Path(a.results), a.data_dir)
     h, q = oa["hrnet"], oa["hrnet pruned"]
