@@ -90,3 +90,20 @@ def test_recipe_weights_impervious_three_times():
     assert (options["optimizer"], options["lr"], options["momentum"], options["crop_size"]) == \
         ("sgd", 0.01, 0.9, 513)
     assert options["loss"] == "weighted_ce"
+
+
+@pytest.mark.parametrize("name,kw", [("hrnet", TINY), ("unet", {"widths": [4, 8, 16, 32, 64]})])
+def test_folding_batch_norms_keeps_the_outputs(name, kw):
+    from training.models.blocks import fold_batchnorm
+
+    torch.manual_seed(0)
+    net = create_model(name, 4, 3, **kw).train()
+    with torch.no_grad():
+        net(torch.randn(4, 4, 64, 64))  # non-trivial running statistics
+    net.eval()
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules())  # a copy: net untouched
+    x = torch.randn(2, 4, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-4)
