@@ -95,19 +95,29 @@ def speed(full, small, batch: int, size: int, rounds: int) -> dict[str, tuple[fl
     return rates
 
 
-def accuracy_change(results: Path, data_dir: str) -> tuple[str, dict]:
-    """OA of hrnet and pruned hrnet from the experiment (mean ± std over seeds)."""
+def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict]]:
+    """OA of hrnet and pruned hrnet from each experiment folder (mean ± std over seeds).
+
+    Folders without results are skipped; with none at all, a one-seed, 60-iteration run is
+    made in the first (a quick look, labelled so, not the documented result).
+    """
     from inference.lccompare import LandCoverCompareConfig, run_experiment
 
-    path = results / "metrics.json"
-    if path.exists():
-        report, source = json.loads(path.read_text()), f"{path} (the documented experiment)"
-    else:
+    found = []
+    for folder in folders:
+        path = folder / "metrics.json"
+        if path.exists():
+            report = json.loads(path.read_text())
+            stem = report["config"]["model"].get("stem_norm", "instance")
+            found.append((f"{path} ({stem} stem)", report))
+    if not found:
         cfg = LandCoverCompareConfig(data_dir=data_dir, seeds=(0,), iterations=60,
                                      prune_iterations=20)
-        report = run_experiment(cfg, results, progress=False)
-        source = f"{path}, run now: one seed, 60 iterations (a quick look, not the result)"
-    return source, {m: report["summary"][m]["OA"] for m in ("hrnet", "hrnet pruned")}
+        report = run_experiment(cfg, folders[0], progress=False)
+        found.append((f"{folders[0] / 'metrics.json'}, run now: one seed, 60 iterations "
+                      "(a quick look, not the result)", report))
+    return [(source, {m: r["summary"][m]["OA"] for m in ("hrnet", "hrnet pruned")})
+            for source, r in found]
 
 
 def main() -> None:
@@ -119,8 +129,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
-    p.add_argument("--results", default=str(ROOT / "lccompare_output"),
-                   help="inference.lccompare output folder with metrics.json")
+    p.add_argument("--results", nargs="+", default=[str(ROOT / "lccompare_output"),
+                                                     str(ROOT / "lccompare_output_bn")],
+                   help="inference.lccompare output folders with metrics.json")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"
                                              / "geobench_chesapeake_naip"))
     a = p.parse_args()
@@ -143,12 +154,12 @@ def main() -> None:
     u, pr = rates[fastest]
     print(f"fastest configuration for the unpruned network ({fastest}): {u:.2f} -> {pr:.2f} "
           f"patches/s, pruned x{pr / u:.2f} faster (bar: >= 1.5x)")
-    source, oa = accuracy_change(Path(a.results), a.data_dir)
-    h, q = oa["hrnet"], oa["hrnet pruned"]
-    print(f"accuracy (OA at 1 m, mean ± std over seeds) from {source}:\n"
-          f"  hrnet {100 * h['mean']:.2f} ± {100 * h['std']:.2f} %, pruned "
-          f"{100 * q['mean']:.2f} ± {100 * q['std']:.2f} %, change "
-          f"{100 * (q['mean'] - h['mean']):+.2f} points")
+    for source, oa in accuracy_changes([Path(r) for r in a.results], a.data_dir):
+        h, q = oa["hrnet"], oa["hrnet pruned"]
+        print(f"accuracy (OA at 1 m, mean ± std over seeds) from {source}:\n"
+              f"  hrnet {100 * h['mean']:.2f} ± {100 * h['std']:.2f} %, pruned "
+              f"{100 * q['mean']:.2f} ± {100 * q['std']:.2f} %, change "
+              f"{100 * (q['mean'] - h['mean']):+.2f} points")
 
 
 if __name__ == "__main__":
