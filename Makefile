@@ -16,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[ee,dev]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -e '.[ee,dev,beam]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -34,7 +34,7 @@ bench: $(STAMP)
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
 notebooks: $(STAMP)
-	$(PY) -m pip install -q -e '.[ee,dev,notebooks]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -e '.[ee,dev,beam,notebooks]' --config-settings editable_mode=compat
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

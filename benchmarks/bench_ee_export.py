@@ -27,22 +27,18 @@ def main() -> None:
     args = parser.parse_args()
 
     import ee
-    from ee import apitestcase
 
     from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
     from gee_export.core.ee_session import EESession, RetryPolicy
     from gee_export.ee.export import ExportJob, export_pixels
-    from gee_export.ee.fake_server import HttpError, StackTransport
+    from gee_export.ee.fake_server import HttpError, StackTransport, initialize_offline
     from gee_export.ee.labels import parse_label_source
     from gee_export.ee.recipe import EERecipe, build_stack
     from gee_export.ee.sentinel2 import month_window
     from gee_export.local.stack import build_local_stack
     from gee_export.local.synthetic import generate_scene
 
-    ee.Reset()
-    ee.data._install_cloud_api_resource = lambda: None
-    ee.data.getAlgorithms = apitestcase.GetAlgorithms
-    ee.Initialize(None, "", project="offline")
+    initialize_offline(ee)
 
     class Slow(StackTransport):
         def compute_pixels(self, request):

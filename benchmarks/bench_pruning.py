@@ -42,6 +42,7 @@ from training.modelfile import ModelMeta
 from training.models import create_model
 from training.models.blocks import fold_batchnorm
 from training.pruning import compact_model, flop_count, fpgm_step, parameter_count
+from training.srseg.compare import default_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,7 +117,7 @@ def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict
     if not found:
         cfg = LandCoverCompareConfig(data_dir=data_dir, seeds=(0,), iterations=60,
                                      prune_iterations=20)
-        report = run_experiment(cfg, folders[0], progress=False)
+        report = run_experiment(cfg, folders[0])
         found.append((f"{folders[0] / 'metrics.json'}, run now: one seed, 60 iterations "
                       "(a quick look, not the result)", report))
     return [(source, {m: r["summary"][m]["OA"] for m in ("hrnet", "hrnet pruned")})
@@ -133,10 +134,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--results", nargs="+", default=[str(ROOT / "lccompare_output"),
-                                                     str(ROOT / "lccompare_output_bn")],
+                                                     str(ROOT / "lccompare_output_bn"),
+                                                     str(ROOT / "lccompare_output_bn_x3")],
                    help="inference.lccompare output folders with metrics.json")
-    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"
-                                             / "geobench_chesapeake_naip"))
+    p.add_argument("--data-dir", default=str(default_data_dir()))
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -4,6 +4,11 @@ Defaults are the CroFuseNet paper's (section II-B): Wuhan, June 2019, Sentinel-2
 and Sentinel-1 VV, VH at 10 m, 128 px patches every 80 px. ``--dry-run`` and ``--code-editor``
 never contact Earth Engine; the ``ee`` backend needs credentials and a Cloud project (the error
 says how), the ``local`` backend runs the same recipe on local scenes.
+
+Every argument is checked by :func:`check_arguments` and the grid is built before anything is
+read or written, so a dry run refuses exactly what the real run would refuse, and the real run
+never fails on an argument after an hour of work. ``--backend local --dry-run`` plans the local
+run (scenes per month, grid, patches) instead of the Earth Engine requests.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from gee_export.contract import bands as band_registry
+from gee_export.contract.bands import FINE_SCALES
 from gee_export.contract.composite import SPECKLE_FILTERS
 from gee_export.contract.dataset import DatasetSpec, check_compatible
-from gee_export.contract.grid import DEFAULT_PATCH_SIZE, DEFAULT_STRIDE, Grid
+from gee_export.contract.grid import DEFAULT_PATCH_SIZE, DEFAULT_STRIDE, Grid, utm_caveat
 from gee_export.contract.regions import Region, resolve_region
 from gee_export.contract.splits import (
     DEFAULT_BLOCK,
@@ -29,24 +36,34 @@ from gee_export.contract.splits import (
     split_advice,
     split_counts,
 )
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
-from gee_export.core.errors import ConfigError
+from gee_export.core.commands import (
+    add_logging_arguments,
+    attach_values,
+    check_range,
+    check_writable,
+    configure_logging,
+    run_command,
+)
+from gee_export.core.errors import ConfigError, GridError, InputDataError
 from gee_export.core.lock import hold_output
 from gee_export.core.months import parse_months
+from gee_export.core.pipeline_options import RunnerConfig, add_runner_arguments, runner_config
 from gee_export.core.storage import LocalStore, open_store
-from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob
+from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob, check_workers
 from gee_export.ee.labels import parse_label_source
 from gee_export.ee.plan import choose_method, format_plan, make_plan
 from gee_export.ee.sentinel1 import ORBIT_PASSES, S1Recipe
 from gee_export.ee.sentinel2 import S2Recipe, month_window
-from gee_export.ee.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE
+from gee_export.ee.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE, MAX_PENDING_TASKS
 from gee_export.ee.terrain import DEFAULT_DEM, TERRAIN_MODELS
+from gee_export.local.labels import ALIASES, SCHEMES
 
 log = logging.getLogger(__name__)
 PAPER_MONTH = "2019-06"
 PAPER_REGION = "wuhan"
 DEFAULT_EE_LABELS = "worldcover"  # ESA WorldCover built-up, the CroFuseNet-style ISA label
 DEFAULT_LOCAL_LABELS = "binary"  # local label rasters hold 0/1/255 unless told otherwise
+NEGATIVE_VALUE_OPTIONS = ("--bbox",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--region", help=f"built-in region name (default {PAPER_REGION!r} when "
                        "no --region-file/--bbox is given)")
     where.add_argument("--region-file", help="GeoJSON polygon in EPSG:4326")
-    where.add_argument("--bbox", help="WEST,SOUTH,EAST,NORTH in degrees")
+    where.add_argument("--bbox", help="WEST,SOUTH,EAST,NORTH in degrees (a leading minus "
+                       "is fine: --bbox -7.45,52.63,-7.43,52.65)")
+    where.add_argument("--crs", help="projected CRS of the grid in metres, e.g. EPSG:32650 "
+                       "(default: the UTM zone of the area's centre)")
     when = p.add_argument_group("time and bands")
     when.add_argument("--month", help=f"one month YYYY-MM (default {PAPER_MONTH})")
     when.add_argument("--months", help="several months, comma-separated (e.g. 2019-06,2019-07)")
@@ -88,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Cloud Score+ cs_cdf threshold (keep >=)")
     rec.add_argument("--s2-max-widen-days", type=int, default=15,
                      help="widen a too-cloudy month by up to this many days on each side")
+    loc = p.add_argument_group("local backend inputs")
+    loc.add_argument("--allow-l1c", action="store_true",
+                     help="composite Sentinel-2 Level-1C (top-of-atmosphere) scenes instead of "
+                          "refusing them")
+    loc.add_argument("--s1-unit", choices=("linear", "dB"),
+                     help="unit of the Sentinel-1 files (default: from the values; a tag the "
+                          "values contradict is overridden)")
+    loc.add_argument("--label-scheme", choices=(*SCHEMES, *ALIASES),
+                     help="codes of the local label raster (default binary 0/1/255): a "
+                          "product's classes mapped to impervious, or landcover:<source> for "
+                          "the seven land-cover classes (the same as --labels for this backend)")
     out = p.add_argument_group("output and execution")
     out.add_argument("--out", help="dataset root: a folder or gs://bucket/prefix "
                      "(default ./data/<region>)")
@@ -115,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--code-editor", action="store_true",
                      help="write and print a Code Editor script previewing the composites")
     out.add_argument("--no-progress", action="store_true")
+    add_runner_arguments(p)
     add_logging_arguments(p)
     return p
 
@@ -131,6 +163,15 @@ def _region(args: argparse.Namespace) -> Region:
     return resolve_region(args.region, args.region_file, args.bbox)
 
 
+def _local_scheme(args: argparse.Namespace) -> str:
+    """The local label scheme: ``--label-scheme`` or ``--labels`` (either), else binary."""
+    scheme, labels = args.label_scheme, args.labels
+    if scheme and labels and ALIASES.get(scheme, scheme) != ALIASES.get(labels, labels):
+        raise ConfigError(f"--labels {labels} and --label-scheme {scheme} disagree; for the "
+                          "local backend they name the same thing: give one of them")
+    return scheme or labels or DEFAULT_LOCAL_LABELS
+
+
 def _labels(args: argparse.Namespace):
     """The parsed Earth Engine label source, or None for the local backend.
 
@@ -139,30 +180,92 @@ def _labels(args: argparse.Namespace):
     if args.backend == "local" and not args.code_editor:
         from gee_export.local.labels import get_scheme
 
-        get_scheme(args.labels or DEFAULT_LOCAL_LABELS)
+        get_scheme(_local_scheme(args))
         return None
     return parse_label_source(args.labels or DEFAULT_EE_LABELS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status (2 for user errors)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(attach_values(argv, NEGATIVE_VALUE_OPTIONS))
     configure_logging(args.verbose, args.quiet, args.debug)
-    return run_command("isamap-export", lambda: run(args), debug=args.debug)
+    return run_command("isamap-export", lambda: run(args), debug=args.debug,
+                       writes_to=[args.out or "."])
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every bound of every flag, for the dry run and the real run alike (one place)."""
+    check_workers(args.workers)
+    check_range("--min-valid-fraction", args.min_valid_fraction, 0.0, 1.0,
+                "it is the share of valid pixels a patch needs")
+    if args.fine_scale is not None and args.fine_scale not in FINE_SCALES:
+        raise ConfigError(f"--fine-scale must be one of {', '.join(map(str, FINE_SCALES))} (the "
+                          f"fine label's pixels are 10 m / factor), got {args.fine_scale}")
+    check_range("--patches-per-tile", args.patches_per_tile, 1)
+    check_range("--max-pending", args.max_pending, 1, MAX_PENDING_TASKS)
+    check_range("--patch-size", args.patch_size, 1)
+    if args.resolution <= 0:
+        raise ConfigError(f"--resolution must be a positive pixel size in metres, got "
+                          f"{args.resolution:g}")
+    check_range("--stride", args.stride, 1, args.patch_size,
+                "a stride above the patch size would leave gaps between patches")
+    check_range("--split-block", args.split_block, 1)
+    if args.backend == "local":
+        if not args.scenes:
+            raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes and a "
+                              "labels/label.tif); `make demo` shows the layout on a synthetic "
+                              "scene")
+        if not Path(args.scenes).exists():
+            raise InputDataError(f"--scenes {args.scenes} does not exist; give the folder of "
+                                 "local Sentinel-1/2 scenes")
+
+
+def make_grid(region: Region, args: argparse.Namespace) -> Grid:
+    """The region's grid, refused when it holds no patch; warns when UTM is a poor choice."""
+    crs = _projected_crs(args.crs) if args.crs else None
+    if crs is None:
+        caveat = utm_caveat(region.bbox)
+        if caveat:
+            log.warning("%s", caveat)
+    grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution=args.resolution,
+                                   patch_size=args.patch_size, stride=args.stride)
+    if grid.patch_count == 0:
+        raise GridError(
+            f"the area {region.name!r} is {grid.width} x {grid.height} px at "
+            f"{grid.resolution:g} m, smaller than one {grid.patch_size} px patch; give a larger "
+            "--bbox/--region-file or a smaller --patch-size")
+    return grid
+
+
+def _projected_crs(text: str) -> str:
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        crs = CRS.from_user_input(text)
+    except CRSError:
+        raise ConfigError(f"--crs {text!r} is not a CRS pyproj knows; give e.g. "
+                          "EPSG:32650") from None
+    units = {axis.unit_name for axis in crs.axis_info}
+    if not crs.is_projected or not units <= {"metre", "meter"}:
+        raise ConfigError(f"--crs {text} is not a projected CRS in metres; the grid's pixels "
+                          "are --resolution metres (choose e.g. a UTM zone EPSG:326xx/327xx "
+                          "or EPSG:6933)")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
     region = _region(args)
     months = _months(args)
     bands = band_registry.parse_band_list(args.bands)
     label = _labels(args)
-    if args.resolution <= 0:
-        raise ConfigError(f"--resolution must be a positive pixel size in metres, got "
-                          f"{args.resolution:g}")
-    grid = Grid.from_lonlat_bounds(region.bbox, resolution=args.resolution,
-                                   patch_size=args.patch_size, stride=args.stride)
+    grid = make_grid(region, args)
     out = args.out or str(Path("data") / region.name)
-    method = choose_method(args.method, grid, out)
+    if not (args.dry_run or args.code_editor):
+        check_writable(out)
+    runner = _runner(args, out)
+    method = "pixels" if runner else choose_method(args.method, grid, out)
     s1 = S1Recipe(orbit_pass=args.orbit_pass, speckle=args.speckle,
                   terrain_flattening=args.terrain_flattening, dem=args.dem)
     s2 = S2Recipe(cloud_mask=args.cloud_mask, cs_threshold=args.cloud_threshold,
@@ -179,20 +282,58 @@ def run(args: argparse.Namespace) -> int:
             print(text)
             print(f"// written to {path}", file=sys.stderr)
         return 0
+    if args.dry_run and args.backend == "local":
+        from gee_export.local.plan import format_local_plan, make_local_plan
+
+        local_plan = make_local_plan(args.scenes, region.name, grid, months, bands, out)
+        print(format_local_plan(local_plan))
+        if local_plan.problems():
+            raise InputDataError(f"the real run would stop: {local_plan.problems()[0]}; add "
+                                 "scenes of that month to --scenes or choose other months")
+        return 0
     if args.dry_run:
+        workers = runner.workers * runner.threads if runner else args.workers
         labels = args.labels or (DEFAULT_EE_LABELS if label is not None else
-                                 DEFAULT_LOCAL_LABELS)
+                                 _local_scheme(args))
         plan = make_plan(region, grid, months, bands, labels, args.fine_scale, method, out,
-                         args.workers, args.patches_per_tile, seed=args.seed,
+                         workers, args.patches_per_tile, seed=args.seed,
                          block=args.split_block)
         print(format_plan(plan))
+        if runner:
+            runner.pipeline_options()  # Beam's validation, offline in a dry run
+            print(_format_runner(runner))
         return 0
     # a small area can leave whole splits empty: say so before the work, with the remedy
     _warn_about_split(grid, split_counts(assign_splits(grid, None, DEFAULT_RATIOS, args.seed,
                                                         args.split_block)), args)
     if args.backend == "local":
         return _run_local(args, region, grid, months, bands, out)
-    return _run_ee(args, region, grid, months, bands, label, s1, s2, out, method)
+    return _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runner)
+
+
+def _runner(args: argparse.Namespace, out: str) -> RunnerConfig | None:
+    """The Beam runner asked for, checked before anything is fetched (None: this process)."""
+    runner = runner_config(args, dry_run=args.dry_run)
+    if runner is None:
+        return None
+    if args.backend != "ee":
+        raise ConfigError("--runner runs the Earth Engine export as a Beam pipeline; the local "
+                          "backend runs in this process (drop --runner)")
+    if args.method == "tasks":
+        raise ConfigError("--runner fetches patches with computePixels; batch tasks "
+                          "(--method tasks) already run on Earth Engine's machines")
+    if runner.runner == "dataflow" and not out.startswith("gs://"):
+        raise ConfigError("--runner dataflow writes from Google Cloud workers: give --out "
+                          "gs://bucket/prefix")
+    runner.check()
+    return runner
+
+
+def _format_runner(runner: RunnerConfig) -> str:
+    return (f"  runner      Apache Beam {runner.runner}: up to {runner.workers} workers x "
+            f"{runner.threads} requests = {runner.workers * runner.threads} concurrent "
+            f"(--max-concurrent {runner.max_concurrent})\n"
+            f"  beam        {' '.join(replace(runner, dry_run=False).beam_args())}")
 
 
 def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace) -> None:
@@ -203,7 +344,7 @@ def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespa
         args._split_warned = missing
 
 
-def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> int:
+def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runner) -> int:
     from gee_export.core.ee_session import EESession
     from gee_export.ee.export import export_pixels
     from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
@@ -239,7 +380,13 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method) -> in
                         sources={"s2_window": s2_window.to_dict(),
                                  "s1_window": s1_window.to_dict(), "method": method},
                         classes=label.classes, label_scheme=label.label_scheme)
-        if method == "tasks":
+        if runner is not None:
+            from gee_export.ee.beam_export import EarthEngineProject, export_pipeline
+
+            workers = EarthEngineProject(args.project,
+                                         application_default=runner.runner == "dataflow")
+            summary = export_pipeline(workers, image, job, out, runner, fine_label=fine)
+        elif method == "tasks":
             summary = export_tasks(session, image, job, out, fine_label=fine,
                                    patches_per_tile=args.patches_per_tile,
                                    max_pending=args.max_pending, progress=not args.no_progress)
@@ -264,15 +411,13 @@ def _run_local(args, region, grid, months, bands, out) -> int:
     from gee_export.local.labels import get_scheme
     from gee_export.local.stack import LocalRecipe, plan_local_stack, write_local_stack
 
-    labels = args.labels or DEFAULT_LOCAL_LABELS
+    labels = _local_scheme(args)
     mapping = get_scheme(labels)  # an unknown scheme fails before any pixel is read
-    if not args.scenes:
-        raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes and a "
-                          "labels/label.tif); `make demo` shows the layout on a synthetic scene")
     store = open_store(out)
     stack_dir = Path(args.scenes).resolve().parent / "isamap_stacks" if store.is_remote \
         else Path(out) / "stacks"
-    recipe = LocalRecipe(speckle=args.speckle, label_scheme=labels)
+    recipe = LocalRecipe(speckle=args.speckle, allow_l1c=args.allow_l1c, s1_unit=args.s1_unit,
+                         label_scheme=labels)
     spec = DatasetSpec(grid, bands, seed=args.seed, block=args.split_block,
                        min_valid_fraction=args.min_valid_fraction, fine_scale=args.fine_scale,
                        backend="local", region=region.name, recipe=recipe.to_dict(),
@@ -303,3 +448,7 @@ def _run_local(args, region, grid, months, bands, out) -> int:
             _warn_about_split(grid, summary.per_split, args)
     print(f"dataset: {out} (manifest.json, index.jsonl, patches/)")
     return 0
+
+
+if __name__ == "__main__":  # ``python -m gee_export.cli``, the same as isamap-export
+    raise SystemExit(main())

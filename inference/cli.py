@@ -7,7 +7,12 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_writable,
+    configure_logging,
+    run_command,
+)
 from gee_export.core.errors import ConfigError
 from inference.postprocess import add_postprocess_arguments, postprocess_options
 from training.devices import add_device_arguments
@@ -21,6 +26,8 @@ def _predict_parser() -> argparse.ArgumentParser:
                     "runs are skipped.")
     p.add_argument("--model", required=True, help="model file written by isamap-train")
     p.add_argument("--input", required=True, help="stack GeoTIFF/VRT, local or gs://")
+    p.add_argument("--bands", help="the input's band names in file order, comma-separated; "
+                   "needed when the stack has no band descriptions (e.g. B2,B3,B4,B8,VV,VH)")
     p.add_argument("--out", required=True,
                    help="output prefix, local or gs:// (writes <out>_class.tif, <out>_prob.tif)")
     p.add_argument("--month", help="YYYY-MM of the composite (metadata, asset time range)")
@@ -49,7 +56,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isamap-predict``; returns the exit status."""
     args = _predict_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.debug)
-    return run_command("isamap-predict", lambda: _predict(args), debug=args.debug)
+    return run_command("isamap-predict", lambda: _predict(args), debug=args.debug,
+                       writes_to=[args.out, args.local_dir, args.work_dir])
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -57,6 +65,7 @@ def _predict(args: argparse.Namespace) -> int:
     from inference.runtime import RuntimeOptions
     from inference.workflow import describe, predict_with_model_file
 
+    check_writable(args.out, args.local_dir, args.work_dir)
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                            blend=args.blend, compress=args.compress,
                            **postprocess_options(args))
@@ -66,7 +75,8 @@ def _predict(args: argparse.Namespace) -> int:
         args.model, args.input, args.out, month=args.month, config=config, options=options,
         isa_class=args.isa_class, zones=args.zones, compare_with=args.compare_with,
         local_dir=args.local_dir, work_dir=args.work_dir, restart=args.restart,
-        progress=not args.quiet)
+        progress=not args.quiet,
+        band_order=[b for b in args.bands.split(",") if b.strip()] if args.bands else None)
     print(outputs.area_table)
     print(json.dumps(describe(outputs), indent=1))
     return 0
@@ -129,7 +139,7 @@ def _publish(args: argparse.Namespace) -> int:
         gcs_prefix=args.gcs_prefix, mode=args.mode, public=args.public,
         readers=tuple(args.reader), metrics=metrics, month=args.month,
         overwrite=args.overwrite, wait=args.wait)
-    result = publish(request, out_dir, dry_run=args.dry_run)
+    result = publish(request, out_dir, dry_run=args.dry_run, echo=print)
     print(f"asset {result.asset}: {result.state}"
           + (f" (task {result.task_id})" if result.task_id else ""))
     return 0

@@ -9,8 +9,10 @@ is scaled so that 250 = 1.0 (0.4 % steps), keeping 251-254 free and 255 for noda
 
 from __future__ import annotations
 
+import errno
 import html
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +20,14 @@ from typing import Any, Literal
 
 import numpy as np
 import rasterio
+import rasterio.errors
 import rasterio.shutil
 from affine import Affine
 from rasterio.enums import Resampling
 
 from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
+from gee_export.core.commands import LOW_SPACE_BYTES
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_path
 from gee_export.core.version import code_version
@@ -77,20 +82,8 @@ def output_tags(info: OutputInfo, run_hash: str, tile: int, overlap: int,
 def strips_vrt(path: Path, parts: Sequence[tuple[Path, int, int]], width: int, height: int,
                transform: Affine, crs: Any, band: int) -> Path:
     """Write a one-band VRT mosaicking full-width strips ``(file, row0, rows)`` of a raster."""
-    sources = "".join(
-        f'    <SimpleSource><SourceFilename relativeToVRT="1">{html.escape(p.name)}'
-        f"</SourceFilename><SourceBand>{band}</SourceBand>"
-        f'<SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{rows}"/>'
-        f'<DstRect xOff="0" yOff="{row0}" xSize="{width}" ySize="{rows}"/></SimpleSource>\n'
-        for p, row0, rows in parts)
-    gt = ", ".join(repr(v) for v in (transform.c, transform.a, transform.b,
-                                      transform.f, transform.d, transform.e))
-    srs = html.escape(rasterio.crs.CRS.from_user_input(crs).to_wkt())
-    text = (f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
-            f"  <SRS>{srs}</SRS>\n  <GeoTransform>{gt}</GeoTransform>\n"
-            f'  <VRTRasterBand dataType="Byte" band="1">\n'
-            f"    <NoDataValue>{NODATA}</NoDataValue>\n{sources}  </VRTRasterBand>\n"
-            f"</VRTDataset>\n")
+    text = mosaic_vrt(width, height, transform, crs, [VrtBand(band, "uint8", NODATA)],
+                      [Piece(p.name, row0, 0, rows, width) for p, row0, rows in parts])
     path.write_text(text)
     return path
 
@@ -119,6 +112,29 @@ def write_cog(src: str | os.PathLike, dst: str | os.PathLike, kind: Kind,
                 BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
     finally:
         vrt_path.unlink(missing_ok=True)
+    verify_written(dst)
+
+
+def verify_written(path: str | os.PathLike) -> None:
+    """Read a written raster's last block and smallest overview back, or raise ``OSError``.
+
+    GDAL's COG copy can return normally after libtiff failed to write (a full disk), leaving
+    a file that only fails when read; that file must never be moved into place as a finished
+    output. The check reads a few blocks, whatever the raster's size.
+    """
+    try:
+        with rasterio.open(path) as ds:
+            ds.read(1, window=((ds.height - 1, ds.height), (ds.width - 1, ds.width)))
+            factors = ds.overviews(1)
+            if factors:
+                f = factors[-1]
+                ds.read(1, out_shape=(max(1, ds.height // f), max(1, ds.width // f)))
+    except (rasterio.errors.RasterioError, ValueError) as exc:
+        free = shutil.disk_usage(Path(path).parent).free
+        code = errno.ENOSPC if free < LOW_SPACE_BYTES else errno.EIO
+        raise OSError(code, f"{os.strerror(code)}: the raster written to {path} is unreadable "
+                            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc})",
+                      str(path)) from None
 
 
 def _annotated_vrt(ds, path: Path, description: str, tags: dict[str, str], kind: Kind) -> None:

@@ -2,20 +2,30 @@
 
 It lives at the top floor because it drives every layer below: the local backend makes the
 scene and its stack, the contract cuts patches, training fits and evaluates a model, inference
-maps the scene and prepares its publication. It is a sequence of steps, each a function that
-skips work already done, so ``make demo`` is quick the second time:
+maps the scene at two dates and prepares the series' publication. It is a sequence of steps,
+each a function that skips work already done, so ``make demo`` is quick the second time:
 
-1. ``scene``      write the synthetic Sentinel-1/2 scene and its labels (local.synthetic);
+1. ``scene``      write the synthetic Sentinel-1/2 scene and its labels (local.synthetic), and the
+                  same town two years later with a few new built-up blocks;
 2. ``stack``      composite it onto the grid with the local backend (:func:`build_stack_for_demo`);
 3. ``quicklooks`` PNGs of the composite and the label;
 4. ``patches``    cut the stack into the patch dataset (gee_export.contract.patches);
 5. ``train``      train and evaluate a reduced-width CroFuseNet (training.demo);
-6. ``predict``    map the scene to COGs, quick-looks and areas, and publish as a dry run.
+6. ``map``        map both dates with ``isamap-map``'s library (local backend): COGs, quick-looks,
+                  the change map, ISA km² over time (table and plot), STAC, and the
+                  ImageCollection publication as a dry run.
+
+Every step records what its inputs were (``.demo_state/<step>.json``: the scene's parameters, the
+stack's and the dataset's content fingerprints, the model file's hash, the options) and redoes
+itself, discarding its stale outputs, when they change: re-running with another ``--size``,
+``--seed`` or ``--epochs`` into the same folder rebuilds, re-cuts, retrains and re-maps.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import sys
@@ -31,7 +41,12 @@ from gee_export.contract.patches import patch_stack
 from gee_export.contract.quicklook import label_png, rgb_png
 from gee_export.contract.splits import DEFAULT_BLOCK
 from gee_export.contract.stack import StackPaths, fingerprint
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_range,
+    configure_logging,
+    run_command,
+)
 from gee_export.core.errors import ConfigError
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from gee_export.local.synthetic import SyntheticScene, generate_scene
@@ -48,6 +63,7 @@ class DemoContext:
     epochs: int = 15
     threads: int | None = None
     scene: SyntheticScene | None = None
+    later: SyntheticScene | None = None
     model_file: Path | None = None
     stack: StackPaths | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -88,16 +104,65 @@ def demo_block(grid) -> int:
     return max(1, min(DEFAULT_BLOCK, min(grid.patch_rows, grid.patch_cols) // 3))
 
 
+LATER_MONTH = "2021-06"  # the scene's second date: two years on, a few blocks built
+LATER_GROWTH = 8  # new built-up blocks at the second date
+
+
+# ---------------------------------------------------------------------- staleness
+def _state(ctx: DemoContext, step: str) -> Path:
+    return ctx.out / ".demo_state" / f"{step}.json"
+
+
+def _inputs_changed(ctx: DemoContext, step: str, inputs: dict[str, Any]) -> bool:
+    """Whether ``step`` last ran on other inputs (a first run has nothing to discard)."""
+    path = _state(ctx, step)
+    return path.exists() and json.loads(path.read_text()) != _jsonable(inputs)
+
+
+def _record_inputs(ctx: DemoContext, step: str, inputs: dict[str, Any]) -> None:
+    from gee_export.core.storage import atomic_write
+
+    path = _state(ctx, step)
+    if path.exists() and json.loads(path.read_text()) == _jsonable(inputs):
+        return  # finished work is not redone, and its record is not rewritten either
+    text = json.dumps(_jsonable(inputs), indent=1, sort_keys=True)
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _file_hash(*paths: str | Path | None) -> str:
+    """Content hash of files (patches and models are small; stacks are hashed by content too)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        if path and Path(path).exists():
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
 # ---------------------------------------------------------------------- steps
 def step_scene(ctx: DemoContext) -> None:
     ctx.scene = generate_scene(ctx.out / "scene", seed=ctx.seed, width=ctx.size,
                                height=ctx.size)
+    ctx.later = generate_scene(ctx.out / f"scene_{LATER_MONTH}", seed=ctx.seed, width=ctx.size,
+                               height=ctx.size, month=LATER_MONTH, growth=LATER_GROWTH)
     ctx.outputs["synthetic scene"] = ctx.scene.root
+    ctx.outputs[f"synthetic scene {LATER_MONTH}"] = ctx.later.root
 
 
 def step_stack(ctx: DemoContext) -> None:
     scene = ctx.need_scene()
-    ctx.stack = build_stack_for_demo(scene, ctx.out / "stack" / scene.month)
+    folder = ctx.out / "stack" / scene.month
+    inputs = {"scene": json.loads((scene.root / "scene.json").read_text()),
+              "recipe": DEMO_RECIPE.to_dict()}
+    if _inputs_changed(ctx, "stack", inputs):
+        shutil.rmtree(folder, ignore_errors=True)  # another scene: the old stack is stale
+    ctx.stack = build_stack_for_demo(scene, folder)
+    _record_inputs(ctx, "stack", inputs)
     ctx.outputs["stack (image)"] = ctx.stack.image
     ctx.outputs["stack (label)"] = ctx.stack.label
 
@@ -145,8 +210,14 @@ def step_train(ctx: DemoContext) -> None:
     """Train a reduced-width CroFuseNet on the patches and evaluate it on the test split."""
     from training.demo import run_demo_training  # torch is only needed from here on
 
-    result = run_demo_training(ctx.out / "patches", ctx.out / "model", epochs=ctx.epochs,
+    root = ctx.out / "patches"
+    inputs = {"dataset": _file_hash(root / "index.jsonl"), "epochs": ctx.epochs,
+              "seed": ctx.seed, "grid": read_manifest(root).get("grid")}
+    if _inputs_changed(ctx, "train", inputs):
+        shutil.rmtree(ctx.out / "model", ignore_errors=True)  # trained on other patches
+    result = run_demo_training(root, ctx.out / "model", epochs=ctx.epochs,
                                seed=ctx.seed, threads=ctx.threads)
+    _record_inputs(ctx, "train", inputs)
     ctx.model_file = Path(result.model)
     ctx.outputs["model file"] = result.model
     ctx.outputs["learning curves"] = result.curves
@@ -154,19 +225,61 @@ def step_train(ctx: DemoContext) -> None:
     ctx.outputs["confusion matrix"] = result.confusion_png
 
 
-def step_predict(ctx: DemoContext) -> None:
-    """Map the whole scene with the trained model, then prepare (dry-run) its publication."""
-    stack = ctx.need_stack()
-    if ctx.model_file is None:
-        raise ConfigError("the 'train' step must run before 'predict'")
-    paths = run_demo_inference(ctx.model_file, stack.image, ctx.out / "prediction",
-                               month=stack.month, name=f"isa_{stack.month}")
-    labels = {"class_cog": "class map COG", "prob_cog": "ISA probability COG",
-              "class_png": "quick-look class map", "area_json": "ISA area (JSON)",
-              "manifest": "Earth Engine manifest (dry run)", "script": "Code Editor script"}
-    for key, label in labels.items():
-        if key in paths:
-            ctx.outputs[label] = paths[key]
+def step_map(ctx: DemoContext) -> None:
+    """Map the scene at both dates (isamap-map's library) and prepare the series' publication.
+
+    Both dates go through the local backend with the recipe recorded in the model file, on the
+    scene's grid: COGs, quick-looks, the change map, ISA km² per date and change (table and
+    plot), STAC Items and Collection, and the ImageCollection manifests and Code Editor app as a
+    dry run (the demo has no Earth Engine account).
+    """
+    from inference.mapping import MapRequest
+    from inference.region_map import PublishTarget, map_region
+
+    scene, later = ctx.need_scene(), ctx.later
+    if ctx.model_file is None or later is None:
+        raise ConfigError("the 'scene' and 'train' steps must run before 'map'")
+    out = ctx.out / "maps"
+    inputs = {"model": _file_hash(ctx.model_file),
+              "scenes": [json.loads((s.root / "scene.json").read_text()) for s in (scene, later)]}
+    if _inputs_changed(ctx, "map", inputs):
+        shutil.rmtree(out, ignore_errors=True)  # another model or scene: the maps are stale
+    region = _scene_region(scene)
+    request = MapRequest(region, (scene.month, later.month), str(ctx.model_file), str(out),
+                         backend="local", scenes=[str(scene.root), str(later.root)],
+                         grid=scene.grid, tile=256, overlap=32, batch_size=4)
+    result = map_region(request, publish=PublishTarget("projects/isamap-demo/assets/isamap",
+                                                       project="isamap-demo"),
+                        publish_dry_run=True, echo=lambda text: None)
+    _record_inputs(ctx, "map", inputs)
+    series = result.series
+    assert series is not None
+    for d in result.dates:
+        if d.outputs is not None:
+            ctx.outputs[f"class map COG {d.month}"] = d.outputs.prediction.class_path
+            ctx.outputs[f"quick-look class map {d.month}"] = d.outputs.class_png
+    for change in series.changes:
+        ctx.outputs[f"change map {change.date_from} -> {change.date_to}"] = change.cog
+        ctx.outputs["quick-look change map"] = change.png
+    ctx.outputs["ISA km2 per date (CSV)"] = series.area_csv
+    ctx.outputs["ISA change (CSV)"] = series.change_csv
+    ctx.outputs["ISA area over time (PNG)"] = series.plot
+    ctx.outputs["STAC collection"] = out / "collection.json"
+    if result.publication is not None:
+        ctx.outputs["ImageCollection manifests (dry run)"] = result.publication.manifest_path
+        ctx.outputs["Code Editor app"] = result.publication.script_path
+    ctx.outputs["ISA area table"] = "\n" + series.table()
+
+
+def _scene_region(scene: SyntheticScene):
+    from pyproj import Transformer
+
+    from gee_export.contract.regions import Region
+
+    box = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True).transform_bounds(
+        *scene.grid.bounds)
+    return Region("synthetic", tuple(round(v, 6) for v in box),
+                  description="SYNTHETIC demo scene")
 
 
 def run_demo_inference(
@@ -209,7 +322,7 @@ STEPS: list[tuple[str, Step]] = [
     ("quicklooks", step_quicklooks),
     ("patches", step_patches),
     ("train", step_train),
-    ("predict", step_predict),
+    ("map", step_map),
 ]
 
 
@@ -230,10 +343,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_logging_arguments(parser)
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.debug)
-    return run_command("isamap-demo", lambda: _run(args), debug=args.debug)
+    return run_command("isamap-demo", lambda: _run(args), debug=args.debug,
+                       writes_to=[args.out])
+
+
+DEMO_SIZES = (384, 2048)  # smaller leaves a split empty; the 1 m class map grows with size^2
+DEMO_MAX_EPOCHS = 1000
+
+
+def check_demo_arguments(args: argparse.Namespace) -> None:
+    """Bounds of the demo's numbers, checked before the scene is drawn."""
+    check_range("--size", args.size, *DEMO_SIZES, "the scene's side in 10 m pixels")
+    if args.size % 2:
+        raise ConfigError(f"--size must be even (the 20 m bands tile it), got {args.size}")
+    check_range("--epochs", args.epochs, 1, DEMO_MAX_EPOCHS)
+    check_range("--workers", args.workers, 1, 64)
+    check_range("--threads", args.threads, 1, 1024)
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_demo_arguments(args)
     ctx = DemoContext(Path(args.out).resolve(), args.seed, args.size, args.workers,
                       args.epochs, args.threads)
     print(f"isamap demo on a SYNTHETIC scene -> {ctx.out}")

@@ -40,6 +40,7 @@ import argparse
 import copy
 import hashlib
 import json
+import logging
 import math
 import tempfile
 import time
@@ -52,6 +53,12 @@ import torch
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_writable,
+    configure_logging,
+    run_command,
+)
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_write
 from inference.postprocess import ClaheParams, clahe_classes
@@ -63,9 +70,11 @@ from training.modelfile import ModelMeta
 from training.models import create_model
 from training.models.hrnet import HRNET_RECIPE
 from training.pruning import compact_model, flop_count, fpgm_step, parameter_count
+from training.srseg.compare import default_data_dir
 from training.srseg.data import NAIP_BANDS, read_naip_tile
 from training.trainer import Trainer
 
+log = logging.getLogger(__name__)
 K = len(LANDCOVER_CLASSES)
 ISA = LANDCOVER_CLASSES.index("impervious")
 METHODS = ("coarse product", "hrnet", "hrnet + CLAHE", "hrnet pruned")
@@ -76,7 +85,9 @@ class LandCoverCompareConfig:
     """Everything that defines the experiment (hashed to reuse finished runs).
 
     Attributes:
-        data_dir: folder of the GeoBench Chesapeake ``id_*.hdf5`` tiles.
+        data_dir: folder of the GeoBench Chesapeake ``id_*.hdf5`` tiles (the command's
+            default is the shared data folder found by
+            :func:`training.srseg.compare.default_data_dir`).
         cell: side of the coarse product's cells in 1 m pixels (10 m).
         seeds: training seeds.
         iterations / batch_size / crop: training budget, batch and random crop (px).
@@ -286,8 +297,7 @@ def _write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
-def run_experiment(cfg: LandCoverCompareConfig, out: str | Path, progress: bool = True
-                   ) -> dict:
+def run_experiment(cfg: LandCoverCompareConfig, out: str | Path) -> dict:
     """Every seed's run, reusing finished ones; returns and writes the report."""
     out = Path(out)
     tiles = load_tiles(cfg.data_dir, cfg.cell)
@@ -298,15 +308,14 @@ def run_experiment(cfg: LandCoverCompareConfig, out: str | Path, progress: bool 
         if path.exists() and json.loads(path.read_text()).get("key") == key:
             runs.append(json.loads(path.read_text()))
             continue
-        if progress:
-            print(f"[{n}/{len(cfg.seeds)}] seed {seed}: training, pruning, evaluating",
-                  flush=True)
+        log.info("[%d/%d] seed %d: training, pruning, evaluating", n, len(cfg.seeds), seed)
         record = {"key": key, **run_seed(cfg, tiles, seed)}
         _write_json(path, record)
         runs.append(record)
     report = summarize(cfg, runs, tiles)
     _write_json(out / "metrics.json", report)
-    (out / "comparison.md").write_text(report_table(report) + "\n")
+    table = (report_table(report) + "\n").encode()
+    atomic_write(out / "comparison.md", lambda fh: fh.write(table))
     return report
 
 
@@ -368,10 +377,12 @@ def report_table(report: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m inference.lccompare``; returns the exit status."""
     p = argparse.ArgumentParser(prog="python -m inference.lccompare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = LandCoverCompareConfig()
-    p.add_argument("--data-dir", default=d.data_dir)
+    p.add_argument("--data-dir", help="folder of the GeoBench Chesapeake id_*.hdf5 tiles "
+                   "(default: geobench_chesapeake_naip in $ISAMAP_SHARED_DATA or ../shared/data)")
     p.add_argument("--out", default="lccompare_output")
     p.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds))
     p.add_argument("--iterations", type=int, default=d.iterations)
@@ -382,16 +393,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stem-norm", choices=("instance", "batch"), default="instance")
     p.add_argument("--prune-iterations", type=int, default=d.prune_iterations)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    add_logging_arguments(p)
     a = p.parse_args(argv)
+    configure_logging(a.verbose, a.quiet, a.debug)
+    return run_command("python -m inference.lccompare", lambda: _run(a, d), debug=a.debug,
+                       writes_to=[a.out])
+
+
+def _run(a: argparse.Namespace, d: LandCoverCompareConfig) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg = LandCoverCompareConfig(data_dir=a.data_dir, seeds=tuple(a.seeds),
+    cfg = LandCoverCompareConfig(data_dir=str(a.data_dir or default_data_dir()),
+                                 seeds=tuple(a.seeds),
                                  iterations=a.iterations, batch_size=a.batch_size, crop=a.crop,
                                  model={**d.model, "width": a.width,
                                         **({"stem_norm": "batch"} if a.stem_norm == "batch"
                                            else {})},
                                  lr=a.lr,
                                  prune_iterations=a.prune_iterations)
+    if not Path(cfg.data_dir).is_dir():
+        raise InputDataError(f"{cfg.data_dir} does not exist; pass --data-dir DIR (the "
+                             "GeoBench Chesapeake NAIP tiles)")
+    check_writable(a.out)
     started = time.perf_counter()
     report = run_experiment(cfg, a.out)
     print(report_table(report))

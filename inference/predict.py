@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.errors
 from affine import Affine
 from rasterio.windows import Window
 from tqdm.auto import tqdm
@@ -39,8 +40,10 @@ from gee_export.core.storage import atomic_path, atomic_write, files
 from inference import cog
 from inference.blending import Blend, check_tiling, strip_bounds, tile_starts, tile_weights
 from inference.cog import NODATA, PROB_SCALE, OutputInfo
+from inference.inputs import unreadable
 from inference.postprocess import ClaheParams, ClaheStream, Postprocess
 from inference.runtime import TilePredictor
+from inference.sources import RasterSource, open_source, source_identity
 
 # GDAL's block cache defaults to 5 % of physical RAM, which would make the footprint grow with
 # the machine; one full-width block row of a wide stack (~200 MB at 16k x 6 bands) is all the
@@ -106,16 +109,37 @@ class PredictionResult:
 
     @property
     def area_km2(self) -> float:
-        t = Affine(*self.transform[:6])
-        return abs(t.a * t.e) * self.width * self.height / 1e6
+        """Ground area of the map (true km² also for a geographic CRS, as the area table)."""
+        from rasterio.crs import CRS
+
+        from inference.stats import raster_area_km2
+
+        return raster_area_km2(Affine(*self.transform[:6]), CRS.from_user_input(self.crs),
+                               self.width, self.height)
 
 
-def select_bands(descriptions: Sequence[str | None], names: Sequence[str]) -> list[int]:
-    """1-based band indexes of ``names`` in a stack whose band descriptions name its bands.
+def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
+                 order: Sequence[str] | None = None) -> list[int]:
+    """1-based band indexes of ``names`` in a stack, found by band name.
 
-    A stack without descriptions is accepted only when it has exactly the model's band count
-    (then its order is taken as the model's order, as the data contract prescribes).
+    Args:
+        descriptions: the stack's band descriptions (its band names; None where unnamed).
+        names: the bands the model needs, in its order.
+        order: the stack's band names in file order as the user states them (``--bands``).
+            Needed for a stack without names (a count that happens to match says nothing
+            about the order, and reordered bands give a wrong map silently); checked against
+            the names of a stack that has them.
     """
+    if order is not None:
+        order = [b.strip() for b in order]
+        if len(order) != len(descriptions):
+            raise InputDataError(f"--bands names {len(order)} bands but the input has "
+                                 f"{len(descriptions)}; name every band in file order")
+        if all(d for d in descriptions) and list(descriptions) != order:
+            raise InputDataError(
+                f"--bands {','.join(order)} contradicts the input's own band names "
+                f"{','.join(str(d) for d in descriptions)}; drop --bands (the names are used)")
+        descriptions = order
     if all(d for d in descriptions):
         lookup = {d: i + 1 for i, d in enumerate(descriptions)}
         missing = [n for n in names if n not in lookup]
@@ -124,11 +148,11 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str]) -> li
                 f"the input stack lacks band(s) {missing} the model needs; it has "
                 f"{list(descriptions)}. Export those bands or use a model trained on these.")
         return [lookup[n] for n in names]
-    if len(descriptions) != len(names):
-        raise InputDataError(
-            f"the input has {len(descriptions)} bands without names but the model needs "
-            f"{len(names)} ({list(names)}); set band descriptions to the band names")
-    return list(range(1, len(names) + 1))
+    raise InputDataError(
+        f"the input's {len(descriptions)} bands have no names (band descriptions), so their "
+        f"order is unknown; if the file's order is the model's, say so with --bands "
+        f"{','.join(names)} (Python: band_order=...), else name the bands with: rio edit-info "
+        "--bidx N --description NAME FILE")
 
 
 def _invalid_mask(block: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
@@ -214,10 +238,13 @@ def encode(probs: np.ndarray, bad: np.ndarray, isa_class: int) -> tuple[np.ndarr
     return classes, prob
 
 
-def _fingerprint(src_path: str, src: Any, info: OutputInfo, config: PredictConfig,
-                 scale: int, model_id: str) -> dict[str, Any]:
+def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,
+                 config: PredictConfig, scale: int, model_id: str,
+                 indexes: Sequence[int] = ()) -> dict[str, Any]:
     run = {
-        "input": src_path, "size": [src.height, src.width, src.count],
+        "input": source_identity(src_path), "size": [src.height, src.width, src.count],
+        **({"indexes": list(indexes)} if list(indexes) != list(range(1, len(indexes) + 1))
+           else {}),
         "transform": list(src.transform)[:6], "crs": str(src.crs), "model_id": model_id,
         "bands": list(info.bands), "scale": scale,
         "config": {k: v for k, v in asdict(config).items() if k not in ("batch_size", "keep_work")},
@@ -238,14 +265,16 @@ def _write_strip(path: Path, classes: np.ndarray, prob: np.ndarray, profile: dic
 
 
 def predict_raster(
-    src_path: str, out_prefix: str, predictor: TilePredictor, info: OutputInfo,
+    src_path: str | RasterSource, out_prefix: str, predictor: TilePredictor, info: OutputInfo,
     config: PredictConfig | None = None, *, work_dir: str | os.PathLike | None = None,
     model_id: str = "", restart: bool = False, progress: bool = True,
+    band_order: Sequence[str] | None = None,
 ) -> PredictionResult:
     """Predict a whole stack and write ``<out_prefix>_class.tif`` and ``<out_prefix>_prob.tif``.
 
     Args:
-        src_path: stacked input (GeoTIFF/VRT), local or ``gs://`` (read through /vsigs/).
+        src_path: stacked input (GeoTIFF/VRT), local or ``gs://`` (read through /vsigs/), or
+            an open :class:`inference.sources.RasterSource` (tiles fetched on demand).
         out_prefix: output path prefix, local or ``gs://bucket/prefix``.
         predictor: the model wrapped with its normalisation (see :class:`TilePredictor`).
         info: model/bands/classes/month recorded in the outputs.
@@ -256,6 +285,8 @@ def predict_raster(
             never mixes strips from two models.
         restart: discard strips of a different earlier run in ``work_dir`` instead of failing.
         progress: show a tqdm bar.
+        band_order: the input's band names in file order, for a stack without band
+            descriptions (see :func:`select_bands`).
 
     Returns:
         Paths, size, timings and whether work was resumed or skipped.
@@ -265,10 +296,10 @@ def predict_raster(
     forward_before = predictor.forward_seconds
     scale = predictor.scale
     class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(files.gdal_path(src_path)) as src:
-        indexes = select_bands(src.descriptions, info.bands)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_source(src_path) as src:
+        indexes = select_bands(src.descriptions, info.bands, band_order)
         nodata = [src.nodatavals[i - 1] for i in indexes]
-        run = _fingerprint(src_path, src, info, config, scale, model_id)
+        run = _fingerprint(src_path, src, info, config, scale, model_id, indexes)
         height, width = src.height * scale, src.width * scale
         transform = src.transform @ Affine.scale(1.0 / scale)
         crs = src.crs
@@ -310,9 +341,12 @@ def _finished(class_path: str, prob_path: str, run_hash: str) -> bool:
     for path in (class_path, prob_path):
         if not files.exists(path):
             return False
-        with rasterio.open(files.gdal_path(path)) as ds:
-            if ds.tags().get("isamap_run") != run_hash:
-                return False
+        try:
+            with rasterio.open(files.gdal_path(path)) as ds:
+                if ds.tags().get("isamap_run") != run_hash:
+                    return False
+        except rasterio.errors.RasterioError:
+            return False  # damaged (e.g. a full disk cut it): write it again
     return True
 
 
@@ -331,7 +365,8 @@ def _prepare_work(work_dir: str | os.PathLike | None, out_prefix: str, run: dict
             if not restart:
                 raise ConfigError(
                     f"{work} holds strips of a different run (input, model or tiling changed); "
-                    "pass restart=True / --restart to discard them, or choose another work dir")
+                    "pass --restart (Python: restart=True) to discard them, or choose another "
+                    "--work-dir")
             shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     if not stamp.exists():
@@ -363,7 +398,10 @@ def _run_strips(src, indexes, nodata, predictor: TilePredictor, config: PredictC
     def read(k: int) -> np.ndarray:
         y = starts_y[k]
         window = Window(0, y, src.width, min(tile, src.height - y))
-        return src.read(indexes, window=window, out_dtype="float32")
+        try:
+            return src.read(indexes, window=window, out_dtype="float32")
+        except rasterio.errors.RasterioError as exc:
+            raise InputDataError(unreadable(src.name, exc)) from None
 
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
         def write(r0: int, classes: np.ndarray, prob: np.ndarray) -> None:

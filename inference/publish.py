@@ -2,10 +2,11 @@
 
 Steps, each a function of its own so other publishers (a monthly ImageCollection) reuse them:
 
-1. upload the COGs to ``gs://`` (MD5-verified, through the storage seam) and build and validate
-   the ImageManifest (:mod:`inference.asset_manifest`);
+1. build and validate the ImageManifest (:mod:`inference.asset_manifest`);
 2. :meth:`EarthEngineAssets.ensure_parents`: create the folders above the asset that do not
-   exist yet (and its parent as an ImageCollection when asked): ingestion does not create them;
+   exist yet (and its parent as an ImageCollection when asked): ingestion does not create them.
+   It is the first Earth Engine call and comes before the upload of the COGs to ``gs://``
+   (MD5-verified, through the storage seam), so missing credentials cost no upload;
 3. :meth:`EarthEngineAssets.start_ingestion` (``image:import``: Earth Engine copies the pixels)
    returns an :class:`Ingestion` holding the *server's* task id and operation name (the request
    id the client makes up is never sent), or :meth:`EarthEngineAssets.import_external`
@@ -311,7 +312,7 @@ def cog_properties(path: str) -> dict[str, str]:
 
 
 def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: bool = False,
-            assets: EarthEngineAssets | None = None, echo: Callable[[str], None] = print,
+            assets: EarthEngineAssets | None = None, echo: Callable[[str], None] | None = None,
             poll_seconds: float = 10.0, sleep: Callable[[float], None] = time.sleep,
             progress: bool = True) -> PublishResult:
     """Upload, validate, create the parents, start the asset creation, share, write the script.
@@ -321,11 +322,13 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
         out_dir: local folder receiving ``<name>.manifest.json`` and ``<name>.js``.
         dry_run: only build, validate, save and print the manifest and the script.
         assets: the Earth Engine seam (default: :func:`connect` to ``request.project``).
-        echo: where progress lines go.
+        echo: where the manifest, the script and progress lines go (default: this module's
+            logger at INFO; ``isamap-publish`` passes ``print``, they are its result).
         poll_seconds: task polling interval when waiting.
         sleep: the wait between polls (tests pass a no-op).
         progress: show the ingestion progress bar.
     """
+    echo = echo or logger.info
     name = asset_name(request.asset_id, request.project)
     readers = _readers(request)  # validated before anything is uploaded
     tags = cog_properties(request.class_path)
@@ -356,17 +359,17 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     if dry_run:
         echo("# dry run: nothing uploaded, no Earth Engine call made")
         return PublishResult(name, manifest, script, manifest_path, script_path)
+    if request.mode == "external":  # reads the bucket's metadata only
+        for uri in uris.values():
+            check_external_bucket(uri, warn=echo)
+    assets = assets or connect(request.project)
+    created = assets.ensure_parents(name)  # the first Earth Engine call: access before uploads
+    for parent in created:
+        echo(f"created folder {parent}")
     for kind, path in (("class", request.class_path), ("probability", request.prob_path)):
         if not files.is_gcs(path):
             echo(f"uploading {path} -> {uris[kind]}")
             files.upload_file(Path(path), uris[kind])
-    if request.mode == "external":
-        for uri in uris.values():
-            check_external_bucket(uri, warn=echo)
-    assets = assets or connect(request.project)
-    created = assets.ensure_parents(name)
-    for parent in created:
-        echo(f"created folder {parent}")
     task_id = operation = None
     if request.mode == "external":
         assets.import_external(manifest, request.overwrite)

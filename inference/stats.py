@@ -55,7 +55,7 @@ class AreaRow:
     isa_probability_km2: float | None
     valid_km2: float
     nodata_km2: float
-    isa_fraction: float
+    isa_fraction: float | None  # None: no valid pixel in the zone ("no data", not 0 %)
 
 
 @dataclass(frozen=True)
@@ -95,13 +95,36 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
         if not geometry or geometry.get("type") not in ("Polygon", "MultiPolygon"):
             raise InputDataError(f"feature {i} of the zones is not a (Multi)Polygon; area "
                                  "statistics need polygons")
+        if src_crs in ("EPSG:4326", "urn:ogc:def:crs:OGC:1.3:CRS84") and not _lonlat(geometry):
+            raise InputDataError(
+                f"feature {i} of the zones has coordinates outside longitude/latitude, so the "
+                "file is in a projected CRS without saying so; add a 'crs' member naming it "
+                "or reproject it to longitude/latitude (EPSG:4326) in your GIS")
         props = feature.get("properties") or {}
         name = props.get(name_field) if name_field else None
         name = name or props.get("name") or props.get("NAME") or f"feature_{i}"
-        zones.append(Zone(str(name), transform_geom(src_crs, crs, geometry)))
+        try:
+            zones.append(Zone(str(name), transform_geom(src_crs, crs, geometry)))
+        except Exception as exc:  # GDAL/PROJ raise several types for a bad CRS or geometry
+            raise InputDataError(f"feature {i} of the zones cannot be put in the map's CRS "
+                                 f"({exc}); give polygons in longitude/latitude (GeoJSON's "
+                                 "EPSG:4326) or name their CRS in a 'crs' member") from None
     if not zones:
         raise InputDataError("the GeoJSON has no features; give at least one polygon")
     return zones
+
+
+def _lonlat(geometry: dict[str, Any]) -> bool:
+    """Whether every coordinate of a (Multi)Polygon is a longitude/latitude pair."""
+    points = np.asarray([pt[:2] for ring in _rings(geometry) for pt in ring], dtype=float)
+    return bool(points.size == 0 or (np.abs(points[:, 0]).max() <= 180
+                                     and np.abs(points[:, 1]).max() <= 90))
+
+
+def _rings(geometry: dict[str, Any]) -> list[list[list[float]]]:
+    if geometry["type"] == "Polygon":
+        return list(geometry["coordinates"])
+    return [ring for polygon in geometry["coordinates"] for ring in polygon]
 
 
 def pixel_area_km2(transform, crs, row0: int, rows: int) -> np.ndarray:
@@ -112,6 +135,11 @@ def pixel_area_km2(transform, crs, row0: int, rows: int) -> np.ndarray:
         band = np.abs(np.sin(lat[:-1]) - np.sin(lat[1:]))
         return (EARTH_RADIUS_KM**2 * math.radians(abs(transform.a)) * band)[:, None]
     return np.full((rows, 1), abs(transform.a * transform.e) / 1e6)
+
+
+def raster_area_km2(transform, crs, width: int, height: int) -> float:
+    """Ground area of a whole raster (km²), row by row as :func:`pixel_area_km2` computes it."""
+    return float(pixel_area_km2(transform, crs, 0, height).sum() * width)
 
 
 def _zonal(path: str, zones: Sequence[Zone], codes: Sequence[int],
@@ -174,13 +202,17 @@ def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = Non
         rows.append(AreaRow(name, round(isa, 6),
                             round(t["weighted"], 6) if prob_path else None,
                             round(t["valid"], 6), round(t["nodata"], 6),
-                            round(isa / t["valid"], 6) if t["valid"] else 0.0))
+                            round(isa / t["valid"], 6) if t["valid"] else None))
     return rows
 
 
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
-               compress: cog.Compression = "DEFLATE") -> str:
-    """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``)."""
+               compress: cog.Compression = "DEFLATE",
+               tags: dict[str, str] | None = None) -> str:
+    """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``).
+
+    ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there).
+    """
     with rasterio.open(files.gdal_path(class_a)) as a, rasterio.open(files.gdal_path(class_b)) as b:
         if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
             raise InputDataError(
@@ -203,7 +235,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                 code[(va == NODATA) | (vb == NODATA)] = NODATA
                 dst.write(code, 1, window=window)
         tags = {"from": class_a, "to": class_b, "codes": json.dumps(CHANGE_CODES),
-                "version": a.tags().get("version", "")}
+                "version": a.tags().get("version", ""), **(tags or {})}
     try:
         files.put_output(lambda local: cog.write_cog(tmp, local, "change", tags,
                                                    compress=compress), out_path, work)
@@ -238,11 +270,16 @@ def write_table(rows: Sequence[AreaRow | ChangeRow], json_path: str | os.PathLik
     if not records:
         return "(no zones)"
     keys = list(records[0])
-    cells = [[str(k) for k in keys]] + [["" if r[k] is None else (f"{r[k]:.3f}" if isinstance(
-        r[k], float) else str(r[k])) for k in keys] for r in records]
+    cells = [[str(k) for k in keys]] + [[_cell(r[k], k) for k in keys] for r in records]
     widths = [max(len(row[i]) for row in cells) for i in range(len(keys))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True))
                      for row in cells)
+
+
+def _cell(value: Any, key: str) -> str:
+    if value is None:
+        return "no data" if key == "isa_fraction" else ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _atomic(path: Path, text: str) -> None:

@@ -1,19 +1,31 @@
-"""Model file + stack -> COGs, quick-looks and area statistics: the chain CLI and demo share."""
+"""Model file + stack -> COGs, quick-looks and area statistics: the chain CLI and demo share.
+
+Everything cheap is checked before the model is loaded and the first tile is predicted: the
+month, that the input exists and can be read to its last pixel, that the zones file is valid
+polygons in a known CRS; a mistake in any of them costs a second, not a whole prediction.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gee_export.core.errors import ModelError
+from gee_export.core.months import check_month
 from gee_export.core.storage import files
 from inference import cog, stats
 from inference.cog import OutputInfo
+from inference.inputs import probe_input
 from inference.predict import PredictConfig, PredictionResult, predict_raster
 from inference.runtime import RuntimeOptions, TilePredictor
+from inference.sources import RasterSource
+
+log = logging.getLogger(__name__)
 
 ISA_NAMES = ("impervious", "isa", "built", "built-up", "urban")
 
@@ -66,17 +78,20 @@ def file_id(path: str | os.PathLike) -> str:
 
 
 def predict_with_model_file(
-    model_file: str | os.PathLike, stack: str, out_prefix: str, *, month: str | None = None,
+    model_file: str | os.PathLike, stack: str | RasterSource, out_prefix: str, *,
+    month: str | None = None,
     config: PredictConfig | None = None, options: RuntimeOptions | None = None,
     isa_class: int | None = None, zones: str | os.PathLike | dict | None = None,
     compare_with: str | None = None, local_dir: str | os.PathLike | None = None,
     work_dir: str | None = None, restart: bool = False, progress: bool = True,
+    band_order: Sequence[str] | None = None,
 ) -> Outputs:
     """Predict ``stack`` with a model file, then write quick-looks and area statistics.
 
     Args:
         model_file: a file written by ``training.modelfile.save_model_file``.
-        stack: the input stack (GeoTIFF/VRT, local or gs://) with named bands.
+        stack: the input stack (GeoTIFF/VRT, local or gs://) with named bands, or an open
+            :class:`inference.sources.RasterSource` (tiles fetched on demand).
         out_prefix: COG prefix (``<prefix>_class.tif``, ``<prefix>_prob.tif``).
         month: ``YYYY-MM`` recorded in the COGs and used for the asset's time range.
         config: tiling and output options.
@@ -88,9 +103,14 @@ def predict_with_model_file(
         work_dir: checkpoint folder (see :func:`inference.predict.predict_raster`).
         restart: discard strips of a different earlier run.
         progress: show tqdm bars.
+        band_order: the stack's band names in file order when it has no band descriptions.
     """
     from training.modelfile import load_model_file
 
+    if month is not None:
+        check_month(month)
+    crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
+    zone_list = stats.load_zones(zones, crs)  # before any tile is predicted
     model, meta = load_model_file(model_file)
     index = isa_class_index(tuple(meta.class_names), isa_class)
     config = config or PredictConfig()
@@ -103,7 +123,8 @@ def predict_with_model_file(
     info = OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), month,
                       metrics=metrics)
     result = predict_raster(stack, out_prefix, predictor, info, config, work_dir=work_dir,
-                            model_id=file_id(model_file), restart=restart, progress=progress)
+                            model_id=file_id(model_file), restart=restart, progress=progress,
+                            band_order=band_order)
     name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
     local = Path(local_dir) if local_dir else (
         Path.cwd() if files.is_gcs(out_prefix) else Path(out_prefix).parent)
@@ -111,8 +132,11 @@ def predict_with_model_file(
                               "class")
     prob_png = cog.quicklook(files.gdal_path(result.prob_path), local / f"{name}_prob.png",
                              "probability")
-    zone_list = stats.load_zones(zones, result.crs)
     rows = stats.isa_area(result.class_path, zone_list, result.prob_path, isa_class=index)
+    for row in rows:
+        if row.isa_fraction is None:
+            log.warning("zone %r has no valid pixel of the map (outside it, or all nodata); "
+                        "its row says no data", row.zone)
     area_json, area_csv = local / f"{name}_area.json", local / f"{name}_area.csv"
     table = stats.write_table(rows, area_json, area_csv)
     change_cog = change_json = None

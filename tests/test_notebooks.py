@@ -88,37 +88,25 @@ def test_export_preview_cell_builds_the_recipe_offline(ee_offline, tmp_path, mon
     assert "2019-06-01" in text and "2019-07-01" in text
 
 
-def test_stack_export_cell_rebuilds_the_export_recipe_offline(ee_offline, tmp_path,
-                                                               monkeypatch):
+def test_map_cell_builds_the_map_request_of_an_earth_engine_user(tmp_path, monkeypatch):
+    from gee_export.contract.dataset import FORMAT, write_manifest
     from gee_export.contract.grid import Grid
     from gee_export.contract.regions import parse_bbox
-    from tests.support import ee_graph
+    from gee_export.core.storage import open_store
 
     namespace = parameters(ORDER[2], tmp_path, monkeypatch)
     grid = Grid.from_lonlat_bounds(parse_bbox(namespace["BBOX"]).bbox)
-    widened = {"month": "2019-06", "start": "2019-05-27", "end": "2019-07-06",
-               "widened_days": 5}
-    recipe = {"s2": {"cloud_mask": "scl"}, "s1": {"orbit_pass": "ascending"}}  # manifest["recipe"]
-    manifest = {"recipe": recipe, "sources": {"2019-06": {"s2_window": widened}}}
-    namespace.update(ee=ee_offline, BANDS=("B2", "B3", "B4", "B8", "VV", "VH"), GRID=grid,
-                     STACK=tmp_path / "absent.tif", RECIPE=recipe, manifest=manifest)
-    (graph_cell,) = cells(ORDER[2], "ee-graph")
-    exec(graph_cell, namespace)
-    task = namespace["task"]
-    assert task.state == "UNSUBMITTED"  # built, never started
-    options = task.config["fileExportOptions"]
-    assert options["cloudStorageDestination"] == {
-        "bucket": "your-bucket", "filenamePrefix": "isamap/stacks/wuhan_2019-06_image"}
-    assert options["geoTiffOptions"]["cloudOptimized"] is True
-    transforms = {tuple(ee_graph.constant(c["arguments"]["crsTransform"]))
-                  for c in ee_graph.find(task.config["expression"], "Image.reproject")
-                  if "crsTransform" in c["arguments"]}
-    assert transforms == {tuple(grid.crs_transform)}  # every band on the patches' grid
-    text = json.dumps(ee_graph.encode(namespace["image"]))
-    assert "2019-05-27" in text and "2019-07-06" in text  # 01's widened Sentinel-2 window
-    assert "SCL" in text and "CLOUD_SCORE_PLUS" not in text  # 01's cloud mask
-    assert "ASCENDING" in text  # 01's orbit pass
-    assert '"label"' not in text  # image bands only: the model's input
+    write_manifest(open_store(namespace["DATA"]), {"format": FORMAT, "grid": grid.to_dict()})
+    (map_cell,) = cells(ORDER[2], "map-request")
+    exec(map_cell, namespace)
+    request = namespace["request"]
+    assert request.backend == "ee" and request.method == "pixels" and request.grid is None
+    assert request.region.bbox == parse_bbox(namespace["BBOX"]).bbox
+    assert request.dates == ("2019-06",) and request.project == "offline"
+    assert request.model_file.endswith("model.pt") and request.workers == 16
+    script = notebook_script(NOTEBOOKS / ORDER[2])
+    assert "map_region(request, echo=print)" in script and "tile_task" not in script
+    assert "task.start()" not in script
 
 
 def test_magic_lines_are_the_only_lines_dropped():
@@ -158,13 +146,14 @@ def test_notebooks_run_in_order_offline(tmp_path):
     assert metrics["split"] == "test" and metrics["patches"] == sum(
         r["split"] == "test" for r in records)
 
-    prefix = work / "maps" / "isa_synthetic_2019-06"
+    prefix = work / "maps" / "2019-06" / "isa_2019-06"
     with rasterio.open(f"{prefix}_class.tif") as src:
         classes = src.read(1)
         assert src.crs.to_epsg() == 32650
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
     assert set(int(v) for v in set(classes.ravel().tolist())) <= {0, 1, 255}
     assert (classes != 255).mean() > 0.9
+    assert (work / "maps" / "2019-06" / "isa_2019-06_class.stac.json").exists()
     (manifest_path,) = (work / "maps" / "publish").glob("*.manifest.json")
     manifest = json.loads(manifest_path.read_text())
     assert manifest["properties"]["metric_test_miou"] == round(metrics["pixel"]["miou"], 4)

@@ -11,10 +11,17 @@ import json
 import os
 from collections.abc import Sequence
 
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_range,
+    check_writable,
+    configure_logging,
+    run_command,
+)
 from gee_export.core.errors import ConfigError
-from training.config import config_from_mapping, load_config
+from training.config import TrainConfig, config_from_mapping, read_config_file
 from training.devices import add_device_arguments
+from training.run_folder import resume_config
 
 
 def _json(text: str) -> dict:
@@ -76,13 +83,20 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     args = vars(train_parser().parse_args(argv))
     verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
     configure_logging(verbose, quiet, debug)
-    return run_command("isamap-train", lambda: _train(args), debug=debug)
+    return run_command("isamap-train", lambda: _train(args), debug=debug,
+                       writes_to=[args.get("out_dir") or "."])
 
 
 def _train(args: dict) -> int:
     config = args.pop("config")
-    overrides = {k: v for k, v in args.items() if v is not None}
-    cfg = load_config(config, overrides) if config else config_from_mapping(overrides)
+    given = {k: v for k, v in args.items() if v is not None}
+    if config:
+        given = {**read_config_file(config), **given}
+    if given.get("resume"):  # the run folder says everything that is not given
+        cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)
+    else:
+        cfg = config_from_mapping(given)
+    check_writable(cfg.out_dir)
     if cfg.filter_noisy is not None:
         from training.noisy import train_filtered
 
@@ -94,7 +108,8 @@ def _train(args: dict) -> int:
         result = train(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
-    state = "finished" if result.finished else "stopped (continue with --resume)"
+    state = "finished" if result.finished else (
+        "stopped (run the same command again, or isamap-train --out DIR --resume, to continue)")
     print(f"{state} after {result.epochs_run} epochs; best validation MIoU "
           f"{100 * result.best_miou:.2f} % at epoch {result.best_epoch}\n"
           f"model: {result.model_path}\nhistory: {result.history_path}\n"
@@ -125,12 +140,15 @@ def evaluate_parser() -> argparse.ArgumentParser:
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     a = evaluate_parser().parse_args(argv)
     configure_logging(a.verbose, a.quiet, a.debug)
-    return run_command("isamap-evaluate", lambda: _evaluate(a), debug=a.debug)
+    return run_command("isamap-evaluate", lambda: _evaluate(a), debug=a.debug,
+                       writes_to=[a.out])
 
 
 def _evaluate(a: argparse.Namespace) -> int:
     if a.batch_size < 1 or a.points < 0:
         raise ConfigError("--batch-size must be >= 1 and --points >= 0")
+    check_range("--workers", a.workers, 0, 64)
+    check_writable(a.out)
     from training.evaluate import evaluate
 
     res = evaluate(a.model, a.data, a.out, a.split, a.batch_size, a.device, a.precision,

@@ -21,6 +21,7 @@ from gee_export.core.errors import ConfigError
 from training.devices import PRECISIONS, Precision
 
 Optimizer = Literal["adam", "sgd"]
+MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,10 @@ class TrainConfig:
                   (self.stop_after is None or self.stop_after >= 1, "stop_after must be >= 1"),
                   (self.max_batches is None or self.max_batches >= 1, "max_batches must be >= 1"),
                   (self.max_iterations is None or self.max_iterations >= 1,
-                   "max_iterations must be >= 1")]
+                   "max_iterations must be >= 1"),
+                  (self.num_workers is None or 0 <= self.num_workers <= MAX_WORKERS,
+                   f"num_workers (--workers) must be between 0 and {MAX_WORKERS} data-loader "
+                   f"processes, got {self.num_workers}")]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
@@ -137,6 +141,11 @@ def config_from_mapping(values: Mapping) -> TrainConfig:
 
 def load_config(path: str | Path, overrides: Mapping | None = None) -> TrainConfig:
     """A YAML config file, with ``overrides`` (e.g. CLI flags that were given) on top."""
+    return config_from_mapping({**read_config_file(path), **(overrides or {})})
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The options a YAML config file sets (only those: a resumed run checks each of them)."""
     try:
         values = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
@@ -145,4 +154,4 @@ def load_config(path: str | Path, overrides: Mapping | None = None) -> TrainConf
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a mapping of option: value")
-    return config_from_mapping({**values, **(overrides or {})})
+    return values

@@ -3,16 +3,21 @@
 ``--device`` and ``--precision`` mean the same thing in ``isamap-train``, ``isamap-evaluate``
 and ``isamap-predict``, so they are resolved here once: the same names, the same refusals
 (CUDA asked for on a machine without it, fp16 on a CPU), the same choice for ``auto``.
+
+torch is imported inside the functions that need it: the command-line parsers import
+:func:`add_device_arguments` from here, and ``--help`` (of ``isamap-publish`` above all, which
+never needs torch) must stay fast and torch-free.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Literal, get_args
-
-import torch
+from typing import TYPE_CHECKING, Literal, get_args
 
 from gee_export.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -40,6 +45,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         local_rank: the process's GPU under ``torchrun`` (0 for a single process).
     """
+    import torch
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
@@ -60,6 +67,8 @@ def resolve_precision(precision: Precision, device: torch.device, *,
     where the CPU computes it natively (AVX512-BF16/AMX) and fp32 otherwise, unless
     ``cpu_auto="bf16"`` (training, whose recipe asks for bf16 autocast on the CPU regardless).
     """
+    import torch
+
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":
@@ -80,5 +89,7 @@ def resolve_precision(precision: Precision, device: torch.device, *,
 
 def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
     """The training/evaluation autocast dtype: None for fp32, bf16 on the CPU for ``auto``."""
+    import torch
+
     dtype = resolve_precision(precision, device, cpu_auto="bf16")
     return None if dtype == torch.float32 else dtype

@@ -131,7 +131,8 @@ def read_model_file(path: str | os.PathLike | io.BytesIO,
         raise ModelError(f"model file {path} does not exist") from None
     except Exception as exc:  # corrupt / truncated / not a torch file
         raise ModelError(f"{path} is not a readable isamap model file ({exc.__class__.__name__}: "
-                         f"{exc}); re-export it with save_model_file") from None
+                         f"{exc}); give a model.pt written by isamap-train, or train again "
+                         "(Python: training.modelfile.save_model_file)") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ModelError(f"{path} is not an isamap model file (format {got!r}, expected "

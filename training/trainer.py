@@ -16,6 +16,15 @@ the checkpoint (filter pruning zeroes filters there, ``training.pruning``).
 ``train(cfg)`` wires it to a patch dataset: bands from the manifest, normalisation from the
 training split, the paper's model and loss.
 
+A loss that becomes NaN or infinite stops the run at once (:class:`TrainingDivergedError`):
+nothing of that epoch is saved, so ``checkpoint.pt`` and ``model.pt`` stay the last good ones.
+Every epoch logs one line (loss, validation metrics, time), also without progress bars. The
+identical command resumes a run; other options against its folder are refused
+(:mod:`training.run_folder`).
+
+The module is longer than most (~500 lines): the loop, the state it checkpoints for exact
+resume and its stop rules only make sense together.
+
 Exact resume: the checkpoint holds model, optimizer, schedule, AMP scaler, early-stopping
 state, history and every RNG (python, numpy, torch, the loader's generator); data order and
 augmentations are functions of (seed, epoch, index). A run stopped after any epoch and
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -40,7 +50,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from gee_export.core.errors import ConfigError, ModelError
+from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
 from gee_export.core.storage import atomic_write
 from training import devices
 from training.config import TrainConfig
@@ -49,6 +59,9 @@ from training.losses import build_loss, default_loss_for, main_output
 from training.metrics import ConfusionMatrix
 from training.modelfile import ModelMeta, atomic_torch_save, save_model_file
 from training.models import create_model, upsamples
+from training.run_folder import config_differences
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "model.pt"
@@ -229,7 +242,8 @@ class Trainer:
                 "history": self.history, "meta": self.meta.to_dict(),
                 "rng": _rng_state(self.train_loader.generator)}
 
-    def load_checkpoint(self, path: Path) -> None:
+    def load_checkpoint(self, path: Path, same_config: bool = False) -> None:
+        """Continue from a checkpoint; ``same_config`` refuses one made with other options."""
         try:
             ck = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:
@@ -237,6 +251,12 @@ class Trainer:
                              "another --out folder") from None
         if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
             raise ModelError(f"{path} is not an isamap training checkpoint")
+        differ = config_differences(ck.get("config") or {}, self.cfg) if same_config else []
+        if differ:
+            raise ConfigError(
+                f"{self.out} already holds a run made with other options ({'; '.join(differ)});"
+                " run its own command again to resume it, pass --resume to continue it with "
+                "its options, or choose another --out folder")
         if ck["iters_per_epoch"] != self.iters_per_epoch:
             raise ConfigError(f"the checkpoint ran {ck['iters_per_epoch']} iterations per epoch, "
                               f"this configuration gives {self.iters_per_epoch}; resume with the "
@@ -282,13 +302,17 @@ class Trainer:
             with self._autocast():
                 out = self.net(x)
                 loss = self._loss(out, batch, x, y)
+            value = float(loss.detach())
+            if not math.isfinite(value):  # before the step: the weights stay the last good
+                bar.close()
+                raise self._diverged(value, epoch, f"training batch {i + 1}")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
             cm.update(main_output(out).detach(), y)
-            total += float(loss.detach()) * x.shape[0]
+            total += value * x.shape[0]
             seen += x.shape[0]
             bar.set_postfix(loss=f"{total / max(seen, 1):.4f}")
         bar.close()
@@ -329,11 +353,10 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         ck_path = self.out / CHECKPOINT
-        if ck_path.exists():
-            if not self.cfg.resume:
-                raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it "
-                                  "or choose another --out folder")
-            self.load_checkpoint(ck_path)
+        if ck_path.exists():  # the identical command resumes; other options are refused
+            self.load_checkpoint(ck_path, same_config=not self.cfg.resume)
+            if not self.finished and self.info.main:
+                log.info("resuming the run in %s after epoch %d", self.out, self.start_epoch)
         if self.info.main:
             self.out.mkdir(parents=True, exist_ok=True)
         ran = 0
@@ -348,6 +371,8 @@ class Trainer:
                 miou, improved = math.nan, True  # fixed budget: the latest weights are kept
             else:
                 val_row, val_full = self.validate()
+                if not math.isfinite(val_row["val_loss"]):
+                    raise self._diverged(val_row["val_loss"], epoch, "validation")
                 miou = val_row["val_miou"]
                 improved = not math.isnan(miou) and miou > self.best_miou
             row.update(val_row)
@@ -363,6 +388,8 @@ class Trainer:
             self.history.append(_floatify(row))
             self.start_epoch = epoch + 1
             ran += 1
+            if self.info.main:
+                log.info("%s", epoch_line(row, self.epochs))
             if self.bad_epochs >= self.cfg.patience or self.start_epoch >= self.epochs:
                 self.finished = True
             if self.info.main:
@@ -375,6 +402,21 @@ class Trainer:
         return TrainResult(self.out, self.out / BEST_MODEL, ck_path, self.out / HISTORY,
                            self.out / CURVES, self.best_epoch, self.best_miou,
                            self.start_epoch, self.finished)
+
+    def _diverged(self, value: float, epoch: int, where: str) -> TrainingDivergedError:
+        if self.start_epoch:
+            kept = (f"nothing of that epoch was saved: {self.out / CHECKPOINT} still holds epoch "
+                    f"{self.start_epoch}, the last good one")
+            if self.best_epoch > 0:
+                kept += f", and {self.out / BEST_MODEL} the best weights (epoch {self.best_epoch})"
+        else:
+            kept = "nothing was saved (no epoch had finished)"
+        fix = f"lower --lr (now {self.cfg.lr:g})"
+        if self.cfg.precision != "fp32":
+            fix += " or train with --precision fp32"
+        return TrainingDivergedError(
+            f"training diverged: the loss became {value} in epoch {epoch + 1} ({where}); {kept}."
+            f" To train again, {fix}, into a new --out folder")
 
     def _save_best(self, val_metrics: dict) -> None:
         meta = ModelMeta.from_dict({**self.meta.to_dict(), "metrics": {
@@ -395,6 +437,16 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    """One line per epoch: loss, validation metrics and time (what -q hides, bars or not)."""
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}"]
+    if "val_loss" in row:
+        parts += [f"val loss {row['val_loss']:.4f}", f"val MIoU {100 * row['val_miou']:.2f} %",
+                  f"val OA {100 * row['val_oa']:.2f} %"]
+    parts.append(f"{row['seconds']:.1f} s" + (" (best)" if row.get("best") else ""))
+    return "  ".join(parts)
 
 
 # ------------------------------------------------------------------ patch-dataset wiring
@@ -437,8 +489,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
                      class_scheme=str((raw.manifest.get("label") or {}).get("scheme", "isa")),
                      class_names=names, output_scale=scale, model_kwargs=kwargs,
                      extra={"config": cfg.to_dict(), "dataset": {
-                         "root": cfg.data, "created": raw.manifest.get("created"),
-                         "code_version": raw.manifest.get("code_version"),
+                         **dataset_record(cfg.data, raw.manifest),
                          "excluded_patches": sorted(exclude)}})
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device)
     return trainer.fit()
@@ -452,6 +503,21 @@ def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
                              cfg.cache, crop=cfg.crop_size, exclude=exclude)
     val_set = PatchDataset(cfg.data, "val", bands, norm, None, cfg.label, cfg.seed, cfg.cache)
     return train_set, val_set
+
+
+def dataset_record(root: str, manifest: dict) -> dict:
+    """What a model file records of its dataset: where it is, and how its stack was made.
+
+    The recipe, bands, grid and backend travel with the model so that ``isamap-map`` builds a
+    map's inputs exactly as the training patches were built, even where the dataset itself is
+    not reachable any more.
+    """
+    return {"root": root, "created": manifest.get("created"),
+            "code_version": manifest.get("code_version"), "backend": manifest.get("backend"),
+            "region": manifest.get("region"), "months": list(manifest.get("months") or []),
+            "bands": list(manifest.get("bands") or []), "grid": manifest.get("grid"),
+            "recipe": manifest.get("recipe") or {}, "label": manifest.get("label") or {},
+            "sources": manifest.get("sources") or {}}
 
 
 def model_kwargs_for_scale(model: str, label: str, scale: int, kwargs: dict) -> dict:

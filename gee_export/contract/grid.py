@@ -83,6 +83,34 @@ def utm_epsg(lon: float, lat: float) -> int:
     return (32600 if lat >= 0 else 32700) + zone
 
 
+UTM_NORTH_LIMIT, UTM_SOUTH_LIMIT = 84.0, -80.0  # UTM's defined latitudes; UPS beyond
+UTM_MAX_ZONES = 2  # a box in two neighbouring zones stays within ~3 deg of the chosen meridian
+
+
+def utm_caveat(lonlat_bounds: tuple[float, float, float, float]) -> str | None:
+    """Why the default UTM grid of a lon/lat box is a poor choice, with a CRS to use instead.
+
+    The default CRS is the UTM zone of the box's centre. Beyond UTM's latitudes (84°N, 80°S)
+    the polar stereographic systems apply; a box over three or more zones reaches far outside
+    the central zone, where scale distortion grows and eastings go negative.
+    """
+    west, south, east, north = lonlat_bounds
+    if north > UTM_NORTH_LIMIT:
+        return (f"the area reaches {north:g}°N, north of UTM's {UTM_NORTH_LIMIT:g}°N; pass "
+                "--crs EPSG:32661 (UPS North) or EPSG:3413 (polar stereographic)")
+    if south < UTM_SOUTH_LIMIT:
+        return (f"the area reaches {-south:g}°S, south of UTM's {-UTM_SOUTH_LIMIT:g}°S; pass "
+                "--crs EPSG:32761 (UPS South) or EPSG:3031 (Antarctic polar stereographic)")
+    zones = utm_epsg(min(east, 179.999), 0.0) - utm_epsg(west, 0.0) + 1
+    if zones > UTM_MAX_ZONES:
+        centre = utm_epsg((west + east) / 2.0, (south + north) / 2.0)
+        return (f"the area spans {zones} UTM zones ({west:g}° to {east:g}°E), so its grid in "
+                f"the centre's zone EPSG:{centre} is distorted at the edges (negative "
+                "eastings); pass --crs EPSG:6933 (equal-area, metres) or a national projected "
+                "CRS, or split the area by UTM zone")
+    return None
+
+
 def parse_patch_id(patch_id: str) -> tuple[int, int]:
     """Return ``(row, col)`` in patch units from an id such as ``r3_c7``."""
     match = _PATCH_ID.match(patch_id)

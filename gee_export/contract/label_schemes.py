@@ -11,6 +11,9 @@ target class (``None`` = ignored on purpose). Codes a table does not list (a pro
 version with new classes, garbage) become nodata as well, so nothing is ever mapped by
 accident. Both backends read these tables: the Earth Engine backend as the two lists of
 ``ee.Image.remap`` (``remap_lists``), the local backend as a lookup table (``lookup_table``).
+Before mapping, the local backend refuses a raster holding a code its table does not list
+(``gee_export.local.labels.SCHEME_CODES``): such a label was most likely made with another
+scheme, and mapping it would silently erase it to nodata.
 
 Sources and their decisions (see docs/landcover.md):
 

@@ -83,12 +83,15 @@ class PatchWriter:
         image_fine_bands: band names of the fine image (default: ``bands``).
         isa_class: label value counted in ``isa_fraction``.
         compress: GeoTIFF compression of the patch files.
+        clean_up: delete the temporaries a killed writer left in the month's folder. Writers
+            running beside others (the workers of a Beam export) pass False, since another
+            writer's temporary may be in flight; the process that launches them cleans up once.
     """
 
     def __init__(self, store: Store | str, grid: Grid, bands: Sequence[str], month: str, *,
                  splits: Mapping[tuple[int, int], Split] | None = None,
                  fine_scale: int | None = None, image_fine_bands: Sequence[str] | None = None,
-                 isa_class: int = 1, compress: str = "deflate"):
+                 isa_class: int = 1, compress: str = "deflate", clean_up: bool = True):
         self.store = open_store(store)
         self.grid = grid
         self.bands = tuple(bands)
@@ -100,7 +103,7 @@ class PatchWriter:
         self.compress = compress
         self.crs = CRS.from_user_input(grid.crs)
         self.fine_grid = grid.scaled(fine_scale) if fine_scale else None
-        if isinstance(self.store, LocalStore):
+        if clean_up and isinstance(self.store, LocalStore):
             self.store.remove_temporaries(f"patches/{self.month}")
 
     # ------------------------------------------------------------------ resume support
@@ -290,12 +293,15 @@ class MonthProgress:
 def open_month(store: Store | str, spec: DatasetSpec, month: str, *,
                sources: Mapping[str, Any] | None = None,
                image_fine_bands: Sequence[str] | None = None,
-               compress: str = "deflate") -> MonthProgress:
+               compress: str = "deflate",
+               also_known: Iterable[Mapping[str, Any]] = ()) -> MonthProgress:
     """Check ``spec`` against the dataset, clean a killed run's leftovers, find what is done.
 
     Refuses (:class:`ConfigError`) a dataset made with other parameters, or a month cut from
     other inputs (``sources["fingerprint"]``), before anything is written. Hold the output's
     lock (:func:`gee_export.core.lock.hold_output`) while calling it: it deletes temporaries.
+    ``also_known`` are records of finished patches that the index does not list yet (a Beam
+    export's index shards): like indexed ones, their tags need not be read back.
     """
     store = open_store(store)
     check_month(month)
@@ -307,7 +313,7 @@ def open_month(store: Store | str, spec: DatasetSpec, month: str, *,
                          fine_scale=spec.fine_scale, image_fine_bands=image_fine_bands,
                          isa_class=isa_class_of(spec.classes), compress=compress)
     known = read_index(store, missing_ok=True)
-    records = writer.finished_records(known)
+    records = writer.finished_records([*known, *also_known])
     progress = MonthProgress(store, spec, month, writer, splits, existing, records, set(),
                              sources, {r["id"] for r in known if r["month"] == month})
     progress.invalid = set(progress.read_state("invalid", [])) - set(records)

@@ -80,6 +80,16 @@ _BUILTIN: tuple[Region, ...] = (
     Region("ganzi", (97.37, 27.97, 102.50, 34.34),
            description="Garze Tibetan Autonomous Prefecture, Sichuan"),
     Region("zhaotong", (102.87, 26.57, 105.32, 28.67), description="Zhaotong, Yunnan"),
+    # The ISA-1 product's area (JointSeg paper): the 11 provinces and municipalities of the
+    # Yangtze River Economic Belt. The box joins their published administrative extents:
+    # Yunnan's south (21°08'N), Jiangsu's north (35°08'N), Sichuan's west (97°21'E) and
+    # Zhejiang's eastern islands (123°10'E). It is about twice the belt's 2.05 million km² of
+    # land (the paper rounds to 2.2); pass the provinces' outline with --region-file to map
+    # only the belt.
+    Region("yreb", (_dms(97, 21), _dms(21, 8), _dms(123, 10), _dms(35, 8)),
+           description="Yangtze River Economic Belt (Shanghai, Jiangsu, Zhejiang, Anhui, "
+                       "Jiangxi, Hubei, Hunan, Chongqing, Sichuan, Guizhou, Yunnan): box of the "
+                       "provinces' extents, 21°08'-35°08'N, 97°21'-123°10'E (ISA-1 / JointSeg)"),
 )
 
 REGIONS: dict[str, Region] = {r.name: r for r in _BUILTIN}
@@ -120,14 +130,11 @@ def load_geojson(path: str | Path, name: str | None = None) -> Region:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"region file {path} is not valid GeoJSON: {exc}") from None
     crs_name = (data.get("crs") or {}).get("properties", {}).get("name", "")
-    if crs_name and not any(k in crs_name for k in ("4326", "CRS84")):
-        raise ConfigError(
-            f"region file {path} is in {crs_name}; GeoJSON regions must be longitude/latitude "
-            "(EPSG:4326). Reproject it, e.g. `ogr2ogr -t_srs EPSG:4326 out.geojson in.geojson`."
-        )
     geometries = _geometries(data)
     if not geometries:
         raise ConfigError(f"region file {path} holds no Polygon or MultiPolygon geometry")
+    if crs_name and not any(k in crs_name for k in ("4326", "CRS84")):
+        geometries = [_to_lonlat(g, crs_name, path) for g in geometries]  # as its crs says
     xs, ys = [], []
     for geom in geometries:
         for x, y in _coords(geom):
@@ -136,7 +143,8 @@ def load_geojson(path: str | Path, name: str | None = None) -> Region:
     if any(abs(x) > 180 for x in xs) or any(abs(y) > 90 for y in ys):
         raise ConfigError(
             f"region file {path} has coordinates outside longitude/latitude range; it is "
-            "probably projected. Reproject it to EPSG:4326."
+            "probably projected. Name its CRS in the file and isamap reprojects it: add "
+            '"crs": {"type": "name", "properties": {"name": "EPSG:32650"}} (your EPSG code)'
         )
     geometry = (geometries[0] if len(geometries) == 1
                 else {"type": "GeometryCollection", "geometries": geometries})
@@ -155,6 +163,27 @@ def resolve_region(name: str | None = None, region_file: str | Path | None = Non
     if region_file is not None:
         return load_geojson(region_file)
     return parse_bbox(bbox)  # type: ignore[arg-type]
+
+
+def _to_lonlat(geometry: dict[str, Any], crs_name: str, path: Path) -> dict[str, Any]:
+    """A (Multi)Polygon from the CRS a GeoJSON file names into longitude/latitude."""
+    from pyproj import Transformer
+    from pyproj.exceptions import CRSError
+
+    try:
+        transformer = Transformer.from_crs(crs_name, "EPSG:4326", always_xy=True)
+    except CRSError:
+        raise ConfigError(f"region file {path} names the CRS {crs_name!r}, which pyproj does "
+                          "not know; give an EPSG code such as EPSG:32650") from None
+
+    def ring(points: list) -> list[list[float]]:
+        xs, ys = transformer.transform([p[0] for p in points], [p[1] for p in points])
+        return [[float(x), float(y)] for x, y in zip(xs, ys, strict=True)]
+
+    coords = geometry["coordinates"]
+    if geometry["type"] == "Polygon":
+        return {"type": "Polygon", "coordinates": [ring(r) for r in coords]}
+    return {"type": "MultiPolygon", "coordinates": [[ring(r) for r in poly] for poly in coords]}
 
 
 def _geometries(data: dict[str, Any]) -> list[dict[str, Any]]:

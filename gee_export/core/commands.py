@@ -6,6 +6,17 @@ to :func:`run_command`, so all of them behave alike: progress and results go thr
 line on stderr with exit status 2 (bad input) or 1 (environment: disk, permissions, network,
 a remote service), Ctrl-C says how to resume and exits 130, and a traceback appears only with
 ``--debug``.
+
+Environment failures often reach the command wrapped by a library (GDAL's ``CPLE_*`` errors,
+torch's writer, a thread pool) with the ``OSError`` as their cause or only its text in their
+message, so :func:`environment_message` looks through the cause chain and the messages before
+a failure is treated as a bug. Python warnings (``warnings.warn`` in library code) are routed
+through logging as one ``warning:`` line instead of Python's two-line source echo.
+
+Two argument helpers live here because every command needs them alike:
+:func:`attach_values` lets ``--bbox -7.45,52.63,-7.43,52.65`` through argparse (which would
+take the value for an option), and :func:`check_range` is the one bound check of numeric flags,
+used by a dry run and a real run alike.
 """
 
 from __future__ import annotations
@@ -13,10 +24,17 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
+import re
+import shutil
 import sys
-from collections.abc import Callable
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TypeVar
 
-from gee_export.core.errors import IsamapError
+from gee_export.core.errors import ConfigError, IsamapError
 
 EXIT_OK = 0
 EXIT_ENVIRONMENT = 1
@@ -52,39 +70,209 @@ def configure_logging(verbose: int = 0, quiet: bool = False, debug: bool = False
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler._isamap = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter(_DEBUG_FORMAT if level == logging.DEBUG else _FORMAT))
+    handler.setFormatter(_Formatter(_DEBUG_FORMAT if level == logging.DEBUG else _FORMAT))
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     for name in ("gee_export", "training", "inference"):
         logging.getLogger(name).setLevel(level)
+    # GDAL's own messages (libtiff's "No space left on device" per block, driver warnings)
+    # repeat what the one error line says; -v shows them.
+    logging.getLogger("rasterio").setLevel(
+        logging.DEBUG if level == logging.DEBUG else logging.WARNING if verbose else
+        logging.CRITICAL)
+    warnings.showwarning = _log_warning
     return level
+
+
+class _Formatter(logging.Formatter):
+    """Plain messages; warnings start with ``warning:`` so they stand out from progress."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno == logging.WARNING and self._fmt == _FORMAT:
+            return "warning: " + text
+        return text
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.warn`` from library code as one logged line (no source echo)."""
+    logging.getLogger("py.warnings").warning("%s", message)
+
+
+_ENV_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
+               errno.EROFS, errno.EIO)
+# The same failures as libraries word them when they drop the errno (GDAL/libtiff, torch).
+_ENV_TEXT = ((re.compile(r"no space left on device|disk full|not enough space", re.I),
+              errno.ENOSPC),
+             (re.compile(r"disk quota exceeded", re.I), errno.EDQUOT),
+             (re.compile(r"file too large", re.I), errno.EFBIG),
+             (re.compile(r"read-only file system", re.I), errno.EROFS),
+             (re.compile(r"permission denied", re.I), errno.EACCES),
+             (re.compile(r"write error|write failed|failed writing|cannot write", re.I),
+              errno.EIO))
 
 
 def _os_error_message(exc: OSError) -> str:
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    if exc.errno == errno.ENOSPC:
+    return _errno_message(exc.errno, where) or f"{exc.strerror or exc}{where}"
+
+
+def _errno_message(code: int | None, where: str = "") -> str | None:
+    if code in (errno.ENOSPC, errno.EDQUOT):
         return (f"no space left on the device{where}; free space or write to another folder, "
                 "then run the same command again to resume")
-    if exc.errno in (errno.EACCES, errno.EPERM):
+    if code == errno.EFBIG:
+        return (f"a file grew past the size this system allows{where} (file-size limit or "
+                "file system); raise the limit or write to another folder, then run the same "
+                "command again to resume")
+    if code in (errno.EACCES, errno.EPERM):
         return (f"permission denied{where}; choose a folder you can write to or fix its "
                 "permissions")
-    if exc.errno == errno.EROFS:
+    if code == errno.EROFS:
         return f"the file system is read-only{where}; write to another folder"
-    return f"{exc.strerror or exc}{where}"
+    if code == errno.EIO:
+        return (f"writing or reading a file failed{where}; check free space and the storage, "
+                "then run the same command again to resume")
+    return None
 
 
-def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = False) -> int:
+def environment_message(exc: BaseException, writes_to: Sequence[str] = ()) -> str | None:
+    """One line for a failure of the machine (disk full, read-only, permissions), else None.
+
+    Looks at ``exc``, its ``__cause__``/``__context__`` chain, and their messages, because
+    GDAL, libtiff and torch report a full disk in their own exception types. libtiff prints
+    "No space left on device" itself and GDAL raises a bare "Write error", so a write failure
+    while a folder in ``writes_to`` is (nearly) full is reported as the full disk it is.
+    """
+    seen: set[int] = set()
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for item in chain:
+        if isinstance(item, OSError) and item.errno in _ENV_ERRNOS:
+            return _os_error_message(item)
+    for pattern, code in _ENV_TEXT:  # the most specific cause anywhere in the chain wins
+        for item in chain:
+            text = str(item)
+            if pattern.search(text):
+                full = _nearly_full(writes_to) if code == errno.EIO else None
+                if full:
+                    return _errno_message(errno.ENOSPC, f" ({full})")
+                detail = text.strip().splitlines()[0][:200] if text.strip() else ""
+                return (_errno_message(code) or "") + (f" [{detail}]" if detail else "")
+    return None
+
+
+def check_writable(*paths: str | os.PathLike | None) -> None:
+    """Fail now (OSError: read-only, permission) if a local output path cannot be written.
+
+    Creates and removes a temporary file in the nearest existing folder of each path, so a
+    command refuses an unwritable output before its first expensive step, and a refused run
+    leaves no empty output folder behind. ``gs://`` paths and None are skipped.
+    """
+    for item in paths:
+        if item is None or str(item).startswith("gs://"):
+            continue
+        folder = Path(item).absolute()
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if folder.is_file():
+            folder = folder.parent
+        try:
+            with tempfile.TemporaryFile(dir=folder, prefix=".isamap-write-check-"):
+                pass
+        except OSError as exc:  # name the folder, not the probe's random file
+            raise OSError(exc.errno, exc.strerror, str(folder)) from None
+
+
+LOW_SPACE_BYTES = 64 << 20  # a write that fails with less than this free was a full disk
+
+
+def _nearly_full(paths: Sequence[str]) -> str | None:
+    """The first local path whose file system has less than LOW_SPACE_BYTES free."""
+    for text in paths:
+        if not text or str(text).startswith("gs://"):
+            continue
+        path = Path(text).absolute()
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        try:
+            if shutil.disk_usage(path).free < LOW_SPACE_BYTES:
+                return str(text)
+        except OSError:
+            continue
+    return None
+
+
+Number = TypeVar("Number", int, float)
+
+
+def check_range(flag: str, value: Number | None, low: Number | None = None,
+                high: Number | None = None, hint: str = "") -> Number | None:
+    """``value`` if ``low <= value <= high`` (None passes), else a one-line ConfigError.
+
+    The one bound check of numeric flags, so ``--dry-run`` refuses what the real run refuses.
+    """
+    if value is None:
+        return None
+    if (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            bounds = f"between {low} and {high}"
+        elif low is not None:
+            bounds = f">= {low}"
+        else:
+            bounds = f"<= {high}"
+        raise ConfigError(f"{flag} must be {bounds}, got {value}" + (f"; {hint}" if hint else ""))
+    return value
+
+
+_NEGATIVE_VALUE = re.compile(r"^-\d|^-\.\d")
+
+
+def attach_values(argv: Sequence[str] | None, options: Iterable[str]) -> list[str]:
+    """``--bbox -7.45,52.63,...`` -> ``--bbox=-7.45,52.63,...`` for the given options.
+
+    argparse takes a token that starts with ``-`` for an option unless it is a plain negative
+    number, so a west or south bounding box (a comma-separated list starting with a minus)
+    needs ``--bbox=``; attaching the value first lets users type the plain form.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    names = set(options)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] in names and i + 1 < len(args) and _NEGATIVE_VALUE.match(args[i + 1]):
+            out.append(f"{args[i]}={args[i + 1]}")
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
+def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = False,
+                writes_to: Sequence[str | None] = ()) -> int:
     """Run a command's work and turn how it ended into an exit status.
 
     Args:
         prog: the command's name, the first word of every error line.
         action: the work; returns an exit status (None means 0).
         debug: let exceptions propagate with their traceback instead of one line.
+        writes_to: the command's output paths, so a bare write error there is recognised
+            as the full disk it is (see :func:`environment_message`).
     """
+    outputs = [str(p) for p in writes_to if p]
     log = logging.getLogger(prog)
     try:
         status = action()
         return EXIT_OK if status is None else int(status)
+    except BrokenPipeError:  # the reader of stdout went away (``| head``): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         if debug:
             raise
@@ -99,11 +287,18 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
     except OSError as exc:
         if debug:
             raise
-        log.error("%s: error: %s", prog, _os_error_message(exc))
+        log.error("%s: error: %s", prog,
+                  environment_message(exc, outputs) or _os_error_message(exc))
         return EXIT_ENVIRONMENT
     except MemoryError:
         if debug:
             raise
         log.error("%s: error: out of memory; use a smaller --batch-size/--tile or a machine "
                   "with more memory", prog)
+        return EXIT_ENVIRONMENT
+    except Exception as exc:  # a library's wrapper around a disk/permission failure
+        message = None if debug else environment_message(exc, outputs)
+        if message is None:
+            raise
+        log.error("%s: error: %s", prog, message)
         return EXIT_ENVIRONMENT

@@ -294,12 +294,17 @@ class EESession:
             :meth:`initialize`. Tests pass a transport serving a local stack.
         sleep: the wait function (tests pass a no-op to stay fast).
         seed: seed of the jitter, for reproducible tests.
+        application_default: authenticate with the machine's application-default credentials
+            (the service account of a Dataflow or Compute Engine worker), where no user has
+            run ``earthengine authenticate``.
     """
 
     def __init__(self, project: str | None = None, *, high_volume: bool = True,
                  retry: RetryPolicy | None = None, transport: Transport | None = None,
-                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
+                 application_default: bool = False) -> None:
         self.project = project
+        self.application_default = application_default
         self.high_volume = high_volume
         self.retry = retry or RetryPolicy()
         self.transport = transport
@@ -324,7 +329,8 @@ class EESession:
         ee.data.setMaxRetries(CLIENT_RETRIES)  # before Initialize: its requests are calls too
 
         def init() -> None:
-            ee.Initialize(_credentials(ee), project=self.project, opt_url=url)
+            ee.Initialize(_credentials(ee, self.application_default), project=self.project,
+                          opt_url=url)
 
         def fail(exc: Exception, attempt: int, exhausted: bool) -> Exception:
             if exhausted:
@@ -417,9 +423,22 @@ class EESession:
         return self.call("reading task status", self._transport().task_status, task_ids)
 
 
-def _credentials(ee: Any) -> Any:
-    """Service-account key when GOOGLE_APPLICATION_CREDENTIALS is set, else stored user creds."""
+EE_SCOPES = ("https://www.googleapis.com/auth/earthengine",
+             "https://www.googleapis.com/auth/cloud-platform")
+
+
+def _credentials(ee: Any, application_default: bool = False) -> Any:
+    """Service-account key when GOOGLE_APPLICATION_CREDENTIALS is set, else stored user creds.
+
+    ``application_default`` takes the machine's own credentials (a worker's service account).
+    """
     import os
+
+    if application_default:
+        import google.auth
+
+        credentials, _ = google.auth.default(scopes=list(EE_SCOPES))
+        return credentials
 
     key = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
     if key:

@@ -77,3 +77,7 @@ class QuotaError(EarthEngineError):
 
 class ModelError(IsamapError, ValueError):
     """A model name, checkpoint or model file is unusable."""
+
+
+class TrainingDivergedError(IsamapError, ArithmeticError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""

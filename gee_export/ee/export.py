@@ -16,7 +16,7 @@ The ``tasks`` method (batch export of tiles) lives in tasks.py and shares the bo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 
 from gee_export.contract.bands import LABEL
 from gee_export.contract.dataset import DEFAULT_CLASSES, DatasetSpec
-from gee_export.contract.grid import Grid, patch_id
-from gee_export.contract.patch_writer import MonthProgress, open_month, valid_mask
+from gee_export.contract.grid import Grid, Window, patch_id
+from gee_export.contract.patch_writer import MonthProgress, PatchWriter, open_month, valid_mask
 from gee_export.contract.splits import DEFAULT_BLOCK, DEFAULT_RATIOS, split_counts
 from gee_export.core.ee_session import EESession
 from gee_export.core.errors import ConfigError
@@ -114,11 +114,21 @@ class Bookkeeper:
     validity test and the batch task ids (``state/<month>/tasks.json``).
     """
 
-    def __init__(self, store: Store, job: ExportJob) -> None:
+    def __init__(self, store: Store, job: ExportJob,
+                 written_elsewhere: Iterable[Mapping[str, Any]] = ()) -> None:
+        """Read the dataset's resume state.
+
+        Args:
+            store: the dataset root.
+            job: what the month's export produces.
+            written_elsewhere: records of patches other processes wrote since the index was
+                last written (the Beam export's index shards), so their tags are not read back.
+        """
         self.store = store
         self.job = job
         self.progress: MonthProgress = open_month(store, job.spec(), job.month,
-                                                  sources=job.sources)
+                                                  sources=job.sources,
+                                                  also_known=written_elsewhere)
         self.writer = self.progress.writer
 
     @property
@@ -164,13 +174,23 @@ class Bookkeeper:
 
         The caller records the outcome with :meth:`add` or :meth:`mark_invalid` from one thread.
         """
-        if valid_mask(image, label).mean() < self.job.min_valid_fraction:
-            return None
-        return self.writer.write(row, col, image, label, label_fine)
+        return write_fetched(self.writer, self.job, row, col, image, label, label_fine)
 
     def mark_invalid(self, row: int, col: int) -> None:
         """Remember a patch below ``min_valid_fraction`` so a re-run does not fetch it again."""
         self.progress.mark_invalid(row, col)
+
+
+def write_fetched(writer: PatchWriter, job: ExportJob, row: int, col: int, image: np.ndarray,
+                  label: np.ndarray, label_fine: np.ndarray | None) -> dict | None:
+    """Write a fetched patch with ``writer`` if valid enough; None when it is not.
+
+    The one rule deciding which fetched patches enter the dataset, shared by the threads of
+    :func:`export_pixels` and the workers of the Beam export.
+    """
+    if valid_mask(image, label).mean() < job.min_valid_fraction:
+        return None
+    return writer.write(row, col, image, label, label_fine)
 
 
 def fetch_patch(session: EESession, image: Any, fine_label: Any, job: ExportJob, row: int,
@@ -181,22 +201,31 @@ def fetch_patch(session: EESession, image: Any, fine_label: Any, job: ExportJob,
     Returns the arrays and the number of computePixels requests made.
     """
     names = (*job.bands, LABEL)
-    window = job.grid.patch_window(row, col)
-    subs = split_request(window, names, limits)
-    parts = [(s, decode(session.compute_pixels(build_request(image, job.grid, s)), s))
-             for s in subs]
-    stack = assemble(window, names, parts)
+    stack, requests = fetch_window(session, image, job.grid, job.grid.patch_window(row, col),
+                                   names, limits)
     fine = None
-    requests = len(subs)
     if job.fine_scale:
         fgrid = job.grid.scaled(job.fine_scale)
-        fwindow = fgrid.patch_window(row, col)
-        fsubs = split_request(fwindow, (LABEL,), limits)
-        fparts = [(s, decode(session.compute_pixels(build_request(fine_label, fgrid, s)), s))
-                  for s in fsubs]
-        fine = to_label(assemble(fwindow, (LABEL,), fparts)[0])
-        requests += len(fsubs)
+        fine_stack, n = fetch_window(session, fine_label, fgrid, fgrid.patch_window(row, col),
+                                     (LABEL,), limits)
+        fine = to_label(fine_stack[0])
+        requests += n
     return stack[:-1], to_label(stack[-1]), fine, requests
+
+
+def fetch_window(session: EESession, image: Any, grid: Grid, window: Window,
+                 bands: tuple[str, ...], limits: Limits = DEFAULT_LIMITS
+                 ) -> tuple[np.ndarray, int]:
+    """``(bands, height, width)`` float32 of any window of ``grid`` (nodata NaN), and requests.
+
+    The window may reach beyond the grid (a tile's halo at the region's edge): Earth Engine
+    returns those pixels masked, which arrive as NaN. Requests that would exceed the service
+    limits are split and reassembled (see :mod:`gee_export.ee.pixels`).
+    """
+    subs = split_request(window, bands, limits)
+    parts = [(s, decode(session.compute_pixels(build_request(image, grid, s)), s))
+             for s in subs]
+    return assemble(window, bands, parts), len(subs)
 
 
 def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Store, *,

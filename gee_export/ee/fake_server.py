@@ -9,15 +9,30 @@ structured array cut out of the local backend's stack GeoTIFFs with rasterio; wh
 resolution, so a request built from the wrong image cannot be served. Export tasks read the tile's
 grid from the task's serialized expression (reproject + clipToBoundsAndScale) and write the
 GeoTIFF into the Cloud Storage emulator bucket named in the task's config. Faults (429, 500,
-timeouts) can be injected per call.
+timeouts) can be injected per call, or at one request window (:attr:`StackTransport.fail_at`);
+a fixed service ``latency`` can be simulated (benchmarks), and ``getInfo`` is answered by an
+``info`` callable when one is given (the counts a mapping run asks for before its first
+request: clear Sentinel-2 observations, Sentinel-1 scenes).
+
+Requests may ask for any window on the stack's pixel lattice, also beyond the stack's edges
+(that part arrives as nodata, as Earth Engine returns masked pixels outside the data), so a
+mapping run can tile a region any way it likes.
+
+:class:`StackSessions` opens such a session on each worker of a Beam pipeline (a picklable
+factory), and :func:`initialize_offline` initialises earthengine-api with the algorithm list
+shipped in its wheel, so graphs build and serialize with no network.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import tempfile
 import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,7 +41,27 @@ from rasterio.windows import Window as RioWindow
 
 from gee_export.contract.geotiff import write_geotiff
 from gee_export.contract.stack import StackPaths
+from gee_export.core.ee_session import EESession, RetryPolicy
 from gee_export.ee.recipe import FLOAT_NODATA
+
+
+def initialize_offline(ee: Any) -> Any:
+    """Initialise ``ee`` from the wheel's algorithms.json: graphs build, no server is called.
+
+    Any real server call then fails; serve pixels with :class:`StackTransport` instead.
+    """
+    from ee import apitestcase
+
+    ee.Reset()
+    ee.data._install_cloud_api_resource = lambda: None
+    ee.data.getAlgorithms = apitestcase.GetAlgorithms
+    ee.Initialize(None, "", project="offline")
+    return ee
+
+
+def request_origin(west: float, north: float) -> str:
+    """The key of :attr:`StackTransport.fail_at`: a request window's top-left corner."""
+    return f"{west:.3f},{north:.3f}"
 
 
 class HttpError(Exception):
@@ -41,8 +76,16 @@ class StackTransport:
     def __init__(self, stack: StackPaths, faults: list[BaseException] | None = None,
                  fail_every: int = 0, fault: BaseException | None = None,
                  gcs_client=None, task_bands: tuple[str, ...] | None = None,
-                 task_error: str | None = None, recipe: tuple[Any, Any] | None = None) -> None:
+                 task_error: str | None = None, recipe: tuple[Any, Any] | None = None,
+                 fail_at: Mapping[str, Sequence[int]] | None = None,
+                 latency: float = 0.0, info: Callable[[str], Any] | None = None) -> None:
         self.stack = stack
+        # request origin -> HTTP statuses its first requests fail with, in order (503 is
+        # retried, 400 is not); the origin is request_origin() of the window's corner
+        self.fail_at = {k: list(v) for k, v in (fail_at or {}).items()}
+        self.latency = latency  # seconds every call waits, like a round trip to the service
+        # answers getInfo from the serialized expression (JSON text); None: getInfo refused
+        self.info = info
         # (image, fine label) of the recipe: each request's expression must select from one
         self.recipe = recipe
         self._expected: dict[tuple[bool, tuple[str, ...]], dict[str, Any]] = {}
@@ -61,6 +104,8 @@ class StackTransport:
 
     # ------------------------------------------------------------------ faults
     def _maybe_fail(self) -> None:
+        if self.latency:
+            time.sleep(self.latency)
         with self._lock:
             self.calls += 1
             if self.faults:
@@ -86,12 +131,10 @@ class StackTransport:
             assert src.crs.to_string() == crs, f"request CRS {crs} != stack CRS {src.crs}"
             names = list(src.descriptions)
         out = {}
-        image_bands = [b for b in bands if b != "label"]
-        if image_bands:
-            data = self._read(self.stack.image, transform, width, height,
-                              [names.index(b) + 1 for b in image_bands])
-            for b, arr in zip(image_bands, data, strict=True):
-                out[b] = np.where(np.isfinite(arr), arr, FLOAT_NODATA).astype(np.float32)
+        for b in (b for b in bands if b != "label"):  # band by band: a few copies at most
+            arr = self._read(self.stack.image, transform, width, height, [names.index(b) + 1])[0]
+            arr[~np.isfinite(arr)] = FLOAT_NODATA
+            out[b] = arr
         if "label" in bands:
             path = self.stack.label_fine if fine else self.stack.label
             out["label"] = self._read(path, transform, width, height, [1])[0]
@@ -142,24 +185,36 @@ class StackTransport:
     # ------------------------------------------------------------------ Transport protocol
     def compute_pixels(self, request: dict[str, Any]) -> np.ndarray:
         self._maybe_fail()
+        if self.latency:
+            time.sleep(self.latency)
         assert request["fileFormat"] == "NUMPY_NDARRAY"
         grid = request["grid"]
         a = grid["affineTransform"]
+        origin = request_origin(a["translateX"], a["translateY"])
+        with self._lock:
+            statuses = self.fail_at.get(origin)
+            status = statuses.pop(0) if statuses else None
+        if status is not None:
+            raise HttpError(status, "injected failure")  # no digits: classify reads the text
         transform = [a["scaleX"], a["shearX"], a["translateX"], a["shearY"], a["scaleY"],
                      a["translateY"]]
         width, height = grid["dimensions"]["width"], grid["dimensions"]["height"]
         bands = list(request["bandIds"])
         fine = self._check_expression(request, grid["crsCode"], transform)
-        data = self._pixels(bands, grid["crsCode"], transform, width, height, fine)
         out = np.zeros((height, width), dtype=[(b, "<f4") for b in bands])
         for b in bands:
-            out[b] = data[b]
+            out[b] = self._pixels([b], grid["crsCode"], transform, width, height, fine)[b]
         with self._lock:
             self.served.append((f"{transform[2]},{transform[5]},{transform[0]}", tuple(bands)))
         return out
 
     def get_info(self, obj: Any) -> Any:
-        raise AssertionError("the export must not call getInfo")
+        if self.info is None:
+            raise AssertionError("the export must not call getInfo")
+        self._maybe_fail()
+        from gee_export.ee.serialized import encode
+
+        return self.info(json.dumps(encode(obj), sort_keys=True))
 
     def start_task(self, task: Any) -> str:
         self._maybe_fail()
@@ -199,3 +254,40 @@ class StackTransport:
     def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:
         self._maybe_fail()
         return [self.tasks.get(t, {"id": t, "state": "UNKNOWN"}) for t in task_ids]
+
+
+@dataclass(frozen=True)
+class StackSessions:
+    """Opens, on each worker of a Beam pipeline, a session served by a :class:`StackTransport`.
+
+    The picklable stand-in for ``beam_export.EarthEngineProject`` in tests and benchmarks:
+    each worker gets its own transport over the same local stack (earthengine-api must already
+    be initialised in the worker's process, see :func:`initialize_offline`).
+
+    Attributes:
+        stack: the local stack that answers computePixels.
+        recipe: serialized (image, fine label) that every request must select from, or None.
+        fail_at: request origin "x,y" -> HTTP statuses of its first requests (per worker).
+        latency: seconds each computePixels call takes.
+        attempts: the session's retry budget; retries wait nothing (tests stay fast).
+    """
+
+    stack: StackPaths
+    recipe: tuple[str, str | None] | None = None
+    fail_at: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    latency: float = 0.0
+    attempts: int = 4
+
+    def __call__(self) -> EESession:
+        recipe = None
+        if self.recipe is not None:
+            import ee
+
+            image, fine = self.recipe
+            recipe = (ee.Image(ee.deserializer.fromJSON(image)),
+                      ee.Image(ee.deserializer.fromJSON(fine)) if fine else None)
+        transport = StackTransport(self.stack, recipe=recipe, fail_at=self.fail_at,
+                                   latency=self.latency)
+        return EESession(transport=transport, sleep=lambda s: None, seed=0,
+                         retry=RetryPolicy(max_attempts=self.attempts, base_delay=0.01,
+                                           max_delay=0.05))

@@ -105,7 +105,9 @@ def decode(result: Any, sub: SubRequest) -> np.ndarray:
             raise EarthEngineError(
                 f"computePixels returned shape {arr.shape} with bands {arr.dtype.names}; "
                 f"expected {want} with {sub.bands}")
-        out = np.stack([arr[b].astype(np.float32) for b in sub.bands])
+        out = np.empty((len(sub.bands), *want), np.float32)  # one copy, band by band
+        for i, b in enumerate(sub.bands):
+            out[i] = arr[b]
     else:
         if arr.shape != (*want, len(sub.bands)):
             raise EarthEngineError(f"computePixels returned shape {arr.shape}, expected "
@@ -117,7 +119,12 @@ def decode(result: Any, sub: SubRequest) -> np.ndarray:
 
 def assemble(window: Window, bands: tuple[str, ...],
              parts: list[tuple[SubRequest, np.ndarray]]) -> np.ndarray:
-    """Put decoded sub-requests back into one ``(bands, height, width)`` array."""
+    """Put decoded sub-requests back into one ``(bands, height, width)`` array.
+
+    One request that covers the whole window in band order is returned as is (no copy).
+    """
+    if len(parts) == 1 and parts[0][0].window == window and parts[0][0].bands == tuple(bands):
+        return parts[0][1]
     out = np.full((len(bands), window.height, window.width), np.nan, np.float32)
     index = {b: i for i, b in enumerate(bands)}
     for sub, data in parts:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from gee_export.contract import bands as band_registry
 from gee_export.contract.composite import DEFAULT_SPECKLE, SpeckleFilter
 from gee_export.contract.grid import Grid, Window
-from gee_export.core.errors import EmptyCompositeError
+from gee_export.core.errors import EmptyCompositeError, InputDataError
 from gee_export.local import sentinel1, sentinel2
 from gee_export.local.labels import ClassMapping, label_window
 from gee_export.local.scenes import BandRef, Scene
@@ -43,6 +43,18 @@ class LocalRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         return {"backend": "local", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LocalRecipe:
+        """Inverse of :meth:`to_dict` (a manifest's record); unknown keys are refused."""
+        fields = {k: v for k, v in data.items() if k != "backend"}
+        if "scl_masked" in fields:
+            fields["scl_masked"] = tuple(fields["scl_masked"])
+        try:
+            return cls(**fields)
+        except TypeError as exc:
+            raise InputDataError(f"the recorded local recipe has parameters this isamap does "
+                                 f"not know ({exc}); use the version that made it") from None
 
 
 def where(grid: Grid) -> str:
@@ -111,8 +123,8 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
     if s2 and max_clear == 0:
         raise EmptyCompositeError(
             f"every Sentinel-2 observation of {month} over {where(grid)} is masked (cloud, "
-            f"shadow, cirrus, snow or nodata in {len(s2)} scenes); use a wider window or "
-            "another month")
+            f"shadow, cirrus, snow or nodata in {len(s2)} scenes); add clearer scenes of that "
+            "month to --scenes or choose another --month")
     if s1 and max_s1 == 0:
         raise EmptyCompositeError(f"no valid Sentinel-1 pixel in {month} over {where(grid)}")
 

@@ -24,6 +24,7 @@ from gee_export.contract.label_schemes import (
 )
 from gee_export.contract.label_schemes import SCHEMES as LANDCOVER_SCHEMES
 from gee_export.core.errors import ConfigError
+from gee_export.local import plausibility
 from gee_export.local.scenes import BandRef
 from gee_export.local.warp import read_to_grid, source_resolution
 
@@ -104,6 +105,16 @@ SCHEMES: dict[str, ClassMapping] = {
     **{s.name: ClassMapping.from_scheme(s) for s in LANDCOVER_SCHEMES.values()},
 }
 ALIASES = {"dynamicworld": "dynamic_world"}  # the Earth Engine backend's --labels spelling
+# The codes each preset's product defines (nodata 255 aside): a label holding other codes was
+# made with another scheme, and mapping it would silently turn it into nodata or "pervious".
+# The land-cover tables list every code of their product, so they say it themselves.
+SCHEME_CODES: dict[str, frozenset[int]] = {
+    "binary": frozenset({0, 1}),
+    "worldcover": frozenset({0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100}),
+    "dynamic_world": frozenset(range(9)),
+    "eolearn_lulc": frozenset(range(11)),
+    **{s.name: frozenset(c.code for c in s.codes) for s in LANDCOVER_SCHEMES.values()},
+}
 
 
 def get_scheme(scheme: str | ClassMapping | Mapping[int, int] | None) -> ClassMapping:
@@ -119,8 +130,22 @@ def get_scheme(scheme: str | ClassMapping | Mapping[int, int] | None) -> ClassMa
             return SCHEMES[ALIASES.get(scheme, scheme)]
         except KeyError:
             raise ConfigError(f"unknown label scheme {scheme!r}; known: {', '.join(SCHEMES)} "
-                              "(or pass a {source value: 0|1|255} dict)") from None
+                              "(--label-scheme; in Python also a {source value: 0|1|255} "
+                              "dict)") from None
     return ClassMapping.from_dict(scheme)
+
+
+def check_codes(ref: BandRef, scheme: str | ClassMapping | Mapping[int, int] | None) -> None:
+    """Refuse a label whose codes (a decimated sample) the declared preset does not define.
+
+    Custom mappings (a dict or ClassMapping) are the user's own statement and not checked.
+    """
+    name = "binary" if scheme is None else scheme
+    if not isinstance(name, str):
+        return
+    name = ALIASES.get(name, name)
+    plausibility.check_label_codes(plausibility.read_sample(ref), name, SCHEME_CODES,
+                                   f"label {ref.path}")
 
 
 def label_window(ref: BandRef, grid: Grid, window: Window, mapping: ClassMapping,

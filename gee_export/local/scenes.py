@@ -29,6 +29,7 @@ from rasterio.errors import RasterioIOError
 
 from gee_export.core.errors import InputDataError
 from gee_export.core.months import check_month
+from gee_export.local.plausibility import s2_level_from_bands
 
 Sensor = Literal["S1", "S2"]
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
@@ -57,9 +58,11 @@ class BandRef:
 class Scene:
     """One acquisition: sensor, date and its bands (canonical names such as B2, B8A, SCL, VV).
 
-    ``level`` is the Sentinel-2 product level (``L2A``/``L1C``) when known; ``unit`` the stated
-    Sentinel-1 unit (``linear``/``dB``; None = detect from values); ``baseline`` the Sentinel-2
-    processing baseline (``"04.00"``) and ``boa_add_offset`` the offset when the metadata says.
+    ``level`` is the Sentinel-2 product level (``L2A``/``L1C``) when known, from the band set
+    before the name or tags (``level_reason`` says why when they disagree); ``unit`` the tagged
+    Sentinel-1 unit (``linear``/``dB``; None = detect from values; the values are checked
+    either way); ``baseline`` the Sentinel-2 processing baseline (``"04.00"``) and
+    ``boa_add_offset`` the offset when the metadata says.
     """
 
     sensor: Sensor
@@ -71,6 +74,7 @@ class Scene:
     baseline: str | None = None
     boa_add_offset: float | None = None
     tags: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    level_reason: str = field(default="", compare=False)
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -162,7 +166,7 @@ def _read_meta(path: Path) -> tuple[int, tuple[str | None, ...], dict[str, str]]
             if src.crs is None:
                 raise InputDataError(
                     f"{path} has no CRS; local scenes must be georeferenced GeoTIFFs (assign one "
-                    "with gdal_edit.py -a_srs EPSG:xxxx)"
+                    f"with: rio edit-info --crs EPSG:xxxx {path})"
                 )
             tags = {k.upper(): v for k, v in src.tags().items()}
             return src.count, tuple(src.descriptions), tags
@@ -171,7 +175,8 @@ def _read_meta(path: Path) -> tuple[int, tuple[str | None, ...], dict[str, str]]
                              "truncated? Re-download or remove it.") from exc
 
 
-def _level(product: str, tags: dict[str, str], bands: Sequence[str]) -> str | None:
+def _named_level(product: str, tags: dict[str, str]) -> str | None:
+    """The level the PRODUCT_LEVEL tag or the product name claims."""
     level = tags.get("PRODUCT_LEVEL", "").upper().replace("LEVEL-", "L").replace("LEVEL", "L")
     if level in ("L1C", "L2A"):
         return level
@@ -180,9 +185,12 @@ def _level(product: str, tags: dict[str, str], bands: Sequence[str]) -> str | No
         return "L1C"
     if "MSIL2A" in upper:
         return "L2A"
-    if "B10" in bands:
-        return "L1C"  # the cirrus band is dropped from L2A products
     return None
+
+
+def _level(product: str, tags: dict[str, str], bands: Sequence[str]) -> tuple[str | None, str]:
+    """The level the band set shows over the one the name claims (B10 is L1C only)."""
+    return s2_level_from_bands(_named_level(product, tags), bands)
 
 
 def _scene(sensor: Sensor, product: str, bands: dict[str, BandRef], tags: dict[str, str],
@@ -193,8 +201,9 @@ def _scene(sensor: Sensor, product: str, bands: dict[str, BandRef], tags: dict[s
         date = date_from_text(stamp) or date_from_text(product)
     if date is None:
         raise InputDataError(
-            f"no acquisition date for {product}: set the ACQUISITION_DATE tag (YYYY-MM-DD), put "
-            "YYYYMMDDThhmmss in the file name, or open it with open_scene(path, date=...)"
+            f"no acquisition date for {product}: put YYYYMMDDThhmmss in the file name or set "
+            "the tag with: rio edit-info --tag ACQUISITION_DATE=YYYY-MM-DD FILE (Python: "
+            "open_scene(path, date=...))"
         )
     order = (*S2_L1C_ORDER, "SCL", "CLOUD_MASK", "VV", "VH", "HH", "HV")
     ordered = tuple(sorted(bands.items(), key=lambda kv: order.index(kv[0])
@@ -205,11 +214,11 @@ def _scene(sensor: Sensor, product: str, bands: dict[str, BandRef], tags: dict[s
         baseline = f"{match.group(1)}.{match.group(2)}"
     offset = tags.get("BOA_ADD_OFFSET")
     unit = unit or tags.get("SIGMA0_UNIT")
-    return Scene(sensor, product, date, ordered,
-                 level=_level(product, tags, tuple(bands)) if sensor == "S2" else None,
+    level, reason = _level(product, tags, tuple(bands)) if sensor == "S2" else (None, "")
+    return Scene(sensor, product, date, ordered, level=level,
                  unit=_norm_unit(unit) if sensor == "S1" else None, baseline=baseline,
                  boa_add_offset=float(offset) if offset not in (None, "") else None,
-                 tags=tuple(sorted(tags.items())))
+                 tags=tuple(sorted(tags.items())), level_reason=reason)
 
 
 def _norm_unit(unit: str | None) -> str | None:
@@ -243,12 +252,15 @@ def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date 
         else:
             raise InputDataError(
                 f"{path}: cannot tell which band is which ({count} bands, descriptions "
-                f"{descriptions}); set band descriptions or pass band_names=..."
+                f"{descriptions}); name each band with: rio edit-info --bidx N --description "
+                f"B2 {path} (one call per band), or save one file per band as "
+                "<product>_<BAND>.tif (Python: open_scene(path, band_names=[...]))"
             )
     if len(names) != count:
         raise InputDataError(f"{path}: {len(names)} band names given for {count} bands")
     if sensor is None:
-        raise InputDataError(f"{path}: cannot tell Sentinel-1 from Sentinel-2; pass sensor=")
+        raise InputDataError(f"{path}: cannot tell Sentinel-1 from Sentinel-2; start the file "
+                             "name with S1 or S2 (Python: open_scene(path, sensor=...))")
     bands = {str(name): BandRef(path, i) for i, name in enumerate(names, 1)}
     return _scene(sensor, path.stem, bands, tags, date, unit)
 
@@ -303,7 +315,7 @@ def discover_scenes(source: str | Path | Sequence[str | Path]) -> SceneCollectio
         sensor = _sensor_from(product, bands)
         if sensor is None:
             raise InputDataError(f"{product}: cannot tell Sentinel-1 from Sentinel-2 from its "
-                                 "name or bands; name products S1*/S2* or use open_scene()")
+                                 "name or bands; start the product names with S1 or S2")
         scenes.append(_scene(sensor, product, bands, tags, None, None))
     s1 = tuple(sorted((s for s in scenes if s.sensor == "S1"), key=lambda s: (s.date, s.product)))
     s2 = tuple(sorted((s for s in scenes if s.sensor == "S2"), key=lambda s: (s.date, s.product)))

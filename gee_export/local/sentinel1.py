@@ -7,7 +7,9 @@ averaged in linear power over the month, and converted with 10*log10 once at the
 number of scenes that contributed to each pixel is the ``s1_scene_count`` quality band.
 
 Input sigma0 may be linear or dB: the unit comes from the caller, the scene's ``SIGMA0_UNIT``
-tag, or the values (dB sigma0 has a negative median; linear power is never negative).
+tag, or the values (dB sigma0 has a negative median; linear power is never negative). The
+values are checked in every case (:mod:`gee_export.local.plausibility`): a tag they contradict
+is overridden with a warning, a unit the caller states is refused.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import rasterio
 
 from gee_export.contract.grid import Grid, Window
 from gee_export.core.errors import InputDataError
+from gee_export.local import plausibility
 from gee_export.local.scenes import Scene
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL, SpeckleFilter, despeckle, halo_for
 from gee_export.local.warp import read_to_grid
@@ -38,29 +40,17 @@ def linear_to_db(linear: np.ndarray) -> np.ndarray:
 
 def unit_from_values(values: np.ndarray) -> str:
     """``'dB'`` when the finite values have a negative median, else ``'linear'``."""
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        raise InputDataError("cannot tell linear from dB: the band has no finite value; state "
-                             "the unit (SIGMA0_UNIT tag or unit=...)")
-    return "dB" if float(np.median(finite)) < 0 else "linear"
+    return plausibility.check_s1_unit(values, "the band")
 
 
 def scene_unit(scene: Scene, band: str, stated: str | None = None) -> str:
-    """The unit of a scene band: stated > tag > values (a decimated read, not the whole file)."""
-    if stated is not None:
-        if stated not in ("linear", "dB"):
-            raise InputDataError(f"unit {stated!r} is neither 'linear' nor 'dB'")
-        return stated
-    if scene.unit is not None:
-        return scene.unit
-    ref = scene.band(band)
-    with rasterio.open(ref.path) as src:
-        step = max(1, max(src.width, src.height) // 512)
-        sample = src.read(ref.index, out_shape=(max(1, src.height // step),
-                                                max(1, src.width // step))).astype(np.float32)
-        if src.nodata is not None and not np.isnan(src.nodata):
-            sample[sample == src.nodata] = np.nan
-    return unit_from_values(sample)
+    """The unit of a scene band, from a decimated read checked against stated > tag."""
+    if stated is not None and stated not in ("linear", "dB"):
+        raise InputDataError(f"unit {stated!r} is neither 'linear' nor 'dB'; use --s1-unit "
+                             "linear or --s1-unit dB")
+    sample = plausibility.read_sample(scene.band(band))
+    return plausibility.check_s1_unit(sample, f"Sentinel-1 {scene.product} {band}",
+                                      stated=stated, tagged=scene.unit)
 
 
 def _preparer(unit: str, speckle: SpeckleFilter, size: int, enl: float):

@@ -21,6 +21,7 @@ import numpy as np
 
 from gee_export.contract.grid import Grid, Window
 from gee_export.core.errors import InputDataError
+from gee_export.local import plausibility
 from gee_export.local.scenes import Scene
 from gee_export.local.warp import read_to_grid
 
@@ -115,21 +116,45 @@ def boa_offset(scene: Scene, override: float | None = None) -> float:
         return BOA_ADD_OFFSET if major >= 4.0 else 0.0
     if scene.date >= BASELINE_OFFSET_DATE:
         warnings.warn(f"{scene.product}: no processing baseline or BOA_ADD_OFFSET in metadata; "
-                      f"acquired {scene.date} (>= 2022-01-25) so assuming offset -1000. Pass "
-                      "boa_add_offset=0 if the DNs were already harmonized.", stacklevel=2)
+                      f"acquired {scene.date} (>= 2022-01-25) so assuming offset -1000. If the "
+                      "DNs were already harmonized, tag the files with: rio edit-info --tag "
+                      "BOA_ADD_OFFSET=0 FILE (Python: boa_add_offset=0)", stacklevel=2)
         return BOA_ADD_OFFSET
     return 0.0
 
 
 def check_level(scene: Scene, allow_l1c: bool = False) -> None:
-    """Refuse Level-1C (top-of-atmosphere) input, or warn when the user forces it."""
+    """Refuse Level-1C (top-of-atmosphere) input, or warn when the user forces it.
+
+    The level comes from the band set before the name (see ``Scene.level_reason``), so an
+    L1C product renamed L2A is caught too.
+    """
     if scene.level == "L1C":
-        message = (f"{scene.product} is Sentinel-2 Level-1C (top-of-atmosphere, no SCL); the "
-                   "recipe is Level-2A surface reflectance. Use the L2A product")
+        why = f" ({scene.level_reason})" if scene.level_reason else ""
+        message = (f"{scene.product} is Sentinel-2 Level-1C{why}, top-of-atmosphere reflectance; "
+                   "the recipe is Level-2A surface reflectance. Use the L2A product")
         if not allow_l1c:
-            raise InputDataError(message + ", or pass allow_l1c=True to composite TOA anyway.")
-        warnings.warn(message + "; continuing because allow_l1c=True (values are TOA).",
-                      stacklevel=2)
+            raise InputDataError(message + ", or pass --allow-l1c (Python: allow_l1c=True) to "
+                                 "composite TOA anyway.")
+        warnings.warn(message + "; continuing because of --allow-l1c / allow_l1c=True (values "
+                      "are TOA).", stacklevel=2)
+
+
+def check_plausible(scenes: Sequence[Scene], bands: Sequence[str], offsets: dict[str, float],
+                    reflectance_bands: frozenset[tuple[str, str]]) -> None:
+    """Refuse scenes whose first requested band does not scale to surface reflectance.
+
+    One decimated sample per scene (see :mod:`gee_export.local.plausibility`), converted
+    exactly as the composite will convert it.
+    """
+    if not bands:
+        return
+    band = bands[0]
+    for scene in scenes:
+        sample = plausibility.read_sample(scene.band(band))
+        if (scene.product, band) not in reflectance_bands:
+            sample = dn_to_reflectance(_zero_is_nodata(sample), offsets.get(scene.product, 0.0))
+        plausibility.check_reflectance(sample, f"Sentinel-2 {scene.product} {band}")
 
 
 def _zero_is_nodata(dn: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ from gee_export.core.storage import atomic_path
 from gee_export.local import sentinel1, sentinel2
 from gee_export.local.compositing import LocalRecipe, where, write_image, write_label
 from gee_export.local.digests import DigestCache
-from gee_export.local.labels import ClassMapping, get_scheme
+from gee_export.local.labels import ClassMapping, check_codes, get_scheme
 from gee_export.local.scenes import BandRef, Scene, SceneCollection, discover_scenes
 from gee_export.local.warp import overlaps
 
@@ -228,6 +228,9 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
              for b in s1_bands}
     label_ref = _label_ref(label, collection, 1)
     fine_ref = _fine_label_ref(label_ref, collection, fine_scale) if fine_scale else None
+    sentinel2.check_plausible(s2, s2_bands, offsets, reflectance)  # pixels over names/tags
+    if label_ref is not None:
+        check_codes(label_ref, label_scheme if label_scheme is not None else recipe.label_scheme)
     if label_ref is None:
         warnings.warn("no label raster given or found: the label file is all nodata "
                       f"({band_registry.LABEL_NODATA}), usable for inference only", stacklevel=2)

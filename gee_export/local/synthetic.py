@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 from scipy import ndimage
+from tqdm.auto import tqdm
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.geotiff import write_geotiff
@@ -100,10 +101,12 @@ class SyntheticScene:
     label: Path
     label_fine: Path
     readme: Path
+    growth: int = 0
 
     def class_map_fine(self) -> np.ndarray:
         """The noise-free class map on ``grid.scaled(fine_scale)`` (redrawn from the seed)."""
-        return draw_class_map(self.grid, self.fine_scale, self.seed)
+        classes = draw_class_map(self.grid, self.fine_scale, self.seed)
+        return grow_built_up(classes, self.grid, self.fine_scale, self.seed, self.growth)[0]
 
     def class_fractions(self) -> np.ndarray:
         """``(6, H, W)`` float32 share of each class code (index = code) in every 10 m pixel."""
@@ -203,6 +206,33 @@ def draw_class_map(grid: Grid, fine_scale: int, seed: int) -> np.ndarray:
     return cls
 
 
+def grow_built_up(cls: np.ndarray, grid: Grid, fine_scale: int, seed: int, blocks: int,
+                  size_m: tuple[float, float] = (80.0, 140.0)
+                  ) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
+    """``cls`` with ``blocks`` new built-up blocks on open land (a later date of the scene).
+
+    Each block is a roof on ground that was vegetation or bare soil, so the change between
+    two dates of the same seed is known exactly: these blocks are the gain, nothing is lost.
+    Returns the class map and the blocks' slices on the fine grid.
+    """
+    if blocks <= 0:
+        return cls, []
+    rng = np.random.default_rng(seed + 7919)
+    px = grid.resolution / fine_scale
+    h, w = cls.shape
+    placed: list[tuple[slice, slice]] = []
+    for _ in range(200 * blocks):
+        if len(placed) == blocks:
+            break
+        bh, bw = (max(2, round(rng.uniform(*size_m) / px)) for _ in range(2))
+        r, c = int(rng.integers(0, max(1, h - bh))), int(rng.integers(0, max(1, w - bw)))
+        block = (slice(r, r + bh), slice(c, c + bw))
+        if np.isin(cls[block], (VEGETATION, BARE_SOIL)).all():
+            cls[block] = BUILDING
+            placed.append(block)
+    return cls, placed
+
+
 def _draw_buildings(cls: np.ndarray, block: tuple[slice, slice], rng: np.random.Generator,
                     m) -> None:
     """Fill a city block with a few rectangular buildings separated by yards."""
@@ -282,8 +312,8 @@ def generate_scene(out_dir: str | Path, *, seed: int = 0, width: int = 512, heig
                    fine_scale: int = 10, month: str = DEFAULT_MONTH, crs: str = DEFAULT_CRS,
                    origin: tuple[float, float] = DEFAULT_ORIGIN,
                    s2_days: Sequence[int] = (3, 13, 18, 28), cloudy: Sequence[int] = (13, 28),
-                   s1_days: Sequence[int] = (5, 11, 17, 23, 29), noise: float = 0.004
-                   ) -> SyntheticScene:
+                   s1_days: Sequence[int] = (5, 11, 17, 23, 29), noise: float = 0.004,
+                   growth: int = 0, progress: bool = True) -> SyntheticScene:
     """Write a SYNTHETIC scene under ``out_dir`` (skipped when the same scene is already there).
 
     Layout (the same as local input scenes)::
@@ -305,6 +335,10 @@ def generate_scene(out_dir: str | Path, *, seed: int = 0, width: int = 512, heig
         cloudy: which of those days have clouds and shadows.
         s1_days: days of the month with a Sentinel-1 acquisition.
         noise: Sentinel-2 noise, standard deviation in reflectance (plus 2 % of the signal).
+        growth: new built-up blocks on open land (:func:`grow_built_up`): the same town at a
+            later date, with a known gain of impervious surface.
+        progress: a tqdm bar over the steps (class map, labels, each acquisition date); a
+            large scene with a fine label takes minutes.
     """
     if width % 2 or height % 2 or width < 32 or height < 32:
         raise ConfigError(f"scene size must be even and at least 32 px, got {width}x{height}")
@@ -315,13 +349,19 @@ def generate_scene(out_dir: str | Path, *, seed: int = 0, width: int = 512, heig
     params = {"seed": seed, "width": width, "height": height, "fine_scale": fine_scale,
               "month": month, "crs": crs, "origin": list(origin), "s2_days": list(s2_days),
               "cloudy": list(cloudy), "s1_days": list(s1_days), "noise": noise, "version": 2}
+    if growth:
+        params["growth"] = growth
     scene = _scene_paths(root, grid, params)
     marker = root / SCENE_FILE
     if marker.exists() and json.loads(marker.read_text()) == params:
         return scene
 
-    classes = draw_class_map(grid, fine_scale, seed)
+    bar = tqdm(total=2 + len(scene.s2_dates) + len(scene.s1_dates), unit="step",
+               desc="synthetic scene", disable=not progress)
+    classes = grow_built_up(draw_class_map(grid, fine_scale, seed), grid, fine_scale, seed,
+                            growth)[0]
     fractions = class_fractions(classes, fine_scale)
+    bar.update()
     label, label_fine = labels_from(classes, grid, fine_scale)
     del classes
     tags = {"SYNTHETIC": "yes", "SYNTHETIC_SEED": seed}
@@ -331,10 +371,12 @@ def generate_scene(out_dir: str | Path, *, seed: int = 0, width: int = 512, heig
     write_geotiff(scene.label_fine, label_fine, fine_grid.transform, crs, LABEL_NODATA,
                   descriptions=["label"], tags={**tags, "FINE_SCALE": fine_scale})
     del label_fine
+    bar.update()
 
     rng = np.random.default_rng(seed + 1)
-    _write_s2(scene, fractions, rng, noise, tags)
-    _write_s1(scene, fractions, rng, tags)
+    _write_s2(scene, fractions, rng, noise, tags, bar.update)
+    _write_s1(scene, fractions, rng, tags, bar.update)
+    bar.close()
     readme = _README.format(seed=seed, month=month, crs=crs, w=width, h=height, k=fine_scale,
                             s2=", ".join(scene.s2_dates), cloudy=", ".join(scene.cloudy_dates),
                             s1=", ".join(scene.s1_dates))
@@ -358,11 +400,12 @@ def _scene_paths(root: Path, grid: Grid, params: dict) -> SyntheticScene:
     k = params["fine_scale"]
     return SyntheticScene(root, grid, k, params["seed"], params["month"], s2_dates, s1_dates,
                           cloudy, s2_files, s1_files, root / "labels" / "label.tif",
-                          root / "labels" / f"label_x{k}.tif", root / "SYNTHETIC_README.txt")
+                          root / "labels" / f"label_x{k}.tif", root / "SYNTHETIC_README.txt",
+                          params.get("growth", 0))
 
 
 def _write_s2(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Generator,
-              noise: float, tags: dict) -> None:
+              noise: float, tags: dict, done: Callable[[], object] = lambda: None) -> None:
     grid = scene.grid
     surface = mix(fractions, CLASS_S2)  # (10, H, W) reflectance at 10 m
     h2, w2 = grid.height // 2, grid.width // 2
@@ -405,10 +448,11 @@ def _write_s2(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Gener
                           descriptions=[band], tags={**date_tags, "BAND": band})
         write_geotiff(scene.s2_files[d]["SCL"], scl, t20, grid.crs, 0, descriptions=["SCL"],
                       tags={**date_tags, "BAND": "SCL"})
+        done()
 
 
 def _write_s1(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Generator,
-              tags: dict) -> None:
+              tags: dict, done: Callable[[], object] = lambda: None) -> None:
     grid = scene.grid
     mean = mix(fractions, CLASS_S1)  # (2, H, W) linear sigma0
     for d in scene.s1_dates:
@@ -419,6 +463,7 @@ def _write_s1(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Gener
                           tags={**tags, "ACQUISITION_DATE": f"{d[:4]}-{d[4:6]}-{d[6:]}",
                                 "SIGMA0_UNIT": "linear", "POLARISATION": pol,
                                 "PRODUCT_TYPE": "GRD", "ENL": ENL, "SPACECRAFT": "SYNTHETIC"})
+        done()
 
 
 _README = """SYNTHETIC SCENE - NOT SATELLITE DATA

@@ -34,7 +34,8 @@ def source_window(src: rasterio.DatasetReader, grid: Grid, window: Window,
     """The source window covering a grid window (plus ``halo`` pixels), or None if disjoint."""
     bounds = grid.window_bounds(window)
     if src.crs is None:
-        raise InputDataError(f"{src.name} has no CRS; assign one (gdal_edit.py -a_srs EPSG:...)")
+        raise InputDataError(f"{src.name} has no CRS; assign one with: rio edit-info --crs "
+                             f"EPSG:xxxx {src.name}")
     try:
         west, south, east, north = transform_bounds(grid.crs, src.crs, *bounds, densify_pts=21)
     except Exception as exc:  # pyproj/GDAL raise several types for impossible transforms

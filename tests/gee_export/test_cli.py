@@ -105,3 +105,29 @@ def test_local_backend_through_the_same_command(tmp_path):
     assert {r["id"] for r in records} <= {f"r{r}_c{c}" for r, c in grid.iter_patches()}
     for rec in records:
         assert rec["bounds"] == list(grid.patch_bounds(rec["row"], rec["col"]))
+
+
+def test_runner_dry_run_prints_the_beam_job_offline(capsys):
+    pytest.importorskip("apache_beam")
+    assert main(["--bbox", "114.2,30.5,114.3,30.6", "--dry-run", "--runner", "dataflow",
+                 "--project",
+                 "isamap-test", "--dataflow-region", "us-central1", "--temp-location",
+                 "gs://isamap-tmp/t", "--out", "gs://b/wuhan", "--max-workers", "8", "--container",
+                 "gcr.io/p/isamap:1"]) == 0
+    out = capsys.readouterr().out
+    assert "up to 8 workers x 5 requests = 40 concurrent (--max-concurrent 40)" in out
+    assert "--runner=DataflowRunner --max_num_workers=8" in out and "--dry_run" not in out
+    assert "computePixels requests (1 per patch" in out and "40 concurrent (max 40)" in out
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--backend", "local", "--scenes", "."], "the local backend runs in this process"),
+    (["--method", "tasks"], "already run on Earth Engine's machines"),
+    (["--runner", "dataflow", "--out", "data/x"], "give --out gs://bucket/prefix"),
+    (["--runner", "dataflow", "--out", "gs://b/x"], "needs --project, --dataflow-region"),
+    (["--max-workers", "50"], "leaves no request thread per worker"),
+])
+def test_runner_refuses_what_cannot_work(extra, message, caplog):
+    args = ["--region", "wuhan", "--dry-run", "--runner", "direct", *extra]
+    assert main(args) == 2
+    assert message in caplog.text

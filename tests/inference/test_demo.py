@@ -78,27 +78,44 @@ def test_demo_keeps_its_patches_when_the_stack_is_only_touched(demo_run, capsys)
     assert written == 0 and len(read_index(out / "patches")) > 0
 
 
-def test_demo_runs_the_whole_chain_to_published_dry_run(tmp_path, capsys):
-    """scene -> stack -> patches -> train -> evaluate -> COGs + area -> publish --dry-run."""
+def test_demo_runs_the_whole_chain_to_a_two_date_series(tmp_path, capsys):
+    """scene x2 -> stack -> patches -> train -> evaluate -> two dates mapped -> change, area
+    over time, STAC, ImageCollection dry run; then another --size redoes every step."""
     from training.modelfile import load_model_file
 
     out = tmp_path / "out"
-    assert main(["--out", str(out), "--size", "480", "--epochs", "1", "--threads", "1"]) == 0
+    assert main(["--out", str(out), "--size", "416", "--epochs", "1", "--threads", "1"]) == 0
     printed = capsys.readouterr().out
     _, meta = load_model_file(out / "model" / "train" / "model.pt")
     assert list(meta.bands) == list(DEFAULT_IMAGE_BANDS)
+    assert meta.extra["dataset"]["grid"]["width"] == 416  # the recipe travels with the model
     metrics = json.loads((out / "model" / "evaluate" / "metrics.json").read_text())
     pixel = metrics["pixel"]
     assert metrics["split"] == "test" and np.sum(pixel["matrix"]) > 0
     assert 0.0 <= pixel["oa"] <= 1.0 and -1.0 <= pixel["kappa"] <= 1.0
-    (class_cog,) = (out / "prediction").glob("*_class.tif")
-    with rasterio.open(class_cog) as src, rasterio.open(
-            next((out / "stack").rglob("*_image.tif"))) as stack:
-        assert src.transform == stack.transform and src.crs == stack.crs
-        assert set(np.unique(src.read(1))) <= {0, 1, 255}
-        assert src.tags().get("LAYOUT", src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")) == "COG"
-    manifest = json.loads(next((out / "prediction").glob("*.manifest.json")).read_text())
-    assert manifest["name"].endswith("demo_isa_2019-06") and manifest["tilesets"]
-    area = json.loads(next((out / "prediction").glob("*_area.json")).read_text())
-    assert 0.0 < area[0]["isa_fraction"] < 1.0
-    assert "Code Editor script" in printed and "dry run" in printed
+    maps = out / "maps"
+    for month in ("2019-06", "2021-06"):
+        with rasterio.open(maps / month / f"isa_{month}_class.tif") as src, rasterio.open(
+                next((out / "stack").rglob("*_image.tif"))) as stack:
+            assert src.transform == stack.transform and src.crs == stack.crs
+            assert set(np.unique(src.read(1))) <= {0, 1, 255}
+            assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert (maps / month / f"isa_{month}_class.png").exists()
+    with rasterio.open(maps / "change" / "isa_change_2019-06_2021-06.tif") as src:
+        assert set(np.unique(src.read(1))) <= {0, 1, 2, 3, 255}
+    assert (maps / "series_area.png").read_bytes()[:4] == b"\x89PNG"
+    manifest = json.loads(next((maps / "publish").glob("*.collection.json")).read_text())
+    assert sorted(manifest["images"]) == ["2019-06", "2021-06"]
+    assert manifest["collection"].endswith("isa_synthetic")
+    assert "Code Editor app" in printed and "ISA change between consecutive dates" in printed
+
+    # The same output folder with another --size: nothing stale survives.
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "model" / "train" / "model.pt",
+                                                 maps / "2021-06" / "isa_2021-06_class.tif")}
+    assert main(["--out", str(out), "--size", "384", "--epochs", "1", "--threads", "1"]) == 0
+    _, meta = load_model_file(out / "model" / "train" / "model.pt")
+    assert meta.extra["dataset"]["grid"]["width"] == 384  # retrained on the new patches
+    assert all(p.stat().st_mtime_ns != t for p, t in stamps.items())
+    for month in ("2019-06", "2021-06"):
+        with rasterio.open(maps / month / f"isa_{month}_class.tif") as src:
+            assert src.width == 384 and src.tags()["model"] == meta.name

@@ -60,12 +60,19 @@ def test_dry_run_prints_and_saves_a_valid_manifest_and_script(cogs, tmp_path):
     assert result.script_path.read_text() == result.script and result.script in printed
 
 
-def test_unauthenticated_publish_fails_clearly_after_a_verified_upload(
+def test_unauthenticated_publish_fails_clearly_before_any_upload(
         cogs, tmp_path, ee_offline, gcs_emulator, gcs_bucket):
     req = request(cogs, gcs_prefix=f"gs://{gcs_bucket}/isa", public=True)
     with pytest.raises(AuthenticationError, match="earthengine authenticate"):
         publish(req, tmp_path / "pub", assets=connect("my-project", ee_offline),
                 echo=lambda _: None)
+    # Earth Engine access is the first thing checked: nothing was uploaded for an asset that
+    # cannot be made
+    assert list(gcs_emulator.client().list_blobs(gcs_bucket)) == []
+
+
+def test_uploads_are_verified(cogs, tmp_path, ee_http, gcs_emulator, gcs_bucket):
+    run(request(cogs, gcs_prefix=f"gs://{gcs_bucket}/isa"), tmp_path)
     blobs = {b.name: b for b in gcs_emulator.client().list_blobs(gcs_bucket)}
     assert set(blobs) == {"isa/wuhan_2023-06_class.tif", "isa/wuhan_2023-06_prob.tif"}
     for local in (cogs.class_path, cogs.prob_path):  # each object holds its own COG's bytes

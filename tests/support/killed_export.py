@@ -77,18 +77,16 @@ class KillingTransport(StackTransport):
 
 def main(argv: list[str]) -> int:
     import ee
-    from ee import apitestcase
 
     from gee_export.ee.export import export_pixels
+    from gee_export.ee.fake_server import initialize_offline
 
     with open(argv[0]) as fh:
         spec = json.load(fh)
     s = spec["stack"]
     stack = StackPaths(Grid.from_dict(s["grid"]), tuple(s["bands"]), s["month"], s["image"],
                        s["label"], label_fine=s["label_fine"], fine_scale=s["fine_scale"])
-    ee.data._install_cloud_api_resource = lambda: None
-    ee.data.getAlgorithms = apitestcase.GetAlgorithms
-    ee.Initialize(None, "", project="offline")
+    initialize_offline(ee)
     images = build_recipe_images(ee, stack.grid)
     transport = KillingTransport(stack, spec["kill_after"], recipe=images)
     export_pixels(session_for(transport), images[0], export_job(stack.grid), spec["root"],

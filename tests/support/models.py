@@ -48,3 +48,27 @@ class SuperRes(torch.nn.Module):
     def forward(self, x):
         out = torch.nn.functional.interpolate(self.head(x), scale_factor=self.scale)
         return {"out": out, "aux": out.detach()}
+
+
+class BandThreshold(torch.nn.Module):
+    """Impervious exactly where band ``band`` exceeds ``threshold`` (a model with known maps)."""
+
+    def __init__(self, in_channels: int, num_classes: int = 2, band: int = 0,
+                 threshold: float = 0.5, bands=None) -> None:
+        super().__init__()
+        self.band, self.threshold = band, threshold
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        logit = 20.0 * (x[:, self.band:self.band + 1] - self.threshold) + 0 * self.dummy
+        return torch.cat([torch.zeros_like(logit), logit], dim=1)
+
+
+def _register() -> None:
+    from training.models.registry import available_models, register_model
+
+    if "test-threshold" not in available_models():
+        register_model("test-threshold")(BandThreshold)
+
+
+_register()

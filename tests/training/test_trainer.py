@@ -44,12 +44,15 @@ def test_resumed_run_is_bit_identical(patch_root, tmp_path):
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]  # no duplicated epochs
     assert (tmp_path / "b" / "learning_curves.png").stat().st_size > 1000
-    # Re-running a finished run does no work; a fresh run over it must be explicit.
+    # Re-running a finished run does no work, with or without --resume (the identical
+    # command resumes); other options over it are refused, naming what differs.
     mtime = resumed.checkpoint_path.stat().st_mtime_ns
     again = train(_cfg(patch_root, tmp_path / "b", resume=True))
     assert again.epochs_run == 3 and resumed.checkpoint_path.stat().st_mtime_ns == mtime
-    with pytest.raises(ConfigError, match="--resume"):
-        train(_cfg(patch_root, tmp_path / "b"))
+    same = train(_cfg(patch_root, tmp_path / "b"))
+    assert same.epochs_run == 3 and resumed.checkpoint_path.stat().st_mtime_ns == mtime
+    with pytest.raises(ConfigError, match=r"lr: 0\.001 there, 0\.01 now"):
+        train(_cfg(patch_root, tmp_path / "b", lr=1e-2))
 
 
 def test_tiny_overfit_reaches_iou_above_095(patch_root, tmp_path):

@@ -1,7 +1,9 @@
 """Compare ``srseg`` with its baselines on the same cross-resolution data and write a report.
 
 ``python -m training.srseg.compare --data chesapeake --out srcompare_output``
-(``--data-dir`` defaults to ``../shared/data/geobench_chesapeake_naip``)
+(``--data-dir`` defaults to ``geobench_chesapeake_naip`` in the shared sample data: ``--data-root``,
+else ``$ISAMAP_SHARED_DATA``, else ``shared/data`` beside the checkout, so the command works
+from any folder)
 
 Every model gets the same training samples, augmentation draws, seed, optimiser, iteration
 budget and fine-scale loss (CE + Dice; ``srseg`` adds its own deep-supervision and
@@ -29,6 +31,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -39,6 +42,7 @@ import numpy as np
 import torch
 
 from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
+from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps, json_safe
 from gee_export.core.storage import atomic_path, atomic_write
@@ -57,6 +61,9 @@ from training.srseg.losses import SRSegLoss
 from training.trainer import Trainer
 
 DEFAULT_MODELS = ("srseg", "bilinear-unet", "unet-upsample")
+NAIP_FOLDER = "geobench_chesapeake_naip"
+DATA_ROOT_ENV = "ISAMAP_SHARED_DATA"  # the same variable the test suite reads
+CHECKOUT = Path(__file__).resolve().parents[2]
 DataName = Literal["chesapeake", "patches"]
 
 
@@ -294,12 +301,24 @@ def run_seeds(cfg: CompareConfig, seeds: Sequence[int], out: str | Path) -> tupl
     return summary, table
 
 
+def default_data_dir(data_root: str | None = None) -> Path:
+    """The NAIP sample folder: in ``data_root``, ``$ISAMAP_SHARED_DATA``, or beside the checkout.
+
+    Found from this file, not the working directory, so the command runs from anywhere.
+    """
+    root = data_root or os.environ.get(DATA_ROOT_ENV) or CHECKOUT.parent / "shared" / "data"
+    return Path(root) / NAIP_FOLDER
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.srseg.compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=("chesapeake", "patches"), default="chesapeake")
-    p.add_argument("--data-dir", default=CompareConfig.data_dir,
-                   help="NAIP hdf5 folder (chesapeake) or a local patch dataset (patches)")
+    p.add_argument("--data-dir",
+                   help="NAIP hdf5 folder (chesapeake) or a local patch dataset (patches); "
+                        f"default: {NAIP_FOLDER} in the --data-root")
+    p.add_argument("--data-root", help=f"the shared sample data folder (default: "
+                   f"${DATA_ROOT_ENV}, else shared/data beside the checkout)")
     p.add_argument("--scale", type=int, default=8, help="fine-scale factor (2/4/5/8/10)")
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     p.add_argument("--iterations", type=int, default=150)
@@ -316,10 +335,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="ablation: srseg without intermediate-scale outputs")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--out", default="srcompare_output")
+    add_logging_arguments(p)
     a = p.parse_args(argv)
+    configure_logging(a.verbose, a.quiet, a.debug)
+    return run_command("python -m training.srseg.compare", lambda: _compare(a), debug=a.debug,
+                       writes_to=[a.out])
+
+
+def _compare(a: argparse.Namespace) -> int:
+    if a.data == "patches" and not a.data_dir:
+        raise ConfigError("--data patches needs --data-dir PATCH_DATASET (exported with "
+                          "--fine-scale)")
+    data_dir = Path(a.data_dir) if a.data_dir else default_data_dir(a.data_root)
+    if not data_dir.is_dir():
+        raise ConfigError(
+            f"the data folder {data_dir} does not exist; pass --data-dir DIR, or --data-root "
+            f"(the folder holding {NAIP_FOLDER}/), or set {DATA_ROOT_ENV}")
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg = CompareConfig(data=a.data, data_dir=a.data_dir, scale=a.scale, models=tuple(a.models),
+    cfg = CompareConfig(data=a.data, data_dir=str(data_dir), scale=a.scale,
+                        models=tuple(a.models),
                         iterations=a.iterations, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                         tolerance=a.tolerance, widths=tuple(a.widths),
                         reconstruction=not a.no_reconstruction,

@@ -204,7 +204,7 @@ def patch_samples(root: str | Path, scale: int, splits: Sequence[Split] = ("trai
     if root.startswith("gs://"):
         raise ConfigError(
             f"{root}: cross-resolution patches are read from a local folder; copy the dataset "
-            "locally first (gsutil -m cp -r) or train through the patch-dataset loader"
+            "locally first (gcloud storage cp -r) or train through the patch-dataset loader"
         )
     index_path = Path(root) / "index.jsonl"
     try:

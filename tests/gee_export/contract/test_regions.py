@@ -65,3 +65,25 @@ def test_resolve_region_requires_exactly_one():
     with pytest.raises(ConfigError):
         regions.resolve_region("wuhan", bbox="1,2,3,4")
     assert regions.resolve_region(bbox="1,2,3,4").bbox == (1, 2, 3, 4)
+
+
+def test_projected_geojson_that_names_its_crs_is_reprojected(tmp_path):
+    utm = tmp_path / "utm.geojson"
+    utm.write_text(json.dumps({
+        "type": "Polygon", "crs": {"type": "name", "properties": {"name": "EPSG:32650"}},
+        "coordinates": [[[238000, 3385000], [248000, 3385000], [248000, 3395000],
+                         [238000, 3395000], [238000, 3385000]]]}))
+    region = regions.load_geojson(utm)
+    west, south, east, north = region.bbox
+    assert 114.2 < west < east < 114.4 and 30.5 < south < north < 30.7  # central Wuhan
+
+
+def test_yangtze_river_economic_belt_holds_the_papers_cities():
+    belt = regions.get_region("yreb")
+    west, south, east, north = belt.bbox
+    for name in ("wuhan", "nanjing", "suzhou", "shanghai", "ganzi", "zhaotong"):
+        w, s, e, n = regions.get_region(name).bbox
+        assert west <= w and s >= south and e <= east and n <= north, name
+    assert not west <= regions.get_region("beijing").centroid[0] <= east or \
+        regions.get_region("beijing").centroid[1] > north  # Beijing is north of the belt
+    assert 2.0e6 < belt.approx_area_km2() < 4.5e6  # 2.05 M km² of land inside a larger box

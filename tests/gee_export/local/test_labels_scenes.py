@@ -101,7 +101,7 @@ def test_landcover_scheme_nearest_upsampled_onto_finer_grids(tmp_path, write_s2)
 
     write_s2("20210603")
     rng = np.random.default_rng(0)
-    codes = rng.choice([0, 1, 2, 3, 4, 5, 6, 15, 9], size=(32, 32)).astype(np.uint8)
+    codes = rng.choice([0, 1, 2, 3, 4, 5, 6, 15], size=(32, 32)).astype(np.uint8)
     label = write_band(tmp_path / "labels" / "chesapeake_10m.tif", codes, nodata=None)
     grid = Grid(CRS, X0, Y0, 80, 80, 2.0, patch_size=40, stride=40)  # 160 m at 2 m
     mapping = get_scheme("landcover:chesapeake")
@@ -116,10 +116,22 @@ def test_landcover_scheme_nearest_upsampled_onto_finer_grids(tmp_path, write_s2)
     with rasterio.open(stack.label_fine) as src:
         np.testing.assert_array_equal(src.read(1),
                                       np.kron(expected, np.ones((25, 25), np.uint8)))
-    assert set(np.unique(expected)) <= {*range(7), 255} and (codes[:16, :16] == 9).any()
+    assert set(np.unique(expected)) <= {*range(7), 255} and (expected == 255).any()
     patch_stack(stack, tmp_path / "ds", classes=mapping.manifest_classes(),
                 label_scheme=mapping.scheme, min_valid_fraction=0.0, progress=False)
     label_meta = read_manifest(tmp_path / "ds")["label"]
     assert label_meta["scheme"] == "landcover"
     assert list(label_meta["classes"].values()) == [
         "cropland", "woodland", "grassland", "water", "impervious", "bare_land", "snow_ice"]
+
+
+def test_landcover_label_with_codes_outside_its_table_is_refused():
+    """Every code a land-cover table lists is plausible; any other code means another scheme."""
+    from gee_export.core.errors import InputDataError
+    from gee_export.local.labels import SCHEME_CODES
+    from gee_export.local.plausibility import check_label_codes
+
+    check_label_codes(np.array([0, 1, 2, 3, 4, 5, 6, 15, 255]), "landcover:chesapeake",
+                      SCHEME_CODES, "label")
+    with pytest.raises(InputDataError, match="9 is not in the 'landcover:chesapeake'"):
+        check_label_codes(np.array([1, 2, 9]), "landcover:chesapeake", SCHEME_CODES, "label")

@@ -145,3 +145,11 @@ def test_bad_parameters_are_refused(tmp_path):
         generate_scene(tmp_path, width=101, height=100)
     with pytest.raises(ConfigError, match="cloudy"):
         generate_scene(tmp_path, s2_days=(1, 2), cloudy=(3,))
+
+
+def test_scene_generation_shows_a_progress_bar_unless_asked_not_to(tmp_path, capsys):
+    generate_scene(tmp_path / "a", width=32, height=32, fine_scale=2, progress=False)
+    assert "synthetic scene" not in capsys.readouterr().err
+    generate_scene(tmp_path / "b", width=32, height=32, fine_scale=2)
+    err = capsys.readouterr().err
+    assert "synthetic scene" in err and "11/11" in err  # class map, labels, 4 S2 + 5 S1 dates

@@ -1,0 +1,124 @@
+"""Benchmark: the Beam pipelines on the DirectRunner (2 workers) vs the single-process commands.
+
+Same input for both sides: a synthetic scene's stack served by the fake Earth Engine pixel
+server (``gee_export.ee.fake_server``) with a fixed simulated latency per request, the real
+recipe graph built offline, and the same total number of concurrent requests (the single
+process gets ``--workers`` = the pipeline's 2 workers x threads). Each case runs in its own
+Python process so that its peak RSS (``ru_maxrss``) is its own; the table gives throughput,
+the Beam/single-process throughput ratio, peak RSS and CPU seconds per unit (process start,
+imports and the fake server's own work included: an upper bound of a worker's CPU cost, used
+for the Dataflow estimate in the README). No bar: the ratio says what the
+DirectRunner's start-up and shuffle cost on one machine (Dataflow's gain is more workers, not a
+faster worker).
+
+Run: ``.venv/bin/python benchmarks/bench_beam.py [--latency 0.2] [--size 608] [--concurrent 8]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MONTH = "2019-06"
+CASES = ("export-single", "export-beam")
+
+
+def _stack_spec(stack) -> dict:
+    return {"grid": stack.grid.to_dict(), "bands": list(stack.bands), "image": stack.image,
+            "label": stack.label}
+
+
+def _child(args: argparse.Namespace) -> None:
+    """One case, in this process; prints one JSON line."""
+    import ee
+
+    from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
+    from gee_export.contract.grid import Grid
+    from gee_export.contract.stack import StackPaths
+    from gee_export.core.ee_session import EESession
+    from gee_export.core.pipeline_options import RunnerConfig
+    from gee_export.ee.beam_export import export_pipeline
+    from gee_export.ee.export import ExportJob, export_pixels
+    from gee_export.ee.fake_server import StackSessions, StackTransport, initialize_offline
+    from gee_export.ee.labels import parse_label_source
+    from gee_export.ee.recipe import EERecipe, build_stack
+    from gee_export.ee.sentinel2 import month_window
+
+    initialize_offline(ee)
+    spec = json.loads(args.stack)
+    stack = StackPaths(Grid.from_dict(spec["grid"]), tuple(spec["bands"]), MONTH, spec["image"],
+                       spec["label"])
+    region = ee.Geometry.Rectangle([114.2, 30.5, 114.25, 30.55])
+    recipe = EERecipe(bands=DEFAULT_IMAGE_BANDS, label=parse_label_source("worldcover"))
+    image = build_stack(stack.grid, month_window(MONTH), recipe, region)
+    job = ExportJob(stack.grid, DEFAULT_IMAGE_BANDS, MONTH, "synthetic", min_valid_fraction=0.0)
+    runner = RunnerConfig("direct", max_workers=2, max_concurrent=args.concurrent)
+    t0 = time.perf_counter()
+    if args.case == "export-single":
+        session = EESession(transport=StackTransport(stack, latency=args.latency))
+        summary = export_pixels(session, image, job, args.out,
+                                workers=runner.workers * runner.threads, progress=False)
+    else:
+        sessions = StackSessions(stack, latency=args.latency)
+        summary = export_pipeline(sessions, image, job, args.out, runner)
+    seconds = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"case": args.case, "units": summary.written, "seconds": seconds,
+                      "rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
+                      "concurrent": runner.workers * runner.threads}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per request")
+    parser.add_argument("--size", type=int, default=608, help="scene side in pixels")
+    parser.add_argument("--concurrent", type=int, default=8,
+                        help="requests in flight (Beam: 2 workers x concurrent/2 threads)")
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--stack", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        _child(args)
+        return
+
+    from gee_export.local.stack import build_local_stack
+    from gee_export.local.synthetic import generate_scene
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scene = generate_scene(Path(tmp) / "scene", width=args.size, height=args.size)
+        stack = build_local_stack(Path(tmp) / "scene", scene.grid, MONTH, speckle="boxcar",
+                                  out_dir=Path(tmp) / "stack", progress=False)
+        print(f"scene {args.size} x {args.size} px, {scene.grid.patch_count} patch positions, "
+              f"simulated latency {args.latency * 1000:.0f} ms/request, "
+              f"{args.concurrent} requests in flight on both sides")
+        print(f"{'case':<16} {'units':>6} {'seconds':>8} {'units/s':>8} {'peak RSS':>9} "
+              f"{'CPU s/unit':>10}")
+        results = {}
+        for case in CASES:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--case", case, "--stack",
+                 json.dumps(_stack_spec(stack)), "--out", str(Path(tmp) / case),
+                 "--latency", str(args.latency), "--concurrent", str(args.concurrent)],
+                capture_output=True, text=True, check=False)
+            if proc.returncode:
+                sys.exit(f"{case} failed:\n{proc.stderr[-3000:]}")
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[case] = result
+            rate = result["units"] / result["seconds"]
+            print(f"{case:<16} {result['units']:>6} {result['seconds']:>8.2f} {rate:>8.2f} "
+                  f"{result['rss_mb']:>6.0f} MB {result['cpu_s'] / result['units']:>10.3f}")
+        single, beam = results["export-single"], results["export-beam"]
+        ratio = (beam["units"] / beam["seconds"]) / (single["units"] / single["seconds"])
+        print(f"export: Beam DirectRunner (2 workers) / single process throughput = {ratio:.2f}x,"
+              f" peak RSS {beam['rss_mb']:.0f} MB vs {single['rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Benchmark: mapping a region from tiles fetched with computePixels, against the model alone.
+
+The fetch is the real path of ``isamap-map --backend ee`` (recipe graph built offline, the EE
+session with retries, ``computePixels`` requests split to the service limits, decoding), served
+by the fake pixel server (``gee_export.ee.fake_server.StackTransport``) with a simulated service
+latency per request (400 ms by default), into the streaming predictor through
+``inference.sources.FetchedSource`` (bounded pool, tile rows fetched ahead).
+
+Measured side by side in one run:
+- pipeline throughput (km²/s of 10 m pixels: fetch -> predict -> strips -> two COGs) with 1, 16
+  and 40 concurrent requests, on a ``--size`` region;
+- the model's forward pass alone on the same tiles: every ``--replay-every``-th batch is run
+  through the model again right after the pipeline's own call (same tiles, same moment, same
+  machine load; the replay's time is taken out of the pipeline's), and its time per tile times
+  all tiles is the ceiling the pipeline can reach; the ratio pipeline / model-only (bar: >= 0.8
+  at 16 workers);
+- peak RSS of the whole pipeline on a ``--rss-size`` region (default 16,384², bar: < 2 GB), in
+  a child process so nothing else counts towards it.
+
+The simulated latency grows with the request: 400 ms for one 512 px tile's worth of pixels, so
+requests that carry several neighbouring tiles (the client groups them to save serialisation)
+wait as much longer. The stack served is a VRT repeating one smooth 1,024² tile, so a 16,384²
+region needs no disk. Model: the training package's U-Net at narrow widths, random weights.
+
+Run: ``.venv/bin/python benchmarks/bench_mapping.py`` (``--size 1856 --rss-size 4096`` for a
+quick look; ``--rss-widths 4,8,8,16,16`` makes the 16,384² RSS run faster on a small CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
+MONTH = "2019-06"
+X0, Y0 = 500_000.0, 3_400_000.0
+BLOCK = 1024
+TILE_PIXELS = 512 * 512  # the simulated latency is per 512 px tile's worth of pixels
+
+
+def write_stack(folder: Path, size: int) -> Path:
+    """A ``size``² six-band stack: a VRT repeating one smooth float32 tile (no big file)."""
+    import rasterio
+    from affine import Affine
+
+    from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
+
+    tile = folder / "tile.tif"
+    yy, xx = np.mgrid[0:BLOCK, 0:BLOCK].astype(np.float32)
+    data = np.stack([np.sin(yy * (0.01 + 0.003 * b)) * np.cos(xx * (0.008 + 0.002 * b))
+                     for b in range(len(BANDS))]).astype(np.float32)
+    profile = {"driver": "GTiff", "width": BLOCK, "height": BLOCK, "count": len(BANDS),
+               "dtype": "float32", "crs": "EPSG:32650", "nodata": float("nan"),
+               "transform": Affine(10, 0, X0, 0, -10, Y0), "tiled": True, "blockxsize": 256,
+               "blockysize": 256}
+    with rasterio.open(tile, "w", **profile) as dst:
+        dst.write(data)
+    pieces = [Piece(tile.name, r, c, min(BLOCK, size - r), min(BLOCK, size - c))
+              for r in range(0, size, BLOCK) for c in range(0, size, BLOCK)]
+    vrt = folder / f"stack_{size}.vrt"
+    vrt.write_text(mosaic_vrt(size, size, Affine(10, 0, X0, 0, -10, Y0), "EPSG:32650",
+                              [VrtBand(i, "float32", float("nan"), b)
+                               for i, b in enumerate(BANDS, start=1)], pieces))
+    return vrt
+
+
+def setup(folder: Path, size: int, latency: float, widths: tuple[int, ...], precision: str):
+    """Grid, fake-server session, recipe image and predictor for a ``size``² region."""
+    import ee
+    import torch
+    from ee import apitestcase
+
+    from gee_export.contract.grid import Grid
+    from gee_export.contract.patches import StackPaths
+    from gee_export.core.ee_session import EESession
+    from gee_export.ee.fake_server import StackTransport
+    from gee_export.ee.prediction_stack import DateRecipe, prediction_image, recipe_for_month
+    from gee_export.ee.sentinel2 import month_window
+    from inference.runtime import RuntimeOptions, TilePredictor
+    from training.models import create_model
+
+    ee.Reset()
+    ee.data._install_cloud_api_resource = lambda: None
+    ee.data.getAlgorithms = apitestcase.GetAlgorithms
+    ee.Initialize(None, "", project="offline")
+    vrt = write_stack(folder, size)
+    grid = Grid("EPSG:32650", X0, Y0, size, size, 10.0, 128, 80)
+    stack = StackPaths(grid, BANDS, MONTH, str(vrt), str(folder / "no_label.tif"))
+    class Service(StackTransport):
+        """The service's latency grows with the pixels asked for: ``latency`` per tile."""
+
+        def compute_pixels(self, request):
+            dims = request["grid"]["dimensions"]
+            time.sleep(latency * dims["width"] * dims["height"] / TILE_PIXELS)
+            return super().compute_pixels(request)
+
+    session = EESession(transport=Service(stack), sleep=time.sleep)
+    date = recipe_for_month({"s1": {}, "s2": {}}, BANDS, MONTH)
+    date = DateRecipe(date.recipe, month_window(MONTH), date.s1_window)
+    image = prediction_image(grid, date, ee.Geometry.Rectangle([117.0, 30.6, 117.1, 30.7]))
+    torch.manual_seed(0)
+    model = create_model("unet", len(BANDS), 2, widths=widths)
+    predictor = TilePredictor(model, np.zeros(len(BANDS)), np.ones(len(BANDS)),
+                              options=RuntimeOptions(precision=precision))
+    return grid, session, image, predictor
+
+
+def replaying(predictor, every: int):
+    """``predictor`` that replays every ``every``-th batch through the model alone."""
+    from inference.runtime import TilePredictor
+
+    class Replaying(TilePredictor):
+        def __init__(self) -> None:  # share the wrapped predictor's model and settings
+            self.__dict__.update(predictor.__dict__)
+            self.every, self.calls = every, 0
+            self.replay_wall = self.replay_forward = 0.0
+            self.replay_tiles = 0
+
+        def __call__(self, tiles: np.ndarray, compact: bool = False) -> np.ndarray:
+            out = super().__call__(tiles, compact)
+            self.calls += 1
+            if self.calls % self.every == 0:
+                start, before = time.perf_counter(), self.forward_seconds
+                super().__call__(tiles, compact)
+                self.replay_wall += time.perf_counter() - start
+                self.replay_forward += self.forward_seconds - before
+                self.replay_tiles += len(tiles)
+                self.forward_seconds = before
+            return out
+
+    return Replaying()
+
+
+def run_pipeline(folder: Path, grid, session, image, predictor, workers: int, tile: int,
+                 overlap: int, batch: int, progress: bool = False,
+                 request_bytes: int | None = None):
+    from gee_export.ee.export import fetch_window
+    from inference.cog import OutputInfo
+    from inference.predict import PredictConfig, predict_raster
+    from inference.sources import DEFAULT_REQUEST_BYTES, FetchedSource
+
+    source = FetchedSource(lambda w: fetch_window(session, image, grid, w, BANDS)[0], grid,
+                           BANDS, tile=tile, overlap=overlap, workers=workers,
+                           identity=f"bench-{workers}-{request_bytes}",
+                           max_request_bytes=request_bytes or DEFAULT_REQUEST_BYTES)
+    out = folder / f"map_w{workers}"
+    try:
+        started = time.perf_counter()
+        result = predict_raster(source, str(out / "isa"), predictor, OutputInfo("unet", BANDS),
+                                PredictConfig(tile=tile, overlap=overlap, batch_size=batch),
+                                restart=True, progress=progress)
+        return result, time.perf_counter() - started, source.stats
+    finally:
+        source.close()
+
+
+def rss_child(args: argparse.Namespace) -> dict:
+    """The whole pipeline on a ``--rss-size`` region; its own peak RSS (run as a child)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        grid, session, image, predictor = setup(folder, args.rss_size, args.latency,
+                                                args.rss_widths, args.precision)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        result, seconds, stats = run_pipeline(folder, grid, session, image, predictor, 40,
+                                              args.tile, args.overlap, args.batch,
+                                              progress=True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    area = args.rss_size**2 * 100 / 1e6
+    return {"rss_size": args.rss_size, "rss_model_widths": list(args.rss_widths),
+            "rss_tiles": result.tiles, "rss_requests": stats.fetched,
+            "rss_seconds": round(seconds, 1), "rss_km2_per_s": round(area / seconds, 3),
+            "peak_rss_gib": round(peak, 3), "rss_before_pipeline_gib": round(before, 3),
+            "whole_region_input_gib": round(args.rss_size**2 * len(BANDS) * 4 / 2**30, 2)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=3648,
+                        help="throughput region side (px; 3,648 = 8 x 8 tiles of 512)")
+    parser.add_argument("--rss-size", type=int, default=16384, help="RSS region side (px)")
+    parser.add_argument("--latency", type=float, default=0.4,
+                        help="seconds per request of one 512 px tile (larger ones wait longer)")
+    parser.add_argument("--workers", default="1,16,40")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--overlap", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--widths", default="8,16,32,64,128")
+    parser.add_argument("--rss-widths", default=None,
+                        help="U-Net widths of the RSS run (default: --widths)")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--replay-every", type=int, default=1,
+                        help="replay every n-th batch through the model alone")
+    parser.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-rss", action="store_true")
+    args = parser.parse_args(argv)
+    args.widths = tuple(int(w) for w in args.widths.split(","))
+    args.rss_widths = (tuple(int(w) for w in args.rss_widths.split(","))
+                       if args.rss_widths else args.widths)
+    if args.rss_only:
+        print("RSS-JSON " + json.dumps(rss_child(args)))
+        return {}
+    import torch
+
+    area = args.size**2 * 100 / 1e6
+    figures: dict = {"size": args.size, "latency_s": args.latency, "tile": args.tile,
+                     "overlap": args.overlap, "batch": args.batch,
+                     "model": f"training unet widths={args.widths}",
+                     "threads": torch.get_num_threads(), "area_km2": area}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        grid, session, image, predictor = setup(folder, args.size, args.latency, args.widths,
+                                                args.precision)
+        figures["runtime"] = predictor.description
+        runs = {}
+        one_tile = args.tile * args.tile * len(BANDS) * 4
+        for grouped in (True, False):
+            for workers in (int(w) for w in args.workers.split(",")):
+                replay = replaying(predictor, args.replay_every)
+                result, seconds, stats = run_pipeline(
+                    folder, grid, session, image, replay, workers, args.tile, args.overlap,
+                    args.batch, request_bytes=None if grouped else one_tile)
+                if not replay.replay_tiles:
+                    raise SystemExit("no batch was replayed: use a larger --size or a smaller "
+                                     "--replay-every")
+                pipeline = seconds - replay.replay_wall
+                model = replay.replay_forward / replay.replay_tiles * result.tiles
+                key = f"{workers} workers, {'grouped' if grouped else 'one tile'} requests"
+                runs[key] = {"seconds": round(pipeline, 2),
+                             "km2_per_s": round(area / pipeline, 3), "tiles": result.tiles,
+                             "requests": stats.fetched, "replayed_tiles": replay.replay_tiles,
+                             "model_only_s": round(model, 2),
+                             "model_only_km2_per_s": round(area / model, 3),
+                             "ratio_vs_model_only": round(model / pipeline, 3)}
+                print(f"{key:>32}: {result.tiles} tiles, {stats.fetched} requests in "
+                      f"{pipeline:6.1f} s = {area / pipeline:7.3f} km²/s; model alone "
+                      f"{area / model:7.3f} km²/s; ratio {model / pipeline:.3f}"
+                      + ("  (bar >= 0.8)" if workers == 16 else ""), flush=True)
+    figures["pipeline"] = runs
+    if not args.skip_rss:
+        done = subprocess.run([sys.executable, __file__, "--rss-only", "--rss-size",
+                               str(args.rss_size), "--latency", str(args.latency), "--tile",
+                               str(args.tile), "--overlap", str(args.overlap), "--batch",
+                               str(args.batch), "--widths", ",".join(map(str, args.widths)),
+                               "--rss-widths", ",".join(map(str, args.rss_widths)),
+                               "--precision", args.precision],
+                              check=True, capture_output=True, text=True)
+        line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RSS-JSON "))
+        figures.update(json.loads(line.removeprefix("RSS-JSON ")))
+        print(f"peak RSS on {args.rss_size}² ({figures['rss_tiles']} tiles, 40 workers): "
+              f"{figures['peak_rss_gib']:.3f} GiB (bar < 2; the region's input alone is "
+              f"{figures['whole_region_input_gib']} GiB) in {figures['rss_seconds']} s")
+    print(json.dumps(figures, indent=1))
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Running isamap's Apache Beam pipelines: which runner, its options, and the request budget.
+
+The export and the mapping pipelines (``gee_export.ee.beam_export``, ``inference.beam_map``)
+share this module so that both commands take the same flags (``--runner direct|dataflow``,
+``--dataflow-region``, ``--temp-location``, ``--machine-type``, ``--max-workers``,
+``--container``/``--requirements-file``/``--setup-file``, ``--gpu``, ``--beam-option``) and
+obey the same bound on concurrent Earth Engine requests.
+
+**The request budget.** An Earth Engine project serves about 40 concurrent requests
+(``--max-concurrent``, default 40). A Beam job has up to ``max_workers`` workers; each worker
+gets ``max_concurrent // max_workers`` request threads (:attr:`RunnerConfig.threads`), and a
+process-wide semaphore (:func:`worker_semaphore`) enforces that number in each worker process,
+whatever the runner does with bundles and harness threads. On Dataflow every worker VM runs one
+SDK process (the ``no_use_multiple_sdk_containers`` experiment is always set), so the whole job
+holds at most ``workers x threads <= max_concurrent`` requests in flight. The DirectRunner's
+``multi_threading`` mode shares one process (and so one semaphore) between its workers, which
+keeps it under the bound too.
+
+Nothing here imports Apache Beam at module level: it is an optional extra (``isamap[beam]``),
+and the single-process commands must run without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gee_export.core.errors import ConfigError, IsamapError
+
+Runner = Literal["direct", "dataflow"]
+RUNNERS: tuple[str, ...] = ("direct", "dataflow")
+BEAM_RUNNER_NAMES = {"direct": "DirectRunner", "dataflow": "DataflowRunner"}
+DEFAULT_MAX_CONCURRENT = 40  # Earth Engine's concurrent-request quota of one project
+DEFAULT_DIRECT_WORKERS = 2
+DEFAULT_DATAFLOW_WORKERS = 10
+# Dataflow's GPU service option: an accelerator type and count per worker, driver installed.
+_GPU = re.compile(r"^(nvidia-[a-z0-9-]+)(?::(\d+))?$")
+# gs://BUCKET[/path]: Beam tries to create a bucket of its own (online) when this is malformed
+_GCS_FOLDER = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$")
+_JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+class BeamNotInstalledError(IsamapError, ImportError):
+    """The ``beam`` extra is missing (exit 1: the environment, not the command line)."""
+
+    exit_code = 1
+
+
+def require_beam() -> Any:
+    """The ``apache_beam`` module, or a clear error saying how to install it."""
+    try:
+        import apache_beam
+    except ImportError:
+        raise BeamNotInstalledError(
+            "--runner needs Apache Beam, which is not installed; run "
+            "`pip install 'isamap[beam]'` (or `make setup`) and try again") from None
+    return apache_beam
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """Where and how a pipeline runs; every field maps to a standard Beam pipeline option.
+
+    Attributes:
+        runner: ``direct`` (this machine, threads) or ``dataflow`` (Google Cloud Dataflow).
+        project: Google Cloud project of the Dataflow job (and of Earth Engine).
+        region: Dataflow region (``--region`` of Beam), e.g. ``us-central1``.
+        temp_location: gs:// folder for Dataflow's temporary and staged files.
+        machine_type: worker machine type, e.g. ``n1-standard-4``.
+        max_workers: most workers of the job (Dataflow autoscaling cap; the DirectRunner's
+            ``direct_num_workers``).
+        max_concurrent: most Earth Engine requests in flight in the whole job.
+        container: custom SDK container image carrying torch and isamap.
+        requirements_file: a pip requirements file installed on every worker instead.
+        setup_file: the ``pyproject.toml``/``setup.py`` of isamap, staged to the workers.
+        gpu: ``nvidia-tesla-t4[:COUNT]``: GPU workers through Dataflow's service option.
+        job_name: Dataflow job name (lower case letters, digits, hyphens).
+        dry_run: build and validate the job without submitting it (Beam's ``--dry_run``).
+        extra: further Beam options, passed through verbatim (``--key=value``).
+    """
+
+    runner: Runner = "direct"
+    project: str | None = None
+    region: str | None = None
+    temp_location: str | None = None
+    machine_type: str | None = None
+    max_workers: int | None = None
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    container: str | None = None
+    requirements_file: str | None = None
+    setup_file: str | None = None
+    gpu: str | None = None
+    job_name: str | None = None
+    dry_run: bool = False
+    extra: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "extra", tuple(self.extra))
+        if self.runner not in RUNNERS:
+            raise ConfigError(f"--runner must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
+        if self.max_concurrent < 1:
+            raise ConfigError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
+        if self.workers < 1 or self.workers > self.max_concurrent:
+            raise ConfigError(
+                f"--max-workers {self.workers} leaves no request thread per worker under "
+                f"--max-concurrent {self.max_concurrent}; use at most {self.max_concurrent} "
+                "workers or raise --max-concurrent (Earth Engine serves about 40 concurrent "
+                "requests per project)")
+        if self.gpu is not None and not _GPU.match(self.gpu):
+            raise ConfigError(f"--gpu {self.gpu!r} is not TYPE[:COUNT], e.g. nvidia-tesla-t4:1")
+        if self.job_name is not None and not _JOB_NAME.match(self.job_name):
+            raise ConfigError(f"--job-name {self.job_name!r}: use lower-case letters, digits "
+                              "and hyphens, starting with a letter")
+
+    @property
+    def workers(self) -> int:
+        """How many workers the job may have."""
+        if self.max_workers is not None:
+            return self.max_workers
+        return DEFAULT_DIRECT_WORKERS if self.runner == "direct" else DEFAULT_DATAFLOW_WORKERS
+
+    @property
+    def threads(self) -> int:
+        """Concurrent requests per worker: ``workers x threads <= max_concurrent``."""
+        return self.max_concurrent // self.workers
+
+    def check(self, *, needs_torch: bool = False) -> None:
+        """Refuse a Dataflow job that cannot start, before anything expensive happens.
+
+        Args:
+            needs_torch: the workers run a model (mapping), so they need a container or a
+                requirements file that installs torch.
+        """
+        if self.runner != "dataflow":
+            if self.gpu:
+                raise ConfigError("--gpu asks Dataflow for GPU workers; it needs "
+                                  "--runner dataflow (the direct runner uses this machine)")
+            return
+        missing = [flag for flag, value in (("--project", self.project),
+                                            ("--dataflow-region", self.region),
+                                            ("--temp-location", self.temp_location))
+                   if not value]
+        if missing:
+            raise ConfigError(f"--runner dataflow needs {', '.join(missing)} (e.g. --project "
+                              "my-project --dataflow-region us-central1 --temp-location "
+                              "gs://my-bucket/tmp)")
+        if not _GCS_FOLDER.match(str(self.temp_location)):
+            raise ConfigError(f"--temp-location {self.temp_location!r} must be a gs:// folder "
+                              "in a bucket the Dataflow workers can write to, e.g. "
+                              "gs://my-bucket/tmp")
+        if not (self.container or self.setup_file or self.requirements_file):
+            raise ConfigError("Dataflow workers need isamap itself: pass --container IMAGE (a "
+                              "custom SDK container, see README 'Beyond one machine') or "
+                              "--setup-file pyproject.toml to stage this checkout")
+        if needs_torch and not (self.container or self.requirements_file):
+            raise ConfigError("the mapping pipeline's Dataflow workers need torch: pass "
+                              "--container IMAGE (a custom SDK container with isamap and torch, "
+                              "see README 'Beyond one machine') or --requirements-file FILE")
+        if self.gpu and not self.container:
+            raise ConfigError("GPU workers need --container IMAGE with CUDA-enabled torch; a "
+                              "requirements file cannot install the NVIDIA libraries")
+
+    def beam_args(self) -> list[str]:
+        """The pipeline options as Beam command-line arguments (what a user would type)."""
+        args = [f"--runner={BEAM_RUNNER_NAMES[self.runner]}"]
+        if self.runner == "direct":
+            args += [f"--direct_num_workers={self.workers}",
+                     "--direct_running_mode=multi_threading"]
+        else:
+            args += [f"--max_num_workers={self.workers}",
+                     # one SDK process per VM: the per-process semaphore then bounds the VM
+                     "--experiments=no_use_multiple_sdk_containers"]
+            for name, value in (("project", self.project), ("region", self.region),
+                                ("temp_location", self.temp_location),
+                                ("machine_type", self.machine_type),
+                                ("sdk_container_image", self.container),
+                                ("job_name", self.job_name)):
+                if value:
+                    args.append(f"--{name}={value}")
+            if self.gpu:
+                kind, count = _GPU.match(self.gpu).groups()  # type: ignore[union-attr]
+                args.append("--dataflow_service_options=worker_accelerator=type:"
+                            f"{kind};count:{count or 1};install-nvidia-driver")
+        if self.requirements_file:
+            args.append(f"--requirements_file={self.requirements_file}")
+        if self.setup_file:
+            args.append(f"--setup_file={self.setup_file}")
+        if self.dry_run:
+            args.append("--dry_run=True")
+        args += list(self.extra)
+        return args
+
+    def pipeline_options(self) -> Any:
+        """Beam ``PipelineOptions`` for :meth:`beam_args`, validated (imports Apache Beam).
+
+        Dataflow options go through Beam's own validator (project id, job name, gs:// paths,
+        worker settings) offline, so a job that the service would refuse fails here, before
+        any work, with Beam's reasons.
+        """
+        require_beam()
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        options = PipelineOptions(self.beam_args())
+        if self.runner == "dataflow":
+            from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+            from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+
+            errors = PipelineOptionsValidator(options, DataflowRunner()).validate()
+            if errors:
+                raise ConfigError("Dataflow would refuse these options: "
+                                  + "; ".join(" ".join(e.split()) for e in errors))
+        return options
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser, *, gpu: bool = False) -> None:
+    """The Beam flags shared by ``isamap-export`` and ``isamap-map``.
+
+    ``--project`` is not added here: both commands already have it (the Earth Engine project,
+    also the Dataflow job's).
+    """
+    g = parser.add_argument_group(
+        "Apache Beam (one machine or Dataflow; needs the beam extra)",
+        "Without --runner the command runs in this process. Beam options not listed here "
+        "pass through with --beam-option=--key=value (repeatable).")
+    g.add_argument("--runner", choices=RUNNERS,
+                   help="run as an Apache Beam pipeline: 'direct' on this machine, "
+                        "'dataflow' on Google Cloud Dataflow")
+    g.add_argument("--max-concurrent", type=int, default=DEFAULT_MAX_CONCURRENT,
+                   help="most Earth Engine requests in flight in the whole job "
+                        "(workers x threads per worker stay below it)")
+    g.add_argument("--max-workers", type=int,
+                   help=f"most workers (default {DEFAULT_DIRECT_WORKERS} direct, "
+                        f"{DEFAULT_DATAFLOW_WORKERS} dataflow)")
+    g.add_argument("--dataflow-region", help="Dataflow region, e.g. us-central1")
+    g.add_argument("--temp-location", help="gs:// folder for Dataflow's temporary files")
+    g.add_argument("--machine-type", help="Dataflow worker machine type, e.g. n1-standard-4")
+    g.add_argument("--container", help="custom SDK container image with isamap and torch")
+    g.add_argument("--requirements-file", help="pip requirements installed on each worker")
+    g.add_argument("--setup-file", help="isamap's pyproject.toml, staged to the workers")
+    g.add_argument("--job-name", help="Dataflow job name")
+    if gpu:
+        g.add_argument("--gpu", help="GPU workers, TYPE[:COUNT], e.g. nvidia-tesla-t4:1")
+    g.add_argument("--beam-option", action="append", default=[], metavar="--KEY=VALUE",
+                   help="any other Beam pipeline option, passed through verbatim")
+
+
+def runner_config(args: argparse.Namespace, *, dry_run: bool = False) -> RunnerConfig | None:
+    """The :class:`RunnerConfig` of parsed arguments; None when no ``--runner`` was given."""
+    if not getattr(args, "runner", None):
+        return None
+    extra: Sequence[str] = args.beam_option or ()
+    bad = [o for o in extra if not o.startswith("--")]
+    if bad:
+        raise ConfigError(f"--beam-option takes Beam options like --key=value, got {bad}")
+    return RunnerConfig(
+        runner=args.runner, project=getattr(args, "project", None), region=args.dataflow_region,
+        temp_location=args.temp_location, machine_type=args.machine_type,
+        max_workers=args.max_workers, max_concurrent=args.max_concurrent,
+        container=args.container, requirements_file=args.requirements_file,
+        setup_file=args.setup_file, gpu=getattr(args, "gpu", None), job_name=args.job_name,
+        dry_run=dry_run, extra=tuple(extra))
+
+
+_SEMAPHORES: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_SEMAPHORES_LOCK = threading.Lock()
+
+
+def worker_semaphore(name: str, capacity: int) -> threading.BoundedSemaphore:
+    """One semaphore per process, name and capacity: the per-worker request bound.
+
+    Every DoFn instance of a worker process gets the same object, so however many bundles the
+    runner processes at once, at most ``capacity`` requests are in flight in the process.
+    """
+    if capacity < 1:
+        raise ConfigError(f"a worker needs at least one request thread, got {capacity}")
+    with _SEMAPHORES_LOCK:
+        key = (name, capacity)
+        if key not in _SEMAPHORES:
+            _SEMAPHORES[key] = threading.BoundedSemaphore(capacity)
+        return _SEMAPHORES[key]

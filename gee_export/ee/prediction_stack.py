@@ -1,0 +1,267 @@
+"""The whole-region prediction stack on Earth Engine: a model's input bands for one date.
+
+A map is built from exactly the recipe its model was trained on, so everything starts from the
+dataset manifest's ``recipe`` (speckle filter, terrain flattening, orbit pass, cloud mask and
+threshold, and the composite windows a cloudy month was widened to). This module
+
+- rebuilds that recipe for a date (:func:`recipe_for_month`): the recorded windows when the
+  dataset holds the month, else the month's own window, widened as the export widens it
+  (:func:`composite_windows`, which asks Earth Engine through the session);
+- builds the image the model reads (:func:`prediction_image`: the recipe's bands on the map's
+  grid, no label);
+- exports that image as grid-aligned GeoTIFF tiles to Cloud Storage with batch tasks for
+  regions too large for interactive requests (:func:`export_prediction_stack`), resumably, and
+  writes a VRT over the tiles with the band names and the masked value, which Earth Engine's
+  GeoTIFFs do not carry, so the predictor reads it in place through ``/vsigs/``.
+
+Every server call goes through :class:`gee_export.core.ee_session.EESession` (retries, one
+clear authentication error). Task descriptions are sanitised where tasks are built
+(:func:`gee_export.core.ee_session.task_description`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from gee_export.contract import bands as band_registry
+from gee_export.contract.grid import Grid, Window
+from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
+from gee_export.core.ee_session import EESession
+from gee_export.core.errors import ConfigError, EarthEngineError
+from gee_export.core.storage import GcsStore, Store, open_store
+from gee_export.ee.recipe import FLOAT_NODATA, EERecipe, build_stack
+from gee_export.ee.sentinel1 import S1Recipe, require_scenes, s1_collection
+from gee_export.ee.sentinel2 import (
+    S2Recipe,
+    TimeWindow,
+    choose_window,
+    clear_count_statistic,
+    month_window,
+)
+from gee_export.ee.tasks import DEFAULT_MAX_PENDING, FAILED, FINISHED, LIVE, SHARD, tile_task
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TILE_PX = 4096  # 41 km at 10 m; 6 float32 bands = 400 MB per GeoTIFF, one file each
+
+
+@dataclass(frozen=True)
+class DateRecipe:
+    """The Earth Engine recipe of one date of a map.
+
+    Attributes:
+        recipe: bands (the model's, in its order) and the S1/S2 parameters of the dataset.
+        s2_window: the Sentinel-2 window; None until :func:`composite_windows` chose it.
+        s1_window: the Sentinel-1 window (the calendar month, or the dataset's record).
+    """
+
+    recipe: EERecipe
+    s2_window: TimeWindow | None
+    s1_window: TimeWindow
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.recipe.to_dict(),
+                "s2_window": self.s2_window.to_dict() if self.s2_window else None,
+                "s1_window": self.s1_window.to_dict()}
+
+
+def recipe_for_month(recipe: Mapping[str, Any], bands: Sequence[str], month: str,
+                     sources: Mapping[str, Any] | None = None) -> DateRecipe:
+    """The dataset's Earth Engine recipe applied to ``month`` for a model reading ``bands``.
+
+    Args:
+        recipe: the manifest's ``recipe`` (``s1``, ``s2``; older manifests: ``per_month``).
+        bands: the model's input bands, in order.
+        month: ``YYYY-MM`` to map.
+        sources: the manifest's ``sources`` (per month: the composite windows it used).
+
+    Raises:
+        ConfigError: a band no Earth Engine source provides, or recipe parameters this version
+            does not know (a manifest from another isamap version).
+    """
+    used = {**dict((recipe.get("per_month") or {}).get(month) or {}),
+            **dict((sources or {}).get(month) or {})}
+    base = {**dict(recipe), **used}
+    for band in bands:
+        spec = band_registry.get_band(band)  # UnknownBandError names the known bands
+        if spec.sensor not in ("S1", "S2") and band not in ("s2_clear_count", "s1_scene_count"):
+            raise ConfigError(
+                f"the model reads band {band!r}, which the Earth Engine recipe cannot provide "
+                f"(it builds Sentinel-1/2 bands only); map with a model trained on those bands")
+    try:
+        s1 = S1Recipe(**dict(base.get("s1") or {}))
+        s2 = S2Recipe(**dict(base.get("s2") or {}))
+    except TypeError as exc:
+        raise ConfigError(f"the dataset's recipe has parameters this isamap does not know "
+                          f"({exc}); map with the isamap version that exported it") from None
+    s2_window = TimeWindow(**used["s2_window"]) if used.get("s2_window") else None
+    s1_window = TimeWindow(**used["s1_window"]) if used.get("s1_window") else month_window(month)
+    return DateRecipe(EERecipe(bands=tuple(bands), s1=s1, s2=s2), s2_window, s1_window)
+
+
+def composite_windows(session: EESession, geometry: Any, region_name: str,
+                      date: DateRecipe) -> DateRecipe:
+    """``date`` with its Sentinel-2 window chosen and its Sentinel-1 scenes checked.
+
+    The Sentinel-2 window is widened around a cloudy month exactly as the export widens it; a
+    month with no clear observation or no Sentinel-1 pass raises
+    :class:`~gee_export.core.errors.EmptyCompositeError` naming the month (the caller reports
+    and skips that date).
+    """
+    recipe, month = date.recipe, date.s1_window.month
+    s2_window = date.s2_window
+    if s2_window is None and any(_sensor(b) == "S2" for b in recipe.bands):
+        s2_window = choose_window(
+            month, region_name, recipe.s2,
+            lambda start, end: session.get_info(
+                clear_count_statistic(geometry, start, end, recipe.s2),
+                f"counting clear Sentinel-2 observations of {month}"))
+    if any(_sensor(b) == "S1" for b in recipe.bands):
+        w = date.s1_window
+        require_scenes(session.get_info(s1_collection(geometry, w.start, w.end, recipe.s1).size(),
+                                        f"counting Sentinel-1 scenes of {month}"),
+                       month, region_name, recipe.s1)
+    return DateRecipe(recipe, s2_window or month_window(month), date.s1_window)
+
+
+def _sensor(band: str) -> str:
+    if band == "s2_clear_count":
+        return "S2"
+    if band == "s1_scene_count":
+        return "S1"
+    return band_registry.get_band(band).sensor
+
+
+def prediction_image(grid: Grid, date: DateRecipe, geometry: Any):
+    """The model's input bands for one date on ``grid`` (float32, masked = FLOAT_NODATA)."""
+    if date.s2_window is None:
+        raise ConfigError("choose the Sentinel-2 window first (composite_windows)")
+    return build_stack(grid, date.s2_window, date.recipe, geometry, date.s1_window)
+
+
+@dataclass(frozen=True)
+class PredictionStack:
+    """Where an exported prediction stack is and how it was made."""
+
+    vrt: str  # gs:// URI of the VRT over the tiles (read through /vsigs/)
+    tiles: int
+    tasks_started: int
+    missing_tiles: int  # tiles Earth Engine skipped as empty (no valid pixel): nodata there
+
+
+def stack_tiles(grid: Grid, tile_px: int = DEFAULT_TILE_PX) -> list[Window]:
+    """Grid-aligned windows of at most ``tile_px`` (a multiple of 256) covering the grid."""
+    if tile_px < SHARD or tile_px % SHARD:
+        raise ConfigError(f"stack tiles must be a multiple of {SHARD} px, got {tile_px}")
+    return [Window(row_off=r, col_off=c, height=min(tile_px, grid.height - r),
+                   width=min(tile_px, grid.width - c))
+            for r in range(0, grid.height, tile_px) for c in range(0, grid.width, tile_px)]
+
+
+def _tile_name(window: Window) -> str:
+    return f"tile_{window.row_off:06d}_{window.col_off:06d}"
+
+
+def export_prediction_stack(
+    session: EESession, image: Any, grid: Grid, bands: Sequence[str], out: str | Store,
+    name: str, *, tile_px: int = DEFAULT_TILE_PX, max_pending: int = DEFAULT_MAX_PENDING,
+    poll_seconds: float = 30.0, sleep: Callable[[float], None] = time.sleep,
+    progress: bool = True,
+) -> PredictionStack:
+    """Export ``image`` as GeoTIFF tiles under ``out/name/`` and write ``out/name.vrt``.
+
+    Resumable: tiles already in the bucket are not exported again, and task ids are kept in
+    ``out/name/tasks.json`` so a re-run follows tasks still running instead of starting them
+    twice. A failed task stops the run with the tile's name and Earth Engine's message.
+
+    Args:
+        session: the Earth Engine seam.
+        image: :func:`prediction_image`'s image.
+        grid: the map's grid.
+        bands: the image's band names (become the VRT's band descriptions).
+        out: a ``gs://bucket/prefix`` (Earth Engine writes only to Cloud Storage).
+        name: the stack's name (folder and VRT name), e.g. ``stack_2019-06``.
+        tile_px: tile side in pixels.
+        max_pending: most tasks pending at once (Earth Engine allows 3,000 per project).
+        poll_seconds: wait between status polls.
+        sleep: the wait function (tests pass a no-op).
+        progress: show a tqdm bar over tiles.
+    """
+    store = open_store(out)
+    if not isinstance(store, GcsStore):
+        raise ConfigError("--method tasks exports the stack to Cloud Storage: give --out "
+                          "gs://BUCKET/PREFIX (or use --method pixels)")
+    windows = stack_tiles(grid, tile_px)
+    state_rel = f"{name}/tasks.json"
+    task_ids: dict[str, str] = (json.loads(store.read_bytes(state_rel))
+                                if store.exists(state_rel) else {})
+    done = {w for w in windows if store.exists(f"{name}/{_tile_name(w)}.tif")}
+    queue = [w for w in windows if w not in done]
+    active: list[Window] = []
+    started = 0
+    bar = tqdm(total=len(windows), initial=len(done), desc=f"stack {name} (tasks)",
+               unit="tile", disable=not progress)
+
+    def start(window: Window) -> None:
+        nonlocal started
+        key = _tile_name(window)
+        if key in task_ids:
+            status = session.task_status([task_ids[key]])
+            if status and status[0].get("state") in (*LIVE, *FINISHED):
+                return  # started by an earlier run: follow it
+        prefix = store.key(f"{name}/{key}")  # type: ignore[attr-defined]
+        task = tile_task(image, grid, window, store.bucket_name,  # type: ignore[attr-defined]
+                         prefix, f"isamap {name} {key}")
+        task_ids[key] = session.start_task(task)
+        started += 1
+        store.write_bytes(state_rel, json.dumps(task_ids, sort_keys=True).encode())
+
+    try:
+        while queue or active:
+            while queue and len(active) < max_pending:
+                window = queue.pop(0)
+                start(window)
+                active.append(window)
+            ids = [task_ids[_tile_name(w)] for w in active]
+            statuses: dict[str, dict[str, Any]] = {}
+            for i in range(0, len(ids), 100):  # getTaskStatus takes a bounded list
+                for status in session.task_status(ids[i:i + 100]):
+                    statuses[str(status.get("id"))] = status
+            finished = []
+            for window in active:
+                status = statuses.get(task_ids[_tile_name(window)], {})
+                state = status.get("state", "UNKNOWN")
+                if state in FAILED:
+                    raise EarthEngineError(
+                        f"the stack export task of {_tile_name(window)} ({name}) ended {state}: "
+                        f"{status.get('error_message', 'no message')}. Fix the cause and run "
+                        "the same command again: finished tiles are kept.")
+                if state in FINISHED:
+                    finished.append(window)
+            for window in finished:
+                active.remove(window)
+                bar.update(1)
+            if active and not finished:
+                bar.set_postfix_str(f"{len(active)} tasks running")
+                sleep(poll_seconds)
+    finally:
+        bar.close()
+    present = [w for w in windows if store.exists(f"{name}/{_tile_name(w)}.tif")]
+    missing = len(windows) - len(present)
+    if missing:
+        log.info("%d of %d stack tiles of %s hold no valid pixel (Earth Engine skipped them); "
+                 "they are nodata in the map", missing, len(windows), name)
+    text = mosaic_vrt(
+        grid.width, grid.height, grid.transform, grid.crs,
+        [VrtBand(i, "float32", FLOAT_NODATA, band) for i, band in enumerate(bands, start=1)],
+        [Piece(f"{name}/{_tile_name(w)}.tif", w.row_off, w.col_off, w.height, w.width)
+         for w in present])
+    store.write_bytes(f"{name}.vrt", text.encode())
+    return PredictionStack(store.url(f"{name}.vrt"), len(windows), started, missing)

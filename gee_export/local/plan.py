@@ -1,0 +1,105 @@
+"""``--backend local --dry-run``: what a local export would do, from the scenes' metadata only.
+
+The Earth Engine plan counts requests and tasks; a local run's questions are different: which
+scenes were found, which of them fall in each month and touch the grid, whether a label
+raster is there, and how many patches the grid yields. Everything here reads file headers and
+bounds (no pixel), so the plan is as cheap as scene discovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gee_export.contract import bands as band_registry
+from gee_export.contract.grid import Grid
+from gee_export.contract.splits import SPLITS, assign_splits
+from gee_export.local.scenes import SceneCollection, discover_scenes
+from gee_export.local.warp import overlaps
+
+
+@dataclass(frozen=True)
+class MonthScenes:
+    """The scenes of one month: acquired in it, and of those, touching the grid."""
+
+    month: str
+    s2: int
+    s2_on_grid: int
+    s1: int
+    s1_on_grid: int
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """Sizes and inputs of one local export (every month cut on the same grid)."""
+
+    region: str
+    grid: Grid
+    bands: tuple[str, ...]
+    scenes: str
+    found_s2: int
+    found_s1: int
+    months: tuple[MonthScenes, ...]
+    label: str | None
+    positions: int
+    patches: int
+    per_split: tuple[tuple[str, int], ...]
+    out: str
+
+    def problems(self) -> list[str]:
+        """What would stop the real run (one line each)."""
+        specs = band_registry.resolve(self.bands)
+        need_s2 = any(s.sensor == "S2" for s in specs) or "s2_clear_count" in self.bands
+        need_s1 = any(s.sensor == "S1" for s in specs) or "s1_scene_count" in self.bands
+        out = []
+        for m in self.months:
+            if need_s2 and not m.s2_on_grid:
+                out.append(f"{m.month}: no Sentinel-2 scene on the grid ({m.s2} in the month)")
+            if need_s1 and not m.s1_on_grid:
+                out.append(f"{m.month}: no Sentinel-1 scene on the grid ({m.s1} in the month)")
+        return out
+
+
+def make_local_plan(scenes: str | Path | SceneCollection, region: str, grid: Grid,
+                    months: Sequence[str], bands: Sequence[str], out: str) -> LocalPlan:
+    """The plan of a local export: discovers the scenes (headers only) and counts per month."""
+    collection = scenes if isinstance(scenes, SceneCollection) else discover_scenes(scenes)
+    rows = []
+    for month in months:
+        monthly = collection.in_month(month)
+        s2 = [s for s in monthly.s2 if overlaps(s.bands[0][1], grid)]
+        s1 = [s for s in monthly.s1 if overlaps(s.bands[0][1], grid)]
+        rows.append(MonthScenes(month, len(monthly.s2), len(s2), len(monthly.s1), len(s1)))
+    label = collection.label(1)
+    splits = list(assign_splits(grid).values()) if grid.patch_count else []
+    per_split = tuple((name, splits.count(name) * len(months)) for name in SPLITS)
+    return LocalPlan(region, grid, tuple(bands), str(scenes), len(collection.s2),
+                     len(collection.s1), tuple(rows), str(label) if label else None,
+                     grid.patch_count * len(months), len(splits) * len(months), per_split, out)
+
+
+def format_local_plan(plan: LocalPlan) -> str:
+    """Human-readable plan, one fact per line, problems last."""
+    g = plan.grid
+    lines = [
+        f"Local export plan (dry run: no pixel was read) for region {plan.region!r}",
+        f"  scenes      {plan.scenes}: {plan.found_s2} Sentinel-2 and {plan.found_s1} "
+        "Sentinel-1 scenes found",
+    ]
+    for m in plan.months:
+        lines.append(f"  {m.month}     Sentinel-2 {m.s2_on_grid} on the grid ({m.s2} in the "
+                     f"month), Sentinel-1 {m.s1_on_grid} ({m.s1})")
+    lines += [
+        f"  grid        {g.crs}, {g.width} x {g.height} px of {g.resolution:g} m "
+        f"({g.area_km2:,.1f} km2), origin ({g.x0:.0f}, {g.y0:.0f})",
+        f"  patches     {g.patch_size} px every {g.stride} px: {plan.positions:,} positions, "
+        f"{plan.patches:,} kept by the blocked split ("
+        + ", ".join(f"{n:,} {name}" for name, n in plan.per_split)
+        + f"; {len(plan.months)} month(s))",
+        f"  bands       {', '.join(plan.bands)} + label",
+        f"  label       {plan.label or 'none found: the label is all nodata (inference only)'}",
+        f"  output      {plan.out}",
+    ]
+    lines += [f"  PROBLEM     {p}" for p in plan.problems()]
+    return "\n".join(lines)

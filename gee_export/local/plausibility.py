@@ -1,0 +1,225 @@
+"""Is an input what its name and tags say it is? Judged from a bounded sample of its pixels.
+
+File names, product names and tags are written by people and tools that make mistakes: a
+Level-1C product renamed ``MSIL2A``, a linear-power raster tagged ``SIGMA0_UNIT=dB``, a
+WorldCover label given to a binary-label recipe. Each of these composites "successfully" into
+a wrong dataset, so before any block is computed the local backend checks what the pixels
+show against what the metadata claims, and trusts the pixels:
+
+- Sentinel-1 unit: sigma0 in linear power is never negative and has a scene median far below
+  1 (about 0.01-0.3); in dB the median is negative (about -25 to -5). Values that fit neither
+  (all positive, median above 1) are uncalibrated digital numbers or amplitudes.
+- Sentinel-2 level: B10 (cirrus) exists only in Level-1C products, so a product that names or
+  tags itself L2A but carries B10 is Level-1C.
+- Sentinel-2 reflectance: after DN scaling (and the BOA offset), surface reflectance has a
+  median between 0 and 1 and hardly anything above 2; a negative median means the offset was
+  applied to data that had it removed already, a median above 1 a different scaling.
+- Label codes: every code in the label must be one the declared scheme knows (255 and
+  negative values are nodata).
+
+The checks read one decimated overview of a band (:func:`read_sample`, at most
+``SAMPLE_SIDE`` x ``SAMPLE_SIDE`` pixels, GDAL picks overviews when the file has them), so a
+full 10,980 px tile costs as little as a patch. The judgements themselves are pure functions
+of arrays. A contradiction is refused with the reason and the command-line fix; a tag that
+the pixels contradict is overridden with a warning (the pixels win).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import rasterio
+
+from gee_export.core.errors import InputDataError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_SIDE = 256
+LINEAR_MEDIAN_MAX = 1.0  # linear sigma0 scene medians are ~0.01-0.3; 1.0 leaves a wide margin
+REFLECTANCE_MEDIAN_RANGE = (-0.02, 1.0)
+REFLECTANCE_P99_MAX = 2.0
+LABEL_NODATA_CODES = (255,)
+_UNIT_WORDS = {"linear": "linear power", "dB": "in dB"}
+
+
+class BandSource(Protocol):
+    """Where one band lives (``scenes.BandRef``; scenes imports this module, not the reverse)."""
+
+    path: Path
+    index: int
+
+
+def read_sample(ref: BandSource, max_side: int = SAMPLE_SIDE) -> np.ndarray:
+    """A decimated read of one band as float32, nodata as NaN (at most ``max_side``² pixels)."""
+    with rasterio.open(ref.path) as src:
+        step = max(1, -(-max(src.width, src.height) // max_side))
+        shape = (max(1, src.height // step), max(1, src.width // step))
+        sample = src.read(ref.index, out_shape=shape).astype(np.float32)
+        nodata = src.nodatavals[ref.index - 1]
+    if nodata is not None and not np.isnan(nodata):
+        sample[sample == np.float32(nodata)] = np.nan
+    return sample
+
+
+# ---------------------------------------------------------------------- Sentinel-1
+@dataclass(frozen=True)
+class UnitEvidence:
+    """What the values of a sigma0 band show.
+
+    Attributes:
+        unit: ``"dB"``, ``"linear"``, ``"uncalibrated"`` (positive with a median above 1:
+            digital numbers or amplitude) or None (no finite value, or mixed signs with a
+            non-negative median, which no unit explains well).
+        median: median of the finite values.
+        negative: share of negative values.
+    """
+
+    unit: str | None
+    median: float
+    negative: float
+
+    def describe(self) -> str:
+        return f"median {self.median:.3g}, {100 * self.negative:.0f} % negative"
+
+
+def s1_unit_evidence(values: np.ndarray) -> UnitEvidence:
+    """The unit a sample of sigma0 values shows (see :class:`UnitEvidence`)."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return UnitEvidence(None, float("nan"), 0.0)
+    median = float(np.median(finite))
+    negative = float((finite < 0).mean())
+    if median < 0:
+        unit: str | None = "dB"
+    elif negative == 0.0:
+        unit = "linear" if median <= LINEAR_MEDIAN_MAX else "uncalibrated"
+    else:
+        unit = None
+    return UnitEvidence(unit, median, negative)
+
+
+def check_s1_unit(values: np.ndarray, what: str, *, stated: str | None = None,
+                  tagged: str | None = None) -> str:
+    """The unit to read a sigma0 band in: the pixels' unless they cannot tell.
+
+    Args:
+        values: a sample of the band (NaN = nodata).
+        what: the band in words (product and polarisation), for messages.
+        stated: the unit the user gave (``--s1-unit``); a contradiction is refused.
+        tagged: the unit the file's ``SIGMA0_UNIT`` tag gives; a contradiction is warned
+            about and the pixels' unit is used.
+
+    Raises:
+        InputDataError: uncalibrated values, a stated unit the values contradict, or no
+            finite value and no unit given.
+    """
+    shown = s1_unit_evidence(values)
+    if shown.unit == "uncalibrated":
+        raise InputDataError(
+            f"{what}: the values ({shown.describe()}) are neither sigma0 in linear power "
+            "(median ~0.01-0.3) nor in dB (median ~-25 to -5); they look like uncalibrated "
+            "digital numbers or amplitude. Calibrate the GRD product to sigma0 first (for "
+            "example with ESA SNAP), then export it again")
+    if stated is not None:
+        if shown.unit is not None and shown.unit != stated:
+            raise InputDataError(
+                f"{what}: --s1-unit {stated} contradicts the values ({shown.describe()}), which "
+                f"are {shown.unit}; drop --s1-unit to use the values' unit, or check the file")
+        return stated
+    if tagged is not None:
+        if shown.unit is not None and shown.unit != tagged:
+            log.warning("%s is tagged SIGMA0_UNIT=%s but its values (%s) are %s; reading it "
+                        "as %s. Fix the tag with: rio edit-info --tag SIGMA0_UNIT=%s FILE",
+                        what, tagged, shown.describe(), _UNIT_WORDS[shown.unit], shown.unit,
+                        shown.unit)
+            return shown.unit
+        return tagged
+    if shown.unit is None:
+        if np.isnan(shown.median):
+            raise InputDataError(
+                f"{what}: cannot tell linear from dB, the band has no finite value; state the "
+                "unit with --s1-unit linear|dB (or the SIGMA0_UNIT tag)")
+        return "dB" if shown.median < 0 else "linear"
+    return shown.unit
+
+
+# ---------------------------------------------------------------------- Sentinel-2
+def s2_level_from_bands(claimed: str | None, bands: Iterable[str]) -> tuple[str | None, str]:
+    """The product level the band set shows, and why when it overrides ``claimed``.
+
+    B10 (cirrus, 1375 nm) is delivered only in Level-1C products; Sen2Cor drops it from L2A.
+    """
+    if "B10" in set(bands):
+        reason = ("" if claimed in (None, "L1C") else
+                  "its name or tags say L2A but its band set includes B10 (cirrus), which "
+                  "only Level-1C products carry")
+        return "L1C", reason
+    return claimed, ""
+
+
+def check_reflectance(values: np.ndarray, what: str) -> None:
+    """Refuse a sample that cannot be surface reflectance (wrong offset or scaling).
+
+    Args:
+        values: a sample of one band converted to reflectance (NaN = nodata).
+        what: the band in words, for messages.
+    """
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size < 16:
+        return  # too little to judge; an empty month is reported by the composite
+    median = float(np.median(finite))
+    p99 = float(np.percentile(finite, 99))
+    low, high = REFLECTANCE_MEDIAN_RANGE
+    if median < low:
+        raise InputDataError(
+            f"{what}: reflectance median {median:.3f} is negative, so the BOA offset (-1000) "
+            "was subtracted from values that no longer carry it (harmonized or reprocessed "
+            "data). Set the files' tag with: rio edit-info --tag BOA_ADD_OFFSET=0 FILE")
+    if median > high or p99 > REFLECTANCE_P99_MAX:
+        raise InputDataError(
+            f"{what}: values do not scale to reflectance (median {median:.3g}, 99th "
+            f"percentile {p99:.3g} after scaling; surface reflectance is 0-1). Give DN = "
+            "reflectance x 10000 (uint16, as ESA delivers L2A) or float reflectance 0-1")
+
+
+# ---------------------------------------------------------------------- labels
+def label_codes(values: np.ndarray) -> np.ndarray:
+    """The distinct valid codes of a label sample (NaN, negatives and 255 are nodata)."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite) & (finite >= 0)]
+    codes = np.unique(finite)
+    return codes[~np.isin(codes, LABEL_NODATA_CODES)]
+
+
+def check_label_codes(values: np.ndarray, scheme: str,
+                      known: Mapping[str, frozenset[int]], what: str) -> None:
+    """Refuse a label whose codes the declared scheme does not know; name a scheme that fits.
+
+    Args:
+        values: a sample of the label raster.
+        scheme: the declared scheme's name.
+        known: scheme name -> the codes it defines (nodata excluded).
+        what: the label in words, for messages.
+    """
+    codes = label_codes(values)
+    if scheme not in known or not codes.size:
+        return
+    foreign = [c for c in codes if c != int(c) or int(c) not in known[scheme]]
+    if not foreign:
+        return
+    shown = ", ".join(f"{c:g}" for c in codes[:12]) + (", ..." if codes.size > 12 else "")
+    fits = [name for name, allowed in known.items() if name != scheme
+            and all(c == int(c) and int(c) in allowed for c in codes)]
+    fix = (f"it fits the {fits[0]!r} scheme: pass --label-scheme {fits[0]}" if fits else
+           "map it to 0 pervious / 1 impervious / 255 nodata, or pass the --label-scheme "
+           f"it uses ({', '.join(known)})")
+    raise InputDataError(
+        f"{what} has codes {shown}, and {', '.join(f'{c:g}' for c in foreign[:5])} "
+        f"{'is' if len(foreign) == 1 else 'are'} not in the {scheme!r} label scheme; {fix}")

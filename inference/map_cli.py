@@ -1,0 +1,145 @@
+"""Console script ``isamap-map``: region + dates + model -> ISA maps (and an EE series)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from collections.abc import Sequence
+
+from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from inference.postprocess import add_postprocess_arguments, postprocess_options
+from training.devices import add_device_arguments
+
+_NUMBER = re.compile(r"^-\d")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="isamap-map",
+        description="Map impervious surface over a region for one or more dates with a trained "
+                    "model: inputs streamed from Earth Engine (or local scenes) with the model's "
+                    "own recipe, class/probability COGs per date, change maps, per-zone ISA km² "
+                    "over time, STAC metadata, optionally an Earth Engine ImageCollection. "
+                    "Interrupted runs resume; finished dates are skipped.")
+    area = p.add_argument_group("area and dates")
+    area.add_argument("--region", help="built-in region name")
+    area.add_argument("--region-file", help="GeoJSON polygon in EPSG:4326")
+    area.add_argument("--bbox", help="WEST,SOUTH,EAST,NORTH in degrees (negative values work "
+                      "as --bbox -7.45,52.63,-7.43,52.65)")
+    area.add_argument("--months", help="dates YYYY-MM,YYYY-MM,...")
+    area.add_argument("--years", help="FIRST:LAST[:STEP], the month taken from the model's "
+                      "dataset (e.g. 2017:2023:2)")
+    p.add_argument("--model", required=True, help="model file written by isamap-train")
+    p.add_argument("--out", required=True, help="output folder or gs://bucket/prefix")
+    src = p.add_argument_group("inputs")
+    src.add_argument("--backend", choices=("ee", "local"), default="ee")
+    src.add_argument("--scenes", help="folder of local Sentinel-1/2 scenes (--backend local)")
+    src.add_argument("--method", choices=("pixels", "tasks"), default="pixels",
+                     help="pixels: computePixels tiles streamed to the predictor; tasks: the "
+                          "stack exported as GeoTIFF tiles to --out gs://... (very large areas)")
+    src.add_argument("--workers", type=int, default=16,
+                     help="concurrent computePixels requests (1..40)")
+    src.add_argument("--project", default=os.environ.get("EE_PROJECT"),
+                     help="Cloud project registered for Earth Engine (env EE_PROJECT)")
+    src.add_argument("--dataset", help="the model's patch dataset, when its model file does not "
+                     "record the recipe")
+    src.add_argument("--allow-recipe-mismatch", action="store_true",
+                     help="map even when the inputs differ from the model's training data")
+    pred = p.add_argument_group("prediction")
+    pred.add_argument("--tile", type=int, default=512)
+    pred.add_argument("--overlap", type=int, default=64)
+    pred.add_argument("--batch-size", type=int, default=8)
+    add_device_arguments(pred)
+    pred.add_argument("--zones", help="GeoJSON polygons of the per-zone table")
+    pred.add_argument("--local-dir", help="folder of PNGs, tables, STAC and publication files "
+                      "(default: --out when local)")
+    add_postprocess_arguments(p)
+    pub = p.add_argument_group("publishing")
+    pub.add_argument("--publish", metavar="ASSET_PARENT",
+                     help="publish the series as <ASSET_PARENT>/isa_<region> ImageCollection")
+    pub.add_argument("--gcs-prefix", help="gs://bucket/prefix to upload local COGs to")
+    pub.add_argument("--public", action="store_true", help="readable by everyone")
+    pub.add_argument("--reader", action="append", default=[],
+                     help="extra reader, e.g. user:a@b.com (repeatable)")
+    pub.add_argument("--overwrite", action="store_true", help="replace existing images")
+    pub.add_argument("--wait", action="store_true", help="wait for the ingestion tasks")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan, the manifests and the app script; no Earth Engine call")
+    p.add_argument("--latency", type=float, default=0.4,
+                   help="computePixels seconds per tile assumed by the dry run's estimate")
+    p.add_argument("--no-progress", action="store_true")
+    add_logging_arguments(p)
+    return p
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--bbox -7.4,52.6,...`` -> ``--bbox=-7.4,52.6,...`` (argparse reads ``-7`` as a flag)."""
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        if items[i] == "--bbox" and i + 1 < len(items) and _NUMBER.match(items[i + 1]):
+            out.append(f"--bbox={items[i + 1]}")
+            i += 2
+            continue
+        out.append(items[i])
+        i += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``isamap-map``; returns the exit status."""
+    import sys
+
+    args = build_parser().parse_args(_join_negative_values(
+        sys.argv[1:] if argv is None else argv))
+    configure_logging(args.verbose, args.quiet, args.debug)
+    return run_command("isamap-map", lambda: _run(args), debug=args.debug)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gee_export.contract.regions import resolve_region
+    from inference.mapping import MapRequest, model_dataset, parse_dates
+    from inference.region_map import PublishTarget, map_region
+    from inference.runtime import RuntimeOptions
+    from training.modelfile import read_model_file
+
+    region = resolve_region(args.region, args.region_file, args.bbox)
+    dates = parse_dates(args.months, args.years, lambda: model_dataset(
+        read_model_file(args.model)[0], args.dataset).month_of_year())
+    request = MapRequest(
+        region=region, dates=dates, model_file=args.model, out=args.out, backend=args.backend,
+        scenes=args.scenes, method=args.method, workers=args.workers, project=args.project,
+        zones=args.zones, dataset=args.dataset, allow_recipe_mismatch=args.allow_recipe_mismatch,
+        local_dir=args.local_dir, tile=args.tile, overlap=args.overlap,
+        batch_size=args.batch_size, **postprocess_options(args),
+        options=RuntimeOptions(device=args.device, precision=args.precision),
+        progress=not (args.quiet or args.no_progress))
+    target = None
+    if args.publish:
+        target = PublishTarget(args.publish, project=args.project, gcs_prefix=args.gcs_prefix,
+                               public=args.public, readers=tuple(args.reader),
+                               overwrite=args.overwrite, wait=args.wait)
+    result = map_region(request, publish=target, dry_run=args.dry_run, latency_s=args.latency,
+                        echo=print)
+    if result.plan is not None:
+        print(json.dumps(result.plan.to_dict(), indent=1))
+        return 0
+    summary = {"grid": result.grid.to_dict(),
+               "dates": {r.month: (r.skipped and {"skipped": r.skipped}) or
+                         {"class_cog": r.outputs.prediction.class_path,
+                          "prob_cog": r.outputs.prediction.prob_path,
+                          "skipped": r.outputs.prediction.skipped}
+                         for r in result.dates}}
+    if result.series:
+        summary.update(change_maps=[c.cog for c in result.series.changes],
+                       area_csv=str(result.series.area_csv),
+                       change_csv=str(result.series.change_csv),
+                       plot=str(result.series.plot), stac=list(result.stac))
+    if result.publication:
+        summary.update(collection=result.publication.collection,
+                       tasks=result.publication.task_ids)
+    print(json.dumps(summary, indent=1))
+    return 0

@@ -1,0 +1,203 @@
+"""Map a region over a series of dates and publish it: the library function of ``isamap-map``.
+
+:func:`map_region` checks everything a run needs before its first expensive step (the model
+and its recorded recipe, the grid, the zones, the publication target, Earth Engine
+authentication), then maps every date (:func:`inference.mapping.map_dates`), writes the series
+products (:mod:`inference.series`), a STAC Item beside every COG and a STAC Collection
+(:mod:`inference.stac`), and optionally publishes the series as an ImageCollection
+(:mod:`inference.collection`). With ``dry_run`` it prints the plan (tiles, requests, bytes, a
+time estimate from the model's speed measured on this machine), the image manifests and the Code
+Editor app, and touches neither Earth Engine nor the outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gee_export.contract.grid import Grid
+from gee_export.core.errors import ConfigError
+from gee_export.core.storage import files
+from inference import mapping, stats
+from inference.asset_manifest import asset_name
+from inference.collection import SeriesPublication, SeriesRequest, image_properties, publish_series
+from inference.mapping import DateResult, MapPlan, MapRequest
+from inference.series import SeriesOutputs, series_products
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PublishTarget:
+    """Where and how ``isamap-map --publish`` publishes the series."""
+
+    parent: str  # asset folder; the collection is <parent>/isa_<region>
+    project: str | None = None
+    gcs_prefix: str | None = None
+    public: bool = False
+    readers: tuple[str, ...] = ()
+    overwrite: bool = False
+    wait: bool = False
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """What :func:`map_region` did."""
+
+    grid: Grid
+    plan: MapPlan | None
+    dates: tuple[DateResult, ...] = ()
+    series: SeriesOutputs | None = None
+    stac: tuple[str, ...] = ()
+    publication: SeriesPublication | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def measure_model(model_file: str, tile: int, options: Any, repeats: int = 2) -> float:
+    """Seconds the model takes for one tile on this machine (dry-run estimates)."""
+    from inference.runtime import TilePredictor
+    from training.modelfile import load_model_file
+
+    model, meta = load_model_file(model_file)
+    predictor = TilePredictor(model, meta.norm_mean, meta.norm_std,
+                              scale=int(meta.output_scale), options=options)
+    tiles = np.zeros((1, len(meta.bands), tile, tile), np.float32)
+    predictor(tiles, compact=True)  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        predictor(tiles, compact=True)
+    return (time.perf_counter() - start) / repeats
+
+
+def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
+               dry_run: bool = False, publish_dry_run: bool = False, session: Any = None,
+               latency_s: float | None = None,
+               echo: Callable[[str], None] | None = None) -> MapResult:
+    """Map ``request`` (see module docstring); resumable, finished dates are not redone.
+
+    Args:
+        request: region, dates, model, outputs, backend and tiling.
+        publish: publish the series as an ImageCollection (None: do not).
+        dry_run: print the plan, manifests and app script only.
+        publish_dry_run: map, then only prepare the publication (manifests and app saved and
+            printed; nothing uploaded), as the demo does without an account.
+        session: the Earth Engine seam (default: one for ``request.project``; tests pass one
+            whose transport serves a local stack).
+        latency_s: computePixels latency used by the plan's estimate.
+        echo: where the plan, tables and publication text go (default: this module's log;
+            the command prints them).
+    """
+    from training.modelfile import read_model_file
+
+    echo = echo or log.info
+    meta, _ = read_model_file(request.model_file)
+    dataset = mapping.model_dataset(meta, request.dataset)
+    mapping.check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)
+    resolution = dataset.grid.resolution if dataset.grid else 10.0
+    if request.grid is not None:
+        grid, note = request.grid, None
+    else:
+        grid, note = mapping.region_grid(request.region, resolution, dataset.grid)
+    if note:
+        log.warning("%s", note)
+    stats.load_zones(request.zones, grid.crs)  # a bad zones file fails here, not at the end
+    zones_geojson = _zones_geojson(request.zones)
+    collection = (asset_name(f"{publish.parent.rstrip('/')}/isa_{request.region.name}",
+                             publish.project) if publish else None)
+    recipe = {k: v for k, v in dict(dataset.recipe).items() if k != "per_month"}
+    classes = tuple(meta.class_names)
+    isa = _isa_index(classes)
+    props = {m: image_properties(meta.name, meta.bands, classes, recipe, dict(meta.metrics), m)
+             for m in request.dates}
+    if dry_run:
+        seconds = measure_model(request.model_file, request.tile, request.options)
+        plan = mapping.plan_map(request, grid, meta.bands, seconds,
+                                latency_s or mapping.DEFAULT_LATENCY_S, note)
+        echo(mapping.format_plan(plan))
+        publication = None
+        if publish:
+            cogs = {m: (f"{request.prefix(m)}_class.tif", f"{request.prefix(m)}_prob.tif")
+                    for m in request.dates}
+            publication = publish_series(
+                _series_request(collection, cogs, props, publish, classes, isa, zones_geojson,
+                                grid), request.product_dir() / "publish", dry_run=True,
+                echo=echo)
+        return MapResult(grid, plan, publication=publication)
+    if publish and not publish_dry_run and not files.is_gcs(request.out) \
+            and not publish.gcs_prefix:
+        raise ConfigError("publishing local COGs needs --gcs-prefix gs://BUCKET/PREFIX to upload "
+                          "them to (Earth Engine ingests only from Cloud Storage)")
+    if request.backend == "ee" and session is None:
+        from gee_export.core.ee_session import EESession
+
+        session = EESession(request.project).initialize()  # AuthenticationError explains
+    results = mapping.map_dates(request, grid, meta, dataset, session=session)
+    mapped = [(r.month, r.outputs) for r in results if r.outputs is not None]
+    skipped = {r.month: r.skipped for r in results if r.skipped}
+    if not mapped:
+        raise ConfigError(f"no date could be mapped: {skipped}; choose other --months")
+    local = request.product_dir()
+    series = series_products(mapped, skipped, request.out, local, request.zones,
+                             isa_class=isa, crs=grid.crs)
+    echo(series.table())
+    stac_paths = _write_stac(request, mapped, series, meta, recipe)
+    publication = None
+    if publish:
+        cogs = {m: (o.prediction.class_path, o.prediction.prob_path) for m, o in mapped}
+        publication = publish_series(
+            _series_request(collection, cogs, props, publish, classes, isa, zones_geojson, grid),
+            local / "publish", dry_run=publish_dry_run, echo=echo)
+    mapping.write_run_record(request, grid, results, {"skipped": skipped,
+                                                      "stac": list(stac_paths)})
+    return MapResult(grid, None, tuple(results), series, tuple(stac_paths), publication)
+
+
+def _isa_index(classes: tuple[str, ...]) -> int:
+    from inference.workflow import isa_class_index
+
+    return isa_class_index(classes)
+
+
+def _zones_geojson(zones: str | None) -> dict | None:
+    if zones is None:
+        return None
+    import json
+    from pathlib import Path
+
+    return json.loads(Path(zones).read_text())
+
+
+def _series_request(collection: str | None, cogs: dict, props: dict, publish: PublishTarget,
+                    classes: tuple[str, ...], isa: int, zones: dict | None,
+                    grid: Grid) -> SeriesRequest:
+    assert collection is not None
+    return SeriesRequest(collection, cogs, props, project=publish.project,
+                         gcs_prefix=publish.gcs_prefix, public=publish.public,
+                         readers=publish.readers, overwrite=publish.overwrite, wait=publish.wait,
+                         classes=classes, isa_class=isa, zones=zones, scale=grid.resolution)
+
+
+def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: Any,
+                recipe: dict) -> list[str]:
+    from inference import stac
+
+    common = {"model": meta.name, "bands": list(meta.bands), "classes": list(meta.class_names),
+              "recipe": recipe, "metrics": {k: v for k, v in dict(meta.metrics).items()
+                                            if isinstance(v, (int, float, str))},
+              "probability_scale": 250}
+    items = []
+    for month, outputs in mapped:
+        items.append(stac.cog_item(outputs.prediction.class_path, "class", [month], common))
+        items.append(stac.cog_item(outputs.prediction.prob_path, "probability", [month], common))
+    for change in series.changes:
+        items.append(stac.cog_item(change.cog, "change", [change.date_from, change.date_to],
+                                   common))
+    collection = stac.series_collection(items, [m for m, _ in mapped], request.out,
+                                        {**common, "region": request.region.name},
+                                        f"isamap {request.region.name}")
+    return stac.write_series_stac(collection)

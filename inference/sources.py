@@ -1,0 +1,342 @@
+"""Where the streaming predictor reads its input: a raster file, or tiles fetched on demand.
+
+The predictor (:func:`inference.predict.predict_raster`) reads full-width tile rows in order
+through a small interface, the part of a rasterio dataset it uses (size, georeference, band
+names and nodata, ``read(indexes, window)``). An open rasterio dataset is one implementation, so
+stacks on disk or behind ``/vsigs/`` are read exactly as before; two more live here:
+
+- :class:`MaskedFileSource`: a raster whose masked pixels carry a sentinel value (Earth
+  Engine's exported GeoTIFFs and their VRT: -3e38) read with those pixels as NaN, the way the
+  model's runtime expects nodata;
+- :class:`FetchedSource`: no file at all. The region's grid is cut into the predictor's own
+  tiles (tile + overlap, the halo the blend needs), and each tile is fetched by a callable
+  (``computePixels`` through the Earth Engine session, in mapping) on a bounded thread pool,
+  ahead of the predictor: the predictor reads one tile row ahead of the one it predicts, so a
+  row's requests run while the previous row is predicted (``ahead_rows`` adds rows of
+  look-ahead beyond that). A row is dropped once read, so memory is bounded by a band of tile
+  rows whatever the region's size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from gee_export.contract.grid import Grid, Window
+from gee_export.core.errors import ConfigError
+from gee_export.core.storage import files
+from inference.blending import tile_starts
+
+log = logging.getLogger(__name__)
+
+MAX_WORKERS = 40  # Earth Engine allows about 40 concurrent requests per project
+DEFAULT_WORKERS = 16
+DEFAULT_REQUEST_BYTES = 32 * 2**20  # two thirds of computePixels' 48 MB per request
+DEFAULT_INFLIGHT_BYTES = 128 * 2**20  # what the requests in flight may hold together
+MASKED_BELOW = -1.0e38  # Earth Engine's masked float pixels (-3e38) and anything lower
+
+
+class RasterSource(Protocol):
+    """The part of a rasterio dataset the streaming predictor uses."""
+
+    width: int
+    height: int
+    count: int
+    transform: Affine
+    crs: CRS
+    descriptions: tuple[str | None, ...]
+    nodatavals: tuple[float | None, ...]
+
+    def read(self, indexes: Sequence[int], window: Any = None,
+             out_dtype: str = "float32") -> np.ndarray: ...
+
+
+def source_identity(source: str | RasterSource) -> str:
+    """What names an input in a prediction's fingerprint (a path, or the source's identity)."""
+    if isinstance(source, str):
+        return source
+    return str(getattr(source, "identity", None) or getattr(source, "name", "") or
+               type(source).__name__)
+
+
+@contextlib.contextmanager
+def open_source(source: str | RasterSource) -> Iterator[RasterSource]:
+    """An open source: a path (local, VRT or gs://) opened with rasterio, or ``source`` as is.
+
+    A source object stays open afterwards: whoever made it owns it.
+    """
+    if isinstance(source, str):
+        with rasterio.open(files.gdal_path(source)) as ds:
+            yield ds
+    else:
+        yield source
+
+
+class MaskedFileSource:
+    """A raster read through rasterio with pixels at or below ``masked_below`` as NaN."""
+
+    def __init__(self, path: str, masked_below: float = MASKED_BELOW,
+                 identity: str | None = None) -> None:
+        self.identity = identity or path
+        self._ds = rasterio.open(files.gdal_path(path))
+        self.masked_below = masked_below
+        ds = self._ds
+        self.width, self.height, self.count = ds.width, ds.height, ds.count
+        self.transform, self.crs, self.descriptions = ds.transform, ds.crs, ds.descriptions
+        self.nodatavals = (float("nan"),) * ds.count
+
+    def read(self, indexes: Sequence[int], window: Any = None,
+             out_dtype: str = "float32") -> np.ndarray:
+        data = self._ds.read(list(indexes), window=window, out_dtype="float32")
+        data[data <= self.masked_below] = np.nan
+        return data
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __enter__(self) -> MaskedFileSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class FetchTile:
+    """One fetched tile: its place in the tile layout and its pixel window on the grid."""
+
+    row: int
+    col: int
+    window: Window
+
+    @property
+    def name(self) -> str:
+        return f"r{self.row}c{self.col}"
+
+
+def fetch_layout(grid: Grid, tile: int, overlap: int) -> list[list[FetchTile]]:
+    """The predictor's tiles over ``grid``, row by row (the same placement it predicts)."""
+    ys = tile_starts(grid.height, tile, overlap)
+    xs = tile_starts(grid.width, tile, overlap)
+    return [[FetchTile(i, j, Window(row_off=y, col_off=x, height=min(tile, grid.height - y),
+                                    width=min(tile, grid.width - x)))
+             for j, x in enumerate(xs)] for i, y in enumerate(ys)]
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """Consecutive tiles of one tile row fetched with one request (their union window)."""
+
+    tiles: tuple[FetchTile, ...]
+    window: Window
+
+
+def group_requests(row: Sequence[FetchTile], bands: int, max_bytes: int) -> list[FetchRequest]:
+    """Consecutive tiles of a row in requests of at most ``max_bytes`` of float32 each.
+
+    A computePixels request costs the client a serialisation of the whole recipe graph and the
+    service a round trip, whatever its size; neighbours in a row share their overlap, so one
+    request for a few of them fetches fewer bytes as well. A single tile is never split here
+    (the request builder splits anything over the service limits).
+    """
+    out: list[FetchRequest] = []
+    group: list[FetchTile] = []
+    for tile in row:
+        trial = [*group, tile]
+        w = trial[-1].window.col_end - trial[0].window.col_off
+        if group and w * tile.window.height * bands * 4 > max_bytes:
+            out.append(_request(group))
+            trial = [tile]
+        group = trial
+    if group:
+        out.append(_request(group))
+    return out
+
+
+def _request(tiles: Sequence[FetchTile]) -> FetchRequest:
+    first, last = tiles[0].window, tiles[-1].window
+    return FetchRequest(tuple(tiles), Window(row_off=first.row_off, col_off=first.col_off,
+                                             height=first.height,
+                                             width=last.col_end - first.col_off))
+
+
+@dataclass
+class FetchStats:
+    """Counters of a :class:`FetchedSource` (read by progress reports and error messages)."""
+
+    tiles: int = 0
+    fetched: int = 0
+    fetch_seconds: float = 0.0
+    failed: tuple[str, ...] = ()
+
+
+class FetchedSource:
+    """Tiles of ``grid`` fetched on a bounded thread pool, ahead of a row-by-row reader.
+
+    Args:
+        fetch: returns ``(len(bands), h, w)`` float32 for a window of ``grid`` (NaN = nodata).
+        grid: the map's grid.
+        bands: band names, in the order ``fetch`` returns them.
+        tile / overlap: the predictor's tiling (the fetched tiles are its tiles).
+        workers: concurrent fetches (1..40).
+        ahead_rows: tile rows fetched ahead of the one being read.
+        max_request_bytes: neighbouring tiles of a row share a request up to this size (2/3 of
+            computePixels' 48 MB limit by default; a single tile is never split here).
+        max_inflight_bytes: the requests in flight together ask for at most this many bytes:
+            with large requests fewer than ``workers`` run at once rather than the memory
+            growing (the bytes in flight, not the request count, set the throughput when the
+            service's time grows with the pixels asked for).
+        identity: names the input in the prediction's fingerprint (recipe, date, grid).
+    """
+
+    def __init__(self, fetch: Callable[[Window], np.ndarray], grid: Grid,
+                 bands: Sequence[str], *, tile: int, overlap: int,
+                 workers: int = DEFAULT_WORKERS, ahead_rows: int = 0, identity: str = "",
+                 max_request_bytes: int = DEFAULT_REQUEST_BYTES,
+                 max_inflight_bytes: int = DEFAULT_INFLIGHT_BYTES) -> None:
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS} (Earth Engine "
+                              f"allows about {MAX_WORKERS} concurrent requests), got {workers}")
+        self.grid, self.bands = grid, tuple(bands)
+        self.width, self.height, self.count = grid.width, grid.height, len(self.bands)
+        self.transform, self.crs = grid.transform, CRS.from_user_input(grid.crs)
+        self.descriptions = self.bands
+        self.nodatavals = (float("nan"),) * self.count
+        self.identity = identity or f"fetched:{grid.to_dict()}"
+        self.layout = fetch_layout(grid, tile, overlap)
+        self.requests = [group_requests(row, self.count, max_request_bytes)
+                         for row in self.layout]
+        self.ahead_rows = max(0, ahead_rows)
+        self.stats = FetchStats(tiles=sum(len(r) for r in self.layout))
+        self._fetch = fetch
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fetch")
+        self._rows: dict[int, list[Future]] = {}
+        self._freed: set[int] = set()
+        self._lock = threading.Lock()
+        self._budget = threading.Condition()
+        self._budget_bytes, self._inflight = max_inflight_bytes, 0
+
+    # ------------------------------------------------------------------ fetching
+    def _one(self, request: FetchRequest) -> np.ndarray:
+        nbytes = min(request.window.height * request.window.width * self.count * 4,
+                     self._budget_bytes)
+        with self._budget:  # bytes in flight stay within the budget, whatever --workers is
+            while self._inflight + nbytes > self._budget_bytes:
+                self._budget.wait()
+            self._inflight += nbytes
+        started = time.perf_counter()
+        try:
+            data = self._fetch(request.window)
+        except BaseException:
+            with self._lock:
+                self.stats.failed = (*self.stats.failed, *(t.name for t in request.tiles))
+            raise
+        finally:
+            with self._budget:
+                self._inflight -= nbytes
+                self._budget.notify_all()
+        expected = (self.count, request.window.height, request.window.width)
+        if data.shape != expected:
+            raise ConfigError(f"tiles {request.tiles[0].name}.. arrived with shape "
+                              f"{data.shape}, expected {expected}")
+        with self._lock:
+            self.stats.fetched += 1
+            self.stats.fetch_seconds += time.perf_counter() - started
+        return data
+
+    def _submit_rows(self, first: int, last: int) -> None:
+        for k in range(max(first, 0), min(last, len(self.layout) - 1) + 1):
+            if k not in self._rows:
+                self._rows[k] = [self._pool.submit(self._one, r) for r in self.requests[k]]
+
+    def _rows_for(self, r0: int, r1: int) -> list[int]:
+        """Tile rows to read rows ``[r0, r1)`` from.
+
+        The one row it is (the predictor's reads), or else every row it touches.
+        """
+        for k, row in enumerate(self.layout):
+            if (row[0].window.row_off, row[0].window.row_end) == (r0, r1):
+                return [k]
+        return [k for k, row in enumerate(self.layout)
+                if row[0].window.row_off < r1 and row[0].window.row_end > r0]
+
+    def pending_tiles(self) -> list[str]:
+        """Tiles not fetched yet, from the first unfinished row on (for error messages)."""
+        out = []
+        for k in range(len(self.layout)):
+            if k in self._freed:
+                continue
+            futures = self._rows.get(k)
+            for j, request in enumerate(self.requests[k]):
+                f = futures[j] if futures else None
+                if f is None or not f.done() or f.cancelled() or f.exception() is not None:
+                    out.extend(t.name for t in request.tiles)
+        return out
+
+    # ------------------------------------------------------------------ RasterSource
+    def read(self, indexes: Sequence[int], window: Any = None,
+             out_dtype: str = "float32") -> np.ndarray:
+        """Pixels of ``window`` (a rasterio Window) for the 1-based band ``indexes``."""
+        if window is None:
+            r0, c0, h, w = 0, 0, self.height, self.width
+        else:
+            r0, c0 = int(window.row_off), int(window.col_off)
+            h, w = int(window.height), int(window.width)
+        r1, c1 = r0 + h, c0 + w
+        rows = self._rows_for(r0, r1)
+        exact = len(rows) == 1 and self.layout[rows[0]][0].window.row_off == r0 and \
+            self.layout[rows[0]][0].window.row_end == r1
+        with self._lock:
+            # rows the reader moved past: above the window, or (reading tile row by tile row,
+            # as the predictor does) every row before this one
+            done = [k for k in self._rows if self.layout[k][0].window.row_end <= r0
+                    or (exact and k < rows[0])]
+            for k in done:
+                for future in self._rows.pop(k):  # the reader moved past: free the row
+                    future.cancel()
+                self._freed.add(k)
+            self._submit_rows(rows[0], rows[-1] + self.ahead_rows)
+            wanted = {k: list(self._rows[k]) for k in rows}
+            if exact:  # the predictor never reads a tile row twice: take the row over, so
+                self._rows.pop(rows[0], None)  # each request is freed once copied
+        pick = [i - 1 for i in indexes]
+        out = np.full((len(pick), h, w), np.nan, dtype=np.float32)
+        for k in rows:
+            futures = wanted.pop(k)
+            for request in self.requests[k]:
+                future = futures.pop(0)
+                tw = request.window
+                rr0, rr1 = max(r0, tw.row_off), min(r1, tw.row_end)
+                cc0, cc1 = max(c0, tw.col_off), min(c1, tw.col_end)
+                if rr1 <= rr0 or cc1 <= cc0:
+                    continue
+                data = future.result()
+                out[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = data[
+                    pick, rr0 - tw.row_off:rr1 - tw.row_off, cc0 - tw.col_off:cc1 - tw.col_off]
+                del data, future
+        if exact:
+            with self._lock:
+                self._freed.add(rows[0])
+        return out.astype(out_dtype, copy=False)
+
+    def close(self) -> None:
+        """Stop fetching (queued tiles are cancelled, running ones finish)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._rows.clear()
+
+    def __enter__(self) -> FetchedSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,99 @@
+"""How every command ends: one line and an exit code for the environment's failures too."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import warnings
+
+import pytest
+
+from gee_export.core.commands import (
+    attach_values,
+    check_range,
+    configure_logging,
+    environment_message,
+    run_command,
+)
+from gee_export.core.errors import ConfigError
+
+
+class LibraryError(Exception):
+    """Stands for a library's own exception type (GDAL's CPLE_*, torch's RuntimeError)."""
+
+
+def _raise(exc: BaseException):
+    def action():
+        raise exc
+    return action
+
+
+def _wrapped(inner: BaseException, outer: BaseException) -> BaseException:
+    try:
+        try:
+            raise inner
+        except BaseException as exc:
+            raise outer from exc
+    except BaseException as exc:
+        return exc
+
+
+@pytest.mark.parametrize("exc,needle", [
+    (_wrapped(OSError(errno.ENOSPC, "No space left on device", "out/x.tif"),
+              LibraryError("writing the tile failed")), "no space left on the device (out/x.tif)"),
+    (LibraryError("TIFFAppendToStrip:Write error at scanline 0"), "writing or reading a file"),
+    (LibraryError("_tiffWriteProc: No space left on device."), "no space left"),
+    (RuntimeError("open: Read-only file system"), "read-only"),
+    (OSError(errno.EFBIG, "File too large"), "file-size limit"),
+])
+def test_wrapped_environment_failures_become_one_line(exc, needle, capsys):
+    configure_logging()
+    assert run_command("isamap-x", _raise(exc)) == 1
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bugs_keep_their_traceback():
+    assert environment_message(LibraryError("list index out of range")) is None
+    with pytest.raises(LibraryError):
+        run_command("isamap-x", _raise(LibraryError("list index out of range")))
+
+
+def test_debug_lets_everything_through():
+    with pytest.raises(OSError):
+        run_command("isamap-x", _raise(OSError(errno.ENOSPC, "full")), debug=True)
+
+
+def test_interrupt_says_how_to_resume(capsys):
+    configure_logging()
+    assert run_command("isamap-x", _raise(KeyboardInterrupt())) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+
+
+def test_negative_bbox_needs_no_equals_sign():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bbox")
+    parser.add_argument("--n", type=int)
+    argv = attach_values(["--bbox", "-7.45,52.63,-7.43,52.65", "--n", "-3"], ["--bbox"])
+    args = parser.parse_args(argv)
+    assert args.bbox == "-7.45,52.63,-7.43,52.65" and args.n == -3
+    assert attach_values(["--bbox", "-.5,1,2,3"], ["--bbox"]) == ["--bbox=-.5,1,2,3"]
+    assert attach_values(["--bbox", "--dry-run"], ["--bbox"]) == ["--bbox", "--dry-run"]
+
+
+def test_check_range_names_the_flag_and_its_bounds():
+    assert check_range("--workers", 4, 1, 40) == 4
+    assert check_range("--tile", None, 1) is None
+    with pytest.raises(ConfigError, match=r"--workers must be between 1 and 40, got 0; why"):
+        check_range("--workers", 0, 1, 40, "why")
+    with pytest.raises(ConfigError, match=r"--epochs must be >= 1, got -1"):
+        check_range("--epochs", -1, 1)
+
+
+def test_library_warnings_are_one_prefixed_line(capsys):
+    configure_logging()
+    warnings.warn("the label is all nodata", UserWarning, stacklevel=1)
+    logging.getLogger("gee_export.x").warning("tag contradicted")
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["warning: the label is all nodata", "warning: tag contradicted"]

@@ -1,0 +1,204 @@
+"""The Beam export pipeline on the DirectRunner against the fake pixel server.
+
+One single-process export (``export_pixels``) is the reference; the pipeline runs on the same
+local stack, recipe and job, and must leave the same files (byte for byte), the same index and
+the same manifest (but for its timestamps). Faults are injected at one patch's request window:
+a 503 is retried by the session inside the run, a 400 fails the run, and the next run fetches
+only what is missing. A Dataflow job is built and validated offline with Beam's dry run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gee_export.contract.grid import parse_patch_id
+from gee_export.core.errors import ConfigError
+from gee_export.core.pipeline_options import RunnerConfig
+from gee_export.ee.beam_export import (
+    EarthEngineProject,
+    SerializedImages,
+    export_pipeline,
+    plan_export,
+)
+from gee_export.ee.export import export_pixels
+from gee_export.ee.fake_server import StackSessions, StackTransport, request_origin
+from gee_export.local.stack import build_local_stack
+from gee_export.local.synthetic import generate_scene
+from tests.support.killed_export import MONTH, build_recipe_images, export_job, session_for
+
+pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
+
+DIRECT = RunnerConfig("direct", max_workers=2, max_concurrent=4)
+TIMESTAMPS = ("created", "updated")
+
+
+@pytest.fixture(scope="module")
+def built() -> dict:
+    """What the module's tests share, built by the first test that needs it."""
+    return {}
+
+
+@pytest.fixture
+def setting(built, tmp_path_factory, ee_offline):
+    """Stack, recipe, job and the single-process reference dataset (built once per module).
+
+    Function-scoped because ``ee_offline`` is (it re-initialises Earth Engine when another
+    test reset it); the expensive parts are kept in ``built``.
+    """
+    if "setting" not in built:
+        built["setting"] = _build_setting(tmp_path_factory, ee_offline)
+    return built["setting"]
+
+
+def _build_setting(tmp_path_factory, ee_offline) -> dict:
+    root = tmp_path_factory.mktemp("beam_export")
+    scene = generate_scene(root / "scene", width=288, height=288, fine_scale=2)
+    stack = build_local_stack(root / "scene", scene.grid, MONTH, fine_scale=2,
+                              speckle="boxcar", out_dir=root / "stack", progress=False)
+    image, fine = build_recipe_images(ee_offline, stack.grid)
+    job = export_job(stack.grid)
+    reference = root / "reference"
+    summary = export_pixels(session_for(StackTransport(stack, recipe=(image, fine))), image,
+                            job, str(reference), fine_label=fine, workers=4, progress=False)
+    assert summary.written > 2 and summary.invalid >= 1  # both outcomes are exercised
+    serialized = SerializedImages.of(image, fine)
+    return {"root": root, "stack": stack, "image": image, "fine": fine, "job": job,
+            "reference": reference, "recipe": (serialized.image, serialized.fine_label)}
+
+
+def sessions(setting, **faults) -> StackSessions:
+    return StackSessions(setting["stack"], recipe=setting["recipe"], **faults)
+
+
+def origin_of(setting, pid: str) -> str:
+    grid = setting["job"].grid
+    west, _, _, north = grid.patch_bounds(*parse_patch_id(pid))
+    return request_origin(west, north)
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def assert_same_dataset(got: Path, want: Path) -> None:
+    mine, theirs = files(got), files(want)
+    assert sorted(mine) == sorted(theirs)
+    differ = [rel for rel in theirs if rel != "manifest.json" and mine[rel] != theirs[rel]]
+    assert not differ, f"files differ from the single-process export: {differ}"
+    manifest, reference = (json.loads(m["manifest.json"]) for m in (mine, theirs))
+    for key in TIMESTAMPS:
+        manifest.pop(key), reference.pop(key)
+    assert manifest == reference
+
+
+@pytest.fixture
+def beam_run(built, setting):
+    """One pipeline run with a transient failure (HTTP 503) at one patch's request window."""
+    if "beam_run" not in built:
+        built["beam_run"] = _run_with_a_transient_failure(setting)
+    return built["beam_run"]
+
+
+def _run_with_a_transient_failure(setting):
+    flaky = setting["reference"].joinpath("index.jsonl").read_text().splitlines()
+    victim = json.loads(flaky[len(flaky) // 2])["id"]
+    out = setting["root"] / "beam"
+    summary = export_pipeline(sessions(setting, fail_at={origin_of(setting, victim): [503]}),
+                              setting["image"], setting["job"], str(out), DIRECT,
+                              fine_label=setting["fine"], shard_size=1)
+    return out, summary
+
+
+def test_pipeline_writes_what_the_single_process_export_writes(setting, beam_run):
+    out, summary = beam_run
+    assert_same_dataset(out, setting["reference"])
+    records = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert summary.method == "beam" and summary.written == len(records)
+    assert summary.retries == 1, "the injected 503 must be retried once by the session"
+    assert not (out / "state" / MONTH / "index-shards").exists(), "shards are merged, then gone"
+
+
+def test_rerun_of_a_finished_month_does_no_work(setting, beam_run):
+    out, _ = beam_run
+    before = {rel: (out / rel).stat().st_mtime_ns for rel in files(out)}
+    grid = setting["job"].grid
+    # every request of this factory fails at once: a run that fetched anything would raise
+    refusing = sessions(setting, attempts=1, fail_at={
+        origin_of(setting, f"r{r}_c{c}"): [400] for r, c in grid.iter_patches()})
+    summary = export_pipeline(refusing, setting["image"], setting["job"], str(out), DIRECT,
+                              fine_label=setting["fine"])
+    indexed = (out / "index.jsonl").read_text().splitlines()
+    assert (summary.written, summary.requests, summary.already_done) == (0, 0, len(indexed))
+    assert {rel: (out / rel).stat().st_mtime_ns for rel in files(out)} == before
+
+
+def test_failed_tile_fails_the_run_and_the_rerun_fetches_only_what_is_missing(setting):
+    out = setting["root"] / "failing"
+    reference = [json.loads(line) for line in
+                 (setting["reference"] / "index.jsonl").read_text().splitlines()]
+    victim = reference[0]["id"]
+    with pytest.raises(Exception, match="injected failure"):
+        export_pipeline(sessions(setting, fail_at={origin_of(setting, victim): [400]}),
+                        setting["image"], setting["job"], str(out), DIRECT,
+                        fine_label=setting["fine"])
+    assert not (out / f"patches/{MONTH}/{victim}.tif").exists()
+    assert not (out / "manifest.json").exists(), "a failed run must not commit the month"
+    summary = export_pipeline(sessions(setting), setting["image"], setting["job"], str(out),
+                              DIRECT, fine_label=setting["fine"])
+    assert 1 <= summary.written < len(reference)
+    assert summary.written + summary.already_done == len(reference)
+    assert_same_dataset(out, setting["reference"])
+
+
+def test_dataflow_job_builds_and_validates_offline(setting, gcs_bucket):
+    """DataflowRunner options, dry run: the job is built (graph, options, environment), not sent."""
+    from apache_beam.runners.dataflow.internal import apiclient
+
+    runner = RunnerConfig("dataflow", project="isamap-test", region="us-central1",
+                          temp_location=f"gs://{gcs_bucket}/tmp", machine_type="n1-standard-4",
+                          max_workers=8, max_concurrent=40, container="gcr.io/p/isamap:1",
+                          job_name="isamap-export-test", dry_run=True)
+    assert runner.threads == 5  # 8 workers x 5 requests = 40
+    out = f"gs://{gcs_bucket}/dataset"
+    plan = plan_export(EarthEngineProject("isamap-test", application_default=True),
+                       setting["image"], setting["job"], out, runner,
+                       fine_label=setting["fine"])
+    assert plan.todo == plan.before.candidates
+    job = plan.pipeline.run().job  # dry run: built and returned, never submitted
+    assert job.proto.name == "isamap-export-test"
+    names = {t.unique_name.split("/")[0]
+             for t in job.proto_pipeline.components.transforms.values()}
+    assert {"TodoRows", "Spread", "FetchAndWrite", "ByShard", "IndexShards",
+            "Commit"} <= names
+    images = {e.payload for e in job.proto_pipeline.components.environments.values()}
+    assert any(b"gcr.io/p/isamap:1" in p for p in images), "workers run the custom container"
+    env = apiclient.Environment([], job.options, "8", f"gs://{gcs_bucket}/tmp/pipeline.pb",
+                                job.proto_pipeline).proto
+    pool = env.worker_pools[0]
+    assert (pool.machine_type, pool.autoscaling_settings.max_num_workers) == (
+        "n1-standard-4", 8)
+    assert "no_use_multiple_sdk_containers" in env.experiments  # one process per worker VM
+    from google.cloud import storage
+
+    assert not list(storage.Client().list_blobs(gcs_bucket)), "a dry run writes nothing"
+
+
+def test_dataflow_options_beam_would_refuse_fail_before_any_work(setting, gcs_bucket):
+    runner = RunnerConfig("dataflow", project="Not A Project", region="us-central1",
+                          temp_location=f"gs://{gcs_bucket}/tmp", container="isamap:1",
+                          dry_run=True)
+    with pytest.raises(ConfigError, match="Dataflow would refuse"):
+        plan_export(EarthEngineProject("x"), setting["image"], setting["job"],
+                    f"gs://{gcs_bucket}/dataset", runner, fine_label=setting["fine"])
+
+
+def test_dataflow_job_refuses_a_local_output(setting):
+    runner = RunnerConfig("dataflow", project="p", region="us-central1",
+                          temp_location="gs://b/tmp", container="isamap:1", dry_run=True)
+    with pytest.raises(ConfigError, match="gs://bucket/prefix"):
+        export_pipeline(EarthEngineProject("p"), setting["image"], setting["job"],
+                        str(setting["root"] / "local"), runner, fine_label=setting["fine"])

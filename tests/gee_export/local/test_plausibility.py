@@ -1,0 +1,117 @@
+"""Pixels over names and tags: what the local backend refuses or corrects, and why."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+
+from gee_export.core.errors import InputDataError
+from gee_export.local import plausibility
+from gee_export.local.labels import SCHEME_CODES
+from gee_export.local.scenes import BandRef, discover_scenes
+from gee_export.local.stack import LocalRecipe, build_local_stack
+from tests.support.rasters import write_band
+
+
+def _build(source, grid, month, bands, tmp_path, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "no label" is not what these test
+        return build_local_stack(source, grid, month, bands, out_dir=tmp_path / "out",
+                                 progress=False, **kw)
+
+
+def _s1(tmp_path, values, tags=None):
+    product = "S1A_IW_GRDH_1SDV_20210603T050000_X"
+    write_band(tmp_path / "s1" / product / f"{product}_VV.tif", values.astype(np.float32),
+               nodata=None, tags=tags)
+    return tmp_path / "s1"
+
+
+LINEAR = (0.08 * np.random.default_rng(0).gamma(4.4, 1 / 4.4, (32, 32))).astype(np.float32)
+
+
+def test_s1_tagged_db_with_linear_values_is_read_as_linear(tmp_path, small_grid, caplog):
+    source = _s1(tmp_path, LINEAR, {"SIGMA0_UNIT": "dB"})  # the issue's case: median ~0.08
+    with caplog.at_level(logging.WARNING, "gee_export"):
+        stack = _build(source, small_grid, "2021-06", ("VV",), tmp_path, speckle="none")
+    assert "tagged SIGMA0_UNIT=dB but its values" in caplog.text
+    assert "rio edit-info --tag SIGMA0_UNIT=linear" in caplog.text
+    with rasterio.open(stack.image) as src:  # 10*log10(linear), not 10*log10(10^(x/10))
+        np.testing.assert_allclose(src.read(1), 10 * np.log10(LINEAR), atol=1e-4)
+
+
+def test_s1_stated_unit_that_the_values_contradict_is_refused(tmp_path, small_grid):
+    source = _s1(tmp_path, LINEAR)
+    with pytest.raises(InputDataError, match="--s1-unit dB contradicts the values"):
+        _build(source, small_grid, "2021-06", ("VV",), tmp_path, speckle="none",
+               recipe=LocalRecipe(s1_unit="dB"))
+
+
+def test_s1_uncalibrated_numbers_are_refused(tmp_path, small_grid):
+    source = _s1(tmp_path, LINEAR * 2000)  # amplitude DN, median ~150
+    with pytest.raises(InputDataError, match="uncalibrated digital numbers"):
+        _build(source, small_grid, "2021-06", ("VV",), tmp_path, speckle="none")
+
+
+def test_s1_unit_evidence_from_values():
+    assert plausibility.s1_unit_evidence(np.array([-12.0, -18.0, 1.0])).unit == "dB"
+    assert plausibility.s1_unit_evidence(np.array([0.02, 0.3, np.nan])).unit == "linear"
+    assert plausibility.s1_unit_evidence(np.array([120.0, 80.0])).unit == "uncalibrated"
+    assert plausibility.s1_unit_evidence(np.array([np.nan])).unit is None
+
+
+def test_l2a_named_product_with_b10_is_level_1c(write_s2, small_grid, tmp_path):
+    write_s2("20210603", bands=("B02", "B04", "B08", "B10"))  # named MSIL2A, carries B10
+    scene = discover_scenes(tmp_path / "scenes").s2[0]
+    assert scene.level == "L1C" and "B10" in scene.level_reason
+    with pytest.raises(InputDataError, match=r"name or tags say L2A.*--allow-l1c"):
+        _build(tmp_path / "scenes", small_grid, "2021-06", ("B2",), tmp_path)
+    with pytest.warns(UserWarning, match="--allow-l1c"):
+        build_local_stack(tmp_path / "scenes", small_grid, "2021-06", ("B2",),
+                          out_dir=tmp_path / "out", progress=False,
+                          recipe=LocalRecipe(allow_l1c=True))
+
+
+def test_reflectance_that_cannot_be_reflectance_is_refused(write_s2, small_grid, tmp_path):
+    write_s2("20230603", dn=500, name_extra="N0500")  # harmonized DN, yet baseline says -1000
+    with pytest.raises(InputDataError, match="BOA_ADD_OFFSET=0"):
+        _build(tmp_path / "scenes", small_grid, "2023-06", ("B2",), tmp_path)
+
+
+def test_reflectance_scaled_differently_is_refused(tmp_path, small_grid):
+    data = np.full((1, 32, 32), 40000.0, np.float32)  # float file of DN x 4
+    write_band(tmp_path / "s" / "S2A_MSIL2A_20210603T101031.tif", data, nodata=None,
+               descriptions=("B02",))
+    with pytest.raises(InputDataError, match="do not scale to reflectance"):
+        _build(tmp_path / "s", small_grid, "2021-06", ("B2",), tmp_path)
+
+
+def test_label_codes_of_another_scheme_are_refused(write_s2, small_grid, tmp_path):
+    write_s2("20210603")
+    codes = np.full((32, 32), 10, np.uint8)
+    codes[:, 16:] = 50  # ESA WorldCover: 10 tree cover, 50 built-up
+    label = write_band(tmp_path / "scenes" / "labels" / "label.tif", codes, nodata=255)
+    with pytest.raises(InputDataError, match="pass --label-scheme worldcover"):
+        _build(tmp_path / "scenes", small_grid, "2021-06", ("B2",), tmp_path)
+    stack = _build(tmp_path / "scenes", small_grid, "2021-06", ("B2",), tmp_path,
+                   label=label, label_scheme="worldcover")
+    with rasterio.open(stack.label) as src:
+        np.testing.assert_array_equal(np.unique(src.read(1)), [0, 1])
+
+
+def test_label_check_names_no_scheme_when_none_fits():
+    with pytest.raises(InputDataError, match="map it to 0 pervious"):
+        plausibility.check_label_codes(np.array([0.0, 1.0, 300.0]), "binary", SCHEME_CODES, "x")
+    plausibility.check_label_codes(np.array([0.0, 1.0, 255.0, -1.0, np.nan]), "binary",
+                                   SCHEME_CODES, "x")  # nodata in every form passes
+
+
+def test_sample_is_bounded_whatever_the_raster_size(tmp_path):
+    big = write_band(tmp_path / "big.tif", np.ones((2048, 3000), np.uint16), nodata=0)
+    sample = plausibility.read_sample(BandRef(big))
+    assert sample.shape[0] <= plausibility.SAMPLE_SIDE
+    assert sample.shape[1] <= plausibility.SAMPLE_SIDE

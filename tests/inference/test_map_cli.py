@@ -1,0 +1,73 @@
+"""``isamap-map`` from the command line: the offline dry run and bad input, each one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from inference.map_cli import main
+from tests.support.mapping import model_file, write_month_stack
+from tests.support.rasters import smooth_stack
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    stack = write_month_stack(folder, smooth_stack(40, 40))
+    return model_file(folder / "unet.pt", stack.grid)
+
+
+def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
+    # west of Greenwich: the plain --bbox form works; another UTM zone than the model's
+    code = main(["--bbox", "-7.45,52.63,-7.43,52.65", "--years", "2017:2021:2", "--model",
+                 str(model), "--out", str(tmp_path / "maps"), "--publish",
+                 "projects/my-proj/assets/isa", "--dry-run", "--tile", "128", "--overlap",
+                 "16", "--precision", "fp32", "-q"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = captured.out
+    assert "Map plan" in out and "EPSG:32629" in out
+    assert "2017-06, 2019-06, 2021-06" in out  # the month of the model's dataset
+    assert "outside the model's training CRS" in out and "ui.Slider" in out
+    assert '"name": "projects/my-proj/assets/isa/isa_bbox/isa_2019_06"' in out
+    plan = json.loads(out[out.rindex("\n{"):])
+    assert 0 < plan["requests_per_date"] <= plan["tiles_per_date"]
+    assert not (tmp_path / "maps" / "2017-06").exists()  # nothing mapped in a dry run
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--workers", "41"], "--workers must be between 1 and 40"),
+    ([], "give exactly one of --months"),
+    (["--months", "June"], "is not YYYY-MM"),
+    (["--backend", "local"], "--backend local needs --scenes"),
+    (["--method", "tasks"], "--method tasks exports"),
+    (["--zones", "projected.geojson"], "projected CRS without saying so"),
+])
+def test_bad_input_is_one_line_with_exit_code_2(model, tmp_path, capsys, monkeypatch, args,
+                                                message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "projected.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [
+        [[500000, 3400000], [500100, 3400000], [500100, 3399900], [500000, 3400000]]]}))
+    months = [] if args == [] or "--months" in args else ["--months", "2019-06"]
+    code = main(["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out", "o",
+                 "--dry-run", *months, *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_postprocess_flags_reach_the_map_request():
+    from gee_export.contract.regions import Region
+    from inference.map_cli import build_parser
+    from inference.mapping import MapRequest
+    from inference.postprocess import ClaheParams, postprocess_options
+
+    args = build_parser().parse_args(["--model", "m.pt", "--out", "o", "--postprocess",
+                                      "clahe", "--clahe-block", "256", "--clahe-threshold",
+                                      "90"])
+    options = postprocess_options(args)
+    assert options == {"postprocess": "clahe",
+                       "clahe": ClaheParams(block=256, clip_limit=40.0, threshold=90)}
+    config = MapRequest(Region("r", (117.0, 30.7, 117.01, 30.71)), ("2019-06",), "m.pt", "o",
+                        **options).predict_config()
+    assert config.postprocess == "clahe" and config.clahe.block == 256

@@ -1,0 +1,135 @@
+"""isamap-predict: inputs checked before the model runs, bands by name, true figures."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from gee_export.contract.geotiff import write_geotiff
+from inference.cli import predict_main
+from tests.support.faults import run_on_small_disk
+from tests.support.rasters import BANDS, smooth_stack, write_stack
+from training.modelfile import ModelMeta, save_model_file
+from training.models import create_model
+
+COMMON = ["--tile", "64", "--overlap", "16", "--quiet", "--precision", "fp32"]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    kwargs = {"widths": [4, 8, 8, 16, 16]}
+    model = create_model("unet", len(BANDS), 2, **kwargs)
+    meta = ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs)
+    return save_model_file(tmp_path_factory.mktemp("m") / "unet.pt", model, meta)
+
+
+def _predict(model_file, stack, out, *extra):
+    return predict_main(["--model", str(model_file), "--input", str(stack), "--out", str(out),
+                         *COMMON, *extra])
+
+
+def test_unnamed_bands_need_their_order_stated(model_file, tmp_path, capsys):
+    data = smooth_stack(60, 70)
+    named = write_stack(tmp_path / "named.tif", data)
+    unnamed = write_geotiff(tmp_path / "unnamed.tif", data, Affine(10, 0, 5e5, 0, -10, 3.4e6),
+                            "EPSG:32650", float("nan"))
+    assert _predict(model_file, unnamed, tmp_path / "u" / "isa") == 2
+    err = capsys.readouterr().err
+    assert "have no names" in err and "--bands B2,B3,B4,B8,VV,VH" in err
+    assert not (tmp_path / "u").exists()  # refused before anything was written
+    assert _predict(model_file, unnamed, tmp_path / "u" / "isa", "--bands",
+                    ",".join(BANDS)) == 0
+    assert _predict(model_file, named, tmp_path / "n" / "isa") == 0
+    with rasterio.open(tmp_path / "u" / "isa_prob.tif") as a, \
+            rasterio.open(tmp_path / "n" / "isa_prob.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+    capsys.readouterr()
+    assert _predict(model_file, named, tmp_path / "x" / "isa", "--bands",
+                    "VV,VH,B2,B3,B4,B8") == 2
+    assert "contradicts the input's own band names" in capsys.readouterr().err
+
+
+def test_missing_or_truncated_input_is_refused_first(model_file, tmp_path, capsys):
+    assert _predict(model_file, tmp_path / "nope.tif", tmp_path / "o" / "isa") == 2
+    assert "--input" in capsys.readouterr().err
+    stack = write_stack(tmp_path / "s.tif", smooth_stack(120, 150))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(stack.read_bytes()[: stack.stat().st_size // 3])  # an interrupted copy
+    assert _predict(model_file, cut, tmp_path / "o" / "isa") == 2
+    err = capsys.readouterr().err
+    assert "truncated or corrupt" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--month", "June"], "is not YYYY-MM"),
+    (["--zones", "{zones_text}"], "cannot read GeoJSON"),
+    (["--zones", "{zones_line}"], "is not a (Multi)Polygon"),
+])
+def test_month_and_zones_are_checked_before_predicting(model_file, tmp_path, capsys, extra,
+                                                       needle):
+    stack = write_stack(tmp_path / "s.tif", smooth_stack(60, 70))
+    (tmp_path / "z.txt").write_text("not json")
+    (tmp_path / "line.geojson").write_text(json.dumps(
+        {"type": "LineString", "coordinates": [[117.0, 30.7], [117.1, 30.8]]}))
+    extra = [e.format(zones_text=tmp_path / "z.txt", zones_line=tmp_path / "line.geojson")
+             for e in extra]
+    assert _predict(model_file, stack, tmp_path / "o" / "isa", *extra) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # no tile was predicted
+
+
+def test_summary_area_and_zones_outside_the_map(model_file, tmp_path, capsys):
+    deg = 8.983e-5  # ~10 m at the equator, as Sen1floods11's EPSG:4326 chips
+    stack = write_geotiff(tmp_path / "geo.tif", smooth_stack(100, 120),
+                          Affine(deg, 0, -1.0, 0, -deg, 38.1), "EPSG:4326", float("nan"),
+                          descriptions=list(BANDS))
+    zones = tmp_path / "zones.geojson"
+    far = [[[10.0, 10.0], [10.1, 10.0], [10.1, 10.1], [10.0, 10.1], [10.0, 10.0]]]
+    zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "elsewhere"},
+         "geometry": {"type": "Polygon", "coordinates": far}}]}))
+    assert _predict(model_file, stack, tmp_path / "o" / "isa") == 0
+    summary = _summary(capsys.readouterr().out)
+    rows = json.loads((tmp_path / "o" / "isa_area.json").read_text())
+    whole = rows[0]["valid_km2"] + rows[0]["nodata_km2"]
+    assert summary["area_km2"] == pytest.approx(whole, rel=1e-3) and whole > 0.5
+    assert _predict(model_file, stack, tmp_path / "z" / "isa", "--zones", str(zones)) == 0
+    out = capsys.readouterr()
+    assert "no data" in out.out
+    row = json.loads((tmp_path / "z" / "isa_area.json").read_text())[0]
+    assert row["zone"] == "elsewhere" and row["isa_fraction"] is None
+
+
+def _summary(stdout: str) -> dict:
+    """The JSON summary isamap-predict prints after its area table."""
+    return json.loads(stdout[stdout.index("\n{") + 1:])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size_kb,readonly,needle", [
+    (48, False, "no space left on the device"),  # the COGs (GDAL returned a broken file)
+    (64, True, "read-only"),
+])
+def test_full_or_read_only_disk_is_one_line_and_leaves_no_broken_map(
+        model_file, tmp_path, size_kb, readonly, needle):
+    stack = write_stack(tmp_path / "s.tif", smooth_stack(120, 150))
+    mount = tmp_path / "mnt"
+    exe = Path(sys.executable).parent / "isamap-predict"
+    check = ("import glob, rasterio; [rasterio.open(f).read(1) for f in "
+             f"glob.glob({str(mount / 'isa_*.tif')!r})]")
+    script = (f"{shlex.quote(str(exe))} --model {model_file} --input {stack} --out "
+              f"{mount / 'isa'} --tile 64 --overlap 16 -q; rc=$?; "
+              f"{shlex.quote(sys.executable)} -c {shlex.quote(check)} || exit 99; exit $rc")
+    proc = run_on_small_disk(["sh", "-c", script], mount, size_kb, readonly=readonly)
+    assert proc.returncode == 1, proc.stderr  # 99 would be an unreadable map left in place
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    # libtiff may print its own "_tiffSeekProc: No space left on device." first (C code)
+    assert proc.stderr.strip().splitlines()[-1].startswith("isamap-predict: error:")

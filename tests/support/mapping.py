@@ -1,0 +1,99 @@
+"""A region mapped through the fake Earth Engine pixel server: stacks, model files, sessions.
+
+Shared by the mapping tests and the killed-run helper: a stack GeoTIFF on a UTM grid served by
+:class:`gee_export.ee.fake_server.StackTransport` (one stack per month for series), a model
+file whose ``extra`` records the dataset recipe the way the trainer does, and the region (a
+lon/lat box inside the stack) that ``isamap-map`` is asked to map.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from pyproj import Transformer
+
+from gee_export.contract.grid import Grid
+from gee_export.contract.patches import StackPaths
+from gee_export.contract.regions import Region
+from gee_export.core.ee_session import EESession, RetryPolicy
+from gee_export.ee.fake_server import StackTransport
+from tests.support.rasters import BANDS, write_stack
+from training.modelfile import ModelMeta, save_model_file
+
+MONTH = "2019-06"
+X0, Y0 = 500000.0, 3400000.0  # tests.support.rasters.write_stack's origin (EPSG:32650)
+
+
+def stack_paths(image: Path, month: str = MONTH) -> StackPaths:
+    with rasterio.open(image) as ds:
+        grid = Grid(ds.crs.to_string(), ds.transform.c, ds.transform.f, ds.width, ds.height,
+                    abs(ds.transform.a), 64, 32)
+    return StackPaths(grid, BANDS, month, str(image), str(image.with_name("absent_label.tif")))
+
+
+def write_month_stack(folder: Path, data: np.ndarray, month: str = MONTH) -> StackPaths:
+    return stack_paths(write_stack(folder / f"stack_{month}.tif", data), month)
+
+
+def inner_region(grid: Grid, margin_px: int = 20, name: str = "testarea") -> Region:
+    """A lon/lat box ``margin_px`` inside the grid on every side."""
+    to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    west, south, east, north = grid.bounds
+    m = margin_px * grid.resolution
+    box = to_lonlat.transform_bounds(west + m, south + m, east - m, north - m)
+    return Region(name, tuple(round(v, 6) for v in box))
+
+
+def dataset_record(grid: Grid, months=(MONTH,), backend: str = "ee") -> dict[str, Any]:
+    recipe = ({"s1": {"speckle": "boxcar"}, "s2": {"cloud_mask": "scl"}, "per_month": {}}
+              if backend == "ee" else {"backend": "local", "speckle": "boxcar"})
+    return {"root": "/nowhere", "backend": backend, "months": list(months), "bands": list(BANDS),
+            "grid": grid.to_dict(), "recipe": recipe}
+
+
+def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
+               **kwargs: Any) -> Path:
+    """A registry model saved with the dataset record the trainer writes."""
+    from training.models import create_model
+
+    if name == "unet":
+        kwargs = {"widths": [4, 8, 8, 16, 16], **kwargs}
+    model = create_model(name, len(BANDS), 2, **kwargs)
+    meta = ModelMeta(name, len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
+                     metrics={"test_miou": 0.75},
+                     extra={"dataset": dataset_record(grid, backend=backend)})
+    return save_model_file(path, model, meta)
+
+
+class SeriesTransport:
+    """One stack per month: a request is served by the transport of the month its graph names."""
+
+    def __init__(self, stacks: dict[str, StackPaths], **kw: Any) -> None:
+        self.months = {m: StackTransport(stack, **kw) for m, stack in stacks.items()}
+        self.info = kw.get("info")
+        self.calls = 0
+
+    def _month(self, expression: Any) -> StackTransport:
+        import json
+
+        from gee_export.ee.serialized import Graph
+
+        text = json.dumps(Graph(expression).graph)
+        months = [m for m in self.months if f"{m}-01" in text]
+        assert len(months) == 1, f"request names months {months}"
+        return self.months[months[0]]
+
+    def compute_pixels(self, request: dict[str, Any]):
+        self.calls += 1
+        return self._month(request["expression"]).compute_pixels(request)
+
+    def get_info(self, obj: Any) -> Any:
+        return self._month(obj).get_info(obj)
+
+
+def session_for(transport: Any) -> EESession:
+    return EESession(transport=transport, sleep=lambda s: None, seed=0,
+                     retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02))

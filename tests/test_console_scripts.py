@@ -1,0 +1,104 @@
+"""What every isamap command has in common: -v/-q, one-line errors, logging, a light --help."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gee_export.cli import main as export_main
+from inference import lccompare
+from inference.cli import predict_main, publish_main
+from inference.demo import main as demo_main
+from inference.map_cli import main as map_main
+from training.cli import evaluate_main, prune_main, train_main
+from training.srseg import compare
+
+REPO = Path(__file__).resolve().parents[1]
+COMMANDS = {"isamap-export": export_main, "isamap-predict": predict_main,
+            "isamap-publish": publish_main, "isamap-demo": demo_main,
+            "isamap-train": train_main, "isamap-evaluate": evaluate_main,
+            "python -m training.srseg.compare": compare.main, "isamap-map": map_main,
+            "isamap-prune": prune_main, "python -m inference.lccompare": lccompare.main}
+# Modules that are commands: their printed output is the command's result.
+COMMAND_MODULES = {"gee_export/cli.py", "inference/cli.py", "inference/demo.py",
+                   "inference/map_cli.py", "inference/lccompare.py",
+                   "training/cli.py", "training/srseg/compare.py"}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_verbose_quiet_and_debug(name, capsys):
+    with pytest.raises(SystemExit) as stop:
+        COMMANDS[name](["--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    assert "-v, --verbose" in text and "-q, --quiet" in text and "--debug" in text
+
+
+def test_library_code_logs_instead_of_printing():
+    offenders = []
+    for package in ("gee_export", "training", "inference"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            rel = path.relative_to(REPO).as_posix()
+            if rel in COMMAND_MODULES:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Name) and node.id == "print":
+                    offenders.append(f"{rel}:{node.lineno}")
+    assert offenders == [], "use logging.getLogger(__name__) in library code"
+
+
+def test_publish_help_does_not_import_torch():
+    code = ("import sys\nfrom inference.cli import publish_main\ntry:\n"
+            "    publish_main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Publish prediction COGs" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--size", "10"], "--size must be between 384 and 2048"),
+    (["--size", "100000"], "--size must be between 384 and 2048"),
+    (["--size", "501"], "--size must be even"),
+    (["--epochs", "0"], "--epochs must be between 1 and 1000"),
+    (["--epochs", "-5"], "--epochs must be between 1 and 1000"),
+])
+def test_demo_refuses_out_of_range_numbers_before_any_work(argv, needle, tmp_path, capsys):
+    assert demo_main(["--out", str(tmp_path / "demo"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "demo").exists()
+
+
+def test_srseg_compare_finds_its_data_from_any_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("ISAMAP_SHARED_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # not the repository root
+    assert compare.default_data_dir() == REPO.parent / "shared" / "data" / compare.NAIP_FOLDER
+    monkeypatch.setenv("ISAMAP_SHARED_DATA", str(tmp_path / "elsewhere"))
+    assert compare.default_data_dir() == tmp_path / "elsewhere" / compare.NAIP_FOLDER
+    assert compare.main(["--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist; pass --data-dir DIR, or --data-root" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_advice_names_flags_and_installed_tools_not_python_arguments():
+    """Messages may mention a Python argument only after "Python:" (the API's own way)."""
+    banned = ("gdal_edit", "ogr2ogr", "gsutil", "use a wider window", "re-export it with")
+    found = []
+    for package in ("gee_export", "training", "inference"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    text = node.value
+                    if any(b in text for b in banned) or (
+                            "allow_l1c=True" in text and "Python" not in text
+                            and "--allow-l1c" not in text):
+                        found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert found == []

@@ -1,0 +1,132 @@
+"""How a training run stops and continues: divergence, Ctrl-C, --resume, one line per epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from gee_export.core.errors import TrainingDivergedError
+from training.cli import evaluate_main, train_main
+from training.config import TrainConfig
+from training.data import PatchDataset, compute_norm_stats
+from training.losses import build_loss
+from training.modelfile import ModelMeta
+from training.models import create_model
+from training.trainer import Trainer
+
+TINY = {"widths": [4, 8, 16, 32, 64]}
+
+
+def _argv(root, out, *extra):
+    return ["--data", str(root), "--out", str(out), "--model", "unet", "--model-kwargs",
+            json.dumps(TINY), "--epochs", "2", "--batch-size", "2", "--workers", "0",
+            "--precision", "fp32", "--lr", "1e-3", "--no-progress", *extra]
+
+
+class NanAfter(torch.nn.Module):
+    """The real loss until call ``calls``, then NaN (what a too-high learning rate causes)."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.inner, self.calls, self.n = build_loss("dice_focal"), calls, 0
+
+    def forward(self, out, label):
+        self.n += 1
+        loss = self.inner(out, label)
+        return loss * float("nan") if self.n > self.calls else loss
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_files(patch_root, tmp_path):
+    raw = PatchDataset(patch_root, "train")
+    norm = compute_norm_stats(raw)
+    train_set = PatchDataset(patch_root, "train", norm=norm)
+    val_set = PatchDataset(patch_root, "val", norm=norm)
+    model = create_model("unet", 6, 2, **TINY)
+    meta = ModelMeta("unet", 6, 2, raw.bands, norm.mean, norm.std, model_kwargs=TINY)
+    cfg = TrainConfig(data=str(patch_root), out_dir=str(tmp_path / "run"), model="unet",
+                      epochs=5, batch_size=2, num_workers=0, precision="fp32", progress=False)
+    # epoch 1: three training batches and one validation batch; NaN from epoch 2 on
+    trainer = Trainer(cfg, model, NanAfter(4), train_set, val_set, meta)
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2 \(training batch 1\)") as err:
+        trainer.fit()
+    assert "still holds epoch 1" in str(err.value) and "--lr" in str(err.value)
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["epoch"] == 1 and len(ck["history"]) == 1
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+    model_state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in model_state.values())
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+
+
+def test_diverged_cli_run_exits_non_zero_without_a_model(patch_root, tmp_path, capsys):
+    assert train_main(_argv(patch_root, tmp_path / "run", "--lr", "1e30")) == 2
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_one_line_per_epoch_without_progress_bars(patch_root, tmp_path, capsys):
+    assert train_main(_argv(patch_root, tmp_path / "run")) == 0
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("epoch ")]
+    assert [x.split()[1] for x in lines] == ["1/2", "2/2"]
+    assert all(" loss " in x and "val MIoU" in x and x.rstrip().split()[-1] in ("s", "(best)")
+               for x in lines)
+
+
+def test_resume_takes_its_options_from_the_run_folder(patch_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_main(_argv(patch_root, out, "--stop-after", "1")) == 0
+    capsys.readouterr()
+    assert train_main(["--out", str(out), "--resume", "--no-progress"]) == 0  # the README's form
+    assert "finished after 2 epochs" in capsys.readouterr().out
+    assert train_main(["--out", str(out), "--resume", "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "lr: 0.001 there, 0.5 now" in err and "--resume" in err
+    assert train_main(["--out", str(tmp_path / "empty"), "--resume"]) == 2
+    assert "holds no run to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("main,argv", [
+    (train_main, ["--data", "x", "--workers", "-1"]),
+    (evaluate_main, ["--model", "m.pt", "--data", "x", "--out", "o", "--workers", "-1"]),
+])
+def test_negative_workers_are_refused(main, argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_the_same_command_resumes(patch_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = _argv(patch_root, out)
+    args[args.index("--epochs") + 1] = "3"
+    argv = [sys.executable, "-m", "training.cli", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.monotonic() + 180
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "no epoch finished in time"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived (machine too fast)")
+    assert proc.returncode == 130, err
+    assert "interrupted; run the same command again to resume" in err
+    assert "Traceback" not in err
+    done = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
+    assert train_main(args) == 0  # the same command again (in this process: no second start)
+    assert f"resuming the run in {out} after epoch {done}" in capsys.readouterr().err
+    epochs = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]

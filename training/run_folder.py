@@ -1,0 +1,103 @@
+"""What a run folder says about its run: the configuration recorded in its checkpoint.
+
+A run folder (``--out``) holds ``checkpoint.pt``, whose ``config`` is the whole
+:class:`training.config.TrainConfig` the run was started with. Two rules follow from it:
+
+- the identical command resumes: a run started again with the same options continues from
+  its checkpoint (Ctrl-C, a crash or a time limit cost only the epoch in progress), while
+  other options against the same folder are refused with the options that differ;
+- ``isamap-train --out runs/cfn --resume`` needs nothing else: the options come from the run
+  folder. Flags given with it must agree with the recorded ones, except the few that do not
+  change the result (:data:`RUN_ONLY_KEYS`).
+
+Only the configuration is read: the checkpoint is memory-mapped, so its weights and optimizer
+state are not loaded for this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gee_export.core.errors import ConfigError, ModelError
+from training.config import TrainConfig, config_from_mapping
+
+CHECKPOINT = "checkpoint.pt"
+# Options that change how a run is executed, not what it computes.
+RUN_ONLY_KEYS = frozenset({"resume", "progress", "stop_after", "num_workers", "cache", "device",
+                           "out_dir"})
+
+
+def recorded_config(out_dir: str | Path) -> dict[str, Any] | None:
+    """The configuration recorded in ``out_dir/checkpoint.pt``, or None without a checkpoint."""
+    path = Path(out_dir) / CHECKPOINT
+    if not path.exists():
+        return None
+    import torch
+
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:
+        raise ModelError(f"checkpoint {path} is unreadable ({exc}); start a new run in "
+                         "another --out folder") from None
+    config = ck.get("config") if isinstance(ck, dict) else None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path} records no training configuration; it is not an isamap "
+                         "training checkpoint")
+    return dict(config)
+
+
+def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig) -> list[str]:
+    """``"name: recorded there, current now"`` for every option that changes the result.
+
+    The recorded options are read back through :func:`config_from_mapping` first, so a value
+    written as a list compares equal to the same tuple, and an option added to TrainConfig
+    after the run was recorded compares as its default.
+    """
+    reference = _normalised(recorded)
+    current = cfg.to_dict()
+    out = []
+    for key in sorted(current):
+        if key in RUN_ONLY_KEYS:
+            continue
+        old, new = reference.get(key), current.get(key)
+        if json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True,
+                                                                       default=str):
+            out.append(f"{key}: {old!r} there, {new!r} now")
+    return out
+
+
+def _normalised(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return config_from_mapping({k: v for k, v in recorded.items() if k in known}).to_dict()
+
+
+def resume_config(out_dir: str | Path, given: Mapping[str, Any]) -> TrainConfig:
+    """The configuration of the run in ``out_dir``, with ``given`` options checked against it.
+
+    Args:
+        out_dir: the run folder.
+        given: options the user gave (flags and config file), without ``out_dir``.
+
+    Raises:
+        ConfigError: no run in the folder and no dataset to start one, or a given option
+            that contradicts the recorded run.
+    """
+    recorded = recorded_config(out_dir)
+    if recorded is None:
+        if not given.get("data"):
+            raise ConfigError(f"--resume: {out_dir} holds no run to resume (no {CHECKPOINT}); "
+                              f"start one with --data DATASET --out {out_dir}")
+        return config_from_mapping({**given, "out_dir": str(out_dir), "resume": True})
+    base = _normalised(recorded)
+    merged = config_from_mapping({**base, **given, "out_dir": str(out_dir), "resume": True})
+    differ = config_differences(base, merged)
+    if differ:
+        raise ConfigError(
+            f"--resume continues the run in {out_dir} with its own options, but "
+            f"{'; '.join(differ)}; drop those flags to resume it, or start a new run in "
+            "another --out folder")
+    return merged
