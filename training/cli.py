@@ -190,13 +190,15 @@ def prune_main(argv: Sequence[str] | None = None) -> int:
     args = vars(prune_parser().parse_args(argv))
     verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
     configure_logging(verbose, quiet, debug)
-    return run_command("isamap-prune", lambda: _prune(args), debug=debug)
+    return run_command("isamap-prune", lambda: _prune(args), debug=debug,
+                       writes_to=[args.get("out")])
 
 
 def _prune(args: dict) -> int:
     from training.pruning import prune
 
     model, data, out = args.pop("model"), args.pop("data"), args.pop("out")
+    check_writable(out)
     rate, size = args.pop("rate"), args.pop("flops_size")
     overrides = {k: v for k, v in args.items() if v is not None}
     result = prune(model, data, out, rate, overrides, size)
