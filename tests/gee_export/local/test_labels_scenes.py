@@ -135,3 +135,15 @@ def test_landcover_label_with_codes_outside_its_table_is_refused():
                       SCHEME_CODES, "label")
     with pytest.raises(InputDataError, match="9 is not in the 'landcover:chesapeake'"):
         check_label_codes(np.array([1, 2, 9]), "landcover:chesapeake", SCHEME_CODES, "label")
+
+
+def test_export_labels_and_label_scheme_must_agree_on_the_local_backend(tmp_path, capsys):
+    from gee_export.cli import main
+
+    (tmp_path / "scenes").mkdir()
+    code = main(["--backend", "local", "--scenes", str(tmp_path / "scenes"), "--bbox",
+                 "114.2,30.4,114.25,30.45", "--labels", "landcover:chesapeake",
+                 "--label-scheme", "worldcover", "--out", str(tmp_path / "o"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--labels landcover:chesapeake and --label-scheme worldcover" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
