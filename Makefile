@@ -10,7 +10,7 @@ STAMP := $(VENV)/.isamap-installed
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo_output
 
-.PHONY: setup test lint demo bench notebooks clean
+.PHONY: setup test lint demo bench bench-quick notebooks clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
+
+# smoke run of the speed benchmarks (auto vs fixed configurations, pipeline vs model-only)
+bench-quick: $(STAMP)
+	$(PY) benchmarks/bench_models.py --quick
+	$(PY) benchmarks/bench_inference.py --size 2048
 
 notebooks: $(STAMP)
 	$(PY) -m pip install -q -e '.[ee,dev,beam,notebooks]' --config-settings editable_mode=compat

@@ -11,7 +11,10 @@ for the Dataflow estimate in the README). No bar: the ratio says what the
 DirectRunner's start-up and shuffle cost on one machine (Dataflow's gain is more workers, not a
 faster worker).
 
-Run: ``.venv/bin/python benchmarks/bench_beam.py [--latency 0.2] [--size 608] [--concurrent 8]``
+The mapping pair maps one date of a smooth synthetic stack with a small U-Net: ``isamap-map``'s
+streaming predictor vs its Beam pipeline of tiles (units: tiles of 512 px).
+
+Run: ``.venv/bin/python benchmarks/bench_beam.py [--latency 0.2] [--size 608] [--map-size 1536]``
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import time
 from pathlib import Path
 
 MONTH = "2019-06"
-CASES = ("export-single", "export-beam")
+CASES = ("export-single", "export-beam", "map-single", "map-beam")
+BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
 
 
 def _stack_spec(stack) -> dict:
@@ -34,8 +38,82 @@ def _stack_spec(stack) -> dict:
             "label": stack.label}
 
 
+def _map_inputs(tmp: Path, size: int) -> tuple[str, str]:
+    """A smooth 6-band stack GeoTIFF (UTM 50N) and a small U-Net model file recording it."""
+    import numpy as np
+    import rasterio
+
+    from gee_export.contract.geotiff import write_geotiff
+    from gee_export.contract.grid import Grid
+    from training.modelfile import ModelMeta, save_model_file
+    from training.models import create_model
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    data = np.stack([np.sin(rng.uniform(0.01, 0.08) * yy + rng.uniform(0, 6))
+                     * np.cos(rng.uniform(0.01, 0.08) * xx) for _ in BANDS]).astype(np.float32)
+    image = str(tmp / f"stack_{MONTH}.tif")
+    write_geotiff(image, data, rasterio.Affine(10, 0, 500000, 0, -10, 3400000), "EPSG:32650",
+                  float("nan"), descriptions=list(BANDS))
+    grid = Grid("EPSG:32650", 500000.0, 3400000.0, size, size, 10.0, 64, 32)
+    kwargs = {"widths": [8, 16, 16, 32, 32]}
+    meta = ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
+                     extra={"dataset": {"root": "/nowhere", "backend": "ee", "months": [MONTH],
+                                        "bands": list(BANDS), "grid": grid.to_dict(),
+                                        "recipe": {"s1": {"speckle": "boxcar"},
+                                                   "s2": {"cloud_mask": "scl"}}}})
+    model = str(tmp / "unet.pt")
+    save_model_file(model, create_model("unet", len(BANDS), 2, **kwargs), meta)
+    return image, model
+
+
+def _map_child(args: argparse.Namespace) -> dict:
+    import ee
+    from pyproj import Transformer
+
+    from gee_export.contract.grid import Grid
+    from gee_export.contract.regions import Region
+    from gee_export.contract.stack import StackPaths
+    from gee_export.core.ee_session import EESession
+    from gee_export.core.pipeline_options import RunnerConfig
+    from gee_export.ee.fake_server import StackSessions, StackTransport, initialize_offline
+    from inference.mapping import MapRequest
+    from inference.region_map import map_region
+    from inference.runtime import RuntimeOptions
+
+    initialize_offline(ee)
+    spec = json.loads(args.stack)
+    grid = Grid.from_dict(spec["grid"])
+    stack = StackPaths(grid, BANDS, MONTH, spec["image"], spec["image"] + ".nolabel")
+    west, south, east, north = grid.bounds
+    box = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform_bounds(
+        west + 200, south + 200, east - 200, north - 200)
+    runner = RunnerConfig("direct", max_workers=2, max_concurrent=args.concurrent)
+    request = MapRequest(region=Region("bench", tuple(box)), dates=(MONTH,),
+                         model_file=spec["model"], out=args.out,
+                         workers=runner.workers * runner.threads, tile=512, overlap=64,
+                         options=RuntimeOptions(precision="fp32"), progress=False)
+    launcher = EESession(transport=StackTransport(stack, info=lambda text: 5,
+                                                  latency=args.latency))
+    beam = args.case == "map-beam"
+    result = map_region(request, session=launcher, echo=lambda _: None,
+                        runner=runner if beam else None,
+                        worker_sessions=StackSessions(stack, latency=args.latency))
+    prediction = result.dates[0].outputs.prediction
+    return {"units": prediction.tiles, "concurrent": runner.workers * runner.threads,
+            "km2": result.grid.area_km2}
+
+
 def _child(args: argparse.Namespace) -> None:
     """One case, in this process; prints one JSON line."""
+    if args.case.startswith("map"):
+        t0 = time.perf_counter()
+        result = _map_child(args)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        print(json.dumps({"case": args.case, **result, "seconds": time.perf_counter() - t0,
+                          "rss_mb": usage.ru_maxrss / 1024,
+                          "cpu_s": usage.ru_utime + usage.ru_stime}))
+        return
     import ee
 
     from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
@@ -78,6 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per request")
     parser.add_argument("--size", type=int, default=608, help="scene side in pixels")
+    parser.add_argument("--map-size", type=int, default=1536, help="map stack side in pixels")
     parser.add_argument("--concurrent", type=int, default=8,
                         help="requests in flight (Beam: 2 workers x concurrent/2 threads)")
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
@@ -98,13 +177,21 @@ def main() -> None:
         print(f"scene {args.size} x {args.size} px, {scene.grid.patch_count} patch positions, "
               f"simulated latency {args.latency * 1000:.0f} ms/request, "
               f"{args.concurrent} requests in flight on both sides")
+        image, model = _map_inputs(Path(tmp), args.map_size)
+        map_spec = {"grid": {**stack.grid.to_dict(), "x0": 500000.0, "y0": 3400000.0,
+                             "crs": "EPSG:32650", "width": args.map_size,
+                             "height": args.map_size},
+                    "image": image, "model": model}
+        print(f"map: {args.map_size} x {args.map_size} px stack, U-Net (widths 8-32), 512 px "
+              "tiles with 64 px overlap; units are tiles")
         print(f"{'case':<16} {'units':>6} {'seconds':>8} {'units/s':>8} {'peak RSS':>9} "
               f"{'CPU s/unit':>10}")
         results = {}
         for case in CASES:
+            spec = map_spec if case.startswith("map") else _stack_spec(stack)
             proc = subprocess.run(
                 [sys.executable, __file__, "--case", case, "--stack",
-                 json.dumps(_stack_spec(stack)), "--out", str(Path(tmp) / case),
+                 json.dumps(spec), "--out", str(Path(tmp) / case),
                  "--latency", str(args.latency), "--concurrent", str(args.concurrent)],
                 capture_output=True, text=True, check=False)
             if proc.returncode:
@@ -114,10 +201,11 @@ def main() -> None:
             rate = result["units"] / result["seconds"]
             print(f"{case:<16} {result['units']:>6} {result['seconds']:>8.2f} {rate:>8.2f} "
                   f"{result['rss_mb']:>6.0f} MB {result['cpu_s'] / result['units']:>10.3f}")
-        single, beam = results["export-single"], results["export-beam"]
-        ratio = (beam["units"] / beam["seconds"]) / (single["units"] / single["seconds"])
-        print(f"export: Beam DirectRunner (2 workers) / single process throughput = {ratio:.2f}x,"
-              f" peak RSS {beam['rss_mb']:.0f} MB vs {single['rss_mb']:.0f} MB")
+        for what in ("export", "map"):
+            single, beam = results[f"{what}-single"], results[f"{what}-beam"]
+            ratio = (beam["units"] / beam["seconds"]) / (single["units"] / single["seconds"])
+            print(f"{what}: Beam DirectRunner (2 workers) / single process throughput = "
+                  f"{ratio:.2f}x, peak RSS {beam['rss_mb']:.0f} MB vs {single['rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -3,16 +3,18 @@
 Measured in one run:
 - parameters and forward FLOPs (``torch.utils.flop_counter``) of the land-cover HRNet
   (C = 18, the default) before and after 40 % FPGM pruning of its prunable convolutions;
-- inference patches/s of both networks for every precision / memory layout the CPU offers
-  (fp32 and, where the CPU has native bf16, bf16 autocast; contiguous and channels_last),
+- inference patches/s of both networks in every setting ``--precision auto`` chooses among
+  on this device (``training.autotune.candidates``: fp32 / bf16 autocast x NCHW / NHWC),
   each as trained and with its batch norms folded into the convolutions
   (``training.models.blocks.fold_batchnorm``, an inference-only transformation both networks
   get alike); the two networks run back to back, round after round: patches/s is each
   network's best round, and the speed-up is the **median over rounds of the paired ratio**
   (unpruned time / pruned time of the same round), which a burst of load on a shared machine
-  moves far less than a ratio of best times; the headline compares them at the configuration
-  that is fastest for the unpruned network (bar: pruned >= 1.5x faster), and the fastest
-  configuration without folding is printed too;
+  moves far less than a ratio of best times;
+- the setting ``training.autotune.choose`` (what ``isamap-predict --precision auto`` runs,
+  measured afresh, cache off) picks for each network; the headline compares the two at the
+  unpruned network's choice (bar: pruned >= 1.5x faster), and the fastest setting with folded
+  batch norms is printed too;
 - the accuracy change that pruning costs, from the real-data experiment
   (``python -m inference.lccompare``; read from its ``metrics.json`` when present, else run
   here with one seed and a short budget, and labelled so).
@@ -37,7 +39,8 @@ import numpy as np
 import torch
 
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from training.devices import resolve_precision
+from training import autotune
+from training.execution import Setting
 from training.modelfile import ModelMeta
 from training.models import create_model
 from training.models.blocks import fold_batchnorm
@@ -61,21 +64,31 @@ def networks(width: int, rate: float) -> tuple[torch.nn.Module, torch.nn.Module]
     return full, small.eval()
 
 
-def layouts() -> list[tuple[str, torch.dtype, bool, bool]]:
-    """(name, autocast dtype, channels_last, BN folded) of every configuration to time."""
-    dtypes = [("fp32", torch.float32)]
-    if resolve_precision("auto", torch.device("cpu")) == torch.bfloat16:  # native bf16
-        dtypes.append(("bf16", torch.bfloat16))
-    return [(f"{d}{'/channels_last' if cl else ''}{'/BN folded' if fold else ''}", dtype, cl,
-             fold) for fold in (False, True) for d, dtype in dtypes for cl in (False, True)]
+CPU = torch.device("cpu")
 
 
-def one_pass(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype) -> float:
-    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype,
-                                                enabled=dtype != torch.float32):
+def configurations() -> list[tuple[str, Setting, bool]]:
+    """(name, autotune setting, BN folded) of every configuration to time."""
+    return [(f"{s.label}{'/BN folded' if fold else ''}", s, fold) for fold in (False, True)
+            for s in autotune.candidates(CPU, "auto", "auto")]
+
+
+def one_pass(net: torch.nn.Module, x: torch.Tensor, setting: Setting) -> float:
+    with torch.inference_mode(), setting.autocast("cpu"):
         start = time.perf_counter()
         net(x)
         return time.perf_counter() - start
+
+
+def auto_choices(full, small, batch: int, size: int) -> tuple[str, str]:
+    """What ``--precision auto --channels-last auto`` picks for each network (cache off)."""
+    x = torch.randn(batch, len(BANDS), size, size)
+    labels = []
+    for net in (full, small):
+        setting = autotune.choose(net, x, CPU, cache=False).setting
+        labels.append(Setting(setting.precision, setting.channels_last).label)
+        net.to(memory_format=torch.contiguous_format)
+    return labels[0], labels[1]
 
 
 def speed(full, small, batch: int, size: int, rounds: int
@@ -83,13 +96,13 @@ def speed(full, small, batch: int, size: int, rounds: int
     """Per configuration: best patches/s of each network and the median paired speed-up."""
     rates = {}
     folded = (fold_batchnorm(full), fold_batchnorm(small))
-    for name, dtype, channels_last, fold in layouts():
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for name, setting, fold in configurations():
+        fmt = setting.memory_format
         x = torch.randn(batch, len(BANDS), size, size).contiguous(memory_format=fmt)
         nets = [net.to(memory_format=fmt) for net in (folded if fold else (full, small))]
         for net in nets:
-            one_pass(net, x, dtype)  # warm-up: oneDNN primitive creation
-        times = [(one_pass(nets[0], x, dtype), one_pass(nets[1], x, dtype))
+            one_pass(net, x, setting)  # warm-up: oneDNN primitive creation
+        times = [(one_pass(nets[0], x, setting), one_pass(nets[1], x, setting))
                  for _ in range(rounds)]
         ratio = float(np.median([a / b for a, b in times]))
         rates[name] = (batch / min(a for a, _ in times), batch / min(b for _, b in times), ratio)
@@ -149,15 +162,16 @@ def main() -> None:
           f"patches, batch {a.batch}, {torch.get_num_threads()} threads")
     print(f"parameters  {pf:>12,} -> {ps:>12,}  ({100 * (1 - ps / pf):.1f} % fewer)")
     print(f"FLOPs/patch {ff / 1e9:>10.2f} G -> {fs / 1e9:>10.2f} G  (x{ff / fs:.2f} fewer)")
+    auto_full, auto_small = auto_choices(full, small, a.batch, a.size)
+    print(f"--precision auto chooses {auto_full} (unpruned) and {auto_small} (pruned)")
     rates = speed(full, small, a.batch, a.size, a.rounds)
-    plain = max((k for k in rates if "folded" not in k), key=lambda k: rates[k][0])
-    u, pr, ratio = rates[plain]
-    print(f"fastest without folding ({plain}): {u:.2f} -> {pr:.2f} patches/s, pruned "
-          f"x{ratio:.2f} faster")
-    fastest = max(rates, key=lambda k: rates[k][0])
-    u, pr, ratio = rates[fastest]
-    print(f"fastest configuration for the unpruned network ({fastest}): {u:.2f} -> {pr:.2f} "
+    u, pr, ratio = rates[auto_full]
+    print(f"at auto's choice for the unpruned network ({auto_full}): {u:.2f} -> {pr:.2f} "
           f"patches/s, pruned x{ratio:.2f} faster (bar: >= 1.5x)")
+    fastest = max((k for k in rates if "folded" in k), key=lambda k: rates[k][0])
+    u, pr, ratio = rates[fastest]
+    print(f"fastest with folded batch norms ({fastest}): {u:.2f} -> {pr:.2f} patches/s, "
+          f"pruned x{ratio:.2f} faster")
     for source, oa in accuracy_changes([Path(r) for r in a.results], a.data_dir):
         h, q = oa["hrnet"], oa["hrnet pruned"]
         print(f"accuracy (OA at 1 m, mean ± std over seeds) from {source}:\n"

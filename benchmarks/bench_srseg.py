@@ -58,7 +58,7 @@ def pipeline_km2_per_s(scale: int, size: int, tile: int) -> tuple[float, float]:
             dst.write(data)
             dst.descriptions = bands
         predictor = TilePredictor(model, np.zeros(4), np.ones(4), scale=scale,
-                                  options=RuntimeOptions(precision="fp32"))
+                                  options=RuntimeOptions(precision="fp32", channels_last="on"))
         result = predict_raster(str(src), str(Path(tmp) / "out"), predictor,
                                 OutputInfo("srseg", bands),
                                 PredictConfig(tile=tile, overlap=8, batch_size=2,

@@ -1,14 +1,17 @@
-"""Training and inference throughput per model at 128 px on CPU, eager fp32 vs
-channels_last + bf16 autocast, and data-loader throughput next to the training step rate.
+"""Data-loader throughput next to the training step it must feed (the step at ``auto``).
 
-Run: .venv/bin/python benchmarks/bench_training.py [--batch 4] [--steps 3] [--models ...]
-Absolute numbers depend on the (shared) machine; the ratios are measured side by side.
+The per-model speed of training and inference, every configuration next to ``auto`` and as a
+fraction of the machine's peak, is ``bench_models.py``; this benchmark checks that the loader
+(GeoTIFF patches, normalisation, flips/rotations/blur in worker processes) outruns the fastest
+model's training step by a margin.
+
+Run: .venv/bin/python benchmarks/bench_training.py [--batch 4] [--models ...]
+Absolute numbers depend on the (shared) machine; the ratio is measured side by side.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -18,8 +21,9 @@ import torch
 from gee_export.contract.patches import patch_stack
 from gee_export.local.stack import build_local_stack
 from gee_export.local.synthetic import generate_scene
+from training import autotune
 from training.data import Augment, PatchDataset, compute_norm_stats, make_loader
-from training.losses import build_loss, default_loss_for, main_output
+from training.losses import model_loss
 from training.models import create_model
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]
@@ -34,48 +38,20 @@ def synthetic_dataset(folder: Path, size: int = 768) -> Path:
     return folder / "ds"
 
 
-def _mode(model, x, fast: bool):
-    if fast:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16)
-    else:
-        model = model.to(memory_format=torch.contiguous_format)
-        x = x.contiguous()
-        ctx = contextlib.nullcontext()
-    return model, x, ctx
-
-
-def bench_model(name: str, batch: int, steps: int, fast: bool) -> tuple[float, float]:
+def step_rate(name: str, batch: int) -> tuple[float, str]:
+    """Training patches/s of ``name`` at 128 px in the configuration ``auto`` picks."""
     torch.manual_seed(0)
     model = create_model(name, len(BANDS), 2, bands=BANDS)
     x = torch.randn(batch, len(BANDS), 128, 128)
-    y = torch.randint(0, 2, (batch, 128, 128))
-    loss_fn = build_loss(default_loss_for(name))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    model, x, ctx = _mode(model, x, fast)
-    model.train()
-
-    def step():
-        with ctx:
-            loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    step()  # warm-up (allocations, kernel selection)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    train_ps = batch * steps / (time.perf_counter() - t0)
-    model.eval()
-    with torch.no_grad(), ctx:
-        main_output(model(x))
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            main_output(model(x))
-        infer_ps = batch * steps / (time.perf_counter() - t0)
-    return train_ps, infer_ps
+    loss_fn = model_loss(name)  # the loss and arguments of the model's recipe
+    step = autotune.TrainStep(lambda out, b: loss_fn(out, b["label"]),
+                              lambda p: torch.optim.Adam(p, lr=1e-4),
+                              {"label": torch.randint(0, 2, (batch, 128, 128))})
+    cpu = torch.device("cpu")
+    choice = autotune.choose(model, x, cpu, mode="training", step=step)
+    seconds = autotune.time_settings(model, x, cpu, [choice.setting], mode="training",
+                                     step=step)[choice.setting]
+    return batch / seconds, choice.label
 
 
 def bench_loader(root: Path, batch: int, workers: int, batches: int) -> float:
@@ -98,24 +74,16 @@ def bench_loader(root: Path, batch: int, workers: int, batches: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--steps", type=int, default=3)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--models", default="unet,unet-s2,unet-s1,crofusenet,runetpp")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (1 keeps a shared machine's timings stable)")
+    p.add_argument("--models", default="unet-s1,unet",
+                   help="the step to compare with is the fastest of these")
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}; batch {a.batch}, 128 px, 6 bands")
-    print(f"{'model':<12}{'train eager':>13}{'train cl+bf16':>15}{'ratio':>7}"
-          f"{'infer eager':>13}{'infer cl+bf16':>15}{'ratio':>7}   (patches/s)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {a.batch}, "
+          "128 px, 6 bands")
     rates = {}
     for name in a.models.split(","):
-        te, ie = bench_model(name, a.batch, a.steps, fast=False)
-        tf, inf = bench_model(name, a.batch, a.steps, fast=True)
-        rates[name] = max(te, tf)
-        print(f"{name:<12}{te:>13.2f}{tf:>15.2f}{tf / te:>7.2f}{ie:>13.2f}{inf:>15.2f}"
-              f"{inf / ie:>7.2f}")
+        rates[name], label = step_rate(name, a.batch)
+        print(f"{name:<12} training step at auto ({label}): {rates[name]:.2f} patches/s")
     with tempfile.TemporaryDirectory() as tmp:
         root = synthetic_dataset(Path(tmp))
         lp = bench_loader(root, a.batch, a.workers, 14)

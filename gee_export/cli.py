@@ -19,7 +19,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from gee_export.contract import bands as band_registry
@@ -301,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_plan(plan))
         if runner:
             runner.pipeline_options()  # Beam's validation, offline in a dry run
-            print(_format_runner(runner))
+            print(runner.describe())
         return 0
     # a small area can leave whole splits empty: say so before the work, with the remedy
     _warn_about_split(grid, split_counts(assign_splits(grid, None, DEFAULT_RATIOS, args.seed,
@@ -327,13 +326,6 @@ def _runner(args: argparse.Namespace, out: str) -> RunnerConfig | None:
                           "gs://bucket/prefix")
     runner.check()
     return runner
-
-
-def _format_runner(runner: RunnerConfig) -> str:
-    return (f"  runner      Apache Beam {runner.runner}: up to {runner.workers} workers x "
-            f"{runner.threads} requests = {runner.workers * runner.threads} concurrent "
-            f"(--max-concurrent {runner.max_concurrent})\n"
-            f"  beam        {' '.join(replace(runner, dry_run=False).beam_args())}")
 
 
 def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace) -> None:

@@ -36,8 +36,9 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--blend", choices=("cosine", "uniform"), default="cosine")
     add_device_arguments(p)
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
-    p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (CUDA); with --precision/--channels-last "
+                        "auto it is timed too and kept only when faster")
     p.add_argument("--compress", choices=("DEFLATE", "ZSTD"), default="DEFLATE")
     p.add_argument("--isa-class", type=int, help="index of the impervious class")
     add_postprocess_arguments(p)
@@ -70,7 +71,8 @@ def _predict(args: argparse.Namespace) -> int:
                            blend=args.blend, compress=args.compress,
                            **postprocess_options(args))
     options = RuntimeOptions(device=args.device, precision=args.precision,
-                             channels_last=not args.no_channels_last, compile=args.compile)
+                             channels_last=args.channels_last, compile=args.compile,
+                             autotune_cache=args.autotune_cache)
     outputs = predict_with_model_file(
         args.model, args.input, args.out, month=args.month, config=config, options=options,
         isa_class=args.isa_class, zones=args.zones, compare_with=args.compare_with,

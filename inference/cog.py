@@ -1,19 +1,19 @@
 """Cloud-Optimized GeoTIFFs of the predictions, their metadata, and quick-look PNGs.
 
 Two single-band COGs per prediction rather than one two-band file, for two reasons: overview
-resampling is a per-file option of the GDAL COG driver (the class map needs MODE so that
-zoomed-out views still show real classes, the probability AVERAGE), and Earth Engine's
-COG-backed assets take one COG per band. Both are uint8 with 255 = nodata; the probability
-is scaled so that 250 = 1.0 (0.4 % steps), keeping 251-254 free and 255 for nodata.
+resampling differs per map (the class map needs MODE so that zoomed-out views still show real
+classes, the probability AVERAGE), and Earth Engine's COG-backed assets take one COG per band.
+Every COG is encoded by :mod:`inference.cog_stream` (the prediction feeds it while it runs;
+:func:`write_cog` feeds it from a finished raster). Both are uint8 with 255 = nodata; the
+probability is scaled so that 250 = 1.0 (0.4 % steps), keeping 251-254 free and 255 for nodata.
 """
 
 from __future__ import annotations
 
 import errno
-import html
 import os
 import shutil
-from collections.abc import Sequence
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,16 +21,15 @@ from typing import Any, Literal
 import numpy as np
 import rasterio
 import rasterio.errors
-import rasterio.shutil
 from affine import Affine
 from rasterio.enums import Resampling
 
 from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
 from gee_export.core.commands import LOW_SPACE_BYTES
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_path
 from gee_export.core.version import code_version
+from inference.cog_stream import CogStream, Encoding
 
 Kind = Literal["class", "probability", "change"]
 Compression = Literal["DEFLATE", "ZSTD"]
@@ -79,47 +78,67 @@ def output_tags(info: OutputInfo, run_hash: str, tile: int, overlap: int,
     return tags
 
 
-def strips_vrt(path: Path, parts: Sequence[tuple[Path, int, int]], width: int, height: int,
-               transform: Affine, crs: Any, band: int) -> Path:
-    """Write a one-band VRT mosaicking full-width strips ``(file, row0, rows)`` of a raster."""
-    text = mosaic_vrt(width, height, transform, crs, [VrtBand(band, "uint8", NODATA)],
-                      [Piece(p.name, row0, 0, rows, width) for p, row0, rows in parts])
-    path.write_text(text)
-    return path
+def open_stream(work: Path, name: str, kind: Kind, width: int, height: int,
+                transform: Affine, crs: Any, tags: dict[str, str], *,
+                compress: Compression = "DEFLATE", threads: int | str | None = None) -> CogStream:
+    """A :class:`~inference.cog_stream.CogStream` for one map of ``kind``.
+
+    It carries the kind's description, colour table, overview resampling (``MODE`` for
+    classes, ``AVERAGE`` for probabilities) and ``band_id`` tag, so every COG isamap writes
+    has the same metadata. ``threads``: GDAL compression threads (see ``Encoding``).
+    """
+    colormap = None
+    if kind != "probability":
+        palette = CLASS_PALETTE if kind == "class" else CHANGE_PALETTE
+        colormap = {i: (*_rgb(palette[i % len(palette)]), 255) for i in range(NODATA)}
+        colormap[NODATA] = (0, 0, 0, 0)
+    level = DEFLATE_LEVEL if compress == "DEFLATE" else 9
+    return CogStream(work, name, width, height, transform, crs,
+                     "average" if kind == "probability" else "mode",
+                     {**tags, "band_id": BAND_IDS[kind]}, _DESCRIPTIONS[kind], colormap,
+                     Encoding(compress, level, threads))
 
 
 def write_cog(src: str | os.PathLike, dst: str | os.PathLike, kind: Kind,
               tags: dict[str, str], *, compress: Compression = "DEFLATE") -> None:
     """Copy a one-band uint8 raster into a COG with overviews, description and metadata.
 
-    The COG driver writes tiles, overviews and the IFDs in the order readers expect (ghost
-    header, overviews before full resolution), which a plain GTiff + BuildOverviews does not.
+    The raster is read one block row at a time into :func:`open_stream`, the same encoder
+    the prediction feeds while it runs (its level files go beside ``dst`` and are removed).
     """
+    dst = Path(dst)
     with rasterio.open(src) as ds:
         if ds.count != 1 or ds.dtypes[0] != "uint8":
             raise InputDataError(f"{src}: expected one uint8 band, got {ds.count} {ds.dtypes}")
-        # Descriptions, metadata and the colour table go in through a small VRT wrapper:
-        # the COG driver copies them, and nothing is held in memory.
-        profile_tags = {**tags, "band_id": BAND_IDS[kind]}
-        vrt_path = Path(str(dst) + ".meta.vrt")
-        _annotated_vrt(ds, vrt_path, _DESCRIPTIONS[kind], profile_tags, kind)
+        stream = open_stream(dst.parent, f".{dst.name}", kind, ds.width, ds.height,
+                             ds.transform, ds.crs, tags, compress=compress)
+        try:
+            for row in range(0, ds.height, BLOCK):
+                window = ((row, min(row + BLOCK, ds.height)), (0, ds.width))
+                stream.add(ds.read(1, window=window))
+            finish_stream(stream, dst)
+        finally:
+            stream.remove()
+
+
+def finish_stream(stream: CogStream, dst: str | os.PathLike) -> None:
+    """Assemble ``stream`` into the COG ``dst`` and read it back (see :func:`verify_written`).
+
+    A level file cut short by a full disk (libtiff only prints the error) shows up as an
+    unreadable TIFF when the COG is assembled: that is reported as the ``OSError`` it is.
+    """
     try:
-        with rasterio.open(vrt_path) as annotated:
-            rasterio.shutil.copy(
-                annotated, str(dst), driver="COG", BLOCKSIZE=BLOCK, COMPRESS=compress,
-                PREDICTOR="YES", LEVEL=DEFLATE_LEVEL if compress == "DEFLATE" else 9,
-                OVERVIEWS="IGNORE_EXISTING", RESAMPLING=_RESAMPLING[kind],
-                BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
-    finally:
-        vrt_path.unlink(missing_ok=True)
+        stream.finish(dst)
+    except (struct.error, ValueError, KeyError, rasterio.errors.RasterioError) as exc:
+        raise _unwritable(dst, exc) from None
     verify_written(dst)
 
 
 def verify_written(path: str | os.PathLike) -> None:
     """Read a written raster's last block and smallest overview back, or raise ``OSError``.
 
-    GDAL's COG copy can return normally after libtiff failed to write (a full disk), leaving
-    a file that only fails when read; that file must never be moved into place as a finished
+    GDAL can return normally after libtiff failed to write (a full disk), leaving a file
+    that only fails when read; that file must never be moved into place as a finished
     output. The check reads a few blocks, whatever the raster's size.
     """
     try:
@@ -130,36 +149,16 @@ def verify_written(path: str | os.PathLike) -> None:
                 f = factors[-1]
                 ds.read(1, out_shape=(max(1, ds.height // f), max(1, ds.width // f)))
     except (rasterio.errors.RasterioError, ValueError) as exc:
-        free = shutil.disk_usage(Path(path).parent).free
-        code = errno.ENOSPC if free < LOW_SPACE_BYTES else errno.EIO
-        raise OSError(code, f"{os.strerror(code)}: the raster written to {path} is unreadable "
-                            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc})",
-                      str(path)) from None
+        raise _unwritable(path, exc) from None
 
 
-def _annotated_vrt(ds, path: Path, description: str, tags: dict[str, str], kind: Kind) -> None:
-    """A VRT over ``ds`` that adds a band description, dataset metadata and a colour table."""
-    meta = "".join(f'<MDI key="{html.escape(k)}">{html.escape(str(v))}</MDI>'
-                   for k, v in tags.items())
-    colors = ""
-    if kind != "probability":
-        palette = CLASS_PALETTE if kind == "class" else CHANGE_PALETTE
-        entries = [_rgb(palette[i % len(palette)]) for i in range(255)] + [(0, 0, 0)]
-        colors = "<ColorTable>" + "".join(
-            f'<Entry c1="{r}" c2="{g}" c3="{b}" c4="{0 if i == NODATA else 255}"/>'
-            for i, (r, g, b) in enumerate(entries)) + "</ColorTable>"
-    interp = "Palette" if colors else "Gray"
-    gt = ", ".join(repr(v) for v in ds.transform.to_gdal())
-    source = html.escape(str(Path(ds.name).resolve()) if Path(ds.name).exists() else ds.name)
-    path.write_text(
-        f'<VRTDataset rasterXSize="{ds.width}" rasterYSize="{ds.height}">'
-        f"<SRS>{html.escape(ds.crs.to_wkt())}</SRS><GeoTransform>{gt}</GeoTransform>"
-        f"<Metadata>{meta}</Metadata>"
-        f'<VRTRasterBand dataType="Byte" band="1"><Description>{html.escape(description)}'
-        f"</Description><NoDataValue>{NODATA}</NoDataValue>"
-        f"<ColorInterp>{interp}</ColorInterp>{colors}"
-        f"<SimpleSource><SourceFilename>{source}</SourceFilename><SourceBand>1</SourceBand>"
-        f"</SimpleSource></VRTRasterBand></VRTDataset>")
+def _unwritable(path: str | os.PathLike, exc: Exception) -> OSError:
+    """The ``OSError`` behind an unreadable written file: ENOSPC on a nearly full disk."""
+    free = shutil.disk_usage(Path(path).parent).free
+    code = errno.ENOSPC if free < LOW_SPACE_BYTES else errno.EIO
+    text = str(exc).strip()
+    return OSError(code, f"{os.strerror(code)}: the raster written to {path} is unreadable "
+                         f"({text.splitlines()[0] if text else type(exc).__name__})", str(path))
 
 
 def _rgb(hex_color: str) -> tuple[int, int, int]:

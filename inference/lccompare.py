@@ -64,11 +64,11 @@ from gee_export.core.storage import atomic_write
 from inference.postprocess import ClaheParams, clahe_classes
 from training.config import TrainConfig
 from training.data import Augment
-from training.losses import build_loss
+from training.losses import model_loss
 from training.metrics import compute_metrics, confusion_matrix, json_safe
 from training.modelfile import ModelMeta
 from training.models import create_model
-from training.models.hrnet import HRNET_RECIPE
+from training.models.registry import recipe_for
 from training.pruning import compact_model, flop_count, fpgm_step, parameter_count
 from training.srseg.compare import default_data_dir
 from training.srseg.data import NAIP_BANDS, read_naip_tile
@@ -107,7 +107,7 @@ class LandCoverCompareConfig:
     model: dict = field(default_factory=lambda: {"width": 8, "stem_width": 16,
                                                  "stage1_width": 16, "modules": [1, 1, 1],
                                                  "blocks": 2})
-    lr: float = HRNET_RECIPE.lr
+    lr: float = recipe_for("hrnet").lr
     prune_iterations: int = 100
     prune_epochs: int = 10
     prune_rate: float = 0.4
@@ -229,14 +229,11 @@ def _meta(cfg: LandCoverCompareConfig, mean: np.ndarray, std: np.ndarray) -> Mod
 
 def _train_cfg(cfg: LandCoverCompareConfig, run_dir: Path, seed: int, iterations: int,
                lr: float) -> TrainConfig:
-    recipe = HRNET_RECIPE.train_options(LANDCOVER_CLASSES)
+    """The run's options; loss, optimiser, momentum and poly decay are left to the recipe."""
     return TrainConfig(out_dir=str(run_dir), model="hrnet", model_kwargs=dict(cfg.model),
-                       loss=recipe["loss"], loss_kwargs=recipe["loss_kwargs"], epochs=1,
-                       max_iterations=iterations, batch_size=cfg.batch_size, lr=lr,
-                       optimizer=recipe["optimizer"], momentum=recipe["momentum"],
-                       poly_power=recipe["poly_power"], crop_size=cfg.crop, seed=seed,
-                       num_workers=0, precision="fp32", channels_last=False, device="cpu",
-                       progress=False)
+                       epochs=1, max_iterations=iterations, batch_size=cfg.batch_size, lr=lr,
+                       crop_size=cfg.crop, seed=seed, num_workers=0, precision="fp32",
+                       channels_last="off", device="cpu", progress=False)
 
 
 @torch.no_grad()
@@ -255,8 +252,7 @@ def run_seed(cfg: LandCoverCompareConfig, tiles: Sequence[Tile], seed: int) -> d
     meta = _meta(cfg, mean, std)
     torch.manual_seed(seed)
     model = create_model("hrnet", len(NAIP_BANDS), K, **cfg.model)
-    recipe = HRNET_RECIPE
-    loss = build_loss(recipe.loss, class_weights=recipe.class_weights(LANDCOVER_CLASSES))
+    loss = model_loss("hrnet", LANDCOVER_CLASSES)  # weighted CE, impervious x3
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".lccompare.") as tmp:
         data = CropDataset(tiles, mean, std, cfg.crop, cfg.iterations * cfg.batch_size, seed)

@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 
 from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.pipeline_options import add_runner_arguments, runner_config
 from inference.postprocess import add_postprocess_arguments, postprocess_options
 from training.devices import add_device_arguments
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", type=float, default=0.4,
                    help="computePixels seconds per tile assumed by the dry run's estimate")
     p.add_argument("--no-progress", action="store_true")
+    add_runner_arguments(p, gpu=True)
     add_logging_arguments(p)
     return p
 
@@ -123,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
                                public=args.public, readers=tuple(args.reader),
                                overwrite=args.overwrite, wait=args.wait)
     result = map_region(request, publish=target, dry_run=args.dry_run, latency_s=args.latency,
-                        echo=print)
+                        runner=runner_config(args, dry_run=args.dry_run), echo=print)
     if result.plan is not None:
         print(json.dumps(result.plan.to_dict(), indent=1))
         return 0

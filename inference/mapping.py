@@ -366,9 +366,18 @@ def stack_identity(backend: str, grid: Grid, recipe: Mapping[str, Any]) -> str:
                       sort_keys=True, default=str)
 
 
+DatePredictor = Callable[[MapRequest, Grid, Any, "ModelDataset", str, Any], Any]
+
+
 def map_dates(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset, *,
-              session: Any = None) -> list[DateResult]:
-    """Predict every date of ``request`` on ``grid`` (resumable; finished dates are skipped)."""
+              session: Any = None,
+              predict_date: DatePredictor | None = None) -> list[DateResult]:
+    """Predict every date of ``request`` on ``grid`` (resumable; finished dates are skipped).
+
+    ``predict_date(request, grid, meta, dataset, month, session)`` replaces the streaming
+    prediction of one date when given (the Beam pipeline, :mod:`inference.beam_map`); it
+    returns the date's :class:`inference.workflow.Outputs`.
+    """
     from inference.workflow import predict_with_model_file
 
     config = request.predict_config()
@@ -377,6 +386,13 @@ def map_dates(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
     inputs = _ee_inputs if request.backend == "ee" else _local_inputs
     for month in request.dates:
         try:
+            if predict_date is not None:
+                outputs = predict_date(request, grid, meta, dataset, month, session)
+                log.info("date %s: %s", month, "already mapped" if outputs.prediction.skipped
+                         else f"{outputs.prediction.tiles} tiles in "
+                              f"{outputs.prediction.seconds:.1f} s")
+                results.append(DateResult(month, outputs))
+                continue
             with inputs(request, grid, meta, dataset, month, session) as source:
                 try:
                     outputs = predict_with_model_file(
@@ -441,25 +457,31 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelData
     return _Opened(source, source.close)
 
 
-def _ee_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
-               month: str, session: Any) -> _Opened:
+def ee_date_image(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
+                  month: str, session: Any) -> tuple[Any, str]:
+    """One date's input image on ``grid`` (the model's recipe) and its identity.
+
+    Asks the session for the date's composite windows (clear Sentinel-2 observations,
+    Sentinel-1 scenes); raises :class:`EmptyCompositeError` for a date without data.
+    """
     import ee
 
-    from gee_export.ee.export import fetch_window
-    from gee_export.ee.prediction_stack import (
-        composite_windows,
-        export_prediction_stack,
-        prediction_image,
-        recipe_for_month,
-    )
-    from inference.sources import FetchedSource, MaskedFileSource
+    from gee_export.ee.prediction_stack import composite_windows, prediction_image, recipe_for_month
 
     geometry = ee.Geometry(request.region.to_geojson())
     date = composite_windows(session, geometry, request.region.name,
                              recipe_for_month(dataset.recipe, tuple(meta.bands), month,
                                               dataset.sources))
-    image = prediction_image(grid, date, geometry)
-    identity = stack_identity("ee", grid, date.to_dict())
+    return prediction_image(grid, date, geometry), stack_identity("ee", grid, date.to_dict())
+
+
+def _ee_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
+               month: str, session: Any) -> _Opened:
+    from gee_export.ee.export import fetch_window
+    from gee_export.ee.prediction_stack import export_prediction_stack
+    from inference.sources import FetchedSource, MaskedFileSource
+
+    image, identity = ee_date_image(request, grid, meta, dataset, month, session)
     if request.method == "tasks":
         exported = export_prediction_stack(session, image, grid, tuple(meta.bands),
                                            f"{request.out.rstrip('/')}/stacks",

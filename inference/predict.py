@@ -1,28 +1,44 @@
 """Streaming sliding-window inference over a raster of any size, resumable.
 
 Memory is bounded by one band of tile rows, never by the raster: the input is read one tile
-row at a time (full width, prefetched in a thread while the previous row is predicted), tile
-probabilities are blended into an accumulator that only spans the rows still open, and every
-output strip whose rows no later tile can touch is written at once to its own small GeoTIFF
-(atomically, by a writer thread). The strips are the checkpoint: a killed run restarts at the
-first missing strip, recomputing only the tile row whose contribution it needs. At the end the
-strips are mosaicked through a VRT into Cloud-Optimized GeoTIFFs (see :mod:`inference.cog`).
+row at a time (full width, by :func:`read_rows`), tile probabilities are blended into an
+accumulator that only spans the rows still open, and every output strip whose rows no later
+tile can touch is taken at once (:meth:`_Accumulator.take`), written to its own small
+GeoTIFF (the checkpoint: a killed run restarts at the first missing strip, recomputing only
+the tile row whose contribution it needs) and fed to the two COG encoders
+(:mod:`inference.cog_stream`), which compress its tiles and reduce its overviews right away.
 
-With ``postprocess="clahe"`` each strip's probabilities also pass through a
-:class:`inference.postprocess.ClaheStream`, which hands a strip back (with its class map
-re-decided) once the CLAHE tile row below it is complete; a resumed run restarts one CLAHE
-tile row earlier to rebuild that context (the strips there exist and are not rewritten).
+The work is spread over three threads so that the model never waits for I/O or encoding: a
+reader (the next tile row and its nodata mask), the main thread (batches and the model), and
+an encoder (blend, take, checkpoint, COG tiles and overviews); the helpers run at a lower OS
+priority than the model's threads. At the end the COGs are only assembled from their already
+compressed tiles. Per-stage times are returned with the result and logged.
+
+With ``postprocess="clahe"`` the encoder thread passes each strip's probabilities through a
+:class:`inference.postprocess.ClaheStream` before its checkpoint and its COG tiles: the stream
+hands a strip back (its class map re-decided) once the CLAHE tile row below it is complete, so
+checkpoints hold final pixels only. A resumed run recomputes from one CLAHE tile row above
+the first missing strip to rebuild that context (strips there exist and are not rewritten),
+so it gives the uninterrupted run's map.
+
+Longer than most modules (about 500 lines) because the pipeline's stages share the tiling
+arithmetic and the accumulator; splitting them would spread one loop over several files.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
+import threading
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +65,12 @@ from inference.sources import RasterSource, open_source, source_identity
 # the machine; one full-width block row of a wide stack (~200 MB at 16k x 6 bands) is all the
 # sliding window re-reads (the overlap), so a fixed cache keeps memory bounded.
 GDAL_CACHE_MB = 512
+#: Tile rows of work the encoder thread may fall behind the model (bounds the memory).
+PENDING_ROWS = 2
+#: How much lower the reader and encoder threads run than the model's (Linux nice levels).
+HELPER_NICENESS = 5
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,16 @@ class PredictConfig:
 
 @dataclass(frozen=True)
 class PredictionResult:
+    """What a prediction produced, and where its time went.
+
+    ``stages`` holds seconds per stage (read, mask, gather, predict, forward, blend, take,
+    checkpoint, encode, assemble, and the main thread's waits for the reader and encoder);
+    stages of different threads overlap, so they do not add up to ``seconds``.
+    ``stages_cpu`` is the CPU time each stage's own thread spent (torch's worker threads and
+    GDAL's are not counted): the cost of the stage on a machine the model shares. ``runtime`` is
+    how the model ran (``training.autotune.Choice.to_dict()``), also in the COG tags.
+    """
+
     class_path: str
     prob_path: str
     width: int
@@ -106,6 +138,9 @@ class PredictionResult:
     forward_seconds: float
     resumed_strips: int
     skipped: bool
+    stages: Mapping[str, float] = field(default_factory=dict)
+    runtime: Mapping[str, Any] | None = None
+    stages_cpu: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def area_km2(self) -> float:
@@ -241,27 +276,19 @@ def encode(probs: np.ndarray, bad: np.ndarray, isa_class: int) -> tuple[np.ndarr
 def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,
                  config: PredictConfig, scale: int, model_id: str,
                  indexes: Sequence[int] = ()) -> dict[str, Any]:
+    # without post-processing its options do not change the map (nor a run's identity)
+    ignored = {"batch_size", "keep_work"} | (
+        {"postprocess", "clahe"} if config.postprocess == "none" else set())
     run = {
         "input": source_identity(src_path), "size": [src.height, src.width, src.count],
         **({"indexes": list(indexes)} if list(indexes) != list(range(1, len(indexes) + 1))
            else {}),
         "transform": list(src.transform)[:6], "crs": str(src.crs), "model_id": model_id,
         "bands": list(info.bands), "scale": scale,
-        "config": {k: v for k, v in asdict(config).items() if k not in ("batch_size", "keep_work")},
+        "config": {k: v for k, v in asdict(config).items() if k not in ignored},
     }
     run["hash"] = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:16]
     return run
-
-
-def _strip_path(work: Path, row0: int) -> Path:
-    return work / f"strip_{row0:07d}.tif"
-
-
-def _write_strip(path: Path, classes: np.ndarray, prob: np.ndarray, profile: dict) -> None:
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile,
-                                                 height=classes.shape[0]) as dst:
-        dst.write(classes, 1)
-        dst.write(prob, 2)
 
 
 def predict_raster(
@@ -289,7 +316,7 @@ def predict_raster(
             descriptions (see :func:`select_bands`).
 
     Returns:
-        Paths, size, timings and whether work was resumed or skipped.
+        Paths, size, timings (per stage too) and whether work was resumed or skipped.
     """
     config = config or PredictConfig()
     started = time.perf_counter()
@@ -298,7 +325,6 @@ def predict_raster(
     class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_source(src_path) as src:
         indexes = select_bands(src.descriptions, info.bands, band_order)
-        nodata = [src.nodatavals[i - 1] for i in indexes]
         run = _fingerprint(src_path, src, info, config, scale, model_id, indexes)
         height, width = src.height * scale, src.width * scale
         transform = src.transform @ Affine.scale(1.0 / scale)
@@ -309,31 +335,32 @@ def predict_raster(
         if predictor.channels != len(indexes):
             raise ConfigError(f"model takes {predictor.channels} bands, info lists {len(indexes)}")
         work = _prepare_work(work_dir, out_prefix, run, restart)
-        profile = {"driver": "GTiff", "width": width, "count": 2, "dtype": "uint8", "crs": crs,
-                   "nodata": NODATA, "tiled": True, "blockxsize": 512,
-                   "blockysize": min(512, config.strip_rows), "compress": "ZSTD", "zstd_level": 1,
-                   "interleave": "band"}
-        strips = strip_bounds(height, config.strip_rows)
-        first = next((i for i, (r0, _) in enumerate(strips)
-                      if not _strip_path(work, r0).exists()), len(strips))
-        if first < len(strips):
-            tiles = _run_strips(src, indexes, nodata, predictor, config, strips, first, work,
-                                {**profile}, transform, progress)
-        else:
-            tiles = 0
-    parts = [(_strip_path(work, r0), r0, r1 - r0) for r0, r1 in strips]
-    tags = cog.output_tags(info, run["hash"], config.tile, config.overlap, scale)
-    for path, kind in ((class_path, "class"), (prob_path, "probability")):
-        vrt = cog.strips_vrt(work / f"{kind}.vrt", parts, width, height, transform, crs,
-                             band=1 if kind == "class" else 2)
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-            files.put_output(lambda local, v=vrt, k=kind: cog.write_cog(
-                v, local, k, tags, compress=config.compress), path, work)
+        tags = cog.output_tags(info, run["hash"], config.tile, config.overlap, scale)
+        job = _Job(src, indexes, predictor, config, work, transform, tags, progress)
+        try:
+            job.run()
+            runtime = predictor.choice.tags() if predictor.choice else {
+                "runtime": "none: every strip came from an earlier run"}
+            for path, kind in ((class_path, "class"), (prob_path, "probability")):
+                with job.stages.time("assemble"):
+                    job.streams[kind].update_tags(**runtime)
+                    files.put_output(
+                        lambda local, k=kind: cog.finish_stream(job.streams[k], local),
+                        path, work)
+        finally:
+            job.close()
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
+    stages = {k: round(v, 3) for k, v in job.stages.seconds.items()}
+    stages["forward"] = round(predictor.forward_seconds - forward_before, 3)
+    stages_cpu = {k: round(v, 3) for k, v in job.stages.cpu.items()}
+    log.info("prediction stages (s, summed per stage over their threads): wall %s; CPU of "
+             "the calling thread %s", stages, stages_cpu)
     return PredictionResult(class_path, prob_path, width, height, tuple(transform), str(crs),
-                            tiles, time.perf_counter() - started,
-                            predictor.forward_seconds - forward_before, first, False)
+                            job.tiles, time.perf_counter() - started,
+                            predictor.forward_seconds - forward_before, job.first, False,
+                            stages, predictor.choice.to_dict() if predictor.choice else None,
+                            stages_cpu)
 
 
 def _finished(class_path: str, prob_path: str, run_hash: str) -> bool:
@@ -375,102 +402,284 @@ def _prepare_work(work_dir: str | os.PathLike | None, out_prefix: str, run: dict
     return work
 
 
-def _run_strips(src, indexes, nodata, predictor: TilePredictor, config: PredictConfig,
-                strips, first: int, work: Path, profile: dict, transform: Affine,
-                progress: bool) -> int:
-    s, tile = predictor.scale, config.tile
-    starts_y = tile_starts(src.height, tile, config.overlap)
-    starts_x = tile_starts(src.width, tile, config.overlap)
-    post = (ClaheStream(src.height * s, src.width * s, config.isa_class, config.clahe)
-            if config.postprocess == "clahe" else None)
-    start = first
-    if post is not None:  # the first missing strip needs the CLAHE tile row above it
-        context = post.context_start(strips[first][0])
-        start = next(i for i, (_, r1) in enumerate(strips) if r1 > context)
-    row_from = strips[start][0]  # first output row to compute
-    span = min(tile, src.height)
-    k0 = next(k for k, y in enumerate(starts_y) if (y + span) * s > row_from)
-    acc = None
-    pending: list[Future] = []
-    todo = list(range(start, len(strips)))
-    written_before = strips[first][0]  # strips above this row exist already
+def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int) -> np.ndarray:
+    """Input rows ``[row, row + rows)`` of the bands ``indexes`` at full width, float32.
 
-    def read(k: int) -> np.ndarray:
-        y = starts_y[k]
-        window = Window(0, y, src.width, min(tile, src.height - y))
+    The one place the engine reads its input: ``src`` is anything with rasterio's
+    ``read(indexes, window=..., out_dtype=...)``, ``width``, ``height`` and ``nodatavals``.
+    """
+    window = Window(0, row, src.width, rows)
+    try:
+        return src.read(list(indexes), window=window, out_dtype="float32")
+    except rasterio.errors.RasterioError as exc:
+        raise InputDataError(unreadable(getattr(src, "name", "the input"), exc)) from None
+
+
+class _Stages:
+    """Seconds per stage, summed over the threads that run it (thread-safe).
+
+    Wall time, and the CPU time of the calling thread: what the stage costs the model's
+    cores, whatever the helpers' lower priority makes of their wall time.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def time(self, name: str) -> Iterator[None]:
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
-            return src.read(indexes, window=window, out_dtype="float32")
-        except rasterio.errors.RasterioError as exc:
-            raise InputDataError(unreadable(src.name, exc)) from None
+            yield
+        finally:
+            with self._lock:
+                self.seconds[name] += time.perf_counter() - start
+                self.cpu[name] += time.thread_time() - cpu
 
-    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
-        def write(r0: int, classes: np.ndarray, prob: np.ndarray) -> None:
-            if r0 < written_before:
-                return
-            for done in [f for f in pending if f.done()]:
-                done.result()  # re-raises a failed write here, not at the very end
-                pending.remove(done)
-            if len(pending) >= 2:  # at most two encoded strips wait in memory
-                pending.pop(0).result()
-            strip_profile = {**profile, "transform": transform @ Affine.translation(0, r0)}
-            pending.append(writer.submit(_write_strip, _strip_path(work, r0), classes, prob,
-                                         strip_profile))
 
-        bar = tqdm(total=(len(starts_y) - k0) * len(starts_x), unit="tile", disable=not progress,
-                   desc="predict")
-        nxt = reader.submit(read, k0)
-        for k in range(k0, len(starts_y)):
-            block = nxt.result()
-            if k + 1 < len(starts_y):
-                nxt = reader.submit(read, k + 1)
-            y = starts_y[k]
-            for x, probs, weights in _predict_row(block, starts_x, predictor, config, starts_y, k):
-                if acc is None:
-                    classes = 2 if probs.shape[0] == 1 else probs.shape[0]
-                    if not 0 <= config.isa_class < classes:
-                        raise ConfigError(f"ISA class {config.isa_class} is not one of the "
-                                          f"model's {classes} output classes")
-                    acc = _Accumulator(probs.shape[0], span * s + config.strip_rows,
-                                       src.width * s, row_from)
-                acc.add(probs, weights, y * s, x * s)
-            bar.update(len(starts_x))
-            invalid = _invalid_mask(block, nodata)
+def _helper_thread() -> None:
+    """Reader and encoder threads yield to the model's threads (Linux: per-thread nice).
+
+    On a machine with as many cores as the model has threads, a helper that preempts one of
+    them stalls both (they wait for each other), so helpers run at a lower priority and fill
+    the gaps instead; the model's throughput bounds the pipeline either way.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid)
+                                                 + HELPER_NICENESS))
+
+
+def _cpu_is_free(predictor: TilePredictor) -> bool:
+    """Whether the model leaves the CPU cores to the pipeline (it runs on an accelerator)."""
+    return predictor.device.type != "cpu"
+
+
+class _Job:
+    """One run of the sliding window: three threads, each owning its stage's state.
+
+    - reader: the next tile row (``read_rows``) and its nodata mask, one row ahead;
+    - main thread (this object's ``run``): gathers tiles into batches and runs the model;
+    - encoder: blends tile probabilities into the accumulator, takes finished strips (the
+      checkpoint files) and feeds them to the two COG encoders (``inference.cog_stream``),
+      which compress tiles and build overviews while the model works on the next rows;
+      with CLAHE post-processing, strips pass through the :class:`ClaheStream` first.
+
+    Work handed to the encoder is bounded (:data:`PENDING_ROWS` tile rows), so memory stays
+    bounded when the encoder is slower than the model; results arrive in order because the
+    encoder is one thread.
+    """
+
+    def __init__(self, src: Any, indexes: list[int], predictor: TilePredictor,
+                 config: PredictConfig, work: Path, transform: Affine, tags: dict[str, str],
+                 progress: bool) -> None:
+        self.src, self.indexes, self.predictor, self.config = src, indexes, predictor, config
+        self.work, self.transform, self.progress = work, transform, progress
+        self.nodata = [src.nodatavals[i - 1] for i in indexes]
+        s = predictor.scale
+        self.width, self.height = src.width * s, src.height * s
+        self.strips = strip_bounds(self.height, config.strip_rows)
+        self.first = next((i for i, (r0, _) in enumerate(self.strips)
+                           if not _strip_path(work, r0).exists()), len(self.strips))
+        #: first output row an earlier run did not checkpoint
+        self.resume_row = self.strips[self.first][0] if self.first < len(self.strips) \
+            else self.height
+        self.profile = {"driver": "GTiff", "width": self.width, "count": 2, "dtype": "uint8",
+                        "crs": src.crs, "nodata": NODATA, "tiled": True, "blockxsize": 512,
+                        "blockysize": min(512, config.strip_rows), "compress": "ZSTD",
+                        "zstd_level": 1, "interleave": "band"}
+        self.stages = _Stages()
+        # with the model on a GPU the CPU cores are free: GDAL compresses with all of them and
+        # the two maps are encoded side by side; on the CPU the encoder stays one thread
+        self.parallel = _cpu_is_free(predictor)
+        self.streams = {kind: cog.open_stream(work, kind, kind, self.width, self.height,
+                                              transform, src.crs, tags,
+                                              compress=config.compress,
+                                              threads="ALL_CPUS" if self.parallel else None)
+                        for kind in ("class", "probability")}
+        self._kind_pools: dict[str, ThreadPoolExecutor] = {}
+        self._encoding: collections.deque[Future] = collections.deque()
+        self.acc: _Accumulator | None = None
+        self.post = (ClaheStream(self.height, self.width, config.isa_class, config.clahe)
+                     if config.postprocess == "clahe" else None)
+        # first strip to compute: CLAHE needs the tile row above the first missing strip,
+        # whose strips exist already (recomputed for context, not written again)
+        start = self.first
+        if self.post is not None and self.first < len(self.strips):
+            context = self.post.context_start(self.strips[self.first][0])
+            start = next(i for i, (_, r1) in enumerate(self.strips) if r1 > context)
+        self.todo = list(range(start, len(self.strips)))
+        self.tiles = 0
+
+    def close(self) -> None:
+        for pool in self._kind_pools.values():
+            pool.shutdown(wait=True)
+        for stream in self.streams.values():
+            stream.remove()
+
+    # ---------------------------------------------------------------- main thread
+    def run(self) -> None:
+        s, tile = self.predictor.scale, self.config.tile
+        src = self.src
+        starts_y = tile_starts(src.height, tile, self.config.overlap)
+        starts_x = tile_starts(src.width, tile, self.config.overlap)
+        span = min(tile, src.height)
+        pending: collections.deque[Future] = collections.deque()
+        per_row = math.ceil(len(starts_x) / self.config.batch_size) + 1
+        with ThreadPoolExecutor(1, initializer=_helper_thread) as reader, \
+                ThreadPoolExecutor(1, initializer=_helper_thread) as encoder:
+
+            def hand_over(fn, *args) -> None:
+                pending.append(encoder.submit(fn, *args))
+                while pending and (pending[0].done() or len(pending) > PENDING_ROWS * per_row):
+                    with self.stages.time("wait_encoder"):
+                        pending.popleft().result()  # re-raises the encoder's errors here
+
+            hand_over(self._replay_strips)  # a resumed run's strips go to the COGs first
+            if self.todo:
+                row_from = self.strips[self.todo[0]][0]
+                k0 = next(k for k, y in enumerate(starts_y) if (y + span) * s > row_from)
+                self.acc_rows = (row_from, span * s + self.config.strip_rows)
+                bar = tqdm(total=(len(starts_y) - k0) * len(starts_x), unit="tile",
+                           disable=not self.progress, desc="predict")
+                nxt = reader.submit(self._read, starts_y[k0])
+                for k in range(k0, len(starts_y)):
+                    with self.stages.time("wait_reader"):
+                        block, invalid = nxt.result()
+                    if k + 1 < len(starts_y):
+                        nxt = reader.submit(self._read, starts_y[k + 1])
+                    for xs, probs in self._predict_row(block, starts_x):
+                        hand_over(self._blend, k, starts_y, starts_x, xs, probs)
+                    final = starts_y[k + 1] * s if k + 1 < len(starts_y) else self.height
+                    hand_over(self._close_row, starts_y[k] * s, invalid, final)
+                    bar.update(len(starts_x))
+                    self.tiles += len(starts_x)
+                if self.post is not None:
+                    hand_over(self._finish_post)
+                bar.close()
+            while pending:
+                with self.stages.time("wait_encoder"):
+                    pending.popleft().result()
+            while self._encoding:
+                with self.stages.time("wait_encoder"):
+                    self._encoding.popleft().result()
+
+    def _predict_row(self, block: np.ndarray, starts_x: list[int]) -> Iterator[tuple]:
+        """Tiles of one tile row, batch by batch: ``(x offsets, compact probabilities)``."""
+        tile, size = self.config.tile, self.config.batch_size
+        batch = np.empty((min(size, len(starts_x)), block.shape[0], tile, tile), np.float32)
+        for b in range(0, len(starts_x), size):
+            xs = starts_x[b:b + size]
+            with self.stages.time("gather"):
+                for j, x in enumerate(xs):  # one copy, straight into the batch buffer
+                    batch[j] = block[:, :, x:x + tile]
+            with self.stages.time("predict"):
+                probs = self.predictor(batch[:len(xs)], compact=True)
+            yield xs, probs
+
+    # ---------------------------------------------------------------- reader thread
+    def _read(self, y: int) -> tuple[np.ndarray, np.ndarray]:
+        tile, src, s = self.config.tile, self.src, self.predictor.scale
+        with self.stages.time("read"):
+            block = read_rows(src, self.indexes, y, min(tile, src.height - y))
+        with self.stages.time("mask"):
+            invalid = _invalid_mask(block, self.nodata)
             if s > 1:
                 invalid = invalid.repeat(s, axis=0).repeat(s, axis=1)
-            acc.mark_invalid(invalid, y * s)
-            final_row = starts_y[k + 1] * s if k + 1 < len(starts_y) else src.height * s
-            while todo and strips[todo[0]][1] <= final_row:
-                r0, r1 = strips[todo.pop(0)]
-                if post is None:
-                    write(r0, *acc.take(r1 - r0, config.isa_class))
-                    continue
-                probs, bad = acc.take_probs(r1 - r0)
-                _, prob = encode(probs, bad, config.isa_class)
-                for row0, classes, (prob0, bad0) in post.push(r0, probs, bad, (prob, bad)):
-                    classes[bad0] = NODATA
-                    write(row0, classes, prob0)
-        for row0, classes, (prob0, bad0) in post.finish() if post is not None else ():
-            classes[bad0] = NODATA
-            write(row0, classes, prob0)
-        for future in pending:
-            future.result()
-        bar.close()
-    return (len(starts_y) - k0) * len(starts_x)
+            block = _pad_to(block, tile, max(block.shape[2], tile))
+        return block, invalid
+
+    # ---------------------------------------------------------------- encoder thread
+    def _blend(self, k: int, starts_y: list[int], starts_x: list[int], xs: list[int],
+               probs: np.ndarray) -> None:
+        s, tile, config = self.predictor.scale, self.config.tile, self.config
+        with self.stages.time("blend"):
+            if self.acc is None:
+                classes = 2 if probs.shape[1] == 1 else probs.shape[1]
+                if not 0 <= config.isa_class < classes:
+                    raise ConfigError(f"ISA class {config.isa_class} is not one of the "
+                                      f"model's {classes} output classes")
+                self.acc = _Accumulator(probs.shape[1], self.acc_rows[1], self.width,
+                                        self.acc_rows[0])
+            y = starts_y[k]
+            rows = min(tile, self.src.height - y) * s
+            last_y, last_x = k == len(starts_y) - 1, starts_x[-1]
+            for j, x in enumerate(xs):
+                cols = min(tile, self.src.width - x) * s
+                weights = tile_weights(tile * s, config.overlap * s, top=k > 0,
+                                       bottom=not last_y, left=x > 0, right=x < last_x,
+                                       blend=config.blend)
+                self.acc.add(probs[j, :, :rows, :cols], weights, y * s, x * s)
+
+    def _close_row(self, row: int, invalid: np.ndarray, final_row: int) -> None:
+        """Mark the row's nodata; take, checkpoint and encode every strip now final."""
+        self.acc.mark_invalid(invalid, row)
+        isa_class = self.config.isa_class
+        while self.todo and self.strips[self.todo[0]][1] <= final_row:
+            r0, r1 = self.strips[self.todo.pop(0)]
+            if self.post is None:
+                with self.stages.time("take"):
+                    classes, prob = self.acc.take(r1 - r0, isa_class)
+                self._finish_strip(r0, classes, prob)
+                continue
+            with self.stages.time("take"):
+                probs, bad = self.acc.take_probs(r1 - r0)
+                prob = encode(probs, bad, isa_class)[1]
+            with self.stages.time("postprocess"):
+                done = self.post.push(r0, probs, bad, (prob, bad))
+            for r, classes, (prob, bad) in done:
+                classes[bad] = NODATA
+                self._finish_strip(r, classes, prob)
+
+    def _finish_post(self) -> None:
+        """The strips the CLAHE stream still holds once the last row is in."""
+        with self.stages.time("postprocess"):
+            done = self.post.finish()
+        for r, classes, (prob, bad) in done:
+            classes[bad] = NODATA
+            self._finish_strip(r, classes, prob)
+
+    def _finish_strip(self, r0: int, classes: np.ndarray, prob: np.ndarray) -> None:
+        """Checkpoint and encode the final strip at row ``r0`` (unless an earlier run did)."""
+        if r0 < self.resume_row:
+            return  # a CLAHE context strip: replayed from its checkpoint already
+        with self.stages.time("checkpoint"):
+            _write_strip(_strip_path(self.work, r0), classes, prob, {
+                **self.profile, "transform": self.transform @ Affine.translation(0, r0)})
+        self._encode(classes, prob)
+
+    def _replay_strips(self) -> None:
+        """Feed the strips a previous run left (resuming) to the COG encoders, in order."""
+        for r0, _ in self.strips[:self.first]:
+            with self.stages.time("checkpoint"), rasterio.open(_strip_path(self.work, r0)) as ds:
+                classes, prob = ds.read(1), ds.read(2)
+            self._encode(classes, prob)
+
+    def _encode(self, classes: np.ndarray, prob: np.ndarray) -> None:
+        if not self.parallel:
+            with self.stages.time("encode"):
+                self.streams["class"].add(classes)
+                self.streams["probability"].add(prob)
+            return
+        for kind, rows in (("class", classes), ("probability", prob)):
+            if kind not in self._kind_pools:
+                self._kind_pools[kind] = ThreadPoolExecutor(1)
+            self._encoding.append(self._kind_pools[kind].submit(self._encode_one, kind, rows))
+        while len(self._encoding) > 4 or (self._encoding and self._encoding[0].done()):
+            self._encoding.popleft().result()  # bounded, and errors surface here
+
+    def _encode_one(self, kind: str, rows: np.ndarray) -> None:
+        with self.stages.time("encode"):
+            self.streams[kind].add(rows)
 
 
-def _predict_row(block, starts_x, predictor, config, starts_y, k):
-    """Predict the tiles of one tile row batch by batch; yields ``(x, probs (K,h,w), weights)``."""
-    s, tile = predictor.scale, config.tile
-    rows = block.shape[1]
-    padded = _pad_to(block, tile, max(block.shape[2], tile))
-    last_y, last_x = k == len(starts_y) - 1, len(starts_x) - 1
-    for b in range(0, len(starts_x), config.batch_size):
-        batch_idx = range(b, min(b + config.batch_size, len(starts_x)))
-        probs = predictor(np.stack([padded[:, :, starts_x[i]:starts_x[i] + tile]
-                                    for i in batch_idx]), compact=True)
-        for j, i in enumerate(batch_idx):
-            x = starts_x[i]
-            cols = min(tile, block.shape[2] - x)
-            weights = tile_weights(tile * s, config.overlap * s, top=k > 0, bottom=not last_y,
-                                   left=i > 0, right=i < last_x, blend=config.blend)
-            yield x, probs[j, :, :rows * s, :cols * s], weights
+def _strip_path(work: Path, row0: int) -> Path:
+    return work / f"strip_{row0:07d}.tif"
+
+
+def _write_strip(path: Path, classes: np.ndarray, prob: np.ndarray, profile: dict) -> None:
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile,
+                                                 height=classes.shape[0]) as dst:
+        dst.write(classes, 1)
+        dst.write(prob, 2)

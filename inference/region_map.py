@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from gee_export.contract.grid import Grid
 from gee_export.core.errors import ConfigError
+from gee_export.core.lock import hold_output
 from gee_export.core.storage import files
 from inference import mapping, stats
 from inference.asset_manifest import asset_name
@@ -76,7 +77,7 @@ def measure_model(model_file: str, tile: int, options: Any, repeats: int = 2) ->
 
 def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                dry_run: bool = False, publish_dry_run: bool = False, session: Any = None,
-               latency_s: float | None = None,
+               latency_s: float | None = None, runner: Any = None, worker_sessions: Any = None,
                echo: Callable[[str], None] | None = None) -> MapResult:
     """Map ``request`` (see module docstring); resumable, finished dates are not redone.
 
@@ -89,6 +90,10 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         session: the Earth Engine seam (default: one for ``request.project``; tests pass one
             whose transport serves a local stack).
         latency_s: computePixels latency used by the plan's estimate.
+        runner: a :class:`gee_export.core.pipeline_options.RunnerConfig`: map each date as an
+            Apache Beam pipeline of tiles (:mod:`inference.beam_map`) instead of streaming.
+        worker_sessions: how the pipeline's workers open their Earth Engine sessions (default:
+            ``request.project``; tests pass a factory serving a local stack).
         echo: where the plan, tables and publication text go (default: this module's log;
             the command prints them).
     """
@@ -98,6 +103,10 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     meta, _ = read_model_file(request.model_file)
     dataset = mapping.model_dataset(meta, request.dataset)
     mapping.check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)
+    if runner is not None:
+        from inference.beam_map import check_runner
+
+        check_runner(request, runner)
     resolution = dataset.grid.resolution if dataset.grid else 10.0
     if request.grid is not None:
         grid, note = request.grid, None
@@ -116,9 +125,15 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
              for m in request.dates}
     if dry_run:
         seconds = measure_model(request.model_file, request.tile, request.options)
-        plan = mapping.plan_map(request, grid, meta.bands, seconds,
+        planned = request if runner is None else replace(
+            request, workers=runner.workers * runner.threads)  # the pipeline's request budget
+        plan = mapping.plan_map(planned, grid, meta.bands, seconds,
                                 latency_s or mapping.DEFAULT_LATENCY_S, note)
         echo(mapping.format_plan(plan))
+        if runner is not None:
+            from inference.beam_map import describe_pipeline
+
+            echo(describe_pipeline(request, grid, runner))
         publication = None
         if publish:
             cogs = {m: (f"{request.prefix(m)}_class.tif", f"{request.prefix(m)}_prob.tif")
@@ -136,7 +151,24 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         from gee_export.core.ee_session import EESession
 
         session = EESession(request.project).initialize()  # AuthenticationError explains
-    results = mapping.map_dates(request, grid, meta, dataset, session=session)
+    with hold_output(request.out):  # a second run into the same --out is refused
+        return _map_and_publish(request, grid, meta, dataset, session, runner, worker_sessions,
+                                publish, publish_dry_run, collection, props, classes, isa,
+                                zones_geojson, recipe, echo)
+
+
+def _map_and_publish(request: MapRequest, grid: Grid, meta: Any, dataset: Any, session: Any,
+                     runner: Any, worker_sessions: Any, publish: PublishTarget | None,
+                     publish_dry_run: bool, collection: str | None, props: dict,
+                     classes: tuple[str, ...], isa: int, zones_geojson: dict | None,
+                     recipe: dict, echo: Callable[[str], None]) -> MapResult:
+    predict_date = None
+    if runner is not None:
+        from inference.beam_map import date_predictor
+
+        predict_date = date_predictor(runner, worker_sessions)
+    results = mapping.map_dates(request, grid, meta, dataset, session=session,
+                                predict_date=predict_date)
     mapped = [(r.month, r.outputs) for r in results if r.outputs is not None]
     skipped = {r.month: r.skipped for r in results if r.skipped}
     if not mapped:

@@ -8,16 +8,16 @@ be tested with small plain-torch models and used with every registered architect
 
 from __future__ import annotations
 
-import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 import torch
 
 from gee_export.core.errors import ModelError
-from training.devices import Precision, resolve_device, resolve_precision
+from training import autotune
+from training.devices import Layout, Precision, resolve_device
 
 Activation = Literal["auto", "softmax", "sigmoid"]
 
@@ -28,16 +28,24 @@ class RuntimeOptions:
 
     Attributes:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:1"``...
-        precision: ``"auto"`` picks bf16 on CPUs with native bf16 (AVX512-BF16/AMX) and on
-            CUDA devices that support it, fp16 AMP on older GPUs, and fp32 otherwise.
-        channels_last: NHWC memory format, which oneDNN and cuDNN convolutions run fastest in.
-        compile: wrap the model in ``torch.compile`` (CUDA mostly; first batch is slow).
+        precision: ``"auto"``: measured on the first batch (:mod:`training.autotune`: the
+            fastest of fp32/bf16 (fp16 on CUDA) whose output agrees with fp32); or an
+            explicit ``fp32``, ``bf16``, ``fp16``, never overridden.
+        channels_last: NHWC memory format: ``"auto"`` (measured), ``"on"``/``"off"`` (or a
+            bool).
+        compile: also try ``torch.compile`` (with ``auto``: kept only when faster; with
+            explicit precision and layout: always used). CUDA mostly; the first batch is slow.
+        autotune_cache: reuse/store measured choices in the user cache (None: unless
+            ``ISAMAP_AUTOTUNE_CACHE=off``).
+        autotune_budget_s: seconds the measurement may take.
     """
 
     device: str = "auto"
     precision: Precision = "auto"
-    channels_last: bool = True
+    channels_last: Layout | bool = "auto"
     compile: bool = False
+    autotune_cache: bool | None = None
+    autotune_budget_s: float = autotune.DEFAULT_BUDGET_S
 
 
 
@@ -68,29 +76,67 @@ class TilePredictor:
         if not isinstance(scale, int) or scale < 1:
             raise ModelError(f"output scale must be a positive integer, got {scale!r}")
         self.device = resolve_device(options.device)
-        self.dtype = resolve_precision(options.precision, self.device)
-        self.channels_last = options.channels_last
+        self.options = options
         self.scale = scale
         self.activation = activation
         self.channels = int(mean.size)
         # (x - mean) / std as one fused multiply-add: x * (1/std) + (-mean/std)
         self._scale = torch.from_numpy(1.0 / std).view(1, -1, 1, 1).to(self.device)
         self._shift = torch.from_numpy(-mean / std).view(1, -1, 1, 1).to(self.device)
-        model = model.eval().to(self.device)
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = torch.compile(model) if options.compile else model
+        self._module = model.eval().to(self.device)
+        self.model: torch.nn.Module = self._module
+        #: how the model runs: known now when precision and layout are explicit, measured on
+        #: the first batch otherwise (then recorded in the outputs, e.g. the COG tags)
+        self.choice: autotune.Choice | None = None
+        explicit = autotune.explicit(options.precision, options.channels_last, self.device)
+        if explicit is not None:
+            self._use(replace(explicit, setting=replace(explicit.setting,
+                                                        compile=options.compile)))
         self.forward_seconds = 0.0  # time spent in the model alone (benchmarks compare to it)
+        self.tune_seconds = 0.0  # time spent measuring 'auto'
+
+    def _use(self, choice: autotune.Choice) -> None:
+        self.choice = choice
+        self.model = autotune.apply(choice, self._module, self.device)
+
+    def resolve(self, tiles: np.ndarray) -> autotune.Choice:
+        """Settle ``auto`` on a batch of raw tiles (the first call does this by itself)."""
+        if self.choice is None:
+            x = self._normalise(tiles, torch.contiguous_format)
+            start = time.perf_counter()
+            self._use(autotune.choose(
+                self._module, x, self.device, mode="inference",
+                precision=self.options.precision, channels_last=self.options.channels_last,
+                compile=self.options.compile, cache=self.options.autotune_cache,
+                budget_s=self.options.autotune_budget_s))
+            self.tune_seconds += time.perf_counter() - start
+        return self.choice
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype (float32: no autocast); needs a settled choice."""
+        if self.choice is None:
+            raise RuntimeError("the runtime is measured on the first batch; call resolve()")
+        return self.choice.setting.autocast_dtype or torch.float32
+
+    @property
+    def channels_last(self) -> bool:
+        return self.choice is not None and self.choice.channels_last
 
     @property
     def description(self) -> str:
-        return f"{self.device.type}/{str(self.dtype).removeprefix('torch.')}" + (
-            "/channels_last" if self.channels_last else "")
+        if self.choice is None:
+            return f"{self.device.type}/auto (measured on the first batch)"
+        return f"{self.device.type}/{self.choice.label} ({self.choice.source})"
 
-    def _autocast(self):
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+    def _normalise(self, tiles: np.ndarray, fmt: torch.memory_format) -> torch.Tensor:
+        if tiles.ndim != 4 or tiles.shape[1] != self.channels:
+            raise ModelError(
+                f"tiles have shape {tiles.shape}; the model expects (N, {self.channels}, H, W)")
+        raw = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
+        x = torch.empty_like(raw, memory_format=fmt)
+        torch.addcmul(self._shift, raw, self._scale, out=x)
+        return torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
 
     @torch.inference_mode()
     def __call__(self, tiles: np.ndarray, compact: bool = False) -> np.ndarray:
@@ -101,16 +147,10 @@ class TilePredictor:
         returns only ``P(class 1)`` as ``(N, 1, H*s, W*s)`` (the other is its complement):
         half the data to move and blend, which the streaming engine relies on for speed.
         """
-        if tiles.ndim != 4 or tiles.shape[1] != self.channels:
-            raise ModelError(
-                f"tiles have shape {tiles.shape}; the model expects (N, {self.channels}, H, W)")
-        raw = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = torch.empty_like(raw, memory_format=fmt)
-        torch.addcmul(self._shift, raw, self._scale, out=x)
-        torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
+        choice = self.resolve(tiles)
+        x = self._normalise(tiles, choice.setting.memory_format)
         start = time.perf_counter()
-        with self._autocast():
+        with choice.setting.autocast(self.device.type):
             out = self.model(x)
         if isinstance(out, dict):
             if "out" not in out:

@@ -57,7 +57,7 @@ def plan_tiles(grid: Grid, core: int = 448, halo: int = 32) -> list[MapTile]:
     """Cores of ``core`` px with ``halo`` px of context around each.
 
     Cores at the grid's right and bottom edges are smaller; every pixel of the grid belongs to
-    exactly one core.
+    exactly one core. Every padded window is ``core + 2 * halo`` px square.
     """
     if core < 16 or halo < 0:
         raise ConfigError(f"tile core must be >= 16 px and halo >= 0, got {core}, {halo}")
@@ -66,7 +66,11 @@ def plan_tiles(grid: Grid, core: int = 448, halo: int = 32) -> list[MapTile]:
         for j, c in enumerate(range(0, grid.width, core)):
             window = Window(row_off=r, col_off=c, height=min(core, grid.height - r),
                             width=min(core, grid.width - c))
-            tiles.append(MapTile(i, j, window, window.padded(halo)))
+            # the padded window keeps the full size at the grid's edges (the part past the
+            # edge arrives as nodata), so every forward pass sees the same shape: models whose
+            # sizes must divide by their stride (U-Net: 16) take edge tiles too
+            full = Window(row_off=r, col_off=c, height=core, width=core)
+            tiles.append(MapTile(i, j, window, full.padded(halo)))
     return tiles
 
 

@@ -110,7 +110,7 @@ def predict_with_model_file(
     if month is not None:
         check_month(month)
     crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
-    zone_list = stats.load_zones(zones, crs)  # before any tile is predicted
+    stats.load_zones(zones, crs)  # a bad zones file fails before any tile is predicted
     model, meta = load_model_file(model_file)
     index = isa_class_index(tuple(meta.class_names), isa_class)
     config = config or PredictConfig()
@@ -125,6 +125,20 @@ def predict_with_model_file(
     result = predict_raster(stack, out_prefix, predictor, info, config, work_dir=work_dir,
                             model_id=file_id(model_file), restart=restart, progress=progress,
                             band_order=band_order)
+    return finish_outputs(result, out_prefix, index, zones=zones, compare_with=compare_with,
+                          local_dir=local_dir)
+
+
+def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
+                   zones: str | os.PathLike | dict | None = None,
+                   compare_with: str | None = None,
+                   local_dir: str | os.PathLike | None = None) -> Outputs:
+    """Quick-looks, area table and optional change map of a prediction's COGs.
+
+    Shared by the streaming prediction above and the tile-parallel Beam pipeline
+    (:mod:`inference.beam_map`), whose COGs come from a mosaic of tiles.
+    """
+    zone_list = stats.load_zones(zones, result.crs)
     name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
     local = Path(local_dir) if local_dir else (
         Path.cwd() if files.is_gcs(out_prefix) else Path(out_prefix).parent)

@@ -27,6 +27,15 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# ---------------------------------------------------------------- autotune cache
+@pytest.fixture(autouse=True)
+def _autotune_cache_apart(tmp_path_factory, monkeypatch):
+    """``--precision auto`` caches what it measures in the user's cache folder; the suite
+    keeps its own (one per test worker), never touching the developer's."""
+    monkeypatch.setenv("ISAMAP_AUTOTUNE_CACHE",
+                       str(tmp_path_factory.getbasetemp() / "autotune-cache.json"))
+
+
 # ---------------------------------------------------------------- shared sample data
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

@@ -14,19 +14,23 @@ from inference import lccompare
 from inference.cli import predict_main, publish_main
 from inference.demo import main as demo_main
 from inference.map_cli import main as map_main
+from training import headcompare
 from training.cli import evaluate_main, prune_main, train_main
-from training.srseg import compare
+from training.srseg import compare, naip_patches
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = {"isamap-export": export_main, "isamap-predict": predict_main,
             "isamap-publish": publish_main, "isamap-demo": demo_main,
             "isamap-train": train_main, "isamap-evaluate": evaluate_main,
             "python -m training.srseg.compare": compare.main, "isamap-map": map_main,
+            "python -m training.headcompare": headcompare.main,
+            "python -m training.srseg.naip_patches": naip_patches.main,
             "isamap-prune": prune_main, "python -m inference.lccompare": lccompare.main}
 # Modules that are commands: their printed output is the command's result.
 COMMAND_MODULES = {"gee_export/cli.py", "inference/cli.py", "inference/demo.py",
                    "inference/map_cli.py", "inference/lccompare.py",
-                   "training/cli.py", "training/srseg/compare.py"}
+                   "training/cli.py", "training/srseg/compare.py", "training/headcompare.py",
+                   "training/srseg/naip_patches.py"}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

@@ -36,38 +36,43 @@ def _json(text: str) -> dict:
 
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="isamap-train", description=(
-        "Train CroFuseNet, the U-Net baselines or RU-Net++ on an isamap patch dataset. "
-        "Defaults follow the CroFuseNet paper (Adam 1e-4, poly 0.9, batch 32, 400 epochs, "
-        "early stop after 50 epochs without validation-MIoU gain)."))
+        "Train CroFuseNet, the U-Net baselines, RU-Net++, srseg or the land-cover HRNet on an "
+        "isamap patch dataset. "
+        "Every option left out comes from the model's recipe, i.e. its paper: loss, label, "
+        "optimiser, learning rate, batch, epochs, patience (CroFuseNet: Adam 1e-4, poly 0.9, "
+        "batch 32, 400 epochs, early stop after 50 epochs without validation-MIoU gain; "
+        "docs/training.md lists every recipe)."))
     a = p.add_argument
     a("--config", help="YAML file with any TrainConfig option; flags override it")
     a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
     a("--out", dest="out_dir", help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
-    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp | hrnet; with --label "
-      "label_fine: srseg | bilinear-unet | unet-upsample (scale from the manifest)")
+    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp | hrnet; on label_fine: "
+      "srseg | bilinear-unet | unet-upsample (scale from the manifest)")
     a("--model-kwargs", type=_json, help="extra model arguments as JSON, e.g. "
       "'{\"stem_norm\": \"batch\"}' for hrnet")
-    a("--loss", help="crofusenet | dice_focal | ce | weighted_ce (default: the model's paper)")
+    a("--loss", help="crofusenet | dice_focal | ce | weighted_ce | srseg (default: the "
+      "model's recipe)")
     a("--loss-kwargs", type=_json, help="loss arguments as JSON, e.g. '{\"beta\": 0.8}'")
     a("--bands", help="comma-separated input bands (default: the manifest's)")
-    a("--label", choices=["label", "label_fine"])
+    a("--label", choices=["label", "label_fine"],
+      help="default: the model's recipe (label_fine for srseg and its baselines)")
+    a("--optimizer", choices=["adam", "sgd"], help="default: the model's recipe")
+    a("--momentum", type=float, help="SGD momentum (default: the model's recipe)")
     a("--epochs", type=int)
     a("--batch-size", type=int)
     a("--lr", type=float)
     a("--poly-power", type=float)
     a("--weight-decay", type=float)
     a("--patience", type=int, help="early-stopping patience in epochs")
-    a("--optimizer", choices=["adam", "sgd"], help="adam (default) | sgd (the hrnet recipe)")
-    a("--momentum", type=float, help="SGD momentum (default 0.9)")
-    a("--crop-size", type=int, help="random square training crops in pixels (hrnet: 513)")
+    a("--crop-size", type=int, help="random square training crops in pixels (default: the "
+      "model's recipe, 513 for hrnet; 0 trains on whole patches)")
     a("--filter-noisy", type=float, metavar="SHARE", help=(
         "train a preliminary model, drop training patches whose prediction agrees with their "
         "label on fewer than SHARE of the pixels (e.g. 0.2), retrain; the dropped patches "
         "are listed in <out>/noisy_patches.json"))
     a("--seed", type=int)
     a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
-    a("--no-channels-last", dest="channels_last", action="store_const", const=False)
-    add_device_arguments(p, device=None, precision=None)
+    add_device_arguments(p, device=None, precision=None, channels_last=None)
     a("--no-augment", dest="augment", action="store_const", const=False)
     a("--cache", action="store_const", const=True, help="keep decoded patches in memory")
     a("--max-batches", type=int, help="cap on training batches per epoch")
@@ -127,7 +132,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--batch-size", type=int, default=16)
-    add_device_arguments(p, precision="fp32")
+    add_device_arguments(p)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--points", type=int, default=0,
                    help="sample points for the point assessment (0: none)")
@@ -152,7 +157,8 @@ def _evaluate(a: argparse.Namespace) -> int:
     from training.evaluate import evaluate
 
     res = evaluate(a.model, a.data, a.out, a.split, a.batch_size, a.device, a.precision,
-                   a.workers, a.points, a.point_seed, a.progress)
+                   a.workers, a.points, a.point_seed, a.progress,
+                   channels_last=a.channels_last, autotune_cache=a.autotune_cache)
     print(res.table_path.read_text())
     print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}")
     return 0
@@ -179,7 +185,7 @@ def prune_parser() -> argparse.ArgumentParser:
     a("--seed", type=int)
     a("--workers", dest="num_workers", type=int)
     a("--flops-size", type=int, default=256, help="input side of the reported FLOP counts")
-    add_device_arguments(p, device=None, precision=None)
+    add_device_arguments(p, device=None, precision=None, channels_last=None)
     a("--resume", action="store_const", const=True, help="continue the run in --out")
     a("--no-progress", dest="progress", action="store_const", const=False)
     add_logging_arguments(p)

@@ -1,10 +1,12 @@
 """Training configuration: one frozen dataclass, filled from a YAML file and/or CLI flags.
 
-Defaults are the CroFuseNet paper's (section IV-A): Adam, lr 1e-4, poly schedule with power
-0.9 per iteration, batch 32, 400 epochs, early stopping after 50 epochs without a gain in
-validation MIoU. The land-cover HRNet's recipe (SGD 0.01 with momentum 0.9, random crops,
-class-weighted CE) is set through ``optimizer``, ``momentum``, ``crop_size`` and the loss
-options (``training.models.hrnet.HRNET_RECIPE.train_options``).
+Options left unset (``None``) come from the model's registered recipe
+(``training.models.registry.ModelRecipe``) through :func:`apply_recipe`: its paper's loss,
+label, optimiser, learning rate, batch, epochs and patience, and the constructor arguments it
+sets. For CroFuseNet (section IV-A) that is Adam, lr 1e-4, a poly schedule with power 0.9 per
+iteration, batch 32, 400 epochs and early stopping after 50 epochs without a gain in
+validation MIoU; ``isamap-train --model runetpp``, ``--model srseg`` or ``--model hrnet``
+(SGD 0.01 with momentum 0.9, random 513 px crops, class-weighted CE) get their own.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from typing import Literal
 import yaml
 
 from gee_export.core.errors import ConfigError
-from training.devices import PRECISIONS, Precision
+from training.devices import PRECISIONS, Layout, Precision, layout_flag
 
-Optimizer = Literal["adam", "sgd"]
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
+Optimizer = Literal["adam", "sgd"]
+# Filled from the model's recipe when left at None (same names in ModelRecipe).
+RECIPE_FIELDS = ("label", "optimizer", "lr", "momentum", "weight_decay", "poly_power",
+                 "batch_size", "epochs", "patience", "crop_size")
 
 
 @dataclass(frozen=True)
@@ -31,22 +36,30 @@ class TrainConfig:
     Attributes:
         data: patch dataset root (local folder or gs://bucket/prefix).
         out_dir: run folder (checkpoint, best model, metrics.jsonl, curves PNG).
-        model / model_kwargs: registry name and extra constructor arguments.
-        loss / loss_kwargs: loss name (default: the model's paper loss) and its arguments.
+        model / model_kwargs: registry name and extra constructor arguments (on top of the
+            recipe's ``model_kwargs``).
+        loss / loss_kwargs: loss name (default: the model's recipe loss, whose arguments sit
+            under the given ones) and its arguments.
         bands: input bands (default: every band of the manifest, in its order).
-        label: ``label`` or ``label_fine`` (fine-scale labels of super-resolution models).
-        epochs, batch_size, lr, poly_power, weight_decay, patience: the optimisation.
-        optimizer: ``adam`` (CroFuseNet, RU-Net++) or ``sgd`` (the land-cover HRNet).
-        momentum: SGD momentum (ignored by Adam).
-        crop_size: random square training crops of this many pixels (input grid); None
-            trains on whole patches. Validation always sees whole patches.
+        label: ``label`` or ``label_fine`` (default: the first of the recipe's targets).
+        optimizer, lr, momentum, epochs, batch_size, poly_power, weight_decay, patience: the
+            optimisation (``None``: the model's recipe; ``momentum`` is SGD's).
+        crop_size: random square training crops of this many pixels (input grid); ``None``:
+            the recipe's (hrnet: 513), 0: whole patches. Validation always sees whole patches.
         filter_noisy: run noisy-sample filtering first (``training.noisy``): drop training
             patches whose preliminary prediction agrees with their label on fewer than this
             share of pixels, then retrain; None trains on every patch.
         seed: seeds model init, data order and augmentation.
         num_workers: loader worker processes (default: cores - 1, at most 8).
-        precision: ``auto`` = bf16 autocast on CPU, fp16 AMP (bf16 where supported) on CUDA.
-        channels_last: NHWC memory format (default on).
+        precision: ``auto`` = measured at the start of the run on the real model, batch and
+            device (``training.autotune``: the fastest training step of fp32/bf16, and fp16
+            on CUDA, whose output agrees with fp32); a resumed run keeps the choice its
+            checkpoint recorded. A recipe that needs one precision for reproducibility states
+            it here (``fp32``, ``bf16``, ``fp16``), and it is never overridden.
+        channels_last: NHWC memory format: ``auto`` (measured with the precision), ``on``
+            or ``off`` (YAML booleans are accepted).
+        autotune_cache: reuse a choice measured earlier for the same model, batch shape and
+            device (``$XDG_CACHE_HOME/isamap/autotune.json``) instead of measuring again.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         augment: the paper's augmentations on the training split.
         cache: keep decoded patches in memory.
@@ -66,22 +79,23 @@ class TrainConfig:
     loss: str | None = None
     loss_kwargs: Mapping = field(default_factory=dict)
     bands: tuple[str, ...] | None = None
-    label: str = "label"
-    epochs: int = 400
-    batch_size: int = 32
-    lr: float = 1e-4
-    poly_power: float = 0.9
-    weight_decay: float = 0.0
-    patience: int = 50
-    optimizer: Optimizer = "adam"
-    momentum: float = 0.9
+    label: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    poly_power: float | None = None
+    weight_decay: float | None = None
+    patience: int | None = None
+    optimizer: Optimizer | None = None
+    momentum: float | None = None
     crop_size: int | None = None
     filter_noisy: float | None = None
     seed: int = 0
     num_workers: int | None = None
     precision: Precision = "auto"
-    channels_last: bool = True
+    channels_last: Layout = "auto"
     device: str = "auto"
+    autotune_cache: bool = True
     augment: bool = True
     cache: bool = False
     max_batches: int | None = None
@@ -91,14 +105,22 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        checks = [(self.epochs >= 1, "epochs must be >= 1"),
-                  (self.batch_size >= 1, "batch_size must be >= 1"),
-                  (self.lr > 0, "lr must be positive"),
-                  (self.patience >= 1, "patience must be >= 1"),
-                  (self.optimizer in ("adam", "sgd"),
+        object.__setattr__(self, "channels_last", layout_flag(self.channels_last))
+        def unset_or(value, ok) -> bool:
+            return value is None or ok(value)
+
+        checks = [(unset_or(self.epochs, lambda v: v >= 1), "epochs must be >= 1"),
+                  (unset_or(self.batch_size, lambda v: v >= 1), "batch_size must be >= 1"),
+                  (unset_or(self.lr, lambda v: v > 0), "lr must be positive"),
+                  (unset_or(self.patience, lambda v: v >= 1), "patience must be >= 1"),
+                  (unset_or(self.optimizer, lambda v: v in ("adam", "sgd")),
                    f"optimizer must be adam or sgd, got {self.optimizer!r}"),
-                  (0.0 <= self.momentum < 1.0, "momentum must be in [0, 1)"),
-                  (self.crop_size is None or self.crop_size >= 8, "crop_size must be >= 8"),
+                  (unset_or(self.label, lambda v: v in ("label", "label_fine")),
+                   f"label must be label or label_fine, got {self.label!r}"),
+                  (unset_or(self.momentum, lambda v: 0.0 <= v < 1.0),
+                   "momentum must be in [0, 1)"),
+                  (unset_or(self.crop_size, lambda v: v == 0 or v >= 8),
+                   "crop_size must be 0 (whole patches) or >= 8"),
                   (self.filter_noisy is None or 0.0 < self.filter_noisy < 1.0,
                    "filter_noisy must be an agreement share in (0, 1), e.g. 0.2"),
                   (self.precision in PRECISIONS,
@@ -120,6 +142,25 @@ class TrainConfig:
         d["loss_kwargs"] = dict(self.loss_kwargs)
         d["bands"] = list(self.bands) if self.bands is not None else None
         return d
+
+
+def apply_recipe(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with every unset option taken from its model's recipe (idempotent).
+
+    The recipe's ``model_kwargs`` go under the given ones, and the recipe's loss arguments
+    under the given ``loss_kwargs`` when the loss is the recipe's (see
+    ``ModelRecipe.loss_settings``).
+    """
+    from training.models.registry import DEFAULT_RECIPE, available_models, recipe_for
+
+    # A name outside the registry (a model built by hand for Trainer) gets the default
+    # recipe; train() still refuses such a name when it builds the model.
+    recipe = recipe_for(cfg.model) if cfg.model in available_models() else DEFAULT_RECIPE
+    filled = {name: getattr(recipe, name) for name in RECIPE_FIELDS
+              if getattr(cfg, name) is None}
+    loss, loss_kwargs = recipe.loss_settings(cfg.loss, cfg.loss_kwargs)
+    return dataclasses.replace(cfg, **filled, loss=loss, loss_kwargs=loss_kwargs,
+                               model_kwargs={**recipe.model_kwargs, **dict(cfg.model_kwargs)})
 
 
 def config_from_mapping(values: Mapping) -> TrainConfig:

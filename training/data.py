@@ -6,6 +6,8 @@ to 0 (the band mean after normalisation) and the label set to nodata (255) where
 is missing. The paper's augmentations (vertical flip, random rotation by multiples of 90° so
 labels at any scale stay exact, Gaussian blur of the image) run on the training split only,
 after an optional random square crop (the land-cover HRNet trains on 513 px crops).
+A super-resolution model's recipe asks for the fine image too (``targets``): it is read with
+the input bands, normalised like the input and moved (never blurred) with the label.
 
 Determinism: the loader's sampler yields ``(epoch, index)`` keys and each sample's random
 augmentation is drawn from ``default_rng([seed, epoch, index])``, so a batch does not depend
@@ -126,13 +128,18 @@ class Augment:
 
     def __call__(self, image: np.ndarray, labels: list[np.ndarray],
                  rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Augment ``image`` (C, H, W) and move ``labels`` with it.
+
+        ``labels`` are targets on the same area at any scale, ``(H', W')`` label maps or
+        ``(C', H', W')`` fine images: they are flipped and rotated, never blurred.
+        """
         if rng.random() < self.vflip:
             image = image[:, ::-1]
-            labels = [lab[::-1] for lab in labels]
+            labels = [lab[..., ::-1, :] for lab in labels]
         if self.rotate:
             k = int(rng.integers(4))
             image = np.rot90(image, k, axes=(1, 2))
-            labels = [np.rot90(lab, k) for lab in labels]
+            labels = [np.rot90(lab, k, axes=(-2, -1)) for lab in labels]
         if rng.random() < self.blur:
             sigma = float(rng.uniform(*self.blur_sigma))
             image = gaussian_filter(image, sigma=(0, sigma, sigma), mode="reflect")
@@ -152,11 +159,19 @@ class PatchDataset(Dataset):
         label: ``"label"`` or ``"label_fine"`` (labels at the fine scale, super-resolution).
         seed: base seed of the per-sample augmentation draws.
         cache: keep decoded patches in memory (small datasets; one cache per worker).
-        crop: random ``crop x crop`` window of every item (input pixels; the label is cut at
-            its own scale); None, or a crop not smaller than the patch, keeps whole patches.
+        targets: what the model learns from, label first (a model recipe's ``targets``, e.g.
+            ``("label_fine", "image_fine")``); replaces ``label``. ``image_fine`` is loaded
+            when every patch of the split has one holding the input bands
+            (:attr:`fine_image`; :meth:`target_warning` says why not otherwise).
+        crop: random ``crop x crop`` window of every item (input pixels; the targets are cut at
+            their own scale); None, 0, or a crop not smaller than the patch keeps whole patches.
         exclude: patch ids ``"<month>/<id>"`` to leave out (noisy-sample filtering).
 
-    Items are dicts ``{"image": float32 (C, H, W), "label": int64 (H', W'), "id": str}``.
+    Items are dicts ``{"image": float32 (C, H, W), "label": int64 (H', W'), "id": str}``,
+    plus ``"image_fine": float32 (C, H', W')`` when the fine image is loaded: the input bands
+    on the fine grid, normalised with the input's statistics (so a reconstruction predicts in
+    the input's units, as ``training.srseg.data.CrossResolutionDataset`` does), flipped and
+    rotated with the label, never blurred.
     """
 
     epoch_keys = True  # items may be fetched as (epoch, index): see KeyedSampler
@@ -164,8 +179,10 @@ class PatchDataset(Dataset):
     def __init__(self, root: str | os.PathLike, split: Split | None = "train",
                  bands: Sequence[str] | None = None, norm: NormStats | None = None,
                  augment: Augment | None = None, label: str = "label", seed: int = 0,
-                 cache: bool = False, crop: int | None = None,
-                 exclude: Collection[str] = ()) -> None:
+                 cache: bool = False, targets: Sequence[str] | None = None,
+                 crop: int | None = None, exclude: Collection[str] = ()) -> None:
+        self.targets = tuple(targets) if targets is not None else (label,)
+        label = self.targets[0]
         self.root = str(root)
         self.manifest = read_manifest(self.root)
         manifest_bands = [str(b) for b in self.manifest["bands"]]
@@ -192,53 +209,115 @@ class PatchDataset(Dataset):
         self.seed = seed
         self.crop = crop
         self.class_names = class_names_of(self.manifest)
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
+        self.fine_band_indexes: list[int] | None = None
+        self._no_fine_image = ""
+        if "image_fine" in self.targets:
+            self.fine_band_indexes, self._no_fine_image = self._fine_bands()
+        self._cache: dict[int, tuple] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def fine_image(self) -> bool:
+        """Whether items carry ``image_fine`` (asked for by the targets and present)."""
+        return self.fine_band_indexes is not None
+
+    @property
+    def patch_size(self) -> int:
+        """The smaller edge of the first patch image, in pixels (read from the file)."""
+        rec = self.records[0]
+        with rasterio.open(_raster_path(self.root, rec["image"])) as src:
+            return min(src.height, src.width)
+
+    def target_warning(self, model: str) -> str | None:
+        """One line with what to do when a target the model asks for is not in the dataset."""
+        if "image_fine" not in self.targets or self.fine_image:
+            return None
+        return (f"training {model!r} without its image_fine target ({self._no_fine_image}): its "
+                "reconstruction head gets no signal and the loss drops its L1 term; give the "
+                "patches <id>_image_x<k>.tif fine images of the input bands "
+                "(PatchWriter.write(..., image_fine=...)) to train it as designed")
+
+    def _fine_bands(self) -> tuple[list[int] | None, str]:
+        """1-based band indexes of the input bands in the fine images, or None and why not."""
+        missing = sum(1 for r in self.records if not r.get("image_fine"))
+        if missing:
+            return None, f"{missing} of {len(self.records)} patches have no fine image"
+        path = _raster_path(self.root, self.records[0]["image_fine"])
+        try:
+            with rasterio.open(path) as src:
+                names, count = list(src.descriptions), src.count
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputDataError(f"cannot read {path}: {exc}") from None
+        if all(b in names for b in self.bands):
+            return [names.index(b) + 1 for b in self.bands], ""
+        if not any(names) and count == len(self.manifest["bands"]):
+            return list(self.band_indexes), ""  # unnamed bands in the manifest's order
+        return None, (f"its fine images hold bands {names or count} and not the input bands "
+                      f"{list(self.bands)}")
+
     def read_raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Image (C, H, W) float32 with NaN nodata and label (H', W') uint8, as stored."""
+        image, label, _ = self._read(i)
+        return image, label
+
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``read_raw`` plus the fine image (C, H', W') float32, NaN nodata, when loaded."""
         if self._cache is not None and i in self._cache:
             return self._cache[i]
         rec = self.records[i]
+        fine = None
         try:
             with rasterio.open(_raster_path(self.root, rec["image"])) as src:
                 image = src.read(self.band_indexes, out_dtype="float32")
                 nod = src.nodata
             with rasterio.open(_raster_path(self.root, rec[self.label_key])) as src:
                 label = src.read(1)
+            if self.fine_band_indexes is not None:
+                with rasterio.open(_raster_path(self.root, rec["image_fine"])) as src:
+                    fine = src.read(self.fine_band_indexes, out_dtype="float32")
+                    fine_nod = src.nodata
+                if fine_nod is not None and not math.isnan(fine_nod):
+                    fine[fine == fine_nod] = np.nan
         except rasterio.errors.RasterioIOError as exc:
             raise InputDataError(f"cannot read patch {rec['id']} of {self.root}: {exc}") from None
         if nod is not None and not math.isnan(nod):
             image[image == nod] = np.nan
         if self._cache is not None:
-            self._cache[i] = (image, label)
-        return image, label
+            self._cache[i] = (image, label, fine)
+        return image, label, fine
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict:
-        epoch, i = key if isinstance(key, tuple) else (0, key)
-        image, label = self.read_raw(int(i))
-        image = image.copy()
-        label = label.astype(np.int64)
-        invalid = ~np.isfinite(image).all(axis=0)
-        if invalid.any():
-            label = _mask_label(label, invalid)
+    def _normalise(self, image: np.ndarray) -> np.ndarray:
         if self.norm is not None:
             mean = np.asarray(self.norm.mean, np.float32)[:, None, None]
             std = np.asarray(self.norm.std, np.float32)[:, None, None]
             image = (image - mean) / std
-        image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
-        if self.crop is not None and self.crop < min(image.shape[1:]):
+        return np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        image, label, fine = self._read(int(i))
+        label = label.astype(np.int64)
+        invalid = ~np.isfinite(image).all(axis=0)
+        if invalid.any():
+            label = _mask_label(label, invalid)
+        image = self._normalise(image)
+        targets = [label] if fine is None else [label, self._normalise(fine)]
+        if self.crop and self.crop < min(image.shape[1:]):
             # its own stream, so adding a crop leaves the augmentation draws unchanged
-            image, label = random_crop(image, label, self.crop,
-                                       np.random.default_rng([self.seed, int(epoch), int(i), 1]))
+            image, targets = random_crop(image, targets, self.crop,
+                                         np.random.default_rng([self.seed, int(epoch), int(i), 1]))
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, int(epoch), int(i)])
-            image, (label,) = self.augment(image, [label], rng)
-        return {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                "label": torch.from_numpy(np.ascontiguousarray(label)),
+            image, targets = self.augment(image, targets, rng)
+        item = {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+                "label": torch.from_numpy(np.ascontiguousarray(targets[0])),
                 "id": patch_key(self.records[int(i)])}
+        if fine is not None:
+            item["image_fine"] = torch.from_numpy(np.ascontiguousarray(targets[1],
+                                                                      dtype=np.float32))
+        return item
 
 
 def patch_key(record: dict) -> str:
@@ -246,20 +325,22 @@ def patch_key(record: dict) -> str:
     return f"{record.get('month', '')}/{record['id']}"
 
 
-def random_crop(image: np.ndarray, label: np.ndarray, size: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A random ``size x size`` window of ``image`` (C, H, W) and the same area of ``label``.
+def random_crop(image: np.ndarray, targets: list[np.ndarray], size: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A random ``size x size`` window of ``image`` (C, H, W) and the same area of ``targets``.
 
-    The label may be ``k`` times finer than the image (fine labels); its window is the
-    image window's, scaled by ``k``, so both keep covering the same ground.
+    A target (a label ``(H', W')`` or a fine image ``(C, H', W')``) may be ``k`` times finer
+    than the image; its window is the image window's, scaled by ``k``, so all keep covering
+    the same ground.
     """
     h, w = image.shape[1:]
-    k = label.shape[0] // h
     r0 = int(rng.integers(0, h - size + 1)) if h > size else 0
     c0 = int(rng.integers(0, w - size + 1)) if w > size else 0
-    image = image[:, r0:r0 + size, c0:c0 + size]
-    label = label[r0 * k:(r0 + size) * k, c0 * k:(c0 + size) * k]
-    return image, label
+    cut = []
+    for t in targets:
+        k = t.shape[-2] // h
+        cut.append(t[..., r0 * k:(r0 + size) * k, c0 * k:(c0 + size) * k])
+    return image[:, r0:r0 + size, c0:c0 + size], cut
 
 
 def _mask_label(label: np.ndarray, invalid: np.ndarray) -> np.ndarray:

@@ -9,7 +9,6 @@ each class's area with 95 % confidence intervals.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,9 @@ from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write
+from training import autotune
 from training.data import NormStats, PatchDataset, make_loader
-from training.devices import autocast_dtype
+from training.devices import Layout, Precision
 from training.losses import main_output
 from training.metrics import (
     ConfusionMatrix,
@@ -47,8 +47,9 @@ class EvalResult:
 
 def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLike,
              split: str = "test", batch_size: int = 16, device: str = "auto",
-             precision: str = "fp32", num_workers: int | None = 0, points: int = 0,
-             point_seed: int = 0, progress: bool = True) -> EvalResult:
+             precision: Precision = "auto", num_workers: int | None = 0, points: int = 0,
+             point_seed: int = 0, progress: bool = True, channels_last: Layout | bool = "auto",
+             autotune_cache: bool | None = None) -> EvalResult:
     """Run the model over every patch of ``split`` and write the evaluation files.
 
     Args:
@@ -58,15 +59,20 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
         split: ``train``, ``val`` or ``test``.
         batch_size: patches per forward pass.
         device: ``auto``, ``cpu`` or ``cuda[:i]``.
-        precision: autocast choice (``fp32`` is exact; ``auto`` = bf16 on CPU).
+        precision: autocast dtype: ``auto`` (measured on the first batch, see
+            :mod:`training.autotune`; the choice and its timings go into metrics.json),
+            or ``fp32`` (exact), ``bf16``, ``fp16`` (never overridden).
         num_workers: loader worker processes.
         progress: show a tqdm bar.
         points: number of sample points for the point assessment (0: skip it).
         point_seed: seed of the point sample.
+        channels_last: NHWC memory format: ``auto`` (measured), ``on``, ``off``.
+        autotune_cache: reuse a cached ``auto`` choice (None: unless disabled by env).
     """
     dev = resolve_device(device, DistInfo())
     model, meta = load_model_file(model_path, map_location=dev)
-    amp = autocast_dtype(precision, dev)
+    model.eval()
+    runtime = autotune.explicit(precision, channels_last, dev)
     norm = NormStats(meta.bands, meta.norm_mean, meta.norm_std)
     label = "label_fine" if meta.output_scale > 1 else "label"
     ds = PatchDataset(data, split, bands=meta.bands, norm=norm, label=label)
@@ -76,12 +82,19 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
     loader = make_loader(ds, batch_size, False, 0, num_workers)
     cm = ConfusionMatrix(meta.num_classes)
     preds, refs = [], []
+    run = None
     with torch.no_grad():
         for batch in tqdm(loader, desc=f"evaluate {split}", disable=not progress):
             x = batch["image"].to(dev)
             y = batch["label"].to(dev)
-            with (torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()):
-                out = main_output(model(x)).float()
+            if runtime is None:
+                runtime = autotune.choose(model, x, dev, precision=precision,
+                                          channels_last=channels_last, cache=autotune_cache)
+            if run is None:
+                run = autotune.apply(runtime, model, dev)
+            x = x.contiguous(memory_format=runtime.setting.memory_format)
+            with runtime.setting.autocast(dev.type):
+                out = main_output(run(x)).float()
             pred = out.argmax(1)
             cm.update(pred, y)
             if points:
@@ -91,7 +104,8 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
     pixel = cm.compute(names)
     result = {"model": str(model_path), "model_name": meta.name, "data": str(data),
               "split": split, "patches": len(ds), "bands": list(meta.bands),
-              "convention": "matrix[reference][prediction]", "pixel": pixel.to_dict()}
+              "convention": "matrix[reference][prediction]", "pixel": pixel.to_dict(),
+              "runtime": runtime.to_dict() if runtime else None}
     text = [f"{meta.name} on {data} [{split}], {len(ds)} patches, per-pixel", pixel.table()]
     if points:
         pmap = np.concatenate(preds)

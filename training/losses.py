@@ -3,7 +3,11 @@
 - CroFuseNet (eq. 11): ``L_shared + alpha * L_optical + beta * L_SAR`` with cross-entropy,
   alpha = 1.0, beta = 0.8.
 - RU-Net++ (eqs. 2-4): ``0.7 * Dice + 0.3 * Focal`` with gamma = 2, on the softmax output.
-- Weighted cross-entropy with per-class weights (e.g. from class frequencies).
+- Weighted cross-entropy with per-class weights (e.g. from class frequencies, or by class name).
+- ``srseg``: the joint super-resolution loss, defined and registered in ``training.srseg.losses``.
+
+Which loss a model trains with is part of its registration (``ModelRecipe.loss``):
+:func:`default_loss_for` and :func:`model_loss` read it from the model registry.
 
 Every loss takes the model output (a logits tensor or a dict with ``"out"``) and an integer
 label map ``(N, H, W)``; pixels equal to ``ignore_index`` contribute nothing to the value or
@@ -12,7 +16,7 @@ the gradient. A batch with no valid pixel gives 0 (still connected to the graph)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -149,28 +153,93 @@ def class_weights_from_counts(counts: Sequence[int],
     return [float(v) for v in w]
 
 
-LossName = Literal["crofusenet", "dice_focal", "ce", "weighted_ce"]
-DEFAULT_LOSS: dict[str, LossName] = {"crofusenet": "crofusenet", "runetpp": "dice_focal"}
+LossFactory = Callable[..., nn.Module]  # f(ignore_index=..., **kwargs) -> loss module
+_LOSSES: dict[str, LossFactory] = {}
 
 
-def build_loss(name: str, ignore_index: int = LABEL_NODATA, **kw) -> nn.Module:
-    """Loss by name: ``crofusenet``, ``dice_focal``, ``ce`` or ``weighted_ce`` (needs weights)."""
+def register_loss(name: str, factory: LossFactory) -> LossFactory:
+    """Make ``build_loss(name, **kw)`` call ``factory(ignore_index=..., **kw)``.
+
+    The built-in losses register below; a loss defined elsewhere registers where it is
+    defined (``training.srseg.losses`` registers ``srseg``), and the model module whose recipe
+    names it imports that module, so a registered model's loss is always buildable.
+    """
+    if name in _LOSSES and _LOSSES[name] is not factory:
+        raise ConfigError(f"loss name {name!r} is already registered")
+    _LOSSES[name] = factory
+    return factory
+
+
+def available_losses() -> tuple[str, ...]:
+    return tuple(sorted(_LOSSES))
+
+
+def resolve_class_weights(weights: Sequence[float] | Mapping[str, float],
+                          class_names: Sequence[str] | None) -> list[float]:
+    """Per-class weights from a list (one per class) or ``{class name: weight}`` (others 1).
+
+    Weights by name let a recipe say "impervious counts 3 times" without knowing the class
+    order of the dataset it will meet.
+    """
+    if not isinstance(weights, Mapping):
+        return [float(w) for w in weights]
+    if not class_names:
+        raise ConfigError("class weights given by name need the dataset's class names")
+    unknown = sorted(set(weights) - set(class_names))
+    if unknown:
+        raise ConfigError(f"class weights name classes {unknown} that the dataset does not have "
+                          f"(it has {list(class_names)})")
+    return [float(weights.get(name, 1.0)) for name in class_names]
+
+
+def build_loss(name: str, ignore_index: int = LABEL_NODATA,
+               class_names: Sequence[str] | None = None, **kw) -> nn.Module:
+    """Loss by registered name; ``class_names`` resolves class weights given by name.
+
+    Names (``available_losses()``): ``crofusenet``, ``dice_focal``, ``ce``, ``weighted_ce``,
+    and ``srseg`` once ``training.srseg.losses`` is imported (``training.models`` does).
+    """
+    if kw.get("class_weights") is not None:
+        kw["class_weights"] = resolve_class_weights(kw["class_weights"], class_names)
+    if name not in _LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; choose {', '.join(available_losses())}")
     try:
-        if name == "crofusenet":
-            return CroFuseNetLoss(ignore_index=ignore_index, **kw)
-        if name == "dice_focal":
-            return DiceFocalLoss(ignore_index=ignore_index, **kw)
-        if name == "ce":
-            return WeightedCrossEntropy(None, ignore_index)
-        if name == "weighted_ce":
-            if "class_weights" not in kw:
-                raise ConfigError("weighted_ce needs class_weights=[...] (one per class)")
-            return WeightedCrossEntropy(kw["class_weights"], ignore_index)
+        return _LOSSES[name](ignore_index=ignore_index, **kw)
     except TypeError as exc:
         raise ConfigError(f"bad arguments for loss {name!r}: {exc}") from None
-    raise ConfigError(f"unknown loss {name!r}; choose crofusenet, dice_focal, ce or weighted_ce")
 
 
-def default_loss_for(model_name: str) -> LossName:
-    """The paper's loss for a model: composite CE for CroFuseNet/U-Nets, Dice+Focal for RU-Net++."""
-    return DEFAULT_LOSS.get(model_name, "crofusenet")
+def _plain_ce_loss(ignore_index: int = LABEL_NODATA, **kw) -> nn.Module:
+    if kw:
+        raise ConfigError(f"loss 'ce' takes no arguments, got {sorted(kw)}; use weighted_ce "
+                          "for class weights")
+    return WeightedCrossEntropy(None, ignore_index)
+
+
+def _weighted_ce_loss(ignore_index: int = LABEL_NODATA, class_weights=None) -> nn.Module:
+    if class_weights is None:
+        raise ConfigError("weighted_ce needs class_weights=[...] (one per class) or "
+                          "{class name: weight}")
+    return WeightedCrossEntropy(class_weights, ignore_index)
+
+
+register_loss("crofusenet", CroFuseNetLoss)
+register_loss("dice_focal", DiceFocalLoss)
+register_loss("ce", _plain_ce_loss)
+register_loss("weighted_ce", _weighted_ce_loss)
+
+
+def default_loss_for(model_name: str) -> str:
+    """The loss name of a model's registered recipe (its paper's loss)."""
+    from training.models.registry import recipe_for
+
+    return recipe_for(model_name).loss
+
+
+def model_loss(model_name: str, class_names: Sequence[str] | None = None,
+               ignore_index: int = LABEL_NODATA) -> nn.Module:
+    """The loss of a model's recipe with the recipe's arguments: what ``isamap-train`` uses."""
+    from training.models.registry import recipe_for
+
+    name, kwargs = recipe_for(model_name).loss_settings(None, None)
+    return build_loss(name, ignore_index, class_names, **kwargs)

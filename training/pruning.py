@@ -40,9 +40,9 @@ from torch import nn
 
 from gee_export.core.errors import ConfigError, ModelError
 from gee_export.core.storage import atomic_write
-from training.config import TrainConfig, config_from_mapping
+from training.config import TrainConfig, apply_recipe, config_from_mapping
 from training.data import NormStats
-from training.losses import build_loss, default_loss_for
+from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model
 from training.models.hrnet import PrunableLayer
@@ -236,16 +236,16 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     base = {k: v for k, v in recorded.items() if k in known and k not in (
         "resume", "stop_after", "filter_noisy", "bands")}
-    cfg = config_from_mapping({**base, **dict(overrides or {}), "data": str(data),
-                               "out_dir": str(out_dir), "model": meta.name,
-                               "model_kwargs": dict(meta.model_kwargs),
-                               "bands": list(meta.bands)})
+    cfg = apply_recipe(config_from_mapping({
+        **base, **dict(overrides or {}), "data": str(data), "out_dir": str(out_dir),
+        "model": meta.name, "model_kwargs": dict(meta.model_kwargs),
+        "bands": list(meta.bands)}))
     if not 0.0 < rate < 1.0:
         raise ConfigError(f"--rate must be in (0, 1), got {rate}")
     norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
     train_set, val_set = patch_splits(cfg, tuple(meta.bands), norm)
     seed_everything(cfg.seed)
-    loss = build_loss(cfg.loss or default_loss_for(cfg.model), **dict(cfg.loss_kwargs))
+    loss = build_loss(cfg.loss, class_names=meta.class_names, **dict(cfg.loss_kwargs))
     run_meta = ModelMeta.from_dict({**meta.to_dict(), "extra": {
         **dict(meta.extra or {}), "pruning": {"rate": rate, "from": str(model_path)}}})
     before = {"parameters": parameter_count(model),

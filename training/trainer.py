@@ -1,7 +1,10 @@
 """The trainer: Adam or SGD, per-iteration poly LR, early stopping, exact resume, AMP, DDP.
 
 Early stopping watches validation MIoU; checkpoints are written atomically every epoch;
-bf16 autocast and channels_last run on CPU, AMP on CUDA, DDP under ``torchrun``.
+autocast (bf16 on CPU, bf16/fp16 AMP on CUDA) and channels_last as ``--precision`` and
+``--channels-last`` say, ``auto`` measured on the run's own training step
+(:mod:`training.autotune`) and recorded in the checkpoint, the history and the model file;
+DDP under ``torchrun``.
 
 ``Trainer`` is independent of the patch format: it takes any model, loss and datasets whose
 items are ``{"image": (C, H, W), "label": (H*s, W*s)}`` (``s`` = the model's output scale), so
@@ -41,24 +44,25 @@ import os
 import random
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
 from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
 from gee_export.core.storage import atomic_write
-from training import devices
-from training.config import TrainConfig
+from training import autotune, devices
+from training.config import TrainConfig, apply_recipe
 from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, make_loader
-from training.losses import build_loss, default_loss_for, main_output
+from training.losses import build_loss, main_output
 from training.metrics import ConfusionMatrix
 from training.modelfile import ModelMeta, atomic_torch_save, save_model_file
-from training.models import create_model, upsamples
+from training.models import context_warning, create_model, recipe_for, upsamples
 from training.run_folder import config_differences
 
 log = logging.getLogger(__name__)
@@ -110,6 +114,14 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     return dev
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """The recipe's optimiser: Adam (CroFuseNet's), or SGD with momentum (e.g. HRNet's)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 class PolyLR:
@@ -182,19 +194,22 @@ class Trainer:
                  val_set, meta: ModelMeta, info: DistInfo | None = None,
                  device: torch.device | None = None,
                  epoch_end: Callable[[nn.Module, int], None] | None = None) -> None:
+        cfg = apply_recipe(cfg)  # options left unset come from the model's recipe
         self.cfg = cfg
         self.info = info or DistInfo()
         self.device = device or resolve_device(cfg.device, self.info)
-        self.amp_dtype = devices.autocast_dtype(cfg.precision, self.device)
         self.meta = meta
         self.out = Path(cfg.out_dir)
         self.class_names = list(meta.class_names)
         self.num_classes = meta.num_classes
-        mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        self.memory_format = mf
-        self.model = model.to(self.device, memory_format=mf)
         self.loss_fn = loss_fn.to(self.device)
+        self.wants_batch = bool(getattr(loss_fn, "wants_batch", False))
         per_rank = max(cfg.batch_size // self.info.world_size, 1)
+        #: how the steps run (precision, layout, threads): explicit, measured or resumed
+        self.runtime = self._choose_runtime(model.to(self.device), train_set, per_rank)
+        self.amp_dtype = self.runtime.setting.autocast_dtype
+        self.memory_format = self.runtime.setting.memory_format
+        self.model = autotune.apply(self.runtime, model, self.device)
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(train_set, per_rank, True, cfg.seed, cfg.num_workers,
                                         self.info.rank, self.info.world_size, pin)
@@ -208,8 +223,7 @@ class Trainer:
         # the poly schedule decays to zero exactly at the budget.
         self.max_iterations = cfg.max_iterations or cfg.epochs * self.iters_per_epoch
         self.epochs = math.ceil(self.max_iterations / max(self.iters_per_epoch, 1))
-        self.wants_batch = bool(getattr(loss_fn, "wants_batch", False))
-        self.optimizer = make_optimizer(cfg, self.model)
+        self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.epoch_end = epoch_end
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, PolyLR(self.max_iterations, cfg.poly_power))
@@ -226,6 +240,42 @@ class Trainer:
         self.history: list[dict] = []
         self.finished = False
 
+    # -------------------------------------------------------------- runtime
+    def _choose_runtime(self, model: nn.Module, train_set, per_rank: int) -> autotune.Choice:
+        """How the training steps run.
+
+        Explicit settings as given; ``auto`` from the checkpoint of a resumed run (so it
+        continues exactly as it began), else measured by rank 0 on a real batch (items
+        ``0..batch-1`` of the training set, the first epoch's augmentation) and shared.
+        """
+        cfg = self.cfg
+        explicit = autotune.explicit(cfg.precision, cfg.channels_last, self.device, "training")
+        if explicit is not None:
+            return explicit
+        ck_path = self.out / CHECKPOINT
+        if cfg.resume and ck_path.exists():
+            with contextlib.suppress(Exception):  # unreadable: load_checkpoint says why
+                ck = torch.load(ck_path, map_location="cpu", weights_only=True, mmap=True)
+                if isinstance(ck, dict) and isinstance(ck.get("runtime"), dict):
+                    return replace(autotune.Choice.from_dict(ck["runtime"]),
+                                   source="checkpoint")
+        shared: list = [None]
+        if self.info.main:
+            items = [train_set[i] for i in range(min(per_rank, len(train_set)))]
+            batch = {k: v.to(self.device) for k, v in default_collate(items).items()
+                     if torch.is_tensor(v)}
+            step = autotune.TrainStep(
+                loss=lambda out, b: self._loss(out, b, b["image"], b["label"]),
+                optimizer=lambda params: make_optimizer(cfg, params),
+                targets={k: v for k, v in batch.items() if k != "image"})
+            shared[0] = autotune.choose(
+                model, batch["image"], self.device, mode="training", step=step,
+                precision=cfg.precision, channels_last=cfg.channels_last,
+                cache=None if cfg.autotune_cache else False).to_dict()
+        if self.info.world_size > 1:
+            dist.broadcast_object_list(shared, src=0)
+        return autotune.Choice.from_dict(shared[0])
+
     # -------------------------------------------------------------- state
     def _autocast(self):
         if self.amp_dtype is None:
@@ -240,6 +290,7 @@ class Trainer:
                 "best_miou": self.best_miou, "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs, "finished": self.finished,
                 "history": self.history, "meta": self.meta.to_dict(),
+                "runtime": self.runtime.to_dict(),
                 "rng": _rng_state(self.train_loader.generator)}
 
     def load_checkpoint(self, path: Path, same_config: bool = False) -> None:
@@ -378,6 +429,7 @@ class Trainer:
             row.update(val_row)
             row["lr"] = self.optimizer.param_groups[0]["lr"]
             row["seconds"] = time.perf_counter() - t0
+            row["runtime"] = self.runtime.label
             if improved:
                 self.best_miou, self.best_epoch, self.bad_epochs = miou, epoch + 1, 0
                 if self.info.main:
@@ -419,8 +471,10 @@ class Trainer:
             f" To train again, {fix}, into a new --out folder")
 
     def _save_best(self, val_metrics: dict) -> None:
-        meta = ModelMeta.from_dict({**self.meta.to_dict(), "metrics": {
-            "epoch": self.best_epoch, "val": val_metrics}})
+        base = self.meta.to_dict()
+        meta = ModelMeta.from_dict({
+            **base, "metrics": {"epoch": self.best_epoch, "val": val_metrics},
+            "extra": {**dict(base.get("extra") or {}), "runtime": self.runtime.to_dict()}})
         save_model_file(self.out / BEST_MODEL, self.model, meta)
 
     def _write_history(self) -> None:
@@ -429,14 +483,6 @@ class Trainer:
         text = "".join(json.dumps(r) + "\n" for r in self.history)
         atomic_write(self.out / HISTORY, lambda fh: fh.write(text.encode()))
         plot_learning_curves(self.history, self.out / CURVES)
-
-
-def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam (the CroFuseNet/RU-Net++ papers) or SGD with momentum (the land-cover HRNet)."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def epoch_line(row: dict, epochs: int) -> str:
@@ -453,6 +499,10 @@ def epoch_line(row: dict, epochs: int) -> str:
 def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResult:
     """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``).
 
+    Options left unset come from the model's recipe (``apply_recipe``): its loss, its label
+    (``label_fine`` for super-resolution models), its optimisation and its training crops; a
+    fine image is loaded when the recipe's targets ask for it and the dataset has one.
+
     Args:
         cfg: the run configuration; with ``filter_noisy`` set, run it through the two-stage
             :func:`training.noisy.train_filtered`, which calls this with ``exclude``.
@@ -462,6 +512,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
     if cfg.filter_noisy is not None and exclude is None:
         raise ConfigError("filter_noisy is a two-stage run: call training.noisy.train_filtered "
                           "(isamap-train --filter-noisy does)")
+    cfg = apply_recipe(cfg)
     if not cfg.data:
         raise ConfigError("no dataset given: set data (a patch dataset root) in the config "
                           "or pass --data")
@@ -483,7 +534,11 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
     if int(getattr(model, "output_scale", 1)) != scale:
         raise ModelError(f"model {cfg.model!r} predicts at {getattr(model, 'output_scale', 1)}x "
                          f"its input but the {cfg.label!r} labels are at {scale}x")
-    loss = build_loss(cfg.loss or default_loss_for(cfg.model), **dict(cfg.loss_kwargs))
+    for problem in (context_warning(cfg.model, raw.patch_size, model),
+                    train_set.target_warning(cfg.model)):
+        if problem:
+            log.warning(problem)
+    loss = build_loss(cfg.loss, class_names=names, **dict(cfg.loss_kwargs))
     meta = ModelMeta(name=cfg.model, in_channels=len(raw.bands), num_classes=len(names),
                      bands=raw.bands, norm_mean=norm.mean, norm_std=norm.std,
                      class_scheme=str((raw.manifest.get("label") or {}).get("scheme", "isa")),
@@ -497,11 +552,19 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
 
 def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
                  exclude: Collection[str] = ()) -> tuple[PatchDataset, PatchDataset]:
-    """The training (augmented, cropped, ``exclude`` left out) and validation datasets."""
+    """The training (augmented, cropped, ``exclude`` left out) and validation datasets.
+
+    ``cfg`` has its recipe applied (``apply_recipe``): the targets are its label, plus the
+    recipe's fine image when it trains on ``label_fine``.
+    """
+    targets = (cfg.label, *(t for t in recipe_for(cfg.model).targets[1:]
+                            if cfg.label == "label_fine"))
     aug = Augment() if cfg.augment else None
-    train_set = PatchDataset(cfg.data, "train", bands, norm, aug, cfg.label, cfg.seed,
-                             cfg.cache, crop=cfg.crop_size, exclude=exclude)
-    val_set = PatchDataset(cfg.data, "val", bands, norm, None, cfg.label, cfg.seed, cfg.cache)
+    train_set = PatchDataset(cfg.data, "train", bands, norm, aug, seed=cfg.seed,
+                             cache=cfg.cache, targets=targets, crop=cfg.crop_size,
+                             exclude=exclude)
+    val_set = PatchDataset(cfg.data, "val", bands, norm, None, seed=cfg.seed, cache=cfg.cache,
+                           targets=targets)
     return train_set, val_set
 
 

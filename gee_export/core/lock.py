@@ -3,7 +3,8 @@
 Two runs writing one dataset (or one map folder) would delete each other's in-flight temporary
 files and interleave index rewrites. Every writer of an output root therefore holds
 :func:`hold_output` for its whole run: the export backends (local stack + patching, Earth
-Engine pixels and tasks) and, as a core utility, prediction and mapping outputs.
+Engine pixels and tasks, the Beam export's launcher) and region mapping (``isamap-map``, whose
+per-date predictions write under its root).
 
 - A local root is locked with ``flock`` on ``<root>/.isamap.lock``: the kernel releases the lock
   when its holder dies (even by SIGKILL), so a lock left by a dead run is simply taken over; the

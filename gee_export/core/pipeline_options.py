@@ -26,7 +26,7 @@ import argparse
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from gee_export.core.errors import ConfigError, IsamapError
@@ -46,6 +46,16 @@ _JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 class BeamNotInstalledError(IsamapError, ImportError):
     """The ``beam`` extra is missing (exit 1: the environment, not the command line)."""
+
+    exit_code = 1
+
+
+class PipelineFailedError(IsamapError, RuntimeError):
+    """A pipeline's worker failed for good (after the runner's retries); the job stopped.
+
+    ``exit_code`` is the worker error's own when it was an isamap error (an Earth Engine quota,
+    a storage fault), else 1: a worker fails because of its environment, not the command line.
+    """
 
     exit_code = 1
 
@@ -164,6 +174,13 @@ class RunnerConfig:
             raise ConfigError("GPU workers need --container IMAGE with CUDA-enabled torch; a "
                               "requirements file cannot install the NVIDIA libraries")
 
+    def describe(self) -> str:
+        """Two plan lines: the request budget and the Beam options (what a dry run prints)."""
+        return (f"  runner      Apache Beam {self.runner}: up to {self.workers} workers x "
+                f"{self.threads} requests = {self.workers * self.threads} concurrent "
+                f"(--max-concurrent {self.max_concurrent})\n"
+                f"  beam        {' '.join(replace(self, dry_run=False).beam_args())}")
+
     def beam_args(self) -> list[str]:
         """The pipeline options as Beam command-line arguments (what a user would type)."""
         args = [f"--runner={BEAM_RUNNER_NAMES[self.runner]}"]
@@ -263,6 +280,63 @@ def runner_config(args: argparse.Namespace, *, dry_run: bool = False) -> RunnerC
         container=args.container, requirements_file=args.requirements_file,
         setup_file=args.setup_file, gpu=getattr(args, "gpu", None), job_name=args.job_name,
         dry_run=dry_run, extra=tuple(extra))
+
+
+# the last "module.Class: message" line of a runner's error text: the worker's own exception
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception)): (.+)$",
+                         re.MULTILINE)
+
+
+def run_pipeline(pipeline: Any, *, resume: str) -> Any:
+    """Run ``pipeline`` to the end; a failed job becomes one line saying what failed.
+
+    Runners report a worker's exception as a long text of tracebacks (the DirectRunner as a
+    ``RuntimeError``, Dataflow as its own exception); this keeps the worker's error line, the
+    step it happened in, and what to do, so commands print it without a traceback.
+
+    Args:
+        pipeline: a built ``apache_beam.Pipeline``.
+        resume: what an identical re-run does, e.g. "finished tiles are kept".
+
+    Returns:
+        The finished ``PipelineResult`` (its metrics: :func:`pipeline_counters`).
+    """
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except IsamapError:
+        raise
+    except Exception as exc:
+        raise _failure(exc, resume) from exc
+    return result
+
+
+def _failure(exc: Exception, resume: str) -> PipelineFailedError:
+    from gee_export.core import errors
+
+    found = _ERROR_LINE.findall(str(exc))
+    if not found:
+        name, message = type(exc).__name__, " ".join(str(exc).split()) or "no message"
+    else:
+        name, message = found[-1]
+    error = PipelineFailedError(f"the pipeline stopped: {name}: {message.strip()}; {resume}: "
+                                "run the same command again to resume")
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, IsamapError):
+        error.exit_code = cls.exit_code
+    return error
+
+
+def pipeline_counters(result: Any, namespace: str) -> dict[str, int]:
+    """The metric counters of ``namespace`` of a finished pipeline (committed where known)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    out: dict[str, int] = {}
+    query = result.metrics().query(MetricsFilter().with_namespace(namespace))
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + int(value or 0)
+    return out
 
 
 _SEMAPHORES: dict[tuple[str, int], threading.BoundedSemaphore] = {}

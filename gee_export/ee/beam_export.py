@@ -51,7 +51,13 @@ from gee_export.contract.patch_writer import PatchWriter, patch_rel_paths
 from gee_export.core.ee_session import EESession
 from gee_export.core.errors import ConfigError
 from gee_export.core.lock import hold_output
-from gee_export.core.pipeline_options import RunnerConfig, require_beam, worker_semaphore
+from gee_export.core.pipeline_options import (
+    RunnerConfig,
+    pipeline_counters,
+    require_beam,
+    run_pipeline,
+    worker_semaphore,
+)
 from gee_export.core.storage import LocalStore, open_store
 from gee_export.ee.export import (
     DEFAULT_LIMITS,
@@ -378,9 +384,8 @@ def _run_export(started: float, plan: PlannedExport, job: ExportJob,
     log.info("%s %s: %d patches to fetch on the %s runner (%d workers x %d requests)%s",
              before.root, job.month, plan.todo, runner.runner, runner.workers, runner.threads,
              " [dry run: nothing is submitted]" if runner.dry_run else "")
-    result = plan.pipeline.run()
-    result.wait_until_finish()
-    counts = _counters(result) if not runner.dry_run else {}
+    result = run_pipeline(plan.pipeline, resume="patches already written are kept")
+    counts = pipeline_counters(result, METRICS_NAMESPACE) if not runner.dry_run else {}
     per_split = before.per_split
     if not runner.dry_run:
         per_split = read_manifest(before.root)["counts"]["per_split"]
@@ -389,14 +394,3 @@ def _run_export(started: float, plan: PlannedExport, job: ExportJob,
                    requests=counts.get("requests", 0), retries=counts.get("retries", 0),
                    seconds=time.monotonic() - started, per_split=per_split)
 
-
-def _counters(result: Any) -> dict[str, int]:
-    """The export's metric counters of a finished pipeline (committed where known)."""
-    from apache_beam.metrics.metric import MetricsFilter
-
-    out: dict[str, int] = {}
-    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
-    for counter in query["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + int(value or 0)
-    return out

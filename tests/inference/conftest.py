@@ -41,7 +41,8 @@ def cogs(tmp_path):
     from inference.runtime import RuntimeOptions, TilePredictor
 
     src = write_stack(tmp_path / "small.tif", smooth_stack(90, 110))
-    p = TilePredictor(conv1x1(), np.zeros(6), np.ones(6), options=RuntimeOptions(precision="fp32"))
+    p = TilePredictor(conv1x1(), np.zeros(6), np.ones(6),
+                      options=RuntimeOptions(precision="fp32", channels_last="on"))
     info = OutputInfo("unet", BANDS, month="2023-06", metrics={"iou": 0.8})
     return predict_raster(str(src), str(tmp_path / "maps" / "wuhan_2023-06"), p, info,
                           PredictConfig(tile=64, overlap=16), progress=False)

@@ -16,7 +16,8 @@ def outputs(tmp_path_factory):
     data = smooth_stack(700, 1100, seed=3)
     data[0, :50, :50] = np.nan
     src = write_stack(tmp / "big.tif", data)
-    p = TilePredictor(conv1x1(), np.zeros(6), np.ones(6), options=RuntimeOptions(precision="fp32"))
+    p = TilePredictor(conv1x1(), np.zeros(6), np.ones(6),
+                      options=RuntimeOptions(precision="fp32", channels_last="on"))
     info = OutputInfo("conv1x1", BANDS, month="2023-06", metrics={"iou": 0.81})
     result = predict_raster(str(src), str(tmp / "isa"), p, info,
                             PredictConfig(tile=256, overlap=32, compress="ZSTD"), progress=False)

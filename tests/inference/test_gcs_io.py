@@ -15,7 +15,8 @@ def test_predict_reads_and_writes_gs_paths(gcs_emulator, gcs_bucket, tmp_path, m
     local = write_stack(tmp_path / "stack.tif", data)
     bucket = gcs_emulator.client().bucket(gcs_bucket)
     bucket.blob("stacks/stack.tif").upload_from_filename(str(local))
-    p = TilePredictor(conv1x1(), np.zeros(6), np.ones(6), options=RuntimeOptions(precision="fp32"))
+    p = TilePredictor(conv1x1(), np.zeros(6), np.ones(6),
+                      options=RuntimeOptions(precision="fp32", channels_last="on"))
     config = PredictConfig(tile=64, overlap=16, strip_rows=64)
     result = predict_raster(f"gs://{gcs_bucket}/stacks/stack.tif", f"gs://{gcs_bucket}/out/isa",
                             p, OutputInfo("m", BANDS), config, progress=False)

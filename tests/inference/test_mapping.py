@@ -292,3 +292,32 @@ def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, ee_
     assert np.array_equal(read(got.prob_path), read(plain.prediction.prob_path))
     record = json.loads((tmp_path / "out" / "map.json").read_text())
     assert record["postprocess"] == "clahe" and record["clahe"]["block"] == 32
+
+
+def test_a_second_run_into_the_same_output_is_refused_and_changes_nothing(scene, ee_offline,
+                                                                          tmp_path):
+    """The map root is locked for the run: another live process holding it means refusal."""
+    import subprocess
+    import sys
+
+    from gee_export.core.errors import OutputLockedError
+    from tests.support import REPO_ROOT
+
+    stack, model = scene
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom gee_export.core.lock import hold_output\n"
+         "with hold_output(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n",
+         str(out)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        transport = StackTransport(stack, info=lambda text: 5)
+        with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
+            map_region(request_for(stack, model, out), session=session_for(transport),
+                       echo=lambda _: None)
+        assert transport.served == []  # refused before the first pixel request
+        assert sorted(p.name for p in out.iterdir()) == [".isamap.lock"]
+    finally:
+        holder.kill()
+        holder.wait()

@@ -15,7 +15,7 @@ from inference.runtime import RuntimeOptions, TilePredictor
 from tests.support.models import ConstantModel, SuperRes, conv1x1, padded_convnet
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 
-FP32 = RuntimeOptions(precision="fp32")
+FP32 = RuntimeOptions(precision="fp32", channels_last="on")
 INFO = OutputInfo("test-model", BANDS, month="2023-06")
 
 
@@ -188,7 +188,8 @@ def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
             if calls[0] == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
         model.register_forward_hook(hook)
-        p = TilePredictor(model, np.zeros(6), np.ones(6), options=RuntimeOptions(precision="fp32"))
+        options = RuntimeOptions(precision="fp32", channels_last="on")
+        p = TilePredictor(model, np.zeros(6), np.ones(6), options=options)
         r = predict_raster({str(stack)!r}, {str(tmp_path / "k")!r}, p, OutputInfo("m", BANDS),
                            PredictConfig(tile=64, overlap=16, batch_size=4, strip_rows=32),
                            progress=False)
@@ -232,3 +233,38 @@ def test_run_record_is_in_the_work_dir_while_running(stack, tmp_path):
         run(stack, tmp_path / "o", CrashingModel(calls=2))
     record = json.loads((tmp_path / ".o.partial" / "run.json").read_text())
     assert record["bands"] == list(BANDS) and record["config"]["tile"] == 64
+
+
+def test_outputs_record_how_the_model_ran_and_where_the_time_went(stack, tmp_path):
+    auto = predictor(padded_convnet(), options=RuntimeOptions())  # precision/layout auto
+    result = predict_raster(str(stack), str(tmp_path / "a"), auto, INFO,
+                            PredictConfig(tile=64, overlap=16, strip_rows=32), progress=False)
+    runtime = result.runtime
+    assert runtime["source"] in ("measured", "cache") and runtime["shape"][1:] == [6, 64, 64]
+    for path in (result.class_path, result.prob_path):
+        with rasterio.open(path) as ds:
+            tags = ds.tags()
+        assert (tags["runtime"], tags["runtime_source"]) == (runtime["label"],
+                                                             runtime["source"])
+        assert tags["runtime_ms_per_tile"]
+    stages = {"read", "mask", "gather", "predict", "forward", "blend", "take", "checkpoint",
+              "encode", "assemble"}
+    assert stages <= set(result.stages) and all(v >= 0 for v in result.stages.values())
+    assert result.stages["forward"] <= result.stages["predict"]
+
+
+def test_encoding_in_parallel_writes_the_same_maps(stack, tmp_path, monkeypatch):
+    """With the model on a GPU the maps are encoded side by side with GDAL's threads."""
+    from inference import predict
+
+    reference = run(stack, tmp_path / "one", conv1x1())
+    monkeypatch.setattr(predict, "_cpu_is_free", lambda predictor: True)
+    parallel = run(stack, tmp_path / "two", conv1x1())
+    for kind in ("class_path", "prob_path"):
+        with rasterio.open(getattr(reference, kind)) as a, \
+                rasterio.open(getattr(parallel, kind)) as b:
+            np.testing.assert_array_equal(a.read(1), b.read(1))
+            for f in a.overviews(1):
+                shape = (a.height // f, a.width // f)
+                np.testing.assert_array_equal(a.read(1, out_shape=shape),
+                                              b.read(1, out_shape=shape))

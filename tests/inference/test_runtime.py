@@ -6,11 +6,12 @@ import torch
 from gee_export.core.errors import ConfigError, ModelError
 from inference.cog import OutputInfo
 from inference.predict import PredictConfig, predict_raster
-from inference.runtime import RuntimeOptions, TilePredictor, resolve_precision
-from tests.support.models import conv1x1
+from inference.runtime import RuntimeOptions, TilePredictor
+from tests.support.models import conv1x1, padded_convnet
 from tests.support.rasters import BANDS, smooth_stack, write_stack
+from training.devices import resolve_precision
 
-FP32 = RuntimeOptions(precision="fp32")
+FP32 = RuntimeOptions(precision="fp32", channels_last="on")
 
 
 def test_compact_two_class_output_is_the_softmax_of_class_one():
@@ -46,19 +47,35 @@ def test_multi_class_models_use_argmax_and_the_chosen_isa_class(tmp_path):
                        PredictConfig(tile=48, overlap=16, isa_class=3), progress=False)
 
 
-@pytest.mark.parametrize("native_bf16", [True, False])
-def test_precision_choice_and_bad_normalisation(monkeypatch, native_bf16):
-    # documented: "auto" is bf16 on CPUs with native bf16 (oneDNN's probe), fp32 elsewhere
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native_bf16)
-    expected = torch.bfloat16 if native_bf16 else torch.float32
-    assert resolve_precision("fp32", torch.device("cpu")) == torch.float32
-    assert resolve_precision("auto", torch.device("cpu")) == expected
-    model, used = conv1x1(), []
+def test_auto_is_measured_on_the_first_batch_and_agrees_with_fp32():
+    """The predictor's default options are "auto": settled on the first real batch."""
+    model, used = padded_convnet(), []
     model.register_forward_hook(lambda module, args, out: used.append(out.dtype))
     auto = TilePredictor(model, np.zeros(6), np.ones(6), options=RuntimeOptions())
-    probs = auto(smooth_stack(16, 16)[None])  # the predictor's default options are "auto"
-    assert auto.dtype == expected and set(used) == {expected}
+    assert auto.choice is None and "auto" in auto.description
+    tiles = np.stack([smooth_stack(48, 48), smooth_stack(48, 48)[:, ::-1]])
+    probs = auto(tiles)
+    choice = auto.choice
+    assert choice.source in ("measured", "cache") and choice.shape == (2, 6, 48, 48)
+    assert choice.errors[choice.label] <= choice.tolerance
+    assert used[-1] == auto.dtype == (choice.setting.autocast_dtype or torch.float32)
     assert probs.dtype == np.float32  # probabilities are computed in fp32 either way
+    exact = TilePredictor(padded_convnet(), np.zeros(6), np.ones(6), options=FP32)(tiles)
+    assert np.abs(probs - exact).mean() <= choice.tolerance
+    calls = len(used)
+    auto(tiles)
+    assert len(used) == calls + 1  # measured once, not per batch
+
+
+def test_explicit_options_are_used_as_given_and_bad_normalisation_refused():
+    model, used = conv1x1(), []
+    model.register_forward_hook(lambda module, args, out: used.append(out.dtype))
+    fixed = TilePredictor(model, np.zeros(6), np.ones(6),
+                          options=RuntimeOptions(precision="bf16", channels_last="off"))
+    assert fixed.choice.source == "explicit" and fixed.choice.label == "bf16/nchw"
+    fixed(smooth_stack(16, 16)[None])
+    assert used == [torch.bfloat16] and not fixed.channels_last
+    assert resolve_precision("fp32", torch.device("cpu")) == torch.float32
     with pytest.raises(ConfigError, match="CUDA"):
         resolve_precision("fp16", torch.device("cpu"))
     with pytest.raises(ModelError, match="std"):

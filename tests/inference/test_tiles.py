@@ -53,3 +53,27 @@ def test_tiles_cover_the_grid_once_and_mosaic_to_the_streaming_map(tmp_path, ee_
         diff = np.abs(a.read(1).astype(int) - b.read(1).astype(int))
         assert diff.max() <= 1  # a per-pixel model: blending changes only the last rounding
         assert (a.read(1)[30:50, 20:60] == 255).all()
+
+
+def test_edge_tiles_fetch_full_size_windows_so_a_unet_predicts_them(tmp_path):
+    """A U-Net needs sides divisible by 16: the grid's last row/column of tiles (smaller cores)
+    still fetch ``core + 2 halo`` px, the part past the edge arriving as nodata."""
+    import torch
+
+    from gee_export.contract.grid import Grid
+    from training.models import create_model
+
+    grid = Grid("EPSG:32650", 500000.0, 3400000.0, 170, 150, 10.0, 64, 32)  # 170 = 3 x 48 + 26
+    tiles = plan_tiles(grid, core=48, halo=8)
+    assert {(t.padded.height, t.padded.width) for t in tiles} == {(64, 64)}
+    edge = tiles[-1]
+    assert (edge.core.height, edge.core.width) == (150 - 3 * 48, 170 - 3 * 48)
+    torch.manual_seed(0)
+    unet = create_model("unet", len(BANDS), 2, widths=[8, 16, 16, 32, 32]).eval()
+    predictor = TilePredictor(unet, np.zeros(6), np.ones(6),
+                              options=RuntimeOptions(precision="fp32", channels_last=False))
+    data = np.random.default_rng(0).normal(size=(6, 64, 64)).astype(np.float32)
+    data[:, :, 8 + edge.core.width:] = np.nan  # past the grid's east edge
+    classes, prob = predict_tile(predictor, data, edge)
+    assert classes.shape == prob.shape == (edge.core.height, edge.core.width)
+    assert (classes != 255).all(), "the core is inside the grid: every pixel predicted"

@@ -143,3 +143,37 @@ def test_random_crops_cut_image_and_label_alike(tmp_path):
     left = PatchDataset(root, "train", exclude=[whole[0]["id"]])
     assert len(left) == len(whole) - 1 and whole[0]["id"] not in {left[i]["id"] for i in
                                                                   range(len(left))}
+
+
+def test_fine_image_is_loaded_when_present_and_asked_for(tmp_path):
+    root = write_patch_dataset(tmp_path / "ds", n=6, size=8, fine_scale=4, image_fine=True)
+    norm = compute_norm_stats(PatchDataset(root, "train"))
+    targets = ("label_fine", "image_fine")
+    plain = PatchDataset(root, "train", norm=norm, targets=targets)
+    assert plain.fine_image and plain.target_warning("srseg") is None and plain.patch_size == 8
+    item = plain[0]
+    assert item["image_fine"].shape == (len(BANDS), 32, 32) and item["label"].shape == (32, 32)
+    # The fine image is the input bands normalised with the input's statistics: its 4x4 block
+    # means are the (normalised) coarse image up to the writer's noise.
+    blocks = item["image_fine"].numpy().reshape(len(BANDS), 8, 4, 8, 4).mean(axis=(2, 4))
+    np.testing.assert_allclose(blocks, item["image"].numpy(), atol=0.5)
+    # Flips and rotations move the fine image with the label and the input; never blurred.
+    aug = PatchDataset(root, "train", norm=norm, augment=Augment(blur=1.0), targets=targets)
+    moved = [aug[(epoch, 0)] for epoch in range(6)]
+    base_fine, base_label = item["image_fine"].numpy(), item["label"].numpy()
+    for it in moved:
+        moves = [(flip, k) for flip in (False, True) for k in range(4)
+                 if np.array_equal(it["image_fine"].numpy(), np.rot90(
+                     base_fine[:, ::-1] if flip else base_fine, k, axes=(-2, -1)))]
+        assert moves, "fine image resampled or blurred instead of flipped/rotated"
+        flip, k = moves[0]
+        assert np.array_equal(it["label"].numpy(),
+                              np.rot90(base_label[::-1] if flip else base_label, k))
+    assert len({it["image_fine"].numpy().tobytes() for it in moved}) > 1
+    # Not asked for, or not there: no image_fine, and a warning saying what to do.
+    assert "image_fine" not in PatchDataset(root, "train", label="label_fine")[0]
+    bare = write_patch_dataset(tmp_path / "bare", n=6, size=8, fine_scale=4)
+    ds = PatchDataset(bare, "train", targets=targets)
+    assert not ds.fine_image and "image_fine" not in ds[0]
+    assert "2 of 2 patches have no fine image" in ds.target_warning("srseg")
+    assert "image_x<k>.tif" in ds.target_warning("srseg")

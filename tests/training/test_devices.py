@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,38 +13,35 @@ from gee_export.core.errors import ConfigError
 from inference import runtime
 from training import devices, evaluate, trainer
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def test_every_command_uses_the_one_resolver():
-    assert runtime.resolve_precision is devices.resolve_precision
     assert runtime.resolve_device is devices.resolve_device
-    assert evaluate.autocast_dtype is devices.autocast_dtype
+    assert trainer.autotune is evaluate.autotune is runtime.autotune
 
 
 def test_precision_choices_and_refusals():
     cpu = torch.device("cpu")
     assert devices.resolve_precision("fp32", cpu) == torch.float32
     assert devices.resolve_precision("bf16", cpu) == torch.bfloat16
-    assert devices.resolve_precision("auto", cpu, cpu_auto="bf16") == torch.bfloat16
     with pytest.raises(ConfigError, match="fp16 autocast is for CUDA"):
         devices.resolve_precision("fp16", cpu)
     with pytest.raises(ConfigError, match="precision must be"):
         devices.resolve_precision("fp64", cpu)  # type: ignore[arg-type]
-    # training/evaluation: fp32 means no autocast; auto on the CPU is bf16 (the recipe's choice)
+    with pytest.raises(ValueError, match="measured"):  # 'auto' has no static answer
+        devices.resolve_precision("auto", cpu)
     assert devices.autocast_dtype("fp32", cpu) is None
-    assert devices.autocast_dtype("auto", cpu) == torch.bfloat16
+    assert devices.autocast_dtype("bf16", cpu) == torch.bfloat16
+    assert [devices.layout_flag(v) for v in (None, True, False, "on", "NHWC", "off")] == [
+        "auto", "on", "off", "on", "on", "off"]
 
 
-@pytest.mark.parametrize("native_bf16", [True, False])
-def test_auto_on_the_cpu_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch,
-                                                                        native_bf16):
-    """The documented choice (docs/inference.md, Runtime): bf16 on CPUs with native bf16
-    (AVX512-BF16/AMX, as oneDNN reports it), fp32 elsewhere; training asks for bf16 anyway."""
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native_bf16)
-    cpu = torch.device("cpu")
-    expected = torch.bfloat16 if native_bf16 else torch.float32
-    assert devices.resolve_precision("auto", cpu) == expected
-    assert devices.resolve_precision("auto", cpu, cpu_auto="bf16") == torch.bfloat16
-    assert devices.autocast_dtype("auto", cpu) == torch.bfloat16
+def test_the_parsers_module_does_not_import_torch():
+    """``--help`` of every command stays torch-free: devices imports torch only inside."""
+    code = ("import sys; import training.devices; "
+            "assert 'torch' not in sys.modules, 'training.devices imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def test_device_names():
@@ -63,12 +64,17 @@ def test_commands_share_the_device_and_precision_options(capsys):
     required = {"train": [], "evaluate": ["--model", "m", "--data", "d", "--out", "o"],
                 "predict": ["--model", "m", "--input", "i", "--out", "o"]}
     parsers = {"train": train_parser, "evaluate": evaluate_parser, "predict": _predict_parser}
-    assert parsers["evaluate"]().parse_args(required["evaluate"]).precision == "fp32"
-    assert parsers["predict"]().parse_args(required["predict"]).precision == "auto"
+    for name in ("evaluate", "predict"):  # one meaning of auto, the default everywhere
+        args = parsers[name]().parse_args(required[name])
+        assert (args.precision, args.channels_last, args.autotune_cache) == ("auto", "auto", None)
+    assert train_args.channels_last is None and train_args.autotune_cache is None
     for name, make in parsers.items():
         for choice in devices.PRECISIONS:
             args = make().parse_args([*required[name], "--precision", choice, "--device", "cpu"])
             assert (args.precision, args.device) == (choice, "cpu")
+        args = make().parse_args([*required[name], "--channels-last", "off",
+                                  "--no-autotune-cache"])
+        assert (args.channels_last, args.autotune_cache) == ("off", False)
         with pytest.raises(SystemExit):
             make().parse_args([*required[name], "--precision", "fp64"])
     assert "invalid choice: 'fp64'" in capsys.readouterr().err

@@ -22,7 +22,8 @@ TINY = {"widths": [4, 8, 16, 32, 64]}
 
 def _cfg(root, out, **over) -> TrainConfig:
     base = dict(data=str(root), out_dir=str(out), model="unet", model_kwargs=TINY, epochs=3,
-                batch_size=2, lr=1e-3, num_workers=0, precision="fp32", progress=False)
+                batch_size=2, lr=1e-3, num_workers=0, precision="fp32", channels_last="on",
+                progress=False)
     return TrainConfig(**{**base, **over})
 
 
@@ -110,6 +111,24 @@ def test_bf16_channels_last_and_dice_focal_path(patch_root, tmp_path):
     assert all(x_nhwc and w_nhwc for *_, x_nhwc, w_nhwc in seen)
 
 
+def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_root, tmp_path):
+    cfg = _cfg(patch_root, tmp_path / "auto", precision="auto", channels_last="auto",
+               epochs=2, stop_after=1, autotune_cache=False)
+    part = train(cfg)
+    runtime = torch.load(part.checkpoint_path, weights_only=True)["runtime"]
+    assert (runtime["source"], runtime["mode"]) == ("measured", "training")
+    assert runtime["shape"] == [2, 6, 32, 32]  # the run's own batch
+    assert runtime["errors"][runtime["label"]] <= runtime["tolerance"]
+    assert len(runtime["ms_per_sample"]) >= 1
+    rows = [json.loads(x) for x in part.history_path.read_text().splitlines()]
+    assert rows[0]["runtime"] == runtime["label"]
+    _, meta = load_model_file(part.model_path)
+    assert meta.extra["runtime"]["setting"] == runtime["setting"]
+    resumed = train(TrainConfig(**{**cfg.to_dict(), "resume": True, "stop_after": None}))
+    kept = torch.load(resumed.checkpoint_path, weights_only=True)["runtime"]
+    assert (kept["source"], kept["setting"]) == ("checkpoint", runtime["setting"])
+
+
 def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
     from tests.support.rasters import write_patch_dataset
 
@@ -138,6 +157,9 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys):
     assert rc == 0
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["points"]["n"] == 60
+    runtime = metrics["runtime"]  # evaluate's default is auto too: measured and recorded
+    assert runtime["source"] in ("measured", "cache") and runtime["mode"] == "inference"
+    assert runtime["errors"][runtime["label"]] <= runtime["tolerance"]
     assert len(metrics["pixel"]["matrix"]) == 2
     assert (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 1000
     assert "OA" in (tmp_path / "ev" / "metrics.txt").read_text()

@@ -10,11 +10,15 @@ May import: ``gee_export.core``, ``gee_export.contract`` and torch.
 
 from training.models import crofusenet, hrnet, runetpp, srseg, unet  # noqa: F401  (registration)
 from training.models.registry import (
+    ModelRecipe,
     available_models,
+    context_warning,
     create_model,
     model_module,
+    recipe_for,
     register_model,
     upsamples,
 )
 
-__all__ = ["available_models", "create_model", "model_module", "register_model", "upsamples"]
+__all__ = ["ModelRecipe", "available_models", "context_warning", "create_model", "model_module",
+           "recipe_for", "register_model", "upsamples"]

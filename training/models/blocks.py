@@ -172,11 +172,17 @@ class BoundaryEnhancement(nn.Module):
 
 
 class ASPP(nn.Module):
-    """Atrous spatial pyramid pooling: 1x1, three 3x3 with dilation 6/12/18, global pooling."""
+    """Atrous spatial pyramid pooling: 1x1, three 3x3 with dilation 6/12/18, global pooling.
+
+    A 3x3 branch with dilation ``r`` on a map of ``s <= r`` pixels reads nothing but its
+    centre tap inside the map (the other taps fall in the zero padding): it is a 1x1
+    convolution there. :meth:`collapsed_rates` says which branches that happens to.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, branch_ch: int = 256,
                  rates: tuple[int, ...] = (6, 12, 18)) -> None:
         super().__init__()
+        self.rates = tuple(int(r) for r in rates)
         self.branches = nn.ModuleList(
             [ConvBNReLU(in_ch, branch_ch, kernel=1)]
             + [ConvBNReLU(in_ch, branch_ch, kernel=3, dilation=r) for r in rates]
@@ -187,6 +193,10 @@ class ASPP(nn.Module):
                                   nn.ReLU(inplace=True))
         self.project = ConvBNReLU(branch_ch * (len(rates) + 2), out_ch, kernel=1)
 
+    def collapsed_rates(self, map_size: int) -> tuple[int, ...]:
+        """The dilation rates whose 3x3 branch acts as a 1x1 convolution on this map size."""
+        return tuple(r for r in self.rates if map_size <= r)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = [b(x) for b in self.branches]
         pooled = self.pool(x).expand(-1, -1, x.shape[2], x.shape[3])
@@ -194,15 +204,19 @@ class ASPP(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """ResNet-50 bottleneck: 1x1 reduce, 3x3 (stride here, as in ResNet v1.5), 1x1 expand x4."""
+    """ResNet-50 bottleneck: 1x1 reduce, 3x3 (stride here, as in ResNet v1.5), 1x1 expand x4.
+
+    ``dilation`` dilates the 3x3 convolution (a stage that keeps its resolution instead of
+    halving it keeps its receptive field this way, as in DeepLab's output stride 16).
+    """
 
     expansion = 4
 
-    def __init__(self, in_ch: int, width: int, stride: int = 1) -> None:
+    def __init__(self, in_ch: int, width: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__()
         out_ch = width * self.expansion
         self.conv1 = ConvBNReLU(in_ch, width, kernel=1)
-        self.conv2 = ConvBNReLU(width, width, kernel=3, stride=stride)
+        self.conv2 = ConvBNReLU(width, width, kernel=3, stride=stride, dilation=dilation)
         self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_ch)
         # Zero-initialised last BN: each residual block starts as an identity, which makes
@@ -236,10 +250,18 @@ class BasicBlock(nn.Module):
         return F.relu(x + self.bn2(self.conv2(self.conv1(x))))
 
 
-def resnet_stage(in_ch: int, width: int, blocks: int, stride: int) -> nn.Sequential:
-    """One ResNet stage: ``blocks`` bottlenecks, the first one changing stride and width."""
-    layers = [Bottleneck(in_ch, width, stride)]
-    layers += [Bottleneck(width * Bottleneck.expansion, width) for _ in range(blocks - 1)]
+def resnet_stage(in_ch: int, width: int, blocks: int, stride: int,
+                 dilate: bool = False) -> nn.Sequential:
+    """One ResNet stage: ``blocks`` bottlenecks, the first one changing stride and width.
+
+    ``dilate=True`` replaces the stage's stride by dilation (the first block keeps dilation 1
+    and stride 1, the others use dilation ``stride``): the same weights, no downsampling, the
+    same receptive field (torchvision's ``replace_stride_with_dilation``).
+    """
+    dilation = stride if dilate else 1
+    layers = [Bottleneck(in_ch, width, 1 if dilate else stride)]
+    layers += [Bottleneck(width * Bottleneck.expansion, width, dilation=dilation)
+               for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
 
 

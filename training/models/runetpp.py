@@ -3,16 +3,26 @@
 Encoder: 7x7/2 stem (64 channels, any number of input bands), 3x3/2 max pool, the four
 ResNet-50 bottleneck stages (3, 4, 6, 3 blocks; 256, 512, 1024, 2048 channels), spatial
 attention after stage 1 and channel attention after stage 4, then ASPP (1x1, 3x3 at
-dilation 6/12/18, global pooling) — Table 2's sizes: 512 -> 16 px, stride 32.
+dilation 6/12/18, global pooling).
 
-Decoder, levels 4 -> 1 (section 2.5.3): each level upsamples 2x, aligns the skip feature's
-channels (1x1), weights it with an additive attention gate (Exp-D, "channel alignment and
-spatial attention" on the skips), concatenates and convolves, then applies its level module:
-ChannelGate (4), DualAttention (3), SpatialGate (2), Boundary Enhancement (1). Section 2.5.3's
-text and Table 2 disagree on which of ChannelGate/SpatialGate sits at levels 4 and 2; the text
-is followed (the channel gate where semantics are rich, the spatial gate where resolution is
-high). A last 2x upsampling and a 1x1 conv give 2-class logits at the input size; the softmax
-of the paper's output layer is applied by the loss and by inference.
+Output stride: Table 2 prints stride 32 (512 -> 16 px after stage 4), the text (2.5.2, seed
+001 line 111) removes "the original stage5 to avoid excessive downsampling (32x32 -> 16x16)".
+``output_stride=16`` follows the text the way DeepLabv3 does for the same ASPP: stage 4 keeps
+its blocks and weights but trades its stride for dilation 2, so the ASPP sees 32x32 on the
+paper's 512 px input, where its 18-dilated branch still reaches beyond its centre (on 16x16 it
+would be a 1x1 convolution). ``output_stride=32`` is Table 2 as printed. The class default
+stays 32 so model files written before the recipe existed rebuild unchanged; the recipe
+(``isamap-train``) passes 16 explicitly. docs/training.md says why.
+
+Decoder, levels 4 -> 1 (section 2.5.3): each level upsamples to its skip's size (2x, or 1x at
+level 4 with output stride 16), aligns the skip feature's channels (1x1), weights it with an
+additive attention gate (Exp-D, "channel alignment and spatial attention" on the skips),
+concatenates and convolves, then applies its level module: ChannelGate (4), DualAttention (3),
+SpatialGate (2), Boundary Enhancement (1). Section 2.5.3's text and Table 2 disagree on which
+of ChannelGate/SpatialGate sits at levels 4 and 2; the text is followed (the channel gate where
+semantics are rich, the spatial gate where resolution is high). A last 2x upsampling and a 1x1
+conv give 2-class logits at the input size; the softmax of the paper's output layer is applied
+by the loss and by inference.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gee_export.core.errors import ModelError
 from training.models.blocks import (
     ASPP,
     AttentionGate,
@@ -37,7 +48,7 @@ from training.models.blocks import (
     init_weights,
     resnet_stage,
 )
-from training.models.registry import register_model
+from training.models.registry import ModelRecipe, register_model
 from training.models.unet import check_bands
 
 STAGE_BLOCKS: tuple[int, ...] = (3, 4, 6, 3)  # ResNet-50
@@ -70,20 +81,24 @@ class RUNetPP(nn.Module):
         bands: optional band names, only checked against ``in_channels`` and recorded.
         aspp_channels: width of each ASPP branch (projected back to 2048).
         decoder_channels: widths of decoder levels 4..1 (Table 2: 1024, 512, 256, 128).
+        output_stride: 32 (Table 2: stage 4 halves the map) or 16 (the text: stage 4 dilated
+            instead of strided, the recipe's choice).
     """
-
-    stride = 32
 
     def __init__(self, in_channels: int, num_classes: int = 2,
                  bands: Sequence[str] | None = None, aspp_channels: int = 256,
-                 decoder_channels: Sequence[int] = DECODER) -> None:
+                 decoder_channels: Sequence[int] = DECODER, output_stride: int = 32) -> None:
         super().__init__()
         check_bands(bands, in_channels)
+        if output_stride not in (16, 32):
+            raise ModelError(f"RU-Net++ output_stride must be 16 or 32, got {output_stride!r}")
+        self.stride = int(output_stride)
         self.stem = ConvBNReLU(in_channels, 64, kernel=7, stride=2)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         chans = [64] + [w * 4 for w in STAGE_WIDTHS]
         self.stages = nn.ModuleList(
-            resnet_stage(chans[i], STAGE_WIDTHS[i], STAGE_BLOCKS[i], 1 if i == 0 else 2)
+            resnet_stage(chans[i], STAGE_WIDTHS[i], STAGE_BLOCKS[i], 1 if i == 0 else 2,
+                         dilate=i == 3 and output_stride == 16)
             for i in range(4))
         self.spatial_att = SpatialAttention()
         self.channel_att = SEAttention(chans[4], reduction=16)
@@ -96,6 +111,22 @@ class RUNetPP(nn.Module):
         self.head = nn.Conv2d(d1, num_classes, 1)
         init_weights(self)
 
+    @property
+    def min_input_size(self) -> int:
+        """The smallest input edge on which every dilated ASPP branch reads beyond its centre."""
+        return self.stride * (max(self.aspp.rates) + 1)
+
+    def context_problem(self, patch_size: int) -> str | None:
+        """Why ``patch_size`` px inputs starve the ASPP, or None when every branch works."""
+        size = patch_size // self.stride
+        collapsed = self.aspp.collapsed_rates(size)
+        if not collapsed:
+            return None
+        rates = "/".join(str(r) for r in collapsed)
+        return (f"at output stride {self.stride} its ASPP sees a {size}x{size} map, on which "
+                f"the 3x3 branches dilated {rates} act as 1x1 convolutions (the context the "
+                "paper's ablation credits with +2.9 IoU is lost)")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible(x, self.stride, "RU-Net++")
         size = x.shape[-2:]
@@ -103,7 +134,7 @@ class RUNetPP(nn.Module):
         s1 = self.spatial_att(self.stages[0](self.maxpool(s0)))  # /4, 256
         s2 = self.stages[1](s1)  # /8, 512
         s3 = self.stages[2](s2)  # /16, 1024
-        s4 = self.aspp(self.channel_att(self.stages[3](s3)))  # /32, 2048
+        s4 = self.aspp(self.channel_att(self.stages[3](s3)))  # /32 (or /16 dilated), 2048
         y = self.level4(s4, s3)
         y = self.level3(y, s2)
         y = self.level2(y, s1)
@@ -112,4 +143,13 @@ class RUNetPP(nn.Module):
         return self.head(y)
 
 
-register_model("runetpp")(lambda c, k, **kw: RUNetPP(c, k, **kw))
+# Seed 001: 512 px input (line 109), output stride 16 from the text (line 111), 0.7 Dice +
+# 0.3 Focal with gamma 2 (lines 159-169). The paper gives no optimiser, learning rate, batch or
+# epochs: CroFuseNet's Adam 1e-4 / poly 0.9 / 400 epochs / patience 50 (the project's default)
+# with batch 8, as 512 px patches hold 16x the pixels of 128 px ones (docs/training.md).
+RECIPE = ModelRecipe(
+    loss="dice_focal", loss_kwargs={"dice_weight": 0.7, "focal_weight": 0.3, "gamma": 2.0},
+    patch_size=512, output_stride=16, min_patch_size=16 * (18 + 1), batch_size=8,
+    model_kwargs={"output_stride": 16}, source="seed 001 lines 109-119, 159-169")
+
+register_model("runetpp", recipe=RECIPE)(lambda c, k, **kw: RUNetPP(c, k, **kw))

@@ -44,10 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import training.srseg.losses  # noqa: F401  (registers the "srseg" loss the recipes below name)
 from gee_export.contract.bands import check_fine_scale
 from gee_export.core.errors import ModelError
 from training.models.blocks import ConvBNReLU, SEAttention, init_weights
-from training.models.registry import register_model
+from training.models.registry import ModelRecipe, register_model
 from training.models.unet import UNet, UNetDecoder, UNetEncoder, check_bands
 
 WIDTHS = (32, 64, 128, 256)  # 4 levels: stride 8, enough context for 10 m patches of 16+ px
@@ -213,6 +214,8 @@ class SRSeg(nn.Module):
 class _UNetBaseline(nn.Module):
     """The segmentation U-Net plus an output scale: what both upsampling baselines are built on."""
 
+    runs_at_fine_scale = False  # BilinearUNet runs its U-Net on the k-times upsampled input
+
     def __init__(self, in_channels: int, num_classes: int = 2, scale: int = 10,
                  widths: Sequence[int] = WIDTHS, bands: Sequence[str] | None = None) -> None:
         super().__init__()
@@ -220,10 +223,27 @@ class _UNetBaseline(nn.Module):
         self.output_scale = check_fine_scale(scale, required=True)
         self.unet = replicate_padding(UNet(in_channels, num_classes, widths=widths))
         self.stride = self.unet.stride  # what the U-Net checks inputs against
+        self.depth = 2 ** (len(widths) - 1)  # the U-Net's real downsampling
+
+    @property
+    def min_input_size(self) -> int:
+        """Smallest input edge on which the U-Net's deepest 3x3 convolutions see 2x2 pixels."""
+        k = self.output_scale if self.runs_at_fine_scale else 1
+        return max(math.ceil(2 * self.depth / k), 1)
+
+    def context_problem(self, patch_size: int) -> str | None:
+        if patch_size >= self.min_input_size:
+            return None
+        k = self.output_scale if self.runs_at_fine_scale else 1
+        size = patch_size * k // self.depth
+        return (f"its U-Net's deepest 3x3 convolutions see a {size}x{size} map and act as 1x1 "
+                "convolutions")
 
 
 class BilinearUNet(_UNetBaseline):
     """Baseline: bilinear upsampling of the 10 m input to the fine scale, then a U-Net there."""
+
+    runs_at_fine_scale = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -244,6 +264,17 @@ class UNetUpsample(_UNetBaseline):
         return F.interpolate(logits, size=(h * k, w * k), mode="bilinear", align_corners=False)
 
 
-register_model("srseg", upsamples=True)(lambda c, k, **kw: SRSeg(c, k, **kw))
-register_model("bilinear-unet", upsamples=True)(lambda c, k, **kw: BilinearUNet(c, k, **kw))
-register_model("unet-upsample", upsamples=True)(lambda c, k, **kw: UNetUpsample(c, k, **kw))
+# JointSeg gives no optimiser or patch size (seed 000, notes/jointseg.md): the recipe is the one
+# the srseg comparison measured (docs/srseg.md): Adam 1e-3, poly 0.9, batch 4, the joint loss
+# (CE + Dice at the fine scale, deep supervision, L1 reconstruction of the fine image). The
+# baselines get the same loss (only its fine-scale terms apply) and the same optimisation.
+RECIPE = ModelRecipe(loss="srseg", targets=("label_fine", "image_fine"), output_stride=8,
+                     lr=1e-3, batch_size=4, source="seed 000 lines 9-14; notes/jointseg.md")
+BASELINE_RECIPE = ModelRecipe(loss="srseg", targets=("label_fine",), output_stride=8,
+                              lr=1e-3, batch_size=4, source=RECIPE.source)
+
+register_model("srseg", upsamples=True, recipe=RECIPE)(lambda c, k, **kw: SRSeg(c, k, **kw))
+register_model("bilinear-unet", upsamples=True, recipe=BASELINE_RECIPE)(
+    lambda c, k, **kw: BilinearUNet(c, k, **kw))
+register_model("unet-upsample", upsamples=True, recipe=BASELINE_RECIPE)(
+    lambda c, k, **kw: UNetUpsample(c, k, **kw))

@@ -21,8 +21,10 @@ at the fine scale (:func:`training.srseg.evaluate.evaluate_fine`). Outputs in ``
 Every model is trained by the shared :class:`training.trainer.Trainer` (Adam, per-iteration
 poly decay, the same loop as ``isamap-train``) with a fixed iteration budget and no validation
 split: there is no split to early-stop on with five tiles, and a fixed budget is the fair
-comparison. ``SRSegLoss`` asks the trainer for the whole batch, so its reconstruction term
-gets the fine image.
+comparison. The loss is each model's registered recipe loss (``training.losses.model_loss``:
+``SRSegLoss`` for srseg and its baselines), the objective ``isamap-train --model srseg``
+optimises too; it asks the trainer for the whole batch, so its reconstruction term gets the
+fine image.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps, json_safe
 from gee_export.core.storage import atomic_path, atomic_write
 from training.config import TrainConfig
+from training.losses import model_loss
 from training.modelfile import ModelMeta, save_model_file
-from training.models import create_model
+from training.models import create_model, recipe_for
 from training.srseg.data import (
     NAIP_BANDS,
     CrossResolutionDataset,
@@ -57,7 +60,6 @@ from training.srseg.data import (
     split_samples,
 )
 from training.srseg.evaluate import evaluate_fine
-from training.srseg.losses import SRSegLoss
 from training.trainer import Trainer
 
 DEFAULT_MODELS = ("srseg", "bilinear-unet", "unet-upsample")
@@ -76,8 +78,8 @@ class CompareConfig:
     scale: int = 8
     models: tuple[str, ...] = DEFAULT_MODELS
     iterations: int = 150
-    batch_size: int = 4
-    lr: float = 1e-3
+    batch_size: int = recipe_for("srseg").batch_size  # srseg's recipe: what isamap-train uses
+    lr: float = recipe_for("srseg").lr
     seed: int = 0
     tolerance: float = 2.0
     widths: tuple[int, ...] = (32, 64, 128, 256)
@@ -135,7 +137,7 @@ def train_fixed_budget(model: torch.nn.Module, dataset: CrossResolutionDataset,
     ``seconds``, the time spent in the training epochs (the trainer's per-epoch checkpoints
     and learning-curve plots are left out, so the table compares the models' own cost).
     """
-    loss_fn = SRSegLoss()
+    loss_fn = model_loss(meta.name)  # the recipe's loss: the objective of isamap-train
     tcfg = TrainConfig(out_dir=str(run_dir), model=meta.name, epochs=1,
                        max_iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr,
                        seed=cfg.seed, num_workers=0, precision="fp32", channels_last=False,
@@ -322,8 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scale", type=int, default=8, help="fine-scale factor (2/4/5/8/10)")
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     p.add_argument("--iterations", type=int, default=150)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=CompareConfig.batch_size)
+    p.add_argument("--lr", type=float, default=CompareConfig.lr)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+",
                    help="run every seed (out/seed_<s>/) and write summary.json/.txt")

@@ -28,7 +28,7 @@ from torch import nn
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
-from training.losses import WeightedCrossEntropy, dice_loss, main_output
+from training.losses import WeightedCrossEntropy, dice_loss, main_output, register_loss
 
 
 @dataclass(frozen=True)
@@ -107,3 +107,11 @@ class SRSegLoss(nn.Module):
                     output["sr"].float(), image_fine.float())
         self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
         return torch.stack(list(terms.values())).sum()
+
+
+def _srseg_loss(ignore_index: int = LABEL_NODATA, **weights) -> SRSegLoss:
+    return SRSegLoss(SRLossConfig(ignore_index=ignore_index, **weights))
+
+
+# ``build_loss("srseg", ce_weight=..., ...)``: the loss the srseg recipes name.
+register_loss("srseg", _srseg_loss)

@@ -16,7 +16,7 @@ import pytest
 
 from gee_export.contract.grid import parse_patch_id
 from gee_export.core.errors import ConfigError
-from gee_export.core.pipeline_options import RunnerConfig
+from gee_export.core.pipeline_options import PipelineFailedError, RunnerConfig
 from gee_export.ee.beam_export import (
     EarthEngineProject,
     SerializedImages,
@@ -141,10 +141,12 @@ def test_failed_tile_fails_the_run_and_the_rerun_fetches_only_what_is_missing(se
     reference = [json.loads(line) for line in
                  (setting["reference"] / "index.jsonl").read_text().splitlines()]
     victim = reference[0]["id"]
-    with pytest.raises(Exception, match="injected failure"):
+    with pytest.raises(PipelineFailedError, match="injected failure") as failed:
         export_pipeline(sessions(setting, fail_at={origin_of(setting, victim): [400]}),
                         setting["image"], setting["job"], str(out), DIRECT,
                         fine_label=setting["fine"])
+    assert "\n" not in str(failed.value) and "run the same command again" in str(failed.value)
+    assert failed.value.exit_code == 1, "an Earth Engine fault is the environment's"
     assert not (out / f"patches/{MONTH}/{victim}.tif").exists()
     assert not (out / "manifest.json").exists(), "a failed run must not commit the month"
     summary = export_pipeline(sessions(setting), setting["image"], setting["job"], str(out),

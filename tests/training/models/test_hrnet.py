@@ -8,8 +8,11 @@ from torch import nn
 
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from gee_export.core.errors import ModelError
+from training.config import TrainConfig, apply_recipe
+from training.losses import model_loss
 from training.models import create_model
-from training.models.hrnet import HRNET_RECIPE, HRNet
+from training.models.hrnet import HRNet
+from training.models.registry import recipe_for
 
 NAIP = ["Red", "Green", "Blue", "NearInfrared"]
 TINY = {"width": 2, "stem_width": 4, "stage1_width": 2, "modules": (1, 1, 1), "blocks": 1}
@@ -83,13 +86,19 @@ def test_stem_norm_reaches_the_model_through_model_kwargs(hrnet_run):
     assert (meta.extra["config"]["optimizer"], meta.extra["config"]["crop_size"]) == ("sgd", 16)
 
 
-def test_recipe_weights_impervious_three_times():
-    weights = HRNET_RECIPE.class_weights(LANDCOVER_CLASSES)
-    assert weights == [1.0, 1.0, 1.0, 1.0, 3.0, 1.0, 1.0]
-    options = HRNET_RECIPE.train_options(LANDCOVER_CLASSES)
-    assert (options["optimizer"], options["lr"], options["momentum"], options["crop_size"]) == \
-        ("sgd", 0.01, 0.9, 513)
-    assert options["loss"] == "weighted_ce"
+def test_the_registered_recipe_is_the_papers_and_fills_an_isamap_train_config():
+    """``isamap-train --model hrnet`` with nothing else: SGD 0.01 / 0.9, poly, 513 px crops,
+    batch 32, 120 epochs, and a weighted CE counting the ``impervious`` class three times."""
+    cfg = apply_recipe(TrainConfig(model="hrnet"))
+    assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.poly_power, cfg.crop_size,
+            cfg.batch_size, cfg.epochs) == ("sgd", 0.01, 0.9, 0.9, 513, 32, 120)
+    assert cfg.loss == "weighted_ce"
+    assert recipe_for("hrnet").source.startswith("seed 003")
+    loss = model_loss("hrnet", LANDCOVER_CLASSES)
+    assert loss.weight.tolist() == [1.0, 1.0, 1.0, 1.0, 3.0, 1.0, 1.0]
+    # flags win, and 0 trains on whole patches
+    given = apply_recipe(TrainConfig(model="hrnet", optimizer="adam", crop_size=0, lr=1e-3))
+    assert (given.optimizer, given.crop_size, given.lr) == ("adam", 0, 1e-3)
 
 
 @pytest.mark.parametrize("name,kw", [("hrnet", TINY), ("unet", {"widths": [4, 8, 16, 32, 64]})])

@@ -38,7 +38,7 @@ def test_fine_cog_transform_is_exactly_coarse_over_scale(shared_data, tmp_path, 
     outputs = predict_with_model_file(
         tmp_path / "srseg.pt", str(stack), str(tmp_path / "isa"),
         config=PredictConfig(tile=8, overlap=2, batch_size=4, strip_rows=32),
-        options=RuntimeOptions(precision="fp32"), progress=False)
+        options=RuntimeOptions(precision="fp32", channels_last="on"), progress=False)
     result = outputs.prediction
     h, w = mosaic.shape[1:]
     for path in (result.class_path, result.prob_path):

@@ -160,3 +160,26 @@ def test_naip_patches_written_by_the_exporter_read_back_identically(naip_dir, tm
         np.testing.assert_array_equal(got.image, want.image)
         np.testing.assert_array_equal(got.label, want.label)
         np.testing.assert_array_equal(got.image_fine, want.image_fine)
+
+
+def test_naip_tiles_as_a_patch_dataset_feed_isamap_train_targets(naip_dir, tmp_path):
+    from training.data import PatchDataset
+    from training.srseg.naip_patches import coarse_label, write_naip_patch_dataset
+
+    assert coarse_label(np.array([[1, 1, 255, 255], [0, 255, 255, 255]], np.uint8), 2).tolist() \
+        == [[1, 255]]
+    root = write_naip_patch_dataset(naip_dir, tmp_path / "naip", scale=8)
+    samples = naip_samples(naip_dir, 8, test_quadrant=3, val_quadrant=2)
+    by_split = {split: [s for s in samples if s.split == split] for split in ("train", "val",
+                                                                            "test")}
+    assert [len(v) for v in by_split.values()] == [10, 5, 5]
+    ds = PatchDataset(root, "test", targets=("label_fine", "image_fine"))
+    assert ds.fine_image and len(ds) == 5 and ds.patch_size == 16
+    for i, want in enumerate(by_split["test"]):
+        item = ds[i]
+        np.testing.assert_array_equal(item["label"].numpy(), want.label)
+        np.testing.assert_allclose(item["image_fine"].numpy(), want.image_fine)  # no norm
+        np.testing.assert_allclose(item["image"].numpy(), want.image)
+    assert patch_samples(root, 8, ("val",))[0].image_fine is not None
+    with pytest.raises(ConfigError, match="already holds"):
+        write_naip_patch_dataset(naip_dir, root)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+import json
+import logging
 
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from tests.support.rasters import write_patch_dataset
+from training.cli import train_main
 from training.config import TrainConfig
 from training.modelfile import ModelMeta, load_model_file
 from training.models import create_model
-from training.srseg.data import CrossResolutionDataset, CrossResSample
+from training.srseg.data import CrossResolutionDataset, CrossResSample, patch_samples
 from training.srseg.losses import SRSegLoss
 from training.trainer import Trainer
 
@@ -111,3 +118,50 @@ def test_srcompare_trains_every_model_with_the_trainer(shared_data, tmp_path, mo
     assert "reconstruction" not in report["models"]["bilinear-unet"]["loss_terms"]
     # the trainer's scratch folders are gone; the comparison's outputs are in place
     assert sorted(p.name for p in (tmp_path / "srseg").iterdir()) == ["metrics.json", "model.pt"]
+
+
+def test_isamap_train_srseg_optimises_the_srcompare_objective(tmp_path, caplog):
+    """Same data, seed and initial weights: the first step's loss of ``isamap-train --model
+    srseg`` (no --label, no --loss: the recipe's) equals srcompare's on the same batch."""
+    import training.srseg.compare as srcompare
+
+    kw = {"widths": [4, 8], "stage_widths": [4, 4]}  # deep supervision and reconstruction on
+    root = write_patch_dataset(tmp_path / "ds", n=8, size=8, fine_scale=4, image_fine=True)
+    out = tmp_path / "cli"
+    args = ["--data", str(root), "--model", "srseg", "--model-kwargs", json.dumps(kw),
+            "--max-iterations", "1", "--batch-size", "4", "--no-augment", "--precision", "fp32",
+            "--channels-last", "off", "--workers", "0", "--device", "cpu", "--no-progress"]
+    assert train_main([*args, "--out", str(out)]) == 0
+    cli_loss = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
+    _, meta = load_model_file(out / "model.pt")
+    assert meta.extra["config"]["loss"] == "srseg" and meta.extra["config"]["label"] == "label_fine"
+
+    samples = patch_samples(root, 4, ("train",))
+    dataset = CrossResolutionDataset(samples)  # srcompare's data path, without augmentation
+    assert len(dataset) == 4 and dataset.with_fine_image
+    torch.manual_seed(0)
+    model = create_model("srseg", 6, 2, scale=4, **kw)
+    cfg = srcompare.CompareConfig(data="patches", data_dir=str(root), scale=4, iterations=1,
+                                  batch_size=4, widths=(4, 8))
+    last = srcompare.train_fixed_budget(model, dataset, meta, cfg, tmp_path / "cmp")
+    assert set(last) >= {"seg", "deep_supervision", "reconstruction"}
+    assert last["reconstruction"] > 0
+    assert cli_loss == pytest.approx(last["loss"], rel=1e-4)
+    # ...and the loss really depends on the fine image: a batch without it scores differently.
+    batch = default_collate([dataset[i] for i in range(4)])
+    torch.manual_seed(0)
+    fresh = create_model("srseg", 6, 2, scale=4, **kw).train()
+    with torch.no_grad():
+        output = fresh(batch["image"])
+    loss = srcompare.model_loss("srseg")
+    with_fine = float(loss(output, batch))
+    without = float(loss(output, {"label": batch["label"]}))
+    assert with_fine == pytest.approx(last["loss"], rel=1e-4) and without < with_fine
+
+    # Without fine images in the dataset srseg still trains, and the command says so.
+    bare = write_patch_dataset(tmp_path / "bare", n=6, size=8, fine_scale=4)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="training"):
+        assert train_main(["--data", str(bare), *args[2:], "--out", str(tmp_path / "b")]) == 0
+    warned = [r.getMessage() for r in caplog.records if "image_fine" in r.getMessage()]
+    assert len(warned) == 1 and "reconstruction head gets no signal" in warned[0]

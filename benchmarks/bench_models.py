@@ -1,0 +1,158 @@
+"""Benchmark: the papers' models at their widths, training and inference, ``auto`` next to every
+fixed configuration, as GFLOP/s and a fraction of this machine's measured peak.
+
+Measured in one run, side by side:
+- the machine's peak: fp32 (and bf16/fp16 where native) GEMM and 3x3-convolution rates
+  (``training.peak.measure_peak``);
+- each model's FLOPs per patch (``torch.utils.flop_counter``), forward and forward+backward;
+- for unet, crofusenet, runetpp and srseg (x10), inference and training steps (forward, loss,
+  backward, Adam) of every fixed configuration (CPU: fp32/bf16 x NCHW/NHWC; CUDA: also fp16
+  and cudnn.benchmark) timed in turns, and the configuration ``auto`` picks
+  (``training.autotune.choose``, measured afresh, cache off) on the same batch;
+- patches/s, km²/s of 10 m input, GFLOP/s and % of the peak for each, and auto's speed as a
+  fraction of the fastest fixed configuration (the bar: >= 0.9).
+
+Run: ``.venv/bin/python benchmarks/bench_models.py`` (``--quick`` for a smoke run,
+``--device cuda`` on a GPU, ``--compile`` to let auto try torch.compile). Absolute numbers
+depend on the machine's load; the ratios are measured side by side in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from training import autotune
+from training.devices import resolve_device
+from training.losses import build_loss, default_loss_for
+from training.models import create_model
+from training.peak import count_flops, measure_peak
+from training.srseg.losses import SRSegLoss
+
+BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]
+# input patch side (10 m pixels) per model: the 10 m models at the training patch size, srseg
+# at 64 px in (640 px of 1 m out), its benchmark tile
+PATCH = {"unet": 128, "crofusenet": 128, "runetpp": 128, "srseg": 64}
+
+
+def build(name: str, batch: int, patch: int, device: torch.device):
+    """Model, input batch, and the training step's loss and targets for ``name``."""
+    torch.manual_seed(0)
+    kwargs = {"bands": BANDS, **({"scale": 10} if name == "srseg" else {})}
+    model = create_model(name, len(BANDS), 2, **kwargs).to(device)
+    x = torch.randn(batch, len(BANDS), patch, patch, device=device)
+    scale = int(getattr(model, "output_scale", 1))
+    targets = {"label": torch.randint(0, 2, (batch, patch * scale, patch * scale),
+                                      device=device)}
+    if name == "srseg":
+        loss_fn = SRSegLoss()
+        model.train()
+        sr = model(x[:1])["sr"]
+        targets["image_fine"] = torch.rand(batch, *sr.shape[1:], device=device)
+    else:
+        loss_fn = build_loss(default_loss_for(name)).to(device)
+    wants_batch = bool(getattr(loss_fn, "wants_batch", False))
+
+    def loss(out, b):
+        return loss_fn(out, b) if wants_batch else loss_fn(out, b["label"])
+
+    step = autotune.TrainStep(loss, lambda p: torch.optim.Adam(p, lr=1e-4), targets)
+    return model, x, step
+
+
+def bench(name: str, args: argparse.Namespace, device: torch.device, peak) -> dict:
+    patch = 32 if args.quick else PATCH[name]
+    model, x, step = build(name, args.batch, patch, device)
+    area = (patch * 10.0) ** 2 / 1e6  # km² of 10 m input per patch
+    out: dict = {"patch": patch, "batch": args.batch}
+    for mode in ("inference", "training"):
+        flops = count_flops(model, x, None if mode == "inference" else (
+            lambda o: step.loss(o, {**step.targets, "image": x})))
+        t0 = time.perf_counter()
+        choice = autotune.choose(model, x, device, mode=mode, step=step, cache=False,
+                                 compile=args.compile and mode == "inference",
+                                 budget_s=args.budget)
+        tune_s = time.perf_counter() - t0
+        fixed = autotune.candidates(device, "auto", "auto")
+        settings = fixed + ([choice.setting] if choice.setting not in fixed else [])
+        times = autotune.time_settings(model, x, device, settings, mode=mode, step=step,
+                                       rounds=args.rounds)
+        rows = {}
+        for s in settings:
+            t = times[s]
+            gflops = flops / t / 1e9
+            rows[s.label] = {"patches_per_s": args.batch / t, "km2_per_s": args.batch * area / t,
+                             "gflops": gflops, "peak_fraction": gflops / peak.of(s.precision)}
+        best = min(fixed, key=times.__getitem__)
+        out[mode] = {"gflop_per_patch": flops / args.batch / 1e9, "auto": choice.label,
+                     "auto_source": choice.source, "tune_s": round(tune_s, 2),
+                     "best_fixed": best.label,
+                     "auto_vs_best": times[best] / times[choice.setting], "rows": rows}
+    return out
+
+
+def show(name: str, r: dict) -> None:
+    inf, tr = r["inference"], r["training"]
+    print(f"\n{name}  ({r['patch']} px patches, batch {r['batch']}; "
+          f"{inf['gflop_per_patch']:.2f} GFLOP/patch inference, "
+          f"{tr['gflop_per_patch']:.2f} training)")
+    print(f"  {'config':<22}{'inference: patch/s':>19}{'km²/s':>8}{'GFLOP/s':>9}{'%peak':>7}"
+          f"{'training: patch/s':>19}{'km²/s':>8}{'GFLOP/s':>9}{'%peak':>7}")
+    labels = list(dict.fromkeys([*inf["rows"], *tr["rows"]]))
+    for label in labels:
+        cells = []
+        for m in (inf, tr):
+            row = m["rows"].get(label)
+            cells.append("".join(f"{v:>{w}}" for v, w in (
+                (f"{row['patches_per_s']:.2f}", 19), (f"{row['km2_per_s']:.2f}", 8),
+                (f"{row['gflops']:.0f}", 9), (f"{100 * row['peak_fraction']:.0f}", 7)))
+                         if row else " " * 43)
+        marks = "".join(f" <- auto {m}" for m, d in (("inference", inf), ("training", tr))
+                        if d["auto"] == label)
+        print(f"  {label:<22}{cells[0]}{cells[1]}{marks}")
+    print(f"  auto / fastest fixed: inference {inf['auto_vs_best']:.2f} ({inf['auto']} vs "
+          f"{inf['best_fixed']}, measured in {inf['tune_s']:.1f} s), training "
+          f"{tr['auto_vs_best']:.2f} ({tr['auto']} vs {tr['best_fixed']}, "
+          f"{tr['tune_s']:.1f} s)   (bar >= 0.9)")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="unet,crofusenet,runetpp,srseg")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch", type=int, help="patches per call (default 4 CPU, 32 GPU)")
+    p.add_argument("--rounds", type=int, default=3, help="timed calls per configuration")
+    p.add_argument("--budget", type=float, default=autotune.DEFAULT_BUDGET_S,
+                   help="auto's measuring budget (s)")
+    p.add_argument("--compile", action="store_true", help="let auto try torch.compile")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 32 px patches, batch 2, one round, short peak")
+    p.add_argument("--out", type=Path, default=Path("bench_output"))
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    if args.quick:
+        args.batch, args.rounds = args.batch or 2, 1
+    args.batch = args.batch or (32 if device.type == "cuda" else 4)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    peak = measure_peak(device, seconds=0.2 if args.quick else 1.0)
+    print(f"peak  {peak.summary()}  (measured in {peak.seconds:.0f} s)")
+    results = {"device": peak.device, "torch": torch.__version__,
+               "peak_gflops": {"gemm": peak.gemm, "conv3x3": peak.conv}, "models": {}}
+    for name in args.models.split(","):
+        results["models"][name] = bench(name, args, device, peak)
+        show(name, results["models"][name])
+    worst = min(min(r["inference"]["auto_vs_best"], r["training"]["auto_vs_best"])
+                for r in results["models"].values())
+    print(f"\nworst auto / fastest fixed over all models and modes: {worst:.2f} (bar >= 0.9)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = f"bench_models_{device.type}{'_quick' if args.quick else ''}.json"
+    (args.out / name).write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
