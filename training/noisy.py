@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_write
 from training import devices
-from training.config import TrainConfig
+from training.config import TrainConfig, apply_recipe
 from training.data import NormStats, PatchDataset, make_loader
 from training.losses import main_output
 from training.modelfile import load_model_file
@@ -136,6 +136,7 @@ def read_sidecar(path: Path) -> dict:
 
 def train_filtered(cfg: TrainConfig) -> FilterResult:
     """Preliminary training, scoring, dropping, retraining (see the module docstring)."""
+    cfg = apply_recipe(cfg)  # the preliminary run, scoring and retraining share one recipe
     threshold = DEFAULT_THRESHOLD if cfg.filter_noisy is None else float(cfg.filter_noisy)
     out = Path(cfg.out_dir)
     sidecar = out / SIDECAR
