@@ -176,7 +176,12 @@ class ClaheStream:
         self.max_buffered_rows = 0  # largest uint8 buffer held, for the memory bound
 
     def context_start(self, row: int) -> int:
-        """First row whose values the strip starting at ``row`` needs (resume from there)."""
+        """First row whose values the strip starting at ``row`` needs (resume from there).
+
+        ``row`` at (or past) the end means no strip is missing: nothing is needed, ``row``.
+        """
+        if row >= self.height:
+            return row
         return max(0, (row // self.params.block - 1) * self.params.block)
 
     def push(self, row0: int, probs: np.ndarray, invalid: np.ndarray | None = None,
