@@ -61,11 +61,13 @@ from gee_export.ee.sentinel1 import ORBIT_PASSES, S1Recipe
 from gee_export.ee.sentinel2 import S2Recipe, month_window
 from gee_export.ee.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE, MAX_PENDING_TASKS
 from gee_export.ee.terrain import DEFAULT_DEM, TERRAIN_MODELS
-from gee_export.local.labels import SCHEMES
+from gee_export.local.labels import ALIASES, SCHEMES
 
 log = logging.getLogger(__name__)
 PAPER_MONTH = "2019-06"
 PAPER_REGION = "wuhan"
+DEFAULT_EE_LABELS = "worldcover"  # ESA WorldCover built-up, the CroFuseNet-style ISA label
+DEFAULT_LOCAL_LABELS = "binary"  # local label rasters hold 0/1/255 unless told otherwise
 NEGATIVE_VALUE_OPTIONS = ("--bbox",)
 
 
@@ -89,10 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--bands", default=",".join(band_registry.DEFAULT_IMAGE_BANDS),
                       help="image bands in order (quality bands s2_clear_count, "
                            "s1_scene_count may be added)")
-    when.add_argument("--labels", default="worldcover",
-                      help="worldcover | dynamicworld | ghsl[:THRESHOLD] | asset:<id>[:band]")
+    when.add_argument("--labels", help=(
+        "ee backend (default worldcover): worldcover | dynamicworld | ghsl[:THRESHOLD] | "
+        "asset:<id>[:band]; local backend (default binary): binary | worldcover | "
+        "dynamicworld | eolearn_lulc. Both: landcover:<source> for the seven land-cover "
+        "classes, source worldcover | dynamicworld | fromglc10 | eolearn_lulc | chesapeake "
+        "(ee: landcover:<source>:<asset id>[:band] for sources outside the catalogue)"))
     when.add_argument("--fine-scale", type=int, help="also export the label at this integer "
-                      "factor finer (super-resolution target), e.g. 4")
+                      "factor finer (super-resolution target), e.g. 4; a coarser label is "
+                      "nearest-upsampled onto it")
+    when.add_argument("--resolution", type=float, default=10.0,
+                      help="pixel size of the grid in metres; a label coarser than it is "
+                      "nearest-upsampled onto the grid")
     rec = p.add_argument_group("recipe")
     rec.add_argument("--speckle", default="refined_lee", choices=SPECKLE_FILTERS)
     rec.add_argument("--terrain-flattening", default="none", choices=TERRAIN_MODELS)
@@ -110,9 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     loc.add_argument("--s1-unit", choices=("linear", "dB"),
                      help="unit of the Sentinel-1 files (default: from the values; a tag the "
                           "values contradict is overridden)")
-    loc.add_argument("--label-scheme", default="binary", choices=tuple(SCHEMES),
-                     help="codes of the local label raster: binary 0/1/255, or a product's "
-                          "classes mapped to impervious")
+    loc.add_argument("--label-scheme", choices=(*SCHEMES, *ALIASES),
+                     help="codes of the local label raster (default binary 0/1/255): a "
+                          "product's classes mapped to impervious, or landcover:<source> for "
+                          "the seven land-cover classes (the same as --labels for this backend)")
     out = p.add_argument_group("output and execution")
     out.add_argument("--out", help="dataset root: a folder or gs://bucket/prefix "
                      "(default ./data/<region>)")
@@ -157,6 +168,28 @@ def _region(args: argparse.Namespace) -> Region:
     return resolve_region(args.region, args.region_file, args.bbox)
 
 
+def _local_scheme(args: argparse.Namespace) -> str:
+    """The local label scheme: ``--label-scheme`` or ``--labels`` (either), else binary."""
+    scheme, labels = args.label_scheme, args.labels
+    if scheme and labels and ALIASES.get(scheme, scheme) != ALIASES.get(labels, labels):
+        raise ConfigError(f"--labels {labels} and --label-scheme {scheme} disagree; for the "
+                          "local backend they name the same thing: give one of them")
+    return scheme or labels or DEFAULT_LOCAL_LABELS
+
+
+def _labels(args: argparse.Namespace):
+    """The parsed Earth Engine label source, or None for the local backend.
+
+    The local backend's scheme is checked here too, so a typo fails before any work.
+    """
+    if args.backend == "local" and not args.code_editor:
+        from gee_export.local.labels import get_scheme
+
+        get_scheme(_local_scheme(args))
+        return None
+    return parse_label_source(args.labels or DEFAULT_EE_LABELS)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status (2 for user errors)."""
     args = build_parser().parse_args(attach_values(argv, NEGATIVE_VALUE_OPTIONS))
@@ -176,6 +209,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     check_range("--patches-per-tile", args.patches_per_tile, 1)
     check_range("--max-pending", args.max_pending, 1, MAX_PENDING_TASKS)
     check_range("--patch-size", args.patch_size, 1)
+    if args.resolution <= 0:
+        raise ConfigError(f"--resolution must be a positive pixel size in metres, got "
+                          f"{args.resolution:g}")
     check_range("--stride", args.stride, 1, args.patch_size,
                 "a stride above the patch size would leave gaps between patches")
     check_range("--split-block", args.split_block, 1)
@@ -196,8 +232,8 @@ def make_grid(region: Region, args: argparse.Namespace) -> Grid:
         caveat = utm_caveat(region.bbox)
         if caveat:
             log.warning("%s", caveat)
-    grid = Grid.from_lonlat_bounds(region.bbox, crs, patch_size=args.patch_size,
-                                   stride=args.stride)
+    grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution=args.resolution,
+                                   patch_size=args.patch_size, stride=args.stride)
     if grid.patch_count == 0:
         raise GridError(
             f"the area {region.name!r} is {grid.width} x {grid.height} px at "
@@ -211,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     region = _region(args)
     months = _months(args)
     bands = band_registry.parse_band_list(args.bands)
-    label = parse_label_source(args.labels)
+    label = _labels(args)
     grid = make_grid(region, args)
     out = args.out or str(Path("data") / region.name)
     if not (args.dry_run or args.code_editor):
@@ -245,7 +281,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         workers = runner.workers * runner.threads if runner else args.workers
-        plan = make_plan(region, grid, months, bands, args.labels, args.fine_scale, method, out,
+        labels = args.labels or (DEFAULT_EE_LABELS if label is not None else
+                                 _local_scheme(args))
+        plan = make_plan(region, grid, months, bands, labels, args.fine_scale, method, out,
                          workers, args.patches_per_tile, seed=args.seed,
                          block=args.split_block)
         print(format_plan(plan))
@@ -298,7 +336,8 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runne
     recipe = EERecipe(bands=bands, s1=s1, s2=s2, label=label, fine_scale=args.fine_scale)
     spec = DatasetSpec(grid, bands, seed=args.seed, block=args.split_block,
                        min_valid_fraction=args.min_valid_fraction, fine_scale=args.fine_scale,
-                       backend="ee", region=region.name, recipe=recipe.to_dict())
+                       backend="ee", region=region.name, recipe=recipe.to_dict(),
+                       classes=label.classes, label_scheme=label.label_scheme)
     check_compatible(open_store(out), spec)  # before any Earth Engine call
     session = EESession(project=args.project).initialize()  # AuthenticationError explains
     import ee
@@ -320,7 +359,8 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runne
                         fine_scale=args.fine_scale, min_valid_fraction=args.min_valid_fraction,
                         seed=args.seed, block=args.split_block,
                         sources={"s2_window": s2_window.to_dict(),
-                                 "s1_window": s1_window.to_dict(), "method": method})
+                                 "s1_window": s1_window.to_dict(), "method": method},
+                        classes=label.classes, label_scheme=label.label_scheme)
         if runner is not None:
             from gee_export.ee.beam_export import EarthEngineProject, export_pipeline
 
@@ -349,16 +389,20 @@ def _run_local(args, region, grid, months, bands, out) -> int:
     its stacks as they were, and an identical command always resumes.
     """
     from gee_export.contract.patches import patch_stack
+    from gee_export.local.labels import get_scheme
     from gee_export.local.stack import LocalRecipe, plan_local_stack, write_local_stack
 
+    labels = _local_scheme(args)
+    mapping = get_scheme(labels)  # an unknown scheme fails before any pixel is read
     store = open_store(out)
     stack_dir = Path(args.scenes).resolve().parent / "isamap_stacks" if store.is_remote \
         else Path(out) / "stacks"
     recipe = LocalRecipe(speckle=args.speckle, allow_l1c=args.allow_l1c, s1_unit=args.s1_unit,
-                         label_scheme=args.label_scheme)
+                         label_scheme=labels)
     spec = DatasetSpec(grid, bands, seed=args.seed, block=args.split_block,
                        min_valid_fraction=args.min_valid_fraction, fine_scale=args.fine_scale,
-                       backend="local", region=region.name, recipe=recipe.to_dict())
+                       backend="local", region=region.name, recipe=recipe.to_dict(),
+                       classes=mapping.manifest_classes(), label_scheme=mapping.scheme)
     with hold_output(store), hold_output(stack_dir):
         check_compatible(store, spec)
         stack_dir.mkdir(parents=True, exist_ok=True)
@@ -378,6 +422,8 @@ def _run_local(args, region, grid, months, bands, out) -> int:
                                   seed=args.seed, block=args.split_block, backend="local",
                                   region=region.name, recipe=plan.recipe.to_dict(),
                                   sources={"scenes": str(args.scenes)},
+                                  classes=mapping.manifest_classes(),
+                                  label_scheme=mapping.scheme,
                                   progress=not args.no_progress)
             print(json.dumps(summary.to_dict()))
             _warn_about_split(grid, summary.per_split, args)

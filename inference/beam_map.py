@@ -322,6 +322,9 @@ def check_runner(request: Any, runner: RunnerConfig) -> None:
     if request.backend != "ee" or request.method != "pixels":
         raise ConfigError("--runner maps with computePixels tiles: use --backend ee and "
                           "--method pixels")
+    if request.postprocess != "none":  # its tiles are predicted apart, in any order
+        raise ConfigError("--postprocess clahe equalises the whole map in order, which a "
+                          "pipeline of independent tiles cannot: drop --runner or --postprocess")
     tiling(request.tile, request.overlap)
     runner.check(needs_torch=True)
     if runner.runner == "dataflow" and not files.is_gcs(request.out):

@@ -8,17 +8,26 @@ flanks that overlap by exactly that length sum to one, so the weights form a par
 and a model with no edge effects is reproduced exactly, while edge effects of a real network
 (zero padding, missing context) fade out smoothly instead of leaving a seam. Flanks that lie on
 the raster border are left at one, because no neighbouring tile exists there to blend with.
+
+The weighted blend itself lives here too: :class:`Accumulator` sums weighted tile
+probabilities over the output rows still open and hands finished rows back, :func:`encode`
+turns blended probabilities into the class map and the stored impervious probability, and
+:func:`invalid_mask` / :func:`pad_to` prepare an input block. The streaming predictor
+(:mod:`inference.predict`) and the single-tile path of the map pipelines
+(:mod:`inference.tiles`) both blend through them, so a tile is blended and encoded one way.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
 from gee_export.core.errors import ConfigError
+from inference.cog import NODATA, PROB_SCALE
 
 Blend = Literal["cosine", "uniform"]
 
@@ -93,3 +102,92 @@ def tile_weights(tile: int, flank: int, *, top: bool, bottom: bool, left: bool, 
 def strip_bounds(height: int, strip: int) -> list[tuple[int, int]]:
     """``(row0, row1)`` of the output strips written one by one (the last may be shorter)."""
     return [(r, min(r + strip, height)) for r in range(0, height, strip)]
+
+
+def invalid_mask(block: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
+    """True where any band is NaN or equals its nodata value: the output is nodata there."""
+    invalid = np.zeros(block.shape[1:], dtype=bool)
+    for band, value in zip(block, nodata, strict=True):
+        invalid |= np.isnan(band)
+        if value is not None and not math.isnan(value):
+            invalid |= band == value
+    return invalid
+
+
+def pad_to(block: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``block`` (C, h, w) edge-padded at the bottom and right to at least ``height x width``."""
+    pad_h, pad_w = height - block.shape[-2], width - block.shape[-1]
+    if pad_h <= 0 and pad_w <= 0:
+        return block
+    return np.pad(block, ((0, 0), (0, max(pad_h, 0)), (0, max(pad_w, 0))), mode="edge")
+
+
+class Accumulator:
+    """Weighted sums of probabilities for the output rows ``[row0, row0 + capacity)``.
+
+    Tiles are added with their blending weights (:func:`tile_weights`) as they arrive, top
+    to bottom; rows no later tile can touch are taken (:meth:`take`) and dropped, so memory
+    spans only the rows still open.
+    """
+
+    def __init__(self, classes: int, capacity: int, width: int, row0: int) -> None:
+        self.sums = np.zeros((classes, capacity, width), dtype=np.float32)
+        self.weights = np.zeros((capacity, width), dtype=np.float32)
+        self.invalid = np.zeros((capacity, width), dtype=bool)
+        self.row0 = row0
+
+    def add(self, probs: np.ndarray, weights: np.ndarray, row: int, col: int) -> None:
+        """Add ``probs`` (K, h, w) placed at output ``(row, col)``; rows above row0 are dropped."""
+        skip = max(self.row0 - row, 0)
+        if skip >= probs.shape[1]:
+            return
+        r0 = row + skip - self.row0
+        h, w = probs.shape[1] - skip, probs.shape[2]
+        if r0 + h > self.weights.shape[0]:
+            raise RuntimeError("accumulator overflow; tile rows arrived out of order")
+        wt = weights[skip:skip + h, :w]
+        self.sums[:, r0:r0 + h, col:col + w] += probs[:, skip:, :] * wt
+        self.weights[r0:r0 + h, col:col + w] += wt
+
+    def mark_invalid(self, invalid: np.ndarray, row: int) -> None:
+        skip = max(self.row0 - row, 0)
+        if skip < invalid.shape[0]:
+            r0 = row + skip - self.row0
+            self.invalid[r0:r0 + invalid.shape[0] - skip] |= invalid[skip:]
+
+    def take(self, rows: int, isa_class: int) -> tuple[np.ndarray, np.ndarray]:
+        """Encode and remove the first ``rows`` rows: (class uint8, ISA probability uint8)."""
+        return encode(*self.take_probs(rows), isa_class)
+
+    def take_probs(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Remove the first ``rows`` rows: blended probabilities (K, rows, W) and nodata mask."""
+        sums, weights = self.sums[:, :rows], self.weights[:rows]
+        bad = self.invalid[:rows] | (weights <= 0)
+        probs = sums / np.where(weights > 0, weights, 1.0)
+        keep = self.weights.shape[0] - rows
+        self.sums[:, :keep] = self.sums[:, rows:]  # numpy copies overlapping slices safely
+        self.sums[:, keep:] = 0.0
+        self.weights[:keep] = self.weights[rows:]
+        self.weights[keep:] = 0.0
+        self.invalid[:keep] = self.invalid[rows:]
+        self.invalid[keep:] = False
+        self.row0 += rows
+        return probs, bad
+
+
+def encode(probs: np.ndarray, bad: np.ndarray, isa_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """(class uint8, ISA probability uint8) of blended probabilities, nodata where ``bad``.
+
+    One channel means a two-class model in compact form (P(class 1) only).
+    """
+    if probs.shape[0] == 1:
+        p1 = probs[0]
+        classes = (p1 > 0.5).astype(np.uint8)  # argmax; a tie goes to class 0
+        isa = p1 if isa_class == 1 else 1.0 - p1
+    else:
+        classes = np.argmax(probs, axis=0).astype(np.uint8)
+        isa = probs[isa_class]
+    prob = np.rint(np.clip(isa, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
+    classes[bad] = NODATA
+    prob[bad] = NODATA
+    return classes, prob

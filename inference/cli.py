@@ -14,6 +14,7 @@ from gee_export.core.commands import (
     run_command,
 )
 from gee_export.core.errors import ConfigError
+from inference.postprocess import add_postprocess_arguments, postprocess_options
 from training.devices import add_device_arguments
 
 
@@ -40,6 +41,7 @@ def _predict_parser() -> argparse.ArgumentParser:
                         "auto it is timed too and kept only when faster")
     p.add_argument("--compress", choices=("DEFLATE", "ZSTD"), default="DEFLATE")
     p.add_argument("--isa-class", type=int, help="index of the impervious class")
+    add_postprocess_arguments(p)
     p.add_argument("--zones", help="GeoJSON polygons for the area table (default: whole map)")
     p.add_argument("--compare-with",
                    help="class COG of an earlier date on the same grid: also write a change map")
@@ -66,7 +68,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     check_writable(args.out, args.local_dir, args.work_dir)
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                           blend=args.blend, compress=args.compress)
+                           blend=args.blend, compress=args.compress,
+                           **postprocess_options(args))
     options = RuntimeOptions(device=args.device, precision=args.precision,
                              channels_last=args.channels_last, compile=args.compile,
                              autotune_cache=args.autotune_cache)

@@ -14,6 +14,7 @@ from gee_export.core.commands import (
     run_command,
 )
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
+from inference.postprocess import add_postprocess_arguments, postprocess_options
 from training.devices import add_device_arguments
 
 
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--zones", help="GeoJSON polygons of the per-zone table")
     pred.add_argument("--local-dir", help="folder of PNGs, tables, STAC and publication files "
                       "(default: --out when local)")
+    add_postprocess_arguments(p)
     pub = p.add_argument_group("publishing")
     pub.add_argument("--publish", metavar="ASSET_PARENT",
                      help="publish the series as <ASSET_PARENT>/isa_<region> ImageCollection")
@@ -102,6 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         zones=args.zones, dataset=args.dataset, allow_recipe_mismatch=args.allow_recipe_mismatch,
         crs=projected_crs(args.crs) if args.crs else None, local_dir=args.local_dir,
         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+        **postprocess_options(args),
         options=RuntimeOptions(device=args.device, precision=args.precision),
         progress=not (args.quiet or args.no_progress))
     target = None

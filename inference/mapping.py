@@ -41,6 +41,7 @@ from gee_export.core.errors import (
     IsamapError,
 )
 from gee_export.core.storage import files
+from inference.postprocess import ClaheParams, Postprocess
 from inference.predict import PredictConfig
 from inference.runtime import RuntimeOptions
 from inference.sources import DEFAULT_WORKERS, MAX_WORKERS
@@ -211,6 +212,8 @@ class MapRequest:
             local, else ``./<name of out>``).
         tile / overlap / batch_size: the sliding window.
         strip_rows: output rows per checkpoint strip (what a killed run keeps).
+        postprocess / clahe: the class map's post-processing (``clahe``: the land-cover paper's
+            CLAHE re-decision of the impervious class, :mod:`inference.postprocess`).
         options: device, precision, memory format.
         progress: tqdm bars.
     """
@@ -234,6 +237,8 @@ class MapRequest:
     overlap: int = 64
     batch_size: int = 8
     strip_rows: int = 512
+    postprocess: Postprocess = "none"
+    clahe: ClaheParams = field(default_factory=ClaheParams)
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     progress: bool = True
 
@@ -252,7 +257,8 @@ class MapRequest:
 
     def predict_config(self) -> PredictConfig:
         return PredictConfig(tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
-                             strip_rows=self.strip_rows)
+                             strip_rows=self.strip_rows, postprocess=self.postprocess,
+                             clahe=self.clahe)
 
     def product_dir(self) -> Path:
         """Local folder of PNGs, tables, STAC and publication files."""
@@ -502,6 +508,8 @@ def write_run_record(request: MapRequest, grid: Grid, results: Sequence[DateResu
     record = {"region": request.region.name, "bbox": list(request.region.bbox),
               "grid": grid.to_dict(), "model": os.fspath(request.model_file),
               "backend": request.backend, "method": request.method, "out": request.out,
+              **({"postprocess": request.postprocess, "clahe": vars(request.clahe)}
+                 if request.postprocess != "none" else {}),
               "dates": {r.month: ({"skipped": r.skipped} if r.skipped else
                                   {"class_cog": r.outputs.prediction.class_path,
                                    "prob_cog": r.outputs.prediction.prob_path})

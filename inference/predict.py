@@ -3,8 +3,8 @@
 Memory is bounded by one band of tile rows, never by the raster: the input is read one tile
 row at a time (full width, by :func:`read_rows`), tile probabilities are blended into an
 accumulator that only spans the rows still open, and every output strip whose rows no later
-tile can touch is taken at once (:meth:`_Accumulator.take`), written to its own small
-GeoTIFF (the checkpoint: a killed run restarts at the first missing strip, recomputing only
+tile can touch is taken at once (:class:`inference.blending.Accumulator`), written to its own
+small GeoTIFF (the checkpoint: a killed run restarts at the first missing strip, recomputing only
 the tile row whose contribution it needs) and fed to the two COG encoders
 (:mod:`inference.cog_stream`), which compress its tiles and reduce its overviews right away.
 
@@ -13,6 +13,11 @@ reader (the next tile row and its nodata mask), the main thread (batches and the
 an encoder (blend, take, checkpoint, COG tiles and overviews); the helpers run at a lower OS
 priority than the model's threads. At the end the COGs are only assembled from their already
 compressed tiles. Per-stage times are returned with the result and logged.
+
+With ``postprocess="clahe"`` the encoder passes each strip through an
+:class:`inference.postprocess.ClaheStream` before its checkpoint, so checkpoints hold final
+pixels; a resumed run recomputes from the CLAHE tile row above the first missing strip (those
+strips are not rewritten) and so gives the uninterrupted run's map.
 
 Longer than most modules (about 500 lines) because the pipeline's stages share the tiling
 arithmetic and the accumulator; splitting them would spread one loop over several files.
@@ -47,9 +52,20 @@ from tqdm.auto import tqdm
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_path, atomic_write, files
 from inference import cog
-from inference.blending import Blend, check_tiling, strip_bounds, tile_starts, tile_weights
-from inference.cog import NODATA, PROB_SCALE, OutputInfo
+from inference.blending import (
+    Accumulator,
+    Blend,
+    check_tiling,
+    encode,
+    invalid_mask,
+    pad_to,
+    strip_bounds,
+    tile_starts,
+    tile_weights,
+)
+from inference.cog import NODATA, OutputInfo
 from inference.inputs import unreadable
+from inference.postprocess import ClaheParams, ClaheStream, Postprocess
 from inference.runtime import TilePredictor
 from inference.sources import RasterSource, open_source, source_identity
 
@@ -80,6 +96,10 @@ class PredictConfig:
         isa_class: index of the impervious class in the model's classes.
         compress: COG compression.
         keep_work: keep the strip directory after the COGs are written (debugging).
+        postprocess: ``"clahe"`` re-decides the class map with the CLAHE post-processing
+            of the impervious probability (:mod:`inference.postprocess`); the probability
+            band stays the model's.
+        clahe: its parameters.
     """
 
     tile: int = 512
@@ -90,9 +110,13 @@ class PredictConfig:
     isa_class: int = 1
     compress: cog.Compression = "DEFLATE"
     keep_work: bool = False
+    postprocess: Postprocess = "none"
+    clahe: ClaheParams = field(default_factory=ClaheParams)
 
     def __post_init__(self) -> None:
         check_tiling(self.tile, self.overlap)
+        if self.postprocess not in ("none", "clahe"):
+            raise ConfigError(f"postprocess must be none or clahe, got {self.postprocess!r}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
         if self.strip_rows < 16 or self.strip_rows % 16:
@@ -174,90 +198,19 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
         "--bidx N --description NAME FILE")
 
 
-def _invalid_mask(block: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
-    """True where any band is NaN or equals its nodata value: the output is nodata there."""
-    invalid = np.zeros(block.shape[1:], dtype=bool)
-    for band, value in zip(block, nodata, strict=True):
-        invalid |= np.isnan(band)
-        if value is not None and not math.isnan(value):
-            invalid |= band == value
-    return invalid
-
-
-def _pad_to(block: np.ndarray, height: int, width: int) -> np.ndarray:
-    pad_h, pad_w = height - block.shape[-2], width - block.shape[-1]
-    if pad_h <= 0 and pad_w <= 0:
-        return block
-    return np.pad(block, ((0, 0), (0, max(pad_h, 0)), (0, max(pad_w, 0))), mode="edge")
-
-
-class _Accumulator:
-    """Weighted sums of probabilities for the output rows ``[row0, row0 + capacity)``."""
-
-    def __init__(self, classes: int, capacity: int, width: int, row0: int) -> None:
-        self.sums = np.zeros((classes, capacity, width), dtype=np.float32)
-        self.weights = np.zeros((capacity, width), dtype=np.float32)
-        self.invalid = np.zeros((capacity, width), dtype=bool)
-        self.row0 = row0
-
-    def add(self, probs: np.ndarray, weights: np.ndarray, row: int, col: int) -> None:
-        """Add ``probs`` (K, h, w) placed at output ``(row, col)``; rows above row0 are dropped."""
-        skip = max(self.row0 - row, 0)
-        if skip >= probs.shape[1]:
-            return
-        r0 = row + skip - self.row0
-        h, w = probs.shape[1] - skip, probs.shape[2]
-        if r0 + h > self.weights.shape[0]:
-            raise RuntimeError("accumulator overflow; tile rows arrived out of order")
-        wt = weights[skip:skip + h, :w]
-        self.sums[:, r0:r0 + h, col:col + w] += probs[:, skip:, :] * wt
-        self.weights[r0:r0 + h, col:col + w] += wt
-
-    def mark_invalid(self, invalid: np.ndarray, row: int) -> None:
-        skip = max(self.row0 - row, 0)
-        if skip < invalid.shape[0]:
-            r0 = row + skip - self.row0
-            self.invalid[r0:r0 + invalid.shape[0] - skip] |= invalid[skip:]
-
-    def take(self, rows: int, isa_class: int) -> tuple[np.ndarray, np.ndarray]:
-        """Encode and remove the first ``rows`` rows: (class uint8, ISA probability uint8).
-
-        One accumulated channel means a two-class model in compact form (P(class 1) only).
-        """
-        sums, weights = self.sums[:, :rows], self.weights[:rows]
-        bad = self.invalid[:rows] | (weights <= 0)
-        probs = sums / np.where(weights > 0, weights, 1.0)
-        if probs.shape[0] == 1:
-            p1 = probs[0]
-            classes = (p1 > 0.5).astype(np.uint8)  # argmax; a tie goes to class 0
-            isa = p1 if isa_class == 1 else 1.0 - p1
-        else:
-            classes = np.argmax(probs, axis=0).astype(np.uint8)
-            isa = probs[isa_class]
-        prob = np.rint(np.clip(isa, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
-        classes[bad] = NODATA
-        prob[bad] = NODATA
-        keep = self.weights.shape[0] - rows
-        self.sums[:, :keep] = self.sums[:, rows:]  # numpy copies overlapping slices safely
-        self.sums[:, keep:] = 0.0
-        self.weights[:keep] = self.weights[rows:]
-        self.weights[keep:] = 0.0
-        self.invalid[:keep] = self.invalid[rows:]
-        self.invalid[keep:] = False
-        self.row0 += rows
-        return classes, prob
-
-
 def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,
                  config: PredictConfig, scale: int, model_id: str,
                  indexes: Sequence[int] = ()) -> dict[str, Any]:
+    # without post-processing its options do not change the map (nor a run's identity)
+    ignored = {"batch_size", "keep_work"} | (
+        {"postprocess", "clahe"} if config.postprocess == "none" else set())
     run = {
         "input": source_identity(src_path), "size": [src.height, src.width, src.count],
         **({"indexes": list(indexes)} if list(indexes) != list(range(1, len(indexes) + 1))
            else {}),
         "transform": list(src.transform)[:6], "crs": str(src.crs), "model_id": model_id,
         "bands": list(info.bands), "scale": scale,
-        "config": {k: v for k, v in asdict(config).items() if k not in ("batch_size", "keep_work")},
+        "config": {k: v for k, v in asdict(config).items() if k not in ignored},
     }
     run["hash"] = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:16]
     return run
@@ -435,7 +388,8 @@ class _Job:
     - main thread (this object's ``run``): gathers tiles into batches and runs the model;
     - encoder: blends tile probabilities into the accumulator, takes finished strips (the
       checkpoint files) and feeds them to the two COG encoders (``inference.cog_stream``),
-      which compress tiles and build overviews while the model works on the next rows.
+      which compress tiles and build overviews while the model works on the next rows;
+      with CLAHE post-processing, strips pass through the :class:`ClaheStream` first.
 
     Work handed to the encoder is bounded (:data:`PENDING_ROWS` tile rows), so memory stays
     bounded when the encoder is slower than the model; results arrive in order because the
@@ -453,6 +407,8 @@ class _Job:
         self.strips = strip_bounds(self.height, config.strip_rows)
         self.first = next((i for i, (r0, _) in enumerate(self.strips)
                            if not _strip_path(work, r0).exists()), len(self.strips))
+        #: first output row an earlier run did not checkpoint
+        self.resume_row = (self.strips[self.first:] or [(self.height, 0)])[0][0]
         self.profile = {"driver": "GTiff", "width": self.width, "count": 2, "dtype": "uint8",
                         "crs": src.crs, "nodata": NODATA, "tiled": True, "blockxsize": 512,
                         "blockysize": min(512, config.strip_rows), "compress": "ZSTD",
@@ -468,8 +424,13 @@ class _Job:
                         for kind in ("class", "probability")}
         self._kind_pools: dict[str, ThreadPoolExecutor] = {}
         self._encoding: collections.deque[Future] = collections.deque()
-        self.acc: _Accumulator | None = None
-        self.todo = list(range(self.first, len(self.strips)))
+        self.acc: Accumulator | None = None
+        self.post = (ClaheStream(self.height, self.width, config.isa_class, config.clahe)
+                     if config.postprocess == "clahe" else None)
+        # CLAHE needs the tile row above the first missing strip: its strips are recomputed
+        # for context (not written again)
+        context = self.post.context_start(self.resume_row) if self.post else self.resume_row
+        self.todo = [i for i, (_, r1) in enumerate(self.strips) if r1 > context]
         self.tiles = 0
 
     def close(self) -> None:
@@ -497,8 +458,8 @@ class _Job:
                         pending.popleft().result()  # re-raises the encoder's errors here
 
             hand_over(self._replay_strips)  # a resumed run's strips go to the COGs first
-            if self.first < len(self.strips):
-                row_from = self.strips[self.first][0]
+            if self.todo:
+                row_from = self.strips[self.todo[0]][0]
                 k0 = next(k for k, y in enumerate(starts_y) if (y + span) * s > row_from)
                 self.acc_rows = (row_from, span * s + self.config.strip_rows)
                 bar = tqdm(total=(len(starts_y) - k0) * len(starts_x), unit="tile",
@@ -515,6 +476,8 @@ class _Job:
                     hand_over(self._close_row, starts_y[k] * s, invalid, final)
                     bar.update(len(starts_x))
                     self.tiles += len(starts_x)
+                if self.post is not None:  # the strips the CLAHE stream still holds
+                    hand_over(lambda: self._post_done(self.post.finish()))
                 bar.close()
             while pending:
                 with self.stages.time("wait_encoder"):
@@ -542,10 +505,10 @@ class _Job:
         with self.stages.time("read"):
             block = read_rows(src, self.indexes, y, min(tile, src.height - y))
         with self.stages.time("mask"):
-            invalid = _invalid_mask(block, self.nodata)
+            invalid = invalid_mask(block, self.nodata)
             if s > 1:
                 invalid = invalid.repeat(s, axis=0).repeat(s, axis=1)
-            block = _pad_to(block, tile, max(block.shape[2], tile))
+            block = pad_to(block, tile, max(block.shape[2], tile))
         return block, invalid
 
     # ---------------------------------------------------------------- encoder thread
@@ -558,7 +521,7 @@ class _Job:
                 if not 0 <= config.isa_class < classes:
                     raise ConfigError(f"ISA class {config.isa_class} is not one of the "
                                       f"model's {classes} output classes")
-                self.acc = _Accumulator(probs.shape[1], self.acc_rows[1], self.width,
+                self.acc = Accumulator(probs.shape[1], self.acc_rows[1], self.width,
                                         self.acc_rows[0])
             y = starts_y[k]
             rows = min(tile, self.src.height - y) * s
@@ -576,11 +539,29 @@ class _Job:
         while self.todo and self.strips[self.todo[0]][1] <= final_row:
             r0, r1 = self.strips[self.todo.pop(0)]
             with self.stages.time("take"):
-                classes, prob = self.acc.take(r1 - r0, self.config.isa_class)
-            with self.stages.time("checkpoint"):
-                _write_strip(_strip_path(self.work, r0), classes, prob, {
-                    **self.profile, "transform": self.transform @ Affine.translation(0, r0)})
-            self._encode(classes, prob)
+                probs, bad = self.acc.take_probs(r1 - r0)
+                classes, prob = encode(probs, bad, self.config.isa_class)
+            if self.post is None:
+                self._finish_strip(r0, classes, prob)
+                continue
+            with self.stages.time("postprocess"):
+                done = self.post.push(r0, probs, bad, (prob, bad))
+            self._post_done(done)
+
+    def _post_done(self, done: list[tuple[int, np.ndarray, Any]]) -> None:
+        """Strips the CLAHE stream finished: its classes (nodata kept), the model's probability."""
+        for r0, classes, (prob, bad) in done:
+            classes[bad] = NODATA
+            self._finish_strip(r0, classes, prob)
+
+    def _finish_strip(self, r0: int, classes: np.ndarray, prob: np.ndarray) -> None:
+        """Checkpoint and encode the final strip at row ``r0`` (unless an earlier run did)."""
+        if r0 < self.resume_row:
+            return  # a CLAHE context strip: replayed from its checkpoint already
+        with self.stages.time("checkpoint"):
+            _write_strip(_strip_path(self.work, r0), classes, prob, {
+                **self.profile, "transform": self.transform @ Affine.translation(0, r0)})
+        self._encode(classes, prob)
 
     def _replay_strips(self) -> None:
         """Feed the strips a previous run left (resuming) to the COG encoders, in order."""

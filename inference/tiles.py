@@ -34,8 +34,8 @@ from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
 from gee_export.core.errors import ConfigError
 from gee_export.core.storage import atomic_path, files
 from inference import cog
+from inference.blending import Accumulator, invalid_mask
 from inference.cog import NODATA, OutputInfo
-from inference.predict import _Accumulator, _invalid_mask
 from inference.runtime import TilePredictor
 
 
@@ -100,10 +100,10 @@ def predict_tile(predictor: TilePredictor, data: np.ndarray, tile: MapTile,
     r0, c0 = tile.core.row_off - tile.padded.row_off, tile.core.col_off - tile.padded.col_off
     h, w = tile.core.height, tile.core.width
     core = probs[:, r0 * s:(r0 + h) * s, c0 * s:(c0 + w) * s]
-    invalid = _invalid_mask(data[:, r0:r0 + h, c0:c0 + w], [None] * data.shape[0])
+    invalid = invalid_mask(data[:, r0:r0 + h, c0:c0 + w], [None] * data.shape[0])
     if s > 1:
         invalid = invalid.repeat(s, axis=0).repeat(s, axis=1)
-    acc = _Accumulator(core.shape[0], h * s, w * s, 0)
+    acc = Accumulator(core.shape[0], h * s, w * s, 0)
     acc.add(core, np.ones((h * s, w * s), np.float32), 0, 0)
     acc.mark_invalid(invalid, 0)
     return acc.take(h * s, isa_class)

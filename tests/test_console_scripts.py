@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from gee_export.cli import main as export_main
+from inference import lccompare
 from inference.cli import predict_main, publish_main
 from inference.demo import main as demo_main
 from inference.map_cli import main as map_main
 from training import headcompare
-from training.cli import evaluate_main, train_main
+from training.cli import evaluate_main, prune_main, train_main
 from training.srseg import compare, naip_patches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,10 +24,11 @@ COMMANDS = {"isamap-export": export_main, "isamap-predict": predict_main,
             "isamap-train": train_main, "isamap-evaluate": evaluate_main,
             "python -m training.srseg.compare": compare.main, "isamap-map": map_main,
             "python -m training.headcompare": headcompare.main,
-            "python -m training.srseg.naip_patches": naip_patches.main}
+            "python -m training.srseg.naip_patches": naip_patches.main,
+            "isamap-prune": prune_main, "python -m inference.lccompare": lccompare.main}
 # Modules that are commands: their printed output is the command's result.
 COMMAND_MODULES = {"gee_export/cli.py", "inference/cli.py", "inference/demo.py",
-                   "inference/map_cli.py",
+                   "inference/map_cli.py", "inference/lccompare.py",
                    "training/cli.py", "training/srseg/compare.py", "training/headcompare.py",
                    "training/srseg/naip_patches.py"}
 

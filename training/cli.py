@@ -1,4 +1,4 @@
-"""Console scripts ``isamap-train`` and ``isamap-evaluate``.
+"""Console scripts ``isamap-train``, ``isamap-evaluate`` and ``isamap-prune``.
 
 Flags override the YAML ``--config`` file; only flags that are given override. Errors that
 isamap raises on purpose print one line saying what to do and exit with status 2.
@@ -36,7 +36,8 @@ def _json(text: str) -> dict:
 
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="isamap-train", description=(
-        "Train CroFuseNet, the U-Net baselines, RU-Net++ or srseg on an isamap patch dataset. "
+        "Train CroFuseNet, the U-Net baselines, RU-Net++, srseg or the land-cover HRNet on an "
+        "isamap patch dataset. "
         "Every option left out comes from the model's recipe, i.e. its paper: loss, label, "
         "optimiser, learning rate, batch, epochs, patience (CroFuseNet: Adam 1e-4, poly 0.9, "
         "batch 32, 400 epochs, early stop after 50 epochs without validation-MIoU gain; "
@@ -45,9 +46,10 @@ def train_parser() -> argparse.ArgumentParser:
     a("--config", help="YAML file with any TrainConfig option; flags override it")
     a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
     a("--out", dest="out_dir", help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
-    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp; on label_fine: "
+    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp | hrnet; on label_fine: "
       "srseg | bilinear-unet | unet-upsample (scale from the manifest)")
-    a("--model-kwargs", type=_json, help="extra model arguments as JSON")
+    a("--model-kwargs", type=_json, help="extra model arguments as JSON, e.g. "
+      "'{\"stem_norm\": \"batch\"}' for hrnet")
     a("--loss", help="crofusenet | dice_focal | ce | weighted_ce | srseg (default: the "
       "model's recipe)")
     a("--loss-kwargs", type=_json, help="loss arguments as JSON, e.g. '{\"beta\": 0.8}'")
@@ -62,6 +64,12 @@ def train_parser() -> argparse.ArgumentParser:
     a("--poly-power", type=float)
     a("--weight-decay", type=float)
     a("--patience", type=int, help="early-stopping patience in epochs")
+    a("--crop-size", type=int, help="random square training crops in pixels (default: the "
+      "model's recipe, 513 for hrnet; 0 trains on whole patches)")
+    a("--filter-noisy", type=float, metavar="SHARE", help=(
+        "train a preliminary model, drop training patches whose prediction agrees with their "
+        "label on fewer than SHARE of the pixels (e.g. 0.2), retrain; the dropped patches "
+        "are listed in <out>/noisy_patches.json"))
     a("--seed", type=int)
     a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
     add_device_arguments(p, device=None, precision=None, channels_last=None)
@@ -94,9 +102,15 @@ def _train(args: dict) -> int:
     else:
         cfg = config_from_mapping(given)
     check_writable(cfg.out_dir)
-    from training.trainer import train
+    if cfg.filter_noisy is not None:
+        from training.noisy import train_filtered
 
-    result = train(cfg)
+        result = train_filtered(cfg).final
+        print(f"noisy-sample filtering: {result.out_dir / 'noisy_patches.json'}")
+    else:
+        from training.trainer import train
+
+        result = train(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
     state = "finished" if result.finished else (
@@ -147,6 +161,58 @@ def _evaluate(a: argparse.Namespace) -> int:
                    channels_last=a.channels_last, autotune_cache=a.autotune_cache)
     print(res.table_path.read_text())
     print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}")
+    return 0
+
+
+def prune_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="isamap-prune", description=(
+        "FPGM filter pruning (land-cover paper, section 3.4): fine-tune a trained model, "
+        "zeroing each epoch the --rate of filters per prunable layer nearest the layer's "
+        "geometric median, then save a genuinely smaller network (<out>/pruned.pt) that "
+        "isamap-predict loads. The fine-tuning uses the model's own recorded recipe."))
+    a = p.add_argument
+    a("--model", required=True, help="trained model file (isamap-train's model.pt)")
+    a("--data", required=True, help="patch dataset root to fine-tune on")
+    a("--out", required=True, help="run folder")
+    a("--rate", type=float, default=0.4, help="share of filters removed per layer")
+    a("--epochs", type=int, help="fine-tuning epochs (default: the model's)")
+    a("--max-iterations", type=int, help="total fine-tuning iterations (replaces --epochs)")
+    a("--batch-size", type=int)
+    a("--lr", type=float)
+    a("--optimizer", choices=["adam", "sgd"])
+    a("--momentum", type=float)
+    a("--crop-size", type=int)
+    a("--seed", type=int)
+    a("--workers", dest="num_workers", type=int)
+    a("--flops-size", type=int, default=256, help="input side of the reported FLOP counts")
+    add_device_arguments(p, device=None, precision=None, channels_last=None)
+    a("--resume", action="store_const", const=True, help="continue the run in --out")
+    a("--no-progress", dest="progress", action="store_const", const=False)
+    add_logging_arguments(p)
+    return p
+
+
+def prune_main(argv: Sequence[str] | None = None) -> int:
+    args = vars(prune_parser().parse_args(argv))
+    verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
+    configure_logging(verbose, quiet, debug)
+    return run_command("isamap-prune", lambda: _prune(args), debug=debug,
+                       writes_to=[args.get("out")])
+
+
+def _prune(args: dict) -> int:
+    from training.pruning import prune
+
+    model, data, out = args.pop("model"), args.pop("data"), args.pop("out")
+    check_writable(out)
+    rate, size = args.pop("rate"), args.pop("flops_size")
+    overrides = {k: v for k, v in args.items() if v is not None}
+    result = prune(model, data, out, rate, overrides, size)
+    s = result.summary
+    print(f"parameters {s['before']['parameters']:,} -> {s['after']['parameters']:,}; "
+          f"FLOPs at {size} px {s['before']['flops'] / 1e9:.2f} G -> "
+          f"{s['after']['flops'] / 1e9:.2f} G\ncompact model: {result.pruned_path}\n"
+          f"masked model: {result.masked_path}\nsummary: {result.summary_path}")
     return 0
 
 

@@ -5,7 +5,8 @@ Options left unset (``None``) come from the model's registered recipe
 label, optimiser, learning rate, batch, epochs and patience, and the constructor arguments it
 sets. For CroFuseNet (section IV-A) that is Adam, lr 1e-4, a poly schedule with power 0.9 per
 iteration, batch 32, 400 epochs and early stopping after 50 epochs without a gain in
-validation MIoU; ``isamap-train --model runetpp`` or ``--model srseg`` get their own.
+validation MIoU; ``isamap-train --model runetpp``, ``--model srseg`` or ``--model hrnet``
+(SGD 0.01 with momentum 0.9, random 513 px crops, class-weighted CE) get their own.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memo
 Optimizer = Literal["adam", "sgd"]
 # Filled from the model's recipe when left at None (same names in ModelRecipe).
 RECIPE_FIELDS = ("label", "optimizer", "lr", "momentum", "weight_decay", "poly_power",
-                 "batch_size", "epochs", "patience")
+                 "batch_size", "epochs", "patience", "crop_size")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class TrainConfig:
         label: ``label`` or ``label_fine`` (default: the first of the recipe's targets).
         optimizer, lr, momentum, epochs, batch_size, poly_power, weight_decay, patience: the
             optimisation (``None``: the model's recipe; ``momentum`` is SGD's).
+        crop_size: random square training crops of this many pixels (input grid); ``None``:
+            the recipe's (hrnet: 513), 0: whole patches. Validation always sees whole patches.
+        filter_noisy: run noisy-sample filtering first (``training.noisy``): drop training
+            patches whose preliminary prediction agrees with their label on fewer than this
+            share of pixels, then retrain; None trains on every patch.
         seed: seeds model init, data order and augmentation.
         num_workers: loader worker processes (default: cores - 1, at most 8).
         precision: ``auto`` = measured at the start of the run on the real model, batch and
@@ -82,6 +88,8 @@ class TrainConfig:
     patience: int | None = None
     optimizer: Optimizer | None = None
     momentum: float | None = None
+    crop_size: int | None = None
+    filter_noisy: float | None = None
     seed: int = 0
     num_workers: int | None = None
     precision: Precision = "auto"
@@ -109,6 +117,12 @@ class TrainConfig:
                    f"optimizer must be adam or sgd, got {self.optimizer!r}"),
                   (unset_or(self.label, lambda v: v in ("label", "label_fine")),
                    f"label must be label or label_fine, got {self.label!r}"),
+                  (unset_or(self.momentum, lambda v: 0.0 <= v < 1.0),
+                   "momentum must be in [0, 1)"),
+                  (unset_or(self.crop_size, lambda v: v == 0 or v >= 8),
+                   "crop_size must be 0 (whole patches) or >= 8"),
+                  (self.filter_noisy is None or 0.0 < self.filter_noisy < 1.0,
+                   "filter_noisy must be an agreement share in (0, 1), e.g. 0.2"),
                   (self.precision in PRECISIONS,
                    f"precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "stop_after must be >= 1"),

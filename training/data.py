@@ -4,7 +4,8 @@ Images are read with rasterio (GDAL ``/vsigs/`` for ``gs://``), bands by the man
 normalised per band with statistics of the TRAINING split (``compute_norm_stats``), NaN set
 to 0 (the band mean after normalisation) and the label set to nodata (255) wherever any band
 is missing. The paper's augmentations (vertical flip, random rotation by multiples of 90° so
-labels at any scale stay exact, Gaussian blur of the image) run on the training split only.
+labels at any scale stay exact, Gaussian blur of the image) run on the training split only,
+after an optional random square crop (the land-cover HRNet trains on 513 px crops).
 A super-resolution model's recipe asks for the fine image too (``targets``): it is read with
 the input bands, normalised like the input and moved (never blurred) with the label.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -162,6 +163,9 @@ class PatchDataset(Dataset):
             ``("label_fine", "image_fine")``); replaces ``label``. ``image_fine`` is loaded
             when every patch of the split has one holding the input bands
             (:attr:`fine_image`; :meth:`target_warning` says why not otherwise).
+        crop: random ``crop x crop`` window of every item (input pixels; the targets are cut at
+            their own scale); None, 0, or a crop not smaller than the patch keeps whole patches.
+        exclude: patch ids ``"<month>/<id>"`` to leave out (noisy-sample filtering).
 
     Items are dicts ``{"image": float32 (C, H, W), "label": int64 (H', W'), "id": str}``,
     plus ``"image_fine": float32 (C, H', W')`` when the fine image is loaded: the input bands
@@ -175,7 +179,8 @@ class PatchDataset(Dataset):
     def __init__(self, root: str | os.PathLike, split: Split | None = "train",
                  bands: Sequence[str] | None = None, norm: NormStats | None = None,
                  augment: Augment | None = None, label: str = "label", seed: int = 0,
-                 cache: bool = False, targets: Sequence[str] | None = None) -> None:
+                 cache: bool = False, targets: Sequence[str] | None = None,
+                 crop: int | None = None, exclude: Collection[str] = ()) -> None:
         self.targets = tuple(targets) if targets is not None else (label,)
         label = self.targets[0]
         self.root = str(root)
@@ -187,7 +192,9 @@ class PatchDataset(Dataset):
             raise ConfigError(f"bands {missing} are not in the dataset (it has {manifest_bands})")
         self.band_indexes = [manifest_bands.index(b) + 1 for b in self.bands]
         records = read_index(self.root)
-        self.records = [r for r in records if split is None or r["split"] == split]
+        excluded = set(exclude)
+        self.records = [r for r in records if (split is None or r["split"] == split)
+                        and patch_key(r) not in excluded]
         if not self.records:
             raise InputDataError(f"no {split!r} patches in {self.root}/index.jsonl")
         if any(label not in r for r in self.records):
@@ -200,6 +207,7 @@ class PatchDataset(Dataset):
         self.augment = augment
         self.label_key = label
         self.seed = seed
+        self.crop = crop
         self.class_names = class_names_of(self.manifest)
         self.fine_band_indexes: list[int] | None = None
         self._no_fine_image = ""
@@ -296,16 +304,43 @@ class PatchDataset(Dataset):
             label = _mask_label(label, invalid)
         image = self._normalise(image)
         targets = [label] if fine is None else [label, self._normalise(fine)]
+        if self.crop and self.crop < min(image.shape[1:]):
+            # its own stream, so adding a crop leaves the augmentation draws unchanged
+            image, targets = random_crop(image, targets, self.crop,
+                                         np.random.default_rng([self.seed, int(epoch), int(i), 1]))
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, int(epoch), int(i)])
             image, targets = self.augment(image, targets, rng)
         item = {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
                 "label": torch.from_numpy(np.ascontiguousarray(targets[0])),
-                "id": f"{self.records[int(i)].get('month', '')}/{self.records[int(i)]['id']}"}
+                "id": patch_key(self.records[int(i)])}
         if fine is not None:
             item["image_fine"] = torch.from_numpy(np.ascontiguousarray(targets[1],
                                                                       dtype=np.float32))
         return item
+
+
+def patch_key(record: dict) -> str:
+    """The id of a patch across months: ``"<month>/<id>"`` (what items and filters use)."""
+    return f"{record.get('month', '')}/{record['id']}"
+
+
+def random_crop(image: np.ndarray, targets: list[np.ndarray], size: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A random ``size x size`` window of ``image`` (C, H, W) and the same area of ``targets``.
+
+    A target (a label ``(H', W')`` or a fine image ``(C, H', W')``) may be ``k`` times finer
+    than the image; its window is the image window's, scaled by ``k``, so all keep covering
+    the same ground.
+    """
+    h, w = image.shape[1:]
+    r0 = int(rng.integers(0, h - size + 1)) if h > size else 0
+    c0 = int(rng.integers(0, w - size + 1)) if w > size else 0
+    cut = []
+    for t in targets:
+        k = t.shape[-2] // h
+        cut.append(t[..., r0 * k:(r0 + size) * k, c0 * k:(c0 + size) * k])
+    return image[:, r0:r0 + size, c0:c0 + size], cut
 
 
 def _mask_label(label: np.ndarray, invalid: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The trainer: Adam, per-iteration poly LR, early stopping, exact resume, AMP, DDP.
+"""The trainer: Adam or SGD, per-iteration poly LR, early stopping, exact resume, AMP, DDP.
 
 Early stopping watches validation MIoU; checkpoints are written atomically every epoch;
 autocast (bf16 on CPU, bf16/fp16 AMP on CUDA) and channels_last as ``--precision`` and
@@ -13,7 +13,9 @@ that needs more of the batch than the label (the reconstruction term of ``SRSegL
 the fine image) declares ``wants_batch = True`` and is called ``loss(output, batch)``.
 Without a validation split (``val_set=None``) the trainer runs a fixed budget
 (``epochs`` or ``max_iterations``) with no early stopping and keeps the last weights, which
-is what the fixed-budget model comparison (``training.srseg.compare``) needs.
+is what the fixed-budget model comparison (``training.srseg.compare``) needs. An
+``epoch_end(model, epoch)`` callback runs after every training epoch, before validation and
+the checkpoint (filter pruning zeroes filters there, ``training.pruning``).
 ``train(cfg)`` wires it to a patch dataset: bands from the manifest, normalisation from the
 training split, the paper's model and loss.
 
@@ -41,6 +43,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -183,11 +186,14 @@ class Trainer:
             weights after the last epoch.
         meta: the model file's description (metrics are filled in at each best epoch).
         info / device: distributed context and device (resolved from ``cfg`` when omitted).
+        epoch_end: called as ``epoch_end(model, epoch)`` after each training epoch, before
+            validation, saving and the checkpoint (so what it changes is what is kept).
     """
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, loss_fn: nn.Module, train_set,
                  val_set, meta: ModelMeta, info: DistInfo | None = None,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None,
+                 epoch_end: Callable[[nn.Module, int], None] | None = None) -> None:
         cfg = apply_recipe(cfg)  # options left unset come from the model's recipe
         self.cfg = cfg
         self.info = info or DistInfo()
@@ -218,6 +224,7 @@ class Trainer:
         self.max_iterations = cfg.max_iterations or cfg.epochs * self.iters_per_epoch
         self.epochs = math.ceil(self.max_iterations / max(self.iters_per_epoch, 1))
         self.optimizer = make_optimizer(cfg, self.model.parameters())
+        self.epoch_end = epoch_end
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, PolyLR(self.max_iterations, cfg.poly_power))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -408,6 +415,8 @@ class Trainer:
             epoch = self.start_epoch
             t0 = time.perf_counter()
             row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            if self.epoch_end is not None:
+                self.epoch_end(self.model, epoch)
             if self.val_loader is None:
                 val_row, val_full = {}, {}
                 miou, improved = math.nan, True  # fixed budget: the latest weights are kept
@@ -487,13 +496,22 @@ def epoch_line(row: dict, epochs: int) -> str:
 
 
 # ------------------------------------------------------------------ patch-dataset wiring
-def train(cfg: TrainConfig) -> TrainResult:
+def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResult:
     """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``).
 
     Options left unset come from the model's recipe (``apply_recipe``): its loss, its label
-    (``label_fine`` for super-resolution models) and its optimisation; a fine image is loaded
-    when the recipe's targets ask for it and the dataset has one.
+    (``label_fine`` for super-resolution models), its optimisation and its training crops; a
+    fine image is loaded when the recipe's targets ask for it and the dataset has one.
+
+    Args:
+        cfg: the run configuration; with ``filter_noisy`` set, run it through the two-stage
+            :func:`training.noisy.train_filtered`, which calls this with ``exclude``.
+        exclude: training patch ids (``"<month>/<id>"``) left out of the training split
+            (given, even empty, it also means the filtering has been done).
     """
+    if cfg.filter_noisy is not None and exclude is None:
+        raise ConfigError("filter_noisy is a two-stage run: call training.noisy.train_filtered "
+                          "(isamap-train --filter-noisy does)")
     cfg = apply_recipe(cfg)
     if not cfg.data:
         raise ConfigError("no dataset given: set data (a patch dataset root) in the config "
@@ -502,15 +520,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     info = init_distributed(dev_kind)
     device = resolve_device(cfg.device, info)
-    targets = (cfg.label, *(t for t in recipe_for(cfg.model).targets[1:]
-                            if cfg.label == "label_fine"))
-    raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=cfg.label)
+    exclude = tuple(exclude or ())
+    raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=cfg.label, exclude=exclude)
     norm = _norm_for(cfg, raw)
-    aug = Augment() if cfg.augment else None
-    train_set = PatchDataset(cfg.data, "train", raw.bands, norm, aug, seed=cfg.seed,
-                             cache=cfg.cache, targets=targets)
-    val_set = PatchDataset(cfg.data, "val", raw.bands, norm, None, seed=cfg.seed,
-                           cache=cfg.cache, targets=targets)
+    train_set, val_set = patch_splits(cfg, raw.bands, norm, exclude)
     names = raw.class_names
     seed_everything(cfg.seed)
     scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \
@@ -530,10 +543,29 @@ def train(cfg: TrainConfig) -> TrainResult:
                      bands=raw.bands, norm_mean=norm.mean, norm_std=norm.std,
                      class_scheme=str((raw.manifest.get("label") or {}).get("scheme", "isa")),
                      class_names=names, output_scale=scale, model_kwargs=kwargs,
-                     extra={"config": cfg.to_dict(), "dataset": dataset_record(cfg.data,
-                                                                              raw.manifest)})
+                     extra={"config": cfg.to_dict(), "dataset": {
+                         **dataset_record(cfg.data, raw.manifest),
+                         "excluded_patches": sorted(exclude)}})
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device)
     return trainer.fit()
+
+
+def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
+                 exclude: Collection[str] = ()) -> tuple[PatchDataset, PatchDataset]:
+    """The training (augmented, cropped, ``exclude`` left out) and validation datasets.
+
+    ``cfg`` has its recipe applied (``apply_recipe``): the targets are its label, plus the
+    recipe's fine image when it trains on ``label_fine``.
+    """
+    targets = (cfg.label, *(t for t in recipe_for(cfg.model).targets[1:]
+                            if cfg.label == "label_fine"))
+    aug = Augment() if cfg.augment else None
+    train_set = PatchDataset(cfg.data, "train", bands, norm, aug, seed=cfg.seed,
+                             cache=cfg.cache, targets=targets, crop=cfg.crop_size,
+                             exclude=exclude)
+    val_set = PatchDataset(cfg.data, "val", bands, norm, None, seed=cfg.seed, cache=cfg.cache,
+                           targets=targets)
+    return train_set, val_set
 
 
 def dataset_record(root: str, manifest: dict) -> dict:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
 from gee_export.contract.grid import Grid
+from gee_export.contract.label_schemes import DEFAULT_CLASSES_ISA
 from gee_export.contract.splits import (
     DEFAULT_BLOCK,
     DEFAULT_RATIOS,
@@ -45,7 +46,7 @@ RECORD_FIELDS = ("id", "month", "row", "col", "bounds", "valid_fraction", "isa_f
                  "split", "image", "label")
 Backend = Literal["ee", "local", "synthetic"]
 BACKENDS: tuple[str, ...] = ("ee", "local", "synthetic")
-DEFAULT_CLASSES: Mapping[str, str] = {"0": "pervious", "1": "impervious"}
+DEFAULT_CLASSES: Mapping[str, str] = DEFAULT_CLASSES_ISA
 
 
 # ---------------------------------------------------------------------- index and manifest
@@ -157,6 +158,8 @@ class DatasetSpec:
             cloud threshold, speckle filter...). Month-specific facts (date windows, source
             files and their fingerprint) go to ``sources`` in :func:`commit_month`.
         classes: label value -> class name.
+        label_scheme: ``isa`` (binary) or ``landcover`` (the seven classes of
+            :mod:`gee_export.contract.label_schemes`), the manifest's ``label.scheme``.
     """
 
     grid: Grid
@@ -170,6 +173,7 @@ class DatasetSpec:
     region: str | None = None
     recipe: Mapping[str, Any] = field(default_factory=dict)
     classes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLASSES))
+    label_scheme: str = "isa"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", tuple(self.bands))
@@ -194,6 +198,7 @@ class DatasetSpec:
             "split": {"method": "blocked", "ratios": list(self.ratios), "seed": self.seed,
                       "block": self.block},
             "min_valid_fraction": self.min_valid_fraction, "fine_scale": self.fine_scale,
+            "classes": {str(k): str(v) for k, v in self.classes.items()},
             "recipe": dict(self.recipe),
         }
 
@@ -203,6 +208,7 @@ def _fixed_params_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
             "split": manifest.get("split"),
             "min_valid_fraction": manifest.get("min_valid_fraction"),
             "fine_scale": manifest.get("label", {}).get("fine_scale"),
+            "classes": manifest.get("label", {}).get("classes"),
             "recipe": manifest.get("recipe", {})}
 
 
@@ -277,7 +283,8 @@ def commit_month(store: Store, spec: DatasetSpec, month: str,
         "region": spec.region if spec.region is not None else existing.get("region"),
         "grid": fixed["grid"], "bands": fixed["bands"],
         "months": sorted({*existing.get("months", []), month}),
-        "label": {"scheme": "isa", "classes": dict(spec.classes), "nodata": LABEL_NODATA,
+        "label": {"scheme": spec.label_scheme, "classes": dict(spec.classes),
+                  "nodata": LABEL_NODATA,
                   "fine_scale": spec.fine_scale},
         "recipe": fixed["recipe"],
         "split": fixed["split"], "min_valid_fraction": spec.min_valid_fraction,

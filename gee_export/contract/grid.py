@@ -329,8 +329,8 @@ def _positions(extent: int, size: int, stride: int) -> int:
 def projected_crs(text: str) -> str:
     """``text`` (a ``--crs`` value) when it names a projected CRS in metres, else a clear error.
 
-    The grid's pixels are metres (10 m), so a geographic CRS (degrees) or one in feet is refused
-    before any work; the export and the mapping command share this check.
+    The grid's pixels are metres (10 m by default), so a geographic CRS (degrees) or one in
+    feet is refused before any work; the export and the mapping command share this check.
     """
     from pyproj import CRS
     from pyproj.exceptions import CRSError
@@ -339,9 +339,10 @@ def projected_crs(text: str) -> str:
         crs = CRS.from_user_input(text)
     except CRSError:
         raise GridError(f"--crs {text!r} is not a CRS pyproj knows; give e.g. "
-                          "EPSG:32650") from None
+                        "EPSG:32650") from None
     units = {axis.unit_name for axis in crs.axis_info}
     if not crs.is_projected or not units <= {"metre", "meter"}:
-        raise GridError(f"--crs {text} is not a projected CRS in metres; the grid's pixels "
-                          "are 10 m (choose e.g. a UTM zone EPSG:326xx/327xx or EPSG:6933)")
+        raise GridError(f"--crs {text} is not a projected CRS in metres; the grid's "
+                        "pixels are metres (choose e.g. a UTM zone EPSG:326xx/327xx or "
+                        "EPSG:6933)")
     return text

@@ -36,6 +36,7 @@ from gee_export.contract.dataset import (
 )
 from gee_export.contract.geotiff import encode_geotiff
 from gee_export.contract.grid import Grid, patch_id
+from gee_export.contract.label_schemes import isa_class_of
 from gee_export.contract.splits import Split, assign_splits
 from gee_export.core.errors import ConfigError, GridError, InputDataError
 from gee_export.core.months import check_month
@@ -310,7 +311,7 @@ def open_month(store: Store | str, spec: DatasetSpec, month: str, *,
     splits = spec.splits()
     writer = PatchWriter(store, spec.grid, spec.bands, month, splits=splits,
                          fine_scale=spec.fine_scale, image_fine_bands=image_fine_bands,
-                         compress=compress)
+                         isa_class=isa_class_of(spec.classes), compress=compress)
     known = read_index(store, missing_ok=True)
     records = writer.finished_records([*known, *also_known])
     progress = MonthProgress(store, spec, month, writer, splits, existing, records, set(),

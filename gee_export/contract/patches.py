@@ -66,6 +66,7 @@ def patch_stack(
     recipe: Mapping[str, Any] | None = None,
     sources: Mapping[str, Any] | None = None,
     classes: Mapping[str, str] = DEFAULT_CLASSES,
+    label_scheme: str = "isa",
     compress: str = "deflate",
     flush_seconds: float = 30.0,
     progress: bool = True,
@@ -87,7 +88,9 @@ def patch_stack(
             checked against it (a dataset is never mixed from two recipes).
         sources: extra month-specific facts for the manifest's ``sources/<month>`` (the stack
             files and its content fingerprint are always recorded).
-        classes: label value -> class name, recorded in the manifest.
+        classes: label value -> class name, recorded in the manifest (its ``impervious``
+            class is the one counted in each record's ``isa_fraction``).
+        label_scheme: the manifest's ``label.scheme`` (``isa`` or ``landcover``).
         compress: GeoTIFF compression of patch files.
         flush_seconds: the index is rewritten at most this often while running, and at the end.
         progress: show a tqdm bar.
@@ -100,7 +103,8 @@ def patch_stack(
         raise ConfigError(f"workers must be >= 1, got {workers}")
     grid = stack.grid
     spec = DatasetSpec(grid, stack.bands, tuple(ratios), seed, block, min_valid_fraction,
-                       stack.fine_scale, backend, region, dict(recipe or {}), dict(classes))
+                       stack.fine_scale, backend, region, dict(recipe or {}), dict(classes),
+                       label_scheme)
     store = open_store(out)
     if grid.patch_count == 0:
         raise GridError(f"the {grid.height}x{grid.width} grid is smaller than one "

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gee_export.contract.bands import LABEL
-from gee_export.contract.dataset import DatasetSpec
+from gee_export.contract.dataset import DEFAULT_CLASSES, DatasetSpec
 from gee_export.contract.grid import Grid, Window, patch_id
 from gee_export.contract.patch_writer import MonthProgress, PatchWriter, open_month, valid_mask
 from gee_export.contract.splits import DEFAULT_BLOCK, DEFAULT_RATIOS, split_counts
@@ -62,6 +62,8 @@ class ExportJob:
     block: int = DEFAULT_BLOCK
     backend: str = "ee"
     sources: Mapping[str, Any] = field(default_factory=dict)
+    classes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLASSES))
+    label_scheme: str = "isa"
 
     def __post_init__(self) -> None:
         check_month(self.month)
@@ -72,7 +74,8 @@ class ExportJob:
         return DatasetSpec(self.grid, tuple(self.bands), self.ratios, self.seed, self.block,
                            self.min_valid_fraction, self.fine_scale,
                            self.backend,  # type: ignore[arg-type]
-                           self.region, dict(self.recipe))
+                           self.region, dict(self.recipe), dict(self.classes),
+                           self.label_scheme)
 
 
 @dataclass(frozen=True)

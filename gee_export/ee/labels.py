@@ -5,7 +5,14 @@
 ``ghsl[:THRESHOLD]``: GHSL built-up surface fraction of the epoch nearest the month >= threshold.
 ``asset:<id>[:band]``: a user's 0/1 label image (e.g. hand-annotated like WHU-IS); other values
 and masked pixels -> 255.
-Every label is uint8 named ``label`` with 255 = nodata; stack.py puts it on the grid with mode.
+``landcover:<source>[:<asset id>[:band]]``: the seven land-cover classes of the imperfect-label
+paper, remapped (``ee.Image.remap``) with the table of
+:mod:`gee_export.contract.label_schemes` that the local backend uses too. ``worldcover`` and
+``dynamicworld`` come from the catalogue; ``fromglc10``, ``eolearn_lulc`` and ``chesapeake``
+are not in it and need the asset id of an uploaded copy.
+Every label is uint8 named ``label`` with 255 = nodata; stack.py puts it on the grid with mode
+(which, onto a grid finer than the label, takes the one label pixel under each fine pixel:
+nearest up-sampling).
 """
 
 from __future__ import annotations
@@ -14,9 +21,16 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.label_schemes import (
+    DEFAULT_CLASSES_ISA,
+    LANDCOVER_SCHEME,
+    SCHEME_PREFIX,
+    get_landcover_scheme,
+)
 from gee_export.core.errors import ConfigError
 
-LabelKind = Literal["worldcover", "dynamicworld", "ghsl", "asset"]
+LabelKind = Literal["worldcover", "dynamicworld", "ghsl", "asset", "landcover"]
+CATALOGUE_LANDCOVER = ("worldcover", "dynamicworld")  # land-cover sources Earth Engine holds
 WORLDCOVER = {2020: "ESA/WorldCover/v100", 2021: "ESA/WorldCover/v200"}
 DYNAMIC_WORLD = "GOOGLE/DYNAMICWORLD/V1"
 GHSL_BUILT = "JRC/GHSL/P2023A/GHS_BUILT_S"
@@ -31,14 +45,46 @@ class LabelSource:
     asset_id: str = ""
     band: str = ""
     threshold: float = 0.5
+    scheme: str = ""  # the land-cover source of kind "landcover"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def classes(self) -> dict[str, str]:
+        """The manifest's ``label.classes`` for labels from this source."""
+        if self.kind == "landcover":
+            return get_landcover_scheme(self.scheme).manifest_classes()
+        return dict(DEFAULT_CLASSES_ISA)
+
+    @property
+    def is_composite(self) -> bool:
+        """A composite computed on the grid (Dynamic World's mode), not one fixed image."""
+        return self.kind == "dynamicworld" or (
+            self.kind == "landcover" and self.scheme == "dynamicworld" and not self.asset_id)
+
+    @property
+    def label_scheme(self) -> str:
+        """The manifest's ``label.scheme``: ``landcover`` or ``isa``."""
+        return LANDCOVER_SCHEME if self.kind == "landcover" else "isa"
+
 
 def parse_label_source(text: str) -> LabelSource:
-    """Parse ``worldcover``, ``dynamicworld``, ``ghsl[:0.3]`` or ``asset:<id>[:band]``."""
+    """Parse a ``--labels`` value of the Earth Engine backend.
+
+    ``worldcover``, ``dynamicworld``, ``ghsl[:0.3]``, ``asset:<id>[:band]`` or
+    ``landcover:<source>[:<asset id>[:band]]``.
+    """
     text = text.strip()
+    if text.startswith(SCHEME_PREFIX):
+        source, _, rest = text[len(SCHEME_PREFIX):].partition(":")
+        get_landcover_scheme(source)  # validates the source name
+        asset_id, _, band = rest.partition(":")
+        if not asset_id and source not in CATALOGUE_LANDCOVER:
+            raise ConfigError(f"--labels {text!r}: {source} is not in the Earth Engine "
+                              f"catalogue; upload it and give its asset, e.g. "
+                              f"landcover:{source}:projects/my-project/assets/{source}[:band]")
+        return LabelSource("landcover", asset_id=asset_id, band=band, scheme=source)
     if text in ("worldcover", "dynamicworld"):
         return LabelSource(text)  # type: ignore[arg-type]
     if text == "ghsl" or text.startswith("ghsl:"):
@@ -59,7 +105,8 @@ def parse_label_source(text: str) -> LabelSource:
                               "asset:projects/my-project/assets/whu_is_labels[:band]")
         return LabelSource("asset", asset_id=asset_id, band=band)
     raise ConfigError(f"unknown label source {text!r}; use worldcover, dynamicworld, "
-                      "ghsl[:THRESHOLD] or asset:<asset id>[:band]")
+                      "ghsl[:THRESHOLD], asset:<asset id>[:band] or "
+                      "landcover:<source>[:<asset id>[:band]]")
 
 
 def worldcover_id(year: int) -> str:
@@ -95,6 +142,31 @@ def label_image(source: LabelSource, region, start: str, end: str, year: int):
         img = ee.Image(source.asset_id)
         img = img.select(source.band) if source.band else img.select(0)
         built = img.remap([0, 1], [0, 1], LABEL_NODATA)
+    elif source.kind == "landcover":
+        return landcover_image(source, region, start, end, year)
     else:  # pragma: no cover - LabelSource is validated by parse_label_source
         raise ConfigError(f"unknown label kind {source.kind!r}")
     return built.unmask(LABEL_NODATA).toUint8().rename("label")
+
+
+def landcover_image(source: LabelSource, region, start: str, end: str, year: int):
+    """The seven-class label: the source's codes remapped by the contract's table.
+
+    Codes the table ignores (wetland, tundra, no data) and codes it does not list become 255,
+    as do masked pixels.
+    """
+    import ee
+
+    scheme = get_landcover_scheme(source.scheme)
+    if source.asset_id:
+        img = ee.Image(source.asset_id)
+        codes = img.select(source.band) if source.band else img.select(0)
+    elif scheme.source == "worldcover":
+        codes = ee.ImageCollection(worldcover_id(year)).first().select("Map")
+    elif scheme.source == "dynamicworld":
+        codes = (ee.ImageCollection(DYNAMIC_WORLD).filterBounds(region).filterDate(start, end)
+                 .select("label").reduce(ee.Reducer.mode()))
+    else:  # pragma: no cover - parse_label_source asks for an asset
+        raise ConfigError(f"landcover:{scheme.source} needs an asset id")
+    frm, to = scheme.remap_lists()
+    return codes.remap(frm, to, LABEL_NODATA).unmask(LABEL_NODATA).toUint8().rename("label")

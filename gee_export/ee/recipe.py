@@ -57,7 +57,7 @@ def label_on_grid(label, grid: Grid, source: LabelSource):
     """The label on ``grid``: mode of the source pixels, or nearest for composites."""
     import ee
 
-    if source.kind != "dynamicworld":
+    if not source.is_composite:
         label = label.reduceResolution(ee.Reducer.mode(), maxPixels=LABEL_MAX_PIXELS)
     return on_grid(label, grid).rename(LABEL)
 

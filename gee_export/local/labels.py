@@ -1,4 +1,4 @@
-"""Label rasters onto the grid: class mapping to 0/1/255, then nearest or mode, once.
+"""Label rasters onto the grid: class mapping (lookup table), then nearest or mode, once.
 
 Classes are mapped in the source's own pixels *before* resampling, so a 10 m grid cell
 covering several fine source pixels takes the majority of impervious / pervious (mode),
@@ -16,56 +16,104 @@ import numpy as np
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.grid import Grid, Window
+from gee_export.contract.label_schemes import (
+    LANDCOVER_SCHEME,
+    LabelScheme,
+    get_landcover_scheme,
+    is_landcover,
+)
+from gee_export.contract.label_schemes import SCHEMES as LANDCOVER_SCHEMES
 from gee_export.core.errors import ConfigError
 from gee_export.local import plausibility
 from gee_export.local.scenes import BandRef
 from gee_export.local.warp import read_to_grid, source_resolution
 
+ISA_CLASSES: tuple[str, ...] = ("pervious", "impervious")
+
 
 @dataclass(frozen=True)
 class ClassMapping:
-    """Source class value -> stack class (0 pervious, 1 impervious, 255 nodata).
+    """Source class value -> stack class (a class index, or 255 nodata), by lookup table.
 
     ``mapping`` lists explicit values; every other valid value becomes ``default`` (None keeps
-    it unchanged, for labels that are already 0/1/255). Source nodata is always 255.
+    it unchanged, for labels that are already class indices). Source nodata (255, negative
+    values) is always 255. ``classes`` names the stack classes (the manifest's
+    ``label.classes``): the binary ISA pair by default, the seven land-cover classes for the
+    ``landcover:<source>`` schemes of :mod:`gee_export.contract.label_schemes`.
     """
 
     mapping: tuple[tuple[int, int], ...] = field(default=())
     default: int | None = None
+    classes: tuple[str, ...] = ISA_CLASSES
+    scheme: str = "isa"
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[int, int], default: int | None = 0) -> ClassMapping:
-        bad = [v for v in mapping.values() if v not in (0, 1, LABEL_NODATA)]
-        if bad or (default is not None and default not in (0, 1, LABEL_NODATA)):
-            raise ConfigError(f"label classes must map to 0, 1 or {LABEL_NODATA}, got {bad}")
-        return cls(tuple(sorted((int(k), int(v)) for k, v in mapping.items())), default)
+    def from_dict(cls, mapping: Mapping[int, int], default: int | None = 0,
+                  classes: tuple[str, ...] = ISA_CLASSES, scheme: str = "isa") -> ClassMapping:
+        allowed = (*range(len(classes)), LABEL_NODATA)
+        bad = [v for v in mapping.values() if v not in allowed]
+        if bad or (default is not None and default not in allowed):
+            raise ConfigError(f"label classes must map to 0..{len(classes) - 1} or "
+                              f"{LABEL_NODATA}, got {bad or [default]}")
+        return cls(tuple(sorted((int(k), int(v)) for k, v in mapping.items())), default,
+                   tuple(classes), scheme)
+
+    @classmethod
+    def from_scheme(cls, scheme: LabelScheme) -> ClassMapping:
+        """The contract's table of a land-cover source; unlisted codes become nodata."""
+        return cls.from_dict(scheme.mapping(), LABEL_NODATA, scheme.classes, LANDCOVER_SCHEME)
+
+    def lookup_table(self) -> np.ndarray:
+        """int32 table of 256 entries for source values 0..255 (identity where kept as is)."""
+        table = (np.arange(256, dtype=np.int32) if self.default is None
+                 else np.full(256, self.default, dtype=np.int32))
+        for src, dst in self.mapping:
+            if 0 <= src < 256:
+                table[src] = dst
+        table[LABEL_NODATA] = LABEL_NODATA
+        table[table >= len(self.classes)] = LABEL_NODATA  # kept values that are no class
+        return table
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         """Map an integer array; LABEL_NODATA stays nodata, negatives become nodata."""
         values = np.asarray(values)
-        out = values.copy() if self.default is None else np.full(values.shape, self.default)
-        for src, dst in self.mapping:
-            out[values == src] = dst
-        out[(values == LABEL_NODATA) | (values < 0)] = LABEL_NODATA
-        if self.default is None:
-            out[(out != 0) & (out != 1)] = LABEL_NODATA
+        inside = (values >= 0) & (values < 256)
+        out = self.lookup_table()[np.where(inside, values, 0).astype(np.int64)]
+        beyond = values >= 256
+        if beyond.any():  # codes past the table: explicit entries, else the default
+            far = np.full(values.shape, LABEL_NODATA if self.default is None else self.default,
+                          dtype=np.int32)
+            for src, dst in self.mapping:
+                if src >= 256:
+                    far[values == src] = dst
+            out = np.where(beyond, far, out)
+        out[values < 0] = LABEL_NODATA
         return out.astype(np.int32)
 
+    def manifest_classes(self) -> dict[str, str]:
+        """``label.classes`` of the manifest."""
+        return {str(i): name for i, name in enumerate(self.classes)}
 
-# Presets for common label products (the scheme name is recorded in the manifest).
+
+# Presets for common label products (the scheme name is recorded in the manifest); the
+# seven-class land-cover tables live in the contract, shared with the Earth Engine backend.
 SCHEMES: dict[str, ClassMapping] = {
     "binary": ClassMapping(),  # already 0 pervious / 1 impervious / 255 nodata
     "worldcover": ClassMapping.from_dict({50: 1, 0: LABEL_NODATA}),  # ESA WorldCover 50 built-up
     "dynamic_world": ClassMapping.from_dict({6: 1}),  # Dynamic World label 6 = built
     "eolearn_lulc": ClassMapping.from_dict({8: 1, 0: LABEL_NODATA}),  # 8 artificial surface
+    **{s.name: ClassMapping.from_scheme(s) for s in LANDCOVER_SCHEMES.values()},
 }
+ALIASES = {"dynamicworld": "dynamic_world"}  # the Earth Engine backend's --labels spelling
 # The codes each preset's product defines (nodata 255 aside): a label holding other codes was
 # made with another scheme, and mapping it would silently turn it into nodata or "pervious".
+# The land-cover tables list every code of their product, so they say it themselves.
 SCHEME_CODES: dict[str, frozenset[int]] = {
     "binary": frozenset({0, 1}),
     "worldcover": frozenset({0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100}),
     "dynamic_world": frozenset(range(9)),
     "eolearn_lulc": frozenset(range(11)),
+    **{s.name: frozenset(c.code for c in s.codes) for s in LANDCOVER_SCHEMES.values()},
 }
 
 
@@ -76,8 +124,10 @@ def get_scheme(scheme: str | ClassMapping | Mapping[int, int] | None) -> ClassMa
     if isinstance(scheme, ClassMapping):
         return scheme
     if isinstance(scheme, str):
+        if is_landcover(scheme):
+            return ClassMapping.from_scheme(get_landcover_scheme(scheme))
         try:
-            return SCHEMES[scheme]
+            return SCHEMES[ALIASES.get(scheme, scheme)]
         except KeyError:
             raise ConfigError(f"unknown label scheme {scheme!r}; known: {', '.join(SCHEMES)} "
                               "(--label-scheme; in Python also a {source value: 0|1|255} "
@@ -93,6 +143,7 @@ def check_codes(ref: BandRef, scheme: str | ClassMapping | Mapping[int, int] | N
     name = "binary" if scheme is None else scheme
     if not isinstance(name, str):
         return
+    name = ALIASES.get(name, name)
     plausibility.check_label_codes(plausibility.read_sample(ref), name, SCHEME_CODES,
                                    f"label {ref.path}")
 

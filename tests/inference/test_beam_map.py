@@ -209,6 +209,7 @@ def test_dataflow_gpu_job_builds_and_validates_offline(scene, ee_offline, gcs_bu
      2, "need torch"),
     (["--runner", "direct", "--backend", "local", "--scenes", ".", "--allow-recipe-mismatch"],
      2, "use --backend ee"),
+    (["--runner", "direct", "--postprocess", "clahe"], 2, "drop --runner or --postprocess"),
 ])
 def test_command_line_runner_is_checked_before_any_work(scene, tmp_path, capsys, extra, code,
                                                         message):

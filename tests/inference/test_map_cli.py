@@ -54,3 +54,20 @@ def test_bad_input_is_one_line_with_exit_code_2(model, tmp_path, capsys, monkeyp
                  "--dry-run", *months, *args])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_postprocess_flags_reach_the_map_request():
+    from gee_export.contract.regions import Region
+    from inference.map_cli import build_parser
+    from inference.mapping import MapRequest
+    from inference.postprocess import ClaheParams, postprocess_options
+
+    args = build_parser().parse_args(["--model", "m.pt", "--out", "o", "--postprocess",
+                                      "clahe", "--clahe-block", "256", "--clahe-threshold",
+                                      "90"])
+    options = postprocess_options(args)
+    assert options == {"postprocess": "clahe",
+                       "clahe": ClaheParams(block=256, clip_limit=40.0, threshold=90)}
+    config = MapRequest(Region("r", (117.0, 30.7, 117.01, 30.71)), ("2019-06",), "m.pt", "o",
+                        **options).predict_config()
+    assert config.postprocess == "clahe" and config.clahe.block == 256

@@ -281,6 +281,35 @@ def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, ee_offline, t
     assert whole.grid == resumed.grid
 
 
+def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, ee_offline,
+                                                                      tmp_path):
+    """``--postprocess clahe`` reaches the predictor of every date and is recorded."""
+    from inference.postprocess import ClaheParams
+
+    stack, model = scene
+    clahe = ClaheParams(block=32, clip_limit=40.0, threshold=100)
+    result = map_region(request_for(stack, model, tmp_path / "out", postprocess="clahe",
+                                    clahe=clahe),
+                        session=session_for(StackTransport(stack, info=lambda t: 5)),
+                        echo=lambda _: None)
+    (date,) = result.dates
+    config = PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4)
+    crop_path = crop(stack, result.grid, tmp_path / "crop.tif")
+    post = predict_with_model_file(model, crop_path, str(tmp_path / "post" / "isa"),
+                                   config=PredictConfig(**{**config.__dict__,
+                                                           "postprocess": "clahe",
+                                                           "clahe": clahe}),
+                                   options=OPTIONS, progress=False)
+    plain = predict_with_model_file(model, crop_path, str(tmp_path / "plain" / "isa"),
+                                    config=config, options=OPTIONS, progress=False)
+    got = date.outputs.prediction
+    assert np.array_equal(read(got.class_path), read(post.prediction.class_path))
+    assert not np.array_equal(read(got.class_path), read(plain.prediction.class_path))
+    assert np.array_equal(read(got.prob_path), read(plain.prediction.prob_path))
+    record = json.loads((tmp_path / "out" / "map.json").read_text())
+    assert record["postprocess"] == "clahe" and record["clahe"]["block"] == 32
+
+
 def test_a_second_run_into_the_same_output_is_refused_and_changes_nothing(scene, ee_offline,
                                                                           tmp_path):
     """The map root is locked for the run: another live process holding it means refusal."""

@@ -86,11 +86,14 @@ def write_band(path: Path, array: np.ndarray, *, res: float = 10.0, crs: str | N
 
 def write_patch_dataset(root: Path, n: int = 10, size: int = 32, bands=BANDS, seed: int = 0,
                         splits=None, fine_scale: int | None = None,
-                        nan_patch: bool = False, image_fine: bool = False) -> Path:
+                        nan_patch: bool = False, image_fine: bool = False,
+                        labels=None) -> Path:
     """Write ``n`` patches (one grid row of ``size`` px patches) as a patch dataset at ``root``.
 
     ``splits`` gives each patch's split in column order (default: all but four train, then two
     val, two test); ``fine_scale`` adds the label at that factor (block-replicated);
+    ``labels`` replaces the stored label of patch i by ``labels[i]`` when that is not None
+    (the image still shows the drawn scene: a wrong label on purpose).
     ``image_fine`` adds a fine image of the same bands (block-replicated image plus noise).
     """
     rng = np.random.default_rng(seed)
@@ -113,6 +116,8 @@ def write_patch_dataset(root: Path, n: int = 10, size: int = 32, bands=BANDS, se
                 img[b] = 0.05 + 0.1 * isa + 0.01 * b + rng.normal(0, 0.02, label.shape)
         if nan_patch and i == 0:
             img[:, :4, :4] = np.nan
+        if labels is not None and labels[i] is not None:
+            label = np.asarray(labels[i], dtype=np.uint8)
         fine = np.kron(label, np.ones((fine_scale, fine_scale), np.uint8)) if fine_scale else None
         fine_img = None
         if fine_scale and image_fine:

@@ -123,6 +123,28 @@ def test_fixture_dataset_is_what_the_exporters_write(patch_root):
         assert src.transform == grid.patch_transform(index[0]["row"], index[0]["col"])
 
 
+def test_random_crops_cut_image_and_label_alike(tmp_path):
+    """The land-cover recipe's crops: per (seed, epoch, patch), same window on both grids."""
+    root = write_patch_dataset(tmp_path / "ds", n=6, fine_scale=2)
+    whole = PatchDataset(root, "train", label="label_fine")
+    crops = PatchDataset(root, "train", label="label_fine", crop=12, seed=3)
+    a, b = crops[(0, 1)], crops[(0, 1)]
+    assert a["image"].shape == (len(BANDS), 12, 12) and a["label"].shape == (24, 24)
+    assert np.array_equal(a["image"], b["image"])  # reproducible
+    full = whole[1]
+    img, lab = full["image"].numpy(), full["label"].numpy()
+    hits = [(r, c) for r in range(21) for c in range(21)
+            if np.array_equal(img[:, r:r + 12, c:c + 12], a["image"].numpy())]
+    assert len(hits) == 1
+    r, c = hits[0]
+    assert np.array_equal(lab[2 * r:2 * r + 24, 2 * c:2 * c + 24], a["label"].numpy())
+    assert any(not np.array_equal(crops[(e, 1)]["image"], a["image"]) for e in range(1, 4))
+    assert PatchDataset(root, "train", crop=64)[0]["image"].shape[-1] == 32  # no bigger crop
+    left = PatchDataset(root, "train", exclude=[whole[0]["id"]])
+    assert len(left) == len(whole) - 1 and whole[0]["id"] not in {left[i]["id"] for i in
+                                                                  range(len(left))}
+
+
 def test_fine_image_is_loaded_when_present_and_asked_for(tmp_path):
     root = write_patch_dataset(tmp_path / "ds", n=6, size=8, fine_scale=4, image_fine=True)
     norm = compute_norm_stats(PatchDataset(root, "train"))

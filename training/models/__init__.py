@@ -8,7 +8,7 @@ registers itself in :mod:`training.models.registry`.
 May import: ``gee_export.core``, ``gee_export.contract`` and torch.
 """
 
-from training.models import crofusenet, runetpp, srseg, unet  # noqa: F401  (registration)
+from training.models import crofusenet, hrnet, runetpp, srseg, unet  # noqa: F401  (registration)
 from training.models.registry import (
     ModelRecipe,
     available_models,

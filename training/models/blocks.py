@@ -232,6 +232,24 @@ class Bottleneck(nn.Module):
         return F.relu(y + self.shortcut(x))
 
 
+class BasicBlock(nn.Module):
+    """ResNet basic residual block: two 3x3 conv-BN, identity shortcut (HRNet's branch unit).
+
+    ``conv1`` is a :class:`ConvBNReLU` (its output only feeds ``conv2``, which is what filter
+    pruning may shrink); ``conv2``/``bn2`` write into the residual stream and keep its width.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = ConvBNReLU(channels, channels, kernel=3)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        nn.init.zeros_(self.bn2.weight)  # start as identity, as the bottleneck does
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.bn2(self.conv2(self.conv1(x))))
+
+
 def resnet_stage(in_ch: int, width: int, blocks: int, stride: int,
                  dilate: bool = False) -> nn.Sequential:
     """One ResNet stage: ``blocks`` bottlenecks, the first one changing stride and width.
@@ -264,3 +282,35 @@ def init_weights(module: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` for inference with every conv -> BN pair folded into the conv.
+
+    In eval mode a batch norm is an affine map per channel, so it can be merged into the
+    weights and bias of the convolution feeding it: the same outputs (to float rounding) with
+    one pass over each feature map instead of two. Pairs are found where they are certain:
+    consecutive ``Conv2d``, ``BatchNorm2d`` children of an ``nn.Sequential`` (``ConvBNReLU``,
+    shortcuts, fusion paths) and the residual ends of :class:`BasicBlock` and
+    :class:`Bottleneck`. Everything else is left as it is. Not for training (the folded
+    model has no batch statistics to update).
+    """
+    import copy
+    import itertools
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model = copy.deepcopy(model).eval()
+    for module in list(model.modules()):
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for first, second in itertools.pairwise(names):
+                conv, bn = module._modules[first], module._modules[second]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    module._modules[first] = fuse_conv_bn_eval(conv, bn)
+                    module._modules[second] = nn.Identity()
+        elif isinstance(module, BasicBlock) and isinstance(module.bn2, nn.BatchNorm2d):
+            module.conv2, module.bn2 = fuse_conv_bn_eval(module.conv2, module.bn2), nn.Identity()
+        elif isinstance(module, Bottleneck) and isinstance(module.bn3, nn.BatchNorm2d):
+            module.conv3, module.bn3 = fuse_conv_bn_eval(module.conv3, module.bn3), nn.Identity()
+    return model

@@ -47,6 +47,9 @@ class ModelRecipe:
             loaded when the dataset has one; training without it is allowed, with a warning).
         patch_size: the edge in input pixels of the patches (or crops) the paper trains on;
             export with ``isamap-export --patch-size`` this size to follow the paper.
+        crop_size: random square crops of this edge cut from every training patch, anew
+            each epoch (the land-cover HRNet: 513 px of 1024 px chips); None trains on whole
+            patches (``TrainConfig.crop_size``).
         output_stride: the encoder's total downsampling with ``model_kwargs`` (documentation;
             the built model's ``stride`` is what inputs are checked against).
         min_patch_size: the smallest patch edge on which the model's context modules still
@@ -66,6 +69,7 @@ class ModelRecipe:
     loss_kwargs: Mapping[str, Any] = field(default_factory=dict)
     targets: tuple[str, ...] = ("label",)
     patch_size: int = 128
+    crop_size: int | None = None
     output_stride: int = 16
     min_patch_size: int | None = None
     optimizer: Optimizer = "adam"
@@ -91,6 +95,8 @@ class ModelRecipe:
             problems.append(f"targets must be among {TARGETS}, got {targets}")
         if "image_fine" in targets and targets[0] != "label_fine":
             problems.append("an 'image_fine' target needs 'label_fine' (the same fine grid)")
+        if self.crop_size is not None and self.crop_size < 8:
+            problems.append(f"crop_size must be >= 8 or None, got {self.crop_size}")
         if self.optimizer not in ("adam", "sgd"):
             problems.append(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if min(self.patch_size, self.output_stride, self.batch_size, self.epochs,

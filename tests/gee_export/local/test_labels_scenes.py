@@ -88,3 +88,62 @@ def test_names_dates_and_units():
     assert date_from_text("scene_2021-07-03") == dt.date(2021, 7, 3)
     assert unit_from_values(np.array([-12.0, -18.0, 1.0])) == "dB"
     assert unit_from_values(np.array([0.02, 0.3, np.nan])) == "linear"
+
+
+def test_landcover_scheme_nearest_upsampled_onto_finer_grids(tmp_path, write_s2):
+    """A 10 m Chesapeake-coded label on a 2 m grid and its x5 fine grid: seven classes,
+    each label pixel copied onto the fine pixels it covers (nearest), codes mapped first."""
+    from gee_export.contract.dataset import read_manifest
+    from gee_export.contract.grid import Grid
+    from gee_export.contract.label_schemes import SCHEMES
+    from gee_export.contract.patches import patch_stack
+    from tests.support.rasters import CRS, X0, Y0
+
+    write_s2("20210603")
+    rng = np.random.default_rng(0)
+    codes = rng.choice([0, 1, 2, 3, 4, 5, 6, 15], size=(32, 32)).astype(np.uint8)
+    label = write_band(tmp_path / "labels" / "chesapeake_10m.tif", codes, nodata=None)
+    grid = Grid(CRS, X0, Y0, 80, 80, 2.0, patch_size=40, stride=40)  # 160 m at 2 m
+    mapping = get_scheme("landcover:chesapeake")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        stack = build_local_stack(tmp_path / "scenes", grid, "2021-06", ("B2",), label=label,
+                                  fine_scale=5, label_scheme="landcover:chesapeake",
+                                  out_dir=tmp_path / "out", progress=False)
+    expected = SCHEMES["chesapeake"].apply(codes[:16, :16])  # the 160 m the grid covers
+    with rasterio.open(stack.label) as src:
+        np.testing.assert_array_equal(src.read(1), np.kron(expected, np.ones((5, 5), np.uint8)))
+    with rasterio.open(stack.label_fine) as src:
+        np.testing.assert_array_equal(src.read(1),
+                                      np.kron(expected, np.ones((25, 25), np.uint8)))
+    assert set(np.unique(expected)) <= {*range(7), 255} and (expected == 255).any()
+    patch_stack(stack, tmp_path / "ds", classes=mapping.manifest_classes(),
+                label_scheme=mapping.scheme, min_valid_fraction=0.0, progress=False)
+    label_meta = read_manifest(tmp_path / "ds")["label"]
+    assert label_meta["scheme"] == "landcover"
+    assert list(label_meta["classes"].values()) == [
+        "cropland", "woodland", "grassland", "water", "impervious", "bare_land", "snow_ice"]
+
+
+def test_landcover_label_with_codes_outside_its_table_is_refused():
+    """Every code a land-cover table lists is plausible; any other code means another scheme."""
+    from gee_export.core.errors import InputDataError
+    from gee_export.local.labels import SCHEME_CODES
+    from gee_export.local.plausibility import check_label_codes
+
+    check_label_codes(np.array([0, 1, 2, 3, 4, 5, 6, 15, 255]), "landcover:chesapeake",
+                      SCHEME_CODES, "label")
+    with pytest.raises(InputDataError, match="9 is not in the 'landcover:chesapeake'"):
+        check_label_codes(np.array([1, 2, 9]), "landcover:chesapeake", SCHEME_CODES, "label")
+
+
+def test_export_labels_and_label_scheme_must_agree_on_the_local_backend(tmp_path, capsys):
+    from gee_export.cli import main
+
+    (tmp_path / "scenes").mkdir()
+    code = main(["--backend", "local", "--scenes", str(tmp_path / "scenes"), "--bbox",
+                 "114.2,30.4,114.25,30.45", "--labels", "landcover:chesapeake",
+                 "--label-scheme", "worldcover", "--out", str(tmp_path / "o"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--labels landcover:chesapeake and --label-scheme worldcover" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()

@@ -1,0 +1,184 @@
+"""Benchmark: FPGM-pruned vs unpruned HRNet inference on this CPU, side by side.
+
+Measured in one run:
+- parameters and forward FLOPs (``torch.utils.flop_counter``) of the land-cover HRNet
+  (C = 18, the default) before and after 40 % FPGM pruning of its prunable convolutions;
+- inference patches/s of both networks in every setting ``--precision auto`` chooses among
+  on this device (``training.autotune.candidates``: fp32 / bf16 autocast x NCHW / NHWC),
+  each as trained and with its batch norms folded into the convolutions
+  (``training.models.blocks.fold_batchnorm``, an inference-only transformation both networks
+  get alike); the two networks run back to back, round after round: patches/s is each
+  network's best round, and the speed-up is the **median over rounds of the paired ratio**
+  (unpruned time / pruned time of the same round), which a burst of load on a shared machine
+  moves far less than a ratio of best times;
+- the setting ``training.autotune.choose`` (what ``isamap-predict --precision auto`` runs,
+  measured afresh, cache off) picks for each network; the headline compares the two at the
+  unpruned network's choice (bar: pruned >= 1.5x faster), and the fastest setting with folded
+  batch norms is printed too;
+- the accuracy change that pruning costs, from the real-data experiment
+  (``python -m inference.lccompare``; read from its ``metrics.json`` when present, else run
+  here with one seed and a short budget, and labelled so).
+
+Weights: the speed does not depend on their values; the pruned network is the compact
+model that ``training.pruning.compact_model`` builds from an FPGM-masked copy.
+
+Run: ``.venv/bin/python benchmarks/bench_pruning.py`` (``--size 128`` for a quick look).
+One torch thread by default: on a shared 2-core machine two OpenMP threads per process spin
+against other jobs and make every convolution tens of times slower, for both networks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gee_export.contract.label_schemes import LANDCOVER_CLASSES
+from training import autotune
+from training.execution import Setting
+from training.modelfile import ModelMeta
+from training.models import create_model
+from training.models.blocks import fold_batchnorm
+from training.pruning import compact_model, flop_count, fpgm_step, parameter_count
+from training.srseg.compare import default_data_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BANDS = ("Red", "Green", "Blue", "NearInfrared")
+
+
+def networks(width: int, rate: float) -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    full = create_model("hrnet", len(BANDS), len(LANDCOVER_CLASSES), width=width).eval()
+    masked = create_model("hrnet", len(BANDS), len(LANDCOVER_CLASSES), width=width).eval()
+    masked.load_state_dict(full.state_dict())
+    fpgm_step(masked, rate)
+    meta = ModelMeta("hrnet", len(BANDS), len(LANDCOVER_CLASSES), BANDS, (0.0,) * 4,
+                     (1.0,) * 4, "landcover", LANDCOVER_CLASSES, model_kwargs={"width": width})
+    small, _ = compact_model(masked, meta)
+    return full, small.eval()
+
+
+CPU = torch.device("cpu")
+
+
+def configurations() -> list[tuple[str, Setting, bool]]:
+    """(name, autotune setting, BN folded) of every configuration to time."""
+    return [(f"{s.label}{'/BN folded' if fold else ''}", s, fold) for fold in (False, True)
+            for s in autotune.candidates(CPU, "auto", "auto")]
+
+
+def one_pass(net: torch.nn.Module, x: torch.Tensor, setting: Setting) -> float:
+    with torch.inference_mode(), setting.autocast("cpu"):
+        start = time.perf_counter()
+        net(x)
+        return time.perf_counter() - start
+
+
+def auto_choices(full, small, batch: int, size: int) -> tuple[str, str]:
+    """What ``--precision auto --channels-last auto`` picks for each network (cache off)."""
+    x = torch.randn(batch, len(BANDS), size, size)
+    labels = []
+    for net in (full, small):
+        setting = autotune.choose(net, x, CPU, cache=False).setting
+        labels.append(Setting(setting.precision, setting.channels_last).label)
+        net.to(memory_format=torch.contiguous_format)
+    return labels[0], labels[1]
+
+
+def speed(full, small, batch: int, size: int, rounds: int
+          ) -> dict[str, tuple[float, float, float]]:
+    """Per configuration: best patches/s of each network and the median paired speed-up."""
+    rates = {}
+    folded = (fold_batchnorm(full), fold_batchnorm(small))
+    for name, setting, fold in configurations():
+        fmt = setting.memory_format
+        x = torch.randn(batch, len(BANDS), size, size).contiguous(memory_format=fmt)
+        nets = [net.to(memory_format=fmt) for net in (folded if fold else (full, small))]
+        for net in nets:
+            one_pass(net, x, setting)  # warm-up: oneDNN primitive creation
+        times = [(one_pass(nets[0], x, setting), one_pass(nets[1], x, setting))
+                 for _ in range(rounds)]
+        ratio = float(np.median([a / b for a, b in times]))
+        rates[name] = (batch / min(a for a, _ in times), batch / min(b for _, b in times), ratio)
+        print(f"  {name:<30} unpruned {rates[name][0]:7.2f} patches/s   pruned "
+              f"{rates[name][1]:7.2f} patches/s   speed-up x{ratio:.2f} (median of "
+              f"{rounds} paired rounds)", flush=True)
+    return rates
+
+
+def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict]]:
+    """OA of hrnet and pruned hrnet from each experiment folder (mean ± std over seeds).
+
+    Folders without results are skipped; with none at all, a one-seed, 60-iteration run is
+    made in the first (a quick look, labelled so, not the documented result).
+    """
+    from inference.lccompare import LandCoverCompareConfig, run_experiment
+
+    found = []
+    for folder in folders:
+        path = folder / "metrics.json"
+        if path.exists():
+            report = json.loads(path.read_text())
+            stem = report["config"]["model"].get("stem_norm", "instance")
+            found.append((f"{path} ({stem} stem)", report))
+    if not found:
+        cfg = LandCoverCompareConfig(data_dir=data_dir, seeds=(0,), iterations=60,
+                                     prune_iterations=20)
+        report = run_experiment(cfg, folders[0])
+        found.append((f"{folders[0] / 'metrics.json'}, run now: one seed, 60 iterations "
+                      "(a quick look, not the result)", report))
+    return [(source, {m: r["summary"][m]["OA"] for m in ("hrnet", "hrnet pruned")})
+            for source, r in found]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--width", type=int, default=18, help="HRNet C (18: the default model)")
+    p.add_argument("--rate", type=float, default=0.4)
+    p.add_argument("--size", type=int, default=256, help="patch side in pixels")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    p.add_argument("--results", nargs="+", default=[str(ROOT / "lccompare_output"),
+                                                     str(ROOT / "lccompare_output_bn"),
+                                                     str(ROOT / "lccompare_output_bn_x3")],
+                   help="inference.lccompare output folders with metrics.json")
+    p.add_argument("--data-dir", default=str(default_data_dir()))
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    warnings.filterwarnings("ignore")
+    full, small = networks(a.width, a.rate)
+    pf, ps = parameter_count(full), parameter_count(small)
+    ff, fs = flop_count(full, len(BANDS), a.size), flop_count(small, len(BANDS), a.size)
+    print(f"hrnet C={a.width}, FPGM {100 * a.rate:g} % of prunable filters, {a.size} px "
+          f"patches, batch {a.batch}, {torch.get_num_threads()} threads")
+    print(f"parameters  {pf:>12,} -> {ps:>12,}  ({100 * (1 - ps / pf):.1f} % fewer)")
+    print(f"FLOPs/patch {ff / 1e9:>10.2f} G -> {fs / 1e9:>10.2f} G  (x{ff / fs:.2f} fewer)")
+    auto_full, auto_small = auto_choices(full, small, a.batch, a.size)
+    print(f"--precision auto chooses {auto_full} (unpruned) and {auto_small} (pruned)")
+    rates = speed(full, small, a.batch, a.size, a.rounds)
+    u, pr, ratio = rates[auto_full]
+    print(f"at auto's choice for the unpruned network ({auto_full}): {u:.2f} -> {pr:.2f} "
+          f"patches/s, pruned x{ratio:.2f} faster (bar: >= 1.5x)")
+    fastest = max((k for k in rates if "folded" in k), key=lambda k: rates[k][0])
+    u, pr, ratio = rates[fastest]
+    print(f"fastest with folded batch norms ({fastest}): {u:.2f} -> {pr:.2f} patches/s, "
+          f"pruned x{ratio:.2f} faster")
+    for source, oa in accuracy_changes([Path(r) for r in a.results], a.data_dir):
+        h, q = oa["hrnet"], oa["hrnet pruned"]
+        print(f"accuracy (OA at 1 m, mean ± std over seeds) from {source}:\n"
+              f"  hrnet {100 * h['mean']:.2f} ± {100 * h['std']:.2f} %, pruned "
+              f"{100 * q['mean']:.2f} ± {100 * q['std']:.2f} %, change "
+              f"{100 * (q['mean'] - h['mean']):+.2f} points")
+
+
+if __name__ == "__main__":
+    main()

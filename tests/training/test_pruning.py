@@ -1,0 +1,135 @@
+"""FPGM pruning: the geometric-median choice, the compact network, isamap-prune end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gee_export.core.errors import ModelError
+from training.cli import prune_main
+from training.modelfile import ModelMeta, load_model_file, save_model_file
+from training.models import create_model
+from training.pruning import (
+    compact_model,
+    flop_count,
+    fpgm_step,
+    geometric_median_order,
+    n_pruned,
+    parameter_count,
+    prunable_layers,
+    zeroed_filters,
+)
+
+TINY = {"width": 5, "stem_width": 10, "stage1_width": 5, "modules": (1, 2, 1), "blocks": 1}
+NAIP = ("Red", "Green", "Blue", "NearInfrared")
+
+
+def trained_like(seed: int = 0, **kw) -> nn.Module:
+    """A tiny hrnet whose norms hold non-trivial statistics and affine parameters."""
+    torch.manual_seed(seed)
+    net = create_model("hrnet", 4, 7, **{**TINY, **kw}).train()
+    with torch.no_grad():
+        for _ in range(2):
+            net(torch.randn(2, 4, 48, 48))
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d | nn.InstanceNorm2d) and m.weight is not None:
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return net.eval()
+
+
+def meta_for(kw: dict) -> ModelMeta:
+    return ModelMeta("hrnet", 4, 7, NAIP, (0.0,) * 4, (1.0,) * 4, "landcover",
+                     ("cropland", "woodland", "grassland", "water", "impervious", "bare_land",
+                      "snow_ice"), model_kwargs={**TINY, **kw})
+
+
+def test_filters_nearest_the_geometric_median_go_first():
+    # five 1-value filters 0, 1, 2, 3, 10: summed distances 16, 13, 12, 13, 34
+    weight = torch.tensor([0.0, 1.0, 2.0, 3.0, 10.0]).view(5, 1, 1, 1)
+    assert geometric_median_order(weight).tolist() == [2, 1, 3, 0, 4]  # ties: index order
+    assert [n_pruned(n, 0.4) for n in (1, 2, 5, 10, 18, 64)] == [0, 0, 2, 4, 7, 25]
+
+
+@pytest.mark.parametrize("stem_norm", ["instance", "batch"])
+def test_compact_model_equals_the_masked_one_with_fewer_channels(stem_norm, tmp_path):
+    net = trained_like(stem_norm=stem_norm)
+    widths = {layer.conv: net.get_submodule(layer.conv).out_channels
+              for layer in prunable_layers(net)}
+    others = {n: m.out_channels for n, m in net.named_modules()
+              if isinstance(m, nn.Conv2d) and n not in widths}
+    chosen = fpgm_step(net, 0.4)
+    assert {k: len(v) for k, v in chosen.items()} == {k: n_pruned(n, 0.4)
+                                                      for k, n in widths.items()}
+    assert zeroed_filters(net) == chosen
+    small, meta = compact_model(net, meta_for({"stem_norm": stem_norm}))
+    # genuinely smaller: every prunable conv lost floor(40 %) of its filters, the rest kept
+    for name, n in widths.items():
+        assert small.get_submodule(name).out_channels == n - n_pruned(n, 0.4), name
+        assert small.get_submodule(name).weight.shape[0] == n - n_pruned(n, 0.4)
+    for name, n in others.items():
+        assert small.get_submodule(name).out_channels == n, name
+    assert small.stem.conv1.out_channels == 6 and small.stem.conv2[0].in_channels == 6
+    assert parameter_count(small) < 0.8 * parameter_count(net)
+    assert flop_count(small, 4, 64) < 0.75 * flop_count(net, 4, 64)
+    x = torch.randn(2, 4, 56, 40)
+    with torch.no_grad():
+        masked, compact = net(x), small(x)
+    torch.testing.assert_close(compact, masked, rtol=1e-5, atol=1e-4)
+    # a normal model file: rebuilt through the registry from its recorded channels
+    path = save_model_file(tmp_path / "pruned.pt", small, meta)
+    loaded, loaded_meta = load_model_file(path)
+    assert loaded_meta.model_kwargs["channels"]["stem.conv1"] == 6
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), compact)
+
+
+def test_models_without_a_description_are_refused():
+    with pytest.raises(ModelError, match="hrnet"):
+        prunable_layers(create_model("unet", 4, widths=[4, 8, 16, 32, 64]))
+
+
+def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_run, patch_root,
+                                                                           tmp_path, capsys):
+    out = tmp_path / "pruned"
+    code = prune_main(["--model", str(hrnet_run.model_path), "--data", str(patch_root),
+                       "--out", str(out), "--epochs", "2", "--flops-size", "32", "--device",
+                       "cpu", "--precision", "fp32", "--workers", "0", "--no-progress", "-q"])
+    assert code == 0
+    assert "compact model" in capsys.readouterr().out
+    summary = json.loads((out / "pruning.json").read_text())
+    assert summary["rate"] == 0.4 and summary["after"]["parameters"] < \
+        summary["before"]["parameters"]
+    for before, after in summary["layers"].values():
+        assert after == before - n_pruned(before, 0.4)
+    masked, meta = load_model_file(out / "model.pt")
+    small, small_meta = load_model_file(out / "pruned.pt")
+    assert small_meta.extra["pruning"]["rate"] == 0.4
+    # the fine-tuned model kept its zeros (pruned after every epoch, the last included)
+    assert all(len(v) == n_pruned(masked.get_submodule(k).out_channels, 0.4)
+               for k, v in zeroed_filters(masked).items())
+    x = torch.randn(1, len(meta.bands), 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-4)
+    # and isamap-predict's loader runs it on a raster
+    from inference.predict import PredictConfig
+    from inference.workflow import predict_with_model_file
+    from tests.support.rasters import smooth_stack, write_stack
+
+    stack = write_stack(tmp_path / "stack.tif", smooth_stack(40, 50, count=len(meta.bands)),
+                        bands=meta.bands)
+    outputs = predict_with_model_file(str(out / "pruned.pt"), str(stack), str(tmp_path / "map"),
+                                      config=PredictConfig(tile=32, overlap=8), progress=False,
+                                      isa_class=1)
+    assert np.isin(np.unique(_read(outputs.prediction.class_path)), [0, 1, 255]).all()
+
+
+def _read(path):
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return ds.read(1)

@@ -1,0 +1,271 @@
+"""Filter pruning via geometric median (FPGM, He et al. 2019), as the land-cover paper uses it.
+
+Section 3.4 and Algorithm 1: starting from the trained model, every epoch of fine-tuning is
+followed by zeroing, in every prunable convolution, the ``rate`` (40 %) of filters nearest
+the geometric median of that layer's filters -- those with the smallest sum of Euclidean
+distances to all the others, i.e. the ones the others can best stand in for. A zeroed filter
+may grow back during the next epoch and the choice is made again (soft pruning). At the end
+the zeroed filters are *removed*: the compact network has fewer channels, not masks.
+
+Which convolutions: those whose output only feeds the next convolution
+(``HRNet.prunable_layers``: stem, inner block convolutions, intermediate fusion downsamplers,
+the head's 1x1). Convolutions writing into a branch -- residual outputs, transitions, the
+last layer of each fusion path, "the latest layers before the multi-resolution fusion" --
+keep every filter, as the paper says; removing their channels would need every block of the
+branch to drop the same ones.
+
+A filter is zeroed together with its normalisation's scale and shift, so its channel is
+exactly 0 after the norm and ReLU; deleting it and the matching input slice of its
+consumers then changes nothing (tested: the compact model's outputs equal the masked
+model's to float rounding).
+
+``isamap-prune --model run/model.pt --data DATASET --out pruned/`` fine-tunes with the
+trained model's own recipe (loss, optimizer, crops from its recorded configuration; flags
+override), and writes ``<out>/model.pt`` (the masked model, from the trainer),
+``<out>/pruned.pt`` (the compact model, a normal model file ``isamap-predict`` loads) and
+``<out>/pruning.json`` (channels, parameters and FLOPs before and after).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gee_export.core.errors import ConfigError, ModelError
+from gee_export.core.storage import atomic_write
+from training.config import TrainConfig, apply_recipe, config_from_mapping
+from training.data import NormStats
+from training.losses import build_loss
+from training.modelfile import ModelMeta, load_model_file, save_model_file
+from training.models import create_model
+from training.models.hrnet import PrunableLayer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RATE = 0.4
+PRUNED_MODEL = "pruned.pt"
+SUMMARY = "pruning.json"
+
+
+# ------------------------------------------------------------------ FPGM
+def prunable_layers(model: nn.Module) -> tuple[PrunableLayer, ...]:
+    """The model's prunable convolutions (models describe them; only ``hrnet`` does so)."""
+    describe = getattr(model, "prunable_layers", None)
+    if describe is None:
+        raise ModelError(f"{type(model).__name__} does not say which of its convolutions can be "
+                         "pruned; FPGM pruning is implemented for hrnet")
+    return describe()
+
+
+def n_pruned(filters: int, rate: float) -> int:
+    """Filters to remove from a layer of ``filters``: ``floor(rate * filters)``, keeping one."""
+    return min(int(rate * filters), filters - 1)
+
+
+def geometric_median_order(weight: torch.Tensor) -> torch.Tensor:
+    """Filter indices sorted by their summed L2 distance to the layer's other filters.
+
+    The first ones are nearest the geometric median (Equation 1): the most replaceable.
+    Ties keep index order, so the choice is deterministic.
+    """
+    flat = weight.detach().flatten(1).double()
+    scores = torch.cdist(flat, flat).sum(dim=1)
+    return torch.sort(scores, stable=True).indices
+
+
+def select_filters(model: nn.Module, rate: float = DEFAULT_RATE,
+                   layers: Sequence[PrunableLayer] | None = None) -> dict[str, list[int]]:
+    """The filters FPGM removes now: ``{conv name: sorted filter indices}``."""
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError(f"the pruning rate must be in [0, 1), got {rate}")
+    chosen = {}
+    for layer in layers or prunable_layers(model):
+        weight = model.get_submodule(layer.conv).weight
+        k = n_pruned(weight.shape[0], rate)
+        chosen[layer.conv] = sorted(geometric_median_order(weight)[:k].tolist())
+    return chosen
+
+
+@torch.no_grad()
+def zero_filters(model: nn.Module, chosen: Mapping[str, Sequence[int]],
+                 layers: Sequence[PrunableLayer] | None = None) -> None:
+    """Zero the chosen filters and their norm's scale and shift (their channel becomes 0)."""
+    by_conv = {layer.conv: layer for layer in layers or prunable_layers(model)}
+    for name, idx in chosen.items():
+        if not idx:
+            continue
+        index = torch.as_tensor(list(idx), dtype=torch.long)
+        conv = model.get_submodule(name)
+        conv.weight[index] = 0
+        if conv.bias is not None:
+            conv.bias[index] = 0
+        norm = model.get_submodule(by_conv[name].norm)
+        if getattr(norm, "weight", None) is None:
+            raise ModelError(f"{by_conv[name].norm} has no affine scale to zero; FPGM needs one")
+        norm.weight[index] = 0
+        norm.bias[index] = 0
+
+
+def fpgm_step(model: nn.Module, rate: float = DEFAULT_RATE) -> dict[str, list[int]]:
+    """One pruning pass of Algorithm 1 (lines 5-8): select and zero; returns the choice."""
+    layers = prunable_layers(model)
+    chosen = select_filters(model, rate, layers)
+    zero_filters(model, chosen, layers)
+    return chosen
+
+
+def zeroed_filters(model: nn.Module) -> dict[str, list[int]]:
+    """Filters of the prunable layers that are exactly zero now (what the compact model drops).
+
+    A filter counts only when its weights and its norm's scale and shift are all zero.
+    """
+    found = {}
+    for layer in prunable_layers(model):
+        conv, norm = model.get_submodule(layer.conv), model.get_submodule(layer.norm)
+        dead = (conv.weight.detach().flatten(1) == 0).all(dim=1)
+        dead &= (norm.weight.detach() == 0) & (norm.bias.detach() == 0)
+        if conv.bias is not None:
+            dead &= conv.bias.detach() == 0
+        idx = torch.nonzero(dead).flatten().tolist()
+        if len(idx) == dead.numel():
+            idx = idx[1:]  # never remove a layer entirely
+        found[layer.conv] = idx
+    return found
+
+
+# ------------------------------------------------------------------ the compact network
+def compact_state(state: Mapping[str, torch.Tensor], layers: Sequence[PrunableLayer],
+                  removed: Mapping[str, Sequence[int]]) -> dict[str, torch.Tensor]:
+    """The state dict without the removed filters (and the consumers' matching inputs)."""
+    out = dict(state)
+    keep: dict[str, torch.Tensor] = {}
+    for layer in layers:
+        n = state[f"{layer.conv}.weight"].shape[0]
+        gone = set(removed.get(layer.conv, ()))
+        keep[layer.conv] = torch.tensor([i for i in range(n) if i not in gone])
+    for layer in layers:
+        k = keep[layer.conv]
+        for key in (f"{layer.conv}.weight", f"{layer.conv}.bias"):
+            if key in out:
+                out[key] = out[key][k]
+        for suffix in ("weight", "bias", "running_mean", "running_var"):
+            key = f"{layer.norm}.{suffix}"
+            if key in out and out[key] is not None and out[key].ndim == 1:
+                out[key] = out[key][k]
+        for consumer in layer.consumers:
+            out[f"{consumer}.weight"] = out[f"{consumer}.weight"][:, k]
+    return {name: t.contiguous() for name, t in out.items()}
+
+
+def compact_model(model: nn.Module, meta: ModelMeta,
+                  removed: Mapping[str, Sequence[int]] | None = None
+                  ) -> tuple[nn.Module, ModelMeta]:
+    """A genuinely smaller network without the zeroed filters, and its model-file meta.
+
+    ``removed`` defaults to the filters that are zero now (:func:`zeroed_filters`). The new
+    meta records the kept widths in ``model_kwargs["channels"]``, so ``load_model_file``
+    rebuilds the compact network through the registry.
+    """
+    layers = prunable_layers(model)
+    removed = zeroed_filters(model) if removed is None else removed
+    widths = {layer.conv: model.get_submodule(layer.conv).out_channels
+              - len(removed.get(layer.conv, ())) for layer in layers}
+    previous = dict(meta.model_kwargs).get("channels") or {}
+    channels = {**previous, **{k: v for k, v in widths.items()
+                               if v != model.get_submodule(k).out_channels or k in previous}}
+    kwargs = {**dict(meta.model_kwargs), "channels": channels}
+    small = create_model(meta.name, meta.in_channels, meta.num_classes,
+                         module=meta.module or None, **kwargs)
+    small.load_state_dict(compact_state(model.state_dict(), layers, removed), strict=True)
+    new_meta = ModelMeta.from_dict({**meta.to_dict(), "model_kwargs": kwargs,
+                                    "code_version": ""})
+    return small.eval(), new_meta
+
+
+# ------------------------------------------------------------------ size and cost
+def parameter_count(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def flop_count(model: nn.Module, in_channels: int, size: int = 256) -> int:
+    """Forward FLOPs for one ``size x size`` input (``torch.utils.flop_counter``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, in_channels, size, size))
+    return int(counter.get_total_flops())
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What ``prune`` wrote."""
+
+    masked_path: Path
+    pruned_path: Path
+    summary_path: Path
+    summary: dict
+
+
+# ------------------------------------------------------------------ fine-tuning run
+def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = DEFAULT_RATE,
+          overrides: Mapping | None = None, flops_size: int = 256) -> PruneResult:
+    """Fine-tune a trained model with FPGM every epoch, then save the compact network.
+
+    Args:
+        model_path: trained model file (``isamap-train``'s ``model.pt``).
+        data: the patch dataset to fine-tune on.
+        out_dir: run folder (checkpoint, masked ``model.pt``, ``pruned.pt``, summary).
+        rate: share of filters removed per prunable layer.
+        overrides: ``TrainConfig`` fields replacing the trained model's recorded ones.
+        flops_size: input side for the FLOP counts of the summary.
+    """
+    from training.trainer import BEST_MODEL, Trainer, patch_splits, seed_everything
+
+    model, meta = load_model_file(model_path)
+    prunable_layers(model)  # refuse models that cannot be pruned before any work
+    recorded = dict((meta.extra or {}).get("config") or {})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    base = {k: v for k, v in recorded.items() if k in known and k not in (
+        "resume", "stop_after", "filter_noisy", "bands")}
+    cfg = apply_recipe(config_from_mapping({
+        **base, **dict(overrides or {}), "data": str(data), "out_dir": str(out_dir),
+        "model": meta.name, "model_kwargs": dict(meta.model_kwargs),
+        "bands": list(meta.bands)}))
+    if not 0.0 < rate < 1.0:
+        raise ConfigError(f"--rate must be in (0, 1), got {rate}")
+    norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
+    train_set, val_set = patch_splits(cfg, tuple(meta.bands), norm)
+    seed_everything(cfg.seed)
+    loss = build_loss(cfg.loss, class_names=meta.class_names, **dict(cfg.loss_kwargs))
+    run_meta = ModelMeta.from_dict({**meta.to_dict(), "extra": {
+        **dict(meta.extra or {}), "pruning": {"rate": rate, "from": str(model_path)}}})
+    before = {"parameters": parameter_count(model),
+              "flops": flop_count(model, meta.in_channels, flops_size)}
+    layers = prunable_layers(model)
+    trainer = Trainer(cfg, model, loss, train_set, val_set, run_meta,
+                      epoch_end=lambda m, epoch: fpgm_step(m, rate))
+    result = trainer.fit()
+    masked, masked_meta = load_model_file(result.model_path)
+    small, small_meta = compact_model(masked, masked_meta)
+    out = Path(out_dir)
+    pruned_path = save_model_file(out / PRUNED_MODEL, small, small_meta)
+    after = {"parameters": parameter_count(small),
+             "flops": flop_count(small, meta.in_channels, flops_size)}
+    summary = {"rate": rate, "from": str(model_path), "flops_input": flops_size,
+               "before": before, "after": after,
+               "layers": {layer.conv: [masked.get_submodule(layer.conv).out_channels,
+                                       small.get_submodule(layer.conv).out_channels]
+                          for layer in layers},
+               "best_epoch": result.best_epoch, "best_val_miou": result.best_miou}
+    text = json.dumps(summary, indent=1, allow_nan=True)
+    atomic_write(out / SUMMARY, lambda fh: fh.write(text.encode()))
+    return PruneResult(out / BEST_MODEL, pruned_path, out / SUMMARY, summary)
