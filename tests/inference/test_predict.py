@@ -174,7 +174,7 @@ def test_interrupted_run_resumes_from_its_strips(stack, tmp_path):
 def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
     """SIGKILL in the middle of a run (no cleanup at all), then the same command again."""
     script = textwrap.dedent(f"""
-        import os, signal, sys, numpy as np
+        import os, pathlib, signal, sys, time, numpy as np
         sys.path.insert(0, {str(os.getcwd())!r})
         from tests.support.rasters import BANDS
         from tests.support.models import conv1x1
@@ -186,6 +186,12 @@ def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
         def hook(module, args, output):
             calls[0] += 1
             if calls[0] == kill_after:
+                # let the encoder thread put two checkpoint strips down first (one kept strip
+                # still needs its first tile row again), so the test does not race that thread
+                deadline = time.monotonic() + 60
+                while (len(list(pathlib.Path({str(tmp_path)!r}).rglob("strip_*.tif"))) < 2
+                       and time.monotonic() < deadline):
+                    time.sleep(0.05)
                 os.kill(os.getpid(), signal.SIGKILL)
         model.register_forward_hook(hook)
         options = RuntimeOptions(precision="fp32", channels_last="on")
