@@ -24,6 +24,7 @@ from gee_export.core.storage import atomic_write
 from training import autotune
 from training.data import NormStats, PatchDataset, make_loader
 from training.devices import Layout, Precision
+from training.distributed import DistInfo, resolve_device
 from training.losses import main_output
 from training.metrics import (
     ConfusionMatrix,
@@ -34,7 +35,6 @@ from training.metrics import (
 )
 from training.modelfile import load_model_file
 from training.plots import plot_confusion
-from training.trainer import DistInfo, resolve_device
 
 
 @dataclass(frozen=True)

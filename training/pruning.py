@@ -228,7 +228,8 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
         overrides: ``TrainConfig`` fields replacing the trained model's recorded ones.
         flops_size: input side for the FLOP counts of the summary.
     """
-    from training.trainer import BEST_MODEL, Trainer, patch_splits, seed_everything
+    from training.seeding import seed_everything
+    from training.trainer import BEST_MODEL, Trainer, patch_splits
 
     model, meta = load_model_file(model_path)
     prunable_layers(model)  # refuse models that cannot be pruned before any work

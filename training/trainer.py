@@ -40,8 +40,6 @@ import contextlib
 import json
 import logging
 import math
-import os
-import random
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
@@ -56,14 +54,16 @@ from tqdm.auto import tqdm
 
 from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
 from gee_export.core.storage import atomic_write
-from training import autotune, devices
+from training import autotune
 from training.config import TrainConfig, apply_recipe
 from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, make_loader
+from training.distributed import DistInfo, init_distributed, resolve_device
 from training.losses import build_loss, main_output
 from training.metrics import ConfusionMatrix
 from training.modelfile import ModelMeta, atomic_torch_save, save_model_file
 from training.models import context_warning, create_model, recipe_for, upsamples
 from training.run_folder import config_differences
+from training.seeding import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -87,35 +87,6 @@ class TrainResult:
     finished: bool
 
 
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_kind: str) -> DistInfo:
-    """Join the ``torchrun`` process group when ``WORLD_SIZE`` > 1 (NCCL on GPU, else Gloo)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def resolve_device(name: str, info: DistInfo) -> torch.device:
-    """The device of this process (its local rank's GPU under torchrun), made current."""
-    dev = devices.resolve_device(name, info.local_rank)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    return dev
-
-
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     """The recipe's optimiser: Adam (CroFuseNet's), or SGD with momentum (e.g. HRNet's)."""
     if cfg.optimizer == "sgd":
@@ -132,34 +103,6 @@ class PolyLR:
 
     def __call__(self, it: int) -> float:
         return max(1.0 - it / self.max_iter, 0.0) ** self.power
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - third-party code may draw from the global state
-    torch.manual_seed(seed)
-
-
-def _rng_state(loader_gen: torch.Generator) -> dict:
-    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                       float(cached)),
-             "loader": loader_gen.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, loader_gen: torch.Generator) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name,  # noqa: NPY002
-                          keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    loader_gen.set_state(state["loader"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _floatify(d: dict) -> dict:
@@ -291,7 +234,7 @@ class Trainer:
                 "bad_epochs": self.bad_epochs, "finished": self.finished,
                 "history": self.history, "meta": self.meta.to_dict(),
                 "runtime": self.runtime.to_dict(),
-                "rng": _rng_state(self.train_loader.generator)}
+                "rng": rng_state(self.train_loader.generator)}
 
     def load_checkpoint(self, path: Path, same_config: bool = False) -> None:
         """Continue from a checkpoint; ``same_config`` refuses one made with other options."""
@@ -320,7 +263,7 @@ class Trainer:
         self.best_miou, self.best_epoch = float(ck["best_miou"]), int(ck["best_epoch"])
         self.bad_epochs, self.finished = int(ck["bad_epochs"]), bool(ck["finished"])
         self.history = list(ck["history"])
-        _set_rng_state(ck["rng"], self.train_loader.generator)
+        set_rng_state(ck["rng"], self.train_loader.generator)
 
     # -------------------------------------------------------------- loop
     def _batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

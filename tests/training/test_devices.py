@@ -11,7 +11,7 @@ import torch
 
 from gee_export.core.errors import ConfigError
 from inference import runtime
-from training import devices, evaluate, trainer
+from training import devices, distributed, evaluate, trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_the_parsers_module_does_not_import_torch():
 
 def test_device_names():
     assert devices.resolve_device("cpu") == torch.device("cpu")
-    assert trainer.resolve_device("cpu", trainer.DistInfo()) == torch.device("cpu")
+    assert distributed.resolve_device("cpu", distributed.DistInfo()) == torch.device("cpu")
     if torch.cuda.is_available():
         assert devices.resolve_device("cuda", local_rank=0) == torch.device("cuda", 0)
     else:

@@ -1,0 +1,44 @@
+"""Where a training process runs: its rank under ``torchrun`` and its device.
+
+Shared by training (one process per GPU under ``torchrun``, DDP) and evaluation (one process),
+so both place themselves the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from training import devices
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_kind: str) -> DistInfo:
+    """Join the ``torchrun`` process group when ``WORLD_SIZE`` > 1 (NCCL on GPU, else Gloo)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    """The device of this process (its local rank's GPU under torchrun), made current."""
+    dev = devices.resolve_device(name, info.local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return dev
