@@ -12,9 +12,11 @@ stacks on disk or behind ``/vsigs/`` are read exactly as before; two more live h
   tiles (tile + overlap, the halo the blend needs), and each tile is fetched by a callable
   (``computePixels`` through the Earth Engine session, in mapping) on a bounded thread pool,
   ahead of the predictor: the predictor reads one tile row ahead of the one it predicts, so a
-  row's requests run while the previous row is predicted (``ahead_rows`` adds rows of
-  look-ahead beyond that). A row is dropped once read, so memory is bounded by a band of tile
-  rows whatever the region's size.
+  row's requests run while the previous row is predicted, and further rows are fetched ahead
+  (``ahead_rows``; by default as many as keep ``workers`` requests busy, within
+  :data:`DEFAULT_AHEAD_BYTES`): grouped requests make few requests per row, and with a fast
+  model one row's requests alone leave most workers idle. A row is dropped once read, so
+  memory is bounded by a band of tile rows whatever the region's size.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ MAX_WORKERS = 40  # Earth Engine allows about 40 concurrent requests per project
 DEFAULT_WORKERS = 16
 DEFAULT_REQUEST_BYTES = 32 * 2**20  # two thirds of computePixels' 48 MB per request
 DEFAULT_INFLIGHT_BYTES = 128 * 2**20  # what the requests in flight may hold together
+#: What rows fetched ahead of the predictor may hold together (the automatic look-ahead).
+DEFAULT_AHEAD_BYTES = 256 * 2**20
 MASKED_BELOW = -1.0e38  # Earth Engine's masked float pixels (-3e38) and anything lower
 
 
@@ -164,6 +168,22 @@ def group_requests(row: Sequence[FetchTile], bands: int, max_bytes: int) -> list
     return out
 
 
+def look_ahead(requests: Sequence[Sequence[FetchRequest]], workers: int, bands: int,
+               max_bytes: int = DEFAULT_AHEAD_BYTES) -> int:
+    """Tile rows to fetch ahead so that ``workers`` requests are busy, within ``max_bytes``.
+
+    The predictor reads the next row while it predicts this one, so one row is ahead anyway;
+    each further row adds its requests to those in flight and its pixels to memory.
+    """
+    if not requests:
+        return 0
+    per_row = max(1, min(len(row) for row in requests))
+    row_bytes = max(sum(r.window.height * r.window.width for r in row) for row in requests)
+    wanted = -(-workers // per_row) - 1
+    affordable = max_bytes // max(row_bytes * bands * 4, 1)
+    return int(max(0, min(wanted, affordable)))
+
+
 def _request(tiles: Sequence[FetchTile]) -> FetchRequest:
     first, last = tiles[0].window, tiles[-1].window
     return FetchRequest(tuple(tiles), Window(row_off=first.row_off, col_off=first.col_off,
@@ -190,7 +210,8 @@ class FetchedSource:
         bands: band names, in the order ``fetch`` returns them.
         tile / overlap: the predictor's tiling (the fetched tiles are its tiles).
         workers: concurrent fetches (1..40).
-        ahead_rows: tile rows fetched ahead of the one being read.
+        ahead_rows: tile rows fetched ahead of the one being read (None: enough to keep
+            ``workers`` requests in flight, holding at most :data:`DEFAULT_AHEAD_BYTES`).
         max_request_bytes: neighbouring tiles of a row share a request up to this size (2/3 of
             computePixels' 48 MB limit by default; a single tile is never split here).
         max_inflight_bytes: the requests in flight together ask for at most this many bytes:
@@ -202,7 +223,8 @@ class FetchedSource:
 
     def __init__(self, fetch: Callable[[Window], np.ndarray], grid: Grid,
                  bands: Sequence[str], *, tile: int, overlap: int,
-                 workers: int = DEFAULT_WORKERS, ahead_rows: int = 0, identity: str = "",
+                 workers: int = DEFAULT_WORKERS, ahead_rows: int | None = None,
+                 identity: str = "",
                  max_request_bytes: int = DEFAULT_REQUEST_BYTES,
                  max_inflight_bytes: int = DEFAULT_INFLIGHT_BYTES) -> None:
         if not 1 <= workers <= MAX_WORKERS:
@@ -217,7 +239,8 @@ class FetchedSource:
         self.layout = fetch_layout(grid, tile, overlap)
         self.requests = [group_requests(row, self.count, max_request_bytes)
                          for row in self.layout]
-        self.ahead_rows = max(0, ahead_rows)
+        self.ahead_rows = (look_ahead(self.requests, workers, self.count)
+                           if ahead_rows is None else max(0, ahead_rows))
         self.stats = FetchStats(tiles=sum(len(r) for r in self.layout))
         self._fetch = fetch
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fetch")
