@@ -319,7 +319,7 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
     layout = fetch_layout(grid, request.tile, request.overlap)
     tiles = sum(len(row) for row in layout)
     groups = [g for row in layout
-              for g in group_requests(row, len(bands), DEFAULT_REQUEST_BYTES, request.workers)]
+              for g in group_requests(row, len(bands), DEFAULT_REQUEST_BYTES)]
     nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4
     requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
                 if request.method == "pixels" else 0)

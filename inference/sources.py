@@ -146,25 +146,20 @@ class FetchRequest:
     window: Window
 
 
-def group_requests(row: Sequence[FetchTile], bands: int, max_bytes: int,
-                   workers: int | None = None) -> list[FetchRequest]:
+def group_requests(row: Sequence[FetchTile], bands: int, max_bytes: int) -> list[FetchRequest]:
     """Consecutive tiles of a row in requests of at most ``max_bytes`` of float32 each.
 
     A computePixels request costs the client a serialisation of the whole recipe graph and the
     service a round trip, whatever its size; neighbours in a row share their overlap, so one
-    request for a few of them fetches fewer bytes as well. But a grouped request answers only
-    when all its tiles are computed, so with ``workers`` given a row keeps at least
-    ``workers`` requests (one tile each when the row has no more tiles than workers): grouping
-    saves work only where it does not leave workers idle. A single tile is never split here
+    request for a few of them fetches fewer bytes as well. A single tile is never split here
     (the request builder splits anything over the service limits).
     """
-    most = len(row) if workers is None else max(1, len(row) // max(1, workers))
     out: list[FetchRequest] = []
     group: list[FetchTile] = []
     for tile in row:
         trial = [*group, tile]
         w = trial[-1].window.col_end - trial[0].window.col_off
-        if group and (len(trial) > most or w * tile.window.height * bands * 4 > max_bytes):
+        if group and w * tile.window.height * bands * 4 > max_bytes:
             out.append(_request(group))
             trial = [tile]
         group = trial
@@ -242,7 +237,7 @@ class FetchedSource:
         self.nodatavals = (float("nan"),) * self.count
         self.identity = identity or f"fetched:{grid.to_dict()}"
         self.layout = fetch_layout(grid, tile, overlap)
-        self.requests = [group_requests(row, self.count, max_request_bytes, workers)
+        self.requests = [group_requests(row, self.count, max_request_bytes)
                          for row in self.layout]
         self.ahead_rows = (look_ahead(self.requests, workers, self.count)
                            if ahead_rows is None else max(0, ahead_rows))

@@ -65,15 +65,3 @@ def _window(row_off: int, height: int, width: int):
     from rasterio.windows import Window
 
     return Window(0, row_off, width, height)
-
-
-def test_grouping_never_leaves_workers_idle():
-    row = fetch_layout(_grid(3648), 512, 64)[0]  # 8 tiles
-    assert [len(r.tiles) for r in group_requests(row, len(BANDS), DEFAULT_REQUEST_BYTES)] == [5, 3]
-    assert [len(r.tiles) for r in group_requests(row, len(BANDS), DEFAULT_REQUEST_BYTES, 16)] \
-        == [1] * 8
-    assert [len(r.tiles) for r in group_requests(row, len(BANDS), DEFAULT_REQUEST_BYTES, 3)] \
-        == [2, 2, 2, 2]
-    wide = fetch_layout(_grid(16384), 512, 64)[0]  # 37 tiles: 16 workers still group
-    grouped = group_requests(wide, len(BANDS), DEFAULT_REQUEST_BYTES, 16)
-    assert len(grouped) >= 16 and sum(len(r.tiles) for r in grouped) == len(wide)
