@@ -47,7 +47,7 @@ DEFAULT_WORKERS = 16
 DEFAULT_REQUEST_BYTES = 32 * 2**20  # two thirds of computePixels' 48 MB per request
 DEFAULT_INFLIGHT_BYTES = 128 * 2**20  # what the requests in flight may hold together
 #: What rows fetched ahead of the predictor may hold together (the automatic look-ahead).
-DEFAULT_AHEAD_BYTES = 256 * 2**20
+DEFAULT_AHEAD_BYTES = 128 * 2**20
 MASKED_BELOW = -1.0e38  # Earth Engine's masked float pixels (-3e38) and anything lower
 
 

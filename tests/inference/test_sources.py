@@ -30,10 +30,10 @@ def test_look_ahead_keeps_the_workers_busy_within_its_memory():
     assert min(len(row) for row in small) == 2
     assert look_ahead(small, workers=1, bands=len(BANDS)) == 0
     assert look_ahead(small, workers=4, bands=len(BANDS)) == 1
-    assert look_ahead(small, workers=16, bands=len(BANDS)) == 5  # 256 MiB / 48 MiB a row
+    assert look_ahead(small, workers=16, bands=len(BANDS)) == 2  # 128 MiB / 48 MiB a row
     assert look_ahead(small, workers=16, bands=len(BANDS), max_bytes=10**12) == 7
-    wide = _requests(16384)  # a row of 16,384 px is 200 MiB: one row ahead at most
-    assert look_ahead(wide, workers=40, bands=len(BANDS)) == 1
+    wide = _requests(16384)  # a row of 16,384 px is 200 MiB: no row ahead (memory first)
+    assert look_ahead(wide, workers=40, bands=len(BANDS)) == 0
     assert look_ahead([], workers=16, bands=len(BANDS)) == 0
 
 
