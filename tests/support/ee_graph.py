@@ -18,6 +18,14 @@ from gee_export.ee.serialized import (  # noqa: F401  (re-exported for the test 
     names,
 )
 
+
+def loaded_ids(obj) -> list[str]:
+    """Asset ids of every collection and image a graph loads (what a recipe reads)."""
+    return [constant(c["arguments"]["id"])
+            for name in ("ImageCollection.load", "Image.load")
+            for c in find(obj, name)]
+
+
 NP_FUNCS = {"max": np.maximum, "min": np.minimum, "sqrt": np.sqrt, "tan": np.tan,
             "cos": np.cos, "sin": np.sin, "atan": np.arctan}
 

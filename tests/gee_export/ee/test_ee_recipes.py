@@ -17,15 +17,6 @@ from tests.support.ee_graph import evaluate
 JUNE = ("2019-06-01", "2019-07-01")
 
 
-@pytest.fixture
-def region(ee_offline):
-    return ee_offline.Geometry.Rectangle([114.2, 30.4, 114.3, 30.5])
-
-
-def loads(obj) -> list[str]:
-    return [ee_graph.constant(c["arguments"]["id"])
-            for name in ("ImageCollection.load", "Image.load")
-            for c in ee_graph.find(obj, name)]
 
 
 def filters(obj, name: str) -> list[tuple]:
@@ -38,7 +29,7 @@ def filters(obj, name: str) -> list[tuple]:
 def test_s1_every_variant(region, method, flat):
     recipe = sentinel1.S1Recipe(speckle=method, terrain_flattening=flat)
     img = sentinel1.s1_composite(region, *JUNE, recipe)
-    ids = loads(img)
+    ids = ee_graph.loaded_ids(img)
     assert "COPERNICUS/S1_GRD_FLOAT" in ids and "COPERNICUS/S1_GRD" not in ids
     assert ("instrumentMode", "IW") in filters(img, "Filter.equals")
     assert set(filters(img, "Filter.listContains")) == {
@@ -93,7 +84,7 @@ def test_default_dem_is_not_a_deprecated_asset(region):
     deprecated = [str(w.message) for w in caught if "deprecated asset" in str(w.message)]
     assert len(deprecated) == 1 and "COPERNICUS/DEM/GLO30!" in deprecated[0]
     assert "GLO30_2024_1" in deprecated[0]  # ... and names the replacement used here
-    dem = [i for i in loads(img) if i.startswith("COPERNICUS/DEM")]
+    dem = [i for i in ee_graph.loaded_ids(img) if i.startswith("COPERNICUS/DEM")]
     assert dem == ["COPERNICUS/DEM/GLO30_2024_1"]
     assert any(ee_graph.constant(c["arguments"]["bandSelectors"]) == ["DEM"]
                for c in ee_graph.find(img, "Image.select"))  # same DEM band as before
@@ -103,7 +94,7 @@ def test_s1_orbit_pass_and_dem_option(region):
     img = sentinel1.s1_composite(region, *JUNE, sentinel1.S1Recipe(
         orbit_pass="descending", terrain_flattening="surface", dem="USGS/SRTMGL1_003"))
     assert ("orbitProperties_pass", "DESCENDING") in filters(img, "Filter.equals")
-    assert "USGS/SRTMGL1_003" in loads(img)
+    assert "USGS/SRTMGL1_003" in ee_graph.loaded_ids(img)
 
 
 def test_s1_empty_month_names_month_and_region():
@@ -145,7 +136,7 @@ def test_terrain_formulas():
 def test_s2_composite(region, mask):
     recipe = sentinel2.S2Recipe(cloud_mask=mask, cs_threshold=0.65)
     img = sentinel2.s2_composite(region, *JUNE, recipe, ("B2", "B3", "B4", "B8", "B11"))
-    ids = loads(img)
+    ids = ee_graph.loaded_ids(img)
     assert "COPERNICUS/S2_SR_HARMONIZED" in ids
     names = set(ee_graph.names(img))
     assert {"reduce.median", "reduce.count", "Image.updateMask"} <= names
@@ -192,7 +183,7 @@ def test_s2_window_widening_and_empty_month():
 def test_labels(region, text, collection, value):
     source = labels.parse_label_source(text)
     img = labels.label_image(source, region, *JUNE, 2019)
-    assert collection in loads(img)
+    assert collection in ee_graph.loaded_ids(img)
     unmask = ee_graph.first_call(img, "Image.unmask")
     assert 255 in list(ee_graph.constants(unmask["arguments"]["value"]))
     assert ee_graph.find(img, "Image.toUint8")

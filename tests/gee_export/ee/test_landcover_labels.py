@@ -20,15 +20,6 @@ from tests.support import ee_graph
 JUNE = ("2019-06-01", "2019-07-01")
 
 
-@pytest.fixture
-def region(ee_offline):
-    return ee_offline.Geometry.Rectangle([114.2, 30.4, 114.3, 30.5])
-
-
-def loads(obj) -> list[str]:
-    return [ee_graph.constant(c["arguments"]["id"])
-            for name in ("ImageCollection.load", "Image.load")
-            for c in ee_graph.find(obj, name)]
 
 
 @pytest.mark.parametrize("text,source,collection", [
@@ -44,7 +35,7 @@ def test_remap_uses_the_contract_table(region, text, source, collection):
                                                                   "landcover")
     assert list(parsed.classes.values()) == list(LANDCOVER_CLASSES)
     img = labels.label_image(parsed, region, *JUNE, 2019)
-    assert collection in loads(img)
+    assert collection in ee_graph.loaded_ids(img)
     remap = ee_graph.first_call(img, "Image.remap")
     frm, to = SCHEMES[source].remap_lists()
     assert ee_graph.constant(remap["arguments"]["from"]) == frm
