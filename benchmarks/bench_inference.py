@@ -83,6 +83,16 @@ class ReplayingPredictor(TilePredictor):
         self.replay_wall = self.replay_forward = 0.0
         self.replay_tiles = 0
 
+    @classmethod
+    def wrapping(cls, predictor: TilePredictor, every: int) -> ReplayingPredictor:
+        """A replaying twin of an existing predictor (same model and settings, fresh counts)."""
+        twin = cls.__new__(cls)
+        twin.__dict__.update(predictor.__dict__)
+        twin.every, twin.calls = every, 0
+        twin.replay_wall = twin.replay_forward = 0.0
+        twin.replay_tiles = 0
+        return twin
+
     def __call__(self, tiles: np.ndarray, compact: bool = False) -> np.ndarray:
         out = super().__call__(tiles, compact)
         self.calls += 1

@@ -113,32 +113,6 @@ def setup(folder: Path, size: int, latency: float, widths: tuple[int, ...], prec
     return grid, session, image, predictor
 
 
-def replaying(predictor, every: int):
-    """``predictor`` that replays every ``every``-th batch through the model alone."""
-    from inference.runtime import TilePredictor
-
-    class Replaying(TilePredictor):
-        def __init__(self) -> None:  # share the wrapped predictor's model and settings
-            self.__dict__.update(predictor.__dict__)
-            self.every, self.calls = every, 0
-            self.replay_wall = self.replay_forward = 0.0
-            self.replay_tiles = 0
-
-        def __call__(self, tiles: np.ndarray, compact: bool = False) -> np.ndarray:
-            out = super().__call__(tiles, compact)
-            self.calls += 1
-            if self.calls % self.every == 0:
-                start, before = time.perf_counter(), self.forward_seconds
-                super().__call__(tiles, compact)
-                self.replay_wall += time.perf_counter() - start
-                self.replay_forward += self.forward_seconds - before
-                self.replay_tiles += len(tiles)
-                self.forward_seconds = before
-            return out
-
-    return Replaying()
-
-
 def run_pipeline(folder: Path, grid, session, image, predictor, workers: int, tile: int,
                  overlap: int, batch: int, progress: bool = False,
                  request_bytes: int | None = None):
@@ -221,9 +195,11 @@ def main(argv: list[str] | None = None) -> dict:
         figures["runtime"] = predictor.description
         runs = {}
         one_tile = args.tile * args.tile * len(BANDS) * 4
+        from bench_inference import ReplayingPredictor  # the same replay as the pipeline bench
+
         for grouped in (True, False):
             for workers in (int(w) for w in args.workers.split(",")):
-                replay = replaying(predictor, args.replay_every)
+                replay = ReplayingPredictor.wrapping(predictor, args.replay_every)
                 result, seconds, stats = run_pipeline(
                     folder, grid, session, image, replay, workers, args.tile, args.overlap,
                     args.batch, request_bytes=None if grouped else one_tile)
