@@ -153,41 +153,31 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
 
         session = EESession(request.project).initialize()  # AuthenticationError explains
     with hold_output(request.out):  # a second run into the same --out is refused
-        return _map_and_publish(request, grid, meta, dataset, session, runner, worker_sessions,
-                                publish, publish_dry_run, collection, props, classes, isa,
-                                zones_geojson, recipe, echo)
+        predict_date = None
+        if runner is not None:
+            from inference.beam_map import date_predictor
 
-
-def _map_and_publish(request: MapRequest, grid: Grid, meta: Any, dataset: Any, session: Any,
-                     runner: Any, worker_sessions: Any, publish: PublishTarget | None,
-                     publish_dry_run: bool, collection: str | None, props: dict,
-                     classes: tuple[str, ...], isa: int, zones_geojson: dict | None,
-                     recipe: dict, echo: Callable[[str], None]) -> MapResult:
-    predict_date = None
-    if runner is not None:
-        from inference.beam_map import date_predictor
-
-        predict_date = date_predictor(runner, worker_sessions)
-    results = mapping.map_dates(request, grid, meta, dataset, session=session,
-                                predict_date=predict_date)
-    mapped = [(r.month, r.outputs) for r in results if r.outputs is not None]
-    skipped = {r.month: r.skipped for r in results if r.skipped}
-    if not mapped:
-        raise ConfigError(f"no date could be mapped: {skipped}; choose other --months")
-    local = request.product_dir()
-    series = series_products(mapped, skipped, request.out, local, request.zones,
-                             isa_class=isa, crs=grid.crs)
-    echo(series.table())
-    stac_paths = _write_stac(request, mapped, series, meta, recipe)
-    publication = None
-    if publish:
-        cogs = {m: (o.prediction.class_path, o.prediction.prob_path) for m, o in mapped}
-        publication = publish_series(
-            _series_request(collection, cogs, props, publish, classes, isa, zones_geojson, grid),
-            local / "publish", dry_run=publish_dry_run, echo=echo)
-    mapping.write_run_record(request, grid, results, {"skipped": skipped,
-                                                      "stac": list(stac_paths)})
-    return MapResult(grid, None, tuple(results), series, tuple(stac_paths), publication)
+            predict_date = date_predictor(runner, worker_sessions)
+        results = mapping.map_dates(request, grid, meta, dataset, session=session,
+                                    predict_date=predict_date)
+        mapped = [(r.month, r.outputs) for r in results if r.outputs is not None]
+        skipped = {r.month: r.skipped for r in results if r.skipped}
+        if not mapped:
+            raise ConfigError(f"no date could be mapped: {skipped}; choose other --months")
+        local = request.product_dir()
+        series = series_products(mapped, skipped, request.out, local, request.zones,
+                                 isa_class=isa, crs=grid.crs)
+        echo(series.table())
+        stac_paths = _write_stac(request, mapped, series, meta, recipe)
+        publication = None
+        if publish:
+            cogs = {m: (o.prediction.class_path, o.prediction.prob_path) for m, o in mapped}
+            publication = publish_series(
+                _series_request(collection, cogs, props, publish, classes, isa, zones_geojson,
+                                grid), local / "publish", dry_run=publish_dry_run, echo=echo)
+        mapping.write_run_record(request, grid, results, {"skipped": skipped,
+                                                          "stac": list(stac_paths)})
+        return MapResult(grid, None, tuple(results), series, tuple(stac_paths), publication)
 
 
 def _isa_index(classes: tuple[str, ...]) -> int:
