@@ -3,18 +3,20 @@
 No static rule picks the fastest way to run a network: on one CPU bf16 autocast is 2-5x
 *slower* than fp32 (oneDNN emulates it), channels_last helps the U-Nets and hurts RU-Net++, and
 on a GPU the answer depends on the card. So ``auto`` times the candidate configurations on the
-run's own model, its real batch shape and its device, for a bounded time:
+run's own model, its real tile size (the batch shrunk to fit a budget of a few seconds, or to
+its smallest when one step is longer than that) and its device:
 
-- CPU: fp32 / bf16 autocast x NCHW / NHWC, with all or half the threads (half only when
-  clearly faster: on a busy shared machine, waiting OpenMP threads can make two threads ten
-  times slower than one);
+- CPU: fp32 / bf16 autocast x NCHW / NHWC, with all or half the threads (half tried only when
+  the cores are seen busy with other work, kept only when clearly faster: waiting OpenMP
+  threads can then make two threads ten times slower than one);
 - CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on, and
   ``torch.compile`` of the winner when compilation was asked for.
 
 Each candidate's output is compared with fp32 first (mean absolute difference of the class
 probabilities, :data:`TOLERANCE`); one that disagrees (or fails) is never timed. The agreeing
 candidates are timed round-robin, so a busy machine slows them alike, and each keeps its best
-time. The fastest wins. For training the timed unit is a whole step (forward, loss, backward,
+time; every one is timed (none loses by default), the close ones at least twice. The fastest
+wins. For training the timed unit is a whole step (forward, loss, backward,
 optimizer step) on a *copy* of the model and a fresh optimizer, with the RNG state restored,
 so the real run is unaffected.
 
@@ -50,24 +52,28 @@ from torch import nn
 
 from gee_export.core.storage import atomic_write
 from training import devices
-from training.execution import PROBE, Batch, Dtype, Mode, Setting, SettingRunner, TrainStep
+from training.execution import Batch, Dtype, Mode, Setting, SettingRunner, TrainStep
 
 log = logging.getLogger(__name__)
 
 Source = Literal["explicit", "measured", "cache", "checkpoint"]
 
-#: Time spent measuring, per choice (seconds). The measured batch is shrunk to fit it (then
-#: the tile is cropped, when even one sample would not fit); the choice is for the real shape.
-DEFAULT_BUDGET_S = 4.0
+#: Time spent measuring, per choice (seconds). The measured batch is shrunk to fit it; a
+#: model whose smallest batch does not fit is still measured on it, at the real tile size
+#: (a training step of a paper-width model can take seconds: timing a crop instead ranks the
+#: candidates wrongly), and the log says how long it took.
+DEFAULT_BUDGET_S = 6.0
 #: Agreement with fp32: mean |p - p_fp32| of the class probabilities, per pixel.
 TOLERANCE = 0.02
 #: Timed repetitions per candidate at most (fast models stop here, long before the budget).
 MAX_REPS = 8
-#: After two rounds only candidates within this factor of the fastest keep being timed.
+#: After each round only candidates within this factor of the fastest keep being timed...
 RACE_MARGIN = 1.3
-#: Measuring stops starting new work at this multiple of the budget, whatever is left
-#: (on a busy machine the per-pixel estimate can be far off); what was not timed is skipped.
-HARD_LIMIT = 2.0
+#: ...for at least this many rounds (one timing of two close candidates is a coin toss).
+MIN_ROUNDS = 2
+#: A candidate whose first call (agreement check, or warm-up step when training) took this
+#: many times the quickest one's is not timed: it is reported as skipped.
+FIRST_CALL_MARGIN = 3.0
 CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
 CACHE_FORMAT = "isamap-autotune/1"
 CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
@@ -87,11 +93,11 @@ class Choice:
         ms_per_sample: best measured time per sample of every timed candidate, by label.
         errors: each candidate's disagreement with fp32 (mean |p - p_fp32|), by label.
         rejected: labels of candidates over the tolerance or that failed (never timed).
-        skipped: labels of candidates not measured because the time limit was reached.
+        skipped: labels of candidates not timed because their first call took
+            :data:`FIRST_CALL_MARGIN` times the quickest one's.
         tolerance: the agreement bound used.
         measured_batch: samples per timed call (the batch is shrunk to fit the budget).
-        measured_size: tile size of the timed calls (cropped only when one or two samples of
-            the real size do not fit the budget).
+        measured_size: tile size of the timed calls (the real one: tiles are never cropped).
         seconds: wall time spent measuring.
         key: the cache key.
     """
@@ -164,7 +170,7 @@ class Choice:
         return f"{self.label} ({self.source}; per sample: {timed})"
 
 
-__all__ = ["PROBE", "Choice", "Dtype", "Mode", "Setting", "TrainStep", "apply", "cache_file",
+__all__ = ["Choice", "Dtype", "Mode", "Setting", "TrainStep", "apply", "cache_file",
            "cache_key", "candidates", "choose", "describe_device", "explicit", "time_settings"]
 
 #: ``measure(setting, run) -> seconds per call``: replaces the timing loop (tests inject one).
@@ -347,7 +353,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
              cands: list[Setting], compile: bool, step: TrainStep | None, budget_s: float,
              tolerance: float, measure: Measure | None) -> Choice:
     started = time.perf_counter()
-    clock = _Clock(started + budget_s, started + HARD_LIMIT * budget_s)
+    deadline = started + budget_s
     rng_devices = [device] if device.type == "cuda" else []
     saved_threads, saved_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
     was_training = model.training
@@ -361,19 +367,20 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             cands = [replace(c, threads=threads) for c in cands]
             reference = runner.probabilities(Setting(threads=threads), batch)
             # every agreement check before any training step changes the copy's weights
+            first_call: dict[Setting, float] = {}
             for cand in cands:
-                if len(errors) > 1 and clock.over():
-                    skipped.append(cand)
-                else:
-                    errors[cand] = runner.disagreement(cand, batch, reference)
+                t0 = time.perf_counter()
+                errors[cand] = runner.disagreement(cand, batch, reference)
+                first_call[cand] = time.perf_counter() - t0
             ready: list[Setting] = []
             for cand in errors:
                 if errors[cand] > tolerance:
                     continue
-                if ready and clock.over():
-                    skipped.append(cand)
-                elif runner.warm_up(cand, batch):
+                t0 = time.perf_counter()
+                if runner.warm_up(cand, batch):
                     ready.append(cand)
+                    if mode == "training":
+                        first_call[cand] = time.perf_counter() - t0
             if not ready:
                 # only possible when the precision is explicit (fp32 agrees with itself): the
                 # user's precision is kept, the layout is still measured
@@ -381,15 +388,20 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                             "the requested precision", tolerance,
                             ", ".join(f"{c.label} {e:.3g}" for c, e in errors.items()))
                 ready = [c for c in cands if math.isfinite(errors.get(c, math.inf))] or cands[:1]
-            times = _time(runner, ready, batch, clock, measure)
-            skipped += [c for c in ready if c not in times]
+            elif measure is None:
+                # a candidate whose first call was several times the fastest one's is not
+                # timed again (bf16 emulated by oneDNN can be 2-5x slower than fp32)
+                quickest = min(first_call[c] for c in ready)
+                slow = [c for c in ready if first_call[c] > FIRST_CALL_MARGIN * quickest]
+                skipped += slow
+                ready = [c for c in ready if c not in slow]
+            times = _time(runner, ready, batch, deadline, measure)
             best = min(times, key=times.__getitem__)
-            if compile and not clock.over():
+            if compile:
                 compiled = replace(best, compile=True)
                 errors[compiled] = runner.disagreement(compiled, batch, reference)
                 if errors[compiled] <= tolerance and runner.warm_up(compiled, batch):
-                    again = _Clock(time.perf_counter() + budget_s / 2,
-                                   time.perf_counter() + budget_s)
+                    again = time.perf_counter() + budget_s / 2
                     times.update(_time(runner, [best, compiled], batch, again, measure))
                     best = min((best, compiled), key=lambda c: times.get(c, math.inf))
         finally:
@@ -407,25 +419,17 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                   seconds=round(time.perf_counter() - started, 3))
 
 
-@dataclass(frozen=True)
-class _Clock:
-    soft: float  # stop starting new rounds
-    hard: float  # stop starting anything
-
-    def over(self, hard: bool = True) -> bool:
-        return time.perf_counter() >= (self.hard if hard else self.soft)
-
-
-def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, clock: _Clock,
+def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline: float,
           measure: Measure | None) -> dict[Setting, float]:
-    """Best seconds per call of the settings that could be timed before the hard limit.
+    """Best seconds per call of every setting.
 
     Candidates are timed in turns (one call each per round) so that a busy, shared machine
-    slows them alike; rounds continue until the budget is spent (at least one, at most
-    :data:`MAX_REPS`), and each keeps its best time. After two rounds, candidates slower than
-    :data:`RACE_MARGIN` times the fastest drop out, so the rest of the budget separates the
-    close ones. Every candidate has been run at least
-    once before (its agreement check and warm-up), so no timed call builds kernels.
+    slows them alike, and each keeps its best time. Every candidate is timed in the first
+    round whatever the time (one never timed would lose by default, which is how a
+    slow step made fp32 win), and the candidates within :data:`RACE_MARGIN` of the fastest
+    in :data:`MIN_ROUNDS` rounds. Further rounds, only for the close ones, go on while the
+    budget lasts (at most :data:`MAX_REPS`). Every candidate has been run at least once
+    before (its agreement check and warm-up), so no timed call builds kernels.
     """
     if measure is not None:
         return {s: measure(s, runner.call(s, batch)) for s in settings}
@@ -433,17 +437,14 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, clock: _
     racing = list(settings)
     for rnd in range(MAX_REPS):
         for s in racing:
-            if best and s not in best and clock.over():
-                continue  # the hard limit: never timed, reported as skipped
             run = runner.call(s, batch)
             t0 = time.perf_counter()
             run()
             best[s] = min(best.get(s, math.inf), time.perf_counter() - t0)
-        if clock.over(hard=False):
+        lead = min(best[s] for s in racing)
+        racing = [s for s in racing if best[s] <= RACE_MARGIN * lead]
+        if len(racing) < 2 or (rnd + 1 >= MIN_ROUNDS and time.perf_counter() >= deadline):
             break
-        if rnd >= 1:  # spend the rest of the budget on the candidates still in the race
-            lead = min(best[s] for s in racing if s in best)
-            racing = [s for s in racing if s in best and best[s] <= RACE_MARGIN * lead]
     return best
 
 

@@ -28,11 +28,14 @@ Mode = Literal["inference", "training"]
 Dtype = Literal["fp32", "bf16", "fp16"]
 Batch = dict[str, Any]  # "image" (N, C, H, W) and, for training, the targets
 
-#: Side of the crop timed first to learn the cost per pixel (and the crop granularity).
-PROBE = 64
-#: Measurements a GPU may take to grow the timed batch towards the real one.
-GROW_STEPS = 3
-#: Half the CPU threads are kept when they are at least this much faster on the probe.
+#: Calls each candidate needs: its agreement check (or warm-up step) and timed calls.
+CALLS_PER_CANDIDATE = 3.0
+#: Measurements taken at most to grow the timed batch towards the real one.
+GROW_STEPS = 2
+#: Half the CPU threads are tried when the probe kept fewer cores than this share of the
+#: threads busy (the machine is shared with other busy processes)...
+BUSY_UTILISATION = 0.75
+#: ...and kept when they are at least this much faster on the probe.
 FEWER_THREADS_GAIN = 1.5
 
 
@@ -122,64 +125,66 @@ class SettingRunner:
             torch.cuda.empty_cache()
 
     def fit_batch(self, budget_s: float, n_candidates: int) -> tuple[Batch, int | None]:
-        """The largest part of the example that fits the budget, and the threads to use.
+        """The part of the example to measure on, and the threads to use.
 
-        Returns the batch to measure on and the thread count (None: the process's own). A
-        small crop is timed first (after one warm-up call) to learn the cost per pixel; each
-        candidate then needs about three calls (its agreement check, which is also its
-        warm-up, and two timed calls). The full tile size is kept when the budget allows and
-        the batch is shrunk first; only when one or two samples at full size would not fit
-        is the tile cropped (to multiples of 64 pixels). On the CPU the crop is also timed
-        with half the threads: on a machine shared with other busy processes, OpenMP threads
-        that spin waiting for each other can make two threads ten times slower than one, and
-        fewer threads are kept when they are clearly (:data:`FEWER_THREADS_GAIN`) faster.
+        Returns the batch to measure on and the thread count (None: the process's own). The
+        tile is never cropped: a crop's timings rank the candidates differently from the real
+        tile (RU-Net++ at paper width: on a 2x64 crop bf16/NHWC, fp32/NCHW and bf16/NCHW
+        were within 1 % of each other; on the real 4x128 batch fp32/NCHW was 1.45x slower),
+        because fixed per-call and per-parameter costs do not scale with pixels. Only the
+        batch shrinks: one call of the smallest batch at full size is timed (after one
+        warm-up call), each candidate is given about :data:`CALLS_PER_CANDIDATE` calls of
+        the budget, and the batch is grown by timing it while it fits. A step too slow for
+        the budget is still measured, at the smallest batch: the budget is then exceeded
+        rather than the answer guessed.
+
+        On the CPU, half the threads are tried only when the probe shows the threads were
+        not all running (process CPU time well under threads x wall time: another busy
+        process holds the cores, where OpenMP threads that spin waiting for each other can
+        make two threads ten times slower than one); fewer threads are kept when they are
+        clearly (:data:`FEWER_THREADS_GAIN`) faster.
         """
         n, _, h, w = self.example["image"].shape
         smallest = min(n, 2 if self.mode == "training" else 1)  # batch norm needs 2 to train
-        small_h, small_w = min(h, PROBE), min(w, PROBE)
-        probe = cut_batch(self.example, smallest, small_h, small_w)
-        try:
-            seconds = self._seconds(probe, None)
-        except Exception:  # a model that refuses the crop: time the full tile instead
-            small_h, small_w = h, w
-            probe = cut_batch(self.example, smallest, h, w)
-            seconds = self._seconds(probe, None)
+        probe = cut_batch(self.example, smallest, h, w)
+        seconds, cores_used = self._seconds(probe, None)
         threads = None
-        if self.device.type == "cpu" and self.threads >= 2:
+        if (self.device.type == "cpu" and self.threads >= 2
+                and cores_used < BUSY_UTILISATION * self.threads):
             fewer = max(1, self.threads // 2)
-            seconds_fewer = self._seconds(probe, fewer)
-            seconds = min(seconds, self._seconds(probe, None, warm=False))
+            log.info("autotune: %.2g of %d threads busy on the probe; trying %d", cores_used,
+                     self.threads, fewer)
+            seconds_fewer = self._seconds(probe, fewer)[0]
+            seconds = min(seconds, self._seconds(probe, None, warm=False)[0])
             if seconds_fewer * FEWER_THREADS_GAIN < seconds:
                 threads, seconds = fewer, seconds_fewer
-        per_px = seconds / (smallest * small_h * small_w)
-        allowed = budget_s / (3.0 * max(n_candidates, 1))
-        fit = int(allowed / (per_px * h * w))
-        if self.device.type == "cuda":
-            # small GPU calls are bound by kernel launches, not pixels: the linear estimate
-            # is far too high, so grow the batch by measuring until it stops fitting
-            fit = max(fit, smallest)
-            for _ in range(GROW_STEPS):
-                if fit >= n:
-                    break
-                t = self._seconds(cut_batch(self.example, fit, h, w), None)
-                grown = min(n, int(fit * allowed / t))
-                if grown < fit * 1.5:
-                    break
-                fit = grown
-        if fit >= smallest:
-            return cut_batch(self.example, min(n, fit), h, w), threads
-        shrink = math.sqrt(allowed / (per_px * smallest * h * w))
-        crop_h = max(small_h, int(h * shrink) // PROBE * PROBE)
-        crop_w = max(small_w, int(w * shrink) // PROBE * PROBE)
-        return cut_batch(self.example, smallest, crop_h, crop_w), threads
+        allowed = budget_s / (CALLS_PER_CANDIDATE * max(n_candidates, 1))
+        fit = max(smallest, int(allowed / (seconds / smallest)))
+        # the cost per sample falls as the batch grows (fixed per-call work is shared; on a
+        # GPU small calls are bound by kernel launches), so the linear estimate is low and
+        # the batch is grown by measuring until it stops fitting: the ranking of candidates
+        # can change with the batch (RU-Net++ inference on the CPU: bf16/NCHW 6 % slower
+        # than bf16/NHWC at 2 samples, 11 % at 4)
+        for _ in range(GROW_STEPS if seconds < allowed else 0):
+            if fit >= n:
+                break
+            t = self._seconds(cut_batch(self.example, fit, h, w), threads)[0]
+            grown = min(n, int(fit * allowed / t))
+            if grown < fit * 1.25:
+                break
+            fit = grown
+        return cut_batch(self.example, min(n, max(fit, smallest)), h, w), threads
 
-    def _seconds(self, batch: Batch, threads: int | None, warm: bool = True) -> float:
+    def _seconds(self, batch: Batch, threads: int | None,
+                 warm: bool = True) -> tuple[float, float]:
+        """Seconds of one call, and the cores it kept busy (process CPU time / wall time)."""
         run = self.call(Setting(threads=threads), batch)
         if warm:
             run()  # the first call builds kernels and caches: not representative
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run()
-        return max(time.perf_counter() - t0, 1e-6)
+        wall = max(time.perf_counter() - t0, 1e-6)
+        return wall, (time.process_time() - c0) / wall
 
     def disagreement(self, setting: Setting, batch: Batch,
                      reference: torch.Tensor) -> float:
