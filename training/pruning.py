@@ -45,7 +45,7 @@ from training.data import NormStats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model
-from training.models.hrnet import PrunableLayer
+from training.models.compact import PrunableLayer
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +143,18 @@ def zeroed_filters(model: nn.Module) -> dict[str, list[int]]:
 # ------------------------------------------------------------------ the compact network
 def compact_state(state: Mapping[str, torch.Tensor], layers: Sequence[PrunableLayer],
                   removed: Mapping[str, Sequence[int]]) -> dict[str, torch.Tensor]:
-    """The state dict without the removed filters (and the consumers' matching inputs)."""
+    """The state dict without the removed filters (and the consumers' matching inputs).
+
+    For a residual-output convolution the block's ``kept`` buffer records which channels of
+    the stream the remaining filters write into (a block pruned before keeps a subset of its
+    earlier ``kept``).
+    """
     out = dict(state)
     keep: dict[str, torch.Tensor] = {}
     for layer in layers:
         n = state[f"{layer.conv}.weight"].shape[0]
         gone = set(removed.get(layer.conv, ()))
-        keep[layer.conv] = torch.tensor([i for i in range(n) if i not in gone])
+        keep[layer.conv] = torch.tensor([i for i in range(n) if i not in gone], dtype=torch.long)
     for layer in layers:
         k = keep[layer.conv]
         for key in (f"{layer.conv}.weight", f"{layer.conv}.bias"):
@@ -161,6 +166,9 @@ def compact_state(state: Mapping[str, torch.Tensor], layers: Sequence[PrunableLa
                 out[key] = out[key][k]
         for consumer in layer.consumers:
             out[f"{consumer}.weight"] = out[f"{consumer}.weight"][:, k]
+        if layer.residual_block:
+            key = f"{layer.residual_block}.kept"
+            out[key] = state[key][k] if key in state else k
     return {name: t.contiguous() for name, t in out.items()}
 
 

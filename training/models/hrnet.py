@@ -25,14 +25,13 @@ The paper's text gives C = 24 (``width=24``); its 16.8 M parameters are close to
 ``width=24`` builds here (see docs/landcover.md for both counts).
 
 ``channels={conv name: filters}`` builds a network whose prunable convolutions
-(:meth:`HRNet.prunable_layers`) have fewer filters: that is how a pruned model file
-(``training.pruning``) rebuilds its compact network through the registry.
+(:meth:`HRNet.prunable_layers`) have fewer filters (``training.models.compact``): that is how a
+pruned model file (``training.pruning``) rebuilds its compact network through the registry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -41,6 +40,7 @@ from torch import nn
 
 from gee_export.core.errors import ModelError
 from training.models.blocks import BasicBlock, ConvBNReLU, init_weights, resnet_stage
+from training.models.compact import PrunableLayer, resize_layers
 from training.models.registry import ModelRecipe, register_model
 
 DEFAULT_WIDTH = 18
@@ -196,23 +196,6 @@ class Head(nn.Module):
 
 
 # ------------------------------------------------------------------ the network
-@dataclass(frozen=True)
-class PrunableLayer:
-    """A convolution whose filters may be removed, with everything its width touches.
-
-    Attributes:
-        conv: qualified name of the convolution (its output channels are the filters).
-        norm: its normalisation layer (per-channel parameters follow the filters).
-        consumers: convolutions reading its (normalised, rectified) output; their input
-            channels follow the filters. The output feeds nothing else: no residual sum, no
-            fusion, so removing a filter removes a channel that nothing else needs.
-    """
-
-    conv: str
-    norm: str
-    consumers: tuple[str, ...]
-
-
 class HRNet(nn.Module):
     """HRNetV2 segmentation network with an instance-norm stem (see the module docstring).
 
@@ -263,13 +246,23 @@ class HRNet(nn.Module):
         return F.interpolate(self.head(xs), size=size, mode="bilinear", align_corners=False)
 
     def prunable_layers(self) -> tuple[PrunableLayer, ...]:
-        """Every convolution whose output feeds only the next convolution.
+        """Every convolution but "the latest layers before the multi-resolution fusion".
 
-        These are the stem convolutions, the inner convolutions of every bottleneck and basic
-        block, the intermediate stride-2 convolutions of the fusion paths and the head's 1x1
-        mixing convolution. Not prunable: convolutions that write into a branch (residual
-        outputs, shortcuts, transitions, the last conv of each fusion path) -- the layers
-        "before the multi-resolution fusion" that the paper leaves whole -- and the classifier.
+        The paper (section 3.4) prunes "all the convolutional layers of the model, except for
+        the latest layers before the multi-resolution fusion block". Prunable, then:
+
+        - convolutions whose output feeds only the next convolution: the stem convolutions,
+          the inner convolutions of every bottleneck and basic block, the intermediate
+          stride-2 convolutions of the fusion paths, the head's 1x1 mixing convolution;
+        - the residual-output convolution (``conv3`` of a bottleneck, ``conv2`` of a basic
+          block) of every block followed by another block of its branch: its output is added
+          into the branch's stream, which keeps its width, so the compact block adds it into
+          the kept channels only (``residual_block``).
+
+        Whole: the last block of each branch in every multi-resolution module and the last
+        stage-1 bottleneck (their sums are what the fusion or the transition reads: the layers
+        before the fusion), the shortcut, the transitions, the last convolution of each fusion
+        path (all write a branch's full width) and the classifier.
         """
         layers: list[PrunableLayer] = []
         first = ("layer1.0.conv1.0", "layer1.0.shortcut.0")
@@ -282,6 +275,8 @@ class HRNet(nn.Module):
             p = f"layer1.{b}"
             layers.append(PrunableLayer(f"{p}.conv1.0", f"{p}.conv1.1", (f"{p}.conv2.0",)))
             layers.append(PrunableLayer(f"{p}.conv2.0", f"{p}.conv2.1", (f"{p}.conv3",)))
+            if b < len(self.layer1) - 1:  # the last one feeds the transition
+                layers.append(PrunableLayer(f"{p}.conv3", f"{p}.bn3", (), residual_block=p))
         for s in ("stage2", "stage3", "stage4"):
             stage: Stage = getattr(self, s)
             for m, module in enumerate(stage.modules_):
@@ -290,6 +285,9 @@ class HRNet(nn.Module):
                         p = f"{s}.modules_.{m}.branches.{br}.{k}"
                         layers.append(PrunableLayer(f"{p}.conv1.0", f"{p}.conv1.1",
                                                     (f"{p}.conv2",)))
+                        if k < len(seq) - 1:  # the last one feeds the fusion
+                            layers.append(PrunableLayer(f"{p}.conv2", f"{p}.bn2", (),
+                                                        residual_block=p))
                 for i in range(len(module.fuse.paths)):
                     for j in range(i):  # finer branch j reaches branch i in i - j steps
                         p = f"{s}.modules_.{m}.fuse.paths.{i}.{j}"
@@ -298,52 +296,6 @@ class HRNet(nn.Module):
                                                         (f"{p}.{t + 1}.0",)))
         layers.append(PrunableLayer("head.mix.0", "head.mix.1", ("head.classifier",)))
         return tuple(layers)
-
-
-# ------------------------------------------------------------------ resizing
-def _new_conv(old: nn.Conv2d, in_ch: int, out_ch: int) -> nn.Conv2d:
-    conv = nn.Conv2d(in_ch, out_ch, old.kernel_size, stride=old.stride, padding=old.padding,
-                     dilation=old.dilation, groups=old.groups, bias=old.bias is not None)
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return conv
-
-
-def _new_norm(old: nn.Module, n: int) -> nn.Module:
-    if isinstance(old, nn.InstanceNorm2d):
-        return nn.InstanceNorm2d(n, eps=old.eps, momentum=old.momentum, affine=old.affine,
-                                 track_running_stats=old.track_running_stats)
-    if isinstance(old, nn.BatchNorm2d):
-        return nn.BatchNorm2d(n, eps=old.eps, momentum=old.momentum, affine=old.affine,
-                              track_running_stats=old.track_running_stats)
-    raise ModelError(f"cannot resize a {type(old).__name__} normalisation")
-
-
-def resize_layers(model: nn.Module, layers: Sequence[PrunableLayer],
-                  channels: Mapping[str, int]) -> None:
-    """Rebuild the named prunable convolutions with ``channels[name]`` filters, in place.
-
-    Each resized convolution's norm and the input side of its consumers follow. New modules
-    are freshly initialised: load a compact state dict afterwards (``training.pruning``).
-    """
-    by_conv = {layer.conv: layer for layer in layers}
-    unknown = sorted(set(channels) - set(by_conv))
-    if unknown:
-        raise ModelError(f"channels names convolutions that are not prunable: {unknown[:3]}")
-    shapes: dict[str, list[int]] = {}
-    for name, n in channels.items():
-        if int(n) < 1:
-            raise ModelError(f"channels[{name!r}] must be >= 1, got {n}")
-        layer = by_conv[name]
-        conv = model.get_submodule(name)
-        shapes.setdefault(name, [conv.in_channels, conv.out_channels])[1] = int(n)
-        for consumer in layer.consumers:
-            c = model.get_submodule(consumer)
-            shapes.setdefault(consumer, [c.in_channels, c.out_channels])[0] = int(n)
-        model.set_submodule(layer.norm, _new_norm(model.get_submodule(layer.norm), int(n)))
-    for name, (cin, cout) in shapes.items():
-        model.set_submodule(name, _new_conv(model.get_submodule(name), cin, cout))
 
 
 register_model("hrnet", recipe=RECIPE)(lambda c, k, **kw: HRNet(c, k, **kw))
