@@ -13,6 +13,9 @@ from gee_export.core.errors import ModelError
 from training.cli import prune_main
 from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model
+from training.models.blocks import BasicBlock, Bottleneck, fold_batchnorm
+from training.models.compact import PrunedBasicBlock, PrunedBottleneck, add_into_kept
+from training.models.hrnet import HRNet
 from training.pruning import (
     compact_model,
     flop_count,
@@ -24,7 +27,8 @@ from training.pruning import (
     zeroed_filters,
 )
 
-TINY = {"width": 5, "stem_width": 10, "stage1_width": 5, "modules": (1, 2, 1), "blocks": 1}
+# two blocks per branch: the first one's residual output is pruned, the second one's is not
+TINY = {"width": 5, "stem_width": 10, "stage1_width": 5, "modules": (1, 2, 1), "blocks": 2}
 NAIP = ("Red", "Green", "Blue", "NearInfrared")
 
 
@@ -55,6 +59,24 @@ def test_filters_nearest_the_geometric_median_go_first():
     assert [n_pruned(n, 0.4) for n in (1, 2, 5, 10, 18, 64)] == [0, 0, 2, 4, 7, 25]
 
 
+def test_every_residual_output_is_pruned_but_the_ones_a_fusion_or_transition_reads():
+    """Paper 3.4: all layers "except for the latest layers before the multi-resolution
+    fusion block": the last block of each branch in every module, and the last stage-1
+    bottleneck (the transition reads it), keep their residual output whole."""
+    net = create_model("hrnet", 4, 7, **TINY)
+    residual = {layer.conv: layer.residual_block for layer in prunable_layers(net)
+                if layer.residual_block}
+    assert set(residual) == {"layer1.0.conv3", "layer1.1.conv3", "layer1.2.conv3"} | {
+        f"stage{s}.modules_.{m}.branches.{b}.0.conv2"
+        for s, modules in ((2, 1), (3, 2), (4, 1)) for m in range(modules) for b in range(s)}
+    assert all(block == conv.rsplit(".", 1)[0] for conv, block in residual.items())
+    assert all(not layer.consumers for layer in prunable_layers(net) if layer.residual_block)
+    # the default network: 3 stage-1 bottlenecks and 3 of the 4 blocks of each of the
+    # 2 + 4 * 3 + 3 * 4 module branches
+    default = HRNet(4, 7).prunable_layers()
+    assert sum(1 for layer in default if layer.residual_block) == 3 + 3 * (2 + 12 + 12)
+
+
 @pytest.mark.parametrize("stem_norm", ["instance", "batch"])
 def test_compact_model_equals_the_masked_one_with_fewer_channels(stem_norm, tmp_path):
     net = trained_like(stem_norm=stem_norm)
@@ -74,18 +96,81 @@ def test_compact_model_equals_the_masked_one_with_fewer_channels(stem_norm, tmp_
     for name, n in others.items():
         assert small.get_submodule(name).out_channels == n, name
     assert small.stem.conv1.out_channels == 6 and small.stem.conv2[0].in_channels == 6
-    assert parameter_count(small) < 0.8 * parameter_count(net)
-    assert flop_count(small, 4, 64) < 0.75 * flop_count(net, 4, 64)
+    # a pruned residual output writes into the stream channels whose filters survived;
+    # the blocks a fusion or the transition reads are whole
+    first = small.stage3.modules_[1].branches[2][0]
+    assert isinstance(first, PrunedBasicBlock)
+    assert first.kept.tolist() == sorted(set(range(20)) - set(
+        chosen["stage3.modules_.1.branches.2.0.conv2"]))
+    assert isinstance(small.layer1[0], PrunedBottleneck)
+    last_blocks = [small.layer1[-1]] + [branch[-1] for s in (small.stage2, small.stage3,
+                                                             small.stage4)
+                                        for m in s.modules_ for branch in m.branches]
+    assert all(type(b) in (BasicBlock, Bottleneck) for b in last_blocks)
+    assert parameter_count(small) < 0.7 * parameter_count(net)
+    assert flop_count(small, 4, 64) < 0.65 * flop_count(net, 4, 64)
     x = torch.randn(2, 4, 56, 40)
     with torch.no_grad():
-        masked, compact = net(x), small(x)
-    torch.testing.assert_close(compact, masked, rtol=1e-5, atol=1e-4)
+        masked, compact = net(x), small(x)  # logits of tens: float rounding is ~1e-4
+        torch.testing.assert_close(compact, masked, rtol=1e-4, atol=1e-3)
+        # the same with batch norms folded, and channels last (the scatter along the last
+        # dimension, the widened stage-1 convolution)
+        torch.testing.assert_close(fold_batchnorm(small)(x), masked, rtol=1e-4, atol=1e-3)
+        last = torch.channels_last
+        torch.testing.assert_close(
+            fold_batchnorm(small).to(memory_format=last)(x.contiguous(memory_format=last)),
+            masked, rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(small.to(memory_format=last)(x.contiguous(
+            memory_format=last)), masked, rtol=1e-4, atol=1e-3)
     # a normal model file: rebuilt through the registry from its recorded channels
     path = save_model_file(tmp_path / "pruned.pt", small, meta)
     loaded, loaded_meta = load_model_file(path)
     assert loaded_meta.model_kwargs["channels"]["stem.conv1"] == 6
+    assert loaded_meta.model_kwargs["channels"]["layer1.0.conv3"] == 20 - n_pruned(20, 0.4)
+    assert torch.equal(loaded.stage3.modules_[1].branches[2][0].kept, first.kept)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), compact)
+
+
+@pytest.mark.parametrize("stem_norm", ["instance", "batch"])
+def test_a_zeroed_filter_contributes_exactly_zero(stem_norm):
+    """Filter and norm scale and shift zeroed: the channel is exactly 0 after the norm
+    (instance norm of the stem included), so it adds exactly nothing to a residual stream;
+    the same after folding the batch norms into the convolutions."""
+    net = trained_like(stem_norm=stem_norm)
+    chosen = fpgm_step(net, 0.4)
+    for model in (net, fold_batchnorm(net)):
+        seen = {}
+        hooks = [model.get_submodule(layer.norm).register_forward_hook(
+            lambda m, i, out, name=layer.conv, seen=seen: seen.__setitem__(name, out))
+            for layer in prunable_layers(net)]
+        with torch.no_grad():
+            model(torch.randn(2, 4, 40, 40))
+        for h in hooks:
+            h.remove()
+        assert set(seen) == set(chosen)
+        for name, idx in chosen.items():
+            assert seen[name][:, idx].eq(0).all(), name
+            assert seen[name].ne(0).any(), name
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_adding_into_the_kept_channels(layout):
+    x = torch.randn(2, 6, 5, 4).contiguous(memory_format=layout)
+    y = torch.randn(2, 3, 5, 4).contiguous(memory_format=layout)
+    kept = torch.tensor([0, 2, 5])
+    expected = x.clone()
+    expected[:, kept] += y
+    out = add_into_kept(x, y, kept)
+    assert torch.equal(out, expected) and out.is_contiguous(memory_format=layout)
+    assert not torch.equal(x, expected)  # the input is left alone
+    mixed = add_into_kept(x.bfloat16(), y, kept)  # promotes as + does
+    assert mixed.dtype == torch.float32
+
+
+def test_channels_beyond_a_layers_filters_are_refused():
+    with pytest.raises(ModelError, match=r"layer1\.0\.conv3"):
+        create_model("hrnet", 4, 7, channels={"layer1.0.conv3": 21}, **TINY)
 
 
 def test_models_without_a_description_are_refused():
@@ -106,9 +191,11 @@ def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_
         summary["before"]["parameters"]
     for before, after in summary["layers"].values():
         assert after == before - n_pruned(before, 0.4)
+    assert "layer1.0.conv3" in summary["layers"]  # a residual output (stage 1)
     masked, meta = load_model_file(out / "model.pt")
     small, small_meta = load_model_file(out / "pruned.pt")
     assert small_meta.extra["pruning"]["rate"] == 0.4
+    assert isinstance(small.layer1[0], PrunedBottleneck)
     # the fine-tuned model kept its zeros (pruned after every epoch, the last included)
     assert all(len(v) == n_pruned(masked.get_submodule(k).out_channels, 0.4)
                for k, v in zeroed_filters(masked).items())
