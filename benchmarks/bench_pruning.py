@@ -44,7 +44,13 @@ from training.execution import Setting
 from training.modelfile import ModelMeta
 from training.models import create_model
 from training.models.blocks import fold_batchnorm
-from training.pruning import compact_model, flop_count, fpgm_step, parameter_count
+from training.pruning import (
+    PRUNING_RULE,
+    compact_model,
+    flop_count,
+    fpgm_step,
+    parameter_count,
+)
 from training.srseg.compare import default_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +121,7 @@ def speed(full, small, batch: int, size: int, rounds: int
 def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict]]:
     """OA of hrnet and pruned hrnet from each experiment folder (mean ± std over seeds).
 
+    Results made with an earlier pruning rule (``training.pruning.PRUNING_RULE``) say so.
     Folders without results are skipped; with none at all, a one-seed, 60-iteration run is
     made in the first (a quick look, labelled so, not the documented result).
     """
@@ -126,7 +133,11 @@ def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict
         if path.exists():
             report = json.loads(path.read_text())
             stem = report["config"]["model"].get("stem_norm", "instance")
-            found.append((f"{path} ({stem} stem)", report))
+            rule = report.get("pruning_rule", 1)
+            older = "" if rule == PRUNING_RULE else (
+                f"; pruned with rule {rule}, before residual outputs were pruned: re-run "
+                "python -m inference.lccompare for the current one")
+            found.append((f"{path} ({stem} stem{older})", report))
     if not found:
         cfg = LandCoverCompareConfig(data_dir=data_dir, seeds=(0,), iterations=60,
                                      prune_iterations=20)

@@ -69,7 +69,13 @@ from training.metrics import compute_metrics, confusion_matrix, json_safe
 from training.modelfile import ModelMeta
 from training.models import create_model
 from training.models.registry import recipe_for
-from training.pruning import compact_model, flop_count, fpgm_step, parameter_count
+from training.pruning import (
+    PRUNING_RULE,
+    compact_model,
+    flop_count,
+    fpgm_step,
+    parameter_count,
+)
 from training.srseg.compare import default_data_dir
 from training.srseg.data import NAIP_BANDS, read_naip_tile
 from training.trainer import Trainer
@@ -122,7 +128,7 @@ class LandCoverCompareConfig:
     def key(self, seed: int) -> str:
         d = asdict(self)
         d.pop("seeds")
-        d.update(seed=seed)
+        d.update(seed=seed, pruning_rule=PRUNING_RULE)  # a new rule re-runs the seeds
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -344,7 +350,8 @@ def summarize(cfg: LandCoverCompareConfig, runs: Sequence[dict], tiles: Sequence
                       "UA": {c: stats([r["ua"][LANDCOVER_CLASSES.index(c)] for r in rows])
                              for c in present}}
     first = runs[0]
-    return {"config": asdict(cfg), "tiles": [t.id for t in tiles], "classes_present": present,
+    return {"config": asdict(cfg), "pruning_rule": PRUNING_RULE,
+            "tiles": [t.id for t in tiles], "classes_present": present,
             "test_pixels": {c: int(sum((t.truth[t.test_mask] == LANDCOVER_CLASSES.index(c))
                                        .sum() for t in tiles)) for c in present},
             "summary": summary, "per_seed": {str(s): v for s, v in per_seed.items()},

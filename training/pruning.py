@@ -50,6 +50,11 @@ from training.models.compact import PrunableLayer
 log = logging.getLogger(__name__)
 
 DEFAULT_RATE = 0.4
+#: Which convolutions are pruned, as a version: 2 since the residual outputs of the blocks no
+#: fusion or transition reads are pruned too (1 kept every residual output whole). Results
+#: measured with a pruned network record it, so that a change of rule is seen
+#: (``inference.lccompare`` keys its finished runs on it).
+PRUNING_RULE = 2
 PRUNED_MODEL = "pruned.pt"
 SUMMARY = "pruning.json"
 

@@ -52,3 +52,29 @@ def test_real_tiles_split_on_the_cell_lattice(shared_data):
         # made from that side's pixels only
         assert t.test_from % 10 == 0
         assert set(np.unique(t.truth)) <= {1, 2, 3, 4, 5, LABEL_NODATA}
+
+
+def test_the_experiment_runs_end_to_end_on_a_tiny_budget(shared_data, tmp_path, monkeypatch):
+    """Train, prune (compact network), evaluate, report; a new pruning rule re-runs a seed."""
+    import torch
+
+    import inference.lccompare as lccompare
+    from training.pruning import PRUNING_RULE
+
+    cfg = lccompare.LandCoverCompareConfig(
+        data_dir=str(shared_data / "geobench_chesapeake_naip"), seeds=(0,), iterations=2,
+        prune_iterations=2, prune_epochs=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # pytest -n 2 on two cores: no OpenMP threads spinning
+    try:
+        report = lccompare.run_experiment(cfg, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    assert report["pruning_rule"] == PRUNING_RULE
+    assert report["parameters"]["pruned"] < 0.7 * report["parameters"]["hrnet"]
+    assert report["flops_256"]["pruned"] < 0.65 * report["flops_256"]["hrnet"]
+    assert set(report["summary"]) == set(lccompare.METHODS)
+    assert (tmp_path / "comparison.md").read_text().startswith("| method | OA |")
+    key = cfg.key(0)
+    monkeypatch.setattr(lccompare, "PRUNING_RULE", PRUNING_RULE + 1)
+    assert cfg.key(0) != key  # results of another rule are not reused
