@@ -11,6 +11,8 @@ Measured in one run:
   network's best round, and the speed-up is the **median over rounds of the paired ratio**
   (unpruned time / pruned time of the same round), which a burst of load on a shared machine
   moves far less than a ratio of best times;
+- where the time goes at the fastest setting with folded batch norms: each part's time
+  (convolutions, norms, ReLUs, sums) and convolution FLOPs in both networks;
 - the setting ``training.autotune.choose`` (what ``isamap-predict --precision auto`` runs,
   measured afresh, cache off) picks for each network; the headline compares the two at the
   unpruned network's choice (bar: pruned >= 1.5x faster), and the fastest setting with folded
@@ -118,6 +120,88 @@ def speed(full, small, batch: int, size: int, rounds: int
     return rates
 
 
+def parts(net: torch.nn.Module) -> dict[str, str]:
+    """``{module name: part}`` for the disjoint HRNet modules the breakdown times."""
+    found = {"stem": "stem", "layer1": "stage 1 bottlenecks", "head": "head"}
+    for s in ("stage2", "stage3", "stage4"):
+        found[f"{s}.transition"] = "transitions (whole)"
+        for m, module in enumerate(net.get_submodule(s).modules_):
+            found[f"{s}.modules_.{m}.fuse"] = "fusions"
+            for b, branch in enumerate(module.branches):
+                for k in range(len(branch)):
+                    found[f"{s}.modules_.{m}.branches.{b}.{k}"] = (
+                        "blocks read by a fusion" if k == len(branch) - 1
+                        else "blocks followed by a block")
+    return found
+
+
+def part_flops(net: torch.nn.Module, size: int) -> dict[str, float]:
+    """Convolution GFLOPs per patch of each part (an NCHW pass, so every conv is a module call)."""
+    from collections import defaultdict
+
+    owner = parts(net)
+    flops: dict[str, float] = defaultdict(float)
+    hooks = []
+    for name, m in net.named_modules():
+        if isinstance(m, torch.nn.Conv2d):
+            part = next((p for prefix, p in owner.items() if name.startswith(prefix + ".")),
+                        "everything else")
+            hooks.append(m.register_forward_hook(
+                lambda m, i, out, part=part, flops=flops: flops.__setitem__(
+                    part, flops[part] + 2 * out[0].numel() * m.weight[0].numel() / 1e9)))
+    with torch.inference_mode():
+        net.to(memory_format=torch.contiguous_format)(torch.zeros(1, len(BANDS), size, size))
+    for h in hooks:
+        h.remove()
+    return flops
+
+
+def breakdown(full, small, batch: int, size: int, rounds: int, name: str) -> None:
+    """Time and convolution FLOPs per part of both networks at one setting.
+
+    Forward hooks time each part (stem, stage 1, transitions, residual blocks, fusions,
+    head: their convolutions, norms, ReLUs and sums), best of ``rounds``; "everything else" is
+    the pass's best time minus the parts (the final up-sampling, autocast's casts). Says
+    where the speed-up stops following the FLOPs.
+    """
+    import time
+    from collections import defaultdict
+
+    setting = next(s for label, s, _ in configurations() if label == name.split("/BN")[0])
+    fmt = setting.memory_format
+    x = torch.randn(batch, len(BANDS), size, size).contiguous(memory_format=fmt)
+    table = []
+    for net in (full, small):
+        flops = part_flops(net, size)
+        net = (fold_batchnorm(net) if "folded" in name else net).to(memory_format=fmt)
+        times: dict[str, list[float]] = defaultdict(list)
+        started: dict[str, float] = {}
+        hooks = []
+        for module in parts(net):
+            m = net.get_submodule(module)
+            hooks.append(m.register_forward_pre_hook(
+                lambda m, i, module=module, started=started: started.__setitem__(
+                    module, time.perf_counter())))
+            hooks.append(m.register_forward_hook(
+                lambda m, i, out, module=module, started=started, times=times:
+                times[module].append(time.perf_counter() - started[module])))
+        one_pass(net, x, setting)
+        passes = [one_pass(net, x, setting) for _ in range(rounds)]
+        for h in hooks:
+            h.remove()
+        ms: dict[str, float] = defaultdict(float)
+        for module, part in parts(net).items():
+            ms[part] += 1e3 * min(times[module][1:])
+        ms["everything else"] = 1e3 * min(passes) - sum(ms.values())
+        table.append((ms, flops))
+    print(f"where the time goes at {name} (ms per batch; conv GFLOPs per patch):")
+    for part in table[0][0]:
+        tu, tp = table[0][0][part], table[1][0][part]
+        fu, fp = table[0][1].get(part, 0.0), table[1][1].get(part, 0.0)
+        flops_text = f"   {fu:5.2f} -> {fp:5.2f} G (x{fu / fp:.2f})" if fu and fp else ""
+        print(f"  {part:<28} {tu:7.1f} -> {tp:7.1f} ms (x{tu / tp:.2f}){flops_text}")
+
+
 def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict]]:
     """OA of hrnet and pruned hrnet from each experiment folder (mean ± std over seeds).
 
@@ -183,6 +267,7 @@ def main() -> None:
     u, pr, ratio = rates[fastest]
     print(f"fastest with folded batch norms ({fastest}): {u:.2f} -> {pr:.2f} patches/s, "
           f"pruned x{ratio:.2f} faster")
+    breakdown(full, small, a.batch, a.size, a.rounds, fastest)
     for source, oa in accuracy_changes([Path(r) for r in a.results], a.data_dir):
         h, q = oa["hrnet"], oa["hrnet pruned"]
         print(f"accuracy (OA at 1 m, mean ± std over seeds) from {source}:\n"
