@@ -61,11 +61,11 @@ def add_into_kept(identity: torch.Tensor, residual: torch.Tensor,
     """``identity`` with ``residual`` (one channel per entry of ``kept``) added at ``kept``.
 
     The result has the identity's width and memory format. ``index_add`` along the channel
-    dimension is nearly as fast as a full-width sum for NCHW tensors, but returns a channels
-    first tensor and is 3-5x slower for channels-last ones; those are added along the last
-    dimension of their NHWC view instead (fastest of the variants measured: 1.5-3x a plain
-    sum, less than what the narrower 3x3 convolution saves). Mixed precisions promote as
-    ``+`` does.
+    dimension costs 1-2.5x a full-width sum for NCHW tensors, but returns a channels-first
+    tensor and costs 4-5x a sum for channels-last ones; those are added along the last
+    dimension of their NHWC view instead (the fastest of the variants measured: 2.5-3x a sum,
+    less than what the narrower 3x3 convolution saves; docs/landcover.md). Mixed precisions
+    promote as ``+`` does.
     """
     dtype = torch.promote_types(identity.dtype, residual.dtype)
     identity, residual = identity.to(dtype), residual.to(dtype)
