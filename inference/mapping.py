@@ -314,12 +314,11 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
              crs_note: str | None = None) -> MapPlan:
     """Tiles, requests, bytes and a time estimate of ``request`` (pure)."""
     from gee_export.ee.pixels import split_request
-    from inference.sources import DEFAULT_REQUEST_BYTES, fetch_layout, group_requests
+    from inference.sources import fetch_layout, layout_requests
 
     layout = fetch_layout(grid, request.tile, request.overlap)
     tiles = sum(len(row) for row in layout)
-    groups = [g for row in layout
-              for g in group_requests(row, len(bands), DEFAULT_REQUEST_BYTES)]
+    groups = [g for row in layout_requests(layout, len(bands)) for g in row]
     nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4
     requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
                 if request.method == "pixels" else 0)

@@ -146,26 +146,50 @@ class FetchRequest:
     window: Window
 
 
-def group_requests(row: Sequence[FetchTile], bands: int, max_bytes: int) -> list[FetchRequest]:
+def group_requests(row: Sequence[FetchTile], bands: int, max_bytes: int,
+                   max_tiles: int | None = None) -> list[FetchRequest]:
     """Consecutive tiles of a row in requests of at most ``max_bytes`` of float32 each.
 
     A computePixels request costs the client a serialisation of the whole recipe graph and the
     service a round trip, whatever its size; neighbours in a row share their overlap, so one
     request for a few of them fetches fewer bytes as well. A single tile is never split here
-    (the request builder splits anything over the service limits).
+    (the request builder splits anything over the service limits). ``max_tiles`` caps the
+    tiles per request as well (see :func:`ramp_tiles`).
     """
     out: list[FetchRequest] = []
     group: list[FetchTile] = []
     for tile in row:
         trial = [*group, tile]
         w = trial[-1].window.col_end - trial[0].window.col_off
-        if group and w * tile.window.height * bands * 4 > max_bytes:
+        if group and (w * tile.window.height * bands * 4 > max_bytes
+                      or (max_tiles is not None and len(trial) > max_tiles)):
             out.append(_request(group))
             trial = [tile]
         group = trial
     if group:
         out.append(_request(group))
     return out
+
+
+def ramp_tiles(row: int, ramp_rows: int = 3) -> int | None:
+    """Most tiles per request in tile row ``row``: 1, 2, 4 ... over the first rows, then no cap.
+
+    The first rows are on the critical path: the predictor has nothing to do until row 0
+    arrives, and the service's time grows with the pixels a request asks for (with a fast
+    model, a region of a few rows waited as long for its first grouped request as the model
+    took for the whole region). Small requests first let the model start after one tile's
+    latency; the later rows, fetched while it works, are grouped fully.
+    """
+    return 2**row if row < ramp_rows else None
+
+
+def layout_requests(layout: Sequence[Sequence[FetchTile]], bands: int,
+                    max_bytes: int = DEFAULT_REQUEST_BYTES) -> list[list[FetchRequest]]:
+    """The requests that fetch ``layout``, row by row.
+
+    What :class:`FetchedSource` sends and the dry-run plan counts: one owner of the rule.
+    """
+    return [group_requests(row, bands, max_bytes, ramp_tiles(k)) for k, row in enumerate(layout)]
 
 
 def look_ahead(requests: Sequence[Sequence[FetchRequest]], workers: int, bands: int,
@@ -213,7 +237,8 @@ class FetchedSource:
         ahead_rows: tile rows fetched ahead of the one being read (None: enough to keep
             ``workers`` requests in flight, holding at most :data:`DEFAULT_AHEAD_BYTES`).
         max_request_bytes: neighbouring tiles of a row share a request up to this size (2/3 of
-            computePixels' 48 MB limit by default; a single tile is never split here).
+            computePixels' 48 MB limit by default; a single tile is never split here), and
+            the first rows' requests hold fewer tiles (:func:`ramp_tiles`).
         max_inflight_bytes: the requests in flight together ask for at most this many bytes:
             with large requests fewer than ``workers`` run at once rather than the memory
             growing (the bytes in flight, not the request count, set the throughput when the
@@ -237,8 +262,7 @@ class FetchedSource:
         self.nodatavals = (float("nan"),) * self.count
         self.identity = identity or f"fetched:{grid.to_dict()}"
         self.layout = fetch_layout(grid, tile, overlap)
-        self.requests = [group_requests(row, self.count, max_request_bytes)
-                         for row in self.layout]
+        self.requests = layout_requests(self.layout, self.count, max_request_bytes)
         self.ahead_rows = (look_ahead(self.requests, workers, self.count)
                            if ahead_rows is None else max(0, ahead_rows))
         self.stats = FetchStats(tiles=sum(len(r) for r in self.layout))

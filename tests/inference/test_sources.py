@@ -11,6 +11,7 @@ from inference.sources import (
     fetch_layout,
     group_requests,
     look_ahead,
+    ramp_tiles,
 )
 
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
@@ -35,6 +36,23 @@ def test_look_ahead_keeps_the_workers_busy_within_its_memory():
     wide = _requests(16384)  # a row of 16,384 px is 200 MiB: no row ahead (memory first)
     assert look_ahead(wide, workers=40, bands=len(BANDS)) == 0
     assert look_ahead([], workers=16, bands=len(BANDS)) == 0
+
+
+def test_the_first_rows_ask_for_small_requests_so_the_model_starts_early():
+    assert [ramp_tiles(k) for k in range(5)] == [1, 2, 4, None, None]
+    grid = _grid(3648)  # 8 tiles of 512 a row; a whole row's pixels exceed one request
+    src = FetchedSource(lambda w: None, grid, BANDS, tile=512, overlap=64, workers=16)
+    try:
+        tiles_per_request = [[len(r.tiles) for r in row] for row in src.requests]
+    finally:
+        src.close()
+    assert tiles_per_request[:3] == [[1] * 8, [2] * 4, [4, 4]]
+    # later rows are grouped up to the byte limit only, as before
+    assert tiles_per_request[3:] == [[len(r.tiles) for r in row] for row in _requests(3648)[3:]]
+    assert all(len(row) == 2 for row in tiles_per_request[3:])
+    # the byte limit still applies inside the ramp
+    capped = group_requests(fetch_layout(grid, 512, 64)[0], len(BANDS), 512 * 512 * 24, 4)
+    assert [len(r.tiles) for r in capped] == [1] * 8
 
 
 def test_fetching_ahead_reads_the_same_pixels_and_requests_each_window_once():
