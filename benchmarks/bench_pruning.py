@@ -76,9 +76,13 @@ CPU = torch.device("cpu")
 
 
 def configurations() -> list[tuple[str, Setting, bool]]:
-    """(name, autotune setting, BN folded) of every configuration to time."""
-    return [(f"{s.label}{'/BN folded' if fold else ''}", s, fold) for fold in (False, True)
+    """(name, autotune setting, BN folded) of every eager configuration to time."""
+    return [(config_name(s, fold), s, fold) for fold in (False, True)
             for s in autotune.candidates(CPU, "auto", "auto")]
+
+
+def config_name(setting: Setting, fold: bool) -> str:
+    return f"{setting.label}{'/BN folded' if fold else ''}"
 
 
 def one_pass(net: torch.nn.Module, x: torch.Tensor, setting: Setting) -> float:
@@ -89,34 +93,54 @@ def one_pass(net: torch.nn.Module, x: torch.Tensor, setting: Setting) -> float:
 
 
 def auto_choices(full, small, batch: int, size: int) -> tuple[str, str]:
-    """What ``--precision auto --channels-last auto`` picks for each network (cache off)."""
+    """What ``isamap-predict`` (``--precision auto --channels-last auto``) runs for each
+    network: its batch norms folded (``inference.runtime.TilePredictor`` folds them), the
+    setting measured afresh (cache off)."""
     x = torch.randn(batch, len(BANDS), size, size)
     labels = []
     for net in (full, small):
-        setting = autotune.choose(net, x, CPU, cache=False).setting
-        labels.append(Setting(setting.precision, setting.channels_last).label)
-        net.to(memory_format=torch.contiguous_format)
+        setting = autotune.choose(fold_batchnorm(net), x, CPU, cache=False).setting
+        labels.append(config_name(Setting(setting.precision, setting.channels_last), True))
     return labels[0], labels[1]
 
 
-def speed(full, small, batch: int, size: int, rounds: int
+def time_pair(name: str, nets, setting: Setting, batch: int, size: int, rounds: int,
+              rates: dict[str, tuple[float, float, float]]) -> None:
+    """Best patches/s of both networks and the median paired speed-up, into ``rates``."""
+    fmt = setting.memory_format
+    x = torch.randn(batch, len(BANDS), size, size).contiguous(memory_format=fmt)
+    for net in nets:
+        one_pass(net, x, setting)  # warm-up: oneDNN primitive creation (or compilation)
+    times = [(one_pass(nets[0], x, setting), one_pass(nets[1], x, setting))
+             for _ in range(rounds)]
+    ratio = float(np.median([a / b for a, b in times]))
+    rates[name] = (batch / min(a for a, _ in times), batch / min(b for _, b in times), ratio)
+    print(f"  {name:<39} unpruned {rates[name][0]:7.2f} patches/s   pruned "
+          f"{rates[name][1]:7.2f} patches/s   speed-up x{ratio:.2f} (median of "
+          f"{rounds} paired rounds)", flush=True)
+
+
+def speed(full, small, batch: int, size: int, rounds: int, compiled: int
           ) -> dict[str, tuple[float, float, float]]:
-    """Per configuration: best patches/s of each network and the median paired speed-up."""
-    rates = {}
+    """Per configuration: best patches/s of each network and the median paired speed-up.
+
+    Every eager setting, as trained and with batch norms folded; then the ``compiled``
+    fastest folded settings again under ``torch.compile`` (``isamap-predict --compile``),
+    whose fused element-wise work helps the pruned network most: its narrower convolutions
+    leave the ReLUs, sums and scatters over the branches' full width a larger share.
+    """
+    rates: dict[str, tuple[float, float, float]] = {}
     folded = (fold_batchnorm(full), fold_batchnorm(small))
     for name, setting, fold in configurations():
-        fmt = setting.memory_format
-        x = torch.randn(batch, len(BANDS), size, size).contiguous(memory_format=fmt)
-        nets = [net.to(memory_format=fmt) for net in (folded if fold else (full, small))]
-        for net in nets:
-            one_pass(net, x, setting)  # warm-up: oneDNN primitive creation
-        times = [(one_pass(nets[0], x, setting), one_pass(nets[1], x, setting))
-                 for _ in range(rounds)]
-        ratio = float(np.median([a / b for a, b in times]))
-        rates[name] = (batch / min(a for a, _ in times), batch / min(b for _, b in times), ratio)
-        print(f"  {name:<30} unpruned {rates[name][0]:7.2f} patches/s   pruned "
-              f"{rates[name][1]:7.2f} patches/s   speed-up x{ratio:.2f} (median of "
-              f"{rounds} paired rounds)", flush=True)
+        nets = [net.to(memory_format=setting.memory_format)
+                for net in (folded if fold else (full, small))]
+        time_pair(name, nets, setting, batch, size, rounds, rates)
+    by_label = {name: (setting, fold) for name, setting, fold in configurations()}
+    eager_folded = sorted((k for k in rates if "folded" in k), key=lambda k: -rates[k][1])
+    for name in eager_folded[:compiled]:
+        setting, _ = by_label[name]
+        nets = [torch.compile(net.to(memory_format=setting.memory_format)) for net in folded]
+        time_pair(f"{name}/compiled", nets, setting, batch, size, rounds, rates)
     return rates
 
 
@@ -222,11 +246,12 @@ def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict
                 f"; pruned with rule {rule}, before residual outputs were pruned: re-run "
                 "python -m inference.lccompare for the current one")
             found.append((f"{path} ({stem} stem{older})", report))
-    if not found:
+    if not found:  # in a folder of its own: never over a documented experiment's results
+        quick = Path("bench_output") / "lccompare_quick"
         cfg = LandCoverCompareConfig(data_dir=data_dir, seeds=(0,), iterations=60,
                                      prune_iterations=20)
-        report = run_experiment(cfg, folders[0])
-        found.append((f"{folders[0] / 'metrics.json'}, run now: one seed, 60 iterations "
+        report = run_experiment(cfg, quick)
+        found.append((f"{quick / 'metrics.json'}, run now: one seed, 60 iterations "
                       "(a quick look, not the result)", report))
     return [(source, {m: r["summary"][m]["OA"] for m in ("hrnet", "hrnet pruned")})
             for source, r in found]
@@ -241,6 +266,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    p.add_argument("--compiled", type=int, default=1,
+                   help="also time the n fastest folded settings under torch.compile (0: none)")
     p.add_argument("--results", nargs="+", default=[str(ROOT / "lccompare_output"),
                                                      str(ROOT / "lccompare_output_bn"),
                                                      str(ROOT / "lccompare_output_bn_x3")],
@@ -258,15 +285,20 @@ def main() -> None:
     print(f"parameters  {pf:>12,} -> {ps:>12,}  ({100 * (1 - ps / pf):.1f} % fewer)")
     print(f"FLOPs/patch {ff / 1e9:>10.2f} G -> {fs / 1e9:>10.2f} G  (x{ff / fs:.2f} fewer)")
     auto_full, auto_small = auto_choices(full, small, a.batch, a.size)
-    print(f"--precision auto chooses {auto_full} (unpruned) and {auto_small} (pruned)")
-    rates = speed(full, small, a.batch, a.size, a.rounds)
+    print(f"isamap-predict --precision auto runs {auto_full} (unpruned) and {auto_small} "
+          "(pruned)")
+    rates = speed(full, small, a.batch, a.size, a.rounds, a.compiled)
     u, pr, ratio = rates[auto_full]
-    print(f"at auto's choice for the unpruned network ({auto_full}): {u:.2f} -> {pr:.2f} "
-          f"patches/s, pruned x{ratio:.2f} faster (bar: >= 1.5x)")
-    fastest = max((k for k in rates if "folded" in k), key=lambda k: rates[k][0])
-    u, pr, ratio = rates[fastest]
-    print(f"fastest with folded batch norms ({fastest}): {u:.2f} -> {pr:.2f} patches/s, "
-          f"pruned x{ratio:.2f} faster")
+    print(f"as isamap-predict runs them, at auto's choice for the unpruned network "
+          f"({auto_full}): {u:.2f} -> {pr:.2f} patches/s, pruned x{ratio:.2f} faster")
+    best_u = max(rates, key=lambda k: rates[k][0])
+    best_p = max(rates, key=lambda k: rates[k][1])
+    same = f"both at {best_u}, paired" if best_u == best_p else (
+        f"unpruned at {best_u}, pruned at {best_p}, ratio of best times")
+    speedup = rates[best_u][2] if best_u == best_p else rates[best_p][1] / rates[best_u][0]
+    print(f"each network at its fastest setting ({same}): {rates[best_u][0]:.2f} -> "
+          f"{rates[best_p][1]:.2f} patches/s, pruned x{speedup:.2f} faster (bar: >= 1.5x)")
+    fastest = max((k for k in rates if k.endswith("folded")), key=lambda k: rates[k][0])
     breakdown(full, small, a.batch, a.size, a.rounds, fastest)
     for source, oa in accuracy_changes([Path(r) for r in a.results], a.data_dir):
         h, q = oa["hrnet"], oa["hrnet pruned"]
