@@ -318,7 +318,7 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
 
     layout = fetch_layout(grid, request.tile, request.overlap)
     tiles = sum(len(row) for row in layout)
-    groups = [g for row in layout_requests(layout, len(bands)) for g in row]
+    groups = [g for row in layout_requests(layout, len(bands), request.workers) for g in row]
     nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4
     requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
                 if request.method == "pixels" else 0)

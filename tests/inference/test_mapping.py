@@ -90,6 +90,7 @@ def test_fake_server_map_equals_predicting_the_local_stack_file(scene, ee_offlin
     assert result.dates[0].outputs.prediction.tiles == sum(len(row) for row in layout)
     # neighbouring tiles of a row share a request (here a whole row fits in one), after the
     # first rows' smaller requests (1, 2 then 4 tiles each) that let the model start early
+    # (4 workers: rows are fetched ahead, so the start matters)
     assert len(layout) == 4 and all(len(row) == 4 for row in layout)
     assert len(transport.served) == 4 + 2 + 1 + 1
     # STAC beside every COG, and the run record
@@ -108,7 +109,7 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_run(scene, ee_offline, t
 
     class Dies(StackTransport):  # the service stops answering after three tile rows
         def compute_pixels(self, request):
-            if len(self.served) >= 4 + 2 + 1:  # their requests hold 1, 2 and 4 tiles
+            if len(self.served) >= 3:  # one request per tile row (one worker: no ramp)
                 raise HttpError(400, "simulated outage")
             return super().compute_pixels(request)
 
@@ -261,7 +262,7 @@ def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, ee_offline, t
     stack, model = scene
     spec = {"stack": stack.image, "model": str(model), "out": str(tmp_path / "out"),
             "bbox": list(inner_region(stack.grid).bbox), "tile": TILE, "overlap": OVERLAP,
-            "strip_rows": 32, "kill_after": 4 + 2 + 1 + 1}  # rows 0-2 take 1, 2, 4 tiles a request
+            "strip_rows": 32, "kill_after": 4}  # one worker: one request per tile row
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     done = subprocess.run([sys.executable, "-m", "tests.support.killed_map",
                            str(tmp_path / "spec.json")], cwd=REPO_ROOT, capture_output=True,
@@ -273,8 +274,7 @@ def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, ee_offline, t
     # strips written before the kill are kept (how many depends on when the writer thread got
     # to them; the in-process test above checks that fewer tiles are fetched again)
     assert resumed.dates[0].outputs.prediction.resumed_strips >= 1
-    assert len(fetch_layout(resumed.grid, TILE, OVERLAP)) == 4
-    assert len(healthy.served) <= 4 + 2 + 1 + 1  # never more than a whole run's requests
+    assert len(healthy.served) <= len(fetch_layout(resumed.grid, TILE, OVERLAP))
     whole = map_region(request_from({**spec, "out": str(tmp_path / "whole")}),
                        session=session_for(StackTransport(stack, info=lambda t: 5)),
                        echo=lambda _: None)

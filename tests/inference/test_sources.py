@@ -50,6 +50,15 @@ def test_the_first_rows_ask_for_small_requests_so_the_model_starts_early():
     # later rows are grouped up to the byte limit only, as before
     assert tiles_per_request[3:] == [[len(r.tiles) for r in row] for row in _requests(3648)[3:]]
     assert all(len(row) == 2 for row in tiles_per_request[3:])
+    # a region too wide to fetch rows ahead, or one worker, gets no ramp
+    wide = FetchedSource(lambda w: None, _grid(16384), BANDS, tile=512, overlap=64, workers=40)
+    one = FetchedSource(lambda w: None, grid, BANDS, tile=512, overlap=64, workers=1)
+    try:
+        assert wide.requests == _requests(16384)
+        assert one.requests == _requests(3648)
+    finally:
+        wide.close()
+        one.close()
     # the byte limit still applies inside the ramp
     capped = group_requests(fetch_layout(grid, 512, 64)[0], len(BANDS), 512 * 512 * 24, 4)
     assert [len(r.tiles) for r in capped] == [1] * 8
