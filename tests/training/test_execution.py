@@ -68,19 +68,22 @@ class _SleepingRunner:
         return run
 
 
-def test_every_candidate_is_timed_even_past_the_deadline_and_close_ones_twice():
+def test_every_candidate_is_timed_even_past_the_deadline_and_close_ones_twice(monkeypatch):
+    monkeypatch.setattr(autotune, "RACE_MARGIN", 3.0)  # wide: scheduler jitter never matters
     fast, close, slow = Setting("fp32"), Setting("bf16"), Setting("fp32", True)
-    runner = _SleepingRunner({fast: 0.005, close: 0.005, slow: 0.05})
+    # equal times 30 ms apart from the slow one's 300: scheduler jitter cannot reorder them
+    runner = _SleepingRunner({fast: 0.03, close: 0.03, slow: 0.3})
     times = autotune._time(runner, [slow, fast, close], {}, deadline=0.0, measure=None)
     assert set(times) == {fast, close, slow}  # none loses by never being timed
     assert runner.calls[slow] == 1  # 10x slower than the lead after round one: out
     assert runner.calls[fast] == runner.calls[close] == autotune.MIN_ROUNDS
-    assert times[slow] >= 0.05 > times[fast]
+    assert times[slow] >= 0.3 > times[fast]
 
 
-def test_rounds_go_on_for_the_close_candidates_while_the_budget_lasts():
+def test_rounds_go_on_for_the_close_candidates_while_the_budget_lasts(monkeypatch):
+    monkeypatch.setattr(autotune, "RACE_MARGIN", 3.0)
     a, b = Setting("fp32"), Setting("bf16")
-    runner = _SleepingRunner({a: 0.001, b: 0.001})
+    runner = _SleepingRunner({a: 0.03, b: 0.03})
     autotune._time(runner, [a, b], {}, deadline=time.perf_counter() + 60, measure=None)
     assert runner.calls[a] == runner.calls[b] == autotune.MAX_REPS
 
