@@ -29,15 +29,13 @@ from gee_export.core.commands import LOW_SPACE_BYTES
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_path
 from gee_export.core.version import code_version
-from inference.cog_stream import CogStream, Encoding
+from inference.cog_stream import DEFLATE_LEVEL, CogStream, Encoding
 
 Kind = Literal["class", "probability", "change"]
 Compression = Literal["DEFLATE", "ZSTD"]
 BLOCK = 512
 NODATA = LABEL_NODATA  # the class map's nodata is the label's; the probability uses it too
 PROB_SCALE = 250  # probability 1.0 is stored as 250; 251-254 unused, 255 = nodata
-# zlib level 3: about as small as level 6 on prediction maps, 3x faster to write.
-DEFLATE_LEVEL = 3
 BAND_IDS: dict[str, str] = {"class": "isa_class", "probability": "isa_probability",
                             "change": "isa_change"}
 _RESAMPLING = {"class": "MODE", "probability": "AVERAGE", "change": "MODE"}

@@ -9,7 +9,7 @@ import rasterio.shutil
 from affine import Affine
 
 from inference.cog import cog_report
-from inference.cog_stream import CogStream, Encoding, overview_sizes, reduce2
+from inference.cog_stream import CogStream, Encoding, _reduce2_any, overview_sizes, reduce2
 
 TRANSFORM = Affine(10, 0, 500000, 0, -10, 3500000)
 
@@ -94,6 +94,21 @@ def test_two_by_two_reductions():
     np.testing.assert_array_equal(reduce2(avg, "average"), [[11, nd]])
     assert overview_sizes(1100, 700) == [(550, 350), (275, 175)]
     assert overview_sizes(512, 300) == []
+
+
+@pytest.mark.parametrize("values", [[0, 1, 255], [*range(15), 255], [0, 1, 2], [14, 15, 16],
+                                    [*range(0, 250, 7)]])
+def test_shortcuts_give_the_rules_bytes(values):
+    # class maps go through the lookup table, probabilities without nodata through a plain
+    # mean; both must equal the pass-by-pass rule on every 2x2 combination they can meet
+    rng = np.random.default_rng(len(values))
+    rows = rng.choice(np.array(values, np.uint8), size=(300, 402))
+    for resampling in ("mode", "average"):
+        np.testing.assert_array_equal(reduce2(rows, resampling),
+                                      _reduce2_any(rows, resampling))
+        odd = rows[:-1, :-1]  # padded with nodata to an even shape
+        even = np.pad(odd, ((0, 1), (0, 1)), constant_values=255)
+        np.testing.assert_array_equal(reduce2(odd, resampling), _reduce2_any(even, resampling))
 
 
 def test_rows_must_fit_and_be_complete(tmp_path):
