@@ -105,10 +105,10 @@ def strip_bounds(height: int, strip: int) -> list[tuple[int, int]]:
 
 
 def invalid_mask(block: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
-    """True where any band is NaN or equals its nodata value: the output is nodata there."""
+    """True where any band is NaN, infinite or its nodata value: the output is nodata there."""
     invalid = np.zeros(block.shape[1:], dtype=bool)
     for band, value in zip(block, nodata, strict=True):
-        invalid |= np.isnan(band)
+        invalid |= ~np.isfinite(band)
         if value is not None and not math.isnan(value):
             invalid |= band == value
     return invalid
@@ -127,7 +127,8 @@ class Accumulator:
 
     Tiles are added with their blending weights (:func:`tile_weights`) as they arrive, top
     to bottom; rows no later tile can touch are taken (:meth:`take`) and dropped, so memory
-    spans only the rows still open.
+    spans only the rows still open. The rows form a ring: a take clears its rows for the
+    ones below instead of moving every open row up.
     """
 
     def __init__(self, classes: int, capacity: int, width: int, row0: int) -> None:
@@ -135,25 +136,33 @@ class Accumulator:
         self.weights = np.zeros((capacity, width), dtype=np.float32)
         self.invalid = np.zeros((capacity, width), dtype=bool)
         self.row0 = row0
+        self._head = 0  # where row0 lies in the ring
+
+    def _spans(self, offset: int, rows: int) -> list[tuple[int, int, int]]:
+        """``(ring row, first row, count)`` pieces of rows ``offset..offset+rows`` past row0."""
+        capacity = self.weights.shape[0]
+        if offset + rows > capacity:
+            raise RuntimeError("accumulator overflow; tile rows arrived out of order")
+        start = (self._head + offset) % capacity
+        first = min(rows, capacity - start)
+        return [(start, 0, first)] + ([(0, first, rows - first)] if first < rows else [])
 
     def add(self, probs: np.ndarray, weights: np.ndarray, row: int, col: int) -> None:
         """Add ``probs`` (K, h, w) placed at output ``(row, col)``; rows above row0 are dropped."""
         skip = max(self.row0 - row, 0)
         if skip >= probs.shape[1]:
             return
-        r0 = row + skip - self.row0
         h, w = probs.shape[1] - skip, probs.shape[2]
-        if r0 + h > self.weights.shape[0]:
-            raise RuntimeError("accumulator overflow; tile rows arrived out of order")
-        wt = weights[skip:skip + h, :w]
-        self.sums[:, r0:r0 + h, col:col + w] += probs[:, skip:, :] * wt
-        self.weights[r0:r0 + h, col:col + w] += wt
+        for at, first, n in self._spans(row + skip - self.row0, h):
+            wt = weights[skip + first:skip + first + n, :w]
+            self.sums[:, at:at + n, col:col + w] += probs[:, skip + first:skip + first + n] * wt
+            self.weights[at:at + n, col:col + w] += wt
 
     def mark_invalid(self, invalid: np.ndarray, row: int) -> None:
         skip = max(self.row0 - row, 0)
         if skip < invalid.shape[0]:
-            r0 = row + skip - self.row0
-            self.invalid[r0:r0 + invalid.shape[0] - skip] |= invalid[skip:]
+            for at, first, n in self._spans(row + skip - self.row0, invalid.shape[0] - skip):
+                self.invalid[at:at + n] |= invalid[skip + first:skip + first + n]
 
     def take(self, rows: int, isa_class: int) -> tuple[np.ndarray, np.ndarray]:
         """Encode and remove the first ``rows`` rows: (class uint8, ISA probability uint8)."""
@@ -161,16 +170,19 @@ class Accumulator:
 
     def take_probs(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """Remove the first ``rows`` rows: blended probabilities (K, rows, W) and nodata mask."""
-        sums, weights = self.sums[:, :rows], self.weights[:rows]
-        bad = self.invalid[:rows] | (weights <= 0)
-        probs = sums / np.where(weights > 0, weights, 1.0)
-        keep = self.weights.shape[0] - rows
-        self.sums[:, :keep] = self.sums[:, rows:]  # numpy copies overlapping slices safely
-        self.sums[:, keep:] = 0.0
-        self.weights[:keep] = self.weights[rows:]
-        self.weights[keep:] = 0.0
-        self.invalid[:keep] = self.invalid[rows:]
-        self.invalid[keep:] = False
+        probs = np.empty((self.sums.shape[0], rows, self.sums.shape[2]), np.float32)
+        bad = np.empty((rows, self.sums.shape[2]), bool)
+        for at, first, n in self._spans(0, rows):
+            weights = self.weights[at:at + n]
+            np.less_equal(weights, 0.0, out=bad[first:first + n])
+            bad[first:first + n] |= self.invalid[at:at + n]
+            # where no tile reached (weight 0) the sum is 0 too: 0 / tiny = 0
+            np.maximum(weights, np.float32(1e-30), out=weights)
+            np.divide(self.sums[:, at:at + n], weights, out=probs[:, first:first + n])
+            self.sums[:, at:at + n] = 0.0
+            weights[:] = 0.0
+            self.invalid[at:at + n] = False
+        self._head = (self._head + rows) % self.weights.shape[0]
         self.row0 += rows
         return probs, bad
 
@@ -182,12 +194,15 @@ def encode(probs: np.ndarray, bad: np.ndarray, isa_class: int) -> tuple[np.ndarr
     """
     if probs.shape[0] == 1:
         p1 = probs[0]
-        classes = (p1 > 0.5).astype(np.uint8)  # argmax; a tie goes to class 0
-        isa = p1 if isa_class == 1 else 1.0 - p1
+        classes = np.greater(p1, 0.5).view(np.uint8)  # argmax; a tie goes to class 0
+        scaled = (p1 if isa_class == 1 else 1.0 - p1) * np.float32(PROB_SCALE)
     else:
         classes = np.argmax(probs, axis=0).astype(np.uint8)
-        isa = probs[isa_class]
-    prob = np.rint(np.clip(isa, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
-    classes[bad] = NODATA
-    prob[bad] = NODATA
+        scaled = probs[isa_class] * np.float32(PROB_SCALE)
+    # one scratch array, rounded in place (the caller may still use ``probs``)
+    np.clip(scaled, 0.0, PROB_SCALE, out=scaled)
+    np.rint(scaled, out=scaled)
+    prob = scaled.astype(np.uint8)
+    np.copyto(classes, NODATA, where=bad)
+    np.copyto(prob, NODATA, where=bad)
     return classes, prob
