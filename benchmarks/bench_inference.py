@@ -93,12 +93,12 @@ class ReplayingPredictor(TilePredictor):
         twin.replay_tiles = 0
         return twin
 
-    def __call__(self, tiles: np.ndarray, compact: bool = False) -> np.ndarray:
-        out = super().__call__(tiles, compact)
+    def __call__(self, tiles, compact: bool = False, *, finite: bool = False) -> np.ndarray:
+        out = super().__call__(tiles, compact, finite=finite)
         self.calls += 1
         if self.calls % self.every == 0:
             start, before = time.perf_counter(), self.forward_seconds
-            super().__call__(tiles, compact)
+            super().__call__(tiles, compact, finite=finite)
             self.replay_wall += time.perf_counter() - start
             self.replay_forward += self.forward_seconds - before
             self.replay_tiles += len(tiles)

@@ -127,7 +127,7 @@ class PredictConfig:
 class PredictionResult:
     """What a prediction produced, and where its time went.
 
-    ``stages`` holds seconds per stage (read, mask, gather, predict, forward, blend, take,
+    ``stages`` holds seconds per stage (read, mask, predict, forward, blend, take,
     checkpoint, encode, assemble, and the main thread's waits for the reader and encoder);
     stages of different threads overlap, so they do not add up to ``seconds``.
     ``stages_cpu`` is the CPU time each stage's own thread spent (torch's worker threads and
@@ -327,15 +327,19 @@ def _prepare_work(work_dir: str | os.PathLike | None, out_prefix: str, run: dict
     return work
 
 
-def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int) -> np.ndarray:
+def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int,
+              out: np.ndarray | None = None) -> np.ndarray:
     """Input rows ``[row, row + rows)`` of the bands ``indexes`` at full width, float32.
 
     The one place the engine reads its input: ``src`` is anything with rasterio's
-    ``read(indexes, window=..., out_dtype=...)``, ``width``, ``height`` and ``nodatavals``.
+    ``read(indexes, window=..., out_dtype=..., out=...)``, ``width``, ``height`` and
+    ``nodatavals``. ``out`` (float32, ``(bands, rows, width)``) is filled instead of a new
+    array: a tile row of a wide region is hundreds of MB, and a fresh one costs the reader
+    a page fault per 4 KiB every row.
     """
     window = Window(0, row, src.width, rows)
     try:
-        return src.read(list(indexes), window=window, out_dtype="float32")
+        return src.read(list(indexes), window=window, out_dtype="float32", out=out)
     except rasterio.errors.RasterioError as exc:
         raise InputDataError(unreadable(getattr(src, "name", "the input"), exc)) from None
 
@@ -385,7 +389,7 @@ class _Job:
     """One run of the sliding window: three threads, each owning its stage's state.
 
     - reader: the next tile row (``read_rows``) and its nodata mask, one row ahead;
-    - main thread (this object's ``run``): gathers tiles into batches and runs the model;
+    - main thread (this object's ``run``): runs the model on batches of tiles (views);
     - encoder: blends tile probabilities into the accumulator, takes finished strips (the
       checkpoint files) and feeds them to the two COG encoders (``inference.cog_stream``),
       which compress tiles and build overviews while the model works on the next rows;
@@ -432,6 +436,10 @@ class _Job:
         context = self.post.context_start(self.resume_row) if self.post else self.resume_row
         self.todo = [i for i, (_, r1) in enumerate(self.strips) if r1 > context]
         self.tiles = 0
+        #: the reader fills these in turn: it runs one tile row ahead of the model, so the
+        #: row the model reads its tiles from is never the one being filled
+        self._buffers: list[np.ndarray] = []
+        self._reads = 0
 
     def close(self) -> None:
         for pool in self._kind_pools.values():
@@ -467,10 +475,10 @@ class _Job:
                 nxt = reader.submit(self._read, starts_y[k0])
                 for k in range(k0, len(starts_y)):
                     with self.stages.time("wait_reader"):
-                        block, invalid = nxt.result()
+                        block, invalid, finite = nxt.result()
                     if k + 1 < len(starts_y):
                         nxt = reader.submit(self._read, starts_y[k + 1])
-                    for xs, probs in self._predict_row(block, starts_x):
+                    for xs, probs in self._predict_row(block, starts_x, finite):
                         hand_over(self._blend, k, starts_y, starts_x, xs, probs)
                     final = starts_y[k + 1] * s if k + 1 < len(starts_y) else self.height
                     hand_over(self._close_row, starts_y[k] * s, invalid, final)
@@ -486,30 +494,39 @@ class _Job:
                 with self.stages.time("wait_encoder"):
                     self._encoding.popleft().result()
 
-    def _predict_row(self, block: np.ndarray, starts_x: list[int]) -> Iterator[tuple]:
-        """Tiles of one tile row, batch by batch: ``(x offsets, compact probabilities)``."""
+    def _predict_row(self, block: np.ndarray, starts_x: list[int],
+                     finite: bool) -> Iterator[tuple]:
+        """Tiles of one tile row, batch by batch: ``(x offsets, compact probabilities)``.
+
+        The tiles are views into the row: the predictor normalises them straight into the
+        model's batch, so the main thread makes no copy of its own.
+        """
         tile, size = self.config.tile, self.config.batch_size
-        batch = np.empty((min(size, len(starts_x)), block.shape[0], tile, tile), np.float32)
         for b in range(0, len(starts_x), size):
             xs = starts_x[b:b + size]
-            with self.stages.time("gather"):
-                for j, x in enumerate(xs):  # one copy, straight into the batch buffer
-                    batch[j] = block[:, :, x:x + tile]
             with self.stages.time("predict"):
-                probs = self.predictor(batch[:len(xs)], compact=True)
+                probs = self.predictor([block[:, :, x:x + tile] for x in xs], compact=True,
+                                       finite=finite)
             yield xs, probs
 
     # ---------------------------------------------------------------- reader thread
-    def _read(self, y: int) -> tuple[np.ndarray, np.ndarray]:
+    def _read(self, y: int) -> tuple[np.ndarray, np.ndarray, bool]:
         tile, src, s = self.config.tile, self.src, self.predictor.scale
+        rows, out = min(tile, src.height - y), None
+        if rows == tile:  # a full tile row: into the buffer the model is done with
+            if len(self._buffers) < 2:
+                self._buffers.append(np.empty((len(self.indexes), tile, src.width), np.float32))
+            out = self._buffers[self._reads % 2]
+            self._reads += 1
         with self.stages.time("read"):
-            block = read_rows(src, self.indexes, y, min(tile, src.height - y))
+            block = read_rows(src, self.indexes, y, rows, out=out)
         with self.stages.time("mask"):
             invalid = invalid_mask(block, self.nodata)
+            finite = not invalid.any()  # then the model's thread skips its NaN pass
             if s > 1:
                 invalid = invalid.repeat(s, axis=0).repeat(s, axis=1)
             block = pad_to(block, tile, max(block.shape[2], tile))
-        return block, invalid
+        return block, invalid, finite
 
     # ---------------------------------------------------------------- encoder thread
     def _blend(self, k: int, starts_y: list[int], starts_x: list[int], xs: list[int],

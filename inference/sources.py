@@ -62,8 +62,8 @@ class RasterSource(Protocol):
     descriptions: tuple[str | None, ...]
     nodatavals: tuple[float | None, ...]
 
-    def read(self, indexes: Sequence[int], window: Any = None,
-             out_dtype: str = "float32") -> np.ndarray: ...
+    def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
+             out: np.ndarray | None = None) -> np.ndarray: ...
 
 
 def source_identity(source: str | RasterSource) -> str:
@@ -100,9 +100,9 @@ class MaskedFileSource:
         self.transform, self.crs, self.descriptions = ds.transform, ds.crs, ds.descriptions
         self.nodatavals = (float("nan"),) * ds.count
 
-    def read(self, indexes: Sequence[int], window: Any = None,
-             out_dtype: str = "float32") -> np.ndarray:
-        data = self._ds.read(list(indexes), window=window, out_dtype="float32")
+    def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
+             out: np.ndarray | None = None) -> np.ndarray:
+        data = self._ds.read(list(indexes), window=window, out_dtype="float32", out=out)
         data[data <= self.masked_below] = np.nan
         return data
 
@@ -341,9 +341,12 @@ class FetchedSource:
         return out
 
     # ------------------------------------------------------------------ RasterSource
-    def read(self, indexes: Sequence[int], window: Any = None,
-             out_dtype: str = "float32") -> np.ndarray:
-        """Pixels of ``window`` (a rasterio Window) for the 1-based band ``indexes``."""
+    def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
+             out: np.ndarray | None = None) -> np.ndarray:
+        """Pixels of ``window`` (a rasterio Window) for the 1-based band ``indexes``.
+
+        ``out``: a float32 array of the window's shape to fill instead of a new one.
+        """
         if window is None:
             r0, c0, h, w = 0, 0, self.height, self.width
         else:
@@ -367,7 +370,9 @@ class FetchedSource:
             if exact:  # the predictor never reads a tile row twice: take the row over, so
                 self._rows.pop(rows[0], None)  # each request is freed once copied
         pick = [i - 1 for i in indexes]
-        out = np.full((len(pick), h, w), np.nan, dtype=np.float32)
+        if out is None or out.shape != (len(pick), h, w) or out.dtype != np.float32:
+            out = np.empty((len(pick), h, w), dtype=np.float32)
+        out.fill(np.nan)
         for k in rows:
             futures = wanted.pop(k)
             for request in self.requests[k]:

@@ -253,7 +253,7 @@ def test_outputs_record_how_the_model_ran_and_where_the_time_went(stack, tmp_pat
         assert (tags["runtime"], tags["runtime_source"]) == (runtime["label"],
                                                              runtime["source"])
         assert tags["runtime_ms_per_tile"]
-    stages = {"read", "mask", "gather", "predict", "forward", "blend", "take", "checkpoint",
+    stages = {"read", "mask", "predict", "forward", "blend", "take", "checkpoint",
               "encode", "assemble"}
     assert stages <= set(result.stages) and all(v >= 0 for v in result.stages.values())
     assert result.stages["forward"] <= result.stages["predict"]

@@ -27,6 +27,21 @@ def test_compact_two_class_output_is_the_softmax_of_class_one():
     np.testing.assert_allclose(full, expected, atol=1e-5)
 
 
+def test_tiles_read_in_place_from_a_row_give_the_batchs_result():
+    # the streaming engine hands views into its tile row; the result is the stacked batch's
+    row = smooth_stack(32, 80)
+    row[2, 5, 70] = np.inf
+    views = [row[:, :, x:x + 32] for x in (0, 24, 48)]
+    p = TilePredictor(padded_convnet(), np.full(6, 0.1), np.full(6, 2.0), options=FP32)
+    stacked = p(np.stack(views), compact=True)
+    np.testing.assert_array_equal(p(views, compact=True), stacked)
+    assert np.isfinite(stacked).all()  # the infinity became the band mean, as NaN does
+    clean = [v.copy() for v in views[:2]]  # no NaN: the caller may skip that pass
+    np.testing.assert_array_equal(p(clean, compact=True, finite=True), stacked[:2])
+    with pytest.raises(ModelError, match="expects"):
+        p([row[:, :, :32], row[:, :, :30]])
+
+
 def test_multi_class_models_use_argmax_and_the_chosen_isa_class(tmp_path):
     src = write_stack(tmp_path / "s.tif", smooth_stack(100, 90))
     p = TilePredictor(conv1x1(classes=3), np.zeros(6), np.ones(6), options=FP32)
