@@ -80,7 +80,7 @@ def write_stack(folder: Path, size: int) -> Path:
 
 
 def setup(folder: Path, size: int, latency: float, widths: tuple[int, ...], precision: str,
-          remote: bool = False):
+          remote: bool = False, latency_per: str = "request"):
     """Grid, fake-server session, recipe image and predictor for a ``size``² region.
 
     ``remote``: the service's own work (checking the expression, reading the stack, building
@@ -112,11 +112,13 @@ def setup(folder: Path, size: int, latency: float, widths: tuple[int, ...], prec
     responses: dict[str, np.ndarray] = {}
 
     class Service(StackTransport):
-        """The service's latency grows with the pixels asked for: ``latency`` per tile."""
+        """The service answers after ``latency`` (per request, or per tile's worth of pixels)."""
 
         def compute_pixels(self, request):
             dims = request["grid"]["dimensions"]
-            time.sleep(latency * dims["width"] * dims["height"] / TILE_PIXELS)
+            scale = (dims["width"] * dims["height"] / TILE_PIXELS if latency_per == "tile"
+                     else 1.0)
+            time.sleep(latency * scale)
             if not remote:
                 return super().compute_pixels(request)
             key = json.dumps([request["grid"], list(request["bandIds"])], sort_keys=True)
@@ -183,7 +185,8 @@ def rss_child(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         grid, session, image, predictor = setup(folder, args.rss_size, args.latency,
-                                                args.rss_widths, args.precision)
+                                                args.rss_widths, args.precision,
+                                                latency_per=args.latency_per)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         result, seconds, stats = run_pipeline(folder, grid, session, image, predictor, 40,
                                               args.tile, args.overlap, args.batch,
@@ -203,7 +206,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="throughput region side (px; 3,648 = 8 x 8 tiles of 512)")
     parser.add_argument("--rss-size", type=int, default=16384, help="RSS region side (px)")
     parser.add_argument("--latency", type=float, default=0.4,
-                        help="seconds per request of one 512 px tile (larger ones wait longer)")
+                        help="simulated computePixels latency in seconds")
+    parser.add_argument("--latency-per", choices=("request", "tile"), default="request",
+                        help="the latency is per request (the issue's simulation), or per 512 "
+                             "px tile's worth of pixels (larger requests wait longer)")
     parser.add_argument("--workers", default="1,16,40")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=64)
@@ -226,14 +232,16 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     area = args.size**2 * 100 / 1e6
-    figures: dict = {"size": args.size, "latency_s": args.latency, "tile": args.tile,
+    figures: dict = {"size": args.size, "latency_s": args.latency,
+                     "latency_per": args.latency_per, "tile": args.tile,
                      "overlap": args.overlap, "batch": args.batch,
                      "model": f"training unet widths={args.widths}",
                      "threads": torch.get_num_threads(), "area_km2": area}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         grid, session, image, predictor = setup(folder, args.size, args.latency, args.widths,
-                                                args.precision, remote=True)
+                                                args.precision, remote=True,
+                                                latency_per=args.latency_per)
         for grouped in (True, False):  # the service computes every response once, untimed
             run_pipeline(folder, grid, session, image, predictor, 40, args.tile, args.overlap,
                          args.batch, request_bytes=None if grouped else
@@ -273,8 +281,9 @@ def main(argv: list[str] | None = None) -> dict:
     figures["pipeline"] = runs
     if not args.skip_rss:
         done = subprocess.run([sys.executable, __file__, "--rss-only", "--rss-size",
-                               str(args.rss_size), "--latency", str(args.latency), "--tile",
-                               str(args.tile), "--overlap", str(args.overlap), "--batch",
+                               str(args.rss_size), "--latency", str(args.latency),
+                               "--latency-per", args.latency_per, "--tile", str(args.tile),
+                               "--overlap", str(args.overlap), "--batch",
                                str(args.batch), "--widths", ",".join(map(str, args.widths)),
                                "--rss-widths", ",".join(map(str, args.rss_widths)),
                                "--precision", args.precision],
