@@ -189,7 +189,7 @@ def layout_requests(layout: Sequence[Sequence[FetchTile]], bands: int, workers: 
 
     What :class:`FetchedSource` sends and the dry-run plan counts: one owner of the rule.
     Neighbouring tiles share requests up to ``max_bytes``; the first rows' requests are
-    smaller (:func:`ramp_tiles`) when the region's rows are narrow enough to be fetched ahead
+    smaller (:func:`ramp_tiles`, but never more of them in a row than ``workers``) when the region's rows are narrow enough to be fetched ahead
     (:func:`look_ahead`), i.e. when the start is a noticeable share of the run. A region too
     wide for that runs long enough that the start does not matter, and there the ramp's many
     small requests cost a graph serialisation each and more requests in flight (16,384²: 304
@@ -198,7 +198,14 @@ def layout_requests(layout: Sequence[Sequence[FetchTile]], bands: int, workers: 
     grouped = [group_requests(row, bands, max_bytes) for row in layout]
     if look_ahead(grouped, workers, bands) == 0:
         return grouped
-    return [group_requests(row, bands, max_bytes, ramp_tiles(k)) for k, row in enumerate(layout)]
+
+    def cap(k: int, row: Sequence[FetchTile]) -> int | None:
+        # never more requests than workers in a ramp row: a second wave would wait a whole
+        # round trip more, whatever the requests' size
+        ramp = ramp_tiles(k)
+        return None if ramp is None else max(ramp, -(-len(row) // workers))
+
+    return [group_requests(row, bands, max_bytes, cap(k, row)) for k, row in enumerate(layout)]
 
 
 def look_ahead(requests: Sequence[Sequence[FetchRequest]], workers: int, bands: int,

@@ -59,6 +59,13 @@ def test_the_first_rows_ask_for_small_requests_so_the_model_starts_early():
     finally:
         wide.close()
         one.close()
+    # never more requests in a ramp row than workers: 8 tiles, 3 workers -> 3 per request
+    few = FetchedSource(lambda w: None, grid, BANDS, tile=512, overlap=64, workers=3)
+    try:
+        assert [[len(r.tiles) for r in row] for row in few.requests[:3]] == [
+            [3, 3, 2], [3, 3, 2], [4, 4]]
+    finally:
+        few.close()
     # the byte limit still applies inside the ramp
     capped = group_requests(fetch_layout(grid, 512, 64)[0], len(BANDS), 512 * 512 * 24, 4)
     assert [len(r.tiles) for r in capped] == [1] * 8
