@@ -23,7 +23,8 @@ Measured side by side in one run:
 The simulated latency is 400 ms per request (the issue's simulation); with ``--latency-per
 tile`` it grows with the request instead, 400 ms per 512 px tile's worth of pixels, so requests
 that carry several neighbouring tiles wait as much longer (then the fetch, not the model,
-limits the pipeline: 16 requests in flight bring at most 40 tiles a second). The service's own work (checking the expression, reading the stack,
+limits the pipeline: 16 requests in flight bring at most 40 tiles a second).
+The service's own work (checking the expression, reading the stack,
 building the response) is done once, in untimed prefill runs, and remembered: the real
 service computes pixels on Google's machines, not on the cores that run the model, so the
 timed runs pay the client's whole side (graph serialisation, retries, decoding) and the
