@@ -17,8 +17,8 @@ Measured side by side in one run:
   pipeline's own threads as the pipeline is). The ratio pipeline / model-only, both ways
   (bar: >= 0.8 at 16 workers);
 - peak RSS of the whole pipeline on a ``--rss-size`` region (default 16,384², bar: < 2 GB), in
-  a child process so nothing else counts towards it (the fake service's reads included, with
-  a 64 MB GDAL block cache).
+  a child process so nothing else counts towards it (the fake service's reads included; the
+  child's own high-water mark, see ``peak_memory.py``).
 
 The simulated latency is 400 ms per request (the issue's simulation); with ``--latency-per
 tile`` it grows with the request instead, 400 ms per 512 px tile's worth of pixels, so requests
@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -50,6 +48,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from peak_memory import peak_rss_gib
 
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
 MONTH = "2019-06"
@@ -192,11 +191,11 @@ def rss_child(args: argparse.Namespace) -> dict:
         grid, session, image, predictor = setup(folder, args.rss_size, args.latency,
                                                 args.rss_widths, args.precision,
                                                 latency_per=args.latency_per)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        before = peak_rss_gib()
         result, seconds, stats = run_pipeline(folder, grid, session, image, predictor, 40,
                                               args.tile, args.overlap, args.batch,
                                               progress=True)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        peak = peak_rss_gib()
     area = args.rss_size**2 * 100 / 1e6
     return {"rss_size": args.rss_size, "rss_model_widths": list(args.rss_widths),
             "rss_tiles": result.tiles, "rss_requests": stats.fetched,
@@ -295,11 +294,7 @@ def main(argv: list[str] | None = None) -> dict:
                                str(args.batch), "--widths", ",".join(map(str, args.widths)),
                                "--rss-widths", ",".join(map(str, args.rss_widths)),
                                "--precision", args.precision],
-                              check=True, capture_output=True, text=True,
-                              # the fake service reads the stack with GDAL in this process;
-                              # the real one computes pixels on Google's machines, so its
-                              # block cache is kept small (GDAL's default is 5 % of RAM)
-                              env={**os.environ, "GDAL_CACHEMAX": "64"})
+                              check=True, capture_output=True, text=True)
         line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RSS-JSON "))
         figures.update(json.loads(line.removeprefix("RSS-JSON ")))
         print(f"peak RSS on {args.rss_size}² ({figures['rss_tiles']} tiles, 40 workers): "

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from peak_memory import peak_rss_gib
 from rasterio.windows import Window
 
 from gee_export.contract.grid import Grid
@@ -35,7 +35,7 @@ RSS_BAR_GB = 1.5
 
 
 def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: kB
+    return peak_rss_gib()
 
 
 def make_stack(folder: Path, size: int, rows_per_block: int = 256) -> StackPaths:
