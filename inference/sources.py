@@ -189,8 +189,9 @@ def layout_requests(layout: Sequence[Sequence[FetchTile]], bands: int, workers: 
 
     What :class:`FetchedSource` sends and the dry-run plan counts: one owner of the rule.
     Neighbouring tiles share requests up to ``max_bytes``; the first rows' requests are
-    smaller (:func:`ramp_tiles`, but never more of them in a row than ``workers``) when the region's rows are narrow enough to be fetched ahead
-    (:func:`look_ahead`), i.e. when the start is a noticeable share of the run. A region too
+    smaller (:func:`ramp_tiles`, but never more of them in a row than ``workers``) when the
+    region's rows are narrow enough to be fetched ahead (:func:`look_ahead`), i.e. when the
+    start is a noticeable share of the run. A region too
     wide for that runs long enough that the start does not matter, and there the ramp's many
     small requests cost a graph serialisation each and more requests in flight (16,384²: 304
     instead of 259 requests, peak RSS 2.15 instead of 1.57 GiB in ``bench_mapping.py``).
