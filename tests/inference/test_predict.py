@@ -261,10 +261,10 @@ def test_outputs_record_how_the_model_ran_and_where_the_time_went(stack, tmp_pat
 
 def test_encoding_in_parallel_writes_the_same_maps(stack, tmp_path, monkeypatch):
     """With the model on a GPU the maps are encoded side by side with GDAL's threads."""
-    from inference import predict
+    from inference import sliding_window
 
     reference = run(stack, tmp_path / "one", conv1x1())
-    monkeypatch.setattr(predict, "_cpu_is_free", lambda predictor: True)
+    monkeypatch.setattr(sliding_window, "_cpu_is_free", lambda predictor: True)
     parallel = run(stack, tmp_path / "two", conv1x1())
     for kind in ("class_path", "prob_path"):
         with rasterio.open(getattr(reference, kind)) as a, \
