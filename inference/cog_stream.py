@@ -167,15 +167,12 @@ def _mode_tables() -> tuple[np.ndarray, np.ndarray]:
     block's mode. The table is filled by :func:`_reduce2_any` itself, so both paths follow
     one rule.
     """
-    codes = np.arange(16, dtype=np.uint8)
-    values = np.where(codes == _LUT_VALUES, NODATA, codes).astype(np.uint8)
-    pair = np.full(65536, 0, dtype=np.uint16)
-    lo, hi = np.meshgrid(np.arange(256), np.arange(256), indexing="xy")
-    code = np.full(256, 0, dtype=np.uint16)
-    code[:_LUT_VALUES] = np.arange(_LUT_VALUES)
-    code[NODATA] = _LUT_VALUES
-    pair[(lo | hi << 8).ravel()] = (code[lo] | code[hi] << 4).ravel()
+    values = np.arange(16, dtype=np.uint8)  # code -> value (code 15 is nodata)
+    values[_LUT_VALUES] = NODATA
+    code = np.zeros(256, dtype=np.uint16)  # value -> code (values 15..254 never get here)
+    code[values] = np.arange(16)
     index = np.arange(65536)
+    pair = code[index & 255] | code[index >> 8] << 4
     a, b = values[index & 15], values[index >> 4 & 15]
     c, d = values[index >> 8 & 15], values[index >> 12 & 15]
     blocks = np.empty((2, 2 * 65536), dtype=np.uint8)

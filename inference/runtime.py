@@ -150,10 +150,9 @@ class TilePredictor:
         between forwards, so no copy is made before it.
         """
         n = len(tiles)
-        shape = tuple(tiles.shape[1:]) if isinstance(tiles, np.ndarray) else (
-            tiles[0].shape if n else ())
-        if not n or len(shape) != 3 or shape[0] != self.channels or any(
-                t.shape != shape for t in tiles):
+        shapes = {tuple(t.shape) for t in tiles}  # one (C, H, W) for a valid batch
+        shape = shapes.pop() if len(shapes) == 1 else ()
+        if len(shape) != 3 or shape[0] != self.channels:
             got = tiles.shape if isinstance(tiles, np.ndarray) else [t.shape for t in tiles]
             raise ModelError(
                 f"tiles have shape {got}; the model expects (N, {self.channels}, H, W)")
@@ -171,8 +170,7 @@ class TilePredictor:
                 torch.addcmul(self._shift[0], raw, self._scale[0], out=x[j])
         else:
             x = torch.empty((n, *shape), device=self.device, memory_format=fmt)
-            raw = torch.from_numpy(np.ascontiguousarray(np.stack(tiles) if not isinstance(
-                tiles, np.ndarray) else tiles, dtype=np.float32)).to(self.device)
+            raw = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
             torch.addcmul(self._shift, raw, self._scale, out=x)
         if not finite:
             torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
