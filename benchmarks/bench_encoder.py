@@ -1,0 +1,133 @@
+"""Benchmark: what the sliding window's helpers cost per output strip, side by side.
+
+The encoder and reader threads share the cores with the model, so their CPU time per strip is
+what the pipeline loses (``bench_inference.py`` prints the same stages summed over a run).
+Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread, median of
+``--rounds``:
+
+- overview reduction 2x: the shortcuts ``reduce2`` takes (class maps by lookup table,
+  probabilities without nodata by a plain mean) next to the pass-by-pass rule
+  (``_reduce2_any``), which gives the same bytes;
+- a strip through both COG encoders (level-0 tiles + every overview), DEFLATE level 1 (the
+  default) next to level 3, and the compressed sizes;
+- taking a strip from the accumulator and encoding it (class + stored probability);
+- the predictor's time outside the forward pass for one batch of tile views (normalising into
+  the batch, probabilities back): the main thread's cost between forwards.
+
+The probability strip is noise around 0.5 (as an untrained or uncertain model gives; a trained
+model's maps compress about 1.2x too), the class strip its threshold.
+
+Run: ``.venv/bin/python benchmarks/bench_encoder.py`` (``--width 4096`` for a quick look).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+
+from inference.blending import Accumulator, encode
+from inference.cog_stream import CogStream, Encoding, _reduce2_any, reduce2
+
+ROWS = 512
+
+
+def cpu_ms(fn: Callable[[], object], rounds: int) -> float:
+    fn()  # warm-up (lookup tables, first-touch pages)
+    times = []
+    for _ in range(rounds):
+        start = time.thread_time()
+        fn()
+        times.append(time.thread_time() - start)
+    return float(np.median(times)) * 1000
+
+
+def strips(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    p1 = np.clip(0.5 + 0.2 * rng.standard_normal((ROWS, width)), 0, 1).astype(np.float32)
+    prob = np.rint(p1 * 250).astype(np.uint8)
+    return p1, (p1 > 0.5).astype(np.uint8), prob
+
+
+def encoder_ms(rows: np.ndarray, resampling: str, level: int, rounds: int) -> tuple[float, int]:
+    """CPU ms per strip through a CogStream (4 strips per stream), and the level files' bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        times, size = [], 0
+        for r in range(rounds):
+            stream = CogStream(Path(tmp), f"s{r}", rows.shape[1], 4 * ROWS,
+                               Affine(10, 0, 500_000, 0, -10, 3_500_000), "EPSG:32650",
+                               resampling, {}, "bench", encoding=Encoding(level=level))
+            start = time.thread_time()
+            for _ in range(4):
+                stream.add(rows)
+            stream.close()
+            times.append((time.thread_time() - start) / 4)
+            size = sum(level.path.stat().st_size for level in stream.levels)
+            stream.remove()
+    return float(np.median(times)) * 1000, size
+
+
+def predictor_outside_forward_ms(batch: int, tile: int, rounds: int) -> tuple[float, str]:
+    import torch
+
+    from inference.runtime import RuntimeOptions, TilePredictor
+    from training.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", 6, 2, widths=(8, 16, 32, 64, 128))
+    predictor = TilePredictor(model, np.zeros(6), np.ones(6), options=RuntimeOptions())
+    row = np.random.default_rng(0).standard_normal((6, tile, tile * batch), dtype=np.float32)
+    views = [row[:, :, i * tile:(i + 1) * tile] for i in range(batch)]
+    predictor(views, compact=True, finite=True)  # settles 'auto'
+    outside = []
+    for _ in range(rounds):
+        before, start = predictor.forward_seconds, time.perf_counter()
+        predictor(views, compact=True, finite=True)
+        outside.append(time.perf_counter() - start - (predictor.forward_seconds - before))
+    return float(np.median(outside)) * 1000, predictor.description
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--width", type=int, default=16384)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--tile", type=int, default=512)
+    args = parser.parse_args(argv)
+    p1, classes, prob = strips(args.width)
+    figures: dict = {"width": args.width, "rows": ROWS}
+    print(f"one {ROWS}-row strip, {args.width} px wide (CPU ms of this thread, median of "
+          f"{args.rounds})")
+    for name, rows, resampling in (("class", classes, "mode"), ("probability", prob, "average")):
+        fast = cpu_ms(lambda r=rows, s=resampling: reduce2(r, s), args.rounds)
+        rule = cpu_ms(lambda r=rows, s=resampling: _reduce2_any(r, s), args.rounds)
+        figures[f"reduce2_{name}_ms"] = {"shortcut": round(fast, 1), "rule": round(rule, 1)}
+        print(f"  {name:>11} overview 2x: shortcut {fast:6.1f} ms, rule {rule:6.1f} ms "
+              f"(x{rule / fast:.1f})")
+        for level in (1, 3):
+            ms, size = encoder_ms(rows, resampling, level, args.rounds)
+            figures[f"encode_{name}_deflate{level}"] = {"ms": round(ms, 1), "bytes": size}
+            print(f"  {name:>11} strip through its COG encoder, DEFLATE {level}: {ms:6.1f} ms, "
+                  f"{size / 4 / 2**20:5.2f} MiB per strip")
+    acc = Accumulator(1, 2 * ROWS, args.width, 0)
+
+    def take() -> None:
+        acc.add(p1[None], np.ones((ROWS, args.width), np.float32), acc.row0, 0)
+        encode(*acc.take_probs(ROWS), 1)
+
+    figures["take_encode_ms"] = round(cpu_ms(take, args.rounds), 1)
+    print(f"  accumulate + take + encode a strip: {figures['take_encode_ms']:6.1f} ms")
+    outside, runtime = predictor_outside_forward_ms(args.batch, args.tile, args.rounds * 4)
+    figures["predictor_outside_forward_ms"] = round(outside, 1)
+    print(f"  predictor outside the forward, {args.batch} tiles of {args.tile} px at {runtime}: "
+          f"{outside:6.1f} ms per batch")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
