@@ -85,6 +85,26 @@ def test_tiled_run_equals_single_pass(stack, tmp_path):
     assert diff.max() <= 1
 
 
+@pytest.mark.parametrize("layout", [{"tiled": False},
+                                    {"tiled": True, "blockxsize": 64, "blockysize": 48}])
+def test_uncompressed_input_reads_like_a_compressed_one(stack, tmp_path, layout):
+    """Uncompressed stacks skip GDAL's block cache (``GTIFF_DIRECT_IO``); same pixels."""
+    with rasterio.open(stack) as src:
+        profile = {k: v for k, v in src.profile.items() if k not in ("compress", "tiled",
+                                                                      "blockxsize", "blockysize")}
+        data, descriptions = src.read(), src.descriptions
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", **profile, **layout) as dst:
+        dst.write(data)
+        dst.descriptions = descriptions
+    with rasterio.open(plain) as ds:
+        assert ds.compression is None
+    model = conv1x1()
+    a, b = run(stack, tmp_path / "a", model), run(plain, tmp_path / "b", model)
+    for x, y in ((a.class_path, b.class_path), (a.prob_path, b.prob_path)):
+        np.testing.assert_array_equal(read(x), read(y))
+
+
 def test_nodata_propagates_from_any_band(tmp_path):
     data = smooth_stack(100, 120)
     data[1, 10:20, 30:40] = np.nan  # NaN in one band only
