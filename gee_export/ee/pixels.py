@@ -105,9 +105,16 @@ def decode(result: Any, sub: SubRequest) -> np.ndarray:
             raise EarthEngineError(
                 f"computePixels returned shape {arr.shape} with bands {arr.dtype.names}; "
                 f"expected {want} with {sub.bands}")
-        out = np.empty((len(sub.bands), *want), np.float32)  # one copy, band by band
-        for i, b in enumerate(sub.bands):
-            out[i] = arr[b]
+        packed = np.dtype([(b, "<f4") for b in sub.bands])
+        if arr.dtype == packed:  # the usual answer: float32 pixels, bands in request order
+            # one transposing copy of the pixel-interleaved values (a field-by-field copy
+            # reads the whole response once per band)
+            pixels = arr.view(np.float32).reshape(*want, len(sub.bands))
+            out = np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        else:
+            out = np.empty((len(sub.bands), *want), np.float32)  # one copy, band by band
+            for i, b in enumerate(sub.bands):
+                out[i] = arr[b]
     else:
         if arr.shape != (*want, len(sub.bands)):
             raise EarthEngineError(f"computePixels returned shape {arr.shape}, expected "

@@ -74,3 +74,25 @@ def test_request_and_decode_roundtrip(ee_offline):
         decode(arr[:10], sub)
     whole = assemble(window, ("B2", "label"), [(sub, out)])
     np.testing.assert_array_equal(whole, out)
+
+
+@pytest.mark.parametrize("fields", [
+    [("B2", "<f4"), ("B3", "<f4"), ("label", "<f4")],  # packed float32 in request order
+    [("label", "<f4"), ("B2", "<f4"), ("B3", "<f4")],  # other order
+    [("B2", "<f8"), ("B3", "<f4"), ("label", "<i2")],  # other types
+    [("B2", ">f4"), ("B3", ">f4"), ("label", ">f4")],  # big-endian
+])
+def test_decode_takes_each_band_by_name_whatever_the_layout(fields):
+    rng = np.random.default_rng(0)
+    arr = np.zeros((6, 7), dtype=fields)
+    for name, _ in fields:
+        arr[name] = rng.integers(-50, 50, arr.shape)
+    arr["B3"][2, 3] = -3.0e38 if arr.dtype["B3"].kind == "f" else 0
+    arr.flags.writeable = False  # a response is never written
+    sub = SubRequest(Window(row_off=0, col_off=0, height=6, width=7), ("B2", "B3", "label"))
+    out = decode(arr, sub)
+    assert out.dtype == np.float32 and out.flags.c_contiguous and out.flags.writeable
+    for i, name in enumerate(sub.bands):
+        expected = arr[name].astype(np.float32)
+        expected[expected <= -1.0e38] = np.nan
+        np.testing.assert_array_equal(out[i], expected)
