@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import numpy as np
 import rasterio
 import torch
 from affine import Affine
+from peak_memory import peak_rss_gib
 from rasterio.windows import Window
 
 from inference.cog import OutputInfo
@@ -151,14 +151,14 @@ def main(argv: list[str] | None = None) -> dict:
     predictor(first)  # warm-up at the pipeline's batch shape
     predictor.forward_seconds = 0.0
     predictor.calls = 0
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    rss_before = peak_rss_gib()
     out_prefix = args.out / "bench_isa"
     for suffix in ("_class.tif", "_prob.tif"):  # measure a full run, never a resumed one
         Path(f"{out_prefix}{suffix}").unlink(missing_ok=True)
     shutil.rmtree(args.out / f".{out_prefix.name}.partial", ignore_errors=True)
     result = predict_raster(str(src), str(out_prefix), predictor,
                             OutputInfo("unet" + args.widths, BANDS), config, restart=True)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    peak_rss = peak_rss_gib()
     if not predictor.replay_tiles:
         raise SystemExit(f"no batch was replayed ({predictor.calls} batches); use a larger "
                          "--size or a smaller --replay-every")

@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                 args.precision, remote=True,
                                                 latency_per=args.latency_per)
         worker_counts = [int(w) for w in args.workers.split(",")]
+        one_tile = args.tile * args.tile * len(BANDS) * 4  # request bytes of a single tile
         # the service computes every response once, untimed, asked by the same pipeline with
         # a per-pixel model (the requests depend on the layout and --workers, not the model)
         prefill = TilePredictor(torch.nn.Conv2d(len(BANDS), 2, 1), np.zeros(len(BANDS)),
@@ -269,12 +270,11 @@ def main(argv: list[str] | None = None) -> dict:
         for grouped in (True, False):
             for workers in worker_counts:
                 run_pipeline(folder, grid, session, image, prefill, workers, args.tile,
-                             args.overlap, args.batch, request_bytes=None if grouped else
-                             args.tile * args.tile * len(BANDS) * 4)
+                             args.overlap, args.batch,
+                             request_bytes=None if grouped else one_tile)
                 shutil.rmtree(folder / f"map_w{workers}")  # the timed run starts afresh
         figures["runtime"] = predictor.description
         runs = {}
-        one_tile = args.tile * args.tile * len(BANDS) * 4
         from bench_inference import ReplayingPredictor  # the same replay as the pipeline bench
 
         for grouped in (True, False):

@@ -7,7 +7,8 @@ what reading the whole stack into memory costs.
     .venv/bin/python benchmarks/bench_patching.py            # full size (about 3 GB on disk)
     .venv/bin/python benchmarks/bench_patching.py --size 2000 --keep /tmp/bench
 
-Each measurement runs in its own child process so its peak RSS (ru_maxrss) is its own.
+Each measurement runs in its own child process so its peak RSS is its own (the child's own
+high-water mark, ``peak_memory.py``).
 """
 
 from __future__ import annotations
@@ -32,10 +33,6 @@ from gee_export.contract.stack import StackPaths
 
 BANDS = ("B2", "B3", "B4", "B8", "B11", "VV", "VH")
 RSS_BAR_GB = 1.5
-
-
-def peak_rss_gb() -> float:
-    return peak_rss_gib()
 
 
 def make_stack(folder: Path, size: int, rows_per_block: int = 256) -> StackPaths:
@@ -74,7 +71,7 @@ def child_patch(stack_dir: Path, out: Path, size: int, workers: int, compress: s
     summary = patch_stack(stack, out, workers=workers, compress=compress, progress=True)
     seconds = time.perf_counter() - started
     return {"patches": summary.written, "invalid": summary.invalid, "seconds": seconds,
-            "patches_per_s": summary.written / seconds, "peak_rss_gb": peak_rss_gb()}
+            "patches_per_s": summary.written / seconds, "peak_rss_gb": peak_rss_gib()}
 
 
 def child_whole_read(stack_dir: Path) -> dict:
@@ -83,7 +80,7 @@ def child_whole_read(stack_dir: Path) -> dict:
         data = src.read()
     with rasterio.open(stack_dir / "label.tif") as src:
         label = src.read(1)
-    return {"seconds": time.perf_counter() - started, "peak_rss_gb": peak_rss_gb(),
+    return {"seconds": time.perf_counter() - started, "peak_rss_gb": peak_rss_gib(),
             "array_gb": (data.nbytes + label.nbytes) / 1024**3}
 
 
