@@ -9,7 +9,9 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
   probabilities without nodata by a plain mean) next to the pass-by-pass rule
   (``_reduce2_any``), which gives the same bytes;
 - a strip through both COG encoders (level-0 tiles + every overview), DEFLATE level 1 (the
-  default) next to level 3, and the compressed sizes;
+  default) next to level 3 and ZSTD level 1, and the compressed sizes;
+- the reader's two overlapping tile-row reads of an uncompressed stack, through GDAL's block
+  cache and past it (``GTIFF_DIRECT_IO``, what the pipeline sets);
 - taking a strip from the accumulator and encoding it (class + stored probability);
 - the predictor's time outside the forward pass for one batch of tile views (normalising into
   the batch, probabilities back): the main thread's cost between forwards.
@@ -54,14 +56,15 @@ def strips(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return p1, (p1 > 0.5).astype(np.uint8), prob
 
 
-def encoder_ms(rows: np.ndarray, resampling: str, level: int, rounds: int) -> tuple[float, int]:
+def encoder_ms(rows: np.ndarray, resampling: str, encoding: Encoding,
+               rounds: int) -> tuple[float, int]:
     """CPU ms per strip through a CogStream (4 strips per stream), and the level files' bytes."""
     with tempfile.TemporaryDirectory() as tmp:
         times, size = [], 0
         for r in range(rounds):
             stream = CogStream(Path(tmp), f"s{r}", rows.shape[1], 4 * ROWS,
                                Affine(10, 0, 500_000, 0, -10, 3_500_000), "EPSG:32650",
-                               resampling, {}, "bench", encoding=Encoding(level=level))
+                               resampling, {}, "bench", encoding=encoding)
             start = time.thread_time()
             for _ in range(4):
                 stream.add(rows)
@@ -70,6 +73,41 @@ def encoder_ms(rows: np.ndarray, resampling: str, level: int, rounds: int) -> tu
             size = sum(level.path.stat().st_size for level in stream.levels)
             stream.remove()
     return float(np.median(times)) * 1000, size
+
+
+def read_ms(width: int, rounds: int) -> dict[str, float]:
+    """CPU ms of the reader's two overlapping tile-row reads (rows 0-511, then 448-959, as
+    512 px tiles with 64 px overlap ask) from an uncompressed tiled six-band float32 stack,
+    through GDAL's block cache (at the pipeline's 512 MB cap) and past it (what
+    ``inference.predict.INPUT_GDAL_OPTIONS`` sets); a fresh dataset each round."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from inference.predict import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
+    from inference.sliding_window import read_rows
+
+    out = np.empty((6, ROWS, width), np.float32)
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stack.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=width, height=2 * ROWS, count=6,
+                           dtype="float32", tiled=True, blockxsize=512, blockysize=512,
+                           crs="EPSG:32650", transform=Affine(10, 0, 500_000, 0, -10,
+                                                              3_500_000)) as dst:
+            for band in range(1, 7):
+                dst.write(np.random.default_rng(band).random((2 * ROWS, width), np.float32),
+                          band, window=Window(0, 0, width, 2 * ROWS))
+        for label, options in (("block cache", {"GDAL_CACHEMAX": GDAL_CACHE_MB}),
+                               ("direct", INPUT_GDAL_OPTIONS)):
+            times = []
+            for _ in range(rounds + 1):  # the first round warms the page cache
+                with rasterio.Env(**options), rasterio.open(path) as ds:
+                    start = time.thread_time()
+                    for row in (0, ROWS - 64):
+                        read_rows(ds, range(1, 7), row, ROWS, out=out)
+                    times.append(time.thread_time() - start)
+            figures[label] = float(np.median(times[1:])) * 1000
+    return figures
 
 
 def predictor_outside_forward_ms(batch: int, tile: int, rounds: int) -> tuple[float, str]:
@@ -109,11 +147,17 @@ def main(argv: list[str] | None = None) -> dict:
         figures[f"reduce2_{name}_ms"] = {"shortcut": round(fast, 1), "rule": round(rule, 1)}
         print(f"  {name:>11} overview 2x: shortcut {fast:6.1f} ms, rule {rule:6.1f} ms "
               f"(x{rule / fast:.1f})")
-        for level in (1, 3):
-            ms, size = encoder_ms(rows, resampling, level, args.rounds)
-            figures[f"encode_{name}_deflate{level}"] = {"ms": round(ms, 1), "bytes": size}
-            print(f"  {name:>11} strip through its COG encoder, DEFLATE {level}: {ms:6.1f} ms, "
-                  f"{size / 4 / 2**20:5.2f} MiB per strip")
+        for compress, level in (("DEFLATE", 1), ("DEFLATE", 3), ("ZSTD", 1)):
+            ms, size = encoder_ms(rows, resampling, Encoding(compress, level), args.rounds)
+            figures[f"encode_{name}_{compress.lower()}{level}"] = {"ms": round(ms, 1),
+                                                                   "bytes": size}
+            print(f"  {name:>11} strip through its COG encoder, {compress} {level}: "
+                  f"{ms:6.1f} ms, {size / 4 / 2**20:5.2f} MiB per strip")
+    reads = read_ms(args.width, args.rounds)
+    figures["read_two_rows_ms"] = {k: round(v, 1) for k, v in reads.items()}
+    print(f"  reader, two overlapping {ROWS}-row reads of an uncompressed six-band stack: "
+          f"through the block cache {reads['block cache']:6.1f} ms, past it "
+          f"{reads['direct']:6.1f} ms")
     acc = Accumulator(1, 2 * ROWS, args.width, 0)
 
     def take() -> None:
