@@ -52,11 +52,10 @@ from inference.sources import RasterSource, open_source, source_identity
 GDAL_CACHE_MB = 512
 #: GDAL options of the input while predicting. ``GTIFF_DIRECT_IO``: an uncompressed GeoTIFF
 #: stack is read straight into the reader's buffer, not through the block cache, which then
-#: stays empty (bench_inference's peak RSS 1.28 -> 1.23 GiB). The sliding window's
-#: overlapping 512-row reads cost the same either way (61 vs 62 ms of the reader's CPU per
-#: 16,384-wide six-band row); at GDAL's default cache size the cached path took 126 ms.
-#: Compressed files and other drivers read as before. Not ``GTIFF_VIRTUAL_MEM_IO``: its file
-#: mapping counts every page it reads in the process's RSS (6.3 GiB after one pass).
+#: stays empty; the sliding window's overlapping row reads cost the reader a little less CPU
+#: (``benchmarks/bench_encoder.py`` times both). Compressed files and other drivers read as
+#: before. Not ``GTIFF_VIRTUAL_MEM_IO``: its file mapping counts every page it reads in the
+#: process's RSS, the whole stack after one pass.
 INPUT_GDAL_OPTIONS = {"GDAL_CACHEMAX": GDAL_CACHE_MB, "GTIFF_DIRECT_IO": "YES"}
 
 log = logging.getLogger(__name__)
