@@ -17,7 +17,7 @@ Measured side by side in one run:
   all tiles is the ceiling the pipeline can reach; and the same forward timed alone right
   before and right after each run, with nothing else running, the mean of the two (the
   stricter ceiling: the replay is slowed by the pipeline's own threads as the pipeline is;
-  this shared machine's speed drifts by 10-30 % over minutes, so both timings are printed).
+  this shared machine's speed drifts over minutes, so both timings are printed).
   The ratio pipeline / model-only, both ways (bar: >= 0.8 at 16 workers);
 - peak RSS of the whole pipeline on a ``--rss-size`` region (default 16,384², bar: < 2 GB), in
   a child process so nothing else counts towards it (the fake service's reads included; the
