@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
-import os
 import threading
 import time
 from collections import defaultdict
@@ -48,12 +47,11 @@ from inference.blending import (
 from inference.cog import NODATA
 from inference.inputs import unreadable
 from inference.postprocess import ClaheParams, ClaheStream, Postprocess
+from inference.priority import lower_thread_priority
 from inference.runtime import TilePredictor
 
 #: Tile rows of work the encoder thread may fall behind the model (bounds the memory).
 PENDING_ROWS = 2
-#: How much lower the reader and encoder threads run than the model's (Linux nice levels).
-HELPER_NICENESS = 5
 
 
 @dataclass(frozen=True)
@@ -138,19 +136,6 @@ class Stages:
                 self.cpu[name] += time.thread_time() - cpu
 
 
-def _helper_thread() -> None:
-    """Reader and encoder threads yield to the model's threads (Linux: per-thread nice).
-
-    On a machine with as many cores as the model has threads, a helper that preempts one of
-    them stalls both (they wait for each other), so helpers run at a lower priority and fill
-    the gaps instead; the model's throughput bounds the pipeline either way.
-    """
-    with contextlib.suppress(AttributeError, OSError):
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid)
-                                                 + HELPER_NICENESS))
-
-
 def _cpu_is_free(predictor: TilePredictor) -> bool:
     """Whether the model leaves the CPU cores to the pipeline (it runs on an accelerator)."""
     return predictor.device.type != "cpu"
@@ -227,8 +212,8 @@ class SlidingWindowJob:
         span = min(tile, src.height)
         pending: collections.deque[Future] = collections.deque()
         per_row = math.ceil(len(starts_x) / self.config.batch_size) + 1
-        with ThreadPoolExecutor(1, initializer=_helper_thread) as reader, \
-                ThreadPoolExecutor(1, initializer=_helper_thread) as encoder:
+        with ThreadPoolExecutor(1, initializer=lower_thread_priority) as reader, \
+                ThreadPoolExecutor(1, initializer=lower_thread_priority) as encoder:
 
             def hand_over(fn, *args) -> None:
                 pending.append(encoder.submit(fn, *args))
