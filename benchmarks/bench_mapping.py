@@ -155,24 +155,6 @@ def setup(folder: Path, size: int, latency: float, widths: tuple[int, ...], prec
     return grid, session, image, predictor
 
 
-def isolated_seconds_per_tile(predictor, batch: int, tile: int, calls: int = 9) -> float:
-    """The model's forward time per tile with nothing else running (median of ``calls``).
-
-    The replayed figure is taken under the pipeline's own load (its fetch, blend and encode
-    threads slow the replay as they slow the pipeline); this one is the model on a quiet
-    machine, the stricter ceiling.
-    """
-    x = np.random.default_rng(0).standard_normal((batch, len(BANDS), tile, tile),
-                                                 dtype=np.float32)
-    predictor(x, compact=True)  # warm-up
-    seconds = []
-    for _ in range(calls):
-        before = predictor.forward_seconds
-        predictor(x, compact=True)
-        seconds.append(predictor.forward_seconds - before)
-    return float(np.median(seconds)) / batch
-
-
 def run_pipeline(folder: Path, grid, session, image, predictor, workers: int, tile: int,
                  overlap: int, batch: int, progress: bool = False,
                  request_bytes: int | None = None):
@@ -275,17 +257,18 @@ def main(argv: list[str] | None = None) -> dict:
                 shutil.rmtree(folder / f"map_w{workers}")  # the timed run starts afresh
         figures["runtime"] = predictor.description
         runs = {}
-        from bench_inference import ReplayingPredictor  # the same replay as the pipeline bench
+        # the same replay and isolated timing as the pipeline bench
+        from bench_inference import ReplayingPredictor, isolated_seconds_per_tile
 
         for grouped in (True, False):
             for workers in worker_counts:
-                before = isolated_seconds_per_tile(predictor, args.batch, args.tile)
+                before = isolated_seconds_per_tile(predictor, args.batch, args.tile, len(BANDS))
                 # (after the first call settled ``auto``: the twin copies the settled choice)
                 replay = ReplayingPredictor.wrapping(predictor, args.replay_every)
                 result, seconds, stats = run_pipeline(
                     folder, grid, session, image, replay, workers, args.tile, args.overlap,
                     args.batch, request_bytes=None if grouped else one_tile)
-                after = isolated_seconds_per_tile(predictor, args.batch, args.tile)
+                after = isolated_seconds_per_tile(predictor, args.batch, args.tile, len(BANDS))
                 alone = (before + after) / 2  # this machine's speed drifts over minutes
                 if not replay.replay_tiles:
                     raise SystemExit("no batch was replayed: use a larger --size or a smaller "
