@@ -44,8 +44,8 @@ from gee_export.contract.splits import (
 from gee_export.core.commands import (
     add_logging_arguments,
     attach_values,
+    check_output_folder,
     check_range,
-    check_writable,
     configure_logging,
     run_command,
 )
@@ -250,8 +250,8 @@ def run(args: argparse.Namespace) -> int:
     label = _labels(args)
     grid = make_grid(region, args)
     out = args.out or str(Path("data") / region.name)
-    if not (args.dry_run or args.code_editor):
-        check_writable(out)
+    if args.code_editor or not args.dry_run:  # a dry run writes nothing
+        check_output_folder("--out", out)
     runner = _runner(args, out)
     method = "pixels" if runner else choose_method(args.method, grid, out)
     s1 = S1Recipe(orbit_pass=args.orbit_pass, speckle=args.speckle,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gee_export.core.commands import (
     add_logging_arguments,
-    check_writable,
+    check_output_folder,
     configure_logging,
     run_command,
 )
@@ -62,11 +62,15 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from gee_export.core.storage import files
     from inference.predict import PredictConfig
     from inference.runtime import RuntimeOptions
     from inference.workflow import describe, predict_with_model_file
 
-    check_writable(args.out, args.local_dir, args.work_dir)
+    if not files.is_gcs(args.out):  # --out is a prefix: its folder must be one
+        check_output_folder("--out", Path(args.out).parent)
+    check_output_folder("--local-dir", args.local_dir)
+    check_output_folder("--work-dir", args.work_dir)
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                            blend=args.blend, compress=args.compress,
                            **postprocess_options(args))

@@ -43,6 +43,7 @@ from gee_export.contract.splits import DEFAULT_BLOCK
 from gee_export.contract.stack import StackPaths, fingerprint
 from gee_export.core.commands import (
     add_logging_arguments,
+    check_output_folder,
     check_range,
     configure_logging,
     run_command,
@@ -363,6 +364,7 @@ def check_demo_arguments(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     check_demo_arguments(args)
+    check_output_folder("--out", args.out)
     ctx = DemoContext(Path(args.out).resolve(), args.seed, args.size, args.workers,
                       args.epochs, args.threads)
     print(f"isamap demo on a SYNTHETIC scene -> {ctx.out}")

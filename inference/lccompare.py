@@ -55,7 +55,7 @@ from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
 from gee_export.core.commands import (
     add_logging_arguments,
-    check_writable,
+    check_output_folder,
     configure_logging,
     run_command,
 )
@@ -417,7 +417,7 @@ def _run(a: argparse.Namespace, d: LandCoverCompareConfig) -> int:
     if not Path(cfg.data_dir).is_dir():
         raise InputDataError(f"{cfg.data_dir} does not exist; pass --data-dir DIR (the "
                              "GeoBench Chesapeake NAIP tiles)")
-    check_writable(a.out)
+    check_output_folder("--out", a.out)
     started = time.perf_counter()
     report = run_experiment(cfg, a.out)
     print(report_table(report))

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from gee_export.core.commands import (
     add_logging_arguments,
     attach_values,
+    check_output_folder,
     configure_logging,
     run_command,
 )
@@ -96,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
     from training.modelfile import read_model_file
 
     region = resolve_region(args.region, args.region_file, args.bbox)
+    check_output_folder("--out", args.out)
+    check_output_folder("--local-dir", args.local_dir)
     dates = parse_dates(args.months, args.years, lambda: model_dataset(
         read_model_file(args.model)[0], args.dataset).month_of_year())
     request = MapRequest(

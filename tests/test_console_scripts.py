@@ -106,3 +106,30 @@ def test_advice_names_flags_and_installed_tools_not_python_arguments():
                             and "--allow-l1c" not in text):
                         found.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert found == []
+
+
+BBOX = "--bbox=114.30,30.50,114.36,30.56"
+FOLDER_FLAGS = {  # a command, its arguments with TAKEN where an output folder goes
+    "isamap-train": ["--data", "ds", "--model", "unet", "--out", "TAKEN"],
+    "isamap-evaluate": ["--model", "m.pt", "--data", "ds", "--out", "TAKEN"],
+    "isamap-prune": ["--model", "m.pt", "--data", "ds", "--out", "TAKEN"],
+    "isamap-predict": ["--model", "m.pt", "--input", "s.tif", "--out", "o/isa",
+                       "--local-dir", "TAKEN"],
+    "isamap-demo": ["--out", "TAKEN"],
+    "isamap-map": ["--model", "m.pt", BBOX, "--months", "2023-06", "--out", "TAKEN"],
+    "isamap-export": [BBOX, "--project", "p", "--out", "TAKEN/sub"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(FOLDER_FLAGS))
+def test_an_output_folder_that_is_a_file_is_refused_first(name, tmp_path, capsys):
+    """Before, the file passed check_writable and the command failed only at its first write
+    (evaluate and predict after the model had run) with exit 1 and "File exists"."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me\n")
+    argv = [a.replace("TAKEN", str(taken)) for a in FOLDER_FLAGS[name]]
+    assert COMMANDS[name]([*argv, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert str(taken) in err and ("which is a file" in err or "is a file, not a folder" in err)
+    assert taken.read_text() == "keep me\n" and sorted(tmp_path.iterdir()) == [taken]

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from gee_export.core.commands import (
     add_logging_arguments,
+    check_output_folder,
     check_range,
-    check_writable,
     configure_logging,
     run_command,
 )
@@ -101,7 +101,7 @@ def _train(args: dict) -> int:
         cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)
     else:
         cfg = config_from_mapping(given)
-    check_writable(cfg.out_dir)
+    check_output_folder("--out", cfg.out_dir)
     if cfg.filter_noisy is not None:
         from training.noisy import train_filtered
 
@@ -153,7 +153,7 @@ def _evaluate(a: argparse.Namespace) -> int:
     if a.batch_size < 1 or a.points < 0:
         raise ConfigError("--batch-size must be >= 1 and --points >= 0")
     check_range("--workers", a.workers, 0, 64)
-    check_writable(a.out)
+    check_output_folder("--out", a.out)
     from training.evaluate import evaluate
 
     res = evaluate(a.model, a.data, a.out, a.split, a.batch_size, a.device, a.precision,
@@ -204,7 +204,7 @@ def _prune(args: dict) -> int:
     from training.pruning import prune
 
     model, data, out = args.pop("model"), args.pop("data"), args.pop("out")
-    check_writable(out)
+    check_output_folder("--out", out)
     rate, size = args.pop("rate"), args.pop("flops_size")
     overrides = {k: v for k, v in args.items() if v is not None}
     result = prune(model, data, out, rate, overrides, size)

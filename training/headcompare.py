@@ -28,7 +28,12 @@ import numpy as np
 import torch
 
 from gee_export.contract.dataset import read_manifest
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    configure_logging,
+    run_command,
+)
 from gee_export.core.errors import ConfigError
 from gee_export.core.storage import atomic_write
 from training.config import TrainConfig
@@ -170,6 +175,7 @@ def _compare(a: argparse.Namespace) -> int:
             raise ConfigError(f"--data {item}: no manifest.json in {root}; give the folder of "
                               "a patch dataset (isamap-export or isamap-demo --until patches)")
         datasets[name] = root
+    check_output_folder("--out", a.out)
     budget = HeadBudget(a.iterations, a.batch_size, a.lr)
     torch.set_num_threads(a.threads)
     _, table = compare_heads(datasets, a.seeds, a.out, budget)

@@ -188,6 +188,30 @@ def check_writable(*paths: str | os.PathLike | None) -> None:
             raise OSError(exc.errno, exc.strerror, str(folder)) from None
 
 
+def check_output_folder(flag: str, path: str | os.PathLike | None) -> None:
+    """Refuse (ConfigError, exit 2) a folder flag that names a file; then check it is writable.
+
+    :func:`check_writable` accepts a file (a prediction prefix may name one), so a folder flag
+    given an existing file, or a path under one, passed it and failed only at the first write,
+    after the model had run, with Python's bare "File exists". ``gs://`` paths and None pass.
+
+    Args:
+        flag: the flag as the user types it (``--out``), named in the message.
+        path: the folder the command will create or fill.
+    """
+    if path is None or str(path).startswith("gs://"):
+        return
+    target = Path(path).absolute()
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == target else f"lies under {existing}, which is a file"
+        raise ConfigError(f"{flag} {path} {where}, not a folder; give a folder (it is created "
+                          "if missing)")
+    check_writable(path)
+
+
 LOW_SPACE_BYTES = 64 << 20  # a write that fails with less than this free was a full disk
 
 

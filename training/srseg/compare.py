@@ -44,7 +44,12 @@ import numpy as np
 import torch
 
 from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    configure_logging,
+    run_command,
+)
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps, json_safe
 from gee_export.core.storage import atomic_path, atomic_write
@@ -353,6 +358,7 @@ def _compare(a: argparse.Namespace) -> int:
         raise ConfigError(
             f"the data folder {data_dir} does not exist; pass --data-dir DIR, or --data-root "
             f"(the folder holding {NAIP_FOLDER}/), or set {DATA_ROOT_ENV}")
+    check_output_folder("--out", a.out)
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = CompareConfig(data=a.data, data_dir=str(data_dir), scale=a.scale,

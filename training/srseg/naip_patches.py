@@ -32,7 +32,12 @@ from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
 from gee_export.contract.dataset import DatasetSpec, commit_month
 from gee_export.contract.grid import Grid
 from gee_export.contract.patch_writer import PatchWriter
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    configure_logging,
+    run_command,
+)
 from gee_export.core.errors import ConfigError
 from gee_export.core.storage import LocalStore
 from training.srseg.data import NAIP_BANDS, naip_samples
@@ -93,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(a.verbose, a.quiet, a.debug)
 
     def action() -> int:
+        check_output_folder("--out", a.out)
         root = write_naip_patch_dataset(a.naip, a.out, a.scale)
         print(f"dataset: {root} (manifest.json, index.jsonl, patches/)")
         return 0

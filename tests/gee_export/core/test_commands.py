@@ -11,6 +11,7 @@ import pytest
 
 from gee_export.core.commands import (
     attach_values,
+    check_output_folder,
     check_range,
     configure_logging,
     environment_message,
@@ -97,3 +98,16 @@ def test_library_warnings_are_one_prefixed_line(capsys):
     logging.getLogger("gee_export.x").warning("tag contradicted")
     err = capsys.readouterr().err.splitlines()
     assert err == ["warning: the label is all nodata", "warning: tag contradicted"]
+
+
+def test_output_folder_flags_refuse_files_and_name_the_flag(tmp_path):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("x")
+    with pytest.raises(ConfigError, match=r"^--local-dir .*taken.txt is a file, not a folder"):
+        check_output_folder("--local-dir", taken)
+    with pytest.raises(ConfigError, match=r"^--out .*sub lies under .*taken.txt, which is a"):
+        check_output_folder("--out", taken / "sub")
+    check_output_folder("--out", tmp_path / "new" / "deeper")  # created later: fine
+    check_output_folder("--out", "gs://bucket/prefix")
+    check_output_folder("--out", None)
+    assert sorted(tmp_path.iterdir()) == [taken]  # the check creates nothing
