@@ -63,6 +63,7 @@ class DemoContext:
     workers: int = 2
     epochs: int = 15
     threads: int | None = None
+    progress: bool = True  # tqdm bars (-q hides them)
     scene: SyntheticScene | None = None
     later: SyntheticScene | None = None
     model_file: Path | None = None
@@ -148,9 +149,10 @@ def _file_hash(*paths: str | Path | None) -> str:
 # ---------------------------------------------------------------------- steps
 def step_scene(ctx: DemoContext) -> None:
     ctx.scene = generate_scene(ctx.out / "scene", seed=ctx.seed, width=ctx.size,
-                               height=ctx.size)
+                               height=ctx.size, progress=ctx.progress)
     ctx.later = generate_scene(ctx.out / f"scene_{LATER_MONTH}", seed=ctx.seed, width=ctx.size,
-                               height=ctx.size, month=LATER_MONTH, growth=LATER_GROWTH)
+                               height=ctx.size, month=LATER_MONTH, growth=LATER_GROWTH,
+                               progress=ctx.progress)
     ctx.outputs["synthetic scene"] = ctx.scene.root
     ctx.outputs[f"synthetic scene {LATER_MONTH}"] = ctx.later.root
 
@@ -197,7 +199,8 @@ def step_patches(ctx: DemoContext) -> None:
                                   "local_recipe": DEMO_RECIPE.to_dict(),
                                   "scene": str(scene.root), "seed": ctx.seed,
                                   "s2_dates": list(scene.s2_dates),
-                                  "s1_dates": list(scene.s1_dates)})
+                                  "s1_dates": list(scene.s1_dates)},
+                          progress=ctx.progress)
     ctx.outputs["patches"] = root / "patches"
     ctx.outputs["index"] = root / "index.jsonl"
     ctx.outputs["manifest"] = root / "manifest.json"
@@ -217,7 +220,7 @@ def step_train(ctx: DemoContext) -> None:
     if _inputs_changed(ctx, "train", inputs):
         shutil.rmtree(ctx.out / "model", ignore_errors=True)  # trained on other patches
     result = run_demo_training(root, ctx.out / "model", epochs=ctx.epochs,
-                               seed=ctx.seed, threads=ctx.threads)
+                               seed=ctx.seed, threads=ctx.threads, progress=ctx.progress)
     _record_inputs(ctx, "train", inputs)
     ctx.model_file = Path(result.model)
     ctx.outputs["model file"] = result.model
@@ -248,7 +251,8 @@ def step_map(ctx: DemoContext) -> None:
     region = _scene_region(scene)
     request = MapRequest(region, (scene.month, later.month), str(ctx.model_file), str(out),
                          backend="local", scenes=[str(scene.root), str(later.root)],
-                         grid=scene.grid, tile=256, overlap=32, batch_size=4)
+                         grid=scene.grid, tile=256, overlap=32, batch_size=4,
+                         progress=ctx.progress)
     result = map_region(request, publish=PublishTarget("projects/isamap-demo/assets/isamap",
                                                        project="isamap-demo"),
                         publish_dry_run=True, echo=lambda text: None)
@@ -366,7 +370,7 @@ def _run(args: argparse.Namespace) -> int:
     check_demo_arguments(args)
     check_output_folder("--out", args.out)
     ctx = DemoContext(Path(args.out).resolve(), args.seed, args.size, args.workers,
-                      args.epochs, args.threads)
+                      args.epochs, args.threads, progress=not args.quiet)
     print(f"isamap demo on a SYNTHETIC scene -> {ctx.out}")
     names = [name for name, _ in STEPS]
     for name, step in STEPS[: names.index(args.until) + 1]:

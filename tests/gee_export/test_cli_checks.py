@@ -122,3 +122,13 @@ def test_unwritable_output_is_one_line(scene, tmp_path, kind):
     assert proc.returncode == 1, proc.stderr
     assert expected in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("isamap-export: error:")
+
+
+def test_quiet_local_export_draws_no_progress_bar(scene, tmp_path, capsys):
+    """-q hides progress bars (its help says so); the stack and patch bars showed anyway."""
+    s, bbox = scene
+    argv = [a for a in _local(s.root, bbox, tmp_path / "ds") if a != "--no-progress"]
+    assert main([*argv, "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "it/s" not in err and "%|" not in err and "patches 2019-06" not in err
+    assert read_manifest(tmp_path / "ds")["counts"]["patches"] > 0

@@ -119,3 +119,10 @@ def test_demo_runs_the_whole_chain_to_a_two_date_series(tmp_path, capsys):
     for month in ("2019-06", "2021-06"):
         with rasterio.open(maps / month / f"isa_{month}_class.tif") as src:
             assert src.width == 384 and src.tags()["model"] == meta.name
+
+
+def test_quiet_demo_draws_no_progress_bar(tmp_path, capsys):
+    """-q hides progress bars (its help says so); the demo's scene bar showed anyway."""
+    assert main(["--out", str(tmp_path / "out"), "--size", "384", "--until", "scene",
+                 "-q"]) == 0
+    assert capsys.readouterr().err == ""

@@ -131,3 +131,16 @@ def test_ctrl_c_exits_130_and_the_same_command_resumes(patch_root, tmp_path, cap
     assert f"resuming the run in {out} after epoch {done}" in capsys.readouterr().err
     epochs = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
+
+
+def test_quiet_hides_progress_bars_in_train_and_evaluate(patch_root, tmp_path, capsys):
+    """-q's help says it hides progress bars; train and evaluate drew them anyway."""
+    out = tmp_path / "run"
+    argv = [a for a in _argv(patch_root, out, "--quiet") if a != "--no-progress"]
+    argv[argv.index("--epochs") + 1] = "1"
+    assert train_main(argv) == 0
+    assert capsys.readouterr().err == ""
+    assert evaluate_main(["--model", str(out / "model.pt"), "--data", str(patch_root), "--out",
+                          str(tmp_path / "eval"), "--workers", "0", "--precision", "fp32",
+                          "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
