@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from gee_export.core.commands import (
     configure_logging,
     run_command,
 )
-from gee_export.core.errors import ConfigError
+from gee_export.core.errors import ConfigError, InputDataError
 from inference.postprocess import add_postprocess_arguments, postprocess_options
 from training.devices import add_device_arguments
 
@@ -67,6 +68,9 @@ def _predict(args: argparse.Namespace) -> int:
     from inference.runtime import RuntimeOptions
     from inference.workflow import describe, predict_with_model_file
 
+    if args.out.endswith(("/", os.sep)):  # a folder: the maps would be named _class.tif
+        raise ConfigError(f"--out {args.out} is a folder, but --out is a prefix of file names "
+                          f"(<out>_class.tif, <out>_prob.tif); give e.g. --out {args.out}isa")
     if not files.is_gcs(args.out):  # --out is a prefix: its folder must be one
         check_output_folder("--out", Path(args.out).parent)
     check_output_folder("--local-dir", args.local_dir)
@@ -135,8 +139,16 @@ def _publish(args: argparse.Namespace) -> int:
     class_cog = args.class_cog or f"{args.prefix}_class.tif"
     prob_cog = args.prob_cog or f"{args.prefix}_prob.tif"
     out_dir = args.out_dir or ("." if files.is_gcs(class_cog) else str(Path(class_cog).parent))
+    for flag, path in (("--class-cog", class_cog), ("--prob-cog", prob_cog)):
+        if not files.is_gcs(path) and not Path(path).is_file():
+            given = (f"--prefix {args.prefix}: {path}" if args.prefix else f"{flag} {path}")
+            raise InputDataError(f"{given} does not exist; give the prefix isamap-predict wrote "
+                                 "(its --out) or the COGs themselves (--class-cog, --prob-cog)")
     try:
         metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+    except FileNotFoundError:
+        raise ConfigError(f"--metrics {args.metrics} does not exist; give a JSON file of "
+                          "metric: value") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--metrics {args.metrics} is not JSON ({exc}); give a JSON object "
                           "of metric: value") from None

@@ -91,3 +91,23 @@ def test_demo_inference_chain(model_file, small_stack, tmp_path):
     manifest = json.loads(Path(paths["manifest"]).read_text())
     assert manifest["name"] == "projects/isamap-demo/assets/isamap/demo_isa_2023-06"
     assert "demo_isa_2023-06" in Path(paths["script"]).read_text()
+
+
+def test_publish_names_the_flag_of_a_missing_cog_or_metrics_file(tmp_path, capsys):
+    """Both were Python's "No such file or directory" with exit 1, as if the disk had failed."""
+    assert publish_main(["--prefix", str(tmp_path / "isa"), "--asset-id", "isamap/x",
+                         "--project", "p", "--dry-run", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--prefix {tmp_path / 'isa'}: {tmp_path / 'isa'}_class.tif does not exist" in err
+    assert publish_main(["--class-cog", str(tmp_path / "c.tif"), "--prob-cog",
+                         str(tmp_path / "p.tif"), "--asset-id", "isamap/x", "--project", "p",
+                         "--dry-run", "--quiet"]) == 2
+    assert f"--class-cog {tmp_path / 'c.tif'} does not exist" in capsys.readouterr().err
+    for name in ("c.tif", "p.tif"):
+        write_stack(tmp_path / name, smooth_stack(20, 20, count=1), bands=("class",))
+    assert publish_main(["--class-cog", str(tmp_path / "c.tif"), "--prob-cog",
+                         str(tmp_path / "p.tif"), "--asset-id", "isamap/x", "--project", "p",
+                         "--metrics", str(tmp_path / "m.json"), "--dry-run", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--metrics {tmp_path / 'm.json'} does not exist" in err
+    assert len(err.strip().splitlines()) == 1

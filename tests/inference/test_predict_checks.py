@@ -68,6 +68,15 @@ def test_missing_or_truncated_input_is_refused_first(model_file, tmp_path, capsy
     assert not (tmp_path / "o").exists()
 
 
+
+def test_an_out_folder_is_refused_because_out_is_a_prefix(model_file, tmp_path, capsys):
+    """``--out maps/`` wrote the COGs as maps/_class.tif and the PNGs beside the folder."""
+    stack = write_stack(tmp_path / "s.tif", smooth_stack(60, 70))
+    assert _predict(model_file, stack, f"{tmp_path / 'maps'}/") == 2
+    err = capsys.readouterr().err
+    assert "is a prefix of file names" in err and f"--out {tmp_path / 'maps'}/isa" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]  # nothing written
+
 @pytest.mark.parametrize("extra,needle", [
     (["--month", "June"], "is not YYYY-MM"),
     (["--zones", "{zones_text}"], "cannot read GeoJSON"),
