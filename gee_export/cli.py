@@ -216,6 +216,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     check_range("--stride", args.stride, 1, args.patch_size,
                 "a stride above the patch size would leave gaps between patches")
     check_range("--split-block", args.split_block, 1)
+    check_range("--cloud-threshold", args.cloud_threshold, 0.0, 1.0,
+                "it is the Cloud Score+ cs_cdf a pixel needs to count as clear")
+    check_range("--s2-max-widen-days", args.s2_max_widen_days, 0)
     if args.backend == "local":
         if not args.scenes:
             raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes and a "

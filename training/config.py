@@ -109,31 +109,31 @@ class TrainConfig:
         def unset_or(value, ok) -> bool:
             return value is None or ok(value)
 
-        checks = [(unset_or(self.epochs, lambda v: v >= 1), "epochs must be >= 1"),
-                  (unset_or(self.batch_size, lambda v: v >= 1), "batch_size must be >= 1"),
-                  (unset_or(self.lr, lambda v: v > 0), "lr must be positive"),
-                  (unset_or(self.patience, lambda v: v >= 1), "patience must be >= 1"),
+        checks = [(unset_or(self.epochs, lambda v: v >= 1), "--epochs must be >= 1"),
+                  (unset_or(self.batch_size, lambda v: v >= 1), "--batch-size must be >= 1"),
+                  (unset_or(self.lr, lambda v: v > 0), "--lr must be positive"),
+                  (unset_or(self.patience, lambda v: v >= 1), "--patience must be >= 1"),
                   (unset_or(self.optimizer, lambda v: v in ("adam", "sgd")),
-                   f"optimizer must be adam or sgd, got {self.optimizer!r}"),
+                   f"--optimizer must be adam or sgd, got {self.optimizer!r}"),
                   (unset_or(self.label, lambda v: v in ("label", "label_fine")),
-                   f"label must be label or label_fine, got {self.label!r}"),
+                   f"--label must be label or label_fine, got {self.label!r}"),
                   (unset_or(self.momentum, lambda v: 0.0 <= v < 1.0),
-                   "momentum must be in [0, 1)"),
+                   "--momentum must be in [0, 1)"),
                   (unset_or(self.crop_size, lambda v: v == 0 or v >= 8),
-                   "crop_size must be 0 (whole patches) or >= 8"),
+                   "--crop-size must be 0 (whole patches) or >= 8"),
                   (self.filter_noisy is None or 0.0 < self.filter_noisy < 1.0,
-                   "filter_noisy must be an agreement share in (0, 1), e.g. 0.2"),
+                   "--filter-noisy must be an agreement share in (0, 1), e.g. 0.2"),
                   (self.precision in PRECISIONS,
-                   f"precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
-                  (self.stop_after is None or self.stop_after >= 1, "stop_after must be >= 1"),
-                  (self.max_batches is None or self.max_batches >= 1, "max_batches must be >= 1"),
+                   f"--precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
+                  (self.stop_after is None or self.stop_after >= 1, "--stop-after must be >= 1"),
+                  (self.max_batches is None or self.max_batches >= 1, "--max-batches must be >= 1"),
                   (self.max_iterations is None or self.max_iterations >= 1,
-                   "max_iterations must be >= 1"),
+                   "--max-iterations must be >= 1"),
                   (self.num_workers is None or 0 <= self.num_workers <= MAX_WORKERS,
-                   f"num_workers (--workers) must be between 0 and {MAX_WORKERS} data-loader "
+                   f"--workers must be between 0 and {MAX_WORKERS} data-loader "
                    f"processes, got {self.num_workers}")]
-        for ok, msg in checks:
-            if not ok:
+        for ok, msg in checks:  # flags as typed; a --config file uses the same names
+            if not ok:                # with underscores (batch_size)
                 raise ConfigError(msg)
 
     def to_dict(self) -> dict:

@@ -45,6 +45,8 @@ def test_negative_bbox_without_equals_sign(capsys):
     (["--workers", "0"], "--workers must be between 1 and 40"),
     (["--workers", "-1"], "--workers must be between 1 and 40"),
     (["--stride", "200"], "--stride must be between 1 and 128"),
+    (["--cloud-threshold", "5"], "--cloud-threshold must be between 0.0 and 1.0"),
+    (["--s2-max-widen-days", "-3"], "--s2-max-widen-days must be >= 0, got -3"),
 ])
 def test_dry_run_refuses_what_the_real_run_refuses(argv, needle, capsys):
     assert main(["--region", "wuhan", "--dry-run", *argv]) == 2

@@ -144,3 +144,15 @@ def test_quiet_hides_progress_bars_in_train_and_evaluate(patch_root, tmp_path, c
                           str(tmp_path / "eval"), "--workers", "0", "--precision", "fp32",
                           "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("flag,value", [("--batch-size", "0"), ("--crop-size", "-4"),
+                                        ("--filter-noisy", "2"), ("--max-iterations", "0")])
+def test_bad_training_numbers_name_the_flag_as_typed(flag, value, tmp_path, capsys,
+                                                     monkeypatch):
+    """They said batch_size, crop_size ...: the Python names, not what the user typed."""
+    monkeypatch.chdir(tmp_path)
+    assert train_main(["--data", "x", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert f"isamap-train: error: {flag} must be" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
