@@ -5,7 +5,8 @@ and returns logits ``(N, K, H*s, W*s)`` (``s`` the output scale) or a dict whose
 entry is that tensor. Importing this package imports every built-in model module, and each
 registers itself in :mod:`training.models.registry`.
 
-May import: ``gee_export.core``, ``gee_export.contract`` and torch.
+May import: ``gee_export.core``, ``gee_export.contract``, torch and the rest of ``training``
+(``models/srseg.py`` imports ``training.srseg.losses`` so that its recipe's loss is registered).
 """
 
 from training.models import crofusenet, hrnet, runetpp, srseg, unet  # noqa: F401  (registration)
