@@ -85,5 +85,5 @@ def test_two_stage_run_drops_the_wrong_labels_and_records_why(tmp_path):
 
 
 def test_threshold_must_be_a_share():
-    with pytest.raises(Exception, match="filter_noisy"):
+    with pytest.raises(Exception, match="--filter-noisy"):
         TrainConfig(filter_noisy=20)
