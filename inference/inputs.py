@@ -1,11 +1,13 @@
 """The input stack of a prediction, checked before any model is loaded or tile predicted.
 
 A missing file, a download cut short (which loses the end of the file, so the first blocks
-read fine and the last fail hours later) or an unreadable format are refused in a second.
+read fine and the last fail hours later), an unreadable format or a raster that is not placed
+on the Earth (a PNG, a GeoTIFF without CRS or geotransform) are refused in a second.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +24,28 @@ def probe_input(src_path: str) -> Any:
 
     Runs before the model is loaded, so a missing, unreadable or truncated stack (a cut
     download loses the end of the file) is refused in a second, not after hours of tiles.
+    A raster without georeferencing is refused here too: its maps could not be placed or
+    measured, and GDAL's "no geotransform" warning (repeated at every open) is silenced in
+    favour of that one line.
     """
     if not files.is_gcs(src_path) and not Path(src_path).exists():
         raise InputDataError(f"--input {src_path} does not exist; give the stack GeoTIFF/VRT")
     try:
-        with rasterio.open(files.gdal_path(src_path)) as src:
-            for row, col in ((0, 0), (src.height - 1, src.width - 1)):
-                src.read(window=Window(col, row, 1, 1))
-            return src.crs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(files.gdal_path(src_path)) as src:
+                missing = [what for what, absent in (
+                    ("no CRS", src.crs is None),
+                    ("no geotransform", src.transform.is_identity and not src.gcps[0]))
+                    if absent]
+                if missing:
+                    raise InputDataError(
+                        f"--input {src_path} has no georeferencing ({' and '.join(missing)}), "
+                        "so its pixels cannot be placed on the map; give a georeferenced GeoTIFF "
+                        "stack, e.g. one written by isamap-export or isamap-map")
+                for row, col in ((0, 0), (src.height - 1, src.width - 1)):
+                    src.read(window=Window(col, row, 1, 1))
+                return src.crs
     except rasterio.errors.RasterioError as exc:
         raise InputDataError(unreadable(src_path, exc)) from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,27 @@ def test_missing_or_truncated_input_is_refused_first(model_file, tmp_path, capsy
     assert "truncated or corrupt" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # the writer's
+@pytest.mark.parametrize("driver", ["PNG", "GTiff"])
+def test_a_raster_without_georeferencing_is_refused_in_one_line(model_file, tmp_path, capsys,
+                                                                driver):
+    """A PNG (or a GeoTIFF without CRS and geotransform) printed GDAL's "no geotransform"
+    warning twice, then a refusal about band names."""
+    path = tmp_path / f"plain.{driver.lower()}"
+    with rasterio.open(path, "w", driver=driver, width=40, height=30, count=3,
+                       dtype="uint8") as dst:
+        dst.write(np.full((3, 30, 40), 7, np.uint8))
+    with warnings.catch_warnings(record=True) as caught:  # what reaches the user's stderr
+        warnings.simplefilter("always")
+        assert _predict(model_file, path, tmp_path / "o" / "isa") == 2
+    assert [str(w.message) for w in caught] == []
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"isamap-predict: error: --input {path} has no georeferencing (no CRS and no "
+        "geotransform), so its pixels cannot be placed on the map; give a georeferenced "
+        "GeoTIFF stack, e.g. one written by isamap-export or isamap-map"]
+    assert not (tmp_path / "o").exists()
 
 
 def test_an_out_folder_is_refused_because_out_is_a_prefix(model_file, tmp_path, capsys):
