@@ -30,6 +30,7 @@ from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
 from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.regions import GEOJSON_ADVICE, read_geojson
 from gee_export.core.errors import InputDataError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write, files
@@ -71,17 +72,17 @@ class ChangeRow:
 
 
 def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
-               name_field: str | None = None) -> list[Zone]:
-    """Zones from a GeoJSON file/dict (features or a bare geometry), reprojected to ``crs``."""
+               name_field: str | None = None, flag: str = "--zones") -> list[Zone]:
+    """Zones from a GeoJSON file/dict (features or a bare geometry), reprojected to ``crs``.
+
+    Errors name the file as ``flag`` (the option the user typed) followed by its path.
+    """
     if geojson is None:
         return [Zone("all", None)]
     if isinstance(geojson, dict):
-        data = geojson
+        data, given = geojson, flag
     else:
-        try:
-            data = json.loads(Path(geojson).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputDataError(f"cannot read GeoJSON {geojson}: {exc}") from exc
+        data, given = read_geojson(geojson, flag), f"{flag} {geojson}"
     src_crs = ((data.get("crs") or {}).get("properties") or {}).get("name", "EPSG:4326")
     if data.get("type") == "FeatureCollection":
         features = data.get("features") or []
@@ -91,13 +92,14 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
         features = [{"type": "Feature", "properties": {}, "geometry": data}]
     zones = []
     for i, feature in enumerate(features):
-        geometry = feature.get("geometry")
-        if not geometry or geometry.get("type") not in ("Polygon", "MultiPolygon"):
-            raise InputDataError(f"feature {i} of the zones is not a (Multi)Polygon; area "
-                                 "statistics need polygons")
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if not isinstance(geometry, dict) or geometry.get("type") not in (
+                "Polygon", "MultiPolygon"):
+            raise InputDataError(f"feature {i} of {given} is not a (Multi)Polygon; area "
+                                 f"statistics need polygons: {GEOJSON_ADVICE}")
         if src_crs in ("EPSG:4326", "urn:ogc:def:crs:OGC:1.3:CRS84") and not _lonlat(geometry):
             raise InputDataError(
-                f"feature {i} of the zones has coordinates outside longitude/latitude, so the "
+                f"feature {i} of {given} has coordinates outside longitude/latitude, so the "
                 "file is in a projected CRS without saying so; add a 'crs' member naming it "
                 "or reproject it to longitude/latitude (EPSG:4326) in your GIS")
         props = feature.get("properties") or {}
@@ -106,11 +108,11 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
         try:
             zones.append(Zone(str(name), transform_geom(src_crs, crs, geometry)))
         except Exception as exc:  # GDAL/PROJ raise several types for a bad CRS or geometry
-            raise InputDataError(f"feature {i} of the zones cannot be put in the map's CRS "
+            raise InputDataError(f"feature {i} of {given} cannot be put in the map's CRS "
                                  f"({exc}); give polygons in longitude/latitude (GeoJSON's "
                                  "EPSG:4326) or name their CRS in a 'crs' member") from None
     if not zones:
-        raise InputDataError("the GeoJSON has no features; give at least one polygon")
+        raise InputDataError(f"{given} has no features; {GEOJSON_ADVICE}")
     return zones
 
 

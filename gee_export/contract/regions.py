@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,21 +121,53 @@ def parse_bbox(text: str, name: str = "bbox") -> Region:
     return Region(name, values, description=f"bounding box {text}")  # type: ignore[arg-type]
 
 
-def load_geojson(path: str | Path, name: str | None = None) -> Region:
-    """A region from a GeoJSON file (Feature, FeatureCollection or bare geometry) in EPSG:4326."""
-    path = Path(path)
+GEOJSON_ADVICE = "give a GeoJSON FeatureCollection of polygons (or one Polygon)"
+
+
+def read_geojson(path: str | os.PathLike, flag: str) -> dict[str, Any]:
+    """The JSON object of a GeoJSON file a flag names, or a ConfigError naming that flag.
+
+    The one reader of user-given GeoJSON files (``--region-file``, ``--zones``), so a missing
+    file, a folder, text that is not JSON and JSON that is not an object are refused alike,
+    in one line naming the flag as typed.
+    """
+    problem = None
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ConfigError(f"region file {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"region file {path} is not valid GeoJSON: {exc}") from None
+        raise ConfigError(f"{flag} {path} does not exist; {GEOJSON_ADVICE}") from None
+    except IsADirectoryError:
+        problem = "it is a folder"
+    except UnicodeDecodeError:
+        problem = "it is not text"
+    except json.JSONDecodeError as exc:
+        problem = str(exc)
+    else:
+        if not isinstance(data, dict):
+            problem = f"its JSON is a {type(data).__name__}, not an object"
+    if problem:
+        raise ConfigError(f"{flag} {path} is not GeoJSON: {problem}; {GEOJSON_ADVICE}")
+    return data
+
+
+def load_geojson(path: str | Path, name: str | None = None,
+                 flag: str = "--region-file") -> Region:
+    """A region from a GeoJSON file (Feature, FeatureCollection or bare geometry) in EPSG:4326.
+
+    Args:
+        path: the GeoJSON file.
+        name: the region's name (default: the file's stem).
+        flag: how errors name the file (the flag the user typed).
+    """
+    path = Path(path)
+    data = read_geojson(path, flag)
     crs_name = (data.get("crs") or {}).get("properties", {}).get("name", "")
     geometries = _geometries(data)
     if not geometries:
-        raise ConfigError(f"region file {path} holds no Polygon or MultiPolygon geometry")
+        raise ConfigError(f"{flag} {path} holds no Polygon or MultiPolygon geometry; "
+                          f"{GEOJSON_ADVICE}")
     if crs_name and not any(k in crs_name for k in ("4326", "CRS84")):
-        geometries = [_to_lonlat(g, crs_name, path) for g in geometries]  # as its crs says
+        geometries = [_to_lonlat(g, crs_name, f"{flag} {path}") for g in geometries]
     xs, ys = [], []
     for geom in geometries:
         for x, y in _coords(geom):
@@ -142,7 +175,7 @@ def load_geojson(path: str | Path, name: str | None = None) -> Region:
             ys.append(float(y))
     if any(abs(x) > 180 for x in xs) or any(abs(y) > 90 for y in ys):
         raise ConfigError(
-            f"region file {path} has coordinates outside longitude/latitude range; it is "
+            f"{flag} {path} has coordinates outside longitude/latitude range; it is "
             "probably projected. Name its CRS in the file and isamap reprojects it: add "
             '"crs": {"type": "name", "properties": {"name": "EPSG:32650"}} (your EPSG code)'
         )
@@ -165,7 +198,7 @@ def resolve_region(name: str | None = None, region_file: str | Path | None = Non
     return parse_bbox(bbox)  # type: ignore[arg-type]
 
 
-def _to_lonlat(geometry: dict[str, Any], crs_name: str, path: Path) -> dict[str, Any]:
+def _to_lonlat(geometry: dict[str, Any], crs_name: str, given: str) -> dict[str, Any]:
     """A (Multi)Polygon from the CRS a GeoJSON file names into longitude/latitude."""
     from pyproj import Transformer
     from pyproj.exceptions import CRSError
@@ -173,7 +206,7 @@ def _to_lonlat(geometry: dict[str, Any], crs_name: str, path: Path) -> dict[str,
     try:
         transformer = Transformer.from_crs(crs_name, "EPSG:4326", always_xy=True)
     except CRSError:
-        raise ConfigError(f"region file {path} names the CRS {crs_name!r}, which pyproj does "
+        raise ConfigError(f"{given} names the CRS {crs_name!r}, which pyproj does "
                           "not know; give an EPSG code such as EPSG:32650") from None
 
     def ring(points: list) -> list[list[float]]:

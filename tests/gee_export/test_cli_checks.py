@@ -54,6 +54,24 @@ def test_dry_run_refuses_what_the_real_run_refuses(argv, needle, capsys):
     assert needle in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("content,needle", [
+    (None, "does not exist"),
+    ("not json", "is not GeoJSON: Expecting value"),
+    ("[1, 2]", "is not GeoJSON: its JSON is a list, not an object"),
+    ('{"type": "Point", "coordinates": [114.3, 30.6]}', "holds no Polygon or MultiPolygon"),
+])
+def test_a_bad_region_file_is_named_by_its_flag(tmp_path, monkeypatch, capsys, content, needle):
+    """The errors said "region file X", not the --region-file the user typed."""
+    monkeypatch.chdir(tmp_path)
+    if content is not None:
+        Path("aoi.geojson").write_text(content)
+    assert main(["--region-file", "aoi.geojson", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"isamap-export: error: --region-file aoi.geojson {needle}")
+    assert err.rstrip().endswith("give a GeoJSON FeatureCollection of polygons (or one Polygon)")
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_grid_smaller_than_a_patch_is_refused_before_any_work(tmp_path, capsys):
     out = tmp_path / "never"
     code = main(["--backend", "local", "--scenes", str(tmp_path), "--bbox",

@@ -56,6 +56,21 @@ def test_bad_input_is_one_line_with_exit_code_2(model, tmp_path, capsys, monkeyp
     assert code == 2 and message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("flag", ["--region-file", "--zones"])
+def test_bad_geojson_files_are_named_by_their_flag(model, tmp_path, capsys, monkeypatch, flag):
+    """The errors said "region file X" / "cannot read GeoJSON X", not the flag typed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "districts.txt").write_text("not json")
+    area = [] if flag == "--region-file" else ["--bbox", "117.0,30.7,117.01,30.71"]
+    code = main([*area, flag, "districts.txt", "--model", str(model), "--out", "o",
+                 "--months", "2019-06", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"isamap-map: error: {flag} districts.txt is not "
+                                        "GeoJSON: Expecting value")
+    assert "give a GeoJSON FeatureCollection of polygons" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_postprocess_flags_reach_the_map_request():
     from gee_export.contract.regions import Region
     from inference.map_cli import build_parser

@@ -101,8 +101,9 @@ def test_an_out_folder_is_refused_because_out_is_a_prefix(model_file, tmp_path, 
 
 @pytest.mark.parametrize("extra,needle", [
     (["--month", "June"], "is not YYYY-MM"),
-    (["--zones", "{zones_text}"], "cannot read GeoJSON"),
-    (["--zones", "{zones_line}"], "is not a (Multi)Polygon"),
+    (["--zones", "{zones_text}"], "--zones {zones_text} is not GeoJSON: Expecting value"),
+    (["--zones", "{zones_list}"], "--zones {zones_list} is not GeoJSON: its JSON is a list"),
+    (["--zones", "{zones_line}"], "feature 0 of --zones {zones_line} is not a (Multi)Polygon"),
 ])
 def test_month_and_zones_are_checked_before_predicting(model_file, tmp_path, capsys, extra,
                                                        needle):
@@ -110,10 +111,13 @@ def test_month_and_zones_are_checked_before_predicting(model_file, tmp_path, cap
     (tmp_path / "z.txt").write_text("not json")
     (tmp_path / "line.geojson").write_text(json.dumps(
         {"type": "LineString", "coordinates": [[117.0, 30.7], [117.1, 30.8]]}))
-    extra = [e.format(zones_text=tmp_path / "z.txt", zones_line=tmp_path / "line.geojson")
-             for e in extra]
+    (tmp_path / "list.json").write_text("[1, 2]")
+    names = {"zones_text": tmp_path / "z.txt", "zones_line": tmp_path / "line.geojson",
+             "zones_list": tmp_path / "list.json"}
+    extra = [e.format(**names) for e in extra]
     assert _predict(model_file, stack, tmp_path / "o" / "isa", *extra) == 2
-    assert needle in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert needle.format(**names) in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()  # no tile was predicted
 
 

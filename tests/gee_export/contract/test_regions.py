@@ -50,8 +50,10 @@ def test_geojson_errors(tmp_path):
         regions.load_geojson(tmp_path / "missing.geojson")
     bad = tmp_path / "bad.geojson"
     bad.write_text("{not json")
-    with pytest.raises(ConfigError, match="not valid GeoJSON"):
+    with pytest.raises(ConfigError, match=f"^--region-file {bad} is not GeoJSON"):
         regions.load_geojson(bad)
+    with pytest.raises(ConfigError, match=f"^--zones {tmp_path} is not GeoJSON: it is a folder"):
+        regions.read_geojson(tmp_path, "--zones")
     projected = tmp_path / "utm.geojson"
     projected.write_text(json.dumps({"type": "Polygon", "coordinates": [
         [[500000, 3300000], [510000, 3300000], [510000, 3310000], [500000, 3300000]]]}))
