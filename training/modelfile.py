@@ -4,6 +4,10 @@ The file is a ``torch.save`` of plain containers (loadable with ``weights_only=T
 opening a model file never runs pickled code): a format tag, the ``ModelMeta`` as a dict and
 the state dict. ``load_model_file`` rebuilds the network from the recorded name and keyword
 arguments through the model registry, loads the weights and returns both.
+
+A file that cannot be used is refused in one line naming it as the user gave it (``--model
+PATH``), saying what is wrong and what to do; the library's own detail (torch's unpickling
+error, the state-dict key lists) stays on the exception chain, which ``--debug`` shows.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import pickle
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -21,9 +26,11 @@ from torch import nn
 from gee_export.core.errors import ModelError
 from gee_export.core.storage import atomic_write
 from gee_export.core.version import code_version as _code_version
-from training.models import create_model, model_module
+from training.models import available_models, create_model, model_module
 
 FORMAT = "isamap-model/1"
+CHECKPOINT_FORMAT = "isamap-checkpoint/1"  # the trainer's checkpoint.pt (training.trainer)
+_GIVE = "give the model.pt that isamap-train wrote in its --out folder"
 
 
 @dataclass(frozen=True)
@@ -82,16 +89,26 @@ class ModelMeta:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ModelError(f"model file has unknown meta fields {sorted(unknown)}; it was "
-                             "written by a newer isamap, upgrade to read it")
+            raise ModelError(f"the model description has fields this isamap does not know "
+                             f"({', '.join(sorted(unknown))}); it was written by a newer "
+                             "isamap: upgrade isamap to read it")
+        required = [f.name for f in fields(cls)
+                    if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in d]
+        if missing:
+            raise ModelError(f"the model description lacks {', '.join(missing)}; the file is "
+                             "damaged or was not written by isamap-train: copy it again or "
+                             "train again")
         kw = dict(d)
         for key in ("bands", "norm_mean", "norm_std", "class_names"):
             if key in kw:
                 kw[key] = tuple(kw[key])
         try:
             return cls(**kw)
-        except TypeError as exc:
-            raise ModelError(f"model file meta is incomplete: {exc}") from None
+        except (ModelError, TypeError, ValueError) as exc:
+            raise ModelError(f"the model description does not hold together ({exc}); the "
+                             "file is damaged or was edited: copy it again or train "
+                             "again") from exc
 
 
 def build_model(meta: ModelMeta) -> nn.Module:
@@ -123,33 +140,85 @@ def atomic_torch_save(obj, path: Path) -> None:
 
 
 def read_model_file(path: str | os.PathLike | io.BytesIO,
-                    map_location: str | torch.device = "cpu") -> tuple[ModelMeta, dict]:
-    """The meta and state dict of a model file, validated, without building the network."""
+                    map_location: str | torch.device = "cpu",
+                    flag: str = "--model") -> tuple[ModelMeta, dict]:
+    """The meta and state dict of a model file, validated, without building the network.
+
+    Args:
+        path: the model file.
+        map_location: where the tensors are loaded.
+        flag: how errors name the file, the flag the user typed (``--model``), or ``model
+            file`` for a file isamap wrote itself.
+    """
+    given = f"{flag} {path}"
+    if isinstance(path, str | os.PathLike) and Path(path).is_dir():
+        raise ModelError(f"{given} is a folder, not a model file; {_GIVE}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        raise ModelError(f"model file {path} does not exist") from None
-    except Exception as exc:  # corrupt / truncated / not a torch file
-        raise ModelError(f"{path} is not a readable isamap model file ({exc.__class__.__name__}: "
-                         f"{exc}); give a model.pt written by isamap-train, or train again "
-                         "(Python: training.modelfile.save_model_file)") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ModelError(f"{path} is not an isamap model file (format {got!r}, expected "
-                         f"{FORMAT!r}); a training checkpoint is not a model file either")
+        raise ModelError(f"{given} does not exist; {_GIVE}") from None
+    except Exception as exc:  # corrupt / truncated / not a torch file; detail under --debug
+        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+            raise ModelError(f"{given} holds pickled Python objects (e.g. a whole "
+                             "torch.save(model)), which isamap does not load because loading "
+                             f"them would run their code; {_GIVE}") from exc
+        raise ModelError(f"{given} cannot be read as a model file (it is truncated, damaged "
+                         f"or not a torch file); copy it again, or {_GIVE}") from exc
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if fmt == CHECKPOINT_FORMAT:
+        raise ModelError(f"{given} is a training checkpoint, not a model file; give the "
+                         "model.pt beside it in the same run folder")
+    if isinstance(fmt, str) and fmt.startswith("isamap-model/") and fmt != FORMAT:
+        raise ModelError(f"{given} is a model file of format {fmt}, which this isamap cannot "
+                         f"read (it reads {FORMAT}); upgrade isamap to read it")
+    if fmt != FORMAT:
+        raise ModelError(f"{given} is not an isamap model file (a torch file without isamap's "
+                         f"description, e.g. a bare state dict); {_GIVE}")
     if not isinstance(payload.get("meta"), dict) or not isinstance(payload.get("state_dict"), dict):
-        raise ModelError(f"{path} lacks its meta or weights; the file is damaged")
-    return ModelMeta.from_dict(payload["meta"]), payload["state_dict"]
+        raise ModelError(f"{given} lacks its description or weights; the file is damaged: "
+                         "copy it again or train again")
+    try:
+        meta = ModelMeta.from_dict(payload["meta"])
+    except ModelError as exc:
+        raise ModelError(f"{given}: {exc}") from exc
+    return meta, payload["state_dict"]
 
 
 def load_model_file(path: str | os.PathLike | io.BytesIO,
-                    map_location: str | torch.device = "cpu") -> tuple[nn.Module, ModelMeta]:
-    """Rebuild the model of a model file, load its weights, return ``(model.eval(), meta)``."""
-    meta, state = read_model_file(path, map_location)
-    model = build_model(meta)
+                    map_location: str | torch.device = "cpu",
+                    flag: str = "--model") -> tuple[nn.Module, ModelMeta]:
+    """Rebuild the model of a model file, load its weights, return ``(model.eval(), meta)``.
+
+    ``flag`` names the file in errors, as in :func:`read_model_file`.
+    """
+    given = f"{flag} {path}"
+    meta, state = read_model_file(path, map_location, flag)
+    try:
+        model = build_model(meta)
+    except ModelError as exc:
+        known = available_models()
+        what = (f"is a {meta.name!r} model, which this isamap does not know (it knows "
+                f"{', '.join(known)})" if meta.name not in known else
+                f"records settings this isamap's {meta.name!r} network does not take "
+                f"(model_kwargs: {', '.join(sorted(meta.model_kwargs)) or 'none'})")
+        raise ModelError(f"{given} {what}; use the isamap version that trained it, or train "
+                         "again with this one") from exc
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [k for k in expected if k in state and tuple(state[k].shape) !=
+                tuple(expected[k].shape)]
+    if missing or unexpected or reshaped:
+        counts = ", ".join(f"{len(keys)} {what}" for keys, what in (
+            (missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape"))
+            if keys)
+        first = (missing or unexpected or reshaped)[0]
+        raise ModelError(f"{given}: its weights do not fit the {meta.name!r} network its "
+                         f"description records ({counts}, e.g. {first}); the file is damaged "
+                         f"or was assembled from another model: {_GIVE}")
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"weights in {path} do not fit a {meta.name!r} model built from its "
-                         f"meta: {str(exc).splitlines()[0]}") from None
+    except RuntimeError as exc:  # a case the key and shape checks above do not foresee
+        raise ModelError(f"{given}: its weights do not fit the {meta.name!r} network its "
+                         f"description records; {_GIVE}") from exc
     return model.to(map_location).eval(), meta

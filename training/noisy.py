@@ -151,7 +151,7 @@ def train_filtered(cfg: TrainConfig) -> FilterResult:
         dropped = tuple(PatchScore(d["id"], d["agreement"], d["labelled_pixels"])
                         for d in doc["dropped"])
     else:
-        model, meta = load_model_file(model_path)
+        model, meta = load_model_file(model_path, flag="model file")
         norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
         data = PatchDataset(cfg.data, "train", meta.bands, norm, None, cfg.label, cfg.seed)
         device = devices.resolve_device(cfg.device)

@@ -275,7 +275,7 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     trainer = Trainer(cfg, model, loss, train_set, val_set, run_meta,
                       epoch_end=lambda m, epoch: fpgm_step(m, rate))
     result = trainer.fit()
-    masked, masked_meta = load_model_file(result.model_path)
+    masked, masked_meta = load_model_file(result.model_path, flag="model file")
     small, small_meta = compact_model(masked, masked_meta)
     out = Path(out_dir)
     pruned_path = save_model_file(out / PRUNED_MODEL, small, small_meta)

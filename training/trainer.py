@@ -60,7 +60,12 @@ from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, 
 from training.distributed import DistInfo, init_distributed, resolve_device
 from training.losses import build_loss, main_output
 from training.metrics import ConfusionMatrix
-from training.modelfile import ModelMeta, atomic_torch_save, save_model_file
+from training.modelfile import (
+    CHECKPOINT_FORMAT,
+    ModelMeta,
+    atomic_torch_save,
+    save_model_file,
+)
 from training.models import context_warning, create_model, recipe_for, upsamples
 from training.run_folder import config_differences
 from training.seeding import rng_state, seed_everything, set_rng_state
@@ -71,7 +76,7 @@ CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "model.pt"
 HISTORY = "metrics.jsonl"
 CURVES = "learning_curves.png"
-CKPT_FORMAT = "isamap-checkpoint/1"
+CKPT_FORMAT = CHECKPOINT_FORMAT  # owned by training.modelfile, which recognises it
 
 
 @dataclass(frozen=True)

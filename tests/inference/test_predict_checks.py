@@ -14,6 +14,7 @@ import rasterio
 from affine import Affine
 
 from gee_export.contract.geotiff import write_geotiff
+from gee_export.core.errors import ModelError
 from inference.cli import predict_main
 from tests.support.faults import run_on_small_disk
 from tests.support.rasters import BANDS, smooth_stack, write_stack
@@ -88,6 +89,23 @@ def test_a_raster_without_georeferencing_is_refused_in_one_line(model_file, tmp_
         f"isamap-predict: error: --input {path} has no georeferencing (no CRS and no "
         "geotransform), so its pixels cannot be placed on the map; give a georeferenced "
         "GeoTIFF stack, e.g. one written by isamap-export or isamap-map"]
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_garbage_model_file_is_one_line_and_its_detail_only_under_debug(tmp_path, capsys):
+    """It said "... is not a readable isamap model file (KeyError: 101); ..."."""
+    stack = write_stack(tmp_path / "s.tif", smooth_stack(60, 70))
+    garbage = tmp_path / "model.pt"
+    garbage.write_bytes(b"hello garbage" * 50)
+    assert _predict(garbage, stack, tmp_path / "o" / "isa") == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"isamap-predict: error: --model {garbage} cannot be read as a model file (it is "
+        "truncated, damaged or not a torch file); copy it again, or give the model.pt that "
+        "isamap-train wrote in its --out folder"]
+    with pytest.raises(ModelError) as raised:  # --debug: the traceback, with torch's cause
+        _predict(garbage, stack, tmp_path / "o" / "isa", "--debug")
+    assert isinstance(raised.value.__cause__, KeyError)
     assert not (tmp_path / "o").exists()
 
 

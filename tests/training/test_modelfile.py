@@ -39,7 +39,7 @@ def test_bad_files_raise_model_error(tmp_path):
         load_model_file(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
-    with pytest.raises(ModelError, match="not a readable isamap model file"):
+    with pytest.raises(ModelError, match="cannot be read as a model file"):
         load_model_file(junk)
     other = tmp_path / "other.pt"
     torch.save({"model": {}}, other)
@@ -54,12 +54,99 @@ def test_bad_files_raise_model_error(tmp_path):
         load_model_file(tmp_path / "cut.pt")
 
 
+def _unet_file(path, **meta_over):
+    kwargs = {"widths": [2, 2, 2, 2, 2]}
+    model = create_model("unet", 6, 2, **kwargs)
+    meta = ModelMeta("unet", 6, 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs)
+    payload = {"format": "isamap-model/1", "meta": {**meta.to_dict(), **meta_over},
+               "state_dict": model.state_dict()}
+    torch.save(payload, path)
+    return payload
+
+
+def _garbage(path):
+    path.write_bytes(b"hello garbage" * 50)  # unpickles to a KeyError: 101
+
+
+def _truncated(path):
+    _unet_file(path)
+    path.write_bytes(path.read_bytes()[:3000])
+
+
+def _pickled_module(path):
+    torch.save(create_model("unet", 6, 2, widths=[2, 2, 2, 2, 2]), path)
+
+
+def _checkpoint(path):
+    torch.save({"format": "isamap-checkpoint/1", "epoch": 3}, path)
+
+
+def _other_architecture(path):  # hrnet described, unet weights
+    _unet_file(path, name="hrnet", model_kwargs={"width": 2, "stem_width": 4,
+                                                  "stage1_width": 2, "modules": (1, 1, 1),
+                                                  "blocks": 1})
+
+
+def _unknown_architecture(path):
+    _unet_file(path, name="segformer")
+
+
+def _foreign_settings(path):
+    _unet_file(path, model_kwargs={"widths": [2, 2, 2, 2, 2], "depth": 7})
+
+
+def _incomplete(path):
+    payload = _unet_file(path)
+    del payload["meta"]["bands"]
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize("make,says", [
+    (lambda p: None, "does not exist; give the model.pt that isamap-train wrote"),
+    (lambda p: p.mkdir(), "is a folder, not a model file; give the model.pt"),
+    (lambda p: p.write_bytes(b""), "cannot be read as a model file (it is truncated, damaged "
+     "or not a torch file); copy it again"),
+    (_garbage, "cannot be read as a model file"),
+    (_truncated, "cannot be read as a model file"),
+    (_pickled_module, "holds pickled Python objects"),
+    (lambda p: torch.save({"weight": torch.zeros(1)}, p), "is not an isamap model file (a "
+     "torch file without isamap's description, e.g. a bare state dict); give the model.pt"),
+    (lambda p: torch.save([1, 2], p), "is not an isamap model file"),
+    (_checkpoint, "is a training checkpoint, not a model file; give the model.pt beside it"),
+    (lambda p: torch.save({"format": "isamap-model/2"}, p), "is a model file of format "
+     "isamap-model/2, which this isamap cannot read (it reads isamap-model/1); upgrade"),
+    (lambda p: torch.save({"format": "isamap-model/1", "meta": {}}, p),
+     "lacks its description or weights; the file is damaged"),
+    (_incomplete, ": the model description lacks bands; the file is damaged or was not "
+     "written by isamap-train"),
+    (_other_architecture, ": its weights do not fit the 'hrnet' network its description "
+     "records ("),
+    (_unknown_architecture, "is a 'segformer' model, which this isamap does not know (it "
+     "knows "),
+    (_foreign_settings, "records settings this isamap's 'unet' network does not take "
+     "(model_kwargs: depth, widths); use the isamap version that trained it"),
+])
+def test_a_bad_model_file_is_one_clean_line_naming_the_flag(tmp_path, make, says):
+    """Truncated, garbage, foreign and mismatched files said "(KeyError: 101)", "(EOFError: )"
+    or "Error(s) in loading state_dict for HRNet:"; the detail is on the chain (--debug)."""
+    path = tmp_path / "model.pt"
+    make(path)
+    with pytest.raises(ModelError) as err:
+        load_model_file(path)
+    text = str(err.value)
+    assert text.startswith(f"--model {path}") and says in text, text
+    assert "\n" not in text and "Error" not in text and "state_dict" not in text, text
+    assert "; " in text  # what is wrong; what to do
+    with pytest.raises(ModelError, match=f"^model file {path}"):  # a file isamap wrote itself
+        load_model_file(path, flag="model file")
+
+
 def test_inconsistent_meta_is_rejected():
     with pytest.raises(ModelError, match="inconsistent"):
         _meta(norm_std=(1.0,) * 5)
     with pytest.raises(ModelError, match="class names"):
         _meta(num_classes=3)
-    with pytest.raises(ModelError, match="unknown meta fields"):
+    with pytest.raises(ModelError, match="fields this isamap does not know"):
         ModelMeta.from_dict({**_meta().to_dict(), "colour": "red"})
 
 

@@ -243,7 +243,7 @@ def quicklook(path: Path, cfg: CompareConfig, test_ds: CrossResolutionDataset, o
     rgb = np.clip((rgb - rgb.min()) / max(float(np.ptp(rgb)), 1e-6), 0, 1)
     panels = [("10 m-like input", rgb), ("reference (1 m)", item["label"].numpy())]
     for name in cfg.models:
-        model, _ = load_model_file(out / name / "model.pt")
+        model, _ = load_model_file(out / name / "model.pt", flag="model file")
         panels.append((name, predict_fine(model, item["image"][None])[0].numpy()))
     fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2))
     for ax, (title, img) in zip(axes, panels, strict=True):
