@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gee_export.core.commands import check_range
 from gee_export.core.errors import ConfigError, ModelError
 from gee_export.core.storage import atomic_write
 from training.config import TrainConfig, apply_recipe, config_from_mapping
@@ -57,6 +58,8 @@ from training.models.compact import PrunableLayer
 log = logging.getLogger(__name__)
 
 DEFAULT_RATE = 0.4
+# smallest input side of the FLOP count: smaller inputs vanish in HRNet's 1/32 branch
+MIN_FLOPS_SIZE = 32
 #: Which convolutions are pruned, as a version: 2 since the residual outputs of the blocks no
 #: fusion or transition reads are pruned too (1 kept every residual output whole). Results
 #: measured with a pruned network record it, so that a change of rule is seen
@@ -251,6 +254,13 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     from training.seeding import seed_everything
     from training.trainer import BEST_MODEL, Trainer, patch_splits
 
+    # the numbers first: a bad value is refused before the model is read or a patch loaded
+    if not 0.0 < rate < 1.0:
+        raise ConfigError(f"--rate must be between 0 and 1 (both excluded), got {rate}; it is "
+                          f"the share of filters removed per layer, e.g. {DEFAULT_RATE}")
+    check_range("--flops-size", flops_size, MIN_FLOPS_SIZE,
+                hint="it is the input side (px) of the reported FLOP counts, e.g. 256")
+    config_from_mapping(dict(overrides or {}))  # --epochs, --batch-size ... as typed
     model, meta = load_model_file(model_path)
     prunable_layers(model)  # refuse models that cannot be pruned before any work
     recorded = dict((meta.extra or {}).get("config") or {})
@@ -261,8 +271,6 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
         **base, **dict(overrides or {}), "data": str(data), "out_dir": str(out_dir),
         "model": meta.name, "model_kwargs": dict(meta.model_kwargs),
         "bands": list(meta.bands)}))
-    if not 0.0 < rate < 1.0:
-        raise ConfigError(f"--rate must be in (0, 1), got {rate}")
     norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
     train_set, val_set = patch_splits(cfg, tuple(meta.bands), norm)
     seed_everything(cfg.seed)

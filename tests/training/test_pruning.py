@@ -178,6 +178,34 @@ def test_models_without_a_description_are_refused():
         prunable_layers(create_model("unet", 4, widths=[4, 8, 16, 32, 64]))
 
 
+@pytest.mark.parametrize("argv,says", [
+    (["--rate", "1.5"], "--rate must be between 0 and 1 (both excluded), got 1.5; it is the "
+     "share of filters removed per layer, e.g. 0.4"),
+    (["--rate", "0"], "--rate must be between 0 and 1 (both excluded), got 0.0"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--flops-size", "0"], "--flops-size must be >= 32, got 0; it is the input side (px) of "
+     "the reported FLOP counts, e.g. 256"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+])
+def test_isamap_prune_refuses_bad_numbers_before_reading_model_or_data(tmp_path, capsys, argv,
+                                                                        says):
+    """The review never reached these (it had no hrnet model file); --flops-size 0 crashed
+    with a traceback after the model was read. The data folder does not exist, so a check
+    that came after loading data (or training) would fail on it instead."""
+    model_file = save_model_file(tmp_path / "hrnet.pt", create_model("hrnet", 4, 7, **TINY),
+                                 meta_for({}))
+    out = tmp_path / "pruned"
+    code = prune_main(["--model", str(model_file), "--data", str(tmp_path / "no-data"),
+                       "--out", str(out), "--device", "cpu", "-q", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"isamap-prune: error: {says}")
+    assert not out.exists()
+    assert prune_main(["--model", str(model_file), "--data", str(tmp_path / "no-data"),
+                       "--out", str(out), "--device", "cpu", "-q"]) == 2  # good numbers:
+    assert "no-data" in capsys.readouterr().err  # only then is the data looked at
+
+
 def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_run, patch_root,
                                                                            tmp_path, capsys):
     out = tmp_path / "pruned"
