@@ -97,15 +97,17 @@ def test_a_garbage_model_file_is_one_line_and_its_detail_only_under_debug(tmp_pa
     stack = write_stack(tmp_path / "s.tif", smooth_stack(60, 70))
     garbage = tmp_path / "model.pt"
     garbage.write_bytes(b"hello garbage" * 50)
+    with pytest.raises(ModelError) as raised:  # --debug: the traceback, with torch's cause
+        _predict(garbage, stack, tmp_path / "o" / "isa", "--debug")
+    assert isinstance(raised.value.__cause__, KeyError)
+    capsys.readouterr()
+    # without --debug last, so that later tests do not inherit --debug's logging levels
     assert _predict(garbage, stack, tmp_path / "o" / "isa") == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [
         f"isamap-predict: error: --model {garbage} cannot be read as a model file (it is "
         "truncated, damaged or not a torch file); copy it again, or give the model.pt that "
         "isamap-train wrote in its --out folder"]
-    with pytest.raises(ModelError) as raised:  # --debug: the traceback, with torch's cause
-        _predict(garbage, stack, tmp_path / "o" / "isa", "--debug")
-    assert isinstance(raised.value.__cause__, KeyError)
     assert not (tmp_path / "o").exists()
 
 
