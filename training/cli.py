@@ -104,15 +104,20 @@ def _train(args: dict) -> int:
     else:
         cfg = config_from_mapping(given)
     check_output_folder("--out", cfg.out_dir)
-    if cfg.filter_noisy is not None:
-        from training.noisy import train_filtered
+    from training.distributed import leave_distributed
 
-        result = train_filtered(cfg).final
-        print(f"noisy-sample filtering: {result.out_dir / 'noisy_patches.json'}")
-    else:
-        from training.trainer import train
+    try:
+        if cfg.filter_noisy is not None:
+            from training.noisy import train_filtered
 
-        result = train(cfg)
+            result = train_filtered(cfg).final
+            print(f"noisy-sample filtering: {result.out_dir / 'noisy_patches.json'}")
+        else:
+            from training.trainer import train
+
+            result = train(cfg)
+    finally:
+        leave_distributed()  # under torchrun: leave the group before the process exits
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
     state = "finished" if result.finished else (

@@ -36,6 +36,16 @@ def init_distributed(device_kind: str) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
 
+def leave_distributed() -> None:
+    """Leave the process group, if this process joined one, before the process exits.
+
+    Left to interpreter shutdown, Gloo's threads can outlive the group's C++ objects and abort
+    the process ("terminate called without an active exception") after a run that succeeded.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def resolve_device(name: str, info: DistInfo) -> torch.device:
     """The device of this process (its local rank's GPU under torchrun), made current."""
     dev = devices.resolve_device(name, info.local_rank)
