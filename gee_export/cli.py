@@ -194,7 +194,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status (2 for user errors)."""
     args = build_parser().parse_args(attach_values(argv, NEGATIVE_VALUE_OPTIONS))
     configure_logging(args.verbose, args.quiet, args.debug)
-    args.no_progress = args.no_progress or args.quiet  # -q hides progress bars too
     return run_command("isamap-export", lambda: run(args), debug=args.debug,
                        writes_to=[args.out or "."])
 

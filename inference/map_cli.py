@@ -109,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         **postprocess_options(args),
         options=RuntimeOptions(device=args.device, precision=args.precision),
-        progress=not (args.quiet or args.no_progress))
+        progress=not args.no_progress)
     target = None
     if args.publish:
         target = PublishTarget(args.publish, project=args.project, gcs_prefix=args.gcs_prefix,

@@ -87,8 +87,6 @@ def train_parser() -> argparse.ArgumentParser:
 def train_main(argv: Sequence[str] | None = None) -> int:
     args = vars(train_parser().parse_args(argv))
     verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
-    if quiet:  # -q hides progress bars, as its help says
-        args["progress"] = False
     configure_logging(verbose, quiet, debug)
     return run_command("isamap-train", lambda: _train(args), debug=debug,
                        writes_to=[args.get("out_dir") or "."])
@@ -164,7 +162,7 @@ def _evaluate(a: argparse.Namespace) -> int:
     from training.evaluate import evaluate
 
     res = evaluate(a.model, a.data, a.out, a.split, a.batch_size, a.device, a.precision,
-                   a.workers, a.points, a.point_seed, a.progress and not a.quiet,
+                   a.workers, a.points, a.point_seed, a.progress,
                    channels_last=a.channels_last, autotune_cache=a.autotune_cache)
     print(res.table_path.read_text())
     print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}")
@@ -202,8 +200,6 @@ def prune_parser() -> argparse.ArgumentParser:
 def prune_main(argv: Sequence[str] | None = None) -> int:
     args = vars(prune_parser().parse_args(argv))
     verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
-    if quiet:  # -q hides progress bars, as its help says
-        args["progress"] = False
     configure_logging(verbose, quiet, debug)
     return run_command("isamap-prune", lambda: _prune(args), debug=debug,
                        writes_to=[args.get("out")])

@@ -45,12 +45,31 @@ _FORMAT = "%(message)s"
 _DEBUG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class _Quiet(argparse.Action):
+    """``-q``: quiet logging and no progress bars, in every command.
+
+    It switches off the command's own ``--no-progress`` flag too, whatever its name
+    (``progress`` or ``no_progress``), so no command repeats the rule. argparse sets every
+    default on the namespace before it runs any action, so the flag is there to switch off.
+    """
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, True)
+        if hasattr(namespace, "progress"):
+            namespace.progress = False
+        if hasattr(namespace, "no_progress"):
+            namespace.no_progress = True
+
+
 def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     """``-v/--verbose`` (repeatable), ``-q/--quiet`` and ``--debug`` with one meaning everywhere."""
     group = parser.add_argument_group("output")
     group.add_argument("-v", "--verbose", action="count", default=0,
                        help="more detail (-vv for debug messages)")
-    group.add_argument("-q", "--quiet", action="store_true",
+    group.add_argument("-q", "--quiet", action=_Quiet,
                        help="only warnings and errors (also hides progress bars)")
     group.add_argument("--debug", action="store_true",
                        help="debug messages and a full traceback on errors")

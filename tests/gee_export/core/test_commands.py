@@ -10,6 +10,7 @@ import warnings
 import pytest
 
 from gee_export.core.commands import (
+    add_logging_arguments,
     attach_values,
     check_output_folder,
     check_range,
@@ -111,3 +112,21 @@ def test_output_folder_flags_refuse_files_and_name_the_flag(tmp_path):
     check_output_folder("--out", "gs://bucket/prefix")
     check_output_folder("--out", None)
     assert sorted(tmp_path.iterdir()) == [taken]  # the check creates nothing
+
+
+@pytest.mark.parametrize("flag", [
+    {"dest": "progress", "action": "store_false"},            # isamap-evaluate
+    {"dest": "progress", "action": "store_const", "const": False},  # train, prune (None: unset)
+    {"action": "store_true"},                                  # export, map: no_progress
+])
+def test_quiet_hides_progress_whatever_the_command_calls_its_flag(flag):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--no-progress", **flag)
+    add_logging_arguments(parser)
+    shown = vars(parser.parse_args([]))
+    for argv in (["-q"], ["--quiet", "--no-progress"], ["--no-progress", "-q"]):
+        args = vars(parser.parse_args(argv))
+        assert args["quiet"] is True
+        assert args.get("progress", True) is False or args.get("no_progress") is True
+    assert shown["quiet"] is False and shown == vars(parser.parse_args([]))
+    assert shown.get("progress") is not False and not shown.get("no_progress")
