@@ -185,6 +185,14 @@ def environment_message(exc: BaseException, writes_to: Sequence[str] = ()) -> st
     return None
 
 
+def _nearest_existing(path: str | os.PathLike) -> Path:
+    """``path`` (absolute) if it exists, else its nearest existing parent folder."""
+    found = Path(path).absolute()
+    while not found.exists() and found != found.parent:
+        found = found.parent
+    return found
+
+
 def check_writable(*paths: str | os.PathLike | None) -> None:
     """Fail now (OSError: read-only, permission) if a local output path cannot be written.
 
@@ -195,9 +203,7 @@ def check_writable(*paths: str | os.PathLike | None) -> None:
     for item in paths:
         if item is None or str(item).startswith("gs://"):
             continue
-        folder = Path(item).absolute()
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
+        folder = _nearest_existing(item)
         if folder.is_file():
             folder = folder.parent
         try:
@@ -220,12 +226,10 @@ def check_output_folder(flag: str, path: str | os.PathLike | None) -> None:
     """
     if path is None or str(path).startswith("gs://"):
         return
-    target = Path(path).absolute()
-    existing = target
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = _nearest_existing(path)
     if existing.exists() and not existing.is_dir():
-        where = "is a file" if existing == target else f"lies under {existing}, which is a file"
+        where = ("is a file" if existing == Path(path).absolute() else
+                 f"lies under {existing}, which is a file")
         raise ConfigError(f"{flag} {path} {where}, not a folder; give a folder (it is created "
                           "if missing)")
     check_writable(path)
