@@ -132,8 +132,10 @@ class TrainConfig:
                   (self.num_workers is None or 0 <= self.num_workers <= MAX_WORKERS,
                    f"--workers must be between 0 and {MAX_WORKERS} data-loader "
                    f"processes, got {self.num_workers}")]
-        for ok, msg in checks:  # flags as typed; a --config file uses the same names
-            if not ok:                # with underscores (batch_size)
+        # messages name the flags as typed; a --config file uses the same names with
+        # underscores (batch_size)
+        for ok, msg in checks:
+            if not ok:
                 raise ConfigError(msg)
 
     def to_dict(self) -> dict:
