@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from gee_export.core.allocator import keep_freed_memory
 from training.losses import main_output
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class SettingRunner:
                  mode: Mode, step: TrainStep | None, threads: int) -> None:
         self.device, self.mode, self.step, self.threads = device, mode, step, threads
         self.example = example
+        if device.type == "cpu":
+            keep_freed_memory()  # candidates are timed as the run will go (autotune.apply)
         if mode == "training":
             self.model = copy.deepcopy(model).to(device).train()
             self.optimizer = step.optimizer(self.model.parameters())

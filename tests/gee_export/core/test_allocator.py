@@ -1,0 +1,71 @@
+"""Freed memory is reused without page faults once kept, and given back on request.
+
+Each case runs in a child interpreter: the allocator's settings are process-wide and the
+comparison needs a process that has not been tuned yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from gee_export.core import allocator
+from tests.support import REPO_ROOT
+
+pytestmark = pytest.mark.skipif(allocator._glibc() is None, reason="mallopt is glibc's")
+
+CHILD = textwrap.dedent("""
+    import ctypes, json, resource
+    from gee_export.core import allocator
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+
+    def faults_of_second_cycle():
+        # a forward's pattern: allocate a large block, write it, free it; twice (plain
+        # malloc: numpy and torch may ask for huge pages, which hide the count)
+        for cycle in range(2):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            block = libc.malloc(64 << 20)
+            ctypes.memset(block, cycle + 1, 64 << 20)
+            libc.free(block)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    out = {"default": faults_of_second_cycle()}
+    out["kept"] = allocator.keep_freed_memory()
+    out["kept_again"] = allocator.keep_freed_memory()
+    out["after_keep"] = faults_of_second_cycle()
+    out["given_back"] = allocator.give_back_freed_memory()
+    out["after_give_back"] = faults_of_second_cycle()
+    print(json.dumps(out))
+""")
+
+PAGES = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
+
+
+def run_child(**env: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
+                          cwd=REPO_ROOT, env={**os.environ, **env}, timeout=120, check=True)
+    return json.loads(proc.stdout)
+
+
+def test_kept_memory_is_reused_without_faults_and_given_back_on_request():
+    out = run_child(ISAMAP_KEEP_FREED_MEMORY="")
+    assert out["default"] > PAGES // 2  # glibc maps a 64 MiB block afresh every time
+    assert out["kept"] is True and out["kept_again"] is True
+    assert out["after_keep"] < PAGES // 20  # the freed block came back from the heap
+    assert out["given_back"] is True
+    assert out["after_give_back"] > PAGES // 2
+
+
+@pytest.mark.parametrize("value", ["off", "0", "False"])
+def test_the_environment_switch_keeps_the_defaults(value):
+    out = run_child(ISAMAP_KEEP_FREED_MEMORY=value)
+    assert out["kept"] is False
+    assert out["after_keep"] > PAGES // 2
