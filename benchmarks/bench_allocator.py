@@ -35,10 +35,13 @@ from training.models import create_model
 from training.models.blocks import fold_batchnorm
 from training.peak import native_precisions
 
-MODELS = {  # name: (registry name, bands, classes, kwargs, batch) at 512 px tiles
-    "unet (bench_inference's)": ("unet", 6, 2, {"widths": (8, 16, 32, 64, 128)}, 4),
-    "unet": ("unet", 6, 2, {}, 1),
-    "hrnet": ("hrnet", 4, 7, {}, 1),
+MODELS = {  # name: (registry name, bands, classes, kwargs, batch, tile: None = --tile)
+    "unet (bench_inference's)": ("unet", 6, 2, {"widths": (8, 16, 32, 64, 128)}, 4, None),
+    "unet": ("unet", 6, 2, {}, 1, None),
+    "hrnet": ("hrnet", 4, 7, {}, 1, None),
+    # 10 m input, outputs 10x finer: bench_models' patch (64 px in, 640 px out)
+    "srseg x10": ("srseg", 6, 2, {"scale": 10, "bands": ["B2", "B3", "B4", "B8", "VV", "VH"]},
+                  4, 64),
 }
 
 
@@ -61,7 +64,8 @@ def best(calls: list[tuple[float, int]]) -> tuple[float, int]:
 def measure(name: str, tile: int, rounds: int, setting: Setting) -> dict:
     """Best time and median faults of one model's forward: untouched defaults first, then
     rounds alternating given back / kept (this process has run nothing else before)."""
-    arch, bands, classes, kwargs, batch = MODELS[name]
+    arch, bands, classes, kwargs, batch, own_tile = MODELS[name]
+    tile = own_tile or tile
     torch.manual_seed(0)
     net = fold_batchnorm(create_model(arch, bands, classes, **kwargs).eval())
     net = net.to(memory_format=torch.channels_last)
@@ -111,12 +115,12 @@ def main(argv: list[str] | None = None) -> dict:
         results[name] = {mode: tuple(v) for mode, v in
                          json.loads(proc.stdout.strip().splitlines()[-1]).items()}
 
-    print(f"forward of one batch of {a.tile} px tiles at {setting.label}, "
-          f"{torch.get_num_threads()} threads, best of {a.rounds}")
+    print(f"forward of one batch at {setting.label}, {torch.get_num_threads()} threads, "
+          f"best of {a.rounds}")
     for name, r in results.items():
-        batch = MODELS[name][4]
+        batch, tile = MODELS[name][4], MODELS[name][5] or a.tile
         row = "   ".join(f"{mode} {t * 1e3:7.1f} ms {f:6d} faults" for mode, (t, f) in r.items())
-        print(f"  {name:<25} batch {batch}   {row}   given back / kept "
+        print(f"  {name:<25} {batch} x {tile} px   {row}   given back / kept "
               f"x{r['given back'][0] / r['kept'][0]:.2f}, pristine / kept "
               f"x{r['pristine'][0] / r['kept'][0]:.2f}")
     out = {"setting": setting.label, "threads": torch.get_num_threads(), "tile": a.tile,

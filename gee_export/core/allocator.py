@@ -13,9 +13,13 @@ heap and the next forward reuses them: no faults after the first call. The price
 process keeps up to its high-water mark of freed memory instead of returning it (peak RSS of
 ``isamap-predict`` on the 16,384² benchmark 1.24 -> 1.39 GiB; see docs/performance.md).
 
-Only glibc has ``mallopt``; elsewhere (macOS, Windows, musl) nothing changes. Set
-``ISAMAP_KEEP_FREED_MEMORY=off`` to keep the C library's defaults (for a process that must
-give memory back between runs).
+Only glibc has ``mallopt``; elsewhere (macOS, Windows, musl) nothing changes.
+``ISAMAP_KEEP_FREED_MEMORY`` tunes it: ``off`` keeps the C library's defaults (for a process
+that must give memory back between runs); a number sets both thresholds in MiB instead of the
+default 256. Models whose activations are larger gain from more: the x10 super-resolution
+model's forward on 4 x 64 px takes about 1,500 ms with glibc's defaults, 780 ms kept at 256
+MiB and 592 ms at 1024 MiB, where the mapping benchmark's peak RSS is 1.77 GiB instead of
+1.69 (``benchmarks/bench_allocator.py``, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -27,17 +31,20 @@ import os
 import sys
 import threading
 
+from gee_export.core.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
-#: Environment variable that switches the setting off (``off``, ``0``, ``false``, ``no``).
+#: Environment variable: ``off`` (or ``0``, ``false``, ``no``), or both thresholds in MiB.
 ENV = "ISAMAP_KEEP_FREED_MEMORY"
 #: Blocks up to this size come from the heap and go back to it when freed (glibc's
-#: ``M_MMAP_THRESHOLD``): above the activations of the predictors' batches (a 512 px tile
-#: batch of the benchmark U-Net, one tile of the HRNet). 1 GiB made no forward faster and
-#: the mapping benchmark's peak RSS larger (1.77 GiB against 1.69; 1.62 untuned).
-HEAP_BLOCK_LIMIT = 256 << 20
-#: Free memory the heap keeps at its top instead of trimming it (``M_TRIM_THRESHOLD``).
-KEPT_FREE_BYTES = 256 << 20
+#: ``M_MMAP_THRESHOLD``), and as much free memory stays at the heap's top instead of being
+#: trimmed (``M_TRIM_THRESHOLD``). Above the activations of the predictors' batches (a 512
+#: px tile batch of the benchmark U-Net, one tile of the HRNet); 1 GiB made those no faster
+#: and the mapping benchmark's peak RSS larger (1.77 GiB against 1.69; 1.62 untuned).
+DEFAULT_MIB = 256
+#: ``mallopt`` takes an ``int``.
+MAX_MIB = 2047
 
 _M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
@@ -71,20 +78,38 @@ def keep_freed_memory() -> bool:
     with _lock:
         if _applied is not None:
             return _applied
+        mib = threshold_mib()  # commands checked it first (core.commands.run_command)
         _applied = False
-        if os.environ.get(ENV, "").strip().lower() in _OFF:
+        if mib is None:
             log.debug("%s is off: the C library's allocator defaults are kept", ENV)
             return False
         libc = _glibc()
         if libc is None:
             log.debug("not glibc: freed memory is returned as the C library decides")
             return False
-        mmap_ok = libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(HEAP_BLOCK_LIMIT))
-        trim_ok = libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(KEPT_FREE_BYTES))
+        mmap_ok = libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(mib << 20))
+        trim_ok = libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(mib << 20))
         _applied = bool(mmap_ok and trim_ok)
-        log.debug("freed memory kept for reuse: %s (mallopt mmap %d, trim %d)",
-                  _applied, mmap_ok, trim_ok)
+        log.debug("freed memory up to %d MiB kept for reuse: %s (mallopt mmap %d, trim %d)",
+                  mib, _applied, mmap_ok, trim_ok)
         return _applied
+
+
+def threshold_mib() -> int | None:
+    """Both thresholds in MiB as :data:`ENV` asks (None: off).
+
+    Raises:
+        ConfigError: the variable is neither ``off`` nor a whole number of MiB in range.
+    """
+    value = os.environ.get(ENV, "").strip().lower()
+    if not value:
+        return DEFAULT_MIB
+    if value in _OFF:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= MAX_MIB:
+        raise ConfigError(f"{ENV}={value!r} is neither 'off' nor a size in MiB from 1 to "
+                          f"{MAX_MIB}; unset it for the default ({DEFAULT_MIB})")
+    return int(value)
 
 
 def give_back_freed_memory() -> bool:

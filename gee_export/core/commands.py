@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from gee_export.core.allocator import threshold_mib
 from gee_export.core.errors import ConfigError, IsamapError
 
 EXIT_OK = 0
@@ -314,6 +315,7 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
     outputs = [str(p) for p in writes_to if p]
     log = logging.getLogger(prog)
     try:
+        threshold_mib()  # a bad ISAMAP_KEEP_FREED_MEMORY is refused before any work
         status = action()
         return EXIT_OK if status is None else int(status)
     except BrokenPipeError:  # the reader of stdout went away (``| head``): stop quietly

@@ -1,7 +1,7 @@
 """Freed memory is reused without page faults once kept, and given back on request.
 
-Each case runs in a child interpreter: the allocator's settings are process-wide and the
-comparison needs a process that has not been tuned yet.
+The cases that count page faults run in a child interpreter: the allocator's settings are
+process-wide and the comparison needs a process that has not been tuned yet.
 """
 
 from __future__ import annotations
@@ -15,25 +15,28 @@ import textwrap
 import pytest
 
 from gee_export.core import allocator
+from gee_export.core.errors import ConfigError
 from tests.support import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(allocator._glibc() is None, reason="mallopt is glibc's")
 
 CHILD = textwrap.dedent("""
-    import ctypes, json, resource
+    import ctypes, json, resource, sys
     from gee_export.core import allocator
 
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
 
+    SIZE = int(sys.argv[1]) << 20
+
     def faults_of_second_cycle():
         # a forward's pattern: allocate a large block, write it, free it; twice (plain
         # malloc: numpy and torch may ask for huge pages, which hide the count)
         for cycle in range(2):
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            block = libc.malloc(64 << 20)
-            ctypes.memset(block, cycle + 1, 64 << 20)
+            block = libc.malloc(SIZE)
+            ctypes.memset(block, cycle + 1, SIZE)
             libc.free(block)
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
@@ -49,9 +52,10 @@ CHILD = textwrap.dedent("""
 PAGES = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
 
 
-def run_child(**env: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
-                          cwd=REPO_ROOT, env={**os.environ, **env}, timeout=120, check=True)
+def run_child(mib: int = 64, **env: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(mib)], capture_output=True,
+                          text=True, cwd=REPO_ROOT, env={**os.environ, **env}, timeout=120,
+                          check=True)
     return json.loads(proc.stdout)
 
 
@@ -69,3 +73,25 @@ def test_the_environment_switch_keeps_the_defaults(value):
     out = run_child(ISAMAP_KEEP_FREED_MEMORY=value)
     assert out["kept"] is False
     assert out["after_keep"] > PAGES // 2
+
+
+def test_a_size_in_mib_keeps_blocks_the_default_would_give_back():
+    big = allocator.DEFAULT_MIB + 64  # MiB: above the default thresholds
+    pages = (big << 20) // os.sysconf("SC_PAGE_SIZE")
+    assert run_child(big, ISAMAP_KEEP_FREED_MEMORY="")["after_keep"] > pages // 2
+    out = run_child(big, ISAMAP_KEEP_FREED_MEMORY=str(2 * big))
+    assert out["kept"] is True and out["after_keep"] < pages // 20
+
+
+@pytest.mark.parametrize("value", ["lots", "-5", "1.5", str(allocator.MAX_MIB + 1)])
+def test_a_bad_setting_is_one_clear_error_naming_the_variable(monkeypatch, value):
+    monkeypatch.setenv(allocator.ENV, value)
+    with pytest.raises(ConfigError, match=f"{allocator.ENV}=.*neither 'off' nor a size in MiB"):
+        allocator.threshold_mib()
+
+
+@pytest.mark.parametrize(("value", "expected"),
+                         [("", allocator.DEFAULT_MIB), ("OFF", None), ("1024", 1024)])
+def test_the_default_off_and_a_size(monkeypatch, value, expected):
+    monkeypatch.setenv(allocator.ENV, value)
+    assert allocator.threshold_mib() == expected

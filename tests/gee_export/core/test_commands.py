@@ -130,3 +130,15 @@ def test_quiet_hides_progress_whatever_the_command_calls_its_flag(flag):
         assert args.get("progress", True) is False or args.get("no_progress") is True
     assert shown["quiet"] is False and shown == vars(parser.parse_args([]))
     assert shown.get("progress") is not False and not shown.get("no_progress")
+
+
+def test_a_bad_allocator_setting_is_refused_before_any_work(monkeypatch, capsys):
+    configure_logging()
+    monkeypatch.setenv("ISAMAP_KEEP_FREED_MEMORY", "plenty")
+    ran = []
+    assert run_command("isamap-x", lambda: ran.append(1)) == 2
+    err = capsys.readouterr().err
+    assert not ran  # refused before the command's work started
+    assert "ISAMAP_KEEP_FREED_MEMORY='plenty'" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("ISAMAP_KEEP_FREED_MEMORY", "512")
+    assert run_command("isamap-x", lambda: ran.append(1)) == 0 and ran == [1]
