@@ -249,7 +249,7 @@ def apply(choice: Choice, model: nn.Module, device: torch.device) -> nn.Module:
     s = choice.setting
     if device.type == "cpu":
         # every forward reuses the last one's freed activations instead of faulting them
-        # in again (gee_export.core.allocator; 8-13 % on a 2-core CPU)
+        # in again (gee_export.core.allocator: x1.07-1.97 per forward, bench_allocator.py)
         keep_freed_memory()
     if s.threads and device.type == "cpu":
         torch.set_num_threads(s.threads)
