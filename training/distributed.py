@@ -6,11 +6,14 @@ so both place themselves the same way.
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from training import devices
 
@@ -52,3 +55,22 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     return dev
+
+
+def unused_parameters(model: nn.Module, batch: Mapping[str, torch.Tensor],
+                      loss: Callable[[object, Mapping[str, torch.Tensor]], torch.Tensor]
+                      ) -> list[str]:
+    """Trainable parameters that a training step on ``batch`` leaves without a gradient.
+
+    DDP has to be told when there are any (``find_unused_parameters=True``), and that costs
+    a walk of the autograd graph on every step (and a warning) when there are none, which is
+    the case of every registry model under its own loss; a configuration whose loss ignores
+    a head would have some. Measured on a copy, so the model's weights, its norms'
+    statistics and the random state are left as they were.
+    """
+    probe = copy.deepcopy(model).train()
+    device = batch["image"].device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        loss(probe(batch["image"]), batch).backward()
+    return [name for name, p in probe.named_parameters()
+            if p.requires_grad and p.grad is None]

@@ -57,7 +57,7 @@ from gee_export.core.storage import atomic_write
 from training import autotune
 from training.config import TrainConfig, apply_recipe
 from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, make_loader
-from training.distributed import DistInfo, init_distributed, resolve_device
+from training.distributed import DistInfo, init_distributed, resolve_device, unused_parameters
 from training.losses import build_loss, main_output
 from training.metrics import ConfusionMatrix
 from training.modelfile import (
@@ -179,8 +179,9 @@ class Trainer:
         self.net: nn.Module = self.model
         if self.info.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
-                                                           find_unused_parameters=True)
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids,
+                find_unused_parameters=self._has_unused_parameters(train_set, per_rank))
         self.start_epoch = 0
         self.best_miou = -1.0
         self.best_epoch = -1
@@ -209,11 +210,9 @@ class Trainer:
                                    source="checkpoint")
         shared: list = [None]
         if self.info.main:
-            items = [train_set[i] for i in range(min(per_rank, len(train_set)))]
-            batch = {k: v.to(self.device) for k, v in default_collate(items).items()
-                     if torch.is_tensor(v)}
+            batch = self._first_batch(train_set, per_rank)
             step = autotune.TrainStep(
-                loss=lambda out, b: self._loss(out, b, b["image"], b["label"]),
+                loss=self._batch_loss,
                 optimizer=lambda params: make_optimizer(cfg, params),
                 targets={k: v for k, v in batch.items() if k != "image"})
             shared[0] = autotune.choose(
@@ -223,6 +222,35 @@ class Trainer:
         if self.info.world_size > 1:
             dist.broadcast_object_list(shared, src=0)
         return autotune.Choice.from_dict(shared[0])
+
+    def _first_batch(self, train_set, per_rank: int) -> dict[str, torch.Tensor]:
+        """What the run's set-up measures on: the training set's first items, on the device.
+
+        Items ``0..batch-1`` with the first epoch's augmentation.
+        """
+        items = [train_set[i] for i in range(min(per_rank, len(train_set)))]
+        return {k: v.to(self.device) for k, v in default_collate(items).items()
+                if torch.is_tensor(v)}
+
+    def _batch_loss(self, out, batch: dict) -> torch.Tensor:
+        return self._loss(out, batch, batch["image"], batch["label"])
+
+    def _has_unused_parameters(self, train_set, per_rank: int) -> bool:
+        """Whether DDP must look for parameters a step leaves unused.
+
+        Rank 0 checks one step on a copy of the model and tells the others: every rank must
+        wrap the model alike.
+        """
+        shared: list = [None]
+        if self.info.main:
+            unused = unused_parameters(self.model, self._first_batch(train_set, per_rank),
+                                       self._batch_loss)
+            if unused:
+                log.info("%d parameters get no gradient (%s%s): DDP looks for them every step",
+                         len(unused), ", ".join(unused[:3]), ", ..." if len(unused) > 3 else "")
+            shared[0] = bool(unused)
+        dist.broadcast_object_list(shared, src=0)
+        return bool(shared[0])
 
     # -------------------------------------------------------------- state
     def _autocast(self):
