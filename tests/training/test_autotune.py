@@ -7,15 +7,13 @@ tests check what ``auto`` does with the timings (and what it records), not how f
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 import torch
 
 from gee_export.core.errors import ConfigError
-from tests.support import REPO_ROOT
+from tests.support.page_faults import pages, run_fault_child
 from training import autotune
 from training.autotune import Setting
 
@@ -183,37 +181,20 @@ def test_the_measurement_is_cut_to_the_budget_but_keyed_by_the_real_shape():
 
 
 APPLIED_CHILD = """
-import ctypes, json, resource
-import torch
-from training import autotune
+    import torch
+    from training import autotune
 
-libc = ctypes.CDLL("libc.so.6")
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
-
-def faults(size=64 << 20):
-    for cycle in range(2):
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        block = libc.malloc(size)
-        ctypes.memset(block, cycle + 1, size)
-        libc.free(block)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-out = {"before": faults()}
-choice = autotune.explicit("fp32", "off", torch.device("cpu"))
-autotune.apply(choice, torch.nn.Conv2d(1, 1, 1), torch.device("cpu"))
-out["after"] = faults()
-print(json.dumps(out))
+    out = {"before": faults(64)}
+    choice = autotune.explicit("fp32", "off", torch.device("cpu"))
+    autotune.apply(choice, torch.nn.Conv2d(1, 1, 1), torch.device("cpu"))
+    out["after"] = faults(64)
+    print(json.dumps(out))
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_a_cpu_run_keeps_freed_memory_for_its_next_forward():
     """The chosen setting puts the process in the allocator mode the forwards are timed in."""
-    env = {**os.environ, "ISAMAP_KEEP_FREED_MEMORY": ""}
-    proc = subprocess.run([sys.executable, "-c", APPLIED_CHILD], capture_output=True,
-                          text=True, cwd=REPO_ROOT, env=env, timeout=120, check=True)
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    pages = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
-    assert out["before"] > pages // 2  # a fresh process gives a freed 64 MiB block back
-    assert out["after"] < pages // 20  # after apply() the next one comes from the heap
+    out = run_fault_child(APPLIED_CHILD, ISAMAP_KEEP_FREED_MEMORY="")
+    assert out["before"] > pages(64) // 2  # a fresh process gives a freed 64 MiB block back
+    assert out["after"] < pages(64) // 20  # after apply() the next one comes from the heap

@@ -6,57 +6,31 @@ process-wide and the comparison needs a process that has not been tuned yet.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
 from gee_export.core import allocator
 from gee_export.core.errors import ConfigError
-from tests.support import REPO_ROOT
+from tests.support.page_faults import pages, run_fault_child
 
 pytestmark = pytest.mark.skipif(allocator._glibc() is None, reason="mallopt is glibc's")
 
-CHILD = textwrap.dedent("""
-    import ctypes, json, resource, sys
+CHILD = """
     from gee_export.core import allocator
 
-    libc = ctypes.CDLL("libc.so.6")
-    libc.malloc.restype = ctypes.c_void_p
-    libc.free.argtypes = [ctypes.c_void_p]
-
-    SIZE = int(sys.argv[1]) << 20
-
-    def faults_of_second_cycle():
-        # a forward's pattern: allocate a large block, write it, free it; twice (plain
-        # malloc: numpy and torch may ask for huge pages, which hide the count)
-        for cycle in range(2):
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            block = libc.malloc(SIZE)
-            ctypes.memset(block, cycle + 1, SIZE)
-            libc.free(block)
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-    out = {"default": faults_of_second_cycle()}
+    mib = int(sys.argv[1])
+    out = {"default": faults(mib)}
     out["kept"] = allocator.keep_freed_memory()
     out["kept_again"] = allocator.keep_freed_memory()
-    out["after_keep"] = faults_of_second_cycle()
+    out["after_keep"] = faults(mib)
     out["given_back"] = allocator.give_back_freed_memory()
-    out["after_give_back"] = faults_of_second_cycle()
+    out["after_give_back"] = faults(mib)
     print(json.dumps(out))
-""")
-
-PAGES = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
+"""
+PAGES = pages(64)
 
 
 def run_child(mib: int = 64, **env: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(mib)], capture_output=True,
-                          text=True, cwd=REPO_ROOT, env={**os.environ, **env}, timeout=120,
-                          check=True)
-    return json.loads(proc.stdout)
+    return run_fault_child(CHILD, mib, **env)
 
 
 def test_kept_memory_is_reused_without_faults_and_given_back_on_request():
@@ -77,10 +51,9 @@ def test_the_environment_switch_keeps_the_defaults(value):
 
 def test_a_size_in_mib_keeps_blocks_the_default_would_give_back():
     big = allocator.DEFAULT_MIB + 64  # MiB: above the default thresholds
-    pages = (big << 20) // os.sysconf("SC_PAGE_SIZE")
-    assert run_child(big, ISAMAP_KEEP_FREED_MEMORY="")["after_keep"] > pages // 2
+    assert run_child(big, ISAMAP_KEEP_FREED_MEMORY="")["after_keep"] > pages(big) // 2
     out = run_child(big, ISAMAP_KEEP_FREED_MEMORY=str(2 * big))
-    assert out["kept"] is True and out["after_keep"] < pages // 20
+    assert out["kept"] is True and out["after_keep"] < pages(big) // 20
 
 
 @pytest.mark.parametrize("value", ["lots", "-5", "1.5", str(allocator.MAX_MIB + 1)])
