@@ -24,7 +24,8 @@ Measured in one run:
 Weights: the speed does not depend on their values; the pruned network is the compact
 model that ``training.pruning.compact_model`` builds from an FPGM-masked copy.
 
-Run: ``.venv/bin/python benchmarks/bench_pruning.py`` (``--size 128`` for a quick look).
+Run: ``.venv/bin/python benchmarks/bench_pruning.py`` (``--size 128`` for a quick look;
+``--sum-variants`` adds what the pruned residual sums cost and what fusing them would give).
 One torch thread by default: on a shared 2-core machine two OpenMP threads per process spin
 against other jobs and make every convolution tens of times slower, for both networks.
 """
@@ -226,6 +227,71 @@ def breakdown(full, small, batch: int, size: int, rounds: int, name: str) -> Non
         print(f"  {part:<28} {tu:7.1f} -> {tp:7.1f} ms (x{tu / tp:.2f}){flops_text}")
 
 
+def _fused_sum(identity: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+               bias: torch.Tensor | None, conv: torch.nn.Conv2d | None = None) -> torch.Tensor:
+    """``relu(conv(residual) + identity)`` in one oneDNN call (its binary post-op; private)."""
+    dtype = residual.dtype
+    pad, stride, dilation, groups = ((list(conv.padding), list(conv.stride),
+                                      list(conv.dilation), conv.groups) if conv is not None
+                                     else ([0, 0], [1, 1], [1, 1], 1))
+    return torch.ops.mkldnn._convolution_pointwise.binary(
+        residual, identity.to(dtype).contiguous(memory_format=torch.channels_last),
+        weight.to(dtype), None if bias is None else bias.to(dtype), pad, stride, dilation,
+        groups, "add", 1.0, "relu", [], "")
+
+
+def sum_variants(full, small, batch: int, size: int, rounds: int, name: str) -> None:
+    """What the pruned residual sums cost, and what fusing them would give (``--sum-variants``).
+
+    At one folded channels-last setting, paired as above: the networks as built; the pruned
+    sums left out (``add_into_kept`` returning the stream unchanged: wrong outputs, a bound);
+    each pruned sum as a 1x1 convolution with one-hot weights fused with the sum and the ReLU
+    (oneDNN's binary post-op, ``torch.ops.mkldnn._convolution_pointwise.binary``, a private
+    operator; exact); and that plus the unpruned blocks' last convolution fused with their
+    sum and ReLU the same way. Records why the fused sums are not built (docs/landcover.md).
+    """
+    from training.models import compact
+    from training.models.blocks import BasicBlock
+
+    setting = next(s for label, s, _ in configurations() if label == name.split("/BN")[0])
+    if not setting.channels_last or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
+        print(f"sum variants: skipped ({name} is not channels-last, or no oneDNN post-ops)")
+        return
+    one_hot: dict[tuple, torch.Tensor] = {}
+
+    def pruned_fused(block, x):
+        residual = block.bn2(block.conv2(block.conv1(x)))
+        key = (id(block), residual.dtype)
+        if key not in one_hot:
+            w = torch.zeros(x.shape[1], residual.shape[1], 1, 1, dtype=residual.dtype)
+            w[block.kept, torch.arange(len(block.kept))] = 1
+            one_hot[key] = w
+        return _fused_sum(x, residual, one_hot[key], None)
+
+    def basic_fused(block, x):
+        return _fused_sum(x, block.conv1(x), block.conv2.weight, block.conv2.bias,
+                          block.conv2)
+
+    variants = {"as built": {},
+                "pruned sums left out (a bound)": {
+                    (compact, "add_into_kept"): lambda identity, residual, kept: identity},
+                "pruned sums fused": {(compact.PrunedBasicBlock, "forward"): pruned_fused},
+                "all block sums fused": {(compact.PrunedBasicBlock, "forward"): pruned_fused,
+                                         (BasicBlock, "forward"): basic_fused}}
+    nets = [fold_batchnorm(n).to(memory_format=setting.memory_format) for n in (full, small)]
+    rates: dict[str, tuple[float, float, float]] = {}
+    print(f"the pruned residual sums at {name}:")
+    for label, patches in variants.items():
+        saved = {(owner, attr): getattr(owner, attr) for owner, attr in patches}
+        try:
+            for (owner, attr), value in patches.items():
+                setattr(owner, attr, value)
+            time_pair(label, nets, setting, batch, size, rounds, rates)
+        finally:
+            for (owner, attr), value in saved.items():
+                setattr(owner, attr, value)
+
+
 def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict]]:
     """OA of hrnet and pruned hrnet from each experiment folder (mean ± std over seeds).
 
@@ -273,6 +339,8 @@ def main() -> None:
                                                      str(ROOT / "lccompare_output_bn_x3")],
                    help="inference.lccompare output folders with metrics.json")
     p.add_argument("--data-dir", default=str(default_data_dir()))
+    p.add_argument("--sum-variants", action="store_true",
+                   help="also time the pruned sums left out and fused (docs/landcover.md)")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -300,6 +368,8 @@ def main() -> None:
           f"{rates[best_p][1]:.2f} patches/s, pruned x{speedup:.2f} faster (bar: >= 1.5x)")
     fastest = max((k for k in rates if k.endswith("folded")), key=lambda k: rates[k][0])
     breakdown(full, small, a.batch, a.size, a.rounds, fastest)
+    if a.sum_variants:
+        sum_variants(full, small, a.batch, a.size, a.rounds, fastest)
     for source, oa in accuracy_changes([Path(r) for r in a.results], a.data_dir):
         h, q = oa["hrnet"], oa["hrnet pruned"]
         print(f"accuracy (OA at 1 m, mean ± std over seeds) from {source}:\n"
