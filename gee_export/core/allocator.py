@@ -73,6 +73,9 @@ def keep_freed_memory() -> bool:
     Idempotent and cheap after the first call; a no-op (False) off glibc or when
     :data:`ENV` says ``off``. Affects the whole process from now on: blocks already returned
     are not brought back, blocks freed from now on are kept.
+
+    Raises:
+        ConfigError: :data:`ENV` holds neither ``off`` nor a size (see :func:`threshold_mib`).
     """
     global _applied
     with _lock:
