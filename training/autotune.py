@@ -53,7 +53,16 @@ from torch import nn
 from gee_export.core.allocator import keep_freed_memory
 from gee_export.core.storage import atomic_write
 from training import devices
-from training.execution import Batch, Dtype, Mode, Setting, SettingRunner, TrainStep
+from training.execution import (
+    Batch,
+    Dtype,
+    Mode,
+    Setting,
+    SettingRunner,
+    TrainStep,
+    process_threads,
+    use_threads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +260,8 @@ def apply(choice: Choice, model: nn.Module, device: torch.device) -> nn.Module:
         # every forward reuses the last one's freed activations instead of faulting them
         # in again (gee_export.core.allocator: x1.07-1.97 per forward, bench_allocator.py)
         keep_freed_memory()
-    if s.threads and device.type == "cpu":
-        torch.set_num_threads(s.threads)
+    if device.type == "cpu":
+        use_threads(s.threads)  # none of its own: the process's count, even if lowered before
     if s.cudnn_benchmark is not None and device.type == "cuda":
         torch.backends.cudnn.benchmark = s.cudnn_benchmark
     model = model.to(memory_format=s.memory_format)
@@ -273,7 +282,7 @@ def time_settings(model: nn.Module, example: torch.Tensor, device: torch.device,
     was_training = model.training
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
-        runner = SettingRunner(model, batch, device, mode, step, saved_threads)
+        runner = SettingRunner(model, batch, device, mode, step, process_threads())
         try:
             for s in settings:
                 runner.call(s, batch)()
@@ -321,7 +330,7 @@ def describe_device(device: torch.device) -> str:
                 name = line.split(":", 1)[1].strip()
                 break
     return (f"{name} ({torch.backends.cpu.get_cpu_capability()}, "
-            f"{torch.get_num_threads()} threads)")
+            f"{process_threads()} threads)")
 
 
 def cache_file() -> Path | None:
@@ -366,7 +375,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
     skipped: list[Setting] = []
     with torch.random.fork_rng(devices=rng_devices):
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
-        runner = SettingRunner(model, batch, device, mode, step, saved_threads)
+        runner = SettingRunner(model, batch, device, mode, step, process_threads())
         try:
             batch, threads = runner.fit_batch(budget_s, len(cands) + int(compile))
             cands = [replace(c, threads=threads) for c in cands]

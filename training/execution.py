@@ -39,6 +39,33 @@ BUSY_UTILISATION = 0.75
 #: ...and kept when they are at least this much faster on the probe.
 FEWER_THREADS_GAIN = 1.5
 
+#: torch's process-wide CPU thread count before a chosen setting lowered it (None: no choice
+#: has), so that a setting without threads of its own gets the process's count back
+_lowered_from: int | None = None
+
+
+def process_threads() -> int:
+    """The CPU threads a setting without its own thread count runs with.
+
+    A choice that kept fewer threads (measured while the machine was busy) lowers torch's
+    process-wide count. Without this, every later model in the same process (a notebook's
+    next prediction, a benchmark's next model, the next date of a map) would silently run
+    on those threads too, and the next measurement would take them for the machine's: a
+    mapping benchmark whose untimed warm-up picked one thread for a 1x1 convolution then ran
+    its U-Net at half speed (47 against 24 ms per tile, docs/performance.md).
+    """
+    return _lowered_from if _lowered_from is not None else torch.get_num_threads()
+
+
+def use_threads(threads: int | None) -> None:
+    """Run CPU work on ``threads`` threads (None: the process's own count, given back)."""
+    global _lowered_from
+    full = process_threads()
+    _lowered_from = full if threads and threads != full else None
+    wanted = threads or full
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -257,7 +284,7 @@ class SettingRunner:
         if self.device.type == "cpu":
             wanted = setting.threads or self.threads
             if torch.get_num_threads() != wanted:
-                torch.set_num_threads(wanted)
+                torch.set_num_threads(wanted)  # autotune restores the count afterwards
         elif setting.cudnn_benchmark is not None:
             torch.backends.cudnn.benchmark = setting.cudnn_benchmark
 

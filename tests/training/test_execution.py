@@ -55,6 +55,37 @@ def test_fewer_threads_are_tried_only_when_the_cores_look_busy(monkeypatch):
         torch.set_num_threads(saved)
 
 
+def test_a_model_chosen_without_threads_gets_the_process_count_back_after_one_lowered_it(
+        monkeypatch):
+    """A busy moment's one-thread choice must not leave later models in the process on it."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        small = torch.nn.Conv2d(6, 2, 1)
+        autotune.apply(autotune.Choice(Setting("fp32", threads=1), "measured"), small, CPU)
+        assert torch.get_num_threads() == 1
+        assert execution.process_threads() == 2
+        # a later measurement times (and keys its cache by) the process's own count
+        assert "2 threads" in autotune.describe_device(CPU)
+        timed_with = []
+
+        class Recording(SettingRunner):
+            def __init__(self, *args) -> None:
+                super().__init__(*args)
+                timed_with.append(self.threads)
+
+        monkeypatch.setattr(autotune, "SettingRunner", Recording)
+        autotune.choose(torch.nn.Conv2d(6, 2, 3), torch.randn(1, 6, 16, 16), CPU,
+                        precision="fp32", channels_last="auto", budget_s=0.05, cache=False)
+        assert timed_with == [2]
+        autotune.apply(autotune.Choice(Setting("fp32")), torch.nn.Conv2d(6, 2, 1), CPU)
+        assert torch.get_num_threads() == 2  # given back
+        assert execution.process_threads() == 2
+    finally:
+        execution.use_threads(None)
+        torch.set_num_threads(saved)
+
+
 class _SleepingRunner:
     """Stands in for :class:`SettingRunner` in the timing loop: each setting sleeps its time."""
 
