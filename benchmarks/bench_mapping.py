@@ -19,6 +19,8 @@ Measured side by side in one run:
   stricter ceiling: the replay is slowed by the pipeline's own threads as the pipeline is;
   this shared machine's speed drifts over minutes, so both timings are printed).
   The ratio pipeline / model-only, both ways (bar: >= 0.8 at 16 workers);
+- the pipeline's own forwards (the replays excluded) against the same tiles timed alone (how
+  much the helper threads slow the model), the process's CPU time and each helper stage's;
 - peak RSS of the whole pipeline on a ``--rss-size`` region (default 16,384², bar: < 2 GB), in
   a child process so nothing else counts towards it (the fake service's reads included; the
   child's own high-water mark, see ``peak_memory.py``).
@@ -255,7 +257,6 @@ def main(argv: list[str] | None = None) -> dict:
                              args.overlap, args.batch,
                              request_bytes=None if grouped else one_tile)
                 shutil.rmtree(folder / f"map_w{workers}")  # the timed run starts afresh
-        figures["runtime"] = predictor.description
         runs = {}
         # the same replay and isolated timing as the pipeline bench
         from bench_inference import ReplayingPredictor, isolated_seconds_per_tile
@@ -265,9 +266,11 @@ def main(argv: list[str] | None = None) -> dict:
                 before = isolated_seconds_per_tile(predictor, args.batch, args.tile, len(BANDS))
                 # (after the first call settled ``auto``: the twin copies the settled choice)
                 replay = ReplayingPredictor.wrapping(predictor, args.replay_every)
+                cpu0 = time.process_time()
                 result, seconds, stats = run_pipeline(
                     folder, grid, session, image, replay, workers, args.tile, args.overlap,
                     args.batch, request_bytes=None if grouped else one_tile)
+                cpu = time.process_time() - cpu0
                 after = isolated_seconds_per_tile(predictor, args.batch, args.tile, len(BANDS))
                 alone = (before + after) / 2  # this machine's speed drifts over minutes
                 if not replay.replay_tiles:
@@ -286,13 +289,29 @@ def main(argv: list[str] | None = None) -> dict:
                              "model_isolated_s": round(isolated, 2),
                              "ratio_vs_model_isolated": round(isolated / pipeline, 3),
                              "isolated_ms_per_tile_before_after": [round(1e3 * before, 1),
-                                                                   round(1e3 * after, 1)]}
+                                                                   round(1e3 * after, 1)],
+                             # the pipeline's own forwards (replays excluded) against the
+                             # same tiles timed alone: how much the helpers slow the model
+                             "forward_in_pipeline_s": round(result.stages["forward"], 2),
+                             "forward_slowdown": round(result.stages["forward"] / isolated, 3),
+                             "process_cpu_s": round(cpu, 2),
+                             "stages_cpu_s": {k: round(v, 2)
+                                              for k, v in result.stages_cpu.items() if v}}
                 print(f"{key:>32}: {result.tiles} tiles, {stats.fetched} requests in "
                       f"{pipeline:6.1f} s = {area / pipeline:7.3f} km²/s; model alone "
                       f"{area / model:7.3f} km²/s replayed, {area / isolated:7.3f} isolated ("
                       f"{1e3 * before:.1f} / {1e3 * after:.1f} ms per tile before / after); "
                       f"ratio {model / pipeline:.3f} / {isolated / pipeline:.3f}"
                       + ("  (bar >= 0.8)" if workers == 16 else ""), flush=True)
+                print(f"{'':>34}its forwards {result.stages['forward']:.1f} s against "
+                      f"{isolated:.1f} s alone (x{result.stages['forward'] / isolated:.2f}); "
+                      f"process CPU {cpu:.1f} s; helper stages' CPU "
+                      + ", ".join(f"{k} {v:.1f} s" for k, v in result.stages_cpu.items()
+                                  if v and k != "predict"), flush=True)
+    # what ``auto`` settled on (threads included: ``t1`` when it kept one thread), once the
+    # first isolated timing has measured it
+    figures["runtime"] = predictor.description
+    print(f"runtime: {predictor.description}", flush=True)
     figures["pipeline"] = runs
     if not args.skip_rss:
         done = subprocess.run([sys.executable, __file__, "--rss-only", "--rss-size",
