@@ -5,9 +5,12 @@ intra-op threads). The alternative measured here runs as many batches at once as
 cores, each forward single-threaded in its own Python thread (torch releases the GIL inside
 its operators). Both are timed alone and next to a helper thread that keeps part of one core
 busy compressing incompressible bytes (``--helper-duty``, the share of one core), as the
-pipeline's encoder does; the question is whether the streams are faster, and whether they
-lose less to such a helper (a preempted intra-op thread makes its partner wait at the next
-barrier; independent streams have no barrier).
+pipeline's encoder does, or copying float32 arrays far larger than the caches
+(``--helper-kinds compress,copy``), as the pipeline's reader, decoder and accumulator do; the
+helper runs at the pipeline's helper priority (``inference.priority``). The questions: are the
+streams faster, do they lose less to such a helper (a preempted intra-op thread makes its
+partner wait at the next barrier; independent streams have no barrier), and how much of the
+model's speed a helper of each kind takes for the share of a core it uses.
 
 Model: the training package's U-Net at the pipeline benchmark's narrow widths, batch norms
 folded, bf16 autocast and channels-last (what ``auto`` picks on a CPU with native bf16), random
@@ -23,28 +26,44 @@ import json
 import threading
 import time
 import zlib
+from typing import Literal
 
 import numpy as np
 import torch
 
+from inference.priority import lower_thread_priority
 from training.models import create_model
 from training.models.blocks import fold_batchnorm
 
 BANDS = 6
 
 
-class Helper:
-    """A thread compressing random bytes ``duty`` of the time (0: no thread)."""
+HelperKind = Literal["compress", "copy"]
 
-    def __init__(self, duty: float) -> None:
-        self.duty, self.stop = duty, threading.Event()
+
+class Helper:
+    """A thread busy ``duty`` of the time (0: no thread) at the pipeline's helper priority.
+
+    ``compress``: DEFLATE level 1 of 2 MB of random bytes (compute-bound, cache-sized);
+    ``copy``: a 32 MB float32 array copied (memory-bound, past the caches).
+    """
+
+    def __init__(self, duty: float, kind: HelperKind = "compress") -> None:
+        self.duty, self.kind, self.stop = duty, kind, threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True) if duty > 0 else None
 
     def _run(self) -> None:
-        data = np.random.default_rng(0).integers(0, 256, 2_000_000, dtype=np.uint8).tobytes()
+        lower_thread_priority()
+        rng = np.random.default_rng(0)
+        data = rng.integers(0, 256, 2_000_000, dtype=np.uint8).tobytes()
+        src = rng.random(8_000_000, dtype=np.float32)
+        dst = np.empty_like(src)
         while not self.stop.is_set():
             start = time.perf_counter()
-            zlib.compress(data, 1)
+            if self.kind == "compress":
+                zlib.compress(data, 1)
+            else:
+                np.copyto(dst, src)
             time.sleep((time.perf_counter() - start) * (1 - self.duty) / self.duty)
 
     def __enter__(self) -> Helper:
@@ -108,6 +127,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batches", type=int, default=12, help="per measurement")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--helper-duty", type=float, default=0.3)
+    parser.add_argument("--helper-kinds", default="compress",
+                        help="comma-separated: compress (DEFLATE of cache-sized data), copy "
+                             "(memory-bound copies)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     model = create_model("unet", BANDS, 2, widths=(8, 16, 32, 64, 128)).eval()
@@ -116,17 +138,24 @@ def main(argv: list[str] | None = None) -> dict:
     figures: dict = {"cores": args.cores, "batch": args.batch, "tile": args.tile}
     print(f"U-Net widths 8-128, bf16/nhwc, batch {args.batch} of {args.tile} px, "
           f"{args.cores} cores (tiles/s, best of {args.rounds})")
-    for duty in (0.0, args.helper_duty):
-        with Helper(duty):
+    kinds = [k.strip() for k in args.helper_kinds.split(",")]
+    if unknown := set(kinds) - {"compress", "copy"}:
+        parser.error(f"unknown helper kind(s) {', '.join(sorted(unknown))}: use compress, copy")
+    quiet = None
+    for duty, kind in [(0.0, "none")] + [(args.helper_duty, k) for k in kinds]:
+        with Helper(duty, kind if duty else "compress"):
             rates = {}
             for name, run in (("one forward", one_forward), ("streams", streams)):
                 best = min(run(model, args.cores, args.batches, args.batch, args.tile)
                            for _ in range(args.rounds))
                 rates[name] = tiles / best
         torch.set_num_threads(args.cores)
-        figures[f"helper_duty_{duty:g}"] = {k: round(v, 2) for k, v in rates.items()}
-        print(f"  helper at {100 * duty:3.0f} % of a core: one {args.cores}-thread forward "
-              f"{rates['one forward']:6.2f}, {args.cores} single-thread streams "
+        quiet = quiet or rates
+        key = "no helper" if not duty else f"{kind} helper at {duty:g}"
+        figures[key] = {k: round(v, 2) for k, v in rates.items()}
+        kept = rates["one forward"] / quiet["one forward"]
+        print(f"  {key:24s}: one {args.cores}-thread forward {rates['one forward']:6.2f} "
+              f"({kept:.2f} of quiet), {args.cores} single-thread streams "
               f"{rates['streams']:6.2f} (x{rates['streams'] / rates['one forward']:.2f})")
     print(json.dumps(figures, indent=1))
     return figures
