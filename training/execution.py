@@ -39,9 +39,9 @@ BUSY_UTILISATION = 0.75
 #: ...and kept when they are at least this much faster on the probe.
 FEWER_THREADS_GAIN = 1.5
 
-#: torch's process-wide CPU thread count before a chosen setting lowered it (None: no choice
-#: has), so that a setting without threads of its own gets the process's count back
-_lowered_from: int | None = None
+#: (torch's process-wide CPU thread count before a chosen setting lowered it, the count the
+#: setting set); None when no choice has lowered it
+_lowered: tuple[int, int] | None = None
 
 
 def process_threads() -> int:
@@ -52,16 +52,19 @@ def process_threads() -> int:
     next prediction, a benchmark's next model, the next date of a map) would silently run
     on those threads too, and the next measurement would take them for the machine's: a
     mapping benchmark whose untimed warm-up picked one thread for a 1x1 convolution then ran
-    its U-Net at half speed (47 against 24 ms per tile, docs/performance.md).
+    its U-Net at half speed (docs/performance.md). A count set by anyone else since (the
+    user, a command's ``--threads``) is the process's own.
     """
-    return _lowered_from if _lowered_from is not None else torch.get_num_threads()
+    if _lowered is not None and torch.get_num_threads() == _lowered[1]:
+        return _lowered[0]
+    return torch.get_num_threads()
 
 
 def use_threads(threads: int | None) -> None:
     """Run CPU work on ``threads`` threads (None: the process's own count, given back)."""
-    global _lowered_from
+    global _lowered
     full = process_threads()
-    _lowered_from = full if threads and threads != full else None
+    _lowered = (full, threads) if threads and threads != full else None
     wanted = threads or full
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)

@@ -81,6 +81,11 @@ def test_a_model_chosen_without_threads_gets_the_process_count_back_after_one_lo
         autotune.apply(autotune.Choice(Setting("fp32")), torch.nn.Conv2d(6, 2, 1), CPU)
         assert torch.get_num_threads() == 2  # given back
         assert execution.process_threads() == 2
+        # a count the user sets after a lowering is the process's own from then on
+        autotune.apply(autotune.Choice(Setting("fp32", threads=1), "measured"), small, CPU)
+        torch.set_num_threads(3)
+        autotune.apply(autotune.Choice(Setting("fp32")), small, CPU)
+        assert torch.get_num_threads() == 3
     finally:
         execution.use_threads(None)
         torch.set_num_threads(saved)
