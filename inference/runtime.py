@@ -26,6 +26,7 @@ import torch
 from gee_export.core.errors import ModelError
 from training import autotune
 from training.devices import Layout, Precision, resolve_device
+from training.execution import use_threads
 from training.models.blocks import fold_batchnorm
 
 Activation = Literal["auto", "softmax", "sigmoid"]
@@ -189,6 +190,10 @@ class TilePredictor:
         for speed.
         """
         choice = self.resolve(tiles)
+        if self.device.type == "cpu":
+            # another model's choice (one thread, measured while the machine was busy) may
+            # have changed the process's count since this one was settled
+            use_threads(choice.setting.threads)
         x = self._normalise(tiles, choice.setting.memory_format, finite)
         start = time.perf_counter()
         with choice.setting.autocast(self.device.type):
