@@ -14,7 +14,11 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
   cache and past it (``GTIFF_DIRECT_IO``, what the pipeline sets);
 - taking a strip from the accumulator and encoding it (class + stored probability);
 - the predictor's time outside the forward pass for one batch of tile views (normalising into
-  the batch, probabilities back): the main thread's cost between forwards.
+  the batch, probabilities back): the main thread's cost between forwards;
+- a mapping fetch thread's decoding of one computePixels answer (``--answer-width`` px by
+  640 rows, six float32 bands, pixel-interleaved) into band-planar float32 with nodata NaN:
+  one transposing copy then a nodata pass (what ``decode`` did until 2026-11-23) next to
+  ``pixels.planar`` at several block sizes (its default 1 MiB).
 
 The probability strip is noise around 0.5 (as an untrained or uncertain model gives; a trained
 model's maps compress about 1.2x too), the class strip its threshold.
@@ -33,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
+from gee_export.core.allocator import keep_freed_memory
+from gee_export.ee.pixels import FLOAT_NODATA_BELOW, PLANAR_BLOCK_BYTES, planar
 from inference.blending import Accumulator, encode
 from inference.cog_stream import CogStream, Encoding, _reduce2_any, reduce2
 
@@ -130,13 +136,32 @@ def predictor_outside_forward_ms(batch: int, tile: int, rounds: int) -> tuple[fl
     return float(np.median(outside)) * 1000, predictor.description
 
 
+def decode_ms(width: int, rounds: int) -> dict[str, float]:
+    """CPU ms to make one answer band-planar: whole-array copy + nodata pass vs blocked."""
+    rng = np.random.default_rng(0)
+    pixels = rng.standard_normal((640, width, 6), dtype=np.float32)
+
+    def whole() -> np.ndarray:
+        out = np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        out[out <= FLOAT_NODATA_BELOW] = np.nan
+        return out
+
+    times = {"whole copy + nodata pass": cpu_ms(whole, rounds)}
+    for block in (1 << 18, PLANAR_BLOCK_BYTES, 1 << 22):
+        times[f"blocked {block >> 10} KiB"] = cpu_ms(lambda b=block: planar(pixels, b), rounds)
+    return times
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=16384)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--answer-width", type=int, default=2560,
+                        help="width of the decoded computePixels answer (px; 640 rows)")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as every CPU run of the pipeline does (training.autotune.apply)
     p1, classes, prob = strips(args.width)
     figures: dict = {"width": args.width, "rows": ROWS}
     print(f"one {ROWS}-row strip, {args.width} px wide (CPU ms of this thread, median of "
@@ -170,6 +195,11 @@ def main(argv: list[str] | None = None) -> dict:
     figures["predictor_outside_forward_ms"] = round(outside, 1)
     print(f"  predictor outside the forward, {args.batch} tiles of {args.tile} px at {runtime}: "
           f"{outside:6.1f} ms per batch")
+    decoded = decode_ms(args.answer_width, args.rounds * 2)
+    figures["decode_answer_ms"] = {k: round(v, 1) for k, v in decoded.items()}
+    base = decoded["whole copy + nodata pass"]
+    print(f"  decoding a 640 x {args.answer_width} x 6 computePixels answer: "
+          + ", ".join(f"{k} {v:.1f} ms (x{base / v:.2f})" for k, v in decoded.items()))
     return figures
 
 

@@ -24,6 +24,8 @@ MAX_REQUEST_SIDE = 32_768
 MAX_REQUEST_BANDS = 1_024
 BYTES_PER_VALUE = 4  # every band is requested as float32
 FLOAT_NODATA_BELOW = -1.0e38  # stack.FLOAT_NODATA marks masked pixels; anything this low is NaN
+#: Bytes of an answer turned band-planar at a time (see :func:`planar`)
+PLANAR_BLOCK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -107,20 +109,35 @@ def decode(result: Any, sub: SubRequest) -> np.ndarray:
                 f"expected {want} with {sub.bands}")
         packed = np.dtype([(b, "<f4") for b in sub.bands])
         if arr.dtype == packed:  # the usual answer: float32 pixels, bands in request order
-            # one transposing copy of the pixel-interleaved values (a field-by-field copy
-            # reads the whole response once per band)
-            pixels = arr.view(np.float32).reshape(*want, len(sub.bands))
-            out = np.ascontiguousarray(pixels.transpose(2, 0, 1))
-        else:
-            out = np.empty((len(sub.bands), *want), np.float32)  # one copy, band by band
-            for i, b in enumerate(sub.bands):
-                out[i] = arr[b]
-    else:
-        if arr.shape != (*want, len(sub.bands)):
-            raise EarthEngineError(f"computePixels returned shape {arr.shape}, expected "
-                                   f"{(*want, len(sub.bands))}")
-        out = np.moveaxis(arr.astype(np.float32), -1, 0)
-    out[out <= FLOAT_NODATA_BELOW] = np.nan
+            return planar(arr.view(np.float32).reshape(*want, len(sub.bands)))
+        out = np.empty((len(sub.bands), *want), np.float32)  # one copy, band by band
+        for i, b in enumerate(sub.bands):
+            out[i] = arr[b]
+        out[out <= FLOAT_NODATA_BELOW] = np.nan
+        return out
+    if arr.shape != (*want, len(sub.bands)):
+        raise EarthEngineError(f"computePixels returned shape {arr.shape}, expected "
+                               f"{(*want, len(sub.bands))}")
+    return planar(arr.astype(np.float32, copy=False))
+
+
+def planar(pixels: np.ndarray, block_bytes: int = PLANAR_BLOCK_BYTES) -> np.ndarray:
+    """``(bands, h, w)`` float32 of pixel-interleaved ``(h, w, bands)`` float32, nodata NaN.
+
+    A few rows at a time, each block made NaN where nodata while it is still in the cache:
+    one transposing copy of the whole answer followed by a nodata pass reads and writes it
+    twice from memory, on the cores the model runs on when mapping, where memory-bound
+    helper work slows the model most (docs/performance.md); blocked, the same bytes take
+    about half the time (``bench_encoder.py``). A field-by-field copy would read the whole
+    answer once per band.
+    """
+    h, w, n = pixels.shape
+    out = np.empty((n, h, w), np.float32)
+    rows = max(1, block_bytes // max(1, w * n * 4))
+    for r in range(0, h, rows):
+        block = out[:, r:r + rows]
+        np.copyto(block, pixels[r:r + rows].transpose(2, 0, 1))
+        block[block <= FLOAT_NODATA_BELOW] = np.nan
     return out
 
 

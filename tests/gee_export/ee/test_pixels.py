@@ -15,6 +15,7 @@ from gee_export.ee.pixels import (
     build_request,
     decode,
     grid_spec,
+    planar,
     split_request,
     to_label,
 )
@@ -96,3 +97,16 @@ def test_decode_takes_each_band_by_name_whatever_the_layout(fields):
         expected = arr[name].astype(np.float32)
         expected[expected <= -1.0e38] = np.nan
         np.testing.assert_array_equal(out[i], expected)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 7 * 9 * 3 * 4, 10**9])
+def test_planar_gives_every_band_whole_whatever_the_block(block_bytes):
+    """Blocks of one row, of rows that do not divide the height, and the whole answer."""
+    rng = np.random.default_rng(1)
+    pixels = rng.standard_normal((20, 9, 3)).astype(np.float32)
+    pixels[19, 8, 2] = pixels[0, 0, 0] = -3.0e38  # nodata in the first and the last block
+    out = planar(pixels, block_bytes)
+    assert out.shape == (3, 20, 9) and out.flags.c_contiguous
+    expected = np.moveaxis(pixels, -1, 0).copy()
+    expected[expected <= -1.0e38] = np.nan
+    np.testing.assert_array_equal(out, expected)
