@@ -18,7 +18,11 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
 - a mapping fetch thread's decoding of one computePixels answer (``--answer-width`` px by
   640 rows, six float32 bands, pixel-interleaved) into band-planar float32 with nodata NaN:
   one transposing copy then a nodata pass (what ``decode`` did until 2026-11-23) next to
-  ``pixels.planar`` at several block sizes (its default 1 MiB).
+  ``pixels.planar`` at several block sizes (its default 1 MiB);
+- the mapping reader's copy of one fetched 512-row tile row (``--width`` px, six bands) into
+  its reused row buffer (``FetchedSource.read``, the answers already in memory) next to the
+  copy it made until 2026-11-23 (the row filled with NaN first, each answer's bands taken
+  through a list index, i.e. copied twice).
 
 The probability strip is noise around 0.5 (as an untrained or uncertain model gives; a trained
 model's maps compress about 1.2x too), the class strip its threshold.
@@ -152,6 +156,44 @@ def decode_ms(width: int, rounds: int) -> dict[str, float]:
     return times
 
 
+def fetched_row_ms(width: int, rounds: int) -> dict[str, float]:
+    """CPU ms of the mapping reader's copy of one fetched tile row: now vs before."""
+    from rasterio.windows import Window as RioWindow
+
+    from gee_export.contract.grid import Grid
+    from inference.sources import FetchedSource
+
+    bands = ("B2", "B3", "B4", "B8", "VV", "VH")
+    answer = np.random.default_rng(0).random((len(bands), ROWS, width), dtype=np.float32)
+    grid = Grid("EPSG:32650", 500_000.0, 3_500_000.0, width, ROWS, 10.0)
+    src = FetchedSource(lambda w: answer[:, :w.height, w.col_off:w.col_end].copy(), grid,
+                        bands, tile=ROWS, overlap=64, workers=4)
+    answers = [(r.window, answer[:, :, r.window.col_off:r.window.col_end].copy())
+               for r in src.requests[0]]
+    out = np.empty((len(bands), ROWS, width), np.float32)
+    pick = list(range(len(bands)))
+
+    def before() -> None:
+        out.fill(np.nan)
+        for w, data in answers:
+            out[:, :, w.col_off:w.col_end] = data[pick, :, :]
+
+    times = {"before": cpu_ms(before, rounds)}
+    now = []
+    for _ in range(rounds + 1):  # a fresh source each time: a row is read once
+        src.close()
+        src = FetchedSource(lambda w: answer[:, :w.height, w.col_off:w.col_end].copy(), grid,
+                            bands, tile=ROWS, overlap=64, workers=4)
+        src.read(range(1, 7), RioWindow(0, 0, width, 1), out=out[:, :1])  # starts the fetch
+        time.sleep(0.5)  # every answer in memory: only the copy is timed
+        start = time.thread_time()
+        src.read(range(1, 7), RioWindow(0, 0, width, ROWS), out=out)
+        now.append(time.thread_time() - start)
+    src.close()
+    times["now"] = float(np.median(now[1:])) * 1000
+    return times
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=16384)
@@ -200,6 +242,11 @@ def main(argv: list[str] | None = None) -> dict:
     base = decoded["whole copy + nodata pass"]
     print(f"  decoding a 640 x {args.answer_width} x 6 computePixels answer: "
           + ", ".join(f"{k} {v:.1f} ms (x{base / v:.2f})" for k, v in decoded.items()))
+    row = fetched_row_ms(args.width, args.rounds)
+    figures["fetched_row_copy_ms"] = {k: round(v, 1) for k, v in row.items()}
+    print(f"  mapping reader, one fetched {ROWS}-row tile row into its buffer: "
+          f"{row['now']:.1f} ms, as before {row['before']:.1f} ms "
+          f"(x{row['before'] / row['now']:.2f})")
     return figures
 
 

@@ -8,6 +8,7 @@ from gee_export.contract.grid import Grid
 from inference.sources import (
     DEFAULT_REQUEST_BYTES,
     FetchedSource,
+    covers,
     fetch_layout,
     group_requests,
     look_ahead,
@@ -93,6 +94,43 @@ def test_fetching_ahead_reads_the_same_pixels_and_requests_each_window_once():
             np.testing.assert_array_equal(data, truth[:, r0:r0 + h])
         assert len(asked) == len(set(asked)) == sum(len(r) for r in src.requests)
         assert src.ahead_rows == (0 if ahead == 0 else 1)  # 8 workers, 6 requests a row
+
+
+def test_any_window_and_band_order_reads_the_fetched_pixels_into_a_used_buffer():
+    """Windows across tile rows or part of a row, bands picked in any order, a dirty buffer."""
+    from rasterio.windows import Window
+
+    grid = Grid("EPSG:32650", 200_000.0, 3_400_000.0, 200, 150, 10.0)
+    yy, xx = np.mgrid[0:grid.height, 0:grid.width].astype(np.float32)
+    truth = np.stack([yy * (b + 1) + xx for b in range(len(BANDS))])
+    src = FetchedSource(lambda w: truth[:, w.row_off:w.row_end, w.col_off:w.col_end].copy(),
+                        grid, BANDS, tile=64, overlap=16, workers=4,
+                        max_request_bytes=64 * 64 * 6 * 4)
+    rows = fetch_layout(grid, 64, 16)
+    exact = rows[1][0].window
+    cases = [(range(1, 7), Window(0, exact.row_off, grid.width, exact.height)),  # a tile row
+             ([3, 1], Window(0, exact.row_off, grid.width, exact.height)),  # bands reordered
+             ([6], Window(30, 10, 70, 90)),  # across tile rows, part of the width
+             (range(1, 7), Window(0, 0, grid.width, grid.height))]  # everything
+    for indexes, window in cases:
+        r, c, h, w = window.row_off, window.col_off, window.height, window.width
+        dirty = np.full((len(indexes), h, w), 7.5e9, np.float32)  # a reused row buffer
+        got = src.read(indexes, window, out=dirty)
+        np.testing.assert_array_equal(got, truth[[i - 1 for i in indexes], r:r + h, c:c + w])
+    src.close()
+
+
+def test_covers_finds_gaps_in_column_spans():
+    from gee_export.contract.grid import Window
+
+    def spans(*cols):
+        return [Window(row_off=0, col_off=a, height=1, width=b - a) for a, b in cols]
+
+    assert covers(0, 100, spans((0, 60), (40, 100)))  # overlapping tiles
+    assert covers(10, 50, spans((40, 60), (0, 45)))  # any order, wider than asked
+    assert not covers(0, 100, spans((0, 50), (51, 100)))  # one column missing
+    assert not covers(0, 100, spans((0, 99)))
+    assert not covers(0, 10, [])
 
 
 def _window(row_off: int, height: int, width: int):
