@@ -104,6 +104,7 @@ def _train(args: dict) -> int:
     check_output_folder("--out", cfg.out_dir)
     from training.distributed import leave_distributed
 
+    finished = False
     try:
         if cfg.filter_noisy is not None:
             from training.noisy import train_filtered
@@ -114,8 +115,9 @@ def _train(args: dict) -> int:
             from training.trainer import train
 
             result = train(cfg)
+        finished = True
     finally:
-        leave_distributed()  # under torchrun: leave the group before the process exits
+        leave_distributed(finished)  # under torchrun: leave the group before the process exits
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
     state = "finished" if result.finished else (
