@@ -37,6 +37,7 @@ resumed ends with weights bit-identical to an uninterrupted run (CPU, same seed)
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -153,8 +154,10 @@ class Trainer:
         self.loss_fn = loss_fn.to(self.device)
         self.wants_batch = bool(getattr(loss_fn, "wants_batch", False))
         per_rank = max(cfg.batch_size // self.info.world_size, 1)
+        # collated once: the runtime choice and DDP's unused-parameter check share it
+        first = functools.cache(lambda: self._first_batch(train_set, per_rank))
         #: how the steps run (precision, layout, threads): explicit, measured or resumed
-        self.runtime = self._choose_runtime(model.to(self.device), train_set, per_rank)
+        self.runtime = self._choose_runtime(model.to(self.device), first)
         self.amp_dtype = self.runtime.setting.autocast_dtype
         self.memory_format = self.runtime.setting.memory_format
         self.model = autotune.apply(self.runtime, model, self.device)
@@ -181,7 +184,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=ids,
-                find_unused_parameters=self._has_unused_parameters(train_set, per_rank))
+                find_unused_parameters=self._has_unused_parameters(first))
         self.start_epoch = 0
         self.best_miou = -1.0
         self.best_epoch = -1
@@ -190,7 +193,8 @@ class Trainer:
         self.finished = False
 
     # -------------------------------------------------------------- runtime
-    def _choose_runtime(self, model: nn.Module, train_set, per_rank: int) -> autotune.Choice:
+    def _choose_runtime(self, model: nn.Module,
+                        first: Callable[[], dict[str, torch.Tensor]]) -> autotune.Choice:
         """How the training steps run.
 
         Explicit settings as given; ``auto`` from the checkpoint of a resumed run (so it
@@ -210,7 +214,7 @@ class Trainer:
                                    source="checkpoint")
         shared: list = [None]
         if self.info.main:
-            batch = self._first_batch(train_set, per_rank)
+            batch = first()
             step = autotune.TrainStep(
                 loss=self._batch_loss,
                 optimizer=lambda params: make_optimizer(cfg, params),
@@ -224,10 +228,7 @@ class Trainer:
         return autotune.Choice.from_dict(shared[0])
 
     def _first_batch(self, train_set, per_rank: int) -> dict[str, torch.Tensor]:
-        """What the run's set-up measures on: the training set's first items, on the device.
-
-        Items ``0..batch-1`` with the first epoch's augmentation.
-        """
+        """Items ``0..batch-1`` (first epoch's augmentation) on the device, for set-up probes."""
         items = [train_set[i] for i in range(min(per_rank, len(train_set)))]
         return {k: v.to(self.device) for k, v in default_collate(items).items()
                 if torch.is_tensor(v)}
@@ -235,7 +236,7 @@ class Trainer:
     def _batch_loss(self, out, batch: dict) -> torch.Tensor:
         return self._loss(out, batch, batch["image"], batch["label"])
 
-    def _has_unused_parameters(self, train_set, per_rank: int) -> bool:
+    def _has_unused_parameters(self, first: Callable[[], dict[str, torch.Tensor]]) -> bool:
         """Whether DDP must look for parameters a step leaves unused.
 
         Rank 0 checks one step on a copy of the model and tells the others: every rank must
@@ -243,8 +244,7 @@ class Trainer:
         """
         shared: list = [None]
         if self.info.main:
-            unused = unused_parameters(self.model, self._first_batch(train_set, per_rank),
-                                       self._batch_loss)
+            unused = unused_parameters(self.model, first(), self._batch_loss)
             if unused:
                 log.info("%d parameters get no gradient (%s%s): DDP looks for them every step",
                          len(unused), ", ".join(unused[:3]), ", ..." if len(unused) > 3 else "")
