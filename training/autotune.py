@@ -260,7 +260,6 @@ def apply(choice: Choice, model: nn.Module, device: torch.device) -> nn.Module:
         # every forward reuses the last one's freed activations instead of faulting them
         # in again (gee_export.core.allocator: x1.07-1.97 per forward, bench_allocator.py)
         keep_freed_memory()
-    if device.type == "cpu":
         use_threads(s.threads)  # none of its own: the process's count, even if lowered before
     if s.cudnn_benchmark is not None and device.type == "cuda":
         torch.backends.cudnn.benchmark = s.cudnn_benchmark
