@@ -7,11 +7,11 @@ tests check what ``auto`` does with the timings (and what it records), not how f
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
 
+from gee_export.core import allocator
 from gee_export.core.errors import ConfigError
 from tests.support.page_faults import pages, run_fault_child
 from training import autotune
@@ -192,7 +192,7 @@ APPLIED_CHILD = """
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+@pytest.mark.skipif(allocator._glibc() is None, reason="mallopt is glibc's")
 def test_a_cpu_run_keeps_freed_memory_for_its_next_forward():
     """The chosen setting puts the process in the allocator mode the forwards are timed in."""
     out = run_fault_child(APPLIED_CHILD, ISAMAP_KEEP_FREED_MEMORY="")
