@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown := set(kinds) - {"compress", "copy"}:
         parser.error(f"unknown helper kind(s) {', '.join(sorted(unknown))}: use compress, copy")
     quiet = None
-    for duty, kind in [(0.0, "none")] + [(args.helper_duty, k) for k in kinds]:
-        with Helper(duty, kind if duty else "compress"):
+    for duty, kind in [(0.0, "compress")] + [(args.helper_duty, k) for k in kinds]:
+        with Helper(duty, kind):  # duty 0: no helper thread at all
             rates = {}
             for name, run in (("one forward", one_forward), ("streams", streams)):
                 best = min(run(model, args.cores, args.batches, args.batch, args.tile)
