@@ -84,7 +84,7 @@ class ReplayingPredictor(TilePredictor):
     def __init__(self, *args, every: int = 4, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.every, self.calls = every, 0
-        self.replay_wall = self.replay_forward = 0.0
+        self.replay_wall = self.replay_forward = self.replay_cpu = 0.0
         self.replay_tiles = 0
 
     @classmethod
@@ -93,7 +93,7 @@ class ReplayingPredictor(TilePredictor):
         twin = cls.__new__(cls)
         twin.__dict__.update(predictor.__dict__)
         twin.every, twin.calls = every, 0
-        twin.replay_wall = twin.replay_forward = 0.0
+        twin.replay_wall = twin.replay_forward = twin.replay_cpu = 0.0
         twin.replay_tiles = 0
         return twin
 
@@ -102,7 +102,9 @@ class ReplayingPredictor(TilePredictor):
         self.calls += 1
         if self.calls % self.every == 0:
             start, before = time.perf_counter(), self.forward_seconds
+            cpu = time.process_time()  # every thread's: the helpers' too while it runs
             super().__call__(tiles, compact, finite=finite)
+            self.replay_cpu += time.process_time() - cpu
             self.replay_wall += time.perf_counter() - start
             self.replay_forward += self.forward_seconds - before
             self.replay_tiles += len(tiles)

@@ -20,7 +20,9 @@ Measured side by side in one run:
   this shared machine's speed drifts over minutes, so both timings are printed).
   The ratio pipeline / model-only, both ways (bar: >= 0.8 at 16 workers);
 - the pipeline's own forwards (the replays excluded) against the same tiles timed alone (how
-  much the helper threads slow the model), the process's CPU time and each helper stage's;
+  much the helper threads slow the model), the process's CPU time less what it spent while
+  replaying (that includes the helpers' CPU in those moments, so it is a slight
+  underestimate), and each helper stage's CPU;
 - peak RSS of the whole pipeline on a ``--rss-size`` region (default 16,384², bar: < 2 GB), in
   a child process so nothing else counts towards it (the fake service's reads included; the
   child's own high-water mark, see ``peak_memory.py``).
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
                 result, seconds, stats = run_pipeline(
                     folder, grid, session, image, replay, workers, args.tile, args.overlap,
                     args.batch, request_bytes=None if grouped else one_tile)
-                cpu = time.process_time() - cpu0
+                cpu = time.process_time() - cpu0 - replay.replay_cpu
                 after = isolated_seconds_per_tile(predictor, args.batch, args.tile, len(BANDS))
                 alone = (before + after) / 2  # this machine's speed drifts over minutes
                 if not replay.replay_tiles:
@@ -294,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
                              # same tiles timed alone: how much the helpers slow the model
                              "forward_in_pipeline_s": round(result.stages["forward"], 2),
                              "forward_slowdown": round(result.stages["forward"] / isolated, 3),
-                             "process_cpu_s": round(cpu, 2),
+                             "process_cpu_s_without_replays": round(cpu, 2),
                              "stages_cpu_s": {k: round(v, 2)
                                               for k, v in result.stages_cpu.items() if v}}
                 print(f"{key:>32}: {result.tiles} tiles, {stats.fetched} requests in "
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
                       + ("  (bar >= 0.8)" if workers == 16 else ""), flush=True)
                 print(f"{'':>34}its forwards {result.stages['forward']:.1f} s against "
                       f"{isolated:.1f} s alone (x{result.stages['forward'] / isolated:.2f}); "
-                      f"process CPU {cpu:.1f} s; helper stages' CPU "
+                      f"process CPU {cpu:.1f} s (replays taken out); helper stages' CPU "
                       + ", ".join(f"{k} {v:.1f} s" for k, v in result.stages_cpu.items()
                                   if v and k != "predict"), flush=True)
     # what ``auto`` settled on (threads included: ``t1`` when it kept one thread), once the
