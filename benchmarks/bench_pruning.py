@@ -12,7 +12,8 @@ Measured in one run:
   (unpruned time / pruned time of the same round), which a burst of load on a shared machine
   moves far less than a ratio of best times;
 - where the time goes at the fastest setting with folded batch norms: each part's time
-  (convolutions, norms, ReLUs, sums) and convolution FLOPs in both networks;
+  (convolutions, norms, ReLUs, sums) and convolution FLOPs in both networks; and the
+  bilinear up-sampling alone, PyTorch's bf16 kernel against ``blocks.resize_bilinear``;
 - the setting ``training.autotune.choose`` (what ``isamap-predict --precision auto`` runs,
   measured afresh, cache off) picks for each network; the headline compares the two at the
   unpruned network's choice (bar: pruned >= 1.5x faster), and the fastest setting with folded
@@ -292,6 +293,37 @@ def sum_variants(full, small, batch: int, size: int, rounds: int, name: str) -> 
                 setattr(owner, attr, value)
 
 
+def _best_ms(fn, reps: int = 15) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * min(times)
+
+
+def resize_costs(batch: int, size: int, width: int) -> None:
+    """Bilinear up-sampling at this run's shapes (bf16/NHWC), timed alone: PyTorch's bf16
+    kernel against ``blocks.resize_bilinear`` (fp32 inside, rounded once), for the head's
+    logits to the patch size and two of the fusions' up-samplings to the finest branch."""
+    from training.models.blocks import resize_bilinear
+
+    side = size // 4  # the finest branch
+    print("bilinear up-sampling alone (bf16/nhwc, ms):")
+    with torch.inference_mode():
+        for shape, to in (((batch, len(LANDCOVER_CLASSES), side, side), (size, size)),
+                          ((batch, width, side // 2, side // 2), (side, side)),
+                          ((batch, width, side // 8, side // 8), (side, side))):
+            x = torch.randn(shape).bfloat16().contiguous(memory_format=torch.channels_last)
+            kernel = _best_ms(lambda x=x, to=to: torch.nn.functional.interpolate(
+                x, size=to, mode="bilinear", align_corners=False))
+            ours = _best_ms(lambda x=x, to=to: resize_bilinear(x, to))
+            print(f"  {tuple(shape)} -> {to}: bf16 kernel {kernel:.2f}, resize_bilinear "
+                  f"{ours:.2f} (x{kernel / ours:.2f})")
+
+
 def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict]]:
     """OA of hrnet and pruned hrnet from each experiment folder (mean ± std over seeds).
 
@@ -368,6 +400,7 @@ def main() -> None:
           f"{rates[best_p][1]:.2f} patches/s, pruned x{speedup:.2f} faster (bar: >= 1.5x)")
     fastest = max((k for k in rates if k.endswith("folded")), key=lambda k: rates[k][0])
     breakdown(full, small, a.batch, a.size, a.rounds, fastest)
+    resize_costs(a.batch, a.size, a.width)
     if a.sum_variants:
         sum_variants(full, small, a.batch, a.size, a.rounds, fastest)
     for source, oa in accuracy_changes([Path(r) for r in a.results], a.data_dir):

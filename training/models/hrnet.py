@@ -39,7 +39,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gee_export.core.errors import ModelError
-from training.models.blocks import BasicBlock, ConvBNReLU, init_weights, resnet_stage
+from training.models.blocks import (
+    BasicBlock,
+    ConvBNReLU,
+    init_weights,
+    resize_bilinear,
+    resnet_stage,
+)
 from training.models.compact import PrunableLayer, resize_layers
 from training.models.registry import ModelRecipe, register_model
 
@@ -88,9 +94,7 @@ class Stem(nn.Module):
 
 
 def _resize(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    if x.shape[-2:] == like.shape[-2:]:
-        return x
-    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+    return resize_bilinear(x, like.shape[-2:])
 
 
 class Fusion(nn.Module):
@@ -243,7 +247,7 @@ class HRNet(nn.Module):
         size = x.shape[-2:]
         xs = [self.layer1(self.stem(x))]
         xs = self.stage4(self.stage3(self.stage2(xs)))
-        return F.interpolate(self.head(xs), size=size, mode="bilinear", align_corners=False)
+        return resize_bilinear(self.head(xs), size)
 
     def prunable_layers(self) -> tuple[PrunableLayer, ...]:
         """Every convolution but "the latest layers before the multi-resolution fusion".

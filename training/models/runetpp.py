@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gee_export.core.errors import ModelError
@@ -46,6 +45,7 @@ from training.models.blocks import (
     SpatialGate,
     check_divisible,
     init_weights,
+    resize_bilinear,
     resnet_stage,
 )
 from training.models.registry import ModelRecipe, register_model
@@ -66,8 +66,7 @@ class DecoderLevel(nn.Module):
         self.module = module
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(self.reduce(x), size=skip.shape[-2:], mode="bilinear",
-                          align_corners=False)
+        x = resize_bilinear(self.reduce(x), skip.shape[-2:])
         s = self.gate(self.align(skip), x)
         return self.module(self.conv(torch.cat([x, s], dim=1)))
 
@@ -139,7 +138,7 @@ class RUNetPP(nn.Module):
         y = self.level3(y, s2)
         y = self.level2(y, s1)
         y = self.level1(y, s0)
-        y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        y = resize_bilinear(y, size)
         return self.head(y)
 
 

@@ -47,7 +47,7 @@ from torch import nn
 import training.srseg.losses  # noqa: F401  (registers the "srseg" loss the recipes below name)
 from gee_export.contract.bands import check_fine_scale
 from gee_export.core.errors import ModelError
-from training.models.blocks import ConvBNReLU, SEAttention, init_weights
+from training.models.blocks import ConvBNReLU, SEAttention, init_weights, resize_bilinear
 from training.models.registry import ModelRecipe, register_model
 from training.models.unet import UNet, UNetDecoder, UNetEncoder, check_bands
 
@@ -80,9 +80,7 @@ def replicate_padding(module: nn.Module) -> nn.Module:
 
 
 def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    return resize_bilinear(x, (int(size[0]), int(size[1])))
 
 
 class CrossScaleFusion(nn.Module):
@@ -248,7 +246,7 @@ class BilinearUNet(_UNetBaseline):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         k = self.output_scale
-        fine = F.interpolate(x, size=(h * k, w * k), mode="bilinear", align_corners=False)
+        fine = resize_bilinear(x, (h * k, w * k))
         fine, _, _ = pad_to_multiple(fine, self.stride)
         return self.unet(fine)[..., : h * k, : w * k]
 
@@ -261,7 +259,7 @@ class UNetUpsample(_UNetBaseline):
         k = self.output_scale
         padded, _, _ = pad_to_multiple(x, self.stride)
         logits = self.unet(padded)[..., :h, :w]
-        return F.interpolate(logits, size=(h * k, w * k), mode="bilinear", align_corners=False)
+        return resize_bilinear(logits, (h * k, w * k))
 
 
 # JointSeg gives no optimiser or patch size (seed 000, notes/jointseg.md): the recipe is the one
