@@ -16,8 +16,8 @@ Measured in one run:
   bilinear up-sampling alone, PyTorch's bf16 kernel against ``blocks.resize_bilinear``;
 - the setting ``training.autotune.choose`` (what ``isamap-predict --precision auto`` runs,
   measured afresh, cache off) picks for each network; the headline compares the two at the
-  unpruned network's choice (bar: pruned >= 1.5x faster), and the fastest setting with folded
-  batch norms is printed too;
+  unpruned network's choice, the fastest precision and layout (bar: pruned >= 1.5x faster),
+  and the fastest setting of all, ``torch.compile`` included, is printed too;
 - the accuracy change that pruning costs, from the real-data experiment
   (``python -m inference.lccompare``; read from its ``metrics.json`` when present, else run
   here with one seed and a short budget, and labelled so).
@@ -25,7 +25,8 @@ Measured in one run:
 Weights: the speed does not depend on their values; the pruned network is the compact
 model that ``training.pruning.compact_model`` builds from an FPGM-masked copy.
 
-Run: ``.venv/bin/python benchmarks/bench_pruning.py`` (``--size 128`` for a quick look;
+Run: ``.venv/bin/python benchmarks/bench_pruning.py``: 512 px patches in batches of 8, what
+``isamap-predict`` runs by default (``--size 128 --batch 2`` for a quick look;
 ``--sum-variants`` adds what the pruned residual sums cost and what fusing them would give).
 One torch thread by default: on a shared 2-core machine two OpenMP threads per process spin
 against other jobs and make every convolution tens of times slower, for both networks.
@@ -128,8 +129,8 @@ def speed(full, small, batch: int, size: int, rounds: int, compiled: int
 
     Every eager setting, as trained and with batch norms folded; then the ``compiled``
     fastest folded settings again under ``torch.compile`` (``isamap-predict --compile``),
-    whose fused element-wise work helps the pruned network most: its narrower convolutions
-    leave the ReLUs, sums and scatters over the branches' full width a larger share.
+    which fuses element-wise work into the convolutions; measured, that helps the unpruned
+    network more (a lower speed-up compiled than eager: docs/landcover.md).
     """
     rates: dict[str, tuple[float, float, float]] = {}
     folded = (fold_batchnorm(full), fold_batchnorm(small))
@@ -150,7 +151,7 @@ def parts(net: torch.nn.Module) -> dict[str, str]:
     """``{module name: part}`` for the disjoint HRNet modules the breakdown times."""
     found = {"stem": "stem", "layer1": "stage 1 bottlenecks", "head": "head"}
     for s in ("stage2", "stage3", "stage4"):
-        found[f"{s}.transition"] = "transitions (whole)"
+        found[f"{s}.transition"] = "transitions"
         for m, module in enumerate(net.get_submodule(s).modules_):
             found[f"{s}.modules_.{m}.fuse"] = "fusions"
             for b, branch in enumerate(module.branches):
@@ -360,9 +361,10 @@ def main() -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--width", type=int, default=18, help="HRNet C (18: the default model)")
     p.add_argument("--rate", type=float, default=0.4)
-    p.add_argument("--size", type=int, default=256, help="patch side in pixels")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--size", type=int, default=512,
+                   help="patch side in pixels (512: isamap-predict's --tile; the paper crops 513)")
+    p.add_argument("--batch", type=int, default=8, help="8: isamap-predict's --batch-size")
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--compiled", type=int, default=1,
                    help="also time the n fastest folded settings under torch.compile (0: none)")
@@ -389,15 +391,17 @@ def main() -> None:
           "(pruned)")
     rates = speed(full, small, a.batch, a.size, a.rounds, a.compiled)
     u, pr, ratio = rates[auto_full]
-    print(f"as isamap-predict runs them, at auto's choice for the unpruned network "
-          f"({auto_full}): {u:.2f} -> {pr:.2f} patches/s, pruned x{ratio:.2f} faster")
+    print(f"as isamap-predict runs them, at auto's choice of precision and layout for the "
+          f"unpruned network ({auto_full}): {u:.2f} -> {pr:.2f} patches/s, pruned "
+          f"x{ratio:.2f} faster (bar: >= 1.5x)")
     best_u = max(rates, key=lambda k: rates[k][0])
     best_p = max(rates, key=lambda k: rates[k][1])
     same = f"both at {best_u}, paired" if best_u == best_p else (
         f"unpruned at {best_u}, pruned at {best_p}, ratio of best times")
     speedup = rates[best_u][2] if best_u == best_p else rates[best_p][1] / rates[best_u][0]
-    print(f"each network at its fastest setting ({same}): {rates[best_u][0]:.2f} -> "
-          f"{rates[best_p][1]:.2f} patches/s, pruned x{speedup:.2f} faster (bar: >= 1.5x)")
+    print(f"each network at its fastest setting, torch.compile included ({same}): "
+          f"{rates[best_u][0]:.2f} -> {rates[best_p][1]:.2f} patches/s, pruned "
+          f"x{speedup:.2f} faster")
     fastest = max((k for k in rates if k.endswith("folded")), key=lambda k: rates[k][0])
     breakdown(full, small, a.batch, a.size, a.rounds, fastest)
     resize_costs(a.batch, a.size, a.width)

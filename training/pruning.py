@@ -10,16 +10,15 @@ the zeroed filters are *removed*: the compact network has fewer channels, not ma
 Which convolutions (``HRNet.prunable_layers``): the paper prunes "all the convolutional
 layers of the model, except for the latest layers before the multi-resolution fusion block"
 (section 3.4). So every convolution is pruned -- stem, inner block convolutions,
-intermediate fusion downsamplers, the head's 1x1, and the residual output of every block
-followed by another block of its branch -- except those whose output a fusion or a
-transition reads or that write a branch's full width: the last block of each branch in every
-multi-resolution module, the last stage-1 bottleneck, shortcuts, transitions, the last layer
-of each fusion path, the classifier. A pruned residual output is narrower than the branch it
-is added into (the branch keeps its width: its other blocks and the fusion read every
-channel), so the compact block adds it into the kept channels only
-(``training.models.compact``). At C = 18: 212 of the 307 convolutions, 81 of them residual
-outputs; 9.64 M -> 5.40 M parameters; at the paper's C = 24, 16.8 M -> 9.4 M (the paper's
-Table 5: 16.8 M -> 9.7 M).
+intermediate fusion downsamplers, the head's 1x1, the residual output of every stage-1
+bottleneck and of every block followed by another block of its branch, the transitions
+that start each stage's branches and the first bottleneck's projection shortcut -- except
+the layers before the fusion (the residual output of the last block of each branch in every
+multi-resolution module, the last layer of each fusion path) and the classifier. A pruned
+residual output is narrower than the branch it is added into (the branch keeps its width:
+its other blocks and the fusion read every channel), so the compact block adds it into the
+kept channels only; a pruned transition or shortcut writes its filters into the kept
+channels of its stream, the others 0 (``training.models.compact``).
 
 A filter is zeroed together with its normalisation's scale and shift, so its channel is
 exactly 0 after the norm (and ReLU), and adds exactly 0 to a residual stream; deleting it and
@@ -60,11 +59,13 @@ log = logging.getLogger(__name__)
 DEFAULT_RATE = 0.4
 # smallest input side of the FLOP count: smaller inputs vanish in HRNet's 1/32 branch
 MIN_FLOPS_SIZE = 32
-#: Which convolutions are pruned, as a version: 2 since the residual outputs of the blocks no
-#: fusion or transition reads are pruned too (1 kept every residual output whole). Results
-#: measured with a pruned network record it, so that a change of rule is seen
-#: (``inference.lccompare`` keys its finished runs on it).
-PRUNING_RULE = 2
+#: Which convolutions are pruned, as a version: 3 since the transitions, the projection
+#: shortcut and the last stage-1 bottleneck's residual output are pruned too (only what a
+#: fusion reads and the classifier stay whole); 2 pruned the residual outputs of the blocks
+#: no fusion or transition reads; 1 kept every residual output whole. Results measured with a
+#: pruned network record it, so that a change of rule is seen (``inference.lccompare`` keys
+#: its finished runs on it).
+PRUNING_RULE = 3
 PRUNED_MODEL = "pruned.pt"
 SUMMARY = "pruning.json"
 
@@ -160,9 +161,9 @@ def compact_state(state: Mapping[str, torch.Tensor], layers: Sequence[PrunableLa
                   removed: Mapping[str, Sequence[int]]) -> dict[str, torch.Tensor]:
     """The state dict without the removed filters (and the consumers' matching inputs).
 
-    For a residual-output convolution the block's ``kept`` buffer records which channels of
-    the stream the remaining filters write into (a block pruned before keeps a subset of its
-    earlier ``kept``).
+    For a residual-output or stream convolution the ``kept`` buffer of its block or stream
+    records which channels of the stream the remaining filters write into (one pruned before
+    keeps a subset of its earlier ``kept``).
     """
     out = dict(state)
     keep: dict[str, torch.Tensor] = {}
@@ -181,9 +182,11 @@ def compact_state(state: Mapping[str, torch.Tensor], layers: Sequence[PrunableLa
                 out[key] = out[key][k]
         for consumer in layer.consumers:
             out[f"{consumer}.weight"] = out[f"{consumer}.weight"][:, k]
-        if layer.residual_block:
-            key = f"{layer.residual_block}.kept"
-            out[key] = state[key][k] if key in state else k
+        key = f"{layer.writes_into}.kept"
+        if key in state:
+            out[key] = state[key][k]
+        elif layer.writes_into and removed.get(layer.conv):  # one that lost none stays whole
+            out[key] = k
     return {name: t.contiguous() for name, t in out.items()}
 
 

@@ -13,8 +13,14 @@ from gee_export.core.errors import ModelError
 from training.cli import prune_main
 from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model
-from training.models.blocks import BasicBlock, Bottleneck, fold_batchnorm
-from training.models.compact import PrunedBasicBlock, PrunedBottleneck, add_into_kept
+from training.models.blocks import BasicBlock, fold_batchnorm
+from training.models.compact import (
+    PrunedBasicBlock,
+    PrunedBottleneck,
+    PrunedStream,
+    add_into_kept,
+    into_kept,
+)
 from training.models.hrnet import HRNet
 from training.pruning import (
     compact_model,
@@ -59,22 +65,40 @@ def test_filters_nearest_the_geometric_median_go_first():
     assert [n_pruned(n, 0.4) for n in (1, 2, 5, 10, 18, 64)] == [0, 0, 2, 4, 7, 25]
 
 
-def test_every_residual_output_is_pruned_but_the_ones_a_fusion_or_transition_reads():
+def test_every_convolution_is_pruned_but_the_ones_a_fusion_reads_and_the_classifier():
     """Paper 3.4: all layers "except for the latest layers before the multi-resolution
-    fusion block": the last block of each branch in every module, and the last stage-1
-    bottleneck (the transition reads it), keep their residual output whole."""
+    fusion block": the last block of each branch in every module keeps its residual output
+    whole; every stage-1 bottleneck, the shortcut and every transition is pruned."""
     net = create_model("hrnet", 4, 7, **TINY)
     residual = {layer.conv: layer.residual_block for layer in prunable_layers(net)
                 if layer.residual_block}
-    assert set(residual) == {"layer1.0.conv3", "layer1.1.conv3", "layer1.2.conv3"} | {
+    assert set(residual) == {f"layer1.{b}.conv3" for b in range(4)} | {
         f"stage{s}.modules_.{m}.branches.{b}.0.conv2"
         for s, modules in ((2, 1), (3, 2), (4, 1)) for m in range(modules) for b in range(s)}
     assert all(block == conv.rsplit(".", 1)[0] for conv, block in residual.items())
-    assert all(not layer.consumers for layer in prunable_layers(net) if layer.residual_block)
-    # the default network: 3 stage-1 bottlenecks and 3 of the 4 blocks of each of the
-    # 2 + 4 * 3 + 3 * 4 module branches
+    streams = {layer.conv: layer.stream for layer in prunable_layers(net) if layer.stream}
+    assert streams == {"layer1.0.shortcut.0": "layer1.0.shortcut",
+                       "stage2.transition.layers.0.0": "stage2.transition.layers.0",
+                       "stage2.transition.layers.1.0": "stage2.transition.layers.1",
+                       "stage3.transition.layers.2.0": "stage3.transition.layers.2",
+                       "stage4.transition.layers.3.0": "stage4.transition.layers.3"}
+    assert all(not layer.consumers for layer in prunable_layers(net) if layer.writes_into)
+    # the default network: 4 stage-1 bottlenecks and 3 of the 4 blocks of each of the
+    # 2 + 4 * 3 + 3 * 4 module branches; 4 transition convolutions and the shortcut
     default = HRNet(4, 7).prunable_layers()
-    assert sum(1 for layer in default if layer.residual_block) == 3 + 3 * (2 + 12 + 12)
+    assert sum(1 for layer in default if layer.residual_block) == 4 + 3 * (2 + 12 + 12)
+    assert sum(1 for layer in default if layer.stream) == 5
+
+
+def test_a_pruned_stream_fills_the_kept_channels_and_zeros_the_others():
+    for layout in (torch.contiguous_format, torch.channels_last):
+        values = torch.randn(2, 3, 5, 4).contiguous(memory_format=layout).requires_grad_()
+        kept = torch.tensor([1, 4, 5])
+        out = into_kept(values, kept, 6)
+        assert out.shape == (2, 6, 5, 4) and out.is_contiguous(memory_format=layout)
+        assert torch.equal(out[:, kept], values) and out[:, [0, 2, 3]].eq(0).all()
+        out.sum().backward()  # training runs through it
+        assert torch.equal(values.grad, torch.ones_like(values))
 
 
 @pytest.mark.parametrize("stem_norm", ["instance", "batch"])
@@ -97,16 +121,21 @@ def test_compact_model_equals_the_masked_one_with_fewer_channels(stem_norm, tmp_
         assert small.get_submodule(name).out_channels == n, name
     assert small.stem.conv1.out_channels == 6 and small.stem.conv2[0].in_channels == 6
     # a pruned residual output writes into the stream channels whose filters survived;
-    # the blocks a fusion or the transition reads are whole
+    # the blocks a fusion reads are whole
     first = small.stage3.modules_[1].branches[2][0]
     assert isinstance(first, PrunedBasicBlock)
     assert first.kept.tolist() == sorted(set(range(20)) - set(
         chosen["stage3.modules_.1.branches.2.0.conv2"]))
-    assert isinstance(small.layer1[0], PrunedBottleneck)
-    last_blocks = [small.layer1[-1]] + [branch[-1] for s in (small.stage2, small.stage3,
-                                                             small.stage4)
-                                        for m in s.modules_ for branch in m.branches]
-    assert all(type(b) in (BasicBlock, Bottleneck) for b in last_blocks)
+    assert all(isinstance(b, PrunedBottleneck) for b in small.layer1)
+    last_blocks = [branch[-1] for s in (small.stage2, small.stage3, small.stage4)
+                   for m in s.modules_ for branch in m.branches]
+    assert all(type(b) is BasicBlock for b in last_blocks)
+    # a transition and the shortcut write their surviving filters into the kept channels
+    assert isinstance(small.layer1[0].shortcut, PrunedStream)
+    start = small.stage3.transition.layers[2]
+    assert isinstance(start, PrunedStream) and start.width == 20
+    assert start.kept.tolist() == sorted(set(range(20)) - set(
+        chosen["stage3.transition.layers.2.0"]))
     assert parameter_count(small) < 0.7 * parameter_count(net)
     assert flop_count(small, 4, 64) < 0.65 * flop_count(net, 4, 64)
     x = torch.randn(2, 4, 56, 40)

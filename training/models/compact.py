@@ -12,11 +12,16 @@ filters (today ``hrnet``):
   convolution kept only some filters. Their residual branch is narrower than the stream it
   is added into, so its output is added into the stream's kept channels only
   (:func:`add_into_kept`); the removed channels pass the identity through unchanged, exactly
-  as in the masked model, where those filters and their norm are zero and add 0.
+  as in the masked model, where those filters and their norm are zero and add 0;
+- :class:`PrunedStream` is a layer whose output *is* a stream (a transition starting a
+  branch, a projection shortcut) and kept only some filters: it writes them into the
+  stream's kept channels, the others 0, as the masked model's zeroed filters give
+  (:func:`into_kept`).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,12 +46,22 @@ class PrunableLayer:
             output is added into the block's identity (the branch's stream, which keeps its
             width), so the compact block adds it into the kept channels only and ``consumers``
             is empty. Empty for a convolution whose output feeds only its consumers.
+        stream: for a convolution whose (normalised, rectified) output is a stream that keeps
+            its width (a transition, a projection shortcut), the ``nn.Sequential`` computing
+            it: the compact one writes into the kept channels (:class:`PrunedStream`) and
+            ``consumers`` is empty.
     """
 
     conv: str
     norm: str
     consumers: tuple[str, ...]
     residual_block: str = ""
+    stream: str = ""
+
+    @property
+    def writes_into(self) -> str:
+        """The module whose ``kept`` buffer says which stream channels the filters fill."""
+        return self.residual_block or self.stream
 
 
 # ------------------------------------------------------------------ residual blocks
@@ -73,6 +88,19 @@ def add_into_kept(identity: torch.Tensor, residual: torch.Tensor,
         nhwc = identity.permute(0, 2, 3, 1).index_add(3, kept, residual.permute(0, 2, 3, 1))
         return nhwc.permute(0, 3, 1, 2)
     return identity.index_add(1, kept, residual)
+
+
+def into_kept(values: torch.Tensor, kept: torch.Tensor, width: int) -> torch.Tensor:
+    """A ``width``-channel map holding ``values`` (one channel per entry of ``kept``), 0 elsewhere.
+
+    Same memory format as ``values``: channels-last maps are filled along the last dimension
+    of their NHWC view (one pass, as :func:`add_into_kept` adds).
+    """
+    n, _, h, w = values.shape
+    if _channels_last(values):
+        nhwc = values.new_zeros((n, h, w, width)).index_copy_(3, kept, values.permute(0, 2, 3, 1))
+        return nhwc.permute(0, 3, 1, 2)
+    return values.new_zeros((n, width, h, w)).index_copy_(1, kept, values)
 
 
 def widened_conv_norm(conv: nn.Conv2d, norm: nn.Module, kept: torch.Tensor,
@@ -144,6 +172,35 @@ class PrunedBottleneck(Bottleneck):
         return F.relu(add_into_kept(identity, self.bn3(self.conv3(h)), self.kept))
 
 
+class PrunedStream(nn.Sequential):
+    """Layers computing a stream (a transition, a shortcut) whose convolution lost filters.
+
+    It takes over the layers (same names, so the state dict keeps its keys) and writes their
+    output into the ``kept`` channels (a buffer, saved in the state dict) of a ``width``-channel
+    map, the removed ones 0: what the masked model's zeroed filter, norm and ReLU give. A 1x1
+    convolution in eval mode on channels-last input runs at full width with zero filters
+    instead (:func:`widened_conv_norm`), as :class:`PrunedBottleneck`'s ``conv3`` does: per
+    filter it saves less than filling the kept channels costs; a 3x3 one runs narrow.
+    """
+
+    def __init__(self, layers: nn.Sequential, n_kept: int, width: int) -> None:
+        super().__init__(OrderedDict(layers.named_children()))
+        self.width = width
+        self.register_buffer("kept", torch.arange(n_kept))  # the state dict fills it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, norm, *rest = self
+        wide = None
+        if (not self.training and conv.kernel_size == (1, 1) and _channels_last(x)):
+            wide = widened_conv_norm(conv, norm, self.kept, self.width)
+        if wide is None:
+            return into_kept(super().forward(x), self.kept, self.width)
+        y = conv._conv_forward(x, *wide)
+        for layer in rest:
+            y = layer(y)
+        return y
+
+
 def pruned_block(block: nn.Module, n_kept: int) -> nn.Module:
     """The pruned variant of a residual block, taking over its layers."""
     if isinstance(block, BasicBlock):
@@ -178,8 +235,9 @@ def resize_layers(model: nn.Module, layers: Sequence[PrunableLayer],
     """Rebuild the named prunable convolutions with ``channels[name]`` filters, in place.
 
     Each resized convolution's norm and the input side of its consumers follow; a residual
-    block whose last convolution is resized becomes its pruned variant (its ``kept`` buffer a
-    placeholder). New modules are freshly initialised: load a compact state dict afterwards
+    block whose last convolution is resized becomes its pruned variant, a stream's layers a
+    :class:`PrunedStream` (their ``kept`` buffers placeholders). New modules are freshly
+    initialised: load a compact state dict afterwards
     (``training.pruning``).
     """
     by_conv = {layer.conv: layer for layer in layers}
@@ -190,9 +248,14 @@ def resize_layers(model: nn.Module, layers: Sequence[PrunableLayer],
         filters = model.get_submodule(name).out_channels
         if not 1 <= int(n) <= filters:
             raise ModelError(f"channels[{name!r}] must be in [1, {filters}], got {n}")
-        block = by_conv[name].residual_block
+        block, stream = by_conv[name].residual_block, by_conv[name].stream
         if block:
             model.set_submodule(block, pruned_block(model.get_submodule(block), int(n)))
+        elif stream:
+            layers = model.get_submodule(stream)
+            if not isinstance(layers, nn.Sequential):
+                raise ModelError(f"{stream} is not a sequence of layers; cannot prune {name}")
+            model.set_submodule(stream, PrunedStream(layers, int(n), filters))
     shapes: dict[str, list[int]] = {}
     for name, n in channels.items():
         conv, layer = model.get_submodule(name), by_conv[name]

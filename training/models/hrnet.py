@@ -259,14 +259,18 @@ class HRNet(nn.Module):
           the inner convolutions of every bottleneck and basic block, the intermediate
           stride-2 convolutions of the fusion paths, the head's 1x1 mixing convolution;
         - the residual-output convolution (``conv3`` of a bottleneck, ``conv2`` of a basic
-          block) of every block followed by another block of its branch: its output is added
-          into the branch's stream, which keeps its width, so the compact block adds it into
-          the kept channels only (``residual_block``).
+          block) of every stage-1 bottleneck and of every block followed by another block of
+          its branch: its output is added into the stream, which keeps its width, so the
+          compact block adds it into the kept channels only (``residual_block``);
+        - the transitions' convolutions, which start a stage's branches: the compact layer
+          writes into the kept channels of the branch's stream, the others 0 (``stream``);
 
-        Whole: the last block of each branch in every multi-resolution module and the last
-        stage-1 bottleneck (their sums are what the fusion or the transition reads: the layers
-        before the fusion), the shortcut, the transitions, the last convolution of each fusion
-        path (all write a branch's full width) and the classifier.
+        - the first bottleneck's projection shortcut, which writes stage 1's stream, the
+          same way (``stream``).
+
+        Whole: the layers before the fusion, i.e. the residual output of the last block of
+        each branch in every multi-resolution module and the last convolution of each fusion
+        path; and the classifier (one filter per class).
         """
         layers: list[PrunableLayer] = []
         first = ("layer1.0.conv1.0", "layer1.0.shortcut.0")
@@ -275,14 +279,20 @@ class HRNet(nn.Module):
             layers.append(PrunableLayer("stem.conv2.0", "stem.conv2.1", first))
         else:
             layers.append(PrunableLayer("stem.conv1", "stem.norm1", first))
+        if isinstance(self.layer1[0].shortcut, nn.Sequential):
+            layers.append(PrunableLayer("layer1.0.shortcut.0", "layer1.0.shortcut.1", (),
+                                        stream="layer1.0.shortcut"))
         for b in range(len(self.layer1)):
             p = f"layer1.{b}"
             layers.append(PrunableLayer(f"{p}.conv1.0", f"{p}.conv1.1", (f"{p}.conv2.0",)))
             layers.append(PrunableLayer(f"{p}.conv2.0", f"{p}.conv2.1", (f"{p}.conv3",)))
-            if b < len(self.layer1) - 1:  # the last one feeds the transition
-                layers.append(PrunableLayer(f"{p}.conv3", f"{p}.bn3", (), residual_block=p))
+            layers.append(PrunableLayer(f"{p}.conv3", f"{p}.bn3", (), residual_block=p))
         for s in ("stage2", "stage3", "stage4"):
             stage: Stage = getattr(self, s)
+            for i, layer in enumerate(stage.transition.layers):
+                if isinstance(layer, ConvBNReLU):
+                    p = f"{s}.transition.layers.{i}"
+                    layers.append(PrunableLayer(f"{p}.0", f"{p}.1", (), stream=p))
             for m, module in enumerate(stage.modules_):
                 for br, seq in enumerate(module.branches):
                     for k in range(len(seq)):
