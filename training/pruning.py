@@ -182,11 +182,12 @@ def compact_state(state: Mapping[str, torch.Tensor], layers: Sequence[PrunableLa
                 out[key] = out[key][k]
         for consumer in layer.consumers:
             out[f"{consumer}.weight"] = out[f"{consumer}.weight"][:, k]
-        key = f"{layer.writes_into}.kept"
-        if key in state:
-            out[key] = state[key][k]
-        elif layer.writes_into and removed.get(layer.conv):  # one that lost none stays whole
-            out[key] = k
+        if layer.writes_into:
+            key = f"{layer.writes_into}.kept"
+            if key in state:  # pruned before: its stream channels, fewer of them
+                out[key] = state[key][k]
+            elif removed.get(layer.conv):  # a block or stream that loses none stays whole
+                out[key] = k
     return {name: t.contiguous() for name, t in out.items()}
 
 

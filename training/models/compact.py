@@ -191,7 +191,7 @@ class PrunedStream(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv, norm, *rest = self
         wide = None
-        if (not self.training and conv.kernel_size == (1, 1) and _channels_last(x)):
+        if not self.training and conv.kernel_size == (1, 1) and _channels_last(x):
             wide = widened_conv_norm(conv, norm, self.kept, self.width)
         if wide is None:
             return into_kept(super().forward(x), self.kept, self.width)
@@ -252,10 +252,10 @@ def resize_layers(model: nn.Module, layers: Sequence[PrunableLayer],
         if block:
             model.set_submodule(block, pruned_block(model.get_submodule(block), int(n)))
         elif stream:
-            layers = model.get_submodule(stream)
-            if not isinstance(layers, nn.Sequential):
+            seq = model.get_submodule(stream)
+            if not isinstance(seq, nn.Sequential):
                 raise ModelError(f"{stream} is not a sequence of layers; cannot prune {name}")
-            model.set_submodule(stream, PrunedStream(layers, int(n), filters))
+            model.set_submodule(stream, PrunedStream(seq, int(n), filters))
     shapes: dict[str, list[int]] = {}
     for name, n in channels.items():
         conv, layer = model.get_submodule(name), by_conv[name]

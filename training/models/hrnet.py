@@ -264,7 +264,6 @@ class HRNet(nn.Module):
           compact block adds it into the kept channels only (``residual_block``);
         - the transitions' convolutions, which start a stage's branches: the compact layer
           writes into the kept channels of the branch's stream, the others 0 (``stream``);
-
         - the first bottleneck's projection shortcut, which writes stage 1's stream, the
           same way (``stream``).
 

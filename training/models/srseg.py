@@ -79,10 +79,6 @@ def replicate_padding(module: nn.Module) -> nn.Module:
     return module
 
 
-def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    return resize_bilinear(x, (int(size[0]), int(size[1])))
-
-
 class CrossScaleFusion(nn.Module):
     """Fuse every encoder level and the input image into a decoder stage.
 
@@ -102,9 +98,10 @@ class CrossScaleFusion(nn.Module):
     def forward(self, x: torch.Tensor, feats: Sequence[torch.Tensor],
                 image: torch.Tensor) -> torch.Tensor:
         base = feats[0].shape[-2:]
-        ctx = sum(_resize(p(f), base) for p, f in zip(self.proj, feats, strict=True))
+        ctx = sum(resize_bilinear(p(f), base) for p, f in zip(self.proj, feats, strict=True))
         size = x.shape[-2:]
-        return self.attn(self.mix(torch.cat([x, _resize(ctx, size), _resize(image, size)], 1)))
+        up = [resize_bilinear(ctx, size), resize_bilinear(image, size)]
+        return self.attn(self.mix(torch.cat([x, *up], 1)))
 
 
 class UpStage(nn.Module):
@@ -124,7 +121,7 @@ class UpStage(nn.Module):
 
     def forward(self, x: torch.Tensor, feats: Sequence[torch.Tensor], image: torch.Tensor,
                 size: Sequence[int]) -> torch.Tensor:
-        x = _resize(self.up(x), size) if self.exact_resize else self.up(x)
+        x = resize_bilinear(self.up(x), size) if self.exact_resize else self.up(x)
         return self.refine(self.fuse(x, feats, image))
 
 
@@ -202,7 +199,8 @@ class SRSeg(nn.Module):
         if self.reconstruction is not None:
             sr = self.reconstruction(y)
             if self.residual:
-                sr = sr + _resize(x, (x.shape[-2] * k, x.shape[-1] * k))[..., : h * k, : w * k]
+                up = resize_bilinear(x, (x.shape[-2] * k, x.shape[-1] * k))
+                sr = sr + up[..., : h * k, : w * k]
             out["sr"] = sr
             y = torch.cat([y, sr], 1)
         out["out"] = self.seg_head(y)
