@@ -14,6 +14,8 @@ Measured in one run:
 - where the time goes at the fastest setting with folded batch norms: each part's time
   (convolutions, norms, ReLUs, sums) and convolution FLOPs in both networks; and the
   bilinear up-sampling alone, PyTorch's bf16 kernel against ``blocks.resize_bilinear``;
+  and what the fused residual block ends (``training.models.fused``) give each network
+  there, against the same networks on the plain ops;
 - the setting ``training.autotune.choose`` (what ``isamap-predict --precision auto`` runs,
   measured afresh, cache off) picks for each network; the headline compares the two at the
   unpruned network's choice, the fastest precision and layout (bar: pruned >= 1.5x faster),
@@ -26,8 +28,8 @@ Weights: the speed does not depend on their values; the pruned network is the co
 model that ``training.pruning.compact_model`` builds from an FPGM-masked copy.
 
 Run: ``.venv/bin/python benchmarks/bench_pruning.py``: 512 px patches in batches of 8, what
-``isamap-predict`` runs by default (``--size 128 --batch 2`` for a quick look;
-``--sum-variants`` adds what the pruned residual sums cost and what fusing them would give).
+``isamap-predict`` runs by default, 5 paired rounds (``--size 128 --batch 2`` for a quick
+look).
 One torch thread by default: on a shared 2-core machine two OpenMP threads per process spin
 against other jobs and make every convolution tens of times slower, for both networks.
 """
@@ -47,7 +49,7 @@ from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from training import autotune
 from training.execution import Setting
 from training.modelfile import ModelMeta
-from training.models import create_model
+from training.models import create_model, fused
 from training.models.blocks import fold_batchnorm
 from training.pruning import (
     PRUNING_RULE,
@@ -229,69 +231,28 @@ def breakdown(full, small, batch: int, size: int, rounds: int, name: str) -> Non
         print(f"  {part:<28} {tu:7.1f} -> {tp:7.1f} ms (x{tu / tp:.2f}){flops_text}")
 
 
-def _fused_sum(identity: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
-               bias: torch.Tensor | None, conv: torch.nn.Conv2d | None = None) -> torch.Tensor:
-    """``relu(conv(residual) + identity)`` in one oneDNN call (its binary post-op; private)."""
-    dtype = residual.dtype
-    pad, stride, dilation, groups = ((list(conv.padding), list(conv.stride),
-                                      list(conv.dilation), conv.groups) if conv is not None
-                                     else ([0, 0], [1, 1], [1, 1], 1))
-    return torch.ops.mkldnn._convolution_pointwise.binary(
-        residual, identity.to(dtype).contiguous(memory_format=torch.channels_last),
-        weight.to(dtype), None if bias is None else bias.to(dtype), pad, stride, dilation,
-        groups, "add", 1.0, "relu", [], "")
+def fused_ends(full, small, batch: int, size: int, rounds: int, name: str) -> None:
+    """What the fused residual block ends give each network (``training.models.fused``).
 
-
-def sum_variants(full, small, batch: int, size: int, rounds: int, name: str) -> None:
-    """What the pruned residual sums cost, and what fusing them would give (``--sum-variants``).
-
-    At one folded channels-last setting, paired as above: the networks as built; the pruned
-    sums left out (``add_into_kept`` returning the stream unchanged: wrong outputs, a bound);
-    each pruned sum as a 1x1 convolution with one-hot weights fused with the sum and the ReLU
-    (oneDNN's binary post-op, ``torch.ops.mkldnn._convolution_pointwise.binary``, a private
-    operator; exact); and that plus the unpruned blocks' last convolution fused with their
-    sum and ReLU the same way. Records why the fused sums are not built (docs/landcover.md).
+    At one folded setting, paired as above: the networks as ``isamap-predict`` runs them
+    (each residual block's last convolution, sum and ReLU in one oneDNN pass writing into the
+    stream; a pruned block's sum into its kept channels as an exact one-hot 1x1 convolution
+    fused the same way) and the same networks on the plain ops (``fused.disabled()``: the
+    convolution, a sum or a scatter-add, a ReLU). Only channels-last settings fuse.
     """
-    from training.models import compact
-    from training.models.blocks import BasicBlock
-
     setting = next(s for label, s, _ in configurations() if label == name.split("/BN")[0])
-    if not setting.channels_last or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
-        print(f"sum variants: skipped ({name} is not channels-last, or no oneDNN post-ops)")
+    if not setting.channels_last:
+        print(f"fused block ends: not used at {name} (NCHW keeps the plain ops)")
         return
-    one_hot: dict[tuple, torch.Tensor] = {}
-
-    def pruned_fused(block, x):
-        residual = block.bn2(block.conv2(block.conv1(x)))
-        key = (id(block), residual.dtype)
-        if key not in one_hot:
-            w = torch.zeros(x.shape[1], residual.shape[1], 1, 1, dtype=residual.dtype)
-            w[block.kept, torch.arange(len(block.kept))] = 1
-            one_hot[key] = w
-        return _fused_sum(x, residual, one_hot[key], None)
-
-    def basic_fused(block, x):
-        return _fused_sum(x, block.conv1(x), block.conv2.weight, block.conv2.bias,
-                          block.conv2)
-
-    variants = {"as built": {},
-                "pruned sums left out (a bound)": {
-                    (compact, "add_into_kept"): lambda identity, residual, kept: identity},
-                "pruned sums fused": {(compact.PrunedBasicBlock, "forward"): pruned_fused},
-                "all block sums fused": {(compact.PrunedBasicBlock, "forward"): pruned_fused,
-                                         (BasicBlock, "forward"): basic_fused}}
     nets = [fold_batchnorm(n).to(memory_format=setting.memory_format) for n in (full, small)]
     rates: dict[str, tuple[float, float, float]] = {}
-    print(f"the pruned residual sums at {name}:")
-    for label, patches in variants.items():
-        saved = {(owner, attr): getattr(owner, attr) for owner, attr in patches}
-        try:
-            for (owner, attr), value in patches.items():
-                setattr(owner, attr, value)
-            time_pair(label, nets, setting, batch, size, rounds, rates)
-        finally:
-            for (owner, attr), value in saved.items():
-                setattr(owner, attr, value)
+    print(f"fused residual block ends at {name}:")
+    time_pair("fused (as built)", nets, setting, batch, size, rounds, rates)
+    with fused.disabled():
+        time_pair("plain ops", nets, setting, batch, size, rounds, rates)
+    (fu, fp, fr), (pu, pp, pr) = rates["fused (as built)"], rates["plain ops"]
+    print(f"  fusing makes the unpruned network x{fu / pu:.2f} and the pruned one x{fp / pp:.2f} "
+          f"faster (best rounds); the speed-up goes from x{pr:.2f} to x{fr:.2f}")
 
 
 def _best_ms(fn, reps: int = 15) -> float:
@@ -364,7 +325,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=512,
                    help="patch side in pixels (512: isamap-predict's --tile; the paper crops 513)")
     p.add_argument("--batch", type=int, default=8, help="8: isamap-predict's --batch-size")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--compiled", type=int, default=1,
                    help="also time the n fastest folded settings under torch.compile (0: none)")
@@ -373,8 +334,6 @@ def main() -> None:
                                                      str(ROOT / "lccompare_output_bn_x3")],
                    help="inference.lccompare output folders with metrics.json")
     p.add_argument("--data-dir", default=str(default_data_dir()))
-    p.add_argument("--sum-variants", action="store_true",
-                   help="also time the pruned sums left out and fused (docs/landcover.md)")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -405,8 +364,7 @@ def main() -> None:
     fastest = max((k for k in rates if k.endswith("folded")), key=lambda k: rates[k][0])
     breakdown(full, small, a.batch, a.size, a.rounds, fastest)
     resize_costs(a.batch, a.size, a.width)
-    if a.sum_variants:
-        sum_variants(full, small, a.batch, a.size, a.rounds, fastest)
+    fused_ends(full, small, a.batch, a.size, a.rounds, fastest)
     for source, oa in accuracy_changes([Path(r) for r in a.results], a.data_dir):
         h, q = oa["hrnet"], oa["hrnet pruned"]
         print(f"accuracy (OA at 1 m, mean ± std over seeds) from {source}:\n"

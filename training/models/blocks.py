@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.models import fused
+
 
 def resize_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """``x`` resized to ``size`` (bilinear, half-pixel centres), in ``x``'s dtype.
@@ -247,9 +249,16 @@ class Bottleneck(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False),
                                           nn.BatchNorm2d(out_ch))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn3(self.conv3(self.conv2(self.conv1(x))))
-        return F.relu(y + self.shortcut(x))
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``inplace``: ``x`` may be overwritten (in inference; see :class:`ResidualBlocks`)."""
+        h = self.conv2(self.conv1(x))
+        identity = self.shortcut(x)
+        # a projection's output is this block's own map: the fused end may always write into it
+        if (inplace or identity is not x) and fused.applies(identity):
+            params = fused.eval_conv_params(self.conv3, self.bn3)
+            if params is not None:
+                return fused.conv_add_relu_(identity, h, *params, self.conv3)
+        return F.relu(self.bn3(self.conv3(h)) + identity)
 
 
 class BasicBlock(nn.Module):
@@ -266,12 +275,35 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
         nn.init.zeros_(self.bn2.weight)  # start as identity, as the bottleneck does
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.bn2(self.conv2(self.conv1(x))))
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``inplace``: ``x`` may be overwritten (in inference; see :class:`ResidualBlocks`)."""
+        h = self.conv1(x)
+        if inplace and fused.applies(x):
+            params = fused.eval_conv_params(self.conv2, self.bn2)
+            if params is not None:
+                return fused.conv_add_relu_(x, h, *params, self.conv2)
+        return F.relu(x + self.bn2(self.conv2(h)))
+
+
+class ResidualBlocks(nn.Sequential):
+    """Residual blocks run in sequence, each ending in one pass in inference where it can.
+
+    A block's last convolution, its sum into the stream and its ReLU run as one fused
+    operation that overwrites the stream (``training.models.fused``). Each block after the
+    first gets the previous block's output, which nothing else reads, so it may overwrite
+    it; the first overwrites the sequence's input only with ``inplace=True``, which callers
+    pass when they never read that map again. Training and NCHW inputs take the plain path.
+    Same state-dict keys as ``nn.Sequential``.
+    """
+
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        for i, block in enumerate(self):
+            x = block(x, inplace=inplace or i > 0)
+        return x
 
 
 def resnet_stage(in_ch: int, width: int, blocks: int, stride: int,
-                 dilate: bool = False) -> nn.Sequential:
+                 dilate: bool = False) -> ResidualBlocks:
     """One ResNet stage: ``blocks`` bottlenecks, the first one changing stride and width.
 
     ``dilate=True`` replaces the stage's stride by dilation (the first block keeps dilation 1
@@ -282,7 +314,7 @@ def resnet_stage(in_ch: int, width: int, blocks: int, stride: int,
     layers = [Bottleneck(in_ch, width, 1 if dilate else stride)]
     layers += [Bottleneck(width * Bottleneck.expansion, width, dilation=dilation)
                for _ in range(blocks - 1)]
-    return nn.Sequential(*layers)
+    return ResidualBlocks(*layers)
 
 
 def check_divisible(x: torch.Tensor, stride: int, name: str) -> None:

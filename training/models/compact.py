@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gee_export.core.errors import ModelError
+from training.models import fused
 from training.models.blocks import BasicBlock, Bottleneck
 
 
@@ -65,12 +66,6 @@ class PrunableLayer:
 
 
 # ------------------------------------------------------------------ residual blocks
-def _channels_last(x: torch.Tensor) -> bool:
-    """Whether ``x`` is laid out NHWC (and not also NCHW, as 1-channel or 1x1 maps are)."""
-    return (x.dim() == 4 and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last))
-
-
 def add_into_kept(identity: torch.Tensor, residual: torch.Tensor,
                   kept: torch.Tensor) -> torch.Tensor:
     """``identity`` with ``residual`` (one channel per entry of ``kept``) added at ``kept``.
@@ -84,7 +79,7 @@ def add_into_kept(identity: torch.Tensor, residual: torch.Tensor,
     """
     dtype = torch.promote_types(identity.dtype, residual.dtype)
     identity, residual = identity.to(dtype), residual.to(dtype)
-    if _channels_last(identity):
+    if fused.is_channels_last(identity):
         nhwc = identity.permute(0, 2, 3, 1).index_add(3, kept, residual.permute(0, 2, 3, 1))
         return nhwc.permute(0, 3, 1, 2)
     return identity.index_add(1, kept, residual)
@@ -97,7 +92,7 @@ def into_kept(values: torch.Tensor, kept: torch.Tensor, width: int) -> torch.Ten
     of their NHWC view (one pass, as :func:`add_into_kept` adds).
     """
     n, _, h, w = values.shape
-    if _channels_last(values):
+    if fused.is_channels_last(values):
         nhwc = values.new_zeros((n, h, w, width)).index_copy_(3, kept, values.permute(0, 2, 3, 1))
         return nhwc.permute(0, 3, 1, 2)
     return values.new_zeros((n, width, h, w)).index_copy_(1, kept, values)
@@ -111,16 +106,10 @@ def widened_conv_norm(conv: nn.Conv2d, norm: nn.Module, kept: torch.Tensor,
     from the compact one's parameters. ``None`` when ``norm`` is not an identity (a folded
     norm) or a batch norm with running statistics.
     """
-    weight = conv.weight
-    bias = conv.bias if conv.bias is not None else weight.new_zeros(weight.shape[0])
-    if isinstance(norm, nn.BatchNorm2d):
-        if norm.running_mean is None or norm.running_var is None or norm.weight is None:
-            return None
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-        weight = weight * scale.view(-1, 1, 1, 1)
-        bias = (bias - norm.running_mean) * scale + norm.bias
-    elif not isinstance(norm, nn.Identity):
+    params = fused.eval_conv_params(conv, norm)
+    if params is None:
         return None
+    weight, bias = params
     wide = weight.new_zeros((width, *weight.shape[1:])).index_copy(0, kept, weight)
     return wide, bias.new_zeros(width).index_copy(0, kept, bias)
 
@@ -138,8 +127,16 @@ class PrunedBasicBlock(BasicBlock):
         self.conv1, self.conv2, self.bn2 = block.conv1, block.conv2, block.bn2
         self.register_buffer("kept", torch.arange(n_kept))  # the state dict fills it
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(add_into_kept(x, self.bn2(self.conv2(self.conv1(x))), self.kept))
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``inplace``: ``x`` may be overwritten (see ``blocks.ResidualBlocks``).
+
+        Then the sum into the kept channels and the ReLU run as one exact pass
+        (``fused.select_add_relu_``) instead of a copy, a scatter and a ReLU.
+        """
+        residual = self.bn2(self.conv2(self.conv1(x)))
+        if inplace and fused.applies(x):
+            return fused.select_add_relu_(x, residual, self.kept)
+        return F.relu(add_into_kept(x, residual, self.kept))
 
 
 class PrunedBottleneck(Bottleneck):
@@ -161,13 +158,16 @@ class PrunedBottleneck(Bottleneck):
         self.shortcut = block.shortcut
         self.register_buffer("kept", torch.arange(n_kept))  # the state dict fills it
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``inplace``: ``x`` may be overwritten (see :class:`Bottleneck`)."""
         h = self.conv2(self.conv1(x))
         identity = self.shortcut(x)
         wide = None
-        if not self.training and _channels_last(identity):
+        if not self.training and fused.is_channels_last(identity):
             wide = widened_conv_norm(self.conv3, self.bn3, self.kept, identity.shape[1])
         if wide is not None:
+            if (inplace or identity is not x) and fused.applies(identity):
+                return fused.conv_add_relu_(identity, h, *wide, self.conv3)
             return F.relu(identity + self.conv3._conv_forward(h, *wide))
         return F.relu(add_into_kept(identity, self.bn3(self.conv3(h)), self.kept))
 
@@ -191,7 +191,7 @@ class PrunedStream(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv, norm, *rest = self
         wide = None
-        if not self.training and conv.kernel_size == (1, 1) and _channels_last(x):
+        if not self.training and conv.kernel_size == (1, 1) and fused.is_channels_last(x):
             wide = widened_conv_norm(conv, norm, self.kept, self.width)
         if wide is None:
             return into_kept(super().forward(x), self.kept, self.width)

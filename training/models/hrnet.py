@@ -42,6 +42,7 @@ from gee_export.core.errors import ModelError
 from training.models.blocks import (
     BasicBlock,
     ConvBNReLU,
+    ResidualBlocks,
     init_weights,
     resize_bilinear,
     resnet_stage,
@@ -137,16 +138,22 @@ class Fusion(nn.Module):
 
 
 class MultiResolutionModule(nn.Module):
-    """Four basic residual blocks on every branch, then one fusion."""
+    """Four basic residual blocks on every branch, then one fusion.
+
+    In inference the input maps are overwritten by the blocks (``ResidualBlocks`` with
+    ``inplace=True``): they are the transition's or the previous fusion's outputs, which
+    nothing reads afterwards.
+    """
 
     def __init__(self, channels: Sequence[int], blocks: int = BLOCKS_PER_BRANCH) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(nn.Sequential(*(BasicBlock(c) for _ in range(blocks)))
+        self.branches = nn.ModuleList(ResidualBlocks(*(BasicBlock(c) for _ in range(blocks)))
                                       for c in channels)
         self.fuse = Fusion(channels)
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        return self.fuse([branch(x) for branch, x in zip(self.branches, xs, strict=True)])
+        return self.fuse([branch(x, inplace=True)
+                          for branch, x in zip(self.branches, xs, strict=True)])
 
 
 class Transition(nn.Module):
@@ -245,7 +252,7 @@ class HRNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        xs = [self.layer1(self.stem(x))]
+        xs = [self.layer1(self.stem(x), inplace=True)]  # the stem's output is ours
         xs = self.stage4(self.stage3(self.stage2(xs)))
         return resize_bilinear(self.head(xs), size)
 
