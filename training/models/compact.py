@@ -12,7 +12,9 @@ filters (today ``hrnet``):
   convolution kept only some filters. Their residual branch is narrower than the stream it
   is added into, so its output is added into the stream's kept channels only
   (:func:`add_into_kept`); the removed channels pass the identity through unchanged, exactly
-  as in the masked model, where those filters and their norm are zero and add 0;
+  as in the masked model, where those filters and their norm are zero and add 0 (in
+  channels-last inference the sum and the ReLU run as one exact pass:
+  ``training.models.fused.select_add_relu_``);
 - :class:`PrunedStream` is a layer whose output *is* a stream (a transition starting a
   branch, a projection shortcut) and kept only some filters: it writes them into the
   stream's kept channels, the others 0, as the masked model's zeroed filters give
@@ -148,7 +150,9 @@ class PrunedBottleneck(Bottleneck):
     removed ones (:func:`widened_conv_norm`) and is added as a whole, because a 1x1
     convolution saves less per output channel than the channels-last scatter costs (stage-1
     block of the C = 18 HRNet, batch 2 at 256 px, one thread: 7.9 ms unpruned, 7.4 ms with
-    the scatter, 5.4 ms widened in bf16; 12.7 and 12.8 ms in fp32; see docs/landcover.md).
+    the scatter, 5.4 ms widened in bf16; 12.7 and 12.8 ms in fp32; see docs/landcover.md);
+    where it may write into the shortcut's map, the widened ``conv3``, the sum and the ReLU
+    run as one pass (``training.models.fused``), as in the unpruned bottleneck.
     """
 
     def __init__(self, block: Bottleneck, n_kept: int) -> None:
