@@ -293,7 +293,9 @@ class ResidualBlocks(nn.Sequential):
     first gets the previous block's output, which nothing else reads, so it may overwrite
     it; the first overwrites the sequence's input only with ``inplace=True``, which callers
     pass when they never read that map again. Training and NCHW inputs take the plain path.
-    Same state-dict keys as ``nn.Sequential``.
+    As with ``nn.ReLU(inplace=True)``, a forward hook that keeps a block's output sees it
+    overwritten by the next block (clone it in the hook), and the fused end calls no norm
+    module (its parameters are folded in). Same state-dict keys as ``nn.Sequential``.
     """
 
     def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
