@@ -237,7 +237,8 @@ def fused_ends(full, small, batch: int, size: int, rounds: int, name: str) -> No
     At one folded setting, paired as above: the networks as ``isamap-predict`` runs them
     (each residual block's last convolution, sum and ReLU in one oneDNN pass writing into the
     stream; a pruned block's sum into its kept channels as an exact one-hot 1x1 convolution
-    fused the same way) and the same networks on the plain ops (``fused.disabled()``: the
+    fused the same way, or an in-place scatter where that measured faster for the shape)
+    and the same networks on the plain ops (``fused.disabled()``: the
     convolution, a sum or a scatter-add, a ReLU). Only channels-last settings fuse.
     """
     setting = next(s for label, s, _ in configurations() if label == name.split("/BN")[0])

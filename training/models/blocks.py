@@ -255,9 +255,9 @@ class Bottleneck(nn.Module):
         identity = self.shortcut(x)
         # a projection's output is this block's own map: the fused end may always write into it
         if (inplace or identity is not x) and fused.applies(identity):
-            params = fused.eval_conv_params(self.conv3, self.bn3)
-            if params is not None:
-                return fused.conv_add_relu_(identity, h, *params, self.conv3)
+            out = fused.conv_norm_add_relu_(identity, h, self.conv3, self.bn3)
+            if out is not None:
+                return out
         return F.relu(self.bn3(self.conv3(h)) + identity)
 
 
@@ -279,9 +279,9 @@ class BasicBlock(nn.Module):
         """``inplace``: ``x`` may be overwritten (in inference; see :class:`ResidualBlocks`)."""
         h = self.conv1(x)
         if inplace and fused.applies(x):
-            params = fused.eval_conv_params(self.conv2, self.bn2)
-            if params is not None:
-                return fused.conv_add_relu_(x, h, *params, self.conv2)
+            out = fused.conv_norm_add_relu_(x, h, self.conv2, self.bn2)
+            if out is not None:
+                return out
         return F.relu(x + self.bn2(self.conv2(h)))
 
 

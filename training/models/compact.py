@@ -72,19 +72,11 @@ def add_into_kept(identity: torch.Tensor, residual: torch.Tensor,
                   kept: torch.Tensor) -> torch.Tensor:
     """``identity`` with ``residual`` (one channel per entry of ``kept``) added at ``kept``.
 
-    The result has the identity's width and memory format. ``index_add`` along the channel
-    dimension costs 1-2.5x a full-width sum for NCHW tensors, but returns a channels-first
-    tensor and costs 4-5x a sum for channels-last ones; those are added along the last
-    dimension of their NHWC view instead (the fastest of the variants measured: 2.5-3x a sum,
-    less than what the narrower 3x3 convolution saves; docs/landcover.md). Mixed precisions
-    promote as ``+`` does.
+    A new map with the identity's width and memory format (``fused.add_at_channels_`` on a
+    copy); mixed precisions promote as ``+`` does.
     """
     dtype = torch.promote_types(identity.dtype, residual.dtype)
-    identity, residual = identity.to(dtype), residual.to(dtype)
-    if fused.is_channels_last(identity):
-        nhwc = identity.permute(0, 2, 3, 1).index_add(3, kept, residual.permute(0, 2, 3, 1))
-        return nhwc.permute(0, 3, 1, 2)
-    return identity.index_add(1, kept, residual)
+    return fused.add_at_channels_(identity.to(dtype, copy=True), residual.to(dtype), kept)
 
 
 def into_kept(values: torch.Tensor, kept: torch.Tensor, width: int) -> torch.Tensor:
@@ -105,8 +97,8 @@ def widened_conv_norm(conv: nn.Conv2d, norm: nn.Module, kept: torch.Tensor,
     """Weight and bias of ``norm(conv(.))`` in eval mode with its filters at ``kept`` of ``width``.
 
     The other ``width - len(kept)`` filters are zero: the masked model's convolution, built
-    from the compact one's parameters. ``None`` when ``norm`` is not an identity (a folded
-    norm) or a batch norm with running statistics.
+    from the compact one's parameters. ``None`` where ``fused.eval_conv_params`` cannot fold
+    ``norm``.
     """
     params = fused.eval_conv_params(conv, norm)
     if params is None:

@@ -54,7 +54,7 @@ def disabled() -> Iterator[None]:
         _ENABLED.reset(token)
 
 
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype a CPU convolution of ``x`` computes in here (autocast's, else ``x``'s)."""
     if torch.is_autocast_enabled("cpu"):
         return torch.get_autocast_dtype("cpu")
@@ -65,7 +65,7 @@ def applies(stream: torch.Tensor) -> bool:
     """Whether a fused block end can overwrite ``stream`` here (see the module docstring)."""
     return (_OP is not None and _ENABLED.get() and not torch.is_grad_enabled()
             and stream.device.type == "cpu" and stream.dtype in _DTYPES
-            and stream.dtype == compute_dtype(stream) and is_channels_last(stream)
+            and stream.dtype == _compute_dtype(stream) and is_channels_last(stream)
             and not torch.compiler.is_compiling())
 
 
@@ -87,6 +87,17 @@ def eval_conv_params(conv: nn.Conv2d, norm: nn.Module) -> tuple[torch.Tensor, to
     if isinstance(norm, nn.Identity):
         return weight, bias
     return None
+
+
+def conv_norm_add_relu_(stream: torch.Tensor, x: torch.Tensor, conv: nn.Conv2d,
+                        norm: nn.Module) -> torch.Tensor | None:
+    """``stream`` overwritten with ``relu(stream + norm(conv(x)))`` in eval mode; returns it.
+
+    ``None`` (and ``stream`` untouched) where :func:`eval_conv_params` cannot fold ``norm``:
+    the caller runs its plain path. Call only where :func:`applies` holds.
+    """
+    params = eval_conv_params(conv, norm)
+    return None if params is None else conv_add_relu_(stream, x, *params, conv)
 
 
 def conv_add_relu_(stream: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
@@ -135,8 +146,22 @@ def _one_hot_add_relu_(stream: torch.Tensor, values: torch.Tensor,
 
 def _scatter_add_relu_(stream: torch.Tensor, values: torch.Tensor,
                        kept: torch.Tensor) -> torch.Tensor:
-    stream.permute(0, 2, 3, 1).index_add_(3, kept, values.to(stream.dtype).permute(0, 2, 3, 1))
-    return stream.relu_()
+    return add_at_channels_(stream, values.to(stream.dtype), kept).relu_()
+
+
+def add_at_channels_(stream: torch.Tensor, values: torch.Tensor,
+                     kept: torch.Tensor) -> torch.Tensor:
+    """``stream`` with ``values`` (one channel per entry of ``kept``) added at ``kept``, in place.
+
+    ``index_add`` along the channel dimension costs 1-2.5x a full-width sum on NCHW maps but
+    4-5x on channels-last ones (and loses their layout); those are added along the last
+    dimension of their NHWC view instead (2.5-3x a sum; docs/landcover.md). The same dtype
+    on both sides.
+    """
+    if is_channels_last(stream):
+        stream.permute(0, 2, 3, 1).index_add_(3, kept, values.permute(0, 2, 3, 1))
+        return stream
+    return stream.index_add_(1, kept, values)
 
 
 def _one_hot_is_faster(stream: torch.Tensor, values: torch.Tensor, kept: torch.Tensor,

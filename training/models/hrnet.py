@@ -94,10 +94,6 @@ class Stem(nn.Module):
         return self.conv2(x) if self.conv2 is not None else x
 
 
-def _resize(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return resize_bilinear(x, like.shape[-2:])
-
-
 class Fusion(nn.Module):
     """Multi-resolution fusion: output branch i = ReLU(sum over j of branch j at i's size/width).
 
@@ -132,7 +128,7 @@ class Fusion(nn.Module):
             total = xs[i]
             for j, path in enumerate(paths):
                 if j != i:
-                    total = total + _resize(path(xs[j]), xs[i])
+                    total = total + resize_bilinear(path(xs[j]), xs[i].shape[-2:])
             out.append(F.relu(total))
         return out
 
@@ -202,7 +198,7 @@ class Head(nn.Module):
         self.classifier = nn.Conv2d(total, num_classes, 1)
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        merged = torch.cat([xs[0], *(_resize(x, xs[0]) for x in xs[1:])], dim=1)
+        merged = torch.cat([xs[0], *(resize_bilinear(x, xs[0].shape[-2:]) for x in xs[1:])], dim=1)
         return self.classifier(self.mix(merged))
 
 
