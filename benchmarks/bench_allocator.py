@@ -1,7 +1,7 @@
 """Benchmark: a model's forward with freed memory kept for reuse vs given back, in one process.
 
 ``isamap-predict``, ``isamap-map``, ``isamap-evaluate`` and ``isamap-train`` keep freed memory
-on CPU (``gee_export.core.allocator.keep_freed_memory``, applied by ``training.autotune``).
+on CPU (``gee_export.core.allocator.keep_freed_memory``, applied by ``training.engine.autotune``).
 This measures what that buys, side by side in one run, for each model at the shape the
 predictors run it:
 
@@ -30,10 +30,10 @@ import time
 import torch
 
 from gee_export.core import allocator
-from training.execution import Setting
+from training.engine.execution import Setting
+from training.engine.peak import native_precisions
 from training.models import create_model
 from training.models.blocks import fold_batchnorm
-from training.peak import native_precisions
 
 MODELS = {  # name: (registry name, bands, classes, kwargs, batch, tile: None = --tile)
     "unet (bench_inference's)": ("unet", 6, 2, {"widths": (8, 16, 32, 64, 128)}, 4, None),

@@ -77,9 +77,9 @@ def _map_child(args: argparse.Namespace) -> dict:
     from gee_export.core.ee_session import EESession
     from gee_export.core.pipeline_options import RunnerConfig
     from gee_export.ee.fake_server import StackSessions, StackTransport, initialize_offline
-    from inference.mapping import MapRequest
+    from inference.mapping.request import MapRequest
+    from inference.predict.runtime import RuntimeOptions
     from inference.region_map import map_region
-    from inference.runtime import RuntimeOptions
 
     initialize_offline(ee)
     spec = json.loads(args.stack)

@@ -4,7 +4,7 @@ Run: .venv/bin/python benchmarks/bench_crofusenet_head.py [--seeds 0 1 2] [--ite
      [--out headcompare_output]
 
 Builds two patch datasets through the local backend, then trains the same reduced-width
-CroFuseNet with each head on each (``training.headcompare``; same seeds, data, budget):
+CroFuseNet with each head on each (``experiments.headcompare``; same seeds, data, budget):
 
 - ``demo``: the synthetic scene exactly as ``make demo`` builds it (``isamap-demo --until
   patches``: 768 px scene, 128 px patches every 80 px, blocked split);
@@ -26,13 +26,13 @@ import os
 import time
 from pathlib import Path
 
+from experiments.headcompare import HeadBudget, compare_heads
 from gee_export.contract.dataset import read_manifest
 from gee_export.contract.grid import Grid
 from gee_export.contract.patches import patch_stack
 from gee_export.local.scenes import SceneCollection, open_scene
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from inference.demo import DemoContext, step_patches, step_scene, step_stack
-from training.headcompare import HeadBudget, compare_heads
 
 ROOT = Path(__file__).resolve().parent.parent
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")

@@ -43,8 +43,8 @@ from affine import Affine
 
 from gee_export.core.allocator import keep_freed_memory
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, PLANAR_BLOCK_BYTES, planar
-from inference.blending import Accumulator, encode
-from inference.cog_stream import CogStream, Encoding, _reduce2_any, reduce2
+from inference.predict.blending import Accumulator, encode
+from inference.predict.cog_stream import CogStream, Encoding, _reduce2_any, reduce2
 
 ROWS = 512
 
@@ -89,12 +89,12 @@ def read_ms(width: int, rounds: int) -> dict[str, float]:
     """CPU ms of the reader's two overlapping tile-row reads (rows 0-511, then 448-959, as
     512 px tiles with 64 px overlap ask) from an uncompressed tiled six-band float32 stack,
     through GDAL's block cache (at the pipeline's 512 MB cap) and past it (what
-    ``inference.predict.INPUT_GDAL_OPTIONS`` sets); a fresh dataset each round."""
+    ``inference.predict.raster.INPUT_GDAL_OPTIONS`` sets); a fresh dataset each round."""
     import rasterio
     from rasterio.windows import Window
 
-    from inference.predict import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
-    from inference.sliding_window import read_rows
+    from inference.predict.raster import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
+    from inference.predict.sliding_window import read_rows
 
     out = np.empty((6, ROWS, width), np.float32)
     figures = {}
@@ -123,7 +123,7 @@ def read_ms(width: int, rounds: int) -> dict[str, float]:
 def predictor_outside_forward_ms(batch: int, tile: int, rounds: int) -> tuple[float, str]:
     import torch
 
-    from inference.runtime import RuntimeOptions, TilePredictor
+    from inference.predict.runtime import RuntimeOptions, TilePredictor
     from training.models import create_model
 
     torch.manual_seed(0)
@@ -161,7 +161,7 @@ def fetched_row_ms(width: int, rounds: int) -> dict[str, float]:
     from rasterio.windows import Window as RioWindow
 
     from gee_export.contract.grid import Grid
-    from inference.sources import FetchedSource
+    from inference.mapping.fetched import FetchedSource
 
     bands = ("B2", "B3", "B4", "B8", "VV", "VH")
     answer = np.random.default_rng(0).random((len(bands), ROWS, width), dtype=np.float32)
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--answer-width", type=int, default=2560,
                         help="width of the decoded computePixels answer (px; 640 rows)")
     args = parser.parse_args(argv)
-    keep_freed_memory()  # as every CPU run of the pipeline does (training.autotune.apply)
+    keep_freed_memory()  # as every CPU run of the pipeline does (training.engine.autotune.apply)
     p1, classes, prob = strips(args.width)
     figures: dict = {"width": args.width, "rows": ROWS}
     print(f"one {ROWS}-row strip, {args.width} px wide (CPU ms of this thread, median of "

@@ -7,10 +7,10 @@ its operators). Both are timed alone and next to a helper thread that keeps part
 busy compressing incompressible bytes (``--helper-duty``, the share of one core), as the
 pipeline's encoder does, or copying float32 arrays far larger than the caches
 (``--helper-kinds compress,copy``), as the pipeline's reader, decoder and accumulator do; the
-helper runs at the pipeline's helper priority (``inference.priority``). The questions: are the
-streams faster, do they lose less to such a helper (a preempted intra-op thread makes its
-partner wait at the next barrier; independent streams have no barrier), and how much of the
-model's speed a helper of each kind takes for the share of a core it uses.
+helper runs at the pipeline's helper priority (``inference.predict.priority``). The questions: are
+the streams faster, do they lose less to such a helper (a preempted intra-op thread makes its
+partner wait at the next barrier; independent streams have no barrier), and how much of the model's
+speed a helper of each kind takes for the share of a core it uses.
 
 Model: the training package's U-Net at the pipeline benchmark's narrow widths, batch norms
 folded, bf16 autocast and channels-last (what ``auto`` picks on a CPU with native bf16), random
@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from inference.priority import lower_thread_priority
+from inference.predict.priority import lower_thread_priority
 from training.models import create_model
 from training.models.blocks import fold_batchnorm
 

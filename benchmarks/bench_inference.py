@@ -39,9 +39,9 @@ from affine import Affine
 from peak_memory import peak_rss_gib
 from rasterio.windows import Window
 
-from inference.cog import OutputInfo
-from inference.predict import PredictConfig, predict_raster
-from inference.runtime import RuntimeOptions, TilePredictor
+from inference.predict.cog import OutputInfo
+from inference.predict.raster import PredictConfig, predict_raster
+from inference.predict.runtime import RuntimeOptions, TilePredictor
 from training.models import create_model
 
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")

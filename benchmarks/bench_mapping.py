@@ -4,7 +4,7 @@ The fetch is the real path of ``isamap-map --backend ee`` (recipe graph built of
 session with retries, ``computePixels`` requests split to the service limits, decoding), served
 by the fake pixel server (``gee_export.ee.fake_server.StackTransport``) with a simulated service
 latency per request (400 ms by default), into the streaming predictor through
-``inference.sources.FetchedSource`` (bounded pool, tile rows fetched ahead).
+``inference.mapping.fetched.FetchedSource`` (bounded pool, tile rows fetched ahead).
 
 Measured side by side in one run:
 - pipeline throughput (km²/s of 10 m pixels: fetch -> predict -> strips -> two COGs) with 1, 16
@@ -115,7 +115,7 @@ def setup(folder: Path, size: int, latency: float, widths: tuple[int, ...], prec
     from gee_export.ee.fake_server import StackTransport
     from gee_export.ee.prediction_stack import DateRecipe, prediction_image, recipe_for_month
     from gee_export.ee.sentinel2 import month_window
-    from inference.runtime import RuntimeOptions, TilePredictor
+    from inference.predict.runtime import RuntimeOptions, TilePredictor
     from training.models import create_model
 
     ee.Reset()
@@ -163,9 +163,9 @@ def run_pipeline(folder: Path, grid, session, image, predictor, workers: int, ti
                  overlap: int, batch: int, progress: bool = False,
                  request_bytes: int | None = None):
     from gee_export.ee.export import fetch_window
-    from inference.cog import OutputInfo
-    from inference.predict import PredictConfig, predict_raster
-    from inference.sources import DEFAULT_REQUEST_BYTES, FetchedSource
+    from inference.mapping.fetched import DEFAULT_REQUEST_BYTES, FetchedSource
+    from inference.predict.cog import OutputInfo
+    from inference.predict.raster import PredictConfig, predict_raster
 
     source = FetchedSource(lambda w: fetch_window(session, image, grid, w, BANDS)[0], grid,
                            BANDS, tile=tile, overlap=overlap, workers=workers,
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     import torch
 
-    from inference.runtime import RuntimeOptions, TilePredictor
+    from inference.predict.runtime import RuntimeOptions, TilePredictor
 
     area = args.size**2 * 100 / 1e6
     figures: dict = {"size": args.size, "latency_s": args.latency,

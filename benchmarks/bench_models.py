@@ -3,12 +3,12 @@ fixed configuration, as GFLOP/s and a fraction of this machine's measured peak.
 
 Measured in one run, side by side:
 - the machine's peak: fp32 (and bf16/fp16 where native) GEMM and 3x3-convolution rates
-  (``training.peak.measure_peak``);
+  (``training.engine.peak.measure_peak``);
 - each model's FLOPs per patch (``torch.utils.flop_counter``), forward and forward+backward;
 - for unet, crofusenet, runetpp and srseg (x10), inference and training steps (forward, loss,
   backward, Adam) of every fixed configuration (CPU: fp32/bf16 x NCHW/NHWC; CUDA: also fp16
   and cudnn.benchmark) timed in turns, and the configuration ``auto`` picks
-  (``training.autotune.choose``, measured afresh, cache off) on the same batch;
+  (``training.engine.autotune.choose``, measured afresh, cache off) on the same batch;
 - patches/s, km²/s of 10 m input, GFLOP/s and % of the peak for each, and auto's speed as a
   fraction of the fastest fixed configuration (the bar: >= 0.9).
 
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from training import autotune
-from training.devices import resolve_device
+from training.engine import autotune
+from training.engine.devices import resolve_device
+from training.engine.peak import count_flops, measure_peak
 from training.losses import build_loss, default_loss_for
 from training.models import create_model
-from training.peak import count_flops, measure_peak
 from training.srseg.losses import SRSegLoss
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]

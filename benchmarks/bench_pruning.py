@@ -4,7 +4,7 @@ Measured in one run:
 - parameters and forward FLOPs (``torch.utils.flop_counter``) of the land-cover HRNet
   (C = 18, the default) before and after 40 % FPGM pruning of its prunable convolutions;
 - inference patches/s of both networks in every setting ``--precision auto`` chooses among
-  on this device (``training.autotune.candidates``: fp32 / bf16 autocast x NCHW / NHWC),
+  on this device (``training.engine.autotune.candidates``: fp32 / bf16 autocast x NCHW / NHWC),
   each as trained and with its batch norms folded into the convolutions
   (``training.models.blocks.fold_batchnorm``, an inference-only transformation both networks
   get alike); the two networks run back to back, round after round: patches/s is each
@@ -16,12 +16,12 @@ Measured in one run:
   bilinear up-sampling alone, PyTorch's bf16 kernel against ``blocks.resize_bilinear``;
   and what the fused residual block ends (``training.models.fused``) give each network
   there, against the same networks on the plain ops;
-- the setting ``training.autotune.choose`` (what ``isamap-predict --precision auto`` runs,
+- the setting ``training.engine.autotune.choose`` (what ``isamap-predict --precision auto`` runs,
   measured afresh, cache off) picks for each network; the headline compares the two at the
   unpruned network's choice, the fastest precision and layout (bar: pruned >= 1.5x faster),
   and the fastest setting of all, ``torch.compile`` included, is printed too;
 - the accuracy change that pruning costs, from the real-data experiment
-  (``python -m inference.lccompare``; read from its ``metrics.json`` when present, else run
+  (``python -m experiments.landcover``; read from its ``metrics.json`` when present, else run
   here with one seed and a short budget, and labelled so).
 
 Weights: the speed does not depend on their values; the pruned network is the compact
@@ -45,9 +45,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from experiments.srcompare import default_data_dir
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from training import autotune
-from training.execution import Setting
+from training.engine import autotune
+from training.engine.execution import Setting
 from training.modelfile import ModelMeta
 from training.models import create_model, fused
 from training.models.blocks import fold_batchnorm
@@ -58,7 +59,6 @@ from training.pruning import (
     fpgm_step,
     parameter_count,
 )
-from training.srseg.compare import default_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,7 +99,7 @@ def one_pass(net: torch.nn.Module, x: torch.Tensor, setting: Setting) -> float:
 
 def auto_choices(full, small, batch: int, size: int) -> tuple[str, str]:
     """What ``isamap-predict`` (``--precision auto --channels-last auto``) runs for each
-    network: its batch norms folded (``inference.runtime.TilePredictor`` folds them), the
+    network: its batch norms folded (``inference.predict.runtime.TilePredictor`` folds them), the
     setting measured afresh (cache off)."""
     x = torch.randn(batch, len(BANDS), size, size)
     labels = []
@@ -294,7 +294,7 @@ def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict
     Folders without results are skipped; with none at all, a one-seed, 60-iteration run is
     made in the first (a quick look, labelled so, not the documented result).
     """
-    from inference.lccompare import LandCoverCompareConfig, run_experiment
+    from experiments.landcover import LandCoverCompareConfig, run_experiment
 
     found = []
     for folder in folders:
@@ -305,7 +305,7 @@ def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict
             rule = report.get("pruning_rule", 1)
             older = "" if rule == PRUNING_RULE else (
                 f"; pruned with rule {rule}, before residual outputs were pruned: re-run "
-                "python -m inference.lccompare for the current one")
+                "python -m experiments.landcover for the current one")
             found.append((f"{path} ({stem} stem{older})", report))
     if not found:  # in a folder of its own: never over a documented experiment's results
         quick = Path("bench_output") / "lccompare_quick"
@@ -333,7 +333,7 @@ def main() -> None:
     p.add_argument("--results", nargs="+", default=[str(ROOT / "lccompare_output"),
                                                      str(ROOT / "lccompare_output_bn"),
                                                      str(ROOT / "lccompare_output_bn_x3")],
-                   help="inference.lccompare output folders with metrics.json")
+                   help="experiments.landcover output folders with metrics.json")
     p.add_argument("--data-dir", default=str(default_data_dir()))
     a = p.parse_args()
     if a.threads:

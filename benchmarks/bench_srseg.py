@@ -42,9 +42,9 @@ def pipeline_km2_per_s(scale: int, size: int, tile: int) -> tuple[float, float]:
     import rasterio
     from affine import Affine
 
-    from inference.cog import OutputInfo
-    from inference.predict import PredictConfig, predict_raster
-    from inference.runtime import RuntimeOptions, TilePredictor
+    from inference.predict.cog import OutputInfo
+    from inference.predict.raster import PredictConfig, predict_raster
+    from inference.predict.runtime import RuntimeOptions, TilePredictor
 
     torch.manual_seed(0)
     model = create_model("srseg", in_channels=4, num_classes=2, scale=scale)

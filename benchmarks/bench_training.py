@@ -21,8 +21,8 @@ import torch
 from gee_export.contract.patches import patch_stack
 from gee_export.local.stack import build_local_stack
 from gee_export.local.synthetic import generate_scene
-from training import autotune
 from training.data import Augment, PatchDataset, compute_norm_stats, make_loader
+from training.engine import autotune
 from training.losses import model_loss
 from training.models import create_model
 

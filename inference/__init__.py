@@ -1,5 +1,12 @@
-"""Sliding-window inference to Cloud-Optimized GeoTIFFs, area statistics and publishing to EE.
+"""Inference by job: predicting a stack, mapping a region over dates, publishing to Earth Engine.
 
-The top floor: may import every layer below (``gee_export.core``, ``gee_export.contract``, the
-backends, ``training``). The whole-chain demo lives here for that reason.
+Sub-packages, each importing only those before it: :mod:`inference.predict` (a stack or a
+source -> class and probability COGs, quick-looks, zone statistics), :mod:`inference.mapping`
+(a region and dates -> a map series: fetched tiles, the Beam map pipeline, change, STAC) and
+:mod:`inference.publish` (Earth Engine image assets and ImageCollections, manifests, Code
+Editor scripts). The top-level modules drive them: the console scripts (``cli``, ``map_cli``),
+``region_map`` (map a region, then publish its series) and the whole-chain ``demo``.
+
+May import: every layer below (``gee_export``, ``training``); nothing above (``experiments``,
+``benchmarks``).
 """

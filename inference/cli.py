@@ -15,8 +15,8 @@ from gee_export.core.commands import (
     run_command,
 )
 from gee_export.core.errors import ConfigError, InputDataError
-from inference.postprocess import add_postprocess_arguments, postprocess_options
-from training.devices import add_device_arguments
+from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
+from training.engine.devices import add_device_arguments
 
 
 def _predict_parser() -> argparse.ArgumentParser:
@@ -64,9 +64,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from gee_export.core.storage import files
-    from inference.predict import PredictConfig
-    from inference.runtime import RuntimeOptions
-    from inference.workflow import describe, predict_with_model_file
+    from inference.predict.raster import PredictConfig
+    from inference.predict.runtime import RuntimeOptions
+    from inference.predict.workflow import describe, predict_with_model_file
 
     if args.out.endswith(("/", os.sep)):  # a folder: the maps would be named _class.tif
         raise ConfigError(f"--out {args.out} is a folder, but --out is a prefix of file names "
@@ -134,7 +134,7 @@ def publish_main(argv: Sequence[str] | None = None) -> int:
 
 def _publish(args: argparse.Namespace) -> int:
     from gee_export.core.storage import files
-    from inference.publish import PublishRequest, publish
+    from inference.publish.image import PublishRequest, publish
 
     class_cog = args.class_cog or f"{args.prefix}_class.tif"
     prob_cog = args.prob_cog or f"{args.prefix}_prob.tif"

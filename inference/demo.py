@@ -237,7 +237,7 @@ def step_map(ctx: DemoContext) -> None:
     plot), STAC Items and Collection, and the ImageCollection manifests and Code Editor app as a
     dry run (the demo has no Earth Engine account).
     """
-    from inference.mapping import MapRequest
+    from inference.mapping.request import MapRequest
     from inference.region_map import PublishTarget, map_region
 
     scene, later = ctx.need_scene(), ctx.later
@@ -300,9 +300,9 @@ def run_demo_inference(
     dry run: the demo has no Earth Engine account; the manifest it prints is the one
     ``isamap-publish`` would send.
     """
-    from inference.predict import PredictConfig  # torch is only needed from here on
-    from inference.publish import PublishRequest, publish
-    from inference.workflow import predict_with_model_file
+    from inference.predict.raster import PredictConfig  # torch is only needed from here on
+    from inference.predict.workflow import predict_with_model_file
+    from inference.publish.image import PublishRequest, publish
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,8 @@ from gee_export.core.commands import (
     run_command,
 )
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
-from inference.postprocess import add_postprocess_arguments, postprocess_options
-from training.devices import add_device_arguments
+from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
+from training.engine.devices import add_device_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,9 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from gee_export.contract.grid import projected_crs
     from gee_export.contract.regions import resolve_region
-    from inference.mapping import MapRequest, model_dataset, parse_dates
+    from inference.mapping.request import MapRequest, model_dataset, parse_dates
+    from inference.predict.runtime import RuntimeOptions
     from inference.region_map import PublishTarget, map_region
-    from inference.runtime import RuntimeOptions
     from training.modelfile import read_model_file
 
     region = resolve_region(args.region, args.region_file, args.bbox)

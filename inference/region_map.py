@@ -2,11 +2,11 @@
 
 :func:`map_region` checks everything a run needs before its first expensive step (the model
 and its recorded recipe, the grid, the zones, the publication target, Earth Engine
-authentication), then maps every date (:func:`inference.mapping.map_dates`), writes the series
-products (:mod:`inference.series`), a STAC Item beside every COG and a STAC Collection
-(:mod:`inference.stac`), and optionally publishes the series as an ImageCollection
-(:mod:`inference.collection`). With ``dry_run`` it prints the plan (tiles, requests, bytes, a
-time estimate from the model's speed measured on this machine), the image manifests and the Code
+authentication), then maps every date (:func:`inference.mapping.dates.map_dates`), writes the series
+products (:mod:`inference.mapping.series`), a STAC Item beside every COG and a STAC Collection
+(:mod:`inference.mapping.stac`), and optionally publishes the series as an ImageCollection
+(:mod:`inference.publish.collection`). With ``dry_run`` it prints the plan (tiles, requests, bytes,
+a time estimate from the model's speed measured on this machine), the image manifests and the Code
 Editor app, and touches neither Earth Engine nor the outputs.
 """
 
@@ -24,11 +24,18 @@ from gee_export.contract.grid import Grid
 from gee_export.core.errors import ConfigError
 from gee_export.core.lock import hold_output
 from gee_export.core.storage import files
-from inference import mapping, stats
-from inference.asset_manifest import asset_name
-from inference.collection import SeriesPublication, SeriesRequest, image_properties, publish_series
-from inference.mapping import DateResult, MapPlan, MapRequest
-from inference.series import SeriesOutputs, series_products
+from inference.mapping.dates import DateResult, map_dates, write_run_record
+from inference.mapping.plan import DEFAULT_LATENCY_S, MapPlan, format_plan, plan_map
+from inference.mapping.request import MapRequest, check_recipe, model_dataset, region_grid
+from inference.mapping.series import SeriesOutputs, series_products
+from inference.predict import stats
+from inference.publish.asset_manifest import asset_name
+from inference.publish.collection import (
+    SeriesPublication,
+    SeriesRequest,
+    image_properties,
+    publish_series,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +68,7 @@ class MapResult:
 
 def measure_model(model_file: str, tile: int, options: Any, repeats: int = 2) -> float:
     """Seconds the model takes for one tile on this machine (dry-run estimates)."""
-    from inference.runtime import TilePredictor
+    from inference.predict.runtime import TilePredictor
     from training.modelfile import load_model_file
 
     model, meta = load_model_file(model_file)
@@ -91,7 +98,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
             whose transport serves a local stack).
         latency_s: computePixels latency used by the plan's estimate.
         runner: a :class:`gee_export.core.pipeline_options.RunnerConfig`: map each date as an
-            Apache Beam pipeline of tiles (:mod:`inference.beam_map`) instead of streaming.
+            Apache Beam pipeline of tiles (:mod:`inference.mapping.beam_map`) instead of streaming.
         worker_sessions: how the pipeline's workers open their Earth Engine sessions (default:
             ``request.project``; tests pass a factory serving a local stack).
         echo: where the plan, tables and publication text go (default: this module's log;
@@ -101,17 +108,17 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
 
     echo = echo or log.info
     meta, _ = read_model_file(request.model_file)
-    dataset = mapping.model_dataset(meta, request.dataset)
-    mapping.check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)
+    dataset = model_dataset(meta, request.dataset)
+    check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)
     if runner is not None:
-        from inference.beam_map import check_runner
+        from inference.mapping.beam_map import check_runner
 
         check_runner(request, runner)
     resolution = dataset.grid.resolution if dataset.grid else 10.0
     if request.grid is not None:
         grid, note = request.grid, None
     else:
-        grid, note = mapping.region_grid(request.region, resolution, dataset.grid,
+        grid, note = region_grid(request.region, resolution, dataset.grid,
                                                 request.crs)
     if note:
         log.warning("%s", note)
@@ -128,11 +135,11 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         seconds = measure_model(request.model_file, request.tile, request.options)
         planned = request if runner is None else replace(
             request, workers=runner.workers * runner.threads)  # the pipeline's request budget
-        plan = mapping.plan_map(planned, grid, meta.bands, seconds,
-                                latency_s or mapping.DEFAULT_LATENCY_S, note)
-        echo(mapping.format_plan(plan))
+        plan = plan_map(planned, grid, meta.bands, seconds,
+                                latency_s or DEFAULT_LATENCY_S, note)
+        echo(format_plan(plan))
         if runner is not None:
-            from inference.beam_map import describe_pipeline
+            from inference.mapping.beam_map import describe_pipeline
 
             echo(describe_pipeline(request, grid, runner))
         publication = None
@@ -155,10 +162,10 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     with hold_output(request.out):  # a second run into the same --out is refused
         predict_date = None
         if runner is not None:
-            from inference.beam_map import date_predictor
+            from inference.mapping.beam_map import date_predictor
 
             predict_date = date_predictor(runner, worker_sessions)
-        results = mapping.map_dates(request, grid, meta, dataset, session=session,
+        results = map_dates(request, grid, meta, dataset, session=session,
                                     predict_date=predict_date)
         mapped = [(r.month, r.outputs) for r in results if r.outputs is not None]
         skipped = {r.month: r.skipped for r in results if r.skipped}
@@ -175,13 +182,13 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
             publication = publish_series(
                 _series_request(collection, cogs, props, publish, classes, isa, zones_geojson,
                                 grid), local / "publish", dry_run=publish_dry_run, echo=echo)
-        mapping.write_run_record(request, grid, results, {"skipped": skipped,
+        write_run_record(request, grid, results, {"skipped": skipped,
                                                           "stac": list(stac_paths)})
         return MapResult(grid, None, tuple(results), series, tuple(stac_paths), publication)
 
 
 def _isa_index(classes: tuple[str, ...]) -> int:
-    from inference.workflow import isa_class_index
+    from inference.predict.workflow import isa_class_index
 
     return isa_class_index(classes)
 
@@ -207,7 +214,7 @@ def _series_request(collection: str | None, cogs: dict, props: dict, publish: Pu
 
 def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: Any,
                 recipe: dict) -> list[str]:
-    from inference import stac
+    from inference.mapping import stac
 
     common = {"model": meta.name, "bands": list(meta.bands), "classes": list(meta.class_names),
               "recipe": recipe, "metrics": {k: v for k, v in dict(meta.metrics).items()

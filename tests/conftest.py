@@ -36,6 +36,19 @@ def _autotune_cache_apart(tmp_path_factory, monkeypatch):
                        str(tmp_path_factory.getbasetemp() / "autotune-cache.json"))
 
 
+# ---------------------------------------------------------------- torch threads
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread per pytest worker: ``-n 2`` on 2 cores must not oversubscribe
+    (OpenMP threads spinning against each other make small convolutions 50x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ---------------------------------------------------------------- shared sample data
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

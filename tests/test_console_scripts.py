@@ -9,28 +9,29 @@ from pathlib import Path
 
 import pytest
 
+from experiments import data, headcompare, naip_patches
+from experiments import landcover as lccompare
+from experiments import srcompare as compare
+from experiments.naip import NAIP_FOLDER
 from gee_export.cli import main as export_main
-from inference import lccompare
 from inference.cli import predict_main, publish_main
 from inference.demo import main as demo_main
 from inference.map_cli import main as map_main
-from training import headcompare
 from training.cli import evaluate_main, prune_main, train_main
-from training.srseg import compare, naip_patches
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = {"isamap-export": export_main, "isamap-predict": predict_main,
             "isamap-publish": publish_main, "isamap-demo": demo_main,
             "isamap-train": train_main, "isamap-evaluate": evaluate_main,
-            "python -m training.srseg.compare": compare.main, "isamap-map": map_main,
-            "python -m training.headcompare": headcompare.main,
-            "python -m training.srseg.naip_patches": naip_patches.main,
-            "isamap-prune": prune_main, "python -m inference.lccompare": lccompare.main}
+            "python -m experiments.srcompare": compare.main, "isamap-map": map_main,
+            "python -m experiments.headcompare": headcompare.main,
+            "python -m experiments.naip_patches": naip_patches.main,
+            "isamap-prune": prune_main, "python -m experiments.landcover": lccompare.main}
 # Modules that are commands: their printed output is the command's result.
 COMMAND_MODULES = {"gee_export/cli.py", "inference/cli.py", "inference/demo.py",
-                   "inference/map_cli.py", "inference/lccompare.py",
-                   "training/cli.py", "training/srseg/compare.py", "training/headcompare.py",
-                   "training/srseg/naip_patches.py"}
+                   "inference/map_cli.py", "experiments/landcover.py",
+                   "training/cli.py", "experiments/srcompare.py", "experiments/headcompare.py",
+                   "experiments/naip_patches.py"}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -44,7 +45,7 @@ def test_every_command_has_verbose_quiet_and_debug(name, capsys):
 
 def test_library_code_logs_instead_of_printing():
     offenders = []
-    for package in ("gee_export", "training", "inference"):
+    for package in ("gee_export", "training", "inference", "experiments"):
         for path in sorted((REPO / package).rglob("*.py")):
             rel = path.relative_to(REPO).as_posix()
             if rel in COMMAND_MODULES:
@@ -80,16 +81,25 @@ def test_demo_refuses_out_of_range_numbers_before_any_work(argv, needle, tmp_pat
     assert not (tmp_path / "demo").exists()
 
 
-def test_srseg_compare_finds_its_data_from_any_folder(tmp_path, monkeypatch, capsys):
+def test_experiments_find_their_data_from_any_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("ISAMAP_SHARED_DATA", raising=False)
     monkeypatch.chdir(tmp_path)  # not the repository root
-    assert compare.default_data_dir() == REPO.parent / "shared" / "data" / compare.NAIP_FOLDER
+    assert data.sample_folder(NAIP_FOLDER) == REPO.parent / "shared" / "data" / NAIP_FOLDER
     monkeypatch.setenv("ISAMAP_SHARED_DATA", str(tmp_path / "elsewhere"))
-    assert compare.default_data_dir() == tmp_path / "elsewhere" / compare.NAIP_FOLDER
-    assert compare.main(["--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert "does not exist; pass --data-dir DIR, or --data-root" in err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert data.sample_folder(NAIP_FOLDER) == tmp_path / "elsewhere" / NAIP_FOLDER
+    assert data.sample_folder(NAIP_FOLDER, "given") == Path("given") / NAIP_FOLDER
+    for run in (compare.main, lccompare.main):
+        assert run(["--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert "does not exist; pass --data-dir DIR, or --data-root" in err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_no_library_module_names_the_sample_data_folder():
+    found = [str(path.relative_to(REPO)) for package in ("gee_export", "training", "inference")
+             for path in sorted((REPO / package).rglob("*.py"))
+             if "shared/data" in path.read_text() or '"shared"' in path.read_text()]
+    assert found == []
 
 
 def test_advice_names_flags_and_installed_tools_not_python_arguments():

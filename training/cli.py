@@ -20,7 +20,7 @@ from gee_export.core.commands import (
 )
 from gee_export.core.errors import ConfigError
 from training.config import TrainConfig, config_from_mapping, read_config_file
-from training.devices import add_device_arguments
+from training.engine.devices import add_device_arguments
 from training.run_folder import resume_config
 
 
@@ -102,7 +102,7 @@ def _train(args: dict) -> int:
     else:
         cfg = config_from_mapping(given)
     check_output_folder("--out", cfg.out_dir)
-    from training.distributed import leave_distributed
+    from training.engine.distributed import leave_distributed
 
     finished = False
     try:

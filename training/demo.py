@@ -12,9 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from training.config import TrainConfig
+from training.engine.execution import process_threads_at
 from training.evaluate import evaluate
 from training.trainer import train
 
@@ -50,14 +49,9 @@ def run_demo_training(patch_root: str | os.PathLike, out_dir: str | os.PathLike,
         threads: torch intra-op threads for the demo (restored afterwards); 1 avoids the
             slow-down of OpenMP threads competing with other busy processes on small machines.
     """
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with process_threads_at(threads):
         return _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
                     progress)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,

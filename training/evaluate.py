@@ -21,11 +21,11 @@ from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write
-from training import autotune
 from training.data import NormStats, PatchDataset, make_loader
-from training.devices import Layout, Precision
-from training.distributed import DistInfo, resolve_device
-from training.losses import main_output
+from training.engine import autotune
+from training.engine.devices import Layout, Precision
+from training.engine.distributed import DistInfo, resolve_device
+from training.engine.outputs import main_output
 from training.metrics import (
     ConfusionMatrix,
     compute_metrics,
@@ -60,7 +60,7 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
         batch_size: patches per forward pass.
         device: ``auto``, ``cpu`` or ``cuda[:i]``.
         precision: autocast dtype: ``auto`` (measured on the first batch, see
-            :mod:`training.autotune`; the choice and its timings go into metrics.json),
+            :mod:`training.engine.autotune`; the choice and its timings go into metrics.json),
             or ``fp32`` (exact), ``bf16``, ``fp16`` (never overridden).
         num_workers: loader worker processes.
         progress: show a tqdm bar.

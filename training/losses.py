@@ -26,13 +26,7 @@ from torch import nn
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
-
-Output = torch.Tensor | Mapping[str, torch.Tensor]
-
-
-def main_output(output: Output) -> torch.Tensor:
-    """The prediction of a model output: the tensor itself or its ``"out"`` entry."""
-    return output["out"] if isinstance(output, Mapping) else output
+from training.engine.outputs import Output, main_output
 
 
 def _ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,

@@ -37,10 +37,10 @@ from tqdm.auto import tqdm
 
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_write
-from training import devices
 from training.config import TrainConfig, apply_recipe
 from training.data import NormStats, PatchDataset, make_loader
-from training.losses import main_output
+from training.engine import devices
+from training.engine.outputs import main_output
 from training.modelfile import load_model_file
 from training.trainer import BEST_MODEL, TrainResult, train
 

@@ -63,7 +63,7 @@ MIN_FLOPS_SIZE = 32
 #: shortcut and the last stage-1 bottleneck's residual output are pruned too (only what a
 #: fusion reads and the classifier stay whole); 2 pruned the residual outputs of the blocks
 #: no fusion or transition reads; 1 kept every residual output whole. Results measured with a
-#: pruned network record it, so that a change of rule is seen (``inference.lccompare`` keys
+#: pruned network record it, so that a change of rule is seen (``experiments.landcover`` keys
 #: its finished runs on it).
 PRUNING_RULE = 3
 PRUNED_MODEL = "pruned.pt"
@@ -255,7 +255,7 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
         overrides: ``TrainConfig`` fields replacing the trained model's recorded ones.
         flops_size: input side for the FLOP counts of the summary.
     """
-    from training.seeding import seed_everything
+    from training.engine.seeding import seed_everything
     from training.trainer import BEST_MODEL, Trainer, patch_splits
 
     # the numbers first: a bad value is refused before the model is read or a patch loaded

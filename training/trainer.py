@@ -3,7 +3,7 @@
 Early stopping watches validation MIoU; checkpoints are written atomically every epoch;
 autocast (bf16 on CPU, bf16/fp16 AMP on CUDA) and channels_last as ``--precision`` and
 ``--channels-last`` say, ``auto`` measured on the run's own training step
-(:mod:`training.autotune`) and recorded in the checkpoint, the history and the model file;
+(:mod:`training.engine.autotune`) and recorded in the checkpoint, the history and the model file;
 DDP under ``torchrun``.
 
 ``Trainer`` is independent of the patch format: it takes any model, loss and datasets whose
@@ -13,7 +13,7 @@ that needs more of the batch than the label (the reconstruction term of ``SRSegL
 the fine image) declares ``wants_batch = True`` and is called ``loss(output, batch)``.
 Without a validation split (``val_set=None``) the trainer runs a fixed budget
 (``epochs`` or ``max_iterations``) with no early stopping and keeps the last weights, which
-is what the fixed-budget model comparison (``training.srseg.compare``) needs. An
+is what the fixed-budget model comparison (``experiments.srcompare``) needs. An
 ``epoch_end(model, epoch)`` callback runs after every training epoch, before validation and
 the checkpoint (filter pruning zeroes filters there, ``training.pruning``).
 ``train(cfg)`` wires it to a patch dataset: bands from the manifest, normalisation from the
@@ -55,11 +55,18 @@ from tqdm.auto import tqdm
 
 from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
 from gee_export.core.storage import atomic_write
-from training import autotune
 from training.config import TrainConfig, apply_recipe
 from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, make_loader
-from training.distributed import DistInfo, init_distributed, resolve_device, unused_parameters
-from training.losses import build_loss, main_output
+from training.engine import autotune
+from training.engine.distributed import (
+    DistInfo,
+    init_distributed,
+    resolve_device,
+    unused_parameters,
+)
+from training.engine.outputs import main_output
+from training.engine.seeding import rng_state, seed_everything, set_rng_state
+from training.losses import build_loss
 from training.metrics import ConfusionMatrix
 from training.modelfile import (
     CHECKPOINT_FORMAT,
@@ -69,7 +76,6 @@ from training.modelfile import (
 )
 from training.models import context_warning, create_model, recipe_for, upsamples
 from training.run_folder import config_differences
-from training.seeding import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Running isamap's Apache Beam pipelines: which runner, its options, and the request budget.
 
-The export and the mapping pipelines (``gee_export.ee.beam_export``, ``inference.beam_map``)
+The export and the mapping pipelines (``gee_export.ee.beam_export``, ``inference.mapping.beam_map``)
 share this module so that both commands take the same flags (``--runner direct|dataflow``,
 ``--dataflow-region``, ``--temp-location``, ``--machine-type``, ``--max-workers``,
 ``--container``/``--requirements-file``/``--setup-file``, ``--gpu``, ``--beam-option``) and

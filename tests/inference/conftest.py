@@ -36,9 +36,9 @@ def stack(tmp_path) -> Path:
 @pytest.fixture
 def cogs(tmp_path):
     """A real class/probability COG pair from a tiny prediction."""
-    from inference.cog import OutputInfo
-    from inference.predict import PredictConfig, predict_raster
-    from inference.runtime import RuntimeOptions, TilePredictor
+    from inference.predict.cog import OutputInfo
+    from inference.predict.raster import PredictConfig, predict_raster
+    from inference.predict.runtime import RuntimeOptions, TilePredictor
 
     src = write_stack(tmp_path / "small.tif", smooth_stack(90, 110))
     p = TilePredictor(conv1x1(), np.zeros(6), np.ones(6),

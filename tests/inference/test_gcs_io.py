@@ -1,9 +1,9 @@
 import numpy as np
 import rasterio
 
-from inference.cog import OutputInfo, cog_report
-from inference.predict import PredictConfig, predict_raster
-from inference.runtime import RuntimeOptions, TilePredictor
+from inference.predict.cog import OutputInfo, cog_report
+from inference.predict.raster import PredictConfig, predict_raster
+from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.models import conv1x1
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 

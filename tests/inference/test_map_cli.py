@@ -74,8 +74,8 @@ def test_bad_geojson_files_are_named_by_their_flag(model, tmp_path, capsys, monk
 def test_postprocess_flags_reach_the_map_request():
     from gee_export.contract.regions import Region
     from inference.map_cli import build_parser
-    from inference.mapping import MapRequest
-    from inference.postprocess import ClaheParams, postprocess_options
+    from inference.mapping.request import MapRequest
+    from inference.predict.postprocess import ClaheParams, postprocess_options
 
     args = build_parser().parse_args(["--model", "m.pt", "--out", "o", "--postprocess",
                                       "clahe", "--clahe-block", "256", "--clahe-threshold",

@@ -20,9 +20,9 @@ from typing import Any
 
 from gee_export.contract.regions import Region
 from gee_export.ee.fake_server import StackTransport
-from inference.mapping import MapRequest
+from inference.mapping.request import MapRequest
+from inference.predict.runtime import RuntimeOptions
 from inference.region_map import map_region
-from inference.runtime import RuntimeOptions
 from tests.support.mapping import MONTH, session_for, stack_paths
 
 

@@ -13,23 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.support.rasters import write_patch_dataset
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]
-
-
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _one_torch_thread():
-    """One intra-op thread per pytest worker: ``-n 2`` on 2 cores must not oversubscribe
-    (OpenMP threads spinning against each other make small convolutions 50x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

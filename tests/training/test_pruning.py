@@ -260,8 +260,8 @@ def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_
     with torch.no_grad():
         torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-4)
     # and isamap-predict's loader runs it on a raster
-    from inference.predict import PredictConfig
-    from inference.workflow import predict_with_model_file
+    from inference.predict.raster import PredictConfig
+    from inference.predict.workflow import predict_with_model_file
     from tests.support.rasters import smooth_stack, write_stack
 
     stack = write_stack(tmp_path / "stack.tif", smooth_stack(40, 50, count=len(meta.bands)),

@@ -6,13 +6,11 @@ Sentinel-2-like patch onto a label grid ``k`` times finer with the same origin
 so every crop, flip and rotation here is done in coarse pixel units and applied to the fine
 arrays with offsets multiplied by ``k``: nothing is ever resampled, so no label is blurred.
 
-Two sources feed the same :class:`CrossResolutionDataset`:
-
-- a patch dataset written by the exporter (``index.jsonl`` entries with ``label_fine`` and
-  optionally ``image_fine``, files ``<id>_label_x<k>.tif`` / ``<id>_image_x<k>.tif``);
-- the GeoBench Chesapeake NAIP tiles (1 m RGB+NIR, Chesapeake land cover), adapted so that the
-  block mean of the 1 m bands over ``k x k`` pixels stands in for a Sentinel-2 observation and
-  the 1 m impervious classes (5 other impervious, 6 roads) are the binary target.
+:class:`CrossResolutionDataset` takes samples from a patch dataset written by the exporter
+(``index.jsonl`` entries with ``label_fine`` and optionally ``image_fine``, files
+``<id>_label_x<k>.tif`` / ``<id>_image_x<k>.tif``), or from any other source that makes
+:class:`CrossResSample` values (the experiments adapt the GeoBench NAIP tiles,
+:mod:`experiments.naip`).
 """
 
 from __future__ import annotations
@@ -28,12 +26,9 @@ import torch
 from affine import Affine
 from torch.utils.data import Dataset
 
-from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
+from gee_export.contract.bands import check_fine_scale
 from gee_export.core.errors import ConfigError, InputDataError
 
-NAIP_BANDS = ("Red", "Green", "Blue", "NearInfrared")
-NAIP_IMPERVIOUS = (5, 6)  # Chesapeake land cover: 5 impervious (other), 6 impervious (road)
-NAIP_NODATA_CLASS = 0  # Chesapeake land cover: 0 = no data
 Split = Literal["train", "val", "test"]
 
 
@@ -90,90 +85,6 @@ def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
         )
     blocks = array.reshape(*lead, height // factor, factor, width // factor, factor)
     return blocks.mean(axis=(-3, -1), dtype=np.float64).astype(np.float32)
-
-
-def binary_isa_label(
-    classes: np.ndarray,
-    impervious: Sequence[int] = NAIP_IMPERVIOUS,
-    nodata_class: int | None = NAIP_NODATA_CLASS,
-) -> np.ndarray:
-    """Map a land-cover class raster to 0 pervious / 1 impervious / 255 nodata (uint8)."""
-    out = np.isin(classes, list(impervious)).astype(np.uint8)
-    if nodata_class is not None:
-        out[classes == nodata_class] = LABEL_NODATA
-    return out
-
-
-# ------------------------------------------------------------------ NAIP adapter
-def read_naip_tile(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read one GeoBench Chesapeake hdf5 tile: ``(bands (4, H, W) float32, classes (H, W))``.
-
-    Only the named datasets are read; the file's ``pickle`` attribute is never touched, since
-    unpickling data is code execution.
-    """
-    import h5py
-
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as handle:
-            missing = [name for name in (*NAIP_BANDS, "label") if name not in handle]
-            if missing:
-                raise InputDataError(f"{path} lacks datasets {missing}; is it a GeoBench tile?")
-            bands = np.stack([np.asarray(handle[name][()], dtype=np.float32)
-                              for name in NAIP_BANDS])
-            classes = np.asarray(handle["label"][()])
-    except OSError as exc:
-        raise InputDataError(f"cannot read {path} as hdf5: {exc}") from exc
-    if classes.shape != bands.shape[1:]:
-        raise InputDataError(f"{path}: label {classes.shape} and bands {bands.shape} differ")
-    return bands, classes
-
-
-def naip_samples(
-    folder: str | Path,
-    scale: int = 8,
-    test_quadrant: int = 3,
-    val_quadrant: int | None = None,
-) -> list[CrossResSample]:
-    """Cross-resolution samples from the NAIP tiles in ``folder``: one per tile quadrant.
-
-    Each tile is cropped to a multiple of ``scale`` (256 -> 250 at scale 10), its 1 m bands are
-    block-averaged into the coarse input, its classes 5 and 6 become the binary fine label and
-    the 1 m bands themselves are kept as the fine image (reconstruction target). The tile is cut
-    into its four quadrants (0 NW, 1 NE, 2 SW, 3 SE); quadrant ``test_quadrant`` of every tile
-    is the test split (and ``val_quadrant`` the validation split, if given), so each split
-    sees every tile's landscape but no pixel is in two splits.
-    """
-    check_fine_scale(scale, required=True)
-    paths = sorted(Path(folder).glob("id_*.hdf5"))
-    if not paths:
-        raise InputDataError(f"no id_*.hdf5 NAIP tiles in {folder}")
-    bad_val = val_quadrant is not None and (not 0 <= val_quadrant <= 3
-                                            or val_quadrant == test_quadrant)
-    if not 0 <= test_quadrant <= 3 or bad_val:
-        raise ConfigError("quadrants are 0..3 and the val quadrant must differ from the test one")
-    samples = []
-    for path in paths:
-        bands, classes = read_naip_tile(path)
-        coarse_h, coarse_w = bands.shape[1] // scale, bands.shape[2] // scale
-        fine = bands[:, : coarse_h * scale, : coarse_w * scale]
-        label = binary_isa_label(classes[: coarse_h * scale, : coarse_w * scale])
-        coarse = block_mean(fine, scale)
-        qh, qw = coarse_h // 2, coarse_w // 2
-        for quadrant in range(4):
-            r0, c0 = (quadrant // 2) * qh, (quadrant % 2) * qw
-            split: Split = ("test" if quadrant == test_quadrant
-                            else "val" if quadrant == val_quadrant else "train")
-            fr, fc = r0 * scale, c0 * scale
-            samples.append(CrossResSample(
-                id=f"{path.stem}_q{quadrant}",
-                image=coarse[:, r0:r0 + qh, c0:c0 + qw].copy(),
-                label=label[fr:fr + qh * scale, fc:fc + qw * scale].copy(),
-                scale=scale,
-                image_fine=fine[:, fr:fr + qh * scale, fc:fc + qw * scale].copy(),
-                split=split,
-            ))
-    return samples
 
 
 # ------------------------------------------------------------------ patch-dataset reader
@@ -367,7 +278,6 @@ def split_samples(samples: Sequence[CrossResSample], split: Split) -> list[Cross
 
 
 __all__ = [
-    "NAIP_BANDS", "BandStats", "CrossResSample", "CrossResolutionDataset",
-    "binary_isa_label", "block_mean", "naip_samples", "patch_samples",
-    "read_naip_tile", "split_samples",
+    "BandStats", "CrossResSample", "CrossResolutionDataset", "block_mean", "patch_samples",
+    "split_samples",
 ]

@@ -28,7 +28,8 @@ from torch import nn
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
-from training.losses import WeightedCrossEntropy, dice_loss, main_output, register_loss
+from training.engine.outputs import main_output
+from training.losses import WeightedCrossEntropy, dice_loss, register_loss
 
 
 @dataclass(frozen=True)

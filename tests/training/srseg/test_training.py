@@ -94,7 +94,7 @@ def test_plain_label_losses_are_still_called_with_the_label(tmp_path):
 
 
 def test_srcompare_trains_every_model_with_the_trainer(shared_data, tmp_path, monkeypatch):
-    import training.srseg.compare as srcompare
+    import experiments.srcompare as srcompare
 
     made: list[Trainer] = []
 
@@ -123,7 +123,7 @@ def test_srcompare_trains_every_model_with_the_trainer(shared_data, tmp_path, mo
 def test_isamap_train_srseg_optimises_the_srcompare_objective(tmp_path, caplog):
     """Same data, seed and initial weights: the first step's loss of ``isamap-train --model
     srseg`` (no --label, no --loss: the recipe's) equals srcompare's on the same batch."""
-    import training.srseg.compare as srcompare
+    import experiments.srcompare as srcompare
 
     kw = {"widths": [4, 8], "stage_widths": [4, 4]}  # deep supervision and reconstruction on
     root = write_patch_dataset(tmp_path / "ds", n=8, size=8, fine_scale=4, image_fine=True)

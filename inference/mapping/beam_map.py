@@ -1,0 +1,385 @@
+"""One date of ``isamap-map`` as an Apache Beam pipeline: tiles fetched and predicted in parallel.
+
+The same map as the streaming predictor, cut into independent tiles (:mod:`inference.mapping.tiles`,
+the mapping library's units of work) so that any number of workers can share it::
+
+    todo tiles -> Reshuffle -> batches -> fetch (T threads per worker) -> predict -> tile GeoTIFF
+        -> all tiles -> mosaic: VRT + class/probability COGs with overviews
+
+- **Tiles**: :func:`inference.mapping.tiles.plan_tiles` with core ``tile - overlap`` and halo
+  ``overlap / 2``, so a tile fetches exactly the ``--tile`` pixels the streaming predictor reads.
+- **Fetching** goes through the one Earth Engine seam on each worker
+  (:func:`inference.mapping.tiles.fetch_tile`, the ``computePixels`` helper of the export), under
+  the
+  per-process request semaphore of :mod:`gee_export.core.pipeline_options`, so the whole job
+  keeps ``workers x threads <= --max-concurrent``.
+- **The model** is loaded once per worker process (``beam.utils.shared.Shared``: every DoFn
+  instance of a process uses the same predictor) and predicts tile by tile
+  (:func:`inference.mapping.tiles.predict_tile`).
+- **Per-tile outputs** are small GeoTIFFs written atomically
+  (:func:`inference.mapping.tiles.write_tile`,
+  uploaded through the storage seam for gs://), under ``<out>/<month>/tiles/<fingerprint>/``:
+  the fingerprint names the model file's content, the date's recipe and the tiling, so a re-run
+  skips exactly the tiles of the same map and never mixes two models' tiles.
+- **Mosaic**: one step builds the VRT and the two COGs (:func:`inference.mapping.tiles.mosaic`),
+  then
+  a ``mosaic.json`` beside the tiles; a re-run that finds it and both COGs starts no pipeline.
+
+Afterwards the date's quick-looks and area table are written by the same function as for the
+streaming prediction (:func:`inference.predict.workflow.finish_outputs`), and the series products,
+STAC files and ImageCollection manifests by ``isamap-map``'s own code (:func:`map_region` passes
+:func:`date_predictor` to :func:`inference.mapping.dates.map_dates`).
+
+The halo replaces the streaming predictor's cosine blending: with a per-pixel model the COGs
+equal the streaming ones (classes exactly, probabilities within one step of 1/250, the blend's
+float rounding); with a convolutional model they differ only within the halo's reach of tile
+borders, by design of the tile units.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from gee_export.contract.grid import Grid
+from gee_export.core.errors import ConfigError
+from gee_export.core.pipeline_options import (
+    RunnerConfig,
+    WorkerRequests,
+    pipeline_counters,
+    require_beam,
+    run_pipeline,
+)
+from gee_export.core.storage import files
+from gee_export.ee.beam_export import EarthEngineProject, SerializedImages, SessionFactory
+from inference.mapping.tiles import (
+    MapTile,
+    fetch_tile,
+    mosaic,
+    plan_tiles,
+    predict_tile,
+    write_tile,
+)
+from inference.predict.cog import OutputInfo
+from inference.predict.raster import PredictionResult
+from inference.predict.runtime import RuntimeOptions
+
+log = logging.getLogger(__name__)
+
+METRICS_NAMESPACE = "isamap.map"
+MOSAIC_RECORD = "mosaic.json"
+
+
+@dataclass(frozen=True)
+class _MapTask:
+    """What every worker needs (picklable: sessions, stores and models open on the worker)."""
+
+    sessions: SessionFactory
+    images: SerializedImages
+    grid: Grid
+    bands: tuple[str, ...]
+    model_file: str
+    options: RuntimeOptions
+    isa_class: int
+    tiles_dir: str
+    threads: int
+
+
+def tile_path(tiles_dir: str, tile: MapTile) -> str:
+    """Where a tile's GeoTIFF goes (local path or gs:// URI)."""
+    return f"{tiles_dir.rstrip('/')}/{tile.name}.tif"
+
+
+def map_fingerprint(model_file: str, identity: str, core: int, halo: int) -> str:
+    """Names one map's tiles: the model file's content, the date's inputs and the tiling."""
+    from inference.predict.workflow import file_id
+
+    digest = hashlib.sha256(json.dumps([file_id(_local_copy(model_file)), identity, core, halo],
+                                       sort_keys=True).encode()).hexdigest()
+    return digest[:16]
+
+
+def _local_copy(model_file: str) -> str:
+    """A local path of the model file (gs:// model files are downloaded once per process)."""
+    if not files.is_gcs(model_file):
+        return model_file
+    target = Path(tempfile.gettempdir()) / "isamap-models" / hashlib.sha256(
+        model_file.encode()).hexdigest()[:16] / model_file.rsplit("/", 1)[-1]
+    if not target.exists():
+        store, name = files.store_of(model_file)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        store.download_file(name, target)
+    return str(target)
+
+
+class _Predictor:
+    """A worker process's model (weak-referenceable, as ``Shared`` requires)."""
+
+    def __init__(self, model_file: str, options: RuntimeOptions) -> None:
+        from inference.predict.runtime import TilePredictor
+        from training.modelfile import load_model_file
+
+        model, meta = load_model_file(_local_copy(model_file))
+        self.scale = int(meta.output_scale)
+        self.predictor = TilePredictor(model, meta.norm_mean, meta.norm_std, scale=self.scale,
+                                       options=options)
+        self.lock = threading.Lock()  # one forward pass at a time per process (GPU memory)
+
+
+def _make_dofn() -> type:
+    beam = require_beam()
+    from apache_beam.metrics import Metrics
+    from apache_beam.utils.shared import Shared
+
+    class PredictTiles(beam.DoFn):
+        """Fetch a batch of tiles (``threads`` at once), predict and write each."""
+
+        def __init__(self, task: _MapTask) -> None:
+            self.task = task
+            self.shared = Shared()
+
+        def setup(self) -> None:
+            t = self.task
+            self.session = t.sessions()
+            self.image = t.images.load()[0]
+            self.model = self.shared.acquire(partial(_Predictor, t.model_file, t.options),
+                                             tag=(t.model_file, repr(t.options)))
+            self.work = Path(tempfile.mkdtemp(prefix="isamap-tiles-"))
+            self.counters = {name: Metrics.counter(METRICS_NAMESPACE, name)
+                             for name in ("predicted", "skipped", "retries")}
+            self.requests = WorkerRequests(self.session, t.threads, "isamap-tiles",
+                                           self.counters["retries"])
+
+        def _fetch(self, tile: MapTile) -> Any:
+            if files.exists(tile_path(self.task.tiles_dir, tile)):
+                return None  # a retried bundle: the tile is finished
+            with self.requests.gate:
+                return fetch_tile(self.session, self.image, self.task.grid, tile,
+                                  self.task.bands)
+
+        def process(self, tiles: Sequence[MapTile]):
+            t = self.task
+            futures = [(tile, self.requests.pool.submit(self._fetch, tile)) for tile in tiles]
+            try:
+                for tile, future in futures:
+                    data = future.result()
+                    if data is None:
+                        self.counters["skipped"].inc()
+                        continue
+                    with self.model.lock:
+                        classes, prob = predict_tile(self.model.predictor, data, tile,
+                                                     t.isa_class)
+                    target = tile_path(t.tiles_dir, tile)
+                    if files.is_gcs(target):
+                        local = write_tile(self.work / f"{tile.name}.tif", classes, prob, t.grid,
+                                           tile, self.model.scale)
+                        files.upload_file(local, target)
+                        local.unlink()
+                    else:
+                        write_tile(target, classes, prob, t.grid, tile, self.model.scale)
+                    self.counters["predicted"].inc()
+                    yield tile.name
+            finally:
+                self.requests.report_retries()
+
+        def teardown(self) -> None:
+            if getattr(self, "requests", None) is not None:
+                self.requests.close()
+
+    return PredictTiles
+
+
+@dataclass(frozen=True)
+class _Mosaic:
+    """The last step: every tile into the two COGs, then the record that the date is done."""
+
+    tiles: tuple[MapTile, ...]
+    tiles_dir: str
+    grid: Grid
+    out_prefix: str
+    info: OutputInfo
+    scale: int
+
+    def __call__(self, _predicted: list[str]) -> str:
+        with tempfile.TemporaryDirectory(prefix="isamap-mosaic-") as work:
+            parts = []
+            for tile in self.tiles:
+                path = tile_path(self.tiles_dir, tile)
+                if files.is_gcs(path):  # GDAL reads local tiles fastest; the VRT names them
+                    local = Path(work) / "tiles" / f"{tile.name}.tif"
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    store, name = files.store_of(path)
+                    store.download_file(name, local)
+                    path = str(local)
+                parts.append((path, tile))
+            mosaic(parts, self.grid, self.out_prefix, self.info, Path(work) / "vrt",
+                   scale=self.scale)
+        store, name = files.store_of(f"{self.tiles_dir.rstrip('/')}/{MOSAIC_RECORD}")
+        store.write_bytes(name, json.dumps({"tiles": len(self.tiles),
+                                            "class": f"{self.out_prefix}_class.tif",
+                                            "probability": f"{self.out_prefix}_prob.tif"},
+                                           sort_keys=True).encode())
+        return self.out_prefix
+
+
+def tiling(tile: int, overlap: int) -> tuple[int, int]:
+    """(core, halo) of the tile units for ``--tile``/``--overlap``: the same fetched window."""
+    if overlap % 2 or overlap >= tile:
+        raise ConfigError(f"--overlap must be even and smaller than --tile, got {overlap}")
+    return tile - overlap, overlap // 2
+
+
+def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], model_file: str,
+                 out_prefix: str, info: OutputInfo, runner: RunnerConfig,
+                 sessions: SessionFactory, *, tile: int = 512, overlap: int = 64,
+                 isa_class: int = 1, options: RuntimeOptions | None = None
+                 ) -> PredictionResult:
+    """Map one date with a Beam pipeline; resumable, a finished date runs no pipeline.
+
+    Args:
+        image: the date's input image on ``grid`` (``mapping.ee_date_image``).
+        identity: the date's input identity (recipe, windows, grid): part of the fingerprint.
+        grid: the map's grid.
+        bands: the model's input bands, in order.
+        model_file: the model file (gs:// for Dataflow workers).
+        out_prefix: ``<out>/<month>/isa_<month>``: the COGs are ``_class.tif``/``_prob.tif``.
+        info: what the COGs record (model, bands, classes, month, metrics).
+        runner: the runner and its options.
+        sessions: opens each worker's Earth Engine session.
+        tile: fetched window side (core + 2 halo), as ``--tile``.
+        overlap: ``2 x halo``, as ``--overlap``.
+        isa_class: index of the impervious class.
+        options: device, precision and memory format of the workers' predictor.
+    """
+    started = time.monotonic()
+    options = options or RuntimeOptions()
+    runner.check(needs_torch=True)
+    if runner.runner == "dataflow" and not (files.is_gcs(out_prefix)
+                                            and files.is_gcs(model_file)):
+        raise ConfigError("Dataflow workers read the model and write the map on Cloud Storage: "
+                          "give --out gs://... and a --model on gs://")
+    beam = require_beam()
+    pipeline_options = runner.pipeline_options()
+    core, halo = tiling(tile, overlap)
+    tiles = plan_tiles(grid, core=core, halo=halo)
+    month_dir = out_prefix.rsplit("/", 1)[0]
+    tiles_dir = f"{month_dir}/tiles/{map_fingerprint(model_file, identity, core, halo)}"
+    scale = _output_scale(model_file)
+    result = PredictionResult(f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif",
+                              grid.width * scale, grid.height * scale,
+                              tuple(grid.scaled(scale).transform if scale > 1 else grid.transform),
+                              grid.crs, len(tiles), 0.0, 0.0, 0, True)
+    done = [files.exists(p) for p in (result.class_path, result.prob_path,
+                                      f"{tiles_dir}/{MOSAIC_RECORD}")]
+    if all(done):
+        log.info("%s: already mapped (%d tiles)", out_prefix, len(tiles))
+        return result
+    todo = [t for t in tiles if not files.exists(tile_path(tiles_dir, t))]
+    log.info("%s: %d of %d tiles to predict on the %s runner (%d workers x %d requests)%s",
+             out_prefix, len(todo), len(tiles), runner.runner, runner.workers, runner.threads,
+             " [dry run: nothing is submitted]" if runner.dry_run else "")
+    task = _MapTask(sessions, SerializedImages.of(image), grid, tuple(bands), model_file,
+                    options, isa_class, tiles_dir, runner.threads)
+    pipeline = beam.Pipeline(options=pipeline_options)
+    (pipeline
+     | "TodoTiles" >> beam.Create(todo, reshuffle=False)
+     | "Spread" >> beam.Reshuffle()
+     | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=2 * runner.threads)
+     | "FetchPredictWrite" >> beam.ParDo(_make_dofn()(task))
+     | "AllTiles" >> beam.combiners.ToList()
+     | "Mosaic" >> beam.Map(_Mosaic(tuple(tiles), tiles_dir, grid, out_prefix, info, scale)))
+    outcome = run_pipeline(pipeline, resume="finished tiles are kept")
+    if not runner.dry_run:
+        counts = pipeline_counters(outcome, METRICS_NAMESPACE)
+        log.info("%s: %d tiles predicted, %d found finished, %d requests retried",
+                 out_prefix, counts.get("predicted", 0), counts.get("skipped", 0),
+                 counts.get("retries", 0))
+    return PredictionResult(result.class_path, result.prob_path, result.width, result.height,
+                            result.transform, result.crs, len(todo),
+                            time.monotonic() - started, 0.0, len(tiles) - len(todo),
+                            runner.dry_run)
+
+
+def _stage_model(model_file: str, out: str) -> str:
+    """Upload a local model file beside the map (``<out>/models/``) for Dataflow's workers."""
+    from inference.predict.workflow import file_id
+
+    uri = f"{out.rstrip('/')}/models/{file_id(model_file)}-{Path(model_file).name}"
+    if not files.exists(uri):
+        files.upload_file(Path(model_file), uri)
+    return uri
+
+
+def _output_scale(model_file: str) -> int:
+    from training.modelfile import read_model_file
+
+    meta, _ = read_model_file(_local_copy(model_file))
+    return int(meta.output_scale)
+
+
+def check_runner(request: Any, runner: RunnerConfig) -> None:
+    """Refuse a pipeline map that cannot work, before anything is fetched or predicted."""
+    if request.backend != "ee" or request.method != "pixels":
+        raise ConfigError("--runner maps with computePixels tiles: use --backend ee and "
+                          "--method pixels")
+    if request.postprocess != "none":  # its tiles are predicted apart, in any order
+        raise ConfigError("--postprocess clahe equalises the whole map in order, which a "
+                          "pipeline of independent tiles cannot: drop --runner or --postprocess")
+    tiling(request.tile, request.overlap)
+    runner.check(needs_torch=True)
+    if runner.runner == "dataflow" and not files.is_gcs(request.out):
+        raise ConfigError("Dataflow workers write the map on Cloud Storage: give --out "
+                          "gs://bucket/prefix")
+    runner.pipeline_options()  # Beam's own validation of the options
+
+
+def describe_pipeline(request: Any, grid: Grid, runner: RunnerConfig) -> str:
+    """The dry run's lines for a pipeline map: its tile units and the runner's options."""
+    core, halo = tiling(request.tile, request.overlap)
+    tiles = len(plan_tiles(grid, core=core, halo=halo))
+    return (f"  pipeline    {tiles:,} tiles per date ({core} px cores + {halo} px halo, one "
+            f"computePixels request each), per-tile GeoTIFFs under {request.out.rstrip('/')}"
+            "/<date>/tiles/, then a VRT mosaic into the COGs\n" + runner.describe())
+
+
+def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None) -> Any:
+    """A ``predict_date`` for :func:`inference.mapping.dates.map_dates`: each date as a pipeline.
+
+    ``sessions`` opens the workers' Earth Engine sessions (default: the request's project,
+    with the worker's own service account on Dataflow).
+    """
+
+    def run(request: Any, grid: Grid, meta: Any, dataset: Any, month: str,
+            session: Any) -> Any:
+        from inference.mapping.dates import ee_date_image
+        from inference.predict.workflow import finish_outputs, isa_class_index
+
+        image, identity = ee_date_image(request, grid, meta, dataset, month, session)
+        index = isa_class_index(tuple(meta.class_names))
+        metrics = {k: float(v) for k, v in dict(meta.metrics).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        info = OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), month,
+                          metrics=metrics)
+        workers = sessions or EarthEngineProject(
+            request.project, application_default=runner.runner == "dataflow")
+        prefix = request.prefix(month)
+        model_file = os.fspath(request.model_file)
+        if runner.runner == "dataflow" and not files.is_gcs(model_file):
+            model_file = _stage_model(model_file, request.out)
+        result = predict_date(image, identity, grid, meta.bands, model_file,
+                              prefix, info, runner, workers, tile=request.tile,
+                              overlap=request.overlap, isa_class=index, options=request.options)
+        return finish_outputs(result, prefix, index, zones=request.zones,
+                              local_dir=request.product_dir() / month)
+
+    return run

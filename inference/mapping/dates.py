@@ -1,0 +1,204 @@
+"""One prediction per date of a map: inputs from Earth Engine or local scenes, then the COGs.
+
+The map is built from exactly what the model was trained on: the model file records its
+dataset (bands, grid, recipe, backend; :func:`training.trainer.dataset_record`), and every date
+is composited with that recipe on a grid in the region's UTM zone at the model's resolution,
+on the dataset's pixel lattice when the zone is the same. Inputs are never a whole-region stack:
+
+- ``ee``/``pixels`` (default): the predictor's tiles (tile + overlap) are fetched with
+  ``computePixels`` through the one Earth Engine session, up to ``workers`` at once, ahead of
+  the streaming predictor (:class:`inference.mapping.fetched.FetchedSource`);
+- ``ee``/``tasks``: for very large regions the date's stack is exported as grid-aligned GeoTIFF
+  tiles to Cloud Storage (:func:`gee_export.ee.prediction_stack.export_prediction_stack`) and
+  the predictor reads their VRT in place through ``/vsigs/``;
+- ``local``: the same recipe on scenes on disk (:func:`gee_export.local.stack.build_local_stack`,
+  block by block), then the streaming predictor over the stack file.
+
+Each date is one resumable prediction (:func:`inference.predict.workflow.predict_with_model_file`:
+COGs, quick-looks, area table); a date without data (no Sentinel-1 pass, no clear Sentinel-2 pixel
+even after widening) is reported and skipped. The series products (change maps, per-zone table,
+plot, STAC) are in :mod:`inference.mapping.series`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gee_export.contract.grid import Grid
+from gee_export.core.errors import (
+    EarthEngineError,
+    EmptyCompositeError,
+)
+from inference.mapping.request import MapRequest, ModelDataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DateResult:
+    """One date of a map: its outputs, or why it was skipped."""
+
+    month: str
+    outputs: Any | None  # inference.predict.workflow.Outputs
+    skipped: str | None = None
+
+
+def stack_identity(backend: str, grid: Grid, recipe: Mapping[str, Any]) -> str:
+    """Names one date's inputs in the prediction fingerprint (a changed recipe re-predicts)."""
+    return json.dumps({"backend": backend, "grid": grid.to_dict(), "recipe": recipe},
+                      sort_keys=True, default=str)
+
+
+DatePredictor = Callable[[MapRequest, Grid, Any, "ModelDataset", str, Any], Any]
+
+
+def map_dates(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset, *,
+              session: Any = None,
+              predict_date: DatePredictor | None = None) -> list[DateResult]:
+    """Predict every date of ``request`` on ``grid`` (resumable; finished dates are skipped).
+
+    ``predict_date(request, grid, meta, dataset, month, session)`` replaces the streaming
+    prediction of one date when given (the Beam pipeline, :mod:`inference.mapping.beam_map`); it
+    returns the date's :class:`inference.predict.workflow.Outputs`.
+    """
+    from inference.predict.workflow import predict_with_model_file
+
+    config = request.predict_config()
+    local = request.product_dir()
+    results = []
+    inputs = _ee_inputs if request.backend == "ee" else _local_inputs
+    for month in request.dates:
+        try:
+            if predict_date is not None:
+                outputs = predict_date(request, grid, meta, dataset, month, session)
+                log.info("date %s: %s", month, "already mapped" if outputs.prediction.skipped
+                         else f"{outputs.prediction.tiles} tiles in "
+                              f"{outputs.prediction.seconds:.1f} s")
+                results.append(DateResult(month, outputs))
+                continue
+            with inputs(request, grid, meta, dataset, month, session) as source:
+                try:
+                    outputs = predict_with_model_file(
+                        request.model_file, source, request.prefix(month), month=month,
+                        config=config, options=request.options, zones=request.zones,
+                        local_dir=local / month, progress=request.progress)
+                except EarthEngineError as exc:
+                    raise _with_tiles_left(exc, source, month) from exc
+        except EmptyCompositeError as exc:
+            log.warning("date %s skipped: %s", month, exc)
+            results.append(DateResult(month, None, str(exc)))
+            continue
+        log.info("date %s: %s", month, "already mapped" if outputs.prediction.skipped
+                 else f"{outputs.prediction.tiles} tiles in {outputs.prediction.seconds:.1f} s")
+        results.append(DateResult(month, outputs))
+    return results
+
+
+def _with_tiles_left(exc: EarthEngineError, source: Any, month: str) -> EarthEngineError:
+    """``exc`` with the tiles a resumed run still has to fetch, and how to resume."""
+    pending = getattr(source, "pending_tiles", None)
+    if pending is None:
+        return exc
+    left = pending()
+    shown = ", ".join(left[:8]) + (" ..." if len(left) > 8 else "")
+    return type(exc)(f"{exc} -- {month}: {len(left)} tile(s) not fetched yet ({shown}); run the "
+                     "same command again to resume (finished strips and dates are kept)")
+
+
+class _Opened:
+    """A context manager over an already-made source (a path, or an object to close)."""
+
+    def __init__(self, source: Any, close: Callable[[], None] | None = None) -> None:
+        self.source, self._close = source, close
+
+    def __enter__(self) -> Any:
+        return self.source
+
+    def __exit__(self, *exc: object) -> None:
+        if self._close:
+            self._close()
+
+
+def _local_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
+                  month: str, session: Any) -> _Opened:
+    from gee_export.local.stack import LocalRecipe, build_local_stack
+
+    recorded = dict(dataset.recipe.get("local_recipe") or dataset.recipe)
+    recipe = LocalRecipe.from_dict({k: v for k, v in recorded.items()
+                                    if k in LocalRecipe.__dataclass_fields__})
+    work = request.product_dir() / ".stacks" / month
+    stack = build_local_stack(request.scenes, grid, month, tuple(meta.bands), label=None,
+                              speckle=recipe.speckle, out_dir=work, recipe=recipe,
+                              progress=request.progress)
+    import rasterio
+
+    from inference.predict.sources import MaskedFileSource
+
+    with rasterio.open(stack.image) as ds:  # the recipe signature names its inputs
+        signature = ds.tags().get("ISAMAP_RECIPE", "")
+    source = MaskedFileSource(stack.image, identity=f"{stack.image}#{signature}")
+    return _Opened(source, source.close)
+
+
+def ee_date_image(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
+                  month: str, session: Any) -> tuple[Any, str]:
+    """One date's input image on ``grid`` (the model's recipe) and its identity.
+
+    Asks the session for the date's composite windows (clear Sentinel-2 observations,
+    Sentinel-1 scenes); raises :class:`EmptyCompositeError` for a date without data.
+    """
+    import ee
+
+    from gee_export.ee.prediction_stack import composite_windows, prediction_image, recipe_for_month
+
+    geometry = ee.Geometry(request.region.to_geojson())
+    date = composite_windows(session, geometry, request.region.name,
+                             recipe_for_month(dataset.recipe, tuple(meta.bands), month,
+                                              dataset.sources))
+    return prediction_image(grid, date, geometry), stack_identity("ee", grid, date.to_dict())
+
+
+def _ee_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
+               month: str, session: Any) -> _Opened:
+    from gee_export.ee.export import fetch_window
+    from gee_export.ee.prediction_stack import export_prediction_stack
+    from inference.mapping.fetched import FetchedSource
+    from inference.predict.sources import MaskedFileSource
+
+    image, identity = ee_date_image(request, grid, meta, dataset, month, session)
+    if request.method == "tasks":
+        exported = export_prediction_stack(session, image, grid, tuple(meta.bands),
+                                           f"{request.out.rstrip('/')}/stacks",
+                                           f"stack_{month}", progress=request.progress)
+        source = MaskedFileSource(exported.vrt)
+        return _Opened(source, source.close)
+    bands = tuple(meta.bands)
+    fetched = FetchedSource(lambda window: fetch_window(session, image, grid, window, bands)[0],
+                            grid, bands, tile=request.tile, overlap=request.overlap,
+                            workers=request.workers, identity=identity)
+    return _Opened(fetched, fetched.close)
+
+
+def write_run_record(request: MapRequest, grid: Grid, results: Sequence[DateResult],
+                     extra: Mapping[str, Any]) -> Path:
+    """``map.json`` in the product folder: what was mapped, from what, and what was skipped."""
+    from gee_export.core.storage import atomic_write
+
+    record = {"region": request.region.name, "bbox": list(request.region.bbox),
+              "grid": grid.to_dict(), "model": os.fspath(request.model_file),
+              "backend": request.backend, "method": request.method, "out": request.out,
+              **({"postprocess": request.postprocess, "clahe": vars(request.clahe)}
+                 if request.postprocess != "none" else {}),
+              "dates": {r.month: ({"skipped": r.skipped} if r.skipped else
+                                  {"class_cog": r.outputs.prediction.class_path,
+                                   "prob_cog": r.outputs.prediction.prob_path})
+                        for r in results}, **extra}
+    path = request.product_dir() / "map.json"
+    atomic_write(path, lambda fh: fh.write(json.dumps(record, indent=1, default=str).encode()))
+    return path

@@ -1,0 +1,96 @@
+"""The dry run of a map: tiles, requests, bytes and a time estimate, computed offline."""
+
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gee_export.contract.grid import Grid
+from gee_export.ee.export import MAX_WORKERS
+from inference.mapping.request import MapRequest
+
+DEFAULT_LATENCY_S = 0.4  # a computePixels round trip for one 512 px tile (plans only)
+
+
+@dataclass(frozen=True)
+class MapPlan:
+    """What a map run will do, computed offline (``--dry-run`` prints it)."""
+
+    region: str
+    grid: Grid
+    dates: tuple[str, ...]
+    backend: str
+    method: str
+    tiles_per_date: int
+    requests_per_date: int
+    bytes_per_date: int
+    workers: int
+    model_seconds_per_tile: float
+    latency_s: float
+    crs_note: str | None = None
+
+    @property
+    def seconds_estimate(self) -> float:
+        """Fetch- or model-bound, whichever is slower, for every date."""
+        fetch = self.requests_per_date * self.latency_s / self.workers
+        model = self.tiles_per_date * self.model_seconds_per_tile
+        return max(fetch, model) * len(self.dates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"region": self.region, "grid": self.grid.to_dict(), "dates": list(self.dates),
+                "backend": self.backend, "method": self.method,
+                "area_km2": round(self.grid.area_km2, 3),
+                "tiles_per_date": self.tiles_per_date,
+                "requests_per_date": self.requests_per_date,
+                "bytes_per_date": self.bytes_per_date, "workers": self.workers,
+                "model_seconds_per_tile": round(self.model_seconds_per_tile, 4),
+                "latency_s": self.latency_s,
+                "seconds_estimate": round(self.seconds_estimate, 1), "crs_note": self.crs_note}
+
+
+def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
+             model_seconds_per_tile: float, latency_s: float = DEFAULT_LATENCY_S,
+             crs_note: str | None = None) -> MapPlan:
+    """Tiles, requests, bytes and a time estimate of ``request`` (pure)."""
+    from gee_export.ee.pixels import split_request
+    from inference.mapping.fetched import fetch_layout, layout_requests
+
+    layout = fetch_layout(grid, request.tile, request.overlap)
+    tiles = sum(len(row) for row in layout)
+    groups = [g for row in layout_requests(layout, len(bands), request.workers) for g in row]
+    nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4
+    requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
+                if request.method == "pixels" else 0)
+    return MapPlan(request.region.name, grid, request.dates, request.backend, request.method,
+                   tiles, requests, nbytes, request.workers, model_seconds_per_tile, latency_s,
+                   crs_note)
+
+
+def format_plan(plan: MapPlan) -> str:
+    """The plan, one fact per line."""
+    from gee_export.ee.plan import format_duration
+
+    g = plan.grid
+    lines = [
+        f"Map plan (dry run: nothing sent to Earth Engine) for region {plan.region!r}",
+        f"  grid      {g.crs}, {g.width} x {g.height} px of {g.resolution:g} m "
+        f"({g.area_km2:,.1f} km2), origin ({g.x0:.0f}, {g.y0:.0f})",
+        f"  dates     {', '.join(plan.dates)}",
+        f"  inputs    backend {plan.backend}, method {plan.method}",
+        f"  tiles     {plan.tiles_per_date:,} per date (tile + overlap, streamed; memory "
+        "bounded by a band of tile rows)",
+    ]
+    if plan.method == "pixels" and plan.backend == "ee":
+        lines.append(f"  requests  {plan.requests_per_date:,} computePixels per date, "
+                     f"{plan.workers} concurrent (max {MAX_WORKERS})")
+    lines += [
+        f"  bytes     {plan.bytes_per_date / 2**30:,.2f} GiB of float32 input per date",
+        f"  time      about {format_duration(plan.seconds_estimate / 3600)}: model "
+        f"{plan.model_seconds_per_tile * 1000:.0f} ms/tile measured now on this machine, "
+        f"requests at {plan.latency_s:g} s each",
+    ]
+    if plan.crs_note:
+        lines.append(f"  note      {plan.crs_note}")
+    return "\n".join(lines)

@@ -1,0 +1,255 @@
+"""What ``isamap-map`` is asked to map, checked against what the model was trained on.
+
+The map is built from exactly what the model was trained on: the model file records its
+dataset (bands, grid, recipe, backend; :func:`training.trainer.dataset_record`), and every date
+is composited with that recipe on a grid in the region's UTM zone at the model's resolution,
+on the dataset's pixel lattice when the zone is the same (:func:`region_grid`).
+"""
+
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from gee_export.contract.dataset import read_manifest
+from gee_export.contract.grid import Grid, projected_crs, utm_caveat, utm_epsg
+from gee_export.contract.regions import Region
+from gee_export.core.errors import (
+    ConfigError,
+    IsamapError,
+)
+from gee_export.core.storage import files
+from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
+from inference.predict.postprocess import ClaheParams, Postprocess
+from inference.predict.raster import PredictConfig
+from inference.predict.runtime import RuntimeOptions
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["ee", "local"]
+Method = Literal["pixels", "tasks"]
+
+
+@dataclass(frozen=True)
+class ModelDataset:
+    """What a model was trained on, as its dataset manifest recorded it."""
+
+    bands: tuple[str, ...]
+    grid: Grid | None
+    recipe: Mapping[str, Any]
+    backend: str
+    months: tuple[str, ...]
+    source: str  # where this was read: the model file, or a manifest
+    sources: Mapping[str, Any] = field(default_factory=dict)  # per month: composite windows
+
+    def month_of_year(self) -> str:
+        """The calendar month the model was trained on (``06`` for 2019-06)."""
+        if not self.months:
+            raise ConfigError("the model's dataset records no month; give --months YYYY-MM,...")
+        return self.months[0][5:7]
+
+
+def model_dataset(meta: Any, dataset: str | None = None) -> ModelDataset:
+    """The dataset record of a model file (its ``extra``), or the manifest under ``dataset``.
+
+    Older model files record only the dataset's root; its ``manifest.json`` is read then.
+    """
+    record = dict((getattr(meta, "extra", None) or {}).get("dataset") or {})
+    where = "the model file"
+    if dataset is not None or "recipe" not in record:
+        root = dataset or record.get("root")
+        if not root:
+            raise ConfigError("the model file does not record its dataset; give --dataset DIR "
+                              "(the patch dataset it was trained on)")
+        try:
+            record = read_manifest(root)
+        except IsamapError as exc:
+            raise ConfigError(f"cannot read the model's dataset manifest in {root} ({exc}); "
+                              "give --dataset DIR pointing at the patch dataset") from None
+        where = f"{root}/manifest.json"
+    grid = Grid.from_dict(record["grid"]) if record.get("grid") else None
+    return ModelDataset(tuple(record.get("bands") or ()), grid, dict(record.get("recipe") or {}),
+                        str(record.get("backend") or ""), tuple(record.get("months") or ()),
+                        where, dict(record.get("sources") or {}))
+
+
+def check_recipe(meta: Any, dataset: ModelDataset, backend: Backend,
+                 allow_mismatch: bool = False) -> list[str]:
+    """Refuse a map whose inputs would differ from the model's training data.
+
+    Returns the differences that ``allow_mismatch`` accepted (logged as warnings).
+    """
+    problems = []
+    missing = [b for b in meta.bands if dataset.bands and b not in dataset.bands]
+    if missing:
+        problems.append(f"the model reads bands {missing} that its dataset ({dataset.source}) "
+                        f"does not have ({list(dataset.bands)})")
+    trained = "ee" if dataset.backend == "ee" else "local"
+    if dataset.backend and trained != backend:
+        problems.append(f"the model was trained on the {trained!r} backend's recipe "
+                        f"({dataset.source}) and this map uses --backend {backend}")
+    if problems and not allow_mismatch:
+        raise ConfigError("; ".join(problems) + ". The map would not be built from what the "
+                          "model learned; use a matching model or pass --allow-recipe-mismatch")
+    for problem in problems:
+        log.warning("recipe mismatch accepted (--allow-recipe-mismatch): %s", problem)
+    return problems
+
+
+def region_grid(region: Region, resolution: float, dataset_grid: Grid | None = None,
+                crs: str | None = None) -> tuple[Grid, str | None]:
+    """The map's grid in ``crs`` (default: the region's UTM zone) at ``resolution``.
+
+    The grid sits on the dataset's pixel lattice when its CRS is the training grid's.
+
+    Returns the grid and, when the region lies in another CRS than the training grid, a
+    sentence saying so (the inputs are then composited in the map's own CRS).
+    """
+    if crs is None:
+        caveat = utm_caveat(region.bbox)
+        lon, lat = region.centroid
+        if abs(lat) > 84:
+            raise ConfigError(f"region {region.name!r} is centred above 84° latitude, outside "
+                              f"the UTM zones: {caveat}")
+        if caveat:
+            log.warning("region %r: %s", region.name, caveat)
+        crs = f"EPSG:{utm_epsg(lon, lat)}"
+    else:
+        crs = projected_crs(crs)
+    grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution)
+    note = None
+    if dataset_grid is not None:
+        if dataset_grid.crs == crs:
+            grid = _on_lattice(grid, dataset_grid)
+        else:
+            note = (f"region {region.name!r} is mapped in {crs}, not the model's training CRS "
+                    f"{dataset_grid.crs}; its inputs are composited and mapped in {crs} at "
+                    f"{resolution:g} m (the recipe does not depend on the CRS)")
+    return grid, note
+
+
+def _on_lattice(grid: Grid, lattice: Grid) -> Grid:
+    """``grid`` widened to whole pixels of ``lattice`` (same CRS and resolution)."""
+    res = lattice.resolution
+    x0 = lattice.x0 + math.floor((grid.x0 - lattice.x0) / res + 1e-9) * res
+    y0 = lattice.y0 - math.floor((lattice.y0 - grid.y0) / res + 1e-9) * res
+    east, south = grid.bounds[2], grid.bounds[1]
+    width = max(1, math.ceil((east - x0) / res - 1e-9))
+    height = max(1, math.ceil((y0 - south) / res - 1e-9))
+    return Grid(grid.crs, float(x0), float(y0), width, height, res, lattice.patch_size,
+                lattice.stride)
+
+
+def parse_dates(months: str | None, years: str | None, month_of_year: Callable[[], str]
+                ) -> tuple[str, ...]:
+    """``--months 2017-06,2019-06`` or ``--years 2017:2023:2`` (month from the dataset)."""
+    from gee_export.contract.dataset import check_month
+
+    if bool(months) == bool(years):
+        raise ConfigError("give exactly one of --months YYYY-MM,... or --years FIRST:LAST[:STEP]")
+    if months:
+        dates = [check_month(m.strip()) for m in months.split(",") if m.strip()]
+    else:
+        parts = str(years).split(":")
+        try:
+            first, last = int(parts[0]), int(parts[1] if len(parts) > 1 else parts[0])
+            step = int(parts[2]) if len(parts) > 2 else 1
+        except ValueError:
+            raise ConfigError(f"--years {years!r} must be FIRST:LAST[:STEP], e.g. 2017:2023:2"
+                              ) from None
+        if step < 1 or last < first:
+            raise ConfigError(f"--years {years!r}: LAST must be >= FIRST and STEP >= 1")
+        dates = [f"{y}-{month_of_year()}" for y in range(first, last + 1, step)]
+    if not dates or len(set(dates)) != len(dates):
+        raise ConfigError(f"dates {dates} must be given, and each once")
+    return tuple(sorted(dates))
+
+
+@dataclass(frozen=True)
+class MapRequest:
+    """Everything ``isamap-map`` was asked to do (the CLI fills it, notebooks and tests too).
+
+    Attributes:
+        region: the area (a built-in name, a GeoJSON file or a bbox, see ``regions``).
+        dates: ``YYYY-MM`` months, ascending.
+        model_file: a file written by ``isamap-train``.
+        out: folder or ``gs://bucket/prefix`` of the COGs (``<out>/<month>/isa_<month>_*.tif``).
+        backend: ``ee`` (Earth Engine) or ``local`` (``scenes`` on disk).
+        scenes: folder(s) of local scenes (``local``).
+        method: ``pixels`` (streamed computePixels) or ``tasks`` (batch-exported tiles).
+        workers: concurrent computePixels requests (1..40).
+        project: Cloud project registered for Earth Engine.
+        zones: GeoJSON polygons of the per-zone table (default: the whole map).
+        dataset: the model's patch dataset, when the model file does not record its recipe.
+        allow_recipe_mismatch: map even though the inputs differ from the training data.
+        grid: map exactly this grid instead of the region's (the demo maps its scene's grid).
+        crs: projected CRS in metres of the region's grid (default: its centre's UTM zone;
+            e.g. ``EPSG:6933`` for an area over several zones, as the export's ``--crs``).
+        local_dir: where PNGs, tables, STAC and publication files go (default: ``out`` when
+            local, else ``./<name of out>``).
+        tile / overlap / batch_size: the sliding window.
+        strip_rows: output rows per checkpoint strip (what a killed run keeps).
+        postprocess / clahe: the class map's post-processing (``clahe``: the land-cover paper's
+            CLAHE re-decision of the impervious class, :mod:`inference.predict.postprocess`).
+        options: device, precision, memory format.
+        progress: tqdm bars.
+    """
+
+    region: Region
+    dates: tuple[str, ...]
+    model_file: str
+    out: str
+    backend: Backend = "ee"
+    scenes: str | Sequence[str] | None = None
+    method: Method = "pixels"
+    workers: int = DEFAULT_WORKERS
+    project: str | None = None
+    zones: str | None = None
+    dataset: str | None = None
+    allow_recipe_mismatch: bool = False
+    grid: Grid | None = None
+    crs: str | None = None
+    local_dir: str | None = None
+    tile: int = 512
+    overlap: int = 64
+    batch_size: int = 8
+    strip_rows: int = 512
+    postprocess: Postprocess = "none"
+    clahe: ClaheParams = field(default_factory=ClaheParams)
+    options: RuntimeOptions = field(default_factory=RuntimeOptions)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS} (Earth Engine "
+                              f"allows about {MAX_WORKERS} concurrent requests), got "
+                              f"{self.workers}")
+        if self.backend == "local" and not self.scenes:
+            raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes); "
+                              "`make demo` shows the layout on a synthetic scene")
+        if self.method == "tasks" and (self.backend != "ee" or not files.is_gcs(self.out)):
+            raise ConfigError("--method tasks exports the stack with Earth Engine to Cloud "
+                              "Storage: use --backend ee and --out gs://BUCKET/PREFIX")
+        self.predict_config()
+
+    def predict_config(self) -> PredictConfig:
+        return PredictConfig(tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
+                             strip_rows=self.strip_rows, postprocess=self.postprocess,
+                             clahe=self.clahe)
+
+    def product_dir(self) -> Path:
+        """Local folder of PNGs, tables, STAC and publication files."""
+        if self.local_dir:
+            return Path(self.local_dir)
+        if files.is_gcs(self.out):
+            return Path.cwd() / self.out.rstrip("/").rsplit("/", 1)[-1]
+        return Path(self.out)
+
+    def prefix(self, month: str) -> str:
+        """Output prefix of one date's COGs."""
+        return f"{self.out.rstrip('/')}/{month}/isa_{month}"

@@ -1,0 +1,184 @@
+"""Products of a map series: change between consecutive dates, ISA km² per zone over time.
+
+Given the per-date predictions of :func:`inference.mapping.dates.map_dates`, this writes
+
+- a change COG for every pair of consecutive mapped dates (0 stable pervious, 1 stable
+  impervious, 2 gain, 3 loss, 255 nodata; :func:`inference.predict.stats.change_map`) and its
+  quick-look;
+- ``series_area.csv`` (zone, date, ISA km², valid km², ...), ``series_change.csv`` (zone, from,
+  to, stable, gain, loss, net km²) and ``series.json`` holding both and the skipped dates;
+- ``series_area.png``: ISA km² over time, one line per zone.
+
+A change map is redone only when one of its two class maps changed (the class COGs' run
+hashes are recorded in its tags), so re-running a finished series rewrites nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import rasterio
+
+from gee_export.core.storage import atomic_path, atomic_write, files
+from inference.predict import cog, stats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SeriesAreaRow:
+    """ISA area of one zone at one date (km²)."""
+
+    zone: str
+    date: str
+    isa_km2: float
+    isa_probability_km2: float | None
+    valid_km2: float
+    nodata_km2: float
+    isa_fraction: float
+
+
+@dataclass(frozen=True)
+class SeriesChangeRow:
+    """ISA change of one zone between two consecutive dates (km²)."""
+
+    zone: str
+    date_from: str
+    date_to: str
+    stable_isa_km2: float
+    gain_km2: float
+    loss_km2: float
+    net_change_km2: float
+    valid_km2: float
+
+
+@dataclass(frozen=True)
+class ChangeProduct:
+    date_from: str
+    date_to: str
+    cog: str
+    png: Path
+
+
+@dataclass(frozen=True)
+class SeriesOutputs:
+    """Every series product (paths), for the summary, STAC and publication."""
+
+    dates: tuple[str, ...]
+    skipped: dict[str, str]
+    changes: tuple[ChangeProduct, ...]
+    area_csv: Path
+    change_csv: Path
+    json: Path
+    plot: Path
+    area_rows: tuple[SeriesAreaRow, ...]
+    change_rows: tuple[SeriesChangeRow, ...]
+
+    def table(self) -> str:
+        """The per-zone tables as text (what the command prints)."""
+        return (stats.write_table(self.area_rows) + "\n\nISA change between consecutive dates\n"
+                + stats.write_table(self.change_rows))
+
+
+def _run_hash(path: str) -> str:
+    with rasterio.open(files.gdal_path(path)) as ds:
+        return ds.tags().get("isamap_run", "")
+
+
+def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class: int,
+                   date_from: str, date_to: str) -> ChangeProduct:
+    """The change COG from ``class_a`` to ``class_b`` at ``out`` (skipped when up to date)."""
+    want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b)}
+    current = False
+    if files.exists(out):
+        with rasterio.open(files.gdal_path(out)) as ds:
+            tags = ds.tags()
+        current = all(tags.get(k) == v for k, v in want.items()) and all(want.values())
+    if not current:
+        stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want)
+    if not current or not png.exists():
+        cog.quicklook(files.gdal_path(out), png, "change")
+    return ChangeProduct(date_from, date_to, out, png)
+
+
+def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], out: str,
+                    local: Path, zones: str | None, *, isa_class: int = 1,
+                    crs: Any = None) -> SeriesOutputs:
+    """Change maps, per-zone tables and the area plot of a series.
+
+    Args:
+        mapped: ``(month, inference.predict.workflow.Outputs)`` of every mapped date, ascending.
+        skipped: month -> reason, for dates without data.
+        out: COG root (local or gs://); change COGs go to ``<out>/change/``.
+        local: folder of PNGs and tables.
+        zones: GeoJSON of the zones (None: the whole map).
+        isa_class: index of the impervious class.
+        crs: the maps' CRS (zones are reprojected to it).
+    """
+    local.mkdir(parents=True, exist_ok=True)
+    area_rows: list[SeriesAreaRow] = []
+    for month, outputs in mapped:
+        for row in json.loads(Path(outputs.area_json).read_text()):
+            area_rows.append(SeriesAreaRow(row["zone"], month, row["isa_km2"],
+                                           row.get("isa_probability_km2"), row["valid_km2"],
+                                           row["nodata_km2"], row["isa_fraction"]))
+    changes, change_rows = [], []
+    zone_list = stats.load_zones(zones, crs) if mapped else []
+    for (a, out_a), (b, out_b) in itertools.pairwise(mapped):
+        name = f"isa_change_{a}_{b}"
+        product = change_product(out_a.prediction.class_path, out_b.prediction.class_path,
+                                 f"{out.rstrip('/')}/change/{name}.tif",
+                                 local / "change" / f"{name}.png", isa_class=isa_class,
+                                 date_from=a, date_to=b)
+        changes.append(product)
+        for row in stats.change_area(product.cog, zone_list):
+            change_rows.append(SeriesChangeRow(row.zone, a, b, row.stable_isa_km2, row.gain_km2,
+                                               row.loss_km2, row.net_change_km2, row.valid_km2))
+    area_csv, change_csv = local / "series_area.csv", local / "series_change.csv"
+    stats.write_table(area_rows, None, area_csv)
+    stats.write_table(change_rows, None, change_csv)
+    record = {"dates": [m for m, _ in mapped], "skipped": skipped,
+              "area": [asdict(r) for r in area_rows],
+              "change": [asdict(r) for r in change_rows],
+              "change_maps": {f"{c.date_from}/{c.date_to}": c.cog for c in changes}}
+    json_path = local / "series.json"
+    atomic_write(json_path, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
+    plot = plot_area(area_rows, local / "series_area.png")
+    return SeriesOutputs(tuple(m for m, _ in mapped), dict(skipped), tuple(changes), area_csv,
+                         change_csv, json_path, plot, tuple(area_rows), tuple(change_rows))
+
+
+def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
+    """ISA km² over time, one line per zone (markers at the mapped dates)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    zones: dict[str, list[SeriesAreaRow]] = {}
+    for row in rows:
+        zones.setdefault(row.zone, []).append(row)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for zone, items in zones.items():
+        items.sort(key=lambda r: r.date)
+        when = [date(int(r.date[:4]), int(r.date[5:7]), 15) for r in items]
+        ax.plot(when, [r.isa_km2 for r in items], marker="o", label=zone)
+    ax.set_xlabel("date")
+    ax.set_ylabel("ISA area (km²)")
+    ax.set_title("Impervious surface area over time")
+    ax.grid(alpha=0.3)
+    if 1 < len(zones) <= 12:
+        ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return png

@@ -1,0 +1,208 @@
+"""Tile placement and blending weights for sliding-window inference (pure array maths).
+
+Tiles are placed evenly along each axis so that consecutive tiles overlap by at least the
+requested overlap and the last tile ends exactly on the raster edge (no tile hangs over the edge
+unless the raster is smaller than one tile). Each tile's prediction is weighted by a separable
+tapered-cosine (Tukey) window whose flanks are half Hann windows as long as the overlap: two
+flanks that overlap by exactly that length sum to one, so the weights form a partition of unity
+and a model with no edge effects is reproduced exactly, while edge effects of a real network
+(zero padding, missing context) fade out smoothly instead of leaving a seam. Flanks that lie on
+the raster border are left at one, because no neighbouring tile exists there to blend with.
+
+The weighted blend itself lives here too: :class:`Accumulator` sums weighted tile
+probabilities over the output rows still open and hands finished rows back, :func:`encode`
+turns blended probabilities into the class map and the stored impervious probability, and
+:func:`invalid_mask` / :func:`pad_to` prepare an input block. The streaming predictor
+(:mod:`inference.predict.raster`) and the single-tile path of the map pipelines
+(:mod:`inference.mapping.tiles`) both blend through them, so a tile is blended and encoded one way.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from gee_export.core.errors import ConfigError
+from inference.predict.cog import NODATA, PROB_SCALE
+
+Blend = Literal["cosine", "uniform"]
+
+
+def tile_starts(extent: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of the tiles covering ``[0, extent)`` along one axis.
+
+    Args:
+        extent: raster size along the axis, in pixels.
+        tile: tile size in pixels.
+        overlap: minimum overlap between consecutive tiles, in pixels.
+
+    Returns:
+        Increasing offsets; ``[0]`` when the raster is not larger than one tile (the tile is
+        then padded). Otherwise the first is 0, the last is ``extent - tile`` and the spacing
+        is at most ``tile - overlap``, so every pair of neighbours overlaps by >= ``overlap``.
+    """
+    if extent <= 0:
+        raise ConfigError(f"raster extent must be positive, got {extent}")
+    check_tiling(tile, overlap)
+    if extent <= tile:
+        return [0]
+    stride = tile - overlap
+    gaps = math.ceil((extent - tile) / stride)
+    return [round(i * (extent - tile) / gaps) for i in range(gaps + 1)]
+
+
+def check_tiling(tile: int, overlap: int) -> None:
+    """Raise ConfigError unless ``tile`` and ``overlap`` describe a usable tiling."""
+    if tile < 8:
+        raise ConfigError(f"tile size must be at least 8 pixels, got {tile}")
+    if not 0 <= overlap <= tile // 2:
+        raise ConfigError(
+            f"overlap must be between 0 and half the tile size ({tile // 2}), got {overlap}; "
+            "larger overlaps waste compute without improving the blend"
+        )
+
+
+def taper(length: int, flank: int, left: bool, right: bool, blend: Blend = "cosine") -> np.ndarray:
+    """1-D weights of one tile: ones, with half-Hann flanks of ``flank`` pixels where asked.
+
+    Sample ``i`` of a rising flank is ``sin²(π/2 · (i + 0.5) / flank)``: strictly positive (so
+    every pixel keeps some weight) and the mirror image of the falling flank of the neighbour,
+    which makes overlapping flanks sum to exactly one.
+    """
+    weights = np.ones(length, dtype=np.float32)
+    if blend == "uniform" or flank <= 0:
+        return weights
+    flank = min(flank, length // 2)
+    rise = np.sin(0.5 * np.pi * (np.arange(flank, dtype=np.float64) + 0.5) / flank) ** 2
+    if left:
+        weights[:flank] = rise
+    if right:
+        weights[length - flank:] = rise[::-1]
+    return weights
+
+
+@functools.lru_cache(maxsize=32)
+def tile_weights(tile: int, flank: int, *, top: bool, bottom: bool, left: bool, right: bool,
+                 blend: Blend = "cosine") -> np.ndarray:
+    """2-D weights ``(tile, tile)``: the outer product of the two axis tapers.
+
+    A side is tapered only where a neighbouring tile exists on it (``top`` etc.). The result
+    is cached (there are at most 16 variants per run) and must not be modified.
+    """
+    weights = np.outer(taper(tile, flank, top, bottom, blend),
+                       taper(tile, flank, left, right, blend))
+    weights.setflags(write=False)
+    return weights
+
+
+def strip_bounds(height: int, strip: int) -> list[tuple[int, int]]:
+    """``(row0, row1)`` of the output strips written one by one (the last may be shorter)."""
+    return [(r, min(r + strip, height)) for r in range(0, height, strip)]
+
+
+def invalid_mask(block: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
+    """True where any band is NaN, infinite or its nodata value: the output is nodata there."""
+    invalid = np.zeros(block.shape[1:], dtype=bool)
+    for band, value in zip(block, nodata, strict=True):
+        invalid |= ~np.isfinite(band)
+        if value is not None and not math.isnan(value):
+            invalid |= band == value
+    return invalid
+
+
+def pad_to(block: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``block`` (C, h, w) edge-padded at the bottom and right to at least ``height x width``."""
+    pad_h, pad_w = height - block.shape[-2], width - block.shape[-1]
+    if pad_h <= 0 and pad_w <= 0:
+        return block
+    return np.pad(block, ((0, 0), (0, max(pad_h, 0)), (0, max(pad_w, 0))), mode="edge")
+
+
+class Accumulator:
+    """Weighted sums of probabilities for the output rows ``[row0, row0 + capacity)``.
+
+    Tiles are added with their blending weights (:func:`tile_weights`) as they arrive, top
+    to bottom; rows no later tile can touch are taken (:meth:`take`) and dropped, so memory
+    spans only the rows still open. The rows form a ring: a take clears its rows for the
+    ones below instead of moving every open row up.
+    """
+
+    def __init__(self, classes: int, capacity: int, width: int, row0: int) -> None:
+        self.sums = np.zeros((classes, capacity, width), dtype=np.float32)
+        self.weights = np.zeros((capacity, width), dtype=np.float32)
+        self.invalid = np.zeros((capacity, width), dtype=bool)
+        self.row0 = row0
+        self._head = 0  # where row0 lies in the ring
+
+    def _spans(self, offset: int, rows: int) -> list[tuple[int, int, int]]:
+        """``(ring row, first row, count)`` pieces of rows ``offset..offset+rows`` past row0."""
+        capacity = self.weights.shape[0]
+        if offset + rows > capacity:
+            raise RuntimeError("accumulator overflow; tile rows arrived out of order")
+        start = (self._head + offset) % capacity
+        first = min(rows, capacity - start)
+        return [(start, 0, first)] + ([(0, first, rows - first)] if first < rows else [])
+
+    def add(self, probs: np.ndarray, weights: np.ndarray, row: int, col: int) -> None:
+        """Add ``probs`` (K, h, w) placed at output ``(row, col)``; rows above row0 are dropped."""
+        skip = max(self.row0 - row, 0)
+        if skip >= probs.shape[1]:
+            return
+        h, w = probs.shape[1] - skip, probs.shape[2]
+        for at, first, n in self._spans(row + skip - self.row0, h):
+            wt = weights[skip + first:skip + first + n, :w]
+            self.sums[:, at:at + n, col:col + w] += probs[:, skip + first:skip + first + n] * wt
+            self.weights[at:at + n, col:col + w] += wt
+
+    def mark_invalid(self, invalid: np.ndarray, row: int) -> None:
+        skip = max(self.row0 - row, 0)
+        if skip < invalid.shape[0]:
+            for at, first, n in self._spans(row + skip - self.row0, invalid.shape[0] - skip):
+                self.invalid[at:at + n] |= invalid[skip + first:skip + first + n]
+
+    def take(self, rows: int, isa_class: int) -> tuple[np.ndarray, np.ndarray]:
+        """Encode and remove the first ``rows`` rows: (class uint8, ISA probability uint8)."""
+        return encode(*self.take_probs(rows), isa_class)
+
+    def take_probs(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Remove the first ``rows`` rows: blended probabilities (K, rows, W) and nodata mask."""
+        probs = np.empty((self.sums.shape[0], rows, self.sums.shape[2]), np.float32)
+        bad = np.empty((rows, self.sums.shape[2]), bool)
+        for at, first, n in self._spans(0, rows):
+            weights = self.weights[at:at + n]
+            np.less_equal(weights, 0.0, out=bad[first:first + n])
+            bad[first:first + n] |= self.invalid[at:at + n]
+            # where no tile reached (weight 0) the sum is 0 too: 0 / tiny = 0
+            np.maximum(weights, np.float32(1e-30), out=weights)
+            np.divide(self.sums[:, at:at + n], weights, out=probs[:, first:first + n])
+            self.sums[:, at:at + n] = 0.0
+            weights[:] = 0.0
+            self.invalid[at:at + n] = False
+        self._head = (self._head + rows) % self.weights.shape[0]
+        self.row0 += rows
+        return probs, bad
+
+
+def encode(probs: np.ndarray, bad: np.ndarray, isa_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """(class uint8, ISA probability uint8) of blended probabilities, nodata where ``bad``.
+
+    One channel means a two-class model in compact form (P(class 1) only).
+    """
+    if probs.shape[0] == 1:
+        p1 = probs[0]
+        classes = np.greater(p1, 0.5).view(np.uint8)  # argmax; a tie goes to class 0
+        scaled = (p1 if isa_class == 1 else 1.0 - p1) * np.float32(PROB_SCALE)
+    else:
+        classes = np.argmax(probs, axis=0).astype(np.uint8)
+        scaled = probs[isa_class] * np.float32(PROB_SCALE)
+    # one scratch array, rounded in place (the caller may still use ``probs``)
+    np.clip(scaled, 0.0, PROB_SCALE, out=scaled)
+    np.rint(scaled, out=scaled)
+    prob = scaled.astype(np.uint8)
+    np.copyto(classes, NODATA, where=bad)
+    np.copyto(prob, NODATA, where=bad)
+    return classes, prob

@@ -1,0 +1,202 @@
+"""Cloud-Optimized GeoTIFFs of the predictions, their metadata, and quick-look PNGs.
+
+Two single-band COGs per prediction rather than one two-band file, for two reasons: overview
+resampling differs per map (the class map needs MODE so that zoomed-out views still show real
+classes, the probability AVERAGE), and Earth Engine's COG-backed assets take one COG per band.
+Every COG is encoded by :mod:`inference.predict.cog_stream` (the prediction feeds it while it runs;
+:func:`write_cog` feeds it from a finished raster). Both are uint8 with 255 = nodata; the
+probability is scaled so that 250 = 1.0 (0.4 % steps), keeping 251-254 free and 255 for nodata.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import rasterio
+import rasterio.errors
+from affine import Affine
+from rasterio.enums import Resampling
+
+from gee_export.contract.bands import LABEL_NODATA
+from gee_export.core.commands import LOW_SPACE_BYTES
+from gee_export.core.errors import InputDataError
+from gee_export.core.storage import atomic_path
+from gee_export.core.version import code_version
+from inference.predict.cog_stream import DEFLATE_LEVEL, CogStream, Encoding
+
+Kind = Literal["class", "probability", "change"]
+Compression = Literal["DEFLATE", "ZSTD"]
+BLOCK = 512
+NODATA = LABEL_NODATA  # the class map's nodata is the label's; the probability uses it too
+PROB_SCALE = 250  # probability 1.0 is stored as 250; 251-254 unused, 255 = nodata
+BAND_IDS: dict[str, str] = {"class": "isa_class", "probability": "isa_probability",
+                            "change": "isa_change"}
+_RESAMPLING = {"class": "MODE", "probability": "AVERAGE", "change": "MODE"}
+_DESCRIPTIONS = {
+    "class": "ISA class map: argmax of blended class probabilities; 255 = nodata",
+    "probability": "ISA probability x 250 (250 = 1.0); 255 = nodata",
+    "change": "ISA change: 0 stable pervious, 1 stable impervious, 2 gain, 3 loss; 255 = nodata",
+}
+# Palettes (hex, no '#') shared by quick-looks and the Code Editor script.
+CLASS_PALETTE = ("d9d9d9", "d7301f", "4575b4", "fdae61", "1a9850", "762a83", "ffffbf")
+PROB_PALETTE = ("000004", "3b0f70", "8c2981", "de4968", "fe9f6d", "fcfdbf")
+CHANGE_PALETTE = ("d9d9d9", "636363", "d7301f", "1a9850")
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """What the outputs record about how they were made (COG metadata, manifests)."""
+
+    model: str
+    bands: tuple[str, ...]
+    classes: tuple[str, ...] = ("pervious", "impervious")
+    month: str | None = None
+    version: str = field(default_factory=code_version)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+
+def output_tags(info: OutputInfo, run_hash: str, tile: int, overlap: int,
+                scale: int) -> dict[str, str]:
+    """Dataset metadata written into every COG: enough to know how it was made."""
+    tags = {
+        "model": info.model, "bands": ",".join(info.bands), "classes": ",".join(info.classes),
+        "month": info.month or "", "version": info.version, "isamap_run": run_hash,
+        "tile": str(tile), "overlap": str(overlap), "output_scale": str(scale),
+        "probability_scale": str(PROB_SCALE), "nodata": str(NODATA),
+    }
+    tags.update({f"metric_{k}": f"{v:.6g}" for k, v in info.metrics.items()})
+    return tags
+
+
+def open_stream(work: Path, name: str, kind: Kind, width: int, height: int,
+                transform: Affine, crs: Any, tags: dict[str, str], *,
+                compress: Compression = "DEFLATE", threads: int | str | None = None) -> CogStream:
+    """A :class:`~inference.predict.cog_stream.CogStream` for one map of ``kind``.
+
+    It carries the kind's description, colour table, overview resampling (``MODE`` for
+    classes, ``AVERAGE`` for probabilities) and ``band_id`` tag, so every COG isamap writes
+    has the same metadata. ``threads``: GDAL compression threads (see ``Encoding``).
+    """
+    colormap = None
+    if kind != "probability":
+        palette = CLASS_PALETTE if kind == "class" else CHANGE_PALETTE
+        colormap = {i: (*_rgb(palette[i % len(palette)]), 255) for i in range(NODATA)}
+        colormap[NODATA] = (0, 0, 0, 0)
+    level = DEFLATE_LEVEL if compress == "DEFLATE" else 9
+    return CogStream(work, name, width, height, transform, crs,
+                     "average" if kind == "probability" else "mode",
+                     {**tags, "band_id": BAND_IDS[kind]}, _DESCRIPTIONS[kind], colormap,
+                     Encoding(compress, level, threads))
+
+
+def write_cog(src: str | os.PathLike, dst: str | os.PathLike, kind: Kind,
+              tags: dict[str, str], *, compress: Compression = "DEFLATE") -> None:
+    """Copy a one-band uint8 raster into a COG with overviews, description and metadata.
+
+    The raster is read one block row at a time into :func:`open_stream`, the same encoder
+    the prediction feeds while it runs (its level files go beside ``dst`` and are removed).
+    """
+    dst = Path(dst)
+    with rasterio.open(src) as ds:
+        if ds.count != 1 or ds.dtypes[0] != "uint8":
+            raise InputDataError(f"{src}: expected one uint8 band, got {ds.count} {ds.dtypes}")
+        stream = open_stream(dst.parent, f".{dst.name}", kind, ds.width, ds.height,
+                             ds.transform, ds.crs, tags, compress=compress)
+        try:
+            for row in range(0, ds.height, BLOCK):
+                window = ((row, min(row + BLOCK, ds.height)), (0, ds.width))
+                stream.add(ds.read(1, window=window))
+            finish_stream(stream, dst)
+        finally:
+            stream.remove()
+
+
+def finish_stream(stream: CogStream, dst: str | os.PathLike) -> None:
+    """Assemble ``stream`` into the COG ``dst`` and read it back (see :func:`verify_written`).
+
+    A level file cut short by a full disk (libtiff only prints the error) shows up as an
+    unreadable TIFF when the COG is assembled: that is reported as the ``OSError`` it is.
+    """
+    try:
+        stream.finish(dst)
+    except (struct.error, ValueError, KeyError, rasterio.errors.RasterioError) as exc:
+        raise _unwritable(dst, exc) from None
+    verify_written(dst)
+
+
+def verify_written(path: str | os.PathLike) -> None:
+    """Read a written raster's last block and smallest overview back, or raise ``OSError``.
+
+    GDAL can return normally after libtiff failed to write (a full disk), leaving a file
+    that only fails when read; that file must never be moved into place as a finished
+    output. The check reads a few blocks, whatever the raster's size.
+    """
+    try:
+        with rasterio.open(path) as ds:
+            ds.read(1, window=((ds.height - 1, ds.height), (ds.width - 1, ds.width)))
+            factors = ds.overviews(1)
+            if factors:
+                f = factors[-1]
+                ds.read(1, out_shape=(max(1, ds.height // f), max(1, ds.width // f)))
+    except (rasterio.errors.RasterioError, ValueError) as exc:
+        raise _unwritable(path, exc) from None
+
+
+def _unwritable(path: str | os.PathLike, exc: Exception) -> OSError:
+    """The ``OSError`` behind an unreadable written file: ENOSPC on a nearly full disk."""
+    free = shutil.disk_usage(Path(path).parent).free
+    code = errno.ENOSPC if free < LOW_SPACE_BYTES else errno.EIO
+    text = str(exc).strip()
+    return OSError(code, f"{os.strerror(code)}: the raster written to {path} is unreadable "
+                         f"({text.splitlines()[0] if text else type(exc).__name__})", str(path))
+
+
+def _rgb(hex_color: str) -> tuple[int, int, int]:
+    return int(hex_color[0:2], 16), int(hex_color[2:4], 16), int(hex_color[4:6], 16)
+
+
+def cog_report(path: str | os.PathLike) -> dict[str, Any]:
+    """What a reader sees in a COG: layout, tiling, overviews, compression, descriptions."""
+    with rasterio.open(path) as ds:
+        structure = ds.tags(ns="IMAGE_STRUCTURE")
+        return {
+            "layout": structure.get("LAYOUT"), "compression": structure.get("COMPRESSION"),
+            "predictor": structure.get("PREDICTOR"), "blocks": ds.block_shapes,
+            "overviews": ds.overviews(1), "descriptions": ds.descriptions, "dtype": ds.dtypes[0],
+            "nodata": ds.nodata, "tags": ds.tags(), "size": (ds.height, ds.width),
+            "crs": str(ds.crs), "transform": tuple(ds.transform)[:6],
+        }
+
+
+def quicklook(path: str | os.PathLike, png: str | os.PathLike, kind: Kind,
+              max_size: int = 1024) -> Path:
+    """A PNG preview read from the COG's overviews (never the full raster), nodata transparent."""
+    from PIL import Image
+
+    with rasterio.open(path) as ds:
+        factor = max(1, int(np.ceil(max(ds.width, ds.height) / max_size)))
+        shape = (max(1, ds.height // factor), max(1, ds.width // factor))
+        data = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
+    if kind == "probability":
+        stops = np.array([_rgb(c) for c in PROB_PALETTE], dtype=np.float32)
+        t = np.clip(data.astype(np.float32) / float(PROB_SCALE), 0, 1) * (len(stops) - 1)
+        lo = np.floor(t).astype(int).clip(0, len(stops) - 2)
+        frac = (t - lo)[..., None]
+        rgb = (stops[lo] * (1 - frac) + stops[lo + 1] * frac).astype(np.uint8)
+    else:
+        palette = CLASS_PALETTE if kind == "class" else CHANGE_PALETTE
+        table = np.array([_rgb(palette[i % len(palette)]) for i in range(256)], dtype=np.uint8)
+        rgb = table[data]
+    alpha = np.where(data == NODATA, 0, 255).astype(np.uint8)[..., None]
+    out = Path(png)
+    with atomic_path(out) as tmp:
+        Image.fromarray(np.concatenate([rgb, alpha], axis=-1), "RGBA").save(tmp, format="PNG")
+    return out

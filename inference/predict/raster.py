@@ -1,0 +1,265 @@
+"""Streaming sliding-window inference over a raster of any size, resumable.
+
+Memory is bounded by one band of tile rows, never by the raster: the input is read one tile
+row at a time (full width, by :func:`inference.predict.sliding_window.read_rows`), tile
+probabilities are blended into an accumulator that only spans the rows still open, and every output
+strip whose rows no later tile can touch is taken at once
+(:class:`inference.predict.blending.Accumulator`), written to its own small GeoTIFF (the checkpoint:
+a killed run restarts at the first missing strip, recomputing only the tile row whose contribution
+it needs) and fed to the two COG encoders (:mod:`inference.predict.cog_stream`), which compress its
+tiles and reduce its overviews right away.
+
+The work is spread over three threads so that the model never waits for I/O or encoding
+(:class:`inference.predict.sliding_window.SlidingWindowJob`); this module decides what runs: the
+bands, the run's fingerprint, what an earlier run left, and the outputs. At the end the COGs
+are only assembled from their already compressed tiles. Per-stage times are returned with the
+result and logged.
+
+With ``postprocess="clahe"`` the encoder passes each strip through an
+:class:`inference.predict.postprocess.ClaheStream` before its checkpoint, so checkpoints hold final
+pixels; a resumed run recomputes from the CLAHE tile row above the first missing strip (those
+strips are not rewritten) and so gives the uninterrupted run's map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import rasterio
+import rasterio.errors
+from affine import Affine
+
+from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.storage import atomic_write, files
+from inference.predict import cog
+from inference.predict.cog import OutputInfo
+from inference.predict.runtime import TilePredictor
+from inference.predict.sliding_window import PredictConfig, SlidingWindowJob
+from inference.predict.sources import RasterSource, open_source, source_identity
+
+# GDAL's block cache defaults to 5 % of physical RAM, which would make the footprint grow with
+# the machine; one full-width block row of a wide stack (~200 MB at 16k x 6 bands) is all the
+# sliding window re-reads (the overlap), so a fixed cache keeps memory bounded.
+GDAL_CACHE_MB = 512
+#: GDAL options of the input while predicting. ``GTIFF_DIRECT_IO``: an uncompressed GeoTIFF
+#: stack is read straight into the reader's buffer, not through the block cache, which then
+#: stays empty; the sliding window's overlapping row reads cost the reader a little less CPU
+#: (``benchmarks/bench_encoder.py`` times both). Compressed files and other drivers read as
+#: before. Not ``GTIFF_VIRTUAL_MEM_IO``: its file mapping counts every page it reads in the
+#: process's RSS, the whole stack after one pass.
+INPUT_GDAL_OPTIONS = {"GDAL_CACHEMAX": GDAL_CACHE_MB, "GTIFF_DIRECT_IO": "YES"}
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """What a prediction produced, and where its time went.
+
+    ``stages`` holds seconds per stage (read, mask, predict, forward, blend, take,
+    checkpoint, encode, assemble, and the main thread's waits for the reader and encoder);
+    stages of different threads overlap, so they do not add up to ``seconds``.
+    ``stages_cpu`` is the CPU time each stage's own thread spent (torch's worker threads and
+    GDAL's are not counted): the cost of the stage on a machine the model shares. ``runtime`` is
+    how the model ran (``training.engine.autotune.Choice.to_dict()``), also in the COG tags.
+    """
+
+    class_path: str
+    prob_path: str
+    width: int
+    height: int
+    transform: tuple[float, ...]
+    crs: str
+    tiles: int
+    seconds: float
+    forward_seconds: float
+    resumed_strips: int
+    skipped: bool
+    stages: Mapping[str, float] = field(default_factory=dict)
+    runtime: Mapping[str, Any] | None = None
+    stages_cpu: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def area_km2(self) -> float:
+        """Ground area of the map (true km² also for a geographic CRS, as the area table)."""
+        from rasterio.crs import CRS
+
+        from inference.predict.stats import raster_area_km2
+
+        return raster_area_km2(Affine(*self.transform[:6]), CRS.from_user_input(self.crs),
+                               self.width, self.height)
+
+
+def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
+                 order: Sequence[str] | None = None) -> list[int]:
+    """1-based band indexes of ``names`` in a stack, found by band name.
+
+    Args:
+        descriptions: the stack's band descriptions (its band names; None where unnamed).
+        names: the bands the model needs, in its order.
+        order: the stack's band names in file order as the user states them (``--bands``).
+            Needed for a stack without names (a count that happens to match says nothing
+            about the order, and reordered bands give a wrong map silently); checked against
+            the names of a stack that has them.
+    """
+    if order is not None:
+        order = [b.strip() for b in order]
+        if len(order) != len(descriptions):
+            raise InputDataError(f"--bands names {len(order)} bands but the input has "
+                                 f"{len(descriptions)}; name every band in file order")
+        if all(d for d in descriptions) and list(descriptions) != order:
+            raise InputDataError(
+                f"--bands {','.join(order)} contradicts the input's own band names "
+                f"{','.join(str(d) for d in descriptions)}; drop --bands (the names are used)")
+        descriptions = order
+    if all(d for d in descriptions):
+        lookup = {d: i + 1 for i, d in enumerate(descriptions)}
+        missing = [n for n in names if n not in lookup]
+        if missing:
+            raise InputDataError(
+                f"the input stack lacks band(s) {missing} the model needs; it has "
+                f"{list(descriptions)}. Export those bands or use a model trained on these.")
+        return [lookup[n] for n in names]
+    raise InputDataError(
+        f"the input's {len(descriptions)} bands have no names (band descriptions), so their "
+        f"order is unknown; if the file's order is the model's, say so with --bands "
+        f"{','.join(names)} (Python: band_order=...), else name the bands with: rio edit-info "
+        "--bidx N --description NAME FILE")
+
+
+def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,
+                 config: PredictConfig, scale: int, model_id: str,
+                 indexes: Sequence[int] = ()) -> dict[str, Any]:
+    # without post-processing its options do not change the map (nor a run's identity)
+    ignored = {"batch_size", "keep_work"} | (
+        {"postprocess", "clahe"} if config.postprocess == "none" else set())
+    run = {
+        "input": source_identity(src_path), "size": [src.height, src.width, src.count],
+        **({"indexes": list(indexes)} if list(indexes) != list(range(1, len(indexes) + 1))
+           else {}),
+        "transform": list(src.transform)[:6], "crs": str(src.crs), "model_id": model_id,
+        "bands": list(info.bands), "scale": scale,
+        "config": {k: v for k, v in asdict(config).items() if k not in ignored},
+    }
+    run["hash"] = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:16]
+    return run
+
+
+def predict_raster(
+    src_path: str | RasterSource, out_prefix: str, predictor: TilePredictor, info: OutputInfo,
+    config: PredictConfig | None = None, *, work_dir: str | os.PathLike | None = None,
+    model_id: str = "", restart: bool = False, progress: bool = True,
+    band_order: Sequence[str] | None = None,
+) -> PredictionResult:
+    """Predict a whole stack and write ``<out_prefix>_class.tif`` and ``<out_prefix>_prob.tif``.
+
+    Args:
+        src_path: stacked input (GeoTIFF/VRT), local or ``gs://`` (read through /vsigs/), or
+            an open :class:`inference.predict.sources.RasterSource` (tiles fetched on demand).
+        out_prefix: output path prefix, local or ``gs://bucket/prefix``.
+        predictor: the model wrapped with its normalisation (see :class:`TilePredictor`).
+        info: model/bands/classes/month recorded in the outputs.
+        config: tiling and output options.
+        work_dir: where checkpoint strips go (default: beside a local output, or
+            ``./.isamap-work/<name>`` for gs:// outputs). Must persist for resuming.
+        model_id: identifies the model weights (e.g. the model file's hash) so a resumed run
+            never mixes strips from two models.
+        restart: discard strips of a different earlier run in ``work_dir`` instead of failing.
+        progress: show a tqdm bar.
+        band_order: the input's band names in file order, for a stack without band
+            descriptions (see :func:`select_bands`).
+
+    Returns:
+        Paths, size, timings (per stage too) and whether work was resumed or skipped.
+    """
+    config = config or PredictConfig()
+    started = time.perf_counter()
+    forward_before = predictor.forward_seconds
+    scale = predictor.scale
+    class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
+    with rasterio.Env(**INPUT_GDAL_OPTIONS), open_source(src_path) as src:
+        indexes = select_bands(src.descriptions, info.bands, band_order)
+        run = _fingerprint(src_path, src, info, config, scale, model_id, indexes)
+        height, width = src.height * scale, src.width * scale
+        transform = src.transform @ Affine.scale(1.0 / scale)
+        crs = src.crs
+        if _finished(class_path, prob_path, run["hash"]):
+            return PredictionResult(class_path, prob_path, width, height, tuple(transform),
+                                    str(crs), 0, time.perf_counter() - started, 0.0, 0, True)
+        if predictor.channels != len(indexes):
+            raise ConfigError(f"model takes {predictor.channels} bands, info lists {len(indexes)}")
+        work = _prepare_work(work_dir, out_prefix, run, restart)
+        tags = cog.output_tags(info, run["hash"], config.tile, config.overlap, scale)
+        job = SlidingWindowJob(src, indexes, predictor, config, work, transform, tags, progress)
+        try:
+            job.run()
+            runtime = predictor.choice.tags() if predictor.choice else {
+                "runtime": "none: every strip came from an earlier run"}
+            for path, kind in ((class_path, "class"), (prob_path, "probability")):
+                with job.stages.time("assemble"):
+                    job.streams[kind].update_tags(**runtime)
+                    files.put_output(
+                        lambda local, k=kind: cog.finish_stream(job.streams[k], local),
+                        path, work)
+        finally:
+            job.close()
+    if not config.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    stages = {k: round(v, 3) for k, v in job.stages.seconds.items()}
+    stages["forward"] = round(predictor.forward_seconds - forward_before, 3)
+    stages_cpu = {k: round(v, 3) for k, v in job.stages.cpu.items()}
+    log.info("prediction stages (s, summed per stage over their threads): wall %s; CPU of "
+             "the calling thread %s", stages, stages_cpu)
+    return PredictionResult(class_path, prob_path, width, height, tuple(transform), str(crs),
+                            job.tiles, time.perf_counter() - started,
+                            predictor.forward_seconds - forward_before, job.first, False,
+                            stages, predictor.choice.to_dict() if predictor.choice else None,
+                            stages_cpu)
+
+
+def _finished(class_path: str, prob_path: str, run_hash: str) -> bool:
+    """Whether both outputs exist and were written by this very run configuration."""
+    for path in (class_path, prob_path):
+        if not files.exists(path):
+            return False
+        try:
+            with rasterio.open(files.gdal_path(path)) as ds:
+                if ds.tags().get("isamap_run") != run_hash:
+                    return False
+        except rasterio.errors.RasterioError:
+            return False  # damaged (e.g. a full disk cut it): write it again
+    return True
+
+
+def _prepare_work(work_dir: str | os.PathLike | None, out_prefix: str, run: dict,
+                  restart: bool) -> Path:
+    if work_dir is None:
+        name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
+        base = Path(".isamap-work") if files.is_gcs(out_prefix) else Path(out_prefix).parent
+        work = base / f".{name}.partial"
+    else:
+        work = Path(work_dir)
+    stamp = work / "run.json"
+    if stamp.exists():
+        previous = json.loads(stamp.read_text())
+        if previous.get("hash") != run["hash"]:
+            if not restart:
+                raise ConfigError(
+                    f"{work} holds strips of a different run (input, model or tiling changed); "
+                    "pass --restart (Python: restart=True) to discard them, or choose another "
+                    "--work-dir")
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not stamp.exists():
+        text = json.dumps(run, indent=1)
+        atomic_write(stamp, lambda handle: handle.write(text.encode("utf-8")))
+    return work

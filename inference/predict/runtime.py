@@ -1,0 +1,232 @@
+"""Run a model on batches of tiles: normalisation, device, precision and memory format.
+
+``TilePredictor`` is the only place that touches torch during inference. It accepts any
+``torch.nn.Module`` that follows the model-file contract (input ``(N, C, H, W)`` in the model's
+band order, logits ``(N, K, H*s, W*s)`` or a dict with ``"out"``), so the streaming engine can
+be tested with small plain-torch models and used with every registered architecture.
+
+Batch norms that directly follow a convolution are folded into it before anything runs
+(``training.models.blocks.fold_batchnorm``): in eval mode a batch norm is an affine map per
+channel, so the outputs are the same to float rounding with one pass over each feature map
+instead of two (the land-cover HRNet at bf16/NHWC on a quiet 2-core CPU: 11.07 -> 12.08
+patches/s, 9 % more, ``benchmarks/bench_pruning.py --batch 2``). The caller's model is left
+as it is (folding works on a copy).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import torch
+
+from gee_export.core.errors import ModelError
+from training.engine import autotune
+from training.engine.devices import Layout, Precision, resolve_device
+from training.engine.execution import use_threads
+from training.models.blocks import fold_batchnorm
+
+Activation = Literal["auto", "softmax", "sigmoid"]
+#: a batch of raw tiles: ``(N, C, H, W)``, or N arrays ``(C, H, W)``
+Tiles = np.ndarray | Sequence[np.ndarray]
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run the model.
+
+    Attributes:
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:1"``...
+        precision: ``"auto"``: measured on the first batch (:mod:`training.engine.autotune`: the
+            fastest of fp32/bf16 (fp16 on CUDA) whose output agrees with fp32); or an
+            explicit ``fp32``, ``bf16``, ``fp16``, never overridden.
+        channels_last: NHWC memory format: ``"auto"`` (measured), ``"on"``/``"off"`` (or a
+            bool).
+        compile: also try ``torch.compile`` (with ``auto``: kept only when faster; with
+            explicit precision and layout: always used). CUDA mostly; the first batch is slow.
+        autotune_cache: reuse/store measured choices in the user cache (None: unless
+            ``ISAMAP_AUTOTUNE_CACHE=off``).
+        autotune_budget_s: seconds the measurement may take.
+    """
+
+    device: str = "auto"
+    precision: Precision = "auto"
+    channels_last: Layout | bool = "auto"
+    compile: bool = False
+    autotune_cache: bool | None = None
+    autotune_budget_s: float = autotune.DEFAULT_BUDGET_S
+
+
+
+class TilePredictor:
+    """Normalise raw band values, run the model, return class probabilities as numpy.
+
+    Args:
+        model: any module following the model-file contract.
+        mean: per-band mean of the training split, in the model's band order.
+        std: per-band standard deviation, same order.
+        scale: output scale factor s (output tiles are s times the input tile size).
+        activation: ``"softmax"`` over K >= 2 classes, ``"sigmoid"`` for one logit (then the
+            returned probabilities are ``[1 - p, p]``); ``"auto"`` chooses by K.
+        options: device, precision, memory format, compilation.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, mean: np.ndarray, std: np.ndarray, *, scale: int = 1,
+        activation: Activation = "auto", options: RuntimeOptions | None = None,
+    ) -> None:
+        options = options or RuntimeOptions()
+        mean = np.asarray(mean, dtype=np.float32).reshape(-1)
+        std = np.asarray(std, dtype=np.float32).reshape(-1)
+        if mean.shape != std.shape:
+            raise ModelError(f"normalisation mean {mean.shape} and std {std.shape} differ in size")
+        if np.any(~np.isfinite(std)) or np.any(std <= 0):
+            raise ModelError("normalisation std must be finite and > 0; re-export the model file")
+        if not isinstance(scale, int) or scale < 1:
+            raise ModelError(f"output scale must be a positive integer, got {scale!r}")
+        self.device = resolve_device(options.device)
+        self.options = options
+        self.scale = scale
+        self.activation = activation
+        self.channels = int(mean.size)
+        # (x - mean) / std as one fused multiply-add: x * (1/std) + (-mean/std)
+        self._scale = torch.from_numpy(1.0 / std).view(1, -1, 1, 1).to(self.device)
+        self._shift = torch.from_numpy(-mean / std).view(1, -1, 1, 1).to(self.device)
+        self._module = fold_batchnorm(model.eval()).to(self.device)
+        self.model: torch.nn.Module = self._module
+        #: how the model runs: known now when precision and layout are explicit, measured on
+        #: the first batch otherwise (then recorded in the outputs, e.g. the COG tags)
+        self.choice: autotune.Choice | None = None
+        explicit = autotune.explicit(options.precision, options.channels_last, self.device)
+        if explicit is not None:
+            self._use(replace(explicit, setting=replace(explicit.setting,
+                                                        compile=options.compile)))
+        self._inputs: dict[tuple, torch.Tensor] = {}  # the normalised batch, reused (CPU)
+        self.forward_seconds = 0.0  # time spent in the model alone (benchmarks compare to it)
+        self.tune_seconds = 0.0  # time spent measuring 'auto'
+
+    def _use(self, choice: autotune.Choice) -> None:
+        self.choice = choice
+        self.model = autotune.apply(choice, self._module, self.device)
+
+    def resolve(self, tiles: Tiles) -> autotune.Choice:
+        """Settle ``auto`` on a batch of raw tiles (the first call does this by itself)."""
+        if self.choice is None:
+            x = self._normalise(tiles, torch.contiguous_format)
+            start = time.perf_counter()
+            self._use(autotune.choose(
+                self._module, x, self.device, mode="inference",
+                precision=self.options.precision, channels_last=self.options.channels_last,
+                compile=self.options.compile, cache=self.options.autotune_cache,
+                budget_s=self.options.autotune_budget_s))
+            self.tune_seconds += time.perf_counter() - start
+        return self.choice
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype (float32: no autocast); needs a settled choice."""
+        if self.choice is None:
+            raise RuntimeError("the runtime is measured on the first batch; call resolve()")
+        return self.choice.setting.autocast_dtype or torch.float32
+
+    @property
+    def channels_last(self) -> bool:
+        return self.choice is not None and self.choice.channels_last
+
+    @property
+    def description(self) -> str:
+        if self.choice is None:
+            return f"{self.device.type}/auto (measured on the first batch)"
+        return f"{self.device.type}/{self.choice.label} ({self.choice.source})"
+
+    def _normalise(self, tiles: Tiles, fmt: torch.memory_format,
+                   finite: bool = False) -> torch.Tensor:
+        """``(x - mean) / std`` in the model's layout, NaN and infinities as 0 (the mean).
+
+        On the CPU each tile is read where it lies (a view into the caller's tile row is
+        fine) and written once, normalised, into the batch: the model's cores do this pass
+        between forwards, so no copy is made before it.
+        """
+        n = len(tiles)
+        shapes = {tuple(t.shape) for t in tiles}  # one (C, H, W) for a valid batch
+        shape = shapes.pop() if len(shapes) == 1 else ()
+        if len(shape) != 3 or shape[0] != self.channels:
+            got = tiles.shape if isinstance(tiles, np.ndarray) else [t.shape for t in tiles]
+            raise ModelError(
+                f"tiles have shape {got}; the model expects (N, {self.channels}, H, W)")
+        if self.device.type == "cpu":
+            # the same batch buffer every call: a fresh one is tens of MB of new pages to
+            # fault in and give back, on the model's thread, between forwards
+            key = (n, *shape, fmt)
+            if key not in self._inputs:
+                self._inputs.clear()
+                with torch.inference_mode(False):  # writable in and outside inference mode
+                    self._inputs[key] = torch.empty((n, *shape), memory_format=fmt)
+            x = self._inputs[key]
+            for j in range(n):
+                raw = torch.from_numpy(np.asarray(tiles[j], dtype=np.float32))
+                torch.addcmul(self._shift[0], raw, self._scale[0], out=x[j])
+        else:
+            x = torch.empty((n, *shape), device=self.device, memory_format=fmt)
+            raw = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
+            torch.addcmul(self._shift, raw, self._scale, out=x)
+        if not finite:
+            torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
+        return x
+
+    @torch.inference_mode()
+    def __call__(self, tiles: Tiles, compact: bool = False, *, finite: bool = False) -> np.ndarray:
+        """Probabilities ``(N, K, H*s, W*s)`` float32 for raw tiles ``(N, C, H, W)``.
+
+        ``tiles``: one array, or a sequence of ``(C, H, W)`` arrays (views into a larger
+        block are read in place). NaN inputs (nodata) are replaced by the band mean, i.e. 0
+        after normalisation; the caller masks those pixels in the output anyway. ``finite``:
+        the caller checked there are none, so that pass is skipped. With ``compact``, a
+        two-class model returns only ``P(class 1)`` as ``(N, 1, H*s, W*s)`` (the other is its
+        complement): half the data to move and blend, which the streaming engine relies on
+        for speed.
+        """
+        choice = self.resolve(tiles)
+        if self.device.type == "cpu":
+            # another model's choice (one thread, measured while the machine was busy) may
+            # have changed the process's count since this one was settled
+            use_threads(choice.setting.threads)
+        x = self._normalise(tiles, choice.setting.memory_format, finite)
+        start = time.perf_counter()
+        with choice.setting.autocast(self.device.type):
+            out = self.model(x)
+        if isinstance(out, dict):
+            if "out" not in out:
+                raise ModelError(f"model returned a dict without 'out' (keys: {sorted(out)})")
+            out = out["out"]
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.forward_seconds += time.perf_counter() - start
+        return self._probabilities(out, x.shape, compact)
+
+    def _probabilities(self, logits: torch.Tensor, in_shape: tuple[int, ...],
+                       compact: bool) -> np.ndarray:
+        n, _, h, w = in_shape
+        expected = (n, h * self.scale, w * self.scale)
+        if logits.ndim != 4 or (logits.shape[0], *logits.shape[2:]) != expected:
+            raise ModelError(
+                f"model output {tuple(logits.shape)} does not match (N, K, H*s, W*s) = "
+                f"({n}, K, {expected[1]}, {expected[2]}) for output scale s={self.scale}; "
+                "check the model file's output scale")
+        activation = self.activation
+        if activation == "auto":
+            activation = "sigmoid" if logits.shape[1] == 1 else "softmax"
+        if activation == "sigmoid":
+            if logits.shape[1] != 1:
+                raise ModelError(f"sigmoid needs one logit per pixel, got {logits.shape[1]}")
+            p = torch.sigmoid(logits.float())
+            probs = p if compact else torch.cat([1.0 - p, p], dim=1)
+        elif compact and logits.shape[1] == 2:
+            # softmax of two logits is the sigmoid of their difference
+            probs = torch.sigmoid(logits[:, 1:2].float() - logits[:, 0:1].float())
+        else:
+            probs = torch.softmax(logits.float(), dim=1)
+        return probs.contiguous().cpu().numpy()

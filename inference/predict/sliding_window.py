@@ -1,0 +1,372 @@
+"""The sliding window's engine: three threads that read, predict and encode a raster.
+
+:func:`inference.predict.raster.predict_raster` decides what to run (bands, fingerprint, resuming,
+outputs); :class:`SlidingWindowJob` runs it: a reader (the next tile row into a reused buffer,
+and its nodata mask), the main thread (batches of tile views through the model), and an
+encoder (blend, take, checkpoint, COG tiles and overviews), the helpers at a lower OS priority
+than the model's threads. Per-stage times (:class:`Stages`) go back with the result.
+:class:`PredictConfig` (tiling and output options) is the job's configuration;
+:mod:`inference.predict.raster` re-exports it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.errors
+from affine import Affine
+from rasterio.windows import Window
+from tqdm.auto import tqdm
+
+from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.storage import atomic_path
+from inference.predict import cog
+from inference.predict.blending import (
+    Accumulator,
+    Blend,
+    check_tiling,
+    encode,
+    invalid_mask,
+    pad_to,
+    strip_bounds,
+    tile_starts,
+    tile_weights,
+)
+from inference.predict.cog import NODATA
+from inference.predict.inputs import unreadable
+from inference.predict.postprocess import ClaheParams, ClaheStream, Postprocess
+from inference.predict.priority import lower_thread_priority
+from inference.predict.runtime import TilePredictor
+
+#: Tile rows of work the encoder thread may fall behind the model (bounds the memory).
+PENDING_ROWS = 2
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Tiling and output options.
+
+    Attributes:
+        tile: input tile size in pixels (on the input grid).
+        overlap: minimum overlap between neighbouring tiles, input pixels.
+        batch_size: tiles per forward pass.
+        blend: ``"cosine"`` (tapered-cosine weights, no seams) or ``"uniform"`` (plain mean of
+            overlapping tiles; kept to show what the cosine blend removes).
+        strip_rows: output rows per checkpoint strip; a multiple of the COG block size keeps
+            each strip a whole row of COG tiles.
+        isa_class: index of the impervious class in the model's classes.
+        compress: COG compression.
+        keep_work: keep the strip directory after the COGs are written (debugging).
+        postprocess: ``"clahe"`` re-decides the class map with the CLAHE post-processing
+            of the impervious probability (:mod:`inference.predict.postprocess`); the probability
+            band stays the model's.
+        clahe: its parameters.
+    """
+
+    tile: int = 512
+    overlap: int = 64
+    batch_size: int = 8
+    blend: Blend = "cosine"
+    strip_rows: int = 512
+    isa_class: int = 1
+    compress: cog.Compression = "DEFLATE"
+    keep_work: bool = False
+    postprocess: Postprocess = "none"
+    clahe: ClaheParams = field(default_factory=ClaheParams)
+
+    def __post_init__(self) -> None:
+        check_tiling(self.tile, self.overlap)
+        if self.postprocess not in ("none", "clahe"):
+            raise ConfigError(f"postprocess must be none or clahe, got {self.postprocess!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.strip_rows < 16 or self.strip_rows % 16:
+            raise ConfigError(f"strip rows must be a multiple of 16, got {self.strip_rows}")
+
+
+def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """Input rows ``[row, row + rows)`` of the bands ``indexes`` at full width, float32.
+
+    The one place the engine reads its input: ``src`` is anything with rasterio's
+    ``read(indexes, window=..., out_dtype=..., out=...)``, ``width``, ``height`` and
+    ``nodatavals``. ``out`` (float32, ``(bands, rows, width)``) is filled instead of a new
+    array: a tile row of a wide region is hundreds of MB, and a fresh one costs the reader
+    a page fault per 4 KiB every row.
+    """
+    window = Window(0, row, src.width, rows)
+    try:
+        return src.read(list(indexes), window=window, out_dtype="float32", out=out)
+    except rasterio.errors.RasterioError as exc:
+        raise InputDataError(unreadable(getattr(src, "name", "the input"), exc)) from None
+
+
+class Stages:
+    """Seconds per stage, summed over the threads that run it (thread-safe).
+
+    Wall time, and the CPU time of the calling thread: what the stage costs the model's
+    cores, whatever the helpers' lower priority makes of their wall time.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def time(self, name: str) -> Iterator[None]:
+        start, cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.seconds[name] += time.perf_counter() - start
+                self.cpu[name] += time.thread_time() - cpu
+
+
+def _cpu_is_free(predictor: TilePredictor) -> bool:
+    """Whether the model leaves the CPU cores to the pipeline (it runs on an accelerator)."""
+    return predictor.device.type != "cpu"
+
+
+class SlidingWindowJob:
+    """One run of the sliding window: three threads, each owning its stage's state.
+
+    - reader: the next tile row (``read_rows``) and its nodata mask, one row ahead;
+    - main thread (this object's ``run``): runs the model on batches of tiles (views);
+    - encoder: blends tile probabilities into the accumulator, takes finished strips (the
+      checkpoint files) and feeds them to the two COG encoders (``inference.predict.cog_stream``),
+      which compress tiles and build overviews while the model works on the next rows;
+      with CLAHE post-processing, strips pass through the :class:`ClaheStream` first.
+
+    Work handed to the encoder is bounded (:data:`PENDING_ROWS` tile rows), so memory stays
+    bounded when the encoder is slower than the model; results arrive in order because the
+    encoder is one thread.
+    """
+
+    def __init__(self, src: Any, indexes: list[int], predictor: TilePredictor,
+                 config: PredictConfig, work: Path, transform: Affine, tags: dict[str, str],
+                 progress: bool) -> None:
+        self.src, self.indexes, self.predictor, self.config = src, indexes, predictor, config
+        self.work, self.transform, self.progress = work, transform, progress
+        self.nodata = [src.nodatavals[i - 1] for i in indexes]
+        s = predictor.scale
+        self.width, self.height = src.width * s, src.height * s
+        self.strips = strip_bounds(self.height, config.strip_rows)
+        self.first = next((i for i, (r0, _) in enumerate(self.strips)
+                           if not strip_path(work, r0).exists()), len(self.strips))
+        #: first output row an earlier run did not checkpoint
+        self.resume_row = (self.strips[self.first:] or [(self.height, 0)])[0][0]
+        self.profile = {"driver": "GTiff", "width": self.width, "count": 2, "dtype": "uint8",
+                        "crs": src.crs, "nodata": NODATA, "tiled": True, "blockxsize": 512,
+                        "blockysize": min(512, config.strip_rows), "compress": "ZSTD",
+                        "zstd_level": 1, "interleave": "band"}
+        self.stages = Stages()
+        # with the model on a GPU the CPU cores are free: GDAL compresses with all of them and
+        # the two maps are encoded side by side; on the CPU the encoder stays one thread
+        self.parallel = _cpu_is_free(predictor)
+        self.streams = {kind: cog.open_stream(work, kind, kind, self.width, self.height,
+                                              transform, src.crs, tags,
+                                              compress=config.compress,
+                                              threads="ALL_CPUS" if self.parallel else None)
+                        for kind in ("class", "probability")}
+        self._kind_pools: dict[str, ThreadPoolExecutor] = {}
+        self._encoding: collections.deque[Future] = collections.deque()
+        self.acc: Accumulator | None = None
+        self.post = (ClaheStream(self.height, self.width, config.isa_class, config.clahe)
+                     if config.postprocess == "clahe" else None)
+        # CLAHE needs the tile row above the first missing strip: its strips are recomputed
+        # for context (not written again)
+        context = self.post.context_start(self.resume_row) if self.post else self.resume_row
+        self.todo = [i for i, (_, r1) in enumerate(self.strips) if r1 > context]
+        self.tiles = 0
+        #: the reader fills these in turn: it runs one tile row ahead of the model, so the
+        #: row the model reads its tiles from is never the one being filled
+        self._buffers: list[np.ndarray] = []
+        self._reads = 0
+
+    def close(self) -> None:
+        for pool in self._kind_pools.values():
+            pool.shutdown(wait=True)
+        for stream in self.streams.values():
+            stream.remove()
+
+    # ---------------------------------------------------------------- main thread
+    def run(self) -> None:
+        s, tile = self.predictor.scale, self.config.tile
+        src = self.src
+        starts_y = tile_starts(src.height, tile, self.config.overlap)
+        starts_x = tile_starts(src.width, tile, self.config.overlap)
+        span = min(tile, src.height)
+        pending: collections.deque[Future] = collections.deque()
+        per_row = math.ceil(len(starts_x) / self.config.batch_size) + 1
+        with ThreadPoolExecutor(1, initializer=lower_thread_priority) as reader, \
+                ThreadPoolExecutor(1, initializer=lower_thread_priority) as encoder:
+
+            def hand_over(fn, *args) -> None:
+                pending.append(encoder.submit(fn, *args))
+                while pending and (pending[0].done() or len(pending) > PENDING_ROWS * per_row):
+                    with self.stages.time("wait_encoder"):
+                        pending.popleft().result()  # re-raises the encoder's errors here
+
+            hand_over(self._replay_strips)  # a resumed run's strips go to the COGs first
+            if self.todo:
+                row_from = self.strips[self.todo[0]][0]
+                k0 = next(k for k, y in enumerate(starts_y) if (y + span) * s > row_from)
+                self.acc_rows = (row_from, span * s + self.config.strip_rows)
+                bar = tqdm(total=(len(starts_y) - k0) * len(starts_x), unit="tile",
+                           disable=not self.progress, desc="predict")
+                nxt = reader.submit(self._read, starts_y[k0])
+                for k in range(k0, len(starts_y)):
+                    with self.stages.time("wait_reader"):
+                        block, invalid, finite = nxt.result()
+                    if k + 1 < len(starts_y):
+                        nxt = reader.submit(self._read, starts_y[k + 1])
+                    for xs, probs in self._predict_row(block, starts_x, finite):
+                        hand_over(self._blend, k, starts_y, starts_x, xs, probs)
+                    final = starts_y[k + 1] * s if k + 1 < len(starts_y) else self.height
+                    hand_over(self._close_row, starts_y[k] * s, invalid, final)
+                    bar.update(len(starts_x))
+                    self.tiles += len(starts_x)
+                if self.post is not None:  # the strips the CLAHE stream still holds
+                    hand_over(lambda: self._post_done(self.post.finish()))
+                bar.close()
+            while pending:
+                with self.stages.time("wait_encoder"):
+                    pending.popleft().result()
+            while self._encoding:
+                with self.stages.time("wait_encoder"):
+                    self._encoding.popleft().result()
+
+    def _predict_row(self, block: np.ndarray, starts_x: list[int],
+                     finite: bool) -> Iterator[tuple]:
+        """Tiles of one tile row, batch by batch: ``(x offsets, compact probabilities)``.
+
+        The tiles are views into the row: the predictor normalises them straight into the
+        model's batch, so the main thread makes no copy of its own.
+        """
+        tile, size = self.config.tile, self.config.batch_size
+        for b in range(0, len(starts_x), size):
+            xs = starts_x[b:b + size]
+            with self.stages.time("predict"):
+                probs = self.predictor([block[:, :, x:x + tile] for x in xs], compact=True,
+                                       finite=finite)
+            yield xs, probs
+
+    # ---------------------------------------------------------------- reader thread
+    def _read(self, y: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        tile, src, s = self.config.tile, self.src, self.predictor.scale
+        rows, out = min(tile, src.height - y), None
+        if rows == tile:  # a full tile row: into the buffer the model is done with
+            if len(self._buffers) < 2:
+                self._buffers.append(np.empty((len(self.indexes), tile, src.width), np.float32))
+            out = self._buffers[self._reads % 2]
+            self._reads += 1
+        with self.stages.time("read"):
+            block = read_rows(src, self.indexes, y, rows, out=out)
+        with self.stages.time("mask"):
+            invalid = invalid_mask(block, self.nodata)
+            finite = not invalid.any()  # then the model's thread skips its NaN pass
+            if s > 1:
+                invalid = invalid.repeat(s, axis=0).repeat(s, axis=1)
+            block = pad_to(block, tile, max(block.shape[2], tile))
+        return block, invalid, finite
+
+    # ---------------------------------------------------------------- encoder thread
+    def _blend(self, k: int, starts_y: list[int], starts_x: list[int], xs: list[int],
+               probs: np.ndarray) -> None:
+        s, tile, config = self.predictor.scale, self.config.tile, self.config
+        with self.stages.time("blend"):
+            if self.acc is None:
+                classes = 2 if probs.shape[1] == 1 else probs.shape[1]
+                if not 0 <= config.isa_class < classes:
+                    raise ConfigError(f"ISA class {config.isa_class} is not one of the "
+                                      f"model's {classes} output classes")
+                self.acc = Accumulator(probs.shape[1], self.acc_rows[1], self.width,
+                                        self.acc_rows[0])
+            y = starts_y[k]
+            rows = min(tile, self.src.height - y) * s
+            last_y, last_x = k == len(starts_y) - 1, starts_x[-1]
+            for j, x in enumerate(xs):
+                cols = min(tile, self.src.width - x) * s
+                weights = tile_weights(tile * s, config.overlap * s, top=k > 0,
+                                       bottom=not last_y, left=x > 0, right=x < last_x,
+                                       blend=config.blend)
+                self.acc.add(probs[j, :, :rows, :cols], weights, y * s, x * s)
+
+    def _close_row(self, row: int, invalid: np.ndarray, final_row: int) -> None:
+        """Mark the row's nodata; take, checkpoint and encode every strip now final."""
+        self.acc.mark_invalid(invalid, row)
+        while self.todo and self.strips[self.todo[0]][1] <= final_row:
+            r0, r1 = self.strips[self.todo.pop(0)]
+            with self.stages.time("take"):
+                probs, bad = self.acc.take_probs(r1 - r0)
+                classes, prob = encode(probs, bad, self.config.isa_class)
+            if self.post is None:
+                self._finish_strip(r0, classes, prob)
+                continue
+            with self.stages.time("postprocess"):
+                done = self.post.push(r0, probs, bad, (prob, bad))
+            self._post_done(done)
+
+    def _post_done(self, done: list[tuple[int, np.ndarray, Any]]) -> None:
+        """Strips the CLAHE stream finished: its classes (nodata kept), the model's probability."""
+        for r0, classes, (prob, bad) in done:
+            classes[bad] = NODATA
+            self._finish_strip(r0, classes, prob)
+
+    def _finish_strip(self, r0: int, classes: np.ndarray, prob: np.ndarray) -> None:
+        """Checkpoint and encode the final strip at row ``r0`` (unless an earlier run did)."""
+        if r0 < self.resume_row:
+            return  # a CLAHE context strip: replayed from its checkpoint already
+        with self.stages.time("checkpoint"):
+            write_strip(strip_path(self.work, r0), classes, prob, {
+                **self.profile, "transform": self.transform @ Affine.translation(0, r0)})
+        self._encode(classes, prob)
+
+    def _replay_strips(self) -> None:
+        """Feed the strips a previous run left (resuming) to the COG encoders, in order."""
+        for r0, _ in self.strips[:self.first]:
+            with self.stages.time("checkpoint"), rasterio.open(strip_path(self.work, r0)) as ds:
+                classes, prob = ds.read(1), ds.read(2)
+            self._encode(classes, prob)
+
+    def _encode(self, classes: np.ndarray, prob: np.ndarray) -> None:
+        if not self.parallel:
+            with self.stages.time("encode"):
+                self.streams["class"].add(classes)
+                self.streams["probability"].add(prob)
+            return
+        for kind, rows in (("class", classes), ("probability", prob)):
+            if kind not in self._kind_pools:
+                self._kind_pools[kind] = ThreadPoolExecutor(1)
+            self._encoding.append(self._kind_pools[kind].submit(self._encode_one, kind, rows))
+        while len(self._encoding) > 4 or (self._encoding and self._encoding[0].done()):
+            self._encoding.popleft().result()  # bounded, and errors surface here
+
+    def _encode_one(self, kind: str, rows: np.ndarray) -> None:
+        with self.stages.time("encode"):
+            self.streams[kind].add(rows)
+
+
+def strip_path(work: Path, row0: int) -> Path:
+    return work / f"strip_{row0:07d}.tif"
+
+
+def write_strip(path: Path, classes: np.ndarray, prob: np.ndarray, profile: dict) -> None:
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile,
+                                                 height=classes.shape[0]) as dst:
+        dst.write(classes, 1)
+        dst.write(prob, 2)

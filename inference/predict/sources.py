@@ -1,0 +1,91 @@
+"""Where the streaming predictor reads its input: a raster file, or any object that reads like one.
+
+The predictor (:func:`inference.predict.raster.predict_raster`) reads full-width tile rows in
+order through a small interface, the part of a rasterio dataset it uses (size, georeference,
+band names and nodata, ``read(indexes, window)``). An open rasterio dataset is one
+implementation, so stacks on disk or behind ``/vsigs/`` are read exactly as before;
+:class:`MaskedFileSource` is another: a raster whose masked pixels carry a sentinel value
+(Earth Engine's exported GeoTIFFs and their VRT: -3e38), read with those pixels as NaN, the
+way the model's runtime expects nodata. Tiles fetched on demand from Earth Engine are a third
+(:class:`inference.mapping.fetched.FetchedSource`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from gee_export.core.storage import files
+
+MASKED_BELOW = -1.0e38  # Earth Engine's masked float pixels (-3e38) and anything lower
+
+
+class RasterSource(Protocol):
+    """The part of a rasterio dataset the streaming predictor uses."""
+
+    width: int
+    height: int
+    count: int
+    transform: Affine
+    crs: CRS
+    descriptions: tuple[str | None, ...]
+    nodatavals: tuple[float | None, ...]
+
+    def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
+             out: np.ndarray | None = None) -> np.ndarray: ...
+
+
+def source_identity(source: str | RasterSource) -> str:
+    """What names an input in a prediction's fingerprint (a path, or the source's identity)."""
+    if isinstance(source, str):
+        return source
+    return str(getattr(source, "identity", None) or getattr(source, "name", "") or
+               type(source).__name__)
+
+
+@contextlib.contextmanager
+def open_source(source: str | RasterSource) -> Iterator[RasterSource]:
+    """An open source: a path (local, VRT or gs://) opened with rasterio, or ``source`` as is.
+
+    A source object stays open afterwards: whoever made it owns it.
+    """
+    if isinstance(source, str):
+        with rasterio.open(files.gdal_path(source)) as ds:
+            yield ds
+    else:
+        yield source
+
+
+class MaskedFileSource:
+    """A raster read through rasterio with pixels at or below ``masked_below`` as NaN."""
+
+    def __init__(self, path: str, masked_below: float = MASKED_BELOW,
+                 identity: str | None = None) -> None:
+        self.identity = identity or path
+        self._ds = rasterio.open(files.gdal_path(path))
+        self.masked_below = masked_below
+        ds = self._ds
+        self.width, self.height, self.count = ds.width, ds.height, ds.count
+        self.transform, self.crs, self.descriptions = ds.transform, ds.crs, ds.descriptions
+        self.nodatavals = (float("nan"),) * ds.count
+
+    def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
+             out: np.ndarray | None = None) -> np.ndarray:
+        data = self._ds.read(list(indexes), window=window, out_dtype="float32", out=out)
+        data[data <= self.masked_below] = np.nan
+        return data
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __enter__(self) -> MaskedFileSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,288 @@
+"""ISA area statistics per region or polygon, and change between two dates.
+
+Everything streams over the COG's 512 x 512 blocks, so a national map is summarised with the
+memory of a few blocks. Areas are true ground areas: in a projected CRS the pixel area is
+``|a·e|``; in a geographic CRS each row's pixel area is computed on the sphere (it shrinks
+with latitude). Polygons (GeoJSON, WGS 84 as the format prescribes, or any CRS named in a
+``crs`` member) are reprojected to the raster's CRS and rasterised block by block (pixel
+centres inside the polygon count).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.features import geometry_mask
+from rasterio.warp import transform_geom
+from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
+
+from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.regions import GEOJSON_ADVICE, read_geojson
+from gee_export.core.errors import InputDataError
+from gee_export.core.jsonsafe import dumps
+from gee_export.core.storage import atomic_write, files
+from inference.predict import cog
+
+NODATA = LABEL_NODATA
+EARTH_RADIUS_KM = 6371.0088
+CHANGE_CODES = {"stable_pervious": 0, "stable_isa": 1, "gain": 2, "loss": 3}
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str
+    geometry: dict[str, Any] | None  # in the raster CRS; None = the whole raster
+
+
+@dataclass(frozen=True)
+class AreaRow:
+    """ISA area of one zone (km²)."""
+
+    zone: str
+    isa_km2: float
+    isa_probability_km2: float | None
+    valid_km2: float
+    nodata_km2: float
+    isa_fraction: float | None  # None: no valid pixel in the zone ("no data", not 0 %)
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    """ISA change of one zone between two dates (km²)."""
+
+    zone: str
+    stable_isa_km2: float
+    gain_km2: float
+    loss_km2: float
+    net_change_km2: float
+    valid_km2: float
+
+
+def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
+               name_field: str | None = None, flag: str = "--zones") -> list[Zone]:
+    """Zones from a GeoJSON file/dict (features or a bare geometry), reprojected to ``crs``.
+
+    Errors name the file as ``flag`` (the option the user typed) followed by its path.
+    """
+    if geojson is None:
+        return [Zone("all", None)]
+    if isinstance(geojson, dict):
+        data, given = geojson, flag
+    else:
+        data, given = read_geojson(geojson, flag), f"{flag} {geojson}"
+    src_crs = ((data.get("crs") or {}).get("properties") or {}).get("name", "EPSG:4326")
+    if data.get("type") == "FeatureCollection":
+        features = data.get("features") or []
+    elif data.get("type") == "Feature":
+        features = [data]
+    else:
+        features = [{"type": "Feature", "properties": {}, "geometry": data}]
+    zones = []
+    for i, feature in enumerate(features):
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if not isinstance(geometry, dict) or geometry.get("type") not in (
+                "Polygon", "MultiPolygon"):
+            raise InputDataError(f"feature {i} of {given} is not a (Multi)Polygon; area "
+                                 f"statistics need polygons: {GEOJSON_ADVICE}")
+        if src_crs in ("EPSG:4326", "urn:ogc:def:crs:OGC:1.3:CRS84") and not _lonlat(geometry):
+            raise InputDataError(
+                f"feature {i} of {given} has coordinates outside longitude/latitude, so the "
+                "file is in a projected CRS without saying so; add a 'crs' member naming it "
+                "or reproject it to longitude/latitude (EPSG:4326) in your GIS")
+        props = feature.get("properties") or {}
+        name = props.get(name_field) if name_field else None
+        name = name or props.get("name") or props.get("NAME") or f"feature_{i}"
+        try:
+            zones.append(Zone(str(name), transform_geom(src_crs, crs, geometry)))
+        except Exception as exc:  # GDAL/PROJ raise several types for a bad CRS or geometry
+            raise InputDataError(f"feature {i} of {given} cannot be put in the map's CRS "
+                                 f"({exc}); give polygons in longitude/latitude (GeoJSON's "
+                                 "EPSG:4326) or name their CRS in a 'crs' member") from None
+    if not zones:
+        raise InputDataError(f"{given} has no features; {GEOJSON_ADVICE}")
+    return zones
+
+
+def _lonlat(geometry: dict[str, Any]) -> bool:
+    """Whether every coordinate of a (Multi)Polygon is a longitude/latitude pair."""
+    points = np.asarray([pt[:2] for ring in _rings(geometry) for pt in ring], dtype=float)
+    return bool(points.size == 0 or (np.abs(points[:, 0]).max() <= 180
+                                     and np.abs(points[:, 1]).max() <= 90))
+
+
+def _rings(geometry: dict[str, Any]) -> list[list[list[float]]]:
+    if geometry["type"] == "Polygon":
+        return list(geometry["coordinates"])
+    return [ring for polygon in geometry["coordinates"] for ring in polygon]
+
+
+def pixel_area_km2(transform, crs, row0: int, rows: int) -> np.ndarray:
+    """Area of one pixel in each of ``rows`` rows starting at ``row0`` (km², shape (rows, 1))."""
+    if crs is not None and crs.is_geographic:
+        top = transform.f + transform.e * np.arange(row0, row0 + rows + 1)
+        lat = np.radians(np.clip(top, -90, 90))
+        band = np.abs(np.sin(lat[:-1]) - np.sin(lat[1:]))
+        return (EARTH_RADIUS_KM**2 * math.radians(abs(transform.a)) * band)[:, None]
+    return np.full((rows, 1), abs(transform.a * transform.e) / 1e6)
+
+
+def raster_area_km2(transform, crs, width: int, height: int) -> float:
+    """Ground area of a whole raster (km²), row by row as :func:`pixel_area_km2` computes it."""
+    return float(pixel_area_km2(transform, crs, 0, height).sum() * width)
+
+
+def _zonal(path: str, zones: Sequence[Zone], codes: Sequence[int],
+           weights_path: str | None = None) -> dict[str, dict[str, float]]:
+    """Per zone: km² of each code, of valid pixels, of nodata, and of ``weights`` (x/250)."""
+    totals = {z.name: {**{str(c): 0.0 for c in codes}, "valid": 0.0, "nodata": 0.0,
+                       "weighted": 0.0} for z in zones}
+    with rasterio.open(files.gdal_path(path)) as ds:
+        weights_ds = rasterio.open(files.gdal_path(weights_path)) if weights_path else None
+        try:
+            if weights_ds and (weights_ds.shape, weights_ds.transform) != (ds.shape,
+                                                                          ds.transform):
+                raise InputDataError(f"{weights_path} is not on the grid of {path}")
+            for _, window in ds.block_windows(1):
+                _block(ds, weights_ds, window, zones, codes, totals)
+        finally:
+            if weights_ds:
+                weights_ds.close()
+    return totals
+
+
+def _block(ds, weights_ds, window: Window, zones, codes, totals) -> None:
+    data = ds.read(1, window=window)
+    area = np.broadcast_to(pixel_area_km2(ds.transform, ds.crs, int(window.row_off),
+                                          int(window.height)), data.shape)
+    weights = weights_ds.read(1, window=window) if weights_ds else None
+    block_box = window_bounds(window, ds.transform)
+    transform = ds.window_transform(window)
+    for zone in zones:
+        if zone.geometry is None:
+            inside = np.ones(data.shape, dtype=bool)
+        else:
+            if not _boxes_overlap(block_box, rasterio.features.bounds(zone.geometry)):
+                continue
+            inside = geometry_mask([zone.geometry], data.shape, transform, invert=True)
+            if not inside.any():
+                continue
+        t = totals[zone.name]
+        valid = inside & (data != NODATA)
+        t["nodata"] += float(area[inside & (data == NODATA)].sum())
+        t["valid"] += float(area[valid].sum())
+        for code in codes:
+            t[str(code)] += float(area[valid & (data == code)].sum())
+        if weights is not None:
+            ok = valid & (weights != NODATA)
+            t["weighted"] += float((area[ok] * weights[ok] / 250.0).sum())
+
+
+def _boxes_overlap(a, b) -> bool:
+    return not (a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1])
+
+
+def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = None,
+             isa_class: int = 1) -> list[AreaRow]:
+    """ISA area (class map), probability-weighted ISA area (when given) and valid area."""
+    totals = _zonal(class_path, zones, [isa_class], prob_path)
+    rows = []
+    for name, t in totals.items():
+        isa = t[str(isa_class)]
+        rows.append(AreaRow(name, round(isa, 6),
+                            round(t["weighted"], 6) if prob_path else None,
+                            round(t["valid"], 6), round(t["nodata"], 6),
+                            round(isa / t["valid"], 6) if t["valid"] else None))
+    return rows
+
+
+def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
+               compress: cog.Compression = "DEFLATE",
+               tags: dict[str, str] | None = None) -> str:
+    """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``).
+
+    ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there).
+    """
+    with rasterio.open(files.gdal_path(class_a)) as a, rasterio.open(files.gdal_path(class_b)) as b:
+        if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
+            raise InputDataError(
+                f"{class_a} and {class_b} are not on the same grid (shape, transform, CRS); "
+                "predict both dates from stacks on one grid")
+        profile = {"driver": "GTiff", "width": a.width, "height": a.height, "count": 1,
+                   "dtype": "uint8", "crs": a.crs, "transform": a.transform,
+                   "nodata": NODATA, "tiled": True, "blockxsize": 512, "blockysize": 512,
+                   "compress": "ZSTD"}
+        parent = Path(out_path).parent if not files.is_gcs(out_path) else Path.cwd()
+        parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".isamap-change-", dir=parent))
+        tmp = work / "change.tif"
+        with rasterio.open(tmp, "w", **profile) as dst:
+            for _, window in a.block_windows(1):
+                va, vb = a.read(1, window=window), b.read(1, window=window)
+                isa_a, isa_b = va == isa_class, vb == isa_class
+                code = np.where(isa_a, np.where(isa_b, 1, 3), np.where(isa_b, 2, 0))
+                code = code.astype(np.uint8)
+                code[(va == NODATA) | (vb == NODATA)] = NODATA
+                dst.write(code, 1, window=window)
+        tags = {"from": class_a, "to": class_b, "codes": json.dumps(CHANGE_CODES),
+                "version": a.tags().get("version", ""), **(tags or {})}
+    try:
+        files.put_output(lambda local: cog.write_cog(tmp, local, "change", tags,
+                                                   compress=compress), out_path, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out_path
+
+
+def change_area(change_path: str, zones: Sequence[Zone]) -> list[ChangeRow]:
+    totals = _zonal(change_path, zones, list(CHANGE_CODES.values()))
+    rows = []
+    for name, t in totals.items():
+        gain, loss = t[str(CHANGE_CODES["gain"])], t[str(CHANGE_CODES["loss"])]
+        rows.append(ChangeRow(name, round(t[str(CHANGE_CODES["stable_isa"])], 6),
+                              round(gain, 6), round(loss, 6), round(gain - loss, 6),
+                              round(t["valid"], 6)))
+    return rows
+
+
+def write_table(rows: Sequence[AreaRow | ChangeRow], json_path: str | os.PathLike | None = None,
+                csv_path: str | os.PathLike | None = None) -> str:
+    """Save rows as JSON and/or CSV (atomically) and return a readable table."""
+    records = [asdict(r) for r in rows]
+    if json_path:
+        _atomic(Path(json_path), dumps(records, indent=1))
+    if csv_path and records:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+        _atomic(Path(csv_path), buffer.getvalue())
+    if not records:
+        return "(no zones)"
+    keys = list(records[0])
+    cells = [[str(k) for k in keys]] + [[_cell(r[k], k) for k in keys] for r in records]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(keys))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True))
+                     for row in cells)
+
+
+def _cell(value: Any, key: str) -> str:
+    if value is None:
+        return "no data" if key == "isa_fraction" else ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _atomic(path: Path, text: str) -> None:
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))

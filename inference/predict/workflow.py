@@ -1,0 +1,172 @@
+"""Model file + stack -> COGs, quick-looks and area statistics: the chain CLI and demo share.
+
+Everything cheap is checked before the model is loaded and the first tile is predicted: the
+month, that the input exists and can be read to its last pixel, that the zones file is valid
+polygons in a known CRS; a mistake in any of them costs a second, not a whole prediction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gee_export.core.errors import ModelError
+from gee_export.core.months import check_month
+from gee_export.core.storage import files
+from inference.predict import cog, stats
+from inference.predict.cog import OutputInfo
+from inference.predict.inputs import probe_input
+from inference.predict.raster import PredictConfig, PredictionResult, predict_raster
+from inference.predict.runtime import RuntimeOptions, TilePredictor
+from inference.predict.sources import RasterSource
+
+log = logging.getLogger(__name__)
+
+ISA_NAMES = ("impervious", "isa", "built", "built-up", "urban")
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Every file one prediction produced (local paths or gs:// URIs)."""
+
+    prediction: PredictionResult
+    class_png: Path
+    prob_png: Path
+    area_json: Path
+    area_csv: Path
+    area_table: str
+    change_cog: str | None = None
+    change_json: Path | None = None
+
+    def paths(self) -> dict[str, str]:
+        out = {"class_cog": self.prediction.class_path, "prob_cog": self.prediction.prob_path,
+               "class_png": str(self.class_png), "prob_png": str(self.prob_png),
+               "area_json": str(self.area_json), "area_csv": str(self.area_csv)}
+        if self.change_cog:
+            out["change_cog"] = self.change_cog
+            out["change_json"] = str(self.change_json)
+        return out
+
+
+def isa_class_index(class_names: tuple[str, ...], explicit: int | None = None) -> int:
+    """Index of the impervious class: explicit, else by name, else 1 of a binary scheme."""
+    if explicit is not None:
+        if not 0 <= explicit < len(class_names):
+            raise ModelError(f"--isa-class {explicit} is not one of the model's "
+                             f"{len(class_names)} classes {class_names}")
+        return explicit
+    for i, name in enumerate(class_names):
+        if name.lower() in ISA_NAMES:
+            return i
+    if len(class_names) == 2:
+        return 1
+    raise ModelError(f"cannot tell which of {class_names} is impervious; pass --isa-class")
+
+
+def file_id(path: str | os.PathLike) -> str:
+    """Content hash of a model file, so resumed runs never mix two models' strips."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def predict_with_model_file(
+    model_file: str | os.PathLike, stack: str | RasterSource, out_prefix: str, *,
+    month: str | None = None,
+    config: PredictConfig | None = None, options: RuntimeOptions | None = None,
+    isa_class: int | None = None, zones: str | os.PathLike | dict | None = None,
+    compare_with: str | None = None, local_dir: str | os.PathLike | None = None,
+    work_dir: str | None = None, restart: bool = False, progress: bool = True,
+    band_order: Sequence[str] | None = None,
+) -> Outputs:
+    """Predict ``stack`` with a model file, then write quick-looks and area statistics.
+
+    Args:
+        model_file: a file written by ``training.modelfile.save_model_file``.
+        stack: the input stack (GeoTIFF/VRT, local or gs://) with named bands, or an open
+            :class:`inference.predict.sources.RasterSource` (tiles fetched on demand).
+        out_prefix: COG prefix (``<prefix>_class.tif``, ``<prefix>_prob.tif``).
+        month: ``YYYY-MM`` recorded in the COGs and used for the asset's time range.
+        config: tiling and output options.
+        options: device, precision, memory format, compilation.
+        isa_class: index of the impervious class (default: found by class name).
+        zones: GeoJSON of polygons for the area table (default: the whole raster).
+        compare_with: class COG of an earlier date on the same grid: adds a change map.
+        local_dir: where PNGs and tables go (default: beside a local prefix, else ``.``).
+        work_dir: checkpoint folder (see :func:`inference.predict.raster.predict_raster`).
+        restart: discard strips of a different earlier run.
+        progress: show tqdm bars.
+        band_order: the stack's band names in file order when it has no band descriptions.
+    """
+    from training.modelfile import load_model_file
+
+    if month is not None:
+        check_month(month)
+    crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
+    stats.load_zones(zones, crs)  # a bad zones file fails before any tile is predicted
+    model, meta = load_model_file(model_file)
+    index = isa_class_index(tuple(meta.class_names), isa_class)
+    config = config or PredictConfig()
+    if config.isa_class != index:
+        config = PredictConfig(**{**config.__dict__, "isa_class": index})
+    predictor = TilePredictor(model, meta.norm_mean, meta.norm_std,
+                              scale=int(meta.output_scale), options=options)
+    metrics = {k: float(v) for k, v in dict(meta.metrics).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    info = OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), month,
+                      metrics=metrics)
+    result = predict_raster(stack, out_prefix, predictor, info, config, work_dir=work_dir,
+                            model_id=file_id(model_file), restart=restart, progress=progress,
+                            band_order=band_order)
+    return finish_outputs(result, out_prefix, index, zones=zones, compare_with=compare_with,
+                          local_dir=local_dir)
+
+
+def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
+                   zones: str | os.PathLike | dict | None = None,
+                   compare_with: str | None = None,
+                   local_dir: str | os.PathLike | None = None) -> Outputs:
+    """Quick-looks, area table and optional change map of a prediction's COGs.
+
+    Shared by the streaming prediction above and the tile-parallel Beam pipeline
+    (:mod:`inference.mapping.beam_map`), whose COGs come from a mosaic of tiles.
+    """
+    zone_list = stats.load_zones(zones, result.crs)
+    name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
+    local = Path(local_dir) if local_dir else (
+        Path.cwd() if files.is_gcs(out_prefix) else Path(out_prefix).parent)
+    class_png = cog.quicklook(files.gdal_path(result.class_path), local / f"{name}_class.png",
+                              "class")
+    prob_png = cog.quicklook(files.gdal_path(result.prob_path), local / f"{name}_prob.png",
+                             "probability")
+    rows = stats.isa_area(result.class_path, zone_list, result.prob_path, isa_class=index)
+    for row in rows:
+        if row.isa_fraction is None:
+            log.warning("zone %r has no valid pixel of the map (outside it, or all nodata); "
+                        "its row says no data", row.zone)
+    area_json, area_csv = local / f"{name}_area.json", local / f"{name}_area.csv"
+    table = stats.write_table(rows, area_json, area_csv)
+    change_cog = change_json = None
+    if compare_with:
+        change_cog = f"{out_prefix}_change.tif"
+        stats.change_map(compare_with, result.class_path, change_cog, isa_class=index)
+        change_json = local / f"{name}_change_area.json"
+        change_rows = stats.change_area(change_cog, zone_list)
+        table += "\n\nISA change since " + compare_with + "\n" + stats.write_table(
+            change_rows, change_json, change_json.with_suffix(".csv"))
+    return Outputs(result, class_png, prob_png, area_json, area_csv, table, change_cog,
+                   change_json)
+
+
+def describe(outputs: Outputs) -> dict[str, Any]:
+    r = outputs.prediction
+    return {"tiles": r.tiles, "seconds": round(r.seconds, 2), "skipped": r.skipped,
+            "resumed_strips": r.resumed_strips, "area_km2": round(r.area_km2, 3),
+            **outputs.paths()}

@@ -1,0 +1,144 @@
+"""The Earth Engine Code Editor script that shows a published ISA map.
+
+Users of the Code Editor get a ready-to-paste script: it centres the map on the asset and adds
+the class map and the probability as layers with the same palettes as the quick-look PNGs. A
+published series (an ImageCollection) gets a small app instead (:func:`series_app_script`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from inference.predict.cog import BAND_IDS, CHANGE_PALETTE, CLASS_PALETTE, PROB_PALETTE
+
+
+def code_editor_script(asset_id: str, bands: Sequence[str] = tuple(BAND_IDS.values())[:2], *,
+                       classes: Sequence[str] = ("pervious", "impervious"),
+                       title: str = "isamap ISA map", zoom: int = 11) -> str:
+    """JavaScript for https://code.earthengine.google.com showing ``bands`` of ``asset_id``."""
+    lines = [
+        f"// {title}",
+        f"// asset: {asset_id}  bands: {', '.join(bands)}",
+        f"var image = ee.Image({json.dumps(asset_id)});",
+        f"Map.centerObject(image, {zoom});",
+    ]
+    if BAND_IDS["class"] in bands:
+        palette = list(CLASS_PALETTE[:len(classes)])
+        legend = ", ".join(f"{i} {name}" for i, name in enumerate(classes))
+        lines += [
+            f"// classes: {legend}",
+            f"Map.addLayer(image.select({json.dumps(BAND_IDS['class'])}), "
+            f"{{min: 0, max: {len(classes) - 1}, palette: {json.dumps(palette)}}}, "
+            f"{json.dumps('ISA class')});",
+        ]
+    if BAND_IDS["probability"] in bands:
+        lines += [
+            "// probability is stored x250 (250 = 1.0)",
+            f"Map.addLayer(image.select({json.dumps(BAND_IDS['probability'])}).divide(250), "
+            f"{{min: 0, max: 1, palette: {json.dumps(list(PROB_PALETTE))}}}, "
+            f"{json.dumps('ISA probability')}, false);",
+        ]
+    lines.append("print(image);")
+    return "\n".join(lines) + "\n"
+
+
+def series_app_script(collection_id: str, months: Sequence[str], *,
+                      classes: Sequence[str] = ("pervious", "impervious"), isa_class: int = 1,
+                      zones: dict | None = None, scale: float = 10.0,
+                      title: str = "isamap ISA series") -> str:
+    """A small Code Editor app over a published ISA series (an ImageCollection).
+
+    A date slider picks the image (by its ``system:time_start``); the class and probability
+    layers get a legend; the change layer compares the date with the one before it (0 stable
+    pervious, 1 stable impervious, 2 gain, 3 loss, as the change COGs); clicking the map charts
+    ISA km² over time for the clicked point's zone (``zones``, else a 1 km disc around it).
+    """
+    palette = list(CLASS_PALETTE[:len(classes)])
+    change_names = ["stable pervious", "stable impervious", "gain", "loss"]
+    zone_js = (f"ee.FeatureCollection({json.dumps(zones)})" if zones is not None
+               else "null")
+    return f"""// {title}
+// ImageCollection {collection_id}: one image per date, bands {BAND_IDS['class']} and
+// {BAND_IDS['probability']} (x250); paste into https://code.earthengine.google.com and Run.
+var collection = ee.ImageCollection({json.dumps(collection_id)});
+var months = {json.dumps(list(months))};
+var classNames = {json.dumps(list(classes))};
+var classPalette = {json.dumps(palette)};
+var probPalette = {json.dumps(list(PROB_PALETTE))};
+var changeNames = {json.dumps(change_names)};
+var changePalette = {json.dumps(list(CHANGE_PALETTE))};
+var isaClass = {isa_class};
+var zones = {zone_js};
+
+function imageAt(i) {{
+  var start = ee.Date(months[i] + '-01');
+  return ee.Image(collection.filterDate(start, start.advance(1, 'month')).first());
+}}
+
+function changeBetween(a, b) {{
+  var isaA = a.select('{BAND_IDS['class']}').eq(isaClass);
+  var isaB = b.select('{BAND_IDS['class']}').eq(isaClass);
+  return ee.Image(0).where(isaA.and(isaB), 1).where(isaA.not().and(isaB), 2)
+      .where(isaA.and(isaB.not()), 3).updateMask(a.mask().and(b.mask()).reduce('min'))
+      .rename('{BAND_IDS['change']}');
+}}
+
+function show(i) {{
+  var image = imageAt(i);
+  Map.layers().reset();
+  Map.addLayer(image.select('{BAND_IDS['class']}'),
+               {{min: 0, max: classNames.length - 1, palette: classPalette}},
+               'ISA class ' + months[i]);
+  Map.addLayer(image.select('{BAND_IDS['probability']}').divide(250),
+               {{min: 0, max: 1, palette: probPalette}}, 'ISA probability ' + months[i], false);
+  if (i > 0) {{
+    Map.addLayer(changeBetween(imageAt(i - 1), image), {{min: 0, max: 3, palette: changePalette}},
+                 'ISA change ' + months[i - 1] + ' -> ' + months[i], false);
+  }}
+  dateLabel.setValue('Date: ' + months[i]);
+}}
+
+// Legend: classes, probability ramp, change codes.
+var legend = ui.Panel({{style: {{position: 'bottom-left', padding: '6px'}}}});
+legend.add(ui.Label('{title}', {{fontWeight: 'bold'}}));
+function legendRow(color, name) {{
+  return ui.Panel([ui.Label('', {{backgroundColor: '#' + color, padding: '8px', margin: '2px'}}),
+                   ui.Label(name, {{margin: '4px'}})], ui.Panel.Layout.Flow('horizontal'));
+}}
+classNames.forEach(function(name, k) {{ legend.add(legendRow(classPalette[k], name)); }});
+legend.add(legendRow(probPalette[0], 'probability 0'));
+legend.add(legendRow(probPalette[probPalette.length - 1], 'probability 1'));
+changeNames.forEach(function(name, k) {{
+  legend.add(legendRow(changePalette[k], 'change: ' + name));
+}});
+
+// Date slider.
+var dateLabel = ui.Label('');
+var slider = ui.Slider({{min: 0, max: months.length - 1, step: 1, value: months.length - 1,
+                         style: {{stretch: 'horizontal'}}, onChange: show}});
+var controls = ui.Panel([dateLabel, slider], null, {{position: 'top-center', width: '320px'}});
+
+// Chart of ISA km2 over time for the clicked point's zone.
+var chartPanel = ui.Panel(null, null, {{position: 'bottom-right', width: '380px'}});
+var areas = collection.map(function(img) {{
+  return img.select('{BAND_IDS['class']}').eq(isaClass).multiply(ee.Image.pixelArea())
+      .divide(1e6).rename('isa_km2').copyProperties(img, ['system:time_start']);
+}});
+Map.onClick(function(coords) {{
+  var point = ee.Geometry.Point([coords.lon, coords.lat]);
+  var region = zones ? ee.Feature(zones.filterBounds(point).first()).geometry()
+                     : point.buffer(1000);
+  var chart = ui.Chart.image.series({{imageCollection: areas, region: region,
+                                      reducer: ee.Reducer.sum(), scale: {scale:g}}})
+      .setOptions({{title: 'ISA km2 over time (clicked zone)', vAxis: {{title: 'km2'}},
+                   lineWidth: 2, pointSize: 4}});
+  chartPanel.widgets().reset([chart]);
+}});
+
+Map.add(legend);
+Map.add(controls);
+Map.add(chartPanel);
+Map.centerObject(imageAt(months.length - 1), 10);
+show(months.length - 1);
+"""

@@ -1,0 +1,231 @@
+"""isamap-map's Beam pipeline on the DirectRunner vs the streaming isamap-map, same region.
+
+The model is per-pixel (``test-threshold``), so the tile units (core + halo, no blend) and the
+streaming predictor (cosine blend) must give the same map: classes exactly, probabilities within
+one step of 1/250 (the blend's float rounding). The ImageCollection manifests of the two runs
+(publication dry run) are the same but for where the COGs are. A 503 injected at one tile's
+request is retried inside the run; a re-run starts no pipeline; a Dataflow GPU job is built and
+validated offline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import numpy as np
+import pytest
+import rasterio
+
+from gee_export.core.errors import ConfigError
+from gee_export.core.pipeline_options import PipelineFailedError, RunnerConfig
+from gee_export.ee.beam_export import EarthEngineProject
+from gee_export.ee.fake_server import StackSessions, StackTransport, request_origin
+from inference.mapping.beam_map import predict_date, tiling
+from inference.mapping.request import MapRequest, model_dataset, region_grid
+from inference.mapping.tiles import plan_tiles
+from inference.predict.cog import OutputInfo
+from inference.predict.runtime import RuntimeOptions
+from inference.region_map import PublishTarget, map_region
+from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
+from tests.support.rasters import smooth_stack
+
+pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
+
+TILE, OVERLAP = 64, 16
+OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
+DIRECT = RunnerConfig("direct", max_workers=2, max_concurrent=4)
+PUBLISH = PublishTarget("projects/isamap-test/assets/maps", project="isamap-test")
+
+
+@pytest.fixture(scope="module")
+def built() -> dict:
+    return {}
+
+
+@pytest.fixture
+def scene(built, tmp_path_factory):
+    if "scene" not in built:
+        folder = tmp_path_factory.mktemp("beam_map")
+        data = smooth_stack(150, 170, seed=7)
+        data[1, 60:80, 40:75] = np.nan  # a hole: nodata in both maps
+        stack = write_month_stack(folder, data)
+        model = model_file(folder / "threshold.pt", stack.grid, name="test-threshold",
+                           band=0, threshold=float(np.nanmedian(data[0])))
+        built["scene"] = (folder, stack, model)
+    return built["scene"]
+
+
+def request_for(stack, model, out) -> MapRequest:
+    return MapRequest(region=inner_region(stack.grid), dates=(MONTH,), model_file=str(model),
+                      out=str(out), workers=4, tile=TILE, overlap=OVERLAP, batch_size=4,
+                      options=OPTIONS, progress=False)
+
+
+def launcher(stack) -> StackTransport:
+    return StackTransport(stack, info=lambda text: 5)  # answers the composite-window counts
+
+
+def read(path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def cogs(result):
+    prediction = result.dates[0].outputs.prediction
+    return prediction.class_path, prediction.prob_path
+
+
+@pytest.fixture
+def runs(built, scene, ee_offline, caplog):
+    """isamap-map streamed, and as a pipeline with a 503 at one tile's request."""
+    if "runs" not in built:
+        caplog.set_level(logging.INFO, logger="inference.mapping.beam_map")
+        folder, stack, model = scene
+        streamed = map_region(request_for(stack, model, folder / "streamed"), publish=PUBLISH,
+                              publish_dry_run=True, session=session_for(launcher(stack)),
+                              echo=lambda _: None)
+        grid = streamed.grid
+        victim = plan_tiles(grid, *tiling(TILE, OVERLAP))[3]
+        west, _, _, north = grid.window_bounds(victim.padded)
+        workers = StackSessions(stack, fail_at={request_origin(west, north): [503]})
+        piped = map_region(request_for(stack, model, folder / "piped"), publish=PUBLISH,
+                           publish_dry_run=True, session=session_for(launcher(stack)),
+                           runner=DIRECT, worker_sessions=workers, echo=lambda _: None)
+        built["runs"] = (streamed, piped)
+        built["retried"] = [int(m) for m in re.findall(r"(\d+) requests retried", caplog.text)]
+    return built["runs"]
+
+
+def test_pipeline_map_equals_the_streamed_map(runs, scene, built):
+    folder, _, _ = scene
+    streamed, piped = runs
+    assert built["retried"] == [1], "the 503 was retried inside the run (and counted)"
+    (class_a, prob_a), (class_b, prob_b) = cogs(streamed), cogs(piped)
+    assert class_b == str(folder / "piped" / MONTH / f"isa_{MONTH}_class.tif")
+    a, b = read(class_a), read(class_b)
+    assert np.array_equal(a, b) and (a == 255).any() and (a == 1).any() and (a == 0).any()
+    diff = np.abs(read(prob_a).astype(int) - read(prob_b).astype(int))
+    assert diff.max() <= 1, "probabilities differ by more than the blend's rounding"
+    with rasterio.open(class_a) as x, rasterio.open(class_b) as y:
+        assert x.transform == y.transform and x.crs == y.crs
+        assert y.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"  # (too small for overviews)
+    assert piped.dates[0].outputs.prediction.tiles == len(plan_tiles(
+        piped.grid, *tiling(TILE, OVERLAP))), "every tile predicted once"
+
+
+def test_same_image_collection_manifests(runs, scene):
+    folder, _, _ = scene
+    streamed, piped = runs
+    a = json.dumps(streamed.publication.manifests, sort_keys=True)
+    b = json.dumps(piped.publication.manifests, sort_keys=True)
+    assert b.replace(str(folder / "piped"), str(folder / "streamed")) == a
+    assert (folder / "piped" / MONTH / f"isa_{MONTH}_class.stac.json").is_file()
+
+
+def test_rerun_starts_no_pipeline(runs, scene):
+    folder, stack, model = scene
+    tiles = sorted((folder / "piped" / MONTH / "tiles").rglob("*.tif"))
+    before = {p: p.stat().st_mtime_ns for p in tiles}
+    refusing = StackSessions(stack, attempts=1, fail_at={})  # would fetch: must not be used
+    again = map_region(request_for(stack, model, folder / "piped"),
+                       session=session_for(launcher(stack)), runner=DIRECT,
+                       worker_sessions=refusing, echo=lambda _: None)
+    assert again.dates[0].outputs.prediction.skipped
+    assert {p: p.stat().st_mtime_ns for p in tiles} == before
+
+
+def test_a_failed_tile_fails_the_run_and_is_the_only_one_predicted_again(runs, scene,
+                                                                        ee_offline):
+    """...without retries the run fails; with them (the ``runs`` fixture) the map is equal."""
+    folder, stack, model = scene
+    streamed, piped = runs
+    out = folder / "piped"
+    tiles = sorted((out / MONTH / "tiles").rglob("tile_*.tif"))
+    tiles[0].unlink()
+    next(tiles[0].parent.glob("mosaic.json")).unlink()
+    kept = {p: p.stat().st_mtime_ns for p in tiles[1:]}
+    victim = next(t for t in plan_tiles(piped.grid, *tiling(TILE, OVERLAP))
+                  if t.name == tiles[0].stem)
+    west, _, _, north = piped.grid.window_bounds(victim.padded)
+    unretried = StackSessions(stack, attempts=1, fail_at={request_origin(west, north): [503]})
+    with pytest.raises(PipelineFailedError, match="injected failure") as failed:
+        map_region(request_for(stack, model, out), session=session_for(launcher(stack)),
+                   runner=DIRECT, worker_sessions=unretried, echo=lambda _: None)
+    message = str(failed.value)  # what isamap-map prints: one line, what to do, exit 1
+    assert "\n" not in message and "finished tiles are kept" in message
+    assert failed.value.exit_code == 1
+    again = map_region(request_for(stack, model, out), session=session_for(launcher(stack)),
+                       runner=DIRECT, worker_sessions=StackSessions(stack),
+                       echo=lambda _: None)
+    prediction = again.dates[0].outputs.prediction
+    assert (prediction.tiles, prediction.resumed_strips) == (1, len(tiles) - 1)
+    assert {p: p.stat().st_mtime_ns for p in tiles[1:]} == kept, "finished tiles not redone"
+    assert tiles[0].is_file()
+    class_path, _ = cogs(streamed)
+    assert np.array_equal(read(prediction.class_path), read(class_path))
+
+
+def test_dataflow_gpu_job_builds_and_validates_offline(scene, ee_offline, gcs_bucket):
+    """DataflowRunner with GPU workers, dry run: the job is built and validated, not sent."""
+    from google.cloud import storage
+
+    from inference.mapping.dates import ee_date_image
+    from training.modelfile import read_model_file
+
+    _, stack, model = scene
+    runner = RunnerConfig("dataflow", project="isamap-test", region="us-central1",
+                          temp_location=f"gs://{gcs_bucket}/tmp", machine_type="n1-standard-8",
+                          max_workers=4, container="gcr.io/p/isamap:1", gpu="nvidia-tesla-t4:1",
+                          dry_run=True)
+    assert "--dataflow_service_options=worker_accelerator=type:nvidia-tesla-t4;count:1;" \
+           "install-nvidia-driver" in runner.beam_args()
+    out = f"gs://{gcs_bucket}/maps/{MONTH}/isa_{MONTH}"
+    meta, _ = read_model_file(str(model))
+    request = request_for(stack, model, f"gs://{gcs_bucket}/maps")
+    grid, _ = region_grid(request.region, 10.0, model_dataset(meta).grid)
+    image, identity = ee_date_image(request, grid, meta, model_dataset(meta), MONTH,
+                                    session_for(launcher(stack)))
+    info = OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), MONTH)
+    workers = EarthEngineProject("isamap-test", application_default=True)
+    with pytest.raises(ConfigError, match="model on gs://"):
+        predict_date(image, identity, grid, meta.bands, str(model), out, info, runner, workers)
+    storage.Client().bucket(gcs_bucket).blob("models/m.pt").upload_from_filename(str(model))
+    result = predict_date(image, identity, grid, meta.bands, f"gs://{gcs_bucket}/models/m.pt",
+                          out, info, runner, workers, tile=TILE, overlap=OVERLAP)
+    assert result.skipped and result.tiles == len(plan_tiles(grid, *tiling(TILE, OVERLAP)))
+    names = [b.name for b in storage.Client().list_blobs(gcs_bucket)]
+    assert names == ["models/m.pt"], "a dry run writes nothing"
+
+
+@pytest.mark.parametrize(("extra", "code", "message"), [
+    (["--runner", "dataflow", "--dataflow-region", "us-central1", "--temp-location",
+      "gs://isamap-tmp/t", "--container", "gcr.io/p/isamap:1", "--gpu", "nvidia-tesla-t4",
+      "--machine-type", "n1-standard-8", "--out", "gs://isamap-maps/yreb"], 0, ""),
+    (["--runner", "dataflow", "--out", "gs://isamap-maps/yreb"], 2, "needs --project"),
+    (["--runner", "dataflow", "--dataflow-region", "us-central1", "--temp-location",
+      "gs://isamap-tmp/t", "--setup-file", "pyproject.toml", "--out", "gs://isamap-maps/y"],
+     2, "need torch"),
+    (["--runner", "direct", "--backend", "local", "--scenes", ".", "--allow-recipe-mismatch"],
+     2, "use --backend ee"),
+    (["--runner", "direct", "--postprocess", "clahe"], 2, "drop --runner or --postprocess"),
+])
+def test_command_line_runner_is_checked_before_any_work(scene, tmp_path, capsys, extra, code,
+                                                        message):
+    from inference.map_cli import main
+
+    _, _, model = scene
+    args = ["--bbox", "117.0,30.7,117.01,30.71", "--months", "2019-06", "--model", str(model),
+            "--out", str(tmp_path / "maps"), "--project", "isamap-test", "--dry-run",
+            "--precision", "fp32", "-q", *extra]
+    if "needs --project" in message:
+        args.remove("--project"), args.remove("isamap-test")
+    assert main(args) == code
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+    if code == 0:
+        assert "Map plan" in captured.out
+        assert "10 workers x 4 requests = 40 concurrent" in captured.out  # the runner's budget
+        assert "requests  1 computePixels per date, 40 concurrent" in captured.out
+        assert "worker_accelerator=type:nvidia-tesla-t4;count:1" in captured.out

@@ -1,0 +1,342 @@
+"""isamap-map over a region: fake Earth Engine pixel server vs the local stack file, resume,
+faults, dates without data, the recipe checks and the grid."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window as RioWindow
+
+from gee_export.contract.geotiff import write_geotiff
+from gee_export.contract.grid import Grid
+from gee_export.contract.regions import Region
+from gee_export.core.errors import ConfigError, EarthEngineError, GridError, InputDataError
+from gee_export.ee.fake_server import HttpError, StackTransport
+from inference.mapping.fetched import fetch_layout
+from inference.mapping.request import MapRequest, parse_dates, region_grid
+from inference.predict.raster import PredictConfig
+from inference.predict.runtime import RuntimeOptions
+from inference.predict.workflow import predict_with_model_file
+from inference.region_map import map_region
+from tests.support.mapping import (
+    MONTH,
+    inner_region,
+    model_file,
+    session_for,
+    write_month_stack,
+)
+from tests.support.rasters import BANDS, smooth_stack
+
+TILE, OVERLAP = 64, 16
+OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stack")
+    data = smooth_stack(200, 230, seed=3)
+    data[1, 90:110, 60:95] = np.nan  # a hole: nodata in the map, as in the local prediction
+    stack = write_month_stack(folder, data)
+    return stack, model_file(folder / "unet.pt", stack.grid)
+
+
+def request_for(stack, model, out, **kw) -> MapRequest:
+    args = {"region": inner_region(stack.grid), "dates": (MONTH,), "model_file": str(model),
+            "out": str(out), "workers": 4, "tile": TILE, "overlap": OVERLAP, "batch_size": 4,
+            "options": OPTIONS, "progress": False}
+    return MapRequest(**{**args, **kw})
+
+
+def crop(stack, grid: Grid, path) -> str:
+    """The local stack file cut to the map's grid (what a user would predict by hand)."""
+    with rasterio.open(stack.image) as src:
+        col = round((grid.x0 - src.transform.c) / grid.resolution)
+        row = round((src.transform.f - grid.y0) / grid.resolution)
+        data = src.read(window=RioWindow(col, row, grid.width, grid.height), boundless=True,
+                        fill_value=np.nan)
+    write_geotiff(path, data, grid.transform, grid.crs, float("nan"), descriptions=BANDS)
+    return str(path)
+
+
+def read(path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def test_fake_server_map_equals_predicting_the_local_stack_file(scene, ee_offline, tmp_path):
+    stack, model = scene
+    transport = StackTransport(stack, info=lambda text: 5)
+    result = map_region(request_for(stack, model, tmp_path / "out"),
+                        session=session_for(transport), echo=lambda _: None)
+    grid = result.grid
+    assert grid.crs == stack.grid.crs and (grid.x0 - stack.grid.x0) % 10 == 0
+    (date,) = result.dates
+    expected = predict_with_model_file(
+        model, crop(stack, grid, tmp_path / "crop.tif"), str(tmp_path / "ref" / "isa"),
+        config=PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4), options=OPTIONS,
+        progress=False)
+    got = date.outputs.prediction
+    for mine, ref in ((got.class_path, expected.prediction.class_path),
+                      (got.prob_path, expected.prediction.prob_path)):
+        a, b = read(mine), read(ref)
+        assert np.array_equal(a, b)
+        assert (a == 255).any() and (a != 255).mean() > 0.9  # the hole is nodata, not guessed
+    with rasterio.open(got.class_path) as ds:
+        assert ds.tags()["month"] == MONTH and ds.transform == grid.transform
+    layout = fetch_layout(grid, TILE, OVERLAP)
+    assert result.dates[0].outputs.prediction.tiles == sum(len(row) for row in layout)
+    # neighbouring tiles of a row share a request (here a whole row fits in one), after the
+    # first rows' smaller requests (1, 2 then 4 tiles each) that let the model start early
+    # (4 workers: rows are fetched ahead, so the start matters)
+    assert len(layout) == 4 and all(len(row) == 4 for row in layout)
+    assert len(transport.served) == 4 + 2 + 1 + 1
+    # STAC beside every COG, and the run record
+    assert json.loads((tmp_path / "out" / MONTH / f"isa_{MONTH}_class.stac.json").read_text())[
+        "properties"]["isamap:model"] == "unet"
+    record = json.loads((tmp_path / "out" / "map.json").read_text())
+    assert record["dates"][MONTH]["class_cog"] == got.class_path
+
+
+def test_killed_run_resumes_and_equals_an_uninterrupted_run(scene, ee_offline, tmp_path):
+    stack, model = scene
+    whole = map_region(request_for(stack, model, tmp_path / "whole"),
+                       session=session_for(StackTransport(stack, info=lambda t: 5)),
+                       echo=lambda _: None)
+    total = whole.dates[0].outputs.prediction.tiles
+
+    class Dies(StackTransport):  # the service stops answering after three tile rows
+        def compute_pixels(self, request):
+            if len(self.served) >= 3:  # one request per tile row (one worker: no ramp)
+                raise HttpError(400, "simulated outage")
+            return super().compute_pixels(request)
+
+    request = request_for(stack, model, tmp_path / "out", workers=1, strip_rows=32)
+    with pytest.raises(EarthEngineError, match=r"tile\(s\) not fetched yet \(r\d") as info:
+        map_region(request, session=session_for(Dies(stack, info=lambda t: 5)),
+                   echo=lambda _: None)
+    assert "run the same command again" in str(info.value)
+    assert not (tmp_path / "out" / MONTH / f"isa_{MONTH}_class.tif").exists()
+    healthy = StackTransport(stack, info=lambda t: 5)
+    resumed = map_region(request, session=session_for(healthy), echo=lambda _: None)
+    prediction = resumed.dates[0].outputs.prediction
+    assert prediction.resumed_strips >= 1 and len(healthy.served) < total  # only the rest
+    for kind in ("class", "prob"):
+        assert np.array_equal(read(tmp_path / "out" / MONTH / f"isa_{MONTH}_{kind}.tif"),
+                              read(tmp_path / "whole" / MONTH / f"isa_{MONTH}_{kind}.tif"))
+    again = StackTransport(stack, info=lambda t: 5)
+    map_region(request, session=session_for(again), echo=lambda _: None)
+    assert again.served == []  # a finished date is not fetched again
+
+
+def test_quota_errors_are_retried_then_reported_with_the_tiles_left(scene, ee_offline,
+                                                                     tmp_path):
+    stack, model = scene
+    flaky = StackTransport(stack, info=lambda t: 5, fail_every=3,
+                           fault=HttpError(429, "Too Many Requests"))
+    result = map_region(request_for(stack, model, tmp_path / "a", workers=2),
+                        session=session_for(flaky), echo=lambda _: None)
+    assert result.dates[0].outputs is not None  # every third call refused, all retried
+    class Refusing(StackTransport):  # every pixel request refused, the counts answered
+        def compute_pixels(self, request):
+            raise HttpError(429, "Too Many Requests")
+
+    always = Refusing(stack, info=lambda t: 5)
+    with pytest.raises(EarthEngineError, match=r"Lower --workers.*not fetched yet"):
+        map_region(request_for(stack, model, tmp_path / "b"), session=session_for(always),
+                   echo=lambda _: None)
+
+
+def test_a_date_without_sentinel1_is_reported_and_skipped(scene, ee_offline, tmp_path):
+    stack, model = scene
+
+    def info(text: str) -> int:  # no Sentinel-1 scene in 2021-06
+        return 0 if "2021-06-01" in text and "COPERNICUS/S1" in text else 5
+
+    transport = StackTransport(stack, info=info)
+    with pytest.raises(ConfigError, match="no date could be mapped"):
+        map_region(request_for(stack, model, tmp_path / "o", dates=("2021-06",)),
+                   session=session_for(transport), echo=lambda _: None)
+    assert transport.served == []  # skipped before any pixel request
+
+
+def test_recipe_mismatch_is_refused_unless_allowed(scene, tmp_path):
+    stack, _ = scene
+    local_model = model_file(tmp_path / "local.pt", stack.grid, backend="local")
+    request = request_for(stack, local_model, tmp_path / "o")
+    with pytest.raises(ConfigError, match="--allow-recipe-mismatch"):
+        map_region(request, echo=lambda _: None)
+    bad_zones = tmp_path / "zones.geojson"
+    bad_zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Point",
+                                                           "coordinates": [117, 30.7]}}]}))
+    with pytest.raises(InputDataError, match="not a \\(Multi\\)Polygon"):  # before any work
+        map_region(request_for(stack, local_model, tmp_path / "o", zones=str(bad_zones),
+                               allow_recipe_mismatch=True), echo=lambda _: None)
+
+
+def test_unauthenticated_earth_engine_is_one_clear_error(scene, tmp_path):
+    stack, model = scene
+    from gee_export.core.errors import AuthenticationError
+
+    with pytest.raises(AuthenticationError, match="earthengine authenticate"):
+        map_region(request_for(stack, model, tmp_path / "o", project=None),
+                   echo=lambda _: None)
+
+
+def test_region_in_another_utm_zone_is_mapped_in_its_own_zone_and_said(scene):
+    stack, _ = scene
+    far = Region("far", (121.1, 30.6, 121.2, 30.7))  # zone 51, the model's grid is in zone 50
+    grid, note = region_grid(far, 10.0, stack.grid)
+    assert grid.crs == "EPSG:32651" and "not the model's training CRS" in note
+    near, none = region_grid(inner_region(stack.grid), 10.0, stack.grid)
+    assert none is None and (near.x0 - stack.grid.x0) % 10 == 0
+    with pytest.raises(ConfigError, match=r"84.*--crs EPSG:32661"):
+        region_grid(Region("pole", (10.0, 84.5, 11.0, 85.0)), 10.0)
+
+
+def test_an_area_over_several_utm_zones_is_mapped_in_the_crs_asked_for(scene, caplog):
+    stack, _ = scene
+    belt = Region("belt", (100.0, 29.0, 122.0, 31.0))  # five zones, as the export's yreb
+    with caplog.at_level("WARNING"):
+        grid, note = region_grid(belt, 10.0, stack.grid)
+    assert grid.crs == "EPSG:32649" and "spans 5 UTM zones" in caplog.text
+    assert "--crs EPSG:6933" in caplog.text
+    equal_area, note = region_grid(belt, 10.0, stack.grid, "EPSG:6933")
+    assert equal_area.crs == "EPSG:6933" and equal_area.resolution == 10.0
+    assert "EPSG:6933, not the model's training CRS" in note
+    west, east = equal_area.x0, equal_area.x0 + equal_area.width * 10.0
+    assert west == pytest.approx(9_648_628, abs=20) and east == pytest.approx(11_771_326, abs=20)
+    with pytest.raises(GridError, match="not a projected CRS in metres"):
+        region_grid(belt, 10.0, None, "EPSG:4326")
+
+
+def test_dates_from_months_or_years():
+    assert parse_dates("2019-06,2017-06", None, lambda: "06") == ("2017-06", "2019-06")
+    assert parse_dates(None, "2017:2023:2", lambda: "07") == (
+        "2017-07", "2019-07", "2021-07", "2023-07")
+    for months, years in ((None, None), ("2019-06", "2017:2019"), ("June", None),
+                          (None, "2023:2017")):
+        with pytest.raises(ConfigError):
+            parse_dates(months, years, lambda: "06")
+
+
+def test_tasks_method_exports_tiles_to_storage_and_predicts_over_their_vrt(
+        scene, ee_offline, tmp_path, gcs_emulator, gcs_bucket):
+    stack, model = scene
+    transport = StackTransport(stack, info=lambda t: 5, gcs_client=gcs_emulator.client(),
+                               task_bands=BANDS)
+    out = f"gs://{gcs_bucket}/maps"
+    request = request_for(stack, model, out, method="tasks", local_dir=str(tmp_path / "local"))
+    result = map_region(request, session=session_for(transport), echo=lambda _: None)
+    assert transport.served == [] and len(transport.tasks) == 1  # no pixel request at all
+    (task,) = transport.tasks.values()
+    assert task["description"] == "isamap_stack_2019-06_tile_000000_000000"  # sanitised
+    names = {b.name for b in gcs_emulator.client().list_blobs(gcs_bucket)}
+    assert {"maps/stacks/stack_2019-06.vrt", "maps/stacks/stack_2019-06/tile_000000_000000.tif",
+            f"maps/{MONTH}/isa_{MONTH}_class.tif", f"maps/{MONTH}/isa_{MONTH}_class.stac.json",
+            "maps/collection.json"} <= names
+    pixels = map_region(request_for(stack, model, tmp_path / "px"),
+                        session=session_for(StackTransport(stack, info=lambda t: 5)),
+                        echo=lambda _: None)
+    from gee_export.core.storage import files
+
+    for kind in ("class", "prob"):
+        assert np.array_equal(
+            read(files.gdal_path(f"{out}/{MONTH}/isa_{MONTH}_{kind}.tif")),
+            read(tmp_path / "px" / MONTH / f"isa_{MONTH}_{kind}.tif"))
+    assert result.grid == pixels.grid
+
+
+def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, ee_offline, tmp_path):
+    """SIGKILL in the middle of the fetches (no clean-up runs), then the same command again."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support import REPO_ROOT
+    from tests.support.killed_map import request_from
+
+    stack, model = scene
+    spec = {"stack": stack.image, "model": str(model), "out": str(tmp_path / "out"),
+            "bbox": list(inner_region(stack.grid).bbox), "tile": TILE, "overlap": OVERLAP,
+            "strip_rows": 32, "kill_after": 4}  # one worker: one request per tile row
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    done = subprocess.run([sys.executable, "-m", "tests.support.killed_map",
+                           str(tmp_path / "spec.json")], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert not (tmp_path / "out" / MONTH / f"isa_{MONTH}_class.tif").exists()
+    healthy = StackTransport(stack, info=lambda t: 5)
+    resumed = map_region(request_from(spec), session=session_for(healthy), echo=lambda _: None)
+    # strips written before the kill are kept (how many depends on when the writer thread got
+    # to them; the in-process test above checks that fewer tiles are fetched again)
+    assert resumed.dates[0].outputs.prediction.resumed_strips >= 1
+    assert len(healthy.served) <= len(fetch_layout(resumed.grid, TILE, OVERLAP))
+    whole = map_region(request_from({**spec, "out": str(tmp_path / "whole")}),
+                       session=session_for(StackTransport(stack, info=lambda t: 5)),
+                       echo=lambda _: None)
+    for kind in ("class", "prob"):
+        assert np.array_equal(read(tmp_path / "out" / MONTH / f"isa_{MONTH}_{kind}.tif"),
+                              read(tmp_path / "whole" / MONTH / f"isa_{MONTH}_{kind}.tif"))
+    assert whole.grid == resumed.grid
+
+
+def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, ee_offline,
+                                                                      tmp_path):
+    """``--postprocess clahe`` reaches the predictor of every date and is recorded."""
+    from inference.predict.postprocess import ClaheParams
+
+    stack, model = scene
+    clahe = ClaheParams(block=32, clip_limit=40.0, threshold=100)
+    result = map_region(request_for(stack, model, tmp_path / "out", postprocess="clahe",
+                                    clahe=clahe),
+                        session=session_for(StackTransport(stack, info=lambda t: 5)),
+                        echo=lambda _: None)
+    (date,) = result.dates
+    config = PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4)
+    crop_path = crop(stack, result.grid, tmp_path / "crop.tif")
+    post = predict_with_model_file(model, crop_path, str(tmp_path / "post" / "isa"),
+                                   config=PredictConfig(**{**config.__dict__,
+                                                           "postprocess": "clahe",
+                                                           "clahe": clahe}),
+                                   options=OPTIONS, progress=False)
+    plain = predict_with_model_file(model, crop_path, str(tmp_path / "plain" / "isa"),
+                                    config=config, options=OPTIONS, progress=False)
+    got = date.outputs.prediction
+    assert np.array_equal(read(got.class_path), read(post.prediction.class_path))
+    assert not np.array_equal(read(got.class_path), read(plain.prediction.class_path))
+    assert np.array_equal(read(got.prob_path), read(plain.prediction.prob_path))
+    record = json.loads((tmp_path / "out" / "map.json").read_text())
+    assert record["postprocess"] == "clahe" and record["clahe"]["block"] == 32
+
+
+def test_a_second_run_into_the_same_output_is_refused_and_changes_nothing(scene, ee_offline,
+                                                                          tmp_path):
+    """The map root is locked for the run: another live process holding it means refusal."""
+    import subprocess
+    import sys
+
+    from gee_export.core.errors import OutputLockedError
+    from tests.support import REPO_ROOT
+
+    stack, model = scene
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom gee_export.core.lock import hold_output\n"
+         "with hold_output(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n",
+         str(out)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        transport = StackTransport(stack, info=lambda text: 5)
+        with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
+            map_region(request_for(stack, model, out), session=session_for(transport),
+                       echo=lambda _: None)
+        assert transport.served == []  # refused before the first pixel request
+        assert sorted(p.name for p in out.iterdir()) == [".isamap.lock"]
+    finally:
+        holder.kill()
+        holder.wait()

@@ -1,0 +1,208 @@
+"""A two-date series with known built-up growth: change codes, areas, tables, plot, STAC,
+the ImageCollection manifests and the Code Editor app (all offline)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+from pystac.validation import validate_dict
+
+from gee_export.core.errors import ConfigError
+from gee_export.ee.fake_server import StackTransport
+from inference.mapping.request import MapRequest
+from inference.predict.runtime import RuntimeOptions
+from inference.publish.collection import SeriesRequest, image_name, publish_series
+from inference.publish.image import EarthEngineAssets, Ingestion
+from inference.region_map import PublishTarget, map_region
+from tests.support.mapping import (
+    SeriesTransport,
+    inner_region,
+    model_file,
+    session_for,
+    stack_paths,
+    write_month_stack,
+)
+
+DATES = ("2019-06", "2021-06")
+OLD = (slice(40, 80), slice(40, 100))  # impervious at both dates: 40 x 60 px
+NEW = (slice(120, 150), slice(100, 160))  # built between the dates: 30 x 60 px
+PX_KM2 = 100 / 1e6
+
+
+_MAPPED: dict[str, tuple] = {}  # the series is mapped once per module (ee_offline is per test)
+
+
+@pytest.fixture
+def series(tmp_path_factory, ee_offline):
+    if "series" not in _MAPPED:
+        _MAPPED["series"] = _map_series(tmp_path_factory)
+    return _MAPPED["series"]
+
+
+def _map_series(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("series")
+    stacks = {}
+    for month, blocks in zip(DATES, ((OLD,), (OLD, NEW)), strict=True):
+        data = np.zeros((6, 200, 230), np.float32)
+        for rows, cols in blocks:
+            data[0, rows, cols] = 1.0  # the threshold model's band: impervious above 0.5
+        stacks[month] = write_month_stack(folder / month, data, month)
+    grid = stacks[DATES[0]].grid
+    model = model_file(folder / "threshold.pt", grid, name="test-threshold")
+    zones = folder / "zones.geojson"
+    region = inner_region(grid, margin_px=5)
+    west, south, east, north = region.bbox
+    mid = (west + east) / 2
+    zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": name}, "geometry": {
+            "type": "Polygon", "coordinates": [[[a, south], [b, south], [b, north], [a, north],
+                                                [a, south]]]}}
+        for name, a, b in (("west", west, mid), ("east", mid, east))]}))
+    request = MapRequest(region, DATES, str(model), str(folder / "out"), workers=4, tile=64,
+                         overlap=16, batch_size=4, zones=str(zones), progress=False,
+                         options=RuntimeOptions(precision="fp32", channels_last=False))
+    transport = SeriesTransport(stacks, info=lambda t: 5)
+    result = map_region(request, session=session_for(transport), echo=lambda _: None)
+    return request, result, grid
+
+
+def test_two_dates_give_the_expected_change_classes_and_areas(series):
+    _, result, stack_grid = series
+    (change,) = result.series.changes
+    with rasterio.open(change.cog) as ds:
+        codes = ds.read(1)
+        col0 = round((ds.transform.c - stack_grid.x0) / 10)
+        row0 = round((stack_grid.y0 - ds.transform.f) / 10)
+    expected = np.zeros((stack_grid.height, stack_grid.width), np.uint8)
+    expected[OLD] = 1
+    expected[NEW] = 2
+    window = expected[row0:row0 + codes.shape[0], col0:col0 + codes.shape[1]]
+    assert np.array_equal(codes, window)  # stable pervious, stable ISA, gain; no loss
+    rows = {(r.zone, r.date_from): r for r in result.series.change_rows}
+    total_gain = sum(r.gain_km2 for r in rows.values())
+    assert total_gain == pytest.approx(30 * 60 * PX_KM2)
+    assert sum(r.stable_isa_km2 for r in rows.values()) == pytest.approx(40 * 60 * PX_KM2)
+    assert all(r.loss_km2 == 0 for r in rows.values())
+    area = {(r.zone, r.date): r.isa_km2 for r in result.series.area_rows}
+    for date, km2 in zip(DATES, (2400 * PX_KM2, 4200 * PX_KM2), strict=True):
+        assert area[("west", date)] + area[("east", date)] == pytest.approx(km2)
+    with open(result.series.area_csv) as fh:
+        table = list(csv.DictReader(fh))
+    assert {r["date"] for r in table} == set(DATES) and {r["zone"] for r in table} == {
+        "west", "east"}
+    assert result.series.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert change.png.exists()
+    record = json.loads(result.series.json.read_text())
+    assert record["dates"] == list(DATES) and len(record["change"]) == 2
+
+
+def test_rerunning_a_finished_series_rewrites_nothing(series, ee_offline):
+    request, result, _ = series
+    cogs = [result.series.changes[0].cog] + [
+        p for d in result.dates for p in (d.outputs.prediction.class_path,
+                                          d.outputs.prediction.prob_path)]
+    before = [Path(p).stat().st_mtime_ns for p in cogs]
+
+    class NoPixels(StackTransport):
+        def compute_pixels(self, request):
+            raise AssertionError("a finished date was fetched again")
+
+    stack = stack_paths(Path(request.model_file).parent / DATES[0] / f"stack_{DATES[0]}.tif")
+    again = map_region(request, session=session_for(NoPixels(stack, info=lambda t: 5)),
+                       echo=lambda _: None)
+    assert all(d.outputs.prediction.skipped for d in again.dates)
+    assert [Path(p).stat().st_mtime_ns for p in cogs] == before
+
+
+def test_stac_items_and_collection_validate(series):
+    request, result, _ = series
+    collection_path = f"{request.out}/collection.json"
+    collection = json.loads(Path(collection_path).read_text())
+    assert validate_dict(collection)  # the core schemas pystac ships: no network
+    assert collection["isamap:months"] == list(DATES)
+    assert collection["isamap:model"] == "test-threshold" and "s1" in collection["isamap:recipe"]
+    items = [link for link in collection["links"] if link["rel"] == "item"]
+    assert len(items) == 5  # class + probability per date, one change map
+    for path in result.stac:
+        if path.endswith(".stac.json"):
+            item = json.loads(Path(path).read_text())
+            validate_dict(item)
+            assert item["assets"]["data"]["type"] == pystac.MediaType.COG
+            assert item["assets"]["data"]["href"].startswith("./")  # beside its COG
+    read = pystac.Collection.from_file(collection_path)
+    kinds = sorted(i.properties["isamap:kind"] for i in read.get_items())
+    assert kinds == ["change", "class", "class", "probability", "probability"]
+
+
+def test_image_collection_manifests_and_app_are_checked_offline(series, tmp_path, capsys):
+    request, _, _ = series
+    dry = map_region(request, publish=PublishTarget("projects/my-proj/assets/isamap",
+                                                    gcs_prefix="gs://bucket/maps"),
+                     dry_run=True, latency_s=0.4, echo=print)
+    printed = capsys.readouterr().out
+    assert "Map plan" in printed and "computePixels" in printed and "ui.Slider" in printed
+    assert dry.plan.tiles_per_date > 0 and dry.plan.seconds_estimate > 0
+    publication = dry.publication
+    collection = "projects/my-proj/assets/isamap/isa_testarea"
+    assert publication.collection == collection
+    for month, manifest in publication.manifests.items():
+        assert manifest["name"] == image_name(collection, month)
+        assert [b["id"] for b in manifest["bands"]] == ["isa_class", "isa_probability"]
+        assert manifest["startTime"] == f"{month}-01T00:00:00Z"  # -> system:time_start
+        assert manifest["properties"]["model"] == "test-threshold"
+        assert manifest["properties"]["metric_test_miou"] == 0.75
+        assert "speckle" in manifest["properties"]["recipe"]
+        assert manifest["tilesets"][0]["sources"][0]["uris"][0].startswith(
+            f"gs://bucket/maps/{month}/")
+    script = publication.script
+    for needle in ("ui.Slider", "legend", "ui.Chart.image.series", "Map.onClick",
+                   f'"{collection}"', "changeBetween", "isa_probability", "filterDate"):
+        assert needle in script
+    assert json.dumps(list(DATES)) in script and '"west"' in script  # zones for the chart
+
+
+class ExistingAssets(EarthEngineAssets):
+    """An Earth Engine asset tree (names -> types) answering the calls publishing makes."""
+
+    def __init__(self, existing):
+        self.existing, self.calls = dict(existing), []
+
+    def asset_type(self, name):
+        return self.existing.get(name)
+
+    def ensure_parents(self, name, parent_type="FOLDER"):
+        parent = name.rsplit("/", 1)[0]
+        self.calls.append(("create", parent, parent_type))
+        self.existing[parent] = parent_type
+        return [parent]
+
+    def start_ingestion(self, manifest, overwrite):
+        self.calls.append(("ingest", manifest["name"], overwrite))
+        task = f"T{len(self.calls)}"
+        return Ingestion("req", task, f"projects/p/operations/{task}")
+
+
+def test_an_existing_image_is_refused_unless_overwrite(series, tmp_path, gcs_emulator,
+                                                      gcs_bucket):
+    _, result, _ = series
+    cogs = {d.month: (d.outputs.prediction.class_path, d.outputs.prediction.prob_path)
+            for d in result.dates}
+    name = "projects/my-proj/assets/isamap/isa_x"
+    request = SeriesRequest(name, cogs, {}, gcs_prefix=f"gs://{gcs_bucket}/maps")
+    taken = ExistingAssets({name: "IMAGE_COLLECTION", image_name(name, DATES[0]): "IMAGE"})
+    with pytest.raises(ConfigError, match="--overwrite"):
+        publish_series(request, tmp_path, assets=taken, echo=lambda _: None)
+    assert not any(c[0] == "ingest" for c in taken.calls)
+    fresh = ExistingAssets({})
+    done = publish_series(request, tmp_path, assets=fresh, echo=lambda _: None)
+    assert fresh.calls[0] == ("create", name, "IMAGE_COLLECTION")
+    assert [c[1] for c in fresh.calls[1:]] == [image_name(name, d) for d in DATES]
+    assert set(done.task_ids) == set(DATES)
+    blobs = {b.name for b in gcs_emulator.client().list_blobs(gcs_bucket)}
+    assert f"maps/{DATES[1]}/isa_{DATES[1]}_class.tif" in blobs  # uploaded, MD5-verified

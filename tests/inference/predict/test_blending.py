@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from gee_export.core.errors import ConfigError
+from inference.predict.blending import (
+    Accumulator,
+    invalid_mask,
+    strip_bounds,
+    taper,
+    tile_starts,
+    tile_weights,
+)
+
+
+@pytest.mark.parametrize("extent", [1, 64, 100, 129, 500, 1000, 1021])
+@pytest.mark.parametrize(("tile", "overlap"), [(64, 0), (64, 16), (128, 32), (100, 50)])
+def test_tiles_cover_the_axis_with_at_least_the_overlap(extent, tile, overlap):
+    starts = tile_starts(extent, tile, overlap)
+    assert starts[0] == 0
+    if extent <= tile:
+        assert starts == [0]
+        return
+    assert starts[-1] == extent - tile
+    gaps = np.diff(starts)
+    assert (gaps > 0).all() and (gaps <= tile - overlap).all()
+
+
+def test_cosine_flanks_sum_to_one_where_tiles_overlap_by_the_flank():
+    tile, flank = 64, 16
+    a = taper(tile, flank, left=False, right=True)
+    b = taper(tile, flank, left=True, right=False)
+    np.testing.assert_allclose(a[-flank:] + b[:flank], 1.0, atol=1e-6)
+    assert (a > 0).all() and a[0] == 1.0 and b[-1] == 1.0
+
+
+def test_weights_are_tapered_only_towards_neighbours():
+    w = tile_weights(32, 8, top=False, bottom=True, left=True, right=False)
+    assert w[0, -1] == 1.0 and w[-1, 0] < 0.01 and w[-1, -1] < 0.1
+    assert not w.flags.writeable
+    uniform = tile_weights(32, 8, top=True, bottom=True, left=True, right=True, blend="uniform")
+    assert (uniform == 1).all()
+
+
+def test_bad_tiling_is_refused_with_a_reason():
+    with pytest.raises(ConfigError, match="overlap"):
+        tile_starts(100, 64, 40)
+    with pytest.raises(ConfigError, match="tile size"):
+        tile_starts(100, 4, 0)
+
+
+def test_strips_partition_the_rows():
+    assert strip_bounds(1100, 512) == [(0, 512), (512, 1024), (1024, 1100)]
+
+
+def test_invalid_pixels_are_nan_infinite_or_the_nodata_value():
+    block = np.ones((2, 2, 3), np.float32)
+    block[0, 0, 0], block[1, 0, 1], block[1, 1, 2], block[0, 1, 1] = np.nan, np.inf, -9, -np.inf
+    np.testing.assert_array_equal(invalid_mask(block, [None, -9.0]),
+                                  [[True, True, False], [False, True, True]])
+
+
+def test_accumulator_ring_takes_rows_as_a_whole_array_blend_would():
+    # capacity 40 with takes of 16 rows: tiles and takes wrap around the ring's end
+    rng = np.random.default_rng(3)
+    height, width, tile = 96, 20, 24
+    starts = tile_starts(height, tile, 8)
+    acc = Accumulator(2, 40, width, 0)
+    sums, weights = np.zeros((2, height, width)), np.zeros((height, width))
+    taken, row = [], 0
+    for k, y in enumerate(starts):
+        probs = rng.random((2, tile, width)).astype(np.float32)
+        wt = tile_weights(tile, 8, top=k > 0, bottom=k < len(starts) - 1, left=False,
+                          right=False)[:, :width]
+        acc.add(probs, wt, y, 0)
+        sums[:, y:y + tile] += probs * wt
+        weights[y:y + tile] += wt
+        final = starts[k + 1] if k + 1 < len(starts) else height
+        while row + 16 <= final:
+            taken.append(acc.take_probs(16))
+            row += 16
+    probs = np.concatenate([p for p, _ in taken], axis=1)
+    np.testing.assert_allclose(probs, sums / weights, rtol=1e-5)
+    assert not np.concatenate([b for _, b in taken]).any() and acc.row0 == height
+    with pytest.raises(RuntimeError, match="overflow"):
+        acc.add(np.ones((2, 41, width), np.float32), np.ones((41, width), np.float32),
+                height, 0)

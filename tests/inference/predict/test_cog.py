@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+
+from inference.predict.cog import OutputInfo, cog_report, quicklook
+from inference.predict.raster import PredictConfig, predict_raster
+from inference.predict.runtime import RuntimeOptions, TilePredictor
+from tests.support.models import conv1x1
+from tests.support.rasters import BANDS, smooth_stack, write_stack
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cog")
+    data = smooth_stack(700, 1100, seed=3)
+    data[0, :50, :50] = np.nan
+    src = write_stack(tmp / "big.tif", data)
+    p = TilePredictor(conv1x1(), np.zeros(6), np.ones(6),
+                      options=RuntimeOptions(precision="fp32", channels_last="on"))
+    info = OutputInfo("conv1x1", BANDS, month="2023-06", metrics={"iou": 0.81})
+    result = predict_raster(str(src), str(tmp / "isa"), p, info,
+                            PredictConfig(tile=256, overlap=32, compress="ZSTD"), progress=False)
+    return tmp, result
+
+
+@pytest.mark.parametrize(("attr", "band_id"), [("class_path", "isa_class"),
+                                                ("prob_path", "isa_probability")])
+def test_outputs_are_valid_cogs_with_metadata(outputs, attr, band_id):
+    _, result = outputs
+    report = cog_report(getattr(result, attr))
+    assert report["layout"] == "COG"
+    assert report["blocks"] == [(512, 512)]
+    assert report["overviews"] == [2, 4]  # 1100 px wide: halved until under one 512 block
+    assert report["compression"] == "ZSTD" and report["predictor"] == "2"
+    assert report["dtype"] == "uint8" and report["nodata"] == 255
+    assert report["descriptions"][0] and "255 = nodata" in report["descriptions"][0]
+    tags = report["tags"]
+    assert tags["band_id"] == band_id and tags["model"] == "conv1x1"
+    assert tags["bands"] == ",".join(BANDS) and tags["month"] == "2023-06"
+    assert tags["version"] and tags["metric_iou"] == "0.81"
+
+
+def test_class_overviews_keep_real_classes_and_probability_is_averaged(outputs):
+    _, result = outputs
+    with rasterio.open(result.class_path) as ds:
+        overview = ds.read(1, out_shape=(350, 550))
+        full = ds.read(1)
+        assert ds.colormap(1)[1][:3] == (215, 48, 31)
+    assert set(np.unique(overview)) <= set(np.unique(full)) <= {0, 1, 255}
+    with rasterio.open(result.prob_path) as ds:
+        values = ds.read(1)
+        assert values[values != 255].max() <= 250 and (values[:50, :50] == 255).all()
+        # averaged pyramids produce values that are not plain samples of the full raster
+        small = ds.read(1, out_shape=(350, 550)).astype(float)
+        full_p = ds.read(1).astype(float)
+    block = full_p[100:102, 300:302].mean()
+    assert abs(small[50, 150] - block) <= 1
+
+
+def test_quicklook_png_is_small_and_transparent_on_nodata(outputs):
+    tmp, result = outputs
+    png = quicklook(result.prob_path, tmp / "q.png", "probability", max_size=256)
+    image = Image.open(png)
+    assert image.mode == "RGBA" and max(image.size) <= 256
+    alpha = np.asarray(image)[..., 3]
+    assert alpha[0, 0] == 0 and alpha[-1, -1] == 255

@@ -1,0 +1,296 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import rasterio
+
+from gee_export.core.errors import ConfigError, InputDataError, ModelError
+from inference.predict.cog import OutputInfo
+from inference.predict.raster import PredictConfig, predict_raster
+from inference.predict.runtime import RuntimeOptions, TilePredictor
+from tests.support.models import ConstantModel, SuperRes, conv1x1, padded_convnet
+from tests.support.rasters import BANDS, smooth_stack, write_stack
+
+FP32 = RuntimeOptions(precision="fp32", channels_last="on")
+INFO = OutputInfo("test-model", BANDS, month="2023-06")
+
+
+def predictor(model, scale=1, options=FP32):
+    return TilePredictor(model, np.zeros(len(BANDS)), np.ones(len(BANDS)), scale=scale,
+                         options=options)
+
+
+def run(src, out, model, progress=False, scale=1, **config):
+    config = {"tile": 64, "overlap": 16, "batch_size": 4, "strip_rows": 32, **config}
+    return predict_raster(str(src), str(out), predictor(model, scale), INFO,
+                          PredictConfig(**config), progress=progress)
+
+
+def read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def test_constant_model_leaves_no_seam_anywhere(stack, tmp_path):
+    result = run(stack, tmp_path / "c", ConstantModel())
+    prob = read(result.prob_path)
+    expected = round(float(1 / (1 + np.exp(-(-0.4 - 0.3)))) * 250)
+    valid = prob != 255
+    assert (prob[valid] == expected).all()
+    assert (read(result.class_path)[valid] == 0).all()
+
+
+def test_blend_hides_tile_edges_that_a_plain_mean_shows(tmp_path):
+    """A zero-padded conv net differs at tile edges; shifting the tile grid moves those edges.
+
+    With the cosine blend two runs with differently placed tiles agree closely, and both stay
+    close to the single-pass result; the uniform mean leaves visible seams.
+    """
+    stack = write_stack(tmp_path / "s.tif", smooth_stack(180, 220, seed=5))
+    model = padded_convnet()
+    whole = read(run(stack, tmp_path / "whole", model, tile=512, overlap=0).prob_path)
+    errors = {}
+    for blend in ("cosine", "uniform"):
+        a = read(run(stack, tmp_path / f"{blend}a", model, tile=48, overlap=16, blend=blend)
+                 .prob_path).astype(int)
+        b = read(run(stack, tmp_path / f"{blend}b", model, tile=64, overlap=24, blend=blend)
+                 .prob_path).astype(int)
+        valid = (a != 255) & (whole != 255)
+        # the single pass pads the 180 x 220 raster to its 512 tile by edge replication, so
+        # the last 3 px (the receptive field) differ for a reason unrelated to blending
+        valid[-3:], valid[:, -3:] = False, False
+        errors[blend] = (np.abs(a - whole)[valid].max(), np.abs(a - b)[valid].max(),
+                         np.abs(a - whole)[valid].mean())
+    assert errors["cosine"][0] <= 2 and errors["cosine"][1] <= 2
+    assert errors["uniform"][0] > errors["cosine"][0]
+    assert errors["uniform"][2] > errors["cosine"][2]
+
+
+def test_tiled_run_equals_single_pass(stack, tmp_path):
+    model = conv1x1()
+    whole = run(stack, tmp_path / "whole", model, tile=512, overlap=0)
+    tiled = run(stack, tmp_path / "tiled", model, tile=64, overlap=20)
+    assert tiled.tiles > 1 and whole.tiles == 1
+    # a per-pixel model gives every overlapping tile the same value, so the blend is exact up
+    # to float rounding: the class map must match pixel for pixel, the probability within one
+    # step of 1/250 (a rounding boundary)
+    classes = read(tiled.class_path)
+    np.testing.assert_array_equal(classes, read(whole.class_path))
+    assert {0, 1} <= set(np.unique(classes)) <= {0, 1, 255}
+    diff = np.abs(read(whole.prob_path).astype(int) - read(tiled.prob_path))
+    assert diff.max() <= 1
+
+
+@pytest.mark.parametrize("layout", [{"tiled": False},
+                                    {"tiled": True, "blockxsize": 64, "blockysize": 48}])
+def test_uncompressed_input_reads_like_a_compressed_one(stack, tmp_path, layout):
+    """Uncompressed stacks skip GDAL's block cache (``GTIFF_DIRECT_IO``); same pixels."""
+    with rasterio.open(stack) as src:
+        profile = {k: v for k, v in src.profile.items() if k not in ("compress", "tiled",
+                                                                      "blockxsize", "blockysize")}
+        data, descriptions = src.read(), src.descriptions
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", **profile, **layout) as dst:
+        dst.write(data)
+        dst.descriptions = descriptions
+    with rasterio.open(plain) as ds:
+        assert ds.compression is None
+    model = conv1x1()
+    a, b = run(stack, tmp_path / "a", model), run(plain, tmp_path / "b", model)
+    for x, y in ((a.class_path, b.class_path), (a.prob_path, b.prob_path)):
+        np.testing.assert_array_equal(read(x), read(y))
+
+
+def test_nodata_propagates_from_any_band(tmp_path):
+    data = smooth_stack(100, 120)
+    data[1, 10:20, 30:40] = np.nan  # NaN in one band only
+    data[5, 70:75, 0:5] = -9999.0  # nodata value in another band
+    src = tmp_path / "nd.tif"
+    write_stack(src, data, nodata=-9999.0)
+    with rasterio.open(src, "r+") as ds:  # NaN too: backends write NaN as nodata
+        ds.nodata = -9999.0
+    result = run(src, tmp_path / "o", conv1x1())
+    for path in (result.prob_path, result.class_path):
+        out = read(path)
+        assert (out[10:20, 30:40] == 255).all() and (out[70:75, 0:5] == 255).all()
+        assert (out == 255).sum() == 100 + 25
+        with rasterio.open(path) as ds:
+            assert ds.nodata == 255
+
+
+def test_output_scale_refines_the_grid(stack, tmp_path):
+    result = run(stack, tmp_path / "sr", SuperRes(scale=2), scale=2)
+    with rasterio.open(result.class_path) as ds, rasterio.open(stack) as src:
+        assert (ds.height, ds.width) == (src.height * 2, src.width * 2)
+        assert ds.transform.a == src.transform.a / 2 and ds.transform.c == src.transform.c
+        assert ds.tags()["output_scale"] == "2"
+        out = ds.read(1)
+    assert (out[80:120, 200:260] == 255).all()  # the NaN hole, twice as large
+    assert (out[:80] != 255).all()
+
+
+def test_rerun_of_a_finished_job_does_no_work(stack, tmp_path):
+    first = run(stack, tmp_path / "o", conv1x1())
+    mtime = os.stat(first.prob_path).st_mtime_ns
+    again = run(stack, tmp_path / "o", conv1x1())
+    assert again.skipped and again.tiles == 0 and os.stat(first.prob_path).st_mtime_ns == mtime
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashingModel(ConstantModel):
+    def __init__(self, calls):
+        super().__init__()
+        self.calls = calls
+
+    def forward(self, x):
+        self.calls -= 1
+        if self.calls < 0:
+            raise Crash("simulated failure")
+        return super().forward(x)
+
+
+def crashing_conv1x1(calls):
+    """``conv1x1()`` whose forward pass fails after ``calls`` batches.
+
+    The same weights as the reference run, so the strips written before the crash and those
+    written on resuming must together equal the uninterrupted output exactly.
+    """
+    model, left = conv1x1(), [calls]
+
+    def hook(module, args, output):
+        left[0] -= 1
+        if left[0] < 0:
+            raise Crash("simulated failure")
+
+    model.register_forward_hook(hook)
+    return model
+
+
+def test_interrupted_run_resumes_from_its_strips(stack, tmp_path):
+    reference = run(stack, tmp_path / "ref", conv1x1())
+    with pytest.raises(Crash):
+        run(stack, tmp_path / "o", crashing_conv1x1(calls=8))
+    work = tmp_path / ".o.partial"
+    strips = sorted(work.glob("strip_*.tif"))
+    assert strips and not list(work.glob("*.tmp"))
+    resumed = predict_raster(str(stack), str(tmp_path / "o"), predictor(conv1x1()), INFO,
+                             PredictConfig(tile=64, overlap=16, batch_size=4, strip_rows=32),
+                             progress=False)
+    assert resumed.resumed_strips == len(strips)
+    assert resumed.tiles < reference.tiles
+    assert not work.exists()
+    # resuming recomputes the tile row the first missing strip needs, no more and no less
+    np.testing.assert_array_equal(read(resumed.prob_path), read(reference.prob_path))
+    np.testing.assert_array_equal(read(resumed.class_path), read(reference.class_path))
+
+
+def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
+    """SIGKILL in the middle of a run (no cleanup at all), then the same command again."""
+    script = textwrap.dedent(f"""
+        import os, pathlib, signal, sys, time, numpy as np
+        sys.path.insert(0, {str(os.getcwd())!r})
+        from tests.support.rasters import BANDS
+        from tests.support.models import conv1x1
+        from inference.predict.cog import OutputInfo
+        from inference.predict.raster import predict_raster, PredictConfig
+        from inference.predict.runtime import TilePredictor, RuntimeOptions
+        model, calls = conv1x1(), [0]
+        kill_after = int(sys.argv[1])
+        def hook(module, args, output):
+            calls[0] += 1
+            if calls[0] == kill_after:
+                # let the encoder thread put two checkpoint strips down first (one kept strip
+                # still needs its first tile row again), so the test does not race that thread
+                deadline = time.monotonic() + 60
+                while (len(list(pathlib.Path({str(tmp_path)!r}).rglob("strip_*.tif"))) < 2
+                       and time.monotonic() < deadline):
+                    time.sleep(0.05)
+                os.kill(os.getpid(), signal.SIGKILL)
+        model.register_forward_hook(hook)
+        options = RuntimeOptions(precision="fp32", channels_last="on")
+        p = TilePredictor(model, np.zeros(6), np.ones(6), options=options)
+        r = predict_raster({str(stack)!r}, {str(tmp_path / "k")!r}, p, OutputInfo("m", BANDS),
+                           PredictConfig(tile=64, overlap=16, batch_size=4, strip_rows=32),
+                           progress=False)
+        print(r.resumed_strips, r.tiles)
+    """)
+    killed = subprocess.run([sys.executable, "-c", script, "12"], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    assert not (tmp_path / "k_prob.tif").exists()
+    done = subprocess.run([sys.executable, "-c", script, "0"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    reference = run(stack, tmp_path / "ref", conv1x1())
+    resumed_strips, tiles = map(int, done.stdout.split())
+    # the second run really resumed: it kept the killed run's strips and redid fewer tiles
+    assert resumed_strips > 0 and tiles < reference.tiles
+    np.testing.assert_array_equal(read(tmp_path / "k_prob.tif"), read(reference.prob_path))
+    np.testing.assert_array_equal(read(tmp_path / "k_class.tif"), read(reference.class_path))
+
+
+def test_work_of_another_run_is_not_mixed_in(stack, tmp_path):
+    with pytest.raises(Crash):
+        run(stack, tmp_path / "o", CrashingModel(calls=3))
+    with pytest.raises(ConfigError, match="restart"):
+        run(stack, tmp_path / "o", conv1x1(), overlap=8)
+    result = predict_raster(str(stack), str(tmp_path / "o"), predictor(conv1x1()), INFO,
+                            PredictConfig(tile=64, overlap=8, strip_rows=32), restart=True,
+                            progress=False)
+    assert result.resumed_strips == 0 and os.path.exists(result.prob_path)
+
+
+def test_missing_band_and_wrong_model_output_are_clear_errors(stack, tmp_path):
+    info = OutputInfo("m", ("B2", "B11"))
+    p = TilePredictor(conv1x1(2), np.zeros(2), np.ones(2), options=FP32)
+    with pytest.raises(InputDataError, match="B11"):
+        predict_raster(str(stack), str(tmp_path / "x"), p, info, progress=False)
+    with pytest.raises(ModelError, match="output scale"):
+        run(stack, tmp_path / "y", SuperRes(scale=2), scale=1)
+
+
+def test_run_record_is_in_the_work_dir_while_running(stack, tmp_path):
+    with pytest.raises(Crash):
+        run(stack, tmp_path / "o", CrashingModel(calls=2))
+    record = json.loads((tmp_path / ".o.partial" / "run.json").read_text())
+    assert record["bands"] == list(BANDS) and record["config"]["tile"] == 64
+
+
+def test_outputs_record_how_the_model_ran_and_where_the_time_went(stack, tmp_path):
+    auto = predictor(padded_convnet(), options=RuntimeOptions())  # precision/layout auto
+    result = predict_raster(str(stack), str(tmp_path / "a"), auto, INFO,
+                            PredictConfig(tile=64, overlap=16, strip_rows=32), progress=False)
+    runtime = result.runtime
+    assert runtime["source"] in ("measured", "cache") and runtime["shape"][1:] == [6, 64, 64]
+    for path in (result.class_path, result.prob_path):
+        with rasterio.open(path) as ds:
+            tags = ds.tags()
+        assert (tags["runtime"], tags["runtime_source"]) == (runtime["label"],
+                                                             runtime["source"])
+        assert tags["runtime_ms_per_tile"]
+    stages = {"read", "mask", "predict", "forward", "blend", "take", "checkpoint",
+              "encode", "assemble"}
+    assert stages <= set(result.stages) and all(v >= 0 for v in result.stages.values())
+    assert result.stages["forward"] <= result.stages["predict"]
+
+
+def test_encoding_in_parallel_writes_the_same_maps(stack, tmp_path, monkeypatch):
+    """With the model on a GPU the maps are encoded side by side with GDAL's threads."""
+    from inference.predict import sliding_window
+
+    reference = run(stack, tmp_path / "one", conv1x1())
+    monkeypatch.setattr(sliding_window, "_cpu_is_free", lambda predictor: True)
+    parallel = run(stack, tmp_path / "two", conv1x1())
+    for kind in ("class_path", "prob_path"):
+        with rasterio.open(getattr(reference, kind)) as a, \
+                rasterio.open(getattr(parallel, kind)) as b:
+            np.testing.assert_array_equal(a.read(1), b.read(1))
+            for f in a.overviews(1):
+                shape = (a.height // f, a.width // f)
+                np.testing.assert_array_equal(a.read(1, out_shape=shape),
+                                              b.read(1, out_shape=shape))

@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from gee_export.core.errors import ConfigError, ModelError
+from inference.predict.cog import OutputInfo
+from inference.predict.raster import PredictConfig, predict_raster
+from inference.predict.runtime import RuntimeOptions, TilePredictor
+from tests.support.models import conv1x1, padded_convnet
+from tests.support.rasters import BANDS, smooth_stack, write_stack
+from training.engine.devices import resolve_precision
+
+FP32 = RuntimeOptions(precision="fp32", channels_last="on")
+
+
+def test_compact_two_class_output_is_the_softmax_of_class_one():
+    tiles = smooth_stack(32, 32)[None]
+    tiles[0, 0, :4, :4] = np.nan
+    p = TilePredictor(conv1x1(), np.full(6, 0.1), np.full(6, 2.0), options=FP32)
+    full, compact = p(tiles), p(tiles, compact=True)
+    assert full.shape == (1, 2, 32, 32) and compact.shape == (1, 1, 32, 32)
+    np.testing.assert_allclose(compact[:, 0], full[:, 1], atol=1e-6)
+    np.testing.assert_allclose(full.sum(axis=1), 1.0, atol=1e-6)
+    x = (torch.from_numpy(np.nan_to_num(tiles, nan=0.1)) - 0.1) / 2.0
+    expected = torch.softmax(conv1x1()(x), dim=1).detach().numpy()
+    np.testing.assert_allclose(full, expected, atol=1e-5)
+
+
+def test_tiles_read_in_place_from_a_row_give_the_batchs_result():
+    # the streaming engine hands views into its tile row; the result is the stacked batch's
+    row = smooth_stack(32, 80)
+    row[2, 5, 70] = np.inf
+    views = [row[:, :, x:x + 32] for x in (0, 24, 48)]
+    p = TilePredictor(padded_convnet(), np.full(6, 0.1), np.full(6, 2.0), options=FP32)
+    stacked = p(np.stack(views), compact=True)
+    np.testing.assert_array_equal(p(views, compact=True), stacked)
+    assert np.isfinite(stacked).all()  # the infinity became the band mean, as NaN does
+    clean = [v.copy() for v in views[:2]]  # no NaN: the caller may skip that pass
+    np.testing.assert_array_equal(p(clean, compact=True, finite=True), stacked[:2])
+    with pytest.raises(ModelError, match="expects"):
+        p([row[:, :, :32], row[:, :, :30]])
+
+
+def test_multi_class_models_use_argmax_and_the_chosen_isa_class(tmp_path):
+    src = write_stack(tmp_path / "s.tif", smooth_stack(100, 90))
+    p = TilePredictor(conv1x1(classes=3), np.zeros(6), np.ones(6), options=FP32)
+    info = OutputInfo("lc", BANDS, classes=("water", "vegetation", "built"))
+    tiled = predict_raster(str(src), str(tmp_path / "t"), p, info,
+                           PredictConfig(tile=48, overlap=16, isa_class=2), progress=False)
+    whole = predict_raster(str(src), str(tmp_path / "w"), p, info,
+                           PredictConfig(tile=128, overlap=0, isa_class=2), progress=False)
+    with rasterio.open(tiled.class_path) as a, rasterio.open(whole.class_path) as b:
+        classes = a.read(1)
+        assert set(np.unique(classes)) <= {0, 1, 2} and len(np.unique(classes)) > 1
+        np.testing.assert_array_equal(classes, b.read(1))  # per-pixel model: tiling is exact
+    probs = p(smooth_stack(100, 90)[None])[0]
+    with rasterio.open(whole.prob_path) as ds:
+        np.testing.assert_allclose(ds.read(1) / 250, probs[2], atol=0.003)
+    with pytest.raises(ConfigError, match="ISA class 3"):
+        predict_raster(str(src), str(tmp_path / "x"), p, info,
+                       PredictConfig(tile=48, overlap=16, isa_class=3), progress=False)
+
+
+def test_auto_is_measured_on_the_first_batch_and_agrees_with_fp32():
+    """The predictor's default options are "auto": settled on the first real batch."""
+    model, used = padded_convnet(), []
+    model.register_forward_hook(lambda module, args, out: used.append(out.dtype))
+    auto = TilePredictor(model, np.zeros(6), np.ones(6), options=RuntimeOptions())
+    assert auto.choice is None and "auto" in auto.description
+    tiles = np.stack([smooth_stack(48, 48), smooth_stack(48, 48)[:, ::-1]])
+    probs = auto(tiles)
+    choice = auto.choice
+    assert choice.source in ("measured", "cache") and choice.shape == (2, 6, 48, 48)
+    assert choice.errors[choice.label] <= choice.tolerance
+    assert used[-1] == auto.dtype == (choice.setting.autocast_dtype or torch.float32)
+    assert probs.dtype == np.float32  # probabilities are computed in fp32 either way
+    exact = TilePredictor(padded_convnet(), np.zeros(6), np.ones(6), options=FP32)(tiles)
+    assert np.abs(probs - exact).mean() <= choice.tolerance
+    calls = len(used)
+    auto(tiles)
+    assert len(used) == calls + 1  # measured once, not per batch
+
+
+def test_explicit_options_are_used_as_given_and_bad_normalisation_refused():
+    model, used = conv1x1(), []
+    model.register_forward_hook(lambda module, args, out: used.append(out.dtype))
+    fixed = TilePredictor(model, np.zeros(6), np.ones(6),
+                          options=RuntimeOptions(precision="bf16", channels_last="off"))
+    assert fixed.choice.source == "explicit" and fixed.choice.label == "bf16/nchw"
+    fixed(smooth_stack(16, 16)[None])
+    assert used == [torch.bfloat16] and not fixed.channels_last
+    assert resolve_precision("fp32", torch.device("cpu")) == torch.float32
+    with pytest.raises(ConfigError, match="CUDA"):
+        resolve_precision("fp16", torch.device("cpu"))
+    with pytest.raises(ModelError, match="std"):
+        TilePredictor(conv1x1(), np.zeros(6), np.zeros(6))
+
+
+def test_a_predictor_runs_on_its_own_threads_after_another_model_lowered_them():
+    """Each predictor's forwards run on its own choice's threads, whatever ran in between.
+
+    A choice that kept one thread (another model measured on a busy machine) lowers torch's
+    process-wide count; a predictor settled before it must not run on that count.
+    """
+    from training.engine import autotune
+    from training.engine.execution import Setting, use_threads
+
+    seen: list[int] = []  # outside the module: the predictor works on a copy of it
+
+    class ThreadRecorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(len(BANDS), 2, 1)
+
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return self.conv(x)
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        predictor = TilePredictor(ThreadRecorder(), np.zeros(len(BANDS)), np.ones(len(BANDS)),
+                                  options=RuntimeOptions(precision="fp32", channels_last="off"))
+        tiles = np.zeros((1, len(BANDS), 8, 8), np.float32)
+        predictor(tiles)
+        autotune.apply(autotune.Choice(Setting("fp32", threads=1), "measured"),
+                       torch.nn.Conv2d(len(BANDS), 2, 1), torch.device("cpu"))
+        assert torch.get_num_threads() == 1  # the other model's choice is in force...
+        predictor(tiles)
+        assert seen == [2, 2]  # ...but not for this predictor's forwards
+    finally:
+        use_threads(None)
+        torch.set_num_threads(saved)

@@ -1,0 +1,111 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.warp import transform_geom
+
+from gee_export.contract.geotiff import write_geotiff
+from gee_export.core.errors import InputDataError
+from inference.predict.cog import cog_report
+from inference.predict.stats import (
+    change_area,
+    change_map,
+    isa_area,
+    load_zones,
+    pixel_area_km2,
+    write_table,
+)
+
+UTM = "EPSG:32650"
+T = Affine(10, 0, 500000, 0, -10, 3400000)
+
+
+def write_u8(path, data, transform=T, crs=UTM):
+    return str(write_geotiff(path, data.astype("uint8"), transform, crs, 255))
+
+
+def square(col0, col1, row0, row1, name):
+    """A polygon over pixel rows/cols (edges 2 m inside), as WGS 84 GeoJSON."""
+    x0, x1 = 500000 + col0 * 10 + 2, 500000 + col1 * 10 - 2
+    y0, y1 = 3400000 - row0 * 10 - 2, 3400000 - row1 * 10 + 2
+    ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+    geometry = transform_geom(UTM, "EPSG:4326", {"type": "Polygon", "coordinates": [ring]})
+    return {"type": "Feature", "properties": {"name": name}, "geometry": geometry}
+
+
+@pytest.fixture
+def maps(tmp_path):
+    classes = np.zeros((600, 700), np.uint8)
+    classes[:100, :] = 1            # 70,000 ISA pixels
+    classes[500:, 600:] = 255       # 10,000 nodata pixels
+    prob = np.where(classes == 1, 200, 50).astype(np.uint8)
+    prob[classes == 255] = 255
+    return write_u8(tmp_path / "c.tif", classes), write_u8(tmp_path / "p.tif", prob)
+
+
+def test_whole_raster_area(maps):
+    (row,) = isa_area(maps[0], load_zones(None, UTM), maps[1])
+    assert row.zone == "all"
+    assert row.isa_km2 == pytest.approx(70000 * 100 / 1e6)
+    assert row.nodata_km2 == pytest.approx(10000 * 100 / 1e6)
+    assert row.valid_km2 == pytest.approx((420000 - 10000) * 100 / 1e6)
+    soft = (70000 * 0.8 + (410000 - 70000) * 0.2) * 100 / 1e6
+    assert row.isa_probability_km2 == pytest.approx(soft)
+    assert row.isa_fraction == pytest.approx(70000 / 410000, abs=1e-6)
+
+
+def test_area_per_polygon_of_a_geojson(maps, tmp_path):
+    zones_file = tmp_path / "zones.geojson"
+    zones_file.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        square(0, 20, 90, 110, "straddles"), square(600, 700, 500, 600, "hole"),
+        square(300, 310, 300, 310, "rural")]}))
+    rows = {r.zone: r for r in isa_area(maps[0], load_zones(zones_file, UTM))}
+    assert rows["straddles"].isa_km2 == pytest.approx(20 * 10 * 100 / 1e6)
+    assert rows["straddles"].valid_km2 == pytest.approx(20 * 20 * 100 / 1e6)
+    assert rows["hole"].valid_km2 == 0 and rows["hole"].nodata_km2 == pytest.approx(1.0)
+    assert rows["rural"].isa_km2 == 0 and rows["rural"].valid_km2 == pytest.approx(0.01)
+    table = write_table(list(rows.values()), tmp_path / "a.json", tmp_path / "a.csv")
+    assert "straddles" in table and "isa_km2" in table.splitlines()[0]
+    assert len(json.loads((tmp_path / "a.json").read_text())) == 3
+    with open(tmp_path / "a.csv") as fh:
+        assert {r["zone"] for r in csv.DictReader(fh)} == set(rows)
+
+
+def test_geographic_pixels_shrink_with_latitude():
+    t = Affine(0.001, 0, 10, 0, -0.001, 60.0005)
+    at_60 = pixel_area_km2(t, rasterio.crs.CRS.from_epsg(4326), 0, 1)[0, 0]
+    side = 6371.0088 * np.radians(0.001)
+    assert at_60 == pytest.approx(side * side * np.cos(np.radians(60)), rel=1e-4)
+
+
+def test_change_map_and_area(tmp_path):
+    a = np.zeros((300, 300), np.uint8)
+    b = np.zeros((300, 300), np.uint8)
+    a[:100] = 1
+    b[:50] = 1                      # rows 50-99 lost
+    b[200:] = 1                     # rows 200-299 gained
+    a[150:160, :10] = 255
+    out = change_map(write_u8(tmp_path / "a.tif", a), write_u8(tmp_path / "b.tif", b),
+                     str(tmp_path / "change.tif"))
+    with rasterio.open(out) as ds:
+        code = ds.read(1)
+    assert (code[:50] == 1).all() and (code[50:100] == 3).all() and (code[200:] == 2).all()
+    assert (code[150:160, :10] == 255).all() and (code[100:150] == 0).all()
+    assert cog_report(out)["layout"] == "COG" and cog_report(out)["tags"]["band_id"] == "isa_change"
+    (row,) = change_area(out, load_zones(None, UTM))
+    assert row.gain_km2 == pytest.approx(30000 * 1e-4) and row.loss_km2 == pytest.approx(1.5)
+    assert row.net_change_km2 == pytest.approx(1.5) and row.stable_isa_km2 == pytest.approx(1.5)
+    assert not list(tmp_path.glob(".isamap-change-*"))
+
+
+def test_change_needs_one_grid_and_zones_need_polygons(tmp_path):
+    a = write_u8(tmp_path / "a.tif", np.zeros((10, 10), np.uint8))
+    shifted = Affine(10, 0, 500010, 0, -10, 3400000)
+    b = write_u8(tmp_path / "b.tif", np.zeros((10, 10), np.uint8), transform=shifted)
+    with pytest.raises(InputDataError, match="same grid"):
+        change_map(a, b, str(tmp_path / "c.tif"))
+    with pytest.raises(InputDataError, match="Polygon"):
+        load_zones({"type": "Point", "coordinates": [0, 0]}, UTM)

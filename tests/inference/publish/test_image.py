@@ -1,0 +1,309 @@
+"""Publishing: manifest, upload, and the Earth Engine calls as the service receives them.
+
+The Earth Engine calls run through the real earthengine-api client against ``ee_http`` (its
+HTTP layer answers as the REST reference documents: operations, assets, IAM policies, errors),
+the uploads through the real Cloud Storage client against the emulator.
+"""
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import requests
+
+from gee_export.core.errors import AuthenticationError, ConfigError, EarthEngineError
+from inference.publish.image import (
+    PublishRequest,
+    acl_ch_arguments,
+    check_external_bucket,
+    connect,
+    judge_external_bucket,
+    publish,
+    wait_for_ingestion,
+    with_readers,
+)
+
+NAME = "projects/my-project/assets/isamap/wuhan_2023-06"
+
+
+def request(cogs, **kw):
+    return PublishRequest(cogs.class_path, cogs.prob_path, "isamap/wuhan_2023-06",
+                          project="my-project", **kw)
+
+
+def run(req, tmp_path, **kw):
+    import ee
+
+    lines: list[str] = []
+    result = publish(req, tmp_path / "pub", assets=connect("offline", ee), echo=lines.append,
+                     poll_seconds=0, sleep=lambda _: None, **kw)
+    return result, lines
+
+
+def test_dry_run_prints_and_saves_a_valid_manifest_and_script(cogs, tmp_path):
+    lines = []
+    result = publish(request(cogs, gcs_prefix="gs://maps-bucket/isa"), tmp_path / "pub",
+                     dry_run=True, echo=lines.append)
+    assert result.state == "DRY_RUN" and result.task_id is None
+    saved = json.loads(result.manifest_path.read_text())
+    assert saved == result.manifest
+    assert saved["name"] == NAME
+    assert saved["tilesets"][0]["sources"][0]["uris"] == [
+        "gs://maps-bucket/isa/wuhan_2023-06_class.tif"]
+    props = saved["properties"]
+    assert props["model"] == "unet" and props["metric_iou"] == 0.8 and props["month"] == "2023-06"
+    assert saved["startTime"] == "2023-06-01T00:00:00Z"
+    printed = "\n".join(lines)
+    assert NAME in printed
+    assert result.script_path.read_text() == result.script and result.script in printed
+
+
+def test_unauthenticated_publish_fails_clearly_before_any_upload(
+        cogs, tmp_path, ee_offline, gcs_emulator, gcs_bucket):
+    req = request(cogs, gcs_prefix=f"gs://{gcs_bucket}/isa", public=True)
+    with pytest.raises(AuthenticationError, match="earthengine authenticate"):
+        publish(req, tmp_path / "pub", assets=connect("my-project", ee_offline),
+                echo=lambda _: None)
+    # Earth Engine access is the first thing checked: nothing was uploaded for an asset that
+    # cannot be made
+    assert list(gcs_emulator.client().list_blobs(gcs_bucket)) == []
+
+
+def test_uploads_are_verified(cogs, tmp_path, ee_http, gcs_emulator, gcs_bucket):
+    run(request(cogs, gcs_prefix=f"gs://{gcs_bucket}/isa"), tmp_path)
+    blobs = {b.name: b for b in gcs_emulator.client().list_blobs(gcs_bucket)}
+    assert set(blobs) == {"isa/wuhan_2023-06_class.tif", "isa/wuhan_2023-06_prob.tif"}
+    for local in (cogs.class_path, cogs.prob_path):  # each object holds its own COG's bytes
+        blob = blobs["isa/" + Path(local).name]
+        data = Path(local).read_bytes()
+        assert blob.md5_hash == base64.b64encode(hashlib.md5(data).digest()).decode()
+        assert blob.download_as_bytes() == data
+
+
+# ---------------------------------------------------------------- ingestion (issue items 1, 2, 8)
+def test_ingestion_is_followed_under_the_id_the_server_returned(
+        cogs, tmp_path, ee_http, gcs_emulator, gcs_bucket):
+    service = ee_http
+    service.add_asset("projects/my-project/assets/isamap")
+    result, lines = run(request(cogs, gcs_prefix=f"gs://{gcs_bucket}/isa", wait=True,
+                                public=True), tmp_path)
+    (start,) = service.calls("POST", "image:import")
+    assert start.body["imageManifest"]["name"] == NAME
+    (operation,) = service.operations.values()
+    assert result.operation == operation.name
+    assert result.task_id == operation.name.split("/")[-1]
+    polls = service.calls("GET", "/operations/")  # PENDING at the start, then one per step
+    assert len(polls) == len(service.steps) - 1 and {p.path for p in polls} == {operation.name}
+    assert result.state == "COMPLETED"
+    assert f"started ingestion task {result.task_id}" in "\n".join(lines)
+    assert service.calls("POST", ":setIamPolicy")  # --public applied once it finished
+
+
+def test_missing_parent_folders_are_created_before_ingestion(
+        cogs, tmp_path, ee_http, gcs_emulator, gcs_bucket):
+    service = ee_http
+    req = PublishRequest(cogs.class_path, cogs.prob_path, "isamap/maps/2023/wuhan",
+                         project="my-project", gcs_prefix=f"gs://{gcs_bucket}/isa")
+    result, lines = run(req, tmp_path)
+    creates = service.calls("POST", "projects/my-project/assets$")
+    assert [r.query["assetId"] for r in creates] == ["isamap", "isamap/maps",
+                                                     "isamap/maps/2023"]
+    assert {r.body["type"] for r in creates} == {"FOLDER"}
+    assert result.created == ("projects/my-project/assets/isamap",
+                              "projects/my-project/assets/isamap/maps",
+                              "projects/my-project/assets/isamap/maps/2023")
+    assert "created folder projects/my-project/assets/isamap/maps/2023" in lines
+    assert service.requests[-1].path.endswith("image:import")  # after the folders
+    assert result.state == "SUBMITTED"
+
+    service.requests.clear()  # a second publish into the same folder: one read, no create
+    run(PublishRequest(cogs.class_path, cogs.prob_path, "isamap/maps/2023/wuhan_b",
+                       project="my-project", gcs_prefix=f"gs://{gcs_bucket}/isa"), tmp_path)
+    assert [(r.method, r.path) for r in service.requests] == [
+        ("GET", "projects/my-project/assets/isamap/maps/2023"),
+        ("POST", "projects/offline/image:import")]
+
+
+def test_parents_can_be_an_image_collection_and_races_are_harmless(ee_http):
+    import ee
+
+    service = ee_http
+    assets = connect("offline", ee)
+    service.add_asset("projects/proj-one/assets/isamap")  # as if made by another run meanwhile
+    created = assets.ensure_parents("projects/proj-one/assets/isamap/wuhan/2023-06",
+                                    parent_type="IMAGE_COLLECTION")
+    # creating "isamap" is answered 409 (it exists): not ours, not an error
+    assert [r.query["assetId"] for r in service.calls("POST", "assets$")] == [
+        "isamap", "isamap/wuhan"]
+    assert created == ["projects/proj-one/assets/isamap/wuhan"]
+    assert service.assets["projects/proj-one/assets/isamap/wuhan"]["type"] == "IMAGE_COLLECTION"
+    assert assets.ensure_parents("projects/earthengine-legacy/assets/users/me/x") == []
+    service.add_asset("projects/proj-one/assets/img", "IMAGE")
+    with pytest.raises(ConfigError, match="is an IMAGE"):
+        assets.ensure_parents("projects/proj-one/assets/img/x")
+
+
+def test_waiting_shows_the_progress_the_operation_reports(cogs, tmp_path, ee_http, capsys):
+    import ee
+
+    service = ee_http
+    service.steps = (("PENDING", 0.0), ("RUNNING", 0.4), ("RUNNING", 0.8), ("SUCCEEDED", 1.0))
+    service.add_asset("projects/my-project/assets/isamap")
+    assets = connect("offline", ee)
+    ingestion = assets.start_ingestion({"name": NAME, "tilesets": []}, False)
+    readings = [assets.operation_status(ingestion.operation)["progress"] for _ in range(2)]
+    assert readings == [0.4, 0.8]  # what the service reported, not 0
+    assert wait_for_ingestion(assets, ingestion.operation, 0, sleep=lambda _: None) == \
+        "COMPLETED"
+    assert "100/100" in capsys.readouterr().err  # the bar ends where the task ended
+
+
+def test_a_failed_ingestion_surfaces_the_server_message(ee_http):
+    import ee
+
+    service = ee_http
+    service.steps = (("PENDING", 0.0), ("FAILED", 0.1))
+    service.add_asset("projects/my-project/assets/isamap")
+    assets = connect("offline", ee)
+    ingestion = assets.start_ingestion({"name": NAME, "tilesets": []}, False)
+    service.operations[ingestion.operation].error = "Cannot read gs://x: permission denied."
+    with pytest.raises(EarthEngineError, match="FAILED: Cannot read gs://x: permission denied"):
+        wait_for_ingestion(assets, ingestion.operation, 0, sleep=lambda _: None,
+                           progress=False)
+
+
+def test_an_ambiguous_ingestion_failure_is_not_repeated(ee_http):
+    import ee
+
+    service = ee_http
+    service.add_asset("projects/my-project/assets/isamap")
+    service.fail("POST", "image:import", 503, "The service is currently unavailable.")
+    with pytest.raises(EarthEngineError, match="Tasks tab"):
+        connect("offline", ee).start_ingestion({"name": NAME, "tilesets": []}, False)
+    assert len(service.calls("POST", "image:import")) == 1  # it may have started a task
+    service.fail("POST", "image:import", 429, "Too many requests.")
+    connect("offline", ee).start_ingestion({"name": NAME, "tilesets": []}, False)
+    assert len(service.calls("POST", "image:import")) == 3  # a 429 did nothing: retried
+
+
+# ---------------------------------------------------------------- sharing (issue item 7)
+def test_sharing_adds_readers_and_keeps_every_other_binding(ee_http):
+    import ee
+
+    service = ee_http
+    bindings = [{"role": "roles/owner", "members": ["user:owner@example.com"]},
+                {"role": "roles/editor", "members": ["group:lab@example.com"]},
+                {"role": "roles/viewer", "members": ["user:early@example.com"]}]
+    service.add_asset(NAME, "IMAGE", bindings)
+    service.fail("POST", ":setIamPolicy", 409, "There were concurrent policy changes.",
+                 rpc_status="ABORTED")
+    connect("offline", ee).share(NAME, ["user:a@b.com"], public=True)
+    policy = {b["role"]: b["members"] for b in service.policies[NAME]["bindings"]}
+    assert policy == {"roles/owner": ["user:owner@example.com"],
+                      "roles/editor": ["group:lab@example.com"],
+                      "roles/viewer": ["user:early@example.com", "user:a@b.com", "allUsers"]}
+    sets = service.calls("POST", ":setIamPolicy")
+    assert len(service.calls("POST", ":getIamPolicy")) == len(sets) == 2  # re-read, re-written
+    assert sets[-1].body["policy"]["etag"]  # written with the etag it read
+
+    service.requests.clear()
+    connect("offline", ee).share(NAME, ["user:a@b.com"], public=True)  # nothing to add
+    assert not service.calls("POST", ":setIamPolicy")
+
+
+def test_reader_helpers():
+    assert with_readers({"bindings": []}, [], False) == {"bindings": []}
+    assert with_readers({}, ["user:a@b.com"], False)["bindings"] == [
+        {"role": "roles/viewer", "members": ["user:a@b.com"]}]
+    assert acl_ch_arguments(["user:a@b.com", "group:g@b.com"], True) == \
+        "-u a@b.com:R -g g@b.com:R -u allUsers:R"
+
+
+# ---------------------------------------------------------------- COG-backed assets (item 9)
+@pytest.mark.parametrize(("location", "members", "kind", "ok"), [
+    ("US", None, "multi-region", True), ("US-CENTRAL1", None, "region", True),
+    ("NAM4", None, "dual-region", True),
+    ("US", ["US-CENTRAL1", "US-EAST4"], "dual-region", True),
+    ("US", ["US-EAST1", "US-EAST4"], "dual-region", False),  # a US dual-region without it
+    ("US", None, "dual-region", False),  # regions unknown: cannot be vouched for
+    ("EU", None, "multi-region", False), ("US-EAST1", None, "region", False),
+    ("EUR4", None, "dual-region", False),
+])
+def test_external_bucket_location_rule(location, members, kind, ok):
+    check = judge_external_bucket(location, members, "STANDARD", kind)
+    assert (check.problems == ()) is ok and check.advice == ()
+
+
+def test_external_bucket_storage_class_is_advice_not_refusal():
+    check = judge_external_bucket("US", None, "NEARLINE", "multi-region")
+    assert check.problems == () and "recommends STANDARD" in check.advice[0]
+
+
+def test_external_mode_checks_the_bucket_then_creates_the_asset(
+        cogs, tmp_path, ee_http, gcs_emulator, gcs_bucket):
+    service = ee_http
+    service.add_asset("projects/my-project/assets/isamap")
+    client = gcs_emulator.client()
+    check_external_bucket(f"gs://{gcs_bucket}/x.tif", client)  # emulator: US, STANDARD
+    bucket = client.get_bucket(gcs_bucket)
+    bucket.storage_class = "COLDLINE"
+    bucket.patch()
+    req = request(cogs, gcs_prefix=f"gs://{gcs_bucket}/isa", mode="external",
+                  readers=("user:a@b.com",))
+    result, lines = run(req, tmp_path)
+    assert any("recommends STANDARD" in line for line in lines)  # warned, not refused
+    (create,) = service.calls("POST", "image:importExternal")
+    assert create.body["imageManifest"]["name"] == NAME
+    assert result.state == "COMPLETED" and service.assets[NAME]["type"] == "IMAGE"
+    assert service.calls("POST", ":setIamPolicy")
+
+
+class BucketMetadataHttp(requests.Session):
+    """The HTTP session of a real storage client, answering buckets.get with a documented
+    Bucket resource (the emulator ignores locations and placements)."""
+
+    is_mtls = False
+
+    def __init__(self, resource: dict) -> None:
+        super().__init__()
+        self.resource, self.seen = resource, []
+
+    def request(self, method, url, *args, **kwargs):
+        self.seen.append((method, url))
+        response = requests.Response()
+        response.status_code, response.url = 200, url
+        response._content = json.dumps(self.resource).encode()
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+
+def storage_client(**resource):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    http = BucketMetadataHttp({"kind": "storage#bucket", "name": "maps", **resource})
+    return storage.Client(project="p", credentials=AnonymousCredentials(), _http=http)
+
+
+def test_external_bucket_check_reads_the_bucket_resource():
+    east = storage_client(location="US", locationType="dual-region", storageClass="STANDARD",
+                          customPlacementConfig={"dataLocations": ["US-EAST1", "US-EAST4"]})
+    with pytest.raises(ConfigError, match=r"location is US \(US-EAST1, US-EAST4\)"):
+        check_external_bucket("gs://maps/x.tif", east)
+    central = storage_client(location="US", locationType="dual-region", storageClass="NEARLINE",
+                             customPlacementConfig={"dataLocations": ["US-CENTRAL1",
+                                                                      "US-EAST1"]})
+    warnings: list[str] = []
+    check_external_bucket("gs://maps/x.tif", central, warn=warnings.append)
+    assert len(warnings) == 1 and "NEARLINE" in warnings[0]
+
+
+def test_local_cogs_need_an_upload_prefix_and_readers_a_kind(cogs, tmp_path, ee_offline):
+    with pytest.raises(ConfigError, match="--gcs-prefix"):
+        publish(request(cogs), tmp_path, assets=connect("p", ee_offline), echo=lambda _: None)
+    with pytest.raises(ConfigError, match="kind prefix"):
+        publish(request(cogs, readers=("a@b.com",)), tmp_path, dry_run=True, echo=print)
+    dry = publish(request(cogs), tmp_path, dry_run=True, echo=lambda _: None)
+    assert dry.manifest["tilesets"][0]["sources"][0]["uris"][0].startswith("gs://your-bucket/")

@@ -1,0 +1,200 @@
+"""``--precision auto`` measures: agreement with fp32, the cache, explicit choices kept.
+
+Timings are never asserted: a fake ``measure`` decides which candidate is "fastest", so the
+tests check what ``auto`` does with the timings (and what it records), not how fast it is.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gee_export.core import allocator
+from gee_export.core.errors import ConfigError
+from tests.support.page_faults import pages, run_fault_child
+from training.engine import autotune
+from training.engine.autotune import Setting
+
+CPU = torch.device("cpu")
+
+
+def _net(width: int = 8, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(6, width, 3, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
+        torch.nn.Conv2d(width, 2, 3, padding=1)).eval()
+
+
+def _x(n: int = 4, size: int = 32) -> torch.Tensor:
+    return torch.randn(n, 6, size, size, generator=torch.Generator().manual_seed(1))
+
+
+def _fake(ms: dict[tuple[str, bool], float], seen: list | None = None) -> autotune.Measure:
+    """A ``Measure`` that runs the candidate once and reports the made-up time of its
+    (precision, channels_last)."""
+    def measure(setting: Setting, run) -> float:
+        run()
+        if seen is not None:
+            seen.append(setting)
+        return ms[(setting.precision, setting.channels_last)] / 1000
+    return measure
+
+
+def _probs(model, x, setting: Setting) -> torch.Tensor:
+    model = model.to(memory_format=setting.memory_format)
+    with torch.inference_mode(), setting.autocast("cpu"):
+        out = model(x.contiguous(memory_format=setting.memory_format))
+    return torch.softmax(out.float(), 1)
+
+
+BF16_FASTEST = {("bf16", True): 1.0, ("bf16", False): 2.0, ("fp32", True): 3.0,
+                ("fp32", False): 4.0}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    path = tmp_path / "cache" / "autotune.json"
+    monkeypatch.setenv(autotune.CACHE_ENV, str(path))
+    return path
+
+
+def test_auto_picks_the_fastest_candidate_that_agrees_with_fp32(cache):
+    model, x = _net(), _x()
+    choice = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST), cache=False)
+    assert (choice.precision, choice.channels_last, choice.source) == ("bf16", True, "measured")
+    assert len(choice.errors) == 4 and not choice.rejected  # every candidate was checked
+    assert choice.errors[choice.label] <= choice.tolerance == autotune.TOLERANCE
+    reference = _probs(model, x, Setting())
+    assert float((_probs(model, x, choice.setting) - reference).abs().mean()) <= choice.tolerance
+    # a bound that bf16 cannot meet: it is rejected (never timed), the fastest fp32 wins
+    seen: list[Setting] = []
+    strict = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST, seen), cache=False,
+                             tolerance=1e-9)
+    assert strict.precision == "fp32" and {s.precision for s in seen} == {"fp32"}
+    assert any(label.startswith("bf16") for label in strict.rejected)
+    assert all(strict.errors[label] > 1e-9 for label in strict.rejected)
+    assert float((_probs(model, x, strict.setting) - reference).abs().mean()) <= 1e-9
+
+
+def test_explicit_precision_and_layout_are_never_overridden():
+    model, x = _net(), _x()
+    seen: list[Setting] = []
+    fixed = autotune.choose(model, x, CPU, precision="fp32", channels_last="off",
+                            measure=_fake(BF16_FASTEST, seen), cache=False)
+    assert (fixed.label, fixed.source, seen) == ("fp32/nchw", "explicit", [])
+    assert autotune.explicit("bf16", True, CPU).label == "bf16/nhwc"
+    assert autotune.explicit("auto", "on", CPU) is None
+    # an explicit precision with a measured layout: only that precision is tried
+    layout_only = autotune.choose(model, x, CPU, precision="fp32", measure=_fake(
+        BF16_FASTEST, seen), cache=False)
+    assert layout_only.precision == "fp32" and layout_only.channels_last
+    assert {s.precision for s in seen} == {"fp32"}
+    bf16 = autotune.choose(model, x, CPU, precision="bf16", channels_last="auto",
+                           measure=_fake({**BF16_FASTEST, ("bf16", False): 0.5}),
+                           cache=False, tolerance=1e-9)  # kept even though it disagrees
+    assert (bf16.precision, bf16.channels_last) == ("bf16", False)
+    with pytest.raises(ConfigError, match="fp16 autocast is for CUDA"):
+        autotune.choose(model, x, CPU, precision="fp16")
+    with pytest.raises(ConfigError, match="channels_last must be"):
+        autotune.choose(model, x, CPU, channels_last="sideways")  # type: ignore[arg-type]
+
+
+def test_the_cache_is_written_reused_and_ignored_for_another_model_or_shape(cache,
+                                                                            monkeypatch):
+    model, x = _net(), _x()
+    first = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST))
+    stored = json.loads(cache.read_text())
+    assert stored["format"] == autotune.CACHE_FORMAT
+    assert stored["entries"][first.key]["setting"]["precision"] == "bf16"
+
+    def never(setting, run):
+        raise AssertionError("a cached choice must not be measured again")
+
+    again = autotune.choose(_net(), _x(), CPU, measure=never)  # same architecture and shape
+    assert (again.source, again.setting, again.ms_per_sample) == (
+        "cache", first.setting, first.ms_per_sample)
+    fp32_fastest = {k: (0.5 if k == ("fp32", False) else 9.0) for k in BF16_FASTEST}
+    other_shape = autotune.choose(model, _x(2, 48), CPU, measure=_fake(fp32_fastest))
+    other_model = autotune.choose(_net(width=12), x, CPU, measure=_fake(fp32_fastest))
+    for choice in (other_shape, other_model):
+        assert choice.source == "measured" and choice.label.startswith("fp32/nchw")
+        assert choice.key != first.key
+    assert len(json.loads(cache.read_text())["entries"]) == 3
+    # disabled: measured every time, nothing written; a corrupt file is ignored and replaced
+    monkeypatch.setenv(autotune.CACHE_ENV, "off")
+    assert autotune.cache_file() is None
+    assert autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST)).source == "measured"
+    monkeypatch.setenv(autotune.CACHE_ENV, str(cache))
+    cache.write_text("{not json")
+    assert autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST)).source == "measured"
+    assert len(json.loads(cache.read_text())["entries"]) == 1
+
+
+def test_cache_file_follows_xdg_cache_home(monkeypatch, tmp_path):
+    monkeypatch.delenv(autotune.CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert autotune.cache_file() == tmp_path / "isamap" / "autotune.json"
+
+
+def test_training_measures_whole_steps_on_a_copy_and_leaves_the_run_untouched():
+    torch.manual_seed(3)
+    model = _net().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = _x(4, 16), torch.randint(0, 2, (4, 16, 16))
+    rng = torch.get_rng_state()
+    steps: list[int] = []
+
+    def loss(out, batch):
+        steps.append(batch["image"].shape[0])
+        assert batch["label"].shape[0] == batch["image"].shape[0]  # cut alike
+        return torch.nn.functional.cross_entropy(out.float(), batch["label"])
+
+    step = autotune.TrainStep(loss, lambda p: torch.optim.Adam(p, lr=1e-2), {"label": y})
+    choice = autotune.choose(model, x, CPU, mode="training", step=step,
+                             measure=_fake(BF16_FASTEST), cache=False)
+    assert choice.mode == "training" and choice.precision in ("fp32", "bf16")
+    assert len(steps) >= 4  # a real step (loss, backward, update) per candidate at least
+    assert model.training and all(torch.equal(v, before[k])
+                                  for k, v in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng)
+    with pytest.raises(ValueError, match="TrainStep"):
+        autotune.choose(model, x, CPU, mode="training")
+
+
+def test_the_measurement_is_cut_to_the_budget_but_keyed_by_the_real_shape():
+    model, x = _net(), _x(4, 128)
+    tiny = autotune.choose(model, x, CPU, budget_s=0.0, measure=_fake(BF16_FASTEST),
+                           cache=False)
+    assert tiny.shape == (4, 6, 128, 128)
+    # the batch shrinks to its smallest, the tile is never cropped
+    assert (tiny.measured_batch, tiny.measured_size) == (1, (128, 128))
+    d = tiny.to_dict()
+    assert autotune.Choice.from_dict(json.loads(json.dumps(d))) == tiny
+    # even past the budget every candidate is checked and timed: none loses by default
+    assert set(tiny.ms_per_sample) | set(tiny.rejected) == {
+        s.label for s in autotune.candidates(CPU, "auto", "auto")}
+    assert not tiny.skipped
+    tags = tiny.tags()
+    assert tags["runtime"] == tiny.label and f"{tiny.label}=" in tags["runtime_ms_per_tile"]
+
+
+APPLIED_CHILD = """
+    import torch
+    from training.engine import autotune
+
+    out = {"before": faults(64)}
+    choice = autotune.explicit("fp32", "off", torch.device("cpu"))
+    autotune.apply(choice, torch.nn.Conv2d(1, 1, 1), torch.device("cpu"))
+    out["after"] = faults(64)
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(allocator._glibc() is None, reason="mallopt is glibc's")
+def test_a_cpu_run_keeps_freed_memory_for_its_next_forward():
+    """The chosen setting puts the process in the allocator mode the forwards are timed in."""
+    out = run_fault_child(APPLIED_CHILD, ISAMAP_KEEP_FREED_MEMORY="")
+    assert out["before"] > pages(64) // 2  # a fresh process gives a freed 64 MiB block back
+    assert out["after"] < pages(64) // 20  # after apply() the next one comes from the heap

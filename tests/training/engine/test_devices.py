@@ -1,0 +1,81 @@
+"""--device / --precision resolved once for training, evaluation and inference."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gee_export.core.errors import ConfigError
+from inference.predict import runtime
+from tests.support import REPO_ROOT
+from training import evaluate, trainer
+from training.engine import devices, distributed
+
+ROOT = REPO_ROOT
+
+
+def test_every_command_uses_the_one_resolver():
+    assert runtime.resolve_device is devices.resolve_device
+    assert trainer.autotune is evaluate.autotune is runtime.autotune
+
+
+def test_precision_choices_and_refusals():
+    cpu = torch.device("cpu")
+    assert devices.resolve_precision("fp32", cpu) == torch.float32
+    assert devices.resolve_precision("bf16", cpu) == torch.bfloat16
+    with pytest.raises(ConfigError, match="fp16 autocast is for CUDA"):
+        devices.resolve_precision("fp16", cpu)
+    with pytest.raises(ConfigError, match="precision must be"):
+        devices.resolve_precision("fp64", cpu)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="measured"):  # 'auto' has no static answer
+        devices.resolve_precision("auto", cpu)
+    assert devices.autocast_dtype("fp32", cpu) is None
+    assert devices.autocast_dtype("bf16", cpu) == torch.bfloat16
+    assert [devices.layout_flag(v) for v in (None, True, False, "on", "NHWC", "off")] == [
+        "auto", "on", "off", "on", "on", "off"]
+
+
+def test_the_parsers_module_does_not_import_torch():
+    """``--help`` of every command stays torch-free: devices imports torch only inside."""
+    code = ("import sys; import training.engine.devices; "
+            "assert 'torch' not in sys.modules, 'training.engine.devices imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_device_names():
+    assert devices.resolve_device("cpu") == torch.device("cpu")
+    assert distributed.resolve_device("cpu", distributed.DistInfo()) == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert devices.resolve_device("cuda", local_rank=0) == torch.device("cuda", 0)
+    else:
+        assert devices.resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            devices.resolve_device("cuda:1")
+
+
+def test_commands_share_the_device_and_precision_options(capsys):
+    from inference.cli import _predict_parser
+    from training.cli import evaluate_parser, train_parser
+
+    train_args = train_parser().parse_args([])
+    assert train_args.device is None and train_args.precision is None  # config file decides
+    required = {"train": [], "evaluate": ["--model", "m", "--data", "d", "--out", "o"],
+                "predict": ["--model", "m", "--input", "i", "--out", "o"]}
+    parsers = {"train": train_parser, "evaluate": evaluate_parser, "predict": _predict_parser}
+    for name in ("evaluate", "predict"):  # one meaning of auto, the default everywhere
+        args = parsers[name]().parse_args(required[name])
+        assert (args.precision, args.channels_last, args.autotune_cache) == ("auto", "auto", None)
+    assert train_args.channels_last is None and train_args.autotune_cache is None
+    for name, make in parsers.items():
+        for choice in devices.PRECISIONS:
+            args = make().parse_args([*required[name], "--precision", choice, "--device", "cpu"])
+            assert (args.precision, args.device) == (choice, "cpu")
+        args = make().parse_args([*required[name], "--channels-last", "off",
+                                  "--no-autotune-cache"])
+        assert (args.channels_last, args.autotune_cache) == ("off", False)
+        with pytest.raises(SystemExit):
+            make().parse_args([*required[name], "--precision", "fp64"])
+    assert "invalid choice: 'fp64'" in capsys.readouterr().err

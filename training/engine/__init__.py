@@ -1,0 +1,11 @@
+"""The run engine: how a model runs on this machine, for training and inference alike.
+
+Devices, precisions and memory layouts from user options (``devices``), how one configuration
+runs and the sole owner of torch's thread count (``execution``), ``--precision auto``
+(``autotune``), the machine's measured peak (``peak``), the distributed set-up
+(``distributed``), seeds and random state (``seeding``) and the model-output convention
+(``outputs``).
+
+May import: ``gee_export.core``, torch; nothing else of the project (models, losses, data and
+inference sit above it).
+"""

@@ -1,0 +1,492 @@
+"""``--precision auto``: measure, don't guess, how to run a model on this machine.
+
+No static rule picks the fastest way to run a network: on one CPU bf16 autocast is 2-5x
+*slower* than fp32 (oneDNN emulates it), channels_last helps the U-Nets and hurts RU-Net++, and
+on a GPU the answer depends on the card. So ``auto`` times the candidate configurations on the
+run's own model, its real tile size (the batch shrunk to fit a budget of a few seconds, or to
+its smallest when one step is longer than that) and its device:
+
+- CPU: fp32 / bf16 autocast x NCHW / NHWC, with all or half the threads (half tried only when
+  the cores are seen busy with other work, kept only when clearly faster: waiting OpenMP
+  threads can then make two threads ten times slower than one);
+- CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on, and
+  ``torch.compile`` of the winner when compilation was asked for.
+
+Each candidate's output is compared with fp32 first (mean absolute difference of the class
+probabilities, :data:`TOLERANCE`); one that disagrees (or fails) is never timed. The agreeing
+candidates are timed round-robin, so a busy machine slows them alike, and each keeps its best
+time; every one is timed (none loses by default), the close ones at least twice. The fastest
+wins. For training the timed unit is a whole step (forward, loss, backward,
+optimizer step) on a *copy* of the model and a fresh optimizer, with the RNG state restored,
+so the real run is unaffected.
+
+The result, a :class:`Choice`, records the setting, every timing and disagreement and how long
+measuring took; callers write it into their outputs (COG tags, ``metrics.json``, the training
+history and model file). It is cached in ``$XDG_CACHE_HOME/isamap/autotune.json`` (else
+``~/.cache/isamap``) under a key of the model's architecture and arguments, the input shape,
+the device, the torch version and the thread count, so a second run does not measure again.
+``ISAMAP_AUTOTUNE_CACHE=off`` (or ``cache=False``, ``--no-autotune-cache``) disables the cache;
+``ISAMAP_AUTOTUNE_CACHE=/some/file.json`` moves it. Explicit ``--precision`` /
+``--channels-last`` values are never overridden: only the dimensions left at ``auto`` are
+measured. How one candidate runs (threads, memory format, autocast, the training step on a
+copy) is :mod:`training.engine.execution`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from gee_export.core.allocator import keep_freed_memory
+from gee_export.core.storage import atomic_write
+from training.engine import devices
+from training.engine.execution import (
+    Batch,
+    Dtype,
+    Mode,
+    Setting,
+    SettingRunner,
+    TrainStep,
+    process_threads,
+    set_threads,
+    use_threads,
+)
+
+log = logging.getLogger(__name__)
+
+Source = Literal["explicit", "measured", "cache", "checkpoint"]
+
+#: Time spent measuring, per choice (seconds). The measured batch is shrunk to fit it; a
+#: model whose smallest batch does not fit is still measured on it, at the real tile size
+#: (a training step of a paper-width model can take seconds: timing a crop instead ranks the
+#: candidates wrongly), and the log says how long it took.
+DEFAULT_BUDGET_S = 6.0
+#: Agreement with fp32: mean |p - p_fp32| of the class probabilities, per pixel.
+TOLERANCE = 0.02
+#: Timed repetitions per candidate at most (fast models stop here, long before the budget).
+MAX_REPS = 8
+#: After each round only candidates within this factor of the fastest keep being timed...
+RACE_MARGIN = 1.3
+#: ...for at least this many rounds (one timing of two close candidates is a coin toss).
+MIN_ROUNDS = 2
+#: A candidate whose first call (agreement check, or warm-up step when training) took this
+#: many times the quickest one's is not timed: it is reported as skipped.
+FIRST_CALL_MARGIN = 3.0
+CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
+CACHE_FORMAT = "isamap-autotune/1"
+CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How a run executes its model, and why (recorded in the run's outputs).
+
+    Attributes:
+        setting: the configuration used.
+        source: ``explicit`` (all given by the user), ``measured`` (now), ``cache`` or
+            ``checkpoint`` (a resumed training run keeps its first choice).
+        mode: ``inference`` or ``training`` (what was timed).
+        shape: the input batch shape the choice is for.
+        device: the device, in words (CPU model and threads, or GPU name).
+        ms_per_sample: best measured time per sample of every timed candidate, by label.
+        errors: each candidate's disagreement with fp32 (mean |p - p_fp32|), by label.
+        rejected: labels of candidates over the tolerance or that failed (never timed).
+        skipped: labels of candidates not timed because their first call took
+            :data:`FIRST_CALL_MARGIN` times the quickest one's.
+        tolerance: the agreement bound used.
+        measured_batch: samples per timed call (the batch is shrunk to fit the budget).
+        measured_size: tile size of the timed calls (the real one: tiles are never cropped).
+        seconds: wall time spent measuring.
+        key: the cache key.
+    """
+
+    setting: Setting
+    source: Source = "explicit"
+    mode: Mode = "inference"
+    shape: tuple[int, ...] = ()
+    device: str = ""
+    ms_per_sample: Mapping[str, float] = field(default_factory=dict)
+    errors: Mapping[str, float] = field(default_factory=dict)
+    rejected: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    tolerance: float = TOLERANCE
+    measured_batch: int = 0
+    measured_size: tuple[int, ...] = ()
+    seconds: float = 0.0
+    key: str = ""
+
+    @property
+    def precision(self) -> Dtype:
+        return self.setting.precision
+
+    @property
+    def channels_last(self) -> bool:
+        return self.setting.channels_last
+
+    @property
+    def label(self) -> str:
+        return self.setting.label
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        d["rejected"] = list(self.rejected)
+        d["skipped"] = list(self.skipped)
+        d["measured_size"] = list(self.measured_size)
+        d["ms_per_sample"] = dict(self.ms_per_sample)
+        d["errors"] = dict(self.errors)
+        d["label"] = self.label
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Choice:
+        known = {f for f in Setting.__dataclass_fields__}
+        setting = Setting(**{k: v for k, v in dict(d["setting"]).items() if k in known})
+        return cls(setting=setting, source=d.get("source", "explicit"),
+                   mode=d.get("mode", "inference"), shape=tuple(d.get("shape", ())),
+                   device=d.get("device", ""), ms_per_sample=dict(d.get("ms_per_sample", {})),
+                   errors=dict(d.get("errors", {})), rejected=tuple(d.get("rejected", ())),
+                   skipped=tuple(d.get("skipped", ())),
+                   measured_size=tuple(d.get("measured_size", ())),
+                   tolerance=float(d.get("tolerance", TOLERANCE)),
+                   measured_batch=int(d.get("measured_batch", 0)),
+                   seconds=float(d.get("seconds", 0.0)), key=d.get("key", ""))
+
+    def tags(self) -> dict[str, str]:
+        """Flat string metadata (GeoTIFF tags) describing the choice."""
+        timings = ",".join(f"{k}={v:.4g}" for k, v in self.ms_per_sample.items())
+        return {"runtime": self.label, "runtime_source": self.source,
+                "runtime_device": self.device,
+                "runtime_ms_per_tile": timings,
+                "runtime_tolerance": f"{self.tolerance:g}"}
+
+    def summary(self) -> str:
+        if not self.ms_per_sample:
+            return f"{self.label} ({self.source})"
+        timed = ", ".join(f"{k} {v:.3g} ms" for k, v in sorted(
+            self.ms_per_sample.items(), key=lambda kv: kv[1]))
+        return f"{self.label} ({self.source}; per sample: {timed})"
+
+
+__all__ = ["Choice", "Dtype", "Mode", "Setting", "TrainStep", "apply", "cache_file",
+           "cache_key", "candidates", "choose", "describe_device", "explicit", "time_settings"]
+
+#: ``measure(setting, run) -> seconds per call``: replaces the timing loop (tests inject one).
+Measure = Callable[[Setting, Callable[[], None]], float]
+
+
+# ----------------------------------------------------------------------------- public API
+def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
+           mode: Mode = "inference", precision: devices.Precision = "auto",
+           channels_last: devices.Layout | bool = "auto", compile: bool = False,
+           step: TrainStep | None = None, budget_s: float = DEFAULT_BUDGET_S,
+           tolerance: float = TOLERANCE, cache: bool | None = None,
+           measure: Measure | None = None) -> Choice:
+    """The fastest setting of ``model`` on ``example``'s shape whose output agrees with fp32.
+
+    Args:
+        model: the model (on ``device``); inference measures it in place (eval mode, no
+            weights change) and leaves it in the chosen memory format only through
+            :func:`apply`; training measures a deep copy.
+        example: one real (normalised) input batch ``(N, C, H, W)``.
+        device: where the model runs.
+        mode: time inference (forward) or training steps (needs ``step``).
+        precision: ``auto`` (measured) or an explicit dtype, never overridden.
+        channels_last: ``auto`` (measured), ``on``/``off`` (or a bool), never overridden.
+        compile: also try ``torch.compile`` of the winner (only when asked for).
+        step: loss and optimizer of the training step (``mode="training"``).
+        budget_s: measuring time budget in seconds (the batch is shrunk to fit it).
+        tolerance: agreement bound, mean |p - p_fp32|.
+        cache: use the user cache (None: unless ``ISAMAP_AUTOTUNE_CACHE=off``).
+        measure: timing function replacing the real one (tests).
+    """
+    devices.check_precision(precision, device.type)
+    layout = devices.layout_flag(channels_last)
+    if mode == "training" and step is None:
+        raise ValueError("training mode needs a TrainStep (loss and optimizer)")
+    shape = tuple(int(s) for s in example.shape)
+    where = describe_device(device)
+    cands = candidates(device, precision, layout)
+    if len(cands) == 1 and not compile:
+        return Choice(cands[0], "explicit", mode, shape, where, tolerance=tolerance)
+    key = cache_key(model, shape, device, mode, precision, layout, compile, tolerance)
+    path = cache_file() if cache is not False else None
+    cached = _read_cache(path).get(key) if path else None
+    if cached is not None:
+        choice = replace(Choice.from_dict(cached), source="cache")
+        log.info("runtime %s from the autotune cache %s (measured %s)", choice.label, path,
+                 ", ".join(f"{k} {v:.3g} ms" for k, v in choice.ms_per_sample.items()))
+        return choice
+    choice = _measure(model, example, device, mode, cands, compile, step, budget_s, tolerance,
+                      measure)
+    choice = replace(choice, device=where, key=key, shape=shape)
+    log.info("autotune %s on %s, batch %s: %s; chose %s in %.1f s (budget %.1f s, %d of %d "
+             "samples per timed call%s)", mode, where, "x".join(map(str, shape)),
+             ", ".join(f"{k} {v:.3g} ms/sample" for k, v in choice.ms_per_sample.items()),
+             choice.label, choice.seconds, budget_s, choice.measured_batch, shape[0],
+             f"; rejected {', '.join(choice.rejected)}" if choice.rejected else "")
+    if path:
+        _write_cache(path, key, choice)
+    return choice
+
+
+def explicit(precision: devices.Precision, channels_last: devices.Layout | bool,
+             device: torch.device, mode: Mode = "inference") -> Choice | None:
+    """The choice when nothing is left to measure, else None (``auto`` somewhere)."""
+    layout = devices.layout_flag(channels_last)
+    devices.check_precision(precision, device.type)
+    if precision == "auto" or layout == "auto":
+        return None
+    return Choice(candidates(device, precision, layout)[0], "explicit", mode,
+                  device=describe_device(device))
+
+
+def apply(choice: Choice, model: nn.Module, device: torch.device) -> nn.Module:
+    """Put ``model`` (and the process) in the chosen setting; returns the model to call."""
+    s = choice.setting
+    if device.type == "cpu":
+        # every forward reuses the last one's freed activations instead of faulting them
+        # in again (gee_export.core.allocator: x1.07-1.97 per forward, bench_allocator.py)
+        keep_freed_memory()
+        use_threads(s.threads)  # none of its own: the process's count, even if lowered before
+    if s.cudnn_benchmark is not None and device.type == "cuda":
+        torch.backends.cudnn.benchmark = s.cudnn_benchmark
+    model = model.to(memory_format=s.memory_format)
+    return torch.compile(model) if s.compile else model
+
+
+def time_settings(model: nn.Module, example: torch.Tensor, device: torch.device,
+                  settings: Iterable[Setting], *, mode: Mode = "inference",
+                  step: TrainStep | None = None, rounds: int = 3) -> dict[Setting, float]:
+    """Seconds per call of each setting on the whole ``example``, measured as ``auto`` does.
+
+    Every setting runs once untimed, then ``rounds`` times in turns (so a busy machine slows
+    them alike), keeping its best time. This is what the benchmarks put next to ``auto``'s
+    choice; the model and the process's threads and cuDNN flags are left as they were.
+    """
+    settings = list(settings)
+    saved_threads, saved_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    was_training = model.training
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
+        runner = SettingRunner(model, batch, device, mode, step, process_threads())
+        try:
+            for s in settings:
+                runner.call(s, batch)()
+            best = dict.fromkeys(settings, math.inf)
+            for _ in range(max(rounds, 1)):
+                for s in settings:
+                    run = runner.call(s, batch)
+                    t0 = time.perf_counter()
+                    run()
+                    best[s] = min(best[s], time.perf_counter() - t0)
+        finally:
+            set_threads(saved_threads)
+            torch.backends.cudnn.benchmark = saved_bench
+            model.train(was_training)
+            runner.close()
+    return best
+
+
+def candidates(device: torch.device, precision: devices.Precision,
+               layout: devices.Layout) -> list[Setting]:
+    """The settings ``auto`` chooses among; explicit values are fixed, never varied."""
+    if device.type == "cuda":
+        dtypes = ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+        benches: list[bool | None] = [False, True]
+    else:
+        dtypes = ["fp32", "bf16"]
+        benches = [None]
+    if precision != "auto":
+        dtypes = [precision]
+        benches = [True] if device.type == "cuda" and layout != "auto" else benches
+    layouts = [False, True] if layout == "auto" else [layout == "on"]
+    return [Setting(d, cl, None, b) for d in dtypes for cl in layouts for b in benches]
+
+
+def describe_device(device: torch.device) -> str:
+    """The device in words, part of the cache key (a different machine measures again)."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        major, minor = torch.cuda.get_device_capability(index)
+        return f"{torch.cuda.get_device_name(index)} (sm_{major}{minor})"
+    name = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return (f"{name} ({torch.backends.cpu.get_cpu_capability()}, "
+            f"{process_threads()} threads)")
+
+
+def cache_file() -> Path | None:
+    """The cache's path, or None when ``ISAMAP_AUTOTUNE_CACHE`` is off/0/false/no."""
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env.lower() in ("off", "0", "false", "no", "none"):
+        return None
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "isamap" / "autotune.json"
+
+
+def cache_key(model: nn.Module, shape: tuple[int, ...], device: torch.device, mode: Mode,
+              precision: str, layout: str, compile: bool, tolerance: float) -> str:
+    """A hash of everything the measurement depends on.
+
+    The architecture and its arguments (the module tree's repr holds every layer's sizes),
+    the parameter count, the input shape, the device (with its thread count), the torch
+    version, what was left to measure and the tolerance.
+    """
+    arch = f"{type(model).__module__}.{type(model).__qualname__}\n{model!r}"
+    params = sum(p.numel() for p in model.parameters())
+    fields = {"format": CACHE_FORMAT, "mode": mode,
+              "arch": hashlib.sha256(arch.encode()).hexdigest(), "params": params,
+              "shape": list(shape), "device": describe_device(device),
+              "torch": torch.__version__, "precision": precision, "layout": layout,
+              "compile": compile, "tolerance": tolerance}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+
+# ----------------------------------------------------------------------------- measuring
+def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode: Mode,
+             cands: list[Setting], compile: bool, step: TrainStep | None, budget_s: float,
+             tolerance: float, measure: Measure | None) -> Choice:
+    started = time.perf_counter()
+    deadline = started + budget_s
+    rng_devices = [device] if device.type == "cuda" else []
+    saved_threads, saved_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    was_training = model.training
+    errors: dict[Setting, float] = {}
+    skipped: list[Setting] = []
+    with torch.random.fork_rng(devices=rng_devices):
+        batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
+        runner = SettingRunner(model, batch, device, mode, step, process_threads())
+        try:
+            batch, threads = runner.fit_batch(budget_s, len(cands) + int(compile))
+            cands = [replace(c, threads=threads) for c in cands]
+            reference = runner.probabilities(Setting(threads=threads), batch)
+            # every agreement check before any training step changes the copy's weights
+            first_call: dict[Setting, float] = {}
+            for cand in cands:
+                t0 = time.perf_counter()
+                errors[cand] = runner.disagreement(cand, batch, reference)
+                first_call[cand] = time.perf_counter() - t0
+            ready: list[Setting] = []
+            for cand in errors:
+                if errors[cand] > tolerance:
+                    continue
+                t0 = time.perf_counter()
+                if runner.warm_up(cand, batch):
+                    ready.append(cand)
+                    if mode == "training":
+                        first_call[cand] = time.perf_counter() - t0
+            if not ready:
+                # only possible when the precision is explicit (fp32 agrees with itself): the
+                # user's precision is kept, the layout is still measured
+                log.warning("autotune: no candidate agrees with fp32 within %g (%s); keeping "
+                            "the requested precision", tolerance,
+                            ", ".join(f"{c.label} {e:.3g}" for c, e in errors.items()))
+                ready = [c for c in cands if math.isfinite(errors.get(c, math.inf))] or cands[:1]
+            elif measure is None:
+                # a candidate whose first call was several times the fastest one's is not
+                # timed again (bf16 emulated by oneDNN can be 2-5x slower than fp32)
+                quickest = min(first_call[c] for c in ready)
+                slow = [c for c in ready if first_call[c] > FIRST_CALL_MARGIN * quickest]
+                skipped += slow
+                ready = [c for c in ready if c not in slow]
+            times = _time(runner, ready, batch, deadline, measure)
+            best = min(times, key=times.__getitem__)
+            if compile:
+                compiled = replace(best, compile=True)
+                errors[compiled] = runner.disagreement(compiled, batch, reference)
+                if errors[compiled] <= tolerance and runner.warm_up(compiled, batch):
+                    again = time.perf_counter() + budget_s / 2
+                    times.update(_time(runner, [best, compiled], batch, again, measure))
+                    best = min((best, compiled), key=lambda c: times.get(c, math.inf))
+        finally:
+            set_threads(saved_threads)
+            torch.backends.cudnn.benchmark = saved_bench
+            model.train(was_training)
+            runner.close()
+    n = int(batch["image"].shape[0])
+    return Choice(best, "measured", mode,
+                  ms_per_sample={s.label: round(1000.0 * t / n, 4) for s, t in times.items()},
+                  errors={s.label: round(e, 6) for s, e in errors.items()},
+                  rejected=tuple(s.label for s, e in errors.items() if e > tolerance),
+                  skipped=tuple(s.label for s in skipped), tolerance=tolerance,
+                  measured_batch=n, measured_size=tuple(batch["image"].shape[-2:]),
+                  seconds=round(time.perf_counter() - started, 3))
+
+
+def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline: float,
+          measure: Measure | None) -> dict[Setting, float]:
+    """Best seconds per call of every setting.
+
+    Candidates are timed in turns (one call each per round) so that a busy, shared machine
+    slows them alike, and each keeps its best time. Every candidate is timed in the first
+    round whatever the time (one never timed would lose by default, which is how a
+    slow step made fp32 win), and the candidates within :data:`RACE_MARGIN` of the fastest
+    in :data:`MIN_ROUNDS` rounds. Further rounds, only for the close ones, go on while the
+    budget lasts (at most :data:`MAX_REPS`). Every candidate has been run at least once
+    before (its agreement check and warm-up), so no timed call builds kernels.
+    """
+    if measure is not None:
+        return {s: measure(s, runner.call(s, batch)) for s in settings}
+    best: dict[Setting, float] = {}
+    racing = list(settings)
+    for rnd in range(MAX_REPS):
+        for s in racing:
+            run = runner.call(s, batch)
+            t0 = time.perf_counter()
+            run()
+            best[s] = min(best.get(s, math.inf), time.perf_counter() - t0)
+        lead = min(best[s] for s in racing)
+        racing = [s for s in racing if best[s] <= RACE_MARGIN * lead]
+        if len(racing) < 2 or (rnd + 1 >= MIN_ROUNDS and time.perf_counter() >= deadline):
+            break
+    return best
+
+
+# ----------------------------------------------------------------------------- the cache
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the unreadable autotune cache %s (%s); it will be rewritten",
+                    path, exc)
+        return {}
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+        return {}
+    entries = data.get("entries")
+    return entries if isinstance(entries, dict) else {}
+
+
+def _write_cache(path: Path, key: str, choice: Choice) -> None:
+    entries = _read_cache(path)
+    entries.pop(key, None)
+    entries[key] = choice.to_dict()
+    while len(entries) > CACHE_ENTRIES:
+        entries.pop(next(iter(entries)))
+    text = json.dumps({"format": CACHE_FORMAT, "entries": entries}, indent=1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda fh: fh.write(text.encode()))
+    except OSError as exc:  # a read-only home must not stop a prediction
+        log.warning("could not write the autotune cache %s (%s)", path, exc)

@@ -1,0 +1,123 @@
+"""Device, precision and memory layout from user options, shared by every command.
+
+``--device``, ``--precision`` and ``--channels-last`` mean the same thing in ``isamap-train``,
+``isamap-evaluate`` and ``isamap-predict``, so they are resolved here once: the same names,
+the same refusals (CUDA asked for on a machine without it, fp16 on a CPU). ``auto`` means the
+same everywhere too: *measured* on the run's own model, batch shape and device by
+:mod:`training.engine.autotune` (which calls back into this module for explicit choices).
+
+torch is imported inside the functions that need it: the command-line parsers import
+:func:`add_device_arguments` from here, and ``--help`` (of ``isamap-publish`` above all, which
+never needs torch) must stay fast and torch-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Literal, get_args
+
+from gee_export.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+Layout = Literal["auto", "on", "off"]
+LAYOUTS: tuple[str, ...] = get_args(Layout)
+
+
+def add_device_arguments(parser: argparse.ArgumentParser, *, device: str | None = "auto",
+                         precision: str | None = "auto",
+                         channels_last: str | None = "auto") -> None:
+    """Add ``--device``, ``--precision``, ``--channels-last`` and ``--no-autotune-cache``.
+
+    Args:
+        parser: the command's parser.
+        device: default of --device (None: unset, so a config file's value can apply).
+        precision: default of --precision (None: likewise).
+        channels_last: default of --channels-last (None: likewise).
+    """
+    parser.add_argument("--device", default=device, help="auto | cpu | cuda | cuda:N "
+                        "(auto: CUDA when available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=precision,
+                        help="autocast dtype; auto: time fp32/bf16 (and fp16 on CUDA) on this "
+                             "model, batch shape and device, keep the fastest whose output "
+                             "agrees with fp32 (cached; see docs/performance.md)")
+    parser.add_argument("--channels-last", choices=LAYOUTS, default=channels_last,
+                        help="NHWC memory format; auto: measured with --precision auto")
+    parser.add_argument("--no-autotune-cache", dest="autotune_cache", action="store_const",
+                        const=False, default=None,
+                        help="measure 'auto' again instead of reusing the cached choice "
+                             "(also: ISAMAP_AUTOTUNE_CACHE=off)")
+
+
+def layout_flag(value: str | bool | None) -> Layout:
+    """``--channels-last``/config value -> ``auto``/``on``/``off`` (YAML booleans accepted)."""
+    if value is None:
+        return "auto"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    text = str(value).lower()
+    aliases = {"true": "on", "false": "off", "yes": "on", "no": "off", "nhwc": "on",
+               "nchw": "off"}
+    text = aliases.get(text, text)
+    if text not in LAYOUTS:
+        raise ConfigError(f"channels_last must be auto, on or off, got {value!r}")
+    return text  # type: ignore[return-value]
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; a bare ``cuda`` gets index ``local_rank``.
+
+    Args:
+        name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        local_rank: the process's GPU under ``torchrun`` (0 for a single process).
+    """
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device; use auto, cpu, cuda or "
+                          "cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for but CUDA is not available; "
+                              "use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def check_precision(precision: str, device_type: str) -> None:
+    """Refuse a precision that is unknown or that ``device_type`` cannot run."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    if precision == "fp16" and device_type != "cuda":
+        raise ConfigError("fp16 autocast is for CUDA; use bf16 or fp32 on the CPU")
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype:
+    """The compute dtype of an explicit ``precision`` (float32 means no autocast).
+
+    ``auto`` is not a static choice: it is measured by :func:`training.engine.autotune.choose`, so
+    asking for its dtype here is a programming error.
+    """
+    import torch
+
+    check_precision(precision, device.type)
+    if precision == "auto":
+        raise ValueError("precision 'auto' is measured: resolve it with "
+                         "training.engine.autotune.choose")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an explicit ``precision``: None for fp32 (no autocast)."""
+    import torch
+
+    dtype = resolve_precision(precision, device)
+    return None if dtype == torch.float32 else dtype

@@ -1,0 +1,367 @@
+"""How one configuration runs a model: the :class:`Setting` and the runner ``auto`` times.
+
+Kept apart from :mod:`training.engine.autotune` (which decides what to time, for how long, and
+remembers the answer) because running a candidate is its own concern: entering its threads
+and cuDNN flags, its memory format and autocast, a training step on a private copy of the
+model, the batch cut to what fits the budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from gee_export.core.allocator import keep_freed_memory
+from training.engine.outputs import main_output
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["inference", "training"]
+Dtype = Literal["fp32", "bf16", "fp16"]
+Batch = dict[str, Any]  # "image" (N, C, H, W) and, for training, the targets
+
+#: Calls each candidate needs: its agreement check (or warm-up step) and timed calls.
+CALLS_PER_CANDIDATE = 3.0
+#: Measurements taken at most to grow the timed batch towards the real one.
+GROW_STEPS = 2
+#: Half the CPU threads are tried when the probe kept fewer cores than this share of the
+#: threads busy (the machine is shared with other busy processes)...
+BUSY_UTILISATION = 0.75
+#: ...and kept when they are at least this much faster on the probe.
+FEWER_THREADS_GAIN = 1.5
+
+#: (torch's process-wide CPU thread count before a chosen setting lowered it, the count the
+#: setting set); None when no choice has lowered it
+_lowered: tuple[int, int] | None = None
+
+
+def process_threads() -> int:
+    """The CPU threads a setting without its own thread count runs with.
+
+    A choice that kept fewer threads (measured while the machine was busy) lowers torch's
+    process-wide count. Without this, every later model in the same process (a notebook's
+    next prediction, a benchmark's next model, the next date of a map) would silently run
+    on those threads too, and the next measurement would take them for the machine's: a
+    mapping benchmark whose untimed warm-up picked one thread for a 1x1 convolution then ran
+    its U-Net at half speed (docs/performance.md). A count set by anyone else since (the
+    user, a command's ``--threads``) is the process's own.
+    """
+    if _lowered is not None and torch.get_num_threads() == _lowered[1]:
+        return _lowered[0]
+    return torch.get_num_threads()
+
+
+def set_threads(threads: int) -> None:
+    """Set torch's CPU thread count; the only call of ``torch.set_num_threads`` in the library.
+
+    One owner, so that what :func:`process_threads` knows about a lowered count stays true.
+    """
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def use_threads(threads: int | None) -> None:
+    """Run CPU work on ``threads`` threads (None: the process's own count, given back)."""
+    global _lowered
+    full = process_threads()
+    _lowered = (full, threads) if threads and threads != full else None
+    set_threads(threads or full)
+
+
+def set_process_threads(threads: int) -> None:
+    """Make ``threads`` the process's own count, as a command's ``--threads`` does."""
+    global _lowered
+    _lowered = None
+    set_threads(threads)
+
+
+@contextlib.contextmanager
+def process_threads_at(threads: int | None) -> Iterator[None]:
+    """The process's own count is ``threads`` inside the block (None: unchanged), then as before."""
+    global _lowered
+    saved, saved_lowered = torch.get_num_threads(), _lowered
+    if threads:
+        set_process_threads(threads)
+    try:
+        yield
+    finally:
+        set_threads(saved)
+        _lowered = saved_lowered
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way to run a model.
+
+    Attributes:
+        precision: autocast dtype (``fp32``: no autocast).
+        channels_last: NHWC memory format for the model and its inputs.
+        threads: torch intra-op threads (None: leave the process's setting).
+        cudnn_benchmark: ``torch.backends.cudnn.benchmark`` (None: leave it).
+        compile: wrap the model in ``torch.compile``.
+    """
+
+    precision: Dtype = "fp32"
+    channels_last: bool = False
+    threads: int | None = None
+    cudnn_benchmark: bool | None = None
+    compile: bool = False
+
+    @property
+    def label(self) -> str:
+        parts = [self.precision, "nhwc" if self.channels_last else "nchw"]
+        if self.threads:
+            parts.append(f"t{self.threads}")
+        if self.cudnn_benchmark:
+            parts.append("cudnn-bench")
+        if self.compile:
+            parts.append("compiled")
+        return "/".join(parts)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast dtype, None for fp32 (no autocast)."""
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+
+    def autocast(self, device_type: str) -> contextlib.AbstractContextManager:
+        dtype = self.autocast_dtype
+        return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype)
+
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """What a training step needs beyond the model and its input.
+
+    Attributes:
+        loss: ``loss(output, batch) -> scalar``; ``batch`` holds ``"image"`` (the input, in
+            the candidate's memory format) and the ``targets``, all cut like the input when
+            the measurement uses fewer samples or a crop.
+        optimizer: builds the run's optimizer over some parameters (a fresh one is built for
+            the copy of the model that is timed, so the run's own state is untouched).
+        targets: the batch's other tensors on the device (``"label"`` ...), whose first
+            dimension is the batch and whose last two are the input's times an integer.
+    """
+
+    loss: Callable[[Any, Mapping[str, torch.Tensor]], torch.Tensor]
+    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+    targets: Mapping[str, Any] = field(default_factory=dict)
+
+
+class SettingRunner:
+    """Runs one inference call or training step of a model under a given setting."""
+
+    def __init__(self, model: nn.Module, example: Batch, device: torch.device,
+                 mode: Mode, step: TrainStep | None, threads: int) -> None:
+        self.device, self.mode, self.step, self.threads = device, mode, step, threads
+        self.example = example
+        if device.type == "cpu":
+            keep_freed_memory()  # candidates are timed as the run will go (autotune.apply)
+        if mode == "training":
+            self.model = copy.deepcopy(model).to(device).train()
+            self.optimizer = step.optimizer(self.model.parameters())
+        else:
+            self.model = model.eval()
+            self.optimizer = None
+        self._compiled: dict[Setting, nn.Module] = {}
+        self._scaler: torch.amp.GradScaler | None = None
+
+    def close(self) -> None:
+        self._compiled.clear()
+        self.model = self.optimizer = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def fit_batch(self, budget_s: float, n_candidates: int) -> tuple[Batch, int | None]:
+        """The part of the example to measure on, and the threads to use.
+
+        Returns the batch to measure on and the thread count (None: the process's own). The
+        tile is never cropped: a crop's timings rank the candidates differently from the real
+        tile (RU-Net++ at paper width: on a 2x64 crop bf16/NHWC, fp32/NCHW and bf16/NCHW
+        were within 1 % of each other; on the real 4x128 batch fp32/NCHW was 1.45x slower),
+        because fixed per-call and per-parameter costs do not scale with pixels. Only the
+        batch shrinks: one call of the smallest batch at full size is timed (after one
+        warm-up call), each candidate is given about :data:`CALLS_PER_CANDIDATE` calls of
+        the budget, and the batch is grown by timing it while it fits. A step too slow for
+        the budget is still measured, at the smallest batch: the budget is then exceeded
+        rather than the answer guessed.
+
+        On the CPU, half the threads are tried only when the probe shows the threads were
+        not all running (process CPU time well under threads x wall time: another busy
+        process holds the cores, where OpenMP threads that spin waiting for each other can
+        make two threads ten times slower than one); fewer threads are kept when they are
+        clearly (:data:`FEWER_THREADS_GAIN`) faster.
+        """
+        n, _, h, w = self.example["image"].shape
+        smallest = min(n, 2 if self.mode == "training" else 1)  # batch norm needs 2 to train
+        probe = cut_batch(self.example, smallest, h, w)
+        seconds, cores_used = self._seconds(probe, None)
+        threads = None
+        if (self.device.type == "cpu" and self.threads >= 2
+                and cores_used < BUSY_UTILISATION * self.threads):
+            fewer = max(1, self.threads // 2)
+            log.info("autotune: %.2g of %d threads busy on the probe; trying %d", cores_used,
+                     self.threads, fewer)
+            seconds_fewer = self._seconds(probe, fewer)[0]
+            seconds = min(seconds, self._seconds(probe, None, warm=False)[0])
+            if seconds_fewer * FEWER_THREADS_GAIN < seconds:
+                threads, seconds = fewer, seconds_fewer
+        allowed = budget_s / (CALLS_PER_CANDIDATE * max(n_candidates, 1))
+        fit = max(smallest, int(allowed / (seconds / smallest)))
+        # the cost per sample falls as the batch grows (fixed per-call work is shared; on a
+        # GPU small calls are bound by kernel launches), so the linear estimate is low and
+        # the batch is grown by measuring until it stops fitting: the ranking of candidates
+        # can change with the batch (RU-Net++ inference on the CPU: bf16/NCHW 6 % slower
+        # than bf16/NHWC at 2 samples, 11 % at 4)
+        for _ in range(GROW_STEPS if seconds < allowed else 0):
+            if fit >= n:
+                break
+            t = self._seconds(cut_batch(self.example, fit, h, w), threads)[0]
+            grown = min(n, int(fit * allowed / t))
+            if grown < fit * 1.25:
+                break
+            fit = grown
+        return cut_batch(self.example, min(n, max(fit, smallest)), h, w), threads
+
+    def _seconds(self, batch: Batch, threads: int | None,
+                 warm: bool = True) -> tuple[float, float]:
+        """Seconds of one call, and the cores it kept busy (process CPU time / wall time)."""
+        run = self.call(Setting(threads=threads), batch)
+        if warm:
+            run()  # the first call builds kernels and caches: not representative
+        t0, c0 = time.perf_counter(), time.process_time()
+        run()
+        wall = max(time.perf_counter() - t0, 1e-6)
+        return wall, (time.process_time() - c0) / wall
+
+    def disagreement(self, setting: Setting, batch: Batch,
+                     reference: torch.Tensor) -> float:
+        """Mean |p - p_fp32| of ``setting`` (inf when it fails or gives non-finite values)."""
+        try:
+            probs = self.probabilities(setting, batch)
+        except Exception as exc:  # an unsupported kernel or dtype: reject, do not fail
+            log.info("autotune: %s failed (%s); not a candidate", setting.label, exc)
+            return math.inf
+        if probs.shape != reference.shape or not bool(torch.isfinite(probs).all()):
+            return math.inf
+        return float((probs - reference).abs().mean())
+
+    def warm_up(self, setting: Setting, batch: Batch) -> bool:
+        """One untimed training step: the first one builds the backward kernels.
+
+        Returns False (and logs why) when it fails, e.g. with a non-finite loss. Inference
+        needs none: its agreement check was its first call.
+        """
+        if self.mode == "inference" and not setting.compile:
+            return True
+        try:
+            self.call(setting, batch, check_finite=True)()
+        except Exception as exc:
+            log.info("autotune: %s failed (%s); not a candidate", setting.label, exc)
+            return False
+        return True
+
+    def call(self, setting: Setting, batch: Batch,
+             check_finite: bool = False) -> Callable[[], None]:
+        """A function running one call (synchronised on CUDA) of ``setting`` on ``batch``.
+
+        ``check_finite``: a training step raises when its loss is not finite. Only the warm-up
+        asks: it rejects a precision that overflows. The timed steps keep updating the copy's
+        weights, which a high learning rate can drive to NaN without saying anything about
+        the candidate's speed (the real run reports divergence in its own words).
+        """
+        def run() -> None:
+            self._enter(setting)
+            module = self._module(setting)
+            x = batch["image"].contiguous(memory_format=setting.memory_format)
+            if self.mode == "inference":
+                with torch.inference_mode(), setting.autocast(self.device.type):
+                    module(x)
+            else:
+                self._train_step(module, setting, {**batch, "image": x}, check_finite)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        return run
+
+    def probabilities(self, setting: Setting, batch: Batch) -> torch.Tensor:
+        """Class probabilities of ``setting`` on ``batch``.
+
+        In training mode this is a forward pass in train mode with fixed dropout masks and no
+        weight update, so every candidate is compared on the same weights.
+        """
+        self._enter(setting)
+        module = self._module(setting)
+        x = batch["image"].contiguous(memory_format=setting.memory_format)
+        torch.manual_seed(0)
+        grad_free = torch.inference_mode() if self.mode == "inference" else torch.no_grad()
+        with grad_free, setting.autocast(self.device.type):
+            out = main_output(module(x))
+        return class_probabilities(out.float())
+
+    def _enter(self, setting: Setting) -> None:
+        if self.device.type == "cpu":
+            set_threads(setting.threads or self.threads)  # autotune restores it afterwards
+        elif setting.cudnn_benchmark is not None:
+            torch.backends.cudnn.benchmark = setting.cudnn_benchmark
+
+    def _module(self, setting: Setting) -> nn.Module:
+        self.model.to(memory_format=setting.memory_format)
+        if not setting.compile:
+            return self.model
+        if setting not in self._compiled:
+            self._compiled[setting] = torch.compile(self.model)
+        return self._compiled[setting]
+
+    def _train_step(self, module: nn.Module, setting: Setting, batch: Batch,
+                    check_finite: bool) -> None:
+        with setting.autocast(self.device.type):
+            out = module(batch["image"])
+            loss = self.step.loss(out, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        if setting.precision == "fp16":
+            if self._scaler is None:
+                self._scaler = torch.amp.GradScaler(self.device.type)
+            self._scaler.scale(loss).backward()
+            self._scaler.step(self.optimizer)
+            self._scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        if check_finite and not bool(torch.isfinite(loss.detach())):
+            raise FloatingPointError(f"the loss is {float(loss.detach())}")
+
+
+def cut_batch(batch: Batch, n: int, h: int, w: int) -> Batch:
+    """The first ``n`` samples of every tensor of ``batch``, cropped to ``h x w`` input pixels.
+
+    A target at k times the input's resolution keeps its top-left ``k*h x k*w``.
+    """
+    full_h, full_w = batch["image"].shape[-2:]
+    out: dict[str, Any] = {}
+    for name, value in batch.items():
+        if not torch.is_tensor(value) or value.ndim == 0:
+            out[name] = value
+            continue
+        value = value[:n]
+        if value.ndim >= 3 and value.shape[-2] % full_h == 0 and value.shape[-1] % full_w == 0:
+            k_h, k_w = value.shape[-2] // full_h, value.shape[-1] // full_w
+            value = value[..., :h * k_h, :w * k_w]
+        out[name] = value.contiguous()
+    return out
+
+
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
