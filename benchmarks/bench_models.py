@@ -29,9 +29,7 @@ import torch
 from training.engine import autotune
 from training.engine.devices import resolve_device
 from training.engine.peak import count_flops, measure_peak
-from training.losses import build_loss, default_loss_for
-from training.models import create_model
-from training.srseg.losses import SRSegLoss
+from training.models import create_model, model_loss
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]
 # input patch side (10 m pixels) per model: the 10 m models at the training patch size, srseg
@@ -48,13 +46,11 @@ def build(name: str, batch: int, patch: int, device: torch.device):
     scale = int(getattr(model, "output_scale", 1))
     targets = {"label": torch.randint(0, 2, (batch, patch * scale, patch * scale),
                                       device=device)}
+    loss_fn = model_loss(name).to(device)  # the recipe's loss with its arguments
     if name == "srseg":
-        loss_fn = SRSegLoss()
         model.train()
         sr = model(x[:1])["sr"]
         targets["image_fine"] = torch.rand(batch, *sr.shape[1:], device=device)
-    else:
-        loss_fn = build_loss(default_loss_for(name)).to(device)
     wants_batch = bool(getattr(loss_fn, "wants_batch", False))
 
     def loss(out, b):

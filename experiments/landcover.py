@@ -67,11 +67,9 @@ from inference.predict.postprocess import ClaheParams, clahe_classes
 from training.config import TrainConfig
 from training.data import Augment
 from training.engine.execution import set_process_threads
-from training.losses import model_loss
 from training.metrics import compute_metrics, confusion_matrix, json_safe
 from training.modelfile import ModelMeta
-from training.models import create_model
-from training.models.registry import recipe_for
+from training.models import create_model, model_loss, recipe_for
 from training.pruning import (
     PRUNING_RULE,
     compact_model,

@@ -21,7 +21,7 @@ at the fine scale (:func:`training.srseg.evaluate.evaluate_fine`). Outputs in ``
 Every model is trained by the shared :class:`training.trainer.Trainer` (Adam, per-iteration
 poly decay, the same loop as ``isamap-train``) with a fixed iteration budget and no validation
 split: there is no split to early-stop on with five tiles, and a fixed budget is the fair
-comparison. The loss is each model's registered recipe loss (``training.losses.model_loss``:
+comparison. The loss is each model's recipe loss (``training.models.model_loss``:
 ``SRSegLoss`` for srseg and its baselines), the objective ``isamap-train --model srseg``
 optimises too; it asks the trainer for the whole batch, so its reconstruction term gets the
 fine image.
@@ -56,9 +56,8 @@ from gee_export.core.jsonsafe import dumps, json_safe
 from gee_export.core.storage import atomic_path, atomic_write
 from training.config import TrainConfig
 from training.engine.execution import set_process_threads
-from training.losses import model_loss
 from training.modelfile import ModelMeta, save_model_file
-from training.models import create_model, recipe_for
+from training.models import create_model, model_loss, recipe_for
 from training.srseg.data import CrossResolutionDataset, patch_samples, split_samples
 from training.srseg.evaluate import evaluate_fine
 from training.trainer import Trainer

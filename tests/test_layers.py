@@ -116,8 +116,17 @@ def test_no_import_runs_upward_or_sideways():
     assert not problems, "\n".join(problems)
 
 
+def packages_above(name: str) -> list[str]:
+    """The project packages whose ``__init__`` Python runs before it imports module ``name``."""
+    parts = name.split(".")
+    return [p for p in (".".join(parts[:i]) for i in range(1, len(parts))) if p in MODULES]
+
+
 def test_no_import_cycles():
-    graph = {name: sorted({t for t, _ in imports_of(name) if t in MODULES}) for name in MODULES}
+    # Importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__`` first, so those count as
+    # imported too: a cycle through a package's __init__ is a cycle.
+    graph = {name: sorted({p for t, _ in imports_of(name) for p in (*packages_above(t), t)})
+             for name in MODULES}
     # A submodule's import of its own package __init__ is how Python loads packages, not a
     # dependency of the module on the package's contents; leave those edges out.
     for name, targets in graph.items():
@@ -155,6 +164,32 @@ def test_no_import_cycles():
         if name not in index:
             connect(name)
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+TRAINING_FLOORS = (  # longest prefix wins; docs/training.md and training/__init__.py
+    ("training.engine", 0),
+    ("training.losses", 1),
+    ("training.models", 2),
+    ("training", 3),
+)
+
+
+def training_floor(name: str) -> int:
+    return next(rank for prefix, rank in TRAINING_FLOORS
+                if name == prefix or name.startswith(prefix + "."))
+
+
+def test_training_floors_import_only_downward():
+    """The run engine, then the losses, then the models, then the rest of ``training``.
+
+    The losses never reach the models that name them, so which losses exist does not depend
+    on whether the models were imported.
+    """
+    upward = [f"{MODULES[name].relative_to(REPO_ROOT)}:{line} imports {target}"
+              for name in MODULES if name.startswith("training")
+              for target, line in imports_of(name)
+              if target.startswith("training") and training_floor(target) > training_floor(name)]
+    assert not upward, "\n".join(upward)
 
 
 def test_core_imports_nothing_else_of_the_project():

@@ -1,7 +1,7 @@
 """Training configuration: one frozen dataclass, filled from a YAML file and/or CLI flags.
 
-Options left unset (``None``) come from the model's registered recipe
-(``training.models.registry.ModelRecipe``) through :func:`apply_recipe`: its paper's loss,
+Options left unset (``None``) come from the model's recipe (``training.models.ModelRecipe``,
+part of its registry entry) through :func:`apply_recipe`: its paper's loss,
 label, optimiser, learning rate, batch, epochs and patience, and the constructor arguments it
 sets. For CroFuseNet (section IV-A) that is Adam, lr 1e-4, a poly schedule with power 0.9 per
 iteration, batch 32, 400 epochs and early stopping after 50 epochs without a gain in
@@ -153,7 +153,10 @@ def apply_recipe(cfg: TrainConfig) -> TrainConfig:
     under the given ``loss_kwargs`` when the loss is the recipe's (see
     ``ModelRecipe.loss_settings``).
     """
-    from training.models.registry import DEFAULT_RECIPE, available_models, recipe_for
+    # Here, not at the top: the command-line parsers import this module, and the models (with
+    # torch) load only when a run starts.
+    from training.models import available_models, recipe_for
+    from training.models.registry import DEFAULT_RECIPE
 
     # A name outside the registry (a model built by hand for Trainer) gets the default
     # recipe; train() still refuses such a name when it builds the model.

@@ -48,7 +48,8 @@ class ModelMeta:
         output_scale: output pixels per input pixel (1; k for super-resolution models).
         metrics: validation/test metrics recorded at save time.
         code_version: isamap version + git commit that trained the model.
-        module: module defining the model (imported on load for models registered elsewhere).
+        module: the module whose ``MODELS`` table defines the model; loading imports it, so
+            a model defined outside ``training.models`` is rebuilt from its own module.
         extra: free-form JSON-like information (training config, dataset manifest id ...).
     """
 
@@ -122,8 +123,8 @@ def save_model_file(path: str | os.PathLike, model: nn.Module, meta: ModelMeta) 
     path = Path(path)
     model = getattr(model, "module", model)  # unwrap DDP
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
-    if not meta.module:
-        with contextlib.suppress(KeyError):
+    if not meta.module:  # a built-in model's module; a hand-built one records none
+        with contextlib.suppress(ModelError):
             meta = ModelMeta.from_dict({**meta.to_dict(), "module": model_module(meta.name)})
     if not meta.code_version:
         meta = ModelMeta.from_dict({**meta.to_dict(), "code_version": _code_version()})

@@ -73,10 +73,10 @@ def test_cli_rejects_bad_configuration(naip_dir, tmp_path, capsys):
 def test_trainer_trains_srseg_at_1m(naip_dir, tmp_path):
     from experiments.naip import NAIP_BANDS
     from training.config import TrainConfig
+    from training.losses.srseg import SRSegLoss
     from training.modelfile import ModelMeta
     from training.models import create_model
     from training.srseg.data import CrossResolutionDataset
-    from training.srseg.losses import SRSegLoss
     from training.trainer import Trainer
 
     torch.set_num_threads(1)

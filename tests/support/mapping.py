@@ -55,15 +55,20 @@ def dataset_record(grid: Grid, months=(MONTH,), backend: str = "ee") -> dict[str
 
 
 def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
-               **kwargs: Any) -> Path:
-    """A registry model saved with the dataset record the trainer writes."""
+               module: str = "", **kwargs: Any) -> Path:
+    """A model saved with the dataset record the trainer writes.
+
+    ``name`` is a built-in model, or one of ``module``'s ``MODELS`` table (e.g.
+    ``test-threshold`` of ``tests.support.models``), which the file records so that loading it
+    finds the model there.
+    """
     from training.models import create_model
 
     if name == "unet":
         kwargs = {"widths": [4, 8, 8, 16, 16], **kwargs}
-    model = create_model(name, len(BANDS), 2, **kwargs)
+    model = create_model(name, len(BANDS), 2, module=module or None, **kwargs)
     meta = ModelMeta(name, len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
-                     metrics={"test_miou": 0.75},
+                     metrics={"test_miou": 0.75}, module=module,
                      extra={"dataset": dataset_record(grid, backend=backend)})
     return save_model_file(path, model, meta)
 

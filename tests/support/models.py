@@ -1,10 +1,16 @@
-"""Plain-torch models with known outputs, for testing the inference engine without training."""
+"""Plain-torch models with known outputs, for testing the inference engine without training.
+
+``MODELS`` is this module's model table, as a model defined outside ``training.models``
+exports it: a model file names this module (``ModelMeta.module``) and loading it finds
+``test-threshold`` here (``tests.support.mapping.model_file``).
+"""
 
 from __future__ import annotations
 
 import torch
 
 from tests.support.rasters import BANDS
+from training.models.registry import ModelEntry
 
 
 class ConstantModel(torch.nn.Module):
@@ -64,11 +70,4 @@ class BandThreshold(torch.nn.Module):
         return torch.cat([torch.zeros_like(logit), logit], dim=1)
 
 
-def _register() -> None:
-    from training.models.registry import available_models, register_model
-
-    if "test-threshold" not in available_models():
-        register_model("test-threshold")(BandThreshold)
-
-
-_register()
+MODELS: dict[str, ModelEntry] = {"test-threshold": ModelEntry(BandThreshold)}

@@ -64,6 +64,15 @@ def _unet_file(path, **meta_over):
     return payload
 
 
+@pytest.mark.parametrize("module", ["training.models.unet", "training.models", ""])
+def test_a_file_naming_the_module_or_the_package_of_a_built_in_model_loads(tmp_path, module):
+    """Files record the module whose table defines the model, or the package (older files)."""
+    payload = _unet_file(tmp_path / "m.pt", module=module)
+    model, meta = load_model_file(tmp_path / "m.pt")
+    assert meta.module == module
+    assert all(torch.equal(v, payload["state_dict"][k]) for k, v in model.state_dict().items())
+
+
 def _garbage(path):
     path.write_bytes(b"hello garbage" * 50)  # unpickles to a KeyError: 101
 

@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from gee_export.core.errors import ModelError
+from training.losses.segmentation import CROFUSENET
 from training.models.blocks import ConvBNReLU, SEAttention, check_divisible, init_weights
-from training.models.registry import ModelRecipe, register_model
+from training.models.registry import ModelEntry, ModelRecipe
 from training.models.unet import (
     WIDTHS,
     UNetDecoder,
@@ -153,8 +154,11 @@ __all__ = ["CroFuseNet", "CrossFusion", "MultimodalAggregation"]
 # Seed 002: 128 px patches (lines 81, 107), the composite loss of eq. 11 with alpha 1 and
 # beta 0.8 (lines 159-166), Adam 1e-4, poly 0.9 per iteration, batch 32, 400 epochs, early
 # stop after 50 epochs without a validation gain (line 178, MIoU: line 201).
-RECIPE = ModelRecipe(loss="crofusenet", loss_kwargs={"alpha": 1.0, "beta": 0.8},
+RECIPE = ModelRecipe(loss=CROFUSENET, loss_kwargs={"alpha": 1.0, "beta": 0.8},
                      patch_size=128, output_stride=16,
                      source="seed 002 lines 81, 107, 159-166, 178, 201")
 
-register_model("crofusenet", recipe=RECIPE)(lambda c, k, **kw: CroFuseNet(c, k, **kw))
+#: This module's models, merged by :mod:`training.models`.
+MODELS: dict[str, ModelEntry] = {
+    "crofusenet": ModelEntry(lambda c, k, **kw: CroFuseNet(c, k, **kw), RECIPE),
+}

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gee_export.core.errors import ModelError
+from training.losses.segmentation import WEIGHTED_CE
 from training.models.blocks import (
     BasicBlock,
     ConvBNReLU,
@@ -48,7 +49,7 @@ from training.models.blocks import (
     resnet_stage,
 )
 from training.models.compact import PrunableLayer, resize_layers
-from training.models.registry import ModelRecipe, register_model
+from training.models.registry import ModelEntry, ModelRecipe
 
 DEFAULT_WIDTH = 18
 STAGE_MODULES: tuple[int, int, int] = (1, 4, 3)  # multi-resolution modules of stages 2, 3, 4
@@ -66,7 +67,7 @@ StemNorm = Literal["instance", "batch"]
 #: ``output_stride`` 32 is the coarsest branch (stem /4, three transitions /2): what the
 #: small-patch warning measures; the head itself predicts at full resolution.
 RECIPE = ModelRecipe(
-    loss="weighted_ce", loss_kwargs={"class_weights": {"impervious": 3.0}},
+    loss=WEIGHTED_CE, loss_kwargs={"class_weights": {"impervious": 3.0}},
     patch_size=513, crop_size=513, output_stride=32, optimizer="sgd", lr=0.01, momentum=0.9,
     poly_power=0.9, batch_size=32, epochs=120, patience=120,
     source="seed 003 lines 94, 134")
@@ -314,4 +315,7 @@ class HRNet(nn.Module):
         return tuple(layers)
 
 
-register_model("hrnet", recipe=RECIPE)(lambda c, k, **kw: HRNet(c, k, **kw))
+#: This module's models, merged by :mod:`training.models`.
+MODELS: dict[str, ModelEntry] = {
+    "hrnet": ModelEntry(lambda c, k, **kw: HRNet(c, k, **kw), RECIPE),
+}

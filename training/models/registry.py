@@ -1,17 +1,23 @@
-"""The model registry: names -> model factories, each with the training recipe of its paper.
+"""The model registry's parts: a model's entry, its training recipe, and the merged registry.
 
-Factories are ``f(in_channels, num_classes, **kw) -> nn.Module``.
-Model modules register themselves at import (``@register_model("name", recipe=...)``); the
-package ``training.models`` imports every built-in model module, so importing it fills the
-registry. Model files record the defining module so ``create_model(..., module=...)`` can import
-a model registered outside this package before building it.
+A model module exports its models as a plain table, ``MODELS = {"name": ModelEntry(build,
+recipe=RECIPE)}``, where ``build(in_channels, num_classes, **kw) -> nn.Module``. The package
+:mod:`training.models` merges the built-in modules' tables, explicitly, into one immutable
+:class:`ModelRegistry` (a name defined twice is refused). A model defined outside the package
+stays in its own module's table and is reached by naming that module (``module=``, which model
+files record): :func:`outside_entry` imports it and reads its table. This module is the
+mechanism only and imports no model module, so which models exist is decided where the tables
+are merged, never by what happened to be imported before.
 
-A model's loss, the targets it learns from and its optimisation are part of its registration
+A model's loss, the targets it learns from and its optimisation are part of its entry
 (:class:`ModelRecipe`), so ``isamap-train --model NAME`` trains every model the way its paper
 does without the command line having to know the models: ``training.config.apply_recipe`` fills
 every option the user left unset from the recipe, ``training.losses.build_loss`` builds the
-recipe's loss, ``PatchDataset`` loads the recipe's targets, and :func:`context_warning` says
-when patches are too small for a model's context modules.
+recipe's loss by the name the run records, ``PatchDataset`` loads the recipe's targets, and
+:meth:`ModelRegistry.context_warning` says when patches are too small for a model's context
+modules.
+
+May import: ``gee_export.core``, ``gee_export.contract``, :mod:`training.losses`, torch.
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType, ModuleType
 from typing import Any, Literal
 
 from torch import nn
 
 from gee_export.core.errors import ConfigError, ModelError
+from training.losses.factory import LossFactory
+from training.losses.segmentation import CE
 
 Optimizer = Literal["adam", "sgd"]
 TARGETS = ("label", "label_fine", "image_fine")
@@ -38,8 +47,9 @@ class ModelRecipe:
     docs/training.md ("Recipes").
 
     Attributes:
-        loss: loss name for ``training.losses.build_loss`` (``crofusenet``, ``dice_focal``,
-            ``ce``, ``weighted_ce``, ``srseg``).
+        loss: the loss factory itself (``training.losses.segmentation.CE``, ``WEIGHTED_CE``,
+            ``CROFUSENET``, ``DICE_FOCAL``; ``training.losses.srseg.SRSEG``); runs, checkpoints
+            and model files record its ``name``, which ``training.losses.build_loss`` takes.
         loss_kwargs: its arguments, e.g. ``{"class_weights": {"impervious": 3.0}}`` (weights
             by class name are resolved against the dataset's class names).
         targets: what a training sample must carry, the label first: ``("label",)``, or
@@ -65,7 +75,7 @@ class ModelRecipe:
         source: where the paper states the recipe (seed file and lines).
     """
 
-    loss: str = "ce"
+    loss: LossFactory = CE
     loss_kwargs: Mapping[str, Any] = field(default_factory=dict)
     targets: tuple[str, ...] = ("label",)
     patch_size: int = 128
@@ -89,6 +99,9 @@ class ModelRecipe:
         object.__setattr__(self, "loss_kwargs", dict(self.loss_kwargs))
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         problems = []
+        if not isinstance(self.loss, LossFactory):
+            problems.append(f"loss must be a LossFactory (e.g. training.losses.segmentation.CE), "
+                            f"got {self.loss!r}")
         if not targets or targets[0] not in ("label", "label_fine"):
             problems.append(f"targets must start with 'label' or 'label_fine', got {targets}")
         if any(t not in TARGETS for t in targets):
@@ -118,134 +131,180 @@ class ModelRecipe:
 
     def loss_settings(self, loss: str | None, loss_kwargs: Mapping[str, Any] | None
                       ) -> tuple[str, dict[str, Any]]:
-        """The loss a run uses: the recipe's (its kwargs under the given ones), or the given one.
+        """The loss a run uses, by name: the recipe's (its kwargs under given ones) or the given.
 
-        Naming a different loss drops the recipe's loss arguments (they belong to its loss).
+        Names, not factories, because the run's configuration (YAML files, checkpoints, model
+        files) records them. Naming a different loss drops the recipe's loss arguments (they
+        belong to its loss).
         """
         given = dict(loss_kwargs or {})
-        if loss is None or loss == self.loss:
-            return self.loss, {**self.loss_kwargs, **given}
+        if loss is None or loss == self.loss.name:
+            return self.loss.name, {**self.loss_kwargs, **given}
         return loss, given
 
 
 DEFAULT_RECIPE = ModelRecipe()
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_UPSAMPLING: set[str] = set()
-_RECIPES: dict[str, ModelRecipe] = {}
+Builder = Callable[..., nn.Module]  # build(in_channels, num_classes, **kw) -> nn.Module
 
 
-def register_model(name: str, *, upsamples: bool = False, recipe: ModelRecipe | None = None
-                   ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a model factory ``f(in_channels, num_classes, **kw) -> nn.Module``.
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of a module's ``MODELS`` table: how to build it and how its paper trains it.
 
-    Args:
-        name: registry name.
-        upsamples: the factory takes ``scale=k`` and returns logits ``k`` times finer than its
-            input (super-resolution models). The trainer passes the dataset's fine scale to
-            these when training on ``label_fine``, and refuses ``label_fine`` for the others.
+    Attributes:
+        build: ``build(in_channels, num_classes, **kw) -> nn.Module``.
         recipe: how the model's paper trains it (loss, targets, patch size, optimiser...);
             ``DEFAULT_RECIPE`` (cross-entropy, Adam 1e-4, 128 px) when omitted.
+        upsamples: ``build`` takes ``scale=k`` and returns logits ``k`` times finer than its
+            input (super-resolution models). The trainer passes the dataset's fine scale to
+            these when training on ``label_fine``, and refuses ``label_fine`` for the others.
     """
-    recipe = recipe or DEFAULT_RECIPE
-    if (recipe.label == "label_fine") != upsamples:
-        raise ModelError(f"model {name!r}: a recipe on 'label_fine' needs upsamples=True and "
-                         "an upsampling model needs a 'label_fine' recipe")
 
-    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ModelError(f"model name {name!r} is already registered")
-        _REGISTRY[name] = factory
-        _RECIPES[name] = recipe
-        if upsamples:
-            _UPSAMPLING.add(name)
-        return factory
+    build: Builder
+    recipe: ModelRecipe = DEFAULT_RECIPE
+    upsamples: bool = False
 
-    return deco
+    def __post_init__(self) -> None:
+        if not callable(self.build):
+            raise ModelError(f"a model entry's build must be callable, got {self.build!r}")
+        if (self.recipe.label == "label_fine") != bool(self.upsamples):
+            raise ModelError("a model entry whose recipe trains on 'label_fine' needs "
+                             "upsamples=True, and an upsampling model a 'label_fine' recipe")
 
 
-def _ensure(name: str, module: str | None = None) -> None:
-    """Import ``module`` (or the built-in models) so that ``name`` is registered, or fail."""
-    if name not in _REGISTRY:
-        try:
-            importlib.import_module(module or "training.models")
-        except ImportError as exc:
-            raise ModelError(f"cannot import {module!r} which defines model {name!r}: {exc}") \
-                from None
-    if name not in _REGISTRY:
-        raise ModelError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+def exported_models(module: ModuleType) -> Mapping[str, ModelEntry]:
+    """The ``MODELS`` table a model module exports, checked: names to :class:`ModelEntry`."""
+    table = getattr(module, "MODELS", None)
+    if not isinstance(table, Mapping):
+        raise ModelError(f"module {module.__name__!r} exports no MODELS table; a model module "
+                         "defines MODELS = {'name': ModelEntry(build, recipe=...)}")
+    for name, entry in table.items():
+        if not isinstance(name, str) or not isinstance(entry, ModelEntry):
+            raise ModelError(f"module {module.__name__!r}: MODELS must map names to "
+                             f"ModelEntry values, got {name!r}: {entry!r}")
+    return table
 
 
-def upsamples(name: str) -> bool:
-    """Whether model ``name`` takes ``scale=k`` and predicts ``k`` times finer than its input."""
-    return name in _UPSAMPLING
+def outside_entry(name: str, module: str) -> ModelEntry:
+    """Model ``name`` from the ``MODELS`` table of ``module``, which is imported for it.
 
-
-def recipe_for(name: str, module: str | None = None) -> ModelRecipe:
-    """The registered recipe of model ``name`` (importing ``module`` first if given)."""
-    _ensure(name, module)
-    return _RECIPES[name]
-
-
-def available_models() -> tuple[str, ...]:
-    return tuple(sorted(_REGISTRY))
-
-
-def model_module(name: str) -> str:
-    """The module that defines a registered model (recorded in model files)."""
-    return getattr(_REGISTRY[name], "__module__", __name__)
-
-
-def create_model(name: str, in_channels: int, num_classes: int = 2, module: str | None = None,
-                 **kw) -> nn.Module:
-    """Build a registered model.
-
-    Args:
-        name: registry name (``available_models()``).
-        in_channels: number of input bands (``len(manifest["bands"])``).
-        num_classes: output classes.
-        module: import this module first (a model registered outside ``training.models``).
-        **kw: model keyword arguments, e.g. ``bands=[...]`` (needed by the modality models).
-            The recipe's ``model_kwargs`` are NOT added here (``create_model`` builds what it
-            is asked for, which is how model files are rebuilt); the trainer adds them.
+    This is how a model defined outside :mod:`training.models` is built, and how a model file
+    that records its defining module (``ModelMeta.module``) is rebuilt.
     """
-    if module and name not in _REGISTRY:
-        _ensure(name, module)
-    if name not in _REGISTRY:
-        raise ModelError(f"unknown model {name!r}; available: {', '.join(available_models())}")
-    if int(in_channels) < 1 or int(num_classes) < 2:
-        raise ModelError(f"need in_channels >= 1 and num_classes >= 2, got {in_channels}, "
-                         f"{num_classes}")
     try:
-        return _REGISTRY[name](int(in_channels), int(num_classes), **kw)
-    except TypeError as exc:
-        raise ModelError(f"bad arguments for model {name!r}: {exc}") from None
+        imported = importlib.import_module(module)
+    except ImportError as exc:
+        raise ModelError(f"cannot import {module!r}, which defines model {name!r}: {exc}") \
+            from None
+    table = exported_models(imported)
+    if name not in table:
+        raise ModelError(f"module {module!r} defines no model {name!r} in its MODELS table "
+                         f"(it defines {', '.join(sorted(table)) or 'none'})")
+    return table[name]
 
 
-def context_warning(name: str, patch_size: int, model: nn.Module | None = None) -> str | None:
-    """One line saying why ``patch_size`` px patches starve the model's context, or None.
+@dataclass(frozen=True)
+class ModelRegistry:
+    """Model names -> entries, merged from model modules' tables; read-only.
 
-    With a built ``model``, its own ``context_problem(patch_size)`` decides (it knows its output
-    stride and context modules as built); without one, the recipe's ``min_patch_size``.
-    The line ends with what to do: export larger patches (the paper's size).
+    Build it with :meth:`merge`. ``modules`` records the module whose table holds each name:
+    model files record it, and :func:`outside_entry` finds the name there again.
     """
-    recipe = recipe_for(name)
-    problem: str | None
-    if model is not None and hasattr(model, "context_problem"):
-        problem = model.context_problem(int(patch_size))
-        need = int(getattr(model, "min_input_size", recipe.min_patch))
-    elif model is not None:
-        stride = int(getattr(model, "stride", recipe.output_stride))
-        need = 2 * stride
-        problem = (f"its deepest 3x3 convolutions see a {patch_size // stride}x"
-                   f"{patch_size // stride} map and act as 1x1 convolutions"
-                   if patch_size < need else None)
-    else:
-        need = recipe.min_patch
-        problem = (f"its context modules see too small a map (it needs {need} px)"
-                   if patch_size < need else None)
-    if problem is None:
-        return None
-    return (f"model {name!r} on {patch_size} px patches: {problem}; export patches of at "
-            f"least {need} px (isamap-export --patch-size {max(recipe.patch_size, need)}; its "
-            f"recipe trains on {recipe.patch_size} px)")
+
+    entries: Mapping[str, ModelEntry]
+    modules: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entries", MappingProxyType(dict(self.entries)))
+        object.__setattr__(self, "modules", MappingProxyType(dict(self.modules)))
+        if set(self.entries) != set(self.modules):
+            raise ModelError("every registered model needs its defining module, and only those")
+
+    @classmethod
+    def merge(cls, *modules: ModuleType) -> ModelRegistry:
+        """The registry of every model in the modules' ``MODELS`` tables.
+
+        A name in two tables is refused: which model a name builds must not depend on the
+        order of the merge.
+        """
+        entries: dict[str, ModelEntry] = {}
+        owners: dict[str, str] = {}
+        for module in modules:
+            for name, entry in exported_models(module).items():
+                if name in entries:
+                    raise ModelError(f"model name {name!r} is defined twice, by "
+                                     f"{owners[name]} and by {module.__name__}")
+                entries[name], owners[name] = entry, module.__name__
+        return cls(entries, owners)
+
+    def names(self) -> tuple[str, ...]:
+        """Every registered model name, sorted."""
+        return tuple(sorted(self.entries))
+
+    def entry(self, name: str, module: str | None = None) -> ModelEntry:
+        """The entry of model ``name``: registered here, or in ``module``'s table if given."""
+        if module:
+            return outside_entry(name, module)
+        if name not in self.entries:
+            raise ModelError(f"unknown model {name!r}; available: {', '.join(self.names())}")
+        return self.entries[name]
+
+    def create(self, name: str, in_channels: int, num_classes: int = 2,
+               module: str | None = None, **kw) -> nn.Module:
+        """Build model ``name`` (see ``training.models.create_model``)."""
+        entry = self.entry(name, module)
+        if int(in_channels) < 1 or int(num_classes) < 2:
+            raise ModelError(f"need in_channels >= 1 and num_classes >= 2, got {in_channels}, "
+                             f"{num_classes}")
+        try:
+            return entry.build(int(in_channels), int(num_classes), **kw)
+        except TypeError as exc:
+            raise ModelError(f"bad arguments for model {name!r}: {exc}") from None
+
+    def recipe(self, name: str, module: str | None = None) -> ModelRecipe:
+        """The recipe of model ``name`` (from ``module``'s table if given)."""
+        return self.entry(name, module).recipe
+
+    def upsamples(self, name: str) -> bool:
+        """Whether registered model ``name`` predicts ``k`` times finer than its input.
+
+        False for a name outside the registry, so the trainer's checks on the label reach
+        the "unknown model" error of :meth:`create` instead of failing here first.
+        """
+        return name in self.entries and self.entries[name].upsamples
+
+    def module_of(self, name: str) -> str:
+        """The module whose ``MODELS`` table defines registered model ``name``."""
+        if name not in self.modules:
+            raise ModelError(f"unknown model {name!r}; available: {', '.join(self.names())}")
+        return self.modules[name]
+
+    def context_warning(self, name: str, patch_size: int, model: nn.Module | None = None
+                        ) -> str | None:
+        """One line saying why ``patch_size`` px patches starve the model's context, or None.
+
+        With a built ``model``, its own ``context_problem(patch_size)`` decides (it knows its output
+        stride and context modules as built); without one, the recipe's ``min_patch_size``.
+        The line ends with what to do: export larger patches (the paper's size).
+        """
+        recipe = self.recipe(name)
+        problem: str | None
+        if model is not None and hasattr(model, "context_problem"):
+            problem = model.context_problem(int(patch_size))
+            need = int(getattr(model, "min_input_size", recipe.min_patch))
+        elif model is not None:
+            stride = int(getattr(model, "stride", recipe.output_stride))
+            need = 2 * stride
+            problem = (f"its deepest 3x3 convolutions see a {patch_size // stride}x"
+                       f"{patch_size // stride} map and act as 1x1 convolutions"
+                       if patch_size < need else None)
+        else:
+            need = recipe.min_patch
+            problem = (f"its context modules see too small a map (it needs {need} px)"
+                       if patch_size < need else None)
+        if problem is None:
+            return None
+        return (f"model {name!r} on {patch_size} px patches: {problem}; export patches of at "
+                f"least {need} px (isamap-export --patch-size {max(recipe.patch_size, need)}; its "
+                f"recipe trains on {recipe.patch_size} px)")

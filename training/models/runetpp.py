@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from gee_export.core.errors import ModelError
+from training.losses.segmentation import DICE_FOCAL
 from training.models.blocks import (
     ASPP,
     AttentionGate,
@@ -48,7 +49,7 @@ from training.models.blocks import (
     resize_bilinear,
     resnet_stage,
 )
-from training.models.registry import ModelRecipe, register_model
+from training.models.registry import ModelEntry, ModelRecipe
 from training.models.unet import check_bands
 
 STAGE_BLOCKS: tuple[int, ...] = (3, 4, 6, 3)  # ResNet-50
@@ -147,8 +148,11 @@ class RUNetPP(nn.Module):
 # epochs: CroFuseNet's Adam 1e-4 / poly 0.9 / 400 epochs / patience 50 (the project's default)
 # with batch 8, as 512 px patches hold 16x the pixels of 128 px ones (docs/training.md).
 RECIPE = ModelRecipe(
-    loss="dice_focal", loss_kwargs={"dice_weight": 0.7, "focal_weight": 0.3, "gamma": 2.0},
+    loss=DICE_FOCAL, loss_kwargs={"dice_weight": 0.7, "focal_weight": 0.3, "gamma": 2.0},
     patch_size=512, output_stride=16, min_patch_size=16 * (18 + 1), batch_size=8,
     model_kwargs={"output_stride": 16}, source="seed 001 lines 109-119, 159-169")
 
-register_model("runetpp", recipe=RECIPE)(lambda c, k, **kw: RUNetPP(c, k, **kw))
+#: This module's models, merged by :mod:`training.models`.
+MODELS: dict[str, ModelEntry] = {
+    "runetpp": ModelEntry(lambda c, k, **kw: RUNetPP(c, k, **kw), RECIPE),
+}

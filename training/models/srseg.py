@@ -44,11 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import training.srseg.losses  # noqa: F401  (registers the "srseg" loss the recipes below name)
 from gee_export.contract.bands import check_fine_scale
 from gee_export.core.errors import ModelError
+from training.losses.srseg import SRSEG
 from training.models.blocks import ConvBNReLU, SEAttention, init_weights, resize_bilinear
-from training.models.registry import ModelRecipe, register_model
+from training.models.registry import ModelEntry, ModelRecipe
 from training.models.unet import UNet, UNetDecoder, UNetEncoder, check_bands
 
 WIDTHS = (32, 64, 128, 256)  # 4 levels: stride 8, enough context for 10 m patches of 16+ px
@@ -264,13 +264,16 @@ class UNetUpsample(_UNetBaseline):
 # the srseg comparison measured (docs/srseg.md): Adam 1e-3, poly 0.9, batch 4, the joint loss
 # (CE + Dice at the fine scale, deep supervision, L1 reconstruction of the fine image). The
 # baselines get the same loss (only its fine-scale terms apply) and the same optimisation.
-RECIPE = ModelRecipe(loss="srseg", targets=("label_fine", "image_fine"), output_stride=8,
+RECIPE = ModelRecipe(loss=SRSEG, targets=("label_fine", "image_fine"), output_stride=8,
                      lr=1e-3, batch_size=4, source="seed 000 lines 9-14; notes/jointseg.md")
-BASELINE_RECIPE = ModelRecipe(loss="srseg", targets=("label_fine",), output_stride=8,
+BASELINE_RECIPE = ModelRecipe(loss=SRSEG, targets=("label_fine",), output_stride=8,
                               lr=1e-3, batch_size=4, source=RECIPE.source)
 
-register_model("srseg", upsamples=True, recipe=RECIPE)(lambda c, k, **kw: SRSeg(c, k, **kw))
-register_model("bilinear-unet", upsamples=True, recipe=BASELINE_RECIPE)(
-    lambda c, k, **kw: BilinearUNet(c, k, **kw))
-register_model("unet-upsample", upsamples=True, recipe=BASELINE_RECIPE)(
-    lambda c, k, **kw: UNetUpsample(c, k, **kw))
+#: This module's models, merged by :mod:`training.models`.
+MODELS: dict[str, ModelEntry] = {
+    "srseg": ModelEntry(lambda c, k, **kw: SRSeg(c, k, **kw), RECIPE, upsamples=True),
+    "bilinear-unet": ModelEntry(lambda c, k, **kw: BilinearUNet(c, k, **kw), BASELINE_RECIPE,
+                                upsamples=True),
+    "unet-upsample": ModelEntry(lambda c, k, **kw: UNetUpsample(c, k, **kw), BASELINE_RECIPE,
+                                upsamples=True),
+}

@@ -17,8 +17,9 @@ from torch import nn
 
 from gee_export.contract.bands import get_band
 from gee_export.core.errors import ModelError, UnknownBandError
+from training.losses.segmentation import CE
 from training.models.blocks import ConvBNReLU, DoubleConv, check_divisible, init_weights
-from training.models.registry import ModelRecipe, register_model
+from training.models.registry import ModelEntry, ModelRecipe
 
 WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 512)
 
@@ -138,9 +139,12 @@ class UNet(nn.Module):
 # Seed 002 line 180: the comparison networks are trained with CroFuseNet's hyper-parameters
 # (line 178: Adam 1e-4, poly 0.9, batch 32, 400 epochs, early stop after 50) on its 128 px
 # patches (line 81); cross-entropy (eq. 12, line 166) on their single output.
-RECIPE = ModelRecipe(loss="ce", patch_size=128, output_stride=16,
+RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
                      source="seed 002 lines 81, 166, 178, 180")
 
-register_model("unet", recipe=RECIPE)(lambda c, k, **kw: UNet(c, k, **kw))
-register_model("unet-s2", recipe=RECIPE)(lambda c, k, **kw: UNet(c, k, sensor="S2", **kw))
-register_model("unet-s1", recipe=RECIPE)(lambda c, k, **kw: UNet(c, k, sensor="S1", **kw))
+#: This module's models, merged by :mod:`training.models`.
+MODELS: dict[str, ModelEntry] = {
+    "unet": ModelEntry(lambda c, k, **kw: UNet(c, k, **kw), RECIPE),
+    "unet-s2": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S2", **kw), RECIPE),
+    "unet-s1": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S1", **kw), RECIPE),
+}

@@ -1,6 +1,7 @@
-"""Joint super-resolution + segmentation (srseg): cross-resolution data, losses, evaluation.
+"""Joint super-resolution + segmentation (srseg): cross-resolution data and evaluation.
 
-The model itself is registered in :mod:`training.models.srseg`; this package holds what trains
-and measures it (fine-grid data, the joint loss, boundary F1, the fixed-budget comparison).
+The models are defined in :mod:`training.models.srseg` and their joint loss in
+:mod:`training.losses.srseg` (both below this package); this package holds what feeds and
+measures them (fine-grid data, boundary F1, fine-scale evaluation).
 May import: ``gee_export.core``, ``gee_export.contract``, ``training``.
 """

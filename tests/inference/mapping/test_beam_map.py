@@ -52,7 +52,8 @@ def scene(built, tmp_path_factory):
         data[1, 60:80, 40:75] = np.nan  # a hole: nodata in both maps
         stack = write_month_stack(folder, data)
         model = model_file(folder / "threshold.pt", stack.grid, name="test-threshold",
-                           band=0, threshold=float(np.nanmedian(data[0])))
+                           module="tests.support.models", band=0,
+                           threshold=float(np.nanmedian(data[0])))
         built["scene"] = (folder, stack, model)
     return built["scene"]
 

@@ -54,7 +54,8 @@ def _map_series(tmp_path_factory):
             data[0, rows, cols] = 1.0  # the threshold model's band: impervious above 0.5
         stacks[month] = write_month_stack(folder / month, data, month)
     grid = stacks[DATES[0]].grid
-    model = model_file(folder / "threshold.pt", grid, name="test-threshold")
+    model = model_file(folder / "threshold.pt", grid, name="test-threshold",
+                       module="tests.support.models")
     zones = folder / "zones.geojson"
     region = inner_region(grid, margin_px=5)
     west, south, east, north = region.bbox

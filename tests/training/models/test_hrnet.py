@@ -9,10 +9,8 @@ from torch import nn
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from gee_export.core.errors import ModelError
 from training.config import TrainConfig, apply_recipe
-from training.losses import model_loss
-from training.models import create_model
+from training.models import create_model, model_loss, recipe_for
 from training.models.hrnet import HRNet
-from training.models.registry import recipe_for
 
 NAIP = ["Red", "Green", "Blue", "NearInfrared"]
 TINY = {"width": 2, "stem_width": 4, "stage1_width": 2, "modules": (1, 1, 1), "blocks": 1}

@@ -1,13 +1,12 @@
-"""Shape and gradient tests for every registered model, band selection by name, registry."""
+"""Shape and gradient tests for every built-in model, band selection by name, unknown names."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from gee_export.core.errors import ModelError
-from training.models import available_models, create_model, register_model
+from training.models import available_models, create_model
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]
 
@@ -100,13 +99,3 @@ def test_unknown_model_and_bad_arguments():
     with pytest.raises(ModelError, match="bad arguments"):
         create_model("unet", 6, depth=3)
 
-
-def test_register_an_outside_model():
-    @register_model("test-identity-seg")
-    def _make(c, k, **kw):
-        return nn.Conv2d(c, k, 1)
-
-    m = create_model("test-identity-seg", 3, 4)
-    assert m(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 8, 8)
-    with pytest.raises(ModelError, match="already registered"):
-        register_model("test-identity-seg")(lambda c, k: nn.Identity())

@@ -2,26 +2,47 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 import torch
 from torch import nn
 
-from gee_export.core.errors import ConfigError, ModelError
+import training.models
+from gee_export.core.errors import ConfigError
 from training.config import TrainConfig, apply_recipe
-from training.losses import CroFuseNetLoss, DiceFocalLoss, WeightedCrossEntropy, model_loss
-from training.models import ModelRecipe, context_warning, create_model, recipe_for, register_model
+from training.losses.segmentation import (
+    CROFUSENET,
+    DICE_FOCAL,
+    WEIGHTED_CE,
+    CroFuseNetLoss,
+    DiceFocalLoss,
+    WeightedCrossEntropy,
+)
+from training.losses.srseg import SRSegLoss
+from training.models import (
+    REGISTRY,
+    ModelEntry,
+    ModelRecipe,
+    ModelRegistry,
+    context_warning,
+    create_model,
+    model_loss,
+    recipe_for,
+)
 from training.models.blocks import ASPP
-from training.srseg.losses import SRSegLoss
 from training.trainer import make_optimizer
 
 
 def test_each_model_trains_with_its_papers_loss_and_targets():
     cro = recipe_for("crofusenet")
     assert (cro.loss, cro.loss_kwargs, cro.patch_size, cro.lr, cro.batch_size) == (
-        "crofusenet", {"alpha": 1.0, "beta": 0.8}, 128, 1e-4, 32)
+        CROFUSENET, {"alpha": 1.0, "beta": 0.8}, 128, 1e-4, 32)
     loss = model_loss("crofusenet")
     assert isinstance(loss, CroFuseNetLoss) and (loss.alpha, loss.beta) == (1.0, 0.8)
     ru = recipe_for("runetpp")
+    assert ru.loss is DICE_FOCAL and ru.loss.name == "dice_focal"
     assert (ru.patch_size, ru.output_stride, ru.model_kwargs) == (512, 16, {"output_stride": 16})
     loss = model_loss("runetpp")
     assert isinstance(loss, DiceFocalLoss) and (loss.dice_weight, loss.focal_weight) == (0.7, 0.3)
@@ -46,11 +67,24 @@ def test_each_model_trains_with_its_papers_loss_and_targets():
     assert apply_recipe(TrainConfig(model="hand-built")).lr == ModelRecipe().lr
 
 
-def test_an_hrnet_like_recipe_fits_sgd_and_weights_by_class_name():
-    recipe = ModelRecipe(loss="weighted_ce", loss_kwargs={"class_weights": {"impervious": 3.0}},
+def _conv(c: int, k: int, **kw) -> nn.Module:
+    return nn.Conv2d(c, k, 1)
+
+
+def _use_registry_with(monkeypatch, models: dict[str, ModelEntry]) -> None:
+    """Run the test on the built-in registry merged with an outside module's ``MODELS``."""
+    outside = types.ModuleType("outside_models")
+    outside.MODELS = models
+    built_in = [sys.modules[name] for name in sorted(set(REGISTRY.modules.values()))]
+    monkeypatch.setattr(training.models, "REGISTRY", ModelRegistry.merge(*built_in, outside))
+
+
+def test_an_hrnet_like_recipe_fits_sgd_and_weights_by_class_name(monkeypatch):
+    recipe = ModelRecipe(loss=WEIGHTED_CE, loss_kwargs={"class_weights": {"impervious": 3.0}},
                          patch_size=513, output_stride=4, optimizer="sgd", lr=0.01,
                          momentum=0.9, batch_size=8, source="test")
-    register_model("test-recipe-sgd", recipe=recipe)(lambda c, k, **kw: nn.Conv2d(c, k, 1))
+    _use_registry_with(monkeypatch, {"test-recipe-sgd": ModelEntry(_conv, recipe),
+                                     "test-recipe-none": ModelEntry(_conv)})
     cfg = apply_recipe(TrainConfig(model="test-recipe-sgd"))
     assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.poly_power) == ("sgd", 0.01, 0.9, 0.9)
     opt = make_optimizer(cfg, create_model("test-recipe-sgd", 3, 3).parameters())
@@ -59,13 +93,14 @@ def test_an_hrnet_like_recipe_fits_sgd_and_weights_by_class_name():
     assert loss.weight.tolist() == [1.0, 3.0, 1.0]
     with pytest.raises(ConfigError, match="does not have"):
         model_loss("test-recipe-sgd", ["pervious", "isa"])
-    # A model registered without a recipe trains with the default one.
-    register_model("test-recipe-none")(lambda c, k, **kw: nn.Conv2d(c, k, 1))
+    assert cfg.loss == "weighted_ce"  # the run records the factory's name
+    # A model whose entry gives no recipe trains with the default one.
     assert recipe_for("test-recipe-none") == ModelRecipe()
+    assert apply_recipe(TrainConfig(model="test-recipe-none")).loss == "ce"
     with pytest.raises(ConfigError, match="targets"):
         ModelRecipe(targets=("image_fine",))
-    with pytest.raises(ModelError, match="upsamples"):
-        register_model("test-recipe-bad", recipe=ModelRecipe(targets=("label_fine",)))
+    with pytest.raises(ConfigError, match="loss must be a LossFactory"):
+        ModelRecipe(loss="weighted_ce")  # a name is not a factory
 
 
 def _aspp_input_size(output_stride: int, patch: int) -> int:

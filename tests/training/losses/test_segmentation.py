@@ -1,4 +1,4 @@
-"""Loss values on hand-computed cases, and the nodata label ignored everywhere."""
+"""Segmentation losses: values on hand-computed cases, the nodata label ignored everywhere."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import pytest
 import torch
 
 from gee_export.core.errors import ConfigError
-from training.losses import (
+from training.losses import build_loss
+from training.losses.segmentation import (
     CroFuseNetLoss,
     DiceFocalLoss,
     WeightedCrossEntropy,
-    build_loss,
     class_weights_from_counts,
-    default_loss_for,
     dice_loss,
     focal_loss,
 )
@@ -104,5 +103,3 @@ def test_class_weights_and_builder_errors():
         build_loss("weighted_ce")
     with pytest.raises(ConfigError, match="unknown loss"):
         build_loss("lovasz")
-    assert default_loss_for("runetpp") == "dice_focal"
-    assert default_loss_for("crofusenet") == "crofusenet"

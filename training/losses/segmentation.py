@@ -1,13 +1,14 @@
-"""Losses of the papers, all honouring the nodata label (255 by default).
+"""The segmentation losses of the papers, all honouring the nodata label (255 by default).
 
 - CroFuseNet (eq. 11): ``L_shared + alpha * L_optical + beta * L_SAR`` with cross-entropy,
-  alpha = 1.0, beta = 0.8.
-- RU-Net++ (eqs. 2-4): ``0.7 * Dice + 0.3 * Focal`` with gamma = 2, on the softmax output.
-- Weighted cross-entropy with per-class weights (e.g. from class frequencies, or by class name).
-- ``srseg``: the joint super-resolution loss, defined and registered in ``training.srseg.losses``.
+  alpha = 1.0, beta = 0.8 (``CROFUSENET``).
+- RU-Net++ (eqs. 2-4): ``0.7 * Dice + 0.3 * Focal`` with gamma = 2, on the softmax output
+  (``DICE_FOCAL``).
+- Cross-entropy, plain (``CE``) or with per-class weights (``WEIGHTED_CE``; e.g. from class
+  frequencies, or by class name).
 
-Which loss a model trains with is part of its registration (``ModelRecipe.loss``):
-:func:`default_loss_for` and :func:`model_loss` read it from the model registry.
+Each factory is defined once here and exported in :data:`LOSSES`, which :mod:`training.losses`
+merges; a model's recipe holds the factory itself (``ModelRecipe(loss=DICE_FOCAL)``).
 
 Every loss takes the model output (a logits tensor or a dict with ``"out"``) and an integer
 label map ``(N, H, W)``; pixels equal to ``ignore_index`` contribute nothing to the value or
@@ -16,7 +17,7 @@ the gradient. A batch with no valid pixel gives 0 (still connected to the graph)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -27,6 +28,7 @@ from torch import nn
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 from training.engine.outputs import Output, main_output
+from training.losses.factory import LossFactory
 
 
 def _ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
@@ -147,62 +149,6 @@ def class_weights_from_counts(counts: Sequence[int],
     return [float(v) for v in w]
 
 
-LossFactory = Callable[..., nn.Module]  # f(ignore_index=..., **kwargs) -> loss module
-_LOSSES: dict[str, LossFactory] = {}
-
-
-def register_loss(name: str, factory: LossFactory) -> LossFactory:
-    """Make ``build_loss(name, **kw)`` call ``factory(ignore_index=..., **kw)``.
-
-    The built-in losses register below; a loss defined elsewhere registers where it is
-    defined (``training.srseg.losses`` registers ``srseg``), and the model module whose recipe
-    names it imports that module, so a registered model's loss is always buildable.
-    """
-    if name in _LOSSES and _LOSSES[name] is not factory:
-        raise ConfigError(f"loss name {name!r} is already registered")
-    _LOSSES[name] = factory
-    return factory
-
-
-def available_losses() -> tuple[str, ...]:
-    return tuple(sorted(_LOSSES))
-
-
-def resolve_class_weights(weights: Sequence[float] | Mapping[str, float],
-                          class_names: Sequence[str] | None) -> list[float]:
-    """Per-class weights from a list (one per class) or ``{class name: weight}`` (others 1).
-
-    Weights by name let a recipe say "impervious counts 3 times" without knowing the class
-    order of the dataset it will meet.
-    """
-    if not isinstance(weights, Mapping):
-        return [float(w) for w in weights]
-    if not class_names:
-        raise ConfigError("class weights given by name need the dataset's class names")
-    unknown = sorted(set(weights) - set(class_names))
-    if unknown:
-        raise ConfigError(f"class weights name classes {unknown} that the dataset does not have "
-                          f"(it has {list(class_names)})")
-    return [float(weights.get(name, 1.0)) for name in class_names]
-
-
-def build_loss(name: str, ignore_index: int = LABEL_NODATA,
-               class_names: Sequence[str] | None = None, **kw) -> nn.Module:
-    """Loss by registered name; ``class_names`` resolves class weights given by name.
-
-    Names (``available_losses()``): ``crofusenet``, ``dice_focal``, ``ce``, ``weighted_ce``,
-    and ``srseg`` once ``training.srseg.losses`` is imported (``training.models`` does).
-    """
-    if kw.get("class_weights") is not None:
-        kw["class_weights"] = resolve_class_weights(kw["class_weights"], class_names)
-    if name not in _LOSSES:
-        raise ConfigError(f"unknown loss {name!r}; choose {', '.join(available_losses())}")
-    try:
-        return _LOSSES[name](ignore_index=ignore_index, **kw)
-    except TypeError as exc:
-        raise ConfigError(f"bad arguments for loss {name!r}: {exc}") from None
-
-
 def _plain_ce_loss(ignore_index: int = LABEL_NODATA, **kw) -> nn.Module:
     if kw:
         raise ConfigError(f"loss 'ce' takes no arguments, got {sorted(kw)}; use weighted_ce "
@@ -217,23 +163,10 @@ def _weighted_ce_loss(ignore_index: int = LABEL_NODATA, class_weights=None) -> n
     return WeightedCrossEntropy(class_weights, ignore_index)
 
 
-register_loss("crofusenet", CroFuseNetLoss)
-register_loss("dice_focal", DiceFocalLoss)
-register_loss("ce", _plain_ce_loss)
-register_loss("weighted_ce", _weighted_ce_loss)
+CE = LossFactory("ce", _plain_ce_loss)
+WEIGHTED_CE = LossFactory("weighted_ce", _weighted_ce_loss)
+CROFUSENET = LossFactory("crofusenet", CroFuseNetLoss)
+DICE_FOCAL = LossFactory("dice_focal", DiceFocalLoss)
 
-
-def default_loss_for(model_name: str) -> str:
-    """The loss name of a model's registered recipe (its paper's loss)."""
-    from training.models.registry import recipe_for
-
-    return recipe_for(model_name).loss
-
-
-def model_loss(model_name: str, class_names: Sequence[str] | None = None,
-               ignore_index: int = LABEL_NODATA) -> nn.Module:
-    """The loss of a model's recipe with the recipe's arguments: what ``isamap-train`` uses."""
-    from training.models.registry import recipe_for
-
-    name, kwargs = recipe_for(model_name).loss_settings(None, None)
-    return build_loss(name, ignore_index, class_names, **kwargs)
+#: This module's losses by name, merged by :mod:`training.losses`.
+LOSSES: dict[str, LossFactory] = {f.name: f for f in (CE, WEIGHTED_CE, CROFUSENET, DICE_FOCAL)}

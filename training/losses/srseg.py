@@ -14,7 +14,9 @@
   1 m NAIP bands here). L1 rather than L2 keeps edges sharp (the usual SR choice), and the term
   is simply absent when a batch carries no fine image.
 
-Every term ignores nodata labels (LABEL_NODATA) through the shared loss functions.
+Every term ignores nodata labels (LABEL_NODATA) through the segmentation losses. The factory
+``SRSEG`` (``build_loss("srseg", ce_weight=..., ...)``) is the loss the srseg models' recipes
+name; it is exported in :data:`LOSSES`, which :mod:`training.losses` merges.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from torch import nn
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 from training.engine.outputs import main_output
-from training.losses import WeightedCrossEntropy, dice_loss, register_loss
+from training.losses.factory import LossFactory
+from training.losses.segmentation import WeightedCrossEntropy, dice_loss
 
 
 @dataclass(frozen=True)
@@ -114,5 +117,7 @@ def _srseg_loss(ignore_index: int = LABEL_NODATA, **weights) -> SRSegLoss:
     return SRSegLoss(SRLossConfig(ignore_index=ignore_index, **weights))
 
 
-# ``build_loss("srseg", ce_weight=..., ...)``: the loss the srseg recipes name.
-register_loss("srseg", _srseg_loss)
+SRSEG = LossFactory("srseg", _srseg_loss)
+
+#: This module's losses by name, merged by :mod:`training.losses`.
+LOSSES: dict[str, LossFactory] = {SRSEG.name: SRSEG}
