@@ -30,7 +30,6 @@ fine image.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import tempfile
@@ -51,6 +50,7 @@ from gee_export.core.commands import (
     configure_logging,
     run_command,
 )
+from gee_export.core.digest import json_digest
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps, json_safe
 from gee_export.core.storage import atomic_path, atomic_write
@@ -96,7 +96,7 @@ class CompareConfig:
         d = asdict(self)
         d.pop("models")
         d["model"] = model
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return json_digest(d, 16)
 
 
 def load_datasets(cfg: CompareConfig) -> tuple[CrossResolutionDataset, CrossResolutionDataset,

@@ -24,7 +24,6 @@ itself, discarding its stale outputs, when they change: re-running with another 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -48,6 +47,7 @@ from gee_export.core.commands import (
     configure_logging,
     run_command,
 )
+from gee_export.core.digest import files_sha256
 from gee_export.core.errors import ConfigError
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from gee_export.local.synthetic import SyntheticScene, generate_scene
@@ -137,13 +137,7 @@ def _jsonable(value: Any) -> Any:
 
 def _file_hash(*paths: str | Path | None) -> str:
     """Content hash of files (patches and models are small; stacks are hashed by content too)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        if path and Path(path).exists():
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return files_sha256([p for p in paths if p and Path(p).exists()], 16)
 
 
 # ---------------------------------------------------------------------- steps
