@@ -55,6 +55,7 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps, json_safe
 from gee_export.core.storage import atomic_path, atomic_write
 from training.config import TrainConfig
+from training.data import read_manifest
 from training.engine.execution import set_process_threads
 from training.losses import model_loss
 from training.modelfile import ModelMeta, save_model_file
@@ -109,8 +110,7 @@ def load_datasets(cfg: CompareConfig) -> tuple[CrossResolutionDataset, CrossReso
     else:
         train = patch_samples(cfg.data_dir, cfg.scale, ("train",))
         test = patch_samples(cfg.data_dir, cfg.scale, ("test",))
-        manifest = json.loads((Path(cfg.data_dir) / "manifest.json").read_text())
-        bands = tuple(manifest["bands"])
+        bands = tuple(read_manifest(cfg.data_dir)["bands"])
     if not train or not test:
         raise ConfigError(f"{cfg.data_dir} has {len(train)} training and {len(test)} test "
                           "samples; both splits are needed")

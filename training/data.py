@@ -51,10 +51,6 @@ def read_manifest(root: str | os.PathLike) -> dict:
     return manifest
 
 
-def read_index(root: str | os.PathLike) -> list[dict]:
-    return _dataset.read_index(root)
-
-
 def _raster_path(root: str, rel: str) -> str:
     """What rasterio opens: a local path, or GDAL's ``/vsigs/`` path of a gs:// object."""
     return open_store(root).gdal_path(rel)
@@ -191,7 +187,7 @@ class PatchDataset(Dataset):
         if missing:
             raise ConfigError(f"bands {missing} are not in the dataset (it has {manifest_bands})")
         self.band_indexes = [manifest_bands.index(b) + 1 for b in self.bands]
-        records = read_index(self.root)
+        records = _dataset.read_index(self.root)
         excluded = set(exclude)
         self.records = [r for r in records if (split is None or r["split"] == split)
                         and patch_key(r) not in excluded]

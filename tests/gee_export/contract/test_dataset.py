@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from tests.support.sources import project_sources
+from tests.support.sources import project_sources, where
 
 
 def test_dataset_spec_is_never_rebuilt_positionally():
@@ -18,3 +18,9 @@ def test_dataset_spec_is_never_rebuilt_positionally():
                     and len(node.args) > 2):
                 positional.append(f"{rel}:{node.lineno}")
     assert positional == []
+
+
+def test_index_and_manifest_are_named_and_read_only_by_the_contract():
+    """Readers go through read_index/read_manifest (format check, record check, gs://)."""
+    assert set(where(r"""["'](index\.jsonl|manifest\.json)["']""")) == {
+        "gee_export/contract/dataset.py"}
