@@ -30,7 +30,11 @@ def month_dates(month: str) -> tuple[dt.date, dt.date]:
 
 
 def parse_months(text: str) -> tuple[str, ...]:
-    """Comma-separated months (``2019-06,2019-07``), each checked, order and duplicates kept out.
+    """Comma-separated months (``2019-06,2019-07``), each checked, in the order given.
+
+    The one month-list parser (``isamap-export --months``, ``isamap-map --months``). A month
+    given twice is kept once: the list names a set of composites, and asking for one twice is
+    a slip that should cost nothing, not a second export or map of the same month.
 
     Raises:
         ConfigError: an element is not ``YYYY-MM`` or the list is empty.
