@@ -44,6 +44,7 @@ from affine import Affine
 from gee_export.core.allocator import keep_freed_memory
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, PLANAR_BLOCK_BYTES, planar
 from inference.predict.blending import Accumulator, encode
+from inference.predict.cog import PROB_SCALE
 from inference.predict.cog_stream import CogStream, Encoding, _reduce2_any, reduce2
 
 ROWS = 512
@@ -62,7 +63,7 @@ def cpu_ms(fn: Callable[[], object], rounds: int) -> float:
 def strips(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     p1 = np.clip(0.5 + 0.2 * rng.standard_normal((ROWS, width)), 0, 1).astype(np.float32)
-    prob = np.rint(p1 * 250).astype(np.uint8)
+    prob = np.rint(p1 * PROB_SCALE).astype(np.uint8)
     return p1, (p1 > 0.5).astype(np.uint8), prob
 
 

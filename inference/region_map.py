@@ -29,6 +29,7 @@ from inference.mapping.plan import DEFAULT_LATENCY_S, MapPlan, format_plan, plan
 from inference.mapping.request import MapRequest, check_recipe, model_dataset, region_grid
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
+from inference.predict.cog import PROB_SCALE
 from inference.publish.asset_manifest import asset_name
 from inference.publish.collection import (
     SeriesPublication,
@@ -219,7 +220,7 @@ def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: 
     common = {"model": meta.name, "bands": list(meta.bands), "classes": list(meta.class_names),
               "recipe": recipe, "metrics": {k: v for k, v in dict(meta.metrics).items()
                                             if isinstance(v, (int, float, str))},
-              "probability_scale": 250}
+              "probability_scale": PROB_SCALE}
     items = []
     for month, outputs in mapped:
         items.append(stac.cog_item(outputs.prediction.class_path, "class", [month], common))

@@ -35,9 +35,16 @@ import numpy as np
 import rasterio
 from affine import Affine
 
+from gee_export.contract.bands import LABEL_NODATA
+
 Resampling = Literal["mode", "average"]
-NODATA = 255
+NODATA = LABEL_NODATA
+"""Nodata of every map COG: the class map's is the label's, and the probability uses it too.
+
+Defined here, not in :mod:`inference.predict.cog`, because the encoder needs it and ``cog``
+imports the encoder; ``cog`` re-exports it for everything else."""
 BLOCK = 512
+"""Tile side of every map COG (and of its overviews), in pixels."""
 
 _GHOST = ("LAYOUT=IFDS_BEFORE_DATA\nBLOCK_ORDER=ROW_MAJOR\nBLOCK_LEADER=SIZE_AS_UINT4\n"
           "BLOCK_TRAILER=LAST_4_BYTES_REPEATED\nKNOWN_INCOMPATIBLE_EDITION=NO\n ")

@@ -23,6 +23,7 @@ from typing import Any
 
 from gee_export.core.errors import ConfigError
 from gee_export.core.storage import atomic_write, files
+from inference.predict.cog import PROB_SCALE
 from inference.publish.asset_manifest import (
     asset_name,
     build_manifest,
@@ -55,7 +56,7 @@ def image_properties(model: str, bands: Sequence[str], classes: Sequence[str],
     """Asset properties of one image: the model, its recipe (flattened) and metrics."""
     props: dict[str, Any] = {
         "model": model, "input_bands": ",".join(bands), "classes": ",".join(classes),
-        "probability_scale": 250, "isamap_month": month,
+        "probability_scale": PROB_SCALE, "isamap_month": month,
         "recipe": json.dumps(recipe, sort_keys=True, default=str)[:1000],
     }
     props.update({f"metric_{k}": v for k, v in metrics.items()

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from gee_export.core.ee_session import EESession, EETransport, http_status, operation_status
 from gee_export.core.errors import ConfigError, EarthEngineError, StorageError
 from gee_export.core.storage import atomic_write, files
+from inference.predict.cog import PROB_SCALE
 from inference.publish.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.publish.code_editor import code_editor_script
 
@@ -338,7 +339,7 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     properties = {
         "model": tags.get("model", ""), "input_bands": tags.get("bands", ""),
         "classes": tags.get("classes", ""), "isamap_version": tags.get("version", ""),
-        "probability_scale": 250, "month": month or "",
+        "probability_scale": PROB_SCALE, "month": month or "",
         **{k: _number(v) for k, v in tags.items() if k.startswith("metric_")},
         **{f"metric_{k}": v for k, v in request.metrics.items()},
     }
