@@ -7,8 +7,8 @@ import ast
 import pytest
 
 from gee_export.core.errors import ConfigError
-from gee_export.core.months import check_month, month_dates, parse_months
-from tests.support.sources import project_sources
+from gee_export.core.months import check_month, month_dates, month_range, parse_months
+from tests.support.sources import project_sources, where
 
 
 def test_a_month_is_yyyy_mm():
@@ -17,6 +17,12 @@ def test_a_month_is_yyyy_mm():
         with pytest.raises(ConfigError, match="is not YYYY-MM"):
             check_month(bad)
     assert [d.isoformat() for d in month_dates("2019-12")] == ["2019-12-01", "2020-01-01"]
+
+
+def test_a_month_as_an_rfc3339_time_range():
+    assert month_range("2023-12") == ("2023-12-01T00:00:00Z", "2024-01-01T00:00:00Z")
+    with pytest.raises(ConfigError, match="YYYY-MM"):
+        month_range("June")
 
 
 def test_a_month_list_keeps_the_given_order_and_a_repeated_month_once():
@@ -45,3 +51,9 @@ def test_month_lists_are_split_only_here():
             if checks and splits:
                 parsers.append(f"{rel}:{func.lineno} {func.name}")
     assert parsers == [], "parse month lists with gee_export.core.months.parse_months"
+
+
+def test_month_functions_are_defined_only_here():
+    """Months are a core concept: no layer above defines its own month helpers."""
+    assert set(where(r"^def (check_month|month_dates|month_range|parse_months)\(")) == {
+        "gee_export/core/months.py"}
