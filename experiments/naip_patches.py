@@ -4,7 +4,7 @@
 (``--naip`` defaults to ``geobench_chesapeake_naip`` in the sample data, ``--data-root``)
 
 ``experiments.srcompare --data chesapeake`` reads the tiles in memory; this writes the same
-samples (:func:`training.srseg.data.naip_samples`: block-mean coarse image, 1 m ISA label,
+samples (:func:`experiments.naip.naip_samples`: block-mean coarse image, 1 m ISA label,
 1 m bands as the reconstruction target) through the exporters' writer
 (``gee_export.contract.patch_writer.PatchWriter`` and ``commit_month``), so that the whole
 command-line path — ``isamap-train --model srseg``, ``isamap-evaluate`` — runs on them

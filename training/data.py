@@ -37,9 +37,9 @@ Split = Literal["train", "val", "test"]
 
 
 # ------------------------------------------------------------------ index and manifest
-# Reading goes through the one storage seam (gee_export.core.storage / gee_export.contract.index),
-# so local
-# folders and gs:// datasets behave alike and retries live in one place.
+# Reading goes through the dataset contract's readers (gee_export.contract.dataset) and so the
+# one storage seam (gee_export.core.storage): local folders and gs:// datasets behave alike and
+# retries live in one place.
 def read_manifest(root: str | os.PathLike) -> dict:
     """The dataset manifest, refused when it lists no bands (nothing to train on)."""
     manifest = _dataset.read_manifest(root, missing_ok=True)

@@ -13,7 +13,7 @@ workers of a Beam runner (the DirectRunner on one machine, Dataflow for whole pr
 - **Fetching** is :func:`~gee_export.ee.export.fetch_patch` through the one Earth Engine seam
   (:class:`~gee_export.core.ee_session.EESession`, which retries 429/5xx), and writing is
   :func:`~gee_export.ee.export.write_fetched` with a
-  :class:`~gee_export.contract.patches.PatchWriter`. Each worker runs ``threads`` requests at
+  :class:`~gee_export.contract.patch_writer.PatchWriter`. Each worker runs ``threads`` requests at
   once under a process-wide semaphore, so ``workers x threads <= --max-concurrent``
   (:mod:`gee_export.core.pipeline_options`). A worker skips a cell whose patch already exists,
   which makes a retried bundle cheap and exact.

@@ -172,8 +172,8 @@ def test_gdal_reads_uploaded_geotiff_through_vsigs(gcs_bucket, tmp_path):
 
 def test_bucket_info_reads_location_and_class_with_retries(gcs_emulator, gcs_bucket):
     # gcp-storage-emulator creates every bucket as location "US", locationType
-    # "multi-region", storageClass "STANDARD", without dataLocations (its
-    # handlers/buckets.py); hard-coded so the expectation does not come from the same read
+    # "multi-region", storageClass "STANDARD", without dataLocations (its bucket
+    # handlers); hard-coded so the expectation does not come from the same read
     store = GcsStore(f"gs://{gcs_bucket}/any/prefix", client=gcs_emulator.client())
     assert store.bucket_info() == BucketInfo(name=gcs_bucket, location="US",
                                              location_type="multi-region",
