@@ -29,7 +29,9 @@ def test_properties_have_one_name_each_and_leave_unknowns_out():
 
 def test_only_the_builder_names_asset_properties():
     """No other module writes the property names, so the two commands cannot drift apart."""
-    assert set(where(r"""["'](input_bands|probability_scale)["']\s*:""")) <= {
+    named = set(where(r"""["'](input_bands|probability_scale)["']\s*:"""))
+    assert "inference/publish/properties.py" in named
+    assert named <= {
         "inference/publish/properties.py",
         "inference/region_map.py",  # the STAC items' own fields (isamap: prefixed), not assets
         "inference/predict/cog.py",  # the COG tag
