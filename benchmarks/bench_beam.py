@@ -117,6 +117,7 @@ def _child(args: argparse.Namespace) -> None:
     import ee
 
     from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
+    from gee_export.contract.dataset import DatasetSpec
     from gee_export.contract.grid import Grid
     from gee_export.contract.stack import StackPaths
     from gee_export.core.ee_session import EESession
@@ -135,7 +136,8 @@ def _child(args: argparse.Namespace) -> None:
     region = ee.Geometry.Rectangle([114.2, 30.5, 114.25, 30.55])
     recipe = EERecipe(bands=DEFAULT_IMAGE_BANDS, label=parse_label_source("worldcover"))
     image = build_stack(stack.grid, month_window(MONTH), recipe, region)
-    job = ExportJob(stack.grid, DEFAULT_IMAGE_BANDS, MONTH, "synthetic", min_valid_fraction=0.0)
+    job = ExportJob(DatasetSpec(stack.grid, DEFAULT_IMAGE_BANDS, backend="ee",
+                                region="synthetic", min_valid_fraction=0.0), MONTH)
     runner = RunnerConfig("direct", max_workers=2, max_concurrent=args.concurrent)
     t0 = time.perf_counter()
     if args.case == "export-single":

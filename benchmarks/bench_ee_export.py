@@ -29,6 +29,7 @@ def main() -> None:
     import ee
 
     from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
+    from gee_export.contract.dataset import DatasetSpec
     from gee_export.core.ee_session import EESession, RetryPolicy
     from gee_export.ee.export import ExportJob, export_pixels
     from gee_export.ee.fake_server import HttpError, StackTransport, initialize_offline
@@ -53,8 +54,8 @@ def main() -> None:
         region = ee.Geometry.Rectangle([114.2, 30.5, 114.25, 30.55])
         recipe = EERecipe(bands=DEFAULT_IMAGE_BANDS, label=parse_label_source("worldcover"))
         image = build_stack(scene.grid, month_window("2019-06"), recipe, region)
-        job = ExportJob(scene.grid, DEFAULT_IMAGE_BANDS, "2019-06", "synthetic",
-                        min_valid_fraction=0.0)
+        job = ExportJob(DatasetSpec(scene.grid, DEFAULT_IMAGE_BANDS, backend="ee",
+                                    region="synthetic", min_valid_fraction=0.0), "2019-06")
         print(f"scene {args.size} x {args.size} px, {scene.grid.patch_count} patch positions, "
               f"simulated service latency {args.latency * 1000:.0f} ms/request")
         print(f"{'workers':>8} {'patches':>8} {'seconds':>8} {'patches/s':>10} {'speed-up':>9}")

@@ -7,7 +7,7 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
 
 - overview reduction 2x: the shortcuts ``reduce2`` takes (class maps by lookup table,
   probabilities without nodata by a plain mean) next to the pass-by-pass rule
-  (``_reduce2_any``), which gives the same bytes;
+  (``reduce2_any``), which gives the same bytes;
 - a strip through both COG encoders (level-0 tiles + every overview), DEFLATE level 1 (the
   default) next to level 3 and ZSTD level 1, and the compressed sizes;
 - the reader's two overlapping tile-row reads of an uncompressed stack, through GDAL's block
@@ -44,7 +44,8 @@ from affine import Affine
 from gee_export.core.allocator import keep_freed_memory
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, PLANAR_BLOCK_BYTES, planar
 from inference.predict.blending import Accumulator, encode
-from inference.predict.cog_stream import CogStream, Encoding, _reduce2_any, reduce2
+from inference.predict.cog import PROB_SCALE
+from inference.predict.cog_stream import CogStream, Encoding, reduce2, reduce2_any
 
 ROWS = 512
 
@@ -62,7 +63,7 @@ def cpu_ms(fn: Callable[[], object], rounds: int) -> float:
 def strips(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     p1 = np.clip(0.5 + 0.2 * rng.standard_normal((ROWS, width)), 0, 1).astype(np.float32)
-    prob = np.rint(p1 * 250).astype(np.uint8)
+    prob = np.rint(p1 * PROB_SCALE).astype(np.uint8)
     return p1, (p1 > 0.5).astype(np.uint8), prob
 
 
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{args.rounds})")
     for name, rows, resampling in (("class", classes, "mode"), ("probability", prob, "average")):
         fast = cpu_ms(lambda r=rows, s=resampling: reduce2(r, s), args.rounds)
-        rule = cpu_ms(lambda r=rows, s=resampling: _reduce2_any(r, s), args.rounds)
+        rule = cpu_ms(lambda r=rows, s=resampling: reduce2_any(r, s), args.rounds)
         figures[f"reduce2_{name}_ms"] = {"shortcut": round(fast, 1), "rule": round(rule, 1)}
         print(f"  {name:>11} overview 2x: shortcut {fast:6.1f} ms, rule {rule:6.1f} ms "
               f"(x{rule / fast:.1f})")

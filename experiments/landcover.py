@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -61,6 +60,7 @@ from gee_export.core.commands import (
     configure_logging,
     run_command,
 )
+from gee_export.core.digest import json_digest
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_write
 from inference.predict.postprocess import ClaheParams, clahe_classes
@@ -128,7 +128,7 @@ class LandCoverCompareConfig:
         d = asdict(self)
         d.pop("seeds")
         d.update(seed=seed, pruning_rule=PRUNING_RULE)  # a new rule re-runs the seeds
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return json_digest(d, 16)
 
 
 # ------------------------------------------------------------------ data

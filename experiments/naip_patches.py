@@ -4,7 +4,7 @@
 (``--naip`` defaults to ``geobench_chesapeake_naip`` in the sample data, ``--data-root``)
 
 ``experiments.srcompare --data chesapeake`` reads the tiles in memory; this writes the same
-samples (:func:`training.srseg.data.naip_samples`: block-mean coarse image, 1 m ISA label,
+samples (:func:`experiments.naip.naip_samples`: block-mean coarse image, 1 m ISA label,
 1 m bands as the reconstruction target) through the exporters' writer
 (``gee_export.contract.patch_writer.PatchWriter`` and ``commit_month``), so that the whole
 command-line path — ``isamap-train --model srseg``, ``isamap-evaluate`` — runs on them
@@ -31,7 +31,7 @@ import numpy as np
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.naip import NAIP_BANDS, NAIP_FOLDER, naip_samples
 from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
-from gee_export.contract.dataset import DatasetSpec, commit_month
+from gee_export.contract.dataset import MANIFEST, DatasetSpec, commit_month
 from gee_export.contract.grid import Grid
 from gee_export.contract.patch_writer import PatchWriter
 from gee_export.core.commands import (
@@ -61,7 +61,7 @@ def write_naip_patch_dataset(naip: str | Path, out: str | Path, scale: int = 8) 
     """Write the NAIP quadrants as a patch dataset at ``out`` (fine scale ``scale``)."""
     check_fine_scale(scale, required=True)
     root = Path(out)
-    if (root / "manifest.json").exists():
+    if (root / MANIFEST).exists():
         raise ConfigError(f"{root} already holds a dataset; choose another --out")
     samples = naip_samples(naip, scale, test_quadrant=3, val_quadrant=2)
     size = samples[0].image.shape[-1]

@@ -30,7 +30,6 @@ fine image.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import tempfile
@@ -51,10 +50,12 @@ from gee_export.core.commands import (
     configure_logging,
     run_command,
 )
+from gee_export.core.digest import json_digest
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps, json_safe
 from gee_export.core.storage import atomic_path, atomic_write
 from training.config import TrainConfig
+from training.data import read_manifest
 from training.engine.execution import set_process_threads
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model, model_loss, recipe_for
@@ -95,7 +96,7 @@ class CompareConfig:
         d = asdict(self)
         d.pop("models")
         d["model"] = model
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return json_digest(d, 16)
 
 
 def load_datasets(cfg: CompareConfig) -> tuple[CrossResolutionDataset, CrossResolutionDataset,
@@ -108,8 +109,7 @@ def load_datasets(cfg: CompareConfig) -> tuple[CrossResolutionDataset, CrossReso
     else:
         train = patch_samples(cfg.data_dir, cfg.scale, ("train",))
         test = patch_samples(cfg.data_dir, cfg.scale, ("test",))
-        manifest = json.loads((Path(cfg.data_dir) / "manifest.json").read_text())
-        bands = tuple(manifest["bands"])
+        bands = tuple(read_manifest(cfg.data_dir)["bands"])
     if not train or not test:
         raise ConfigError(f"{cfg.data_dir} has {len(train)} training and {len(test)} test "
                           "samples; both splits are needed")

@@ -358,12 +358,9 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runne
                 "counting Sentinel-1 scenes"), month, region.name, s1)
         image = build_stack(grid, s2_window, recipe, geometry, s1_window)
         fine = build_fine_label(grid, s2_window, recipe, geometry) if args.fine_scale else None
-        job = ExportJob(grid, bands, month, region.name, recipe=recipe.to_dict(),
-                        fine_scale=args.fine_scale, min_valid_fraction=args.min_valid_fraction,
-                        seed=args.seed, block=args.split_block,
-                        sources={"s2_window": s2_window.to_dict(),
-                                 "s1_window": s1_window.to_dict(), "method": method},
-                        classes=label.classes, label_scheme=label.label_scheme)
+        job = ExportJob(spec, month, sources={"s2_window": s2_window.to_dict(),
+                                              "s1_window": s1_window.to_dict(),
+                                              "method": method})
         if runner is not None:
             from gee_export.ee.beam_export import EarthEngineProject, export_pipeline
 

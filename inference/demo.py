@@ -24,7 +24,6 @@ itself, discarding its stale outputs, when they change: re-running with another 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-from gee_export.contract.dataset import read_manifest
+from gee_export.contract.dataset import INDEX, MANIFEST, read_manifest
 from gee_export.contract.patches import patch_stack
 from gee_export.contract.quicklook import label_png, rgb_png
 from gee_export.contract.splits import DEFAULT_BLOCK
@@ -48,6 +47,7 @@ from gee_export.core.commands import (
     configure_logging,
     run_command,
 )
+from gee_export.core.digest import files_sha256
 from gee_export.core.errors import ConfigError
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from gee_export.local.synthetic import SyntheticScene, generate_scene
@@ -137,13 +137,7 @@ def _jsonable(value: Any) -> Any:
 
 def _file_hash(*paths: str | Path | None) -> str:
     """Content hash of files (patches and models are small; stacks are hashed by content too)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        if path and Path(path).exists():
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return files_sha256([p for p in paths if p and Path(p).exists()], 16)
 
 
 # ---------------------------------------------------------------------- steps
@@ -202,8 +196,8 @@ def step_patches(ctx: DemoContext) -> None:
                                   "s1_dates": list(scene.s1_dates)},
                           progress=ctx.progress)
     ctx.outputs["patches"] = root / "patches"
-    ctx.outputs["index"] = root / "index.jsonl"
-    ctx.outputs["manifest"] = root / "manifest.json"
+    ctx.outputs["index"] = root / INDEX
+    ctx.outputs["manifest"] = root / MANIFEST
     ctx.outputs["patch counts"] = (
         f"{summary.written} written, {summary.already_done} already there, "
         f"{summary.invalid} below the valid fraction, {summary.dropped_overlap} dropped at "
@@ -215,7 +209,7 @@ def step_train(ctx: DemoContext) -> None:
     from training.demo import run_demo_training  # torch is only needed from here on
 
     root = ctx.out / "patches"
-    inputs = {"dataset": _file_hash(root / "index.jsonl"), "epochs": ctx.epochs,
+    inputs = {"dataset": _file_hash(root / INDEX), "epochs": ctx.epochs,
               "seed": ctx.seed, "grid": read_manifest(root).get("grid")}
     if _inputs_changed(ctx, "train", inputs):
         shutil.rmtree(ctx.out / "model", ignore_errors=True)  # trained on other patches

@@ -24,18 +24,16 @@ from gee_export.contract.grid import Grid
 from gee_export.core.errors import ConfigError
 from gee_export.core.lock import hold_output
 from gee_export.core.storage import files
+from gee_export.core.version import code_version
 from inference.mapping.dates import DateResult, map_dates, write_run_record
 from inference.mapping.plan import DEFAULT_LATENCY_S, MapPlan, format_plan, plan_map
 from inference.mapping.request import MapRequest, check_recipe, model_dataset, region_grid
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
+from inference.predict.cog import PROB_SCALE
 from inference.publish.asset_manifest import asset_name
-from inference.publish.collection import (
-    SeriesPublication,
-    SeriesRequest,
-    image_properties,
-    publish_series,
-)
+from inference.publish.collection import SeriesPublication, SeriesRequest, publish_series
+from inference.publish.properties import asset_properties
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +127,9 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     recipe = {k: v for k, v in dict(dataset.recipe).items() if k != "per_month"}
     classes = tuple(meta.class_names)
     isa = _isa_index(classes)
-    props = {m: image_properties(meta.name, meta.bands, classes, recipe, dict(meta.metrics), m)
+    props = {m: asset_properties(model=meta.name, bands=meta.bands, classes=classes, month=m,
+                                 code_version=code_version(), recipe=recipe,
+                                 metrics=dict(meta.metrics))
              for m in request.dates}
     if dry_run:
         seconds = measure_model(request.model_file, request.tile, request.options)
@@ -219,7 +219,7 @@ def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: 
     common = {"model": meta.name, "bands": list(meta.bands), "classes": list(meta.class_names),
               "recipe": recipe, "metrics": {k: v for k, v in dict(meta.metrics).items()
                                             if isinstance(v, (int, float, str))},
-              "probability_scale": 250}
+              "probability_scale": PROB_SCALE}
     items = []
     for month, outputs in mapped:
         items.append(stac.cog_item(outputs.prediction.class_path, "class", [month], common))

@@ -37,9 +37,9 @@ Split = Literal["train", "val", "test"]
 
 
 # ------------------------------------------------------------------ index and manifest
-# Reading goes through the one storage seam (gee_export.core.storage / gee_export.contract.index),
-# so local
-# folders and gs:// datasets behave alike and retries live in one place.
+# Reading goes through the dataset contract's readers (gee_export.contract.dataset) and so the
+# one storage seam (gee_export.core.storage): local folders and gs:// datasets behave alike and
+# retries live in one place.
 def read_manifest(root: str | os.PathLike) -> dict:
     """The dataset manifest, refused when it lists no bands (nothing to train on)."""
     manifest = _dataset.read_manifest(root, missing_ok=True)
@@ -49,10 +49,6 @@ def read_manifest(root: str | os.PathLike) -> dict:
     if not manifest.get("bands"):
         raise InputDataError(f"{root}/manifest.json lists no bands")
     return manifest
-
-
-def read_index(root: str | os.PathLike) -> list[dict]:
-    return _dataset.read_index(root)
 
 
 def _raster_path(root: str, rel: str) -> str:
@@ -191,7 +187,7 @@ class PatchDataset(Dataset):
         if missing:
             raise ConfigError(f"bands {missing} are not in the dataset (it has {manifest_bands})")
         self.band_indexes = [manifest_bands.index(b) + 1 for b in self.bands]
-        records = read_index(self.root)
+        records = _dataset.read_index(self.root)
         excluded = set(exclude)
         self.records = [r for r in records if (split is None or r["split"] == split)
                         and patch_key(r) not in excluded]

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gee_export.core.digest import file_sha256
 from gee_export.core.errors import ModelError
 from gee_export.core.storage import atomic_write
 from gee_export.core.version import code_version as _code_version
@@ -133,6 +134,21 @@ def save_model_file(path: str | os.PathLike, model: nn.Module, meta: ModelMeta) 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(payload, path)
     return path
+
+
+MODEL_ID_LENGTH = 16
+"""Hex characters of :func:`model_file_id` (64 bits: no two models of one user collide)."""
+
+
+def model_file_id(path: str | os.PathLike) -> str:
+    """The identity of a model file: the SHA-256 of its bytes, :data:`MODEL_ID_LENGTH` long.
+
+    A model is identified by its content, never by its name: a prediction's checkpoint and COG
+    tags, a map's tile names and a staged copy of the file on Cloud Storage all carry this id,
+    so a resumed run never mixes two models' outputs, and a retrained ``model.pt`` at the same
+    path is noticed. Persisted: changing it makes every existing output look foreign.
+    """
+    return file_sha256(path, MODEL_ID_LENGTH)
 
 
 def atomic_torch_save(obj, path: Path) -> None:

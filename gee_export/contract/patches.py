@@ -102,9 +102,11 @@ def patch_stack(
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     grid = stack.grid
-    spec = DatasetSpec(grid, stack.bands, tuple(ratios), seed, block, min_valid_fraction,
-                       stack.fine_scale, backend, region, dict(recipe or {}), dict(classes),
-                       label_scheme)
+    spec = DatasetSpec(grid=grid, bands=stack.bands, ratios=tuple(ratios), seed=seed,
+                       block=block, min_valid_fraction=min_valid_fraction,
+                       fine_scale=stack.fine_scale, backend=backend, region=region,
+                       recipe=dict(recipe or {}), classes=dict(classes),
+                       label_scheme=label_scheme)
     store = open_store(out)
     if grid.patch_count == 0:
         raise GridError(f"the {grid.height}x{grid.width} grid is smaller than one "

@@ -12,9 +12,7 @@ say) resumes the dataset and a stack made from other inputs is refused.
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import rasterio
@@ -22,12 +20,10 @@ from rasterio.crs import CRS
 
 from gee_export.contract.bands import check_fine_scale
 from gee_export.contract.grid import Grid
+from gee_export.core.digest import combined_digest, file_sha256
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.months import check_month
-from gee_export.core.storage.base import CHUNK
-
-DIGEST = "sha256"
 
 
 @dataclass(frozen=True)
@@ -71,24 +67,6 @@ class StackPaths:
                 if getattr(self, k)}
 
 
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """Streamed SHA-256 of a file's bytes (1 MiB reads; memory stays flat for any size)."""
-    digest = hashlib.new(DIGEST)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def combine(parts: Iterable[str]) -> str:
-    """One digest of several (order matters): ``sha256:<hex>``."""
-    digest = hashlib.new(DIGEST)
-    for part in parts:
-        digest.update(part.encode("utf-8"))
-        digest.update(b"\0")
-    return f"{DIGEST}:{digest.hexdigest()}"
-
-
 def fingerprint(stack: StackPaths) -> str:
     """The content digest recorded for the month in the manifest (``sources/<month>``).
 
@@ -101,8 +79,8 @@ def fingerprint(stack: StackPaths) -> str:
         return stack.fingerprint
     parts = [dumps(stack.grid.to_dict(), sort_keys=True), ",".join(stack.bands)]
     for role, path in sorted(stack.files().items()):
-        parts.append(f"{role}={file_digest(path) if os.path.exists(path) else 'remote:' + path}")
-    return combine(parts)
+        parts.append(f"{role}={file_sha256(path) if os.path.exists(path) else 'remote:' + path}")
+    return combined_digest(parts)
 
 
 def _check_raster(path: str, grid: Grid, count: int | None, dtype: str, what: str) -> None:

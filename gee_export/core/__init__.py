@@ -1,7 +1,7 @@
 """The core every package may use, independent of remote sensing.
 
-Errors, commands, retry, version, months, JSON, storage, the output lock, the C allocator's
-setting, the Earth Engine session.
+Errors, commands, retry, version, months, JSON, content digests, storage, the output lock, the C
+allocator's setting, the Earth Engine session.
 
 May import: nothing else of the project (the standard library and third-party packages only).
 """

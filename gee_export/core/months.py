@@ -1,4 +1,4 @@
-"""Calendar months written ``YYYY-MM``: the one parser every command, backend and file uses.
+"""Calendar months written ``YYYY-MM``: the one month module of every command, backend and file.
 
 A month names a composite period (the export, the local stack, patch folders, map assets), so
 every place that accepts one must refuse the same things with the same message: ``2019-6``,
@@ -29,8 +29,22 @@ def month_dates(month: str) -> tuple[dt.date, dt.date]:
     return start, dt.date(year + mon // 12, mon % 12 + 1, 1)
 
 
+def month_range(month: str) -> tuple[str, str]:
+    """RFC 3339 start (inclusive) and end (exclusive) of ``month``, UTC.
+
+    The time range of a monthly map wherever it is described: an Earth Engine asset's
+    ``startTime``/``endTime`` and a STAC Item's ``start_datetime``/``end_datetime`` agree.
+    """
+    start, stop = month_dates(month)
+    return start.strftime("%Y-%m-%dT00:00:00Z"), stop.strftime("%Y-%m-%dT00:00:00Z")
+
+
 def parse_months(text: str) -> tuple[str, ...]:
-    """Comma-separated months (``2019-06,2019-07``), each checked, order and duplicates kept out.
+    """Comma-separated months (``2019-06,2019-07``), each checked, in the order given.
+
+    The one month-list parser (``isamap-export --months``, ``isamap-map --months``). A month
+    given twice is kept once: the list names a set of composites, and asking for one twice is
+    a slip that should cost nothing, not a second export or map of the same month.
 
     Raises:
         ConfigError: an element is not ``YYYY-MM`` or the list is empty.

@@ -87,7 +87,8 @@ class RunnerConfig:
         max_concurrent: most Earth Engine requests in flight in the whole job.
         container: custom SDK container image carrying torch and isamap.
         requirements_file: a pip requirements file installed on every worker instead.
-        setup_file: the ``pyproject.toml``/``setup.py`` of isamap, staged to the workers.
+        setup_file: the ``pyproject.toml`` of isamap (Beam's ``--setup_file``), staged to the
+            workers.
         gpu: ``nvidia-tesla-t4[:COUNT]``: GPU workers through Dataflow's service option.
         job_name: Dataflow job name (lower case letters, digits, hyphens).
         dry_run: build and validate the job without submitting it (Beam's ``--dry_run``).

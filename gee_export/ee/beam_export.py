@@ -13,7 +13,7 @@ workers of a Beam runner (the DirectRunner on one machine, Dataflow for whole pr
 - **Fetching** is :func:`~gee_export.ee.export.fetch_patch` through the one Earth Engine seam
   (:class:`~gee_export.core.ee_session.EESession`, which retries 429/5xx), and writing is
   :func:`~gee_export.ee.export.write_fetched` with a
-  :class:`~gee_export.contract.patches.PatchWriter`. Each worker runs ``threads`` requests at
+  :class:`~gee_export.contract.patch_writer.PatchWriter`. Each worker runs ``threads`` requests at
   once under a process-wide semaphore, so ``workers x threads <= --max-concurrent``
   (:mod:`gee_export.core.pipeline_options`). A worker skips a cell whose patch already exists,
   which makes a retried bundle cheap and exact.
@@ -174,9 +174,10 @@ def _make_dofns() -> tuple[type, type, type]:
             self.image, self.fine = t.images.load()
             self.store = open_store(t.out)
             job = t.job
-            splits = job.spec().splits()
-            self.writer = PatchWriter(self.store, job.grid, job.bands, job.month, splits=splits,
-                                      fine_scale=job.fine_scale, clean_up=False)
+            spec = job.spec
+            self.writer = PatchWriter(self.store, spec.grid, spec.bands, job.month,
+                                      splits=spec.splits(), fine_scale=spec.fine_scale,
+                                      clean_up=False)
             self.counters = {name: Metrics.counter(METRICS_NAMESPACE, name) for name in
                              ("written", "invalid", "skipped", "requests", "retries")}
             self.requests = WorkerRequests(self.session, t.threads, "isamap-fetch",
@@ -313,8 +314,7 @@ def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
                 runner: RunnerConfig, *, fine_label: Any = None, limits: Limits = DEFAULT_LIMITS,
                 shard_size: int = DEFAULT_SHARD_SIZE) -> PlannedExport:
     """Check everything, read the resume state and build the pipeline (arguments as below)."""
-    if job.fine_scale and fine_label is None:
-        raise ConfigError("job.fine_scale is set but no fine_label image was given")
+    job.check_fine_label(fine_label)
     if shard_size < 1:
         raise ConfigError(f"shard_size must be at least 1, got {shard_size}")
     if runner.runner == "dataflow" and not out.startswith("gs://"):
@@ -333,7 +333,7 @@ def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
         return PlannedExport(None, before, 0)
     task = _Task(sessions, SerializedImages.of(image, fine_label), job, store.url(),
                  limits, runner.threads, uuid.uuid4().hex[:12],
-                 max(1, shard_size // max(1, job.grid.patch_cols)))
+                 max(1, shard_size // max(1, job.spec.grid.patch_cols)))
     pipeline = beam.Pipeline(options=options)
     build_export(pipeline, task, todo_runs(todo), batch=2 * runner.threads)
     return PlannedExport(pipeline, before, len(todo))
@@ -351,7 +351,7 @@ def export_pipeline(sessions: SessionFactory, image: Any, job: ExportJob, out: s
         job: grid, bands, month and dataset parameters (as for ``export_pixels``).
         out: dataset root, a local folder (DirectRunner) or a gs:// URL (any runner).
         runner: the runner and its options; ``runner.threads`` requests per worker.
-        fine_label: ``recipe.build_fine_label``'s image when ``job.fine_scale`` is set.
+        fine_label: ``recipe.build_fine_label``'s image when ``job.spec.fine_scale`` is set.
         limits: computePixels limits (tests shrink them to exercise splitting).
         shard_size: records per index shard (patch rows are never split between shards).
 

@@ -25,10 +25,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gee_export.contract.bands import LABEL
-from gee_export.contract.dataset import DEFAULT_CLASSES, DatasetSpec
+from gee_export.contract.dataset import DatasetSpec
 from gee_export.contract.grid import Grid, Window, patch_id
 from gee_export.contract.patch_writer import MonthProgress, PatchWriter, open_month, valid_mask
-from gee_export.contract.splits import DEFAULT_BLOCK, DEFAULT_RATIOS, split_counts
+from gee_export.contract.splits import split_counts
 from gee_export.core.ee_session import EESession
 from gee_export.core.errors import ConfigError
 from gee_export.core.lock import hold_output
@@ -43,39 +43,31 @@ MAX_WORKERS = 40  # Earth Engine allows about 40 concurrent requests per project
 
 @dataclass(frozen=True)
 class ExportJob:
-    """What one month's export produces (everything that ends up in the manifest).
+    """One month of a dataset to export: the dataset's parameters and the month's own facts.
 
-    ``recipe`` holds the composite parameters shared by every month of the dataset (checked
-    against the manifest before anything is fetched); ``sources`` the facts of this month only
-    (the composite date windows, the export method), recorded under ``sources/<month>``.
+    The dataset's parameters are its :class:`DatasetSpec` (grid, bands, split, recipe, classes:
+    checked against the manifest before anything is fetched), never copied field by field, so
+    the export records exactly what the local backend records. The month adds its own:
+
+    Attributes:
+        spec: the parameters shared by every month of the dataset.
+        month: ``YYYY-MM``.
+        sources: facts of this month only (the composite date windows, the export method),
+            recorded under ``sources/<month>`` of the manifest.
     """
 
-    grid: Grid
-    bands: tuple[str, ...]
+    spec: DatasetSpec
     month: str
-    region: str
-    recipe: Mapping[str, Any] = field(default_factory=dict)
-    fine_scale: int | None = None
-    min_valid_fraction: float = 0.9
-    ratios: tuple[float, float, float] = DEFAULT_RATIOS
-    seed: int = 0
-    block: int = DEFAULT_BLOCK
-    backend: str = "ee"
     sources: Mapping[str, Any] = field(default_factory=dict)
-    classes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLASSES))
-    label_scheme: str = "isa"
 
     def __post_init__(self) -> None:
         check_month(self.month)
-        self.spec()  # validates every dataset parameter now, not after the first fetch
 
-    def spec(self) -> DatasetSpec:
-        """The dataset parameters this job must share with the months already exported."""
-        return DatasetSpec(self.grid, tuple(self.bands), self.ratios, self.seed, self.block,
-                           self.min_valid_fraction, self.fine_scale,
-                           self.backend,  # type: ignore[arg-type]
-                           self.region, dict(self.recipe), dict(self.classes),
-                           self.label_scheme)
+    def check_fine_label(self, fine_label: Any) -> None:
+        """Refuse to start without the fine label image a dataset with ``fine_scale`` needs."""
+        if self.spec.fine_scale and fine_label is None:
+            raise ConfigError(f"the dataset has fine_scale {self.spec.fine_scale} but no "
+                              "fine_label image was given")
 
 
 @dataclass(frozen=True)
@@ -126,7 +118,7 @@ class Bookkeeper:
         """
         self.store = store
         self.job = job
-        self.progress: MonthProgress = open_month(store, job.spec(), job.month,
+        self.progress: MonthProgress = open_month(store, job.spec, job.month,
                                                   sources=job.sources,
                                                   also_known=written_elsewhere)
         self.writer = self.progress.writer
@@ -188,7 +180,7 @@ def write_fetched(writer: PatchWriter, job: ExportJob, row: int, col: int, image
     The one rule deciding which fetched patches enter the dataset, shared by the threads of
     :func:`export_pixels` and the workers of the Beam export.
     """
-    if valid_mask(image, label).mean() < job.min_valid_fraction:
+    if valid_mask(image, label).mean() < job.spec.min_valid_fraction:
         return None
     return writer.write(row, col, image, label, label_fine)
 
@@ -200,12 +192,13 @@ def fetch_patch(session: EESession, image: Any, fine_label: Any, job: ExportJob,
 
     Returns the arrays and the number of computePixels requests made.
     """
-    names = (*job.bands, LABEL)
-    stack, requests = fetch_window(session, image, job.grid, job.grid.patch_window(row, col),
+    spec = job.spec
+    names = (*spec.bands, LABEL)
+    stack, requests = fetch_window(session, image, spec.grid, spec.grid.patch_window(row, col),
                                    names, limits)
     fine = None
-    if job.fine_scale:
-        fgrid = job.grid.scaled(job.fine_scale)
+    if spec.fine_scale:
+        fgrid = spec.grid.scaled(spec.fine_scale)
         fine_stack, n = fetch_window(session, fine_label, fgrid, fgrid.patch_window(row, col),
                                      (LABEL,), limits)
         fine = to_label(fine_stack[0])
@@ -240,7 +233,7 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
         image: the stack of stack.build_stack (bands then ``label``).
         job: grid, bands, month and dataset parameters.
         out: dataset root, local directory or gs:// URL.
-        fine_label: stack.build_fine_label's image when ``job.fine_scale`` is set.
+        fine_label: stack.build_fine_label's image when ``job.spec.fine_scale`` is set.
         workers: concurrent requests (1..40).
         limits: request limits (tests shrink them to exercise splitting).
         flush_seconds: index/manifest rewrite period while running.
@@ -248,8 +241,7 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
         on_patch: called with each finished patch id (progress hooks, tests).
     """
     check_workers(workers)
-    if job.fine_scale and fine_label is None:
-        raise ConfigError("job.fine_scale is set but no fine_label image was given")
+    job.check_fine_label(fine_label)
     store = open_store(out)
     with hold_output(store):
         return _export_pixels(session, image, job, store, fine_label, workers, limits,

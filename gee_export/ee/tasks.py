@@ -154,12 +154,11 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
                           "gs://BUCKET/PREFIX (or use --method pixels for a local folder)")
     if not 1 <= max_pending <= MAX_PENDING_TASKS:
         raise ConfigError(f"max pending tasks must be 1..{MAX_PENDING_TASKS}, got {max_pending}")
-    if job.fine_scale and fine_label is None:
-        raise ConfigError("job.fine_scale is set but no fine_label image was given")
+    job.check_fine_label(fine_label)
     book = Bookkeeper(store, job)
     already = len(book.done)
     remaining = set(book.todo())
-    tiles = [t for t in plan_tiles(job.grid, patches_per_tile)
+    tiles = [t for t in plan_tiles(job.spec.grid, patches_per_tile)
              if any(p in remaining for p in t.positions())]
     task_ids: dict[str, str] = dict(book.read_state("tasks") or {})
     # tasks a previous run started: one batched read, not one request per tile
@@ -169,12 +168,12 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
     written = 0
 
     def exports_of(tile: Tile) -> list[tuple[str, Any, Grid, Window]]:
-        items = [("", image, job.grid, tile.window)]
-        if job.fine_scale:
-            k = job.fine_scale
+        items = [("", image, job.spec.grid, tile.window)]
+        if job.spec.fine_scale:
+            k = job.spec.fine_scale
             fw = Window(row_off=tile.window.row_off * k, col_off=tile.window.col_off * k,
                         height=tile.window.height * k, width=tile.window.width * k)
-            items.append((f"_label_x{k}", fine_label, job.grid.scaled(k), fw))
+            items.append((f"_label_x{k}", fine_label, job.spec.grid.scaled(k), fw))
         return items
 
     def start(tile: Tile) -> None:
@@ -187,7 +186,7 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
                 continue
             prefix = store.key(_tile_rel(job.month, tile, suffix))  # type: ignore[attr-defined]
             task = tile_task(img, grid, window, store.bucket_name,  # type: ignore[attr-defined]
-                             prefix, f"isamap_{job.region}_{job.month}_{key}")
+                             prefix, f"isamap_{job.spec.region}_{job.month}_{key}")
             task_ids[key] = session.start_task(task)
         book.write_state("tasks", task_ids)
 
@@ -201,8 +200,9 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
                     bar.update(1)
             book.flush(complete=False)
             return 0
-        k = job.fine_scale or 1
-        fine_rel = _tile_rel(job.month, tile, f"_label_x{k}.tif") if job.fine_scale else None
+        k = job.spec.fine_scale or 1
+        fine_rel = (_tile_rel(job.month, tile, f"_label_x{k}.tif") if job.spec.fine_scale
+                    else None)
         n = 0
         with ExitStack() as stack:
             read = stack.enter_context(_tile_reader(store, _tile_rel(job.month, tile, ".tif")))
@@ -210,7 +210,7 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
             for r, c in tile.positions():
                 if (r, c) not in remaining:
                     continue
-                w = job.grid.patch_window(r, c)
+                w = job.spec.grid.patch_window(r, c)
                 local = Window(row_off=w.row_off - tile.window.row_off,
                                col_off=w.col_off - tile.window.col_off,
                                height=w.height, width=w.width)

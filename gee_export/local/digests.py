@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from gee_export.contract.stack import file_digest
+from gee_export.core.digest import file_sha256
 from gee_export.core.storage import atomic_write
 
 CACHE_NAME = ".source_digests.json"
@@ -53,7 +53,7 @@ class DigestCache:
         entry = self._entries.get(key)
         if entry and entry.get("identity") == identity:
             return str(entry["sha256"])
-        value = file_digest(resolved)
+        value = file_sha256(resolved)
         self._entries[key] = {"identity": identity, "sha256": value}
         self._dirty = True
         return value

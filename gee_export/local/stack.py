@@ -20,7 +20,6 @@ one band per name in ``bands``, NaN nodata, band descriptions = names),
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -34,7 +33,8 @@ from gee_export.contract import bands as band_registry
 from gee_export.contract.bands import check_fine_scale
 from gee_export.contract.composite import DEFAULT_SPECKLE, SpeckleFilter, check_speckle_filter
 from gee_export.contract.grid import Grid
-from gee_export.contract.stack import StackPaths, combine
+from gee_export.contract.stack import StackPaths
+from gee_export.core.digest import canonical_json, combined_digest
 from gee_export.core.errors import EmptyCompositeError, InputDataError
 from gee_export.core.months import check_month
 from gee_export.core.storage import atomic_path
@@ -240,21 +240,21 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
     files = _source_files(s2, s2_bands, s1, s1_bands)
     digests = cache.digests([p for paths in files.values() for p in paths]
                             + [str(r.path) for r in (label_ref, fine_ref) if r is not None])
-    signature = json.dumps({
+    signature = canonical_json({
         "recipe": recipe.to_dict(), "grid": grid.to_dict(), "bands": names, "month": month,
         "offsets": offsets, "units": sorted(f"{p}/{b}={u}" for (p, b), u in units.items()),
         "sources": {product: [digests[p] for p in paths] for product, paths in files.items()},
         "label": digests[str(label_ref.path)] if label_ref else None,
         "label_band": label_ref.index if label_ref else None,
         "fine": digests[str(fine_ref.path)] if fine_ref else None,
-        "fine_scale": fine_scale}, sort_keys=True)
+        "fine_scale": fine_scale})
     image_path = out / f"stack_{month}_image.tif"
     label_path = out / f"stack_{month}_label.tif"
     fine_path = out / f"stack_{month}_label_x{fine_scale}.tif" if fine_scale else None
     stack = StackPaths(grid=grid, bands=names, month=month, image=str(image_path),
                        label=str(label_path), label_fine=str(fine_path) if fine_path else None,
                        fine_scale=fine_scale if fine_path else None,
-                       fingerprint=combine([signature]))
+                       fingerprint=combined_digest([signature]))
     tags = {"ISAMAP_RECIPE": signature, FINGERPRINT_TAG: stack.fingerprint or "",
             "MONTH": month, "BACKEND": "local"}
     if any(dict(sc.tags).get("SYNTHETIC", "").lower() == "yes" for sc in (*s2, *s1)):

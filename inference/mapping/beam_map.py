@@ -38,7 +38,6 @@ borders, by design of the tile units.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -52,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from gee_export.contract.grid import Grid
+from gee_export.core.digest import json_digest, text_sha256
 from gee_export.core.errors import ConfigError
 from gee_export.core.pipeline_options import (
     RunnerConfig,
@@ -102,19 +102,17 @@ def tile_path(tiles_dir: str, tile: MapTile) -> str:
 
 def map_fingerprint(model_file: str, identity: str, core: int, halo: int) -> str:
     """Names one map's tiles: the model file's content, the date's inputs and the tiling."""
-    from inference.predict.workflow import file_id
+    from training.modelfile import model_file_id
 
-    digest = hashlib.sha256(json.dumps([file_id(_local_copy(model_file)), identity, core, halo],
-                                       sort_keys=True).encode()).hexdigest()
-    return digest[:16]
+    return json_digest([model_file_id(_local_copy(model_file)), identity, core, halo], 16)
 
 
 def _local_copy(model_file: str) -> str:
     """A local path of the model file (gs:// model files are downloaded once per process)."""
     if not files.is_gcs(model_file):
         return model_file
-    target = Path(tempfile.gettempdir()) / "isamap-models" / hashlib.sha256(
-        model_file.encode()).hexdigest()[:16] / model_file.rsplit("/", 1)[-1]
+    target = (Path(tempfile.gettempdir()) / "isamap-models" / text_sha256(model_file, 16)
+              / model_file.rsplit("/", 1)[-1])
     if not target.exists():
         store, name = files.store_of(model_file)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -312,9 +310,9 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
 
 def _stage_model(model_file: str, out: str) -> str:
     """Upload a local model file beside the map (``<out>/models/``) for Dataflow's workers."""
-    from inference.predict.workflow import file_id
+    from training.modelfile import model_file_id
 
-    uri = f"{out.rstrip('/')}/models/{file_id(model_file)}-{Path(model_file).name}"
+    uri = f"{out.rstrip('/')}/models/{model_file_id(model_file)}-{Path(model_file).name}"
     if not files.exists(uri):
         files.upload_file(Path(model_file), uri)
     return uri

@@ -23,6 +23,7 @@ from gee_export.core.errors import (
     ConfigError,
     IsamapError,
 )
+from gee_export.core.months import check_month, parse_months
 from gee_export.core.storage import files
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from inference.predict.postprocess import ClaheParams, Postprocess
@@ -147,13 +148,16 @@ def _on_lattice(grid: Grid, lattice: Grid) -> Grid:
 
 def parse_dates(months: str | None, years: str | None, month_of_year: Callable[[], str]
                 ) -> tuple[str, ...]:
-    """``--months 2017-06,2019-06`` or ``--years 2017:2023:2`` (month from the dataset)."""
-    from gee_export.contract.dataset import check_month
+    """``--months 2017-06,2019-06`` or ``--years 2017:2023:2`` (month from the dataset), ascending.
 
+    ``--months`` is read by the one month-list parser (:func:`gee_export.core.months.parse_months`)
+    that ``isamap-export --months`` uses too, so both commands accept and refuse the same lists:
+    a month given twice is mapped once.
+    """
     if bool(months) == bool(years):
         raise ConfigError("give exactly one of --months YYYY-MM,... or --years FIRST:LAST[:STEP]")
     if months:
-        dates = [check_month(m.strip()) for m in months.split(",") if m.strip()]
+        dates = parse_months(months)
     else:
         parts = str(years).split(":")
         try:
@@ -164,9 +168,8 @@ def parse_dates(months: str | None, years: str | None, month_of_year: Callable[[
                               ) from None
         if step < 1 or last < first:
             raise ConfigError(f"--years {years!r}: LAST must be >= FIRST and STEP >= 1")
-        dates = [f"{y}-{month_of_year()}" for y in range(first, last + 1, step)]
-    if not dates or len(set(dates)) != len(dates):
-        raise ConfigError(f"dates {dates} must be given, and each once")
+        month = month_of_year()  # read once: it may open the model's dataset manifest
+        dates = tuple(check_month(f"{y}-{month}") for y in range(first, last + 1, step))
     return tuple(sorted(dates))
 
 

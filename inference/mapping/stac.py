@@ -19,8 +19,8 @@ import pystac
 import rasterio
 from rasterio.warp import transform_bounds
 
+from gee_export.core.months import month_range
 from gee_export.core.storage import files
-from inference.publish.asset_manifest import month_range
 
 MEDIA_COG = pystac.MediaType.COG
 ITEM_SUFFIX = ".stac.json"

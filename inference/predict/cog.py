@@ -24,24 +24,25 @@ import rasterio.errors
 from affine import Affine
 from rasterio.enums import Resampling
 
-from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.commands import LOW_SPACE_BYTES
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_path
 from gee_export.core.version import code_version
-from inference.predict.cog_stream import DEFLATE_LEVEL, CogStream, Encoding
+from inference.predict.cog_stream import BLOCK, DEFLATE_LEVEL, NODATA, CogStream, Encoding
 
 Kind = Literal["class", "probability", "change"]
 Compression = Literal["DEFLATE", "ZSTD"]
-BLOCK = 512
-NODATA = LABEL_NODATA  # the class map's nodata is the label's; the probability uses it too
-PROB_SCALE = 250  # probability 1.0 is stored as 250; 251-254 unused, 255 = nodata
+PROB_SCALE = 250
+"""Probability 1.0 is stored as this (0.4 % steps); 251-254 unused, 255 (:data:`NODATA`) nodata.
+
+The one definition: metadata, asset properties, area tables and the Code Editor scripts read
+it from here, so a map and its description can never disagree on the scale."""
 BAND_IDS: dict[str, str] = {"class": "isa_class", "probability": "isa_probability",
                             "change": "isa_change"}
 _RESAMPLING = {"class": "MODE", "probability": "AVERAGE", "change": "MODE"}
 _DESCRIPTIONS = {
     "class": "ISA class map: argmax of blended class probabilities; 255 = nodata",
-    "probability": "ISA probability x 250 (250 = 1.0); 255 = nodata",
+    "probability": f"ISA probability x {PROB_SCALE} ({PROB_SCALE} = 1.0); {NODATA} = nodata",
     "change": "ISA change: 0 stable pervious, 1 stable impervious, 2 gain, 3 loss; 255 = nodata",
 }
 # Palettes (hex, no '#') shared by quick-looks and the Code Editor script.

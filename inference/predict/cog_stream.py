@@ -35,9 +35,16 @@ import numpy as np
 import rasterio
 from affine import Affine
 
+from gee_export.contract.bands import LABEL_NODATA
+
 Resampling = Literal["mode", "average"]
-NODATA = 255
+NODATA = LABEL_NODATA
+"""Nodata of every map COG: the class map's is the label's, and the probability uses it too.
+
+Defined here, not in :mod:`inference.predict.cog`, because the encoder needs it and ``cog``
+imports the encoder; ``cog`` re-exports it for everything else."""
 BLOCK = 512
+"""Tile side of every map COG (and of its overviews), in pixels."""
 
 _GHOST = ("LAYOUT=IFDS_BEFORE_DATA\nBLOCK_ORDER=ROW_MAJOR\nBLOCK_LEADER=SIZE_AS_UINT4\n"
           "BLOCK_TRAILER=LAST_4_BYTES_REPEATED\nKNOWN_INCOMPATIBLE_EDITION=NO\n ")
@@ -112,10 +119,10 @@ def reduce2(rows: np.ndarray, resampling: Resampling) -> np.ndarray:
         total += 2
         total >>= 2
         return total.astype(np.uint8)
-    return _reduce2_any(rows, resampling)
+    return reduce2_any(rows, resampling)
 
 
-def _reduce2_any(rows: np.ndarray, resampling: Resampling) -> np.ndarray:
+def reduce2_any(rows: np.ndarray, resampling: Resampling) -> np.ndarray:
     """:func:`reduce2` for any values (``rows`` of even shape): the rule, pass by pass."""
     a, b, c, d = rows[0::2, 0::2], rows[0::2, 1::2], rows[1::2, 0::2], rows[1::2, 1::2]
     va, vb, vc, vd = a != NODATA, b != NODATA, c != NODATA, d != NODATA
@@ -164,7 +171,7 @@ def _mode_tables() -> tuple[np.ndarray, np.ndarray]:
 
     ``pair[p]`` turns two horizontally adjacent pixels (read as one little-endian uint16)
     into a byte of two 4-bit codes (nodata is code 15); ``mode[top | bottom << 8]`` is the
-    block's mode. The table is filled by :func:`_reduce2_any` itself, so both paths follow
+    block's mode. The table is filled by :func:`reduce2_any` itself, so both paths follow
     one rule.
     """
     values = np.arange(16, dtype=np.uint8)  # code -> value (code 15 is nodata)
@@ -177,7 +184,7 @@ def _mode_tables() -> tuple[np.ndarray, np.ndarray]:
     c, d = values[index >> 8 & 15], values[index >> 12 & 15]
     blocks = np.empty((2, 2 * 65536), dtype=np.uint8)
     blocks[0, 0::2], blocks[0, 1::2], blocks[1, 0::2], blocks[1, 1::2] = a, b, c, d
-    mode = _reduce2_any(blocks, "mode")[0]
+    mode = reduce2_any(blocks, "mode")[0]
     return pair, mode
 
 

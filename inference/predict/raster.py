@@ -23,7 +23,6 @@ strips are not rewritten) and so gives the uninterrupted run's map.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ import rasterio
 import rasterio.errors
 from affine import Affine
 
+from gee_export.core.digest import json_digest
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_write, files
 from inference.predict import cog
@@ -150,7 +150,7 @@ def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,
         "bands": list(info.bands), "scale": scale,
         "config": {k: v for k, v in asdict(config).items() if k not in ignored},
     }
-    run["hash"] = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:16]
+    run["hash"] = json_digest(run, 16)
     return run
 
 

@@ -29,14 +29,13 @@ from rasterio.warp import transform_geom
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
-from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.regions import GEOJSON_ADVICE, read_geojson
 from gee_export.core.errors import InputDataError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write, files
 from inference.predict import cog
+from inference.predict.cog import NODATA, PROB_SCALE
 
-NODATA = LABEL_NODATA
 EARTH_RADIUS_KM = 6371.0088
 CHANGE_CODES = {"stable_pervious": 0, "stable_isa": 1, "gain": 2, "loss": 3}
 
@@ -146,7 +145,7 @@ def raster_area_km2(transform, crs, width: int, height: int) -> float:
 
 def _zonal(path: str, zones: Sequence[Zone], codes: Sequence[int],
            weights_path: str | None = None) -> dict[str, dict[str, float]]:
-    """Per zone: km² of each code, of valid pixels, of nodata, and of ``weights`` (x/250)."""
+    """Per zone: km² of each code, of valid pixels, of nodata, and of ``weights`` / PROB_SCALE."""
     totals = {z.name: {**{str(c): 0.0 for c in codes}, "valid": 0.0, "nodata": 0.0,
                        "weighted": 0.0} for z in zones}
     with rasterio.open(files.gdal_path(path)) as ds:
@@ -187,7 +186,7 @@ def _block(ds, weights_ds, window: Window, zones, codes, totals) -> None:
             t[str(code)] += float(area[valid & (data == code)].sum())
         if weights is not None:
             ok = valid & (weights != NODATA)
-            t["weighted"] += float((area[ok] * weights[ok] / 250.0).sum())
+            t["weighted"] += float((area[ok] * weights[ok] / float(PROB_SCALE)).sum())
 
 
 def _boxes_overlap(a, b) -> bool:
@@ -222,8 +221,8 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                 "predict both dates from stacks on one grid")
         profile = {"driver": "GTiff", "width": a.width, "height": a.height, "count": 1,
                    "dtype": "uint8", "crs": a.crs, "transform": a.transform,
-                   "nodata": NODATA, "tiled": True, "blockxsize": 512, "blockysize": 512,
-                   "compress": "ZSTD"}
+                   "nodata": NODATA, "tiled": True, "blockxsize": cog.BLOCK,
+                   "blockysize": cog.BLOCK, "compress": "ZSTD"}
         parent = Path(out_path).parent if not files.is_gcs(out_path) else Path.cwd()
         parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".isamap-change-", dir=parent))

@@ -7,7 +7,6 @@ polygons in a known CRS; a mistake in any of them costs a second, not a whole pr
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -68,15 +67,6 @@ def isa_class_index(class_names: tuple[str, ...], explicit: int | None = None) -
     raise ModelError(f"cannot tell which of {class_names} is impervious; pass --isa-class")
 
 
-def file_id(path: str | os.PathLike) -> str:
-    """Content hash of a model file, so resumed runs never mix two models' strips."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
 def predict_with_model_file(
     model_file: str | os.PathLike, stack: str | RasterSource, out_prefix: str, *,
     month: str | None = None,
@@ -105,7 +95,7 @@ def predict_with_model_file(
         progress: show tqdm bars.
         band_order: the stack's band names in file order when it has no band descriptions.
     """
-    from training.modelfile import load_model_file
+    from training.modelfile import load_model_file, model_file_id
 
     if month is not None:
         check_month(month)
@@ -123,7 +113,7 @@ def predict_with_model_file(
     info = OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), month,
                       metrics=metrics)
     result = predict_raster(stack, out_prefix, predictor, info, config, work_dir=work_dir,
-                            model_id=file_id(model_file), restart=restart, progress=progress,
+                            model_id=model_file_id(model_file), restart=restart, progress=progress,
                             band_order=band_order)
     return finish_outputs(result, out_prefix, index, zones=zones, compare_with=compare_with,
                           local_dir=local_dir)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from gee_export.core.errors import ConfigError
-from gee_export.core.months import month_dates
+from gee_export.core.months import month_range
 from inference.predict.cog import BAND_IDS, NODATA
 
 Mode = Literal["ingest", "external"]
@@ -57,12 +57,6 @@ def asset_name(asset_id: str, project: str | None = None) -> str:
         raise ConfigError(f"asset id {asset_id!r} is relative; give the full "
                           "'projects/<project>/assets/<path>' or pass --project")
     return f"projects/{project}/assets/{asset_id}"
-
-
-def month_range(month: str) -> tuple[str, str]:
-    """RFC 3339 start (inclusive) and end (exclusive) of a ``YYYY-MM`` month, UTC."""
-    start, stop = month_dates(month)
-    return start.strftime("%Y-%m-%dT00:00:00Z"), stop.strftime("%Y-%m-%dT00:00:00Z")
 
 
 def flat_properties(values: Mapping[str, Any]) -> dict[str, str | float | int | bool]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from inference.predict.cog import BAND_IDS, CHANGE_PALETTE, CLASS_PALETTE, PROB_PALETTE
+from inference.predict.cog import BAND_IDS, CHANGE_PALETTE, CLASS_PALETTE, PROB_PALETTE, PROB_SCALE
 
 
 def code_editor_script(asset_id: str, bands: Sequence[str] = tuple(BAND_IDS.values())[:2], *,
@@ -34,8 +34,9 @@ def code_editor_script(asset_id: str, bands: Sequence[str] = tuple(BAND_IDS.valu
         ]
     if BAND_IDS["probability"] in bands:
         lines += [
-            "// probability is stored x250 (250 = 1.0)",
-            f"Map.addLayer(image.select({json.dumps(BAND_IDS['probability'])}).divide(250), "
+            f"// probability is stored x{PROB_SCALE} ({PROB_SCALE} = 1.0)",
+            f"Map.addLayer(image.select({json.dumps(BAND_IDS['probability'])})"
+            f".divide({PROB_SCALE}), "
             f"{{min: 0, max: 1, palette: {json.dumps(list(PROB_PALETTE))}}}, "
             f"{json.dumps('ISA probability')}, false);",
         ]
@@ -60,7 +61,8 @@ def series_app_script(collection_id: str, months: Sequence[str], *,
                else "null")
     return f"""// {title}
 // ImageCollection {collection_id}: one image per date, bands {BAND_IDS['class']} and
-// {BAND_IDS['probability']} (x250); paste into https://code.earthengine.google.com and Run.
+// {BAND_IDS['probability']} (x{PROB_SCALE}); paste into https://code.earthengine.google.com
+// and Run.
 var collection = ee.ImageCollection({json.dumps(collection_id)});
 var months = {json.dumps(list(months))};
 var classNames = {json.dumps(list(classes))};
@@ -90,7 +92,7 @@ function show(i) {{
   Map.addLayer(image.select('{BAND_IDS['class']}'),
                {{min: 0, max: classNames.length - 1, palette: classPalette}},
                'ISA class ' + months[i]);
-  Map.addLayer(image.select('{BAND_IDS['probability']}').divide(250),
+  Map.addLayer(image.select('{BAND_IDS['probability']}').divide({PROB_SCALE}),
                {{min: 0, max: 1, palette: probPalette}}, 'ISA probability ' + months[i], false);
   if (i > 0) {{
     Map.addLayer(changeBetween(imageAt(i - 1), image), {{min: 0, max: 3, palette: changePalette}},

@@ -26,7 +26,6 @@ from gee_export.core.storage import atomic_write, files
 from inference.publish.asset_manifest import (
     asset_name,
     build_manifest,
-    flat_properties,
     validate_manifest,
 )
 from inference.publish.code_editor import series_app_script
@@ -34,10 +33,10 @@ from inference.publish.image import (
     FINISHED,
     EarthEngineAssets,
     PublishRequest,
-    _readers,
-    _target_uri,
     acl_ch_arguments,
+    check_readers,
     connect,
+    target_uri,
     wait_for_ingestion,
 )
 
@@ -47,20 +46,6 @@ log = logging.getLogger(__name__)
 def image_name(collection: str, month: str) -> str:
     """The asset name of one date's image inside the collection."""
     return f"{collection}/isa_{month.replace('-', '_')}"
-
-
-def image_properties(model: str, bands: Sequence[str], classes: Sequence[str],
-                     recipe: Mapping[str, Any], metrics: Mapping[str, Any],
-                     month: str) -> dict[str, Any]:
-    """Asset properties of one image: the model, its recipe (flattened) and metrics."""
-    props: dict[str, Any] = {
-        "model": model, "input_bands": ",".join(bands), "classes": ",".join(classes),
-        "probability_scale": 250, "isamap_month": month,
-        "recipe": json.dumps(recipe, sort_keys=True, default=str)[:1000],
-    }
-    props.update({f"metric_{k}": v for k, v in metrics.items()
-                  if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    return dict(flat_properties(props))
 
 
 def collection_manifest(collection: str, month: str, uris: Mapping[str, str],
@@ -126,8 +111,8 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
     per_date = {m: PublishRequest(*request.cogs[m], image_name(name, m), gcs_prefix=(
         f"{request.gcs_prefix.rstrip('/')}/{m}" if request.gcs_prefix else None),
         public=request.public, readers=request.readers) for m in months}
-    readers = _readers(per_date[months[0]])  # validated before anything is uploaded
-    uris = {m: {kind: _target_uri(path, per_date[m].gcs_prefix, dry_run)
+    readers = check_readers(per_date[months[0]])  # validated before anything is uploaded
+    uris = {m: {kind: target_uri(path, per_date[m].gcs_prefix, dry_run)
                 for kind, path in (("class", r.class_path), ("probability", r.prob_path))}
             for m, r in per_date.items()}
     manifests = {m: collection_manifest(name, m, uris[m], request.properties.get(m, {}))

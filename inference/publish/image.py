@@ -41,6 +41,7 @@ from gee_export.core.errors import ConfigError, EarthEngineError, StorageError
 from gee_export.core.storage import atomic_write, files
 from inference.publish.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.publish.code_editor import code_editor_script
+from inference.publish.properties import asset_properties
 
 logger = logging.getLogger(__name__)
 
@@ -330,21 +331,20 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     """
     echo = echo or logger.info
     name = asset_name(request.asset_id, request.project)
-    readers = _readers(request)  # validated before anything is uploaded
+    readers = check_readers(request)  # validated before anything is uploaded
     tags = cog_properties(request.class_path)
     month = request.month or tags.get("month") or None
-    uris = {kind: _target_uri(path, request.gcs_prefix, dry_run)
+    uris = {kind: target_uri(path, request.gcs_prefix, dry_run)
             for kind, path in (("class", request.class_path), ("probability", request.prob_path))}
-    properties = {
-        "model": tags.get("model", ""), "input_bands": tags.get("bands", ""),
-        "classes": tags.get("classes", ""), "isamap_version": tags.get("version", ""),
-        "probability_scale": 250, "month": month or "",
-        **{k: _number(v) for k, v in tags.items() if k.startswith("metric_")},
-        **{f"metric_{k}": v for k, v in request.metrics.items()},
-    }
+    classes = tuple(c for c in tags.get("classes", "pervious,impervious").split(",") if c)
+    metrics = {k[len("metric_"):]: _number(v) for k, v in tags.items()
+               if k.startswith("metric_")}
+    properties = asset_properties(
+        model=tags.get("model", ""), bands=[b for b in tags.get("bands", "").split(",") if b],
+        classes=classes, month=month, code_version=tags.get("version", ""),
+        metrics={**metrics, **request.metrics})
     manifest = build_manifest(name, uris, month=month, properties=properties, mode=request.mode)
     validate_manifest(manifest, request.mode)
-    classes = tuple(c for c in tags.get("classes", "pervious,impervious").split(",") if c)
     script = code_editor_script(name, [b["id"] for b in manifest["bands"]], classes=classes,
                                 title=f"isamap ISA map {tags.get('model', '')} {month or ''}")
     out = Path(out_dir)
@@ -424,7 +424,8 @@ def acl_ch_arguments(readers: Sequence[str], public: bool) -> str:
     return " ".join([*flags, *(["-u allUsers:R"] if public else [])])
 
 
-def _readers(request: PublishRequest) -> list[str]:
+def check_readers(request: PublishRequest) -> list[str]:
+    """The readers to share with, refused (before any upload) when one lacks its kind."""
     bad = [r for r in request.readers if ":" not in r]
     if bad:
         raise ConfigError(f"readers {bad} need a kind prefix, e.g. 'user:a@b.com', "
@@ -432,7 +433,12 @@ def _readers(request: PublishRequest) -> list[str]:
     return list(request.readers)
 
 
-def _target_uri(path: str, gcs_prefix: str | None, dry_run: bool) -> str:
+def target_uri(path: str, gcs_prefix: str | None, dry_run: bool) -> str:
+    """Where a COG is ingested from: itself on gs://, else its upload under ``gcs_prefix``.
+
+    A dry run without a prefix gets a visible placeholder instead of an error, so the printed
+    manifest is complete.
+    """
     if files.is_gcs(path):
         return path
     if not gcs_prefix:

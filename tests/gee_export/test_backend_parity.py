@@ -76,7 +76,7 @@ def test_both_backends_write_the_same_manifest_and_index(tmp_path, ee_offline):
     local backend's stack, so both backends cut the same pixels; they must then describe the
     result identically (one writer: contract.dataset.commit_month).
     """
-    from gee_export.contract.dataset import read_index, read_manifest
+    from gee_export.contract.dataset import DatasetSpec, read_index, read_manifest
     from gee_export.contract.patches import patch_stack
     from gee_export.ee.export import ExportJob, export_pixels
     from gee_export.ee.fake_server import StackTransport
@@ -92,8 +92,9 @@ def test_both_backends_write_the_same_manifest_and_index(tmp_path, ee_offline):
     patch_stack(stack, local_root, backend="local", region="synthetic", recipe=recipe,
                 progress=False)
     image, fine = build_recipe_images(ee_offline, stack.grid)
-    job = ExportJob(stack.grid, stack.bands, MONTH, "synthetic", recipe=recipe, fine_scale=2,
-                    sources={"s2_window": {"month": MONTH}})
+    spec = DatasetSpec(stack.grid, stack.bands, backend="ee", region="synthetic",
+                       recipe=recipe, fine_scale=2)
+    job = ExportJob(spec, MONTH, sources={"s2_window": {"month": MONTH}})
     export_pixels(session_for(StackTransport(stack, recipe=(image, fine))), image, job, ee_root,
                   fine_label=fine, workers=2, progress=False)
 

@@ -19,6 +19,7 @@ import threading
 from typing import Any
 
 from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
+from gee_export.contract.dataset import DatasetSpec
 from gee_export.contract.grid import Grid
 from gee_export.contract.stack import StackPaths
 from gee_export.core.ee_session import EESession, RetryPolicy
@@ -42,8 +43,9 @@ def build_recipe_images(ee: Any, grid: Grid) -> tuple[Any, Any]:
 
 
 def export_job(grid: Grid, **kw: Any) -> ExportJob:
-    return ExportJob(grid, DEFAULT_IMAGE_BANDS, MONTH, "synthetic", recipe={"test": True},
-                     fine_scale=2, min_valid_fraction=0.9, **kw)
+    spec = DatasetSpec(grid, DEFAULT_IMAGE_BANDS, backend="ee", region="synthetic",
+                       recipe={"test": True}, fine_scale=2, min_valid_fraction=0.9, **kw)
+    return ExportJob(spec, MONTH)
 
 
 def session_for(transport: Any, attempts: int = 4, delays: list | None = None) -> EESession:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.contract.dataset import read_manifest
+from gee_export.contract.dataset import read_index, read_manifest
 from gee_export.contract.grid import Grid
 from gee_export.contract.patch_writer import PatchWriter
 from gee_export.core.errors import ConfigError, InputDataError
 from tests.support.rasters import BANDS, write_patch_dataset
-from training.data import Augment, PatchDataset, compute_norm_stats, make_loader, read_index
+from training.data import Augment, PatchDataset, compute_norm_stats, make_loader
 
 
 def _raw_train_images(root: Path) -> np.ndarray:

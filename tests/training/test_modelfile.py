@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 
 from gee_export.core.errors import ModelError
-from training.modelfile import ModelMeta, load_model_file, read_model_file, save_model_file
+from tests.support.sources import where
+from training.modelfile import (
+    ModelMeta,
+    load_model_file,
+    model_file_id,
+    read_model_file,
+    save_model_file,
+)
 from training.models import create_model
 
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
@@ -169,3 +178,13 @@ def test_model_files_get_the_umask_mode_so_others_can_read_them(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
+def test_a_model_is_identified_by_its_bytes_in_one_place(tmp_path):
+    """Checkpoints, COG tags, tile names and staged copies carry this id: it must not drift."""
+    torch.manual_seed(0)
+    path = save_model_file(tmp_path / "m.pt", create_model("crofusenet", 6, **KW), _meta())
+    assert model_file_id(path) == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    renamed = path.rename(tmp_path / "other-name.pt")
+    assert model_file_id(renamed) == hashlib.sha256(renamed.read_bytes()).hexdigest()[:16]
+    assert set(where(r"def \w*file_id\(")) == {"training/modelfile.py"}

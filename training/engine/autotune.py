@@ -35,7 +35,6 @@ copy) is :mod:`training.engine.execution`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -51,6 +50,7 @@ import torch
 from torch import nn
 
 from gee_export.core.allocator import keep_freed_memory
+from gee_export.core.digest import json_digest, text_sha256
 from gee_export.core.storage import atomic_write
 from training.engine import devices
 from training.engine.execution import (
@@ -355,11 +355,11 @@ def cache_key(model: nn.Module, shape: tuple[int, ...], device: torch.device, mo
     arch = f"{type(model).__module__}.{type(model).__qualname__}\n{model!r}"
     params = sum(p.numel() for p in model.parameters())
     fields = {"format": CACHE_FORMAT, "mode": mode,
-              "arch": hashlib.sha256(arch.encode()).hexdigest(), "params": params,
+              "arch": text_sha256(arch), "params": params,
               "shape": list(shape), "device": describe_device(device),
               "torch": torch.__version__, "precision": precision, "layout": layout,
               "compile": compile, "tolerance": tolerance}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+    return json_digest(fields, 24)
 
 
 # ----------------------------------------------------------------------------- measuring

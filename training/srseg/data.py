@@ -15,7 +15,6 @@ arrays with offsets multiplied by ``k``: nothing is ever resampled, so no label 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from affine import Affine
 from torch.utils.data import Dataset
 
 from gee_export.contract.bands import check_fine_scale
+from gee_export.contract.dataset import read_index
 from gee_export.core.errors import ConfigError, InputDataError
 
 Split = Literal["train", "val", "test"]
@@ -117,23 +117,15 @@ def patch_samples(root: str | Path, scale: int, splits: Sequence[Split] = ("trai
             f"{root}: cross-resolution patches are read from a local folder; copy the dataset "
             "locally first (gcloud storage cp -r) or train through the patch-dataset loader"
         )
-    index_path = Path(root) / "index.jsonl"
-    try:
-        text = index_path.read_text()
-    except OSError as exc:
-        raise InputDataError(f"cannot read {index_path}: {exc}") from exc
     suffix = f"_label_x{scale}.tif"
     samples = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        entry = json.loads(line)
-        if entry.get("split") not in splits:
+    for entry in read_index(root):  # the contract's reader: every record checked
+        if entry["split"] not in splits:
             continue
         fine_label = entry.get("label_fine")
         if not fine_label or not fine_label.endswith(suffix):
             raise InputDataError(
-                f"patch {entry.get('id')} has no fine label at x{scale} (label_fine="
+                f"patch {entry['id']} has no fine label at x{scale} (label_fine="
                 f"{fine_label!r}); export with a fine label scale of {scale}"
             )
         image, coarse_tf = _read_raster(_open_path(root, entry["image"]))
@@ -149,7 +141,7 @@ def patch_samples(root: str | Path, scale: int, splits: Sequence[Split] = ("trai
             image_fine, _ = _read_raster(_open_path(root, entry["image_fine"]))
             image_fine = image_fine.astype(np.float32)
         samples.append(CrossResSample(
-            id=f"{entry.get('month', '')}/{entry['id']}", image=image.astype(np.float32),
+            id=f"{entry['month']}/{entry['id']}", image=image.astype(np.float32),
             label=label[0].astype(np.uint8), scale=scale, image_fine=image_fine,
             split=entry["split"],
         ))

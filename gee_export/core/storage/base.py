@@ -19,14 +19,13 @@ from typing import TypeVar
 
 from tqdm.auto import tqdm
 
+from gee_export.core.digest import update_from_file
 from gee_export.core.errors import ChecksumMismatchError, ConfigError, StorageError
 
 T = TypeVar("T")
 
 TEMP_MARK = ".isamap-tmp-"
 """Temporary files carry this in their name; :meth:`Store.list` never returns them."""
-
-CHUNK = 1 << 20
 
 
 def md5_b64(data: bytes) -> str:
@@ -37,9 +36,7 @@ def md5_b64(data: bytes) -> str:
 def file_md5_b64(path: str | os.PathLike[str]) -> str:
     """Base64 MD5 of a file, read in chunks so large files never sit in memory."""
     digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
+    update_from_file(digest, path)
     return base64.b64encode(digest.digest()).decode("ascii")
 
 

@@ -3,6 +3,12 @@
 Uploads carry a generation precondition and are verified against the MD5 the server computed;
 transient errors (429, 5xx, dropped connections) are retried with backoff and jitter. Tests run
 this module against the gcp-storage-emulator server (``STORAGE_EMULATOR_HOST``).
+
+One retry loop: every client call goes through :func:`with_retries` and is made with
+``retry=None`` and an explicit ``timeout``. The client's own default (google.api_core's
+``DEFAULT_RETRY``, up to 120 s per call) would otherwise run inside ours, so one outage would
+cost up to ``attempts`` x 120 s before an error surfaced, and ``attempts`` would not be the
+number of requests the service sees.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from gee_export.core.storage.base import TEMP_MARK, Store, clean_rel, file_md5_b
 from gee_export.core.storage.local import atomic_path
 
 T = TypeVar("T")
+
+TIMEOUT = 60.0
+"""Seconds one request to Cloud Storage may take (connect and each read) before it is retried."""
+
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
     import requests
@@ -101,7 +111,8 @@ class GcsStore(Store):
 
     is_remote = True
 
-    def __init__(self, url: str, client: Any | None = None, attempts: int = 6):
+    def __init__(self, url: str, client: Any | None = None, attempts: int = 6,
+                 timeout: float = TIMEOUT):
         if not url.startswith("gs://"):
             raise StorageError(f"{url!r} is not a gs:// URL")
         bucket, _, prefix = url[len("gs://"):].partition("/")
@@ -110,6 +121,8 @@ class GcsStore(Store):
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
         self.attempts = attempts
+        # what every client call gets: our loop (_retry) is the only one, each request bounded
+        self._once: dict[str, Any] = {"retry": None, "timeout": timeout}
         self._client = client or _gcs_client()
         self._bucket = self._client.bucket(bucket)
 
@@ -138,15 +151,16 @@ class GcsStore(Store):
 
     def exists(self, rel: str) -> bool:
         blob = self._bucket.blob(self.key(rel))
-        return self._retry(blob.exists, f"checking {self.url(rel)}")
+        return self._retry(lambda: blob.exists(**self._once), f"checking {self.url(rel)}")
 
     def read_bytes(self, rel: str) -> bytes:
         blob = self._bucket.blob(self.key(rel))
-        return self._retry(blob.download_as_bytes, f"reading {self.url(rel)}")
+        return self._retry(lambda: blob.download_as_bytes(**self._once),
+                           f"reading {self.url(rel)}")
 
     def _generation(self, key: str) -> int:
         """Current generation of ``key``, 0 when absent (the value that means 'must not exist')."""
-        blob = self._bucket.get_blob(key)
+        blob = self._bucket.get_blob(key, **self._once)
         return int(blob.generation) if blob is not None else 0
 
     def _put(self, rel: str, upload: Callable[[Any, int], None], want_md5: str,
@@ -168,7 +182,8 @@ class GcsStore(Store):
         try:
             blob = self._retry(attempt, f"writing {self.url(rel)}")
         except gexc.PreconditionFailed as exc:
-            current = self._bucket.get_blob(key) if overwrite else None
+            current = (self._retry(lambda: self._bucket.get_blob(key, **self._once),
+                                   f"reading metadata of {self.url(rel)}") if overwrite else None)
             if current is not None and current.md5_hash == want_md5:
                 return  # an earlier attempt landed but its response was lost: same bytes, done
             raise StorageError(
@@ -176,10 +191,11 @@ class GcsStore(Store):
                                        else "was changed by another writer during the upload")
             ) from exc
         if blob.md5_hash is None:
-            blob.reload()
+            self._retry(lambda: blob.reload(**self._once), f"reading metadata of {self.url(rel)}")
         if blob.md5_hash != want_md5:
             generation = blob.generation
-            self._retry(lambda: self._bucket.blob(key).delete(if_generation_match=generation),
+            self._retry(lambda: self._bucket.blob(key).delete(if_generation_match=generation,
+                                                              **self._once),
                         f"deleting corrupt {self.url(rel)}")
             raise ChecksumMismatchError(
                 f"{self.url(rel)} arrived with md5 {blob.md5_hash}, expected {want_md5}; the "
@@ -192,7 +208,7 @@ class GcsStore(Store):
 
         def upload(blob: Any, generation: int) -> None:
             blob.upload_from_string(data, content_type="application/octet-stream",
-                                    if_generation_match=generation)
+                                    if_generation_match=generation, **self._once)
 
         self._put(rel, upload, want, overwrite)
 
@@ -203,16 +219,16 @@ class GcsStore(Store):
         want = file_md5_b64(source)
 
         def upload(blob: Any, generation: int) -> None:
-            blob.upload_from_filename(str(source), if_generation_match=generation)
+            blob.upload_from_filename(str(source), if_generation_match=generation, **self._once)
 
         self._put(rel, upload, want, overwrite=True)
 
     def download_file(self, rel: str, local_path: str | os.PathLike[str]) -> None:
         blob = self._bucket.blob(self.key(rel))
         with atomic_path(local_path) as tmp:
-            self._retry(lambda: blob.download_to_filename(str(tmp)),
+            self._retry(lambda: blob.download_to_filename(str(tmp), **self._once),
                         f"downloading {self.url(rel)}")
-            blob.reload()
+            self._retry(lambda: blob.reload(**self._once), f"reading metadata of {self.url(rel)}")
             if blob.md5_hash and file_md5_b64(tmp) != blob.md5_hash:
                 raise ChecksumMismatchError(
                     f"download of {self.url(rel)} differs from the stored object; try again"
@@ -220,7 +236,7 @@ class GcsStore(Store):
 
     def bucket_info(self) -> BucketInfo:
         """The bucket's location and storage class (one metadata read, retried like the rest)."""
-        bucket = self._retry(lambda: self._client.get_bucket(self.bucket_name),
+        bucket = self._retry(lambda: self._client.get_bucket(self.bucket_name, **self._once),
                              f"reading metadata of gs://{self.bucket_name}")
         return BucketInfo(
             name=self.bucket_name,
@@ -231,7 +247,7 @@ class GcsStore(Store):
         )
 
     def md5(self, rel: str) -> str:
-        blob = self._retry(lambda: self._bucket.get_blob(self.key(rel)),
+        blob = self._retry(lambda: self._bucket.get_blob(self.key(rel), **self._once),
                            f"reading metadata of {self.url(rel)}")
         if blob is None:
             raise StorageError(f"{self.url(rel)} does not exist")
@@ -244,7 +260,8 @@ class GcsStore(Store):
         strip = len(self.prefix) + 1 if self.prefix else 0
 
         def names() -> list[str]:
-            return [b.name for b in self._client.list_blobs(self.bucket_name, prefix=full)]
+            return [b.name for b in self._client.list_blobs(self.bucket_name, prefix=full,
+                                                             **self._once)]
 
         found = self._retry(names, f"listing {self.url(prefix)}")
         return sorted(n[strip:] for n in found if TEMP_MARK not in n and not n.endswith("/"))
@@ -254,7 +271,7 @@ class GcsStore(Store):
 
         blob = self._bucket.blob(self.key(rel))
         try:
-            self._retry(blob.delete, f"deleting {self.url(rel)}")
+            self._retry(lambda: blob.delete(**self._once), f"deleting {self.url(rel)}")
         except StorageError as exc:
             if not isinstance(exc.__cause__, gexc.NotFound):
                 raise
@@ -264,13 +281,13 @@ class GcsStore(Store):
         from google.api_core import exceptions as gexc
 
         def read() -> tuple[bytes | None, int]:
-            blob = self._bucket.get_blob(self.key(rel))
+            blob = self._bucket.get_blob(self.key(rel), **self._once)
             if blob is None:
                 return None, 0
             generation = int(blob.generation or 0)  # emulators may not report generations
             try:
-                return (blob.download_as_bytes(if_generation_match=generation or None),
-                        generation)
+                return (blob.download_as_bytes(if_generation_match=generation or None,
+                                               **self._once), generation)
             except (gexc.NotFound, gexc.PreconditionFailed):
                 return None, 0
 
@@ -287,7 +304,7 @@ class GcsStore(Store):
 
         blob = self._bucket.blob(self.key(rel))
         try:
-            self._retry(lambda: blob.delete(if_generation_match=generation or None),
+            self._retry(lambda: blob.delete(if_generation_match=generation or None, **self._once),
                         f"deleting {self.url(rel)}")
         except gexc.PreconditionFailed:
             return False

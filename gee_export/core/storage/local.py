@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gee_export.core.digest import CHUNK
 from gee_export.core.errors import ChecksumMismatchError, StorageError
-from gee_export.core.storage.base import CHUNK, TEMP_MARK, Store, clean_rel, file_md5_b64, md5_b64
+from gee_export.core.storage.base import TEMP_MARK, Store, clean_rel, file_md5_b64, md5_b64
 
 
 def temporary_name(target: Path) -> Path:

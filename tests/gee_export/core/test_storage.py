@@ -25,6 +25,7 @@ from gee_export.core.storage import (
     with_retries,
 )
 from tests.support import REPO_ROOT
+from tests.support.gcs_faults import FaultyGcs
 
 
 @pytest.fixture(params=["local", "gcs"])
@@ -169,26 +170,10 @@ def test_gdal_reads_uploaded_geotiff_through_vsigs(gcs_bucket, tmp_path):
         np.testing.assert_array_equal(src.read(), data)
 
 
-class _BucketMetadataHiccup:
-    """The real emulator client, whose first ``get_bucket`` answers 503 (a transient failure)."""
-
-    def __init__(self, client):
-        self._client, self.calls = client, 0
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
-
-    def get_bucket(self, name):
-        self.calls += 1
-        if self.calls == 1:
-            raise gexc.ServiceUnavailable("backend hiccup")
-        return self._client.get_bucket(name)
-
-
 def test_bucket_info_reads_location_and_class_with_retries(gcs_emulator, gcs_bucket):
     # gcp-storage-emulator creates every bucket as location "US", locationType
-    # "multi-region", storageClass "STANDARD", without dataLocations (its
-    # handlers/buckets.py); hard-coded so the expectation does not come from the same read
+    # "multi-region", storageClass "STANDARD", without dataLocations (its bucket
+    # handlers); hard-coded so the expectation does not come from the same read
     store = GcsStore(f"gs://{gcs_bucket}/any/prefix", client=gcs_emulator.client())
     assert store.bucket_info() == BucketInfo(name=gcs_bucket, location="US",
                                              location_type="multi-region",
@@ -196,15 +181,53 @@ def test_bucket_info_reads_location_and_class_with_retries(gcs_emulator, gcs_buc
     bucket = gcs_emulator.client().get_bucket(gcs_bucket)
     bucket.storage_class = "NEARLINE"
     bucket.patch()
-    client = _BucketMetadataHiccup(gcs_emulator.client())
-    info = GcsStore(f"gs://{gcs_bucket}/any/prefix", client=client).bucket_info()
-    assert client.calls == 2  # the 503 was retried
+    with FaultyGcs(gcs_emulator.host) as proxy:
+        proxy.fail("GET", f"/b/{gcs_bucket}\\?", times=1)  # the bucket's metadata: one 503
+        info = GcsStore(f"gs://{gcs_bucket}/any/prefix", client=proxy.client()).bucket_info()
+    assert proxy.statuses("GET", f"/b/{gcs_bucket}\\?") == [503, 200]  # the 503 was retried
     assert info == BucketInfo(name=gcs_bucket, location="US", location_type="multi-region",
                               storage_class="NEARLINE", data_locations=())
     with pytest.raises(dataclasses.FrozenInstanceError):
         info.location = "EU"  # type: ignore[misc]
     with pytest.raises(StorageError, match="not found"):
         GcsStore("gs://no-such-bucket-isamap", client=gcs_emulator.client()).bucket_info()
+
+
+def test_one_retry_loop_per_request_the_service_sees(gcs_emulator, gcs_bucket):
+    """Our loop is the only one: ``attempts`` is exactly the number of requests sent.
+
+    Were the client's own retry (google.api_core's DEFAULT_RETRY, 120 s) left on inside our
+    loop, it would absorb the injected 503s itself: the service would see more requests than
+    ``attempts`` and a read meant to fail would succeed.
+    """
+    gcs_emulator.client().bucket(gcs_bucket).blob("p/x.bin").upload_from_string(b"payload")
+    obj = r"/o/p%2Fx\.bin"
+    with FaultyGcs(gcs_emulator.host) as proxy:
+        store = GcsStore(f"gs://{gcs_bucket}/p", client=proxy.client(), attempts=3)
+        proxy.fail("GET", obj, times=2)
+        assert store.read_bytes("x.bin") == b"payload"
+        assert proxy.statuses("GET", obj) == [503, 503, 200]
+        proxy.fail("GET", obj, times=3)
+        with pytest.raises(StorageError, match=r"reading .*x\.bin failed 3 times"):
+            store.read_bytes("x.bin")
+        assert proxy.statuses("GET", obj)[3:] == [503, 503, 503]  # three, not one more
+        proxy.fail("POST", r"/upload/", times=1)  # a generation-conditional upload, too
+        store.write_bytes("y.bin", b"second")
+        assert proxy.statuses("POST", r"/upload/") == [503, 200]
+    assert open_store(f"gs://{gcs_bucket}/p").read_bytes("y.bin") == b"second"
+
+
+def test_every_client_call_runs_once_inside_our_loop():
+    """Each google-cloud-storage call in the store passes retry=None and a timeout."""
+    calls = {"exists", "download_as_bytes", "upload_from_string", "upload_from_filename",
+             "download_to_filename", "reload", "delete", "get_blob", "get_bucket", "list_blobs"}
+    source = (REPO_ROOT / "gee_export/core/storage/gcs.py").read_text()
+    unbounded = [f"gcs.py:{node.lineno} {node.func.attr}" for node in ast.walk(ast.parse(source))
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                 and node.func.attr in calls
+                 and not any(k.arg is None and ast.unparse(k.value) == "self._once"
+                             for k in node.keywords)]
+    assert unbounded == []
 
 
 def test_no_module_imports_private_names_of_the_storage_seam():

@@ -74,7 +74,7 @@ def sessions(setting, **faults) -> StackSessions:
 
 
 def origin_of(setting, pid: str) -> str:
-    grid = setting["job"].grid
+    grid = setting["job"].spec.grid
     west, _, _, north = grid.patch_bounds(*parse_patch_id(pid))
     return request_origin(west, north)
 
@@ -125,7 +125,7 @@ def test_pipeline_writes_what_the_single_process_export_writes(setting, beam_run
 def test_rerun_of_a_finished_month_does_no_work(setting, beam_run):
     out, _ = beam_run
     before = {rel: (out / rel).stat().st_mtime_ns for rel in files(out)}
-    grid = setting["job"].grid
+    grid = setting["job"].spec.grid
     # every request of this factory fails at once: a run that fetched anything would raise
     refusing = sessions(setting, attempts=1, fail_at={
         origin_of(setting, f"r{r}_c{c}"): [400] for r, c in grid.iter_patches()})

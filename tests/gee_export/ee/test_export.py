@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ import rasterio
 from rasterio.io import MemoryFile
 
 from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-from gee_export.contract.dataset import read_index, read_manifest
+from gee_export.contract.dataset import DatasetSpec, read_index, read_manifest
 from gee_export.contract.grid import patch_id
 from gee_export.contract.splits import assign_splits
 from gee_export.core.errors import ConfigError, EarthEngineError, QuotaError
@@ -272,6 +273,15 @@ def test_workers_bounded(tmp_path, local_stack, recipe_images):
         export_pixels(session_for(StackTransport(local_stack)), recipe_images[0],
                       job_for(local_stack), str(tmp_path), fine_label=recipe_images[1],
                       workers=41, progress=False)
+
+
+def test_a_job_holds_the_dataset_spec_and_only_its_month(local_stack):
+    """The dataset's parameters are defined once (DatasetSpec), never repeated by the job."""
+    job = job_for(local_stack)
+    assert isinstance(job.spec, DatasetSpec) and job.spec.backend == "ee"
+    assert {f.name for f in fields(ExportJob)} == {"spec", "month", "sources"}
+    with pytest.raises(ConfigError, match="fine_scale 2 but no fine_label"):
+        export_pixels(session_for(StackTransport(local_stack)), None, job, "unused")
 
 
 def test_tasks_export_end_to_end(gcs_emulator, gcs_bucket, local_stack, recipe_images):

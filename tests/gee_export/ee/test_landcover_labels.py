@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gee_export.contract.dataset import read_manifest
+from gee_export.contract.dataset import DatasetSpec, read_manifest
 from gee_export.contract.grid import Grid
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
 from gee_export.core.errors import ConfigError
@@ -77,8 +77,9 @@ def test_sources_outside_the_catalogue_need_an_asset():
 def test_manifest_records_the_seven_classes(tmp_path):
     grid = Grid("EPSG:32650", 400000.0, 3380000.0, 256, 256)
     source = labels.parse_label_source("landcover:worldcover")
-    job = ExportJob(grid, ("B2",), "2019-06", "test", classes=source.classes,
-                    label_scheme=source.label_scheme)
+    job = ExportJob(DatasetSpec(grid, ("B2",), backend="ee", region="test",
+                                classes=source.classes, label_scheme=source.label_scheme),
+                    "2019-06")
     book = Bookkeeper(open_store(tmp_path / "ds"), job)
     assert book.writer.isa_class == LANDCOVER_CLASSES.index("impervious")
     book.flush(complete=False)

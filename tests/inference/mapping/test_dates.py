@@ -14,6 +14,7 @@ from gee_export.contract.geotiff import write_geotiff
 from gee_export.contract.grid import Grid
 from gee_export.contract.regions import Region
 from gee_export.core.errors import ConfigError, EarthEngineError, GridError, InputDataError
+from gee_export.core.months import parse_months
 from gee_export.ee.fake_server import HttpError, StackTransport
 from inference.mapping.fetched import fetch_layout
 from inference.mapping.request import MapRequest, parse_dates, region_grid
@@ -215,9 +216,12 @@ def test_an_area_over_several_utm_zones_is_mapped_in_the_crs_asked_for(scene, ca
 
 def test_dates_from_months_or_years():
     assert parse_dates("2019-06,2017-06", None, lambda: "06") == ("2017-06", "2019-06")
+    # the export's month-list parser: the same lists accepted, a repeated month kept once
+    assert parse_dates("2019-06, 2017-06,2019-06", None, lambda: "06") == (
+        "2017-06", "2019-06") == tuple(sorted(parse_months("2019-06,2017-06,2019-06")))
     assert parse_dates(None, "2017:2023:2", lambda: "07") == (
         "2017-07", "2019-07", "2021-07", "2023-07")
-    for months, years in ((None, None), ("2019-06", "2017:2019"), ("June", None),
+    for months, years in ((None, None), ("2019-06", "2017:2019"), ("June", None), (",", None),
                           (None, "2023:2017")):
         with pytest.raises(ConfigError):
             parse_dates(months, years, lambda: "06")

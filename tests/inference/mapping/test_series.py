@@ -18,7 +18,7 @@ from gee_export.ee.fake_server import StackTransport
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions
 from inference.publish.collection import SeriesRequest, image_name, publish_series
-from inference.publish.image import EarthEngineAssets, Ingestion
+from inference.publish.image import EarthEngineAssets, Ingestion, PublishRequest, publish
 from inference.region_map import PublishTarget, map_region
 from tests.support.mapping import (
     SeriesTransport,
@@ -166,6 +166,24 @@ def test_image_collection_manifests_and_app_are_checked_offline(series, tmp_path
                    f'"{collection}"', "changeBetween", "isa_probability", "filterDate"):
         assert needle in script
     assert json.dumps(list(DATES)) in script and '"west"' in script  # zones for the chart
+
+
+def test_a_map_has_the_same_asset_properties_from_either_command(series, tmp_path):
+    """isamap-map --publish and isamap-publish of the same COGs describe the map alike."""
+    request, _, _ = series
+    month = DATES[-1]
+    dry = map_region(request, publish=PublishTarget("projects/my-proj/assets/isamap",
+                                                    gcs_prefix="gs://bucket/maps"),
+                     dry_run=True, latency_s=0.4, echo=lambda _: None)
+    in_series = dry.publication.manifests[month]["properties"]
+    prefix = request.prefix(month)
+    alone = publish(PublishRequest(f"{prefix}_class.tif", f"{prefix}_prob.tif",
+                                   "projects/my-proj/assets/isa_one", gcs_prefix="gs://bucket/one"),
+                    tmp_path, dry_run=True, echo=lambda _: None).manifest["properties"]
+    # the COGs' tags do not record the recipe, the model file does: only the series has it
+    assert set(in_series) - {"recipe"} == set(alone)
+    assert {k: in_series[k] for k in alone} == alone
+    assert alone["month"] == month and alone["code_version"] and alone["probability_scale"]
 
 
 class ExistingAssets(EarthEngineAssets):

@@ -1,13 +1,19 @@
+import ast
+
 import numpy as np
 import pytest
 import rasterio
 from PIL import Image
 
-from inference.predict.cog import OutputInfo, cog_report, quicklook
+from gee_export.contract.bands import LABEL_NODATA
+from inference.predict import cog, cog_stream
+from inference.predict.cog import PROB_SCALE, OutputInfo, cog_report, quicklook
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
+from tests.support import REPO_ROOT
 from tests.support.models import conv1x1
 from tests.support.rasters import BANDS, smooth_stack, write_stack
+from tests.support.sources import project_sources, where
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +71,40 @@ def test_quicklook_png_is_small_and_transparent_on_nodata(outputs):
     assert image.mode == "RGBA" and max(image.size) <= 256
     alpha = np.asarray(image)[..., 3]
     assert alpha[0, 0] == 0 and alpha[-1, -1] == 255
+
+
+def _code_constants(text: str) -> list[ast.Constant]:
+    """Constants of a module that are code, not docstrings (docs may name the scale)."""
+    tree = ast.parse(text)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef
+                                | ast.AsyncFunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr)}
+    return [node for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and id(node) not in docstrings]
+
+
+def test_the_probability_scale_is_written_only_where_prob_scale_is_defined():
+    """Tags, asset properties, area tables and Code Editor scripts all read PROB_SCALE."""
+    literal = []
+    for rel, text in project_sources():
+        for node in _code_constants(text):
+            value = node.value
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if (number and value == PROB_SCALE) or (isinstance(value, str) and "250" in value):
+                literal.append(f"{rel}:{node.lineno}")
+    assert literal == ["inference/predict/cog.py:" + str(_definition_line("PROB_SCALE"))]
+
+
+def test_nodata_and_block_have_one_definition():
+    """The encoder owns them (cog imports the encoder); cog re-exports the same objects."""
+    assert cog.NODATA is cog_stream.NODATA == LABEL_NODATA and cog.BLOCK is cog_stream.BLOCK
+    assert set(where(r"^(NODATA|BLOCK)\s*=")) <= {"inference/predict/cog_stream.py",
+                                                   "benchmarks/bench_mapping.py"}
+    assert where(r"^NODATA\s*=") == {"inference/predict/cog_stream.py": [
+        _definition_line("NODATA", "inference/predict/cog_stream.py")]}
+
+
+def _definition_line(name: str, rel: str = "inference/predict/cog.py") -> int:
+    lines = (REPO_ROOT / rel).read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.startswith(f"{name} ="))

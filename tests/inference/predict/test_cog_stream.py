@@ -9,7 +9,7 @@ import rasterio.shutil
 from affine import Affine
 
 from inference.predict.cog import cog_report
-from inference.predict.cog_stream import CogStream, Encoding, _reduce2_any, overview_sizes, reduce2
+from inference.predict.cog_stream import CogStream, Encoding, overview_sizes, reduce2, reduce2_any
 
 TRANSFORM = Affine(10, 0, 500000, 0, -10, 3500000)
 
@@ -105,10 +105,10 @@ def test_shortcuts_give_the_rules_bytes(values):
     rows = rng.choice(np.array(values, np.uint8), size=(300, 402))
     for resampling in ("mode", "average"):
         np.testing.assert_array_equal(reduce2(rows, resampling),
-                                      _reduce2_any(rows, resampling))
+                                      reduce2_any(rows, resampling))
         odd = rows[:-1, :-1]  # padded with nodata to an even shape
         even = np.pad(odd, ((0, 1), (0, 1)), constant_values=255)
-        np.testing.assert_array_equal(reduce2(odd, resampling), _reduce2_any(even, resampling))
+        np.testing.assert_array_equal(reduce2(odd, resampling), reduce2_any(even, resampling))
 
 
 def test_rows_must_fit_and_be_complete(tmp_path):

@@ -6,7 +6,6 @@ from gee_export.core.errors import ConfigError
 from inference.publish.asset_manifest import (
     asset_name,
     build_manifest,
-    month_range,
     validate_manifest,
 )
 from inference.publish.code_editor import code_editor_script
@@ -70,14 +69,11 @@ def test_external_images_take_one_cog_per_tileset():
         validate_manifest(m, "external")
 
 
-def test_asset_names_and_months():
+def test_asset_names():
     assert asset_name("isamap/x", "proj-1") == "projects/proj-1/assets/isamap/x"
     assert asset_name("users/me/x").startswith("projects/earthengine-legacy/assets/users/me")
     with pytest.raises(ConfigError, match="--project"):
         asset_name("isamap/x")
-    assert month_range("2023-12") == ("2023-12-01T00:00:00Z", "2024-01-01T00:00:00Z")
-    with pytest.raises(ConfigError, match="YYYY-MM"):
-        month_range("June")
 
 
 def test_code_editor_script_names_the_asset_and_its_bands():

@@ -1,12 +1,13 @@
-import json
 
 import numpy as np
 import pytest
 from affine import Affine
 
+from gee_export.contract.dataset import write_index
 from gee_export.contract.geotiff import write_geotiff
 from gee_export.contract.grid import Grid
 from gee_export.core.errors import InputDataError
+from gee_export.core.storage import open_store
 from training.srseg.data import (
     BandStats,
     CrossResolutionDataset,
@@ -80,13 +81,14 @@ def test_patch_samples_reads_fine_labels_on_the_scaled_grid(tmp_path):
     _write(tmp_path / "patches/2021-06/r1_c0.tif", image, grid.transform, "float32", None)
     _write(tmp_path / "patches/2021-06/r1_c0_label_x4.tif", label,
            fine_grid.transform @ Affine.translation(1, 0), "uint8", 255)
-    entries = [
-        {"id": "r0_c0", "month": "2021-06", "split": "train", "image": "patches/2021-06/r0_c0.tif",
-         "label": "x", "label_fine": "patches/2021-06/r0_c0_label_x4.tif"},
-        {"id": "r1_c0", "month": "2021-06", "split": "val", "image": "patches/2021-06/r1_c0.tif",
-         "label": "x", "label_fine": "patches/2021-06/r1_c0_label_x4.tif"},
-    ]
-    (tmp_path / "index.jsonl").write_text("\n".join(json.dumps(e) for e in entries))
+    common = {"month": "2021-06", "col": 0, "bounds": [0.0, 0.0, 1.0, 1.0], "valid_fraction": 1.0,
+              "isa_fraction": 0.5, "label": "x"}
+    write_index(open_store(tmp_path), [
+        {**common, "id": "r0_c0", "row": 0, "split": "train",
+         "image": "patches/2021-06/r0_c0.tif", "label_fine": "patches/2021-06/r0_c0_label_x4.tif"},
+        {**common, "id": "r1_c0", "row": 1, "split": "val", "image": "patches/2021-06/r1_c0.tif",
+         "label_fine": "patches/2021-06/r1_c0_label_x4.tif"},
+    ])
     (sample,) = patch_samples(tmp_path, 4, splits=("train",))
     np.testing.assert_array_equal(sample.label, label[0])
     np.testing.assert_allclose(sample.image, image)

@@ -1,0 +1,66 @@
+"""The properties of a published ISA map asset: one builder, one set of names.
+
+An image asset made by ``isamap-publish`` (one map) and an image of the ImageCollection made by
+``isamap-map --publish`` (a series) describe the same kind of product, so they carry the same
+properties under the same names, whichever command made them; a user filtering or reading an
+asset (``ee.Image.get``, ``filter(ee.Filter.eq('month', ...))``) never needs to know which.
+
+========================  ========================================================
+property                  value
+========================  ========================================================
+``model``                 registry name of the model's architecture
+``input_bands``           the model's input bands, comma-separated
+``classes``               the class names, comma-separated (index = class value)
+``month``                 ``YYYY-MM`` of the composite (also ``system:time_start``)
+``probability_scale``     :data:`~inference.predict.cog.PROB_SCALE`: stored value of 1.0
+``code_version``          the isamap version that made the map
+``recipe``                the composite recipe as sorted JSON (first 1000 characters)
+``metric_<name>``         each numeric metric of the model
+========================  ========================================================
+
+A property whose value is unknown (no recipe or month recorded) is left out rather than empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from inference.predict.cog import PROB_SCALE
+
+RECIPE_CHARACTERS = 1000
+"""The recipe is cut to this length: an asset property is a label, not the recipe's store."""
+
+PropertyValue = str | float | int | bool
+
+
+def asset_properties(*, model: str, bands: Sequence[str], classes: Sequence[str],
+                     month: str | None, code_version: str,
+                     recipe: Mapping[str, Any] | None = None,
+                     metrics: Mapping[str, Any] | None = None) -> dict[str, PropertyValue]:
+    """The properties of one map's asset (see the module docstring for names and values).
+
+    Args:
+        model: registry name of the architecture.
+        bands: the model's input bands, in order.
+        classes: the class names, in class-value order.
+        month: ``YYYY-MM`` of the map, None when unknown.
+        code_version: the isamap version that made the map (the COGs' ``version`` tag).
+        recipe: the composite recipe (the model's dataset recipe), None when unknown.
+        metrics: the model's metrics; numeric values are kept (``metric_<name>``), anything
+            else (nested splits, text) is left out.
+    """
+    properties: dict[str, PropertyValue] = {
+        "model": model, "input_bands": ",".join(bands), "classes": ",".join(classes),
+        "probability_scale": PROB_SCALE, "code_version": code_version,
+    }
+    if month:
+        properties["month"] = month
+    if recipe is not None:
+        text = json.dumps(recipe, sort_keys=True, default=str)
+        properties["recipe"] = text[:RECIPE_CHARACTERS]
+    for name, value in (metrics or {}).items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            properties[f"metric_{name}"] = value
+    return properties
