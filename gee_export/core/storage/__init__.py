@@ -14,6 +14,8 @@ the guarantees live in one place:
   backoff and jitter.
 
 Paths inside a store (``rel``) are always POSIX-style and relative to the store's root.
+
+May import: the rest of ``gee_export.core``; nothing else of the project.
 """
 
 from __future__ import annotations
