@@ -6,6 +6,7 @@ import time
 
 import torch
 
+from tests.support import REPO_ROOT
 from training.engine import autotune, execution
 from training.engine.execution import Setting, SettingRunner, cut_batch
 
@@ -132,3 +133,12 @@ def test_cut_batch_cuts_targets_at_their_own_resolution():
     assert tuple(out["fine"].shape) == (2, 1, 40, 40)
     assert tuple(out["label"].shape) == (2, 4, 4)
     assert out["scale"] is batch["scale"]
+
+
+def test_only_the_engine_sets_torch_threads():
+    """One owner of the thread count, so ``process_threads`` knows what was lowered."""
+    callers = sorted(str(path.relative_to(REPO_ROOT))
+                     for package in ("gee_export", "training", "inference", "experiments")
+                     for path in (REPO_ROOT / package).rglob("*.py")
+                     if "torch.set_num_threads(" in path.read_text())
+    assert callers == ["training/engine/execution.py"]
