@@ -6,7 +6,8 @@ import runs) and checked against the ranks of docs/architecture.md:
 
     gee_export.core 0 < gee_export.contract 1 < gee_export.ee | gee_export.local |
     gee_export.cli 2 < training.engine 3 < training.losses 4 < training.models 5 <
-    training 6 < inference.predict 7 < inference.mapping 8 < inference.publish 9 <
+    training 6 < inference.predict 7 < inference.mapping 8 < inference.publish |
+    inference.assess 9 <
     inference 10 < experiments | benchmarks 11
 
 A module may import its own rank or lower; ``gee_export.ee`` and ``gee_export.local`` are
@@ -46,6 +47,7 @@ RANKS = (  # longest prefix wins
     ("inference.predict", 7),
     ("inference.mapping", 8),
     ("inference.publish", 9),
+    ("inference.assess", 9),
     ("inference", 10),
     ("experiments", 11),
     ("benchmarks", 11),
