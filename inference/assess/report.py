@@ -27,7 +27,14 @@ from inference.assess.products import (
     parse_comparison,
     sample_product,
 )
-from inference.assess.strata import Strata, check_codes, class_names, read_strata, values_at
+from inference.assess.strata import (
+    CHANGE_NAMES,
+    Strata,
+    check_codes,
+    class_names,
+    read_strata,
+    values_at,
+)
 from training.area_estimation import AreaAccuracy, stratified_estimates
 
 log = logging.getLogger(__name__)
@@ -101,7 +108,13 @@ def score(map_path: str, reference_path: str, out: Path, *, strata_path: str | N
     if len(set(names)) != len(names):
         raise ConfigError(f"--compare names must be unique and not {MAP_NAME!r}: {names}")
     classes = class_names(map_path)
-    isa = isa_class_index(classes, isa_class)
+    change_map = classes == CHANGE_NAMES
+    if change_map and any(c.isa_rule is not None for c in comparisons):
+        raise ConfigError("--compare with impervious codes or Earth Engine products needs a "
+                          f"class map; {map_path} is a change map (compare change COGs)")
+    # a change map's focus is gain: its F1 and area lead the tables
+    isa = (classes.index("gain") if change_map and isa_class is None
+           else isa_class_index(classes, isa_class))
     strata = read_strata(strata_path or map_path)
     points: ReferencePoints = read_reference(reference_path, classes)
     stratum = values_at(strata.path, points.lon, points.lat)

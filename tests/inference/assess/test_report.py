@@ -62,3 +62,37 @@ def test_report_keys_and_a_worse_product_scores_worse(tmp_path, ee_offline):
     assert result.plot.stat().st_size > 1000
     text = result.markdown.read_text()
     assert "| worse |" in text and "impervious F1 %" in text
+
+
+def test_a_change_map_is_scored_on_its_change_strata(tmp_path):
+    from tests.support.assess import class_cog
+
+    rng = np.random.default_rng(0)
+    truth = np.zeros((120, 120), np.uint8)
+    truth[:40] = 1
+    truth[40:55] = 2  # gain; no true loss
+    mapped = truth.copy()
+    flicker = rng.random(truth.shape) < 0.03
+    mapped[flicker & (truth == 1)] = 3  # false loss where stable impervious flickered
+    change = class_cog(tmp_path / "change.tif", mapped, kind="change")
+    truth_path = class_cog(tmp_path / "truth.tif", truth, kind="change")
+    design = write_design(str(change), tmp_path / "d", n=200, seed=0, minimum=30)
+    assert design.design.strata.classes[3] == "loss" and design.design.allocation[3] == 30
+    rows = list(csv.DictReader(design.files["csv"].open()))
+    with rasterio.open(truth_path) as ds:
+        data = ds.read(1)
+        for row in rows:
+            r, c = ds.index(float(row["x"]), float(row["y"]))
+            row["reference"] = str(int(data[r, c]))
+    ref = tmp_path / "ref.csv"
+    with ref.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    report = score(str(change), str(ref), tmp_path / "s").report
+    m = report["products"]["map"]
+    assert report["isa_class"] == "gain"
+    assert m["per_class"]["loss"]["user_accuracy"] == 0.0  # every mapped loss is false
+    assert m["area"]["loss"]["estimate_km2"] == 0.0  # and the estimate says there is none
+    gain_km2 = 15 * 120 * 100 / 1e6
+    assert abs(m["area"]["gain"]["estimate_km2"] - gain_km2) <= m["area"]["gain"]["ci95_km2"] + 1e-9
