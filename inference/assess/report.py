@@ -198,7 +198,8 @@ def plot_report(report: dict, png: Path) -> Path:
     prods = [report["products"][n] for n in names]
     f1 = [p["per_class"][isa]["f1"] or 0.0 for p in prods]
     f1_ci = [p["per_class"][isa]["f1_ci95"] or 0.0 for p in prods]
-    area = prods[0]["area"][isa]
+    est = [p["area"][isa]["estimate_km2"] or 0.0 for p in prods]
+    est_ci = [p["area"][isa]["ci95_km2"] or 0.0 for p in prods]
     mapped = [p["area"][isa]["mapped_km2"] or 0.0 for p in prods]
     x = np.arange(len(names))
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8), dpi=100)
@@ -207,14 +208,13 @@ def plot_report(report: dict, png: Path) -> Path:
     left.set_ylim(0, 1)
     left.set_ylabel(f"{isa} F1 (95 % interval)")
     left.set_title(f"{isa} F1 on {report['n']} reference points")
-    right.axhspan(area["estimate_km2"] - area["ci95_km2"], area["estimate_km2"] + area["ci95_km2"],
-                  color="#9ecae1", alpha=0.6, label="estimated from the points (95 %)")
-    right.axhline(area["estimate_km2"], color="#3182bd")
-    right.bar(x, mapped, color="#636363", width=0.5, label="mapped by the product")
+    right.bar(x, mapped, color="#bdbdbd", width=0.5, label="mapped by the product")
+    right.errorbar(x, est, yerr=est_ci, fmt="o", color="#08519c", capsize=5, zorder=3,
+                   label="estimated from the points (95 %)")
     right.set_xticks(x, names, rotation=20)
     right.set_ylabel(f"{isa} area (km²)")
     right.set_title(f"{isa} area")
-    right.legend(fontsize=7, loc="lower right")
+    right.legend(fontsize=7, loc="lower right", framealpha=0.9)
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png")
