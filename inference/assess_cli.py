@@ -106,9 +106,14 @@ def _design(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from inference.assess.products import parse_comparison
     from inference.assess.report import score
 
     check_output_folder("--out", args.out)
+    remote = [c.name for c in map(parse_comparison, args.compare) if c.on_earth_engine]
+    if remote and not args.project:
+        raise ConfigError(f"--compare {', '.join(remote)} reads Earth Engine: give --project "
+                          "(or set EE_PROJECT)")
     if not Path(args.map).is_file() and not args.map.startswith("gs://"):
         raise ConfigError(f"--map {args.map} does not exist")
 

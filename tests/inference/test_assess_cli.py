@@ -43,3 +43,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no reference" in err[0]
     assert not (tmp_path / "s" / "report.json").exists()
+
+
+def test_earth_engine_comparisons_need_a_project_before_anything_is_read(tmp_path, capsys,
+                                                                         monkeypatch):
+    monkeypatch.delenv("EE_PROJECT", raising=False)
+    scene = synthetic_scene(tmp_path)
+    assert main(["score", "--map", str(scene.map_path), "--reference", str(tmp_path / "x.csv"),
+                 "--compare", "wc=worldcover", "--out", str(tmp_path / "s")]) == 2
+    assert "give --project" in capsys.readouterr().err
