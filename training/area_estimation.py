@@ -223,11 +223,11 @@ def stratified_estimates(stratum: np.ndarray, stratum_size: Sequence[float],
     hit = pk * rk
     oa, oa_var = stats.mean((p == r).astype(np.float64)[:, None])
     prop, prop_var = stats.mean(rk)
-    mapped, _ = stats.mean(pk)
+    mapped, _ = stats.mean(pk, variance=False)
     ua, ua_var = stats.ratio(hit, pk)
     pa, pa_var = stats.ratio(hit, rk)
     f1, f1_var = stats.ratio(2 * hit, pk + rk)
-    cells, _ = stats.mean((pk[:, :, None] * rk[:, None, :]).reshape(p.size, k * k))
+    cells, _ = stats.mean((pk[:, :, None] * rk[:, None, :]).reshape(p.size, k * k), False)
     total = float(size.sum())
 
     def ci(var: np.ndarray) -> tuple[float, ...]:
@@ -249,23 +249,25 @@ class _StratumStats:
         self.h, self.n = stratum, counts.astype(np.float64)
         self.w = size / size.sum()
         self.used = counts > 0
+        self.members = (stratum[None, :] == np.arange(counts.size)[:, None]).astype(np.float64)
 
     def _sums(self, y: np.ndarray) -> np.ndarray:
-        out = np.zeros((self.n.size, y.shape[1]))
-        np.add.at(out, self.h, y)
-        return out
+        return self.members @ y  # (strata, columns)
 
     def _means(self, y: np.ndarray) -> np.ndarray:
         return self._sums(y) / np.maximum(self.n, 1)[:, None]
 
     def _cov(self, y: np.ndarray, x: np.ndarray, my: np.ndarray, mx: np.ndarray) -> np.ndarray:
         """Per-stratum sample covariance (ddof 1) of two variables, column by column."""
-        dev = (y - my[self.h]) * (x - mx[self.h])
-        return self._sums(dev) / np.maximum(self.n - 1, 1)[:, None]
+        # sum (y - my)(x - mx) = sum yx - n my mx within each stratum
+        cross = self._sums(y * x) - self.n[:, None] * my * mx
+        return cross / np.maximum(self.n - 1, 1)[:, None]
 
-    def mean(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The population mean of ``y`` (per column) and its variance."""
+    def mean(self, y: np.ndarray, variance: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The population mean of ``y`` (per column) and its variance (NaN unless asked)."""
         m = self._means(y)
+        if not variance:
+            return (self.w[:, None] * m).sum(0), np.full(y.shape[1], np.nan)
         var = self._cov(y, y, m, m)
         weight = np.where(self.used, self.w**2 / np.maximum(self.n, 1), 0.0)[:, None]
         return (self.w[:, None] * m).sum(0), (weight * var).sum(0)
