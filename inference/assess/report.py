@@ -176,7 +176,13 @@ def markdown(report: dict) -> str:
         counts = p["sample_confusion"]["counts"]
         lines += ["", "Sample counts (rows = map, columns = reference): " +
                   "; ".join(f"{cls}: {row}" for cls, row in zip(p["classes"], counts,
-                                                                 strict=True))]
+                                                                 strict=True)),
+                  "", "Estimated error matrix, % of the area (rows = map, columns = reference):",
+                  "", "| map \\ reference | " + " | ".join(p["classes"]) + " |",
+                  "|---|" + "---|" * len(p["classes"])]
+        for cls, row in zip(p["classes"], p["error_matrix"]["proportions"], strict=True):
+            lines.append(f"| {cls} | " + " | ".join(
+                "n/a" if v is None else f"{100 * v:.2f}" for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 
