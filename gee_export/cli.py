@@ -421,7 +421,7 @@ def _run_local(args, region, grid, months, bands, out) -> int:
             summary = patch_stack(stack, store, min_valid_fraction=args.min_valid_fraction,
                                   seed=args.seed, block=args.split_block, backend="local",
                                   region=region.name, recipe=plan.recipe.to_dict(),
-                                  sources={"scenes": str(args.scenes)},
+                                  sources={"scenes": plan.scene_list()},
                                   classes=mapping.manifest_classes(),
                                   label_scheme=mapping.scheme,
                                   progress=not args.no_progress)

@@ -175,7 +175,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         series = series_products(mapped, skipped, request.out, local, request.zones,
                                  isa_class=isa, crs=grid.crs)
         echo(series.table())
-        stac_paths = _write_stac(request, mapped, series, meta, recipe)
+        stac_paths = _write_stac(request, mapped, series, meta, recipe,
+                                 {r.month: r.inputs for r in results})
         publication = None
         if publish:
             cogs = {m: (o.prediction.class_path, o.prediction.prob_path) for m, o in mapped}
@@ -213,7 +214,7 @@ def _series_request(collection: str | None, cogs: dict, props: dict, publish: Pu
 
 
 def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: Any,
-                recipe: dict) -> list[str]:
+                recipe: dict, inputs: dict) -> list[str]:
     from inference.mapping import stac
 
     common = {"model": meta.name, "bands": list(meta.bands), "classes": list(meta.class_names),
@@ -222,8 +223,9 @@ def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: 
               "probability_scale": PROB_SCALE}
     items = []
     for month, outputs in mapped:
-        items.append(stac.cog_item(outputs.prediction.class_path, "class", [month], common))
-        items.append(stac.cog_item(outputs.prediction.prob_path, "probability", [month], common))
+        dated = {**common, "inputs": inputs.get(month)}  # the scenes/windows of this date
+        items.append(stac.cog_item(outputs.prediction.class_path, "class", [month], dated))
+        items.append(stac.cog_item(outputs.prediction.prob_path, "probability", [month], dated))
     for change in series.changes:
         items.append(stac.cog_item(change.cog, "change", [change.date_from, change.date_to],
                                    common))

@@ -6,8 +6,9 @@ the mapping library's units of work) so that any number of workers can share it:
     todo tiles -> Reshuffle -> batches -> fetch (T threads per worker) -> predict -> tile GeoTIFF
         -> all tiles -> mosaic: VRT + class/probability COGs with overviews
 
-- **Tiles**: :func:`inference.mapping.tiles.plan_tiles` with core ``tile - overlap`` and halo
-  ``overlap / 2``, so a tile fetches exactly the ``--tile`` pixels the streaming predictor reads.
+- **Tiles**: :func:`inference.mapping.tiles.plan_tiles`, the tiles of the map's lattice
+  (``--tile``, ``--overlap``, ``core`` blend; :mod:`inference.predict.lattice`): each fetches the
+  window the streaming predictor reads and keeps the core it owns.
 - **Fetching** goes through the one Earth Engine seam on each worker
   (:func:`inference.mapping.tiles.fetch_tile`, the ``computePixels`` helper of the export), under
   the
@@ -19,7 +20,7 @@ the mapping library's units of work) so that any number of workers can share it:
 - **Per-tile outputs** are small GeoTIFFs written atomically
   (:func:`inference.mapping.tiles.write_tile`,
   uploaded through the storage seam for gs://), under ``<out>/<month>/tiles/<fingerprint>/``:
-  the fingerprint names the model file's content, the date's recipe and the tiling, so a re-run
+  the fingerprint names the model file's content, the date's recipe and the lattice, so a re-run
   skips exactly the tiles of the same map and never mixes two models' tiles.
 - **Mosaic**: one step builds the VRT and the two COGs (:func:`inference.mapping.tiles.mosaic`),
   then
@@ -30,10 +31,8 @@ streaming prediction (:func:`inference.predict.workflow.finish_outputs`), and th
 STAC files and ImageCollection manifests by ``isamap-map``'s own code (:func:`map_region` passes
 :func:`date_predictor` to :func:`inference.mapping.dates.map_dates`).
 
-The halo replaces the streaming predictor's cosine blending: with a per-pixel model the COGs
-equal the streaming ones (classes exactly, probabilities within one step of 1/250, the blend's
-float rounding); with a convolutional model they differ only within the halo's reach of tile
-borders, by design of the tile units.
+The streaming predictor of ``isamap-map`` cuts the same lattice and keeps the same cores, so the
+COGs equal the streaming ones for every model, also one that pools over the whole tile.
 """
 
 from __future__ import annotations
@@ -71,6 +70,7 @@ from inference.mapping.tiles import (
     write_tile,
 )
 from inference.predict.cog import OutputInfo
+from inference.predict.lattice import Lattice
 from inference.predict.raster import PredictionResult
 from inference.predict.runtime import RuntimeOptions
 
@@ -100,11 +100,12 @@ def tile_path(tiles_dir: str, tile: MapTile) -> str:
     return f"{tiles_dir.rstrip('/')}/{tile.name}.tif"
 
 
-def map_fingerprint(model_file: str, identity: str, core: int, halo: int) -> str:
-    """Names one map's tiles: the model file's content, the date's inputs and the tiling."""
+def map_fingerprint(model_file: str, identity: str, lattice: Lattice) -> str:
+    """Names one map's tiles: the model file's content, the date's inputs and the lattice."""
     from training.modelfile import model_file_id
 
-    return json_digest([model_file_id(_local_copy(model_file)), identity, core, halo], 16)
+    return json_digest([model_file_id(_local_copy(model_file)), identity,
+                        [lattice.tile, lattice.overlap, lattice.blend]], 16)
 
 
 def _local_copy(model_file: str) -> str:
@@ -207,6 +208,7 @@ class _Mosaic:
     out_prefix: str
     info: OutputInfo
     scale: int
+    lattice: tuple[tuple[str, str], ...]
 
     def __call__(self, _predicted: list[str]) -> str:
         with tempfile.TemporaryDirectory(prefix="isamap-mosaic-") as work:
@@ -221,20 +223,16 @@ class _Mosaic:
                     path = str(local)
                 parts.append((path, tile))
             mosaic(parts, self.grid, self.out_prefix, self.info, Path(work) / "vrt",
-                   scale=self.scale)
+                   lattice=dict(self.lattice), scale=self.scale)
         store, name = files.store_of(f"{self.tiles_dir.rstrip('/')}/{MOSAIC_RECORD}")
         store.write_bytes(name, json.dumps({"tiles": len(self.tiles),
-                                            "class": f"{self.out_prefix}_class.tif",
-                                            "probability": f"{self.out_prefix}_prob.tif"},
+                                            "lattice": dict(self.lattice),
+                                            "class": self.out_prefix.rsplit("/", 1)[-1]
+                                            + "_class.tif",
+                                            "probability": self.out_prefix.rsplit("/", 1)[-1]
+                                            + "_prob.tif"},
                                            sort_keys=True).encode())
         return self.out_prefix
-
-
-def tiling(tile: int, overlap: int) -> tuple[int, int]:
-    """(core, halo) of the tile units for ``--tile``/``--overlap``: the same fetched window."""
-    if overlap % 2 or overlap >= tile:
-        raise ConfigError(f"--overlap must be even and smaller than --tile, got {overlap}")
-    return tile - overlap, overlap // 2
 
 
 def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], model_file: str,
@@ -254,8 +252,8 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
         info: what the COGs record (model, bands, classes, month, metrics).
         runner: the runner and its options.
         sessions: opens each worker's Earth Engine session.
-        tile: fetched window side (core + 2 halo), as ``--tile``.
-        overlap: ``2 x halo``, as ``--overlap``.
+        tile: the lattice's tile side, as ``--tile``.
+        overlap: the lattice's overlap, as ``--overlap``.
         isa_class: index of the impervious class.
         options: device, precision and memory format of the workers' predictor.
     """
@@ -268,10 +266,10 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                           "give --out gs://... and a --model on gs://")
     beam = require_beam()
     pipeline_options = runner.pipeline_options()
-    core, halo = tiling(tile, overlap)
-    tiles = plan_tiles(grid, core=core, halo=halo)
+    lattice = Lattice(tile, overlap, "core")
+    tiles = plan_tiles(grid, lattice)
     month_dir = out_prefix.rsplit("/", 1)[0]
-    tiles_dir = f"{month_dir}/tiles/{map_fingerprint(model_file, identity, core, halo)}"
+    tiles_dir = f"{month_dir}/tiles/{map_fingerprint(model_file, identity, lattice)}"
     scale = _output_scale(model_file)
     result = PredictionResult(f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif",
                               grid.width * scale, grid.height * scale,
@@ -295,7 +293,8 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
      | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=2 * runner.threads)
      | "FetchPredictWrite" >> beam.ParDo(_make_dofn()(task))
      | "AllTiles" >> beam.combiners.ToList()
-     | "Mosaic" >> beam.Map(_Mosaic(tuple(tiles), tiles_dir, grid, out_prefix, info, scale)))
+     | "Mosaic" >> beam.Map(_Mosaic(tuple(tiles), tiles_dir, grid, out_prefix, info, scale,
+                                   tuple(lattice.tags((grid.x0, grid.y0)).items()))))
     outcome = run_pipeline(pipeline, resume="finished tiles are kept")
     if not runner.dry_run:
         counts = pipeline_counters(outcome, METRICS_NAMESPACE)
@@ -333,7 +332,7 @@ def check_runner(request: Any, runner: RunnerConfig) -> None:
     if request.postprocess != "none":  # its tiles are predicted apart, in any order
         raise ConfigError("--postprocess clahe equalises the whole map in order, which a "
                           "pipeline of independent tiles cannot: drop --runner or --postprocess")
-    tiling(request.tile, request.overlap)
+    request.lattice()
     runner.check(needs_torch=True)
     if runner.runner == "dataflow" and not files.is_gcs(request.out):
         raise ConfigError("Dataflow workers write the map on Cloud Storage: give --out "
@@ -343,10 +342,10 @@ def check_runner(request: Any, runner: RunnerConfig) -> None:
 
 def describe_pipeline(request: Any, grid: Grid, runner: RunnerConfig) -> str:
     """The dry run's lines for a pipeline map: its tile units and the runner's options."""
-    core, halo = tiling(request.tile, request.overlap)
-    tiles = len(plan_tiles(grid, core=core, halo=halo))
-    return (f"  pipeline    {tiles:,} tiles per date ({core} px cores + {halo} px halo, one "
-            f"computePixels request each), per-tile GeoTIFFs under {request.out.rstrip('/')}"
+    tiles = len(plan_tiles(grid, request.lattice()))
+    return (f"  pipeline    {tiles:,} tiles per date ({request.tile} px, {request.overlap} px "
+            f"overlap, each keeping the core it owns; one computePixels request each), "
+            f"per-tile GeoTIFFs under {request.out.rstrip('/')}"
             "/<date>/tiles/, then a VRT mosaic into the COGs\n" + runner.describe())
 
 
@@ -359,7 +358,7 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
 
     def run(request: Any, grid: Grid, meta: Any, dataset: Any, month: str,
             session: Any) -> Any:
-        from inference.mapping.dates import ee_date_image
+        from inference.mapping.dates import date_inputs, ee_date_image
         from inference.predict.workflow import finish_outputs, isa_class_index
 
         image, identity = ee_date_image(request, grid, meta, dataset, month, session)
@@ -378,6 +377,6 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
                               prefix, info, runner, workers, tile=request.tile,
                               overlap=request.overlap, isa_class=index, options=request.options)
         return finish_outputs(result, prefix, index, zones=request.zones,
-                              local_dir=request.product_dir() / month)
+                              local_dir=request.product_dir() / month), date_inputs(identity)
 
     return run

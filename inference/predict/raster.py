@@ -198,7 +198,8 @@ def predict_raster(
         if predictor.channels != len(indexes):
             raise ConfigError(f"model takes {predictor.channels} bands, info lists {len(indexes)}")
         work = _prepare_work(work_dir, out_prefix, run, restart)
-        tags = cog.output_tags(info, run["hash"], config.tile, config.overlap, scale)
+        tags = cog.output_tags(info, run["hash"],
+                               config.lattice.tags((src.transform.c, src.transform.f)), scale)
         job = SlidingWindowJob(src, indexes, predictor, config, work, transform, tags, progress)
         try:
             job.run()
