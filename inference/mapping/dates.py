@@ -89,6 +89,8 @@ def map_dates(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
     config = request.predict_config()
     local = request.product_dir()
     check_series_lattice(request, grid)
+    if request.backend == "local":
+        _remove_killed_stacks(local / ".stacks")
     results = []
     inputs = _ee_inputs if request.backend == "ee" else _local_inputs
     for month in request.dates:
@@ -150,6 +152,16 @@ def check_series_lattice(request: MapRequest, grid: Grid) -> None:
         if "tile" in tags and "overlap" in tags:
             check_same(lattice, origin, tags,
                        f"date {cog_path.parent.name} of the series in {request.out}")
+
+
+def _remove_killed_stacks(stacks: Path) -> None:
+    """Delete the half-written stack files a killed run left (the map's lock is held)."""
+    from gee_export.core.storage import LocalStore
+
+    if stacks.is_dir():
+        removed = LocalStore(stacks).remove_temporaries()
+        if removed:
+            log.info("removed %d temporary file(s) left in %s by a killed run", removed, stacks)
 
 
 def _with_tiles_left(exc: EarthEngineError, source: Any, month: str) -> EarthEngineError:
