@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gee_export.contract import bands as band_registry
+from gee_export.contract.archive import check_months as check_archive_months
 from gee_export.contract.bands import FINE_SCALES
 from gee_export.contract.composite import SPECKLE_FILTERS
 from gee_export.contract.dataset import DatasetSpec, check_compatible
@@ -250,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
     region = _region(args)
     months = _months(args)
     bands = band_registry.parse_band_list(args.bands)
+    for warning in check_archive_months(months, bands):  # dry run or not: the same months
+        log.warning("%s", warning)
     label = _labels(args)
     grid = make_grid(region, args)
     out = args.out or str(Path("data") / region.name)

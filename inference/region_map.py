@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from gee_export.contract.archive import check_months as check_archive_months
 from gee_export.contract.grid import Grid
 from gee_export.core.errors import ConfigError
 from gee_export.core.lock import hold_output
@@ -106,6 +107,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
 
     echo = echo or log.info
     meta, _ = read_model_file(request.model_file)
+    for warning in check_archive_months(request.dates, meta.bands):  # dry runs too
+        log.warning("%s", warning)
     dataset = model_dataset(meta, request.dataset)
     check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)
     if runner is not None:

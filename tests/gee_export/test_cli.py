@@ -71,6 +71,9 @@ def test_code_editor_script(tmp_path, capsys):
     (["--bands", "B2,B99", "--dry-run"], "unknown band"),
     (["--labels", "osm", "--dry-run"], "worldcover"),
     (["--backend", "local"], "--scenes"),
+    (["--month", "2014-06", "--dry-run"], "before the first Sentinel-1 scenes (2014-10)"),
+    (["--months", "2015-03,2019-06", "--dry-run"], "before the first Sentinel-2 scenes"),
+    (["--month", "2099-06", "--dry-run"], "2099-06 are in the future"),
 ])
 def test_user_errors(argv, match, capsys):
     assert main(argv) == 2

@@ -43,13 +43,17 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     (["--backend", "local"], "--backend local needs --scenes"),
     (["--method", "tasks"], "--method tasks exports"),
     (["--zones", "projected.geojson"], "projected CRS without saying so"),
+    (["--months", "2013-06"], "before the first Sentinel-1 scenes (2014-10)"),
+    (["--months", "2015-02"], "before the first Sentinel-2 scenes (2015-06)"),
+    (["--months", "2099-06"], "2099-06 are in the future"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(model, tmp_path, capsys, monkeypatch, args,
                                                 message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "projected.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [
         [[500000, 3400000], [500100, 3400000], [500100, 3399900], [500000, 3400000]]]}))
-    months = [] if args == [] or "--months" in args else ["--months", "2019-06"]
+    months = [] if args == [] or {"--months", "--years"} & set(args) else ["--months",
+                                                                           "2019-06"]
     code = main(["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out", "o",
                  "--dry-run", *months, *args])
     err = capsys.readouterr().err
