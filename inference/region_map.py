@@ -26,6 +26,7 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.lock import hold_output
 from gee_export.core.storage import files
 from gee_export.core.version import code_version
+from gee_export.ee.export import MAX_WORKERS
 from inference.mapping.dates import DateResult, map_dates, write_run_record
 from inference.mapping.plan import DEFAULT_LATENCY_S, MapPlan, format_plan, plan_map
 from inference.mapping.request import MapRequest, check_recipe, model_dataset, region_grid
@@ -137,10 +138,15 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     if dry_run:
         seconds = measure_model(request.model_file, request.tile, request.options)
         planned = request if runner is None else replace(
-            request, workers=runner.workers * runner.threads)  # the pipeline's request budget
+            request, workers=min(runner.workers * runner.threads, MAX_WORKERS))  # its budget
+            # (above the quota: the plan counts what Earth Engine serves, the runner says why)
         plan = plan_map(planned, grid, meta.bands, seconds,
                                 latency_s or DEFAULT_LATENCY_S, note)
         echo(format_plan(plan))
+        if request.backend == "local":  # what the real run reads, checked now
+            from inference.mapping.dates import check_local_scenes
+
+            echo("\n".join(check_local_scenes(request, grid, meta.bands)))
         if runner is not None:
             from inference.mapping.beam_map import describe_pipeline
 

@@ -212,6 +212,37 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelData
     return _Opened(source, source.close, scene_inputs(plan))
 
 
+def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str]) -> list[str]:
+    """The scenes of every date on ``grid`` (headers only), as the export's local dry run.
+
+    Returns the plan's lines (scenes found, per date: on the grid / in the month).
+
+    Raises:
+        InputDataError: ``--scenes`` is missing or holds no raster, or a date has no scene of
+            a sensor the model needs on the grid (what would stop the real run).
+    """
+    from gee_export.core.errors import InputDataError
+    from gee_export.local.plan import make_local_plan
+
+    scenes = [request.scenes] if isinstance(request.scenes, (str, os.PathLike)) else list(
+        request.scenes or [])
+    missing = [str(s) for s in scenes
+               if not any(c in str(s) for c in "*?[") and not Path(s).exists()]
+    if missing:
+        raise InputDataError(f"--scenes {', '.join(missing)} does not exist; give the folder of "
+                             "local Sentinel-1/2 scenes")
+    plan = make_local_plan(request.scenes, request.region.name, grid, request.dates, bands,
+                           request.out)
+    lines = [f"  scenes    {plan.found_s2} Sentinel-2 and {plan.found_s1} Sentinel-1 scenes "
+             f"found in --scenes (headers read, no pixel)"]
+    lines += [f"  {m.month}   Sentinel-2 {m.s2_on_grid} on the grid ({m.s2} in the month), "
+              f"Sentinel-1 {m.s1_on_grid} ({m.s1})" for m in plan.months]
+    if plan.problems():
+        raise InputDataError(f"the real run would stop: {plan.problems()[0]}; add scenes of that "
+                             "month to --scenes or choose other --months")
+    return lines
+
+
 def ee_date_image(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
                   month: str, session: Any) -> tuple[Any, str]:
     """One date's input image on ``grid`` (the model's recipe) and its identity.

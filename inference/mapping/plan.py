@@ -34,7 +34,8 @@ class MapPlan:
     @property
     def seconds_estimate(self) -> float:
         """Fetch- or model-bound, whichever is slower, for every date."""
-        fetch = self.requests_per_date * self.latency_s / self.workers
+        fetch = (self.requests_per_date * self.latency_s / self.workers
+                 if self.backend == "ee" else 0.0)  # local scenes: no request
         model = self.tiles_per_date * self.model_seconds_per_tile
         return max(fetch, model) * len(self.dates)
 
@@ -62,7 +63,7 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
     groups = [g for row in layout_requests(layout, len(bands), request.workers) for g in row]
     nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4
     requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
-                if request.method == "pixels" else 0)
+                if request.method == "pixels" and request.backend == "ee" else 0)
     return MapPlan(request.region.name, grid, request.dates, request.backend, request.method,
                    tiles, requests, nbytes, request.workers, model_seconds_per_tile, latency_s,
                    crs_note)
@@ -88,8 +89,9 @@ def format_plan(plan: MapPlan) -> str:
     lines += [
         f"  bytes     {plan.bytes_per_date / 2**30:,.2f} GiB of float32 input per date",
         f"  time      about {format_duration(plan.seconds_estimate / 3600)}: model "
-        f"{plan.model_seconds_per_tile * 1000:.0f} ms/tile measured now on this machine, "
-        f"requests at {plan.latency_s:g} s each",
+        f"{plan.model_seconds_per_tile * 1000:.0f} ms/tile measured now on this machine"
+        + (f", requests at {plan.latency_s:g} s each" if plan.backend == "ee" else
+           " (local scenes: compositing time not included)"),
     ]
     if plan.crs_note:
         lines.append(f"  note      {plan.crs_note}")

@@ -134,6 +134,8 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
     echo(script)
     if dry_run:
         echo("# dry run: nothing uploaded, no Earth Engine call made")
+        echo(f"# the real run {overwrite_effect(request.overwrite)} images of these dates that "
+             f"already exist in {name}")
         return SeriesPublication(name, manifests, script, manifest_path, script_path)
     for m, req in per_date.items():
         for kind, path in (("class", req.class_path), ("probability", req.prob_path)):
@@ -161,6 +163,12 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
                  f"{acl_ch_arguments(readers, request.public)} {name}")
     return SeriesPublication(name, manifests, script, manifest_path, script_path, task_ids,
                              state)
+
+
+def overwrite_effect(overwrite: bool) -> str:
+    """What a publication does to assets that already exist (the dry run says it)."""
+    return ("replaces (--overwrite)" if overwrite else
+            "refuses to replace (add --overwrite to replace them)")
 
 
 def _prepare_collection(assets: EarthEngineAssets, name: str, images: Sequence[str],
