@@ -93,8 +93,9 @@ def test_postprocess_flags_reach_the_map_request():
 
 
 def _local_scene(tmp_path):
-    from gee_export.local.synthetic import generate_scene
     from pyproj import Transformer
+
+    from gee_export.local.synthetic import generate_scene
 
     scene = generate_scene(tmp_path / "scene", width=96, height=96, progress=False)
     to_ll = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True)
