@@ -162,3 +162,14 @@ def test_an_out_reused_with_another_model_is_refused_not_replaced(model_file, sm
     # the same model with another tiling maps again, as asked
     assert predict_main(["--model", str(model_file), *common[:2], "--tile", "32", "--overlap",
                          "8", *common[6:]]) == 0
+
+
+def test_blend_core_is_recorded_with_the_lattice_in_the_cogs(model_file, small_stack, tmp_path):
+    """--blend core: the map isamap-map makes of the same pixels, with its lattice in the tags."""
+    assert predict_main(["--model", str(model_file), "--input", str(small_stack), "--tile", "64",
+                         "--overlap", "16", "--quiet", "--precision", "fp32", "--blend", "core",
+                         "--out", str(tmp_path / "c" / "isa")]) == 0
+    with rasterio.open(tmp_path / "c" / "isa_class.tif") as ds, rasterio.open(small_stack) as src:
+        tags = ds.tags()
+        assert (tags["tile"], tags["overlap"], tags["blend"]) == ("64", "16", "core")
+        assert tags["lattice_origin"] == f"{src.transform.c!r},{src.transform.f!r}"
