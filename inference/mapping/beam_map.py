@@ -3,20 +3,22 @@
 The same map as the streaming predictor, cut into independent tiles (:mod:`inference.mapping.tiles`,
 the mapping library's units of work) so that any number of workers can share it::
 
-    todo tiles -> Reshuffle -> batches -> fetch (T threads per worker) -> predict -> tile GeoTIFF
+    todo units -> Reshuffle -> bundles -> fetch (T threads per worker) -> predict -> tile GeoTIFFs
         -> all tiles -> mosaic: VRT + class/probability COGs with overviews
 
 - **Tiles**: :func:`inference.mapping.tiles.plan_tiles`, the tiles of the map's lattice
   (``--tile``, ``--overlap``, ``core`` blend; :mod:`inference.predict.lattice`): each fetches the
-  window the streaming predictor reads and keeps the core it owns.
+  window the streaming predictor reads and keeps the core it owns. A unit of work is one batch
+  of the streaming predictor (:func:`inference.predict.lattice.batches`: ``--batch-size`` tiles
+  of a tile row), predicted in one forward pass, so even the last float bit is the same.
 - **Fetching** goes through the one Earth Engine seam on each worker
   (:func:`inference.mapping.tiles.fetch_tile`, the ``computePixels`` helper of the export), under
   the
   per-process request semaphore of :mod:`gee_export.core.pipeline_options`, so the whole job
   keeps ``workers x threads <= --max-concurrent``.
 - **The model** is loaded once per worker process (``beam.utils.shared.Shared``: every DoFn
-  instance of a process uses the same predictor) and predicts tile by tile
-  (:func:`inference.mapping.tiles.predict_tile`).
+  instance of a process uses the same predictor) and predicts unit by unit
+  (:func:`inference.mapping.tiles.predict_tiles`).
 - **Per-tile outputs** are small GeoTIFFs written atomically
   (:func:`inference.mapping.tiles.write_tile`,
   uploaded through the storage seam for gs://), under ``<out>/<month>/tiles/<fingerprint>/``:
@@ -66,11 +68,11 @@ from inference.mapping.tiles import (
     fetch_tile,
     mosaic,
     plan_tiles,
-    predict_tile,
+    predict_tiles,
     write_tile,
 )
 from inference.predict.cog import OutputInfo
-from inference.predict.lattice import Lattice
+from inference.predict.lattice import Lattice, batches
 from inference.predict.raster import PredictionResult
 from inference.predict.runtime import RuntimeOptions
 
@@ -93,6 +95,9 @@ class _MapTask:
     isa_class: int
     tiles_dir: str
     threads: int
+
+
+Unit = tuple[MapTile, ...]  # one batch of the streaming predictor
 
 
 def tile_path(tiles_dir: str, tile: MapTile) -> str:
@@ -160,36 +165,44 @@ def _make_dofn() -> type:
                                            self.counters["retries"])
 
         def _fetch(self, tile: MapTile) -> Any:
-            if files.exists(tile_path(self.task.tiles_dir, tile)):
-                return None  # a retried bundle: the tile is finished
             with self.requests.gate:
                 return fetch_tile(self.session, self.image, self.task.grid, tile,
                                   self.task.bands)
 
-        def process(self, tiles: Sequence[MapTile]):
+        def process(self, units: Sequence[Unit]):
             t = self.task
-            futures = [(tile, self.requests.pool.submit(self._fetch, tile)) for tile in tiles]
+            # a unit is predicted whole (its batch), but only its missing tiles are written: a
+            # retried bundle or a resumed run finds the others finished
+            missing = [[tile for tile in unit if not files.exists(tile_path(t.tiles_dir, tile))]
+                       for unit in units]
+            futures = [[self.requests.pool.submit(self._fetch, tile) for tile in unit] if todo
+                       else [] for unit, todo in zip(units, missing, strict=True)]
             try:
-                for tile, future in futures:
-                    data = future.result()
-                    if data is None:
-                        self.counters["skipped"].inc()
+                for unit, todo, fetched in zip(units, missing, futures, strict=True):
+                    if not todo:
+                        self.counters["skipped"].inc(len(unit))
                         continue
+                    data = [future.result() for future in fetched]
                     with self.model.lock:
-                        classes, prob = predict_tile(self.model.predictor, data, tile,
-                                                     t.isa_class)
-                    target = tile_path(t.tiles_dir, tile)
-                    if files.is_gcs(target):
-                        local = write_tile(self.work / f"{tile.name}.tif", classes, prob, t.grid,
-                                           tile, self.model.scale)
-                        files.upload_file(local, target)
-                        local.unlink()
-                    else:
-                        write_tile(target, classes, prob, t.grid, tile, self.model.scale)
-                    self.counters["predicted"].inc()
-                    yield tile.name
+                        maps = predict_tiles(self.model.predictor, data, unit, t.isa_class)
+                    for tile, (classes, prob) in zip(unit, maps, strict=True):
+                        if tile in todo:
+                            self._write(tile, classes, prob)
+                            yield tile.name
             finally:
                 self.requests.report_retries()
+
+        def _write(self, tile: MapTile, classes: Any, prob: Any) -> None:
+            t = self.task
+            target = tile_path(t.tiles_dir, tile)
+            if files.is_gcs(target):
+                local = write_tile(self.work / f"{tile.name}.tif", classes, prob, t.grid,
+                                   tile, self.model.scale)
+                files.upload_file(local, target)
+                local.unlink()
+            else:
+                write_tile(target, classes, prob, t.grid, tile, self.model.scale)
+            self.counters["predicted"].inc()
 
         def teardown(self) -> None:
             if getattr(self, "requests", None) is not None:
@@ -238,8 +251,8 @@ class _Mosaic:
 def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], model_file: str,
                  out_prefix: str, info: OutputInfo, runner: RunnerConfig,
                  sessions: SessionFactory, *, tile: int = 512, overlap: int = 64,
-                 isa_class: int = 1, options: RuntimeOptions | None = None
-                 ) -> PredictionResult:
+                 batch_size: int = 8, isa_class: int = 1,
+                 options: RuntimeOptions | None = None) -> PredictionResult:
     """Map one date with a Beam pipeline; resumable, a finished date runs no pipeline.
 
     Args:
@@ -254,6 +267,8 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
         sessions: opens each worker's Earth Engine session.
         tile: the lattice's tile side, as ``--tile``.
         overlap: the lattice's overlap, as ``--overlap``.
+        batch_size: tiles per forward pass, as ``--batch-size`` (the streaming predictor's
+            batches, so the maps are equal bit for bit).
         isa_class: index of the impervious class.
         options: device, precision and memory format of the workers' predictor.
     """
@@ -281,6 +296,8 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
         log.info("%s: already mapped (%d tiles)", out_prefix, len(tiles))
         return result
     todo = [t for t in tiles if not files.exists(tile_path(tiles_dir, t))]
+    missing = {t.name for t in todo}
+    units = [u for u in batches(tiles, batch_size) if any(t.name in missing for t in u)]
     log.info("%s: %d of %d tiles to predict on the %s runner (%d workers x %d requests)%s",
              out_prefix, len(todo), len(tiles), runner.runner, runner.workers, runner.threads,
              " [dry run: nothing is submitted]" if runner.dry_run else "")
@@ -288,9 +305,10 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                     options, isa_class, tiles_dir, runner.threads)
     pipeline = beam.Pipeline(options=pipeline_options)
     (pipeline
-     | "TodoTiles" >> beam.Create(todo, reshuffle=False)
+     | "TodoUnits" >> beam.Create(units, reshuffle=False)
      | "Spread" >> beam.Reshuffle()
-     | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=2 * runner.threads)
+     | "Bundle" >> beam.BatchElements(min_batch_size=1,
+                                      max_batch_size=max(1, 2 * runner.threads // batch_size))
      | "FetchPredictWrite" >> beam.ParDo(_make_dofn()(task))
      | "AllTiles" >> beam.combiners.ToList()
      | "Mosaic" >> beam.Map(_Mosaic(tuple(tiles), tiles_dir, grid, out_prefix, info, scale,
@@ -375,7 +393,8 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
             model_file = _stage_model(model_file, request.out)
         result = predict_date(image, identity, grid, meta.bands, model_file,
                               prefix, info, runner, workers, tile=request.tile,
-                              overlap=request.overlap, isa_class=index, options=request.options)
+                              overlap=request.overlap, batch_size=request.batch_size,
+                              isa_class=index, options=request.options)
         return finish_outputs(result, prefix, index, zones=request.zones,
                               local_dir=request.product_dir() / month), date_inputs(identity)
 

@@ -81,11 +81,29 @@ def predict_tile(predictor: TilePredictor, data: np.ndarray, tile: MapTile,
         tile: the tile.
         isa_class: index of the impervious class.
     """
-    s = predictor.scale
-    expected = (predictor.channels, tile.window.height, tile.window.width)
-    if data.shape != expected:
-        raise ConfigError(f"tile {tile.name} data has shape {data.shape}, expected {expected}")
-    probs = predictor(data[None], compact=True)[0]
+    return predict_tiles(predictor, [data], [tile], isa_class)[0]
+
+
+def predict_tiles(predictor: TilePredictor, data: Sequence[np.ndarray],
+                  tiles: Sequence[MapTile], isa_class: int = 1
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`predict_tile` of several tiles in one forward pass (one batch, in this order).
+
+    The batches of :func:`inference.predict.lattice.batches` are the streaming predictor's own,
+    so their maps are equal bit for bit.
+    """
+    for d, tile in zip(data, tiles, strict=True):
+        expected = (predictor.channels, tile.window.height, tile.window.width)
+        if d.shape != expected:
+            raise ConfigError(f"tile {tile.name} data has shape {d.shape}, expected {expected}")
+    probs = predictor(list(data), compact=True)
+    return [_core(predictor.scale, p, d, tile, isa_class)
+            for p, d, tile in zip(probs, data, tiles, strict=True)]
+
+
+def _core(s: int, probs: np.ndarray, data: np.ndarray, tile: MapTile,
+          isa_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """The tile's core of its probabilities, encoded with its nodata."""
     r0, c0 = tile.core.row_off - tile.window.row_off, tile.core.col_off - tile.window.col_off
     h, w = tile.core.height, tile.core.width
     core = probs[:, r0 * s:(r0 + h) * s, c0 * s:(c0 + w) * s]

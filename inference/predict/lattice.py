@@ -18,7 +18,7 @@ another lattice than its series is refused (:func:`check_same`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -84,6 +84,27 @@ class Lattice:
 
     def describe(self) -> str:
         return f"--tile {self.tile} --overlap {self.overlap} ({self.blend} blend)"
+
+
+def batches(tiles: Sequence[LatticeTile], size: int) -> list[tuple[LatticeTile, ...]]:
+    """``tiles`` (row-major) in the streaming predictor's batches: runs of ``size`` per row.
+
+    Each tile row of :meth:`Lattice.tiles` is cut into runs of ``size`` tiles from its first
+    column, as :class:`inference.predict.sliding_window.SlidingWindowJob` batches it.
+
+    A forward pass over a batch may round its last float bit differently from one over the
+    same tile in a batch of another size; a runner that predicts these very batches gives the
+    streaming predictor's map bit for bit.
+    """
+    if size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {size}")
+    out: list[tuple[LatticeTile, ...]] = []
+    for tile in tiles:
+        if out and out[-1][-1].row == tile.row and len(out[-1]) < size:
+            out[-1] = (*out[-1], tile)
+        else:
+            out.append((tile,))
+    return out
 
 
 def from_record(record: Mapping[str, Any]) -> tuple[Lattice, tuple[float, float] | None]:
