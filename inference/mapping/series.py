@@ -24,8 +24,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import rasterio
-
 from gee_export.core.storage import atomic_path, atomic_write, files
 from inference.predict import cog, stats
 
@@ -88,7 +86,7 @@ class SeriesOutputs:
 
 
 def _run_hash(path: str) -> str:
-    with rasterio.open(files.gdal_path(path)) as ds:
+    with files.open_raster(path) as ds:
         return ds.tags().get("isamap_run", "")
 
 
@@ -98,7 +96,7 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b)}
     current = False
     if files.exists(out):
-        with rasterio.open(files.gdal_path(out)) as ds:
+        with files.open_raster(out) as ds:
             tags = ds.tags()
         current = all(tags.get(k) == v for k, v in want.items()) and all(want.values())
     if not current:

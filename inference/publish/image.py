@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import rasterio
 from tqdm.auto import tqdm
 
 from gee_export.core.ee_session import EESession, EETransport, http_status, operation_status
@@ -308,7 +307,7 @@ def judge_external_bucket(location: str | None, data_locations: Sequence[str] | 
 
 
 def cog_properties(path: str) -> dict[str, str]:
-    with rasterio.open(files.gdal_path(path)) as ds:
+    with files.open_raster(path) as ds:
         return ds.tags()
 
 
