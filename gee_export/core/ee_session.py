@@ -194,7 +194,9 @@ def operation_status(operation: dict[str, Any]) -> dict[str, Any]:
     Returns ``id`` (the server's task id: the last part of the operation name), ``name``,
     ``state`` in the task vocabulary (READY, RUNNING, COMPLETED, FAILED, CANCELLED,
     CANCEL_REQUESTED, UNKNOWN), ``progress`` in [0, 1] (``metadata.progress``, which
-    ``ee.data.getTaskStatus`` drops), ``description`` and, for a failure, ``error_message``.
+    ``ee.data.getTaskStatus`` drops), ``description``, for a failure ``error_message``, and
+    ``eecu_seconds`` when the service reported the task's compute
+    (``metadata.batchEecuUsageSeconds``).
     """
     name = str(operation.get("name", ""))
     meta = operation.get("metadata") or {}
@@ -202,6 +204,8 @@ def operation_status(operation: dict[str, Any]) -> dict[str, Any]:
     status: dict[str, Any] = {"id": name.rsplit("/", 1)[-1], "name": name, "state": state,
                               "progress": float(meta.get("progress") or 0.0),
                               "description": str(meta.get("description", ""))}
+    if meta.get("batchEecuUsageSeconds") is not None:  # what the task's compute cost
+        status["eecu_seconds"] = float(meta["batchEecuUsageSeconds"])
     if operation.get("done"):
         if "error" in operation:
             status["error_message"] = str(operation["error"].get("message", ""))

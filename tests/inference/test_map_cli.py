@@ -33,6 +33,8 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     assert '"name": "projects/my-proj/assets/isa/isa_bbox/isa_2019_06"' in out
     plan = json.loads(out[out.rindex("\n{"):])
     assert 0 < plan["requests_per_date"] <= plan["tiles_per_date"]
+    assert "EECU-hours: Community" in out and "EECU-s per request" in out
+    assert plan["compute"]["requests"] == 3 * plan["requests_per_date"]  # three dates
     assert not (tmp_path / "maps" / "2017-06").exists()  # nothing mapped in a dry run
 
 
