@@ -31,7 +31,7 @@ from inference.mapping.request import MapRequest, check_recipe, model_dataset, r
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.cog import PROB_SCALE
-from inference.publish.asset_manifest import asset_name
+from inference.publish.asset_manifest import asset_name, check_asset_name
 from inference.publish.collection import SeriesPublication, SeriesRequest, publish_series
 from inference.publish.properties import asset_properties
 
@@ -122,8 +122,9 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         log.warning("%s", note)
     stats.load_zones(request.zones, grid.crs)  # a bad zones file fails here, not at the end
     zones_geojson = _zones_geojson(request.zones)
-    collection = (asset_name(f"{publish.parent.rstrip('/')}/isa_{request.region.name}",
-                             publish.project) if publish else None)
+    collection = (check_asset_name(asset_name(
+        f"{publish.parent.rstrip('/')}/isa_{request.region.name}", publish.project),
+        "the collection") if publish else None)
     recipe = {k: v for k, v in dict(dataset.recipe).items() if k != "per_month"}
     classes = tuple(meta.class_names)
     isa = _isa_index(classes)

@@ -36,11 +36,23 @@ from typing import Any, Literal, Protocol
 from gee_export.core.errors import AuthenticationError, EarthEngineError, QuotaError
 from gee_export.core.retry import RetryPolicy, retry_call
 
-__all__ = ["AUTH_HELP", "CLIENT_RETRIES", "EESession", "EETransport", "HttpStatus",
-           "RetryPolicy", "Transport", "classify", "http_status", "operation_status",
-           "task_description"]
+__all__ = [
+    "AUTH_HELP",
+    "CLIENT_RETRIES",
+    "EESession",
+    "EETransport",
+    "HttpStatus",
+    "RetryPolicy",
+    "Transport",
+    "classify",
+    "endpoint_url",
+    "http_status",
+    "operation_status",
+    "task_description",
+]
 
 HIGH_VOLUME_URL = "https://earthengine-highvolume.googleapis.com"
+STANDARD_URL = "https://earthengine.googleapis.com"
 # earthengine-api's own retry count, set explicitly: EESession.call is the one retry loop.
 CLIENT_RETRIES = 0
 # More task ids than this are read by listing the project's operations (pages of 500)
@@ -188,6 +200,16 @@ def task_description(text: str) -> str:
     return cleaned or "isamap_task"
 
 
+def endpoint_url(high_volume: bool) -> str:
+    """The endpoint a session asks for, always explicitly.
+
+    Initialising an already initialised client replaces only what is named: a process that
+    mapped through the high-volume endpoint and then publishes would stay on it unless the
+    standard URL is passed.
+    """
+    return HIGH_VOLUME_URL if high_volume else STANDARD_URL
+
+
 def operation_status(operation: dict[str, Any]) -> dict[str, Any]:
     """A long-running operation as a task status, progress included.
 
@@ -329,7 +351,7 @@ class EESession:
                 reason="earthengine-api is not installed; pip install 'isamap[ee]'")) from None
         if not self.project:
             raise AuthenticationError(AUTH_HELP.format(reason="no --project given"))
-        url = HIGH_VOLUME_URL if self.high_volume else None
+        url = endpoint_url(self.high_volume)
         ee.data.setMaxRetries(CLIENT_RETRIES)  # before Initialize: its requests are calls too
 
         def init() -> None:

@@ -189,10 +189,16 @@ def test_a_map_has_the_same_asset_properties_from_either_command(series, tmp_pat
 class ExistingAssets(EarthEngineAssets):
     """An Earth Engine asset tree (names -> types) answering the calls publishing makes."""
 
-    def __init__(self, existing):
+    def __init__(self, existing, quota=None, uploaded=lambda: 0):
         self.existing, self.calls = dict(existing), []
+        self.quota, self.uploaded = quota, uploaded
+
+    def project_quota(self, name):
+        self.calls.append(("quota", name, self.uploaded()))  # files uploaded by then
+        return self.quota
 
     def asset_type(self, name):
+        self.calls.append(("type", name, self.uploaded()))
         return self.existing.get(name)
 
     def ensure_parents(self, name, parent_type="FOLDER"):
@@ -218,10 +224,23 @@ def test_an_existing_image_is_refused_unless_overwrite(series, tmp_path, gcs_emu
     with pytest.raises(ConfigError, match="--overwrite"):
         publish_series(request, tmp_path, assets=taken, echo=lambda _: None)
     assert not any(c[0] == "ingest" for c in taken.calls)
-    fresh = ExistingAssets({})
+    def uploaded():
+        return len(list(gcs_emulator.client().list_blobs(gcs_bucket)))
+
+    name_legacy = "projects/earthengine-legacy/assets/users/me/isa_x"
+    full = ExistingAssets({}, quota={"asset_count": {"usage": 9_999, "limit": 10_000},
+                                     "asset_size": {"usage": 10**9, "limit": 250 * 10**9}},
+                          uploaded=uploaded)
+    with pytest.raises(ConfigError, match="10,002 assets"):
+        publish_series(SeriesRequest(name_legacy, cogs, {}, gcs_prefix=f"gs://{gcs_bucket}/m"),
+                       tmp_path, assets=full, echo=lambda _: None)
+    assert full.calls == [("quota", name_legacy, 0)] and uploaded() == 0  # before uploads
+    fresh = ExistingAssets({}, uploaded=uploaded)
     done = publish_series(request, tmp_path, assets=fresh, echo=lambda _: None)
-    assert fresh.calls[0] == ("create", name, "IMAGE_COLLECTION")
-    assert [c[1] for c in fresh.calls[1:]] == [image_name(name, d) for d in DATES]
+    assert fresh.calls[:2] == [("quota", name, 0), ("type", name, 0)]  # EE before uploads
+    made = [c for c in fresh.calls if c[0] in ("create", "ingest")]
+    assert made[0] == ("create", name, "IMAGE_COLLECTION")
+    assert [c[1] for c in made[1:]] == [image_name(name, d) for d in DATES]
     assert set(done.task_ids) == set(DATES)
     blobs = {b.name for b in gcs_emulator.client().list_blobs(gcs_bucket)}
     assert f"maps/{DATES[1]}/isa_{DATES[1]}_class.tif" in blobs  # uploaded, MD5-verified
