@@ -86,8 +86,9 @@ class SeriesRequest:
     wait: bool = False
     classes: tuple[str, ...] = ("pervious", "impervious")
     isa_class: int = 1
-    zones: dict | None = None
+    zones: dict | None = None  # a FeatureCollection in EPSG:4326, a ``name`` per feature
     scale: float = 10.0
+    areas: Mapping[str, Sequence[tuple[str, float]]] | None = None  # zone -> (month, ISA km²)
 
 
 def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool = False,
@@ -120,7 +121,8 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
                  for m in months}
     script = series_app_script(name, months, classes=request.classes,
                                isa_class=request.isa_class, zones=request.zones,
-                               scale=request.scale, title=f"isamap ISA series {name}")
+                               scale=request.scale, title=f"isamap ISA series {name}",
+                               areas=request.areas)
     out = Path(out_dir)
     stem = name.rsplit("/", 1)[-1]
     manifest_path = out / f"{stem}.collection.json"
