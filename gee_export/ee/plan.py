@@ -20,7 +20,14 @@ from gee_export.contract.splits import (
 )
 from gee_export.ee.compute import ComputeEstimate, estimate, format_estimate
 from gee_export.ee.pixels import BYTES_PER_VALUE, Limits, split_request
-from gee_export.ee.tasks import DEFAULT_PATCHES_PER_TILE, file_dimensions, plan_tiles
+from gee_export.ee.tasks import (
+    CONCURRENT_BATCH_TASKS,
+    DEFAULT_PATCHES_PER_TILE,
+    TASK_MINUTES,
+    file_dimensions,
+    plan_tiles,
+    tasks_hours,
+)
 
 Method = Literal["pixels", "tasks"]
 AUTO_TASKS_ABOVE_KM2 = 5000.0  # interactive requests suit regions up to a few thousand km^2
@@ -102,7 +109,9 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
     else:  # one task per tile (and fine label), each pixel of the grid computed once
         pixels = grid.width * grid.height * n_months * (1 + (fine_scale or 0) ** 2)
         compute = estimate(len(tiles) * n_months * (2 if fine_scale else 1), pixels)
-    hours = (requests / (workers * REQUESTS_PER_WORKER_S) / 3600.0) if method == "pixels" else 0.0
+    n_tasks = len(tiles) * n_months * (2 if fine_scale else 1)
+    hours = (requests / (workers * REQUESTS_PER_WORKER_S) / 3600.0 if method == "pixels"
+             else tasks_hours(n_tasks))
     return ExportPlan(
         region=region.name, area_km2=round(grid.area_km2, 1), grid=grid.to_dict(),
         months=months, bands=bands, label=label, fine_scale=fine_scale, method=method, out=out,
@@ -156,6 +165,9 @@ def format_plan(plan: ExportPlan) -> str:
             f"  tasks       {plan.tasks:,} Export.image.toCloudStorage tasks of "
             f"{plan.tiles:,} tiles (one {plan.tile_pixels} px GeoTIFF each), at most 2,500 "
             "pending (limit 3,000)",
+            f"  time        about {format_duration(plan.hours_estimate)}: Earth Engine runs "
+            f"about {CONCURRENT_BATCH_TASKS} batch tasks of a project at once, assumed "
+            f"{TASK_MINUTES:g} min each (rough)",
         ]
     lines += [
         f"  bytes       {_size(plan.bytes)} uncompressed ({_size(plan.bytes_per_patch)} per "

@@ -51,6 +51,8 @@ SHARD = 256
 MAX_PENDING_TASKS = 3000
 DEFAULT_MAX_PENDING = 2500  # headroom under the per-project limit for the user's other tasks
 DEFAULT_PATCHES_PER_TILE = 50  # 50 x 80 + 48 = 4,048 px = 40 km at 10 m: ~460 MB of float32
+CONCURRENT_BATCH_TASKS = 2  # what Earth Engine runs of one project at once, on average
+TASK_MINUTES = 10.0  # assumed wall time of one tile task once running (plans only)
 FINISHED = ("COMPLETED", "SUCCEEDED")
 FAILED = ("FAILED", "CANCELLED", "CANCEL_REQUESTED")
 LIVE = ("UNSUBMITTED", "READY", "PENDING", "RUNNING")
@@ -89,6 +91,11 @@ def plan_tiles(grid: Grid, patches_per_tile: int = DEFAULT_PATCHES_PER_TILE) -> 
                             width=(c1 - c0 - 1) * grid.stride + grid.patch_size)
             tiles.append(Tile(ti, tj, (r0, r1), (c0, c1), window))
     return tiles
+
+
+def tasks_hours(tasks: int) -> float:
+    """Wall time of ``tasks`` batch tasks: waves of :data:`CONCURRENT_BATCH_TASKS`."""
+    return math.ceil(tasks / CONCURRENT_BATCH_TASKS) * TASK_MINUTES / 60.0
 
 
 def file_dimensions(window: Window) -> int:

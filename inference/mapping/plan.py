@@ -37,6 +37,10 @@ class MapPlan:
     def seconds_estimate(self) -> float:
         """Fetch- or model-bound, whichever is slower, for every date."""
         fetch = self.requests_per_date * self.latency_s / self.workers
+        if self.method == "tasks" and self.compute is not None:  # batch tasks, two at a time
+            from gee_export.ee.tasks import tasks_hours
+
+            fetch = tasks_hours(self.compute.requests // len(self.dates)) * 3600.0
         model = self.tiles_per_date * self.model_seconds_per_tile
         return max(fetch, model) * len(self.dates)
 
@@ -84,6 +88,7 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
 def format_plan(plan: MapPlan) -> str:
     """The plan, one fact per line."""
     from gee_export.ee.plan import format_duration
+    from gee_export.ee.tasks import CONCURRENT_BATCH_TASKS, TASK_MINUTES
 
     g = plan.grid
     lines = [
@@ -102,7 +107,9 @@ def format_plan(plan: MapPlan) -> str:
         f"  bytes     {plan.bytes_per_date / 2**30:,.2f} GiB of float32 input per date",
         f"  time      about {format_duration(plan.seconds_estimate / 3600)}: model "
         f"{plan.model_seconds_per_tile * 1000:.0f} ms/tile measured now on this machine, "
-        f"requests at {plan.latency_s:g} s each",
+        + (f"requests at {plan.latency_s:g} s each" if plan.method != "tasks" else
+           f"stack tasks about {CONCURRENT_BATCH_TASKS} at a time (Earth Engine's batch "
+           f"concurrency), assumed {TASK_MINUTES:g} min each"),
     ]
     if plan.compute:
         lines += format_estimate(plan.compute,

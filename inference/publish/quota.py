@@ -25,18 +25,19 @@ class Footprint:
 
     assets: int
     nbytes: int
-    unmeasured: int = 0  # COGs already on Cloud Storage, whose size is not read
+    unmeasured: int = 0  # COGs on Cloud Storage or not written yet (a dry run's plan)
 
 
 def footprint(new_assets: int, cogs: Iterable[str]) -> Footprint:
     """The footprint of ``new_assets`` assets ingesting the COG files ``cogs``.
 
     An ingested image stores about its COG's size; local files are measured, ``gs://``
-    objects are counted as unmeasured.
+    objects and files not written yet are counted as unmeasured.
     """
-    local = [c for c in cogs if not files.is_gcs(c)]
-    remote = sum(1 for c in cogs if files.is_gcs(c))
-    return Footprint(new_assets, sum(os.path.getsize(c) for c in local), remote)
+    paths = list(cogs)
+    local = [c for c in paths if not files.is_gcs(c) and os.path.isfile(c)]
+    return Footprint(new_assets, sum(os.path.getsize(c) for c in local),
+                     len(paths) - len(local))
 
 
 def check_caps(adds: Footprint, quota: Mapping[str, Any] | None = None) -> str:
@@ -64,7 +65,8 @@ def check_caps(adds: Footprint, quota: Mapping[str, Any] | None = None) -> str:
         raise ConfigError(
             f"publishing would bring the project to {' and '.join(problems)}{held}; delete "
             "old assets, publish fewer dates, or publish as COG-backed assets")
-    unmeasured = (f" (+{adds.unmeasured} COGs on Cloud Storage not measured)"
+    unmeasured = (f" (+{adds.unmeasured} COGs on Cloud Storage or not yet written, not "
+                  "measured)"
                   if adds.unmeasured else "")
     return (f"adds {adds.assets:,} assets and {adds.nbytes / 1e9:,.2f} GB{unmeasured}{held}; "
             f"per-project caps {max_assets:,} assets and {max_bytes / 1e9:,.0f} GB")

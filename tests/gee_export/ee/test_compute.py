@@ -66,3 +66,17 @@ def test_batch_eecu_is_read_from_the_operation_metadata():
                                 "metadata": {"state": "RUNNING"}})
     assert done["eecu_seconds"] == 1234.5 and "eecu_seconds" not in running
     assert used_eecu_seconds([done, running]) == 1234.5
+
+
+def test_task_plans_assume_two_batch_tasks_at_once():
+    from gee_export.ee.tasks import CONCURRENT_BATCH_TASKS, TASK_MINUTES, tasks_hours
+
+    assert CONCURRENT_BATCH_TASKS == 2
+    assert tasks_hours(6) == pytest.approx(3 * TASK_MINUTES / 60)
+    assert tasks_hours(7) == pytest.approx(4 * TASK_MINUTES / 60)
+    region = get_region("wuhan")
+    grid = Grid("EPSG:32650", 200000.0, 3400000.0, 1008, 848)
+    tasks = make_plan(region, grid, ("2019-06",), DEFAULT_IMAGE_BANDS, "worldcover", None,
+                      "tasks", "gs://b/p", 16, patches_per_tile=5)
+    assert tasks.hours_estimate == pytest.approx(tasks_hours(tasks.tasks))
+    assert "about 2 batch tasks of a project at once" in format_plan(tasks)

@@ -28,12 +28,12 @@ def test_what_the_project_holds_counts_and_its_own_limits_win():
         check_caps(Footprint(1, 150_100_000_000), quota)
 
 
-def test_local_cogs_are_measured_remote_ones_counted(tmp_path):
+def test_local_cogs_are_measured_remote_and_future_ones_counted(tmp_path):
     cog = tmp_path / "a.tif"
     cog.write_bytes(b"x" * 1234)
-    adds = footprint(2, [str(cog), "gs://b/c.tif"])
-    assert adds == Footprint(2, 1234, 1)
-    assert "+1 COGs on Cloud Storage not measured" in check_caps(adds)
+    adds = footprint(2, [str(cog), "gs://b/c.tif", str(tmp_path / "not_yet.tif")])
+    assert adds == Footprint(2, 1234, 2)
+    assert "+2 COGs on Cloud Storage or not yet written" in check_caps(adds)
 
 
 def test_a_legacy_root_quota_is_read_a_cloud_project_has_none(ee_http, ee_offline):
