@@ -16,7 +16,7 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.storage import files
 
 MAX_ASSETS = 10_000
-MAX_BYTES = 250 * 10**9
+MAX_BYTES = 250_000_000_000  # 250 GB
 
 
 @dataclass(frozen=True)

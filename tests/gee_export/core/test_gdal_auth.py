@@ -186,4 +186,6 @@ def test_no_credentials_is_one_line_naming_the_login(user_adc_home, monkeypatch)
 def test_local_paths_and_the_emulator_need_no_credentials(gcs_emulator, tmp_path):
     assert credential_options() == {}  # STORAGE_EMULATOR_HOST: GDAL is set up for it
     with gdal_env(tmp_path / "x.tif"):
+        assert not rasterio.env.hasenv()  # a local read costs no environment
+    with gdal_env("gs://bucket/x.tif", GDAL_CACHEMAX=64):
         assert rasterio.env.getenv().get("GS_OAUTH2_REFRESH_TOKEN") is None
