@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gee_export.core.storage import atomic_path, atomic_write, files
+from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog, stats
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,8 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     if not current:
         stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want)
     if not current or not png.exists():
-        cog.quicklook(files.gdal_path(out), png, "change")
+        with gdal_env(out):
+            cog.quicklook(files.gdal_path(out), png, "change")
     return ChangeProduct(date_from, date_to, out, png)
 
 
