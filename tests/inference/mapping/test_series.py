@@ -12,12 +12,14 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+from PIL import Image
 from pyproj import Transformer
 from pystac.validation import validate_dict
 
 from gee_export.core.errors import ConfigError
 from gee_export.ee.fake_server import StackTransport
 from inference.mapping.request import MapRequest
+from inference.mapping.series import SeriesAreaRow, plot_area
 from inference.predict.runtime import RuntimeOptions
 from inference.publish.collection import SeriesRequest, image_name, publish_series
 from inference.publish.image import EarthEngineAssets, Ingestion, PublishRequest, publish
@@ -307,3 +309,13 @@ def test_an_existing_image_is_refused_unless_overwrite(series, tmp_path, gcs_emu
     assert set(done.task_ids) == set(DATES)
     blobs = {b.name for b in gcs_emulator.client().list_blobs(gcs_bucket)}
     assert f"maps/{DATES[1]}/isa_{DATES[1]}_class.tif" in blobs  # uploaded, MD5-verified
+
+
+@pytest.mark.parametrize(("zones", "months"), [(1, ["2019-06"]), (3, ["2017-06", "2019-06"]),
+                                               (20, ["2017-06", "2019-06", "2021-06"])])
+def test_area_plot_is_written_for_one_date_few_zones_and_many(tmp_path, zones, months):
+    rows = [SeriesAreaRow(f"zone {z}", m, 1.0 + z + i, None, 50.0, 0.0, 0.1)
+            for z in range(zones) for i, m in enumerate(months)]
+    png = plot_area(rows, tmp_path / "area.png")
+    with Image.open(png) as image:
+        assert image.size[0] >= 700 and image.size[1] >= 400
