@@ -197,8 +197,9 @@ class MapRequest:
             local, else ``./<name of out>``).
         tile / overlap / batch_size: the sliding window.
         strip_rows: output rows per checkpoint strip (what a killed run keeps).
-        postprocess / clahe: the class map's post-processing (``clahe``: the land-cover paper's
-            CLAHE re-decision of the impervious class, :mod:`inference.predict.postprocess`).
+        postprocess / clahe / force_postprocess: the class map's post-processing (``clahe``:
+            the land-cover paper's CLAHE re-decision of the impervious class,
+            :mod:`inference.predict.postprocess`; forced onto a binary model).
         options: device, precision, memory format.
         progress: tqdm bars.
     """
@@ -224,6 +225,7 @@ class MapRequest:
     strip_rows: int = 512
     postprocess: Postprocess = "none"
     clahe: ClaheParams = field(default_factory=ClaheParams)
+    force_postprocess: bool = False
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     progress: bool = True
 
@@ -243,7 +245,7 @@ class MapRequest:
     def predict_config(self) -> PredictConfig:
         return PredictConfig(tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
                              strip_rows=self.strip_rows, postprocess=self.postprocess,
-                             clahe=self.clahe)
+                             clahe=self.clahe, force_postprocess=self.force_postprocess)
 
     def product_dir(self) -> Path:
         """Local folder of PNGs, tables, STAC and publication files."""

@@ -158,6 +158,23 @@ def test_bad_training_numbers_name_the_flag_as_typed(flag, value, tmp_path, caps
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("kwargs,says", [
+    ('{"widths": [0, 8, 8, 16, 16]}', "widths must be a list of whole numbers of channels >= 1"),
+    ('{"widths": [4.5, 8, 8, 16, 16]}', "got [4.5, 8, 8, 16, 16]"),
+    ('{"widths": [-4, 8, 8, 16, 16]}', 'e.g. {"widths": [32, 64, 128, 256, 512]}'),
+    ('{"width": -2}', "width must be a whole number of channels >= 1, got -2"),
+])
+def test_bad_model_widths_are_one_line_before_any_data_is_read(kwargs, says, patch_root,
+                                                               tmp_path, capsys):
+    """Zero, fractional and negative widths gave three different torch tracebacks."""
+    argv = _argv(patch_root, tmp_path / "run")
+    argv[argv.index("--model-kwargs") + 1] = kwargs
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_loss_that_runs_away_without_nan_stops_and_saves_no_model(patch_root, tmp_path,
                                                                    capsys):
     """lr 1e6 sends the loss to ~1e12 while it stays finite: stopped, no model.pt."""
