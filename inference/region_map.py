@@ -37,6 +37,11 @@ from inference.publish.properties import asset_properties
 
 log = logging.getLogger(__name__)
 
+MAP_WITHOUT_ACCOUNT = """No account? Map local Sentinel-1/2 scenes with the same recipe instead:
+  isamap-map --backend local --scenes DIR ... (a model trained on a local-backend dataset)
+(or `make demo` for a synthetic scene)."""
+"""What ``isamap-map`` can do without an Earth Engine account (its authentication advice)."""
+
 
 @dataclass(frozen=True)
 class PublishTarget:
@@ -158,7 +163,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     if request.backend == "ee" and session is None:
         from gee_export.core.ee_session import EESession
 
-        session = EESession(request.project).initialize()  # AuthenticationError explains
+        session = EESession(request.project, without_account=MAP_WITHOUT_ACCOUNT).initialize()
     with hold_output(request.out):  # a second run into the same --out is refused
         predict_date = None
         if runner is not None:

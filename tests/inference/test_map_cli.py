@@ -86,3 +86,15 @@ def test_postprocess_flags_reach_the_map_request():
     config = MapRequest(Region("r", (117.0, 30.7, 117.01, 30.71)), ("2019-06",), "m.pt", "o",
                         **options).predict_config()
     assert config.postprocess == "clahe" and config.clahe.block == 256
+
+
+def test_without_credentials_the_advice_is_for_mapping_not_exporting(model, tmp_path, capsys,
+                                                                     monkeypatch):
+    """The no-account advice named the export (python export_patches.py) for isamap-map."""
+    monkeypatch.delenv("EE_PROJECT", raising=False)
+    code = main(["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out",
+                 str(tmp_path / "o"), "--months", "2019-06", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "no --project given" in err and "Traceback" not in err
+    assert "isamap-map --backend local --scenes DIR" in err
+    assert "export_patches" not in err and "isamap-export" not in err
