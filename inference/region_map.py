@@ -31,6 +31,7 @@ from inference.mapping.request import MapRequest, check_recipe, model_dataset, r
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.cog import PROB_SCALE
+from inference.predict.postprocess import check_postprocess
 from inference.publish.asset_manifest import asset_name
 from inference.publish.collection import SeriesPublication, SeriesRequest, publish_series
 from inference.publish.properties import asset_properties
@@ -117,6 +118,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         from inference.mapping.beam_map import check_runner
 
         check_runner(request, runner)
+    check_postprocess(request.postprocess, meta.class_scheme, tuple(meta.class_names),
+                      request.force_postprocess)  # every runner, and the dry run
     resolution = dataset.grid.resolution if dataset.grid else 10.0
     if request.grid is not None:
         grid, note = request.grid, None
