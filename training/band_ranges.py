@@ -5,7 +5,7 @@ reflectance x 10000, dB x 100), with its bands in another order, or of another q
 (linear power where dB was trained) still runs through the network and gives a map that looks
 like one. Percentiles of each band's raw values in the training split (``ModelMeta.band_ranges``)
 let inference compare an input with the training data before the first tile
-(:func:`inference.predict.inputs.check_input_values`).
+(:func:`inference.predict.expected_inputs.check_input`).
 
 The percentiles come from a bounded sample: at most ``max_patches`` patches spread over the
 split and ``per_patch`` pixels of each, so a large dataset costs what a small one does.

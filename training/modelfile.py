@@ -56,7 +56,7 @@ class ModelMeta:
             of older isamap versions record it only in ``extra["dataset"]["grid"]``).
         band_ranges: band name -> ``(p1, p50, p99)``, percentiles of its raw values in the
             training split; inputs are compared with them before a map is made
-            (``inference.predict.inputs.check_input_values``). Empty: not recorded.
+            (``inference.predict.expected_inputs.check_input``). Empty: not recorded.
     """
 
     name: str

@@ -79,14 +79,14 @@ def range_problems(samples: Mapping[str, np.ndarray],
         finite = finite_values(values)
         if finite.size < 16:
             continue
-        p1, _, p99 = (float(v) for v in ranges[name])
+        p1, p50, p99 = (float(v) for v in ranges[name])
         margin = RANGE_MARGIN * max(p99 - p1, 1e-6)
         low, high = p1 - margin, p99 + margin
         median = float(np.median(finite))
         if low <= median <= high:
             continue
         guess = next((f" (x {scale:g} of values the model knows?)" for scale in _SCALES
-                      if low <= median / scale <= high), "")
+                      if p1 <= median / scale <= p99 and median * p50 > 0), "")
         problems.append(f"{name} has a median of {median:.4g}, outside the {p1:.4g} to "
                         f"{p99:.4g} the model saw in training (1st-99th percentile){guess}")
     return problems

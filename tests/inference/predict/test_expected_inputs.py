@@ -178,3 +178,16 @@ def test_clahe_is_refused_on_a_binary_model_unless_forced(older, tmp_path, capsy
     assert "--postprocess clahe is made for land-cover models" in err
     assert "--force-postprocess" in err and not (tmp_path / "a").exists()
     assert _predict(older, stack, tmp_path / "a" / "isa", *clahe, "--force-postprocess") == 0
+
+
+def test_the_scale_is_guessed_only_where_it_explains_the_values():
+    from inference.predict.expected_inputs import range_problems
+
+    ranges = {"VV": (-21.0, -13.0, -4.0), "B2": (0.01, 0.06, 0.2)}
+    vv = np.full(64, -1300.0)  # dB x 100
+    (problem,) = range_problems({"VV": vv}, ranges)
+    assert problem.startswith("VV has a median of -1300, outside the -21 to -4") and \
+        problem.endswith("(x 100 of values the model knows?)")
+    (problem,) = range_problems({"B2": np.full(64, -13.6)}, ranges)  # dB under a reflectance
+    assert "x 10000" not in problem and "x 100 " not in problem
+    assert range_problems({"B2": np.full(64, 0.21)}, ranges) == []  # within the 10 % margin
