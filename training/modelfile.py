@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gee_export.core.digest import file_sha256
+from gee_export.core.digest import chunks_sha256, file_sha256
 from gee_export.core.errors import ModelError
 from gee_export.core.storage import atomic_write
 from gee_export.core.version import code_version as _code_version
@@ -185,18 +185,17 @@ def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
     weights are refused even where the file still unpickles (torch does not check the CRCs
     of a file's tensor data).
     """
-    import hashlib
+    def chunks():
+        for key in sorted(state):
+            tensor = state[key]
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            tensor = tensor.detach().to("cpu").contiguous()
+            yield f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode()
+            if tensor.numel():
+                yield tensor.view(-1).view(torch.uint8).numpy().tobytes()
 
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        tensor = state[key]
-        if not isinstance(tensor, torch.Tensor):
-            continue
-        tensor = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes()
-                      if tensor.numel() else b"")
-    return digest.hexdigest()
+    return chunks_sha256(chunks())
 
 
 def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
