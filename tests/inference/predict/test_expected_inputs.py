@@ -191,3 +191,23 @@ def test_the_scale_is_guessed_only_where_it_explains_the_values():
     (problem,) = range_problems({"B2": np.full(64, -13.6)}, ranges)  # dB under a reflectance
     assert "x 10000" not in problem and "x 100 " not in problem
     assert range_problems({"B2": np.full(64, 0.21)}, ranges) == []  # within the 10 % margin
+
+
+@pytest.mark.parametrize("which", ["trained", "older"])
+def test_a_real_stack_of_digital_numbers_is_refused(which, request, shared_data, tmp_path,
+                                                    capsys):
+    """Sen1Floods11's Spain chip stacked as delivered: S2 L1C DN (x 10000) beside S1 dB."""
+    import rasterio
+
+    folder = shared_data / "sen1floods11_spain"
+    with rasterio.open(folder / "Spain_7370579_S2Hand.tif") as s2, \
+            rasterio.open(folder / "Spain_7370579_S1Hand.tif") as s1:
+        dn = s2.read([2, 3, 4, 8]).astype(np.float32)  # B2, B3, B4, B8 as delivered
+        db = s1.read([1, 2]).astype(np.float32)  # VV, VH in dB
+        transform, crs = s2.transform, s2.crs
+    stack = write_geotiff(tmp_path / "spain.tif", np.concatenate([dn, db]), transform,
+                          crs.to_string(), float("nan"), descriptions=list(BANDS))
+    assert _predict(request.getfixturevalue(which), stack, tmp_path / "o" / "isa") == 2
+    err = capsys.readouterr().err
+    assert "B2 has a median of" in err and "x 10000" in err
+    assert not (tmp_path / "o").exists()
