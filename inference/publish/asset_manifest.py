@@ -63,7 +63,8 @@ def asset_name(asset_id: str, project: str | None = None) -> str:
         name = f"projects/{project}/assets/{asset_id}"
     problem = asset_name_problem(name)
     if problem:
-        raise ConfigError(f"asset id {asset_id!r}: {problem}")
+        raise ConfigError(f"asset id {asset_id!r} is not a valid Earth Engine asset name: "
+                          f"{problem}")
     return name
 
 
@@ -97,6 +98,19 @@ def asset_name_problem(name: str) -> str | None:
             return (f"the name {part!r} holds {shown}; asset and folder names take only "
                     "letters, digits, '_' and '-'")
     return None
+
+
+def check_asset_name(name: str, what: str = "asset") -> str:
+    """``name`` if Earth Engine accepts it as an asset name, else a one-line ConfigError.
+
+    Checked before any work: a region called "Wuhan city" would otherwise be mapped for
+    hours and refused at publication.
+    """
+    problem = asset_name_problem(name)
+    if problem:
+        raise ConfigError(f"{what} name {name!r} is not a valid Earth Engine asset name: "
+                          f"{problem} (rename the region or --publish target)")
+    return name
 
 
 def flat_properties(values: Mapping[str, Any]) -> dict[str, str | float | int | bool]:

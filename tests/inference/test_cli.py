@@ -118,9 +118,9 @@ def test_publish_names_the_asset_id_rule_before_anything_is_written(cogs, tmp_pa
     assert publish_main(["--prefix", prefix, "--asset-id", "projects/my-proj/assets/my maps/isa",
                          "--dry-run", "--quiet", "--out-dir", str(tmp_path / "pub")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("isamap-publish: error: asset id 'projects/my-proj/assets/my maps/isa': the "
-                   "name 'my maps' holds a space; asset and folder names take only letters, "
-                   "digits, '_' and '-'")
+    assert err == ("isamap-publish: error: asset id 'projects/my-proj/assets/my maps/isa' is not "
+                   "a valid Earth Engine asset name: the name 'my maps' holds a space; asset and "
+                   "folder names take only letters, digits, '_' and '-'")
     assert not (tmp_path / "pub").exists()
 
 
