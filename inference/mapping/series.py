@@ -147,7 +147,9 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
     record = {"dates": [m for m, _ in mapped], "skipped": skipped,
               "area": [asdict(r) for r in area_rows],
               "change": [asdict(r) for r in change_rows],
-              "change_maps": {f"{c.date_from}/{c.date_to}": c.cog for c in changes}}
+              # relative to --out: the record travels with the maps
+              "change_maps": {f"{c.date_from}/{c.date_to}":
+                              c.cog.removeprefix(out.rstrip("/") + "/") for c in changes}}
     json_path = local / "series.json"
     atomic_write(json_path, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
     plot = plot_area(area_rows, local / "series_area.png")

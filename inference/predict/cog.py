@@ -14,6 +14,7 @@ import errno
 import os
 import shutil
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -64,13 +65,16 @@ class OutputInfo:
 
 
 
-def output_tags(info: OutputInfo, run_hash: str, tile: int, overlap: int,
+def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
                 scale: int) -> dict[str, str]:
-    """Dataset metadata written into every COG: enough to know how it was made."""
+    """Dataset metadata written into every COG: enough to know how it was made.
+
+    ``lattice``: the tile lattice's tags (``inference.predict.lattice.Lattice.tags``).
+    """
     tags = {
         "model": info.model, "bands": ",".join(info.bands), "classes": ",".join(info.classes),
         "month": info.month or "", "version": info.version, "isamap_run": run_hash,
-        "tile": str(tile), "overlap": str(overlap), "output_scale": str(scale),
+        **lattice, "output_scale": str(scale),
         "probability_scale": str(PROB_SCALE), "nodata": str(NODATA),
     }
     tags.update({f"metric_{k}": f"{v:.6g}" for k, v in info.metrics.items()})

@@ -143,6 +143,35 @@ def test_stac_items_and_collection_validate(series):
     assert kinds == ["change", "class", "class", "probability", "probability"]
 
 
+def test_a_copied_catalogue_resolves_and_names_no_path_of_this_machine(series, tmp_path):
+    """Links and hrefs are relative: the folder copied elsewhere (an upload, a colleague's
+    disk) still opens, every Item and COG resolves inside the copy, and map.json names no path
+    of the machine that made it."""
+    import shutil
+
+    request, _, _ = series
+    copy = tmp_path / "copied"
+    shutil.copytree(request.out, copy)
+    origin = str(Path(request.out).resolve())
+    for path in [*copy.rglob("*.json")]:
+        text = path.read_text()
+        assert origin not in text and str(Path(request.model_file).parent) not in text, path
+    read = pystac.Collection.from_file(str(copy / "collection.json"))
+    items = list(read.get_items())
+    assert len(items) == 5
+    for item in items:
+        validate_dict(item.to_dict())
+        assert Path(item.get_self_href()).is_relative_to(copy)
+        assert Path(item.assets["data"].get_absolute_href()).is_file()
+        assert Path(item.assets["data"].get_absolute_href()).is_relative_to(copy)
+    dated = [i for i in items if i.properties["isamap:kind"] == "class"]
+    assert all(i.properties["isamap:inputs"]["backend"] == "ee" and
+               i.properties["isamap:inputs"]["s1_window"] for i in dated)
+    record = json.loads((copy / "map.json").read_text())
+    assert record["dates"][DATES[0]]["class_cog"] == f"{DATES[0]}/isa_{DATES[0]}_class.tif"
+    assert record["model"]["name"] == "test-threshold" and len(record["model"]["id"]) >= 16
+
+
 def test_image_collection_manifests_and_app_are_checked_offline(series, tmp_path, capsys):
     request, _, _ = series
     dry = map_region(request, publish=PublishTarget("projects/my-proj/assets/isamap",
