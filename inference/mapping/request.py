@@ -203,6 +203,9 @@ class MapRequest:
             :mod:`inference.predict.postprocess`; forced onto a binary model).
         options: device, precision, memory format.
         progress: tqdm bars.
+        temporal_consistency: make the series' class maps consistent over the dates before
+            change and area (:mod:`inference.mapping.consistency`; assumes built-up surface does
+            not return to pervious).
     """
 
     region: Region
@@ -229,6 +232,7 @@ class MapRequest:
     force_postprocess: bool = False
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     progress: bool = True
+    temporal_consistency: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= MAX_WORKERS:
