@@ -77,6 +77,9 @@ class PredictConfig:
             of the impervious probability (:mod:`inference.predict.postprocess`); the probability
             band stays the model's.
         clahe: its parameters.
+        force_postprocess: apply ``postprocess`` to a model it was not made for (a binary ISA
+            model); see :func:`inference.predict.postprocess.check_postprocess`. It does not
+            change the map, so it is no part of a run's identity.
     """
 
     tile: int = 512
@@ -89,6 +92,7 @@ class PredictConfig:
     keep_work: bool = False
     postprocess: Postprocess = "none"
     clahe: ClaheParams = field(default_factory=ClaheParams)
+    force_postprocess: bool = False
 
     def __post_init__(self) -> None:
         Lattice(self.tile, self.overlap, self.blend)  # checks the tiling and the blend
