@@ -1,6 +1,6 @@
 """What FPGM pruning and CLAHE cost in accuracy, on real 1 m NAIP tiles.
 
-``python -m experiments.landcover_pruning_pruning --out lccompare_output``
+``python -m experiments.landcover_pruning --out lccompare_output``
 
 The land-cover paper prunes its HRNet with FPGM and sharpens the impervious class with CLAHE.
 This measures both on the five GeoBench Chesapeake tiles

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import data, headcompare, naip_patches
+from experiments import data, headcompare, landcover_pruning, naip_patches
 from experiments import landcover as lccompare
 from experiments import srcompare as compare
 from experiments.naip import NAIP_FOLDER
@@ -26,10 +26,12 @@ COMMANDS = {"isamap-export": export_main, "isamap-predict": predict_main,
             "python -m experiments.srcompare": compare.main, "isamap-map": map_main,
             "python -m experiments.headcompare": headcompare.main,
             "python -m experiments.naip_patches": naip_patches.main,
-            "isamap-prune": prune_main, "python -m experiments.landcover": lccompare.main}
+            "isamap-prune": prune_main, "python -m experiments.landcover": lccompare.main,
+            "python -m experiments.landcover_pruning": landcover_pruning.main}
 # Modules that are commands: their printed output is the command's result.
 COMMAND_MODULES = {"gee_export/cli.py", "inference/cli.py", "inference/demo.py",
                    "inference/map_cli.py", "experiments/landcover.py",
+                   "experiments/landcover_pruning.py",
                    "training/cli.py", "experiments/srcompare.py", "experiments/headcompare.py",
                    "experiments/naip_patches.py"}
 
