@@ -195,9 +195,13 @@ class LandCoverConfig:
             raise ConfigError("; ".join(problems))
 
     def key(self, setting: str, seed: int) -> str:
-        d = asdict(self)
-        for name in ("seeds", "settings"):
-            d.pop(name)
+        """The digest of what a (setting, seed) run depends on: not the other setting's fields."""
+        other = {"nlcd": ("naip_dir", "naip_crop", "naip_batch", "naip_iterations", "cell",
+                          "product_oa", "product_region", "product_seed"),
+                 "naip": ("data_dir", "test_dir", "hold_out", "nlcd_crop", "nlcd_batch",
+                          "nlcd_iterations")}[setting]
+        d = {k: v for k, v in asdict(self).items()
+             if k not in ("seeds", "settings", *other)}
         d.update(setting=setting, seed=seed)
         return json_digest(d, 16)
 
