@@ -183,7 +183,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
             raise ConfigError(f"no date could be mapped: {skipped}; choose other --months")
         local = request.product_dir()
         series = series_products(mapped, skipped, request.out, local, request.zones,
-                                 isa_class=isa, crs=grid.crs)
+                                 isa_class=isa, crs=grid.crs,
+                                 temporal_consistency=request.temporal_consistency)
         echo(series.table())
         stac_paths = _write_stac(request, mapped, series, meta, recipe,
                                  {r.month: r.inputs for r in results})
@@ -194,8 +195,9 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                 _series_request(collection, cogs, props, publish, classes, isa, zones_geojson,
                                 grid, series), local / "publish", dry_run=publish_dry_run,
                 echo=echo)
-        write_run_record(request, grid, results, {"skipped": skipped,
-                                                          "stac": list(stac_paths)})
+        write_run_record(request, grid, results, {
+            "skipped": skipped, "stac": list(stac_paths),
+            "temporal_consistency": request.temporal_consistency})
         return MapResult(grid, None, tuple(results), series, tuple(stac_paths), publication)
 
 

@@ -202,6 +202,9 @@ class MapRequest:
             CLAHE re-decision of the impervious class, :mod:`inference.predict.postprocess`).
         options: device, precision, memory format.
         progress: tqdm bars.
+        temporal_consistency: make the series' class maps consistent over the dates before
+            change and area (:mod:`inference.mapping.consistency`; assumes built-up surface does
+            not return to pervious).
     """
 
     region: Region
@@ -227,6 +230,7 @@ class MapRequest:
     clahe: ClaheParams = field(default_factory=ClaheParams)
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     progress: bool = True
+    temporal_consistency: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= MAX_WORKERS:
