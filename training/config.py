@@ -47,6 +47,8 @@ class TrainConfig:
             optimisation (``None``: the model's recipe; ``momentum`` is SGD's).
         crop_size: random square training crops of this many pixels (input grid); ``None``:
             the recipe's (hrnet: 513), 0: whole patches. Validation always sees whole patches.
+        allow_small_patches: train a model whose recipe refuses patches (or crops) smaller
+            than its context modules need (RU-Net++'s ASPP) anyway, with a warning.
         filter_noisy: run noisy-sample filtering first (``training.noisy``): drop training
             patches whose preliminary prediction agrees with their label on fewer than this
             share of pixels, then retrain; None trains on every patch.
@@ -90,6 +92,7 @@ class TrainConfig:
     optimizer: Optimizer | None = None
     momentum: float | None = None
     crop_size: int | None = None
+    allow_small_patches: bool = False
     filter_noisy: float | None = None
     seed: int = 0
     num_workers: int | None = None

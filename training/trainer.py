@@ -542,10 +542,10 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
     if int(getattr(model, "output_scale", 1)) != scale:
         raise ModelError(f"model {cfg.model!r} predicts at {getattr(model, 'output_scale', 1)}x "
                          f"its input but the {cfg.label!r} labels are at {scale}x")
-    for problem in (context_warning(cfg.model, raw.patch_size, model),
-                    train_set.target_warning(cfg.model)):
-        if problem:
-            log.warning(problem)
+    check_context(cfg, raw.patch_size, model)
+    problem = train_set.target_warning(cfg.model)
+    if problem:
+        log.warning(problem)
     loss = build_loss(cfg.loss, class_names=names, **dict(cfg.loss_kwargs))
     resolution = (raw.manifest.get("grid") or {}).get("resolution")
     meta = ModelMeta(name=cfg.model, in_channels=len(raw.bands), num_classes=len(names),
@@ -559,6 +559,22 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
                          "excluded_patches": sorted(exclude)}})
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device)
     return trainer.fit()
+
+
+def check_context(cfg: TrainConfig, patch_size: int, model: nn.Module) -> None:
+    """Refuse (or warn about) training inputs smaller than the model's context modules need.
+
+    The input is the recipe's crop when the patches are larger, else the whole patch. A recipe
+    with ``small_patches="refuse"`` makes that a configuration error unless
+    ``cfg.allow_small_patches``; otherwise it is a warning.
+    """
+    size = min(patch_size, cfg.crop_size) if cfg.crop_size else patch_size
+    problem = context_warning(cfg.model, size, model)
+    if problem is None:
+        return
+    if recipe_for(cfg.model).small_patches == "refuse" and not cfg.allow_small_patches:
+        raise ConfigError(f"{problem}; or pass --allow-small-patches to train on them anyway")
+    log.warning(problem)
 
 
 def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
