@@ -241,8 +241,11 @@ class _Level:
         self._filled = 0  # rows of the current block row in ``_block``
 
     def write(self, rows: np.ndarray) -> list[bytes]:
-        """Write the next rows; returns the compressed tiles of the block rows they completed
-        (own tiles only; GDAL's writer keeps its own)."""
+        """Write the next rows.
+
+        Returns the compressed tiles of the block rows they completed (own tiles only: GDAL's
+        writer keeps its own).
+        """
         if self.row + rows.shape[0] > self.height:
             raise ValueError(f"{self.path.name}: rows past the end ({self.row} + "
                              f"{rows.shape[0]} > {self.height})")

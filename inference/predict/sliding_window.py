@@ -356,8 +356,11 @@ class SlidingWindowJob:
             self._encode(classes, prob)
 
     def _encode(self, classes: np.ndarray, prob: np.ndarray) -> list[bytes]:
-        """Both maps' rows into their COG encoders; the full-resolution tiles they completed
-        (class then probability, each row-major) when encoded in this thread."""
+        """Both maps' rows into their COG encoders.
+
+        Returns the full-resolution tiles they completed (class then probability, each
+        row-major) when encoded in this thread.
+        """
         if not self.parallel:
             with self.stages.time("encode"):
                 return self.streams["class"].add(classes) + self.streams["probability"].add(prob)
@@ -379,8 +382,11 @@ def strip_path(work: Path, row0: int) -> Path:
 
 
 def write_strip_tiles(path: Path, tiles: Sequence[bytes], profile: dict, height: int) -> None:
-    """The checkpoint strip made of the COGs' own compressed tiles (class band, probability
-    band), written as they are: no second compression of the same rows."""
+    """Write the checkpoint strip from the COGs' own compressed tiles.
+
+    ``tiles``: the class band's, then the probability band's, written as they are: the
+    same rows are not compressed a second time.
+    """
     template = temporary_name(path)
     try:
         options = {k: v for k, v in profile.items() if k not in ("compress", "zstd_level")}
