@@ -86,7 +86,7 @@ def set_process_threads(threads: int) -> None:
 
 @contextlib.contextmanager
 def calling_thread_only() -> Iterator[None]:
-    """torch's CPU work inside the block runs on the calling thread alone, then as before.
+    """Run torch's CPU work inside the block on the calling thread alone, then as before.
 
     For the memory-bound passes between forwards (normalising a batch, probabilities back): a
     second thread halves little of their time and its OpenMP waits cost the CPU the helpers
