@@ -15,7 +15,8 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
   cache and past it (``GTIFF_DIRECT_IO``, what the pipeline sets);
 - taking a strip from the accumulator and encoding it (class + stored probability);
 - the predictor's time outside the forward pass for one batch of tile views (normalising into
-  the batch, probabilities back): the main thread's cost between forwards;
+  the batch, probabilities back): the main thread's cost between forwards; and the process
+  CPU of those two passes on all threads against the calling thread alone;
 - a mapping fetch thread's decoding of one computePixels answer (``--answer-width`` px by
   640 rows, six float32 bands, pixel-interleaved) into band-planar float32 with nodata NaN:
   one transposing copy then a nodata pass (what ``decode`` did until 2026-11-23) next to
@@ -143,6 +144,46 @@ def predictor_outside_forward_ms(batch: int, tile: int, rounds: int) -> tuple[fl
     return float(np.median(outside)) * 1000, predictor.description
 
 
+def around_forward_cpu_ms(batch: int, tile: int, rounds: int) -> dict[str, dict[int, float]]:
+    """Process CPU ms of the passes around the forward (normalising the batch, probabilities
+    back) on the process's threads and on the calling thread alone (what the predictor
+    does: ``training.engine.execution.calling_thread_only``), bf16/NHWC."""
+    import torch
+
+    from inference.predict.runtime import RuntimeOptions, TilePredictor
+    from training.engine.execution import set_threads
+    from training.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", 6, 2, widths=(8, 16, 32, 64, 128))
+    predictor = TilePredictor(model, np.zeros(6), np.ones(6), options=RuntimeOptions(
+        precision="bf16", channels_last="on"))
+    row = np.random.default_rng(0).standard_normal((6, tile, tile * batch), dtype=np.float32)
+    views = [row[:, :, i * tile:(i + 1) * tile] for i in range(batch)]
+    predictor(views, compact=True, finite=True)
+    with torch.inference_mode():
+        x = predictor._normalise(views, torch.channels_last, True)
+        with torch.autocast("cpu", torch.bfloat16):
+            logits = predictor.model(x)
+    passes = {"normalise": lambda: predictor._normalise(views, torch.channels_last, True),
+              "probabilities": lambda: predictor._probabilities(logits, x.shape, True)}
+    full = torch.get_num_threads()
+    figures: dict[str, dict[int, float]] = {name: {} for name in passes}
+    for threads in sorted({full, 1}, reverse=True):
+        set_threads(threads)
+        for name, fn in passes.items():
+            with torch.inference_mode():
+                fn()
+                times = []
+                for _ in range(rounds):
+                    start = time.process_time()
+                    fn()
+                    times.append(time.process_time() - start)
+            figures[name][threads] = float(np.median(times)) * 1000
+    set_threads(full)
+    return figures
+
+
 def decode_ms(width: int, rounds: int) -> dict[str, float]:
     """CPU ms to make one answer band-planar: whole-array copy + nodata pass vs blocked."""
     rng = np.random.default_rng(0)
@@ -243,6 +284,12 @@ def main(argv: list[str] | None = None) -> dict:
     figures["predictor_outside_forward_ms"] = round(outside, 1)
     print(f"  predictor outside the forward, {args.batch} tiles of {args.tile} px at {runtime}: "
           f"{outside:6.1f} ms per batch")
+    around = around_forward_cpu_ms(args.batch, args.tile, args.rounds * 4)
+    figures["around_forward_process_cpu_ms"] = {
+        name: {str(t): round(v, 1) for t, v in by.items()} for name, by in around.items()}
+    for name, by in around.items():
+        print(f"  {name} of {args.batch} tiles of {args.tile} px (bf16/nhwc), process CPU: "
+              + ", ".join(f"{t} thread{'s' if t > 1 else ''} {v:.1f} ms" for t, v in by.items()))
     decoded = decode_ms(args.answer_width, args.rounds * 2)
     figures["decode_answer_ms"] = {k: round(v, 1) for k, v in decoded.items()}
     base = decoded["whole copy + nodata pass"]
