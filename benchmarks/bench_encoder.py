@@ -9,8 +9,9 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
   probabilities without nodata by a plain mean) next to the pass-by-pass rule
   (``reduce2_any``), which gives the same bytes;
 - a strip through both COG encoders (level-0 tiles + every overview): DEFLATE level 1 by
-  ISA-L (the default) next to GDAL's own (libdeflate) level 1, ISA-L level 3 and GDAL's ZSTD
-  level 1, and the compressed sizes;
+  ISA-L (the probability map's) and libdeflate (the class map's) in the encoder's own tile
+  writer, next to GDAL's writer (libdeflate) level 1, ISA-L level 3 and GDAL's ZSTD level 1,
+  and the compressed sizes;
 - the reader's two overlapping tile-row reads of an uncompressed stack, through GDAL's block
   cache and past it (``GTIFF_DIRECT_IO``, what the pipeline sets);
 - taking a strip from the accumulator and encoding it (class + stored probability);
@@ -258,11 +259,13 @@ def main(argv: list[str] | None = None) -> dict:
         figures[f"reduce2_{name}_ms"] = {"shortcut": round(fast, 1), "rule": round(rule, 1)}
         print(f"  {name:>11} overview 2x: shortcut {fast:6.1f} ms, rule {rule:6.1f} ms "
               f"(x{rule / fast:.1f})")
-        for encoding in (Encoding("DEFLATE", 1), Encoding("DEFLATE", 1, gdal=True),
-                         Encoding("DEFLATE", 3), Encoding("ZSTD", 1)):
+        for encoding in (Encoding("DEFLATE", 1, deflater="isal"),
+                         Encoding("DEFLATE", 1, deflater="libdeflate"),
+                         Encoding("DEFLATE", 1, deflater="gdal"),
+                         Encoding("DEFLATE", 3, deflater="isal"), Encoding("ZSTD", 1)):
             ms, size = encoder_ms(rows, resampling, encoding, args.rounds)
-            label = (f"{encoding.compress} {encoding.level} "
-                     f"{'ISA-L' if encoding.own_tiles else 'GDAL'}")
+            label = f"{encoding.compress} {encoding.level} " + (
+                encoding.deflater if encoding.compress == "DEFLATE" else "gdal")
             figures[f"encode_{name}_{label.lower().replace(' ', '_')}"] = {
                 "ms": round(ms, 1), "bytes": size}
             print(f"  {name:>11} strip through its COG encoder, {label}: "

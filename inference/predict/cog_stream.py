@@ -7,11 +7,10 @@ one-band uint8 map in order, as the sliding window finishes them, and does the s
 immediately, in whatever thread calls it:
 
 - the full-resolution rows are cut into 512 x 512 tiles with the horizontal predictor and
-  compressed as they arrive: DEFLATE by ISA-L (``isal``, zlib streams as TIFF's DEFLATE
-  expects; level 1 is 2-5x faster than GDAL's libdeflate level 1 on prediction maps at sizes
-  within 8 %), appended to a tile file, while GDAL writes the level's tags into an empty
-  (sparse) GTiff of the same structure; ZSTD (and DEFLATE above level 3) go through GDAL's
-  own tiled GTiff writer;
+  compressed as they arrive, DEFLATE by ISA-L or libdeflate (:data:`Deflater`; zlib streams,
+  as TIFF's DEFLATE expects), appended to a tile file, while GDAL writes the level's tags
+  into an empty (sparse) GTiff of the same structure; ZSTD goes through GDAL's own tiled
+  GTiff writer;
 - every overview level is reduced 2x from the level below as soon as two of its rows exist
   (``MODE`` for classes, ``AVERAGE`` for probabilities, nodata excluded, identical to GDAL's)
   and written the same way;
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+import deflate as libdeflate
 import numpy as np
 import rasterio
 from affine import Affine
@@ -65,11 +65,15 @@ _TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4
               16: 8, 17: 8, 18: 8}
 
 
-#: DEFLATE level of every COG (ISA-L's levels 0-3): level 1 writes maps as small as level 3,
-#: twice as fast; the encoder shares the cores with the model
+#: DEFLATE level of every COG: level 1 writes prediction maps about as small as level 3,
+#: faster; the encoder shares the cores with the model
 DEFLATE_LEVEL = 1
-#: the highest DEFLATE level ISA-L has; higher levels are GDAL's (libdeflate)
+#: the highest DEFLATE level ISA-L has (libdeflate's is 12)
 ISAL_MAX_LEVEL = 3
+#: Who compresses DEFLATE tiles: ISA-L or libdeflate in the encoder's own tile writer, or
+#: GDAL's tiled GTiff writer (which uses libdeflate). On prediction maps ISA-L is 3-5x faster
+#: than libdeflate at the same size for probabilities, but writes class maps 8-14 % larger.
+Deflater = Literal["isal", "libdeflate", "gdal"]
 
 
 @dataclass(frozen=True)
@@ -81,13 +85,21 @@ class Encoding:
     #: GDAL compression threads (None: the calling thread only, which never competes with a
     #: model computing on the same CPU cores; "ALL_CPUS" where the model runs on a GPU)
     threads: int | str | None = None
-    #: GDAL compresses the tiles even where ISA-L could (benchmarks compare the two)
-    gdal: bool = False
+    #: who compresses DEFLATE tiles (ZSTD is always GDAL's)
+    deflater: Deflater = "isal"
 
     @property
     def own_tiles(self) -> bool:
-        """Tiles compressed here (ISA-L DEFLATE) rather than by GDAL."""
-        return not self.gdal and self.compress == "DEFLATE" and 0 <= self.level <= ISAL_MAX_LEVEL
+        """Tiles compressed by the encoder's own writer rather than by GDAL."""
+        if self.compress != "DEFLATE" or self.deflater == "gdal":
+            return False
+        return 0 <= self.level <= (ISAL_MAX_LEVEL if self.deflater == "isal" else 12)
+
+    def compress_tile(self, tile: np.ndarray) -> bytes:
+        """One predicted tile as a zlib stream (TIFF's DEFLATE)."""
+        if self.deflater == "isal":
+            return isal_zlib.compress(tile, self.level)
+        return libdeflate.zlib_compress(tile, self.level)
 
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"compress": self.compress, "predictor": 2}
@@ -224,7 +236,7 @@ class _Level:
         self.path, self.width, self.height = path, width, height
         self.row = 0
         self.own = encoding.own_tiles
-        self.level = encoding.level
+        self.encoding = encoding
         self.ds = rasterio.open(
             path, "w", driver="GTiff", width=width, height=height, count=1, dtype="uint8",
             crs=crs, transform=transform, nodata=NODATA, tiled=True, blockxsize=BLOCK,
@@ -279,7 +291,7 @@ class _Level:
         offset = self._data.tell()
         compressed = []
         for tile in diff:
-            data = isal_zlib.compress(tile, self.level)
+            data = self.encoding.compress_tile(tile)
             self._data.write(data)
             self.tiles.append((offset, len(data)))
             offset += len(data)
