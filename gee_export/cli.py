@@ -332,6 +332,7 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runne
     from gee_export.core.ee_session import EESession
     from gee_export.ee.export import export_pixels
     from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
+    from gee_export.ee.request_region import request_geometry
     from gee_export.ee.sentinel1 import require_scenes, s1_collection
     from gee_export.ee.sentinel2 import choose_window, clear_count_statistic
     from gee_export.ee.tasks import export_tasks
@@ -343,9 +344,8 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runne
                        classes=label.classes, label_scheme=label.label_scheme)
     check_compatible(open_store(out), spec)  # before any Earth Engine call
     session = EESession(project=args.project).initialize()  # AuthenticationError explains
-    import ee
 
-    geometry = ee.Geometry(region.to_geojson())
+    geometry = request_geometry(region)  # the box, not the outline: requests stay small
     for month in months:
         s2_window = choose_window(
             month, region.name, s2,

@@ -31,7 +31,7 @@ from inference.mapping.request import MapRequest, check_recipe, model_dataset, r
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.cog import PROB_SCALE
-from inference.publish.asset_manifest import asset_name
+from inference.publish.asset_manifest import asset_name, check_asset_name
 from inference.publish.collection import SeriesPublication, SeriesRequest, publish_series
 from inference.publish.properties import asset_properties
 
@@ -122,8 +122,9 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         log.warning("%s", note)
     stats.load_zones(request.zones, grid.crs)  # a bad zones file fails here, not at the end
     zones_geojson = _zones_geojson(request.zones)
-    collection = (asset_name(f"{publish.parent.rstrip('/')}/isa_{request.region.name}",
-                             publish.project) if publish else None)
+    collection = (check_asset_name(asset_name(
+        f"{publish.parent.rstrip('/')}/isa_{request.region.name}", publish.project),
+        "the collection") if publish else None)
     recipe = {k: v for k, v in dict(dataset.recipe).items() if k != "per_month"}
     classes = tuple(meta.class_names)
     isa = _isa_index(classes)
@@ -181,7 +182,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
             cogs = {m: (o.prediction.class_path, o.prediction.prob_path) for m, o in mapped}
             publication = publish_series(
                 _series_request(collection, cogs, props, publish, classes, isa, zones_geojson,
-                                grid), local / "publish", dry_run=publish_dry_run, echo=echo)
+                                grid, series), local / "publish", dry_run=publish_dry_run,
+                echo=echo)
         write_run_record(request, grid, results, {"skipped": skipped,
                                                           "stac": list(stac_paths)})
         return MapResult(grid, None, tuple(results), series, tuple(stac_paths), publication)
@@ -194,22 +196,30 @@ def _isa_index(classes: tuple[str, ...]) -> int:
 
 
 def _zones_geojson(zones: str | None) -> dict | None:
+    """The zones as the app embeds them: a FeatureCollection in EPSG:4326, a name each.
+
+    Reprojected from whatever CRS the file names (Earth Engine reads GeoJSON coordinates as
+    longitude/latitude) and always a collection (``ee.FeatureCollection`` refuses a Feature).
+    """
     if zones is None:
         return None
-    import json
-    from pathlib import Path
-
-    return json.loads(Path(zones).read_text())
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": zone.name}, "geometry": zone.geometry}
+        for zone in stats.load_zones(zones, "EPSG:4326")]}
 
 
 def _series_request(collection: str | None, cogs: dict, props: dict, publish: PublishTarget,
                     classes: tuple[str, ...], isa: int, zones: dict | None,
-                    grid: Grid) -> SeriesRequest:
+                    grid: Grid, series: SeriesOutputs | None = None) -> SeriesRequest:
     assert collection is not None
+    areas: dict[str, list[tuple[str, float]]] = {}
+    for row in series.area_rows if series else ():
+        areas.setdefault(row.zone, []).append((row.date, row.isa_km2))
     return SeriesRequest(collection, cogs, props, project=publish.project,
                          gcs_prefix=publish.gcs_prefix, public=publish.public,
                          readers=publish.readers, overwrite=publish.overwrite, wait=publish.wait,
-                         classes=classes, isa_class=isa, zones=zones, scale=grid.resolution)
+                         classes=classes, isa_class=isa, zones=zones, scale=grid.resolution,
+                         areas=areas or None)
 
 
 def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: Any,

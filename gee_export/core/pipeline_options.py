@@ -40,6 +40,11 @@ DEFAULT_DIRECT_WORKERS = 2
 DEFAULT_DATAFLOW_WORKERS = 10
 # Dataflow's GPU service option: an accelerator type and count per worker, driver installed.
 _GPU = re.compile(r"^(nvidia-[a-z0-9-]+)(?::(\d+))?$")
+# The machine family each GPU type attaches to on Compute Engine (and so on Dataflow).
+GPU_MACHINE_FAMILY = {"nvidia-tesla-t4": "n1", "nvidia-tesla-p4": "n1",
+                      "nvidia-tesla-p100": "n1", "nvidia-tesla-v100": "n1",
+                      "nvidia-l4": "g2", "nvidia-tesla-a100": "a2", "nvidia-a100-80gb": "a2",
+                      "nvidia-h100-80gb": "a3"}
 # gs://BUCKET[/path]: Beam tries to create a bucket of its own (online) when this is malformed
 _GCS_FOLDER = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$")
 _JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -175,6 +180,24 @@ class RunnerConfig:
         if self.gpu and not self.container:
             raise ConfigError("GPU workers need --container IMAGE with CUDA-enabled torch; a "
                               "requirements file cannot install the NVIDIA libraries")
+        if self.gpu:
+            self._check_gpu_machine()
+
+    def _check_gpu_machine(self) -> None:
+        """A GPU type only attaches to one machine family: T4 to N1, L4 to G2, A100 to A2."""
+        kind = _GPU.match(str(self.gpu)).group(1)  # type: ignore[union-attr]
+        family = GPU_MACHINE_FAMILY.get(kind)
+        if family is None:
+            raise ConfigError(f"--gpu {kind} is not a GPU type Dataflow offers here; use one "
+                              f"of {', '.join(sorted(GPU_MACHINE_FAMILY))}")
+        machine = self.machine_type or "n1-standard-1"  # Dataflow's default worker
+        if machine.split("-", 1)[0].lower() != family:
+            example = {"n1": "n1-standard-4", "g2": "g2-standard-4",
+                       "a2": "a2-highgpu-1g", "a3": "a3-highgpu-1g"}[family]
+            given = (f"--machine-type {machine}" if self.machine_type
+                     else "the default machine type n1-standard-1")
+            raise ConfigError(f"--gpu {kind} attaches only to {family.upper()} machines, not "
+                              f"{given}; pass --machine-type {example}")
 
     def describe(self) -> str:
         """Two plan lines: the request budget and the Beam options (what a dry run prints)."""

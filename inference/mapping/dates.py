@@ -153,11 +153,10 @@ def ee_date_image(request: MapRequest, grid: Grid, meta: Any, dataset: ModelData
     Asks the session for the date's composite windows (clear Sentinel-2 observations,
     Sentinel-1 scenes); raises :class:`EmptyCompositeError` for a date without data.
     """
-    import ee
-
     from gee_export.ee.prediction_stack import composite_windows, prediction_image, recipe_for_month
+    from gee_export.ee.request_region import request_geometry
 
-    geometry = ee.Geometry(request.region.to_geojson())
+    geometry = request_geometry(request.region)  # the box: requests stay small
     date = composite_windows(session, geometry, request.region.name,
                              recipe_for_month(dataset.recipe, tuple(meta.bands), month,
                                               dataset.sources))

@@ -24,9 +24,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import rasterio
-
 from gee_export.core.storage import atomic_path, atomic_write, files
+from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog, stats
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ class SeriesOutputs:
 
 
 def _run_hash(path: str) -> str:
-    with rasterio.open(files.gdal_path(path)) as ds:
+    with files.open_raster(path) as ds:
         return ds.tags().get("isamap_run", "")
 
 
@@ -98,13 +97,14 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b)}
     current = False
     if files.exists(out):
-        with rasterio.open(files.gdal_path(out)) as ds:
+        with files.open_raster(out) as ds:
             tags = ds.tags()
         current = all(tags.get(k) == v for k, v in want.items()) and all(want.values())
     if not current:
         stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want)
     if not current or not png.exists():
-        cog.quicklook(files.gdal_path(out), png, "change")
+        with gdal_env(out):
+            cog.quicklook(files.gdal_path(out), png, "change")
     return ChangeProduct(date_from, date_to, out, png)
 
 

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pystac
-import rasterio
 from rasterio.warp import transform_bounds
 
 from gee_export.core.months import month_range
@@ -47,7 +46,7 @@ def cog_item(cog_path: str, kind: str, months: Sequence[str],
         months: the date it maps (a change map: its two dates).
         properties: ``isamap:`` properties (model, recipe, metrics ...).
     """
-    with rasterio.open(files.gdal_path(cog_path)) as ds:
+    with files.open_raster(cog_path) as ds:
         west, south, east, north = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds,
                                                     densify_pts=21)
         crs, shape = ds.crs.to_string(), [ds.height, ds.width]

@@ -40,6 +40,7 @@ from affine import Affine
 from gee_export.core.digest import json_digest
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_write, files
+from gee_export.core.storage.gdal_auth import check_read, gdal_env
 from inference.predict import cog
 from inference.predict.cog import OutputInfo
 from inference.predict.runtime import TilePredictor
@@ -186,7 +187,8 @@ def predict_raster(
     forward_before = predictor.forward_seconds
     scale = predictor.scale
     class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
-    with rasterio.Env(**INPUT_GDAL_OPTIONS), open_source(src_path) as src:
+    src_name = src_path if isinstance(src_path, str) else None
+    with gdal_env(src_name, out_prefix, **INPUT_GDAL_OPTIONS), open_source(src_path) as src:
         indexes = select_bands(src.descriptions, info.bands, band_order)
         run = _fingerprint(src_path, src, info, config, scale, model_id, indexes)
         height, width = src.height * scale, src.width * scale
@@ -232,10 +234,11 @@ def _finished(class_path: str, prob_path: str, run_hash: str) -> bool:
         if not files.exists(path):
             return False
         try:
-            with rasterio.open(files.gdal_path(path)) as ds:
+            with files.open_raster(path) as ds:
                 if ds.tags().get("isamap_run") != run_hash:
                     return False
-        except rasterio.errors.RasterioError:
+        except rasterio.errors.RasterioError as exc:
+            check_read(path, exc)  # refused or unreachable: not a reason to predict again
             return False  # damaged (e.g. a full disk cut it): write it again
     return True
 

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_path
+from gee_export.core.storage.gdal_auth import check_read
 from gee_export.core.storage.local import temporary_name
 from inference.predict import cog
 from inference.predict.blending import (
@@ -112,7 +113,9 @@ def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int,
     try:
         return src.read(list(indexes), window=window, out_dtype="float32", out=out)
     except rasterio.errors.RasterioError as exc:
-        raise InputDataError(unreadable(getattr(src, "name", "the input"), exc)) from None
+        name = getattr(src, "name", "the input")
+        check_read(name, exc)  # credentials or network, not a damaged stack
+        raise InputDataError(unreadable(name, exc)) from None
 
 
 class Stages:

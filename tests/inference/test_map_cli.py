@@ -33,6 +33,8 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     assert '"name": "projects/my-proj/assets/isa/isa_bbox/isa_2019_06"' in out
     plan = json.loads(out[out.rindex("\n{"):])
     assert 0 < plan["requests_per_date"] <= plan["tiles_per_date"]
+    assert "EECU-hours: Community" in out and "EECU-s per request" in out
+    assert plan["compute"]["requests"] == 3 * plan["requests_per_date"]  # three dates
     assert not (tmp_path / "maps" / "2017-06").exists()  # nothing mapped in a dry run
 
 
@@ -86,3 +88,17 @@ def test_postprocess_flags_reach_the_map_request():
     config = MapRequest(Region("r", (117.0, 30.7, 117.01, 30.71)), ("2019-06",), "m.pt", "o",
                         **options).predict_config()
     assert config.postprocess == "clahe" and config.clahe.block == 256
+
+
+def test_a_region_name_that_is_no_asset_id_is_refused_before_any_work(model, tmp_path, capsys,
+                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my area.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [
+        [[117.0, 30.7], [117.01, 30.7], [117.01, 30.71], [117.0, 30.7]]]}))
+    code = main(["--region-file", "my area.geojson", "--model", str(model), "--out", "o",
+                 "--months", "2019-06", "--publish", "projects/my-proj/assets/isa",
+                 "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'projects/my-proj/assets/isa/isa_my area'" in err
+    assert "not a valid Earth Engine asset name" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
