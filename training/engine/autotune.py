@@ -257,8 +257,8 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
              f"; rejected {', '.join(choice.rejected)}" if choice.rejected else "",
              choice.load.describe())
     if choice.load.loaded:
-        log.warning("autotune: measured while %s; this choice is reused only while the "
-                    "machine stays loaded (a quiet run measures again)", choice.load.describe())
+        log.info("autotune: measured while %s; this choice is reused only while the "
+                 "machine stays loaded (a quiet run measures again)", choice.load.describe())
     if path:
         _write_cache(path, key, choice)
     return choice
