@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gee_export.contract import bands as band_registry
+from gee_export.contract.archive import check_months as check_archive_months
 from gee_export.contract.bands import FINE_SCALES
 from gee_export.contract.composite import SPECKLE_FILTERS
 from gee_export.contract.dataset import DatasetSpec, check_compatible
@@ -250,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
     region = _region(args)
     months = _months(args)
     bands = band_registry.parse_band_list(args.bands)
+    for warning in check_archive_months(months, bands):  # dry run or not: the same months
+        log.warning("%s", warning)
     label = _labels(args)
     grid = make_grid(region, args)
     out = args.out or str(Path("data") / region.name)
@@ -421,7 +424,7 @@ def _run_local(args, region, grid, months, bands, out) -> int:
             summary = patch_stack(stack, store, min_valid_fraction=args.min_valid_fraction,
                                   seed=args.seed, block=args.split_block, backend="local",
                                   region=region.name, recipe=plan.recipe.to_dict(),
-                                  sources={"scenes": str(args.scenes)},
+                                  sources={"scenes": plan.scene_list()},
                                   classes=mapping.manifest_classes(),
                                   label_scheme=mapping.scheme,
                                   progress=not args.no_progress)

@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from gee_export.contract.archive import check_months as check_archive_months
 from gee_export.contract.grid import Grid
 from gee_export.core.errors import ConfigError
 from gee_export.core.lock import hold_output
 from gee_export.core.storage import files
 from gee_export.core.version import code_version
+from gee_export.ee.export import MAX_WORKERS
 from inference.mapping.dates import DateResult, map_dates, write_run_record
 from inference.mapping.plan import DEFAULT_LATENCY_S, MapPlan, format_plan, plan_map
 from inference.mapping.request import MapRequest, check_recipe, model_dataset, region_grid
@@ -106,6 +108,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
 
     echo = echo or log.info
     meta, _ = read_model_file(request.model_file)
+    for warning in check_archive_months(request.dates, meta.bands):  # dry runs too
+        log.warning("%s", warning)
     dataset = model_dataset(meta, request.dataset)
     check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)
     if runner is not None:
@@ -135,10 +139,15 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     if dry_run:
         seconds = measure_model(request.model_file, request.tile, request.options)
         planned = request if runner is None else replace(
-            request, workers=runner.workers * runner.threads)  # the pipeline's request budget
+            request, workers=min(runner.workers * runner.threads, MAX_WORKERS))  # its budget
+            # (above the quota: the plan counts what Earth Engine serves, the runner says why)
         plan = plan_map(planned, grid, meta.bands, seconds,
                                 latency_s or DEFAULT_LATENCY_S, note)
         echo(format_plan(plan))
+        if request.backend == "local":  # what the real run reads, checked now
+            from inference.mapping.dates import check_local_scenes
+
+            echo("\n".join(check_local_scenes(request, grid, meta.bands)))
         if runner is not None:
             from inference.mapping.beam_map import describe_pipeline
 
@@ -174,9 +183,11 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
             raise ConfigError(f"no date could be mapped: {skipped}; choose other --months")
         local = request.product_dir()
         series = series_products(mapped, skipped, request.out, local, request.zones,
-                                 isa_class=isa, crs=grid.crs)
+                                 isa_class=isa, crs=grid.crs,
+                                 temporal_consistency=request.temporal_consistency)
         echo(series.table())
-        stac_paths = _write_stac(request, mapped, series, meta, recipe)
+        stac_paths = _write_stac(request, mapped, series, meta, recipe,
+                                 {r.month: r.inputs for r in results})
         publication = None
         if publish:
             cogs = {m: (o.prediction.class_path, o.prediction.prob_path) for m, o in mapped}
@@ -184,8 +195,9 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                 _series_request(collection, cogs, props, publish, classes, isa, zones_geojson,
                                 grid, series), local / "publish", dry_run=publish_dry_run,
                 echo=echo)
-        write_run_record(request, grid, results, {"skipped": skipped,
-                                                          "stac": list(stac_paths)})
+        write_run_record(request, grid, results, {
+            "skipped": skipped, "stac": list(stac_paths),
+            "temporal_consistency": request.temporal_consistency})
         return MapResult(grid, None, tuple(results), series, tuple(stac_paths), publication)
 
 
@@ -223,7 +235,7 @@ def _series_request(collection: str | None, cogs: dict, props: dict, publish: Pu
 
 
 def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: Any,
-                recipe: dict) -> list[str]:
+                recipe: dict, inputs: dict) -> list[str]:
     from inference.mapping import stac
 
     common = {"model": meta.name, "bands": list(meta.bands), "classes": list(meta.class_names),
@@ -232,8 +244,9 @@ def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: 
               "probability_scale": PROB_SCALE}
     items = []
     for month, outputs in mapped:
-        items.append(stac.cog_item(outputs.prediction.class_path, "class", [month], common))
-        items.append(stac.cog_item(outputs.prediction.prob_path, "probability", [month], common))
+        dated = {**common, "inputs": inputs.get(month)}  # the scenes/windows of this date
+        items.append(stac.cog_item(outputs.prediction.class_path, "class", [month], dated))
+        items.append(stac.cog_item(outputs.prediction.prob_path, "probability", [month], dated))
     for change in series.changes:
         items.append(stac.cog_item(change.cog, "change", [change.date_from, change.date_to],
                                    common))

@@ -23,6 +23,7 @@ and the single-process commands must run without it.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -35,6 +36,8 @@ from gee_export.core.errors import ConfigError, IsamapError
 Runner = Literal["direct", "dataflow"]
 RUNNERS: tuple[str, ...] = ("direct", "dataflow")
 BEAM_RUNNER_NAMES = {"direct": "DirectRunner", "dataflow": "DataflowRunner"}
+log = logging.getLogger(__name__)
+
 DEFAULT_MAX_CONCURRENT = 40  # Earth Engine's concurrent-request quota of one project
 DEFAULT_DIRECT_WORKERS = 2
 DEFAULT_DATAFLOW_WORKERS = 10
@@ -199,12 +202,23 @@ class RunnerConfig:
             raise ConfigError(f"--gpu {kind} attaches only to {family.upper()} machines, not "
                               f"{given}; pass --machine-type {example}")
 
+    def quota_note(self) -> str | None:
+        """What a ``--max-concurrent`` above Earth Engine's quota costs (None within it)."""
+        if self.max_concurrent <= DEFAULT_MAX_CONCURRENT:
+            return None
+        return (f"--max-concurrent {self.max_concurrent} is above Earth Engine's quota of about "
+                f"{DEFAULT_MAX_CONCURRENT} concurrent requests per project: the requests beyond "
+                "it come back HTTP 429 and are retried with backoff, which slows the job; keep "
+                f"{DEFAULT_MAX_CONCURRENT} unless the project's quota was raised")
+
     def describe(self) -> str:
-        """Two plan lines: the request budget and the Beam options (what a dry run prints)."""
+        """The plan lines: the request budget and the Beam options (what a dry run prints)."""
+        note = self.quota_note()
         return (f"  runner      Apache Beam {self.runner}: up to {self.workers} workers x "
                 f"{self.threads} requests = {self.workers * self.threads} concurrent "
                 f"(--max-concurrent {self.max_concurrent})\n"
-                f"  beam        {' '.join(replace(self, dry_run=False).beam_args())}")
+                + (f"  quota       {note}\n" if note else "")
+                + f"  beam        {' '.join(replace(self, dry_run=False).beam_args())}")
 
     def beam_args(self) -> list[str]:
         """The pipeline options as Beam command-line arguments (what a user would type)."""
@@ -298,13 +312,16 @@ def runner_config(args: argparse.Namespace, *, dry_run: bool = False) -> RunnerC
     bad = [o for o in extra if not o.startswith("--")]
     if bad:
         raise ConfigError(f"--beam-option takes Beam options like --key=value, got {bad}")
-    return RunnerConfig(
+    config = RunnerConfig(
         runner=args.runner, project=getattr(args, "project", None), region=args.dataflow_region,
         temp_location=args.temp_location, machine_type=args.machine_type,
         max_workers=args.max_workers, max_concurrent=args.max_concurrent,
         container=args.container, requirements_file=args.requirements_file,
         setup_file=args.setup_file, gpu=getattr(args, "gpu", None), job_name=args.job_name,
         dry_run=dry_run, extra=tuple(extra))
+    if config.quota_note() and not dry_run:  # a dry run prints it in its plan
+        log.warning("%s", config.quota_note())
+    return config
 
 
 # the last "module.Class: message" line of a runner's error text: the worker's own exception

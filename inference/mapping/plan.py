@@ -36,7 +36,8 @@ class MapPlan:
     @property
     def seconds_estimate(self) -> float:
         """Fetch- or model-bound, whichever is slower, for every date."""
-        fetch = self.requests_per_date * self.latency_s / self.workers
+        fetch = (self.requests_per_date * self.latency_s / self.workers
+                 if self.backend == "ee" else 0.0)  # local scenes: no request
         if self.method == "tasks" and self.compute is not None:  # batch tasks, two at a time
             from gee_export.ee.tasks import tasks_hours
 
@@ -69,7 +70,7 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
     groups = [g for row in layout_requests(layout, len(bands), request.workers) for g in row]
     nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4
     requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
-                if request.method == "pixels" else 0)
+                if request.method == "pixels" and request.backend == "ee" else 0)
     compute = None
     if request.backend == "ee":
         from gee_export.ee.prediction_stack import stack_tiles
@@ -106,9 +107,10 @@ def format_plan(plan: MapPlan) -> str:
     lines += [
         f"  bytes     {plan.bytes_per_date / 2**30:,.2f} GiB of float32 input per date",
         f"  time      about {format_duration(plan.seconds_estimate / 3600)}: model "
-        f"{plan.model_seconds_per_tile * 1000:.0f} ms/tile measured now on this machine, "
-        + (f"requests at {plan.latency_s:g} s each" if plan.method != "tasks" else
-           f"stack tasks about {CONCURRENT_BATCH_TASKS} at a time (Earth Engine's batch "
+        f"{plan.model_seconds_per_tile * 1000:.0f} ms/tile measured now on this machine"
+        + (" (local scenes: compositing time not included)" if plan.backend != "ee" else
+           f", requests at {plan.latency_s:g} s each" if plan.method != "tasks" else
+           f", stack tasks about {CONCURRENT_BATCH_TASKS} at a time (Earth Engine's batch "
            f"concurrency), assumed {TASK_MINUTES:g} min each"),
     ]
     if plan.compute:

@@ -26,6 +26,7 @@ from gee_export.core.errors import (
 from gee_export.core.months import check_month, parse_months
 from gee_export.core.storage import files
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
+from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, Postprocess
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
@@ -201,6 +202,9 @@ class MapRequest:
             CLAHE re-decision of the impervious class, :mod:`inference.predict.postprocess`).
         options: device, precision, memory format.
         progress: tqdm bars.
+        temporal_consistency: make the series' class maps consistent over the dates before
+            change and area (:mod:`inference.mapping.consistency`; assumes built-up surface does
+            not return to pervious).
     """
 
     region: Region
@@ -226,6 +230,7 @@ class MapRequest:
     clahe: ClaheParams = field(default_factory=ClaheParams)
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     progress: bool = True
+    temporal_consistency: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= MAX_WORKERS:
@@ -243,7 +248,11 @@ class MapRequest:
     def predict_config(self) -> PredictConfig:
         return PredictConfig(tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
                              strip_rows=self.strip_rows, postprocess=self.postprocess,
-                             clahe=self.clahe)
+                             clahe=self.clahe, blend=self.lattice().blend)
+
+    def lattice(self) -> Lattice:
+        """The series' tile lattice: every runner and date keeps each tile's core only."""
+        return Lattice(self.tile, self.overlap, "core")
 
     def product_dir(self) -> Path:
         """Local folder of PNGs, tables, STAC and publication files."""

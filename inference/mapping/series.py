@@ -9,6 +9,12 @@ Given the per-date predictions of :func:`inference.mapping.dates.map_dates`, thi
   to, stable, gain, loss, net km²) and ``series.json`` holding both and the skipped dates;
 - ``series_area.png``: ISA km² over time, one line per zone.
 
+With ``temporal_consistency`` the class maps are first made consistent over the dates
+(:mod:`inference.mapping.consistency`: built-up surface is assumed not to return to pervious),
+written to ``<out>/consistent/``, and the change maps and both tables are made from them; the
+change COGs' tags, the change table's ``temporal_consistency`` column and ``series.json`` say
+whether the rule was applied.
+
 A change map is redone only when one of its two class maps changed (the class COGs' run
 hashes are recorded in its tags), so re-running a finished series rewrites nothing.
 """
@@ -56,6 +62,7 @@ class SeriesChangeRow:
     loss_km2: float
     net_change_km2: float
     valid_km2: float
+    temporal_consistency: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,9 +99,10 @@ def _run_hash(path: str) -> str:
 
 
 def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class: int,
-                   date_from: str, date_to: str) -> ChangeProduct:
+                   date_from: str, date_to: str, consistent: bool = False) -> ChangeProduct:
     """The change COG from ``class_a`` to ``class_b`` at ``out`` (skipped when up to date)."""
-    want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b)}
+    want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b),
+            "temporal_consistency": "applied" if consistent else "not applied"}
     current = False
     if files.exists(out):
         with files.open_raster(out) as ds:
@@ -104,13 +112,13 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
         stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want)
     if not current or not png.exists():
         with gdal_env(out):
-            cog.quicklook(files.gdal_path(out), png, "change")
+            cog.quicklook(files.gdal_path(out), png, "change", when=f"{date_from} to {date_to}")
     return ChangeProduct(date_from, date_to, out, png)
 
 
 def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], out: str,
                     local: Path, zones: str | None, *, isa_class: int = 1,
-                    crs: Any = None) -> SeriesOutputs:
+                    crs: Any = None, temporal_consistency: bool = False) -> SeriesOutputs:
     """Change maps, per-zone tables and the area plot of a series.
 
     Args:
@@ -121,33 +129,55 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         zones: GeoJSON of the zones (None: the whole map).
         isa_class: index of the impervious class.
         crs: the maps' CRS (zones are reprojected to it).
+        temporal_consistency: make the class maps consistent over the dates first (see the
+            module docstring).
     """
     local.mkdir(parents=True, exist_ok=True)
+    zone_list = stats.load_zones(zones, crs) if mapped else []
+    class_maps = {m: o.prediction.class_path for m, o in mapped}
+    consistency: dict[str, Any] = {"applied": bool(temporal_consistency)}
+    if temporal_consistency:
+        from inference.mapping import consistency as rule
+
+        consistent = {m: f"{out.rstrip('/')}/consistent/isa_{m}_class.tif" for m in class_maps}
+        relabelled = rule.apply_to_maps(list(class_maps.values()), list(consistent.values()),
+                                        isa_class)
+        consistency.update(rule=rule.RULE, assumption=rule.ASSUMPTION, class_maps={
+                               m: p.removeprefix(out.rstrip("/") + "/")
+                               for m, p in consistent.items()},
+                           pixels_relabelled={m: relabelled[p] for m, p in consistent.items()})
+        class_maps = consistent
     area_rows: list[SeriesAreaRow] = []
     for month, outputs in mapped:
-        for row in json.loads(Path(outputs.area_json).read_text()):
+        rows = ([asdict(r) for r in stats.isa_area(class_maps[month], zone_list,
+                                                   isa_class=isa_class)]
+                if temporal_consistency else json.loads(Path(outputs.area_json).read_text()))
+        for row in rows:
             area_rows.append(SeriesAreaRow(row["zone"], month, row["isa_km2"],
                                            row.get("isa_probability_km2"), row["valid_km2"],
                                            row["nodata_km2"], row["isa_fraction"]))
     changes, change_rows = [], []
-    zone_list = stats.load_zones(zones, crs) if mapped else []
-    for (a, out_a), (b, out_b) in itertools.pairwise(mapped):
+    for a, b in itertools.pairwise(class_maps):
         name = f"isa_change_{a}_{b}"
-        product = change_product(out_a.prediction.class_path, out_b.prediction.class_path,
+        product = change_product(class_maps[a], class_maps[b],
                                  f"{out.rstrip('/')}/change/{name}.tif",
                                  local / "change" / f"{name}.png", isa_class=isa_class,
-                                 date_from=a, date_to=b)
+                                 date_from=a, date_to=b, consistent=temporal_consistency)
         changes.append(product)
         for row in stats.change_area(product.cog, zone_list):
             change_rows.append(SeriesChangeRow(row.zone, a, b, row.stable_isa_km2, row.gain_km2,
-                                               row.loss_km2, row.net_change_km2, row.valid_km2))
+                                               row.loss_km2, row.net_change_km2, row.valid_km2,
+                                               bool(temporal_consistency)))
     area_csv, change_csv = local / "series_area.csv", local / "series_change.csv"
     stats.write_table(area_rows, None, area_csv)
     stats.write_table(change_rows, None, change_csv)
     record = {"dates": [m for m, _ in mapped], "skipped": skipped,
               "area": [asdict(r) for r in area_rows],
               "change": [asdict(r) for r in change_rows],
-              "change_maps": {f"{c.date_from}/{c.date_to}": c.cog for c in changes}}
+              # relative to --out: the record travels with the maps
+              "change_maps": {f"{c.date_from}/{c.date_to}":
+                              c.cog.removeprefix(out.rstrip("/") + "/") for c in changes},
+              "temporal_consistency": consistency}
     json_path = local / "series.json"
     atomic_write(json_path, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
     plot = plot_area(area_rows, local / "series_area.png")
@@ -156,7 +186,11 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
 
 
 def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
-    """ISA km² over time, one line per zone (markers at the mapped dates)."""
+    """ISA km² over time: one line per zone, every mapped date marked and labelled on the axis.
+
+    Zones are named in the legend (the largest 15 when there are more; every value is in
+    ``series_area.csv``), so the plot reads on its own.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,20 +199,40 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     zones: dict[str, list[SeriesAreaRow]] = {}
     for row in rows:
         zones.setdefault(row.zone, []).append(row)
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for zone, items in zones.items():
-        items.sort(key=lambda r: r.date)
-        when = [date(int(r.date[:4]), int(r.date[5:7]), 15) for r in items]
-        ax.plot(when, [r.isa_km2 for r in items], marker="o", label=zone)
-    ax.set_xlabel("date")
-    ax.set_ylabel("ISA area (km²)")
-    ax.set_title("Impervious surface area over time")
+    months = sorted({row.date for row in rows})
+    shown = sorted(zones, key=lambda z: -max(r.isa_km2 or 0.0 for r in zones[z]))[:15]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for zone in shown:
+        items = sorted(zones[zone], key=lambda r: r.date)
+        when, km2 = [_mid_month(r.date) for r in items], [r.isa_km2 for r in items]
+        ax.plot(when, km2, marker="o", label=zone)
+        if len(shown) <= 5 and len(items) <= 12:  # few points: each value written beside it
+            for x, y in zip(when, km2, strict=True):
+                if y is not None:
+                    ax.annotate(f"{y:,.2f}", (x, y), textcoords="offset points", xytext=(0, 6),
+                                ha="center", fontsize=7)
+    ticks = [_mid_month(m) for m in months]
+    ax.set_xticks(ticks, months, rotation=30 if len(months) > 4 else 0, ha="right"
+                  if len(months) > 4 else "center")
+    if len(ticks) == 1:
+        ax.set_xlim(date.fromordinal(ticks[0].toordinal() - 60),
+                    date.fromordinal(ticks[0].toordinal() + 60))
+    ax.set_xlabel("mapped date (monthly composite)")
+    ax.set_ylabel("impervious surface area (km²)")
+    span = f"{months[0]} to {months[-1]}" if months else "no mapped date"
+    ax.set_title(f"Impervious surface area per zone, {span}")
+    ax.margins(y=0.15)
     ax.grid(alpha=0.3)
-    if 1 < len(zones) <= 12:
-        ax.legend(fontsize=8)
-    fig.autofmt_xdate()
+    if shown:
+        more = len(zones) - len(shown)
+        ax.legend(title="zone" if not more else f"zone (largest {len(shown)} of {len(zones)})",
+                  fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return png
+
+
+def _mid_month(month: str) -> date:
+    return date(int(month[:4]), int(month[5:7]), 15)

@@ -140,6 +140,8 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
     echo(f"# assets: {check_caps(adds)}")
     if dry_run:
         echo("# dry run: nothing uploaded, no Earth Engine call made")
+        echo(f"# the real run {overwrite_effect(request.overwrite)} images of these dates that "
+             f"already exist in {name}")
         return SeriesPublication(name, manifests, script, manifest_path, script_path)
     # Earth Engine first: an unauthenticated, full or taken target fails before any upload
     assets = assets or connect(request.project)
@@ -171,6 +173,12 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
                  f"{acl_ch_arguments(readers, request.public)} {name}")
     return SeriesPublication(name, manifests, script, manifest_path, script_path, task_ids,
                              state)
+
+
+def overwrite_effect(overwrite: bool) -> str:
+    """What a publication does to assets that already exist (the dry run says it)."""
+    return ("replaces (--overwrite)" if overwrite else
+            "refuses to replace (add --overwrite to replace them)")
 
 
 def _prepare_collection(assets: EarthEngineAssets, name: str, images: Sequence[str],

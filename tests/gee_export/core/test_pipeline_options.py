@@ -145,3 +145,13 @@ def test_worker_semaphore_bounds_requests_across_threads():
     for t in threads:
         t.join()
     assert state["peak"] == 3
+
+
+def test_a_budget_above_the_earth_engine_quota_is_stated():
+    from gee_export.core.pipeline_options import RunnerConfig
+
+    above = RunnerConfig("direct", max_workers=2, max_concurrent=80)
+    assert "--max-concurrent 80 is above Earth Engine's quota of about 40" in above.describe()
+    assert "HTTP 429" in above.quota_note()
+    within = RunnerConfig("direct", max_workers=2, max_concurrent=40)
+    assert within.quota_note() is None and "quota" not in within.describe()

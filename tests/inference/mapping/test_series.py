@@ -12,12 +12,14 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+from PIL import Image
 from pyproj import Transformer
 from pystac.validation import validate_dict
 
 from gee_export.core.errors import ConfigError
 from gee_export.ee.fake_server import StackTransport
 from inference.mapping.request import MapRequest
+from inference.mapping.series import SeriesAreaRow, plot_area
 from inference.predict.runtime import RuntimeOptions
 from inference.publish.collection import SeriesRequest, image_name, publish_series
 from inference.publish.image import EarthEngineAssets, Ingestion, PublishRequest, publish
@@ -141,6 +143,35 @@ def test_stac_items_and_collection_validate(series):
     read = pystac.Collection.from_file(collection_path)
     kinds = sorted(i.properties["isamap:kind"] for i in read.get_items())
     assert kinds == ["change", "class", "class", "probability", "probability"]
+
+
+def test_a_copied_catalogue_resolves_and_names_no_path_of_this_machine(series, tmp_path):
+    """Links and hrefs are relative: the folder copied elsewhere (an upload, a colleague's
+    disk) still opens, every Item and COG resolves inside the copy, and map.json names no path
+    of the machine that made it."""
+    import shutil
+
+    request, _, _ = series
+    copy = tmp_path / "copied"
+    shutil.copytree(request.out, copy)
+    origin = str(Path(request.out).resolve())
+    for path in [*copy.rglob("*.json")]:
+        text = path.read_text()
+        assert origin not in text and str(Path(request.model_file).parent) not in text, path
+    read = pystac.Collection.from_file(str(copy / "collection.json"))
+    items = list(read.get_items())
+    assert len(items) == 5
+    for item in items:
+        validate_dict(item.to_dict())
+        assert Path(item.get_self_href()).is_relative_to(copy)
+        assert Path(item.assets["data"].get_absolute_href()).is_file()
+        assert Path(item.assets["data"].get_absolute_href()).is_relative_to(copy)
+    dated = [i for i in items if i.properties["isamap:kind"] == "class"]
+    assert all(i.properties["isamap:inputs"]["backend"] == "ee" and
+               i.properties["isamap:inputs"]["s1_window"] for i in dated)
+    record = json.loads((copy / "map.json").read_text())
+    assert record["dates"][DATES[0]]["class_cog"] == f"{DATES[0]}/isa_{DATES[0]}_class.tif"
+    assert record["model"]["name"] == "test-threshold" and len(record["model"]["id"]) >= 16
 
 
 def test_image_collection_manifests_and_app_are_checked_offline(series, tmp_path, capsys):
@@ -278,3 +309,40 @@ def test_an_existing_image_is_refused_unless_overwrite(series, tmp_path, gcs_emu
     assert set(done.task_ids) == set(DATES)
     blobs = {b.name for b in gcs_emulator.client().list_blobs(gcs_bucket)}
     assert f"maps/{DATES[1]}/isa_{DATES[1]}_class.tif" in blobs  # uploaded, MD5-verified
+
+
+def test_temporal_consistency_is_applied_on_request_and_recorded(series, tmp_path):
+    from inference.mapping.series import series_products
+
+    request, result, grid = series
+    mapped = [(d.month, d.outputs) for d in result.dates]
+    plain = series_products(mapped, {}, str(tmp_path / "plain"), tmp_path / "plain",
+                            request.zones, crs=grid.crs)
+    kept = series_products(mapped, {}, str(tmp_path / "tc"), tmp_path / "tc", request.zones,
+                           crs=grid.crs, temporal_consistency=True)
+    record = json.loads(kept.json.read_text())["temporal_consistency"]
+    assert record["applied"] is True and "loss" in record["assumption"]
+    assert json.loads(plain.json.read_text())["temporal_consistency"] == {"applied": False}
+    assert all((tmp_path / "tc" / p).exists() for p in record["class_maps"].values())
+    with rasterio.open(kept.changes[0].cog) as ds:
+        assert ds.tags()["temporal_consistency"] == "applied"
+    with rasterio.open(plain.changes[0].cog) as ds:
+        assert ds.tags()["temporal_consistency"] == "not applied"
+    assert all(r.temporal_consistency for r in kept.change_rows)
+    assert "temporal_consistency" in kept.change_csv.read_text().splitlines()[0]
+    # this series has no flicker: the rule changes nothing, areas and gain agree
+    assert sum(record["pixels_relabelled"].values()) == 0
+    assert [r.gain_km2 for r in kept.change_rows] == pytest.approx(
+        [r.gain_km2 for r in plain.change_rows])
+    assert [r.isa_km2 for r in kept.area_rows] == pytest.approx(
+        [r.isa_km2 for r in plain.area_rows])
+
+
+@pytest.mark.parametrize(("zones", "months"), [(1, ["2019-06"]), (3, ["2017-06", "2019-06"]),
+                                               (20, ["2017-06", "2019-06", "2021-06"])])
+def test_area_plot_is_written_for_one_date_few_zones_and_many(tmp_path, zones, months):
+    rows = [SeriesAreaRow(f"zone {z}", m, 1.0 + z + i, None, 50.0, 0.0, 0.1)
+            for z in range(zones) for i, m in enumerate(months)]
+    png = plot_area(rows, tmp_path / "area.png")
+    with Image.open(png) as image:
+        assert image.size[0] >= 700 and image.size[1] >= 400
