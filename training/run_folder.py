@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gee_export.core.errors import ConfigError, ModelError
-from training.config import TrainConfig, config_from_mapping
+from training.config import TrainConfig, apply_recipe, config_from_mapping
 
 CHECKPOINT = "checkpoint.pt"
 # Options that change how a run is executed, not what it computes.
@@ -93,7 +93,10 @@ def resume_config(out_dir: str | Path, given: Mapping[str, Any]) -> TrainConfig:
                               f"start one with --data DATASET --out {out_dir}")
         return config_from_mapping({**given, "out_dir": str(out_dir), "resume": True})
     base = _normalised(recorded)
-    merged = config_from_mapping({**base, **given, "out_dir": str(out_dir), "resume": True})
+    # The recorded run has its recipe applied (e.g. a head the recipe adds to the model's
+    # arguments); the same flags given again must compare equal, so the recipe goes under them too.
+    merged = apply_recipe(
+        config_from_mapping({**base, **given, "out_dir": str(out_dir), "resume": True}))
     differ = config_differences(base, merged)
     if differ:
         raise ConfigError(
