@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="codes of the local label raster (default binary 0/1/255): a "
                           "product's classes mapped to impervious, or landcover:<source> for "
                           "the seven land-cover classes (the same as --labels for this backend)")
+    loc.add_argument("--boa-add-offset", type=float, metavar="DN",
+                     help="Sentinel-2 BOA_ADD_OFFSET of the files (e.g. 0 for harmonized DNs, "
+                          "-1000 for baseline 04.00 products); default: the files' tag, else "
+                          "from the processing baseline or date (the values are checked)")
     loc.add_argument("--label-map", metavar="CODE=CLASS,...",
                      help="the label raster's codes stated one by one instead of a scheme: "
                           "CLASS 0 pervious, 1 impervious, 255 ignored, '*' every other code "
@@ -247,9 +251,11 @@ def check_arguments(args: argparse.Namespace) -> None:
                                  "local Sentinel-1/2 scenes")
         _reading(args)
     else:
-        given = [flag for flag, value in (("--label-map", args.label_map),
+        given = [flag for flag, value in (("--boa-add-offset", args.boa_add_offset),
+                                          ("--label-map", args.label_map),
                                           ("--scene-date", args.scene_date),
-                                          ("--s2-band-names", args.s2_band_names)) if value]
+                                          ("--s2-band-names", args.s2_band_names))
+                 if value is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} describe local scene files: use them with "
                               "--backend local")
@@ -452,7 +458,8 @@ def _run_local(args, region, grid, months, bands, out) -> int:
     stack_dir = Path(args.scenes).resolve().parent / "isamap_stacks" if store.is_remote \
         else Path(out) / "stacks"
     recipe = LocalRecipe(speckle=args.speckle, allow_l1c=args.allow_l1c, s1_unit=args.s1_unit,
-                         label_scheme=labels, **_reading(args))
+                         label_scheme=labels, boa_add_offset=args.boa_add_offset,
+                         **_reading(args))
     spec = DatasetSpec(grid, bands, seed=args.seed, block=args.split_block,
                        min_valid_fraction=args.min_valid_fraction, fine_scale=args.fine_scale,
                        backend="local", region=region.name, recipe=recipe.to_dict(),

@@ -181,7 +181,8 @@ def check_reflectance(values: np.ndarray, what: str) -> None:
         raise InputDataError(
             f"{what}: reflectance median {median:.3f} is negative, so the BOA offset (-1000) "
             "was subtracted from values that no longer carry it (harmonized or reprocessed "
-            "data). Set the files' tag with: rio edit-info --tag BOA_ADD_OFFSET=0 FILE")
+            "data). Pass --boa-add-offset 0, or set the files' tag with: rio edit-info --tag "
+            "BOA_ADD_OFFSET=0 FILE")
     if median > high or p99 > REFLECTANCE_P99_MAX:
         raise InputDataError(
             f"{what}: values do not scale to reflectance (median {median:.3g}, 99th "

@@ -117,8 +117,9 @@ def boa_offset(scene: Scene, override: float | None = None) -> float:
     if scene.date >= BASELINE_OFFSET_DATE:
         warnings.warn(f"{scene.product}: no processing baseline or BOA_ADD_OFFSET in metadata; "
                       f"acquired {scene.date} (>= 2022-01-25) so assuming offset -1000. If the "
-                      "DNs were already harmonized, tag the files with: rio edit-info --tag "
-                      "BOA_ADD_OFFSET=0 FILE (Python: boa_add_offset=0)", stacklevel=2)
+                      "DNs were already harmonized, pass --boa-add-offset 0 or tag the files "
+                      "with: rio edit-info --tag BOA_ADD_OFFSET=0 FILE (Python: "
+                      "boa_add_offset=0)", stacklevel=2)
         return BOA_ADD_OFFSET
     return 0.0
 

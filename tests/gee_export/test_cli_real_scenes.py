@@ -147,3 +147,28 @@ def test_unnamed_s2_bands_must_be_named_and_the_names_fit_the_pixels(chile_scene
 def test_reading_options_are_checked_before_work(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_harmonized_dns_of_2023_need_the_offset_stated(shared_data, tmp_path, capsys):
+    """TerraMesh's Tanzanian cell (2023, EPSG:32736): DN = reflectance x 10000, no offset.
+
+    Without metadata a 2023 product is assumed to carry the -1000 offset; the pixels say
+    otherwise and the run is refused, naming the option that states it.
+    """
+    src = shared_data / "terramesh_s1s2"
+    folder = tmp_path / "tanzania"
+    for kind in ("S2L2A", "S1RTC", "LULC"):
+        where = folder / "labels" if kind == "LULC" else folder
+        crop_raster(src / f"38D_378R_2_3_{kind}.tif", where / f"38D_378R_2_3_{kind}.tif",
+                    0, 0, 64, 64)
+    argv = ["--backend", "local", "--scenes", str(folder),
+            _bbox(folder / "38D_378R_2_3_S2L2A.tif"), "--crs", "EPSG:32736",
+            "--month", "2023-06", "--bands", "B2,B3,B4,B8", "--scene-date", "2023-06-10",
+            "--s2-band-names", ",".join(S2_L2A_ORDER), "--label-map", "5=1,0=255,8=255,*=0",
+            "--patch-size", "32", "--stride", "32", "--split-block", "1",
+            "--out", str(tmp_path / "ds"), "--no-progress"]
+    assert main(argv) == 2
+    assert "reflectance median" in capsys.readouterr().err
+    assert main([*argv, "--boa-add-offset", "0"]) == 0
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert manifest["recipe"]["boa_add_offset"] == 0.0

@@ -28,7 +28,7 @@ def test_label_map_parses_codes_and_the_default():
 
 @pytest.mark.parametrize("spec", ["7", "7=x", "a=1", "", "7=2", "*=9"])
 def test_a_malformed_label_map_is_one_clear_line(spec):
-    with pytest.raises(ConfigError, match="--label-map|label classes must map"):
+    with pytest.raises(ConfigError, match=r"--label-map|label classes must map"):
         label_map_scheme(spec)
 
 
@@ -78,7 +78,7 @@ def test_a_scheme_that_ignores_nearly_all_of_a_label_is_refused():
     values = np.full((64, 64), 90, np.float32)  # WorldCover herbaceous wetland: ignored
     values[0, 0] = 50
     apply = get_scheme("landcover:worldcover").apply
-    with pytest.raises(InputDataError, match="ignores 100.0 % of its coded pixels"):
+    with pytest.raises(InputDataError, match=r"ignores 100\.0 % of its coded pixels"):
         plausibility.check_label_balance(values, apply, "landcover:worldcover",
                                          SCHEME_CODES["binary"], "label x")
     values[:8] = 40  # an eighth cropland: a real, if wet, land-cover label
