@@ -25,6 +25,7 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 from experiments.scoring import binary_scores, roc_auc
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError
+from inference.predict.cog import PROB_SCALE
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +118,9 @@ def read_on(path: str | Path, like: Footprint, band: int = 1,
 
 
 def probability_scale(path: str | Path) -> float:
-    """The probability COG's scale (its ``probability_scale`` tag: the value of 1.0)."""
+    """The probability COG's scale: its ``probability_scale`` tag, else the writer's."""
     with rasterio.open(path) as src:
-        return float(src.tags().get("probability_scale", 1.0))
+        return float(src.tags().get("probability_scale", PROB_SCALE))
 
 
 def map_scores(truth: np.ndarray, footprint: Footprint, class_path: str | Path,
