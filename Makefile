@@ -1,7 +1,8 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and install
-# everything first (torch==2.13.0 before the package, so nothing pulls a CUDA build), and are
-# no-ops for the set-up when .venv is already current. The editable install is in compat mode
-# (the checkout on sys.path) so packages added later import without reinstalling.
+# everything first, at the tested versions of constraints.txt (torch first, so nothing pulls a
+# CUDA build), and are no-ops for the set-up when .venv is already current. The package states
+# ranges (setup.cfg); the pins live only in constraints.txt. The editable install is in compat
+# mode (the checkout on sys.path) so packages added later import without reinstalling.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -10,13 +11,15 @@ STAMP := $(VENV)/.isamap-installed
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo_output
 
-.PHONY: setup test lint demo bench bench-quick notebooks clean
+.PHONY: setup test lint docs demo bench bench-quick notebooks clean
 
-$(STAMP): setup.cfg pyproject.toml
+CONSTRAINTS := constraints.txt
+
+$(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[ee,dev,beam]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -c $(CONSTRAINTS) torch
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[ee,dev,beam,docs]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -24,8 +27,13 @@ setup: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: lint
+test: lint docs
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+
+# the docs site, offline and strict (a broken link, a missing page or reference fails); site/.
+# Not --quiet: it hides the warnings that strict mode counts.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 demo: $(STAMP)
 	$(VENV)/bin/isamap-demo --out $(DEMO_OUT)
@@ -39,7 +47,7 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/bench_inference.py --size 2048
 
 notebooks: $(STAMP)
-	$(PY) -m pip install -q -e '.[ee,dev,beam,notebooks]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[ee,dev,beam,docs,notebooks]' --config-settings editable_mode=compat
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) site .pytest_cache .ruff_cache

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gee_export.contract import bands as band_registry
+from gee_export.contract.archive import check_months as check_archive_months
 from gee_export.contract.bands import FINE_SCALES
 from gee_export.contract.composite import SPECKLE_FILTERS
 from gee_export.contract.dataset import DatasetSpec, check_compatible
@@ -307,6 +308,8 @@ def run(args: argparse.Namespace) -> int:
     region = _region(args)
     months = _months(args)
     bands = band_registry.parse_band_list(args.bands)
+    for warning in check_archive_months(months, bands):  # dry run or not: the same months
+        log.warning("%s", warning)
     label = _labels(args)
     grid = make_grid(region, args)
     out = args.out or str(Path("data") / region.name)
@@ -392,6 +395,7 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runne
     from gee_export.core.ee_session import EESession
     from gee_export.ee.export import export_pixels
     from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
+    from gee_export.ee.request_region import request_geometry
     from gee_export.ee.sentinel1 import require_scenes, s1_collection
     from gee_export.ee.sentinel2 import choose_window, clear_count_statistic
     from gee_export.ee.tasks import export_tasks
@@ -403,9 +407,8 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runne
                        classes=label.classes, label_scheme=label.label_scheme)
     check_compatible(open_store(out), spec)  # before any Earth Engine call
     session = EESession(project=args.project).initialize()  # AuthenticationError explains
-    import ee
 
-    geometry = ee.Geometry(region.to_geojson())
+    geometry = request_geometry(region)  # the box, not the outline: requests stay small
     for month in months:
         s2_window = choose_window(
             month, region.name, s2,
@@ -482,7 +485,7 @@ def _run_local(args, region, grid, months, bands, out) -> int:
             summary = patch_stack(stack, store, min_valid_fraction=args.min_valid_fraction,
                                   seed=args.seed, block=args.split_block, backend="local",
                                   region=region.name, recipe=plan.recipe.to_dict(),
-                                  sources={"scenes": str(args.scenes)},
+                                  sources={"scenes": plan.scene_list()},
                                   classes=mapping.manifest_classes(),
                                   label_scheme=mapping.scheme,
                                   progress=not args.no_progress)

@@ -35,7 +35,10 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=512, help="input tile size (px)")
     p.add_argument("--overlap", type=int, default=64, help="overlap between tiles (px)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--blend", choices=("cosine", "uniform"), default="cosine")
+    p.add_argument("--blend", choices=("cosine", "uniform", "core"), default="cosine",
+                   help="how overlapping tiles combine: cosine (tapered weights, no seams), "
+                        "uniform (plain mean), core (each pixel from the tile that owns it: "
+                        "the map isamap-map makes, whoever predicts the tiles)")
     add_device_arguments(p)
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model (CUDA); with --precision/--channels-last "

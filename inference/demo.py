@@ -173,9 +173,9 @@ def step_quicklooks(ctx: DemoContext) -> None:
     folder = ctx.out / "quicklooks"
     rgb, label = folder / "composite_rgb.png", folder / "label.png"
     if not _up_to_date(rgb, stack.image):
-        rgb_png(stack.image, rgb)
+        rgb_png(stack.image, rgb, month=stack.month)
     if not _up_to_date(label, stack.label):
-        label_png(stack.label, label)
+        label_png(stack.label, label, month=stack.month)
     ctx.outputs["quick-look composite"] = rgb
     ctx.outputs["quick-look label"] = label
 

@@ -11,6 +11,7 @@ from gee_export.core.commands import (
     add_logging_arguments,
     attach_values,
     check_output_folder,
+    check_range,
     configure_logging,
     run_command,
 )
@@ -96,6 +97,7 @@ def _run(args: argparse.Namespace) -> int:
     from inference.region_map import PublishTarget, map_region
     from training.modelfile import read_model_file
 
+    check_range("--latency", args.latency, 0.0, hint="seconds one computePixels request takes")
     region = resolve_region(args.region, args.region_file, args.bbox)
     check_output_folder("--out", args.out)
     check_output_folder("--local-dir", args.local_dir)
@@ -108,7 +110,9 @@ def _run(args: argparse.Namespace) -> int:
         crs=projected_crs(args.crs) if args.crs else None, local_dir=args.local_dir,
         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         **postprocess_options(args),
-        options=RuntimeOptions(device=args.device, precision=args.precision),
+        options=RuntimeOptions(device=args.device, precision=args.precision,
+                               channels_last=args.channels_last,
+                               autotune_cache=args.autotune_cache),
         progress=not args.no_progress)
     target = None
     if args.publish:

@@ -20,18 +20,20 @@ from typing import Any
 
 import numpy as np
 
+from gee_export.contract.archive import check_months as check_archive_months
 from gee_export.contract.grid import Grid
 from gee_export.core.errors import ConfigError
 from gee_export.core.lock import hold_output
 from gee_export.core.storage import files
 from gee_export.core.version import code_version
+from gee_export.ee.export import MAX_WORKERS
 from inference.mapping.dates import DateResult, map_dates, write_run_record
 from inference.mapping.plan import DEFAULT_LATENCY_S, MapPlan, format_plan, plan_map
 from inference.mapping.request import MapRequest, check_recipe, model_dataset, region_grid
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.cog import PROB_SCALE
-from inference.publish.asset_manifest import asset_name
+from inference.publish.asset_manifest import asset_name, check_asset_name
 from inference.publish.collection import SeriesPublication, SeriesRequest, publish_series
 from inference.publish.properties import asset_properties
 
@@ -106,6 +108,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
 
     echo = echo or log.info
     meta, _ = read_model_file(request.model_file)
+    for warning in check_archive_months(request.dates, meta.bands):  # dry runs too
+        log.warning("%s", warning)
     dataset = model_dataset(meta, request.dataset)
     check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)
     if runner is not None:
@@ -122,8 +126,9 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         log.warning("%s", note)
     stats.load_zones(request.zones, grid.crs)  # a bad zones file fails here, not at the end
     zones_geojson = _zones_geojson(request.zones)
-    collection = (asset_name(f"{publish.parent.rstrip('/')}/isa_{request.region.name}",
-                             publish.project) if publish else None)
+    collection = (check_asset_name(asset_name(
+        f"{publish.parent.rstrip('/')}/isa_{request.region.name}", publish.project),
+        "the collection") if publish else None)
     recipe = {k: v for k, v in dict(dataset.recipe).items() if k != "per_month"}
     classes = tuple(meta.class_names)
     isa = _isa_index(classes)
@@ -134,10 +139,15 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     if dry_run:
         seconds = measure_model(request.model_file, request.tile, request.options)
         planned = request if runner is None else replace(
-            request, workers=runner.workers * runner.threads)  # the pipeline's request budget
+            request, workers=min(runner.workers * runner.threads, MAX_WORKERS))  # its budget
+            # (above the quota: the plan counts what Earth Engine serves, the runner says why)
         plan = plan_map(planned, grid, meta.bands, seconds,
                                 latency_s or DEFAULT_LATENCY_S, note)
         echo(format_plan(plan))
+        if request.backend == "local":  # what the real run reads, checked now
+            from inference.mapping.dates import check_local_scenes
+
+            echo("\n".join(check_local_scenes(request, grid, meta.bands)))
         if runner is not None:
             from inference.mapping.beam_map import describe_pipeline
 
@@ -175,13 +185,15 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         series = series_products(mapped, skipped, request.out, local, request.zones,
                                  isa_class=isa, crs=grid.crs)
         echo(series.table())
-        stac_paths = _write_stac(request, mapped, series, meta, recipe)
+        stac_paths = _write_stac(request, mapped, series, meta, recipe,
+                                 {r.month: r.inputs for r in results})
         publication = None
         if publish:
             cogs = {m: (o.prediction.class_path, o.prediction.prob_path) for m, o in mapped}
             publication = publish_series(
                 _series_request(collection, cogs, props, publish, classes, isa, zones_geojson,
-                                grid), local / "publish", dry_run=publish_dry_run, echo=echo)
+                                grid, series), local / "publish", dry_run=publish_dry_run,
+                echo=echo)
         write_run_record(request, grid, results, {"skipped": skipped,
                                                           "stac": list(stac_paths)})
         return MapResult(grid, None, tuple(results), series, tuple(stac_paths), publication)
@@ -194,26 +206,34 @@ def _isa_index(classes: tuple[str, ...]) -> int:
 
 
 def _zones_geojson(zones: str | None) -> dict | None:
+    """The zones as the app embeds them: a FeatureCollection in EPSG:4326, a name each.
+
+    Reprojected from whatever CRS the file names (Earth Engine reads GeoJSON coordinates as
+    longitude/latitude) and always a collection (``ee.FeatureCollection`` refuses a Feature).
+    """
     if zones is None:
         return None
-    import json
-    from pathlib import Path
-
-    return json.loads(Path(zones).read_text())
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": zone.name}, "geometry": zone.geometry}
+        for zone in stats.load_zones(zones, "EPSG:4326")]}
 
 
 def _series_request(collection: str | None, cogs: dict, props: dict, publish: PublishTarget,
                     classes: tuple[str, ...], isa: int, zones: dict | None,
-                    grid: Grid) -> SeriesRequest:
+                    grid: Grid, series: SeriesOutputs | None = None) -> SeriesRequest:
     assert collection is not None
+    areas: dict[str, list[tuple[str, float]]] = {}
+    for row in series.area_rows if series else ():
+        areas.setdefault(row.zone, []).append((row.date, row.isa_km2))
     return SeriesRequest(collection, cogs, props, project=publish.project,
                          gcs_prefix=publish.gcs_prefix, public=publish.public,
                          readers=publish.readers, overwrite=publish.overwrite, wait=publish.wait,
-                         classes=classes, isa_class=isa, zones=zones, scale=grid.resolution)
+                         classes=classes, isa_class=isa, zones=zones, scale=grid.resolution,
+                         areas=areas or None)
 
 
 def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: Any,
-                recipe: dict) -> list[str]:
+                recipe: dict, inputs: dict) -> list[str]:
     from inference.mapping import stac
 
     common = {"model": meta.name, "bands": list(meta.bands), "classes": list(meta.class_names),
@@ -222,8 +242,9 @@ def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: 
               "probability_scale": PROB_SCALE}
     items = []
     for month, outputs in mapped:
-        items.append(stac.cog_item(outputs.prediction.class_path, "class", [month], common))
-        items.append(stac.cog_item(outputs.prediction.prob_path, "probability", [month], common))
+        dated = {**common, "inputs": inputs.get(month)}  # the scenes/windows of this date
+        items.append(stac.cog_item(outputs.prediction.class_path, "class", [month], dated))
+        items.append(stac.cog_item(outputs.prediction.prob_path, "probability", [month], dated))
     for change in series.changes:
         items.append(stac.cog_item(change.cog, "change", [change.date_from, change.date_to],
                                    common))

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -32,6 +33,7 @@ from gee_export.contract import dataset as _dataset
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import open_store
+from gee_export.core.storage.gdal_auth import check_read, gdal_env
 
 Split = Literal["train", "val", "test"]
 
@@ -54,6 +56,13 @@ def read_manifest(root: str | os.PathLike) -> dict:
 def _raster_path(root: str, rel: str) -> str:
     """What rasterio opens: a local path, or GDAL's ``/vsigs/`` path of a gs:// object."""
     return open_store(root).gdal_path(rel)
+
+
+@contextmanager
+def _open_raster(path: str) -> Iterator[Any]:
+    """``rasterio.open`` with the Cloud Storage credentials when ``path`` is ``/vsigs/``."""
+    with gdal_env(path), rasterio.open(path) as src:
+        yield src
 
 
 def class_names_of(manifest: dict) -> tuple[str, ...]:
@@ -223,7 +232,7 @@ class PatchDataset(Dataset):
     def patch_size(self) -> int:
         """The smaller edge of the first patch image, in pixels (read from the file)."""
         rec = self.records[0]
-        with rasterio.open(_raster_path(self.root, rec["image"])) as src:
+        with _open_raster(_raster_path(self.root, rec["image"])) as src:
             return min(src.height, src.width)
 
     def target_warning(self, model: str) -> str | None:
@@ -242,9 +251,10 @@ class PatchDataset(Dataset):
             return None, f"{missing} of {len(self.records)} patches have no fine image"
         path = _raster_path(self.root, self.records[0]["image_fine"])
         try:
-            with rasterio.open(path) as src:
+            with _open_raster(path) as src:
                 names, count = list(src.descriptions), src.count
         except rasterio.errors.RasterioIOError as exc:
+            check_read(path, exc)
             raise InputDataError(f"cannot read {path}: {exc}") from None
         if all(b in names for b in self.bands):
             return [names.index(b) + 1 for b in self.bands], ""
@@ -265,13 +275,13 @@ class PatchDataset(Dataset):
         rec = self.records[i]
         fine = None
         try:
-            with rasterio.open(_raster_path(self.root, rec["image"])) as src:
+            with _open_raster(_raster_path(self.root, rec["image"])) as src:
                 image = src.read(self.band_indexes, out_dtype="float32")
                 nod = src.nodata
-            with rasterio.open(_raster_path(self.root, rec[self.label_key])) as src:
+            with _open_raster(_raster_path(self.root, rec[self.label_key])) as src:
                 label = src.read(1)
             if self.fine_band_indexes is not None:
-                with rasterio.open(_raster_path(self.root, rec["image_fine"])) as src:
+                with _open_raster(_raster_path(self.root, rec["image_fine"])) as src:
                     fine = src.read(self.fine_band_indexes, out_dtype="float32")
                     fine_nod = src.nodata
                 if fine_nod is not None and not math.isnan(fine_nod):

@@ -22,8 +22,11 @@ def _save(fig, path: Path) -> Path:
         plt.close(fig)
 
 
-def plot_learning_curves(history: Sequence[dict], path: Path) -> Path:
-    """Loss, validation MIoU/OA and learning rate per epoch (best epochs marked)."""
+def plot_learning_curves(history: Sequence[dict], path: Path, title: str | None = None) -> Path:
+    """Loss, validation MIoU/OA and learning rate per epoch (best epochs marked).
+
+    ``title`` names the run (model, dataset) above the three panels.
+    """
     ep = [r["epoch"] for r in history]
 
     def col(key):
@@ -40,13 +43,17 @@ def plot_learning_curves(history: Sequence[dict], path: Path) -> Path:
     if best:
         axes[1].axvline(best[-1], color="k", ls=":", lw=1, label=f"best (epoch {best[-1]})")
     axes[1].set_title("accuracy")
+    axes[1].set_ylabel("fraction (0-1)")
     axes[2].plot(ep, col("lr"))
     axes[2].set_title("learning rate (poly 0.9)")
+    axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].legend()
     axes[1].legend(fontsize=8)
+    fig.suptitle(title or "Learning curves", fontweight="bold")
+    fig.tight_layout()
     return _save(fig, path)
 
 

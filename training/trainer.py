@@ -464,7 +464,8 @@ class Trainer:
 
         text = "".join(json.dumps(r) + "\n" for r in self.history)
         atomic_write(self.out / HISTORY, lambda fh: fh.write(text.encode()))
-        plot_learning_curves(self.history, self.out / CURVES)
+        plot_learning_curves(self.history, self.out / CURVES,
+                             f"Learning curves: {self.meta.name} on {self.cfg.data}")
 
 
 def epoch_line(row: dict, epochs: int) -> str:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -112,7 +113,10 @@ def patch_stack(
         raise GridError(f"the {grid.height}x{grid.width} grid is smaller than one "
                         f"{grid.patch_size}-pixel patch")
     check_stack(stack)
-    month_sources = {**dict(sources or {}), **stack.files(), "fingerprint": fingerprint(stack)}
+    # the stack files by name only: a manifest names no folder of the machine that made it
+    month_sources = {**dict(sources or {}),
+                     **{role: Path(path).name for role, path in stack.files().items()},
+                     "fingerprint": fingerprint(stack)}
     with hold_output(store):
         state = open_month(store, spec, stack.month, sources=month_sources,
                            image_fine_bands=_fine_bands(stack), compress=compress)

@@ -4,7 +4,8 @@ Each console script builds its parser, adds :func:`add_logging_arguments`, and h
 to :func:`run_command`, so all of them behave alike: progress and results go through
 ``logging`` (``-v`` for more, ``-q`` for warnings only), an error the user can act on is one
 line on stderr with exit status 2 (bad input) or 1 (environment: disk, permissions, network,
-a remote service), Ctrl-C says how to resume and exits 130, and a traceback appears only with
+a remote service), Ctrl-C says how to resume and exits 130 (SIGTERM: 143; a second signal
+during the wind-down is ignored, see :func:`stop_signals`), and a traceback appears only with
 ``--debug``.
 
 Environment failures often reach the command wrapped by a library (GDAL's ``CPLE_*`` errors,
@@ -22,15 +23,18 @@ used by a dry run and a real run alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,6 +45,54 @@ EXIT_OK = 0
 EXIT_ENVIRONMENT = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+#: exit status of a command stopped by SIGTERM (128 + 15, what a shell reports for it)
+EXIT_TERMINATED = 143
+
+
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM reached a command: it unwinds, its clean-ups run, it exits.
+
+    A ``KeyboardInterrupt``, so code that already cleans up on Ctrl-C does so on SIGTERM too.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Stopped` in the main thread, once.
+
+    The first signal starts the command's wind-down; from then on both are ignored, so a
+    second Ctrl-C (or a signal that arrives while the interpreter shuts down) cannot cut a
+    clean-up short or turn the exit status into a death by signal. Without a signal the
+    previous handlers are put back (a command run inside another program leaves it as it was).
+    Outside the main thread (where Python cannot set handlers) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    stopped = False
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal stopped
+        if stopped:
+            return
+        stopped = True
+        for s in previous:
+            signal.signal(s, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        if not stopped:
+            for s, h in previous.items():
+                signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 _FORMAT = "%(message)s"
 _DEBUG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -315,16 +367,21 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
     outputs = [str(p) for p in writes_to if p]
     log = logging.getLogger(prog)
     try:
-        threshold_mib()  # a bad ISAMAP_KEEP_FREED_MEMORY is refused before any work
-        status = action()
+        with stop_signals():
+            threshold_mib()  # a bad ISAMAP_KEEP_FREED_MEMORY is refused before any work
+            status = action()
         return EXIT_OK if status is None else int(status)
     except BrokenPipeError:  # the reader of stdout went away (``| head``): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if debug:
             raise
+        if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM:
+            log.error("%s: terminated (SIGTERM); what was finished is kept: run the same "
+                      "command again to resume where it stopped", prog)
+            return EXIT_TERMINATED
         log.error("%s: interrupted; run the same command again to resume where it stopped",
                   prog)
         return EXIT_INTERRUPTED

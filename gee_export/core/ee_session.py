@@ -36,11 +36,23 @@ from typing import Any, Literal, Protocol
 from gee_export.core.errors import AuthenticationError, EarthEngineError, QuotaError
 from gee_export.core.retry import RetryPolicy, retry_call
 
-__all__ = ["AUTH_HELP", "CLIENT_RETRIES", "EESession", "EETransport", "HttpStatus",
-           "RetryPolicy", "Transport", "classify", "http_status", "operation_status",
-           "task_description"]
+__all__ = [
+    "AUTH_HELP",
+    "CLIENT_RETRIES",
+    "EESession",
+    "EETransport",
+    "HttpStatus",
+    "RetryPolicy",
+    "Transport",
+    "classify",
+    "endpoint_url",
+    "http_status",
+    "operation_status",
+    "task_description",
+]
 
 HIGH_VOLUME_URL = "https://earthengine-highvolume.googleapis.com"
+STANDARD_URL = "https://earthengine.googleapis.com"
 # earthengine-api's own retry count, set explicitly: EESession.call is the one retry loop.
 CLIENT_RETRIES = 0
 # More task ids than this are read by listing the project's operations (pages of 500)
@@ -188,13 +200,25 @@ def task_description(text: str) -> str:
     return cleaned or "isamap_task"
 
 
+def endpoint_url(high_volume: bool) -> str:
+    """The endpoint a session asks for, always explicitly.
+
+    Initialising an already initialised client replaces only what is named: a process that
+    mapped through the high-volume endpoint and then publishes would stay on it unless the
+    standard URL is passed.
+    """
+    return HIGH_VOLUME_URL if high_volume else STANDARD_URL
+
+
 def operation_status(operation: dict[str, Any]) -> dict[str, Any]:
     """A long-running operation as a task status, progress included.
 
     Returns ``id`` (the server's task id: the last part of the operation name), ``name``,
     ``state`` in the task vocabulary (READY, RUNNING, COMPLETED, FAILED, CANCELLED,
     CANCEL_REQUESTED, UNKNOWN), ``progress`` in [0, 1] (``metadata.progress``, which
-    ``ee.data.getTaskStatus`` drops), ``description`` and, for a failure, ``error_message``.
+    ``ee.data.getTaskStatus`` drops), ``description``, for a failure ``error_message``, and
+    ``eecu_seconds`` when the service reported the task's compute
+    (``metadata.batchEecuUsageSeconds``).
     """
     name = str(operation.get("name", ""))
     meta = operation.get("metadata") or {}
@@ -202,6 +226,8 @@ def operation_status(operation: dict[str, Any]) -> dict[str, Any]:
     status: dict[str, Any] = {"id": name.rsplit("/", 1)[-1], "name": name, "state": state,
                               "progress": float(meta.get("progress") or 0.0),
                               "description": str(meta.get("description", ""))}
+    if meta.get("batchEecuUsageSeconds") is not None:  # what the task's compute cost
+        status["eecu_seconds"] = float(meta["batchEecuUsageSeconds"])
     if operation.get("done"):
         if "error" in operation:
             status["error_message"] = str(operation["error"].get("message", ""))
@@ -325,7 +351,7 @@ class EESession:
                 reason="earthengine-api is not installed; pip install 'isamap[ee]'")) from None
         if not self.project:
             raise AuthenticationError(AUTH_HELP.format(reason="no --project given"))
-        url = HIGH_VOLUME_URL if self.high_volume else None
+        url = endpoint_url(self.high_volume)
         ee.data.setMaxRetries(CLIENT_RETRIES)  # before Initialize: its requests are calls too
 
         def init() -> None:

@@ -51,6 +51,10 @@ class StorageError(IsamapError, OSError):
     exit_code = 1
 
 
+class StorageCredentialsError(StorageError):
+    """Cloud Storage refused the credentials (or none could be handed to GDAL)."""
+
+
 class OutputLockedError(IsamapError, RuntimeError):
     """Another run holds the lock of the output folder (or bucket prefix) this run would write."""
 

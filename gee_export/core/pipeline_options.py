@@ -23,6 +23,7 @@ and the single-process commands must run without it.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -35,11 +36,18 @@ from gee_export.core.errors import ConfigError, IsamapError
 Runner = Literal["direct", "dataflow"]
 RUNNERS: tuple[str, ...] = ("direct", "dataflow")
 BEAM_RUNNER_NAMES = {"direct": "DirectRunner", "dataflow": "DataflowRunner"}
+log = logging.getLogger(__name__)
+
 DEFAULT_MAX_CONCURRENT = 40  # Earth Engine's concurrent-request quota of one project
 DEFAULT_DIRECT_WORKERS = 2
 DEFAULT_DATAFLOW_WORKERS = 10
 # Dataflow's GPU service option: an accelerator type and count per worker, driver installed.
 _GPU = re.compile(r"^(nvidia-[a-z0-9-]+)(?::(\d+))?$")
+# The machine family each GPU type attaches to on Compute Engine (and so on Dataflow).
+GPU_MACHINE_FAMILY = {"nvidia-tesla-t4": "n1", "nvidia-tesla-p4": "n1",
+                      "nvidia-tesla-p100": "n1", "nvidia-tesla-v100": "n1",
+                      "nvidia-l4": "g2", "nvidia-tesla-a100": "a2", "nvidia-a100-80gb": "a2",
+                      "nvidia-h100-80gb": "a3"}
 # gs://BUCKET[/path]: Beam tries to create a bucket of its own (online) when this is malformed
 _GCS_FOLDER = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$")
 _JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -175,13 +183,42 @@ class RunnerConfig:
         if self.gpu and not self.container:
             raise ConfigError("GPU workers need --container IMAGE with CUDA-enabled torch; a "
                               "requirements file cannot install the NVIDIA libraries")
+        if self.gpu:
+            self._check_gpu_machine()
+
+    def _check_gpu_machine(self) -> None:
+        """A GPU type only attaches to one machine family: T4 to N1, L4 to G2, A100 to A2."""
+        kind = _GPU.match(str(self.gpu)).group(1)  # type: ignore[union-attr]
+        family = GPU_MACHINE_FAMILY.get(kind)
+        if family is None:
+            raise ConfigError(f"--gpu {kind} is not a GPU type Dataflow offers here; use one "
+                              f"of {', '.join(sorted(GPU_MACHINE_FAMILY))}")
+        machine = self.machine_type or "n1-standard-1"  # Dataflow's default worker
+        if machine.split("-", 1)[0].lower() != family:
+            example = {"n1": "n1-standard-4", "g2": "g2-standard-4",
+                       "a2": "a2-highgpu-1g", "a3": "a3-highgpu-1g"}[family]
+            given = (f"--machine-type {machine}" if self.machine_type
+                     else "the default machine type n1-standard-1")
+            raise ConfigError(f"--gpu {kind} attaches only to {family.upper()} machines, not "
+                              f"{given}; pass --machine-type {example}")
+
+    def quota_note(self) -> str | None:
+        """What a ``--max-concurrent`` above Earth Engine's quota costs (None within it)."""
+        if self.max_concurrent <= DEFAULT_MAX_CONCURRENT:
+            return None
+        return (f"--max-concurrent {self.max_concurrent} is above Earth Engine's quota of about "
+                f"{DEFAULT_MAX_CONCURRENT} concurrent requests per project: the requests beyond "
+                "it come back HTTP 429 and are retried with backoff, which slows the job; keep "
+                f"{DEFAULT_MAX_CONCURRENT} unless the project's quota was raised")
 
     def describe(self) -> str:
-        """Two plan lines: the request budget and the Beam options (what a dry run prints)."""
+        """The plan lines: the request budget and the Beam options (what a dry run prints)."""
+        note = self.quota_note()
         return (f"  runner      Apache Beam {self.runner}: up to {self.workers} workers x "
                 f"{self.threads} requests = {self.workers * self.threads} concurrent "
                 f"(--max-concurrent {self.max_concurrent})\n"
-                f"  beam        {' '.join(replace(self, dry_run=False).beam_args())}")
+                + (f"  quota       {note}\n" if note else "")
+                + f"  beam        {' '.join(replace(self, dry_run=False).beam_args())}")
 
     def beam_args(self) -> list[str]:
         """The pipeline options as Beam command-line arguments (what a user would type)."""
@@ -275,13 +312,16 @@ def runner_config(args: argparse.Namespace, *, dry_run: bool = False) -> RunnerC
     bad = [o for o in extra if not o.startswith("--")]
     if bad:
         raise ConfigError(f"--beam-option takes Beam options like --key=value, got {bad}")
-    return RunnerConfig(
+    config = RunnerConfig(
         runner=args.runner, project=getattr(args, "project", None), region=args.dataflow_region,
         temp_location=args.temp_location, machine_type=args.machine_type,
         max_workers=args.max_workers, max_concurrent=args.max_concurrent,
         container=args.container, requirements_file=args.requirements_file,
         setup_file=args.setup_file, gpu=getattr(args, "gpu", None), job_name=args.job_name,
         dry_run=dry_run, extra=tuple(extra))
+    if config.quota_note() and not dry_run:  # a dry run prints it in its plan
+        log.warning("%s", config.quota_note())
+    return config
 
 
 # the last "module.Class: message" line of a runner's error text: the worker's own exception

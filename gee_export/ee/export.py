@@ -15,6 +15,7 @@ The ``tasks`` method (batch export of tiles) lives in tasks.py and shares the bo
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -30,11 +31,21 @@ from gee_export.contract.grid import Grid, Window, patch_id
 from gee_export.contract.patch_writer import MonthProgress, PatchWriter, open_month, valid_mask
 from gee_export.contract.splits import split_counts
 from gee_export.core.ee_session import EESession
-from gee_export.core.errors import ConfigError
+from gee_export.core.errors import ConfigError, EarthEngineError
 from gee_export.core.lock import hold_output
 from gee_export.core.months import check_month
 from gee_export.core.storage import Store, open_store
-from gee_export.ee.pixels import Limits, assemble, build_request, decode, split_request, to_label
+from gee_export.ee.pixels import (
+    Limits,
+    SubRequest,
+    assemble,
+    build_request,
+    decode,
+    split_request,
+    to_label,
+)
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 16
 DEFAULT_LIMITS = Limits()
@@ -206,6 +217,13 @@ def fetch_patch(session: EESession, image: Any, fine_label: Any, job: ExportJob,
     return stack[:-1], to_label(stack[-1]), fine, requests
 
 
+TOO_BIG_MARKERS = ("user memory limit exceeded", "computation timed out")
+"""Earth Engine's answers to a request too large to compute: half the window may pass."""
+
+MIN_HALVED_PX = 256
+"""A window this small a side is not halved further: its failure is reported."""
+
+
 def fetch_window(session: EESession, image: Any, grid: Grid, window: Window,
                  bands: tuple[str, ...], limits: Limits = DEFAULT_LIMITS
                  ) -> tuple[np.ndarray, int]:
@@ -213,12 +231,43 @@ def fetch_window(session: EESession, image: Any, grid: Grid, window: Window,
 
     The window may reach beyond the grid (a tile's halo at the region's edge): Earth Engine
     returns those pixels masked, which arrive as NaN. Requests that would exceed the service
-    limits are split and reassembled (see :mod:`gee_export.ee.pixels`).
+    limits are split and reassembled (see :mod:`gee_export.ee.pixels`); one the service
+    cannot compute ("User memory limit exceeded", "Computation timed out") is asked again as
+    two halves, down to :data:`MIN_HALVED_PX`, before the error is reported.
     """
-    subs = split_request(window, bands, limits)
-    parts = [(s, decode(session.compute_pixels(build_request(image, grid, s)), s))
-             for s in subs]
-    return assemble(window, bands, parts), len(subs)
+    parts: list[tuple[SubRequest, np.ndarray]] = []
+    requests = 0
+    for sub in split_request(window, bands, limits):
+        requests += _fetch_halving(session, image, grid, sub, parts)
+    return assemble(window, bands, parts), requests
+
+
+def _fetch_halving(session: EESession, image: Any, grid: Grid, sub: SubRequest,
+                   parts: list[tuple[SubRequest, np.ndarray]]) -> int:
+    """Fetch ``sub`` into ``parts`` (halves when it is too big to compute); returns requests."""
+    try:
+        parts.append((sub, decode(session.compute_pixels(build_request(image, grid, sub)),
+                                  sub)))
+        return 1
+    except EarthEngineError as exc:
+        w = sub.window
+        if (not any(m in str(exc).lower() for m in TOO_BIG_MARKERS)
+                or max(w.height, w.width) <= MIN_HALVED_PX):
+            raise
+        if w.width >= w.height:
+            half = w.width // 2
+            halves = (Window(row_off=w.row_off, col_off=w.col_off, height=w.height, width=half),
+                      Window(row_off=w.row_off, col_off=w.col_off + half, height=w.height,
+                             width=w.width - half))
+        else:
+            half = w.height // 2
+            halves = (Window(row_off=w.row_off, col_off=w.col_off, height=half, width=w.width),
+                      Window(row_off=w.row_off + half, col_off=w.col_off,
+                             height=w.height - half, width=w.width))
+        log.info("a %d x %d px request was too large to compute (%s); asking for halves",
+                 w.width, w.height, str(exc).splitlines()[0][:120])
+        return 1 + sum(_fetch_halving(session, image, grid, SubRequest(h, sub.bands), parts)
+                       for h in halves)
 
 
 def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Store, *,

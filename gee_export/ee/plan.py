@@ -18,8 +18,16 @@ from gee_export.contract.splits import (
     split_advice,
     split_counts,
 )
+from gee_export.ee.compute import ComputeEstimate, estimate, format_estimate
 from gee_export.ee.pixels import BYTES_PER_VALUE, Limits, split_request
-from gee_export.ee.tasks import DEFAULT_PATCHES_PER_TILE, file_dimensions, plan_tiles
+from gee_export.ee.tasks import (
+    CONCURRENT_BATCH_TASKS,
+    DEFAULT_PATCHES_PER_TILE,
+    TASK_MINUTES,
+    file_dimensions,
+    plan_tiles,
+    tasks_hours,
+)
 
 Method = Literal["pixels", "tasks"]
 AUTO_TASKS_ABOVE_KM2 = 5000.0  # interactive requests suit regions up to a few thousand km^2
@@ -61,9 +69,12 @@ class ExportPlan:
     per_split: dict[str, int]
     split_block: int = DEFAULT_BLOCK
     split_advice: str | None = None
+    compute: ComputeEstimate | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["compute"] = self.compute.to_dict() if self.compute else None
+        return out
 
 
 def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[str, ...],
@@ -91,7 +102,16 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
     tiles = plan_tiles(grid, patches_per_tile) if grid.patch_count else []
     tile_px = file_dimensions(tiles[0].window) if tiles else 0
     requests = per_patch * patches_per_month * n_months
-    hours = (requests / (workers * REQUESTS_PER_WORKER_S) / 3600.0) if method == "pixels" else 0.0
+    if method == "pixels":  # each request computes its patch again: overlaps cost twice
+        pixels = (grid.patch_size ** 2 + (grid.scaled(fine_scale).patch_size ** 2
+                                          if fine_scale else 0)) * patches_per_month * n_months
+        compute = estimate(requests, pixels)
+    else:  # one task per tile (and fine label), each pixel of the grid computed once
+        pixels = grid.width * grid.height * n_months * (1 + (fine_scale or 0) ** 2)
+        compute = estimate(len(tiles) * n_months * (2 if fine_scale else 1), pixels)
+    n_tasks = len(tiles) * n_months * (2 if fine_scale else 1)
+    hours = (requests / (workers * REQUESTS_PER_WORKER_S) / 3600.0 if method == "pixels"
+             else tasks_hours(n_tasks))
     return ExportPlan(
         region=region.name, area_km2=round(grid.area_km2, 1), grid=grid.to_dict(),
         months=months, bands=bands, label=label, fine_scale=fine_scale, method=method, out=out,
@@ -103,7 +123,7 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
         workers=workers, hours_estimate=round(hours, 5), per_split=per_split,
         split_block=block,
         split_advice=split_advice(grid, per_split, DEFAULT_RATIOS, seed, block)
-        if grid.patch_count else None)
+        if grid.patch_count else None, compute=compute)
 
 
 def _size(nbytes: float) -> str:
@@ -145,12 +165,18 @@ def format_plan(plan: ExportPlan) -> str:
             f"  tasks       {plan.tasks:,} Export.image.toCloudStorage tasks of "
             f"{plan.tiles:,} tiles (one {plan.tile_pixels} px GeoTIFF each), at most 2,500 "
             "pending (limit 3,000)",
+            f"  time        about {format_duration(plan.hours_estimate)}: Earth Engine runs "
+            f"about {CONCURRENT_BATCH_TASKS} batch tasks of a project at once, assumed "
+            f"{TASK_MINUTES:g} min each (rough)",
         ]
     lines += [
         f"  bytes       {_size(plan.bytes)} uncompressed ({_size(plan.bytes_per_patch)} per "
         "patch; files are deflate-compressed)",
         f"  output      {plan.out}",
     ]
+    if plan.compute:
+        lines += format_estimate(plan.compute, "request" if plan.method == "pixels" else "task",
+                                 width=12)
     if plan.split_advice:
         lines.append(f"  WARNING     {plan.split_advice}")
     return "\n".join(lines)

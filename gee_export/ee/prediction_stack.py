@@ -179,7 +179,9 @@ def export_prediction_stack(
 
     Resumable: tiles already in the bucket are not exported again, and task ids are kept in
     ``out/name/tasks.json`` so a re-run follows tasks still running instead of starting them
-    twice. A failed task stops the run with the tile's name and Earth Engine's message.
+    twice (their statuses read in one paged listing, as every poll is). The EECU each
+    finished task used, as Earth Engine reports it, goes to ``out/name/eecu.json``. A failed
+    task stops the run with the tile's name and Earth Engine's message.
 
     Args:
         session: the Earth Engine seam.
@@ -202,8 +204,14 @@ def export_prediction_stack(
     state_rel = f"{name}/tasks.json"
     task_ids: dict[str, str] = (json.loads(store.read_bytes(state_rel))
                                 if store.exists(state_rel) else {})
+    eecu_rel = f"{name}/eecu.json"
+    eecu: dict[str, float] = (json.loads(store.read_bytes(eecu_rel))
+                              if store.exists(eecu_rel) else {})
     done = {w for w in windows if store.exists(f"{name}/{_tile_name(w)}.tif")}
     queue = [w for w in windows if w not in done]
+    # tasks an earlier run started: one paged listing, not one request per saved id
+    saved = [task_ids[_tile_name(w)] for w in queue if _tile_name(w) in task_ids]
+    earlier = {str(s.get("id")): s for s in session.task_status(saved)} if saved else {}
     active: list[Window] = []
     started = 0
     bar = tqdm(total=len(windows), initial=len(done), desc=f"stack {name} (tasks)",
@@ -212,10 +220,8 @@ def export_prediction_stack(
     def start(window: Window) -> None:
         nonlocal started
         key = _tile_name(window)
-        if key in task_ids:
-            status = session.task_status([task_ids[key]])
-            if status and status[0].get("state") in (*LIVE, *FINISHED):
-                return  # started by an earlier run: follow it
+        if key in task_ids and earlier.get(task_ids[key], {}).get("state") in (*LIVE, *FINISHED):
+            return  # started by an earlier run: follow it
         prefix = store.key(f"{name}/{key}")  # type: ignore[attr-defined]
         task = tile_task(image, grid, window, store.bucket_name,  # type: ignore[attr-defined]
                          prefix, f"isamap {name} {key}")
@@ -230,10 +236,8 @@ def export_prediction_stack(
                 start(window)
                 active.append(window)
             ids = [task_ids[_tile_name(w)] for w in active]
-            statuses: dict[str, dict[str, Any]] = {}
-            for i in range(0, len(ids), 100):  # getTaskStatus takes a bounded list
-                for status in session.task_status(ids[i:i + 100]):
-                    statuses[str(status.get("id"))] = status
+            # one call per poll: the session lists the project's operations in pages
+            statuses = {str(status.get("id")): status for status in session.task_status(ids)}
             finished = []
             for window in active:
                 status = statuses.get(task_ids[_tile_name(window)], {})
@@ -245,6 +249,8 @@ def export_prediction_stack(
                         "the same command again: finished tiles are kept.")
                 if state in FINISHED:
                     finished.append(window)
+                    if "eecu_seconds" in status:
+                        eecu[_tile_name(window)] = status["eecu_seconds"]
             for window in finished:
                 active.remove(window)
                 bar.update(1)
@@ -253,6 +259,10 @@ def export_prediction_stack(
                 sleep(poll_seconds)
     finally:
         bar.close()
+        if eecu:
+            store.write_bytes(eecu_rel, json.dumps(eecu, sort_keys=True).encode())
+            log.info("stack %s: Earth Engine reports %.2f EECU-hours for %d finished tasks",
+                     name, sum(eecu.values()) / 3600.0, len(eecu))
     present = [w for w in windows if store.exists(f"{name}/{_tile_name(w)}.tif")]
     missing = len(windows) - len(present)
     if missing:

@@ -15,12 +15,15 @@ again, reuses tiles already in the bucket, and skips tiles whose patches are all
 Polling asks the session for all tracked tasks at once, and the session reads many tasks by
 listing the project's operations in pages (``EETransport.task_status``): 2,500 pending tasks
 cost a few page requests per poll, not 2,500. A resumed run reads its saved task ids the same
-way, once. Task descriptions go through :func:`gee_export.core.ee_session.task_description`,
+way, once. The EECU each finished task used (``batchEecuUsageSeconds``, as the operation
+reports it) is kept in the state as ``eecu``, to check the plan's estimate against. Task
+descriptions go through :func:`gee_export.core.ee_session.task_description`,
 the characters the export service accepts.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -42,10 +45,14 @@ from gee_export.core.storage import GcsStore, Store, open_store
 from gee_export.ee.export import Bookkeeper, ExportJob, ExportSummary
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, to_label
 
+log = logging.getLogger(__name__)
+
 SHARD = 256
 MAX_PENDING_TASKS = 3000
 DEFAULT_MAX_PENDING = 2500  # headroom under the per-project limit for the user's other tasks
 DEFAULT_PATCHES_PER_TILE = 50  # 50 x 80 + 48 = 4,048 px = 40 km at 10 m: ~460 MB of float32
+CONCURRENT_BATCH_TASKS = 2  # what Earth Engine runs of one project at once, on average
+TASK_MINUTES = 10.0  # assumed wall time of one tile task once running (plans only)
 FINISHED = ("COMPLETED", "SUCCEEDED")
 FAILED = ("FAILED", "CANCELLED", "CANCEL_REQUESTED")
 LIVE = ("UNSUBMITTED", "READY", "PENDING", "RUNNING")
@@ -84,6 +91,11 @@ def plan_tiles(grid: Grid, patches_per_tile: int = DEFAULT_PATCHES_PER_TILE) -> 
                             width=(c1 - c0 - 1) * grid.stride + grid.patch_size)
             tiles.append(Tile(ti, tj, (r0, r1), (c0, c1), window))
     return tiles
+
+
+def tasks_hours(tasks: int) -> float:
+    """Wall time of ``tasks`` batch tasks: waves of :data:`CONCURRENT_BATCH_TASKS`."""
+    return math.ceil(tasks / CONCURRENT_BATCH_TASKS) * TASK_MINUTES / 60.0
 
 
 def file_dimensions(window: Window) -> int:
@@ -161,6 +173,7 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
     tiles = [t for t in plan_tiles(job.spec.grid, patches_per_tile)
              if any(p in remaining for p in t.positions())]
     task_ids: dict[str, str] = dict(book.read_state("tasks") or {})
+    eecu: dict[str, float] = dict(book.read_state("eecu") or {})  # reported per finished task
     # tasks a previous run started: one batched read, not one request per tile
     earlier = _statuses(session, sorted(set(task_ids.values()))) if task_ids else {}
     bar = tqdm(total=len(book.splits), initial=len(book.splits) - len(remaining),
@@ -260,6 +273,8 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
                             f"export task of {tile.name} ({job.month}) ended {state}: "
                             f"{status.get('error_message', 'no message')}. Fix the cause and "
                             "re-run: finished tiles and patches are kept.")
+                    if state in FINISHED and "eecu_seconds" in status:
+                        eecu[tile.name + suffix] = status["eecu_seconds"]
                     states.append(state)
                 if all(s in FINISHED for s in states):
                     ready.append(tile)
@@ -272,6 +287,10 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
     finally:
         bar.close()
         book.write_state("tasks", task_ids)
+        book.write_state("eecu", eecu)
+        if eecu:
+            log.info("%s: Earth Engine reports %.2f EECU-hours for %d finished tasks",
+                     job.month, sum(eecu.values()) / 3600.0, len(eecu))
         book.flush(complete=not queue and not active)
     return ExportSummary(store.url(), job.month, "tasks", len(book.splits), written, already,
                          len(book.invalid), len(task_ids), session.retries,

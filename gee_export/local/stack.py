@@ -143,6 +143,11 @@ class LocalStackPlan:
     def built(self) -> bool:
         return all(_done(p, self.fingerprint) for p in self.targets)
 
+    def scene_list(self) -> list[dict[str, str]]:
+        """The scenes the month is composited from: sensor, product name and date (no paths)."""
+        return [{"sensor": sc.sensor, "product": sc.product, "date": sc.date.isoformat()}
+                for sc in (*self.s2, *self.s1)]
+
 
 def _source_files(plan_s2: Sequence[Scene], s2_bands: Sequence[str], plan_s1: Sequence[Scene],
                   s1_bands: Sequence[str]) -> dict[str, list[str]]:

@@ -3,23 +3,26 @@
 The same map as the streaming predictor, cut into independent tiles (:mod:`inference.mapping.tiles`,
 the mapping library's units of work) so that any number of workers can share it::
 
-    todo tiles -> Reshuffle -> batches -> fetch (T threads per worker) -> predict -> tile GeoTIFF
+    todo units -> Reshuffle -> bundles -> fetch (T threads per worker) -> predict -> tile GeoTIFFs
         -> all tiles -> mosaic: VRT + class/probability COGs with overviews
 
-- **Tiles**: :func:`inference.mapping.tiles.plan_tiles` with core ``tile - overlap`` and halo
-  ``overlap / 2``, so a tile fetches exactly the ``--tile`` pixels the streaming predictor reads.
+- **Tiles**: :func:`inference.mapping.tiles.plan_tiles`, the tiles of the map's lattice
+  (``--tile``, ``--overlap``, ``core`` blend; :mod:`inference.predict.lattice`): each fetches the
+  window the streaming predictor reads and keeps the core it owns. A unit of work is one batch
+  of the streaming predictor (:func:`inference.predict.lattice.batches`: ``--batch-size`` tiles
+  of a tile row), predicted in one forward pass, so even the last float bit is the same.
 - **Fetching** goes through the one Earth Engine seam on each worker
   (:func:`inference.mapping.tiles.fetch_tile`, the ``computePixels`` helper of the export), under
   the
   per-process request semaphore of :mod:`gee_export.core.pipeline_options`, so the whole job
   keeps ``workers x threads <= --max-concurrent``.
 - **The model** is loaded once per worker process (``beam.utils.shared.Shared``: every DoFn
-  instance of a process uses the same predictor) and predicts tile by tile
-  (:func:`inference.mapping.tiles.predict_tile`).
+  instance of a process uses the same predictor) and predicts unit by unit
+  (:func:`inference.mapping.tiles.predict_tiles`).
 - **Per-tile outputs** are small GeoTIFFs written atomically
   (:func:`inference.mapping.tiles.write_tile`,
   uploaded through the storage seam for gs://), under ``<out>/<month>/tiles/<fingerprint>/``:
-  the fingerprint names the model file's content, the date's recipe and the tiling, so a re-run
+  the fingerprint names the model file's content, the date's recipe and the lattice, so a re-run
   skips exactly the tiles of the same map and never mixes two models' tiles.
 - **Mosaic**: one step builds the VRT and the two COGs (:func:`inference.mapping.tiles.mosaic`),
   then
@@ -30,10 +33,8 @@ streaming prediction (:func:`inference.predict.workflow.finish_outputs`), and th
 STAC files and ImageCollection manifests by ``isamap-map``'s own code (:func:`map_region` passes
 :func:`date_predictor` to :func:`inference.mapping.dates.map_dates`).
 
-The halo replaces the streaming predictor's cosine blending: with a per-pixel model the COGs
-equal the streaming ones (classes exactly, probabilities within one step of 1/250, the blend's
-float rounding); with a convolutional model they differ only within the halo's reach of tile
-borders, by design of the tile units.
+The streaming predictor of ``isamap-map`` cuts the same lattice and keeps the same cores, so the
+COGs equal the streaming ones for every model, also one that pools over the whole tile.
 """
 
 from __future__ import annotations
@@ -67,10 +68,11 @@ from inference.mapping.tiles import (
     fetch_tile,
     mosaic,
     plan_tiles,
-    predict_tile,
+    predict_tiles,
     write_tile,
 )
 from inference.predict.cog import OutputInfo
+from inference.predict.lattice import Lattice, batches
 from inference.predict.raster import PredictionResult
 from inference.predict.runtime import RuntimeOptions
 
@@ -95,16 +97,20 @@ class _MapTask:
     threads: int
 
 
+Unit = tuple[MapTile, ...]  # one batch of the streaming predictor
+
+
 def tile_path(tiles_dir: str, tile: MapTile) -> str:
     """Where a tile's GeoTIFF goes (local path or gs:// URI)."""
     return f"{tiles_dir.rstrip('/')}/{tile.name}.tif"
 
 
-def map_fingerprint(model_file: str, identity: str, core: int, halo: int) -> str:
-    """Names one map's tiles: the model file's content, the date's inputs and the tiling."""
+def map_fingerprint(model_file: str, identity: str, lattice: Lattice) -> str:
+    """Names one map's tiles: the model file's content, the date's inputs and the lattice."""
     from training.modelfile import model_file_id
 
-    return json_digest([model_file_id(_local_copy(model_file)), identity, core, halo], 16)
+    return json_digest([model_file_id(_local_copy(model_file)), identity,
+                        [lattice.tile, lattice.overlap, lattice.blend]], 16)
 
 
 def _local_copy(model_file: str) -> str:
@@ -159,36 +165,44 @@ def _make_dofn() -> type:
                                            self.counters["retries"])
 
         def _fetch(self, tile: MapTile) -> Any:
-            if files.exists(tile_path(self.task.tiles_dir, tile)):
-                return None  # a retried bundle: the tile is finished
             with self.requests.gate:
                 return fetch_tile(self.session, self.image, self.task.grid, tile,
                                   self.task.bands)
 
-        def process(self, tiles: Sequence[MapTile]):
+        def process(self, units: Sequence[Unit]):
             t = self.task
-            futures = [(tile, self.requests.pool.submit(self._fetch, tile)) for tile in tiles]
+            # a unit is predicted whole (its batch), but only its missing tiles are written: a
+            # retried bundle or a resumed run finds the others finished
+            missing = [[tile for tile in unit if not files.exists(tile_path(t.tiles_dir, tile))]
+                       for unit in units]
+            futures = [[self.requests.pool.submit(self._fetch, tile) for tile in unit] if todo
+                       else [] for unit, todo in zip(units, missing, strict=True)]
             try:
-                for tile, future in futures:
-                    data = future.result()
-                    if data is None:
-                        self.counters["skipped"].inc()
+                for unit, todo, fetched in zip(units, missing, futures, strict=True):
+                    if not todo:
+                        self.counters["skipped"].inc(len(unit))
                         continue
+                    data = [future.result() for future in fetched]
                     with self.model.lock:
-                        classes, prob = predict_tile(self.model.predictor, data, tile,
-                                                     t.isa_class)
-                    target = tile_path(t.tiles_dir, tile)
-                    if files.is_gcs(target):
-                        local = write_tile(self.work / f"{tile.name}.tif", classes, prob, t.grid,
-                                           tile, self.model.scale)
-                        files.upload_file(local, target)
-                        local.unlink()
-                    else:
-                        write_tile(target, classes, prob, t.grid, tile, self.model.scale)
-                    self.counters["predicted"].inc()
-                    yield tile.name
+                        maps = predict_tiles(self.model.predictor, data, unit, t.isa_class)
+                    for tile, (classes, prob) in zip(unit, maps, strict=True):
+                        if tile in todo:
+                            self._write(tile, classes, prob)
+                            yield tile.name
             finally:
                 self.requests.report_retries()
+
+        def _write(self, tile: MapTile, classes: Any, prob: Any) -> None:
+            t = self.task
+            target = tile_path(t.tiles_dir, tile)
+            if files.is_gcs(target):
+                local = write_tile(self.work / f"{tile.name}.tif", classes, prob, t.grid,
+                                   tile, self.model.scale)
+                files.upload_file(local, target)
+                local.unlink()
+            else:
+                write_tile(target, classes, prob, t.grid, tile, self.model.scale)
+            self.counters["predicted"].inc()
 
         def teardown(self) -> None:
             if getattr(self, "requests", None) is not None:
@@ -207,6 +221,7 @@ class _Mosaic:
     out_prefix: str
     info: OutputInfo
     scale: int
+    lattice: tuple[tuple[str, str], ...]
 
     def __call__(self, _predicted: list[str]) -> str:
         with tempfile.TemporaryDirectory(prefix="isamap-mosaic-") as work:
@@ -221,27 +236,23 @@ class _Mosaic:
                     path = str(local)
                 parts.append((path, tile))
             mosaic(parts, self.grid, self.out_prefix, self.info, Path(work) / "vrt",
-                   scale=self.scale)
+                   lattice=dict(self.lattice), scale=self.scale)
         store, name = files.store_of(f"{self.tiles_dir.rstrip('/')}/{MOSAIC_RECORD}")
         store.write_bytes(name, json.dumps({"tiles": len(self.tiles),
-                                            "class": f"{self.out_prefix}_class.tif",
-                                            "probability": f"{self.out_prefix}_prob.tif"},
+                                            "lattice": dict(self.lattice),
+                                            "class": self.out_prefix.rsplit("/", 1)[-1]
+                                            + "_class.tif",
+                                            "probability": self.out_prefix.rsplit("/", 1)[-1]
+                                            + "_prob.tif"},
                                            sort_keys=True).encode())
         return self.out_prefix
-
-
-def tiling(tile: int, overlap: int) -> tuple[int, int]:
-    """(core, halo) of the tile units for ``--tile``/``--overlap``: the same fetched window."""
-    if overlap % 2 or overlap >= tile:
-        raise ConfigError(f"--overlap must be even and smaller than --tile, got {overlap}")
-    return tile - overlap, overlap // 2
 
 
 def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], model_file: str,
                  out_prefix: str, info: OutputInfo, runner: RunnerConfig,
                  sessions: SessionFactory, *, tile: int = 512, overlap: int = 64,
-                 isa_class: int = 1, options: RuntimeOptions | None = None
-                 ) -> PredictionResult:
+                 batch_size: int = 8, isa_class: int = 1,
+                 options: RuntimeOptions | None = None) -> PredictionResult:
     """Map one date with a Beam pipeline; resumable, a finished date runs no pipeline.
 
     Args:
@@ -254,8 +265,10 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
         info: what the COGs record (model, bands, classes, month, metrics).
         runner: the runner and its options.
         sessions: opens each worker's Earth Engine session.
-        tile: fetched window side (core + 2 halo), as ``--tile``.
-        overlap: ``2 x halo``, as ``--overlap``.
+        tile: the lattice's tile side, as ``--tile``.
+        overlap: the lattice's overlap, as ``--overlap``.
+        batch_size: tiles per forward pass, as ``--batch-size`` (the streaming predictor's
+            batches, so the maps are equal bit for bit).
         isa_class: index of the impervious class.
         options: device, precision and memory format of the workers' predictor.
     """
@@ -268,10 +281,10 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                           "give --out gs://... and a --model on gs://")
     beam = require_beam()
     pipeline_options = runner.pipeline_options()
-    core, halo = tiling(tile, overlap)
-    tiles = plan_tiles(grid, core=core, halo=halo)
+    lattice = Lattice(tile, overlap, "core")
+    tiles = plan_tiles(grid, lattice)
     month_dir = out_prefix.rsplit("/", 1)[0]
-    tiles_dir = f"{month_dir}/tiles/{map_fingerprint(model_file, identity, core, halo)}"
+    tiles_dir = f"{month_dir}/tiles/{map_fingerprint(model_file, identity, lattice)}"
     scale = _output_scale(model_file)
     result = PredictionResult(f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif",
                               grid.width * scale, grid.height * scale,
@@ -283,6 +296,8 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
         log.info("%s: already mapped (%d tiles)", out_prefix, len(tiles))
         return result
     todo = [t for t in tiles if not files.exists(tile_path(tiles_dir, t))]
+    missing = {t.name for t in todo}
+    units = [u for u in batches(tiles, batch_size) if any(t.name in missing for t in u)]
     log.info("%s: %d of %d tiles to predict on the %s runner (%d workers x %d requests)%s",
              out_prefix, len(todo), len(tiles), runner.runner, runner.workers, runner.threads,
              " [dry run: nothing is submitted]" if runner.dry_run else "")
@@ -290,12 +305,14 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                     options, isa_class, tiles_dir, runner.threads)
     pipeline = beam.Pipeline(options=pipeline_options)
     (pipeline
-     | "TodoTiles" >> beam.Create(todo, reshuffle=False)
+     | "TodoUnits" >> beam.Create(units, reshuffle=False)
      | "Spread" >> beam.Reshuffle()
-     | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=2 * runner.threads)
+     | "Bundle" >> beam.BatchElements(min_batch_size=1,
+                                      max_batch_size=max(1, 2 * runner.threads // batch_size))
      | "FetchPredictWrite" >> beam.ParDo(_make_dofn()(task))
      | "AllTiles" >> beam.combiners.ToList()
-     | "Mosaic" >> beam.Map(_Mosaic(tuple(tiles), tiles_dir, grid, out_prefix, info, scale)))
+     | "Mosaic" >> beam.Map(_Mosaic(tuple(tiles), tiles_dir, grid, out_prefix, info, scale,
+                                   tuple(lattice.tags((grid.x0, grid.y0)).items()))))
     outcome = run_pipeline(pipeline, resume="finished tiles are kept")
     if not runner.dry_run:
         counts = pipeline_counters(outcome, METRICS_NAMESPACE)
@@ -333,7 +350,7 @@ def check_runner(request: Any, runner: RunnerConfig) -> None:
     if request.postprocess != "none":  # its tiles are predicted apart, in any order
         raise ConfigError("--postprocess clahe equalises the whole map in order, which a "
                           "pipeline of independent tiles cannot: drop --runner or --postprocess")
-    tiling(request.tile, request.overlap)
+    request.lattice()
     runner.check(needs_torch=True)
     if runner.runner == "dataflow" and not files.is_gcs(request.out):
         raise ConfigError("Dataflow workers write the map on Cloud Storage: give --out "
@@ -343,10 +360,10 @@ def check_runner(request: Any, runner: RunnerConfig) -> None:
 
 def describe_pipeline(request: Any, grid: Grid, runner: RunnerConfig) -> str:
     """The dry run's lines for a pipeline map: its tile units and the runner's options."""
-    core, halo = tiling(request.tile, request.overlap)
-    tiles = len(plan_tiles(grid, core=core, halo=halo))
-    return (f"  pipeline    {tiles:,} tiles per date ({core} px cores + {halo} px halo, one "
-            f"computePixels request each), per-tile GeoTIFFs under {request.out.rstrip('/')}"
+    tiles = len(plan_tiles(grid, request.lattice()))
+    return (f"  pipeline    {tiles:,} tiles per date ({request.tile} px, {request.overlap} px "
+            f"overlap, each keeping the core it owns; one computePixels request each), "
+            f"per-tile GeoTIFFs under {request.out.rstrip('/')}"
             "/<date>/tiles/, then a VRT mosaic into the COGs\n" + runner.describe())
 
 
@@ -359,7 +376,7 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
 
     def run(request: Any, grid: Grid, meta: Any, dataset: Any, month: str,
             session: Any) -> Any:
-        from inference.mapping.dates import ee_date_image
+        from inference.mapping.dates import date_inputs, ee_date_image
         from inference.predict.workflow import finish_outputs, isa_class_index
 
         image, identity = ee_date_image(request, grid, meta, dataset, month, session)
@@ -376,8 +393,9 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
             model_file = _stage_model(model_file, request.out)
         result = predict_date(image, identity, grid, meta.bands, model_file,
                               prefix, info, runner, workers, tile=request.tile,
-                              overlap=request.overlap, isa_class=index, options=request.options)
+                              overlap=request.overlap, batch_size=request.batch_size,
+                              isa_class=index, options=request.options)
         return finish_outputs(result, prefix, index, zones=request.zones,
-                              local_dir=request.product_dir() / month)
+                              local_dir=request.product_dir() / month), date_inputs(identity)
 
     return run

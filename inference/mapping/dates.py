@@ -35,6 +35,7 @@ from gee_export.core.errors import (
     EarthEngineError,
     EmptyCompositeError,
 )
+from gee_export.core.storage import files
 from inference.mapping.request import MapRequest, ModelDataset
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class DateResult:
     month: str
     outputs: Any | None  # inference.predict.workflow.Outputs
     skipped: str | None = None
+    #: what the date was built from (:func:`date_inputs`, :func:`scene_inputs`)
+    inputs: Mapping[str, Any] | None = None
 
 
 def stack_identity(backend: str, grid: Grid, recipe: Mapping[str, Any]) -> str:
@@ -55,7 +58,21 @@ def stack_identity(backend: str, grid: Grid, recipe: Mapping[str, Any]) -> str:
                       sort_keys=True, default=str)
 
 
-DatePredictor = Callable[[MapRequest, Grid, Any, "ModelDataset", str, Any], Any]
+def date_inputs(identity: str) -> dict[str, Any]:
+    """What an Earth Engine date is built from: its composite windows (from its identity)."""
+    recipe = json.loads(identity)["recipe"]
+    return {"backend": "ee", "s2_window": recipe.get("s2_window"),
+            "s1_window": recipe.get("s1_window")}
+
+
+def scene_inputs(plan: Any) -> dict[str, Any]:
+    """What a local date is built from: the product name and date of every scene it read."""
+    return {"backend": "local", "scenes": plan.scene_list()}
+
+
+#: ``(request, grid, meta, dataset, month, session) -> (Outputs, inputs)``
+DatePredictor = Callable[[MapRequest, Grid, Any, "ModelDataset", str, Any],
+                         tuple[Any, Mapping[str, Any]]]
 
 
 def map_dates(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset, *,
@@ -71,18 +88,22 @@ def map_dates(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
 
     config = request.predict_config()
     local = request.product_dir()
+    check_series_lattice(request, grid)
+    if request.backend == "local":
+        _remove_killed_stacks(local / ".stacks")
     results = []
     inputs = _ee_inputs if request.backend == "ee" else _local_inputs
     for month in request.dates:
         try:
             if predict_date is not None:
-                outputs = predict_date(request, grid, meta, dataset, month, session)
+                outputs, used = predict_date(request, grid, meta, dataset, month, session)
                 log.info("date %s: %s", month, "already mapped" if outputs.prediction.skipped
                          else f"{outputs.prediction.tiles} tiles in "
                               f"{outputs.prediction.seconds:.1f} s")
-                results.append(DateResult(month, outputs))
+                results.append(DateResult(month, outputs, inputs=used))
                 continue
-            with inputs(request, grid, meta, dataset, month, session) as source:
+            opened = inputs(request, grid, meta, dataset, month, session)
+            with opened as source:
                 try:
                     outputs = predict_with_model_file(
                         request.model_file, source, request.prefix(month), month=month,
@@ -96,8 +117,51 @@ def map_dates(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
             continue
         log.info("date %s: %s", month, "already mapped" if outputs.prediction.skipped
                  else f"{outputs.prediction.tiles} tiles in {outputs.prediction.seconds:.1f} s")
-        results.append(DateResult(month, outputs))
+        results.append(DateResult(month, outputs, inputs=opened.inputs))
     return results
+
+
+def check_series_lattice(request: MapRequest, grid: Grid) -> None:
+    """Refuse to add dates cut on another tile lattice than the series at ``--out`` already has.
+
+    The series' lattice is in its ``map.json``, and in the tags of each date's class COG (a
+    killed run may have left dates before writing ``map.json``).
+    """
+    import rasterio
+    import rasterio.errors
+
+    from inference.predict.lattice import check_same
+
+    lattice, origin = request.lattice(), (grid.x0, grid.y0)
+    record = request.product_dir() / "map.json"
+    if record.is_file():
+        try:
+            recorded = json.loads(record.read_text()).get("lattice")
+        except (OSError, ValueError):
+            recorded = None
+        if recorded:
+            check_same(lattice, origin, recorded, f"the series in {request.out}")
+    if files.is_gcs(request.out):
+        return
+    for cog_path in sorted(Path(request.out).glob("*/isa_*_class.tif")):
+        try:
+            with rasterio.open(cog_path) as ds:
+                tags = ds.tags()
+        except rasterio.errors.RasterioError:
+            continue  # a damaged date is mapped again
+        if "tile" in tags and "overlap" in tags:
+            check_same(lattice, origin, tags,
+                       f"date {cog_path.parent.name} of the series in {request.out}")
+
+
+def _remove_killed_stacks(stacks: Path) -> None:
+    """Delete the half-written stack files a killed run left (the map's lock is held)."""
+    from gee_export.core.storage import LocalStore
+
+    if stacks.is_dir():
+        removed = LocalStore(stacks).remove_temporaries()
+        if removed:
+            log.info("removed %d temporary file(s) left in %s by a killed run", removed, stacks)
 
 
 def _with_tiles_left(exc: EarthEngineError, source: Any, month: str) -> EarthEngineError:
@@ -114,8 +178,9 @@ def _with_tiles_left(exc: EarthEngineError, source: Any, month: str) -> EarthEng
 class _Opened:
     """A context manager over an already-made source (a path, or an object to close)."""
 
-    def __init__(self, source: Any, close: Callable[[], None] | None = None) -> None:
-        self.source, self._close = source, close
+    def __init__(self, source: Any, close: Callable[[], None] | None = None,
+                 inputs: Mapping[str, Any] | None = None) -> None:
+        self.source, self._close, self.inputs = source, close, inputs
 
     def __enter__(self) -> Any:
         return self.source
@@ -127,15 +192,16 @@ class _Opened:
 
 def _local_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
                   month: str, session: Any) -> _Opened:
-    from gee_export.local.stack import LocalRecipe, build_local_stack
+    from gee_export.local.stack import LocalRecipe, plan_local_stack, write_local_stack
 
     recorded = dict(dataset.recipe.get("local_recipe") or dataset.recipe)
     recipe = LocalRecipe.from_dict({k: v for k, v in recorded.items()
                                     if k in LocalRecipe.__dataclass_fields__})
     work = request.product_dir() / ".stacks" / month
-    stack = build_local_stack(request.scenes, grid, month, tuple(meta.bands), label=None,
-                              speckle=recipe.speckle, out_dir=work, recipe=recipe,
-                              progress=request.progress)
+    work.mkdir(parents=True, exist_ok=True)
+    plan = plan_local_stack(request.scenes, grid, month, tuple(meta.bands), None, None,
+                            recipe.speckle, work, recipe=recipe)
+    stack = write_local_stack(plan, progress=request.progress)
     import rasterio
 
     from inference.predict.sources import MaskedFileSource
@@ -143,7 +209,38 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelData
     with rasterio.open(stack.image) as ds:  # the recipe signature names its inputs
         signature = ds.tags().get("ISAMAP_RECIPE", "")
     source = MaskedFileSource(stack.image, identity=f"{stack.image}#{signature}")
-    return _Opened(source, source.close)
+    return _Opened(source, source.close, scene_inputs(plan))
+
+
+def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str]) -> list[str]:
+    """The scenes of every date on ``grid`` (headers only), as the export's local dry run.
+
+    Returns the plan's lines (scenes found, per date: on the grid / in the month).
+
+    Raises:
+        InputDataError: ``--scenes`` is missing or holds no raster, or a date has no scene of
+            a sensor the model needs on the grid (what would stop the real run).
+    """
+    from gee_export.core.errors import InputDataError
+    from gee_export.local.plan import make_local_plan
+
+    scenes = [request.scenes] if isinstance(request.scenes, (str, os.PathLike)) else list(
+        request.scenes or [])
+    missing = [str(s) for s in scenes
+               if not any(c in str(s) for c in "*?[") and not Path(s).exists()]
+    if missing:
+        raise InputDataError(f"--scenes {', '.join(missing)} does not exist; give the folder of "
+                             "local Sentinel-1/2 scenes")
+    plan = make_local_plan(request.scenes, request.region.name, grid, request.dates, bands,
+                           request.out)
+    lines = [f"  scenes    {plan.found_s2} Sentinel-2 and {plan.found_s1} Sentinel-1 scenes "
+             f"found in --scenes (headers read, no pixel)"]
+    lines += [f"  {m.month}   Sentinel-2 {m.s2_on_grid} on the grid ({m.s2} in the month), "
+              f"Sentinel-1 {m.s1_on_grid} ({m.s1})" for m in plan.months]
+    if plan.problems():
+        raise InputDataError(f"the real run would stop: {plan.problems()[0]}; add scenes of that "
+                             "month to --scenes or choose other --months")
+    return lines
 
 
 def ee_date_image(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
@@ -153,11 +250,10 @@ def ee_date_image(request: MapRequest, grid: Grid, meta: Any, dataset: ModelData
     Asks the session for the date's composite windows (clear Sentinel-2 observations,
     Sentinel-1 scenes); raises :class:`EmptyCompositeError` for a date without data.
     """
-    import ee
-
     from gee_export.ee.prediction_stack import composite_windows, prediction_image, recipe_for_month
+    from gee_export.ee.request_region import request_geometry
 
-    geometry = ee.Geometry(request.region.to_geojson())
+    geometry = request_geometry(request.region)  # the box: requests stay small
     date = composite_windows(session, geometry, request.region.name,
                              recipe_for_month(dataset.recipe, tuple(meta.bands), month,
                                               dataset.sources))
@@ -177,28 +273,49 @@ def _ee_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset
                                            f"{request.out.rstrip('/')}/stacks",
                                            f"stack_{month}", progress=request.progress)
         source = MaskedFileSource(exported.vrt)
-        return _Opened(source, source.close)
+        return _Opened(source, source.close, date_inputs(identity))
     bands = tuple(meta.bands)
     fetched = FetchedSource(lambda window: fetch_window(session, image, grid, window, bands)[0],
                             grid, bands, tile=request.tile, overlap=request.overlap,
                             workers=request.workers, identity=identity)
-    return _Opened(fetched, fetched.close)
+    return _Opened(fetched, fetched.close, date_inputs(identity))
 
 
 def write_run_record(request: MapRequest, grid: Grid, results: Sequence[DateResult],
                      extra: Mapping[str, Any]) -> Path:
-    """``map.json`` in the product folder: what was mapped, from what, and what was skipped."""
-    from gee_export.core.storage import atomic_write
+    """``map.json`` in the product folder: what was mapped, from what, and what was skipped.
 
+    It travels with the maps: files under ``--out`` are named relative to it, the model by its
+    name and content id, and ``out`` is kept only when it is a Cloud Storage URI.
+    """
+    from gee_export.core.storage import atomic_write
+    from training.modelfile import model_file_id, read_model_file
+
+    model = os.fspath(request.model_file)
+    meta, _ = read_model_file(model)
     record = {"region": request.region.name, "bbox": list(request.region.bbox),
-              "grid": grid.to_dict(), "model": os.fspath(request.model_file),
-              "backend": request.backend, "method": request.method, "out": request.out,
+              "grid": grid.to_dict(), "lattice": request.lattice().record((grid.x0, grid.y0)),
+              "model": {"name": meta.name, "file": Path(model).name,
+                        "id": model_file_id(model)},
+              "backend": request.backend, "method": request.method,
+              **({"out": request.out} if files.is_gcs(request.out) else {}),
               **({"postprocess": request.postprocess, "clahe": vars(request.clahe)}
                  if request.postprocess != "none" else {}),
               "dates": {r.month: ({"skipped": r.skipped} if r.skipped else
-                                  {"class_cog": r.outputs.prediction.class_path,
-                                   "prob_cog": r.outputs.prediction.prob_path})
-                        for r in results}, **extra}
+                                  {"class_cog": _under(request.out, r.outputs.prediction
+                                                       .class_path),
+                                   "prob_cog": _under(request.out, r.outputs.prediction
+                                                      .prob_path),
+                                   "inputs": r.inputs})
+                        for r in results},
+              **{k: ([_under(request.out, p) for p in v] if k == "stac" else v)
+                 for k, v in extra.items()}}
     path = request.product_dir() / "map.json"
     atomic_write(path, lambda fh: fh.write(json.dumps(record, indent=1, default=str).encode()))
     return path
+
+
+def _under(out: str, path: str) -> str:
+    """``path`` relative to ``out`` when it lies under it (the map's own files)."""
+    root = out.rstrip("/") + "/"
+    return path[len(root):] if path.startswith(root) else path

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gee_export.contract.grid import Grid
+from gee_export.ee.compute import ComputeEstimate, estimate, format_estimate
 from gee_export.ee.export import MAX_WORKERS
 from inference.mapping.request import MapRequest
 
@@ -30,11 +31,17 @@ class MapPlan:
     model_seconds_per_tile: float
     latency_s: float
     crs_note: str | None = None
+    compute: ComputeEstimate | None = None  # Earth Engine EECU of every date (ee backend)
 
     @property
     def seconds_estimate(self) -> float:
         """Fetch- or model-bound, whichever is slower, for every date."""
-        fetch = self.requests_per_date * self.latency_s / self.workers
+        fetch = (self.requests_per_date * self.latency_s / self.workers
+                 if self.backend == "ee" else 0.0)  # local scenes: no request
+        if self.method == "tasks" and self.compute is not None:  # batch tasks, two at a time
+            from gee_export.ee.tasks import tasks_hours
+
+            fetch = tasks_hours(self.compute.requests // len(self.dates)) * 3600.0
         model = self.tiles_per_date * self.model_seconds_per_tile
         return max(fetch, model) * len(self.dates)
 
@@ -47,7 +54,8 @@ class MapPlan:
                 "bytes_per_date": self.bytes_per_date, "workers": self.workers,
                 "model_seconds_per_tile": round(self.model_seconds_per_tile, 4),
                 "latency_s": self.latency_s,
-                "seconds_estimate": round(self.seconds_estimate, 1), "crs_note": self.crs_note}
+                "seconds_estimate": round(self.seconds_estimate, 1), "crs_note": self.crs_note,
+                "compute": self.compute.to_dict() if self.compute else None}
 
 
 def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
@@ -62,15 +70,26 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
     groups = [g for row in layout_requests(layout, len(bands), request.workers) for g in row]
     nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4
     requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
-                if request.method == "pixels" else 0)
+                if request.method == "pixels" and request.backend == "ee" else 0)
+    compute = None
+    if request.backend == "ee":
+        from gee_export.ee.prediction_stack import stack_tiles
+
+        if request.method == "pixels":  # overlapping tiles are computed once per request
+            pixels = sum(g.window.height * g.window.width for g in groups)
+            compute = estimate(requests * len(request.dates), pixels * len(request.dates))
+        else:  # one batch task per stack tile, every pixel once
+            compute = estimate(len(stack_tiles(grid)) * len(request.dates),
+                               grid.width * grid.height * len(request.dates))
     return MapPlan(request.region.name, grid, request.dates, request.backend, request.method,
                    tiles, requests, nbytes, request.workers, model_seconds_per_tile, latency_s,
-                   crs_note)
+                   crs_note, compute)
 
 
 def format_plan(plan: MapPlan) -> str:
     """The plan, one fact per line."""
     from gee_export.ee.plan import format_duration
+    from gee_export.ee.tasks import CONCURRENT_BATCH_TASKS, TASK_MINUTES
 
     g = plan.grid
     lines = [
@@ -88,9 +107,15 @@ def format_plan(plan: MapPlan) -> str:
     lines += [
         f"  bytes     {plan.bytes_per_date / 2**30:,.2f} GiB of float32 input per date",
         f"  time      about {format_duration(plan.seconds_estimate / 3600)}: model "
-        f"{plan.model_seconds_per_tile * 1000:.0f} ms/tile measured now on this machine, "
-        f"requests at {plan.latency_s:g} s each",
+        f"{plan.model_seconds_per_tile * 1000:.0f} ms/tile measured now on this machine"
+        + (" (local scenes: compositing time not included)" if plan.backend != "ee" else
+           f", requests at {plan.latency_s:g} s each" if plan.method != "tasks" else
+           f", stack tasks about {CONCURRENT_BATCH_TASKS} at a time (Earth Engine's batch "
+           f"concurrency), assumed {TASK_MINUTES:g} min each"),
     ]
+    if plan.compute:
+        lines += format_estimate(plan.compute,
+                                 "request" if plan.method == "pixels" else "stack task")
     if plan.crs_note:
         lines.append(f"  note      {plan.crs_note}")
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from gee_export.core.errors import (
 from gee_export.core.months import check_month, parse_months
 from gee_export.core.storage import files
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
+from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, Postprocess
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
@@ -243,7 +244,11 @@ class MapRequest:
     def predict_config(self) -> PredictConfig:
         return PredictConfig(tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
                              strip_rows=self.strip_rows, postprocess=self.postprocess,
-                             clahe=self.clahe)
+                             clahe=self.clahe, blend=self.lattice().blend)
+
+    def lattice(self) -> Lattice:
+        """The series' tile lattice: every runner and date keeps each tile's core only."""
+        return Lattice(self.tile, self.overlap, "core")
 
     def product_dir(self) -> Path:
         """Local folder of PNGs, tables, STAC and publication files."""

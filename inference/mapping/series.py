@@ -24,9 +24,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import rasterio
-
 from gee_export.core.storage import atomic_path, atomic_write, files
+from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog, stats
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ class SeriesOutputs:
 
 
 def _run_hash(path: str) -> str:
-    with rasterio.open(files.gdal_path(path)) as ds:
+    with files.open_raster(path) as ds:
         return ds.tags().get("isamap_run", "")
 
 
@@ -98,13 +97,14 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b)}
     current = False
     if files.exists(out):
-        with rasterio.open(files.gdal_path(out)) as ds:
+        with files.open_raster(out) as ds:
             tags = ds.tags()
         current = all(tags.get(k) == v for k, v in want.items()) and all(want.values())
     if not current:
         stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want)
     if not current or not png.exists():
-        cog.quicklook(files.gdal_path(out), png, "change")
+        with gdal_env(out):
+            cog.quicklook(files.gdal_path(out), png, "change", when=f"{date_from} to {date_to}")
     return ChangeProduct(date_from, date_to, out, png)
 
 
@@ -147,7 +147,9 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
     record = {"dates": [m for m, _ in mapped], "skipped": skipped,
               "area": [asdict(r) for r in area_rows],
               "change": [asdict(r) for r in change_rows],
-              "change_maps": {f"{c.date_from}/{c.date_to}": c.cog for c in changes}}
+              # relative to --out: the record travels with the maps
+              "change_maps": {f"{c.date_from}/{c.date_to}":
+                              c.cog.removeprefix(out.rstrip("/") + "/") for c in changes}}
     json_path = local / "series.json"
     atomic_write(json_path, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
     plot = plot_area(area_rows, local / "series_area.png")
@@ -156,7 +158,11 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
 
 
 def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
-    """ISA km² over time, one line per zone (markers at the mapped dates)."""
+    """ISA km² over time: one line per zone, every mapped date marked and labelled on the axis.
+
+    Zones are named in the legend (the largest 15 when there are more; every value is in
+    ``series_area.csv``), so the plot reads on its own.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,20 +171,40 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     zones: dict[str, list[SeriesAreaRow]] = {}
     for row in rows:
         zones.setdefault(row.zone, []).append(row)
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for zone, items in zones.items():
-        items.sort(key=lambda r: r.date)
-        when = [date(int(r.date[:4]), int(r.date[5:7]), 15) for r in items]
-        ax.plot(when, [r.isa_km2 for r in items], marker="o", label=zone)
-    ax.set_xlabel("date")
-    ax.set_ylabel("ISA area (km²)")
-    ax.set_title("Impervious surface area over time")
+    months = sorted({row.date for row in rows})
+    shown = sorted(zones, key=lambda z: -max(r.isa_km2 or 0.0 for r in zones[z]))[:15]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for zone in shown:
+        items = sorted(zones[zone], key=lambda r: r.date)
+        when, km2 = [_mid_month(r.date) for r in items], [r.isa_km2 for r in items]
+        ax.plot(when, km2, marker="o", label=zone)
+        if len(shown) <= 5 and len(items) <= 12:  # few points: each value written beside it
+            for x, y in zip(when, km2, strict=True):
+                if y is not None:
+                    ax.annotate(f"{y:,.2f}", (x, y), textcoords="offset points", xytext=(0, 6),
+                                ha="center", fontsize=7)
+    ticks = [_mid_month(m) for m in months]
+    ax.set_xticks(ticks, months, rotation=30 if len(months) > 4 else 0, ha="right"
+                  if len(months) > 4 else "center")
+    if len(ticks) == 1:
+        ax.set_xlim(date.fromordinal(ticks[0].toordinal() - 60),
+                    date.fromordinal(ticks[0].toordinal() + 60))
+    ax.set_xlabel("mapped date (monthly composite)")
+    ax.set_ylabel("impervious surface area (km²)")
+    span = f"{months[0]} to {months[-1]}" if months else "no mapped date"
+    ax.set_title(f"Impervious surface area per zone, {span}")
+    ax.margins(y=0.15)
     ax.grid(alpha=0.3)
-    if 1 < len(zones) <= 12:
-        ax.legend(fontsize=8)
-    fig.autofmt_xdate()
+    if shown:
+        more = len(zones) - len(shown)
+        ax.legend(title="zone" if not more else f"zone (largest {len(shown)} of {len(zones)})",
+                  fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return png
+
+
+def _mid_month(month: str) -> date:
+    return date(int(month[:4]), int(month[5:7]), 15)

@@ -6,6 +6,11 @@ it, and the series a ``collection.json`` at the COG root linking every item by a
 path, with the model, recipe, dates and metrics as properties. Only the STAC core is used
 (the projection extension's schema is not available offline, so the CRS is an ``isamap:``
 property), which keeps the files valid against the schemas pystac ships.
+
+The catalogue is self-contained: every link and asset href is relative to the file that holds
+it, so the folder copied elsewhere or uploaded to a bucket reads the same. Each Item records
+the inputs its date was built from (``isamap:inputs``: the composite windows of an Earth Engine
+date, the scene files of a local one).
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pystac
-import rasterio
 from rasterio.warp import transform_bounds
 
 from gee_export.core.months import month_range
@@ -47,7 +51,7 @@ def cog_item(cog_path: str, kind: str, months: Sequence[str],
         months: the date it maps (a change map: its two dates).
         properties: ``isamap:`` properties (model, recipe, metrics ...).
     """
-    with rasterio.open(files.gdal_path(cog_path)) as ds:
+    with files.open_raster(cog_path) as ds:
         west, south, east, north = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds,
                                                     densify_pts=21)
         crs, shape = ds.crs.to_string(), [ds.height, ds.width]
@@ -87,6 +91,7 @@ def series_collection(items: Sequence[pystac.Item], months: Sequence[str], root:
         license="other",
         extra_fields={"isamap:months": list(months),
                       **{f"isamap:{k}": v for k, v in properties.items()}})
+    collection.catalog_type = pystac.CatalogType.SELF_CONTAINED  # relative hrefs only
     collection.set_self_href(f"{root.rstrip('/')}/collection.json")
     for item in items:
         path = item.get_self_href()

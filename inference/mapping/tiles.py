@@ -4,25 +4,24 @@ The streaming predictor (:mod:`inference.predict.raster`) maps a region in one p
 row. A distributed runner (Beam, a batch of cloud workers) needs the same map as independent units
 of work instead; these functions are those units, each pure apart from its inputs:
 
-1. :func:`plan_tiles`: the map's grid cut into cores (the output pixels a tile owns) with a halo
-   of context around each (what is fetched and predicted);
+1. :func:`plan_tiles`: the tiles of the map's lattice (:class:`inference.predict.lattice.Lattice`):
+   the very windows the streaming predictor cuts, each with the core of output pixels it owns;
 2. :func:`fetch_tile`: one tile's input bands with ``computePixels`` through the Earth Engine
-   session (any window, also past the grid's edge: NaN there);
-3. :func:`predict_tile`: one forward pass over core + halo, keeping the core, encoded exactly
+   session, edge-padded where a grid smaller than a tile ends, as the streaming reader pads;
+3. :func:`predict_tile`: one forward pass over the tile, keeping its core, encoded exactly
    like the streaming predictor's outputs (uint8 classes, probability x250, 255 nodata);
 4. :func:`write_tile` / :func:`mosaic`: the cores as small GeoTIFFs, then one VRT over them and
    the two COGs (:func:`inference.predict.cog.write_cog`).
 
-The halo replaces the streaming predictor's blending: a core pixel sees at least ``halo`` pixels
-of real context on every side, so tile edges do not show for a halo of the network's receptive
-field (64 px is plenty for the models here). Per-pixel models give the streaming result exactly.
+With the ``core`` blend the streaming predictor also keeps each tile's core only, so the two
+give the same map for every model, also for one whose output depends on the whole tile (global
+pooling): every pixel comes from the same forward pass over the same input.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,52 +33,42 @@ from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
 from gee_export.core.errors import ConfigError
 from gee_export.core.storage import atomic_path, files
 from inference.predict import cog
-from inference.predict.blending import Accumulator, invalid_mask
+from inference.predict.blending import Accumulator, invalid_mask, pad_to
 from inference.predict.cog import NODATA, OutputInfo
+from inference.predict.lattice import Lattice, LatticeTile
 from inference.predict.runtime import TilePredictor
 
-
-@dataclass(frozen=True)
-class MapTile:
-    """One unit of work: the output pixels it owns and the window it reads around them."""
-
-    row: int
-    col: int
-    core: Window  # on the map's grid
-    padded: Window  # core grown by the halo (may reach past the grid's edge)
-
-    @property
-    def name(self) -> str:
-        return f"tile_r{self.row:04d}_c{self.col:04d}"
+#: a map's unit of work: one tile of its lattice
+MapTile = LatticeTile
 
 
-def plan_tiles(grid: Grid, core: int = 448, halo: int = 32) -> list[MapTile]:
-    """Cores of ``core`` px with ``halo`` px of context around each.
+def plan_tiles(grid: Grid, lattice: Lattice) -> list[MapTile]:
+    """The lattice's tiles on ``grid``: windows as the streaming predictor cuts them.
 
-    Cores at the grid's right and bottom edges are smaller; every pixel of the grid belongs to
-    exactly one core. Every padded window is ``core + 2 * halo`` px square.
+    Every pixel of the grid belongs to exactly one core. Windows are ``tile`` px square and
+    inside the grid unless the grid is smaller than one tile.
     """
-    if core < 16 or halo < 0:
-        raise ConfigError(f"tile core must be >= 16 px and halo >= 0, got {core}, {halo}")
-    tiles = []
-    for i, r in enumerate(range(0, grid.height, core)):
-        for j, c in enumerate(range(0, grid.width, core)):
-            window = Window(row_off=r, col_off=c, height=min(core, grid.height - r),
-                            width=min(core, grid.width - c))
-            # the padded window keeps the full size at the grid's edges (the part past the
-            # edge arrives as nodata), so every forward pass sees the same shape: models whose
-            # sizes must divide by their stride (U-Net: 16) take edge tiles too
-            full = Window(row_off=r, col_off=c, height=core, width=core)
-            tiles.append(MapTile(i, j, window, full.padded(halo)))
-    return tiles
+    if lattice.blend != "core":
+        raise ConfigError(f"independent tiles keep their cores only: the lattice's blend must "
+                          f"be core, got {lattice.blend}")
+    return lattice.tiles(grid.height, grid.width)
 
 
 def fetch_tile(session: Any, image: Any, grid: Grid, tile: MapTile,
                bands: Sequence[str]) -> np.ndarray:
-    """``(bands, h, w)`` float32 of the tile's padded window (NaN = nodata)."""
+    """``(bands, tile, tile)`` float32 of the tile's window (NaN = nodata).
+
+    Only the part inside the grid is fetched; a window past the edge of a grid smaller than a
+    tile is edge-padded, as the streaming reader pads it, so the model sees the same input.
+    """
     from gee_export.ee.export import fetch_window
 
-    return fetch_window(session, image, grid, tile.padded, tuple(bands))[0]
+    w = tile.window
+    inside = Window(row_off=w.row_off, col_off=w.col_off,
+                    height=min(w.height, grid.height - w.row_off),
+                    width=min(w.width, grid.width - w.col_off))
+    data = fetch_window(session, image, grid, inside, tuple(bands))[0]
+    return pad_to(data, w.height, w.width)
 
 
 def predict_tile(predictor: TilePredictor, data: np.ndarray, tile: MapTile,
@@ -88,16 +77,34 @@ def predict_tile(predictor: TilePredictor, data: np.ndarray, tile: MapTile,
 
     Args:
         predictor: the model with its normalisation.
-        data: :func:`fetch_tile`'s array of the padded window.
+        data: :func:`fetch_tile`'s array of the tile's window.
         tile: the tile.
         isa_class: index of the impervious class.
     """
-    s = predictor.scale
-    expected = (predictor.channels, tile.padded.height, tile.padded.width)
-    if data.shape != expected:
-        raise ConfigError(f"tile {tile.name} data has shape {data.shape}, expected {expected}")
-    probs = predictor(data[None], compact=True)[0]
-    r0, c0 = tile.core.row_off - tile.padded.row_off, tile.core.col_off - tile.padded.col_off
+    return predict_tiles(predictor, [data], [tile], isa_class)[0]
+
+
+def predict_tiles(predictor: TilePredictor, data: Sequence[np.ndarray],
+                  tiles: Sequence[MapTile], isa_class: int = 1
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`predict_tile` of several tiles in one forward pass (one batch, in this order).
+
+    The batches of :func:`inference.predict.lattice.batches` are the streaming predictor's own,
+    so their maps are equal bit for bit.
+    """
+    for d, tile in zip(data, tiles, strict=True):
+        expected = (predictor.channels, tile.window.height, tile.window.width)
+        if d.shape != expected:
+            raise ConfigError(f"tile {tile.name} data has shape {d.shape}, expected {expected}")
+    probs = predictor(list(data), compact=True)
+    return [_core(predictor.scale, p, d, tile, isa_class)
+            for p, d, tile in zip(probs, data, tiles, strict=True)]
+
+
+def _core(s: int, probs: np.ndarray, data: np.ndarray, tile: MapTile,
+          isa_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """The tile's core of its probabilities, encoded with its nodata."""
+    r0, c0 = tile.core.row_off - tile.window.row_off, tile.core.col_off - tile.window.col_off
     h, w = tile.core.height, tile.core.width
     core = probs[:, r0 * s:(r0 + h) * s, c0 * s:(c0 + w) * s]
     invalid = invalid_mask(data[:, r0:r0 + h, c0:c0 + w], [None] * data.shape[0])
@@ -126,8 +133,8 @@ def write_tile(path: str | os.PathLike, classes: np.ndarray, prob: np.ndarray, g
 
 
 def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_prefix: str,
-           info: OutputInfo, work: str | os.PathLike, *, scale: int = 1,
-           compress: cog.Compression = "DEFLATE") -> tuple[str, str]:
+           info: OutputInfo, work: str | os.PathLike, *, lattice: Mapping[str, str],
+           scale: int = 1, compress: cog.Compression = "DEFLATE") -> tuple[str, str]:
     """The class and probability COGs (``<out_prefix>_class.tif``/``_prob.tif``) of the tiles.
 
     Args:
@@ -137,6 +144,7 @@ def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_p
         out_prefix: local or gs:// prefix.
         info: model, bands, classes and month recorded in the COGs.
         work: local folder for the VRTs (the tile files are referenced by absolute path).
+        lattice: the lattice's tags (:meth:`inference.predict.lattice.Lattice.tags`).
         scale: the model's output scale.
         compress: COG compression.
     """
@@ -146,7 +154,7 @@ def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_p
     pieces = [Piece(str(Path(p).resolve()), t.core.row_off * scale, t.core.col_off * scale,
                     t.core.height * scale, t.core.width * scale, relative=False)
               for p, t in parts]
-    tags = cog.output_tags(info, "tiles", 0, 0, scale)
+    tags = cog.output_tags(info, "tiles", lattice, scale)
     paths = []
     for kind, band, suffix in (("class", 1, "class"), ("probability", 2, "prob")):
         vrt = work / f"{kind}.vrt"

@@ -20,6 +20,7 @@ turns blended probabilities into the class map and the stored impervious probabi
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -29,7 +30,7 @@ import numpy as np
 from gee_export.core.errors import ConfigError
 from inference.predict.cog import NODATA, PROB_SCALE
 
-Blend = Literal["cosine", "uniform"]
+Blend = Literal["cosine", "uniform", "core"]
 
 
 def tile_starts(extent: int, tile: int, overlap: int) -> list[int]:
@@ -53,6 +54,20 @@ def tile_starts(extent: int, tile: int, overlap: int) -> list[int]:
     stride = tile - overlap
     gaps = math.ceil((extent - tile) / stride)
     return [round(i * (extent - tile) / gaps) for i in range(gaps + 1)]
+
+
+def tile_cores(extent: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of the pixels each tile of :func:`tile_starts` owns along one axis.
+
+    Neighbours split their overlap in the middle, the first tile owns from 0 and the last to
+    ``extent``: every pixel is owned by exactly one tile, at least ``overlap // 2`` px from a
+    side of that tile that has a neighbour. A map made of the owned parts of each tile (the
+    ``"core"`` blend) is the same whoever predicts the tiles, one process or many workers,
+    because a pixel depends on one tile's input only.
+    """
+    starts = tile_starts(extent, tile, overlap)
+    cuts = [(a + tile + b) // 2 for a, b in itertools.pairwise(starts)]
+    return list(zip([0, *cuts], [*cuts, extent], strict=True))
 
 
 def check_tiling(tile: int, overlap: int) -> None:

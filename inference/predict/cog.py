@@ -11,9 +11,11 @@ probability is scaled so that 250 = 1.0 (0.4 % steps), keeping 251-254 free and 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,9 +26,16 @@ import rasterio.errors
 from affine import Affine
 from rasterio.enums import Resampling
 
+from gee_export.contract.quicklook import (
+    NODATA_COLOUR,
+    ColourBar,
+    Legend,
+    footprint_of,
+    framed_png,
+    place_text,
+)
 from gee_export.core.commands import LOW_SPACE_BYTES
 from gee_export.core.errors import InputDataError
-from gee_export.core.storage import atomic_path
 from gee_export.core.version import code_version
 from inference.predict.cog_stream import BLOCK, DEFLATE_LEVEL, NODATA, CogStream, Encoding
 
@@ -64,13 +73,16 @@ class OutputInfo:
 
 
 
-def output_tags(info: OutputInfo, run_hash: str, tile: int, overlap: int,
+def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
                 scale: int) -> dict[str, str]:
-    """Dataset metadata written into every COG: enough to know how it was made."""
+    """Dataset metadata written into every COG: enough to know how it was made.
+
+    ``lattice``: the tile lattice's tags (``inference.predict.lattice.Lattice.tags``).
+    """
     tags = {
         "model": info.model, "bands": ",".join(info.bands), "classes": ",".join(info.classes),
         "month": info.month or "", "version": info.version, "isamap_run": run_hash,
-        "tile": str(tile), "overlap": str(overlap), "output_scale": str(scale),
+        **lattice, "output_scale": str(scale),
         "probability_scale": str(PROB_SCALE), "nodata": str(NODATA),
     }
     tags.update({f"metric_{k}": f"{v:.6g}" for k, v in info.metrics.items()})
@@ -177,15 +189,45 @@ def cog_report(path: str | os.PathLike) -> dict[str, Any]:
         }
 
 
-def quicklook(path: str | os.PathLike, png: str | os.PathLike, kind: Kind,
-              max_size: int = 1024) -> Path:
-    """A PNG preview read from the COG's overviews (never the full raster), nodata transparent."""
-    from PIL import Image
+_KIND_TITLES = {"class": "ISA class map", "probability": "ISA probability",
+                "change": "ISA change"}
 
+
+def quicklook_key(kind: Kind, tags: dict[str, str]) -> tuple[Legend | None, ColourBar | None]:
+    """The legend (class and change maps) or colour bar (probability) of a map's quick-look.
+
+    Class names come from the COG's ``classes`` tag and the change codes from its ``codes``
+    tag, both written with the map, so the key always names what the pixels mean.
+    """
+    nodata = ("no data", NODATA_COLOUR)
+    if kind == "probability":
+        return None, ColourBar(tuple(_rgb(c) for c in PROB_PALETTE),
+                               "probability of impervious surface (0-1)")
+    if kind == "class":
+        names = [n for n in tags.get("classes", "").split(",") if n] or ["class 0", "class 1"]
+        entries = [(name, _rgb(CLASS_PALETTE[i % len(CLASS_PALETTE)]))
+                   for i, name in enumerate(names)]
+    else:
+        codes = json.loads(tags["codes"]) if tags.get("codes") else {}
+        entries = [(name.replace("_", " ").replace("isa", "impervious"),
+                    _rgb(CHANGE_PALETTE[code % len(CHANGE_PALETTE)]))
+                   for name, code in sorted(codes.items(), key=lambda item: item[1])]
+    return Legend((*entries, nodata)), None
+
+
+def quicklook(path: str | os.PathLike, png: str | os.PathLike, kind: Kind,
+              max_size: int = 1024, when: str | None = None) -> Path:
+    """A titled PNG of a map with its key and scale, read from the COG's overviews.
+
+    Never reads the full raster. ``when`` is the date shown in the title (default: the COG's
+    ``month`` tag); nodata is white and named in the legend.
+    """
     with rasterio.open(path) as ds:
         factor = max(1, int(np.ceil(max(ds.width, ds.height) / max_size)))
         shape = (max(1, ds.height // factor), max(1, ds.width // factor))
         data = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
+        tags = ds.tags()
+        where = footprint_of(ds, shape)
     if kind == "probability":
         stops = np.array([_rgb(c) for c in PROB_PALETTE], dtype=np.float32)
         t = np.clip(data.astype(np.float32) / float(PROB_SCALE), 0, 1) * (len(stops) - 1)
@@ -196,8 +238,11 @@ def quicklook(path: str | os.PathLike, png: str | os.PathLike, kind: Kind,
         palette = CLASS_PALETTE if kind == "class" else CHANGE_PALETTE
         table = np.array([_rgb(palette[i % len(palette)]) for i in range(256)], dtype=np.uint8)
         rgb = table[data]
-    alpha = np.where(data == NODATA, 0, 255).astype(np.uint8)[..., None]
-    out = Path(png)
-    with atomic_path(out) as tmp:
-        Image.fromarray(np.concatenate([rgb, alpha], axis=-1), "RGBA").save(tmp, format="PNG")
-    return out
+    rgb[data == NODATA] = NODATA_COLOUR
+    legend, colour_bar = quicklook_key(kind, tags)
+    date = when or tags.get("month") or ""
+    model = f" · model {tags['model']}" if tags.get("model") else ""
+    title = (f"{_KIND_TITLES[kind]}{f' · {date}' if date else ''} · {place_text(where)}"
+             f"{model}")
+    return framed_png(rgb, png, title=title, footprint=where, legend=legend,
+                      colour_bar=colour_bar)

@@ -17,6 +17,7 @@ from rasterio.windows import Window
 
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import files
+from gee_export.core.storage.gdal_auth import check_read
 
 
 def probe_input(src_path: str) -> Any:
@@ -33,7 +34,7 @@ def probe_input(src_path: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with rasterio.open(files.gdal_path(src_path)) as src:
+            with files.open_raster(src_path) as src:
                 missing = [what for what, absent in (
                     ("no CRS", src.crs is None),
                     ("no geotransform", src.transform.is_identity and not src.gcps[0]))
@@ -47,6 +48,7 @@ def probe_input(src_path: str) -> Any:
                     src.read(window=Window(col, row, 1, 1))
                 return src.crs
     except rasterio.errors.RasterioError as exc:
+        check_read(src_path, exc)  # credentials or network, not a damaged stack
         raise InputDataError(unreadable(src_path, exc)) from None
 
 

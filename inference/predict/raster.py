@@ -39,7 +39,9 @@ from affine import Affine
 
 from gee_export.core.digest import json_digest
 from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.lock import LOCK_NAME, hold_output
 from gee_export.core.storage import atomic_write, files
+from gee_export.core.storage.gdal_auth import check_read, gdal_env
 from inference.predict import cog
 from inference.predict.cog import OutputInfo
 from inference.predict.runtime import TilePredictor
@@ -186,7 +188,8 @@ def predict_raster(
     forward_before = predictor.forward_seconds
     scale = predictor.scale
     class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
-    with rasterio.Env(**INPUT_GDAL_OPTIONS), open_source(src_path) as src:
+    src_name = src_path if isinstance(src_path, str) else None
+    with gdal_env(src_name, out_prefix, **INPUT_GDAL_OPTIONS), open_source(src_path) as src:
         indexes = select_bands(src.descriptions, info.bands, band_order)
         run = _fingerprint(src_path, src, info, config, scale, model_id, indexes)
         height, width = src.height * scale, src.width * scale
@@ -197,21 +200,41 @@ def predict_raster(
                                     str(crs), 0, time.perf_counter() - started, 0.0, 0, True)
         if predictor.channels != len(indexes):
             raise ConfigError(f"model takes {predictor.channels} bands, info lists {len(indexes)}")
-        work = _prepare_work(work_dir, out_prefix, run, restart)
-        tags = cog.output_tags(info, run["hash"], config.tile, config.overlap, scale)
-        job = SlidingWindowJob(src, indexes, predictor, config, work, transform, tags, progress)
-        try:
-            job.run()
-            runtime = predictor.choice.tags() if predictor.choice else {
-                "runtime": "none: every strip came from an earlier run"}
-            for path, kind in ((class_path, "class"), (prob_path, "probability")):
-                with job.stages.time("assemble"):
-                    job.streams[kind].update_tags(**runtime)
-                    files.put_output(
-                        lambda local, k=kind: cog.finish_stream(job.streams[k], local),
-                        path, work)
-        finally:
-            job.close()
+        _check_same_model(class_path, model_id, info.model)
+        work = _work_path(work_dir, out_prefix)
+        work.mkdir(parents=True, exist_ok=True)
+        with hold_output(work):  # one run per output: a second one is refused, not interleaved
+            return _run_job(src, indexes, predictor, info, config, run, work, restart,
+                            out_prefix, progress, model_id, started, forward_before)
+
+
+def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: OutputInfo,
+             config: PredictConfig, run: dict, work: Path, restart: bool, out_prefix: str,
+             progress: bool, model_id: str, started: float,
+             forward_before: float) -> PredictionResult:
+    """The sliding window over an open source, under the output's lock."""
+    scale = predictor.scale
+    class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
+    height, width = src.height * scale, src.width * scale
+    transform = src.transform @ Affine.scale(1.0 / scale)
+    crs = src.crs
+    work = _prepare_work(work, out_prefix, run, restart)
+    tags = {**cog.output_tags(info, run["hash"],
+                              config.lattice.tags((src.transform.c, src.transform.f)), scale),
+            **({"model_id": model_id} if model_id else {})}
+    job = SlidingWindowJob(src, indexes, predictor, config, work, transform, tags, progress)
+    try:
+        job.run()
+        runtime = predictor.choice.tags() if predictor.choice else {
+            "runtime": "none: every strip came from an earlier run"}
+        for path, kind in ((class_path, "class"), (prob_path, "probability")):
+            with job.stages.time("assemble"):
+                job.streams[kind].update_tags(**runtime)
+                files.put_output(
+                    lambda local, k=kind: cog.finish_stream(job.streams[k], local),
+                    path, work)
+    finally:
+        job.close()
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     stages = {k: round(v, 3) for k, v in job.stages.seconds.items()}
@@ -226,28 +249,54 @@ def predict_raster(
                             stages_cpu)
 
 
+def _check_same_model(class_path: str, model_id: str, model: str) -> None:
+    """Refuse to replace the maps of another model at the same ``--out``.
+
+    A changed tiling or input of the same model maps again (the user asked for it); another
+    model's map is a different product, and silently overwriting it loses it.
+    """
+    if not files.exists(class_path):
+        return
+    try:
+        with rasterio.open(files.gdal_path(class_path)) as ds:
+            tags = ds.tags()
+    except rasterio.errors.RasterioError:
+        return  # damaged (a full disk cut it): written again
+    theirs, their_name = tags.get("model_id", ""), tags.get("model", "")
+    if (theirs and model_id and theirs != model_id) or (not theirs and their_name
+                                                        and their_name != model):
+        raise ConfigError(
+            f"{class_path} is a map of another model ({their_name or 'unnamed'}"
+            f"{', id ' + theirs if theirs else ''}); this run's model is {model}"
+            f"{', id ' + model_id if model_id else ''}: give another --out, or delete that "
+            "map first")
+
+
+def _work_path(work_dir: str | os.PathLike | None, out_prefix: str) -> Path:
+    """The checkpoint folder: ``work_dir``, else beside a local output, else under ``./``."""
+    if work_dir is not None:
+        return Path(work_dir)
+    name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
+    base = Path(".isamap-work") if files.is_gcs(out_prefix) else Path(out_prefix).parent
+    return base / f".{name}.partial"
+
+
 def _finished(class_path: str, prob_path: str, run_hash: str) -> bool:
     """Whether both outputs exist and were written by this very run configuration."""
     for path in (class_path, prob_path):
         if not files.exists(path):
             return False
         try:
-            with rasterio.open(files.gdal_path(path)) as ds:
+            with files.open_raster(path) as ds:
                 if ds.tags().get("isamap_run") != run_hash:
                     return False
-        except rasterio.errors.RasterioError:
+        except rasterio.errors.RasterioError as exc:
+            check_read(path, exc)  # refused or unreachable: not a reason to predict again
             return False  # damaged (e.g. a full disk cut it): write it again
     return True
 
 
-def _prepare_work(work_dir: str | os.PathLike | None, out_prefix: str, run: dict,
-                  restart: bool) -> Path:
-    if work_dir is None:
-        name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
-        base = Path(".isamap-work") if files.is_gcs(out_prefix) else Path(out_prefix).parent
-        work = base / f".{name}.partial"
-    else:
-        work = Path(work_dir)
+def _prepare_work(work: Path, out_prefix: str, run: dict, restart: bool) -> Path:
     stamp = work / "run.json"
     if stamp.exists():
         previous = json.loads(stamp.read_text())
@@ -257,7 +306,9 @@ def _prepare_work(work_dir: str | os.PathLike | None, out_prefix: str, run: dict
                     f"{work} holds strips of a different run (input, model or tiling changed); "
                     "pass --restart (Python: restart=True) to discard them, or choose another "
                     "--work-dir")
-            shutil.rmtree(work)
+            for old in work.iterdir():  # the lock file stays: this run holds it
+                if old.name != LOCK_NAME:
+                    shutil.rmtree(old) if old.is_dir() else old.unlink()
     work.mkdir(parents=True, exist_ok=True)
     if not stamp.exists():
         text = json.dumps(run, indent=1)

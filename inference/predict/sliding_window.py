@@ -32,20 +32,22 @@ from tqdm.auto import tqdm
 
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_path
+from gee_export.core.storage.gdal_auth import check_read
 from inference.predict import cog
 from inference.predict.blending import (
     Accumulator,
     Blend,
-    check_tiling,
     encode,
     invalid_mask,
     pad_to,
     strip_bounds,
+    tile_cores,
     tile_starts,
     tile_weights,
 )
 from inference.predict.cog import NODATA
 from inference.predict.inputs import unreadable
+from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, ClaheStream, Postprocess
 from inference.predict.priority import lower_thread_priority
 from inference.predict.runtime import TilePredictor
@@ -62,8 +64,10 @@ class PredictConfig:
         tile: input tile size in pixels (on the input grid).
         overlap: minimum overlap between neighbouring tiles, input pixels.
         batch_size: tiles per forward pass.
-        blend: ``"cosine"`` (tapered-cosine weights, no seams) or ``"uniform"`` (plain mean of
-            overlapping tiles; kept to show what the cosine blend removes).
+        blend: ``"cosine"`` (tapered-cosine weights, no seams), ``"uniform"`` (plain mean of
+            overlapping tiles; kept to show what the cosine blend removes) or ``"core"`` (each
+            pixel from the one tile that owns it: the map any runner of the same lattice gives,
+            :mod:`inference.predict.lattice`).
         strip_rows: output rows per checkpoint strip; a multiple of the COG block size keeps
             each strip a whole row of COG tiles.
         isa_class: index of the impervious class in the model's classes.
@@ -87,13 +91,18 @@ class PredictConfig:
     clahe: ClaheParams = field(default_factory=ClaheParams)
 
     def __post_init__(self) -> None:
-        check_tiling(self.tile, self.overlap)
+        Lattice(self.tile, self.overlap, self.blend)  # checks the tiling and the blend
         if self.postprocess not in ("none", "clahe"):
             raise ConfigError(f"postprocess must be none or clahe, got {self.postprocess!r}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
         if self.strip_rows < 16 or self.strip_rows % 16:
             raise ConfigError(f"strip rows must be a multiple of 16, got {self.strip_rows}")
+
+    @property
+    def lattice(self) -> Lattice:
+        """Where the tiles are cut and how they combine (recorded in the outputs)."""
+        return Lattice(self.tile, self.overlap, self.blend)
 
 
 def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int,
@@ -110,7 +119,9 @@ def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int,
     try:
         return src.read(list(indexes), window=window, out_dtype="float32", out=out)
     except rasterio.errors.RasterioError as exc:
-        raise InputDataError(unreadable(getattr(src, "name", "the input"), exc)) from None
+        name = getattr(src, "name", "the input")
+        check_read(name, exc)  # credentials or network, not a damaged stack
+        raise InputDataError(unreadable(name, exc)) from None
 
 
 class Stages:
@@ -185,6 +196,7 @@ class SlidingWindowJob:
         self._kind_pools: dict[str, ThreadPoolExecutor] = {}
         self._encoding: collections.deque[Future] = collections.deque()
         self.acc: Accumulator | None = None
+        self._cores: tuple[list[tuple[int, int]], dict[int, tuple[int, int]]] | None = None
         self.post = (ClaheStream(self.height, self.width, config.isa_class, config.clahe)
                      if config.postprocess == "clahe" else None)
         # CLAHE needs the tile row above the first missing strip: its strips are recomputed
@@ -297,6 +309,9 @@ class SlidingWindowJob:
                 self.acc = Accumulator(probs.shape[1], self.acc_rows[1], self.width,
                                         self.acc_rows[0])
             y = starts_y[k]
+            if config.blend == "core":
+                self._add_cores(k, y, starts_x, xs, probs)
+                return
             rows = min(tile, self.src.height - y) * s
             last_y, last_x = k == len(starts_y) - 1, starts_x[-1]
             for j, x in enumerate(xs):
@@ -305,6 +320,20 @@ class SlidingWindowJob:
                                        bottom=not last_y, left=x > 0, right=x < last_x,
                                        blend=config.blend)
                 self.acc.add(probs[j, :, :rows, :cols], weights, y * s, x * s)
+
+    def _add_cores(self, k: int, y: int, starts_x: list[int], xs: list[int],
+                   probs: np.ndarray) -> None:
+        """The ``core`` blend: each tile gives the map only the pixels it owns, at weight 1."""
+        s, tile, overlap = self.predictor.scale, self.config.tile, self.config.overlap
+        if self._cores is None:
+            self._cores = (tile_cores(self.src.height, tile, overlap),
+                           dict(zip(starts_x, tile_cores(self.src.width, tile, overlap),
+                                    strict=True)))
+        r0, r1 = self._cores[0][k]
+        for j, x in enumerate(xs):
+            c0, c1 = self._cores[1][x]
+            part = probs[j, :, (r0 - y) * s:(r1 - y) * s, (c0 - x) * s:(c1 - x) * s]
+            self.acc.add(part, np.ones(part.shape[1:], np.float32), r0 * s, c0 * s)
 
     def _close_row(self, row: int, invalid: np.ndarray, final_row: int) -> None:
         """Mark the row's nodata; take, checkpoint and encode every strip now final."""

@@ -22,6 +22,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from gee_export.core.storage import files
+from gee_export.core.storage.gdal_auth import gdal_env
 
 MASKED_BELOW = -1.0e38  # Earth Engine's masked float pixels (-3e38) and anything lower
 
@@ -56,7 +57,7 @@ def open_source(source: str | RasterSource) -> Iterator[RasterSource]:
     A source object stays open afterwards: whoever made it owns it.
     """
     if isinstance(source, str):
-        with rasterio.open(files.gdal_path(source)) as ds:
+        with files.open_raster(source) as ds:
             yield ds
     else:
         yield source
@@ -68,7 +69,8 @@ class MaskedFileSource:
     def __init__(self, path: str, masked_below: float = MASKED_BELOW,
                  identity: str | None = None) -> None:
         self.identity = identity or path
-        self._ds = rasterio.open(files.gdal_path(path))
+        with gdal_env(path):  # GDAL keeps the credentials with the open file
+            self._ds = rasterio.open(files.gdal_path(path))
         self.masked_below = masked_below
         ds = self._ds
         self.width, self.height, self.count = ds.width, ds.height, ds.count

@@ -33,6 +33,7 @@ from gee_export.contract.regions import GEOJSON_ADVICE, read_geojson
 from gee_export.core.errors import InputDataError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write, files
+from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog
 from inference.predict.cog import NODATA, PROB_SCALE
 
@@ -148,7 +149,7 @@ def _zonal(path: str, zones: Sequence[Zone], codes: Sequence[int],
     """Per zone: km² of each code, of valid pixels, of nodata, and of ``weights`` / PROB_SCALE."""
     totals = {z.name: {**{str(c): 0.0 for c in codes}, "valid": 0.0, "nodata": 0.0,
                        "weighted": 0.0} for z in zones}
-    with rasterio.open(files.gdal_path(path)) as ds:
+    with gdal_env(path, weights_path), rasterio.open(files.gdal_path(path)) as ds:
         weights_ds = rasterio.open(files.gdal_path(weights_path)) if weights_path else None
         try:
             if weights_ds and (weights_ds.shape, weights_ds.transform) != (ds.shape,
@@ -214,7 +215,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
 
     ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there).
     """
-    with rasterio.open(files.gdal_path(class_a)) as a, rasterio.open(files.gdal_path(class_b)) as b:
+    with files.open_raster(class_a) as a, files.open_raster(class_b) as b:
         if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
             raise InputDataError(
                 f"{class_a} and {class_b} are not on the same grid (shape, transform, CRS); "

@@ -17,6 +17,7 @@ from typing import Any
 from gee_export.core.errors import ModelError
 from gee_export.core.months import check_month
 from gee_export.core.storage import files
+from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog, stats
 from inference.predict.cog import OutputInfo
 from inference.predict.inputs import probe_input
@@ -132,10 +133,11 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
     name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
     local = Path(local_dir) if local_dir else (
         Path.cwd() if files.is_gcs(out_prefix) else Path(out_prefix).parent)
-    class_png = cog.quicklook(files.gdal_path(result.class_path), local / f"{name}_class.png",
-                              "class")
-    prob_png = cog.quicklook(files.gdal_path(result.prob_path), local / f"{name}_prob.png",
-                             "probability")
+    with gdal_env(result.class_path, result.prob_path):
+        class_png = cog.quicklook(files.gdal_path(result.class_path),
+                                  local / f"{name}_class.png", "class")
+        prob_png = cog.quicklook(files.gdal_path(result.prob_path),
+                                 local / f"{name}_prob.png", "probability")
     rows = stats.isa_area(result.class_path, zone_list, result.prob_path, isa_class=index)
     for row in rows:
         if row.isa_fraction is None:

@@ -59,6 +59,20 @@ def asset_name(asset_id: str, project: str | None = None) -> str:
     return f"projects/{project}/assets/{asset_id}"
 
 
+def check_asset_name(name: str, what: str = "asset") -> str:
+    """``name`` if Earth Engine accepts it as an asset name, else a one-line ConfigError.
+
+    Checked before any work: a region called "Wuhan city" would otherwise be mapped for
+    hours and refused at publication.
+    """
+    if not _ASSET_NAME.match(name) or "//" in name or name.endswith("/"):
+        raise ConfigError(
+            f"{what} name {name!r} is not a valid Earth Engine asset name: use "
+            "'projects/<project>/assets/<path>' whose path holds only letters, digits, '_', "
+            "'-' and '/' (rename the region or --publish target)")
+    return name
+
+
 def flat_properties(values: Mapping[str, Any]) -> dict[str, str | float | int | bool]:
     """Asset properties: scalars kept, anything nested flattened to ``a_b`` keys."""
     out: dict[str, str | float | int | bool] = {}

@@ -8,7 +8,7 @@ published series (an ImageCollection) gets a small app instead (:func:`series_ap
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from inference.predict.cog import BAND_IDS, CHANGE_PALETTE, CLASS_PALETTE, PROB_PALETTE, PROB_SCALE
 
@@ -47,18 +47,36 @@ def code_editor_script(asset_id: str, bands: Sequence[str] = tuple(BAND_IDS.valu
 def series_app_script(collection_id: str, months: Sequence[str], *,
                       classes: Sequence[str] = ("pervious", "impervious"), isa_class: int = 1,
                       zones: dict | None = None, scale: float = 10.0,
-                      title: str = "isamap ISA series") -> str:
+                      title: str = "isamap ISA series",
+                      areas: Mapping[str, Sequence[tuple[str, float]]] | None = None) -> str:
     """A small Code Editor app over a published ISA series (an ImageCollection).
 
     A date slider picks the image (by its ``system:time_start``); the class and probability
     layers get a legend; the change layer compares the date with the one before it (0 stable
     pervious, 1 stable impervious, 2 gain, 3 loss, as the change COGs); clicking the map charts
-    ISA km² over time for the clicked point's zone (``zones``, else a 1 km disc around it).
+    ISA km² over time for the clicked point's zone.
+
+    Args:
+        collection_id: the ImageCollection's asset name.
+        months: its dates, ``YYYY-MM``, in order.
+        classes: class names of the class band, for the legend.
+        isa_class: the class counted as impervious.
+        zones: a FeatureCollection in EPSG:4326 with a ``name`` per feature (what
+            ``ee.FeatureCollection`` accepts; a bare Feature or projected coordinates are not).
+        areas: ISA km² per zone name, ``[(month, km2), ...]``, as the map series computed
+            them (``"all"``: the whole region). The chart draws them in the browser, so a
+            zone of any size charts at once; a zone without them is reduced on the server
+            with an explicit ``maxPixels`` and ``tileScale`` (``ui.Chart.image.series``
+            cannot raise its 1e7-pixel default, which a 1,000 km² zone at 10 m exceeds).
+        scale: the maps' pixel size in metres (the server-side reduction's scale).
+        title: the app's title.
     """
     palette = list(CLASS_PALETTE[:len(classes)])
     change_names = ["stable pervious", "stable impervious", "gain", "loss"]
     zone_js = (f"ee.FeatureCollection({json.dumps(zones)})" if zones is not None
                else "null")
+    areas_js = json.dumps({str(z): [[m, round(float(v), 6)] for m, v in rows]
+                           for z, rows in (areas or {}).items()})
     return f"""// {title}
 // ImageCollection {collection_id}: one image per date, bands {BAND_IDS['class']} and
 // {BAND_IDS['probability']} (x{PROB_SCALE}); paste into https://code.earthengine.google.com
@@ -121,21 +139,51 @@ var slider = ui.Slider({{min: 0, max: months.length - 1, step: 1, value: months.
                          style: {{stretch: 'horizontal'}}, onChange: show}});
 var controls = ui.Panel([dateLabel, slider], null, {{position: 'top-center', width: '320px'}});
 
-// Chart of ISA km2 over time for the clicked point's zone.
+// Chart of ISA km2 over time for the clicked point's zone: the areas the map series
+// computed, drawn here; a zone without them is reduced on the server with explicit limits.
+var zoneAreas = {areas_js};
 var chartPanel = ui.Panel(null, null, {{position: 'bottom-right', width: '380px'}});
-var areas = collection.map(function(img) {{
-  return img.select('{BAND_IDS['class']}').eq(isaClass).multiply(ee.Image.pixelArea())
-      .divide(1e6).rename('isa_km2').copyProperties(img, ['system:time_start']);
-}});
+var chartOptions = {{title: 'ISA km2 over time', vAxis: {{title: 'km2'}}, lineWidth: 2,
+                     pointSize: 4}};
+function chartRows(name, rows) {{
+  var table = [[{{label: 'date', type: 'date'}}, {{label: 'ISA km2', type: 'number'}}]];
+  rows.forEach(function(row) {{
+    var ymd = row[0].split('-');
+    table.push([new Date(Number(ymd[0]), Number(ymd[1]) - 1, 1), row[1]]);
+  }});
+  chartOptions.title = 'ISA km2 over time: ' + name;
+  chartPanel.widgets().reset([ui.Chart(table, 'LineChart', chartOptions)]);
+}}
+function chartServer(name, region) {{
+  var series = collection.map(function(img) {{
+    var km2 = img.select('{BAND_IDS['class']}').eq(isaClass).multiply(ee.Image.pixelArea())
+        .divide(1e6).reduceRegion({{reducer: ee.Reducer.sum(), geometry: region,
+                                   scale: {scale:g}, maxPixels: 1e13, tileScale: 4}});
+    return ee.Feature(null, {{date: img.date().format('YYYY-MM'),
+                              km2: km2.values().get(0)}});
+  }});
+  series.evaluate(function(fc) {{
+    chartRows(name, fc.features.map(function(f) {{
+      return [f.properties.date, f.properties.km2];
+    }}));
+  }});
+}}
 Map.onClick(function(coords) {{
   var point = ee.Geometry.Point([coords.lon, coords.lat]);
-  var region = zones ? ee.Feature(zones.filterBounds(point).first()).geometry()
-                     : point.buffer(1000);
-  var chart = ui.Chart.image.series({{imageCollection: areas, region: region,
-                                      reducer: ee.Reducer.sum(), scale: {scale:g}}})
-      .setOptions({{title: 'ISA km2 over time (clicked zone)', vAxis: {{title: 'km2'}},
-                   lineWidth: 2, pointSize: 4}});
-  chartPanel.widgets().reset([chart]);
+  if (!zones) {{
+    if (zoneAreas.all) {{ chartRows('whole region', zoneAreas.all); }}
+    else {{ chartServer('1 km around the click', point.buffer(1000)); }}
+    return;
+  }}
+  zones.filterBounds(point).limit(1).evaluate(function(fc) {{
+    if (!fc || fc.features.length === 0) {{
+      chartPanel.widgets().reset([ui.Label('No zone here.')]);
+      return;
+    }}
+    var name = String(fc.features[0].properties.name);
+    if (zoneAreas[name]) {{ chartRows(name, zoneAreas[name]); }}
+    else {{ chartServer(name, ee.Feature(zones.filterBounds(point).first()).geometry()); }}
+  }});
 }});
 
 Map.add(legend);

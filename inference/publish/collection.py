@@ -39,6 +39,7 @@ from inference.publish.image import (
     target_uri,
     wait_for_ingestion,
 )
+from inference.publish.quota import check_caps, footprint
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,9 @@ class SeriesRequest:
     wait: bool = False
     classes: tuple[str, ...] = ("pervious", "impervious")
     isa_class: int = 1
-    zones: dict | None = None
+    zones: dict | None = None  # a FeatureCollection in EPSG:4326, a ``name`` per feature
     scale: float = 10.0
+    areas: Mapping[str, Sequence[tuple[str, float]]] | None = None  # zone -> (month, ISA km²)
 
 
 def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool = False,
@@ -119,7 +121,8 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
                  for m in months}
     script = series_app_script(name, months, classes=request.classes,
                                isa_class=request.isa_class, zones=request.zones,
-                               scale=request.scale, title=f"isamap ISA series {name}")
+                               scale=request.scale, title=f"isamap ISA series {name}",
+                               areas=request.areas)
     out = Path(out_dir)
     stem = name.rsplit("/", 1)[-1]
     manifest_path = out / f"{stem}.collection.json"
@@ -132,16 +135,25 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
     echo(text)
     echo(f"# Code Editor app ({script_path}):")
     echo(script)
+    adds = footprint(len(months) + 1, [p for r in per_date.values()
+                                       for p in (r.class_path, r.prob_path)])
+    echo(f"# assets: {check_caps(adds)}")
     if dry_run:
         echo("# dry run: nothing uploaded, no Earth Engine call made")
+        echo(f"# the real run {overwrite_effect(request.overwrite)} images of these dates that "
+             f"already exist in {name}")
         return SeriesPublication(name, manifests, script, manifest_path, script_path)
+    # Earth Engine first: an unauthenticated, full or taken target fails before any upload
+    assets = assets or connect(request.project)
+    quota = assets.project_quota(name)
+    if quota:
+        echo(f"# assets: {check_caps(adds, quota)}")
+    _prepare_collection(assets, name, [image_name(name, m) for m in months], request.overwrite)
     for m, req in per_date.items():
         for kind, path in (("class", req.class_path), ("probability", req.prob_path)):
             if not files.is_gcs(path):
                 echo(f"uploading {path} -> {uris[m][kind]}")
                 files.upload_file(Path(path), uris[m][kind])
-    assets = assets or connect(request.project)
-    _prepare_collection(assets, name, [image_name(name, m) for m in months], request.overwrite)
     task_ids, operations = {}, {}
     for m in months:
         ingestion = assets.start_ingestion(manifests[m], request.overwrite)
@@ -161,6 +173,12 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
                  f"{acl_ch_arguments(readers, request.public)} {name}")
     return SeriesPublication(name, manifests, script, manifest_path, script_path, task_ids,
                              state)
+
+
+def overwrite_effect(overwrite: bool) -> str:
+    """What a publication does to assets that already exist (the dry run says it)."""
+    return ("replaces (--overwrite)" if overwrite else
+            "refuses to replace (add --overwrite to replace them)")
 
 
 def _prepare_collection(assets: EarthEngineAssets, name: str, images: Sequence[str],

@@ -33,11 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import rasterio
 from tqdm.auto import tqdm
 
 from gee_export.core.ee_session import EESession, EETransport, http_status, operation_status
-from gee_export.core.errors import ConfigError, EarthEngineError, StorageError
+from gee_export.core.errors import (
+    AuthenticationError,
+    ConfigError,
+    EarthEngineError,
+    QuotaError,
+    StorageError,
+)
 from gee_export.core.storage import atomic_write, files
 from inference.publish.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.publish.code_editor import code_editor_script
@@ -151,6 +156,27 @@ class EarthEngineAssets:
             if http_status(exc).code == 404:
                 return None
             raise
+
+    def project_quota(self, name: str) -> dict[str, Any] | None:
+        """Usage and limits of the legacy asset root (``users/<name>``) holding ``name``.
+
+        None for an asset of a Cloud project (the service reads no quota for a project root:
+        its name ``projects/<p>/assets/`` is refused) and where the root is unreadable
+        (someone else's root, a service refusing the read).
+        """
+        legacy = "projects/earthengine-legacy/assets/users/"
+        if not name.startswith(legacy):
+            return None
+        root = "users/" + name[len(legacy):].split("/", 1)[0]
+        try:
+            return dict(self._call(f"reading the asset quota of {root}",
+                                   self._ee().data.getAssetRootQuota, root))
+        except (AuthenticationError, QuotaError):
+            raise
+        except EarthEngineError as exc:
+            logger.warning("cannot read the asset quota of %s (%s); checking the caps against "
+                           "this publication alone", root, exc)
+            return None
 
     def ensure_parents(self, name: str, parent_type: ContainerType = "FOLDER") -> list[str]:
         """Create what is missing above asset ``name``; returns the assets created.
@@ -308,7 +334,7 @@ def judge_external_bucket(location: str | None, data_locations: Sequence[str] | 
 
 
 def cog_properties(path: str) -> dict[str, str]:
-    with rasterio.open(files.gdal_path(path)) as ds:
+    with files.open_raster(path) as ds:
         return ds.tags()
 
 

@@ -6,6 +6,8 @@ are evaluated with numpy on random local statistics and compared with gee_export
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -112,3 +114,6 @@ def test_both_backends_write_the_same_manifest_and_index(tmp_path, ee_offline):
     assert remote["sources"][MONTH] == {"s2_window": {"month": MONTH}}
     assert (local["backend"], remote["backend"]) == ("local", "ee")
     assert local["sources"][MONTH]["fingerprint"].startswith("sha256:")
+    # the manifest travels: the stack files by name, no folder of this machine
+    assert local["sources"][MONTH]["image"] == f"stack_{MONTH}_image.tif"
+    assert str(tmp_path) not in json.dumps(local) and str(tmp_path) not in json.dumps(remote)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,6 +71,9 @@ def test_code_editor_script(tmp_path, capsys):
     (["--bands", "B2,B99", "--dry-run"], "unknown band"),
     (["--labels", "osm", "--dry-run"], "worldcover"),
     (["--backend", "local"], "--scenes"),
+    (["--month", "2014-06", "--dry-run"], "before the first Sentinel-1 scenes (2014-10)"),
+    (["--months", "2015-03,2019-06", "--dry-run"], "before the first Sentinel-2 scenes"),
+    (["--month", "2099-06", "--dry-run"], "2099-06 are in the future"),
 ])
 def test_user_errors(argv, match, capsys):
     assert main(argv) == 2
@@ -90,6 +94,11 @@ def test_local_backend_through_the_same_command(tmp_path):
     manifest = read_manifest(out)
     assert manifest["backend"] == "local" and manifest["bands"] == [
         "B2", "B3", "B4", "B8", "VV", "VH"]
+    # what the month was built from travels with it: scenes by product and date, no folder
+    scenes = manifest["sources"]["2019-06"]["scenes"]
+    assert {s["sensor"] for s in scenes} == {"S1", "S2"}
+    assert all(s["date"].startswith("2019-06") and s["product"] for s in scenes)
+    assert str(tmp_path) not in json.dumps(manifest)
     # the region's grid, recorded: the bbox's grid in the scene's UTM zone, on the scene's 10 m
     # pixel lattice, covering the scene (the lon/lat round trip only widens it a little), with
     # the default 128 px patches every 80 px

@@ -111,3 +111,65 @@ def test_publish_names_the_flag_of_a_missing_cog_or_metrics_file(tmp_path, capsy
     err = capsys.readouterr().err
     assert f"--metrics {tmp_path / 'm.json'} does not exist" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_two_predictions_into_one_out_the_second_is_refused_by_the_lock(model_file, small_stack,
+                                                                        tmp_path, capsys):
+    """The second run waited on nothing and both wrote the same strips; they died with a
+    misleading "check free space". Now the output is held like the export's: one clear line."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO_ROOT
+
+    work = tmp_path / "out" / ".isa.partial"  # where a prediction of --out out/isa works
+    work.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom gee_export.core.lock import hold_output\n"
+         "with hold_output(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n",
+         str(work)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code = predict_main(["--model", str(model_file), "--input", str(small_stack), "--tile",
+                             "64", "--overlap", "16", "--quiet", "--precision", "fp32",
+                             "--out", str(tmp_path / "out" / "isa")])
+        err = capsys.readouterr().err
+        assert code == 1 and f"pid {holder.pid}" in err and "free space" not in err
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".isa.partial"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_an_out_reused_with_another_model_is_refused_not_replaced(model_file, small_stack,
+                                                                   tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    kwargs = {"widths": [4, 8, 8, 16, 16]}
+    torch.manual_seed(3)
+    other = save_model_file(tmp_path / "other.pt", create_model("unet", len(BANDS), 2, **kwargs),
+                            ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6,
+                                      model_kwargs=kwargs))
+    common = ["--input", str(small_stack), "--tile", "64", "--overlap", "16", "--quiet",
+              "--precision", "fp32", "--out", str(tmp_path / "y" / "isa")]
+    assert predict_main(["--model", str(model_file), *common]) == 0
+    cog = tmp_path / "y" / "isa_class.tif"
+    before = cog.read_bytes()
+    capsys.readouterr()
+    assert predict_main(["--model", str(other), *common]) == 2
+    err = capsys.readouterr().err
+    assert "is a map of another model" in err and "give another --out" in err
+    assert cog.read_bytes() == before
+    # the same model with another tiling maps again, as asked
+    assert predict_main(["--model", str(model_file), *common[:2], "--tile", "32", "--overlap",
+                         "8", *common[6:]]) == 0
+
+
+def test_blend_core_is_recorded_with_the_lattice_in_the_cogs(model_file, small_stack, tmp_path):
+    """--blend core: the map isamap-map makes of the same pixels, with its lattice in the tags."""
+    assert predict_main(["--model", str(model_file), "--input", str(small_stack), "--tile", "64",
+                         "--overlap", "16", "--quiet", "--precision", "fp32", "--blend", "core",
+                         "--out", str(tmp_path / "c" / "isa")]) == 0
+    with rasterio.open(tmp_path / "c" / "isa_class.tif") as ds, rasterio.open(small_stack) as src:
+        tags = ds.tags()
+        assert (tags["tile"], tags["overlap"], tags["blend"]) == ("64", "16", "core")
+        assert tags["lattice_origin"] == f"{src.transform.c!r},{src.transform.f!r}"

@@ -33,6 +33,8 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     assert '"name": "projects/my-proj/assets/isa/isa_bbox/isa_2019_06"' in out
     plan = json.loads(out[out.rindex("\n{"):])
     assert 0 < plan["requests_per_date"] <= plan["tiles_per_date"]
+    assert "EECU-hours: Community" in out and "EECU-s per request" in out
+    assert plan["compute"]["requests"] == 3 * plan["requests_per_date"]  # three dates
     assert not (tmp_path / "maps" / "2017-06").exists()  # nothing mapped in a dry run
 
 
@@ -43,13 +45,17 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     (["--backend", "local"], "--backend local needs --scenes"),
     (["--method", "tasks"], "--method tasks exports"),
     (["--zones", "projected.geojson"], "projected CRS without saying so"),
+    (["--months", "2013-06"], "before the first Sentinel-1 scenes (2014-10)"),
+    (["--months", "2015-02"], "before the first Sentinel-2 scenes (2015-06)"),
+    (["--months", "2099-06"], "2099-06 are in the future"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(model, tmp_path, capsys, monkeypatch, args,
                                                 message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "projected.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [
         [[500000, 3400000], [500100, 3400000], [500100, 3399900], [500000, 3400000]]]}))
-    months = [] if args == [] or "--months" in args else ["--months", "2019-06"]
+    months = [] if args == [] or {"--months", "--years"} & set(args) else ["--months",
+                                                                           "2019-06"]
     code = main(["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out", "o",
                  "--dry-run", *months, *args])
     err = capsys.readouterr().err
@@ -86,3 +92,76 @@ def test_postprocess_flags_reach_the_map_request():
     config = MapRequest(Region("r", (117.0, 30.7, 117.01, 30.71)), ("2019-06",), "m.pt", "o",
                         **options).predict_config()
     assert config.postprocess == "clahe" and config.clahe.block == 256
+
+
+def _local_scene(tmp_path):
+    from pyproj import Transformer
+
+    from gee_export.local.synthetic import generate_scene
+
+    scene = generate_scene(tmp_path / "scene", width=96, height=96, progress=False)
+    to_ll = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True)
+    box = ",".join(f"{v:.6f}" for v in to_ll.transform_bounds(*scene.grid.bounds))
+    model = model_file(tmp_path / "local.pt", scene.grid, backend="local")
+    return box, model
+
+
+def test_a_local_dry_run_checks_the_scenes_of_every_date_and_times_no_request(tmp_path,
+                                                                             capsys):
+    box, model = _local_scene(tmp_path)
+    common = ["--bbox", box, "--model", str(model), "--out", str(tmp_path / "o"), "--backend",
+              "local", "--dry-run", "--precision", "fp32", "--channels-last", "off", "-q"]
+    assert main([*common, "--scenes", str(tmp_path / "scene"), "--months", "2019-06"]) == 0
+    out = capsys.readouterr().out
+    assert "2019-06   Sentinel-2 4 on the grid" in out
+    assert "requests at" not in out and "computePixels" not in out
+    assert json.loads(out[out.rindex("\n{"):])["requests_per_date"] == 0
+    # a date without scenes, and a --scenes that does not exist: refused, as the real run
+    assert main([*common, "--scenes", str(tmp_path / "scene"), "--months", "2019-07"]) == 2
+    assert "the real run would stop: 2019-07: no Sentinel-2 scene" in capsys.readouterr().err
+    assert main([*common, "--scenes", str(tmp_path / "nowhere"), "--months", "2019-06"]) == 2
+    assert f"--scenes {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+
+
+def test_runtime_flags_reach_the_map_and_bad_latency_is_refused(model, tmp_path, capsys,
+                                                                monkeypatch):
+    """--channels-last and --no-autotune-cache were parsed by isamap-map and then dropped."""
+    import inference.region_map
+
+    seen = []
+    monkeypatch.setattr(inference.region_map, "measure_model",
+                        lambda path, tile, options: seen.append(options) or 0.01)
+    args = ["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out",
+            str(tmp_path / "o"), "--months", "2019-06", "--dry-run", "-q"]
+    assert main([*args, "--channels-last", "off", "--no-autotune-cache"]) == 0
+    assert (seen[0].channels_last, seen[0].autotune_cache) == ("off", False)
+    assert main([*args, "--latency", "-0.4"]) == 2
+    assert "--latency must be >= 0.0, got -0.4" in capsys.readouterr().err
+
+
+def test_dry_run_states_the_quota_and_what_overwrite_does(model, tmp_path, capsys):
+    args = ["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out",
+            str(tmp_path / "o"), "--months", "2019-06", "--dry-run", "--precision", "fp32",
+            "--channels-last", "off", "--publish", "projects/my-proj/assets/isa", "-q"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "the real run refuses to replace (add --overwrite to replace them) images" in out
+    assert main([*args, "--overwrite", "--runner", "direct", "--max-workers", "2",
+                 "--max-concurrent", "80"]) == 0
+    out = capsys.readouterr().out
+    assert "the real run replaces (--overwrite) images of these dates" in out
+    assert "--max-concurrent 80 is above Earth Engine's quota of about 40" in out
+
+
+def test_a_region_name_that_is_no_asset_id_is_refused_before_any_work(model, tmp_path, capsys,
+                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my area.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [
+        [[117.0, 30.7], [117.01, 30.7], [117.01, 30.71], [117.0, 30.7]]]}))
+    code = main(["--region-file", "my area.geojson", "--model", str(model), "--out", "o",
+                 "--months", "2019-06", "--publish", "projects/my-proj/assets/isa",
+                 "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'projects/my-proj/assets/isa/isa_my area'" in err
+    assert "not a valid Earth Engine asset name" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -10,12 +10,14 @@ then moved or uploaded.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from gee_export.core.errors import StorageError
 from gee_export.core.storage import BucketInfo, GcsStore, Store, atomic_path, open_store
+from gee_export.core.storage.gdal_auth import gdal_env
 
 
 def is_gcs(path: str | os.PathLike) -> bool:
@@ -49,6 +51,20 @@ def gdal_path(path: str | os.PathLike) -> str:
         bucket, key = split_gcs(text)
         return f"/vsigs/{bucket}/{key}"
     return text
+
+
+@contextmanager
+def open_raster(path: str | os.PathLike, **options: Any) -> Iterator[Any]:
+    """``rasterio.open`` of a local path or ``gs://`` object, with the Cloud Storage credentials.
+
+    The one way library code opens a raster that may live on Cloud Storage
+    (:func:`gee_export.core.storage.gdal_auth.gdal_env` hands GDAL the credentials the storage
+    client uses); ``options`` go to ``rasterio.open``.
+    """
+    import rasterio
+
+    with gdal_env(path), rasterio.open(gdal_path(path), **options) as ds:
+        yield ds
 
 
 def exists(path: str | os.PathLike) -> bool:

@@ -142,3 +142,95 @@ def test_a_bad_allocator_setting_is_refused_before_any_work(monkeypatch, capsys)
     assert "ISAMAP_KEEP_FREED_MEMORY='plenty'" in err and len(err.strip().splitlines()) == 1
     monkeypatch.setenv("ISAMAP_KEEP_FREED_MEMORY", "512")
     assert run_command("isamap-x", lambda: ran.append(1)) == 0 and ran == [1]
+
+
+#: a command that holds its output, writes a file atomically and cleans up slowly when stopped;
+#: after run_command returns it lingers (argv[3] s) as an interpreter's shutdown may
+_STOPPABLE = """
+import sys, time
+from pathlib import Path
+from gee_export.core.commands import run_command
+from gee_export.core.lock import hold_output
+from gee_export.core.storage import atomic_path
+
+out = Path(sys.argv[1])
+
+def action():
+    with hold_output(out), atomic_path(out / "result.bin") as tmp:
+        tmp.write_bytes(b"partial")
+        try:
+            print("working", flush=True)
+            time.sleep(60)
+        finally:
+            print("cleaning", flush=True)
+            time.sleep(float(sys.argv[2]))
+            (out / "cleaned").write_text("yes")
+
+code = run_command("isamap-test", action)
+print("returned", flush=True)
+time.sleep(float(sys.argv[3]))
+sys.exit(code)
+"""
+
+
+def _stoppable(tmp_path, cleanup_s: float, linger_s: float):
+    import subprocess
+    import sys
+
+    from tests.support import REPO_ROOT
+
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", _STOPPABLE, str(out), str(cleanup_s),
+                             str(linger_s)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "working"
+    return proc, out
+
+
+def _left_clean(out) -> None:
+    from gee_export.core.lock import hold_output
+
+    assert (out / "cleaned").read_text() == "yes", "the clean-up ran to its end"
+    assert [p.name for p in out.iterdir() if p.name != ".isamap.lock"] == ["cleaned"], \
+        "the half-written file was removed"
+    with hold_output(out):  # the lock went with the process
+        pass
+
+
+def test_sigterm_ends_a_command_with_a_message_and_a_clean_state(tmp_path):
+    import signal
+
+    proc, out = _stoppable(tmp_path, 0.2, 0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "isamap-test: terminated (SIGTERM)" in err and "run the same command again" in err
+    assert "Traceback" not in err
+    _left_clean(out)
+
+
+def test_a_second_ctrl_c_cannot_cut_the_clean_up_or_the_exit_short(tmp_path):
+    """Ctrl-C again while the command cleans up, and once more after run_command returned (as
+    a signal may land while the interpreter shuts down): the clean-up finishes and the exit
+    status stays 130, never a death by SIGINT (-2)."""
+    import signal
+
+    proc, out = _stoppable(tmp_path, 1.0, 1.0)
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline().strip() == "cleaning"
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline().strip() == "returned"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.count("interrupted; run the same command again") == 1 and "Traceback" not in err
+    _left_clean(out)
+
+
+def test_without_a_signal_the_previous_handlers_are_back():
+    import signal
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    assert run_command("isamap-test", lambda: 0) == 0
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -275,3 +275,30 @@ def test_uninitialised_client_library_is_an_auth_error_without_retries():
         s.task_status(["TASKID"])
     assert "not initialized" in str(info.value)
     assert s.retries == 0 and delays == []
+
+
+def test_a_standard_session_after_a_high_volume_one_leaves_the_high_volume_endpoint(
+        _ee_http_transport):
+    """The real client keeps the URL of an earlier initialisation unless one is named."""
+    import urllib.request
+
+    import ee
+
+    from gee_export.core.ee_session import HIGH_VOLUME_URL, STANDARD_URL, endpoint_url
+    from tests.support.ee_http import urllib_opener
+
+    previous = urllib.request._opener
+    urllib.request.install_opener(urllib_opener())
+    try:
+        ee.Reset()
+        ee.Initialize(None, project="offline", http_transport=_ee_http_transport,
+                      opt_url=endpoint_url(True))
+        assert ee.data._get_state().cloud_api_base_url == HIGH_VOLUME_URL
+        ee.Initialize(None, project="offline", http_transport=_ee_http_transport)
+        assert ee.data._get_state().cloud_api_base_url == HIGH_VOLUME_URL  # kept: the trap
+        ee.Initialize(None, project="offline", http_transport=_ee_http_transport,
+                      opt_url=endpoint_url(False))
+        assert ee.data._get_state().cloud_api_base_url == STANDARD_URL
+    finally:
+        urllib.request.install_opener(previous)
+        ee.Reset()

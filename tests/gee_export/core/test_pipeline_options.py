@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import threading
 import time
 
@@ -58,6 +59,27 @@ def test_mapping_workers_need_torch_and_gpus_need_a_container():
         RunnerConfig("direct", gpu="nvidia-tesla-t4").check()
     with pytest.raises(ConfigError, match="TYPE\\[:COUNT\\]"):
         RunnerConfig(**DATAFLOW, gpu="t4")
+
+
+@pytest.mark.parametrize(("gpu", "machine", "message"), [
+    ("nvidia-tesla-t4", None, None),  # Dataflow's default n1-standard-1 takes a T4
+    ("nvidia-tesla-t4", "g2-standard-4", "attaches only to N1 machines"),
+    ("nvidia-l4", None, "not the default machine type n1-standard-1; pass --machine-type "
+                        "g2-standard-4"),
+    ("nvidia-l4", "g2-standard-8", None),
+    ("nvidia-l4", "n1-standard-8", "attaches only to G2 machines"),
+    ("nvidia-tesla-a100", "a2-highgpu-1g", None),
+    ("nvidia-tesla-a100", "n1-standard-8", "pass --machine-type a2-highgpu-1g"),
+    ("nvidia-rtx-9000", "n1-standard-8", "not a GPU type Dataflow offers"),
+])
+def test_gpu_type_and_machine_family_are_checked_together(gpu, machine, message):
+    config = RunnerConfig(**DATAFLOW, container="us-docker.pkg.dev/p/r/isamap:1", gpu=gpu,
+                          machine_type=machine)
+    if message is None:
+        config.check(needs_torch=True)
+    else:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            config.check(needs_torch=True)
 
 
 def test_beam_arguments_of_a_dataflow_gpu_job():
@@ -123,3 +145,13 @@ def test_worker_semaphore_bounds_requests_across_threads():
     for t in threads:
         t.join()
     assert state["peak"] == 3
+
+
+def test_a_budget_above_the_earth_engine_quota_is_stated():
+    from gee_export.core.pipeline_options import RunnerConfig
+
+    above = RunnerConfig("direct", max_workers=2, max_concurrent=80)
+    assert "--max-concurrent 80 is above Earth Engine's quota of about 40" in above.describe()
+    assert "HTTP 429" in above.quota_note()
+    within = RunnerConfig("direct", max_workers=2, max_concurrent=40)
+    assert within.quota_note() is None and "quota" not in within.describe()

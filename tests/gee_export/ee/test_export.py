@@ -352,3 +352,33 @@ def test_tile_task_description_is_one_the_service_accepts(ee_offline, local_stac
     task = tile_task(ee_offline.Image(1).toFloat(), local_stack.grid, tile.window, "bkt", "p",
                      f"isamap_São Paulo_2019-06_{tile.name} (fine x2)")
     assert task.config["description"] == "isamap_Sao_Paulo_2019-06_tile_r0_c0_fine_x2"
+
+
+@pytest.mark.parametrize("message", ["User memory limit exceeded.",
+                                     "Computation timed out."])
+def test_a_window_too_big_to_compute_is_fetched_as_halves(local_stack, recipe_images, message):
+    from gee_export.contract.grid import Window
+    from gee_export.ee.export import fetch_window
+
+    image, _ = recipe_images
+    grid, bands = local_stack.grid, (*local_stack.bands, "label")
+
+    class Limited(StackTransport):  # the service computes at most 150 px a side
+        def compute_pixels(self, request):
+            dims = request["grid"]["dimensions"]
+            if max(dims["width"], dims["height"]) > 150:
+                raise HttpError(400, message)
+            return super().compute_pixels(request)
+
+    window = Window(row_off=0, col_off=0, height=288, width=288)
+    whole, one = fetch_window(session_for(StackTransport(local_stack, recipe=recipe_images)),
+                              image, grid, window, bands)
+    limited = Limited(local_stack, recipe=recipe_images)
+    halves, requests = fetch_window(session_for(limited), image, grid, window, bands)
+    np.testing.assert_array_equal(halves, whole)
+    assert one == 1 and requests == 1 + 2 + 4  # refused, refused halves, four quarters
+    assert len(limited.served) == 4
+    big = Window(row_off=0, col_off=0, height=100, width=200)  # under 256 px: not halved
+    with pytest.raises(EarthEngineError, match=message.rstrip(".")):
+        fetch_window(session_for(Limited(local_stack, recipe=recipe_images)), image, grid,
+                     big, bands)

@@ -1,8 +1,9 @@
 """isamap-map's Beam pipeline on the DirectRunner vs the streaming isamap-map, same region.
 
-The model is per-pixel (``test-threshold``), so the tile units (core + halo, no blend) and the
-streaming predictor (cosine blend) must give the same map: classes exactly, probabilities within
-one step of 1/250 (the blend's float rounding). The ImageCollection manifests of the two runs
+Both cut the series' lattice and keep each tile's core, so they give the same map: with a
+per-pixel model (``test-threshold``) and with CroFuseNet, whose output depends on the whole tile
+(classes and probabilities exactly: the pipeline predicts the streaming predictor's batches).
+The ImageCollection manifests of the two runs
 (publication dry run) are the same but for where the COGs are. A 503 injected at one tile's
 request is retried inside the run; a re-run starts no pipeline; a Dataflow GPU job is built and
 validated offline.
@@ -22,10 +23,11 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.pipeline_options import PipelineFailedError, RunnerConfig
 from gee_export.ee.beam_export import EarthEngineProject
 from gee_export.ee.fake_server import StackSessions, StackTransport, request_origin
-from inference.mapping.beam_map import predict_date, tiling
+from inference.mapping.beam_map import predict_date
 from inference.mapping.request import MapRequest, model_dataset, region_grid
 from inference.mapping.tiles import plan_tiles
 from inference.predict.cog import OutputInfo
+from inference.predict.lattice import Lattice
 from inference.predict.runtime import RuntimeOptions
 from inference.region_map import PublishTarget, map_region
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
@@ -34,6 +36,7 @@ from tests.support.rasters import smooth_stack
 pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
 
 TILE, OVERLAP = 64, 16
+LATTICE = Lattice(TILE, OVERLAP, "core")
 OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
 DIRECT = RunnerConfig("direct", max_workers=2, max_concurrent=4)
 PUBLISH = PublishTarget("projects/isamap-test/assets/maps", project="isamap-test")
@@ -88,8 +91,8 @@ def runs(built, scene, ee_offline, caplog):
                               publish_dry_run=True, session=session_for(launcher(stack)),
                               echo=lambda _: None)
         grid = streamed.grid
-        victim = plan_tiles(grid, *tiling(TILE, OVERLAP))[3]
-        west, _, _, north = grid.window_bounds(victim.padded)
+        victim = plan_tiles(grid, LATTICE)[3]
+        west, _, _, north = grid.window_bounds(victim.window)
         workers = StackSessions(stack, fail_at={request_origin(west, north): [503]})
         piped = map_region(request_for(stack, model, folder / "piped"), publish=PUBLISH,
                            publish_dry_run=True, session=session_for(launcher(stack)),
@@ -107,13 +110,40 @@ def test_pipeline_map_equals_the_streamed_map(runs, scene, built):
     assert class_b == str(folder / "piped" / MONTH / f"isa_{MONTH}_class.tif")
     a, b = read(class_a), read(class_b)
     assert np.array_equal(a, b) and (a == 255).any() and (a == 1).any() and (a == 0).any()
-    diff = np.abs(read(prob_a).astype(int) - read(prob_b).astype(int))
-    assert diff.max() <= 1, "probabilities differ by more than the blend's rounding"
+    assert np.array_equal(read(prob_a), read(prob_b))
     with rasterio.open(class_a) as x, rasterio.open(class_b) as y:
         assert x.transform == y.transform and x.crs == y.crs
         assert y.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"  # (too small for overviews)
     assert piped.dates[0].outputs.prediction.tiles == len(plan_tiles(
-        piped.grid, *tiling(TILE, OVERLAP))), "every tile predicted once"
+        piped.grid, LATTICE)), "every tile predicted once"
+
+
+def test_crofusenet_pipeline_map_equals_the_streamed_map(scene, ee_offline, tmp_path):
+    """CroFuseNet pools over the whole tile (squeeze-excitation in its fusion blocks), so a
+    pixel's class depends on where tiles are cut: the pipeline and the streaming predictor agree
+    exactly because they cut the same lattice, and another lattice gives another map."""
+    from dataclasses import replace
+
+    from tests.support.rasters import BANDS
+
+    _, stack, _ = scene
+    model = model_file(tmp_path / "crofusenet.pt", stack.grid, name="crofusenet",
+                       widths=[4, 8, 8, 16, 16], bands=list(BANDS))
+    request = request_for(stack, model, tmp_path / "streamed")
+    streamed = map_region(request, session=session_for(launcher(stack)), echo=lambda _: None)
+    piped = map_region(replace(request, out=str(tmp_path / "piped")),
+                       session=session_for(launcher(stack)), runner=DIRECT,
+                       worker_sessions=StackSessions(stack), echo=lambda _: None)
+    (class_a, prob_a), (class_b, prob_b) = cogs(streamed), cogs(piped)
+    a = read(class_a)
+    assert (a == 0).any() and (a == 1).any()
+    assert np.array_equal(a, read(class_b)), "classes differ between the runners"
+    # the pipeline predicts the streaming predictor's very batches: equal to the last bit
+    assert np.array_equal(read(prob_a), read(prob_b))
+    other = map_region(replace(request, out=str(tmp_path / "other"), tile=32, overlap=8),
+                       session=session_for(launcher(stack)), echo=lambda _: None)
+    assert not np.array_equal(read(cogs(other)[1]), read(prob_a)), \
+        "the model does not depend on the tiling: this test would not show a lattice mismatch"
 
 
 def test_same_image_collection_manifests(runs, scene):
@@ -147,9 +177,9 @@ def test_a_failed_tile_fails_the_run_and_is_the_only_one_predicted_again(runs, s
     tiles[0].unlink()
     next(tiles[0].parent.glob("mosaic.json")).unlink()
     kept = {p: p.stat().st_mtime_ns for p in tiles[1:]}
-    victim = next(t for t in plan_tiles(piped.grid, *tiling(TILE, OVERLAP))
+    victim = next(t for t in plan_tiles(piped.grid, LATTICE)
                   if t.name == tiles[0].stem)
-    west, _, _, north = piped.grid.window_bounds(victim.padded)
+    west, _, _, north = piped.grid.window_bounds(victim.window)
     unretried = StackSessions(stack, attempts=1, fail_at={request_origin(west, north): [503]})
     with pytest.raises(PipelineFailedError, match="injected failure") as failed:
         map_region(request_for(stack, model, out), session=session_for(launcher(stack)),
@@ -195,7 +225,7 @@ def test_dataflow_gpu_job_builds_and_validates_offline(scene, ee_offline, gcs_bu
     storage.Client().bucket(gcs_bucket).blob("models/m.pt").upload_from_filename(str(model))
     result = predict_date(image, identity, grid, meta.bands, f"gs://{gcs_bucket}/models/m.pt",
                           out, info, runner, workers, tile=TILE, overlap=OVERLAP)
-    assert result.skipped and result.tiles == len(plan_tiles(grid, *tiling(TILE, OVERLAP)))
+    assert result.skipped and result.tiles == len(plan_tiles(grid, LATTICE))
     names = [b.name for b in storage.Client().list_blobs(gcs_bucket)]
     assert names == ["models/m.pt"], "a dry run writes nothing"
 

@@ -77,8 +77,8 @@ def test_fake_server_map_equals_predicting_the_local_stack_file(scene, ee_offlin
     (date,) = result.dates
     expected = predict_with_model_file(
         model, crop(stack, grid, tmp_path / "crop.tif"), str(tmp_path / "ref" / "isa"),
-        config=PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4), options=OPTIONS,
-        progress=False)
+        config=PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4, blend="core"),
+        options=OPTIONS, progress=False)
     got = date.outputs.prediction
     for mine, ref in ((got.class_path, expected.prediction.class_path),
                       (got.prob_path, expected.prediction.prob_path)):
@@ -98,7 +98,29 @@ def test_fake_server_map_equals_predicting_the_local_stack_file(scene, ee_offlin
     assert json.loads((tmp_path / "out" / MONTH / f"isa_{MONTH}_class.stac.json").read_text())[
         "properties"]["isamap:model"] == "unet"
     record = json.loads((tmp_path / "out" / "map.json").read_text())
-    assert record["dates"][MONTH]["class_cog"] == got.class_path
+    assert record["dates"][MONTH]["class_cog"] == f"{MONTH}/isa_{MONTH}_class.tif"
+    assert record["lattice"] == {"tile": TILE, "overlap": OVERLAP, "blend": "core",
+                                 "origin": [grid.x0, grid.y0]}
+
+
+@pytest.mark.parametrize("record", ["map.json", "cog tags"])
+def test_a_date_on_another_tile_lattice_than_its_series_is_refused(scene, ee_offline, tmp_path,
+                                                                    record):
+    """Another --tile cuts tiles elsewhere: with a context-dependent model that is false change
+    between dates, so a series keeps its lattice (from map.json, or from a date's COG tags when
+    a killed run left no map.json) and refuses another before any request."""
+    stack, model = scene
+    out = tmp_path / "out"
+    map_region(request_for(stack, model, out),
+               session=session_for(StackTransport(stack, info=lambda text: 5)),
+               echo=lambda _: None)
+    if record == "cog tags":
+        (out / "map.json").unlink()
+    transport = StackTransport(stack, info=lambda text: 5)
+    with pytest.raises(ConfigError, match=r"tile lattice --tile 64 --overlap 16.*--tile 32"):
+        map_region(request_for(stack, model, out, dates=("2019-07",), tile=32, overlap=8),
+                   session=session_for(transport), echo=lambda _: None)
+    assert transport.served == []
 
 
 def test_killed_run_resumes_and_equals_an_uninterrupted_run(scene, ee_offline, tmp_path):
@@ -300,7 +322,7 @@ def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, ee_
                         session=session_for(StackTransport(stack, info=lambda t: 5)),
                         echo=lambda _: None)
     (date,) = result.dates
-    config = PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4)
+    config = PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4, blend="core")
     crop_path = crop(stack, result.grid, tmp_path / "crop.tif")
     post = predict_with_model_file(model, crop_path, str(tmp_path / "post" / "isa"),
                                    config=PredictConfig(**{**config.__dict__,
@@ -344,3 +366,30 @@ def test_a_second_run_into_the_same_output_is_refused_and_changes_nothing(scene,
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_local_map_removes_what_a_killed_stack_build_left_and_records_its_scenes(tmp_path):
+    """A killed build leaves half-written stack files (temporaries) under the map's .stacks;
+    the next run deletes them, as the export does, and each date names the scenes it read."""
+    from gee_export.core.storage import temporary_name
+    from gee_export.local.synthetic import generate_scene
+
+    scene = generate_scene(tmp_path / "scene", width=96, height=96, progress=False)
+    model = model_file(tmp_path / "local.pt", scene.grid, backend="local")
+    out = tmp_path / "out"
+    left = temporary_name(out / ".stacks" / MONTH / f"stack_{MONTH}_image.tif")
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"half a stack")
+    request = MapRequest(region=inner_region(scene.grid, margin_px=0), dates=(MONTH,),
+                         model_file=str(model), out=str(out), backend="local",
+                         scenes=str(tmp_path / "scene"), grid=scene.grid, tile=TILE,
+                         overlap=OVERLAP, options=OPTIONS, progress=False,
+                         allow_recipe_mismatch=True)
+    map_region(request, echo=lambda _: None)
+    assert not left.exists()
+    assert not [p for p in (out / ".stacks").rglob("*") if "isamap-tmp" in p.name]
+    inputs = json.loads((out / "map.json").read_text())["dates"][MONTH]["inputs"]
+    assert inputs["backend"] == "local" and {s["sensor"] for s in inputs["scenes"]} == {"S1",
+                                                                                        "S2"}
+    assert all(s["date"].startswith(MONTH) for s in inputs["scenes"])
+    assert str(tmp_path) not in json.dumps(inputs)

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pystac
 import pytest
 import rasterio
+from PIL import Image
+from pyproj import Transformer
 from pystac.validation import validate_dict
 
 from gee_export.core.errors import ConfigError
 from gee_export.ee.fake_server import StackTransport
 from inference.mapping.request import MapRequest
+from inference.mapping.series import SeriesAreaRow, plot_area
 from inference.predict.runtime import RuntimeOptions
 from inference.publish.collection import SeriesRequest, image_name, publish_series
 from inference.publish.image import EarthEngineAssets, Ingestion, PublishRequest, publish
@@ -141,6 +145,35 @@ def test_stac_items_and_collection_validate(series):
     assert kinds == ["change", "class", "class", "probability", "probability"]
 
 
+def test_a_copied_catalogue_resolves_and_names_no_path_of_this_machine(series, tmp_path):
+    """Links and hrefs are relative: the folder copied elsewhere (an upload, a colleague's
+    disk) still opens, every Item and COG resolves inside the copy, and map.json names no path
+    of the machine that made it."""
+    import shutil
+
+    request, _, _ = series
+    copy = tmp_path / "copied"
+    shutil.copytree(request.out, copy)
+    origin = str(Path(request.out).resolve())
+    for path in [*copy.rglob("*.json")]:
+        text = path.read_text()
+        assert origin not in text and str(Path(request.model_file).parent) not in text, path
+    read = pystac.Collection.from_file(str(copy / "collection.json"))
+    items = list(read.get_items())
+    assert len(items) == 5
+    for item in items:
+        validate_dict(item.to_dict())
+        assert Path(item.get_self_href()).is_relative_to(copy)
+        assert Path(item.assets["data"].get_absolute_href()).is_file()
+        assert Path(item.assets["data"].get_absolute_href()).is_relative_to(copy)
+    dated = [i for i in items if i.properties["isamap:kind"] == "class"]
+    assert all(i.properties["isamap:inputs"]["backend"] == "ee" and
+               i.properties["isamap:inputs"]["s1_window"] for i in dated)
+    record = json.loads((copy / "map.json").read_text())
+    assert record["dates"][DATES[0]]["class_cog"] == f"{DATES[0]}/isa_{DATES[0]}_class.tif"
+    assert record["model"]["name"] == "test-threshold" and len(record["model"]["id"]) >= 16
+
+
 def test_image_collection_manifests_and_app_are_checked_offline(series, tmp_path, capsys):
     request, _, _ = series
     dry = map_region(request, publish=PublishTarget("projects/my-proj/assets/isamap",
@@ -162,10 +195,42 @@ def test_image_collection_manifests_and_app_are_checked_offline(series, tmp_path
         assert manifest["tilesets"][0]["sources"][0]["uris"][0].startswith(
             f"gs://bucket/maps/{month}/")
     script = publication.script
-    for needle in ("ui.Slider", "legend", "ui.Chart.image.series", "Map.onClick",
+    assert "ui.Chart.image.series" not in script  # it cannot raise its 1e7-pixel limit
+    for needle in ("ui.Slider", "legend", "maxPixels: 1e13", "tileScale: 4", "Map.onClick",
                    f'"{collection}"', "changeBetween", "isa_probability", "filterDate"):
         assert needle in script
     assert json.dumps(list(DATES)) in script and '"west"' in script  # zones for the chart
+
+
+def test_the_app_charts_the_computed_areas_of_zones_given_in_any_crs(series, tmp_path,
+                                                                     ee_offline):
+    request, result, grid = series
+    zones = json.loads(Path(request.zones).read_text())
+    to_utm = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
+    projected = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {
+        "name": grid.crs}}, "features": [
+        {**f, "geometry": {"type": "Polygon", "coordinates": [
+            [list(to_utm.transform(*p)) for p in f["geometry"]["coordinates"][0]]]}}
+        for f in zones["features"]]}
+    utm_file = tmp_path / "zones_utm.geojson"
+    utm_file.write_text(json.dumps(projected))
+    target = PublishTarget("projects/my-proj/assets/isamap", gcs_prefix="gs://bucket/maps")
+    stack = stack_paths(Path(request.model_file).parent / DATES[0] / f"stack_{DATES[0]}.tif")
+    done = map_region(replace(request, zones=str(utm_file)), publish=target,
+                      publish_dry_run=True, echo=lambda _: None,
+                      session=session_for(StackTransport(stack, info=lambda t: 5)))
+    script = done.publication.script
+    embedded = json.loads(script.split("var zones = ee.FeatureCollection(", 1)[1]
+                          .split(");\n", 1)[0])
+    assert embedded["type"] == "FeatureCollection"  # never a bare Feature
+    for feature, original in zip(embedded["features"], zones["features"], strict=True):
+        assert feature["properties"]["name"] == original["properties"]["name"]
+        np.testing.assert_allclose(feature["geometry"]["coordinates"][0],
+                                   original["geometry"]["coordinates"][0], atol=1e-6)  # lon/lat
+    areas = json.loads(script.split("var zoneAreas = ", 1)[1].split(";\n", 1)[0])
+    expected = {(r.zone, r.date): r.isa_km2 for r in result.series.area_rows}
+    assert {(z, m): v for z, rows in areas.items() for m, v in rows} == pytest.approx(expected)
+    assert set(areas) == {"west", "east"}
 
 
 def test_a_map_has_the_same_asset_properties_from_either_command(series, tmp_path):
@@ -189,10 +254,16 @@ def test_a_map_has_the_same_asset_properties_from_either_command(series, tmp_pat
 class ExistingAssets(EarthEngineAssets):
     """An Earth Engine asset tree (names -> types) answering the calls publishing makes."""
 
-    def __init__(self, existing):
+    def __init__(self, existing, quota=None, uploaded=lambda: 0):
         self.existing, self.calls = dict(existing), []
+        self.quota, self.uploaded = quota, uploaded
+
+    def project_quota(self, name):
+        self.calls.append(("quota", name, self.uploaded()))  # files uploaded by then
+        return self.quota
 
     def asset_type(self, name):
+        self.calls.append(("type", name, self.uploaded()))
         return self.existing.get(name)
 
     def ensure_parents(self, name, parent_type="FOLDER"):
@@ -218,10 +289,33 @@ def test_an_existing_image_is_refused_unless_overwrite(series, tmp_path, gcs_emu
     with pytest.raises(ConfigError, match="--overwrite"):
         publish_series(request, tmp_path, assets=taken, echo=lambda _: None)
     assert not any(c[0] == "ingest" for c in taken.calls)
-    fresh = ExistingAssets({})
+    def uploaded():
+        return len(list(gcs_emulator.client().list_blobs(gcs_bucket)))
+
+    name_legacy = "projects/earthengine-legacy/assets/users/me/isa_x"
+    full = ExistingAssets({}, quota={"asset_count": {"usage": 9_999, "limit": 10_000},
+                                     "asset_size": {"usage": 10**9, "limit": 250 * 10**9}},
+                          uploaded=uploaded)
+    with pytest.raises(ConfigError, match="10,002 assets"):
+        publish_series(SeriesRequest(name_legacy, cogs, {}, gcs_prefix=f"gs://{gcs_bucket}/m"),
+                       tmp_path, assets=full, echo=lambda _: None)
+    assert full.calls == [("quota", name_legacy, 0)] and uploaded() == 0  # before uploads
+    fresh = ExistingAssets({}, uploaded=uploaded)
     done = publish_series(request, tmp_path, assets=fresh, echo=lambda _: None)
-    assert fresh.calls[0] == ("create", name, "IMAGE_COLLECTION")
-    assert [c[1] for c in fresh.calls[1:]] == [image_name(name, d) for d in DATES]
+    assert fresh.calls[:2] == [("quota", name, 0), ("type", name, 0)]  # EE before uploads
+    made = [c for c in fresh.calls if c[0] in ("create", "ingest")]
+    assert made[0] == ("create", name, "IMAGE_COLLECTION")
+    assert [c[1] for c in made[1:]] == [image_name(name, d) for d in DATES]
     assert set(done.task_ids) == set(DATES)
     blobs = {b.name for b in gcs_emulator.client().list_blobs(gcs_bucket)}
     assert f"maps/{DATES[1]}/isa_{DATES[1]}_class.tif" in blobs  # uploaded, MD5-verified
+
+
+@pytest.mark.parametrize(("zones", "months"), [(1, ["2019-06"]), (3, ["2017-06", "2019-06"]),
+                                               (20, ["2017-06", "2019-06", "2021-06"])])
+def test_area_plot_is_written_for_one_date_few_zones_and_many(tmp_path, zones, months):
+    rows = [SeriesAreaRow(f"zone {z}", m, 1.0 + z + i, None, 50.0, 0.0, 0.1)
+            for z in range(zones) for i, m in enumerate(months)]
+    png = plot_area(rows, tmp_path / "area.png")
+    with Image.open(png) as image:
+        assert image.size[0] >= 700 and image.size[1] >= 400

@@ -1,4 +1,5 @@
 import ast
+import json
 
 import numpy as np
 import pytest
@@ -6,10 +7,19 @@ import rasterio
 from PIL import Image
 
 from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.quicklook import NODATA_COLOUR
 from inference.predict import cog, cog_stream
-from inference.predict.cog import PROB_SCALE, OutputInfo, cog_report, quicklook
+from inference.predict.cog import (
+    PROB_PALETTE,
+    PROB_SCALE,
+    OutputInfo,
+    cog_report,
+    quicklook,
+    quicklook_key,
+)
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
+from inference.predict.stats import CHANGE_CODES
 from tests.support import REPO_ROOT
 from tests.support.models import conv1x1
 from tests.support.rasters import BANDS, smooth_stack, write_stack
@@ -64,13 +74,24 @@ def test_class_overviews_keep_real_classes_and_probability_is_averaged(outputs):
     assert abs(small[50, 150] - block) <= 1
 
 
-def test_quicklook_png_is_small_and_transparent_on_nodata(outputs):
+def test_quicklook_is_small_framed_and_white_on_nodata(outputs):
     tmp, result = outputs
     png = quicklook(result.prob_path, tmp / "q.png", "probability", max_size=256)
-    image = Image.open(png)
-    assert image.mode == "RGBA" and max(image.size) <= 256
-    alpha = np.asarray(image)[..., 3]
-    assert alpha[0, 0] == 0 and alpha[-1, -1] == 255
+    image = np.asarray(Image.open(png).convert("RGB"))
+    assert max(image.shape[:2]) <= 256 + 300  # the picture plus title, caption and colour bar
+    # the picture starts 45 px down (under the title) and 15 px in; its top-left is nodata
+    assert tuple(image[50, 20]) == NODATA_COLOUR
+    assert (image != 255).any(axis=-1).sum() > 256 * 50
+
+
+def test_quicklook_keys_name_classes_units_and_change_codes():
+    legend, bar = quicklook_key("class", {"classes": "pervious,impervious"})
+    assert bar is None and [n for n, _ in legend.entries] == ["pervious", "impervious", "no data"]
+    legend, bar = quicklook_key("probability", {})
+    assert legend is None and "(0-1)" in bar.label and len(bar.colours) == len(PROB_PALETTE)
+    legend, _ = quicklook_key("change", {"codes": json.dumps(CHANGE_CODES)})
+    assert [n for n, _ in legend.entries] == ["stable pervious", "stable impervious", "gain",
+                                              "loss", "no data"]
 
 
 def _code_constants(text: str) -> list[ast.Constant]:

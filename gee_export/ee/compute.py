@@ -1,0 +1,107 @@
+"""Earth Engine compute in EECU-hours: what a plan will need, which tier allows it, what ran.
+
+Earth Engine meters computation in EECU (Earth Engine Compute Units). A noncommercial project
+has a monthly allowance by tier (Community 150 EECU-hours, the default; Contributor 1,000;
+Partner 100,000); beyond it the project's computation is restricted until the next month.
+A commercial project pays per EECU-hour. The cost of a request depends on the recipe, the
+scenes under it and the service, so a plan's figure rests on a stated assumption per
+request; a real run records the EECU the service reports for its batch tasks
+(``batchEecuUsageSeconds`` in each operation's metadata), which is the figure to check the
+assumption against. ``computePixels`` responses carry no EECU figure.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from gee_export.core.errors import ConfigError
+
+TIERS: tuple[tuple[str, float], ...] = (("Community", 150.0), ("Contributor", 1_000.0),
+                                        ("Partner", 100_000.0))
+"""Noncommercial tiers and their monthly compute allowance in EECU-hours."""
+
+EECU_S_PER_MEGAPIXEL = 4.0
+"""Assumed EECU-seconds to compute one million output pixels of a month's recipe (all bands:
+a cloud-masked Sentinel-2 composite, speckle-filtered Sentinel-1). Override with
+``ISAMAP_EECU_S_PER_MPX`` after reading a real run's recorded EECU."""
+
+EECU_S_PER_REQUEST = 0.05
+"""Assumed fixed EECU-seconds of any request (graph evaluation, scene search)."""
+
+ASSUMPTION_ENV = "ISAMAP_EECU_S_PER_MPX"
+
+
+def eecu_s_per_megapixel() -> float:
+    """The per-megapixel assumption: :data:`EECU_S_PER_MEGAPIXEL` or the environment's value."""
+    text = os.environ.get(ASSUMPTION_ENV)
+    if not text:
+        return EECU_S_PER_MEGAPIXEL
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"{ASSUMPTION_ENV}={text!r} is not a positive number of EECU-seconds "
+                          "per million pixels")
+    return value
+
+
+@dataclass(frozen=True)
+class ComputeEstimate:
+    """EECU a job is expected to use, with the assumption it rests on.
+
+    Attributes:
+        requests: requests (or batch tasks) the job sends.
+        pixels_per_request: output pixels per request (mean).
+        eecu_s_per_request: assumed EECU-seconds per request.
+        eecu_hours: the job's total.
+    """
+
+    requests: int
+    pixels_per_request: float
+    eecu_s_per_request: float
+    eecu_hours: float
+
+    @property
+    def tier(self) -> str:
+        return tier_needed(self.eecu_hours)
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return {"requests": self.requests, "pixels_per_request": round(self.pixels_per_request),
+                "eecu_s_per_request": round(self.eecu_s_per_request, 4),
+                "eecu_hours": round(self.eecu_hours, 3), "tier": self.tier}
+
+
+def estimate(requests: int, pixels: float) -> ComputeEstimate:
+    """EECU of ``requests`` requests computing ``pixels`` output pixels in all (pure)."""
+    per_mpx = eecu_s_per_megapixel()
+    per_request_pixels = pixels / requests if requests else 0.0
+    per_request = EECU_S_PER_REQUEST + per_mpx * per_request_pixels / 1e6
+    return ComputeEstimate(requests, per_request_pixels, per_request,
+                           requests * per_request / 3600.0)
+
+
+def tier_needed(eecu_hours: float) -> str:
+    """The smallest noncommercial tier whose monthly allowance holds ``eecu_hours``."""
+    for name, allowance in TIERS:
+        if eecu_hours <= allowance:
+            return f"{name} ({allowance:,.0f} EECU-h a month)"
+    return "beyond every noncommercial tier: a commercial (billed) project"
+
+
+def format_estimate(est: ComputeEstimate, unit: str = "request", width: int = 10) -> list[str]:
+    """The plan's compute lines (labels ``width`` wide): total, tier, assumption."""
+    return [
+        f"  {'compute':<{width}}about {est.eecu_hours:,.1f} EECU-hours: {est.tier} (past "
+        "the monthly allowance the project's computation is restricted)",
+        f"  {'assumed':<{width}}{est.eecu_s_per_request:.3g} EECU-s per {unit} of "
+        f"{est.pixels_per_request / 1e6:.3g} Mpx ({EECU_S_PER_REQUEST:g} + "
+        f"{eecu_s_per_megapixel():g} per Mpx; {ASSUMPTION_ENV} sets the second from a real "
+        "run's recorded EECU)",
+    ]
+
+
+def used_eecu_seconds(statuses: list[dict]) -> float:
+    """EECU-seconds the service reported for finished batch tasks (``eecu_seconds``)."""
+    return float(sum(s.get("eecu_seconds") or 0.0 for s in statuses))

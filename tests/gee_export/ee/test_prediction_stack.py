@@ -1,0 +1,52 @@
+"""The prediction stack's batch export: one status call per poll, reported EECU kept."""
+
+from __future__ import annotations
+
+import json
+
+from gee_export.contract.grid import Grid
+from gee_export.ee.fake_server import StackTransport
+from gee_export.ee.prediction_stack import export_prediction_stack
+from tests.support.mapping import session_for, write_month_stack
+from tests.support.rasters import BANDS, smooth_stack
+
+
+class Metered(StackTransport):
+    """Tasks report the EECU they used; every status call is recorded."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.status_calls: list[list[str]] = []
+
+    def task_status(self, task_ids):
+        self.status_calls.append(list(task_ids))
+        return [{**s, "eecu_seconds": 90.0} if s["state"] == "COMPLETED" else s
+                for s in super().task_status(task_ids)]
+
+
+def test_one_status_call_per_poll_and_at_resume_and_eecu_recorded(
+        ee_offline, tmp_path, gcs_emulator, gcs_bucket):
+    ee = ee_offline
+    stack = write_month_stack(tmp_path, smooth_stack(300, 300))
+    grid = Grid(stack.grid.crs, stack.grid.x0, stack.grid.y0, 300, 300)
+    out = f"gs://{gcs_bucket}/stacks"
+    first = Metered(stack, gcs_client=gcs_emulator.client(), task_bands=BANDS)
+    image = ee.Image.constant([0] * len(BANDS)).rename(list(BANDS))
+    done = export_prediction_stack(session_for(first), image, grid, BANDS, out, "s",
+                                   tile_px=256, progress=False)
+    assert done.tiles == 4 and done.tasks_started == 4
+    assert first.status_calls == [sorted(first.tasks)]  # the 4 tasks in one call
+    bucket = gcs_emulator.client().bucket(gcs_bucket)
+    eecu = json.loads(bucket.blob("stacks/s/eecu.json").download_as_bytes())
+    assert sorted(eecu.values()) == [90.0] * 4
+
+    for name in ("tile_000000_000000", "tile_000256_000256"):  # two tiles lost
+        bucket.blob(f"stacks/s/{name}.tif").delete()
+    again = Metered(stack, gcs_client=gcs_emulator.client(), task_bands=BANDS)
+    export_prediction_stack(session_for(again), image, grid, BANDS, out, "s", tile_px=256,
+                            progress=False)
+    saved = json.loads(bucket.blob("stacks/s/tasks.json").download_as_bytes())
+    assert len(again.status_calls) == 2  # the saved ids at resume, then one poll
+    assert len(again.status_calls[0]) == 2  # both saved ids of the lost tiles, one call
+    assert again.status_calls[1] == sorted(again.tasks)
+    assert set(saved.values()) >= set(again.tasks)

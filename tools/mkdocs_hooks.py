@@ -1,0 +1,56 @@
+"""MkDocs hooks of the docs site (``mkdocs.yml``): the notebooks and repository files.
+
+The Colab notebooks live in ``notebooks/`` beside the code, not under ``docs/``; they are added
+to the site here so that mkdocs-jupyter renders them (this hook runs before that plugin). Pages
+may name files of the repository outside ``docs/`` (``../benchmarks/bench_inference.py``), which
+read well on a code host but are no page of the site: a link to an existing one becomes its
+path in code, and a link to a missing one is left for MkDocs' strict check to fail on.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from pathlib import Path
+
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File, Files
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+_LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\(([^)\s#]+)(#[^)\s]*)?\)")
+
+
+@event_priority(100)
+def on_files(files: Files, config) -> Files:
+    for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
+        files.append(File(f"notebooks/{notebook.name}", src_dir=str(REPO),
+                          dest_dir=config["site_dir"],
+                          use_directory_urls=config["use_directory_urls"]))
+    return files
+
+
+def _outside_docs(page_uri: str, target: str, docs_dir: Path) -> Path | None:
+    """The repository file a relative link points at, when it lies outside ``docs/``."""
+    if "://" in target or target.startswith(("/", "mailto:")):
+        return None
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(page_uri), target))
+    if not joined.startswith("../"):
+        return None
+    path = (docs_dir / joined).resolve()
+    return path if path.exists() and REPO in path.parents else None
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    docs_dir = Path(config["docs_dir"])
+
+    def replace(match: re.Match[str]) -> str:
+        path = _outside_docs(page.file.src_uri, match.group(2), docs_dir)
+        if path is None:
+            return match.group(0)
+        text = match.group(1).strip("`")
+        rel = path.relative_to(REPO).as_posix()
+        return f"`{rel}`" if text == rel or text.endswith(Path(rel).name) else \
+            f"{match.group(1)} (`{rel}`)"
+
+    return _LINK.sub(replace, markdown)
