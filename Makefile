@@ -41,10 +41,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
-# smoke run of the speed benchmarks (auto vs fixed configurations, pipeline vs model-only)
+# smoke run of the speed benchmarks (auto vs fixed configurations, pipeline vs model-only,
+# the helpers' CPU per km²)
 bench-quick: $(STAMP)
 	$(PY) benchmarks/bench_models.py --quick
 	$(PY) benchmarks/bench_inference.py --size 2048
+	$(PY) benchmarks/bench_helpers.py --size 2048
 
 notebooks: $(STAMP)
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[ee,dev,beam,docs,notebooks]' --config-settings editable_mode=compat

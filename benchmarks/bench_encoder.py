@@ -8,13 +8,16 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
 - overview reduction 2x: the shortcuts ``reduce2`` takes (class maps by lookup table,
   probabilities without nodata by a plain mean) next to the pass-by-pass rule
   (``reduce2_any``), which gives the same bytes;
-- a strip through both COG encoders (level-0 tiles + every overview), DEFLATE level 1 (the
-  default) next to level 3 and ZSTD level 1, and the compressed sizes;
+- a strip through both COG encoders (level-0 tiles + every overview): DEFLATE level 1 by
+  ISA-L (the probability map's) and libdeflate (the class map's) in the encoder's own tile
+  writer, next to GDAL's writer (libdeflate) level 1, ISA-L level 3 and GDAL's ZSTD level 1,
+  and the compressed sizes;
 - the reader's two overlapping tile-row reads of an uncompressed stack, through GDAL's block
   cache and past it (``GTIFF_DIRECT_IO``, what the pipeline sets);
 - taking a strip from the accumulator and encoding it (class + stored probability);
 - the predictor's time outside the forward pass for one batch of tile views (normalising into
-  the batch, probabilities back): the main thread's cost between forwards;
+  the batch, probabilities back): the main thread's cost between forwards; and the process
+  CPU of those two passes on all threads against the calling thread alone;
 - a mapping fetch thread's decoding of one computePixels answer (``--answer-width`` px by
   640 rows, six float32 bands, pixel-interleaved) into band-planar float32 with nodata NaN:
   one transposing copy then a nodata pass (what ``decode`` did until 2026-11-23) next to
@@ -81,7 +84,8 @@ def encoder_ms(rows: np.ndarray, resampling: str, encoding: Encoding,
                 stream.add(rows)
             stream.close()
             times.append((time.thread_time() - start) / 4)
-            size = sum(level.path.stat().st_size for level in stream.levels)
+            size = sum(p.stat().st_size for level in stream.levels
+                       for p in {level.path, level.data_path})
             stream.remove()
     return float(np.median(times)) * 1000, size
 
@@ -139,6 +143,46 @@ def predictor_outside_forward_ms(batch: int, tile: int, rounds: int) -> tuple[fl
         predictor(views, compact=True, finite=True)
         outside.append(time.perf_counter() - start - (predictor.forward_seconds - before))
     return float(np.median(outside)) * 1000, predictor.description
+
+
+def around_forward_cpu_ms(batch: int, tile: int, rounds: int) -> dict[str, dict[int, float]]:
+    """Process CPU ms of the passes around the forward (normalising the batch, probabilities
+    back) on the process's threads and on the calling thread alone (what the predictor
+    does: ``training.engine.execution.calling_thread_only``), bf16/NHWC."""
+    import torch
+
+    from inference.predict.runtime import RuntimeOptions, TilePredictor
+    from training.engine.execution import set_threads
+    from training.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", 6, 2, widths=(8, 16, 32, 64, 128))
+    predictor = TilePredictor(model, np.zeros(6), np.ones(6), options=RuntimeOptions(
+        precision="bf16", channels_last="on"))
+    row = np.random.default_rng(0).standard_normal((6, tile, tile * batch), dtype=np.float32)
+    views = [row[:, :, i * tile:(i + 1) * tile] for i in range(batch)]
+    predictor(views, compact=True, finite=True)
+    with torch.inference_mode():
+        x = predictor._normalise(views, torch.channels_last, True)
+        with torch.autocast("cpu", torch.bfloat16):
+            logits = predictor.model(x)
+    passes = {"normalise": lambda: predictor._normalise(views, torch.channels_last, True),
+              "probabilities": lambda: predictor._probabilities(logits, x.shape, True)}
+    full = torch.get_num_threads()
+    figures: dict[str, dict[int, float]] = {name: {} for name in passes}
+    for threads in sorted({full, 1}, reverse=True):
+        set_threads(threads)
+        for name, fn in passes.items():
+            with torch.inference_mode():
+                fn()
+                times = []
+                for _ in range(rounds):
+                    start = time.process_time()
+                    fn()
+                    times.append(time.process_time() - start)
+            figures[name][threads] = float(np.median(times)) * 1000
+    set_threads(full)
+    return figures
 
 
 def decode_ms(width: int, rounds: int) -> dict[str, float]:
@@ -215,11 +259,16 @@ def main(argv: list[str] | None = None) -> dict:
         figures[f"reduce2_{name}_ms"] = {"shortcut": round(fast, 1), "rule": round(rule, 1)}
         print(f"  {name:>11} overview 2x: shortcut {fast:6.1f} ms, rule {rule:6.1f} ms "
               f"(x{rule / fast:.1f})")
-        for compress, level in (("DEFLATE", 1), ("DEFLATE", 3), ("ZSTD", 1)):
-            ms, size = encoder_ms(rows, resampling, Encoding(compress, level), args.rounds)
-            figures[f"encode_{name}_{compress.lower()}{level}"] = {"ms": round(ms, 1),
-                                                                   "bytes": size}
-            print(f"  {name:>11} strip through its COG encoder, {compress} {level}: "
+        for encoding in (Encoding("DEFLATE", 1, deflater="isal"),
+                         Encoding("DEFLATE", 1, deflater="libdeflate"),
+                         Encoding("DEFLATE", 1, deflater="gdal"),
+                         Encoding("DEFLATE", 3, deflater="isal"), Encoding("ZSTD", 1)):
+            ms, size = encoder_ms(rows, resampling, encoding, args.rounds)
+            label = f"{encoding.compress} {encoding.level} " + (
+                encoding.deflater if encoding.compress == "DEFLATE" else "gdal")
+            figures[f"encode_{name}_{label.lower().replace(' ', '_')}"] = {
+                "ms": round(ms, 1), "bytes": size}
+            print(f"  {name:>11} strip through its COG encoder, {label}: "
                   f"{ms:6.1f} ms, {size / 4 / 2**20:5.2f} MiB per strip")
     reads = read_ms(args.width, args.rounds)
     figures["read_two_rows_ms"] = {k: round(v, 1) for k, v in reads.items()}
@@ -238,6 +287,12 @@ def main(argv: list[str] | None = None) -> dict:
     figures["predictor_outside_forward_ms"] = round(outside, 1)
     print(f"  predictor outside the forward, {args.batch} tiles of {args.tile} px at {runtime}: "
           f"{outside:6.1f} ms per batch")
+    around = around_forward_cpu_ms(args.batch, args.tile, args.rounds * 4)
+    figures["around_forward_process_cpu_ms"] = {
+        name: {str(t): round(v, 1) for t, v in by.items()} for name, by in around.items()}
+    for name, by in around.items():
+        print(f"  {name} of {args.batch} tiles of {args.tile} px (bf16/nhwc), process CPU: "
+              + ", ".join(f"{t} thread{'s' if t > 1 else ''} {v:.1f} ms" for t, v in by.items()))
     decoded = decode_ms(args.answer_width, args.rounds * 2)
     figures["decode_answer_ms"] = {k: round(v, 1) for k, v in decoded.items()}
     base = decoded["whole copy + nodata pass"]

@@ -21,8 +21,8 @@ Measured in one run:
   unpruned network's choice, the fastest precision and layout (bar: pruned >= 1.5x faster),
   and the fastest setting of all, ``torch.compile`` included, is printed too;
 - the accuracy change that pruning costs, from the real-data experiment
-  (``python -m experiments.landcover``; read from its ``metrics.json`` when present, else run
-  here with one seed and a short budget, and labelled so).
+  (``python -m experiments.landcover_pruning``; read from its ``metrics.json`` when present,
+  else run here with one seed and a short budget, and labelled so).
 
 Weights: the speed does not depend on their values; the pruned network is the compact
 model that ``training.pruning.compact_model`` builds from an FPGM-masked copy.
@@ -294,7 +294,7 @@ def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict
     Folders without results are skipped; with none at all, a one-seed, 60-iteration run is
     made in the first (a quick look, labelled so, not the documented result).
     """
-    from experiments.landcover import LandCoverCompareConfig, run_experiment
+    from experiments.landcover_pruning import LandCoverCompareConfig, run_experiment
 
     found = []
     for folder in folders:
@@ -305,7 +305,7 @@ def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict
             rule = report.get("pruning_rule", 1)
             older = "" if rule == PRUNING_RULE else (
                 f"; pruned with rule {rule}, before residual outputs were pruned: re-run "
-                "python -m experiments.landcover for the current one")
+                "python -m experiments.landcover_pruning for the current one")
             found.append((f"{path} ({stem} stem{older})", report))
     if not found:  # in a folder of its own: never over a documented experiment's results
         quick = Path("bench_output") / "lccompare_quick"
@@ -321,7 +321,9 @@ def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--width", type=int, default=18, help="HRNet C (18: the default model)")
+    p.add_argument("--width", type=int, default=18,
+                   help="HRNet C (18: HRNetV2-W18, the documented figures; 24: what "
+                   "isamap-train --model hrnet builds)")
     p.add_argument("--rate", type=float, default=0.4)
     p.add_argument("--size", type=int, default=512,
                    help="patch side in pixels (512: isamap-predict's --tile; the paper crops 513)")
@@ -333,7 +335,7 @@ def main() -> None:
     p.add_argument("--results", nargs="+", default=[str(ROOT / "lccompare_output"),
                                                      str(ROOT / "lccompare_output_bn"),
                                                      str(ROOT / "lccompare_output_bn_x3")],
-                   help="experiments.landcover output folders with metrics.json")
+                   help="experiments.landcover_pruning output folders with metrics.json")
     p.add_argument("--data-dir", default=str(default_data_dir()))
     a = p.parse_args()
     if a.threads:

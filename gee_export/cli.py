@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ee backend (default worldcover): worldcover | dynamicworld | ghsl[:THRESHOLD] | "
         "asset:<id>[:band]; local backend (default binary): binary | worldcover | "
         "dynamicworld | eolearn_lulc. Both: landcover:<source> for the seven land-cover "
-        "classes, source worldcover | dynamicworld | fromglc10 | eolearn_lulc | chesapeake "
+        "classes, source worldcover | dynamicworld | fromglc10 | eolearn_lulc | chesapeake | nlcd "
         "(ee: landcover:<source>:<asset id>[:band] for sources outside the catalogue)"))
     when.add_argument("--fine-scale", type=int, help="also export the label at this integer "
                       "factor finer (super-resolution target), e.g. 4; a coarser label is "

@@ -4,7 +4,9 @@ Sub-packages, each importing only those before it: :mod:`inference.predict` (a s
 source -> class and probability COGs, quick-looks, zone statistics), :mod:`inference.mapping`
 (a region and dates -> a map series: fetched tiles, the Beam map pipeline, change, STAC) and
 :mod:`inference.publish` (Earth Engine image assets and ImageCollections, manifests, Code
-Editor scripts). The top-level modules drive them: the console scripts (``cli``, ``map_cli``),
+Editor scripts) and, beside it, :mod:`inference.assess` (reference samples, accuracy and area
+with confidence intervals). The top-level modules drive them: the console scripts (``cli``,
+``map_cli``, ``assess_cli``),
 ``region_map`` (map a region, then publish its series) and the whole-chain ``demo``.
 
 May import: every layer below (``gee_export``, ``training``); nothing above (``experiments``,

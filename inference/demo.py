@@ -13,7 +13,12 @@ each a function that skips work already done, so ``make demo`` is quick the seco
 5. ``train``      train and evaluate a reduced-width CroFuseNet (training.demo);
 6. ``map``        map both dates with ``isamap-map``'s library (local backend): COGs, quick-looks,
                   the change map, ISA km² over time (table and plot), STAC, and the
-                  ImageCollection publication as a dry run.
+                  ImageCollection publication as a dry run;
+7. ``assess``     design a stratified reference sample on the later date's map
+                  (``isamap-assess design``), label it with the scene's truth (the class under
+                  each point on the 1 m grid: the offline stand-in for a person reading
+                  high-resolution imagery), score the map and the scene's 10 m label product on
+                  the same points (``isamap-assess score``) and print the report.
 
 Every step records what its inputs were (``.demo_state/<step>.json``: the scene's parameters, the
 stack's and the dataset's content fingerprints, the model file's hash, the options) and redoes
@@ -68,6 +73,7 @@ class DemoContext:
     later: SyntheticScene | None = None
     model_file: Path | None = None
     stack: StackPaths | None = None
+    map_class: Path | None = None  # the later date's class COG (what ``assess`` samples)
     outputs: dict[str, Any] = field(default_factory=dict)
 
     def need_scene(self) -> SyntheticScene:
@@ -255,6 +261,7 @@ def step_map(ctx: DemoContext) -> None:
     assert series is not None
     for d in result.dates:
         if d.outputs is not None:
+            ctx.map_class = Path(d.outputs.prediction.class_path)
             ctx.outputs[f"class map COG {d.month}"] = d.outputs.prediction.class_path
             ctx.outputs[f"quick-look class map {d.month}"] = d.outputs.class_png
     for change in series.changes:
@@ -268,6 +275,64 @@ def step_map(ctx: DemoContext) -> None:
         ctx.outputs["ImageCollection manifests (dry run)"] = result.publication.manifest_path
         ctx.outputs["Code Editor app"] = result.publication.script_path
     ctx.outputs["ISA area table"] = "\n" + series.table()
+
+
+DEMO_TARGET_SE = 0.02  # standard error of overall accuracy the demo's sample is sized for
+DEMO_EXPECTED_UA = (0.95, 0.85)  # pervious, impervious
+
+
+def step_assess(ctx: DemoContext) -> None:
+    """Design a reference sample on the map, label it with the truth, score map and label."""
+    from inference.assess.point_files import write_design
+    from inference.assess.report import score
+
+    scene = ctx.later
+    if ctx.map_class is None or scene is None:
+        raise ConfigError("the 'scene' and 'map' steps must run before 'assess'")
+    out = ctx.out / "assess"
+    inputs = {"map": _file_hash(ctx.map_class), "seed": ctx.seed,
+              "scene": json.loads((scene.root / "scene.json").read_text())}
+    if _inputs_changed(ctx, "assess", inputs):
+        shutil.rmtree(out, ignore_errors=True)  # another map: the old sample is not its sample
+    design = write_design(str(ctx.map_class), out / "design", target_se=DEMO_TARGET_SE,
+                          expected_ua=DEMO_EXPECTED_UA, seed=ctx.seed)
+    labelled = out / "labelled.csv"
+    if not labelled.exists():
+        label_with_scene_truth(design.files["csv"], scene, labelled)
+    report = out / "score" / "report.md"
+    plot = report.with_suffix(".png")
+    if not (report.exists() and plot.exists() and _state(ctx, "assess").exists()):
+        result = score(str(ctx.map_class), str(labelled), out / "score",
+                       compare=[f"10 m label={scene.label}"])
+        report, plot = result.markdown, result.plot
+    _record_inputs(ctx, "assess", inputs)
+    ctx.outputs["reference sample (CSV, KML, CEO, app)"] = design.files["csv"].parent
+    ctx.outputs["labelled points (scene truth)"] = labelled
+    ctx.outputs["accuracy report"] = report
+    ctx.outputs["accuracy plot"] = plot
+    ctx.outputs["accuracy and area"] = "\n" + report.read_text()
+
+
+def label_with_scene_truth(sample_csv: Path, scene: SyntheticScene, out: Path) -> Path:
+    """Fill the sample's ``reference`` with the class under each point on the scene's 1 m grid."""
+    import csv
+
+    import numpy as np
+
+    from gee_export.core.storage import atomic_write
+    from gee_export.local.synthetic import ISA_CLASSES
+
+    fine = np.isin(scene.class_map_fine(), ISA_CLASSES)
+    step = scene.grid.resolution / scene.fine_scale
+    with sample_csv.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        col = int((float(row["x"]) - scene.grid.x0) // step)
+        line = int((scene.grid.y0 - float(row["y"])) // step)
+        row["reference"] = "impervious" if fine[line, col] else "pervious"
+    lines = [",".join(rows[0])] + [",".join(str(v) for v in r.values()) for r in rows]
+    atomic_write(out, lambda fh: fh.write(("\n".join(lines) + "\n").encode()))
+    return out
 
 
 def _scene_region(scene: SyntheticScene):
@@ -322,6 +387,7 @@ STEPS: list[tuple[str, Step]] = [
     ("patches", step_patches),
     ("train", step_train),
     ("map", step_map),
+    ("assess", step_assess),
 ]
 
 

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--batch-size", type=int, default=8)
     add_device_arguments(pred)
     pred.add_argument("--zones", help="GeoJSON polygons of the per-zone table")
+    pred.add_argument("--temporal-consistency", action="store_true",
+                      help="make the class maps consistent over the dates before change and "
+                           "area: assumes built-up surface does not return to pervious, so "
+                           "isolated flips and all loss are removed (docs/mapping.md)")
     pred.add_argument("--local-dir", help="folder of PNGs, tables, STAC and publication files "
                       "(default: --out when local)")
     add_postprocess_arguments(p)
@@ -113,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         options=RuntimeOptions(device=args.device, precision=args.precision,
                                channels_last=args.channels_last,
                                autotune_cache=args.autotune_cache),
-        progress=not args.no_progress)
+        progress=not args.no_progress, temporal_consistency=args.temporal_consistency)
     target = None
     if args.publish:
         target = PublishTarget(args.publish, project=args.project, gcs_prefix=args.gcs_prefix,
@@ -132,6 +136,7 @@ def _run(args: argparse.Namespace) -> int:
                          for r in result.dates}}
     if result.series:
         summary.update(change_maps=[c.cog for c in result.series.changes],
+                       temporal_consistency=args.temporal_consistency,
                        area_csv=str(result.series.area_csv),
                        change_csv=str(result.series.change_csv),
                        plot=str(result.series.plot), stac=list(result.stac))

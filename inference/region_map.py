@@ -33,11 +33,17 @@ from inference.mapping.request import MapRequest, check_recipe, model_dataset, r
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.cog import PROB_SCALE
+from inference.predict.postprocess import check_postprocess
 from inference.publish.asset_manifest import asset_name, check_asset_name
 from inference.publish.collection import SeriesPublication, SeriesRequest, publish_series
 from inference.publish.properties import asset_properties
 
 log = logging.getLogger(__name__)
+
+MAP_WITHOUT_ACCOUNT = """No account? Map local Sentinel-1/2 scenes with the same recipe instead:
+  isamap-map --backend local --scenes DIR ... (a model trained on a local-backend dataset)
+(or `make demo` for a synthetic scene)."""
+"""What ``isamap-map`` can do without an Earth Engine account (its authentication advice)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         from inference.mapping.beam_map import check_runner
 
         check_runner(request, runner)
+    check_postprocess(request.postprocess, meta.class_scheme, tuple(meta.class_names),
+                      request.force_postprocess)  # every runner, and the dry run
     resolution = dataset.grid.resolution if dataset.grid else 10.0
     if request.grid is not None:
         grid, note = request.grid, None
@@ -168,7 +176,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     if request.backend == "ee" and session is None:
         from gee_export.core.ee_session import EESession
 
-        session = EESession(request.project).initialize()  # AuthenticationError explains
+        session = EESession(request.project, without_account=MAP_WITHOUT_ACCOUNT).initialize()
     with hold_output(request.out):  # a second run into the same --out is refused
         predict_date = None
         if runner is not None:
@@ -183,7 +191,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
             raise ConfigError(f"no date could be mapped: {skipped}; choose other --months")
         local = request.product_dir()
         series = series_products(mapped, skipped, request.out, local, request.zones,
-                                 isa_class=isa, crs=grid.crs)
+                                 isa_class=isa, crs=grid.crs,
+                                 temporal_consistency=request.temporal_consistency)
         echo(series.table())
         stac_paths = _write_stac(request, mapped, series, meta, recipe,
                                  {r.month: r.inputs for r in results})
@@ -194,8 +203,9 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                 _series_request(collection, cogs, props, publish, classes, isa, zones_geojson,
                                 grid, series), local / "publish", dry_run=publish_dry_run,
                 echo=echo)
-        write_run_record(request, grid, results, {"skipped": skipped,
-                                                          "stac": list(stac_paths)})
+        write_run_record(request, grid, results, {
+            "skipped": skipped, "stac": list(stac_paths),
+            "temporal_consistency": request.temporal_consistency})
         return MapResult(grid, None, tuple(results), series, tuple(stac_paths), publication)
 
 

@@ -9,11 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from experiments import builtup, data, headcompare, naip_patches, terramesh
+from experiments import (
+    builtup,
+    data,
+    headcompare,
+    landcover_pruning,
+    naip_patches,
+    temporal_consistency,
+    terramesh,
+)
 from experiments import landcover as lccompare
 from experiments import srcompare as compare
 from experiments.naip import NAIP_FOLDER
 from gee_export.cli import main as export_main
+from inference.assess_cli import main as assess_main
 from inference.cli import predict_main, publish_main
 from inference.demo import main as demo_main
 from inference.map_cli import main as map_main
@@ -27,13 +36,19 @@ COMMANDS = {"isamap-export": export_main, "isamap-predict": predict_main,
             "python -m experiments.headcompare": headcompare.main,
             "python -m experiments.naip_patches": naip_patches.main,
             "isamap-prune": prune_main, "python -m experiments.landcover": lccompare.main,
+            "python -m experiments.landcover_pruning": landcover_pruning.main,
+            "isamap-assess design": lambda argv: assess_main(["design", *argv]),
+            "isamap-assess score": lambda argv: assess_main(["score", *argv]),
+            "python -m experiments.temporal_consistency": temporal_consistency.main,
             "python -m experiments.builtup": builtup.main,
             "python -m experiments.terramesh": terramesh.main}
 # Modules that are commands: their printed output is the command's result.
 COMMAND_MODULES = {"gee_export/cli.py", "inference/cli.py", "inference/demo.py",
                    "inference/map_cli.py", "experiments/landcover.py",
+                   "experiments/landcover_pruning.py",
                    "training/cli.py", "experiments/srcompare.py", "experiments/headcompare.py",
-                   "experiments/naip_patches.py", "experiments/builtup.py",
+                   "experiments/naip_patches.py", "inference/assess_cli.py",
+                   "experiments/temporal_consistency.py", "experiments/builtup.py",
                    "experiments/terramesh.py"}
 
 

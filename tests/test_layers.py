@@ -6,12 +6,13 @@ import runs) and checked against the ranks of docs/architecture.md:
 
     gee_export.core 0 < gee_export.contract 1 < gee_export.ee | gee_export.local |
     gee_export.cli 2 < training.engine 3 < training.losses 4 < training.models 5 <
-    training 6 < inference.predict 7 < inference.mapping 8 < inference.publish 9 <
-    inference 10 < experiments | benchmarks 11
+    training 6 < inference.predict 7 < inference.mapping 8 <
+    inference.publish | inference.assess 9 < inference 10 < experiments | benchmarks 11
 
 A module may import its own rank or lower; ``gee_export.ee`` and ``gee_export.local`` are
-siblings that never import each other; nothing imports ``gee_export.cli``. The last tests
-plant small trees to show that the checker fails where it must.
+siblings that never import each other, and so are ``inference.publish`` and
+``inference.assess``; nothing imports ``gee_export.cli``. The last tests plant small trees to
+show that the checker fails where it must.
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ RANKS = (  # longest prefix wins
     ("inference.predict", 7),
     ("inference.mapping", 8),
     ("inference.publish", 9),
+    ("inference.assess", 9),
     ("inference", 10),
     ("experiments", 11),
     ("benchmarks", 11),
 )
 SIBLINGS = frozenset({("gee_export.ee", "gee_export.local"),
-                      ("gee_export.local", "gee_export.ee")})
+                      ("gee_export.local", "gee_export.ee"),
+                      ("inference.assess", "inference.publish"),
+                      ("inference.publish", "inference.assess")})
 COMMANDS = frozenset({"gee_export.cli"})
 LIBRARY = ("gee_export", "training", "inference")
 

@@ -66,6 +66,9 @@ def train_parser() -> argparse.ArgumentParser:
     a("--patience", type=int, help="early-stopping patience in epochs")
     a("--crop-size", type=int, help="random square training crops in pixels (default: the "
       "model's recipe, 513 for hrnet; 0 trains on whole patches)")
+    a("--allow-small-patches", action="store_const", const=True, help=(
+        "train a model whose recipe refuses patches smaller than its context modules need "
+        "(runetpp: 304 px) anyway"))
     a("--filter-noisy", type=float, metavar="SHARE", help=(
         "train a preliminary model, drop training patches whose prediction agrees with their "
         "label on fewer than SHARE of the pixels (e.g. 0.2), retrain; the dropped patches "

@@ -12,6 +12,7 @@ validation MIoU; ``isamap-train --model runetpp``, ``--model srseg`` or ``--mode
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ class TrainConfig:
             optimisation (``None``: the model's recipe; ``momentum`` is SGD's).
         crop_size: random square training crops of this many pixels (input grid); ``None``:
             the recipe's (hrnet: 513), 0: whole patches. Validation always sees whole patches.
+        allow_small_patches: train a model whose recipe refuses patches (or crops) smaller
+            than its context modules need (RU-Net++'s ASPP) anyway, with a warning.
         filter_noisy: run noisy-sample filtering first (``training.noisy``): drop training
             patches whose preliminary prediction agrees with their label on fewer than this
             share of pixels, then retrain; None trains on every patch.
@@ -89,6 +92,7 @@ class TrainConfig:
     optimizer: Optimizer | None = None
     momentum: float | None = None
     crop_size: int | None = None
+    allow_small_patches: bool = False
     filter_noisy: float | None = None
     seed: int = 0
     num_workers: int | None = None
@@ -132,6 +136,7 @@ class TrainConfig:
                   (self.num_workers is None or 0 <= self.num_workers <= MAX_WORKERS,
                    f"--workers must be between 0 and {MAX_WORKERS} data-loader "
                    f"processes, got {self.num_workers}")]
+        checks += [(False, msg) for msg in model_kwargs_problems(self.model_kwargs)]
         # messages name the flags as typed; a --config file uses the same names with
         # underscores (batch_size)
         for ok, msg in checks:
@@ -201,3 +206,27 @@ def read_config_file(path: str | Path) -> dict:
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a mapping of option: value")
     return values
+
+
+def model_kwargs_problems(kwargs: Mapping) -> list[str]:
+    """What is wrong with the channel widths of ``--model-kwargs`` (empty: nothing).
+
+    Every argument named ``width``/``widths``/``..._width`` of the papers' networks is a number
+    of channels, or a list of them: whole numbers of at least 1. torch itself would fail deep
+    inside the network's construction or its first forward pass, with a traceback.
+    """
+    problems = []
+    for key, value in dict(kwargs).items():
+        if "width" not in key:
+            continue
+        values = value if isinstance(value, list | tuple) else [value]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                          for v in values):
+            continue
+        many = isinstance(value, list | tuple) or key.endswith("s")
+        example = '[32, 64, 128, 256, 512]' if many else "32"
+        what = "a list of whole numbers" if many else "a whole number"
+        problems.append(f"--model-kwargs {key} must be {what} of channels >= 1, got "
+                        f"{json.dumps(value, default=repr)}; "
+                        f'e.g. {{"{key}": {example}}}')
+    return problems

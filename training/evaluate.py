@@ -21,18 +21,13 @@ from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write
+from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
 from training.data import NormStats, PatchDataset, make_loader
 from training.engine import autotune
 from training.engine.devices import Layout, Precision
 from training.engine.distributed import DistInfo, resolve_device
 from training.engine.outputs import main_output
-from training.metrics import (
-    ConfusionMatrix,
-    compute_metrics,
-    point_confusion,
-    sample_points,
-    stratified_area_accuracy,
-)
+from training.metrics import ConfusionMatrix, compute_metrics
 from training.modelfile import load_model_file
 from training.plots import plot_confusion
 

@@ -9,9 +9,9 @@ class is ``j`` (rows = reference). The papers print the transpose (rows = map cl
   (equal to F1 for hard labels, reported separately as RU-Net++ does).
 - Overall: OA = trace/total; MIoU = mean IoU over classes that occur; Cohen's kappa
   (p0 - pe)/(1 - pe) with pe = sum(row total * column total)/total^2 (RU-Net++ eqs. 7-8).
-- Point assessment: a confusion matrix from random (or map-stratified) sample points.
-- Olofsson et al. (2014) stratified estimators: area-weighted error matrix, OA/UA/PA and class
-  areas with standard errors and 95 % confidence intervals.
+
+Point samples and the stratified estimators of accuracy and area with confidence intervals
+(Olofsson et al. 2014) are :mod:`training.area_estimation`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -27,8 +26,6 @@ import torch
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import json_safe
-
-Z95 = 1.96  # the rounded normal quantile Olofsson et al. (2014) use for 95 % intervals
 
 
 def from_map_rows(table: Sequence[Sequence[float]]) -> np.ndarray:
@@ -184,118 +181,3 @@ def compute_metrics(matrix: np.ndarray,
     )
 
 
-# ------------------------------------------------------------------ point-sample assessment
-def sample_points(map_: np.ndarray, n: int, seed: int = 0,
-                  design: Literal["random", "stratified"] = "stratified",
-                  num_classes: int | None = None,
-                  nodata: int = LABEL_NODATA) -> tuple[np.ndarray, ...]:
-    """Indices (one array per axis) of ``n`` sample points over the valid pixels of a class map.
-
-    ``random``: simple random sampling. ``stratified``: the map classes are the strata and
-    ``n`` is split equally between them (all pixels of a small class when it has fewer),
-    the design the Olofsson estimators below assume.
-    """
-    flat = np.asarray(map_).ravel()
-    valid = np.flatnonzero(flat != nodata)
-    if valid.size == 0:
-        raise ConfigError("the map has no valid pixel to sample")
-    rng = np.random.default_rng(seed)
-    if design == "random":
-        pick = rng.choice(valid, size=min(n, valid.size), replace=False)
-    elif design == "stratified":
-        classes = np.unique(flat[valid]) if num_classes is None else np.arange(num_classes)
-        per = max(n // max(len(classes), 1), 1)
-        parts = []
-        for c in classes:
-            members = valid[flat[valid] == c]
-            if members.size:
-                parts.append(rng.choice(members, size=min(per, members.size), replace=False))
-        pick = np.concatenate(parts)
-    else:
-        raise ConfigError(f"design must be 'random' or 'stratified', got {design!r}")
-    return np.unravel_index(np.sort(pick), np.asarray(map_).shape)
-
-
-def point_confusion(map_: np.ndarray, reference: np.ndarray, index: tuple[np.ndarray, ...],
-                    num_classes: int, nodata: int = LABEL_NODATA) -> np.ndarray:
-    """Confusion matrix ``[ref, pred]`` of the map against the reference at sample points."""
-    return confusion_matrix(np.asarray(map_)[index], np.asarray(reference)[index],
-                            num_classes, nodata)
-
-
-@dataclass(frozen=True)
-class AreaAccuracy:
-    """Olofsson et al. (2014) estimates; ``*_ci`` are 95 % half-widths (1.96 x SE)."""
-
-    class_names: tuple[str, ...]
-    oa: float
-    oa_ci: float
-    ua: tuple[float, ...]
-    ua_ci: tuple[float, ...]
-    pa: tuple[float, ...]
-    pa_ci: tuple[float, ...]
-    proportion: tuple[float, ...]
-    area: tuple[float, ...]
-    area_ci: tuple[float, ...]
-    mapped_area: tuple[float, ...]
-
-    def to_dict(self) -> dict:
-        return json_safe(asdict(self))
-
-
-def stratified_area_accuracy(matrix: np.ndarray, mapped_pixels: Sequence[float],
-                             pixel_area: float = 1.0,
-                             class_names: Sequence[str] | None = None) -> AreaAccuracy:
-    """Area-weighted accuracy and area estimates for a sample stratified by map class.
-
-    Args:
-        matrix: sample counts ``[ref, pred]`` (strata = predicted/map classes).
-        mapped_pixels: number of map pixels of each class (the strata sizes).
-        pixel_area: area of one pixel in the unit wanted for the areas (e.g. 0.01 ha).
-        class_names: names for the report.
-
-    Follows Olofsson et al. (2014), eqs. 2-11: with ``W_i`` the mapped proportion of class i
-    and ``n_ij`` the sample counts (i map, j reference), ``p_ij = W_i n_ij / n_i.``.
-    """
-    n = np.asarray(matrix, dtype=np.float64).T  # rows = map class i, cols = reference j
-    k = n.shape[0]
-    mapped = np.asarray(mapped_pixels, dtype=np.float64)
-    if mapped.shape != (k,) or (mapped < 0).any() or mapped.sum() <= 0:
-        raise ConfigError(f"mapped_pixels must be {k} non-negative counts with a positive sum")
-    ni = n.sum(1)
-    if ((ni < 2) & (mapped > 0)).any():
-        raise ConfigError("every mapped class needs at least 2 sample points for a variance; "
-                          f"samples per map class: {ni.astype(int).tolist()}")
-    names = tuple(class_names) if class_names else tuple(f"class_{i}" for i in range(k))
-    total = mapped.sum()
-    w = mapped / total
-    frac = np.divide(n, ni[:, None], out=np.zeros_like(n), where=ni[:, None] > 0)  # n_ij / n_i.
-    p = w[:, None] * frac
-    pj = p.sum(0)
-    oa = float(np.trace(p))
-    ua = np.diag(frac)
-    pa = _div(np.diag(p), pj)
-    dof = np.where(ni > 1, ni - 1, np.inf)
-    var_oa = float((w**2 * ua * (1 - ua) / dof).sum())
-    var_ua = ua * (1 - ua) / dof
-    var_pj = ((w[:, None] ** 2) * frac * (1 - frac) / dof[:, None]).sum(0)
-    # Producer's accuracy variance (eq. 7) with estimated reference totals N_.j.
-    big_n = mapped
-    n_ref = (big_n[:, None] * frac).sum(0)
-    var_pa = np.empty(k)
-    for j in range(k):
-        others = [i for i in range(k) if i != j]
-        term1 = big_n[j] ** 2 * (1 - pa[j]) ** 2 * ua[j] * (1 - ua[j]) / dof[j]
-        term2 = pa[j] ** 2 * sum(big_n[i] ** 2 * frac[i, j] * (1 - frac[i, j]) / dof[i]
-                                 for i in others)
-        var_pa[j] = (term1 + term2) / n_ref[j] ** 2 if n_ref[j] > 0 else math.nan
-    area = pj * total * pixel_area
-    return AreaAccuracy(
-        class_names=names, oa=oa, oa_ci=Z95 * math.sqrt(var_oa),
-        ua=tuple(float(v) for v in ua), ua_ci=tuple(float(Z95 * np.sqrt(v)) for v in var_ua),
-        pa=tuple(float(v) for v in pa), pa_ci=tuple(float(Z95 * np.sqrt(v)) for v in var_pa),
-        proportion=tuple(float(v) for v in pj),
-        area=tuple(float(v) for v in area),
-        area_ci=tuple(float(Z95 * np.sqrt(v) * total * pixel_area) for v in var_pj),
-        mapped_area=tuple(float(v) for v in mapped * pixel_area),
-    )

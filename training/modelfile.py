@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gee_export.core.digest import file_sha256
+from gee_export.core.digest import chunks_sha256, file_sha256
 from gee_export.core.errors import ModelError
 from gee_export.core.storage import atomic_write
 from gee_export.core.version import code_version as _code_version
@@ -52,6 +52,11 @@ class ModelMeta:
         module: the module whose ``MODELS`` table defines the model; loading imports it, so
             a model defined outside ``training.models`` is rebuilt from its own module.
         extra: free-form JSON-like information (training config, dataset manifest id ...).
+        pixel_size: metres per input pixel of the training grid (None: not recorded; files
+            of older isamap versions record it only in ``extra["dataset"]["grid"]``).
+        band_ranges: band name -> ``(p1, p50, p99)``, percentiles of its raw values in the
+            training split; inputs are compared with them before a map is made
+            (``inference.predict.expected_inputs.check_input``). Empty: not recorded.
     """
 
     name: str
@@ -68,6 +73,8 @@ class ModelMeta:
     code_version: str = ""
     module: str = ""
     extra: Mapping = field(default_factory=dict)
+    pixel_size: float | None = None
+    band_ranges: Mapping = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.bands)
@@ -80,10 +87,21 @@ class ModelMeta:
             raise ModelError(f"output_scale must be >= 1, got {self.output_scale}")
         if any(s <= 0 for s in self.norm_std):
             raise ModelError("normalisation std must be positive for every band")
+        if not set(self.band_ranges) <= set(self.bands):
+            raise ModelError("band_ranges name bands the model does not take")
+
+    def training_pixel_size(self) -> float | None:
+        """Metres per pixel of the training grid: recorded, else the dataset's grid, else None."""
+        if self.pixel_size:
+            return float(self.pixel_size)
+        grid = (dict(self.extra).get("dataset") or {}).get("grid") or {}
+        resolution = grid.get("resolution") if isinstance(grid, Mapping) else None
+        return float(resolution) if resolution else None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["model_kwargs"] = dict(self.model_kwargs)
+        d["band_ranges"] = {k: list(v) for k, v in dict(self.band_ranges).items()}
         return d
 
     @classmethod
@@ -105,6 +123,9 @@ class ModelMeta:
         for key in ("bands", "norm_mean", "norm_std", "class_names"):
             if key in kw:
                 kw[key] = tuple(kw[key])
+        if "band_ranges" in kw:
+            kw["band_ranges"] = {k: tuple(map(float, v)) for k, v in
+                                 dict(kw["band_ranges"] or {}).items()}
         try:
             return cls(**kw)
         except (ModelError, TypeError, ValueError) as exc:
@@ -130,7 +151,13 @@ def save_model_file(path: str | os.PathLike, model: nn.Module, meta: ModelMeta) 
     if not meta.code_version:
         meta = ModelMeta.from_dict({**meta.to_dict(), "code_version": _code_version()})
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "meta": meta.to_dict(), "state_dict": state}
+    bad = non_finite_tensors(state)
+    if bad:
+        raise ModelError(f"the weights to save are not finite (NaN or inf in {len(bad)} "
+                         f"tensor(s), e.g. {bad[0]}): training diverged; lower --lr and train "
+                         "again")
+    payload = {"format": FORMAT, "meta": meta.to_dict(), "state_dict": state,
+               "weights_sha256": weights_digest(state)}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(payload, path)
     return path
@@ -151,6 +178,32 @@ def model_file_id(path: str | os.PathLike) -> str:
     return file_sha256(path, MODEL_ID_LENGTH)
 
 
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and bytes, in key order.
+
+    Recorded in every model file at save time and recomputed at load, so damaged or edited
+    weights are refused even where the file still unpickles (torch does not check the CRCs
+    of a file's tensor data).
+    """
+    def chunks():
+        for key in sorted(state):
+            tensor = state[key]
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            tensor = tensor.detach().to("cpu").contiguous()
+            yield f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode()
+            if tensor.numel():
+                yield tensor.view(-1).view(torch.uint8).numpy().tobytes()
+
+    return chunks_sha256(chunks())
+
+
+def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a state dict holding NaN or inf."""
+    return [k for k, v in state.items() if isinstance(v, torch.Tensor)
+            and v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all())]
+
+
 def atomic_torch_save(obj, path: Path) -> None:
     """``torch.save`` to a temp file beside ``path``, then rename: readers never see half a file."""
     atomic_write(path, lambda fh: torch.save(obj, fh))
@@ -161,12 +214,23 @@ def read_model_file(path: str | os.PathLike | io.BytesIO,
                     flag: str = "--model") -> tuple[ModelMeta, dict]:
     """The meta and state dict of a model file, validated, without building the network.
 
+    Weights that are not finite are refused here; the digest the file records is checked by
+    :func:`load_model_file`, once the weights are known to fit the network (so a file cut
+    short is told as such, not as a digest mismatch).
+
     Args:
         path: the model file.
         map_location: where the tensors are loaded.
         flag: how errors name the file, the flag the user typed (``--model``), or ``model
             file`` for a file isamap wrote itself.
     """
+    meta, state, _ = _read(path, map_location, flag)
+    return meta, state
+
+
+def _read(path: str | os.PathLike | io.BytesIO, map_location: str | torch.device,
+          flag: str) -> tuple[ModelMeta, dict, str | None]:
+    """:func:`read_model_file`'s meta and state, and the weights digest the file records."""
     given = f"{flag} {path}"
     if isinstance(path, str | os.PathLike) and Path(path).is_dir():
         raise ModelError(f"{given} is a folder, not a model file; {_GIVE}")
@@ -198,7 +262,14 @@ def read_model_file(path: str | os.PathLike | io.BytesIO,
         meta = ModelMeta.from_dict(payload["meta"])
     except ModelError as exc:
         raise ModelError(f"{given}: {exc}") from exc
-    return meta, payload["state_dict"]
+    state = payload["state_dict"]
+    bad = non_finite_tensors(state)
+    if bad:
+        raise ModelError(f"{given} has weights that are not finite (NaN or inf in {len(bad)} "
+                         f"of {len(state)} tensors, e.g. {bad[0]}), so every map it made "
+                         "would be empty or wrong; it comes from a training that diverged: "
+                         "train again with a lower --lr, or give another model file")
+    return meta, state, payload.get("weights_sha256")
 
 
 def load_model_file(path: str | os.PathLike | io.BytesIO,
@@ -209,7 +280,7 @@ def load_model_file(path: str | os.PathLike | io.BytesIO,
     ``flag`` names the file in errors, as in :func:`read_model_file`.
     """
     given = f"{flag} {path}"
-    meta, state = read_model_file(path, map_location, flag)
+    meta, state, recorded = _read(path, map_location, flag)
     try:
         model = build_model(meta)
     except ModelError as exc:
@@ -233,6 +304,10 @@ def load_model_file(path: str | os.PathLike | io.BytesIO,
         raise ModelError(f"{given}: its weights do not fit the {meta.name!r} network its "
                          f"description records ({counts}, e.g. {first}); the file is damaged "
                          f"or was assembled from another model: {_GIVE}")
+    if recorded is not None and recorded != weights_digest(state):
+        raise ModelError(f"{given} fails its integrity check: its weights differ from the "
+                         "digest recorded when it was saved (the file was damaged or edited); "
+                         "copy it again or train again")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # a case the key and shape checks above do not foresee

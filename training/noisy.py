@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_write
 from training.config import TrainConfig, apply_recipe
@@ -90,14 +91,24 @@ def score_patches(model: nn.Module, dataset: PatchDataset, device: str | torch.d
     loader = make_loader(dataset, batch_size, shuffle=False, num_workers=0)
     scores = []
     for batch in tqdm(loader, desc="scoring patches", unit="batch", disable=not progress):
-        pred = main_output(model(batch["image"].to(device))).argmax(dim=1).cpu()
-        label = batch["label"]
-        valid = label != 255
-        same = ((pred == label) & valid).flatten(1).sum(1)
-        counts = valid.flatten(1).sum(1)
-        for pid, s, n in zip(batch["id"], same.tolist(), counts.tolist(), strict=True):
-            scores.append(PatchScore(pid, s / n if n else None, int(n)))
+        pred = main_output(model(batch["image"].to(device))).argmax(dim=1).cpu().numpy()
+        for pid, p, label in zip(batch["id"], pred, batch["label"].numpy(), strict=True):
+            scores.append(PatchScore(pid, *agreement(p, label)))
     return scores
+
+
+def agreement(pred: np.ndarray, label: np.ndarray, nodata: int = LABEL_NODATA
+              ) -> tuple[float | None, int]:
+    """``(share of labelled pixels predicted as labelled, labelled pixels)``; None without any.
+
+    The paper's similarity: "the number of same classified pixels divided by the total number
+    of pixels in the image", counted over the pixels that carry a label.
+    """
+    valid = np.asarray(label) != nodata
+    n = int(valid.sum())
+    if not n:
+        return None, 0
+    return float((np.asarray(pred)[valid] == np.asarray(label)[valid]).sum()) / n, n
 
 
 def select_patches(scores: Sequence[PatchScore], threshold: float = DEFAULT_THRESHOLD

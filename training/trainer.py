@@ -19,8 +19,9 @@ the checkpoint (filter pruning zeroes filters there, ``training.pruning``).
 ``train(cfg)`` wires it to a patch dataset: bands from the manifest, normalisation from the
 training split, the paper's model and loss.
 
-A loss that becomes NaN or infinite stops the run at once (:class:`TrainingDivergedError`):
-nothing of that epoch is saved, so ``checkpoint.pt`` and ``model.pt`` stay the last good ones.
+A loss that becomes NaN or infinite, or grows :data:`DIVERGENCE_FACTOR` times its first value
+while staying finite, stops the run at once (:class:`TrainingDivergedError`): nothing of that
+epoch is saved, so ``checkpoint.pt`` and ``model.pt`` stay the last good ones.
 Every epoch logs one line (loss, validation metrics, time), also without progress bars. The
 identical command resumes a run; other options against its folder are refused
 (:mod:`training.run_folder`).
@@ -55,6 +56,7 @@ from tqdm.auto import tqdm
 
 from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
 from gee_export.core.storage import atomic_write
+from training.band_ranges import band_ranges
 from training.config import TrainConfig, apply_recipe
 from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, make_loader
 from training.engine import autotune
@@ -84,6 +86,11 @@ BEST_MODEL = "model.pt"
 HISTORY = "metrics.jsonl"
 CURVES = "learning_curves.png"
 CKPT_FORMAT = CHECKPOINT_FORMAT  # owned by training.modelfile, which recognises it
+DIVERGENCE_FACTOR = 1e3
+"""A finite loss this many times the run's first batch loss (taken as at least 1) means the
+weights ran away without becoming NaN (a learning rate far too high): the run stops as for NaN.
+Segmentation losses start near ln(classes) and fall; none of the recipes' losses grows 1000x in
+a healthy run."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,8 @@ class Trainer:
         self.bad_epochs = 0
         self.history: list[dict] = []
         self.finished = False
+        #: the run's first training batch loss, the reference of the divergence bound
+        self.loss_reference: float | None = None
 
     # -------------------------------------------------------------- runtime
     def _choose_runtime(self, model: nn.Module,
@@ -272,7 +281,7 @@ class Trainer:
                 "best_miou": self.best_miou, "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs, "finished": self.finished,
                 "history": self.history, "meta": self.meta.to_dict(),
-                "runtime": self.runtime.to_dict(),
+                "runtime": self.runtime.to_dict(), "loss_reference": self.loss_reference,
                 "rng": rng_state(self.train_loader.generator)}
 
     def load_checkpoint(self, path: Path, same_config: bool = False) -> None:
@@ -302,6 +311,9 @@ class Trainer:
         self.best_miou, self.best_epoch = float(ck["best_miou"]), int(ck["best_epoch"])
         self.bad_epochs, self.finished = int(ck["bad_epochs"]), bool(ck["finished"])
         self.history = list(ck["history"])
+        reference = ck.get("loss_reference")
+        self.loss_reference = float(reference) if reference is not None else (
+            float(self.history[0]["train_loss"]) if self.history else None)
         set_rng_state(ck["rng"], self.train_loader.generator)
 
     # -------------------------------------------------------------- loop
@@ -336,7 +348,9 @@ class Trainer:
                 out = self.net(x)
                 loss = self._loss(out, batch, x, y)
             value = float(loss.detach())
-            if not math.isfinite(value):  # before the step: the weights stay the last good
+            if self.loss_reference is None and math.isfinite(value):
+                self.loss_reference = value
+            if self._runaway(value):  # before the step: the weights stay the last good
                 bar.close()
                 raise self._diverged(value, epoch, f"training batch {i + 1}")
             self.optimizer.zero_grad(set_to_none=True)
@@ -404,7 +418,7 @@ class Trainer:
                 miou, improved = math.nan, True  # fixed budget: the latest weights are kept
             else:
                 val_row, val_full = self.validate()
-                if not math.isfinite(val_row["val_loss"]):
+                if self._runaway(val_row["val_loss"]):
                     raise self._diverged(val_row["val_loss"], epoch, "validation")
                 miou = val_row["val_miou"]
                 improved = not math.isnan(miou) and miou > self.best_miou
@@ -437,6 +451,14 @@ class Trainer:
                            self.out / CURVES, self.best_epoch, self.best_miou,
                            self.start_epoch, self.finished)
 
+    def _loss_bound(self) -> float:
+        """The largest loss a healthy run reaches (see :data:`DIVERGENCE_FACTOR`)."""
+        return DIVERGENCE_FACTOR * max(self.loss_reference or 0.0, 1.0)
+
+    def _runaway(self, value: float) -> bool:
+        """Whether a loss shows divergence: not finite, or beyond :meth:`_loss_bound`."""
+        return not math.isfinite(value) or value > self._loss_bound()
+
     def _diverged(self, value: float, epoch: int, where: str) -> TrainingDivergedError:
         if self.start_epoch:
             kept = (f"nothing of that epoch was saved: {self.out / CHECKPOINT} still holds epoch "
@@ -448,8 +470,11 @@ class Trainer:
         fix = f"lower --lr (now {self.cfg.lr:g})"
         if self.cfg.precision != "fp32":
             fix += " or train with --precision fp32"
+        became = (f"became {value}" if not math.isfinite(value) else
+                  f"grew to {value:.3g}, more than {DIVERGENCE_FACTOR:g} times its first value "
+                  f"{self.loss_reference:.3g} (the weights ran away)")
         return TrainingDivergedError(
-            f"training diverged: the loss became {value} in epoch {epoch + 1} ({where}); {kept}."
+            f"training diverged: the loss {became} in epoch {epoch + 1} ({where}); {kept}."
             f" To train again, {fix}, into a new --out folder")
 
     def _save_best(self, val_metrics: dict) -> None:
@@ -517,20 +542,39 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
     if int(getattr(model, "output_scale", 1)) != scale:
         raise ModelError(f"model {cfg.model!r} predicts at {getattr(model, 'output_scale', 1)}x "
                          f"its input but the {cfg.label!r} labels are at {scale}x")
-    for problem in (context_warning(cfg.model, raw.patch_size, model),
-                    train_set.target_warning(cfg.model)):
-        if problem:
-            log.warning(problem)
+    check_context(cfg, raw.patch_size, model)
+    problem = train_set.target_warning(cfg.model)
+    if problem:
+        log.warning(problem)
     loss = build_loss(cfg.loss, class_names=names, **dict(cfg.loss_kwargs))
+    resolution = (raw.manifest.get("grid") or {}).get("resolution")
     meta = ModelMeta(name=cfg.model, in_channels=len(raw.bands), num_classes=len(names),
                      bands=raw.bands, norm_mean=norm.mean, norm_std=norm.std,
                      class_scheme=str((raw.manifest.get("label") or {}).get("scheme", "isa")),
                      class_names=names, output_scale=scale, model_kwargs=kwargs,
+                     pixel_size=float(resolution) if resolution else None,
+                     band_ranges=band_ranges(lambda i: raw.read_raw(i)[0], len(raw), raw.bands),
                      extra={"config": cfg.to_dict(), "dataset": {
                          **dataset_record(cfg.data, raw.manifest),
                          "excluded_patches": sorted(exclude)}})
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device)
     return trainer.fit()
+
+
+def check_context(cfg: TrainConfig, patch_size: int, model: nn.Module) -> None:
+    """Refuse (or warn about) training inputs smaller than the model's context modules need.
+
+    The input is the recipe's crop when the patches are larger, else the whole patch. A recipe
+    with ``small_patches="refuse"`` makes that a configuration error unless
+    ``cfg.allow_small_patches``; otherwise it is a warning.
+    """
+    size = min(patch_size, cfg.crop_size) if cfg.crop_size else patch_size
+    problem = context_warning(cfg.model, size, model)
+    if problem is None:
+        return
+    if recipe_for(cfg.model).small_patches == "refuse" and not cfg.allow_small_patches:
+        raise ConfigError(f"{problem}; or pass --allow-small-patches to train on them anyway")
+    log.warning(problem)
 
 
 def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,

@@ -28,6 +28,11 @@ Sources and their decisions (see docs/landcover.md):
 - ``chesapeake``: Chesapeake Conservancy / CVPR 2019 land cover (NAIP 1 m). Low vegetation
   and fields -> grassland (the product does not separate crops from lawns and pasture);
   impervious other and roads -> impervious.
+- ``nlcd``: USGS National Land Cover Database (30 m, conterminous US and Alaska). Developed
+  open space (lawns, under 20 % impervious) -> grassland; developed low, medium and high
+  intensity -> impervious; forest, dwarf scrub and shrub/scrub -> woodland; grassland, sedge,
+  pasture/hay -> grassland; cultivated crops -> cropland; woody and emergent herbaceous
+  wetlands -> ignored; Alaska's lichens and moss (tundra) -> ignored.
 """
 
 from __future__ import annotations
@@ -159,6 +164,19 @@ SCHEMES: dict[str, LabelScheme] = {s.source: s for s in (
             (2, "tree canopy / forest", "woodland"), (3, "low vegetation / field", "grassland"),
             (4, "barren land", "bare_land"), (5, "impervious (other)", "impervious"),
             (6, "impervious (road)", "impervious"), (15, "no data", None)),
+    _scheme("nlcd", "USGS NLCD (2001-2021 editions), class codes 11..95",
+            (0, "no data", None), (11, "open water", "water"),
+            (12, "perennial ice/snow", "snow_ice"), (21, "developed, open space", "grassland"),
+            (22, "developed, low intensity", "impervious"),
+            (23, "developed, medium intensity", "impervious"),
+            (24, "developed, high intensity", "impervious"), (31, "barren land", "bare_land"),
+            (41, "deciduous forest", "woodland"), (42, "evergreen forest", "woodland"),
+            (43, "mixed forest", "woodland"), (51, "dwarf scrub", "woodland"),
+            (52, "shrub/scrub", "woodland"), (71, "grassland/herbaceous", "grassland"),
+            (72, "sedge/herbaceous", "grassland"), (73, "lichens (tundra)", None),
+            (74, "moss", None),
+            (81, "pasture/hay", "grassland"), (82, "cultivated crops", "cropland"),
+            (90, "woody wetlands", None), (95, "emergent herbaceous wetlands", None)),
 )}
 
 

@@ -17,6 +17,51 @@ from typing import Any
 from gee_export.core.errors import ConfigError, UnknownRegionError
 
 
+def _deg(value: float) -> str:
+    return f"{value:g}"
+
+
+def bbox_problem(west: float, south: float, east: float, north: float) -> str | None:
+    """Why ``(west, south, east, north)`` is no area isamap can map (None: it is one).
+
+    Each rule broken gets its own words: a latitude out of range or south above north names
+    latitudes, not longitudes; a box whose west edge lies east of its east edge crosses the
+    antimeridian (180°), which the grids (one UTM zone or one projected CRS, x growing east)
+    cannot hold, so it is to be split there.
+    """
+    for what, value in (("south", south), ("north", north)):
+        if not -90 <= value <= 90:
+            return (f"{what} {_deg(value)} is no latitude (they run from -90 to 90); the box "
+                    "is WEST,SOUTH,EAST,NORTH: longitudes first and third, latitudes second "
+                    "and fourth")
+    for what, value in (("west", west), ("east", east)):
+        if not -180 <= value <= 180:
+            return (f"{what} {_deg(value)} is no longitude (they run from -180 to 180); "
+                    f"give it as {_deg((value + 180) % 360 - 180)}")
+    if south >= north:
+        return (f"south {_deg(south)} is not below north {_deg(north)}; the box is "
+                "WEST,SOUTH,EAST,NORTH, south (the smaller latitude) second")
+    if west == east:
+        return f"west and east are both {_deg(west)}: the box has no width"
+    if west > east:
+        return antimeridian_advice(west, south, east, north)
+    return None
+
+
+def antimeridian_advice(west: float, south: float, east: float, north: float,
+                        why: str = "") -> str:
+    """The refusal of an area across the antimeridian, with the two boxes to map instead.
+
+    ``why``: what shows the crossing (default: the box's west edge east of its east edge).
+    """
+    box = ",".join(_deg(v) for v in (west, south, 180, north))
+    other = ",".join(_deg(v) for v in (-180, south, east, north))
+    why = why or (f"the box crosses the antimeridian (west {_deg(west)} lies east of east "
+                  f"{_deg(east)})")
+    return (f"{why}, which isamap does not support: split it at 180 degrees into "
+            f"--bbox={box} and --bbox={other}, each with its own --out")
+
+
 @dataclass(frozen=True)
 class Region:
     """An area of interest in longitude/latitude (EPSG:4326).
@@ -34,12 +79,9 @@ class Region:
     description: str = ""
 
     def __post_init__(self) -> None:
-        west, south, east, north = self.bbox
-        if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
-            raise ConfigError(
-                f"region {self.name!r}: bbox {self.bbox} is not (west, south, east, north) "
-                "in degrees with west < east and south < north"
-            )
+        problem = bbox_problem(*self.bbox)
+        if problem:
+            raise ConfigError(f"region {self.name!r}: {problem}")
 
     @property
     def centroid(self) -> tuple[float, float]:
@@ -179,6 +221,12 @@ def load_geojson(path: str | Path, name: str | None = None,
             "probably projected. Name its CRS in the file and isamap reprojects it: add "
             '"crs": {"type": "name", "properties": {"name": "EPSG:32650"}} (your EPSG code)'
         )
+    if max(xs) - min(xs) > 180:  # no area isamap maps is half the globe wide: it wraps
+        west = min(x for x in xs if x > 0)
+        east = max(x for x in xs if x < 0)
+        raise ConfigError(f"{flag} {path}: " + antimeridian_advice(
+            west, min(ys), east, max(ys), f"its polygon spans longitudes {_deg(min(xs))} to "
+            f"{_deg(max(xs))}, so it crosses the antimeridian"))
     geometry = (geometries[0] if len(geometries) == 1
                 else {"type": "GeometryCollection", "geometries": geometries})
     return Region(name or path.stem, (min(xs), min(ys), max(xs), max(ys)), geometry,

@@ -9,6 +9,7 @@ a separator, the key order or the treatment of a path would silently stop resume
 
 * :func:`file_sha256` / :func:`files_sha256`: the bytes of files, streamed in 1 MiB reads (memory
   stays flat for any file size).
+* :func:`chunks_sha256`: byte strings in memory, one after the other.
 * :func:`json_digest`: a JSON-like value as canonical JSON (sorted keys, ``json.dumps``'s
   default separators, one :func:`canonical_json` policy for non-JSON values).
 * :func:`combined_digest`: several digests or facts as one labelled ``sha256:<hex>``.
@@ -61,6 +62,14 @@ def files_sha256(paths: Iterable[str | os.PathLike[str]], length: int | None = N
     hasher = hashlib.new(ALGORITHM)
     for path in paths:
         update_from_file(hasher, path)
+    return _hex(hasher, length)
+
+
+def chunks_sha256(chunks: Iterable[bytes], length: int | None = None) -> str:
+    """SHA-256 (hex) of byte strings one after the other (a model file's weights, in memory)."""
+    hasher = hashlib.sha256()
+    for chunk in chunks:
+        hasher.update(chunk)
     return _hex(hasher, length)
 
 

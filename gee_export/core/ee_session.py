@@ -39,6 +39,7 @@ from gee_export.core.retry import RetryPolicy, retry_call
 __all__ = [
     "AUTH_HELP",
     "CLIENT_RETRIES",
+    "EXPORT_WITHOUT_ACCOUNT",
     "EESession",
     "EETransport",
     "HttpStatus",
@@ -68,9 +69,12 @@ To use the Earth Engine backend, do ONE of:
      (a JSON key of a service account registered for Earth Engine) and pass --project PROJECT.
 The Cloud project must have the Earth Engine API enabled and be registered for Earth Engine
 (https://console.cloud.google.com/earth-engine). Pass it with --project or EE_PROJECT.
-No account? Run the same recipe on local scenes instead:
-  python export_patches.py --backend local --scenes DIR ...
+{without_account}"""
+
+EXPORT_WITHOUT_ACCOUNT = """No account? Run the same recipe on local scenes instead:
+  isamap-export --backend local --scenes DIR ...
 (or `make demo` for a synthetic scene)."""
+"""What the export can do without an Earth Engine account (the default of :class:`EESession`)."""
 
 Kind = Literal["auth", "quota", "transient", "fatal"]
 
@@ -328,8 +332,10 @@ class EESession:
     def __init__(self, project: str | None = None, *, high_volume: bool = True,
                  retry: RetryPolicy | None = None, transport: Transport | None = None,
                  sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
-                 application_default: bool = False) -> None:
+                 application_default: bool = False,
+                 without_account: str = EXPORT_WITHOUT_ACCOUNT) -> None:
         self.project = project
+        self.without_account = without_account
         self.application_default = application_default
         self.high_volume = high_volume
         self.retry = retry or RetryPolicy()
@@ -347,10 +353,10 @@ class EESession:
         try:
             import ee
         except ImportError:  # pragma: no cover - the ee extra is part of the dev install
-            raise AuthenticationError(AUTH_HELP.format(
-                reason="earthengine-api is not installed; pip install 'isamap[ee]'")) from None
+            raise AuthenticationError(self._auth_help(
+                "earthengine-api is not installed; pip install 'isamap[ee]'")) from None
         if not self.project:
-            raise AuthenticationError(AUTH_HELP.format(reason="no --project given"))
+            raise AuthenticationError(self._auth_help("no --project given"))
         url = endpoint_url(self.high_volume)
         ee.data.setMaxRetries(CLIENT_RETRIES)  # before Initialize: its requests are calls too
 
@@ -363,12 +369,16 @@ class EESession:
                 return self._exhausted("initialising Earth Engine", exc, attempt)
             # google-auth, EEException, file errors: all mean "not set up"
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
-            return AuthenticationError(AUTH_HELP.format(reason=reason))
+            return AuthenticationError(self._auth_help(reason))
 
         retry_call(init, self.retry, sleep=self._sleep, fail=fail, delay=self._next_delay,
                    retryable=lambda exc: classify(exc) in ("quota", "transient"))
         self.transport = EETransport(ee, self.project)
         return self
+
+    def _auth_help(self, reason: str) -> str:
+        """How to authenticate, and what the command can do without an account."""
+        return AUTH_HELP.format(reason=reason, without_account=self.without_account)
 
     # ------------------------------------------------------------------ calls
     def call(self, what: str, fn: Callable[..., Any], *args: Any,
@@ -396,7 +406,7 @@ class EESession:
             if exhausted:
                 return self._exhausted(what, exc, attempt)
             if kind == "auth":
-                return AuthenticationError(AUTH_HELP.format(reason=f"{what}: {exc}"))
+                return AuthenticationError(self._auth_help(f"{what}: {exc}"))
             if kind == "transient":  # only reached when not idempotent
                 return EarthEngineError(
                     f"{what} failed ({exc}) and was not repeated: Earth Engine may have "

@@ -124,12 +124,17 @@ class RunnerConfig:
             raise ConfigError(f"--runner must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
         if self.max_concurrent < 1:
             raise ConfigError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
-        if self.workers < 1 or self.workers > self.max_concurrent:
+        if self.workers < 1:
+            raise ConfigError(f"--max-workers must be at least 1 (the most workers the job may "
+                              f"have), got {self.workers}; leave it out for the runner's default")
+        if self.workers > self.max_concurrent:
             raise ConfigError(
-                f"--max-workers {self.workers} leaves no request thread per worker under "
-                f"--max-concurrent {self.max_concurrent}; use at most {self.max_concurrent} "
-                "workers or raise --max-concurrent (Earth Engine serves about 40 concurrent "
-                "requests per project)")
+                f"--max-workers {self.workers} is more workers than --max-concurrent "
+                f"{self.max_concurrent} requests in flight, so some would have no request "
+                f"thread; use --max-workers {self.max_concurrent} or fewer (each worker then "
+                "runs --max-concurrent / --max-workers request threads). Raise --max-concurrent "
+                "only if the project's Earth Engine quota allows more than about 40 concurrent "
+                "requests")
         if self.gpu is not None and not _GPU.match(self.gpu):
             raise ConfigError(f"--gpu {self.gpu!r} is not TYPE[:COUNT], e.g. nvidia-tesla-t4:1")
         if self.job_name is not None and not _JOB_NAME.match(self.job_name):

@@ -8,8 +8,8 @@ and masked pixels -> 255.
 ``landcover:<source>[:<asset id>[:band]]``: the seven land-cover classes of the imperfect-label
 paper, remapped (``ee.Image.remap``) with the table of
 :mod:`gee_export.contract.label_schemes` that the local backend uses too. ``worldcover`` and
-``dynamicworld`` come from the catalogue; ``fromglc10``, ``eolearn_lulc`` and ``chesapeake``
-are not in it and need the asset id of an uploaded copy.
+``dynamicworld`` come from the catalogue; ``fromglc10``, ``eolearn_lulc``, ``chesapeake`` and
+``nlcd`` are not in it here and need the asset id of an uploaded copy.
 Every label is uint8 named ``label`` with 255 = nodata; stack.py puts it on the grid with mode
 (which, onto a grid finer than the label, takes the one label pixel under each fine pixel:
 nearest up-sampling).

@@ -6,6 +6,10 @@ WorldCover label given to a binary-label recipe. Each of these composites "succe
 a wrong dataset, so before any block is computed the local backend checks what the pixels
 show against what the metadata claims, and trusts the pixels:
 
+The value rules themselves (what dB, linear power and reflectance look like) belong to the data
+contract (:mod:`gee_export.contract.band_values`), which inference applies to its stacks too;
+this module applies them to source scenes against their names and tags:
+
 - Sentinel-1 unit: sigma0 in linear power is never negative and has a scene median far below
   1 (about 0.01-0.3); in dB the median is negative (about -25 to -5). Values that fit neither
   (all positive, median above 1) are uncalibrated digital numbers or amplitudes.
@@ -28,21 +32,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import rasterio
 
+from gee_export.contract.band_values import (
+    REFLECTANCE_MEDIAN_RANGE,
+    reflectance_scaled,
+    s1_unit_evidence,
+)
 from gee_export.core.errors import InputDataError
 
 log = logging.getLogger(__name__)
 
 SAMPLE_SIDE = 256
-LINEAR_MEDIAN_MAX = 1.0  # linear sigma0 scene medians are ~0.01-0.3; 1.0 leaves a wide margin
-REFLECTANCE_MEDIAN_RANGE = (-0.02, 1.0)
-REFLECTANCE_P99_MAX = 2.0
 LABEL_NODATA_CODES = (255,)
 _UNIT_WORDS = {"linear": "linear power", "dB": "in dB"}
 
@@ -67,43 +72,6 @@ def read_sample(ref: BandSource, max_side: int = SAMPLE_SIDE) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- Sentinel-1
-@dataclass(frozen=True)
-class UnitEvidence:
-    """What the values of a sigma0 band show.
-
-    Attributes:
-        unit: ``"dB"``, ``"linear"``, ``"uncalibrated"`` (positive with a median above 1:
-            digital numbers or amplitude) or None (no finite value, or mixed signs with a
-            non-negative median, which no unit explains well).
-        median: median of the finite values.
-        negative: share of negative values.
-    """
-
-    unit: str | None
-    median: float
-    negative: float
-
-    def describe(self) -> str:
-        return f"median {self.median:.3g}, {100 * self.negative:.0f} % negative"
-
-
-def s1_unit_evidence(values: np.ndarray) -> UnitEvidence:
-    """The unit a sample of sigma0 values shows (see :class:`UnitEvidence`)."""
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if not finite.size:
-        return UnitEvidence(None, float("nan"), 0.0)
-    median = float(np.median(finite))
-    negative = float((finite < 0).mean())
-    if median < 0:
-        unit: str | None = "dB"
-    elif negative == 0.0:
-        unit = "linear" if median <= LINEAR_MEDIAN_MAX else "uncalibrated"
-    else:
-        unit = None
-    return UnitEvidence(unit, median, negative)
-
-
 def check_s1_unit(values: np.ndarray, what: str, *, stated: str | None = None,
                   tagged: str | None = None) -> str:
     """The unit to read a sigma0 band in: the pixels' unless they cannot tell.
@@ -176,14 +144,13 @@ def check_reflectance(values: np.ndarray, what: str) -> None:
         return  # too little to judge; an empty month is reported by the composite
     median = float(np.median(finite))
     p99 = float(np.percentile(finite, 99))
-    low, high = REFLECTANCE_MEDIAN_RANGE
-    if median < low:
+    if median < REFLECTANCE_MEDIAN_RANGE[0]:
         raise InputDataError(
             f"{what}: reflectance median {median:.3f} is negative, so the BOA offset (-1000) "
             "was subtracted from values that no longer carry it (harmonized or reprocessed "
             "data). Pass --boa-add-offset 0, or set the files' tag with: rio edit-info --tag "
             "BOA_ADD_OFFSET=0 FILE")
-    if median > high or p99 > REFLECTANCE_P99_MAX:
+    if reflectance_scaled(median, p99):
         raise InputDataError(
             f"{what}: values do not scale to reflectance (median {median:.3g}, 99th "
             f"percentile {p99:.3g} after scaling; surface reflectance is 0-1). Give DN = "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import glob as globlib
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -298,7 +299,7 @@ def _expand(source: str | Path | Sequence[str | Path]) -> list[Path]:
     text = str(source)
     path = Path(text)
     if path.is_dir():
-        found = [p for p in sorted(path.rglob("*")) if p.suffix.lower() in RASTER_SUFFIXES]
+        found = _rasters_under(path)
     elif any(ch in text for ch in "*?["):
         found = [Path(p) for p in sorted(globlib.glob(text, recursive=True))
                  if Path(p).suffix.lower() in RASTER_SUFFIXES]
@@ -308,6 +309,34 @@ def _expand(source: str | Path | Sequence[str | Path]) -> list[Path]:
         raise InputDataError(f"scene source {text!r} is neither a folder, a file nor a glob "
                              "that matches anything")
     return found
+
+
+def _rasters_under(folder: Path) -> list[Path]:
+    """The rasters in a folder and its subfolders, following symbolic links, sorted.
+
+    Scene folders are often links to where the downloads live (``ln -s /data/S2A_...SAFE``);
+    ``Path.rglob`` does not enter linked folders, so their scenes would be missing. A link
+    back to a folder already visited (a cycle) is entered once; a link to nothing is
+    refused by name (it would read as a corrupt file).
+    """
+    found, seen = [], set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in names:
+            path = Path(root) / name
+            if path.suffix.lower() not in RASTER_SUFFIXES:
+                continue
+            if path.is_symlink() and not path.exists():
+                raise InputDataError(f"{path} is a symbolic link to {os.readlink(path)}, which "
+                                     "does not exist (moved or not mounted); fix the link or "
+                                     "remove it")
+            found.append(path)
+    return sorted(found)
 
 
 def _is_label(path: Path) -> bool:

@@ -198,10 +198,14 @@ class MapRequest:
             local, else ``./<name of out>``).
         tile / overlap / batch_size: the sliding window.
         strip_rows: output rows per checkpoint strip (what a killed run keeps).
-        postprocess / clahe: the class map's post-processing (``clahe``: the land-cover paper's
-            CLAHE re-decision of the impervious class, :mod:`inference.predict.postprocess`).
+        postprocess / clahe / force_postprocess: the class map's post-processing (``clahe``:
+            the land-cover paper's CLAHE re-decision of the impervious class,
+            :mod:`inference.predict.postprocess`; forced onto a binary model).
         options: device, precision, memory format.
         progress: tqdm bars.
+        temporal_consistency: make the series' class maps consistent over the dates before
+            change and area (:mod:`inference.mapping.consistency`; assumes built-up surface does
+            not return to pervious).
     """
 
     region: Region
@@ -225,8 +229,10 @@ class MapRequest:
     strip_rows: int = 512
     postprocess: Postprocess = "none"
     clahe: ClaheParams = field(default_factory=ClaheParams)
+    force_postprocess: bool = False
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     progress: bool = True
+    temporal_consistency: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= MAX_WORKERS:
@@ -244,7 +250,8 @@ class MapRequest:
     def predict_config(self) -> PredictConfig:
         return PredictConfig(tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
                              strip_rows=self.strip_rows, postprocess=self.postprocess,
-                             clahe=self.clahe, blend=self.lattice().blend)
+                             clahe=self.clahe, force_postprocess=self.force_postprocess,
+                             blend=self.lattice().blend)
 
     def lattice(self) -> Lattice:
         """The series' tile lattice: every runner and date keeps each tile's core only."""

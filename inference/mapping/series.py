@@ -9,6 +9,12 @@ Given the per-date predictions of :func:`inference.mapping.dates.map_dates`, thi
   to, stable, gain, loss, net km²) and ``series.json`` holding both and the skipped dates;
 - ``series_area.png``: ISA km² over time, one line per zone.
 
+With ``temporal_consistency`` the class maps are first made consistent over the dates
+(:mod:`inference.mapping.consistency`: built-up surface is assumed not to return to pervious),
+written to ``<out>/consistent/``, and the change maps and both tables are made from them; the
+change COGs' tags, the change table's ``temporal_consistency`` column and ``series.json`` say
+whether the rule was applied.
+
 A change map is redone only when one of its two class maps changed (the class COGs' run
 hashes are recorded in its tags), so re-running a finished series rewrites nothing.
 """
@@ -56,6 +62,7 @@ class SeriesChangeRow:
     loss_km2: float
     net_change_km2: float
     valid_km2: float
+    temporal_consistency: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,9 +99,10 @@ def _run_hash(path: str) -> str:
 
 
 def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class: int,
-                   date_from: str, date_to: str) -> ChangeProduct:
+                   date_from: str, date_to: str, consistent: bool = False) -> ChangeProduct:
     """The change COG from ``class_a`` to ``class_b`` at ``out`` (skipped when up to date)."""
-    want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b)}
+    want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b),
+            "temporal_consistency": "applied" if consistent else "not applied"}
     current = False
     if files.exists(out):
         with files.open_raster(out) as ds:
@@ -110,7 +118,7 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
 
 def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], out: str,
                     local: Path, zones: str | None, *, isa_class: int = 1,
-                    crs: Any = None) -> SeriesOutputs:
+                    crs: Any = None, temporal_consistency: bool = False) -> SeriesOutputs:
     """Change maps, per-zone tables and the area plot of a series.
 
     Args:
@@ -121,26 +129,45 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         zones: GeoJSON of the zones (None: the whole map).
         isa_class: index of the impervious class.
         crs: the maps' CRS (zones are reprojected to it).
+        temporal_consistency: make the class maps consistent over the dates first (see the
+            module docstring).
     """
     local.mkdir(parents=True, exist_ok=True)
+    zone_list = stats.load_zones(zones, crs) if mapped else []
+    class_maps = {m: o.prediction.class_path for m, o in mapped}
+    consistency: dict[str, Any] = {"applied": bool(temporal_consistency)}
+    if temporal_consistency:
+        from inference.mapping import consistency as rule
+
+        consistent = {m: f"{out.rstrip('/')}/consistent/isa_{m}_class.tif" for m in class_maps}
+        relabelled = rule.apply_to_maps(list(class_maps.values()), list(consistent.values()),
+                                        isa_class)
+        consistency.update(rule=rule.RULE, assumption=rule.ASSUMPTION, class_maps={
+                               m: p.removeprefix(out.rstrip("/") + "/")
+                               for m, p in consistent.items()},
+                           pixels_relabelled={m: relabelled[p] for m, p in consistent.items()})
+        class_maps = consistent
     area_rows: list[SeriesAreaRow] = []
     for month, outputs in mapped:
-        for row in json.loads(Path(outputs.area_json).read_text()):
+        rows = ([asdict(r) for r in stats.isa_area(class_maps[month], zone_list,
+                                                   isa_class=isa_class)]
+                if temporal_consistency else json.loads(Path(outputs.area_json).read_text()))
+        for row in rows:
             area_rows.append(SeriesAreaRow(row["zone"], month, row["isa_km2"],
                                            row.get("isa_probability_km2"), row["valid_km2"],
                                            row["nodata_km2"], row["isa_fraction"]))
     changes, change_rows = [], []
-    zone_list = stats.load_zones(zones, crs) if mapped else []
-    for (a, out_a), (b, out_b) in itertools.pairwise(mapped):
+    for a, b in itertools.pairwise(class_maps):
         name = f"isa_change_{a}_{b}"
-        product = change_product(out_a.prediction.class_path, out_b.prediction.class_path,
+        product = change_product(class_maps[a], class_maps[b],
                                  f"{out.rstrip('/')}/change/{name}.tif",
                                  local / "change" / f"{name}.png", isa_class=isa_class,
-                                 date_from=a, date_to=b)
+                                 date_from=a, date_to=b, consistent=temporal_consistency)
         changes.append(product)
         for row in stats.change_area(product.cog, zone_list):
             change_rows.append(SeriesChangeRow(row.zone, a, b, row.stable_isa_km2, row.gain_km2,
-                                               row.loss_km2, row.net_change_km2, row.valid_km2))
+                                               row.loss_km2, row.net_change_km2, row.valid_km2,
+                                               bool(temporal_consistency)))
     area_csv, change_csv = local / "series_area.csv", local / "series_change.csv"
     stats.write_table(area_rows, None, area_csv)
     stats.write_table(change_rows, None, change_csv)
@@ -149,7 +176,8 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
               "change": [asdict(r) for r in change_rows],
               # relative to --out: the record travels with the maps
               "change_maps": {f"{c.date_from}/{c.date_to}":
-                              c.cog.removeprefix(out.rstrip("/") + "/") for c in changes}}
+                              c.cog.removeprefix(out.rstrip("/") + "/") for c in changes},
+              "temporal_consistency": consistency}
     json_path = local / "series.json"
     atomic_write(json_path, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
     plot = plot_area(area_rows, local / "series_area.png")

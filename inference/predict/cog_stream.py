@@ -6,11 +6,14 @@ machine that was 10-15 % of a whole prediction). :class:`CogStream` takes the ro
 one-band uint8 map in order, as the sliding window finishes them, and does the same work
 immediately, in whatever thread calls it:
 
-- the full-resolution rows go into a tiled GTiff written by GDAL (so tiles are compressed by
-  GDAL's own DEFLATE/ZSTD with the horizontal predictor, exactly as the COG driver would);
+- the full-resolution rows are cut into 512 x 512 tiles with the horizontal predictor and
+  compressed as they arrive, DEFLATE by ISA-L or libdeflate (:data:`Deflater`; zlib streams,
+  as TIFF's DEFLATE expects), appended to a tile file, while GDAL writes the level's tags
+  into an empty (sparse) GTiff of the same structure; ZSTD goes through GDAL's own tiled
+  GTiff writer;
 - every overview level is reduced 2x from the level below as soon as two of its rows exist
   (``MODE`` for classes, ``AVERAGE`` for probabilities, nodata excluded, identical to GDAL's)
-  and written to its own tiled GTiff;
+  and written the same way;
 - :meth:`CogStream.finish` then only *arranges* bytes: it writes the COG header, the GDAL
   "ghost" structural metadata, one IFD per level (full resolution first, with the tags of the
   level-0 file: georeferencing, metadata, nodata, colour table), and copies the compressed
@@ -26,14 +29,16 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+import deflate as libdeflate
 import numpy as np
 import rasterio
 from affine import Affine
+from isal import isal_zlib
 
 from gee_export.contract.bands import LABEL_NODATA
 
@@ -60,10 +65,15 @@ _TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4
               16: 8, 17: 8, 18: 8}
 
 
-#: DEFLATE level of every COG: on prediction maps (libdeflate) level 1 writes class maps
-#: 7 % larger than level 3 and probability maps no larger, a quarter faster; the encoder
-#: shares the cores with the model
+#: DEFLATE level of every COG: level 1 writes prediction maps about as small as level 3,
+#: faster; the encoder shares the cores with the model
 DEFLATE_LEVEL = 1
+#: the highest DEFLATE level ISA-L has (libdeflate's is 12)
+ISAL_MAX_LEVEL = 3
+#: Who compresses DEFLATE tiles: ISA-L or libdeflate in the encoder's own tile writer, or
+#: GDAL's tiled GTiff writer (which uses libdeflate). On prediction maps ISA-L is 3-5x faster
+#: than libdeflate at the same size for probabilities, but writes class maps 8-14 % larger.
+Deflater = Literal["isal", "libdeflate", "gdal"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,21 @@ class Encoding:
     #: GDAL compression threads (None: the calling thread only, which never competes with a
     #: model computing on the same CPU cores; "ALL_CPUS" where the model runs on a GPU)
     threads: int | str | None = None
+    #: who compresses DEFLATE tiles (ZSTD is always GDAL's)
+    deflater: Deflater = "isal"
+
+    @property
+    def own_tiles(self) -> bool:
+        """Tiles compressed by the encoder's own writer rather than by GDAL."""
+        if self.compress != "DEFLATE" or self.deflater == "gdal":
+            return False
+        return 0 <= self.level <= (ISAL_MAX_LEVEL if self.deflater == "isal" else 12)
+
+    def compress_tile(self, tile: np.ndarray) -> bytes:
+        """One predicted tile as a zlib stream (TIFF's DEFLATE)."""
+        if self.deflater == "isal":
+            return isal_zlib.compress(tile, self.level)
+        return libdeflate.zlib_compress(tile, self.level)
 
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"compress": self.compress, "predictor": 2}
@@ -198,24 +223,92 @@ def _mode_by_lookup(rows: np.ndarray) -> np.ndarray:
 
 
 class _Level:
-    """One resolution level: a tiled GTiff filled row by row, and the rows feeding the next."""
+    """One resolution level filled row by row, and the rows feeding the next.
+
+    ``ds`` is a tiled GTiff of the level's structure and tags. With GDAL's compression the
+    rows are written into it; with :attr:`Encoding.own_tiles` it stays empty (sparse) and each
+    completed block row is cut into tiles here (horizontal predictor, ISA-L DEFLATE) and
+    appended to :attr:`data_path`, their offsets and sizes kept in :attr:`tiles`.
+    """
 
     def __init__(self, path: Path, width: int, height: int, transform: Affine, crs: Any,
                  encoding: Encoding) -> None:
         self.path, self.width, self.height = path, width, height
         self.row = 0
+        self.own = encoding.own_tiles
+        self.encoding = encoding
         self.ds = rasterio.open(
             path, "w", driver="GTiff", width=width, height=height, count=1, dtype="uint8",
             crs=crs, transform=transform, nodata=NODATA, tiled=True, blockxsize=BLOCK,
-            blockysize=BLOCK, bigtiff="IF_SAFER", **encoding.options())
+            blockysize=BLOCK, bigtiff="IF_SAFER", **encoding.options(),
+            **({"sparse_ok": True} if self.own else {}))
         self.carry: np.ndarray | None = None  # an unpaired row of the level below
+        self.data_path = path.with_name(path.name + ".tiles") if self.own else path
+        #: (offset, size) of every tile in :attr:`data_path`, row-major (own tiles only)
+        self.tiles: list[tuple[int, int]] = []
+        self._data = open(self.data_path, "wb") if self.own else None  # noqa: SIM115
+        self._across = math.ceil(width / BLOCK)
+        self._block = (np.full((BLOCK, self._across * BLOCK), NODATA, dtype=np.uint8)
+                       if self.own else None)
+        self._filled = 0  # rows of the current block row in ``_block``
 
-    def write(self, rows: np.ndarray) -> None:
+    def write(self, rows: np.ndarray) -> list[bytes]:
+        """Write the next rows.
+
+        Returns the compressed tiles of the block rows they completed (own tiles only: GDAL's
+        writer keeps its own).
+        """
         if self.row + rows.shape[0] > self.height:
             raise ValueError(f"{self.path.name}: rows past the end ({self.row} + "
                              f"{rows.shape[0]} > {self.height})")
-        self.ds.write(rows, 1, window=((self.row, self.row + rows.shape[0]), (0, self.width)))
-        self.row += rows.shape[0]
+        if not self.own:
+            self.ds.write(rows, 1, window=((self.row, self.row + rows.shape[0]),
+                                           (0, self.width)))
+            self.row += rows.shape[0]
+            return []
+        done, completed = 0, []
+        while done < rows.shape[0]:
+            n = min(BLOCK - self._filled, rows.shape[0] - done)
+            self._block[self._filled:self._filled + n, :self.width] = rows[done:done + n]
+            self._filled += n
+            done += n
+            self.row += n
+            if self._filled == BLOCK or self.row == self.height:
+                completed += self._flush()
+        return completed
+
+    def _flush(self) -> list[bytes]:
+        """Compress the block row's tiles (padded with nodata below the last row)."""
+        block = self._block
+        if self._filled < BLOCK:
+            block[self._filled:] = NODATA
+        # TIFF predictor 2: each row's bytes as differences from their left neighbour, within
+        # each tile (modulo 256), laid out tile by tile
+        diff = np.empty((self._across, BLOCK, BLOCK), dtype=np.uint8)
+        tiled = block.reshape(BLOCK, self._across, BLOCK).transpose(1, 0, 2)
+        np.subtract(tiled[:, :, 1:], tiled[:, :, :-1], out=diff[:, :, 1:])
+        diff[:, :, 0] = tiled[:, :, 0]
+        offset = self._data.tell()
+        compressed = []
+        for tile in diff:
+            data = self.encoding.compress_tile(tile)
+            self._data.write(data)
+            self.tiles.append((offset, len(data)))
+            offset += len(data)
+            compressed.append(data)
+        self._filled = 0
+        return compressed
+
+    def close(self) -> None:
+        if not self.ds.closed:
+            self.ds.close()
+        if self._data is not None and not self._data.closed:
+            self._data.close()
+
+    def remove(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+        self.data_path.unlink(missing_ok=True)
 
 
 class CogStream:
@@ -260,12 +353,17 @@ class CogStream:
     def rows_written(self) -> int:
         return self.levels[0].row
 
-    def add(self, rows: np.ndarray) -> None:
-        """The next full-width rows ``(n, width)`` of the map; overviews follow at once."""
+    def add(self, rows: np.ndarray) -> list[bytes]:
+        """The next full-width rows ``(n, width)`` of the map; overviews follow at once.
+
+        Returns the compressed full-resolution tiles of the block rows these rows completed,
+        row-major (empty where GDAL compresses): a checkpoint can store them as they are
+        (:func:`write_tiled`) instead of compressing the rows again.
+        """
         if rows.ndim != 2 or rows.shape[1] != self.levels[0].width or rows.dtype != np.uint8:
             raise ValueError(f"expected uint8 rows (n, {self.levels[0].width}), got "
                              f"{rows.dtype} {rows.shape}")
-        self.levels[0].write(rows)
+        completed = self.levels[0].write(rows)
         last = self.levels[0].row == self.levels[0].height
         for below, level in zip(self.levels, self.levels[1:], strict=False):
             if level.carry is not None:
@@ -277,6 +375,7 @@ class CogStream:
                 break
             rows = reduce2(rows, self.resampling)
             level.write(rows)
+        return completed
 
     def finish(self, dst: str | Path, bigtiff: bool | None = None) -> None:
         """Close the level files and arrange them into the COG ``dst`` (see :func:`assemble`)."""
@@ -285,17 +384,17 @@ class CogStream:
             self.close()
             raise ValueError(f"incomplete levels {missing}; add every row before finish()")
         self.close()
-        assemble([lv.path for lv in self.levels], Path(dst), bigtiff)
+        assemble([lv.path for lv in self.levels], Path(dst), bigtiff,
+                 tiles=[lv.tiles if lv.own else None for lv in self.levels],
+                 data=[lv.data_path for lv in self.levels])
 
     def close(self) -> None:
         for level in self.levels:
-            if not level.ds.closed:
-                level.ds.close()
+            level.close()
 
     def remove(self) -> None:
-        self.close()
         for level in self.levels:
-            level.path.unlink(missing_ok=True)
+            level.remove()
 
 
 # ---------------------------------------------------------------------------- TIFF bytes
@@ -346,17 +445,23 @@ def _ghost() -> bytes:
     return f"GDAL_STRUCTURAL_METADATA_SIZE={len(_GHOST):06d} bytes\n{_GHOST}".encode()
 
 
-def assemble(levels: Sequence[Path], dst: Path, bigtiff: bool | None = None) -> None:
+def assemble(levels: Sequence[Path], dst: Path, bigtiff: bool | None = None, *,
+             tiles: Sequence[list[tuple[int, int]] | None] | None = None,
+             data: Sequence[Path] | None = None) -> None:
     """Write the COG ``dst`` from tiled one-band GTiffs, full resolution first.
 
     The IFDs come first (full resolution, then each overview), then the tile data of the
     smallest overview up to the full resolution, row-major, each tile preceded by its size
     (4 bytes) and followed by its last 4 bytes repeated, as GDAL's COG driver lays them out.
-    ``bigtiff`` None: BigTIFF only when the file could pass 4 GiB.
+    ``bigtiff`` None: BigTIFF only when the file could pass 4 GiB. A level whose ``tiles``
+    (offset, size) are given reads them from its ``data`` file instead of its GTiff's own.
     """
     ifds = [read_ifd(p) for p in levels]
-    tiles = [list(zip(_ints(e[_TILE_OFFSETS]), _ints(e[_TILE_COUNTS]), strict=True))
-             for e in ifds]
+    given = list(tiles) if tiles is not None else [None] * len(levels)
+    sources = list(data) if data is not None else list(levels)
+    tiles = [t if t is not None else
+             list(zip(_ints(e[_TILE_OFFSETS]), _ints(e[_TILE_COUNTS]), strict=True))
+             for e, t in zip(ifds, given, strict=True)]
     data_size = sum(c + 8 for level in tiles for _, c in level)
     big = data_size + 2**20 * (len(levels) + 1) >= 2**32 if bigtiff is None else bigtiff
     plans: list[dict[int, _Entry]] = []
@@ -368,12 +473,37 @@ def assemble(levels: Sequence[Path], dst: Path, bigtiff: bool | None = None) -> 
         if i:
             keep[_NEW_SUBFILE] = _Entry(4, 1, struct.pack("<I", 1))
         plans.append(keep)
+    def payload(i: int) -> Iterator[bytes]:
+        with open(sources[i], "rb") as src:
+            for offset, count in tiles[i]:
+                src.seek(offset)
+                yield src.read(count)
+
     with open(dst, "wb") as out:
-        _write_cog(out, plans, tiles, levels, big)
+        _write_cog(out, plans, tiles, payload, big)
+
+
+def write_tiled(dst: Path, template: Path, tiles: Sequence[bytes]) -> None:
+    """Write ``dst``: the tags of the tiled TIFF ``template`` with these compressed tiles.
+
+    ``template`` (typically written empty by GDAL with ``sparse_ok``) says the structure,
+    georeferencing, compression and predictor; ``tiles`` are its tiles in its own order
+    (row-major, band after band when the bands are planar), already compressed that way.
+    """
+    entries = read_ifd(template)
+    expected = len(_ints(entries[_TILE_OFFSETS]))
+    if expected != len(tiles):
+        raise ValueError(f"{template.name} has {expected} tiles, got {len(tiles)}")
+    plan = {t: e for t, e in entries.items() if t not in _STRUCTURAL}
+    for tag in (_WIDTH, _HEIGHT, 322, 323):
+        plan[tag] = entries[tag]
+    with open(dst, "wb") as out:
+        _write_cog(out, [plan], [[(0, len(t)) for t in tiles]], lambda _: iter(tiles), False)
 
 
 def _write_cog(out: BinaryIO, plans: list[dict[int, _Entry]],
-               tiles: list[list[tuple[int, int]]], levels: Sequence[Path], big: bool) -> None:
+               tiles: list[list[tuple[int, int]]],
+               payload: Callable[[int], Iterator[bytes]], big: bool) -> None:
     word, count_fmt, n_fmt, entry_size = ("Q", "<Q", "<Q", 20) if big else ("I", "<I", "<H", 12)
     off_fmt, inline, off_type = "<" + word, 8 if big else 4, 16 if big else 4
     ghost = _ghost()
@@ -431,8 +561,5 @@ def _write_cog(out: BinaryIO, plans: list[dict[int, _Entry]],
         buf += struct.pack(f"<{len(level)}{word}", *(c for _, c in level))
     out.write(buf)
     for i in reversed(range(len(tiles))):
-        with open(levels[i], "rb") as src:
-            for offset, count in tiles[i]:
-                src.seek(offset)
-                data = src.read(count)
-                out.write(struct.pack("<I", count) + data + data[-4:].rjust(4, b"\0"))
+        for (_, count), data in zip(tiles[i], payload(i), strict=True):
+            out.write(struct.pack("<I", count) + data + data[-4:].rjust(4, b"\0"))

@@ -248,10 +248,34 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
                    help="CLAHE contrast limit")
     g.add_argument("--clahe-threshold", type=int, default=ClaheParams.threshold,
                    help="equalised value (0-255) from which a pixel is impervious")
+    g.add_argument("--force-postprocess", action="store_true",
+                   help="apply --postprocess to a model it is not made for (clahe: a binary "
+                        "impervious/pervious model)")
 
 
 def postprocess_options(args: argparse.Namespace) -> dict[str, Any]:
     """``PredictConfig`` keyword arguments from the flags of ``add_postprocess_arguments``."""
     return {"postprocess": args.postprocess,
             "clahe": ClaheParams(block=args.clahe_block, clip_limit=args.clahe_clip,
-                                 threshold=args.clahe_threshold)}
+                                 threshold=args.clahe_threshold),
+            "force_postprocess": args.force_postprocess}
+
+
+def check_postprocess(postprocess: str, class_scheme: str, class_names: tuple[str, ...],
+                      force: bool = False) -> None:
+    """Refuse CLAHE for a model it is not made for, unless forced.
+
+    The CLAHE re-decision doubles the impervious probability wherever the equalised map is
+    bright: made for a land-cover model, whose impervious probability is weak on roads and
+    sparse buildings next to other classes. On a binary impervious/pervious model (CroFuseNet's
+    ``isa`` scheme) the equalisation stretches every mid probability into the mask and the
+    impervious area grows by half or more, so it is refused there unless ``force``.
+    """
+    if postprocess != "clahe" or force:
+        return
+    if len(class_names) <= 2 and not class_scheme.startswith("landcover"):
+        raise ConfigError(
+            f"--postprocess clahe is made for land-cover models (several classes), but this "
+            f"model has the {len(class_names)} classes {', '.join(class_names)} (scheme "
+            f"{class_scheme!r}); on a binary model it re-labels most mid probabilities as "
+            "impervious. Drop --postprocess, or pass --force-postprocess to apply it anyway")

@@ -15,6 +15,7 @@ as it is (folding works on a copy).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -26,7 +27,7 @@ import torch
 from gee_export.core.errors import ModelError
 from training.engine import autotune
 from training.engine.devices import Layout, Precision, resolve_device
-from training.engine.execution import use_threads
+from training.engine.execution import calling_thread_only, use_threads
 from training.models.blocks import fold_batchnorm
 
 Activation = Literal["auto", "softmax", "sigmoid"]
@@ -190,11 +191,15 @@ class TilePredictor:
         for speed.
         """
         choice = self.resolve(tiles)
-        if self.device.type == "cpu":
+        cpu = self.device.type == "cpu"
+        if cpu:
             # another model's choice (one thread, measured while the machine was busy) may
             # have changed the process's count since this one was settled
             use_threads(choice.setting.threads)
-        x = self._normalise(tiles, choice.setting.memory_format, finite)
+        # the passes around the forward run on this thread alone (calling_thread_only)
+        around = calling_thread_only if cpu else contextlib.nullcontext
+        with around():
+            x = self._normalise(tiles, choice.setting.memory_format, finite)
         start = time.perf_counter()
         with choice.setting.autocast(self.device.type):
             out = self.model(x)
@@ -205,7 +210,8 @@ class TilePredictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.forward_seconds += time.perf_counter() - start
-        return self._probabilities(out, x.shape, compact)
+        with around():
+            return self._probabilities(out, x.shape, compact)
 
     def _probabilities(self, logits: torch.Tensor, in_shape: tuple[int, ...],
                        compact: bool) -> np.ndarray:

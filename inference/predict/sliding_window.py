@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_path
 from gee_export.core.storage.gdal_auth import check_read
+from gee_export.core.storage.local import temporary_name
 from inference.predict import cog
 from inference.predict.blending import (
     Accumulator,
@@ -46,6 +47,7 @@ from inference.predict.blending import (
     tile_weights,
 )
 from inference.predict.cog import NODATA
+from inference.predict.cog_stream import BLOCK, write_tiled
 from inference.predict.inputs import unreadable
 from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, ClaheStream, Postprocess
@@ -77,6 +79,9 @@ class PredictConfig:
             of the impervious probability (:mod:`inference.predict.postprocess`); the probability
             band stays the model's.
         clahe: its parameters.
+        force_postprocess: apply ``postprocess`` to a model it was not made for (a binary ISA
+            model); see :func:`inference.predict.postprocess.check_postprocess`. It does not
+            change the map, so it is no part of a run's identity.
     """
 
     tile: int = 512
@@ -89,6 +94,7 @@ class PredictConfig:
     keep_work: bool = False
     postprocess: Postprocess = "none"
     clahe: ClaheParams = field(default_factory=ClaheParams)
+    force_postprocess: bool = False
 
     def __post_init__(self) -> None:
         Lattice(self.tile, self.overlap, self.blend)  # checks the tiling and the blend
@@ -360,10 +366,20 @@ class SlidingWindowJob:
         """Checkpoint and encode the final strip at row ``r0`` (unless an earlier run did)."""
         if r0 < self.resume_row:
             return  # a CLAHE context strip: replayed from its checkpoint already
+        profile = {**self.profile, "transform": self.transform @ Affine.translation(0, r0)}
+        path = strip_path(self.work, r0)
+        if self.parallel:  # the encoders run in their own threads: the strip is its own file
+            with self.stages.time("checkpoint"):
+                write_strip(path, classes, prob, profile)
+            self._encode(classes, prob)
+            return
+        tiles = self._encode(classes, prob)
         with self.stages.time("checkpoint"):
-            write_strip(strip_path(self.work, r0), classes, prob, {
-                **self.profile, "transform": self.transform @ Affine.translation(0, r0)})
-        self._encode(classes, prob)
+            across, down = math.ceil(self.width / BLOCK), math.ceil(classes.shape[0] / BLOCK)
+            if r0 % BLOCK == 0 and len(tiles) == 2 * across * down:
+                write_strip_tiles(path, tiles, profile, classes.shape[0])
+            else:  # the strip is not whole rows of COG tiles (or GDAL compresses them)
+                write_strip(path, classes, prob, profile)
 
     def _replay_strips(self) -> None:
         """Feed the strips a previous run left (resuming) to the COG encoders, in order."""
@@ -372,18 +388,22 @@ class SlidingWindowJob:
                 classes, prob = ds.read(1), ds.read(2)
             self._encode(classes, prob)
 
-    def _encode(self, classes: np.ndarray, prob: np.ndarray) -> None:
+    def _encode(self, classes: np.ndarray, prob: np.ndarray) -> list[bytes]:
+        """Both maps' rows into their COG encoders.
+
+        Returns the full-resolution tiles they completed (class then probability, each
+        row-major) when encoded in this thread.
+        """
         if not self.parallel:
             with self.stages.time("encode"):
-                self.streams["class"].add(classes)
-                self.streams["probability"].add(prob)
-            return
+                return self.streams["class"].add(classes) + self.streams["probability"].add(prob)
         for kind, rows in (("class", classes), ("probability", prob)):
             if kind not in self._kind_pools:
                 self._kind_pools[kind] = ThreadPoolExecutor(1)
             self._encoding.append(self._kind_pools[kind].submit(self._encode_one, kind, rows))
         while len(self._encoding) > 4 or (self._encoding and self._encoding[0].done()):
             self._encoding.popleft().result()  # bounded, and errors surface here
+        return []
 
     def _encode_one(self, kind: str, rows: np.ndarray) -> None:
         with self.stages.time("encode"):
@@ -392,6 +412,24 @@ class SlidingWindowJob:
 
 def strip_path(work: Path, row0: int) -> Path:
     return work / f"strip_{row0:07d}.tif"
+
+
+def write_strip_tiles(path: Path, tiles: Sequence[bytes], profile: dict, height: int) -> None:
+    """Write the checkpoint strip from the COGs' own compressed tiles.
+
+    ``tiles``: the class band's, then the probability band's, written as they are: the
+    same rows are not compressed a second time.
+    """
+    template = temporary_name(path)
+    try:
+        options = {k: v for k, v in profile.items() if k not in ("compress", "zstd_level")}
+        with rasterio.open(template, "w", **options, height=height, compress="DEFLATE",
+                           predictor=2, sparse_ok=True):
+            pass  # tags only: the tiles follow
+        with atomic_path(path) as tmp:
+            write_tiled(Path(tmp), template, tiles)
+    finally:
+        template.unlink(missing_ok=True)
 
 
 def write_strip(path: Path, classes: np.ndarray, prob: np.ndarray, profile: dict) -> None:

@@ -83,6 +83,10 @@ class MaskedFileSource:
         data[data <= self.masked_below] = np.nan
         return data
 
+    def sample(self, indexes: Sequence[int], max_side: int) -> np.ndarray:
+        """A decimated read of ``indexes`` (inputs checked before predicting), masked as NaN."""
+        return decimated_read(self._ds, indexes, max_side)
+
     def close(self) -> None:
         self._ds.close()
 
@@ -91,3 +95,16 @@ class MaskedFileSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def decimated_read(src: Any, indexes: Sequence[int], max_side: int) -> np.ndarray:
+    """Bands ``indexes`` of an open rasterio dataset, at most ``max_side`` a side, nodata NaN."""
+    step = max(1, -(-max(src.width, src.height) // max_side))
+    shape = (len(indexes), max(1, src.height // step), max(1, src.width // step))
+    data = src.read(list(indexes), out_shape=shape, out_dtype="float32")
+    for k, index in enumerate(indexes):
+        nodata = src.nodatavals[index - 1]
+        if nodata is not None and not np.isnan(nodata):
+            data[k][data[k] == np.float32(nodata)] = np.nan
+    data[data <= MASKED_BELOW] = np.nan
+    return data

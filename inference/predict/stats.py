@@ -208,6 +208,52 @@ def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = Non
     return rows
 
 
+def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
+                    transform: Any, crs: Any, flag: str = "--compare-with") -> None:
+    """Refuse a map that cannot be compared with a class map of ``classes`` on this grid.
+
+    A change map counts the pixels whose class is impervious in one map and not in the other:
+    a probability COG (values 0-10000) or another model's classes would be read as classes and
+    give gains and losses that never happened. Checked before the prediction, not after it.
+
+    Args:
+        path: the earlier map (a class COG isamap wrote).
+        classes: the class names of the model about to predict.
+        size: ``(height, width)`` of the map about to be written.
+        transform: its geotransform.
+        crs: its CRS.
+        flag: how messages name the file.
+    """
+    given = f"{flag} {path}"
+    if not files.is_gcs(path) and not Path(path).exists():
+        raise InputDataError(f"{given} does not exist; give the class COG (<out>_class.tif) "
+                             "of an earlier date")
+    try:
+        with rasterio.open(files.gdal_path(path)) as src:
+            tags, count, dtype = src.tags(), src.count, src.dtypes[0]
+            grid = (src.height, src.width), src.transform, src.crs
+    except rasterio.errors.RasterioError as exc:
+        raise InputDataError(f"{given} cannot be read ({exc}); give the class COG "
+                             "(<out>_class.tif) of an earlier date") from None
+    band_id = tags.get("band_id")
+    if band_id != cog.BAND_IDS["class"] and (band_id or count != 1 or dtype != "uint8"):
+        kind = next((k for k, v in cog.BAND_IDS.items() if v == band_id),
+                    f"a {count}-band {dtype} raster")
+        raise InputDataError(f"{given} is {'a ' + kind + ' map' if band_id else kind}, not a "
+                             "class map; give the <out>_class.tif of the earlier date, not its "
+                             "_prob.tif or _change.tif")
+    theirs = tags.get("classes")
+    if theirs is not None and theirs.split(",") != list(classes):
+        raise InputDataError(f"{given} holds the classes {theirs.replace(',', ', ')}, this "
+                             f"model predicts {', '.join(classes)}; compare maps of the same "
+                             "classes (the same kind of model)")
+    if grid[0] != tuple(size) or not grid[1].almost_equals(transform) or grid[2] != crs:
+        raise InputDataError(f"{given} is not on the grid of the map about to be made "
+                             f"({grid[0][1]} x {grid[0][0]} px there, {size[1]} x {size[0]} "
+                             "here, or another origin or CRS); predict both dates from stacks "
+                             "on one grid")
+
+
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                compress: cog.Compression = "DEFLATE",
                tags: dict[str, str] | None = None) -> str:

@@ -20,7 +20,9 @@ from gee_export.core.storage import files
 from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog, stats
 from inference.predict.cog import OutputInfo
+from inference.predict.expected_inputs import check_input
 from inference.predict.inputs import probe_input
+from inference.predict.postprocess import check_postprocess
 from inference.predict.raster import PredictConfig, PredictionResult, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from inference.predict.sources import RasterSource
@@ -103,8 +105,13 @@ def predict_with_model_file(
     crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
     stats.load_zones(zones, crs)  # a bad zones file fails before any tile is predicted
     model, meta = load_model_file(model_file)
-    index = isa_class_index(tuple(meta.class_names), isa_class)
     config = config or PredictConfig()
+    check_postprocess(config.postprocess, meta.class_scheme, tuple(meta.class_names),
+                      config.force_postprocess)
+    check_input(stack, meta, band_order)  # pixel size and values, before the first tile
+    if compare_with:
+        _check_compare_with(compare_with, stack, meta)
+    index = isa_class_index(tuple(meta.class_names), isa_class)
     if config.isa_class != index:
         config = PredictConfig(**{**config.__dict__, "isa_class": index})
     predictor = TilePredictor(model, meta.norm_mean, meta.norm_std,
@@ -118,6 +125,19 @@ def predict_with_model_file(
                             band_order=band_order)
     return finish_outputs(result, out_prefix, index, zones=zones, compare_with=compare_with,
                           local_dir=local_dir)
+
+
+def _check_compare_with(compare_with: str, stack: str | RasterSource, meta: Any) -> None:
+    """The earlier class map must hold this model's classes on the output grid."""
+    from affine import Affine
+
+    from inference.predict.sources import open_source
+
+    scale = int(meta.output_scale)
+    with open_source(stack) as src:
+        size = (src.height * scale, src.width * scale)
+        transform, crs = src.transform * Affine.scale(1.0 / scale), src.crs
+    stats.check_class_map(compare_with, tuple(meta.class_names), size, transform, crs)
 
 
 def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,

@@ -35,8 +35,8 @@ _FIELDS: dict[str, set[str]] = {
     "TilesetMaskBand": {"tilesetId", "bandIds"},
     "MissingData": {"values"},
 }
-_ASSET_NAME = re.compile(r"^projects/[a-z][a-z0-9-]{3,61}[a-z0-9]/assets/[A-Za-z0-9_/-]+$"
-                         r"|^projects/earthengine-legacy/assets/users/[^/]+/.+$")
+_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{3,61}[a-z0-9]$")  # 5-63 lower-case characters
+_PATH_PART = re.compile(r"^[A-Za-z0-9_-]+$")
 _BAND_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 _POLICY = {"class": "MODE", "probability": "MEAN"}
@@ -44,19 +44,60 @@ _TILESET = {"class": "isa_class", "probability": "isa_probability"}
 
 
 def asset_name(asset_id: str, project: str | None = None) -> str:
-    """Full ``projects/<p>/assets/<path>`` name of an asset id.
+    """Full ``projects/<p>/assets/<path>`` name of an asset id, checked (see below).
 
     Accepts a full name, a legacy ``users/...`` id, or a path inside ``project``.
+
+    Raises:
+        ConfigError: naming the rule the id breaks (:func:`asset_name_problem`).
     """
     asset_id = asset_id.strip().strip("/")
     if asset_id.startswith("projects/"):
-        return asset_id
-    if asset_id.startswith("users/"):
-        return f"projects/earthengine-legacy/assets/{asset_id}"
-    if not project:
+        name = asset_id
+    elif asset_id.startswith("users/"):
+        name = f"projects/earthengine-legacy/assets/{asset_id}"
+    elif not project:
         raise ConfigError(f"asset id {asset_id!r} is relative; give the full "
                           "'projects/<project>/assets/<path>' or pass --project")
-    return f"projects/{project}/assets/{asset_id}"
+    else:
+        name = f"projects/{project}/assets/{asset_id}"
+    problem = asset_name_problem(name)
+    if problem:
+        raise ConfigError(f"asset id {asset_id!r} is not a valid Earth Engine asset name: "
+                          f"{problem}")
+    return name
+
+
+def asset_name_problem(name: str) -> str | None:
+    """Which rule of Earth Engine asset names ``name`` breaks (None: none).
+
+    ``projects/<project>/assets/<folder>/.../<asset>``: the project a Cloud project id
+    (lower-case letters, digits and hyphens, 5-63 characters, starting with a letter), each
+    folder and the asset a non-empty run of letters, digits, ``_`` and ``-``.
+    """
+    parts = name.split("/")
+    if len(parts) < 4 or parts[0] != "projects" or parts[2] != "assets":
+        return "it is not 'projects/<project>/assets/<path>' (or 'users/<user>/<path>')"
+    project, path = parts[1], parts[3:]
+    if not _PROJECT_ID.match(project):
+        if project != project.lower():
+            why = "has upper-case letters; project ids are lower case"
+        elif not 5 <= len(project) <= 63:
+            why = f"is {len(project)} characters long; project ids have 5 to 63"
+        else:
+            why = ("is no Cloud project id (lower-case letters, digits and hyphens, starting "
+                   "with a letter)")
+        return f"the project {project!r} {why}"
+    if "" in path:
+        return ("it has an empty folder name ('//' or a '/' at the end); separate folders "
+                "with a single '/'")
+    for part in path:
+        if not _PATH_PART.match(part):
+            bad = sorted({c for c in part if not re.match(r"[A-Za-z0-9_-]", c)})
+            shown = ", ".join("a space" if c == " " else repr(c) for c in bad)
+            return (f"the name {part!r} holds {shown}; asset and folder names take only "
+                    "letters, digits, '_' and '-'")
+    return None
 
 
 def check_asset_name(name: str, what: str = "asset") -> str:
@@ -65,11 +106,10 @@ def check_asset_name(name: str, what: str = "asset") -> str:
     Checked before any work: a region called "Wuhan city" would otherwise be mapped for
     hours and refused at publication.
     """
-    if not _ASSET_NAME.match(name) or "//" in name or name.endswith("/"):
-        raise ConfigError(
-            f"{what} name {name!r} is not a valid Earth Engine asset name: use "
-            "'projects/<project>/assets/<path>' whose path holds only letters, digits, '_', "
-            "'-' and '/' (rename the region or --publish target)")
+    problem = asset_name_problem(name)
+    if problem:
+        raise ConfigError(f"{what} name {name!r} is not a valid Earth Engine asset name: "
+                          f"{problem} (rename the region or --publish target)")
     return name
 
 
@@ -120,8 +160,9 @@ def validate_manifest(manifest: Mapping[str, Any], mode: Mode = "ingest") -> Non
     errors: list[str] = []
     _fields(manifest, "ImageManifest", "manifest", errors)
     name = manifest.get("name")
-    if not isinstance(name, str) or not _ASSET_NAME.match(name):
-        errors.append(f"name {name!r} is not 'projects/<project>/assets/<path>'")
+    problem = asset_name_problem(name) if isinstance(name, str) else "it is not a string"
+    if problem:
+        errors.append(f"name {name!r}: {problem}")
     tileset_ids: list[str] = []
     for i, tileset in enumerate(_list(manifest, "tilesets", errors, required=True)):
         where = f"tilesets[{i}]"

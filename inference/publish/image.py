@@ -50,6 +50,10 @@ from inference.publish.properties import asset_properties
 
 logger = logging.getLogger(__name__)
 
+PUBLISH_WITHOUT_ACCOUNT = """No account? Publishing needs one; without it, --dry-run writes the
+image manifest and the Code Editor script, and the COGs themselves open in any GIS."""
+"""What ``isamap-publish`` can do without an Earth Engine account (its authentication advice)."""
+
 ContainerType = Literal["FOLDER", "IMAGE_COLLECTION"]
 VIEWER = "roles/viewer"
 FINISHED = ("COMPLETED",)
@@ -274,8 +278,10 @@ def with_readers(policy: Mapping[str, Any], readers: Sequence[str], public: bool
 def connect(project: str | None, ee_module: Any | None = None) -> EarthEngineAssets:
     """An authenticated seam for ``project`` (or around an already initialised ``ee``)."""
     if ee_module is not None:
-        return EarthEngineAssets(EESession(project, transport=EETransport(ee_module, project)))
-    return EarthEngineAssets(EESession(project, high_volume=False).initialize())
+        return EarthEngineAssets(EESession(project, transport=EETransport(ee_module, project),
+                                           without_account=PUBLISH_WITHOUT_ACCOUNT))
+    return EarthEngineAssets(EESession(project, high_volume=False,
+                                       without_account=PUBLISH_WITHOUT_ACCOUNT).initialize())
 
 
 def check_external_bucket(uri: str, client: Any | None = None,

@@ -1,80 +1,146 @@
-"""The land-cover experiment's data: the coarse product and the held-out quadrant."""
+"""The fine-from-coarse experiment: held-out pixels, the filter, the scoring, an end-to-end run."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
+import torch
+from torch import nn
 
-from experiments.landcover import CropDataset, Tile, coarse_product, load_tiles
+import experiments.landcover as lc
+from experiments.chesapeake_nlcd import CHESAPEAKE_FOLDER
+from experiments.naip import NAIP_FOLDER
 from gee_export.contract.bands import LABEL_NODATA
+from gee_export.core.errors import ConfigError, InputDataError
 
 
-def test_coarse_product_is_the_mode_per_cell_shown_at_full_resolution():
-    classes = np.full((25, 23), 2, np.uint8)
-    classes[:10, :10] = 4
-    classes[:10, :4] = 1  # 40 % class 1, 60 % class 4: mode 4
-    classes[10:20, :10] = LABEL_NODATA
-    classes[10:20, 0] = 3  # a cell with one labelled pixel takes that class
-    classes[20:, 20:] = LABEL_NODATA  # a partial edge cell with nothing labelled
-    coarse = coarse_product(classes, 10)
-    assert coarse.shape == classes.shape
-    assert (coarse[:10, :10] == 4).all()
-    assert (coarse[10:20, :10] == 3).all()
-    assert (coarse[20:, 20:] == LABEL_NODATA).all()
-    assert (coarse[:, 10:20] == 2).all()
-
-
-def test_tie_goes_to_the_lower_class():
-    classes = np.array([[5, 5], [1, 1]], np.uint8)
-    assert (coarse_product(classes, 2) == 1).all()
-
-
-def test_training_crops_never_touch_the_held_out_quadrant():
-    rows, cols = np.mgrid[0:100, 0:100].astype(np.float32)
+def _scene(name="s", test_from=None, size=64):
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
     image = np.stack([rows, cols, rows, cols])  # each pixel says where it is
-    truth = np.zeros((100, 100), np.uint8)
-    data = CropDataset([Tile("t", image, truth, truth, 50)], np.zeros(4), np.ones(4), 32, 300,
-                       seed=0)
-    origins = set()
+    truth = np.zeros((size, size), np.uint8)
+    test = np.zeros((size, size), bool)
+    if test_from is not None:
+        test[test_from:, test_from:] = True
+    return lc.Scene(name, image, truth, {"p": truth.copy()}, test)
+
+
+def test_training_crops_never_touch_held_out_pixels():
+    scenes = [_scene("quadrant", 50, 100), _scene("held out", 0, 100), _scene("free", None, 100)]
+    data = lc.CropDataset(scenes, [s.truth for s in scenes], np.zeros(4), np.ones(4), 32, 300,
+                          seed=0)
+    assert len(data.images) == 2  # the held-out scene gives no crop
     for i in range(300):
         crop = data[(0, i)]["image"].numpy()  # flipped / turned, but its values say where
         r, c = int(crop[0].min()), int(crop[1].min())
-        assert crop[0].max() == r + 31 and crop[1].max() == c + 31
-        assert r + 32 <= 50 or c + 32 <= 50
-        origins.add((r, c))
-    assert len(origins) > 200  # and they are spread over the three training quadrants
+        if i % 2 == 0:  # the quadrant scene
+            assert r + 32 <= 50 or c + 32 <= 50
+    with pytest.raises(ConfigError, match="does not fit"):
+        lc.CropDataset([_scene("q", 20, 64)], [np.zeros((64, 64), np.uint8)], np.zeros(4),
+                       np.ones(4), 48, 4, seed=0)
 
 
-def test_real_tiles_split_on_the_cell_lattice(shared_data):
-    tiles = load_tiles(shared_data / "geobench_chesapeake_naip", 10)
-    assert len(tiles) == 5 and all(t.test_from == 130 for t in tiles)
-    for t in tiles:
-        # no 10 m cell straddles the quadrant edge: the coarse product on either side is
-        # made from that side's pixels only
-        assert t.test_from % 10 == 0
-        assert set(np.unique(t.truth)) <= {1, 2, 3, 4, 5, LABEL_NODATA}
+def test_scoring_counts_the_same_pixels_for_product_and_model():
+    s = _scene("s", 32, 64)
+    s.truth[:, :] = 1
+    s.truth[40:48, 40:48] = LABEL_NODATA  # unlabelled reference: not scored
+    s.products["p"][:, :] = 1
+    s.products["p"][32:40, 32:] = 2  # wrong on 8 rows of the held-out quadrant
+    s.products["p"][56:, 56:] = LABEL_NODATA  # the product says nothing: not scored either
+    scored = s.scored
+    assert scored.sum() == 32 * 32 - 64 - 64
+    m = np.asarray(lc.product_confusion([s], "p"))
+    assert m.sum() == scored.sum() and m[1, 2] == 8 * 32
+    summary = lc._summary([m], ["woodland", "grassland"])
+    assert summary["OA"]["mean"] == pytest.approx(m[1, 1] / m.sum())
+    assert set(summary) == {"OA", "PA", "UA", "F1"}
 
 
-def test_the_experiment_runs_end_to_end_on_a_tiny_budget(shared_data, tmp_path, monkeypatch):
-    """Train, prune (compact network), evaluate, report; a new pruning rule re-runs a seed."""
-    import torch
+def test_the_filter_blanks_only_the_training_chips_the_model_disagrees_with():
+    s = _scene("s", 32, 64)
+    label = np.ones((64, 64), np.uint8)
+    pred = np.ones((64, 64), np.uint8)
+    pred[:32, :32] = 0  # disagrees on the whole top-left chip
+    pred[:32, 32:] = np.where(np.arange(32) % 4 == 0, 1, 0)[None, :]  # agrees on 25 %
+    out, dropped, scored = lc.filter_labels([s], [label], [pred], chip=32, threshold=0.2)
+    assert (dropped, scored) == (1, 3)  # the held-out chip is not scored
+    assert (out[0][:32, :32] == LABEL_NODATA).all()
+    assert (out[0][:32, 32:] == 1).all() and (out[0][32:] == 1).all()
+    assert (label == 1).all()  # the caller's labels are untouched
 
-    import experiments.landcover as lccompare
-    from training.pruning import PRUNING_RULE
 
-    cfg = lccompare.LandCoverCompareConfig(
-        data_dir=str(shared_data / "geobench_chesapeake_naip"), seeds=(0,), iterations=2,
-        prune_iterations=2, prune_epochs=2)
+class _Recorder(nn.Module):
+    """A real 1x1 convolution that records the window sizes it is called on."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 7, 1)
+        self.sizes = []
+
+    def forward(self, x):
+        self.sizes.append(tuple(x.shape[-2:]))
+        return self.conv(x)
+
+
+def test_inference_windows_have_the_training_crop_size_and_cover_the_image():
+    net = _Recorder()
+    image = np.random.default_rng(0).standard_normal((4, 300, 260)).astype(np.float32)
+    out = lc.predict_windows(net, image, 128)
+    assert set(net.sizes) == {(128, 128)} and len(net.sizes) == 9
+    with torch.no_grad():
+        whole = net.conv(torch.from_numpy(image)[None])[0].argmax(0).numpy()
+    assert np.array_equal(out, whole)  # a 1x1 model: windows change nothing
+    net.sizes.clear()
+    lc.predict_windows(net, image[:, :100, :100], 128)
+    assert net.sizes == [(100, 100)]
+
+
+def test_held_out_patches_are_checked(shared_data, tmp_path):
+    data = shared_data / CHESAPEAKE_FOLDER
+    with pytest.raises(InputDataError, match="also in --data-dir"):
+        lc.nlcd_scenes(lc.LandCoverConfig(data_dir=str(data), test_dir=str(data)))
+    with pytest.raises(ConfigError, match="--hold-out"):
+        lc.nlcd_scenes(lc.LandCoverConfig(data_dir=str(data), hold_out=(8,)))
+    scenes = lc.nlcd_scenes(lc.LandCoverConfig(data_dir=str(data)))
+    held = [s for s in scenes if not s.trains]
+    assert len(scenes) == 8 and [s.id[-3:] for s in held] == ["1-3", "1-6"]
+    assert all(s.test.all() for s in held) and not any(s.test.any() for s in scenes[:6])
+
+
+def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
+    cfg = lc.LandCoverConfig(
+        data_dir=str(shared_data / CHESAPEAKE_FOLDER), naip_dir=str(shared_data / NAIP_FOLDER),
+        seeds=(0,), model={"width": 2, "stem_width": 4, "stage1_width": 2,
+                           "modules": [1, 1, 1], "blocks": 1},
+        nlcd_iterations=1, naip_iterations=1, naip_batch=2)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # pytest -n 2 on two cores: no OpenMP threads spinning
     try:
-        report = lccompare.run_experiment(cfg, tmp_path)
+        report = lc.run_experiment(cfg, tmp_path)
+        stamp = (tmp_path / "runs" / "nlcd_seed0.json").stat().st_mtime_ns
+        again = lc.run_experiment(cfg, tmp_path)
     finally:
         torch.set_num_threads(threads)
-    assert report["pruning_rule"] == PRUNING_RULE
-    assert report["parameters"]["pruned"] < 0.7 * report["parameters"]["hrnet"]
-    assert report["flops_256"]["pruned"] < 0.65 * report["flops_256"]["hrnet"]
-    assert set(report["summary"]) == set(lccompare.METHODS)
-    assert (tmp_path / "comparison.md").read_text().startswith("| method | OA |")
-    key = cfg.key(0)
-    monkeypatch.setattr(lccompare, "PRUNING_RULE", PRUNING_RULE + 1)
-    assert cfg.key(0) != key  # results of another rule are not reused
+    assert (tmp_path / "runs" / "nlcd_seed0.json").stat().st_mtime_ns == stamp  # reused
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    test = doc["test"]
+    assert test["setting"] == "nlcd" and test["model"] == "hrnet IN + filter"
+    assert 0.75 < test["oa_product"] < 0.85  # NLCD on the two held-out patches
+    assert 0 <= test["oa_model"] <= 1
+    assert set(test["f1_model"]) == set(test["f1_product"]) == {"woodland", "grassland"}
+    assert set(doc["settings"]) == {"nlcd", "naip"}
+    naip = doc["settings"]["naip"]
+    assert 0.75 <= naip["products"]["confusion product"]["OA"]["mean"] <= 0.85
+    assert naip["products"]["mode product"]["OA"]["mean"] > 0.9
+    assert set(naip["arms"]) == {a.name for a in lc.SETTINGS["naip"].arms}
+    assert again["test"] == report["test"]
+    table = (tmp_path / "comparison.md").read_text()
+    assert "| NLCD (the product) |" in table and "chips dropped" in table
+
+
+def test_command_refuses_a_missing_test_folder_in_one_line(tmp_path, capsys):
+    assert lc.main(["--test", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--test" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -134,7 +134,8 @@ def test_runner_dry_run_prints_the_beam_job_offline(capsys):
     (["--method", "tasks"], "already run on Earth Engine's machines"),
     (["--runner", "dataflow", "--out", "data/x"], "give --out gs://bucket/prefix"),
     (["--runner", "dataflow", "--out", "gs://b/x"], "needs --project, --dataflow-region"),
-    (["--max-workers", "50"], "leaves no request thread per worker"),
+    (["--max-workers", "50"], "use --max-workers 40 or fewer"),
+    (["--max-workers", "0"], "--max-workers must be at least 1"),
 ])
 def test_runner_refuses_what_cannot_work(extra, message, caplog):
     args = ["--region", "wuhan", "--dry-run", "--runner", "direct", *extra]

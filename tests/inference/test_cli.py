@@ -113,6 +113,29 @@ def test_publish_names_the_flag_of_a_missing_cog_or_metrics_file(tmp_path, capsy
     assert len(err.strip().splitlines()) == 1
 
 
+def test_publish_names_the_asset_id_rule_before_anything_is_written(cogs, tmp_path, capsys):
+    prefix = cogs.class_path.removesuffix("_class.tif")
+    assert publish_main(["--prefix", prefix, "--asset-id", "projects/my-proj/assets/my maps/isa",
+                         "--dry-run", "--quiet", "--out-dir", str(tmp_path / "pub")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("isamap-publish: error: asset id 'projects/my-proj/assets/my maps/isa' is not "
+                   "a valid Earth Engine asset name: the name 'my maps' holds a space; asset and "
+                   "folder names take only letters, digits, '_' and '-'")
+    assert not (tmp_path / "pub").exists()
+
+
+def test_publish_without_credentials_says_what_works_without_an_account(cogs, tmp_path, capsys,
+                                                                        monkeypatch):
+    monkeypatch.delenv("EE_PROJECT", raising=False)
+    prefix = cogs.class_path.removesuffix("_class.tif")
+    assert publish_main(["--prefix", prefix, "--asset-id", "projects/my-proj/assets/isa",
+                         "--gcs-prefix", "gs://bucket1/isa", "--out-dir",
+                         str(tmp_path / "pub"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "no --project given" in err and "--dry-run writes the\nimage manifest" in err
+    assert "export_patches" not in err and "isamap-export" not in err and "Traceback" not in err
+
+
 def test_two_predictions_into_one_out_the_second_is_refused_by_the_lock(model_file, small_stack,
                                                                         tmp_path, capsys):
     """The second run waited on nothing and both wrote the same strips; they died with a

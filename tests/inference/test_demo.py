@@ -160,3 +160,39 @@ def test_quiet_demo_draws_no_progress_bar(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "out"), "--size", "384", "--until", "scene",
                  "-q"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_demo_assess_step_scores_the_map_and_the_label_on_the_same_points(tmp_path):
+    """The ``assess`` step on a small scene and a map made from its label with some errors."""
+    import time
+
+    from gee_export.local.synthetic import generate_scene
+    from inference.demo import DemoContext, step_assess
+    from inference.predict.cog import write_cog
+
+    scene = generate_scene(tmp_path / "scene", seed=1, width=384, height=384, progress=False)
+    with rasterio.open(scene.label) as ds:
+        label, profile = ds.read(1), ds.profile
+    rng = np.random.default_rng(0)
+    mapped = np.where(label == 255, 0, label)
+    mapped = np.where(rng.random(mapped.shape) < 0.1, 1 - mapped, mapped).astype(np.uint8)
+    with rasterio.open(tmp_path / "raw.tif", "w", **profile) as dst:  # on the scene's grid
+        dst.write(mapped, 1)
+    write_cog(tmp_path / "raw.tif", tmp_path / "map_class.tif", "class",
+              {"classes": "pervious,impervious"})
+    ctx = DemoContext(tmp_path / "out", seed=0, size=384, progress=False)
+    ctx.later, ctx.map_class = scene, tmp_path / "map_class.tif"
+    started = time.perf_counter()
+    step_assess(ctx)
+    seconds = time.perf_counter() - started
+    report = json.loads((tmp_path / "out" / "assess" / "score" / "report.json").read_text())
+    products = report["products"]
+    assert set(products) == {"map", "10 m label"} and report["n"] >= 100
+    # the label misses the map's 10 % noise: it scores better on the same points
+    assert products["10 m label"]["overall_accuracy"] > products["map"]["overall_accuracy"]
+    assert products["10 m label"]["n"] < report["n"]  # its unlabelled corner is left out
+    assert "accuracy and area" in ctx.outputs and seconds < 30
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    step_assess(ctx)  # again: nothing rewritten
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*")
+                      if p.is_file()}

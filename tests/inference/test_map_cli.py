@@ -88,10 +88,34 @@ def test_postprocess_flags_reach_the_map_request():
                                       "90"])
     options = postprocess_options(args)
     assert options == {"postprocess": "clahe",
-                       "clahe": ClaheParams(block=256, clip_limit=40.0, threshold=90)}
+                       "clahe": ClaheParams(block=256, clip_limit=40.0, threshold=90),
+                       "force_postprocess": False}
     config = MapRequest(Region("r", (117.0, 30.7, 117.01, 30.71)), ("2019-06",), "m.pt", "o",
                         **options).predict_config()
     assert config.postprocess == "clahe" and config.clahe.block == 256
+
+
+def test_without_credentials_the_advice_is_for_mapping_not_exporting(model, tmp_path, capsys,
+                                                                     monkeypatch):
+    """The no-account advice named the export (python export_patches.py) for isamap-map."""
+    monkeypatch.delenv("EE_PROJECT", raising=False)
+    code = main(["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out",
+                 str(tmp_path / "o"), "--months", "2019-06", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "no --project given" in err and "Traceback" not in err
+    assert "isamap-map --backend local --scenes DIR" in err
+    assert "export_patches" not in err and "isamap-export" not in err
+
+
+def test_clahe_on_a_binary_model_is_refused_by_the_map_and_its_dry_run(model, tmp_path,
+                                                                        capsys):
+    """CLAHE on the binary CroFuseNet added 59 % ISA; the map refuses it unless forced."""
+    argv = ["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out",
+            str(tmp_path / "o"), "--months", "2019-06", "--dry-run", "--postprocess", "clahe"]
+    assert main(argv) == 2
+    assert "--postprocess clahe is made for land-cover models" in capsys.readouterr().err
+    assert main([*argv, "--force-postprocess", "--tile", "128", "--overlap", "16",
+                 "--precision", "fp32", "-q"]) == 0
 
 
 def _local_scene(tmp_path):

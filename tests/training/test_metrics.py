@@ -15,9 +15,6 @@ from training.metrics import (
     confusion_matrix,
     from_map_rows,
     kappa,
-    point_confusion,
-    sample_points,
-    stratified_area_accuracy,
 )
 
 # RU-Net++ Table 5: rows = classified (pervious, impervious), columns = reference.
@@ -110,33 +107,6 @@ def test_streaming_matrix_equals_numpy_and_ignores_nodata():
     assert cm.matrix.sum() == 3 * 64 - 16
     with pytest.raises(ConfigError, match="shape"):
         cm.update(logits, target[:, :4])
-
-
-def test_point_sample_is_stratified_and_reproducible():
-    rng = np.random.default_rng(1)
-    ref = (rng.random((50, 50)) < 0.2).astype(np.uint8)
-    pred = ref.copy()
-    pred[:5] = 1 - pred[:5]
-    pred[0, 0] = 255
-    idx = sample_points(pred, 100, seed=3, num_classes=2)
-    assert (idx[0] == sample_points(pred, 100, seed=3, num_classes=2)[0]).all()
-    cm = point_confusion(pred, ref, idx, 2)
-    assert cm.sum() == 100
-    assert list(cm.sum(0)) == [50, 50]  # 50 points per map class
-    assert not ((idx[0] == 0) & (idx[1] == 0)).any()
-
-
-def test_olofsson_2014_worked_example():
-    """Olofsson et al. (2014), section 5 example: deforestation, gain, forest, non-forest."""
-    cm = from_map_rows([[66, 0, 5, 4], [0, 55, 8, 12], [1, 0, 153, 11], [2, 1, 9, 313]])
-    r = stratified_area_accuracy(cm, [200000, 150000, 3200000, 6450000], pixel_area=0.09)
-    assert [round(a) for a in r.area] == [21158, 11686, 285770, 581386]  # ha
-    assert [round(c) for c in r.area_ci] == [6158, 3756, 15510, 16282]
-    assert [round(u, 2) for u in r.ua] == [0.88, 0.73, 0.93, 0.96]
-    assert [round(p, 2) for p in r.pa] == [0.75, 0.85, 0.93, 0.96]
-    assert round(r.oa, 2) == 0.95 and round(r.oa_ci, 2) == 0.02
-    with pytest.raises(ConfigError, match="at least 2 sample"):
-        stratified_area_accuracy(np.array([[1, 0], [0, 5]]), [10, 10])
 
 
 def test_json_safe_writes_undefined_metrics_as_null():

@@ -188,3 +188,65 @@ def test_a_model_is_identified_by_its_bytes_in_one_place(tmp_path):
     renamed = path.rename(tmp_path / "other-name.pt")
     assert model_file_id(renamed) == hashlib.sha256(renamed.read_bytes()).hexdigest()[:16]
     assert set(where(r"def \w*file_id\(")) == {"training/modelfile.py"}
+
+
+def _payload_with(path, change) -> None:
+    """Rewrite a saved model file's payload through ``change(payload)``, as an editor would."""
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+
+
+def test_a_model_with_non_finite_weights_is_refused_at_load(tmp_path):
+    """A NaN-weight model maps 0 km² and exits 0 unless refused when it is read."""
+    path = save_model_file(tmp_path / "m.pt", create_model("crofusenet", 6, **KW), _meta())
+
+    def poison(payload):  # a file of an isamap that recorded no digest, with NaN weights
+        payload.pop("weights_sha256")
+        first = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+        payload["state_dict"][first].fill_(float("nan"))
+
+    _payload_with(path, poison)
+    with pytest.raises(ModelError, match=r"--model .*m\.pt has weights that are not finite "
+                                         r"\(NaN or inf in 1 of \d+ tensors, e\.g\. "):
+        load_model_file(path)
+
+
+def test_a_model_whose_weights_changed_after_saving_fails_its_integrity_check(tmp_path):
+    path = save_model_file(tmp_path / "m.pt", create_model("crofusenet", 6, **KW), _meta())
+
+    def flip(payload):
+        first = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+        payload["state_dict"][first].view(-1)[0] += 1.0
+
+    _payload_with(path, flip)
+    with pytest.raises(ModelError, match="fails its integrity check"):
+        load_model_file(path)
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    model = create_model("crofusenet", 6, **KW)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("inf"))
+    with pytest.raises(ModelError, match="not finite"):
+        save_model_file(tmp_path / "m.pt", model, _meta())
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_training_range_and_grid_survive_the_round_trip_and_old_files_load(tmp_path):
+    ranges = {b: (0.01, 0.1, 0.3) if b.startswith("B") else (-25.0, -12.0, -3.0)
+              for b in BANDS}
+    path = save_model_file(tmp_path / "m.pt", create_model("crofusenet", 6, **KW),
+                           _meta(pixel_size=10.0, band_ranges=ranges))
+    meta, _ = read_model_file(path)
+    assert meta.band_ranges == ranges and meta.training_pixel_size() == 10.0
+
+    def older(payload):  # written before the ranges and the grid were recorded
+        for key in ("pixel_size", "band_ranges"):
+            payload["meta"].pop(key)
+        payload["meta"]["extra"] = {"dataset": {"grid": {"resolution": 20.0}}}
+        payload.pop("weights_sha256")
+
+    _payload_with(path, older)
+    meta, _ = read_model_file(path)
+    assert meta.band_ranges == {} and meta.training_pixel_size() == 20.0

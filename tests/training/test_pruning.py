@@ -262,9 +262,10 @@ def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_
     # and isamap-predict's loader runs it on a raster
     from inference.predict.raster import PredictConfig
     from inference.predict.workflow import predict_with_model_file
-    from tests.support.rasters import smooth_stack, write_stack
+    from tests.support.rasters import scene_stack, write_stack
 
-    stack = write_stack(tmp_path / "stack.tif", smooth_stack(40, 50, count=len(meta.bands)),
+    # values like the training patches': the model file records their ranges and refuses others
+    stack = write_stack(tmp_path / "stack.tif", scene_stack(40, 50, bands=meta.bands),
                         bands=meta.bands)
     outputs = predict_with_model_file(str(out / "pruned.pt"), str(stack), str(tmp_path / "map"),
                                       config=PredictConfig(tile=32, overlap=8), progress=False,

@@ -156,3 +156,63 @@ def test_bad_training_numbers_name_the_flag_as_typed(flag, value, tmp_path, caps
     err = capsys.readouterr().err
     assert f"isamap-train: error: {flag} must be" in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kwargs,says", [
+    ('{"widths": [0, 8, 8, 16, 16]}', "widths must be a list of whole numbers of channels >= 1"),
+    ('{"widths": [4.5, 8, 8, 16, 16]}', "got [4.5, 8, 8, 16, 16]"),
+    ('{"widths": [-4, 8, 8, 16, 16]}', 'e.g. {"widths": [32, 64, 128, 256, 512]}'),
+    ('{"width": -2}', "width must be a whole number of channels >= 1, got -2"),
+])
+def test_bad_model_widths_are_one_line_before_any_data_is_read(kwargs, says, patch_root,
+                                                               tmp_path, capsys):
+    """Zero, fractional and negative widths gave three different torch tracebacks."""
+    argv = _argv(patch_root, tmp_path / "run")
+    argv[argv.index("--model-kwargs") + 1] = kwargs
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_loss_that_runs_away_without_nan_stops_and_saves_no_model(patch_root, tmp_path,
+                                                                   capsys):
+    """lr 1e6 sends the loss to ~1e12 while it stays finite: stopped, no model.pt."""
+    out = tmp_path / "run"
+    assert train_main(_argv(patch_root, out, "--lr", "1e6")) == 2
+    err = capsys.readouterr().err
+    assert "training diverged: the loss grew to" in err and "times its first value" in err
+    assert "--lr" in err and "Traceback" not in err
+    assert not (out / "model.pt").exists()
+
+
+def test_a_finite_runaway_loss_keeps_the_last_good_epoch(patch_root, tmp_path):
+    raw = PatchDataset(patch_root, "train")
+    norm = compute_norm_stats(raw)
+    train_set = PatchDataset(patch_root, "train", norm=norm)
+    val_set = PatchDataset(patch_root, "val", norm=norm)
+    model = create_model("unet", 6, 2, **TINY)
+    meta = ModelMeta("unet", 6, 2, raw.bands, norm.mean, norm.std, model_kwargs=TINY)
+    cfg = TrainConfig(data=str(patch_root), out_dir=str(tmp_path / "run"), model="unet",
+                      epochs=5, batch_size=2, num_workers=0, precision="fp32",
+                      channels_last="off", progress=False)
+    trainer = Trainer(cfg, model, GrowsAfter(4), train_set, val_set, meta)
+    with pytest.raises(TrainingDivergedError, match=r"grew to .* epoch 2 \(training batch 1\)"):
+        trainer.fit()
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["epoch"] == 1 and ck["loss_reference"] > 0
+    saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert saved["meta"]["metrics"]["epoch"] == 1
+
+
+class GrowsAfter(torch.nn.Module):
+    """The real loss until call ``calls``, then the loss x 1e9: finite, but runaway."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.inner, self.calls, self.n = build_loss("dice_focal"), calls, 0
+
+    def forward(self, out, label):
+        self.n += 1
+        loss = self.inner(out, label)
+        return loss * 1e9 if self.n > self.calls else loss

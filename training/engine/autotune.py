@@ -25,6 +25,10 @@ measuring took; callers write it into their outputs (COG tags, ``metrics.json``,
 history and model file). It is cached in ``$XDG_CACHE_HOME/isamap/autotune.json`` (else
 ``~/.cache/isamap``) under a key of the model's architecture and arguments, the input shape,
 the device, the torch version and the thread count, so a second run does not measure again.
+The choice records how loaded the machine was while it was measured (other processes' share
+of the cores, :mod:`training.engine.load`): one measured under load describes that moment,
+not the machine, so before it is reused the load is read again for a moment, and on a quiet
+machine the choice is measured again (and the quiet answer replaces it).
 ``ISAMAP_AUTOTUNE_CACHE=off`` (or ``cache=False``, ``--no-autotune-cache``) disables the cache;
 ``ISAMAP_AUTOTUNE_CACHE=/some/file.json`` moves it. Explicit ``--precision`` /
 ``--channels-last`` values are never overridden: only the dimensions left at ``auto`` are
@@ -53,6 +57,7 @@ from gee_export.core.allocator import keep_freed_memory
 from gee_export.core.digest import json_digest, text_sha256
 from gee_export.core.storage import atomic_write
 from training.engine import devices
+from training.engine import load as machine_load
 from training.engine.execution import (
     Batch,
     Dtype,
@@ -86,7 +91,7 @@ MIN_ROUNDS = 2
 #: many times the quickest one's is not timed: it is reported as skipped.
 FIRST_CALL_MARGIN = 3.0
 CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
-CACHE_FORMAT = "isamap-autotune/1"
+CACHE_FORMAT = "isamap-autotune/2"  # /1 entries do not say how loaded the machine was
 CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
 
 
@@ -111,6 +116,7 @@ class Choice:
         measured_size: tile size of the timed calls (the real one: tiles are never cropped).
         seconds: wall time spent measuring.
         key: the cache key.
+        load: how busy other work kept the cores while measuring (unknown when not measured).
     """
 
     setting: Setting
@@ -127,6 +133,7 @@ class Choice:
     measured_size: tuple[int, ...] = ()
     seconds: float = 0.0
     key: str = ""
+    load: machine_load.Load = field(default_factory=machine_load.Load)
 
     @property
     def precision(self) -> Dtype:
@@ -149,6 +156,7 @@ class Choice:
         d["ms_per_sample"] = dict(self.ms_per_sample)
         d["errors"] = dict(self.errors)
         d["label"] = self.label
+        d["load"] = self.load.to_dict()
         return d
 
     @classmethod
@@ -163,15 +171,19 @@ class Choice:
                    measured_size=tuple(d.get("measured_size", ())),
                    tolerance=float(d.get("tolerance", TOLERANCE)),
                    measured_batch=int(d.get("measured_batch", 0)),
-                   seconds=float(d.get("seconds", 0.0)), key=d.get("key", ""))
+                   seconds=float(d.get("seconds", 0.0)), key=d.get("key", ""),
+                   load=machine_load.Load.from_dict(d.get("load")))
 
     def tags(self) -> dict[str, str]:
         """Flat string metadata (GeoTIFF tags) describing the choice."""
         timings = ",".join(f"{k}={v:.4g}" for k, v in self.ms_per_sample.items())
-        return {"runtime": self.label, "runtime_source": self.source,
+        tags = {"runtime": self.label, "runtime_source": self.source,
                 "runtime_device": self.device,
                 "runtime_ms_per_tile": timings,
                 "runtime_tolerance": f"{self.tolerance:g}"}
+        if self.ms_per_sample:  # measured (now or from the cache): how loaded the machine was
+            tags["runtime_load"] = self.load.describe()
+        return tags
 
     def summary(self) -> str:
         if not self.ms_per_sample:
@@ -194,7 +206,8 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
            channels_last: devices.Layout | bool = "auto", compile: bool = False,
            step: TrainStep | None = None, budget_s: float = DEFAULT_BUDGET_S,
            tolerance: float = TOLERANCE, cache: bool | None = None,
-           measure: Measure | None = None) -> Choice:
+           measure: Measure | None = None,
+           load_meter: machine_load.Meter = machine_load.StatWindow) -> Choice:
     """The fastest setting of ``model`` on ``example``'s shape whose output agrees with fp32.
 
     Args:
@@ -212,6 +225,7 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         tolerance: agreement bound, mean |p - p_fp32|.
         cache: use the user cache (None: unless ``ISAMAP_AUTOTUNE_CACHE=off``).
         measure: timing function replacing the real one (tests).
+        load_meter: reads the machine's load (tests inject scripted readings).
     """
     devices.check_precision(precision, device.type)
     layout = devices.layout_flag(channels_last)
@@ -227,20 +241,43 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
     cached = _read_cache(path).get(key) if path else None
     if cached is not None:
         choice = replace(Choice.from_dict(cached), source="cache")
-        log.info("runtime %s from the autotune cache %s (measured %s)", choice.label, path,
-                 ", ".join(f"{k} {v:.3g} ms" for k, v in choice.ms_per_sample.items()))
-        return choice
+        if _still_fits(choice, load_meter):
+            log.info("runtime %s from the autotune cache %s (measured %s; %s)", choice.label,
+                     path, ", ".join(f"{k} {v:.3g} ms" for k, v in choice.ms_per_sample.items()),
+                     choice.load.describe())
+            return choice
+    window = load_meter()
     choice = _measure(model, example, device, mode, cands, compile, step, budget_s, tolerance,
                       measure)
-    choice = replace(choice, device=where, key=key, shape=shape)
+    choice = replace(choice, device=where, key=key, shape=shape, load=window.read())
     log.info("autotune %s on %s, batch %s: %s; chose %s in %.1f s (budget %.1f s, %d of %d "
-             "samples per timed call%s)", mode, where, "x".join(map(str, shape)),
+             "samples per timed call%s; %s)", mode, where, "x".join(map(str, shape)),
              ", ".join(f"{k} {v:.3g} ms/sample" for k, v in choice.ms_per_sample.items()),
              choice.label, choice.seconds, budget_s, choice.measured_batch, shape[0],
-             f"; rejected {', '.join(choice.rejected)}" if choice.rejected else "")
+             f"; rejected {', '.join(choice.rejected)}" if choice.rejected else "",
+             choice.load.describe())
+    if choice.load.loaded:
+        log.info("autotune: measured while %s; this choice is reused only while the "
+                 "machine stays loaded (a quiet run measures again)", choice.load.describe())
     if path:
         _write_cache(path, key, choice)
     return choice
+
+
+def _still_fits(choice: Choice, load_meter: machine_load.Meter) -> bool:
+    """Whether a cached choice may be reused now.
+
+    One measured on a quiet machine always; one measured under load only while the machine
+    is still loaded (read for ``load.RECHECK_S`` seconds).
+    """
+    if not choice.load.loaded:
+        return True
+    now = machine_load.sample(load_meter)
+    if now.loaded:
+        return True
+    log.info("autotune: the cached %s was measured while %s; %s now, so it is measured again",
+             choice.label, choice.load.describe(), now.describe())
+    return False
 
 
 def explicit(precision: devices.Precision, channels_last: devices.Layout | bool,

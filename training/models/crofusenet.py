@@ -82,7 +82,10 @@ class CroFuseNet(nn.Module):
         optical_bands / sar_bands: override which names feed each branch (default: every
             Sentinel-2 band / every Sentinel-1 band of ``bands``).
         reduction: SE reduction ratio r (16 in the paper).
-        head: ``"paper"`` (3x3 conv + BN + ReLU, as in the paper) or ``"linear"`` (1x1 conv).
+        head: ``"paper"`` (3x3 conv + BN + ReLU, as printed), ``"conv_bn"`` (the same without
+            the ReLU) or ``"linear"`` (1x1 conv); see :func:`training.models.unet.make_head`.
+            The recipe trains ``"conv_bn"``; a model file that records no head rebuilds
+            ``"paper"``.
     """
 
     stride = 16
@@ -153,9 +156,12 @@ __all__ = ["CroFuseNet", "CrossFusion", "MultimodalAggregation"]
 
 # Seed 002: 128 px patches (lines 81, 107), the composite loss of eq. 11 with alpha 1 and
 # beta 0.8 (lines 159-166), Adam 1e-4, poly 0.9 per iteration, batch 32, 400 epochs, early
-# stop after 50 epochs without a validation gain (line 178, MIoU: line 201).
+# stop after 50 epochs without a validation gain (line 178, MIoU: line 201). The head is the
+# printed 3x3 conv + BN without its ReLU (line 107 ends in a ReLU, which makes every logit >= 0
+# and ties both classes at 0 wherever the pre-activations are negative: a probability map with
+# a spike at exactly 0.5); ``head="paper"`` is the printed one (docs/training.md).
 RECIPE = ModelRecipe(loss=CROFUSENET, loss_kwargs={"alpha": 1.0, "beta": 0.8},
-                     patch_size=128, output_stride=16,
+                     patch_size=128, output_stride=16, model_kwargs={"head": "conv_bn"},
                      source="seed 002 lines 81, 107, 159-166, 178, 201")
 
 #: This module's models, merged by :mod:`training.models`.

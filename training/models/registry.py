@@ -65,6 +65,10 @@ class ModelRecipe:
         min_patch_size: the smallest patch edge on which the model's context modules still
             work (e.g. an ASPP map larger than its largest dilation); default 2 x
             ``output_stride`` (a 3x3 convolution on a 1x1 map is a 1x1 convolution).
+        small_patches: what training on patches (or crops) below that edge does: ``"warn"``
+            (a warning, then training) or ``"refuse"`` (a configuration error unless the run
+            sets ``allow_small_patches``): for a model whose paper credits its context
+            modules with its accuracy.
         optimizer: ``adam`` or ``sgd``.
         lr, momentum, weight_decay: optimiser settings (``momentum`` is used by SGD only).
         poly_power: exponent of the per-iteration poly schedule ``(1 - it/max_it)^power``.
@@ -82,6 +86,7 @@ class ModelRecipe:
     crop_size: int | None = None
     output_stride: int = 16
     min_patch_size: int | None = None
+    small_patches: Literal["warn", "refuse"] = "warn"
     optimizer: Optimizer = "adam"
     lr: float = 1e-4
     momentum: float = 0.9
@@ -110,6 +115,9 @@ class ModelRecipe:
             problems.append("an 'image_fine' target needs 'label_fine' (the same fine grid)")
         if self.crop_size is not None and self.crop_size < 8:
             problems.append(f"crop_size must be >= 8 or None, got {self.crop_size}")
+        if self.small_patches not in ("warn", "refuse"):
+            problems.append(f"small_patches must be 'warn' or 'refuse', got "
+                            f"{self.small_patches!r}")
         if self.optimizer not in ("adam", "sgd"):
             problems.append(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if min(self.patch_size, self.output_stride, self.batch_size, self.epochs,

@@ -57,13 +57,25 @@ class UpBlock(nn.Module):
         return self.conv(torch.cat([self.up(x), skip], dim=1))
 
 
+HEADS = ("paper", "conv_bn", "linear")
+
+
 def make_head(in_ch: int, num_classes: int, head: str) -> nn.Module:
-    """Classifier: ``"paper"`` is CroFuseNet's 3x3 conv + BN + ReLU, ``"linear"`` a 1x1 conv."""
+    """Classifier producing logits.
+
+    ``"paper"`` is CroFuseNet's printed head (3x3 conv + BN + ReLU): its logits are never
+    negative, so wherever both pre-activations are negative the classes tie at 0 (a probability
+    of exactly 1/K). ``"conv_bn"`` is the same 3x3 conv + BN without the ReLU, ``"linear"`` a
+    1x1 conv (Ronneberger's head).
+    """
     if head == "paper":
         return ConvBNReLU(in_ch, num_classes, kernel=3)
+    if head == "conv_bn":
+        return nn.Sequential(nn.Conv2d(in_ch, num_classes, 3, padding=1, bias=False),
+                             nn.BatchNorm2d(num_classes))
     if head == "linear":
         return nn.Conv2d(in_ch, num_classes, 1)
-    raise ModelError(f"head must be 'paper' or 'linear', got {head!r}")
+    raise ModelError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
 
 
 class UNetEncoder(nn.Module):

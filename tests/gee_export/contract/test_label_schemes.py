@@ -30,6 +30,15 @@ LEGENDS = {
                      10: "snow_ice"},
     "chesapeake": {0: None, 1: "water", 2: "woodland", 3: "grassland", 4: "bare_land",
                    5: "impervious", 6: "impervious", 15: None},
+    # NLCD legend (USGS): 11 open water, 12 ice/snow, 21-24 developed open space / low /
+    # medium / high intensity, 31 barren, 41-43 deciduous / evergreen / mixed forest, 51 dwarf
+    # scrub, 52 shrub, 71 grassland, 72 sedge, 73 lichens, 74 moss, 81 pasture, 82 crops, 90
+    # woody wetlands, 95 emergent herbaceous wetlands
+    "nlcd": {0: None, 11: "water", 12: "snow_ice", 21: "grassland", 22: "impervious",
+             23: "impervious", 24: "impervious", 31: "bare_land", 41: "woodland",
+             42: "woodland", 43: "woodland", 51: "woodland", 52: "woodland", 71: "grassland",
+             72: "grassland", 73: None, 74: None, 81: "grassland", 82: "cropland", 90: None,
+             95: None},
 }
 IGNORED_NAMES = ("wetland", "flooded", "mangrove", "tundra", "moss", "no data")
 

@@ -89,3 +89,33 @@ def test_yangtze_river_economic_belt_holds_the_papers_cities():
     assert not west <= regions.get_region("beijing").centroid[0] <= east or \
         regions.get_region("beijing").centroid[1] > north  # Beijing is north of the belt
     assert 2.0e6 < belt.approx_area_km2() < 4.5e6  # 2.05 M km² of land inside a larger box
+
+
+@pytest.mark.parametrize("bbox,says", [
+    ("170,10,-170,11", "the box crosses the antimeridian (west 170 lies east of east -170), "
+     "which isamap does not support: split it at 180 degrees into --bbox=170,10,180,11 and "
+     "--bbox=-180,10,-170,11, each with its own --out"),
+    ("10,60,11,55", "south 60 is not below north 55; the box is WEST,SOUTH,EAST,NORTH"),
+    ("10,95,11,96", "south 95 is no latitude (they run from -90 to 90)"),
+    ("10,-20,11,91", "north 91 is no latitude"),
+    ("-200,10,-199,11", "west -200 is no longitude (they run from -180 to 180); give it as 160"),
+    ("10,10,10,11", "west and east are both 10: the box has no width"),
+])
+def test_each_broken_bbox_rule_is_named(bbox, says):
+    """A latitude error spoke of west < east; an antimeridian box got no advice."""
+    with pytest.raises(ConfigError) as err:
+        regions.parse_bbox(bbox)
+    assert says in str(err.value)
+    if "latitude" in says or "south" in says:
+        assert "west <" not in str(err.value)
+
+
+def test_a_region_file_across_the_antimeridian_is_refused_not_mapped_round_the_world(tmp_path):
+    """Fiji's polygon became a box from -179.9 to 179.9 degrees (only a UTM warning)."""
+    ring = [[179.9, -16.9], [-179.9, -16.9], [-179.9, -16.7], [179.9, -16.7], [179.9, -16.9]]
+    path = tmp_path / "fiji.geojson"
+    path.write_text(json.dumps({"type": "Polygon", "coordinates": [ring]}))
+    with pytest.raises(ConfigError) as err:
+        regions.load_geojson(path)
+    assert "spans longitudes -179.9 to 179.9, so it crosses the antimeridian" in str(err.value)
+    assert "--bbox=179.9,-16.9,180,-16.7 and --bbox=-180,-16.9,-179.9,-16.7" in str(err.value)

@@ -11,6 +11,7 @@ import pytest
 
 from gee_export.core.ee_session import (
     AUTH_HELP,
+    EXPORT_WITHOUT_ACCOUNT,
     EESession,
     EETransport,
     RetryPolicy,
@@ -254,10 +255,16 @@ def test_a_call_that_is_not_idempotent_is_repeated_only_after_a_429():
 
 
 def test_auth_help_names_every_way():
-    text = AUTH_HELP.format(reason="test")
+    text = AUTH_HELP.format(reason="test", without_account=EXPORT_WITHOUT_ACCOUNT)
     for needle in ("earthengine authenticate", "GOOGLE_APPLICATION_CREDENTIALS", "--project",
-                   "--backend local", "make demo"):
+                   "isamap-export --backend local", "make demo"):
         assert needle in text
+
+
+def test_auth_help_says_what_the_command_itself_can_do_without_an_account():
+    with pytest.raises(AuthenticationError) as err:
+        EESession(project=None, without_account="No account? Do X.").initialize()
+    assert str(err.value).endswith("No account? Do X.") and "isamap-export" not in str(err.value)
 
 
 def test_missing_project_is_an_auth_error():

@@ -31,8 +31,18 @@ def test_workers_times_threads_stay_within_the_quota(workers, limit, threads):
 
 
 def test_more_workers_than_requests_is_refused():
-    with pytest.raises(ConfigError, match="--max-workers 41 leaves no request thread"):
+    with pytest.raises(ConfigError, match="--max-workers 41 is more workers than "
+                                          "--max-concurrent 40") as err:
         RunnerConfig("dataflow", max_workers=41)
+    assert "use --max-workers 40 or fewer" in str(err.value)
+    assert "only if the project's Earth Engine quota allows" in str(err.value)
+
+
+@pytest.mark.parametrize("workers", [0, -3])
+def test_no_worker_at_all_is_refused_as_such(workers):
+    """'leaves no request thread per worker; use at most 40' was no advice for 0 workers."""
+    with pytest.raises(ConfigError, match=f"--max-workers must be at least 1 .*got {workers}"):
+        RunnerConfig("dataflow", max_workers=workers)
     assert RunnerConfig().max_concurrent == DEFAULT_MAX_CONCURRENT == 40
 
 

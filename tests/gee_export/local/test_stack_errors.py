@@ -128,3 +128,21 @@ def test_offset_inferred_from_date_warns(write_s2, small_grid, tmp_path):
                                   out_dir=tmp_path / "out", progress=False)
     with rasterio.open(stack.image) as src:
         np.testing.assert_allclose(src.read(1), 0.15, rtol=1e-6)
+
+
+def test_scene_folders_that_are_symbolic_links_are_found(tmp_path, small_grid):
+    """Linked download folders were skipped: 'no rasters found', or a month without scenes."""
+    product = "S1A_IW_GRDH_1SDV_20210603T050000_X"
+    real = tmp_path / "downloads" / product
+    for pol, value in (("VV", -12.0), ("VH", -18.0)):
+        write_band(real / f"{product}_{pol}.tif", np.full((8, 8), value, np.float32),
+                   nodata=None)
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    (scenes / product).symlink_to(real, target_is_directory=True)
+    (scenes / "loop").symlink_to(scenes, target_is_directory=True)  # a cycle is entered once
+    assert [s.product for s in discover_scenes(scenes).s1] == [product]
+    (real / f"{product}_XX.tif").symlink_to(tmp_path / "unmounted" / "x.tif")
+    with pytest.raises(InputDataError, match=r"_XX\.tif is a symbolic link to .*unmounted.*"
+                                             r"which does not exist"):
+        discover_scenes(scenes)

@@ -312,13 +312,14 @@ def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, ee_offline, t
 
 def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, ee_offline,
                                                                       tmp_path):
-    """``--postprocess clahe`` reaches the predictor of every date and is recorded."""
+    """``--postprocess clahe`` reaches the predictor of every date and is recorded (forced:
+    the scene's model is binary, which CLAHE is not made for)."""
     from inference.predict.postprocess import ClaheParams
 
     stack, model = scene
     clahe = ClaheParams(block=32, clip_limit=40.0, threshold=100)
     result = map_region(request_for(stack, model, tmp_path / "out", postprocess="clahe",
-                                    clahe=clahe),
+                                    clahe=clahe, force_postprocess=True),
                         session=session_for(StackTransport(stack, info=lambda t: 5)),
                         echo=lambda _: None)
     (date,) = result.dates
@@ -327,7 +328,8 @@ def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, ee_
     post = predict_with_model_file(model, crop_path, str(tmp_path / "post" / "isa"),
                                    config=PredictConfig(**{**config.__dict__,
                                                            "postprocess": "clahe",
-                                                           "clahe": clahe}),
+                                                           "clahe": clahe,
+                                                           "force_postprocess": True}),
                                    options=OPTIONS, progress=False)
     plain = predict_with_model_file(model, crop_path, str(tmp_path / "plain" / "isa"),
                                     config=config, options=OPTIONS, progress=False)

@@ -311,6 +311,33 @@ def test_an_existing_image_is_refused_unless_overwrite(series, tmp_path, gcs_emu
     assert f"maps/{DATES[1]}/isa_{DATES[1]}_class.tif" in blobs  # uploaded, MD5-verified
 
 
+def test_temporal_consistency_is_applied_on_request_and_recorded(series, tmp_path):
+    from inference.mapping.series import series_products
+
+    request, result, grid = series
+    mapped = [(d.month, d.outputs) for d in result.dates]
+    plain = series_products(mapped, {}, str(tmp_path / "plain"), tmp_path / "plain",
+                            request.zones, crs=grid.crs)
+    kept = series_products(mapped, {}, str(tmp_path / "tc"), tmp_path / "tc", request.zones,
+                           crs=grid.crs, temporal_consistency=True)
+    record = json.loads(kept.json.read_text())["temporal_consistency"]
+    assert record["applied"] is True and "loss" in record["assumption"]
+    assert json.loads(plain.json.read_text())["temporal_consistency"] == {"applied": False}
+    assert all((tmp_path / "tc" / p).exists() for p in record["class_maps"].values())
+    with rasterio.open(kept.changes[0].cog) as ds:
+        assert ds.tags()["temporal_consistency"] == "applied"
+    with rasterio.open(plain.changes[0].cog) as ds:
+        assert ds.tags()["temporal_consistency"] == "not applied"
+    assert all(r.temporal_consistency for r in kept.change_rows)
+    assert "temporal_consistency" in kept.change_csv.read_text().splitlines()[0]
+    # this series has no flicker: the rule changes nothing, areas and gain agree
+    assert sum(record["pixels_relabelled"].values()) == 0
+    assert [r.gain_km2 for r in kept.change_rows] == pytest.approx(
+        [r.gain_km2 for r in plain.change_rows])
+    assert [r.isa_km2 for r in kept.area_rows] == pytest.approx(
+        [r.isa_km2 for r in plain.area_rows])
+
+
 @pytest.mark.parametrize(("zones", "months"), [(1, ["2019-06"]), (3, ["2017-06", "2019-06"]),
                                                (20, ["2017-06", "2019-06", "2021-06"])])
 def test_area_plot_is_written_for_one_date_few_zones_and_many(tmp_path, zones, months):

@@ -39,11 +39,16 @@ def _gdal_cog(data: np.ndarray, path, resampling: str) -> None:
                              PREDICTOR="YES", RESAMPLING=resampling)
 
 
-@pytest.mark.parametrize(("classes", "resampling"), [(3, "mode"), (None, "average")])
-def test_stream_matches_gdals_cog_driver_at_every_level(tmp_path, classes, resampling):
+@pytest.mark.parametrize(("classes", "resampling", "encoding"), [
+    (3, "mode", Encoding("DEFLATE", 1, deflater="libdeflate")),
+    (None, "average", Encoding("DEFLATE", 3, deflater="isal")),
+    (3, "mode", Encoding("DEFLATE", 6, deflater="gdal")), (None, "average", Encoding("ZSTD", 1))])
+def test_stream_matches_gdals_cog_driver_at_every_level(tmp_path, classes, resampling,
+                                                        encoding):
+    """Tiles compressed by the encoder (ISA-L, libdeflate) or by GDAL's writer (ZSTD too)."""
     data = _map(1100, 1300, classes)  # odd overview sizes: 650x550, 325x275
     stream = CogStream(tmp_path, "m", 1300, 1100, TRANSFORM, "EPSG:32650", resampling,
-                       {"model": "m"}, "a description", encoding=Encoding("DEFLATE", 3))
+                       {"model": "m"}, "a description", encoding=encoding)
     row = 0
     for rows in (37, 64, 1, 250, 512, 236):  # ragged chunks: odd rows wait for their pair
         stream.add(data[row:row + rows])
@@ -51,8 +56,10 @@ def test_stream_matches_gdals_cog_driver_at_every_level(tmp_path, classes, resam
     stream.update_tags(runtime="fp32/nchw")
     stream.finish(tmp_path / "stream.tif")
     _gdal_cog(data, tmp_path / "gdal.tif", resampling.upper())
+    stream.remove()
+    assert not list(tmp_path.glob("m.level*"))  # level and tile files removed
     report = cog_report(tmp_path / "stream.tif")
-    assert report["layout"] == "COG" and report["compression"] == "DEFLATE"
+    assert report["layout"] == "COG" and report["compression"] == encoding.compress
     assert report["predictor"] == "2" and report["blocks"] == [(512, 512)]
     assert report["overviews"] == [2, 4] == cog_report(tmp_path / "gdal.tif")["overviews"]
     assert report["tags"]["model"] == "m" and report["tags"]["runtime"] == "fp32/nchw"

@@ -191,6 +191,29 @@ def test_interrupted_run_resumes_from_its_strips(stack, tmp_path):
     np.testing.assert_array_equal(read(resumed.class_path), read(reference.class_path))
 
 
+def test_whole_tile_row_strips_are_checkpointed_from_the_cogs_own_tiles(tmp_path):
+    """512-row strips are whole rows of COG tiles: the checkpoint is those compressed tiles
+    (DEFLATE + predictor, as the COG), readable as a GeoTIFF, and a run resumed from them
+    gives the uninterrupted run's maps exactly."""
+    stack = write_stack(tmp_path / "s.tif", smooth_stack(1100, 700, seed=3))
+    config = {"tile": 128, "overlap": 16, "strip_rows": 512}
+    reference = run(stack, tmp_path / "ref", conv1x1(), **config)
+    with pytest.raises(Crash):
+        run(stack, tmp_path / "o", crashing_conv1x1(calls=16), **config)
+    strips = sorted((tmp_path / ".o.partial").glob("strip_*.tif"))
+    assert strips
+    with rasterio.open(strips[0]) as ds:
+        structure = ds.tags(ns="IMAGE_STRUCTURE")
+        assert ds.compression.name == "deflate" and structure.get("PREDICTOR") == "2"
+        assert (ds.count, ds.height, ds.width, ds.block_shapes) == (2, 512, 700, [(512, 512)] * 2)
+        np.testing.assert_array_equal(ds.read(1), read(reference.class_path)[:512])
+        np.testing.assert_array_equal(ds.read(2), read(reference.prob_path)[:512])
+    resumed = run(stack, tmp_path / "o", conv1x1(), **config)
+    assert resumed.resumed_strips == len(strips) and resumed.tiles < reference.tiles
+    np.testing.assert_array_equal(read(resumed.prob_path), read(reference.prob_path))
+    np.testing.assert_array_equal(read(resumed.class_path), read(reference.class_path))
+
+
 def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
     """SIGKILL in the middle of a run (no cleanup at all), then the same command again."""
     script = textwrap.dedent(f"""

@@ -132,3 +132,38 @@ def test_a_predictor_runs_on_its_own_threads_after_another_model_lowered_them():
     finally:
         use_threads(None)
         torch.set_num_threads(saved)
+
+
+def test_the_passes_around_the_forward_run_on_the_calling_thread_alone():
+    """Normalising and probabilities run on one thread (their OpenMP waits cost the helpers
+    CPU), the forward on the process's count, which is what is left afterwards."""
+    seen: dict[str, list[int]] = {"normalise": [], "forward": [], "probabilities": []}
+
+    class ThreadRecorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(len(BANDS), 2, 1)
+
+        def forward(self, x):
+            seen["forward"].append(torch.get_num_threads())
+            return self.conv(x)
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        predictor = TilePredictor(ThreadRecorder(), np.zeros(len(BANDS)), np.ones(len(BANDS)),
+                                  options=RuntimeOptions(precision="fp32", channels_last="on"))
+        for name in ("normalise", "probabilities"):
+            method = getattr(predictor, f"_{name}")
+
+            def recorded(*args, _method=method, _name=name, **kwargs):
+                seen[_name].append(torch.get_num_threads())
+                return _method(*args, **kwargs)
+
+            setattr(predictor, f"_{name}", recorded)
+        probs = predictor(np.ones((2, len(BANDS), 8, 8), np.float32), compact=True)
+        assert probs.shape == (2, 1, 8, 8) and np.isfinite(probs).all()
+        assert seen == {"normalise": [1], "forward": [2], "probabilities": [1]}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)

@@ -85,3 +85,21 @@ def test_code_editor_script_names_the_asset_and_its_bands():
     assert script.count("Map.addLayer(") == 2 and "palette" in script
     only_class = code_editor_script(NAME, ["isa_class"])
     assert "isa_probability" not in only_class
+
+
+@pytest.mark.parametrize(("asset_id", "says"), [
+    ("projects/my-proj/assets/my maps/isa", "the name 'my maps' holds a space; asset and "
+     "folder names take only letters, digits, '_' and '-'"),
+    ("projects/My-Proj/assets/maps/isa", "the project 'My-Proj' has upper-case letters"),
+    ("projects/my-proj/assets/maps//isa", "it has an empty folder name ('//'"),
+    ("projects/" + "a" * 70 + "/assets/x", "is 70 characters long; project ids have 5 to 63"),
+    ("users/me/isa map", "the name 'isa map' holds a space"),
+    ("projects/my-proj/assets/isa:2019", "holds ':'"),
+])
+def test_asset_ids_name_the_rule_they_break(asset_id, says):
+    """Each of these was 'is not projects/<project>/assets/<path>', or passed (legacy ids)."""
+    with pytest.raises(ConfigError) as err:
+        asset_name(asset_id)
+    assert says in str(err.value)
+    assert asset_name("projects/my-proj/assets/Maps/ISA_2019-06") == \
+        "projects/my-proj/assets/Maps/ISA_2019-06"  # upper case is fine in the path

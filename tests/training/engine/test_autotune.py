@@ -7,6 +7,9 @@ tests check what ``auto`` does with the timings (and what it records), not how f
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -14,7 +17,7 @@ import torch
 from gee_export.core import allocator
 from gee_export.core.errors import ConfigError
 from tests.support.page_faults import pages, run_fault_child
-from training.engine import autotune
+from training.engine import autotune, load
 from training.engine.autotune import Setting
 
 CPU = torch.device("cpu")
@@ -48,6 +51,26 @@ def _probs(model, x, setting: Setting) -> torch.Tensor:
         out = model(x.contiguous(memory_format=setting.memory_format))
     return torch.softmax(out.float(), 1)
 
+
+class _Scripted:
+    """A load window whose reading is the next of a script (other work's share of the cores)."""
+
+    def __init__(self, script: list[float], taken: list[float]) -> None:
+        self.script, self.taken = script, taken
+
+    def read(self) -> load.Load:
+        others = self.script.pop(0)
+        self.taken.append(others)
+        return load.Load(others=others, loadavg=4.0 * others, cores=2, seconds=0.25)
+
+
+def _meter(*others: float) -> tuple[load.Meter, list[float]]:
+    """A meter reading ``others`` in turn, and the list of readings taken so far."""
+    script, taken = list(others), []
+    return (lambda: _Scripted(script, taken)), taken
+
+
+QUIET = _meter(*[0.0] * 100)[0]
 
 BF16_FASTEST = {("bf16", True): 1.0, ("bf16", False): 2.0, ("fp32", True): 3.0,
                 ("fp32", False): 4.0}
@@ -104,7 +127,7 @@ def test_explicit_precision_and_layout_are_never_overridden():
 def test_the_cache_is_written_reused_and_ignored_for_another_model_or_shape(cache,
                                                                             monkeypatch):
     model, x = _net(), _x()
-    first = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST))
+    first = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST), load_meter=QUIET)
     stored = json.loads(cache.read_text())
     assert stored["format"] == autotune.CACHE_FORMAT
     assert stored["entries"][first.key]["setting"]["precision"] == "bf16"
@@ -112,7 +135,8 @@ def test_the_cache_is_written_reused_and_ignored_for_another_model_or_shape(cach
     def never(setting, run):
         raise AssertionError("a cached choice must not be measured again")
 
-    again = autotune.choose(_net(), _x(), CPU, measure=never)  # same architecture and shape
+    again = autotune.choose(_net(), _x(), CPU, measure=never,  # same architecture and shape
+                            load_meter=QUIET)
     assert (again.source, again.setting, again.ms_per_sample) == (
         "cache", first.setting, first.ms_per_sample)
     fp32_fastest = {k: (0.5 if k == ("fp32", False) else 9.0) for k in BF16_FASTEST}
@@ -182,7 +206,7 @@ def test_the_measurement_is_cut_to_the_budget_but_keyed_by_the_real_shape():
 
 APPLIED_CHILD = """
     import torch
-    from training.engine import autotune
+    from training.engine import autotune, load
 
     out = {"before": faults(64)}
     choice = autotune.explicit("fp32", "off", torch.device("cpu"))
@@ -198,3 +222,59 @@ def test_a_cpu_run_keeps_freed_memory_for_its_next_forward():
     out = run_fault_child(APPLIED_CHILD, ISAMAP_KEEP_FREED_MEMORY="")
     assert out["before"] > pages(64) // 2  # a fresh process gives a freed 64 MiB block back
     assert out["after"] < pages(64) // 20  # after apply() the next one comes from the heap
+
+
+SLOW_FP32 = {k: (0.5 if k == ("fp32", False) else 9.0) for k in BF16_FASTEST}
+
+
+def test_a_choice_measured_under_load_is_not_reused_as_the_quiet_machines(cache):
+    """Measured while other work held the cores (fp32/nchw "won"), recorded as such; reused
+    while the machine stays loaded, measured again once it is quiet (bf16/nhwc wins), and
+    the quiet answer replaces it for good."""
+    model, x = _net(), _x()
+    meter, taken = _meter(0.9, 0.8, 0.05, 0.0, 0.95)
+    busy = autotune.choose(model, x, CPU, measure=_fake(SLOW_FP32), load_meter=meter)
+    assert busy.label == "fp32/nchw" and busy.load.loaded and busy.load.others == 0.9
+    stored = json.loads(cache.read_text())["entries"][busy.key]
+    assert stored["load"]["others"] == 0.9 and stored["load"]["cores"] == 2
+    assert busy.tags()["runtime_load"] == "other work on 90% of 2 cores, load average 3.60"
+
+    def never(setting, run):
+        raise AssertionError("reused while still loaded: nothing to measure")
+
+    still = autotune.choose(model, x, CPU, measure=never, load_meter=meter)
+    assert (still.source, still.label, taken) == ("cache", "fp32/nchw", [0.9, 0.8])
+    quiet = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST), load_meter=meter)
+    assert (quiet.source, quiet.label) == ("measured", "bf16/nhwc")
+    assert taken == [0.9, 0.8, 0.05, 0.0] and not quiet.load.loaded
+    # the quiet choice is the machine's: reused without reading the load, even under load
+    after = autotune.choose(model, x, CPU, measure=never, load_meter=meter)
+    assert (after.source, after.label, after.load.others) == ("cache", "bf16/nhwc", 0.0)
+    assert taken == [0.9, 0.8, 0.05, 0.0]
+    assert len(json.loads(cache.read_text())["entries"]) == 1
+
+
+def _busy_children(n: int) -> list[subprocess.Popen]:
+    spin = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
+    return [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
+
+
+@pytest.mark.skipif(not load._STAT.exists(), reason="the load is read from /proc/stat")
+def test_busy_processes_on_every_core_make_the_measured_choice_a_loaded_one(cache):
+    """Real load, real reading: processes spinning on every core of this process are other
+    work; the choice measured among them says so and a quiet reading then measures again."""
+    cores = len(load._cores())
+    children = _busy_children(cores)
+    try:
+        time.sleep(0.3)
+        reading = load.sample(seconds=0.5)
+        busy = autotune.choose(_net(), _x(), CPU, measure=_fake(SLOW_FP32))
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+    assert reading.loaded and reading.others > 0.5 and reading.cores == cores
+    assert busy.load.loaded and busy.load.seconds > 0
+    again = autotune.choose(_net(), _x(), CPU, measure=_fake(BF16_FASTEST), load_meter=QUIET)
+    assert (again.source, again.label) == ("measured", "bf16/nhwc")
+

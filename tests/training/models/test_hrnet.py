@@ -90,8 +90,13 @@ def test_the_registered_recipe_is_the_papers_and_fills_an_isamap_train_config():
     cfg = apply_recipe(TrainConfig(model="hrnet"))
     assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.poly_power, cfg.crop_size,
             cfg.batch_size, cfg.epochs) == ("sgd", 0.01, 0.9, 0.9, 513, 32, 120)
-    assert cfg.loss == "weighted_ce"
+    assert cfg.loss == "weighted_ce" and cfg.weight_decay == 5e-4
     assert recipe_for("hrnet").source.startswith("seed 003")
+    # the paper's C = 24 by default, C = 18 by choice
+    with torch.device("meta"):
+        assert create_model("hrnet", 4, 7, **cfg.model_kwargs).branch_widths == (24, 48, 96, 192)
+        chosen = apply_recipe(TrainConfig(model="hrnet", model_kwargs={"width": 18}))
+        assert create_model("hrnet", 4, 7, **chosen.model_kwargs).branch_widths[0] == 18
     loss = model_loss("hrnet", LANDCOVER_CLASSES)
     assert loss.weight.tolist() == [1.0, 1.0, 1.0, 1.0, 3.0, 1.0, 1.0]
     # flags win, and 0 trains on whole patches

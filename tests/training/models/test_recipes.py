@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from dataclasses import replace
 
 import pytest
 import torch
@@ -175,3 +176,38 @@ def test_isamap_train_warns_once_when_patches_starve_the_model(tmp_path, caplog)
     assert lines == ["model 'crofusenet' on 16 px patches: its deepest 3x3 convolutions see a 1x1 "
                      "map and act as 1x1 convolutions; export patches of at least 32 px "
                      "(isamap-export --patch-size 128; its recipe trains on 128 px)"]
+
+
+def test_runetpp_trains_on_crops_of_its_recipe_size_and_refuses_starved_patches(caplog):
+    import logging
+
+    from training.trainer import check_context
+
+    cfg = apply_recipe(TrainConfig(model="runetpp"))
+    assert cfg.crop_size == 512 and recipe_for("runetpp").small_patches == "refuse"
+    with torch.device("meta"):
+        model = create_model("runetpp", 3, 2, **cfg.model_kwargs)
+    check_context(cfg, 1024, model)  # 512 px crops of 1024 px patches: the paper's context
+    check_context(cfg, 320, model)  # whole patches above the ASPP's 304 px
+    with pytest.raises(ConfigError, match=r"8x8 map.*--allow-small-patches"):
+        check_context(cfg, 128, model)
+    with pytest.raises(ConfigError, match="16x16 map"):  # a crop the user asked for counts
+        check_context(replace(cfg, crop_size=256), 1024, model)
+    with caplog.at_level(logging.WARNING, logger="training"):
+        check_context(replace(cfg, allow_small_patches=True), 128, model)
+    assert any("8x8 map" in r.getMessage() for r in caplog.records)
+
+
+def test_isamap_train_refuses_runetpp_on_small_patches_in_one_line(tmp_path, capsys):
+    from tests.support.rasters import write_patch_dataset
+    from training.cli import train_main
+
+    root = write_patch_dataset(tmp_path / "ds", n=6, size=32)
+    out = tmp_path / "run"
+    assert train_main(["--data", str(root), "--model", "runetpp", "--max-iterations", "1",
+                       "--precision", "fp32", "--workers", "0", "--no-progress",
+                       "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "its ASPP sees a 2x2 map" in err and "--allow-small-patches" in err
+    assert not (out / "model.pt").exists()

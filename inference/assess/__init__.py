@@ -1,0 +1,12 @@
+"""Accuracy assessment of maps: reference sample designs, scoring with intervals, comparisons.
+
+``strata`` (a class or change COG read as strata: classes, sizes, values at points),
+``design`` (a stratified random sample of pixel centres, reproducible from its seed),
+``point_files`` (the sample as CSV, GeoJSON, KML, a Collect Earth Online plot file; reading a
+labelled reference file), ``labelling_app`` (the Code Editor app that walks the points),
+``products`` (other maps on the same points: rasters, and Earth Engine products sampled
+through the one Earth Engine seam) and ``report`` (the estimates of
+:mod:`training.area_estimation` for the map and every product, as JSON, Markdown and a PNG).
+
+May import: ``gee_export``, ``training``, ``inference.predict``, ``inference.mapping``.
+"""

@@ -1,0 +1,148 @@
+"""A stratified random sample of pixel centres from a class or change COG, reproducible by seed.
+
+The strata are the raster's classes. The number of points comes from ``n`` or from a target
+standard error (Olofsson et al. 2014, eq. 13, :mod:`training.area_estimation`); it is allocated
+with a minimum per stratum and the rest in proportion to area. Within a stratum every pixel has
+the same chance: the ``n_h`` ranks are drawn among the stratum's ``N_h`` pixels with the seed,
+then found in one pass over the raster's blocks, so a design needs no more memory than a block
+and the same map, sizes and seed always give the same points.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import rasterio
+from rasterio.warp import transform as warp_transform
+
+from gee_export.core.errors import ConfigError
+from gee_export.core.storage import files
+from inference.assess.strata import Strata, read_strata
+from training.area_estimation import allocate, sample_size_area, sample_size_oa
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MINIMUM = 50  # points per stratum (Olofsson et al. 2014 suggest 50-100)
+DEFAULT_UA = 0.8  # expected user's accuracy of a stratum when none is given
+
+
+@dataclass(frozen=True)
+class SampleSize:
+    """How many points, and why (recorded in the design)."""
+
+    n: int
+    rule: Literal["given", "oa", "area"]
+    target_se: float | None = None
+    target_class: str | None = None
+    expected_ua: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Design:
+    """A drawn sample: points at pixel centres with their strata, and what drew them."""
+
+    strata: Strata
+    size: SampleSize
+    allocation: tuple[int, ...]
+    minimum: int
+    seed: int
+    stratum: np.ndarray  # (n,) stratum code of each point
+    x: np.ndarray  # map CRS, pixel centre
+    y: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+
+    def record(self) -> dict:
+        """The design as JSON (``sample.json``): enough to score the sample and to redraw it."""
+        return {"strata_raster": self.strata.path, "crs": self.strata.crs,
+                "resolution": self.strata.resolution, "classes": list(self.strata.classes),
+                "strata_pixels": list(self.strata.pixels),
+                "strata_km2": list(self.strata.area_km2), "n": int(self.stratum.size),
+                "allocation": dict(zip(self.strata.classes, self.allocation, strict=True)),
+                "minimum_per_stratum": self.minimum, "seed": self.seed,
+                "sample_size": {"rule": self.size.rule, "n": self.size.n,
+                                "target_se": self.size.target_se,
+                                "target_class": self.size.target_class,
+                                "expected_ua": list(self.size.expected_ua)},
+                "design": "stratified random sampling of pixel centres (Olofsson et al. 2014)"}
+
+
+def sample_size(strata: Strata, *, n: int | None = None, target_se: float | None = None,
+                target_class: str | None = None,
+                expected_ua: tuple[float, ...] | None = None) -> SampleSize:
+    """``n`` as given, or from a target SE of overall accuracy (or of ``target_class``'s area).
+
+    For a class's area ``target_se`` is in km² (converted to a proportion of the map's area).
+    """
+    if (n is None) == (target_se is None):
+        raise ConfigError("give exactly one of --n N or --target-se S")
+    if n is not None:
+        if n < 2:
+            raise ConfigError(f"--n must be at least 2, got {n}")
+        return SampleSize(n, "given")
+    ua = tuple(expected_ua or (DEFAULT_UA,) * len(strata.classes))
+    if len(ua) != len(strata.classes):
+        raise ConfigError(f"--expected-ua needs {len(strata.classes)} values, one per stratum "
+                          f"{list(strata.classes)}, got {len(ua)}")
+    assert target_se is not None
+    if target_class is None:
+        return SampleSize(sample_size_oa(strata.weights, ua, target_se), "oa", target_se,
+                          None, ua)
+    if target_class not in strata.classes:
+        raise ConfigError(f"--target-class {target_class!r} is not one of {list(strata.classes)}")
+    total = float(sum(strata.area_km2))
+    n = sample_size_area(strata.weights, ua, strata.classes.index(target_class),
+                         target_se / total)
+    return SampleSize(n, "area", target_se, target_class, ua)
+
+
+def draw(strata: Strata, size: SampleSize, seed: int,
+         minimum: int = DEFAULT_MINIMUM) -> Design:
+    """Draw the sample's points (see module docstring)."""
+    if minimum < 2:
+        raise ConfigError(f"--min-per-stratum must be at least 2 (a variance), got {minimum}")
+    alloc = allocate(size.n, strata.area_km2, minimum, strata.pixels)
+    if sum(alloc) > size.n:
+        log.warning("%d points asked, %d drawn: every stratum gets at least %d (or all its "
+                    "pixels)", size.n, sum(alloc), minimum)
+    rng = np.random.default_rng(seed)
+    ranks = [np.sort(rng.choice(n_h, a, replace=False)) if a else np.zeros(0, np.int64)
+             for n_h, a in zip(strata.pixels, alloc, strict=True)]
+    seen = np.zeros(len(strata.classes), dtype=np.int64)
+    rows, cols, codes = [], [], []
+    with rasterio.open(files.gdal_path(strata.path)) as ds:
+        transform, crs = ds.transform, ds.crs
+        for _, window in ds.block_windows(1):
+            data = ds.read(1, window=window).ravel()
+            for code, want in enumerate(ranks):
+                pos = np.flatnonzero(data == code)
+                if not pos.size or not want.size:
+                    continue
+                lo, hi = np.searchsorted(want, [seen[code], seen[code] + pos.size])
+                picked = pos[want[lo:hi] - seen[code]]
+                seen[code] += pos.size
+                rows.append(window.row_off + picked // int(window.width))
+                cols.append(window.col_off + picked % int(window.width))
+                codes.append(np.full(picked.size, code))
+    row, col = np.concatenate(rows), np.concatenate(cols)
+    stratum = np.concatenate(codes)
+    order = np.lexsort((col, row, stratum))
+    row, col, stratum = row[order], col[order], stratum[order]
+    x, y = rasterio.transform.xy(transform, row, col, offset="center")
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    lon, lat = warp_transform(crs, "EPSG:4326", x.tolist(), y.tolist())
+    return Design(strata, size, alloc, minimum, seed, stratum, x, y,
+                  np.asarray(lon), np.asarray(lat))
+
+
+def design_sample(raster: str, *, n: int | None = None, target_se: float | None = None,
+                  target_class: str | None = None, expected_ua: tuple[float, ...] | None = None,
+                  seed: int = 0, minimum: int = DEFAULT_MINIMUM) -> Design:
+    """Read ``raster``'s strata, size the sample and draw it."""
+    strata = read_strata(raster)
+    size = sample_size(strata, n=n, target_se=target_se, target_class=target_class,
+                       expected_ua=expected_ua)
+    return draw(strata, size, seed, minimum)

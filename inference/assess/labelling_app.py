@@ -1,0 +1,104 @@
+"""The Code Editor app that walks a sample's points over the satellite basemap for labelling.
+
+Paste it into https://code.earthengine.google.com and Run: the map shows one point at a time
+(its pixel outlined) on high-resolution imagery; one button per class records the interpreter's
+answer and moves on; Back and Next walk the points; Export starts a task that writes the
+labelled points (``id``, ``reference``, ``reference_code``) as a FeatureCollection: to Drive as a
+CSV, and to a table asset when one is named. The map's class of a point is not shown, so the
+interpreter is not led by it; the points travel inside the script (no upload needed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from inference.predict.cog import CLASS_PALETTE
+
+
+def labelling_app_script(points: dict, classes: Sequence[str], *, pixel_size: float,
+                         asset_id: str | None = None, description: str = "isamap_reference",
+                         title: str = "isamap reference labelling") -> str:
+    """JavaScript of the labelling app for ``points`` (a GeoJSON FeatureCollection with ids)."""
+    compact = {"type": "FeatureCollection",
+               "features": [{"type": "Feature", "geometry": f["geometry"],
+                             "properties": {"id": f["properties"]["id"]}}
+                            for f in points["features"]]}
+    palette = [f"#{CLASS_PALETTE[i % len(CLASS_PALETTE)]}" for i in range(len(classes))]
+    return f"""// {title}
+// {len(compact['features'])} points; one button per class; Export writes the labels.
+// Paste into https://code.earthengine.google.com and Run.
+var points = ee.FeatureCollection({json.dumps(compact)});
+var pointList = {json.dumps(compact)}.features;
+var classNames = {json.dumps(list(classes))};
+var classColors = {json.dumps(palette)};
+var pixelSize = {pixel_size:g};  // metres: the map's pixel, outlined around each point
+var assetId = {json.dumps(asset_id)};  // a table asset to export to (null: Drive only)
+var labels = {{}};
+var current = 0;
+
+Map.setOptions('SATELLITE');
+var status = ui.Label('');
+var answer = ui.Label('');
+
+function pixelOutline(feature) {{
+  var point = ee.Geometry.Point(feature.geometry.coordinates);
+  return point.buffer(pixelSize / 2).bounds();
+}}
+
+function show(i) {{
+  current = Math.max(0, Math.min(pointList.length - 1, i));
+  var feature = pointList[current];
+  var id = feature.properties.id;
+  Map.layers().reset();
+  Map.addLayer(ee.FeatureCollection([ee.Feature(pixelOutline(feature))]).style(
+      {{color: 'ffff00', fillColor: '00000000', width: 2}}), {{}}, 'pixel ' + id);
+  Map.setCenter(feature.geometry.coordinates[0], feature.geometry.coordinates[1], 19);
+  var done = Object.keys(labels).length;
+  status.setValue('Point ' + (current + 1) + ' of ' + pointList.length + ' (' + id + '), ' +
+                  done + ' labelled');
+  answer.setValue(labels[id] === undefined ? 'not labelled' : 'labelled: ' +
+                  classNames[labels[id]]);
+}}
+
+function label(code) {{
+  labels[pointList[current].properties.id] = code;
+  show(current + 1);
+}}
+
+function labelledCollection() {{
+  return points.map(function(f) {{
+    var code = ee.Dictionary(labels).get(f.get('id'), -1);
+    return f.set({{reference_code: code,
+                  reference: ee.Algorithms.If(ee.Number(code).gte(0),
+                                              ee.List(classNames).get(code), '')}});
+  }});
+}}
+
+function exportLabels() {{
+  var table = labelledCollection();
+  Export.table.toDrive({{collection: table, description: {json.dumps(description)},
+                        fileFormat: 'CSV', selectors: ['id', 'reference', 'reference_code']}});
+  if (assetId) {{
+    Export.table.toAsset({{collection: table, description: {json.dumps(description + "_asset")},
+                          assetId: assetId}});
+  }}
+  print('Export tasks created: run them from the Tasks tab.',
+        Object.keys(labels).length + ' of ' + pointList.length + ' points labelled');
+}}
+
+var panel = ui.Panel({{style: {{position: 'top-left', width: '260px'}}}});
+panel.add(ui.Label({json.dumps(title)}, {{fontWeight: 'bold'}}));
+panel.add(status);
+panel.add(answer);
+classNames.forEach(function(name, code) {{
+  panel.add(ui.Button({{label: name, style: {{color: classColors[code], stretch: 'horizontal'}},
+                       onClick: function() {{ label(code); }}}}));
+}});
+panel.add(ui.Panel([ui.Button('Back', function() {{ show(current - 1); }}),
+                    ui.Button('Next', function() {{ show(current + 1); }})],
+                   ui.Panel.Layout.Flow('horizontal')));
+panel.add(ui.Button('Export labels', exportLabels));
+Map.add(panel);
+show(0);
+"""

@@ -1,0 +1,228 @@
+"""Scores of a map and of other products on the same labelled points, with 95 % intervals.
+
+Every product is estimated with the strata that drew the sample (the map's classes, or a change
+map's), so the map and the products it is compared with are estimated without bias on the same
+points (:func:`training.area_estimation.stratified_estimates`). Writes ``report.json`` (the
+numbers), ``report.md`` (the tables as a person reads them) and ``report.png`` (impervious F1
+and area of every product with their intervals).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gee_export.core.errors import ConfigError
+from gee_export.core.jsonsafe import dumps
+from gee_export.core.storage import atomic_path, atomic_write
+from inference.assess.point_files import ReferencePoints, read_reference
+from inference.assess.products import (
+    Comparison,
+    ProductAtPoints,
+    parse_comparison,
+    sample_product,
+)
+from inference.assess.strata import (
+    CHANGE_NAMES,
+    Strata,
+    check_codes,
+    class_names,
+    read_strata,
+    values_at,
+)
+from training.area_estimation import AreaAccuracy, stratified_estimates
+
+log = logging.getLogger(__name__)
+
+MAP_NAME = "map"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What ``isamap-assess score`` wrote."""
+
+    report: dict
+    json: Path
+    markdown: Path
+    plot: Path
+
+
+def product_report(product: ProductAtPoints, estimate: AreaAccuracy, n: int,
+                   matrix: np.ndarray) -> dict:
+    """One product's entry of ``report.json``: fractions in [0, 1], km², 95 % half-widths."""
+    per_class, area = {}, {}
+    for i, name in enumerate(estimate.class_names):
+        per_class[name] = {"user_accuracy": estimate.ua[i], "user_accuracy_ci95": estimate.ua_ci[i],
+                           "producer_accuracy": estimate.pa[i],
+                           "producer_accuracy_ci95": estimate.pa_ci[i],
+                           "f1": estimate.f1[i], "f1_ci95": estimate.f1_ci[i]}
+        area[name] = {"estimate_km2": estimate.area[i], "ci95_km2": estimate.area_ci[i],
+                      "mapped_km2": estimate.mapped_area[i]}
+    return {"source": product.source, "n": n, "classes": list(estimate.class_names),
+            "overall_accuracy": estimate.oa, "overall_accuracy_ci95": estimate.oa_ci,
+            "per_class": per_class, "area": area,
+            "sample_confusion": {"convention": "rows = map class, columns = reference",
+                                 "counts": matrix.tolist()},
+            "error_matrix": {"convention": "area proportions, rows = map class, "
+                                           "columns = reference",
+                             "proportions": [list(r) for r in estimate.error_matrix]}}
+
+
+def score_products(strata: Strata, stratum: np.ndarray, products: Sequence[ProductAtPoints],
+                   reference: np.ndarray) -> dict:
+    """``report.json`` of ``products`` scored on the points (strata codes at each point)."""
+    report: dict[str, Any] = {
+        "n": int(reference.size),
+        "strata": {"raster": strata.path, "classes": list(strata.classes),
+                   "area_km2": dict(zip(strata.classes, strata.area_km2, strict=True)),
+                   "points": {c: int((stratum == i).sum()) for i, c in enumerate(strata.classes)}},
+        "estimator": "stratified estimators of Olofsson et al. (2014) in the form of Stehman "
+                     "(2014); intervals are 95 % (1.96 standard errors)",
+        "products": {}}
+    for product in products:
+        keep = product.values >= 0
+        ref = product.reference_code[reference[keep]]
+        k = len(product.classes)
+        estimate = stratified_estimates(stratum[keep], strata.area_km2, product.values[keep],
+                                        ref, product.classes)
+        matrix = np.zeros((k, k), dtype=np.int64)
+        np.add.at(matrix, (product.values[keep], ref), 1)
+        report["products"][product.name] = product_report(product, estimate, int(keep.sum()),
+                                                          matrix)
+    return report
+
+
+def score(map_path: str, reference_path: str, out: Path, *, strata_path: str | None = None,
+          compare: Sequence[str] = (), isa_class: int | None = None,
+          session_factory: Callable[[], Any] | None = None) -> Scores:
+    """Score ``map_path`` and every ``compare`` product on the labelled points; write reports."""
+    from inference.predict.workflow import isa_class_index
+
+    comparisons: list[Comparison] = [parse_comparison(c) for c in compare]
+    names = [MAP_NAME] + [c.name for c in comparisons]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--compare names must be unique and not {MAP_NAME!r}: {names}")
+    classes = class_names(map_path)
+    change_map = classes == CHANGE_NAMES
+    if change_map and any(c.isa_rule is not None for c in comparisons):
+        raise ConfigError("--compare with impervious codes or Earth Engine products needs a "
+                          f"class map; {map_path} is a change map (compare change COGs)")
+    # a change map's focus is gain: its F1 and area lead the tables
+    isa = (classes.index("gain") if change_map and isa_class is None
+           else isa_class_index(classes, isa_class))
+    strata = read_strata(strata_path or map_path)
+    points: ReferencePoints = read_reference(reference_path, classes)
+    stratum = values_at(strata.path, points.lon, points.lat)
+    check_codes(stratum, strata.classes, f"the strata raster {strata.path}")
+    own = values_at(map_path, points.lon, points.lat)
+    check_codes(own, classes, f"the map {map_path}")
+    products = [ProductAtPoints(MAP_NAME, map_path, classes, own, np.arange(len(classes)))]
+    for comparison in comparisons:
+        log.info("reading %s (%s) at %d points", comparison.name, comparison.source,
+                 points.reference.size)
+        products.append(sample_product(comparison, classes, isa, points.lon, points.lat,
+                                       points.ids, session_factory))
+    report = score_products(strata, stratum, products, points.reference)
+    report["isa_class"] = classes[isa]
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "report.json", out / "report.md"
+    atomic_write(json_path, lambda fh: fh.write(dumps(report, indent=1).encode()))
+    atomic_write(md_path, lambda fh: fh.write(markdown(report).encode()))
+    plot = plot_report(report, out / "report.png")
+    return Scores(report, json_path, md_path, plot)
+
+
+def _pct(value: float | None, ci: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f} ± {100 * ci:.1f}" if ci is not None else f"{100 * value:.1f}"
+
+
+def markdown(report: dict) -> str:
+    """The report's tables as Markdown (percentages and km², ± 95 % half-widths)."""
+    strata = report["strata"]
+    lines = ["# Accuracy and area from reference points", "",
+             f"{report['n']} points, strata from `{strata['raster']}`: " + ", ".join(
+                 f"{c} {strata['points'][c]} points / {strata['area_km2'][c]:.3f} km²"
+                 for c in strata["classes"]) + ".", "",
+             f"Estimator: {report['estimator']}.", "",
+             "| product | points | overall accuracy % | " + report["isa_class"] +
+             " F1 % | UA % | PA % | area km² (reference) | mapped km² |",
+             "|---|---|---|---|---|---|---|---|"]
+    isa = report["isa_class"]
+    for name, p in report["products"].items():
+        c, a = p["per_class"][isa], p["area"][isa]
+        oa = _pct(p["overall_accuracy"], p["overall_accuracy_ci95"])
+        lines.append(f"| {name} | {p['n']} | {oa} | {_pct(c['f1'], c['f1_ci95'])} | "
+                     f"{_pct(c['user_accuracy'], c['user_accuracy_ci95'])} | "
+                     f"{_pct(c['producer_accuracy'], c['producer_accuracy_ci95'])} | "
+                     f"{_km2(a['estimate_km2'], a['ci95_km2'])} | {_km2(a['mapped_km2'], None)} |")
+    for name, p in report["products"].items():
+        lines += ["", f"## {name} (`{p['source']}`)", "",
+                  "| class | UA % | PA % | F1 % | area km² | mapped km² |",
+                  "|---|---|---|---|---|---|"]
+        for cls in p["classes"]:
+            c, a = p["per_class"][cls], p["area"][cls]
+            lines.append(f"| {cls} | {_pct(c['user_accuracy'], c['user_accuracy_ci95'])} | "
+                         f"{_pct(c['producer_accuracy'], c['producer_accuracy_ci95'])} | "
+                         f"{_pct(c['f1'], c['f1_ci95'])} | "
+                         f"{_km2(a['estimate_km2'], a['ci95_km2'])} | "
+                         f"{_km2(a['mapped_km2'], None)} |")
+        counts = p["sample_confusion"]["counts"]
+        lines += ["", "Sample counts (rows = map, columns = reference): " +
+                  "; ".join(f"{cls}: {row}" for cls, row in zip(p["classes"], counts,
+                                                                 strict=True)),
+                  "", "Estimated error matrix, % of the area (rows = map, columns = reference):",
+                  "", "| map \\ reference | " + " | ".join(p["classes"]) + " |",
+                  "|---|" + "---|" * len(p["classes"])]
+        for cls, row in zip(p["classes"], p["error_matrix"]["proportions"], strict=True):
+            lines.append(f"| {cls} | " + " | ".join(
+                "n/a" if v is None else f"{100 * v:.2f}" for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _km2(value: float | None, ci: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f} ± {ci:.3f}" if ci is not None else f"{value:.3f}"
+
+
+def plot_report(report: dict, png: Path) -> Path:
+    """Impervious F1 and area of every product, with 95 % intervals, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    isa = report["isa_class"]
+    names = list(report["products"])
+    prods = [report["products"][n] for n in names]
+    f1 = [p["per_class"][isa]["f1"] or 0.0 for p in prods]
+    f1_ci = [p["per_class"][isa]["f1_ci95"] or 0.0 for p in prods]
+    est = [p["area"][isa]["estimate_km2"] or 0.0 for p in prods]
+    est_ci = [p["area"][isa]["ci95_km2"] or 0.0 for p in prods]
+    mapped = [p["area"][isa]["mapped_km2"] or 0.0 for p in prods]
+    x = np.arange(len(names))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8), dpi=100)
+    left.bar(x, f1, yerr=f1_ci, capsize=4, color="#d7301f")
+    left.set_xticks(x, names, rotation=20)
+    left.set_ylim(0, 1)
+    left.set_ylabel(f"{isa} F1 (95 % interval)")
+    left.set_title(f"{isa} F1 on {report['n']} reference points")
+    right.bar(x, mapped, color="#bdbdbd", width=0.5, label="mapped by the product")
+    right.errorbar(x, est, yerr=est_ci, fmt="o", color="#08519c", capsize=5, zorder=3,
+                   label="estimated from the points (95 %)")
+    right.set_xticks(x, names, rotation=20)
+    right.set_ylabel(f"{isa} area (km²)")
+    right.set_title(f"{isa} area")
+    right.legend(fontsize=7, loc="lower right", framealpha=0.9)
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return png

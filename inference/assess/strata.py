@@ -1,0 +1,106 @@
+"""A class or change COG read as the strata of a sample: its classes, sizes and point values.
+
+Class COGs name their classes in the ``classes`` tag; change COGs are recognised by their
+``band_id`` and carry the change codes (:data:`inference.predict.stats.CHANGE_CODES`). Sizes
+are areas in km² (per row, so a geographic raster is measured right), counted block by block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.warp import transform as warp_transform
+
+from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.storage import files
+from inference.predict.cog import BAND_IDS
+from inference.predict.cog_stream import NODATA
+from inference.predict.stats import CHANGE_CODES, pixel_area_km2
+
+CHANGE_NAMES = tuple(name for name, _ in sorted(CHANGE_CODES.items(), key=lambda kv: kv[1]))
+
+
+@dataclass(frozen=True)
+class Strata:
+    """What a raster holds as strata: class names by code, pixels and km² per class."""
+
+    path: str
+    classes: tuple[str, ...]
+    pixels: tuple[int, ...]
+    area_km2: tuple[float, ...]
+    crs: str
+    resolution: float
+
+    @property
+    def weights(self) -> np.ndarray:
+        area = np.asarray(self.area_km2)
+        return area / area.sum()
+
+
+def class_names(path: str, fallback: Sequence[str] = ("pervious", "impervious")) -> tuple[str, ...]:
+    """The class names a COG records (change COGs: the change codes' names)."""
+    with rasterio.open(files.gdal_path(path)) as ds:
+        tags = ds.tags()
+    if tags.get("band_id") == BAND_IDS["change"] or "codes" in tags:
+        return CHANGE_NAMES
+    names = tuple(n for n in tags.get("classes", "").split(",") if n)
+    return names or tuple(fallback)
+
+
+def read_strata(path: str, classes: Sequence[str] | None = None) -> Strata:
+    """Count every class of ``path`` (pixels and km²); codes beyond the names are refused."""
+    names = tuple(classes) if classes else class_names(path)
+    k = len(names)
+    pixels = np.zeros(256, dtype=np.int64)
+    area = np.zeros(256)
+    try:
+        ds = rasterio.open(files.gdal_path(path))
+    except rasterio.errors.RasterioError as exc:
+        raise InputDataError(f"cannot read {path}: {exc}") from None
+    with ds:
+        if ds.count != 1 or ds.dtypes[0] != "uint8" or ds.crs is None:
+            raise InputDataError(f"{path}: expected one uint8 band with a CRS (a class or "
+                                 "change COG written by isamap)")
+        for _, window in ds.block_windows(1):
+            data = ds.read(1, window=window)
+            rows = pixel_area_km2(ds.transform, ds.crs, int(window.row_off), int(window.height))
+            weights = np.broadcast_to(np.asarray(rows).reshape(-1, 1), data.shape)
+            pixels += np.bincount(data.ravel(), minlength=256)
+            area += np.bincount(data.ravel(), weights=weights.ravel(), minlength=256)
+        crs, res = ds.crs.to_string(), float(abs(ds.transform.a))
+    pixels[NODATA] = 0
+    extra = np.flatnonzero(pixels[k:])
+    if extra.size:
+        raise InputDataError(f"{path} holds codes {(extra + k).tolist()} beyond its {k} classes "
+                             f"{list(names)}; is it a class map of this scheme?")
+    if pixels[:k].sum() == 0:
+        raise InputDataError(f"{path} has no valid pixel to sample")
+    return Strata(path, names, tuple(int(v) for v in pixels[:k]),
+                  tuple(float(v) for v in area[:k]), crs, res)
+
+
+def values_at(path: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """The raster's values at lon/lat points (its nearest pixel; NODATA outside it)."""
+    with rasterio.open(files.gdal_path(path)) as ds:
+        xs, ys = warp_transform("EPSG:4326", ds.crs, list(map(float, lon)),
+                                list(map(float, lat)))
+        rows, cols = rasterio.transform.rowcol(ds.transform, xs, ys)
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        out = np.full(rows.size, NODATA, dtype=np.int64)
+        inside = (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
+        if inside.any():
+            nodata = ds.nodata
+            for i in np.flatnonzero(inside):  # one pixel each: a few hundred points
+                value = ds.read(1, window=((rows[i], rows[i] + 1), (cols[i], cols[i] + 1)))
+                out[i] = int(value[0, 0]) if nodata is None or value[0, 0] != nodata else NODATA
+    return out
+
+
+def check_codes(values: np.ndarray, names: Sequence[str], what: str) -> None:
+    bad = np.flatnonzero((values < 0) | (values >= len(names)))
+    if bad.size:
+        raise ConfigError(f"{bad.size} points fall on nodata or outside {what} (first: point "
+                          f"{int(bad[0]) + 1}); every sample point must lie on a mapped pixel")

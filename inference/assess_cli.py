@@ -1,0 +1,132 @@
+"""Console script ``isamap-assess``: reference sample designs and accuracy/area reports.
+
+``design`` draws a stratified random sample of a class (or change) COG and writes the files
+people label with (CSV, GeoJSON, KML, a Collect Earth Online plot file, a Code Editor
+labelling app); ``score`` reads the labelled points back and writes accuracy and area with
+95 % intervals for the map and any product compared on the same points (docs/accuracy.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    configure_logging,
+    run_command,
+)
+from gee_export.core.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="isamap-assess",
+        description="Accuracy assessment with reference points: design a stratified random "
+                    "sample of a map, label it (Code Editor app, Google Earth, Collect Earth "
+                    "Online), then score the map and other products on the same points with "
+                    "95 %% confidence intervals of accuracy and area (Olofsson et al. 2014).")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("design", help="draw a stratified random sample and write the files to "
+                                      "label it with")
+    d.add_argument("--map", required=True, help="class COG (the strata are its classes)")
+    d.add_argument("--strata", help="change COG whose classes are the strata instead (stable "
+                                    "pervious, stable impervious, gain, loss)")
+    size = d.add_mutually_exclusive_group(required=True)
+    size.add_argument("--n", type=int, help="number of points")
+    size.add_argument("--target-se", type=float, help="target standard error: of overall "
+                      "accuracy (a fraction, e.g. 0.01), or with --target-class of that class's "
+                      "area in km²")
+    d.add_argument("--target-class", help="size the sample for this class's area (with "
+                                          "--target-se in km²)")
+    d.add_argument("--expected-ua", help="expected user's accuracy per stratum, comma-separated "
+                                         "(default 0.8 each), for --target-se")
+    d.add_argument("--min-per-stratum", type=int, default=50,
+                   help="at least this many points per stratum (default 50)")
+    d.add_argument("--seed", type=int, default=0, help="the same seed draws the same points")
+    d.add_argument("--asset", help="table asset the labelling app exports to (besides Drive)")
+    d.add_argument("--out", required=True, help="output folder")
+    s = sub.add_parser("score", help="accuracy and area with 95 %% intervals from labelled points")
+    s.add_argument("--map", required=True, help="class COG that was assessed")
+    s.add_argument("--reference", required=True, help="labelled points (CSV or GeoJSON with a "
+                                                      "reference column of class names or codes)")
+    s.add_argument("--strata", help="the raster that drew the sample, when not --map (a change "
+                                    "COG)")
+    s.add_argument("--compare", action="append", default=[], metavar="NAME=SOURCE",
+                   help="another product on the same points: a raster (PATH, or PATH:CODE,... "
+                        "for its impervious codes), worldcover[:YEAR], dynamicworld:YEAR, "
+                        "ghsl:YEAR[:FRACTION] or ee:ASSET[:BAND[:CODE,...]] (repeatable)")
+    s.add_argument("--isa-class", type=int, help="index of the impervious class (default: by "
+                                                 "name)")
+    s.add_argument("--project", default=os.environ.get("EE_PROJECT"),
+                   help="Cloud project registered for Earth Engine (Earth Engine products)")
+    s.add_argument("--out", required=True, help="output folder")
+    for sp in (d, s):
+        add_logging_arguments(sp)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``isamap-assess``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet, args.debug)
+    run = _design if args.command == "design" else _score
+    return run_command(f"isamap-assess {args.command}", lambda: run(args), debug=args.debug)
+
+
+def _ua(text: str | None) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--expected-ua {text!r} must be numbers, e.g. 0.9,0.7") from None
+
+
+def _design(args: argparse.Namespace) -> int:
+    from inference.assess.point_files import write_design
+
+    check_output_folder("--out", args.out)
+    for flag, path in (("--map", args.map), ("--strata", args.strata)):
+        if path and not path.startswith("gs://") and not Path(path).is_file():
+            raise ConfigError(f"{flag} {path} does not exist")
+    written = write_design(args.strata or args.map, Path(args.out), n=args.n,
+                           target_se=args.target_se, target_class=args.target_class,
+                           expected_ua=_ua(args.expected_ua), seed=args.seed,
+                           minimum=args.min_per_stratum, asset_id=args.asset)
+    print(json.dumps({k: str(v) for k, v in written.files.items()} | {
+        "n": int(written.design.stratum.size),
+        "allocation": dict(zip(written.design.strata.classes, written.design.allocation,
+                               strict=True))}, indent=1))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from inference.assess.products import parse_comparison
+    from inference.assess.report import score
+
+    check_output_folder("--out", args.out)
+    remote = [c.name for c in map(parse_comparison, args.compare) if c.on_earth_engine]
+    if remote and not args.project:
+        raise ConfigError(f"--compare {', '.join(remote)} reads Earth Engine: give --project "
+                          "(or set EE_PROJECT)")
+    if not Path(args.map).is_file() and not args.map.startswith("gs://"):
+        raise ConfigError(f"--map {args.map} does not exist")
+
+    sessions: list = []
+
+    def session():
+        if not sessions:  # one Earth Engine session for every product
+            from gee_export.core.ee_session import EESession
+
+            sessions.append(EESession(args.project).initialize())
+        return sessions[0]
+
+    result = score(args.map, args.reference, Path(args.out), strata_path=args.strata,
+                   compare=args.compare, isa_class=args.isa_class, session_factory=session)
+    print(result.markdown.read_text())
+    return 0

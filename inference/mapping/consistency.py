@@ -1,0 +1,150 @@
+"""The temporal consistency rule of a map series: impervious surface does not come and go.
+
+Assumption (stated, and only applied when asked, ``isamap-map --temporal-consistency``): built-up
+surface rarely returns to pervious within the span of a series, so a pixel's impervious history
+is a step: pervious up to some date, impervious from then on. Classification flicker (a
+cloud-shadowed roof read as pervious one year, a bright field read as impervious another)
+breaks that step; the rule restores it with the fewest changes. For each pixel it chooses the
+date of the step (or none) that disagrees with the fewest of its mapped dates, and relabels
+only the dates that disagree:
+
+- an isolated flip inside a stable history is removed (impervious, pervious, impervious ->
+  impervious throughout; pervious, impervious, pervious -> pervious throughout when the
+  pervious dates outnumber it);
+- a real gain that persists stays a gain, at the date the history supports best;
+- loss never survives: demolition, or a surface that truly returned to pervious, is treated as
+  an error. A series of a region where that happens at scale should be mapped without the rule.
+
+Ties go to the earlier step (impervious from the earlier date). Nodata dates vote for nothing
+and stay nodata. A pixel relabelled pervious takes the non-impervious class it has at its
+nearest date that has one (so multi-class maps keep their classes), one relabelled impervious
+takes the impervious class.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from gee_export.core.digest import json_digest
+from gee_export.core.errors import InputDataError
+from gee_export.core.storage import files
+from inference.predict import cog
+from inference.predict.cog_stream import NODATA
+
+RULE = "monotone impervious: fewest relabelled dates, no loss"
+ASSUMPTION = ("built-up surface does not return to pervious within the series; loss is "
+              "treated as classification error")
+
+
+def consistent_series(classes: np.ndarray, isa_class: int = 1,
+                      nodata: int = NODATA) -> np.ndarray:
+    """The series ``classes`` (dates first: ``(T, ...)``) with the rule applied (module doc)."""
+    series = np.asarray(classes)
+    t = series.shape[0]
+    flat = series.reshape(t, -1)
+    valid = flat != nodata
+    isa = (flat == isa_class) & valid
+    pervious = valid & ~isa
+    # cost[k]: impervious dates before k + pervious dates from k on (step at k; k = t: none)
+    before = np.concatenate([np.zeros((1, flat.shape[1]), np.int32),
+                             np.cumsum(isa, axis=0, dtype=np.int32)])
+    after = np.concatenate([np.cumsum(pervious[::-1], axis=0, dtype=np.int32)[::-1],
+                            np.zeros((1, flat.shape[1]), np.int32)])
+    step = np.argmin(before + after, axis=0)  # the first minimum: the earlier step wins ties
+    want_isa = np.arange(t)[:, None] >= step[None, :]
+    out = flat.copy()
+    out[valid & want_isa] = isa_class
+    demote = valid & ~want_isa & isa
+    if demote.any():
+        out[demote] = _nearest_other(flat, pervious)[demote]
+    return out.reshape(series.shape)
+
+
+def _nearest_other(flat: np.ndarray, pervious: np.ndarray) -> np.ndarray:
+    """For every date and pixel, the non-impervious class at the nearest date that has one."""
+    t = flat.shape[0]
+    index = np.arange(t)[:, None]
+    last = np.maximum.accumulate(np.where(pervious, index, -1), axis=0)
+    nxt = np.minimum.accumulate(np.where(pervious, index, t)[::-1], axis=0)[::-1]
+    use_next = (last < 0) | ((nxt < t) & (nxt - index < index - last))
+    source = np.where(use_next, nxt, last).clip(0, t - 1)
+    return np.take_along_axis(flat, source, axis=0)
+
+
+def count_loss(classes: np.ndarray, isa_class: int = 1, nodata: int = NODATA) -> int:
+    """Pixel-date pairs that go from impervious to not between consecutive dates."""
+    a, b = classes[:-1], classes[1:]
+    return int(((a == isa_class) & (b != isa_class) & (a != nodata) & (b != nodata)).sum())
+
+
+def count_gain(classes: np.ndarray, isa_class: int = 1, nodata: int = NODATA) -> int:
+    """Pixel-date pairs that go from not impervious to impervious between consecutive dates."""
+    a, b = classes[:-1], classes[1:]
+    return int(((a != isa_class) & (b == isa_class) & (a != nodata) & (b != nodata)).sum())
+
+
+def apply_to_maps(class_paths: Sequence[str], out_paths: Sequence[str],
+                  isa_class: int = 1) -> dict[str, int]:
+    """Write the consistent class COGs of a series (all on one grid); pixels relabelled per map.
+
+    Each output records the rule and its inputs' run hashes in its tags (``isamap_run`` is a
+    digest of them), so a series whose class maps did not change is not rewritten.
+    """
+    sources = [rasterio.open(files.gdal_path(p)) for p in class_paths]
+    try:
+        first = sources[0]
+        for path, ds in zip(class_paths, sources, strict=True):
+            if (ds.shape, ds.transform, ds.crs) != (first.shape, first.transform, first.crs):
+                raise InputDataError(f"{path} is not on the grid of {class_paths[0]}; a series "
+                                     "must be mapped on one grid")
+        runs = [ds.tags().get("isamap_run", "") for ds in sources]
+        run = json_digest({"rule": RULE, "inputs": runs, "isa_class": isa_class})
+        todo = [i for i, out in enumerate(out_paths) if not _current(out, run)]
+        changed = {p: 0 for p in out_paths}
+        if not todo:
+            return changed
+        parent = Path(out_paths[0]).parent if not files.is_gcs(out_paths[0]) else Path.cwd()
+        parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".isamap-consistent-", dir=parent))
+        try:
+            profile = {"driver": "GTiff", "width": first.width, "height": first.height,
+                       "count": 1, "dtype": "uint8", "crs": first.crs,
+                       "transform": first.transform, "nodata": NODATA, "tiled": True,
+                       "blockxsize": cog.BLOCK, "blockysize": cog.BLOCK, "compress": "ZSTD"}
+            raws = [rasterio.open(work / f"{i}.tif", "w", **profile) for i in todo]
+            try:
+                for _, window in first.block_windows(1):
+                    stack = np.stack([ds.read(1, window=window) for ds in sources])
+                    fixed = consistent_series(stack, isa_class)
+                    for raw, i in zip(raws, todo, strict=True):
+                        raw.write(fixed[i], 1, window=window)
+                        changed[out_paths[i]] += int((fixed[i] != stack[i]).sum())
+            finally:
+                for raw in raws:
+                    raw.close()
+            for i in todo:
+                tags = {**sources[i].tags(), "isamap_run": run, "temporal_consistency": RULE,
+                        "temporal_consistency_inputs": json.dumps(list(class_paths)),
+                        "source": class_paths[i]}
+                files.put_output(lambda local, i=i, tags=tags: cog.write_cog(
+                    work / f"{i}.tif", local, "class", tags), out_paths[i], work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        for ds in sources:
+            ds.close()
+    return changed
+
+
+def _current(path: str, run: str) -> bool:
+    if not files.exists(path):
+        return False
+    with rasterio.open(files.gdal_path(path)) as ds:
+        return ds.tags().get("isamap_run") == run

@@ -1,0 +1,150 @@
+"""Is an input what the model was trained on? Its pixel size and its values, before any tile.
+
+A network maps whatever numbers it is given. A stack of 30 m pixels given to a 10 m model, an
+integer stack (reflectance x 10000, dB x 100), bands in another order than their names say:
+each runs to the end and writes a map that looks like one, with the wrong area. So before the
+first forward pass the input is compared with the training data the model file records:
+
+- its pixel size with the training grid's (``ModelMeta.training_pixel_size``), within
+  :data:`PIXEL_SIZE_TOLERANCE`;
+- the median of each band in a decimated sample (at most :data:`SAMPLE_SIDE` pixels a side)
+  with the band's 1st-99th percentile range in the training split (``ModelMeta.band_ranges``),
+  widened by :data:`RANGE_MARGIN` of its width on each side;
+- the physical rules of each band's name (:mod:`gee_export.contract.band_values`) when the
+  model file records no ranges (files of older isamap versions), and always for band names the
+  user stated (``--bands``), which nothing else confirms.
+
+Sources that fetch their pixels on demand (Earth Engine tiles) are built by the model's own
+recipe on its own grid; only their pixel size is compared, as a sample would cost requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+
+from gee_export.contract.band_values import band_value_problems, finite_values
+from gee_export.core.errors import InputDataError
+from gee_export.core.storage import files
+from inference.predict.raster import select_bands
+from inference.predict.sources import RasterSource, decimated_read, open_source
+
+log = logging.getLogger(__name__)
+
+SAMPLE_SIDE = 256
+PIXEL_SIZE_TOLERANCE = 0.2  # reprojected lon/lat stacks differ by a few %; 30 m vs 10 m by 200 %
+RANGE_MARGIN = 0.1
+_SCALES = (10000.0, 100.0)  # integer exports: reflectance x 10000, dB x 100
+_METRES_PER_DEGREE = 111_320.0
+
+
+def pixel_size_m(transform: Any, crs: CRS | None, height: int) -> float | None:
+    """Metres per pixel (the square root of a pixel's ground area), None without a CRS."""
+    if crs is None:
+        return None
+    size = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
+    if crs.is_geographic:
+        lat = transform.f + transform.e * height / 2
+        return size * _METRES_PER_DEGREE * math.sqrt(max(math.cos(math.radians(lat)), 1e-6))
+    factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
+    return size * factor
+
+
+def read_band_sample(source: str | RasterSource, indexes: Sequence[int],
+                     max_side: int = SAMPLE_SIDE) -> np.ndarray | None:
+    """A decimated read of the bands ``indexes`` as float32, nodata as NaN.
+
+    None for a source whose pixels are fetched on demand (a sample would cost requests).
+    """
+    if isinstance(source, str):
+        with rasterio.open(files.gdal_path(source)) as src:
+            return decimated_read(src, indexes, max_side)
+    sample = getattr(source, "sample", None)
+    return sample(indexes, max_side) if callable(sample) else None
+
+
+def range_problems(samples: Mapping[str, np.ndarray],
+                   ranges: Mapping[str, Sequence[float]]) -> list[str]:
+    """Bands whose sample median lies outside their training range (with :data:`RANGE_MARGIN`)."""
+    problems = []
+    for name, values in samples.items():
+        if name not in ranges:
+            continue
+        finite = finite_values(values)
+        if finite.size < 16:
+            continue
+        p1, p50, p99 = (float(v) for v in ranges[name])
+        margin = RANGE_MARGIN * max(p99 - p1, 1e-6)
+        low, high = p1 - margin, p99 + margin
+        median = float(np.median(finite))
+        if low <= median <= high:
+            continue
+        guess = next((f" (x {scale:g} of values the model knows?)" for scale in _SCALES
+                      if p1 <= median / scale <= p99 and median * p50 > 0), "")
+        problems.append(f"{name} has a median of {median:.4g}, outside the {p1:.4g} to "
+                        f"{p99:.4g} the model saw in training (1st-99th percentile){guess}")
+    return problems
+
+
+def check_input(source: str | RasterSource, meta: Any, band_order: Sequence[str] | None = None,
+                flag: str = "--input") -> None:
+    """Refuse an input whose pixel size or values are not those the model was trained on.
+
+    Args:
+        source: the stack (path) or an open :class:`inference.predict.sources.RasterSource`.
+        meta: the model's ``training.modelfile.ModelMeta``.
+        band_order: the band names the user stated (``--bands``), for a file without names.
+        flag: how messages name the input.
+
+    Raises:
+        InputDataError: another pixel size, values outside the training ranges, or values
+            that cannot be the bands their names say.
+    """
+    what = f"{flag} {source}" if isinstance(source, str) else "the input"
+    with open_source(source) as src:
+        indexes = select_bands(src.descriptions, meta.bands, band_order)
+        _check_pixel_size(what, src, meta)
+    sample = read_band_sample(source, indexes)
+    if sample is None:
+        return
+    samples = dict(zip(meta.bands, sample, strict=True))
+    ranges = dict(meta.band_ranges)
+    problems = range_problems(samples, ranges) if ranges else []
+    if not ranges:
+        log.info("the model file records no value ranges of its training data (an older "
+                 "isamap wrote it): the input's values are checked against their band names "
+                 "only")
+    if not ranges or band_order is not None:
+        problems += band_value_problems(samples)
+    if not problems:
+        return
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    fix = ("--bands must name the file's bands in the order they are stored: check that order "
+           "(e.g. gdalinfo, or the export that wrote the file)" if band_order is not None else
+           "give the stack in the units the model was trained on (float reflectance 0-1, "
+           "sigma0 in dB), with its bands named in their order")
+    raise InputDataError(f"{what} does not hold what the model was trained on: "
+                         f"{problems[0]}{more}; {fix}")
+
+
+def _check_pixel_size(what: str, src: Any, meta: Any) -> None:
+    trained = meta.training_pixel_size()
+    if trained is None:
+        log.info("the model file records no training grid: the input's pixel size is not "
+                 "checked")
+        return
+    size = pixel_size_m(src.transform, src.crs, src.height)
+    if size is None or abs(size / trained - 1.0) <= PIXEL_SIZE_TOLERANCE:
+        return
+    raise InputDataError(
+        f"{what} has pixels of {size:.3g} m, but the model was trained on {trained:g} m pixels "
+        f"(objects would look {trained / size:.2g} times their size to it); resample it to "
+        f"the model's grid, e.g. gdalwarp -tr {trained:g} {trained:g} -r "
+        f"{'average' if size < trained else 'bilinear'} IN OUT, or "
+        f"use a model trained on {size:.3g} m pixels")

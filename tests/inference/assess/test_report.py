@@ -1,0 +1,98 @@
+"""The report scores the map and products on the same points, keys as documented."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import rasterio
+
+from gee_export.ee.fake_server import PointTransport
+from inference.assess.point_files import write_design
+from inference.assess.report import score
+from tests.support.assess import synthetic_scene
+from tests.support.mapping import session_for
+from tests.support.rasters import write_band
+
+
+def label_with_truth(sample_csv, truth_path, out):
+    """The interpreter's stand-in: the truth raster's class under each point."""
+    rows = list(csv.DictReader(sample_csv.open()))
+    with rasterio.open(truth_path) as ds:
+        data = ds.read(1)
+        for row in rows:
+            r, c = ds.index(float(row["x"]), float(row["y"]))
+            row["reference"] = ("pervious", "impervious")[data[r, c]]
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def test_report_keys_and_a_worse_product_scores_worse(tmp_path, ee_offline):
+    scene = synthetic_scene(tmp_path)
+    design = write_design(str(scene.map_path), tmp_path / "d", n=300, seed=2, minimum=100)
+    labelled = label_with_truth(design.files["csv"], scene.truth_path, tmp_path / "ref.csv")
+    wc = write_band(tmp_path / "wc.tif", np.where(scene.truth == 1, 50, 30).astype(np.uint8),
+                    nodata=0)
+    session = session_for(PointTransport({"ESA/WorldCover/v200/2021": str(wc)}))
+    result = score(str(scene.map_path), str(labelled), tmp_path / "score",
+                   compare=[f"worse={scene.worse_path}", "wc=worldcover"],
+                   session_factory=lambda: session)
+    report = json.loads(result.json.read_text())
+    assert report == result.report  # what was returned is what was written
+    assert report["n"] == 300 and set(report["strata"]["classes"]) == {"pervious", "impervious"}
+    assert list(report["products"]) == ["map", "worse", "wc"]
+    for product in report["products"].values():
+        assert 0 <= product["overall_accuracy"] <= 1 and product["overall_accuracy_ci95"] >= 0
+        for name in ("pervious", "impervious"):
+            pc = product["per_class"][name]
+            assert set(pc) == {"user_accuracy", "user_accuracy_ci95", "producer_accuracy",
+                               "producer_accuracy_ci95", "f1", "f1_ci95"}
+            assert set(product["area"][name]) >= {"estimate_km2", "ci95_km2"}
+    m, w, t = (report["products"][k] for k in ("map", "worse", "wc"))
+    assert w["per_class"]["impervious"]["f1"] < m["per_class"]["impervious"]["f1"] < 1.0
+    assert w["overall_accuracy"] < m["overall_accuracy"]
+    assert t["overall_accuracy"] == 1.0  # WorldCover stands for the truth here
+    true_km2 = float((scene.truth == 1).sum()) * 100 / 1e6
+    area = m["area"]["impervious"]
+    assert abs(area["estimate_km2"] - true_km2) <= area["ci95_km2"]
+    assert result.plot.stat().st_size > 1000
+    text = result.markdown.read_text()
+    assert "| worse |" in text and "impervious F1 %" in text
+
+
+def test_a_change_map_is_scored_on_its_change_strata(tmp_path):
+    from tests.support.assess import class_cog
+
+    rng = np.random.default_rng(0)
+    truth = np.zeros((120, 120), np.uint8)
+    truth[:40] = 1
+    truth[40:55] = 2  # gain; no true loss
+    mapped = truth.copy()
+    flicker = rng.random(truth.shape) < 0.03
+    mapped[flicker & (truth == 1)] = 3  # false loss where stable impervious flickered
+    change = class_cog(tmp_path / "change.tif", mapped, kind="change")
+    truth_path = class_cog(tmp_path / "truth.tif", truth, kind="change")
+    design = write_design(str(change), tmp_path / "d", n=200, seed=0, minimum=30)
+    assert design.design.strata.classes[3] == "loss" and design.design.allocation[3] == 30
+    rows = list(csv.DictReader(design.files["csv"].open()))
+    with rasterio.open(truth_path) as ds:
+        data = ds.read(1)
+        for row in rows:
+            r, c = ds.index(float(row["x"]), float(row["y"]))
+            row["reference"] = str(int(data[r, c]))
+    ref = tmp_path / "ref.csv"
+    with ref.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    report = score(str(change), str(ref), tmp_path / "s").report
+    m = report["products"]["map"]
+    assert report["isa_class"] == "gain"
+    assert m["per_class"]["loss"]["user_accuracy"] == 0.0  # every mapped loss is false
+    assert m["area"]["loss"]["estimate_km2"] == 0.0  # and the estimate says there is none
+    gain_km2 = 15 * 120 * 100 / 1e6
+    assert abs(m["area"]["gain"]["estimate_km2"] - gain_km2) <= m["area"]["gain"]["ci95_km2"] + 1e-9

@@ -1,0 +1,53 @@
+"""The temporal consistency rule: fewest relabelled dates, no loss, classes and nodata kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from inference.mapping.consistency import RULE, apply_to_maps, consistent_series, count_loss
+from inference.predict.cog_stream import NODATA
+from tests.support.assess import class_cog
+
+
+def series(*histories):
+    return np.array(histories, dtype=np.uint8).T  # (dates, pixels)
+
+
+def test_flips_are_removed_gain_is_kept_loss_never_survives():
+    got = consistent_series(series(
+        [1, 1, 0, 1, 1],  # an isolated flip in stable impervious
+        [0, 0, 1, 0, 0],  # an isolated flip in stable pervious
+        [0, 0, 1, 1, 1],  # a true gain
+        [0, 1, 0, 1, 1],  # a gain with a flip: two steps tie, the earlier wins
+    ))
+    assert got.T.tolist() == [[1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [0, 0, 1, 1, 1],
+                              [0, 1, 1, 1, 1]]
+    # a pair with loss is a tie too: impervious at both dates
+    assert consistent_series(series([1, 0])).T.tolist() == [[1, 1]]
+    assert consistent_series(series([0, 1])).T.tolist() == [[0, 1]]
+    assert count_loss(consistent_series(np.random.default_rng(0).integers(0, 2, (6, 500)))) == 0
+
+
+def test_nodata_stays_and_votes_for_nothing_other_classes_are_kept():
+    got = consistent_series(series([1, NODATA, 0, 1], [2, 1, 3, 3]), isa_class=1)
+    assert got.T.tolist() == [[1, NODATA, 1, 1], [2, 2, 3, 3]]  # nearest non-ISA class
+
+
+def test_maps_are_written_once_and_tagged(tmp_path):
+    rng = np.random.default_rng(1)
+    maps = rng.integers(0, 2, (3, 40, 50)).astype(np.uint8)
+    maps[:, :2] = NODATA
+    paths = [str(class_cog(tmp_path / f"m{i}.tif", m)) for i, m in enumerate(maps)]
+    outs = [str(tmp_path / "consistent" / f"m{i}.tif") for i in range(3)]
+    changed = apply_to_maps(paths, outs)
+    fixed = np.stack([rasterio.open(p).read(1) for p in outs])
+    assert np.array_equal(fixed, consistent_series(maps))
+    assert sum(changed.values()) == int((fixed != maps).sum()) > 0
+    with rasterio.open(outs[0]) as ds:
+        assert ds.tags()["temporal_consistency"] == RULE and ds.tags()["classes"]
+    stamp = [p.stat().st_mtime_ns for p in map(Path, outs)]
+    assert sum(apply_to_maps(paths, outs).values()) == 0  # up to date: nothing rewritten
+    assert [p.stat().st_mtime_ns for p in map(Path, outs)] == stamp

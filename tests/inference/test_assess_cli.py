@@ -1,0 +1,54 @@
+"""``isamap-assess``: design, label, score; bad input exits 2 with one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from inference.assess_cli import main
+from tests.support.assess import synthetic_scene
+
+
+def test_design_then_score_from_the_command_line(tmp_path, capsys):
+    scene = synthetic_scene(tmp_path)
+    out = tmp_path / "design"
+    assert main(["design", "--map", str(scene.map_path), "--target-se", "0.02",
+                 "--expected-ua", "0.95,0.8", "--seed", "3", "--out", str(out), "-q"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["n"] >= 100 and set(printed["allocation"]) == {"pervious", "impervious"}
+    rows = list(csv.DictReader((out / "sample.csv").open()))
+    for row in rows:  # an interpreter who agrees with the map everywhere
+        row["reference"] = row["stratum"]
+    labelled = tmp_path / "labelled.csv"
+    with labelled.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["score", "--map", str(scene.map_path), "--reference", str(labelled),
+                 "--out", str(tmp_path / "score"), "-q"]) == 0
+    report = json.loads((tmp_path / "score" / "report.json").read_text())
+    assert report["products"]["map"]["overall_accuracy"] == 1.0
+    assert "overall accuracy" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
+    scene = synthetic_scene(tmp_path)
+    assert main(["design", "--map", str(tmp_path / "none.tif"), "--n", "10",
+                 "--out", str(tmp_path / "d")]) == 2
+    assert main(["design", "--map", str(scene.map_path), "--n", "20", "--out",
+                 str(tmp_path / "d")]) == 0
+    capsys.readouterr()
+    assert main(["score", "--map", str(scene.map_path), "--reference",
+                 str(tmp_path / "d" / "sample.csv"), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no reference" in err[0]
+    assert not (tmp_path / "s" / "report.json").exists()
+
+
+def test_earth_engine_comparisons_need_a_project_before_anything_is_read(tmp_path, capsys,
+                                                                         monkeypatch):
+    monkeypatch.delenv("EE_PROJECT", raising=False)
+    scene = synthetic_scene(tmp_path)
+    assert main(["score", "--map", str(scene.map_path), "--reference", str(tmp_path / "x.csv"),
+                 "--compare", "wc=worldcover", "--out", str(tmp_path / "s")]) == 2
+    assert "give --project" in capsys.readouterr().err
