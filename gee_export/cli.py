@@ -125,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="codes of the local label raster (default binary 0/1/255): a "
                           "product's classes mapped to impervious, or landcover:<source> for "
                           "the seven land-cover classes (the same as --labels for this backend)")
+    loc.add_argument("--boa-add-offset", type=float, metavar="DN",
+                     help="Sentinel-2 BOA_ADD_OFFSET of the files (e.g. 0 for harmonized DNs, "
+                          "-1000 for baseline 04.00 products); default: the files' tag, else "
+                          "from the processing baseline or date (the values are checked)")
+    loc.add_argument("--label-map", metavar="CODE=CLASS,...",
+                     help="the label raster's codes stated one by one instead of a scheme: "
+                          "CLASS 0 pervious, 1 impervious, 255 ignored, '*' every other code "
+                          "(Dynamic World training labels: 7=1,0=255,10=255,*=0); without "
+                          "'*' a code not listed is refused")
+    loc.add_argument("--scene-date", metavar="YYYY-MM-DD",
+                     help="acquisition date of the scenes whose tags and file names carry "
+                          "none (scenes that do carry one keep theirs)")
+    loc.add_argument("--s2-band-names", metavar="B1,B2,...",
+                     help="band order of stacked Sentinel-2 files without band descriptions "
+                          "(never guessed for 12 bands), e.g. B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,"
+                          "B11,B12; checked against the pixels before any work")
     out = p.add_argument_group("output and execution")
     out.add_argument("--out", help="dataset root: a folder or gs://bucket/prefix "
                      "(default ./data/<region>)")
@@ -170,8 +186,15 @@ def _region(args: argparse.Namespace) -> Region:
 
 
 def _local_scheme(args: argparse.Namespace) -> str:
-    """The local label scheme: ``--label-scheme`` or ``--labels`` (either), else binary."""
+    """The local label scheme: ``--label-map``, ``--label-scheme`` or ``--labels``, else binary."""
     scheme, labels = args.label_scheme, args.labels
+    if args.label_map is not None:
+        if scheme or labels:
+            raise ConfigError("--label-map states what every label code means; give it without "
+                              "--labels/--label-scheme")
+        from gee_export.local.labels import label_map_scheme
+
+        return label_map_scheme(args.label_map)
     if scheme and labels and ALIASES.get(scheme, scheme) != ALIASES.get(labels, labels):
         raise ConfigError(f"--labels {labels} and --label-scheme {scheme} disagree; for the "
                           "local backend they name the same thing: give one of them")
@@ -227,6 +250,40 @@ def check_arguments(args: argparse.Namespace) -> None:
         if not Path(args.scenes).exists():
             raise InputDataError(f"--scenes {args.scenes} does not exist; give the folder of "
                                  "local Sentinel-1/2 scenes")
+        _reading(args)
+    else:
+        given = [flag for flag, value in (("--boa-add-offset", args.boa_add_offset),
+                                          ("--label-map", args.label_map),
+                                          ("--scene-date", args.scene_date),
+                                          ("--s2-band-names", args.s2_band_names))
+                 if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} describe local scene files: use them with "
+                              "--backend local")
+
+
+def _reading(args: argparse.Namespace) -> dict:
+    """``--scene-date`` and ``--s2-band-names`` checked, as ``LocalRecipe`` fields."""
+    date = None
+    if args.scene_date:
+        import datetime as dt
+
+        try:
+            date = dt.date.fromisoformat(args.scene_date).isoformat()
+        except ValueError:
+            raise ConfigError(f"--scene-date must be YYYY-MM-DD, got {args.scene_date!r}") \
+                from None
+    names = None
+    if args.s2_band_names:
+        from gee_export.local.scenes import canonical_band
+
+        given = [n.strip() for n in args.s2_band_names.split(",") if n.strip()]
+        bad = [n for n in given if canonical_band(n) in (None, "VV", "VH", "HH", "HV")]
+        if bad or len(set(map(canonical_band, given))) != len(given):
+            raise ConfigError(f"--s2-band-names takes distinct Sentinel-2 band names (B1..B12, "
+                              f"B8A, SCL), got {args.s2_band_names!r}")
+        names = tuple(str(canonical_band(n)) for n in given)
+    return {"scene_date": date, "s2_band_names": names}
 
 
 def make_grid(region: Region, args: argparse.Namespace) -> Grid:
@@ -277,9 +334,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"// written to {path}", file=sys.stderr)
         return 0
     if args.dry_run and args.backend == "local":
+        from gee_export.local.compositing import LocalRecipe
         from gee_export.local.plan import format_local_plan, make_local_plan
 
-        local_plan = make_local_plan(args.scenes, region.name, grid, months, bands, out)
+        reading = LocalRecipe(**_reading(args)).reading()
+        local_plan = make_local_plan(args.scenes, region.name, grid, months, bands, out,
+                                     reading=reading)
         print(format_local_plan(local_plan))
         if local_plan.problems():
             raise InputDataError(f"the real run would stop: {local_plan.problems()[0]}; add "
@@ -401,7 +461,8 @@ def _run_local(args, region, grid, months, bands, out) -> int:
     stack_dir = Path(args.scenes).resolve().parent / "isamap_stacks" if store.is_remote \
         else Path(out) / "stacks"
     recipe = LocalRecipe(speckle=args.speckle, allow_l1c=args.allow_l1c, s1_unit=args.s1_unit,
-                         label_scheme=labels)
+                         label_scheme=labels, boa_add_offset=args.boa_add_offset,
+                         **_reading(args))
     spec = DatasetSpec(grid, bands, seed=args.seed, block=args.split_block,
                        min_valid_fraction=args.min_valid_fraction, fine_scale=args.fine_scale,
                        backend="local", region=region.name, recipe=recipe.to_dict(),

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from experiments import (
+    builtup,
     data,
     headcompare,
     landcover_pruning,
     naip_patches,
     temporal_consistency,
+    terramesh,
 )
 from experiments import landcover as lccompare
 from experiments import srcompare as compare
@@ -37,14 +39,17 @@ COMMANDS = {"isamap-export": export_main, "isamap-predict": predict_main,
             "python -m experiments.landcover_pruning": landcover_pruning.main,
             "isamap-assess design": lambda argv: assess_main(["design", *argv]),
             "isamap-assess score": lambda argv: assess_main(["score", *argv]),
-            "python -m experiments.temporal_consistency": temporal_consistency.main}
+            "python -m experiments.temporal_consistency": temporal_consistency.main,
+            "python -m experiments.builtup": builtup.main,
+            "python -m experiments.terramesh": terramesh.main}
 # Modules that are commands: their printed output is the command's result.
 COMMAND_MODULES = {"gee_export/cli.py", "inference/cli.py", "inference/demo.py",
                    "inference/map_cli.py", "experiments/landcover.py",
                    "experiments/landcover_pruning.py",
                    "training/cli.py", "experiments/srcompare.py", "experiments/headcompare.py",
                    "experiments/naip_patches.py", "inference/assess_cli.py",
-                   "experiments/temporal_consistency.py"}
+                   "experiments/temporal_consistency.py", "experiments/builtup.py",
+                   "experiments/terramesh.py"}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

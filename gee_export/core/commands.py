@@ -145,7 +145,7 @@ def configure_logging(verbose: int = 0, quiet: bool = False, debug: bool = False
     handler.setFormatter(_Formatter(_DEBUG_FORMAT if level == logging.DEBUG else _FORMAT))
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
-    for name in ("gee_export", "training", "inference"):
+    for name in ("gee_export", "training", "inference", "experiments"):
         logging.getLogger(name).setLevel(level)
     # GDAL's own messages (libtiff's "No space left on device" per block, driver warnings)
     # repeat what the one error line says; -v shows them.

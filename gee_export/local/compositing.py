@@ -9,6 +9,7 @@ the composite.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,10 +28,17 @@ from gee_export.local.labels import ClassMapping, label_window
 from gee_export.local.scenes import BandRef, Scene
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL
 
+READING_OPTIONS = ("scene_date", "s2_band_names")  # recorded only when given
+
 
 @dataclass(frozen=True)
 class LocalRecipe:
-    """Every parameter of the local composite (written to the outputs' tags and the manifest)."""
+    """Every parameter of the local composite (written to the outputs' tags and the manifest).
+
+    ``scene_date`` (``YYYY-MM-DD``) dates the scenes whose tags and names carry no date;
+    ``s2_band_names`` names the bands of stacked S2 files without band descriptions (checked
+    against the pixels before any work: ``plausibility.check_s2_band_names``).
+    """
 
     speckle: SpeckleFilter = DEFAULT_SPECKLE
     enl: float = DEFAULT_ENL
@@ -40,16 +48,29 @@ class LocalRecipe:
     allow_l1c: bool = False
     s1_unit: str | None = None
     boa_add_offset: float | None = None
+    scene_date: str | None = None
+    s2_band_names: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backend": "local", **asdict(self)}
+        """The manifest's record; the reading options appear only when set."""
+        data = asdict(self)
+        for key in READING_OPTIONS:
+            if data[key] is None:
+                del data[key]
+        return {"backend": "local", **data}
+
+    def reading(self) -> dict[str, Any]:
+        """``discover_scenes`` arguments: what the scene files do not say themselves."""
+        return {"date": dt.date.fromisoformat(self.scene_date) if self.scene_date else None,
+                "s2_band_names": self.s2_band_names}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LocalRecipe:
         """Inverse of :meth:`to_dict` (a manifest's record); unknown keys are refused."""
         fields = {k: v for k, v in data.items() if k != "backend"}
-        if "scl_masked" in fields:
-            fields["scl_masked"] = tuple(fields["scl_masked"])
+        for key in ("scl_masked", "s2_band_names"):
+            if fields.get(key) is not None:
+                fields[key] = tuple(fields[key])
         try:
             return cls(**fields)
         except TypeError as exc:

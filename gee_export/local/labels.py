@@ -117,8 +117,48 @@ SCHEME_CODES: dict[str, frozenset[int]] = {
 }
 
 
+MAP_PREFIX = "map:"  # ``--label-map 7=1,0=255,*=0`` is the scheme ``map:7=1,0=255,*=0``
+
+
+def parse_label_map(spec: str) -> tuple[dict[int, int], int | None]:
+    """``"7=1,0=255,10=255,*=0"`` -> ({7: 1, 0: 255, 10: 255}, 0); no ``*`` -> default None.
+
+    Each entry is ``CODE=CLASS`` (CLASS 0 pervious, 1 impervious, 255 ignored); ``*=CLASS``
+    gives every other code. Without ``*``, a code the map does not list is refused when the
+    label is read (:func:`check_codes`), so no code is mapped by accident.
+    """
+    text = spec[len(MAP_PREFIX):] if spec.startswith(MAP_PREFIX) else spec
+    mapping: dict[int, int] = {}
+    default: int | None = None
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        code, sep, target = item.partition("=")
+        try:
+            value = int(target)
+            if code.strip() == "*":
+                default = value
+            else:
+                mapping[int(code)] = value
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--label-map entry {item!r} is not CODE=CLASS; write e.g. "
+                              "--label-map 7=1,0=255,10=255,*=0 (class 0 pervious, 1 "
+                              "impervious, 255 ignored; * = every other code)")
+    if not mapping and default is None:
+        raise ConfigError("--label-map is empty; write e.g. --label-map 7=1,0=255,*=0")
+    return mapping, default
+
+
+def label_map_scheme(spec: str) -> str:
+    """The scheme name recorded for ``--label-map SPEC`` (checked, normalised)."""
+    mapping, default = parse_label_map(spec)
+    ClassMapping.from_dict(mapping, LABEL_NODATA if default is None else default)  # checks
+    items = [f"{k}={v}" for k, v in sorted(mapping.items())]
+    return MAP_PREFIX + ",".join(items + ([f"*={default}"] if default is not None else []))
+
+
 def get_scheme(scheme: str | ClassMapping | Mapping[int, int] | None) -> ClassMapping:
-    """A ClassMapping from a preset name, a dict or None (= ``binary``)."""
+    """A ClassMapping from a preset name, a ``map:`` spec, a dict or None (= ``binary``)."""
     if scheme is None:
         return SCHEMES["binary"]
     if isinstance(scheme, ClassMapping):
@@ -126,26 +166,46 @@ def get_scheme(scheme: str | ClassMapping | Mapping[int, int] | None) -> ClassMa
     if isinstance(scheme, str):
         if is_landcover(scheme):
             return ClassMapping.from_scheme(get_landcover_scheme(scheme))
+        if scheme.startswith(MAP_PREFIX):
+            mapping, default = parse_label_map(scheme)
+            return ClassMapping.from_dict(mapping, LABEL_NODATA if default is None else default)
         try:
             return SCHEMES[ALIASES.get(scheme, scheme)]
         except KeyError:
             raise ConfigError(f"unknown label scheme {scheme!r}; known: {', '.join(SCHEMES)} "
-                              "(--label-scheme; in Python also a {source value: 0|1|255} "
-                              "dict)") from None
+                              "(--label-scheme), or --label-map CODE=CLASS,...; in Python "
+                              "also a {source value: 0|1|255} dict") from None
     return ClassMapping.from_dict(scheme)
 
 
-def check_codes(ref: BandRef, scheme: str | ClassMapping | Mapping[int, int] | None) -> None:
-    """Refuse a label whose codes (a decimated sample) the declared preset does not define.
+def scheme_codes(name: str) -> frozenset[int] | None:
+    """The codes a named scheme defines (None: any code, a ``map:`` with ``*``)."""
+    if name.startswith(MAP_PREFIX):
+        mapping, default = parse_label_map(name)
+        return None if default is not None else frozenset(mapping)
+    return SCHEME_CODES.get(ALIASES.get(name, name))
 
-    Custom mappings (a dict or ClassMapping) are the user's own statement and not checked.
+
+def check_codes(ref: BandRef, scheme: str | ClassMapping | Mapping[int, int] | None) -> None:
+    """Refuse a label whose codes or class balance (a decimated sample) the scheme contradicts.
+
+    A preset or ``map:`` scheme must list every code of the label; a label that holds only
+    0 and 1 is binary and refused under any other preset; a scheme that ignores nearly all
+    of a label was not made for it (:func:`gee_export.local.plausibility.check_label_balance`).
+    Custom mappings given in Python (a dict or ClassMapping) are the caller's own statement
+    and not checked.
     """
     name = "binary" if scheme is None else scheme
     if not isinstance(name, str):
         return
     name = ALIASES.get(name, name)
-    plausibility.check_label_codes(plausibility.read_sample(ref), name, SCHEME_CODES,
-                                   f"label {ref.path}")
+    sample = plausibility.read_sample(ref)
+    what = f"label {ref.path}"
+    codes = scheme_codes(name)
+    if codes is not None:
+        plausibility.check_label_codes(sample, name, {**SCHEME_CODES, name: codes}, what)
+    binary = None if name.startswith(MAP_PREFIX) else SCHEME_CODES["binary"]
+    plausibility.check_label_balance(sample, get_scheme(name).apply, name, binary, what)
 
 
 def label_window(ref: BandRef, grid: Grid, window: Window, mapping: ClassMapping,

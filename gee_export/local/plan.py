@@ -8,9 +8,10 @@ bounds (no pixel), so the plan is as cheap as scene discovery.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gee_export.contract import bands as band_registry
 from gee_export.contract.grid import Grid
@@ -62,9 +63,14 @@ class LocalPlan:
 
 
 def make_local_plan(scenes: str | Path | SceneCollection, region: str, grid: Grid,
-                    months: Sequence[str], bands: Sequence[str], out: str) -> LocalPlan:
-    """The plan of a local export: discovers the scenes (headers only) and counts per month."""
-    collection = scenes if isinstance(scenes, SceneCollection) else discover_scenes(scenes)
+                    months: Sequence[str], bands: Sequence[str], out: str, *,
+                    reading: Mapping[str, Any] | None = None) -> LocalPlan:
+    """The plan of a local export: discovers the scenes (headers only) and counts per month.
+
+    ``reading`` holds the ``discover_scenes`` arguments (``LocalRecipe.reading()``).
+    """
+    collection = (scenes if isinstance(scenes, SceneCollection)
+                  else discover_scenes(scenes, **(reading or {})))
     rows = []
     for month in months:
         monthly = collection.in_month(month)

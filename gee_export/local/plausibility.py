@@ -31,7 +31,7 @@ the pixels contradict is overridden with a warning (the pixels win).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -148,7 +148,8 @@ def check_reflectance(values: np.ndarray, what: str) -> None:
         raise InputDataError(
             f"{what}: reflectance median {median:.3f} is negative, so the BOA offset (-1000) "
             "was subtracted from values that no longer carry it (harmonized or reprocessed "
-            "data). Set the files' tag with: rio edit-info --tag BOA_ADD_OFFSET=0 FILE")
+            "data). Pass --boa-add-offset 0, or set the files' tag with: rio edit-info --tag "
+            "BOA_ADD_OFFSET=0 FILE")
     if reflectance_scaled(median, p99):
         raise InputDataError(
             f"{what}: values do not scale to reflectance (median {median:.3g}, 99th "
@@ -190,3 +191,100 @@ def check_label_codes(values: np.ndarray, scheme: str,
     raise InputDataError(
         f"{what} has codes {shown}, and {', '.join(f'{c:g}' for c in foreign[:5])} "
         f"{'is' if len(foreign) == 1 else 'are'} not in the {scheme!r} label scheme; {fix}")
+
+
+IGNORED_MAX_SHARE = 0.99  # a scheme that ignores more of a label than this was not made for it
+
+
+def check_label_balance(values: np.ndarray, apply: Callable[[np.ndarray], np.ndarray],
+                        scheme: str, binary_codes: frozenset[int] | None, what: str) -> None:
+    """Refuse a label whose classes the declared scheme turns into nonsense.
+
+    Args:
+        values: a sample of the label raster.
+        apply: the scheme's mapping (source codes -> classes, 255 ignored).
+        scheme: the declared scheme's name.
+        binary_codes: the binary scheme's codes; a label holding only these (both) is a
+            binary label, refused under another scheme (None: do not test, e.g. for a
+            ``--label-map`` the user wrote for this label).
+        what: the label in words, for messages.
+    """
+    codes = label_codes(values)
+    if not codes.size:
+        return
+    if (binary_codes is not None and scheme != "binary" and codes.size == len(binary_codes)
+            and set(codes.astype(int).tolist()) == set(binary_codes)):
+        read_as = ", ".join(f"{int(c)} as class {int(apply(np.array([int(c)]))[0])}"
+                            for c in codes)
+        raise InputDataError(
+            f"{what} holds only the codes 0 and 1, as a binary impervious label does, but "
+            f"--labels/--label-scheme {scheme} would read {read_as} (255 = ignored); pass "
+            "--label-scheme binary, or --label-map CODE=CLASS,... to say what the codes mean")
+    finite = np.asarray(values, dtype=np.float64)
+    coded = finite[np.isfinite(finite) & (finite >= 0) & ~np.isin(finite, LABEL_NODATA_CODES)]
+    ignored = float((apply(coded.astype(np.int64)) == LABEL_NODATA_CODES[0]).mean())
+    if ignored > IGNORED_MAX_SHARE:
+        raise InputDataError(
+            f"{what}: the {scheme!r} label scheme ignores {100 * ignored:.1f} % of its coded "
+            f"pixels (codes {', '.join(f'{c:g}' for c in codes[:12])}); it was not made for "
+            "this label. Pass the scheme the label uses, or --label-map CODE=CLASS,...")
+
+
+# ---------------------------------------------------------------------- S2 band names
+# Pairs of bands whose reflectances move together in any scene (the NIR plateau, the two
+# SWIR bands, the visible bands), with the lowest pixel correlation accepted. On the seven
+# real L2A tiles of the test data (Java, Ghana, Brazil, Tanzania, Chile, Hudson Bay snow) the
+# right names give at least 0.98, 0.90, 0.95 and 0.91 (tests/gee_export/local/
+# test_band_names.py); reversed, rotated or swapped orders fall below. B8 and B8A are not
+# paired: a 10 m and a resampled 20 m band correlate at only 0.85 over a Chilean town.
+BAND_PAIR_MIN_CORRELATION: tuple[tuple[str, str, float], ...] = (
+    ("B7", "B8A", 0.95), ("B11", "B12", 0.85), ("B2", "B3", 0.85), ("B3", "B4", 0.85))
+VEGETATION_MIN_SHARE = 0.02  # pixels with a rising red edge needed to judge NIR vs red
+NIR_RED_MIN_RATIO = 1.5  # median NIR / red over those pixels (right names: 2.4 or more)
+MIN_PIXELS = 100
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    both = np.isfinite(a) & np.isfinite(b)
+    if both.sum() < MIN_PIXELS or a[both].std() == 0 or b[both].std() == 0:
+        return None
+    return float(np.corrcoef(a[both], b[both])[0, 1])
+
+
+def check_s2_band_names(samples: Mapping[str, np.ndarray], what: str) -> None:
+    """Refuse Sentinel-2 band names the reflectances contradict.
+
+    Args:
+        samples: band name (``B2``, ``B8A``...) -> reflectance sample, all the same shape.
+        what: the file in words, for messages.
+
+    Two physical facts are checked where the named bands are present: bands of one spectral
+    region correlate over the scene (:data:`BAND_PAIR_MIN_CORRELATION`), and over vegetation
+    (pixels whose red edge rises, B5 < B6 < B7 with B7 > 1.5 B5) the NIR band B8 is well
+    above the red band B4. A blue/red swap (B2 <-> B4) passes both; no check here sees it.
+    """
+    for low, high, least in BAND_PAIR_MIN_CORRELATION:
+        if low in samples and high in samples:
+            r = _correlation(samples[low].ravel(), samples[high].ravel())
+            if r is not None and r < least:
+                raise InputDataError(
+                    f"{what}: the bands named {low} and {high} correlate at r = {r:.2f} over "
+                    f"the scene, where real {low} and {high} show {least} or more; the band "
+                    "names do not fit the pixels. Check the order given with --s2-band-names "
+                    "(ESA's L2A order: B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12)")
+    if not all(b in samples for b in ("B4", "B5", "B6", "B7", "B8")):
+        return
+    b5, b6, b7 = (samples[b].ravel() for b in ("B5", "B6", "B7"))
+    with np.errstate(invalid="ignore"):
+        vegetation = (b5 < b6) & (b6 < b7) & (b7 > 1.5 * b5)
+    if vegetation.mean() < VEGETATION_MIN_SHARE:
+        return
+    red, nir = samples["B4"].ravel()[vegetation], samples["B8"].ravel()[vegetation]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = float(np.nanmedian(nir / red))
+    if ratio < NIR_RED_MIN_RATIO:
+        raise InputDataError(
+            f"{what}: over vegetation (a rising red edge in {100 * vegetation.mean():.0f} % of "
+            f"the pixels) the band named B8 (NIR) is {ratio:.2f} x the band named B4 (red); "
+            f"vegetation reflects NIR at least {NIR_RED_MIN_RATIO} x red. The band names do "
+            "not fit the pixels: check the order given with --s2-band-names")

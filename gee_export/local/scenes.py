@@ -6,12 +6,16 @@ Three layouts are recognised, in a folder (searched recursively), a glob or a li
   ``S2A_MSIL2A_20170613T101031_87_48_B02.tif``, ``..._SCL.tif``, ``S1A_IW_GRDH_..._VV.tif``;
 - stacked files whose band descriptions name the bands (``B2``/``B02``, ``SCL``, ``VV``...);
 - stacked files without descriptions: 2 bands of an S1 product are VV, VH; 13 bands of an S2
-  product are B1..B12 with B10 (which only L1C has), 12 bands the L2A set without B10.
+  product are B1..B12 with B10 (which only L1C has). A 12-band S2 file without descriptions
+  is refused unless the caller names its bands (``s2_band_names``, ``--s2-band-names``): twelve
+  bands fit several orders, and a wrong guess maps without any error.
 
-Label rasters are files in a ``labels`` folder or named ``*label*``. Dates come from the
-``ACQUISITION_DATE`` tag (or ``TIFFTAG_DATETIME``), else from the product name
-(``YYYYMMDDThhmmss`` or ``YYYY-MM-DD``). Only metadata is read here; pixels are read later by
-window, so discovery is cheap for big tiles.
+A mask file ``<product>_SCL.tif`` (or ``_CLOUD_MASK``) beside one stacked S2 file
+``<product>_<anything>.tif`` belongs to that scene. Label rasters are files in a ``labels``
+folder or named ``*label*``. Dates come from the ``ACQUISITION_DATE`` tag (or
+``TIFFTAG_DATETIME``, ``DATETIME``), else from the product name (``YYYYMMDDThhmmss`` or
+``YYYY-MM-DD``), else from the caller (``date``, ``--scene-date``). Only metadata is read here;
+pixels are read later by window, so discovery is cheap for big tiles.
 """
 
 from __future__ import annotations
@@ -149,9 +153,9 @@ def date_from_text(text: str) -> dt.date | None:
 
 def _sensor_from(name: str, bands: Iterable[str]) -> Sensor | None:
     upper = name.upper()
-    if re.search(r"(^|[_\-/])S1[A-Z]?([_\-]|$|HAND)", upper) or "GRD" in upper:
+    if re.search(r"(^|[_\-/])S1([A-D]|RTC|GRD)?([_\-]|$|HAND)", upper) or "GRD" in upper:
         return "S1"
-    if re.search(r"(^|[_\-/])S2[A-Z]?([_\-]|$|HAND)", upper) or "MSIL" in upper:
+    if re.search(r"(^|[_\-/])S2([A-D]|L1C|L2A)?([_\-]|$|HAND)", upper) or "MSIL" in upper:
         return "S2"
     names = set(bands)
     if names and names <= {"VV", "VH", "HH", "HV"}:
@@ -195,16 +199,17 @@ def _level(product: str, tags: dict[str, str], bands: Sequence[str]) -> tuple[st
 
 
 def _scene(sensor: Sensor, product: str, bands: dict[str, BandRef], tags: dict[str, str],
-           date: dt.date | None, unit: str | None) -> Scene:
+           date: dt.date | None, unit: str | None, undated: dt.date | None = None) -> Scene:
     if date is None:
         stamp = (tags.get("ACQUISITION_DATE")
-                 or tags.get("TIFFTAG_DATETIME", "").replace(":", "-", 2))
-        date = date_from_text(stamp) or date_from_text(product)
+                 or tags.get("TIFFTAG_DATETIME", "").replace(":", "-", 2)
+                 or tags.get("DATETIME", ""))
+        date = date_from_text(stamp) or date_from_text(product) or undated
     if date is None:
         raise InputDataError(
-            f"no acquisition date for {product}: put YYYYMMDDThhmmss in the file name or set "
-            "the tag with: rio edit-info --tag ACQUISITION_DATE=YYYY-MM-DD FILE (Python: "
-            "open_scene(path, date=...))"
+            f"no acquisition date for {product}: put YYYYMMDDThhmmss in the file name, set "
+            "the tag with: rio edit-info --tag ACQUISITION_DATE=YYYY-MM-DD FILE, or give "
+            "--scene-date YYYY-MM-DD (Python: open_scene(path, date=...))"
         )
     order = (*S2_L1C_ORDER, "SCL", "CLOUD_MASK", "VV", "VH", "HH", "HV")
     ordered = tuple(sorted(bands.items(), key=lambda kv: order.index(kv[0])
@@ -234,8 +239,15 @@ def _norm_unit(unit: str | None) -> str | None:
 
 
 def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date | None = None,
-               unit: str | None = None, band_names: Sequence[str] | None = None) -> Scene:
-    """One stacked scene file, with anything the file does not say stated by the caller."""
+               unit: str | None = None, band_names: Sequence[str] | None = None,
+               s2_band_names: Sequence[str] | None = None,
+               undated: dt.date | None = None) -> Scene:
+    """One stacked scene file, with anything the file does not say stated by the caller.
+
+    ``band_names`` names this file's bands whatever it is; ``s2_band_names`` only an S2 file
+    whose bands have no descriptions (the ``--s2-band-names`` of a folder of scenes);
+    ``undated`` is the date of a file whose tags and name carry none (``--scene-date``).
+    """
     path = Path(path)
     count, descriptions, tags = _read_meta(path)
     names = [canonical_band(d) if d else None for d in descriptions]
@@ -244,12 +256,22 @@ def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date 
     guessed = _sensor_from(path.stem, [n for n in names if n])
     sensor = sensor or guessed
     if not all(names):
-        if sensor == "S1" and count == 2:
+        if sensor == "S2" and s2_band_names is not None:
+            names = [canonical_band(n) or n for n in s2_band_names]
+        elif sensor == "S1" and count == 2:
             names = ["VV", "VH"]
         elif sensor == "S1" and count == 1:
             names = [canonical_band(path.stem.split("_")[-1]) or "VV"]
-        elif sensor == "S2" and count in (12, 13):
-            names = list(S2_L1C_ORDER if count == 13 else S2_L2A_ORDER)
+        elif sensor == "S2" and count == 13:
+            names = list(S2_L1C_ORDER)
+        elif sensor == "S2" and count == len(S2_L2A_ORDER):
+            raise InputDataError(
+                f"{path}: its {count} Sentinel-2 bands have no names, and the order is not "
+                "guessed; name them with --s2-band-names (for ESA's L2A order: "
+                f"--s2-band-names {','.join(S2_L2A_ORDER)}; the names are checked against "
+                "the pixels), or write band descriptions with: rio edit-info --bidx N "
+                f"--description B2 {path}, or save one file per band as <product>_<BAND>.tif "
+                "(Python: open_scene(path, band_names=[...]))")
         else:
             raise InputDataError(
                 f"{path}: cannot tell which band is which ({count} bands, descriptions "
@@ -262,8 +284,13 @@ def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date 
     if sensor is None:
         raise InputDataError(f"{path}: cannot tell Sentinel-1 from Sentinel-2; start the file "
                              "name with S1 or S2 (Python: open_scene(path, sensor=...))")
+    unknown = [n for n in names if canonical_band(str(n)) is None]
+    if band_names is None and s2_band_names is not None and sensor == "S2" and unknown:
+        raise InputDataError(f"--s2-band-names: {', '.join(map(str, unknown))} "
+                             f"{'is' if len(unknown) == 1 else 'are'} not Sentinel-2 band "
+                             "names (B1..B12, B8A, SCL)")
     bands = {str(name): BandRef(path, i) for i, name in enumerate(names, 1)}
-    return _scene(sensor, path.stem, bands, tags, date, unit)
+    return _scene(sensor, path.stem, bands, tags, date, unit, undated)
 
 
 def _expand(source: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -316,8 +343,38 @@ def _is_label(path: Path) -> bool:
     return path.parent.name.lower() == "labels" or "label" in path.stem.lower()
 
 
-def discover_scenes(source: str | Path | Sequence[str | Path]) -> SceneCollection:
-    """Scan a folder, glob or list of files for Sentinel-1/2 scenes and label rasters."""
+def _join_masks(groups: dict[tuple[Path, str], dict[str, BandRef]],
+                stacked: list[Scene]) -> list[Scene]:
+    """Add mask-only groups (``<product>_SCL.tif``) to the one stacked S2 file they prefix.
+
+    Removes the joined groups from ``groups``; returns the stacked scenes with their masks.
+    """
+    out = list(stacked)
+    for key in list(groups):
+        folder, product = key
+        if not set(groups[key]) <= set(MASK_NAMES.values()):
+            continue
+        owners = [i for i, scene in enumerate(out) if scene.sensor == "S2"
+                  and scene.product.startswith(product + "_")
+                  and scene.bands[0][1].path.parent == folder]
+        if len(owners) == 1:
+            scene = out[owners[0]]
+            bands = {**dict(scene.bands), **groups.pop(key)}
+            out[owners[0]] = _scene("S2", scene.product, bands, dict(scene.tags), scene.date,
+                                    None)
+    return out
+
+
+def discover_scenes(source: str | Path | Sequence[str | Path], *,
+                    date: dt.date | None = None,
+                    s2_band_names: Sequence[str] | None = None) -> SceneCollection:
+    """Scan a folder, glob or list of files for Sentinel-1/2 scenes and label rasters.
+
+    Args:
+        source: a folder (searched recursively), a glob, or a list of files and folders.
+        date: the acquisition date of scenes whose tags and names carry none.
+        s2_band_names: the band order of stacked S2 files without band descriptions.
+    """
     paths = _expand(source)
     if not paths:
         raise InputDataError(f"no rasters (*.tif, *.tiff, *.jp2, *.vrt) found in {source}")
@@ -337,7 +394,8 @@ def discover_scenes(source: str | Path | Sequence[str | Path]) -> SceneCollectio
             groups.setdefault(key, {})[canonical_band(match.group("band")) or ""] = BandRef(path)
             tags_of.setdefault(key, {}).update(tags)
             continue
-        scenes.append(open_scene(path))
+        scenes.append(open_scene(path, s2_band_names=s2_band_names, undated=date))
+    scenes = _join_masks(groups, scenes)
     for key, bands in groups.items():
         product = key[1]
         tags = tags_of[key]
@@ -345,8 +403,7 @@ def discover_scenes(source: str | Path | Sequence[str | Path]) -> SceneCollectio
         if sensor is None:
             raise InputDataError(f"{product}: cannot tell Sentinel-1 from Sentinel-2 from its "
                                  "name or bands; start the product names with S1 or S2")
-        scenes.append(_scene(sensor, product, bands, tags, None, None))
+        scenes.append(_scene(sensor, product, bands, tags, None, None, date))
     s1 = tuple(sorted((s for s in scenes if s.sensor == "S1"), key=lambda s: (s.date, s.product)))
     s2 = tuple(sorted((s for s in scenes if s.sensor == "S2"), key=lambda s: (s.date, s.product)))
     return SceneCollection(s1, s2, tuple(labels))
-

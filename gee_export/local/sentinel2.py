@@ -117,8 +117,9 @@ def boa_offset(scene: Scene, override: float | None = None) -> float:
     if scene.date >= BASELINE_OFFSET_DATE:
         warnings.warn(f"{scene.product}: no processing baseline or BOA_ADD_OFFSET in metadata; "
                       f"acquired {scene.date} (>= 2022-01-25) so assuming offset -1000. If the "
-                      "DNs were already harmonized, tag the files with: rio edit-info --tag "
-                      "BOA_ADD_OFFSET=0 FILE (Python: boa_add_offset=0)", stacklevel=2)
+                      "DNs were already harmonized, pass --boa-add-offset 0 or tag the files "
+                      "with: rio edit-info --tag BOA_ADD_OFFSET=0 FILE (Python: "
+                      "boa_add_offset=0)", stacklevel=2)
         return BOA_ADD_OFFSET
     return 0.0
 
@@ -155,6 +156,28 @@ def check_plausible(scenes: Sequence[Scene], bands: Sequence[str], offsets: dict
         if (scene.product, band) not in reflectance_bands:
             sample = dn_to_reflectance(_zero_is_nodata(sample), offsets.get(scene.product, 0.0))
         plausibility.check_reflectance(sample, f"Sentinel-2 {scene.product} {band}")
+
+
+def check_band_names(scenes: Sequence[Scene], offsets: dict[str, float],
+                     reflectance_bands: frozenset[tuple[str, str]]) -> None:
+    """Refuse scenes whose band names their reflectances contradict (``--s2-band-names``).
+
+    One decimated sample of every spectral band, converted as the composite converts it,
+    each checked for reflectance range, then all together for their spectral relations
+    (:func:`gee_export.local.plausibility.check_s2_band_names`).
+    """
+    for scene in scenes:
+        samples = {}
+        for band in scene.band_names:
+            if band in ("SCL", "CLOUD_MASK"):
+                continue
+            sample = plausibility.read_sample(scene.band(band))
+            if (scene.product, band) not in reflectance_bands:
+                sample = dn_to_reflectance(_zero_is_nodata(sample),
+                                           offsets.get(scene.product, 0.0))
+            plausibility.check_reflectance(sample, f"Sentinel-2 {scene.product} {band}")
+            samples[band] = sample
+        plausibility.check_s2_band_names(samples, f"Sentinel-2 {scene.product}")
 
 
 def _zero_is_nodata(dn: np.ndarray) -> np.ndarray:

@@ -192,7 +192,8 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
     if unknown:
         raise InputDataError(f"{unknown} is not an image band; the label is its own file")
 
-    collection = scenes if isinstance(scenes, SceneCollection) else discover_scenes(scenes)
+    collection = (scenes if isinstance(scenes, SceneCollection)
+                  else discover_scenes(scenes, **recipe.reading()))
     monthly = collection.in_month(month)
     s2: tuple[Scene, ...] = ()
     s1: tuple[Scene, ...] = ()
@@ -234,6 +235,10 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
     label_ref = _label_ref(label, collection, 1)
     fine_ref = _fine_label_ref(label_ref, collection, fine_scale) if fine_scale else None
     sentinel2.check_plausible(s2, s2_bands, offsets, reflectance)  # pixels over names/tags
+    if recipe.s2_band_names is not None:  # names the user gave: do the pixels agree?
+        reflectance_all = frozenset((s.product, b) for s in s2 for b in s.band_names
+                                    if sentinel2.is_reflectance(s, b))
+        sentinel2.check_band_names(s2, offsets, reflectance_all)
     if label_ref is not None:
         check_codes(label_ref, label_scheme if label_scheme is not None else recipe.label_scheme)
     if label_ref is None:

@@ -151,6 +151,35 @@ def smooth_stack(height: int, width: int, count: int = len(BANDS), seed: int = 0
     return out
 
 
+def crop_raster(source: Path, target: Path, row: int, col: int, height: int, width: int,
+                *, descriptions: bool = True, tags: bool = True) -> Path:
+    """A window of a real raster written as its own GeoTIFF (same dtype, CRS, pixel lattice).
+
+    ``descriptions``/``tags`` False drops the band names / metadata tags, as files without
+    them arrive.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    window = Window(col, row, width, height)
+    with rasterio.open(source) as src:
+        data = src.read(window=window)
+        profile = {"driver": "GTiff", "height": height, "width": width, "count": src.count,
+                   "dtype": src.dtypes[0], "crs": src.crs,
+                   "transform": src.window_transform(window), "nodata": src.nodata}
+        names, meta = src.descriptions, src.tags()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(target, "w", **profile) as dst:
+        dst.write(data)
+        if descriptions:
+            for i, name in enumerate(names, 1):
+                if name:
+                    dst.set_band_description(i, name)
+        if tags:
+            dst.update_tags(**{k: v for k, v in meta.items() if k != "AREA_OR_POINT"})
+    return target
+
+
 def scene_stack(height: int, width: int, bands=BANDS, seed: int = 0) -> np.ndarray:
     """A stack with the values of :func:`write_patch_dataset`'s scenes (reflectance 0-1 and
     sigma0 in dB around impervious blobs), so a model trained there sees familiar values."""

@@ -1,0 +1,395 @@
+"""Built-up area from real Sentinel-2 L2A with hand-drawn labels, through the product's commands.
+
+``python -m experiments.builtup [--data DIR] [--test PREFIX ...] --out DIR``
+
+The data are Dynamic World training tiles (``dynamicworld_s2`` in the sample data root): per
+tile ``PREFIX_s2l2a.tif`` (12 named bands, DN = reflectance x 10000), ``PREFIX_scl.tif``
+(Sen2Cor scene classification) and ``PREFIX_label.tif`` (hand-drawn classes, 7 = built area,
+0 unmarked, 10 cloud). Each tile gets a scene folder in the local backend's input layout
+(links to the three files), and then everything is the product as a user runs it:
+
+1. ``isamap-export --backend local`` with ``--label-map 7=1,0=255,10=255,*=0`` (built 1, the
+   other labelled classes 0, unmarked and cloud ignored) and ``--scene-date`` (the files carry
+   no date) writes the training patches; the SCL file masks clouds;
+2. ``isamap-train`` trains each model (``unet-s2`` by default) on them;
+3. ``isamap-export`` of the test tile gives its stack, ``isamap-predict`` maps it;
+4. the labelled pixels of the test area score the map (:mod:`experiments.scoring`): built F1,
+   IoU and ROC AUC, beside NDBI (B11, B8) as a probability (AUC), at 0 and at its best F1
+   threshold on the same pixels.
+
+Without ``--test`` the test area is the southern rows of the Java tile
+(``--holdout-rows``, default the last 100 of 340): the training export covers only the rows
+north of it, and the experiment checks from the dataset's manifest that no training patch
+reaches into it. With ``--test PREFIX`` the model trains on the whole ``--train`` tile and
+maps each test tile whole.
+
+``DIR/metrics.json`` holds ``test.f1_built``, ``test.iou_built``, ``test.auc_built`` (the
+first model) and ``test.ndbi_auc``, every model's scores under ``models``, and the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.realscenes import (
+    Footprint,
+    bbox_argument,
+    format_table,
+    map_scores,
+    run_product,
+)
+from experiments.scoring import index_baseline, ndbi
+from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.grid import Grid
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    configure_logging,
+    run_command,
+)
+from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.storage import atomic_write
+from gee_export.local.labels import MAP_PREFIX, get_scheme
+
+log = logging.getLogger(__name__)
+
+DW_FOLDER = "dynamicworld_s2"
+DW_LABEL_MAP = "7=1,0=255,10=255,*=0"  # 7 built area -> 1; 0 unmarked, 10 cloud ignored
+DW_DATES = {"java": "2019-07-13", "ghana_a": "2018-12-26", "ghana_b": "2018-12-26"}
+DEFAULT_TRAIN = "java"
+DEFAULT_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
+DEFAULT_MODELS = ("unet-s2",)
+DEFAULT_HOLDOUT_ROWS = 100
+
+
+@dataclass(frozen=True)
+class DWTile:
+    """One Dynamic World tile's three files and its grid."""
+
+    prefix: str
+    s2: Path
+    scl: Path
+    label: Path
+    footprint: Footprint
+    date: str | None
+
+    @property
+    def month(self) -> str | None:
+        return self.date[:7] if self.date else None
+
+
+def find_tile(folder: str | Path, prefix: str, date: str | None = None) -> DWTile:
+    """The files ``PREFIX_s2l2a.tif``, ``PREFIX_scl.tif``, ``PREFIX_label.tif`` in ``folder``.
+
+    The three must share one grid. ``date`` (``YYYY-MM-DD``) defaults to the shared sample's
+    known dates (:data:`DW_DATES`); the export reads it from the files' tags when they have one.
+    """
+    folder = Path(folder)
+    paths = {kind: folder / f"{prefix}_{kind}.tif" for kind in ("s2l2a", "scl", "label")}
+    missing = [p.name for p in paths.values() if not p.is_file()]
+    if missing:
+        raise InputDataError(f"tile {prefix!r} lacks {', '.join(missing)} in {folder}; a tile "
+                             "is PREFIX_s2l2a.tif, PREFIX_scl.tif and PREFIX_label.tif")
+    grids = {kind: Footprint.of(p) for kind, p in paths.items()}
+    if len(set(grids.values())) != 1:
+        shown = ", ".join(f"{k}: {g.crs} {g.width}x{g.height}" for k, g in grids.items())
+        raise InputDataError(f"tile {prefix!r}: the three files are not on one grid ({shown})")
+    return DWTile(prefix, paths["s2l2a"], paths["scl"], paths["label"], grids["label"],
+                  date or DW_DATES.get(prefix))
+
+
+def built_label(tile: DWTile) -> np.ndarray:
+    """The tile's label as 0 other / 1 built / 255 ignored, through the export's own mapping."""
+    with rasterio.open(tile.label) as src:
+        codes = src.read(1)
+    return get_scheme(MAP_PREFIX + DW_LABEL_MAP).apply(codes).astype(np.uint8)
+
+
+def reflectance(tile: DWTile, bands: Sequence[str]) -> dict[str, np.ndarray]:
+    """Named bands of the S2 file as reflectance (DN / 10000; DN 0 is NaN)."""
+    from gee_export.local.scenes import canonical_band
+
+    with rasterio.open(tile.s2) as src:
+        index = {canonical_band(d or ""): i for i, d in enumerate(src.descriptions, 1)}
+        missing = [b for b in bands if b not in index]
+        if missing:
+            raise InputDataError(f"{tile.s2} has no band {', '.join(missing)} (descriptions "
+                                 f"{src.descriptions})")
+        out = {}
+        for band in bands:
+            dn = src.read(index[band]).astype(np.float64)
+            out[band] = np.where(dn == 0, np.nan, dn / 10000.0)
+    return out
+
+
+def scene_folder(tile: DWTile, root: Path) -> Path:
+    """``root/<prefix>/`` with links to the tile's files: the local backend's input layout."""
+    folder = root / tile.prefix
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (tile.s2, tile.scl, tile.label):
+        link = folder / path.name
+        if link.is_symlink() or link.exists():
+            if link.resolve() == path.resolve():
+                continue
+            link.unlink()
+        try:
+            link.symlink_to(path.resolve())
+        except OSError:  # a file system without links: copy
+            link.write_bytes(path.read_bytes())
+    return folder
+
+
+def training_rows(tile: DWTile, holdout_start: int, patch: int, stride: int) -> int:
+    """The last row (exclusive) of the training area whose export grid stays north of the block.
+
+    The export builds its grid from a box in degrees, which covers a little more than the
+    rows asked for; rows are taken off until the grid's southern edge is at or north of the
+    held-out block's northern edge.
+    """
+    north_of_block = tile.footprint.bounds(holdout_start)[3]
+    for end in range(holdout_start, patch, -1):
+        grid = Grid.from_lonlat_bounds(tile.footprint.lonlat_bbox(0, end), tile.footprint.crs,
+                                       patch_size=patch, stride=stride)
+        if grid.bounds[1] >= north_of_block - 1e-6:
+            return end
+    raise ConfigError(f"no training rows north of row {holdout_start} of {tile.prefix}; lower "
+                      "--holdout-rows")
+
+
+def check_no_overlap(dataset: Path, tile: DWTile, holdout_start: int) -> float:
+    """The southern edge (m) of the training dataset's grid; refuses one reaching the block."""
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    grid = Grid.from_dict(manifest["grid"])
+    north_of_block = tile.footprint.bounds(holdout_start)[3]
+    if grid.bounds[1] < north_of_block - 1e-6:
+        raise ConfigError(f"the training grid reaches {north_of_block - grid.bounds[1]:.0f} m "
+                          "into the held-out rows; the split is not clean")
+    return float(grid.bounds[1])
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The training budget and patch layout (the defaults finish in minutes on 2 cores)."""
+
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    patch: int = 64
+    stride: int = 32
+    split_block: int = 2
+    min_valid_fraction: float = 0.5  # hand labels leave gaps (unmarked): half a patch suffices
+    seed: int = 0
+
+
+def export(tile: DWTile, scenes: Path, out: Path, bands: Sequence[str], budget: Budget,
+           rows: tuple[int, int | None] = (0, None)) -> Path:
+    """``isamap-export --backend local`` of rows ``rows`` of ``tile`` into ``out``."""
+    if tile.month is None:
+        raise ConfigError(f"no date known for tile {tile.prefix!r}; give --date "
+                          f"{tile.prefix}=YYYY-MM-DD")
+    argv = ["--backend", "local", "--scenes", str(scenes),
+            bbox_argument(tile.footprint.lonlat_bbox(*rows, inset=0.5)),
+            "--crs", tile.footprint.crs, "--month", tile.month, "--bands", ",".join(bands),
+            "--label-map", DW_LABEL_MAP, "--patch-size", str(budget.patch),
+            "--stride", str(budget.stride), "--split-block", str(budget.split_block),
+            "--min-valid-fraction", str(budget.min_valid_fraction),
+            "--seed", str(budget.seed), "--out", str(out), "--no-progress"]
+    if tile.date:
+        argv += ["--scene-date", tile.date]
+    run_product("isamap-export", argv)
+    return out / "stacks" / f"stack_{tile.month}_image.tif"
+
+
+def train(model: str, dataset: Path, run: Path, budget: Budget) -> Path:
+    """``isamap-train`` of ``model`` on ``dataset``; returns the model file."""
+    run_product("isamap-train", [
+        "--model", model, "--data", str(dataset), "--out", str(run),
+        "--epochs", str(budget.epochs), "--batch-size", str(budget.batch_size),
+        "--lr", str(budget.lr), "--seed", str(budget.seed), "--workers", "0", "--cache",
+        "--precision", "fp32", "--channels-last", "off", "--no-progress"])
+    return run / "model.pt"
+
+
+def predict(model_file: Path, stack: Path, out: Path, month: str) -> tuple[Path, Path]:
+    """``isamap-predict``; returns the class and probability COGs."""
+    run_product("isamap-predict", [
+        "--model", str(model_file), "--input", str(stack), "--out", str(out),
+        "--month", month, "--precision", "fp32", "--channels-last", "off"])
+    return Path(f"{out}_class.tif"), Path(f"{out}_prob.tif")
+
+
+def score_map(tile: DWTile, class_path: Path, prob_path: Path, area: np.ndarray) -> dict:
+    """Scores of one map on the labelled pixels of ``area`` (bool, tile pixels)."""
+    return map_scores(built_label(tile), tile.footprint, class_path, prob_path, area)
+
+
+def score_ndbi(tile: DWTile, area: np.ndarray) -> dict:
+    """NDBI (B11, B8) on the same labelled pixels: AUC, F1 at 0 and at its best threshold."""
+    truth = built_label(tile)
+    bands = reflectance(tile, ("B8", "B11"))
+    index = ndbi(bands["B11"], bands["B8"])
+    keep = area & (truth != LABEL_NODATA) & np.isfinite(index)
+    result = index_baseline(index[keep], truth[keep])
+    return {"ndbi_auc": result["auc"], "ndbi_f1_at_0": result["f1"],
+            "ndbi_best_f1": result["best_f1"], "ndbi_best_threshold": result["best_threshold"]}
+
+
+def run_builtup(data: Path, out: Path, *, tests: Sequence[str] = (), train_prefix: str =
+                DEFAULT_TRAIN, models: Sequence[str] = DEFAULT_MODELS,
+                bands: Sequence[str] = DEFAULT_BANDS, holdout_rows: int = DEFAULT_HOLDOUT_ROWS,
+                budget: Budget = Budget(), dates: dict[str, str] | None = None) -> dict:
+    """The whole experiment; returns (and writes) ``metrics.json``."""
+    start = time.perf_counter()
+    dates = dates or {}
+    if train_prefix in tests:
+        raise ConfigError(f"--test {train_prefix} is the training tile; give --train PREFIX")
+    trained_on = find_tile(data, train_prefix, dates.get(train_prefix))
+    scenes = out / "scenes"
+    runs: dict[str, dict] = {}
+    if tests:
+        test_tiles = [find_tile(data, p, dates.get(p)) for p in tests]
+        areas = {t.prefix: np.ones((t.footprint.height, t.footprint.width), bool)
+                 for t in test_tiles}
+        train_rows: tuple[int, int | None] = (0, None)
+        split = {"train": f"tile {train_prefix} (whole)", "test": list(tests)}
+    else:
+        holdout_start = trained_on.footprint.height - holdout_rows
+        if not 0 < holdout_start < trained_on.footprint.height:
+            raise ConfigError(f"--holdout-rows must be between 1 and "
+                              f"{trained_on.footprint.height - 1}, got {holdout_rows}")
+        end = training_rows(trained_on, holdout_start, budget.patch, budget.stride)
+        test_tiles = [trained_on]
+        area = np.zeros((trained_on.footprint.height, trained_on.footprint.width), bool)
+        area[holdout_start:] = True
+        areas = {train_prefix: area}
+        train_rows = (0, end)
+        split = {"train": f"tile {train_prefix} rows 0-{end}",
+                 "test": f"tile {train_prefix} rows {holdout_start}-{trained_on.footprint.height}"}
+    train_set = out / f"train_{train_prefix}"
+    export(trained_on, scene_folder(trained_on, scenes), train_set, bands, budget, train_rows)
+    if not tests:
+        split["train_grid_south_m"] = check_no_overlap(train_set, trained_on, holdout_start)
+    stacks = {t.prefix: export(t, scene_folder(t, scenes), out / f"map_{t.prefix}", bands, budget)
+              for t in test_tiles}
+    baselines = {t.prefix: score_ndbi(t, areas[t.prefix]) for t in test_tiles}
+    for model in models:
+        model_file = train(model, train_set, out / "runs" / model, budget)
+        per_tile = {}
+        for tile in test_tiles:
+            class_path, prob_path = predict(model_file, stacks[tile.prefix],
+                                            out / "maps" / model / tile.prefix, tile.month)
+            per_tile[tile.prefix] = score_map(tile, class_path, prob_path, areas[tile.prefix])
+        runs[model] = per_tile
+    first = models[0]
+    head = test_tiles[0].prefix
+    metrics = {
+        "test": {**runs[first][head], **baselines[head], "model": first, "tile": head},
+        "models": runs, "ndbi": baselines, "split": split, "bands": list(bands),
+        "budget": budget.__dict__, "label_map": DW_LABEL_MAP,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    text = json.dumps(_finite(metrics), indent=2)
+    atomic_write(out / "metrics.json", lambda handle: handle.write(text.encode()))
+    table = results_table(metrics)
+    atomic_write(out / "results.txt", lambda handle: handle.write(table.encode() + b"\n"))
+    log.info("built-up on the labelled pixels of %s", split["test"])
+    print(table)
+    print(f"{metrics['seconds']:.0f} s; metrics: {out / 'metrics.json'}")
+    return metrics
+
+
+def results_table(metrics: dict) -> str:
+    """One row per model and test tile, then the NDBI rows."""
+    rows = []
+    for model, tiles in metrics["models"].items():
+        for tile, s in tiles.items():
+            rows.append((model, tile, s["f1_built"], s["iou_built"], s["auc_built"],
+                         s["pixels"], s["built_pixels"]))
+    for tile, b in metrics["ndbi"].items():
+        rows.append(("NDBI >= 0", tile, b["ndbi_f1_at_0"], "", b["ndbi_auc"], "", ""))
+        rows.append((f"NDBI >= {b['ndbi_best_threshold']:.3f} (best on test)", tile,
+                     b["ndbi_best_f1"], "", "", "", ""))
+    return format_table(rows, ("map", "tile", "F1 built", "IoU built", "ROC AUC", "pixels",
+                               "built"))
+
+
+def _finite(value):
+    """JSON without NaN (null instead)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _dates(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        prefix, sep, date = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--date takes PREFIX=YYYY-MM-DD, got {item!r}")
+        out[prefix] = date
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m experiments.builtup``; returns the exit status."""
+    p = argparse.ArgumentParser(prog="python -m experiments.builtup", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = Budget()
+    p.add_argument("--data", help=f"folder of the tiles (default: {DW_FOLDER} in the "
+                   "--data-root)")
+    add_data_root_argument(p)
+    p.add_argument("--test", nargs="+", default=[], metavar="PREFIX",
+                   help="held-out tiles (PREFIX_s2l2a.tif, PREFIX_scl.tif, PREFIX_label.tif); "
+                        "default: the southern --holdout-rows of the --train tile")
+    p.add_argument("--train", default=DEFAULT_TRAIN, metavar="PREFIX", help="training tile")
+    p.add_argument("--date", nargs="+", default=[], metavar="PREFIX=YYYY-MM-DD",
+                   help="acquisition dates of tiles outside the shared sample set")
+    p.add_argument("--holdout-rows", type=int, default=DEFAULT_HOLDOUT_ROWS)
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                   help="isamap-train models, comma-separated")
+    p.add_argument("--bands", default=",".join(DEFAULT_BANDS))
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (Adam)")
+    p.add_argument("--patch-size", type=int, default=d.patch)
+    p.add_argument("--stride", type=int, default=d.stride)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default="builtup_output")
+    add_logging_arguments(p)
+    a = p.parse_args(argv)
+    configure_logging(a.verbose, a.quiet, a.debug)
+    return run_command("python -m experiments.builtup", lambda: _run(a), debug=a.debug,
+                       writes_to=[a.out])
+
+
+def _run(a: argparse.Namespace) -> int:
+    data = existing_folder(a.data or sample_folder(DW_FOLDER, a.data_root), "Dynamic World",
+                           "--data")
+    check_output_folder("--out", a.out)
+    budget = Budget(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patch=a.patch_size,
+                    stride=a.stride, seed=a.seed)
+    run_builtup(data, Path(os.path.abspath(a.out)), tests=a.test, train_prefix=a.train,
+                models=[m for m in a.models.split(",") if m],
+                bands=[b for b in a.bands.split(",") if b], holdout_rows=a.holdout_rows,
+                budget=budget, dates=_dates(a.date))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

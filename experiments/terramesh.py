@@ -1,0 +1,303 @@
+"""Sentinel-1 + Sentinel-2 fusion on real co-registered TerraMesh cells, through the product.
+
+``python -m experiments.terramesh [--data DIR] --out DIR``
+
+Four TerraMesh cells (``terramesh_s1s2`` in the sample data root; 224 x 224 px at 10 m,
+local UTM, two of them south of the equator): ``<cell>_S1RTC.tif`` (VV, VH gamma0 in dB,
+float64), ``<cell>_S2L2A.tif`` (12 bands **without names**, DN = reflectance x 10000, no date)
+and ``<cell>_LULC.tif`` (the ESRI / Impact Observatory 10 m land-cover product, 5 = built
+area, dated with the S2 acquisition). Each cell gets a scene folder in the local backend's
+input layout (links; the land cover under ``labels/``), then the product runs as a user runs
+it:
+
+1. ``isamap-export --backend local --s2-band-names B1,...,B12`` (the names are checked
+   against the pixels), ``--scene-date`` (the land cover's date, which is the S2 date),
+   ``--boa-add-offset 0`` (TerraMesh's DNs are reflectance x 10000 whatever the date),
+   ``--label-map 5=1,0=255,8=255,*=0`` (built 1; nodata and clouds ignored), bands B2, B3,
+   B4, B8, VV, VH (the CroFuseNet inputs);
+2. ``isamap-train`` trains crofusenet, unet, unet-s2 and unet-s1 on the training split of the
+   one cell with built area (``--train-cell``, default the Chilean cell, 23 % built);
+3. ``isamap-predict`` maps every cell with every model;
+4. each map is scored against the product's built class: F1, IoU and ROC AUC on the test
+   split of the training cell (patches no training patch overlaps), and the share of pixels
+   mapped built on the other cells, which the product marks almost entirely not built.
+
+The land-cover product is a model's output, not a reference: the scores say how well each
+model reproduces that product from the same kind of imagery, not how accurate any map is.
+What the experiment shows is that real S1 and S2 files (unnamed bands, dB, float64,
+southern UTM) go through export, training and mapping end to end, and how the four models
+compare on the same weak labels. ``DIR/metrics.json`` holds every score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.realscenes import (
+    Footprint,
+    bbox_argument,
+    format_table,
+    map_scores,
+    run_product,
+)
+from gee_export.contract.bands import LABEL_NODATA
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    configure_logging,
+    run_command,
+)
+from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.storage import atomic_write
+from gee_export.local.labels import MAP_PREFIX, get_scheme
+from gee_export.local.scenes import S2_L2A_ORDER, date_from_text
+
+log = logging.getLogger(__name__)
+
+TM_FOLDER = "terramesh_s1s2"
+TM_LABEL_MAP = "5=1,0=255,8=255,*=0"  # 5 built area -> 1; 0 nodata, 8 clouds ignored
+TM_S2_ORDER = S2_L2A_ORDER  # the sample's README: B01..B12 without B10
+DEFAULT_TRAIN_CELL = "433D_629L_3_1"
+DEFAULT_MODELS = ("unet-s2", "unet-s1", "unet", "crofusenet")
+DEFAULT_BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One TerraMesh cell's three files, its grid and its S2 date."""
+
+    name: str
+    s1: Path
+    s2: Path
+    land_cover: Path
+    footprint: Footprint
+    date: str
+
+    @property
+    def month(self) -> str:
+        return self.date[:7]
+
+
+def find_cells(folder: str | Path) -> list[Cell]:
+    """Every ``<cell>_S2L2A.tif`` in ``folder`` with its S1 and land-cover files."""
+    folder = Path(folder)
+    cells = []
+    for s2 in sorted(folder.glob("*_S2L2A.tif")):
+        name = s2.name[: -len("_S2L2A.tif")]
+        s1, lc = folder / f"{name}_S1RTC.tif", folder / f"{name}_LULC.tif"
+        missing = [p.name for p in (s1, lc) if not p.is_file()]
+        if missing:
+            raise InputDataError(f"cell {name} lacks {', '.join(missing)} in {folder}")
+        grids = {Footprint.of(p) for p in (s1, s2, lc)}
+        if len(grids) != 1:
+            raise InputDataError(f"cell {name}: S1, S2 and land cover are not on one grid")
+        with rasterio.open(lc) as src:
+            stamp = src.tags().get("datetime", "")
+        date = date_from_text(stamp)
+        if date is None:
+            raise InputDataError(f"{lc} has no datetime tag: the S2 date is unknown")
+        cells.append(Cell(name, s1, s2, lc, grids.pop(), date.isoformat()))
+    if not cells:
+        raise InputDataError(f"no <cell>_S2L2A.tif in {folder}")
+    return cells
+
+
+def built_label(cell: Cell) -> np.ndarray:
+    """The product's built class as 0/1/255, through the export's own mapping."""
+    with rasterio.open(cell.land_cover) as src:
+        codes = src.read(1)
+    return get_scheme(MAP_PREFIX + TM_LABEL_MAP).apply(codes).astype(np.uint8)
+
+
+def scene_folder(cell: Cell, root: Path) -> Path:
+    """``root/<cell>/`` with links to S1 and S2 and ``labels/<cell>_LULC.tif``."""
+    folder = root / cell.name
+    for path, where in ((cell.s2, folder), (cell.s1, folder),
+                        (cell.land_cover, folder / "labels")):
+        where.mkdir(parents=True, exist_ok=True)
+        link = where / path.name
+        if link.is_symlink() or link.exists():
+            continue
+        try:
+            link.symlink_to(path.resolve())
+        except OSError:  # a file system without links: copy
+            link.write_bytes(path.read_bytes())
+    return folder
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training budget and patch layout; the defaults take a few minutes on 2 cores."""
+
+    epochs: int = 6
+    batch_size: int = 8
+    lr: float = 1e-3
+    patch: int = 32
+    stride: int = 32
+    split_block: int = 2
+    seed: int = 0
+
+
+def export(cell: Cell, scenes: Path, out: Path, bands: Sequence[str], budget: Budget) -> Path:
+    """``isamap-export --backend local`` of one cell; returns its stack."""
+    run_product("isamap-export", [
+        "--backend", "local", "--scenes", str(scenes),
+        bbox_argument(cell.footprint.lonlat_bbox(inset=0.5)), "--crs", cell.footprint.crs,
+        "--month", cell.month, "--bands", ",".join(bands),
+        "--s2-band-names", ",".join(TM_S2_ORDER), "--scene-date", cell.date,
+        "--boa-add-offset", "0",
+        "--label-map", TM_LABEL_MAP, "--patch-size", str(budget.patch),
+        "--stride", str(budget.stride), "--split-block", str(budget.split_block),
+        "--seed", str(budget.seed), "--out", str(out), "--no-progress"])
+    return out / "stacks" / f"stack_{cell.month}_image.tif"
+
+
+def split_area(dataset: Path, footprint: Footprint, split: str) -> np.ndarray:
+    """Pixels of ``footprint`` inside the dataset's patches of ``split`` (bool)."""
+    area = np.zeros((footprint.height, footprint.width), bool)
+    inverse = ~footprint.transform
+    for line in (dataset / "index.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("split") != split:
+            continue
+        west, south, east, north = record["bounds"]
+        c0, r0 = inverse * (west, north)
+        c1, r1 = inverse * (east, south)
+        rows = slice(max(0, round(r0)), max(0, round(r1)))
+        cols = slice(max(0, round(c0)), max(0, round(c1)))
+        area[rows, cols] = True
+    return area
+
+
+def run_terramesh(data: Path, out: Path, *, train_cell: str = DEFAULT_TRAIN_CELL,
+                  models: Sequence[str] = DEFAULT_MODELS,
+                  bands: Sequence[str] = DEFAULT_BANDS, budget: Budget = Budget()) -> dict:
+    """The whole experiment; returns (and writes) ``metrics.json``."""
+    start = time.perf_counter()
+    cells = {c.name: c for c in find_cells(data)}
+    if not models:
+        raise ConfigError("--models names no model")
+    if train_cell not in cells:
+        raise ConfigError(f"--train-cell {train_cell} is not among {', '.join(cells)}")
+    scenes = out / "scenes"
+    datasets = {name: out / f"data_{name}" for name in cells}
+    stacks = {name: export(cell, scene_folder(cell, scenes), datasets[name], bands, budget)
+              for name, cell in cells.items()}
+    trained = cells[train_cell]
+    test_area = split_area(datasets[train_cell], trained.footprint, "test")
+    if not test_area.any():
+        raise ConfigError(f"the export of {train_cell} has no test patches; lower --stride or "
+                          "--patch-size")
+    product = {name: _product_share(cell) for name, cell in cells.items()}
+    runs: dict[str, dict] = {}
+    for model in models:
+        run = out / "runs" / model
+        run_product("isamap-train", [
+            "--model", model, "--data", str(datasets[train_cell]), "--out", str(run),
+            "--epochs", str(budget.epochs), "--batch-size", str(budget.batch_size),
+            "--lr", str(budget.lr), "--seed", str(budget.seed), "--workers", "0", "--cache",
+            "--precision", "fp32", "--channels-last", "off", "--no-progress"])
+        runs[model] = {}
+        for name, cell in cells.items():
+            prefix = out / "maps" / model / name
+            run_product("isamap-predict", [
+                "--model", str(run / "model.pt"), "--input", str(stacks[name]),
+                "--out", str(prefix), "--month", cell.month, "--precision", "fp32",
+                "--channels-last", "off"])
+            area = (test_area if name == train_cell else
+                    np.ones((cell.footprint.height, cell.footprint.width), bool))
+            runs[model][name] = map_scores(built_label(cell), cell.footprint,
+                                           Path(f"{prefix}_class.tif"),
+                                           Path(f"{prefix}_prob.tif"), area)
+        metrics = {  # written after each model: an interrupted run keeps what it finished
+            "test": {m: runs[m][train_cell] for m in runs}, "models": runs,
+            "product_built_share": product, "train_cell": train_cell,
+            "test_area": f"test-split patches of {train_cell} ({int(test_area.sum())} px)",
+            "bands": list(bands), "label_map": TM_LABEL_MAP, "budget": budget.__dict__,
+            "label_is_reference": False, "seconds": round(time.perf_counter() - start, 1)}
+        text = json.dumps(_finite(metrics), indent=2)
+        atomic_write(out / "metrics.json", lambda handle, text=text: handle.write(text.encode()))
+    table = results_table(metrics)
+    atomic_write(out / "results.txt", lambda handle: handle.write(table.encode() + b"\n"))
+    print(table)
+    print(f"{metrics['seconds']:.0f} s; metrics: {out / 'metrics.json'}")
+    return metrics
+
+
+def _product_share(cell: Cell) -> float:
+    label = built_label(cell)
+    labelled = label != LABEL_NODATA
+    return float((label[labelled] == 1).mean()) if labelled.any() else float("nan")
+
+
+def results_table(metrics: dict) -> str:
+    """One row per model: scores on the training cell's test split, built share elsewhere."""
+    train = metrics["train_cell"]
+    others = [c for c in metrics["product_built_share"] if c != train]
+    rows = []
+    for model, cells in metrics["models"].items():
+        s = cells[train]
+        rows.append((model, s["f1_built"], s["iou_built"], s["auc_built"],
+                     *(cells[c]["mapped_built_share"] for c in others)))
+    rows.append(("land-cover product", "", "", "",
+                 *(metrics["product_built_share"][c] for c in others)))
+    return format_table(rows, ("model", f"F1 {train}", "IoU", "ROC AUC",
+                               *(f"built share {c}" for c in others)))
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m experiments.terramesh``; returns the exit status."""
+    p = argparse.ArgumentParser(prog="python -m experiments.terramesh", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = Budget()
+    p.add_argument("--data", help=f"folder of the cells (default: {TM_FOLDER} in the "
+                   "--data-root)")
+    add_data_root_argument(p)
+    p.add_argument("--train-cell", default=DEFAULT_TRAIN_CELL)
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS))
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default="terramesh_output")
+    add_logging_arguments(p)
+    a = p.parse_args(argv)
+    configure_logging(a.verbose, a.quiet, a.debug)
+    return run_command("python -m experiments.terramesh", lambda: _run(a), debug=a.debug,
+                       writes_to=[a.out])
+
+
+def _run(a: argparse.Namespace) -> int:
+    data = existing_folder(a.data or sample_folder(TM_FOLDER, a.data_root), "TerraMesh",
+                           "--data")
+    check_output_folder("--out", a.out)
+    run_terramesh(data, Path(os.path.abspath(a.out)), train_cell=a.train_cell,
+                  models=[m for m in a.models.split(",") if m],
+                  budget=Budget(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                                seed=a.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
