@@ -52,6 +52,7 @@ from experiments.realscenes import (
 )
 from experiments.scoring import index_baseline, ndbi
 from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.dataset import read_manifest
 from gee_export.contract.grid import Grid
 from gee_export.core.commands import (
     add_logging_arguments,
@@ -170,7 +171,7 @@ def training_rows(tile: DWTile, holdout_start: int, patch: int, stride: int) -> 
 
 def check_no_overlap(dataset: Path, tile: DWTile, holdout_start: int) -> float:
     """The southern edge (m) of the training dataset's grid; refuses one reaching the block."""
-    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest = read_manifest(dataset)
     grid = Grid.from_dict(manifest["grid"])
     north_of_block = tile.footprint.bounds(holdout_start)[3]
     if grid.bounds[1] < north_of_block - 1e-6:

@@ -52,6 +52,7 @@ from experiments.realscenes import (
     run_product,
 )
 from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.dataset import read_index
 from gee_export.core.commands import (
     add_logging_arguments,
     check_output_folder,
@@ -167,8 +168,7 @@ def split_area(dataset: Path, footprint: Footprint, split: str) -> np.ndarray:
     """Pixels of ``footprint`` inside the dataset's patches of ``split`` (bool)."""
     area = np.zeros((footprint.height, footprint.width), bool)
     inverse = ~footprint.transform
-    for line in (dataset / "index.jsonl").read_text().splitlines():
-        record = json.loads(line)
+    for record in read_index(dataset):
         if record.get("split") != split:
             continue
         west, south, east, north = record["bounds"]

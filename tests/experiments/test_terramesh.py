@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from experiments.realscenes import Footprint
 from experiments.terramesh import TM_FOLDER, built_label, find_cells, scene_folder, split_area
+from gee_export.contract.dataset import write_index
+from gee_export.core.storage import open_store
 from gee_export.local.scenes import S2_L2A_ORDER, discover_scenes
 
 
@@ -37,9 +37,12 @@ def test_split_area_marks_the_pixels_of_one_split(tmp_path, shared_data):
     cell = find_cells(shared_data / TM_FOLDER)[0]
     fp: Footprint = cell.footprint
     west, _, _, north = fp.bounds()
+    common = {"month": "2020-01", "valid_fraction": 1.0, "isa_fraction": 0.0}
     records = [{"split": "test", "bounds": [west + 100, north - 740, west + 740, north - 100]},
                {"split": "train", "bounds": [west, north - 640, west + 640, north]}]
-    (tmp_path / "index.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    records = [{**common, **r, "id": f"p{i}", "row": i, "col": 0, "image": f"p{i}_image.tif",
+                "label": f"p{i}_label.tif"} for i, r in enumerate(records)]
+    write_index(open_store(tmp_path), records)
     area = split_area(tmp_path, fp, "test")
     assert area.sum() == 64 * 64 and area[10:74, 10:74].all()
     assert not np.any(area[:10]) and not np.any(area[:, :10])
