@@ -99,12 +99,14 @@ class FaultyGcs:
                 status = proxy._fault(self.command, self.path)
                 if status is not None:
                     payload = (b'{"error": {"code": %d, "message": "injected"}}' % status)
+                    # recorded before the answer leaves: a client that has its answer must
+                    # find it in ``requests`` (recording after the write raced the test)
+                    proxy._record(self.command, self.path, status)
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
-                    proxy._record(self.command, self.path, status)
                     return
                 upstream = http.client.HTTPConnection(*proxy._upstream, timeout=30)
                 headers = {k: v for k, v in self.headers.items()
@@ -113,6 +115,7 @@ class FaultyGcs:
                 answer = upstream.getresponse()
                 data = answer.read()
                 upstream.close()
+                proxy._record(self.command, self.path, answer.status)
                 self.send_response(answer.status)
                 for key, value in answer.getheaders():
                     if key.lower() not in _HOP_BY_HOP:
@@ -120,7 +123,6 @@ class FaultyGcs:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                proxy._record(self.command, self.path, answer.status)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
