@@ -9,7 +9,12 @@ first forward pass the input is compared with the training data the model file r
   :data:`PIXEL_SIZE_TOLERANCE`;
 - the median of each band in a decimated sample (at most :data:`SAMPLE_SIDE` pixels a side)
   with the band's 1st-99th percentile range in the training split (``ModelMeta.band_ranges``),
-  widened by :data:`RANGE_MARGIN` of its width on each side;
+  widened by :data:`RANGE_MARGIN` of its width on each side. Outside it, the input is refused
+  where the values are on another scale or of another kind: a scale of :data:`_SCALES` brings
+  them into the range (an integer export), or they lie more than :data:`FAR_SPANS` range widths
+  away (dB where a reflectance should be). A median outside the range but near it is another
+  scene, not another unit (water, snow, another season or region than the training data): it is
+  mapped, with a warning that the model has not seen such values;
 - the physical rules of each band's name (:mod:`gee_export.contract.band_values`) when the
   model file records no ranges (files of older isamap versions), and always for band names the
   user stated (``--bands``), which nothing else confirms.
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 SAMPLE_SIDE = 256
 PIXEL_SIZE_TOLERANCE = 0.2  # reprojected lon/lat stacks differ by a few %; 30 m vs 10 m by 200 %
 RANGE_MARGIN = 0.1
+FAR_SPANS = 10.0  # dB under a reflectance is hundreds of widths away; another scene is a few
 _SCALES = (10000.0, 100.0)  # integer exports: reflectance x 10000, dB x 100
 _METRES_PER_DEGREE = 111_320.0
 
@@ -71,7 +77,12 @@ def read_band_sample(source: str | RasterSource, indexes: Sequence[int],
 
 def range_problems(samples: Mapping[str, np.ndarray],
                    ranges: Mapping[str, Sequence[float]]) -> list[str]:
-    """Bands whose sample median lies outside their training range (with :data:`RANGE_MARGIN`)."""
+    """Bands whose sample median shows another scale or kind of value than the training data.
+
+    A median outside the training range (with :data:`RANGE_MARGIN`) but within
+    :data:`FAR_SPANS` range widths of it, and no scale of :data:`_SCALES` explaining it, is
+    logged as a warning instead: the input is plausible, the scene unlike the training data.
+    """
     problems = []
     for name, values in samples.items():
         if name not in ranges:
@@ -87,8 +98,14 @@ def range_problems(samples: Mapping[str, np.ndarray],
             continue
         guess = next((f" (x {scale:g} of values the model knows?)" for scale in _SCALES
                       if p1 <= median / scale <= p99 and median * p50 > 0), "")
-        problems.append(f"{name} has a median of {median:.4g}, outside the {p1:.4g} to "
-                        f"{p99:.4g} the model saw in training (1st-99th percentile){guess}")
+        text = (f"{name} has a median of {median:.4g}, outside the {p1:.4g} to {p99:.4g} the "
+                f"model saw in training (1st-99th percentile)")
+        far = FAR_SPANS * max(p99 - p1, 1e-6)
+        if guess or not p1 - far <= median <= p99 + far:
+            problems.append(text + guess)
+        else:
+            log.warning("%s: a scene unlike the training data; the model has not seen such "
+                        "values and its map there may be poor", text)
     return problems
 
 

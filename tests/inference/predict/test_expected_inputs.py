@@ -193,6 +193,22 @@ def test_the_scale_is_guessed_only_where_it_explains_the_values():
     assert range_problems({"B2": np.full(64, 0.21)}, ranges) == []  # within the 10 % margin
 
 
+def test_another_scene_is_mapped_with_a_warning_not_refused(caplog):
+    """Water or snow beside the training region's fields is another scene, not another unit."""
+    from inference.predict.expected_inputs import range_problems
+
+    ranges = {"B2": (0.1145, 0.15, 0.2031), "VV": (-21.0, -13.0, -4.0)}
+    with caplog.at_level("WARNING"):
+        assert range_problems({"B2": np.full(64, 0.046), "VV": np.full(64, -24.0)},
+                              ranges) == []
+    assert "B2 has a median of 0.046" in caplog.text and "scene unlike" in caplog.text
+    assert "VV has a median of -24" in caplog.text
+    (problem,) = range_problems({"B2": np.full(64, 1500.0)}, ranges)  # x 10000
+    assert "x 10000" in problem
+    (problem,) = range_problems({"B2": np.full(64, 690.0)}, ranges)  # far away: refused too
+    assert problem.startswith("B2 has a median of 690")
+
+
 @pytest.mark.parametrize("which", ["trained", "older"])
 def test_a_real_stack_of_digital_numbers_is_refused(which, request, shared_data, tmp_path,
                                                     capsys):
