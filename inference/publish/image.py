@@ -47,6 +47,7 @@ from gee_export.core.storage import atomic_write, files
 from inference.publish.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.publish.code_editor import code_editor_script
 from inference.publish.properties import asset_properties
+from inference.publish.quota import check_caps, footprint
 
 logger = logging.getLogger(__name__)
 
@@ -388,6 +389,8 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     echo(json.dumps(manifest, indent=2))
     echo(f"# Code Editor script ({script_path}):")
     echo(script)
+    adds = footprint(1, [request.class_path, request.prob_path])
+    echo(f"# assets: {check_caps(adds)}")
     if dry_run:
         echo("# dry run: nothing uploaded, no Earth Engine call made")
         return PublishResult(name, manifest, script, manifest_path, script_path)
@@ -398,6 +401,9 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     created = assets.ensure_parents(name)  # the first Earth Engine call: access before uploads
     for parent in created:
         echo(f"created folder {parent}")
+    quota = assets.project_quota(name)
+    if quota:
+        echo(f"# assets: {check_caps(adds, quota)}")
     for kind, path in (("class", request.class_path), ("probability", request.prob_path)):
         if not files.is_gcs(path):
             echo(f"uploading {path} -> {uris[kind]}")

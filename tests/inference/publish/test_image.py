@@ -58,6 +58,8 @@ def test_dry_run_prints_and_saves_a_valid_manifest_and_script(cogs, tmp_path):
     printed = "\n".join(lines)
     assert NAME in printed
     assert result.script_path.read_text() == result.script and result.script in printed
+    # the per-project caps are checked in the single image's plan too
+    assert "# assets: adds 1 assets" in printed and "per-project caps 10,000 assets" in printed
 
 
 def test_unauthenticated_publish_fails_clearly_before_any_upload(
