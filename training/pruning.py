@@ -256,7 +256,8 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
         flops_size: input side for the FLOP counts of the summary.
     """
     from training.engine.seeding import seed_everything
-    from training.trainer import BEST_MODEL, Trainer, patch_splits
+    from training.run_inputs import patch_splits
+    from training.trainer import BEST_MODEL, Trainer
 
     # the numbers first: a bad value is refused before the model is read or a patch loaded
     if not 0.0 < rate < 1.0:

@@ -58,7 +58,7 @@ from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedErro
 from gee_export.core.storage import atomic_write
 from training.band_ranges import band_ranges
 from training.config import TrainConfig, apply_recipe
-from training.data import Augment, NormStats, PatchDataset, compute_norm_stats, make_loader
+from training.data import NormStats, PatchDataset, compute_norm_stats, make_loader
 from training.engine import autotune
 from training.engine.distributed import (
     DistInfo,
@@ -76,8 +76,9 @@ from training.modelfile import (
     atomic_torch_save,
     save_model_file,
 )
-from training.models import context_warning, create_model, recipe_for, upsamples
+from training.models import create_model
 from training.run_folder import config_differences
+from training.run_inputs import check_context, dataset_record, model_kwargs_for_scale, patch_splits
 
 log = logging.getLogger(__name__)
 
@@ -559,85 +560,6 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
                          "excluded_patches": sorted(exclude)}})
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device)
     return trainer.fit()
-
-
-def check_context(cfg: TrainConfig, patch_size: int, model: nn.Module) -> None:
-    """Refuse (or warn about) training inputs smaller than the model's context modules need.
-
-    The input is the recipe's crop when the patches are larger, else the whole patch. A recipe
-    with ``small_patches="refuse"`` makes that a configuration error unless
-    ``cfg.allow_small_patches``; otherwise it is a warning.
-    """
-    size = min(patch_size, cfg.crop_size) if cfg.crop_size else patch_size
-    problem = context_warning(cfg.model, size, model)
-    if problem is None:
-        return
-    if recipe_for(cfg.model).small_patches == "refuse" and not cfg.allow_small_patches:
-        raise ConfigError(f"{problem}; or pass --allow-small-patches to train on them anyway")
-    log.warning(problem)
-
-
-def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
-                 exclude: Collection[str] = ()) -> tuple[PatchDataset, PatchDataset]:
-    """The training (augmented, cropped, ``exclude`` left out) and validation datasets.
-
-    ``cfg`` has its recipe applied (``apply_recipe``): the targets are its label, plus the
-    recipe's fine image when it trains on ``label_fine``.
-    """
-    targets = (cfg.label, *(t for t in recipe_for(cfg.model).targets[1:]
-                            if cfg.label == "label_fine"))
-    aug = Augment() if cfg.augment else None
-    train_set = PatchDataset(cfg.data, "train", bands, norm, aug, seed=cfg.seed,
-                             cache=cfg.cache, targets=targets, crop=cfg.crop_size,
-                             exclude=exclude)
-    val_set = PatchDataset(cfg.data, "val", bands, norm, None, seed=cfg.seed, cache=cfg.cache,
-                           targets=targets)
-    return train_set, val_set
-
-
-def dataset_record(root: str, manifest: dict) -> dict:
-    """What a model file records of its dataset: where it is, and how its stack was made.
-
-    The recipe, bands, grid and backend travel with the model so that ``isamap-map`` builds a
-    map's inputs exactly as the training patches were built, even where the dataset itself is
-    not reachable any more.
-    """
-    return {"root": root, "created": manifest.get("created"),
-            "code_version": manifest.get("code_version"), "backend": manifest.get("backend"),
-            "region": manifest.get("region"), "months": list(manifest.get("months") or []),
-            "bands": list(manifest.get("bands") or []), "grid": manifest.get("grid"),
-            "recipe": manifest.get("recipe") or {}, "label": manifest.get("label") or {},
-            "sources": manifest.get("sources") or {}}
-
-
-def model_kwargs_for_scale(model: str, label: str, scale: int, kwargs: dict) -> dict:
-    """``kwargs`` with ``scale`` set from the dataset for models that upsample.
-
-    The output scale of a super-resolution model must equal the ratio between the label and
-    the image grids of the dataset (the manifest's ``fine_scale`` for ``label_fine``, 1 for
-    ``label``), so it is taken from there instead of being typed again in --model-kwargs;
-    a typed value that disagrees, or a pairing that cannot produce labels of the right size,
-    is refused before any training.
-    """
-    if not upsamples(model):
-        if label == "label_fine":
-            raise ModelError(
-                f"model {model!r} predicts at the input's resolution and cannot learn the "
-                f"{scale}x finer label_fine; train a super-resolution model (srseg, "
-                "bilinear-unet, unet-upsample) on it, or use --label label")
-        return kwargs
-    if label != "label_fine":
-        raise ConfigError(f"model {model!r} predicts k times finer than its input; train it "
-                          "with --label label_fine on a dataset exported with fine labels")
-    if scale <= 1:
-        raise ConfigError(f"the dataset's manifest records no fine_scale > 1 (got {scale}); "
-                          "export it with fine labels (--fine-scale) to train on label_fine")
-    given = kwargs.get("scale")
-    if given is not None and given != scale:
-        raise ConfigError(f"--model-kwargs scale={given!r} disagrees with the dataset's fine "
-                          f"scale {scale}; drop scale from --model-kwargs (it is taken from "
-                          "the manifest)")
-    return {**kwargs, "scale": scale}
 
 
 def _norm_for(cfg: TrainConfig, raw: PatchDataset) -> NormStats:

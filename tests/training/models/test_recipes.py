@@ -181,7 +181,7 @@ def test_isamap_train_warns_once_when_patches_starve_the_model(tmp_path, caplog)
 def test_runetpp_trains_on_crops_of_its_recipe_size_and_refuses_starved_patches(caplog):
     import logging
 
-    from training.trainer import check_context
+    from training.run_inputs import check_context
 
     cfg = apply_recipe(TrainConfig(model="runetpp"))
     assert cfg.crop_size == 512 and recipe_for("runetpp").small_patches == "refuse"
