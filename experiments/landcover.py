@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import tempfile
 import time
@@ -65,6 +64,7 @@ from experiments.chesapeake_nlcd import (
 )
 from experiments.coarse_products import confusion_product, mode_product
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.landcover_report import metric_summary, report_table
 from experiments.naip import NAIP_FOLDER, read_naip_tile
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
@@ -80,7 +80,7 @@ from gee_export.core.storage import atomic_write
 from training.config import TrainConfig
 from training.data import Augment
 from training.engine.execution import set_process_threads
-from training.metrics import compute_metrics, confusion_matrix, json_safe
+from training.metrics import confusion_matrix, json_safe
 from training.modelfile import ModelMeta
 from training.models import create_model, model_loss, recipe_for
 from training.noisy import DEFAULT_THRESHOLD, PatchScore, agreement, select_patches
@@ -497,22 +497,6 @@ def run_experiment(cfg: LandCoverConfig, out: str | Path) -> dict:
     return report
 
 
-def _stats(values: Sequence[float]) -> dict:
-    v = np.array([np.nan if x is None else x for x in values], dtype=float)
-    ok = v[np.isfinite(v)]
-    return {"mean": float(ok.mean()) if ok.size else math.nan,
-            "std": float(ok.std(ddof=1)) if ok.size > 1 else 0.0,
-            "per_seed": [float(x) for x in v]}
-
-
-def _summary(matrices: Sequence[np.ndarray], present: Sequence[str]) -> dict:
-    rows = [compute_metrics(np.asarray(m), LANDCOVER_CLASSES) for m in matrices]
-    idx = {c: LANDCOVER_CLASSES.index(c) for c in present}
-    return {"OA": _stats([r.oa for r in rows]),
-            **{what: {c: _stats([getattr(r, what.lower())[i] for r in rows])
-                      for c, i in idx.items()} for what in ("PA", "UA", "F1")}}
-
-
 def summarize(cfg: LandCoverConfig, scenes: dict[str, list[Scene]], runs: dict[str, list[dict]]
               ) -> dict:
     """Per setting: the products' and every arm's metrics (mean ± std over seeds)."""
@@ -522,9 +506,9 @@ def summarize(cfg: LandCoverConfig, scenes: dict[str, list[Scene]], runs: dict[s
         sc = scenes[name]
         truth = np.concatenate([s.truth[s.scored] for s in sc])
         present = [c for k, c in enumerate(LANDCOVER_CLASSES) if (truth == k).any()]
-        products = {p: _summary([np.asarray(product_confusion(sc, p))], present)
+        products = {p: metric_summary([np.asarray(product_confusion(sc, p))], present)
                     for p in spec.products}
-        arms = {a.name: _summary([np.asarray(r["confusion"][a.name]) for r in records],
+        arms = {a.name: metric_summary([np.asarray(r["confusion"][a.name]) for r in records],
                                  present) for a in spec.arms}
         settings[name] = {
             "scenes": {"train": [s.id for s in sc if s.trains],
@@ -548,35 +532,6 @@ def summarize(cfg: LandCoverConfig, scenes: dict[str, list[Scene]], runs: dict[s
             "f1_product": {c: v["mean"] for c, v in head["products"][product]["F1"].items()},
             "oa_arms": {a: v["OA"]["mean"] for a, v in head["arms"].items()}}
     return {"config": asdict(cfg), "test": test, "settings": settings}
-
-
-def _cell(s: dict) -> str:
-    if s["mean"] is None or not math.isfinite(s["mean"]):
-        return "n/a"
-    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
-
-
-def report_table(report: dict) -> str:
-    """Markdown tables per setting: OA and per-class F1, PA, UA (mean ± std over seeds, %)."""
-    lines = []
-    for name, s in report["settings"].items():
-        present = s["classes_present"]
-        pixels = ", ".join(f"{c} {n:,}" for c, n in s["test_pixels"].items())
-        lines += [f"**{name}** (held-out pixels: {pixels})", ""]
-        rows = {**{f"{p} (the product)": v for p, v in s["products"].items()}, **s["arms"]}
-        for what in ("F1", "PA", "UA"):
-            head = ["map", "OA"] + [f"{what} {c}" for c in present]
-            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-            for m, v in rows.items():
-                lines.append("| " + " | ".join([m, _cell(v["OA"])] + [_cell(v[what][c])
-                                                                     for c in present]) + " |")
-            lines.append("")
-        for seed, f in s["filter"].items():
-            for arm, d in f.items():
-                lines.append(f"seed {seed}, {arm}: {d['dropped_chips']} of {d['scored_chips']} "
-                             "chips dropped")
-        lines.append("")
-    return "\n".join(lines).rstrip()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

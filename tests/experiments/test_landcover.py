@@ -11,6 +11,7 @@ from torch import nn
 
 import experiments.landcover as lc
 from experiments.chesapeake_nlcd import CHESAPEAKE_FOLDER
+from experiments.landcover_report import metric_summary
 from experiments.naip import NAIP_FOLDER
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError
@@ -52,7 +53,7 @@ def test_scoring_counts_the_same_pixels_for_product_and_model():
     assert scored.sum() == 32 * 32 - 64 - 64
     m = np.asarray(lc.product_confusion([s], "p"))
     assert m.sum() == scored.sum() and m[1, 2] == 8 * 32
-    summary = lc._summary([m], ["woodland", "grassland"])
+    summary = metric_summary([m], ["woodland", "grassland"])
     assert summary["OA"]["mean"] == pytest.approx(m[1, 1] / m.sum())
     assert set(summary) == {"OA", "PA", "UA", "F1"}
 
