@@ -119,11 +119,29 @@ def strip_bounds(height: int, strip: int) -> list[tuple[int, int]]:
     return [(r, min(r + strip, height)) for r in range(0, height, strip)]
 
 
-def invalid_mask(block: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
-    """True where any band is NaN, infinite or its nodata value: the output is nodata there."""
+def all_finite(block: np.ndarray) -> bool:
+    """Whether ``block`` holds no NaN and no infinity, in one summing pass (no mask made).
+
+    NaN and infinities survive any sum, so a finite sum proves there are none; a sum that
+    overflows only sends the caller to the exact per-pixel test.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.sum(block, dtype=block.dtype)))
+
+
+def invalid_mask(block: np.ndarray, nodata: Sequence[float | None],
+                 finite: bool | None = None) -> np.ndarray:
+    """True where any band is NaN, infinite or its nodata value: the output is nodata there.
+
+    ``finite``: :func:`all_finite` of ``block`` when the caller knows it (then only the
+    nodata values are looked for).
+    """
     invalid = np.zeros(block.shape[1:], dtype=bool)
+    if finite is None:
+        finite = all_finite(block)
     for band, value in zip(block, nodata, strict=True):
-        invalid |= ~np.isfinite(band)
+        if not finite:
+            invalid |= ~np.isfinite(band)
         if value is not None and not math.isnan(value):
             invalid |= band == value
     return invalid

@@ -4,6 +4,7 @@ import pytest
 from gee_export.core.errors import ConfigError
 from inference.predict.blending import (
     Accumulator,
+    all_finite,
     invalid_mask,
     strip_bounds,
     taper,
@@ -57,6 +58,28 @@ def test_invalid_pixels_are_nan_infinite_or_the_nodata_value():
     block[0, 0, 0], block[1, 0, 1], block[1, 1, 2], block[0, 1, 1] = np.nan, np.inf, -9, -np.inf
     np.testing.assert_array_equal(invalid_mask(block, [None, -9.0]),
                                   [[True, True, False], [False, True, True]])
+    assert not all_finite(block)
+    np.testing.assert_array_equal(invalid_mask(block, [None, -9.0], finite=False),
+                                  invalid_mask(block, [None, -9.0]))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_one_non_finite_value_anywhere_is_found_by_the_summing_pass(bad):
+    block = np.random.default_rng(0).normal(size=(3, 40, 50)).astype(np.float32)
+    assert all_finite(block)
+    for at in ((0, 0, 0), (2, 39, 49), (1, 17, 3)):
+        spoilt = block.copy()
+        spoilt[at] = bad
+        assert not all_finite(spoilt)
+        np.testing.assert_array_equal(invalid_mask(spoilt, [None] * 3),
+                                      ~np.isfinite(spoilt).all(axis=0))
+    # values whose sum overflows are finite: the exact test then finds nothing
+    huge = np.full((2, 4, 4), 3e38, np.float32)
+    assert not all_finite(huge) and not invalid_mask(huge, [None, None]).any()
+    # finite, with a nodata value: only that value is invalid
+    block[1, 5, 6] = -9.0
+    mask = invalid_mask(block, [None, -9.0, None], finite=True)
+    assert mask.sum() == 1 and mask[5, 6]
 
 
 def test_accumulator_ring_takes_rows_as_a_whole_array_blend_would():
