@@ -201,10 +201,20 @@ class Accumulator:
         """Encode and remove the first ``rows`` rows: (class uint8, ISA probability uint8)."""
         return encode(*self.take_probs(rows), isa_class)
 
-    def take_probs(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """Remove the first ``rows`` rows: blended probabilities (K, rows, W) and nodata mask."""
-        probs = np.empty((self.sums.shape[0], rows, self.sums.shape[2]), np.float32)
-        bad = np.empty((rows, self.sums.shape[2]), bool)
+    def take_probs(self, rows: int, out: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Remove the first ``rows`` rows: blended probabilities (K, rows, W) and nodata mask.
+
+        ``out``: arrays of at least that many rows to fill (views of their first ``rows``
+        are returned), for a caller done with the previous strip's: a fresh strip is tens
+        of MB of new pages to fault in.
+        """
+        k, width = self.sums.shape[0], self.sums.shape[2]
+        if out is not None and out[0].shape[0] == k and out[0].shape[1] >= rows:
+            probs, bad = out[0][:, :rows], out[1][:rows]
+        else:
+            probs = np.empty((k, rows, width), np.float32)
+            bad = np.empty((rows, width), bool)
         for at, first, n in self._spans(0, rows):
             weights = self.weights[at:at + n]
             np.less_equal(weights, 0.0, out=bad[first:first + n])

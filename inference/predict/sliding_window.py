@@ -221,6 +221,8 @@ class SlidingWindowJob:
         self._reads = 0
         #: the input's raw blocks when it is an uncompressed float32 GeoTIFF, else rasterio
         self.direct = direct_tiff(src)
+        #: the arrays each strip's probabilities are taken into (see ``_close_row``)
+        self._taken: tuple[np.ndarray, np.ndarray] | None = None
 
     def close(self) -> None:
         if self.direct is not None:
@@ -356,7 +358,12 @@ class SlidingWindowJob:
         while self.todo and self.strips[self.todo[0]][1] <= final_row:
             r0, r1 = self.strips[self.todo.pop(0)]
             with self.stages.time("take"):
-                probs, bad = self.acc.take_probs(r1 - r0)
+                # without CLAHE (which keeps the strip) one pair of arrays serves every strip
+                if self.post is None and self._taken is None:
+                    self._taken = (np.empty((self.acc.sums.shape[0], self.config.strip_rows,
+                                             self.width), np.float32),
+                                   np.empty((self.config.strip_rows, self.width), bool))
+                probs, bad = self.acc.take_probs(r1 - r0, None if self.post else self._taken)
                 classes, prob = encode(probs, bad, self.config.isa_class)
             if self.post is None:
                 self._finish_strip(r0, classes, prob)

@@ -107,3 +107,19 @@ def test_accumulator_ring_takes_rows_as_a_whole_array_blend_would():
     with pytest.raises(RuntimeError, match="overflow"):
         acc.add(np.ones((2, 41, width), np.float32), np.ones((41, width), np.float32),
                 height, 0)
+
+
+def test_taking_into_reused_arrays_gives_the_same_strips():
+    rng = np.random.default_rng(4)
+    fresh, reused = Accumulator(2, 40, 20, 0), Accumulator(2, 40, 20, 0)
+    out = (np.full((2, 24, 20), np.nan, np.float32), np.ones((24, 20), bool))
+    for k, rows in enumerate((16, 24, 8)):
+        probs = rng.random((2, 24, 20)).astype(np.float32)
+        invalid = rng.random((24, 20)) < 0.1
+        for acc in (fresh, reused):
+            acc.add(probs, np.full((24, 20), 0.5, np.float32), 24 * k, 0)
+            acc.mark_invalid(invalid, 24 * k)
+        want, got = fresh.take_probs(rows), reused.take_probs(rows, out)
+        assert np.shares_memory(got[0], out[0]) and np.shares_memory(got[1], out[1])
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
