@@ -230,15 +230,21 @@ class Accumulator:
         return probs, bad
 
 
-def encode(probs: np.ndarray, bad: np.ndarray, isa_class: int) -> tuple[np.ndarray, np.ndarray]:
+def encode(probs: np.ndarray, bad: np.ndarray, isa_class: int,
+           overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(class uint8, ISA probability uint8) of blended probabilities, nodata where ``bad``.
 
-    One channel means a two-class model in compact form (P(class 1) only).
+    One channel means a two-class model in compact form (P(class 1) only). ``overwrite``:
+    the caller is done with ``probs``, which then holds the scaled probability (no new
+    strip-sized array to fault in).
     """
     if probs.shape[0] == 1:
         p1 = probs[0]
         classes = np.greater(p1, 0.5).view(np.uint8)  # argmax; a tie goes to class 0
-        scaled = (p1 if isa_class == 1 else 1.0 - p1) * np.float32(PROB_SCALE)
+        if isa_class == 1 and overwrite:
+            scaled = np.multiply(p1, np.float32(PROB_SCALE), out=p1)
+        else:
+            scaled = (p1 if isa_class == 1 else 1.0 - p1) * np.float32(PROB_SCALE)
     else:
         classes = np.argmax(probs, axis=0).astype(np.uint8)
         scaled = probs[isa_class] * np.float32(PROB_SCALE)

@@ -279,6 +279,10 @@ class _Level:
             self.row += rows.shape[0]
             return []
         done, completed = 0, []
+        if (self._filled == 0 and rows.shape[0] == BLOCK and self.width % BLOCK == 0
+                and rows.flags.c_contiguous):
+            self.row += BLOCK  # a whole block row: its tiles are cut from ``rows`` as they are
+            return self._flush(rows)
         while done < rows.shape[0]:
             n = min(BLOCK - self._filled, rows.shape[0] - done)
             self._block[self._filled:self._filled + n, :self.width] = rows[done:done + n]
@@ -289,11 +293,15 @@ class _Level:
                 completed += self._flush()
         return completed
 
-    def _flush(self) -> list[bytes]:
-        """Compress the block row's tiles (padded with nodata below the last row)."""
-        block = self._block
-        if self._filled < BLOCK:
-            block[self._filled:] = NODATA
+    def _flush(self, block: np.ndarray | None = None) -> list[bytes]:
+        """Compress the block row's tiles (padded with nodata below the last row).
+
+        ``block``: a whole block row given as it is, instead of the one filled in ``_block``.
+        """
+        if block is None:
+            block = self._block
+            if self._filled < BLOCK:
+                block[self._filled:] = NODATA
         tiled = block.reshape(BLOCK, self._across, BLOCK).transpose(1, 0, 2)
         if self.encoding.tiff_predictor == 2:
             # each row's bytes as differences from their left neighbour, within each tile

@@ -364,7 +364,8 @@ class SlidingWindowJob:
                                              self.width), np.float32),
                                    np.empty((self.config.strip_rows, self.width), bool))
                 probs, bad = self.acc.take_probs(r1 - r0, None if self.post else self._taken)
-                classes, prob = encode(probs, bad, self.config.isa_class)
+                classes, prob = encode(probs, bad, self.config.isa_class,
+                                       overwrite=self.post is None)
             if self.post is None:
                 self._finish_strip(r0, classes, prob)
                 continue

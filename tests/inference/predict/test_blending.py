@@ -5,6 +5,7 @@ from gee_export.core.errors import ConfigError
 from inference.predict.blending import (
     Accumulator,
     all_finite,
+    encode,
     invalid_mask,
     strip_bounds,
     taper,
@@ -123,3 +124,16 @@ def test_taking_into_reused_arrays_gives_the_same_strips():
         assert np.shares_memory(got[0], out[0]) and np.shares_memory(got[1], out[1])
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_encoding_over_the_probabilities_gives_the_same_maps():
+    probs = np.random.default_rng(5).random((1, 30, 40)).astype(np.float32)
+    probs[0, 0, :4] = (0.0, 0.5, 1.0, 0.502)  # a tie and rounding boundaries
+    bad = np.zeros((30, 40), bool)
+    bad[3, 5:9] = True
+    want = encode(probs.copy(), bad, 1)
+    scratch = probs.copy()
+    got = encode(scratch, bad, 1, overwrite=True)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(scratch, probs)  # the probabilities held the scaled values

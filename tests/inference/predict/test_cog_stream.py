@@ -132,3 +132,27 @@ def test_rows_must_fit_and_be_complete(tmp_path):
         stream.finish(tmp_path / "e.tif")
     stream.remove()
     assert not list(tmp_path.glob("e.level*"))
+
+
+@pytest.mark.parametrize("encoding", [Encoding("DEFLATE", 1),
+                                      Encoding("DEFLATE", 1, deflater="libdeflate",
+                                               predictor=2)])
+def test_whole_block_rows_given_at_once_write_the_same_bytes(tmp_path, encoding):
+    """A 512-row strip of a width of whole tiles is cut into tiles as it is, not copied first:
+    the same COG as rows given in ragged pieces."""
+    data = _map(1100, 1024, 4)
+    paths = []
+    for name, chunks in (("whole", (512, 512, 76)), ("ragged", (100, 412, 300, 212, 76))):
+        stream = CogStream(tmp_path, name, 1024, 1100, TRANSFORM, "EPSG:32650", "mode",
+                           {"model": "m"}, "d", encoding=encoding)
+        row = 0
+        for rows in chunks:
+            tiles = stream.add(data[row:row + rows])
+            row += rows
+            assert len(tiles) == (2 if row % 512 < rows or row == 1100 else 0)
+        stream.finish(tmp_path / f"{name}.tif")
+        stream.remove()
+        paths.append(tmp_path / f"{name}.tif")
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    with rasterio.open(paths[0]) as ds:
+        np.testing.assert_array_equal(ds.read(1), data)
