@@ -7,10 +7,12 @@ the same chance: the ``n_h`` ranks are drawn among the stratum's ``N_h`` pixels 
 then found in one pass over the raster's blocks, so a design needs no more memory than a block
 and the same map, sizes and seed always give the same points.
 
-The allocation and the draw (:func:`allocation`, :func:`draw_ranks`) are pure functions shared
-by the raster design (:func:`draw`) and the design of an array already in memory
-(:func:`draw_array`, for maps scored where they are computed): one sampler, two ways to find
-the drawn ranks' pixels.
+The allocation and the draw (:func:`allocation`,
+:func:`training.area_estimation.draw_ranks`) are pure functions shared by the raster design
+(:func:`draw`), the design of an array already in memory (:func:`draw_array`, for maps scored
+where they are computed) and the evaluation's point sample
+(:func:`training.area_estimation.sample_points`): one random draw, several ways to find the
+drawn ranks' pixels.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from rasterio.warp import transform as warp_transform
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import files
 from inference.assess.strata import Strata, read_strata
-from training.area_estimation import allocate, sample_size_area, sample_size_oa
+from training.area_estimation import allocate, draw_ranks, sample_size_area, sample_size_oa
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +117,6 @@ def allocation(n: int, weights: Sequence[float], pixels: Sequence[int],
         log.warning("%d points asked, %d drawn: every stratum gets at least %d (or all its "
                     "pixels)", n, sum(alloc), minimum)
     return alloc
-
-
-def draw_ranks(pixels: Sequence[int], alloc: Sequence[int], seed: int) -> list[np.ndarray]:
-    """The sorted ranks of each stratum's points among its ``N_h`` pixels in reading order.
-
-    The one random draw of every design: ``alloc[h]`` distinct ranks out of ``pixels[h]``,
-    stratum after stratum from one generator seeded with ``seed``.
-    """
-    rng = np.random.default_rng(seed)
-    return [np.sort(rng.choice(n_h, a, replace=False)) if a else np.zeros(0, np.int64)
-            for n_h, a in zip(pixels, alloc, strict=True)]
 
 
 def draw(strata: Strata, size: SampleSize, seed: int,
