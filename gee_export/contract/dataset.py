@@ -36,7 +36,7 @@ from gee_export.contract.splits import (
 from gee_export.core.errors import ConfigError, InputDataError, StorageError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.months import check_month
-from gee_export.core.storage import TEMP_MARK, LocalStore, Store, open_store
+from gee_export.core.storage import LocalStore, Store, open_store, temporaries_of
 from gee_export.core.version import code_version
 
 FORMAT = "isamap-patches/1"
@@ -131,11 +131,9 @@ def remove_temporaries(store: Store, month: str) -> int:
         return 0
     count = store.remove_temporaries(f"state/{month}")
     for name in (INDEX, MANIFEST):
-        target = store.path(name)
-        if target.parent.is_dir():
-            for tmp in target.parent.glob(f".{name}{TEMP_MARK}*"):
-                tmp.unlink(missing_ok=True)
-                count += 1
+        for tmp in temporaries_of(store.path(name)):
+            tmp.unlink(missing_ok=True)
+            count += 1
     return count
 
 

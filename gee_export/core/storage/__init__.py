@@ -25,10 +25,17 @@ import os
 from gee_export.core.errors import StorageError
 from gee_export.core.storage.base import TEMP_MARK, Store, file_md5_b64, md5_b64
 from gee_export.core.storage.gcs import BucketInfo, GcsStore, with_retries
-from gee_export.core.storage.local import LocalStore, atomic_path, atomic_write, temporary_name
+from gee_export.core.storage.local import (
+    LocalStore,
+    atomic_path,
+    atomic_write,
+    temporaries_of,
+    temporary_name,
+)
 
 __all__ = ["TEMP_MARK", "BucketInfo", "GcsStore", "LocalStore", "Store", "atomic_path",
-           "atomic_write", "file_md5_b64", "md5_b64", "open_store", "temporary_name",
+           "atomic_write", "file_md5_b64", "md5_b64", "open_store", "temporaries_of",
+           "temporary_name",
            "with_retries"]
 
 

@@ -34,6 +34,11 @@ def temporary_name(target: Path) -> Path:
     return target.with_name(f".{target.stem}{TEMP_MARK}{uuid.uuid4().hex[:12]}{target.suffix}")
 
 
+def temporaries_of(target: Path) -> list[Path]:
+    """The temporaries :func:`temporary_name` makes for ``target`` that exist beside it."""
+    return sorted(target.parent.glob(f".{target.stem}{TEMP_MARK}*{target.suffix}"))
+
+
 def _fsync_path(path: Path) -> None:
     """Flush a file (or a directory entry) to the disk; best effort where the OS refuses."""
     flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY

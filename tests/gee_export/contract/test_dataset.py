@@ -24,3 +24,21 @@ def test_index_and_manifest_are_named_and_read_only_by_the_contract():
     """Readers go through read_index/read_manifest (format check, record check, gs://)."""
     assert set(where(r"""["'](index\.jsonl|manifest\.json)["']""")) == {
         "gee_export/contract/dataset.py"}
+
+
+def test_the_clean_up_removes_what_a_write_killed_inside_the_atomic_writer_left(tmp_path):
+    """A kill between the temporary and the rename leaves the writer's own temporary name."""
+    from gee_export.contract.dataset import remove_temporaries
+    from gee_export.core.storage import LocalStore, temporary_name
+
+    store = LocalStore(str(tmp_path))
+    for rel in ("index.jsonl", "manifest.json", "state/2019-06/invalid.json"):
+        target = tmp_path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("{}")
+        temporary_name(target).write_text("{\"half")
+    other = temporary_name(tmp_path / "index.csv")  # not the dataset's: left alone
+    other.write_text("x")
+    assert remove_temporaries(store, "2019-06") == 3
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == sorted(
+        ["index.jsonl", "manifest.json", "invalid.json", other.name])

@@ -24,7 +24,7 @@ from gee_export.contract.dataset import DatasetSpec, read_index, read_manifest
 from gee_export.contract.grid import patch_id
 from gee_export.contract.splits import assign_splits
 from gee_export.core.errors import ConfigError, EarthEngineError, QuotaError
-from gee_export.core.storage import TEMP_MARK, open_store
+from gee_export.core.storage import TEMP_MARK, open_store, temporary_name
 from gee_export.ee.export import ExportJob, export_pixels
 from gee_export.ee.fake_server import HttpError, StackTransport
 from gee_export.ee.pixels import Limits
@@ -210,7 +210,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path, local_stack, recipe_ima
     for rel in ("index.jsonl", "manifest.json", f"state/{MONTH}/invalid.json"):
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        (target.parent / f".{target.name}{TEMP_MARK}killed").write_bytes(b"{\"half")
+        temporary_name(target).write_bytes(b"{\"half")  # the name the atomic writer uses
 
     image, fine = recipe_images
     transport = StackTransport(local_stack, recipe=recipe_images)
