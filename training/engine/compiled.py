@@ -28,6 +28,7 @@ import copy
 import logging
 import os
 import time
+import weakref
 from pathlib import Path
 
 import torch
@@ -37,6 +38,12 @@ log = logging.getLogger(__name__)
 
 #: inductor's cache directory variable (read by torch each time it needs the directory)
 CACHE_DIR_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+#: graphs compiled in this process, by the eager module they were compiled from and what the
+#: graph depends on (:func:`_graph_key`): ``auto`` compiles while it measures, and the run then
+#: applies the same choice to the same model without compiling twice
+_GRAPHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple, object]] = weakref.WeakKeyDictionary()
 
 
 class CompileError(RuntimeError):
@@ -96,6 +103,11 @@ class CompiledForInference(nn.Module):
         Raises:
             CompileError: compiling (or running the compiled graph once) failed.
         """
+        key = _graph_key(self.eager, example, self.backend, self.freezing)
+        known = _GRAPHS.get(self.eager, {}).get(key)
+        if known is not None:
+            self._graph, self.shape = known, tuple(example.shape)
+            return 0.0
         inductor_cache_dir()
         frozen = copy.deepcopy(self.eager).eval()
         options = {"freezing": True} if self.freezing and self.backend == "inductor" else None
@@ -109,14 +121,15 @@ class CompiledForInference(nn.Module):
             raise CompileError(f"torch.compile failed: {self.error}") from exc
         self.compile_seconds = time.perf_counter() - start
         self._graph, self.shape = graph, tuple(example.shape)
+        _GRAPHS.setdefault(self.eager, {})[key] = graph
         return self.compile_seconds
 
     def forward(self, x: torch.Tensor):
         if self._graph is None and self.error is None:
             try:
-                self.compile(x)
-                log.info("compiled the model for input %s in %.1f s",
-                         "x".join(map(str, x.shape)), self.compile_seconds)
+                seconds = self.compile(x)
+                log.info("model compiled for input %s (%s)", "x".join(map(str, x.shape)),
+                         f"{seconds:.1f} s" if seconds else "the graph measured by auto")
             except CompileError as exc:
                 log.warning("%s; running the model eagerly", exc)
         if self._graph is not None and tuple(x.shape) == self.shape:
@@ -156,6 +169,23 @@ def compile_for_inference(model: nn.Module, example: torch.Tensor, *,
     with amp:
         compiled.compile(example)
     return compiled
+
+
+def _graph_key(model: nn.Module, example: torch.Tensor, backend: object,
+               freezing: bool) -> tuple:
+    """What a compiled graph of ``model`` depends on besides the module itself.
+
+    The input's shape, strides (memory format), dtype and device, the autocast dtype of the
+    call, the thread count (inductor's CPU kernels are built for it), the backend, freezing,
+    and the weights' version counters (an in-place update, an optimizer step, changes them:
+    a frozen graph of older weights is not reused).
+    """
+    device_type = example.device.type
+    amp = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
+           else None)
+    versions = sum(p._version for p in model.parameters())
+    return (tuple(example.shape), tuple(example.stride()), example.dtype, str(example.device),
+            amp, torch.get_num_threads(), repr(backend), freezing, versions)
 
 
 def _first_line(exc: BaseException) -> str:
