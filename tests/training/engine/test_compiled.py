@@ -141,3 +141,24 @@ def test_compiling_is_tried_only_when_the_job_can_pay_for_it():
     assert autotune._for_job(untried, 10_000_000) is None  # measured again, compiled tried
     lost = autotune.Choice(eager, "cache", ms_per_sample={eager.label: 10.0, fast.label: 11.0})
     assert autotune._for_job(lost, 10_000_000) is lost
+
+
+def test_a_short_job_is_not_compiled_and_its_cached_choice_is_measured_again_for_a_long_one(
+        cache):
+    model, x = _net(8), _x()
+    seen: list[Setting] = []
+
+    def eager_only(setting: Setting, run) -> float:
+        run()
+        seen.append(setting)
+        return 0.002
+
+    short = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", samples=10,
+                            measure=eager_only, load_meter=load_quiet)
+    assert short.setting == BF16_NHWC and short.compile_seconds == 0
+    assert not any(s.compile for s in seen) and "bf16/nhwc/compiled" not in short.errors
+    again = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", samples=20,
+                            measure=eager_only, load_meter=load_quiet)
+    assert again.source == "cache"
+    # the cached timings say a long job could pay for compiling: measured again
+    assert autotune._for_job(again, 10**9) is None
