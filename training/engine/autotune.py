@@ -9,8 +9,10 @@ its smallest when one step is longer than that) and its device:
 - CPU: fp32 / bf16 autocast x NCHW / NHWC, with all or half the threads (half tried only when
   the cores are seen busy with other work, kept only when clearly faster: waiting OpenMP
   threads can then make two threads ten times slower than one);
-- CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on, and
-  ``torch.compile`` of the winner when compilation was asked for.
+- CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on;
+- either: for inference, the winner compiled (:mod:`training.engine.compiled`: inductor with
+  frozen weights), when compiling was asked for or the job (``samples``) is long enough for
+  compiling to pay for itself (:func:`compile_may_pay`); kept only when faster.
 
 Each candidate's output is compared with fp32 first (mean absolute difference of the class
 probabilities, :data:`TOLERANCE`); one that disagrees (or fails) is never timed. The agreeing
