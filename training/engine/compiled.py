@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 
 #: inductor's cache directory variable (read by torch each time it needs the directory)
 CACHE_DIR_ENV = "TORCHINDUCTOR_CACHE_DIR"
+#: Dynamo's graphs per function while compiling. Every compiled copy of a model adds one to
+#: its class's ``forward`` (and ``nn.Sequential.forward`` is shared by every sequence), so a
+#: process that measures several settings passes Dynamo's default of 8; beyond this limit
+#: compiling fails (:class:`CompileError`) instead of silently running part of the model
+#: eagerly.
+RECOMPILE_LIMIT = 64
 
 
 #: graphs compiled in this process, by the eager module they were compiled from and what the
@@ -114,7 +120,9 @@ class CompiledForInference(nn.Module):
         graph = torch.compile(frozen, backend=self.backend, dynamic=False, options=options)
         start = time.perf_counter()
         try:
-            with torch.inference_mode():
+            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
+                                            fail_on_recompile_limit_hit=True), \
+                    torch.inference_mode():
                 graph(example)  # compiles; a failure surfaces here
         except Exception as exc:  # inductor raises many types (no compiler, lowering, ...)
             self.error = _first_line(exc)
