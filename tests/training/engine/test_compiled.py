@@ -128,7 +128,7 @@ def test_inductors_cache_goes_beside_isamaps_unless_the_user_moved_it(tmp_path, 
 
 
 def test_compiling_is_tried_only_when_the_job_can_pay_for_it():
-    assert autotune.compile_may_pay(10.0, 100_000)  # 1,000 s of model time
+    assert autotune.compile_may_pay(10.0, 200_000)  # 2,000 s of model time
     assert not autotune.compile_may_pay(10.0, 100)  # 1 s
     eager, fast = Setting("bf16", True), Setting("bf16", True, compile=True)
     cached = autotune.Choice(fast, "cache", ms_per_sample={eager.label: 10.0, fast.label: 5.0},
