@@ -102,7 +102,7 @@ def bench(name: str, args: argparse.Namespace, device: torch.device, peak) -> di
             gflops = flops / t / 1e9
             rows[s.label] = {"patches_per_s": args.batch / t, "km2_per_s": args.batch * area / t,
                              "gflops": gflops, "peak_fraction": gflops / peak.of(s.precision)}
-            if s in compile_s or (s == choice.setting and choice.compile_seconds):
+            if s.compile and (s in compile_s or s == choice.setting):
                 rows[s.label]["compile_s"] = compile_s.get(s) or choice.compile_seconds
         out[mode] = {"gflop_per_patch": flops / args.batch / 1e9, "auto": choice.label,
                      "auto_source": choice.source, "tune_s": round(tune_s, 2),
