@@ -26,6 +26,7 @@ import torch
 
 from gee_export.core.errors import ModelError
 from training.engine import autotune
+from training.engine.compiled import CompiledForInference
 from training.engine.devices import Layout, Precision, resolve_device
 from training.engine.execution import calling_thread_only, use_threads
 from training.models.blocks import fold_batchnorm
@@ -215,8 +216,22 @@ class TilePredictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.forward_seconds += time.perf_counter() - start
+        if isinstance(self.model, CompiledForInference) and choice.setting.compile:
+            self._record_compile(self.model)
         with around():
             return self._probabilities(out, x.shape, compact)
+
+    def _record_compile(self, model: CompiledForInference) -> None:
+        """The choice says what the first call did: compiled (and in how long) or not.
+
+        A model that could not be compiled runs eagerly, and its outputs must not claim
+        otherwise (the COG tags, the result's runtime).
+        """
+        choice = self.choice
+        if model.error is not None:
+            self.choice = replace(choice, setting=replace(choice.setting, compile=False))
+        elif model.compiled and model.compile_seconds and not choice.compile_seconds:
+            self.choice = replace(choice, compile_seconds=round(model.compile_seconds, 3))
 
     def _probabilities(self, logits: torch.Tensor, in_shape: tuple[int, ...],
                        compact: bool) -> np.ndarray:
