@@ -9,12 +9,17 @@ Measured in one run, side by side:
   backward, Adam) of every fixed configuration (CPU: fp32/bf16 x NCHW/NHWC; CUDA: also fp16
   and cudnn.benchmark) timed in turns, and the configuration ``auto`` picks
   (``training.engine.autotune.choose``, measured afresh, cache off) on the same batch;
+- with ``--compile``, the fastest fixed inference configuration compiled as well
+  (``training.engine.compiled``: inductor, frozen weights), with its compile time, and ``auto``
+  allowed to try it;
 - patches/s, km²/s of 10 m input, GFLOP/s and % of the peak for each, and auto's speed as a
   fraction of the fastest fixed configuration (the bar: >= 0.9).
 
 Run: ``.venv/bin/python benchmarks/bench_models.py`` (``--quick`` for a smoke run,
-``--device cuda`` on a GPU, ``--compile`` to let auto try torch.compile). Absolute numbers
-depend on the machine's load; the ratios are measured side by side in one run.
+``--device cuda`` on a GPU, ``--compile`` for the compiled rows, ``--patch 512`` for the
+prediction tile). Absolute numbers depend on the machine's load; the ratios are measured side
+by side in one run. Compile times depend on inductor's cache (``TORCHINDUCTOR_CACHE_DIR``,
+else ``isamap/inductor`` in the user cache): the first run fills it.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from training.engine import autotune
+from training.engine.compiled import CompileError, compile_for_inference
 from training.engine.devices import resolve_device
 from training.engine.peak import count_flops, measure_peak
 from training.models import create_model, model_loss
@@ -61,11 +68,11 @@ def build(name: str, batch: int, patch: int, device: torch.device):
 
 
 def bench(name: str, args: argparse.Namespace, device: torch.device, peak) -> dict:
-    patch = 32 if args.quick else PATCH[name]
+    patch = 32 if args.quick else args.patch or PATCH[name]
     model, x, step = build(name, args.batch, patch, device)
     area = (patch * 10.0) ** 2 / 1e6  # km² of 10 m input per patch
     out: dict = {"patch": patch, "batch": args.batch}
-    for mode in ("inference", "training"):
+    for mode in args.modes.split(","):
         flops = count_flops(model, x, None if mode == "inference" else (
             lambda o: step.loss(o, {**step.targets, "image": x})))
         t0 = time.perf_counter()
@@ -77,13 +84,26 @@ def bench(name: str, args: argparse.Namespace, device: torch.device, peak) -> di
         settings = fixed + ([choice.setting] if choice.setting not in fixed else [])
         times = autotune.time_settings(model, x, device, settings, mode=mode, step=step,
                                        rounds=args.rounds)
+        best = min(fixed, key=times.__getitem__)
+        compile_s = {}
+        if args.compile and mode == "inference":
+            # the fastest fixed configuration compiled, timed beside the eager ones
+            fast = replace(best, compile=True)
+            compile_s[fast] = compile_seconds(model, x, fast)
+            if compile_s[fast] is not None:
+                again = autotune.time_settings(model, x, device, [best, fast, *(
+                    [choice.setting] if choice.setting not in (best, fast) else [])],
+                                               mode=mode, rounds=args.rounds)
+                times.update(again)
+                settings += [fast] if fast not in settings else []
         rows = {}
         for s in settings:
             t = times[s]
             gflops = flops / t / 1e9
             rows[s.label] = {"patches_per_s": args.batch / t, "km2_per_s": args.batch * area / t,
                              "gflops": gflops, "peak_fraction": gflops / peak.of(s.precision)}
-        best = min(fixed, key=times.__getitem__)
+            if s.compile and (s in compile_s or s == choice.setting):
+                rows[s.label]["compile_s"] = compile_s.get(s) or choice.compile_seconds
         out[mode] = {"gflop_per_patch": flops / args.batch / 1e9, "auto": choice.label,
                      "auto_source": choice.source, "tune_s": round(tune_s, 2),
                      "best_fixed": best.label,
@@ -91,13 +111,31 @@ def bench(name: str, args: argparse.Namespace, device: torch.device, peak) -> di
     return out
 
 
+def compile_seconds(model, x: torch.Tensor, setting: autotune.Setting) -> float | None:
+    """Seconds to compile ``model`` for ``x`` in ``setting`` (None: it failed, logged).
+
+    The graph is kept for this model and shape, so the timing that follows does not compile
+    again (``training.engine.compiled``).
+    """
+    model.eval().to(memory_format=setting.memory_format)
+    try:
+        return compile_for_inference(model, x.contiguous(memory_format=setting.memory_format),
+                                     autocast=setting.autocast_dtype).compile_seconds
+    except CompileError as exc:
+        print(f"  {setting.label}: {exc}")
+        return None
+
+
 def show(name: str, r: dict) -> None:
-    inf, tr = r["inference"], r["training"]
+    none = {"gflop_per_patch": 0.0, "rows": {}, "auto": "", "auto_vs_best": float("nan"),
+            "best_fixed": "-", "tune_s": 0.0}
+    inf, tr = r.get("inference", none), r.get("training", none)
     print(f"\n{name}  ({r['patch']} px patches, batch {r['batch']}; "
           f"{inf['gflop_per_patch']:.2f} GFLOP/patch inference, "
           f"{tr['gflop_per_patch']:.2f} training)")
     print(f"  {'config':<22}{'inference: patch/s':>19}{'km²/s':>8}{'GFLOP/s':>9}{'%peak':>7}"
-          f"{'training: patch/s':>19}{'km²/s':>8}{'GFLOP/s':>9}{'%peak':>7}")
+          f"{'training: patch/s':>19}{'km²/s':>8}{'GFLOP/s':>9}{'%peak':>7}"
+          f"{'compile s':>10}")
     labels = list(dict.fromkeys([*inf["rows"], *tr["rows"]]))
     for label in labels:
         cells = []
@@ -109,7 +147,9 @@ def show(name: str, r: dict) -> None:
                          if row else " " * 43)
         marks = "".join(f" <- auto {m}" for m, d in (("inference", inf), ("training", tr))
                         if d["auto"] == label)
-        print(f"  {label:<22}{cells[0]}{cells[1]}{marks}")
+        compiled = inf["rows"].get(label, {}).get("compile_s")
+        compiled = f"{compiled:>10.1f}" if compiled else " " * 10
+        print(f"  {label:<22}{cells[0]}{cells[1]}{compiled}{marks}")
     print(f"  auto / fastest fixed: inference {inf['auto_vs_best']:.2f} ({inf['auto']} vs "
           f"{inf['best_fixed']}, measured in {inf['tune_s']:.1f} s), training "
           f"{tr['auto_vs_best']:.2f} ({tr['auto']} vs {tr['best_fixed']}, "
@@ -124,7 +164,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=3, help="timed calls per configuration")
     p.add_argument("--budget", type=float, default=autotune.DEFAULT_BUDGET_S,
                    help="auto's measuring budget (s)")
-    p.add_argument("--compile", action="store_true", help="let auto try torch.compile")
+    p.add_argument("--compile", action="store_true",
+                   help="time the fastest fixed inference configuration compiled too (inductor, "
+                        "frozen weights), and let auto try it")
+    p.add_argument("--modes", default="inference,training",
+                   help="inference, training or both (comma-separated)")
+    p.add_argument("--patch", type=int, help="input patch side for every model (default: "
+                   "128 px, srseg 64 px)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 32 px patches, batch 2, one round, short peak")
     p.add_argument("--out", type=Path, default=Path("bench_output"))
@@ -141,8 +187,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.models.split(","):
         results["models"][name] = bench(name, args, device, peak)
         show(name, results["models"][name])
-    worst = min(min(r["inference"]["auto_vs_best"], r["training"]["auto_vs_best"])
-                for r in results["models"].values())
+    worst = min(r[m]["auto_vs_best"] for r in results["models"].values()
+                for m in args.modes.split(","))
     print(f"\nworst auto / fastest fixed over all models and modes: {worst:.2f} (bar >= 0.9)")
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"bench_models_{device.type}{'_quick' if args.quick else ''}.json"

@@ -41,8 +41,10 @@ def _predict_parser() -> argparse.ArgumentParser:
                         "the map isamap-map makes, whoever predicts the tiles)")
     add_device_arguments(p)
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model (CUDA); with --precision/--channels-last "
-                        "auto it is timed too and kept only when faster")
+                   help="run the model compiled (torch.compile, frozen weights; CPU and "
+                        "CUDA); with --precision/--channels-last auto it is timed too and kept "
+                        "only when faster (without it, auto tries it when the map is large "
+                        "enough to pay for compiling)")
     p.add_argument("--compress", choices=("DEFLATE", "ZSTD"), default="DEFLATE")
     p.add_argument("--isa-class", type=int, help="index of the impervious class")
     add_postprocess_arguments(p)

@@ -26,6 +26,7 @@ import torch
 
 from gee_export.core.errors import ModelError
 from training.engine import autotune
+from training.engine.compiled import CompiledForInference
 from training.engine.devices import Layout, Precision, resolve_device
 from training.engine.execution import calling_thread_only, use_threads
 from training.models.blocks import fold_batchnorm
@@ -46,8 +47,10 @@ class RuntimeOptions:
             explicit ``fp32``, ``bf16``, ``fp16``, never overridden.
         channels_last: NHWC memory format: ``"auto"`` (measured), ``"on"``/``"off"`` (or a
             bool).
-        compile: also try ``torch.compile`` (with ``auto``: kept only when faster; with
-            explicit precision and layout: always used). CUDA mostly; the first batch is slow.
+        compile: also try the model compiled (:mod:`training.engine.compiled`: inductor,
+            frozen weights; with ``auto``: kept only when faster; with explicit precision and
+            layout: always used). Without it, ``auto`` tries compiling when the job's
+            :attr:`TilePredictor.expected_tiles` are enough to pay for it.
         autotune_cache: reuse/store measured choices in the user cache (None: unless
             ``ISAMAP_AUTOTUNE_CACHE=off``).
         autotune_budget_s: seconds the measurement may take.
@@ -108,6 +111,9 @@ class TilePredictor:
         self._inputs: dict[tuple, torch.Tensor] = {}  # the normalised batch, reused (CPU)
         self.forward_seconds = 0.0  # time spent in the model alone (benchmarks compare to it)
         self.tune_seconds = 0.0  # time spent measuring 'auto'
+        #: tiles the job will run, when the caller knows (before the first batch): ``auto``
+        #: then tries the compiled model if the job is long enough to pay for compiling
+        self.expected_tiles: int | None = None
 
     def _use(self, choice: autotune.Choice) -> None:
         self.choice = choice
@@ -122,7 +128,7 @@ class TilePredictor:
                 self._module, x, self.device, mode="inference",
                 precision=self.options.precision, channels_last=self.options.channels_last,
                 compile=self.options.compile, cache=self.options.autotune_cache,
-                budget_s=self.options.autotune_budget_s))
+                budget_s=self.options.autotune_budget_s, samples=self.expected_tiles))
             self.tune_seconds += time.perf_counter() - start
         return self.choice
 
@@ -210,8 +216,22 @@ class TilePredictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.forward_seconds += time.perf_counter() - start
+        if isinstance(self.model, CompiledForInference) and choice.setting.compile:
+            self._record_compile(self.model)
         with around():
             return self._probabilities(out, x.shape, compact)
+
+    def _record_compile(self, model: CompiledForInference) -> None:
+        """The choice says what the first call did: compiled (and in how long) or not.
+
+        A model that could not be compiled runs eagerly, and its outputs must not claim
+        otherwise (the COG tags, the result's runtime).
+        """
+        choice = self.choice
+        if model.error is not None:
+            self.choice = replace(choice, setting=replace(choice.setting, compile=False))
+        elif model.compiled and model.compile_seconds and not choice.compile_seconds:
+            self.choice = replace(choice, compile_seconds=round(model.compile_seconds, 3))
 
     def _probabilities(self, logits: torch.Tensor, in_shape: tuple[int, ...],
                        compact: bool) -> np.ndarray:

@@ -257,6 +257,8 @@ class SlidingWindowJob:
                 self.acc_rows = (row_from, span * s + self.config.strip_rows)
                 bar = tqdm(total=(len(starts_y) - k0) * len(starts_x), unit="tile",
                            disable=not self.progress, desc="predict")
+                if self.predictor.expected_tiles is None:  # whether compiling can pay
+                    self.predictor.expected_tiles = (len(starts_y) - k0) * len(starts_x)
                 nxt = reader.submit(self._read, starts_y[k0])
                 for k in range(k0, len(starts_y)):
                     with self.stages.time("wait_reader"):

@@ -9,8 +9,10 @@ its smallest when one step is longer than that) and its device:
 - CPU: fp32 / bf16 autocast x NCHW / NHWC, with all or half the threads (half tried only when
   the cores are seen busy with other work, kept only when clearly faster: waiting OpenMP
   threads can then make two threads ten times slower than one);
-- CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on, and
-  ``torch.compile`` of the winner when compilation was asked for.
+- CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on;
+- either: for inference, the winner compiled (:mod:`training.engine.compiled`: inductor with
+  frozen weights), when compiling was asked for or the job (``samples``) is long enough for
+  compiling to pay for itself (:func:`compile_may_pay`); kept only when faster.
 
 Each candidate's output is compared with fp32 first (mean absolute difference of the class
 probabilities, :data:`TOLERANCE`); one that disagrees (or fails) is never timed. The agreeing
@@ -58,6 +60,7 @@ from gee_export.core.digest import json_digest, text_sha256
 from gee_export.core.storage import atomic_write
 from training.engine import devices
 from training.engine import load as machine_load
+from training.engine.compiled import CompiledForInference
 from training.engine.execution import (
     Batch,
     Dtype,
@@ -73,6 +76,8 @@ from training.engine.execution import (
 log = logging.getLogger(__name__)
 
 Source = Literal["explicit", "measured", "cache", "checkpoint"]
+#: whether a compiled candidate is tried: always (``--compile``), never, or when it can pay
+CompilePolicy = bool | Literal["auto"]
 
 #: Time spent measuring, per choice (seconds). The measured batch is shrunk to fit it; a
 #: model whose smallest batch does not fit is still measured on it, at the real tile size
@@ -93,6 +98,13 @@ FIRST_CALL_MARGIN = 3.0
 CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
 CACHE_FORMAT = "isamap-autotune/2"  # /1 entries do not say how loaded the machine was
 CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
+#: Whether a compiled candidate is worth compiling, before anything about it is measured: the
+#: job's model time at the eager winner times this gain must cover this compile time. Both
+#: from ``benchmarks/bench_models.py --compile`` on the 2-core EPYC (docs/performance.md):
+#: compiled paper-width models at bf16/NHWC ran 1-5 % faster than eager, and compiled in
+#: 40-150 s with an empty inductor cache (a loaded machine), less with a filled one.
+ASSUMED_COMPILE_GAIN = 0.05
+ASSUMED_COMPILE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,7 @@ class Choice:
         seconds: wall time spent measuring.
         key: the cache key.
         load: how busy other work kept the cores while measuring (unknown when not measured).
+        compile_seconds: how long compiling the compiled candidate took (0: none compiled).
     """
 
     setting: Setting
@@ -134,6 +147,7 @@ class Choice:
     seconds: float = 0.0
     key: str = ""
     load: machine_load.Load = field(default_factory=machine_load.Load)
+    compile_seconds: float = 0.0
 
     @property
     def precision(self) -> Dtype:
@@ -172,7 +186,8 @@ class Choice:
                    tolerance=float(d.get("tolerance", TOLERANCE)),
                    measured_batch=int(d.get("measured_batch", 0)),
                    seconds=float(d.get("seconds", 0.0)), key=d.get("key", ""),
-                   load=machine_load.Load.from_dict(d.get("load")))
+                   load=machine_load.Load.from_dict(d.get("load")),
+                   compile_seconds=float(d.get("compile_seconds", 0.0)))
 
     def tags(self) -> dict[str, str]:
         """Flat string metadata (GeoTIFF tags) describing the choice."""
@@ -183,6 +198,8 @@ class Choice:
                 "runtime_tolerance": f"{self.tolerance:g}"}
         if self.ms_per_sample:  # measured (now or from the cache): how loaded the machine was
             tags["runtime_load"] = self.load.describe()
+        if self.compile_seconds:
+            tags["runtime_compile_s"] = f"{self.compile_seconds:.1f}"
         return tags
 
     def summary(self) -> str:
@@ -207,7 +224,8 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
            step: TrainStep | None = None, budget_s: float = DEFAULT_BUDGET_S,
            tolerance: float = TOLERANCE, cache: bool | None = None,
            measure: Measure | None = None,
-           load_meter: machine_load.Meter = machine_load.StatWindow) -> Choice:
+           load_meter: machine_load.Meter = machine_load.StatWindow,
+           samples: int | None = None) -> Choice:
     """The fastest setting of ``model`` on ``example``'s shape whose output agrees with fp32.
 
     Args:
@@ -219,13 +237,17 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         mode: time inference (forward) or training steps (needs ``step``).
         precision: ``auto`` (measured) or an explicit dtype, never overridden.
         channels_last: ``auto`` (measured), ``on``/``off`` (or a bool), never overridden.
-        compile: also try ``torch.compile`` of the winner (only when asked for).
+        compile: also try the winner compiled (:mod:`training.engine.compiled`), kept when
+            faster. Without it, inference with ``samples`` given tries it when the job is long
+            enough to pay for compiling (:func:`compile_may_pay`).
         step: loss and optimizer of the training step (``mode="training"``).
         budget_s: measuring time budget in seconds (the batch is shrunk to fit it).
         tolerance: agreement bound, mean |p - p_fp32|.
         cache: use the user cache (None: unless ``ISAMAP_AUTOTUNE_CACHE=off``).
         measure: timing function replacing the real one (tests).
         load_meter: reads the machine's load (tests inject scripted readings).
+        samples: how many samples (tiles) the job will run through the model, when known
+            (inference): what decides whether compiling can pay for itself.
     """
     devices.check_precision(precision, device.type)
     layout = devices.layout_flag(channels_last)
@@ -234,21 +256,25 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
     shape = tuple(int(s) for s in example.shape)
     where = describe_device(device)
     cands = candidates(device, precision, layout)
-    if len(cands) == 1 and not compile:
+    policy: CompilePolicy = (True if compile else
+                             "auto" if samples is not None and mode == "inference" else False)
+    if len(cands) == 1 and policy is False:
         return Choice(cands[0], "explicit", mode, shape, where, tolerance=tolerance)
-    key = cache_key(model, shape, device, mode, precision, layout, compile, tolerance)
+    key = cache_key(model, shape, device, mode, precision, layout, policy, tolerance)
     path = cache_file() if cache is not False else None
     cached = _read_cache(path).get(key) if path else None
     if cached is not None:
         choice = replace(Choice.from_dict(cached), source="cache")
-        if _still_fits(choice, load_meter):
+        if policy == "auto":
+            choice = _for_job(choice, samples)
+        if choice is not None and _still_fits(choice, load_meter):
             log.info("runtime %s from the autotune cache %s (measured %s; %s)", choice.label,
                      path, ", ".join(f"{k} {v:.3g} ms" for k, v in choice.ms_per_sample.items()),
                      choice.load.describe())
             return choice
     window = load_meter()
-    choice = _measure(model, example, device, mode, cands, compile, step, budget_s, tolerance,
-                      measure)
+    choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
+                      tolerance, measure)
     choice = replace(choice, device=where, key=key, shape=shape, load=window.read())
     log.info("autotune %s on %s, batch %s: %s; chose %s in %.1f s (budget %.1f s, %d of %d "
              "samples per timed call%s; %s)", mode, where, "x".join(map(str, shape)),
@@ -261,6 +287,46 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
                  "machine stays loaded (a quiet run measures again)", choice.load.describe())
     if path:
         _write_cache(path, key, choice)
+    return choice
+
+
+def compile_may_pay(ms_per_sample: float, samples: int, *,
+                    gain: float = ASSUMED_COMPILE_GAIN,
+                    compile_s: float = ASSUMED_COMPILE_S) -> bool:
+    """Whether compiling can pay for itself on a job of ``samples`` at ``ms_per_sample``.
+
+    The time the job saves, its model time times the fraction compiling saves, must cover the
+    time compiling takes. Before a compiled candidate is measured both are assumed
+    (:data:`ASSUMED_COMPILE_GAIN`, :data:`ASSUMED_COMPILE_S`); a cached choice is judged on
+    its own measured gain and compile time.
+    """
+    return samples * ms_per_sample / 1000.0 * gain >= compile_s
+
+
+def _for_job(choice: Choice, samples: int | None) -> Choice | None:
+    """A cached choice (measured with the compiled candidate left to ``auto``) for this job.
+
+    A compiled choice whose measured gain does not pay back its measured compile time over
+    this job runs eagerly instead (its eager setting was timed beside it); a choice measured
+    without trying to compile, for a job long enough that compiling may pay, is None (it is
+    measured again).
+    """
+    samples = samples or 0
+    eager = replace(choice.setting, compile=False)
+    compiled = replace(eager, compile=True)
+    ms = choice.ms_per_sample
+    if choice.setting.compile:
+        gain = 1.0 - ms.get(compiled.label, 0.0) / max(ms.get(eager.label, 0.0), 1e-9)
+        if compile_may_pay(ms.get(eager.label, 0.0), samples, gain=gain,
+                           compile_s=choice.compile_seconds):
+            return choice
+        log.info("autotune: %d samples are too few for compiling to pay (%.0f %% faster, "
+                 "%.1f s to compile); running %s", samples, 100 * gain,
+                 choice.compile_seconds, eager.label)
+        return replace(choice, setting=eager)
+    tried = compiled.label in ms or compiled.label in choice.errors
+    if not tried and compile_may_pay(ms.get(eager.label, 0.0), samples):
+        return None
     return choice
 
 
@@ -302,7 +368,11 @@ def apply(choice: Choice, model: nn.Module, device: torch.device) -> nn.Module:
     if s.cudnn_benchmark is not None and device.type == "cuda":
         torch.backends.cudnn.benchmark = s.cudnn_benchmark
     model = model.to(memory_format=s.memory_format)
-    return torch.compile(model) if s.compile else model
+    if not s.compile:
+        return model
+    # inference compiles on its first call (for that shape; the graph auto measured is
+    # reused), and runs eagerly with a warning if compiling fails
+    return CompiledForInference(model) if choice.mode == "inference" else torch.compile(model)
 
 
 def time_settings(model: nn.Module, example: torch.Tensor, device: torch.device,
@@ -382,7 +452,7 @@ def cache_file() -> Path | None:
 
 
 def cache_key(model: nn.Module, shape: tuple[int, ...], device: torch.device, mode: Mode,
-              precision: str, layout: str, compile: bool, tolerance: float) -> str:
+              precision: str, layout: str, compile: CompilePolicy, tolerance: float) -> str:
     """A hash of everything the measurement depends on.
 
     The architecture and its arguments (the module tree's repr holds every layer's sizes),
@@ -401,8 +471,9 @@ def cache_key(model: nn.Module, shape: tuple[int, ...], device: torch.device, mo
 
 # ----------------------------------------------------------------------------- measuring
 def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode: Mode,
-             cands: list[Setting], compile: bool, step: TrainStep | None, budget_s: float,
-             tolerance: float, measure: Measure | None) -> Choice:
+             cands: list[Setting], compile: CompilePolicy, samples: int | None,
+             step: TrainStep | None, budget_s: float, tolerance: float,
+             measure: Measure | None) -> Choice:
     started = time.perf_counter()
     deadline = started + budget_s
     rng_devices = [device] if device.type == "cuda" else []
@@ -414,7 +485,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
         runner = SettingRunner(model, batch, device, mode, step, process_threads())
         try:
-            batch, threads = runner.fit_batch(budget_s, len(cands) + int(compile))
+            batch, threads = runner.fit_batch(budget_s, len(cands) + int(bool(compile)))
             cands = [replace(c, threads=threads) for c in cands]
             reference = runner.probabilities(Setting(threads=threads), batch)
             # every agreement check before any training step changes the copy's weights
@@ -448,7 +519,11 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                 ready = [c for c in ready if c not in slow]
             times = _time(runner, ready, batch, deadline, measure)
             best = min(times, key=times.__getitem__)
-            if compile:
+            n = int(batch["image"].shape[0])
+            if compile == "auto" and not compile_may_pay(1000.0 * times[best] / n, samples or 0):
+                log.info("autotune: %d samples at %.3g ms are too few for compiling to pay; "
+                         "not compiled", samples or 0, 1000.0 * times[best] / n)
+            elif compile:
                 compiled = replace(best, compile=True)
                 errors[compiled] = runner.disagreement(compiled, batch, reference)
                 if errors[compiled] <= tolerance and runner.warm_up(compiled, batch):
@@ -456,18 +531,19 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                     times.update(_time(runner, [best, compiled], batch, again, measure))
                     best = min((best, compiled), key=lambda c: times.get(c, math.inf))
         finally:
+            compile_seconds = dict(runner.compile_seconds)
             set_threads(saved_threads)
             torch.backends.cudnn.benchmark = saved_bench
             model.train(was_training)
             runner.close()
-    n = int(batch["image"].shape[0])
     return Choice(best, "measured", mode,
                   ms_per_sample={s.label: round(1000.0 * t / n, 4) for s, t in times.items()},
                   errors={s.label: round(e, 6) for s, e in errors.items()},
                   rejected=tuple(s.label for s, e in errors.items() if e > tolerance),
                   skipped=tuple(s.label for s in skipped), tolerance=tolerance,
                   measured_batch=n, measured_size=tuple(batch["image"].shape[-2:]),
-                  seconds=round(time.perf_counter() - started, 3))
+                  seconds=round(time.perf_counter() - started, 3),
+                  compile_seconds=round(sum(compile_seconds.values()), 3))
 
 
 def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline: float,

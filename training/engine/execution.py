@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from gee_export.core.allocator import keep_freed_memory
+from training.engine.compiled import compile_for_inference
 from training.engine.outputs import main_output
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,9 @@ class Setting:
         channels_last: NHWC memory format for the model and its inputs.
         threads: torch intra-op threads (None: leave the process's setting).
         cudnn_benchmark: ``torch.backends.cudnn.benchmark`` (None: leave it).
-        compile: wrap the model in ``torch.compile``.
+        compile: run the model compiled (inference: inductor with frozen weights,
+            :func:`training.engine.compiled.compile_for_inference`; training:
+            ``torch.compile``).
     """
 
     precision: Dtype = "fp32"
@@ -194,6 +197,8 @@ class SettingRunner:
             self.model = model.eval()
             self.optimizer = None
         self._compiled: dict[Setting, nn.Module] = {}
+        #: seconds each compiled setting took to compile (its first call)
+        self.compile_seconds: dict[Setting, float] = {}
         self._scaler: torch.amp.GradScaler | None = None
 
     def close(self) -> None:
@@ -302,8 +307,8 @@ class SettingRunner:
         """
         def run() -> None:
             self._enter(setting)
-            module = self._module(setting)
             x = batch["image"].contiguous(memory_format=setting.memory_format)
+            module = self._module(setting, x)
             if self.mode == "inference":
                 with torch.inference_mode(), setting.autocast(self.device.type):
                     module(x)
@@ -320,8 +325,8 @@ class SettingRunner:
         weight update, so every candidate is compared on the same weights.
         """
         self._enter(setting)
-        module = self._module(setting)
         x = batch["image"].contiguous(memory_format=setting.memory_format)
+        module = self._module(setting, x)
         torch.manual_seed(0)
         grad_free = torch.inference_mode() if self.mode == "inference" else torch.no_grad()
         with grad_free, setting.autocast(self.device.type):
@@ -334,12 +339,20 @@ class SettingRunner:
         elif setting.cudnn_benchmark is not None:
             torch.backends.cudnn.benchmark = setting.cudnn_benchmark
 
-    def _module(self, setting: Setting) -> nn.Module:
+    def _module(self, setting: Setting, x: torch.Tensor) -> nn.Module:
+        """The module to call for ``setting``; a compiled one is compiled for ``x``'s shape."""
         self.model.to(memory_format=setting.memory_format)
         if not setting.compile:
             return self.model
         if setting not in self._compiled:
-            self._compiled[setting] = torch.compile(self.model)
+            if self.mode == "inference":
+                # raises CompileError, which the agreement check turns into a rejection
+                compiled = compile_for_inference(self.model, x,
+                                                 autocast=setting.autocast_dtype)
+                self.compile_seconds[setting] = compiled.compile_seconds
+            else:
+                compiled = torch.compile(self.model)
+            self._compiled[setting] = compiled
         return self._compiled[setting]
 
     def _train_step(self, module: nn.Module, setting: Setting, batch: Batch,

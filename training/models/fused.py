@@ -63,10 +63,12 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 def applies(stream: torch.Tensor) -> bool:
     """Whether a fused block end can overwrite ``stream`` here (see the module docstring)."""
-    return (_OP is not None and _ENABLED.get() and not torch.is_grad_enabled()
-            and stream.device.type == "cpu" and stream.dtype in _DTYPES
-            and stream.dtype == _compute_dtype(stream) and is_channels_last(stream)
-            and not torch.compiler.is_compiling())
+    # compiling first: a traced ContextVar read breaks the graph (Dynamo cannot trace it), and
+    # a break in every residual block exhausts its recompile limit on a deep network
+    return (_OP is not None and not torch.compiler.is_compiling() and _ENABLED.get()
+            and not torch.is_grad_enabled() and stream.device.type == "cpu"
+            and stream.dtype in _DTYPES and stream.dtype == _compute_dtype(stream)
+            and is_channels_last(stream))
 
 
 def eval_conv_params(conv: nn.Conv2d, norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:

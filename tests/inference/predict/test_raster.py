@@ -318,3 +318,15 @@ def test_encoding_in_parallel_writes_the_same_maps(stack, tmp_path, monkeypatch)
                 shape = (a.height // f, a.width // f)
                 np.testing.assert_array_equal(a.read(1, out_shape=shape),
                                               b.read(1, out_shape=shape))
+
+
+def test_auto_knows_how_many_tiles_the_map_has(stack, tmp_path):
+    """What decides whether compiling the model can pay for itself on this map."""
+    p = predictor(conv1x1(), options=RuntimeOptions(autotune_cache=False,
+                                                    autotune_budget_s=0.05))
+    result = predict_raster(str(stack), str(tmp_path / "n"), p, INFO,
+                            PredictConfig(tile=64, overlap=16, batch_size=4, strip_rows=32),
+                            progress=False)
+    assert p.expected_tiles == result.tiles > 1
+    assert not p.choice.setting.compile  # a few tiles of a small model: not worth compiling
+    assert "/compiled" not in "".join(p.choice.errors)

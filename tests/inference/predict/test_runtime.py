@@ -167,3 +167,22 @@ def test_the_passes_around_the_forward_run_on_the_calling_thread_alone():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(saved)
+
+
+def test_a_model_that_cannot_be_compiled_runs_eagerly_and_says_so(tmp_path, monkeypatch):
+    """``--compile`` on a machine without a C++ compiler: the map is made, and its runtime
+    does not claim a compiled model."""
+    from torch._inductor import config as inductor_config
+
+    from training.engine import compiled
+
+    monkeypatch.setenv(compiled.CACHE_DIR_ENV, str(tmp_path / "inductor"))  # nothing cached
+    tiles = smooth_stack(24, 24)[None]
+    options = RuntimeOptions(precision="fp32", channels_last="on", compile=True)
+    p = TilePredictor(padded_convnet(seed=7), np.zeros(6), np.ones(6), options=options)
+    assert p.choice.label == "fp32/nhwc/compiled"
+    with inductor_config.patch({"cpp.cxx": ("isamap-no-such-compiler",)}):
+        got = p(tiles)
+    assert p.choice.label == "fp32/nhwc" and "compiled" not in p.choice.tags()["runtime"]
+    eager = TilePredictor(padded_convnet(seed=7), np.zeros(6), np.ones(6), options=FP32)
+    np.testing.assert_allclose(got, eager(tiles), atol=1e-6)

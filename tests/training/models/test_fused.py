@@ -148,3 +148,14 @@ def test_hrnet_inference_is_unchanged_by_the_fused_ends_and_leaves_its_input(dty
     # rounds once where the plain path rounds the convolution's output first
     tol = (1e-5 if dtype == torch.float32 else 0.05) * expected.abs().max().item()
     torch.testing.assert_close(out, expected, rtol=0, atol=tol)
+
+
+def test_compiling_traces_residual_blocks_in_one_graph():
+    """The fused-path check is skipped while compiling, before anything Dynamo cannot trace:
+    a graph break in every residual block made a deep network exhaust Dynamo's recompile
+    limit and run partly eagerly."""
+    seq = randomise_norms(ResidualBlocks(Bottleneck(16, 4), BasicBlock(16), Bottleneck(16, 4)))
+    x = F.relu(nhwc(1, 16, 8, 8))
+    with torch.inference_mode():
+        explained = torch._dynamo.explain(seq)(x)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1

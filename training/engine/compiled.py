@@ -1,0 +1,201 @@
+"""A model compiled for inference: ``torch.compile`` (inductor) with frozen weights.
+
+In eager PyTorch every layer is its own pass over memory, and on a CPU whose matrix units make
+the convolutions cheap the passes between them (normalisation, activations, sums,
+interpolation, layout conversions) take most of the time. Inductor compiles the forward into
+one program: with ``freezing`` the weights become constants, so a batch norm after a
+convolution is folded into it, weights are pre-packed once in oneDNN's blocked layout, and the
+element-wise work around each convolution is fused into a few loops. Whether this pays on a
+given model, shape and machine is measured, not assumed (:mod:`training.engine.autotune` offers
+it as a candidate; ``benchmarks/bench_models.py`` prints compiled next to eager).
+
+Compiling costs seconds to minutes (a C++ compiler builds the kernels); inductor caches what
+it built in ``TORCHINDUCTOR_CACHE_DIR``, which :func:`inductor_cache_dir` points at isamap's
+cache directory (``$XDG_CACHE_HOME/isamap/inductor``) unless the user set it, so a second
+process compiling the same model and shape finds most of the work done.
+
+The compiled graph is specialised to one input shape (``dynamic=False``): a call with another
+shape (the short last batch of a row of tiles) runs the eager model instead of compiling
+again. Failure to compile (no C++ compiler, an operator inductor cannot lower) raises
+:class:`CompileError` from :func:`compile_for_inference`; a :class:`CompiledForInference`
+that compiles lazily on its first call logs the failure once and runs eagerly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import time
+import weakref
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+#: inductor's cache directory variable (read by torch each time it needs the directory)
+CACHE_DIR_ENV = "TORCHINDUCTOR_CACHE_DIR"
+#: Dynamo's graphs per function while compiling. Every compiled copy of a model adds one to
+#: its class's ``forward`` (and ``nn.Sequential.forward`` is shared by every sequence), so a
+#: process that measures several settings passes Dynamo's default of 8; beyond this limit
+#: compiling fails (:class:`CompileError`) instead of silently running part of the model
+#: eagerly.
+RECOMPILE_LIMIT = 64
+
+
+#: graphs compiled in this process, by the eager module they were compiled from and what the
+#: graph depends on (:func:`_graph_key`): ``auto`` compiles while it measures, and the run then
+#: applies the same choice to the same model without compiling twice
+_GRAPHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple, object]] = weakref.WeakKeyDictionary()
+
+
+class CompileError(RuntimeError):
+    """The model could not be compiled (the message says why); run it eagerly instead."""
+
+
+def inductor_cache_dir() -> Path:
+    """Where inductor keeps compiled kernels and graphs; set for this process on first use.
+
+    ``TORCHINDUCTOR_CACHE_DIR`` when the user set it, else ``isamap/inductor`` under
+    ``$XDG_CACHE_HOME`` (or ``~/.cache``), beside the autotune cache, instead of torch's
+    default under ``/tmp`` (cleared on reboot, shared by every user of the machine).
+    """
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    path = Path(base).expanduser() / "isamap" / "inductor"
+    os.environ[CACHE_DIR_ENV] = str(path)
+    return path
+
+
+class CompiledForInference(nn.Module):
+    """``model`` compiled for one input shape in inference; eager for any other shape.
+
+    Args:
+        model: the module to compile, in eval mode and in the memory format it will be
+            called with. A private copy is compiled (its weights frozen into the graph), so
+            later changes to ``model`` (another memory format) cannot trigger a recompile.
+        backend: ``torch.compile``'s backend (``"inductor"``; a callable is accepted too).
+        freezing: fold the weights into the graph as constants (inductor only).
+
+    Attributes:
+        eager: the module run for shapes other than the compiled one (and after a failure).
+        shape: the input shape compiled for (None until the first call or :meth:`compile`).
+        compile_seconds: wall time of the compiling call (0 until compiled).
+        error: why compiling failed (None when it did not).
+    """
+
+    def __init__(self, model: nn.Module, *, backend: str | object = "inductor",
+                 freezing: bool = True) -> None:
+        super().__init__()
+        self.eager = model
+        self.backend, self.freezing = backend, freezing
+        self.shape: tuple[int, ...] | None = None
+        self.compile_seconds = 0.0
+        self.error: str | None = None
+        self._graph: object | None = None
+
+    @property
+    def compiled(self) -> bool:
+        return self._graph is not None
+
+    def compile(self, example: torch.Tensor) -> float:
+        """Compile for ``example``'s shape now, under the caller's autocast; returns seconds.
+
+        Raises:
+            CompileError: compiling (or running the compiled graph once) failed.
+        """
+        key = _graph_key(self.eager, example, self.backend, self.freezing)
+        known = _GRAPHS.get(self.eager, {}).get(key)
+        if known is not None:
+            self._graph, self.shape = known, tuple(example.shape)
+            return 0.0
+        inductor_cache_dir()
+        frozen = copy.deepcopy(self.eager).eval()
+        options = {"freezing": True} if self.freezing and self.backend == "inductor" else None
+        graph = torch.compile(frozen, backend=self.backend, dynamic=False, options=options)
+        start = time.perf_counter()
+        try:
+            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
+                                            fail_on_recompile_limit_hit=True), \
+                    torch.inference_mode():
+                graph(example)  # compiles; a failure surfaces here
+        except Exception as exc:  # inductor raises many types (no compiler, lowering, ...)
+            self.error = _first_line(exc)
+            raise CompileError(f"torch.compile failed: {self.error}") from exc
+        self.compile_seconds = time.perf_counter() - start
+        self._graph, self.shape = graph, tuple(example.shape)
+        _GRAPHS.setdefault(self.eager, {})[key] = graph
+        return self.compile_seconds
+
+    def forward(self, x: torch.Tensor):
+        if self._graph is None and self.error is None:
+            try:
+                seconds = self.compile(x)
+                log.info("model compiled for input %s (%s)", "x".join(map(str, x.shape)),
+                         f"{seconds:.1f} s" if seconds else "the graph measured by auto")
+            except CompileError as exc:
+                log.warning("%s; running the model eagerly", exc)
+        if self._graph is not None and tuple(x.shape) == self.shape:
+            return self._graph(x)
+        return self.eager(x)
+
+
+def compile_for_inference(model: nn.Module, example: torch.Tensor, *,
+                          autocast: torch.dtype | None = None,
+                          backend: str | object = "inductor",
+                          freezing: bool = True) -> CompiledForInference:
+    """``model`` compiled now for ``example``'s shape, for calls under ``torch.inference_mode``.
+
+    Args:
+        model: an eval-mode module, already in the memory format (and on the device) of its
+            calls; it is copied, not changed.
+        example: an input of the shape the compiled graph is for, in that memory format.
+        autocast: the autocast dtype the calls run under (None: none). Autocast is part of
+            what is traced: call the result under the same autocast, or it compiles again.
+        backend: ``torch.compile``'s backend; ``"inductor"`` unless a test or a caller with
+            its own compiler says otherwise.
+        freezing: fold weights into the graph as constants (conv + batch norm folded, weights
+            pre-packed for oneDNN); the model's weights must not change afterwards.
+
+    Returns:
+        The compiled module (eager for other input shapes); ``compile_seconds`` says how
+        long compiling took.
+
+    Raises:
+        CompileError: the model could not be compiled (no C++ compiler, an unsupported
+            operator); run it eagerly instead.
+    """
+    compiled = CompiledForInference(model, backend=backend, freezing=freezing)
+    device_type = example.device.type
+    amp = (torch.autocast(device_type, autocast) if autocast is not None
+           else contextlib.nullcontext())
+    with amp:
+        compiled.compile(example)
+    return compiled
+
+
+def _graph_key(model: nn.Module, example: torch.Tensor, backend: object,
+               freezing: bool) -> tuple:
+    """What a compiled graph of ``model`` depends on besides the module itself.
+
+    The input's shape, strides (memory format), dtype and device, the autocast dtype of the
+    call, the thread count (inductor's CPU kernels are built for it), the backend, freezing,
+    and the weights' version counters (an in-place update, an optimizer step, changes them:
+    a frozen graph of older weights is not reused).
+    """
+    device_type = example.device.type
+    amp = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
+           else None)
+    versions = sum(p._version for p in model.parameters())
+    return (tuple(example.shape), tuple(example.stride()), example.dtype, str(example.device),
+            amp, torch.get_num_threads(), repr(backend), freezing, versions)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
