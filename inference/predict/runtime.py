@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from gee_export.core.errors import ModelError
-from training.engine import autotune
-from training.engine.devices import Layout, Precision, resolve_device
-from training.engine.execution import calling_thread_only, use_threads
+from training.engine import autotune, quantize
+from training.engine.devices import InferencePrecision, Layout, resolve_device
+from training.engine.execution import Setting, calling_thread_only, use_threads
 from training.models.blocks import fold_batchnorm
 
 Activation = Literal["auto", "softmax", "sigmoid"]
@@ -43,7 +43,9 @@ class RuntimeOptions:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:1"``...
         precision: ``"auto"``: measured on the first batch (:mod:`training.engine.autotune`: the
             fastest of fp32/bf16 (fp16 on CUDA) whose output agrees with fp32); or an
-            explicit ``fp32``, ``bf16``, ``fp16``, never overridden.
+            explicit ``fp32``, ``bf16``, ``fp16``, never overridden; or ``int8`` (CPU): a
+            model quantized on the first batch (:mod:`training.engine.quantize`), refused when
+            its map disagrees with fp32.
         channels_last: NHWC memory format: ``"auto"`` (measured), ``"on"``/``"off"`` (or a
             bool).
         compile: also try ``torch.compile`` (with ``auto``: kept only when faster; with
@@ -54,7 +56,7 @@ class RuntimeOptions:
     """
 
     device: str = "auto"
-    precision: Precision = "auto"
+    precision: InferencePrecision = "auto"
     channels_last: Layout | bool = "auto"
     compile: bool = False
     autotune_cache: bool | None = None
@@ -73,11 +75,15 @@ class TilePredictor:
         activation: ``"softmax"`` over K >= 2 classes, ``"sigmoid"`` for one logit (then the
             returned probabilities are ``[1 - p, p]``); ``"auto"`` chooses by K.
         options: device, precision, memory format, compilation.
+        int8_patches: what an int8 model is calibrated and checked on (``precision="int8"``;
+            None: the first batch of tiles, half and half).
+        isa_class: index of the impervious class (the int8 check's F1; None: the last class).
     """
 
     def __init__(
         self, model: torch.nn.Module, mean: np.ndarray, std: np.ndarray, *, scale: int = 1,
         activation: Activation = "auto", options: RuntimeOptions | None = None,
+        int8_patches: quantize.Int8Patches | None = None, isa_class: int | None = None,
     ) -> None:
         options = options or RuntimeOptions()
         mean = np.asarray(mean, dtype=np.float32).reshape(-1)
@@ -101,7 +107,13 @@ class TilePredictor:
         #: how the model runs: known now when precision and layout are explicit, measured on
         #: the first batch otherwise (then recorded in the outputs, e.g. the COG tags)
         self.choice: autotune.Choice | None = None
-        explicit = autotune.explicit(options.precision, options.channels_last, self.device)
+        self.int8_patches, self.isa_class = int8_patches, isa_class
+        self.int8: quantize.Int8Model | None = None
+        if options.precision == "int8":
+            quantize.check_int8(self.device)  # before the first tile: CUDA, no VNNI, no torchao
+            explicit = None
+        else:
+            explicit = autotune.explicit(options.precision, options.channels_last, self.device)
         if explicit is not None:
             self._use(replace(explicit, setting=replace(explicit.setting,
                                                         compile=options.compile)))
@@ -115,6 +127,8 @@ class TilePredictor:
 
     def resolve(self, tiles: Tiles) -> autotune.Choice:
         """Settle ``auto`` on a batch of raw tiles (the first call does this by itself)."""
+        if self.choice is None and self.options.precision == "int8":
+            self._use_int8(self._normalise(tiles, torch.contiguous_format))
         if self.choice is None:
             x = self._normalise(tiles, torch.contiguous_format)
             start = time.perf_counter()
@@ -125,6 +139,29 @@ class TilePredictor:
                 budget_s=self.options.autotune_budget_s))
             self.tune_seconds += time.perf_counter() - start
         return self.choice
+
+    def _use_int8(self, x: torch.Tensor) -> None:
+        """Quantize, check and compile the model for batches shaped like ``x``.
+
+        Refused (:class:`training.engine.quantize.Int8RefusedError`) before any tile is
+        predicted when its map disagrees with fp32.
+        """
+        start = time.perf_counter()
+        with torch.inference_mode(False):  # export traces ordinary tensors
+            example = x.clone()
+            patches = self.int8_patches or quantize.Int8Patches.from_tiles(example)
+            isa = self.isa_class
+            if isa is None:  # the last class (a one-logit model's positive class is 1)
+                isa = max(int(quantize.logits(self._module, [example[:1]])[0].shape[1]) - 1, 1)
+            built = quantize.build_int8(self._module, patches, isa, example=example)
+        self.tune_seconds += time.perf_counter() - start
+        self.int8 = built
+        use_threads(None)
+        self.choice = autotune.Choice(Setting("int8"), "explicit", "inference",
+                                      tuple(int(s) for s in x.shape),
+                                      autotune.describe_device(self.device),
+                                      int8=built.record())
+        self.model = quantize.FixedBatch(built.module, int(x.shape[0]))
 
     @property
     def dtype(self) -> torch.dtype:

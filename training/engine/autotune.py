@@ -117,6 +117,8 @@ class Choice:
         seconds: wall time spent measuring.
         key: the cache key.
         load: how busy other work kept the cores while measuring (unknown when not measured).
+        int8: how an int8 model was made and how it agrees with fp32
+            (:meth:`training.engine.quantize.Int8Model.record`); empty for other precisions.
     """
 
     setting: Setting
@@ -134,6 +136,7 @@ class Choice:
     seconds: float = 0.0
     key: str = ""
     load: machine_load.Load = field(default_factory=machine_load.Load)
+    int8: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def precision(self) -> Dtype:
@@ -157,6 +160,7 @@ class Choice:
         d["errors"] = dict(self.errors)
         d["label"] = self.label
         d["load"] = self.load.to_dict()
+        d["int8"] = dict(self.int8)
         return d
 
     @classmethod
@@ -172,7 +176,8 @@ class Choice:
                    tolerance=float(d.get("tolerance", TOLERANCE)),
                    measured_batch=int(d.get("measured_batch", 0)),
                    seconds=float(d.get("seconds", 0.0)), key=d.get("key", ""),
-                   load=machine_load.Load.from_dict(d.get("load")))
+                   load=machine_load.Load.from_dict(d.get("load")),
+                   int8=dict(d.get("int8") or {}))
 
     def tags(self) -> dict[str, str]:
         """Flat string metadata (GeoTIFF tags) describing the choice."""
@@ -183,6 +188,8 @@ class Choice:
                 "runtime_tolerance": f"{self.tolerance:g}"}
         if self.ms_per_sample:  # measured (now or from the cache): how loaded the machine was
             tags["runtime_load"] = self.load.describe()
+        tags.update({f"runtime_int8_{k}": json.dumps(v) if isinstance(v, list) else f"{v}"
+                     for k, v in self.int8.items()})
         return tags
 
     def summary(self) -> str:
