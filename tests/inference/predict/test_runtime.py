@@ -167,3 +167,29 @@ def test_the_passes_around_the_forward_run_on_the_calling_thread_alone():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(saved)
+
+
+@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+                    reason="this CPU has no VNNI/AMX int8 instructions")
+def test_int8_calibrated_on_patches_maps_tiles_of_another_size():
+    """Patches of 32 px calibrate and check it; the map's 48 px tiles run on the same graph."""
+    pytest.importorskip("torchao")
+    from tests.support.models import BandConv
+    from training.engine.quantize import Int8Patches
+
+    g = torch.Generator().manual_seed(0)
+    calib, check = torch.randn(8, 6, 32, 32, generator=g), torch.randn(8, 6, 32, 32, generator=g)
+    patches = Int8Patches((calib,), (check,), ((check[:, 0] > 0).long(),), "calibration patches",
+                          "check patches (labelled)")
+    model = BandConv(6).eval()
+    predictor = TilePredictor(model, np.zeros(6), np.ones(6), int8_patches=patches, isa_class=1,
+                              options=RuntimeOptions(device="cpu", precision="int8"))
+    tiles = np.random.default_rng(1).normal(size=(3, 6, 48, 48)).astype(np.float32)
+    probs = predictor(tiles)
+    ref = TilePredictor(model, np.zeros(6), np.ones(6),
+                        options=RuntimeOptions(device="cpu", precision="fp32"))(tiles)
+    assert probs.shape == ref.shape == (3, 2, 48, 48)
+    assert (probs.argmax(1) == ref.argmax(1)).mean() >= 0.99
+    record = predictor.choice.to_dict()["int8"]
+    assert record["calibration"] == "calibration patches" and record["isa_f1_labels"][0] > 0.99
+    assert predictor.choice.label == "int8/nchw" and predictor.int8 is not None
