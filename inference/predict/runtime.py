@@ -16,8 +16,9 @@ as it is (folding works on a copy).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -29,6 +30,8 @@ from training.engine import autotune, quantize
 from training.engine.devices import InferencePrecision, Layout, resolve_device
 from training.engine.execution import Setting, calling_thread_only, use_threads
 from training.models.blocks import fold_batchnorm
+
+log = logging.getLogger(__name__)
 
 Activation = Literal["auto", "softmax", "sigmoid"]
 #: a batch of raw tiles: ``(N, C, H, W)``, or N arrays ``(C, H, W)``
@@ -64,6 +67,12 @@ class RuntimeOptions:
 
 
 
+def _seconds(model: torch.nn.Module, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    model(x)
+    return time.perf_counter() - start
+
+
 class TilePredictor:
     """Normalise raw band values, run the model, return class probabilities as numpy.
 
@@ -75,15 +84,17 @@ class TilePredictor:
         activation: ``"softmax"`` over K >= 2 classes, ``"sigmoid"`` for one logit (then the
             returned probabilities are ``[1 - p, p]``); ``"auto"`` chooses by K.
         options: device, precision, memory format, compilation.
-        int8_patches: what an int8 model is calibrated and checked on (``precision="int8"``;
-            None: the first batch of tiles, half and half).
+        int8_patches: what an int8 model is calibrated and checked on, or a function
+            reading them when int8 is built (None, or a function returning None: the first
+            batch of tiles, half and half).
         isa_class: index of the impervious class (the int8 check's F1; None: the last class).
     """
 
     def __init__(
         self, model: torch.nn.Module, mean: np.ndarray, std: np.ndarray, *, scale: int = 1,
         activation: Activation = "auto", options: RuntimeOptions | None = None,
-        int8_patches: quantize.Int8Patches | None = None, isa_class: int | None = None,
+        int8_patches: quantize.Int8Patches | Callable[[], quantize.Int8Patches | None]
+        | None = None, isa_class: int | None = None,
     ) -> None:
         options = options or RuntimeOptions()
         mean = np.asarray(mean, dtype=np.float32).reshape(-1)
@@ -132,24 +143,65 @@ class TilePredictor:
         if self.choice is None:
             x = self._normalise(tiles, torch.contiguous_format)
             start = time.perf_counter()
-            self._use(autotune.choose(
+            choice = autotune.choose(
                 self._module, x, self.device, mode="inference",
                 precision=self.options.precision, channels_last=self.options.channels_last,
                 compile=self.options.compile, cache=self.options.autotune_cache,
-                budget_s=self.options.autotune_budget_s))
+                budget_s=self.options.autotune_budget_s)
             self.tune_seconds += time.perf_counter() - start
+            if not self._offer_int8(choice, x):
+                self._use(choice)
         return self.choice
 
-    def _use_int8(self, x: torch.Tensor) -> None:
+    def _int8_record(self, x: torch.Tensor) -> tuple:
+        """(int8 records file or None when caching is off, this model's key for ``x``)."""
+        cache = autotune.cache_file() if self.options.autotune_cache is not False else None
+        key = quantize.record_key(self._module, tuple(x.shape),
+                                  autotune.describe_device(self.device))
+        return quantize.records_file(cache), key
+
+    def _offer_int8(self, choice: autotune.Choice, x: torch.Tensor) -> bool:
+        """Take int8 under ``auto`` where it pays for itself.
+
+        That is where an accepted int8 model of these weights, batch shape and device was
+        remembered, :data:`training.engine.quantize.AUTO_MARGIN` faster than auto's choice.
+        Only then is the cost (quantizing, checking, compiling from inductor's cache) paid; a
+        model never run with ``--precision int8`` is not quantized by ``auto``.
+        """
+        if (self.device.type != "cpu" or self.options.precision != "auto"
+                or not choice.ms_per_sample or not quantize.cpu_has_int8()):
+            return False
+        path, key = self._int8_record(x)
+        record = quantize.recall(path, key)
+        auto_ms = choice.ms_per_sample.get(choice.label, 0.0)
+        if not quantize.worth_it(record, auto_ms):
+            return False
+        try:
+            quantize.check_int8(self.device)
+            self._use_int8(x, offered=choice)
+        except (quantize.Int8UnavailableError, quantize.Int8RefusedError) as exc:
+            log.warning("auto: the remembered int8 model is not used (%s); keeping %s", exc,
+                        choice.label)
+            return False
+        log.info("auto: int8 (%.3g ms per sample, remembered) over %s (%.3g ms)",
+                 record["ms_per_sample"], choice.label, auto_ms)
+        return True
+
+    def _use_int8(self, x: torch.Tensor, offered: autotune.Choice | None = None) -> None:
         """Quantize, check and compile the model for batches shaped like ``x``.
 
         Refused (:class:`training.engine.quantize.Int8RefusedError`) before any tile is
-        predicted when its map disagrees with fp32.
+        predicted when its map disagrees with fp32. The accepted model is timed on ``x`` and
+        remembered (:func:`training.engine.quantize.remember`) for ``auto``. ``offered``: the
+        choice of ``auto`` that int8 replaces (its timings are recorded beside int8's).
         """
         start = time.perf_counter()
         with torch.inference_mode(False):  # export traces ordinary tensors
             example = x.clone()
-            patches = self.int8_patches or quantize.Int8Patches.from_tiles(example)
+            patches = self.int8_patches
+            if callable(patches):
+                patches = self.int8_patches = patches()
+            patches = patches or quantize.Int8Patches.from_tiles(example)
             isa = self.isa_class
             if isa is None:  # the last class (a one-logit model's positive class is 1)
                 isa = max(int(quantize.logits(self._module, [example[:1]])[0].shape[1]) - 1, 1)
@@ -157,11 +209,19 @@ class TilePredictor:
         self.tune_seconds += time.perf_counter() - start
         self.int8 = built
         use_threads(None)
-        self.choice = autotune.Choice(Setting("int8"), "explicit", "inference",
-                                      tuple(int(s) for s in x.shape),
-                                      autotune.describe_device(self.device),
-                                      int8=built.record())
-        self.model = quantize.FixedBatch(built.module, int(x.shape[0]))
+        model = quantize.FixedBatch(built.module, int(x.shape[0]))
+        best = min(_seconds(model, example) for _ in range(2))
+        ms = round(1000.0 * best / int(x.shape[0]), 4)
+        where = autotune.describe_device(self.device)
+        record = {**built.record(), "ms_per_sample": ms}
+        quantize.remember(*self._int8_record(x), record)
+        setting = Setting("int8")
+        timings = {**(offered.ms_per_sample if offered else {}), setting.label: ms}
+        self.choice = autotune.Choice(setting, "cache" if offered else "explicit", "inference",
+                                      tuple(int(s) for s in x.shape), where,
+                                      ms_per_sample=timings, int8=record,
+                                      errors=dict(offered.errors) if offered else {})
+        self.model = model
 
     @property
     def dtype(self) -> torch.dtype:

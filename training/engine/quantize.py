@@ -17,6 +17,7 @@ May import: ``gee_export.core``, torch; ``torchao`` (the ``int8`` extra) inside 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -28,7 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from gee_export.core.digest import chunks_sha256, json_digest
 from gee_export.core.errors import ConfigError, IsamapError
+from gee_export.core.storage import atomic_write
 from training.engine.devices import check_precision
 from training.engine.outputs import main_output
 
@@ -49,6 +52,12 @@ MAX_F1_CHANGE = 0.01
 CALIBRATION_PATCHES = 32
 #: Patches the int8 output is checked on.
 CHECK_PATCHES = 64
+#: ``auto`` takes a remembered int8 model only when it was this much faster than auto's own
+#: choice (both measured on the same batch shape; the same margin the candidates race by)
+AUTO_MARGIN = 1.3
+RECORDS_FILE = "int8.json"
+RECORDS_FORMAT = "isamap-int8/1"
+RECORDS_ENTRIES = 64
 INSTALL_HINT = "pip install 'isamap[int8]'"
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 NODATA_LABEL = 255
@@ -416,3 +425,60 @@ def _f1(tp: int, fp: int, fn: int) -> float:
     """F1; 1 when neither side has a positive pixel (both maps agree there is none)."""
     return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 
+
+
+# ----------------------------------------------------------------------------- auto's memory
+def record_key(model: nn.Module, shape: Sequence[int], device: str) -> str:
+    """What an int8 record depends on: the weights themselves, the batch shape, the device.
+
+    The weights, not the architecture: agreement with fp32 is a property of trained weights.
+    """
+    weights = chunks_sha256(t.detach().contiguous().cpu().numpy().tobytes()
+                            for t in model.state_dict().values() if torch.is_tensor(t))
+    return json_digest({"format": RECORDS_FORMAT, "weights": weights, "shape": list(shape),
+                        "device": device, "torch": torch.__version__}, 24)
+
+
+def records_file(autotune_cache: Path | None) -> Path | None:
+    """The int8 records live beside the autotune cache (None: caching is off)."""
+    return None if autotune_cache is None else autotune_cache.parent / RECORDS_FILE
+
+
+def remember(path: Path | None, key: str, record: dict[str, Any]) -> None:
+    """Keep an accepted int8 model's figures and speed, for ``auto`` to offer it later."""
+    if path is None:
+        return
+    entries = _records(path)
+    entries.pop(key, None)
+    entries[key] = record
+    while len(entries) > RECORDS_ENTRIES:
+        entries.pop(next(iter(entries)))
+    text = json.dumps({"format": RECORDS_FORMAT, "entries": entries}, indent=1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda fh: fh.write(text.encode()))
+    except OSError as exc:  # a read-only home must not stop a map
+        log.warning("could not write the int8 records %s (%s)", path, exc)
+
+
+def recall(path: Path | None, key: str) -> dict[str, Any] | None:
+    """The remembered int8 record for ``key``, or None."""
+    return None if path is None else _records(path).get(key)
+
+
+def worth_it(record: dict[str, Any] | None, auto_ms_per_sample: float) -> bool:
+    """Whether ``auto`` takes int8 over its own choice (:data:`AUTO_MARGIN` faster)."""
+    if not record or not record.get("ms_per_sample"):
+        return False
+    return float(record["ms_per_sample"]) * AUTO_MARGIN <= auto_ms_per_sample
+
+
+def _records(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("format") != RECORDS_FORMAT:
+        return {}
+    entries = data.get("entries")
+    return entries if isinstance(entries, dict) else {}
