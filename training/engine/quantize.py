@@ -37,17 +37,17 @@ from training.engine.outputs import main_output
 
 log = logging.getLogger(__name__)
 
-#: An int8 map is used only when at least this share of its pixels has the fp32 map's class.
-#: bf16 autocast (the other reduced precision) changes the class of 0.1-0.5 % of the pixels
-#: of the registered models; 1 % leaves room for int8's coarser activations and still
-#: changes fewer pixels than the boundary uncertainty of a 10 m label.
+#: An int8 map is used only when at least this share of its pixels has the fp32 map's class...
 MIN_CLASS_AGREEMENT = 0.99
-#: ...and when the impervious class's F1 moves by at most this much: its F1 against the fp32
-#: map's impervious pixels is at least ``1 - MAX_F1_CHANGE``, and against the labels (when
-#: the check patches have them) it is within ``MAX_F1_CHANGE`` of fp32's. One hundredth of
-#: F1 is below the differences between models and seeds that the papers report, so a map
-#: that passes says nothing the fp32 map would not.
-MAX_F1_CHANGE = 0.01
+#: ...its impervious pixels reach this F1 against the fp32 map's (a map whose few impervious
+#: pixels all flipped can still agree on 99 % of a rural tile)...
+MIN_ISA_F1_VS_FP32 = 0.99
+#: ...and, on labelled patches, its impervious F1 against the labels is within this of fp32's:
+#: half the smallest difference in average F1 the CroFuseNet paper reports between two of
+#: its configurations (0.0073, optical + SAR against optical alone; CroFuseNet against
+#: U-Net: 0.0105), so int8 cannot turn one of its conclusions around. All three bounds
+#: apply; a check without labels (the map's own tiles) has only the first two.
+MAX_F1_CHANGE = 0.005
 #: Patches observed to set the activation ranges (a few dozen: the ranges settle quickly).
 CALIBRATION_PATCHES = 32
 #: Patches the int8 output is checked on.
@@ -99,13 +99,13 @@ class Agreement:
     @property
     def accepted(self) -> bool:
         return (self.class_agreement >= MIN_CLASS_AGREEMENT
-                and self.isa_f1_vs_fp32 >= 1.0 - MAX_F1_CHANGE
+                and self.isa_f1_vs_fp32 >= MIN_ISA_F1_VS_FP32
                 and self.f1_change <= MAX_F1_CHANGE)
 
     def describe(self) -> str:
         text = (f"class agreement with fp32 {100 * self.class_agreement:.2f} % (at least "
                 f"{100 * MIN_CLASS_AGREEMENT:g} %), impervious F1 against the fp32 map "
-                f"{self.isa_f1_vs_fp32:.4f} (at least {1 - MAX_F1_CHANGE:g})")
+                f"{self.isa_f1_vs_fp32:.4f} (at least {MIN_ISA_F1_VS_FP32:g})")
         if self.isa_f1_labels is not None:
             text += (f", impervious F1 against the labels {self.isa_f1_labels[1]:.4f} "
                      f"(fp32 {self.isa_f1_labels[0]:.4f}, change at most {MAX_F1_CHANGE:g})")
@@ -213,7 +213,8 @@ class Int8Model:
                 "pixels": a.pixels, "calibration": self.calibration, "check": self.check,
                 "calibration_patches": self.calibration_patches,
                 "check_patches": self.check_patches,
-                "min_class_agreement": MIN_CLASS_AGREEMENT, "max_f1_change": MAX_F1_CHANGE,
+                "min_class_agreement": MIN_CLASS_AGREEMENT,
+                "min_isa_f1_vs_fp32": MIN_ISA_F1_VS_FP32, "max_f1_change": MAX_F1_CHANGE,
                 "quantize_seconds": round(self.quantize_seconds, 3),
                 "compile_seconds": round(self.compile_seconds, 3)}
 
