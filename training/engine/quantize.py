@@ -235,22 +235,34 @@ def check_int8(device: torch.device) -> None:
     _torchao()
 
 
-def _torchao() -> tuple[Any, Any, Any]:
-    """(prepare_pt2e, convert_pt2e, x86 quantizer module), or a clear error how to install."""
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep torchao's log warnings out of a command's output.
+
+    It warns about every GPU kernel it cannot load on a CPU build and every class it registers
+    the deprecated way, on import and when compiling.
+    """
     noisy = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
     levels = [lg.level for lg in noisy]
-    for lg in noisy:  # torchao logs every optional GPU kernel it cannot load on a CPU build
+    for lg in noisy:
         lg.setLevel(logging.ERROR)
     try:
-        from torchao.quantization.pt2e import quantize_pt2e
-        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
+        yield
+    finally:
+        for lg, level in zip(noisy, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _torchao() -> tuple[Any, Any, Any]:
+    """(prepare_pt2e, convert_pt2e, x86 quantizer module), or a clear error how to install."""
+    try:
+        with _quiet():
+            from torchao.quantization.pt2e import quantize_pt2e
+            from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
     except ImportError:
         raise Int8UnavailableError(
             "--precision int8 needs torchao, which is not installed; run "
             f"`{INSTALL_HINT}` (or `make setup`) and try again") from None
-    finally:
-        for lg, level in zip(noisy, levels, strict=True):
-            lg.setLevel(level)
     return quantize_pt2e.prepare_pt2e, quantize_pt2e.convert_pt2e, x86_inductor_quantizer
 
 
@@ -269,7 +281,7 @@ def quantize(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module
     model = model.eval()
     example = calibration[0]
     dims = {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}
-    with torch.no_grad():
+    with torch.no_grad(), _quiet():
         try:
             graph = torch.export.export(model, (example,), dynamic_shapes=(dims,)).module()
         except Exception as exc:  # any tracing failure means the same to a user
@@ -327,7 +339,7 @@ def compile_int8(quantized: nn.Module, example: torch.Tensor) -> tuple[nn.Module
 
     # freezing is read when the first call compiles (passed in options= it is not applied
     # to the quantized weights' prepacking, and compilation fails)
-    with _inductor_cache() as cache, inductor_config.patch(freezing=True):
+    with _inductor_cache() as cache, inductor_config.patch(freezing=True), _quiet():
         compiled = torch.compile(quantized, dynamic=False)
         start = time.perf_counter()
         with torch.no_grad():  # the mode the map calls it in (FixedBatch)
