@@ -34,9 +34,13 @@ trained in these arms, three seeds each:
 
 The coarse product is scored on the same pixels as the models. Overall accuracy and every
 present class's producer's / user's accuracy and F1 come from the confusion matrix pooled over
-the held-out pixels, per seed, then mean ± sample std over seeds. ``OUT/metrics.json`` holds
+the held-out pixels, per seed, then mean ± sample std over seeds. Every map is also scored on
+one stratified random sample of the held-out pixels per setting, the same points for the
+models and the product, with 95 % intervals (:mod:`experiments.landcover_points`: strata =
+the product's classes, ``--points-per-stratum``, a fixed seed). ``OUT/metrics.json`` holds
 everything (its ``test`` block: ``oa_model`` and ``f1_model`` of the paper's method, ``oa_product``
-and ``f1_product`` of its product, first setting run); ``OUT/comparison.md`` the tables.
+and ``f1_product`` of its product, first setting run; ``test.points`` their OA and F1 from
+the points with 95 % half-widths, ``oa_model_ci95`` and so on); ``OUT/comparison.md`` the tables.
 Finished (setting, seed) runs are kept in ``OUT/runs/`` keyed by the configuration, so an
 interrupted run resumes and a finished one is not redone.
 """
@@ -64,7 +68,8 @@ from experiments.chesapeake_nlcd import (
 )
 from experiments.coarse_products import confusion_product, mode_product
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
-from experiments.landcover_report import metric_summary, report_table
+from experiments.landcover_points import draw_points
+from experiments.landcover_report import report_table, summarize
 from experiments.naip import NAIP_FOLDER, read_naip_tile
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
@@ -149,6 +154,8 @@ class LandCoverConfig:
             mean region spacing (px) and random draws.
         filter_threshold / filter_chip: the noisy-sample filter's agreement threshold and
             the side of the chips it scores (px).
+        points_per_stratum / points_seed: the point sample's minimum per stratum (it draws
+            that many times the strata in all) and its seed.
     """
 
     data_dir: str = field(default_factory=lambda: str(sample_folder(CHESAPEAKE_FOLDER)))
@@ -173,6 +180,8 @@ class LandCoverConfig:
     product_seed: int = 0
     filter_threshold: float = DEFAULT_THRESHOLD
     filter_chip: int = 64
+    points_per_stratum: int = 50
+    points_seed: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -191,6 +200,8 @@ class LandCoverConfig:
             problems.append("--product-oa must be in 0.3..0.95")
         if not 0 < self.filter_threshold < 1 or self.filter_chip < 8:
             problems.append("the filter threshold must be in (0, 1) and its chip >= 8 px")
+        if self.points_per_stratum < 2:
+            problems.append("--points-per-stratum must be >= 2 (a variance per stratum)")
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -413,14 +424,19 @@ def _train(cfg: LandCoverConfig, setting: str, arm: Arm, scenes: Sequence[Scene]
 
 def run_setting(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: int
                 ) -> dict:
-    """Train every arm of ``setting`` with ``seed``; confusion matrices on the held-out pixels."""
+    """Train every arm of ``setting`` with ``seed``; score on the held-out pixels and points.
+
+    Records each arm's confusion matrix on the held-out pixels and its classes at the
+    setting's sample points (:func:`experiments.landcover_points.draw_points`).
+    """
     spec = SETTINGS[setting]
     pixels = np.concatenate([s.image[:, ~s.test] for s in scenes], axis=1)
     mean, std = pixels.mean(1), np.maximum(pixels.std(1), 1e-6)
     window = cfg.nlcd_crop if setting == "nlcd" else cfg.naip_crop
     images = [_normalise(s.image, mean, std) for s in scenes]
     preds: dict[str, list[np.ndarray]] = {}
-    record: dict = {"confusion": {}, "filter": {}, "seconds": {}}
+    record: dict = {"confusion": {}, "filter": {}, "seconds": {}, "points": {}}
+    points = draw_points(scenes, spec.headline[1], cfg.points_per_stratum, cfg.points_seed)
     for arm in spec.arms:
         labels = [s.labels(arm.label) for s in scenes]
         if arm.filtered:
@@ -441,16 +457,8 @@ def run_setting(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], see
             ok = scene.scored
             matrix += confusion_matrix(pred[ok], scene.truth[ok], K)
         record["confusion"][arm.name] = matrix.tolist()
+        record["points"][arm.name] = points.values(scenes, preds[arm.name]).tolist()
     return record
-
-
-def product_confusion(scenes: Sequence[Scene], product: str) -> list[list[int]]:
-    """The product against the truth on the scored pixels (the models' pixels)."""
-    matrix = np.zeros((K, K), np.int64)
-    for s in scenes:
-        ok = s.scored
-        matrix += confusion_matrix(s.products[product][ok], s.truth[ok], K)
-    return matrix.tolist()
 
 
 # ------------------------------------------------------------------ the whole experiment
@@ -485,7 +493,7 @@ def run_experiment(cfg: LandCoverConfig, out: str | Path) -> dict:
         record = {"key": key, "seed": seed, **run_setting(cfg, setting, scenes[setting], seed)}
         _write_json(path, record)
         runs.setdefault(setting, []).append(record)
-    report = summarize(cfg, scenes, runs)
+    report = summarize(asdict(cfg), SETTINGS, scenes, runs)
     report["timing"] = {"wall_seconds": time.perf_counter() - started,
                         "cpu_seconds": time.process_time() - cpu0,
                         "threads": torch.get_num_threads(),
@@ -495,43 +503,6 @@ def run_experiment(cfg: LandCoverConfig, out: str | Path) -> dict:
     table = (report_table(report) + "\n").encode()
     atomic_write(out / "comparison.md", lambda fh: fh.write(table))
     return report
-
-
-def summarize(cfg: LandCoverConfig, scenes: dict[str, list[Scene]], runs: dict[str, list[dict]]
-              ) -> dict:
-    """Per setting: the products' and every arm's metrics (mean ± std over seeds)."""
-    settings = {}
-    for name, records in runs.items():
-        spec = SETTINGS[name]
-        sc = scenes[name]
-        truth = np.concatenate([s.truth[s.scored] for s in sc])
-        present = [c for k, c in enumerate(LANDCOVER_CLASSES) if (truth == k).any()]
-        products = {p: metric_summary([np.asarray(product_confusion(sc, p))], present)
-                    for p in spec.products}
-        arms = {a.name: metric_summary([np.asarray(r["confusion"][a.name]) for r in records],
-                                 present) for a in spec.arms}
-        settings[name] = {
-            "scenes": {"train": [s.id for s in sc if s.trains],
-                       "held_out": [s.id for s in sc if s.test.any()]},
-            "test_pixels": {c: int((truth == LANDCOVER_CLASSES.index(c)).sum())
-                            for c in present},
-            "classes_present": present, "products": products, "arms": arms,
-            "filter": {str(r["seed"]): r["filter"] for r in records},
-            "train_seconds_mean": {a.name: float(np.mean([r["seconds"][a.name]
-                                                          for r in records]))
-                                   for a in spec.arms},
-            "per_seed_confusion": {str(r["seed"]): r["confusion"] for r in records}}
-    first = next(s for s in cfg.settings if s in settings)
-    arm, product = SETTINGS[first].headline
-    head = settings[first]
-    test = {"setting": first, "model": arm, "product": product,
-            "oa_model": head["arms"][arm]["OA"]["mean"],
-            "oa_model_std": head["arms"][arm]["OA"]["std"],
-            "oa_product": head["products"][product]["OA"]["mean"],
-            "f1_model": {c: v["mean"] for c, v in head["arms"][arm]["F1"].items()},
-            "f1_product": {c: v["mean"] for c, v in head["products"][product]["F1"].items()},
-            "oa_arms": {a: v["OA"]["mean"] for a, v in head["arms"].items()}}
-    return {"config": asdict(cfg), "test": test, "settings": settings}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -558,6 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=d["lr"].default)
     p.add_argument("--product-oa", type=float, default=d["product_oa"].default,
                    help="overall accuracy of the synthetic confusion product")
+    p.add_argument("--points-per-stratum", type=int,
+                   default=d["points_per_stratum"].default,
+                   help="points per stratum of the point sample (strata: the product's classes)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     add_logging_arguments(p)
     a = p.parse_args(argv)
@@ -581,7 +555,8 @@ def _run(a: argparse.Namespace) -> int:
                           hold_out=tuple(a.hold_out), settings=tuple(a.settings),
                           seeds=tuple(a.seeds), model=model,
                           nlcd_iterations=a.nlcd_iterations, naip_iterations=a.naip_iterations,
-                          lr=a.lr, product_oa=a.product_oa)
+                          lr=a.lr, product_oa=a.product_oa,
+                          points_per_stratum=a.points_per_stratum)
     check_output_folder("--out", a.out)
     report = run_experiment(cfg, a.out)
     print(report_table(report))

@@ -1,18 +1,24 @@
 """The land-cover experiment's figures: metrics over seeds and the tables it prints.
 
-Pure functions of confusion matrices and the report dict, apart from the training and the
-scenes of ``experiments.landcover``.
+From the run records (every seed's confusion matrices on the held-out pixels, and its classes
+at the sample points of :mod:`experiments.landcover_points`) and the scenes' held-out pixels,
+apart from the training of ``experiments.landcover``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from experiments.landcover_points import draw_points, estimates
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from training.metrics import compute_metrics
+from training.area_estimation import AreaAccuracy
+from training.metrics import compute_metrics, confusion_matrix
+
+K = len(LANDCOVER_CLASSES)
 
 
 def _stats(values: Sequence[float]) -> dict:
@@ -30,6 +36,90 @@ def metric_summary(matrices: Sequence[np.ndarray], present: Sequence[str]) -> di
     return {"OA": _stats([r.oa for r in rows]),
             **{what: {c: _stats([getattr(r, what.lower())[i] for r in rows])
                       for c, i in idx.items()} for what in ("PA", "UA", "F1")}}
+
+
+def point_summary(estimates: Sequence[AreaAccuracy], present: Sequence[str]) -> dict:
+    """OA and the ``present`` classes' F1 from points, and their 95 % half-widths, over seeds."""
+    idx = {c: LANDCOVER_CLASSES.index(c) for c in present}
+    return {"n": estimates[0].n, "OA": _stats([e.oa for e in estimates]),
+            "OA_ci95": _stats([e.oa_ci for e in estimates]),
+            "F1": {c: _stats([e.f1[i] for e in estimates]) for c, i in idx.items()},
+            "F1_ci95": {c: _stats([e.f1_ci[i] for e in estimates]) for c, i in idx.items()}}
+
+
+def product_confusion(scenes: Sequence[Any], product: str) -> list[list[int]]:
+    """The product against the truth on the scored pixels (the models' pixels)."""
+    matrix = np.zeros((K, K), np.int64)
+    for s in scenes:
+        ok = s.scored
+        matrix += confusion_matrix(s.products[product][ok], s.truth[ok], K)
+    return matrix.tolist()
+
+
+def summarize(config: dict, specs: Mapping[str, Any], scenes: Mapping[str, Sequence[Any]],
+              runs: Mapping[str, Sequence[dict]]) -> dict:
+    """Per setting: the products' and every arm's metrics (mean ± std over seeds).
+
+    On the pixels (``products``, ``arms``) and on the setting's sample points (``points``);
+    ``test`` holds the paper's method and its product in the first setting. ``config`` is the
+    experiment's configuration as a dict, ``specs`` its settings and ``scenes`` theirs
+    (``experiments.landcover``: ``LandCoverConfig``, ``SETTINGS``, ``Scene``).
+    """
+    settings = {}
+    for name, records in runs.items():
+        spec = specs[name]
+        sc = scenes[name]
+        truth = np.concatenate([s.truth[s.scored] for s in sc])
+        present = [c for k, c in enumerate(LANDCOVER_CLASSES) if (truth == k).any()]
+        products = {p: metric_summary([np.asarray(product_confusion(sc, p))], present)
+                    for p in spec.products}
+        arms = {a.name: metric_summary([np.asarray(r["confusion"][a.name]) for r in records],
+                                 present) for a in spec.arms}
+        points = draw_points(sc, spec.headline[1], config["points_per_stratum"],
+                             config["points_seed"])
+        at_points = estimates(points, sc, spec.products,
+                              {a.name: [r["points"][a.name] for r in records]
+                               for a in spec.arms})
+        settings[name] = {
+            "scenes": {"train": [s.id for s in sc if s.trains],
+                       "held_out": [s.id for s in sc if s.test.any()]},
+            "test_pixels": {c: int((truth == LANDCOVER_CLASSES.index(c)).sum())
+                            for c in present},
+            "classes_present": present, "products": products, "arms": arms,
+            "points": {"design": points.record(),
+                       "products": {p: point_summary([e], present)
+                                    for p, e in at_points[0].items()},
+                       "arms": {a: point_summary(e, present) for a, e in at_points[1].items()}},
+            "filter": {str(r["seed"]): r["filter"] for r in records},
+            "train_seconds_mean": {a.name: float(np.mean([r["seconds"][a.name]
+                                                          for r in records]))
+                                   for a in spec.arms},
+            "per_seed_confusion": {str(r["seed"]): r["confusion"] for r in records}}
+    first = next(s for s in config["settings"] if s in settings)
+    arm, product = specs[first].headline
+    head = settings[first]
+    test = {"setting": first, "model": arm, "product": product,
+            "oa_model": head["arms"][arm]["OA"]["mean"],
+            "oa_model_std": head["arms"][arm]["OA"]["std"],
+            "oa_product": head["products"][product]["OA"]["mean"],
+            "f1_model": {c: v["mean"] for c, v in head["arms"][arm]["F1"].items()},
+            "f1_product": {c: v["mean"] for c, v in head["products"][product]["F1"].items()},
+            "oa_arms": {a: v["OA"]["mean"] for a, v in head["arms"].items()},
+            "points": point_headline(head["points"], arm, product)}
+    return {"config": config, "test": test, "settings": settings}
+
+
+def point_headline(points: dict, arm: str, product: str) -> dict:
+    """``test.points``: the model and its product on the setting's points (means over seeds)."""
+    m, p = points["arms"][arm], points["products"][product]
+    return {"strata": points["design"]["strata"], "n": points["design"]["n"],
+            "oa_model": m["OA"]["mean"], "oa_model_ci95": m["OA_ci95"]["mean"],
+            "oa_model_std": m["OA"]["std"],
+            "oa_product": p["OA"]["mean"], "oa_product_ci95": p["OA_ci95"]["mean"],
+            "f1_model": {c: v["mean"] for c, v in m["F1"].items()},
+            "f1_model_ci95": {c: v["mean"] for c, v in m["F1_ci95"].items()},
+            "f1_product": {c: v["mean"] for c, v in p["F1"].items()},
+            "f1_product_ci95": {c: v["mean"] for c, v in p["F1_ci95"].items()}}
 
 
 def _cell(s: dict) -> str:
@@ -53,9 +143,40 @@ def report_table(report: dict) -> str:
                 lines.append("| " + " | ".join([m, _cell(v["OA"])] + [_cell(v[what][c])
                                                                      for c in present]) + " |")
             lines.append("")
+        if "points" in s:
+            lines += [*point_table(s["points"], rows, present), ""]
         for seed, f in s["filter"].items():
             for arm, d in f.items():
                 lines.append(f"seed {seed}, {arm}: {d['dropped_chips']} of {d['scored_chips']} "
                              "chips dropped")
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+
+def _interval(value: dict, half: dict) -> str:
+    if value["mean"] is None or not math.isfinite(value["mean"]):
+        return "n/a"
+    width = half["mean"]
+    ci = f"{100 * width:.1f}" if width is not None and math.isfinite(width) else "n/a"
+    return f"{100 * value['mean']:.1f} ± {ci}"
+
+
+def point_table(points: dict, pixel_rows: Mapping[str, dict], present: Sequence[str]
+                ) -> list[str]:
+    """The setting's point estimates (± the 95 % half-width) beside its pixel OA."""
+    d = points["design"]
+    rows = {**{f"{p} (the product)": v for p, v in points["products"].items()},
+            **points["arms"]}
+    head = ["map", "OA pixels ± std", "OA points ± CI"] + [f"F1 {c} points ± CI"
+                                                           for c in present]
+    lines = [f"{d['n']} points, stratified by the classes of {d['strata']} (at least "
+             f"{d['minimum_per_stratum']} per stratum, seed {d['seed']}), %: pixels mean ± "
+             "std over seeds, points the estimate ± its 95 % interval's half-width (means "
+             "over seeds)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, v in rows.items():
+        cells = [m, _cell(pixel_rows[m]["OA"]), _interval(v["OA"], v["OA_ci95"])]
+        cells += [_interval(v["F1"][c], v["F1_ci95"][c]) for c in present]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

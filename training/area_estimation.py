@@ -47,26 +47,24 @@ def sample_points(map_: np.ndarray, n: int, seed: int = 0,
 
     ``random``: simple random sampling. ``stratified``: the map classes are the strata and
     ``n`` is split equally between them (all pixels of a small class when it has fewer),
-    the design the estimators below assume.
+    the design the estimators below assume. The points are drawn by :func:`draw_ranks`.
     """
     flat = np.asarray(map_).ravel()
     valid = np.flatnonzero(flat != nodata)
     if valid.size == 0:
         raise ConfigError("the map has no valid pixel to sample")
-    rng = np.random.default_rng(seed)
     if design == "random":
-        pick = rng.choice(valid, size=min(n, valid.size), replace=False)
+        members = [valid]
+        alloc = [min(n, valid.size)]
     elif design == "stratified":
         classes = np.unique(flat[valid]) if num_classes is None else np.arange(num_classes)
         per = max(n // max(len(classes), 1), 1)
-        parts = []
-        for c in classes:
-            members = valid[flat[valid] == c]
-            if members.size:
-                parts.append(rng.choice(members, size=min(per, members.size), replace=False))
-        pick = np.concatenate(parts)
+        members = [valid[flat[valid] == c] for c in classes]
+        alloc = [min(per, m.size) for m in members]
     else:
         raise ConfigError(f"design must be 'random' or 'stratified', got {design!r}")
+    ranks = draw_ranks([m.size for m in members], alloc, seed)
+    pick = np.concatenate([m[r] for m, r in zip(members, ranks, strict=True)])
     return np.unravel_index(np.sort(pick), np.asarray(map_).shape)
 
 
@@ -154,6 +152,17 @@ def allocate(n: int, weights: Sequence[float], minimum: int,
     base[order[:max(rest, 0)]] += 1
     alloc[~fixed] = np.minimum(base[~fixed], cap[~fixed])
     return tuple(int(a) for a in alloc)
+
+
+def draw_ranks(pixels: Sequence[int], alloc: Sequence[int], seed: int) -> list[np.ndarray]:
+    """The sorted ranks of each stratum's points among its ``N_h`` pixels in reading order.
+
+    The one random draw of every design: ``alloc[h]`` distinct ranks out of ``pixels[h]``,
+    stratum after stratum from one generator seeded with ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    return [np.sort(rng.choice(n_h, a, replace=False)) if a else np.zeros(0, np.int64)
+            for n_h, a in zip(pixels, alloc, strict=True)]
 
 
 # ------------------------------------------------------------------ estimators

@@ -6,11 +6,19 @@ with a minimum per stratum and the rest in proportion to area. Within a stratum 
 the same chance: the ``n_h`` ranks are drawn among the stratum's ``N_h`` pixels with the seed,
 then found in one pass over the raster's blocks, so a design needs no more memory than a block
 and the same map, sizes and seed always give the same points.
+
+The allocation and the draw (:func:`allocation`,
+:func:`training.area_estimation.draw_ranks`) are pure functions shared by the raster design
+(:func:`draw`), the design of an array already in memory (:func:`draw_array`, for maps scored
+where they are computed) and the evaluation's point sample
+(:func:`training.area_estimation.sample_points`): one random draw, several ways to find the
+drawn ranks' pixels.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,10 +26,10 @@ import numpy as np
 import rasterio
 from rasterio.warp import transform as warp_transform
 
-from gee_export.core.errors import ConfigError
+from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import files
 from inference.assess.strata import Strata, read_strata
-from training.area_estimation import allocate, sample_size_area, sample_size_oa
+from training.area_estimation import allocate, draw_ranks, sample_size_area, sample_size_oa
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +107,23 @@ def sample_size(strata: Strata, *, n: int | None = None, target_se: float | None
     return SampleSize(n, "area", target_se, target_class, ua)
 
 
+def allocation(n: int, weights: Sequence[float], pixels: Sequence[int],
+               minimum: int = DEFAULT_MINIMUM) -> tuple[int, ...]:
+    """Points per stratum: at least ``minimum`` (or all its pixels), the rest by ``weights``."""
+    if minimum < 2:
+        raise ConfigError(f"--min-per-stratum must be at least 2 (a variance), got {minimum}")
+    alloc = allocate(n, weights, minimum, pixels)
+    if sum(alloc) > n:
+        log.warning("%d points asked, %d drawn: every stratum gets at least %d (or all its "
+                    "pixels)", n, sum(alloc), minimum)
+    return alloc
+
+
 def draw(strata: Strata, size: SampleSize, seed: int,
          minimum: int = DEFAULT_MINIMUM) -> Design:
     """Draw the sample's points (see module docstring)."""
-    if minimum < 2:
-        raise ConfigError(f"--min-per-stratum must be at least 2 (a variance), got {minimum}")
-    alloc = allocate(size.n, strata.area_km2, minimum, strata.pixels)
-    if sum(alloc) > size.n:
-        log.warning("%d points asked, %d drawn: every stratum gets at least %d (or all its "
-                    "pixels)", size.n, sum(alloc), minimum)
-    rng = np.random.default_rng(seed)
-    ranks = [np.sort(rng.choice(n_h, a, replace=False)) if a else np.zeros(0, np.int64)
-             for n_h, a in zip(strata.pixels, alloc, strict=True)]
+    alloc = allocation(size.n, strata.area_km2, strata.pixels, minimum)
+    ranks = draw_ranks(strata.pixels, alloc, seed)
     seen = np.zeros(len(strata.classes), dtype=np.int64)
     rows, cols, codes = [], [], []
     with rasterio.open(files.gdal_path(strata.path)) as ds:
@@ -146,3 +159,39 @@ def design_sample(raster: str, *, n: int | None = None, target_se: float | None 
     size = sample_size(strata, n=n, target_se=target_se, target_class=target_class,
                        expected_ua=expected_ua)
     return draw(strata, size, seed, minimum)
+
+
+@dataclass(frozen=True)
+class ArraySample:
+    """Points drawn from an array of strata codes: flat positions and what drew them."""
+
+    index: np.ndarray  # (n,) flat positions (reading order), by stratum then position
+    stratum: np.ndarray  # (n,) stratum code of each point
+    pixels: tuple[int, ...]  # N_h: the population of each stratum
+    allocation: tuple[int, ...]
+    minimum: int
+    seed: int
+
+
+def draw_array(strata: np.ndarray, num_strata: int, n: int, seed: int,
+               minimum: int = DEFAULT_MINIMUM) -> ArraySample:
+    """A stratified random sample of the pixels of ``strata`` with a code below ``num_strata``.
+
+    Any other value (nodata) is outside the population. Strata are weighted by their pixels
+    (an array's pixels are of one size). The allocation and the ranks are those of
+    :func:`draw`, so a raster read in one block, or in strips of full rows, gives the same
+    points from the same codes, ``n``, ``minimum`` and seed.
+    """
+    flat = np.asarray(strata).ravel()
+    if num_strata < 1:
+        raise ConfigError(f"a design needs at least one stratum, got {num_strata}")
+    pixels = np.bincount(flat[(flat >= 0) & (flat < num_strata)].astype(np.int64),
+                         minlength=num_strata)
+    if pixels.sum() == 0:
+        raise InputDataError("the strata array has no pixel to sample")
+    alloc = allocation(n, pixels, pixels, minimum)
+    ranks = draw_ranks(pixels, alloc, seed)
+    index = [np.flatnonzero(flat == code)[want] for code, want in enumerate(ranks)]
+    stratum = np.concatenate([np.full(i.size, code) for code, i in enumerate(index)])
+    return ArraySample(np.concatenate(index), stratum, tuple(int(v) for v in pixels), alloc,
+                       minimum, seed)

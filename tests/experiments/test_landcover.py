@@ -11,7 +11,7 @@ from torch import nn
 
 import experiments.landcover as lc
 from experiments.chesapeake_nlcd import CHESAPEAKE_FOLDER
-from experiments.landcover_report import metric_summary
+from experiments.landcover_report import metric_summary, product_confusion
 from experiments.naip import NAIP_FOLDER
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError
@@ -51,7 +51,7 @@ def test_scoring_counts_the_same_pixels_for_product_and_model():
     s.products["p"][56:, 56:] = LABEL_NODATA  # the product says nothing: not scored either
     scored = s.scored
     assert scored.sum() == 32 * 32 - 64 - 64
-    m = np.asarray(lc.product_confusion([s], "p"))
+    m = np.asarray(product_confusion([s], "p"))
     assert m.sum() == scored.sum() and m[1, 2] == 8 * 32
     summary = metric_summary([m], ["woodland", "grassland"])
     assert summary["OA"]["mean"] == pytest.approx(m[1, 1] / m.sum())
@@ -136,12 +136,31 @@ def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     assert naip["products"]["mode product"]["OA"]["mean"] > 0.9
     assert set(naip["arms"]) == {a.name for a in lc.SETTINGS["naip"].arms}
     assert again["test"] == report["test"]
+    points = test["points"]  # the same two maps on a sample of the held-out pixels
+    assert points["strata"] == "NLCD" and points["n"] >= 100  # >= 50 per NLCD class there
+    assert abs(points["oa_product"] - test["oa_product"]) <= 3 * points["oa_product_ci95"]
+    assert 0 <= points["oa_model"] <= 1 and 0 <= points["oa_model_ci95"] < 0.2
+    assert set(points["f1_model_ci95"]) == set(points["f1_product"]) == {"woodland", "grassland"}
+    design = doc["settings"]["naip"]["points"]["design"]
+    assert design["strata"] == "confusion product" and design["n"] == 50 * len(
+        design["allocation"])
+    assert set(naip["points"]["products"]) == {"confusion product", "mode product"}
+    record = json.loads((tmp_path / "runs" / "naip_seed0.json").read_text())
+    assert all(len(v) == design["n"] for v in record["points"].values())
     table = (tmp_path / "comparison.md").read_text()
     assert "| NLCD (the product) |" in table and "chips dropped" in table
+    assert "points, stratified by the classes of NLCD" in table
 
 
 def test_command_refuses_a_missing_test_folder_in_one_line(tmp_path, capsys):
     assert lc.main(["--test", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "--test" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_command_refuses_a_point_sample_without_a_variance(tmp_path, capsys):
+    assert lc.main(["--points-per-stratum", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--points-per-stratum" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()

@@ -7,7 +7,7 @@ import pytest
 import rasterio
 
 from gee_export.core.errors import ConfigError, InputDataError
-from inference.assess.design import design_sample, sample_size
+from inference.assess.design import design_sample, draw_array, sample_size
 from inference.assess.strata import read_strata
 from tests.support.assess import class_cog, synthetic_scene
 
@@ -30,6 +30,23 @@ def test_points_are_pixel_centres_of_their_stratum_and_reproducible(tmp_path):
     assert len({(r, c) for r, c in zip(rows, cols, strict=True)}) == 120  # no pixel twice
     assert not ((np.asarray(rows) < 3) & (np.asarray(cols) < 3)).any()  # nodata never drawn
     assert design.lon.min() > 14 and design.lat.min() > 45  # EPSG:32633 near 15 E, 45 N
+
+
+def test_an_array_design_draws_the_same_points_as_the_raster_design(tmp_path):
+    """One sampler: the same codes, size, minimum and seed give the same pixels in memory."""
+    scene = synthetic_scene(tmp_path)
+    design = design_sample(str(scene.map_path), n=120, seed=4, minimum=30)
+    with rasterio.open(scene.map_path) as ds:
+        data = ds.read(1)
+        assert ds.block_shapes[0][0] >= data.shape[0]  # one block: the same reading order
+        rows, cols = rasterio.transform.rowcol(ds.transform, design.x, design.y)
+    sample = draw_array(data, 2, 120, seed=4, minimum=30)
+    assert sample.allocation == design.allocation
+    assert np.array_equal(sample.index, np.ravel_multi_index((rows, cols), data.shape))
+    assert np.array_equal(sample.stratum, design.stratum)
+    assert not np.array_equal(draw_array(data, 2, 120, seed=5, minimum=30).index, sample.index)
+    with pytest.raises(InputDataError, match="no pixel"):
+        draw_array(np.full((4, 4), 255, np.uint8), 2, 10, seed=0)
 
 
 def test_target_se_sizes_the_sample_and_bad_requests_are_refused(tmp_path):
