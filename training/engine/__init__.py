@@ -2,8 +2,8 @@
 
 Devices, precisions and memory layouts from user options (``devices``), how one configuration
 runs and the sole owner of torch's thread count (``execution``), ``--precision auto``
-(``autotune``), how busy other work keeps the cores (``load``), the machine's measured
-peak (``peak``), the distributed set-up
+(``autotune``), int8 inference (``quantize``), how busy other work keeps the cores
+(``load``), the machine's measured peak (``peak``), the distributed set-up
 (``distributed``), seeds and random state (``seeding``) and the model-output convention
 (``outputs``).
 
