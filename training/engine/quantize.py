@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,7 +340,10 @@ def compile_int8(quantized: nn.Module, example: torch.Tensor) -> tuple[nn.Module
 
     # freezing is read when the first call compiles (passed in options= it is not applied
     # to the quantized weights' prepacking, and compilation fails)
-    with _inductor_cache() as cache, inductor_config.patch(freezing=True), _quiet():
+    with _inductor_cache() as cache, inductor_config.patch(freezing=True), _quiet(), \
+            warnings.catch_warnings():
+        # inductor's int8 convolution lowering copies a tensor the way it itself warns about
+        warnings.filterwarnings("ignore", "To copy construct from a tensor", UserWarning)
         compiled = torch.compile(quantized, dynamic=False)
         start = time.perf_counter()
         with torch.no_grad():  # the mode the map calls it in (FixedBatch)
