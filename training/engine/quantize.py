@@ -305,9 +305,9 @@ _USER_CACHE_DIR = os.environ.get(CACHE_ENV)
 def inductor_cache_dir() -> Path:
     """Where inductor keeps the int8 model's compiled kernels and graphs: isamap's user cache.
 
-    A second process compiling the same quantized graph then loads it (the tiny test model:
-    13 s the first time, 3 s the second, on the shared 2-core CPU). ``TORCHINDUCTOR_CACHE_DIR``
-    set by the user wins.
+    A second process compiling the same quantized graph then loads it (U-Net at 128 px on
+    the shared 2-core CPU: 42 s the first time, 5 s in a later process; docs/performance.md).
+    ``TORCHINDUCTOR_CACHE_DIR`` set by the user wins.
     """
     if _USER_CACHE_DIR:
         return Path(_USER_CACHE_DIR)
