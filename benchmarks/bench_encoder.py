@@ -9,11 +9,12 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
   probabilities without nodata by a plain mean) next to the pass-by-pass rule
   (``reduce2_any``), which gives the same bytes;
 - a strip through both COG encoders (level-0 tiles + every overview): DEFLATE level 1 by
-  ISA-L (the probability map's) and libdeflate (the class map's) in the encoder's own tile
-  writer, next to GDAL's writer (libdeflate) level 1, ISA-L level 3 and GDAL's ZSTD level 1,
-  and the compressed sizes;
+  ISA-L without TIFF's predictor (both maps' default) in the encoder's own tile writer, next
+  to ISA-L with the predictor, libdeflate level 1 with and without it, GDAL's writer
+  (libdeflate, predictor) level 1, ISA-L level 3 and GDAL's ZSTD level 1, and the compressed
+  sizes;
 - the reader's two overlapping tile-row reads of an uncompressed stack, through GDAL's block
-  cache and past it (``GTIFF_DIRECT_IO``, what the pipeline sets);
+  cache, past it (``GTIFF_DIRECT_IO``) and as raw blocks without GDAL (what the pipeline does);
 - taking a strip from the accumulator and encoding it (class + stored probability);
 - the predictor's time outside the forward pass for one batch of tile views (normalising into
   the batch, probabilities back): the main thread's cost between forwards; and the process
@@ -93,11 +94,13 @@ def encoder_ms(rows: np.ndarray, resampling: str, encoding: Encoding,
 def read_ms(width: int, rounds: int) -> dict[str, float]:
     """CPU ms of the reader's two overlapping tile-row reads (rows 0-511, then 448-959, as
     512 px tiles with 64 px overlap ask) from an uncompressed tiled six-band float32 stack,
-    through GDAL's block cache (at the pipeline's 512 MB cap) and past it (what
-    ``inference.predict.raster.INPUT_GDAL_OPTIONS`` sets); a fresh dataset each round."""
+    through GDAL's block cache (at the pipeline's 512 MB cap), past it
+    (``GTIFF_DIRECT_IO``) and as raw blocks without GDAL (``inference.predict.direct_read``,
+    what the pipeline does with such a stack); a fresh dataset each round."""
     import rasterio
     from rasterio.windows import Window
 
+    from inference.predict.direct_read import direct_tiff
     from inference.predict.raster import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
     from inference.predict.sliding_window import read_rows
 
@@ -113,14 +116,17 @@ def read_ms(width: int, rounds: int) -> dict[str, float]:
                 dst.write(np.random.default_rng(band).random((2 * ROWS, width), np.float32),
                           band, window=Window(0, 0, width, 2 * ROWS))
         for label, options in (("block cache", {"GDAL_CACHEMAX": GDAL_CACHE_MB}),
-                               ("direct", INPUT_GDAL_OPTIONS)):
+                               ("direct", INPUT_GDAL_OPTIONS), ("raw", INPUT_GDAL_OPTIONS)):
             times = []
             for _ in range(rounds + 1):  # the first round warms the page cache
                 with rasterio.Env(**options), rasterio.open(path) as ds:
+                    raw = direct_tiff(ds) if label == "raw" else None
                     start = time.thread_time()
                     for row in (0, ROWS - 64):
-                        read_rows(ds, range(1, 7), row, ROWS, out=out)
+                        read_rows(ds, range(1, 7), row, ROWS, out=out, direct=raw)
                     times.append(time.thread_time() - start)
+                    if raw is not None:
+                        raw.close()
             figures[label] = float(np.median(times[1:])) * 1000
     return figures
 
@@ -260,12 +266,15 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {name:>11} overview 2x: shortcut {fast:6.1f} ms, rule {rule:6.1f} ms "
               f"(x{rule / fast:.1f})")
         for encoding in (Encoding("DEFLATE", 1, deflater="isal"),
+                         Encoding("DEFLATE", 1, deflater="isal", predictor=2),
                          Encoding("DEFLATE", 1, deflater="libdeflate"),
+                         Encoding("DEFLATE", 1, deflater="libdeflate", predictor=2),
                          Encoding("DEFLATE", 1, deflater="gdal"),
                          Encoding("DEFLATE", 3, deflater="isal"), Encoding("ZSTD", 1)):
             ms, size = encoder_ms(rows, resampling, encoding, args.rounds)
             label = f"{encoding.compress} {encoding.level} " + (
-                encoding.deflater if encoding.compress == "DEFLATE" else "gdal")
+                encoding.deflater if encoding.compress == "DEFLATE" else "gdal") + (
+                " predictor" if encoding.tiff_predictor == 2 else "")
             figures[f"encode_{name}_{label.lower().replace(' ', '_')}"] = {
                 "ms": round(ms, 1), "bytes": size}
             print(f"  {name:>11} strip through its COG encoder, {label}: "
@@ -274,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
     figures["read_two_rows_ms"] = {k: round(v, 1) for k, v in reads.items()}
     print(f"  reader, two overlapping {ROWS}-row reads of an uncompressed six-band stack: "
           f"through the block cache {reads['block cache']:6.1f} ms, past it "
-          f"{reads['direct']:6.1f} ms")
+          f"{reads['direct']:6.1f} ms, raw blocks {reads['raw']:6.1f} ms")
     acc = Accumulator(1, 2 * ROWS, args.width, 0)
 
     def take() -> None:

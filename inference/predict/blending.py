@@ -119,11 +119,29 @@ def strip_bounds(height: int, strip: int) -> list[tuple[int, int]]:
     return [(r, min(r + strip, height)) for r in range(0, height, strip)]
 
 
-def invalid_mask(block: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
-    """True where any band is NaN, infinite or its nodata value: the output is nodata there."""
+def all_finite(block: np.ndarray) -> bool:
+    """Whether ``block`` holds no NaN and no infinity, in one summing pass (no mask made).
+
+    NaN and infinities survive any sum, so a finite sum proves there are none; a sum that
+    overflows only sends the caller to the exact per-pixel test.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.sum(block, dtype=block.dtype)))
+
+
+def invalid_mask(block: np.ndarray, nodata: Sequence[float | None],
+                 finite: bool | None = None) -> np.ndarray:
+    """True where any band is NaN, infinite or its nodata value: the output is nodata there.
+
+    ``finite``: :func:`all_finite` of ``block`` when the caller knows it (then only the
+    nodata values are looked for).
+    """
     invalid = np.zeros(block.shape[1:], dtype=bool)
+    if finite is None:
+        finite = all_finite(block)
     for band, value in zip(block, nodata, strict=True):
-        invalid |= ~np.isfinite(band)
+        if not finite:
+            invalid |= ~np.isfinite(band)
         if value is not None and not math.isnan(value):
             invalid |= band == value
     return invalid
@@ -183,10 +201,20 @@ class Accumulator:
         """Encode and remove the first ``rows`` rows: (class uint8, ISA probability uint8)."""
         return encode(*self.take_probs(rows), isa_class)
 
-    def take_probs(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """Remove the first ``rows`` rows: blended probabilities (K, rows, W) and nodata mask."""
-        probs = np.empty((self.sums.shape[0], rows, self.sums.shape[2]), np.float32)
-        bad = np.empty((rows, self.sums.shape[2]), bool)
+    def take_probs(self, rows: int, out: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Remove the first ``rows`` rows: blended probabilities (K, rows, W) and nodata mask.
+
+        ``out``: arrays of at least that many rows to fill (views of their first ``rows``
+        are returned), for a caller done with the previous strip's: a fresh strip is tens
+        of MB of new pages to fault in.
+        """
+        k, width = self.sums.shape[0], self.sums.shape[2]
+        if out is not None and out[0].shape[0] == k and out[0].shape[1] >= rows:
+            probs, bad = out[0][:, :rows], out[1][:rows]
+        else:
+            probs = np.empty((k, rows, width), np.float32)
+            bad = np.empty((rows, width), bool)
         for at, first, n in self._spans(0, rows):
             weights = self.weights[at:at + n]
             np.less_equal(weights, 0.0, out=bad[first:first + n])
@@ -202,15 +230,21 @@ class Accumulator:
         return probs, bad
 
 
-def encode(probs: np.ndarray, bad: np.ndarray, isa_class: int) -> tuple[np.ndarray, np.ndarray]:
+def encode(probs: np.ndarray, bad: np.ndarray, isa_class: int,
+           overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(class uint8, ISA probability uint8) of blended probabilities, nodata where ``bad``.
 
-    One channel means a two-class model in compact form (P(class 1) only).
+    One channel means a two-class model in compact form (P(class 1) only). ``overwrite``:
+    the caller is done with ``probs``, which then holds the scaled probability (no new
+    strip-sized array to fault in).
     """
     if probs.shape[0] == 1:
         p1 = probs[0]
         classes = np.greater(p1, 0.5).view(np.uint8)  # argmax; a tie goes to class 0
-        scaled = (p1 if isa_class == 1 else 1.0 - p1) * np.float32(PROB_SCALE)
+        if isa_class == 1 and overwrite:
+            scaled = np.multiply(p1, np.float32(PROB_SCALE), out=p1)
+        else:
+            scaled = (p1 if isa_class == 1 else 1.0 - p1) * np.float32(PROB_SCALE)
     else:
         classes = np.argmax(probs, axis=0).astype(np.uint8)
         scaled = probs[isa_class] * np.float32(PROB_SCALE)

@@ -104,13 +104,10 @@ def open_stream(work: Path, name: str, kind: Kind, width: int, height: int,
         colormap = {i: (*_rgb(palette[i % len(palette)]), 255) for i in range(NODATA)}
         colormap[NODATA] = (0, 0, 0, 0)
     level = DEFLATE_LEVEL if compress == "DEFLATE" else 9
-    # probabilities: ISA-L, 3-5x faster at the same size; class and change maps (long runs):
-    # libdeflate, 8-14 % smaller than ISA-L writes them (docs/performance.md)
-    deflater = "isal" if kind == "probability" else "libdeflate"
     return CogStream(work, name, width, height, transform, crs,
                      "average" if kind == "probability" else "mode",
                      {**tags, "band_id": BAND_IDS[kind]}, _DESCRIPTIONS[kind], colormap,
-                     Encoding(compress, level, threads, deflater))
+                     Encoding(compress, level, threads, "isal"))
 
 
 def write_cog(src: str | os.PathLike, dst: str | os.PathLike, kind: Kind,

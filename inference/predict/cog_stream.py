@@ -6,8 +6,8 @@ machine that was 10-15 % of a whole prediction). :class:`CogStream` takes the ro
 one-band uint8 map in order, as the sliding window finishes them, and does the same work
 immediately, in whatever thread calls it:
 
-- the full-resolution rows are cut into 512 x 512 tiles with the horizontal predictor and
-  compressed as they arrive, DEFLATE by ISA-L or libdeflate (:data:`Deflater`; zlib streams,
+- the full-resolution rows are cut into 512 x 512 tiles and compressed as they arrive,
+  DEFLATE by ISA-L or libdeflate (:data:`Deflater`; no TIFF predictor unless asked; zlib streams,
   as TIFF's DEFLATE expects), appended to a tile file, while GDAL writes the level's tags
   into an empty (sparse) GTiff of the same structure; ZSTD goes through GDAL's own tiled
   GTiff writer;
@@ -71,8 +71,9 @@ DEFLATE_LEVEL = 1
 #: the highest DEFLATE level ISA-L has (libdeflate's is 12)
 ISAL_MAX_LEVEL = 3
 #: Who compresses DEFLATE tiles: ISA-L or libdeflate in the encoder's own tile writer, or
-#: GDAL's tiled GTiff writer (which uses libdeflate). On prediction maps ISA-L is 3-5x faster
-#: than libdeflate at the same size for probabilities, but writes class maps 8-14 % larger.
+#: GDAL's tiled GTiff writer (which uses libdeflate). On prediction maps ISA-L level 1 is 2.5-4x
+#: faster than libdeflate level 1; without TIFF's predictor it writes probability maps about
+#: as small, class maps a few % larger (docs/performance.md, ``benchmarks/bench_encoder.py``).
 Deflater = Literal["isal", "libdeflate", "gdal"]
 
 
@@ -87,6 +88,10 @@ class Encoding:
     threads: int | str | None = None
     #: who compresses DEFLATE tiles (ZSTD is always GDAL's)
     deflater: Deflater = "isal"
+    #: TIFF predictor (1: none, 2: horizontal differencing); None: none for the encoder's own
+    #: tiles (prediction maps compress as small without it, and the pass costs CPU), 2 for
+    #: GDAL's writer
+    predictor: Literal[1, 2] | None = None
 
     @property
     def own_tiles(self) -> bool:
@@ -95,6 +100,13 @@ class Encoding:
             return False
         return 0 <= self.level <= (ISAL_MAX_LEVEL if self.deflater == "isal" else 12)
 
+    @property
+    def tiff_predictor(self) -> int:
+        """The TIFF predictor the tiles are written with."""
+        if self.predictor is not None:
+            return self.predictor
+        return 1 if self.own_tiles else 2
+
     def compress_tile(self, tile: np.ndarray) -> bytes:
         """One predicted tile as a zlib stream (TIFF's DEFLATE)."""
         if self.deflater == "isal":
@@ -102,7 +114,7 @@ class Encoding:
         return libdeflate.zlib_compress(tile, self.level)
 
     def options(self) -> dict[str, Any]:
-        opts: dict[str, Any] = {"compress": self.compress, "predictor": 2}
+        opts: dict[str, Any] = {"compress": self.compress, "predictor": self.tiff_predictor}
         opts["zlevel" if self.compress == "DEFLATE" else "zstd_level"] = self.level
         if self.threads:
             opts["num_threads"] = str(self.threads)
@@ -227,7 +239,7 @@ class _Level:
 
     ``ds`` is a tiled GTiff of the level's structure and tags. With GDAL's compression the
     rows are written into it; with :attr:`Encoding.own_tiles` it stays empty (sparse) and each
-    completed block row is cut into tiles here (horizontal predictor, ISA-L DEFLATE) and
+    completed block row is cut into tiles here (DEFLATE by ISA-L or libdeflate) and
     appended to :attr:`data_path`, their offsets and sizes kept in :attr:`tiles`.
     """
 
@@ -267,6 +279,10 @@ class _Level:
             self.row += rows.shape[0]
             return []
         done, completed = 0, []
+        if (self._filled == 0 and rows.shape[0] == BLOCK and self.width % BLOCK == 0
+                and rows.flags.c_contiguous):
+            self.row += BLOCK  # a whole block row: its tiles are cut from ``rows`` as they are
+            return self._flush(rows)
         while done < rows.shape[0]:
             n = min(BLOCK - self._filled, rows.shape[0] - done)
             self._block[self._filled:self._filled + n, :self.width] = rows[done:done + n]
@@ -277,17 +293,24 @@ class _Level:
                 completed += self._flush()
         return completed
 
-    def _flush(self) -> list[bytes]:
-        """Compress the block row's tiles (padded with nodata below the last row)."""
-        block = self._block
-        if self._filled < BLOCK:
-            block[self._filled:] = NODATA
-        # TIFF predictor 2: each row's bytes as differences from their left neighbour, within
-        # each tile (modulo 256), laid out tile by tile
-        diff = np.empty((self._across, BLOCK, BLOCK), dtype=np.uint8)
+    def _flush(self, block: np.ndarray | None = None) -> list[bytes]:
+        """Compress the block row's tiles (padded with nodata below the last row).
+
+        ``block``: a whole block row given as it is, instead of the one filled in ``_block``.
+        """
+        if block is None:
+            block = self._block
+            if self._filled < BLOCK:
+                block[self._filled:] = NODATA
         tiled = block.reshape(BLOCK, self._across, BLOCK).transpose(1, 0, 2)
-        np.subtract(tiled[:, :, 1:], tiled[:, :, :-1], out=diff[:, :, 1:])
-        diff[:, :, 0] = tiled[:, :, 0]
+        if self.encoding.tiff_predictor == 2:
+            # each row's bytes as differences from their left neighbour, within each tile
+            # (modulo 256), laid out tile by tile
+            diff = np.empty((self._across, BLOCK, BLOCK), dtype=np.uint8)
+            np.subtract(tiled[:, :, 1:], tiled[:, :, :-1], out=diff[:, :, 1:])
+            diff[:, :, 0] = tiled[:, :, 0]
+        else:
+            diff = np.ascontiguousarray(tiled)  # laid out tile by tile
         offset = self._data.tell()
         compressed = []
         for tile in diff:
@@ -329,7 +352,7 @@ class CogStream:
                  colormap: dict[int, tuple[int, int, int, int]] | None = None,
                  encoding: Encoding | None = None) -> None:
         encoding = encoding or Encoding()
-        self.resampling = resampling
+        self.encoding, self.resampling = encoding, resampling
         self.levels: list[_Level] = []
         try:
             grids = [(width, height), *overview_sizes(width, height)]

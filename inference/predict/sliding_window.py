@@ -38,6 +38,7 @@ from inference.predict import cog
 from inference.predict.blending import (
     Accumulator,
     Blend,
+    all_finite,
     encode,
     invalid_mask,
     pad_to,
@@ -48,6 +49,7 @@ from inference.predict.blending import (
 )
 from inference.predict.cog import NODATA
 from inference.predict.cog_stream import BLOCK, write_tiled
+from inference.predict.direct_read import DirectTiff, direct_tiff
 from inference.predict.inputs import unreadable
 from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, ClaheStream, Postprocess
@@ -112,19 +114,22 @@ class PredictConfig:
 
 
 def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int,
-              out: np.ndarray | None = None) -> np.ndarray:
+              out: np.ndarray | None = None, direct: DirectTiff | None = None) -> np.ndarray:
     """Input rows ``[row, row + rows)`` of the bands ``indexes`` at full width, float32.
 
     The one place the engine reads its input: ``src`` is anything with rasterio's
     ``read(indexes, window=..., out_dtype=..., out=...)``, ``width``, ``height`` and
     ``nodatavals``. ``out`` (float32, ``(bands, rows, width)``) is filled instead of a new
     array: a tile row of a wide region is hundreds of MB, and a fresh one costs the reader
-    a page fault per 4 KiB every row.
+    a page fault per 4 KiB every row. ``direct``: ``src``'s raw blocks
+    (:func:`inference.predict.direct_read.direct_tiff`), read without GDAL.
     """
     window = Window(0, row, src.width, rows)
     try:
+        if direct is not None:
+            return direct.read(indexes, row, rows, out=out)
         return src.read(list(indexes), window=window, out_dtype="float32", out=out)
-    except rasterio.errors.RasterioError as exc:
+    except (rasterio.errors.RasterioError, OSError) as exc:
         name = getattr(src, "name", "the input")
         check_read(name, exc)  # credentials or network, not a damaged stack
         raise InputDataError(unreadable(name, exc)) from None
@@ -214,8 +219,14 @@ class SlidingWindowJob:
         #: row the model reads its tiles from is never the one being filled
         self._buffers: list[np.ndarray] = []
         self._reads = 0
+        #: the input's raw blocks when it is an uncompressed float32 GeoTIFF, else rasterio
+        self.direct = direct_tiff(src)
+        #: the arrays each strip's probabilities are taken into (see ``_close_row``)
+        self._taken: tuple[np.ndarray, np.ndarray] | None = None
 
     def close(self) -> None:
+        if self.direct is not None:
+            self.direct.close()
         for pool in self._kind_pools.values():
             pool.shutdown(wait=True)
         for stream in self.streams.values():
@@ -293,10 +304,10 @@ class SlidingWindowJob:
             out = self._buffers[self._reads % 2]
             self._reads += 1
         with self.stages.time("read"):
-            block = read_rows(src, self.indexes, y, rows, out=out)
+            block = read_rows(src, self.indexes, y, rows, out=out, direct=self.direct)
         with self.stages.time("mask"):
-            invalid = invalid_mask(block, self.nodata)
-            finite = not invalid.any()  # then the model's thread skips its NaN pass
+            finite = all_finite(block)  # then the model's thread skips its NaN pass
+            invalid = invalid_mask(block, self.nodata, finite)
             if s > 1:
                 invalid = invalid.repeat(s, axis=0).repeat(s, axis=1)
             block = pad_to(block, tile, max(block.shape[2], tile))
@@ -347,8 +358,14 @@ class SlidingWindowJob:
         while self.todo and self.strips[self.todo[0]][1] <= final_row:
             r0, r1 = self.strips[self.todo.pop(0)]
             with self.stages.time("take"):
-                probs, bad = self.acc.take_probs(r1 - r0)
-                classes, prob = encode(probs, bad, self.config.isa_class)
+                # without CLAHE (which keeps the strip) one pair of arrays serves every strip
+                if self.post is None and self._taken is None:
+                    self._taken = (np.empty((self.acc.sums.shape[0], self.config.strip_rows,
+                                             self.width), np.float32),
+                                   np.empty((self.config.strip_rows, self.width), bool))
+                probs, bad = self.acc.take_probs(r1 - r0, None if self.post else self._taken)
+                classes, prob = encode(probs, bad, self.config.isa_class,
+                                       overwrite=self.post is None)
             if self.post is None:
                 self._finish_strip(r0, classes, prob)
                 continue
@@ -376,8 +393,9 @@ class SlidingWindowJob:
         tiles = self._encode(classes, prob)
         with self.stages.time("checkpoint"):
             across, down = math.ceil(self.width / BLOCK), math.ceil(classes.shape[0] / BLOCK)
-            if r0 % BLOCK == 0 and len(tiles) == 2 * across * down:
-                write_strip_tiles(path, tiles, profile, classes.shape[0])
+            predictors = {s.encoding.tiff_predictor for s in self.streams.values()}
+            if r0 % BLOCK == 0 and len(tiles) == 2 * across * down and len(predictors) == 1:
+                write_strip_tiles(path, tiles, profile, classes.shape[0], predictors.pop())
             else:  # the strip is not whole rows of COG tiles (or GDAL compresses them)
                 write_strip(path, classes, prob, profile)
 
@@ -414,17 +432,19 @@ def strip_path(work: Path, row0: int) -> Path:
     return work / f"strip_{row0:07d}.tif"
 
 
-def write_strip_tiles(path: Path, tiles: Sequence[bytes], profile: dict, height: int) -> None:
+def write_strip_tiles(path: Path, tiles: Sequence[bytes], profile: dict, height: int,
+                      predictor: int = 1) -> None:
     """Write the checkpoint strip from the COGs' own compressed tiles.
 
     ``tiles``: the class band's, then the probability band's, written as they are: the
-    same rows are not compressed a second time.
+    same rows are not compressed a second time. ``predictor``: the TIFF predictor they were
+    compressed with (the same for both bands: TIFF has one per file).
     """
     template = temporary_name(path)
     try:
         options = {k: v for k, v in profile.items() if k not in ("compress", "zstd_level")}
         with rasterio.open(template, "w", **options, height=height, compress="DEFLATE",
-                           predictor=2, sparse_ok=True):
+                           predictor=predictor, sparse_ok=True):
             pass  # tags only: the tiles follow
         with atomic_path(path) as tmp:
             write_tiled(Path(tmp), template, tiles)

@@ -4,6 +4,8 @@ import pytest
 from gee_export.core.errors import ConfigError
 from inference.predict.blending import (
     Accumulator,
+    all_finite,
+    encode,
     invalid_mask,
     strip_bounds,
     taper,
@@ -57,6 +59,28 @@ def test_invalid_pixels_are_nan_infinite_or_the_nodata_value():
     block[0, 0, 0], block[1, 0, 1], block[1, 1, 2], block[0, 1, 1] = np.nan, np.inf, -9, -np.inf
     np.testing.assert_array_equal(invalid_mask(block, [None, -9.0]),
                                   [[True, True, False], [False, True, True]])
+    assert not all_finite(block)
+    np.testing.assert_array_equal(invalid_mask(block, [None, -9.0], finite=False),
+                                  invalid_mask(block, [None, -9.0]))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_one_non_finite_value_anywhere_is_found_by_the_summing_pass(bad):
+    block = np.random.default_rng(0).normal(size=(3, 40, 50)).astype(np.float32)
+    assert all_finite(block)
+    for at in ((0, 0, 0), (2, 39, 49), (1, 17, 3)):
+        spoilt = block.copy()
+        spoilt[at] = bad
+        assert not all_finite(spoilt)
+        np.testing.assert_array_equal(invalid_mask(spoilt, [None] * 3),
+                                      ~np.isfinite(spoilt).all(axis=0))
+    # values whose sum overflows are finite: the exact test then finds nothing
+    huge = np.full((2, 4, 4), 3e38, np.float32)
+    assert not all_finite(huge) and not invalid_mask(huge, [None, None]).any()
+    # finite, with a nodata value: only that value is invalid
+    block[1, 5, 6] = -9.0
+    mask = invalid_mask(block, [None, -9.0, None], finite=True)
+    assert mask.sum() == 1 and mask[5, 6]
 
 
 def test_accumulator_ring_takes_rows_as_a_whole_array_blend_would():
@@ -84,3 +108,32 @@ def test_accumulator_ring_takes_rows_as_a_whole_array_blend_would():
     with pytest.raises(RuntimeError, match="overflow"):
         acc.add(np.ones((2, 41, width), np.float32), np.ones((41, width), np.float32),
                 height, 0)
+
+
+def test_taking_into_reused_arrays_gives_the_same_strips():
+    rng = np.random.default_rng(4)
+    fresh, reused = Accumulator(2, 40, 20, 0), Accumulator(2, 40, 20, 0)
+    out = (np.full((2, 24, 20), np.nan, np.float32), np.ones((24, 20), bool))
+    for k, rows in enumerate((16, 24, 8)):
+        probs = rng.random((2, 24, 20)).astype(np.float32)
+        invalid = rng.random((24, 20)) < 0.1
+        for acc in (fresh, reused):
+            acc.add(probs, np.full((24, 20), 0.5, np.float32), 24 * k, 0)
+            acc.mark_invalid(invalid, 24 * k)
+        want, got = fresh.take_probs(rows), reused.take_probs(rows, out)
+        assert np.shares_memory(got[0], out[0]) and np.shares_memory(got[1], out[1])
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_encoding_over_the_probabilities_gives_the_same_maps():
+    probs = np.random.default_rng(5).random((1, 30, 40)).astype(np.float32)
+    probs[0, 0, :4] = (0.0, 0.5, 1.0, 0.502)  # a tie and rounding boundaries
+    bad = np.zeros((30, 40), bool)
+    bad[3, 5:9] = True
+    want = encode(probs.copy(), bad, 1)
+    scratch = probs.copy()
+    got = encode(scratch, bad, 1, overwrite=True)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(scratch, probs)  # the probabilities held the scaled values

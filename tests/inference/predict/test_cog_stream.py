@@ -40,12 +40,14 @@ def _gdal_cog(data: np.ndarray, path, resampling: str) -> None:
 
 
 @pytest.mark.parametrize(("classes", "resampling", "encoding"), [
-    (3, "mode", Encoding("DEFLATE", 1, deflater="libdeflate")),
+    (3, "mode", Encoding("DEFLATE", 1)), (None, "average", Encoding("DEFLATE", 1)),
+    (3, "mode", Encoding("DEFLATE", 1, deflater="libdeflate", predictor=2)),
     (None, "average", Encoding("DEFLATE", 3, deflater="isal")),
     (3, "mode", Encoding("DEFLATE", 6, deflater="gdal")), (None, "average", Encoding("ZSTD", 1))])
 def test_stream_matches_gdals_cog_driver_at_every_level(tmp_path, classes, resampling,
                                                         encoding):
-    """Tiles compressed by the encoder (ISA-L, libdeflate) or by GDAL's writer (ZSTD too)."""
+    """Tiles compressed by the encoder (ISA-L, libdeflate; with or without TIFF's predictor)
+    or by GDAL's writer (ZSTD too)."""
     data = _map(1100, 1300, classes)  # odd overview sizes: 650x550, 325x275
     stream = CogStream(tmp_path, "m", 1300, 1100, TRANSFORM, "EPSG:32650", resampling,
                        {"model": "m"}, "a description", encoding=encoding)
@@ -60,7 +62,8 @@ def test_stream_matches_gdals_cog_driver_at_every_level(tmp_path, classes, resam
     assert not list(tmp_path.glob("m.level*"))  # level and tile files removed
     report = cog_report(tmp_path / "stream.tif")
     assert report["layout"] == "COG" and report["compression"] == encoding.compress
-    assert report["predictor"] == "2" and report["blocks"] == [(512, 512)]
+    predictor = {1: None, 2: "2"}[encoding.tiff_predictor]
+    assert report["predictor"] == predictor and report["blocks"] == [(512, 512)]
     assert report["overviews"] == [2, 4] == cog_report(tmp_path / "gdal.tif")["overviews"]
     assert report["tags"]["model"] == "m" and report["tags"]["runtime"] == "fp32/nchw"
     assert report["descriptions"] == ("a description",) and report["nodata"] == 255
@@ -129,3 +132,27 @@ def test_rows_must_fit_and_be_complete(tmp_path):
         stream.finish(tmp_path / "e.tif")
     stream.remove()
     assert not list(tmp_path.glob("e.level*"))
+
+
+@pytest.mark.parametrize("encoding", [Encoding("DEFLATE", 1),
+                                      Encoding("DEFLATE", 1, deflater="libdeflate",
+                                               predictor=2)])
+def test_whole_block_rows_given_at_once_write_the_same_bytes(tmp_path, encoding):
+    """A 512-row strip of a width of whole tiles is cut into tiles as it is, not copied first:
+    the same COG as rows given in ragged pieces."""
+    data = _map(1100, 1024, 4)
+    paths = []
+    for name, chunks in (("whole", (512, 512, 76)), ("ragged", (100, 412, 300, 212, 76))):
+        stream = CogStream(tmp_path, name, 1024, 1100, TRANSFORM, "EPSG:32650", "mode",
+                           {"model": "m"}, "d", encoding=encoding)
+        row = 0
+        for rows in chunks:
+            tiles = stream.add(data[row:row + rows])
+            row += rows
+            assert len(tiles) == (2 if row % 512 < rows or row == 1100 else 0)
+        stream.finish(tmp_path / f"{name}.tif")
+        stream.remove()
+        paths.append(tmp_path / f"{name}.tif")
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    with rasterio.open(paths[0]) as ds:
+        np.testing.assert_array_equal(ds.read(1), data)

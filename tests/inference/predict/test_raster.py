@@ -88,7 +88,8 @@ def test_tiled_run_equals_single_pass(stack, tmp_path):
 @pytest.mark.parametrize("layout", [{"tiled": False},
                                     {"tiled": True, "blockxsize": 64, "blockysize": 48}])
 def test_uncompressed_input_reads_like_a_compressed_one(stack, tmp_path, layout):
-    """Uncompressed stacks skip GDAL's block cache (``GTIFF_DIRECT_IO``); same pixels."""
+    """Uncompressed float32 stacks are read raw (``inference.predict.direct_read``), past GDAL;
+    same pixels."""
     with rasterio.open(stack) as src:
         profile = {k: v for k, v in src.profile.items() if k not in ("compress", "tiled",
                                                                       "blockxsize", "blockysize")}
@@ -193,7 +194,7 @@ def test_interrupted_run_resumes_from_its_strips(stack, tmp_path):
 
 def test_whole_tile_row_strips_are_checkpointed_from_the_cogs_own_tiles(tmp_path):
     """512-row strips are whole rows of COG tiles: the checkpoint is those compressed tiles
-    (DEFLATE + predictor, as the COG), readable as a GeoTIFF, and a run resumed from them
+    (DEFLATE, no predictor, as the COG), readable as a GeoTIFF, and a run resumed from them
     gives the uninterrupted run's maps exactly."""
     stack = write_stack(tmp_path / "s.tif", smooth_stack(1100, 700, seed=3))
     config = {"tile": 128, "overlap": 16, "strip_rows": 512}
@@ -204,7 +205,7 @@ def test_whole_tile_row_strips_are_checkpointed_from_the_cogs_own_tiles(tmp_path
     assert strips
     with rasterio.open(strips[0]) as ds:
         structure = ds.tags(ns="IMAGE_STRUCTURE")
-        assert ds.compression.name == "deflate" and structure.get("PREDICTOR") == "2"
+        assert ds.compression.name == "deflate" and structure.get("PREDICTOR") is None
         assert (ds.count, ds.height, ds.width, ds.block_shapes) == (2, 512, 700, [(512, 512)] * 2)
         np.testing.assert_array_equal(ds.read(1), read(reference.class_path)[:512])
         np.testing.assert_array_equal(ds.read(2), read(reference.prob_path)[:512])
