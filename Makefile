@@ -19,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c $(CONSTRAINTS) torch
-	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[ee,dev,beam,docs]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[ee,dev,beam,docs,int8]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -49,7 +49,7 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/bench_helpers.py --size 2048
 
 notebooks: $(STAMP)
-	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[ee,dev,beam,docs,notebooks]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[ee,dev,beam,docs,int8,notebooks]' --config-settings editable_mode=compat
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) site .pytest_cache .ruff_cache

@@ -39,7 +39,7 @@ def _predict_parser() -> argparse.ArgumentParser:
                    help="how overlapping tiles combine: cosine (tapered weights, no seams), "
                         "uniform (plain mean), core (each pixel from the tile that owns it: "
                         "the map isamap-map makes, whoever predicts the tiles)")
-    add_device_arguments(p)
+    add_device_arguments(p, inference=True)
     p.add_argument("--compile", action="store_true",
                    help="run the model compiled (torch.compile, frozen weights; CPU and "
                         "CUDA); with --precision/--channels-last auto it is timed too and kept "

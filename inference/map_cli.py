@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--tile", type=int, default=512)
     pred.add_argument("--overlap", type=int, default=64)
     pred.add_argument("--batch-size", type=int, default=8)
-    add_device_arguments(pred)
+    add_device_arguments(pred, inference=True)
     pred.add_argument("--zones", help="GeoJSON polygons of the per-zone table")
     pred.add_argument("--temporal-consistency", action="store_true",
                       help="make the class maps consistent over the dates before change and "

@@ -16,8 +16,9 @@ as it is (folding works on a copy).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -25,11 +26,13 @@ import numpy as np
 import torch
 
 from gee_export.core.errors import ModelError
-from training.engine import autotune
+from training.engine import autotune, quantize
 from training.engine.compiled import CompiledForInference
-from training.engine.devices import Layout, Precision, resolve_device
-from training.engine.execution import calling_thread_only, use_threads
+from training.engine.devices import InferencePrecision, Layout, resolve_device
+from training.engine.execution import Setting, calling_thread_only, use_threads
 from training.models.blocks import fold_batchnorm
+
+log = logging.getLogger(__name__)
 
 Activation = Literal["auto", "softmax", "sigmoid"]
 #: a batch of raw tiles: ``(N, C, H, W)``, or N arrays ``(C, H, W)``
@@ -44,7 +47,9 @@ class RuntimeOptions:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:1"``...
         precision: ``"auto"``: measured on the first batch (:mod:`training.engine.autotune`: the
             fastest of fp32/bf16 (fp16 on CUDA) whose output agrees with fp32); or an
-            explicit ``fp32``, ``bf16``, ``fp16``, never overridden.
+            explicit ``fp32``, ``bf16``, ``fp16``, never overridden; or ``int8`` (CPU): a
+            model quantized on the first batch (:mod:`training.engine.quantize`), refused when
+            its map disagrees with fp32.
         channels_last: NHWC memory format: ``"auto"`` (measured), ``"on"``/``"off"`` (or a
             bool).
         compile: also try the model compiled (:mod:`training.engine.compiled`: inductor,
@@ -57,12 +62,18 @@ class RuntimeOptions:
     """
 
     device: str = "auto"
-    precision: Precision = "auto"
+    precision: InferencePrecision = "auto"
     channels_last: Layout | bool = "auto"
     compile: bool = False
     autotune_cache: bool | None = None
     autotune_budget_s: float = autotune.DEFAULT_BUDGET_S
 
+
+
+def _seconds(model: torch.nn.Module, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    model(x)
+    return time.perf_counter() - start
 
 
 class TilePredictor:
@@ -76,11 +87,17 @@ class TilePredictor:
         activation: ``"softmax"`` over K >= 2 classes, ``"sigmoid"`` for one logit (then the
             returned probabilities are ``[1 - p, p]``); ``"auto"`` chooses by K.
         options: device, precision, memory format, compilation.
+        int8_patches: what an int8 model is calibrated and checked on, or a function
+            reading them when int8 is built (None, or a function returning None: the first
+            batch of tiles, half and half).
+        isa_class: index of the impervious class (the int8 check's F1; None: the last class).
     """
 
     def __init__(
         self, model: torch.nn.Module, mean: np.ndarray, std: np.ndarray, *, scale: int = 1,
         activation: Activation = "auto", options: RuntimeOptions | None = None,
+        int8_patches: quantize.Int8Patches | Callable[[], quantize.Int8Patches | None]
+        | None = None, isa_class: int | None = None,
     ) -> None:
         options = options or RuntimeOptions()
         mean = np.asarray(mean, dtype=np.float32).reshape(-1)
@@ -104,7 +121,13 @@ class TilePredictor:
         #: how the model runs: known now when precision and layout are explicit, measured on
         #: the first batch otherwise (then recorded in the outputs, e.g. the COG tags)
         self.choice: autotune.Choice | None = None
-        explicit = autotune.explicit(options.precision, options.channels_last, self.device)
+        self.int8_patches, self.isa_class = int8_patches, isa_class
+        self.int8: quantize.Int8Model | None = None
+        if options.precision == "int8":
+            quantize.check_int8(self.device)  # before the first tile: CUDA, no VNNI, no torchao
+            explicit = None
+        else:
+            explicit = autotune.explicit(options.precision, options.channels_last, self.device)
         if explicit is not None:
             self._use(replace(explicit, setting=replace(explicit.setting,
                                                         compile=options.compile)))
@@ -121,16 +144,90 @@ class TilePredictor:
 
     def resolve(self, tiles: Tiles) -> autotune.Choice:
         """Settle ``auto`` on a batch of raw tiles (the first call does this by itself)."""
+        if self.choice is None and self.options.precision == "int8":
+            self._use_int8(self._normalise(tiles, torch.contiguous_format))
         if self.choice is None:
             x = self._normalise(tiles, torch.contiguous_format)
             start = time.perf_counter()
-            self._use(autotune.choose(
+            choice = autotune.choose(
                 self._module, x, self.device, mode="inference",
                 precision=self.options.precision, channels_last=self.options.channels_last,
                 compile=self.options.compile, cache=self.options.autotune_cache,
-                budget_s=self.options.autotune_budget_s, samples=self.expected_tiles))
+                budget_s=self.options.autotune_budget_s, samples=self.expected_tiles)
             self.tune_seconds += time.perf_counter() - start
+            if not self._offer_int8(choice, x):
+                self._use(choice)
         return self.choice
+
+    def _int8_record(self, x: torch.Tensor) -> tuple:
+        """(int8 records file or None when caching is off, this model's key for ``x``)."""
+        cache = autotune.cache_file() if self.options.autotune_cache is not False else None
+        key = quantize.record_key(self._module, tuple(x.shape),
+                                  autotune.describe_device(self.device))
+        return quantize.records_file(cache), key
+
+    def _offer_int8(self, choice: autotune.Choice, x: torch.Tensor) -> bool:
+        """Take int8 under ``auto`` where it pays for itself.
+
+        That is where an accepted int8 model of these weights, batch shape and device was
+        remembered, :data:`training.engine.quantize.AUTO_MARGIN` faster than auto's choice.
+        Only then is the cost (quantizing, checking, compiling from inductor's cache) paid; a
+        model never run with ``--precision int8`` is not quantized by ``auto``.
+        """
+        if (self.device.type != "cpu" or self.options.precision != "auto"
+                or not choice.ms_per_sample or not quantize.cpu_has_int8()):
+            return False
+        path, key = self._int8_record(x)
+        record = quantize.recall(path, key)
+        auto_ms = choice.ms_per_sample.get(choice.label, 0.0)
+        if not quantize.worth_it(record, auto_ms):
+            return False
+        try:
+            quantize.check_int8(self.device)
+            self._use_int8(x, offered=choice)
+        except (quantize.Int8UnavailableError, quantize.Int8RefusedError) as exc:
+            log.warning("auto: the remembered int8 model is not used (%s); keeping %s", exc,
+                        choice.label)
+            return False
+        log.info("auto: int8 (%.3g ms per sample, remembered) over %s (%.3g ms)",
+                 record["ms_per_sample"], choice.label, auto_ms)
+        return True
+
+    def _use_int8(self, x: torch.Tensor, offered: autotune.Choice | None = None) -> None:
+        """Quantize, check and compile the model for batches shaped like ``x``.
+
+        Refused (:class:`training.engine.quantize.Int8RefusedError`) before any tile is
+        predicted when its map disagrees with fp32. The accepted model is timed on ``x`` and
+        remembered (:func:`training.engine.quantize.remember`) for ``auto``. ``offered``: the
+        choice of ``auto`` that int8 replaces (its timings are recorded beside int8's).
+        """
+        start = time.perf_counter()
+        with torch.inference_mode(False):  # export traces ordinary tensors
+            example = x.clone()
+            patches = self.int8_patches
+            if callable(patches):
+                patches = self.int8_patches = patches()
+            patches = patches or quantize.Int8Patches.from_tiles(example)
+            isa = self.isa_class
+            if isa is None:  # the last class (a one-logit model's positive class is 1)
+                isa = max(int(quantize.logits(self._module, [example[:1]])[0].shape[1]) - 1, 1)
+            built = quantize.build_int8(self._module, patches, isa, example=example)
+        self.tune_seconds += time.perf_counter() - start
+        self.int8 = built
+        use_threads(None)
+        model = quantize.FixedBatch(built.module, int(x.shape[0]))
+        best = min(_seconds(model, example) for _ in range(2))
+        ms = round(1000.0 * best / int(x.shape[0]), 4)
+        where = autotune.describe_device(self.device)
+        record = {**built.record(), "ms_per_sample": ms}
+        quantize.remember(*self._int8_record(x), record)
+        setting = Setting("int8")
+        timings = {**(offered.ms_per_sample if offered else {}), setting.label: ms}
+        self.choice = autotune.Choice(setting, "cache" if offered else "explicit", "inference",
+                                      tuple(int(s) for s in x.shape), where,
+                                      ms_per_sample=timings, int8=record,
+                                      errors=dict(offered.errors) if offered else {})
+        self.model = model
 
     @property
     def dtype(self) -> torch.dtype:

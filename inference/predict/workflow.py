@@ -114,8 +114,16 @@ def predict_with_model_file(
     index = isa_class_index(tuple(meta.class_names), isa_class)
     if config.isa_class != index:
         config = PredictConfig(**{**config.__dict__, "isa_class": index})
+    from inference.predict.calibration import model_file_patches
+
+    if options is not None and options.precision == "int8":
+        from training.engine.devices import resolve_device
+        from training.engine.quantize import check_int8
+
+        check_int8(resolve_device(options.device))  # before reading any patch
     predictor = TilePredictor(model, meta.norm_mean, meta.norm_std,
-                              scale=int(meta.output_scale), options=options)
+                              scale=int(meta.output_scale), options=options,
+                              int8_patches=lambda: model_file_patches(meta), isa_class=index)
     metrics = {k: float(v) for k, v in dict(meta.metrics).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     info = OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), month,

@@ -196,3 +196,82 @@ def test_blend_core_is_recorded_with_the_lattice_in_the_cogs(model_file, small_s
         tags = ds.tags()
         assert (tags["tile"], tags["overlap"], tags["blend"]) == ("64", "16", "core")
         assert tags["lattice_origin"] == f"{src.transform.c!r},{src.transform.f!r}"
+
+
+def _test_model_file(path: Path, name: str, dataset: Path | None = None) -> Path:
+    """A test model; with ``dataset``, normalised by its training split and recording it."""
+    mean, std = (0.0,) * 6, (1.0,) * 6
+    if dataset:
+        from training.data import PatchDataset, compute_norm_stats
+
+        norm = compute_norm_stats(PatchDataset(dataset, "train", BANDS, None))
+        mean, std = norm.mean, norm.std
+    model = create_model(name, len(BANDS), 2, module="tests.support.models")
+    meta = ModelMeta(name, len(BANDS), 2, BANDS, mean, std, module="tests.support.models",
+                     extra={"dataset": {"root": str(dataset)}} if dataset else {})
+    return save_model_file(path, model, meta)
+
+
+@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+                    reason="this CPU has no VNNI/AMX int8 instructions")
+def test_predict_int8_maps_like_fp32_and_records_its_agreement(small_stack, tmp_path):
+    pytest.importorskip("torchao")
+    model = _test_model_file(tmp_path / "conv.pt", "test-band-conv")
+    common = ["--model", str(model), "--input", str(small_stack), "--tile", "64",
+              "--overlap", "16", "--batch-size", "4", "--quiet"]
+    assert predict_main([*common, "--out", str(tmp_path / "f" / "isa"),
+                         "--precision", "fp32"]) == 0
+    assert predict_main([*common, "--out", str(tmp_path / "q" / "isa"),
+                         "--precision", "int8"]) == 0
+    with rasterio.open(tmp_path / "f" / "isa_class.tif") as f, \
+            rasterio.open(tmp_path / "q" / "isa_class.tif") as q:
+        agree = float((f.read(1) == q.read(1)).mean())
+        tags = q.tags()
+    assert agree >= 0.99
+    assert tags["runtime"] == "int8/nchw"
+    assert float(tags["runtime_int8_class_agreement"]) >= 0.99
+    # the model file records no dataset: calibrated and checked on the map's first tiles
+    assert tags["runtime_int8_calibration"] == "the first 2 tiles of the input"
+    assert float(tags["runtime_int8_compile_seconds"]) > 0
+
+
+@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+                    reason="this CPU has no VNNI/AMX int8 instructions")
+def test_predict_int8_calibrates_on_the_model_files_training_patches(small_stack, tmp_path):
+    pytest.importorskip("torchao")
+    from tests.support.rasters import write_patch_dataset
+
+    dataset = write_patch_dataset(tmp_path / "patches", n=12, size=32)
+    model = _test_model_file(tmp_path / "conv.pt", "test-band-conv", dataset)
+    assert predict_main(["--model", str(model), "--input", str(small_stack), "--tile", "64",
+                         "--overlap", "16", "--out", str(tmp_path / "q" / "isa"),
+                         "--precision", "int8", "--quiet"]) == 0
+    with rasterio.open(tmp_path / "q" / "isa_class.tif") as q:
+        tags = q.tags()
+    assert tags["runtime_int8_calibration"] == f"8 patches of the training split of {dataset}"
+    assert "validation split" in tags["runtime_int8_check"]
+    fp32_f1, int8_f1 = json.loads(tags["runtime_int8_isa_f1_labels"])
+    assert abs(int8_f1 - fp32_f1) <= 0.005
+
+
+@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+                    reason="this CPU has no VNNI/AMX int8 instructions")
+def test_predict_int8_refused_in_one_line_when_it_disagrees_with_fp32(small_stack, tmp_path,
+                                                                       capsys):
+    pytest.importorskip("torchao")
+    model = _test_model_file(tmp_path / "tied.pt", "test-tied")
+    code = predict_main(["--model", str(model), "--input", str(small_stack), "--tile", "64",
+                         "--overlap", "16", "--out", str(tmp_path / "o" / "isa"),
+                         "--precision", "int8", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "class agreement with fp32" in err and "use --precision bf16 or fp32" in err
+    assert not (tmp_path / "o" / "isa_class.tif").exists()
+
+
+def test_predict_int8_refused_on_cuda(model_file, small_stack, tmp_path, capsys):
+    code = predict_main(["--model", str(model_file), "--input", str(small_stack),
+                         "--out", str(tmp_path / "o"), "--precision", "int8", "--device",
+                         "cuda", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1

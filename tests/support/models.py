@@ -70,4 +70,40 @@ class BandThreshold(torch.nn.Module):
         return torch.cat([torch.zeros_like(logit), logit], dim=1)
 
 
-MODELS: dict[str, ModelEntry] = {"test-threshold": ModelEntry(BandThreshold)}
+class BandConv(torch.nn.Module):
+    """A 3x3 convolution marking band ``band`` above 0 impervious (int8 keeps its map)."""
+
+    def __init__(self, in_channels: int, num_classes: int = 2, band: int = 0, bands=None) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(in_channels, 2, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.zero_()
+            self.conv.weight[1, band, 1, 1] = 20.0
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class TiedConv(torch.nn.Module):
+    """A 1x1 convolution whose two logits differ by a thousandth of band 1.
+
+    fp32 maps band 1's sign; int8 weights (127 steps per channel) cannot hold the difference,
+    so an int8 copy ties every pixel: a model int8 must refuse.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int = 2, bands=None) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(in_channels, 2, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[:, 0] = 1.0
+            self.conv.weight[1, 1] = 1e-3
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+MODELS: dict[str, ModelEntry] = {"test-threshold": ModelEntry(BandThreshold),
+                                 "test-band-conv": ModelEntry(BandConv),
+                                 "test-tied": ModelEntry(TiedConv)}

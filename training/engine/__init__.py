@@ -2,8 +2,9 @@
 
 Devices, precisions and memory layouts from user options (``devices``), how one configuration
 runs and the sole owner of torch's thread count (``execution``), ``--precision auto``
-(``autotune``), a model compiled for inference (``compiled``), how busy other work keeps the
-cores (``load``), the machine's measured peak (``peak``), the distributed set-up
+(``autotune``), a model compiled for inference (``compiled``), int8 inference (``quantize``),
+how busy other work keeps the cores (``load``), the machine's measured peak (``peak``), the
+distributed set-up
 (``distributed``), seeds and random state (``seeding``) and the model-output convention
 (``outputs``).
 

@@ -130,6 +130,8 @@ class Choice:
         key: the cache key.
         load: how busy other work kept the cores while measuring (unknown when not measured).
         compile_seconds: how long compiling the compiled candidate took (0: none compiled).
+        int8: how an int8 model was made and how it agrees with fp32
+            (:meth:`training.engine.quantize.Int8Model.record`); empty for other precisions.
     """
 
     setting: Setting
@@ -148,6 +150,7 @@ class Choice:
     key: str = ""
     load: machine_load.Load = field(default_factory=machine_load.Load)
     compile_seconds: float = 0.0
+    int8: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def precision(self) -> Dtype:
@@ -171,6 +174,7 @@ class Choice:
         d["errors"] = dict(self.errors)
         d["label"] = self.label
         d["load"] = self.load.to_dict()
+        d["int8"] = dict(self.int8)
         return d
 
     @classmethod
@@ -187,7 +191,8 @@ class Choice:
                    measured_batch=int(d.get("measured_batch", 0)),
                    seconds=float(d.get("seconds", 0.0)), key=d.get("key", ""),
                    load=machine_load.Load.from_dict(d.get("load")),
-                   compile_seconds=float(d.get("compile_seconds", 0.0)))
+                   compile_seconds=float(d.get("compile_seconds", 0.0)),
+                   int8=dict(d.get("int8") or {}))
 
     def tags(self) -> dict[str, str]:
         """Flat string metadata (GeoTIFF tags) describing the choice."""
@@ -200,6 +205,8 @@ class Choice:
             tags["runtime_load"] = self.load.describe()
         if self.compile_seconds:
             tags["runtime_compile_s"] = f"{self.compile_seconds:.1f}"
+        tags.update({f"runtime_int8_{k}": json.dumps(v) if isinstance(v, list) else f"{v}"
+                     for k, v in self.int8.items()})
         return tags
 
     def summary(self) -> str:

@@ -23,27 +23,34 @@ if TYPE_CHECKING:
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+#: inference may also run a quantized model (:mod:`training.engine.quantize`)
+InferencePrecision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+INFERENCE_PRECISIONS: tuple[str, ...] = get_args(InferencePrecision)
 Layout = Literal["auto", "on", "off"]
 LAYOUTS: tuple[str, ...] = get_args(Layout)
 
 
 def add_device_arguments(parser: argparse.ArgumentParser, *, device: str | None = "auto",
                          precision: str | None = "auto",
-                         channels_last: str | None = "auto") -> None:
+                         channels_last: str | None = "auto", inference: bool = False) -> None:
     """Add ``--device``, ``--precision``, ``--channels-last`` and ``--no-autotune-cache``.
 
     Args:
         parser: the command's parser.
+        inference: the command only runs a trained model, so ``--precision int8`` is offered.
         device: default of --device (None: unset, so a config file's value can apply).
         precision: default of --precision (None: likewise).
         channels_last: default of --channels-last (None: likewise).
     """
     parser.add_argument("--device", default=device, help="auto | cpu | cuda | cuda:N "
                         "(auto: CUDA when available)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=precision,
+    int8_help = ("; int8 (CPU with VNNI/AMX, the int8 extra): a quantized model, used only "
+                 "when its map agrees with fp32" if inference else "")
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS if inference else PRECISIONS,
+                        default=precision,
                         help="autocast dtype; auto: time fp32/bf16 (and fp16 on CUDA) on this "
                              "model, batch shape and device, keep the fastest whose output "
-                             "agrees with fp32 (cached; see docs/performance.md)")
+                             "agrees with fp32 (cached; see docs/performance.md)" + int8_help)
     parser.add_argument("--channels-last", choices=LAYOUTS, default=channels_last,
                         help="NHWC memory format; auto: measured with --precision auto")
     parser.add_argument("--no-autotune-cache", dest="autotune_cache", action="store_const",
@@ -94,10 +101,14 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def check_precision(precision: str, device_type: str) -> None:
     """Refuse a precision that is unknown or that ``device_type`` cannot run."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    if precision not in INFERENCE_PRECISIONS:
+        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16 (int8 for inference "
+                          f"on a CPU), got {precision!r}")
     if precision == "fp16" and device_type != "cuda":
         raise ConfigError("fp16 autocast is for CUDA; use bf16 or fp32 on the CPU")
+    if precision == "int8" and device_type != "cpu":
+        raise ConfigError("--precision int8 is for CPU inference; on a GPU use --precision "
+                          "bf16, fp16 or fp32")
 
 
 def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype:
@@ -112,6 +123,9 @@ def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype
     if precision == "auto":
         raise ValueError("precision 'auto' is measured: resolve it with "
                          "training.engine.autotune.choose")
+    if precision == "int8":
+        raise ValueError("int8 is a quantized model, not a compute dtype: build it with "
+                         "training.engine.quantize.build_int8")
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 

@@ -27,7 +27,7 @@ from training.engine.outputs import main_output
 log = logging.getLogger(__name__)
 
 Mode = Literal["inference", "training"]
-Dtype = Literal["fp32", "bf16", "fp16"]
+Dtype = Literal["fp32", "bf16", "fp16", "int8"]  # int8: a quantized model, no autocast
 Batch = dict[str, Any]  # "image" (N, C, H, W) and, for training, the targets
 
 #: Calls each candidate needs: its agreement check (or warm-up step) and timed calls.
@@ -154,7 +154,8 @@ class Setting:
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         """The autocast dtype, None for fp32 (no autocast)."""
-        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16,
+                "int8": None}[self.precision]
 
     def autocast(self, device_type: str) -> contextlib.AbstractContextManager:
         dtype = self.autocast_dtype

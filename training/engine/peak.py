@@ -12,6 +12,13 @@ oneDNN reports it): elsewhere bf16 is emulated and has no peak of its own. On CU
 runs with PyTorch's TF32 defaults, as the networks do: fp32 matrix products without TF32,
 fp32 convolutions *with* it (cuDNN's default), so the "fp32" convolution peak is the TF32
 tensor-core rate the networks' fp32 convolutions actually run at.
+
+int8 (CPU, asked for explicitly: it needs the ``int8`` extra and a few seconds of compilation)
+is measured as a quantized model runs: the GEMM is ``torch._int_mm`` (int8 x int8 -> int32),
+the 3x3 convolution one 128 -> 128 convolution quantized and compiled by
+:mod:`training.engine.quantize` (its input quantized and output dequantized included, as
+every quantized layer of a model pays them). Its rates are int8 operations per second, in
+the same units as the FLOP/s of the float precisions.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from training.engine.outputs import main_output
 
-Dtype = Literal["fp32", "bf16", "fp16"]
+Dtype = Literal["fp32", "bf16", "fp16", "int8"]
 _TORCH_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -90,6 +97,9 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
     gemm, conv = {}, {}
     with torch.inference_mode():
         for p in precisions:
+            if p == "int8":
+                gemm[p], conv[p] = _int8_rates(device, seconds)
+                continue
             dtype = _TORCH_DTYPE[p]
             n = 8192 if gpu else 2048
             a = torch.randn(n, n, device=device, dtype=dtype)
@@ -109,6 +119,26 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
                 best = max(best, flops / t / 1e9)
             conv[p] = best
     return Peak(describe_device(device), gemm, conv, time.perf_counter() - started)
+
+
+def _int8_rates(device: torch.device, seconds: float) -> tuple[float, float]:
+    """int8 GEMM and 3x3 convolution rates (G int8 operations per second) on the CPU."""
+    from training.engine import quantize
+
+    if device.type != "cpu":
+        raise ValueError("the int8 peak is measured on the CPU only")
+    n = 2048
+    a = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+    b = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+    gemm = 2 * n**3 / _best_seconds(lambda: torch._int_mm(a, b), device, seconds) / 1e9
+    batch, ch, size = 4, 128, 96
+    with torch.inference_mode(False):
+        conv = torch.nn.Conv2d(ch, ch, 3, padding=1, bias=False).eval()
+        x = torch.randn(batch, ch, size, size)
+        compiled, _ = quantize.compile_int8(quantize.quantize(conv, [x]), x)
+        with torch.no_grad():  # as compiled
+            t = _best_seconds(lambda: compiled(x), device, seconds / 2)
+    return gemm, 2 * batch * ch * ch * 9 * size * size / t / 1e9
 
 
 def _best_seconds(fn: Callable[[], Any], device: torch.device, budget: float) -> float:

@@ -186,3 +186,68 @@ def test_a_model_that_cannot_be_compiled_runs_eagerly_and_says_so(tmp_path, monk
     assert p.choice.label == "fp32/nhwc" and "compiled" not in p.choice.tags()["runtime"]
     eager = TilePredictor(padded_convnet(seed=7), np.zeros(6), np.ones(6), options=FP32)
     np.testing.assert_allclose(got, eager(tiles), atol=1e-6)
+
+
+@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+                    reason="this CPU has no VNNI/AMX int8 instructions")
+def test_int8_calibrated_on_patches_maps_tiles_of_another_size():
+    """Patches of 32 px calibrate and check it; the map's 48 px tiles run on the same graph."""
+    pytest.importorskip("torchao")
+    from tests.support.models import BandConv
+    from training.engine.quantize import Int8Patches
+
+    g = torch.Generator().manual_seed(0)
+    calib, check = torch.randn(8, 6, 32, 32, generator=g), torch.randn(8, 6, 32, 32, generator=g)
+    for x in (calib, check):  # band 0 at least 0.5 from the threshold: labels with margins
+        x[:, 0] = torch.sign(x[:, 0]) * (x[:, 0].abs() + 0.5)
+    patches = Int8Patches((calib,), (check,), ((check[:, 0] > 0).long(),), "calibration patches",
+                          "check patches (labelled)")
+    model = BandConv(6).eval()
+    predictor = TilePredictor(model, np.zeros(6), np.ones(6), int8_patches=patches, isa_class=1,
+                              options=RuntimeOptions(device="cpu", precision="int8"))
+    tiles = np.random.default_rng(1).normal(size=(3, 6, 48, 48)).astype(np.float32)
+    probs = predictor(tiles)
+    ref = TilePredictor(model, np.zeros(6), np.ones(6),
+                        options=RuntimeOptions(device="cpu", precision="fp32"))(tiles)
+    assert probs.shape == ref.shape == (3, 2, 48, 48)
+    assert (probs.argmax(1) == ref.argmax(1)).mean() >= 0.99
+    record = predictor.choice.to_dict()["int8"]
+    assert record["calibration"] == "calibration patches" and record["isa_f1_labels"][0] > 0.99
+    assert predictor.choice.label == "int8/nchw" and predictor.int8 is not None
+
+
+@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+                    reason="this CPU has no VNNI/AMX int8 instructions")
+def test_auto_takes_int8_only_when_a_remembered_int8_model_is_faster(tmp_path, monkeypatch):
+    pytest.importorskip("torchao")
+    import json
+
+    from tests.support.models import BandConv
+
+    monkeypatch.setenv("ISAMAP_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
+    model = BandConv(6).eval()
+    tiles = np.random.default_rng(2).normal(size=(4, 6, 32, 32)).astype(np.float32)
+
+    def run(precision: str) -> TilePredictor:
+        p = TilePredictor(model, np.zeros(6), np.ones(6), isa_class=1, options=RuntimeOptions(
+            device="cpu", precision=precision, autotune_budget_s=0.5))
+        p(tiles)
+        return p
+
+    assert run("auto").choice.precision != "int8"  # never quantized by auto on its own
+    assert run("int8").choice.source == "explicit"
+    records = tmp_path / "int8.json"
+    data = json.loads(records.read_text())
+    (entry,) = data["entries"].values()
+    assert entry["ms_per_sample"] > 0 and entry["class_agreement"] >= 0.99
+
+    def remembered_ms(ms: float) -> None:
+        entry["ms_per_sample"] = ms
+        records.write_text(json.dumps(data))
+
+    remembered_ms(1e-9)  # remembered as far faster than any float setting
+    chosen = run("auto").choice
+    assert chosen.label == "int8/nchw" and chosen.source == "cache"
+    assert len(chosen.ms_per_sample) > 1 and chosen.int8["calibration"]
+    remembered_ms(1e9)  # remembered as slower: auto keeps its own choice
+    assert run("auto").choice.precision != "int8"

@@ -79,3 +79,21 @@ def test_commands_share_the_device_and_precision_options(capsys):
         with pytest.raises(SystemExit):
             make().parse_args([*required[name], "--precision", "fp64"])
     assert "invalid choice: 'fp64'" in capsys.readouterr().err
+
+
+def test_int8_is_offered_to_inference_commands_only():
+    from inference.cli import _predict_parser
+    from training.cli import evaluate_parser, train_parser
+
+    args = _predict_parser().parse_args(["--model", "m", "--input", "i", "--out", "o",
+                                         "--precision", "int8"])
+    assert args.precision == "int8"
+    for make, extra in ((train_parser, []), (evaluate_parser, ["--model", "m", "--data", "d",
+                                                               "--out", "o"])):
+        with pytest.raises(SystemExit):
+            make().parse_args([*extra, "--precision", "int8"])
+    with pytest.raises(ConfigError, match="CPU inference"):
+        devices.check_precision("int8", "cuda")
+    devices.check_precision("int8", "cpu")
+    with pytest.raises(ValueError, match="quantized model"):
+        devices.resolve_precision("int8", torch.device("cpu"))

@@ -1,0 +1,117 @@
+"""int8 quantization: agreement with fp32 on a small trained conv net, refusals, records."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gee_export.core.errors import ConfigError
+from tests.support.models import TiedConv
+from training.engine import quantize
+
+pytest.importorskip("torchao")
+needs_int8_cpu = pytest.mark.skipif(not quantize.cpu_has_int8(),
+                                    reason="this CPU has no VNNI/AMX int8 instructions")
+
+
+def _data(seed: int, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and labels: impervious where a smoothed band 0 is positive."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, 32, 32, generator=g)
+    x[:, 0] = torch.nn.functional.avg_pool2d(x[:, :1], 5, 1, 2)[:, 0] * 3
+    return x, (x[:, 0] > 0).long()
+
+
+@pytest.fixture(scope="module")
+def trained() -> torch.nn.Module:
+    """A 3x3 conv net trained for a few steps to map band 0's sign (a model with margins)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 2, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    x, y = _data(0, 16)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
+def _patches(with_labels: bool = True) -> quantize.Int8Patches:
+    calib = [_data(s)[0] for s in (1, 2)]
+    check, labels = _data(3)
+    return quantize.Int8Patches(tuple(calib), (check,), (labels,) if with_labels else None,
+                                "two synthetic batches", "one labelled batch", label_nodata=255)
+
+
+@needs_int8_cpu
+def test_int8_graph_agrees_with_fp32_and_records_its_figures(trained):
+    built = quantize.build_int8(trained, _patches(), isa_class=1)  # the graph, not compiled
+    a = built.agreement
+    assert a.accepted and a.class_agreement >= quantize.MIN_CLASS_AGREEMENT
+    assert a.pixels == 8 * 32 * 32 and a.isa_f1_labels is not None
+    fp32_f1, int8_f1 = a.isa_f1_labels
+    assert fp32_f1 > 0.9 and abs(int8_f1 - fp32_f1) <= quantize.MAX_F1_CHANGE
+    record = built.record()
+    assert record["calibration"] == "two synthetic batches"
+    assert record["calibration_patches"] == 16 and record["check_patches"] == 8
+    assert record["min_class_agreement"] == quantize.MIN_CLASS_AGREEMENT
+    assert record["compile_seconds"] == 0.0 and record["quantize_seconds"] > 0
+    # the graph holds int8 weights: quantize/dequantize nodes, not the fp32 convolutions
+    targets = {str(n.target) for n in built.module.graph.nodes if n.op == "call_function"}
+    assert any("quantize_per_tensor" in t for t in targets)
+
+
+@needs_int8_cpu
+def test_compiled_int8_runs_any_batch_and_agrees(trained):
+    x, _ = _data(4, 4)
+    built = quantize.build_int8(trained, _patches(), isa_class=1, example=x)
+    assert built.compile_seconds > 0
+    model = quantize.FixedBatch(built.module, 4)
+    with torch.no_grad():
+        ref = trained(x[:3])
+    out = model(x[:3])  # a smaller last batch is padded, not compiled again
+    assert out.shape == ref.shape
+    assert (out.argmax(1) == ref.argmax(1)).float().mean() >= quantize.MIN_CLASS_AGREEMENT
+    assert model(torch.cat([x, x[:2]])).shape[0] == 6  # a larger one is split
+
+
+@needs_int8_cpu
+def test_int8_that_disagrees_is_refused_with_its_figures():
+    model = TiedConv(4).eval()
+    with pytest.raises(quantize.Int8RefusedError) as err:
+        quantize.build_int8(model, _patches(with_labels=False), isa_class=1)
+    message = str(err.value)
+    assert "class agreement with fp32" in message and "use --precision bf16 or fp32" in message
+    assert err.value.exit_code == 2 and "\n" not in message
+
+
+def test_agreement_figures():
+    ref = torch.zeros(1, 2, 2, 2)
+    ref[0, 1, 0] = 1.0  # impervious in the top row
+    cand = ref.clone()
+    cand[0, 1, 0, 0] = -1.0  # one impervious pixel lost
+    labels = torch.tensor([[[1, 1], [0, 255]]])
+    a = quantize.agreement([ref], [cand], 1, [labels], label_nodata=255)
+    assert a.class_agreement == 0.75 and a.pixels == 4
+    assert a.isa_f1_vs_fp32 == pytest.approx(2 / 3)
+    assert a.isa_f1_labels == (1.0, pytest.approx(2 / 3))
+    assert not a.accepted
+
+
+def test_int8_refused_on_cuda_and_on_cpus_without_int8_units(monkeypatch):
+    with pytest.raises(ConfigError, match="for CPU inference"):
+        quantize.check_int8(torch.device("cuda"))
+    monkeypatch.setattr(quantize, "cpu_has_int8", lambda: False)
+    with pytest.raises(ConfigError, match="VNNI or AMX"):
+        quantize.check_int8(torch.device("cpu"))
+
+
+def test_missing_torchao_is_an_environment_error_with_the_install_command(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchao.quantization.pt2e", None)
+    with pytest.raises(quantize.Int8UnavailableError) as err:
+        quantize._torchao()
+    assert err.value.exit_code == 1 and "pip install 'isamap[int8]'" in str(err.value)

@@ -1,0 +1,474 @@
+"""int8 inference on the CPU: PyTorch 2 export quantization with the x86 quantizer.
+
+The model is exported (``torch.export``, batch and tile size left dynamic so one graph serves
+the training patches it is calibrated on and the map's tiles), observed on calibration
+patches, converted to int8 weights and activations (the quantizer's default: per-channel
+symmetric weights, per-tensor affine activations), and compiled with inductor and frozen
+weights, which is what turns the quantize / dequantize pairs into oneDNN int8 convolutions
+(uncompiled, the converted graph runs those pairs in fp32 and is slower than fp32).
+
+An int8 map is used only when it agrees with the fp32 map (:func:`agreement`,
+:data:`MIN_CLASS_AGREEMENT`, :data:`MAX_F1_CHANGE`); the caller picks the patches it is
+checked on and records the figures with the choice.
+
+May import: ``gee_export.core``, torch; ``torchao`` (the ``int8`` extra) inside functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gee_export.core.digest import chunks_sha256, json_digest
+from gee_export.core.errors import ConfigError, IsamapError
+from gee_export.core.storage import atomic_write
+from training.engine.compiled import inductor_cache_dir
+from training.engine.devices import check_precision
+from training.engine.outputs import main_output
+
+log = logging.getLogger(__name__)
+
+#: An int8 map is used only when at least this share of its pixels has the fp32 map's class...
+MIN_CLASS_AGREEMENT = 0.99
+#: ...its impervious pixels reach this F1 against the fp32 map's (a map whose few impervious
+#: pixels all flipped can still agree on 99 % of a rural tile)...
+MIN_ISA_F1_VS_FP32 = 0.99
+#: ...and, on labelled patches, its impervious F1 against the labels is within this of fp32's:
+#: half the smallest difference in average F1 the CroFuseNet paper reports between two of
+#: its configurations (0.0073, optical + SAR against optical alone; CroFuseNet against
+#: U-Net: 0.0105), so int8 cannot turn one of its conclusions around. All three bounds
+#: apply; a check without labels (the map's own tiles) has only the first two.
+MAX_F1_CHANGE = 0.005
+#: Patches observed to set the activation ranges (a few dozen: the ranges settle quickly).
+CALIBRATION_PATCHES = 32
+#: Patches the int8 output is checked on.
+CHECK_PATCHES = 64
+#: ``auto`` takes a remembered int8 model only when it was this much faster than auto's own
+#: choice (both measured on the same batch shape; the same margin the candidates race by)
+AUTO_MARGIN = 1.3
+RECORDS_FILE = "int8.json"
+RECORDS_FORMAT = "isamap-int8/1"
+RECORDS_ENTRIES = 64
+INSTALL_HINT = "pip install 'isamap[int8]'"
+
+
+class Int8UnavailableError(IsamapError, ImportError):
+    """torchao (the ``int8`` extra) is missing (exit 1: the environment, not the command)."""
+
+    exit_code = 1
+
+
+class Int8RefusedError(ConfigError):
+    """The int8 map disagrees with the fp32 map beyond the tolerance (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How an int8 map compares with the fp32 map of the same patches.
+
+    Attributes:
+        class_agreement: share of pixels with the same class.
+        isa_f1_vs_fp32: F1 of the int8 impervious pixels against the fp32 ones.
+        isa_f1_labels: F1 against the labels of (fp32, int8); None without labels.
+        pixels: pixels compared.
+    """
+
+    class_agreement: float
+    isa_f1_vs_fp32: float
+    isa_f1_labels: tuple[float, float] | None
+    pixels: int
+
+    @property
+    def f1_change(self) -> float:
+        """|F1_int8 - F1_fp32| against the labels (0 when there are none)."""
+        if self.isa_f1_labels is None:
+            return 0.0
+        return abs(self.isa_f1_labels[1] - self.isa_f1_labels[0])
+
+    @property
+    def accepted(self) -> bool:
+        return (self.class_agreement >= MIN_CLASS_AGREEMENT
+                and self.isa_f1_vs_fp32 >= MIN_ISA_F1_VS_FP32
+                and self.f1_change <= MAX_F1_CHANGE)
+
+    def describe(self) -> str:
+        text = (f"class agreement with fp32 {100 * self.class_agreement:.2f} % (at least "
+                f"{100 * MIN_CLASS_AGREEMENT:g} %), impervious F1 against the fp32 map "
+                f"{self.isa_f1_vs_fp32:.4f} (at least {MIN_ISA_F1_VS_FP32:g})")
+        if self.isa_f1_labels is not None:
+            text += (f", impervious F1 against the labels {self.isa_f1_labels[1]:.4f} "
+                     f"(fp32 {self.isa_f1_labels[0]:.4f}, change at most {MAX_F1_CHANGE:g})")
+        return f"{text}, over {self.pixels} pixels"
+
+
+@dataclass(frozen=True)
+class Int8Patches:
+    """Normalised patches an int8 model is calibrated and checked on, and where they came from.
+
+    Attributes:
+        calibration: input batches ``(N, C, H, W)`` the activation ranges are observed on.
+        check: other input batches the int8 map is compared with the fp32 map on.
+        labels: class labels of the ``check`` batches (``(N, H', W')``), when known.
+        calibration_source / check_source: where they came from, in words (recorded).
+        label_nodata: the label value of pixels whose class is unknown (the data contract's,
+            which the caller reading the labels knows).
+    """
+
+    calibration: tuple[torch.Tensor, ...]
+    check: tuple[torch.Tensor, ...]
+    labels: tuple[torch.Tensor, ...] | None = None
+    calibration_source: str = ""
+    check_source: str = ""
+    label_nodata: int | None = None
+
+    @classmethod
+    def from_tiles(cls, tiles: torch.Tensor) -> Int8Patches:
+        """Half of a batch of normalised tiles to calibrate on, the other half to check on.
+
+        For a model whose training patches cannot be read: the map's own first tiles.
+        """
+        n = int(tiles.shape[0])
+        if n < 2:
+            raise ConfigError("--precision int8 without the model's training patches "
+                              "calibrates on the first batch of tiles, which needs at least "
+                              "2 tiles; use --batch-size 2 or more")
+        half = (n + 1) // 2
+        return cls((tiles[:half].clone(),), (tiles[half:].clone(),), None,
+                   f"the first {half} tiles of the input", f"the next {n - half} tiles of "
+                   "the input (no labels)")
+
+
+class FixedBatch(nn.Module):
+    """Calls a model compiled for batches of ``size`` with any batch, padded or split.
+
+    The map's last batch is usually smaller; compiled again for it, it would cost as much as
+    the first compilation.
+    """
+
+    def __init__(self, module: nn.Module, size: int) -> None:
+        super().__init__()
+        self.module, self.size = module, size
+
+    @torch.inference_mode(False)  # as compiled: another grad mode would compile again
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = int(x.shape[0])
+        outs = []
+        for start in range(0, n, self.size):
+            part = x[start:start + self.size]
+            k = int(part.shape[0])
+            if k < self.size:
+                pad = part.new_zeros((self.size - k, *part.shape[1:]))
+                part = torch.cat([part, pad]).contiguous(memory_format=_format(x))
+            outs.append(main_output(self.module(part))[:k])
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def _format(x: torch.Tensor) -> torch.memory_format:
+    return (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+            and not x.is_contiguous() else torch.contiguous_format)
+
+
+@dataclass(frozen=True)
+class Int8Model:
+    """A quantized model and how it was made (recorded with the run's choice).
+
+    Attributes:
+        module: the model to call (compiled, unless compilation was not asked for).
+        agreement: its figures against fp32 on the check patches.
+        calibration: where the calibration patches came from, in words.
+        check: where the check patches came from, in words.
+        calibration_patches / check_patches: how many.
+        quantize_seconds: export, calibration and conversion.
+        compile_seconds: inductor compilation and the first call (0 when not compiled).
+    """
+
+    module: nn.Module
+    agreement: Agreement
+    calibration: str
+    check: str
+    calibration_patches: int
+    check_patches: int
+    quantize_seconds: float
+    compile_seconds: float
+
+    def record(self) -> dict[str, Any]:
+        """JSON-like figures for the run's outputs (choice, tags, metrics)."""
+        a = self.agreement
+        return {"class_agreement": round(a.class_agreement, 6),
+                "isa_f1_vs_fp32": round(a.isa_f1_vs_fp32, 6),
+                "isa_f1_labels": None if a.isa_f1_labels is None else
+                [round(v, 6) for v in a.isa_f1_labels],
+                "pixels": a.pixels, "calibration": self.calibration, "check": self.check,
+                "calibration_patches": self.calibration_patches,
+                "check_patches": self.check_patches,
+                "min_class_agreement": MIN_CLASS_AGREEMENT,
+                "min_isa_f1_vs_fp32": MIN_ISA_F1_VS_FP32, "max_f1_change": MAX_F1_CHANGE,
+                "quantize_seconds": round(self.quantize_seconds, 3),
+                "compile_seconds": round(self.compile_seconds, 3)}
+
+
+def cpu_has_int8() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI or AMX tiles)."""
+    checks = ("_is_vnni_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def check_int8(device: torch.device) -> None:
+    """Refuse int8 where it cannot run fast: CUDA, a CPU without int8 units, no torchao."""
+    check_precision("int8", device.type)
+    if not cpu_has_int8():
+        raise ConfigError("--precision int8 needs a CPU with int8 dot-product instructions "
+                          "(AVX512-VNNI or AMX), which this one lacks; use --precision bf16 "
+                          "or fp32")
+    _torchao()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep torchao's log warnings out of a command's output.
+
+    It warns about every GPU kernel it cannot load on a CPU build and every class it registers
+    the deprecated way, on import and when compiling.
+    """
+    noisy = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+    levels = [lg.level for lg in noisy]
+    for lg in noisy:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(noisy, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _torchao() -> tuple[Any, Any, Any]:
+    """(prepare_pt2e, convert_pt2e, x86 quantizer module), or a clear error how to install."""
+    try:
+        with _quiet():
+            from torchao.quantization.pt2e import quantize_pt2e
+            from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
+    except ImportError:
+        raise Int8UnavailableError(
+            "--precision int8 needs torchao, which is not installed; run "
+            f"`{INSTALL_HINT}` (or `make setup`) and try again") from None
+    return quantize_pt2e.prepare_pt2e, quantize_pt2e.convert_pt2e, x86_inductor_quantizer
+
+
+def quantize(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module:
+    """The int8 graph of ``model`` (eval mode), calibrated on normalised input batches.
+
+    Batch, height and width stay dynamic in the exported graph, so it runs on any batch of
+    any tile size the model accepts. The result is not compiled: it computes what the
+    compiled one does, slowly (:func:`compile_int8`).
+    """
+    if not calibration:
+        raise ValueError("int8 calibration needs at least one batch")
+    prepare_pt2e, convert_pt2e, x86 = _torchao()
+    from torch.export import Dim
+
+    model = model.eval()
+    example = calibration[0]
+    dims = {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}
+    with torch.no_grad(), _quiet():
+        try:
+            graph = torch.export.export(model, (example,), dynamic_shapes=(dims,)).module()
+        except Exception as exc:  # any tracing failure means the same to a user
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ConfigError(f"{type(model).__name__} cannot be exported for int8 "
+                              f"quantization ({reason}); use --precision bf16 or fp32") from exc
+        quantizer = x86.X86InductorQuantizer().set_global(
+            x86.get_default_x86_inductor_quantization_config())
+        prepared = prepare_pt2e(graph, quantizer)
+        for x in calibration:
+            prepared(x)
+        return convert_pt2e(prepared)
+
+
+def compile_int8(quantized: nn.Module, example: torch.Tensor) -> tuple[nn.Module, float]:
+    """``quantized`` compiled by inductor with frozen weights, and the seconds it took.
+
+    Compiled for ``example``'s shape (the map's batch of tiles; a smaller last batch is
+    padded by the caller rather than compiled again). The first call, which compiles, is
+    made here so that its cost is measured and paid before the first tile.
+    """
+    from torch._inductor import config as inductor_config
+
+    # freezing is read when the first call compiles (passed in options= it is not applied
+    # to the quantized weights' prepacking, and compilation fails)
+    cache = inductor_cache_dir()
+    with inductor_config.patch(freezing=True), _quiet(), \
+            warnings.catch_warnings():
+        # inductor's int8 convolution lowering copies a tensor the way it itself warns about
+        warnings.filterwarnings("ignore", "To copy construct from a tensor", UserWarning)
+        compiled = torch.compile(quantized, dynamic=False)
+        start = time.perf_counter()
+        with torch.no_grad():  # the mode the map calls it in (FixedBatch)
+            compiled(example)
+        seconds = time.perf_counter() - start
+    log.info("int8: compiled in %.1f s (inductor cache %s)", seconds, cache)
+    return compiled, seconds
+
+
+def logits(module: nn.Module, batches: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The main output of ``module`` on each batch, float32 on the CPU."""
+    with torch.inference_mode():
+        return [main_output(module(x)).float() for x in batches]
+
+
+def agreement(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tensor],
+              isa_class: int, labels: Sequence[torch.Tensor] | None = None,
+              label_nodata: int | None = None) -> Agreement:
+    """Compare the class maps of two models' logits ``(N, K, H, W)`` batch by batch.
+
+    ``labels``: ``(N, H, W)`` class indexes, ``label_nodata`` where unknown (those pixels
+    are left out of the label F1 only). A one-logit model's class is ``logit > 0``.
+    """
+    same = pixels = 0
+    counts = {"both": 0, "ref": 0, "cand": 0}
+    label_counts = [{"tp": 0, "fp": 0, "fn": 0}, {"tp": 0, "fp": 0, "fn": 0}]
+    for i, (ref, cand) in enumerate(zip(reference, candidate, strict=True)):
+        ref_cls, cand_cls = _classes(ref), _classes(cand)
+        same += int((ref_cls == cand_cls).sum())
+        pixels += ref_cls.numel()
+        ref_isa, cand_isa = ref_cls == isa_class, cand_cls == isa_class
+        counts["both"] += int((ref_isa & cand_isa).sum())
+        counts["ref"] += int(ref_isa.sum())
+        counts["cand"] += int(cand_isa.sum())
+        if labels is not None:
+            label = labels[i]
+            known = (label != label_nodata if label_nodata is not None
+                     else torch.ones_like(label, dtype=torch.bool))
+            truth = (label == isa_class) & known
+            for c, pred in zip(label_counts, (ref_isa, cand_isa), strict=True):
+                c["tp"] += int((pred & truth).sum())
+                c["fp"] += int((pred & ~truth & known).sum())
+                c["fn"] += int((~pred & truth).sum())
+    f1_vs = _f1(counts["both"], counts["cand"] - counts["both"], counts["ref"] - counts["both"])
+    f1_labels = None
+    if labels is not None:
+        f1_labels = tuple(_f1(c["tp"], c["fp"], c["fn"]) for c in label_counts)
+    return Agreement(same / max(pixels, 1), f1_vs, f1_labels, pixels)
+
+
+def build_int8(model: nn.Module, patches: Int8Patches, isa_class: int, *,
+               example: torch.Tensor | None = None) -> Int8Model:
+    """Quantize ``model``, check it against fp32, compile it for ``example``'s shape.
+
+    Args:
+        model: the fp32 model (eval mode; left unchanged).
+        patches: what it is calibrated and checked on.
+        isa_class: index of the impervious class.
+        example: a batch of the shape the map runs at; None: not compiled (tests, and
+            benchmarks of the graph itself).
+
+    Raises:
+        Int8RefusedError: the int8 map disagrees with fp32 beyond the tolerance (the
+            message holds the figures and what to use instead).
+    """
+    calibration, check, labels = patches.calibration, patches.check, patches.labels
+    calibration_source = patches.calibration_source or "the given patches"
+    check_source = patches.check_source or "the given patches"
+    start = time.perf_counter()
+    quantized = quantize(model, calibration)
+    quantize_seconds = time.perf_counter() - start
+    figures = agreement(logits(model, check), logits(quantized, check), isa_class, labels,
+                        patches.label_nodata)
+    log.info("int8: %s (calibrated on %d batches of %s, checked on %s)", figures.describe(),
+             len(calibration), calibration_source, check_source)
+    if not figures.accepted:
+        raise Int8RefusedError(f"the int8 map disagrees with fp32 on {check_source}: "
+                               f"{figures.describe()}; use --precision bf16 or fp32")
+    module, compile_seconds = quantized, 0.0
+    if example is not None:
+        module, compile_seconds = compile_int8(quantized, example)
+        compiled = agreement(logits(quantized, [example]), logits(module, [example]), isa_class)
+        log.info("int8: the compiled model against its graph on the first tiles: %s",
+                 compiled.describe())
+        if compiled.class_agreement < MIN_CLASS_AGREEMENT:
+            raise Int8RefusedError(f"the compiled int8 model disagrees with its own graph: "
+                                   f"{compiled.describe()}; use --precision bf16 or fp32")
+    n = sum(int(x.shape[0]) for x in calibration)
+    m = sum(int(x.shape[0]) for x in check)
+    return Int8Model(module, figures, calibration_source, check_source, n, m,
+                     quantize_seconds, compile_seconds)
+
+
+def _classes(logits_: torch.Tensor) -> torch.Tensor:
+    return (logits_[:, 0] > 0).long() if logits_.shape[1] == 1 else logits_.argmax(1)
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    """F1; 1 when neither side has a positive pixel (both maps agree there is none)."""
+    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+
+# ----------------------------------------------------------------------------- auto's memory
+def record_key(model: nn.Module, shape: Sequence[int], device: str) -> str:
+    """What an int8 record depends on: the weights themselves, the batch shape, the device.
+
+    The weights, not the architecture: agreement with fp32 is a property of trained weights.
+    """
+    weights = chunks_sha256(t.detach().contiguous().cpu().numpy().tobytes()
+                            for t in model.state_dict().values() if torch.is_tensor(t))
+    return json_digest({"format": RECORDS_FORMAT, "weights": weights, "shape": list(shape),
+                        "device": device, "torch": torch.__version__}, 24)
+
+
+def records_file(autotune_cache: Path | None) -> Path | None:
+    """The int8 records live beside the autotune cache (None: caching is off)."""
+    return None if autotune_cache is None else autotune_cache.parent / RECORDS_FILE
+
+
+def remember(path: Path | None, key: str, record: dict[str, Any]) -> None:
+    """Keep an accepted int8 model's figures and speed, for ``auto`` to offer it later."""
+    if path is None:
+        return
+    entries = _records(path)
+    entries.pop(key, None)
+    entries[key] = record
+    while len(entries) > RECORDS_ENTRIES:
+        entries.pop(next(iter(entries)))
+    text = json.dumps({"format": RECORDS_FORMAT, "entries": entries}, indent=1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda fh: fh.write(text.encode()))
+    except OSError as exc:  # a read-only home must not stop a map
+        log.warning("could not write the int8 records %s (%s)", path, exc)
+
+
+def recall(path: Path | None, key: str) -> dict[str, Any] | None:
+    """The remembered int8 record for ``key``, or None."""
+    return None if path is None else _records(path).get(key)
+
+
+def worth_it(record: dict[str, Any] | None, auto_ms_per_sample: float) -> bool:
+    """Whether ``auto`` takes int8 over its own choice (:data:`AUTO_MARGIN` faster)."""
+    if not record or not record.get("ms_per_sample"):
+        return False
+    return float(record["ms_per_sample"]) * AUTO_MARGIN <= auto_ms_per_sample
+
+
+def _records(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("format") != RECORDS_FORMAT:
+        return {}
+    entries = data.get("entries")
+    return entries if isinstance(entries, dict) else {}
