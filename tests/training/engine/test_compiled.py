@@ -99,7 +99,7 @@ def test_a_compile_failure_drops_the_candidate_with_a_log_line(tmp_path, monkeyp
     monkeypatch.setenv(compiled.CACHE_DIR_ENV, str(tmp_path / "inductor"))  # nothing cached
     model, x = _net(5, seed=3), _x(3, 20)  # kernels this process has not built
     with inductor_config.patch({"cpp.cxx": ("isamap-no-such-compiler",)}), \
-            caplog.at_level(logging.INFO):
+            caplog.at_level(logging.INFO, logger="training.engine"):
         choice = autotune.choose(model, x, CPU, precision="bf16", channels_last="on",
                                  compile=True, measure=_compiled_fastest, cache=False,
                                  load_meter=load_quiet)
