@@ -57,8 +57,7 @@ from torch import nn
 
 from gee_export.core.allocator import keep_freed_memory
 from gee_export.core.digest import json_digest, text_sha256
-from gee_export.core.storage import atomic_write
-from training.engine import devices
+from training.engine import devices, records
 from training.engine import load as machine_load
 from training.engine.compiled import CompiledForInference
 from training.engine.execution import (
@@ -584,29 +583,9 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline
 
 # ----------------------------------------------------------------------------- the cache
 def _read_cache(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring the unreadable autotune cache %s (%s); it will be rewritten",
-                    path, exc)
-        return {}
-    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
-        return {}
-    entries = data.get("entries")
-    return entries if isinstance(entries, dict) else {}
+    return records.read_entries(path, CACHE_FORMAT, "autotune cache")
 
 
 def _write_cache(path: Path, key: str, choice: Choice) -> None:
-    entries = _read_cache(path)
-    entries.pop(key, None)
-    entries[key] = choice.to_dict()
-    while len(entries) > CACHE_ENTRIES:
-        entries.pop(next(iter(entries)))
-    text = json.dumps({"format": CACHE_FORMAT, "entries": entries}, indent=1)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda fh: fh.write(text.encode()))
-    except OSError as exc:  # a read-only home must not stop a prediction
-        log.warning("could not write the autotune cache %s (%s)", path, exc)
+    records.write_entry(path, CACHE_FORMAT, "autotune cache", key, choice.to_dict(),
+                        CACHE_ENTRIES)

@@ -17,7 +17,6 @@ May import: ``gee_export.core``, torch; ``torchao`` (the ``int8`` extra) inside 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 import warnings
@@ -31,7 +30,7 @@ from torch import nn
 
 from gee_export.core.digest import chunks_sha256, json_digest
 from gee_export.core.errors import ConfigError, IsamapError
-from gee_export.core.storage import atomic_write
+from training.engine import records
 from training.engine.compiled import inductor_cache_dir
 from training.engine.devices import check_precision
 from training.engine.outputs import main_output
@@ -438,22 +437,14 @@ def remember(path: Path | None, key: str, record: dict[str, Any]) -> None:
     """Keep an accepted int8 model's figures and speed, for ``auto`` to offer it later."""
     if path is None:
         return
-    entries = _records(path)
-    entries.pop(key, None)
-    entries[key] = record
-    while len(entries) > RECORDS_ENTRIES:
-        entries.pop(next(iter(entries)))
-    text = json.dumps({"format": RECORDS_FORMAT, "entries": entries}, indent=1)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda fh: fh.write(text.encode()))
-    except OSError as exc:  # a read-only home must not stop a map
-        log.warning("could not write the int8 records %s (%s)", path, exc)
+    records.write_entry(path, RECORDS_FORMAT, "int8 records", key, record, RECORDS_ENTRIES)
 
 
 def recall(path: Path | None, key: str) -> dict[str, Any] | None:
     """The remembered int8 record for ``key``, or None."""
-    return None if path is None else _records(path).get(key)
+    if path is None:
+        return None
+    return records.read_entries(path, RECORDS_FORMAT, "int8 records").get(key)
 
 
 def worth_it(record: dict[str, Any] | None, auto_ms_per_sample: float) -> bool:
@@ -463,12 +454,3 @@ def worth_it(record: dict[str, Any] | None, auto_ms_per_sample: float) -> bool:
     return float(record["ms_per_sample"]) * AUTO_MARGIN <= auto_ms_per_sample
 
 
-def _records(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("format") != RECORDS_FORMAT:
-        return {}
-    entries = data.get("entries")
-    return entries if isinstance(entries, dict) else {}
