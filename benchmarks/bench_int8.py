@@ -65,7 +65,7 @@ def bench(name: str, args: argparse.Namespace, peak) -> dict:
         calls[(setting.label, p)] = _float_call(model, x, setting)
     calls[("int8 (compiled)", "int8")] = lambda: compiled(x)
     best = dict.fromkeys(calls, float("inf"))
-    with torch.no_grad():  # the grad mode int8 was compiled in
+    with torch.inference_mode():  # the grad mode int8 was compiled in
         for call in calls.values():
             call()
         for _ in range(args.rounds):

@@ -116,13 +116,16 @@ class CompiledForInference(nn.Module):
             return 0.0
         inductor_cache_dir()
         frozen = copy.deepcopy(self.eager).eval()
-        options = {"freezing": True} if self.freezing and self.backend == "inductor" else None
-        graph = torch.compile(frozen, backend=self.backend, dynamic=False, options=options)
+        graph = torch.compile(frozen, backend=self.backend, dynamic=False)
+        # freezing through inductor's config, read when the first call compiles (passed as
+        # ``options=`` it is not applied to a quantized graph's weight prepacking)
+        freezing = (_inductor_config().patch(freezing=True)
+                    if self.freezing and self.backend == "inductor" else contextlib.nullcontext())
         start = time.perf_counter()
         try:
             with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
                                             fail_on_recompile_limit_hit=True), \
-                    torch.inference_mode():
+                    freezing, torch.inference_mode():
                 graph(example)  # compiles; a failure surfaces here
         except Exception as exc:  # inductor raises many types (no compiler, lowering, ...)
             self.error = _first_line(exc)
@@ -194,6 +197,12 @@ def _graph_key(model: nn.Module, example: torch.Tensor, backend: object,
     versions = sum(p._version for p in model.parameters())
     return (tuple(example.shape), tuple(example.stride()), example.dtype, str(example.device),
             amp, torch.get_num_threads(), repr(backend), freezing, versions)
+
+
+def _inductor_config():
+    from torch._inductor import config  # imported on first use: it is slow to import
+
+    return config
 
 
 def _first_line(exc: BaseException) -> str:

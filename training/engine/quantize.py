@@ -31,7 +31,7 @@ from torch import nn
 from gee_export.core.digest import chunks_sha256, json_digest
 from gee_export.core.errors import ConfigError, IsamapError
 from training.engine import records
-from training.engine.compiled import inductor_cache_dir
+from training.engine.compiled import compile_for_inference, inductor_cache_dir
 from training.engine.devices import check_precision
 from training.engine.outputs import main_output
 
@@ -158,10 +158,9 @@ class FixedBatch(nn.Module):
         super().__init__()
         self.module, self.size = module, size
 
-    @torch.inference_mode(False)  # as compiled: another grad mode would compile again
+    @torch.inference_mode()  # as compiled: another grad mode would compile again
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self._forward(x)
+        return self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         n = int(x.shape[0])
@@ -298,28 +297,22 @@ def quantize(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module
 
 
 def compile_int8(quantized: nn.Module, example: torch.Tensor) -> tuple[nn.Module, float]:
-    """``quantized`` compiled by inductor with frozen weights, and the seconds it took.
+    """``quantized`` compiled for ``example``'s shape, and the seconds it took.
 
-    Compiled for ``example``'s shape (the map's batch of tiles; a smaller last batch is
-    padded by the caller rather than compiled again). The first call, which compiles, is
-    made here so that its cost is measured and paid before the first tile.
+    Through :func:`training.engine.compiled.compile_for_inference` (inductor, frozen weights:
+    what turns the quantize/dequantize pairs into oneDNN int8 convolutions); the map calls it
+    through :class:`FixedBatch`, so every call has the compiled shape.
+
+    Raises:
+        CompileError: the quantized graph could not be compiled.
     """
-    from torch._inductor import config as inductor_config
-
-    # freezing is read when the first call compiles (passed in options= it is not applied
-    # to the quantized weights' prepacking, and compilation fails)
-    cache = inductor_cache_dir()
-    with inductor_config.patch(freezing=True), _quiet(), \
-            warnings.catch_warnings():
+    with _quiet(), warnings.catch_warnings():
         # inductor's int8 convolution lowering copies a tensor the way it itself warns about
         warnings.filterwarnings("ignore", "To copy construct from a tensor", UserWarning)
-        compiled = torch.compile(quantized, dynamic=False)
-        start = time.perf_counter()
-        with torch.no_grad():  # the mode the map calls it in (FixedBatch)
-            compiled(example)
-        seconds = time.perf_counter() - start
-    log.info("int8: compiled in %.1f s (inductor cache %s)", seconds, cache)
-    return compiled, seconds
+        compiled = compile_for_inference(quantized, example)
+    log.info("int8: compiled in %.1f s (inductor cache %s)", compiled.compile_seconds,
+             inductor_cache_dir())
+    return compiled, compiled.compile_seconds
 
 
 def logits(module: nn.Module, batches: Sequence[torch.Tensor]) -> list[torch.Tensor]:
