@@ -42,6 +42,19 @@ def padded_convnet(channels: int = len(BANDS), classes: int = 2, seed: int = 0):
     )
 
 
+def conv_bn_net(width: int = 8, seed: int = 0) -> torch.nn.Module:
+    """Conv + batch norm + ReLU + conv on six bands, in eval mode: what the engine measures."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(6, width, 3, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
+        torch.nn.Conv2d(width, 2, 3, padding=1)).eval()
+
+
+def six_band_batch(n: int = 4, size: int = 32) -> torch.Tensor:
+    """A fixed random batch ``(n, 6, size, size)``."""
+    return torch.randn(n, 6, size, size, generator=torch.Generator().manual_seed(1))
+
+
 class SuperRes(torch.nn.Module):
     """A 1x1 conv followed by nearest upsampling by s, returning the contract's dict form."""
 

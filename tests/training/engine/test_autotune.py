@@ -16,6 +16,7 @@ import torch
 
 from gee_export.core import allocator
 from gee_export.core.errors import ConfigError
+from tests.support.models import conv_bn_net, six_band_batch
 from tests.support.page_faults import pages, run_fault_child
 from training.engine import autotune, load
 from training.engine.autotune import Setting
@@ -23,15 +24,8 @@ from training.engine.autotune import Setting
 CPU = torch.device("cpu")
 
 
-def _net(width: int = 8, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(6, width, 3, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
-        torch.nn.Conv2d(width, 2, 3, padding=1)).eval()
 
 
-def _x(n: int = 4, size: int = 32) -> torch.Tensor:
-    return torch.randn(n, 6, size, size, generator=torch.Generator().manual_seed(1))
 
 
 def _fake(ms: dict[tuple[str, bool], float], seen: list | None = None) -> autotune.Measure:
@@ -84,7 +78,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_auto_picks_the_fastest_candidate_that_agrees_with_fp32(cache):
-    model, x = _net(), _x()
+    model, x = conv_bn_net(), six_band_batch()
     choice = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST), cache=False)
     assert (choice.precision, choice.channels_last, choice.source) == ("bf16", True, "measured")
     assert len(choice.errors) == 4 and not choice.rejected  # every candidate was checked
@@ -102,7 +96,7 @@ def test_auto_picks_the_fastest_candidate_that_agrees_with_fp32(cache):
 
 
 def test_explicit_precision_and_layout_are_never_overridden():
-    model, x = _net(), _x()
+    model, x = conv_bn_net(), six_band_batch()
     seen: list[Setting] = []
     fixed = autotune.choose(model, x, CPU, precision="fp32", channels_last="off",
                             measure=_fake(BF16_FASTEST, seen), cache=False)
@@ -126,7 +120,7 @@ def test_explicit_precision_and_layout_are_never_overridden():
 
 def test_the_cache_is_written_reused_and_ignored_for_another_model_or_shape(cache,
                                                                             monkeypatch):
-    model, x = _net(), _x()
+    model, x = conv_bn_net(), six_band_batch()
     first = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST), load_meter=QUIET)
     stored = json.loads(cache.read_text())
     assert stored["format"] == autotune.CACHE_FORMAT
@@ -135,13 +129,14 @@ def test_the_cache_is_written_reused_and_ignored_for_another_model_or_shape(cach
     def never(setting, run):
         raise AssertionError("a cached choice must not be measured again")
 
-    again = autotune.choose(_net(), _x(), CPU, measure=never,  # same architecture and shape
+    # the same architecture and shape
+    again = autotune.choose(conv_bn_net(), six_band_batch(), CPU, measure=never,
                             load_meter=QUIET)
     assert (again.source, again.setting, again.ms_per_sample) == (
         "cache", first.setting, first.ms_per_sample)
     fp32_fastest = {k: (0.5 if k == ("fp32", False) else 9.0) for k in BF16_FASTEST}
-    other_shape = autotune.choose(model, _x(2, 48), CPU, measure=_fake(fp32_fastest))
-    other_model = autotune.choose(_net(width=12), x, CPU, measure=_fake(fp32_fastest))
+    other_shape = autotune.choose(model, six_band_batch(2, 48), CPU, measure=_fake(fp32_fastest))
+    other_model = autotune.choose(conv_bn_net(width=12), x, CPU, measure=_fake(fp32_fastest))
     for choice in (other_shape, other_model):
         assert choice.source == "measured" and choice.label.startswith("fp32/nchw")
         assert choice.key != first.key
@@ -164,9 +159,9 @@ def test_cache_file_follows_xdg_cache_home(monkeypatch, tmp_path):
 
 def test_training_measures_whole_steps_on_a_copy_and_leaves_the_run_untouched():
     torch.manual_seed(3)
-    model = _net().train()
+    model = conv_bn_net().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    x, y = _x(4, 16), torch.randint(0, 2, (4, 16, 16))
+    x, y = six_band_batch(4, 16), torch.randint(0, 2, (4, 16, 16))
     rng = torch.get_rng_state()
     steps: list[int] = []
 
@@ -188,7 +183,7 @@ def test_training_measures_whole_steps_on_a_copy_and_leaves_the_run_untouched():
 
 
 def test_the_measurement_is_cut_to_the_budget_but_keyed_by_the_real_shape():
-    model, x = _net(), _x(4, 128)
+    model, x = conv_bn_net(), six_band_batch(4, 128)
     tiny = autotune.choose(model, x, CPU, budget_s=0.0, measure=_fake(BF16_FASTEST),
                            cache=False)
     assert tiny.shape == (4, 6, 128, 128)
@@ -231,7 +226,7 @@ def test_a_choice_measured_under_load_is_not_reused_as_the_quiet_machines(cache)
     """Measured while other work held the cores (fp32/nchw "won"), recorded as such; reused
     while the machine stays loaded, measured again once it is quiet (bf16/nhwc wins), and
     the quiet answer replaces it for good."""
-    model, x = _net(), _x()
+    model, x = conv_bn_net(), six_band_batch()
     meter, taken = _meter(0.9, 0.8, 0.05, 0.0, 0.95)
     busy = autotune.choose(model, x, CPU, measure=_fake(SLOW_FP32), load_meter=meter)
     assert busy.label == "fp32/nchw" and busy.load.loaded and busy.load.others == 0.9
@@ -268,13 +263,14 @@ def test_busy_processes_on_every_core_make_the_measured_choice_a_loaded_one(cach
     try:
         time.sleep(0.3)
         reading = load.sample(seconds=0.5)
-        busy = autotune.choose(_net(), _x(), CPU, measure=_fake(SLOW_FP32))
+        busy = autotune.choose(conv_bn_net(), six_band_batch(), CPU, measure=_fake(SLOW_FP32))
     finally:
         for child in children:
             child.kill()
             child.wait()
     assert reading.loaded and reading.others > 0.5 and reading.cores == cores
     assert busy.load.loaded and busy.load.seconds > 0
-    again = autotune.choose(_net(), _x(), CPU, measure=_fake(BF16_FASTEST), load_meter=QUIET)
+    again = autotune.choose(conv_bn_net(), six_band_batch(), CPU, measure=_fake(BF16_FASTEST),
+                            load_meter=QUIET)
     assert (again.source, again.label) == ("measured", "bf16/nhwc")
 

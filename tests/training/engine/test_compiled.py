@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch._inductor import config as inductor_config
 
+from tests.support.models import conv_bn_net, six_band_batch
 from training.engine import autotune, compiled, load
 from training.engine.autotune import Setting
 
@@ -21,15 +22,8 @@ CPU = torch.device("cpu")
 BF16_NHWC = Setting("bf16", True)
 
 
-def _net(width: int, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(6, width, 3, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
-        torch.nn.Conv2d(width, 2, 3, padding=1)).eval()
 
 
-def _x(n: int = 2, size: int = 24) -> torch.Tensor:
-    return torch.randn(n, 6, size, size, generator=torch.Generator().manual_seed(1))
 
 
 class _Quiet:
@@ -63,7 +57,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_the_compiled_candidate_agrees_is_recorded_and_a_cached_choice_compiles_again(cache):
-    model, x = _net(8), _x()
+    model, x = conv_bn_net(8), six_band_batch(2, 24)
     choice = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", compile=True,
                              measure=_compiled_fastest, load_meter=load_quiet)
     assert choice.label == "bf16/nhwc/compiled"
@@ -97,7 +91,7 @@ def test_the_compiled_candidate_agrees_is_recorded_and_a_cached_choice_compiles_
 
 def test_a_compile_failure_drops_the_candidate_with_a_log_line(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv(compiled.CACHE_DIR_ENV, str(tmp_path / "inductor"))  # nothing cached
-    model, x = _net(5, seed=3), _x(3, 20)  # kernels this process has not built
+    model, x = conv_bn_net(5, seed=3), six_band_batch(3, 20)  # kernels this process has not built
     with inductor_config.patch({"cpp.cxx": ("isamap-no-such-compiler",)}), \
             caplog.at_level(logging.INFO, logger="training.engine"):
         choice = autotune.choose(model, x, CPU, precision="bf16", channels_last="on",
@@ -145,7 +139,7 @@ def test_compiling_is_tried_only_when_the_job_can_pay_for_it():
 
 def test_a_short_job_is_not_compiled_and_its_cached_choice_is_measured_again_for_a_long_one(
         cache):
-    model, x = _net(8), _x()
+    model, x = conv_bn_net(8), six_band_batch(2, 24)
     seen: list[Setting] = []
 
     def eager_only(setting: Setting, run) -> float:
