@@ -30,9 +30,7 @@ first model) and ``test.ndbi_auc``, every model's scores under ``models``, and t
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -47,6 +45,7 @@ from experiments.realscenes import (
     Footprint,
     bbox_argument,
     format_table,
+    link_into,
     map_scores,
     run_product,
 )
@@ -61,6 +60,7 @@ from gee_export.core.commands import (
     run_command,
 )
 from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write
 from gee_export.local.labels import MAP_PREFIX, get_scheme
 
@@ -138,17 +138,8 @@ def reflectance(tile: DWTile, bands: Sequence[str]) -> dict[str, np.ndarray]:
 def scene_folder(tile: DWTile, root: Path) -> Path:
     """``root/<prefix>/`` with links to the tile's files: the local backend's input layout."""
     folder = root / tile.prefix
-    folder.mkdir(parents=True, exist_ok=True)
     for path in (tile.s2, tile.scl, tile.label):
-        link = folder / path.name
-        if link.is_symlink() or link.exists():
-            if link.resolve() == path.resolve():
-                continue
-            link.unlink()
-        try:
-            link.symlink_to(path.resolve())
-        except OSError:  # a file system without links: copy
-            link.write_bytes(path.read_bytes())
+        link_into(path, folder)
     return folder
 
 
@@ -301,7 +292,7 @@ def run_builtup(data: Path, out: Path, *, tests: Sequence[str] = (), train_prefi
         "budget": budget.__dict__, "label_map": DW_LABEL_MAP,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    text = json.dumps(_finite(metrics), indent=2)
+    text = dumps(metrics, indent=2)
     atomic_write(out / "metrics.json", lambda handle: handle.write(text.encode()))
     table = results_table(metrics)
     atomic_write(out / "results.txt", lambda handle: handle.write(table.encode() + b"\n"))
@@ -324,17 +315,6 @@ def results_table(metrics: dict) -> str:
                      b["ndbi_best_f1"], "", "", "", ""))
     return format_table(rows, ("map", "tile", "F1 built", "IoU built", "ROC AUC", "pixels",
                                "built"))
-
-
-def _finite(value):
-    """JSON without NaN (null instead)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _dates(items: Sequence[str]) -> dict[str, str]:

@@ -93,6 +93,25 @@ class Footprint:
                                 east - inset, north - inset, densify_pts=21)
 
 
+def link_into(path: Path, folder: Path) -> Path:
+    """``folder/<name>`` pointing at ``path`` (a copy where links are refused).
+
+    Scene folders are built from links so the sample files are never copied or changed; a
+    link left by an earlier run to another file is replaced.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / path.name
+    if link.is_symlink() or link.exists():
+        if link.resolve() == path.resolve():
+            return link
+        link.unlink()
+    try:
+        link.symlink_to(path.resolve())
+    except OSError:  # a file system without links: copy
+        link.write_bytes(path.read_bytes())
+    return link
+
+
 def bbox_argument(bbox: Sequence[float]) -> str:
     """``--bbox=W,S,E,N`` (one token: a negative latitude is not taken for an option)."""
     return "--bbox=" + ",".join(f"{v:.7f}" for v in bbox)

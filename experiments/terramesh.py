@@ -32,7 +32,6 @@ compare on the same weak labels. ``DIR/metrics.json`` holds every score.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -48,6 +47,7 @@ from experiments.realscenes import (
     Footprint,
     bbox_argument,
     format_table,
+    link_into,
     map_scores,
     run_product,
 )
@@ -60,6 +60,7 @@ from gee_export.core.commands import (
     run_command,
 )
 from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write
 from gee_export.local.labels import MAP_PREFIX, get_scheme
 from gee_export.local.scenes import S2_L2A_ORDER, date_from_text
@@ -126,14 +127,7 @@ def scene_folder(cell: Cell, root: Path) -> Path:
     folder = root / cell.name
     for path, where in ((cell.s2, folder), (cell.s1, folder),
                         (cell.land_cover, folder / "labels")):
-        where.mkdir(parents=True, exist_ok=True)
-        link = where / path.name
-        if link.is_symlink() or link.exists():
-            continue
-        try:
-            link.symlink_to(path.resolve())
-        except OSError:  # a file system without links: copy
-            link.write_bytes(path.read_bytes())
+        link_into(path, where)
     return folder
 
 
@@ -226,7 +220,7 @@ def run_terramesh(data: Path, out: Path, *, train_cell: str = DEFAULT_TRAIN_CELL
             "test_area": f"test-split patches of {train_cell} ({int(test_area.sum())} px)",
             "bands": list(bands), "label_map": TM_LABEL_MAP, "budget": budget.__dict__,
             "label_is_reference": False, "seconds": round(time.perf_counter() - start, 1)}
-        text = json.dumps(_finite(metrics), indent=2)
+        text = dumps(metrics, indent=2)
         atomic_write(out / "metrics.json", lambda handle, text=text: handle.write(text.encode()))
     table = results_table(metrics)
     atomic_write(out / "results.txt", lambda handle: handle.write(table.encode() + b"\n"))
@@ -254,16 +248,6 @@ def results_table(metrics: dict) -> str:
                  *(metrics["product_built_share"][c] for c in others)))
     return format_table(rows, ("model", f"F1 {train}", "IoU", "ROC AUC",
                                *(f"built share {c}" for c in others)))
-
-
-def _finite(value):
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
