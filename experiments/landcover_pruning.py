@@ -52,6 +52,7 @@ import torch
 
 from experiments.coarse_products import mode_product
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.landcover_report import seed_stats
 from experiments.naip import NAIP_BANDS, NAIP_FOLDER, read_naip_tile
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
 from gee_export.core.commands import (
@@ -319,21 +320,13 @@ def summarize(cfg: LandCoverCompareConfig, runs: Sequence[dict], tiles: Sequence
                 for r in runs}
     present = [c for k, c in enumerate(LANDCOVER_CLASSES)
                if any((t.truth[t.test_mask] == k).any() for t in tiles)]
-
-    def stats(values: list[float]) -> dict:
-        v = np.array([np.nan if x is None else x for x in values], dtype=float)
-        ok = v[np.isfinite(v)]
-        return {"mean": float(ok.mean()) if ok.size else math.nan,
-                "std": float(ok.std(ddof=1)) if ok.size > 1 else 0.0,
-                "per_seed": [float(x) for x in v]}
-
     summary = {}
     for m in METHODS:
         rows = [per_seed[s][m] for s in cfg.seeds]
-        summary[m] = {"OA": stats([r["oa"] for r in rows]),
-                      "PA": {c: stats([r["pa"][LANDCOVER_CLASSES.index(c)] for r in rows])
+        summary[m] = {"OA": seed_stats([r["oa"] for r in rows]),
+                      "PA": {c: seed_stats([r["pa"][LANDCOVER_CLASSES.index(c)] for r in rows])
                              for c in present},
-                      "UA": {c: stats([r["ua"][LANDCOVER_CLASSES.index(c)] for r in rows])
+                      "UA": {c: seed_stats([r["ua"][LANDCOVER_CLASSES.index(c)] for r in rows])
                              for c in present}}
     first = runs[0]
     return {"config": asdict(cfg), "pruning_rule": PRUNING_RULE,

@@ -21,7 +21,8 @@ from training.metrics import compute_metrics, confusion_matrix
 K = len(LANDCOVER_CLASSES)
 
 
-def _stats(values: Sequence[float]) -> dict:
+def seed_stats(values: Sequence[float | None]) -> dict:
+    """Mean and sample std over seeds of the defined values (None/NaN left out), and each."""
     v = np.array([np.nan if x is None else x for x in values], dtype=float)
     ok = v[np.isfinite(v)]
     return {"mean": float(ok.mean()) if ok.size else math.nan,
@@ -33,18 +34,18 @@ def metric_summary(matrices: Sequence[np.ndarray], present: Sequence[str]) -> di
     """OA and per-class PA, UA, F1 of the ``present`` classes, mean ± std over the matrices."""
     rows = [compute_metrics(np.asarray(m), LANDCOVER_CLASSES) for m in matrices]
     idx = {c: LANDCOVER_CLASSES.index(c) for c in present}
-    return {"OA": _stats([r.oa for r in rows]),
-            **{what: {c: _stats([getattr(r, what.lower())[i] for r in rows])
+    return {"OA": seed_stats([r.oa for r in rows]),
+            **{what: {c: seed_stats([getattr(r, what.lower())[i] for r in rows])
                       for c, i in idx.items()} for what in ("PA", "UA", "F1")}}
 
 
 def point_summary(estimates: Sequence[AreaAccuracy], present: Sequence[str]) -> dict:
     """OA and the ``present`` classes' F1 from points, and their 95 % half-widths, over seeds."""
     idx = {c: LANDCOVER_CLASSES.index(c) for c in present}
-    return {"n": estimates[0].n, "OA": _stats([e.oa for e in estimates]),
-            "OA_ci95": _stats([e.oa_ci for e in estimates]),
-            "F1": {c: _stats([e.f1[i] for e in estimates]) for c, i in idx.items()},
-            "F1_ci95": {c: _stats([e.f1_ci[i] for e in estimates]) for c, i in idx.items()}}
+    return {"n": estimates[0].n, "OA": seed_stats([e.oa for e in estimates]),
+            "OA_ci95": seed_stats([e.oa_ci for e in estimates]),
+            "F1": {c: seed_stats([e.f1[i] for e in estimates]) for c, i in idx.items()},
+            "F1_ci95": {c: seed_stats([e.f1_ci[i] for e in estimates]) for c, i in idx.items()}}
 
 
 def product_confusion(scenes: Sequence[Any], product: str) -> list[list[int]]:
