@@ -47,6 +47,7 @@ from experiments.realscenes import (
     format_table,
     link_into,
     map_scores,
+    mapped_label,
     run_product,
 )
 from experiments.scoring import index_baseline, ndbi
@@ -62,7 +63,6 @@ from gee_export.core.commands import (
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write
-from gee_export.local.labels import MAP_PREFIX, get_scheme
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,7 @@ def find_tile(folder: str | Path, prefix: str, date: str | None = None) -> DWTil
 
 def built_label(tile: DWTile) -> np.ndarray:
     """The tile's label as 0 other / 1 built / 255 ignored, through the export's own mapping."""
-    with rasterio.open(tile.label) as src:
-        codes = src.read(1)
-    return get_scheme(MAP_PREFIX + DW_LABEL_MAP).apply(codes).astype(np.uint8)
+    return mapped_label(tile.label, DW_LABEL_MAP)
 
 
 def reflectance(tile: DWTile, bands: Sequence[str]) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 from experiments.scoring import binary_scores, roc_auc
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.local.labels import MAP_PREFIX, get_scheme
 from inference.predict.cog import PROB_SCALE
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,13 @@ class Footprint:
         west, south, east, north = self.bounds(row0, row1)
         return transform_bounds(self.crs, "EPSG:4326", west + inset, south + inset,
                                 east - inset, north - inset, densify_pts=21)
+
+
+def mapped_label(path: Path, label_map: str) -> np.ndarray:
+    """The label raster ``path`` through ``--label-map label_map``, as the export maps it."""
+    with rasterio.open(path) as src:
+        codes = src.read(1)
+    return get_scheme(MAP_PREFIX + label_map).apply(codes).astype(np.uint8)
 
 
 def link_into(path: Path, folder: Path) -> Path:

@@ -49,6 +49,7 @@ from experiments.realscenes import (
     format_table,
     link_into,
     map_scores,
+    mapped_label,
     run_product,
 )
 from gee_export.contract.bands import LABEL_NODATA
@@ -62,7 +63,6 @@ from gee_export.core.commands import (
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write
-from gee_export.local.labels import MAP_PREFIX, get_scheme
 from gee_export.local.scenes import S2_L2A_ORDER, date_from_text
 
 log = logging.getLogger(__name__)
@@ -117,9 +117,7 @@ def find_cells(folder: str | Path) -> list[Cell]:
 
 def built_label(cell: Cell) -> np.ndarray:
     """The product's built class as 0/1/255, through the export's own mapping."""
-    with rasterio.open(cell.land_cover) as src:
-        codes = src.read(1)
-    return get_scheme(MAP_PREFIX + TM_LABEL_MAP).apply(codes).astype(np.uint8)
+    return mapped_label(cell.land_cover, TM_LABEL_MAP)
 
 
 def scene_folder(cell: Cell, root: Path) -> Path:
