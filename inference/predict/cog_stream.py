@@ -8,17 +8,15 @@ immediately, in whatever thread calls it:
 
 - the full-resolution rows are cut into 512 x 512 tiles and compressed as they arrive,
   DEFLATE by ISA-L or libdeflate (:data:`Deflater`; no TIFF predictor unless asked; zlib streams,
-  as TIFF's DEFLATE expects), appended to a tile file, while GDAL writes the level's tags
-  into an empty (sparse) GTiff of the same structure; ZSTD goes through GDAL's own tiled
-  GTiff writer;
+  as TIFF's DEFLATE expects), appended to a tile file framed as the COG stores them, while
+  GDAL writes the level's tags into an empty (sparse) GTiff of the same structure; ZSTD goes
+  through GDAL's own tiled GTiff writer;
 - every overview level is reduced 2x from the level below as soon as two of its rows exist
   (``MODE`` for classes, ``AVERAGE`` for probabilities, nodata excluded, identical to GDAL's)
   and written the same way;
-- :meth:`CogStream.finish` then only *arranges* bytes: it writes the COG header, the GDAL
-  "ghost" structural metadata, one IFD per level (full resolution first, with the tags of the
-  level-0 file: georeferencing, metadata, nodata, colour table), and copies the compressed
-  tiles, smallest overview first, each with the size leader and repeated-last-4-bytes trailer
-  that GDAL writes. No tile is decoded or recompressed.
+- :meth:`CogStream.finish` then only *arranges* bytes (:mod:`inference.predict.cog_layout`):
+  the header, the IFDs, and each level's framed tiles copied as one run of bytes, smallest
+  overview first. No tile is decoded or recompressed.
 
 Memory is one block row per level (512 rows of the level's width). Classic TIFF is written
 unless the data could pass 4 GiB, then BigTIFF.
@@ -28,11 +26,9 @@ from __future__ import annotations
 
 import functools
 import math
-import struct
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import deflate as libdeflate
 import numpy as np
@@ -41,6 +37,7 @@ from affine import Affine
 from isal import isal_zlib
 
 from gee_export.contract.bands import LABEL_NODATA
+from inference.predict.cog_layout import FRAME_BYTES, assemble, frame
 
 Resampling = Literal["mode", "average"]
 NODATA = LABEL_NODATA
@@ -50,19 +47,6 @@ Defined here, not in :mod:`inference.predict.cog`, because the encoder needs it 
 imports the encoder; ``cog`` re-exports it for everything else."""
 BLOCK = 512
 """Tile side of every map COG (and of its overviews), in pixels."""
-
-_GHOST = ("LAYOUT=IFDS_BEFORE_DATA\nBLOCK_ORDER=ROW_MAJOR\nBLOCK_LEADER=SIZE_AS_UINT4\n"
-          "BLOCK_TRAILER=LAST_4_BYTES_REPEATED\nKNOWN_INCOMPATIBLE_EDITION=NO\n ")
-# TIFF tags set per level by the assembler; every other tag of a level file is copied.
-_NEW_SUBFILE, _WIDTH, _HEIGHT = 254, 256, 257
-_STRIP_TAGS = {273, 278, 279}
-_TILE_OFFSETS, _TILE_COUNTS = 324, 325
-_STRUCTURAL = {_NEW_SUBFILE, _WIDTH, _HEIGHT, 322, 323, _TILE_OFFSETS, _TILE_COUNTS,
-               *_STRIP_TAGS}
-# georeferencing and dataset metadata belong to the full-resolution IFD only (as GDAL does)
-_MAIN_ONLY = {33550, 33922, 34264, 34735, 34736, 34737, 42112}
-_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8,
-              16: 8, 17: 8, 18: 8}
 
 
 #: DEFLATE level of every COG: level 1 writes prediction maps about as small as level 3,
@@ -315,9 +299,9 @@ class _Level:
         compressed = []
         for tile in diff:
             data = self.encoding.compress_tile(tile)
-            self._data.write(data)
-            self.tiles.append((offset, len(data)))
-            offset += len(data)
+            self._data.writelines(frame(data))  # as the COG stores it: copied as it is
+            self.tiles.append((offset + 4, len(data)))
+            offset += len(data) + FRAME_BYTES
             compressed.append(data)
         self._filled = 0
         return compressed
@@ -418,171 +402,3 @@ class CogStream:
     def remove(self) -> None:
         for level in self.levels:
             level.remove()
-
-
-# ---------------------------------------------------------------------------- TIFF bytes
-@dataclass(frozen=True)
-class _Entry:
-    type: int
-    count: int
-    data: bytes  # the value's bytes (little-endian), whatever their length
-
-
-def read_ifd(path: Path) -> dict[int, _Entry]:
-    """The tags of the first IFD of a little-endian (Big)TIFF, with their values' bytes."""
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-        if head[:2] != b"II":
-            raise ValueError(f"{path}: not a little-endian TIFF")
-        big = struct.unpack_from("<H", head, 2)[0] == 43
-        count_fmt, off_fmt, n_fmt, inline = ("<Q", "<Q", "<Q", 8) if big else ("<I", "<I", "<H", 4)
-        offset = struct.unpack_from(off_fmt, head, 8 if big else 4)[0]
-        fh.seek(offset)
-        n = struct.unpack(n_fmt, fh.read(struct.calcsize(n_fmt)))[0]
-        size = 20 if big else 12
-        raw = fh.read(n * size)
-        entries: dict[int, _Entry] = {}
-        for i in range(n):
-            rec = raw[i * size:(i + 1) * size]
-            tag, typ = struct.unpack_from("<HH", rec)
-            count = struct.unpack_from(count_fmt, rec, 4)[0]
-            nbytes = _TYPE_SIZE.get(typ, 1) * count
-            value = rec[4 + struct.calcsize(count_fmt):]
-            if nbytes <= inline:
-                data = value[:nbytes]
-            else:
-                where = fh.tell()
-                fh.seek(struct.unpack(off_fmt, value)[0])
-                data = fh.read(nbytes)
-                fh.seek(where)
-            entries[tag] = _Entry(typ, count, data)
-    return entries
-
-
-def _ints(entry: _Entry) -> list[int]:
-    fmt = {3: "H", 4: "I", 16: "Q"}[entry.type]
-    return list(struct.unpack(f"<{entry.count}{fmt}", entry.data))
-
-
-def _ghost() -> bytes:
-    return f"GDAL_STRUCTURAL_METADATA_SIZE={len(_GHOST):06d} bytes\n{_GHOST}".encode()
-
-
-def assemble(levels: Sequence[Path], dst: Path, bigtiff: bool | None = None, *,
-             tiles: Sequence[list[tuple[int, int]] | None] | None = None,
-             data: Sequence[Path] | None = None) -> None:
-    """Write the COG ``dst`` from tiled one-band GTiffs, full resolution first.
-
-    The IFDs come first (full resolution, then each overview), then the tile data of the
-    smallest overview up to the full resolution, row-major, each tile preceded by its size
-    (4 bytes) and followed by its last 4 bytes repeated, as GDAL's COG driver lays them out.
-    ``bigtiff`` None: BigTIFF only when the file could pass 4 GiB. A level whose ``tiles``
-    (offset, size) are given reads them from its ``data`` file instead of its GTiff's own.
-    """
-    ifds = [read_ifd(p) for p in levels]
-    given = list(tiles) if tiles is not None else [None] * len(levels)
-    sources = list(data) if data is not None else list(levels)
-    tiles = [t if t is not None else
-             list(zip(_ints(e[_TILE_OFFSETS]), _ints(e[_TILE_COUNTS]), strict=True))
-             for e, t in zip(ifds, given, strict=True)]
-    data_size = sum(c + 8 for level in tiles for _, c in level)
-    big = data_size + 2**20 * (len(levels) + 1) >= 2**32 if bigtiff is None else bigtiff
-    plans: list[dict[int, _Entry]] = []
-    for i, entries in enumerate(ifds):
-        keep = {t: e for t, e in entries.items()
-                if t not in _STRUCTURAL and (i == 0 or t not in _MAIN_ONLY)}
-        for tag in (_WIDTH, _HEIGHT, 322, 323):
-            keep[tag] = entries[tag]
-        if i:
-            keep[_NEW_SUBFILE] = _Entry(4, 1, struct.pack("<I", 1))
-        plans.append(keep)
-    def payload(i: int) -> Iterator[bytes]:
-        with open(sources[i], "rb") as src:
-            for offset, count in tiles[i]:
-                src.seek(offset)
-                yield src.read(count)
-
-    with open(dst, "wb") as out:
-        _write_cog(out, plans, tiles, payload, big)
-
-
-def write_tiled(dst: Path, template: Path, tiles: Sequence[bytes]) -> None:
-    """Write ``dst``: the tags of the tiled TIFF ``template`` with these compressed tiles.
-
-    ``template`` (typically written empty by GDAL with ``sparse_ok``) says the structure,
-    georeferencing, compression and predictor; ``tiles`` are its tiles in its own order
-    (row-major, band after band when the bands are planar), already compressed that way.
-    """
-    entries = read_ifd(template)
-    expected = len(_ints(entries[_TILE_OFFSETS]))
-    if expected != len(tiles):
-        raise ValueError(f"{template.name} has {expected} tiles, got {len(tiles)}")
-    plan = {t: e for t, e in entries.items() if t not in _STRUCTURAL}
-    for tag in (_WIDTH, _HEIGHT, 322, 323):
-        plan[tag] = entries[tag]
-    with open(dst, "wb") as out:
-        _write_cog(out, [plan], [[(0, len(t)) for t in tiles]], lambda _: iter(tiles), False)
-
-
-def _write_cog(out: BinaryIO, plans: list[dict[int, _Entry]],
-               tiles: list[list[tuple[int, int]]],
-               payload: Callable[[int], Iterator[bytes]], big: bool) -> None:
-    word, count_fmt, n_fmt, entry_size = ("Q", "<Q", "<Q", 20) if big else ("I", "<I", "<H", 12)
-    off_fmt, inline, off_type = "<" + word, 8 if big else 4, 16 if big else 4
-    ghost = _ghost()
-    pos = (16 if big else 8) + len(ghost)
-    pos += pos % 2
-    # the IFD area: each IFD followed by its out-of-line values, then every tile array
-    ifd_at: list[int] = []
-    value_at: list[dict[int, int]] = []
-    for plan in plans:
-        ifd_at.append(pos)
-        pos += struct.calcsize(n_fmt) + (len(plan) + 2) * entry_size + inline
-        where = {}
-        for tag, e in sorted(plan.items()):
-            if len(e.data) > inline:
-                where[tag] = pos
-                pos += len(e.data) + len(e.data) % 2
-        value_at.append(where)
-    arrays_at: list[tuple[int, int]] = []
-    for level in tiles:
-        arrays_at.append((pos, pos + len(level) * inline))
-        pos += 2 * len(level) * inline
-    # the data: smallest overview first; a tile is its size, its bytes, its last 4 bytes again
-    data_at: list[list[int]] = [[] for _ in tiles]
-    for i in reversed(range(len(tiles))):
-        for _, count in tiles[i]:
-            data_at[i].append(pos + 4)
-            pos += count + 8
-    header = (b"II" + struct.pack("<HHHQ", 43, 8, 0, ifd_at[0]) if big
-              else b"II" + struct.pack("<HI", 42, ifd_at[0]))
-    buf = bytearray(header + ghost)
-    buf += b"\0" * (ifd_at[0] - len(buf))
-    for i, plan in enumerate(plans):
-        n = len(tiles[i])
-        arrays = {_TILE_OFFSETS: (arrays_at[i][0], data_at[i][0] if n == 1 else None),
-                  _TILE_COUNTS: (arrays_at[i][1], tiles[i][0][1] if n == 1 else None)}
-        entries = {**plan, **{t: _Entry(off_type, n, b"") for t in arrays}}
-        buf += struct.pack(n_fmt, len(entries))
-        for tag, e in sorted(entries.items()):
-            if tag in arrays:
-                array_at, single = arrays[tag]
-                value = struct.pack(off_fmt, array_at if single is None else single)
-            elif tag in value_at[i]:
-                value = struct.pack(off_fmt, value_at[i][tag])
-            else:
-                value = e.data.ljust(inline, b"\0")
-            buf += struct.pack("<HH", tag, e.type) + struct.pack(count_fmt, e.count) + value
-        buf += struct.pack(off_fmt, ifd_at[i + 1] if i + 1 < len(plans) else 0)
-        for tag, e in sorted(plan.items()):
-            if tag in value_at[i]:
-                buf += e.data + b"\0" * (len(e.data) % 2)
-    for i, level in enumerate(tiles):
-        if len(buf) != arrays_at[i][0]:
-            raise AssertionError("COG layout computed inconsistently")
-        buf += struct.pack(f"<{len(level)}{word}", *data_at[i])
-        buf += struct.pack(f"<{len(level)}{word}", *(c for _, c in level))
-    out.write(buf)
-    for i in reversed(range(len(tiles))):
-        for (_, count), data in zip(tiles[i], payload(i), strict=True):
-            out.write(struct.pack("<I", count) + data + data[-4:].rjust(4, b"\0"))

@@ -48,7 +48,8 @@ from inference.predict.blending import (
     tile_weights,
 )
 from inference.predict.cog import NODATA
-from inference.predict.cog_stream import BLOCK, write_tiled
+from inference.predict.cog_layout import write_tiled
+from inference.predict.cog_stream import BLOCK
 from inference.predict.direct_read import DirectTiff, direct_tiff
 from inference.predict.inputs import unreadable
 from inference.predict.lattice import Lattice
