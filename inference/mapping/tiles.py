@@ -111,7 +111,7 @@ def _core(s: int, probs: np.ndarray, data: np.ndarray, tile: MapTile,
     if s > 1:
         invalid = invalid.repeat(s, axis=0).repeat(s, axis=1)
     acc = Accumulator(core.shape[0], h * s, w * s, 0)
-    acc.add(core, np.ones((h * s, w * s), np.float32), 0, 0)
+    acc.add(core, None, 0, 0)
     acc.mark_invalid(invalid, 0)
     return acc.take(h * s, isa_class)
 

@@ -155,41 +155,86 @@ def pad_to(block: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(block, ((0, 0), (0, max(pad_h, 0)), (0, max(pad_w, 0))), mode="edge")
 
 
+def weight_sums(extent: int, starts: Sequence[int], tile: int, flank: int, scale: int = 1,
+                blend: Blend = "cosine") -> np.ndarray:
+    """Per output pixel along one axis, the summed 1-D weights of the tiles at ``starts``.
+
+    Tile weights are outer products of two axis tapers (:func:`tile_weights`) and the tiles
+    form a grid, so the weight a pixel gets from all its tiles is the product of this sum
+    along the rows and along the columns: the accumulator divides by that instead of summing
+    a weight map tile by tile. ``extent`` and ``starts`` are on the input grid, ``tile`` and
+    ``flank`` too; the result has ``extent * scale`` entries. The ``core`` blend gives every
+    pixel to one tile at weight 1: ones.
+    """
+    out = np.zeros(extent * scale, np.float64)
+    if blend == "core":
+        out[:] = 1.0
+        return out.astype(np.float32)
+    for i, a in enumerate(starts):
+        taper_i = taper(tile * scale, flank * scale, i > 0, i < len(starts) - 1, blend)
+        n = min(tile, extent - a) * scale
+        out[a * scale:a * scale + n] += taper_i[:n]
+    return out.astype(np.float32)
+
+
 class Accumulator:
     """Weighted sums of probabilities for the output rows ``[row0, row0 + capacity)``.
 
     Tiles are added with their blending weights (:func:`tile_weights`) as they arrive, top
     to bottom; rows no later tile can touch are taken (:meth:`take`) and dropped, so memory
     spans only the rows still open. The rows form a ring: a take clears its rows for the
-    ones below instead of moving every open row up.
+    ones below instead of moving every open row up. The weights the sums are divided by
+    are the product of the lattice's row and column sums (:func:`weight_sums`): no weight
+    map is summed tile by tile.
+
+    Args:
+        classes, capacity, width, row0: channels, rows held, width, first output row.
+        row_weights: the tiles' summed weight per output row, the whole height (absolute
+            rows); None: every row 1 (one tile, or cores at weight 1).
+        col_weights: the same per column (``width``); None: ones.
     """
 
-    def __init__(self, classes: int, capacity: int, width: int, row0: int) -> None:
+    def __init__(self, classes: int, capacity: int, width: int, row0: int,
+                 row_weights: np.ndarray | None = None,
+                 col_weights: np.ndarray | None = None) -> None:
         self.sums = np.zeros((classes, capacity, width), dtype=np.float32)
-        self.weights = np.zeros((capacity, width), dtype=np.float32)
         self.invalid = np.zeros((capacity, width), dtype=bool)
         self.row0 = row0
         self._head = 0  # where row0 lies in the ring
+        self.row_weights = None if row_weights is None else np.asarray(row_weights, np.float32)
+        if col_weights is not None and np.shape(col_weights) != (width,):
+            raise ValueError(f"column weights {np.shape(col_weights)} for a width of {width}")
+        #: what each column's sums are divided by (1 where no tile weighs it), and those
+        self._cols = None
+        if col_weights is not None:
+            col_weights = np.asarray(col_weights, np.float32)
+            self._cols = (np.where(col_weights <= 0.0, np.float32(1.0), col_weights),
+                          col_weights <= 0.0)
 
     def _spans(self, offset: int, rows: int) -> list[tuple[int, int, int]]:
         """``(ring row, first row, count)`` pieces of rows ``offset..offset+rows`` past row0."""
-        capacity = self.weights.shape[0]
+        capacity = self.invalid.shape[0]
         if offset + rows > capacity:
             raise RuntimeError("accumulator overflow; tile rows arrived out of order")
         start = (self._head + offset) % capacity
         first = min(rows, capacity - start)
         return [(start, 0, first)] + ([(0, first, rows - first)] if first < rows else [])
 
-    def add(self, probs: np.ndarray, weights: np.ndarray, row: int, col: int) -> None:
-        """Add ``probs`` (K, h, w) placed at output ``(row, col)``; rows above row0 are dropped."""
+    def add(self, probs: np.ndarray, weights: np.ndarray | None, row: int, col: int) -> None:
+        """Add ``probs`` (K, h, w) placed at output ``(row, col)``; rows above row0 are dropped.
+
+        ``weights`` ``(h, w)`` (at least): the tile's blending weights, the outer product
+        whose sums the accumulator was given; None: 1.
+        """
         skip = max(self.row0 - row, 0)
         if skip >= probs.shape[1]:
             return
         h, w = probs.shape[1] - skip, probs.shape[2]
         for at, first, n in self._spans(row + skip - self.row0, h):
-            wt = weights[skip + first:skip + first + n, :w]
-            self.sums[:, at:at + n, col:col + w] += probs[:, skip + first:skip + first + n] * wt
-            self.weights[at:at + n, col:col + w] += wt
+            part = probs[:, skip + first:skip + first + n]
+            if weights is not None:
+                part = part * weights[skip + first:skip + first + n, :w]
+            self.sums[:, at:at + n, col:col + w] += part
 
     def mark_invalid(self, invalid: np.ndarray, row: int) -> None:
         skip = max(self.row0 - row, 0)
@@ -207,7 +252,7 @@ class Accumulator:
 
         ``out``: arrays of at least that many rows to fill (views of their first ``rows``
         are returned), for a caller done with the previous strip's: a fresh strip is tens
-        of MB of new pages to fault in.
+        of MB of new pages to fault in. A pixel no tile weighs (a weight sum of 0) is nodata.
         """
         k, width = self.sums.shape[0], self.sums.shape[2]
         if out is not None and out[0].shape[0] == k and out[0].shape[1] >= rows:
@@ -215,17 +260,25 @@ class Accumulator:
         else:
             probs = np.empty((k, rows, width), np.float32)
             bad = np.empty((rows, width), bool)
+        row_w = (np.ones(rows, np.float32) if self.row_weights is None
+                 else self.row_weights[self.row0:self.row0 + rows])
+        if row_w.shape[0] != rows:
+            raise RuntimeError(f"rows {self.row0}..{self.row0 + rows} past the row weights' "
+                               f"{self.row_weights.shape[0]}")
+        unweighted = row_w <= 0.0
+        # where no tile reached (weight 0) the sum is 0 too: 0 / 1 = 0, and nodata
+        row_w = np.where(unweighted, np.float32(1.0), row_w)[:, None]
         for at, first, n in self._spans(0, rows):
-            weights = self.weights[at:at + n]
-            np.less_equal(weights, 0.0, out=bad[first:first + n])
-            bad[first:first + n] |= self.invalid[at:at + n]
-            # where no tile reached (weight 0) the sum is 0 too: 0 / tiny = 0
-            np.maximum(weights, np.float32(1e-30), out=weights)
-            np.divide(self.sums[:, at:at + n], weights, out=probs[:, first:first + n])
+            np.divide(self.sums[:, at:at + n], row_w[first:first + n],
+                      out=probs[:, first:first + n])
+            np.copyto(bad[first:first + n], self.invalid[at:at + n])
             self.sums[:, at:at + n] = 0.0
-            weights[:] = 0.0
             self.invalid[at:at + n] = False
-        self._head = (self._head + rows) % self.weights.shape[0]
+        if self._cols is not None:
+            np.divide(probs, self._cols[0], out=probs)
+            bad[:, self._cols[1]] = True
+        bad[unweighted] = True
+        self._head = (self._head + rows) % self.invalid.shape[0]
         self.row0 += rows
         return probs, bad
 

@@ -46,6 +46,7 @@ from inference.predict.blending import (
     tile_cores,
     tile_starts,
     tile_weights,
+    weight_sums,
 )
 from inference.predict.cog import NODATA
 from inference.predict.cog_layout import write_tiled
@@ -326,8 +327,11 @@ class SlidingWindowJob:
                 if not 0 <= config.isa_class < classes:
                     raise ConfigError(f"ISA class {config.isa_class} is not one of the "
                                       f"model's {classes} output classes")
-                self.acc = Accumulator(probs.shape[1], self.acc_rows[1], self.width,
-                                        self.acc_rows[0])
+                ov = config.overlap
+                self.acc = Accumulator(
+                    probs.shape[1], self.acc_rows[1], self.width, self.acc_rows[0],
+                    weight_sums(self.src.height, starts_y, tile, ov, s, config.blend),
+                    weight_sums(self.src.width, starts_x, tile, ov, s, config.blend))
             y = starts_y[k]
             if config.blend == "core":
                 self._add_cores(k, y, starts_x, xs, probs)
@@ -353,7 +357,7 @@ class SlidingWindowJob:
         for j, x in enumerate(xs):
             c0, c1 = self._cores[1][x]
             part = probs[j, :, (r0 - y) * s:(r1 - y) * s, (c0 - x) * s:(c1 - x) * s]
-            self.acc.add(part, np.ones(part.shape[1:], np.float32), r0 * s, c0 * s)
+            self.acc.add(part, None, r0 * s, c0 * s)
 
     def _close_row(self, row: int, invalid: np.ndarray, final_row: int) -> None:
         """Mark the row's nodata; take, checkpoint and encode every strip now final."""

@@ -11,6 +11,7 @@ from inference.predict.blending import (
     taper,
     tile_starts,
     tile_weights,
+    weight_sums,
 )
 
 
@@ -88,7 +89,7 @@ def test_accumulator_ring_takes_rows_as_a_whole_array_blend_would():
     rng = np.random.default_rng(3)
     height, width, tile = 96, 20, 24
     starts = tile_starts(height, tile, 8)
-    acc = Accumulator(2, 40, width, 0)
+    acc = Accumulator(2, 40, width, 0, weight_sums(height, starts, tile, 8))
     sums, weights = np.zeros((2, height, width)), np.zeros((height, width))
     taken, row = [], 0
     for k, y in enumerate(starts):
@@ -108,6 +109,42 @@ def test_accumulator_ring_takes_rows_as_a_whole_array_blend_would():
     with pytest.raises(RuntimeError, match="overflow"):
         acc.add(np.ones((2, 41, width), np.float32), np.ones((41, width), np.float32),
                 height, 0)
+
+
+@pytest.mark.parametrize("blend", ["cosine", "uniform", "core"])
+@pytest.mark.parametrize(("height", "width", "scale"), [(100, 130, 1), (70, 45, 2), (20, 90, 1)])
+def test_row_and_column_sums_weigh_pixels_as_the_summed_weight_map(blend, height, width, scale):
+    # every tile of a lattice added with its own weights: the per-pixel weight the
+    # accumulator divides by is the product of the two axes' sums
+    tile, overlap = 32, 8
+    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    weights = np.zeros((height * scale, width * scale))
+    for k, y in enumerate(ys):
+        for j, x in enumerate(xs):
+            if blend == "core":
+                continue
+            w = tile_weights(tile * scale, overlap * scale, top=k > 0, bottom=k < len(ys) - 1,
+                             left=j > 0, right=j < len(xs) - 1, blend=blend)
+            rows, cols = min(tile, height - y) * scale, min(tile, width - x) * scale
+            weights[y * scale:y * scale + rows, x * scale:x * scale + cols] += w[:rows, :cols]
+    if blend == "core":
+        weights[:] = 1.0
+    rows_w = weight_sums(height, ys, tile, overlap, scale, blend)
+    cols_w = weight_sums(width, xs, tile, overlap, scale, blend)
+    assert rows_w.shape == (height * scale,) and cols_w.shape == (width * scale,)
+    np.testing.assert_allclose(np.outer(rows_w, cols_w), weights, rtol=1e-6)
+    assert (rows_w > 0).all() and (cols_w > 0).all()  # every pixel is weighed
+
+
+def test_a_pixel_no_tile_weighs_is_nodata():
+    acc = Accumulator(1, 8, 4, 0, np.array([1, 1, 0, 2, 1, 1, 1, 1], np.float32),
+                      np.array([1, 0, 1, 1], np.float32))
+    acc.add(np.full((1, 8, 4), 0.5, np.float32), None, 0, 0)
+    probs, bad = acc.take_probs(4)
+    assert bad[2].all() and bad[:, 1].all() and bad.sum() == 4 + 3
+    assert probs[0, 3, 0] == 0.25 and probs[0, 0, 0] == 0.5
+    with pytest.raises(ValueError, match="column weights"):
+        Accumulator(1, 8, 5, 0, None, np.ones(4, np.float32))
 
 
 def test_taking_into_reused_arrays_gives_the_same_strips():
