@@ -48,21 +48,14 @@ def bench(name: str, args: argparse.Namespace, peak) -> dict:
     model, x, _ = build(name, args.batch, patch, cpu)
     model = fold_batchnorm(model.eval())
     flops = count_flops(model, x)
-    g = torch.Generator().manual_seed(1)
-    batches = [torch.randn(x.shape, generator=g) for _ in range(2 * args.calibration)]
-    calibration, check = batches[:args.calibration], batches[args.calibration:]
-    t0 = time.perf_counter()
-    graph = quantize.quantize(model, calibration)
-    quantize_s = time.perf_counter() - t0
+    compiled, quantize_s, compile_s, figures, check = quantized(model, x, args.calibration)
     reference = quantize.logits(model, check)
-    figures = quantize.agreement(reference, quantize.logits(graph, check), isa_class=1)
-    compiled, compile_s = quantize.compile_int8(graph, x)
     # every configuration timed in turns, one call each per round (a busy machine slows them
     # alike), each keeping its best time
     calls = {}
     for p in native_precisions(cpu):
         setting = Setting(p, True)
-        calls[(setting.label, p)] = _float_call(model, x, setting)
+        calls[(setting.label, p)] = float_call(model, x, setting)
     calls[("int8 (compiled)", "int8")] = lambda: compiled(x)
     best = dict.fromkeys(calls, float("inf"))
     with torch.inference_mode():  # the grad mode int8 was compiled in
@@ -92,7 +85,25 @@ def bench(name: str, args: argparse.Namespace, peak) -> dict:
             "isa_f1_vs_fp32": figures.isa_f1_vs_fp32, "check_pixels": figures.pixels}
 
 
-def _float_call(model: torch.nn.Module, x: torch.Tensor, setting: Setting):
+def quantized(model: torch.nn.Module, x: torch.Tensor, calibration: int):
+    """``model`` (batch norms folded) quantized on noise batches shaped like ``x``, compiled.
+
+    Returns the compiled int8 model, the seconds quantizing and compiling took, its
+    agreement with fp32 on as many other noise batches, and those check batches.
+    """
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randn(x.shape, generator=g) for _ in range(2 * calibration)]
+    calibrate, check = batches[:calibration], batches[calibration:]
+    t0 = time.perf_counter()
+    graph = quantize.quantize(model, calibrate)
+    quantize_s = time.perf_counter() - t0
+    figures = quantize.agreement(quantize.logits(model, check), quantize.logits(graph, check),
+                                 isa_class=1)
+    compiled, compile_s = quantize.compile_int8(graph, x)
+    return compiled, quantize_s, compile_s, figures, check
+
+
+def float_call(model: torch.nn.Module, x: torch.Tensor, setting: Setting):
     """One forward of ``model`` in ``setting``'s precision and layout (on its own copy)."""
     copy = copy_module(model).to(memory_format=setting.memory_format)
     xs = x.contiguous(memory_format=setting.memory_format)

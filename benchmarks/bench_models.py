@@ -12,11 +12,15 @@ Measured in one run, side by side:
 - with ``--compile``, the fastest fixed inference configuration compiled as well
   (``training.engine.compiled``: inductor, frozen weights), with its compile time, and ``auto``
   allowed to try it;
+- with ``--int8`` (CPU), each model quantized to int8 as ``--precision int8`` runs it (batch
+  norms folded, calibrated, compiled), timed in turns with ``auto``'s choice on the folded
+  model, with its agreement with fp32 and whether ``auto`` would take it once remembered;
 - patches/s, km²/s of 10 m input, GFLOP/s and % of the peak for each, and auto's speed as a
   fraction of the fastest fixed configuration (the bar: >= 0.9).
 
 Run: ``.venv/bin/python benchmarks/bench_models.py`` (``--quick`` for a smoke run,
-``--device cuda`` on a GPU, ``--compile`` for the compiled rows, ``--patch 512`` for the
+``--device cuda`` on a GPU, ``--compile`` for the compiled rows, ``--int8`` for the int8 rows,
+``--patch 512`` for the
 prediction tile). Absolute numbers depend on the machine's load; the ratios are measured side
 by side in one run. Compile times depend on inductor's cache (``TORCHINDUCTOR_CACHE_DIR``,
 else ``isamap/inductor`` in the user cache): the first run fills it.
@@ -25,6 +29,7 @@ else ``isamap/inductor`` in the user cache): the first run fills it.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from dataclasses import replace
@@ -32,11 +37,12 @@ from pathlib import Path
 
 import torch
 
-from training.engine import autotune
+from training.engine import autotune, quantize
 from training.engine.compiled import CompileError, compile_for_inference
 from training.engine.devices import resolve_device
-from training.engine.peak import count_flops, measure_peak
+from training.engine.peak import count_flops, measure_peak, native_precisions
 from training.models import create_model, model_loss
+from training.models.blocks import fold_batchnorm
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]
 # input patch side (10 m pixels) per model: the 10 m models at the training patch size, srseg
@@ -108,7 +114,50 @@ def bench(name: str, args: argparse.Namespace, device: torch.device, peak) -> di
                      "auto_source": choice.source, "tune_s": round(tune_s, 2),
                      "best_fixed": best.label,
                      "auto_vs_best": times[best] / times[choice.setting], "rows": rows}
+        if args.int8 and mode == "inference":
+            out[mode]["int8"] = int8_row(model, x, choice.setting, flops, area, args, peak)
+            rows[INT8] = out[mode]["int8"].pop("row")
     return out
+
+
+#: the label of the int8 row
+INT8 = "int8 (compiled)"
+
+
+def int8_row(model, x: torch.Tensor, auto: autotune.Setting, flops: float, area: float,
+             args: argparse.Namespace, peak) -> dict:
+    """int8 as ``isamap-predict`` runs it, timed in turns with ``auto``'s choice.
+
+    Both run the model with its batch norms folded (what the predictor runs); ``auto``'s
+    rule takes int8 once a run with ``--precision int8`` remembered it this much faster
+    (:func:`training.engine.quantize.worth_it`). Agreement: against fp32, on noise batches
+    other than the calibration ones (random weights: near-tied logits flip easily).
+    """
+    from bench_int8 import float_call, quantized  # int8's own bench builds on this one
+
+    folded = fold_batchnorm(copy.deepcopy(model).eval())
+    compiled, quantize_s, compile_s, figures, _ = quantized(folded, x, args.calibration)
+    calls = {"auto": float_call(folded, x, auto), "int8": lambda: compiled(x)}
+    best = dict.fromkeys(calls, float("inf"))
+    with torch.inference_mode():  # the grad mode int8 was compiled in
+        for call in calls.values():
+            call()
+        for _ in range(args.rounds):
+            for key, call in calls.items():
+                t0 = time.perf_counter()
+                call()
+                best[key] = min(best[key], time.perf_counter() - t0)
+    t = best["int8"]
+    ops = flops / t / 1e9
+    ms = {k: 1000.0 * v / args.batch for k, v in best.items()}
+    return {"row": {"patches_per_s": args.batch / t, "km2_per_s": args.batch * area / t,
+                    "gflops": ops, "peak_fraction": ops / peak.of("int8"),
+                    "compile_s": compile_s},
+            "vs_auto_folded": best["auto"] / t,
+            "auto_takes_it": quantize.worth_it({"ms_per_sample": ms["int8"]}, ms["auto"]),
+            "quantize_s": quantize_s, "compile_s": compile_s,
+            "class_agreement": figures.class_agreement,
+            "isa_f1_vs_fp32": figures.isa_f1_vs_fp32, "check_pixels": figures.pixels}
 
 
 def compile_seconds(model, x: torch.Tensor, setting: autotune.Setting) -> float | None:
@@ -150,6 +199,13 @@ def show(name: str, r: dict) -> None:
         compiled = inf["rows"].get(label, {}).get("compile_s")
         compiled = f"{compiled:>10.1f}" if compiled else " " * 10
         print(f"  {label:<22}{cells[0]}{cells[1]}{compiled}{marks}")
+    q = inf.get("int8")
+    if q:
+        taken = "auto takes it once remembered" if q["auto_takes_it"] else "auto keeps its choice"
+        print(f"  int8: {q['vs_auto_folded']:.2f}x auto's choice (both folded; {taken}); "
+              f"quantized in {q['quantize_s']:.1f} s, compiled in {q['compile_s']:.1f} s; "
+              f"against fp32: class agreement {100 * q['class_agreement']:.2f} %, impervious "
+              f"F1 {q['isa_f1_vs_fp32']:.4f} (random weights, noise inputs)")
     print(f"  auto / fastest fixed: inference {inf['auto_vs_best']:.2f} ({inf['auto']} vs "
           f"{inf['best_fixed']}, measured in {inf['tune_s']:.1f} s), training "
           f"{tr['auto_vs_best']:.2f} ({tr['auto']} vs {tr['best_fixed']}, "
@@ -167,6 +223,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--compile", action="store_true",
                    help="time the fastest fixed inference configuration compiled too (inductor, "
                         "frozen weights), and let auto try it")
+    p.add_argument("--int8", action="store_true",
+                   help="CPU: also run each model quantized to int8 (--precision int8), with "
+                        "its agreement with fp32 and whether auto would take it")
+    p.add_argument("--calibration", type=int, default=4,
+                   help="with --int8: calibration batches (as many again check agreement)")
     p.add_argument("--modes", default="inference,training",
                    help="inference, training or both (comma-separated)")
     p.add_argument("--patch", type=int, help="input patch side for every model (default: "
@@ -180,7 +241,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.batch, args.rounds = args.batch or 2, 1
     args.batch = args.batch or (32 if device.type == "cuda" else 4)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    peak = measure_peak(device, seconds=0.2 if args.quick else 1.0)
+    if args.int8:
+        quantize.check_int8(device)  # a CUDA device, no VNNI, no torchao: said before any work
+    precisions = [*native_precisions(device), "int8"] if args.int8 else None
+    peak = measure_peak(device, precisions, seconds=0.2 if args.quick else 1.0)
     print(f"peak  {peak.summary()}  (measured in {peak.seconds:.0f} s)")
     results = {"device": peak.device, "torch": torch.__version__,
                "peak_gflops": {"gemm": peak.gemm, "conv3x3": peak.conv}, "models": {}}
