@@ -16,12 +16,13 @@ May import: ``gee_export.core``, torch; ``torchao`` (the ``int8`` extra) inside 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,8 @@ class Int8Model:
         calibration_patches / check_patches: how many.
         quantize_seconds: export, calibration and conversion.
         compile_seconds: inductor compilation and the first call (0 when not compiled).
+        reused: built earlier in this process from the same weights, patches and batch
+            shape (a map's later dates), not quantized again: both times are 0.
     """
 
     module: nn.Module
@@ -202,6 +205,7 @@ class Int8Model:
     check_patches: int
     quantize_seconds: float
     compile_seconds: float
+    reused: bool = False
 
     def record(self) -> dict[str, Any]:
         """JSON-like figures for the run's outputs (choice, tags, metrics)."""
@@ -216,7 +220,7 @@ class Int8Model:
                 "min_class_agreement": MIN_CLASS_AGREEMENT,
                 "min_isa_f1_vs_fp32": MIN_ISA_F1_VS_FP32, "max_f1_change": MAX_F1_CHANGE,
                 "quantize_seconds": round(self.quantize_seconds, 3),
-                "compile_seconds": round(self.compile_seconds, 3)}
+                "compile_seconds": round(self.compile_seconds, 3), "reused": self.reused}
 
 
 def cpu_has_int8() -> bool:
@@ -371,6 +375,14 @@ def build_int8(model: nn.Module, patches: Int8Patches, isa_class: int, *,
         Int8RefusedError: the int8 map disagrees with fp32 beyond the tolerance (the
             message holds the figures and what to use instead).
     """
+    key = _built_key(model, patches, isa_class, example)
+    if key in _BUILT:  # a later date of the same map: the same weights, patches and shape
+        graph, built = _BUILT[key]
+        _BUILT.move_to_end(key)
+        if example is not None:
+            _check_compiled(graph, built.module, example, isa_class)
+        log.info("int8: the model quantized and checked earlier in this process is used again")
+        return replace(built, quantize_seconds=0.0, compile_seconds=0.0, reused=True)
     calibration, check, labels = patches.calibration, patches.check, patches.labels
     calibration_source = patches.calibration_source or "the given patches"
     check_source = patches.check_source or "the given patches"
@@ -387,16 +399,46 @@ def build_int8(model: nn.Module, patches: Int8Patches, isa_class: int, *,
     module, compile_seconds = quantized, 0.0
     if example is not None:
         module, compile_seconds = compile_int8(quantized, example)
-        compiled = agreement(logits(quantized, [example]), logits(module, [example]), isa_class)
-        log.info("int8: the compiled model against its graph on the first tiles: %s",
-                 compiled.describe())
-        if compiled.class_agreement < MIN_CLASS_AGREEMENT:
-            raise Int8RefusedError(f"the compiled int8 model disagrees with its own graph: "
-                                   f"{compiled.describe()}; use --precision bf16 or fp32")
+        _check_compiled(quantized, module, example, isa_class)
     n = sum(int(x.shape[0]) for x in calibration)
     m = sum(int(x.shape[0]) for x in check)
-    return Int8Model(module, figures, calibration_source, check_source, n, m,
-                     quantize_seconds, compile_seconds)
+    built = Int8Model(module, figures, calibration_source, check_source, n, m,
+                      quantize_seconds, compile_seconds)
+    _BUILT[key] = (quantized, built)
+    while len(_BUILT) > BUILT_KEPT:
+        _BUILT.popitem(last=False)
+    return built
+
+
+#: int8 models accepted in this process, by what they depend on (:func:`_built_key`), with
+#: their graphs: a map's later dates use the first date's instead of quantizing, checking and
+#: compiling again. The oldest is dropped past :data:`BUILT_KEPT`.
+_BUILT: collections.OrderedDict[str, tuple[nn.Module, Int8Model]] = collections.OrderedDict()
+BUILT_KEPT = 2
+
+
+def _built_key(model: nn.Module, patches: Int8Patches, isa_class: int,
+               example: torch.Tensor | None) -> str:
+    """What an accepted int8 model depends on: weights, patches, classes, batch shape."""
+    tensors = (*patches.calibration, *patches.check, *(patches.labels or ()))
+    shape = () if example is None else tuple(example.shape)
+    return json_digest({
+        "model": record_key(model, shape, "cpu"),
+        "patches": chunks_sha256(t.detach().contiguous().cpu().numpy().tobytes()
+                                 for t in tensors),
+        "isa_class": isa_class, "label_nodata": patches.label_nodata,
+        "sources": [patches.calibration_source, patches.check_source]}, 24)
+
+
+def _check_compiled(graph: nn.Module, compiled: nn.Module, example: torch.Tensor,
+                    isa_class: int) -> None:
+    """The compiled model must map ``example`` (a map's first tiles) as its graph does."""
+    figures = agreement(logits(graph, [example]), logits(compiled, [example]), isa_class)
+    log.info("int8: the compiled model against its graph on the first tiles: %s",
+             figures.describe())
+    if figures.class_agreement < MIN_CLASS_AGREEMENT:
+        raise Int8RefusedError(f"the compiled int8 model disagrees with its own graph: "
+                               f"{figures.describe()}; use --precision bf16 or fp32")
 
 
 def _classes(logits_: torch.Tensor) -> torch.Tensor:

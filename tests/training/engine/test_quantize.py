@@ -78,6 +78,26 @@ def test_compiled_int8_runs_any_batch_and_agrees(trained):
 
 
 @needs_int8_cpu
+def test_a_later_date_reuses_the_int8_model_of_the_same_weights_and_patches(trained, caplog):
+    def patches(seed: int) -> quantize.Int8Patches:  # patches no other test uses
+        return quantize.Int8Patches((_data(seed)[0],), (_data(seed + 1)[0],), None, "a", "b")
+
+    first = quantize.build_int8(trained, patches(50), isa_class=1)
+    assert not first.reused and first.quantize_seconds > 0
+    with caplog.at_level("INFO", logger="training.engine.quantize"):
+        again = quantize.build_int8(trained, patches(50), isa_class=1)
+    assert again.reused and again.module is first.module and again.agreement == first.agreement
+    assert again.record()["quantize_seconds"] == 0.0 and again.record()["reused"] is True
+    assert "used again" in caplog.text
+    other = quantize.build_int8(trained, patches(60), isa_class=1)  # other patches: built
+    assert not other.reused and other.module is not first.module
+    for seed in (70, 80):  # only the latest few are kept
+        quantize.build_int8(trained, patches(seed), isa_class=1)
+    assert len(quantize._BUILT) == quantize.BUILT_KEPT
+    assert not quantize.build_int8(trained, patches(50), isa_class=1).reused
+
+
+@needs_int8_cpu
 def test_int8_that_disagrees_is_refused_with_its_figures():
     model = TiedConv(4).eval()
     with pytest.raises(quantize.Int8RefusedError) as err:
