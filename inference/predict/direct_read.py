@@ -6,7 +6,8 @@ row buffer; for a stack that is stored raw (no compression, float32 in the machi
 order, one band per plane) the bytes in the file *are* the pixels, so :class:`DirectTiff`
 reads each block's needed rows with one ``preadv`` into a small scratch buffer that stays in
 the CPU cache and copies them into place: the same pixels as rasterio's ``read`` (tested
-bit for bit), about half the reader's CPU (``benchmarks/bench_helpers.py``).
+bit for bit) for about a third less CPU when read alone; beside the model, whose threads
+share the memory bandwidth, the reader costs about what GDAL's did (docs/performance.md).
 
 Everything else (compressed, pixel-interleaved, other data types, sparse blocks, remote or
 virtual files) is read by rasterio: :func:`direct_tiff` returns ``None`` for it.
