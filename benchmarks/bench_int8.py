@@ -50,22 +50,12 @@ def bench(name: str, args: argparse.Namespace, peak) -> dict:
     flops = count_flops(model, x)
     compiled, quantize_s, compile_s, figures, check = quantized(model, x, args.calibration)
     reference = quantize.logits(model, check)
-    # every configuration timed in turns, one call each per round (a busy machine slows them
-    # alike), each keeping its best time
     calls = {}
     for p in native_precisions(cpu):
         setting = Setting(p, True)
         calls[(setting.label, p)] = float_call(model, x, setting)
     calls[("int8 (compiled)", "int8")] = lambda: compiled(x)
-    best = dict.fromkeys(calls, float("inf"))
-    with torch.inference_mode():  # the grad mode int8 was compiled in
-        for call in calls.values():
-            call()
-        for _ in range(args.rounds):
-            for key, call in calls.items():
-                t0 = time.perf_counter()
-                call()
-                best[key] = min(best[key], time.perf_counter() - t0)
+    best = best_in_turns(calls, args.rounds)
     bf16_agree = None
     if "bf16" in native_precisions(cpu):
         with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
@@ -101,6 +91,21 @@ def quantized(model: torch.nn.Module, x: torch.Tensor, calibration: int):
                                  isa_class=1)
     compiled, compile_s = quantize.compile_int8(graph, x)
     return compiled, quantize_s, compile_s, figures, check
+
+
+def best_in_turns(calls: dict, rounds: int) -> dict:
+    """Each call's best time over ``rounds``, one call each per round (a busy machine slows
+    them alike), after one untimed call each; in inference mode, as int8 was compiled."""
+    best = dict.fromkeys(calls, float("inf"))
+    with torch.inference_mode():
+        for call in calls.values():
+            call()
+        for _ in range(rounds):
+            for key, call in calls.items():
+                t0 = time.perf_counter()
+                call()
+                best[key] = min(best[key], time.perf_counter() - t0)
+    return best
 
 
 def float_call(model: torch.nn.Module, x: torch.Tensor, setting: Setting):

@@ -133,20 +133,12 @@ def int8_row(model, x: torch.Tensor, auto: autotune.Setting, flops: float, area:
     (:func:`training.engine.quantize.worth_it`). Agreement: against fp32, on noise batches
     other than the calibration ones (random weights: near-tied logits flip easily).
     """
-    from bench_int8 import float_call, quantized  # int8's own bench builds on this one
+    from bench_int8 import best_in_turns, float_call, quantized  # int8's bench builds on this
 
     folded = fold_batchnorm(copy.deepcopy(model).eval())
     compiled, quantize_s, compile_s, figures, _ = quantized(folded, x, args.calibration)
-    calls = {"auto": float_call(folded, x, auto), "int8": lambda: compiled(x)}
-    best = dict.fromkeys(calls, float("inf"))
-    with torch.inference_mode():  # the grad mode int8 was compiled in
-        for call in calls.values():
-            call()
-        for _ in range(args.rounds):
-            for key, call in calls.items():
-                t0 = time.perf_counter()
-                call()
-                best[key] = min(best[key], time.perf_counter() - t0)
+    best = best_in_turns({"auto": float_call(folded, x, auto), "int8": lambda: compiled(x)},
+                         args.rounds)
     t = best["int8"]
     ops = flops / t / 1e9
     ms = {k: 1000.0 * v / args.batch for k, v in best.items()}
