@@ -129,15 +129,34 @@ def _local_copy(model_file: str) -> str:
 class _Predictor:
     """A worker process's model (weak-referenceable, as ``Shared`` requires)."""
 
-    def __init__(self, model_file: str, options: RuntimeOptions) -> None:
+    def __init__(self, model_file: str, options: RuntimeOptions, isa_class: int) -> None:
         from inference.predict.runtime import TilePredictor
         from training.modelfile import load_model_file
 
         model, meta = load_model_file(_local_copy(model_file))
         self.scale = int(meta.output_scale)
+        patches = int8_patches(meta) if options.precision == "int8" else None
         self.predictor = TilePredictor(model, meta.norm_mean, meta.norm_std, scale=self.scale,
-                                       options=options)
+                                       options=options, int8_patches=patches,
+                                       isa_class=isa_class)
         self.lock = threading.Lock()  # one forward pass at a time per process (GPU memory)
+
+
+def int8_patches(meta: Any) -> Any:
+    """The model file's own training patches, which every worker calibrates int8 on.
+
+    A worker calibrating on its own first tiles would quantize the model its own way, and
+    the map would depend on which worker predicted which tile: int8 in a pipeline needs the
+    patches every worker reads alike, or it is refused.
+    """
+    from inference.predict.calibration import model_file_patches
+
+    patches = model_file_patches(meta)
+    if patches is None:
+        raise ConfigError("--precision int8 with --runner calibrates every worker on the model "
+                          "file's training patches, which cannot be read here (see the log); "
+                          "use --precision bf16, or map without --runner")
+    return patches
 
 
 def _make_dofn() -> type:
@@ -156,8 +175,9 @@ def _make_dofn() -> type:
             t = self.task
             self.session = t.sessions()
             self.image = t.images.load()[0]
-            self.model = self.shared.acquire(partial(_Predictor, t.model_file, t.options),
-                                             tag=(t.model_file, repr(t.options)))
+            self.model = self.shared.acquire(
+                partial(_Predictor, t.model_file, t.options, t.isa_class),
+                tag=(t.model_file, repr(t.options), t.isa_class))
             self.work = Path(tempfile.mkdtemp(prefix="isamap-tiles-"))
             self.counters = {name: Metrics.counter(METRICS_NAMESPACE, name)
                              for name in ("predicted", "skipped", "retries")}
@@ -356,6 +376,21 @@ def check_runner(request: Any, runner: RunnerConfig) -> None:
         raise ConfigError("Dataflow workers write the map on Cloud Storage: give --out "
                           "gs://bucket/prefix")
     runner.pipeline_options()  # Beam's own validation of the options
+    if request.options.precision == "int8":
+        if runner.runner == "dataflow":
+            raise ConfigError("--precision int8 calibrates every worker on the model file's "
+                              "training patches, which Dataflow workers cannot read: use "
+                              "--precision bf16 on Dataflow")
+        _Predictor(request.model_file, request.options,
+                   _isa_index(request.model_file)).predictor.check_int8()
+
+
+def _isa_index(model_file: str) -> int:
+    """The impervious class's index in the model's classes (as every date maps it)."""
+    from inference.predict.workflow import isa_class_index
+    from training.modelfile import read_model_file
+
+    return isa_class_index(tuple(read_model_file(model_file)[0].class_names))
 
 
 def describe_pipeline(request: Any, grid: Grid, runner: RunnerConfig) -> str:

@@ -193,6 +193,20 @@ class TilePredictor:
                  record["ms_per_sample"], choice.label, auto_ms)
         return True
 
+    def check_int8(self) -> None:
+        """Quantize and check the model against fp32 now, on its given patches.
+
+        For a pipeline's driver, before any tile is fetched: the workers' first batches would
+        refuse the same model the same way (:class:`training.engine.quantize.Int8RefusedError`).
+        Nothing is compiled; the accepted model is kept for this process's later calls.
+        """
+        patches = self.int8_patches() if callable(self.int8_patches) else self.int8_patches
+        if patches is None or self.isa_class is None:
+            raise ValueError("checking int8 before the first batch needs its patches and the "
+                             "impervious class")
+        quantize.check_int8(self.device)
+        quantize.build_int8(self._module, patches, self.isa_class)
+
     def _use_int8(self, x: torch.Tensor, offered: autotune.Choice | None = None) -> None:
         """Quantize, check and compile the model for batches shaped like ``x``.
 

@@ -35,6 +35,16 @@ from tests.support.rasters import smooth_stack
 
 pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
 
+
+def _int8_ready() -> bool:
+    from importlib.util import find_spec
+
+    from training.engine.quantize import cpu_has_int8
+
+    return find_spec("torchao") is not None and cpu_has_int8()
+
+
+NEEDS_INT8 = pytest.mark.skipif(not _int8_ready(), reason="no int8 on this CPU or no torchao")
 TILE, OVERLAP = 64, 16
 LATTICE = Lattice(TILE, OVERLAP, "core")
 OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
@@ -241,6 +251,14 @@ def test_dataflow_gpu_job_builds_and_validates_offline(scene, ee_offline, gcs_bu
     (["--runner", "direct", "--backend", "local", "--scenes", ".", "--allow-recipe-mismatch"],
      2, "use --backend ee"),
     (["--runner", "direct", "--postprocess", "clahe"], 2, "drop --runner or --postprocess"),
+    # every worker must calibrate int8 alike: on the model file's training patches, which
+    # this model file does not record
+    pytest.param(["--runner", "direct", "--precision", "int8"], 2, "cannot be read here",
+                 marks=NEEDS_INT8),
+    pytest.param(["--runner", "dataflow", "--dataflow-region", "us-central1",
+                  "--temp-location", "gs://isamap-tmp/t", "--container", "gcr.io/p/isamap:1",
+                  "--out", "gs://isamap-maps/yreb", "--precision", "int8"], 2,
+                 "Dataflow workers cannot read", marks=NEEDS_INT8),
 ])
 def test_command_line_runner_is_checked_before_any_work(scene, tmp_path, capsys, extra, code,
                                                         message):

@@ -218,6 +218,31 @@ def test_int8_calibrated_on_patches_maps_tiles_of_another_size():
 
 @pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
                     reason="this CPU has no VNNI/AMX int8 instructions")
+def test_int8_is_checked_before_the_first_batch_on_its_patches():
+    """What a pipeline's driver does before any tile: the same refusal as a first batch."""
+    pytest.importorskip("torchao")
+    from tests.support.models import BandConv, TiedConv
+    from training.engine.quantize import Int8Patches, Int8RefusedError
+
+    g = torch.Generator().manual_seed(5)
+    calib, check = torch.randn(8, 6, 32, 32, generator=g), torch.randn(8, 6, 32, 32, generator=g)
+    for x in (calib, check):  # band 0 at least 0.5 from the threshold: labels with margins
+        x[:, 0] = torch.sign(x[:, 0]) * (x[:, 0].abs() + 0.5)
+    patches = Int8Patches((calib,), (check,), None, "calibration patches", "check patches")
+    options = RuntimeOptions(device="cpu", precision="int8")
+    TilePredictor(BandConv(6).eval(), np.zeros(6), np.ones(6), int8_patches=patches,
+                  isa_class=1, options=options).check_int8()  # accepted: no error
+    tied = TilePredictor(TiedConv(6).eval(), np.zeros(6), np.ones(6),
+                         int8_patches=lambda: patches, isa_class=1, options=options)
+    with pytest.raises(Int8RefusedError, match="disagrees with fp32 on check patches"):
+        tied.check_int8()
+    with pytest.raises(ValueError, match="needs its patches"):
+        TilePredictor(BandConv(6).eval(), np.zeros(6), np.ones(6), isa_class=1,
+                      options=options).check_int8()
+
+
+@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+                    reason="this CPU has no VNNI/AMX int8 instructions")
 def test_auto_takes_int8_only_when_a_remembered_int8_model_is_faster(tmp_path, monkeypatch):
     pytest.importorskip("torchao")
     import json
