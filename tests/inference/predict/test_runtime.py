@@ -188,20 +188,26 @@ def test_a_model_that_cannot_be_compiled_runs_eagerly_and_says_so(tmp_path, monk
     np.testing.assert_allclose(got, eager(tiles), atol=1e-6)
 
 
+def _band0_patches(seed: int, check_source: str, labelled: bool = False):
+    """Int8 patches of six bands whose band 0 lies at least 0.5 from 0 (labels with margins)."""
+    from training.engine.quantize import Int8Patches
+
+    g = torch.Generator().manual_seed(seed)
+    calib, check = torch.randn(8, 6, 32, 32, generator=g), torch.randn(8, 6, 32, 32, generator=g)
+    for x in (calib, check):
+        x[:, 0] = torch.sign(x[:, 0]) * (x[:, 0].abs() + 0.5)
+    labels = ((check[:, 0] > 0).long(),) if labelled else None
+    return Int8Patches((calib,), (check,), labels, "calibration patches", check_source)
+
+
 @pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
                     reason="this CPU has no VNNI/AMX int8 instructions")
 def test_int8_calibrated_on_patches_maps_tiles_of_another_size():
     """Patches of 32 px calibrate and check it; the map's 48 px tiles run on the same graph."""
     pytest.importorskip("torchao")
     from tests.support.models import BandConv
-    from training.engine.quantize import Int8Patches
 
-    g = torch.Generator().manual_seed(0)
-    calib, check = torch.randn(8, 6, 32, 32, generator=g), torch.randn(8, 6, 32, 32, generator=g)
-    for x in (calib, check):  # band 0 at least 0.5 from the threshold: labels with margins
-        x[:, 0] = torch.sign(x[:, 0]) * (x[:, 0].abs() + 0.5)
-    patches = Int8Patches((calib,), (check,), ((check[:, 0] > 0).long(),), "calibration patches",
-                          "check patches (labelled)")
+    patches = _band0_patches(0, "check patches (labelled)", labelled=True)
     model = BandConv(6).eval()
     predictor = TilePredictor(model, np.zeros(6), np.ones(6), int8_patches=patches, isa_class=1,
                               options=RuntimeOptions(device="cpu", precision="int8"))
@@ -222,13 +228,9 @@ def test_int8_is_checked_before_the_first_batch_on_its_patches():
     """What a pipeline's driver does before any tile: the same refusal as a first batch."""
     pytest.importorskip("torchao")
     from tests.support.models import BandConv, TiedConv
-    from training.engine.quantize import Int8Patches, Int8RefusedError
+    from training.engine.quantize import Int8RefusedError
 
-    g = torch.Generator().manual_seed(5)
-    calib, check = torch.randn(8, 6, 32, 32, generator=g), torch.randn(8, 6, 32, 32, generator=g)
-    for x in (calib, check):  # band 0 at least 0.5 from the threshold: labels with margins
-        x[:, 0] = torch.sign(x[:, 0]) * (x[:, 0].abs() + 0.5)
-    patches = Int8Patches((calib,), (check,), None, "calibration patches", "check patches")
+    patches = _band0_patches(5, "check patches")
     options = RuntimeOptions(device="cpu", precision="int8")
     TilePredictor(BandConv(6).eval(), np.zeros(6), np.ones(6), int8_patches=patches,
                   isa_class=1, options=options).check_int8()  # accepted: no error
