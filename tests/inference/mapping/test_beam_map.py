@@ -156,6 +156,45 @@ def test_crofusenet_pipeline_map_equals_the_streamed_map(scene, ee_offline, tmp_
         "the model does not depend on the tiling: this test would not show a lattice mismatch"
 
 
+@NEEDS_INT8
+def test_int8_pipeline_map_equals_the_streamed_int8_map(scene, ee_offline, tmp_path):
+    """Every worker calibrates on the model file's training patches: one int8 model, so the
+    map does not depend on which worker predicted which tile."""
+    from tests.support.mapping import dataset_record
+    from tests.support.rasters import BANDS, write_patch_dataset
+    from training.data import PatchDataset, compute_norm_stats
+    from training.modelfile import ModelMeta, save_model_file
+    from training.models import create_model
+
+    _, stack, _ = scene
+    patches = write_patch_dataset(tmp_path / "patches", n=12, size=32)
+    norm = compute_norm_stats(PatchDataset(patches, "train", BANDS, None))
+    meta = ModelMeta("test-band-conv", len(BANDS), 2, BANDS, norm.mean, norm.std,
+                     module="tests.support.models",
+                     extra={"dataset": {**dataset_record(stack.grid), "root": str(patches)}})
+    model = save_model_file(tmp_path / "conv.pt", create_model(
+        "test-band-conv", len(BANDS), 2, module="tests.support.models"), meta)
+    int8 = RuntimeOptions(precision="int8", channels_last=False)
+
+    def mapped(name, **kw):
+        request = MapRequest(region=inner_region(stack.grid), dates=(MONTH,), model_file=str(model),
+                             out=str(tmp_path / name), workers=4, tile=TILE, overlap=OVERLAP,
+                             batch_size=4, options=int8, progress=False)
+        return map_region(request, session=session_for(launcher(stack)), echo=lambda _: None,
+                          **kw)
+
+    streamed = mapped("streamed")
+    piped = mapped("piped", runner=DIRECT, worker_sessions=StackSessions(stack))
+    for a, b in zip(cogs(streamed), cogs(piped), strict=True):
+        np.testing.assert_array_equal(read(a), read(b))
+    classes = read(cogs(streamed)[0])
+    assert (classes == 1).any() and (classes == 0).any()
+    with rasterio.open(cogs(streamed)[0]) as ds:
+        tags = ds.tags()
+    assert tags["runtime"] == "int8/nchw"
+    assert tags["runtime_int8_calibration"] == f"8 patches of the training split of {patches}"
+
+
 def test_same_image_collection_manifests(runs, scene):
     folder, _, _ = scene
     streamed, piped = runs
