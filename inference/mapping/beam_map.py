@@ -242,6 +242,7 @@ class _Mosaic:
     info: OutputInfo
     scale: int
     lattice: tuple[tuple[str, str], ...]
+    runtime: tuple[tuple[str, str], ...] = ()
 
     def __call__(self, _predicted: list[str]) -> str:
         with tempfile.TemporaryDirectory(prefix="isamap-mosaic-") as work:
@@ -256,7 +257,7 @@ class _Mosaic:
                     path = str(local)
                 parts.append((path, tile))
             mosaic(parts, self.grid, self.out_prefix, self.info, Path(work) / "vrt",
-                   lattice=dict(self.lattice), scale=self.scale)
+                   lattice=dict(self.lattice), scale=self.scale, runtime=dict(self.runtime))
         store, name = files.store_of(f"{self.tiles_dir.rstrip('/')}/{MOSAIC_RECORD}")
         store.write_bytes(name, json.dumps({"tiles": len(self.tiles),
                                             "lattice": dict(self.lattice),
@@ -332,7 +333,8 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
      | "FetchPredictWrite" >> beam.ParDo(_make_dofn()(task))
      | "AllTiles" >> beam.combiners.ToList()
      | "Mosaic" >> beam.Map(_Mosaic(tuple(tiles), tiles_dir, grid, out_prefix, info, scale,
-                                   tuple(lattice.tags((grid.x0, grid.y0)).items()))))
+                                   tuple(lattice.tags((grid.x0, grid.y0)).items()),
+                                   tuple(runtime_tags(options).items()))))
     outcome = run_pipeline(pipeline, resume="finished tiles are kept")
     if not runner.dry_run:
         counts = pipeline_counters(outcome, METRICS_NAMESPACE)
@@ -383,6 +385,26 @@ def check_runner(request: Any, runner: RunnerConfig) -> None:
                               "--precision bf16 on Dataflow")
         _Predictor(request.model_file, request.options,
                    _isa_index(request.model_file)).predictor.check_int8()
+
+
+def runtime_tags(options: RuntimeOptions) -> dict[str, str]:
+    """What a pipeline map's COGs say of how its tiles ran: what every worker was asked for.
+
+    Each worker settles its own runtime (``auto`` on its own first batch, on its own
+    machine), which the driver never sees; an explicit precision and layout are what every
+    worker ran.
+    """
+    if options.precision == "int8":
+        label = "int8/nchw"  # the quantized graph's layout, as the streamed map records it
+    else:
+        layout = {True: "nhwc", "on": "nhwc", False: "nchw", "off": "nchw"}.get(
+            options.channels_last, "auto")
+        label = f"{options.precision}/{layout}"
+    explicit = options.precision != "auto" and not label.endswith("/auto")
+    return {"runtime": label,
+            "runtime_source": "explicit, every worker" if explicit
+            else "auto: each worker measures its own on its first batch",
+            "runtime_device": f"{options.device} on every worker"}
 
 
 def _isa_index(model_file: str) -> int:

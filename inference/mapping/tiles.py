@@ -134,7 +134,8 @@ def write_tile(path: str | os.PathLike, classes: np.ndarray, prob: np.ndarray, g
 
 def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_prefix: str,
            info: OutputInfo, work: str | os.PathLike, *, lattice: Mapping[str, str],
-           scale: int = 1, compress: cog.Compression = "DEFLATE") -> tuple[str, str]:
+           scale: int = 1, compress: cog.Compression = "DEFLATE",
+           runtime: Mapping[str, str] | None = None) -> tuple[str, str]:
     """The class and probability COGs (``<out_prefix>_class.tif``/``_prob.tif``) of the tiles.
 
     Args:
@@ -147,6 +148,7 @@ def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_p
         lattice: the lattice's tags (:meth:`inference.predict.lattice.Lattice.tags`).
         scale: the model's output scale.
         compress: COG compression.
+        runtime: how the tiles were predicted (``runtime*`` tags), when the caller knows.
     """
     out = grid.scaled(scale) if scale > 1 else grid
     work = Path(work)
@@ -154,7 +156,7 @@ def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_p
     pieces = [Piece(str(Path(p).resolve()), t.core.row_off * scale, t.core.col_off * scale,
                     t.core.height * scale, t.core.width * scale, relative=False)
               for p, t in parts]
-    tags = cog.output_tags(info, "tiles", lattice, scale)
+    tags = {**cog.output_tags(info, "tiles", lattice, scale), **(runtime or {})}
     paths = []
     for kind, band, suffix in (("class", 1, "class"), ("probability", 2, "prob")):
         vrt = work / f"{kind}.vrt"

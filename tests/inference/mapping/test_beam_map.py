@@ -23,7 +23,7 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.pipeline_options import PipelineFailedError, RunnerConfig
 from gee_export.ee.beam_export import EarthEngineProject
 from gee_export.ee.fake_server import StackSessions, StackTransport, request_origin
-from inference.mapping.beam_map import predict_date
+from inference.mapping.beam_map import predict_date, runtime_tags
 from inference.mapping.request import MapRequest, model_dataset, region_grid
 from inference.mapping.tiles import plan_tiles
 from inference.predict.cog import OutputInfo
@@ -124,6 +124,9 @@ def test_pipeline_map_equals_the_streamed_map(runs, scene, built):
     with rasterio.open(class_a) as x, rasterio.open(class_b) as y:
         assert x.transform == y.transform and x.crs == y.crs
         assert y.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"  # (too small for overviews)
+        # how the tiles ran: what every worker was asked for (the streamed map measured it)
+        assert x.tags()["runtime"] == y.tags()["runtime"] == "fp32/nchw"
+        assert y.tags()["runtime_source"] == "explicit, every worker"
     assert piped.dates[0].outputs.prediction.tiles == len(plan_tiles(
         piped.grid, LATTICE)), "every tile predicted once"
 
@@ -189,10 +192,20 @@ def test_int8_pipeline_map_equals_the_streamed_int8_map(scene, ee_offline, tmp_p
         np.testing.assert_array_equal(read(a), read(b))
     classes = read(cogs(streamed)[0])
     assert (classes == 1).any() and (classes == 0).any()
-    with rasterio.open(cogs(streamed)[0]) as ds:
+    with rasterio.open(cogs(streamed)[0]) as ds, rasterio.open(cogs(piped)[0]) as pipe:
         tags = ds.tags()
-    assert tags["runtime"] == "int8/nchw"
+        assert pipe.tags()["runtime"] == tags["runtime"] == "int8/nchw"
     assert tags["runtime_int8_calibration"] == f"8 patches of the training split of {patches}"
+
+
+def test_pipeline_runtime_tags_say_what_every_worker_was_asked_for():
+    explicit = runtime_tags(RuntimeOptions(precision="bf16", channels_last="on"))
+    assert explicit["runtime"] == "bf16/nhwc"
+    assert explicit["runtime_source"] == "explicit, every worker"
+    for options in (RuntimeOptions(), RuntimeOptions(precision="fp32")):
+        tags = runtime_tags(options)  # settled by each worker on its own first batch
+        assert tags["runtime"].endswith("/auto") and "each worker" in tags["runtime_source"]
+    assert runtime_tags(RuntimeOptions(precision="int8"))["runtime"] == "int8/nchw"
 
 
 def test_same_image_collection_manifests(runs, scene):
