@@ -200,12 +200,18 @@ class TilePredictor:
         refuse the same model the same way (:class:`training.engine.quantize.Int8RefusedError`).
         Nothing is compiled; the accepted model is kept for this process's later calls.
         """
-        patches = self.int8_patches() if callable(self.int8_patches) else self.int8_patches
+        patches = self._given_int8_patches()
         if patches is None or self.isa_class is None:
             raise ValueError("checking int8 before the first batch needs its patches and the "
                              "impervious class")
         quantize.check_int8(self.device)
         quantize.build_int8(self._module, patches, self.isa_class)
+
+    def _given_int8_patches(self) -> quantize.Int8Patches | None:
+        """The patches the caller gave for int8, read once when given as a function."""
+        if callable(self.int8_patches):
+            self.int8_patches = self.int8_patches()
+        return self.int8_patches
 
     def _use_int8(self, x: torch.Tensor, offered: autotune.Choice | None = None) -> None:
         """Quantize, check and compile the model for batches shaped like ``x``.
@@ -218,10 +224,7 @@ class TilePredictor:
         start = time.perf_counter()
         with torch.inference_mode(False):  # export traces ordinary tensors
             example = x.clone()
-            patches = self.int8_patches
-            if callable(patches):
-                patches = self.int8_patches = patches()
-            patches = patches or quantize.Int8Patches.from_tiles(example)
+            patches = self._given_int8_patches() or quantize.Int8Patches.from_tiles(example)
             isa = self.isa_class
             if isa is None:  # the last class (a one-logit model's positive class is 1)
                 isa = max(int(quantize.logits(self._module, [example[:1]])[0].shape[1]) - 1, 1)
