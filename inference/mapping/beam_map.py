@@ -392,18 +392,22 @@ def runtime_tags(options: RuntimeOptions) -> dict[str, str]:
 
     Each worker settles its own runtime (``auto`` on its own first batch, on its own
     machine), which the driver never sees; an explicit precision and layout are what every
-    worker ran.
+    worker ran, labelled as the streamed map labels its choice (``Setting.label``).
     """
+    from training.engine.devices import layout_flag
+    from training.engine.execution import Setting
+
+    layout = layout_flag(options.channels_last)
     if options.precision == "int8":
-        label = "int8/nchw"  # the quantized graph's layout, as the streamed map records it
+        label = Setting("int8").label
+    elif "auto" not in (options.precision, layout):
+        label = Setting(options.precision, layout == "on", compile=options.compile).label
     else:
-        layout = {True: "nhwc", "on": "nhwc", False: "nchw", "off": "nchw"}.get(
-            options.channels_last, "auto")
-        label = f"{options.precision}/{layout}"
-    explicit = options.precision != "auto" and not label.endswith("/auto")
-    return {"runtime": label,
-            "runtime_source": "explicit, every worker" if explicit
-            else "auto: each worker measures its own on its first batch",
+        shown = {"on": "nhwc", "off": "nchw"}.get(layout, "auto")
+        return {"runtime": f"{options.precision}/{shown}",
+                "runtime_source": "auto: each worker measures its own on its first batch",
+                "runtime_device": f"{options.device} on every worker"}
+    return {"runtime": label, "runtime_source": "explicit, every worker",
             "runtime_device": f"{options.device} on every worker"}
 
 
