@@ -148,12 +148,17 @@ def copy_range(path: Path, start: int, length: int, out: BinaryIO) -> None:
     bytes go through a buffer instead.
     """
     out.flush()
+    kernel = True
     with open(path, "rb") as src:
         at, left = start, length
         while left:
-            try:
-                n = os.copy_file_range(src.fileno(), out.fileno(), left, at)
-            except OSError:  # not between these two files here
+            n = 0
+            if kernel:
+                try:
+                    n = os.copy_file_range(src.fileno(), out.fileno(), left, at)
+                except OSError:  # not between these two files here: a buffer from now on
+                    kernel = False
+            if not kernel:
                 src.seek(at)
                 chunk = src.read(min(left, _COPY_CHUNK))
                 out.write(chunk)
