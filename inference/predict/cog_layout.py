@@ -35,15 +35,18 @@ _TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4
               16: 8, 17: 8, 18: 8}
 
 
-#: Bytes a framed tile adds to its data: the size leader and the repeated trailer.
-FRAME_BYTES = 8
+#: Bytes of a tile's size leader (before its data) and of its repeated trailer (after it).
+LEADER_BYTES = TRAILER_BYTES = 4
+#: Bytes a framed tile adds to its data.
+FRAME_BYTES = LEADER_BYTES + TRAILER_BYTES
 #: Bytes per call when a level is copied without ``copy_file_range``.
 _COPY_CHUNK = 1 << 24
 
 
 def frame(data: bytes) -> tuple[bytes, bytes, bytes]:
     """A compressed tile as the COG stores it: size leader, the data, last 4 bytes again."""
-    return struct.pack("<I", len(data)), data, data[-4:].rjust(4, b"\0")
+    return (struct.pack("<I", len(data)), data,
+            data[-TRAILER_BYTES:].rjust(TRAILER_BYTES, b"\0"))
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,8 @@ def assemble(levels: Sequence[Path], dst: Path, bigtiff: bool | None = None, *,
         if not tiles[i]:
             return
         if given[i] is not None:  # framed in a row in the tile file: one run of bytes
-            start = tiles[i][0][0] - 4
-            end = tiles[i][-1][0] + tiles[i][-1][1] + 4
+            start = tiles[i][0][0] - LEADER_BYTES
+            end = tiles[i][-1][0] + tiles[i][-1][1] + TRAILER_BYTES
             if end - start != sum(c + FRAME_BYTES for _, c in tiles[i]):
                 raise ValueError(f"{sources[i]}: its tiles are not framed one after another")
             copy_range(sources[i], start, end - start, out)
@@ -221,7 +224,7 @@ def _write_cog(out: BinaryIO, plans: list[dict[int, _Entry]],
     data_at: list[list[int]] = [[] for _ in tiles]
     for i in reversed(range(len(tiles))):
         for _, count in tiles[i]:
-            data_at[i].append(pos + 4)
+            data_at[i].append(pos + LEADER_BYTES)
             pos += count + FRAME_BYTES
     header = (b"II" + struct.pack("<HHHQ", 43, 8, 0, ifd_at[0]) if big
               else b"II" + struct.pack("<HI", 42, ifd_at[0]))

@@ -37,7 +37,7 @@ from affine import Affine
 from isal import isal_zlib
 
 from gee_export.contract.bands import LABEL_NODATA
-from inference.predict.cog_layout import FRAME_BYTES, assemble, frame
+from inference.predict.cog_layout import FRAME_BYTES, LEADER_BYTES, assemble, frame
 
 Resampling = Literal["mode", "average"]
 NODATA = LABEL_NODATA
@@ -300,7 +300,7 @@ class _Level:
         for tile in diff:
             data = self.encoding.compress_tile(tile)
             self._data.writelines(frame(data))  # as the COG stores it: copied as it is
-            self.tiles.append((offset + 4, len(data)))
+            self.tiles.append((offset + LEADER_BYTES, len(data)))
             offset += len(data) + FRAME_BYTES
             compressed.append(data)
         self._filled = 0
