@@ -20,10 +20,10 @@ Measured in one run, side by side:
 
 Run: ``.venv/bin/python benchmarks/bench_models.py`` (``--quick`` for a smoke run,
 ``--device cuda`` on a GPU, ``--compile`` for the compiled rows, ``--int8`` for the int8 rows,
-``--patch 512`` for the
-prediction tile). Absolute numbers depend on the machine's load; the ratios are measured side
-by side in one run. Compile times depend on inductor's cache (``TORCHINDUCTOR_CACHE_DIR``,
-else ``isamap/inductor`` in the user cache): the first run fills it.
+``--patch 512`` for the prediction tile). Absolute numbers depend on the machine's load; the
+ratios are measured side by side in one run. Compile times depend on inductor's cache
+(``TORCHINDUCTOR_CACHE_DIR``, else ``isamap/inductor`` in the user cache): the first run fills
+it.
 """
 
 from __future__ import annotations
