@@ -13,8 +13,10 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
   to ISA-L with the predictor, libdeflate level 1 with and without it, GDAL's writer
   (libdeflate, predictor) level 1, ISA-L level 3 and GDAL's ZSTD level 1, and the compressed
   sizes;
-- the reader's two overlapping tile-row reads of an uncompressed stack, through GDAL's block
-  cache, past it (``GTIFF_DIRECT_IO``) and as raw blocks without GDAL (what the pipeline does);
+- two overlapping tile rows of an uncompressed stack from the file into the model's batches
+  (the reader's part, then the tiles normalised): through GDAL's block cache or past it
+  (``GTIFF_DIRECT_IO``) into a row buffer, next to the file's pages mapped in and the tiles
+  read from them in place (what the pipeline does);
 - taking a strip from the accumulator and encoding it (class + stored probability);
 - the predictor's time outside the forward pass for one batch of tile views (normalising into
   the batch, probabilities back): the main thread's cost between forwards; and the process
@@ -91,19 +93,30 @@ def encoder_ms(rows: np.ndarray, resampling: str, encoding: Encoding,
     return float(np.median(times)) * 1000, size
 
 
-def read_ms(width: int, rounds: int) -> dict[str, float]:
-    """CPU ms of the reader's two overlapping tile-row reads (rows 0-511, then 448-959, as
-    512 px tiles with 64 px overlap ask) from an uncompressed tiled six-band float32 stack,
-    through GDAL's block cache (at the pipeline's 512 MB cap), past it
-    (``GTIFF_DIRECT_IO``) and as raw blocks without GDAL (``inference.predict.direct_read``,
-    what the pipeline does with such a stack); a fresh dataset each round."""
+def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
+    """CPU ms of two overlapping tile rows (rows 0-511, then 448-959, as 512 px tiles with
+    64 px overlap ask) of an uncompressed tiled six-band float32 stack from the file to the
+    model's batches: the reader's part, then its 512 px tiles normalised into batches of four
+    (bf16/NHWC's layout, each tile checked for NaN as the pipeline does). Through GDAL's block
+    cache (at the pipeline's 512 MB cap) or past it (``GTIFF_DIRECT_IO``) into a row buffer
+    and the tiles from that, next to the file's pages mapped in
+    (``inference.predict.direct_read``, what the pipeline does with such a stack) and the
+    tiles read from them in place; a fresh dataset each round."""
     import rasterio
+    import torch
     from rasterio.windows import Window
 
     from inference.predict.direct_read import direct_tiff
     from inference.predict.raster import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
+    from inference.predict.runtime import RuntimeOptions, TilePredictor
     from inference.predict.sliding_window import read_rows
+    from training.engine.execution import calling_thread_only
+    from training.models import create_model
 
+    predictor = TilePredictor(create_model("unet", 6, 2, widths=(8, 16, 32, 64, 128)),
+                              np.zeros(6), np.ones(6),
+                              options=RuntimeOptions(precision="bf16", channels_last="on"))
+    starts = list(range(0, width - 512 + 1, 448))
     out = np.empty((6, ROWS, width), np.float32)
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,18 +129,34 @@ def read_ms(width: int, rounds: int) -> dict[str, float]:
                 dst.write(np.random.default_rng(band).random((2 * ROWS, width), np.float32),
                           band, window=Window(0, 0, width, 2 * ROWS))
         for label, options in (("block cache", {"GDAL_CACHEMAX": GDAL_CACHE_MB}),
-                               ("direct", INPUT_GDAL_OPTIONS), ("raw", INPUT_GDAL_OPTIONS)):
-            times = []
+                               ("direct", INPUT_GDAL_OPTIONS), ("mapped", INPUT_GDAL_OPTIONS)):
+            reads, tiles = [], []
             for _ in range(rounds + 1):  # the first round warms the page cache
-                with rasterio.Env(**options), rasterio.open(path) as ds:
-                    raw = direct_tiff(ds) if label == "raw" else None
-                    start = time.thread_time()
+                with rasterio.Env(**options), rasterio.open(path) as ds, \
+                        torch.inference_mode(), calling_thread_only():
+                    mapped = direct_tiff(ds, range(1, 7)) if label == "mapped" else None
+                    read = normalise = 0.0
                     for row in (0, ROWS - 64):
-                        read_rows(ds, range(1, 7), row, ROWS, out=out, direct=raw)
-                    times.append(time.thread_time() - start)
-                    if raw is not None:
-                        raw.close()
-            figures[label] = float(np.median(times[1:])) * 1000
+                        start = time.thread_time()
+                        if mapped is not None:
+                            mapped.release(row)
+                            block = mapped.rows(row, ROWS)
+                        else:
+                            block = read_rows(ds, range(1, 7), row, ROWS, out=out)
+                        read += time.thread_time() - start
+                        start = time.thread_time()
+                        views = [block.tile(x, 512) if mapped is not None
+                                 else block[:, :, x:x + 512] for x in starts]
+                        for b in range(0, len(views) - 3, 4):
+                            predictor._normalise(views[b:b + 4], torch.channels_last)
+                        normalise += time.thread_time() - start
+                    reads.append(read)
+                    tiles.append(normalise)
+                    if mapped is not None:
+                        mapped.close()
+            read, normalise = float(np.median(reads[1:])), float(np.median(tiles[1:]))
+            figures[label] = {"read": read * 1000, "normalise": normalise * 1000,
+                              "total": (read + normalise) * 1000}
     return figures
 
 
@@ -280,10 +309,14 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"  {name:>11} strip through its COG encoder, {label}: "
                   f"{ms:6.1f} ms, {size / 4 / 2**20:5.2f} MiB per strip")
     reads = read_ms(args.width, args.rounds)
-    figures["read_two_rows_ms"] = {k: round(v, 1) for k, v in reads.items()}
-    print(f"  reader, two overlapping {ROWS}-row reads of an uncompressed six-band stack: "
-          f"through the block cache {reads['block cache']:6.1f} ms, past it "
-          f"{reads['direct']:6.1f} ms, raw blocks {reads['raw']:6.1f} ms")
+    figures["read_two_rows_ms"] = {k: {n: round(v, 1) for n, v in by.items()}
+                                   for k, by in reads.items()}
+    print(f"  two overlapping {ROWS}-row tile rows of an uncompressed six-band stack into the "
+          "model's batches (reader + normalising):")
+    for label, by in (("through the block cache", reads["block cache"]),
+                      ("past it", reads["direct"]), ("mapped pages", reads["mapped"])):
+        print(f"    {label:>23}: {by['read']:6.1f} + {by['normalise']:6.1f} = "
+              f"{by['total']:6.1f} ms")
     acc = Accumulator(1, 2 * ROWS, args.width, 0)
 
     def take() -> None:

@@ -1,7 +1,8 @@
 """Streaming sliding-window inference over a raster of any size, resumable.
 
 Memory is bounded by one band of tile rows, never by the raster: the input is read one tile
-row at a time (full width, by :func:`inference.predict.sliding_window.read_rows`), tile
+row at a time (full width: an uncompressed stack's mapped pages,
+:mod:`inference.predict.direct_read`, else :func:`inference.predict.sliding_window.read_rows`), tile
 probabilities are blended into an accumulator that only spans the rows still open, and every output
 strip whose rows no later tile can touch is taken at once
 (:class:`inference.predict.blending.Accumulator`), written to its own small GeoTIFF (the checkpoint:
@@ -53,7 +54,7 @@ from inference.predict.sources import RasterSource, open_source, source_identity
 # sliding window re-reads (the overlap), so a fixed cache keeps memory bounded.
 GDAL_CACHE_MB = 512
 #: GDAL options of the input while predicting. ``GTIFF_DIRECT_IO``: an uncompressed GeoTIFF
-#: stack that :mod:`inference.predict.direct_read` leaves to GDAL (another data type, pixel
+#: stack that :mod:`inference.predict.direct_read` cannot map (another data type, pixel
 #: interleaving) is read straight into the reader's buffer, not through the block cache, which
 #: then stays empty; the sliding window's overlapping row reads cost the reader a little less
 #: CPU (``benchmarks/bench_encoder.py`` times both). Compressed files and other drivers read as

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from gee_export.core.errors import ModelError
+from inference.predict.direct_read import Mosaic
 from training.engine import autotune, quantize
 from training.engine.compiled import CompiledForInference
 from training.engine.devices import InferencePrecision, Layout, resolve_device
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 Activation = Literal["auto", "softmax", "sigmoid"]
 #: a batch of raw tiles: ``(N, C, H, W)``, or N arrays ``(C, H, W)``
-Tiles = np.ndarray | Sequence[np.ndarray]
+Tiles = np.ndarray | Sequence[np.ndarray | Mosaic]
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ class TilePredictor:
             self._use(replace(explicit, setting=replace(explicit.setting,
                                                         compile=options.compile)))
         self._inputs: dict[tuple, torch.Tensor] = {}  # the normalised batch, reused (CPU)
+        #: whether the last batch's tiles held no NaN and no infinity
+        self.last_finite = True
         self.forward_seconds = 0.0  # time spent in the model alone (benchmarks compare to it)
         self.tune_seconds = 0.0  # time spent measuring 'auto'
         #: tiles the job will run, when the caller knows (before the first batch): ``auto``
@@ -264,12 +267,14 @@ class TilePredictor:
         return f"{self.device.type}/{self.choice.label} ({self.choice.source})"
 
     def _normalise(self, tiles: Tiles, fmt: torch.memory_format,
-                   finite: bool = False) -> torch.Tensor:
+                   finite: bool | None = None) -> torch.Tensor:
         """``(x - mean) / std`` in the model's layout, NaN and infinities as 0 (the mean).
 
-        On the CPU each tile is read where it lies (a view into the caller's tile row is
-        fine) and written once, normalised, into the batch: the model's cores do this pass
-        between forwards, so no copy is made before it.
+        On the CPU each tile is read where it lies (a view into the caller's tile row, or a
+        :class:`~inference.predict.direct_read.Mosaic` of the input file's pages) and written
+        once, normalised, into the batch: the model's cores do this pass between forwards, so
+        no copy is made before it. ``finite`` as in :meth:`__call__`; sets
+        :attr:`last_finite`.
         """
         n = len(tiles)
         shapes = {tuple(t.shape) for t in tiles}  # one (C, H, W) for a valid batch
@@ -287,25 +292,50 @@ class TilePredictor:
                 with torch.inference_mode(False):  # writable in and outside inference mode
                     self._inputs[key] = torch.empty((n, *shape), memory_format=fmt)
             x = self._inputs[key]
+            shift, scale = self._shift[0], self._scale[0]
+            self.last_finite = True
             for j in range(n):
-                raw = torch.from_numpy(np.asarray(tiles[j], dtype=np.float32))
-                torch.addcmul(self._shift[0], raw, self._scale[0], out=x[j])
+                tile = tiles[j]
+                if isinstance(tile, Mosaic):  # pieces of the input file's blocks, in place
+                    for p in tile.pieces:
+                        _, h, w = p.array.shape
+                        torch.addcmul(shift[p.bands], torch.from_numpy(p.array),
+                                      scale[p.bands],
+                                      out=x[j, p.bands, p.row:p.row + h, p.col:p.col + w])
+                else:
+                    raw = torch.from_numpy(np.asarray(tile, dtype=np.float32))
+                    torch.addcmul(shift, raw, scale, out=x[j])
+                # the tile just written is still in the cache: NaN and infinities survive
+                # its sum, so one read of it proves there are none
+                if finite is None and not bool(torch.isfinite(x[j].sum())):
+                    torch.nan_to_num_(x[j], nan=0.0, posinf=0.0, neginf=0.0)
+                    self.last_finite = False
         else:
             x = torch.empty((n, *shape), device=self.device, memory_format=fmt)
-            raw = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
+            raw = np.stack([np.asarray(t, dtype=np.float32) for t in tiles])
+            raw = torch.from_numpy(raw).to(self.device)
             torch.addcmul(self._shift, raw, self._scale, out=x)
-        if not finite:
+            if finite is None:
+                self.last_finite = bool(torch.isfinite(x).all())
+                finite = self.last_finite
+        if finite is False:
             torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
+        if finite is not None:
+            self.last_finite = finite
         return x
 
     @torch.inference_mode()
-    def __call__(self, tiles: Tiles, compact: bool = False, *, finite: bool = False) -> np.ndarray:
+    def __call__(self, tiles: Tiles, compact: bool = False, *,
+                 finite: bool | None = None) -> np.ndarray:
         """Probabilities ``(N, K, H*s, W*s)`` float32 for raw tiles ``(N, C, H, W)``.
 
         ``tiles``: one array, or a sequence of ``(C, H, W)`` arrays (views into a larger
-        block are read in place). NaN inputs (nodata) are replaced by the band mean, i.e. 0
-        after normalisation; the caller masks those pixels in the output anyway. ``finite``:
-        the caller checked there are none, so that pass is skipped. With ``compact``, a
+        block are read in place) or mosaics of them. NaN and infinite inputs (nodata) are
+        replaced by the band mean, i.e. 0 after normalisation; the caller masks those pixels
+        in the output anyway. ``finite``: None (each normalised tile is checked, and only
+        those with any are replaced; :attr:`last_finite` says whether all were finite), True
+        (the caller checked there are none: no pass) or False (replaced without checking).
+        With ``compact``, a
         two-class model returns only ``P(class 1)`` as ``(N, 1, H*s, W*s)`` (the other is its
         complement): half the data to move and blend, which the streaming engine relies on
         for speed.

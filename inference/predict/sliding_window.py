@@ -38,7 +38,6 @@ from inference.predict import cog
 from inference.predict.blending import (
     Accumulator,
     Blend,
-    all_finite,
     encode,
     invalid_mask,
     pad_to,
@@ -51,7 +50,7 @@ from inference.predict.blending import (
 from inference.predict.cog import NODATA
 from inference.predict.cog_layout import write_tiled
 from inference.predict.cog_stream import BLOCK
-from inference.predict.direct_read import DirectTiff, direct_tiff
+from inference.predict.direct_read import MappedRows, direct_tiff
 from inference.predict.inputs import unreadable
 from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, ClaheStream, Postprocess
@@ -116,21 +115,25 @@ class PredictConfig:
 
 
 def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int,
-              out: np.ndarray | None = None, direct: DirectTiff | None = None) -> np.ndarray:
+              out: np.ndarray | None = None) -> np.ndarray:
     """Input rows ``[row, row + rows)`` of the bands ``indexes`` at full width, float32.
 
-    The one place the engine reads its input: ``src`` is anything with rasterio's
-    ``read(indexes, window=..., out_dtype=..., out=...)``, ``width``, ``height`` and
-    ``nodatavals``. ``out`` (float32, ``(bands, rows, width)``) is filled instead of a new
-    array: a tile row of a wide region is hundreds of MB, and a fresh one costs the reader
-    a page fault per 4 KiB every row. ``direct``: ``src``'s raw blocks
-    (:func:`inference.predict.direct_read.direct_tiff`), read without GDAL.
+    How the engine reads an input it cannot map (:mod:`inference.predict.direct_read`):
+    ``src`` is anything with rasterio's ``read(indexes, window=..., out_dtype=..., out=...)``,
+    ``width``, ``height`` and ``nodatavals``. ``out`` (float32, ``(bands, rows, width)``) is
+    filled instead of a new array: a tile row of a wide region is hundreds of MB, and a fresh
+    one costs the reader a page fault per 4 KiB every row.
     """
     window = Window(0, row, src.width, rows)
-    try:
-        if direct is not None:
-            return direct.read(indexes, row, rows, out=out)
+    with _read_errors(src):
         return src.read(list(indexes), window=window, out_dtype="float32", out=out)
+
+
+@contextlib.contextmanager
+def _read_errors(src: Any) -> Iterator[None]:
+    """A damaged or vanished input as :class:`InputDataError`, credentials as their own error."""
+    try:
+        yield
     except (rasterio.errors.RasterioError, OSError) as exc:
         name = getattr(src, "name", "the input")
         check_read(name, exc)  # credentials or network, not a damaged stack
@@ -221,8 +224,10 @@ class SlidingWindowJob:
         #: row the model reads its tiles from is never the one being filled
         self._buffers: list[np.ndarray] = []
         self._reads = 0
-        #: the input's raw blocks when it is an uncompressed float32 GeoTIFF, else rasterio
-        self.direct = direct_tiff(src)
+        #: the input's pages when it is an uncompressed float32 GeoTIFF, else rasterio reads
+        self.direct = direct_tiff(src, indexes)
+        #: the first row of the tile row the model works on (the reader's previous one)
+        self._model_row: int | None = None
         #: the arrays each strip's probabilities are taken into (see ``_close_row``)
         self._taken: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -264,11 +269,16 @@ class SlidingWindowJob:
                 nxt = reader.submit(self._read, starts_y[k0])
                 for k in range(k0, len(starts_y)):
                     with self.stages.time("wait_reader"):
-                        block, invalid, finite = nxt.result()
+                        block, rows, invalid = nxt.result()
                     if k + 1 < len(starts_y):
                         nxt = reader.submit(self._read, starts_y[k + 1])
-                    for xs, probs in self._predict_row(block, starts_x, finite):
+                    finite = True
+                    for xs, probs, batch_finite in self._predict_row(block, starts_x):
+                        finite &= batch_finite
                         hand_over(self._blend, k, starts_y, starts_x, xs, probs)
+                    if not finite:  # NaN or infinities in the row: their pixels are nodata
+                        with self.stages.time("mask"):
+                            invalid = self._invalid(rows, finite=False)
                     final = starts_y[k + 1] * s if k + 1 < len(starts_y) else self.height
                     hand_over(self._close_row, starts_y[k] * s, invalid, final)
                     bar.update(len(starts_x))
@@ -283,39 +293,68 @@ class SlidingWindowJob:
                 with self.stages.time("wait_encoder"):
                     self._encoding.popleft().result()
 
-    def _predict_row(self, block: np.ndarray, starts_x: list[int],
-                     finite: bool) -> Iterator[tuple]:
-        """Tiles of one tile row, batch by batch: ``(x offsets, compact probabilities)``.
+    def _predict_row(self, block: np.ndarray | MappedRows,
+                     starts_x: list[int]) -> Iterator[tuple]:
+        """Tiles of one tile row, batch by batch: ``(x offsets, probabilities, finite)``.
 
-        The tiles are views into the row: the predictor normalises them straight into the
-        model's batch, so the main thread makes no copy of its own.
+        ``finite``: whether the batch's inputs held no NaN and no infinity. The tiles are
+        views into the row (or into the file's pages): the predictor normalises them straight
+        into the model's batch, so the main thread makes no copy of its own, and checks them
+        there for NaN and infinities (no pass over the row of its own).
         """
         tile, size = self.config.tile, self.config.batch_size
         for b in range(0, len(starts_x), size):
             xs = starts_x[b:b + size]
+            tiles = ([block.tile(x, tile) for x in xs] if isinstance(block, MappedRows)
+                     else [block[:, :, x:x + tile] for x in xs])
             with self.stages.time("predict"):
-                probs = self.predictor([block[:, :, x:x + tile] for x in xs], compact=True,
-                                       finite=finite)
-            yield xs, probs
+                probs = self.predictor(tiles, compact=True)
+            yield xs, probs, self.predictor.last_finite
 
     # ---------------------------------------------------------------- reader thread
-    def _read(self, y: int) -> tuple[np.ndarray, np.ndarray, bool]:
-        tile, src, s = self.config.tile, self.src, self.predictor.scale
-        rows, out = min(tile, src.height - y), None
-        if rows == tile:  # a full tile row: into the buffer the model is done with
-            if len(self._buffers) < 2:
-                self._buffers.append(np.empty((len(self.indexes), tile, src.width), np.float32))
-            out = self._buffers[self._reads % 2]
-            self._reads += 1
+    def _read(self, y: int) -> tuple[np.ndarray | MappedRows, np.ndarray | MappedRows,
+                                     np.ndarray | None]:
+        """The tile row at input row ``y``: ``(its tiles' source, its rows, nodata mask)``.
+
+        The mask holds the bands' nodata values (None where no band has one); NaN and
+        infinities are found by the model's thread as it normalises the tiles
+        (:meth:`_predict_row`).
+        """
+        tile, src = self.config.tile, self.src
+        rows = min(tile, src.height - y)
         with self.stages.time("read"):
-            block = read_rows(src, self.indexes, y, rows, out=out, direct=self.direct)
+            if self.direct is not None:  # the file's pages, mapped in: no copy
+                with _read_errors(src):
+                    if self._model_row is not None:
+                        self.direct.release(self._model_row)  # rows above it are done
+                    self._model_row = y
+                    block = self.direct.rows(y, rows)
+            else:
+                out = None
+                if rows == tile:  # a full tile row: into the buffer the model is done with
+                    if len(self._buffers) < 2:
+                        self._buffers.append(np.empty((len(self.indexes), tile, src.width),
+                                                      np.float32))
+                    out = self._buffers[self._reads % 2]
+                    self._reads += 1
+                block = read_rows(src, self.indexes, y, rows, out=out)
         with self.stages.time("mask"):
-            finite = all_finite(block)  # then the model's thread skips its NaN pass
-            invalid = invalid_mask(block, self.nodata, finite)
-            if s > 1:
-                invalid = invalid.repeat(s, axis=0).repeat(s, axis=1)
-            block = pad_to(block, tile, max(block.shape[2], tile))
-        return block, invalid, finite
+            invalid = None
+            if any(v is not None and not math.isnan(v) for v in self.nodata):
+                invalid = self._invalid(block, finite=True)
+            tiles = block
+            if rows < tile or src.width < tile:  # a raster smaller than a tile
+                tiles = pad_to(np.asarray(block), tile, max(src.width, tile))
+        return tiles, block, invalid
+
+    def _invalid(self, rows: np.ndarray | MappedRows, finite: bool) -> np.ndarray:
+        """Where the rows are nodata, on the output grid (``finite``: skip the NaN test)."""
+        if isinstance(rows, MappedRows):
+            invalid = rows.invalid_mask(self.nodata, finite)
+        else:
+            invalid = invalid_mask(rows, self.nodata, finite)
+        s = self.predictor.scale
+        return invalid.repeat(s, axis=0).repeat(s, axis=1) if s > 1 else invalid
 
     # ---------------------------------------------------------------- encoder thread
     def _blend(self, k: int, starts_y: list[int], starts_x: list[int], xs: list[int],
@@ -359,9 +398,10 @@ class SlidingWindowJob:
             part = probs[j, :, (r0 - y) * s:(r1 - y) * s, (c0 - x) * s:(c1 - x) * s]
             self.acc.add(part, None, r0 * s, c0 * s)
 
-    def _close_row(self, row: int, invalid: np.ndarray, final_row: int) -> None:
-        """Mark the row's nodata; take, checkpoint and encode every strip now final."""
-        self.acc.mark_invalid(invalid, row)
+    def _close_row(self, row: int, invalid: np.ndarray | None, final_row: int) -> None:
+        """Mark the row's nodata (None: none); take, checkpoint and encode the final strips."""
+        if invalid is not None:
+            self.acc.mark_invalid(invalid, row)
         while self.todo and self.strips[self.todo[0]][1] <= final_row:
             r0, r1 = self.strips[self.todo.pop(0)]
             with self.stages.time("take"):

@@ -1,4 +1,4 @@
-"""Raw reads of uncompressed GeoTIFF stacks: the same bits as rasterio, or rasterio itself."""
+"""Uncompressed GeoTIFF stacks read in the file's pages: rasterio's bits, or rasterio itself."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import rasterio
 from affine import Affine
 
-from inference.predict.direct_read import SCRATCH_PIXELS, direct_tiff
+from inference.predict.blending import all_finite, invalid_mask
+from inference.predict.direct_read import HUGE_PAGE, Mosaic, direct_tiff
 
 WIDTH, HEIGHT = 1000, 700  # not multiples of the blocks: partial tiles at the right and bottom
 
@@ -18,11 +19,37 @@ def _stack(path, layout, dtype="float32", count=4, **options):
         data[1, 5:9, 17:40] = np.nan
         data[2, 600:650, 990:] = np.inf
         data[3, 0, 0] = -9999.0
+        data[0, 300, 500] = -0.0
     with rasterio.open(path, "w", driver="GTiff", width=WIDTH, height=HEIGHT, count=count,
                        dtype=dtype, crs="EPSG:32650", nodata=-9999.0,
                        transform=Affine(10, 0, 500000, 0, -10, 4000000), **layout,
                        **options) as dst:
         dst.write(data)
+    return data
+
+
+def _by_block_rows(path, block=256):
+    """Blocks written block row by block row, every band in turn (bands evenly spaced)."""
+    data = np.random.default_rng(2).normal(size=(3, HEIGHT, WIDTH)).astype("float32")
+    with rasterio.open(path, "w", driver="GTiff", width=WIDTH, height=HEIGHT, count=3,
+                       dtype="float32", tiled=True, blockxsize=block, blockysize=block,
+                       interleave="band") as dst:
+        for y in range(0, HEIGHT, block):
+            window = ((y, min(y + block, HEIGHT)), (0, WIDTH))
+            dst.write(data[:, window[0][0]:window[0][1]], window=window)
+    return data
+
+
+def _uneven(path, block=128):
+    """The second band's blocks written bottom row first: bands not evenly spaced."""
+    data = np.random.default_rng(3).normal(size=(2, HEIGHT, WIDTH)).astype("float32")
+    with rasterio.open(path, "w", driver="GTiff", width=WIDTH, height=HEIGHT, count=2,
+                       dtype="float32", tiled=True, blockxsize=block, blockysize=block,
+                       interleave="band") as dst:
+        dst.write(data[0], 1)
+        for y in reversed(range(0, HEIGHT, block)):
+            window = ((y, min(y + block, HEIGHT)), (0, WIDTH))
+            dst.write(data[1, window[0][0]:window[0][1]], 2, window=window)
     return data
 
 
@@ -32,41 +59,121 @@ LAYOUTS = [
     {"tiled": False, "interleave": "band"},  # strips of a few rows
     {"tiled": False, "interleave": "band", "blockysize": 700},  # one strip per band
 ]
+WINDOWS = [(0, 0, 256, 256), (1, 3, 300, 517), (250, 990, 7, 10), (480, 0, 220, WIDTH),
+           (699, 999, 1, 1), (0, 0, HEIGHT, WIDTH)]
+
+
+def _check_windows(path, want_of):
+    with rasterio.open(path) as src:
+        for indexes in ([1, 2, 3, 4][:src.count], [src.count, 1], [min(3, src.count)]):
+            mapped = direct_tiff(src, indexes)
+            assert mapped is not None
+            try:
+                for row, col, rows, cols in WINDOWS:
+                    want = want_of(src, indexes, ((row, row + rows), (col, col + cols)))
+                    got = np.asarray(mapped.tile(row, col, rows, cols))
+                    # bits, not values: NaN payloads and signed zeros too
+                    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+            finally:
+                mapped.close()
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_raw_rows_are_rasterios_bits(tmp_path, layout):
-    path = tmp_path / "s.tif"
-    _stack(path, layout)
-    with rasterio.open(path) as src:
-        raw = direct_tiff(src)
-        assert raw is not None
-        try:
-            for indexes in ([1, 2, 3, 4], [4, 2], [3]):
-                for row, rows in ((0, 256), (1, 300), (250, 7), (480, 220), (699, 1), (0, 700)):
-                    window = ((row, row + rows), (0, WIDTH))
-                    want = src.read(indexes, window=window, out_dtype="float32")
-                    out = np.full((len(indexes), rows, WIDTH), 7.0, np.float32)
-                    got = raw.read(indexes, row, rows, out=out)
-                    assert got is out
-                    # bits, not values: NaN payloads and signed zeros too
-                    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
-            np.testing.assert_array_equal(raw.read([2], 3, 5).view(np.uint32),
-                                          src.read([2], window=((3, 8), (0, WIDTH)))
-                                          .view(np.uint32))
-        finally:
-            raw.close()
+def test_mapped_tiles_are_rasterios_bits(tmp_path, layout):
+    _stack(tmp_path / "s.tif", layout)
+    _check_windows(tmp_path / "s.tif", lambda src, idx, w: src.read(idx, window=w))
 
 
-def test_a_strip_larger_than_the_scratch_is_read_in_pieces(tmp_path):
-    path = tmp_path / "s.tif"
-    data = _stack(path, {"tiled": False, "interleave": "band", "blockysize": 700})
+@pytest.mark.parametrize("write", [_by_block_rows, _uneven])
+def test_any_order_of_blocks_in_the_file(tmp_path, write):
+    data = write(tmp_path / "s.tif")
+    _check_windows(tmp_path / "s.tif", lambda src, idx, w: data[np.array(idx) - 1][
+        :, w[0][0]:w[0][1], w[1][0]:w[1][1]])
+
+
+def test_how_tiles_are_cut(tmp_path):
+    """Contiguous strips are one plane (a tile is a plain view); blocks give pieces."""
+    _stack(tmp_path / "strips.tif", LAYOUTS[2])
+    _stack(tmp_path / "tiles.tif", LAYOUTS[0])
+    _uneven(tmp_path / "uneven.tif")
+    with rasterio.open(tmp_path / "strips.tif") as src:
+        assert src.block_shapes[0][0] < 10
+        strips = direct_tiff(src, [1, 2, 3, 4])
+    tile = strips.tile(5, 7, 512, 512)
+    assert isinstance(tile, np.ndarray) and tile.shape == (4, 512, 512)
+    with rasterio.open(tmp_path / "tiles.tif") as src:
+        tiles = direct_tiff(src, [1, 3])
+    assert isinstance(tiles.tile(10, 20, 100, 100), np.ndarray)  # inside one block
+    mosaic = tiles.tile(200, 200, 100, 100)
+    assert isinstance(mosaic, Mosaic) and len(mosaic.pieces) == 4
+    assert all(p.bands == slice(0, 2) for p in mosaic.pieces)
+    with rasterio.open(tmp_path / "uneven.tif") as src:
+        uneven = direct_tiff(src, [1, 2])
+    assert uneven.band_step is None
+    pieces = uneven.tile(0, 0, 10, 10).pieces  # one block, one piece per band
+    assert [p.bands for p in pieces] == [slice(0, 1), slice(1, 2)]
+    for m in (strips, tiles, uneven):
+        m.close()
+
+
+def test_rows_give_the_mask_of_the_materialised_rows(tmp_path):
+    _stack(tmp_path / "s.tif", LAYOUTS[1])
+    nodata = [None, float("nan"), None, -9999.0]
+    with rasterio.open(tmp_path / "s.tif") as src:
+        mapped = direct_tiff(src, [1, 2, 3, 4])
+        for row, rows in ((0, 10), (0, 100), (590, 110)):
+            got = mapped.rows(row, rows)
+            want = src.read([1, 2, 3, 4], window=((row, row + rows), (0, WIDTH)))
+            assert got.shape == want.shape
+            assert got.all_finite() == all_finite(want)
+            np.testing.assert_array_equal(got.invalid_mask(nodata, got.all_finite()),
+                                          invalid_mask(want, nodata))
+            np.testing.assert_array_equal(np.asarray(got), want)
+        assert not mapped.rows(0, 10).all_finite() and mapped.rows(10, 100).all_finite()
+        mapped.close()
+
+
+def _mapped_kib(path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
+                inside = line.rstrip().endswith(str(path))
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_rows_are_mapped_in_ahead_and_given_back(tmp_path):
+    """The reader maps the next rows in (no first-touch faults on the model's thread) and
+    gives back those done with: the process holds a few rows of the stack, not all of it."""
+    path, width, height, bands = tmp_path / "s.tif", 2048, 4096, 4
+    data = np.random.default_rng(4).normal(size=(bands, height, width)).astype("float32")
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=bands,
+                       dtype="float32", tiled=True, blockxsize=256, blockysize=64,
+                       interleave="band") as dst:
+        dst.write(data)
+    row_kib = bands * 64 * width * 4 // 1024  # one block row of every band: 2 MiB
+    # pages are given back in whole huge pages: up to two of each band's range stay mapped
+    slack = bands * 2 * HUGE_PAGE // 1024 + 1024
     with rasterio.open(path) as src:
-        raw = direct_tiff(src)
-        assert raw.chunk_rows == SCRATCH_PIXELS // WIDTH < HEIGHT
-        np.testing.assert_array_equal(raw.read([2], 0, HEIGHT)[0].view(np.uint32),
-                                      data[1].view(np.uint32))
-        raw.close()
+        mapped = direct_tiff(src, list(range(1, bands + 1)))
+    assert _mapped_kib(path) == 0
+    mapped.rows(0, 128)
+    assert 2 * row_kib <= _mapped_kib(path) <= 2 * row_kib + slack
+    peak = 0
+    for row in range(64, height - 128, 64):
+        mapped.release(row - 64)
+        rows = mapped.rows(row, 128)
+        np.testing.assert_array_equal(np.asarray(rows), data[:, row:row + 128])
+        peak = max(peak, _mapped_kib(path))
+    assert peak <= 3 * row_kib + slack <= height // 64 * row_kib // 2  # of the whole file
+    mapped.release(height)
+    assert _mapped_kib(path) <= slack
+    # rows given back read the same again (the kernel maps them in once more)
+    np.testing.assert_array_equal(np.asarray(mapped.tile(0, 0, 64, 64)), data[:, :64, :64])
+    mapped.close()
 
 
 @pytest.mark.parametrize(("layout", "options"), [
@@ -79,7 +186,7 @@ def test_anything_else_is_left_to_rasterio(tmp_path, layout, options):
     path = tmp_path / "s.tif"
     _stack(path, layout, **options)
     with rasterio.open(path) as src:
-        assert direct_tiff(src) is None
+        assert direct_tiff(src, [1]) is None
 
 
 def test_sparse_blocks_are_left_to_rasterio(tmp_path):
@@ -89,24 +196,23 @@ def test_sparse_blocks_are_left_to_rasterio(tmp_path):
                        sparse_ok=True) as dst:
         dst.write(np.ones((256, 256), np.float32), 1, window=((0, 256), (0, 256)))
     with rasterio.open(path) as src:
-        assert direct_tiff(src) is None
+        assert direct_tiff(src, [1]) is None
 
 
 def test_non_rasterio_sources_are_left_alone():
     class Source:  # anything with read(), width, height and nodatavals
         width, height, nodatavals = 4, 4, (None,)
 
-    assert direct_tiff(Source()) is None
+    assert direct_tiff(Source(), [1]) is None
 
 
-def test_a_file_cut_short_is_an_error_not_zeros(tmp_path):
+def test_a_file_cut_short_is_an_error_not_a_crash(tmp_path):
     path = tmp_path / "s.tif"
     _stack(path, {"tiled": True, "blockxsize": 256, "blockysize": 256, "interleave": "band"})
     with rasterio.open(path) as src:
-        raw = direct_tiff(src)
-    size = path.stat().st_size
+        mapped = direct_tiff(src, [4])
     with open(path, "r+b") as f:
-        f.truncate(size // 2)
-    with pytest.raises(OSError, match="short read"):
-        raw.read([4], 0, HEIGHT)
-    raw.close()
+        f.truncate(path.stat().st_size // 2)
+    with pytest.raises(OSError, match="truncated"):
+        mapped.rows(0, HEIGHT)
+    mapped.close()

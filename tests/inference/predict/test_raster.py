@@ -106,6 +106,34 @@ def test_uncompressed_input_reads_like_a_compressed_one(stack, tmp_path, layout)
         np.testing.assert_array_equal(read(x), read(y))
 
 
+def test_nodata_in_a_mapped_stack_is_found_as_in_a_compressed_one(tmp_path):
+    """NaN, infinities and a band's nodata value mark the same pixels whether the tiles come
+    from the file's pages (uncompressed) or through GDAL (compressed)."""
+    data = smooth_stack(300, 260)
+    data[1, 10:20, 30:40] = np.nan
+    data[3, 250:260, 250:255] = np.inf
+    data[5, 70:75, 0:5] = -9999.0
+    model, results = conv1x1(), []
+    for name, options in (("mapped", {"tiled": True, "blockxsize": 64, "blockysize": 48}),
+                          ("gdal", {"compress": "DEFLATE"})):
+        written = write_stack(tmp_path / f"{name}_written.tif", data, nodata=-9999.0)
+        with rasterio.open(written) as ds:
+            profile = {k: v for k, v in ds.profile.items()
+                       if k not in ("compress", "tiled", "blockxsize", "blockysize")}
+            pixels, descriptions = ds.read(), ds.descriptions
+        src = tmp_path / f"{name}.tif"
+        with rasterio.open(src, "w", **profile, **options) as dst:
+            dst.write(pixels)
+            dst.descriptions = descriptions
+        results.append(run(src, tmp_path / f"o_{name}", model, tile=64, overlap=8))
+    for a, b in ((results[0].class_path, results[1].class_path),
+                 (results[0].prob_path, results[1].prob_path)):
+        np.testing.assert_array_equal(read(a), read(b))
+        out = read(a)
+        assert (out[10:20, 30:40] == 255).all() and (out[250:260, 250:255] == 255).all()
+        assert (out[70:75, 0:5] == 255).all() and (out == 255).sum() == 100 + 50 + 25
+
+
 def test_nodata_propagates_from_any_band(tmp_path):
     data = smooth_stack(100, 120)
     data[1, 10:20, 30:40] = np.nan  # NaN in one band only
