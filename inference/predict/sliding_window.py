@@ -305,9 +305,9 @@ class SlidingWindowJob:
         tile, size = self.config.tile, self.config.batch_size
         for b in range(0, len(starts_x), size):
             xs = starts_x[b:b + size]
-            tiles = ([block.tile(x, tile) for x in xs] if isinstance(block, MappedRows)
-                     else [block[:, :, x:x + tile] for x in xs])
             with self.stages.time("predict"):
+                tiles = ([block.tile(x, tile) for x in xs] if isinstance(block, MappedRows)
+                         else [block[:, :, x:x + tile] for x in xs])
                 probs = self.predictor(tiles, compact=True)
             yield xs, probs, self.predictor.last_finite
 
