@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -396,7 +397,26 @@ class TilePredictor:
             probs = p if compact else torch.cat([1.0 - p, p], dim=1)
         elif compact and logits.shape[1] == 2:
             # softmax of two logits is the sigmoid of their difference
-            probs = torch.sigmoid(logits[:, 1:2].float() - logits[:, 0:1].float())
+            probs = _logit_difference(logits).sigmoid_()
         else:
             probs = torch.softmax(logits.float(), dim=1)
         return probs.contiguous().cpu().numpy()
+
+
+def _logit_difference(logits: torch.Tensor) -> torch.Tensor:
+    """``logits[:, 1:2] - logits[:, 0:1]`` in float32, exactly, ``(N, 1, H, W)``.
+
+    A bf16 value's bits are the upper half of the float32 of the same value, so where the two
+    bf16 logits of a pixel lie side by side (channels last, little-endian), the pair read as
+    one 32-bit word holds class 1's logit as a float32 already (its low half cleared) and
+    class 0's shifted up: two bit operations and a subtraction, against a conversion of each
+    logit to float32 first (bit for bit the same, ``tests/inference/predict/test_runtime.py``).
+    """
+    pairs = logits.permute(0, 2, 3, 1)  # (N, H, W, 2): a view when channels are last
+    if (logits.dtype != torch.bfloat16 or sys.byteorder != "little"
+            or not pairs.is_contiguous()):
+        return logits[:, 1:2].float() - logits[:, 0:1].float()
+    words = pairs.view(torch.int32)  # (N, H, W, 1): class 0's bits low, class 1's high
+    diff = torch.bitwise_and(words, -65536).view(torch.float32)
+    diff -= torch.bitwise_left_shift(words, 16).view(torch.float32)
+    return diff.permute(0, 3, 1, 2)

@@ -7,7 +7,7 @@ from gee_export.core.errors import ConfigError, ModelError
 from inference.predict.cog import OutputInfo
 from inference.predict.direct_read import Mosaic, Piece
 from inference.predict.raster import PredictConfig, predict_raster
-from inference.predict.runtime import RuntimeOptions, TilePredictor
+from inference.predict.runtime import RuntimeOptions, TilePredictor, _logit_difference
 from tests.support.models import conv1x1, padded_convnet
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 from training.engine.devices import resolve_precision
@@ -26,6 +26,19 @@ def test_compact_two_class_output_is_the_softmax_of_class_one():
     x = (torch.from_numpy(np.nan_to_num(tiles, nan=0.1)) - 0.1) / 2.0
     expected = torch.softmax(conv1x1()(x), dim=1).detach().numpy()
     np.testing.assert_allclose(full, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_logit_difference_of_bf16_pairs_is_the_float32_one_bit_for_bit(channels_last):
+    logits = (torch.randn(3, 2, 17, 9) * 40).to(torch.bfloat16)
+    logits[0, 0, 0, 0], logits[0, 1, 0, 1] = float("inf"), float("-inf")
+    logits[1, 1, 2, 2] = float("nan")
+    if channels_last:
+        logits = logits.contiguous(memory_format=torch.channels_last)
+    got = _logit_difference(logits)
+    want = logits[:, 1:2].float() - logits[:, 0:1].float()
+    assert got.shape == (3, 1, 17, 9) and got.dtype == torch.float32
+    np.testing.assert_array_equal(got.numpy().view(np.uint32), want.numpy().view(np.uint32))
 
 
 def test_tiles_read_in_place_from_a_row_give_the_batchs_result():
