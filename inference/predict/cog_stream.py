@@ -131,8 +131,12 @@ def reduce2(rows: np.ndarray, resampling: Resampling) -> np.ndarray:
         padded = np.full((h + h % 2, w + w % 2), NODATA, dtype=np.uint8)
         padded[:h, :w] = rows
         rows = padded
-    if resampling == "mode" and rows.size and (rows + np.uint8(1)).max() <= _LUT_VALUES:
-        return _mode_by_lookup(rows)  # (255 + 1 wraps to 0: nodata passes the test)
+    if resampling == "mode" and rows.size:
+        top = (rows + np.uint8(1)).max()  # (255 + 1 wraps to 0: nodata passes the tests)
+        if top <= 2:
+            return _binary_mode(rows)  # a two-class map: 0, 1 and nodata
+        if top <= _LUT_VALUES:
+            return _mode_by_lookup(rows)
     if resampling == "average" and not (rows == NODATA).any():
         # two horizontal neighbours read as one little-endian uint16 (a | b << 8): the sums
         # are made on those words, without a strided pass per pixel of the block
@@ -212,6 +216,36 @@ def _mode_tables() -> tuple[np.ndarray, np.ndarray]:
     blocks[0, 0::2], blocks[0, 1::2], blocks[1, 0::2], blocks[1, 1::2] = a, b, c, d
     mode = reduce2_any(blocks, "mode")[0]
     return pair, mode
+
+
+@functools.cache
+def _binary_mode_table() -> np.ndarray:
+    """The mode of every 2x2 block of 0, 1 and nodata, by its 8-bit code.
+
+    A pixel's code is its value's two low bits (0, 1; nodata 255 gives 3), the block's code
+    ``a | b << 2 | c << 4 | d << 6``; filled by :func:`reduce2_any`, as the other tables.
+    """
+    codes = np.arange(256)
+    values = np.array([0, 1, 2, NODATA], dtype=np.uint8)  # (code 2 never occurs)
+    blocks = np.empty((2, 2 * 256), dtype=np.uint8)
+    blocks[0, 0::2], blocks[0, 1::2] = values[codes & 3], values[codes >> 2 & 3]
+    blocks[1, 0::2], blocks[1, 1::2] = values[codes >> 4 & 3], values[codes >> 6 & 3]
+    return reduce2_any(blocks, "mode")[0]
+
+
+def _binary_mode(rows: np.ndarray) -> np.ndarray:
+    """:func:`reduce2` ``mode`` of even-shaped rows of 0, 1 and nodata.
+
+    Two-class maps are the common case: a 256-entry table (it stays in the L1 cache) indexed
+    by the block's code, made from pixel pairs read as uint16 words with a few bit
+    operations, about twice as fast as :func:`_mode_by_lookup`'s two lookups per block.
+    """
+    words = np.ascontiguousarray(rows).view("<u2")  # a | b << 8 (top), c | d << 8 (bottom)
+    code = words[0::2] & 0x0303
+    code |= (words[1::2] & 0x0303) << 4  # c at bits 4-5, d at 12-13
+    code |= code >> 6  # b to bits 2-3, d to 6-7
+    code &= 0xFF
+    return _binary_mode_table()[code]
 
 
 def _mode_by_lookup(rows: np.ndarray) -> np.ndarray:

@@ -121,6 +121,14 @@ def test_shortcuts_give_the_rules_bytes(values):
         np.testing.assert_array_equal(reduce2(odd, resampling), reduce2_any(even, resampling))
 
 
+def test_every_block_of_a_two_class_map_has_the_rules_mode():
+    values = np.array([0, 1, 255], np.uint8)
+    blocks = np.array(np.meshgrid(values, values, values, values)).reshape(4, -1)  # all 81
+    rows = np.empty((2, 2 * blocks.shape[1]), np.uint8)
+    rows[0, 0::2], rows[0, 1::2], rows[1, 0::2], rows[1, 1::2] = blocks
+    np.testing.assert_array_equal(reduce2(rows, "mode"), reduce2_any(rows, "mode"))
+
+
 def test_rows_must_fit_and_be_complete(tmp_path):
     stream = CogStream(tmp_path, "e", 600, 100, TRANSFORM, "EPSG:32650", "average", {}, "d")
     with pytest.raises(ValueError, match="uint8 rows"):
