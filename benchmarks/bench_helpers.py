@@ -20,6 +20,10 @@ compared across runs on a shared machine; the load average is printed with them.
 dropped from the page cache and read back before the run (:func:`cache_input`), so each run
 starts from the same cached state.
 
+``--reader gdal`` reads an uncompressed stack through rasterio into row buffers, as the
+pipeline does with any other stack, instead of mapping its pages: the two side by side show
+what the mapping saves.
+
 Run: ``.venv/bin/python benchmarks/bench_helpers.py`` (``--size 4096`` for a quick look).
 """
 
@@ -38,6 +42,7 @@ import numpy as np
 import torch
 from bench_inference import BANDS
 
+from inference.predict import sliding_window
 from inference.predict.cog import OutputInfo
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
@@ -56,6 +61,7 @@ def cache_input(path: Path) -> None:
     """
     fd = os.open(path, os.O_RDONLY)
     try:
+        os.fsync(fd)  # pages still to be written back would stay cached as they are
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         while os.read(fd, 16 << 20):
             pass
@@ -88,8 +94,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--widths", default="8,16,32,64,128")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
+    parser.add_argument("--reader", default="auto", choices=("auto", "gdal"),
+                        help="gdal: read the stack through rasterio into row buffers even "
+                             "where the pipeline maps its pages (a side-by-side comparison)")
     parser.add_argument("--out", type=Path, default=Path("bench_output"))
     args = parser.parse_args(argv)
+    if args.reader == "gdal":
+        sliding_window.direct_tiff = lambda src, indexes: None
     args.out.mkdir(parents=True, exist_ok=True)
     src = args.out / f"bench_stack_{args.size}.tif"
     subprocess.run([sys.executable, str(Path(__file__).with_name("bench_inference.py")),
@@ -129,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     figures = {
         "size": args.size, "area_km2": area, "tiles": result.tiles,
         "runtime": predictor.description, "threads": torch.get_num_threads(),
+        "reader": args.reader,
         "helper_cpu_s": {k: round(v, 3) for k, v in stages.items()},
         "helper_cpu_ms_per_km2": {k: round(1e3 * v / area, 4) for k, v in stages.items()},
         "helper_cpu_s_total": round(total, 2),

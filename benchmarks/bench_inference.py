@@ -97,7 +97,8 @@ class ReplayingPredictor(TilePredictor):
         twin.replay_tiles = 0
         return twin
 
-    def __call__(self, tiles, compact: bool = False, *, finite: bool = False) -> np.ndarray:
+    def __call__(self, tiles, compact: bool = False, *,
+                 finite: bool | None = None) -> np.ndarray:
         out = super().__call__(tiles, compact, finite=finite)
         self.calls += 1
         if self.calls % self.every == 0:
