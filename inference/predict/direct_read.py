@@ -318,6 +318,8 @@ def direct_tiff(src: Any, indexes: Sequence[int]) -> MappedTiff | None:
     """
     if getattr(src, "driver", None) != "GTiff" or not getattr(src, "files", None):
         return None  # not a rasterio dataset of a GeoTIFF: read through its own read()
+    if not hasattr(mmap, "MAP_PRIVATE") or not hasattr(mmap.mmap, "madvise"):
+        return None  # a platform without POSIX mappings (Windows)
     path = src.files[0]
     if (not os.path.isfile(path) or src.compression is not None
             or getattr(src.interleaving, "name", "") != "band"
