@@ -28,29 +28,30 @@ def _stack(path, layout, dtype="float32", count=4, **options):
     return data
 
 
-def _by_block_rows(path, block=256):
-    """Blocks written block row by block row, every band in turn (bands evenly spaced)."""
-    data = np.random.default_rng(2).normal(size=(3, HEIGHT, WIDTH)).astype("float32")
-    with rasterio.open(path, "w", driver="GTiff", width=WIDTH, height=HEIGHT, count=3,
+def _written_in_order(path, count, block, writes):
+    """A tiled stack whose blocks are written in the order ``writes`` gives: ``(bands, block
+    row)`` pairs, each writing that block row of those bands (1-based)."""
+    data = np.random.default_rng(count).normal(size=(count, HEIGHT, WIDTH)).astype("float32")
+    with rasterio.open(path, "w", driver="GTiff", width=WIDTH, height=HEIGHT, count=count,
                        dtype="float32", tiled=True, blockxsize=block, blockysize=block,
                        interleave="band") as dst:
-        for y in range(0, HEIGHT, block):
-            window = ((y, min(y + block, HEIGHT)), (0, WIDTH))
-            dst.write(data[:, window[0][0]:window[0][1]], window=window)
+        for bands, y in writes:
+            rows = (y, min(y + block, HEIGHT))
+            dst.write(data[np.array(bands) - 1, rows[0]:rows[1]], bands,
+                      window=(rows, (0, WIDTH)))
     return data
 
 
-def _uneven(path, block=128):
-    """The second band's blocks written bottom row first: bands not evenly spaced."""
-    data = np.random.default_rng(3).normal(size=(2, HEIGHT, WIDTH)).astype("float32")
-    with rasterio.open(path, "w", driver="GTiff", width=WIDTH, height=HEIGHT, count=2,
-                       dtype="float32", tiled=True, blockxsize=block, blockysize=block,
-                       interleave="band") as dst:
-        dst.write(data[0], 1)
-        for y in reversed(range(0, HEIGHT, block)):
-            window = ((y, min(y + block, HEIGHT)), (0, WIDTH))
-            dst.write(data[1, window[0][0]:window[0][1]], 2, window=window)
-    return data
+def _by_block_rows(path):
+    """Block row by block row, every band in turn (bands evenly spaced)."""
+    return _written_in_order(path, 3, 256, [([1, 2, 3], y) for y in range(0, HEIGHT, 256)])
+
+
+def _uneven(path):
+    """The second band's blocks bottom row first: bands not evenly spaced."""
+    rows = range(0, HEIGHT, 128)
+    return _written_in_order(path, 2, 128, [([1], y) for y in rows]
+                             + [([2], y) for y in reversed(rows)])
 
 
 LAYOUTS = [
