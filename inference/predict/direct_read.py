@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.predict.blending import all_finite, invalid_mask
+from inference.predict.blending import invalid_mask
 
 #: The pixels' data type the raw path handles: what the engine reads its input as.
 DTYPE = np.dtype(np.float32)
@@ -271,14 +271,6 @@ class MappedRows:
         if isinstance(whole, Mosaic):
             return list(whole.pieces)
         return [Piece(whole, slice(0, self.tiff.bands), 0, 0)]
-
-    def all_finite(self) -> bool:
-        """:func:`inference.predict.blending.all_finite` of the rows, block by block.
-
-        Band by band: a block's rows are one run of bytes, summed as one flat array.
-        """
-        return all(all_finite(band.reshape(-1)) for p in self._pieces()
-                   for band in p.array)
 
     def invalid_mask(self, nodata: Sequence[float | None], finite: bool) -> np.ndarray:
         """:func:`inference.predict.blending.invalid_mask` of the rows, block by block."""
