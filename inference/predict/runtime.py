@@ -284,6 +284,7 @@ class TilePredictor:
             got = tiles.shape if isinstance(tiles, np.ndarray) else [t.shape for t in tiles]
             raise ModelError(
                 f"tiles have shape {got}; the model expects (N, {self.channels}, H, W)")
+        clean = finite is not False  # False: not known to be finite
         if self.device.type == "cpu":
             # the same batch buffer every call: a fresh one is tens of MB of new pages to
             # fault in and give back, on the model's thread, between forwards
@@ -294,7 +295,6 @@ class TilePredictor:
                     self._inputs[key] = torch.empty((n, *shape), memory_format=fmt)
             x = self._inputs[key]
             shift, scale = self._shift[0], self._scale[0]
-            self.last_finite = True
             for j in range(n):
                 tile = tiles[j]
                 if isinstance(tile, Mosaic):  # pieces of the input file's blocks, in place
@@ -310,19 +310,18 @@ class TilePredictor:
                 # its sum, so one read of it proves there are none
                 if finite is None and not bool(torch.isfinite(x[j].sum())):
                     torch.nan_to_num_(x[j], nan=0.0, posinf=0.0, neginf=0.0)
-                    self.last_finite = False
+                    clean = False
         else:
             x = torch.empty((n, *shape), device=self.device, memory_format=fmt)
-            raw = np.stack([np.asarray(t, dtype=np.float32) for t in tiles])
-            raw = torch.from_numpy(raw).to(self.device)
-            torch.addcmul(self._shift, raw, self._scale, out=x)
-            if finite is None:
-                self.last_finite = bool(torch.isfinite(x).all())
-                finite = self.last_finite
+            raw = (np.ascontiguousarray(tiles, dtype=np.float32) if isinstance(tiles, np.ndarray)
+                   else np.stack([np.asarray(t, dtype=np.float32) for t in tiles]))
+            torch.addcmul(self._shift, torch.from_numpy(raw).to(self.device), self._scale, out=x)
+            if finite is None and not bool(torch.isfinite(x).all()):
+                torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
+                clean = False
         if finite is False:
             torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
-        if finite is not None:
-            self.last_finite = finite
+        self.last_finite = clean
         return x
 
     @torch.inference_mode()
