@@ -114,15 +114,7 @@ def assemble(levels: Sequence[Path], dst: Path, bigtiff: bool | None = None, *,
              for e, t in zip(ifds, given, strict=True)]
     data_size = sum(c + FRAME_BYTES for level in tiles for _, c in level)
     big = data_size + 2**20 * (len(levels) + 1) >= 2**32 if bigtiff is None else bigtiff
-    plans: list[dict[int, _Entry]] = []
-    for i, entries in enumerate(ifds):
-        keep = {t: e for t, e in entries.items()
-                if t not in _STRUCTURAL and (i == 0 or t not in _MAIN_ONLY)}
-        for tag in (_WIDTH, _HEIGHT, 322, 323):
-            keep[tag] = entries[tag]
-        if i:
-            keep[_NEW_SUBFILE] = _Entry(4, 1, struct.pack("<I", 1))
-        plans.append(keep)
+    plans = [_plan(entries, overview=i > 0) for i, entries in enumerate(ifds)]
 
     def write_level(i: int, out: BinaryIO) -> None:
         if not tiles[i]:
@@ -184,9 +176,7 @@ def write_tiled(dst: Path, template: Path, tiles: Sequence[bytes]) -> None:
     expected = len(_ints(entries[_TILE_OFFSETS]))
     if expected != len(tiles):
         raise ValueError(f"{template.name} has {expected} tiles, got {len(tiles)}")
-    plan = {t: e for t, e in entries.items() if t not in _STRUCTURAL}
-    for tag in (_WIDTH, _HEIGHT, 322, 323):
-        plan[tag] = entries[tag]
+    plan = _plan(entries, overview=False)
 
     def write_level(_: int, out: BinaryIO) -> None:
         for data in tiles:
@@ -194,6 +184,21 @@ def write_tiled(dst: Path, template: Path, tiles: Sequence[bytes]) -> None:
 
     with open(dst, "wb") as out:
         _write_cog(out, [plan], [[(0, len(t)) for t in tiles]], write_level, False)
+
+
+def _plan(entries: dict[int, _Entry], overview: bool) -> dict[int, _Entry]:
+    """The tags a level's IFD gets from its file's.
+
+    Its own tags less the structure the writer sets (an overview also less the dataset's
+    georeferencing and metadata), plus its size and tile size, and an overview's subfile type.
+    """
+    plan = {t: e for t, e in entries.items()
+            if t not in _STRUCTURAL and not (overview and t in _MAIN_ONLY)}
+    for tag in (_WIDTH, _HEIGHT, 322, 323):
+        plan[tag] = entries[tag]
+    if overview:
+        plan[_NEW_SUBFILE] = _Entry(4, 1, struct.pack("<I", 1))
+    return plan
 
 
 def _write_cog(out: BinaryIO, plans: list[dict[int, _Entry]],
