@@ -132,10 +132,10 @@ def reduce2(rows: np.ndarray, resampling: Resampling) -> np.ndarray:
         padded[:h, :w] = rows
         rows = padded
     if resampling == "mode" and rows.size:
-        top = (rows + np.uint8(1)).max()  # (255 + 1 wraps to 0: nodata passes the tests)
-        if top <= 2:
+        largest = (rows + np.uint8(1)).max()  # (255 + 1 wraps to 0: nodata passes the tests)
+        if largest <= 2:
             return _binary_mode(rows)  # a two-class map: 0, 1 and nodata
-        if top <= _LUT_VALUES:
+        if largest <= _LUT_VALUES:
             return _mode_by_lookup(rows)
     if resampling == "average" and not (rows == NODATA).any():
         # two horizontal neighbours read as one little-endian uint16 (a | b << 8): the sums

@@ -267,7 +267,7 @@ class MappedRows:
         return self.tiff.tile(self.row, col, self.rows, cols)
 
     def _pieces(self) -> list[Piece]:
-        whole = self.tiff.tile(self.row, 0, self.rows, self.tiff.width)
+        whole = self.tile(0, self.tiff.width)
         if isinstance(whole, Mosaic):
             return list(whole.pieces)
         return [Piece(whole, slice(0, self.tiff.bands), 0, 0)]
@@ -282,7 +282,7 @@ class MappedRows:
         return invalid
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        return np.asarray(self.tiff.tile(self.row, 0, self.rows, self.tiff.width), dtype)
+        return np.asarray(self.tile(0, self.tiff.width), dtype)
 
 
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
