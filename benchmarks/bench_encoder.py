@@ -16,9 +16,7 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
 - two overlapping tile rows of an uncompressed stack from the file into the model's batches
   (the reader's part, then the tiles normalised): through GDAL's block cache or past it
   (``GTIFF_DIRECT_IO``) into a row buffer, next to the file's pages mapped in and the tiles
-  read from them in place (what the pipeline does: each block that tiles side by side share
-  normalised once, ``inference.predict.normalised_blocks``), and the same mapped tiles
-  normalised piece by piece straight into the batch;
+  read from them in place (what the pipeline does);
 - taking a strip from the accumulator and encoding it (class + stored probability);
 - the predictor's time outside the forward pass for one batch of tile views (normalising into
   the batch, probabilities back): the main thread's cost between forwards; and the process
@@ -134,14 +132,13 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
                           band, window=Window(0, 0, width, 2 * ROWS))
         cache_input(path)  # cached as bench_helpers.py caches its stack
         for label, options in (("block cache", {"GDAL_CACHEMAX": GDAL_CACHE_MB}),
-                               ("direct", INPUT_GDAL_OPTIONS), ("mapped", INPUT_GDAL_OPTIONS),
-                               ("mapped, per piece", INPUT_GDAL_OPTIONS)):
+                               ("direct", INPUT_GDAL_OPTIONS), ("mapped", INPUT_GDAL_OPTIONS)):
             reads, tiles = [], []
             for _ in range(rounds + 1):  # the first round warms the page cache
                 with rasterio.Env(**options), rasterio.open(path) as ds, \
                         torch.inference_mode(), calling_thread_only():
-                    mapped = direct_tiff(ds, range(1, 7)) if "mapped" in label else None
-                    if "mapped" in label and mapped is None:
+                    mapped = direct_tiff(ds, range(1, 7)) if label == "mapped" else None
+                    if label == "mapped" and mapped is None:
                         raise RuntimeError("the benchmark's stack cannot be mapped")
                     read = normalise = 0.0
                     for row in (0, ROWS - 64):
@@ -155,10 +152,6 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
                         start = time.thread_time()
                         views = [block.tile(x, 512) if mapped is not None
                                  else block[:, :, x:x + 512] for x in starts]
-                        if label == "mapped, per piece":  # untimed: the pieces without blocks
-                            paused = time.thread_time()
-                            views = [per_piece(v) for v in views]
-                            start += time.thread_time() - paused
                         for b in range(0, len(views) - 3, 4):
                             predictor._normalise(views[b:b + 4], torch.channels_last)
                         normalise += time.thread_time() - start
@@ -170,18 +163,6 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
             figures[label] = {"read": read * 1000, "normalise": normalise * 1000,
                               "total": (read + normalise) * 1000}
     return figures
-
-
-def per_piece(tile):
-    """A mosaic whose pieces do not say their blocks: the predictor normalises each piece
-    straight into the batch instead of whole blocks once for the tiles that share them."""
-    from dataclasses import replace
-
-    from inference.predict.direct_read import Mosaic
-
-    if not isinstance(tile, Mosaic):
-        return tile
-    return Mosaic(tile.shape, tuple(replace(p, block=None) for p in tile.pieces))
 
 
 def predictor_outside_forward_ms(batch: int, tile: int, rounds: int) -> tuple[float, str]:
@@ -345,8 +326,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  two overlapping {ROWS}-row tile rows of an uncompressed six-band stack into the "
           "model's batches (reader + normalising):")
     for label, by in (("through the block cache", reads["block cache"]),
-                      ("past it", reads["direct"]), ("mapped pages", reads["mapped"]),
-                      ("mapped, piece by piece", reads["mapped, per piece"])):
+                      ("past it", reads["direct"]), ("mapped pages", reads["mapped"])):
         print(f"    {label:>23}: {by['read']:6.1f} + {by['normalise']:6.1f} = "
               f"{by['total']:6.1f} ms")
     acc = Accumulator(1, 2 * ROWS, args.width, 0)
