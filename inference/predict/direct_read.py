@@ -9,9 +9,8 @@ reader only asks the kernel to map the next rows' pages (``MADV_POPULATE_READ``,
 and gives back those of the rows done with (``MADV_DONTNEED``: the pages stay in the page
 cache, only the process's mapping of them goes, so its RSS stays a few rows). A tile that
 lies in one block of the file is a plain view; one that spans blocks is a :class:`Mosaic`
-of views, each with the rows of the block it is cut from (:class:`BlockRows`), which
-:class:`inference.predict.runtime.TilePredictor` normalises once for all the tiles beside
-each other that share them. Same bits as rasterio's ``read`` (tested), without the reader's
+of views, which :class:`inference.predict.runtime.TilePredictor` normalises piece by piece
+straight into its batch. Same bits as rasterio's ``read`` (tested), without the reader's
 pass over every pixel (docs/performance.md).
 
 Everything else (compressed, pixel-interleaved, other data types, sparse blocks, remote or
@@ -22,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import mmap
 import os
 import sys
@@ -55,25 +53,6 @@ def _huge_page() -> int:
 #: the rest of it, still to be read, would cost a TLB miss per 4 KiB (several times the
 #: reads of it)
 HUGE_PAGE = _huge_page()
-_SERIALS = itertools.count()
-
-
-@dataclass(frozen=True, eq=False)
-class BlockRows:
-    """Rows of one block of the file across the block's whole width.
-
-    Tiles side by side share them: a 512 px tile at a 480 px stride spans two block columns,
-    and the next tile starts in the second, so the predictor normalises a block's rows once
-    and cuts each tile's columns from them (:class:`inference.predict.runtime.TilePredictor`).
-
-    Attributes:
-        array: ``(bands, rows, block cols)`` float32 view.
-        key: the same for the same rows of the same block of the same mapping, whichever
-            tile asks, and for nothing else (a later mapping gets another serial).
-    """
-
-    array: np.ndarray
-    key: tuple[int, int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -85,17 +64,12 @@ class Piece:
         bands: the tile's bands it holds (all of them, or one when the file's bands are not
             evenly spaced).
         row, col: where it goes in the tile.
-        block: the block's rows it is cut from (None: none given); ``array`` is their
-            columns ``offset`` to ``offset + cols``.
-        offset: see ``block``.
     """
 
     array: np.ndarray
     bands: slice
     row: int
     col: int
-    block: BlockRows | None = None
-    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,7 +142,6 @@ class MappedTiff:
         self._released = 0  # rows [0, _released) have been given back, but for:
         self._pending: list[tuple[int, int]] = []  # byte ranges that did not fill a huge page
         self._populate = True  # False where the kernel has no MADV_POPULATE_READ
-        self._serial = next(_SERIALS)  # tells this mapping's blocks from a later one's
 
     def _check_size(self, size: int) -> None:
         if size < self.extent:
@@ -263,16 +236,11 @@ class MappedTiff:
             for bx in range(col // bc, -(-(col + cols) // bc)):
                 c0, c1 = max(col, bx * bc), min(col + cols, (bx + 1) * bc)
                 for band in bands:
-                    k = by * self.across + bx
-                    top, bottom = r0 - by * br, r1 - by * br
-                    rows_of_block = self._block_view(band, k, min(br, self.height - by * br))[
-                        :, top:bottom]
-                    block = BlockRows(rows_of_block,
-                                      (self._serial, k, -1 if band is None else band, top,
-                                       bottom))
+                    view = self._block_view(band, by * self.across + bx,
+                                            min(br, self.height - by * br))
+                    piece = view[:, r0 - by * br:r1 - by * br, c0 - bx * bc:c1 - bx * bc]
                     span = slice(0, self.bands) if band is None else slice(band, band + 1)
-                    pieces.append(Piece(rows_of_block[:, :, c0 - bx * bc:c1 - bx * bc], span,
-                                        r0 - row, c0 - col, block, c0 - bx * bc))
+                    pieces.append(Piece(piece, span, r0 - row, c0 - col))
         if len(pieces) == 1:
             return pieces[0].array
         return Mosaic((self.bands, rows, cols), tuple(pieces))

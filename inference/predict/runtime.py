@@ -28,7 +28,6 @@ import torch
 
 from gee_export.core.errors import ModelError
 from inference.predict.direct_read import Mosaic
-from inference.predict.normalised_blocks import NormalisedBlocks
 from training.engine import autotune, quantize
 from training.engine.compiled import CompiledForInference
 from training.engine.devices import InferencePrecision, Layout, resolve_device
@@ -119,9 +118,6 @@ class TilePredictor:
         # (x - mean) / std as one fused multiply-add: x * (1/std) + (-mean/std)
         self._scale = torch.from_numpy(1.0 / std).view(1, -1, 1, 1).to(self.device)
         self._shift = torch.from_numpy(-mean / std).view(1, -1, 1, 1).to(self.device)
-        #: mapped inputs' blocks normalised once for the tiles that share them (CPU, NHWC)
-        self._blocks = NormalisedBlocks([self._shift[0, c, 0, 0] for c in range(mean.size)],
-                                        [self._scale[0, c, 0, 0] for c in range(mean.size)])
         self._module = fold_batchnorm(model.eval()).to(self.device)
         self.model: torch.nn.Module = self._module
         #: how the model runs: known now when precision and layout are explicit, measured on
@@ -278,10 +274,8 @@ class TilePredictor:
         On the CPU each tile is read where it lies (a view into the caller's tile row, or a
         :class:`~inference.predict.direct_read.Mosaic` of the input file's pages) and written
         once, normalised, into the batch: the model's cores do this pass between forwards, so
-        no copy is made before it. Into a channels-last batch a mosaic's pieces are copied
-        from their blocks normalised once for every tile that shares them
-        (:mod:`inference.predict.normalised_blocks`: whole rows, the same bits). ``finite``
-        as in :meth:`__call__`; sets :attr:`last_finite`.
+        no copy is made before it. ``finite`` as in :meth:`__call__`; sets
+        :attr:`last_finite`.
         """
         n = len(tiles)
         shapes = {tuple(t.shape) for t in tiles}  # one (C, H, W) for a valid batch
@@ -301,19 +295,14 @@ class TilePredictor:
                     self._inputs[key] = torch.empty((n, *shape), memory_format=fmt)
             x = self._inputs[key]
             shift, scale = self._shift[0], self._scale[0]
-            blocks = fmt == torch.channels_last  # (into NCHW the pieces are rows already)
             for j in range(n):
                 tile = tiles[j]
                 if isinstance(tile, Mosaic):  # pieces of the input file's blocks, in place
                     for p in tile.pieces:
                         _, h, w = p.array.shape
-                        out = x[j, p.bands, p.row:p.row + h, p.col:p.col + w]
-                        if blocks and p.block and self._blocks.usable(p.block, shape[2]):
-                            rows = self._blocks.get(p.block, p.bands)
-                            out.copy_(rows[:, :, p.offset:p.offset + w])
-                        else:
-                            torch.addcmul(shift[p.bands], torch.from_numpy(p.array),
-                                          scale[p.bands], out=out)
+                        torch.addcmul(shift[p.bands], torch.from_numpy(p.array),
+                                      scale[p.bands],
+                                      out=x[j, p.bands, p.row:p.row + h, p.col:p.col + w])
                 else:
                     raw = torch.from_numpy(np.asarray(tile, dtype=np.float32))
                     torch.addcmul(shift, raw, scale, out=x[j])

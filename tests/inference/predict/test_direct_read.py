@@ -117,34 +117,6 @@ def test_how_tiles_are_cut(tmp_path):
         m.close()
 
 
-def test_pieces_carry_the_block_rows_neighbouring_tiles_share(tmp_path):
-    """Each piece is some columns of its block's rows; tiles side by side name the same
-    rows of the same block alike, and another mapping of the file names them otherwise."""
-    _stack(tmp_path / "tiles.tif", LAYOUTS[0])
-    _uneven(tmp_path / "uneven.tif")
-    with rasterio.open(tmp_path / "tiles.tif") as src:
-        first, again = direct_tiff(src, [1, 3]), direct_tiff(src, [1, 3])
-    left, right = first.tile(200, 100, 200, 200), first.tile(200, 260, 200, 200)
-    for piece in left.pieces + right.pieces:
-        block = piece.block
-        _, h, w = piece.array.shape
-        assert block.array.shape == (2, h, 256)  # the block's whole width
-        np.testing.assert_array_equal(block.array[:, :, piece.offset:piece.offset + w],
-                                      piece.array)
-        assert np.shares_memory(block.array, piece.array)  # a view, not a copy
-    # both tiles reach into block column 1 (x 256..511), rows 200..255 and 256..399
-    shared = {p.block.key for p in left.pieces} & {p.block.key for p in right.pieces}
-    assert len(shared) == 2
-    assert not {p.block.key for p in again.tile(200, 100, 200, 200).pieces} & shared
-    with rasterio.open(tmp_path / "uneven.tif") as src:
-        uneven = direct_tiff(src, [1, 2])
-    per_band = uneven.tile(100, 100, 50, 50).pieces
-    assert [p.block.array.shape[0] for p in per_band] == [1, 1, 1, 1, 1, 1, 1, 1]
-    assert len({p.block.key for p in per_band}) == 8  # two bands of four blocks
-    for m in (first, again, uneven):
-        m.close()
-
-
 def test_rows_give_the_mask_of_the_materialised_rows(tmp_path):
     _stack(tmp_path / "s.tif", LAYOUTS[1])
     nodata = [None, float("nan"), None, -9999.0]

@@ -5,7 +5,7 @@ import torch
 
 from gee_export.core.errors import ConfigError, ModelError
 from inference.predict.cog import OutputInfo
-from inference.predict.direct_read import Mosaic, Piece, direct_tiff
+from inference.predict.direct_read import Mosaic, Piece
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor, _logit_difference
 from tests.support.models import conv1x1, padded_convnet
@@ -88,37 +88,6 @@ def test_a_mosaic_of_block_views_gives_the_assembled_tiles_result():
         np.testing.assert_array_equal(np.asarray(mosaic), tile)
         np.testing.assert_array_equal(p([mosaic, row[:, :, :32]], compact=True), want)
         assert not p.last_finite
-
-
-def _tiled_stack(path, data):
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
-                       count=data.shape[0], dtype="float32", tiled=True, blockxsize=32,
-                       blockysize=32, interleave="band") as dst:
-        dst.write(data)
-
-
-def test_mapped_tiles_sharing_blocks_give_the_assembled_tiles_result(tmp_path):
-    """Blocks normalised once for neighbouring tiles (kept from one batch to the next) give
-    the bits of each tile normalised on its own; a block another file had at the same place
-    is never taken for this file's."""
-    p = TilePredictor(padded_convnet(), np.full(6, 0.1), np.full(6, 2.0), options=FP32)
-    for seed in (0, 1):  # the second file starts with the blocks the first ended with
-        data = smooth_stack(64, 160, seed=seed)
-        data[3, 40, 60] = np.nan  # in tile 8 (y 24, x 48), in a block tile 7 reads too
-        _tiled_stack(tmp_path / f"s{seed}.tif", data)
-        with rasterio.open(tmp_path / f"s{seed}.tif") as src:
-            mapped = direct_tiff(src, list(range(1, 7)))
-        tiles = [mapped.tile(y, x, 32, 32) for y in (0, 24) for x in range(0, 121, 24)]
-        assert sum(isinstance(t, Mosaic) for t in tiles) == 10  # two lie in one block
-        batches = [tiles[:4], tiles[4:8], tiles[8:]]
-        if seed:  # from the last tile back
-            batches = [batch[::-1] for batch in batches[::-1]]
-        for batch in batches:
-            want = p([np.asarray(t) for t in batch], compact=True)
-            want_finite = p.last_finite
-            np.testing.assert_array_equal(p(batch, compact=True), want)
-            assert p.last_finite == want_finite == all(t is not tiles[8] for t in batch)
-        mapped.close()
 
 
 def test_multi_class_models_use_argmax_and_the_chosen_isa_class(tmp_path):
