@@ -55,9 +55,8 @@ HELPER_STAGES = ("read", "mask", "blend", "take", "checkpoint", "encode", "postp
 def cache_input(path: Path) -> None:
     """Drop the stack from the page cache and read it back with ``read()``.
 
-    Every run then starts from the same state: the stack cached, in the page-cache folios
-    plain reads leave (the least favourable to a reader that maps the file's pages: mapping
-    them in costs a few times what it does after the mapping's own reads).
+    Every run then starts from the same state: the whole stack cached by plain reads, as a
+    stack a user has just written or read is.
     """
     fd = os.open(path, os.O_RDONLY)
     try:
