@@ -14,7 +14,8 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
   (libdeflate, predictor) level 1, ISA-L level 3 and GDAL's ZSTD level 1, and the compressed
   sizes;
 - two overlapping tile rows of an uncompressed stack from the file into the model's batches
-  (the reader's part, then the tiles normalised): through GDAL's block cache or past it
+  (the reader's part, then the tiles normalised, by torch and by the C loop side by side):
+  through GDAL's block cache or past it
   (``GTIFF_DIRECT_IO``) into a row buffer, next to the file's pages mapped in and the tiles
   read from them in place (what the pipeline does);
 - taking a strip from the accumulator and encoding it (class + stored probability);
@@ -97,7 +98,8 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
     """CPU ms of two overlapping tile rows (rows 0-511, then 448-959, as 512 px tiles with
     64 px overlap ask) of an uncompressed tiled six-band float32 stack from the file to the
     model's batches: the reader's part, then its 512 px tiles normalised into batches of four
-    (bf16/NHWC's layout, each tile checked for NaN as the pipeline does). Through GDAL's block
+    (bf16/NHWC's layout, each tile checked for NaN as the pipeline does) by torch and by the C
+    loop (``inference.predict.normalise``), side by side on the same tiles. Through GDAL's block
     cache (at the pipeline's 512 MB cap) or past it (``GTIFF_DIRECT_IO``) into a row buffer
     and the tiles from that, next to the file's pages mapped in
     (``inference.predict.direct_read``, what the pipeline does with such a stack) and the
@@ -109,15 +111,13 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
     from rasterio.windows import Window
 
     from inference.predict.direct_read import direct_tiff
+    from inference.predict.normalise import BatchNormaliser, kernel
     from inference.predict.raster import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
-    from inference.predict.runtime import RuntimeOptions, TilePredictor
     from inference.predict.sliding_window import read_rows
     from training.engine.execution import calling_thread_only
-    from training.models import create_model
 
-    predictor = TilePredictor(create_model("unet", 6, 2, widths=(8, 16, 32, 64, 128)),
-                              np.zeros(6), np.ones(6),
-                              options=RuntimeOptions(precision="bf16", channels_last="on"))
+    methods = ("torch", "native") if kernel() is not None else ("torch",)
+    normalisers = {m: BatchNormaliser(np.zeros(6), np.ones(6), m) for m in methods}
     starts = list(range(0, width - 512 + 1, 448))
     out = np.empty((6, ROWS, width), np.float32)
     figures = {}
@@ -140,7 +140,7 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
                     mapped = direct_tiff(ds, range(1, 7)) if label == "mapped" else None
                     if label == "mapped" and mapped is None:
                         raise RuntimeError("the benchmark's stack cannot be mapped")
-                    read = normalise = 0.0
+                    read, normalise = 0.0, dict.fromkeys(methods, 0.0)
                     for row in (0, ROWS - 64):
                         start = time.thread_time()
                         if mapped is not None:
@@ -149,19 +149,23 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
                         else:
                             block = read_rows(ds, range(1, 7), row, ROWS, out=out)
                         read += time.thread_time() - start
-                        start = time.thread_time()
                         views = [block.tile(x, 512) if mapped is not None
                                  else block[:, :, x:x + 512] for x in starts]
-                        for b in range(0, len(views) - 3, 4):
-                            predictor._normalise(views[b:b + 4], torch.channels_last)
-                        normalise += time.thread_time() - start
+                        for method in methods:  # the same tiles, one way after the other
+                            start = time.thread_time()
+                            for b in range(0, len(views) - 3, 4):
+                                normalisers[method](views[b:b + 4], torch.channels_last)
+                            normalise[method] += time.thread_time() - start
                     reads.append(read)
                     tiles.append(normalise)
                     if mapped is not None:
                         mapped.close()
-            read, normalise = float(np.median(reads[1:])), float(np.median(tiles[1:]))
-            figures[label] = {"read": read * 1000, "normalise": normalise * 1000,
-                              "total": (read + normalise) * 1000}
+            read = float(np.median(reads[1:]))
+            figures[label] = {"read": read * 1000}
+            for method in methods:
+                ms = 1000 * float(np.median([t[method] for t in tiles[1:]]))
+                figures[label][f"normalise_{method}"] = ms
+                figures[label][f"total_{method}"] = read * 1000 + ms
     return figures
 
 
@@ -324,11 +328,16 @@ def main(argv: list[str] | None = None) -> dict:
     figures["read_two_rows_ms"] = {k: {n: round(v, 1) for n, v in by.items()}
                                    for k, by in reads.items()}
     print(f"  two overlapping {ROWS}-row tile rows of an uncompressed six-band stack into the "
-          "model's batches (reader + normalising):")
+          "model's batches (reader + normalising by torch | by the C loop):")
     for label, by in (("through the block cache", reads["block cache"]),
                       ("past it", reads["direct"]), ("mapped pages", reads["mapped"])):
-        print(f"    {label:>23}: {by['read']:6.1f} + {by['normalise']:6.1f} = "
-              f"{by['total']:6.1f} ms")
+        line = f"    {label:>23}: {by['read']:6.1f} + {by['normalise_torch']:6.1f} = " \
+               f"{by['total_torch']:6.1f} ms"
+        if "normalise_native" in by:
+            line += (f" | {by['read']:6.1f} + {by['normalise_native']:6.1f} = "
+                     f"{by['total_native']:6.1f} ms (normalising x"
+                     f"{by['normalise_native'] / by['normalise_torch']:.2f})")
+        print(line)
     acc = Accumulator(1, 2 * ROWS, args.width, 0)
 
     def take() -> None:

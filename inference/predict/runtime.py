@@ -19,7 +19,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from gee_export.core.errors import ModelError
-from inference.predict.direct_read import Mosaic
+from inference.predict.normalise import BatchNormaliser, Tiles
 from training.engine import autotune, quantize
 from training.engine.compiled import CompiledForInference
 from training.engine.devices import InferencePrecision, Layout, resolve_device
@@ -37,8 +37,6 @@ from training.models.blocks import fold_batchnorm
 log = logging.getLogger(__name__)
 
 Activation = Literal["auto", "softmax", "sigmoid"]
-#: a batch of raw tiles: ``(N, C, H, W)``, or N arrays ``(C, H, W)``
-Tiles = np.ndarray | Sequence[np.ndarray | Mosaic]
 
 
 @dataclass(frozen=True)
@@ -133,7 +131,8 @@ class TilePredictor:
         if explicit is not None:
             self._use(replace(explicit, setting=replace(explicit.setting,
                                                         compile=options.compile)))
-        self._inputs: dict[tuple, torch.Tensor] = {}  # the normalised batch, reused (CPU)
+        #: the CPU's normalising pass (its way measured on the first batch)
+        self.normaliser = BatchNormaliser(-mean / std, 1.0 / std)
         #: whether the last batch's tiles held no NaN and no infinity
         self.last_finite = True
         self.forward_seconds = 0.0  # time spent in the model alone (benchmarks compare to it)
@@ -271,57 +270,28 @@ class TilePredictor:
                    finite: bool | None = None) -> torch.Tensor:
         """``(x - mean) / std`` in the model's layout, NaN and infinities as 0 (the mean).
 
-        On the CPU each tile is read where it lies (a view into the caller's tile row, or a
-        :class:`~inference.predict.direct_read.Mosaic` of the input file's pages) and written
-        once, normalised, into the batch: the model's cores do this pass between forwards, so
-        no copy is made before it. ``finite`` as in :meth:`__call__`; sets
+        On the CPU by :class:`~inference.predict.normalise.BatchNormaliser` (the tiles read
+        where they lie, written once into a reused batch); on a GPU the tiles are stacked,
+        moved and normalised there. ``finite`` as in :meth:`__call__`; sets
         :attr:`last_finite`.
         """
-        n = len(tiles)
         shapes = {tuple(t.shape) for t in tiles}  # one (C, H, W) for a valid batch
         shape = shapes.pop() if len(shapes) == 1 else ()
         if len(shape) != 3 or shape[0] != self.channels:
             got = tiles.shape if isinstance(tiles, np.ndarray) else [t.shape for t in tiles]
             raise ModelError(
                 f"tiles have shape {got}; the model expects (N, {self.channels}, H, W)")
-        clean = finite is not False  # False: not known to be finite
         if self.device.type == "cpu":
-            # the same batch buffer every call: a fresh one is tens of MB of new pages to
-            # fault in and give back, on the model's thread, between forwards
-            key = (n, *shape, fmt)
-            if key not in self._inputs:
-                self._inputs.clear()
-                with torch.inference_mode(False):  # writable in and outside inference mode
-                    self._inputs[key] = torch.empty((n, *shape), memory_format=fmt)
-            x = self._inputs[key]
-            shift, scale = self._shift[0], self._scale[0]
-            for j in range(n):
-                tile = tiles[j]
-                if isinstance(tile, Mosaic):  # pieces of the input file's blocks, in place
-                    for p in tile.pieces:
-                        _, h, w = p.array.shape
-                        torch.addcmul(shift[p.bands], torch.from_numpy(p.array),
-                                      scale[p.bands],
-                                      out=x[j, p.bands, p.row:p.row + h, p.col:p.col + w])
-                else:
-                    raw = torch.from_numpy(np.asarray(tile, dtype=np.float32))
-                    torch.addcmul(shift, raw, scale, out=x[j])
-                # the tile just written is still in the cache: NaN and infinities survive
-                # its sum, so one read of it proves there are none
-                if finite is None and not bool(torch.isfinite(x[j].sum())):
-                    torch.nan_to_num_(x[j], nan=0.0, posinf=0.0, neginf=0.0)
-                    clean = False
-        else:
-            x = torch.empty((n, *shape), device=self.device, memory_format=fmt)
-            raw = (np.ascontiguousarray(tiles, dtype=np.float32) if isinstance(tiles, np.ndarray)
-                   else np.stack([np.asarray(t, dtype=np.float32) for t in tiles]))
-            torch.addcmul(self._shift, torch.from_numpy(raw).to(self.device), self._scale, out=x)
-            if finite is None and not bool(torch.isfinite(x).all()):
-                torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
-                clean = False
-        if finite is False:
+            x, self.last_finite = self.normaliser(tiles, fmt, finite)
+            return x
+        x = torch.empty((len(tiles), *shape), device=self.device, memory_format=fmt)
+        raw = (np.ascontiguousarray(tiles, dtype=np.float32) if isinstance(tiles, np.ndarray)
+               else np.stack([np.asarray(t, dtype=np.float32) for t in tiles]))
+        torch.addcmul(self._shift, torch.from_numpy(raw).to(self.device), self._scale, out=x)
+        self.last_finite = finite is not False
+        if finite is False or (finite is None and not bool(torch.isfinite(x).all())):
             torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
-        self.last_finite = clean
+            self.last_finite = False
         return x
 
     @torch.inference_mode()

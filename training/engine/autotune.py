@@ -57,6 +57,7 @@ from torch import nn
 
 from gee_export.core.allocator import keep_freed_memory
 from gee_export.core.digest import json_digest, text_sha256
+from gee_export.core.user_cache import user_cache_dir
 from training.engine import devices, records
 from training.engine import load as machine_load
 from training.engine.compiled import CompiledForInference
@@ -453,8 +454,7 @@ def cache_file() -> Path | None:
         return None
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "isamap" / "autotune.json"
+    return user_cache_dir() / "autotune.json"
 
 
 def cache_key(model: nn.Module, shape: tuple[int, ...], device: torch.device, mode: Mode,

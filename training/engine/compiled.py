@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gee_export.core.user_cache import user_cache_dir
+
 log = logging.getLogger(__name__)
 
 #: inductor's cache directory variable (read by torch each time it needs the directory)
@@ -66,8 +68,7 @@ def inductor_cache_dir() -> Path:
     env = os.environ.get(CACHE_DIR_ENV)
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    path = Path(base).expanduser() / "isamap" / "inductor"
+    path = user_cache_dir() / "inductor"
     os.environ[CACHE_DIR_ENV] = str(path)
     return path
 

@@ -1,0 +1,114 @@
+"""Small C kernels, built on first use by the machine's C compiler and loaded with ctypes.
+
+A few passes between the model's forwards are memory-bound loops whose layout torch's
+element-wise kernels handle through a strided inner loop (the tiles normalised into a
+channels-last batch, :mod:`inference.predict.normalise`). A C loop of a dozen lines does them
+in fewer CPU-seconds, and shipping it as source keeps the package pure Python: no wheel per
+platform. Nothing depends on it: where there is no compiler, the build fails, or
+``ISAMAP_NATIVE`` is ``off``, :func:`load` returns None and the caller runs its torch pass,
+which gives the same values.
+
+The library is built once per source text, compiler and platform into
+``$XDG_CACHE_HOME/isamap/native`` (``ISAMAP_NATIVE`` may name another folder) and written
+atomically, so processes building it at the same time never load half a file. It is built
+without ``-march=native``: the loops are memory-bound (the machine-specific build is no faster,
+``benchmarks/bench_encoder.py``), and a cache folder shared by machines of different CPUs stays
+valid.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from gee_export.core.digest import chunks_sha256
+from gee_export.core.storage.local import atomic_path
+from gee_export.core.user_cache import user_cache_dir
+
+log = logging.getLogger(__name__)
+
+#: Environment variable: ``off`` (or ``0``, ``false``, ``no``) runs the torch passes only; a
+#: path is the folder of the built libraries instead of the user cache's ``native``.
+ENV = "ISAMAP_NATIVE"
+#: The compiler's flags: optimised, position-independent, no fused multiply-add contraction
+#: (a kernel's rounding is then the same as torch's separate multiply and add).
+FLAGS = ("-O3", "-ffp-contract=off", "-fPIC", "-shared")
+#: Seconds a build may take before it is given up (a kernel builds in well under one).
+BUILD_TIMEOUT_S = 120
+
+_lock = threading.Lock()
+_loaded: dict[Path, ctypes.CDLL | None] = {}
+
+
+def enabled() -> bool:
+    """Whether C kernels may be used (``ISAMAP_NATIVE`` is not off)."""
+    return os.environ.get(ENV, "").strip().lower() not in ("off", "0", "false", "no")
+
+
+def cache_dir() -> Path:
+    """The folder of the built libraries."""
+    env = os.environ.get(ENV, "").strip()
+    return Path(env).expanduser() if env and enabled() else user_cache_dir() / "native"
+
+
+def compiler() -> str | None:
+    """The C compiler: ``$CC`` when set, else ``cc``, ``gcc`` or ``clang`` on the PATH."""
+    if os.environ.get("CC"):
+        return shutil.which(os.environ["CC"].split()[0])
+    return next((path for name in ("cc", "gcc", "clang") if (path := shutil.which(name))), None)
+
+
+def load(source: Path) -> ctypes.CDLL | None:
+    """The library built from the C file ``source``, or None where it cannot be had.
+
+    Built on the first call on a machine (then loaded from the cache); the reason for a None
+    is logged once per source, and a failed build is not tried again in this process.
+    """
+    with _lock:
+        if source in _loaded:
+            return _loaded[source]
+        library = None
+        if not enabled():
+            log.debug("C kernels off (%s); %s runs as torch", ENV, source.name)
+        else:
+            try:
+                library = ctypes.CDLL(str(_built(source)))
+            except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+                log.info("C kernel %s not available (%s); its torch pass runs instead",
+                         source.name, exc)
+        _loaded[source] = library
+        return library
+
+
+def _built(source: Path) -> Path:
+    """The shared library of ``source`` in the cache, built there when absent."""
+    cc = compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (set CC)")
+    text = source.read_bytes()
+    key = chunks_sha256([text, cc.encode(), " ".join(FLAGS).encode(),
+                         f"{sys.platform} {platform.machine()}".encode()], length=16)
+    target = cache_dir() / f"{source.stem}-{key}.so"
+    if target.is_file():
+        return target
+    with atomic_path(target) as tmp:
+        done = subprocess.run([cc, *FLAGS, "-o", str(tmp), str(source)], capture_output=True,
+                              text=True, timeout=BUILD_TIMEOUT_S, check=False)
+        if done.returncode != 0:
+            first = (done.stderr.strip().splitlines() or ["no message"])[0]
+            raise RuntimeError(f"{Path(cc).name} failed: {first}")
+    log.debug("built %s", target)
+    return target
+
+
+def forget() -> None:
+    """Load again on the next call (tests that change ``ISAMAP_NATIVE`` or ``CC``)."""
+    with _lock:
+        _loaded.clear()
