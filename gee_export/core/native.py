@@ -8,12 +8,11 @@ platform. Nothing depends on it: where there is no compiler, the build fails, or
 ``ISAMAP_NATIVE`` is ``off``, :func:`load` returns None and the caller runs its torch pass,
 which gives the same values.
 
-The library is built once per source text, compiler and platform into
+The library is built once per source text, compiler, flags and platform into
 ``$XDG_CACHE_HOME/isamap/native`` (``ISAMAP_NATIVE`` may name another folder) and written
-atomically, so processes building it at the same time never load half a file. It is built
-without ``-march=native``: the loops are memory-bound (the machine-specific build is no faster,
-``benchmarks/bench_encoder.py``), and a cache folder shared by machines of different CPUs stays
-valid.
+atomically, so processes building it at the same time never load half a file. Kernels are
+built for the architecture, never for one CPU (no ``-march=native``), so a cache folder shared
+by machines of different CPUs stays valid.
 """
 
 from __future__ import annotations
@@ -37,14 +36,18 @@ log = logging.getLogger(__name__)
 #: Environment variable: ``off`` (or ``0``, ``false``, ``no``) runs the torch passes only; a
 #: path is the folder of the built libraries instead of the user cache's ``native``.
 ENV = "ISAMAP_NATIVE"
-#: The compiler's flags: optimised, position-independent, no fused multiply-add contraction
-#: (a kernel's rounding is then the same as torch's separate multiply and add).
-FLAGS = ("-O3", "-ffp-contract=off", "-fPIC", "-shared")
+#: The compiler's flags besides the optimisation: position-independent, no fused
+#: multiply-add contraction (a kernel's rounding is then the same as torch's separate multiply
+#: and add).
+FLAGS = ("-ffp-contract=off", "-fPIC", "-shared")
+#: The optimisation a kernel is built with unless its caller asks for others
+#: (:mod:`inference.predict.normalise` builds its loop two ways and keeps the faster).
+OPTIMISE = ("-O2",)
 #: Seconds a build may take before it is given up (a kernel builds in well under one).
 BUILD_TIMEOUT_S = 120
 
 _lock = threading.Lock()
-_loaded: dict[Path, ctypes.CDLL | None] = {}
+_loaded: dict[tuple[Path, tuple[str, ...]], ctypes.CDLL | None] = {}
 
 
 def enabled() -> bool:
@@ -65,41 +68,43 @@ def compiler() -> str | None:
     return next((path for name in ("cc", "gcc", "clang") if (path := shutil.which(name))), None)
 
 
-def load(source: Path) -> ctypes.CDLL | None:
-    """The library built from the C file ``source``, or None where it cannot be had.
+def load(source: Path, optimise: tuple[str, ...] = OPTIMISE) -> ctypes.CDLL | None:
+    """The library built from the C file ``source`` (``optimise``: compiler options), or None.
 
-    Built on the first call on a machine (then loaded from the cache); the reason for a None
-    is logged once per source, and a failed build is not tried again in this process.
+    Built on the first call on a machine (then loaded from the cache). None where it cannot be
+    had: the reason is logged once per source, and a failed build is not tried again in this
+    process.
     """
     with _lock:
-        if source in _loaded:
-            return _loaded[source]
+        if (source, optimise) in _loaded:
+            return _loaded[source, optimise]
         library = None
         if not enabled():
             log.debug("C kernels off (%s); %s runs as torch", ENV, source.name)
         else:
             try:
-                library = ctypes.CDLL(str(_built(source)))
+                library = ctypes.CDLL(str(_built(source, optimise)))
             except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
                 log.info("C kernel %s not available (%s); its torch pass runs instead",
                          source.name, exc)
-        _loaded[source] = library
+        _loaded[source, optimise] = library
         return library
 
 
-def _built(source: Path) -> Path:
+def _built(source: Path, optimise: tuple[str, ...]) -> Path:
     """The shared library of ``source`` in the cache, built there when absent."""
     cc = compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (set CC)")
+    flags = (*optimise, *FLAGS)
     text = source.read_bytes()
-    key = chunks_sha256([text, cc.encode(), " ".join(FLAGS).encode(),
+    key = chunks_sha256([text, cc.encode(), " ".join(flags).encode(),
                          f"{sys.platform} {platform.machine()}".encode()], length=16)
     target = cache_dir() / f"{source.stem}-{key}.so"
     if target.is_file():
         return target
     with atomic_path(target) as tmp:
-        done = subprocess.run([cc, *FLAGS, "-o", str(tmp), str(source)], capture_output=True,
+        done = subprocess.run([cc, *flags, "-o", str(tmp), str(source)], capture_output=True,
                               text=True, timeout=BUILD_TIMEOUT_S, check=False)
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["no message"])[0]

@@ -10,9 +10,10 @@ pages to fault in on the model's thread between forwards). Two ways write the sa
   pixel's bands from their planes and writes them side by side. Writing a channels-last batch
   from band-planar tiles is where torch's strided inner loop costs the most.
 
-Which is faster on this machine is measured on the first batch (each runs twice, alternately;
-the least CPU time of this thread wins) and kept: the tiles' source and the batch's layout do
-not change within a job. Without a C compiler, or with ``ISAMAP_NATIVE=off``, it is torch.
+Which is faster on this machine is measured on the first batch (torch's way and each build of
+the C loop, :data:`BUILDS`, in turns, each going first once; the least CPU time of this thread
+wins) and kept: the tiles' source and the batch's layout do not change within a job. Without a
+C compiler, or with ``ISAMAP_NATIVE=off``, it is torch.
 
 NaN and infinities (nodata) become 0, the band mean. The C loop finds them from the bits of
 what it writes; torch's way sums each tile just written (still in the cache: NaN and
@@ -22,6 +23,7 @@ infinities survive a sum, so one read proves there are none).
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -41,8 +43,12 @@ Method = Literal["torch", "native"]
 SOURCE = Path(__file__).with_name("normalise.c")
 #: a batch of raw tiles: ``(N, C, H, W)``, or N arrays ``(C, H, W)`` or mosaics
 Tiles = np.ndarray | Sequence[np.ndarray | Mosaic]
-#: rounds of each way on the first batch (the least CPU time of each counts)
+#: rounds of the ways on the first batch, at least (the least CPU time of each counts)
 ROUNDS = 2
+#: the C loop's builds (compiler options) the first batch chooses from: which is faster
+#: depends on the compiler and the loop (gcc 12 on the 2-core EPYC of docs/performance.md:
+#: -O3 for the six-band vector loop, -O2 for the scalar one; ``benchmarks/bench_encoder.py``)
+BUILDS: tuple[tuple[str, ...], ...] = (("-O2",), ("-O3",))
 
 _F32 = np.dtype(np.float32)
 _ARGS = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int,
@@ -50,9 +56,9 @@ _ARGS = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c
          ctypes.c_int64, ctypes.c_int64)
 
 
-def kernel() -> Callable[..., int] | None:
-    """The C function, or None where it cannot be built or is switched off."""
-    library = native.load(SOURCE)
+def kernel(optimise: tuple[str, ...] = native.OPTIMISE) -> Callable[..., int] | None:
+    """The C function (``optimise``: compiler options), or None where it cannot be had."""
+    library = native.load(SOURCE, optimise)
     if library is None:
         return None
     fn = library.isamap_normalise
@@ -67,22 +73,36 @@ class BatchNormaliser:
         shift, scale: per band, ``-mean/std`` and ``1/std`` (float32).
         method: ``"torch"`` or ``"native"`` to fix the way; None measures it on the first
             batch.
+        builds: the compiler options of the C loop's builds to choose from (each one that
+            builds is a candidate).
     """
 
-    def __init__(self, shift: np.ndarray, scale: np.ndarray,
-                 method: Method | None = None) -> None:
+    def __init__(self, shift: np.ndarray, scale: np.ndarray, method: Method | None = None,
+                 builds: Sequence[tuple[str, ...]] = BUILDS) -> None:
         self.shift = np.ascontiguousarray(shift, _F32).reshape(-1)
         self.scale = np.ascontiguousarray(scale, _F32).reshape(-1)
         self._shift_t = torch.from_numpy(self.shift).view(-1, 1, 1)
         self._scale_t = torch.from_numpy(self.scale).view(-1, 1, 1)
-        self._kernel = kernel() if method != "torch" else None
-        if method == "native" and self._kernel is None:
-            raise RuntimeError("the C kernel is not available (see the log); use torch")
-        #: the way in use; None until the first batch measured it
-        self.method: Method | None = method
+        #: the candidate ways: ``"torch"`` and ``"C <options>"`` per build of the C loop
+        self.ways: dict[str, Callable[[np.ndarray | Mosaic, torch.Tensor, int], bool]] = {}
+        if method != "native":
+            self.ways["torch"] = self._torch
+        if method != "torch":
+            for options in builds:
+                if (fn := kernel(options)) is not None:
+                    self.ways[" ".join(("C", *options))] = functools.partial(self._native, fn)
+        if not self.ways:
+            raise RuntimeError("the C loop is not available (see the log); use torch")
+        #: the way in use (a key of :attr:`ways`); None until the first batch measured it
+        self.way: str | None = next(iter(self.ways)) if len(self.ways) == 1 else None
         #: CPU seconds of each way on the first batch, when measured
         self.timings: dict[str, float] = {}
         self._buffers: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def method(self) -> Method | None:
+        """``"torch"`` or ``"native"`` (the C loop); None until measured."""
+        return None if self.way is None else "torch" if self.way == "torch" else "native"
 
     def __call__(self, tiles: Tiles, fmt: torch.memory_format,
                  finite: bool | None = None) -> tuple[torch.Tensor, bool]:
@@ -98,9 +118,9 @@ class BatchNormaliser:
             with torch.inference_mode(False):  # writable in and outside inference mode
                 self._buffers[key] = torch.empty((n, *shape), memory_format=fmt)
         x = self._buffers[key]
-        if self.method is None:
-            self.method = self._measure(tiles, x)
-        write = self._native if self.method == "native" else self._torch
+        if self.way is None:
+            self.way = self._measure(tiles, x)
+        write = self.ways[self.way]
         clean = finite is not False
         for j in range(n):
             if not write(tiles[j], x, j) and finite is None:
@@ -110,7 +130,7 @@ class BatchNormaliser:
             torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
         return x, clean
 
-    # ------------------------------------------------------------------ the two ways
+    # ------------------------------------------------------------------ the ways
     def _torch(self, tile: np.ndarray | Mosaic, x: torch.Tensor, j: int) -> bool:
         """Tile ``j`` by torch; whether it is finite."""
         shift, scale = self._shift_t, self._scale_t
@@ -124,8 +144,9 @@ class BatchNormaliser:
             torch.addcmul(shift, raw, scale, out=x[j])
         return bool(torch.isfinite(x[j].sum()))
 
-    def _native(self, tile: np.ndarray | Mosaic, x: torch.Tensor, j: int) -> bool:
-        """Tile ``j`` by the C loop, piece by piece; whether it is finite."""
+    def _native(self, fn: Callable[..., int], tile: np.ndarray | Mosaic, x: torch.Tensor,
+                j: int) -> bool:
+        """Tile ``j`` by the C loop ``fn``, piece by piece; whether it is finite."""
         sn, sc, sh, sw = x.stride()
         base, item = x.data_ptr() + 4 * j * sn, _F32.itemsize
         pieces = ([(p.array, p.bands.start or 0, p.row, p.col) for p in tile.pieces]
@@ -136,26 +157,23 @@ class BatchNormaliser:
                     or a.strides[1] % item:
                 a = np.ascontiguousarray(a, dtype=_F32)
             nb, h, w = a.shape
-            bad |= self._kernel(
-                a.ctypes.data, a.strides[0] // item, a.strides[1] // item, nb, h, w,
-                self.shift.ctypes.data + item * b0, self.scale.ctypes.data + item * b0,
-                base + item * (b0 * sc + row * sh + col * sw), sc, sh, sw)
+            bad |= fn(a.ctypes.data, a.strides[0] // item, a.strides[1] // item, nb, h, w,
+                      self.shift.ctypes.data + item * b0, self.scale.ctypes.data + item * b0,
+                      base + item * (b0 * sc + row * sh + col * sw), sc, sh, sw)
         return not bad
 
-    def _measure(self, tiles: Tiles, x: torch.Tensor) -> Method:
-        """The way with the least CPU time on this batch (torch when there is no choice)."""
-        if self._kernel is None:
-            return "torch"
-        best = {"torch": float("inf"), "native": float("inf")}
-        for _ in range(ROUNDS):
-            for method, write in (("torch", self._torch), ("native", self._native)):
+    def _measure(self, tiles: Tiles, x: torch.Tensor) -> str:
+        """The way with the least CPU time on this batch, each going first in turn."""
+        names = list(self.ways)
+        best = dict.fromkeys(names, float("inf"))
+        for r in range(max(ROUNDS, len(names))):
+            for name in names[r % len(names):] + names[:r % len(names)]:
                 start = time.thread_time()
                 for j in range(len(tiles)):
-                    write(tiles[j], x, j)
-                best[method] = min(best[method], time.thread_time() - start)
+                    self.ways[name](tiles[j], x, j)
+                best[name] = min(best[name], time.thread_time() - start)
         self.timings = best
-        method: Method = "native" if best["native"] < best["torch"] else "torch"
-        log.info("tiles normalised by %s: %.1f CPU-ms per batch (torch %.1f, C loop %.1f)",
-                 "the C loop" if method == "native" else "torch", 1e3 * best[method],
-                 1e3 * best["torch"], 1e3 * best["native"])
-        return method
+        way = min(best, key=best.get)
+        log.info("tiles normalised by %s: %.1f CPU-ms per batch (%s)", way, 1e3 * best[way],
+                 ", ".join(f"{name} {1e3 * t:.1f}" for name, t in best.items()))
+        return way

@@ -107,3 +107,11 @@ def test_an_unwritable_cache_gives_none(source, tmp_path, monkeypatch):
         folder.mkdir(mode=0o500)
         monkeypatch.setenv(native.ENV, str(folder / "sub"))
     assert native.load(source) is None
+
+
+@needs_cc
+def test_each_set_of_options_is_its_own_build(source, cache):
+    default = native.load(source)
+    other = native.load(source, ("-O0",))
+    assert other is not default and other.twice(5) == default.twice(5) == 10
+    assert len(list(cache.iterdir())) == 2

@@ -12,7 +12,7 @@ from affine import Affine
 
 from gee_export.core import native
 from inference.predict.direct_read import Mosaic, direct_tiff
-from inference.predict.normalise import BatchNormaliser
+from inference.predict.normalise import BUILDS, BatchNormaliser
 
 needs_kernel = pytest.mark.skipif(native.compiler() is None, reason="no C compiler")
 FORMATS = [torch.contiguous_format, torch.channels_last]
@@ -37,13 +37,20 @@ def _raw(bands, height, width, seed=0):
 
 
 def _both(tiles, bands, fmt, finite=None):
-    """The batch and its finiteness by each way (copies: the buffer is reused)."""
+    """The batch and its finiteness by torch and by each build of the C loop (copies: the
+    buffer is reused); ``"native"``: the last build."""
     shift, scale = _coefficients(bands)
+    ways = {"torch": BatchNormaliser(shift, scale, "torch")}
+    ways |= {b: BatchNormaliser(shift, scale, "native", [b]) for b in BUILDS}
     out = {}
-    for method in ("torch", "native"):
-        x, clean = BatchNormaliser(shift, scale, method)(tiles, fmt, finite)
+    for name, way in ways.items():
+        x, clean = way(tiles, fmt, finite)
         assert x.is_contiguous(memory_format=fmt)
-        out[method] = (x.clone(), clean)
+        out[name] = (x.clone(), clean)
+    for b in BUILDS:
+        torch.testing.assert_close(out[b][0], out["torch"][0], rtol=1e-6, atol=1e-6)
+        assert out[b][1] == out["torch"][1]
+    out["native"] = out[BUILDS[-1]]
     return out
 
 
@@ -65,9 +72,10 @@ def _stack(path, bands, layout):
 @needs_kernel
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("bands", [1, 3, 6, 20])
-def test_views_of_a_row_the_same_both_ways(fmt, bands):
+@pytest.mark.parametrize("width", [TILE, 37])  # four pixels at a time, and three left over
+def test_views_of_a_row_the_same_both_ways(fmt, bands, width):
     row = _raw(bands, TILE, 5 * TILE)
-    tiles = [row[:, :, x:x + TILE] for x in (0, 70, 200, 5 * TILE - TILE)]
+    tiles = [row[:, :, x:x + width] for x in (0, 70, 201, 5 * TILE - width)]
     out = _both(tiles, bands, fmt)
     torch.testing.assert_close(out["native"][0], out["torch"][0], rtol=1e-6, atol=1e-6)
     for j in range(len(tiles)):
@@ -97,17 +105,17 @@ def test_odd_arrays_the_same_both_ways(fmt):
     {"tiled": False, "interleave": "band", "blockysize": 300},  # one strip per band
 ])
 def test_mapped_pieces_the_same_both_ways(tmp_path, fmt, layout):
-    data = _stack(tmp_path / "s.tif", 5, layout)
+    data = _stack(tmp_path / "s.tif", 6, layout)
     with rasterio.open(tmp_path / "s.tif") as src:
-        mapped = direct_tiff(src, [4, 1, 2, 3, 5])
+        mapped = direct_tiff(src, [4, 1, 2, 3, 5, 6])
     try:
         tiles = [mapped.tile(y, x, TILE, TILE) for y, x in ((0, 0), (30, 50), (204, 304))]
         assert any(isinstance(t, Mosaic) for t in tiles)  # pieces of blocks or of bands
-        out = _both(tiles, 5, fmt)
+        out = _both(tiles, 6, fmt)
     finally:
         mapped.close()
     torch.testing.assert_close(out["native"][0], out["torch"][0], rtol=1e-6, atol=1e-6)
-    want = _expected(data[[3, 0, 1, 2, 4], 30:30 + TILE, 50:50 + TILE], 5)
+    want = _expected(data[[3, 0, 1, 2, 4, 5], 30:30 + TILE, 50:50 + TILE], 6)
     torch.testing.assert_close(out["native"][0][1], want, rtol=1e-6, atol=1e-5)
 
 
@@ -138,15 +146,22 @@ def test_pieces_of_one_band_each(tmp_path):
 
 @needs_kernel
 @pytest.mark.parametrize("method", ["torch", "native"])
-def test_nan_and_infinities_become_the_mean(method):
-    tiles = [_raw(3, TILE, TILE, seed=s) for s in range(3)]
+@pytest.mark.parametrize("bands", [3, 6])
+def test_nan_and_infinities_become_the_mean(method, bands):
+    tiles = [_raw(bands, TILE, TILE - 1, seed=s) for s in range(3)]
     tiles[1][0, 5, 7], tiles[1][2, 50, 60], tiles[2][1, 0, 0] = np.nan, np.inf, -np.inf
-    shift, scale = _coefficients(3)
+    tiles.append(_raw(bands, TILE, TILE - 1, seed=9))
+    tiles[3][bands - 1, TILE - 1, TILE - 2] = np.nan  # among the pixels past a multiple of 4
+    shift, scale = _coefficients(bands)
     norm = BatchNormaliser(shift, scale, method)
     x, clean = norm(tiles, torch.channels_last)
     assert not clean and bool(torch.isfinite(x).all())
     assert x[1, 0, 5, 7] == 0 and x[1, 2, 50, 60] == 0 and x[2, 1, 0, 0] == 0
-    torch.testing.assert_close(x[0], _expected(tiles[0], 3), rtol=1e-6, atol=1e-5)
+    assert x[3, bands - 1, TILE - 1, TILE - 2] == 0
+    for j in range(4):
+        torch.testing.assert_close(x[j], _expected(tiles[j], bands), rtol=1e-6, atol=1e-5)
+    x, clean = norm(tiles[:1], torch.channels_last)
+    assert clean  # a batch without any
     x, clean = norm(tiles, torch.channels_last, finite=False)  # replaced without a check
     assert not clean and bool(torch.isfinite(x).all())
     x, clean = norm(tiles[:1], torch.channels_last, finite=True)  # the caller checked
@@ -157,18 +172,21 @@ def test_nan_and_infinities_become_the_mean(method):
 def test_the_faster_way_is_measured_on_the_first_batch(caplog):
     shift, scale = _coefficients(6)
     norm = BatchNormaliser(shift, scale)
-    assert norm.method is None
+    assert norm.method is None and norm.way is None
     tiles = [_raw(6, TILE, TILE, seed=s) for s in range(4)]
     with caplog.at_level(logging.INFO, logger="inference.predict.normalise"):
         x, clean = norm(tiles, torch.channels_last)
-    assert set(norm.timings) == {"torch", "native"} and all(t > 0 for t in norm.timings.values())
-    assert norm.method == min(norm.timings, key=norm.timings.get)
-    assert "tiles normalised by" in caplog.text
+    want = {"torch", *(" ".join(("C", *b)) for b in BUILDS)}
+    assert set(norm.timings) == want and all(t > 0 for t in norm.timings.values())
+    assert norm.way == min(norm.timings, key=norm.timings.get)
+    assert norm.method == ("torch" if norm.way == "torch" else "native")
+    assert f"tiles normalised by {norm.way}" in caplog.text
     torch.testing.assert_close(x[3], _expected(tiles[3], 6), rtol=1e-6, atol=1e-5)
     assert clean
     first = x.data_ptr()
+    timings = dict(norm.timings)
     assert norm(tiles, torch.channels_last)[0].data_ptr() == first  # the batch is reused
-    assert norm.method == min(norm.timings, key=norm.timings.get)  # measured once
+    assert norm.timings == timings  # measured once
 
 
 def test_without_the_kernel_it_is_torch(monkeypatch):
@@ -179,5 +197,5 @@ def test_without_the_kernel_it_is_torch(monkeypatch):
     x, clean = norm(tiles, torch.channels_last)
     assert norm.method == "torch" and norm.timings == {} and clean
     torch.testing.assert_close(x[0], _expected(tiles[0], 2), rtol=1e-6, atol=1e-5)
-    with pytest.raises(RuntimeError, match="not available"):
+    with pytest.raises(RuntimeError, match="C loop is not available"):
         BatchNormaliser(shift, scale, "native")
