@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
     figures = {
         "size": args.size, "area_km2": area, "tiles": result.tiles,
         "runtime": predictor.description, "threads": torch.get_num_threads(),
-        "reader": args.reader, "normalise": getattr(normaliser, "method", "torch"),
+        "reader": args.reader, "normalise": getattr(normaliser, "way", "torch"),
         "normalise_first_batch_cpu_ms": {k: round(1e3 * v, 2)
                                          for k, v in getattr(normaliser, "timings", {}).items()},
         "helper_cpu_s": {k: round(v, 3) for k, v in stages.items()},
