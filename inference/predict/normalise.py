@@ -10,9 +10,9 @@ pages to fault in on the model's thread between forwards). Two ways write the sa
   pixel's bands from their planes and writes them side by side. Writing a channels-last batch
   from band-planar tiles is where torch's strided inner loop costs the most.
 
-Which is faster on this machine is measured on the first batch (torch's way and each build of
-the C loop, :data:`BUILDS`, in turns, each going first once; the least CPU time of this thread
-wins) and kept: the tiles' source and the batch's layout do not change within a job. Without a
+Which is faster on this machine is measured on the first batch of each memory format (torch's
+way and each build of the C loop, :data:`BUILDS`, in turns, each going first once; the least
+CPU time of this thread wins) and kept: the tiles' source does not change within a job. Without a
 C compiler, or with ``ISAMAP_NATIVE=off``, it is torch.
 
 NaN and infinities (nodata) become 0, the band mean. The C loop finds them from the bits of
@@ -93,10 +93,13 @@ class BatchNormaliser:
                     self.ways[" ".join(("C", *options))] = functools.partial(self._native, fn)
         if not self.ways:
             raise RuntimeError("the C loop is not available (see the log); use torch")
-        #: the way in use (a key of :attr:`ways`); None until the first batch measured it
+        #: the way of the last batch (a key of :attr:`ways`); None before the first
         self.way: str | None = next(iter(self.ways)) if len(self.ways) == 1 else None
-        #: CPU seconds of each way on the first batch, when measured
+        #: CPU seconds of each way on the last batch they were measured on
         self.timings: dict[str, float] = {}
+        #: the way chosen for each memory format (chosen on its first batch: a layout costs
+        #: each way differently, and ``auto`` normalises its first batch channels-first)
+        self._chosen: dict[torch.memory_format, str] = {}
         self._buffers: dict[tuple, torch.Tensor] = {}
 
     @property
@@ -118,8 +121,10 @@ class BatchNormaliser:
             with torch.inference_mode(False):  # writable in and outside inference mode
                 self._buffers[key] = torch.empty((n, *shape), memory_format=fmt)
         x = self._buffers[key]
-        if self.way is None:
-            self.way = self._measure(tiles, x)
+        if fmt not in self._chosen:
+            self._chosen[fmt] = (next(iter(self.ways)) if len(self.ways) == 1
+                                 else self._measure(tiles, x))
+        self.way = self._chosen[fmt]
         write = self.ways[self.way]
         clean = finite is not False
         for j in range(n):

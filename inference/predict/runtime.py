@@ -131,8 +131,9 @@ class TilePredictor:
         if explicit is not None:
             self._use(replace(explicit, setting=replace(explicit.setting,
                                                         compile=options.compile)))
-        #: the CPU's normalising pass (its way measured on the first batch)
-        self.normaliser = BatchNormaliser(-mean / std, 1.0 / std)
+        #: the normalising pass on the CPU (its way measured on the first batch); None on a GPU
+        self.normaliser = (BatchNormaliser(-mean / std, 1.0 / std)
+                           if self.device.type == "cpu" else None)
         #: whether the last batch's tiles held no NaN and no infinity
         self.last_finite = True
         self.forward_seconds = 0.0  # time spent in the model alone (benchmarks compare to it)

@@ -199,3 +199,22 @@ def test_without_the_kernel_it_is_torch(monkeypatch):
     torch.testing.assert_close(x[0], _expected(tiles[0], 2), rtol=1e-6, atol=1e-5)
     with pytest.raises(RuntimeError, match="C loop is not available"):
         BatchNormaliser(shift, scale, "native")
+
+
+@needs_kernel
+def test_each_memory_format_is_measured_on_its_own_first_batch():
+    """``auto`` normalises its first batch channels-first, the run channels-last: the way
+    chosen for one layout is not taken for the other."""
+    shift, scale = _coefficients(6)
+    norm = BatchNormaliser(shift, scale)
+    tiles = [_raw(6, TILE, TILE, seed=s) for s in range(2)]
+    norm(tiles, torch.contiguous_format)
+    first = norm.timings
+    x, _ = norm(tiles, torch.channels_last)
+    assert norm.timings is not first  # measured again, for this layout
+    assert norm.way == min(norm.timings, key=norm.timings.get)
+    second = norm.timings
+    norm(tiles, torch.contiguous_format)
+    norm(tiles, torch.channels_last)
+    assert norm.timings is second  # each layout measured once
+    torch.testing.assert_close(x[1], _expected(tiles[1], 6), rtol=1e-6, atol=1e-5)
