@@ -31,6 +31,7 @@ import os
 import sys
 import threading
 
+from gee_export.core.env_switch import is_off
 from gee_export.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ MAX_MIB = 2047
 _M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
 _GLIBC_INITIAL_THRESHOLD = 128 * 1024  # both thresholds' values when a process starts
-_OFF = {"off", "0", "false", "no"}
 
 _lock = threading.Lock()
 _applied: bool | None = None  # None: not tried yet in this process
@@ -107,7 +107,7 @@ def threshold_mib() -> int | None:
     value = os.environ.get(ENV, "").strip().lower()
     if not value:
         return DEFAULT_MIB
-    if value in _OFF:
+    if is_off(value):
         return None
     if not value.isdigit() or not 1 <= int(value) <= MAX_MIB:
         raise ConfigError(f"{ENV}={value!r} is neither 'off' nor a size in MiB from 1 to "

@@ -28,13 +28,15 @@ import threading
 from pathlib import Path
 
 from gee_export.core.digest import chunks_sha256
+from gee_export.core.env_switch import is_off
 from gee_export.core.storage.local import atomic_path
 from gee_export.core.user_cache import user_cache_dir
 
 log = logging.getLogger(__name__)
 
-#: Environment variable: ``off`` (or ``0``, ``false``, ``no``) runs the torch passes only; a
-#: path is the folder of the built libraries instead of the user cache's ``native``.
+#: Environment variable: ``off`` (:data:`~gee_export.core.env_switch.OFF`) builds and loads
+#: nothing (callers run their own fallback); a path is the folder of the built libraries
+#: instead of the user cache's ``native``.
 ENV = "ISAMAP_NATIVE"
 #: The compiler's flags besides the optimisation: position-independent, no fused
 #: multiply-add contraction (a kernel's rounding is then the same as torch's separate multiply
@@ -43,7 +45,7 @@ FLAGS = ("-ffp-contract=off", "-fPIC", "-shared")
 #: The optimisation a kernel is built with unless its caller asks for others
 #: (:mod:`inference.predict.normalise` builds its loop two ways and keeps the faster).
 OPTIMISE = ("-O2",)
-#: Seconds a build may take before it is given up (a kernel builds in well under one).
+#: Seconds a build may take before it is given up.
 BUILD_TIMEOUT_S = 120
 
 _lock = threading.Lock()
@@ -51,8 +53,8 @@ _loaded: dict[tuple[Path, tuple[str, ...]], ctypes.CDLL | None] = {}
 
 
 def enabled() -> bool:
-    """Whether C kernels may be used (``ISAMAP_NATIVE`` is not off)."""
-    return os.environ.get(ENV, "").strip().lower() not in ("off", "0", "false", "no")
+    """Whether C kernels may be used (``ISAMAP_NATIVE`` is not off, :func:`is_off`)."""
+    return not is_off(os.environ.get(ENV))
 
 
 def cache_dir() -> Path:
@@ -80,12 +82,12 @@ def load(source: Path, optimise: tuple[str, ...] = OPTIMISE) -> ctypes.CDLL | No
             return _loaded[source, optimise]
         library = None
         if not enabled():
-            log.debug("C kernels off (%s); %s runs as torch", ENV, source.name)
+            log.debug("C kernels off (%s); %s is not built", ENV, source.name)
         else:
             try:
                 library = ctypes.CDLL(str(_built(source, optimise)))
             except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
-                log.info("C kernel %s not available (%s); its torch pass runs instead",
+                log.info("C kernel %s not available (%s); its caller's fallback runs instead",
                          source.name, exc)
         _loaded[source, optimise] = library
         return library

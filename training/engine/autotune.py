@@ -57,6 +57,7 @@ from torch import nn
 
 from gee_export.core.allocator import keep_freed_memory
 from gee_export.core.digest import json_digest, text_sha256
+from gee_export.core.env_switch import is_off
 from gee_export.core.user_cache import user_cache_dir
 from training.engine import devices, records
 from training.engine import load as machine_load
@@ -448,9 +449,9 @@ def describe_device(device: torch.device) -> str:
 
 
 def cache_file() -> Path | None:
-    """The cache's path, or None when ``ISAMAP_AUTOTUNE_CACHE`` is off/0/false/no."""
+    """The cache's path, or None when ``ISAMAP_AUTOTUNE_CACHE`` is off (:func:`is_off`)."""
     env = os.environ.get(CACHE_ENV, "").strip()
-    if env.lower() in ("off", "0", "false", "no", "none"):
+    if is_off(env):
         return None
     if env:
         return Path(env).expanduser()
