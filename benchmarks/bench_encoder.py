@@ -188,6 +188,8 @@ def kernel_builds_ms(rounds: int) -> dict[str, float]:
 
     builds = {" ".join(o): o for o in (*BUILDS, ("-O2", "-march=native"))}
     builds = {label: o for label, o in builds.items() if kernel(o) is not None}
+    if not builds:
+        return {}
     row = np.random.default_rng(0).random((6, 512, 4 * 512), np.float32)
     tiles = [row[:, :, x:x + 512] for x in range(0, 4 * 512, 512)]
     ways = {label: BatchNormaliser(np.zeros(6), np.ones(6), "native", [o])

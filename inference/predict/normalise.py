@@ -46,8 +46,8 @@ Tiles = np.ndarray | Sequence[np.ndarray | Mosaic]
 #: rounds of the ways on the first batch, at least (the least CPU time of each counts)
 ROUNDS = 2
 #: the C loop's builds (compiler options) the first batch chooses from: which is faster
-#: depends on the compiler and the loop (gcc 12 on the 2-core EPYC of docs/performance.md:
-#: -O3 for the six-band vector loop, -O2 for the scalar one; ``benchmarks/bench_encoder.py``)
+#: depends on the compiler, the CPU and the loop (six bands or not, channels last or first);
+#: ``benchmarks/bench_encoder.py`` times the six-band loop's builds
 BUILDS: tuple[tuple[str, ...], ...] = (("-O2",), ("-O3",))
 
 _F32 = np.dtype(np.float32)
@@ -94,7 +94,7 @@ class BatchNormaliser:
         if not self.ways:
             raise RuntimeError("the C loop is not available (see the log); use torch")
         #: the way of the last batch (a key of :attr:`ways`); None before the first
-        self.way: str | None = next(iter(self.ways)) if len(self.ways) == 1 else None
+        self.way: str | None = None
         #: CPU seconds of each way on the last batch they were measured on
         self.timings: dict[str, float] = {}
         #: the way chosen for each memory format (chosen on its first batch: a layout costs
@@ -122,8 +122,7 @@ class BatchNormaliser:
                 self._buffers[key] = torch.empty((n, *shape), memory_format=fmt)
         x = self._buffers[key]
         if fmt not in self._chosen:
-            self._chosen[fmt] = (next(iter(self.ways)) if len(self.ways) == 1
-                                 else self._measure(tiles, x))
+            self._chosen[fmt] = self._measure(tiles, x)
         self.way = self._chosen[fmt]
         write = self.ways[self.way]
         clean = finite is not False
@@ -153,7 +152,8 @@ class BatchNormaliser:
                 j: int) -> bool:
         """Tile ``j`` by the C loop ``fn``, piece by piece; whether it is finite."""
         sn, sc, sh, sw = x.stride()
-        base, item = x.data_ptr() + 4 * j * sn, _F32.itemsize
+        item = _F32.itemsize
+        base = x.data_ptr() + item * j * sn
         pieces = ([(p.array, p.bands.start or 0, p.row, p.col) for p in tile.pieces]
                   if isinstance(tile, Mosaic) else [(np.asarray(tile, dtype=_F32), 0, 0, 0)])
         bad = 0
@@ -168,8 +168,13 @@ class BatchNormaliser:
         return not bad
 
     def _measure(self, tiles: Tiles, x: torch.Tensor) -> str:
-        """The way with the least CPU time on this batch, each going first in turn."""
+        """The way with the least CPU time on this batch, each going first in turn.
+
+        The only way, untimed, when there is one.
+        """
         names = list(self.ways)
+        if len(names) == 1:
+            return names[0]
         best = dict.fromkeys(names, float("inf"))
         for r in range(max(ROUNDS, len(names))):
             for name in names[r % len(names):] + names[:r % len(names)]:

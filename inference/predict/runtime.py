@@ -113,9 +113,13 @@ class TilePredictor:
         self.scale = scale
         self.activation = activation
         self.channels = int(mean.size)
-        # (x - mean) / std as one fused multiply-add: x * (1/std) + (-mean/std)
-        self._scale = torch.from_numpy(1.0 / std).view(1, -1, 1, 1).to(self.device)
-        self._shift = torch.from_numpy(-mean / std).view(1, -1, 1, 1).to(self.device)
+        # (x - mean) / std as one fused multiply-add: x * (1/std) + (-mean/std); on the CPU by
+        # the normaliser (its way measured on the first batch), on a GPU there (None here)
+        shift, inv_std = -mean / std, 1.0 / std
+        cpu = self.device.type == "cpu"
+        self.normaliser = BatchNormaliser(shift, inv_std) if cpu else None
+        self._scale = None if cpu else torch.from_numpy(inv_std).view(1, -1, 1, 1).to(self.device)
+        self._shift = None if cpu else torch.from_numpy(shift).view(1, -1, 1, 1).to(self.device)
         self._module = fold_batchnorm(model.eval()).to(self.device)
         self.model: torch.nn.Module = self._module
         #: how the model runs: known now when precision and layout are explicit, measured on
@@ -131,9 +135,6 @@ class TilePredictor:
         if explicit is not None:
             self._use(replace(explicit, setting=replace(explicit.setting,
                                                         compile=options.compile)))
-        #: the normalising pass on the CPU (its way measured on the first batch); None on a GPU
-        self.normaliser = (BatchNormaliser(-mean / std, 1.0 / std)
-                           if self.device.type == "cpu" else None)
         #: whether the last batch's tiles held no NaN and no infinity
         self.last_finite = True
         self.forward_seconds = 0.0  # time spent in the model alone (benchmarks compare to it)
