@@ -42,6 +42,17 @@ NETWORK_MARKERS = ("curl error", "could not connect", "couldn't connect", "timed
                    "http response code: 429")
 """Fragments of GDAL's messages when Cloud Storage could not be reached or was overloaded."""
 
+STALL_OPTIONS = {"GDAL_HTTP_CONNECTTIMEOUT": "30", "GDAL_HTTP_LOW_SPEED_TIME": "60",
+                 "GDAL_HTTP_LOW_SPEED_LIMIT": "1"}
+"""GDAL options that end a stalled Cloud Storage read, for every ``/vsigs/`` read.
+
+GDAL's own default is to wait forever: a connection that is accepted and then never answers
+would hold a job (and its lock on the output) until someone kills it. With these a connection
+not made in 30 s, or one moving less than a byte a second for a minute, is a CURL error that
+:data:`NETWORK_MARKERS` recognise (the same command then resumes). No total time limit: a large
+read over a slow link is legitimate. A value the user set in the environment wins.
+"""
+
 _lock = threading.Lock()
 _cached: dict[str, str] | None = None
 
@@ -138,7 +149,9 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
 @contextmanager
 def gdal_env(*paths: str | os.PathLike[str] | None, remote: bool | None = None,
              **options: Any) -> Iterator[None]:
-    """A ``rasterio.Env`` with ``options``, and the Cloud Storage credentials when needed.
+    """A ``rasterio.Env`` with ``options``, plus credentials and stall limits for Cloud Storage.
+
+    The stall limits are :data:`STALL_OPTIONS`.
 
     Args:
         paths: what will be read; the credentials are added when one is on Cloud Storage.
@@ -149,11 +162,15 @@ def gdal_env(*paths: str | os.PathLike[str] | None, remote: bool | None = None,
 
     wanted = remote if remote is not None else any(p is not None and is_remote(p)
                                                    for p in paths)
-    credentials = credential_options() if wanted else {}
-    if not credentials and not options:
+    settings = {}
+    if wanted:
+        settings = {k: v for k, v in STALL_OPTIONS.items() if k not in os.environ}
+        settings |= credential_options()
+    settings |= options
+    if not settings:
         yield  # nothing to set: a patch read of a local dataset costs no environment
         return
-    with rasterio.Env(**credentials, **options):
+    with rasterio.Env(**settings):
         yield
 
 

@@ -3,9 +3,12 @@ gcloud's application-default file, a local OAuth token endpoint, the GCS emulato
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
+import time
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +23,7 @@ from gee_export.contract.grid import Grid
 from gee_export.core.errors import StorageCredentialsError, StorageError
 from gee_export.core.storage import gdal_auth, open_store
 from gee_export.core.storage.gdal_auth import (
+    STALL_OPTIONS,
     credential_options,
     forget_credentials,
     gdal_env,
@@ -189,3 +193,57 @@ def test_local_paths_and_the_emulator_need_no_credentials(gcs_emulator, tmp_path
         assert not rasterio.env.hasenv()  # a local read costs no environment
     with gdal_env("gs://bucket/x.tif", GDAL_CACHEMAX=64):
         assert rasterio.env.getenv().get("GS_OAUTH2_REFRESH_TOKEN") is None
+
+
+@pytest.fixture
+def silent_endpoint():
+    """A Cloud Storage endpoint that accepts connections and never answers them."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    accepted, stop = [], threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):  # look at ``stop`` now and then
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/", accepted
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+def test_a_stalled_read_ends_as_unreachable_instead_of_hanging(silent_endpoint, monkeypatch):
+    """Without a stall limit GDAL waits on such a connection forever."""
+    url, accepted = silent_endpoint
+    monkeypatch.setenv("CPL_GS_ENDPOINT", url)
+    monkeypatch.setenv("GS_NO_SIGN_REQUEST", "YES")
+    for name in STALL_OPTIONS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(gdal_auth, "STALL_OPTIONS",  # a second instead of a minute
+                        {**STALL_OPTIONS, "GDAL_HTTP_LOW_SPEED_TIME": "1"})
+    uri = f"gs://bucket-{uuid.uuid4().hex[:8]}/maps/isa_class.tif"
+    started = time.monotonic()
+    with gdal_env(uri), pytest.raises(rasterio.errors.RasterioIOError) as caught:
+        rasterio.open("/vsigs/" + uri[5:])
+    assert accepted and time.monotonic() - started < 60
+    failure = read_failure(uri, caught.value)
+    assert type(failure) is StorageError and "could not reach" in str(failure)
+
+
+def test_cloud_storage_reads_get_stall_limits_and_the_users_own_win(monkeypatch, tmp_path):
+    monkeypatch.setenv("GS_NO_SIGN_REQUEST", "YES")  # no credentials to resolve here
+    for name in STALL_OPTIONS:
+        monkeypatch.delenv(name, raising=False)
+    with gdal_env("gs://bucket/x.tif"):
+        env = rasterio.env.getenv()
+        assert {name: env.get(name) for name in STALL_OPTIONS} == STALL_OPTIONS
+    monkeypatch.setenv("GDAL_HTTP_LOW_SPEED_TIME", "600")
+    with gdal_env("gs://bucket/x.tif"):
+        assert "GDAL_HTTP_LOW_SPEED_TIME" not in rasterio.env.getenv()  # GDAL reads the user's
+    with gdal_env(tmp_path / "x.tif"):
+        assert not rasterio.env.hasenv()
