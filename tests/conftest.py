@@ -180,12 +180,15 @@ def gcs_emulator(tmp_path_factory):
                 proc.kill()
                 pytest.fail(f"gcp-storage-emulator did not start: {log.read_text()[-2000:]}")
             time.sleep(0.1)
+    from gee_export.core.storage.gdal_auth import STALL_OPTIONS
+
     host = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in
-             ("STORAGE_EMULATOR_HOST", "CPL_GS_ENDPOINT", "GS_NO_SIGN_REQUEST")}
-    os.environ["STORAGE_EMULATOR_HOST"] = host
-    os.environ["CPL_GS_ENDPOINT"] = host + "/"
-    os.environ["GS_NO_SIGN_REQUEST"] = "YES"
+    # GDAL's stall limits also for tests that open /vsigs/ without gdal_env: a stalled
+    # emulator is then a failed read, not a test waiting forever
+    settings = {"STORAGE_EMULATOR_HOST": host, "CPL_GS_ENDPOINT": host + "/",
+                "GS_NO_SIGN_REQUEST": "YES", **STALL_OPTIONS}
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
     try:
         yield GcsEmulator(host)
     finally:
