@@ -40,6 +40,7 @@ __all__ = [
     "AUTH_HELP",
     "CLIENT_RETRIES",
     "EXPORT_WITHOUT_ACCOUNT",
+    "REQUEST_DEADLINE_S",
     "EESession",
     "EETransport",
     "HttpStatus",
@@ -56,6 +57,12 @@ HIGH_VOLUME_URL = "https://earthengine-highvolume.googleapis.com"
 STANDARD_URL = "https://earthengine.googleapis.com"
 # earthengine-api's own retry count, set explicitly: EESession.call is the one retry loop.
 CLIENT_RETRIES = 0
+# Seconds a request may wait for the service's next byte (the client's default is forever: a
+# stalled connection would hold an export for good). The service ends an interactive
+# computation itself after 5 minutes, so a request silent for longer is a dead connection; its
+# TimeoutError is transient, and EESession.call tries again. The client applies it once
+# initialised: the handshake of ee.Initialize itself has no limit.
+REQUEST_DEADLINE_S = 600
 # More task ids than this are read by listing the project's operations (pages of 500)
 # instead of one request per task.
 PER_TASK_READS = 20
@@ -363,6 +370,7 @@ class EESession:
         def init() -> None:
             ee.Initialize(_credentials(ee, self.application_default), project=self.project,
                           opt_url=url)
+            ee.data.setDeadline(REQUEST_DEADLINE_S * 1000)
 
         def fail(exc: Exception, attempt: int, exhausted: bool) -> Exception:
             if exhausted:

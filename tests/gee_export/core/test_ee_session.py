@@ -7,8 +7,16 @@ is the HTTP requests the client would send.
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
 import pytest
 
+from gee_export.core import ee_session
 from gee_export.core.ee_session import (
     AUTH_HELP,
     EXPORT_WITHOUT_ACCOUNT,
@@ -20,6 +28,7 @@ from gee_export.core.ee_session import (
 )
 from gee_export.core.errors import AuthenticationError, EarthEngineError, QuotaError
 from gee_export.ee.fake_server import HttpError
+from tests.support.ee_http import algorithms, discovery_document, urllib_opener
 
 
 class EEException(Exception):
@@ -309,3 +318,90 @@ def test_a_standard_session_after_a_high_volume_one_leaves_the_high_volume_endpo
     finally:
         urllib.request.install_opener(previous)
         ee.Reset()
+
+
+# ---------------------------------------------------------------- a stalled connection
+class _StallingService(BaseHTTPRequestHandler):
+    """Earth Engine's REST service over real HTTP, with gcloud's token endpoint beside it:
+    answers the client's handshake, then never answers a computation."""
+
+    release: ClassVar[threading.Event]
+    computes: ClassVar[list[str]]
+
+    def _json(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if "$discovery" in self.path:
+            return self._json(discovery_document().encode())
+        if self.path.split("?")[0].endswith("/algorithms"):
+            return self._json(algorithms())
+        self.send_error(404)
+        return None
+
+    def do_POST(self):
+        if self.path.startswith("/token"):  # the key's token endpoint
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            return self._json(json.dumps({"access_token": "ya29.test", "expires_in": 3600,
+                                          "token_type": "Bearer"}).encode())
+        type(self).computes.append(self.path)
+        type(self).release.wait(60)  # silent: no status line, no byte
+        return None
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def stalling_service(tmp_path, monkeypatch):
+    """The service's URL; the session's credentials are a service-account key whose token
+    endpoint is the service's ``/token``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    _StallingService.release, _StallingService.computes = threading.Event(), []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StallingService)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps({"type": "service_account", "project_id": "p",
+                               "private_key_id": "k", "private_key": pem,
+                               "client_email": "isamap@p.iam.gserviceaccount.com",
+                               "client_id": "1", "token_uri": f"{url}/token"}))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
+    previous = urllib.request._opener  # the deprecated-asset catalogue, answered offline
+    urllib.request.install_opener(urllib_opener())
+    import ee
+
+    ee.Reset()  # nothing of an earlier test's client
+    yield url, _StallingService.computes
+    urllib.request.install_opener(previous)
+    _StallingService.release.set()
+    server.shutdown()
+    server.server_close()
+    ee.Reset()  # later tests initialise their own client
+
+
+def test_a_stalled_request_times_out_and_is_retried_instead_of_waiting_forever(
+        stalling_service, monkeypatch):
+    import ee
+
+    url, computes = stalling_service
+    monkeypatch.setattr(ee_session, "STANDARD_URL", url)
+    monkeypatch.setattr(ee_session, "REQUEST_DEADLINE_S", 1)  # a second, not ten minutes
+    s = EESession("p", high_volume=False, sleep=lambda seconds: None,
+                  retry=RetryPolicy(max_attempts=2, base_delay=0.0, max_delay=0.0))
+    s.initialize()
+    assert ee.data._get_state().deadline_ms == 1000
+    started = time.monotonic()
+    with pytest.raises(EarthEngineError, match="kept failing after 2 attempts"):
+        s.get_info(ee.Number(1))
+    assert len(computes) == 2 and time.monotonic() - started < 30
