@@ -82,6 +82,18 @@ class Mosaic:
     shape: tuple[int, int, int]
     pieces: tuple[Piece, ...]
 
+    def __post_init__(self) -> None:
+        # normalise.c writes a piece where the piece says it goes: one reaching outside the
+        # tile would land outside the batch's slot (torch's way and np.asarray would clip it)
+        bands, rows, cols = self.shape
+        for p in self.pieces:
+            nb, h, w = p.array.shape
+            b0 = p.bands.start or 0
+            if min(b0, p.row, p.col) < 0 or b0 + nb > bands or p.row + h > rows \
+                    or p.col + w > cols:
+                raise ValueError(f"a piece of {nb}x{h}x{w} at band {b0}, row {p.row}, column "
+                                 f"{p.col} does not fit the tile's {bands}x{rows}x{cols}")
+
     @property
     def dtype(self) -> np.dtype:
         return DTYPE

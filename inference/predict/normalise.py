@@ -160,17 +160,13 @@ class BatchNormaliser:
         pieces = ([(p.array, p.bands.start or 0, p.row, p.col) for p in tile.pieces]
                   if isinstance(tile, Mosaic) else [(np.asarray(tile, dtype=_F32), 0, 0, 0)])
         bad = 0
-        _, bands, height, width = x.shape
+        # every piece lies inside its tile (Mosaic checks it) and every tile has the slot's
+        # shape (__call__): the C loop writes inside the batch
         for a, b0, row, col in pieces:
             if a.dtype != _F32 or a.strides[2] != item or a.strides[0] % item \
                     or a.strides[1] % item:
                 a = np.ascontiguousarray(a, dtype=_F32)
             nb, h, w = a.shape
-            if min(b0, row, col) < 0 or b0 + nb > bands or row + h > height \
-                    or col + w > width:
-                # the C loop writes where it is told: outside the slot is someone's memory
-                raise ValueError(f"a piece of {nb}x{h}x{w} at band {b0}, row {row}, column "
-                                 f"{col} does not fit the batch's {bands}x{height}x{width}")
             bad |= fn(a.ctypes.data, a.strides[0] // item, a.strides[1] // item, nb, h, w,
                       self.shift.ctypes.data + item * b0, self.scale.ctypes.data + item * b0,
                       base + item * (b0 * sc + row * sh + col * sw), sc, sh, sw)

@@ -8,7 +8,7 @@ import rasterio
 from affine import Affine
 
 from inference.predict.blending import all_finite, invalid_mask
-from inference.predict.direct_read import HUGE_PAGE, Mosaic, direct_tiff
+from inference.predict.direct_read import HUGE_PAGE, Mosaic, Piece, direct_tiff
 
 WIDTH, HEIGHT = 1000, 700  # not multiples of the blocks: partial tiles at the right and bottom
 
@@ -216,3 +216,18 @@ def test_a_file_cut_short_is_an_error_not_a_crash(tmp_path):
     with pytest.raises(OSError, match="truncated"):
         mapped.rows(0, HEIGHT)
     mapped.close()
+
+
+def test_a_piece_outside_its_tile_is_refused():
+    """A mosaic's pieces come from the file's block layout; one reaching past the tile must
+    not become a write past the batch (the C loop writes where a piece says it goes)."""
+    def raw(bands, rows, cols):
+        return np.zeros((bands, rows, cols), np.float32)
+
+    inside = Piece(raw(6, 96, 48), slice(0, 6), 0, 0)
+    Mosaic((6, 96, 96), (inside, Piece(raw(6, 96, 48), slice(0, 6), 0, 48)))  # fits
+    for outside in (Piece(raw(6, 96, 48), slice(0, 6), 0, 49),
+                    Piece(raw(6, 4, 96), slice(0, 6), 93, 0),
+                    Piece(raw(1, 96, 96), slice(6, 7), 0, 0)):
+        with pytest.raises(ValueError, match="does not fit the tile"):
+            Mosaic((6, 96, 96), (inside, outside))
