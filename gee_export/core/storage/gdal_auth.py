@@ -154,8 +154,10 @@ def gdal_env(*paths: str | os.PathLike[str] | None, remote: bool | None = None,
     The stall limits are :data:`STALL_OPTIONS`.
 
     Args:
-        paths: what will be read; the credentials are added when one is on Cloud Storage.
-        remote: force (True) or skip (False) the credentials whatever ``paths`` say.
+        paths: what will be read; the credentials and stall limits are added when one is on
+            Cloud Storage.
+        remote: force (True) or skip (False) the credentials and stall limits whatever
+            ``paths`` say.
         options: other GDAL config options for the block.
     """
     import rasterio
