@@ -1,10 +1,14 @@
-"""MkDocs hooks of the docs site (``mkdocs.yml``): the notebooks and repository files.
+r"""MkDocs hooks of the docs site (``mkdocs.yml``): the notebooks and repository files.
 
 The Colab notebooks live in ``notebooks/`` beside the code, not under ``docs/``; they are added
 to the site here so that mkdocs-jupyter renders them (this hook runs before that plugin). Pages
 may name files of the repository outside ``docs/`` (``../benchmarks/bench_inference.py``), which
 read well on a code host but are no page of the site: a link to an existing one becomes its
 path in code, and a link to a missing one is left for MkDocs' strict check to fail on.
+
+A ``|`` inside code in a table cell is written ``\|`` so that a code host's table keeps it in its
+cell; Python-Markdown keeps the pipes of code spans in their cell by itself and would print the
+backslash, so the table rows lose it here.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from mkdocs.structure.files import File, Files
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
+_CODE = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\(([^)\s#]+)(#[^)\s]*)?\)")
 
 
@@ -53,4 +58,13 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         return f"`{rel}`" if text == rel or text.endswith(Path(rel).name) else \
             f"{match.group(1)} (`{rel}`)"
 
-    return _LINK.sub(replace, markdown)
+    return _unescape_table_pipes(_LINK.sub(replace, markdown))
+
+
+def _unescape_table_pipes(markdown: str) -> str:
+    r"""``\|`` inside the code spans of table rows becomes ``|``."""
+    lines = markdown.split("\n")
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("|") and "\\|" in line:
+            lines[i] = _CODE.sub(lambda m: m.group(0).replace("\\|", "|"), line)
+    return "\n".join(lines)
