@@ -11,7 +11,7 @@ STAMP := $(VENV)/.isamap-installed
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo_output
 
-.PHONY: setup browser test lint docs docs-serve demo bench bench-quick notebooks clean
+.PHONY: setup browser test lint docs docs-serve docs-images demo bench bench-quick notebooks clean
 
 CONSTRAINTS := constraints.txt
 
@@ -57,6 +57,15 @@ docs: $(STAMP)
 
 docs-serve: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+# the guide's pictures (docs/img): a small demo run, as `make demo` would make it (its folder
+# named demo_output, as the pictures' titles show), copied by tools/docs_images.py
+DOCS_DEMO := .docs-demo
+docs-images: $(STAMP)
+	rm -rf $(DOCS_DEMO) && mkdir -p $(DOCS_DEMO)
+	cd $(DOCS_DEMO) && $(abspath $(VENV))/bin/isamap-demo --out demo_output --size 384 -q
+	$(PY) tools/docs_images.py $(DOCS_DEMO)/demo_output docs/img
+	rm -rf $(DOCS_DEMO)
 
 demo: $(STAMP)
 	$(VENV)/bin/isamap-demo --out $(DEMO_OUT)

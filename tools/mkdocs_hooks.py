@@ -1,7 +1,9 @@
-r"""MkDocs hooks of the docs site (``mkdocs.yml``): the notebooks and repository files.
+r"""MkDocs hooks of the docs site (``mkdocs.yml``): notebooks, command reference, repository files.
 
 The Colab notebooks live in ``notebooks/`` beside the code, not under ``docs/``; they are added
-to the site here so that mkdocs-jupyter renders them (this hook runs before that plugin). Pages
+to the site here so that mkdocs-jupyter renders them (this hook runs before that plugin). The
+command reference (``cli.md``) is generated from the commands' own parsers
+(``tools/cli_reference.py``). Pages
 may name files of the repository outside ``docs/`` (``../benchmarks/bench_inference.py``), which
 read well on a code host but are no page of the site: a link to an existing one becomes its
 path in code, and a link to a missing one is left for MkDocs' strict check to fail on.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import sys
 from pathlib import Path
 
 from mkdocs.plugins import event_priority
@@ -22,6 +25,9 @@ from mkdocs.structure.files import File, Files
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
+sys.path.insert(0, str(REPO / "tools"))
+import cli_reference  # noqa: E402  (tools/ is no package)
+
 _CODE = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\(([^)\s#]+)(#[^)\s]*)?\)")
 
@@ -32,6 +38,7 @@ def on_files(files: Files, config) -> Files:
         files.append(File(f"notebooks/{notebook.name}", src_dir=str(REPO),
                           dest_dir=config["site_dir"],
                           use_directory_urls=config["use_directory_urls"]))
+    files.append(File.generated(config, "cli.md", content=cli_reference.markdown()))
     return files
 
 
