@@ -6,18 +6,23 @@ finds a page there each time (not a folder listing, not an error page), and read
 reference: the docstrings' Sphinx roles must have become links (``tools/griffe_roles.py``), with
 no ``:func:`...```-style text left, and no table cell may show an escaped ``\\|``.
 
-The site is the ``make docs`` output in ``site/`` when that is newer than every source of the
-site, else it is built into a temporary folder first. Without Chromium the test is skipped with
-the reason, except under CI, where a missing browser is a failure of the set-up.
+The same site served over HTTP (as ``python -m http.server -d site`` serves it) answers every
+navigation link too. The site is the ``make docs`` output in ``site/`` when that is newer than
+every source of the site, else it is built into a temporary folder first. Without Chromium the
+test is skipped with the reason, except under CI, where a missing browser is a failure of the
+set-up.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -130,3 +135,29 @@ def test_site_opens_from_disk_every_navigation_link_finds_a_page_and_roles_are_l
     assert page.evaluate("id => !!document.getElementById(id)", anchor), \
         f"{href}: no element with the id {anchor}"
     page.close()
+
+
+def test_the_served_site_finds_every_navigation_page(site, browser):
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            page = browser.new_page()
+            root = f"http://127.0.0.1:{server.server_address[1]}/"
+            response = page.goto(root, wait_until="domcontentloaded")
+            assert response is not None and response.ok
+            links = page.eval_on_selector_all(
+                "nav.md-nav--primary a.md-nav__link[href]", "els => els.map(e => e.href)")
+            targets = sorted({link.split("#", 1)[0] for link in links if link.startswith(root)})
+            assert len(targets) >= 20, targets
+            for target in targets:
+                response = page.request.get(target)
+                assert response.ok, f"{target}: HTTP {response.status}"
+            page.close()
+        finally:
+            server.shutdown()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
