@@ -7,6 +7,7 @@ every other call, so no venv is made and nothing is installed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -43,8 +44,10 @@ def _make(folder: Path, version: str, supported: bool) -> subprocess.CompletedPr
                                          pip=pip))
     for script in (pip, python):
         script.chmod(0o755)
+    # a `make test` running this passes its own flags and variables down: not to this make
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     return subprocess.run(["make", "--no-print-directory", "setup", f"PYTHON={python}"],
-                          cwd=folder, capture_output=True, text=True, timeout=60)
+                          cwd=folder, capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_an_old_python_is_refused_in_one_line_before_any_install(tmp_path):
