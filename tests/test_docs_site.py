@@ -33,6 +33,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
 ROLE_TEXT = re.compile(r":(?:py:)?(?:func|meth|class|mod|attr|data|exc|obj|const|ref):\s*`?\w")
+OUTSIDE = re.compile(r"\.\./shared/\S*|/work/\S*")  # a development folder, not in a clone
 SITE_SOURCES = ("docs", "tools", "notebooks", "gee_export", "training", "inference")
 pytestmark = pytest.mark.slow
 
@@ -119,6 +120,8 @@ def test_site_opens_from_disk_every_navigation_link_finds_a_page_and_roles_are_l
         assert not facts["listing"], f"{target} opens a folder listing"
         assert facts["h1"].strip() and "404" not in facts["title"], f"no page at {target}"
         assert not facts["cells"], f"{target}: table cells show a backslash: {facts['cells'][:3]}"
+        outside = OUTSIDE.search(facts["text"])
+        assert not outside, f"{target} points outside the repository: {outside.group(0)}"
         if "/reference/" in target:
             reference.append((target, facts))
     assert len(reference) == 3, [t for t, _ in reference]
