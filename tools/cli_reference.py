@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WIDTH = "100"  # the help's line width (argparse reads $COLUMNS)
+WIDTH = "86"  # argparse wraps at $COLUMNS - 2: lines that fit the page's column
 
 
 class _Parser(Exception):
