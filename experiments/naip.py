@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
-from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.errors import ConfigError, ExtraNotInstalledError, InputDataError
 from training.srseg.data import CrossResSample, Split, block_mean
 
 NAIP_FOLDER = "geobench_chesapeake_naip"  # the sample set's folder under the data root
@@ -41,7 +41,12 @@ def read_naip_tile(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     Only the named datasets are read; the file's ``pickle`` attribute is never touched, since
     unpickling data is code execution.
     """
-    import h5py
+    try:
+        import h5py
+    except ImportError:
+        raise ExtraNotInstalledError(
+            "reading the GeoBench NAIP tiles needs h5py, which is not installed; run "
+            "`pip install 'isamap[experiments]'` (or `make setup`) and try again") from None
 
     path = Path(path)
     try:

@@ -13,6 +13,7 @@ checkout, so the checkout cannot stand in for the installed package.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import pytest
 from tests.support import REPO_ROOT
 
 PACKAGES = ("gee_export", "training", "inference")
-SOURCES = ("setup.cfg", "pyproject.toml", "README.md")
+SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE")
 pytestmark = pytest.mark.slow
 
 
@@ -94,6 +95,35 @@ def test_wheel_states_ranges_not_pins(wheel):
     torch = [r for r in base if r.split(">")[0].split("<")[0].split("=")[0].strip() == "torch"]
     assert torch and "==" not in torch[0] and ">=" in torch[0], torch
     assert not [r for r in base if "==" in r], "the package pins; pins go in constraints.txt"
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[\s<>=!~;\[(]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_wheel_carries_the_apache_license(wheel):
+    with zipfile.ZipFile(wheel) as zf:
+        licence = [n for n in zf.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert licence, "LICENSE is not in the wheel (setup.cfg license_files)"
+        text = zf.read(licence[0]).decode()
+    assert text == (REPO_ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+
+
+def test_every_dependency_is_pinned_for_development_and_hdf5_is_an_extra(wheel):
+    with zipfile.ZipFile(wheel) as zf:
+        meta_name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = Parser().parsestr(zf.read(meta_name).decode())
+    pinned = {_requirement_name(line) for line in
+              (REPO_ROOT / "constraints.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    requires = meta.get_all("Requires-Dist")
+    # every extra make setup installs; the notebooks' extra is for a hosted runtime
+    names = {_requirement_name(r) for r in requires if "notebooks" not in r}
+    assert names - pinned == set(), f"not pinned in constraints.txt: {sorted(names - pinned)}"
+    base = {_requirement_name(r) for r in requires if "extra ==" not in r}
+    assert "h5py" not in base, "only the experiments read hdf5: h5py belongs to an extra"
+    assert any(_requirement_name(r) == "h5py" and "experiments" in r for r in requires)
 
 
 def test_installed_wheel_runs_outside_the_checkout(clean_venv, tmp_path):

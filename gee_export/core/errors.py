@@ -55,6 +55,12 @@ class StorageCredentialsError(StorageError):
     """Cloud Storage refused the credentials (or none could be handed to GDAL)."""
 
 
+class ExtraNotInstalledError(IsamapError, ImportError):
+    """A package of an optional extra is not installed (exit 1: the environment)."""
+
+    exit_code = 1
+
+
 class OutputLockedError(IsamapError, RuntimeError):
     """Another run holds the lock of the output folder (or bucket prefix) this run would write."""
 

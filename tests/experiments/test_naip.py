@@ -1,6 +1,7 @@
 """The NAIP adapter of the experiments: block means, impervious classes, patch datasets."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -93,3 +94,19 @@ def test_naip_tiles_as_a_patch_dataset_feed_isamap_train_targets(naip_dir, tmp_p
     assert patch_samples(root, 8, ("val",))[0].image_fine is not None
     with pytest.raises(ConfigError, match="already holds"):
         write_naip_patch_dataset(naip_dir, root)
+
+
+def test_without_h5py_the_experiment_says_which_extra_to_install(tmp_path, monkeypatch, capsys):
+    from experiments.naip_patches import main
+
+    naip = tmp_path / "naip"
+    naip.mkdir()
+    (naip / "id_000184.hdf5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    monkeypatch.setitem(sys.modules, "h5py", None)  # what `import h5py` meets when not installed
+    code = main(["--naip", str(naip), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "pip install 'isamap[experiments]'" in lines[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out" / "manifest.json").exists()
