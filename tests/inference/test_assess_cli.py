@@ -17,15 +17,17 @@ def test_design_then_score_from_the_command_line(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["n"] >= 100 and set(printed["allocation"]) == {"pervious", "impervious"}
     rows = list(csv.DictReader((out / "sample.csv").open()))
+    assert "stratum" not in rows[0] and "map_class" not in rows[0]  # blind
+    mapped = {r["id"]: r["map_class"] for r in csv.DictReader((out / "design_points.csv").open())}
     for row in rows:  # an interpreter who agrees with the map everywhere
-        row["reference"] = row["stratum"]
+        row["reference"] = mapped[row["id"]]
     labelled = tmp_path / "labelled.csv"
     with labelled.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     assert main(["score", "--map", str(scene.map_path), "--reference", str(labelled),
-                 "--out", str(tmp_path / "score"), "-q"]) == 0
+                 "--design", str(out), "--out", str(tmp_path / "score"), "-q"]) == 0
     report = json.loads((tmp_path / "score" / "report.json").read_text())
     assert report["products"]["map"]["overall_accuracy"] == 1.0
     assert "overall accuracy" in capsys.readouterr().out
