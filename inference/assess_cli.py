@@ -22,9 +22,9 @@ from gee_export.core.commands import (
 )
 from gee_export.core.errors import ConfigError
 
-SCORE_WITHOUT_ACCOUNT = """No account? Score without Earth Engine: compare products you hold as rasters,
-  isamap-assess score ... --compare NAME=PATH (or NAME=PATH:CODE,... for their impervious codes);
-designing and labelling (CSV, GeoJSON, KML, Collect Earth Online) need no account either."""
+SCORE_WITHOUT_ACCOUNT = """No account? Score without Earth Engine: compare the products you hold
+as rasters, isamap-assess score ... --compare NAME=PATH (or NAME=PATH:CODE,... naming their
+impervious codes); designing and labelling need no account either."""
 
 
 def build_parser() -> argparse.ArgumentParser:

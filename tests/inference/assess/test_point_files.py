@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -76,7 +77,7 @@ def test_interpreter_files_are_blind_and_in_a_seeded_random_order(written, tmp_p
         alloc[r["stratum"]] / pixels[r["stratum"]], rel=1e-5) for r in drawn.values())
     # shuffled: the strata are not listed in blocks, and the shuffle is the seed's
     strata = [r["stratum"] for r in drawn.values()]
-    runs = 1 + sum(a != b for a, b in zip(strata, strata[1:], strict=False))
+    runs = 1 + sum(a != b for a, b in itertools.pairwise(strata))
     assert runs > 10
     again = write_design(str(tmp_path / "map_class.tif"), tmp_path / "again", n=80, seed=1,
                          minimum=20, asset_id="users/me/labels")
