@@ -54,3 +54,37 @@ def test_earth_engine_comparisons_need_a_project_before_anything_is_read(tmp_pat
     assert main(["score", "--map", str(scene.map_path), "--reference", str(tmp_path / "x.csv"),
                  "--compare", "wc=worldcover", "--out", str(tmp_path / "s")]) == 2
     assert "give --project" in capsys.readouterr().err
+
+
+def test_without_an_account_score_gives_its_own_offline_advice(tmp_path, capsys, monkeypatch):
+    """Not the export's ("isamap-export --backend local"): scoring's own offline path."""
+    from gee_export.core import ee_session
+
+    monkeypatch.delenv("EE_PROJECT", raising=False)
+    scene = synthetic_scene(tmp_path)
+    main(["design", "--map", str(scene.map_path), "--n", "20", "--out", str(tmp_path / "d"),
+          "-q"])
+    rows = list(csv.DictReader((tmp_path / "d" / "sample.csv").open()))
+    for row in rows:
+        row["reference"] = "pervious"
+    labelled = tmp_path / "labelled.csv"
+    with labelled.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    args = ["score", "--map", str(scene.map_path), "--reference", str(labelled),
+            "--compare", "wc=worldcover", "--out", str(tmp_path / "s")]
+    assert main(args) == 2  # no project at all
+    err = capsys.readouterr().err
+    assert "--compare NAME=PATH" in err and "isamap-export" not in err
+
+    class NoCredentials(ee_session.EESession):
+        def initialize(self):
+            raise ee_session.AuthenticationError(self._auth_help("no credentials found"))
+
+    monkeypatch.setattr(ee_session, "EESession", NoCredentials)
+    assert main([*args, "--project", "my-project"]) == 1  # a project, but no credentials
+    err = capsys.readouterr().err
+    assert "--compare NAME=PATH" in err and "isamap-export" not in err
+    assert not (tmp_path / "s" / "report.json").exists()

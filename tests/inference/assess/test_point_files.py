@@ -153,3 +153,23 @@ def test_reference_file_reads_names_or_codes_and_refuses_gaps(written, tmp_path)
         read_reference(path, CLASSES)
     with pytest.raises(InputDataError, match="--reference-column"):
         read_reference(path, CLASSES, column="Land cover")
+
+
+def test_a_ceo_plot_takes_the_answer_most_samples_got_ties_to_the_centre_sample():
+    from inference.assess.ceo import plot_records
+
+    def sample(plot, answer, lon, lat):
+        return {"plotid": str(plot), "sampleid": "1", "lon": str(lon), "lat": str(lat),
+                "land cover": answer}
+
+    rows = [sample(7, "impervious", 0.0, 0.0), sample(7, "Pervious", 1.0, 0.0),
+            sample(7, "pervious", 0.0, 1.0),
+            # a tie: the sample nearest the plot's centre (0.5, 0.5) decides
+            sample(8, "impervious", 0.4, 0.5), sample(8, "pervious", 0.0, 0.0),
+            sample(8, "impervious", 1.0, 1.0), sample(8, "pervious", 1.0, 0.0),
+            sample(9, "", 0.0, 0.0)]
+    records = {r["id"]: r for r in plot_records(rows, "land cover", "export.csv")}
+    assert records["p00007"]["reference"] == "pervious"
+    assert records["p00008"]["reference"] == "impervious"
+    assert records["p00009"]["reference"] == ""  # unanswered: refused later, as any gap
+    assert records["p00007"]["lon"] == pytest.approx(1 / 3)
