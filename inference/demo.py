@@ -311,10 +311,12 @@ def step_assess(ctx: DemoContext) -> None:
                                  expected_ua=DEMO_CHANGE_UA, seed=ctx.seed,
                                  minimum=DEMO_CHANGE_MINIMUM)
     labelled, change_labelled = out / "labelled.csv", out / "change_labelled.csv"
+    truth: dict[Path, Any] = {}  # each scene's fine truth, drawn once for both samples
     if not labelled.exists():
-        label_with_scene_truth(design.files["csv"], (later,), labelled)
+        label_with_scene_truth(design.files["csv"], (later,), labelled, truth)
     if not change_labelled.exists():
-        label_with_scene_truth(change_design.files["csv"], (scene, later), change_labelled)
+        label_with_scene_truth(change_design.files["csv"], (scene, later), change_labelled,
+                               truth)
     fresh = _state(ctx, "assess").exists()
     reports = {}
     for name, map_path, points, folder, compare in (
@@ -339,14 +341,27 @@ def step_assess(ctx: DemoContext) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` atomically, unless the file already holds it."""
     from gee_export.core.storage import atomic_write
 
-    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
+        atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
     return path
 
 
-def label_with_scene_truth(sample_csv: Path, scenes: Sequence[SyntheticScene],
-                           out: Path) -> Path:
+def _fine_isa(scene: SyntheticScene, cache: dict[Path, Any]) -> Any:
+    """The scene's impervious truth on its fine grid, drawn once per ``cache``."""
+    import numpy as np
+
+    from gee_export.local.synthetic import ISA_CLASSES
+
+    if scene.root not in cache:
+        cache[scene.root] = np.isin(scene.class_map_fine(), ISA_CLASSES)
+    return cache[scene.root]
+
+
+def label_with_scene_truth(sample_csv: Path, scenes: Sequence[SyntheticScene], out: Path,
+                           cache: dict[Path, Any] | None = None) -> Path:
     """Fill the sample's ``reference`` with the truth under each point on the 1 m grid.
 
     One scene: its class (``pervious``/``impervious``). Two (earlier, later): the change
@@ -354,11 +369,8 @@ def label_with_scene_truth(sample_csv: Path, scenes: Sequence[SyntheticScene],
     """
     import csv
 
-    import numpy as np
-
-    from gee_export.local.synthetic import ISA_CLASSES
-
-    fine = [np.isin(s.class_map_fine(), ISA_CLASSES) for s in scenes]
+    cache = {} if cache is None else cache
+    fine = [_fine_isa(s, cache) for s in scenes]
     grid, step = scenes[0].grid, scenes[0].grid.resolution / scenes[0].fine_scale
     with sample_csv.open(newline="") as fh:
         rows = list(csv.DictReader(fh))

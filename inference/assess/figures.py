@@ -75,3 +75,39 @@ def change_summary(change: dict) -> str:
     lines.append(f"| net (gain - loss) | {_fmt(change['net_km2'], change['net_ci95_km2'], 2)} "
                  "| | | |")
     return "\n".join(lines)
+
+
+BLOCK_START = "<!-- figures: {source} -->"
+BLOCK_END = "<!-- end figures -->"
+
+
+def page_block(page: str, source: str) -> tuple[int, int]:
+    """Where the generated block of ``source``'s figures lies in ``page`` (start, end)."""
+    start_mark = BLOCK_START.format(source=source)
+    start, end = page.find(start_mark), page.find(BLOCK_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the page has no '{start_mark}' ... '{BLOCK_END}' block")
+    return start + len(start_mark), end
+
+
+def update_page(figures_json: str, page_path: str) -> bool:
+    """Rewrite the page's figures block from the JSON; True when the page changed."""
+    import json
+    from pathlib import Path
+
+    page = Path(page_path).read_text(encoding="utf-8")
+    start, end = page_block(page, figures_json)
+    figures = json.loads(Path(figures_json).read_text(encoding="utf-8"))
+    text = page[:start] + "\n" + accuracy_figures_markdown(figures) + page[end:]
+    if text != page:
+        Path(page_path).write_text(text, encoding="utf-8")
+    return text != page
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m inference.assess.figures FIGURES_JSON PAGE_MD")
+    changed = update_page(sys.argv[1], sys.argv[2])
+    print(f"{sys.argv[2]}: {'updated' if changed else 'already current'}")
