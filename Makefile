@@ -41,7 +41,8 @@ demo: $(STAMP)
 # the demo's assessment figures that docs/accuracy.md quotes: the JSON, and the page's tables
 accuracy-figures: demo
 	mkdir -p docs/figures && cp $(DEMO_OUT)/assess/figures.json docs/figures/accuracy_demo.json
-	$(PY) -m inference.assess.figures docs/figures/accuracy_demo.json docs/accuracy.md
+	$(PY) -c 'from inference.assess.figures import update_page; \
+	    update_page("docs/figures/accuracy_demo.json", "docs/accuracy.md")'
 
 bench: $(STAMP)
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done

@@ -8,7 +8,7 @@ which a test checks, so the page cannot quote figures its source no longer gives
 from __future__ import annotations
 
 
-def demo_figures(report: dict, change_report: dict) -> dict:
+def demo_figures(report: dict, change_report: dict, change_design: dict) -> dict:
     """The figures docs/accuracy.md quotes, rounded as it prints them.
 
     :func:`accuracy_figures_markdown` renders them as the page's tables.
@@ -31,13 +31,17 @@ def demo_figures(report: dict, change_report: dict) -> dict:
                           "area": km2(a["estimate_km2"]), "area_ci": km2(a["ci95_km2"]),
                           "mapped": km2(a["mapped_km2"])}
     ch = change_report["change"]
-    change = {"n": change_report["n"],
+    size = change_design["sample_size"]
+    change = {"n": change_report["n"], "target_se_km2": size["target_se"],
+              "target_class": size["target_class"],
+              "minimum": change_design["minimum_per_stratum"],
+              "allocation_rule": change_design.get("allocation_rule"),
               "points": change_report["strata"]["points"],
               **{k: km2(ch[k]) for k in ("gain_km2", "gain_ci95_km2", "loss_km2",
                                           "loss_ci95_km2", "net_km2", "net_ci95_km2")},
-              **{f"{c}_{k}": (km2(ch[c]["mapped_km2"]) if k == "mapped" else
-                              pct(ch[c][f"{k}_accuracy"]))
-                 for c in ("gain", "loss") for k in ("user", "producer", "mapped")}}
+              **{f"{c}_mapped": km2(ch[c]["mapped_km2"]) for c in ("gain", "loss")},
+              **{f"{c}_{k}{ci}": pct(ch[c][f"{k}_accuracy{ci}"]) for c in ("gain", "loss")
+                 for k in ("user", "producer") for ci in ("", "_ci95")}}
     return {"command": "isamap-demo --out demo_output (default options)",
             "isa_class": isa, "points": report["strata"]["points"], "products": products,
             "change": change}
@@ -66,12 +70,17 @@ def accuracy_figures_markdown(figures: dict) -> str:
 def change_summary(change: dict) -> str:
     """Gain, loss and net impervious change from the change sample, as a table."""
     points = ", ".join(f"{c} {n}" for c, n in change["points"].items())
-    lines = [f"| change ({change['n']} points: {points}) | km² from the points (± 95 %) | "
-             "mapped km² | UA % | PA % |", "|---|---|---|---|---|"]
+    rule = str(change["allocation_rule"]).capitalize()
+    lines = [f"Change sample sized for a standard error of {change['target_se_km2']:g} km² of "
+             f"{change['target_class']} (eq. 13, {rule} allocation, at least "
+             f"{change['minimum']} points per stratum):", "",
+             f"| change ({change['n']} points: {points}) | km² from the points (± 95 %) | "
+             "mapped km² | UA % (± 95 %) | PA % (± 95 %) |", "|---|---|---|---|---|"]
     for c in ("gain", "loss"):
         lines.append(f"| {c} | {_fmt(change[c + '_km2'], change[c + '_ci95_km2'], 2)} | "
-                     f"{_fmt(change[c + '_mapped'], None, 2)} | {_fmt(change[c + '_user'])} | "
-                     f"{_fmt(change[c + '_producer'])} |")
+                     f"{_fmt(change[c + '_mapped'], None, 2)} | "
+                     f"{_fmt(change[c + '_user'], change[c + '_user_ci95'])} | "
+                     f"{_fmt(change[c + '_producer'], change[c + '_producer_ci95'])} |")
     lines.append(f"| net (gain - loss) | {_fmt(change['net_km2'], change['net_ci95_km2'], 2)} "
                  "| | | |")
     return "\n".join(lines)
@@ -103,11 +112,3 @@ def update_page(figures_json: str, page_path: str) -> bool:
         Path(page_path).write_text(text, encoding="utf-8")
     return text != page
 
-
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m inference.assess.figures FIGURES_JSON PAGE_MD")
-    changed = update_page(sys.argv[1], sys.argv[2])
-    print(f"{sys.argv[2]}: {'updated' if changed else 'already current'}")
