@@ -37,6 +37,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     scene = synthetic_scene(tmp_path)
     assert main(["design", "--map", str(tmp_path / "none.tif"), "--n", "10",
                  "--out", str(tmp_path / "d")]) == 2
+    assert main(["design", "--n", "10", "--out", str(tmp_path / "d")]) == 2
+    assert "give --map" in capsys.readouterr().err
     assert main(["design", "--map", str(scene.map_path), "--n", "20", "--out",
                  str(tmp_path / "d")]) == 0
     capsys.readouterr()
