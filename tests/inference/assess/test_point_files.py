@@ -14,6 +14,7 @@ import pytest
 from gee_export.core.errors import ConfigError, InputDataError
 from inference.assess.ceo import CEO_PLOT_LIMIT, plot_file_parts
 from inference.assess.point_files import SAMPLE_COLUMNS, read_reference, write_design
+from inference.assess.report import score
 from tests.support.assess import CLASSES, synthetic_scene
 
 
@@ -95,6 +96,13 @@ def test_show_map_class_is_an_opt_in_recorded_in_the_design(tmp_path):
     assert "map_class" in rows[0] and {r["map_class"] for r in rows} <= set(CLASSES)
     record = json.loads(shown.files["json"].read_text())
     assert record["interpretation"].startswith("map class shown")
+    for row in rows:  # labels made with the map's answer in view
+        row["reference"] = row["map_class"]
+    labelled = tmp_path / "labelled.csv"
+    _write(labelled, rows, list(rows[0]))
+    report = score(str(scene.map_path), str(labelled), tmp_path / "s", design=tmp_path / "train")
+    assert report.report["interpretation"].startswith("map class shown")
+    assert "Interpretation: map class shown" in report.markdown.read_text()
 
 
 def test_ceo_plot_files_hold_at_most_5000_plots():
