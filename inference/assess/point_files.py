@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,11 +69,11 @@ def point_ids(design: Design) -> list[str]:
     return [point_id(i + 1) for i in range(design.stratum.size)]
 
 
-def _rows(design: Design, map_class: np.ndarray | None = None) -> list[dict]:
+def _rows(design: Design, map_class: np.ndarray) -> list[dict]:
     """One row per point in the interpreter's order, with what the scorer alone reads."""
     names = design.strata.classes
     order = design.order
-    mapped = design.stratum if map_class is None else map_class
+    mapped = map_class
     return [{"id": pid, "lon": f"{design.lon[i]:.7f}", "lat": f"{design.lat[i]:.7f}",
              "x": f"{design.x[i]:.2f}", "y": f"{design.y[i]:.2f}", "reference": "",
              "stratum": names[int(design.stratum[i])],
@@ -144,11 +145,10 @@ def read_references(paths: Sequence[str | Path], classes: Sequence[str],
     if len(parts) == 1:
         return parts[0]
     ids = tuple(i for part in parts for i in part.ids)
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        twice = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-        raise InputDataError(f"point {twice} is in more than one --reference file; give each "
-                             "point's label once")
+    twice = [i for i, count in Counter(ids).items() if count > 1]
+    if twice:
+        raise InputDataError(f"{len(twice)} points (first: {twice[0]}) are in more than one "
+                             "--reference file; give each point's label once")
     return ReferencePoints(ids, np.concatenate([p.lon for p in parts]),
                            np.concatenate([p.lat for p in parts]),
                            np.concatenate([p.reference for p in parts]))

@@ -161,6 +161,9 @@ def test_design_file_ceo_exports_and_csv_score_alike(tmp_path):
     both = score(str(scene.map_path), [str(first), str(second)], tmp_path / "s4",
                  design=tmp_path / "d", reference_column=QUESTION).report
     assert both["products"] == by_raster["products"]
+    with pytest.raises(InputDataError, match="more than one --reference"):
+        score(str(scene.map_path), [str(first), str(center)], tmp_path / "s5",
+              design=tmp_path / "d", reference_column=QUESTION)
     with pytest.raises(InputDataError, match="have no label"):  # one project's export only
         score(str(scene.map_path), str(first), tmp_path / "s5", design=tmp_path / "d",
               reference_column=QUESTION)
