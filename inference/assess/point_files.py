@@ -73,12 +73,11 @@ def _rows(design: Design, map_class: np.ndarray) -> list[dict]:
     """One row per point in the interpreter's order, with what the scorer alone reads."""
     names = design.strata.classes
     order = design.order
-    mapped = map_class
     return [{"id": pid, "lon": f"{design.lon[i]:.7f}", "lat": f"{design.lat[i]:.7f}",
              "x": f"{design.x[i]:.2f}", "y": f"{design.y[i]:.2f}", "reference": "",
              "stratum": names[int(design.stratum[i])],
              "inclusion_probability": f"{design.inclusion[i]:.6g}",
-             "map_class": str(mapped[i])}
+             "map_class": str(map_class[i])}
             for pid, i in zip(point_ids(design), order, strict=True)]
 
 
@@ -192,7 +191,9 @@ def read_reference(path: str | Path, classes: Sequence[str],
     lookup = {name.lower(): i for i, name in enumerate(classes)}
     ids, codes, unlabelled, unknown = [], [], [], set()
     for i, rec in enumerate(records):
-        ids.append(str(rec.get("id") or rec.get("plotid") or f"row{i + 1}"))
+        plot = str(rec.get("plotid") or "").strip()
+        ids.append(str(rec.get("id") or (point_id(int(plot)) if plot.isdigit() else plot)
+                       or f"row{i + 1}"))
         value = str(rec.get(column) if rec.get(column) is not None else "").strip()
         if not value:
             unlabelled.append(ids[-1])

@@ -146,6 +146,19 @@ def test_design_file_ceo_exports_and_csv_score_alike(tmp_path):
     by_ceo = score(str(scene.map_path), str(center), tmp_path / "s2", design=tmp_path / "d",
                    reference_column=QUESTION).report
     assert by_ceo["products"] == by_raster["products"]
+    # the plot file itself with a reference column: PLOTID names the point
+    truth = {r["id"]: r["reference"] for r in csv.DictReader(labelled.open())}
+    plots = list(csv.DictReader(design.files["ceo"].open()))
+    for row in plots:
+        row["reference"] = truth[f"p{int(row['PLOTID']):05d}"]
+    plot_file = tmp_path / "plots-labelled.csv"
+    with plot_file.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(plots[0]))
+        writer.writeheader()
+        writer.writerows(plots)
+    by_plots = score(str(scene.map_path), str(plot_file), tmp_path / "s6",
+                     design=tmp_path / "d").report
+    assert by_plots["products"] == by_raster["products"]
     # four samples per plot: the plot's answer is the one most samples got
     gridded = ceo_export(labelled, tmp_path / "ceo-grid.csv", samples_per_plot=4,
                          disagree={1, 2, 3})
