@@ -11,7 +11,7 @@ STAMP := $(VENV)/.isamap-installed
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo_output
 
-.PHONY: setup browser test lint docs docs-serve docs-images demo bench bench-quick notebooks clean
+.PHONY: setup browser test lint docs docs-serve docs-images demo accuracy-figures bench bench-quick notebooks clean
 
 CONSTRAINTS := constraints.txt
 
@@ -69,6 +69,12 @@ docs-images: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/isamap-demo --out $(DEMO_OUT)
+
+# the demo's assessment figures that docs/accuracy.md quotes: the JSON, and the page's tables
+accuracy-figures: demo
+	mkdir -p docs/figures && cp $(DEMO_OUT)/assess/figures.json docs/figures/accuracy_demo.json
+	$(PY) -c 'from inference.assess.figures import update_page; \
+	    update_page("docs/figures/accuracy_demo.json", "docs/accuracy.md")'
 
 bench: $(STAMP)
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done

@@ -22,6 +22,10 @@ from gee_export.core.commands import (
 )
 from gee_export.core.errors import ConfigError
 
+SCORE_WITHOUT_ACCOUNT = """No account? Score without Earth Engine: compare the products you hold
+as rasters, isamap-assess score ... --compare NAME=PATH (or NAME=PATH:CODE,... naming their
+impervious codes); designing and labelling need no account either."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -33,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("design", help="draw a stratified random sample and write the files to "
                                       "label it with")
-    d.add_argument("--map", required=True, help="class COG (the strata are its classes)")
+    d.add_argument("--map", help="class COG (the strata are its classes); optional with "
+                                 "--strata")
     d.add_argument("--strata", help="change COG whose classes are the strata instead (stable "
                                     "pervious, stable impervious, gain, loss)")
     size = d.add_mutually_exclusive_group(required=True)
@@ -49,11 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at least this many points per stratum (default 50)")
     d.add_argument("--seed", type=int, default=0, help="the same seed draws the same points")
     d.add_argument("--asset", help="table asset the labelling app exports to (besides Drive)")
+    d.add_argument("--show-map-class", action="store_true",
+                   help="write each point's map class into sample.csv/.geojson: for training "
+                        "labels only, the report marks the assessment as not blind")
     d.add_argument("--out", required=True, help="output folder")
     s = sub.add_parser("score", help="accuracy and area with 95 %% intervals from labelled points")
     s.add_argument("--map", required=True, help="class COG that was assessed")
-    s.add_argument("--reference", required=True, help="labelled points (CSV or GeoJSON with a "
-                                                      "reference column of class names or codes)")
+    s.add_argument("--reference", required=True, action="append",
+                   help="labelled points: CSV or GeoJSON with a reference column of class "
+                        "names or codes, or a Collect Earth Online sample export (repeatable: "
+                        "one per CEO project of a split design)")
+    s.add_argument("--reference-column", default="reference",
+                   help="the column holding the labels (a CEO export: the question's text)")
+    s.add_argument("--design", help="the design folder (its design_points.csv gives each "
+                                    "point's stratum; recommended)")
     s.add_argument("--strata", help="the raster that drew the sample, when not --map (a change "
                                     "COG)")
     s.add_argument("--compare", action="append", default=[], metavar="NAME=SOURCE",
@@ -91,13 +105,16 @@ def _design(args: argparse.Namespace) -> int:
     from inference.assess.point_files import write_design
 
     check_output_folder("--out", args.out)
+    if not (args.map or args.strata):
+        raise ConfigError("give --map CLASS_COG, or --strata CHANGE_COG to sample a change map")
     for flag, path in (("--map", args.map), ("--strata", args.strata)):
         if path and not path.startswith("gs://") and not Path(path).is_file():
             raise ConfigError(f"{flag} {path} does not exist")
     written = write_design(args.strata or args.map, Path(args.out), n=args.n,
                            target_se=args.target_se, target_class=args.target_class,
                            expected_ua=_ua(args.expected_ua), seed=args.seed,
-                           minimum=args.min_per_stratum, asset_id=args.asset)
+                           minimum=args.min_per_stratum, asset_id=args.asset,
+                           map_path=args.map, show_map_class=args.show_map_class)
     print(json.dumps({k: str(v) for k, v in written.files.items()} | {
         "n": int(written.design.stratum.size),
         "allocation": dict(zip(written.design.strata.classes, written.design.allocation,
@@ -113,7 +130,7 @@ def _score(args: argparse.Namespace) -> int:
     remote = [c.name for c in map(parse_comparison, args.compare) if c.on_earth_engine]
     if remote and not args.project:
         raise ConfigError(f"--compare {', '.join(remote)} reads Earth Engine: give --project "
-                          "(or set EE_PROJECT)")
+                          "(or set EE_PROJECT). " + " ".join(SCORE_WITHOUT_ACCOUNT.split()))
     if not Path(args.map).is_file() and not args.map.startswith("gs://"):
         raise ConfigError(f"--map {args.map} does not exist")
 
@@ -123,10 +140,14 @@ def _score(args: argparse.Namespace) -> int:
         if not sessions:  # one Earth Engine session for every product
             from gee_export.core.ee_session import EESession
 
-            sessions.append(EESession(args.project).initialize())
+            sessions.append(EESession(args.project,
+                                      without_account=SCORE_WITHOUT_ACCOUNT).initialize())
         return sessions[0]
 
+    if args.design and not Path(args.design).exists():
+        raise ConfigError(f"--design {args.design} does not exist")
     result = score(args.map, args.reference, Path(args.out), strata_path=args.strata,
+                   design=args.design, reference_column=args.reference_column,
                    compare=args.compare, isa_class=args.isa_class, session_factory=session)
     print(result.markdown.read_text())
     return 0

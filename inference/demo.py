@@ -14,11 +14,14 @@ each a function that skips work already done, so ``make demo`` is quick the seco
 6. ``map``        map both dates with ``isamap-map``'s library (local backend): COGs, quick-looks,
                   the change map, ISA km² over time (table and plot), STAC, and the
                   ImageCollection publication as a dry run;
-7. ``assess``     design a stratified reference sample on the later date's map
+7. ``assess``     design a blind stratified reference sample on the later date's map
                   (``isamap-assess design``), label it with the scene's truth (the class under
                   each point on the 1 m grid: the offline stand-in for a person reading
                   high-resolution imagery), score the map and the scene's 10 m label product on
-                  the same points (``isamap-assess score``) and print the report.
+                  the same points (``isamap-assess score``) and print the report; then the same
+                  on the change map's strata, sized for the gain's area, labelled with both
+                  dates' truth: gain, loss and net impervious change with 95 % intervals. The
+                  figures docs/accuracy.md quotes are written to ``assess/figures.json``.
 
 Every step records what its inputs were (``.demo_state/<step>.json``: the scene's parameters, the
 stack's and the dataset's content fingerprints, the model file's hash, the options) and redoes
@@ -74,6 +77,7 @@ class DemoContext:
     model_file: Path | None = None
     stack: StackPaths | None = None
     map_class: Path | None = None  # the later date's class COG (what ``assess`` samples)
+    change_map: Path | None = None  # the change COG between the two dates
     outputs: dict[str, Any] = field(default_factory=dict)
 
     def need_scene(self) -> SyntheticScene:
@@ -265,6 +269,7 @@ def step_map(ctx: DemoContext) -> None:
             ctx.outputs[f"class map COG {d.month}"] = d.outputs.prediction.class_path
             ctx.outputs[f"quick-look class map {d.month}"] = d.outputs.class_png
     for change in series.changes:
+        ctx.change_map = Path(change.cog)
         ctx.outputs[f"change map {change.date_from} -> {change.date_to}"] = change.cog
         ctx.outputs["quick-look change map"] = change.png
     ctx.outputs["ISA km2 per date (CSV)"] = series.area_csv
@@ -279,60 +284,111 @@ def step_map(ctx: DemoContext) -> None:
 
 DEMO_TARGET_SE = 0.02  # standard error of overall accuracy the demo's sample is sized for
 DEMO_EXPECTED_UA = (0.95, 0.85)  # pervious, impervious
+DEMO_GAIN_SE_KM2 = 0.05  # standard error of the gain's area the change sample is sized for
+# expected user's accuracy of stable pervious, stable impervious, gain, loss: an unmapped gain
+# is rare in a stable stratum (the sizing assumes a third of a stratum's errors are gain)
+DEMO_CHANGE_UA = (0.999, 0.995, 0.7, 0.5)
+DEMO_CHANGE_MINIMUM = 50
 
 
 def step_assess(ctx: DemoContext) -> None:
-    """Design a reference sample on the map, label it with the truth, score map and label."""
+    """Assess the later map and the change on blind samples labelled with the scene's truth."""
+    from inference.assess.figures import change_summary, demo_figures
     from inference.assess.point_files import write_design
     from inference.assess.report import score
 
-    scene = ctx.later
-    if ctx.map_class is None or scene is None:
+    scene, later = ctx.scene, ctx.later
+    if ctx.map_class is None or ctx.change_map is None or scene is None or later is None:
         raise ConfigError("the 'scene' and 'map' steps must run before 'assess'")
     out = ctx.out / "assess"
-    inputs = {"map": _file_hash(ctx.map_class), "seed": ctx.seed,
-              "scene": json.loads((scene.root / "scene.json").read_text())}
+    inputs = {"map": _file_hash(ctx.map_class), "change": _file_hash(ctx.change_map),
+              "seed": ctx.seed, "sizing": [DEMO_TARGET_SE, DEMO_EXPECTED_UA, DEMO_GAIN_SE_KM2,
+                                           DEMO_CHANGE_UA, DEMO_CHANGE_MINIMUM],
+              "scenes": [json.loads((s.root / "scene.json").read_text()) for s in (scene, later)]}
     if _inputs_changed(ctx, "assess", inputs):
         shutil.rmtree(out, ignore_errors=True)  # another map: the old sample is not its sample
     design = write_design(str(ctx.map_class), out / "design", target_se=DEMO_TARGET_SE,
                           expected_ua=DEMO_EXPECTED_UA, seed=ctx.seed)
-    labelled = out / "labelled.csv"
+    change_design = write_design(str(ctx.change_map), out / "change_design",
+                                 target_se=DEMO_GAIN_SE_KM2, target_class="gain",
+                                 expected_ua=DEMO_CHANGE_UA, seed=ctx.seed,
+                                 minimum=DEMO_CHANGE_MINIMUM)
+    labelled, change_labelled = out / "labelled.csv", out / "change_labelled.csv"
+    truth: dict[Path, Any] = {}  # each scene's fine truth, drawn once for both samples
     if not labelled.exists():
-        label_with_scene_truth(design.files["csv"], scene, labelled)
-    report = out / "score" / "report.md"
-    plot = report.with_suffix(".png")
-    if not (report.exists() and plot.exists() and _state(ctx, "assess").exists()):
-        result = score(str(ctx.map_class), str(labelled), out / "score",
-                       compare=[f"10 m label={scene.label}"])
-        report, plot = result.markdown, result.plot
+        label_with_scene_truth(design.files["csv"], (later,), labelled, truth)
+    if not change_labelled.exists():
+        label_with_scene_truth(change_design.files["csv"], (scene, later), change_labelled,
+                               truth)
+    fresh = _state(ctx, "assess").exists()
+    reports = {}
+    for name, map_path, points, folder, compare in (
+            ("score", ctx.map_class, labelled, design, [f"10 m label={later.label}"]),
+            ("change_score", ctx.change_map, change_labelled, change_design, [])):
+        report = out / name / "report.md"
+        if not (fresh and report.exists() and report.with_suffix(".png").exists()):
+            score(str(map_path), str(points), out / name, compare=compare,
+                  design=folder.files["json"].parent)
+        reports[name] = json.loads(report.with_suffix(".json").read_text())
     _record_inputs(ctx, "assess", inputs)
+    figures = demo_figures(reports["score"], reports["change_score"],
+                           json.loads(change_design.files["json"].read_text()))
+    atomic_write_text(out / "figures.json", json.dumps(figures, indent=1) + "\n")
     ctx.outputs["reference sample (CSV, KML, CEO, app)"] = design.files["csv"].parent
     ctx.outputs["labelled points (scene truth)"] = labelled
-    ctx.outputs["accuracy report"] = report
-    ctx.outputs["accuracy plot"] = plot
-    ctx.outputs["accuracy and area"] = "\n" + report.read_text()
+    ctx.outputs["accuracy report"] = out / "score" / "report.md"
+    ctx.outputs["accuracy plot"] = out / "score" / "report.png"
+    ctx.outputs["change report"] = out / "change_score" / "report.md"
+    ctx.outputs["figures of docs/accuracy.md"] = out / "figures.json"
+    ctx.outputs["accuracy and area"] = "\n" + (out / "score" / "report.md").read_text()
+    ctx.outputs["impervious change from the points"] = "\n" + change_summary(figures["change"])
 
 
-def label_with_scene_truth(sample_csv: Path, scene: SyntheticScene, out: Path) -> Path:
-    """Fill the sample's ``reference`` with the class under each point on the scene's 1 m grid."""
-    import csv
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` atomically, unless the file already holds it."""
+    from gee_export.core.storage import atomic_write
 
+    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
+        atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    return path
+
+
+def _fine_isa(scene: SyntheticScene, cache: dict[Path, Any]) -> Any:
+    """The scene's impervious truth on its fine grid, drawn once per ``cache``."""
     import numpy as np
 
-    from gee_export.core.storage import atomic_write
     from gee_export.local.synthetic import ISA_CLASSES
 
-    fine = np.isin(scene.class_map_fine(), ISA_CLASSES)
-    step = scene.grid.resolution / scene.fine_scale
+    if scene.root not in cache:
+        cache[scene.root] = np.isin(scene.class_map_fine(), ISA_CLASSES)
+    return cache[scene.root]
+
+
+def label_with_scene_truth(sample_csv: Path, scenes: Sequence[SyntheticScene], out: Path,
+                           cache: dict[Path, Any] | None = None) -> Path:
+    """Fill the sample's ``reference`` with the truth under each point on the 1 m grid.
+
+    One scene: its class (``pervious``/``impervious``). Two (earlier, later): the change
+    class between them (``stable_pervious``, ``stable_isa``, ``gain``, ``loss``).
+    """
+    import csv
+
+    cache = {} if cache is None else cache
+    fine = [_fine_isa(s, cache) for s in scenes]
+    grid, step = scenes[0].grid, scenes[0].grid.resolution / scenes[0].fine_scale
     with sample_csv.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     for row in rows:
-        col = int((float(row["x"]) - scene.grid.x0) // step)
-        line = int((scene.grid.y0 - float(row["y"])) // step)
-        row["reference"] = "impervious" if fine[line, col] else "pervious"
+        col = int((float(row["x"]) - grid.x0) // step)
+        line = int((grid.y0 - float(row["y"])) // step)
+        isa = [bool(f[line, col]) for f in fine]
+        if len(isa) == 1:
+            row["reference"] = "impervious" if isa[0] else "pervious"
+        else:
+            row["reference"] = {(False, False): "stable_pervious", (True, True): "stable_isa",
+                                (False, True): "gain", (True, False): "loss"}[(isa[0], isa[1])]
     lines = [",".join(rows[0])] + [",".join(str(v) for v in r.values()) for r in rows]
-    atomic_write(out, lambda fh: fh.write(("\n".join(lines) + "\n").encode()))
-    return out
+    return atomic_write_text(out, "\n".join(lines) + "\n")
 
 
 def _scene_region(scene: SyntheticScene):

@@ -99,12 +99,23 @@ def sample_size_area(weights: Sequence[float], expected_ua: Sequence[float], tar
     share of its errors that are ``target`` (its ``1 - U`` spread evenly over the other
     classes: an assumption, stated so that a user with better knowledge can give ``--n``).
     """
+    w = _check_weights(weights)
+    return _size(float((w * area_sd(w, expected_ua, target)).sum()), target_se)
+
+
+def area_sd(weights: Sequence[float], expected_ua: Sequence[float], target: int) -> np.ndarray:
+    """Per stratum, the expected standard deviation of "the reference is class ``target``".
+
+    The ``S_h`` of :func:`sample_size_area`. Eq. 13 is the size of a Neyman allocation, so a
+    sample sized with it reaches its target standard error when it is allocated in proportion
+    to ``W_h S_h`` (:func:`allocate` with these products as weights).
+    """
     w, ua = _check_weights(weights), np.asarray(expected_ua, dtype=np.float64)
     if ua.shape != w.shape or not 0 <= target < w.size:
         raise ConfigError(f"give one expected user's accuracy per stratum ({w.size}) and a "
                           "target class among them")
     share = np.where(np.arange(w.size) == target, ua, (1 - ua) / max(w.size - 1, 1))
-    return _size(float((w * np.sqrt(share * (1 - share))).sum()), target_se)
+    return np.sqrt(share * (1 - share))
 
 
 def _size(sum_ws: float, target_se: float) -> int:
@@ -294,6 +305,47 @@ class _StratumStats:
         with np.errstate(divide="ignore", invalid="ignore"):
             var = np.where(tx > 0, (weight * s).sum(0) / np.where(tx > 0, tx, 1) ** 2, np.nan)
         return r, var
+
+
+@dataclass(frozen=True)
+class ChangeArea:
+    """Gain, loss and net change (gain - loss) of a class, in the unit of the strata sizes.
+
+    Each ``*_ci`` is a 95 % half-width. The net change is the stratified mean of
+    ``[reference is gain] - [reference is loss]`` per point, so its interval accounts for the
+    two areas being estimated from the same points.
+    """
+
+    gain: float
+    gain_ci: float
+    loss: float
+    loss_ci: float
+    net: float
+    net_ci: float
+
+
+def change_area(stratum: np.ndarray, stratum_size: Sequence[float], reference: np.ndarray,
+                gain: int, loss: int) -> ChangeArea:
+    """Gain, loss and net change areas with 95 % intervals from a stratified sample.
+
+    ``reference`` holds each point's interpreted change class; ``gain`` and ``loss`` are the
+    codes of the two change classes. Raises like :func:`stratified_estimates`.
+    """
+    h = np.asarray(stratum, dtype=np.int64).ravel()
+    r = np.asarray(reference, dtype=np.int64).ravel()
+    size = np.asarray(stratum_size, dtype=np.float64)
+    counts = np.bincount(h, minlength=size.size)
+    if h.size != r.size or ((counts < 2) & (size > 0)).any():
+        raise ConfigError("every stratum needs at least 2 sample points for a variance, and "
+                          f"every point a reference; points per stratum: {counts.tolist()}")
+    stats = _StratumStats(h, counts, size)
+    g, lo = (r == gain).astype(np.float64), (r == loss).astype(np.float64)
+    mean, var = stats.mean(np.stack([g, lo, g - lo], axis=1))
+    total = float(size.sum())
+    est = mean * total
+    ci = Z95 * np.sqrt(np.maximum(var, 0.0)) * total
+    return ChangeArea(float(est[0]), float(ci[0]), float(est[1]), float(ci[1]), float(est[2]),
+                      float(ci[2]))
 
 
 def _floats(values: np.ndarray) -> tuple[float, ...]:

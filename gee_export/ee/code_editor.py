@@ -17,10 +17,9 @@ from gee_export.contract.regions import Region
 from gee_export.core.storage import atomic_write
 from gee_export.ee.labels import (
     DYNAMIC_WORLD,
-    GHSL_BUILT,
     GHSL_CELL_M2,
     LabelSource,
-    ghsl_epoch,
+    ghsl_image_id,
     worldcover_id,
 )
 from gee_export.ee.request_region import outline_for_script
@@ -89,10 +88,8 @@ def _label_js(source: LabelSource | None, window: TimeWindow) -> tuple[str, str]
                                 ".filterDate(start, end).select('label')"
                                 ".reduce(ee.Reducer.mode()).eq(6).clip(region)")
     if source.kind == "ghsl":
-        epoch = ghsl_epoch(year)
         return f"ghsl >= {source.threshold}", (
-            f"ee.ImageCollection('{GHSL_BUILT}').filterDate('{epoch}-01-01', "
-            f"'{epoch + 1}-01-01').first().select('built_surface').divide({GHSL_CELL_M2:g})"
+            f"ee.Image('{ghsl_image_id(year)}').select('built_surface').divide({GHSL_CELL_M2:g})"
             f".gte({source.threshold}).clip(region)")
     band = f".select('{source.band}')" if source.band else ".select(0)"
     return f"asset {source.asset_id}", f"ee.Image('{source.asset_id}'){band}.eq(1).clip(region)"

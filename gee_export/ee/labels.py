@@ -119,6 +119,15 @@ def ghsl_epoch(year: int) -> int:
     return int(min(2030, max(1975, 5 * round(year / 5))))
 
 
+def ghsl_image_id(year: int) -> str:
+    """The GHSL built-surface image of the epoch nearest ``year``, by its catalogue id.
+
+    The catalogue documents the epochs' image ids (``JRC/GHSL/P2023A/GHS_BUILT_S/2020``), not
+    their dates, so the image is named rather than found with a date filter.
+    """
+    return f"{GHSL_BUILT}/{ghsl_epoch(year)}"
+
+
 def label_image(source: LabelSource, region, start: str, end: str, year: int):
     """The label for the composite period ``start``..``end`` of ``year``: uint8 0/1, 255 nodata.
 
@@ -134,9 +143,7 @@ def label_image(source: LabelSource, region, start: str, end: str, year: int):
               .select("label"))
         built = dw.reduce(ee.Reducer.mode()).eq(6)
     elif source.kind == "ghsl":
-        epoch = ghsl_epoch(year)
-        ghsl = (ee.ImageCollection(GHSL_BUILT).filterDate(f"{epoch}-01-01", f"{epoch + 1}-01-01")
-                .first().select("built_surface"))
+        ghsl = ee.Image(ghsl_image_id(year)).select("built_surface")
         built = ghsl.divide(GHSL_CELL_M2).gte(source.threshold)
     elif source.kind == "asset":
         img = ee.Image(source.asset_id)

@@ -1,8 +1,11 @@
 """Accuracy assessment of maps: reference sample designs, scoring with intervals, comparisons.
 
 ``strata`` (a class or change COG read as strata: classes, sizes, values at points),
+``design_file`` (each point's stratum, inclusion probability and map class, kept from the
+interpreter and read by the scorer), ``ceo`` (Collect Earth Online plot files and exports),
+``figures`` (the demo's figures that docs/accuracy.md quotes),
 ``design`` (a stratified random sample of pixel centres, reproducible from its seed),
-``point_files`` (the sample as CSV, GeoJSON, KML, a Collect Earth Online plot file; reading a
+``point_files`` (the blind sample as CSV, GeoJSON, KML, Collect Earth Online plot files; reading a
 labelled reference file), ``labelling_app`` (the Code Editor app that walks the points),
 ``products`` (other maps on the same points: rasters, and Earth Engine products sampled
 through the one Earth Engine seam) and ``report`` (the estimates of

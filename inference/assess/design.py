@@ -2,7 +2,10 @@
 
 The strata are the raster's classes. The number of points comes from ``n`` or from a target
 standard error (Olofsson et al. 2014, eq. 13, :mod:`training.area_estimation`); it is allocated
-with a minimum per stratum and the rest in proportion to area. Within a stratum every pixel has
+with a minimum per stratum and the rest in proportion to area, or, for a sample sized for one
+class's area (the gain of a change map), in proportion to ``W_h S_h`` (the Neyman allocation
+that eq. 13 assumes), which gives a rare class and the strata that hide its omissions the
+points its area's standard error needs. Within a stratum every pixel has
 the same chance: the ``n_h`` ranks are drawn among the stratum's ``N_h`` pixels with the seed,
 then found in one pass over the raster's blocks, so a design needs no more memory than a block
 and the same map, sizes and seed always give the same points.
@@ -29,7 +32,13 @@ from rasterio.warp import transform as warp_transform
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import files
 from inference.assess.strata import Strata, read_strata
-from training.area_estimation import allocate, draw_ranks, sample_size_area, sample_size_oa
+from training.area_estimation import (
+    allocate,
+    area_sd,
+    draw_ranks,
+    sample_size_area,
+    sample_size_oa,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +72,25 @@ class Design:
     lon: np.ndarray
     lat: np.ndarray
 
+    @property
+    def inclusion(self) -> np.ndarray:
+        """Each point's inclusion probability ``n_h / N_h`` (one pixel's chance of being drawn)."""
+        rate = np.asarray(self.allocation, np.float64) / np.maximum(self.strata.pixels, 1)
+        return rate[self.stratum]
+
+    @property
+    def order(self) -> np.ndarray:
+        """The order the points are shown to the interpreter: a permutation drawn from the seed.
+
+        The points are drawn stratum by stratum; listed so, their position would tell the
+        interpreter the map's class. Files and the labelling app list them in this order.
+        """
+        return np.random.default_rng([self.seed, self.stratum.size]).permutation(
+            self.stratum.size)
+
+    def allocation_rule(self) -> str:
+        return "neyman" if self.size.rule == "area" else "proportional"
+
     def record(self) -> dict:
         """The design as JSON (``sample.json``): enough to score the sample and to redraw it."""
         return {"strata_raster": self.strata.path, "crs": self.strata.crs,
@@ -70,6 +98,7 @@ class Design:
                 "strata_pixels": list(self.strata.pixels),
                 "strata_km2": list(self.strata.area_km2), "n": int(self.stratum.size),
                 "allocation": dict(zip(self.strata.classes, self.allocation, strict=True)),
+                "allocation_rule": self.allocation_rule(),
                 "minimum_per_stratum": self.minimum, "seed": self.seed,
                 "sample_size": {"rule": self.size.rule, "n": self.size.n,
                                 "target_se": self.size.target_se,
@@ -119,10 +148,18 @@ def allocation(n: int, weights: Sequence[float], pixels: Sequence[int],
     return alloc
 
 
+def allocation_weights(strata: Strata, size: SampleSize) -> np.ndarray:
+    """Area for a proportional allocation; ``W_h S_h`` for a sample sized for a class's area."""
+    if size.rule == "area" and size.target_class is not None:
+        target = strata.classes.index(size.target_class)
+        return strata.weights * area_sd(strata.weights, size.expected_ua, target)
+    return np.asarray(strata.area_km2, dtype=np.float64)
+
+
 def draw(strata: Strata, size: SampleSize, seed: int,
          minimum: int = DEFAULT_MINIMUM) -> Design:
     """Draw the sample's points (see module docstring)."""
-    alloc = allocation(size.n, strata.area_km2, strata.pixels, minimum)
+    alloc = allocation(size.n, allocation_weights(strata, size), strata.pixels, minimum)
     ranks = draw_ranks(strata.pixels, alloc, seed)
     seen = np.zeros(len(strata.classes), dtype=np.int64)
     rows, cols, codes = [], [], []

@@ -4,8 +4,12 @@ Paste it into https://code.earthengine.google.com and Run: the map shows one poi
 (its pixel outlined) on high-resolution imagery; one button per class records the interpreter's
 answer and moves on; Back and Next walk the points; Export starts a task that writes the
 labelled points (``id``, ``reference``, ``reference_code``) as a FeatureCollection: to Drive as a
-CSV, and to a table asset when one is named. The map's class of a point is not shown, so the
-interpreter is not led by it; the points travel inside the script (no upload needed).
+CSV named after the sitting's start, and to a table asset when one is named. Labelling may take
+several sittings: the app starts by reading the labels already in that asset and exports with
+``overwrite: true``, so each sitting's export holds every label so far and replaces the last.
+The points carry only their ids and positions, in the design's random order: the map's class
+of a point is not shown, so the interpreter is not led by it; the points travel inside the
+script (no upload needed).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ var pixelSize = {pixel_size:g};  // metres: the map's pixel, outlined around eac
 var assetId = {json.dumps(asset_id)};  // a table asset to export to (null: Drive only)
 var labels = {{}};
 var current = 0;
+var sitting = new Date().toISOString().slice(0, 16).replace(/[^0-9]/g, '');
 
 Map.setOptions('SATELLITE');
 var status = ui.Label('');
@@ -77,11 +82,12 @@ function labelledCollection() {{
 
 function exportLabels() {{
   var table = labelledCollection();
-  Export.table.toDrive({{collection: table, description: {json.dumps(description)},
-                        fileFormat: 'CSV', selectors: ['id', 'reference', 'reference_code']}});
-  if (assetId) {{
+  Export.table.toDrive({{collection: table, description: {json.dumps(description)} + '_' +
+                        sitting, fileFormat: 'CSV',
+                        selectors: ['id', 'reference', 'reference_code']}});
+  if (assetId) {{  // every label so far: it replaces the previous sitting's asset
     Export.table.toAsset({{collection: table, description: {json.dumps(description + "_asset")},
-                          assetId: assetId}});
+                          assetId: assetId, overwrite: true}});
   }}
   print('Export tasks created: run them from the Tasks tab.',
         Object.keys(labels).length + ' of ' + pointList.length + ' points labelled');
@@ -101,4 +107,13 @@ panel.add(ui.Panel([ui.Button('Back', function() {{ show(current - 1); }}),
 panel.add(ui.Button('Export labels', exportLabels));
 Map.add(panel);
 show(0);
+if (assetId) {{  // a later sitting: resume from the labels the last one exported
+  ee.FeatureCollection(assetId).filter(ee.Filter.gte('reference_code', 0))
+      .reduceColumns(ee.Reducer.toList(2), ['id', 'reference_code'])
+      .evaluate(function(result, error) {{
+        if (error || !result) {{ return; }}  // the first sitting: no asset yet
+        result.list.forEach(function(pair) {{ labels[pair[0]] = pair[1]; }});
+        show(current);
+      }});
+}}
 """

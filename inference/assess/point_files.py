@@ -1,13 +1,21 @@
 """The sample as files people label with, and the labelled reference file read back.
 
-``sample.csv`` (``id,lon,lat,x,y,stratum,reference``; ``reference`` empty for the interpreter),
-``sample.geojson`` (the same as point features, for QGIS and the Code Editor), ``sample.kml``
-(Google Earth: one placemark per point, named by id, the stratum hidden in its data so the
-interpreter is not led by the map), and ``ceo_plots.csv`` (a Collect Earth Online plot file:
-``PLOTID,LON,LAT``; set the project's plot shape to a square of the map's pixel size).
+Blind by default: the files an interpreter uses hold each point's id and position only, in a
+random order drawn from the seed (:attr:`inference.assess.design.Design.order`), so neither a
+column nor the order tells the map's class. ``sample.csv`` (``id,lon,lat,x,y,reference``;
+``reference`` empty for the interpreter), ``sample.geojson`` (the same as point features, for
+QGIS and the Code Editor), ``sample.kml`` (Google Earth: one placemark per point, its name
+the id), Collect Earth Online plot files (:mod:`inference.assess.ceo`) and the labelling app.
+The strata, inclusion probabilities and map classes are in ``design_points.csv``
+(:mod:`inference.assess.design_file`), which the scorer reads. ``show_map_class`` adds a
+``map_class`` column to the CSV and GeoJSON for labels meant for training; the design records
+it and the report says so.
 
 A reference file is a CSV or GeoJSON with ``id`` (or ``PLOTID``), ``lon``/``lat`` (or point
-geometries) and a ``reference`` column holding class names or codes.
+geometries) and a column (``reference`` unless named otherwise) holding class names or
+codes, or a Collect Earth Online sample export (:mod:`inference.assess.ceo`). What is
+labelled is the class at the point, the centre of the map's pixel; a plot labelled at several
+samples takes the class most of them got.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +33,25 @@ import numpy as np
 
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_write
+from inference.assess.ceo import (
+    CEO_COLUMNS,
+    is_ceo_export,
+    plot_file_parts,
+    plot_number,
+    plot_records,
+    point_id,
+)
 from inference.assess.design import Design
+from inference.assess.design_file import (
+    BLIND,
+    MAP_CLASS_SHOWN,
+    POINTS_FILE,
+    RECORD_FILE,
+    design_points_csv,
+)
 
-SAMPLE_COLUMNS = ("id", "lon", "lat", "x", "y", "stratum", "reference")
-CEO_COLUMNS = ("PLOTID", "LON", "LAT")
+SAMPLE_COLUMNS = ("id", "lon", "lat", "x", "y", "reference")
+REFERENCE_COLUMN = "reference"
 
 
 @dataclass(frozen=True)
@@ -41,15 +65,20 @@ class ReferencePoints:
 
 
 def point_ids(design: Design) -> list[str]:
-    return [f"p{i + 1:05d}" for i in range(design.stratum.size)]
+    """Point ids in the interpreter's order: ``p00001`` is the first point shown."""
+    return [point_id(i + 1) for i in range(design.stratum.size)]
 
 
-def _rows(design: Design) -> list[dict]:
+def _rows(design: Design, map_class: np.ndarray) -> list[dict]:
+    """One row per point in the interpreter's order, with what the scorer alone reads."""
     names = design.strata.classes
-    return [{"id": pid, "lon": f"{lon:.7f}", "lat": f"{lat:.7f}", "x": f"{x:.2f}",
-             "y": f"{y:.2f}", "stratum": names[int(s)], "reference": ""}
-            for pid, lon, lat, x, y, s in zip(point_ids(design), design.lon, design.lat,
-                                              design.x, design.y, design.stratum, strict=True)]
+    order = design.order
+    return [{"id": pid, "lon": f"{design.lon[i]:.7f}", "lat": f"{design.lat[i]:.7f}",
+             "x": f"{design.x[i]:.2f}", "y": f"{design.y[i]:.2f}", "reference": "",
+             "stratum": names[int(design.stratum[i])],
+             "inclusion_probability": f"{design.inclusion[i]:.6g}",
+             "map_class": str(map_class[i])}
+            for pid, i in zip(point_ids(design), order, strict=True)]
 
 
 def _text(path: Path, text: str) -> Path:
@@ -59,56 +88,87 @@ def _text(path: Path, text: str) -> Path:
 
 def _csv(rows: Sequence[dict], columns: Sequence[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n",
+                            extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
 
 
-def write_sample_csv(design: Design, path: Path) -> Path:
-    return _text(path, _csv(_rows(design), SAMPLE_COLUMNS))
+def _columns(show_map_class: bool) -> tuple[str, ...]:
+    return (*SAMPLE_COLUMNS[:-1], "map_class", "reference") if show_map_class \
+        else SAMPLE_COLUMNS
 
 
-def sample_geojson(design: Design) -> dict:
+def sample_geojson(rows: Sequence[dict], show_map_class: bool = False) -> dict:
+    keep = [k for k in _columns(show_map_class) if k not in ("lon", "lat")]
     features = [{"type": "Feature", "id": row["id"],
                  "geometry": {"type": "Point",
                               "coordinates": [float(row["lon"]), float(row["lat"])]},
-                 "properties": {k: row[k] for k in ("id", "x", "y", "stratum", "reference")}}
-                for row in _rows(design)]
+                 "properties": {k: row[k] for k in keep}}
+                for row in rows]
     return {"type": "FeatureCollection", "features": features}
 
 
-def write_sample_geojson(design: Design, path: Path) -> Path:
-    return _text(path, json.dumps(sample_geojson(design), indent=1))
-
-
-def write_kml(design: Design, path: Path, title: str = "isamap reference sample") -> Path:
-    marks = [f"""  <Placemark><name>{escape(row['id'])}</name>
-   <ExtendedData><Data name="stratum"><value>{escape(row['stratum'])}</value></Data></ExtendedData>
-   <Point><coordinates>{row['lon']},{row['lat']},0</coordinates></Point></Placemark>"""
-             for row in _rows(design)]
+def write_kml(rows: Sequence[dict], path: Path, title: str = "isamap reference sample") -> Path:
+    """Placemarks named by id at their position: nothing else, so no balloon shows a class."""
+    marks = [f"  <Placemark><name>{escape(row['id'])}</name>"
+             f"<Point><coordinates>{row['lon']},{row['lat']},0</coordinates></Point>"
+             "</Placemark>" for row in rows]
     text = ('<?xml version="1.0" encoding="UTF-8"?>\n'
             '<kml xmlns="http://www.opengis.net/kml/2.2">\n<Document>\n'
             f"  <name>{escape(title)}</name>\n" + "\n".join(marks) + "\n</Document>\n</kml>\n")
     return _text(path, text)
 
 
-def write_ceo_plots(design: Design, path: Path) -> Path:
-    rows = [{"PLOTID": i + 1, "LON": row["lon"], "LAT": row["lat"]}
-            for i, row in enumerate(_rows(design))]
-    return _text(path, _csv(rows, CEO_COLUMNS))
+def ceo_plot_files(rows: Sequence[dict], out: Path) -> dict[str, tuple[Path, str]]:
+    """``ceo_plots.csv``, or ``ceo_plots_1.csv`` ... of at most 5,000 plots each (CEO's limit)."""
+    parts = plot_file_parts(len(rows))
+    files = {}
+    for k, part in enumerate(parts, start=1):
+        name = "ceo_plots.csv" if len(parts) == 1 else f"ceo_plots_{k}.csv"
+        plots = [{"PLOTID": plot_number(rows[i]["id"]), "LON": rows[i]["lon"],
+                  "LAT": rows[i]["lat"]} for i in part]
+        files["ceo" if len(parts) == 1 else f"ceo_{k}"] = (out / name, _csv(plots, CEO_COLUMNS))
+    return files
 
 
-def read_reference(path: str | Path, classes: Sequence[str]) -> ReferencePoints:
-    """Read a labelled CSV or GeoJSON; class names (any case) or codes become codes."""
+def read_references(paths: Sequence[str | Path], classes: Sequence[str],
+                    column: str = REFERENCE_COLUMN) -> ReferencePoints:
+    """Read one or several labelled files as one set of points.
+
+    Several files: the CEO exports of a design split in several projects, or sittings. A point
+    labelled in two files is refused.
+    """
+    parts = [read_reference(p, classes, column) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    ids = tuple(i for part in parts for i in part.ids)
+    twice = [i for i, count in Counter(ids).items() if count > 1]
+    if twice:
+        raise InputDataError(f"{len(twice)} points (first: {twice[0]}) are in more than one "
+                             "--reference file; give each point's label once")
+    return ReferencePoints(ids, np.concatenate([p.lon for p in parts]),
+                           np.concatenate([p.lat for p in parts]),
+                           np.concatenate([p.reference for p in parts]))
+
+
+def read_reference(path: str | Path, classes: Sequence[str],
+                   column: str = REFERENCE_COLUMN) -> ReferencePoints:
+    """Read a labelled CSV, GeoJSON or CEO sample export.
+
+    Class names (any case) or codes become codes. ``column`` names the labels' column (a CEO
+    question's text), in any case.
+    """
     path = Path(path)
+    column = column.strip().lower()
     if not path.is_file():
         raise ConfigError(f"--reference {path} does not exist")
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() in (".geojson", ".json"):
         try:
             features = json.loads(text)["features"]
-            records = [{**(f.get("properties") or {}),
+            records = [{**{str(k).lower(): v for k, v in (f.get("properties") or {}).items()},
                         "lon": f["geometry"]["coordinates"][0],
                         "lat": f["geometry"]["coordinates"][1],
                         "id": (f.get("properties") or {}).get("id", f.get("id"))}
@@ -121,15 +181,20 @@ def read_reference(path: str | Path, classes: Sequence[str]) -> ReferencePoints:
                    for row in csv.DictReader(io.StringIO(text))]
     if not records:
         raise InputDataError(f"{path} holds no points")
-    missing = [k for k in ("lon", "lat", "reference") if k not in records[0]]
+    missing = [k for k in ("lon", "lat", column) if k not in records[0]]
     if missing:
         raise InputDataError(f"{path} lacks the columns {missing}; it needs id, lon, lat and "
-                             "reference (the class each point was interpreted as)")
+                             f"{column!r} (the class each point was interpreted as; name "
+                             "another column, such as a CEO question, with --reference-column)")
+    if is_ceo_export(list(records[0])):
+        records, column = plot_records(records, column, str(path)), "reference"
     lookup = {name.lower(): i for i, name in enumerate(classes)}
     ids, codes, unlabelled, unknown = [], [], [], set()
     for i, rec in enumerate(records):
-        ids.append(str(rec.get("id") or rec.get("plotid") or f"row{i + 1}"))
-        value = str(rec.get("reference") if rec.get("reference") is not None else "").strip()
+        plot = str(rec.get("plotid") or "").strip()
+        ids.append(str(rec.get("id") or (point_id(int(plot)) if plot.isdigit() else plot)
+                       or f"row{i + 1}"))
+        value = str(rec.get(column) if rec.get(column) is not None else "").strip()
         if not value:
             unlabelled.append(ids[-1])
             codes.append(-1)
@@ -166,20 +231,27 @@ class WrittenDesign:
 def write_design(raster: str, out: Path, *, n: int | None = None,
                  target_se: float | None = None, target_class: str | None = None,
                  expected_ua: tuple[float, ...] | None = None, seed: int = 0,
-                 minimum: int = 50, asset_id: str | None = None) -> WrittenDesign:
+                 minimum: int = 50, asset_id: str | None = None,
+                 map_path: str | None = None, show_map_class: bool = False) -> WrittenDesign:
     """Draw the sample of ``raster`` and write every file of it under ``out``.
 
-    ``sample.json`` records the design. A folder that holds another design is refused (its
-    points may be labelled already); the same design again rewrites nothing that exists, so a
-    ``sample.csv`` labelled in place keeps its labels.
+    ``sample.json`` records the design, ``design_points.csv`` each point's stratum, inclusion
+    probability and the class of ``map_path`` (default: the strata raster) at it. A folder
+    that holds another design is refused (its points may be labelled already); the same
+    design again rewrites nothing that exists, so a ``sample.csv`` labelled in place keeps its
+    labels.
     """
     from inference.assess.design import design_sample
     from inference.assess.labelling_app import labelling_app_script
 
     design = design_sample(raster, n=n, target_se=target_se, target_class=target_class,
                            expected_ua=expected_ua, seed=seed, minimum=minimum)
-    record = design.record()
-    record_path = out / "sample.json"
+    map_class = _map_classes(design, map_path)
+    record = design.record() | {
+        "map": map_path or raster, "points_file": POINTS_FILE,
+        "interpretation": MAP_CLASS_SHOWN if show_map_class else BLIND,
+        "order": "random, drawn from the seed (ids p00001... in the interpreter's order)"}
+    record_path = out / RECORD_FILE
     if record_path.exists():
         try:
             previous = json.loads(record_path.read_text())
@@ -189,18 +261,34 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
             raise ConfigError(f"{out} holds another sample design ({record_path}); its points "
                               "may be labelled already: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    writers = {
-        "csv": (out / "sample.csv", lambda p: write_sample_csv(design, p)),
-        "geojson": (out / "sample.geojson", lambda p: write_sample_geojson(design, p)),
-        "kml": (out / "sample.kml", lambda p: write_kml(design, p)),
-        "ceo": (out / "ceo_plots.csv", lambda p: write_ceo_plots(design, p)),
-        "app": (out / "labelling_app.js", lambda p: _text(p, labelling_app_script(
-            sample_geojson(design), design.strata.classes, pixel_size=design.strata.resolution,
-            asset_id=asset_id))),
+    rows = _rows(design, map_class)
+    texts = {
+        "csv": (out / "sample.csv", lambda: _csv(rows, _columns(show_map_class))),
+        "geojson": (out / "sample.geojson",
+                    lambda: json.dumps(sample_geojson(rows, show_map_class), indent=1)),
+        "kml": (out / "sample.kml", None),
+        "app": (out / "labelling_app.js", lambda: labelling_app_script(
+            sample_geojson(rows), design.strata.classes, pixel_size=design.strata.resolution,
+            asset_id=asset_id)),
+        "design_points": (out / POINTS_FILE, lambda: design_points_csv(rows)),
     }
-    for path, write in writers.values():
+    for key, (path, text) in ceo_plot_files(rows, out).items():
+        texts[key] = (path, lambda text=text: text)
+    for path, make in texts.values():
         if not path.exists():
-            write(path)
+            write_kml(rows, path) if make is None else _text(path, make())
     if not record_path.exists():
         _text(record_path, json.dumps(record, indent=1))
-    return WrittenDesign(design, {k: v[0] for k, v in writers.items()} | {"json": record_path})
+    return WrittenDesign(design, {k: v[0] for k, v in texts.items()} | {"json": record_path})
+
+
+def _map_classes(design: Design, map_path: str | None) -> np.ndarray:
+    """The map's class name at each point: the stratum, or ``map_path``'s class there."""
+    names = design.strata.classes
+    if map_path is None or map_path == design.strata.path:
+        return np.asarray([names[int(s)] for s in design.stratum])
+    from inference.assess.strata import class_names, values_at
+
+    classes = class_names(map_path)
+    values = values_at(map_path, design.lon, design.lat)
+    return np.asarray([classes[v] if 0 <= v < len(classes) else "nodata" for v in values])

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.ee.labels import GHSL_BUILT, GHSL_CELL_M2
 from inference.assess.strata import values_at
 from inference.predict.cog_stream import NODATA
 
@@ -41,8 +42,6 @@ WORLDCOVER = {2020: ("ESA/WorldCover/v100/2020", "Map"), 2021: ("ESA/WorldCover/
 WORLDCOVER_BUILT = 50
 DYNAMIC_WORLD = "GOOGLE/DYNAMICWORLD/V1"
 DYNAMIC_WORLD_BUILT = 6
-GHSL_BUILT_S = "JRC/GHSL/P2023A/GHS_BUILT_S"
-GHSL_CELL_M2 = 100.0 * 100.0
 DEFAULT_GHSL_FRACTION = 0.2
 
 
@@ -115,7 +114,7 @@ def parse_comparison(text: str) -> Comparison:
             if year % 5 or not 1975 <= year <= 2030 or not 0 < fraction <= 1:
                 raise ConfigError(f"--compare {name}: GHSL built surface exists every 5 years "
                                   "1975-2030, and FRACTION is in (0, 1]")
-            return Comparison(name, "ghsl", f"{GHSL_BUILT_S}/{year}",
+            return Comparison(name, "ghsl", f"{GHSL_BUILT}/{year}",
                               lambda v: v / GHSL_CELL_M2 >= fraction, "built_surface", year,
                               scale=100.0)
         if head == "ee":

@@ -2,9 +2,12 @@
 
 Every product is estimated with the strata that drew the sample (the map's classes, or a change
 map's), so the map and the products it is compared with are estimated without bias on the same
-points (:func:`training.area_estimation.stratified_estimates`). Writes ``report.json`` (the
-numbers), ``report.md`` (the tables as a person reads them) and ``report.png`` (impervious F1
-and area of every product with their intervals).
+points (:func:`training.area_estimation.stratified_estimates`). The strata come from the
+design's own file (``--design``: each point's stratum, joined by id, and the strata's sizes),
+or else from the strata raster read at the points. A change map also gets its gain, loss and
+net change areas with intervals (:func:`training.area_estimation.change_area`). Writes
+``report.json`` (the numbers), ``report.md`` (the tables as a person reads them) and
+``report.png`` (impervious F1 and area of every product with their intervals).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import numpy as np
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_path, atomic_write
-from inference.assess.point_files import ReferencePoints, read_reference
+from inference.assess.design_file import BLIND, DesignFile, read_design
+from inference.assess.point_files import REFERENCE_COLUMN, ReferencePoints, read_references
 from inference.assess.products import (
     Comparison,
     ProductAtPoints,
@@ -35,7 +39,7 @@ from inference.assess.strata import (
     read_strata,
     values_at,
 )
-from training.area_estimation import AreaAccuracy, stratified_estimates
+from training.area_estimation import AreaAccuracy, change_area, stratified_estimates
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +101,16 @@ def score_products(strata: Strata, stratum: np.ndarray, products: Sequence[Produ
     return report
 
 
-def score(map_path: str, reference_path: str, out: Path, *, strata_path: str | None = None,
-          compare: Sequence[str] = (), isa_class: int | None = None,
+def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
+          strata_path: str | None = None, design: str | Path | None = None,
+          reference_column: str = REFERENCE_COLUMN, compare: Sequence[str] = (),
+          isa_class: int | None = None,
           session_factory: Callable[[], Any] | None = None) -> Scores:
-    """Score ``map_path`` and every ``compare`` product on the labelled points; write reports."""
+    """Score ``map_path`` and every ``compare`` product on the labelled points; write reports.
+
+    ``reference_path``: one labelled file or several (CEO exports of a split design);
+    ``design``: the design folder, whose strata are then used (see module docstring).
+    """
     from inference.predict.workflow import isa_class_index
 
     comparisons: list[Comparison] = [parse_comparison(c) for c in compare]
@@ -115,10 +125,15 @@ def score(map_path: str, reference_path: str, out: Path, *, strata_path: str | N
     # a change map's focus is gain: its F1 and area lead the tables
     isa = (classes.index("gain") if change_map and isa_class is None
            else isa_class_index(classes, isa_class))
-    strata = read_strata(strata_path or map_path)
-    points: ReferencePoints = read_reference(reference_path, classes)
-    stratum = values_at(strata.path, points.lon, points.lat)
-    check_codes(stratum, strata.classes, f"the strata raster {strata.path}")
+    paths = [reference_path] if isinstance(reference_path, str | Path) else list(reference_path)
+    points: ReferencePoints = read_references(paths, classes, reference_column)
+    drawn = read_design(design) if design is not None else None
+    if drawn is not None:
+        strata, stratum, points = _design_strata(drawn, points)
+    else:
+        strata = read_strata(strata_path or map_path)
+        stratum = values_at(strata.path, points.lon, points.lat)
+        check_codes(stratum, strata.classes, f"the strata raster {strata.path}")
     own = values_at(map_path, points.lon, points.lat)
     check_codes(own, classes, f"the map {map_path}")
     products = [ProductAtPoints(MAP_NAME, map_path, classes, own, np.arange(len(classes)))]
@@ -129,12 +144,72 @@ def score(map_path: str, reference_path: str, out: Path, *, strata_path: str | N
                                        points.ids, session_factory))
     report = score_products(strata, stratum, products, points.reference)
     report["isa_class"] = classes[isa]
+    report["interpretation"] = (drawn.interpretation if drawn is not None else
+                                "not recorded (no --design given)")
+    if change_map:
+        report["change"] = change_report(strata, stratum, points.reference,
+                                         report["products"][MAP_NAME])
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "report.json", out / "report.md"
     atomic_write(json_path, lambda fh: fh.write(dumps(report, indent=1).encode()))
     atomic_write(md_path, lambda fh: fh.write(markdown(report).encode()))
     plot = plot_report(report, out / "report.png")
     return Scores(report, json_path, md_path, plot)
+
+
+def _design_strata(drawn: DesignFile, points: ReferencePoints
+                   ) -> tuple[Strata, np.ndarray, ReferencePoints]:
+    """The design's strata, each labelled point's stratum, the points at the design's positions.
+
+    The design's positions are the pixel centres (a CEO export gives its samples' positions).
+    """
+    pos = drawn.positions(points.ids)
+    record = drawn.record
+    strata = Strata(str(record.get("strata_raster", "")), drawn.classes,
+                    tuple(int(v) for v in record.get("strata_pixels", [0] * len(drawn.classes))),
+                    drawn.strata_km2, str(record.get("crs", "")),
+                    float(record.get("resolution", 0.0)))
+    return strata, drawn.stratum[pos], ReferencePoints(points.ids, drawn.lon[pos],
+                                                       drawn.lat[pos], points.reference)
+
+
+def change_report(strata: Strata, stratum: np.ndarray, reference: np.ndarray,
+                  mapped: dict) -> dict:
+    """``report.json``'s ``change``: gain, loss and net impervious change, and map accuracy.
+
+    Areas in km² with 95 % half-widths; the change map's user's and producer's accuracy of
+    gain and loss with theirs.
+    """
+    names = list(CHANGE_NAMES)
+    change = change_area(stratum, strata.area_km2, reference, names.index("gain"),
+                         names.index("loss"))
+    entry: dict[str, Any] = {
+        "gain_km2": change.gain, "gain_ci95_km2": change.gain_ci,
+        "loss_km2": change.loss, "loss_ci95_km2": change.loss_ci,
+        "net_km2": change.net, "net_ci95_km2": change.net_ci,
+        "convention": "net = gain - loss of impervious surface, estimated from the reference"}
+    for name in ("gain", "loss"):
+        entry[name] = {k: mapped["per_class"][name][k] for k in
+                       ("user_accuracy", "user_accuracy_ci95", "producer_accuracy",
+                        "producer_accuracy_ci95")} | {
+                           "mapped_km2": mapped["area"][name]["mapped_km2"]}
+    return entry
+
+
+def change_markdown(change: dict) -> list[str]:
+    """The change section of ``report.md``."""
+    lines = ["", "## Impervious change", "",
+             "| change | area km² (reference, ± 95 %) | mapped km² | UA % | PA % |",
+             "|---|---|---|---|---|"]
+    for name in ("gain", "loss"):
+        c = change[name]
+        lines.append(f"| {name} | {_km2(change[name + '_km2'], change[name + '_ci95_km2'])} | "
+                     f"{_km2(c['mapped_km2'], None)} | "
+                     f"{_pct(c['user_accuracy'], c['user_accuracy_ci95'])} | "
+                     f"{_pct(c['producer_accuracy'], c['producer_accuracy_ci95'])} |")
+    lines.append(f"| net (gain - loss) | {_km2(change['net_km2'], change['net_ci95_km2'])} "
+                 "| | | |")
+    return lines
 
 
 def _pct(value: float | None, ci: float | None) -> str:
@@ -151,6 +226,9 @@ def markdown(report: dict) -> str:
                  f"{c} {strata['points'][c]} points / {strata['area_km2'][c]:.3f} km²"
                  for c in strata["classes"]) + ".", "",
              f"Estimator: {report['estimator']}.", "",
+             "Interpretation: " + (report.get("interpretation", "") if report.get(
+                 "interpretation") != BLIND else "blind (the interpreter saw neither the "
+                 "map's class nor the stratum; points in random order)") + ".", "",
              "| product | points | overall accuracy % | " + report["isa_class"] +
              " F1 % | UA % | PA % | area km² (reference) | mapped km² |",
              "|---|---|---|---|---|---|---|---|"]
@@ -183,6 +261,8 @@ def markdown(report: dict) -> str:
         for cls, row in zip(p["classes"], p["error_matrix"]["proportions"], strict=True):
             lines.append(f"| {cls} | " + " | ".join(
                 "n/a" if v is None else f"{100 * v:.2f}" for v in row) + " |")
+    if "change" in report:
+        lines += change_markdown(report["change"])
     return "\n".join(lines) + "\n"
 
 

@@ -17,15 +17,17 @@ def test_design_then_score_from_the_command_line(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["n"] >= 100 and set(printed["allocation"]) == {"pervious", "impervious"}
     rows = list(csv.DictReader((out / "sample.csv").open()))
+    assert "stratum" not in rows[0] and "map_class" not in rows[0]  # blind
+    mapped = {r["id"]: r["map_class"] for r in csv.DictReader((out / "design_points.csv").open())}
     for row in rows:  # an interpreter who agrees with the map everywhere
-        row["reference"] = row["stratum"]
+        row["reference"] = mapped[row["id"]]
     labelled = tmp_path / "labelled.csv"
     with labelled.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     assert main(["score", "--map", str(scene.map_path), "--reference", str(labelled),
-                 "--out", str(tmp_path / "score"), "-q"]) == 0
+                 "--design", str(out), "--out", str(tmp_path / "score"), "-q"]) == 0
     report = json.loads((tmp_path / "score" / "report.json").read_text())
     assert report["products"]["map"]["overall_accuracy"] == 1.0
     assert "overall accuracy" in capsys.readouterr().out
@@ -35,6 +37,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     scene = synthetic_scene(tmp_path)
     assert main(["design", "--map", str(tmp_path / "none.tif"), "--n", "10",
                  "--out", str(tmp_path / "d")]) == 2
+    assert main(["design", "--n", "10", "--out", str(tmp_path / "d")]) == 2
+    assert "give --map" in capsys.readouterr().err
     assert main(["design", "--map", str(scene.map_path), "--n", "20", "--out",
                  str(tmp_path / "d")]) == 0
     capsys.readouterr()
@@ -52,3 +56,37 @@ def test_earth_engine_comparisons_need_a_project_before_anything_is_read(tmp_pat
     assert main(["score", "--map", str(scene.map_path), "--reference", str(tmp_path / "x.csv"),
                  "--compare", "wc=worldcover", "--out", str(tmp_path / "s")]) == 2
     assert "give --project" in capsys.readouterr().err
+
+
+def test_without_an_account_score_gives_its_own_offline_advice(tmp_path, capsys, monkeypatch):
+    """Not the export's ("isamap-export --backend local"): scoring's own offline path."""
+    from gee_export.core import ee_session
+
+    monkeypatch.delenv("EE_PROJECT", raising=False)
+    scene = synthetic_scene(tmp_path)
+    main(["design", "--map", str(scene.map_path), "--n", "20", "--out", str(tmp_path / "d"),
+          "-q"])
+    rows = list(csv.DictReader((tmp_path / "d" / "sample.csv").open()))
+    for row in rows:
+        row["reference"] = "pervious"
+    labelled = tmp_path / "labelled.csv"
+    with labelled.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    args = ["score", "--map", str(scene.map_path), "--reference", str(labelled),
+            "--compare", "wc=worldcover", "--out", str(tmp_path / "s")]
+    assert main(args) == 2  # no project at all
+    err = capsys.readouterr().err
+    assert "--compare NAME=PATH" in err and "isamap-export" not in err
+
+    class NoCredentials(ee_session.EESession):
+        def initialize(self):
+            raise ee_session.AuthenticationError(self._auth_help("no credentials found"))
+
+    monkeypatch.setattr(ee_session, "EESession", NoCredentials)
+    assert main([*args, "--project", "my-project"]) == 1  # a project, but no credentials
+    err = capsys.readouterr().err
+    assert "--compare NAME=PATH" in err and "isamap-export" not in err
+    assert not (tmp_path / "s" / "report.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,37 +163,63 @@ def test_quiet_demo_draws_no_progress_bar(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_demo_assess_step_scores_the_map_and_the_label_on_the_same_points(tmp_path):
-    """The ``assess`` step on a small scene and a map made from its label with some errors."""
+def test_demo_assess_step_scores_the_map_the_label_and_the_change(tmp_path):
+    """The ``assess`` step on a small scene pair and maps made from their labels with errors."""
     import time
 
     from gee_export.local.synthetic import generate_scene
-    from inference.demo import DemoContext, step_assess
+    from inference.demo import LATER_GROWTH, LATER_MONTH, DemoContext, step_assess
     from inference.predict.cog import write_cog
+    from inference.predict.stats import change_map
 
     scene = generate_scene(tmp_path / "scene", seed=1, width=384, height=384, progress=False)
-    with rasterio.open(scene.label) as ds:
-        label, profile = ds.read(1), ds.profile
+    later = generate_scene(tmp_path / "later", seed=1, width=384, height=384, progress=False,
+                           month=LATER_MONTH, growth=LATER_GROWTH)
     rng = np.random.default_rng(0)
-    mapped = np.where(label == 255, 0, label)
-    mapped = np.where(rng.random(mapped.shape) < 0.1, 1 - mapped, mapped).astype(np.uint8)
-    with rasterio.open(tmp_path / "raw.tif", "w", **profile) as dst:  # on the scene's grid
-        dst.write(mapped, 1)
-    write_cog(tmp_path / "raw.tif", tmp_path / "map_class.tif", "class",
-              {"classes": "pervious,impervious"})
+    maps = []
+    for s in (scene, later):
+        with rasterio.open(s.label) as ds:
+            label, profile = ds.read(1), ds.profile
+        mapped = np.where(label == 255, 0, label)
+        mapped = np.where(rng.random(mapped.shape) < 0.05, 1 - mapped, mapped).astype(np.uint8)
+        raw = tmp_path / f"raw_{s.month}.tif"
+        with rasterio.open(raw, "w", **profile) as dst:  # on the scene's grid
+            dst.write(mapped, 1)
+        maps.append(tmp_path / f"map_{s.month}.tif")
+        write_cog(raw, maps[-1], "class", {"classes": "pervious,impervious"})
+    change = change_map(str(maps[0]), str(maps[1]), str(tmp_path / "change.tif"))
     ctx = DemoContext(tmp_path / "out", seed=0, size=384, progress=False)
-    ctx.later, ctx.map_class = scene, tmp_path / "map_class.tif"
+    ctx.scene, ctx.later, ctx.map_class = scene, later, maps[1]
+    ctx.change_map = Path(change)
     started = time.perf_counter()
     step_assess(ctx)
     seconds = time.perf_counter() - started
-    report = json.loads((tmp_path / "out" / "assess" / "score" / "report.json").read_text())
+    out = tmp_path / "out" / "assess"
+    report = json.loads((out / "score" / "report.json").read_text())
     products = report["products"]
     assert set(products) == {"map", "10 m label"} and report["n"] >= 100
-    # the label misses the map's 10 % noise: it scores better on the same points
+    assert report["interpretation"] == "blind"
+    # the label misses the map's noise: it scores better on the same points
     assert products["10 m label"]["overall_accuracy"] > products["map"]["overall_accuracy"]
     assert products["10 m label"]["n"] < report["n"]  # its unlabelled corner is left out
-    assert "accuracy and area" in ctx.outputs and seconds < 30
+    changed = json.loads((out / "change_score" / "report.json").read_text())["change"]
+    true_gain = float((later_isa(later) & ~later_isa(scene)).sum()) * 1e-4  # 10 m pixels
+    assert changed["gain_km2"] > 0 and abs(changed["gain_km2"] - true_gain) < 0.5
+    figures = json.loads((out / "figures.json").read_text())
+    assert figures["change"]["gain_km2"] == round(changed["gain_km2"], 2)
+    assert "impervious change from the points" in ctx.outputs
+    assert "| net (gain - loss) |" in ctx.outputs["impervious change from the points"]
+    assert "accuracy and area" in ctx.outputs and seconds < 60
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file()}
     step_assess(ctx)  # again: nothing rewritten
     assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*")
                       if p.is_file()}
+
+
+def later_isa(scene) -> np.ndarray:
+    """The scene's impervious pixels at 10 m: more than half of the fine pixels built."""
+    from gee_export.local.synthetic import ISA_CLASSES
+
+    fine = np.isin(scene.class_map_fine(), ISA_CLASSES)
+    k = scene.fine_scale
+    return fine.reshape(fine.shape[0] // k, k, fine.shape[1] // k, k).mean(axis=(1, 3)) > 0.5

@@ -177,7 +177,7 @@ def test_s2_window_widening_and_empty_month():
 @pytest.mark.parametrize("text,collection,value", [
     ("worldcover", "ESA/WorldCover/v100", 50),
     ("dynamicworld", "GOOGLE/DYNAMICWORLD/V1", 6),
-    ("ghsl:0.3", "JRC/GHSL/P2023A/GHS_BUILT_S", 0.3),
+    ("ghsl:0.3", "JRC/GHSL/P2023A/GHS_BUILT_S/2020", 0.3),  # by image id: 2019 -> epoch 2020
     ("asset:projects/p/assets/whu_is:b1", "projects/p/assets/whu_is", None),
 ])
 def test_labels(region, text, collection, value):
@@ -202,6 +202,7 @@ def test_labels(region, text, collection, value):
 def test_label_parsing_errors():
     assert labels.worldcover_id(2022) == "ESA/WorldCover/v200"
     assert labels.ghsl_epoch(2019) == 2020
+    assert labels.ghsl_image_id(2023) == "JRC/GHSL/P2023A/GHS_BUILT_S/2025"
     for bad in ("osm", "ghsl:2", "asset:"):
         with pytest.raises(ConfigError):
             labels.parse_label_source(bad)

@@ -25,6 +25,9 @@ def test_app_has_the_points_one_button_per_class_and_both_exports():
     assert js.count("ui.Button(") == 4  # the class button, Back, Next, Export
     assert "Export.table.toDrive" in js and "fileFormat: 'CSV'" in js
     assert "Export.table.toAsset" in js and '"users/me/ref"' in js
+    # a second sitting: the app resumes from the asset's labels and replaces the asset
+    assert "overwrite: true" in js and "ee.FeatureCollection(assetId)" in js
+    assert "labels[pair[0]] = pair[1]" in js and "+ '_' +\n" in js  # Drive: one file a sitting
     assert "Map.setOptions('SATELLITE')" in js
     assert js.count("{") == js.count("}") and js.count("(") == js.count(")")
 

@@ -1,16 +1,20 @@
-"""The files people label with carry every point, right, and the reference file reads back."""
+"""The files people label with carry every point, blind and shuffled; labels read back."""
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
 from gee_export.core.errors import ConfigError, InputDataError
+from inference.assess.ceo import CEO_PLOT_LIMIT, plot_file_parts
 from inference.assess.point_files import SAMPLE_COLUMNS, read_reference, write_design
+from inference.assess.report import score
 from tests.support.assess import CLASSES, synthetic_scene
 
 
@@ -21,14 +25,21 @@ def written(tmp_path):
                         asset_id="users/me/labels")
 
 
+def _design_rows(written) -> dict[str, dict]:
+    return {r["id"]: r for r in csv.DictReader(written.files["design_points"].open())}
+
+
 def test_csv_geojson_kml_and_ceo_hold_the_same_points(written):
     design, files = written.design, written.files
     rows = list(csv.DictReader(files["csv"].open()))
     assert tuple(rows[0]) == SAMPLE_COLUMNS and len(rows) == 80
-    assert all(r["reference"] == "" and r["stratum"] in CLASSES for r in rows)
+    assert all(r["reference"] == "" for r in rows)
+    drawn = _design_rows(written)
+    assert [r["id"] for r in rows] == list(drawn)  # the same ids, the same order
+    order = design.order
     lon = np.array([float(r["lon"]) for r in rows])
-    assert np.allclose(lon, design.lon, atol=1e-6)
-    assert np.allclose([float(r["x"]) for r in rows], design.x, atol=0.01)
+    assert np.allclose(lon, design.lon[order], atol=1e-6)
+    assert np.allclose([float(r["x"]) for r in rows], design.x[order], atol=0.01)
     gj = json.loads(files["geojson"].read_text())
     assert [f["geometry"]["coordinates"][0] for f in gj["features"]] == pytest.approx(lon)
     kml = ET.parse(files["kml"]).getroot()
@@ -40,9 +51,77 @@ def test_csv_geojson_kml_and_ceo_hold_the_same_points(written):
     ceo = list(csv.DictReader(files["ceo"].open()))
     assert tuple(ceo[0]) == ("PLOTID", "LON", "LAT") and len(ceo) == 80
     assert [int(r["PLOTID"]) for r in ceo] == list(range(1, 81))
-    assert float(ceo[5]["LAT"]) == pytest.approx(design.lat[5], abs=1e-6)
+    assert float(ceo[5]["LAT"]) == pytest.approx(design.lat[order[5]], abs=1e-6)
     record = json.loads(files["json"].read_text())
     assert record["seed"] == 1 and record["n"] == 80 and record["classes"] == list(CLASSES)
+    assert record["interpretation"] == "blind"
+
+
+def test_interpreter_files_are_blind_and_in_a_seeded_random_order(written, tmp_path):
+    """No map class, stratum or map value where the interpreter looks; order from the seed."""
+    files = written.files
+    forbidden = re.compile(r"stratum|map_class|inclusion|\b(pervious|impervious)\b", re.I)
+    for key in ("csv", "geojson", "kml", "ceo"):
+        assert not forbidden.search(files[key].read_text()), key
+    app = files["app"].read_text()
+    points = re.search(r"var pointList = (\{.*\})\.features;", app).group(1)
+    assert not forbidden.search(points)  # the class names appear only as the buttons
+    assert [f["properties"]["id"] for f in json.loads(points)["features"]] == \
+        [r["id"] for r in csv.DictReader(files["csv"].open())]
+    # the scorer's file has what the interpreter's lack, for the same ids
+    drawn = _design_rows(written)
+    assert {r["stratum"] for r in drawn.values()} == set(CLASSES)
+    assert all(r["map_class"] == r["stratum"] for r in drawn.values())
+    alloc = dict(zip(CLASSES, written.design.allocation, strict=True))
+    pixels = dict(zip(CLASSES, written.design.strata.pixels, strict=True))
+    assert all(float(r["inclusion_probability"]) == pytest.approx(
+        alloc[r["stratum"]] / pixels[r["stratum"]], rel=1e-5) for r in drawn.values())
+    # shuffled: the strata are not listed in blocks, and the shuffle is the seed's
+    strata = [r["stratum"] for r in drawn.values()]
+    runs = 1 + sum(a != b for a, b in itertools.pairwise(strata))
+    assert runs > 10
+    again = write_design(str(tmp_path / "map_class.tif"), tmp_path / "again", n=80, seed=1,
+                         minimum=20, asset_id="users/me/labels")
+    assert again.files["csv"].read_text() == files["csv"].read_text()
+    other = write_design(str(tmp_path / "map_class.tif"), tmp_path / "other", n=80, seed=2,
+                         minimum=20)
+    assert other.files["csv"].read_text() != files["csv"].read_text()
+
+
+def test_show_map_class_is_an_opt_in_recorded_in_the_design(tmp_path):
+    scene = synthetic_scene(tmp_path)
+    shown = write_design(str(scene.map_path), tmp_path / "train", n=40, seed=1, minimum=10,
+                         show_map_class=True)
+    rows = list(csv.DictReader(shown.files["csv"].open()))
+    assert "map_class" in rows[0] and {r["map_class"] for r in rows} <= set(CLASSES)
+    record = json.loads(shown.files["json"].read_text())
+    assert record["interpretation"].startswith("map class shown")
+    for row in rows:  # labels made with the map's answer in view
+        row["reference"] = row["map_class"]
+    labelled = tmp_path / "labelled.csv"
+    _write(labelled, rows, list(rows[0]))
+    report = score(str(scene.map_path), str(labelled), tmp_path / "s", design=tmp_path / "train")
+    assert report.report["interpretation"].startswith("map class shown")
+    assert "Interpretation: map class shown" in report.markdown.read_text()
+
+
+def test_ceo_plot_files_hold_at_most_5000_plots():
+    assert [len(p) for p in plot_file_parts(4999)] == [4999]
+    parts = plot_file_parts(6000)
+    assert [len(p) for p in parts] == [3000, 3000] and max(map(len, parts)) <= CEO_PLOT_LIMIT
+    assert [p.start for p in plot_file_parts(12001)] == [0, 4001, 8002]
+    assert all(len(p) <= CEO_PLOT_LIMIT for p in plot_file_parts(12001))
+
+
+def test_a_6000_point_design_is_written_as_ceo_files_of_at_most_5000(tmp_path):
+    scene = synthetic_scene(tmp_path, size=120)
+    big = write_design(str(scene.map_path), tmp_path / "big", n=6000, seed=0, minimum=50)
+    ceo = sorted(k for k in big.files if k.startswith("ceo"))
+    assert ceo == ["ceo_1", "ceo_2"] and "ceo" not in big.files
+    plots = [list(csv.DictReader(big.files[k].open())) for k in ceo]
+    assert all(len(p) <= CEO_PLOT_LIMIT for p in plots)
+    ids = [int(r["PLOTID"]) for p in plots for r in p]
+    assert ids == list(range(1, 6001))  # plot ids run on across the files
 
 
 def test_the_same_design_keeps_a_labelled_csv_and_another_is_refused(written, tmp_path):
@@ -57,28 +136,48 @@ def test_the_same_design_keeps_a_labelled_csv_and_another_is_refused(written, tm
                      minimum=20)
 
 
+def _write(path, rows, columns):
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def test_reference_file_reads_names_or_codes_and_refuses_gaps(written, tmp_path):
     rows = list(csv.DictReader(written.files["csv"].open()))
     for i, row in enumerate(rows):
         row["reference"] = "Impervious" if i % 2 else "0"
     path = tmp_path / "labelled.csv"
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=SAMPLE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    _write(path, rows, SAMPLE_COLUMNS)
     ref = read_reference(path, CLASSES)
     assert ref.reference.tolist() == [i % 2 for i in range(80)]
     rows[3]["reference"] = ""
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=SAMPLE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    _write(path, rows, SAMPLE_COLUMNS)
     with pytest.raises(InputDataError, match="1 of 80 points have no reference"):
         read_reference(path, CLASSES)
     rows[3]["reference"] = "water"
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=SAMPLE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    _write(path, rows, SAMPLE_COLUMNS)
     with pytest.raises(InputDataError, match="water"):
         read_reference(path, CLASSES)
+    with pytest.raises(InputDataError, match="--reference-column"):
+        read_reference(path, CLASSES, column="Land cover")
+
+
+def test_a_ceo_plot_takes_the_answer_most_samples_got_ties_to_the_centre_sample():
+    from inference.assess.ceo import plot_records
+
+    def sample(plot, answer, lon, lat):
+        return {"plotid": str(plot), "sampleid": "1", "lon": str(lon), "lat": str(lat),
+                "land cover": answer}
+
+    rows = [sample(7, "impervious", 0.0, 0.0), sample(7, "Pervious", 1.0, 0.0),
+            sample(7, "pervious", 0.0, 1.0),
+            # a tie: the sample nearest the plot's centre (0.5, 0.5) decides
+            sample(8, "impervious", 0.4, 0.5), sample(8, "pervious", 0.0, 0.0),
+            sample(8, "impervious", 1.0, 1.0), sample(8, "pervious", 1.0, 0.0),
+            sample(9, "", 0.0, 0.0)]
+    records = {r["id"]: r for r in plot_records(rows, "land cover", "export.csv")}
+    assert records["p00007"]["reference"] == "pervious"
+    assert records["p00008"]["reference"] == "impervious"
+    assert records["p00009"]["reference"] == ""  # unanswered: refused later, as any gap
+    assert records["p00007"]["lon"] == pytest.approx(1 / 3)

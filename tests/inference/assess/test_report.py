@@ -6,8 +6,10 @@ import csv
 import json
 
 import numpy as np
+import pytest
 import rasterio
 
+from gee_export.core.errors import InputDataError
 from gee_export.ee.fake_server import PointTransport
 from inference.assess.point_files import write_design
 from inference.assess.report import score
@@ -96,3 +98,85 @@ def test_a_change_map_is_scored_on_its_change_strata(tmp_path):
     assert m["area"]["loss"]["estimate_km2"] == 0.0  # and the estimate says there is none
     gain_km2 = 15 * 120 * 100 / 1e6
     assert abs(m["area"]["gain"]["estimate_km2"] - gain_km2) <= m["area"]["gain"]["ci95_km2"] + 1e-9
+
+
+CEO_BASE = ("plotid", "sampleid", "lon", "lat", "email", "flagged", "collection_time",
+            "analysis_duration", "imagery_title", "imagery_attributions", "sample_geom")
+QUESTION = "What covers the point?"
+
+
+def ceo_export(labelled_csv, out, samples_per_plot=1, disagree=()):
+    """A CEO sample export as CEO writes it: a BOM, its base columns, the question's text as
+    the answers' column, one row per sample (``samples_per_plot`` around each plot centre;
+    the plots in ``disagree`` get one sample answered otherwise, a minority)."""
+    rows = list(csv.DictReader(labelled_csv.open()))
+    other = {"pervious": "impervious", "impervious": "pervious"}
+    lines = []
+    for row in rows:
+        plot = int(row["id"].lstrip("p"))
+        for s in range(samples_per_plot):
+            dx = 0.00002 * (s % 2 - 0.5) if samples_per_plot > 1 else 0.0
+            dy = 0.00002 * (s // 2 - 0.5) if samples_per_plot > 1 else 0.0
+            lon, lat = float(row["lon"]) + dx, float(row["lat"]) + dy
+            answer = other[row["reference"]] if plot in disagree and s == 0 else row["reference"]
+            lines.append({"plotid": plot, "sampleid": s + 1, "lon": lon, "lat": lat,
+                          "email": "interpreter@example.org", "flagged": "false",
+                          "collection_time": "2026-01-05 10:12", "analysis_duration": "7.5 secs",
+                          "imagery_title": "Mapbox Satellite", "imagery_attributions": "",
+                          "sample_geom": f"POINT({lon} {lat})", QUESTION: answer})
+    with out.open("w", newline="", encoding="utf-8-sig") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*CEO_BASE, QUESTION])
+        writer.writeheader()
+        writer.writerows(lines)
+    return out
+
+
+def test_design_file_ceo_exports_and_csv_score_alike(tmp_path):
+    """The design file reproduces the raster's strata; a CEO export scores like the CSV."""
+    scene = synthetic_scene(tmp_path)
+    design = write_design(str(scene.map_path), tmp_path / "d", n=200, seed=5, minimum=60)
+    labelled = label_with_truth(design.files["csv"], scene.truth_path, tmp_path / "ref.csv")
+    by_raster = score(str(scene.map_path), str(labelled), tmp_path / "s0").report
+    by_design = score(str(scene.map_path), str(labelled), tmp_path / "s1",
+                      design=tmp_path / "d").report
+    assert by_design["products"] == by_raster["products"]
+    assert by_design["interpretation"] == "blind"
+    assert "Interpretation: blind" in (tmp_path / "s1" / "report.md").read_text()
+    center = ceo_export(labelled, tmp_path / "ceo-center.csv")
+    by_ceo = score(str(scene.map_path), str(center), tmp_path / "s2", design=tmp_path / "d",
+                   reference_column=QUESTION).report
+    assert by_ceo["products"] == by_raster["products"]
+    # the plot file itself with a reference column: PLOTID names the point
+    truth = {r["id"]: r["reference"] for r in csv.DictReader(labelled.open())}
+    plots = list(csv.DictReader(design.files["ceo"].open()))
+    for row in plots:
+        row["reference"] = truth[f"p{int(row['PLOTID']):05d}"]
+    plot_file = tmp_path / "plots-labelled.csv"
+    with plot_file.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(plots[0]))
+        writer.writeheader()
+        writer.writerows(plots)
+    by_plots = score(str(scene.map_path), str(plot_file), tmp_path / "s6",
+                     design=tmp_path / "d").report
+    assert by_plots["products"] == by_raster["products"]
+    # four samples per plot: the plot's answer is the one most samples got
+    gridded = ceo_export(labelled, tmp_path / "ceo-grid.csv", samples_per_plot=4,
+                         disagree={1, 2, 3})
+    by_grid = score(str(scene.map_path), str(gridded), tmp_path / "s3", design=tmp_path / "d",
+                    reference_column=QUESTION.upper()).report
+    assert by_grid["products"] == by_raster["products"]
+    # a design split in two CEO projects: both exports together
+    rows = center.read_text(encoding="utf-8-sig").splitlines()
+    half = len(rows) // 2
+    first, second = tmp_path / "ceo-1.csv", tmp_path / "ceo-2.csv"
+    first.write_text("\n".join(rows[:half]) + "\n", encoding="utf-8-sig")
+    second.write_text("\n".join(rows[:1] + rows[half:]) + "\n", encoding="utf-8-sig")
+    both = score(str(scene.map_path), [str(first), str(second)], tmp_path / "s4",
+                 design=tmp_path / "d", reference_column=QUESTION).report
+    assert both["products"] == by_raster["products"]
+    with pytest.raises(InputDataError, match="more than one --reference"):
+        score(str(scene.map_path), [str(first), str(center)], tmp_path / "s5",
+              design=tmp_path / "d", reference_column=QUESTION)
+    with pytest.raises(InputDataError, match="have no label"):  # one project's export only
+        score(str(scene.map_path), str(first), tmp_path / "s5", design=tmp_path / "d",
+              reference_column=QUESTION)

@@ -1,0 +1,106 @@
+"""Collect Earth Online: the plot files a project is made from, and its sample export read back.
+
+Plot files: ``PLOTID,LON,LAT`` (the point ids' numbers, in the interpreter's order). CEO's
+project wizard takes at most :data:`CEO_PLOT_LIMIT` plots, so a larger design is written as
+several files of at most that many plots, one CEO project each; the plot ids run on across
+the files, so the exports of every project score together.
+
+The sample export ("Download Sample Data") has one row per sample: ``plotid``, ``sampleid``,
+``lon``, ``lat`` (the sample's centre), ``email``, ``flagged``, ``collection_time``,
+``analysis_duration``, ``imagery_title``, ``imagery_attributions``, ``sample_geom``, the plot
+file's extra columns as ``pl_<name>`` and the sample file's as ``smpl_<name>``, then one
+column per survey question named after the question's text, holding the answer's text. Older
+exports name the first two ``plot_id`` and ``sample_id``.
+
+A plot's reference is its samples' answer: with the "Center" sample design a plot has one
+sample; with several samples (gridded, random) the answer most of them got, a tie broken by
+the sample nearest the plot's centre (the mean of its samples' positions). That is the class
+covering most of the pixel when the plot is the map's pixel, the rule
+:mod:`inference.assess.point_files` documents for every other way of labelling.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gee_export.core.errors import InputDataError
+
+CEO_PLOT_LIMIT = 5000  # plots per project that CEO's project wizard accepts
+CEO_COLUMNS = ("PLOTID", "LON", "LAT")
+ID_PREFIX = "p"
+
+
+def point_id(number: int) -> str:
+    """The id of the ``number``-th point (1-based) in the interpreter's order: ``p00001``."""
+    return f"{ID_PREFIX}{number:05d}"
+
+
+def plot_number(point: str) -> int:
+    """The CEO ``PLOTID`` of a point id (``p00012`` -> 12)."""
+    return int(point.removeprefix(ID_PREFIX))
+
+
+def plot_file_parts(n: int, limit: int = CEO_PLOT_LIMIT) -> list[range]:
+    """The 0-based positions of each plot file: one file, or files of at most ``limit``."""
+    if n <= limit:
+        return [range(n)]
+    files = -(-n // limit)
+    size = -(-n // files)  # even parts, each within the limit
+    return [range(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def is_ceo_export(columns: Sequence[str]) -> bool:
+    """Whether a CSV's (lower-case) header is a CEO sample export's."""
+    names = set(columns)
+    return {"plotid", "sampleid"} <= names or {"plot_id", "sample_id"} <= names
+
+
+@dataclass(frozen=True)
+class _Sample:
+    answer: str
+    lon: float
+    lat: float
+
+
+def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict]:
+    """CEO sample rows (keys lower-case) as one record per plot.
+
+    Each record has ``id``, ``lon``, ``lat`` and ``reference`` (see module docstring); a plot
+    with no answer keeps an empty reference.
+    """
+    plot_key = "plotid" if "plotid" in records[0] else "plot_id"
+    plots: dict[str, list[_Sample]] = {}
+    for row in records:
+        plot = str(row.get(plot_key) or "").strip()
+        if not plot.isdigit():
+            raise InputDataError(f"{source}: a CEO export row has plot id {plot!r}; plot ids "
+                                 "are the PLOTID numbers of the plot file isamap wrote")
+        try:
+            sample = _Sample(str(row.get(column) or "").strip(), float(row["lon"]),
+                             float(row["lat"]))
+        except (KeyError, TypeError, ValueError):
+            raise InputDataError(f"{source}: plot {plot} has a sample without numeric lon/lat"
+                                 ) from None
+        plots.setdefault(plot, []).append(sample)
+    return [_plot_record(int(plot), samples) for plot, samples in plots.items()]
+
+
+def _plot_record(plot: int, samples: list[_Sample]) -> dict:
+    lon = float(np.mean([s.lon for s in samples]))
+    lat = float(np.mean([s.lat for s in samples]))
+    answered = [s for s in samples if s.answer]
+    answer = ""
+    if answered:
+        counts = Counter(s.answer.lower() for s in answered).most_common()
+        best = [a for a, c in counts if c == counts[0][1]]
+        if len(best) == 1:
+            answer = best[0]
+        else:  # a tie: the answer of the sample nearest the plot's centre
+            near = min((s for s in answered if s.answer.lower() in best),
+                       key=lambda s: (s.lon - lon) ** 2 + (s.lat - lat) ** 2)
+            answer = near.answer.lower()
+    return {"id": point_id(plot), "lon": lon, "lat": lat, "reference": answer}

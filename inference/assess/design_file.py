@@ -1,0 +1,101 @@
+"""The design kept apart from the interpreter, read back by the scorer.
+
+Each point's stratum, inclusion probability and map class (``design_points.csv``) lie beside
+the design's record (``sample.json``).
+
+The files an interpreter labels with hold only ids and positions, so the reference is made
+blind to the map. The scorer reads the strata from here, joined to the labels by point id:
+``id,lon,lat,x,y,stratum,inclusion_probability,map_class``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gee_export.core.errors import ConfigError, InputDataError
+
+POINTS_FILE = "design_points.csv"
+RECORD_FILE = "sample.json"
+DESIGN_COLUMNS = ("id", "lon", "lat", "x", "y", "stratum", "inclusion_probability",
+                  "map_class")
+BLIND = "blind"
+MAP_CLASS_SHOWN = ("map class shown to the interpreter (--show-map-class): labels for "
+                   "training, not an independent accuracy assessment")
+
+
+@dataclass(frozen=True)
+class DesignFile:
+    """A written design read back: the strata and every point's stratum, by point id."""
+
+    record: dict
+    ids: tuple[str, ...]
+    stratum: np.ndarray  # stratum code of each point
+    lon: np.ndarray
+    lat: np.ndarray
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.record["classes"])
+
+    @property
+    def strata_km2(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in self.record["strata_km2"])
+
+    @property
+    def interpretation(self) -> str:
+        return str(self.record.get("interpretation", BLIND))
+
+    def positions(self, ids: tuple[str, ...]) -> np.ndarray:
+        """Where each of ``ids`` is in the design; every design point must be among them."""
+        index = {pid: i for i, pid in enumerate(self.ids)}
+        unknown = [pid for pid in ids if pid not in index]
+        if unknown:
+            raise InputDataError(f"{len(unknown)} labelled points are not in the design "
+                                 f"(first: {unknown[0]}); is --design the sample they were "
+                                 "drawn from?")
+        missing = sorted(set(self.ids) - set(ids))
+        if missing:
+            raise InputDataError(f"{len(missing)} of the design's {len(self.ids)} points have "
+                                 f"no label (first: {missing[0]}): label every point, leaving "
+                                 "points out biases the estimates")
+        return np.asarray([index[pid] for pid in ids], dtype=np.int64)
+
+
+def design_points_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(DESIGN_COLUMNS), lineterminator="\n",
+                            extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_design(path: str | Path) -> DesignFile:
+    """Read a design folder (or its ``sample.json``) written by ``isamap-assess design``."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    record_path, points_path = folder / RECORD_FILE, folder / POINTS_FILE
+    if not record_path.is_file() or not points_path.is_file():
+        raise ConfigError(f"--design {path}: needs {RECORD_FILE} and {POINTS_FILE}, the files "
+                          "`isamap-assess design` wrote in its --out")
+    try:
+        record = json.loads(record_path.read_text())
+        classes = list(record["classes"])
+        rows = list(csv.DictReader(io.StringIO(points_path.read_text(encoding="utf-8"))))
+        lookup = {name: i for i, name in enumerate(classes)}
+        stratum = np.asarray([lookup[r["stratum"]] for r in rows], dtype=np.int64)
+        lon = np.asarray([float(r["lon"]) for r in rows])
+        lat = np.asarray([float(r["lat"]) for r in rows])
+        ids = tuple(r["id"] for r in rows)
+        if len(record["strata_km2"]) != len(classes):
+            raise ValueError("strata_km2 and classes differ in length")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputDataError(f"--design {folder}: {RECORD_FILE} or {POINTS_FILE} is not a "
+                             f"design isamap wrote ({type(exc).__name__}: {exc})") from None
+    return DesignFile(record, ids, stratum, lon, lat)

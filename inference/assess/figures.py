@@ -1,0 +1,114 @@
+"""The figures docs/accuracy.md quotes, taken from the demo's two reports and rendered as tables.
+
+``isamap-demo`` writes them to ``<out>/assess/figures.json``; the page's tables are
+:func:`accuracy_figures_markdown` of that JSON (committed as ``docs/figures/accuracy_demo.json``),
+which a test checks, so the page cannot quote figures its source no longer gives.
+"""
+
+from __future__ import annotations
+
+
+def demo_figures(report: dict, change_report: dict, change_design: dict) -> dict:
+    """The figures docs/accuracy.md quotes, rounded as it prints them.
+
+    :func:`accuracy_figures_markdown` renders them as the page's tables.
+    """
+
+    def pct(v: float | None) -> float | None:
+        return None if v is None else round(100 * v, 1)
+
+    def km2(v: float | None) -> float | None:
+        return None if v is None else round(v, 2)
+
+    isa = report["isa_class"]
+    products = {}
+    for name, p in report["products"].items():
+        c, a = p["per_class"][isa], p["area"][isa]
+        products[name] = {"n": p["n"], "oa": pct(p["overall_accuracy"]),
+                          "oa_ci": pct(p["overall_accuracy_ci95"]), "f1": pct(c["f1"]),
+                          "f1_ci": pct(c["f1_ci95"]), "ua": pct(c["user_accuracy"]),
+                          "pa": pct(c["producer_accuracy"]),
+                          "area": km2(a["estimate_km2"]), "area_ci": km2(a["ci95_km2"]),
+                          "mapped": km2(a["mapped_km2"])}
+    ch = change_report["change"]
+    size = change_design["sample_size"]
+    change = {"n": change_report["n"], "target_se_km2": size["target_se"],
+              "target_class": size["target_class"],
+              "minimum": change_design["minimum_per_stratum"],
+              "allocation_rule": change_design.get("allocation_rule"),
+              "points": change_report["strata"]["points"],
+              **{k: km2(ch[k]) for k in ("gain_km2", "gain_ci95_km2", "loss_km2",
+                                          "loss_ci95_km2", "net_km2", "net_ci95_km2")},
+              **{f"{c}_mapped": km2(ch[c]["mapped_km2"]) for c in ("gain", "loss")},
+              **{f"{c}_{k}{ci}": pct(ch[c][f"{k}_accuracy{ci}"]) for c in ("gain", "loss")
+                 for k in ("user", "producer") for ci in ("", "_ci95")}}
+    return {"command": "isamap-demo --out demo_output (default options)",
+            "isa_class": isa, "points": report["strata"]["points"], "products": products,
+            "change": change}
+
+
+def _fmt(value: float | None, ci: float | None = None, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f} ± {ci:.{digits}f}" if ci is not None else f"{value:.{digits}f}"
+
+
+def accuracy_figures_markdown(figures: dict) -> str:
+    """The demo's tables as docs/accuracy.md shows them (a test compares the page with this)."""
+    lines = ["| product | points | overall accuracy % | impervious F1 % | UA % | PA % | "
+             "impervious area km² (from the points) | mapped km² |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, p in figures["products"].items():
+        lines.append(f"| {name} | {p['n']} | {_fmt(p['oa'], p['oa_ci'])} | "
+                     f"{_fmt(p['f1'], p['f1_ci'])} | {_fmt(p['ua'])} | {_fmt(p['pa'])} | "
+                     f"{_fmt(p['area'], p['area_ci'], 2)} | {_fmt(p['mapped'], None, 2)} |")
+    points = ", ".join(f"{n} on mapped {c}" for c, n in figures["points"].items())
+    lines += ["", f"Points: {points}.", "", change_summary(figures["change"])]
+    return "\n".join(lines) + "\n"
+
+
+def change_summary(change: dict) -> str:
+    """Gain, loss and net impervious change from the change sample, as a table."""
+    points = ", ".join(f"{c} {n}" for c, n in change["points"].items())
+    rule = str(change["allocation_rule"]).capitalize()
+    lines = [f"Change sample sized for a standard error of {change['target_se_km2']:g} km² of "
+             f"{change['target_class']} (eq. 13, {rule} allocation, at least "
+             f"{change['minimum']} points per stratum):", "",
+             f"| change ({change['n']} points: {points}) | km² from the points (± 95 %) | "
+             "mapped km² | UA % (± 95 %) | PA % (± 95 %) |", "|---|---|---|---|---|"]
+    for c in ("gain", "loss"):
+        lines.append(f"| {c} | {_fmt(change[c + '_km2'], change[c + '_ci95_km2'], 2)} | "
+                     f"{_fmt(change[c + '_mapped'], None, 2)} | "
+                     f"{_fmt(change[c + '_user'], change[c + '_user_ci95'])} | "
+                     f"{_fmt(change[c + '_producer'], change[c + '_producer_ci95'])} |")
+    lines.append(f"| net (gain - loss) | {_fmt(change['net_km2'], change['net_ci95_km2'], 2)} "
+                 "| | | |")
+    return "\n".join(lines)
+
+
+BLOCK_START = "<!-- figures: {source} -->"
+BLOCK_END = "<!-- end figures -->"
+
+
+def page_block(page: str, source: str) -> tuple[int, int]:
+    """Where the generated block of ``source``'s figures lies in ``page`` (start, end)."""
+    start_mark = BLOCK_START.format(source=source)
+    start, end = page.find(start_mark), page.find(BLOCK_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the page has no '{start_mark}' ... '{BLOCK_END}' block")
+    return start + len(start_mark), end
+
+
+def update_page(figures_json: str, page_path: str) -> bool:
+    """Rewrite the page's figures block from the JSON; True when the page changed."""
+    import json
+    from pathlib import Path
+
+    page = Path(page_path).read_text(encoding="utf-8")
+    start, end = page_block(page, figures_json)
+    figures = json.loads(Path(figures_json).read_text(encoding="utf-8"))
+    text = page[:start] + "\n" + accuracy_figures_markdown(figures) + page[end:]
+    if text != page:
+        Path(page_path).write_text(text, encoding="utf-8")
+    return text != page
+
