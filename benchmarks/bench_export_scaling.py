@@ -2,7 +2,7 @@
 
 A month's patch folder grows to hundreds of thousands of files for a province, so writing one
 more patch must cost the same whatever is already there. For each N of ``--sizes`` this fills
-a month folder with N small files named as patches (image and label names alternating), then
+a month folder with N empty files named as patches (image and label names alternating), then
 writes ``--patches`` patches into it through the export's own writer
 (:class:`gee_export.contract.patch_writer.PatchWriter`: label and image GeoTIFFs, tags and
 index record, each file through the one atomic writer), and removes them again. The sizes take
@@ -28,15 +28,17 @@ MONTH = "2019-06"
 
 
 def fill(folder: Path, count: int) -> None:
-    """``count`` small files named as patches of rows far from the written ones."""
+    """``count`` empty files named as patches of rows far from the written ones.
+
+    A listing's cost is the folder's entries, whatever their size; empty files are also quick
+    to delete again (freeing their blocks is what makes deleting small files slow on disks
+    mounted with ``discard``).
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    flags = os.O_CREAT | os.O_WRONLY | os.O_TRUNC
     for i in range(count):
         row, col = divmod(i // 2, 1000)
         name = f"r{100000 + row}_c{col}{'_label' if i % 2 else ''}.tif"
-        fd = os.open(folder / name, flags, 0o644)
-        os.write(fd, b"II*\x00")
-        os.close(fd)
+        os.close(os.open(folder / name, os.O_CREAT | os.O_WRONLY, 0o644))
 
 
 def write_patches(writer, positions, image, label) -> tuple[float, float]:
