@@ -381,10 +381,11 @@ def _run_export(started: float, plan: PlannedExport, job: ExportJob,
     counts = pipeline_counters(result, METRICS_NAMESPACE) if not runner.dry_run else {}
     per_split, written = before.per_split, 0
     if not runner.dry_run:
-        per_split = read_manifest(before.root)["counts"]["per_split"]
-        # from the index, not the counters: Beam counts only a bundle's successful attempt,
-        # and patches written by a failed attempt are indexed (recovered from their tags) too
-        written = sum(per_split.values()) - before.already_done
+        counts_now = read_manifest(before.root)["counts"]
+        per_split = counts_now["per_split"]
+        # from the month's index, not the counters: Beam counts only a bundle's successful
+        # attempt, and patches written by a failed attempt are indexed (from their tags) too
+        written = counts_now["per_month"][job.month]["patches"] - before.already_done
     return replace(before, written=written,
                    invalid=before.invalid + counts.get("invalid", 0),
                    requests=counts.get("requests", 0), retries=counts.get("retries", 0),

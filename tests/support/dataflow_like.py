@@ -8,15 +8,17 @@ DirectRunner's ``multi_processing`` mode does the first part (each worker is a s
 failure and check that a retried bundle leaves the same outputs.
 
 :func:`dataflow_like` is the :class:`RunnerConfig` of such a run, and :class:`FailOnce` a
-picklable session factory whose first request at one window fails (a marker file makes it
-fail once in the whole job, whichever worker process asks first).
+picklable session factory that fails one request in the whole job, in a worker process that
+has already written an output (a marker file makes it fail once, whichever process asks).
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -108,37 +110,56 @@ class RetryingDirectRunner(fn_runner.FnApiRunner):
     """
 
     retried: ClassVar[list[str]] = []
+    last_result: ClassVar[Any] = None  # the last run's result (its metrics)
 
     def run_pipeline(self, pipeline: Any, options: Any) -> Any:
         RetryingDirectRunner.retried = []
         fn_runner.BundleManager.process_bundle = _process_bundle
         execution.BundleContextManager.get_buffer = _get_buffer
         try:
-            return super().run_pipeline(pipeline, options)
+            RetryingDirectRunner.last_result = super().run_pipeline(pipeline, options)
+            return RetryingDirectRunner.last_result
         finally:
             fn_runner.BundleManager.process_bundle = _real_process_bundle
             execution.BundleContextManager.get_buffer = _real_get_buffer
 
 
 class _FailingOnce:
-    """A transport whose first request at ``origin`` in the job fails (not retryable)."""
+    """A transport whose first request after its own first finished output fails, once a job.
 
-    def __init__(self, transport: Any, origin: str, marker: str) -> None:
-        self.transport, self.origin, self.marker = transport, origin, marker
+    "Finished" is seen on disk: ``written`` maps the origin of each window to a glob pattern
+    of the file written from it (a patch's image, a map tile). The first request this process
+    makes once a file of a window it served exists fails (not retryable), so the failing bundle
+    has already written something, which its retry must find finished.
+    """
+
+    def __init__(self, transport: Any, written: Mapping[str, str], marker: str) -> None:
+        self.transport, self.written, self.marker = transport, written, marker
+        self.served: list[str] = []
+        self.lock = threading.Lock()
+
+    def _finished_one(self) -> bool:
+        with self.lock:
+            served = list(self.served)
+        return any(glob.glob(self.written[o]) for o in served if o in self.written)
 
     def compute_pixels(self, request: dict[str, Any]) -> Any:
         from gee_export.ee.fake_server import request_origin
 
         a = request["grid"]["affineTransform"]
-        if request_origin(a["translateX"], a["translateY"]) == self.origin:
+        origin = request_origin(a["translateX"], a["translateY"])
+        if self._finished_one():
             try:
                 os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 pass  # failed once already, in some worker process
             else:
-                raise RuntimeError(f"injected worker failure at {self.origin} "
+                raise RuntimeError(f"injected worker failure at {origin} "
                                    f"in process {os.getpid()}")
-        return self.transport.compute_pixels(request)
+        out = self.transport.compute_pixels(request)
+        with self.lock:
+            self.served.append(origin)
+        return out
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)
@@ -146,17 +167,22 @@ class _FailingOnce:
 
 @dataclass(frozen=True)
 class FailOnce:
-    """Sessions of ``sessions`` whose first request at ``origin`` fails, once per ``marker``.
+    """Sessions of ``sessions`` that fail one request in the whole job (see _FailingOnce).
 
     Picklable: each worker process opens its own session; the marker file (created atomically
     by the attempt that fails) is what makes the failure happen once in the whole job.
+
+    Attributes:
+        sessions: the session factory wrapped (``StackSessions``).
+        written: window origin (``request_origin``) -> glob pattern of the file written from it.
+        marker: the file whose creation marks the failure.
     """
 
     sessions: Any
-    origin: str
+    written: Mapping[str, str]
     marker: str
 
     def __call__(self) -> EESession:
         session = self.sessions()
-        session.transport = _FailingOnce(session.transport, self.origin, self.marker)
+        session.transport = _FailingOnce(session.transport, self.written, self.marker)
         return session

@@ -19,7 +19,11 @@ import pytest
 
 from gee_export.contract.grid import parse_patch_id
 from gee_export.core.errors import ConfigError
-from gee_export.core.pipeline_options import PipelineFailedError, RunnerConfig
+from gee_export.core.pipeline_options import (
+    PipelineFailedError,
+    RunnerConfig,
+    pipeline_counters,
+)
 from gee_export.core.storage.base import TEMP_MARK
 from gee_export.ee.beam_export import (
     EarthEngineProject,
@@ -138,16 +142,21 @@ def test_pipeline_as_dataflow_runs_it_retries_a_failed_bundle(setting, tmp_path,
     dataflow_like.worker_path(monkeypatch)
     reference = [json.loads(line) for line in
                  (setting["reference"] / "index.jsonl").read_text().splitlines()]
-    victim = reference[-1]["id"]
-    marker = tmp_path / "failed-once"
-    workers = dataflow_like.FailOnce(sessions(setting), origin_of(setting, victim), str(marker))
     out = tmp_path / "dataflow"
+    marker = tmp_path / "failed-once"
+    images = {origin_of(setting, f"r{r}_c{c}"): str(out / f"patches/{MONTH}/r{r}_c{c}.tif")
+              for r, c in setting["job"].spec.grid.iter_patches()}
+    workers = dataflow_like.FailOnce(sessions(setting), images, str(marker))
     summary = export_pipeline(workers, setting["image"], setting["job"], str(out),
                               dataflow_like.dataflow_like(), fine_label=setting["fine"],
                               shard_size=1)
     retried = dataflow_like.RetryingDirectRunner.retried
     assert marker.exists() and len(retried) == 1 and "injected worker failure" in retried[0]
     assert f"in process {os.getpid()} " not in retried[0], "it failed in a worker process"
+    counters = pipeline_counters(dataflow_like.RetryingDirectRunner.last_result,
+                                 "isamap.export")
+    assert counters["skipped"] >= 1, "the retry found what the failed attempt wrote"
+    assert counters["written"] < len(reference), "their records came from their tags"
     assert_same_dataset(out, setting["reference"])
     ids = [json.loads(line)["id"] for line in (out / "index.jsonl").read_text().splitlines()]
     assert len(ids) == len(set(ids)) == len(reference), "each patch indexed once"

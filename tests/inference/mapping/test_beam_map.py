@@ -22,7 +22,11 @@ import pytest
 import rasterio
 
 from gee_export.core.errors import ConfigError
-from gee_export.core.pipeline_options import PipelineFailedError, RunnerConfig
+from gee_export.core.pipeline_options import (
+    PipelineFailedError,
+    RunnerConfig,
+    pipeline_counters,
+)
 from gee_export.core.storage.base import TEMP_MARK
 from gee_export.ee.beam_export import EarthEngineProject
 from gee_export.ee.fake_server import StackSessions, StackTransport, request_origin
@@ -137,23 +141,35 @@ def test_pipeline_map_equals_the_streamed_map(runs, scene, built):
 
 def test_pipeline_map_as_dataflow_runs_it_retries_a_failed_bundle(runs, scene, tmp_path,
                                                                   monkeypatch):
-    """Worker processes load the model in setup(); one bundle fails once and is retried."""
+    """Worker processes load the model in setup(); one bundle fails once and is retried.
+
+    One tile per unit and one request thread per worker, so a worker's bundle holds several
+    elements and a request follows a tile the bundle wrote (where the failure is injected);
+    the per-pixel model's map does not depend on the batches.
+    """
+    from dataclasses import replace
+
     dataflow_like.worker_path(monkeypatch)
     _, stack, model = scene
     streamed, _ = runs
     grid = streamed.grid
-    victim = plan_tiles(grid, LATTICE)[-1]
-    west, _, _, north = grid.window_bounds(victim.window)
-    marker = tmp_path / "failed-once"
-    workers = dataflow_like.FailOnce(StackSessions(stack), request_origin(west, north),
-                                     str(marker))
     out = tmp_path / "dataflow"
-    piped = map_region(request_for(stack, model, out), session=session_for(launcher(stack)),
-                       runner=dataflow_like.dataflow_like(), worker_sessions=workers,
-                       echo=lambda _: None)
+    marker = tmp_path / "failed-once"
+    written = {}
+    for tile in plan_tiles(grid, LATTICE):
+        west, _, _, north = grid.window_bounds(tile.window)
+        written[request_origin(west, north)] = str(out / MONTH / "tiles" / "*" / f"{tile.name}.tif")
+    workers = dataflow_like.FailOnce(StackSessions(stack), written, str(marker))
+    piped = map_region(replace(request_for(stack, model, out), batch_size=1),
+                       session=session_for(launcher(stack)),
+                       runner=dataflow_like.dataflow_like(max_workers=2, max_concurrent=2),
+                       worker_sessions=workers, echo=lambda _: None)
     retried = dataflow_like.RetryingDirectRunner.retried
     assert marker.exists() and len(retried) == 1 and "injected worker failure" in retried[0]
     assert f"in process {os.getpid()} " not in retried[0], "it failed in a worker process"
+    predicted = pipeline_counters(dataflow_like.RetryingDirectRunner.last_result,
+                                  "isamap.map")["predicted"]
+    assert predicted < len(plan_tiles(grid, LATTICE)), "the retry kept the failed attempt's tiles"
     for a, b in zip(cogs(streamed), cogs(piped), strict=True):
         assert np.array_equal(read(a), read(b)), f"{b} differs from the streamed map"
     tiles = sorted((out / MONTH / "tiles").rglob("tile_*.tif"))
