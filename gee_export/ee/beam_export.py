@@ -208,7 +208,9 @@ def _make_dofns() -> tuple[type, type, type]:
                     self.counters["written" if kind == "record" else kind].inc()
                     if kind != "skipped":
                         yield shard, (kind, value)
-            finally:
+            finally:  # a failed bundle fetches no more: the runner retries it whole
+                for future in futures:
+                    future.cancel()
                 self.requests.report_retries()
 
         def teardown(self) -> None:
@@ -377,10 +379,14 @@ def _run_export(started: float, plan: PlannedExport, job: ExportJob,
              " [dry run: nothing is submitted]" if runner.dry_run else "")
     result = run_pipeline(plan.pipeline, resume="patches already written are kept")
     counts = pipeline_counters(result, METRICS_NAMESPACE) if not runner.dry_run else {}
-    per_split = before.per_split
+    per_split, written = before.per_split, 0
     if not runner.dry_run:
-        per_split = read_manifest(before.root)["counts"]["per_split"]
-    return replace(before, written=counts.get("written", 0),
+        counts_now = read_manifest(before.root)["counts"]
+        per_split = counts_now["per_split"]
+        # from the month's index, not the counters: Beam counts only a bundle's successful
+        # attempt, and patches written by a failed attempt are indexed (from their tags) too
+        written = counts_now["per_month"][job.month]["patches"] - before.already_done
+    return replace(before, written=written,
                    invalid=before.invalid + counts.get("invalid", 0),
                    requests=counts.get("requests", 0), retries=counts.get("retries", 0),
                    seconds=time.monotonic() - started, per_split=per_split)

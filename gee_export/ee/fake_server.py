@@ -261,8 +261,10 @@ class StackSessions:
     """Opens, on each worker of a Beam pipeline, a session served by a :class:`StackTransport`.
 
     The picklable stand-in for ``beam_export.EarthEngineProject`` in tests and benchmarks:
-    each worker gets its own transport over the same local stack (earthengine-api must already
-    be initialised in the worker's process, see :func:`initialize_offline`).
+    each worker gets its own transport over the same local stack. As the real factory
+    initialises earthengine-api in a worker process of its own (Dataflow, the DirectRunner's
+    ``multi_processing`` mode), this one initialises it offline there
+    (:func:`initialize_offline`); a process where it is already initialised keeps its client.
 
     Attributes:
         stack: the local stack that answers computePixels.
@@ -279,10 +281,12 @@ class StackSessions:
     attempts: int = 4
 
     def __call__(self) -> EESession:
+        import ee
+
+        if not ee.data.is_initialized():  # a worker process of its own
+            initialize_offline(ee)
         recipe = None
         if self.recipe is not None:
-            import ee
-
             image, fine = self.recipe
             recipe = (ee.Image(ee.deserializer.fromJSON(image)),
                       ee.Image(ee.deserializer.fromJSON(fine)) if fine else None)

@@ -209,7 +209,9 @@ def _make_dofn() -> type:
                         if tile in todo:
                             self._write(tile, classes, prob)
                             yield tile.name
-            finally:
+            finally:  # a failed bundle fetches no more: the runner retries it whole
+                for future in (f for unit in futures for f in unit):
+                    future.cancel()
                 self.requests.report_retries()
 
         def _write(self, tile: MapTile, classes: Any, prob: Any) -> None:

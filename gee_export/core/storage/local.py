@@ -8,7 +8,6 @@ of it), so readers never see half a file and a killed writer leaves only tempora
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import uuid
@@ -32,6 +31,11 @@ def temporary_name(target: Path) -> Path:
     a format from the name (GDAL, matplotlib, PIL) pick the target's.
     """
     return target.with_name(f".{target.stem}{TEMP_MARK}{uuid.uuid4().hex[:12]}{target.suffix}")
+
+
+# What GDAL may write beside a dataset under the dataset's own name (PAM metadata, external
+# overviews and masks, and their metadata): the atomic writer removes these by name.
+GDAL_SIDECARS = (".aux.xml", ".aux", ".ovr", ".ovr.aux.xml", ".msk", ".msk.aux.xml")
 
 
 def temporaries_of(target: Path) -> list[Path]:
@@ -60,10 +64,14 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 
     The one implementation of "readers never see half a file" for local outputs. Writers that
     need a file name (GDAL, torch.save, PIL) write the yielded path; when the block ends
-    without an exception the file (and any GDAL sidecar written beside it under the same
-    temporary name) is fsynced and renamed into place, and the folder entry is fsynced. On an
-    exception the temporaries are removed and ``target`` is untouched. Files are created with
-    the process umask (plain ``open``), so shared datasets stay readable by others.
+    without an exception the file is fsynced and renamed into place, and the folder entry is
+    fsynced. On an exception the temporary is removed and ``target`` is untouched. Either way
+    the GDAL sidecars of the temporary (:data:`GDAL_SIDECARS`) are removed by name: the
+    folder is never listed, so a write costs the same beside ten files or a million (a
+    month's patch folder grows to hundreds of thousands). A file of another name derived from
+    the temporary's is left to :meth:`LocalStore.remove_temporaries`, which writers run once
+    per run. Files are created with the process umask (plain ``open``), so shared datasets
+    stay readable by others.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -76,8 +84,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
         _fsync_path(target.parent)
     finally:
-        for leftover in target.parent.glob(f"{glob.escape(tmp.name)}*"):  # with GDAL sidecars
-            leftover.unlink(missing_ok=True)
+        for suffix in ("", *GDAL_SIDECARS):
+            tmp.with_name(tmp.name + suffix).unlink(missing_ok=True)
 
 
 def atomic_write(target: str | os.PathLike[str], fill: Callable[[Any], None]) -> Path:

@@ -136,6 +136,34 @@ def test_local_write_is_atomic_and_leaves_no_temporaries(tmp_path):
     assert store.remove_temporaries("x") == 1
 
 
+def test_atomic_writes_never_list_the_folder(tmp_path, monkeypatch):
+    """A write costs the same beside any number of files: its temporary and the GDAL sidecars
+    written beside it are removed by their own names, on success and on failure alike."""
+    import os
+
+    from gee_export.core.storage import atomic_path
+
+    folder = tmp_path / "patches" / "2019-06"
+    grid = Grid("EPSG:32650", 238000.0, 3385000.0, 8, 8)
+
+    def listed(*_args, **_kwargs):
+        raise AssertionError("an atomic write listed a folder")
+
+    monkeypatch.setattr(os, "scandir", listed)
+    monkeypatch.setattr(os, "listdir", listed)
+    with atomic_path(folder / "r0_c0.tif") as tmp:
+        write_geotiff(tmp, np.ones((1, 8, 8), np.float32), grid.transform, grid.crs, None)
+        sidecar = tmp.with_name(tmp.name + ".aux.xml")  # as GDAL writes its PAM metadata
+        sidecar.write_text("<PAMDataset/>")
+    with pytest.raises(RuntimeError), atomic_path(folder / "r0_c1.tif") as tmp:
+        tmp.write_bytes(b"half")
+        tmp.with_name(tmp.name + ".ovr").write_bytes(b"overviews")
+        raise RuntimeError("the writer failed")
+    monkeypatch.undo()
+    assert sorted(p.name for p in folder.iterdir()) == ["r0_c0.tif"]
+    assert not tmp.exists() and not sidecar.exists()
+
+
 def test_retries_transient_errors_then_gives_up():
     calls = []
 

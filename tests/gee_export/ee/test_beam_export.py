@@ -4,19 +4,27 @@ One single-process export (``export_pixels``) is the reference; the pipeline run
 local stack, recipe and job, and must leave the same files (byte for byte), the same index and
 the same manifest (but for its timestamps). Faults are injected at one patch's request window:
 a 503 is retried by the session inside the run, a 400 fails the run, and the next run fetches
-only what is missing. A Dataflow job is built and validated offline with Beam's dry run.
+only what is missing. As Dataflow runs it (pickled DoFns in worker processes, a failed bundle
+retried with its outputs discarded), a bundle that fails once leaves the same dataset. A
+Dataflow job is built and validated offline with Beam's dry run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from gee_export.contract.grid import parse_patch_id
 from gee_export.core.errors import ConfigError
-from gee_export.core.pipeline_options import PipelineFailedError, RunnerConfig
+from gee_export.core.pipeline_options import (
+    PipelineFailedError,
+    RunnerConfig,
+    pipeline_counters,
+)
+from gee_export.core.storage.base import TEMP_MARK
 from gee_export.ee.beam_export import (
     EarthEngineProject,
     SerializedImages,
@@ -30,6 +38,7 @@ from gee_export.local.synthetic import generate_scene
 from tests.support.killed_export import MONTH, build_recipe_images, export_job, session_for
 
 pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
+dataflow_like = pytest.importorskip("tests.support.dataflow_like")
 
 DIRECT = RunnerConfig("direct", max_workers=2, max_concurrent=4)
 TIMESTAMPS = ("created", "updated")
@@ -120,6 +129,40 @@ def test_pipeline_writes_what_the_single_process_export_writes(setting, beam_run
     assert summary.method == "beam" and summary.written == len(records)
     assert summary.retries == 1, "the injected 503 must be retried once by the session"
     assert not (out / "state" / MONTH / "index-shards").exists(), "shards are merged, then gone"
+
+
+def test_pipeline_as_dataflow_runs_it_retries_a_failed_bundle(setting, tmp_path, monkeypatch):
+    """Worker processes, pickled DoFns, setup() there; one bundle fails and is retried whole.
+
+    The failed attempt wrote some of its patches before failing and its outputs (their index
+    records) are discarded, as Dataflow discards them: the retry finds those patches finished,
+    and the commit indexes them from their own tags. Nothing is indexed twice, no temporary
+    is left.
+    """
+    dataflow_like.worker_path(monkeypatch)
+    reference = [json.loads(line) for line in
+                 (setting["reference"] / "index.jsonl").read_text().splitlines()]
+    out = tmp_path / "dataflow"
+    marker = tmp_path / "failed-once"
+    images = {origin_of(setting, f"r{r}_c{c}"): str(out / f"patches/{MONTH}/r{r}_c{c}.tif")
+              for r, c in setting["job"].spec.grid.iter_patches()}
+    workers = dataflow_like.FailOnce(sessions(setting), images, str(marker))
+    summary = export_pipeline(workers, setting["image"], setting["job"], str(out),
+                              dataflow_like.dataflow_like(), fine_label=setting["fine"],
+                              shard_size=1)
+    retried = dataflow_like.RetryingDirectRunner.retried
+    assert marker.exists() and len(retried) == 1 and "injected worker failure" in retried[0]
+    assert f"in process {os.getpid()} " not in retried[0], "it failed in a worker process"
+    counters = pipeline_counters(dataflow_like.RetryingDirectRunner.last_result,
+                                 "isamap.export")
+    assert counters["skipped"] >= 1, "the retry found what the failed attempt wrote"
+    assert counters["written"] < len(reference), "their records came from their tags"
+    assert_same_dataset(out, setting["reference"])
+    ids = [json.loads(line)["id"] for line in (out / "index.jsonl").read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == len(reference), "each patch indexed once"
+    assert summary.written == len(reference) and summary.already_done == 0
+    assert not [p for p in out.rglob("*") if TEMP_MARK in p.name], "a temporary was left"
+    assert not (out / "state" / MONTH / "index-shards").exists()
 
 
 def test_rerun_of_a_finished_month_does_no_work(setting, beam_run):

@@ -6,13 +6,15 @@ per-pixel model (``test-threshold``) and with CroFuseNet, whose output depends o
 The ImageCollection manifests of the two runs
 (publication dry run) are the same but for where the COGs are. A 503 injected at one tile's
 request is retried inside the run; a re-run starts no pipeline; a Dataflow GPU job is built and
-validated offline.
+validated offline. As Dataflow runs it (pickled DoFns and the model loaded in worker processes,
+a failed bundle retried with its outputs discarded), a bundle that fails once gives the same map.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 
 import numpy as np
@@ -20,7 +22,12 @@ import pytest
 import rasterio
 
 from gee_export.core.errors import ConfigError
-from gee_export.core.pipeline_options import PipelineFailedError, RunnerConfig
+from gee_export.core.pipeline_options import (
+    PipelineFailedError,
+    RunnerConfig,
+    pipeline_counters,
+)
+from gee_export.core.storage.base import TEMP_MARK
 from gee_export.ee.beam_export import EarthEngineProject
 from gee_export.ee.fake_server import StackSessions, StackTransport, request_origin
 from inference.mapping.beam_map import predict_date, runtime_tags
@@ -34,6 +41,7 @@ from tests.support.mapping import MONTH, inner_region, model_file, session_for, 
 from tests.support.rasters import smooth_stack
 
 pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
+dataflow_like = pytest.importorskip("tests.support.dataflow_like")
 
 
 def _int8_ready() -> bool:
@@ -129,6 +137,44 @@ def test_pipeline_map_equals_the_streamed_map(runs, scene, built):
         assert y.tags()["runtime_source"] == "explicit, every worker"
     assert piped.dates[0].outputs.prediction.tiles == len(plan_tiles(
         piped.grid, LATTICE)), "every tile predicted once"
+
+
+def test_pipeline_map_as_dataflow_runs_it_retries_a_failed_bundle(runs, scene, tmp_path,
+                                                                  monkeypatch):
+    """Worker processes load the model in setup(); one bundle fails once and is retried.
+
+    One tile per unit and one request thread per worker, so a worker's bundle holds several
+    elements and a request follows a tile the bundle wrote (where the failure is injected);
+    the per-pixel model's map does not depend on the batches.
+    """
+    from dataclasses import replace
+
+    dataflow_like.worker_path(monkeypatch)
+    _, stack, model = scene
+    streamed, _ = runs
+    grid = streamed.grid
+    out = tmp_path / "dataflow"
+    marker = tmp_path / "failed-once"
+    written = {}
+    for tile in plan_tiles(grid, LATTICE):
+        west, _, _, north = grid.window_bounds(tile.window)
+        written[request_origin(west, north)] = str(out / MONTH / "tiles" / "*" / f"{tile.name}.tif")
+    workers = dataflow_like.FailOnce(StackSessions(stack), written, str(marker))
+    piped = map_region(replace(request_for(stack, model, out), batch_size=1),
+                       session=session_for(launcher(stack)),
+                       runner=dataflow_like.dataflow_like(max_workers=2, max_concurrent=2),
+                       worker_sessions=workers, echo=lambda _: None)
+    retried = dataflow_like.RetryingDirectRunner.retried
+    assert marker.exists() and len(retried) == 1 and "injected worker failure" in retried[0]
+    assert f"in process {os.getpid()} " not in retried[0], "it failed in a worker process"
+    predicted = pipeline_counters(dataflow_like.RetryingDirectRunner.last_result,
+                                  "isamap.map")["predicted"]
+    assert predicted < len(plan_tiles(grid, LATTICE)), "the retry kept the failed attempt's tiles"
+    for a, b in zip(cogs(streamed), cogs(piped), strict=True):
+        assert np.array_equal(read(a), read(b)), f"{b} differs from the streamed map"
+    tiles = sorted((out / MONTH / "tiles").rglob("tile_*.tif"))
+    assert [t.stem for t in tiles] == sorted(t.name for t in plan_tiles(grid, LATTICE))
+    assert not [p for p in out.rglob("*") if TEMP_MARK in p.name], "a temporary was left"
 
 
 def test_crofusenet_pipeline_map_equals_the_streamed_map(scene, ee_offline, tmp_path):
