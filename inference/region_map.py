@@ -171,7 +171,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
             publication = publish_series(
                 _series_request(collection, cogs, props, publish, classes, isa, zones_geojson,
                                 grid), request.product_dir() / "publish", dry_run=True,
-                echo=echo)
+                save=False, echo=echo)  # a dry run writes nothing
         return MapResult(grid, plan, publication=publication)
     if embedded and embedded.tolerance_m != 0.0:
         log.warning("the series app's zones: %s", embedded.describe())

@@ -58,7 +58,7 @@ def test_large_zones_are_simplified_to_keep_a_click_under_the_request_limit(ee_o
     assert "embedded as given (limit 1 MB)" in as_given.describe()
 
 
-def test_the_map_plan_states_the_zones_limit_and_the_app_embeds_within_it(tmp_path, capsys):
+def test_the_map_plan_states_the_zones_limit_and_writes_nothing(tmp_path, capsys):
     folder = tmp_path / "model"
     model = model_file(folder / "unet.pt", write_month_stack(folder, smooth_stack(40, 40)).grid)
     zones = tmp_path / "districts.geojson"
@@ -72,3 +72,7 @@ def test_the_map_plan_states_the_zones_limit_and_the_app_embeds_within_it(tmp_pa
     assert "12 zones" in line and "simplified to" in line and "limit 1 MB" in line
     app = out[out.index("var zones = "):].splitlines()[0]
     assert len(app) <= EMBED_LIMIT_BYTES + 100
+    # the dry run printed the manifests and the app, and wrote nothing (docs/mapping.md)
+    assert "isa_2019_06" in out and "ui.Slider" in out
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
+        "districts.geojson", "stack_2019-06.tif", "unet.pt"]
