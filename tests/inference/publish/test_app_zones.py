@@ -51,7 +51,7 @@ def test_large_zones_are_simplified_to_keep_a_click_under_the_request_limit(ee_o
     assert _click_request_bytes(ee_offline, embedded.zones) < REQUEST_LIMIT
     small = {"type": "FeatureCollection", "features": zones["features"][:2]}
     small["features"] = [{**f, "geometry": {"type": "Polygon", "coordinates": [
-        f["geometry"]["coordinates"][0][::100] + [f["geometry"]["coordinates"][0][0]]]}}
+        [*f["geometry"]["coordinates"][0][::100], f["geometry"]["coordinates"][0][0]]]}}
         for f in small["features"]]
     as_given = app_zones(small)
     assert as_given.zones == small and as_given.tolerance_m == 0.0  # under the limit: as is
