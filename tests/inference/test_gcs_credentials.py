@@ -12,10 +12,12 @@ import csv
 import json
 
 import numpy as np
+import pytest
 import rasterio
 
+from gee_export.core.pipeline_options import RunnerConfig
 from gee_export.core.storage import files, open_store
-from gee_export.ee.fake_server import StackTransport
+from gee_export.ee.fake_server import StackSessions, StackTransport
 from inference.assess_cli import main as assess_main
 from inference.cli import predict_main, publish_main
 from inference.mapping.request import MapRequest
@@ -85,8 +87,10 @@ def test_publish_reads_gs_cogs_with_a_user_login(signed_gcs, cogs, tmp_path, cap
     assert manifest["tilesets"][0]["sources"][0]["uris"][0].startswith(prefix)
 
 
+@pytest.mark.parametrize("runner", [None, "direct"])
 def test_map_writes_and_reads_back_gs_outputs_with_a_user_login(signed_gcs, ee_offline,
-                                                                 tmp_path):
+                                                                 tmp_path, runner):
+    """Streamed, and as a Beam pipeline whose workers read and write in their own threads."""
     stack = write_month_stack(tmp_path, smooth_stack(120, 140, seed=3))
     model = model_file(tmp_path / "unet.pt", stack.grid)
     out = f"gs://{signed_gcs.bucket}/series"
@@ -95,7 +99,9 @@ def test_map_writes_and_reads_back_gs_outputs_with_a_user_login(signed_gcs, ee_o
                          options=RuntimeOptions(precision="fp32", channels_last=False),
                          progress=False, local_dir=str(tmp_path / "local"))
     session = session_for(StackTransport(stack, info=lambda text: 5))
-    map_region(request, session=session, echo=lambda _: None)
+    beam = ({"runner": RunnerConfig("direct", max_workers=2, max_concurrent=4),
+             "worker_sessions": StackSessions(stack)} if runner else {})
+    map_region(request, session=session, echo=lambda _: None, **beam)
     assert signed_gcs.refreshed()  # the COGs are read back for the tables and the STAC items
     with rasterio.open(files.gdal_path(f"{out}/{MONTH}/isa_{MONTH}_class.tif")) as ds:
         assert np.isin(ds.read(1), (0, 1, 255)).all()
