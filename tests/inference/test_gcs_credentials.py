@@ -61,16 +61,19 @@ def test_assess_design_and_score_read_a_gs_map_with_a_user_login(signed_gcs, tmp
                         "-q"]) == 0, capsys.readouterr().err
     assert signed_gcs.refreshed()
     rows = list(csv.DictReader((design / "sample.csv").open()))
-    for row in rows:
-        row["reference"] = row["stratum"]
+    mapped = {r["id"]: r["map_class"]
+              for r in csv.DictReader((design / "design_points.csv").open())}
+    for row in rows:  # an interpreter who agrees with the map everywhere
+        row["reference"] = mapped[row["id"]]
     labelled = tmp_path / "labelled.csv"
     with labelled.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     capsys.readouterr()
-    assert assess_main(["score", "--map", remote, "--reference", str(labelled), "--out",
-                        str(tmp_path / "score"), "-q"]) == 0, capsys.readouterr().err
+    assert assess_main(["score", "--map", remote, "--reference", str(labelled), "--design",
+                        str(design), "--out", str(tmp_path / "score"), "-q"]) == 0, \
+        capsys.readouterr().err
     report = json.loads((tmp_path / "score" / "report.json").read_text())
     assert report["products"]["map"]["overall_accuracy"] == 1.0
 
