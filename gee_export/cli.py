@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "surface label as 128 px patches (CroFuseNet recipe by default).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     where = p.add_argument_group("area")
-    where.add_argument("--region", help=f"built-in region name (default {PAPER_REGION!r} when "
-                       "no --region-file/--bbox is given)")
+    where.add_argument("--region", help="built-in region name (default when no "
+                       "--region-file/--bbox is given: with --backend local the area the "
+                       f"scenes cover in common, else {PAPER_REGION!r})")
     where.add_argument("--region-file", help="GeoJSON polygon in EPSG:4326")
     where.add_argument("--bbox", help="WEST,SOUTH,EAST,NORTH in degrees (a leading minus "
                        "is fine: --bbox -7.45,52.63,-7.43,52.65)")
@@ -180,7 +181,18 @@ def _months(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _region(args: argparse.Namespace) -> Region:
+    """The area asked for; without one, the local scenes' common extent (else the paper's)."""
     if args.region is None and args.region_file is None and args.bbox is None:
+        if args.backend == "local" and args.scenes:
+            from gee_export.local.compositing import LocalRecipe
+            from gee_export.local.extent import scenes_region
+
+            region = scenes_region(args.scenes, _months(args),
+                                   reading=LocalRecipe(**_reading(args)).reading())
+            log.info("no --bbox, --region-file or --region: the area is what the scenes in "
+                     "%s cover in common, --bbox %s", args.scenes,
+                     ",".join(f"{v:.5f}" for v in region.bbox))
+            return region
         return resolve_region(PAPER_REGION)
     return resolve_region(args.region, args.region_file, args.bbox)
 

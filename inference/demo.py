@@ -57,6 +57,7 @@ from gee_export.core.commands import (
 )
 from gee_export.core.digest import files_sha256
 from gee_export.core.errors import ConfigError
+from gee_export.core.shareable import shareable_path
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from gee_export.local.synthetic import SyntheticScene, generate_scene
 
@@ -201,7 +202,8 @@ def step_patches(ctx: DemoContext) -> None:
                           backend="synthetic", region="synthetic-wuhan",
                           recipe={"composite": "local backend (gee_export.local.stack)",
                                   "local_recipe": DEMO_RECIPE.to_dict(),
-                                  "scene": str(scene.root), "seed": ctx.seed,
+                                  "scene": shareable_path(scene.root, ctx.out),
+                                  "seed": ctx.seed,
                                   "s2_dates": list(scene.s2_dates),
                                   "s1_dates": list(scene.s1_dates)},
                           progress=ctx.progress)

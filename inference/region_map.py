@@ -34,6 +34,7 @@ from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.cog import PROB_SCALE
 from inference.predict.postprocess import check_postprocess
+from inference.publish.app_zones import app_zones
 from inference.publish.asset_manifest import asset_name, check_asset_name
 from inference.publish.collection import SeriesPublication, SeriesRequest, publish_series
 from inference.publish.properties import asset_properties
@@ -133,7 +134,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     if note:
         log.warning("%s", note)
     stats.load_zones(request.zones, grid.crs)  # a bad zones file fails here, not at the end
-    zones_geojson = _zones_geojson(request.zones)
+    embedded = app_zones(_zones_geojson(request.zones)) if publish else None
+    zones_geojson = embedded.zones if embedded else None
     collection = (check_asset_name(asset_name(
         f"{publish.parent.rstrip('/')}/isa_{request.region.name}", publish.project),
         "the collection") if publish else None)
@@ -152,6 +154,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         plan = plan_map(planned, grid, meta.bands, seconds,
                                 latency_s or DEFAULT_LATENCY_S, note)
         echo(format_plan(plan))
+        if embedded:
+            echo(f"  app zones {embedded.describe()}")
         if request.backend == "local":  # what the real run reads, checked now
             from inference.mapping.dates import check_local_scenes
 
@@ -167,8 +171,10 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
             publication = publish_series(
                 _series_request(collection, cogs, props, publish, classes, isa, zones_geojson,
                                 grid), request.product_dir() / "publish", dry_run=True,
-                echo=echo)
+                save=False, echo=echo)  # a dry run writes nothing
         return MapResult(grid, plan, publication=publication)
+    if embedded and embedded.tolerance_m != 0.0:
+        log.warning("the series app's zones: %s", embedded.describe())
     if publish and not publish_dry_run and not files.is_gcs(request.out) \
             and not publish.gcs_prefix:
         raise ConfigError("publishing local COGs needs --gcs-prefix gs://BUCKET/PREFIX to upload "

@@ -210,3 +210,75 @@ def gcs_bucket(gcs_emulator) -> str:
     name = f"isamap-{uuid.uuid4().hex[:12]}"
     gcs_emulator.client().create_bucket(name)
     return name
+
+
+# ---------------------------------------------------------------- a user's gcloud login
+@pytest.fixture
+def token_endpoint():
+    """A local OAuth token endpoint; yields ``(url, posts)`` (the refresh requests it got)."""
+    from tests.support.gcs_auth import TokenEndpoint
+
+    endpoint = TokenEndpoint()
+    yield endpoint.url, endpoint.posts
+    endpoint.close()
+
+
+@pytest.fixture
+def user_adc_home(tmp_path, monkeypatch):
+    """A HOME whose only credentials are what 'gcloud auth application-default login' writes."""
+    import json
+
+    from gee_export.core.storage import gdal_auth
+    from tests.support.gcs_auth import USER_REFRESH_TOKEN
+
+    home = tmp_path / "home"
+    adc = home / ".config" / "gcloud" / "application_default_credentials.json"
+    adc.parent.mkdir(parents=True)
+    adc.write_text(json.dumps({"type": "authorized_user", "client_id": "client-123.apps",
+                               "client_secret": "secret-456",
+                               "refresh_token": USER_REFRESH_TOKEN}))
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG",
+                 *gdal_auth.GDAL_OWN_CREDENTIALS):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CPL_MACHINE_IS_GCE", "NO")  # GDAL must not try a metadata server
+    gdal_auth.forget_credentials()
+    yield home
+    gdal_auth.forget_credentials()
+
+
+@dataclass(frozen=True)
+class SignedGcs:
+    """The emulator's bucket read by GDAL as a real user would: signed requests only."""
+
+    bucket: str
+    home: Path
+    refresh_token: str
+    posts: list  # the token endpoint's refresh requests
+
+    def refreshed(self) -> bool:
+        """Whether GDAL exchanged this user's refresh token for an access token."""
+        return any(p.get("refresh_token") == [self.refresh_token] for p in self.posts)
+
+
+@pytest.fixture
+def signed_gcs(gcs_bucket, user_adc_home, token_endpoint, monkeypatch) -> SignedGcs:
+    """``gcs_bucket`` with GDAL's anonymous mode off and only a user's gcloud login in HOME.
+
+    The storage client stays anonymous (the emulator's own mode); GDAL signs every
+    ``/vsigs/`` request with an access token it must obtain from the user's refresh token at
+    the local token endpoint, so a read without the credentials fails with GDAL's
+    "configuration options not defined", as on a real account. Each test gets its own refresh
+    token: GDAL keeps the access token it obtained for a refresh token for an hour, so a
+    shared one would let a test pass on an earlier test's token.
+    """
+    import json
+
+    url, posts = token_endpoint
+    refresh = f"1//user-{uuid.uuid4().hex}"
+    adc = user_adc_home / ".config" / "gcloud" / "application_default_credentials.json"
+    info = json.loads(adc.read_text())
+    adc.write_text(json.dumps({**info, "refresh_token": refresh}))
+    monkeypatch.delenv("GS_NO_SIGN_REQUEST", raising=False)
+    monkeypatch.setenv("GOA2_AUTH_URL_TOKEN", url)
+    return SignedGcs(gcs_bucket, user_adc_home, refresh, posts)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps
+from gee_export.core.shareable import shareable, shareable_text
 from gee_export.core.storage import atomic_write
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
 from training.data import NormStats, PatchDataset, make_loader
@@ -133,8 +134,9 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
             text += ["", f"area estimates skipped: {exc}"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "metrics.json", dumps(result, indent=2))
-    _atomic_text(out / "metrics.txt", "\n".join(text) + "\n")
+    # shared with the model: the model file and dataset named relative to out, or by name
+    _atomic_text(out / "metrics.json", dumps(shareable(result, out), indent=2))
+    _atomic_text(out / "metrics.txt", shareable_text("\n".join(text) + "\n", out))
     png = plot_confusion(np.asarray(pixel.matrix), names, out / "confusion_matrix.png",
                          f"{meta.name} [{split}] OA {100 * pixel.oa:.2f} %")
     return EvalResult(out / "metrics.json", out / "metrics.txt", png, result)

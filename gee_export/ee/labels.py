@@ -7,9 +7,12 @@
 and masked pixels -> 255.
 ``landcover:<source>[:<asset id>[:band]]``: the seven land-cover classes of the imperfect-label
 paper, remapped (``ee.Image.remap``) with the table of
-:mod:`gee_export.contract.label_schemes` that the local backend uses too. ``worldcover`` and
-``dynamicworld`` come from the catalogue; ``fromglc10``, ``eolearn_lulc``, ``chesapeake`` and
-``nlcd`` are not in it here and need the asset id of an uploaded copy.
+:mod:`gee_export.contract.label_schemes` that the local backend uses too. ``worldcover``,
+``dynamicworld`` and ``nlcd`` come from the catalogue (NLCD: the ImageCollections
+``USGS/NLCD_RELEASES/2019_REL/NLCD``, epochs 2001-2019, and ``2021_REL/NLCD``, 2021; the
+conterminous US; the epoch nearest the month's year); ``fromglc10``, ``eolearn_lulc`` and
+``chesapeake`` are not in it and need the asset id of an uploaded copy (an uploaded NLCD,
+e.g. Alaska's, is given the same way).
 Every label is uint8 named ``label`` with 255 = nodata; stack.py puts it on the grid with mode
 (which, onto a grid finer than the label, takes the one label pixel under each fine pixel:
 nearest up-sampling).
@@ -30,7 +33,11 @@ from gee_export.contract.label_schemes import (
 from gee_export.core.errors import ConfigError
 
 LabelKind = Literal["worldcover", "dynamicworld", "ghsl", "asset", "landcover"]
-CATALOGUE_LANDCOVER = ("worldcover", "dynamicworld")  # land-cover sources Earth Engine holds
+CATALOGUE_LANDCOVER = ("worldcover", "dynamicworld", "nlcd")  # sources Earth Engine holds
+NLCD_RELEASES = {"2019_REL": (2001, 2004, 2006, 2008, 2011, 2013, 2016, 2019),
+                 "2021_REL": (2021,)}
+"""NLCD epochs per release in the catalogue: ImageCollections ``USGS/NLCD_RELEASES/<release>/NLCD``
+of one image per epoch (``system:time_start`` on 1 January of its year, band ``landcover``)."""
 WORLDCOVER = {2020: "ESA/WorldCover/v100", 2021: "ESA/WorldCover/v200"}
 DYNAMIC_WORLD = "GOOGLE/DYNAMICWORLD/V1"
 GHSL_BUILT = "JRC/GHSL/P2023A/GHS_BUILT_S"
@@ -114,6 +121,22 @@ def worldcover_id(year: int) -> str:
     return WORLDCOVER[2020] if year <= 2020 else WORLDCOVER[2021]
 
 
+def nlcd_epoch(year: int) -> int:
+    """The NLCD epoch nearest ``year`` (the later one on a tie: closer to Sentinel-2)."""
+    epochs = [epoch for release in NLCD_RELEASES.values() for epoch in release]
+    return min(epochs, key=lambda epoch: (abs(epoch - year), -epoch))
+
+
+def nlcd_landcover(year: int):
+    """NLCD's ``landcover`` band of the epoch nearest ``year`` (codes 11..95)."""
+    import ee
+
+    epoch = nlcd_epoch(year)
+    release = next(r for r, epochs in NLCD_RELEASES.items() if epoch in epochs)
+    return (ee.ImageCollection(f"USGS/NLCD_RELEASES/{release}/NLCD")
+            .filterDate(f"{epoch}-01-01", f"{epoch + 1}-01-01").first().select("landcover"))
+
+
 def ghsl_epoch(year: int) -> int:
     """GHSL built-surface epochs are every 5 years from 1975 to 2030."""
     return int(min(2030, max(1975, 5 * round(year / 5))))
@@ -173,6 +196,8 @@ def landcover_image(source: LabelSource, region, start: str, end: str, year: int
     elif scheme.source == "dynamicworld":
         codes = (ee.ImageCollection(DYNAMIC_WORLD).filterBounds(region).filterDate(start, end)
                  .select("label").reduce(ee.Reducer.mode()))
+    elif scheme.source == "nlcd":
+        codes = nlcd_landcover(year)
     else:  # pragma: no cover - parse_label_source asks for an asset
         raise ConfigError(f"landcover:{scheme.source} needs an asset id")
     frm, to = scheme.remap_lists()

@@ -30,6 +30,7 @@ import rasterio
 from rasterio.warp import transform as warp_transform
 
 from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.shareable import shareable_path
 from gee_export.core.storage import files
 from inference.assess.strata import Strata, read_strata
 from training.area_estimation import (
@@ -92,8 +93,12 @@ class Design:
         return "neyman" if self.size.rule == "area" else "proportional"
 
     def record(self) -> dict:
-        """The design as JSON (``sample.json``): enough to score the sample and to redraw it."""
-        return {"strata_raster": self.strata.path, "crs": self.strata.crs,
+        """The design as JSON (``sample.json``): enough to score the sample and to redraw it.
+
+        The strata raster is named by its file name: the record is shared with the people who
+        label the sample (:mod:`gee_export.core.shareable`).
+        """
+        return {"strata_raster": shareable_path(self.strata.path), "crs": self.strata.crs,
                 "resolution": self.strata.resolution, "classes": list(self.strata.classes),
                 "strata_pixels": list(self.strata.pixels),
                 "strata_km2": list(self.strata.area_km2), "n": int(self.stratum.size),

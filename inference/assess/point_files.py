@@ -32,6 +32,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.shareable import shareable
 from gee_export.core.storage import atomic_write
 from inference.assess.ceo import (
     CEO_COLUMNS,
@@ -247,10 +248,10 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
     design = design_sample(raster, n=n, target_se=target_se, target_class=target_class,
                            expected_ua=expected_ua, seed=seed, minimum=minimum)
     map_class = _map_classes(design, map_path)
-    record = design.record() | {
+    record = shareable(design.record() | {  # shared with the interpreters: no local path
         "map": map_path or raster, "points_file": POINTS_FILE,
         "interpretation": MAP_CLASS_SHOWN if show_map_class else BLIND,
-        "order": "random, drawn from the seed (ids p00001... in the interpreter's order)"}
+        "order": "random, drawn from the seed (ids p00001... in the interpreter's order)"}, out)
     record_path = out / RECORD_FILE
     if record_path.exists():
         try:

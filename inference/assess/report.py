@@ -22,6 +22,7 @@ import numpy as np
 
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps
+from gee_export.core.shareable import shareable
 from gee_export.core.storage import atomic_path, atomic_write
 from inference.assess.design_file import BLIND, DesignFile, read_design
 from inference.assess.point_files import REFERENCE_COLUMN, ReferencePoints, read_references
@@ -149,6 +150,7 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     if change_map:
         report["change"] = change_report(strata, stratum, points.reference,
                                          report["products"][MAP_NAME])
+    report = shareable(report, out)  # reports are shared: no local path but under out
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "report.json", out / "report.md"
     atomic_write(json_path, lambda fh: fh.write(dumps(report, indent=1).encode()))

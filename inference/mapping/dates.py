@@ -35,6 +35,7 @@ from gee_export.core.errors import (
     EarthEngineError,
     EmptyCompositeError,
 )
+from gee_export.core.shareable import shareable, shareable_path
 from gee_export.core.storage import files
 from inference.mapping.request import MapRequest, ModelDataset
 
@@ -285,8 +286,10 @@ def write_run_record(request: MapRequest, grid: Grid, results: Sequence[DateResu
                      extra: Mapping[str, Any]) -> Path:
     """``map.json`` in the product folder: what was mapped, from what, and what was skipped.
 
-    It travels with the maps: files under ``--out`` are named relative to it, the model by its
-    name and content id, and ``out`` is kept only when it is a Cloud Storage URI.
+    It travels with the maps: files under ``--out`` are named relative to it (a relative
+    ``--out`` too), the model by its name and content id, any other local path by its file
+    name (:mod:`gee_export.core.shareable`), and ``out`` is kept only when it is a Cloud
+    Storage URI.
     """
     from gee_export.core.storage import atomic_write
     from training.modelfile import model_file_id, read_model_file
@@ -310,12 +313,12 @@ def write_run_record(request: MapRequest, grid: Grid, results: Sequence[DateResu
                         for r in results},
               **{k: ([_under(request.out, p) for p in v] if k == "stac" else v)
                  for k, v in extra.items()}}
+    record = shareable(record, request.out)
     path = request.product_dir() / "map.json"
     atomic_write(path, lambda fh: fh.write(json.dumps(record, indent=1, default=str).encode()))
     return path
 
 
 def _under(out: str, path: str) -> str:
-    """``path`` relative to ``out`` when it lies under it (the map's own files)."""
-    root = out.rstrip("/") + "/"
-    return path[len(root):] if path.startswith(root) else path
+    """``path`` relative to ``out`` when it lies under it (the map's own files), else its name."""
+    return shareable_path(path, out)

@@ -8,7 +8,9 @@ path, with the model, recipe, dates and metrics as properties. Only the STAC cor
 property), which keeps the files valid against the schemas pystac ships.
 
 The catalogue is self-contained: every link and asset href is relative to the file that holds
-it, so the folder copied elsewhere or uploaded to a bucket reads the same. Each Item records
+it, so the folder copied elsewhere or uploaded to a bucket reads the same; no property names a
+local path other than relative to the file's folder or by its file name
+(:mod:`gee_export.core.shareable`). Each Item records
 the inputs its date was built from (``isamap:inputs``: the composite windows of an Earth Engine
 date, the scene files of a local one).
 """
@@ -24,6 +26,7 @@ import pystac
 from rasterio.warp import transform_bounds
 
 from gee_export.core.months import month_range
+from gee_export.core.shareable import shareable
 from gee_export.core.storage import files
 
 MEDIA_COG = pystac.MediaType.COG
@@ -107,6 +110,7 @@ def write_series_stac(collection: pystac.Collection) -> list[str]:
         (item.get_self_href(), item) for item in collection.get_items()]
     for path, obj in targets:
         data = obj.to_dict(include_self_link=False, transform_hrefs=True)
+        data = shareable(data, path.rsplit("/", 1)[0])
         store, name = files.store_of(path)
         store.write_bytes(name, json.dumps(data, indent=1, default=str).encode())
         written.append(path)

@@ -32,6 +32,7 @@ from rasterio.windows import bounds as window_bounds
 from gee_export.contract.regions import GEOJSON_ADVICE, read_geojson
 from gee_export.core.errors import InputDataError
 from gee_export.core.jsonsafe import dumps
+from gee_export.core.shareable import shareable_path
 from gee_export.core.storage import atomic_write, files
 from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog
@@ -259,7 +260,9 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                tags: dict[str, str] | None = None) -> str:
     """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``).
 
-    ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there).
+    ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there);
+    the two class maps are named relative to the change map's folder, or by file name
+    (:mod:`gee_export.core.shareable`): the COG is shared and published.
     """
     with files.open_raster(class_a) as a, files.open_raster(class_b) as b:
         if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
@@ -282,7 +285,9 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                 code = code.astype(np.uint8)
                 code[(va == NODATA) | (vb == NODATA)] = NODATA
                 dst.write(code, 1, window=window)
-        tags = {"from": class_a, "to": class_b, "codes": json.dumps(CHANGE_CODES),
+        here = out_path.rsplit("/", 1)[0] if "/" in out_path else "."
+        tags = {"from": shareable_path(class_a, here), "to": shareable_path(class_b, here),
+                "codes": json.dumps(CHANGE_CODES),
                 "version": a.tags().get("version", ""), **(tags or {})}
     try:
         files.put_output(lambda local: cog.write_cog(tmp, local, "change", tags,

@@ -73,7 +73,8 @@ def series_app_script(collection_id: str, months: Sequence[str], *,
     """
     palette = list(CLASS_PALETTE[:len(classes)])
     change_names = ["stable pervious", "stable impervious", "gain", "loss"]
-    zone_js = (f"ee.FeatureCollection({json.dumps(zones)})" if zones is not None
+    zone_js = (f"ee.FeatureCollection({json.dumps(zones, separators=(',', ':'))})"
+               if zones is not None
                else "null")
     areas_js = json.dumps({str(z): [[m, round(float(v), 6)] for m, v in rows]
                            for z, rows in (areas or {}).items()})

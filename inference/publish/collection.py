@@ -92,15 +92,17 @@ class SeriesRequest:
 
 
 def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool = False,
-                   assets: EarthEngineAssets | None = None,
+                   save: bool = True, assets: EarthEngineAssets | None = None,
                    echo: Callable[[str], None] | None = None,
                    poll_seconds: float = 10.0) -> SeriesPublication:
-    """Build, save and print the manifests and the app; unless ``dry_run``, publish them.
+    """Build, print (and save) the manifests and the app; unless ``dry_run``, publish them.
 
     Args:
         request: the series.
         out_dir: local folder receiving ``<name>.collection.json`` and ``<name>.app.js``.
         dry_run: stop after printing (no upload, no Earth Engine call).
+        save: write the manifests and the app under ``out_dir`` (always on a real run; the
+            map's dry run writes nothing, the demo's prepared publication saves them).
         assets: the Earth Engine seam (default: :func:`inference.publish.image.connect`).
         echo: where the manifests, the app and progress lines go (default: this module's log).
         poll_seconds: task polling interval when waiting.
@@ -128,12 +130,14 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
     manifest_path = out / f"{stem}.collection.json"
     script_path = out / f"{stem}.app.js"
     text = json.dumps({"collection": name, "images": manifests}, indent=2)
-    atomic_write(manifest_path, lambda fh: fh.write(text.encode()))
-    atomic_write(script_path, lambda fh: fh.write(script.encode()))
-    echo(f"# Earth Engine ImageCollection {name}: {len(months)} image manifests "
-         f"({manifest_path}):")
+    if save or not dry_run:
+        atomic_write(manifest_path, lambda fh: fh.write(text.encode()))
+        atomic_write(script_path, lambda fh: fh.write(script.encode()))
+    where = (lambda path: f" ({path})") if save or not dry_run else (lambda path: "")
+    echo(f"# Earth Engine ImageCollection {name}: {len(months)} image manifests"
+         f"{where(manifest_path)}:")
     echo(text)
-    echo(f"# Code Editor app ({script_path}):")
+    echo(f"# Code Editor app{where(script_path)}:")
     echo(script)
     adds = footprint(len(months) + 1, [p for r in per_date.values()
                                        for p in (r.class_path, r.prob_path)])

@@ -389,7 +389,7 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     echo(json.dumps(manifest, indent=2))
     echo(f"# Code Editor script ({script_path}):")
     echo(script)
-    adds = footprint(1, [request.class_path, request.prob_path])
+    adds = footprint(1, [request.class_path, request.prob_path], request.mode)
     echo(f"# assets: {check_caps(adds)}")
     if dry_run:
         echo("# dry run: nothing uploaded, no Earth Engine call made")

@@ -19,6 +19,8 @@ property                  value
 ========================  ========================================================
 
 A property whose value is unknown (no recipe or month recorded) is left out rather than empty.
+Properties are public with ``--public``: a local path in them (a recipe naming its scene
+folder) is reduced to its file name (:mod:`gee_export.core.shareable`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gee_export.core.shareable import shareable
 from inference.predict.cog import PROB_SCALE
 
 RECIPE_CHARACTERS = 1000
@@ -58,9 +61,9 @@ def asset_properties(*, model: str, bands: Sequence[str], classes: Sequence[str]
     if month:
         properties["month"] = month
     if recipe is not None:
-        text = json.dumps(recipe, sort_keys=True, default=str)
+        text = json.dumps(shareable(recipe), sort_keys=True, default=str)
         properties["recipe"] = text[:RECIPE_CHARACTERS]
     for name, value in (metrics or {}).items():
         if isinstance(value, int | float) and not isinstance(value, bool):
             properties[f"metric_{name}"] = value
-    return properties
+    return shareable(properties)

@@ -2,7 +2,9 @@
 
 A publication that would overflow them fails at its last ingestions, after the uploads; the
 plan checks what it adds against the caps (and, on a real run, against what the project
-already holds, read from its asset root) before anything is uploaded.
+already holds, read from its asset root) before anything is uploaded. A COG-backed
+(``--mode external``) asset stores no pixels in Earth Engine: its COGs stay in Cloud Storage,
+so it counts against the asset count only, never the 250 GB.
 """
 
 from __future__ import annotations
@@ -26,14 +28,18 @@ class Footprint:
     assets: int
     nbytes: int
     unmeasured: int = 0  # COGs on Cloud Storage or not written yet (a dry run's plan)
+    external: bool = False  # COG-backed: the pixels stay in Cloud Storage
 
 
-def footprint(new_assets: int, cogs: Iterable[str]) -> Footprint:
-    """The footprint of ``new_assets`` assets ingesting the COG files ``cogs``.
+def footprint(new_assets: int, cogs: Iterable[str], mode: str = "ingest") -> Footprint:
+    """The footprint of ``new_assets`` assets made from the COG files ``cogs``.
 
     An ingested image stores about its COG's size; local files are measured, ``gs://``
-    objects and files not written yet are counted as unmeasured.
+    objects and files not written yet are counted as unmeasured. A COG-backed image
+    (``mode="external"``) stores none: no bytes.
     """
+    if mode == "external":
+        return Footprint(new_assets, 0, external=True)
     paths = list(cogs)
     local = [c for c in paths if not files.is_gcs(c) and os.path.isfile(c)]
     return Footprint(new_assets, sum(os.path.getsize(c) for c in local),
@@ -67,6 +73,7 @@ def check_caps(adds: Footprint, quota: Mapping[str, Any] | None = None) -> str:
             "old assets, publish fewer dates, or publish as COG-backed assets")
     unmeasured = (f" (+{adds.unmeasured} COGs on Cloud Storage or not yet written, not "
                   "measured)"
-                  if adds.unmeasured else "")
+                  if adds.unmeasured else
+                  " (COG-backed: the pixels stay in Cloud Storage)" if adds.external else "")
     return (f"adds {adds.assets:,} assets and {adds.nbytes / 1e9:,.2f} GB{unmeasured}{held}; "
             f"per-project caps {max_assets:,} assets and {max_bytes / 1e9:,.0f} GB")

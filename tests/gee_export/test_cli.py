@@ -141,3 +141,29 @@ def test_runner_refuses_what_cannot_work(extra, message, caplog):
     args = ["--region", "wuhan", "--dry-run", "--runner", "direct", *extra]
     assert main(args) == 2
     assert message in caplog.text
+
+
+def test_a_local_export_without_an_area_plans_what_the_scenes_cover(tmp_path, capsys, caplog):
+    """It planned the paper's default region (21,825 km² around Wuhan) for a 59 km² scene."""
+    import logging
+
+    scene = generate_scene(tmp_path / "scene", width=160, height=160, fine_scale=2,
+                           progress=False)
+    with caplog.at_level(logging.INFO, logger="gee_export.cli"):
+        assert main(["--backend", "local", "--scenes", str(tmp_path / "scene"), "--month",
+                     "2019-06", "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "for region 'scene'" in plan and "wuhan" not in plan.lower()
+    assert "the area is what the scenes in" in caplog.text
+    width, height = (int(v) for v in plan.split("grid        ")[1].split(" px")[0]
+                     .split(", ")[1].split(" x "))
+    assert width <= scene.grid.width and height <= scene.grid.height  # at most the scene
+    assert width * height >= 0.9 * scene.grid.width * scene.grid.height
+    # a scene somewhere else among them leaves no common area: refused, nothing planned
+    elsewhere = tmp_path / "elsewhere"
+    generate_scene(elsewhere / "scene", width=160, height=160, seed=1, fine_scale=2,
+                   origin=(700000.0, 3385000.0), progress=False)
+    assert main(["--backend", "local", "--scenes", str(elsewhere.parent), "--month", "2019-06",
+                 "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "do not overlap" in err and "--bbox" in err

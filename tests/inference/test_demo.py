@@ -14,6 +14,7 @@ from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
 from gee_export.contract.dataset import read_index, read_manifest
 from gee_export.local.synthetic import BUILDING, CLASS_S1, CLASS_S2, S2_BANDS, VEGETATION, WATER
 from inference.demo import main
+from tests.support.shared_files import private_strings
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +143,10 @@ def test_demo_runs_the_whole_chain_to_a_two_date_series(tmp_path, capsys, ee_off
     assert sorted(manifest["images"]) == ["2019-06", "2021-06"]
     assert manifest["collection"].endswith("isa_synthetic")
     assert "Code Editor app" in printed and "ISA change between consecutive dates" in printed
+    # every file a user may share (STAC, manifests, apps, reports, COG tags) names no local
+    # path but relative to the output: not the folder it was made in, not the home folder
+    home = str(Path.home())
+    assert private_strings(out, [str(tmp_path), *([home] if len(home) > 1 else [])]) == []
     _beam_equals_single_process(out, tmp_path)
 
     # The same output folder with another --size: nothing stale survives.

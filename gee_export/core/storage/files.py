@@ -17,7 +17,7 @@ from typing import Any
 
 from gee_export.core.errors import StorageError
 from gee_export.core.storage import BucketInfo, GcsStore, Store, atomic_path, open_store
-from gee_export.core.storage.gdal_auth import gdal_env
+from gee_export.core.storage.gdal_auth import gdal_env, ready_for_remote
 
 
 def is_gcs(path: str | os.PathLike) -> bool:
@@ -45,10 +45,19 @@ def store_of(path: str | os.PathLike) -> tuple[Store, str]:
 
 
 def gdal_path(path: str | os.PathLike) -> str:
-    """The path GDAL opens: ``/vsigs/bucket/key`` for ``gs://bucket/key``, else unchanged."""
+    """The path GDAL opens: ``/vsigs/bucket/key`` for ``gs://bucket/key``, else unchanged.
+
+    For a ``gs://`` path GDAL is first given the Cloud Storage credentials, process-wide
+    (:func:`gee_export.core.storage.gdal_auth.ready_for_remote`), so whichever thread opens or
+    reads the returned path is authenticated.
+
+    Raises:
+        StorageError: a ``gs://`` path and no credentials to read it with.
+    """
     text = os.fspath(path)
     if is_gcs(text):
         bucket, key = split_gcs(text)
+        ready_for_remote()
         return f"/vsigs/{bucket}/{key}"
     return text
 

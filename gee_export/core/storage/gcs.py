@@ -318,6 +318,10 @@ class GcsStore(Store):
         return f"gs://{self.bucket_name}/{self.key(rel)}" if rel else self.root
 
     def gdal_path(self, rel: str) -> str:
+        """``/vsigs/bucket/key``, with GDAL given the credentials to read it in any thread."""
+        from gee_export.core.storage.gdal_auth import ready_for_remote
+
+        ready_for_remote()
         return f"/vsigs/{self.bucket_name}/{self.key(rel)}"
 
 

@@ -1,4 +1,4 @@
-"""GDAL's ``/vsigs/`` reads with the credentials the Cloud Storage client uses.
+"""GDAL's ``/vsigs/`` reads with the credentials the Cloud Storage client uses, in every thread.
 
 The storage client finds credentials with ``google.auth.default()``: the user's
 application-default credentials (what ``gcloud auth application-default login`` writes), a
@@ -7,19 +7,28 @@ rasterio looks only at ``GOOGLE_APPLICATION_CREDENTIALS``, its own ``GS_*`` opti
 ``~/.boto`` and the metadata server, so without this module a user who followed the docs
 uploads with one identity and then cannot read back what was uploaded.
 
-:func:`gdal_env` is the one seam: a ``rasterio.Env`` carrying the same credentials as GDAL
-config options (held in memory, never written to a file). Options entered in a
-``rasterio.Env`` are process-wide config options while it is open, so reader threads started
-inside it see them too. :func:`read_failure` tells an authentication failure apart from a
-damaged file, for every check that decides from a read whether work is already done.
+This module is the one owner of that hand-over. :func:`ready_for_remote` gives GDAL the same
+credentials (and :data:`STALL_OPTIONS`) as *process-wide* config options, held in memory and
+never written to a file or the environment. Process-wide matters: ``rasterio.Env`` sets its
+options for the calling thread only when that is not the main thread, so options entered in a
+Beam worker's thread, or in any thread that starts reader and encoder threads (the
+predictor's), would not reach the threads that do the reading. Every way the project names a
+``gs://`` object to GDAL calls it: :func:`gee_export.core.storage.files.gdal_path`,
+``GcsStore.gdal_path`` and :func:`gdal_env`. :func:`read_failure` tells an authentication
+failure apart from a damaged file, for every check that decides from a read whether work is
+already done.
 
 May import: the rest of ``gee_export.core``; nothing else of the project.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import glob
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +64,8 @@ read over a slow link is legitimate. A value the user set in the environment win
 
 _lock = threading.Lock()
 _cached: dict[str, str] | None = None
+_installed: dict[str, str] = {}  # what ready_for_remote set process-wide
+_library: list[Any] = []  # [the libgdal rasterio uses, or None], found once
 
 
 def _adc_file() -> str | None:
@@ -108,15 +119,15 @@ def options_for(credentials: Any, source_file: str | None) -> dict[str, str]:
 def credential_options() -> dict[str, str]:
     """The GDAL options for ``google.auth.default()``'s credentials (resolved once a process).
 
-    Empty when GDAL is already configured: the storage emulator of the tests
-    (``STORAGE_EMULATOR_HOST``) or the user's own ``GS_*``/``CPL_GS_CREDENTIALS_FILE`` setting.
+    Empty when GDAL is already told how to authenticate: the user's own
+    ``GS_*``/``CPL_GS_CREDENTIALS_FILE`` setting (``GS_NO_SIGN_REQUEST`` included, as for a
+    public bucket or the anonymous storage emulator).
 
     Raises:
         StorageError: no credentials can be found.
     """
     global _cached
-    if os.environ.get("STORAGE_EMULATOR_HOST") or any(os.environ.get(k)
-                                                      for k in GDAL_OWN_CREDENTIALS):
+    if any(os.environ.get(k) for k in GDAL_OWN_CREDENTIALS):
         return {}
     with _lock:
         if _cached is None:
@@ -135,10 +146,91 @@ def credential_options() -> dict[str, str]:
 
 
 def forget_credentials() -> None:
-    """Resolve the credentials again at the next :func:`gdal_env` (after a login changed them)."""
+    """Take the credentials back from GDAL; they are resolved again at the next remote read.
+
+    For a login that changed within the process (and tests that switch users).
+    """
     global _cached
     with _lock:
         _cached = None
+        _set_process_options(dict.fromkeys(_installed))
+        _installed.clear()
+
+
+def _gdal_library() -> Any:
+    """The libgdal that rasterio loaded (ctypes), or None where it cannot be found.
+
+    Found by its path in the process's memory map (Linux), else next to rasterio (its wheels
+    bundle it) or on the library path; a candidate counts only when an option set through it
+    is what rasterio reads back, so a second copy of GDAL is never the one configured.
+    """
+    if _library:
+        return _library[0]
+    import rasterio
+    from rasterio.env import get_gdal_config
+
+    candidates: list[str] = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            candidates += re.findall(r"(/\S*libgdal[^/\s]*\.so[^/\s]*)", maps.read())
+    except OSError:
+        pass
+    package = os.path.dirname(rasterio.__file__)
+    for folder in (package + ".libs", os.path.join(package, ".dylibs")):
+        candidates += sorted(glob.glob(os.path.join(folder, "*gdal*")))
+    candidates += [found for found in [ctypes.util.find_library("gdal")] if found]
+    probe = "ISAMAP_GDAL_CONFIG_PROBE"
+    for candidate in dict.fromkeys(candidates):
+        try:
+            library = ctypes.CDLL(candidate)
+            setter = library.CPLSetConfigOption
+        except (OSError, AttributeError):
+            continue
+        setter.argtypes, setter.restype = [ctypes.c_char_p, ctypes.c_char_p], None
+        setter(probe.encode(), b"YES")
+        seen = get_gdal_config(probe)
+        setter(probe.encode(), None)
+        if seen in ("YES", True):
+            _library.append(library)
+            return library
+    _library.append(None)
+    return None
+
+
+def _set_process_options(options: dict[str, str | None]) -> None:
+    """Set (None: unset) GDAL config options for every thread of the process."""
+    library = _gdal_library()
+    for key, value in options.items():
+        if library is not None:
+            library.CPLSetConfigOption(key.encode(), None if value is None else value.encode())
+        else:  # rasterio's setter: process-wide from the main thread, else this thread's
+            from rasterio.env import del_gdal_config, set_gdal_config
+
+            if value is None:
+                del_gdal_config(key)
+            else:
+                set_gdal_config(key, value)
+
+
+def ready_for_remote() -> None:
+    """Make GDAL able to read ``/vsigs/`` in every thread: credentials and stall limits.
+
+    Idempotent and cheap after the first call. Options change only when what they derive
+    from changed (a stall limit the user then set in the environment wins).
+
+    Raises:
+        StorageError: no credentials can be found.
+    """
+    wanted = {k: v for k, v in STALL_OPTIONS.items() if k not in os.environ}
+    wanted |= credential_options()
+    with _lock:
+        if wanted == _installed:
+            return
+        change: dict[str, str | None] = dict.fromkeys(set(_installed) - set(wanted))
+        change |= {k: v for k, v in wanted.items() if _installed.get(k) != v}
+        _set_process_options(change)
+        _installed.clear()
+        _installed.update(wanted)
 
 
 def is_remote(path: str | os.PathLike[str]) -> bool:
@@ -149,9 +241,10 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
 @contextmanager
 def gdal_env(*paths: str | os.PathLike[str] | None, remote: bool | None = None,
              **options: Any) -> Iterator[None]:
-    """A ``rasterio.Env`` with ``options``, plus credentials and stall limits for Cloud Storage.
+    """A ``rasterio.Env`` with ``options``, after :func:`ready_for_remote` for Cloud Storage.
 
-    The stall limits are :data:`STALL_OPTIONS`.
+    The credentials and stall limits (:data:`STALL_OPTIONS`) are process-wide, so threads
+    started inside the block (or anywhere else) read Cloud Storage with them too.
 
     Args:
         paths: what will be read; the credentials and stall limits are added when one is on
@@ -164,15 +257,12 @@ def gdal_env(*paths: str | os.PathLike[str] | None, remote: bool | None = None,
 
     wanted = remote if remote is not None else any(p is not None and is_remote(p)
                                                    for p in paths)
-    settings = {}
     if wanted:
-        settings = {k: v for k, v in STALL_OPTIONS.items() if k not in os.environ}
-        settings |= credential_options()
-    settings |= options
-    if not settings:
+        ready_for_remote()
+    if not options:
         yield  # nothing to set: a patch read of a local dataset costs no environment
         return
-    with rasterio.Env(**settings):
+    with rasterio.Env(**options):
         yield
 
 

@@ -9,10 +9,8 @@ import logging
 import socket
 import threading
 import time
-import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -30,57 +28,9 @@ from gee_export.core.storage.gdal_auth import (
     options_for,
     read_failure,
 )
+from tests.support.gcs_auth import USER_REFRESH_TOKEN
 
-REFRESH = "1//refresh-token-of-the-user"
-
-
-class _TokenEndpoint(BaseHTTPRequestHandler):
-    """Google's OAuth token endpoint as GDAL talks to it: a form POST, a JSON token."""
-
-    posts: ClassVar[list[dict[str, list[str]]]] = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-        type(self).posts.append(urllib.parse.parse_qs(body))
-        payload = json.dumps({"access_token": "ya29.test", "expires_in": 3600,
-                              "token_type": "Bearer"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def token_endpoint():
-    _TokenEndpoint.posts = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenEndpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/token", _TokenEndpoint.posts
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def user_adc_home(tmp_path, monkeypatch):
-    """A HOME whose only credentials are what 'gcloud auth application-default login' writes."""
-    home = tmp_path / "home"
-    adc = home / ".config" / "gcloud" / "application_default_credentials.json"
-    adc.parent.mkdir(parents=True)
-    adc.write_text(json.dumps({"type": "authorized_user", "client_id": "client-123.apps",
-                               "client_secret": "secret-456", "refresh_token": REFRESH}))
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG",
-                 *gdal_auth.GDAL_OWN_CREDENTIALS):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CPL_MACHINE_IS_GCE", "NO")  # GDAL must not try a metadata server
-    forget_credentials()
-    yield home
-    forget_credentials()
+REFRESH = USER_REFRESH_TOKEN
 
 
 def _uploaded_raster(gcs_bucket, tmp_path) -> tuple[str, np.ndarray]:
@@ -240,10 +190,33 @@ def test_cloud_storage_reads_get_stall_limits_and_the_users_own_win(monkeypatch,
     for name in STALL_OPTIONS:
         monkeypatch.delenv(name, raising=False)
     with gdal_env("gs://bucket/x.tif"):
-        env = rasterio.env.getenv()
-        assert {name: env.get(name) for name in STALL_OPTIONS} == STALL_OPTIONS
+        seen = {name: rasterio.env.get_gdal_config(name, normalize=False)
+                for name in STALL_OPTIONS}
+        assert seen == STALL_OPTIONS
     monkeypatch.setenv("GDAL_HTTP_LOW_SPEED_TIME", "600")
-    with gdal_env("gs://bucket/x.tif"):
-        assert "GDAL_HTTP_LOW_SPEED_TIME" not in rasterio.env.getenv()  # GDAL reads the user's
+    with gdal_env("gs://bucket/x.tif"):  # GDAL reads the user's
+        assert rasterio.env.get_gdal_config("GDAL_HTTP_LOW_SPEED_TIME", normalize=False) == "600"
     with gdal_env(tmp_path / "x.tif"):
         assert not rasterio.env.hasenv()
+
+
+def test_every_thread_reads_with_the_credentials_wherever_they_were_given(signed_gcs, tmp_path):
+    """rasterio.Env options entered outside the main thread are that thread's alone: a Beam
+    worker's thread that starts the predictor's reader thread would hand it nothing."""
+    uri, data = _uploaded_raster(signed_gcs.bucket, tmp_path)
+    vsigs = "/vsigs/" + uri[5:]
+
+    def read() -> np.ndarray:
+        with rasterio.open(vsigs) as src:
+            return src.read()
+
+    def worker() -> np.ndarray:  # a thread that is not the main one enters the credentials
+        with gdal_env(uri), ThreadPoolExecutor(1) as reader:
+            return reader.submit(read).result()
+
+    with ThreadPoolExecutor(1) as pool:
+        np.testing.assert_array_equal(pool.submit(worker).result(), data)
+    assert signed_gcs.refreshed()
+    forget_credentials()  # taken back from GDAL: a read now fails as without them
+    with pytest.raises(rasterio.errors.RasterioIOError, match="not defined"):
+        read()

@@ -28,6 +28,8 @@ JUNE = ("2019-06-01", "2019-07-01")
     ("landcover:fromglc10:projects/p/assets/fromglc10:b1", "fromglc10",
      "projects/p/assets/fromglc10"),
     ("landcover:chesapeake:projects/p/assets/cpk_lc", "chesapeake", "projects/p/assets/cpk_lc"),
+    ("landcover:nlcd", "nlcd", "USGS/NLCD_RELEASES/2019_REL/NLCD"),  # in the catalogue
+    ("landcover:nlcd:projects/p/assets/nlcd_ak", "nlcd", "projects/p/assets/nlcd_ak"),
 ])
 def test_remap_uses_the_contract_table(region, text, source, collection):
     parsed = labels.parse_label_source(text)
@@ -65,6 +67,15 @@ def test_coarse_label_onto_a_finer_grid_is_nearest(region):
         reducers = [json.dumps(r["arguments"]["reducer"])
                     for r in ee_graph.find(img, "Image.reduceResolution")]
         assert reducers and all("Reducer.mode" in r for r in reducers)
+
+
+def test_nlcd_comes_from_the_catalogue_epoch_nearest_the_month(region):
+    assert [labels.nlcd_epoch(y) for y in (2015, 2017, 2018, 2020, 2023)] == [
+        2016, 2016, 2019, 2021, 2021]
+    img = labels.label_image(labels.parse_label_source("landcover:nlcd"), region,
+                             "2022-06-01", "2022-07-01", 2022)
+    assert "USGS/NLCD_RELEASES/2021_REL/NLCD" in ee_graph.loaded_ids(img)
+    assert "2021-01-01" in json.dumps(ee_graph.find(img, "Collection.filter"))
 
 
 def test_sources_outside_the_catalogue_need_an_asset():

@@ -50,3 +50,16 @@ def test_an_unauthenticated_quota_read_stops_the_publication(ee_offline):
     with pytest.raises(AuthenticationError):
         connect("offline", ee_offline).project_quota(
             "projects/earthengine-legacy/assets/users/me/isa/x")
+
+
+def test_cog_backed_assets_count_no_bytes_against_the_250_gb(tmp_path):
+    """--mode external keeps the pixels in Cloud Storage: only the asset count grows."""
+    cog = tmp_path / "big.tif"
+    with cog.open("wb") as fh:  # a sparse 300 GB file: larger than the whole cap
+        fh.truncate(300 * 10**9)
+    with pytest.raises(ConfigError, match="GB"):
+        check_caps(footprint(1, [str(cog)]))
+    adds = footprint(1, [str(cog)], "external")
+    assert adds.nbytes == 0 and adds.assets == 1
+    assert "adds 1 assets and 0.00 GB (COG-backed: the pixels stay in Cloud Storage)" in \
+        check_caps(adds, {"asset_size": {"usage": str(249 * 10**9)}})

@@ -1,0 +1,102 @@
+"""Paths in files a user may share: relative to the output, or a file name; never absolute.
+
+STAC items, publication manifests and asset properties (public with ``--public``), map
+records, accuracy and evaluation reports travel with the maps and models. An absolute path
+in them publishes the maker's file system (``/home/<user>/...``) and means nothing on another
+machine. Every writer of such a file passes what it records through :func:`shareable` (or a
+single path through :func:`shareable_path`): a local path under the output becomes relative
+to it, any other local path its file name; ``gs://`` and ``http(s)://`` addresses are kept,
+they name where the shared object lives. Files that stay on the maker's machine (resume
+records, digests of inputs, model files that find their dataset again) are not for this.
+
+May import: nothing of the project.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+_ABSOLUTE = re.compile(r"^(/|~|[A-Za-z]:[\\/]|\\\\)")
+"""A string that is an absolute local path (POSIX, home-relative, Windows drive or share)."""
+
+_EMBEDDED = re.compile(r"(?<![\w.:/])(/(?:[^\s/`'\"()<>|,;]+/)+[^\s/`'\"()<>|,;]*)")
+"""An absolute POSIX path of at least two components inside a longer text."""
+
+
+def is_absolute_local(text: str) -> bool:
+    """Whether ``text`` is an absolute path on the local file system (not ``gs://``, URLs)."""
+    return bool(_ABSOLUTE.match(text)) and not text.startswith("/vsigs/")
+
+
+def shareable_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None
+                   ) -> str:
+    """``path`` as a shared file may name it.
+
+    Args:
+        path: a local path (absolute or relative to the working folder), ``/vsigs/`` path,
+            ``gs://`` or ``http(s)://`` address.
+        base: the output folder the shared file describes (a local path or ``gs://`` prefix).
+
+    Returns:
+        ``gs://``/``http(s)://`` addresses unchanged (``/vsigs/b/k`` as ``gs://b/k``); a path
+        under ``base`` relative to it (POSIX separators); any other path its file name.
+    """
+    text = os.fspath(path)
+    if text.startswith("/vsigs/"):
+        text = "gs://" + text[len("/vsigs/"):]
+    base_text = os.fspath(base) if base is not None else None
+    if "://" in text:
+        if base_text and "://" in base_text:
+            root = base_text.rstrip("/") + "/"
+            if text.startswith(root):
+                return text[len(root):]
+        return text
+    local = Path(text).expanduser()
+    if base_text and "://" not in base_text:
+        try:
+            inside = local.absolute().resolve().relative_to(
+                Path(base_text).expanduser().absolute().resolve())
+        except (ValueError, OSError):
+            inside = None
+        if inside is not None:
+            return PurePosixPath(*inside.parts).as_posix() if inside.parts else "."
+    return local.name or text
+
+
+def shareable_text(text: str, base: str | os.PathLike[str] | None = None) -> str:
+    """``text`` with every absolute local path in it made shareable, the home folder as ``~``."""
+    if is_absolute_local(text) and not any(c.isspace() for c in text):
+        return shareable_path(text, base)
+    text = _EMBEDDED.sub(lambda m: shareable_path(m.group(1), base), text)
+    home = str(Path.home())
+    return text.replace(home, "~") if len(home) > 1 else text
+
+
+def shareable(value: Any, base: str | os.PathLike[str] | None = None) -> Any:
+    """``value`` (JSON-like: mappings, lists, strings, paths) with every local path shareable.
+
+    Keys are kept; strings holding an absolute local path, alone or inside a text, are
+    rewritten by :func:`shareable_path`; ``os.PathLike`` values become shareable strings.
+    """
+    if isinstance(value, os.PathLike):
+        return shareable_path(value, base)
+    if isinstance(value, str):
+        return shareable_text(value, base)
+    if isinstance(value, Mapping):
+        return {key: shareable(item, base) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [shareable(item, base) for item in value]
+    return value
+
+
+def private_paths(text: str) -> list[str]:
+    """The absolute local paths, home folder and user name found in ``text`` (for checks)."""
+    found = [m.group(1) for m in _EMBEDDED.finditer(text)]
+    home = str(Path.home())
+    if len(home) > 1 and home in text:
+        found.append(home)
+    return found

@@ -1,0 +1,101 @@
+"""The area a local export covers when none is named: what the scenes cover in common.
+
+A local run reads the user's own scene files; a named default region (the paper's Wuhan) would
+plan and stack an area the scenes do not cover (tens of thousands of km² of nodata for a
+59 km² scene). Without ``--bbox``, ``--region-file`` or ``--region`` the area is the
+intersection of the footprints of the month's Sentinel-1/2 scenes and the label raster: the
+pixels every input can fill. Each footprint is the largest longitude/latitude box inside the
+raster (its edges sampled, so a UTM rectangle's box stays inside it), so the grid built from
+the box never reaches past the scenes. Only file headers are read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.warp import transform as warp_transform
+
+from gee_export.contract.regions import Region
+from gee_export.core.errors import InputDataError
+from gee_export.local.scenes import SceneCollection, discover_scenes
+
+EDGE_SAMPLES = 21
+"""Points sampled along each edge of a raster when its footprint is taken to lon/lat."""
+
+LonLatBox = tuple[float, float, float, float]
+
+
+def inner_lonlat_box(path: str | Path) -> LonLatBox:
+    """The largest (west, south, east, north) box in degrees inside a raster's extent."""
+    with rasterio.open(path) as src:
+        left, bottom, right, top = src.bounds
+        crs = src.crs
+    if crs is None:
+        raise InputDataError(f"{path} has no CRS; give the area with --bbox or --region-file")
+    t = np.linspace(0.0, 1.0, EDGE_SAMPLES)
+    xs = {"left": np.full_like(t, left), "right": np.full_like(t, right),
+          "bottom": left + t * (right - left), "top": left + t * (right - left)}
+    ys = {"left": bottom + t * (top - bottom), "right": bottom + t * (top - bottom),
+          "bottom": np.full_like(t, bottom), "top": np.full_like(t, top)}
+    edge = {}
+    for side in xs:
+        lon, lat = warp_transform(crs, "EPSG:4326", xs[side].tolist(), ys[side].tolist())
+        edge[side] = (np.asarray(lon), np.asarray(lat))
+    return (float(edge["left"][0].max()), float(edge["bottom"][1].max()),
+            float(edge["right"][0].min()), float(edge["top"][1].min()))
+
+
+def _inputs(collection: SceneCollection, months: Sequence[str]) -> list[Path]:
+    """One raster of every scene acquired in ``months`` (all scenes if none is), the label."""
+    scenes = [s for m in months for s in (*collection.in_month(m).s2,
+                                          *collection.in_month(m).s1)]
+    if not scenes:  # the plan reports the empty months; the area is still the scenes'
+        scenes = [*collection.s2, *collection.s1]
+    paths = [scene.bands[0][1].path for scene in scenes if scene.bands]
+    label = collection.label(1)
+    return paths + ([label] if label else [])
+
+
+def region_name(scenes: str | Path) -> str:
+    """A region name from the scenes folder's name (letters, digits, ``-`` and ``_``)."""
+    text = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(scenes).resolve().name).strip("_")
+    return text or "scenes"
+
+
+def scenes_region(scenes: str | Path | SceneCollection, months: Sequence[str], *,
+                  reading: Mapping[str, Any] | None = None,
+                  name: str | None = None) -> Region:
+    """The region every scene of ``months`` and the label cover (their footprints' overlap).
+
+    Args:
+        scenes: the ``--scenes`` folder (or what ``discover_scenes`` found in it).
+        months: the months to export; their scenes decide the area.
+        reading: ``discover_scenes`` arguments (``LocalRecipe.reading()``).
+        name: the region's name (default: from the folder's name).
+
+    Raises:
+        InputDataError: no raster found, or the footprints do not overlap.
+    """
+    collection = (scenes if isinstance(scenes, SceneCollection)
+                  else discover_scenes(scenes, **(reading or {})))
+    paths = _inputs(collection, months)
+    if not paths:
+        raise InputDataError(f"no Sentinel-1/2 scene found in {scenes} to take the area from; "
+                             "add scenes or give the area with --bbox or --region-file")
+    boxes = [inner_lonlat_box(p) for p in paths]
+    west, south = max(b[0] for b in boxes), max(b[1] for b in boxes)
+    east, north = min(b[2] for b in boxes), min(b[3] for b in boxes)
+    if not (east > west and north > south):
+        raise InputDataError(
+            f"the {len(paths)} rasters of {', '.join(months)} in {scenes} do not overlap (no "
+            "area is covered by every scene and the label); give the area with --bbox or "
+            "--region-file, or leave out scenes of other places")
+    label = name or (region_name(scenes) if not isinstance(scenes, SceneCollection)
+                     else "scenes")
+    return Region(label, (west, south, east, north),
+                  description=f"the area {len(paths)} scene and label rasters cover in common")
