@@ -14,12 +14,8 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
   (libdeflate, predictor) level 1, ISA-L level 3 and GDAL's ZSTD level 1, and the compressed
   sizes;
 - two overlapping tile rows of an uncompressed stack from the file into the model's batches
-  (the reader's part, then the tiles normalised, by torch and by the C loop in the same run):
-  through GDAL's block cache or past it
-  (``GTIFF_DIRECT_IO``) into a row buffer, next to the file's pages mapped in and the tiles
-  read from them in place (what the pipeline does);
-- the C loop normalising a batch, built with each set of compiler options the predictor
-  chooses from and for this CPU alone (-march=native);
+  (the reader's part, then the tiles normalised): through GDAL's block cache or past it
+  (``GTIFF_DIRECT_IO``, what the pipeline does) into a row buffer;
 - taking a strip from the accumulator and encoding it (class + stored probability);
 - the predictor's time outside the forward pass for one batch of tile views (normalising into
   the batch, probabilities back): the main thread's cost between forwards; and the process
@@ -100,33 +96,27 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
     """CPU ms of two overlapping tile rows (rows 0-511, then 448-959, as 512 px tiles with
     64 px overlap ask) of an uncompressed tiled six-band float32 stack from the file to the
     model's batches: the reader's part, then its 512 px tiles normalised into batches of four
-    (bf16/NHWC's layout, each tile checked for NaN as the pipeline does) by torch and by the C
-    loop (``inference.predict.normalise``), each way in the same round on its own two tile
-    rows (the next two down; which way takes which alternates by round). Through GDAL's block
-    cache (at the pipeline's 512 MB cap) or past it (``GTIFF_DIRECT_IO``) into a row buffer
-    and the tiles from that, next to the file's pages mapped in
-    (``inference.predict.direct_read``, what the pipeline does with such a stack) and the
-    tiles read from them in place; a fresh dataset each round, the stack dropped from the page
-    cache and read back first (``bench_helpers.cache_input``)."""
+    (bf16/NHWC's layout, each tile checked for NaN as the pipeline does). Through GDAL's block
+    cache (at the pipeline's 512 MB cap) or past it (``GTIFF_DIRECT_IO``, what the pipeline
+    does) into a row buffer; a fresh dataset each round, the stack dropped from the page cache
+    and read back first (``bench_helpers.cache_input``)."""
     import rasterio
     import torch
     from bench_helpers import cache_input
     from rasterio.windows import Window
 
-    from inference.predict.direct_read import direct_tiff
-    from inference.predict.normalise import BatchNormaliser, kernel
+    from inference.predict.normalise import BatchNormaliser
     from inference.predict.raster import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
     from inference.predict.sliding_window import read_rows
     from training.engine.execution import calling_thread_only
 
-    methods = ("torch", "native") if kernel() is not None else ("torch",)
-    normalisers = {m: BatchNormaliser(np.zeros(6), np.ones(6), m) for m in methods}
+    normaliser = BatchNormaliser(np.zeros(6), np.ones(6))
     starts = list(range(0, width - 512 + 1, 448))
     out = np.empty((6, ROWS, width), np.float32)
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "stack.tif"
-        height = 2 * ROWS * len(methods)  # two tile rows for each way
+        height = 2 * ROWS
         with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=6,
                            dtype="float32", tiled=True, blockxsize=512, blockysize=512,
                            interleave="band", crs="EPSG:32650",
@@ -136,73 +126,27 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
                           band, window=Window(0, 0, width, height))
         cache_input(path)  # cached as bench_helpers.py caches its stack
         for label, options in (("block cache", {"GDAL_CACHEMAX": GDAL_CACHE_MB}),
-                               ("direct", INPUT_GDAL_OPTIONS), ("mapped", INPUT_GDAL_OPTIONS)):
+                               ("direct", INPUT_GDAL_OPTIONS)):
             reads, tiles = [], []
-            for r in range(rounds + 1):  # the first round warms the page cache
+            for _ in range(rounds + 1):  # the first round warms the page cache
                 with rasterio.Env(**options), rasterio.open(path) as ds, \
                         torch.inference_mode(), calling_thread_only():
-                    mapped = direct_tiff(ds, range(1, 7)) if label == "mapped" else None
-                    if label == "mapped" and mapped is None:
-                        raise RuntimeError("the benchmark's stack cannot be mapped")
-                    read, normalise = 0.0, dict.fromkeys(methods, 0.0)
-                    # each way its own two tile rows (pixels touched for the first time in
-                    # the round, as in the pipeline); which way takes which rows alternates
-                    order = methods if r % 2 else methods[::-1]
-                    for k, method in enumerate(order):
-                        for row in (2 * ROWS * k, 2 * ROWS * k + ROWS - 64):
-                            start = time.thread_time()
-                            if mapped is not None:
-                                mapped.release(row)
-                                block = mapped.rows(row, ROWS)
-                            else:
-                                block = read_rows(ds, range(1, 7), row, ROWS, out=out)
-                            read += time.thread_time() - start
-                            views = [block.tile(x, 512) if mapped is not None
-                                     else block[:, :, x:x + 512] for x in starts]
-                            start = time.thread_time()
-                            for b in range(0, len(views) - 3, 4):
-                                normalisers[method](views[b:b + 4], torch.channels_last)
-                            normalise[method] += time.thread_time() - start
-                    read /= len(methods)
+                    read = normalise = 0.0
+                    for row in (0, ROWS - 64):
+                        start = time.thread_time()
+                        block = read_rows(ds, range(1, 7), row, ROWS, out=out)
+                        read += time.thread_time() - start
+                        views = [block[:, :, x:x + 512] for x in starts]
+                        start = time.thread_time()
+                        for b in range(0, len(views) - 3, 4):
+                            normaliser(views[b:b + 4], torch.channels_last)
+                        normalise += time.thread_time() - start
                     reads.append(read)
                     tiles.append(normalise)
-                    if mapped is not None:
-                        mapped.close()
-            read = float(np.median(reads[1:]))
-            figures[label] = {"read": read * 1000}
-            for method in methods:
-                ms = 1000 * float(np.median([t[method] for t in tiles[1:]]))
-                figures[label][f"normalise_{method}"] = ms
-                figures[label][f"total_{method}"] = read * 1000 + ms
+            read, ms = float(np.median(reads[1:])), float(np.median(tiles[1:]))
+            figures[label] = {"read": read * 1000, "normalise": ms * 1000,
+                              "total": (read + ms) * 1000}
     return figures
-
-
-def kernel_builds_ms(rounds: int) -> dict[str, float]:
-    """CPU ms of the C loop normalising 4 tiles of 512 px from a row buffer into an NHWC batch,
-    built with each set of compiler options the predictor chooses from
-    (``normalise.BUILDS``) and for this CPU alone (-march=native), in turns (each going first
-    in turn); {} without a compiler."""
-    import torch
-
-    from inference.predict.normalise import BUILDS, BatchNormaliser, kernel
-
-    builds = {" ".join(o): o for o in (*BUILDS, ("-O2", "-march=native"))}
-    builds = {label: o for label, o in builds.items() if kernel(o) is not None}
-    if not builds:
-        return {}
-    row = np.random.default_rng(0).random((6, 512, 4 * 512), np.float32)
-    tiles = [row[:, :, x:x + 512] for x in range(0, 4 * 512, 512)]
-    ways = {label: BatchNormaliser(np.zeros(6), np.ones(6), "native", [o])
-            for label, o in builds.items()}
-    times: dict[str, list[float]] = {label: [] for label in ways}
-    labels = list(ways)
-    for r in range(rounds + 1):
-        for label in labels[r % len(labels):] + labels[:r % len(labels)]:  # first in turn
-            way = ways[label]
-            start = time.thread_time()
-            way(tiles, torch.channels_last)
-            times[label].append(time.thread_time() - start)
-    return {label: 1000 * float(np.median(t[1:])) for label, t in times.items()}
 
 
 def predictor_outside_forward_ms(batch: int, tile: int, rounds: int) -> tuple[float, str]:
@@ -364,23 +308,11 @@ def main(argv: list[str] | None = None) -> dict:
     figures["read_two_rows_ms"] = {k: {n: round(v, 1) for n, v in by.items()}
                                    for k, by in reads.items()}
     print(f"  two overlapping {ROWS}-row tile rows of an uncompressed six-band stack into the "
-          "model's batches (reader + normalising by torch | by the C loop):")
+          "model's batches (reader + normalising):")
     for label, by in (("through the block cache", reads["block cache"]),
-                      ("past it", reads["direct"]), ("mapped pages", reads["mapped"])):
-        line = f"    {label:>23}: {by['read']:6.1f} + {by['normalise_torch']:6.1f} = " \
-               f"{by['total_torch']:6.1f} ms"
-        if "normalise_native" in by:
-            line += (f" | {by['read']:6.1f} + {by['normalise_native']:6.1f} = "
-                     f"{by['total_native']:6.1f} ms (normalising x"
-                     f"{by['normalise_native'] / by['normalise_torch']:.2f})")
-        print(line)
-    builds = kernel_builds_ms(args.rounds * 4)
-    figures["normalise_c_builds_ms"] = {k: round(v, 2) for k, v in builds.items()}
-    if builds:
-        first = next(iter(builds.values()))
-        print("  the C loop normalising 4 tiles of 512 px (row buffer, NHWC) as built with: "
-              + ", ".join(f"{label} {ms:.2f} ms (x{ms / first:.2f})"
-                          for label, ms in builds.items()))
+                      ("past it", reads["direct"])):
+        print(f"    {label:>23}: {by['read']:6.1f} + {by['normalise']:6.1f} = "
+              f"{by['total']:6.1f} ms")
     acc = Accumulator(1, 2 * ROWS, args.width, 0)
 
     def take() -> None:

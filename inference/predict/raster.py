@@ -54,12 +54,10 @@ from inference.predict.sources import RasterSource, open_source, source_identity
 # sliding window re-reads (the overlap), so a fixed cache keeps memory bounded.
 GDAL_CACHE_MB = 512
 #: GDAL options of the input while predicting. ``GTIFF_DIRECT_IO``: an uncompressed GeoTIFF
-#: stack that :mod:`inference.predict.direct_read` cannot map (another data type, pixel
-#: interleaving) is read straight into the reader's buffer, not through the block cache, which
-#: then stays empty; the sliding window's overlapping row reads cost the reader a little less
-#: CPU (``benchmarks/bench_encoder.py`` times both). Compressed files and other drivers read as
-#: before. Not ``GTIFF_VIRTUAL_MEM_IO``: its file mapping counts every page it reads in the
-#: process's RSS, the whole stack after one pass.
+#: stack is read straight into the reader's buffer, not through the block cache, which then
+#: stays empty (the same pixels; compressed files and other drivers read as before). Not
+#: ``GTIFF_VIRTUAL_MEM_IO``: its file mapping counts every page it reads in the process's RSS,
+#: the whole stack after one pass.
 INPUT_GDAL_OPTIONS = {"GDAL_CACHEMAX": GDAL_CACHE_MB, "GTIFF_DIRECT_IO": "YES"}
 
 log = logging.getLogger(__name__)

@@ -50,7 +50,6 @@ from inference.predict.blending import (
 from inference.predict.cog import NODATA
 from inference.predict.cog_layout import write_tiled
 from inference.predict.cog_stream import BLOCK
-from inference.predict.direct_read import MappedRows, direct_tiff
 from inference.predict.inputs import unreadable
 from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, ClaheStream, Postprocess
@@ -118,11 +117,11 @@ def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int,
               out: np.ndarray | None = None) -> np.ndarray:
     """Input rows ``[row, row + rows)`` of the bands ``indexes`` at full width, float32.
 
-    How the engine reads an input it cannot map (:mod:`inference.predict.direct_read`):
-    ``src`` is anything with rasterio's ``read(indexes, window=..., out_dtype=..., out=...)``,
-    ``width``, ``height`` and ``nodatavals``. ``out`` (float32, ``(bands, rows, width)``) is
-    filled instead of a new array: a tile row of a wide region is hundreds of MB, and a fresh
-    one costs the reader a page fault per 4 KiB every row.
+    How the engine reads its input: ``src`` is anything with rasterio's ``read(indexes,
+    window=..., out_dtype=..., out=...)``, ``width``, ``height`` and ``nodatavals``. ``out``
+    (float32, ``(bands, rows, width)``) is filled instead of a new array: a tile row of a wide
+    region is hundreds of MB, and a fresh one costs the reader a page fault per 4 KiB every
+    row.
     """
     window = Window(0, row, src.width, rows)
     with _read_errors(src):
@@ -224,16 +223,10 @@ class SlidingWindowJob:
         #: row the model reads its tiles from is never the one being filled
         self._buffers: list[np.ndarray] = []
         self._reads = 0
-        #: the input's pages when it is an uncompressed float32 GeoTIFF, else rasterio reads
-        self.direct = direct_tiff(src, indexes)
-        #: the first row of the tile row the model works on (the reader's previous one)
-        self._model_row: int | None = None
         #: the arrays each strip's probabilities are taken into (see ``_close_row``)
         self._taken: tuple[np.ndarray, np.ndarray] | None = None
 
     def close(self) -> None:
-        if self.direct is not None:
-            self.direct.close()
         for pool in self._kind_pools.values():
             pool.shutdown(wait=True)
         for stream in self.streams.values():
@@ -293,12 +286,12 @@ class SlidingWindowJob:
                 with self.stages.time("wait_encoder"):
                     self._encoding.popleft().result()
 
-    def _predict_row(self, block: np.ndarray | MappedRows,
+    def _predict_row(self, block: np.ndarray,
                      starts_x: list[int]) -> Iterator[tuple]:
         """Tiles of one tile row, batch by batch: ``(x offsets, probabilities, finite)``.
 
         ``finite``: whether the batch's inputs held no NaN and no infinity. The tiles are
-        views into the row (or into the file's pages): the predictor normalises them straight
+        views into the row: the predictor normalises them straight
         into the model's batch, so the main thread makes no copy of its own, and checks them
         there for NaN and infinities (no pass over the row of its own).
         """
@@ -306,14 +299,12 @@ class SlidingWindowJob:
         for b in range(0, len(starts_x), size):
             xs = starts_x[b:b + size]
             with self.stages.time("predict"):
-                tiles = ([block.tile(x, tile) for x in xs] if isinstance(block, MappedRows)
-                         else [block[:, :, x:x + tile] for x in xs])
+                tiles = [block[:, :, x:x + tile] for x in xs]
                 probs = self.predictor(tiles, compact=True)
             yield xs, probs, self.predictor.last_finite
 
     # ---------------------------------------------------------------- reader thread
-    def _read(self, y: int) -> tuple[np.ndarray | MappedRows, np.ndarray | MappedRows,
-                                     np.ndarray | None]:
+    def _read(self, y: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The tile row at input row ``y``: ``(its tiles' source, its rows, nodata mask)``.
 
         The mask holds the bands' nodata values (None where no band has one); NaN and
@@ -323,36 +314,26 @@ class SlidingWindowJob:
         tile, src = self.config.tile, self.src
         rows = min(tile, src.height - y)
         with self.stages.time("read"):
-            if self.direct is not None:  # the file's pages, mapped in: no copy
-                with _read_errors(src):
-                    if self._model_row is not None:
-                        self.direct.release(self._model_row)  # rows above it are done
-                    self._model_row = y
-                    block = self.direct.rows(y, rows)
-            else:
-                out = None
-                if rows == tile:  # a full tile row: into the buffer the model is done with
-                    if len(self._buffers) < 2:
-                        self._buffers.append(np.empty((len(self.indexes), tile, src.width),
-                                                      np.float32))
-                    out = self._buffers[self._reads % 2]
-                    self._reads += 1
-                block = read_rows(src, self.indexes, y, rows, out=out)
+            out = None
+            if rows == tile:  # a full tile row: into the buffer the model is done with
+                if len(self._buffers) < 2:
+                    self._buffers.append(np.empty((len(self.indexes), tile, src.width),
+                                                  np.float32))
+                out = self._buffers[self._reads % 2]
+                self._reads += 1
+            block = read_rows(src, self.indexes, y, rows, out=out)
         with self.stages.time("mask"):
             invalid = None
             if any(v is not None and not math.isnan(v) for v in self.nodata):
                 invalid = self._invalid(block, finite=True)
             tiles = block
             if rows < tile or src.width < tile:  # a raster smaller than a tile
-                tiles = pad_to(np.asarray(block), tile, max(src.width, tile))
+                tiles = pad_to(block, tile, max(src.width, tile))
         return tiles, block, invalid
 
-    def _invalid(self, rows: np.ndarray | MappedRows, finite: bool) -> np.ndarray:
+    def _invalid(self, rows: np.ndarray, finite: bool) -> np.ndarray:
         """Where the rows are nodata, on the output grid (``finite``: skip the NaN test)."""
-        if isinstance(rows, MappedRows):
-            invalid = rows.invalid_mask(self.nodata, finite)
-        else:
-            invalid = invalid_mask(rows, self.nodata, finite)
+        invalid = invalid_mask(rows, self.nodata, finite)
         s = self.predictor.scale
         return invalid.repeat(s, axis=0).repeat(s, axis=1) if s > 1 else invalid
 

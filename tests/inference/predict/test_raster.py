@@ -10,7 +10,6 @@ import rasterio
 
 from gee_export.core.errors import ConfigError, InputDataError, ModelError
 from inference.predict.cog import OutputInfo
-from inference.predict.direct_read import direct_tiff
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.models import ConstantModel, SuperRes, conv1x1, padded_convnet
@@ -84,65 +83,6 @@ def test_tiled_run_equals_single_pass(stack, tmp_path):
     assert {0, 1} <= set(np.unique(classes)) <= {0, 1, 255}
     diff = np.abs(read(whole.prob_path).astype(int) - read(tiled.prob_path))
     assert diff.max() <= 1
-
-
-@pytest.mark.parametrize("layout", [{"tiled": False, "interleave": "band"},
-                                    {"tiled": True, "blockxsize": 64, "blockysize": 48,
-                                     "interleave": "band"}])
-def test_uncompressed_input_reads_like_a_compressed_one(stack, tmp_path, layout):
-    """Uncompressed float32 stacks are read from their mapped pages
-    (``inference.predict.direct_read``), past GDAL; same pixels."""
-    with rasterio.open(stack) as src:
-        profile = {k: v for k, v in src.profile.items() if k not in ("compress", "tiled",
-                                                                      "blockxsize", "blockysize")}
-        data, descriptions = src.read(), src.descriptions
-    plain = tmp_path / "plain.tif"
-    with rasterio.open(plain, "w", **{**profile, **layout}) as dst:
-        dst.write(data)
-        dst.descriptions = descriptions
-    with rasterio.open(plain) as ds:
-        assert ds.compression is None
-        mapped = direct_tiff(ds, range(1, ds.count + 1))
-        assert mapped is not None  # read from its pages, not through GDAL
-        mapped.close()
-    model = conv1x1()
-    a, b = run(stack, tmp_path / "a", model), run(plain, tmp_path / "b", model)
-    for x, y in ((a.class_path, b.class_path), (a.prob_path, b.prob_path)):
-        np.testing.assert_array_equal(read(x), read(y))
-
-
-def test_nodata_in_a_mapped_stack_is_found_as_in_a_compressed_one(tmp_path):
-    """NaN, infinities and a band's nodata value mark the same pixels whether the tiles come
-    from the file's pages (uncompressed) or through GDAL (compressed)."""
-    data = smooth_stack(300, 260)
-    data[1, 10:20, 30:40] = np.nan
-    data[3, 250:260, 250:255] = np.inf
-    data[5, 70:75, 0:5] = -9999.0
-    model, results = conv1x1(), []
-    for name, options in (("mapped", {"tiled": True, "blockxsize": 64, "blockysize": 48,
-                                      "interleave": "band"}),
-                          ("gdal", {"compress": "DEFLATE"})):
-        written = write_stack(tmp_path / f"{name}_written.tif", data, nodata=-9999.0)
-        with rasterio.open(written) as ds:
-            profile = {k: v for k, v in ds.profile.items()
-                       if k not in ("compress", "tiled", "blockxsize", "blockysize")}
-            pixels, descriptions = ds.read(), ds.descriptions
-        src = tmp_path / f"{name}.tif"
-        with rasterio.open(src, "w", **{**profile, **options}) as dst:
-            dst.write(pixels)
-            dst.descriptions = descriptions
-        with rasterio.open(src) as ds:  # the first is read from its pages, the second not
-            mapped = direct_tiff(ds, range(1, 7))
-            assert (mapped is not None) == (name == "mapped")
-            if mapped is not None:
-                mapped.close()
-        results.append(run(src, tmp_path / f"o_{name}", model, tile=64, overlap=8))
-    for a, b in ((results[0].class_path, results[1].class_path),
-                 (results[0].prob_path, results[1].prob_path)):
-        np.testing.assert_array_equal(read(a), read(b))
-        out = read(a)
-        assert (out[10:20, 30:40] == 255).all() and (out[250:260, 250:255] == 255).all()
-        assert (out[70:75, 0:5] == 255).all() and (out == 255).sum() == 100 + 50 + 25
 
 
 def test_nodata_propagates_from_any_band(tmp_path):
