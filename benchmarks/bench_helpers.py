@@ -7,10 +7,10 @@ thread that ran it (``PredictionResult.stages_cpu``), in CPU-seconds and CPU-ms 
 10 m pixels, the model excluded:
 
 - reader thread: ``read`` (the tile row into its buffer), ``mask`` (nodata mask);
-- encoder thread: ``blend`` (weighted tiles into the accumulator), ``take`` (finished strips
-  out, classes and stored probability), ``checkpoint`` (the strip file a resumed run starts
-  from), ``encode`` (both COGs' tiles and overviews);
-- ``assemble`` (the COGs arranged from their compressed tiles at the end);
+- writer thread: ``blend`` (weighted tiles into the accumulator), ``take`` (finished strips
+  out, classes and stored probability), ``checkpoint`` (the strip file the COGs are made
+  from, and a resumed run starts from);
+- ``cog`` (both COGs written by GDAL's COG driver from the strips at the end);
 - ``main``: the main thread outside the forward (normalising the tiles into the model's
   batch, probabilities back, handing work over): its ``predict`` stage minus the CPU the main
   thread spent inside the model's forward (timed by a wrapper around the model).
@@ -43,8 +43,7 @@ from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from training.models import create_model
 
-HELPER_STAGES = ("read", "mask", "blend", "take", "checkpoint", "encode", "postprocess",
-                 "assemble")
+HELPER_STAGES = ("read", "mask", "blend", "take", "checkpoint", "postprocess", "cog")
 
 
 def cache_input(path: Path) -> None:

@@ -1,10 +1,10 @@
-"""The sliding window's engine: three threads that read, predict and encode a raster.
+"""The sliding window's engine: three threads that read, predict and write a raster's strips.
 
 :func:`inference.predict.raster.predict_raster` decides what to run (bands, fingerprint, resuming,
 outputs); :class:`SlidingWindowJob` runs it: a reader (the next tile row into a reused buffer,
-and its nodata mask), the main thread (batches of tile views through the model), and an
-encoder (blend, take, checkpoint, COG tiles and overviews), the helpers at a lower OS priority
-than the model's threads. Per-stage times (:class:`Stages`) go back with the result.
+and its nodata mask), the main thread (batches of tile views through the model), and a
+writer (blend, take, the checkpoint strip files the COGs are made from), the helpers at a lower
+OS priority than the model's threads. Per-stage times (:class:`Stages`) go back with the result.
 :class:`PredictConfig` (tiling and output options) is the job's configuration;
 :mod:`inference.predict.raster` re-exports it.
 """
@@ -33,7 +33,6 @@ from tqdm.auto import tqdm
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_path
 from gee_export.core.storage.gdal_auth import check_read
-from gee_export.core.storage.local import temporary_name
 from inference.predict import cog
 from inference.predict.blending import (
     Accumulator,
@@ -48,8 +47,6 @@ from inference.predict.blending import (
     weight_sums,
 )
 from inference.predict.cog import NODATA
-from inference.predict.cog_layout import write_tiled
-from inference.predict.cog_stream import BLOCK
 from inference.predict.inputs import unreadable
 from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, ClaheStream, Postprocess
@@ -172,18 +169,18 @@ class SlidingWindowJob:
 
     - reader: the next tile row (``read_rows``) and its nodata mask, one row ahead;
     - main thread (this object's ``run``): runs the model on batches of tiles (views);
-    - encoder: blends tile probabilities into the accumulator, takes finished strips (the
-      checkpoint files) and feeds them to the two COG encoders (``inference.predict.cog_stream``),
-      which compress tiles and build overviews while the model works on the next rows;
-      with CLAHE post-processing, strips pass through the :class:`ClaheStream` first.
+    - writer ("encoder" in the stage names): blends tile probabilities into the accumulator,
+      takes finished strips and writes them to their checkpoint files (two bands: classes,
+      probability), from which :func:`inference.predict.cog.strips_cog` makes the COGs at the
+      end; with CLAHE post-processing, strips pass through the :class:`ClaheStream` first.
 
-    Work handed to the encoder is bounded (:data:`PENDING_ROWS` tile rows), so memory stays
-    bounded when the encoder is slower than the model; results arrive in order because the
-    encoder is one thread.
+    Work handed to the writer is bounded (:data:`PENDING_ROWS` tile rows), so memory stays
+    bounded when it is slower than the model; results arrive in order because the writer is
+    one thread.
     """
 
     def __init__(self, src: Any, indexes: list[int], predictor: TilePredictor,
-                 config: PredictConfig, work: Path, transform: Affine, tags: dict[str, str],
+                 config: PredictConfig, work: Path, transform: Affine,
                  progress: bool) -> None:
         self.src, self.indexes, self.predictor, self.config = src, indexes, predictor, config
         self.work, self.transform, self.progress = work, transform, progress
@@ -199,17 +196,9 @@ class SlidingWindowJob:
                         "crs": src.crs, "nodata": NODATA, "tiled": True, "blockxsize": 512,
                         "blockysize": min(512, config.strip_rows), "compress": "ZSTD",
                         "zstd_level": 1, "interleave": "band"}
+        if _cpu_is_free(predictor):  # the model runs on a GPU: GDAL may use every core
+            self.profile["num_threads"] = "ALL_CPUS"
         self.stages = Stages()
-        # with the model on a GPU the CPU cores are free: GDAL compresses with all of them and
-        # the two maps are encoded side by side; on the CPU the encoder stays one thread
-        self.parallel = _cpu_is_free(predictor)
-        self.streams = {kind: cog.open_stream(work, kind, kind, self.width, self.height,
-                                              transform, src.crs, tags,
-                                              compress=config.compress,
-                                              threads="ALL_CPUS" if self.parallel else None)
-                        for kind in ("class", "probability")}
-        self._kind_pools: dict[str, ThreadPoolExecutor] = {}
-        self._encoding: collections.deque[Future] = collections.deque()
         self.acc: Accumulator | None = None
         self._cores: tuple[list[tuple[int, int]], dict[int, tuple[int, int]]] | None = None
         self.post = (ClaheStream(self.height, self.width, config.isa_class, config.clahe)
@@ -226,11 +215,10 @@ class SlidingWindowJob:
         #: the arrays each strip's probabilities are taken into (see ``_close_row``)
         self._taken: tuple[np.ndarray, np.ndarray] | None = None
 
-    def close(self) -> None:
-        for pool in self._kind_pools.values():
-            pool.shutdown(wait=True)
-        for stream in self.streams.values():
-            stream.remove()
+    def strip_sources(self, band: int) -> list[cog.StripSource]:
+        """Band ``band`` of every checkpoint strip, top to bottom (the map's rows)."""
+        return [cog.StripSource(strip_path(self.work, r0), band, r0, r1 - r0)
+                for r0, r1 in self.strips]
 
     # ---------------------------------------------------------------- main thread
     def run(self) -> None:
@@ -250,7 +238,6 @@ class SlidingWindowJob:
                     with self.stages.time("wait_encoder"):
                         pending.popleft().result()  # re-raises the encoder's errors here
 
-            hand_over(self._replay_strips)  # a resumed run's strips go to the COGs first
             if self.todo:
                 row_from = self.strips[self.todo[0]][0]
                 k0 = next(k for k, y in enumerate(starts_y) if (y + span) * s > row_from)
@@ -282,9 +269,6 @@ class SlidingWindowJob:
             while pending:
                 with self.stages.time("wait_encoder"):
                     pending.popleft().result()
-            while self._encoding:
-                with self.stages.time("wait_encoder"):
-                    self._encoding.popleft().result()
 
     def _predict_row(self, block: np.ndarray,
                      starts_x: list[int]) -> Iterator[tuple]:
@@ -408,76 +392,16 @@ class SlidingWindowJob:
             self._finish_strip(r0, classes, prob)
 
     def _finish_strip(self, r0: int, classes: np.ndarray, prob: np.ndarray) -> None:
-        """Checkpoint and encode the final strip at row ``r0`` (unless an earlier run did)."""
+        """Write the final strip at row ``r0`` to its checkpoint (unless an earlier run did)."""
         if r0 < self.resume_row:
-            return  # a CLAHE context strip: replayed from its checkpoint already
+            return  # a CLAHE context strip: its checkpoint exists already
         profile = {**self.profile, "transform": self.transform @ Affine.translation(0, r0)}
-        path = strip_path(self.work, r0)
-        if self.parallel:  # the encoders run in their own threads: the strip is its own file
-            with self.stages.time("checkpoint"):
-                write_strip(path, classes, prob, profile)
-            self._encode(classes, prob)
-            return
-        tiles = self._encode(classes, prob)
         with self.stages.time("checkpoint"):
-            across, down = math.ceil(self.width / BLOCK), math.ceil(classes.shape[0] / BLOCK)
-            predictors = {s.encoding.tiff_predictor for s in self.streams.values()}
-            if r0 % BLOCK == 0 and len(tiles) == 2 * across * down and len(predictors) == 1:
-                write_strip_tiles(path, tiles, profile, classes.shape[0], predictors.pop())
-            else:  # the strip is not whole rows of COG tiles (or GDAL compresses them)
-                write_strip(path, classes, prob, profile)
-
-    def _replay_strips(self) -> None:
-        """Feed the strips a previous run left (resuming) to the COG encoders, in order."""
-        for r0, _ in self.strips[:self.first]:
-            with self.stages.time("checkpoint"), rasterio.open(strip_path(self.work, r0)) as ds:
-                classes, prob = ds.read(1), ds.read(2)
-            self._encode(classes, prob)
-
-    def _encode(self, classes: np.ndarray, prob: np.ndarray) -> list[bytes]:
-        """Both maps' rows into their COG encoders.
-
-        Returns the full-resolution tiles they completed (class then probability, each
-        row-major) when encoded in this thread.
-        """
-        if not self.parallel:
-            with self.stages.time("encode"):
-                return self.streams["class"].add(classes) + self.streams["probability"].add(prob)
-        for kind, rows in (("class", classes), ("probability", prob)):
-            if kind not in self._kind_pools:
-                self._kind_pools[kind] = ThreadPoolExecutor(1)
-            self._encoding.append(self._kind_pools[kind].submit(self._encode_one, kind, rows))
-        while len(self._encoding) > 4 or (self._encoding and self._encoding[0].done()):
-            self._encoding.popleft().result()  # bounded, and errors surface here
-        return []
-
-    def _encode_one(self, kind: str, rows: np.ndarray) -> None:
-        with self.stages.time("encode"):
-            self.streams[kind].add(rows)
+            write_strip(strip_path(self.work, r0), classes, prob, profile)
 
 
 def strip_path(work: Path, row0: int) -> Path:
     return work / f"strip_{row0:07d}.tif"
-
-
-def write_strip_tiles(path: Path, tiles: Sequence[bytes], profile: dict, height: int,
-                      predictor: int = 1) -> None:
-    """Write the checkpoint strip from the COGs' own compressed tiles.
-
-    ``tiles``: the class band's, then the probability band's, written as they are: the
-    same rows are not compressed a second time. ``predictor``: the TIFF predictor they were
-    compressed with (the same for both bands: TIFF has one per file).
-    """
-    template = temporary_name(path)
-    try:
-        options = {k: v for k, v in profile.items() if k not in ("compress", "zstd_level")}
-        with rasterio.open(template, "w", **options, height=height, compress="DEFLATE",
-                           predictor=predictor, sparse_ok=True):
-            pass  # tags only: the tiles follow
-        with atomic_path(path) as tmp:
-            write_tiled(Path(tmp), template, tiles)
-    finally:
-        template.unlink(missing_ok=True)
 
 
 def write_strip(path: Path, classes: np.ndarray, prob: np.ndarray, profile: dict) -> None:

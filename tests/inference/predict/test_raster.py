@@ -171,10 +171,9 @@ def test_interrupted_run_resumes_from_its_strips(stack, tmp_path):
     np.testing.assert_array_equal(read(resumed.class_path), read(reference.class_path))
 
 
-def test_whole_tile_row_strips_are_checkpointed_from_the_cogs_own_tiles(tmp_path):
-    """512-row strips are whole rows of COG tiles: the checkpoint is those compressed tiles
-    (DEFLATE, no predictor, as the COG), readable as a GeoTIFF, and a run resumed from them
-    gives the uninterrupted run's maps exactly."""
+def test_checkpoint_strips_hold_the_maps_rows_and_a_resumed_run_maps_the_same(tmp_path):
+    """A checkpoint strip is a two-band tiled GeoTIFF (classes, probability) of the map's
+    rows, and a run resumed from them gives the uninterrupted run's maps exactly."""
     stack = write_stack(tmp_path / "s.tif", smooth_stack(1100, 700, seed=3))
     config = {"tile": 128, "overlap": 16, "strip_rows": 512}
     reference = run(stack, tmp_path / "ref", conv1x1(), **config)
@@ -184,7 +183,7 @@ def test_whole_tile_row_strips_are_checkpointed_from_the_cogs_own_tiles(tmp_path
     assert strips
     with rasterio.open(strips[0]) as ds:
         structure = ds.tags(ns="IMAGE_STRUCTURE")
-        assert ds.compression.name == "deflate" and structure.get("PREDICTOR") is None
+        assert ds.compression.name == "zstd" and structure.get("INTERLEAVE") == "BAND"
         assert (ds.count, ds.height, ds.width, ds.block_shapes) == (2, 512, 700, [(512, 512)] * 2)
         np.testing.assert_array_equal(ds.read(1), read(reference.class_path)[:512])
         np.testing.assert_array_equal(ds.read(2), read(reference.prob_path)[:512])
@@ -276,14 +275,13 @@ def test_outputs_record_how_the_model_ran_and_where_the_time_went(stack, tmp_pat
         assert (tags["runtime"], tags["runtime_source"]) == (runtime["label"],
                                                              runtime["source"])
         assert tags["runtime_ms_per_tile"]
-    stages = {"read", "mask", "predict", "forward", "blend", "take", "checkpoint",
-              "encode", "assemble"}
+    stages = {"read", "mask", "predict", "forward", "blend", "take", "checkpoint", "cog"}
     assert stages <= set(result.stages) and all(v >= 0 for v in result.stages.values())
     assert result.stages["forward"] <= result.stages["predict"]
 
 
-def test_encoding_in_parallel_writes_the_same_maps(stack, tmp_path, monkeypatch):
-    """With the model on a GPU the maps are encoded side by side with GDAL's threads."""
+def test_strips_compressed_by_gdals_threads_give_the_same_maps(stack, tmp_path, monkeypatch):
+    """With the model on a GPU the checkpoint strips are compressed with GDAL's threads."""
     from inference.predict import sliding_window
 
     reference = run(stack, tmp_path / "one", conv1x1())
