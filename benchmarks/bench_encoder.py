@@ -1,18 +1,10 @@
 """Benchmark: what the sliding window's helpers cost per output strip, side by side.
 
-The encoder and reader threads share the cores with the model, so their CPU time per strip is
+The writer and reader threads share the cores with the model, so their CPU time per strip is
 what the pipeline loses (``bench_inference.py`` prints the same stages summed over a run).
 Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread, median of
 ``--rounds``:
 
-- overview reduction 2x: the shortcuts ``reduce2`` takes (class maps by lookup table,
-  probabilities without nodata by a plain mean) next to the pass-by-pass rule
-  (``reduce2_any``), which gives the same bytes;
-- a strip through both COG encoders (level-0 tiles + every overview): DEFLATE level 1 by
-  ISA-L without TIFF's predictor (both maps' default) in the encoder's own tile writer, next
-  to ISA-L with the predictor, libdeflate level 1 with and without it, GDAL's writer
-  (libdeflate, predictor) level 1, ISA-L level 3 and GDAL's ZSTD level 1, and the compressed
-  sizes;
 - two overlapping tile rows of an uncompressed stack from the file into the model's batches
   (the reader's part, then the tiles normalised): through GDAL's block cache or past it
   (``GTIFF_DIRECT_IO``, what the pipeline does) into a row buffer;
@@ -29,8 +21,7 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
   copy it made until 2026-11-23 (the row filled with NaN first, each answer's bands taken
   through a list index, i.e. copied twice).
 
-The probability strip is noise around 0.5 (as an untrained or uncertain model gives; a trained
-model's maps compress about 1.2x too), the class strip its threshold.
+The probability strip is noise around 0.5 (as an untrained or uncertain model gives).
 
 Run: ``.venv/bin/python benchmarks/bench_encoder.py`` (``--width 4096`` for a quick look).
 """
@@ -49,8 +40,6 @@ from affine import Affine
 from gee_export.core.allocator import keep_freed_memory
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, PLANAR_BLOCK_BYTES, planar
 from inference.predict.blending import Accumulator, encode
-from inference.predict.cog import PROB_SCALE
-from inference.predict.cog_stream import CogStream, Encoding, reduce2, reduce2_any
 
 ROWS = 512
 
@@ -65,31 +54,10 @@ def cpu_ms(fn: Callable[[], object], rounds: int) -> float:
     return float(np.median(times)) * 1000
 
 
-def strips(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def strips(width: int) -> np.ndarray:
+    """A probability strip: noise around 0.5."""
     rng = np.random.default_rng(0)
-    p1 = np.clip(0.5 + 0.2 * rng.standard_normal((ROWS, width)), 0, 1).astype(np.float32)
-    prob = np.rint(p1 * PROB_SCALE).astype(np.uint8)
-    return p1, (p1 > 0.5).astype(np.uint8), prob
-
-
-def encoder_ms(rows: np.ndarray, resampling: str, encoding: Encoding,
-               rounds: int) -> tuple[float, int]:
-    """CPU ms per strip through a CogStream (4 strips per stream), and the level files' bytes."""
-    with tempfile.TemporaryDirectory() as tmp:
-        times, size = [], 0
-        for r in range(rounds):
-            stream = CogStream(Path(tmp), f"s{r}", rows.shape[1], 4 * ROWS,
-                               Affine(10, 0, 500_000, 0, -10, 3_500_000), "EPSG:32650",
-                               resampling, {}, "bench", encoding=encoding)
-            start = time.thread_time()
-            for _ in range(4):
-                stream.add(rows)
-            stream.close()
-            times.append((time.thread_time() - start) / 4)
-            size = sum(p.stat().st_size for level in stream.levels
-                       for p in {level.path, level.data_path})
-            stream.remove()
-    return float(np.median(times)) * 1000, size
+    return np.clip(0.5 + 0.2 * rng.standard_normal((ROWS, width)), 0, 1).astype(np.float32)
 
 
 def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
@@ -273,37 +241,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="width of the decoded computePixels answer (px; 640 rows)")
     args = parser.parse_args(argv)
     keep_freed_memory()  # as every CPU run of the pipeline does (training.engine.autotune.apply)
-    p1, classes, prob = strips(args.width)
+    p1 = strips(args.width)
     figures: dict = {"width": args.width, "rows": ROWS}
     print(f"one {ROWS}-row strip, {args.width} px wide (CPU ms of this thread, median of "
           f"{args.rounds})")
-    for name, rows, resampling in (("class", classes, "mode"), ("probability", prob, "average")):
-        fast = cpu_ms(lambda r=rows, s=resampling: reduce2(r, s), args.rounds)
-        rule = cpu_ms(lambda r=rows, s=resampling: reduce2_any(r, s), args.rounds)
-        figures[f"reduce2_{name}_ms"] = {"shortcut": round(fast, 1), "rule": round(rule, 1)}
-        wide = ""
-        if resampling == "mode":  # the tables of maps with up to 15 classes, on the same strip
-            three = rows.copy()
-            three[0, 0] = 2  # a third class value: reduce2 takes those tables
-            lookup = cpu_ms(lambda r=three: reduce2(r, "mode"), args.rounds)
-            figures["reduce2_class_ms"]["15_class_tables"] = round(lookup, 1)
-            wide = f", the 15-class tables {lookup:6.1f} ms"
-        print(f"  {name:>11} overview 2x: shortcut {fast:6.1f} ms, rule {rule:6.1f} ms "
-              f"(x{rule / fast:.1f}){wide}")
-        for encoding in (Encoding("DEFLATE", 1, deflater="isal"),
-                         Encoding("DEFLATE", 1, deflater="isal", predictor=2),
-                         Encoding("DEFLATE", 1, deflater="libdeflate"),
-                         Encoding("DEFLATE", 1, deflater="libdeflate", predictor=2),
-                         Encoding("DEFLATE", 1, deflater="gdal"),
-                         Encoding("DEFLATE", 3, deflater="isal"), Encoding("ZSTD", 1)):
-            ms, size = encoder_ms(rows, resampling, encoding, args.rounds)
-            label = f"{encoding.compress} {encoding.level} " + (
-                encoding.deflater if encoding.compress == "DEFLATE" else "gdal") + (
-                " predictor" if encoding.tiff_predictor == 2 else "")
-            figures[f"encode_{name}_{label.lower().replace(' ', '_')}"] = {
-                "ms": round(ms, 1), "bytes": size}
-            print(f"  {name:>11} strip through its COG encoder, {label}: "
-                  f"{ms:6.1f} ms, {size / 4 / 2**20:5.2f} MiB per strip")
     reads = read_ms(args.width, args.rounds)
     figures["read_two_rows_ms"] = {k: {n: round(v, 1) for n, v in by.items()}
                                    for k, by in reads.items()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+import os
 import threading
 import time
 from collections import defaultdict
@@ -37,6 +38,7 @@ from inference.predict import cog
 from inference.predict.blending import (
     Accumulator,
     Blend,
+    Lattice,
     encode,
     invalid_mask,
     pad_to,
@@ -47,14 +49,30 @@ from inference.predict.blending import (
     weight_sums,
 )
 from inference.predict.cog import NODATA
-from inference.predict.inputs import unreadable
-from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, ClaheStream, Postprocess
-from inference.predict.priority import lower_thread_priority
 from inference.predict.runtime import TilePredictor
+from inference.predict.sources import unreadable
 
-#: Tile rows of work the encoder thread may fall behind the model (bounds the memory).
+#: Tile rows of work the writer thread may fall behind the model (bounds the memory).
 PENDING_ROWS = 2
+#: How much lower helper threads run than the model's (Linux nice levels, 0-19).
+HELPER_NICENESS = 5
+
+
+def lower_thread_priority(by: int = HELPER_NICENESS) -> None:
+    """Lower the calling thread's priority by ``by`` nice levels (a no-op where unsupported).
+
+    The model runs on the main thread with every core (torch's intra-op threads); on a
+    machine with as many cores as the model has threads, a helper that preempts one of the
+    model's threads stalls all of them (they meet at the next barrier), so the reader and the
+    writer run lower and fill the gaps the model leaves. Meant as a ``ThreadPoolExecutor``
+    initializer. Lowering is one-way for an unprivileged process, so only helper threads call
+    it, never the model's.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid,
+                       min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,7 @@ class PredictConfig:
         blend: ``"cosine"`` (tapered-cosine weights, no seams), ``"uniform"`` (plain mean of
             overlapping tiles; kept to show what the cosine blend removes) or ``"core"`` (each
             pixel from the one tile that owns it: the map any runner of the same lattice gives,
-            :mod:`inference.predict.lattice`).
+            :mod:`inference.predict.blending`).
         strip_rows: output rows per checkpoint strip; a multiple of the COG block size keeps
             each strip a whole row of COG tiles.
         isa_class: index of the impervious class in the model's classes.
