@@ -11,7 +11,7 @@ of work instead; these functions are those units, each pure apart from its input
 3. :func:`predict_tile`: one forward pass over the tile, keeping its core, encoded exactly
    like the streaming predictor's outputs (uint8 classes, probability x250, 255 nodata);
 4. :func:`write_tile` / :func:`mosaic`: the cores as small GeoTIFFs, then one VRT over them and
-   the two COGs (:func:`inference.predict.cog.write_cog`).
+   the two COGs (:func:`inference.predict.cog.strips_cog`).
 
 With the ``core`` blend the streaming predictor also keeps each tile's core only, so the two
 give the same map for every model, also for one whose output depends on the whole tile (global
@@ -29,7 +29,7 @@ import numpy as np
 import rasterio
 
 from gee_export.contract.grid import Grid, Window
-from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
+from gee_export.contract.vrt import Piece
 from gee_export.core.errors import ConfigError
 from gee_export.core.storage import atomic_path, files
 from inference.predict import cog
@@ -158,12 +158,9 @@ def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_p
     tags = {**cog.output_tags(info, "tiles", lattice, scale), **(runtime or {})}
     paths = []
     for kind, band, suffix in (("class", 1, "class"), ("probability", 2, "prob")):
-        vrt = work / f"{kind}.vrt"
-        vrt.write_text(mosaic_vrt(out.width, out.height, out.transform, out.crs,
-                                  [VrtBand(band, "uint8", NODATA)], pieces))
         target = f"{out_prefix}_{suffix}.tif"
-        files.put_output(lambda local, v=vrt, k=kind: cog.write_cog(v, local, k, tags,
-                                                                   compress=compress),
-                         target, work)
+        files.put_output(lambda local, b=band, k=kind: cog.strips_cog(
+            pieces, b, local, k, tags, out.width, out.height, out.transform, out.crs,
+            compress=compress), target, work)
         paths.append(target)
     return paths[0], paths[1]

@@ -4,8 +4,9 @@ Two single-band COGs per prediction rather than one two-band file, for two reaso
 resampling differs per map (the class map needs MODE so that zoomed-out views still show real
 classes, the probability AVERAGE), and Earth Engine's COG-backed assets take one COG per band.
 Every COG is written by GDAL's COG driver from a VRT (:func:`write_cog` for a finished raster,
-:func:`strips_cog` for a prediction's checkpoint strips): the VRT adds the band description,
-colour table and metadata, and the driver lays out the tiles, overviews and IFDs as readers
+:func:`strips_cog` for a prediction's checkpoint strips; the VRT by
+:func:`gee_export.contract.vrt.mosaic_vrt`): the VRT adds the band description, colour table
+and metadata, and the driver lays out the tiles, overviews and IFDs as readers
 expect. Both maps are uint8 with 255 = nodata; the probability is scaled so that 250 = 1.0
 (0.4 % steps), keeping 251-254 free and 255 for nodata.
 """
@@ -13,7 +14,6 @@ expect. Both maps are uint8 with 255 = nodata; the probability is scaled so that
 from __future__ import annotations
 
 import errno
-import html
 import json
 import os
 import shutil
@@ -27,7 +27,6 @@ import rasterio
 import rasterio.errors
 import rasterio.shutil
 from affine import Affine
-from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
 from gee_export.contract.bands import LABEL_NODATA
@@ -39,6 +38,7 @@ from gee_export.contract.quicklook import (
     framed_png,
     place_text,
 )
+from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
 from gee_export.core.commands import LOW_SPACE_BYTES
 from gee_export.core.errors import InputDataError
 from gee_export.core.version import code_version
@@ -100,58 +100,45 @@ def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
     return tags
 
 
-@dataclass(frozen=True)
-class StripSource:
-    """Full-width rows ``[row0, row0 + rows)`` of a map, as band ``band`` of the file ``path``."""
-
-    path: Path
-    band: int
-    row0: int
-    rows: int
-
-
 def write_cog(src: str | os.PathLike, dst: str | os.PathLike, kind: Kind,
               tags: dict[str, str], *, compress: Compression = "DEFLATE") -> None:
     """Copy a one-band uint8 raster into a COG with overviews, description and metadata."""
     with rasterio.open(src) as ds:
         if ds.count != 1 or ds.dtypes[0] != "uint8":
             raise InputDataError(f"{src}: expected one uint8 band, got {ds.count} {ds.dtypes}")
-        name = ds.name if not Path(ds.name).exists() else str(Path(ds.name).resolve())
-        parts = [StripSource(Path(name), 1, 0, ds.height)]
-        _write_vrt_cog(parts, dst, kind, tags, ds.width, ds.height, ds.transform, ds.crs,
-                       compress)
+        name = str(Path(ds.name).resolve()) if Path(ds.name).exists() else ds.name
+        whole = Piece(name, 0, 0, ds.height, ds.width, relative=False)
+        strips_cog([whole], 1, dst, kind, tags, ds.width, ds.height, ds.transform, ds.crs,
+                   compress=compress)
 
 
-def strips_cog(parts: Sequence[StripSource], dst: str | os.PathLike, kind: Kind,
+def strips_cog(pieces: Sequence[Piece], band: int, dst: str | os.PathLike, kind: Kind,
                tags: dict[str, str], width: int, height: int, transform: Affine, crs: Any, *,
                compress: Compression = "DEFLATE") -> None:
-    """The COG of a map held by full-width strip files (a prediction's checkpoints).
+    """The COG of band ``band`` of ``pieces`` (a prediction's checkpoint strips) on one grid.
 
-    The strips are mosaicked by a VRT, never copied into one raster first; GDAL reads each
-    of them from its file while it computes the overviews and writes the tiles.
-    """
-    _write_vrt_cog(parts, dst, kind, tags, width, height, transform, crs, compress)
-
-
-def _write_vrt_cog(parts: Sequence[StripSource], dst: str | os.PathLike, kind: Kind,
-                   tags: dict[str, str], width: int, height: int, transform: Affine, crs: Any,
-                   compress: Compression) -> None:
-    """GDAL's COG driver over the VRT of ``parts`` (written beside ``dst``, then removed).
-
-    The VRT carries the kind's description, colour table, ``band_id`` tag and nodata; the
-    driver reduces the overviews (``MODE`` for classes, ``AVERAGE`` for probabilities, nodata
-    excluded) and compresses every tile, with all CPU cores: nothing else runs by then.
-    DEFLATE without TIFF's predictor (maps compress about as small without it, for less CPU),
-    ZSTD with it.
+    The pieces are mosaicked by a VRT (written beside ``dst``, then removed), never copied
+    into one raster first; it carries the kind's description, colour table, ``band_id`` tag
+    and nodata. GDAL's COG driver reduces the overviews (``MODE`` for classes, ``AVERAGE``
+    for probabilities, nodata excluded) and compresses every tile, with all CPU cores:
+    nothing else runs by then. DEFLATE without TIFF's predictor (maps compress about as
+    small without it, for less CPU), ZSTD with it.
     """
     dst = Path(dst)
+    colours = None
+    if kind != "probability":
+        palette = CLASS_PALETTE if kind == "class" else CHANGE_PALETTE
+        colours = (*((*_rgb(palette[i % len(palette)]), 255) for i in range(NODATA)),
+                   (0, 0, 0, 0))
     vrt = dst.with_name(f".{dst.name}.vrt")
-    vrt.write_text(_vrt_text(parts, width, height, transform, crs, kind,
-                             {**tags, "band_id": BAND_IDS[kind]}))
+    vrt.write_text(mosaic_vrt(
+        width, height, transform, crs,
+        [VrtBand(band, "uint8", NODATA, _DESCRIPTIONS[kind], colours)], pieces,
+        {**tags, "band_id": BAND_IDS[kind]}))
     try:
-        with rasterio.open(vrt) as annotated:
+        with rasterio.open(vrt) as mosaic:
             rasterio.shutil.copy(
-                annotated, str(dst), driver="COG", BLOCKSIZE=BLOCK, COMPRESS=compress,
+                mosaic, str(dst), driver="COG", BLOCKSIZE=BLOCK, COMPRESS=compress,
                 LEVEL=DEFLATE_LEVEL if compress == "DEFLATE" else 9,
                 PREDICTOR="YES" if compress == "ZSTD" else "NO",
                 OVERVIEW_RESAMPLING=_RESAMPLING[kind], BIGTIFF="IF_SAFER",
@@ -161,36 +148,6 @@ def _write_vrt_cog(parts: Sequence[StripSource], dst: str | os.PathLike, kind: K
     finally:
         vrt.unlink(missing_ok=True)
     verify_written(dst)
-
-
-def _vrt_text(parts: Sequence[StripSource], width: int, height: int, transform: Affine,
-              crs: Any, kind: Kind, tags: Mapping[str, str]) -> str:
-    """A one-band VRT mosaicking ``parts``, with description, metadata and colour table."""
-    meta = "".join(f'<MDI key="{html.escape(k)}">{html.escape(str(v))}</MDI>'
-                   for k, v in tags.items())
-    colours = ""
-    if kind != "probability":
-        palette = CLASS_PALETTE if kind == "class" else CHANGE_PALETTE
-        colours = "<ColorTable>" + "".join(
-            f'<Entry c1="{r}" c2="{g}" c3="{b}" c4="{0 if i == NODATA else 255}"/>'
-            for i, (r, g, b) in enumerate(
-                [_rgb(palette[i % len(palette)]) for i in range(NODATA)] + [(0, 0, 0)])
-        ) + "</ColorTable>"
-    sources = "".join(
-        f'<SimpleSource><SourceFilename relativeToVRT="0">{html.escape(str(p.path))}'
-        f"</SourceFilename><SourceBand>{p.band}</SourceBand>"
-        f'<SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{p.rows}"/>'
-        f'<DstRect xOff="0" yOff="{p.row0}" xSize="{width}" ySize="{p.rows}"/></SimpleSource>'
-        for p in parts)
-    gt = ", ".join(repr(v) for v in transform.to_gdal())
-    return (f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
-            f"<SRS>{html.escape(CRS.from_user_input(crs).to_wkt())}</SRS>"
-            f"<GeoTransform>{gt}</GeoTransform><Metadata>{meta}</Metadata>"
-            f'<VRTRasterBand dataType="Byte" band="1">'
-            f"<Description>{html.escape(_DESCRIPTIONS[kind])}</Description>"
-            f"<NoDataValue>{NODATA}</NoDataValue>"
-            f"<ColorInterp>{'Palette' if colours else 'Gray'}</ColorInterp>{colours}"
-            f"{sources}</VRTRasterBand></VRTDataset>\n")
 
 
 def verify_written(path: str | os.PathLike) -> None:

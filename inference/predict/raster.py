@@ -229,7 +229,7 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
         with job.stages.time("cog"):
             files.put_output(
                 lambda local, k=kind, b=band: cog.strips_cog(
-                    job.strip_sources(b), local, k, {**tags, **runtime}, width, height,
+                    job.strip_pieces(), b, local, k, {**tags, **runtime}, width, height,
                     transform, crs, compress=config.compress),
                 path, work)
     if not config.keep_work:

@@ -31,6 +31,7 @@ from affine import Affine
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
+from gee_export.contract.vrt import Piece
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_path
 from gee_export.core.storage.gdal_auth import check_read
@@ -233,10 +234,10 @@ class SlidingWindowJob:
         #: the arrays each strip's probabilities are taken into (see ``_close_row``)
         self._taken: tuple[np.ndarray, np.ndarray] | None = None
 
-    def strip_sources(self, band: int) -> list[cog.StripSource]:
-        """Band ``band`` of every checkpoint strip, top to bottom (the map's rows)."""
-        return [cog.StripSource(strip_path(self.work, r0), band, r0, r1 - r0)
-                for r0, r1 in self.strips]
+    def strip_pieces(self) -> list[Piece]:
+        """Every checkpoint strip as a piece of the output grid, top to bottom."""
+        return [Piece(str(strip_path(self.work, r0).resolve()), r0, 0, r1 - r0, self.width,
+                      relative=False) for r0, r1 in self.strips]
 
     # ---------------------------------------------------------------- main thread
     def run(self) -> None:
