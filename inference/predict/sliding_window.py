@@ -88,8 +88,7 @@ class PredictConfig:
             overlapping tiles; kept to show what the cosine blend removes) or ``"core"`` (each
             pixel from the one tile that owns it: the map any runner of the same lattice gives,
             :mod:`inference.predict.blending`).
-        strip_rows: output rows per checkpoint strip; a multiple of the COG block size keeps
-            each strip a whole row of COG tiles.
+        strip_rows: output rows per checkpoint strip (a multiple of 16).
         isa_class: index of the impervious class in the model's classes.
         compress: COG compression.
         keep_work: keep the strip directory after the COGs are written (debugging).
@@ -249,13 +248,13 @@ class SlidingWindowJob:
         pending: collections.deque[Future] = collections.deque()
         per_row = math.ceil(len(starts_x) / self.config.batch_size) + 1
         with ThreadPoolExecutor(1, initializer=lower_thread_priority) as reader, \
-                ThreadPoolExecutor(1, initializer=lower_thread_priority) as encoder:
+                ThreadPoolExecutor(1, initializer=lower_thread_priority) as writer:
 
             def hand_over(fn, *args) -> None:
-                pending.append(encoder.submit(fn, *args))
+                pending.append(writer.submit(fn, *args))
                 while pending and (pending[0].done() or len(pending) > PENDING_ROWS * per_row):
                     with self.stages.time("wait_encoder"):
-                        pending.popleft().result()  # re-raises the encoder's errors here
+                        pending.popleft().result()  # re-raises the writer's errors here
 
             if self.todo:
                 row_from = self.strips[self.todo[0]][0]
@@ -340,7 +339,7 @@ class SlidingWindowJob:
         s = self.predictor.scale
         return invalid.repeat(s, axis=0).repeat(s, axis=1) if s > 1 else invalid
 
-    # ---------------------------------------------------------------- encoder thread
+    # ---------------------------------------------------------------- writer thread
     def _blend(self, k: int, starts_y: list[int], starts_x: list[int], xs: list[int],
                probs: np.ndarray) -> None:
         s, tile, config = self.predictor.scale, self.config.tile, self.config

@@ -277,6 +277,7 @@ def test_predict_int8_refused_on_cuda(model_file, small_stack, tmp_path, capsys)
     assert code == 2 and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_the_same_command_writes_the_same_cog_bytes_whatever_the_cache(model_file,
                                                                       small_stack, tmp_path):
     """Four runs of one ``isamap-predict --precision bf16 --channels-last on``, each a fresh
