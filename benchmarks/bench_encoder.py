@@ -1,25 +1,13 @@
 """Benchmark: what the sliding window's helpers cost per output strip, side by side.
 
-The encoder and reader threads share the cores with the model, so their CPU time per strip is
+The writer and reader threads share the cores with the model, so their CPU time per strip is
 what the pipeline loses (``bench_inference.py`` prints the same stages summed over a run).
 Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread, median of
 ``--rounds``:
 
-- overview reduction 2x: the shortcuts ``reduce2`` takes (class maps by lookup table,
-  probabilities without nodata by a plain mean) next to the pass-by-pass rule
-  (``reduce2_any``), which gives the same bytes;
-- a strip through both COG encoders (level-0 tiles + every overview): DEFLATE level 1 by
-  ISA-L without TIFF's predictor (both maps' default) in the encoder's own tile writer, next
-  to ISA-L with the predictor, libdeflate level 1 with and without it, GDAL's writer
-  (libdeflate, predictor) level 1, ISA-L level 3 and GDAL's ZSTD level 1, and the compressed
-  sizes;
 - two overlapping tile rows of an uncompressed stack from the file into the model's batches
-  (the reader's part, then the tiles normalised, by torch and by the C loop in the same run):
-  through GDAL's block cache or past it
-  (``GTIFF_DIRECT_IO``) into a row buffer, next to the file's pages mapped in and the tiles
-  read from them in place (what the pipeline does);
-- the C loop normalising a batch, built with each set of compiler options the predictor
-  chooses from and for this CPU alone (-march=native);
+  (the reader's part, then the tiles normalised): through GDAL's block cache or past it
+  (``GTIFF_DIRECT_IO``, what the pipeline does) into a row buffer;
 - taking a strip from the accumulator and encoding it (class + stored probability);
 - the predictor's time outside the forward pass for one batch of tile views (normalising into
   the batch, probabilities back): the main thread's cost between forwards; and the process
@@ -33,8 +21,7 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
   copy it made until 2026-11-23 (the row filled with NaN first, each answer's bands taken
   through a list index, i.e. copied twice).
 
-The probability strip is noise around 0.5 (as an untrained or uncertain model gives; a trained
-model's maps compress about 1.2x too), the class strip its threshold.
+The probability strip is noise around 0.5 (as an untrained or uncertain model gives).
 
 Run: ``.venv/bin/python benchmarks/bench_encoder.py`` (``--width 4096`` for a quick look).
 """
@@ -53,8 +40,6 @@ from affine import Affine
 from gee_export.core.allocator import keep_freed_memory
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, PLANAR_BLOCK_BYTES, planar
 from inference.predict.blending import Accumulator, encode
-from inference.predict.cog import PROB_SCALE
-from inference.predict.cog_stream import CogStream, Encoding, reduce2, reduce2_any
 
 ROWS = 512
 
@@ -69,64 +54,37 @@ def cpu_ms(fn: Callable[[], object], rounds: int) -> float:
     return float(np.median(times)) * 1000
 
 
-def strips(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def strips(width: int) -> np.ndarray:
+    """A probability strip: noise around 0.5."""
     rng = np.random.default_rng(0)
-    p1 = np.clip(0.5 + 0.2 * rng.standard_normal((ROWS, width)), 0, 1).astype(np.float32)
-    prob = np.rint(p1 * PROB_SCALE).astype(np.uint8)
-    return p1, (p1 > 0.5).astype(np.uint8), prob
-
-
-def encoder_ms(rows: np.ndarray, resampling: str, encoding: Encoding,
-               rounds: int) -> tuple[float, int]:
-    """CPU ms per strip through a CogStream (4 strips per stream), and the level files' bytes."""
-    with tempfile.TemporaryDirectory() as tmp:
-        times, size = [], 0
-        for r in range(rounds):
-            stream = CogStream(Path(tmp), f"s{r}", rows.shape[1], 4 * ROWS,
-                               Affine(10, 0, 500_000, 0, -10, 3_500_000), "EPSG:32650",
-                               resampling, {}, "bench", encoding=encoding)
-            start = time.thread_time()
-            for _ in range(4):
-                stream.add(rows)
-            stream.close()
-            times.append((time.thread_time() - start) / 4)
-            size = sum(p.stat().st_size for level in stream.levels
-                       for p in {level.path, level.data_path})
-            stream.remove()
-    return float(np.median(times)) * 1000, size
+    return np.clip(0.5 + 0.2 * rng.standard_normal((ROWS, width)), 0, 1).astype(np.float32)
 
 
 def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
     """CPU ms of two overlapping tile rows (rows 0-511, then 448-959, as 512 px tiles with
     64 px overlap ask) of an uncompressed tiled six-band float32 stack from the file to the
     model's batches: the reader's part, then its 512 px tiles normalised into batches of four
-    (bf16/NHWC's layout, each tile checked for NaN as the pipeline does) by torch and by the C
-    loop (``inference.predict.normalise``), each way in the same round on its own two tile
-    rows (the next two down; which way takes which alternates by round). Through GDAL's block
-    cache (at the pipeline's 512 MB cap) or past it (``GTIFF_DIRECT_IO``) into a row buffer
-    and the tiles from that, next to the file's pages mapped in
-    (``inference.predict.direct_read``, what the pipeline does with such a stack) and the
-    tiles read from them in place; a fresh dataset each round, the stack dropped from the page
-    cache and read back first (``bench_helpers.cache_input``)."""
+    (bf16/NHWC's layout, each tile checked for NaN as the pipeline does). Through GDAL's block
+    cache (at the pipeline's 512 MB cap) or past it (``GTIFF_DIRECT_IO``, what the pipeline
+    does) into a row buffer; a fresh dataset each round, the stack dropped from the page cache
+    and read back first (``bench_helpers.cache_input``)."""
     import rasterio
     import torch
     from bench_helpers import cache_input
     from rasterio.windows import Window
 
-    from inference.predict.direct_read import direct_tiff
-    from inference.predict.normalise import BatchNormaliser, kernel
+    from inference.predict.normalise import BatchNormaliser
     from inference.predict.raster import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
     from inference.predict.sliding_window import read_rows
     from training.engine.execution import calling_thread_only
 
-    methods = ("torch", "native") if kernel() is not None else ("torch",)
-    normalisers = {m: BatchNormaliser(np.zeros(6), np.ones(6), m) for m in methods}
+    normaliser = BatchNormaliser(np.zeros(6), np.ones(6))
     starts = list(range(0, width - 512 + 1, 448))
     out = np.empty((6, ROWS, width), np.float32)
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "stack.tif"
-        height = 2 * ROWS * len(methods)  # two tile rows for each way
+        height = 2 * ROWS
         with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=6,
                            dtype="float32", tiled=True, blockxsize=512, blockysize=512,
                            interleave="band", crs="EPSG:32650",
@@ -136,73 +94,27 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
                           band, window=Window(0, 0, width, height))
         cache_input(path)  # cached as bench_helpers.py caches its stack
         for label, options in (("block cache", {"GDAL_CACHEMAX": GDAL_CACHE_MB}),
-                               ("direct", INPUT_GDAL_OPTIONS), ("mapped", INPUT_GDAL_OPTIONS)):
+                               ("direct", INPUT_GDAL_OPTIONS)):
             reads, tiles = [], []
-            for r in range(rounds + 1):  # the first round warms the page cache
+            for _ in range(rounds + 1):  # the first round warms the page cache
                 with rasterio.Env(**options), rasterio.open(path) as ds, \
                         torch.inference_mode(), calling_thread_only():
-                    mapped = direct_tiff(ds, range(1, 7)) if label == "mapped" else None
-                    if label == "mapped" and mapped is None:
-                        raise RuntimeError("the benchmark's stack cannot be mapped")
-                    read, normalise = 0.0, dict.fromkeys(methods, 0.0)
-                    # each way its own two tile rows (pixels touched for the first time in
-                    # the round, as in the pipeline); which way takes which rows alternates
-                    order = methods if r % 2 else methods[::-1]
-                    for k, method in enumerate(order):
-                        for row in (2 * ROWS * k, 2 * ROWS * k + ROWS - 64):
-                            start = time.thread_time()
-                            if mapped is not None:
-                                mapped.release(row)
-                                block = mapped.rows(row, ROWS)
-                            else:
-                                block = read_rows(ds, range(1, 7), row, ROWS, out=out)
-                            read += time.thread_time() - start
-                            views = [block.tile(x, 512) if mapped is not None
-                                     else block[:, :, x:x + 512] for x in starts]
-                            start = time.thread_time()
-                            for b in range(0, len(views) - 3, 4):
-                                normalisers[method](views[b:b + 4], torch.channels_last)
-                            normalise[method] += time.thread_time() - start
-                    read /= len(methods)
+                    read = normalise = 0.0
+                    for row in (0, ROWS - 64):
+                        start = time.thread_time()
+                        block = read_rows(ds, range(1, 7), row, ROWS, out=out)
+                        read += time.thread_time() - start
+                        views = [block[:, :, x:x + 512] for x in starts]
+                        start = time.thread_time()
+                        for b in range(0, len(views) - 3, 4):
+                            normaliser(views[b:b + 4], torch.channels_last)
+                        normalise += time.thread_time() - start
                     reads.append(read)
                     tiles.append(normalise)
-                    if mapped is not None:
-                        mapped.close()
-            read = float(np.median(reads[1:]))
-            figures[label] = {"read": read * 1000}
-            for method in methods:
-                ms = 1000 * float(np.median([t[method] for t in tiles[1:]]))
-                figures[label][f"normalise_{method}"] = ms
-                figures[label][f"total_{method}"] = read * 1000 + ms
+            read, ms = float(np.median(reads[1:])), float(np.median(tiles[1:]))
+            figures[label] = {"read": read * 1000, "normalise": ms * 1000,
+                              "total": (read + ms) * 1000}
     return figures
-
-
-def kernel_builds_ms(rounds: int) -> dict[str, float]:
-    """CPU ms of the C loop normalising 4 tiles of 512 px from a row buffer into an NHWC batch,
-    built with each set of compiler options the predictor chooses from
-    (``normalise.BUILDS``) and for this CPU alone (-march=native), in turns (each going first
-    in turn); {} without a compiler."""
-    import torch
-
-    from inference.predict.normalise import BUILDS, BatchNormaliser, kernel
-
-    builds = {" ".join(o): o for o in (*BUILDS, ("-O2", "-march=native"))}
-    builds = {label: o for label, o in builds.items() if kernel(o) is not None}
-    if not builds:
-        return {}
-    row = np.random.default_rng(0).random((6, 512, 4 * 512), np.float32)
-    tiles = [row[:, :, x:x + 512] for x in range(0, 4 * 512, 512)]
-    ways = {label: BatchNormaliser(np.zeros(6), np.ones(6), "native", [o])
-            for label, o in builds.items()}
-    times: dict[str, list[float]] = {label: [] for label in ways}
-    labels = list(ways)
-    for r in range(rounds + 1):
-        for label in labels[r % len(labels):] + labels[:r % len(labels)]:  # first in turn
-            way = ways[label]
-            start = time.thread_time()
-            way(tiles, torch.channels_last)
-            times[label].append(time.thread_time() - start)
-    return {label: 1000 * float(np.median(t[1:])) for label, t in times.items()}
 
 
 def predictor_outside_forward_ms(batch: int, tile: int, rounds: int) -> tuple[float, str]:
@@ -329,58 +241,19 @@ def main(argv: list[str] | None = None) -> dict:
                         help="width of the decoded computePixels answer (px; 640 rows)")
     args = parser.parse_args(argv)
     keep_freed_memory()  # as every CPU run of the pipeline does (training.engine.autotune.apply)
-    p1, classes, prob = strips(args.width)
+    p1 = strips(args.width)
     figures: dict = {"width": args.width, "rows": ROWS}
     print(f"one {ROWS}-row strip, {args.width} px wide (CPU ms of this thread, median of "
           f"{args.rounds})")
-    for name, rows, resampling in (("class", classes, "mode"), ("probability", prob, "average")):
-        fast = cpu_ms(lambda r=rows, s=resampling: reduce2(r, s), args.rounds)
-        rule = cpu_ms(lambda r=rows, s=resampling: reduce2_any(r, s), args.rounds)
-        figures[f"reduce2_{name}_ms"] = {"shortcut": round(fast, 1), "rule": round(rule, 1)}
-        wide = ""
-        if resampling == "mode":  # the tables of maps with up to 15 classes, on the same strip
-            three = rows.copy()
-            three[0, 0] = 2  # a third class value: reduce2 takes those tables
-            lookup = cpu_ms(lambda r=three: reduce2(r, "mode"), args.rounds)
-            figures["reduce2_class_ms"]["15_class_tables"] = round(lookup, 1)
-            wide = f", the 15-class tables {lookup:6.1f} ms"
-        print(f"  {name:>11} overview 2x: shortcut {fast:6.1f} ms, rule {rule:6.1f} ms "
-              f"(x{rule / fast:.1f}){wide}")
-        for encoding in (Encoding("DEFLATE", 1, deflater="isal"),
-                         Encoding("DEFLATE", 1, deflater="isal", predictor=2),
-                         Encoding("DEFLATE", 1, deflater="libdeflate"),
-                         Encoding("DEFLATE", 1, deflater="libdeflate", predictor=2),
-                         Encoding("DEFLATE", 1, deflater="gdal"),
-                         Encoding("DEFLATE", 3, deflater="isal"), Encoding("ZSTD", 1)):
-            ms, size = encoder_ms(rows, resampling, encoding, args.rounds)
-            label = f"{encoding.compress} {encoding.level} " + (
-                encoding.deflater if encoding.compress == "DEFLATE" else "gdal") + (
-                " predictor" if encoding.tiff_predictor == 2 else "")
-            figures[f"encode_{name}_{label.lower().replace(' ', '_')}"] = {
-                "ms": round(ms, 1), "bytes": size}
-            print(f"  {name:>11} strip through its COG encoder, {label}: "
-                  f"{ms:6.1f} ms, {size / 4 / 2**20:5.2f} MiB per strip")
     reads = read_ms(args.width, args.rounds)
     figures["read_two_rows_ms"] = {k: {n: round(v, 1) for n, v in by.items()}
                                    for k, by in reads.items()}
     print(f"  two overlapping {ROWS}-row tile rows of an uncompressed six-band stack into the "
-          "model's batches (reader + normalising by torch | by the C loop):")
+          "model's batches (reader + normalising):")
     for label, by in (("through the block cache", reads["block cache"]),
-                      ("past it", reads["direct"]), ("mapped pages", reads["mapped"])):
-        line = f"    {label:>23}: {by['read']:6.1f} + {by['normalise_torch']:6.1f} = " \
-               f"{by['total_torch']:6.1f} ms"
-        if "normalise_native" in by:
-            line += (f" | {by['read']:6.1f} + {by['normalise_native']:6.1f} = "
-                     f"{by['total_native']:6.1f} ms (normalising x"
-                     f"{by['normalise_native'] / by['normalise_torch']:.2f})")
-        print(line)
-    builds = kernel_builds_ms(args.rounds * 4)
-    figures["normalise_c_builds_ms"] = {k: round(v, 2) for k, v in builds.items()}
-    if builds:
-        first = next(iter(builds.values()))
-        print("  the C loop normalising 4 tiles of 512 px (row buffer, NHWC) as built with: "
-              + ", ".join(f"{label} {ms:.2f} ms (x{ms / first:.2f})"
-                          for label, ms in builds.items()))
+                      ("past it", reads["direct"])):
+        print(f"    {label:>23}: {by['read']:6.1f} + {by['normalise']:6.1f} = "
+              f"{by['total']:6.1f} ms")
     acc = Accumulator(1, 2 * ROWS, args.width, 0)
 
     def take() -> None:

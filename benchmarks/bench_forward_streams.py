@@ -7,7 +7,8 @@ its operators). Both are timed alone and next to a helper thread that keeps part
 busy compressing incompressible bytes (``--helper-duty``, the share of one core), as the
 pipeline's encoder does, or copying float32 arrays far larger than the caches
 (``--helper-kinds compress,copy``), as the pipeline's reader, decoder and accumulator do; the
-helper runs at the pipeline's helper priority (``inference.predict.priority``). The questions: are
+helper runs at the pipeline's helper priority
+(``inference.predict.sliding_window.lower_thread_priority``). The questions: are
 the streams faster, do they lose less to such a helper (a preempted intra-op thread makes its
 partner wait at the next barrier; independent streams have no barrier), and how much of the model's
 speed a helper of each kind takes for the share of a core it uses.
@@ -31,7 +32,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from inference.predict.priority import lower_thread_priority
+from inference.predict.sliding_window import lower_thread_priority
 from training.models import create_model
 from training.models.blocks import fold_batchnorm
 

@@ -7,10 +7,10 @@ thread that ran it (``PredictionResult.stages_cpu``), in CPU-seconds and CPU-ms 
 10 m pixels, the model excluded:
 
 - reader thread: ``read`` (the tile row into its buffer), ``mask`` (nodata mask);
-- encoder thread: ``blend`` (weighted tiles into the accumulator), ``take`` (finished strips
-  out, classes and stored probability), ``checkpoint`` (the strip file a resumed run starts
-  from), ``encode`` (both COGs' tiles and overviews);
-- ``assemble`` (the COGs arranged from their compressed tiles at the end);
+- writer thread: ``blend`` (weighted tiles into the accumulator), ``take`` (finished strips
+  out, classes and stored probability), ``checkpoint`` (the strip file the COGs are made
+  from, and a resumed run starts from);
+- ``cog`` (both COGs written by GDAL's COG driver from the strips at the end);
 - ``main``: the main thread outside the forward (normalising the tiles into the model's
   batch, probabilities back, handing work over): its ``predict`` stage minus the CPU the main
   thread spent inside the model's forward (timed by a wrapper around the model).
@@ -19,12 +19,6 @@ CPU time hardly depends on how busy the machine is (wall time does), so these fi
 compared across runs on a shared machine; the load average is printed with them. The stack is
 dropped from the page cache and read back before the run (:func:`cache_input`), so each run
 starts from the same cached state.
-
-``--reader gdal`` reads an uncompressed stack through rasterio into row buffers, as the
-pipeline does with any other stack, instead of mapping its pages: the two side by side show
-what the mapping saves. ``--normalise torch`` (or ``native``) fixes how the main thread
-normalises the tiles instead of measuring it on the first batch
-(:mod:`inference.predict.normalise`): torch's way next to the C loop shows what the loop saves.
 
 Run: ``.venv/bin/python benchmarks/bench_helpers.py`` (``--size 4096`` for a quick look).
 """
@@ -44,14 +38,12 @@ import numpy as np
 import torch
 from bench_inference import BANDS
 
-from inference.predict import sliding_window
 from inference.predict.cog import OutputInfo
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from training.models import create_model
 
-HELPER_STAGES = ("read", "mask", "blend", "take", "checkpoint", "encode", "postprocess",
-                 "assemble")
+HELPER_STAGES = ("read", "mask", "blend", "take", "checkpoint", "postprocess", "cog")
 
 
 def cache_input(path: Path) -> None:
@@ -95,16 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--widths", default="8,16,32,64,128")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
-    parser.add_argument("--reader", default="auto", choices=("auto", "gdal"),
-                        help="gdal: read the stack through rasterio into row buffers even "
-                             "where the pipeline maps its pages (a side-by-side comparison)")
-    parser.add_argument("--normalise", default="auto", choices=("auto", "torch", "native"),
-                        help="how the main thread normalises the tiles: measured on the first "
-                             "batch (auto), or fixed, for a side-by-side comparison")
     parser.add_argument("--out", type=Path, default=Path("bench_output"))
     args = parser.parse_args(argv)
-    if args.reader == "gdal":
-        sliding_window.direct_tiff = lambda src, indexes: None
     args.out.mkdir(parents=True, exist_ok=True)
     src = args.out / f"bench_stack_{args.size}.tif"
     subprocess.run([sys.executable, str(Path(__file__).with_name("bench_inference.py")),
@@ -119,13 +103,6 @@ def main(argv: list[str] | None = None) -> dict:
     first = np.random.default_rng(0).standard_normal(
         (args.batch, len(BANDS), args.tile, args.tile), dtype=np.float32)
     predictor.resolve(first)
-    # a pipeline from before the measured normalisation (PYTHONPATH of an older commit) has none
-    normaliser = getattr(predictor, "normaliser", None)
-    if args.normalise != "auto":
-        from inference.predict.normalise import BatchNormaliser
-
-        normaliser = predictor.normaliser = BatchNormaliser(
-            normaliser.shift, normaliser.scale, args.normalise)
     timed = CpuTimedModel(predictor.model)
     predictor.model = timed
     prefix = args.out / "bench_helpers"
@@ -151,9 +128,6 @@ def main(argv: list[str] | None = None) -> dict:
     figures = {
         "size": args.size, "area_km2": area, "tiles": result.tiles,
         "runtime": predictor.description, "threads": torch.get_num_threads(),
-        "reader": args.reader, "normalise": getattr(normaliser, "way", "torch"),
-        "normalise_first_batch_cpu_ms": {k: round(1e3 * v, 2)
-                                         for k, v in getattr(normaliser, "timings", {}).items()},
         "helper_cpu_s": {k: round(v, 3) for k, v in stages.items()},
         "helper_cpu_ms_per_km2": {k: round(1e3 * v / area, 4) for k, v in stages.items()},
         "helper_cpu_s_total": round(total, 2),
@@ -165,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(json.dumps(figures, indent=1))
     print(f"\nhelper CPU per stage, {args.size}² ({area:,.0f} km²), model excluded, "
-          f"at {predictor.description}, tiles normalised by {figures['normalise']}:")
+          f"at {predictor.description}:")
     for k, v in stages.items():
         print(f"  {k:>10} {v:7.2f} CPU-s  {1e3 * v / area:7.4f} CPU-ms/km²")
     print(f"  {'total':>10} {total:7.2f} CPU-s  {1e3 * total / area:7.4f} CPU-ms/km²")

@@ -2,8 +2,8 @@
 
 Measured in one run, side by side:
 - the whole pipeline (read -> normalise -> forward -> blend -> strips -> two COGs with
-  overviews, encoded while the model runs), as km²/s of 10 m pixels, with the time of each
-  stage (stages in different threads overlap);
+  overviews, written by GDAL from the strips at the end), as km²/s of 10 m pixels, with the
+  time of each stage (stages in different threads overlap);
 - the model's forward pass alone on the same tiles: every 4th batch is replayed through the
   model right after the pipeline's call (same tiles, same machine load; the replay's time is
   taken out of the pipeline's), and the time per tile, times all tiles, gives km²/s; and the

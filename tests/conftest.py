@@ -36,14 +36,6 @@ def _autotune_cache_apart(tmp_path_factory, monkeypatch):
                        str(tmp_path_factory.getbasetemp() / "autotune-cache.json"))
 
 
-# ---------------------------------------------------------------- C kernels
-@pytest.fixture(autouse=True)
-def _native_cache_apart(tmp_path_factory, monkeypatch):
-    """C kernels are built into the user's cache folder; the suite builds its own (once per
-    test worker), never touching the developer's."""
-    monkeypatch.setenv("ISAMAP_NATIVE", str(tmp_path_factory.getbasetemp() / "native"))
-
-
 # ---------------------------------------------------------------- torch threads
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():

@@ -17,7 +17,7 @@ quantities apart, whatever the file says:
 
 The judgements are pure functions of value samples (NaN = nodata). The local backend applies
 them to its source scenes (``gee_export.local.plausibility``), inference to the stack it is given
-(``inference.predict.inputs``).
+(``inference.predict.sources``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ placed by pixel offsets on the mosaic's grid, so nothing is resampled.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +38,13 @@ class VrtBand:
     dtype: str = "float32"
     nodata: float | None = None
     description: str | None = None
+    #: a colour table (RGBA per value from 0), which makes the band's interpretation Palette
+    colours: tuple[tuple[int, int, int, int], ...] | None = None
 
 
 def mosaic_vrt(width: int, height: int, transform: Affine, crs: Any,
-               bands: Sequence[VrtBand], pieces: Sequence[Piece]) -> str:
+               bands: Sequence[VrtBand], pieces: Sequence[Piece],
+               metadata: Mapping[str, str] | None = None) -> str:
     """The XML of a VRT of ``width`` x ``height`` pixels mosaicking ``pieces`` band by band.
 
     Args:
@@ -51,6 +54,8 @@ def mosaic_vrt(width: int, height: int, transform: Affine, crs: Any,
         crs: anything ``rasterio.crs.CRS.from_user_input`` takes.
         bands: the mosaic's bands, in order.
         pieces: the files; pixels no piece covers read as each band's nodata.
+        metadata: the mosaic's dataset metadata (tags), which GDAL copies into a file
+            written from it.
     """
     import rasterio.crs
 
@@ -59,12 +64,20 @@ def mosaic_vrt(width: int, height: int, transform: Affine, crs: Any,
     srs = html.escape(rasterio.crs.CRS.from_user_input(crs).to_wkt())
     parts = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n',
              f"  <SRS>{srs}</SRS>\n  <GeoTransform>{gt}</GeoTransform>\n"]
+    if metadata:
+        parts.append("  <Metadata>" + "".join(
+            f'<MDI key="{html.escape(k)}">{html.escape(str(v))}</MDI>'
+            for k, v in metadata.items()) + "</Metadata>\n")
     for number, band in enumerate(bands, start=1):
         parts.append(f'  <VRTRasterBand dataType="{_GDAL_TYPES[band.dtype]}" band="{number}">\n')
         if band.description:
             parts.append(f"    <Description>{html.escape(band.description)}</Description>\n")
         if band.nodata is not None:
             parts.append(f"    <NoDataValue>{band.nodata!r}</NoDataValue>\n")
+        if band.colours is not None:
+            parts.append("    <ColorInterp>Palette</ColorInterp><ColorTable>" + "".join(
+                f'<Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>' for r, g, b, a in band.colours)
+                + "</ColorTable>\n")
         for p in pieces:
             parts.append(
                 f'    <SimpleSource><SourceFilename relativeToVRT="{int(p.relative)}">'

@@ -1,7 +1,7 @@
 """The one rule for an environment variable that switches a feature off.
 
-``ISAMAP_AUTOTUNE_CACHE``, ``ISAMAP_KEEP_FREED_MEMORY`` and ``ISAMAP_NATIVE`` each take a
-value of their own (a path, a size) or a word that turns the feature off; the words are the
+``ISAMAP_AUTOTUNE_CACHE`` and ``ISAMAP_KEEP_FREED_MEMORY`` each take a value of their own
+(a path, a size) or a word that turns the feature off; the words are the
 same for all of them, so a user who learnt one knows the others.
 """
 

@@ -36,7 +36,7 @@ from gee_export.core.digest import json_digest
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import files
 from inference.predict import cog
-from inference.predict.cog_stream import NODATA
+from inference.predict.cog import NODATA
 
 RULE = "monotone impervious: fewest relabelled dates, no loss"
 ASSUMPTION = ("built-up surface does not return to pervious within the series; loss is "

@@ -131,7 +131,7 @@ def check_series_lattice(request: MapRequest, grid: Grid) -> None:
     import rasterio
     import rasterio.errors
 
-    from inference.predict.lattice import check_same
+    from inference.predict.blending import check_same
 
     lattice, origin = request.lattice(), (grid.x0, grid.y0)
     record = request.product_dir() / "map.json"

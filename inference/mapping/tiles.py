@@ -4,14 +4,14 @@ The streaming predictor (:mod:`inference.predict.raster`) maps a region in one p
 row. A distributed runner (Beam, a batch of cloud workers) needs the same map as independent units
 of work instead; these functions are those units, each pure apart from its inputs:
 
-1. :func:`plan_tiles`: the tiles of the map's lattice (:class:`inference.predict.lattice.Lattice`):
+1. :func:`plan_tiles`: the tiles of the map's lattice (:class:`inference.predict.blending.Lattice`):
    the very windows the streaming predictor cuts, each with the core of output pixels it owns;
 2. :func:`fetch_tile`: one tile's input bands with ``computePixels`` through the Earth Engine
    session, edge-padded where a grid smaller than a tile ends, as the streaming reader pads;
 3. :func:`predict_tile`: one forward pass over the tile, keeping its core, encoded exactly
    like the streaming predictor's outputs (uint8 classes, probability x250, 255 nodata);
 4. :func:`write_tile` / :func:`mosaic`: the cores as small GeoTIFFs, then one VRT over them and
-   the two COGs (:func:`inference.predict.cog.write_cog`).
+   the two COGs (:func:`inference.predict.cog.strips_cog`).
 
 With the ``core`` blend the streaming predictor also keeps each tile's core only, so the two
 give the same map for every model, also for one whose output depends on the whole tile (global
@@ -29,13 +29,12 @@ import numpy as np
 import rasterio
 
 from gee_export.contract.grid import Grid, Window
-from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
+from gee_export.contract.vrt import Piece
 from gee_export.core.errors import ConfigError
 from gee_export.core.storage import atomic_path, files
 from inference.predict import cog
-from inference.predict.blending import Accumulator, invalid_mask, pad_to
+from inference.predict.blending import Accumulator, Lattice, LatticeTile, invalid_mask, pad_to
 from inference.predict.cog import NODATA, OutputInfo
-from inference.predict.lattice import Lattice, LatticeTile
 from inference.predict.runtime import TilePredictor
 
 #: a map's unit of work: one tile of its lattice
@@ -89,7 +88,7 @@ def predict_tiles(predictor: TilePredictor, data: Sequence[np.ndarray],
                   ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`predict_tile` of several tiles in one forward pass (one batch, in this order).
 
-    The batches of :func:`inference.predict.lattice.batches` are the streaming predictor's own,
+    The batches of :func:`inference.predict.blending.batches` are the streaming predictor's own,
     so their maps are equal bit for bit.
     """
     for d, tile in zip(data, tiles, strict=True):
@@ -145,7 +144,7 @@ def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_p
         out_prefix: local or gs:// prefix.
         info: model, bands, classes and month recorded in the COGs.
         work: local folder for the VRTs (the tile files are referenced by absolute path).
-        lattice: the lattice's tags (:meth:`inference.predict.lattice.Lattice.tags`).
+        lattice: the lattice's tags (:meth:`inference.predict.blending.Lattice.tags`).
         scale: the model's output scale.
         compress: COG compression.
         runtime: how the tiles were predicted (``runtime*`` tags), when the caller knows.
@@ -159,12 +158,9 @@ def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_p
     tags = {**cog.output_tags(info, "tiles", lattice, scale), **(runtime or {})}
     paths = []
     for kind, band, suffix in (("class", 1, "class"), ("probability", 2, "prob")):
-        vrt = work / f"{kind}.vrt"
-        vrt.write_text(mosaic_vrt(out.width, out.height, out.transform, out.crs,
-                                  [VrtBand(band, "uint8", NODATA)], pieces))
         target = f"{out_prefix}_{suffix}.tif"
-        files.put_output(lambda local, v=vrt, k=kind: cog.write_cog(v, local, k, tags,
-                                                                   compress=compress),
-                         target, work)
+        files.put_output(lambda local, b=band, k=kind: cog.strips_cog(
+            pieces, b, local, k, tags, out.width, out.height, out.transform, out.crs,
+            compress=compress), target, work)
         paths.append(target)
     return paths[0], paths[1]

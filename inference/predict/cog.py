@@ -3,9 +3,12 @@
 Two single-band COGs per prediction rather than one two-band file, for two reasons: overview
 resampling differs per map (the class map needs MODE so that zoomed-out views still show real
 classes, the probability AVERAGE), and Earth Engine's COG-backed assets take one COG per band.
-Every COG is encoded by :mod:`inference.predict.cog_stream` (the prediction feeds it while it runs;
-:func:`write_cog` feeds it from a finished raster). Both are uint8 with 255 = nodata; the
-probability is scaled so that 250 = 1.0 (0.4 % steps), keeping 251-254 free and 255 for nodata.
+Every COG is written by GDAL's COG driver from a VRT (:func:`write_cog` for a finished raster,
+:func:`strips_cog` for a prediction's checkpoint strips; the VRT by
+:func:`gee_export.contract.vrt.mosaic_vrt`): the VRT adds the band description, colour table
+and metadata, and the driver lays out the tiles, overviews and IFDs as readers
+expect. Both maps are uint8 with 255 = nodata; the probability is scaled so that 250 = 1.0
+(0.4 % steps), keeping 251-254 free and 255 for nodata.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ import errno
 import json
 import os
 import shutil
-import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,9 +25,11 @@ from typing import Any, Literal
 import numpy as np
 import rasterio
 import rasterio.errors
+import rasterio.shutil
 from affine import Affine
 from rasterio.enums import Resampling
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.quicklook import (
     NODATA_COLOUR,
     ColourBar,
@@ -34,10 +38,17 @@ from gee_export.contract.quicklook import (
     framed_png,
     place_text,
 )
+from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
 from gee_export.core.commands import LOW_SPACE_BYTES
 from gee_export.core.errors import InputDataError
 from gee_export.core.version import code_version
-from inference.predict.cog_stream import BLOCK, DEFLATE_LEVEL, NODATA, CogStream, Encoding
+
+NODATA = LABEL_NODATA
+"""Nodata of every map COG: the class map's is the label's, and the probability uses it too."""
+BLOCK = 512
+"""Tile side of every map COG (and of its overviews), in pixels."""
+DEFLATE_LEVEL = 1
+"""DEFLATE level of every COG: prediction maps come out about as small as at level 3, faster."""
 
 Kind = Literal["class", "probability", "change"]
 Compression = Literal["DEFLATE", "ZSTD"]
@@ -77,7 +88,7 @@ def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
                 scale: int) -> dict[str, str]:
     """Dataset metadata written into every COG: enough to know how it was made.
 
-    ``lattice``: the tile lattice's tags (``inference.predict.lattice.Lattice.tags``).
+    ``lattice``: the tile lattice's tags (``inference.predict.blending.Lattice.tags``).
     """
     tags = {
         "model": info.model, "bands": ",".join(info.bands), "classes": ",".join(info.classes),
@@ -89,59 +100,53 @@ def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
     return tags
 
 
-def open_stream(work: Path, name: str, kind: Kind, width: int, height: int,
-                transform: Affine, crs: Any, tags: dict[str, str], *,
-                compress: Compression = "DEFLATE", threads: int | str | None = None) -> CogStream:
-    """A :class:`~inference.predict.cog_stream.CogStream` for one map of ``kind``.
-
-    It carries the kind's description, colour table, overview resampling (``MODE`` for
-    classes, ``AVERAGE`` for probabilities) and ``band_id`` tag, so every COG isamap writes
-    has the same metadata. ``threads``: GDAL compression threads (see ``Encoding``).
-    """
-    colormap = None
-    if kind != "probability":
-        palette = CLASS_PALETTE if kind == "class" else CHANGE_PALETTE
-        colormap = {i: (*_rgb(palette[i % len(palette)]), 255) for i in range(NODATA)}
-        colormap[NODATA] = (0, 0, 0, 0)
-    level = DEFLATE_LEVEL if compress == "DEFLATE" else 9
-    return CogStream(work, name, width, height, transform, crs,
-                     "average" if kind == "probability" else "mode",
-                     {**tags, "band_id": BAND_IDS[kind]}, _DESCRIPTIONS[kind], colormap,
-                     Encoding(compress, level, threads, "isal"))
-
-
 def write_cog(src: str | os.PathLike, dst: str | os.PathLike, kind: Kind,
               tags: dict[str, str], *, compress: Compression = "DEFLATE") -> None:
-    """Copy a one-band uint8 raster into a COG with overviews, description and metadata.
-
-    The raster is read one block row at a time into :func:`open_stream`, the same encoder
-    the prediction feeds while it runs (its level files go beside ``dst`` and are removed).
-    """
-    dst = Path(dst)
+    """Copy a one-band uint8 raster into a COG with overviews, description and metadata."""
     with rasterio.open(src) as ds:
         if ds.count != 1 or ds.dtypes[0] != "uint8":
             raise InputDataError(f"{src}: expected one uint8 band, got {ds.count} {ds.dtypes}")
-        stream = open_stream(dst.parent, f".{dst.name}", kind, ds.width, ds.height,
-                             ds.transform, ds.crs, tags, compress=compress)
-        try:
-            for row in range(0, ds.height, BLOCK):
-                window = ((row, min(row + BLOCK, ds.height)), (0, ds.width))
-                stream.add(ds.read(1, window=window))
-            finish_stream(stream, dst)
-        finally:
-            stream.remove()
+        name = str(Path(ds.name).resolve()) if Path(ds.name).exists() else ds.name
+        whole = Piece(name, 0, 0, ds.height, ds.width, relative=False)
+        strips_cog([whole], 1, dst, kind, tags, ds.width, ds.height, ds.transform, ds.crs,
+                   compress=compress)
 
 
-def finish_stream(stream: CogStream, dst: str | os.PathLike) -> None:
-    """Assemble ``stream`` into the COG ``dst`` and read it back (see :func:`verify_written`).
+def strips_cog(pieces: Sequence[Piece], band: int, dst: str | os.PathLike, kind: Kind,
+               tags: dict[str, str], width: int, height: int, transform: Affine, crs: Any, *,
+               compress: Compression = "DEFLATE") -> None:
+    """The COG of band ``band`` of ``pieces`` (a prediction's checkpoint strips) on one grid.
 
-    A level file cut short by a full disk (libtiff only prints the error) shows up as an
-    unreadable TIFF when the COG is assembled: that is reported as the ``OSError`` it is.
+    The pieces are mosaicked by a VRT (written beside ``dst``, then removed), never copied
+    into one raster first; it carries the kind's description, colour table, ``band_id`` tag
+    and nodata. GDAL's COG driver reduces the overviews (``MODE`` for classes, ``AVERAGE``
+    for probabilities, nodata excluded) and compresses every tile, with all CPU cores:
+    nothing else runs by then. DEFLATE without TIFF's predictor (maps compress about as
+    small without it, for less CPU), ZSTD with it.
     """
+    dst = Path(dst)
+    colours = None
+    if kind != "probability":
+        palette = CLASS_PALETTE if kind == "class" else CHANGE_PALETTE
+        colours = (*((*_rgb(palette[i % len(palette)]), 255) for i in range(NODATA)),
+                   (0, 0, 0, 0))
+    vrt = dst.with_name(f".{dst.name}.vrt")
+    vrt.write_text(mosaic_vrt(
+        width, height, transform, crs,
+        [VrtBand(band, "uint8", NODATA, _DESCRIPTIONS[kind], colours)], pieces,
+        {**tags, "band_id": BAND_IDS[kind]}))
     try:
-        stream.finish(dst)
-    except (struct.error, ValueError, KeyError, rasterio.errors.RasterioError) as exc:
+        with rasterio.open(vrt) as mosaic:
+            rasterio.shutil.copy(
+                mosaic, str(dst), driver="COG", BLOCKSIZE=BLOCK, COMPRESS=compress,
+                LEVEL=DEFLATE_LEVEL if compress == "DEFLATE" else 9,
+                PREDICTOR="YES" if compress == "ZSTD" else "NO",
+                OVERVIEW_RESAMPLING=_RESAMPLING[kind], BIGTIFF="IF_SAFER",
+                NUM_THREADS="ALL_CPUS")
+    except rasterio.errors.RasterioError as exc:
         raise _unwritable(dst, exc) from None
+    finally:
+        vrt.unlink(missing_ok=True)
     verify_written(dst)
 
 

@@ -1,22 +1,20 @@
 """Streaming sliding-window inference over a raster of any size, resumable.
 
 Memory is bounded by one band of tile rows, never by the raster: the input is read one tile
-row at a time (full width: an uncompressed stack's mapped pages,
-:mod:`inference.predict.direct_read`, else :func:`inference.predict.sliding_window.read_rows`), tile
-probabilities are blended into an accumulator that only spans the rows still open, and every output
-strip whose rows no later tile can touch is taken at once
-(:class:`inference.predict.blending.Accumulator`), written to its own small GeoTIFF (the checkpoint:
-a killed run restarts at the first missing strip, recomputing only the tile row whose contribution
-it needs) and fed to the two COG encoders (:mod:`inference.predict.cog_stream`), which compress its
-tiles and reduce its overviews right away.
+row at a time at full width (:func:`inference.predict.sliding_window.read_rows`), tile
+probabilities are blended into an accumulator that only spans the rows still open, and every
+output strip whose rows no later tile can touch is taken at once
+(:class:`inference.predict.blending.Accumulator`) and written to its own small GeoTIFF (the
+checkpoint: a killed run restarts at the first missing strip, recomputing only the tile row
+whose contribution it needs). At the end GDAL's COG driver writes each map's COG from its
+strips (:func:`inference.predict.cog.strips_cog`).
 
-The work is spread over three threads so that the model never waits for I/O or encoding
+The work is spread over three threads so that the model never waits for I/O
 (:class:`inference.predict.sliding_window.SlidingWindowJob`); this module decides what runs: the
-bands, the run's fingerprint, what an earlier run left, and the outputs. At the end the COGs
-are only assembled from their already compressed tiles. Per-stage times are returned with the
-result and logged.
+bands, the run's fingerprint, what an earlier run left, and the outputs. Per-stage times are
+returned with the result and logged.
 
-With ``postprocess="clahe"`` the encoder passes each strip through an
+With ``postprocess="clahe"`` the writer passes each strip through an
 :class:`inference.predict.postprocess.ClaheStream` before its checkpoint, so checkpoints hold final
 pixels; a resumed run recomputes from the CLAHE tile row above the first missing strip (those
 strips are not rewritten) and so gives the uninterrupted run's map.
@@ -54,12 +52,10 @@ from inference.predict.sources import RasterSource, open_source, source_identity
 # sliding window re-reads (the overlap), so a fixed cache keeps memory bounded.
 GDAL_CACHE_MB = 512
 #: GDAL options of the input while predicting. ``GTIFF_DIRECT_IO``: an uncompressed GeoTIFF
-#: stack that :mod:`inference.predict.direct_read` cannot map (another data type, pixel
-#: interleaving) is read straight into the reader's buffer, not through the block cache, which
-#: then stays empty; the sliding window's overlapping row reads cost the reader a little less
-#: CPU (``benchmarks/bench_encoder.py`` times both). Compressed files and other drivers read as
-#: before. Not ``GTIFF_VIRTUAL_MEM_IO``: its file mapping counts every page it reads in the
-#: process's RSS, the whole stack after one pass.
+#: stack is read straight into the reader's buffer, not through the block cache, which then
+#: stays empty (the same pixels; compressed files and other drivers read as before). Not
+#: ``GTIFF_VIRTUAL_MEM_IO``: its file mapping counts every page it reads in the process's RSS,
+#: the whole stack after one pass.
 INPUT_GDAL_OPTIONS = {"GDAL_CACHEMAX": GDAL_CACHE_MB, "GTIFF_DIRECT_IO": "YES"}
 
 log = logging.getLogger(__name__)
@@ -70,7 +66,8 @@ class PredictionResult:
     """What a prediction produced, and where its time went.
 
     ``stages`` holds seconds per stage (read, mask, predict, forward, blend, take,
-    checkpoint, encode, assemble, and the main thread's waits for the reader and encoder);
+    checkpoint, cog, and the main thread's waits for the reader and the writer, ``wait_reader``
+    and ``wait_encoder``);
     stages of different threads overlap, so they do not add up to ``seconds``.
     ``stages_cpu`` is the CPU time each stage's own thread spent (torch's worker threads and
     GDAL's are not counted): the cost of the stage on a machine the model shares. ``runtime`` is
@@ -224,19 +221,17 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
     tags = {**cog.output_tags(info, run["hash"],
                               config.lattice.tags((src.transform.c, src.transform.f)), scale),
             **({"model_id": model_id} if model_id else {})}
-    job = SlidingWindowJob(src, indexes, predictor, config, work, transform, tags, progress)
-    try:
-        job.run()
-        runtime = predictor.choice.tags() if predictor.choice else {
-            "runtime": "none: every strip came from an earlier run"}
-        for path, kind in ((class_path, "class"), (prob_path, "probability")):
-            with job.stages.time("assemble"):
-                job.streams[kind].update_tags(**runtime)
-                files.put_output(
-                    lambda local, k=kind: cog.finish_stream(job.streams[k], local),
-                    path, work)
-    finally:
-        job.close()
+    job = SlidingWindowJob(src, indexes, predictor, config, work, transform, progress)
+    job.run()
+    runtime = predictor.choice.tags() if predictor.choice else {
+        "runtime": "none: every strip came from an earlier run"}
+    for path, kind, band in ((class_path, "class", 1), (prob_path, "probability", 2)):
+        with job.stages.time("cog"):
+            files.put_output(
+                lambda local, k=kind, b=band: cog.strips_cog(
+                    job.strip_pieces(), b, local, k, {**tags, **runtime}, width, height,
+                    transform, crs, compress=config.compress),
+                path, work)
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     stages = {k: round(v, 3) for k, v in job.stages.seconds.items()}

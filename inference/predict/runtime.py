@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from gee_export.core.errors import ModelError
-from inference.predict.normalise import BatchNormaliser, Tiles
+from inference.predict.normalise import BatchNormaliser, Tiles, normalise_into
 from training.engine import autotune, quantize
 from training.engine.compiled import CompiledForInference
 from training.engine.devices import InferencePrecision, Layout, resolve_device
@@ -113,8 +113,8 @@ class TilePredictor:
         self.scale = scale
         self.activation = activation
         self.channels = int(mean.size)
-        # (x - mean) / std as one fused multiply-add: x * (1/std) + (-mean/std); on the CPU by
-        # the normaliser (its way measured on the first batch), on a GPU there (None here)
+        # (x - mean) / std as x * (1/std) + (-mean/std), rounded as normalise_into does; on the
+        # CPU by the normaliser (into a reused batch), on a GPU there (None here)
         shift, inv_std = -mean / std, 1.0 / std
         cpu = self.device.type == "cpu"
         self.normaliser = BatchNormaliser(shift, inv_std) if cpu else None
@@ -289,7 +289,7 @@ class TilePredictor:
         x = torch.empty((len(tiles), *shape), device=self.device, memory_format=fmt)
         raw = (np.ascontiguousarray(tiles, dtype=np.float32) if isinstance(tiles, np.ndarray)
                else np.stack([np.asarray(t, dtype=np.float32) for t in tiles]))
-        torch.addcmul(self._shift, torch.from_numpy(raw).to(self.device), self._scale, out=x)
+        normalise_into(torch.from_numpy(raw).to(self.device), self._shift, self._scale, x)
         self.last_finite = finite is not False
         if finite is False or (finite is None and not bool(torch.isfinite(x).all())):
             torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)

@@ -1,10 +1,10 @@
-"""The sliding window's engine: three threads that read, predict and encode a raster.
+"""The sliding window's engine: three threads that read, predict and write a raster's strips.
 
 :func:`inference.predict.raster.predict_raster` decides what to run (bands, fingerprint, resuming,
 outputs); :class:`SlidingWindowJob` runs it: a reader (the next tile row into a reused buffer,
-and its nodata mask), the main thread (batches of tile views through the model), and an
-encoder (blend, take, checkpoint, COG tiles and overviews), the helpers at a lower OS priority
-than the model's threads. Per-stage times (:class:`Stages`) go back with the result.
+and its nodata mask), the main thread (batches of tile views through the model), and a
+writer (blend, take, the checkpoint strip files the COGs are made from), the helpers at a lower
+OS priority than the model's threads. Per-stage times (:class:`Stages`) go back with the result.
 :class:`PredictConfig` (tiling and output options) is the job's configuration;
 :mod:`inference.predict.raster` re-exports it.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+import os
 import threading
 import time
 from collections import defaultdict
@@ -30,14 +31,15 @@ from affine import Affine
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
+from gee_export.contract.vrt import Piece
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_path
 from gee_export.core.storage.gdal_auth import check_read
-from gee_export.core.storage.local import temporary_name
 from inference.predict import cog
 from inference.predict.blending import (
     Accumulator,
     Blend,
+    Lattice,
     encode,
     invalid_mask,
     pad_to,
@@ -48,17 +50,30 @@ from inference.predict.blending import (
     weight_sums,
 )
 from inference.predict.cog import NODATA
-from inference.predict.cog_layout import write_tiled
-from inference.predict.cog_stream import BLOCK
-from inference.predict.direct_read import MappedRows, direct_tiff
-from inference.predict.inputs import unreadable
-from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, ClaheStream, Postprocess
-from inference.predict.priority import lower_thread_priority
 from inference.predict.runtime import TilePredictor
+from inference.predict.sources import unreadable
 
-#: Tile rows of work the encoder thread may fall behind the model (bounds the memory).
+#: Tile rows of work the writer thread may fall behind the model (bounds the memory).
 PENDING_ROWS = 2
+#: How much lower helper threads run than the model's (Linux nice levels, 0-19).
+HELPER_NICENESS = 5
+
+
+def lower_thread_priority(by: int = HELPER_NICENESS) -> None:
+    """Lower the calling thread's priority by ``by`` nice levels (a no-op where unsupported).
+
+    The model runs on the main thread with every core (torch's intra-op threads); on a
+    machine with as many cores as the model has threads, a helper that preempts one of the
+    model's threads stalls all of them (they meet at the next barrier), so the reader and the
+    writer run lower and fill the gaps the model leaves. Meant as a ``ThreadPoolExecutor``
+    initializer. Lowering is one-way for an unprivileged process, so only helper threads call
+    it, never the model's.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid,
+                       min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
 
 
 @dataclass(frozen=True)
@@ -72,9 +87,8 @@ class PredictConfig:
         blend: ``"cosine"`` (tapered-cosine weights, no seams), ``"uniform"`` (plain mean of
             overlapping tiles; kept to show what the cosine blend removes) or ``"core"`` (each
             pixel from the one tile that owns it: the map any runner of the same lattice gives,
-            :mod:`inference.predict.lattice`).
-        strip_rows: output rows per checkpoint strip; a multiple of the COG block size keeps
-            each strip a whole row of COG tiles.
+            :mod:`inference.predict.blending`).
+        strip_rows: output rows per checkpoint strip (a multiple of 16).
         isa_class: index of the impervious class in the model's classes.
         compress: COG compression.
         keep_work: keep the strip directory after the COGs are written (debugging).
@@ -118,11 +132,11 @@ def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int,
               out: np.ndarray | None = None) -> np.ndarray:
     """Input rows ``[row, row + rows)`` of the bands ``indexes`` at full width, float32.
 
-    How the engine reads an input it cannot map (:mod:`inference.predict.direct_read`):
-    ``src`` is anything with rasterio's ``read(indexes, window=..., out_dtype=..., out=...)``,
-    ``width``, ``height`` and ``nodatavals``. ``out`` (float32, ``(bands, rows, width)``) is
-    filled instead of a new array: a tile row of a wide region is hundreds of MB, and a fresh
-    one costs the reader a page fault per 4 KiB every row.
+    How the engine reads its input: ``src`` is anything with rasterio's ``read(indexes,
+    window=..., out_dtype=..., out=...)``, ``width``, ``height`` and ``nodatavals``. ``out``
+    (float32, ``(bands, rows, width)``) is filled instead of a new array: a tile row of a wide
+    region is hundreds of MB, and a fresh one costs the reader a page fault per 4 KiB every
+    row.
     """
     window = Window(0, row, src.width, rows)
     with _read_errors(src):
@@ -173,18 +187,18 @@ class SlidingWindowJob:
 
     - reader: the next tile row (``read_rows``) and its nodata mask, one row ahead;
     - main thread (this object's ``run``): runs the model on batches of tiles (views);
-    - encoder: blends tile probabilities into the accumulator, takes finished strips (the
-      checkpoint files) and feeds them to the two COG encoders (``inference.predict.cog_stream``),
-      which compress tiles and build overviews while the model works on the next rows;
-      with CLAHE post-processing, strips pass through the :class:`ClaheStream` first.
+    - writer ("encoder" in the stage names): blends tile probabilities into the accumulator,
+      takes finished strips and writes them to their checkpoint files (two bands: classes,
+      probability), from which :func:`inference.predict.cog.strips_cog` makes the COGs at the
+      end; with CLAHE post-processing, strips pass through the :class:`ClaheStream` first.
 
-    Work handed to the encoder is bounded (:data:`PENDING_ROWS` tile rows), so memory stays
-    bounded when the encoder is slower than the model; results arrive in order because the
-    encoder is one thread.
+    Work handed to the writer is bounded (:data:`PENDING_ROWS` tile rows), so memory stays
+    bounded when it is slower than the model; results arrive in order because the writer is
+    one thread.
     """
 
     def __init__(self, src: Any, indexes: list[int], predictor: TilePredictor,
-                 config: PredictConfig, work: Path, transform: Affine, tags: dict[str, str],
+                 config: PredictConfig, work: Path, transform: Affine,
                  progress: bool) -> None:
         self.src, self.indexes, self.predictor, self.config = src, indexes, predictor, config
         self.work, self.transform, self.progress = work, transform, progress
@@ -200,17 +214,9 @@ class SlidingWindowJob:
                         "crs": src.crs, "nodata": NODATA, "tiled": True, "blockxsize": 512,
                         "blockysize": min(512, config.strip_rows), "compress": "ZSTD",
                         "zstd_level": 1, "interleave": "band"}
+        if _cpu_is_free(predictor):  # the model runs on a GPU: GDAL may use every core
+            self.profile["num_threads"] = "ALL_CPUS"
         self.stages = Stages()
-        # with the model on a GPU the CPU cores are free: GDAL compresses with all of them and
-        # the two maps are encoded side by side; on the CPU the encoder stays one thread
-        self.parallel = _cpu_is_free(predictor)
-        self.streams = {kind: cog.open_stream(work, kind, kind, self.width, self.height,
-                                              transform, src.crs, tags,
-                                              compress=config.compress,
-                                              threads="ALL_CPUS" if self.parallel else None)
-                        for kind in ("class", "probability")}
-        self._kind_pools: dict[str, ThreadPoolExecutor] = {}
-        self._encoding: collections.deque[Future] = collections.deque()
         self.acc: Accumulator | None = None
         self._cores: tuple[list[tuple[int, int]], dict[int, tuple[int, int]]] | None = None
         self.post = (ClaheStream(self.height, self.width, config.isa_class, config.clahe)
@@ -224,20 +230,13 @@ class SlidingWindowJob:
         #: row the model reads its tiles from is never the one being filled
         self._buffers: list[np.ndarray] = []
         self._reads = 0
-        #: the input's pages when it is an uncompressed float32 GeoTIFF, else rasterio reads
-        self.direct = direct_tiff(src, indexes)
-        #: the first row of the tile row the model works on (the reader's previous one)
-        self._model_row: int | None = None
         #: the arrays each strip's probabilities are taken into (see ``_close_row``)
         self._taken: tuple[np.ndarray, np.ndarray] | None = None
 
-    def close(self) -> None:
-        if self.direct is not None:
-            self.direct.close()
-        for pool in self._kind_pools.values():
-            pool.shutdown(wait=True)
-        for stream in self.streams.values():
-            stream.remove()
+    def strip_pieces(self) -> list[Piece]:
+        """Every checkpoint strip as a piece of the output grid, top to bottom."""
+        return [Piece(str(strip_path(self.work, r0).resolve()), r0, 0, r1 - r0, self.width,
+                      relative=False) for r0, r1 in self.strips]
 
     # ---------------------------------------------------------------- main thread
     def run(self) -> None:
@@ -249,15 +248,14 @@ class SlidingWindowJob:
         pending: collections.deque[Future] = collections.deque()
         per_row = math.ceil(len(starts_x) / self.config.batch_size) + 1
         with ThreadPoolExecutor(1, initializer=lower_thread_priority) as reader, \
-                ThreadPoolExecutor(1, initializer=lower_thread_priority) as encoder:
+                ThreadPoolExecutor(1, initializer=lower_thread_priority) as writer:
 
             def hand_over(fn, *args) -> None:
-                pending.append(encoder.submit(fn, *args))
+                pending.append(writer.submit(fn, *args))
                 while pending and (pending[0].done() or len(pending) > PENDING_ROWS * per_row):
                     with self.stages.time("wait_encoder"):
-                        pending.popleft().result()  # re-raises the encoder's errors here
+                        pending.popleft().result()  # re-raises the writer's errors here
 
-            hand_over(self._replay_strips)  # a resumed run's strips go to the COGs first
             if self.todo:
                 row_from = self.strips[self.todo[0]][0]
                 k0 = next(k for k, y in enumerate(starts_y) if (y + span) * s > row_from)
@@ -289,16 +287,13 @@ class SlidingWindowJob:
             while pending:
                 with self.stages.time("wait_encoder"):
                     pending.popleft().result()
-            while self._encoding:
-                with self.stages.time("wait_encoder"):
-                    self._encoding.popleft().result()
 
-    def _predict_row(self, block: np.ndarray | MappedRows,
+    def _predict_row(self, block: np.ndarray,
                      starts_x: list[int]) -> Iterator[tuple]:
         """Tiles of one tile row, batch by batch: ``(x offsets, probabilities, finite)``.
 
         ``finite``: whether the batch's inputs held no NaN and no infinity. The tiles are
-        views into the row (or into the file's pages): the predictor normalises them straight
+        views into the row: the predictor normalises them straight
         into the model's batch, so the main thread makes no copy of its own, and checks them
         there for NaN and infinities (no pass over the row of its own).
         """
@@ -306,14 +301,12 @@ class SlidingWindowJob:
         for b in range(0, len(starts_x), size):
             xs = starts_x[b:b + size]
             with self.stages.time("predict"):
-                tiles = ([block.tile(x, tile) for x in xs] if isinstance(block, MappedRows)
-                         else [block[:, :, x:x + tile] for x in xs])
+                tiles = [block[:, :, x:x + tile] for x in xs]
                 probs = self.predictor(tiles, compact=True)
             yield xs, probs, self.predictor.last_finite
 
     # ---------------------------------------------------------------- reader thread
-    def _read(self, y: int) -> tuple[np.ndarray | MappedRows, np.ndarray | MappedRows,
-                                     np.ndarray | None]:
+    def _read(self, y: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The tile row at input row ``y``: ``(its tiles' source, its rows, nodata mask)``.
 
         The mask holds the bands' nodata values (None where no band has one); NaN and
@@ -323,40 +316,30 @@ class SlidingWindowJob:
         tile, src = self.config.tile, self.src
         rows = min(tile, src.height - y)
         with self.stages.time("read"):
-            if self.direct is not None:  # the file's pages, mapped in: no copy
-                with _read_errors(src):
-                    if self._model_row is not None:
-                        self.direct.release(self._model_row)  # rows above it are done
-                    self._model_row = y
-                    block = self.direct.rows(y, rows)
-            else:
-                out = None
-                if rows == tile:  # a full tile row: into the buffer the model is done with
-                    if len(self._buffers) < 2:
-                        self._buffers.append(np.empty((len(self.indexes), tile, src.width),
-                                                      np.float32))
-                    out = self._buffers[self._reads % 2]
-                    self._reads += 1
-                block = read_rows(src, self.indexes, y, rows, out=out)
+            out = None
+            if rows == tile:  # a full tile row: into the buffer the model is done with
+                if len(self._buffers) < 2:
+                    self._buffers.append(np.empty((len(self.indexes), tile, src.width),
+                                                  np.float32))
+                out = self._buffers[self._reads % 2]
+                self._reads += 1
+            block = read_rows(src, self.indexes, y, rows, out=out)
         with self.stages.time("mask"):
             invalid = None
             if any(v is not None and not math.isnan(v) for v in self.nodata):
                 invalid = self._invalid(block, finite=True)
             tiles = block
             if rows < tile or src.width < tile:  # a raster smaller than a tile
-                tiles = pad_to(np.asarray(block), tile, max(src.width, tile))
+                tiles = pad_to(block, tile, max(src.width, tile))
         return tiles, block, invalid
 
-    def _invalid(self, rows: np.ndarray | MappedRows, finite: bool) -> np.ndarray:
+    def _invalid(self, rows: np.ndarray, finite: bool) -> np.ndarray:
         """Where the rows are nodata, on the output grid (``finite``: skip the NaN test)."""
-        if isinstance(rows, MappedRows):
-            invalid = rows.invalid_mask(self.nodata, finite)
-        else:
-            invalid = invalid_mask(rows, self.nodata, finite)
+        invalid = invalid_mask(rows, self.nodata, finite)
         s = self.predictor.scale
         return invalid.repeat(s, axis=0).repeat(s, axis=1) if s > 1 else invalid
 
-    # ---------------------------------------------------------------- encoder thread
+    # ---------------------------------------------------------------- writer thread
     def _blend(self, k: int, starts_y: list[int], starts_x: list[int], xs: list[int],
                probs: np.ndarray) -> None:
         s, tile, config = self.predictor.scale, self.config.tile, self.config
@@ -427,76 +410,16 @@ class SlidingWindowJob:
             self._finish_strip(r0, classes, prob)
 
     def _finish_strip(self, r0: int, classes: np.ndarray, prob: np.ndarray) -> None:
-        """Checkpoint and encode the final strip at row ``r0`` (unless an earlier run did)."""
+        """Write the final strip at row ``r0`` to its checkpoint (unless an earlier run did)."""
         if r0 < self.resume_row:
-            return  # a CLAHE context strip: replayed from its checkpoint already
+            return  # a CLAHE context strip: its checkpoint exists already
         profile = {**self.profile, "transform": self.transform @ Affine.translation(0, r0)}
-        path = strip_path(self.work, r0)
-        if self.parallel:  # the encoders run in their own threads: the strip is its own file
-            with self.stages.time("checkpoint"):
-                write_strip(path, classes, prob, profile)
-            self._encode(classes, prob)
-            return
-        tiles = self._encode(classes, prob)
         with self.stages.time("checkpoint"):
-            across, down = math.ceil(self.width / BLOCK), math.ceil(classes.shape[0] / BLOCK)
-            predictors = {s.encoding.tiff_predictor for s in self.streams.values()}
-            if r0 % BLOCK == 0 and len(tiles) == 2 * across * down and len(predictors) == 1:
-                write_strip_tiles(path, tiles, profile, classes.shape[0], predictors.pop())
-            else:  # the strip is not whole rows of COG tiles (or GDAL compresses them)
-                write_strip(path, classes, prob, profile)
-
-    def _replay_strips(self) -> None:
-        """Feed the strips a previous run left (resuming) to the COG encoders, in order."""
-        for r0, _ in self.strips[:self.first]:
-            with self.stages.time("checkpoint"), rasterio.open(strip_path(self.work, r0)) as ds:
-                classes, prob = ds.read(1), ds.read(2)
-            self._encode(classes, prob)
-
-    def _encode(self, classes: np.ndarray, prob: np.ndarray) -> list[bytes]:
-        """Both maps' rows into their COG encoders.
-
-        Returns the full-resolution tiles they completed (class then probability, each
-        row-major) when encoded in this thread.
-        """
-        if not self.parallel:
-            with self.stages.time("encode"):
-                return self.streams["class"].add(classes) + self.streams["probability"].add(prob)
-        for kind, rows in (("class", classes), ("probability", prob)):
-            if kind not in self._kind_pools:
-                self._kind_pools[kind] = ThreadPoolExecutor(1)
-            self._encoding.append(self._kind_pools[kind].submit(self._encode_one, kind, rows))
-        while len(self._encoding) > 4 or (self._encoding and self._encoding[0].done()):
-            self._encoding.popleft().result()  # bounded, and errors surface here
-        return []
-
-    def _encode_one(self, kind: str, rows: np.ndarray) -> None:
-        with self.stages.time("encode"):
-            self.streams[kind].add(rows)
+            write_strip(strip_path(self.work, r0), classes, prob, profile)
 
 
 def strip_path(work: Path, row0: int) -> Path:
     return work / f"strip_{row0:07d}.tif"
-
-
-def write_strip_tiles(path: Path, tiles: Sequence[bytes], profile: dict, height: int,
-                      predictor: int = 1) -> None:
-    """Write the checkpoint strip from the COGs' own compressed tiles.
-
-    ``tiles``: the class band's, then the probability band's, written as they are: the
-    same rows are not compressed a second time. ``predictor``: the TIFF predictor they were
-    compressed with (the same for both bands: TIFF has one per file).
-    """
-    template = temporary_name(path)
-    try:
-        options = {k: v for k, v in profile.items() if k not in ("compress", "zstd_level")}
-        with rasterio.open(template, "w", **options, height=height, compress="DEFLATE",
-                           predictor=predictor, sparse_ok=True):
-            pass  # tags only: the tiles follow
-        with atomic_path(path) as tmp:
-            write_tiled(Path(tmp), template, tiles)
-    finally:
-        template.unlink(missing_ok=True)
 
 
 def write_strip(path: Path, classes: np.ndarray, prob: np.ndarray, profile: dict) -> None:

@@ -21,11 +21,10 @@ from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog, stats
 from inference.predict.cog import OutputInfo
 from inference.predict.expected_inputs import check_input
-from inference.predict.inputs import probe_input
 from inference.predict.postprocess import check_postprocess
 from inference.predict.raster import PredictConfig, PredictionResult, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
-from inference.predict.sources import RasterSource
+from inference.predict.sources import RasterSource, probe_input
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import rasterio
 
 from inference.cli import predict_main, publish_main
 from inference.demo import run_demo_inference
-from tests.support.rasters import BANDS, smooth_stack, write_stack
+from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
 
@@ -275,3 +275,32 @@ def test_predict_int8_refused_on_cuda(model_file, small_stack, tmp_path, capsys)
                          "cuda", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_same_command_writes_the_same_cog_bytes_whatever_the_cache(model_file,
+                                                                      small_stack, tmp_path):
+    """Four runs of one ``isamap-predict --precision bf16 --channels-last on``, each a fresh
+    process with a fresh cache folder (``XDG_CACHE_HOME``): the COGs are the same bytes. A
+    map is a function of its inputs, model, precision and layout."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["--model", str(model_file), "--input", str(small_stack), "--tile", "64",
+            "--overlap", "16", "--quiet", "--precision", "bf16", "--channels-last", "on"]
+    script = "import sys; from inference.cli import predict_main; sys.exit(predict_main())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISAMAP_")}
+    runs = []
+    for i in range(4):
+        out = tmp_path / f"run{i}"
+        runs.append((out, subprocess.Popen(
+            [sys.executable, "-c", script, *args, "--out", str(out / "isa")],
+            env={**env, "XDG_CACHE_HOME": str(tmp_path / f"cache{i}"), "OMP_NUM_THREADS": "1"},
+            stdout=subprocess.DEVNULL)))
+    for _, process in runs:
+        assert process.wait(timeout=240) == 0
+    for name in ("isa_class.tif", "isa_prob.tif"):
+        first = (runs[0][0] / name).read_bytes()
+        assert all((out / name).read_bytes() == first for out, _ in runs[1:]), name
+        assert_valid_cog(runs[0][0] / name)

@@ -193,3 +193,11 @@ def scene_stack(height: int, width: int, bands=BANDS, seed: int = 0) -> np.ndarr
         else:
             img[b] = 0.05 + 0.1 * isa + 0.01 * b + rng.normal(0, 0.02, isa.shape)
     return img
+
+
+def assert_valid_cog(path: str | Path) -> None:
+    """``path`` passes rio-cogeo's COG validator, warnings counted as errors."""
+    from rio_cogeo.cogeo import cog_validate
+
+    valid, errors, warnings = cog_validate(str(path), strict=True, quiet=True)
+    assert valid, f"{path} is not a valid COG: {errors + warnings}"

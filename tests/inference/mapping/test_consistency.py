@@ -8,8 +8,9 @@ import numpy as np
 import rasterio
 
 from inference.mapping.consistency import RULE, apply_to_maps, consistent_series, count_loss
-from inference.predict.cog_stream import NODATA
+from inference.predict.cog import NODATA
 from tests.support.assess import class_cog
+from tests.support.rasters import assert_valid_cog
 
 
 def series(*histories):
@@ -48,6 +49,7 @@ def test_maps_are_written_once_and_tagged(tmp_path):
     assert sum(changed.values()) == int((fixed != maps).sum()) > 0
     with rasterio.open(outs[0]) as ds:
         assert ds.tags()["temporal_consistency"] == RULE and ds.tags()["classes"]
+    assert_valid_cog(outs[0])
     stamp = [p.stat().st_mtime_ns for p in map(Path, outs)]
     assert sum(apply_to_maps(paths, outs).values()) == 0  # up to date: nothing rewritten
     assert [p.stat().st_mtime_ns for p in map(Path, outs)] == stamp

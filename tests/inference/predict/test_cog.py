@@ -8,7 +8,7 @@ from PIL import Image
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.quicklook import NODATA_COLOUR
-from inference.predict import cog, cog_stream
+from inference.predict import cog
 from inference.predict.cog import (
     PROB_PALETTE,
     PROB_SCALE,
@@ -22,7 +22,7 @@ from inference.predict.runtime import RuntimeOptions, TilePredictor
 from inference.predict.stats import CHANGE_CODES
 from tests.support import REPO_ROOT
 from tests.support.models import conv1x1
-from tests.support.rasters import BANDS, smooth_stack, write_stack
+from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
 from tests.support.sources import project_sources, where
 
 
@@ -44,6 +44,7 @@ def outputs(tmp_path_factory):
                                                 ("prob_path", "isa_probability")])
 def test_outputs_are_valid_cogs_with_metadata(outputs, attr, band_id):
     _, result = outputs
+    assert_valid_cog(getattr(result, attr))
     report = cog_report(getattr(result, attr))
     assert report["layout"] == "COG"
     assert report["blocks"] == [(512, 512)]
@@ -118,12 +119,12 @@ def test_the_probability_scale_is_written_only_where_prob_scale_is_defined():
 
 
 def test_nodata_and_block_have_one_definition():
-    """The encoder owns them (cog imports the encoder); cog re-exports the same objects."""
-    assert cog.NODATA is cog_stream.NODATA == LABEL_NODATA and cog.BLOCK is cog_stream.BLOCK
-    assert set(where(r"^(NODATA|BLOCK)\s*=")) <= {"inference/predict/cog_stream.py",
+    """``cog`` owns them; the map's nodata is the label's."""
+    assert cog.NODATA == LABEL_NODATA
+    assert set(where(r"^(NODATA|BLOCK)\s*=")) <= {"inference/predict/cog.py",
                                                    "benchmarks/bench_mapping.py"}
-    assert where(r"^NODATA\s*=") == {"inference/predict/cog_stream.py": [
-        _definition_line("NODATA", "inference/predict/cog_stream.py")]}
+    assert where(r"^NODATA\s*=") == {"inference/predict/cog.py": [
+        _definition_line("NODATA")]}
 
 
 def _definition_line(name: str, rel: str = "inference/predict/cog.py") -> int:

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from gee_export.core.errors import ConfigError
-from inference.predict.blending import tile_starts
-from inference.predict.lattice import Lattice, batches, check_same, from_record
+from inference.predict.blending import Lattice, batches, check_same, from_record, tile_starts
 
 
 @pytest.mark.parametrize(("height", "width", "tile", "overlap"),

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from inference.predict.priority import HELPER_NICENESS, lower_thread_priority
+from inference.predict.sliding_window import HELPER_NICENESS, lower_thread_priority
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="per-thread nice levels are a Linux feature")

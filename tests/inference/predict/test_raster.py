@@ -10,7 +10,6 @@ import rasterio
 
 from gee_export.core.errors import ConfigError, InputDataError, ModelError
 from inference.predict.cog import OutputInfo
-from inference.predict.direct_read import direct_tiff
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.models import ConstantModel, SuperRes, conv1x1, padded_convnet
@@ -84,65 +83,6 @@ def test_tiled_run_equals_single_pass(stack, tmp_path):
     assert {0, 1} <= set(np.unique(classes)) <= {0, 1, 255}
     diff = np.abs(read(whole.prob_path).astype(int) - read(tiled.prob_path))
     assert diff.max() <= 1
-
-
-@pytest.mark.parametrize("layout", [{"tiled": False, "interleave": "band"},
-                                    {"tiled": True, "blockxsize": 64, "blockysize": 48,
-                                     "interleave": "band"}])
-def test_uncompressed_input_reads_like_a_compressed_one(stack, tmp_path, layout):
-    """Uncompressed float32 stacks are read from their mapped pages
-    (``inference.predict.direct_read``), past GDAL; same pixels."""
-    with rasterio.open(stack) as src:
-        profile = {k: v for k, v in src.profile.items() if k not in ("compress", "tiled",
-                                                                      "blockxsize", "blockysize")}
-        data, descriptions = src.read(), src.descriptions
-    plain = tmp_path / "plain.tif"
-    with rasterio.open(plain, "w", **{**profile, **layout}) as dst:
-        dst.write(data)
-        dst.descriptions = descriptions
-    with rasterio.open(plain) as ds:
-        assert ds.compression is None
-        mapped = direct_tiff(ds, range(1, ds.count + 1))
-        assert mapped is not None  # read from its pages, not through GDAL
-        mapped.close()
-    model = conv1x1()
-    a, b = run(stack, tmp_path / "a", model), run(plain, tmp_path / "b", model)
-    for x, y in ((a.class_path, b.class_path), (a.prob_path, b.prob_path)):
-        np.testing.assert_array_equal(read(x), read(y))
-
-
-def test_nodata_in_a_mapped_stack_is_found_as_in_a_compressed_one(tmp_path):
-    """NaN, infinities and a band's nodata value mark the same pixels whether the tiles come
-    from the file's pages (uncompressed) or through GDAL (compressed)."""
-    data = smooth_stack(300, 260)
-    data[1, 10:20, 30:40] = np.nan
-    data[3, 250:260, 250:255] = np.inf
-    data[5, 70:75, 0:5] = -9999.0
-    model, results = conv1x1(), []
-    for name, options in (("mapped", {"tiled": True, "blockxsize": 64, "blockysize": 48,
-                                      "interleave": "band"}),
-                          ("gdal", {"compress": "DEFLATE"})):
-        written = write_stack(tmp_path / f"{name}_written.tif", data, nodata=-9999.0)
-        with rasterio.open(written) as ds:
-            profile = {k: v for k, v in ds.profile.items()
-                       if k not in ("compress", "tiled", "blockxsize", "blockysize")}
-            pixels, descriptions = ds.read(), ds.descriptions
-        src = tmp_path / f"{name}.tif"
-        with rasterio.open(src, "w", **{**profile, **options}) as dst:
-            dst.write(pixels)
-            dst.descriptions = descriptions
-        with rasterio.open(src) as ds:  # the first is read from its pages, the second not
-            mapped = direct_tiff(ds, range(1, 7))
-            assert (mapped is not None) == (name == "mapped")
-            if mapped is not None:
-                mapped.close()
-        results.append(run(src, tmp_path / f"o_{name}", model, tile=64, overlap=8))
-    for a, b in ((results[0].class_path, results[1].class_path),
-                 (results[0].prob_path, results[1].prob_path)):
-        np.testing.assert_array_equal(read(a), read(b))
-        out = read(a)
-        assert (out[10:20, 30:40] == 255).all() and (out[250:260, 250:255] == 255).all()
-        assert (out[70:75, 0:5] == 255).all() and (out == 255).sum() == 100 + 50 + 25
 
 
 def test_nodata_propagates_from_any_band(tmp_path):
@@ -231,10 +171,9 @@ def test_interrupted_run_resumes_from_its_strips(stack, tmp_path):
     np.testing.assert_array_equal(read(resumed.class_path), read(reference.class_path))
 
 
-def test_whole_tile_row_strips_are_checkpointed_from_the_cogs_own_tiles(tmp_path):
-    """512-row strips are whole rows of COG tiles: the checkpoint is those compressed tiles
-    (DEFLATE, no predictor, as the COG), readable as a GeoTIFF, and a run resumed from them
-    gives the uninterrupted run's maps exactly."""
+def test_checkpoint_strips_hold_the_maps_rows_and_a_resumed_run_maps_the_same(tmp_path):
+    """A checkpoint strip is a two-band tiled GeoTIFF (classes, probability) of the map's
+    rows, and a run resumed from them gives the uninterrupted run's maps exactly."""
     stack = write_stack(tmp_path / "s.tif", smooth_stack(1100, 700, seed=3))
     config = {"tile": 128, "overlap": 16, "strip_rows": 512}
     reference = run(stack, tmp_path / "ref", conv1x1(), **config)
@@ -244,7 +183,7 @@ def test_whole_tile_row_strips_are_checkpointed_from_the_cogs_own_tiles(tmp_path
     assert strips
     with rasterio.open(strips[0]) as ds:
         structure = ds.tags(ns="IMAGE_STRUCTURE")
-        assert ds.compression.name == "deflate" and structure.get("PREDICTOR") is None
+        assert ds.compression.name == "zstd" and structure.get("INTERLEAVE") == "BAND"
         assert (ds.count, ds.height, ds.width, ds.block_shapes) == (2, 512, 700, [(512, 512)] * 2)
         np.testing.assert_array_equal(ds.read(1), read(reference.class_path)[:512])
         np.testing.assert_array_equal(ds.read(2), read(reference.prob_path)[:512])
@@ -336,14 +275,13 @@ def test_outputs_record_how_the_model_ran_and_where_the_time_went(stack, tmp_pat
         assert (tags["runtime"], tags["runtime_source"]) == (runtime["label"],
                                                              runtime["source"])
         assert tags["runtime_ms_per_tile"]
-    stages = {"read", "mask", "predict", "forward", "blend", "take", "checkpoint",
-              "encode", "assemble"}
+    stages = {"read", "mask", "predict", "forward", "blend", "take", "checkpoint", "cog"}
     assert stages <= set(result.stages) and all(v >= 0 for v in result.stages.values())
     assert result.stages["forward"] <= result.stages["predict"]
 
 
-def test_encoding_in_parallel_writes_the_same_maps(stack, tmp_path, monkeypatch):
-    """With the model on a GPU the maps are encoded side by side with GDAL's threads."""
+def test_strips_compressed_by_gdals_threads_give_the_same_maps(stack, tmp_path, monkeypatch):
+    """With the model on a GPU the checkpoint strips are compressed with GDAL's threads."""
     from inference.predict import sliding_window
 
     reference = run(stack, tmp_path / "one", conv1x1())

@@ -5,7 +5,6 @@ import torch
 
 from gee_export.core.errors import ConfigError, ModelError
 from inference.predict.cog import OutputInfo
-from inference.predict.direct_read import Mosaic, Piece
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor, _logit_difference
 from tests.support.models import conv1x1, padded_convnet
@@ -72,22 +71,6 @@ def test_nan_is_found_per_tile_and_reported():
     assert np.isfinite(dirty).all()
     p(views[:2], compact=True)
     assert p.last_finite
-
-
-def test_a_mosaic_of_block_views_gives_the_assembled_tiles_result():
-    """A tile spanning blocks of a mapped input is normalised piece by piece in place."""
-    row = smooth_stack(32, 80)
-    row[1, 20, 40] = np.nan
-    tile = row[:, :, 24:56]
-    pieces = tuple(Piece(tile[:, r:r + h, c:c + w], slice(0, 6), r, c)
-                   for r, h in ((0, 10), (10, 22)) for c, w in ((0, 7), (7, 25)))
-    per_band = tuple(Piece(tile[b:b + 1], slice(b, b + 1), 0, 0) for b in range(6))
-    p = TilePredictor(padded_convnet(), np.full(6, 0.1), np.full(6, 2.0), options=FP32)
-    want = p([tile.copy(), row[:, :, :32]], compact=True)
-    for mosaic in (Mosaic((6, 32, 32), pieces), Mosaic((6, 32, 32), per_band)):
-        np.testing.assert_array_equal(np.asarray(mosaic), tile)
-        np.testing.assert_array_equal(p([mosaic, row[:, :, :32]], compact=True), want)
-        assert not p.last_finite
 
 
 def test_multi_class_models_use_argmax_and_the_chosen_isa_class(tmp_path):
