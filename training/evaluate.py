@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps
+from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_write
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
 from training.data import NormStats, PatchDataset, make_loader
@@ -79,7 +79,7 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
     preds, refs = [], []
     run = None
     with torch.no_grad():
-        for batch in tqdm(loader, desc=f"evaluate {split}", disable=not progress):
+        for batch in progress_bar(loader, desc=f"evaluate {split}", disable=not progress):
             x = batch["image"].to(dev)
             y = batch["label"].to(dev)
             if runtime is None:
