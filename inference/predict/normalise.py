@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from gee_export.core import native
+from gee_export.core.commands import DETAIL
 from inference.predict.direct_read import Mosaic
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,6 @@ class BatchNormaliser:
                 best[name] = min(best[name], time.thread_time() - start)
         self.timings = best
         way = min(best, key=best.get)
-        log.info("tiles normalised by %s: %.1f CPU-ms per batch (%s)", way, 1e3 * best[way],
-                 ", ".join(f"{name} {1e3 * t:.1f}" for name, t in best.items()))
+        log.log(DETAIL, "tiles normalised by %s: %.1f CPU-ms per batch (%s)", way, 1e3 * best[way],
+                ", ".join(f"{name} {1e3 * t:.1f}" for name, t in best.items()))
         return way

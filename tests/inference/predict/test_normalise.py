@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 import rasterio
@@ -11,6 +9,7 @@ import torch
 from affine import Affine
 
 from gee_export.core import native
+from gee_export.core.commands import DETAIL
 from inference.predict.direct_read import Mosaic, direct_tiff
 from inference.predict.normalise import BUILDS, BatchNormaliser
 
@@ -174,7 +173,7 @@ def test_the_faster_way_is_measured_on_the_first_batch(caplog):
     norm = BatchNormaliser(shift, scale)
     assert norm.method is None and norm.way is None
     tiles = [_raw(6, TILE, TILE, seed=s) for s in range(4)]
-    with caplog.at_level(logging.INFO, logger="inference.predict.normalise"):
+    with caplog.at_level(DETAIL, logger="inference.predict.normalise"):
         x, clean = norm(tiles, torch.channels_last)
     want = {"torch", *(" ".join(("C", *b)) for b in BUILDS)}
     assert set(norm.timings) == want and all(t > 0 for t in norm.timings.values())
