@@ -45,7 +45,7 @@ from typing import Any
 from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
 from gee_export.contract.dataset import INDEX, MANIFEST, read_manifest
 from gee_export.contract.patches import patch_stack
-from gee_export.contract.quicklook import label_png, rgb_png
+from gee_export.contract.quicklook import label_png, rgb_png, title_note
 from gee_export.contract.splits import DEFAULT_BLOCK
 from gee_export.contract.stack import StackPaths, fingerprint
 from gee_export.core.commands import (
@@ -212,7 +212,7 @@ def step_patches(ctx: DemoContext) -> None:
     ctx.outputs["patch counts"] = (
         f"{summary.written} written, {summary.already_done} already there, "
         f"{summary.invalid} below the valid fraction, {summary.dropped_overlap} dropped at "
-        f"split borders; per split {summary.per_split}")
+        "split borders; " + ", ".join(f"{n} {split}" for split, n in summary.per_split.items()))
 
 
 def step_train(ctx: DemoContext) -> None:
@@ -273,7 +273,7 @@ def step_map(ctx: DemoContext) -> None:
         ctx.change_map = Path(change.cog)
         ctx.outputs[f"change map {change.date_from} -> {change.date_to}"] = change.cog
         ctx.outputs["quick-look change map"] = change.png
-    ctx.outputs["ISA km2 per date (CSV)"] = series.area_csv
+    ctx.outputs["ISA km² per date (CSV)"] = series.area_csv
     ctx.outputs["ISA change (CSV)"] = series.change_csv
     ctx.outputs["ISA area over time (PNG)"] = series.plot
     ctx.outputs["STAC collection"] = out / "collection.json"
@@ -508,10 +508,11 @@ def _run(args: argparse.Namespace) -> int:
                       args.epochs, args.threads, progress=not args.quiet)
     print(f"isamap demo on a SYNTHETIC scene -> {ctx.out}")
     names = [name for name, _ in STEPS]
-    for name, step in STEPS[: names.index(args.until) + 1]:
-        started = time.monotonic()
-        step(ctx)
-        print(f"  [{name}] done in {time.monotonic() - started:.1f} s")
+    with title_note("SYNTHETIC"):  # every picture of the made-up scene says so in its title
+        for name, step in STEPS[: names.index(args.until) + 1]:
+            started = time.monotonic()
+            step(ctx)
+            print(f"  [{name}] done in {time.monotonic() - started:.1f} s")
     width = max(len(k) for k in ctx.outputs)
     print("\nOutputs:")
     for key, value in ctx.outputs.items():

@@ -486,12 +486,13 @@ class Trainer:
         save_model_file(self.out / BEST_MODEL, self.model, meta)
 
     def _write_history(self) -> None:
-        from training.plots import plot_learning_curves
+        from training.plots import dataset_label, plot_learning_curves
 
         text = "".join(json.dumps(r) + "\n" for r in self.history)
         atomic_write(self.out / HISTORY, lambda fh: fh.write(text.encode()))
         plot_learning_curves(self.history, self.out / CURVES,
-                             f"Learning curves: {self.meta.name} on {self.cfg.data}")
+                             f"Learning curves: {self.meta.name} on "
+                             f"{dataset_label(self.cfg.data)}")
 
 
 def epoch_line(row: dict, epochs: int) -> str:
