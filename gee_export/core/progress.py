@@ -52,6 +52,7 @@ class LoggedBar(_std_tqdm):
     def __init__(self, *args: Any, every_s: float = LOG_EVERY_S, **kwargs: Any) -> None:
         self._every_s = every_s
         self._last_line = time.monotonic()
+        self._last_n: float = 0  # a line only when the count moved since the last one
         self._logged = False
         kwargs["file"] = _Discard()
         kwargs.setdefault("mininterval", min(every_s, 1.0))
@@ -64,8 +65,8 @@ class LoggedBar(_std_tqdm):
         if msg is not None:  # tqdm clearing its line: nothing to log
             return True
         now = time.monotonic()
-        if now - self._last_line >= self._every_s:
-            self._last_line = now
+        if now - self._last_line >= self._every_s and self.n != self._last_n:
+            self._last_line, self._last_n = now, self.n
             self._logged = True
             log.info("%s", self._line())
         return True
