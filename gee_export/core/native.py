@@ -27,6 +27,7 @@ import sys
 import threading
 from pathlib import Path
 
+from gee_export.core.commands import DETAIL
 from gee_export.core.digest import chunks_sha256
 from gee_export.core.env_switch import is_off
 from gee_export.core.storage.local import atomic_path
@@ -87,8 +88,8 @@ def load(source: Path, optimise: tuple[str, ...] = OPTIMISE) -> ctypes.CDLL | No
             try:
                 library = ctypes.CDLL(str(_built(source, optimise)))
             except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
-                log.info("C kernel %s not available (%s); its caller's fallback runs instead",
-                         source.name, exc)
+                log.log(DETAIL, "C kernel %s not available (%s); its caller's fallback runs "
+                        "instead", source.name, exc)
         _loaded[source, optimise] = library
         return library
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 from pathlib import Path
 
 import pytest
 
 from gee_export.core import native
+from gee_export.core.commands import DETAIL
 from gee_export.core.user_cache import user_cache_dir
 
 needs_cc = pytest.mark.skipif(native.compiler() is None, reason="no C compiler on this machine")
@@ -79,7 +79,7 @@ def test_off_gives_none(source, monkeypatch):
 
 def test_no_compiler_gives_none_and_says_why(source, cache, monkeypatch, caplog):
     monkeypatch.setenv("CC", "no-such-compiler-here")
-    with caplog.at_level(logging.INFO, logger=native.__name__):
+    with caplog.at_level(DETAIL, logger=native.__name__):
         assert native.load(source) is None
     assert "no C compiler found" in caplog.text
     assert not cache.exists() or not list(cache.iterdir())
@@ -88,7 +88,7 @@ def test_no_compiler_gives_none_and_says_why(source, cache, monkeypatch, caplog)
 @needs_cc
 def test_a_failing_build_gives_none_and_leaves_nothing(source, cache, caplog):
     source.write_text("this is not C\n")
-    with caplog.at_level(logging.INFO, logger=native.__name__):
+    with caplog.at_level(DETAIL, logger=native.__name__):
         assert native.load(source) is None
     assert "failed" in caplog.text and "twice.c" in caplog.text
     assert not list(cache.iterdir())  # no half-written library for the next process
