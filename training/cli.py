@@ -84,8 +84,9 @@ def train_parser() -> argparse.ArgumentParser:
     a("--loss-kwargs", type=_json, help="loss arguments as JSON, e.g. '{\"beta\": 0.8}'")
     a("--bands", help="comma-separated input bands (default: the manifest's)")
     a("--label", choices=["label", "label_fine"],
-      help="default: the model's recipe (label_fine for srseg and its baselines)")
-    a("--optimizer", choices=["adam", "sgd"], help="default: the model's recipe")
+      help="the target: label (the grid's) or label_fine (the finer super-resolution label; "
+           "default: the model's recipe, label_fine for srseg and its baselines)")
+    a("--optimizer", choices=["adam", "sgd"], help=f"the optimiser {RECIPE}")
     a("--momentum", type=float, help="SGD momentum (default: the model's recipe)")
     a("--epochs", type=int, help=f"most training epochs {RECIPE}")
     a("--batch-size", type=int, help=f"patches per training step {RECIPE}")
