@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +80,19 @@ def test_a_bar_off_a_terminal_logs_lines_without_carriage_returns(restore_levels
     with progress_bar(range(3), desc="x", disable=True) as quiet:
         assert list(quiet) == [0, 1, 2]
     assert capsys.readouterr().err == ""
+
+
+def test_every_progress_bar_is_made_by_progress_bar():
+    """One owner: a module importing tqdm itself would write carriage returns into logs."""
+    repo = Path(__file__).resolve().parents[3]
+    found = []
+    for package in ("gee_export", "training", "inference"):
+        for path in sorted((repo / package).rglob("*.py")):
+            if path.name == "progress.py" and path.parent.name == "core":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                if any(n.split(".")[0] == "tqdm" for n in names):
+                    found.append(f"{path.relative_to(repo)}:{node.lineno}")
+    assert found == []
