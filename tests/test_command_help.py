@@ -104,3 +104,15 @@ def test_an_option_prefix_is_refused_not_guessed(name, argv, needle, capsys):
 def test_demo_help_shows_the_size_range():
     flat = " ".join(demo_parser().format_help().split())
     assert "from 384 to 2048 (default: 768)" in flat
+
+
+@pytest.mark.parametrize("name", sorted(set(PARSERS) - {"isamap-assess"}))
+def test_grouped_short_flags_still_count_with_exact_names(name):
+    """allow_abbrev=False must not cost -vv its meaning (-v twice)."""
+    parser = PARSERS[name]()
+    required = {a.option_strings[0]: "x" for a in parser._actions
+                if a.required and a.option_strings}
+    argv = [item for flag, value in required.items() for item in (flag, value)]
+    if name == "isamap-publish":  # one of a required pair
+        argv += ["--prefix", "maps/x"]
+    assert parser.parse_args([*argv, "-vv"]).verbose == 2
