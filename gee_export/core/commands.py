@@ -3,11 +3,10 @@
 Each console script builds its parser, adds :func:`add_logging_arguments`, and hands its work
 to :func:`run_command`, so all of them behave alike: progress and results go through
 ``logging`` (``-v`` for timings, ``-vv`` for isamap's debug messages, ``-q`` for warnings
-only; :func:`log_levels`), an error the user can act on is one
-line on stderr with exit status 2 (bad input) or 1 (environment: disk, permissions, network,
-a remote service), Ctrl-C says how to resume and exits 130 (SIGTERM: 143; a second signal
-during the wind-down is ignored, see :func:`stop_signals`), and a traceback appears only with
-``--debug``.
+only; :func:`log_levels`), an error the user can act on is one line on stderr with exit
+status 2 (bad input) or 1 (environment: disk, permissions, network, a remote service),
+Ctrl-C says how to resume and exits 130 (SIGTERM: 143; a second signal during the wind-down
+is ignored, see :func:`stop_signals`), and a traceback appears only with ``--debug``.
 
 Environment failures often reach the command wrapped by a library (GDAL's ``CPLE_*`` errors,
 torch's writer, a thread pool) with the ``OSError`` as their cause or only its text in their
@@ -118,8 +117,8 @@ class _Quiet(argparse.Action):
             namespace.no_progress = True
 
 
-#: isamap's detail level, between INFO and DEBUG: timings, autotune tables, per-split counts;
-#: ``-v`` shows it, the default level does not.
+#: isamap's detail level, between INFO and DEBUG: stage timings, autotune tables, which kernel
+#: or compiled graph runs; ``-v`` shows it, the default level does not.
 DETAIL = 15
 logging.addLevelName(DETAIL, "DETAIL")
 #: the loggers that are isamap's own (the packages' ``logging.getLogger(__name__)``)
