@@ -39,6 +39,7 @@ NODATA_COLOUR: RGB = (255, 255, 255)
 """Pixels without data are drawn white and named "no data" in the legend."""
 
 
+TITLE_CHAR_PX = 7.6  # width of an average character of the 11 pt bold title, in pixels
 _NOTES: list[str] = []  # the active title notes, innermost last
 
 
@@ -179,13 +180,17 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
     height, width = rgb.shape[:2]
     dpi = 100
     key_px = 190 if (legend or colour_bar) else 20
-    fig_w, fig_h = max(width, 320) + key_px + 30, height + 95
+    fig_w = max(width, 320) + key_px + 30
+    title = titled(title)
+    # the title wraps at the figure's edge: room above the picture for each of its lines
+    title_lines = math.ceil(len(title) * TITLE_CHAR_PX / (fig_w - 30))
+    fig_h = height + 50 + 28 + 17 * title_lines
     fig = plt.figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
     ax = fig.add_axes((15 / fig_w, 50 / fig_h, width / fig_w, height / fig_h))
     ax.imshow(rgb, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.text(15 / fig_w, 1 - 12 / fig_h, titled(title), ha="left", va="top", fontsize=11,
+    fig.text(15 / fig_w, 1 - 12 / fig_h, title, ha="left", va="top", fontsize=11,
              fontweight="bold", wrap=True)
     fig.text(15 / fig_w, 18 / fig_h, extent_text(footprint), ha="left", va="bottom",
              fontsize=8, color="#333333", wrap=True)

@@ -334,8 +334,8 @@ def plot_report(report: dict, png: Path) -> Path:
     left.set_xticks(x, labels, rotation=20)
     left.set_ylim(0, 1.02)
     left.set_ylabel(f"{isa} F1 (95 % interval)")
-    left.set_title(titled(f"{isa} F1 on {scored[0]} scored points" if len(set(scored)) == 1
-                          else f"{isa} F1 on the points each product scored"))
+    left.set_title(f"{isa} F1 on {scored[0]} scored points" if len(set(scored)) == 1
+                   else f"{isa} F1 on the points each product scored")
     right.bar(x, mapped, color="#bdbdbd", width=0.5, label="mapped by the product")
     right.errorbar(x, est, yerr=clipped_errors(est, est_ci, 0.0), fmt="o", color="#08519c",
                    capsize=5, zorder=3, label="estimated from the points (95 %)")
@@ -343,6 +343,8 @@ def plot_report(report: dict, png: Path) -> Path:
     right.set_ylabel(f"{isa} area (km²)")
     right.set_title(f"{isa} area")
     right.legend(fontsize=7, loc="lower right", framealpha=0.9)
+    fig.suptitle(titled("Accuracy and area from reference points (95 % intervals)"),
+                 fontweight="bold")
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png")

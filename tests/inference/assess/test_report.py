@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from gee_export.contract.quicklook import title_note
 from gee_export.core.errors import InputDataError
 from gee_export.ee.fake_server import PointTransport
 from inference.assess.point_files import write_design
@@ -245,6 +246,8 @@ def test_report_png_clips_intervals_and_counts_the_points_each_product_scored(
     assert [t.get_text() for t in left.get_xticklabels()] == ["map\n173 points",
                                                               "wc\n170 points"]
     assert "180" not in left.get_title()
-    one = _drawn(monkeypatch, _report(0.97, 0.05, {"map": 173}), tmp_path / "one.png")
+    with title_note("SYNTHETIC"):
+        one = _drawn(monkeypatch, _report(0.97, 0.05, {"map": 173}), tmp_path / "one.png")
     assert one.axes[0].get_title() == "impervious F1 on 173 scored points"
+    assert one._suptitle.get_text().startswith("SYNTHETIC · Accuracy and area")
     assert clipped_errors([0.5], [0.2], 0.0, 1.0) == pytest.approx(np.array([[0.2], [0.2]]))
