@@ -53,6 +53,7 @@ from gee_export.core.commands import (
 from gee_export.core.errors import ConfigError, GridError, InputDataError
 from gee_export.core.lock import hold_output
 from gee_export.core.months import parse_months
+from gee_export.core.parsers import command_parser
 from gee_export.core.pipeline_options import RunnerConfig, add_runner_arguments, runner_config
 from gee_export.core.storage import LocalStore, open_store
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob, check_workers
@@ -70,14 +71,27 @@ PAPER_REGION = "wuhan"
 DEFAULT_EE_LABELS = "worldcover"  # ESA WorldCover built-up, the CroFuseNet-style ISA label
 DEFAULT_LOCAL_LABELS = "binary"  # local label rasters hold 0/1/255 unless told otherwise
 NEGATIVE_VALUE_OPTIONS = ("--bbox",)
+EXAMPLES = (
+    ("the plan of the paper's export (Wuhan, June 2019), offline and free",
+     "isamap-export --region wuhan --months 2019-06 --dry-run"),
+    ("export it to a bucket with Earth Engine",
+     "isamap-export --region wuhan --months 2019-06 --project my-project "
+     "--out gs://my-bucket/wuhan"),
+    ("the same recipe on local scenes (isamap-demo --until scene writes a folder of them)",
+     "isamap-export --backend local --scenes scenes/ --bbox 114.2,30.4,114.5,30.7 "
+     "--out data/wuhan"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="isamap-export",
-        description="Export co-registered Sentinel-1/2 monthly composites and an impervious-"
-                    "surface label as 128 px patches (CroFuseNet recipe by default).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = command_parser(
+        "isamap-export",
+        "Export co-registered Sentinel-1/2 monthly composites and an impervious-surface label "
+        "as 128 px patches (CroFuseNet recipe by default: Wuhan, June 2019, B2 B3 B4 B8 VV VH "
+        "at 10 m). The ee backend needs Earth Engine credentials and a Cloud project; the "
+        "local backend runs the same recipe on scenes in a folder. --dry-run plans either "
+        "offline.",
+        EXAMPLES)
     where = p.add_argument_group("area")
     where.add_argument("--region", help="built-in region name (default when no "
                        "--region-file/--bbox is given: with --backend local the area the "
@@ -106,11 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="pixel size of the grid in metres; a label coarser than it is "
                       "nearest-upsampled onto the grid")
     rec = p.add_argument_group("recipe")
-    rec.add_argument("--speckle", default="refined_lee", choices=SPECKLE_FILTERS)
-    rec.add_argument("--terrain-flattening", default="none", choices=TERRAIN_MODELS)
+    rec.add_argument("--speckle", default="refined_lee", choices=SPECKLE_FILTERS,
+                     help="Sentinel-1 speckle filter applied to each scene before compositing")
+    rec.add_argument("--terrain-flattening", default="none", choices=TERRAIN_MODELS,
+                     help="Sentinel-1 radiometric terrain flattening and its scattering model "
+                          "(uses --dem)")
     rec.add_argument("--dem", default=DEFAULT_DEM, help="DEM for terrain flattening")
-    rec.add_argument("--orbit-pass", default="both", choices=ORBIT_PASSES)
-    rec.add_argument("--cloud-mask", default="cloudscoreplus", choices=("cloudscoreplus", "scl"))
+    rec.add_argument("--orbit-pass", default="both", choices=ORBIT_PASSES,
+                     help="Sentinel-1 orbit directions composited")
+    rec.add_argument("--cloud-mask", default="cloudscoreplus", choices=("cloudscoreplus", "scl"),
+                     help="Sentinel-2 cloud mask: Cloud Score+ or the scene classification "
+                          "layer")
     rec.add_argument("--cloud-threshold", type=float, default=0.60,
                      help="Cloud Score+ cs_cdf threshold (keep >=)")
     rec.add_argument("--s2-max-widen-days", type=int, default=15,
@@ -147,19 +167,26 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default ./data/<region>)")
     out.add_argument("--project", default=os.environ.get("EE_PROJECT"),
                      help="Google Cloud project registered for Earth Engine (env EE_PROJECT)")
-    out.add_argument("--backend", default="ee", choices=("ee", "local"))
+    out.add_argument("--backend", default="ee", choices=("ee", "local"),
+                     help="ee: Earth Engine computes the composites; local: the same recipe "
+                          "on the scenes in --scenes")
     out.add_argument("--scenes", help="folder of local scenes (--backend local)")
     out.add_argument("--method", default="auto", choices=("auto", "pixels", "tasks"),
-                     help="auto: computePixels up to 5,000 km2, batch tasks above (gs:// only)")
+                     help="how Earth Engine delivers pixels: auto is computePixels up to "
+                          "5,000 km², batch tasks above (tasks need --out gs://...)")
     out.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                      help=f"concurrent requests (max {MAX_WORKERS})")
     out.add_argument("--patches-per-tile", type=int, default=DEFAULT_PATCHES_PER_TILE,
                      help="tasks method: tile side in patch positions")
     out.add_argument("--max-pending", type=int, default=DEFAULT_MAX_PENDING,
                      help="tasks method: most batch tasks pending at once (limit 3,000)")
-    out.add_argument("--min-valid-fraction", type=float, default=0.9)
-    out.add_argument("--patch-size", type=int, default=DEFAULT_PATCH_SIZE)
-    out.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
+    out.add_argument("--min-valid-fraction", type=float, default=0.9,
+                     help="share of valid pixels (image and label) a patch needs to be written")
+    out.add_argument("--patch-size", type=int, default=DEFAULT_PATCH_SIZE,
+                     help="patch side in pixels")
+    out.add_argument("--stride", type=int, default=DEFAULT_STRIDE,
+                     help="step between patch origins in pixels (below --patch-size the "
+                          "patches overlap)")
     out.add_argument("--seed", type=int, default=0, help="seed of the blocked split")
     out.add_argument("--split-block", type=int, default=DEFAULT_BLOCK,
                      help="side of the split's blocks in patch positions (whole blocks go to "
@@ -168,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--dry-run", action="store_true", help="print the plan; no Earth Engine")
     out.add_argument("--code-editor", action="store_true",
                      help="write and print a Code Editor script previewing the composites")
-    out.add_argument("--no-progress", action="store_true")
+    out.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_runner_arguments(p)
     add_logging_arguments(p)
     return p

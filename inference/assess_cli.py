@@ -21,6 +21,37 @@ from gee_export.core.commands import (
     run_command,
 )
 from gee_export.core.errors import ConfigError
+from gee_export.core.parsers import add_subcommand, command_parser
+
+DESIGN_EXAMPLES = (
+    ("600 points of a class map, stratified by its classes",
+     "isamap-assess design --map maps/wuhan_2023-06_class.tif --n 600 --seed 1 "
+     "--out assess/wuhan"),
+    ("as many points as a 1 % standard error of overall accuracy needs",
+     "isamap-assess design --map maps/wuhan_2023-06_class.tif --target-se 0.01 "
+     "--expected-ua 0.95,0.85 --seed 1 --out assess/wuhan"),
+)
+SCORE_EXAMPLES = (
+    ("score the map on the labelled points (sample.csv with its reference column filled)",
+     "isamap-assess score --map maps/wuhan_2023-06_class.tif "
+     "--reference assess/wuhan/sample.csv --out assess/wuhan/score"),
+    ("score ESA WorldCover on the same points too",
+     "isamap-assess score --map maps/wuhan_2023-06_class.tif "
+     "--reference assess/wuhan/sample.csv --compare wc=worldcover:2021 --project my-project "
+     "--out assess/wuhan/score"),
+)
+
+
+DESIGN_TEXT = (
+    "Draw a stratified random sample of a class COG (or of a change COG with --strata) and "
+    "write the files people label it with: sample.csv, GeoJSON, KML, a Collect Earth Online "
+    "plot file and a Code Editor labelling app. Give the sample size (--n) or the precision "
+    "it must reach (--target-se).")
+SCORE_TEXT = (
+    "Read the labelled points back and write accuracy (overall, user's, producer's, F1) and "
+    "the area of each class in km² with 95 % confidence intervals (Olofsson et al. 2014) for "
+    "the map and every product compared on the same points: report.md, report.json, "
+    "report.png.")
 
 SCORE_WITHOUT_ACCOUNT = """No account? Score without Earth Engine: compare the products you hold
 as rasters, isamap-assess score ... --compare NAME=PATH (or NAME=PATH:CODE,... naming their
@@ -28,15 +59,18 @@ impervious codes); designing and labelling need no account either."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="isamap-assess",
-        description="Accuracy assessment with reference points: design a stratified random "
-                    "sample of a map, label it (Code Editor app, Google Earth, Collect Earth "
-                    "Online), then score the map and other products on the same points with "
-                    "95 %% confidence intervals of accuracy and area (Olofsson et al. 2014).")
-    sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("design", help="draw a stratified random sample and write the files to "
-                                      "label it with")
+    p = command_parser(
+        "isamap-assess",
+        "Accuracy assessment with reference points: design a stratified random sample of a "
+        "map, label it (Code Editor app, Google Earth, Collect Earth Online), then score the "
+        "map and other products on the same points with 95 % confidence intervals of "
+        "accuracy and area in km² (Olofsson et al. 2014). `isamap-assess design --help` and "
+        "`isamap-assess score --help` list each step's options.",
+        (*DESIGN_EXAMPLES[:1], *SCORE_EXAMPLES[:1]))
+    sub = p.add_subparsers(dest="command", required=True, title="steps",
+                           help="design the sample, then score the labelled points")
+    d = add_subcommand(sub, "design", "draw a stratified random sample and write the files to "
+                       "label it with", DESIGN_TEXT, DESIGN_EXAMPLES)
     d.add_argument("--map", help="class COG (the strata are its classes); optional with "
                                  "--strata")
     d.add_argument("--strata", help="change COG whose classes are the strata instead (stable "
@@ -58,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write each point's map class into sample.csv/.geojson: for training "
                         "labels only, the report marks the assessment as not blind")
     d.add_argument("--out", required=True, help="output folder")
-    s = sub.add_parser("score", help="accuracy and area with 95 %% intervals from labelled points")
+    s = add_subcommand(sub, "score", "accuracy and area with 95 %% intervals from labelled "
+                       "points", SCORE_TEXT, SCORE_EXAMPLES)
     s.add_argument("--map", required=True, help="class COG that was assessed")
     s.add_argument("--reference", required=True, action="append",
                    help="labelled points: CSV or GeoJSON with a reference column of class "

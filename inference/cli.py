@@ -15,16 +15,37 @@ from gee_export.core.commands import (
     run_command,
 )
 from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.parsers import command_parser
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from training.engine.devices import add_device_arguments
 
+PREDICT_EXAMPLES = (
+    ("map one stack: <out>_class.tif, <out>_prob.tif, quick-looks and the ISA km² per zone",
+     "isamap-predict --model runs/cfn/model.pt --input stacks/wuhan_2023-06.tif "
+     "--out maps/wuhan_2023-06 --month 2023-06 --zones districts.geojson"),
+    ("the same from and to a bucket, with a change map against an earlier date",
+     "isamap-predict --model runs/cfn/model.pt --input gs://bucket/stacks/wuhan_2023-06.tif "
+     "--out gs://bucket/maps/wuhan_2023-06 --compare-with maps/wuhan_2021-06_class.tif"),
+    ("CLAHE post-processing of the impervious probability (land-cover paper, 3.3)",
+     "isamap-predict --model runs/cfn/model.pt --input stacks/wuhan_2023-06.tif "
+     "--out maps/wuhan_clahe --postprocess clahe"),
+)
+PUBLISH_EXAMPLES = (
+    ("see the manifest and Code Editor script first (no upload, no Earth Engine call)",
+     "isamap-publish --prefix maps/wuhan_2023-06 --asset-id isamap/wuhan_2023-06 "
+     "--project my-project --gcs-prefix gs://my-bucket/isamap --dry-run"),
+    ("ingest it, readable by everyone, and wait for the task",
+     "isamap-publish --prefix maps/wuhan_2023-06 --asset-id isamap/wuhan_2023-06 "
+     "--project my-project --gcs-prefix gs://my-bucket/isamap --public --wait"),
+)
 
-def _predict_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="isamap-predict",
-        description="Sliding-window ISA prediction of a stack into Cloud-Optimized GeoTIFFs, "
-                    "quick-look PNGs and area statistics. Interrupted runs resume; finished "
-                    "runs are skipped.")
+
+def predict_parser() -> argparse.ArgumentParser:
+    p = command_parser(
+        "isamap-predict",
+        "Sliding-window ISA prediction of a stack into Cloud-Optimized GeoTIFFs, quick-look "
+        "PNGs and area statistics (km²). Interrupted runs resume; finished runs are skipped.",
+        PREDICT_EXAMPLES)
     p.add_argument("--model", required=True, help="model file written by isamap-train")
     p.add_argument("--input", required=True, help="stack GeoTIFF/VRT, local or gs://")
     p.add_argument("--bands", help="the input's band names in file order, comma-separated; "
@@ -34,7 +55,7 @@ def _predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--month", help="YYYY-MM of the composite (metadata, asset time range)")
     p.add_argument("--tile", type=int, default=512, help="input tile size (px)")
     p.add_argument("--overlap", type=int, default=64, help="overlap between tiles (px)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
     p.add_argument("--blend", choices=("cosine", "uniform", "core"), default="cosine",
                    help="how overlapping tiles combine: cosine (tapered weights, no seams), "
                         "uniform (plain mean), core (each pixel from the tile that owns it: "
@@ -45,8 +66,11 @@ def _predict_parser() -> argparse.ArgumentParser:
                         "CUDA); with --precision/--channels-last auto it is timed too and kept "
                         "only when faster (without it, auto tries it when the map is large "
                         "enough to pay for compiling)")
-    p.add_argument("--compress", choices=("DEFLATE", "ZSTD"), default="DEFLATE")
-    p.add_argument("--isa-class", type=int, help="index of the impervious class")
+    p.add_argument("--compress", choices=("DEFLATE", "ZSTD"), default="DEFLATE",
+                   help="compression of the COGs (ZSTD: smaller, needs a GDAL built with it "
+                        "to read)")
+    p.add_argument("--isa-class", type=int, help="index of the impervious class (default: "
+                   "the model's class named impervious)")
     add_postprocess_arguments(p)
     p.add_argument("--zones", help="GeoJSON polygons for the area table (default: whole map)")
     p.add_argument("--compare-with",
@@ -61,7 +85,7 @@ def _predict_parser() -> argparse.ArgumentParser:
 
 def predict_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isamap-predict``; returns the exit status."""
-    args = _predict_parser().parse_args(argv)
+    args = predict_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.debug)
     return run_command("isamap-predict", lambda: _predict(args), debug=args.debug,
                        writes_to=[args.out, args.local_dir, args.work_dir])
@@ -97,11 +121,11 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _publish_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="isamap-publish",
-        description="Publish prediction COGs as an Earth Engine image asset (ingestion or "
-                    "COG-backed), optionally shared, with a Code Editor script.")
+def publish_parser() -> argparse.ArgumentParser:
+    p = command_parser(
+        "isamap-publish",
+        "Publish prediction COGs as an Earth Engine image asset (ingestion or COG-backed), "
+        "optionally shared, with a Code Editor script.", PUBLISH_EXAMPLES)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prefix", help="prediction prefix (uses <prefix>_class/_prob.tif)")
     src.add_argument("--class-cog", help="class COG (with --prob-cog)")
@@ -113,11 +137,12 @@ def _publish_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("ingest", "external"), default="ingest",
                    help="ingest: Earth Engine copies the pixels; external: COG-backed asset")
     p.add_argument("--public", action="store_true", help="readable by everyone")
-    p.add_argument("--reader", action="append", default=[],
+    p.add_argument("--reader", action="append", default=[], metavar="MEMBER",
                    help="extra reader, e.g. user:a@b.com (repeatable)")
     p.add_argument("--metrics", help="JSON file of metrics to record as asset properties")
     p.add_argument("--month", help="YYYY-MM (default: the COG's month tag)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an asset that already exists at --asset-id")
     p.add_argument("--wait", action="store_true", help="wait for the ingestion task")
     p.add_argument("--out-dir", help="where the manifest and script are saved "
                                      "(default: beside the COGs, or .)")
@@ -129,7 +154,7 @@ def _publish_parser() -> argparse.ArgumentParser:
 
 def publish_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isamap-publish``; returns the exit status."""
-    parser = _publish_parser()
+    parser = publish_parser()
     args = parser.parse_args(argv)
     if args.class_cog and not args.prob_cog:
         parser.error("--class-cog needs --prob-cog")

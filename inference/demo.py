@@ -45,7 +45,7 @@ from typing import Any
 from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
 from gee_export.contract.dataset import INDEX, MANIFEST, read_manifest
 from gee_export.contract.patches import patch_stack
-from gee_export.contract.quicklook import label_png, rgb_png
+from gee_export.contract.quicklook import label_png, rgb_png, title_note
 from gee_export.contract.splits import DEFAULT_BLOCK
 from gee_export.contract.stack import StackPaths, fingerprint
 from gee_export.core.commands import (
@@ -57,6 +57,7 @@ from gee_export.core.commands import (
 )
 from gee_export.core.digest import files_sha256
 from gee_export.core.errors import ConfigError
+from gee_export.core.parsers import command_parser
 from gee_export.core.shareable import shareable_path
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from gee_export.local.synthetic import SyntheticScene, generate_scene
@@ -213,7 +214,7 @@ def step_patches(ctx: DemoContext) -> None:
     ctx.outputs["patch counts"] = (
         f"{summary.written} written, {summary.already_done} already there, "
         f"{summary.invalid} below the valid fraction, {summary.dropped_overlap} dropped at "
-        f"split borders; per split {summary.per_split}")
+        "split borders; " + ", ".join(f"{n} {split}" for split, n in summary.per_split.items()))
 
 
 def step_train(ctx: DemoContext) -> None:
@@ -274,7 +275,7 @@ def step_map(ctx: DemoContext) -> None:
         ctx.change_map = Path(change.cog)
         ctx.outputs[f"change map {change.date_from} -> {change.date_to}"] = change.cog
         ctx.outputs["quick-look change map"] = change.png
-    ctx.outputs["ISA km2 per date (CSV)"] = series.area_csv
+    ctx.outputs["ISA km² per date (CSV)"] = series.area_csv
     ctx.outputs["ISA change (CSV)"] = series.change_csv
     ctx.outputs["ISA area over time (PNG)"] = series.plot
     ctx.outputs["STAC collection"] = out / "collection.json"
@@ -449,29 +450,47 @@ STEPS: list[tuple[str, Step]] = [
 ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="isamap-demo",
-        description="Run isamap end to end on a SYNTHETIC scene (no account, no network).")
-    parser.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
+DEMO_SIZES = (384, 2048)  # smaller leaves a split empty; the 1 m class map grows with size^2
+DEMO_MAX_EPOCHS = 1000
+EXAMPLES = (
+    ("the whole chain: scene, stack, patches, model, maps, accuracy",
+     "isamap-demo --out demo_output"),
+    ("a larger scene with another seed, stopping after the patches",
+     "isamap-demo --out demo_big --size 1024 --seed 3 --until patches"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``isamap-demo``."""
+    parser = command_parser(
+        "isamap-demo",
+        "Run isamap end to end on a SYNTHETIC scene (no account, no network): draw the scene, "
+        "composite it, cut patches, train a small CroFuseNet, map two dates and assess the map "
+        "with reference points. Every picture it writes is marked synthetic.", EXAMPLES)
+    parser.add_argument("--out", default="demo_output", help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic scene")
     parser.add_argument("--size", type=int, default=768,
-                        help="scene width and height in 10 m pixels (even; default %(default)s)")
+                        help=f"scene width and height in 10 m pixels, even, from "
+                             f"{DEMO_SIZES[0]} to {DEMO_SIZES[1]}")
     parser.add_argument("--workers", type=int, default=2, help="threads writing patches")
-    parser.add_argument("--epochs", type=int, default=15, help="training epochs of the demo model")
+    parser.add_argument("--epochs", type=int, default=15,
+                        help=f"training epochs of the demo model (1 to {DEMO_MAX_EPOCHS})")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for training (default: torch's own choice)")
     parser.add_argument("--until", choices=[name for name, _ in STEPS], default=STEPS[-1][0],
                         help="stop after this step (default: run the whole chain)")
     add_logging_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``isamap-demo``; returns the exit status."""
+    args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.debug)
     return run_command("isamap-demo", lambda: _run(args), debug=args.debug,
                        writes_to=[args.out])
 
 
-DEMO_SIZES = (384, 2048)  # smaller leaves a split empty; the 1 m class map grows with size^2
-DEMO_MAX_EPOCHS = 1000
 
 
 def check_demo_arguments(args: argparse.Namespace) -> None:
@@ -491,10 +510,11 @@ def _run(args: argparse.Namespace) -> int:
                       args.epochs, args.threads, progress=not args.quiet)
     print(f"isamap demo on a SYNTHETIC scene -> {ctx.out}")
     names = [name for name, _ in STEPS]
-    for name, step in STEPS[: names.index(args.until) + 1]:
-        started = time.monotonic()
-        step(ctx)
-        print(f"  [{name}] done in {time.monotonic() - started:.1f} s")
+    with title_note("SYNTHETIC"):  # every picture of the made-up scene says so in its title
+        for name, step in STEPS[: names.index(args.until) + 1]:
+            started = time.monotonic()
+            step(ctx)
+            print(f"  [{name}] done in {time.monotonic() - started:.1f} s")
     width = max(len(k) for k in ctx.outputs)
     print("\nOutputs:")
     for key, value in ctx.outputs.items():

@@ -15,19 +15,32 @@ from gee_export.core.commands import (
     configure_logging,
     run_command,
 )
+from gee_export.core.parsers import command_parser
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from training.engine.devices import add_device_arguments
 
+EXAMPLES = (
+    ("the plan and cost of a two-date map, offline",
+     "isamap-map --bbox -7.45,52.63,-7.43,52.65 --months 2019-06,2021-06 --model m.pt "
+     "--out maps --dry-run"),
+    ("every second year of Wuhan from Earth Engine, with ISA km² per district",
+     "isamap-map --region wuhan --years 2017:2023:2 --model runs/cfn/model.pt "
+     "--out gs://my-bucket/maps/wuhan --project my-project --zones districts.geojson"),
+    ("from local scenes instead of Earth Engine",
+     "isamap-map --backend local --scenes scenes/ --bbox 114.2,30.4,114.5,30.7 "
+     "--months 2019-06 --model m.pt --out maps"),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="isamap-map",
-        description="Map impervious surface over a region for one or more dates with a trained "
-                    "model: inputs streamed from Earth Engine (or local scenes) with the model's "
-                    "own recipe, class/probability COGs per date, change maps, per-zone ISA km² "
-                    "over time, STAC metadata, optionally an Earth Engine ImageCollection. "
-                    "Interrupted runs resume; finished dates are skipped.")
+    p = command_parser(
+        "isamap-map",
+        "Map impervious surface over a region for one or more dates with a trained model: "
+        "inputs streamed from Earth Engine (or local scenes) with the model's own recipe, "
+        "class/probability COGs per date, change maps, per-zone ISA km² over time, STAC "
+        "metadata, optionally an Earth Engine ImageCollection. Interrupted runs resume; "
+        "finished dates are skipped.", EXAMPLES)
     area = p.add_argument_group("area and dates")
     area.add_argument("--region", help="built-in region name")
     area.add_argument("--region-file", help="GeoJSON polygon in EPSG:4326")
@@ -41,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model file written by isamap-train")
     p.add_argument("--out", required=True, help="output folder or gs://bucket/prefix")
     src = p.add_argument_group("inputs")
-    src.add_argument("--backend", choices=("ee", "local"), default="ee")
+    src.add_argument("--backend", choices=("ee", "local"), default="ee",
+                     help="ee: inputs from Earth Engine; local: from the scenes in --scenes")
     src.add_argument("--scenes", help="folder of local Sentinel-1/2 scenes (--backend local)")
     src.add_argument("--method", choices=("pixels", "tasks"), default="pixels",
                      help="pixels: computePixels tiles streamed to the predictor; tasks: the "
@@ -55,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--allow-recipe-mismatch", action="store_true",
                      help="map even when the inputs differ from the model's training data")
     pred = p.add_argument_group("prediction")
-    pred.add_argument("--tile", type=int, default=512)
-    pred.add_argument("--overlap", type=int, default=64)
-    pred.add_argument("--batch-size", type=int, default=8)
+    pred.add_argument("--tile", type=int, default=512, help="input tile size (px)")
+    pred.add_argument("--overlap", type=int, default=64, help="overlap between tiles (px)")
+    pred.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
     add_device_arguments(pred, inference=True)
     pred.add_argument("--zones", help="GeoJSON polygons of the per-zone table")
     pred.add_argument("--temporal-consistency", action="store_true",
@@ -72,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="publish the series as <ASSET_PARENT>/isa_<region> ImageCollection")
     pub.add_argument("--gcs-prefix", help="gs://bucket/prefix to upload local COGs to")
     pub.add_argument("--public", action="store_true", help="readable by everyone")
-    pub.add_argument("--reader", action="append", default=[],
+    pub.add_argument("--reader", action="append", default=[], metavar="MEMBER",
                      help="extra reader, e.g. user:a@b.com (repeatable)")
     pub.add_argument("--overwrite", action="store_true", help="replace existing images")
     pub.add_argument("--wait", action="store_true", help="wait for the ingestion tasks")
@@ -80,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the plan, the manifests and the app script; no Earth Engine call")
     p.add_argument("--latency", type=float, default=0.4,
                    help="computePixels seconds per tile assumed by the dry run's estimate")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_runner_arguments(p, gpu=True)
     add_logging_arguments(p)
     return p

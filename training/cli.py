@@ -19,9 +19,36 @@ from gee_export.core.commands import (
     run_command,
 )
 from gee_export.core.errors import ConfigError
+from gee_export.core.parsers import command_parser
 from training.config import TrainConfig, config_from_mapping, read_config_file
 from training.engine.devices import add_device_arguments
 from training.run_folder import resume_config
+
+RECIPE = "(default: the model's recipe)"
+MODEL_RECIPE = "(default: the model file's recorded recipe)"
+TRAIN_EXAMPLES = (
+    ("CroFuseNet with its paper's recipe on the demo's patches",
+     "isamap-train --data demo_output/patches --model crofusenet --out runs/cfn"),
+    ("a shorter run with a few options changed; run it again to resume",
+     "isamap-train --data data/wuhan --model unet --out runs/unet --epochs 50 --lr 3e-4"),
+    ("everything from a YAML file, the flags overriding it",
+     "isamap-train --config run.yaml --out runs/from-yaml"),
+)
+EVALUATE_EXAMPLES = (
+    ("score the test split: metrics.json, metrics.txt, confusion_matrix.png",
+     "isamap-evaluate --model runs/cfn/model.pt --data demo_output/patches --out runs/cfn/test"),
+    ("add a 500-point sample assessment with area estimates in km²",
+     "isamap-evaluate --model runs/cfn/model.pt --data data/wuhan --out runs/cfn/test "
+     "--points 500"),
+)
+PRUNE_EXAMPLES = (
+    ("remove 40 % of the filters of an HRNet, fine-tuning for 10 epochs",
+     "isamap-prune --model runs/hrnet/model.pt --data data/landcover --out runs/hrnet-pruned "
+     "--rate 0.4 --epochs 10"),
+    ("continue an interrupted pruning run",
+     "isamap-prune --model runs/hrnet/model.pt --data data/landcover --out runs/hrnet-pruned "
+     "--resume"),
+)
 
 
 def _json(text: str) -> dict:
@@ -35,13 +62,15 @@ def _json(text: str) -> dict:
 
 
 def train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="isamap-train", description=(
+    p = command_parser("isamap-train", (
         "Train CroFuseNet, the U-Net baselines, RU-Net++, srseg or the land-cover HRNet on an "
         "isamap patch dataset. "
         "Every option left out comes from the model's recipe, i.e. its paper: loss, label, "
         "optimiser, learning rate, batch, epochs, patience (CroFuseNet: Adam 1e-4, poly 0.9, "
         "batch 32, 400 epochs, early stop after 50 epochs without validation-MIoU gain; "
-        "docs/training.md lists every recipe)."))
+        "docs/training.md lists every recipe). A YAML --config file may hold any of these "
+        "options (underscores for dashes); flags given on the command line override it."),
+        TRAIN_EXAMPLES)
     a = p.add_argument
     a("--config", help="YAML file with any TrainConfig option; flags override it")
     a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
@@ -55,15 +84,16 @@ def train_parser() -> argparse.ArgumentParser:
     a("--loss-kwargs", type=_json, help="loss arguments as JSON, e.g. '{\"beta\": 0.8}'")
     a("--bands", help="comma-separated input bands (default: the manifest's)")
     a("--label", choices=["label", "label_fine"],
-      help="default: the model's recipe (label_fine for srseg and its baselines)")
-    a("--optimizer", choices=["adam", "sgd"], help="default: the model's recipe")
+      help="the target: label (the grid's) or label_fine (the finer super-resolution label; "
+           "default: the model's recipe, label_fine for srseg and its baselines)")
+    a("--optimizer", choices=["adam", "sgd"], help=f"the optimiser {RECIPE}")
     a("--momentum", type=float, help="SGD momentum (default: the model's recipe)")
-    a("--epochs", type=int)
-    a("--batch-size", type=int)
-    a("--lr", type=float)
-    a("--poly-power", type=float)
-    a("--weight-decay", type=float)
-    a("--patience", type=int, help="early-stopping patience in epochs")
+    a("--epochs", type=int, help=f"most training epochs {RECIPE}")
+    a("--batch-size", type=int, help=f"patches per training step {RECIPE}")
+    a("--lr", type=float, help=f"initial learning rate {RECIPE}")
+    a("--poly-power", type=float, help=f"power of the polynomial learning-rate decay {RECIPE}")
+    a("--weight-decay", type=float, help=f"optimiser weight decay {RECIPE}")
+    a("--patience", type=int, help=f"early-stopping patience in epochs {RECIPE}")
     a("--crop-size", type=int, help="random square training crops in pixels (default: the "
       "model's recipe, 513 for hrnet; 0 trains on whole patches)")
     a("--allow-small-patches", action="store_const", const=True, help=(
@@ -73,16 +103,18 @@ def train_parser() -> argparse.ArgumentParser:
         "train a preliminary model, drop training patches whose prediction agrees with their "
         "label on fewer than SHARE of the pixels (e.g. 0.2), retrain; the dropped patches "
         "are listed in <out>/noisy_patches.json"))
-    a("--seed", type=int)
+    a("--seed", type=int, help="seed of weights, shuffling and augmentation (default: 0)")
     a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
     add_device_arguments(p, device=None, precision=None, channels_last=None)
-    a("--no-augment", dest="augment", action="store_const", const=False)
+    a("--no-augment", dest="augment", action="store_const", const=False,
+      help="train without the paper's augmentations (flips, rotations by 90°)")
     a("--cache", action="store_const", const=True, help="keep decoded patches in memory")
     a("--max-batches", type=int, help="cap on training batches per epoch")
     a("--max-iterations", type=int, help="total iteration budget (replaces --epochs)")
     a("--stop-after", type=int, help="leave after N epochs (continue later with --resume)")
     a("--resume", action="store_const", const=True, help="continue the run in --out exactly")
-    a("--no-progress", dest="progress", action="store_const", const=False)
+    a("--no-progress", dest="progress", action="store_const", const=False,
+      help="no progress bars")
     add_logging_arguments(p)
     return p
 
@@ -133,21 +165,25 @@ def _train(args: dict) -> int:
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="isamap-evaluate", description=(
+    p = command_parser("isamap-evaluate", (
         "Evaluate a trained model file on a split of a patch dataset: metrics.json, "
         "metrics.txt and confusion_matrix.png, with an optional point-sample assessment "
-        "and Olofsson et al. (2014) area estimates."))
+        "and Olofsson et al. (2014) area estimates in km²."), EVALUATE_EXAMPLES)
     p.add_argument("--model", required=True, help="model file written by isamap-train")
     p.add_argument("--data", required=True, help="patch dataset root")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--split", default="test", choices=["train", "val", "test"],
+                   help="the dataset split scored")
+    p.add_argument("--batch-size", type=int, default=16, help="patches per forward pass")
     add_device_arguments(p)
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0,
+                   help="data-loader worker processes (0: read in this process)")
     p.add_argument("--points", type=int, default=0,
                    help="sample points for the point assessment (0: none)")
-    p.add_argument("--point-seed", type=int, default=0)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--point-seed", type=int, default=0,
+                   help="seed of the point sample (the same seed draws the same points)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars")
     add_logging_arguments(p)
     return p
 
@@ -175,11 +211,12 @@ def _evaluate(a: argparse.Namespace) -> int:
 
 
 def prune_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="isamap-prune", description=(
+    p = command_parser("isamap-prune", (
         "FPGM filter pruning (land-cover paper, section 3.4): fine-tune a trained model, "
         "zeroing each epoch the --rate of filters per prunable layer nearest the layer's "
         "geometric median, then save a genuinely smaller network (<out>/pruned.pt) that "
-        "isamap-predict loads. The fine-tuning uses the model's own recorded recipe."))
+        "isamap-predict loads. The fine-tuning uses the model's own recorded recipe; the "
+        "options below override it."), PRUNE_EXAMPLES)
     a = p.add_argument
     a("--model", required=True, help="trained model file (isamap-train's model.pt)")
     a("--data", required=True, help="patch dataset root to fine-tune on")
@@ -187,17 +224,18 @@ def prune_parser() -> argparse.ArgumentParser:
     a("--rate", type=float, default=0.4, help="share of filters removed per layer")
     a("--epochs", type=int, help="fine-tuning epochs (default: the model's)")
     a("--max-iterations", type=int, help="total fine-tuning iterations (replaces --epochs)")
-    a("--batch-size", type=int)
-    a("--lr", type=float)
-    a("--optimizer", choices=["adam", "sgd"])
-    a("--momentum", type=float)
-    a("--crop-size", type=int)
-    a("--seed", type=int)
-    a("--workers", dest="num_workers", type=int)
+    a("--batch-size", type=int, help=f"patches per fine-tuning step {MODEL_RECIPE}")
+    a("--lr", type=float, help=f"fine-tuning learning rate {MODEL_RECIPE}")
+    a("--optimizer", choices=["adam", "sgd"], help=f"fine-tuning optimiser {MODEL_RECIPE}")
+    a("--momentum", type=float, help=f"SGD momentum {MODEL_RECIPE}")
+    a("--crop-size", type=int, help=f"random square training crops in pixels {MODEL_RECIPE}")
+    a("--seed", type=int, help=f"seed of the fine-tuning {MODEL_RECIPE}")
+    a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
     a("--flops-size", type=int, default=256, help="input side of the reported FLOP counts")
     add_device_arguments(p, device=None, precision=None, channels_last=None)
     a("--resume", action="store_const", const=True, help="continue the run in --out")
-    a("--no-progress", dest="progress", action="store_const", const=False)
+    a("--no-progress", dest="progress", action="store_const", const=False,
+      help="no progress bars")
     add_logging_arguments(p)
     return p
 

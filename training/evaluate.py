@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps
+from gee_export.core.progress import progress_bar
 from gee_export.core.shareable import shareable, shareable_text
 from gee_export.core.storage import atomic_write
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
@@ -80,7 +80,7 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
     preds, refs = [], []
     run = None
     with torch.no_grad():
-        for batch in tqdm(loader, desc=f"evaluate {split}", disable=not progress):
+        for batch in progress_bar(loader, desc=f"evaluate {split}", disable=not progress):
             x = batch["image"].to(dev)
             y = batch["label"].to(dev)
             if runtime is None:
@@ -119,18 +119,18 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
         text += ["", f"point sample ({int(pcm.sum())} points, stratified by map class)",
                  pm.table()]
         try:
-            area = stratified_area_accuracy(pcm, mapped, pixel_area=res * res / 1e4,
+            area = stratified_area_accuracy(pcm, mapped, pixel_area=res * res / 1e6,
                                             class_names=names)
-            result["area_ha"] = area.to_dict()
-            text += ["", "Olofsson et al. (2014) estimates, hectares, +/- 95 % CI",
+            result["area_km2"] = area.to_dict()
+            text += ["", "Olofsson et al. (2014) estimates, areas in km², +/- 95 % CI",
                      f"OA {100 * area.oa:.2f} +/- {100 * area.oa_ci:.2f} %"]
             for i, n in enumerate(names):
                 text.append(f"{n:<14} UA {100 * area.ua[i]:6.2f} +/- {100 * area.ua_ci[i]:5.2f}  "
                             f"PA {100 * area.pa[i]:6.2f} +/- {100 * area.pa_ci[i]:5.2f}  "
-                            f"area {area.area[i]:12.1f} +/- {area.area_ci[i]:10.1f} "
-                            f"(mapped {area.mapped_area[i]:.1f})")
+                            f"area {area.area[i]:10.3f} +/- {area.area_ci[i]:8.3f} km² "
+                            f"(mapped {area.mapped_area[i]:.3f})")
         except ConfigError as exc:
-            result["area_ha"] = {"error": str(exc)}
+            result["area_km2"] = {"error": str(exc)}
             text += ["", f"area estimates skipped: {exc}"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import InputDataError
+from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_write
 from training.config import TrainConfig, apply_recipe
 from training.data import NormStats, PatchDataset, make_loader
@@ -90,7 +90,7 @@ def score_patches(model: nn.Module, dataset: PatchDataset, device: str | torch.d
     model = model.eval().to(device)
     loader = make_loader(dataset, batch_size, shuffle=False, num_workers=0)
     scores = []
-    for batch in tqdm(loader, desc="scoring patches", unit="batch", disable=not progress):
+    for batch in progress_bar(loader, desc="scoring patches", unit="batch", disable=not progress):
         pred = main_output(model(batch["image"].to(device))).argmax(dim=1).cpu().numpy()
         for pid, p, label in zip(batch["id"], pred, batch["label"].numpy(), strict=True):
             scores.append(PatchScore(pid, *agreement(p, label)))

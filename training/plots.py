@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import matplotlib
 
@@ -11,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from gee_export.contract.quicklook import titled
 from gee_export.core.storage import atomic_write
 
 
@@ -20,6 +22,20 @@ def _save(fig, path: Path) -> Path:
                                                          bbox_inches="tight"))
     finally:
         plt.close(fig)
+
+
+def dataset_label(data: str | os.PathLike) -> str:
+    """A dataset as a title names it: its last two path parts, never an absolute path.
+
+    ``/home/me/work/data/wuhan`` -> ``data/wuhan``, ``gs://bucket/isamap/wuhan`` ->
+    ``isamap/wuhan``: a picture is shared beyond the machine that made it, and a title with a
+    home folder says nothing to its reader (and gives away where it was made).
+    """
+    text = str(data).rstrip("/")
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    parts = [p for p in PurePosixPath(text.replace(os.sep, "/")).parts if p not in ("/", "")]
+    return "/".join(parts[-2:]) or str(data)
 
 
 def plot_learning_curves(history: Sequence[dict], path: Path, title: str | None = None) -> Path:
@@ -52,7 +68,7 @@ def plot_learning_curves(history: Sequence[dict], path: Path, title: str | None 
         ax.grid(alpha=0.3)
     axes[0].legend()
     axes[1].legend(fontsize=8)
-    fig.suptitle(title or "Learning curves", fontweight="bold")
+    fig.suptitle(titled(title or "Learning curves"), fontweight="bold")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -74,5 +90,5 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path,
     ax.set_yticks(range(k), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("reference")
-    ax.set_title(title)
+    ax.set_title(titled(title))
     return _save(fig, path)

@@ -52,9 +52,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import default_collate
-from tqdm.auto import tqdm
 
 from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
+from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_write
 from training.band_ranges import band_ranges
 from training.config import TrainConfig, apply_recipe
@@ -337,7 +337,7 @@ class Trainer:
         cm = ConfusionMatrix(self.num_classes)
         total, seen = 0.0, 0
         iters = min(self.iters_per_epoch, self.max_iterations - epoch * self.iters_per_epoch)
-        bar = tqdm(self.train_loader, total=iters, leave=False,
+        bar = progress_bar(self.train_loader, total=iters, leave=False,
                    desc=f"epoch {epoch + 1}/{self.epochs}",
                    disable=not (self.cfg.progress and self.info.main))
         t0 = time.perf_counter()
@@ -486,12 +486,13 @@ class Trainer:
         save_model_file(self.out / BEST_MODEL, self.model, meta)
 
     def _write_history(self) -> None:
-        from training.plots import plot_learning_curves
+        from training.plots import dataset_label, plot_learning_curves
 
         text = "".join(json.dumps(r) + "\n" for r in self.history)
         atomic_write(self.out / HISTORY, lambda fh: fh.write(text.encode()))
         plot_learning_curves(self.history, self.out / CURVES,
-                             f"Learning curves: {self.meta.name} on {self.cfg.data}")
+                             f"Learning curves: {self.meta.name} on "
+                             f"{dataset_label(self.cfg.data)}")
 
 
 def epoch_line(row: dict, epochs: int) -> str:

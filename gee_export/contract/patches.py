@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from tqdm.auto import tqdm
 
 from gee_export.contract.dataset import DEFAULT_CLASSES, Backend, DatasetSpec
 from gee_export.contract.patch_writer import MonthProgress, open_month, valid_mask
@@ -28,6 +27,7 @@ from gee_export.contract.splits import DEFAULT_BLOCK, DEFAULT_RATIOS, split_coun
 from gee_export.contract.stack import StackPaths, check_stack, fingerprint
 from gee_export.core.errors import ConfigError, GridError
 from gee_export.core.lock import hold_output
+from gee_export.core.progress import progress_bar
 from gee_export.core.storage import Store, open_store
 
 __all__ = ["PatchSummary", "patch_stack"]
@@ -128,7 +128,7 @@ def patch_stack(
             todo_rows.setdefault(r, []).append(c)
         written = 0
         last_flush = time.monotonic()
-        bar = tqdm(total=len(state.splits),
+        bar = progress_bar(total=len(state.splits),
                    initial=len(state.splits) - sum(map(len, todo_rows.values())),
                    desc=f"patches {stack.month}", unit="patch", disable=not progress)
         with rasterio.Env(GDAL_CACHEMAX=_block_cache_bytes(stack)), \

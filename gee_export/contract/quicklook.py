@@ -5,13 +5,18 @@ where (the raster's centre in degrees), a legend naming each class or a colour b
 units, a scale bar, and a caption with the CRS and extent, so a PNG passed around on its own
 still says what it shows. Rasters are read decimated (GDAL picks overviews or samples), so a
 quick-look of a huge stack costs a few megabytes of memory, not the raster's size.
+
+Pictures of made-up data say so in their title: inside :func:`title_note` (the demo wraps its
+whole run in ``title_note("SYNTHETIC")``) every title passed through :func:`titled` starts with
+the note, the quick-looks' and the plots' (learning curves, area over time, accuracy) alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +37,28 @@ LABEL_COLOURS = {0: (96, 128, 80), 1: (230, 85, 40), LABEL_NODATA: (255, 255, 25
 LABEL_NAMES = {0: "pervious", 1: "impervious", LABEL_NODATA: "unlabelled"}
 NODATA_COLOUR: RGB = (255, 255, 255)
 """Pixels without data are drawn white and named "no data" in the legend."""
+
+
+TITLE_CHAR_PX = 7.6  # width of an average character of the 11 pt bold title, in pixels
+_NOTES: list[str] = []  # the active title notes, innermost last
+
+
+@contextlib.contextmanager
+def title_note(note: str) -> Iterator[None]:
+    """Every title made inside (:func:`titled`) starts with ``note``, e.g. ``SYNTHETIC``.
+
+    Process-wide rather than per thread, since pictures are drawn in worker threads too.
+    """
+    _NOTES.append(note)
+    try:
+        yield
+    finally:
+        _NOTES.pop()
+
+
+def titled(title: str) -> str:
+    """``title`` with the active :func:`title_note` in front (unchanged outside one)."""
+    return f"{_NOTES[-1]} · {title}" if _NOTES else title
 
 
 @dataclass(frozen=True)
@@ -153,7 +180,11 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
     height, width = rgb.shape[:2]
     dpi = 100
     key_px = 190 if (legend or colour_bar) else 20
-    fig_w, fig_h = max(width, 320) + key_px + 30, height + 95
+    fig_w = max(width, 320) + key_px + 30
+    title = titled(title)
+    # the title wraps at the figure's edge: room above the picture for each of its lines
+    title_lines = math.ceil(len(title) * TITLE_CHAR_PX / (fig_w - 30))
+    fig_h = height + 50 + 28 + 17 * title_lines
     fig = plt.figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
     ax = fig.add_axes((15 / fig_w, 50 / fig_h, width / fig_w, height / fig_h))
     ax.imshow(rgb, interpolation="nearest")
@@ -162,7 +193,7 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
     fig.text(15 / fig_w, 1 - 12 / fig_h, title, ha="left", va="top", fontsize=11,
              fontweight="bold", wrap=True)
     fig.text(15 / fig_w, 18 / fig_h, extent_text(footprint), ha="left", va="bottom",
-             fontsize=8, color="#333333")
+             fontsize=8, color="#333333", wrap=True)
     metres = pixel_metres(footprint)
     if metres:
         length = nice_length(width * metres / 4)

@@ -2,11 +2,11 @@
 
 Each console script builds its parser, adds :func:`add_logging_arguments`, and hands its work
 to :func:`run_command`, so all of them behave alike: progress and results go through
-``logging`` (``-v`` for more, ``-q`` for warnings only), an error the user can act on is one
-line on stderr with exit status 2 (bad input) or 1 (environment: disk, permissions, network,
-a remote service), Ctrl-C says how to resume and exits 130 (SIGTERM: 143; a second signal
-during the wind-down is ignored, see :func:`stop_signals`), and a traceback appears only with
-``--debug``.
+``logging`` (``-v`` for timings, ``-vv`` for isamap's debug messages, ``-q`` for warnings
+only; :func:`log_levels`), an error the user can act on is one line on stderr with exit
+status 2 (bad input) or 1 (environment: disk, permissions, network, a remote service),
+Ctrl-C says how to resume and exits 130 (SIGTERM: 143; a second signal during the wind-down
+is ignored, see :func:`stop_signals`), and a traceback appears only with ``--debug``.
 
 Environment failures often reach the command wrapped by a library (GDAL's ``CPLE_*`` errors,
 torch's writer, a thread pool) with the ``OSError`` as their cause or only its text in their
@@ -117,25 +117,51 @@ class _Quiet(argparse.Action):
             namespace.no_progress = True
 
 
+#: isamap's detail level, between INFO and DEBUG: stage timings, autotune tables, which kernel
+#: or compiled graph runs; ``-v`` shows it, the default level does not.
+DETAIL = 15
+logging.addLevelName(DETAIL, "DETAIL")
+#: the loggers that are isamap's own (the packages' ``logging.getLogger(__name__)``)
+ISAMAP_LOGGERS = ("gee_export", "training", "inference", "experiments")
+
+
 def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     """``-v/--verbose`` (repeatable), ``-q/--quiet`` and ``--debug`` with one meaning everywhere."""
     group = parser.add_argument_group("output")
     group.add_argument("-v", "--verbose", action="count", default=0,
-                       help="more detail (-vv for debug messages)")
+                       help="more detail: -v adds timings and tuning tables, -vv isamap's "
+                            "debug messages (other libraries stay at warnings)")
     group.add_argument("-q", "--quiet", action=_Quiet,
                        help="only warnings and errors (also hides progress bars)")
     group.add_argument("--debug", action="store_true",
-                       help="debug messages and a full traceback on errors")
+                       help="debug messages of isamap and every library it uses, and a full "
+                            "traceback on errors")
+
+
+def log_levels(verbose: int = 0, quiet: bool = False, debug: bool = False) -> dict[str, int]:
+    """The level of each logger the flags set: isamap's packages, ``rasterio`` and the root.
+
+    The one mapping of the flags: the default shows what a user acts on (steps, progress,
+    outputs, warnings); ``-v`` adds isamap's :data:`DETAIL` (timings, tuning tables);
+    ``-vv`` isamap's DEBUG; only ``--debug`` lets other libraries (urllib3, matplotlib,
+    GDAL through rasterio) below WARNING, since their debug output buries isamap's.
+    GDAL's own messages (libtiff's "No space left on device" per block, driver warnings)
+    repeat what the one error line says, so ``rasterio`` is silent below CRITICAL unless
+    ``-v`` asks for more.
+    """
+    if debug:
+        return {**dict.fromkeys(ISAMAP_LOGGERS, logging.DEBUG), "rasterio": logging.DEBUG,
+                "": logging.DEBUG}
+    own = logging.WARNING if quiet else (logging.INFO, DETAIL, logging.DEBUG)[min(verbose, 2)]
+    return {**dict.fromkeys(ISAMAP_LOGGERS, own),
+            "rasterio": logging.WARNING if verbose else logging.CRITICAL,
+            "": logging.WARNING}
 
 
 def configure_logging(verbose: int = 0, quiet: bool = False, debug: bool = False) -> int:
-    """Send isamap's log records to stderr at the level the flags ask for; returns the level."""
-    if debug or verbose >= 2:
-        level = logging.DEBUG
-    elif quiet:
-        level = logging.WARNING
-    else:
-        level = logging.INFO
+    """Send log records to stderr at the levels :func:`log_levels` gives; returns isamap's."""
+    levels = log_levels(verbose, quiet, debug)
+    level = levels[ISAMAP_LOGGERS[0]]
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_isamap", False):
@@ -144,14 +170,8 @@ def configure_logging(verbose: int = 0, quiet: bool = False, debug: bool = False
     handler._isamap = True  # type: ignore[attr-defined]
     handler.setFormatter(_Formatter(_DEBUG_FORMAT if level == logging.DEBUG else _FORMAT))
     root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    for name in ("gee_export", "training", "inference", "experiments"):
-        logging.getLogger(name).setLevel(level)
-    # GDAL's own messages (libtiff's "No space left on device" per block, driver warnings)
-    # repeat what the one error line says; -v shows them.
-    logging.getLogger("rasterio").setLevel(
-        logging.DEBUG if level == logging.DEBUG else logging.WARNING if verbose else
-        logging.CRITICAL)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
     warnings.showwarning = _log_warning
     return level
 

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from gee_export.contract.bands import LABEL
 from gee_export.contract.dataset import DatasetSpec
@@ -34,6 +33,7 @@ from gee_export.core.ee_session import EESession
 from gee_export.core.errors import ConfigError, EarthEngineError
 from gee_export.core.lock import hold_output
 from gee_export.core.months import check_month
+from gee_export.core.progress import progress_bar
 from gee_export.core.storage import Store, open_store
 from gee_export.ee.pixels import (
     Limits,
@@ -315,7 +315,7 @@ def _export_pixels(session: EESession, image: Any, job: ExportJob, store: Store,
         img, lab, fine, n = fetch_patch(session, image, fine_label, job, row, col, limits)
         return book.accept(row, col, img, lab, fine), n, (row, col)
 
-    bar = tqdm(total=len(book.splits), initial=len(book.splits) - len(todo),
+    bar = progress_bar(total=len(book.splits), initial=len(book.splits) - len(todo),
                desc=f"patches {job.month}", unit="patch", disable=not progress)
     error: BaseException | None = None
     last_flush = time.monotonic()

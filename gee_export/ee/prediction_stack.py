@@ -28,13 +28,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from gee_export.contract import bands as band_registry
 from gee_export.contract.grid import Grid, Window
 from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
 from gee_export.core.ee_session import EESession
 from gee_export.core.errors import ConfigError, EarthEngineError
+from gee_export.core.progress import progress_bar
 from gee_export.core.storage import GcsStore, Store, open_store
 from gee_export.ee.recipe import FLOAT_NODATA, EERecipe, build_stack
 from gee_export.ee.sentinel1 import S1Recipe, require_scenes, s1_collection
@@ -214,7 +213,7 @@ def export_prediction_stack(
     earlier = {str(s.get("id")): s for s in session.task_status(saved)} if saved else {}
     active: list[Window] = []
     started = 0
-    bar = tqdm(total=len(windows), initial=len(done), desc=f"stack {name} (tasks)",
+    bar = progress_bar(total=len(windows), initial=len(done), desc=f"stack {name} (tasks)",
                unit="tile", disable=not progress)
 
     def start(window: Window) -> None:

@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from tqdm.auto import tqdm
 
 from gee_export.contract.grid import Grid, Window
 from gee_export.core.ee_session import EESession, task_description
 from gee_export.core.errors import ConfigError, EarthEngineError
 from gee_export.core.lock import hold_output
+from gee_export.core.progress import progress_bar
 from gee_export.core.storage import GcsStore, Store, open_store
 from gee_export.ee.export import Bookkeeper, ExportJob, ExportSummary
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, to_label
@@ -176,7 +176,7 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
     eecu: dict[str, float] = dict(book.read_state("eecu") or {})  # reported per finished task
     # tasks a previous run started: one batched read, not one request per tile
     earlier = _statuses(session, sorted(set(task_ids.values()))) if task_ids else {}
-    bar = tqdm(total=len(book.splits), initial=len(book.splits) - len(remaining),
+    bar = progress_bar(total=len(book.splits), initial=len(book.splits) - len(remaining),
                desc=f"patches {job.month} (tiles)", unit="patch", disable=not progress)
     written = 0
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from tqdm.auto import tqdm
 
 from gee_export.contract import bands as band_registry
 from gee_export.contract.composite import DEFAULT_SPECKLE, SpeckleFilter
 from gee_export.contract.grid import Grid, Window
 from gee_export.core.errors import EmptyCompositeError, InputDataError
+from gee_export.core.progress import progress_bar
 from gee_export.local import sentinel1, sentinel2
 from gee_export.local.labels import ClassMapping, label_window
 from gee_export.local.scenes import BandRef, Scene
@@ -120,7 +120,7 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
         for i, name in enumerate(names, 1):
             dst.set_band_description(i, name)
         dst.update_tags(**tags)
-        for window in tqdm(windows, desc=f"local stack {month}", disable=not progress,
+        for window in progress_bar(windows, desc=f"local stack {month}", disable=not progress,
                            unit="block"):
             layers: dict[str, np.ndarray] = {}
             if s2:
@@ -158,7 +158,7 @@ def write_label(path: Path, grid: Grid, ref: BandRef | None, mapping: ClassMappi
         dst.set_band_description(1, band_registry.LABEL)
         dst.update_tags(**tags)
         windows = list(_blocks(grid, block))
-        for window in tqdm(windows, desc=f"label {grid.resolution:g} m", unit="block",
+        for window in progress_bar(windows, desc=f"label {grid.resolution:g} m", unit="block",
                            disable=not progress or ref is None):
             if ref is None:
                 data = np.full((window.height, window.width), nodata, dtype=np.uint8)

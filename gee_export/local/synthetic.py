@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.geotiff import write_geotiff
 from gee_export.contract.grid import Grid
 from gee_export.core.errors import ConfigError
+from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_write
 
 # ------------------------------------------------------------------------- classes
@@ -356,7 +356,7 @@ def generate_scene(out_dir: str | Path, *, seed: int = 0, width: int = 512, heig
     if marker.exists() and json.loads(marker.read_text()) == params:
         return scene
 
-    bar = tqdm(total=2 + len(scene.s2_dates) + len(scene.s1_dates), unit="step",
+    bar = progress_bar(total=2 + len(scene.s2_dates) + len(scene.s1_dates), unit="step",
                desc="synthetic scene", disable=not progress)
     classes = grow_built_up(draw_class_map(grid, fine_scale, seed), grid, fine_scale, seed,
                             growth)[0]

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from gee_export.contract.quicklook import titled
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.shareable import shareable
@@ -214,16 +215,35 @@ def change_markdown(change: dict) -> list[str]:
     return lines
 
 
+NO_INTERVAL = "(n.i.)"
+NO_INTERVAL_NOTE = (
+    "n.i.: no interval. The sample shows no variation there (every sampled point of the "
+    "class agrees, or disagrees, with the reference), so the estimator's 95 % interval has "
+    "zero width; the value is not exact: more points would give an interval.")
+
+
 def _pct(value: float | None, ci: float | None) -> str:
     if value is None:
         return "n/a"
-    return f"{100 * value:.1f} ± {100 * ci:.1f}" if ci is not None else f"{100 * value:.1f}"
+    if ci is None:
+        return f"{100 * value:.1f}"
+    return f"{100 * value:.1f} {_half_width(100 * ci, 1)}"
+
+
+def _half_width(ci: float, digits: int) -> str:
+    """``± x``; a zero-width interval says so (NO_INTERVAL), a tiny one ``± <0.1``."""
+    if ci == 0:
+        return NO_INTERVAL
+    smallest = 10.0 ** -digits
+    return f"± <{smallest:.{digits}f}" if ci < smallest / 2 else f"± {ci:.{digits}f}"
 
 
 def markdown(report: dict) -> str:
     """The report's tables as Markdown (percentages and km², ± 95 % half-widths)."""
     strata = report["strata"]
     lines = ["# Accuracy and area from reference points", "",
+             f"![{report['isa_class']} F1 and area of each product, with 95 % intervals]"
+             "(report.png)", "",
              f"{report['n']} points, strata from `{strata['raster']}`: " + ", ".join(
                  f"{c} {strata['points'][c]} points / {strata['area_km2'][c]:.3f} km²"
                  for c in strata["classes"]) + ".", "",
@@ -265,17 +285,36 @@ def markdown(report: dict) -> str:
                 "n/a" if v is None else f"{100 * v:.2f}" for v in row) + " |")
     if "change" in report:
         lines += change_markdown(report["change"])
+    if any(NO_INTERVAL in line for line in lines):
+        lines += ["", NO_INTERVAL_NOTE]
     return "\n".join(lines) + "\n"
 
 
 def _km2(value: float | None, ci: float | None) -> str:
     if value is None:
         return "n/a"
-    return f"{value:.3f} ± {ci:.3f}" if ci is not None else f"{value:.3f}"
+    return f"{value:.3f} {_half_width(ci, 3)}" if ci is not None else f"{value:.3f}"
+
+
+def clipped_errors(values: Sequence[float], half_widths: Sequence[float], low: float = 0.0,
+                   high: float = np.inf) -> np.ndarray:
+    """``yerr`` (2 x N: below, above) of ``value ± half_width`` clipped to ``[low, high]``.
+
+    A symmetric normal-approximation interval can pass the quantity's bounds (an F1 of
+    0.97 ± 0.05 above 1, an area below 0 km²); drawn as is, it shows values that cannot be.
+    """
+    v = np.asarray(values, dtype=float)
+    h = np.asarray(half_widths, dtype=float)
+    return np.stack([v - np.maximum(v - h, low), np.minimum(v + h, high) - v])
 
 
 def plot_report(report: dict, png: Path) -> Path:
-    """Impervious F1 and area of every product, with 95 % intervals, side by side."""
+    """Impervious F1 and area of every product, with 95 % intervals, side by side.
+
+    The intervals are clipped to the quantity's range (F1 in [0, 1], area >= 0), and each
+    product's bar names the points it was scored on (a compared product has no value at
+    some points).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -289,20 +328,25 @@ def plot_report(report: dict, png: Path) -> Path:
     est = [p["area"][isa]["estimate_km2"] or 0.0 for p in prods]
     est_ci = [p["area"][isa]["ci95_km2"] or 0.0 for p in prods]
     mapped = [p["area"][isa]["mapped_km2"] or 0.0 for p in prods]
+    scored = [int(p["n"]) for p in prods]
+    labels = [f"{n}\n{k} points" for n, k in zip(names, scored, strict=True)]
     x = np.arange(len(names))
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8), dpi=100)
-    left.bar(x, f1, yerr=f1_ci, capsize=4, color="#d7301f")
-    left.set_xticks(x, names, rotation=20)
-    left.set_ylim(0, 1)
+    left.bar(x, f1, yerr=clipped_errors(f1, f1_ci, 0.0, 1.0), capsize=4, color="#d7301f")
+    left.set_xticks(x, labels, rotation=20)
+    left.set_ylim(0, 1.02)
     left.set_ylabel(f"{isa} F1 (95 % interval)")
-    left.set_title(f"{isa} F1 on {report['n']} reference points")
+    left.set_title(f"{isa} F1 on {scored[0]} scored points" if len(set(scored)) == 1
+                   else f"{isa} F1 on the points each product scored")
     right.bar(x, mapped, color="#bdbdbd", width=0.5, label="mapped by the product")
-    right.errorbar(x, est, yerr=est_ci, fmt="o", color="#08519c", capsize=5, zorder=3,
-                   label="estimated from the points (95 %)")
-    right.set_xticks(x, names, rotation=20)
+    right.errorbar(x, est, yerr=clipped_errors(est, est_ci, 0.0), fmt="o", color="#08519c",
+                   capsize=5, zorder=3, label="estimated from the points (95 %)")
+    right.set_xticks(x, labels, rotation=20)
     right.set_ylabel(f"{isa} area (km²)")
     right.set_title(f"{isa} area")
     right.legend(fontsize=7, loc="lower right", framealpha=0.9)
+    fig.suptitle(titled("Accuracy and area from reference points (95 % intervals)"),
+                 fontweight="bold")
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png")

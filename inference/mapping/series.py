@@ -30,6 +30,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from gee_export.contract.quicklook import titled
 from gee_export.core.storage import atomic_path, atomic_write, files
 from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog, stats
@@ -188,6 +189,8 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
 def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     """ISA km² over time: one line per zone, every mapped date marked and labelled on the axis.
 
+    The area axis starts at zero, so a line's slope shows the change relative to the area.
+
     Zones are named in the legend (the largest 15 when there are more; every value is in
     ``series_area.csv``), so the plot reads on its own.
     """
@@ -220,8 +223,11 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     ax.set_xlabel("mapped date (monthly composite)")
     ax.set_ylabel("impervious surface area (km²)")
     span = f"{months[0]} to {months[-1]}" if months else "no mapped date"
-    ax.set_title(f"Impervious surface area per zone, {span}")
-    ax.margins(y=0.15)
+    ax.set_title(titled(f"Impervious surface area per zone, {span}"))
+    # from zero: the maps' areas carry no interval, and a zoomed axis (20.94-21.06 km²) draws
+    # a 0.5 % change as a steep rise
+    highest = max((r.isa_km2 or 0.0 for z in shown for r in zones[z]), default=0.0)
+    ax.set_ylim(0.0, highest * 1.15 if highest > 0 else 1.0)
     ax.grid(alpha=0.3)
     if shown:
         more = len(zones) - len(shown)

@@ -36,6 +36,7 @@ import rasterio
 import rasterio.errors
 from affine import Affine
 
+from gee_export.core.commands import DETAIL
 from gee_export.core.digest import json_digest
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.lock import LOCK_NAME, hold_output
@@ -237,8 +238,8 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
     stages = {k: round(v, 3) for k, v in job.stages.seconds.items()}
     stages["forward"] = round(predictor.forward_seconds - forward_before, 3)
     stages_cpu = {k: round(v, 3) for k, v in job.stages.cpu.items()}
-    log.info("prediction stages (s, summed per stage over their threads): wall %s; CPU of "
-             "the calling thread %s", stages, stages_cpu)
+    log.log(DETAIL, "prediction stages (s, summed per stage over their threads): wall %s; CPU of "
+            "the calling thread %s", stages, stages_cpu)
     return PredictionResult(class_path, prob_path, width, height, tuple(transform), str(crs),
                             job.tiles, time.perf_counter() - started,
                             predictor.forward_seconds - forward_before, job.first, False,

@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from gee_export.core.commands import DETAIL
 from gee_export.core.errors import ModelError
 from inference.predict.normalise import BatchNormaliser, Tiles, normalise_into
 from training.engine import autotune, quantize
@@ -194,8 +195,8 @@ class TilePredictor:
             log.warning("auto: the remembered int8 model is not used (%s); keeping %s", exc,
                         choice.label)
             return False
-        log.info("auto: int8 (%.3g ms per sample, remembered) over %s (%.3g ms)",
-                 record["ms_per_sample"], choice.label, auto_ms)
+        log.log(DETAIL, "auto: int8 (%.3g ms per sample, remembered) over %s (%.3g ms)",
+                record["ms_per_sample"], choice.label, auto_ms)
         return True
 
     def check_int8(self) -> None:

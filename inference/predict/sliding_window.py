@@ -29,10 +29,10 @@ import rasterio
 import rasterio.errors
 from affine import Affine
 from rasterio.windows import Window
-from tqdm.auto import tqdm
 
 from gee_export.contract.vrt import Piece
 from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_path
 from gee_export.core.storage.gdal_auth import check_read
 from inference.predict import cog
@@ -260,7 +260,7 @@ class SlidingWindowJob:
                 row_from = self.strips[self.todo[0]][0]
                 k0 = next(k for k, y in enumerate(starts_y) if (y + span) * s > row_from)
                 self.acc_rows = (row_from, span * s + self.config.strip_rows)
-                bar = tqdm(total=(len(starts_y) - k0) * len(starts_x), unit="tile",
+                bar = progress_bar(total=(len(starts_y) - k0) * len(starts_x), unit="tile",
                            disable=not self.progress, desc="predict")
                 if self.predictor.expected_tiles is None:  # whether compiling can pay
                     self.predictor.expected_tiles = (len(starts_y) - k0) * len(starts_x)

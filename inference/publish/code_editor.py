@@ -140,19 +140,19 @@ var slider = ui.Slider({{min: 0, max: months.length - 1, step: 1, value: months.
                          style: {{stretch: 'horizontal'}}, onChange: show}});
 var controls = ui.Panel([dateLabel, slider], null, {{position: 'top-center', width: '320px'}});
 
-// Chart of ISA km2 over time for the clicked point's zone: the areas the map series
+// Chart of ISA km² over time for the clicked point's zone: the areas the map series
 // computed, drawn here; a zone without them is reduced on the server with explicit limits.
 var zoneAreas = {areas_js};
 var chartPanel = ui.Panel(null, null, {{position: 'bottom-right', width: '380px'}});
-var chartOptions = {{title: 'ISA km2 over time', vAxis: {{title: 'km2'}}, lineWidth: 2,
+var chartOptions = {{title: 'ISA km² over time', vAxis: {{title: 'km²'}}, lineWidth: 2,
                      pointSize: 4}};
 function chartRows(name, rows) {{
-  var table = [[{{label: 'date', type: 'date'}}, {{label: 'ISA km2', type: 'number'}}]];
+  var table = [[{{label: 'date', type: 'date'}}, {{label: 'ISA km²', type: 'number'}}]];
   rows.forEach(function(row) {{
     var ymd = row[0].split('-');
     table.push([new Date(Number(ymd[0]), Number(ymd[1]) - 1, 1), row[1]]);
   }});
-  chartOptions.title = 'ISA km2 over time: ' + name;
+  chartOptions.title = 'ISA km² over time: ' + name;
   chartPanel.widgets().reset([ui.Chart(table, 'LineChart', chartOptions)]);
 }}
 function chartServer(name, region) {{

@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tqdm.auto import tqdm
-
 from gee_export.core.ee_session import EESession, EETransport, http_status, operation_status
 from gee_export.core.errors import (
     AuthenticationError,
@@ -43,6 +41,7 @@ from gee_export.core.errors import (
     QuotaError,
     StorageError,
 )
+from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_write, files
 from inference.publish.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.publish.code_editor import code_editor_script
@@ -438,7 +437,8 @@ def wait_for_ingestion(assets: EarthEngineAssets, operation: str, poll_seconds: 
     """Poll an ingestion operation until it ends; the bar shows the progress it reports."""
     deadline = time.monotonic() + timeout
     task_id = operation.rsplit("/", 1)[-1]
-    with tqdm(total=100, desc=f"ingest {task_id[:8]}", unit="%", disable=not progress) as bar:
+    with progress_bar(total=100, desc=f"ingest {task_id[:8]}", unit="%",
+                      disable=not progress) as bar:
         while True:
             status = assets.operation_status(operation)
             state = str(status.get("state", "UNKNOWN"))

@@ -144,7 +144,16 @@ def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
     assert res.epochs_run == 2 and 0 <= res.best_miou <= 1
 
 
-def test_cli_train_then_evaluate(patch_root, tmp_path, capsys):
+def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
+    import training.plots
+
+    titles, save = [], training.plots._save
+
+    def keep_title(fig, path):
+        titles.append(fig._suptitle.get_text() if fig._suptitle else "")
+        return save(fig, path)
+
+    monkeypatch.setattr(training.plots, "_save", keep_title)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"data: {patch_root}\nmodel: unet-s2\nepochs: 5\nbatch_size: 3\n"
                    f"model_kwargs: {json.dumps(TINY)}\nprecision: fp32\nnum_workers: 0\n")
@@ -152,6 +161,8 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys):
     out = tmp_path / "run"
     rc = train_main(["--config", str(cfg), "--out", str(out), "--epochs", "1", "--no-progress"])
     assert rc == 0 and "finished after 1 epochs" in capsys.readouterr().out
+    # the learning-curve title names the dataset without the machine's folders
+    assert titles == [f"Learning curves: unet-s2 on {patch_root.parent.name}/ds"]
     rc = evaluate_main(["--model", str(out / "model.pt"), "--data", str(patch_root),
                         "--out", str(tmp_path / "ev"), "--points", "60", "--no-progress"])
     assert rc == 0
@@ -163,6 +174,10 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys):
     assert len(metrics["pixel"]["matrix"]) == 2
     assert (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 1000
     assert "OA" in (tmp_path / "ev" / "metrics.txt").read_text()
+    # areas in km², as everywhere else: 2 test patches of 32 x 32 px at 10 m = 0.2048 km²
+    areas = metrics["area_km2"]
+    assert 0 < sum(areas["mapped_area"]) <= 2 * 32 * 32 * 100 / 1e6 + 1e-9
+    assert "areas in km²" in (tmp_path / "ev" / "metrics.txt").read_text()
     assert train_main(["--data", str(patch_root), "--out", str(out), "--epochs", "0"]) == 2
     assert "epochs must be >= 1" in capsys.readouterr().err
 

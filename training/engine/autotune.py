@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from gee_export.core.allocator import keep_freed_memory
+from gee_export.core.commands import DETAIL
 from gee_export.core.digest import json_digest, text_sha256
 from gee_export.core.env_switch import is_off
 from gee_export.core.user_cache import user_cache_dir
@@ -276,23 +277,23 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         if policy == "auto":
             choice = _for_job(choice, samples)
         if choice is not None and _still_fits(choice, load_meter):
-            log.info("runtime %s from the autotune cache %s (measured %s; %s)", choice.label,
-                     path, ", ".join(f"{k} {v:.3g} ms" for k, v in choice.ms_per_sample.items()),
-                     choice.load.describe())
+            log.log(DETAIL, "runtime %s from the autotune cache %s (measured %s; %s)", choice.label,
+                    path, ", ".join(f"{k} {v:.3g} ms" for k, v in choice.ms_per_sample.items()),
+                    choice.load.describe())
             return choice
     window = load_meter()
     choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
                       tolerance, measure)
     choice = replace(choice, device=where, key=key, shape=shape, load=window.read())
-    log.info("autotune %s on %s, batch %s: %s; chose %s in %.1f s (budget %.1f s, %d of %d "
-             "samples per timed call%s; %s)", mode, where, "x".join(map(str, shape)),
-             ", ".join(f"{k} {v:.3g} ms/sample" for k, v in choice.ms_per_sample.items()),
-             choice.label, choice.seconds, budget_s, choice.measured_batch, shape[0],
-             f"; rejected {', '.join(choice.rejected)}" if choice.rejected else "",
-             choice.load.describe())
+    log.log(DETAIL, "autotune %s on %s, batch %s: %s; chose %s in %.1f s (budget %.1f s, %d of %d "
+            "samples per timed call%s; %s)", mode, where, "x".join(map(str, shape)),
+            ", ".join(f"{k} {v:.3g} ms/sample" for k, v in choice.ms_per_sample.items()),
+            choice.label, choice.seconds, budget_s, choice.measured_batch, shape[0],
+            f"; rejected {', '.join(choice.rejected)}" if choice.rejected else "",
+            choice.load.describe())
     if choice.load.loaded:
-        log.info("autotune: measured while %s; this choice is reused only while the "
-                 "machine stays loaded (a quiet run measures again)", choice.load.describe())
+        log.log(DETAIL, "autotune: measured while %s; this choice is reused only while the "
+                "machine stays loaded (a quiet run measures again)", choice.load.describe())
     if path:
         _write_cache(path, key, choice)
     return choice
@@ -328,9 +329,9 @@ def _for_job(choice: Choice, samples: int | None) -> Choice | None:
         if compile_may_pay(ms.get(eager.label, 0.0), samples, gain=gain,
                            compile_s=choice.compile_seconds):
             return choice
-        log.info("autotune: %d samples are too few for compiling to pay (%.0f %% faster, "
-                 "%.1f s to compile); running %s", samples, 100 * gain,
-                 choice.compile_seconds, eager.label)
+        log.log(DETAIL, "autotune: %d samples are too few for compiling to pay (%.0f %% faster, "
+                "%.1f s to compile); running %s", samples, 100 * gain,
+                choice.compile_seconds, eager.label)
         return replace(choice, setting=eager)
     tried = compiled.label in ms or compiled.label in choice.errors
     if not tried and compile_may_pay(ms.get(eager.label, 0.0), samples):
@@ -349,8 +350,8 @@ def _still_fits(choice: Choice, load_meter: machine_load.Meter) -> bool:
     now = machine_load.sample(load_meter)
     if now.loaded:
         return True
-    log.info("autotune: the cached %s was measured while %s; %s now, so it is measured again",
-             choice.label, choice.load.describe(), now.describe())
+    log.log(DETAIL, "autotune: the cached %s was measured while %s; %s now, so it is "
+            "measured again", choice.label, choice.load.describe(), now.describe())
     return False
 
 
@@ -528,8 +529,8 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             best = min(times, key=times.__getitem__)
             n = int(batch["image"].shape[0])
             if compile == "auto" and not compile_may_pay(1000.0 * times[best] / n, samples or 0):
-                log.info("autotune: %d samples at %.3g ms are too few for compiling to pay; "
-                         "not compiled", samples or 0, 1000.0 * times[best] / n)
+                log.log(DETAIL, "autotune: %d samples at %.3g ms are too few for compiling to pay; "
+                        "not compiled", samples or 0, 1000.0 * times[best] / n)
             elif compile:
                 compiled = replace(best, compile=True)
                 errors[compiled] = runner.disagreement(compiled, batch, reference)

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gee_export.core.commands import DETAIL
 from gee_export.core.user_cache import user_cache_dir
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,8 @@ class CompiledForInference(nn.Module):
         if self._graph is None and self.error is None:
             try:
                 seconds = self.compile(x)
-                log.info("model compiled for input %s (%s)", "x".join(map(str, x.shape)),
-                         f"{seconds:.1f} s" if seconds else "the graph measured by auto")
+                log.log(DETAIL, "model compiled for input %s (%s)", "x".join(map(str, x.shape)),
+                        f"{seconds:.1f} s" if seconds else "the graph measured by auto")
             except CompileError as exc:
                 log.warning("%s; running the model eagerly", exc)
         if self._graph is not None and tuple(x.shape) == self.shape:

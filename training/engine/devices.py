@@ -42,17 +42,20 @@ def add_device_arguments(parser: argparse.ArgumentParser, *, device: str | None 
         precision: default of --precision (None: likewise).
         channels_last: default of --channels-last (None: likewise).
     """
+    unset = " (default: the --config file's, else auto)"
     parser.add_argument("--device", default=device, help="auto | cpu | cuda | cuda:N "
-                        "(auto: CUDA when available)")
+                        "(auto: CUDA when available)" + (unset if device is None else ""))
     int8_help = ("; int8 (CPU with VNNI/AMX, the int8 extra): a quantized model, used only "
                  "when its map agrees with fp32" if inference else "")
     parser.add_argument("--precision", choices=INFERENCE_PRECISIONS if inference else PRECISIONS,
                         default=precision,
                         help="autocast dtype; auto: time fp32/bf16 (and fp16 on CUDA) on this "
                              "model, batch shape and device, keep the fastest whose output "
-                             "agrees with fp32 (cached; see docs/performance.md)" + int8_help)
+                             "agrees with fp32 (cached; see docs/performance.md)" + int8_help
+                             + (unset if precision is None else ""))
     parser.add_argument("--channels-last", choices=LAYOUTS, default=channels_last,
-                        help="NHWC memory format; auto: measured with --precision auto")
+                        help="NHWC memory format; auto: measured with --precision auto"
+                             + (unset if channels_last is None else ""))
     parser.add_argument("--no-autotune-cache", dest="autotune_cache", action="store_const",
                         const=False, default=None,
                         help="measure 'auto' again instead of reusing the cached choice "

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from gee_export.core.allocator import keep_freed_memory
+from gee_export.core.commands import DETAIL
 from training.engine.compiled import compile_for_inference
 from training.engine.outputs import main_output
 
@@ -236,8 +237,8 @@ class SettingRunner:
         if (self.device.type == "cpu" and self.threads >= 2
                 and cores_used < BUSY_UTILISATION * self.threads):
             fewer = max(1, self.threads // 2)
-            log.info("autotune: %.2g of %d threads busy on the probe; trying %d", cores_used,
-                     self.threads, fewer)
+            log.log(DETAIL, "autotune: %.2g of %d threads busy on the probe; trying %d", cores_used,
+                    self.threads, fewer)
             seconds_fewer = self._seconds(probe, fewer)[0]
             seconds = min(seconds, self._seconds(probe, None, warm=False)[0])
             if seconds_fewer * FEWER_THREADS_GAIN < seconds:
@@ -276,7 +277,7 @@ class SettingRunner:
         try:
             probs = self.probabilities(setting, batch)
         except Exception as exc:  # an unsupported kernel or dtype: reject, do not fail
-            log.info("autotune: %s failed (%s); not a candidate", setting.label, exc)
+            log.log(DETAIL, "autotune: %s failed (%s); not a candidate", setting.label, exc)
             return math.inf
         if probs.shape != reference.shape or not bool(torch.isfinite(probs).all()):
             return math.inf
@@ -293,7 +294,7 @@ class SettingRunner:
         try:
             self.call(setting, batch, check_finite=True)()
         except Exception as exc:
-            log.info("autotune: %s failed (%s); not a candidate", setting.label, exc)
+            log.log(DETAIL, "autotune: %s failed (%s); not a candidate", setting.label, exc)
             return False
         return True
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gee_export.core.commands import DETAIL
 from gee_export.core.digest import chunks_sha256, json_digest
 from gee_export.core.errors import ConfigError, IsamapError
 from training.engine import records
@@ -314,8 +315,8 @@ def compile_int8(quantized: nn.Module, example: torch.Tensor) -> tuple[nn.Module
         # inductor's int8 convolution lowering copies a tensor the way it itself warns about
         warnings.filterwarnings("ignore", "To copy construct from a tensor", UserWarning)
         compiled = compile_for_inference(quantized, example)
-    log.info("int8: compiled in %.1f s (inductor cache %s)", compiled.compile_seconds,
-             inductor_cache_dir())
+    log.log(DETAIL, "int8: compiled in %.1f s (inductor cache %s)", compiled.compile_seconds,
+            inductor_cache_dir())
     return compiled, compiled.compile_seconds
 
 

@@ -17,10 +17,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import PurePosixPath
 from typing import TypeVar
 
-from tqdm.auto import tqdm
-
 from gee_export.core.digest import update_from_file
 from gee_export.core.errors import ChecksumMismatchError, ConfigError, StorageError
+from gee_export.core.progress import progress_bar
 
 T = TypeVar("T")
 
@@ -130,7 +129,7 @@ class Store(ABC):
             raise ConfigError(f"workers must be >= 1, got {workers}")
         errors: list[BaseException] = []
         with ThreadPoolExecutor(max_workers=workers) as pool, \
-                tqdm(total=len(items), desc=desc, unit="file", leave=False) as bar:
+                progress_bar(total=len(items), desc=desc, unit="file", leave=False) as bar:
             futures = {pool.submit(self.upload_file, local, rel): rel for local, rel in items}
             for future in as_completed(futures):
                 exc = future.exception()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from gee_export.core import progress
 from gee_export.core.errors import ConfigError
 from gee_export.local.synthetic import (
     BUILDING,
@@ -147,7 +148,9 @@ def test_bad_parameters_are_refused(tmp_path):
         generate_scene(tmp_path, s2_days=(1, 2), cloudy=(3,))
 
 
-def test_scene_generation_shows_a_progress_bar_unless_asked_not_to(tmp_path, capsys):
+def test_scene_generation_shows_a_progress_bar_unless_asked_not_to(tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.setattr(progress, "live_terminal", lambda stream=None: True)  # a live bar
     generate_scene(tmp_path / "a", width=32, height=32, fine_scale=2, progress=False)
     assert "synthetic scene" not in capsys.readouterr().err
     generate_scene(tmp_path / "b", width=32, height=32, fine_scale=2)

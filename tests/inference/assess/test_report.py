@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 import rasterio
 
+from gee_export.contract.quicklook import title_note
 from gee_export.core.errors import InputDataError
 from gee_export.ee.fake_server import PointTransport
 from inference.assess.point_files import write_design
-from inference.assess.report import score
+from inference.assess.report import (
+    NO_INTERVAL_NOTE,
+    clipped_errors,
+    markdown,
+    plot_report,
+    score,
+)
 from tests.support.assess import synthetic_scene
 from tests.support.mapping import session_for
 from tests.support.rasters import write_band
@@ -180,3 +187,67 @@ def test_design_file_ceo_exports_and_csv_score_alike(tmp_path):
     with pytest.raises(InputDataError, match="have no label"):  # one project's export only
         score(str(scene.map_path), str(first), tmp_path / "s5", design=tmp_path / "d",
               reference_column=QUESTION)
+
+
+def _report(f1: float, f1_ci: float, n_scored: dict[str, int]) -> dict:
+    """A two-class report as score() writes it, with the given impervious F1 and counts."""
+    def product(n: int) -> dict:
+        cls = {"user_accuracy": 1.0, "user_accuracy_ci95": 0.0, "producer_accuracy": 0.9,
+               "producer_accuracy_ci95": 0.04, "f1": f1, "f1_ci95": f1_ci}
+        area = {"estimate_km2": 2.0, "ci95_km2": 2.5, "mapped_km2": 1.8}
+        return {"n": n, "source": "m.tif", "classes": ["pervious", "impervious"],
+                "overall_accuracy": 0.95, "overall_accuracy_ci95": 0.0004,
+                "per_class": {"pervious": cls, "impervious": cls},
+                "area": {"pervious": area, "impervious": area},
+                "sample_confusion": {"counts": [[90, 0], [3, 80]]},
+                "error_matrix": {"proportions": [[0.5, 0.0], [0.02, 0.48]]}}
+
+    return {"n": 180, "estimator": "Olofsson", "isa_class": "impervious",
+            "strata": {"raster": "m.tif", "classes": ["pervious", "impervious"],
+                       "points": {"pervious": 90, "impervious": 90},
+                       "area_km2": {"pervious": 3.0, "impervious": 2.0}},
+            "products": {name: product(n) for name, n in n_scored.items()}}
+
+
+def _drawn(monkeypatch, report, png):
+    """The figure plot_report draws (kept when it is closed)."""
+    import matplotlib.pyplot as plt
+
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    plot_report(report, png)
+    return figures[0]
+
+
+def _bar_ends(ax) -> list[float]:
+    """Both ends of every interval drawn on ``ax``."""
+    from matplotlib.container import ErrorbarContainer
+
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    return [float(y) for c in bars for seg in c.lines[2][0].get_segments() for y in seg[:, 1]]
+
+
+def test_report_md_shows_its_picture_and_no_zero_width_interval_as_a_number():
+    text = markdown(_report(0.97, 0.05, {"map": 173}))
+    assert "![impervious F1 and area of each product, with 95 % intervals](report.png)" in text
+    assert "± 0.0 " not in text and "± 0.0|" not in text and "± 0.000 " not in text
+    assert "100.0 (n.i.)" in text and text.rstrip().endswith(NO_INTERVAL_NOTE)
+    assert "95.0 ± <0.1" in text  # a tiny interval is not shown as none
+    assert "2.000 ± 2.500" in text
+    assert text.count(NO_INTERVAL_NOTE) == 1
+
+
+def test_report_png_clips_intervals_and_counts_the_points_each_product_scored(
+        tmp_path, monkeypatch):
+    fig = _drawn(monkeypatch, _report(0.97, 0.05, {"map": 173, "wc": 170}), tmp_path / "r.png")
+    left, right = fig.axes
+    assert max(_bar_ends(left)) == pytest.approx(1.0)  # 0.97 + 0.05 drawn to 1, not 1.02
+    assert min(_bar_ends(right)) == pytest.approx(0.0)  # 2.0 - 2.5 km² drawn to 0, not -0.5
+    assert [t.get_text() for t in left.get_xticklabels()] == ["map\n173 points",
+                                                              "wc\n170 points"]
+    assert "180" not in left.get_title()
+    with title_note("SYNTHETIC"):
+        one = _drawn(monkeypatch, _report(0.97, 0.05, {"map": 173}), tmp_path / "one.png")
+    assert one.axes[0].get_title() == "impervious F1 on 173 scored points"
+    assert one._suptitle.get_text().startswith("SYNTHETIC · Accuracy and area")
+    assert clipped_errors([0.5], [0.2], 0.0, 1.0) == pytest.approx(np.array([[0.2], [0.2]]))

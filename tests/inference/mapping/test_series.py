@@ -16,6 +16,7 @@ from PIL import Image
 from pyproj import Transformer
 from pystac.validation import validate_dict
 
+from gee_export.contract.quicklook import title_note
 from gee_export.core.errors import ConfigError
 from gee_export.ee.fake_server import StackTransport
 from inference.mapping.request import MapRequest
@@ -346,3 +347,21 @@ def test_area_plot_is_written_for_one_date_few_zones_and_many(tmp_path, zones, m
     png = plot_area(rows, tmp_path / "area.png")
     with Image.open(png) as image:
         assert image.size[0] >= 700 and image.size[1] >= 400
+
+
+def test_area_plot_starts_at_zero_and_marks_a_synthetic_scene(tmp_path, monkeypatch):
+    """A 20.94-21.06 km² axis drew a 0.5 % change as a steep rise; the demo's made-up scene
+    must not pass for a map of a real place."""
+    import matplotlib.pyplot as plt
+
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    rows = [SeriesAreaRow("all", m, km2, None, 50.0, 0.0, 0.4)
+            for m, km2 in (("2019-06", 20.95), ("2021-06", 21.05))]
+    with title_note("SYNTHETIC"):
+        plot_area(rows, tmp_path / "area.png")
+    plot_area(rows, tmp_path / "plain.png")
+    marked, plain = (fig.axes[0] for fig in figures)
+    assert marked.get_ylim()[0] == 0 and marked.get_ylim()[1] > 21.05
+    assert marked.get_title() == "SYNTHETIC · Impervious surface area per zone, 2019-06 to 2021-06"
+    assert plain.get_title() == "Impervious surface area per zone, 2019-06 to 2021-06"

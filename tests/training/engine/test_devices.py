@@ -57,14 +57,14 @@ def test_device_names():
 
 
 def test_commands_share_the_device_and_precision_options(capsys):
-    from inference.cli import _predict_parser
+    from inference.cli import predict_parser
     from training.cli import evaluate_parser, train_parser
 
     train_args = train_parser().parse_args([])
     assert train_args.device is None and train_args.precision is None  # config file decides
     required = {"train": [], "evaluate": ["--model", "m", "--data", "d", "--out", "o"],
                 "predict": ["--model", "m", "--input", "i", "--out", "o"]}
-    parsers = {"train": train_parser, "evaluate": evaluate_parser, "predict": _predict_parser}
+    parsers = {"train": train_parser, "evaluate": evaluate_parser, "predict": predict_parser}
     for name in ("evaluate", "predict"):  # one meaning of auto, the default everywhere
         args = parsers[name]().parse_args(required[name])
         assert (args.precision, args.channels_last, args.autotune_cache) == ("auto", "auto", None)
@@ -82,10 +82,10 @@ def test_commands_share_the_device_and_precision_options(capsys):
 
 
 def test_int8_is_offered_to_inference_commands_only():
-    from inference.cli import _predict_parser
+    from inference.cli import predict_parser
     from training.cli import evaluate_parser, train_parser
 
-    args = _predict_parser().parse_args(["--model", "m", "--input", "i", "--out", "o",
+    args = predict_parser().parse_args(["--model", "m", "--input", "i", "--out", "o",
                                          "--precision", "int8"])
     assert args.precision == "int8"
     for make, extra in ((train_parser, []), (evaluate_parser, ["--model", "m", "--data", "d",

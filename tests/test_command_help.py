@@ -1,0 +1,118 @@
+"""Every console script's --help: examples that parse, --version, every option explained."""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from gee_export.cli import build_parser as export_parser
+from gee_export.core.commands import attach_values
+from gee_export.core.version import code_version
+from inference.assess_cli import build_parser as assess_parser
+from inference.cli import predict_parser, publish_parser
+from inference.demo import build_parser as demo_parser
+from inference.map_cli import build_parser as map_parser
+from training.cli import evaluate_parser, prune_parser, train_parser
+
+REPO = Path(__file__).resolve().parents[1]
+PARSERS = {"isamap-export": export_parser, "isamap-demo": demo_parser,
+           "isamap-train": train_parser, "isamap-evaluate": evaluate_parser,
+           "isamap-prune": prune_parser, "isamap-predict": predict_parser,
+           "isamap-publish": publish_parser, "isamap-map": map_parser,
+           "isamap-assess": assess_parser}
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found.update(action.choices)
+    return found
+
+
+def _every_parser() -> list[tuple[str, argparse.ArgumentParser]]:
+    out = []
+    for name, build in PARSERS.items():
+        parser = build()
+        out.append((name, parser))
+        out += [(f"{name} {sub}", p) for sub, p in _subparsers(parser).items()]
+    return out
+
+
+def test_every_console_script_is_covered():
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    scripts = {line.split("=")[0].strip()
+               for line in cfg["options.entry_points"]["console_scripts"].splitlines()
+               if line.strip()}
+    assert scripts == set(PARSERS)
+    assert "from gee_export.cli import main" in (REPO / "export_patches.py").read_text()
+
+
+@pytest.mark.parametrize("name,parser", _every_parser(), ids=lambda v: v if isinstance(v, str)
+                         else "")
+def test_help_explains_every_option_once_with_examples(name, parser):
+    text = parser.format_help()
+    flat = " ".join(text.split())
+    assert "%%" not in text
+    assert "(default: None)" not in flat and "(default: False)" not in flat
+    assert not re.search(r"\(default:[^()]*\) \(default:", flat), name
+    assert parser.description and len(parser.description) > 40
+    unexplained = [a.option_strings or a.dest for a in parser._actions
+                   if not isinstance(a, argparse._HelpAction)
+                   and (not a.help or a.help == argparse.SUPPRESS)]
+    assert unexplained == [], f"{name}: options without help"
+    examples = [line.strip() for line in (parser.epilog or "").splitlines()
+                if line.strip().startswith(name.split()[0] + " ")]
+    assert 2 <= len(examples) <= 3, f"{name}: 2-3 examples in the epilog"
+    top = PARSERS[name.split()[0]]()
+    for line in examples:  # each example is a command line its parser accepts
+        argv = shlex.split(line)[1:]
+        args = top.parse_args(attach_values(argv, ("--bbox",)))
+        assert args is not None
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_version_prints_the_package_version(name, capsys):
+    with pytest.raises(SystemExit) as stop:
+        PARSERS[name]().parse_args(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out == f"{name} {code_version()}\n"
+
+
+@pytest.mark.parametrize("name,argv,needle", [
+    ("isamap-train", ["--dat", "ds", "--model", "unet"], "unrecognized arguments: --dat ds"),
+    ("isamap-evaluate", ["--model", "m.pt", "--dat", "ds", "--out", "o"],
+     "the following arguments are required: --data"),
+    ("isamap-export", ["--reg", "wuhan", "--dry-run"], "unrecognized arguments: --reg wuhan"),
+    ("isamap-assess", ["score", "--map", "m.tif", "--ref", "r.csv", "--out", "o"],
+     "the following arguments are required: --reference"),
+])
+def test_an_option_prefix_is_refused_not_guessed(name, argv, needle, capsys):
+    """argparse took --dat for --data; a prefix that works today changes meaning tomorrow."""
+    with pytest.raises(SystemExit) as stop:
+        PARSERS[name]().parse_args(argv)
+    assert stop.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_demo_help_shows_the_size_range():
+    flat = " ".join(demo_parser().format_help().split())
+    assert "from 384 to 2048 (default: 768)" in flat
+
+
+@pytest.mark.parametrize("name", sorted(set(PARSERS) - {"isamap-assess"}))
+def test_grouped_short_flags_still_count_with_exact_names(name):
+    """allow_abbrev=False must not cost -vv its meaning (-v twice)."""
+    parser = PARSERS[name]()
+    required = {a.option_strings[0]: "x" for a in parser._actions
+                if a.required and a.option_strings}
+    argv = [item for flag, value in required.items() for item in (flag, value)]
+    if name == "isamap-publish":  # one of a required pair
+        argv += ["--prefix", "maps/x"]
+    assert parser.parse_args([*argv, "-vv"]).verbose == 2
