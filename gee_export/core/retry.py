@@ -43,7 +43,8 @@ def retry_call(call: Callable[[], T], policy: RetryPolicy, *,
                retryable: Callable[[Exception], bool],
                fail: Callable[[Exception, int, bool], BaseException],
                sleep: Callable[[float], None] = time.sleep,
-               delay: Callable[[int], float] | None = None) -> T:
+               delay: Callable[[int], float] | None = None,
+               free: Callable[[Exception], bool] | None = None) -> T:
     """Run ``call()`` until it succeeds, a failure is not retryable, or the budget is spent.
 
     Args:
@@ -56,15 +57,24 @@ def retry_call(call: Callable[[], T], policy: RetryPolicy, *,
         sleep: the wait function (tests pass a recorder to stay fast).
         delay: seconds to wait after failed attempt ``n``; default ``policy.delay`` drawn from
             the ``random`` module.
+        free: failures that do not count against ``max_attempts`` (at most ``max_attempts``
+            of them, so a call never makes more than twice that many requests): the
+            refusals an adaptive concurrency limit answers by lowering itself
+            (:mod:`gee_export.core.concurrency`), which are flow control, not failures.
     """
     delay = delay or (lambda n: policy.delay(n, random))  # type: ignore[arg-type]
-    attempt = 0
+    attempt = freed = 0
     while True:
         attempt += 1
         try:
             return call()
         except Exception as exc:
             transient = retryable(exc)
+            if transient and free is not None and freed < policy.max_attempts and free(exc):
+                freed += 1
+                attempt -= 1
+                sleep(delay(attempt + freed))  # the wait still grows with every refusal
+                continue
             if not transient or attempt >= policy.max_attempts:
                 error = fail(exc, attempt, transient)
                 if error is exc:

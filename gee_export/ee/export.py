@@ -283,7 +283,9 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
         job: grid, bands, month and dataset parameters.
         out: dataset root, local directory or gs:// URL.
         fine_label: stack.build_fine_label's image when ``job.spec.fine_scale`` is set.
-        workers: concurrent requests (1..40).
+        workers: most concurrent requests (1..40); the session's adaptive limit
+            (:mod:`gee_export.core.concurrency`) keeps fewer in flight while the project's
+            quota answers 429.
         limits: request limits (tests shrink them to exercise splitting).
         flush_seconds: index/manifest rewrite period while running.
         progress: show a tqdm bar (patches, rate, ETA).
@@ -291,6 +293,7 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
     """
     check_workers(workers)
     job.check_fine_label(fine_label)
+    session.limit_requests(workers)  # adaptive, at most ``workers`` requests in flight
     store = open_store(out)
     with hold_output(store):
         return _export_pixels(session, image, job, store, fine_label, workers, limits,
