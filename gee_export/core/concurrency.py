@@ -12,18 +12,19 @@ share of ``--max-concurrent``):
   429, so a job that starts beside other load does not flood the quota;
 * each 429 of a request started after the last decrease multiplies the limit by
   :data:`DECREASE` (one congestion event lowers it once, however many requests it refused);
-* each success adds ``INCREASE / limit``: :data:`INCREASE` more requests in flight per
-  round trip.
+* each success adds ``max(1 / limit, INCREASE)``: one more request in flight per round trip,
+  or :data:`INCREASE` of the limit where that is more.
 
-Both constants are gentler than TCP's halving and faster than its one per round trip, for
-two reasons: a 429 costs the client one short round trip and no data (the request is
-retried; under an adaptive limit the refusals do not count against the retry budget, see
-``retry_call``'s ``free``), and the share left by other load moves by tens of requests at a
-time, which one request per round trip takes tens of round trips to follow.
-``benchmarks/bench_fetch_quota.py`` compares the choices on a simulated shared quota: with
-(1, 0.75) about 0.82 of the moving cap is kept busy, with (4, 0.8) about 0.92 at 6 refusals
-per 100 successful requests; a static 40 keeps it fuller but earns 40 refusals per 100 and
-loses requests whose retry budget runs out.
+Both are faster than TCP's halving and one request per round trip, for two reasons: a 429
+costs the client one short round trip and no data (the request is retried; under an
+adaptive limit the refusals do not count against the retry budget while the limit can still
+come down, see ``retry_call``'s ``free``), and the share left by other load moves by tens of
+requests at a time, which one request per round trip takes tens of round trips to follow.
+``benchmarks/bench_fetch_quota.py`` compares the choices on a simulated shared quota (a cap
+redrawn between 8 and 40 every 35 round trips or so): TCP's rule keeps about 0.82 of the
+moving cap busy, this one about 0.92 at 3 to 4 refusals per 100 successful requests; a static
+40 keeps it fuller but earns over 30 refusals per 100 and loses requests whose retry budget
+runs out.
 
 Only 429 (and 403 rate-limit) answers are load signals: a 5xx or a timeout says nothing about
 the project's quota, so they leave the limit alone (the retry loop backs off on them).
@@ -42,8 +43,9 @@ Outcome = Literal["ok", "throttled", "failed"]
 DECREASE = 0.8
 """Factor applied to the limit on a 429 (the module docstring says why not TCP's 0.5)."""
 
-INCREASE = 4.0
-"""Requests added to the limit per round trip without a 429 (see the module docstring)."""
+INCREASE = 0.15
+"""Growth of the limit per round trip without a 429: this share of it, or one request where
+that is more (see the module docstring)."""
 
 START = 4
 """Requests in flight before the first answer: slow start doubles it each round trip."""
@@ -107,7 +109,7 @@ class RequestLimit:
             if outcome == "ok":
                 self.succeeded += 1
                 if self.adaptive:
-                    step = 1.0 if self.slow_start else self.increase / max(self.limit, 1.0)
+                    step = 1.0 if self.slow_start else max(1.0 / self.limit, self.increase)
                     self.limit = min(float(self.ceiling), self.limit + step)
             elif outcome == "throttled":
                 self.throttled += 1

@@ -432,7 +432,7 @@ class EESession:
             limited: each attempt takes a slot of the session's :attr:`limit` (the adaptive
                 number of requests in flight) and tells it how the attempt ended; under an
                 adaptive limit a 429 is its flow control and does not count against the
-                retry budget (at most ``max_attempts`` such, see ``retry_call``'s ``free``).
+                retry budget while the limit can come down (``retry_call``'s ``free``).
 
         "Computation timed out" is retried once only (:data:`TIMEOUT_RETRIES`): a second
         one means the request is too large to compute in the interactive limit, and the
@@ -470,7 +470,15 @@ class EESession:
             lambda: fn(*args))
         return retry_call(attempt, self.retry, sleep=self._sleep,
                           retryable=retryable, fail=fail, delay=self._next_delay,
-                          free=(lambda exc: classify(exc) == "quota") if adaptive else None)
+                          free=self._flow_control if adaptive else None)
+
+    def _flow_control(self, exc: Exception) -> bool:
+        """Whether a refusal is the adaptive limit's signal rather than a missing quota.
+
+        Flow control while the limit can still come down; at one request in flight the
+        project has no quota left, and the refusal counts against the retry budget.
+        """
+        return classify(exc) == "quota" and self.limit is not None and self.limit.limit > 1.0
 
     def _limited(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """One attempt inside a slot of :attr:`limit`; its outcome and latency recorded."""

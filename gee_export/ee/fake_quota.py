@@ -106,6 +106,8 @@ class SharedQuota:
         t = self._last
         while self._measuring and t < now:
             k = int((t - self.started) / period)
+            if self.started + (k + 1) * period <= t:  # t on a boundary, rounded below it
+                k += 1
             end = min(now, self.started + (k + 1) * period)
             cap = self._cap(k)
             self.busy_seconds += min(self.serving, cap) * (end - t)
