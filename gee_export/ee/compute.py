@@ -143,6 +143,11 @@ class ComputeBudget:
         with self._lock:
             self.spent_s += requests * self.per_request if eecu_s is None else eecu_s
 
+    def recount(self, measured_s: float, unmeasured: int) -> None:
+        """Set the spending to ``measured_s`` reported EECU-s plus ``unmeasured`` estimates."""
+        with self._lock:
+            self.spent_s = measured_s + unmeasured * self.per_request
+
     def take(self, requests: int) -> bool:
         """Charge ``requests`` requests if they stay within the bound; whether they did."""
         with self._lock:

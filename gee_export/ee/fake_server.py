@@ -77,8 +77,9 @@ class StackTransport:
                  task_error: str | None = None, recipe: tuple[Any, Any] | None = None,
                  fail_at: Mapping[str, Sequence[int]] | None = None,
                  latency: float = 0.0, info: Callable[[str], Any] | None = None,
-                 quota: SharedQuota | None = None) -> None:
+                 quota: SharedQuota | None = None, task_eecu_s: float | None = None) -> None:
         self.stack = stack
+        self.task_eecu_s = task_eecu_s  # batchEecuUsageSeconds each finished task reports
         # a project quota shared with other load (fake_quota): 429 above a moving cap,
         # heavy-tailed latency, occasional 5xx and time-outs
         self.quota = quota
@@ -256,6 +257,8 @@ class StackTransport:
         task_id = f"T{next(self._ids)}"
         self.tasks[task_id] = {"id": task_id, "state": "COMPLETED",
                                "description": task.config["description"], "bands": bands}
+        if self.task_eecu_s is not None:
+            self.tasks[task_id]["eecu_seconds"] = self.task_eecu_s
         return task_id
 
     def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:

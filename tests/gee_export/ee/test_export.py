@@ -307,6 +307,31 @@ def test_tasks_export_end_to_end(gcs_emulator, gcs_bucket, local_stack, recipe_i
     assert again.written == 0 and len(transport.tasks) == 8  # nothing re-exported
 
 
+def test_max_eecu_hours_counts_what_finished_tasks_report(gcs_emulator, gcs_bucket, local_stack,
+                                                         recipe_images):
+    from gee_export.core.errors import ComputeBudgetError
+    from gee_export.ee.compute import ComputeBudget
+
+    image, fine = recipe_images
+    root = f"gs://{gcs_bucket}/bounded"
+    # tasks report 30 EECU-s each where 10 are assumed: at the assumption all four tiles
+    # (two tasks each) would fit 100 EECU-s, at the reported figure only the first two
+    transport = StackTransport(local_stack, gcs_client=gcs_emulator.client(),
+                               task_bands=(*DEFAULT_IMAGE_BANDS, "label"), task_eecu_s=30.0)
+
+    def bounded(seconds: float):
+        return export_tasks(session_for(transport), image, job_for(local_stack), root,
+                            fine_label=fine, patches_per_tile=2, max_pending=3, poll_seconds=0,
+                            progress=False, budget=ComputeBudget(seconds / 3600.0, 10.0))
+
+    with pytest.raises(ComputeBudgetError, match="2019-06 has 2 of 4 tiles left"):
+        bounded(100.0)
+    assert len(transport.tasks) == 4
+    bounded(1000.0)  # a higher bound resumes: the other two tiles only
+    assert len(transport.tasks) == 8
+    check_dataset(root, local_stack, expect_ids=expected_ids(local_stack, {"r0_c0"}))
+
+
 def test_failed_task_surfaces_its_message(gcs_emulator, gcs_bucket, local_stack,
                                           recipe_images):
     transport = StackTransport(local_stack, gcs_client=gcs_emulator.client(),
