@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="side of the split's blocks in patch positions (whole blocks go to "
                           "train, val or test; a small area needs smaller blocks to get all "
                           "three: the dry run says which)")
-    out.add_argument("--latency-s", type=float, default=DEFAULT_LATENCY_S,
+    out.add_argument("--latency", type=float, default=DEFAULT_LATENCY_S,
                      help="seconds per request the dry run's wall time assumes")
     out.add_argument("--max-eecu-hours", type=float,
                      help="stop (resumably) before the dataset's estimated Earth Engine "
@@ -244,9 +244,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     check_range("--stride", args.stride, 1, args.patch_size,
                 "a stride above the patch size would leave gaps between patches")
     check_range("--split-block", args.split_block, 1)
-    if not args.latency_s > 0:
-        raise ConfigError(f"--latency-s must be a positive number of seconds, got "
-                          f"{args.latency_s:g}")
+    if not args.latency > 0:
+        raise ConfigError(f"--latency must be a positive number of seconds, got "
+                          f"{args.latency:g}")
     if args.max_eecu_hours is not None:
         if not args.max_eecu_hours > 0:
             raise ConfigError(f"--max-eecu-hours must be a positive number of EECU-hours, got "
@@ -366,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
                                  _local_scheme(args))
         plan = make_plan(region, grid, months, bands, labels, args.fine_scale, method, out,
                          workers, args.patches_per_tile, seed=args.seed,
-                         block=args.split_block, latency_s=args.latency_s,
+                         block=args.split_block, latency_s=args.latency,
                          max_eecu_hours=args.max_eecu_hours)
         print(format_plan(plan))
         if runner:

@@ -6,7 +6,11 @@ assets) goes through an :class:`EESession`. That buys four things:
 * **one retry loop**: earthengine-api's own retries (googleapiclient's, 5 by default, uncapped
   backoff) are switched off (``ee.data.setMaxRetries(0)``), and :meth:`EESession.call` retries
   429 / 5xx / timeouts with capped, jittered backoff under one budget: at most
-  ``RetryPolicy.max_attempts`` HTTP requests per call, never that number squared;
+  ``RetryPolicy.max_attempts`` HTTP requests per call, never that number squared (429s that
+  an adaptive request limit answers by lowering itself are its flow control and count apart,
+  ``retry.FREE_FACTOR`` times the budget at most); computePixels attempts take slots of the
+  process's :class:`~gee_export.core.concurrency.RequestLimit`, and every request carries the
+  run's ``workloadTag``;
 * failures are classified on the HTTP status the client keeps (the ``HttpError`` behind its
   ``EEException``) and on a few precise phrases, never on a number inside a message:
   deterministic errors ("Too many input pixels per output pixel", "User memory limit

@@ -32,7 +32,7 @@ from gee_export.ee.tasks import (
 Method = Literal["pixels", "tasks"]
 AUTO_TASKS_ABOVE_KM2 = 5000.0  # interactive requests suit regions up to a few thousand km^2
 DEFAULT_LATENCY_S = 1.0
-"""Assumed seconds of one 128 px multi-band request (``--latency-s`` overrides it; a real run
+"""Assumed seconds of one 128 px multi-band request (``--latency`` overrides it; a real run
 states the latency it measures on its first requests)."""
 
 
@@ -166,7 +166,7 @@ def format_plan(plan: ExportPlan) -> str:
             f"per patch, limits 48 MB / 32,768 px / 1,024 bands respected), {plan.workers} "
             "concurrent (max 40)",
             f"  time        about {format_duration(plan.hours_estimate)}: {plan.requests:,} "
-            f"requests x {plan.latency_s:g} s / {plan.workers} in flight (--latency-s sets "
+            f"requests x {plan.latency_s:g} s / {plan.workers} in flight (--latency sets "
             "the latency; a real run states the one it measures on its first requests)",
             "  time-outs   a request the service cannot compute in time is retried once, "
             "then asked as two halves",
