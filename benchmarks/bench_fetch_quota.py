@@ -20,7 +20,17 @@ The latency is a few milliseconds (instead of the service's seconds) so that tho
 requests take seconds; the retry backoff is scaled the same way (first wait up to one median
 latency, at most sixty), as the product's (1 s, 60 s) are to the service's latency.
 
-Run: ``.venv/bin/python benchmarks/bench_fetch_quota.py`` (``--requests 2000`` for a quick look).
+``--beam`` runs the same requests a second time through an Apache Beam pipeline under the
+DirectRunner in ``multi_processing`` mode (``--beam-workers`` processes, each with
+``--max-concurrent / --beam-workers`` request threads): each worker process sends through its
+own session with the product's worker request path (``WorkerRequests``: the per-process
+bound and, for the adaptive budget, one adaptive limit per process), to one simulated quota
+served from the benchmark's process (a ``multiprocessing`` manager), so the processes share
+the cap as Dataflow workers share a project's quota. Its busy share is measured until all
+but ``--max-concurrent`` requests are served.
+
+Run: ``.venv/bin/python benchmarks/bench_fetch_quota.py`` (``--requests 2000`` for a quick look;
+``--beam`` adds the multi-process runs).
 """
 
 from __future__ import annotations
@@ -31,11 +41,18 @@ import os
 import threading
 import time
 from dataclasses import asdict, dataclass
+from multiprocessing.managers import BaseManager
 
 from gee_export.core.concurrency import RequestLimit
 from gee_export.core.ee_session import EESession, RetryPolicy
 from gee_export.core.errors import IsamapError
-from gee_export.ee.fake_quota import QuotaModel, QuotaTransport, SharedQuota
+from gee_export.ee.fake_quota import (
+    QuotaModel,
+    QuotaTransport,
+    SharedQuota,
+    serve_shared,
+    served_quota,
+)
 
 REQUEST = {"expression": None, "fileFormat": "NUMPY_NDARRAY", "bandIds": ["b1", "b2"],
            "grid": {"dimensions": {"width": 8, "height": 8}}}
@@ -99,6 +116,84 @@ def run(mode: str, model: QuotaModel, requests: int, ceiling: int) -> Result:
                   quota.throttled, quota.errors, quota.timeouts, session.retries)
 
 
+class QuotaManager(BaseManager):
+    """Serves one :class:`SharedQuota` to the Beam worker processes."""
+
+
+QuotaManager.register("quota", callable=served_quota)
+
+
+def run_beam(mode: str, model: QuotaModel, requests: int, ceiling: int, workers: int,
+             batch: int = 500) -> Result:
+    """The same requests from ``workers`` Beam worker processes (multi_processing)."""
+    import apache_beam as beam
+    from apache_beam.metrics import Metrics
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from gee_export.core.pipeline_options import pipeline_counters
+
+    manager = QuotaManager(address=("127.0.0.1", 0), authkey=b"bench-fetch-quota")
+    manager.start(serve_shared, (model, requests - ceiling))
+    address = manager.address
+    threads = ceiling // workers
+
+    class Send(beam.DoFn):
+        """Send ``n`` requests through this worker's session and request threads."""
+
+        def setup(self) -> None:
+            from gee_export.core.pipeline_options import WorkerRequests
+
+            remote = QuotaManager(address=address, authkey=b"bench-fetch-quota")
+            remote.connect()
+            policy = RetryPolicy(max_attempts=6, base_delay=model.latency_s,
+                                 max_delay=60 * model.latency_s)
+            self.session = EESession(transport=QuotaTransport(remote.quota()), retry=policy)
+            self.requests = WorkerRequests(self.session, threads, "bench",
+                                           Metrics.counter("bench", "retries"))
+            if mode == "static":
+                self.session.limit = RequestLimit(threads, adaptive=False)
+            self.ok = Metrics.counter("bench", "ok")
+            self.lost = Metrics.counter("bench", "lost")
+
+        def _one(self) -> bool:
+            try:
+                with self.requests.gate:
+                    self.session.compute_pixels(REQUEST)
+                return True
+            except IsamapError:
+                return False
+
+        def process(self, n: int):
+            for future in [self.requests.pool.submit(self._one) for _ in range(n)]:
+                (self.ok if future.result() else self.lost).inc()
+            self.requests.report_retries()
+            yield n
+
+        def teardown(self) -> None:
+            self.requests.close()
+
+    options = PipelineOptions(["--runner=DirectRunner", f"--direct_num_workers={workers}",
+                               "--direct_running_mode=multi_processing"])
+    started = time.monotonic()
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            _ = (pipeline | beam.Create([batch] * (requests // batch)) | beam.Reshuffle()
+                 | beam.ParDo(Send()))
+        seconds = time.monotonic() - started
+        counters = pipeline_counters(pipeline.result, "bench") if hasattr(
+            pipeline, "result") else {}
+        stats = manager.quota().stats()
+    finally:
+        manager.shutdown()
+    ok = counters.get("ok", int(stats["served"]))
+    sent = requests // batch * batch
+    return Result(f"beam {mode}", sent, round(stats["busy"], 3),
+                  round(stats["throttled"] / max(ok, 1), 3), counters.get("lost", 0),
+                  round(seconds, 2), round(sent / seconds, 1), int(stats["served"]),
+                  int(stats["throttled"]), int(stats["errors"]), int(stats["timeouts"]),
+                  counters.get("retries", 0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=12000, help="requests per mode")
@@ -110,6 +205,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--modes", default="static,adaptive")
     parser.add_argument("--json", action="store_true", help="one JSON line per mode")
+    parser.add_argument("--beam", action="store_true",
+                        help="also run Beam's DirectRunner in multi_processing mode")
+    parser.add_argument("--beam-workers", type=int, default=2)
     args = parser.parse_args()
     low, high = (int(x) for x in args.cap.split(":"))
     model = QuotaModel(cap_low=low, cap_high=high, period_s=args.period,
@@ -121,14 +219,18 @@ def main() -> None:
           f"{model.error_rate:.1%} 503, {model.timeout_rate:.1%} time-outs; "
           f"{os.cpu_count()} cores")
     if not args.json:
-        print(f"{'mode':<10}{'busy':>7}{'429/ok':>9}{'lost':>6}{'seconds':>9}{'req/s':>8}"
+        print(f"{'mode':<16}{'busy':>7}{'429/ok':>9}{'lost':>6}{'seconds':>9}{'req/s':>8}"
               f"{'429s':>7}{'5xx':>6}{'t-outs':>8}{'retries':>9}")
-    for mode in args.modes.split(","):
-        r = run(mode, model, args.requests, args.max_concurrent)
+    runs = [(run, mode) for mode in args.modes.split(",")]
+    if args.beam:
+        runs += [(run_beam, mode) for mode in args.modes.split(",")]
+    for fn, mode in runs:
+        extra = (args.beam_workers,) if fn is run_beam else ()
+        r = fn(mode, model, args.requests, args.max_concurrent, *extra)
         if args.json:
             print(json.dumps(asdict(r)))
         else:
-            print(f"{r.mode:<10}{r.busy:>7.3f}{r.throttled_per_ok:>9.3f}{r.lost:>6}"
+            print(f"{r.mode:<16}{r.busy:>7.3f}{r.throttled_per_ok:>9.3f}{r.lost:>6}"
                   f"{r.seconds:>9.2f}{r.per_second:>8.0f}{r.throttled:>7}{r.errors:>6}"
                   f"{r.timeouts:>8}{r.retries:>9}")
 

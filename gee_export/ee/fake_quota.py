@@ -8,10 +8,10 @@ cap is full, latency drawn from a lognormal distribution (heavy right tail: most
 are quick, a few take many times the median), occasional 5xx after the work and occasional
 time-outs (the request holds its slot for ``timeout_s``, then the client's deadline ends it).
 
-It measures what a client makes of the quota: the time-integral of the requests it is
-serving (at most the cap) against the integral of the cap, i.e. the share of the available
-quota kept busy, until :meth:`SharedQuota.stop_measuring` (a benchmark calls it when its
-last request has been sent, so the drain at the end does not count). Used by
+It measures what a client makes of the quota: from the first request, the time-integral of
+the requests it is serving (at most the cap) against the integral of the cap, i.e. the share
+of the available quota kept busy, until :meth:`SharedQuota.stop_measuring` (a benchmark
+calls it when its last request has been sent, so the drain at the end does not count). Used by
 :class:`gee_export.ee.fake_server.StackTransport` (``quota=``) and by :class:`QuotaTransport`,
 which answers computePixels with zeros so that thousands of requests cost little.
 """
@@ -31,12 +31,24 @@ import numpy as np
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class _Response:
+    status: int
+
+
 class HttpError(Exception):
-    """Shaped like googleapiclient's HttpError: ``resp.status`` carries the code."""
+    """Shaped like googleapiclient's HttpError: ``resp.status`` carries the code.
+
+    Picklable, so a quota served from another process (a Beam benchmark) raises it there.
+    """
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"<HttpError {status} {message}>")
-        self.resp = type("Resp", (), {"status": status})()
+        self.resp = _Response(status)
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return HttpError, (self.resp.status, self.message)
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,8 @@ class SharedQuota:
 
     def __init__(self, model: QuotaModel = QuotaModel(),
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 measure_until: int | None = None) -> None:
         self.model = model
         self._clock, self._sleep = clock, sleep
         self._rng = random.Random(model.seed)
@@ -84,8 +97,9 @@ class SharedQuota:
         self.serving = 0
         self.busy_seconds = 0.0  # integral of min(serving, cap)
         self.cap_seconds = 0.0  # integral of the cap
-        self._last = self.started
+        self._last: float | None = None  # measuring starts with the first request
         self._measuring = True
+        self.measure_until = measure_until  # admitted requests after which measuring stops
         self.served = self.throttled = self.errors = self.timeouts = 0
         self.peak = 0
 
@@ -102,6 +116,8 @@ class SharedQuota:
 
     def _advance(self, now: float) -> None:
         """Add ``[last, now)`` to the integrals, period by period (lock held)."""
+        if self._last is None:
+            return  # no request yet: nothing to measure
         period = self.model.period_s
         t = self._last
         while self._measuring and t < now:
@@ -131,6 +147,8 @@ class SharedQuota:
         """Admit a request or refuse it (429), hold it for its latency, then answer or fail."""
         with self._lock:
             now = self._clock()
+            if self._last is None:
+                self._last = now
             self._advance(now)
             if self.serving >= self._cap(int((now - self.started) / self.model.period_s)):
                 self.throttled += 1
@@ -164,6 +182,19 @@ class SharedQuota:
                     self.errors += 1
                 else:
                     self.served += 1
+                if self.measure_until is not None and self._measuring and (
+                        self.served + self.errors + self.timeouts >= self.measure_until):
+                    self._measuring = False
+
+    def request(self) -> None:
+        """:meth:`serve` with nothing to answer (a quota served to other processes)."""
+        self.serve(lambda: None)
+
+    def stats(self) -> dict[str, float]:
+        """The counters and the busy fraction, as one dict."""
+        busy = self.busy_fraction()
+        return {"busy": busy, "served": self.served, "throttled": self.throttled,
+                "errors": self.errors, "timeouts": self.timeouts, "peak": self.peak}
 
 
 class QuotaTransport:
@@ -174,12 +205,12 @@ class QuotaTransport:
     """
 
     def __init__(self, quota: SharedQuota) -> None:
-        self.quota = quota
+        self.quota = quota  # or a proxy of one in another process
 
     def compute_pixels(self, request: dict[str, Any]) -> np.ndarray:
         dims = request["grid"]["dimensions"]
-        dtype = [(b, "<f4") for b in request["bandIds"]]
-        return self.quota.serve(lambda: np.zeros((dims["height"], dims["width"]), dtype))
+        self.quota.request()
+        return np.zeros((dims["height"], dims["width"]), [(b, "<f4") for b in request["bandIds"]])
 
     def get_info(self, obj: Any) -> Any:
         raise HttpError(400, "this fake answers computePixels only")
@@ -189,3 +220,19 @@ class QuotaTransport:
 
     def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:
         return []
+
+
+_SERVED: SharedQuota | None = None
+
+
+def serve_shared(model: QuotaModel, measure_until: int | None = None) -> None:
+    """Create this process's :func:`served_quota` (a ``multiprocessing`` manager's initializer)."""
+    global _SERVED
+    _SERVED = SharedQuota(model, measure_until=measure_until)
+
+
+def served_quota() -> SharedQuota:
+    """The quota :func:`serve_shared` created: what a manager serves to other processes."""
+    if _SERVED is None:
+        raise RuntimeError("serve_shared() has not run in this process")
+    return _SERVED
