@@ -131,6 +131,27 @@ def test_pixels_export_end_to_end(where, request, tmp_path, local_stack, recipe_
     assert again.written == 0 and len(transport.served) == 2 * summary.candidates  # no refetch
 
 
+def test_a_shared_quota_with_faults_loses_no_patch(tmp_path, local_stack, recipe_images):
+    """The fake server's shared-quota mode: a cap of 1-3 requests moving every 50 ms, 429
+    above it, 5xx and time-outs; the adaptive export still writes every patch."""
+    from gee_export.core.ee_session import EESession, RetryPolicy
+    from gee_export.ee.fake_quota import QuotaModel, SharedQuota
+
+    image, fine = recipe_images
+    quota = SharedQuota(QuotaModel(cap_low=1, cap_high=3, period_s=0.05, latency_s=0.002,
+                                   reject_s=0.0002, error_rate=0.1, timeout_rate=0.05,
+                                   timeout_s=0.01, seed=1))
+    session = EESession(transport=StackTransport(local_stack, recipe=recipe_images, quota=quota),
+                        seed=0, retry=RetryPolicy(max_attempts=6, base_delay=0.002,
+                                                  max_delay=0.05))
+    root = str(tmp_path / "quota")
+    summary = export_pixels(session, image, job_for(local_stack), root, fine_label=fine,
+                            workers=8, progress=False)
+    check_dataset(root, local_stack, expect_ids=expected_ids(local_stack, {"r0_c0"}))
+    assert summary.requests == quota.served == 2 * summary.candidates
+    assert quota.throttled > 0 and quota.peak <= 3 and session.limit.ceiling == 8
+
+
 def test_worker_failure_flushes_progress_and_resumes(tmp_path, local_stack, recipe_images):
     """An exception in a worker (Ctrl-C, a fatal error) still leaves index and state written."""
     root = str(tmp_path / "dataset")
