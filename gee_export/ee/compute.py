@@ -113,9 +113,10 @@ class ComputeBudget:
     Spending is counted per request (or task) from the plan's estimate
     (:func:`estimate`'s ``eecu_s_per_request``) while requests run, and replaced by what the
     service reported where it reports it (a batch task's ``batchEecuUsageSeconds``). What
-    earlier runs of the same dataset spent is read from each month's state and counted too,
-    so the bound covers the dataset, not one invocation: a run stopped by it resumes only
-    with a higher bound. Thread-safe: request threads charge it.
+    earlier runs of the same dataset spent counts too (the patches they wrote or found
+    invalid at the estimate, the EECU their tasks reported), so the bound covers the
+    dataset, not one invocation: a run stopped by it resumes only with a higher bound.
+    Thread-safe: request threads charge it.
 
     Args:
         max_hours: the bound in EECU-hours.

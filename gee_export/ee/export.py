@@ -1,14 +1,15 @@
 """Export orchestration, ``pixels`` method: one computePixels request per patch, to the store.
 
-For each patch position of the month that belongs to a split and is not finished yet, a worker
-of a bounded thread pool asks Earth Engine (through the session, which retries 429/5xx with
-backoff) for the patch's window of the stack — every band and the label in one request — and
-writes the patch files with :class:`PatchWriter`. Finished patches carry their index record in
-their own tags, so a killed run loses nothing: a re-run lists the finished patches, recovers
-their records and fetches only the rest. ``index.jsonl`` and ``manifest.json`` are rewritten
-atomically every ``flush_seconds`` and at the end (also when the run fails), through the
-contract's one manifest writer (``commit_month``), exactly as the local backend writes them.
-The output root is locked for the run (:func:`gee_export.core.lock.hold_output`).
+For each patch position of the month that belongs to a split and is not finished yet, a worker of a
+bounded thread pool asks Earth Engine (through the session, which retries 429/5xx with backoff and
+keeps as many requests in flight as the project's shared quota lets through, at most ``workers``:
+:mod:`gee_export.core.concurrency`) for the patch's window of the stack — every band and the label
+in one request — and writes the patch files with :class:`PatchWriter`. Finished patches carry their
+index record in their own tags, so a killed run loses nothing: a re-run lists the finished patches,
+recovers their records and fetches only the rest. ``index.jsonl`` and ``manifest.json`` are
+rewritten atomically every ``flush_seconds`` and at the end (also when the run fails), through the
+contract's one manifest writer (``commit_month``), exactly as the local backend writes them. The
+output root is locked for the run (:func:`gee_export.core.lock.hold_output`).
 
 The ``tasks`` method (batch export of tiles) lives in tasks.py and shares the bookkeeping here.
 """
@@ -304,8 +305,8 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
         budget: ``--max-eecu-hours``: no patch is asked for whose planned requests would
             take the dataset's estimated spending past it; the run then stops with
             :class:`~gee_export.core.errors.ComputeBudgetError` once the patches in flight
-            are written (resumable). The requests of every run are kept in the month's
-            state (``spend``) and count against it.
+            are written (resumable). What earlier runs fetched counts against it: the
+            month's finished and invalid patches, at the planned requests per patch.
     """
     check_workers(workers)
     job.check_fine_label(fine_label)
@@ -337,10 +338,9 @@ def _export_pixels(session: EESession, image: Any, job: ExportJob, store: Store,
     started = time.monotonic()
     book = Bookkeeper(store, job)
     todo = book.todo()
-    earlier = int((book.read_state("spend") or {}).get("requests", 0))
     per_patch = planned_requests(job, limits)
-    if budget is not None:
-        budget.charge(earlier)
+    if budget is not None:  # what earlier runs fetched: the month's finished and invalid patches
+        budget.charge(per_patch * (len(book.done) + len(book.invalid)))
     already = len(book.done & {patch_id(r, c) for r, c in book.splits})
     retries0 = session.retries
     counters = {"written": 0, "requests": 0}
@@ -406,7 +406,6 @@ def _export_pixels(session: EESession, image: Any, job: ExportJob, store: Store,
                 refill()
     finally:
         bar.close()
-        book.write_state("spend", {"requests": earlier + counters["requests"]})
         book.flush(complete=error is None and not flags["stopped"])
     if error is not None:
         raise error

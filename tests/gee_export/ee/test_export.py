@@ -9,6 +9,7 @@ to a local folder through the real storage seam.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -131,11 +132,19 @@ def test_pixels_export_end_to_end(where, request, tmp_path, local_stack, recipe_
     assert again.written == 0 and len(transport.served) == 2 * summary.candidates  # no refetch
 
 
-def test_a_shared_quota_with_faults_loses_no_patch(tmp_path, local_stack, recipe_images):
+def test_a_shared_quota_with_faults_loses_no_patch(tmp_path, local_stack, recipe_images,
+                                                   monkeypatch, caplog):
     """The fake server's shared-quota mode: a cap of 1-3 requests moving every 50 ms, 429
-    above it, 5xx and time-outs; the adaptive export still writes every patch."""
+    above it, 5xx and time-outs; the adaptive export still writes every patch, and states
+    the latency it measured on its first requests."""
+    import logging
+
     from gee_export.core.ee_session import EESession, RetryPolicy
+    from gee_export.ee import export
     from gee_export.ee.fake_quota import QuotaModel, SharedQuota
+
+    monkeypatch.setattr(export, "MEASURE_AFTER", 6)  # the run has 18 requests in all
+    caplog.set_level(logging.INFO, logger="gee_export.ee.export")
 
     image, fine = recipe_images
     quota = SharedQuota(QuotaModel(cap_low=1, cap_high=3, period_s=0.05, latency_s=0.002,
@@ -150,6 +159,8 @@ def test_a_shared_quota_with_faults_loses_no_patch(tmp_path, local_stack, recipe
     check_dataset(root, local_stack, expect_ids=expected_ids(local_stack, {"r0_c0"}))
     assert summary.requests == quota.served == 2 * summary.candidates
     assert quota.throttled > 0 and quota.peak <= 3 and session.limit.ceiling == 8
+    assert re.search(r"measured \d+\.\d+ s per request over the first \d+; \d+ requests left "
+                     r"at \d+ in flight take about", caplog.text)
 
 
 def test_worker_failure_flushes_progress_and_resumes(tmp_path, local_stack, recipe_images):
