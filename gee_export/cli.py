@@ -58,7 +58,7 @@ from gee_export.core.pipeline_options import RunnerConfig, add_runner_arguments,
 from gee_export.core.storage import LocalStore, open_store
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob, check_workers
 from gee_export.ee.labels import parse_label_source
-from gee_export.ee.plan import choose_method, format_plan, make_plan
+from gee_export.ee.plan import DEFAULT_LATENCY_S, choose_method, format_plan, make_plan
 from gee_export.ee.sentinel1 import ORBIT_PASSES, S1Recipe
 from gee_export.ee.sentinel2 import S2Recipe, month_window
 from gee_export.ee.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE, MAX_PENDING_TASKS
@@ -192,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="side of the split's blocks in patch positions (whole blocks go to "
                           "train, val or test; a small area needs smaller blocks to get all "
                           "three: the dry run says which)")
+    out.add_argument("--latency", type=float, default=DEFAULT_LATENCY_S,
+                     help="seconds per request the dry run's wall time assumes")
+    out.add_argument("--max-eecu-hours", type=float,
+                     help="stop (resumably) before the dataset's estimated Earth Engine "
+                          "compute passes this many EECU-hours")
     out.add_argument("--dry-run", action="store_true", help="print the plan; no Earth Engine")
     out.add_argument("--code-editor", action="store_true",
                      help="write and print a Code Editor script previewing the composites")
@@ -278,6 +283,16 @@ def check_arguments(args: argparse.Namespace) -> None:
     check_range("--stride", args.stride, 1, args.patch_size,
                 "a stride above the patch size would leave gaps between patches")
     check_range("--split-block", args.split_block, 1)
+    if not args.latency > 0:
+        raise ConfigError(f"--latency must be a positive number of seconds, got "
+                          f"{args.latency:g}")
+    if args.max_eecu_hours is not None:
+        if not args.max_eecu_hours > 0:
+            raise ConfigError(f"--max-eecu-hours must be a positive number of EECU-hours, got "
+                              f"{args.max_eecu_hours:g}")
+        if args.backend == "local" or args.runner:
+            raise ConfigError("--max-eecu-hours bounds the Earth Engine export run in this "
+                              "process; leave it out with --backend local or --runner")
     check_range("--cloud-threshold", args.cloud_threshold, 0.0, 1.0,
                 "it is the Cloud Score+ cs_cdf a pixel needs to count as clear")
     check_range("--s2-max-widen-days", args.s2_max_widen_days, 0)
@@ -390,7 +405,8 @@ def run(args: argparse.Namespace) -> int:
                                  _local_scheme(args))
         plan = make_plan(region, grid, months, bands, labels, args.fine_scale, method, out,
                          workers, args.patches_per_tile, seed=args.seed,
-                         block=args.split_block)
+                         block=args.split_block, latency_s=args.latency,
+                         max_eecu_hours=args.max_eecu_hours)
         print(format_plan(plan))
         if runner:
             runner.pipeline_options()  # Beam's validation, offline in a dry run
@@ -430,7 +446,22 @@ def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespa
         args._split_warned = missing
 
 
+def _budget(args: argparse.Namespace, region: Region, grid: Grid, months: tuple[str, ...],
+            bands: tuple[str, ...], method: str, out: str):
+    """``--max-eecu-hours`` as a :class:`ComputeBudget` at the plan's estimate (None: none)."""
+    if args.max_eecu_hours is None:
+        return None
+    from gee_export.ee.compute import ComputeBudget
+
+    plan = make_plan(region, grid, months, bands, "", args.fine_scale, method, out,
+                     args.workers, args.patches_per_tile, seed=args.seed,
+                     block=args.split_block)
+    assert plan.compute is not None
+    return ComputeBudget(args.max_eecu_hours, plan.compute.eecu_s_per_request)
+
+
 def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runner) -> int:
+    from gee_export.core.ee_names import default_workload_tag
     from gee_export.core.ee_session import EESession
     from gee_export.ee.export import export_pixels
     from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
@@ -445,7 +476,9 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runne
                        backend="ee", region=region.name, recipe=recipe.to_dict(),
                        classes=label.classes, label_scheme=label.label_scheme)
     check_compatible(open_store(out), spec)  # before any Earth Engine call
-    session = EESession(project=args.project).initialize()  # AuthenticationError explains
+    budget = _budget(args, region, grid, months, bands, method, out)
+    session = EESession(project=args.project,
+                        workload_tag=default_workload_tag("isamap-export")).initialize()
 
     geometry = request_geometry(region)  # the box, not the outline: requests stay small
     for month in months:
@@ -467,15 +500,18 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runne
             from gee_export.ee.beam_export import EarthEngineProject, export_pipeline
 
             workers = EarthEngineProject(args.project,
-                                         application_default=runner.runner == "dataflow")
+                                         application_default=runner.runner == "dataflow",
+                                         workload_tag=session.workload_tag)
             summary = export_pipeline(workers, image, job, out, runner, fine_label=fine)
         elif method == "tasks":
             summary = export_tasks(session, image, job, out, fine_label=fine,
                                    patches_per_tile=args.patches_per_tile,
-                                   max_pending=args.max_pending, progress=not args.no_progress)
+                                   max_pending=args.max_pending, progress=not args.no_progress,
+                                   budget=budget)
         else:
             summary = export_pixels(session, image, job, out, fine_label=fine,
-                                    workers=args.workers, progress=not args.no_progress)
+                                    workers=args.workers, progress=not args.no_progress,
+                                    budget=budget)
         print(json.dumps(summary.to_dict()))
         _warn_about_split(grid, summary.per_split, args)
     print(f"dataset: {out} (manifest.json, index.jsonl, patches/)")

@@ -6,7 +6,11 @@ assets) goes through an :class:`EESession`. That buys four things:
 * **one retry loop**: earthengine-api's own retries (googleapiclient's, 5 by default, uncapped
   backoff) are switched off (``ee.data.setMaxRetries(0)``), and :meth:`EESession.call` retries
   429 / 5xx / timeouts with capped, jittered backoff under one budget: at most
-  ``RetryPolicy.max_attempts`` HTTP requests per call, never that number squared;
+  ``RetryPolicy.max_attempts`` HTTP requests per call, never that number squared (429s that
+  an adaptive request limit answers by lowering itself are its flow control and count apart,
+  ``retry.FREE_FACTOR`` times the budget at most); computePixels attempts take slots of the
+  process's :class:`~gee_export.core.concurrency.RequestLimit`, and every request carries the
+  run's ``workloadTag``;
 * failures are classified on the HTTP status the client keeps (the ``HttpError`` behind its
   ``EEException``) and on a few precise phrases, never on a number inside a message:
   deterministic errors ("Too many input pixels per output pixel", "User memory limit
@@ -25,14 +29,14 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import threading
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from gee_export.core.concurrency import Outcome, RequestLimit
+from gee_export.core.ee_names import default_workload_tag, task_description
 from gee_export.core.errors import AuthenticationError, EarthEngineError, QuotaError
 from gee_export.core.retry import RetryPolicy, retry_call
 
@@ -41,12 +45,14 @@ __all__ = [
     "CLIENT_RETRIES",
     "EXPORT_WITHOUT_ACCOUNT",
     "REQUEST_DEADLINE_S",
+    "TIMEOUT_RETRIES",
     "EESession",
     "EETransport",
     "HttpStatus",
     "RetryPolicy",
     "Transport",
     "classify",
+    "default_workload_tag",
     "endpoint_url",
     "http_status",
     "operation_status",
@@ -66,7 +72,8 @@ REQUEST_DEADLINE_S = 600
 # More task ids than this are read by listing the project's operations (pages of 500)
 # instead of one request per task.
 PER_TASK_READS = 20
-MAX_DESCRIPTION = 100
+# "Computation timed out" answers retried before the caller is told (it then halves the window).
+TIMEOUT_RETRIES = 1
 
 AUTH_HELP = """Earth Engine is not authenticated or has no Cloud project ({reason}).
 To use the Earth Engine backend, do ONE of:
@@ -112,7 +119,6 @@ _NETWORK_ERRORS = ("ServerNotFoundError", "gaierror", "SSLError", "TransportErro
 _OPERATION_TO_TASK_STATE = {"PENDING": "READY", "RUNNING": "RUNNING",
                             "CANCELLING": "CANCEL_REQUESTED", "SUCCEEDED": "COMPLETED",
                             "CANCELLED": "CANCELLED", "FAILED": "FAILED"}
-_NOT_DESCRIPTION = re.compile(r"[^A-Za-z0-9.,:;_-]+")
 
 
 @dataclass(frozen=True)
@@ -198,17 +204,9 @@ def classify(exc: BaseException) -> Kind:
     return "fatal"
 
 
-def task_description(text: str) -> str:
-    """``text`` as a task description the export service accepts.
-
-    The service takes letters, digits and ``. , : ; _ -`` only, at most 100 characters
-    ("The description must contain only the following characters: a..z, A..Z, 0..9, ...").
-    Accents are dropped (São Paulo -> Sao_Paulo), every other run of characters becomes one
-    underscore, as the community clients (geetools' ``format_description``) do.
-    """
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    cleaned = _NOT_DESCRIPTION.sub("_", ascii_text).strip("_")[:MAX_DESCRIPTION].rstrip("_")
-    return cleaned or "isamap_task"
+def _computation_timeout(exc: BaseException) -> bool:
+    """Whether the service answered that the request took too long to compute."""
+    return any(p in str(exc).lower() for p in _TRANSIENT_PHRASES)
 
 
 def endpoint_url(high_volume: bool) -> str:
@@ -267,18 +265,28 @@ class EETransport:
     Args:
         ee_module: the initialised ``ee`` module.
         project: the Cloud project the session's tasks run in (names their operations).
+        workload_tag: the ``workloadTag`` of every request (None: none).
     """
 
-    def __init__(self, ee_module: Any, project: str | None = None) -> None:
+    def __init__(self, ee_module: Any, project: str | None = None,
+                 workload_tag: str | None = None) -> None:
         self.ee = ee_module
         self.project = project
+        self.workload_tag = workload_tag
         self.configure_client()
 
     def configure_client(self) -> None:
-        """Switch the client's own retries off (again, if ``ee.Reset`` restored them)."""
+        """Switch the client's own retries off and set the workload tag (again, after reset).
+
+        The client adds the default tag to every computation and export it sends.
+        """
         self.ee.data.setMaxRetries(CLIENT_RETRIES)
+        if self.workload_tag:
+            self.ee.data.setDefaultWorkloadTag(self.workload_tag)
 
     def compute_pixels(self, request: dict[str, Any]) -> Any:
+        if self.workload_tag:  # named in the body: no other thread's tag can replace it
+            request = {**request, "workloadTag": self.workload_tag}
         return self.ee.data.computePixels(request)
 
     def get_info(self, obj: Any) -> Any:
@@ -334,13 +342,18 @@ class EESession:
         application_default: authenticate with the machine's application-default credentials
             (the service account of a Dataflow or Compute Engine worker), where no user has
             run ``earthengine authenticate``.
+        limit: the requests in flight of the process (:mod:`gee_export.core.concurrency`);
+            None: as many as the caller's threads.
+        workload_tag: the ``workloadTag`` every request carries, so Cloud Monitoring
+            attributes the run's EECU to it (default :func:`default_workload_tag`).
     """
 
     def __init__(self, project: str | None = None, *, high_volume: bool = True,
                  retry: RetryPolicy | None = None, transport: Transport | None = None,
                  sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
                  application_default: bool = False,
-                 without_account: str = EXPORT_WITHOUT_ACCOUNT) -> None:
+                 without_account: str = EXPORT_WITHOUT_ACCOUNT,
+                 limit: RequestLimit | None = None, workload_tag: str | None = None) -> None:
         self.project = project
         self.without_account = without_account
         self.application_default = application_default
@@ -351,6 +364,25 @@ class EESession:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.retries = 0  # total retries performed, for progress reports and tests
+        self.limit = limit
+        self.workload_tag = workload_tag or default_workload_tag()
+        # computePixels answers and the seconds they took (a run's measured latency)
+        self.answered = 0
+        self.answer_seconds = 0.0
+
+    def limit_requests(self, ceiling: int, *, adaptive: bool = True) -> RequestLimit:
+        """Give the session its own limit of ``ceiling`` requests in flight (see concurrency).
+
+        Returns the limit; one already set with the same ceiling is kept (a resumed month).
+        """
+        if self.limit is None or self.limit.ceiling != ceiling:
+            self.limit = RequestLimit(ceiling, adaptive=adaptive)
+        return self.limit
+
+    def measured_latency(self) -> float | None:
+        """Mean seconds of this session's answered computePixels requests (None before any)."""
+        with self._lock:
+            return self.answer_seconds / self.answered if self.answered else None
 
     # ------------------------------------------------------------------ initialisation
     def initialize(self) -> EESession:
@@ -381,7 +413,7 @@ class EESession:
 
         retry_call(init, self.retry, sleep=self._sleep, fail=fail, delay=self._next_delay,
                    retryable=lambda exc: classify(exc) in ("quota", "transient"))
-        self.transport = EETransport(ee, self.project)
+        self.transport = EETransport(ee, self.project, self.workload_tag)
         return self
 
     def _auth_help(self, reason: str) -> str:
@@ -390,7 +422,7 @@ class EESession:
 
     # ------------------------------------------------------------------ calls
     def call(self, what: str, fn: Callable[..., Any], *args: Any,
-             idempotent: bool = True) -> Any:
+             idempotent: bool = True, limited: bool = False) -> Any:
         """Run ``fn(*args)`` with the retry policy; ``what`` names it in error messages.
 
         Args:
@@ -401,16 +433,31 @@ class EESession:
                 (an ingestion start: the client sends no request id with it) is retried
                 only on 429, which the service sends before doing anything; after a 5xx or
                 a timeout it may already have acted, so the error says to look first.
+            limited: each attempt takes a slot of the session's :attr:`limit` (the adaptive
+                number of requests in flight) and tells it how the attempt ended; under an
+                adaptive limit a 429 is its flow control and does not count against the
+                retry budget while the limit can come down (``retry_call``'s ``free``).
+
+        "Computation timed out" is retried once only (:data:`TIMEOUT_RETRIES`): a second
+        one means the request is too large to compute in the interactive limit, and the
+        caller (``export.fetch_window``) asks for halves instead of spending five more
+        attempts of up to five minutes each.
         """
         if isinstance(self.transport, EETransport):
             self.transport.configure_client()
+        timeouts = [0]
 
         def retryable(exc: Exception) -> bool:
             kind = classify(exc)
+            if kind == "transient" and _computation_timeout(exc):
+                timeouts[0] += 1
+                return timeouts[0] <= TIMEOUT_RETRIES
             return kind == "quota" or (idempotent and kind == "transient")
 
         def fail(exc: Exception, attempt: int, exhausted: bool) -> Exception:
             kind = classify(exc)
+            if kind == "transient" and _computation_timeout(exc):
+                return EarthEngineError(f"{what} failed: {exc}")  # the caller may halve it
             if exhausted:
                 return self._exhausted(what, exc, attempt)
             if kind == "auth":
@@ -422,8 +469,41 @@ class EESession:
                     "running the command again.")
             return EarthEngineError(f"{what} failed: {exc}")
 
-        return retry_call(lambda: fn(*args), self.retry, sleep=self._sleep,
-                          retryable=retryable, fail=fail, delay=self._next_delay)
+        adaptive = limited and self.limit is not None and self.limit.adaptive
+        attempt = (lambda: self._limited(fn, args)) if limited and self.limit else (
+            lambda: fn(*args))
+        return retry_call(attempt, self.retry, sleep=self._sleep,
+                          retryable=retryable, fail=fail, delay=self._next_delay,
+                          free=self._flow_control if adaptive else None)
+
+    def _flow_control(self, exc: Exception) -> bool:
+        """Whether a refusal is the adaptive limit's signal rather than a missing quota.
+
+        Flow control while the limit can still come down; at one request in flight the
+        project has no quota left, and the refusal counts against the retry budget.
+        """
+        return classify(exc) == "quota" and self.limit is not None and self.limit.limit > 1.0
+
+    def _limited(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        """One attempt inside a slot of :attr:`limit`; its outcome and latency recorded."""
+        limit = self.limit
+        assert limit is not None
+        ticket = limit.acquire()
+        outcome: Outcome = "failed"
+        started = time.monotonic()
+        try:
+            result = fn(*args)
+            outcome = "ok"
+            with self._lock:
+                self.answered += 1
+                self.answer_seconds += time.monotonic() - started
+            return result
+        except Exception as exc:
+            if classify(exc) == "quota":
+                outcome = "throttled"
+            raise
+        finally:
+            limit.done(ticket, outcome)
 
     def _exhausted(self, what: str, exc: Exception, attempt: int) -> Exception:
         if classify(exc) == "quota":
@@ -450,7 +530,8 @@ class EESession:
 
     def compute_pixels(self, request: dict[str, Any]) -> Any:
         """``ee.data.computePixels`` with retries (one patch's bands, see export.py)."""
-        return self.call("computePixels", self._transport().compute_pixels, request)
+        return self.call("computePixels", self._transport().compute_pixels, request,
+                         limited=True)
 
     def get_info(self, obj: Any, what: str = "getInfo") -> Any:
         """Evaluate a (small) computed object on the server, with retries."""

@@ -85,6 +85,15 @@ class QuotaError(EarthEngineError):
     """Earth Engine kept refusing after the retry budget (HTTP 429 / resource exhausted)."""
 
 
+class ComputeBudgetError(IsamapError, RuntimeError):
+    """A run stopped before its EECU estimate passed ``--max-eecu-hours`` (resumable).
+
+    Exit 1, as a quota: the command was valid, the budget the user set ran out.
+    """
+
+    exit_code = 1
+
+
 class ModelError(IsamapError, ValueError):
     """A model name, checkpoint or model file is unusable."""
 

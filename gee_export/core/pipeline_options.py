@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from gee_export.core.concurrency import shared_limit
 from gee_export.core.errors import ConfigError, IsamapError
 
 Runner = Literal["direct", "dataflow"]
@@ -409,7 +410,9 @@ class WorkerRequests:
     """A Beam worker's Earth Engine request threads, shared by the export and the map DoFns.
 
     ``threads`` pool threads per DoFn instance, at most ``threads`` requests in flight per
-    worker process (:func:`worker_semaphore`: the runner may run several bundles at once), and
+    worker process (:func:`worker_semaphore`: the runner may run several bundles at once),
+    fewer while the quota answers 429 (the session's adaptive limit, one per process:
+    :func:`gee_export.core.concurrency.shared_limit`), and
     the session's retries added to a Beam counter once each (the session counts them for the
     life of the worker, Beam's counters per bundle thread).
     """
@@ -417,6 +420,8 @@ class WorkerRequests:
     def __init__(self, session: Any, threads: int, name: str, retries: Any) -> None:
         self.session = session
         self.gate = worker_semaphore("earthengine-requests", threads)
+        # the process adapts as one client of the quota, within its share of the budget
+        session.limit = shared_limit("earthengine-requests", threads)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
         self._retries = retries
         self._reported = 0

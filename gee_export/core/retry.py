@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
+FREE_FACTOR = 3  # free retries per counted attempt at most (see retry_call's ``free``)
 
 
 @dataclass(frozen=True)
@@ -43,30 +44,42 @@ def retry_call(call: Callable[[], T], policy: RetryPolicy, *,
                retryable: Callable[[Exception], bool],
                fail: Callable[[Exception, int, bool], BaseException],
                sleep: Callable[[float], None] = time.sleep,
-               delay: Callable[[int], float] | None = None) -> T:
+               delay: Callable[[int], float] | None = None,
+               free: Callable[[Exception], bool] | None = None) -> T:
     """Run ``call()`` until it succeeds, a failure is not retryable, or the budget is spent.
 
     Args:
         call: the operation.
         policy: attempts and backoff.
         retryable: whether a failure is transient (worth another attempt).
-        fail: ``fail(exc, attempts, exhausted)`` returns the exception to raise for a failure
+        fail: ``fail(exc, requests, exhausted)`` returns the exception to raise for a failure
             that ends the loop (``exhausted``: the budget was spent on transient failures);
             returning ``exc`` itself re-raises it unchanged.
         sleep: the wait function (tests pass a recorder to stay fast).
         delay: seconds to wait after failed attempt ``n``; default ``policy.delay`` drawn from
             the ``random`` module.
+        free: failures that do not count against ``max_attempts`` (at most
+            ``FREE_FACTOR * max_attempts`` of them, so a call never makes more than
+            ``(FREE_FACTOR + 1) * max_attempts`` requests): the refusals an adaptive
+            concurrency limit can still answer by lowering itself
+            (:mod:`gee_export.core.concurrency`), which are flow control, not failures.
     """
     delay = delay or (lambda n: policy.delay(n, random))  # type: ignore[arg-type]
-    attempt = 0
+    attempt = freed = 0
     while True:
         attempt += 1
         try:
             return call()
         except Exception as exc:
             transient = retryable(exc)
+            if (transient and free is not None and freed < FREE_FACTOR * policy.max_attempts
+                    and free(exc)):
+                freed += 1
+                attempt -= 1
+                sleep(delay(attempt + freed))  # the wait still grows with every refusal
+                continue
             if not transient or attempt >= policy.max_attempts:
-                error = fail(exc, attempt, transient)
+                error = fail(exc, attempt + freed, transient)
                 if error is exc:
                     raise
                 raise error from exc

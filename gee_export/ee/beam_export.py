@@ -92,10 +92,11 @@ class EarthEngineProject:
 
     project: str | None
     application_default: bool = False
+    workload_tag: str | None = None  # the command's run, named on every worker's requests
 
     def __call__(self) -> EESession:
-        return EESession(project=self.project,
-                         application_default=self.application_default).initialize()
+        return EESession(project=self.project, application_default=self.application_default,
+                         workload_tag=self.workload_tag).initialize()
 
 
 @dataclass(frozen=True)

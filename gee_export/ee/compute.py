@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from gee_export.core.errors import ConfigError
+from gee_export.core.errors import ComputeBudgetError, ConfigError
 
 TIERS: tuple[tuple[str, float], ...] = (("Community", 150.0), ("Contributor", 1_000.0),
                                         ("Partner", 100_000.0))
@@ -105,3 +105,73 @@ def format_estimate(est: ComputeEstimate, unit: str = "request", width: int = 10
 def used_eecu_seconds(statuses: list[dict]) -> float:
     """EECU-seconds the service reported for finished batch tasks (``eecu_seconds``)."""
     return float(sum(s.get("eecu_seconds") or 0.0 for s in statuses))
+
+
+class ComputeBudget:
+    """``--max-eecu-hours``: what a job may spend, what it spent, and when to stop.
+
+    Spending is counted per request (or task) from the plan's estimate
+    (:func:`estimate`'s ``eecu_s_per_request``) while requests run, and replaced by what the
+    service reported where it reports it (a batch task's ``batchEecuUsageSeconds``). What
+    earlier runs of the same dataset spent counts too (the patches they wrote or found
+    invalid at the estimate, the EECU their tasks reported), so the bound covers the
+    dataset, not one invocation: a run stopped by it resumes only with a higher bound.
+    Thread-safe: request threads charge it.
+
+    Args:
+        max_hours: the bound in EECU-hours.
+        eecu_s_per_request: the estimate charged per request (or task) not yet measured.
+    """
+
+    def __init__(self, max_hours: float, eecu_s_per_request: float) -> None:
+        if not max_hours > 0:
+            raise ConfigError(f"--max-eecu-hours must be a positive number of EECU-hours, got "
+                              f"{max_hours:g}")
+        import threading
+
+        self.max_hours = max_hours
+        self.per_request = eecu_s_per_request
+        self.spent_s = 0.0
+        self._lock = threading.Lock()
+
+    def allows(self, requests: int = 1) -> bool:
+        """Whether ``requests`` more requests stay within the bound."""
+        with self._lock:
+            return self.spent_s + requests * self.per_request <= self.max_hours * 3600.0
+
+    def charge(self, requests: float = 1, eecu_s: float | None = None) -> None:
+        """Count ``requests`` requests at the estimate, or ``eecu_s`` measured EECU-seconds."""
+        with self._lock:
+            self.spent_s += requests * self.per_request if eecu_s is None else eecu_s
+
+    def recount(self, measured_s: float, unmeasured: int) -> None:
+        """Set the spending to ``measured_s`` reported EECU-s plus ``unmeasured`` estimates."""
+        with self._lock:
+            self.spent_s = measured_s + unmeasured * self.per_request
+
+    def take(self, requests: int) -> bool:
+        """Charge ``requests`` requests if they stay within the bound; whether they did."""
+        with self._lock:
+            cost = requests * self.per_request
+            if self.spent_s + cost > self.max_hours * 3600.0:
+                return False
+            self.spent_s += cost
+            return True
+
+    def stopped(self, what: str) -> ComputeBudgetError:
+        """The error of a run stopped by the bound, saying how to resume."""
+        return ComputeBudgetError(
+            f"stopped before passing --max-eecu-hours {self.max_hours:g}: {what}, about "
+            f"{self.spent_s / 3600.0:.3g} EECU-hours spent by this dataset's runs so far "
+            f"({self.per_request:.3g} EECU-s assumed per request; see the dry run). Finished "
+            "work is kept: run the same command with a higher --max-eecu-hours to go on")
+
+
+def format_duration(hours: float) -> str:
+    """A rough duration in the unit a person reads best (small exports are not '0.0 h')."""
+    if hours >= 1.0:
+        return f"{hours:,.1f} h"
+    minutes = hours * 60.0
+    if minutes >= 1.0:
+        return f"{minutes:.0f} min"
+    return f"{max(1.0, minutes * 60.0):.0f} s"

@@ -1,14 +1,15 @@
 """Export orchestration, ``pixels`` method: one computePixels request per patch, to the store.
 
-For each patch position of the month that belongs to a split and is not finished yet, a worker
-of a bounded thread pool asks Earth Engine (through the session, which retries 429/5xx with
-backoff) for the patch's window of the stack — every band and the label in one request — and
-writes the patch files with :class:`PatchWriter`. Finished patches carry their index record in
-their own tags, so a killed run loses nothing: a re-run lists the finished patches, recovers
-their records and fetches only the rest. ``index.jsonl`` and ``manifest.json`` are rewritten
-atomically every ``flush_seconds`` and at the end (also when the run fails), through the
-contract's one manifest writer (``commit_month``), exactly as the local backend writes them.
-The output root is locked for the run (:func:`gee_export.core.lock.hold_output`).
+For each patch position of the month that belongs to a split and is not finished yet, a worker of a
+bounded thread pool asks Earth Engine (through the session, which retries 429/5xx with backoff and
+keeps as many requests in flight as the project's shared quota lets through, at most ``workers``:
+:mod:`gee_export.core.concurrency`) for the patch's window of the stack — every band and the label
+in one request — and writes the patch files with :class:`PatchWriter`. Finished patches carry their
+index record in their own tags, so a killed run loses nothing: a re-run lists the finished patches,
+recovers their records and fetches only the rest. ``index.jsonl`` and ``manifest.json`` are
+rewritten atomically every ``flush_seconds`` and at the end (also when the run fails), through the
+contract's one manifest writer (``commit_month``), exactly as the local backend writes them. The
+output root is locked for the run (:func:`gee_export.core.lock.hold_output`).
 
 The ``tasks`` method (batch export of tiles) lives in tasks.py and shares the bookkeeping here.
 """
@@ -35,6 +36,7 @@ from gee_export.core.lock import hold_output
 from gee_export.core.months import check_month
 from gee_export.core.progress import progress_bar
 from gee_export.core.storage import Store, open_store
+from gee_export.ee.compute import ComputeBudget, format_duration
 from gee_export.ee.pixels import (
     Limits,
     SubRequest,
@@ -270,11 +272,21 @@ def _fetch_halving(session: EESession, image: Any, grid: Grid, sub: SubRequest,
                        for h in halves)
 
 
+def _state_wall_time(session: EESession, requests_left: int) -> None:
+    """Log the latency measured on the run's first requests and the wall time it implies."""
+    latency = session.measured_latency() or 0.0
+    in_flight = session.limit.allowed() if session.limit is not None else 1
+    log.info("measured %.2f s per request over the first %d; %s requests left at %d in "
+             "flight take about %s", latency, session.answered, f"{max(0, requests_left):,}",
+             in_flight, format_duration(max(0, requests_left) * latency / in_flight / 3600.0))
+
+
 def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Store, *,
                   fine_label: Any = None, workers: int = DEFAULT_WORKERS,
                   limits: Limits = DEFAULT_LIMITS, flush_seconds: float = 30.0,
                   progress: bool = True,
-                  on_patch: Callable[[str], None] | None = None) -> ExportSummary:
+                  on_patch: Callable[[str], None] | None = None,
+                  budget: ComputeBudget | None = None) -> ExportSummary:
     """Export one month with computePixels (see module docstring); resumable.
 
     Args:
@@ -283,26 +295,52 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
         job: grid, bands, month and dataset parameters.
         out: dataset root, local directory or gs:// URL.
         fine_label: stack.build_fine_label's image when ``job.spec.fine_scale`` is set.
-        workers: concurrent requests (1..40).
+        workers: most concurrent requests (1..40); the session's adaptive limit
+            (:mod:`gee_export.core.concurrency`) keeps fewer in flight while the project's
+            quota answers 429.
         limits: request limits (tests shrink them to exercise splitting).
         flush_seconds: index/manifest rewrite period while running.
         progress: show a tqdm bar (patches, rate, ETA).
         on_patch: called with each finished patch id (progress hooks, tests).
+        budget: ``--max-eecu-hours``: no patch is asked for whose planned requests would
+            take the dataset's estimated spending past it; the run then stops with
+            :class:`~gee_export.core.errors.ComputeBudgetError` once the patches in flight
+            are written (resumable). What earlier runs fetched counts against it: the
+            month's finished and invalid patches, at the planned requests per patch.
     """
     check_workers(workers)
     job.check_fine_label(fine_label)
+    session.limit_requests(workers)  # adaptive, at most ``workers`` requests in flight
     store = open_store(out)
     with hold_output(store):
         return _export_pixels(session, image, job, store, fine_label, workers, limits,
-                              flush_seconds, progress, on_patch)
+                              flush_seconds, progress, on_patch, budget)
+
+
+def planned_requests(job: ExportJob, limits: Limits = DEFAULT_LIMITS) -> int:
+    """Requests (computePixels) of one patch when nothing is halved: the plan's figure."""
+    spec = job.spec
+    n = len(split_request(spec.grid.patch_window(0, 0), (*spec.bands, LABEL), limits))
+    if spec.fine_scale:
+        fine = spec.grid.scaled(spec.fine_scale)
+        n += len(split_request(fine.patch_window(0, 0), (LABEL,), limits))
+    return n
+
+
+MEASURE_AFTER = 20
+"""Answered requests after which a run states its measured latency and expected wall time."""
 
 
 def _export_pixels(session: EESession, image: Any, job: ExportJob, store: Store,
                    fine_label: Any, workers: int, limits: Limits, flush_seconds: float,
-                   progress: bool, on_patch: Callable[[str], None] | None) -> ExportSummary:
+                   progress: bool, on_patch: Callable[[str], None] | None,
+                   budget: ComputeBudget | None) -> ExportSummary:
     started = time.monotonic()
     book = Bookkeeper(store, job)
     todo = book.todo()
+    per_patch = planned_requests(job, limits)
+    if budget is not None:  # what earlier runs fetched: the month's finished and invalid patches
+        budget.charge(per_patch * (len(book.done) + len(book.invalid)))
     already = len(book.done & {patch_id(r, c) for r, c in book.splits})
     retries0 = session.retries
     counters = {"written": 0, "requests": 0}
@@ -310,6 +348,8 @@ def _export_pixels(session: EESession, image: Any, job: ExportJob, store: Store,
         return ExportSummary(store.url(), job.month, "pixels", len(book.splits), 0, already,
                              len(book.invalid), 0, 0, time.monotonic() - started,
                              book.per_split())
+
+    flags = {"stopped": False, "measured": False}
 
     def work(row: int, col: int) -> tuple[dict | None, int, tuple[int, int]]:
         img, lab, fine, n = fetch_patch(session, image, fine_label, job, row, col, limits)
@@ -324,9 +364,12 @@ def _export_pixels(session: EESession, image: Any, job: ExportJob, store: Store,
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             def refill() -> None:
-                while error is None and len(pending) < 2 * workers:
+                while error is None and not flags["stopped"] and len(pending) < 2 * workers:
                     nxt = next(queue, None)
                     if nxt is None:
+                        return
+                    if budget is not None and not budget.take(per_patch):
+                        flags["stopped"] = True  # the next patch would pass the bound
                         return
                     pending.add(pool.submit(work, *nxt))
 
@@ -341,6 +384,8 @@ def _export_pixels(session: EESession, image: Any, job: ExportJob, store: Store,
                         error = error or exc
                         continue
                     counters["requests"] += n
+                    if budget is not None:
+                        budget.charge(n - per_patch)  # halved windows cost more
                     if record is None:
                         book.mark_invalid(*position)
                     else:
@@ -352,15 +397,21 @@ def _export_pixels(session: EESession, image: Any, job: ExportJob, store: Store,
                 if error is not None:
                     for fut in pending:
                         fut.cancel()
+                if not flags["measured"] and session.answered >= MEASURE_AFTER:
+                    flags["measured"] = True
+                    _state_wall_time(session, per_patch * len(todo) - counters["requests"])
                 if time.monotonic() - last_flush > flush_seconds:
                     book.flush(complete=False)
                     last_flush = time.monotonic()
                 refill()
     finally:
         bar.close()
-        book.flush(complete=error is None)
+        book.flush(complete=error is None and not flags["stopped"])
     if error is not None:
         raise error
+    if flags["stopped"] and budget is not None:
+        raise budget.stopped(f"{job.month} has {len(book.todo()):,} of {len(book.splits):,} "
+                             "patch positions left")
     return ExportSummary(store.url(), job.month, "pixels", len(book.splits),
                          counters["written"], already, len(book.invalid), counters["requests"],
                          session.retries - retries0, time.monotonic() - started,

@@ -10,9 +10,11 @@ resolution, so a request built from the wrong image cannot be served. Export tas
 grid from the task's serialized expression (reproject + clipToBoundsAndScale) and write the
 GeoTIFF into the Cloud Storage emulator bucket named in the task's config. Faults (429, 500,
 timeouts) can be injected per call, or at one request window (:attr:`StackTransport.fail_at`);
-a fixed service ``latency`` can be simulated (benchmarks), and ``getInfo`` is answered by an
-``info`` callable when one is given (the counts a mapping run asks for before its first
-request: clear Sentinel-2 observations, Sentinel-1 scenes).
+a fixed service ``latency`` can be simulated (benchmarks), or a project quota shared with other
+load (``quota``: :class:`gee_export.ee.fake_quota.SharedQuota`, a moving cap of concurrent
+requests with 429 above it, heavy-tailed latency, 5xx and time-outs), and ``getInfo`` is
+answered by an ``info`` callable when one is given (the counts a mapping run asks for before
+its first request: clear Sentinel-2 observations, Sentinel-1 scenes).
 
 Requests may ask for any window on the stack's pixel lattice, also beyond the stack's edges
 (that part arrives as nodata, as Earth Engine returns masked pixels outside the data), so a
@@ -42,7 +44,11 @@ from rasterio.windows import Window as RioWindow
 from gee_export.contract.geotiff import write_geotiff
 from gee_export.contract.stack import StackPaths
 from gee_export.core.ee_session import EESession, RetryPolicy
+from gee_export.ee.fake_quota import HttpError, SharedQuota
 from gee_export.ee.recipe import FLOAT_NODATA
+
+__all__ = ["HttpError", "PointTransport", "StackSessions", "StackTransport",
+           "initialize_offline", "request_origin"]
 
 
 def initialize_offline(ee: Any) -> Any:
@@ -64,22 +70,19 @@ def request_origin(west: float, north: float) -> str:
     return f"{west:.3f},{north:.3f}"
 
 
-class HttpError(Exception):
-    """Shaped like googleapiclient's HttpError: ``resp.status`` carries the code."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"<HttpError {status} {message}>")
-        self.resp = type("Resp", (), {"status": status})()
-
-
 class StackTransport:
     def __init__(self, stack: StackPaths, faults: list[BaseException] | None = None,
                  fail_every: int = 0, fault: BaseException | None = None,
                  gcs_client=None, task_bands: tuple[str, ...] | None = None,
                  task_error: str | None = None, recipe: tuple[Any, Any] | None = None,
                  fail_at: Mapping[str, Sequence[int]] | None = None,
-                 latency: float = 0.0, info: Callable[[str], Any] | None = None) -> None:
+                 latency: float = 0.0, info: Callable[[str], Any] | None = None,
+                 quota: SharedQuota | None = None, task_eecu_s: float | None = None) -> None:
         self.stack = stack
+        self.task_eecu_s = task_eecu_s  # batchEecuUsageSeconds each finished task reports
+        # a project quota shared with other load (fake_quota): 429 above a moving cap,
+        # heavy-tailed latency, occasional 5xx and time-outs
+        self.quota = quota
         # request origin -> HTTP statuses its first requests fail with, in order (503 is
         # retried, 400 is not); the origin is request_origin() of the window's corner
         self.fail_at = {k: list(v) for k, v in (fail_at or {}).items()}
@@ -184,6 +187,11 @@ class StackTransport:
 
     # ------------------------------------------------------------------ Transport protocol
     def compute_pixels(self, request: dict[str, Any]) -> np.ndarray:
+        if self.quota is not None:
+            return self.quota.serve(lambda: self._compute_pixels(request))
+        return self._compute_pixels(request)
+
+    def _compute_pixels(self, request: dict[str, Any]) -> np.ndarray:
         self._maybe_fail()
         if self.latency:
             time.sleep(self.latency)
@@ -249,6 +257,8 @@ class StackTransport:
         task_id = f"T{next(self._ids)}"
         self.tasks[task_id] = {"id": task_id, "state": "COMPLETED",
                                "description": task.config["description"], "bands": bands}
+        if self.task_eecu_s is not None:
+            self.tasks[task_id]["eecu_seconds"] = self.task_eecu_s
         return task_id
 
     def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from gee_export.contract.splits import (
     split_advice,
     split_counts,
 )
-from gee_export.ee.compute import ComputeEstimate, estimate, format_estimate
+from gee_export.ee.compute import ComputeEstimate, estimate, format_duration, format_estimate
 from gee_export.ee.pixels import BYTES_PER_VALUE, Limits, split_request
 from gee_export.ee.tasks import (
     CONCURRENT_BATCH_TASKS,
@@ -31,7 +31,9 @@ from gee_export.ee.tasks import (
 
 Method = Literal["pixels", "tasks"]
 AUTO_TASKS_ABOVE_KM2 = 5000.0  # interactive requests suit regions up to a few thousand km^2
-REQUESTS_PER_WORKER_S = 1.0  # rough observed rate of one 128 px multi-band request per worker
+DEFAULT_LATENCY_S = 1.0
+"""Assumed seconds of one 128 px multi-band request (``--latency`` overrides it; a real run
+states the latency it measures on its first requests)."""
 
 
 def choose_method(requested: str, grid: Grid, out: str) -> Method:
@@ -70,6 +72,8 @@ class ExportPlan:
     split_block: int = DEFAULT_BLOCK
     split_advice: str | None = None
     compute: ComputeEstimate | None = None
+    latency_s: float = DEFAULT_LATENCY_S
+    max_eecu_hours: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -81,8 +85,12 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
               label: str, fine_scale: int | None, method: Method, out: str, workers: int,
               patches_per_tile: int = DEFAULT_PATCHES_PER_TILE,
               limits: Limits | None = None, seed: int = 0,
-              block: int = DEFAULT_BLOCK) -> ExportPlan:
+              block: int = DEFAULT_BLOCK, latency_s: float = DEFAULT_LATENCY_S,
+              max_eecu_hours: float | None = None) -> ExportPlan:
     """The plan of an export (pure: no Earth Engine, no storage access).
+
+    The wall time of the ``pixels`` method is ``requests x latency_s / workers``: the
+    requests in flight are at most ``workers`` (fewer while the project's quota answers 429).
 
     The split counts are the real ones of this grid, seed and block (the same function the
     export uses), so a small area that would give no validation or test patches is caught here.
@@ -110,7 +118,7 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
         pixels = grid.width * grid.height * n_months * (1 + (fine_scale or 0) ** 2)
         compute = estimate(len(tiles) * n_months * (2 if fine_scale else 1), pixels)
     n_tasks = len(tiles) * n_months * (2 if fine_scale else 1)
-    hours = (requests / (workers * REQUESTS_PER_WORKER_S) / 3600.0 if method == "pixels"
+    hours = (requests * latency_s / workers / 3600.0 if method == "pixels"
              else tasks_hours(n_tasks))
     return ExportPlan(
         region=region.name, area_km2=round(grid.area_km2, 1), grid=grid.to_dict(),
@@ -123,7 +131,8 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
         workers=workers, hours_estimate=round(hours, 5), per_split=per_split,
         split_block=block,
         split_advice=split_advice(grid, per_split, DEFAULT_RATIOS, seed, block)
-        if grid.patch_count else None, compute=compute)
+        if grid.patch_count else None, compute=compute, latency_s=latency_s,
+        max_eecu_hours=max_eecu_hours)
 
 
 def _size(nbytes: float) -> str:
@@ -156,9 +165,11 @@ def format_plan(plan: ExportPlan) -> str:
             f"  requests    {plan.requests:,} computePixels requests ({plan.requests_per_patch} "
             f"per patch, limits 48 MB / 32,768 px / 1,024 bands respected), {plan.workers} "
             "concurrent (max 40)",
-            f"  time        about {format_duration(plan.hours_estimate)} at "
-            f"~{REQUESTS_PER_WORKER_S:g} "
-            "request/s per worker (rough; depends on the recipe and the service)",
+            f"  time        about {format_duration(plan.hours_estimate)}: {plan.requests:,} "
+            f"requests x {plan.latency_s:g} s / {plan.workers} in flight (--latency sets "
+            "the latency; a real run states the one it measures on its first requests)",
+            "  time-outs   a request the service cannot compute in time is retried once, "
+            "then asked as two halves",
         ]
     else:
         lines += [
@@ -177,16 +188,16 @@ def format_plan(plan: ExportPlan) -> str:
     if plan.compute:
         lines += format_estimate(plan.compute, "request" if plan.method == "pixels" else "task",
                                  width=12)
+    if plan.max_eecu_hours is not None and plan.compute:
+        per = plan.compute.eecu_s_per_request
+        units = int(plan.max_eecu_hours * 3600.0 / per) if per else 0
+        total = plan.requests if plan.method == "pixels" else plan.tasks
+        unit = "requests" if plan.method == "pixels" else "tasks (measured EECU once done)"
+        lines.append(
+            f"  budget      --max-eecu-hours {plan.max_eecu_hours:g}: "
+            + (f"the whole job fits ({total:,} {unit})" if units >= total else
+               f"the run stops after about {units:,} of {total:,} {unit}, resumable with a "
+               "higher bound"))
     if plan.split_advice:
         lines.append(f"  WARNING     {plan.split_advice}")
     return "\n".join(lines)
-
-
-def format_duration(hours: float) -> str:
-    """A rough duration in the unit a person reads best (small exports are not '0.0 h')."""
-    if hours >= 1.0:
-        return f"{hours:,.1f} h"
-    minutes = hours * 60.0
-    if minutes >= 1.0:
-        return f"{minutes:.0f} min"
-    return f"{max(1.0, minutes * 60.0):.0f} s"

@@ -42,6 +42,7 @@ from gee_export.core.errors import ConfigError, EarthEngineError
 from gee_export.core.lock import hold_output
 from gee_export.core.progress import progress_bar
 from gee_export.core.storage import GcsStore, Store, open_store
+from gee_export.ee.compute import ComputeBudget
 from gee_export.ee.export import Bookkeeper, ExportJob, ExportSummary
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, to_label
 
@@ -145,21 +146,26 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
                  fine_label: Any = None, patches_per_tile: int = DEFAULT_PATCHES_PER_TILE,
                  max_pending: int = DEFAULT_MAX_PENDING, poll_seconds: float = 30.0,
                  sleep: Callable[[float], None] = time.sleep,
-                 progress: bool = True) -> ExportSummary:
+                 progress: bool = True, budget: ComputeBudget | None = None) -> ExportSummary:
     """Export one month through batch tasks (see module docstring); resumable.
 
     ``out`` must be a gs:// dataset root: Earth Engine writes the tiles into that bucket under
-    ``tiles/<month>/``, and the patches go beside them as usual.
+    ``tiles/<month>/``, and the patches go beside them as usual. ``budget``
+    (``--max-eecu-hours``): no task is started whose estimate would take the spending past
+    it, counting the ``batchEecuUsageSeconds`` reported for finished tasks (of every run, from
+    the state) and the estimate for tasks still running; the tasks started are finished and
+    cut, then :class:`~gee_export.core.errors.ComputeBudgetError` says how to go on.
     """
     store = open_store(out)
     with hold_output(store):
         return _export_tasks(session, image, job, store, fine_label, patches_per_tile,
-                             max_pending, poll_seconds, sleep, progress)
+                             max_pending, poll_seconds, sleep, progress, budget)
 
 
 def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
                   fine_label: Any, patches_per_tile: int, max_pending: int, poll_seconds: float,
-                  sleep: Callable[[float], None], progress: bool) -> ExportSummary:
+                  sleep: Callable[[float], None], progress: bool,
+                  budget: ComputeBudget | None) -> ExportSummary:
     started = time.monotonic()
     if not isinstance(store, GcsStore):
         raise ConfigError("--method tasks exports tiles to Cloud Storage: give --out "
@@ -247,9 +253,22 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
 
     queue = list(tiles)
     active: list[Tile] = []
+    stopped = False
+    before = budget.spent_s if budget is not None else 0.0  # the months exported before
+
+    def affordable(tile: Tile) -> bool:
+        if budget is None:
+            return True
+        unmeasured = sum(1 for key in task_ids if key not in eecu)
+        budget.recount(before + sum(eecu.values()), unmeasured)
+        return budget.allows(len(exports_of(tile)))
+
     try:
-        while queue or active:
-            while queue and _pending(task_ids, active, exports_of) < max_pending:
+        while (queue and not stopped) or active:
+            while queue and not stopped and _pending(task_ids, active, exports_of) < max_pending:
+                if not affordable(queue[0]):
+                    stopped = True
+                    break
                 tile = queue.pop(0)
                 start(tile)
                 active.append(tile)
@@ -260,6 +279,9 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
             for tile in active:
                 states = []
                 for suffix, *_ in exports_of(tile):
+                    reported = statuses.get(task_ids.get(tile.name + suffix, ""), {})
+                    if reported.get("state") in FINISHED and "eecu_seconds" in reported:
+                        eecu[tile.name + suffix] = reported["eecu_seconds"]  # file or not yet
                     if store.exists(_tile_rel(job.month, tile, suffix + ".tif")):
                         states.append("COMPLETED")
                         continue
@@ -273,8 +295,6 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
                             f"export task of {tile.name} ({job.month}) ended {state}: "
                             f"{status.get('error_message', 'no message')}. Fix the cause and "
                             "re-run: finished tiles and patches are kept.")
-                    if state in FINISHED and "eecu_seconds" in status:
-                        eecu[tile.name + suffix] = status["eecu_seconds"]
                     states.append(state)
                 if all(s in FINISHED for s in states):
                     ready.append(tile)
@@ -292,6 +312,8 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
             log.info("%s: Earth Engine reports %.2f EECU-hours for %d finished tasks",
                      job.month, sum(eecu.values()) / 3600.0, len(eecu))
         book.flush(complete=not queue and not active)
+    if stopped and budget is not None:
+        raise budget.stopped(f"{job.month} has {len(queue):,} of {len(tiles):,} tiles left")
     return ExportSummary(store.url(), job.month, "tasks", len(book.splits), written, already,
                          len(book.invalid), len(task_ids), session.retries,
                          time.monotonic() - started, book.per_split())

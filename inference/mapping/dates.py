@@ -276,6 +276,7 @@ def _ee_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset
         source = MaskedFileSource(exported.vrt)
         return _Opened(source, source.close, date_inputs(identity))
     bands = tuple(meta.bands)
+    session.limit_requests(request.workers)  # adaptive, at most --workers in flight
     fetched = FetchedSource(lambda window: fetch_window(session, image, grid, window, bands)[0],
                             grid, bands, tile=request.tile, overlap=request.overlap,
                             workers=request.workers, identity=identity)

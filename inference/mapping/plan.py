@@ -103,7 +103,9 @@ def format_plan(plan: MapPlan) -> str:
     ]
     if plan.method == "pixels" and plan.backend == "ee":
         lines.append(f"  requests  {plan.requests_per_date:,} computePixels per date, "
-                     f"{plan.workers} concurrent (max {MAX_WORKERS})")
+                     f"{plan.workers} concurrent (max {MAX_WORKERS}; fewer while the project's "
+                     "quota answers 429); a request the service cannot compute in time is "
+                     "retried once, then asked as two halves")
     lines += [
         f"  bytes     {plan.bytes_per_date / 2**30:,.2f} GiB of float32 input per date",
         f"  time      about {format_duration(plan.seconds_estimate / 3600)}: model "

@@ -167,3 +167,27 @@ def test_a_local_export_without_an_area_plans_what_the_scenes_cover(tmp_path, ca
                  "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "do not overlap" in err and "--bbox" in err
+
+
+def test_dry_run_states_wall_time_from_the_latency_and_where_the_budget_stops(capsys):
+    args = ["--bbox", "114.2,30.5,114.3,30.6", "--dry-run", "--method", "pixels",
+            "--workers", "20", "--out", "gs://b/x"]
+    assert main([*args, "--latency", "2", "--max-eecu-hours", "0.001"]) == 0
+    out = capsys.readouterr().out
+    requests = int(out.split("  requests    ")[1].split(" ")[0].replace(",", ""))
+    assert f"{requests:,} requests x 2 s / 20 in flight (--latency sets" in out
+    assert "then asked as two halves" in out  # the time-out rule
+    assert "--max-eecu-hours 0.001: the run stops after about" in out
+    assert main([*args, "--max-eecu-hours", "1000"]) == 0
+    assert "the whole job fits" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--latency", "0"], "--latency must be a positive number of seconds"),
+    (["--max-eecu-hours", "-1"], "--max-eecu-hours must be a positive number"),
+    (["--max-eecu-hours", "5", "--runner", "direct"], "leave it out with --backend local or"),
+])
+def test_latency_and_budget_values_are_checked(capsys, extra, message):
+    assert main(["--bbox", "114.2,30.5,114.3,30.6", "--dry-run", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

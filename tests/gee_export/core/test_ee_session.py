@@ -96,7 +96,8 @@ def test_dropped_connections_are_retried_too(ee_http):
     # statuses that are worth another attempt
     (429, "Too many concurrent aggregations.", 3, QuotaError),
     (500, "An internal error has occurred.", 3, "kept failing after 3 attempts"),
-    (400, "Computation timed out.", 3, "kept failing after 3 attempts"),
+    # retried once, then reported for the caller to halve the window (not the whole budget)
+    (400, "Computation timed out.", 2, "getInfo failed.*Computation timed out"),
 ])
 def test_failures_are_classified_by_status_and_precise_phrases(ee_http, status, message,
                                                                 requests, error):

@@ -9,6 +9,7 @@ to a local folder through the real storage seam.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -131,6 +132,37 @@ def test_pixels_export_end_to_end(where, request, tmp_path, local_stack, recipe_
     assert again.written == 0 and len(transport.served) == 2 * summary.candidates  # no refetch
 
 
+def test_a_shared_quota_with_faults_loses_no_patch(tmp_path, local_stack, recipe_images,
+                                                   monkeypatch, caplog):
+    """The fake server's shared-quota mode: a cap of 1-3 requests moving every 50 ms, 429
+    above it, 5xx and time-outs; the adaptive export still writes every patch, and states
+    the latency it measured on its first requests."""
+    import logging
+
+    from gee_export.core.ee_session import EESession, RetryPolicy
+    from gee_export.ee import export
+    from gee_export.ee.fake_quota import QuotaModel, SharedQuota
+
+    monkeypatch.setattr(export, "MEASURE_AFTER", 6)  # the run has 18 requests in all
+    caplog.set_level(logging.INFO, logger="gee_export.ee.export")
+
+    image, fine = recipe_images
+    quota = SharedQuota(QuotaModel(cap_low=1, cap_high=3, period_s=0.05, latency_s=0.002,
+                                   reject_s=0.0002, error_rate=0.1, timeout_rate=0.05,
+                                   timeout_s=0.01, seed=1))
+    session = EESession(transport=StackTransport(local_stack, recipe=recipe_images, quota=quota),
+                        seed=0, retry=RetryPolicy(max_attempts=6, base_delay=0.002,
+                                                  max_delay=0.05))
+    root = str(tmp_path / "quota")
+    summary = export_pixels(session, image, job_for(local_stack), root, fine_label=fine,
+                            workers=8, progress=False)
+    check_dataset(root, local_stack, expect_ids=expected_ids(local_stack, {"r0_c0"}))
+    assert summary.requests == quota.served == 2 * summary.candidates
+    assert quota.throttled > 0 and quota.peak <= 3 and session.limit.ceiling == 8
+    assert re.search(r"measured \d+\.\d+ s per request over the first \d+; \d+ requests left "
+                     r"at \d+ in flight take about", caplog.text)
+
+
 def test_worker_failure_flushes_progress_and_resumes(tmp_path, local_stack, recipe_images):
     """An exception in a worker (Ctrl-C, a fatal error) still leaves index and state written."""
     root = str(tmp_path / "dataset")
@@ -241,10 +273,12 @@ def test_retries_then_clear_errors(tmp_path, local_stack, recipe_images):
     check_dataset(str(tmp_path / "a"), local_stack)
 
     quota = StackTransport(local_stack, fail_every=1, fault=HttpError(429, "Too Many Requests"))
-    with pytest.raises(QuotaError, match=r"after 4 attempts.*--workers"):
+    # under the adaptive limit 429s are flow control until it is down to one request; then
+    # the budget's four attempts count
+    with pytest.raises(QuotaError, match=r"after \d+ attempts.*--workers"):
         export_pixels(session_for(quota, attempts=4), image, job_for(local_stack),
                       str(tmp_path / "b"), fine_label=fine, workers=2, progress=False)
-    assert quota.calls >= 4
+    assert quota.calls > 4
     broken = StackTransport(local_stack, fail_every=1, fault=HttpError(503, "Unavailable"))
     with pytest.raises(EarthEngineError, match="kept failing after 3 attempts"):
         export_pixels(session_for(broken, attempts=3), image, job_for(local_stack),
@@ -303,6 +337,31 @@ def test_tasks_export_end_to_end(gcs_emulator, gcs_bucket, local_stack, recipe_i
     again = export_tasks(session_for(transport), image, job_for(local_stack), root,
                          fine_label=fine, patches_per_tile=2, poll_seconds=0, progress=False)
     assert again.written == 0 and len(transport.tasks) == 8  # nothing re-exported
+
+
+def test_max_eecu_hours_counts_what_finished_tasks_report(gcs_emulator, gcs_bucket, local_stack,
+                                                         recipe_images):
+    from gee_export.core.errors import ComputeBudgetError
+    from gee_export.ee.compute import ComputeBudget
+
+    image, fine = recipe_images
+    root = f"gs://{gcs_bucket}/bounded"
+    # tasks report 30 EECU-s each where 10 are assumed: at the assumption all four tiles
+    # (two tasks each) would fit 100 EECU-s, at the reported figure only the first two
+    transport = StackTransport(local_stack, gcs_client=gcs_emulator.client(),
+                               task_bands=(*DEFAULT_IMAGE_BANDS, "label"), task_eecu_s=30.0)
+
+    def bounded(seconds: float):
+        return export_tasks(session_for(transport), image, job_for(local_stack), root,
+                            fine_label=fine, patches_per_tile=2, max_pending=3, poll_seconds=0,
+                            progress=False, budget=ComputeBudget(seconds / 3600.0, 10.0))
+
+    with pytest.raises(ComputeBudgetError, match="2019-06 has 2 of 4 tiles left"):
+        bounded(100.0)
+    assert len(transport.tasks) == 4
+    bounded(1000.0)  # a higher bound resumes: the other two tiles only
+    assert len(transport.tasks) == 8
+    check_dataset(root, local_stack, expect_ids=expected_ids(local_stack, {"r0_c0"}))
 
 
 def test_failed_task_surfaces_its_message(gcs_emulator, gcs_bucket, local_stack,
@@ -364,9 +423,12 @@ def test_a_window_too_big_to_compute_is_fetched_as_halves(local_stack, recipe_im
     grid, bands = local_stack.grid, (*local_stack.bands, "label")
 
     class Limited(StackTransport):  # the service computes at most 150 px a side
+        refused = 0
+
         def compute_pixels(self, request):
             dims = request["grid"]["dimensions"]
             if max(dims["width"], dims["height"]) > 150:
+                self.refused += 1
                 raise HttpError(400, message)
             return super().compute_pixels(request)
 
@@ -378,7 +440,50 @@ def test_a_window_too_big_to_compute_is_fetched_as_halves(local_stack, recipe_im
     np.testing.assert_array_equal(halves, whole)
     assert one == 1 and requests == 1 + 2 + 4  # refused, refused halves, four quarters
     assert len(limited.served) == 4
+    # a time-out may be load: retried once, then halved; a memory error never repeats
+    assert limited.refused == 3 * (2 if "timed out" in message else 1)
     big = Window(row_off=0, col_off=0, height=100, width=200)  # under 256 px: not halved
     with pytest.raises(EarthEngineError, match=message.rstrip(".")):
         fetch_window(session_for(Limited(local_stack, recipe=recipe_images)), image, grid,
                      big, bands)
+
+
+def test_max_eecu_hours_stops_a_run_resumably_and_a_higher_bound_finishes_it(
+        tmp_path, local_stack, recipe_images, caplog):
+    """The bound stops the run before its estimate passes it; a higher one resumes to the
+    same dataset as an uninterrupted run, and a stopped run exits 1 with one line."""
+    from gee_export.core.commands import run_command
+    from gee_export.core.errors import ComputeBudgetError
+    from gee_export.ee.compute import ComputeBudget
+
+    image, fine = recipe_images
+    whole = str(tmp_path / "whole")
+    full = export_pixels(session_for(StackTransport(local_stack, recipe=recipe_images)), image,
+                         job_for(local_stack), whole, fine_label=fine, workers=2,
+                         progress=False)
+    per_request = 0.5  # EECU-seconds charged per request
+    bound_h = 10 * per_request / 3600.0  # ten requests: five patches of two requests
+    root = str(tmp_path / "bounded")
+
+    def bounded(hours: float):
+        return export_pixels(session_for(StackTransport(local_stack, recipe=recipe_images)),
+                             image, job_for(local_stack), root, fine_label=fine, workers=2,
+                             progress=False, budget=ComputeBudget(hours, per_request))
+
+    with pytest.raises(ComputeBudgetError, match="higher --max-eecu-hours") as info:
+        bounded(bound_h)
+    assert info.value.exit_code == 1
+    stopped = read_index(open_store(root))
+    assert 0 < len(stopped) <= 5 and not read_manifest(open_store(root))["complete"][MONTH]
+    # the same bound again: earlier runs' spending counts, it stops at once, one line, exit 1
+    assert run_command("isamap-export", lambda: bounded(bound_h)) == 1
+    assert len(read_index(open_store(root))) == len(stopped)
+    assert "error: stopped before passing --max-eecu-hours" in caplog.text  # one line
+    assert "Traceback" not in caplog.text
+    done = bounded(1.0)  # a higher bound resumes
+    assert done.already_done == len(stopped) and done.written == full.written - len(stopped)
+    records = check_dataset(root, local_stack, expect_ids=expected_ids(local_stack, {"r0_c0"}))
+    assert records == read_index(open_store(whole))
+    for rec in records:  # byte for byte the uninterrupted run's patches
+        for key in ("image", "label", "label_fine"):
+            assert open_store(root).read_bytes(rec[key]) == open_store(whole).read_bytes(rec[key])
