@@ -27,7 +27,7 @@ def _save(fig, path: Path) -> Path:
 def dataset_label(data: str | os.PathLike) -> str:
     """A dataset as a title names it: its last two path parts, never an absolute path.
 
-    ``/home/me/work/data/wuhan`` -> ``data/wuhan``, ``gs://bucket/isamap/wuhan`` ->
+    ``/home/me/isa/data/wuhan`` -> ``data/wuhan``, ``gs://bucket/isamap/wuhan`` ->
     ``isamap/wuhan``: a picture is shared beyond the machine that made it, and a title with a
     home folder says nothing to its reader (and gives away where it was made).
     """

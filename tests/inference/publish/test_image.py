@@ -147,8 +147,12 @@ def test_parents_can_be_an_image_collection_and_races_are_harmless(ee_http):
         assets.ensure_parents("projects/proj-one/assets/img/x")
 
 
-def test_waiting_shows_the_progress_the_operation_reports(cogs, tmp_path, ee_http, capsys):
+def test_waiting_shows_the_progress_the_operation_reports(cogs, tmp_path, ee_http, capsys,
+                                                         monkeypatch):
     import ee
+
+    # a terminal: the bar is drawn (off a terminal it is a log line every 30 s)
+    monkeypatch.setattr("gee_export.core.progress.live_terminal", lambda stream=None: True)
 
     service = ee_http
     service.steps = (("PENDING", 0.0), ("RUNNING", 0.4), ("RUNNING", 0.8), ("SUCCEEDED", 1.0))
