@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
+from engine import autotune
 from gee_export.contract.patches import patch_stack
 from gee_export.local.stack import build_local_stack
 from gee_export.local.synthetic import generate_scene
 from training.data import Augment, PatchDataset, compute_norm_stats, make_loader
-from training.engine import autotune
 from training.models import create_model, model_loss
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]

@@ -60,6 +60,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.execution import set_process_threads
 from experiments.chesapeake_nlcd import (
     BANDS,
     CHESAPEAKE_FOLDER,
@@ -84,7 +85,6 @@ from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_write
 from training.config import TrainConfig
 from training.data import Augment
-from training.engine.execution import set_process_threads
 from training.metrics import confusion_matrix, json_safe
 from training.modelfile import ModelMeta
 from training.models import create_model, model_loss, recipe_for

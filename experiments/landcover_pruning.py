@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.execution import set_process_threads
 from experiments.coarse_products import mode_product
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.landcover_report import seed_stats
@@ -67,7 +68,6 @@ from gee_export.core.storage import atomic_write
 from inference.predict.postprocess import ClaheParams, clahe_classes
 from training.config import TrainConfig
 from training.data import Augment
-from training.engine.execution import set_process_threads
 from training.metrics import compute_metrics, confusion_matrix, json_safe
 from training.modelfile import ModelMeta
 from training.models import create_model, model_loss, recipe_for

@@ -41,6 +41,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from engine.execution import set_process_threads
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.naip import NAIP_BANDS, NAIP_FOLDER, naip_samples
 from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
@@ -56,7 +57,6 @@ from gee_export.core.jsonsafe import dumps, json_safe
 from gee_export.core.storage import atomic_path, atomic_write
 from training.config import TrainConfig
 from training.data import read_manifest
-from training.engine.execution import set_process_threads
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model, model_loss, recipe_for
 from training.srseg.data import CrossResolutionDataset, patch_samples, split_samples

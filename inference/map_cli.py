@@ -7,6 +7,8 @@ import json
 import os
 from collections.abc import Sequence
 
+from engine.allocator import CHECKS
+from engine.devices import add_device_arguments
 from gee_export.core.commands import (
     add_logging_arguments,
     attach_values,
@@ -18,7 +20,6 @@ from gee_export.core.commands import (
 from gee_export.core.parsers import command_parser
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
-from training.engine.devices import add_device_arguments
 
 EXAMPLES = (
     ("the plan and cost of a two-date map, offline",
@@ -104,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isamap-map``; returns the exit status."""
     args = build_parser().parse_args(attach_values(argv, ("--bbox",)))
     configure_logging(args.verbose, args.quiet, args.debug)
-    return run_command("isamap-map", lambda: _run(args), debug=args.debug)
+    return run_command("isamap-map", lambda: _run(args), debug=args.debug,
+                       checks=CHECKS)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ import json
 import os
 from collections.abc import Sequence
 
+from engine.allocator import CHECKS
+from engine.devices import add_device_arguments
 from gee_export.core.commands import (
     add_logging_arguments,
     check_output_folder,
@@ -21,7 +23,6 @@ from gee_export.core.commands import (
 from gee_export.core.errors import ConfigError
 from gee_export.core.parsers import command_parser
 from training.config import TrainConfig, config_from_mapping, read_config_file
-from training.engine.devices import add_device_arguments
 from training.run_folder import resume_config
 
 RECIPE = "(default: the model's recipe)"
@@ -124,7 +125,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
     configure_logging(verbose, quiet, debug)
     return run_command("isamap-train", lambda: _train(args), debug=debug,
-                       writes_to=[args.get("out_dir") or "."])
+                       writes_to=[args.get("out_dir") or "."], checks=CHECKS)
 
 
 def _train(args: dict) -> int:
@@ -137,7 +138,7 @@ def _train(args: dict) -> int:
     else:
         cfg = config_from_mapping(given)
     check_output_folder("--out", cfg.out_dir)
-    from training.engine.distributed import leave_distributed
+    from engine.distributed import leave_distributed
 
     finished = False
     try:
@@ -192,7 +193,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     a = evaluate_parser().parse_args(argv)
     configure_logging(a.verbose, a.quiet, a.debug)
     return run_command("isamap-evaluate", lambda: _evaluate(a), debug=a.debug,
-                       writes_to=[a.out])
+                       writes_to=[a.out], checks=CHECKS)
 
 
 def _evaluate(a: argparse.Namespace) -> int:
@@ -245,7 +246,7 @@ def prune_main(argv: Sequence[str] | None = None) -> int:
     verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
     configure_logging(verbose, quiet, debug)
     return run_command("isamap-prune", lambda: _prune(args), debug=debug,
-                       writes_to=[args.get("out")])
+                       writes_to=[args.get("out")], checks=CHECKS)
 
 
 def _prune(args: dict) -> int:

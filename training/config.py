@@ -20,8 +20,8 @@ from typing import Literal
 
 import yaml
 
+from engine.devices import PRECISIONS, Layout, Precision, layout_flag
 from gee_export.core.errors import ConfigError
-from training.engine.devices import PRECISIONS, Layout, Precision, layout_flag
 
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
 Optimizer = Literal["adam", "sgd"]
@@ -55,7 +55,7 @@ class TrainConfig:
         seed: seeds model init, data order and augmentation.
         num_workers: loader worker processes (default: cores - 1, at most 8).
         precision: ``auto`` = measured at the start of the run on the real model, batch and
-            device (``training.engine.autotune``: the fastest training step of fp32/bf16, and fp16
+            device (``engine.autotune``: the fastest training step of fp32/bf16, and fp16
             on CUDA, whose output agrees with fp32); a resumed run keeps the choice its
             checkpoint recorded. A recipe that needs one precision for reproducibility states
             it here (``fp32``, ``bf16``, ``fp16``), and it is never overridden.

@@ -396,8 +396,8 @@ def runtime_tags(options: RuntimeOptions) -> dict[str, str]:
     machine), which the driver never sees; an explicit precision and layout are what every
     worker ran, labelled as the streamed map labels its choice (``Setting.label``).
     """
-    from training.engine.devices import layout_flag
-    from training.engine.execution import Setting
+    from engine.devices import layout_flag
+    from engine.execution import Setting
 
     layout = layout_flag(options.channels_last)
     if options.precision == "int8":

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
+from engine.quantize import CALIBRATION_PATCHES, CHECK_PATCHES, Int8Patches
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import IsamapError
-from training.engine.quantize import CALIBRATION_PATCHES, CHECK_PATCHES, Int8Patches
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ from typing import Literal
 import numpy as np
 import torch
 
+from engine import autotune, quantize
+from engine.compiled import CompiledForInference
+from engine.devices import InferencePrecision, Layout, resolve_device
+from engine.execution import Setting, calling_thread_only, use_threads
 from gee_export.core.commands import DETAIL
 from gee_export.core.errors import ModelError
 from inference.predict.normalise import BatchNormaliser, Tiles, normalise_into
-from training.engine import autotune, quantize
-from training.engine.compiled import CompiledForInference
-from training.engine.devices import InferencePrecision, Layout, resolve_device
-from training.engine.execution import Setting, calling_thread_only, use_threads
 from training.models.blocks import fold_batchnorm
 
 log = logging.getLogger(__name__)
@@ -46,14 +46,14 @@ class RuntimeOptions:
 
     Attributes:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:1"``...
-        precision: ``"auto"``: measured on the first batch (:mod:`training.engine.autotune`: the
+        precision: ``"auto"``: measured on the first batch (:mod:`engine.autotune`: the
             fastest of fp32/bf16 (fp16 on CUDA) whose output agrees with fp32); or an
             explicit ``fp32``, ``bf16``, ``fp16``, never overridden; or ``int8`` (CPU): a
-            model quantized on the first batch (:mod:`training.engine.quantize`), refused when
+            model quantized on the first batch (:mod:`engine.quantize`), refused when
             its map disagrees with fp32.
         channels_last: NHWC memory format: ``"auto"`` (measured), ``"on"``/``"off"`` (or a
             bool).
-        compile: also try the model compiled (:mod:`training.engine.compiled`: inductor,
+        compile: also try the model compiled (:mod:`engine.compiled`: inductor,
             frozen weights; with ``auto``: kept only when faster; with explicit precision and
             layout: always used). Without it, ``auto`` tries compiling when the job's
             :attr:`TilePredictor.expected_tiles` are enough to pay for it.
@@ -176,7 +176,7 @@ class TilePredictor:
         """Take int8 under ``auto`` where it pays for itself.
 
         That is where an accepted int8 model of these weights, batch shape and device was
-        remembered, :data:`training.engine.quantize.AUTO_MARGIN` faster than auto's choice.
+        remembered, :data:`engine.quantize.AUTO_MARGIN` faster than auto's choice.
         Only then is the cost (quantizing, checking, compiling from inductor's cache) paid; a
         model never run with ``--precision int8`` is not quantized by ``auto``.
         """
@@ -203,7 +203,7 @@ class TilePredictor:
         """Quantize and check the model against fp32 now, on its given patches.
 
         For a pipeline's driver, before any tile is fetched: the workers' first batches would
-        refuse the same model the same way (:class:`training.engine.quantize.Int8RefusedError`).
+        refuse the same model the same way (:class:`engine.quantize.Int8RefusedError`).
         Nothing is compiled; the accepted model is kept for this process's later calls.
         """
         patches = self._given_int8_patches()
@@ -222,9 +222,9 @@ class TilePredictor:
     def _use_int8(self, x: torch.Tensor, offered: autotune.Choice | None = None) -> None:
         """Quantize, check and compile the model for batches shaped like ``x``.
 
-        Refused (:class:`training.engine.quantize.Int8RefusedError`) before any tile is
+        Refused (:class:`engine.quantize.Int8RefusedError`) before any tile is
         predicted when its map disagrees with fp32. The accepted model is timed on ``x`` and
-        remembered (:func:`training.engine.quantize.remember`) for ``auto``. ``offered``: the
+        remembered (:func:`engine.quantize.remember`) for ``auto``. ``offered``: the
         choice of ``auto`` that int8 replaces (its timings are recorded beside int8's).
         """
         start = time.perf_counter()

@@ -116,8 +116,8 @@ def predict_with_model_file(
     from inference.predict.calibration import model_file_patches
 
     if options is not None and options.precision == "int8":
-        from training.engine.devices import resolve_device
-        from training.engine.quantize import check_int8
+        from engine.devices import resolve_device
+        from engine.quantize import check_int8
 
         check_int8(resolve_device(options.device))  # before reading any patch
     predictor = TilePredictor(model, meta.norm_mean, meta.norm_std,

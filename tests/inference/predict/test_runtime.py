@@ -3,13 +3,13 @@ import pytest
 import rasterio
 import torch
 
+from engine.devices import resolve_precision
 from gee_export.core.errors import ConfigError, ModelError
 from inference.predict.cog import OutputInfo
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor, _logit_difference
 from tests.support.models import conv1x1, padded_convnet
 from tests.support.rasters import BANDS, smooth_stack, write_stack
-from training.engine.devices import resolve_precision
 
 FP32 = RuntimeOptions(precision="fp32", channels_last="on")
 
@@ -134,8 +134,8 @@ def test_a_predictor_runs_on_its_own_threads_after_another_model_lowered_them():
     A choice that kept one thread (another model measured on a busy machine) lowers torch's
     process-wide count; a predictor settled before it must not run on that count.
     """
-    from training.engine import autotune
-    from training.engine.execution import Setting, use_threads
+    from engine import autotune
+    from engine.execution import Setting, use_threads
 
     seen: list[int] = []  # outside the module: the predictor works on a copy of it
 
@@ -205,7 +205,7 @@ def test_a_model_that_cannot_be_compiled_runs_eagerly_and_says_so(tmp_path, monk
     does not claim a compiled model."""
     from torch._inductor import config as inductor_config
 
-    from training.engine import compiled
+    from engine import compiled
 
     monkeypatch.setenv(compiled.CACHE_DIR_ENV, str(tmp_path / "inductor"))  # nothing cached
     tiles = smooth_stack(24, 24)[None]
@@ -221,7 +221,7 @@ def test_a_model_that_cannot_be_compiled_runs_eagerly_and_says_so(tmp_path, monk
 
 def _band0_patches(seed: int, check_source: str, labelled: bool = False):
     """Int8 patches of six bands whose band 0 lies at least 0.5 from 0 (labels with margins)."""
-    from training.engine.quantize import Int8Patches
+    from engine.quantize import Int8Patches
 
     g = torch.Generator().manual_seed(seed)
     calib, check = torch.randn(8, 6, 32, 32, generator=g), torch.randn(8, 6, 32, 32, generator=g)
@@ -231,7 +231,7 @@ def _band0_patches(seed: int, check_source: str, labelled: bool = False):
     return Int8Patches((calib,), (check,), labels, "calibration patches", check_source)
 
 
-@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+@pytest.mark.skipif(not __import__("engine.quantize", fromlist=["x"]).cpu_has_int8(),
                     reason="this CPU has no VNNI/AMX int8 instructions")
 def test_int8_calibrated_on_patches_maps_tiles_of_another_size():
     """Patches of 32 px calibrate and check it; the map's 48 px tiles run on the same graph."""
@@ -253,13 +253,13 @@ def test_int8_calibrated_on_patches_maps_tiles_of_another_size():
     assert predictor.choice.label == "int8/nchw" and predictor.int8 is not None
 
 
-@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+@pytest.mark.skipif(not __import__("engine.quantize", fromlist=["x"]).cpu_has_int8(),
                     reason="this CPU has no VNNI/AMX int8 instructions")
 def test_int8_is_checked_before_the_first_batch_on_its_patches():
     """What a pipeline's driver does before any tile: the same refusal as a first batch."""
     pytest.importorskip("torchao")
+    from engine.quantize import Int8RefusedError
     from tests.support.models import BandConv, TiedConv
-    from training.engine.quantize import Int8RefusedError
 
     patches = _band0_patches(5, "check patches")
     options = RuntimeOptions(device="cpu", precision="int8")
@@ -274,7 +274,7 @@ def test_int8_is_checked_before_the_first_batch_on_its_patches():
                       options=options).check_int8()
 
 
-@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+@pytest.mark.skipif(not __import__("engine.quantize", fromlist=["x"]).cpu_has_int8(),
                     reason="this CPU has no VNNI/AMX int8 instructions")
 def test_auto_takes_int8_only_when_a_remembered_int8_model_is_faster(tmp_path, monkeypatch):
     pytest.importorskip("torchao")

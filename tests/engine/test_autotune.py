@@ -14,12 +14,11 @@ import time
 import pytest
 import torch
 
-from gee_export.core import allocator
+from engine import allocator, autotune, load
+from engine.autotune import Setting
 from gee_export.core.errors import ConfigError
 from tests.support.models import conv_bn_net, six_band_batch
 from tests.support.page_faults import pages, run_fault_child
-from training.engine import autotune, load
-from training.engine.autotune import Setting
 
 CPU = torch.device("cpu")
 
@@ -201,7 +200,7 @@ def test_the_measurement_is_cut_to_the_budget_but_keyed_by_the_real_shape():
 
 APPLIED_CHILD = """
     import torch
-    from training.engine import autotune, load
+    from engine import autotune, load
 
     out = {"before": faults(64)}
     choice = autotune.explicit("fp32", "off", torch.device("cpu"))

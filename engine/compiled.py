@@ -6,7 +6,7 @@ interpolation, layout conversions) take most of the time. Inductor compiles the 
 one program: with ``freezing`` the weights become constants, so a batch norm after a
 convolution is folded into it, weights are pre-packed once in oneDNN's blocked layout, and the
 element-wise work around each convolution is fused into a few loops. Whether this pays on a
-given model, shape and machine is measured, not assumed (:mod:`training.engine.autotune` offers
+given model, shape and machine is measured, not assumed (:mod:`engine.autotune` offers
 it as a candidate; ``benchmarks/bench_models.py`` prints compiled next to eager).
 
 Compiling costs seconds to minutes (a C++ compiler builds the kernels); inductor caches what

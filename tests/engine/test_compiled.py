@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch._inductor import config as inductor_config
 
+from engine import autotune, compiled, load
+from engine.autotune import Setting
 from gee_export.core.commands import DETAIL
 from tests.support.models import conv_bn_net, six_band_batch
-from training.engine import autotune, compiled, load
-from training.engine.autotune import Setting
 
 CPU = torch.device("cpu")
 BF16_NHWC = Setting("bf16", True)
@@ -92,7 +92,7 @@ def test_a_compile_failure_drops_the_candidate_with_a_log_line(tmp_path, monkeyp
     monkeypatch.setenv(compiled.CACHE_DIR_ENV, str(tmp_path / "inductor"))  # nothing cached
     model, x = conv_bn_net(5, seed=3), six_band_batch(3, 20)  # kernels this process has not built
     with inductor_config.patch({"cpp.cxx": ("isamap-no-such-compiler",)}), \
-            caplog.at_level(DETAIL, logger="training.engine"):
+            caplog.at_level(DETAIL, logger="engine"):
         choice = autotune.choose(model, x, CPU, precision="bf16", channels_last="on",
                                  compile=True, measure=_compiled_fastest, cache=False,
                                  load_meter=load_quiet)

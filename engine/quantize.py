@@ -32,10 +32,6 @@ from torch import nn
 from gee_export.core.commands import DETAIL
 from gee_export.core.digest import chunks_sha256, json_digest
 from gee_export.core.errors import ConfigError, IsamapError
-from training.engine import records
-from training.engine.compiled import compile_for_inference, inductor_cache_dir
-from training.engine.devices import check_precision
-from training.engine.outputs import main_output
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +300,7 @@ def quantize(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module
 def compile_int8(quantized: nn.Module, example: torch.Tensor) -> tuple[nn.Module, float]:
     """``quantized`` compiled for ``example``'s shape, and the seconds it took.
 
-    Through :func:`training.engine.compiled.compile_for_inference` (inductor, frozen weights:
+    Through :func:`engine.compiled.compile_for_inference` (inductor, frozen weights:
     what turns the quantize/dequantize pairs into oneDNN int8 convolutions); the map calls it
     through :class:`FixedBatch`, so every call has the compiled shape.
 

@@ -10,7 +10,7 @@ its smallest when one step is longer than that) and its device:
   the cores are seen busy with other work, kept only when clearly faster: waiting OpenMP
   threads can then make two threads ten times slower than one);
 - CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on;
-- either: for inference, the winner compiled (:mod:`training.engine.compiled`: inductor with
+- either: for inference, the winner compiled (:mod:`engine.compiled`: inductor with
   frozen weights), when compiling was asked for or the job (``samples``) is long enough for
   compiling to pay for itself (:func:`compile_may_pay`); kept only when faster.
 
@@ -28,14 +28,14 @@ history and model file). It is cached in ``$XDG_CACHE_HOME/isamap/autotune.json`
 ``~/.cache/isamap``) under a key of the model's architecture and arguments, the input shape,
 the device, the torch version and the thread count, so a second run does not measure again.
 The choice records how loaded the machine was while it was measured (other processes' share
-of the cores, :mod:`training.engine.load`): one measured under load describes that moment,
+of the cores, :mod:`engine.load`): one measured under load describes that moment,
 not the machine, so before it is reused the load is read again for a moment, and on a quiet
 machine the choice is measured again (and the quiet answer replaces it).
 ``ISAMAP_AUTOTUNE_CACHE=off`` (or ``cache=False``, ``--no-autotune-cache``) disables the cache;
 ``ISAMAP_AUTOTUNE_CACHE=/some/file.json`` moves it. Explicit ``--precision`` /
 ``--channels-last`` values are never overridden: only the dimensions left at ``auto`` are
 measured. How one candidate runs (threads, memory format, autocast, the training step on a
-copy) is :mod:`training.engine.execution`.
+copy) is :mod:`engine.execution`.
 """
 
 from __future__ import annotations
@@ -55,15 +55,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from gee_export.core.allocator import keep_freed_memory
-from gee_export.core.commands import DETAIL
-from gee_export.core.digest import json_digest, text_sha256
-from gee_export.core.env_switch import is_off
-from gee_export.core.user_cache import user_cache_dir
-from training.engine import devices, records
-from training.engine import load as machine_load
-from training.engine.compiled import CompiledForInference
-from training.engine.execution import (
+from engine import devices, records
+from engine import load as machine_load
+from engine.allocator import keep_freed_memory
+from engine.compiled import CompiledForInference
+from engine.execution import (
     Batch,
     Dtype,
     Mode,
@@ -74,6 +70,10 @@ from training.engine.execution import (
     set_threads,
     use_threads,
 )
+from gee_export.core.commands import DETAIL
+from gee_export.core.digest import json_digest, text_sha256
+from gee_export.core.env_switch import is_off
+from gee_export.core.user_cache import user_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class Choice:
         load: how busy other work kept the cores while measuring (unknown when not measured).
         compile_seconds: how long compiling the compiled candidate took (0: none compiled).
         int8: how an int8 model was made and how it agrees with fp32
-            (:meth:`training.engine.quantize.Int8Model.record`); empty for other precisions.
+            (:meth:`engine.quantize.Int8Model.record`); empty for other precisions.
     """
 
     setting: Setting
@@ -246,7 +246,7 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         mode: time inference (forward) or training steps (needs ``step``).
         precision: ``auto`` (measured) or an explicit dtype, never overridden.
         channels_last: ``auto`` (measured), ``on``/``off`` (or a bool), never overridden.
-        compile: also try the winner compiled (:mod:`training.engine.compiled`), kept when
+        compile: also try the winner compiled (:mod:`engine.compiled`), kept when
             faster. Without it, inference with ``samples`` given tries it when the job is long
             enough to pay for compiling (:func:`compile_may_pay`).
         step: loss and optimizer of the training step (``mode="training"``).
@@ -371,7 +371,7 @@ def apply(choice: Choice, model: nn.Module, device: torch.device) -> nn.Module:
     s = choice.setting
     if device.type == "cpu":
         # every forward reuses the last one's freed activations instead of faulting them
-        # in again (gee_export.core.allocator: x1.07-1.97 per forward, bench_allocator.py)
+        # in again (engine.allocator: x1.07-1.97 per forward, bench_allocator.py)
         keep_freed_memory()
         use_threads(s.threads)  # none of its own: the process's count, even if lowered before
     if s.cudnn_benchmark is not None and device.type == "cuda":

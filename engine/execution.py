@@ -1,6 +1,6 @@
 """How one configuration runs a model: the :class:`Setting` and the runner ``auto`` times.
 
-Kept apart from :mod:`training.engine.autotune` (which decides what to time, for how long, and
+Kept apart from :mod:`engine.autotune` (which decides what to time, for how long, and
 remembers the answer) because running a candidate is its own concern: entering its threads
 and cuDNN flags, its memory format and autocast, a training step on a private copy of the
 model, the batch cut to what fits the budget.
@@ -20,10 +20,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from gee_export.core.allocator import keep_freed_memory
+from engine.allocator import keep_freed_memory
+from engine.compiled import compile_for_inference
+from engine.outputs import main_output
 from gee_export.core.commands import DETAIL
-from training.engine.compiled import compile_for_inference
-from training.engine.outputs import main_output
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class Setting:
         threads: torch intra-op threads (None: leave the process's setting).
         cudnn_benchmark: ``torch.backends.cudnn.benchmark`` (None: leave it).
         compile: run the model compiled (inference: inductor with frozen weights,
-            :func:`training.engine.compiled.compile_for_inference`; training:
+            :func:`engine.compiled.compile_for_inference`; training:
             ``torch.compile``).
     """
 

@@ -16,7 +16,7 @@ tensor-core rate the networks' fp32 convolutions actually run at.
 int8 (CPU, asked for explicitly: it needs the ``int8`` extra and a few seconds of compilation)
 is measured as a quantized model runs: the GEMM is ``torch._int_mm`` (int8 x int8 -> int32),
 the 3x3 convolution one 128 -> 128 convolution quantized and compiled by
-:mod:`training.engine.quantize` (its input quantized and output dequantized included, as
+:mod:`engine.quantize` (its input quantized and output dequantized included, as
 every quantized layer of a model pays them). Its rates are int8 operations per second, in
 the same units as the FLOP/s of the float precisions.
 """
@@ -31,7 +31,7 @@ from typing import Any, Literal
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from training.engine.outputs import main_output
+from engine.outputs import main_output
 
 Dtype = Literal["fp32", "bf16", "fp16", "int8"]
 _TORCH_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -89,7 +89,7 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
     Sizes are large enough to reach the plateau on the hardware class (CPU: 2048-wide GEMM,
     128->128 channels at 96x96; GPU: 8192-wide GEMM, 256->256 channels at 128x128, batch 32).
     """
-    from training.engine.autotune import describe_device
+    from engine.autotune import describe_device
 
     started = time.perf_counter()
     precisions = precisions or native_precisions(device)
@@ -123,7 +123,7 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
 
 def _int8_rates(device: torch.device, seconds: float) -> tuple[float, float]:
     """int8 GEMM and 3x3 convolution rates (G int8 operations per second) on the CPU."""
-    from training.engine import quantize
+    from engine import quantize
 
     if device.type != "cpu":
         raise ValueError("the int8 peak is measured on the CPU only")

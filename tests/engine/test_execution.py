@@ -6,9 +6,9 @@ import time
 
 import torch
 
+from engine import autotune, execution
+from engine.execution import Setting, SettingRunner, cut_batch
 from tests.support import REPO_ROOT
-from training.engine import autotune, execution
-from training.engine.execution import Setting, SettingRunner, cut_batch
 
 CPU = torch.device("cpu")
 
@@ -141,4 +141,4 @@ def test_only_the_engine_sets_torch_threads():
                      for package in ("gee_export", "training", "inference", "experiments")
                      for path in (REPO_ROOT / package).rglob("*.py")
                      if "torch.set_num_threads(" in path.read_text())
-    assert callers == ["training/engine/execution.py"]
+    assert callers == ["engine/execution.py"]

@@ -2,7 +2,7 @@
 
 A choice timed while other work held the cores describes that moment, not the machine: on a
 shared 2-core machine one thread beat two and the cached one-thread choice then ran a quiet
-machine at 0.79x of its fastest setting. :mod:`training.engine.autotune` therefore reads the
+machine at 0.79x of its fastest setting. :mod:`engine.autotune` therefore reads the
 load over its measurement and records it with the choice, and before reusing a choice
 measured under load it reads the load again for a moment (:data:`RECHECK_S`).
 

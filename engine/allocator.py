@@ -115,6 +115,11 @@ def threshold_mib() -> int | None:
     return int(value)
 
 
+#: What commands that run a model pass to ``run_command(checks=...)``: a bad
+#: :data:`ENV` is refused before any work, not at the first forward.
+CHECKS = (threshold_mib,)
+
+
 def give_back_freed_memory() -> bool:
     """Return freed memory to the kernel as glibc does at start-up; True when done.
 
