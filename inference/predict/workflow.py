@@ -115,11 +115,7 @@ def predict_with_model_file(
         config = PredictConfig(**{**config.__dict__, "isa_class": index})
     from inference.predict.calibration import model_file_patches
 
-    if options is not None and options.precision == "int8":
-        from engine.devices import resolve_device
-        from engine.quantize import check_int8
-
-        check_int8(resolve_device(options.device))  # before reading any patch
+    # int8 that cannot run here is refused by the predictor, before any patch is read
     predictor = TilePredictor(model, meta.norm_mean, meta.norm_std,
                               scale=int(meta.output_scale), options=options,
                               int8_patches=lambda: model_file_patches(meta), isa_class=index)
