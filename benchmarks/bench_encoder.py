@@ -73,6 +73,7 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
     from bench_helpers import cache_input
     from rasterio.windows import Window
 
+    from engine.execution import calling_thread_only
     from inference.predict.normalise import BatchNormaliser
     from inference.predict.raster import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
     from inference.predict.sliding_window import read_rows

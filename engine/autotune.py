@@ -6,9 +6,7 @@ on a GPU the answer depends on the card. So ``auto`` times the candidate configu
 run's own model, its real tile size (the batch shrunk to fit a budget of a few seconds, or to
 its smallest when one step is longer than that) and its device:
 
-- CPU: fp32 / bf16 autocast x NCHW / NHWC, with all or half the threads (half tried only when
-  the cores are seen busy with other work, kept only when clearly faster: waiting OpenMP
-  threads can then make two threads ten times slower than one);
+- CPU: fp32 / bf16 autocast x NCHW / NHWC, on the process's threads;
 - CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on;
 - either: for inference, the winner compiled (:mod:`engine.compiled`: inductor with
   frozen weights), when compiling was asked for or the job (``samples``) is long enough for
@@ -27,10 +25,11 @@ measuring took; callers write it into their outputs (COG tags, ``metrics.json``,
 history and model file). It is cached in ``$XDG_CACHE_HOME/isamap/autotune.json`` (else
 ``~/.cache/isamap``) under a key of the model's architecture and arguments, the input shape,
 the device, the torch version and the thread count, so a second run does not measure again.
-The choice records how loaded the machine was while it was measured (other processes' share
-of the cores, :mod:`engine.load`): one measured under load describes that moment,
-not the machine, so before it is reused the load is read again for a moment, and on a quiet
-machine the choice is measured again (and the quiet answer replaces it).
+The choice records the share of its CPU threads' time the process got while measuring
+(:attr:`Choice.cpu_share`). One measured while other work held the cores
+(:data:`CONTENDED_SHARE`) describes that moment, not the machine: it is used for the run that
+measured it but never cached, so it cannot become a quiet machine's choice (the next run
+measures again).
 ``ISAMAP_AUTOTUNE_CACHE=off`` (or ``cache=False``, ``--no-autotune-cache``) disables the cache;
 ``ISAMAP_AUTOTUNE_CACHE=/some/file.json`` moves it. Explicit ``--precision`` /
 ``--channels-last`` values are never overridden: only the dimensions left at ``auto`` are
@@ -56,7 +55,6 @@ import torch
 from torch import nn
 
 from engine import devices, records
-from engine import load as machine_load
 from engine.allocator import keep_freed_memory
 from engine.compiled import CompiledForInference
 from engine.execution import (
@@ -66,9 +64,7 @@ from engine.execution import (
     Setting,
     SettingRunner,
     TrainStep,
-    process_threads,
     set_threads,
-    use_threads,
 )
 from gee_export.core.commands import DETAIL
 from gee_export.core.digest import json_digest, text_sha256
@@ -98,7 +94,10 @@ MIN_ROUNDS = 2
 #: many times the quickest one's is not timed: it is reported as skipped.
 FIRST_CALL_MARGIN = 3.0
 CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
-CACHE_FORMAT = "isamap-autotune/2"  # /1 entries do not say how loaded the machine was
+CACHE_FORMAT = "isamap-autotune/3"  # /2 entries could hold a choice measured under load
+#: A CPU measurement during which the process got less than this share of its threads' time
+#: (process CPU time over wall time x threads) was contended: other work held the cores.
+CONTENDED_SHARE = 0.75
 CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
 #: Whether a compiled candidate is worth compiling, before anything about it is measured: the
 #: job's model time at the eager winner times this gain must cover this compile time. Both
@@ -130,7 +129,8 @@ class Choice:
         measured_size: tile size of the timed calls (the real one: tiles are never cropped).
         seconds: wall time spent measuring.
         key: the cache key.
-        load: how busy other work kept the cores while measuring (unknown when not measured).
+        cpu_share: the share of its threads' time the process got while measuring (CPU
+            only; None: not measured, or on a GPU).
         compile_seconds: how long compiling the compiled candidate took (0: none compiled).
         int8: how an int8 model was made and how it agrees with fp32
             (:meth:`engine.quantize.Int8Model.record`); empty for other precisions.
@@ -150,7 +150,7 @@ class Choice:
     measured_size: tuple[int, ...] = ()
     seconds: float = 0.0
     key: str = ""
-    load: machine_load.Load = field(default_factory=machine_load.Load)
+    cpu_share: float | None = None
     compile_seconds: float = 0.0
     int8: Mapping[str, Any] = field(default_factory=dict)
 
@@ -166,6 +166,11 @@ class Choice:
     def label(self) -> str:
         return self.setting.label
 
+    @property
+    def contended(self) -> bool:
+        """Measured on the CPU while other work held the cores: never cached."""
+        return self.cpu_share is not None and self.cpu_share < CONTENDED_SHARE
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["shape"] = list(self.shape)
@@ -175,7 +180,6 @@ class Choice:
         d["ms_per_sample"] = dict(self.ms_per_sample)
         d["errors"] = dict(self.errors)
         d["label"] = self.label
-        d["load"] = self.load.to_dict()
         d["int8"] = dict(self.int8)
         return d
 
@@ -192,7 +196,7 @@ class Choice:
                    tolerance=float(d.get("tolerance", TOLERANCE)),
                    measured_batch=int(d.get("measured_batch", 0)),
                    seconds=float(d.get("seconds", 0.0)), key=d.get("key", ""),
-                   load=machine_load.Load.from_dict(d.get("load")),
+                   cpu_share=d.get("cpu_share"),
                    compile_seconds=float(d.get("compile_seconds", 0.0)),
                    int8=dict(d.get("int8") or {}))
 
@@ -203,8 +207,8 @@ class Choice:
                 "runtime_device": self.device,
                 "runtime_ms_per_tile": timings,
                 "runtime_tolerance": f"{self.tolerance:g}"}
-        if self.ms_per_sample:  # measured (now or from the cache): how loaded the machine was
-            tags["runtime_load"] = self.load.describe()
+        if self.cpu_share is not None:
+            tags["runtime_cpu_share"] = f"{self.cpu_share:.2f}"
         if self.compile_seconds:
             tags["runtime_compile_s"] = f"{self.compile_seconds:.1f}"
         tags.update({f"runtime_int8_{k}": json.dumps(v) if isinstance(v, list) else f"{v}"
@@ -233,7 +237,7 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
            step: TrainStep | None = None, budget_s: float = DEFAULT_BUDGET_S,
            tolerance: float = TOLERANCE, cache: bool | None = None,
            measure: Measure | None = None,
-           load_meter: machine_load.Meter = machine_load.StatWindow,
+           cpu_time: Callable[[], float] = time.process_time,
            samples: int | None = None) -> Choice:
     """The fastest setting of ``model`` on ``example``'s shape whose output agrees with fp32.
 
@@ -254,7 +258,7 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         tolerance: agreement bound, mean |p - p_fp32|.
         cache: use the user cache (None: unless ``ISAMAP_AUTOTUNE_CACHE=off``).
         measure: timing function replacing the real one (tests).
-        load_meter: reads the machine's load (tests inject scripted readings).
+        cpu_time: the process's CPU seconds (tests inject a clock to script contention).
         samples: how many samples (tiles) the job will run through the model, when known
             (inference): what decides whether compiling can pay for itself.
     """
@@ -276,25 +280,29 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         choice = replace(Choice.from_dict(cached), source="cache")
         if policy == "auto":
             choice = _for_job(choice, samples)
-        if choice is not None and _still_fits(choice, load_meter):
-            log.log(DETAIL, "runtime %s from the autotune cache %s (measured %s; %s)", choice.label,
-                    path, ", ".join(f"{k} {v:.3g} ms" for k, v in choice.ms_per_sample.items()),
-                    choice.load.describe())
+        if choice is not None:
+            log.log(DETAIL, "runtime %s from the autotune cache %s (measured %s)", choice.label,
+                    path, ", ".join(f"{k} {v:.3g} ms" for k, v in choice.ms_per_sample.items()))
             return choice
-    window = load_meter()
+    threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
     choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
                       tolerance, measure)
-    choice = replace(choice, device=where, key=key, shape=shape, load=window.read())
+    share = None
+    if device.type == "cpu":
+        wall = max(time.perf_counter() - wall0, 1e-9)
+        share = round(min((cpu_time() - cpu0) / (wall * threads), 1.0), 3)
+    choice = replace(choice, device=where, key=key, shape=shape, cpu_share=share)
     log.log(DETAIL, "autotune %s on %s, batch %s: %s; chose %s in %.1f s (budget %.1f s, %d of %d "
             "samples per timed call%s; %s)", mode, where, "x".join(map(str, shape)),
             ", ".join(f"{k} {v:.3g} ms/sample" for k, v in choice.ms_per_sample.items()),
             choice.label, choice.seconds, budget_s, choice.measured_batch, shape[0],
             f"; rejected {', '.join(choice.rejected)}" if choice.rejected else "",
-            choice.load.describe())
-    if choice.load.loaded:
-        log.log(DETAIL, "autotune: measured while %s; this choice is reused only while the "
-                "machine stays loaded (a quiet run measures again)", choice.load.describe())
-    if path:
+            "CPU share unknown" if share is None else f"{share:.0%} of {threads} threads' time")
+    if choice.contended:
+        log.log(DETAIL, "autotune: other work held the cores while measuring (the process got "
+                "%.0f %% of its threads' time): this choice is used for this run and not cached",
+                100 * (share or 0.0))
+    elif path:
         _write_cache(path, key, choice)
     return choice
 
@@ -339,22 +347,6 @@ def _for_job(choice: Choice, samples: int | None) -> Choice | None:
     return choice
 
 
-def _still_fits(choice: Choice, load_meter: machine_load.Meter) -> bool:
-    """Whether a cached choice may be reused now.
-
-    One measured on a quiet machine always; one measured under load only while the machine
-    is still loaded (read for ``load.RECHECK_S`` seconds).
-    """
-    if not choice.load.loaded:
-        return True
-    now = machine_load.sample(load_meter)
-    if now.loaded:
-        return True
-    log.log(DETAIL, "autotune: the cached %s was measured while %s; %s now, so it is "
-            "measured again", choice.label, choice.load.describe(), now.describe())
-    return False
-
-
 def explicit(precision: devices.Precision, channels_last: devices.Layout | bool,
              device: torch.device, mode: Mode = "inference") -> Choice | None:
     """The choice when nothing is left to measure, else None (``auto`` somewhere)."""
@@ -371,9 +363,8 @@ def apply(choice: Choice, model: nn.Module, device: torch.device) -> nn.Module:
     s = choice.setting
     if device.type == "cpu":
         # every forward reuses the last one's freed activations instead of faulting them
-        # in again (engine.allocator: x1.07-1.97 per forward, bench_allocator.py)
+        # in again (engine.allocator; benchmarks/bench_allocator.py measures the gain)
         keep_freed_memory()
-        use_threads(s.threads)  # none of its own: the process's count, even if lowered before
     if s.cudnn_benchmark is not None and device.type == "cuda":
         torch.backends.cudnn.benchmark = s.cudnn_benchmark
     model = model.to(memory_format=s.memory_format)
@@ -398,7 +389,7 @@ def time_settings(model: nn.Module, example: torch.Tensor, device: torch.device,
     was_training = model.training
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
-        runner = SettingRunner(model, batch, device, mode, step, process_threads())
+        runner = SettingRunner(model, batch, device, mode, step)
         try:
             for s in settings:
                 runner.call(s, batch)()
@@ -430,7 +421,7 @@ def candidates(device: torch.device, precision: devices.Precision,
         dtypes = [precision]
         benches = [True] if device.type == "cuda" and layout != "auto" else benches
     layouts = [False, True] if layout == "auto" else [layout == "on"]
-    return [Setting(d, cl, None, b) for d in dtypes for cl in layouts for b in benches]
+    return [Setting(d, cl, b) for d in dtypes for cl in layouts for b in benches]
 
 
 def describe_device(device: torch.device) -> str:
@@ -446,7 +437,7 @@ def describe_device(device: torch.device) -> str:
                 name = line.split(":", 1)[1].strip()
                 break
     return (f"{name} ({torch.backends.cpu.get_cpu_capability()}, "
-            f"{process_threads()} threads)")
+            f"{torch.get_num_threads()} threads)")
 
 
 def cache_file() -> Path | None:
@@ -491,11 +482,10 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
     skipped: list[Setting] = []
     with torch.random.fork_rng(devices=rng_devices):
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
-        runner = SettingRunner(model, batch, device, mode, step, process_threads())
+        runner = SettingRunner(model, batch, device, mode, step)
         try:
-            batch, threads = runner.fit_batch(budget_s, len(cands) + int(bool(compile)))
-            cands = [replace(c, threads=threads) for c in cands]
-            reference = runner.probabilities(Setting(threads=threads), batch)
+            batch = runner.fit_batch(budget_s, len(cands) + int(bool(compile)))
+            reference = runner.probabilities(Setting(), batch)
             # every agreement check before any training step changes the copy's weights
             first_call: dict[Setting, float] = {}
             for cand in cands:

@@ -25,7 +25,7 @@ from torch import nn
 
 from engine import autotune, quantize
 from engine.devices import InferencePrecision, Layout
-from engine.execution import Setting, use_threads
+from engine.execution import Setting
 from gee_export.core.commands import DETAIL
 from gee_export.core.errors import ConfigError
 
@@ -171,7 +171,6 @@ def _int8(module: nn.Module, x: torch.Tensor, device: torch.device, request: Req
         if isa_class is None:  # the last class (a one-logit model's positive class is 1)
             isa_class = max(int(quantize.logits(module, [example[:1]])[0].shape[1]) - 1, 1)
         built = quantize.build_int8(module, given, isa_class, example=example)
-    use_threads(None)
     model = quantize.FixedBatch(built.module, int(x.shape[0]))
     best = min(_seconds(model, example) for _ in range(2))
     ms = round(1000.0 * best / int(x.shape[0]), 4)

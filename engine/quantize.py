@@ -29,6 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine import records
+from engine.compiled import compile_for_inference, inductor_cache_dir
+from engine.devices import check_precision
+from engine.outputs import main_output
 from gee_export.core.commands import DETAIL
 from gee_export.core.digest import chunks_sha256, json_digest
 from gee_export.core.errors import ConfigError, IsamapError

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.execution import set_process_threads
+from engine.execution import set_threads
 from engine.outputs import main_output
 from gee_export.contract.dataset import read_manifest
 from gee_export.core.commands import (
@@ -178,7 +178,7 @@ def _compare(a: argparse.Namespace) -> int:
         datasets[name] = root
     check_output_folder("--out", a.out)
     budget = HeadBudget(a.iterations, a.batch_size, a.lr)
-    set_process_threads(a.threads)
+    set_threads(a.threads)
     _, table = compare_heads(datasets, a.seeds, a.out, budget)
     print(table)
     return 0

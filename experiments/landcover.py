@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.execution import set_process_threads
+from engine.execution import set_threads
 from experiments.chesapeake_nlcd import (
     BANDS,
     CHESAPEAKE_FOLDER,
@@ -542,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(a: argparse.Namespace) -> int:
     if a.threads:
-        set_process_threads(a.threads)
+        set_threads(a.threads)
     data_dir = existing_folder(a.data_dir or sample_folder(CHESAPEAKE_FOLDER, a.data_root),
                                "chesapeake_nlcd", "--data-dir") if "nlcd" in a.settings else ""
     naip_dir = existing_folder(a.naip_dir or sample_folder(NAIP_FOLDER, a.data_root),

@@ -30,7 +30,7 @@ from engine import autotune, quantize
 from engine import choice as engine_choice
 from engine.compiled import CompiledForInference
 from engine.devices import InferencePrecision, Layout, resolve_device
-from engine.execution import calling_thread_only, use_threads
+from engine.execution import calling_thread_only
 from gee_export.core.errors import ModelError
 from inference.predict.normalise import BatchNormaliser, Tiles, normalise_into
 from training.models.blocks import fold_batchnorm
@@ -238,10 +238,6 @@ class TilePredictor:
         """
         choice = self.resolve(tiles)
         cpu = self.device.type == "cpu"
-        if cpu:
-            # another model's choice (one thread, measured while the machine was busy) may
-            # have changed the process's count since this one was settled
-            use_threads(choice.setting.threads)
         # the passes around the forward run on this thread alone (calling_thread_only)
         around = calling_thread_only if cpu else contextlib.nullcontext
         with around():

@@ -128,43 +128,6 @@ def test_explicit_options_are_used_as_given_and_bad_normalisation_refused():
         TilePredictor(conv1x1(), np.zeros(6), np.zeros(6))
 
 
-def test_a_predictor_runs_on_its_own_threads_after_another_model_lowered_them():
-    """Each predictor's forwards run on its own choice's threads, whatever ran in between.
-
-    A choice that kept one thread (another model measured on a busy machine) lowers torch's
-    process-wide count; a predictor settled before it must not run on that count.
-    """
-    from engine import autotune
-    from engine.execution import Setting, use_threads
-
-    seen: list[int] = []  # outside the module: the predictor works on a copy of it
-
-    class ThreadRecorder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(len(BANDS), 2, 1)
-
-        def forward(self, x):
-            seen.append(torch.get_num_threads())
-            return self.conv(x)
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        predictor = TilePredictor(ThreadRecorder(), np.zeros(len(BANDS)), np.ones(len(BANDS)),
-                                  options=RuntimeOptions(precision="fp32", channels_last="off"))
-        tiles = np.zeros((1, len(BANDS), 8, 8), np.float32)
-        predictor(tiles)
-        autotune.apply(autotune.Choice(Setting("fp32", threads=1), "measured"),
-                       torch.nn.Conv2d(len(BANDS), 2, 1), torch.device("cpu"))
-        assert torch.get_num_threads() == 1  # the other model's choice is in force...
-        predictor(tiles)
-        assert seen == [2, 2]  # ...but not for this predictor's forwards
-    finally:
-        use_threads(None)
-        torch.set_num_threads(saved)
-
-
 def test_the_passes_around_the_forward_run_on_the_calling_thread_alone():
     """Normalising and probabilities run on one thread (their OpenMP waits cost the helpers
     CPU), the forward on the process's count, which is what is left afterwards."""
