@@ -1,8 +1,8 @@
 """``--precision auto``: measure, don't guess, how to run a model on this machine.
 
-No static rule picks the fastest way to run a network: on one CPU bf16 autocast is 2-5x
-*slower* than fp32 (oneDNN emulates it), channels_last helps the U-Nets and hurts RU-Net++, and
-on a GPU the answer depends on the card. So ``auto`` times the candidate configurations on the
+No static rule picks the fastest way to run a network: on a CPU without native bf16, bf16
+autocast is *slower* than fp32 (oneDNN emulates it), channels_last helps some networks and
+hurts others, and on a GPU the answer depends on the card. So ``auto`` times the candidate configurations on the
 run's own model, its real tile size (the batch shrunk to fit a budget of a few seconds, or to
 its smallest when one step is longer than that) and its device:
 
@@ -101,9 +101,9 @@ CONTENDED_SHARE = 0.75
 CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
 #: Whether a compiled candidate is worth compiling, before anything about it is measured: the
 #: job's model time at the eager winner times this gain must cover this compile time. Both
-#: from ``benchmarks/bench_models.py --compile`` on the 2-core EPYC (docs/performance.md):
-#: compiled paper-width models at bf16/NHWC ran 1-5 % faster than eager, and compiled in
-#: 40-150 s with an empty inductor cache (a loaded machine), less with a filled one.
+#: are deliberately cautious assumptions (a small gain, a compile time of an empty inductor
+#: cache), so only long jobs try compiling; ``benchmarks/bench_models.py --compile``
+#: measures both on a machine, and a cached choice is judged on its own measured figures.
 ASSUMED_COMPILE_GAIN = 0.05
 ASSUMED_COMPILE_S = 60.0
 
@@ -510,7 +510,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                 ready = [c for c in cands if math.isfinite(errors.get(c, math.inf))] or cands[:1]
             elif measure is None:
                 # a candidate whose first call was several times the fastest one's is not
-                # timed again (bf16 emulated by oneDNN can be 2-5x slower than fp32)
+                # timed again (bf16 emulated by oneDNN is several times slower than fp32)
                 quickest = min(first_call[c] for c in ready)
                 slow = [c for c in ready if first_call[c] > FIRST_CALL_MARGIN * quickest]
                 skipped += slow

@@ -8,9 +8,8 @@ be tested with small plain-torch models and used with every registered architect
 Batch norms that directly follow a convolution are folded into it before anything runs
 (``training.models.blocks.fold_batchnorm``): in eval mode a batch norm is an affine map per
 channel, so the outputs are the same to float rounding with one pass over each feature map
-instead of two (the land-cover HRNet at bf16/NHWC on a quiet 2-core CPU: 11.07 -> 12.08
-patches/s, 9 % more, ``benchmarks/bench_pruning.py --batch 2``). The caller's model is left
-as it is (folding works on a copy).
+instead of two (``benchmarks/bench_pruning.py`` measures the gain). The caller's model is
+left as it is (folding works on a copy).
 """
 
 from __future__ import annotations
