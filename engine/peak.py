@@ -1,8 +1,8 @@
 """What a model's speed is a fraction of: the machine's measured peak, and the model's FLOPs.
 
 A throughput means little alone: the same patches per second can be excellent for a large
-network on a few CPU cores and poor on a GPU. :func:`measure_peak` times this machine's dense matrix product and
-3x3 convolution (the operations the papers' networks are made of) in each precision it
+network on a few CPU cores and poor on a GPU. :func:`measure_peak` times this machine's dense
+matrix product and 3x3 convolution (the operations the papers' networks are made of) in each precision it
 computes natively, and :func:`count_flops` counts a model's floating-point operations with
 ``torch.utils.flop_counter`` (a multiply-add is two), so that a benchmark can report GFLOP/s
 and the fraction of the peak next to patches/s.
