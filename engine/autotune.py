@@ -3,8 +3,8 @@
 No static rule picks the fastest way to run a network: on a CPU without native bf16, bf16
 autocast is *slower* than fp32 (oneDNN emulates it), channels_last helps some networks and
 hurts others, and on a GPU the answer depends on the card. So ``auto`` times the candidate
-configurations on the run's own model, its real tile size (the batch shrunk to fit a budget of a few seconds, or to
-its smallest when one step is longer than that) and its device:
+configurations on the run's own model, its real tile size (the batch shrunk to fit a budget of
+a few seconds, or to its smallest when one step is longer than that) and its device:
 
 - CPU: fp32 / bf16 autocast x NCHW / NHWC, on the process's threads;
 - CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on;

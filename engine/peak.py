@@ -2,10 +2,10 @@
 
 A throughput means little alone: the same patches per second can be excellent for a large
 network on a few CPU cores and poor on a GPU. :func:`measure_peak` times this machine's dense
-matrix product and 3x3 convolution (the operations the papers' networks are made of) in each precision it
-computes natively, and :func:`count_flops` counts a model's floating-point operations with
-``torch.utils.flop_counter`` (a multiply-add is two), so that a benchmark can report GFLOP/s
-and the fraction of the peak next to patches/s.
+matrix product and 3x3 convolution (the operations the papers' networks are made of) in each
+precision it computes natively, and :func:`count_flops` counts a model's floating-point
+operations with ``torch.utils.flop_counter`` (a multiply-add is two), so that a benchmark can
+report GFLOP/s and the fraction of the peak next to patches/s.
 
 A CPU's bf16 rate is measured only where it computes bf16 natively (AVX512-BF16/AMX, as
 oneDNN reports it): elsewhere bf16 is emulated and has no peak of its own. On CUDA everything
