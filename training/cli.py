@@ -105,11 +105,16 @@ def train_parser() -> argparse.ArgumentParser:
         "label on fewer than SHARE of the pixels (e.g. 0.2), retrain; the dropped patches "
         "are listed in <out>/noisy_patches.json"))
     a("--seed", type=int, help="seed of weights, shuffling and augmentation (default: 0)")
-    a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
+    a("--workers", dest="num_workers", type=int, help=(
+        "data-loader worker processes (default: none for a dataset cached on a CPU, else "
+        "cores - 1, at most 8)"))
     add_device_arguments(p, device=None, precision=None, channels_last=None)
     a("--no-augment", dest="augment", action="store_const", const=False,
       help="train without the paper's augmentations (flips, rotations by 90°)")
-    a("--cache", action="store_const", const=True, help="keep decoded patches in memory")
+    a("--cache", action="store_const", const=True,
+      help="keep decoded patches in memory (default: when they fit)")
+    a("--no-cache", dest="cache", action="store_const", const=False,
+      help="decode every patch every epoch")
     a("--max-batches", type=int, help="cap on training batches per epoch")
     a("--max-iterations", type=int, help="total iteration budget (replaces --epochs)")
     a("--stop-after", type=int, help="leave after N epochs (continue later with --resume)")

@@ -67,7 +67,13 @@ from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_write
 from training.band_ranges import band_ranges
 from training.config import TrainConfig, apply_recipe
-from training.data import NormStats, PatchDataset, compute_norm_stats, make_loader
+from training.data import (
+    NormStats,
+    PatchDataset,
+    choose_data_path,
+    compute_norm_stats,
+    make_loader,
+)
 from training.losses import build_loss
 from training.metrics import ConfusionMatrix
 from training.modelfile import (
@@ -532,6 +538,9 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
     device = resolve_device(cfg.device, info)
     exclude = tuple(exclude or ())
     raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=cfg.label, exclude=exclude)
+    path = choose_data_path(raw.decoded_bytes(), device.type, cfg.cache, cfg.num_workers)
+    log.info("data: %s", path.reason)
+    cfg = replace(cfg, cache=path.cache, num_workers=path.workers)
     norm = _norm_for(cfg, raw)
     train_set, val_set = patch_splits(cfg, raw.bands, norm, exclude)
     names = raw.class_names
