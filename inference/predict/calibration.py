@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,13 +20,16 @@ from engine.quantize import CALIBRATION_PATCHES, CHECK_PATCHES, Int8Patches
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import IsamapError
 
+if TYPE_CHECKING:
+    from training.modelfile import ModelMeta
+
 log = logging.getLogger(__name__)
 
 #: patches per calibration or check batch
 BATCH = 8
 
 
-def model_file_patches(meta: Any) -> Int8Patches | None:
+def model_file_patches(meta: ModelMeta) -> Int8Patches | None:
     """Calibration (training split) and check (validation split, labelled) patches.
 
     Spread evenly over each split (patches are often stored in region order). None, with the
