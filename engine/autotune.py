@@ -277,13 +277,13 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
     path = cache_file() if cache is not False else None
     cached = _read_cache(path).get(key) if path else None
     if cached is not None:
-        choice = replace(Choice.from_dict(cached), source="cache")
-        if policy == "auto":
-            choice = _for_job(choice, samples)
-        if choice is not None:
-            log.log(DETAIL, "runtime %s from the autotune cache %s (measured %s)", choice.label,
-                    path, ", ".join(f"{k} {v:.3g} ms" for k, v in choice.ms_per_sample.items()))
-            return choice
+        reused: Choice | None = replace(Choice.from_dict(cached), source="cache")
+        if policy == "auto" and reused is not None:
+            reused = _for_job(reused, samples)
+        if reused is not None:
+            log.log(DETAIL, "runtime %s from the autotune cache %s (measured %s)", reused.label,
+                    path, ", ".join(f"{k} {v:.3g} ms" for k, v in reused.ms_per_sample.items()))
+            return reused
     threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
     choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
                       tolerance, measure)
@@ -358,7 +358,7 @@ def explicit(precision: devices.Precision, channels_last: devices.Layout | bool,
                   device=describe_device(device))
 
 
-def apply(choice: Choice, model: nn.Module, device: torch.device) -> nn.Module:
+def apply(choice: Choice, model: nn.Module, device: torch.device) -> Callable[..., Any]:
     """Put ``model`` (and the process) in the chosen setting; returns the model to call."""
     s = choice.setting
     if device.type == "cpu":
@@ -367,7 +367,7 @@ def apply(choice: Choice, model: nn.Module, device: torch.device) -> nn.Module:
         keep_freed_memory()
     if s.cudnn_benchmark is not None and device.type == "cuda":
         torch.backends.cudnn.benchmark = s.cudnn_benchmark
-    model = model.to(memory_format=s.memory_format)
+    model = model.to(memory_format=s.memory_format)  # type: ignore[call-overload]
     if not s.compile:
         return model
     # inference compiles on its first call (for that shape; the graph auto measured is
@@ -412,7 +412,8 @@ def candidates(device: torch.device, precision: devices.Precision,
                layout: devices.Layout) -> list[Setting]:
     """The settings ``auto`` chooses among; explicit values are fixed, never varied."""
     if device.type == "cuda":
-        dtypes = ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+        dtypes: list[Dtype] = (["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported()
+                               else ["fp32", "fp16"])
         benches: list[bool | None] = [False, True]
     else:
         dtypes = ["fp32", "bf16"]

@@ -19,6 +19,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,13 +64,13 @@ class Decided:
 
     Attributes:
         choice: how the model runs, and why (recorded in the outputs).
-        model: the module to call (in the chosen layout, compiled, or the int8 graph).
+        model: what to call (the module in the chosen layout, compiled, or the int8 graph).
         int8: how the int8 model was made (None for other precisions).
         seconds: time spent measuring and building.
     """
 
     choice: autotune.Choice
-    model: nn.Module
+    model: Callable[..., Any]
     int8: quantize.Int8Model | None = None
     seconds: float = 0.0
 
@@ -138,7 +140,7 @@ def decide(module: nn.Module, x: torch.Tensor, device: torch.device, request: Re
 
 
 def _records(module: nn.Module, x: torch.Tensor, device: torch.device,
-             request: Request) -> tuple:
+             request: Request) -> tuple[Path | None, str]:
     """(int8 records file or None when caching is off, this model's key for ``x``)."""
     cache = autotune.cache_file() if request.cache is not False else None
     key = quantize.record_key(module, tuple(x.shape), autotune.describe_device(device))

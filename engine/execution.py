@@ -146,13 +146,17 @@ class SettingRunner:
         self.example = example
         if device.type == "cpu":
             keep_freed_memory()  # candidates are timed as the run will go (autotune.apply)
+        self.model: nn.Module | None
+        self.optimizer: torch.optim.Optimizer | None
         if mode == "training":
+            if step is None:
+                raise ValueError("a training step needs its loss and optimizer (TrainStep)")
             self.model = copy.deepcopy(model).to(device).train()
             self.optimizer = step.optimizer(self.model.parameters())
         else:
             self.model = model.eval()
             self.optimizer = None
-        self._compiled: dict[Setting, nn.Module] = {}
+        self._compiled: dict[Setting, Callable[..., Any]] = {}
         #: seconds each compiled setting took to compile (its first call)
         self.compile_seconds: dict[Setting, float] = {}
         self._scaler: torch.amp.GradScaler | None = None
@@ -269,12 +273,14 @@ class SettingRunner:
         if self.device.type == "cuda" and setting.cudnn_benchmark is not None:
             torch.backends.cudnn.benchmark = setting.cudnn_benchmark
 
-    def _module(self, setting: Setting, x: torch.Tensor) -> nn.Module:
+    def _module(self, setting: Setting, x: torch.Tensor) -> Callable[..., Any]:
         """The module to call for ``setting``; a compiled one is compiled for ``x``'s shape."""
-        self.model.to(memory_format=setting.memory_format)
+        assert self.model is not None, "the runner was closed"
+        self.model.to(memory_format=setting.memory_format)  # type: ignore[call-overload]
         if not setting.compile:
             return self.model
         if setting not in self._compiled:
+            compiled: Callable[..., Any]
             if self.mode == "inference":
                 # raises CompileError, which the agreement check turns into a rejection
                 compiled = compile_for_inference(self.model, x,
@@ -285,8 +291,9 @@ class SettingRunner:
             self._compiled[setting] = compiled
         return self._compiled[setting]
 
-    def _train_step(self, module: nn.Module, setting: Setting, batch: Batch,
+    def _train_step(self, module: Callable[..., Any], setting: Setting, batch: Batch,
                     check_finite: bool) -> None:
+        assert self.step is not None and self.optimizer is not None  # training mode
         with setting.autocast(self.device.type):
             out = module(batch["image"])
             loss = self.step.loss(out, batch)

@@ -23,6 +23,7 @@ the same units as the FLOP/s of the float precisions.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,8 +60,7 @@ class Peak:
         The best of GEMM and 3x3 convolution in that precision, or fp32's where the
         precision has no native rate (an emulated bf16 cannot beat the fp32 units).
         """
-        rates = [r.get(precision) for r in (self.gemm, self.conv)]
-        rates = [r for r in rates if r]
+        rates = [r[precision] for r in (self.gemm, self.conv) if r.get(precision)]
         if not rates:
             return self.of("fp32") if precision != "fp32" else float("nan")
         return max(rates)
@@ -94,7 +94,8 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
     started = time.perf_counter()
     precisions = precisions or native_precisions(device)
     gpu = device.type == "cuda"
-    gemm, conv = {}, {}
+    gemm: dict[str, float] = {}
+    conv: dict[str, float] = {}
     with torch.inference_mode():
         for p in precisions:
             if p == "int8":
@@ -104,7 +105,8 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
             n = 8192 if gpu else 2048
             a = torch.randn(n, n, device=device, dtype=dtype)
             b = torch.randn(n, n, device=device, dtype=dtype)
-            gemm[p] = 2 * n**3 / _best_seconds(lambda a=a, b=b: a @ b, device, seconds) / 1e9
+            gemm[p] = 2 * n**3 / _best_seconds(functools.partial(torch.matmul, a, b), device,
+                                               seconds) / 1e9
             del a, b
             batch, ch, size = (32, 256, 128) if gpu else (4, 128, 96)
             weight = torch.randn(ch, ch, 3, 3, device=device, dtype=dtype)
@@ -114,8 +116,8 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
                 x = x.contiguous(memory_format=fmt)
                 w = weight.contiguous(memory_format=fmt)
                 flops = 2 * batch * ch * ch * 9 * size * size
-                t = _best_seconds(lambda x=x, w=w: torch.nn.functional.conv2d(
-                    x, w, padding=1), device, seconds / 2)
+                t = _best_seconds(functools.partial(torch.nn.functional.conv2d, x, w,
+                                                    padding=1), device, seconds / 2)
                 best = max(best, flops / t / 1e9)
             conv[p] = best
     return Peak(describe_device(device), gemm, conv, time.perf_counter() - started)

@@ -357,7 +357,8 @@ def agreement(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tenso
     f1_vs = _f1(counts["both"], counts["cand"] - counts["both"], counts["ref"] - counts["both"])
     f1_labels = None
     if labels is not None:
-        f1_labels = tuple(_f1(c["tp"], c["fp"], c["fn"]) for c in label_counts)
+        fp32_f1, int8_f1 = (_f1(c["tp"], c["fp"], c["fn"]) for c in label_counts)
+        f1_labels = (fp32_f1, int8_f1)
     return Agreement(same / max(pixels, 1), f1_vs, f1_labels, pixels)
 
 

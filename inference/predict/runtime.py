@@ -18,9 +18,9 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -87,7 +87,8 @@ class TilePredictor:
     """
 
     def __init__(
-        self, model: torch.nn.Module, mean: np.ndarray, std: np.ndarray, *, scale: int = 1,
+        self, model: torch.nn.Module, mean: Sequence[float] | np.ndarray,
+        std: Sequence[float] | np.ndarray, *, scale: int = 1,
         activation: Activation = "auto", options: RuntimeOptions | None = None,
         int8_patches: quantize.Int8Patches | Callable[[], quantize.Int8Patches | None]
         | None = None, isa_class: int | None = None,
@@ -114,7 +115,7 @@ class TilePredictor:
         self._scale = None if cpu else torch.from_numpy(inv_std).view(1, -1, 1, 1).to(self.device)
         self._shift = None if cpu else torch.from_numpy(shift).view(1, -1, 1, 1).to(self.device)
         self._module = fold_batchnorm(model.eval()).to(self.device)
-        self.model: torch.nn.Module = self._module
+        self.model: Callable[..., Any] = self._module
         #: how the model runs: known now when precision and layout are explicit, measured on
         #: the first batch otherwise (then recorded in the outputs, e.g. the COG tags)
         self.choice: autotune.Choice | None = None
@@ -263,6 +264,7 @@ class TilePredictor:
         otherwise (the COG tags, the result's runtime).
         """
         choice = self.choice
+        assert choice is not None  # settled by the call that compiled
         if model.error is not None:
             self.choice = replace(choice, setting=replace(choice.setting, compile=False))
         elif model.compiled and model.compile_seconds and not choice.compile_seconds:
