@@ -15,10 +15,11 @@ a few seconds, or to its smallest when one step is longer than that) and its dev
 Each candidate's output is compared with fp32 first (mean absolute difference of the class
 probabilities, :data:`TOLERANCE`); one that disagrees (or fails) is never timed. The agreeing
 candidates are timed round-robin, so a busy machine slows them alike, and each keeps its best
-time; every one is timed (none loses by default), the close ones at least twice. The fastest
-wins. For training the timed unit is a whole step (forward, loss, backward,
-optimizer step) on a *copy* of the model and a fresh optimizer, with the RNG state restored,
-so the real run is unaffected.
+time; every one the budget can pay for is timed (none loses by default; when the budget cannot
+time them all, those whose agreement check ran fastest are timed), the close ones again while
+the budget lasts. The fastest wins. For training the timed unit is a whole step (forward, loss,
+backward, optimizer step) on a *copy* of the model and a fresh optimizer, with the RNG state
+restored, so the real run is unaffected.
 
 The result, a :class:`Choice`, records the setting, every timing and disagreement and how long
 measuring took; callers write it into their outputs (COG tags, ``metrics.json``, the training
@@ -86,10 +87,8 @@ DEFAULT_BUDGET_S = 6.0
 TOLERANCE = 0.02
 #: Timed repetitions per candidate at most (fast models stop here, long before the budget).
 MAX_REPS = 8
-#: After each round only candidates within this factor of the fastest keep being timed...
+#: After each round only candidates within this factor of the fastest keep being timed.
 RACE_MARGIN = 1.3
-#: ...for at least this many rounds (one timing of two close candidates is a coin toss).
-MIN_ROUNDS = 2
 #: A candidate whose first call (agreement check, or warm-up step when training) took this
 #: many times the quickest one's is not timed: it is reported as skipped.
 FIRST_CALL_MARGIN = 3.0
@@ -493,10 +492,13 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                 t0 = time.perf_counter()
                 errors[cand] = runner.disagreement(cand, batch, reference)
                 first_call[cand] = time.perf_counter() - t0
+            agreeing = [c for c in errors if errors[c] <= tolerance]
+            if measure is None:
+                agreeing, over = _within_budget(agreeing, first_call, runner.call_seconds,
+                                                mode, deadline)
+                skipped += over
             ready: list[Setting] = []
-            for cand in errors:
-                if errors[cand] > tolerance:
-                    continue
+            for cand in agreeing:
                 t0 = time.perf_counter()
                 if runner.warm_up(cand, batch):
                     ready.append(cand)
@@ -545,6 +547,28 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                   compile_seconds=round(sum(compile_seconds.values()), 3))
 
 
+def _within_budget(agreeing: list[Setting], first_call: Mapping[Setting, float],
+                   call_seconds: float, mode: Mode,
+                   deadline: float) -> tuple[list[Setting], list[Setting]]:
+    """The agreeing candidates the rest of the budget can time, and those it cannot.
+
+    Each candidate still needs one timed call, and in training a warm-up step before it. When
+    the budget cannot pay for all of them (a slow step, or a loaded machine), the ones whose
+    agreement check ran fastest are timed, as many as fit and at least one; the others are
+    reported as skipped. So the measuring stays near its budget instead of a multiple of it.
+    """
+    per_candidate = call_seconds * (2 if mode == "training" else 1)
+    fits = int((deadline - time.perf_counter()) / max(per_candidate, 1e-9))
+    if fits >= len(agreeing):
+        return agreeing, []
+    ranked = sorted(agreeing, key=lambda c: first_call[c])
+    keep = ranked[:max(fits, 1)]
+    log.info("autotune: the budget leaves time to time %d of %d candidates (%.3g s a call); "
+             "timing the quickest by their agreement check: %s", len(keep), len(agreeing),
+             call_seconds, ", ".join(c.label for c in keep))
+    return keep, ranked[len(keep):]
+
+
 def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline: float,
           measure: Measure | None) -> dict[Setting, float]:
     """Best seconds per call of every setting.
@@ -552,9 +576,9 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline
     Candidates are timed in turns (one call each per round) so that a busy, shared machine
     slows them alike, and each keeps its best time. Every candidate is timed in the first
     round whatever the time (one never timed would lose by default, which is how a
-    slow step made fp32 win), and the candidates within :data:`RACE_MARGIN` of the fastest
-    in :data:`MIN_ROUNDS` rounds. Further rounds, only for the close ones, go on while the
-    budget lasts (at most :data:`MAX_REPS`). Every candidate has been run at least once
+    slow step made fp32 win). Further rounds, only for the candidates within
+    :data:`RACE_MARGIN` of the fastest, go on while the budget lasts (at most
+    :data:`MAX_REPS`): the budget is what bounds the measuring on a slow or loaded machine. Every candidate has been run at least once
     before (its agreement check and warm-up), so no timed call builds kernels.
     """
     if measure is not None:
@@ -569,7 +593,7 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline
             best[s] = min(best.get(s, math.inf), time.perf_counter() - t0)
         lead = min(best[s] for s in racing)
         racing = [s for s in racing if best[s] <= RACE_MARGIN * lead]
-        if len(racing) < 2 or (rnd + 1 >= MIN_ROUNDS and time.perf_counter() >= deadline):
+        if len(racing) < 2 or time.perf_counter() >= deadline:
             break
     return best
 

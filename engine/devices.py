@@ -30,8 +30,8 @@ Layout = Literal["auto", "on", "off"]
 LAYOUTS: tuple[str, ...] = get_args(Layout)
 
 
-def add_device_arguments(parser: argparse.ArgumentParser, *, device: str | None = "auto",
-                         precision: str | None = "auto",
+def add_device_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *,
+                         device: str | None = "auto", precision: str | None = "auto",
                          channels_last: str | None = "auto", inference: bool = False) -> None:
     """Add ``--device``, ``--precision``, ``--channels-last`` and ``--no-autotune-cache``.
 

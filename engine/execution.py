@@ -160,6 +160,8 @@ class SettingRunner:
         #: seconds each compiled setting took to compile (its first call)
         self.compile_seconds: dict[Setting, float] = {}
         self._scaler: torch.amp.GradScaler | None = None
+        #: seconds of one call at the batch :meth:`fit_batch` chose (its estimate)
+        self.call_seconds = 0.0
 
     def close(self) -> None:
         self._compiled.clear()
@@ -191,11 +193,14 @@ class SettingRunner:
             if fit >= n:
                 break
             t = self._seconds(cut_batch(self.example, fit, h, w))
+            seconds, smallest = t, fit  # the latest measurement estimates the next
             grown = min(n, int(fit * allowed / t))
             if grown < fit * 1.25:
                 break
             fit = grown
-        return cut_batch(self.example, min(n, max(fit, smallest)), h, w)
+        fit = min(n, max(fit, smallest))
+        self.call_seconds = seconds / smallest * fit
+        return cut_batch(self.example, fit, h, w)
 
     def _seconds(self, batch: Batch) -> float:
         """Seconds of one call, after an untimed one (which builds kernels and caches)."""

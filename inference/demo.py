@@ -402,7 +402,8 @@ def _scene_region(scene: SyntheticScene):
 
     box = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True).transform_bounds(
         *scene.grid.bounds)
-    return Region("synthetic", tuple(round(v, 6) for v in box),
+    west, south, east, north = (round(v, 6) for v in box)
+    return Region("synthetic", (west, south, east, north),
                   description="SYNTHETIC demo scene")
 
 

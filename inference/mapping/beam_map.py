@@ -160,7 +160,7 @@ def int8_patches(meta: ModelMeta) -> Any:
 
 
 def _make_dofn() -> type:
-    beam = require_beam()
+    beam: Any = require_beam()  # an optional extra: untyped here
     from apache_beam.metrics import Metrics
     from apache_beam.utils.shared import Shared
 
@@ -304,7 +304,7 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                                             and files.is_gcs(model_file)):
         raise ConfigError("Dataflow workers read the model and write the map on Cloud Storage: "
                           "give --out gs://... and a --model on gs://")
-    beam = require_beam()
+    beam: Any = require_beam()  # an optional extra: untyped here
     pipeline_options = runner.pipeline_options()
     lattice = Lattice(tile, overlap, "core")
     tiles = plan_tiles(grid, lattice)

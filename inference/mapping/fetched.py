@@ -269,7 +269,7 @@ class FetchedSource:
 
     def pending_tiles(self) -> list[str]:
         """Tiles not fetched yet, from the first unfinished row on (for error messages)."""
-        out = []
+        out: list[str] = []
         for k in range(len(self.layout)):
             if k in self._freed:
                 continue
