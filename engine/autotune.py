@@ -578,14 +578,15 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline
     round whatever the time (one never timed would lose by default, which is how a
     slow step made fp32 win). Further rounds, only for the candidates within
     :data:`RACE_MARGIN` of the fastest, go on while the budget lasts (at most
-    :data:`MAX_REPS`): the budget is what bounds the measuring on a slow or loaded machine. Every candidate has been run at least once
-    before (its agreement check and warm-up), so no timed call builds kernels.
+    :data:`MAX_REPS`): the budget is what bounds the measuring on a slow or loaded machine.
+    Every candidate has been run at least once before (its agreement check and warm-up), so
+    no timed call builds kernels.
     """
     if measure is not None:
         return {s: measure(s, runner.call(s, batch)) for s in settings}
     best: dict[Setting, float] = {}
     racing = list(settings)
-    for rnd in range(MAX_REPS):
+    for _ in range(MAX_REPS):
         for s in racing:
             run = runner.call(s, batch)
             t0 = time.perf_counter()
