@@ -493,10 +493,18 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                 errors[cand] = runner.disagreement(cand, batch, reference)
                 first_call[cand] = time.perf_counter() - t0
             agreeing = [c for c in errors if errors[c] <= tolerance]
+            if not agreeing:
+                # only possible when the precision is explicit (fp32 agrees with itself): the
+                # user's precision is kept, the layout is still measured
+                log.warning("autotune: no candidate agrees with fp32 within %g (%s); keeping "
+                            "the requested precision", tolerance,
+                            ", ".join(f"{c.label} {e:.3g}" for c, e in errors.items()))
+                agreeing = [c for c in cands if math.isfinite(errors.get(c, math.inf))] or \
+                    cands[:1]
+            unpaid: list[Setting] = []
             if measure is None:
-                agreeing, over = _within_budget(agreeing, first_call, runner.call_seconds,
-                                                mode, deadline)
-                skipped += over
+                agreeing, unpaid = _within_budget(agreeing, first_call, runner.call_seconds,
+                                                  mode, deadline)
             ready: list[Setting] = []
             for cand in agreeing:
                 t0 = time.perf_counter()
@@ -504,21 +512,21 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                     ready.append(cand)
                     if mode == "training":
                         first_call[cand] = time.perf_counter() - t0
-            if not ready:
-                # only possible when the precision is explicit (fp32 agrees with itself): the
-                # user's precision is kept, the layout is still measured
-                log.warning("autotune: no candidate agrees with fp32 within %g (%s); keeping "
-                            "the requested precision", tolerance,
-                            ", ".join(f"{c.label} {e:.3g}" for c, e in errors.items()))
-                ready = [c for c in cands if math.isfinite(errors.get(c, math.inf))] or cands[:1]
-            elif measure is None:
+            if ready and measure is None:
                 # a candidate whose first call was several times the fastest one's is not
                 # timed again (bf16 emulated by oneDNN is several times slower than fp32)
                 quickest = min(first_call[c] for c in ready)
                 slow = [c for c in ready if first_call[c] > FIRST_CALL_MARGIN * quickest]
                 skipped += slow
                 ready = [c for c in ready if c not in slow]
-            times = _time(runner, ready, batch, deadline, measure)
+            if ready:
+                times = _time(runner, ready, batch, deadline, measure)
+                skipped += unpaid
+            else:  # the budget was spent before any step: the agreement checks rank them
+                times = {c: first_call[c] for c in unpaid or agreeing or cands[:1]}
+                log.info("autotune: the budget was spent before any timed call; ranked by the "
+                         "agreement checks: %s",
+                         ", ".join(f"{c.label} {t:.3g} s" for c, t in times.items()))
             best = min(times, key=times.__getitem__)
             n = int(batch["image"].shape[0])
             if compile == "auto" and not compile_may_pay(1000.0 * times[best] / n, samples or 0):
@@ -554,15 +562,16 @@ def _within_budget(agreeing: list[Setting], first_call: Mapping[Setting, float],
 
     Each candidate still needs one timed call, and in training a warm-up step before it. When
     the budget cannot pay for all of them (a slow step, or a loaded machine), the ones whose
-    agreement check ran fastest are timed, as many as fit and at least one; the others are
-    reported as skipped. So the measuring stays near its budget instead of a multiple of it.
+    agreement check ran fastest are timed, as many as fit; the others are reported as
+    skipped; with no time left at all, none is timed and the agreement checks'
+    times rank them. So the measuring stays near its budget instead of a multiple of it.
     """
     per_candidate = call_seconds * (2 if mode == "training" else 1)
-    fits = int((deadline - time.perf_counter()) / max(per_candidate, 1e-9))
+    fits = max(int((deadline - time.perf_counter()) / max(per_candidate, 1e-9)), 0)
     if fits >= len(agreeing):
         return agreeing, []
     ranked = sorted(agreeing, key=lambda c: first_call[c])
-    keep = ranked[:max(fits, 1)]
+    keep = ranked[:fits]
     log.info("autotune: the budget leaves time to time %d of %d candidates (%.3g s a call); "
              "timing the quickest by their agreement check: %s", len(keep), len(agreeing),
              call_seconds, ", ".join(c.label for c in keep))

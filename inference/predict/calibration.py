@@ -11,7 +11,6 @@ recorded choice says so.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -21,6 +20,7 @@ from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import IsamapError
 
 if TYPE_CHECKING:
+    from training.data import PatchDataset
     from training.modelfile import ModelMeta
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def model_file_patches(meta: ModelMeta) -> Int8Patches | None:
                        f"{root} (labelled)", label_nodata=LABEL_NODATA)
 
 
-def _batches(dataset: Sequence[dict], count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(dataset: PatchDataset, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``count`` items spread over ``dataset`` as (image, label) batches of :data:`BATCH`."""
     n = len(dataset)
     step = max(n / count, 1.0)

@@ -89,3 +89,15 @@ def test_only_the_engine_sets_torch_threads():
                      for path in (REPO_ROOT / package).rglob("*.py")
                      if "torch.set_num_threads(" in path.read_text())
     assert callers == ["engine/execution.py"]
+
+
+def test_the_budget_decides_how_many_candidates_are_timed_quickest_agreement_first():
+    a, b, c = Setting("fp32"), Setting("bf16"), Setting("fp32", True)
+    first = {a: 0.3, b: 0.1, c: 0.2}  # the agreement checks' times
+    soon = time.perf_counter() + 2.5
+    keep, over = autotune._within_budget([a, b, c], first, 0.5, "training", soon)
+    assert keep == [b, c] and over == [a]  # two of 1 s each (warm-up + timed step) fit
+    keep, over = autotune._within_budget([a, b, c], first, 0.5, "inference", soon + 60)
+    assert keep == [a, b, c] and over == []
+    keep, over = autotune._within_budget([a, b, c], first, 0.5, "training", 0.0)
+    assert keep == [] and over == [b, c, a]  # no time left: ranked by the agreement checks

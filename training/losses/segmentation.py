@@ -50,6 +50,8 @@ class WeightedCrossEntropy(nn.Module):
         w = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("weight", w)
 
+    weight: torch.Tensor | None
+
     def forward(self, output: Output, target: torch.Tensor) -> torch.Tensor:
         return _ce(main_output(output), target, self.weight, self.ignore_index)
 
