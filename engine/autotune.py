@@ -28,9 +28,9 @@ history and model file). It is cached in ``$XDG_CACHE_HOME/isamap/autotune.json`
 the device, the torch version and the thread count, so a second run does not measure again.
 The choice records the share of its CPU threads' time the process got while measuring
 (:attr:`Choice.cpu_share`). One measured while other work held the cores
-(:data:`CONTENDED_SHARE`) describes that moment, not the machine: it is used for the run that
-measured it but never cached, so it cannot become a quiet machine's choice (the next run
-measures again).
+(:data:`CONTENDED_SHARE`) describes that moment, not the machine: it is reused from the cache
+only while the machine is still busy (:func:`machine_busy`, its load average), so it cannot
+become a quiet machine's choice (a quiet run measures again and its answer replaces it).
 ``ISAMAP_AUTOTUNE_CACHE=off`` (or ``cache=False``, ``--no-autotune-cache``) disables the cache;
 ``ISAMAP_AUTOTUNE_CACHE=/some/file.json`` moves it. Explicit ``--precision`` /
 ``--channels-last`` values are never overridden: only the dimensions left at ``auto`` are
@@ -97,6 +97,9 @@ CACHE_FORMAT = "isamap-autotune/3"  # /2 entries could hold a choice measured un
 #: A CPU measurement during which the process got less than this share of its threads' time
 #: (process CPU time over wall time x threads) was contended: other work held the cores.
 CONTENDED_SHARE = 0.75
+#: A 1-minute load average per core from which the machine counts as busy: a contended
+#: choice is reused from the cache only then (a quiet machine measures its own).
+BUSY_LOAD = 1.0
 CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
 #: Whether a compiled candidate is worth compiling, before anything about it is measured: the
 #: job's model time at the eager winner times this gain must cover this compile time. Both
@@ -167,7 +170,7 @@ class Choice:
 
     @property
     def contended(self) -> bool:
-        """Measured on the CPU while other work held the cores: never cached."""
+        """Measured on the CPU while other work held the cores: reused only while busy."""
         return self.cpu_share is not None and self.cpu_share < CONTENDED_SHARE
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,6 +240,7 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
            tolerance: float = TOLERANCE, cache: bool | None = None,
            measure: Measure | None = None,
            cpu_time: Callable[[], float] = time.process_time,
+           busy: Callable[[], bool] | None = None,
            samples: int | None = None) -> Choice:
     """The fastest setting of ``model`` on ``example``'s shape whose output agrees with fp32.
 
@@ -258,6 +262,7 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         cache: use the user cache (None: unless ``ISAMAP_AUTOTUNE_CACHE=off``).
         measure: timing function replacing the real one (tests).
         cpu_time: the process's CPU seconds (tests inject a clock to script contention).
+        busy: whether the machine is busy now (default :func:`machine_busy`; tests inject it).
         samples: how many samples (tiles) the job will run through the model, when known
             (inference): what decides whether compiling can pay for itself.
     """
@@ -272,6 +277,7 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
                              "auto" if samples is not None and mode == "inference" else False)
     if len(cands) == 1 and policy is False:
         return Choice(cands[0], "explicit", mode, shape, where, tolerance=tolerance)
+    busy = busy or machine_busy
     key = cache_key(model, shape, device, mode, precision, layout, policy, tolerance)
     path = cache_file() if cache is not False else None
     cached = _read_cache(path).get(key) if path else None
@@ -279,6 +285,10 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         reused: Choice | None = replace(Choice.from_dict(cached), source="cache")
         if policy == "auto" and reused is not None:
             reused = _for_job(reused, samples)
+        if reused is not None and reused.contended and not busy():
+            log.log(DETAIL, "autotune: the cached %s was measured while other work held the "
+                    "cores; the machine is quiet now, so it is measured again", reused.label)
+            reused = None
         if reused is not None:
             log.log(DETAIL, "runtime %s from the autotune cache %s (measured %s)", reused.label,
                     path, ", ".join(f"{k} {v:.3g} ms" for k, v in reused.ms_per_sample.items()))
@@ -299,11 +309,23 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
             "CPU share unknown" if share is None else f"{share:.0%} of {threads} threads' time")
     if choice.contended:
         log.log(DETAIL, "autotune: other work held the cores while measuring (the process got "
-                "%.0f %% of its threads' time): this choice is used for this run and not cached",
-                100 * (share or 0.0))
-    elif path:
+                "%.0f %% of its threads' time): this choice is reused only while the machine "
+                "stays busy", 100 * (share or 0.0))
+    if path:
         _write_cache(path, key, choice)
     return choice
+
+
+def machine_busy() -> bool:
+    """Whether other work keeps the machine busy now.
+
+    A 1-minute load average per core of at least :data:`BUSY_LOAD`; unknown counts as not
+    busy, so a contended choice is measured again.
+    """
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1) >= BUSY_LOAD
+    except OSError:
+        return False
 
 
 def compile_may_pay(ms_per_sample: float, samples: int, *,
