@@ -34,7 +34,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-sync", "--no-first-run"]
 ROLE_TEXT = re.compile(r":(?:py:)?(?:func|meth|class|mod|attr|data|exc|obj|const|ref):\s*`?\w")
 OUTSIDE = re.compile(r"\.\./shared/\S*|/work/\S*")  # a development folder, not in a clone
-SITE_SOURCES = ("docs", "tools", "notebooks", "gee_export", "training", "inference")
+SITE_SOURCES = ("docs", "tools", "notebooks", "gee_export", "engine", "training", "inference")
 pytestmark = pytest.mark.slow
 
 
