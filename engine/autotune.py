@@ -74,7 +74,7 @@ from gee_export.core.user_cache import user_cache_dir
 
 log = logging.getLogger(__name__)
 
-Source = Literal["explicit", "measured", "cache", "checkpoint"]
+Source = Literal["explicit", "measured", "cache", "checkpoint", "short-job"]
 #: whether a compiled candidate is tried: always (``--compile``), never, or when it can pay
 CompilePolicy = bool | Literal["auto"]
 
@@ -97,6 +97,10 @@ CACHE_FORMAT = "isamap-autotune/3"  # /2 entries could hold a choice measured un
 #: A CPU measurement during which the process got less than this share of its threads' time
 #: (process CPU time over wall time x threads) was contended: other work held the cores.
 CONTENDED_SHARE = 0.75
+#: At most this share of an inference job's model time goes to measuring: a job of fewer
+#: samples than (candidates + 3) / MEASURE_SHARE runs the first candidate (fp32) unmeasured,
+#: since measuring it would cost more than any candidate could save.
+MEASURE_SHARE = 0.1
 #: A 1-minute load average per core from which the machine counts as busy: a contended
 #: choice is reused from the cache only then (a quiet machine measures its own).
 BUSY_LOAD = 1.0
@@ -116,8 +120,9 @@ class Choice:
 
     Attributes:
         setting: the configuration used.
-        source: ``explicit`` (all given by the user), ``measured`` (now), ``cache`` or
-            ``checkpoint`` (a resumed training run keeps its first choice).
+        source: ``explicit`` (all given by the user), ``measured`` (now), ``cache``,
+            ``checkpoint`` (a resumed training run keeps its first choice) or ``short-job``
+            (too few samples for measuring to pay: :data:`MEASURE_SHARE`).
         mode: ``inference`` or ``training`` (what was timed).
         shape: the input batch shape the choice is for.
         device: the device, in words (CPU model and threads, or GPU name).
@@ -277,6 +282,14 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
                              "auto" if samples is not None and mode == "inference" else False)
     if len(cands) == 1 and policy is False:
         return Choice(cands[0], "explicit", mode, shape, where, tolerance=tolerance)
+    if samples is not None and mode == "inference" and not compile and \
+            samples * MEASURE_SHARE < len(cands) + 3:
+        # measuring (a probe, the fp32 reference and one call per candidate, at least) would
+        # cost more than MEASURE_SHARE of the job's model time: run the reference as is
+        log.log(DETAIL, "autotune: %d samples are too few for measuring to pay; running %s",
+                samples, cands[0].label)
+        return Choice(cands[0], "explicit" if len(cands) == 1 else "short-job", mode, shape,
+                      where, tolerance=tolerance)
     busy = busy or machine_busy
     key = cache_key(model, shape, device, mode, precision, layout, policy, tolerance)
     path = cache_file() if cache is not False else None

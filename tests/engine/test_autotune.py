@@ -259,3 +259,15 @@ def test_busy_processes_on_every_core_make_the_measured_choice_a_contended_one(c
     again = autotune.choose(conv_bn_net(), six_band_batch(), CPU, measure=_fake(BF16_FASTEST),
                             cpu_time=all_cores, busy=lambda: False)
     assert (again.source, again.label) == ("measured", "bf16/nhwc")
+
+
+def test_a_job_too_short_for_measuring_to_pay_runs_fp32_unmeasured(cache):
+    def never(setting, run):
+        raise AssertionError("a short job is not measured")
+
+    model, x = conv_bn_net(), six_band_batch()
+    short = autotune.choose(model, x, CPU, samples=10, measure=never)
+    assert (short.source, short.label) == ("short-job", "fp32/nchw") and not cache.exists()
+    long = autotune.choose(model, x, CPU, samples=10_000, measure=_fake(BF16_FASTEST),
+                           cpu_time=all_cores)
+    assert long.source == "measured"

@@ -143,11 +143,11 @@ def test_a_short_job_is_not_compiled_and_its_cached_choice_is_measured_again_for
         seen.append(setting)
         return 0.002
 
-    short = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", samples=10,
+    short = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", samples=100,
                             measure=eager_only, cpu_time=all_cores)
     assert short.setting == BF16_NHWC and short.compile_seconds == 0
     assert not any(s.compile for s in seen) and "bf16/nhwc/compiled" not in short.errors
-    again = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", samples=20,
+    again = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", samples=200,
                             measure=eager_only, cpu_time=all_cores)
     assert again.source == "cache"
     # the cached timings say a long job could pay for compiling: measured again
