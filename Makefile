@@ -11,7 +11,7 @@ STAMP := $(VENV)/.isamap-installed
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo_output
 
-.PHONY: setup browser test lint docs docs-serve docs-images demo accuracy-figures bench bench-quick notebooks clean
+.PHONY: setup browser test lint typecheck docs docs-serve docs-images demo accuracy-figures bench bench-quick notebooks clean
 
 CONSTRAINTS := constraints.txt
 
@@ -45,8 +45,13 @@ setup: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: lint docs
+test: lint typecheck docs
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+
+# the library's types (setup.cfg [mypy]: gee_export, engine, training, inference), cached in
+# .mypy_cache
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 # the docs site, offline and strict (a broken link, a missing page or reference fails); site/.
 # Not --quiet: it hides the warnings that strict mode counts.
@@ -90,4 +95,4 @@ notebooks: $(STAMP)
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[ee,dev,beam,docs,int8,experiments,notebooks]' --config-settings editable_mode=compat
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) site .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) site .pytest_cache .ruff_cache .mypy_cache

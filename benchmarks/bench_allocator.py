@@ -1,7 +1,7 @@
 """Benchmark: a model's forward with freed memory kept for reuse vs given back, in one process.
 
 ``isamap-predict``, ``isamap-map``, ``isamap-evaluate`` and ``isamap-train`` keep freed memory
-on CPU (``gee_export.core.allocator.keep_freed_memory``, applied by ``training.engine.autotune``).
+on CPU (``engine.allocator.keep_freed_memory``, applied by ``engine.autotune``).
 This measures what that buys, side by side in one run, for each model at the shape the
 predictors run it:
 
@@ -9,7 +9,7 @@ predictors run it:
   still rising by itself), in a fresh child process per model;
 - then, in the same child, rounds alternating ``given back`` (both thresholds at glibc's
   start-up 128 KiB, free heap released:
-  :func:`~gee_export.core.allocator.give_back_freed_memory`) and ``kept``;
+  :func:`~engine.allocator.give_back_freed_memory`) and ``kept``;
 
 each with the forward's best time, its minor page faults per call (``getrusage``) and the
 ratio given back / kept. Peak RSS of whole runs with and without the setting is a question
@@ -29,9 +29,9 @@ import time
 
 import torch
 
-from gee_export.core import allocator
-from training.engine.execution import Setting
-from training.engine.peak import native_precisions
+from engine import allocator
+from engine.execution import Setting
+from engine.peak import native_precisions
 from training.models import create_model
 from training.models.blocks import fold_batchnorm
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from gee_export.core.allocator import keep_freed_memory
+from engine.allocator import keep_freed_memory
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, PLANAR_BLOCK_BYTES, planar
 from inference.predict.blending import Accumulator, encode
 
@@ -73,10 +73,10 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
     from bench_helpers import cache_input
     from rasterio.windows import Window
 
+    from engine.execution import calling_thread_only
     from inference.predict.normalise import BatchNormaliser
     from inference.predict.raster import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
     from inference.predict.sliding_window import read_rows
-    from training.engine.execution import calling_thread_only
 
     normaliser = BatchNormaliser(np.zeros(6), np.ones(6))
     starts = list(range(0, width - 512 + 1, 448))
@@ -140,11 +140,11 @@ def predictor_outside_forward_ms(batch: int, tile: int, rounds: int) -> tuple[fl
 def around_forward_cpu_ms(batch: int, tile: int, rounds: int) -> dict[str, dict[int, float]]:
     """Process CPU ms of the passes around the forward (normalising the batch, probabilities
     back) on the process's threads and on the calling thread alone (what the predictor
-    does: ``training.engine.execution.calling_thread_only``), bf16/NHWC."""
+    does: ``engine.execution.calling_thread_only``), bf16/NHWC."""
     import torch
 
+    from engine.execution import set_threads
     from inference.predict.runtime import RuntimeOptions, TilePredictor
-    from training.engine.execution import set_threads
     from training.models import create_model
 
     torch.manual_seed(0)
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--answer-width", type=int, default=2560,
                         help="width of the decoded computePixels answer (px; 640 rows)")
     args = parser.parse_args(argv)
-    keep_freed_memory()  # as every CPU run of the pipeline does (training.engine.autotune.apply)
+    keep_freed_memory()  # as every CPU run of the pipeline does (engine.autotune.apply)
     p1 = strips(args.width)
     figures: dict = {"width": args.width, "rows": ROWS}
     print(f"one {ROWS}-row strip, {args.width} px wide (CPU ms of this thread, median of "

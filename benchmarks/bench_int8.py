@@ -2,10 +2,10 @@
 
 Measured side by side on the CPU, at the papers' widths and the bench's patch size:
 - the machine's peak: fp32, bf16 (where native) and int8 GEMM and 3x3-convolution rates
-  (``training.engine.peak.measure_peak``);
+  (``engine.peak.measure_peak``);
 - for each model (BatchNorm folded into its convolutions, as ``isamap-predict`` runs it): fp32
   and bf16 autocast in NHWC (``autotune.time_settings``, in turns) and the int8 model of
-  ``training.engine.quantize`` (export, calibration, conversion, inductor compilation with
+  ``engine.quantize`` (export, calibration, conversion, inductor compilation with
   frozen weights) timed after them on the same batch;
 - patches/s, GFLOP/s (int8: G operations/s) and the fraction of the peak of each one's own
   precision, int8's speed as a multiple of bf16's, the seconds quantizing and compiling took,
@@ -18,7 +18,7 @@ not what a trained model's map loses; ``isamap-predict --precision int8`` checks
 model on its own validation split before it maps.
 
 Run: ``.venv/bin/python benchmarks/bench_int8.py`` (``--quick``: unet at 32 px). Compilation
-is cached (``training.engine.quantize.inductor_cache_dir``): run it twice to see the second
+is cached (``engine.quantize.inductor_cache_dir``): run it twice to see the second
 process's compile time. Absolute numbers depend on the machine's load; the ratios are
 measured side by side in one run.
 """
@@ -35,10 +35,10 @@ from pathlib import Path
 import torch
 from bench_models import PATCH, build
 
-from training.engine import quantize
-from training.engine.execution import Setting
-from training.engine.outputs import main_output
-from training.engine.peak import count_flops, measure_peak, native_precisions
+from engine import quantize
+from engine.execution import Setting
+from engine.outputs import main_output
+from engine.peak import count_flops, measure_peak, native_precisions
 from training.models.blocks import fold_batchnorm
 
 

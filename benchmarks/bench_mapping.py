@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
                       f"process CPU {cpu:.1f} s (replays taken out); helper stages' CPU "
                       + ", ".join(f"{k} {v:.1f} s" for k, v in result.stages_cpu.items()
                                   if v and k != "predict"), flush=True)
-    # what ``auto`` settled on (threads included: ``t1`` when it kept one thread), once the
+    # what ``auto`` settled on, once the
     # first isolated timing has measured it
     figures["runtime"] = predictor.description
     print(f"runtime: {predictor.description}", flush=True)

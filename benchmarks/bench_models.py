@@ -3,14 +3,14 @@ fixed configuration, as GFLOP/s and a fraction of this machine's measured peak.
 
 Measured in one run, side by side:
 - the machine's peak: fp32 (and bf16/fp16 where native) GEMM and 3x3-convolution rates
-  (``training.engine.peak.measure_peak``);
+  (``engine.peak.measure_peak``);
 - each model's FLOPs per patch (``torch.utils.flop_counter``), forward and forward+backward;
 - for unet, crofusenet, runetpp and srseg (x10), inference and training steps (forward, loss,
   backward, Adam) of every fixed configuration (CPU: fp32/bf16 x NCHW/NHWC; CUDA: also fp16
   and cudnn.benchmark) timed in turns, and the configuration ``auto`` picks
-  (``training.engine.autotune.choose``, measured afresh, cache off) on the same batch;
+  (``engine.autotune.choose``, measured afresh, cache off) on the same batch;
 - with ``--compile``, the fastest fixed inference configuration compiled as well
-  (``training.engine.compiled``: inductor, frozen weights), with its compile time, and ``auto``
+  (``engine.compiled``: inductor, frozen weights), with its compile time, and ``auto``
   allowed to try it;
 - with ``--int8`` (CPU), each model quantized to int8 as ``--precision int8`` runs it (batch
   norms folded, calibrated, compiled), timed in turns with ``auto``'s choice on the folded
@@ -37,10 +37,10 @@ from pathlib import Path
 
 import torch
 
-from training.engine import autotune, quantize
-from training.engine.compiled import CompileError, compile_for_inference
-from training.engine.devices import resolve_device
-from training.engine.peak import count_flops, measure_peak, native_precisions
+from engine import autotune, quantize
+from engine.compiled import CompileError, compile_for_inference
+from engine.devices import resolve_device
+from engine.peak import count_flops, measure_peak, native_precisions
 from training.models import create_model, model_loss
 from training.models.blocks import fold_batchnorm
 
@@ -130,7 +130,7 @@ def int8_row(model, x: torch.Tensor, auto: autotune.Setting, flops: float, area:
 
     Both run the model with its batch norms folded (what the predictor runs); ``auto``'s
     rule takes int8 once a run with ``--precision int8`` remembered it this much faster
-    (:func:`training.engine.quantize.worth_it`). Agreement: against fp32, on noise batches
+    (:func:`engine.quantize.worth_it`). Agreement: against fp32, on noise batches
     other than the calibration ones (random weights: near-tied logits flip easily).
     """
     from bench_int8 import best_in_turns, float_call, quantized  # int8's bench builds on this
@@ -156,7 +156,7 @@ def compile_seconds(model, x: torch.Tensor, setting: autotune.Setting) -> float 
     """Seconds to compile ``model`` for ``x`` in ``setting`` (None: it failed, logged).
 
     The graph is kept for this model and shape, so the timing that follows does not compile
-    again (``training.engine.compiled``).
+    again (``engine.compiled``).
     """
     model.eval().to(memory_format=setting.memory_format)
     try:

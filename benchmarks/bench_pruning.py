@@ -4,7 +4,7 @@ Measured in one run:
 - parameters and forward FLOPs (``torch.utils.flop_counter``) of the land-cover HRNet
   (C = 18, the default) before and after 40 % FPGM pruning of its prunable convolutions;
 - inference patches/s of both networks in every setting ``--precision auto`` chooses among
-  on this device (``training.engine.autotune.candidates``: fp32 / bf16 autocast x NCHW / NHWC),
+  on this device (``engine.autotune.candidates``: fp32 / bf16 autocast x NCHW / NHWC),
   each as trained and with its batch norms folded into the convolutions
   (``training.models.blocks.fold_batchnorm``, an inference-only transformation both networks
   get alike); the two networks run back to back, round after round: patches/s is each
@@ -16,7 +16,7 @@ Measured in one run:
   bilinear up-sampling alone, PyTorch's bf16 kernel against ``blocks.resize_bilinear``;
   and what the fused residual block ends (``training.models.fused``) give each network
   there, against the same networks on the plain ops;
-- the setting ``training.engine.autotune.choose`` (what ``isamap-predict --precision auto`` runs,
+- the setting ``engine.autotune.choose`` (what ``isamap-predict --precision auto`` runs,
   measured afresh, cache off) picks for each network; the headline compares the two at the
   unpruned network's choice, the fastest precision and layout (bar: pruned >= 1.5x faster),
   and the fastest setting of all, ``torch.compile`` included, is printed too;
@@ -45,10 +45,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine import autotune
+from engine.execution import Setting
 from experiments.srcompare import default_data_dir
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from training.engine import autotune
-from training.engine.execution import Setting
 from training.modelfile import ModelMeta
 from training.models import create_model, fused
 from training.models.blocks import fold_batchnorm

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.execution import set_threads
+from engine.outputs import main_output
 from gee_export.contract.dataset import read_manifest
 from gee_export.core.commands import (
     add_logging_arguments,
@@ -38,8 +40,6 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.storage import atomic_write
 from training.config import TrainConfig
 from training.data import NormStats, PatchDataset
-from training.engine.execution import set_process_threads
-from training.engine.outputs import main_output
 from training.evaluate import evaluate
 from training.modelfile import load_model_file
 from training.trainer import train
@@ -178,7 +178,7 @@ def _compare(a: argparse.Namespace) -> int:
         datasets[name] = root
     check_output_folder("--out", a.out)
     budget = HeadBudget(a.iterations, a.batch_size, a.lr)
-    set_process_threads(a.threads)
+    set_threads(a.threads)
     _, table = compare_heads(datasets, a.seeds, a.out, budget)
     print(table)
     return 0

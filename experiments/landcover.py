@@ -60,6 +60,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.execution import set_threads
 from experiments.chesapeake_nlcd import (
     BANDS,
     CHESAPEAKE_FOLDER,
@@ -84,7 +85,6 @@ from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_write
 from training.config import TrainConfig
 from training.data import Augment
-from training.engine.execution import set_process_threads
 from training.metrics import confusion_matrix, json_safe
 from training.modelfile import ModelMeta
 from training.models import create_model, model_loss, recipe_for
@@ -542,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(a: argparse.Namespace) -> int:
     if a.threads:
-        set_process_threads(a.threads)
+        set_threads(a.threads)
     data_dir = existing_folder(a.data_dir or sample_folder(CHESAPEAKE_FOLDER, a.data_root),
                                "chesapeake_nlcd", "--data-dir") if "nlcd" in a.settings else ""
     naip_dir = existing_folder(a.naip_dir or sample_folder(NAIP_FOLDER, a.data_root),

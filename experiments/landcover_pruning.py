@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.execution import set_threads
 from experiments.coarse_products import mode_product
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.landcover_report import seed_stats
@@ -67,7 +68,6 @@ from gee_export.core.storage import atomic_write
 from inference.predict.postprocess import ClaheParams, clahe_classes
 from training.config import TrainConfig
 from training.data import Augment
-from training.engine.execution import set_process_threads
 from training.metrics import compute_metrics, confusion_matrix, json_safe
 from training.modelfile import ModelMeta
 from training.models import create_model, model_loss, recipe_for
@@ -385,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(a: argparse.Namespace, d: LandCoverCompareConfig) -> int:
     if a.threads:
-        set_process_threads(a.threads)
+        set_threads(a.threads)
     data_dir = existing_folder(a.data_dir or sample_folder(NAIP_FOLDER, a.data_root),
                                "GeoBench Chesapeake NAIP", "--data-dir")
     cfg = LandCoverCompareConfig(data_dir=str(data_dir),

@@ -41,6 +41,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from engine.execution import set_threads
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.naip import NAIP_BANDS, NAIP_FOLDER, naip_samples
 from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
@@ -56,7 +57,6 @@ from gee_export.core.jsonsafe import dumps, json_safe
 from gee_export.core.storage import atomic_path, atomic_write
 from training.config import TrainConfig
 from training.data import read_manifest
-from training.engine.execution import set_process_threads
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model, model_loss, recipe_for
 from training.srseg.data import CrossResolutionDataset, patch_samples, split_samples
@@ -339,7 +339,7 @@ def _compare(a: argparse.Namespace) -> int:
                                "--data-dir")
     check_output_folder("--out", a.out)
     if a.threads:
-        set_process_threads(a.threads)
+        set_threads(a.threads)
     cfg = CompareConfig(data=a.data, data_dir=str(data_dir), scale=a.scale,
                         models=tuple(a.models),
                         iterations=a.iterations, batch_size=a.batch_size, lr=a.lr, seed=a.seed,

@@ -452,8 +452,10 @@ def _budget(args: argparse.Namespace, region: Region, grid: Grid, months: tuple[
     if args.max_eecu_hours is None:
         return None
     from gee_export.ee.compute import ComputeBudget
+    from gee_export.ee.plan import Method
 
-    plan = make_plan(region, grid, months, bands, "", args.fine_scale, method, out,
+    how: Method = "tasks" if method == "tasks" else "pixels"  # the parser's two choices
+    plan = make_plan(region, grid, months, bands, "", args.fine_scale, how, out,
                      args.workers, args.patches_per_tile, seed=args.seed,
                      block=args.split_block)
     assert plan.compute is not None

@@ -8,6 +8,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.allocator import CHECKS
+from engine.devices import add_device_arguments
 from gee_export.core.commands import (
     add_logging_arguments,
     check_output_folder,
@@ -17,7 +19,6 @@ from gee_export.core.commands import (
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.parsers import command_parser
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
-from training.engine.devices import add_device_arguments
 
 PREDICT_EXAMPLES = (
     ("map one stack: <out>_class.tif, <out>_prob.tif, quick-looks and the ISA km² per zone",
@@ -88,7 +89,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     args = predict_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.debug)
     return run_command("isamap-predict", lambda: _predict(args), debug=args.debug,
-                       writes_to=[args.out, args.local_dir, args.work_dir])
+                       writes_to=[args.out, args.local_dir, args.work_dir],
+                       checks=CHECKS)
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.allocator import CHECKS
 from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
 from gee_export.contract.dataset import INDEX, MANIFEST, read_manifest
 from gee_export.contract.patches import patch_stack
@@ -401,7 +402,8 @@ def _scene_region(scene: SyntheticScene):
 
     box = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True).transform_bounds(
         *scene.grid.bounds)
-    return Region("synthetic", tuple(round(v, 6) for v in box),
+    west, south, east, north = (round(v, 6) for v in box)
+    return Region("synthetic", (west, south, east, north),
                   description="SYNTHETIC demo scene")
 
 
@@ -488,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.debug)
     return run_command("isamap-demo", lambda: _run(args), debug=args.debug,
-                       writes_to=[args.out])
+                       writes_to=[args.out], checks=CHECKS)
 
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 from collections.abc import Sequence
 
+from engine.allocator import CHECKS
+from engine.devices import add_device_arguments
 from gee_export.core.commands import (
     add_logging_arguments,
     attach_values,
@@ -18,7 +21,6 @@ from gee_export.core.commands import (
 from gee_export.core.parsers import command_parser
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
-from training.engine.devices import add_device_arguments
 
 EXAMPLES = (
     ("the plan and cost of a two-date map, offline",
@@ -104,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isamap-map``; returns the exit status."""
     args = build_parser().parse_args(attach_values(argv, ("--bbox",)))
     configure_logging(args.verbose, args.quiet, args.debug)
-    return run_command("isamap-map", lambda: _run(args), debug=args.debug)
+    return run_command("isamap-map", lambda: _run(args), debug=args.debug,
+                       checks=CHECKS)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -113,14 +116,15 @@ def _run(args: argparse.Namespace) -> int:
     from inference.mapping.request import MapRequest, model_dataset, parse_dates
     from inference.predict.runtime import RuntimeOptions
     from inference.region_map import PublishTarget, map_region
-    from training.modelfile import read_model_file
+    from training.modelfile import load_model
 
     check_range("--latency", args.latency, 0.0, hint="seconds one computePixels request takes")
     region = resolve_region(args.region, args.region_file, args.bbox)
     check_output_folder("--out", args.out)
     check_output_folder("--local-dir", args.local_dir)
+    model = functools.cache(lambda: load_model(args.model))  # read and hashed once a run
     dates = parse_dates(args.months, args.years, lambda: model_dataset(
-        read_model_file(args.model)[0], args.dataset).month_of_year())
+        model().meta, args.dataset).month_of_year())
     request = MapRequest(
         region=region, dates=dates, model_file=args.model, out=args.out, backend=args.backend,
         scenes=args.scenes, method=args.method, workers=args.workers, project=args.project,
@@ -138,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
                                public=args.public, readers=tuple(args.reader),
                                overwrite=args.overwrite, wait=args.wait)
     result = map_region(request, publish=target, dry_run=args.dry_run, latency_s=args.latency,
-                        runner=runner_config(args, dry_run=args.dry_run), echo=print)
+                        runner=runner_config(args, dry_run=args.dry_run), echo=print,
+                        model=model())
     if result.plan is not None:
         print(json.dumps(result.plan.to_dict(), indent=1))
         return 0

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from inference.publish.app_zones import app_zones
 from inference.publish.asset_manifest import asset_name, check_asset_name
 from inference.publish.collection import SeriesPublication, SeriesRequest, publish_series
 from inference.publish.properties import asset_properties
+
+if TYPE_CHECKING:
+    from training.modelfile import LoadedModel, ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +76,12 @@ class MapResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def measure_model(model_file: str, tile: int, options: Any, repeats: int = 2) -> float:
+def measure_model(model: LoadedModel, tile: int, options: Any, repeats: int = 2) -> float:
     """Seconds the model takes for one tile on this machine (dry-run estimates)."""
     from inference.predict.runtime import TilePredictor
-    from training.modelfile import load_model_file
 
-    model, meta = load_model_file(model_file)
-    predictor = TilePredictor(model, meta.norm_mean, meta.norm_std,
+    meta = model.meta
+    predictor = TilePredictor(model.module, meta.norm_mean, meta.norm_std,
                               scale=int(meta.output_scale), options=options)
     tiles = np.zeros((1, len(meta.bands), tile, tile), np.float32)
     predictor(tiles, compact=True)  # warm-up
@@ -92,7 +94,8 @@ def measure_model(model_file: str, tile: int, options: Any, repeats: int = 2) ->
 def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                dry_run: bool = False, publish_dry_run: bool = False, session: Any = None,
                latency_s: float | None = None, runner: Any = None, worker_sessions: Any = None,
-               echo: Callable[[str], None] | None = None) -> MapResult:
+               echo: Callable[[str], None] | None = None,
+               model: LoadedModel | None = None) -> MapResult:
     """Map ``request`` (see module docstring); resumable, finished dates are not redone.
 
     Args:
@@ -110,11 +113,14 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
             ``request.project``; tests pass a factory serving a local stack).
         echo: where the plan, tables and publication text go (default: this module's log;
             the command prints them).
+        model: ``request.model_file`` already read (:func:`training.modelfile.load_model`);
+            None: read here. Either way it is read and hashed once for every date.
     """
-    from training.modelfile import read_model_file
+    from training.modelfile import load_model
 
     echo = echo or log.info
-    meta, _ = read_model_file(request.model_file)
+    model = model or load_model(request.model_file)  # read and hashed once: every date uses it
+    meta = model.meta
     for warning in check_archive_months(request.dates, meta.bands):  # dry runs too
         log.warning("%s", warning)
     dataset = model_dataset(meta, request.dataset)
@@ -147,7 +153,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                                  metrics=dict(meta.metrics))
              for m in request.dates}
     if dry_run:
-        seconds = measure_model(request.model_file, request.tile, request.options)
+        seconds = measure_model(model, request.tile, request.options)
         planned = request if runner is None else replace(
             request, workers=min(runner.workers * runner.threads, MAX_WORKERS))  # its budget
             # (above the quota: the plan counts what Earth Engine serves, the runner says why)
@@ -189,7 +195,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
             from inference.mapping.beam_map import date_predictor
 
             predict_date = date_predictor(runner, worker_sessions)
-        results = map_dates(request, grid, meta, dataset, session=session,
+        results = map_dates(request, grid, model, dataset, session=session,
                                     predict_date=predict_date)
         mapped = [(r.month, r.outputs) for r in results if r.outputs is not None]
         skipped = {r.month: r.skipped for r in results if r.skipped}
@@ -209,7 +215,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                 _series_request(collection, cogs, props, publish, classes, isa, zones_geojson,
                                 grid, series), local / "publish", dry_run=publish_dry_run,
                 echo=echo)
-        write_run_record(request, grid, results, {
+        write_run_record(request, grid, model, results, {
             "skipped": skipped, "stac": list(stac_paths),
             "temporal_consistency": request.temporal_consistency})
         return MapResult(grid, None, tuple(results), series, tuple(stac_paths), publication)
@@ -248,7 +254,7 @@ def _series_request(collection: str | None, cogs: dict, props: dict, publish: Pu
                          areas=areas or None)
 
 
-def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: Any,
+def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: ModelMeta,
                 recipe: dict, inputs: dict) -> list[str]:
     from inference.mapping import stac
 

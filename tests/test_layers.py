@@ -5,7 +5,7 @@ Every import is read as Python runs it (tests/support/import_graph.py: lazy impo
 import runs) and checked against the ranks of docs/architecture.md:
 
     gee_export.core 0 < gee_export.contract 1 < gee_export.ee | gee_export.local |
-    gee_export.cli 2 < training.engine 3 < training.losses 4 < training.models 5 <
+    gee_export.cli 2 < engine 3 < training.losses 4 < training.models 5 <
     training 6 < inference.predict 7 < inference.mapping 8 <
     inference.publish | inference.assess 9 < inference 10 < experiments | benchmarks 11
 
@@ -32,7 +32,7 @@ from tests.support.import_graph import (
     upward_imports,
 )
 
-PACKAGES = ("gee_export", "training", "inference", "experiments", "benchmarks")
+PACKAGES = ("gee_export", "engine", "training", "inference", "experiments", "benchmarks")
 RANKS = (  # longest prefix wins
     ("gee_export", 0),  # the package's own __init__ re-exports core only
     ("gee_export.core", 0),
@@ -40,7 +40,7 @@ RANKS = (  # longest prefix wins
     ("gee_export.ee", 2),
     ("gee_export.local", 2),
     ("gee_export.cli", 2),
-    ("training.engine", 3),
+    ("engine", 3),
     ("training.losses", 4),
     ("training.models", 5),
     ("training", 6),
@@ -57,7 +57,7 @@ SIBLINGS = frozenset({("gee_export.ee", "gee_export.local"),
                       ("inference.assess", "inference.publish"),
                       ("inference.publish", "inference.assess")})
 COMMANDS = frozenset({"gee_export.cli"})
-LIBRARY = ("gee_export", "training", "inference")
+LIBRARY = ("gee_export", "engine", "training", "inference")
 
 MODULES = read_tree(REPO_ROOT, PACKAGES)
 

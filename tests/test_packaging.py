@@ -26,7 +26,7 @@ import pytest
 
 from tests.support import REPO_ROOT
 
-PACKAGES = ("gee_export", "training", "inference")
+PACKAGES = ("gee_export", "engine", "training", "inference")
 SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE")
 pytestmark = pytest.mark.slow
 
@@ -128,8 +128,8 @@ def test_every_dependency_is_pinned_for_development_and_hdf5_is_an_extra(wheel):
 
 def test_installed_wheel_runs_outside_the_checkout(clean_venv, tmp_path):
     python = clean_venv / "bin" / "python"
-    where = _run(python, "-c", "import gee_export, training, inference; "
-                 "print(gee_export.__file__, training.__file__, inference.__file__)",
+    where = _run(python, "-c", "import gee_export, engine, training, inference; print("
+                 "gee_export.__file__, engine.__file__, training.__file__, inference.__file__)",
                  cwd=tmp_path)
     assert all(str(clean_venv) in path for path in where.split()), where
     for script in ("isamap-export", "isamap-map"):

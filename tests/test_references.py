@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tests.support import REPO_ROOT
 
-ROOTS = ("gee_export", "training", "inference", "experiments")
+ROOTS = ("gee_export", "engine", "training", "inference", "experiments")
 PY_FOLDERS = (*ROOTS, "benchmarks", "tests")
 DOTTED = re.compile(r"(?<![\w./-])(?:" + "|".join(ROOTS) + r")(?:\.[A-Za-z_]\w*)+")
 PATH = re.compile(r"(?<![\w./*<{-])(?:\.\./)*((?:[\w.-]+/)*[\w-]+\.py)\b(?![\w*])")

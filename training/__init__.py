@@ -1,6 +1,6 @@
 """PyTorch training of the papers' models on isamap patch datasets.
 
-Floors, each importing only those below it: :mod:`training.engine` (how a model runs on this
+Floors, each importing only those below it: :mod:`engine` (how a model runs on this
 machine: devices, precision, threads, autotuning, distributed set-up, seeds), then
 :mod:`training.losses` and :mod:`training.models` (the papers' losses and networks, merged
 into explicit registries), then the rest (data, trainer, evaluation, model files, pruning,

@@ -11,6 +11,8 @@ import json
 import os
 from collections.abc import Sequence
 
+from engine.allocator import CHECKS
+from engine.devices import add_device_arguments
 from gee_export.core.commands import (
     add_logging_arguments,
     check_output_folder,
@@ -21,7 +23,6 @@ from gee_export.core.commands import (
 from gee_export.core.errors import ConfigError
 from gee_export.core.parsers import command_parser
 from training.config import TrainConfig, config_from_mapping, read_config_file
-from training.engine.devices import add_device_arguments
 from training.run_folder import resume_config
 
 RECIPE = "(default: the model's recipe)"
@@ -104,11 +105,16 @@ def train_parser() -> argparse.ArgumentParser:
         "label on fewer than SHARE of the pixels (e.g. 0.2), retrain; the dropped patches "
         "are listed in <out>/noisy_patches.json"))
     a("--seed", type=int, help="seed of weights, shuffling and augmentation (default: 0)")
-    a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
+    a("--workers", dest="num_workers", type=int, help=(
+        "data-loader worker processes (default: none for a dataset cached on a CPU, else "
+        "cores - 1, at most 8)"))
     add_device_arguments(p, device=None, precision=None, channels_last=None)
     a("--no-augment", dest="augment", action="store_const", const=False,
       help="train without the paper's augmentations (flips, rotations by 90°)")
-    a("--cache", action="store_const", const=True, help="keep decoded patches in memory")
+    a("--cache", action="store_const", const=True,
+      help="keep decoded patches in memory (default: when they fit)")
+    a("--no-cache", dest="cache", action="store_const", const=False,
+      help="decode every patch every epoch")
     a("--max-batches", type=int, help="cap on training batches per epoch")
     a("--max-iterations", type=int, help="total iteration budget (replaces --epochs)")
     a("--stop-after", type=int, help="leave after N epochs (continue later with --resume)")
@@ -124,7 +130,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
     configure_logging(verbose, quiet, debug)
     return run_command("isamap-train", lambda: _train(args), debug=debug,
-                       writes_to=[args.get("out_dir") or "."])
+                       writes_to=[args.get("out_dir") or "."], checks=CHECKS)
 
 
 def _train(args: dict) -> int:
@@ -137,7 +143,7 @@ def _train(args: dict) -> int:
     else:
         cfg = config_from_mapping(given)
     check_output_folder("--out", cfg.out_dir)
-    from training.engine.distributed import leave_distributed
+    from engine.distributed import leave_distributed
 
     finished = False
     try:
@@ -192,7 +198,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     a = evaluate_parser().parse_args(argv)
     configure_logging(a.verbose, a.quiet, a.debug)
     return run_command("isamap-evaluate", lambda: _evaluate(a), debug=a.debug,
-                       writes_to=[a.out])
+                       writes_to=[a.out], checks=CHECKS)
 
 
 def _evaluate(a: argparse.Namespace) -> int:
@@ -245,7 +251,7 @@ def prune_main(argv: Sequence[str] | None = None) -> int:
     verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
     configure_logging(verbose, quiet, debug)
     return run_command("isamap-prune", lambda: _prune(args), debug=debug,
-                       writes_to=[args.get("out")])
+                       writes_to=[args.get("out")], checks=CHECKS)
 
 
 def _prune(args: dict) -> int:

@@ -20,8 +20,8 @@ from typing import Literal
 
 import yaml
 
+from engine.devices import PRECISIONS, Layout, Precision, layout_flag
 from gee_export.core.errors import ConfigError
-from training.engine.devices import PRECISIONS, Layout, Precision, layout_flag
 
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
 Optimizer = Literal["adam", "sgd"]
@@ -53,9 +53,11 @@ class TrainConfig:
             patches whose preliminary prediction agrees with their label on fewer than this
             share of pixels, then retrain; None trains on every patch.
         seed: seeds model init, data order and augmentation.
-        num_workers: loader worker processes (default: cores - 1, at most 8).
+        num_workers: loader worker processes (None: by the dataset's size and the device,
+            :func:`training.data.choose_data_path`: none for a cached dataset on a CPU, else
+            cores - 1, at most 8).
         precision: ``auto`` = measured at the start of the run on the real model, batch and
-            device (``training.engine.autotune``: the fastest training step of fp32/bf16, and fp16
+            device (``engine.autotune``: the fastest training step of fp32/bf16, and fp16
             on CUDA, whose output agrees with fp32); a resumed run keeps the choice its
             checkpoint recorded. A recipe that needs one precision for reproducibility states
             it here (``fp32``, ``bf16``, ``fp16``), and it is never overridden.
@@ -65,7 +67,8 @@ class TrainConfig:
             device (``$XDG_CACHE_HOME/isamap/autotune.json``) instead of measuring again.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         augment: the paper's augmentations on the training split.
-        cache: keep decoded patches in memory.
+        cache: keep decoded patches in memory (None: when they fit,
+            :func:`training.data.choose_data_path`).
         max_batches: cap on training batches per epoch (quick demos and benchmarks).
         max_iterations: total training-iteration budget; when set it replaces ``epochs``
             (the last epoch is cut short and the poly schedule ends at the budget).
@@ -101,7 +104,7 @@ class TrainConfig:
     device: str = "auto"
     autotune_cache: bool = True
     augment: bool = True
-    cache: bool = False
+    cache: bool | None = None
     max_batches: int | None = None
     max_iterations: int | None = None
     stop_after: int | None = None

@@ -228,6 +228,18 @@ class PatchDataset(Dataset):
         """Whether items carry ``image_fine`` (asked for by the targets and present)."""
         return self.fine_band_indexes is not None
 
+    def decoded_bytes(self) -> int:
+        """Memory the decoded patches take when cached (the first patch's size times the count)."""
+        rec = self.records[0]
+        with _open_raster(_raster_path(self.root, rec["image"])) as src:
+            per_patch = len(self.band_indexes) * src.height * src.width * 4
+        with _open_raster(_raster_path(self.root, rec[self.label_key])) as src:
+            per_patch += src.height * src.width
+        if self.fine_band_indexes is not None:
+            with _open_raster(_raster_path(self.root, rec["image_fine"])) as src:
+                per_patch += len(self.fine_band_indexes) * src.height * src.width * 4
+        return per_patch * len(self.records)
+
     @property
     def patch_size(self) -> int:
         """The smaller edge of the first patch image, in pixels (read from the file)."""
@@ -378,6 +390,64 @@ class KeyedSampler(DistributedSampler):
 
 def default_workers() -> int:
     return max(min((os.cpu_count() or 2) - 1, 8), 0)
+
+
+#: Decoded patches are cached when all their copies take at most this share of the machine's
+#: memory (the rest is the model's, the optimizer's and the system's)...
+CACHE_MEMORY_SHARE = 0.25
+#: ...and at most this many bytes.
+CACHE_MAX_BYTES = 4 << 30
+
+
+@dataclass(frozen=True)
+class DataPath:
+    """How a run feeds its model: decoded patches cached or not, and loader workers.
+
+    Attributes:
+        cache: keep decoded patches in memory.
+        workers: loader worker processes (0: the training process reads and augments).
+        reason: why, in words (logged).
+    """
+
+    cache: bool
+    workers: int
+    reason: str
+
+
+def choose_data_path(decoded_bytes: int, device_type: str, cache: bool | None = None,
+                     workers: int | None = None) -> DataPath:
+    """The data path by the dataset's size; given values are kept.
+
+    A dataset whose decoded patches fit in memory (:data:`CACHE_MEMORY_SHARE` of it, at most
+    :data:`CACHE_MAX_BYTES`, counting one copy per worker: each worker caches its own) is
+    decoded once and cached. Then each item costs only its augmentation, and on a CPU loader
+    workers would compete with the training step for the same cores, so none are started;
+    on a GPU the workers augment while the device computes. A dataset too large to cache is
+    read by :func:`default_workers` workers, which decode the next batches meanwhile.
+    """
+    memory = _physical_memory()
+    limit = min(CACHE_MAX_BYTES, int(CACHE_MEMORY_SHARE * memory)) if memory else CACHE_MAX_BYTES
+    cpu = device_type == "cpu"
+    if workers is None:
+        small = decoded_bytes <= limit and cache is not False
+        workers = 0 if small and cpu else default_workers()
+    copies = max(workers, 1)
+    fits = decoded_bytes * copies <= limit
+    use_cache = fits if cache is None else cache
+    size = f"{decoded_bytes / 2**20:.0f} MiB decoded"
+    reason = (f"{size}, {'cached' if use_cache else 'read each epoch'}"
+              f"{' (fits in memory)' if cache is None and fits else ''}"
+              f"{' (too large to cache)' if cache is None and not fits else ''}, "
+              f"{workers} loader workers")
+    return DataPath(use_cache, workers, reason)
+
+
+def _physical_memory() -> int:
+    """The machine's physical memory in bytes (0 when the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,

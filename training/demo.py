@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.execution import process_threads_at
 from training.config import TrainConfig
-from training.engine.execution import process_threads_at
 from training.evaluate import evaluate
 from training.trainer import train
 

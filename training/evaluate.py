@@ -16,6 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine import autotune
+from engine.devices import Layout, Precision
+from engine.distributed import DistInfo, resolve_device
+from engine.outputs import main_output
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps
@@ -24,10 +28,6 @@ from gee_export.core.shareable import shareable, shareable_text
 from gee_export.core.storage import atomic_write
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
 from training.data import NormStats, PatchDataset, make_loader
-from training.engine import autotune
-from training.engine.devices import Layout, Precision
-from training.engine.distributed import DistInfo, resolve_device
-from training.engine.outputs import main_output
 from training.metrics import ConfusionMatrix, compute_metrics
 from training.modelfile import load_model_file
 from training.plots import plot_confusion
@@ -56,7 +56,7 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
         batch_size: patches per forward pass.
         device: ``auto``, ``cpu`` or ``cuda[:i]``.
         precision: autocast dtype: ``auto`` (measured on the first batch, see
-            :mod:`training.engine.autotune`; the choice and its timings go into metrics.json),
+            :mod:`engine.autotune`; the choice and its timings go into metrics.json),
             or ``fp32`` (exact), ``bf16``, ``fp16`` (never overridden).
         num_workers: loader worker processes.
         progress: show a tqdm bar.

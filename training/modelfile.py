@@ -314,3 +314,30 @@ def load_model_file(path: str | os.PathLike | io.BytesIO,
         raise ModelError(f"{given}: its weights do not fit the {meta.name!r} network its "
                          f"description records; {_GIVE}") from exc
     return model.to(map_location).eval(), meta
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model file read once: the network, its description and the file's identity.
+
+    What a run that uses one model many times (``isamap-map``'s dates, its pipeline runner)
+    hands on, instead of each of them reading, checking and hashing the file again.
+
+    Attributes:
+        module: the network, weights loaded, in eval mode (runners work on copies).
+        meta: the file's description.
+        file_id: :func:`model_file_id` of the file (a map's tiles, tags and checkpoints).
+        path: the file it was read from, for processes that read it themselves.
+    """
+
+    module: nn.Module
+    meta: ModelMeta
+    file_id: str
+    path: str
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+               flag: str = "--model") -> LoadedModel:
+    """Read, check and hash a model file once (errors as :func:`load_model_file`'s)."""
+    module, meta = load_model_file(path, map_location, flag)
+    return LoadedModel(module, meta, model_file_id(path), os.fspath(path))

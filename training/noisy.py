@@ -34,14 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine import devices
+from engine.outputs import main_output
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import InputDataError
 from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_write
 from training.config import TrainConfig, apply_recipe
 from training.data import NormStats, PatchDataset, make_loader
-from training.engine import devices
-from training.engine.outputs import main_output
 from training.modelfile import load_model_file
 from training.trainer import BEST_MODEL, TrainResult, train
 

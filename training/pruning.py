@@ -255,7 +255,7 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
         overrides: ``TrainConfig`` fields replacing the trained model's recorded ones.
         flops_size: input side for the FLOP counts of the summary.
     """
-    from training.engine.seeding import seed_everything
+    from engine.seeding import seed_everything
     from training.run_inputs import patch_splits
     from training.trainer import BEST_MODEL, Trainer
 

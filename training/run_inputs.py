@@ -43,13 +43,13 @@ def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
     ``cfg`` has its recipe applied (``apply_recipe``): the targets are its label, plus the
     recipe's fine image when it trains on ``label_fine``.
     """
-    targets = (cfg.label, *(t for t in recipe_for(cfg.model).targets[1:]
-                            if cfg.label == "label_fine"))
+    label = cfg.label or "label"
+    targets = (label, *(t for t in recipe_for(cfg.model).targets[1:] if label == "label_fine"))
     aug = Augment() if cfg.augment else None
     train_set = PatchDataset(cfg.data, "train", bands, norm, aug, seed=cfg.seed,
-                             cache=cfg.cache, targets=targets, crop=cfg.crop_size,
+                             cache=bool(cfg.cache), targets=targets, crop=cfg.crop_size,
                              exclude=exclude)
-    val_set = PatchDataset(cfg.data, "val", bands, norm, None, seed=cfg.seed, cache=cfg.cache,
+    val_set = PatchDataset(cfg.data, "val", bands, norm, None, seed=cfg.seed, cache=bool(cfg.cache),
                            targets=targets)
     return train_set, val_set
 

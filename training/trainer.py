@@ -3,7 +3,7 @@
 Early stopping watches validation MIoU; checkpoints are written atomically every epoch;
 autocast (bf16 on CPU, bf16/fp16 AMP on CUDA) and channels_last as ``--precision`` and
 ``--channels-last`` say, ``auto`` measured on the run's own training step
-(:mod:`training.engine.autotune`) and recorded in the checkpoint, the history and the model file;
+(:mod:`engine.autotune`) and recorded in the checkpoint, the history and the model file;
 DDP under ``torchrun``.
 
 ``Trainer`` is independent of the patch format: it takes any model, loss and datasets whose
@@ -53,21 +53,27 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import default_collate
 
-from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
-from gee_export.core.progress import progress_bar
-from gee_export.core.storage import atomic_write
-from training.band_ranges import band_ranges
-from training.config import TrainConfig, apply_recipe
-from training.data import NormStats, PatchDataset, compute_norm_stats, make_loader
-from training.engine import autotune
-from training.engine.distributed import (
+from engine import autotune
+from engine.distributed import (
     DistInfo,
     init_distributed,
     resolve_device,
     unused_parameters,
 )
-from training.engine.outputs import main_output
-from training.engine.seeding import rng_state, seed_everything, set_rng_state
+from engine.outputs import main_output
+from engine.seeding import rng_state, seed_everything, set_rng_state
+from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
+from gee_export.core.progress import progress_bar
+from gee_export.core.storage import atomic_write
+from training.band_ranges import band_ranges
+from training.config import TrainConfig, apply_recipe
+from training.data import (
+    NormStats,
+    PatchDataset,
+    choose_data_path,
+    compute_norm_stats,
+    make_loader,
+)
 from training.losses import build_loss
 from training.metrics import ConfusionMatrix
 from training.modelfile import (
@@ -532,6 +538,9 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
     device = resolve_device(cfg.device, info)
     exclude = tuple(exclude or ())
     raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=cfg.label, exclude=exclude)
+    path = choose_data_path(raw.decoded_bytes(), device.type, cfg.cache, cfg.num_workers)
+    log.info("data: %s", path.reason)
+    cfg = replace(cfg, cache=path.cache, num_workers=path.workers)
     norm = _norm_for(cfg, raw)
     train_set, val_set = patch_splits(cfg, raw.bands, norm, exclude)
     names = raw.class_names

@@ -103,7 +103,8 @@ def patch_stack(
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     grid = stack.grid
-    spec = DatasetSpec(grid=grid, bands=stack.bands, ratios=tuple(ratios), seed=seed,
+    r1, r2, r3 = ratios
+    spec = DatasetSpec(grid=grid, bands=stack.bands, ratios=(r1, r2, r3), seed=seed,
                        block=block, min_valid_fraction=min_valid_fraction,
                        fine_scale=stack.fine_scale, backend=backend, region=region,
                        recipe=dict(recipe or {}), classes=dict(classes),

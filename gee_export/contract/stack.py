@@ -72,8 +72,8 @@ def fingerprint(stack: StackPaths) -> str:
 
     A builder that knows what the stack was made from sets ``stack.fingerprint`` (the local
     backend digests its recipe and source files, which costs far less than reading the stack
-    again); for any other stack the rasters' bytes are digested here (about 1 s per GB on one
-    core). Rasters that are not local files (``/vsigs/...``) are identified by their path.
+    again); for any other stack the rasters' bytes are digested here (a full read of every
+    raster). Rasters that are not local files (``/vsigs/...``) are identified by their path.
     """
     if stack.fingerprint:
         return stack.fingerprint

@@ -38,7 +38,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from gee_export.core.allocator import threshold_mib
 from gee_export.core.errors import ConfigError, IsamapError
 
 EXIT_OK = 0
@@ -374,7 +373,8 @@ def attach_values(argv: Sequence[str] | None, options: Iterable[str]) -> list[st
 
 
 def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = False,
-                writes_to: Sequence[str | None] = ()) -> int:
+                writes_to: Sequence[str | None] = (),
+                checks: Sequence[Callable[[], object]] = ()) -> int:
     """Run a command's work and turn how it ended into an exit status.
 
     Args:
@@ -383,12 +383,15 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
         debug: let exceptions propagate with their traceback instead of one line.
         writes_to: the command's output paths, so a bare write error there is recognised
             as the full disk it is (see :func:`environment_message`).
+        checks: settings to check before any work (each raises an :class:`IsamapError` for a
+            bad one), such as the engine's environment variables for commands that run a model.
     """
     outputs = [str(p) for p in writes_to if p]
     log = logging.getLogger(prog)
     try:
         with stop_signals():
-            threshold_mib()  # a bad ISAMAP_KEEP_FREED_MEMORY is refused before any work
+            for check in checks:  # a bad setting is refused before any work
+                check()
             status = action()
         return EXIT_OK if status is None else int(status)
     except BrokenPipeError:  # the reader of stdout went away (``| head``): stop quietly

@@ -160,7 +160,7 @@ def _cells(run: tuple[int, tuple[tuple[int, int], ...]]) -> Iterator[tuple[int, 
 
 def _make_dofns() -> tuple[type, type, type]:
     """The DoFn classes (defined lazily: Apache Beam is an optional extra)."""
-    beam = require_beam()
+    beam: Any = require_beam()  # an optional extra: untyped here
     from apache_beam.metrics import Metrics
 
     class FetchPatches(beam.DoFn):
@@ -226,7 +226,8 @@ def _make_dofns() -> tuple[type, type, type]:
 
         def process(self, element: tuple[int, Iterable[tuple[str, Any]]]):
             shard, items = element
-            records, invalid = [], []
+            records: list[Any] = []
+            invalid: list[Any] = []
             for kind, value in items:
                 (records if kind == "record" else invalid).append(value)
             records.sort(key=lambda r: (r["row"], r["col"]))
@@ -282,7 +283,7 @@ def _remove_empty_folders(root: Path) -> None:
 
 def build_export(pipeline: Any, task: _Task, runs: Sequence[Any], batch: int) -> Any:
     """Add the export's transforms to ``pipeline``; returns the committed-count PCollection."""
-    beam = require_beam()
+    beam: Any = require_beam()  # an optional extra: untyped here
     fetch, write_shard, commit = _make_dofns()
     return (
         pipeline
@@ -324,7 +325,7 @@ def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
         raise ConfigError(f"Dataflow workers cannot write to the local folder {out!r}; give "
                           "--out gs://bucket/prefix")
     runner.check()
-    beam = require_beam()
+    beam: Any = require_beam()  # an optional extra: untyped here
     options = runner.pipeline_options()  # Beam's own validation, before any work
     store = open_store(out)
     book = Bookkeeper(store, job)  # resume state, temporaries of killed runs removed

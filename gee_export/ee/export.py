@@ -29,7 +29,7 @@ from gee_export.contract.bands import LABEL
 from gee_export.contract.dataset import DatasetSpec
 from gee_export.contract.grid import Grid, Window, patch_id
 from gee_export.contract.patch_writer import MonthProgress, PatchWriter, open_month, valid_mask
-from gee_export.contract.splits import split_counts
+from gee_export.contract.splits import Split, split_counts
 from gee_export.core.ee_session import EESession
 from gee_export.core.errors import ConfigError, EarthEngineError
 from gee_export.core.lock import hold_output
@@ -137,7 +137,7 @@ class Bookkeeper:
         self.writer = self.progress.writer
 
     @property
-    def splits(self) -> dict[tuple[int, int], str]:
+    def splits(self) -> dict[tuple[int, int], Split]:
         return self.progress.splits
 
     @property

@@ -140,6 +140,7 @@ class StackTransport:
             out[b] = arr
         if "label" in bands:
             path = self.stack.label_fine if fine else self.stack.label
+            assert path is not None  # the stack was made with the label asked for
             out["label"] = self._read(path, transform, width, height, [1])[0]
         return out
 

@@ -116,7 +116,7 @@ def tile_task(image: Any, grid: Grid, window: Window, bucket: str, prefix: str,
         fileNamePrefix=prefix,
         dimensions=f"{window.width}x{window.height}", crs=grid.crs, crsTransform=transform,
         fileDimensions=file_dimensions(window), skipEmptyTiles=True, fileFormat="GeoTIFF",
-        formatOptions={"cloudOptimized": True}, maxPixels=1e13)
+        formatOptions={"cloudOptimized": True}, maxPixels=10**13)
 
 
 def _tile_rel(month: str, tile: Tile, suffix: str = "") -> str:

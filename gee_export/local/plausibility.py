@@ -55,8 +55,11 @@ _UNIT_WORDS = {"linear": "linear power", "dB": "in dB"}
 class BandSource(Protocol):
     """Where one band lives (``scenes.BandRef``; scenes imports this module, not the reverse)."""
 
-    path: Path
-    index: int
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def index(self) -> int: ...
 
 
 def read_sample(ref: BandSource, max_side: int = SAMPLE_SIDE) -> np.ndarray:

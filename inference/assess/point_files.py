@@ -21,10 +21,11 @@ samples takes the class most of them got.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -263,7 +264,7 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
                               "may be labelled already: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     rows = _rows(design, map_class)
-    texts = {
+    texts: dict[str, tuple[Path, Callable[[], str] | None]] = {
         "csv": (out / "sample.csv", lambda: _csv(rows, _columns(show_map_class))),
         "geojson": (out / "sample.geojson",
                     lambda: json.dumps(sample_geojson(rows, show_map_class), indent=1)),
@@ -274,7 +275,7 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
         "design_points": (out / POINTS_FILE, lambda: design_points_csv(rows)),
     }
     for key, (path, text) in ceo_plot_files(rows, out).items():
-        texts[key] = (path, lambda text=text: text)
+        texts[key] = (path, functools.partial(str, text))
     for path, make in texts.values():
         if not path.exists():
             write_kml(rows, path) if make is None else _text(path, make())

@@ -49,7 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gee_export.contract.grid import Grid
 from gee_export.core.digest import json_digest, text_sha256
@@ -75,6 +75,9 @@ from inference.predict.blending import Lattice, batches
 from inference.predict.cog import OutputInfo
 from inference.predict.raster import PredictionResult
 from inference.predict.runtime import RuntimeOptions
+
+if TYPE_CHECKING:
+    from training.modelfile import LoadedModel, ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +108,9 @@ def tile_path(tiles_dir: str, tile: MapTile) -> str:
     return f"{tiles_dir.rstrip('/')}/{tile.name}.tif"
 
 
-def map_fingerprint(model_file: str, identity: str, lattice: Lattice) -> str:
-    """Names one map's tiles: the model file's content, the date's inputs and the lattice."""
-    from training.modelfile import model_file_id
-
-    return json_digest([model_file_id(_local_copy(model_file)), identity,
-                        [lattice.tile, lattice.overlap, lattice.blend]], 16)
+def map_fingerprint(model_id: str, identity: str, lattice: Lattice) -> str:
+    """Names one map's tiles: the model file's content id, the date's inputs and the lattice."""
+    return json_digest([model_id, identity, [lattice.tile, lattice.overlap, lattice.blend]], 16)
 
 
 def _local_copy(model_file: str) -> str:
@@ -142,7 +142,7 @@ class _Predictor:
         self.lock = threading.Lock()  # one forward pass at a time per process (GPU memory)
 
 
-def int8_patches(meta: Any) -> Any:
+def int8_patches(meta: ModelMeta) -> Any:
     """The model file's own training patches, which every worker calibrates int8 on.
 
     A worker calibrating on its own first tiles would quantize the model its own way, and
@@ -160,7 +160,7 @@ def int8_patches(meta: Any) -> Any:
 
 
 def _make_dofn() -> type:
-    beam = require_beam()
+    beam: Any = require_beam()  # an optional extra: untyped here
     from apache_beam.metrics import Metrics
     from apache_beam.utils.shared import Shared
 
@@ -275,7 +275,8 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                  out_prefix: str, info: OutputInfo, runner: RunnerConfig,
                  sessions: SessionFactory, *, tile: int = 512, overlap: int = 64,
                  batch_size: int = 8, isa_class: int = 1,
-                 options: RuntimeOptions | None = None) -> PredictionResult:
+                 options: RuntimeOptions | None = None,
+                 model: LoadedModel | None = None) -> PredictionResult:
     """Map one date with a Beam pipeline; resumable, a finished date runs no pipeline.
 
     Args:
@@ -287,6 +288,7 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
         out_prefix: ``<out>/<month>/isa_<month>``: the COGs are ``_class.tif``/``_prob.tif``.
         info: what the COGs record (model, bands, classes, month, metrics).
         runner: the runner and its options.
+        model: ``model_file`` already read (its id and output scale); None: read it here.
         sessions: opens each worker's Earth Engine session.
         tile: the lattice's tile side, as ``--tile``.
         overlap: the lattice's overlap, as ``--overlap``.
@@ -302,13 +304,17 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                                             and files.is_gcs(model_file)):
         raise ConfigError("Dataflow workers read the model and write the map on Cloud Storage: "
                           "give --out gs://... and a --model on gs://")
-    beam = require_beam()
+    beam: Any = require_beam()  # an optional extra: untyped here
     pipeline_options = runner.pipeline_options()
     lattice = Lattice(tile, overlap, "core")
     tiles = plan_tiles(grid, lattice)
     month_dir = out_prefix.rsplit("/", 1)[0]
-    tiles_dir = f"{month_dir}/tiles/{map_fingerprint(model_file, identity, lattice)}"
-    scale = _output_scale(model_file)
+    if model is None:
+        from training.modelfile import load_model
+
+        model = load_model(_local_copy(model_file))
+    tiles_dir = f"{month_dir}/tiles/{map_fingerprint(model.file_id, identity, lattice)}"
+    scale = int(model.meta.output_scale)
     result = PredictionResult(f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif",
                               grid.width * scale, grid.height * scale,
                               tuple(grid.scaled(scale).transform if scale > 1 else grid.transform),
@@ -349,21 +355,12 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                             runner.dry_run)
 
 
-def _stage_model(model_file: str, out: str) -> str:
+def _stage_model(model: LoadedModel, out: str) -> str:
     """Upload a local model file beside the map (``<out>/models/``) for Dataflow's workers."""
-    from training.modelfile import model_file_id
-
-    uri = f"{out.rstrip('/')}/models/{model_file_id(model_file)}-{Path(model_file).name}"
+    uri = f"{out.rstrip('/')}/models/{model.file_id}-{Path(model.path).name}"
     if not files.exists(uri):
-        files.upload_file(Path(model_file), uri)
+        files.upload_file(Path(model.path), uri)
     return uri
-
-
-def _output_scale(model_file: str) -> int:
-    from training.modelfile import read_model_file
-
-    meta, _ = read_model_file(_local_copy(model_file))
-    return int(meta.output_scale)
 
 
 def check_runner(request: Any, runner: RunnerConfig) -> None:
@@ -396,8 +393,8 @@ def runtime_tags(options: RuntimeOptions) -> dict[str, str]:
     machine), which the driver never sees; an explicit precision and layout are what every
     worker ran, labelled as the streamed map labels its choice (``Setting.label``).
     """
-    from training.engine.devices import layout_flag
-    from training.engine.execution import Setting
+    from engine.devices import layout_flag
+    from engine.execution import Setting
 
     layout = layout_flag(options.channels_last)
     if options.precision == "int8":
@@ -437,11 +434,12 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
     with the worker's own service account on Dataflow).
     """
 
-    def run(request: Any, grid: Grid, meta: Any, dataset: Any, month: str,
+    def run(request: Any, grid: Grid, model: LoadedModel, dataset: Any, month: str,
             session: Any) -> Any:
         from inference.mapping.dates import date_inputs, ee_date_image
         from inference.predict.workflow import finish_outputs, isa_class_index
 
+        meta = model.meta
         image, identity = ee_date_image(request, grid, meta, dataset, month, session)
         index = isa_class_index(tuple(meta.class_names))
         metrics = {k: float(v) for k, v in dict(meta.metrics).items()
@@ -453,11 +451,11 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
         prefix = request.prefix(month)
         model_file = os.fspath(request.model_file)
         if runner.runner == "dataflow" and not files.is_gcs(model_file):
-            model_file = _stage_model(model_file, request.out)
+            model_file = _stage_model(model, request.out)
         result = predict_date(image, identity, grid, meta.bands, model_file,
                               prefix, info, runner, workers, tile=request.tile,
                               overlap=request.overlap, batch_size=request.batch_size,
-                              isa_class=index, options=request.options)
+                              isa_class=index, options=request.options, model=model)
         return finish_outputs(result, prefix, index, zones=request.zones,
                               local_dir=request.product_dir() / month), date_inputs(identity)
 

@@ -28,7 +28,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gee_export.contract.grid import Grid
 from gee_export.core.errors import (
@@ -38,6 +38,9 @@ from gee_export.core.errors import (
 from gee_export.core.shareable import shareable, shareable_path
 from gee_export.core.storage import files
 from inference.mapping.request import MapRequest, ModelDataset
+
+if TYPE_CHECKING:
+    from training.modelfile import LoadedModel, ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +74,18 @@ def scene_inputs(plan: Any) -> dict[str, Any]:
     return {"backend": "local", "scenes": plan.scene_list()}
 
 
-#: ``(request, grid, meta, dataset, month, session) -> (Outputs, inputs)``
-DatePredictor = Callable[[MapRequest, Grid, Any, "ModelDataset", str, Any],
+#: ``(request, grid, model, dataset, month, session) -> (Outputs, inputs)``
+DatePredictor = Callable[[MapRequest, Grid, "LoadedModel", "ModelDataset", str, Any],
                          tuple[Any, Mapping[str, Any]]]
 
 
-def map_dates(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset, *,
+def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: ModelDataset, *,
               session: Any = None,
               predict_date: DatePredictor | None = None) -> list[DateResult]:
     """Predict every date of ``request`` on ``grid`` (resumable; finished dates are skipped).
 
-    ``predict_date(request, grid, meta, dataset, month, session)`` replaces the streaming
+    ``model`` is the model file read once for every date (:func:`training.modelfile.load_model`).
+    ``predict_date(request, grid, model, dataset, month, session)`` replaces the streaming
     prediction of one date when given (the Beam pipeline, :mod:`inference.mapping.beam_map`); it
     returns the date's :class:`inference.predict.workflow.Outputs`.
     """
@@ -97,17 +101,17 @@ def map_dates(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
     for month in request.dates:
         try:
             if predict_date is not None:
-                outputs, used = predict_date(request, grid, meta, dataset, month, session)
+                outputs, used = predict_date(request, grid, model, dataset, month, session)
                 log.info("date %s: %s", month, "already mapped" if outputs.prediction.skipped
                          else f"{outputs.prediction.tiles} tiles in "
                               f"{outputs.prediction.seconds:.1f} s")
                 results.append(DateResult(month, outputs, inputs=used))
                 continue
-            opened = inputs(request, grid, meta, dataset, month, session)
+            opened = inputs(request, grid, model.meta, dataset, month, session)
             with opened as source:
                 try:
                     outputs = predict_with_model_file(
-                        request.model_file, source, request.prefix(month), month=month,
+                        model, source, request.prefix(month), month=month,
                         config=config, options=request.options, zones=request.zones,
                         local_dir=local / month, progress=request.progress)
                 except EarthEngineError as exc:
@@ -191,7 +195,7 @@ class _Opened:
             self._close()
 
 
-def _local_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
+def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
                   month: str, session: Any) -> _Opened:
     from gee_export.local.stack import LocalRecipe, plan_local_stack, write_local_stack
 
@@ -244,7 +248,7 @@ def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str]) ->
     return lines
 
 
-def ee_date_image(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
+def ee_date_image(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
                   month: str, session: Any) -> tuple[Any, str]:
     """One date's input image on ``grid`` (the model's recipe) and its identity.
 
@@ -261,7 +265,7 @@ def ee_date_image(request: MapRequest, grid: Grid, meta: Any, dataset: ModelData
     return prediction_image(grid, date, geometry), stack_identity("ee", grid, date.to_dict())
 
 
-def _ee_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset,
+def _ee_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
                month: str, session: Any) -> _Opened:
     from gee_export.ee.export import fetch_window
     from gee_export.ee.prediction_stack import export_prediction_stack
@@ -283,8 +287,8 @@ def _ee_inputs(request: MapRequest, grid: Grid, meta: Any, dataset: ModelDataset
     return _Opened(fetched, fetched.close, date_inputs(identity))
 
 
-def write_run_record(request: MapRequest, grid: Grid, results: Sequence[DateResult],
-                     extra: Mapping[str, Any]) -> Path:
+def write_run_record(request: MapRequest, grid: Grid, model: LoadedModel,
+                     results: Sequence[DateResult], extra: Mapping[str, Any]) -> Path:
     """``map.json`` in the product folder: what was mapped, from what, and what was skipped.
 
     It travels with the maps: files under ``--out`` are named relative to it (a relative
@@ -293,14 +297,11 @@ def write_run_record(request: MapRequest, grid: Grid, results: Sequence[DateResu
     Storage URI.
     """
     from gee_export.core.storage import atomic_write
-    from training.modelfile import model_file_id, read_model_file
-
-    model = os.fspath(request.model_file)
-    meta, _ = read_model_file(model)
+    path = os.fspath(request.model_file)
     record = {"region": request.region.name, "bbox": list(request.region.bbox),
               "grid": grid.to_dict(), "lattice": request.lattice().record((grid.x0, grid.y0)),
-              "model": {"name": meta.name, "file": Path(model).name,
-                        "id": model_file_id(model)},
+              "model": {"name": model.meta.name, "file": Path(path).name,
+                        "id": model.file_id},
               "backend": request.backend, "method": request.method,
               **({"out": request.out} if files.is_gcs(request.out) else {}),
               **({"postprocess": request.postprocess, "clahe": vars(request.clahe)}

@@ -125,8 +125,8 @@ def layout_requests(layout: Sequence[Sequence[FetchTile]], bands: int, workers: 
     region's rows are narrow enough to be fetched ahead (:func:`look_ahead`), i.e. when the
     start is a noticeable share of the run. A region too
     wide for that runs long enough that the start does not matter, and there the ramp's many
-    small requests cost a graph serialisation each and more requests in flight (16,384²: 304
-    instead of 259 requests, peak RSS 2.15 instead of 1.57 GiB in ``bench_mapping.py``).
+    small requests would cost a graph serialisation each and more requests in flight (more
+    requests and a higher peak RSS, which ``benchmarks/bench_mapping.py`` reports).
     """
     grouped = [group_requests(row, bands, max_bytes) for row in layout]
     if look_ahead(grouped, workers, bands) == 0:
@@ -269,7 +269,7 @@ class FetchedSource:
 
     def pending_tiles(self) -> list[str]:
         """Tiles not fetched yet, from the first unfinished row on (for error messages)."""
-        out = []
+        out: list[str] = []
         for k in range(len(self.layout)):
             if k in self._freed:
                 continue

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gee_export.contract.dataset import read_manifest
 from gee_export.contract.grid import Grid, projected_crs, utm_caveat, utm_epsg
@@ -30,6 +30,9 @@ from inference.predict.blending import Lattice
 from inference.predict.postprocess import ClaheParams, Postprocess
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
+
+if TYPE_CHECKING:
+    from training.modelfile import ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ class ModelDataset:
         return self.months[0][5:7]
 
 
-def model_dataset(meta: Any, dataset: str | None = None) -> ModelDataset:
+def model_dataset(meta: ModelMeta, dataset: str | None = None) -> ModelDataset:
     """The dataset record of a model file (its ``extra``), or the manifest under ``dataset``.
 
     Older model files record only the dataset's root; its ``manifest.json`` is read then.
@@ -80,7 +83,7 @@ def model_dataset(meta: Any, dataset: str | None = None) -> ModelDataset:
                         where, dict(record.get("sources") or {}))
 
 
-def check_recipe(meta: Any, dataset: ModelDataset, backend: Backend,
+def check_recipe(meta: ModelMeta, dataset: ModelDataset, backend: Backend,
                  allow_mismatch: bool = False) -> list[str]:
     """Refuse a map whose inputs would differ from the model's training data.
 

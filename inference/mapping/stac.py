@@ -109,6 +109,7 @@ def write_series_stac(collection: pystac.Collection) -> list[str]:
     targets = [(collection.get_self_href(), collection)] + [
         (item.get_self_href(), item) for item in collection.get_items()]
     for path, obj in targets:
+        assert path is not None  # the collection and its items were given their paths
         data = obj.to_dict(include_self_link=False, transform_hrefs=True)
         data = shareable(data, path.rsplit("/", 1)[0])
         store, name = files.store_of(path)

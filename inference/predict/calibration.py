@@ -11,14 +11,17 @@ recorded choice says so.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
+from engine.quantize import CALIBRATION_PATCHES, CHECK_PATCHES, Int8Patches
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import IsamapError
-from training.engine.quantize import CALIBRATION_PATCHES, CHECK_PATCHES, Int8Patches
+
+if TYPE_CHECKING:
+    from training.data import PatchDataset
+    from training.modelfile import ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ log = logging.getLogger(__name__)
 BATCH = 8
 
 
-def model_file_patches(meta: Any) -> Int8Patches | None:
+def model_file_patches(meta: ModelMeta) -> Int8Patches | None:
     """Calibration (training split) and check (validation split, labelled) patches.
 
     Spread evenly over each split (patches are often stored in region order). None, with the
@@ -59,7 +62,7 @@ def model_file_patches(meta: Any) -> Int8Patches | None:
                        f"{root} (labelled)", label_nodata=LABEL_NODATA)
 
 
-def _batches(dataset: Sequence[dict], count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(dataset: PatchDataset, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``count`` items spread over ``dataset`` as (image, label) batches of :data:`BATCH`."""
     n = len(dataset)
     step = max(n / count, 1.0)

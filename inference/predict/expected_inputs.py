@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -39,6 +39,9 @@ from gee_export.core.errors import InputDataError
 from gee_export.core.storage import files
 from inference.predict.raster import select_bands
 from inference.predict.sources import RasterSource, decimated_read, open_source
+
+if TYPE_CHECKING:
+    from training.modelfile import ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +112,8 @@ def range_problems(samples: Mapping[str, np.ndarray],
     return problems
 
 
-def check_input(source: str | RasterSource, meta: Any, band_order: Sequence[str] | None = None,
-                flag: str = "--input") -> None:
+def check_input(source: str | RasterSource, meta: ModelMeta,
+                band_order: Sequence[str] | None = None, flag: str = "--input") -> None:
     """Refuse an input whose pixel size or values are not those the model was trained on.
 
     Args:
@@ -150,7 +153,7 @@ def check_input(source: str | RasterSource, meta: Any, band_order: Sequence[str]
                          f"{problems[0]}{more}; {fix}")
 
 
-def _check_pixel_size(what: str, src: Any, meta: Any) -> None:
+def _check_pixel_size(what: str, src: Any, meta: ModelMeta) -> None:
     trained = meta.training_pixel_size()
     if trained is None:
         log.info("the model file records no training grid: the input's pixel size is not "

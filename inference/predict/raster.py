@@ -72,7 +72,7 @@ class PredictionResult:
     stages of different threads overlap, so they do not add up to ``seconds``.
     ``stages_cpu`` is the CPU time each stage's own thread spent (torch's worker threads and
     GDAL's are not counted): the cost of the stage on a machine the model shares. ``runtime`` is
-    how the model ran (``training.engine.autotune.Choice.to_dict()``), also in the COG tags.
+    how the model ran (``engine.autotune.Choice.to_dict()``), also in the COG tags.
     """
 
     class_path: str

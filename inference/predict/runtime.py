@@ -8,9 +8,8 @@ be tested with small plain-torch models and used with every registered architect
 Batch norms that directly follow a convolution are folded into it before anything runs
 (``training.models.blocks.fold_batchnorm``): in eval mode a batch norm is an affine map per
 channel, so the outputs are the same to float rounding with one pass over each feature map
-instead of two (the land-cover HRNet at bf16/NHWC on a quiet 2-core CPU: 11.07 -> 12.08
-patches/s, 9 % more, ``benchmarks/bench_pruning.py --batch 2``). The caller's model is left
-as it is (folding works on a copy).
+instead of two (``benchmarks/bench_pruning.py`` measures the gain). The caller's model is
+left as it is (folding works on a copy).
 """
 
 from __future__ import annotations
@@ -19,20 +18,20 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from gee_export.core.commands import DETAIL
+from engine import autotune, quantize
+from engine import choice as engine_choice
+from engine.compiled import CompiledForInference
+from engine.devices import InferencePrecision, Layout, resolve_device
+from engine.execution import calling_thread_only
 from gee_export.core.errors import ModelError
 from inference.predict.normalise import BatchNormaliser, Tiles, normalise_into
-from training.engine import autotune, quantize
-from training.engine.compiled import CompiledForInference
-from training.engine.devices import InferencePrecision, Layout, resolve_device
-from training.engine.execution import Setting, calling_thread_only, use_threads
 from training.models.blocks import fold_batchnorm
 
 log = logging.getLogger(__name__)
@@ -46,14 +45,14 @@ class RuntimeOptions:
 
     Attributes:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:1"``...
-        precision: ``"auto"``: measured on the first batch (:mod:`training.engine.autotune`: the
-            fastest of fp32/bf16 (fp16 on CUDA) whose output agrees with fp32); or an
-            explicit ``fp32``, ``bf16``, ``fp16``, never overridden; or ``int8`` (CPU): a
-            model quantized on the first batch (:mod:`training.engine.quantize`), refused when
-            its map disagrees with fp32.
+        precision: ``"auto"``: decided on the first batch (:func:`engine.choice.decide`:
+            the fastest of fp32/bf16 (fp16 on CUDA) whose output agrees with fp32, or a
+            remembered int8 model); or an explicit ``fp32``, ``bf16``, ``fp16``, never
+            overridden; or ``int8`` (CPU): a model quantized on the first batch
+            (:mod:`engine.quantize`), refused when its map disagrees with fp32.
         channels_last: NHWC memory format: ``"auto"`` (measured), ``"on"``/``"off"`` (or a
             bool).
-        compile: also try the model compiled (:mod:`training.engine.compiled`: inductor,
+        compile: also try the model compiled (:mod:`engine.compiled`: inductor,
             frozen weights; with ``auto``: kept only when faster; with explicit precision and
             layout: always used). Without it, ``auto`` tries compiling when the job's
             :attr:`TilePredictor.expected_tiles` are enough to pay for it.
@@ -68,13 +67,6 @@ class RuntimeOptions:
     compile: bool = False
     autotune_cache: bool | None = None
     autotune_budget_s: float = autotune.DEFAULT_BUDGET_S
-
-
-
-def _seconds(model: torch.nn.Module, x: torch.Tensor) -> float:
-    start = time.perf_counter()
-    model(x)
-    return time.perf_counter() - start
 
 
 class TilePredictor:
@@ -95,7 +87,8 @@ class TilePredictor:
     """
 
     def __init__(
-        self, model: torch.nn.Module, mean: np.ndarray, std: np.ndarray, *, scale: int = 1,
+        self, model: torch.nn.Module, mean: Sequence[float] | np.ndarray,
+        std: Sequence[float] | np.ndarray, *, scale: int = 1,
         activation: Activation = "auto", options: RuntimeOptions | None = None,
         int8_patches: quantize.Int8Patches | Callable[[], quantize.Int8Patches | None]
         | None = None, isa_class: int | None = None,
@@ -122,95 +115,58 @@ class TilePredictor:
         self._scale = None if cpu else torch.from_numpy(inv_std).view(1, -1, 1, 1).to(self.device)
         self._shift = None if cpu else torch.from_numpy(shift).view(1, -1, 1, 1).to(self.device)
         self._module = fold_batchnorm(model.eval()).to(self.device)
-        self.model: torch.nn.Module = self._module
+        self.model: Callable[..., Any] = self._module
         #: how the model runs: known now when precision and layout are explicit, measured on
         #: the first batch otherwise (then recorded in the outputs, e.g. the COG tags)
         self.choice: autotune.Choice | None = None
         self.int8_patches, self.isa_class = int8_patches, isa_class
         self.int8: quantize.Int8Model | None = None
-        if options.precision == "int8":
-            quantize.check_int8(self.device)  # before the first tile: CUDA, no VNNI, no torchao
-            explicit = None
-        else:
-            explicit = autotune.explicit(options.precision, options.channels_last, self.device)
-        if explicit is not None:
-            self._use(replace(explicit, setting=replace(explicit.setting,
-                                                        compile=options.compile)))
         #: whether the last batch's tiles held no NaN and no infinity
         self.last_finite = True
         self.forward_seconds = 0.0  # time spent in the model alone (benchmarks compare to it)
-        self.tune_seconds = 0.0  # time spent measuring 'auto'
+        self.tune_seconds = 0.0  # time spent measuring 'auto' and building int8
         #: tiles the job will run, when the caller knows (before the first batch): ``auto``
         #: then tries the compiled model if the job is long enough to pay for compiling
         self.expected_tiles: int | None = None
+        # explicit precision and layout: settled now; int8: whether it can run, checked now
+        decided = engine_choice.fixed(self._module, self.device, self.request)
+        if decided is not None:
+            self._use(decided)
 
-    def _use(self, choice: autotune.Choice) -> None:
-        self.choice = choice
-        self.model = autotune.apply(choice, self._module, self.device)
+    @property
+    def request(self) -> engine_choice.Request:
+        """What the options ask of the engine's choice."""
+        o = self.options
+        return engine_choice.Request(o.precision, o.channels_last, o.compile,
+                                     o.autotune_cache, o.autotune_budget_s)
+
+    def _use(self, decided: engine_choice.Decided) -> None:
+        self.choice, self.model = decided.choice, decided.model
+        self.int8 = decided.int8 or self.int8
+        self.tune_seconds += decided.seconds
 
     def resolve(self, tiles: Tiles) -> autotune.Choice:
-        """Settle ``auto`` on a batch of raw tiles (the first call does this by itself)."""
-        if self.choice is None and self.options.precision == "int8":
-            self._use_int8(self._normalise(tiles, torch.contiguous_format))
+        """Settle ``auto`` (or build int8) on a batch of raw tiles (the first call does this)."""
         if self.choice is None:
             x = self._normalise(tiles, torch.contiguous_format)
-            start = time.perf_counter()
-            choice = autotune.choose(
-                self._module, x, self.device, mode="inference",
-                precision=self.options.precision, channels_last=self.options.channels_last,
-                compile=self.options.compile, cache=self.options.autotune_cache,
-                budget_s=self.options.autotune_budget_s, samples=self.expected_tiles)
-            self.tune_seconds += time.perf_counter() - start
-            if not self._offer_int8(choice, x):
-                self._use(choice)
+            self._use(engine_choice.decide(
+                self._module, x, self.device, self.request, samples=self.expected_tiles,
+                patches=self._given_int8_patches, isa_class=self.isa_class))
+        assert self.choice is not None
         return self.choice
-
-    def _int8_record(self, x: torch.Tensor) -> tuple:
-        """(int8 records file or None when caching is off, this model's key for ``x``)."""
-        cache = autotune.cache_file() if self.options.autotune_cache is not False else None
-        key = quantize.record_key(self._module, tuple(x.shape),
-                                  autotune.describe_device(self.device))
-        return quantize.records_file(cache), key
-
-    def _offer_int8(self, choice: autotune.Choice, x: torch.Tensor) -> bool:
-        """Take int8 under ``auto`` where it pays for itself.
-
-        That is where an accepted int8 model of these weights, batch shape and device was
-        remembered, :data:`training.engine.quantize.AUTO_MARGIN` faster than auto's choice.
-        Only then is the cost (quantizing, checking, compiling from inductor's cache) paid; a
-        model never run with ``--precision int8`` is not quantized by ``auto``.
-        """
-        if (self.device.type != "cpu" or self.options.precision != "auto"
-                or not choice.ms_per_sample or not quantize.cpu_has_int8()):
-            return False
-        path, key = self._int8_record(x)
-        record = quantize.recall(path, key)
-        auto_ms = choice.ms_per_sample.get(choice.label, 0.0)
-        if not quantize.worth_it(record, auto_ms):
-            return False
-        try:
-            quantize.check_int8(self.device)
-            self._use_int8(x, offered=choice)
-        except (quantize.Int8UnavailableError, quantize.Int8RefusedError) as exc:
-            log.warning("auto: the remembered int8 model is not used (%s); keeping %s", exc,
-                        choice.label)
-            return False
-        log.log(DETAIL, "auto: int8 (%.3g ms per sample, remembered) over %s (%.3g ms)",
-                record["ms_per_sample"], choice.label, auto_ms)
-        return True
 
     def check_int8(self) -> None:
         """Quantize and check the model against fp32 now, on its given patches.
 
         For a pipeline's driver, before any tile is fetched: the workers' first batches would
-        refuse the same model the same way (:class:`training.engine.quantize.Int8RefusedError`).
+        refuse the same model the same way (:class:`engine.quantize.Int8RefusedError`).
         Nothing is compiled; the accepted model is kept for this process's later calls.
         """
         patches = self._given_int8_patches()
         if patches is None or self.isa_class is None:
             raise ValueError("checking int8 before the first batch needs its patches and the "
                              "impervious class")
-        quantize.check_int8(self.device)
+        engine_choice.check_int8(self.device)
         quantize.build_int8(self._module, patches, self.isa_class)
 
     def _given_int8_patches(self) -> quantize.Int8Patches | None:
@@ -218,39 +174,6 @@ class TilePredictor:
         if callable(self.int8_patches):
             self.int8_patches = self.int8_patches()
         return self.int8_patches
-
-    def _use_int8(self, x: torch.Tensor, offered: autotune.Choice | None = None) -> None:
-        """Quantize, check and compile the model for batches shaped like ``x``.
-
-        Refused (:class:`training.engine.quantize.Int8RefusedError`) before any tile is
-        predicted when its map disagrees with fp32. The accepted model is timed on ``x`` and
-        remembered (:func:`training.engine.quantize.remember`) for ``auto``. ``offered``: the
-        choice of ``auto`` that int8 replaces (its timings are recorded beside int8's).
-        """
-        start = time.perf_counter()
-        with torch.inference_mode(False):  # export traces ordinary tensors
-            example = x.clone()
-            patches = self._given_int8_patches() or quantize.Int8Patches.from_tiles(example)
-            isa = self.isa_class
-            if isa is None:  # the last class (a one-logit model's positive class is 1)
-                isa = max(int(quantize.logits(self._module, [example[:1]])[0].shape[1]) - 1, 1)
-            built = quantize.build_int8(self._module, patches, isa, example=example)
-        self.tune_seconds += time.perf_counter() - start
-        self.int8 = built
-        use_threads(None)
-        model = quantize.FixedBatch(built.module, int(x.shape[0]))
-        best = min(_seconds(model, example) for _ in range(2))
-        ms = round(1000.0 * best / int(x.shape[0]), 4)
-        where = autotune.describe_device(self.device)
-        record = {**built.record(), "ms_per_sample": ms}
-        quantize.remember(*self._int8_record(x), record)
-        setting = Setting("int8")
-        timings = {**(offered.ms_per_sample if offered else {}), setting.label: ms}
-        self.choice = autotune.Choice(setting, "cache" if offered else "explicit", "inference",
-                                      tuple(int(s) for s in x.shape), where,
-                                      ms_per_sample=timings, int8=record,
-                                      errors=dict(offered.errors) if offered else {})
-        self.model = model
 
     @property
     def dtype(self) -> torch.dtype:
@@ -315,10 +238,6 @@ class TilePredictor:
         """
         choice = self.resolve(tiles)
         cpu = self.device.type == "cpu"
-        if cpu:
-            # another model's choice (one thread, measured while the machine was busy) may
-            # have changed the process's count since this one was settled
-            use_threads(choice.setting.threads)
         # the passes around the forward run on this thread alone (calling_thread_only)
         around = calling_thread_only if cpu else contextlib.nullcontext
         with around():
@@ -345,6 +264,7 @@ class TilePredictor:
         otherwise (the COG tags, the result's runtime).
         """
         choice = self.choice
+        assert choice is not None  # settled by the call that compiled
         if model.error is not None:
             self.choice = replace(choice, setting=replace(choice.setting, compile=False))
         elif model.compiled and model.compile_seconds and not choice.compile_seconds:

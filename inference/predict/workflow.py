@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gee_export.core.errors import ModelError
 from gee_export.core.months import check_month
@@ -25,6 +25,9 @@ from inference.predict.postprocess import check_postprocess
 from inference.predict.raster import PredictConfig, PredictionResult, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from inference.predict.sources import RasterSource, probe_input
+
+if TYPE_CHECKING:
+    from training.modelfile import LoadedModel, ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ def isa_class_index(class_names: tuple[str, ...], explicit: int | None = None) -
 
 
 def predict_with_model_file(
-    model_file: str | os.PathLike, stack: str | RasterSource, out_prefix: str, *,
+    model_file: str | os.PathLike | LoadedModel, stack: str | RasterSource, out_prefix: str, *,
     month: str | None = None,
     config: PredictConfig | None = None, options: RuntimeOptions | None = None,
     isa_class: int | None = None, zones: str | os.PathLike | dict | None = None,
@@ -81,7 +84,8 @@ def predict_with_model_file(
     """Predict ``stack`` with a model file, then write quick-looks and area statistics.
 
     Args:
-        model_file: a file written by ``training.modelfile.save_model_file``.
+        model_file: a file written by ``training.modelfile.save_model_file``, or one already
+            read (:func:`training.modelfile.load_model`: a run of many dates reads it once).
         stack: the input stack (GeoTIFF/VRT, local or gs://) with named bands, or an open
             :class:`inference.predict.sources.RasterSource` (tiles fetched on demand).
         out_prefix: COG prefix (``<prefix>_class.tif``, ``<prefix>_prob.tif``).
@@ -97,13 +101,14 @@ def predict_with_model_file(
         progress: show tqdm bars.
         band_order: the stack's band names in file order when it has no band descriptions.
     """
-    from training.modelfile import load_model_file, model_file_id
+    from training.modelfile import LoadedModel, load_model
 
     if month is not None:
         check_month(month)
     crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
     stats.load_zones(zones, crs)  # a bad zones file fails before any tile is predicted
-    model, meta = load_model_file(model_file)
+    loaded = model_file if isinstance(model_file, LoadedModel) else load_model(model_file)
+    model, meta = loaded.module, loaded.meta
     config = config or PredictConfig()
     check_postprocess(config.postprocess, meta.class_scheme, tuple(meta.class_names),
                       config.force_postprocess)
@@ -115,11 +120,7 @@ def predict_with_model_file(
         config = PredictConfig(**{**config.__dict__, "isa_class": index})
     from inference.predict.calibration import model_file_patches
 
-    if options is not None and options.precision == "int8":
-        from training.engine.devices import resolve_device
-        from training.engine.quantize import check_int8
-
-        check_int8(resolve_device(options.device))  # before reading any patch
+    # int8 that cannot run here is refused by the predictor, before any patch is read
     predictor = TilePredictor(model, meta.norm_mean, meta.norm_std,
                               scale=int(meta.output_scale), options=options,
                               int8_patches=lambda: model_file_patches(meta), isa_class=index)
@@ -128,13 +129,14 @@ def predict_with_model_file(
     info = OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), month,
                       metrics=metrics)
     result = predict_raster(stack, out_prefix, predictor, info, config, work_dir=work_dir,
-                            model_id=model_file_id(model_file), restart=restart, progress=progress,
+                            model_id=loaded.file_id, restart=restart, progress=progress,
                             band_order=band_order)
     return finish_outputs(result, out_prefix, index, zones=zones, compare_with=compare_with,
                           local_dir=local_dir)
 
 
-def _check_compare_with(compare_with: str, stack: str | RasterSource, meta: Any) -> None:
+def _check_compare_with(compare_with: str, stack: str | RasterSource,
+                        meta: ModelMeta) -> None:
     """The earlier class map must hold this model's classes on the output grid."""
     from affine import Affine
 

@@ -6,10 +6,10 @@ import json
 
 import torch
 
+from engine.outputs import main_output
 from experiments.headcompare import HeadBudget, compare_heads, main
 from tests.support.rasters import write_patch_dataset
 from training.data import NormStats, PatchDataset
-from training.engine.outputs import main_output
 from training.modelfile import load_model_file
 
 

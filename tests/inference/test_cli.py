@@ -212,7 +212,7 @@ def _test_model_file(path: Path, name: str, dataset: Path | None = None) -> Path
     return save_model_file(path, model, meta)
 
 
-@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+@pytest.mark.skipif(not __import__("engine.quantize", fromlist=["x"]).cpu_has_int8(),
                     reason="this CPU has no VNNI/AMX int8 instructions")
 def test_predict_int8_maps_like_fp32_and_records_its_agreement(small_stack, tmp_path):
     pytest.importorskip("torchao")
@@ -235,7 +235,7 @@ def test_predict_int8_maps_like_fp32_and_records_its_agreement(small_stack, tmp_
     assert float(tags["runtime_int8_compile_seconds"]) > 0
 
 
-@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+@pytest.mark.skipif(not __import__("engine.quantize", fromlist=["x"]).cpu_has_int8(),
                     reason="this CPU has no VNNI/AMX int8 instructions")
 def test_predict_int8_calibrates_on_the_model_files_training_patches(small_stack, tmp_path):
     pytest.importorskip("torchao")
@@ -254,7 +254,7 @@ def test_predict_int8_calibrates_on_the_model_files_training_patches(small_stack
     assert abs(int8_f1 - fp32_f1) <= 0.005
 
 
-@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+@pytest.mark.skipif(not __import__("engine.quantize", fromlist=["x"]).cpu_has_int8(),
                     reason="this CPU has no VNNI/AMX int8 instructions")
 def test_predict_int8_refused_in_one_line_when_it_disagrees_with_fp32(small_stack, tmp_path,
                                                                        capsys):

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from tests.support import REPO_ROOT
 
-SOURCE_FOLDERS = ("gee_export", "training", "inference", "experiments", "benchmarks")
+SOURCE_FOLDERS = ("gee_export", "engine", "training", "inference", "experiments", "benchmarks")
 """Folders of project code (tests excluded: they may spell out a rule to check it)."""
 
 

@@ -177,3 +177,26 @@ def test_fine_image_is_loaded_when_present_and_asked_for(tmp_path):
     assert not ds.fine_image and "image_fine" not in ds[0]
     assert "2 of 2 patches have no fine image" in ds.target_warning("srseg")
     assert "image_x<k>.tif" in ds.target_warning("srseg")
+
+
+def test_the_data_path_follows_the_datasets_size_and_keeps_given_values():
+    from training.data import CACHE_MAX_BYTES, choose_data_path, default_workers
+
+    small = choose_data_path(10 << 20, "cpu")
+    assert (small.cache, small.workers) == (True, 0) and "fits in memory" in small.reason
+    large = choose_data_path(CACHE_MAX_BYTES + 1, "cpu")
+    assert (large.cache, large.workers) == (False, default_workers())
+    gpu = choose_data_path(10 << 20, "cuda")  # workers augment while the device computes
+    assert gpu.workers == default_workers() and gpu.cache
+    # each worker caches its own copy: too many copies do not fit
+    assert not choose_data_path(CACHE_MAX_BYTES // 2, "cuda", workers=3).cache
+    given = choose_data_path(10 << 20, "cpu", cache=False, workers=2)
+    assert (given.cache, given.workers) == (False, 2)
+
+
+def test_decoded_bytes_count_every_patch_at_its_decoded_size(patch_root):
+    from training.data import PatchDataset
+
+    ds = PatchDataset(patch_root, "train")
+    image, label = ds.read_raw(0)
+    assert ds.decoded_bytes() == len(ds) * (image.nbytes + label.nbytes)

@@ -11,7 +11,7 @@ Which loss a model trains with is part of its recipe (``training.models.registry
 holds the factory itself); ``training.models.model_loss`` builds a model's loss with its
 recipe's arguments. Every loss honours the nodata label (``ignore_index``, 255 by default).
 
-May import: ``gee_export.core``, ``gee_export.contract``, :mod:`training.engine`, torch; never
+May import: ``gee_export.core``, ``gee_export.contract``, :mod:`engine`, torch; never
 ``training.models`` or anything above (the models name their losses, not the reverse).
 """
 

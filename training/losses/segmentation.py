@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.outputs import Output, main_output
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
-from training.engine.outputs import Output, main_output
 from training.losses.factory import LossFactory
 
 
@@ -49,6 +49,8 @@ class WeightedCrossEntropy(nn.Module):
         self.ignore_index = ignore_index
         w = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("weight", w)
+
+    weight: torch.Tensor | None
 
     def forward(self, output: Output, target: torch.Tensor) -> torch.Tensor:
         return _ce(main_output(output), target, self.weight, self.ignore_index)

@@ -21,10 +21,8 @@ def resize_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """``x`` resized to ``size`` (bilinear, half-pixel centres), in ``x``'s dtype.
 
     Reduced-precision maps on the CPU are interpolated in fp32 and rounded once: PyTorch's
-    CPU kernel is slower in bf16 (NHWC, one thread, the casts included: HRNet's 7-class
-    logits, a 128² batch of 8 to 512², 43.3 ms in bf16 against 19.9 this way; 18 channels
-    64² -> 128², 1.84 against 1.54 ms; ``benchmarks/bench_pruning.py`` prints both), and
-    both round the same weighted sum.
+    CPU kernel is slower in bf16, the casts included (``benchmarks/bench_pruning.py`` prints
+    both), and both round the same weighted sum.
     """
     size = tuple(size)
     if tuple(x.shape[-2:]) == size:

@@ -140,9 +140,8 @@ class PrunedBottleneck(Bottleneck):
     into the ``kept`` ones (see :class:`PrunedBasicBlock`). Except in eval mode on
     channels-last input: there ``conv3`` runs at full width with zero filters in place of the
     removed ones (:func:`widened_conv_norm`) and is added as a whole, because a 1x1
-    convolution saves less per output channel than the channels-last scatter costs (stage-1
-    block of the C = 18 HRNet, batch 2 at 256 px, one thread: 7.9 ms unpruned, 7.4 ms with
-    the scatter, 5.4 ms widened in bf16; 12.7 and 12.8 ms in fp32; see docs/landcover.md);
+    convolution saves less per output channel than the channels-last scatter costs (the
+    pruned HRNet's stage-1 blocks, docs/landcover.md);
     where it may write into the shortcut's map, the widened ``conv3``, the sum and the ReLU
     run as one pass (``training.models.fused``), as in the unpruned bottleneck.
     """

@@ -155,10 +155,10 @@ def add_at_channels_(stream: torch.Tensor, values: torch.Tensor,
                      kept: torch.Tensor) -> torch.Tensor:
     """``stream`` with ``values`` (one channel per entry of ``kept``) added at ``kept``, in place.
 
-    ``index_add`` along the channel dimension costs 1-2.5x a full-width sum on NCHW maps but
-    4-5x on channels-last ones (and loses their layout); those are added along the last
-    dimension of their NHWC view instead (2.5-3x a sum; docs/landcover.md). The same dtype
-    on both sides.
+    ``index_add`` along the channel dimension costs little more than a full-width sum on NCHW
+    maps but several times as much on channels-last ones (and loses their layout); those are
+    added along the last dimension of their NHWC view instead (docs/landcover.md). The same
+    dtype on both sides.
     """
     if is_channels_last(stream):
         stream.permute(0, 2, 3, 1).index_add_(3, kept, values.permute(0, 2, 3, 1))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from training.engine.outputs import main_output
+from engine.outputs import main_output
 from training.metrics import ConfusionMatrix
 from training.srseg.boundary import BoundaryF1
 

@@ -86,7 +86,7 @@ def test_every_progress_bar_is_made_by_progress_bar():
     """One owner: a module importing tqdm itself would write carriage returns into logs."""
     repo = Path(__file__).resolve().parents[3]
     found = []
-    for package in ("gee_export", "training", "inference"):
+    for package in ("gee_export", "engine", "training", "inference"):
         for path in sorted((repo / package).rglob("*.py")):
             if path.name == "progress.py" and path.parent.name == "core":
                 continue

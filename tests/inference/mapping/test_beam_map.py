@@ -47,7 +47,7 @@ dataflow_like = pytest.importorskip("tests.support.dataflow_like")
 def _int8_ready() -> bool:
     from importlib.util import find_spec
 
-    from training.engine.quantize import cpu_has_int8
+    from engine.quantize import cpu_has_int8
 
     return find_spec("torchao") is not None and cpu_has_int8()
 

@@ -67,11 +67,21 @@ def read(path) -> np.ndarray:
         return ds.read(1)
 
 
-def test_fake_server_map_equals_predicting_the_local_stack_file(scene, ee_offline, tmp_path):
+def test_fake_server_map_equals_predicting_the_local_stack_file(scene, ee_offline, tmp_path,
+                                                                monkeypatch):
+    from training import modelfile
+
     stack, model = scene
     transport = StackTransport(stack, info=lambda text: 5)
+    reads, hashes = [], []
+    monkeypatch.setattr(modelfile, "_read", lambda *a, _f=modelfile._read: (
+        reads.append(a[0]), _f(*a))[1])
+    monkeypatch.setattr(modelfile, "model_file_id", lambda p, _f=modelfile.model_file_id: (
+        hashes.append(p), _f(p))[1])
     result = map_region(request_for(stack, model, tmp_path / "out"),
                         session=session_for(transport), echo=lambda _: None)
+    assert len(reads) == 1 and len(hashes) == 1  # the model file read and hashed once a run
+    monkeypatch.undo()
     grid = result.grid
     assert grid.crs == stack.grid.crs and (grid.x0 - stack.grid.x0) % 10 == 0
     (date,) = result.dates

@@ -265,6 +265,7 @@ def test_run_record_is_in_the_work_dir_while_running(stack, tmp_path):
 
 def test_outputs_record_how_the_model_ran_and_where_the_time_went(stack, tmp_path):
     auto = predictor(padded_convnet(), options=RuntimeOptions())  # precision/layout auto
+    auto.expected_tiles = 1000  # a job long enough for measuring to pay (not a short job)
     result = predict_raster(str(stack), str(tmp_path / "a"), auto, INFO,
                             PredictConfig(tile=64, overlap=16, strip_rows=32), progress=False)
     runtime = result.runtime

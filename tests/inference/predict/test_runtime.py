@@ -3,13 +3,13 @@ import pytest
 import rasterio
 import torch
 
+from engine.devices import resolve_precision
 from gee_export.core.errors import ConfigError, ModelError
 from inference.predict.cog import OutputInfo
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor, _logit_difference
 from tests.support.models import conv1x1, padded_convnet
 from tests.support.rasters import BANDS, smooth_stack, write_stack
-from training.engine.devices import resolve_precision
 
 FP32 = RuntimeOptions(precision="fp32", channels_last="on")
 
@@ -128,43 +128,6 @@ def test_explicit_options_are_used_as_given_and_bad_normalisation_refused():
         TilePredictor(conv1x1(), np.zeros(6), np.zeros(6))
 
 
-def test_a_predictor_runs_on_its_own_threads_after_another_model_lowered_them():
-    """Each predictor's forwards run on its own choice's threads, whatever ran in between.
-
-    A choice that kept one thread (another model measured on a busy machine) lowers torch's
-    process-wide count; a predictor settled before it must not run on that count.
-    """
-    from training.engine import autotune
-    from training.engine.execution import Setting, use_threads
-
-    seen: list[int] = []  # outside the module: the predictor works on a copy of it
-
-    class ThreadRecorder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(len(BANDS), 2, 1)
-
-        def forward(self, x):
-            seen.append(torch.get_num_threads())
-            return self.conv(x)
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        predictor = TilePredictor(ThreadRecorder(), np.zeros(len(BANDS)), np.ones(len(BANDS)),
-                                  options=RuntimeOptions(precision="fp32", channels_last="off"))
-        tiles = np.zeros((1, len(BANDS), 8, 8), np.float32)
-        predictor(tiles)
-        autotune.apply(autotune.Choice(Setting("fp32", threads=1), "measured"),
-                       torch.nn.Conv2d(len(BANDS), 2, 1), torch.device("cpu"))
-        assert torch.get_num_threads() == 1  # the other model's choice is in force...
-        predictor(tiles)
-        assert seen == [2, 2]  # ...but not for this predictor's forwards
-    finally:
-        use_threads(None)
-        torch.set_num_threads(saved)
-
-
 def test_the_passes_around_the_forward_run_on_the_calling_thread_alone():
     """Normalising and probabilities run on one thread (their OpenMP waits cost the helpers
     CPU), the forward on the process's count, which is what is left afterwards."""
@@ -205,7 +168,7 @@ def test_a_model_that_cannot_be_compiled_runs_eagerly_and_says_so(tmp_path, monk
     does not claim a compiled model."""
     from torch._inductor import config as inductor_config
 
-    from training.engine import compiled
+    from engine import compiled
 
     monkeypatch.setenv(compiled.CACHE_DIR_ENV, str(tmp_path / "inductor"))  # nothing cached
     tiles = smooth_stack(24, 24)[None]
@@ -221,7 +184,7 @@ def test_a_model_that_cannot_be_compiled_runs_eagerly_and_says_so(tmp_path, monk
 
 def _band0_patches(seed: int, check_source: str, labelled: bool = False):
     """Int8 patches of six bands whose band 0 lies at least 0.5 from 0 (labels with margins)."""
-    from training.engine.quantize import Int8Patches
+    from engine.quantize import Int8Patches
 
     g = torch.Generator().manual_seed(seed)
     calib, check = torch.randn(8, 6, 32, 32, generator=g), torch.randn(8, 6, 32, 32, generator=g)
@@ -231,7 +194,7 @@ def _band0_patches(seed: int, check_source: str, labelled: bool = False):
     return Int8Patches((calib,), (check,), labels, "calibration patches", check_source)
 
 
-@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+@pytest.mark.skipif(not __import__("engine.quantize", fromlist=["x"]).cpu_has_int8(),
                     reason="this CPU has no VNNI/AMX int8 instructions")
 def test_int8_calibrated_on_patches_maps_tiles_of_another_size():
     """Patches of 32 px calibrate and check it; the map's 48 px tiles run on the same graph."""
@@ -253,13 +216,13 @@ def test_int8_calibrated_on_patches_maps_tiles_of_another_size():
     assert predictor.choice.label == "int8/nchw" and predictor.int8 is not None
 
 
-@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
+@pytest.mark.skipif(not __import__("engine.quantize", fromlist=["x"]).cpu_has_int8(),
                     reason="this CPU has no VNNI/AMX int8 instructions")
 def test_int8_is_checked_before_the_first_batch_on_its_patches():
     """What a pipeline's driver does before any tile: the same refusal as a first batch."""
     pytest.importorskip("torchao")
+    from engine.quantize import Int8RefusedError
     from tests.support.models import BandConv, TiedConv
-    from training.engine.quantize import Int8RefusedError
 
     patches = _band0_patches(5, "check patches")
     options = RuntimeOptions(device="cpu", precision="int8")
@@ -272,40 +235,3 @@ def test_int8_is_checked_before_the_first_batch_on_its_patches():
     with pytest.raises(ValueError, match="needs its patches"):
         TilePredictor(BandConv(6).eval(), np.zeros(6), np.ones(6), isa_class=1,
                       options=options).check_int8()
-
-
-@pytest.mark.skipif(not __import__("training.engine.quantize", fromlist=["x"]).cpu_has_int8(),
-                    reason="this CPU has no VNNI/AMX int8 instructions")
-def test_auto_takes_int8_only_when_a_remembered_int8_model_is_faster(tmp_path, monkeypatch):
-    pytest.importorskip("torchao")
-    import json
-
-    from tests.support.models import BandConv
-
-    monkeypatch.setenv("ISAMAP_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
-    model = BandConv(6).eval()
-    tiles = np.random.default_rng(2).normal(size=(4, 6, 32, 32)).astype(np.float32)
-
-    def run(precision: str) -> TilePredictor:
-        p = TilePredictor(model, np.zeros(6), np.ones(6), isa_class=1, options=RuntimeOptions(
-            device="cpu", precision=precision, autotune_budget_s=0.5))
-        p(tiles)
-        return p
-
-    assert run("auto").choice.precision != "int8"  # never quantized by auto on its own
-    assert run("int8").choice.source == "explicit"
-    records = tmp_path / "int8.json"
-    data = json.loads(records.read_text())
-    (entry,) = data["entries"].values()
-    assert entry["ms_per_sample"] > 0 and entry["class_agreement"] >= 0.99
-
-    def remembered_ms(ms: float) -> None:
-        entry["ms_per_sample"] = ms
-        records.write_text(json.dumps(data))
-
-    remembered_ms(1e-9)  # remembered as far faster than any float setting
-    chosen = run("auto").choice
-    assert chosen.label == "int8/nchw" and chosen.source == "cache"
-    assert len(chosen.ms_per_sample) > 1 and chosen.int8["calibration"]
-    remembered_ms(1e9)  # remembered as slower: auto keeps its own choice
-    assert run("auto").choice.precision != "int8"

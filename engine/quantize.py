@@ -29,13 +29,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine import records
+from engine.compiled import compile_for_inference, inductor_cache_dir
+from engine.devices import check_precision
+from engine.outputs import main_output
 from gee_export.core.commands import DETAIL
 from gee_export.core.digest import chunks_sha256, json_digest
 from gee_export.core.errors import ConfigError, IsamapError
-from training.engine import records
-from training.engine.compiled import compile_for_inference, inductor_cache_dir
-from training.engine.devices import check_precision
-from training.engine.outputs import main_output
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def quantize(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module
 def compile_int8(quantized: nn.Module, example: torch.Tensor) -> tuple[nn.Module, float]:
     """``quantized`` compiled for ``example``'s shape, and the seconds it took.
 
-    Through :func:`training.engine.compiled.compile_for_inference` (inductor, frozen weights:
+    Through :func:`engine.compiled.compile_for_inference` (inductor, frozen weights:
     what turns the quantize/dequantize pairs into oneDNN int8 convolutions); the map calls it
     through :class:`FixedBatch`, so every call has the compiled shape.
 
@@ -357,7 +357,8 @@ def agreement(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tenso
     f1_vs = _f1(counts["both"], counts["cand"] - counts["both"], counts["ref"] - counts["both"])
     f1_labels = None
     if labels is not None:
-        f1_labels = tuple(_f1(c["tp"], c["fp"], c["fn"]) for c in label_counts)
+        fp32_f1, int8_f1 = (_f1(c["tp"], c["fp"], c["fn"]) for c in label_counts)
+        f1_labels = (fp32_f1, int8_f1)
     return Agreement(same / max(pixels, 1), f1_vs, f1_labels, pixels)
 
 

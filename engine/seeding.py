@@ -23,7 +23,8 @@ def seed_everything(seed: int) -> None:
 
 def rng_state(loader_gen: torch.Generator) -> dict:
     """Every generator's state, with the data loader's ``loader_gen``."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
+    assert not isinstance(keys, str)  # the legacy state's key array
     state = {"python": random.getstate(), "torch": torch.get_rng_state(),
              "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
                        float(cached)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from training.engine import records
+from engine import records
 
 
 def test_entries_round_trip_and_the_oldest_go_first(tmp_path):
@@ -25,7 +25,7 @@ def test_another_format_or_a_broken_file_reads_as_empty_and_is_rewritten(tmp_pat
     path.write_text(json.dumps({"format": "fmt/0", "entries": {"old": 1}}))
     assert records.read_entries(path, "fmt/1", "test records") == {}
     path.write_text("{half")
-    with caplog.at_level(logging.WARNING, logger="training.engine"):
+    with caplog.at_level(logging.WARNING, logger="engine"):
         assert records.read_entries(path, "fmt/1", "test records") == {}
     assert "unreadable test records" in caplog.text
     records.write_entry(path, "fmt/1", "test records", "k", 1, limit=2)
@@ -35,6 +35,6 @@ def test_another_format_or_a_broken_file_reads_as_empty_and_is_rewritten(tmp_pat
 def test_a_home_that_cannot_be_written_is_a_warning(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with caplog.at_level(logging.WARNING, logger="training.engine"):
+    with caplog.at_level(logging.WARNING, logger="engine"):
         records.write_entry(blocker / "r.json", "fmt/1", "test records", "k", 1, limit=2)
     assert "could not write the test records" in caplog.text

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engine import quantize
 from gee_export.core.errors import ConfigError
 from tests.support.models import TiedConv
-from training.engine import quantize
 
 pytest.importorskip("torchao")
 needs_int8_cpu = pytest.mark.skipif(not quantize.cpu_has_int8(),
@@ -84,7 +84,7 @@ def test_a_later_date_reuses_the_int8_model_of_the_same_weights_and_patches(trai
 
     first = quantize.build_int8(trained, patches(50), isa_class=1)
     assert not first.reused and first.quantize_seconds > 0
-    with caplog.at_level("INFO", logger="training.engine.quantize"):
+    with caplog.at_level("INFO", logger="engine.quantize"):
         again = quantize.build_int8(trained, patches(50), isa_class=1)
     assert again.reused and again.module is first.module and again.agreement == first.agreement
     assert again.record()["quantize_seconds"] == 0.0 and again.record()["reused"] is True

@@ -7,6 +7,7 @@ tests check what ``auto`` does with the timings (and what it records), not how f
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,12 +15,11 @@ import time
 import pytest
 import torch
 
-from gee_export.core import allocator
+from engine import allocator, autotune
+from engine.autotune import Setting
 from gee_export.core.errors import ConfigError
 from tests.support.models import conv_bn_net, six_band_batch
 from tests.support.page_faults import pages, run_fault_child
-from training.engine import autotune, load
-from training.engine.autotune import Setting
 
 CPU = torch.device("cpu")
 
@@ -46,25 +46,15 @@ def _probs(model, x, setting: Setting) -> torch.Tensor:
     return torch.softmax(out.float(), 1)
 
 
-class _Scripted:
-    """A load window whose reading is the next of a script (other work's share of the cores)."""
-
-    def __init__(self, script: list[float], taken: list[float]) -> None:
-        self.script, self.taken = script, taken
-
-    def read(self) -> load.Load:
-        others = self.script.pop(0)
-        self.taken.append(others)
-        return load.Load(others=others, loadavg=4.0 * others, cores=2, seconds=0.25)
+def all_cores() -> float:
+    """A CPU clock under which the process got all its threads' time while measuring."""
+    return time.perf_counter() * torch.get_num_threads()
 
 
-def _meter(*others: float) -> tuple[load.Meter, list[float]]:
-    """A meter reading ``others`` in turn, and the list of readings taken so far."""
-    script, taken = list(others), []
-    return (lambda: _Scripted(script, taken)), taken
+def no_cores() -> float:
+    """A CPU clock under which other work held the cores all the time."""
+    return 0.0
 
-
-QUIET = _meter(*[0.0] * 100)[0]
 
 BF16_FASTEST = {("bf16", True): 1.0, ("bf16", False): 2.0, ("fp32", True): 3.0,
                 ("fp32", False): 4.0}
@@ -121,7 +111,7 @@ def test_explicit_precision_and_layout_are_never_overridden():
 def test_the_cache_is_written_reused_and_ignored_for_another_model_or_shape(cache,
                                                                             monkeypatch):
     model, x = conv_bn_net(), six_band_batch()
-    first = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST), load_meter=QUIET)
+    first = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST), cpu_time=all_cores)
     stored = json.loads(cache.read_text())
     assert stored["format"] == autotune.CACHE_FORMAT
     assert stored["entries"][first.key]["setting"]["precision"] == "bf16"
@@ -131,12 +121,14 @@ def test_the_cache_is_written_reused_and_ignored_for_another_model_or_shape(cach
 
     # the same architecture and shape
     again = autotune.choose(conv_bn_net(), six_band_batch(), CPU, measure=never,
-                            load_meter=QUIET)
+                            cpu_time=all_cores)
     assert (again.source, again.setting, again.ms_per_sample) == (
         "cache", first.setting, first.ms_per_sample)
     fp32_fastest = {k: (0.5 if k == ("fp32", False) else 9.0) for k in BF16_FASTEST}
-    other_shape = autotune.choose(model, six_band_batch(2, 48), CPU, measure=_fake(fp32_fastest))
-    other_model = autotune.choose(conv_bn_net(width=12), x, CPU, measure=_fake(fp32_fastest))
+    other_shape = autotune.choose(model, six_band_batch(2, 48), CPU, measure=_fake(fp32_fastest),
+                                  cpu_time=all_cores)
+    other_model = autotune.choose(conv_bn_net(width=12), x, CPU, measure=_fake(fp32_fastest),
+                                  cpu_time=all_cores)
     for choice in (other_shape, other_model):
         assert choice.source == "measured" and choice.label.startswith("fp32/nchw")
         assert choice.key != first.key
@@ -144,10 +136,12 @@ def test_the_cache_is_written_reused_and_ignored_for_another_model_or_shape(cach
     # disabled: measured every time, nothing written; a corrupt file is ignored and replaced
     monkeypatch.setenv(autotune.CACHE_ENV, "off")
     assert autotune.cache_file() is None
-    assert autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST)).source == "measured"
+    assert autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST),
+                           cpu_time=all_cores).source == "measured"
     monkeypatch.setenv(autotune.CACHE_ENV, str(cache))
     cache.write_text("{not json")
-    assert autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST)).source == "measured"
+    assert autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST),
+                           cpu_time=all_cores).source == "measured"
     assert len(json.loads(cache.read_text())["entries"]) == 1
 
 
@@ -201,7 +195,7 @@ def test_the_measurement_is_cut_to_the_budget_but_keyed_by_the_real_shape():
 
 APPLIED_CHILD = """
     import torch
-    from training.engine import autotune, load
+    from engine import autotune
 
     out = {"before": faults(64)}
     choice = autotune.explicit("fp32", "off", torch.device("cpu"))
@@ -222,30 +216,25 @@ def test_a_cpu_run_keeps_freed_memory_for_its_next_forward():
 SLOW_FP32 = {k: (0.5 if k == ("fp32", False) else 9.0) for k in BF16_FASTEST}
 
 
-def test_a_choice_measured_under_load_is_not_reused_as_the_quiet_machines(cache):
-    """Measured while other work held the cores (fp32/nchw "won"), recorded as such; reused
-    while the machine stays loaded, measured again once it is quiet (bf16/nhwc wins), and
-    the quiet answer replaces it for good."""
+def test_a_choice_measured_under_load_is_reused_only_while_the_machine_is_busy(cache):
+    """Measured while other work held the cores (fp32/nchw "won"): recorded as contended,
+    reused while the machine stays busy, measured again once it is quiet; the quiet answer is
+    the machine's from then on, reused busy or not."""
     model, x = conv_bn_net(), six_band_batch()
-    meter, taken = _meter(0.9, 0.8, 0.05, 0.0, 0.95)
-    busy = autotune.choose(model, x, CPU, measure=_fake(SLOW_FP32), load_meter=meter)
-    assert busy.label == "fp32/nchw" and busy.load.loaded and busy.load.others == 0.9
-    stored = json.loads(cache.read_text())["entries"][busy.key]
-    assert stored["load"]["others"] == 0.9 and stored["load"]["cores"] == 2
-    assert busy.tags()["runtime_load"] == "other work on 90% of 2 cores, load average 3.60"
+    busy = autotune.choose(model, x, CPU, measure=_fake(SLOW_FP32), cpu_time=no_cores)
+    assert busy.label == "fp32/nchw" and busy.contended and busy.cpu_share == 0.0
+    assert busy.tags()["runtime_cpu_share"] == "0.00"
 
     def never(setting, run):
-        raise AssertionError("reused while still loaded: nothing to measure")
+        raise AssertionError("a cached choice is reused: nothing to measure")
 
-    still = autotune.choose(model, x, CPU, measure=never, load_meter=meter)
-    assert (still.source, still.label, taken) == ("cache", "fp32/nchw", [0.9, 0.8])
-    quiet = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST), load_meter=meter)
-    assert (quiet.source, quiet.label) == ("measured", "bf16/nhwc")
-    assert taken == [0.9, 0.8, 0.05, 0.0] and not quiet.load.loaded
-    # the quiet choice is the machine's: reused without reading the load, even under load
-    after = autotune.choose(model, x, CPU, measure=never, load_meter=meter)
-    assert (after.source, after.label, after.load.others) == ("cache", "bf16/nhwc", 0.0)
-    assert taken == [0.9, 0.8, 0.05, 0.0]
+    still = autotune.choose(model, x, CPU, measure=never, busy=lambda: True)
+    assert (still.source, still.label) == ("cache", "fp32/nchw")
+    quiet = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST), cpu_time=all_cores,
+                            busy=lambda: False)
+    assert (quiet.source, quiet.label) == ("measured", "bf16/nhwc") and not quiet.contended
+    after = autotune.choose(model, x, CPU, measure=never, busy=lambda: True)
+    assert (after.source, after.label) == ("cache", "bf16/nhwc")
     assert len(json.loads(cache.read_text())["entries"]) == 1
 
 
@@ -254,23 +243,31 @@ def _busy_children(n: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
 
 
-@pytest.mark.skipif(not load._STAT.exists(), reason="the load is read from /proc/stat")
-def test_busy_processes_on_every_core_make_the_measured_choice_a_loaded_one(cache):
-    """Real load, real reading: processes spinning on every core of this process are other
-    work; the choice measured among them says so and a quiet reading then measures again."""
-    cores = len(load._cores())
-    children = _busy_children(cores)
+def test_busy_processes_on_every_core_make_the_measured_choice_a_contended_one(cache):
+    """Real load, real clock: processes spinning on every core of this process take its
+    threads' time; the choice measured among them says so, and a quiet machine measures
+    again."""
+    children = _busy_children(2 * (os.cpu_count() or 1))
     try:
         time.sleep(0.3)
-        reading = load.sample(seconds=0.5)
-        busy = autotune.choose(conv_bn_net(), six_band_batch(), CPU, measure=_fake(SLOW_FP32))
+        busy = autotune.choose(conv_bn_net(), six_band_batch(), CPU, budget_s=1.0)
     finally:
         for child in children:
             child.kill()
             child.wait()
-    assert reading.loaded and reading.others > 0.5 and reading.cores == cores
-    assert busy.load.loaded and busy.load.seconds > 0
+    assert busy.cpu_share is not None and busy.contended, busy.cpu_share
     again = autotune.choose(conv_bn_net(), six_band_batch(), CPU, measure=_fake(BF16_FASTEST),
-                            load_meter=QUIET)
+                            cpu_time=all_cores, busy=lambda: False)
     assert (again.source, again.label) == ("measured", "bf16/nhwc")
 
+
+def test_a_job_too_short_for_measuring_to_pay_runs_fp32_unmeasured(cache):
+    def never(setting, run):
+        raise AssertionError("a short job is not measured")
+
+    model, x = conv_bn_net(), six_band_batch()
+    short = autotune.choose(model, x, CPU, samples=10, measure=never)
+    assert (short.source, short.label) == ("short-job", "fp32/nchw") and not cache.exists()
+    long = autotune.choose(model, x, CPU, samples=10_000, measure=_fake(BF16_FASTEST),
+                           cpu_time=all_cores)
+    assert long.source == "measured"

@@ -8,14 +8,16 @@ pointed at a C++ compiler that does not exist, as on a machine without one.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch._inductor import config as inductor_config
 
+from engine import autotune, compiled
+from engine.autotune import Setting
 from gee_export.core.commands import DETAIL
 from tests.support.models import conv_bn_net, six_band_batch
-from training.engine import autotune, compiled, load
-from training.engine.autotune import Setting
 
 CPU = torch.device("cpu")
 BF16_NHWC = Setting("bf16", True)
@@ -25,15 +27,10 @@ BF16_NHWC = Setting("bf16", True)
 
 
 
-class _Quiet:
-    """A load window reading a quiet machine (the tests' choices are the machine's)."""
-
-    def read(self) -> load.Load:
-        return load.Load(others=0.0, loadavg=0.1, cores=2, seconds=0.25)
-
-
-def load_quiet() -> _Quiet:
-    return _Quiet()
+def all_cores() -> float:
+    """A CPU clock under which the process got all its threads' time (the tests' choices are
+    the machine's, cached)."""
+    return time.perf_counter() * torch.get_num_threads()
 
 
 def _compiled_fastest(setting: Setting, run) -> float:
@@ -58,7 +55,7 @@ def cache(tmp_path, monkeypatch):
 def test_the_compiled_candidate_agrees_is_recorded_and_a_cached_choice_compiles_again(cache):
     model, x = conv_bn_net(8), six_band_batch(2, 24)
     choice = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", compile=True,
-                             measure=_compiled_fastest, load_meter=load_quiet)
+                             measure=_compiled_fastest, cpu_time=all_cores)
     assert choice.label == "bf16/nhwc/compiled"
     assert choice.setting == Setting("bf16", True, compile=True)
     assert choice.errors["bf16/nhwc/compiled"] <= autotune.TOLERANCE
@@ -73,7 +70,7 @@ def test_the_compiled_candidate_agrees_is_recorded_and_a_cached_choice_compiles_
         raise AssertionError("a cached choice is not measured again")
 
     again = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", compile=True,
-                            measure=never, load_meter=load_quiet)
+                            measure=never, cpu_time=all_cores)
     assert again.source == "cache" and again.setting == choice.setting
     run = autotune.apply(again, model, CPU)
     assert isinstance(run, compiled.CompiledForInference)
@@ -92,10 +89,10 @@ def test_a_compile_failure_drops_the_candidate_with_a_log_line(tmp_path, monkeyp
     monkeypatch.setenv(compiled.CACHE_DIR_ENV, str(tmp_path / "inductor"))  # nothing cached
     model, x = conv_bn_net(5, seed=3), six_band_batch(3, 20)  # kernels this process has not built
     with inductor_config.patch({"cpp.cxx": ("isamap-no-such-compiler",)}), \
-            caplog.at_level(DETAIL, logger="training.engine"):
+            caplog.at_level(DETAIL, logger="engine"):
         choice = autotune.choose(model, x, CPU, precision="bf16", channels_last="on",
                                  compile=True, measure=_compiled_fastest, cache=False,
-                                 load_meter=load_quiet)
+                                 cpu_time=all_cores)
         assert choice.label == "bf16/nhwc"
         assert "bf16/nhwc/compiled" in choice.rejected
         assert choice.compile_seconds == 0
@@ -146,12 +143,12 @@ def test_a_short_job_is_not_compiled_and_its_cached_choice_is_measured_again_for
         seen.append(setting)
         return 0.002
 
-    short = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", samples=10,
-                            measure=eager_only, load_meter=load_quiet)
+    short = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", samples=100,
+                            measure=eager_only, cpu_time=all_cores)
     assert short.setting == BF16_NHWC and short.compile_seconds == 0
     assert not any(s.compile for s in seen) and "bf16/nhwc/compiled" not in short.errors
-    again = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", samples=20,
-                            measure=eager_only, load_meter=load_quiet)
+    again = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", samples=200,
+                            measure=eager_only, cpu_time=all_cores)
     assert again.source == "cache"
     # the cached timings say a long job could pay for compiling: measured again
     assert autotune._for_job(again, 10**9) is None

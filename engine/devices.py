@@ -4,7 +4,7 @@
 ``isamap-evaluate`` and ``isamap-predict``, so they are resolved here once: the same names,
 the same refusals (CUDA asked for on a machine without it, fp16 on a CPU). ``auto`` means the
 same everywhere too: *measured* on the run's own model, batch shape and device by
-:mod:`training.engine.autotune` (which calls back into this module for explicit choices).
+:mod:`engine.autotune` (which calls back into this module for explicit choices).
 
 torch is imported inside the functions that need it: the command-line parsers import
 :func:`add_device_arguments` from here, and ``--help`` (of ``isamap-publish`` above all, which
@@ -23,15 +23,15 @@ if TYPE_CHECKING:
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-#: inference may also run a quantized model (:mod:`training.engine.quantize`)
+#: inference may also run a quantized model (:mod:`engine.quantize`)
 InferencePrecision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 INFERENCE_PRECISIONS: tuple[str, ...] = get_args(InferencePrecision)
 Layout = Literal["auto", "on", "off"]
 LAYOUTS: tuple[str, ...] = get_args(Layout)
 
 
-def add_device_arguments(parser: argparse.ArgumentParser, *, device: str | None = "auto",
-                         precision: str | None = "auto",
+def add_device_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *,
+                         device: str | None = "auto", precision: str | None = "auto",
                          channels_last: str | None = "auto", inference: bool = False) -> None:
     """Add ``--device``, ``--precision``, ``--channels-last`` and ``--no-autotune-cache``.
 
@@ -117,7 +117,7 @@ def check_precision(precision: str, device_type: str) -> None:
 def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype:
     """The compute dtype of an explicit ``precision`` (float32 means no autocast).
 
-    ``auto`` is not a static choice: it is measured by :func:`training.engine.autotune.choose`, so
+    ``auto`` is not a static choice: it is measured by :func:`engine.autotune.choose`, so
     asking for its dtype here is a programming error.
     """
     import torch
@@ -125,10 +125,10 @@ def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype
     check_precision(precision, device.type)
     if precision == "auto":
         raise ValueError("precision 'auto' is measured: resolve it with "
-                         "training.engine.autotune.choose")
+                         "engine.autotune.choose")
     if precision == "int8":
         raise ValueError("int8 is a quantized model, not a compute dtype: build it with "
-                         "training.engine.quantize.build_int8")
+                         "engine.quantize.build_int8")
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 

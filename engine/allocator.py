@@ -4,22 +4,20 @@ A forward pass allocates its activations (megabytes to hundreds of megabytes eac
 them again before the next call. With glibc's defaults a block above the mmap threshold (128
 KiB, rising to at most 32 MiB as such blocks are freed) is returned to the kernel when it is
 freed, and free memory above 128 KiB at the top of the heap is trimmed, so every call maps
-its activations afresh and the kernel zero-fills every page on first touch: about 20,000
-minor page faults per forward of the land-cover HRNet on one 512 px tile, which then takes
-x1.19 as long on a 2-core CPU (``benchmarks/bench_allocator.py`` measures it side by side).
+its activations afresh and the kernel zero-fills every page on first touch: tens of thousands
+of minor page faults per forward of a large model, which then takes measurably longer
+(``benchmarks/bench_allocator.py`` measures it side by side).
 
 :func:`keep_freed_memory` raises both thresholds (``mallopt``), so freed blocks stay in the
 heap and the next forward reuses them: no faults after the first call. The price is that the
-process keeps up to its high-water mark of freed memory instead of returning it (peak RSS of
-``isamap-predict`` on the 16,384² benchmark 1.24 -> 1.39 GiB; see docs/performance.md).
+process keeps up to its high-water mark of freed memory instead of returning it (a higher
+peak RSS, which the mapping benchmark reports; docs/performance.md).
 
 Only glibc has ``mallopt``; elsewhere (macOS, Windows, musl) nothing changes.
 ``ISAMAP_KEEP_FREED_MEMORY`` tunes it: ``off`` keeps the C library's defaults (for a process
 that must give memory back between runs); a number sets both thresholds in MiB instead of the
-default 256. Models whose activations are larger gain from more: the x10 super-resolution
-model's forward on 4 x 64 px takes about 1,500 ms with glibc's defaults, 780 ms kept at 256
-MiB and 592 ms at 1024 MiB, where the mapping benchmark's peak RSS is 1.77 GiB instead of
-1.69 (``benchmarks/bench_allocator.py``, docs/performance.md).
+default 256. Models whose activations are larger (the x10 super-resolution model) gain from
+more, at the price of a larger peak RSS (``benchmarks/bench_allocator.py``).
 """
 
 from __future__ import annotations
@@ -41,8 +39,8 @@ ENV = "ISAMAP_KEEP_FREED_MEMORY"
 #: Blocks up to this size come from the heap and go back to it when freed (glibc's
 #: ``M_MMAP_THRESHOLD``), and as much free memory stays at the heap's top instead of being
 #: trimmed (``M_TRIM_THRESHOLD``). Above the activations of the predictors' batches (a 512
-#: px tile batch of the benchmark U-Net, one tile of the HRNet); 1 GiB made those no faster
-#: and the mapping benchmark's peak RSS larger (1.77 GiB against 1.69; 1.62 untuned).
+#: px tile batch of the benchmark U-Net, one tile of the HRNet); more made those no faster
+#: and the mapping benchmark's peak RSS larger.
 DEFAULT_MIB = 256
 #: ``mallopt`` takes an ``int``.
 MAX_MIB = 2047
@@ -113,6 +111,11 @@ def threshold_mib() -> int | None:
         raise ConfigError(f"{ENV}={value!r} is neither 'off' nor a size in MiB from 1 to "
                           f"{MAX_MIB}; unset it for the default ({DEFAULT_MIB})")
     return int(value)
+
+
+#: What commands that run a model pass to ``run_command(checks=...)``: a bad
+#: :data:`ENV` is refused before any work, not at the first forward.
+CHECKS = (threshold_mib,)
 
 
 def give_back_freed_memory() -> bool:

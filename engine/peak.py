@@ -1,11 +1,11 @@
 """What a model's speed is a fraction of: the machine's measured peak, and the model's FLOPs.
 
-A throughput means little alone: 20 patches/s is excellent for a 25 GFLOP network on two CPU
-cores and poor on a GPU. :func:`measure_peak` times this machine's dense matrix product and
-3x3 convolution (the operations the papers' networks are made of) in each precision it
-computes natively, and :func:`count_flops` counts a model's floating-point operations with
-``torch.utils.flop_counter`` (a multiply-add is two), so that a benchmark can report GFLOP/s
-and the fraction of the peak next to patches/s.
+A throughput means little alone: the same patches per second can be excellent for a large
+network on a few CPU cores and poor on a GPU. :func:`measure_peak` times this machine's dense
+matrix product and 3x3 convolution (the operations the papers' networks are made of) in each
+precision it computes natively, and :func:`count_flops` counts a model's floating-point
+operations with ``torch.utils.flop_counter`` (a multiply-add is two), so that a benchmark can
+report GFLOP/s and the fraction of the peak next to patches/s.
 
 A CPU's bf16 rate is measured only where it computes bf16 natively (AVX512-BF16/AMX, as
 oneDNN reports it): elsewhere bf16 is emulated and has no peak of its own. On CUDA everything
@@ -16,13 +16,14 @@ tensor-core rate the networks' fp32 convolutions actually run at.
 int8 (CPU, asked for explicitly: it needs the ``int8`` extra and a few seconds of compilation)
 is measured as a quantized model runs: the GEMM is ``torch._int_mm`` (int8 x int8 -> int32),
 the 3x3 convolution one 128 -> 128 convolution quantized and compiled by
-:mod:`training.engine.quantize` (its input quantized and output dequantized included, as
+:mod:`engine.quantize` (its input quantized and output dequantized included, as
 every quantized layer of a model pays them). Its rates are int8 operations per second, in
 the same units as the FLOP/s of the float precisions.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from typing import Any, Literal
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from training.engine.outputs import main_output
+from engine.outputs import main_output
 
 Dtype = Literal["fp32", "bf16", "fp16", "int8"]
 _TORCH_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -59,8 +60,7 @@ class Peak:
         The best of GEMM and 3x3 convolution in that precision, or fp32's where the
         precision has no native rate (an emulated bf16 cannot beat the fp32 units).
         """
-        rates = [r.get(precision) for r in (self.gemm, self.conv)]
-        rates = [r for r in rates if r]
+        rates = [r[precision] for r in (self.gemm, self.conv) if r.get(precision)]
         if not rates:
             return self.of("fp32") if precision != "fp32" else float("nan")
         return max(rates)
@@ -89,12 +89,13 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
     Sizes are large enough to reach the plateau on the hardware class (CPU: 2048-wide GEMM,
     128->128 channels at 96x96; GPU: 8192-wide GEMM, 256->256 channels at 128x128, batch 32).
     """
-    from training.engine.autotune import describe_device
+    from engine.autotune import describe_device
 
     started = time.perf_counter()
     precisions = precisions or native_precisions(device)
     gpu = device.type == "cuda"
-    gemm, conv = {}, {}
+    gemm: dict[str, float] = {}
+    conv: dict[str, float] = {}
     with torch.inference_mode():
         for p in precisions:
             if p == "int8":
@@ -104,7 +105,8 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
             n = 8192 if gpu else 2048
             a = torch.randn(n, n, device=device, dtype=dtype)
             b = torch.randn(n, n, device=device, dtype=dtype)
-            gemm[p] = 2 * n**3 / _best_seconds(lambda a=a, b=b: a @ b, device, seconds) / 1e9
+            gemm[p] = 2 * n**3 / _best_seconds(functools.partial(torch.matmul, a, b), device,
+                                               seconds) / 1e9
             del a, b
             batch, ch, size = (32, 256, 128) if gpu else (4, 128, 96)
             weight = torch.randn(ch, ch, 3, 3, device=device, dtype=dtype)
@@ -114,8 +116,8 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
                 x = x.contiguous(memory_format=fmt)
                 w = weight.contiguous(memory_format=fmt)
                 flops = 2 * batch * ch * ch * 9 * size * size
-                t = _best_seconds(lambda x=x, w=w: torch.nn.functional.conv2d(
-                    x, w, padding=1), device, seconds / 2)
+                t = _best_seconds(functools.partial(torch.nn.functional.conv2d, x, w,
+                                                    padding=1), device, seconds / 2)
                 best = max(best, flops / t / 1e9)
             conv[p] = best
     return Peak(describe_device(device), gemm, conv, time.perf_counter() - started)
@@ -123,7 +125,7 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
 
 def _int8_rates(device: torch.device, seconds: float) -> tuple[float, float]:
     """int8 GEMM and 3x3 convolution rates (G int8 operations per second) on the CPU."""
-    from training.engine import quantize
+    from engine import quantize
 
     if device.type != "cpu":
         raise ValueError("the int8 peak is measured on the CPU only")

@@ -8,11 +8,11 @@ import sys
 import pytest
 import torch
 
+from engine import devices, distributed
 from gee_export.core.errors import ConfigError
 from inference.predict import runtime
 from tests.support import REPO_ROOT
 from training import evaluate, trainer
-from training.engine import devices, distributed
 
 ROOT = REPO_ROOT
 
@@ -40,8 +40,8 @@ def test_precision_choices_and_refusals():
 
 def test_the_parsers_module_does_not_import_torch():
     """``--help`` of every command stays torch-free: devices imports torch only inside."""
-    code = ("import sys; import training.engine.devices; "
-            "assert 'torch' not in sys.modules, 'training.engine.devices imported torch'")
+    code = ("import sys; import engine.devices; "
+            "assert 'torch' not in sys.modules, 'engine.devices imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 

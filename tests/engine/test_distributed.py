@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from training.engine.distributed import (
+from engine.distributed import (
     DistInfo,
     init_distributed,
     leave_distributed,

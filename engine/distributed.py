@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from training.engine import devices
+from engine import devices
 
 
 @dataclass(frozen=True)

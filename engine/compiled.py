@@ -6,7 +6,7 @@ interpolation, layout conversions) take most of the time. Inductor compiles the 
 one program: with ``freezing`` the weights become constants, so a batch norm after a
 convolution is folded into it, weights are pre-packed once in oneDNN's blocked layout, and the
 element-wise work around each convolution is fused into a few loops. Whether this pays on a
-given model, shape and machine is measured, not assumed (:mod:`training.engine.autotune` offers
+given model, shape and machine is measured, not assumed (:mod:`engine.autotune` offers
 it as a candidate; ``benchmarks/bench_models.py`` prints compiled next to eager).
 
 Compiling costs seconds to minutes (a C++ compiler builds the kernels); inductor caches what
@@ -29,7 +29,9 @@ import logging
 import os
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,7 +54,8 @@ RECOMPILE_LIMIT = 64
 #: graphs compiled in this process, by the eager module they were compiled from and what the
 #: graph depends on (:func:`_graph_key`): ``auto`` compiles while it measures, and the run then
 #: applies the same choice to the same model without compiling twice
-_GRAPHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple, object]] = weakref.WeakKeyDictionary()
+_GRAPHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Callable[..., Any]]] = (
+    weakref.WeakKeyDictionary())
 
 
 class CompileError(RuntimeError):
@@ -91,7 +94,7 @@ class CompiledForInference(nn.Module):
         error: why compiling failed (None when it did not).
     """
 
-    def __init__(self, model: nn.Module, *, backend: str | object = "inductor",
+    def __init__(self, model: nn.Module, *, backend: str | Callable[..., Any] = "inductor",
                  freezing: bool = True) -> None:
         super().__init__()
         self.eager = model
@@ -99,13 +102,13 @@ class CompiledForInference(nn.Module):
         self.shape: tuple[int, ...] | None = None
         self.compile_seconds = 0.0
         self.error: str | None = None
-        self._graph: object | None = None
+        self._graph: Callable[..., Any] | None = None
 
     @property
     def compiled(self) -> bool:
         return self._graph is not None
 
-    def compile(self, example: torch.Tensor) -> float:
+    def compile(self, example: torch.Tensor) -> float:  # type: ignore[override]
         """Compile for ``example``'s shape now, under the caller's autocast; returns seconds.
 
         Raises:
@@ -152,7 +155,7 @@ class CompiledForInference(nn.Module):
 
 def compile_for_inference(model: nn.Module, example: torch.Tensor, *,
                           autocast: torch.dtype | None = None,
-                          backend: str | object = "inductor",
+                          backend: str | Callable[..., Any] = "inductor",
                           freezing: bool = True) -> CompiledForInference:
     """``model`` compiled now for ``example``'s shape, for calls under ``torch.inference_mode``.
 

@@ -1,8 +1,8 @@
 """How one configuration runs a model: the :class:`Setting` and the runner ``auto`` times.
 
-Kept apart from :mod:`training.engine.autotune` (which decides what to time, for how long, and
-remembers the answer) because running a candidate is its own concern: entering its threads
-and cuDNN flags, its memory format and autocast, a training step on a private copy of the
+Kept apart from :mod:`engine.autotune` (which decides what to time, for how long, and
+remembers the answer) because running a candidate is its own concern: entering its
+cuDNN flags, its memory format and autocast, a training step on a private copy of the
 model, the batch cut to what fits the budget.
 """
 
@@ -20,10 +20,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from gee_export.core.allocator import keep_freed_memory
+from engine.allocator import keep_freed_memory
+from engine.compiled import compile_for_inference
+from engine.outputs import main_output
 from gee_export.core.commands import DETAIL
-from training.engine.compiled import compile_for_inference
-from training.engine.outputs import main_output
 
 log = logging.getLogger(__name__)
 
@@ -35,55 +35,16 @@ Batch = dict[str, Any]  # "image" (N, C, H, W) and, for training, the targets
 CALLS_PER_CANDIDATE = 3.0
 #: Measurements taken at most to grow the timed batch towards the real one.
 GROW_STEPS = 2
-#: Half the CPU threads are tried when the probe kept fewer cores than this share of the
-#: threads busy (the machine is shared with other busy processes)...
-BUSY_UTILISATION = 0.75
-#: ...and kept when they are at least this much faster on the probe.
-FEWER_THREADS_GAIN = 1.5
-
-#: (torch's process-wide CPU thread count before a chosen setting lowered it, the count the
-#: setting set); None when no choice has lowered it
-_lowered: tuple[int, int] | None = None
-
-
-def process_threads() -> int:
-    """The CPU threads a setting without its own thread count runs with.
-
-    A choice that kept fewer threads (measured while the machine was busy) lowers torch's
-    process-wide count. Without this, every later model in the same process (a notebook's
-    next prediction, a benchmark's next model, the next date of a map) would silently run
-    on those threads too, and the next measurement would take them for the machine's: a
-    mapping benchmark whose untimed warm-up picked one thread for a 1x1 convolution then ran
-    its U-Net at half speed (docs/performance.md). A count set by anyone else since (the
-    user, a command's ``--threads``) is the process's own.
-    """
-    if _lowered is not None and torch.get_num_threads() == _lowered[1]:
-        return _lowered[0]
-    return torch.get_num_threads()
 
 
 def set_threads(threads: int) -> None:
     """Set torch's CPU thread count; the only call of ``torch.set_num_threads`` in the library.
 
-    One owner, so that what :func:`process_threads` knows about a lowered count stays true.
+    One owner, so that a count changed for a while (:func:`calling_thread_only`,
+    :func:`process_threads_at`) is always given back.
     """
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-
-
-def use_threads(threads: int | None) -> None:
-    """Run CPU work on ``threads`` threads (None: the process's own count, given back)."""
-    global _lowered
-    full = process_threads()
-    _lowered = (full, threads) if threads and threads != full else None
-    set_threads(threads or full)
-
-
-def set_process_threads(threads: int) -> None:
-    """Make ``threads`` the process's own count, as a command's ``--threads`` does."""
-    global _lowered
-    _lowered = None
-    set_threads(threads)
 
 
 @contextlib.contextmanager
@@ -92,8 +53,7 @@ def calling_thread_only() -> Iterator[None]:
 
     For the memory-bound passes between forwards (normalising a batch, probabilities back): a
     second thread halves little of their time and its OpenMP waits cost the CPU the helpers
-    need. Four 512 px tiles on the shared 2-core machine under load: normalising 33.5 CPU-ms
-    on two threads against 7.0 on one, probabilities 31.8 against 2.2.
+    need (``benchmarks/bench_helpers.py`` measures these passes).
     """
     saved = torch.get_num_threads()
     set_threads(1)
@@ -105,16 +65,14 @@ def calling_thread_only() -> Iterator[None]:
 
 @contextlib.contextmanager
 def process_threads_at(threads: int | None) -> Iterator[None]:
-    """The process's own count is ``threads`` inside the block (None: unchanged), then as before."""
-    global _lowered
-    saved, saved_lowered = torch.get_num_threads(), _lowered
+    """Run the block on ``threads`` CPU threads (None: unchanged), then give the count back."""
+    saved = torch.get_num_threads()
     if threads:
-        set_process_threads(threads)
+        set_threads(threads)
     try:
         yield
     finally:
         set_threads(saved)
-        _lowered = saved_lowered
 
 
 @dataclass(frozen=True)
@@ -124,24 +82,20 @@ class Setting:
     Attributes:
         precision: autocast dtype (``fp32``: no autocast).
         channels_last: NHWC memory format for the model and its inputs.
-        threads: torch intra-op threads (None: leave the process's setting).
         cudnn_benchmark: ``torch.backends.cudnn.benchmark`` (None: leave it).
         compile: run the model compiled (inference: inductor with frozen weights,
-            :func:`training.engine.compiled.compile_for_inference`; training:
+            :func:`engine.compiled.compile_for_inference`; training:
             ``torch.compile``).
     """
 
     precision: Dtype = "fp32"
     channels_last: bool = False
-    threads: int | None = None
     cudnn_benchmark: bool | None = None
     compile: bool = False
 
     @property
     def label(self) -> str:
         parts = [self.precision, "nhwc" if self.channels_last else "nchw"]
-        if self.threads:
-            parts.append(f"t{self.threads}")
         if self.cudnn_benchmark:
             parts.append("cudnn-bench")
         if self.compile:
@@ -187,21 +141,27 @@ class SettingRunner:
     """Runs one inference call or training step of a model under a given setting."""
 
     def __init__(self, model: nn.Module, example: Batch, device: torch.device,
-                 mode: Mode, step: TrainStep | None, threads: int) -> None:
-        self.device, self.mode, self.step, self.threads = device, mode, step, threads
+                 mode: Mode, step: TrainStep | None) -> None:
+        self.device, self.mode, self.step = device, mode, step
         self.example = example
         if device.type == "cpu":
             keep_freed_memory()  # candidates are timed as the run will go (autotune.apply)
+        self.model: nn.Module | None
+        self.optimizer: torch.optim.Optimizer | None
         if mode == "training":
+            if step is None:
+                raise ValueError("a training step needs its loss and optimizer (TrainStep)")
             self.model = copy.deepcopy(model).to(device).train()
             self.optimizer = step.optimizer(self.model.parameters())
         else:
             self.model = model.eval()
             self.optimizer = None
-        self._compiled: dict[Setting, nn.Module] = {}
+        self._compiled: dict[Setting, Callable[..., Any]] = {}
         #: seconds each compiled setting took to compile (its first call)
         self.compile_seconds: dict[Setting, float] = {}
         self._scaler: torch.amp.GradScaler | None = None
+        #: seconds of one call at the batch :meth:`fit_batch` chose (its estimate)
+        self.call_seconds = 0.0
 
     def close(self) -> None:
         self._compiled.clear()
@@ -209,67 +169,46 @@ class SettingRunner:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def fit_batch(self, budget_s: float, n_candidates: int) -> tuple[Batch, int | None]:
-        """The part of the example to measure on, and the threads to use.
+    def fit_batch(self, budget_s: float, n_candidates: int) -> Batch:
+        """The part of the example to measure on.
 
-        Returns the batch to measure on and the thread count (None: the process's own). The
-        tile is never cropped: a crop's timings rank the candidates differently from the real
-        tile (RU-Net++ at paper width: on a 2x64 crop bf16/NHWC, fp32/NCHW and bf16/NCHW
-        were within 1 % of each other; on the real 4x128 batch fp32/NCHW was 1.45x slower),
-        because fixed per-call and per-parameter costs do not scale with pixels. Only the
-        batch shrinks: one call of the smallest batch at full size is timed (after one
-        warm-up call), each candidate is given about :data:`CALLS_PER_CANDIDATE` calls of
-        the budget, and the batch is grown by timing it while it fits. A step too slow for
-        the budget is still measured, at the smallest batch: the budget is then exceeded
-        rather than the answer guessed.
-
-        On the CPU, half the threads are tried only when the probe shows the threads were
-        not all running (process CPU time well under threads x wall time: another busy
-        process holds the cores, where OpenMP threads that spin waiting for each other can
-        make two threads ten times slower than one); fewer threads are kept when they are
-        clearly (:data:`FEWER_THREADS_GAIN`) faster.
+        The tile is never cropped: a crop's timings can rank the candidates differently from
+        the real tile, because fixed per-call and per-parameter costs do not scale with
+        pixels. Only the batch shrinks: one call of the smallest batch at full size is timed
+        (after one warm-up call), each candidate is given about :data:`CALLS_PER_CANDIDATE`
+        calls of the budget, and the batch is grown by timing it while it fits. A step too
+        slow for the budget is still measured, at the smallest batch: the budget is then
+        exceeded rather than the answer guessed.
         """
         n, _, h, w = self.example["image"].shape
         smallest = min(n, 2 if self.mode == "training" else 1)  # batch norm needs 2 to train
-        probe = cut_batch(self.example, smallest, h, w)
-        seconds, cores_used = self._seconds(probe, None)
-        threads = None
-        if (self.device.type == "cpu" and self.threads >= 2
-                and cores_used < BUSY_UTILISATION * self.threads):
-            fewer = max(1, self.threads // 2)
-            log.log(DETAIL, "autotune: %.2g of %d threads busy on the probe; trying %d", cores_used,
-                    self.threads, fewer)
-            seconds_fewer = self._seconds(probe, fewer)[0]
-            seconds = min(seconds, self._seconds(probe, None, warm=False)[0])
-            if seconds_fewer * FEWER_THREADS_GAIN < seconds:
-                threads, seconds = fewer, seconds_fewer
+        seconds = self._seconds(cut_batch(self.example, smallest, h, w))
         allowed = budget_s / (CALLS_PER_CANDIDATE * max(n_candidates, 1))
         fit = max(smallest, int(allowed / (seconds / smallest)))
         # the cost per sample falls as the batch grows (fixed per-call work is shared; on a
         # GPU small calls are bound by kernel launches), so the linear estimate is low and
         # the batch is grown by measuring until it stops fitting: the ranking of candidates
-        # can change with the batch (RU-Net++ inference on the CPU: bf16/NCHW 6 % slower
-        # than bf16/NHWC at 2 samples, 11 % at 4)
+        # can change with the batch
         for _ in range(GROW_STEPS if seconds < allowed else 0):
             if fit >= n:
                 break
-            t = self._seconds(cut_batch(self.example, fit, h, w), threads)[0]
+            t = self._seconds(cut_batch(self.example, fit, h, w))
+            seconds, smallest = t, fit  # the latest measurement estimates the next
             grown = min(n, int(fit * allowed / t))
             if grown < fit * 1.25:
                 break
             fit = grown
-        return cut_batch(self.example, min(n, max(fit, smallest)), h, w), threads
+        fit = min(n, max(fit, smallest))
+        self.call_seconds = seconds / smallest * fit
+        return cut_batch(self.example, fit, h, w)
 
-    def _seconds(self, batch: Batch, threads: int | None,
-                 warm: bool = True) -> tuple[float, float]:
-        """Seconds of one call, and the cores it kept busy (process CPU time / wall time)."""
-        run = self.call(Setting(threads=threads), batch)
-        if warm:
-            run()  # the first call builds kernels and caches: not representative
-        t0, c0 = time.perf_counter(), time.process_time()
+    def _seconds(self, batch: Batch) -> float:
+        """Seconds of one call, after an untimed one (which builds kernels and caches)."""
+        run = self.call(Setting(), batch)
         run()
-        wall = max(time.perf_counter() - t0, 1e-6)
-        return wall, (time.process_time() - c0) / wall
+        t0 = time.perf_counter()
+        run()
+        return max(time.perf_counter() - t0, 1e-6)
 
     def disagreement(self, setting: Setting, batch: Batch,
                      reference: torch.Tensor) -> float:
@@ -336,17 +275,17 @@ class SettingRunner:
         return class_probabilities(out.float())
 
     def _enter(self, setting: Setting) -> None:
-        if self.device.type == "cpu":
-            set_threads(setting.threads or self.threads)  # autotune restores it afterwards
-        elif setting.cudnn_benchmark is not None:
+        if self.device.type == "cuda" and setting.cudnn_benchmark is not None:
             torch.backends.cudnn.benchmark = setting.cudnn_benchmark
 
-    def _module(self, setting: Setting, x: torch.Tensor) -> nn.Module:
+    def _module(self, setting: Setting, x: torch.Tensor) -> Callable[..., Any]:
         """The module to call for ``setting``; a compiled one is compiled for ``x``'s shape."""
-        self.model.to(memory_format=setting.memory_format)
+        assert self.model is not None, "the runner was closed"
+        self.model.to(memory_format=setting.memory_format)  # type: ignore[call-overload]
         if not setting.compile:
             return self.model
         if setting not in self._compiled:
+            compiled: Callable[..., Any]
             if self.mode == "inference":
                 # raises CompileError, which the agreement check turns into a rejection
                 compiled = compile_for_inference(self.model, x,
@@ -357,8 +296,9 @@ class SettingRunner:
             self._compiled[setting] = compiled
         return self._compiled[setting]
 
-    def _train_step(self, module: nn.Module, setting: Setting, batch: Batch,
+    def _train_step(self, module: Callable[..., Any], setting: Setting, batch: Batch,
                     check_finite: bool) -> None:
+        assert self.step is not None and self.optimizer is not None  # training mode
         with setting.autocast(self.device.type):
             out = module(batch["image"])
             loss = self.step.loss(out, batch)

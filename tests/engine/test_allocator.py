@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from gee_export.core import allocator
+from engine import allocator
 from gee_export.core.errors import ConfigError
 from tests.support.page_faults import pages, run_fault_child
 
 pytestmark = pytest.mark.skipif(allocator._glibc() is None, reason="mallopt is glibc's")
 
 CHILD = """
-    from gee_export.core import allocator
+    from engine import allocator
 
     mib = int(sys.argv[1])
     out = {"default": faults(mib)}
@@ -68,3 +68,19 @@ def test_a_bad_setting_is_one_clear_error_naming_the_variable(monkeypatch, value
 def test_the_default_off_and_a_size(monkeypatch, value, expected):
     monkeypatch.setenv(allocator.ENV, value)
     assert allocator.threshold_mib() == expected
+
+
+def test_a_bad_setting_stops_a_model_command_before_any_work(monkeypatch, capsys):
+    """The commands that run a model check ``ISAMAP_KEEP_FREED_MEMORY`` before their work."""
+    from gee_export.core.commands import configure_logging, run_command
+
+    configure_logging()
+    monkeypatch.setenv(allocator.ENV, "plenty")
+    ran = []
+    assert run_command("isamap-x", lambda: ran.append(1), checks=allocator.CHECKS) == 2
+    err = capsys.readouterr().err
+    assert not ran and "ISAMAP_KEEP_FREED_MEMORY='plenty'" in err
+    assert len(err.strip().splitlines()) == 1
+    monkeypatch.setenv(allocator.ENV, "512")
+    assert run_command("isamap-x", lambda: ran.append(1), checks=allocator.CHECKS) == 0
+    assert ran == [1]

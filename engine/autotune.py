@@ -1,41 +1,41 @@
 """``--precision auto``: measure, don't guess, how to run a model on this machine.
 
-No static rule picks the fastest way to run a network: on one CPU bf16 autocast is 2-5x
-*slower* than fp32 (oneDNN emulates it), channels_last helps the U-Nets and hurts RU-Net++, and
-on a GPU the answer depends on the card. So ``auto`` times the candidate configurations on the
-run's own model, its real tile size (the batch shrunk to fit a budget of a few seconds, or to
-its smallest when one step is longer than that) and its device:
+No static rule picks the fastest way to run a network: on a CPU without native bf16, bf16
+autocast is *slower* than fp32 (oneDNN emulates it), channels_last helps some networks and
+hurts others, and on a GPU the answer depends on the card. So ``auto`` times the candidate
+configurations on the run's own model, its real tile size (the batch shrunk to fit a budget of
+a few seconds, or to its smallest when one step is longer than that) and its device:
 
-- CPU: fp32 / bf16 autocast x NCHW / NHWC, with all or half the threads (half tried only when
-  the cores are seen busy with other work, kept only when clearly faster: waiting OpenMP
-  threads can then make two threads ten times slower than one);
+- CPU: fp32 / bf16 autocast x NCHW / NHWC, on the process's threads;
 - CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on;
-- either: for inference, the winner compiled (:mod:`training.engine.compiled`: inductor with
+- either: for inference, the winner compiled (:mod:`engine.compiled`: inductor with
   frozen weights), when compiling was asked for or the job (``samples``) is long enough for
   compiling to pay for itself (:func:`compile_may_pay`); kept only when faster.
 
 Each candidate's output is compared with fp32 first (mean absolute difference of the class
 probabilities, :data:`TOLERANCE`); one that disagrees (or fails) is never timed. The agreeing
 candidates are timed round-robin, so a busy machine slows them alike, and each keeps its best
-time; every one is timed (none loses by default), the close ones at least twice. The fastest
-wins. For training the timed unit is a whole step (forward, loss, backward,
-optimizer step) on a *copy* of the model and a fresh optimizer, with the RNG state restored,
-so the real run is unaffected.
+time; every one the budget can pay for is timed (none loses by default; when the budget cannot
+time them all, those whose agreement check ran fastest are timed), the close ones again while
+the budget lasts. The fastest wins. For training the timed unit is a whole step (forward, loss,
+backward, optimizer step) on a *copy* of the model and a fresh optimizer, with the RNG state
+restored, so the real run is unaffected.
 
 The result, a :class:`Choice`, records the setting, every timing and disagreement and how long
 measuring took; callers write it into their outputs (COG tags, ``metrics.json``, the training
 history and model file). It is cached in ``$XDG_CACHE_HOME/isamap/autotune.json`` (else
 ``~/.cache/isamap``) under a key of the model's architecture and arguments, the input shape,
 the device, the torch version and the thread count, so a second run does not measure again.
-The choice records how loaded the machine was while it was measured (other processes' share
-of the cores, :mod:`training.engine.load`): one measured under load describes that moment,
-not the machine, so before it is reused the load is read again for a moment, and on a quiet
-machine the choice is measured again (and the quiet answer replaces it).
+The choice records the share of its CPU threads' time the process got while measuring
+(:attr:`Choice.cpu_share`). One measured while other work held the cores
+(:data:`CONTENDED_SHARE`) describes that moment, not the machine: it is reused from the cache
+only while the machine is still busy (:func:`machine_busy`, its load average), so it cannot
+become a quiet machine's choice (a quiet run measures again and its answer replaces it).
 ``ISAMAP_AUTOTUNE_CACHE=off`` (or ``cache=False``, ``--no-autotune-cache``) disables the cache;
 ``ISAMAP_AUTOTUNE_CACHE=/some/file.json`` moves it. Explicit ``--precision`` /
 ``--channels-last`` values are never overridden: only the dimensions left at ``auto`` are
 measured. How one candidate runs (threads, memory format, autocast, the training step on a
-copy) is :mod:`training.engine.execution`.
+copy) is :mod:`engine.execution`.
 """
 
 from __future__ import annotations
@@ -55,29 +55,26 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from gee_export.core.allocator import keep_freed_memory
-from gee_export.core.commands import DETAIL
-from gee_export.core.digest import json_digest, text_sha256
-from gee_export.core.env_switch import is_off
-from gee_export.core.user_cache import user_cache_dir
-from training.engine import devices, records
-from training.engine import load as machine_load
-from training.engine.compiled import CompiledForInference
-from training.engine.execution import (
+from engine import devices, records
+from engine.allocator import keep_freed_memory
+from engine.compiled import CompiledForInference
+from engine.execution import (
     Batch,
     Dtype,
     Mode,
     Setting,
     SettingRunner,
     TrainStep,
-    process_threads,
     set_threads,
-    use_threads,
 )
+from gee_export.core.commands import DETAIL
+from gee_export.core.digest import json_digest, text_sha256
+from gee_export.core.env_switch import is_off
+from gee_export.core.user_cache import user_cache_dir
 
 log = logging.getLogger(__name__)
 
-Source = Literal["explicit", "measured", "cache", "checkpoint"]
+Source = Literal["explicit", "measured", "cache", "checkpoint", "short-job"]
 #: whether a compiled candidate is tried: always (``--compile``), never, or when it can pay
 CompilePolicy = bool | Literal["auto"]
 
@@ -90,21 +87,29 @@ DEFAULT_BUDGET_S = 6.0
 TOLERANCE = 0.02
 #: Timed repetitions per candidate at most (fast models stop here, long before the budget).
 MAX_REPS = 8
-#: After each round only candidates within this factor of the fastest keep being timed...
+#: After each round only candidates within this factor of the fastest keep being timed.
 RACE_MARGIN = 1.3
-#: ...for at least this many rounds (one timing of two close candidates is a coin toss).
-MIN_ROUNDS = 2
 #: A candidate whose first call (agreement check, or warm-up step when training) took this
 #: many times the quickest one's is not timed: it is reported as skipped.
 FIRST_CALL_MARGIN = 3.0
 CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
-CACHE_FORMAT = "isamap-autotune/2"  # /1 entries do not say how loaded the machine was
+CACHE_FORMAT = "isamap-autotune/3"  # /2 entries could hold a choice measured under load
+#: A CPU measurement during which the process got less than this share of its threads' time
+#: (process CPU time over wall time x threads) was contended: other work held the cores.
+CONTENDED_SHARE = 0.75
+#: At most this share of an inference job's model time goes to measuring: a job of fewer
+#: samples than (candidates + 3) / MEASURE_SHARE runs the first candidate (fp32) unmeasured,
+#: since measuring it would cost more than any candidate could save.
+MEASURE_SHARE = 0.1
+#: A 1-minute load average per core from which the machine counts as busy: a contended
+#: choice is reused from the cache only then (a quiet machine measures its own).
+BUSY_LOAD = 1.0
 CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
 #: Whether a compiled candidate is worth compiling, before anything about it is measured: the
 #: job's model time at the eager winner times this gain must cover this compile time. Both
-#: from ``benchmarks/bench_models.py --compile`` on the 2-core EPYC (docs/performance.md):
-#: compiled paper-width models at bf16/NHWC ran 1-5 % faster than eager, and compiled in
-#: 40-150 s with an empty inductor cache (a loaded machine), less with a filled one.
+#: are deliberately cautious assumptions (a small gain, a compile time of an empty inductor
+#: cache), so only long jobs try compiling; ``benchmarks/bench_models.py --compile``
+#: measures both on a machine, and a cached choice is judged on its own measured figures.
 ASSUMED_COMPILE_GAIN = 0.05
 ASSUMED_COMPILE_S = 60.0
 
@@ -115,8 +120,9 @@ class Choice:
 
     Attributes:
         setting: the configuration used.
-        source: ``explicit`` (all given by the user), ``measured`` (now), ``cache`` or
-            ``checkpoint`` (a resumed training run keeps its first choice).
+        source: ``explicit`` (all given by the user), ``measured`` (now), ``cache``,
+            ``checkpoint`` (a resumed training run keeps its first choice) or ``short-job``
+            (too few samples for measuring to pay: :data:`MEASURE_SHARE`).
         mode: ``inference`` or ``training`` (what was timed).
         shape: the input batch shape the choice is for.
         device: the device, in words (CPU model and threads, or GPU name).
@@ -130,10 +136,11 @@ class Choice:
         measured_size: tile size of the timed calls (the real one: tiles are never cropped).
         seconds: wall time spent measuring.
         key: the cache key.
-        load: how busy other work kept the cores while measuring (unknown when not measured).
+        cpu_share: the share of its threads' time the process got while measuring (CPU
+            only; None: not measured, or on a GPU).
         compile_seconds: how long compiling the compiled candidate took (0: none compiled).
         int8: how an int8 model was made and how it agrees with fp32
-            (:meth:`training.engine.quantize.Int8Model.record`); empty for other precisions.
+            (:meth:`engine.quantize.Int8Model.record`); empty for other precisions.
     """
 
     setting: Setting
@@ -150,7 +157,7 @@ class Choice:
     measured_size: tuple[int, ...] = ()
     seconds: float = 0.0
     key: str = ""
-    load: machine_load.Load = field(default_factory=machine_load.Load)
+    cpu_share: float | None = None
     compile_seconds: float = 0.0
     int8: Mapping[str, Any] = field(default_factory=dict)
 
@@ -166,6 +173,11 @@ class Choice:
     def label(self) -> str:
         return self.setting.label
 
+    @property
+    def contended(self) -> bool:
+        """Measured on the CPU while other work held the cores: reused only while busy."""
+        return self.cpu_share is not None and self.cpu_share < CONTENDED_SHARE
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["shape"] = list(self.shape)
@@ -175,7 +187,6 @@ class Choice:
         d["ms_per_sample"] = dict(self.ms_per_sample)
         d["errors"] = dict(self.errors)
         d["label"] = self.label
-        d["load"] = self.load.to_dict()
         d["int8"] = dict(self.int8)
         return d
 
@@ -192,7 +203,7 @@ class Choice:
                    tolerance=float(d.get("tolerance", TOLERANCE)),
                    measured_batch=int(d.get("measured_batch", 0)),
                    seconds=float(d.get("seconds", 0.0)), key=d.get("key", ""),
-                   load=machine_load.Load.from_dict(d.get("load")),
+                   cpu_share=d.get("cpu_share"),
                    compile_seconds=float(d.get("compile_seconds", 0.0)),
                    int8=dict(d.get("int8") or {}))
 
@@ -203,8 +214,8 @@ class Choice:
                 "runtime_device": self.device,
                 "runtime_ms_per_tile": timings,
                 "runtime_tolerance": f"{self.tolerance:g}"}
-        if self.ms_per_sample:  # measured (now or from the cache): how loaded the machine was
-            tags["runtime_load"] = self.load.describe()
+        if self.cpu_share is not None:
+            tags["runtime_cpu_share"] = f"{self.cpu_share:.2f}"
         if self.compile_seconds:
             tags["runtime_compile_s"] = f"{self.compile_seconds:.1f}"
         tags.update({f"runtime_int8_{k}": json.dumps(v) if isinstance(v, list) else f"{v}"
@@ -233,7 +244,8 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
            step: TrainStep | None = None, budget_s: float = DEFAULT_BUDGET_S,
            tolerance: float = TOLERANCE, cache: bool | None = None,
            measure: Measure | None = None,
-           load_meter: machine_load.Meter = machine_load.StatWindow,
+           cpu_time: Callable[[], float] = time.process_time,
+           busy: Callable[[], bool] | None = None,
            samples: int | None = None) -> Choice:
     """The fastest setting of ``model`` on ``example``'s shape whose output agrees with fp32.
 
@@ -246,7 +258,7 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         mode: time inference (forward) or training steps (needs ``step``).
         precision: ``auto`` (measured) or an explicit dtype, never overridden.
         channels_last: ``auto`` (measured), ``on``/``off`` (or a bool), never overridden.
-        compile: also try the winner compiled (:mod:`training.engine.compiled`), kept when
+        compile: also try the winner compiled (:mod:`engine.compiled`), kept when
             faster. Without it, inference with ``samples`` given tries it when the job is long
             enough to pay for compiling (:func:`compile_may_pay`).
         step: loss and optimizer of the training step (``mode="training"``).
@@ -254,7 +266,8 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         tolerance: agreement bound, mean |p - p_fp32|.
         cache: use the user cache (None: unless ``ISAMAP_AUTOTUNE_CACHE=off``).
         measure: timing function replacing the real one (tests).
-        load_meter: reads the machine's load (tests inject scripted readings).
+        cpu_time: the process's CPU seconds (tests inject a clock to script contention).
+        busy: whether the machine is busy now (default :func:`machine_busy`; tests inject it).
         samples: how many samples (tiles) the job will run through the model, when known
             (inference): what decides whether compiling can pay for itself.
     """
@@ -269,34 +282,63 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
                              "auto" if samples is not None and mode == "inference" else False)
     if len(cands) == 1 and policy is False:
         return Choice(cands[0], "explicit", mode, shape, where, tolerance=tolerance)
+    if samples is not None and mode == "inference" and not compile and \
+            samples * MEASURE_SHARE < len(cands) + 3:
+        # measuring (a probe, the fp32 reference and one call per candidate, at least) would
+        # cost more than MEASURE_SHARE of the job's model time: run the reference as is
+        log.log(DETAIL, "autotune: %d samples are too few for measuring to pay; running %s",
+                samples, cands[0].label)
+        return Choice(cands[0], "explicit" if len(cands) == 1 else "short-job", mode, shape,
+                      where, tolerance=tolerance)
+    busy = busy or machine_busy
     key = cache_key(model, shape, device, mode, precision, layout, policy, tolerance)
     path = cache_file() if cache is not False else None
     cached = _read_cache(path).get(key) if path else None
     if cached is not None:
-        choice = replace(Choice.from_dict(cached), source="cache")
-        if policy == "auto":
-            choice = _for_job(choice, samples)
-        if choice is not None and _still_fits(choice, load_meter):
-            log.log(DETAIL, "runtime %s from the autotune cache %s (measured %s; %s)", choice.label,
-                    path, ", ".join(f"{k} {v:.3g} ms" for k, v in choice.ms_per_sample.items()),
-                    choice.load.describe())
-            return choice
-    window = load_meter()
+        reused: Choice | None = replace(Choice.from_dict(cached), source="cache")
+        if policy == "auto" and reused is not None:
+            reused = _for_job(reused, samples)
+        if reused is not None and reused.contended and not busy():
+            log.log(DETAIL, "autotune: the cached %s was measured while other work held the "
+                    "cores; the machine is quiet now, so it is measured again", reused.label)
+            reused = None
+        if reused is not None:
+            log.log(DETAIL, "runtime %s from the autotune cache %s (measured %s)", reused.label,
+                    path, ", ".join(f"{k} {v:.3g} ms" for k, v in reused.ms_per_sample.items()))
+            return reused
+    threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
     choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
                       tolerance, measure)
-    choice = replace(choice, device=where, key=key, shape=shape, load=window.read())
+    share = None
+    if device.type == "cpu":
+        wall = max(time.perf_counter() - wall0, 1e-9)
+        share = round(min((cpu_time() - cpu0) / (wall * threads), 1.0), 3)
+    choice = replace(choice, device=where, key=key, shape=shape, cpu_share=share)
     log.log(DETAIL, "autotune %s on %s, batch %s: %s; chose %s in %.1f s (budget %.1f s, %d of %d "
             "samples per timed call%s; %s)", mode, where, "x".join(map(str, shape)),
             ", ".join(f"{k} {v:.3g} ms/sample" for k, v in choice.ms_per_sample.items()),
             choice.label, choice.seconds, budget_s, choice.measured_batch, shape[0],
             f"; rejected {', '.join(choice.rejected)}" if choice.rejected else "",
-            choice.load.describe())
-    if choice.load.loaded:
-        log.log(DETAIL, "autotune: measured while %s; this choice is reused only while the "
-                "machine stays loaded (a quiet run measures again)", choice.load.describe())
+            "CPU share unknown" if share is None else f"{share:.0%} of {threads} threads' time")
+    if choice.contended:
+        log.log(DETAIL, "autotune: other work held the cores while measuring (the process got "
+                "%.0f %% of its threads' time): this choice is reused only while the machine "
+                "stays busy", 100 * (share or 0.0))
     if path:
         _write_cache(path, key, choice)
     return choice
+
+
+def machine_busy() -> bool:
+    """Whether other work keeps the machine busy now.
+
+    A 1-minute load average per core of at least :data:`BUSY_LOAD`; unknown counts as not
+    busy, so a contended choice is measured again.
+    """
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1) >= BUSY_LOAD
+    except OSError:
+        return False
 
 
 def compile_may_pay(ms_per_sample: float, samples: int, *,
@@ -339,22 +381,6 @@ def _for_job(choice: Choice, samples: int | None) -> Choice | None:
     return choice
 
 
-def _still_fits(choice: Choice, load_meter: machine_load.Meter) -> bool:
-    """Whether a cached choice may be reused now.
-
-    One measured on a quiet machine always; one measured under load only while the machine
-    is still loaded (read for ``load.RECHECK_S`` seconds).
-    """
-    if not choice.load.loaded:
-        return True
-    now = machine_load.sample(load_meter)
-    if now.loaded:
-        return True
-    log.log(DETAIL, "autotune: the cached %s was measured while %s; %s now, so it is "
-            "measured again", choice.label, choice.load.describe(), now.describe())
-    return False
-
-
 def explicit(precision: devices.Precision, channels_last: devices.Layout | bool,
              device: torch.device, mode: Mode = "inference") -> Choice | None:
     """The choice when nothing is left to measure, else None (``auto`` somewhere)."""
@@ -366,17 +392,16 @@ def explicit(precision: devices.Precision, channels_last: devices.Layout | bool,
                   device=describe_device(device))
 
 
-def apply(choice: Choice, model: nn.Module, device: torch.device) -> nn.Module:
+def apply(choice: Choice, model: nn.Module, device: torch.device) -> Callable[..., Any]:
     """Put ``model`` (and the process) in the chosen setting; returns the model to call."""
     s = choice.setting
     if device.type == "cpu":
         # every forward reuses the last one's freed activations instead of faulting them
-        # in again (gee_export.core.allocator: x1.07-1.97 per forward, bench_allocator.py)
+        # in again (engine.allocator; benchmarks/bench_allocator.py measures the gain)
         keep_freed_memory()
-        use_threads(s.threads)  # none of its own: the process's count, even if lowered before
     if s.cudnn_benchmark is not None and device.type == "cuda":
         torch.backends.cudnn.benchmark = s.cudnn_benchmark
-    model = model.to(memory_format=s.memory_format)
+    model = model.to(memory_format=s.memory_format)  # type: ignore[call-overload]
     if not s.compile:
         return model
     # inference compiles on its first call (for that shape; the graph auto measured is
@@ -398,7 +423,7 @@ def time_settings(model: nn.Module, example: torch.Tensor, device: torch.device,
     was_training = model.training
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
-        runner = SettingRunner(model, batch, device, mode, step, process_threads())
+        runner = SettingRunner(model, batch, device, mode, step)
         try:
             for s in settings:
                 runner.call(s, batch)()
@@ -421,7 +446,8 @@ def candidates(device: torch.device, precision: devices.Precision,
                layout: devices.Layout) -> list[Setting]:
     """The settings ``auto`` chooses among; explicit values are fixed, never varied."""
     if device.type == "cuda":
-        dtypes = ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+        dtypes: list[Dtype] = (["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported()
+                               else ["fp32", "fp16"])
         benches: list[bool | None] = [False, True]
     else:
         dtypes = ["fp32", "bf16"]
@@ -430,7 +456,7 @@ def candidates(device: torch.device, precision: devices.Precision,
         dtypes = [precision]
         benches = [True] if device.type == "cuda" and layout != "auto" else benches
     layouts = [False, True] if layout == "auto" else [layout == "on"]
-    return [Setting(d, cl, None, b) for d in dtypes for cl in layouts for b in benches]
+    return [Setting(d, cl, b) for d in dtypes for cl in layouts for b in benches]
 
 
 def describe_device(device: torch.device) -> str:
@@ -446,7 +472,7 @@ def describe_device(device: torch.device) -> str:
                 name = line.split(":", 1)[1].strip()
                 break
     return (f"{name} ({torch.backends.cpu.get_cpu_capability()}, "
-            f"{process_threads()} threads)")
+            f"{torch.get_num_threads()} threads)")
 
 
 def cache_file() -> Path | None:
@@ -491,41 +517,51 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
     skipped: list[Setting] = []
     with torch.random.fork_rng(devices=rng_devices):
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
-        runner = SettingRunner(model, batch, device, mode, step, process_threads())
+        runner = SettingRunner(model, batch, device, mode, step)
         try:
-            batch, threads = runner.fit_batch(budget_s, len(cands) + int(bool(compile)))
-            cands = [replace(c, threads=threads) for c in cands]
-            reference = runner.probabilities(Setting(threads=threads), batch)
+            batch = runner.fit_batch(budget_s, len(cands) + int(bool(compile)))
+            reference = runner.probabilities(Setting(), batch)
             # every agreement check before any training step changes the copy's weights
             first_call: dict[Setting, float] = {}
             for cand in cands:
                 t0 = time.perf_counter()
                 errors[cand] = runner.disagreement(cand, batch, reference)
                 first_call[cand] = time.perf_counter() - t0
-            ready: list[Setting] = []
-            for cand in errors:
-                if errors[cand] > tolerance:
-                    continue
-                t0 = time.perf_counter()
-                if runner.warm_up(cand, batch):
-                    ready.append(cand)
-                    if mode == "training":
-                        first_call[cand] = time.perf_counter() - t0
-            if not ready:
+            agreeing = [c for c in errors if errors[c] <= tolerance]
+            if not agreeing:
                 # only possible when the precision is explicit (fp32 agrees with itself): the
                 # user's precision is kept, the layout is still measured
                 log.warning("autotune: no candidate agrees with fp32 within %g (%s); keeping "
                             "the requested precision", tolerance,
                             ", ".join(f"{c.label} {e:.3g}" for c, e in errors.items()))
-                ready = [c for c in cands if math.isfinite(errors.get(c, math.inf))] or cands[:1]
-            elif measure is None:
+                agreeing = [c for c in cands if math.isfinite(errors.get(c, math.inf))] or \
+                    cands[:1]
+            unpaid: list[Setting] = []
+            if measure is None:
+                agreeing, unpaid = _within_budget(agreeing, first_call, runner.call_seconds,
+                                                  mode, deadline)
+            ready: list[Setting] = []
+            for cand in agreeing:
+                t0 = time.perf_counter()
+                if runner.warm_up(cand, batch):
+                    ready.append(cand)
+                    if mode == "training":
+                        first_call[cand] = time.perf_counter() - t0
+            if ready and measure is None:
                 # a candidate whose first call was several times the fastest one's is not
-                # timed again (bf16 emulated by oneDNN can be 2-5x slower than fp32)
+                # timed again (bf16 emulated by oneDNN is several times slower than fp32)
                 quickest = min(first_call[c] for c in ready)
                 slow = [c for c in ready if first_call[c] > FIRST_CALL_MARGIN * quickest]
                 skipped += slow
                 ready = [c for c in ready if c not in slow]
-            times = _time(runner, ready, batch, deadline, measure)
+            if ready:
+                times = _time(runner, ready, batch, deadline, measure)
+                skipped += unpaid
+            else:  # the budget was spent before any step: the agreement checks rank them
+                times = {c: first_call[c] for c in unpaid or agreeing or cands[:1]}
+                log.info("autotune: the budget was spent before any timed call; ranked by the "
+                         "agreement checks: %s",
+                         ", ".join(f"{c.label} {t:.3g} s" for c, t in times.items()))
             best = min(times, key=times.__getitem__)
             n = int(batch["image"].shape[0])
             if compile == "auto" and not compile_may_pay(1000.0 * times[best] / n, samples or 0):
@@ -554,6 +590,29 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                   compile_seconds=round(sum(compile_seconds.values()), 3))
 
 
+def _within_budget(agreeing: list[Setting], first_call: Mapping[Setting, float],
+                   call_seconds: float, mode: Mode,
+                   deadline: float) -> tuple[list[Setting], list[Setting]]:
+    """The agreeing candidates the rest of the budget can time, and those it cannot.
+
+    Each candidate still needs one timed call, and in training a warm-up step before it. When
+    the budget cannot pay for all of them (a slow step, or a loaded machine), the ones whose
+    agreement check ran fastest are timed, as many as fit; the others are reported as
+    skipped; with no time left at all, none is timed and the agreement checks'
+    times rank them. So the measuring stays near its budget instead of a multiple of it.
+    """
+    per_candidate = call_seconds * (2 if mode == "training" else 1)
+    fits = max(int((deadline - time.perf_counter()) / max(per_candidate, 1e-9)), 0)
+    if fits >= len(agreeing):
+        return agreeing, []
+    ranked = sorted(agreeing, key=lambda c: first_call[c])
+    keep = ranked[:fits]
+    log.info("autotune: the budget leaves time to time %d of %d candidates (%.3g s a call); "
+             "timing the quickest by their agreement check: %s", len(keep), len(agreeing),
+             call_seconds, ", ".join(c.label for c in keep))
+    return keep, ranked[len(keep):]
+
+
 def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline: float,
           measure: Measure | None) -> dict[Setting, float]:
     """Best seconds per call of every setting.
@@ -561,16 +620,17 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline
     Candidates are timed in turns (one call each per round) so that a busy, shared machine
     slows them alike, and each keeps its best time. Every candidate is timed in the first
     round whatever the time (one never timed would lose by default, which is how a
-    slow step made fp32 win), and the candidates within :data:`RACE_MARGIN` of the fastest
-    in :data:`MIN_ROUNDS` rounds. Further rounds, only for the close ones, go on while the
-    budget lasts (at most :data:`MAX_REPS`). Every candidate has been run at least once
-    before (its agreement check and warm-up), so no timed call builds kernels.
+    slow step made fp32 win). Further rounds, only for the candidates within
+    :data:`RACE_MARGIN` of the fastest, go on while the budget lasts (at most
+    :data:`MAX_REPS`): the budget is what bounds the measuring on a slow or loaded machine.
+    Every candidate has been run at least once before (its agreement check and warm-up), so
+    no timed call builds kernels.
     """
     if measure is not None:
         return {s: measure(s, runner.call(s, batch)) for s in settings}
     best: dict[Setting, float] = {}
     racing = list(settings)
-    for rnd in range(MAX_REPS):
+    for _ in range(MAX_REPS):
         for s in racing:
             run = runner.call(s, batch)
             t0 = time.perf_counter()
@@ -578,7 +638,7 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline
             best[s] = min(best.get(s, math.inf), time.perf_counter() - t0)
         lead = min(best[s] for s in racing)
         racing = [s for s in racing if best[s] <= RACE_MARGIN * lead]
-        if len(racing) < 2 or (rnd + 1 >= MIN_ROUNDS and time.perf_counter() >= deadline):
+        if len(racing) < 2 or time.perf_counter() >= deadline:
             break
     return best
 

@@ -1,0 +1,13 @@
+"""The engine room: how a model runs fast on this machine, for training and inference alike.
+
+Devices, precisions and memory layouts from user options (``devices``), how one configuration
+runs and the sole owner of torch's thread count (``execution``), ``--precision auto``: the
+whole choice, int8 included, decided in one place (``autotune``), a model compiled for
+inference (``compiled``), int8 inference (``quantize``), the C allocator's setting
+(``allocator``), the machine's measured peak (``peak``), the files of measured records later
+runs look up (``records``), the distributed set-up (``distributed``), seeds and random state
+(``seeding``) and the model-output convention (``outputs``).
+
+May import: ``gee_export.core``, torch; nothing else of the project (the data contract,
+models, losses, data and inference sit above it and hand it what it runs).
+"""

@@ -1,0 +1,197 @@
+"""How an inference model runs, decided in one place: precision, layout, compiling and int8.
+
+:func:`decide` returns the whole choice for a first batch of (normalised) tiles: the
+:class:`~engine.autotune.Choice` recorded in the outputs and the module to call in it. Under
+``--precision auto`` that is :func:`engine.autotune.choose` among fp32/bf16 (fp16 on CUDA) x
+layout x compiled, and then int8 where an accepted int8 model of these weights, batch shape
+and device was remembered :data:`engine.quantize.AUTO_MARGIN` faster than that choice; a model
+never run with ``--precision int8`` is not quantized by ``auto``. ``--precision int8``
+quantizes, checks against fp32 and compiles (refused when its map disagrees). Explicit
+precision and layout need no batch (:func:`fixed`). The caller only applies the result.
+
+Whether int8 can run here at all is checked once per process (:func:`int8_unavailable`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine import autotune, quantize
+from engine.devices import InferencePrecision, Layout
+from engine.execution import Setting
+from gee_export.core.commands import DETAIL
+from gee_export.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Where int8 is calibrated and checked: given patches, a function reading them when int8 is
+#: built (None from it, or None here: the first batch of tiles, half and half).
+PatchSource = quantize.Int8Patches | Callable[[], quantize.Int8Patches | None] | None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for (``--precision``, ``--channels-last``, ``--compile``...).
+
+    Attributes:
+        precision: ``auto``, an explicit dtype (never overridden) or ``int8``.
+        channels_last: ``auto``, ``on``/``off`` or a bool.
+        compile: also try (``auto``) or always use (explicit) the compiled model.
+        cache: reuse and store measured choices in the user cache (None: unless
+            ``ISAMAP_AUTOTUNE_CACHE=off``).
+        budget_s: seconds measuring ``auto`` may take.
+    """
+
+    precision: InferencePrecision = "auto"
+    channels_last: Layout | bool = "auto"
+    compile: bool = False
+    cache: bool | None = None
+    budget_s: float = autotune.DEFAULT_BUDGET_S
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The choice and the module that runs it.
+
+    Attributes:
+        choice: how the model runs, and why (recorded in the outputs).
+        model: what to call (the module in the chosen layout, compiled, or the int8 graph).
+        int8: how the int8 model was made (None for other precisions).
+        seconds: time spent measuring and building.
+    """
+
+    choice: autotune.Choice
+    model: Callable[..., Any]
+    int8: quantize.Int8Model | None = None
+    seconds: float = 0.0
+
+
+@functools.cache
+def int8_unavailable(device_type: str) -> str | None:
+    """Why int8 cannot run fast on this device type (None: it can); checked once per process.
+
+    CUDA, a CPU without int8 dot-product instructions (AVX512-VNNI or AMX), or no torchao.
+    """
+    try:
+        quantize.check_int8(torch.device(device_type))
+    except (ConfigError, quantize.Int8UnavailableError) as exc:
+        return str(exc)
+    return None
+
+
+def check_int8(device: torch.device) -> None:
+    """Refuse ``--precision int8`` before any work where it cannot run (one line)."""
+    if int8_unavailable(device.type) is not None:
+        quantize.check_int8(device)  # raises the same error with its own type
+
+
+def fixed(module: nn.Module, device: torch.device, request: Request) -> Decided | None:
+    """The choice when precision and layout are both given (no batch needed), else None."""
+    if request.precision == "int8":
+        check_int8(device)
+        return None
+    explicit = autotune.explicit(request.precision, request.channels_last, device)
+    if explicit is None:
+        return None
+    choice = replace(explicit, setting=replace(explicit.setting, compile=request.compile))
+    return Decided(choice, autotune.apply(choice, module, device))
+
+
+def decide(module: nn.Module, x: torch.Tensor, device: torch.device, request: Request, *,
+           samples: int | None = None, patches: PatchSource = None,
+           isa_class: int | None = None) -> Decided:
+    """The whole choice for batches shaped like ``x``, applied to the process.
+
+    Args:
+        module: the eval-mode model (batch norms folded), on ``device``.
+        x: a first batch of normalised tiles, contiguous.
+        device: where it runs.
+        request: what the user asked for.
+        samples: tiles the job will run when known (whether compiling can pay).
+        patches: what int8 is calibrated and checked on.
+        isa_class: the impervious class (int8's check; None: the last class).
+
+    Raises:
+        Int8RefusedError: ``--precision int8`` and the int8 map disagrees with fp32.
+    """
+    start = time.perf_counter()
+    if request.precision == "int8":
+        return _int8(module, x, device, request, patches, isa_class, None, start)
+    choice = autotune.choose(module, x, device, mode="inference", precision=request.precision,
+                             channels_last=request.channels_last, compile=request.compile,
+                             cache=request.cache, budget_s=request.budget_s, samples=samples)
+    if _int8_may_pay(module, x, device, request, choice):
+        try:
+            return _int8(module, x, device, request, patches, isa_class, choice, start)
+        except quantize.Int8RefusedError as exc:
+            log.warning("auto: the remembered int8 model is not used (%s); keeping %s", exc,
+                        choice.label)
+    return Decided(choice, autotune.apply(choice, module, device),
+                   seconds=time.perf_counter() - start)
+
+
+def _records(module: nn.Module, x: torch.Tensor, device: torch.device,
+             request: Request) -> tuple[Path | None, str]:
+    """(int8 records file or None when caching is off, this model's key for ``x``)."""
+    cache = autotune.cache_file() if request.cache is not False else None
+    key = quantize.record_key(module, tuple(x.shape), autotune.describe_device(device))
+    return quantize.records_file(cache), key
+
+
+def _int8_may_pay(module: nn.Module, x: torch.Tensor, device: torch.device, request: Request,
+                  choice: autotune.Choice) -> bool:
+    """``auto`` offers int8 only where a remembered int8 model beat its choice by the margin."""
+    if (request.precision != "auto" or not choice.ms_per_sample
+            or int8_unavailable(device.type) is not None):
+        return False
+    record = quantize.recall(*_records(module, x, device, request))
+    return quantize.worth_it(record, choice.ms_per_sample.get(choice.label, 0.0))
+
+
+def _int8(module: nn.Module, x: torch.Tensor, device: torch.device, request: Request,
+          patches: PatchSource, isa_class: int | None, offered: autotune.Choice | None,
+          start: float) -> Decided:
+    """Quantize, check and compile for batches shaped like ``x``; time it and remember it.
+
+    ``offered``: the choice of ``auto`` that int8 replaces (its timings are kept beside
+    int8's), None for ``--precision int8``.
+    """
+    check_int8(device)
+    with torch.inference_mode(False):  # export traces ordinary tensors
+        example = x.clone()
+        given = patches() if callable(patches) else patches
+        given = given or quantize.Int8Patches.from_tiles(example)
+        if isa_class is None:  # the last class (a one-logit model's positive class is 1)
+            isa_class = max(int(quantize.logits(module, [example[:1]])[0].shape[1]) - 1, 1)
+        built = quantize.build_int8(module, given, isa_class, example=example)
+    model = quantize.FixedBatch(built.module, int(x.shape[0]))
+    best = min(_seconds(model, example) for _ in range(2))
+    ms = round(1000.0 * best / int(x.shape[0]), 4)
+    record = {**built.record(), "ms_per_sample": ms}
+    quantize.remember(*_records(module, x, device, request), record)
+    setting = Setting("int8")
+    choice = autotune.Choice(setting, "cache" if offered else "explicit", "inference",
+                             tuple(int(s) for s in x.shape), autotune.describe_device(device),
+                             ms_per_sample={**(offered.ms_per_sample if offered else {}),
+                                            setting.label: ms},
+                             int8=record, errors=dict(offered.errors) if offered else {})
+    if offered is not None:
+        log.log(DETAIL, "auto: int8 (%.3g ms per sample, remembered) over %s (%.3g ms)", ms,
+                 offered.label, offered.ms_per_sample.get(offered.label, 0.0))
+    return Decided(choice, model, built, time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def _seconds(model: nn.Module, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    model(x)
+    return time.perf_counter() - start

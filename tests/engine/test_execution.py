@@ -1,0 +1,103 @@
+"""How ``auto`` cuts the measured batch and times its candidates."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from engine import autotune
+from engine.execution import Setting, SettingRunner, cut_batch
+from tests.support import REPO_ROOT
+
+CPU = torch.device("cpu")
+
+
+def _runner(n: int = 4, size: int = 48, mode: str = "inference") -> SettingRunner:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(6, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                                torch.nn.ReLU(), torch.nn.Conv2d(8, 2, 3, padding=1))
+    x = torch.randn(n, 6, size, size)
+    if mode == "inference":
+        return SettingRunner(model, {"image": x}, CPU, mode, None)
+    step = autotune.TrainStep(
+        lambda out, b: torch.nn.functional.cross_entropy(out, b["label"]),
+        lambda p: torch.optim.SGD(p, lr=0.01),
+        {"label": torch.randint(0, 2, (n, size, size))})
+    return SettingRunner(model, {"image": x, **step.targets}, CPU, mode, step)
+
+
+def test_the_batch_shrinks_to_fit_but_the_tile_is_never_cropped():
+    runner = _runner(n=4, size=96)
+    tight = runner.fit_batch(0.0, 4)
+    assert tuple(tight["image"].shape) == (1, 6, 96, 96)
+    roomy = runner.fit_batch(1e6, 4)
+    assert tuple(roomy["image"].shape) == (4, 6, 96, 96)
+    trainer = _runner(n=4, size=96, mode="training")
+    cut = trainer.fit_batch(0.0, 4)  # batch norm needs two samples to train
+    assert tuple(cut["image"].shape) == (2, 6, 96, 96)
+    assert tuple(cut["label"].shape) == (2, 96, 96)
+
+
+class _SleepingRunner:
+    """Stands in for :class:`SettingRunner` in the timing loop: each setting sleeps its time."""
+
+    def __init__(self, seconds: dict[Setting, float]) -> None:
+        self.seconds, self.calls = seconds, dict.fromkeys(seconds, 0)
+
+    def call(self, setting: Setting, batch):
+        def run() -> None:
+            self.calls[setting] += 1
+            time.sleep(self.seconds[setting])
+        return run
+
+
+def test_every_candidate_is_timed_once_even_past_the_deadline(monkeypatch):
+    monkeypatch.setattr(autotune, "RACE_MARGIN", 3.0)  # wide: scheduler jitter never matters
+    fast, close, slow = Setting("fp32"), Setting("bf16"), Setting("fp32", True)
+    # equal times 30 ms apart from the slow one's 300: scheduler jitter cannot reorder them
+    runner = _SleepingRunner({fast: 0.03, close: 0.03, slow: 0.3})
+    times = autotune._time(runner, [slow, fast, close], {}, deadline=0.0, measure=None)
+    assert set(times) == {fast, close, slow}  # none loses by never being timed
+    assert runner.calls[fast] == runner.calls[close] == 1  # the budget is spent: no round 2
+    assert times[slow] >= 0.3 > times[fast]
+
+
+def test_rounds_go_on_for_the_close_candidates_while_the_budget_lasts(monkeypatch):
+    monkeypatch.setattr(autotune, "RACE_MARGIN", 3.0)
+    a, b = Setting("fp32"), Setting("bf16")
+    runner = _SleepingRunner({a: 0.03, b: 0.03})
+    autotune._time(runner, [a, b], {}, deadline=time.perf_counter() + 60, measure=None)
+    assert runner.calls[a] == runner.calls[b] == autotune.MAX_REPS
+
+
+def test_cut_batch_cuts_targets_at_their_own_resolution():
+    batch = {"image": torch.zeros(4, 3, 8, 8), "fine": torch.zeros(4, 1, 80, 80),
+             "label": torch.zeros(4, 8, 8), "scale": torch.tensor(2.0)}
+    out = cut_batch(batch, 2, 4, 4)
+    assert tuple(out["image"].shape) == (2, 3, 4, 4)
+    assert tuple(out["fine"].shape) == (2, 1, 40, 40)
+    assert tuple(out["label"].shape) == (2, 4, 4)
+    assert out["scale"] is batch["scale"]
+
+
+def test_only_the_engine_sets_torch_threads():
+    """One owner of the thread count, so a count changed for a while is always given back."""
+    callers = sorted(str(path.relative_to(REPO_ROOT))
+                     for package in ("gee_export", "engine", "training", "inference",
+                                     "experiments")
+                     for path in (REPO_ROOT / package).rglob("*.py")
+                     if "torch.set_num_threads(" in path.read_text())
+    assert callers == ["engine/execution.py"]
+
+
+def test_the_budget_decides_how_many_candidates_are_timed_quickest_agreement_first():
+    a, b, c = Setting("fp32"), Setting("bf16"), Setting("fp32", True)
+    first = {a: 0.3, b: 0.1, c: 0.2}  # the agreement checks' times
+    soon = time.perf_counter() + 2.5
+    keep, over = autotune._within_budget([a, b, c], first, 0.5, "training", soon)
+    assert keep == [b, c] and over == [a]  # two of 1 s each (warm-up + timed step) fit
+    keep, over = autotune._within_budget([a, b, c], first, 0.5, "inference", soon + 60)
+    assert keep == [a, b, c] and over == []
+    keep, over = autotune._within_budget([a, b, c], first, 0.5, "training", 0.0)
+    assert keep == [] and over == [b, c, a]  # no time left: ranked by the agreement checks
