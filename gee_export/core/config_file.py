@@ -15,6 +15,7 @@ clear error for a missing file, bad YAML or anything but a mapping. Two commands
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,19 +60,38 @@ def parse_with_config(parser: argparse.ArgumentParser,
     A bad file (unknown key, wrong type, a value outside the choices) ends the command the way
     a bad flag does: one line on stderr, exit status 2, before any work.
     """
-    probe = argparse.ArgumentParser(add_help=False)
-    probe.add_argument(CONFIG_FLAG)
-    known, _ = probe.parse_known_args(argv)
-    if known.config:
-        try:
-            defaults = config_defaults(parser, read_config_file(known.config), known.config)
-        except ConfigError as exc:
-            parser.exit(2, f"{parser.prog}: error: {exc}\n")
-        for action in parser._actions:
-            if action.dest in defaults:
-                action.required = False  # the file gives it
-        parser.set_defaults(**defaults)
-    return parser.parse_args(argv)
+    path = _config_path(sys.argv[1:] if argv is None else argv)
+    if path:
+        _use_config(parser, path)
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None) and args.config != path:  # given in a form not scanned
+        _use_config(parser, args.config)
+        args = parser.parse_args(argv)
+    return args
+
+
+def _config_path(argv: Sequence[str]) -> str | None:
+    """The ``--config`` value in ``argv`` (read before parsing: the file sets the defaults)."""
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == CONFIG_FLAG and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(CONFIG_FLAG + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _use_config(parser: argparse.ArgumentParser, path: str) -> None:
+    try:
+        defaults = config_defaults(parser, read_config_file(path), path)
+    except ConfigError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    for action in parser._actions:
+        if action.dest in defaults:
+            action.required = False  # the file gives it
+    parser.set_defaults(**defaults)
 
 
 def config_defaults(parser: argparse.ArgumentParser, values: Mapping[str, Any],
