@@ -11,7 +11,7 @@ STAMP := $(VENV)/.isamap-installed
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo_output
 
-.PHONY: setup browser test lint typecheck docs docs-serve docs-images demo accuracy-figures bench bench-quick notebooks clean
+.PHONY: setup browser test lint typecheck docs docs-serve docs-images demo accuracy-figures bench bench-quick notebooks wheel clean
 
 CONSTRAINTS := constraints.txt
 
@@ -91,8 +91,16 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/bench_inference.py --size 2048
 	$(PY) benchmarks/bench_helpers.py --size 2048
 
+# the notebooks' stored outputs (checked in): each executed offline on the demo-sized SYNTHETIC
+# scene (ISAMAP_SMOKE=1) by tools/notebooks.py, pictures as small PNGs, "Open in Colab" badges
+# (direct links with COLAB_REPO=owner/name or a GitHub origin remote)
 notebooks: $(STAMP)
-	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[ee,dev,beam,docs,int8,experiments,notebooks]' --config-settings editable_mode=compat
+	$(PY) tools/notebooks.py $(if $(COLAB_REPO),--repo $(COLAB_REPO))
+
+# the wheel a notebook's install cell takes when uploaded beside it (Colab's Files panel): dist/
+wheel: $(STAMP)
+	$(PY) -m pip wheel --no-deps --no-build-isolation -q -w dist .
+	@ls dist/isamap-*.whl
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) site .pytest_cache .ruff_cache .mypy_cache

@@ -18,6 +18,7 @@ from gee_export.core.commands import (
     configure_logging,
     run_command,
 )
+from gee_export.core.config_file import add_config_argument, parse_with_config
 from gee_export.core.parsers import command_parser
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "class/probability COGs per date, change maps, per-zone ISA km² over time, STAC "
         "metadata, optionally an Earth Engine ImageCollection. Interrupted runs resume; "
         "finished dates are skipped.", EXAMPLES)
+    add_config_argument(p)
     area = p.add_argument_group("area and dates")
     area.add_argument("--region", help="built-in region name")
     area.add_argument("--region-file", help="GeoJSON polygon in EPSG:4326")
@@ -104,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isamap-map``; returns the exit status."""
-    args = build_parser().parse_args(attach_values(argv, ("--bbox",)))
+    args = parse_with_config(build_parser(), attach_values(argv, ("--bbox",)))
     configure_logging(args.verbose, args.quiet, args.debug)
     return run_command("isamap-map", lambda: _run(args), debug=args.debug,
                        checks=CHECKS)

@@ -20,9 +20,10 @@ from gee_export.core.commands import (
     configure_logging,
     run_command,
 )
+from gee_export.core.config_file import read_config_file
 from gee_export.core.errors import ConfigError
 from gee_export.core.parsers import command_parser
-from training.config import TrainConfig, config_from_mapping, read_config_file
+from training.config import TrainConfig, config_from_mapping
 from training.run_folder import resume_config
 
 RECIPE = "(default: the model's recipe)"
@@ -32,8 +33,8 @@ TRAIN_EXAMPLES = (
      "isamap-train --data demo_output/patches --model crofusenet --out runs/cfn"),
     ("a shorter run with a few options changed; run it again to resume",
      "isamap-train --data data/wuhan --model unet --out runs/unet --epochs 50 --lr 3e-4"),
-    ("everything from a YAML file, the flags overriding it",
-     "isamap-train --config run.yaml --out runs/from-yaml"),
+    ("a recipe from a YAML file (configs/ has one per model), the flags overriding it",
+     "isamap-train --config configs/train-hrnet.yaml --epochs 60"),
 )
 EVALUATE_EXAMPLES = (
     ("score the test split: metrics.json, metrics.txt, confusion_matrix.png",

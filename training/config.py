@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from engine.devices import PRECISIONS, Layout, Precision, layout_flag
+from gee_export.core.config_file import read_config_file
 from gee_export.core.errors import ConfigError
 
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
@@ -194,21 +193,12 @@ def config_from_mapping(values: Mapping) -> TrainConfig:
 
 
 def load_config(path: str | Path, overrides: Mapping | None = None) -> TrainConfig:
-    """A YAML config file, with ``overrides`` (e.g. CLI flags that were given) on top."""
+    """A YAML config file, with ``overrides`` (e.g. CLI flags that were given) on top.
+
+    The file is read by the commands' one reader (:mod:`gee_export.core.config_file`); its keys
+    are :class:`TrainConfig`'s fields (configs/train-*.yaml are examples).
+    """
     return config_from_mapping({**read_config_file(path), **(overrides or {})})
-
-
-def read_config_file(path: str | Path) -> dict:
-    """The options a YAML config file sets (only those: a resumed run checks each of them)."""
-    try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of option: value")
-    return values
 
 
 def model_kwargs_problems(kwargs: Mapping) -> list[str]:

@@ -12,6 +12,11 @@ A run folder (``--out``) holds ``checkpoint.pt``, whose ``config`` is the whole
 
 Only the configuration is read: the checkpoint is memory-mapped, so its weights and optimizer
 state are not loaded for this.
+
+The same configuration is written beside the model as ``config.yaml``
+(:func:`write_resolved_config`), every option with the model's recipe filled in, for people to
+read and to copy: ``isamap-train --config <run>/config.yaml`` starts the identical run (and,
+against the same folder, resumes it).
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from gee_export.core.errors import ConfigError, ModelError
 from training.config import TrainConfig, apply_recipe, config_from_mapping
 
 CHECKPOINT = "checkpoint.pt"
+RESOLVED_CONFIG = "config.yaml"
 # Options that change how a run is executed, not what it computes.
 RUN_ONLY_KEYS = frozenset({"resume", "progress", "stop_after", "num_workers", "cache", "device",
                            "out_dir"})
@@ -104,3 +112,20 @@ def resume_config(out_dir: str | Path, given: Mapping[str, Any]) -> TrainConfig:
             f"{'; '.join(differ)}; drop those flags to resume it, or start a new run in "
             "another --out folder")
     return merged
+
+
+def write_resolved_config(cfg: TrainConfig) -> Path:
+    """``<out_dir>/config.yaml``: every option of the run, as ``--config`` reads it back.
+
+    Written atomically, and only when its text changes (a resumed run leaves it as it was).
+    """
+    from gee_export.core.storage import atomic_write
+
+    path = Path(cfg.out_dir) / RESOLVED_CONFIG
+    values = json.loads(json.dumps(cfg.to_dict()))  # tuples (model arguments) become lists
+    text = ("# The resolved configuration of this run: every option, the model's recipe filled "
+            "in.\n# `isamap-train --config config.yaml` runs it again (in out_dir: resumes it).\n"
+            + yaml.safe_dump(values, sort_keys=False, default_flow_style=None))
+    if not (path.is_file() and path.read_text() == text):
+        atomic_write(path, lambda fh: fh.write(text.encode()))
+    return path

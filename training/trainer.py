@@ -83,7 +83,7 @@ from training.modelfile import (
     save_model_file,
 )
 from training.models import create_model
-from training.run_folder import config_differences
+from training.run_folder import config_differences, write_resolved_config
 from training.run_inputs import check_context, dataset_record, model_kwargs_for_scale, patch_splits
 
 log = logging.getLogger(__name__)
@@ -413,6 +413,7 @@ class Trainer:
                 log.info("resuming the run in %s after epoch %d", self.out, self.start_epoch)
         if self.info.main:
             self.out.mkdir(parents=True, exist_ok=True)
+            write_resolved_config(self.cfg)  # readable beside the model; --config reads it
         ran = 0
         while not self.finished and self.start_epoch < self.epochs:
             epoch = self.start_epoch

@@ -1,0 +1,147 @@
+"""YAML config files of the commands: ``isamap-train --config`` and ``isamap-map --config``.
+
+One reader (:func:`read_config_file`) turns a file into a mapping of option: value, with one
+clear error for a missing file, bad YAML or anything but a mapping. Two commands use it:
+
+- ``isamap-train`` checks the mapping against its ``TrainConfig`` (``training.config``),
+  whose names are the flags' with underscores (``batch_size``, ``out_dir``, ``model_kwargs``);
+- ``isamap-map`` (and any argparse command) hands the file to :func:`parse_with_config`, which
+  makes its values the parser's defaults, so a flag typed on the command line still wins.
+  Keys are the flags' destinations (``region_file`` for ``--region-file``; a dash is accepted
+  too), and each value is checked as the flag's own value would be (its type and choices), so
+  a bad file fails before any work starts, naming the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gee_export.core.errors import ConfigError
+
+CONFIG_FLAG = "--config"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The options a YAML config file sets (only those; absent ones keep their defaults).
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or does not hold a mapping.
+    """
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; give a .yaml file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of option: value")
+    return values
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE``: the options of a YAML file; flags given as well override them."""
+    parser.add_argument(CONFIG_FLAG, metavar="FILE", help=(
+        "YAML file of options (keys are the option names with underscores, e.g. "
+        "region_file: zones.geojson; configs/ has examples); flags given as well override it"))
+
+
+def parse_with_config(parser: argparse.ArgumentParser,
+                      argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` with the ``--config`` file's values as the parser's defaults.
+
+    A bad file (unknown key, wrong type, a value outside the choices) ends the command the way
+    a bad flag does: one line on stderr, exit status 2, before any work.
+    """
+    path = _config_path(sys.argv[1:] if argv is None else argv)
+    if path:
+        _use_config(parser, path)
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None) and args.config != path:  # given in a form not scanned
+        _use_config(parser, args.config)
+        args = parser.parse_args(argv)
+    return args
+
+
+def _config_path(argv: Sequence[str]) -> str | None:
+    """The ``--config`` value in ``argv`` (read before parsing: the file sets the defaults)."""
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == CONFIG_FLAG and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(CONFIG_FLAG + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _use_config(parser: argparse.ArgumentParser, path: str) -> None:
+    try:
+        defaults = config_defaults(parser, read_config_file(path), path)
+    except ConfigError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    for action in parser._actions:
+        if action.dest in defaults:
+            action.required = False  # the file gives it
+    parser.set_defaults(**defaults)
+
+
+def config_defaults(parser: argparse.ArgumentParser, values: Mapping[str, Any],
+                    source: str = "config file") -> dict[str, Any]:
+    """``values`` checked against ``parser``'s options and converted as their flags would be."""
+    actions = {a.dest: a for a in parser._actions
+               if a.option_strings and a.dest not in ("help", "version", "config")}
+    out = {}
+    for key, value in values.items():
+        dest = str(key).replace("-", "_")
+        action = actions.get(dest)
+        if action is None:
+            raise ConfigError(f"{source}: unknown option {key!r}; known: "
+                              f"{', '.join(sorted(actions))}")
+        out[dest] = _value(action, value, f"{source}: {key}")
+    return out
+
+
+def _value(action: argparse.Action, value: Any, where: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(action, argparse._StoreConstAction):  # store_true/false are these too
+        if not isinstance(action.const, bool):
+            raise ConfigError(f"{where}: give this option as a flag on the command line")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return action.const if value else action.default
+    if isinstance(action, argparse._AppendAction):
+        items = value if isinstance(value, list) else [value]
+        return [_one(action, v, where) for v in items]
+    if isinstance(value, list | dict):
+        raise ConfigError(f"{where} takes one value, got {value!r}")
+    return _one(action, value, where)
+
+
+def _one(action: argparse.Action, value: Any, where: str) -> Any:
+    convert = action.type
+    if convert in (int, float):
+        numeric = (int,) if convert is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, numeric):
+            raise ConfigError(f"{where} must be a number ({convert.__name__}), got {value!r}")
+        value = convert(value)
+    elif convert is not None:
+        try:
+            value = convert(str(value))
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    elif not isinstance(value, str):
+        value = str(value)  # a YAML number where the flag reads text
+    if action.choices is not None and value not in action.choices:
+        raise ConfigError(f"{where} must be one of {', '.join(map(str, action.choices))}, "
+                          f"got {value!r}")
+    return value

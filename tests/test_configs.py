@@ -1,0 +1,166 @@
+"""Every example in configs/ runs as written on the demo's files, through its command.
+
+The configs name the paths ``make demo`` writes (``demo_output/patches``, the scenes, the demo
+model), relative to where the command runs. The session fixture lays out a ``demo_output/`` the
+way the demo does (its own steps: synthetic scenes at two dates, the local-backend stack, the
+patches, the demo model), only smaller: a 256 px scene cut into 64 px patches. Each test runs
+in that folder with the file unchanged, adding only a budget (one iteration, a small batch,
+fp32 on the CPU) on the command line, where a flag overrides the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+
+from gee_export.core.config_file import read_config_file
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TRAIN_CONFIGS = sorted(p.name for p in CONFIGS.glob("train-*.yaml"))
+# the demo scene is cut into 64 px patches instead of 128 (4 x 4 patches on 256 px), so every
+# recipe trains an iteration in seconds; 256 px holds the map config's 1.4 km box
+SCENE_SIZE, PATCH_SIZE = 256, 64
+BUDGET = ["--max-iterations", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu",
+          "--precision", "fp32", "--channels-last", "off", "--no-progress", "-q"]
+
+
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory) -> Path:
+    """A folder holding ``demo_output/`` as ``make demo`` writes it, scene 256 px, 64 px patches."""
+    from inference.demo import DemoContext, step_patches, step_scene, step_stack, step_train
+
+    root = tmp_path_factory.mktemp("configs")
+    ctx = DemoContext(root / "demo_output", size=SCENE_SIZE, workers=1, epochs=1,
+                      threads=1, progress=False)
+    step_scene(ctx)
+    step_stack(ctx)
+    stack = ctx.need_stack()
+    ctx.stack = dataclasses.replace(stack, grid=dataclasses.replace(
+        stack.grid, patch_size=PATCH_SIZE, stride=PATCH_SIZE))
+    step_patches(ctx)
+    step_train(ctx)  # the demo model the map config names
+    return root
+
+
+def test_there_is_a_config_per_model_recipe_and_mapping_job():
+    from training.models import available_models
+
+    models = {read_config_file(CONFIGS / name)["model"] for name in TRAIN_CONFIGS}
+    assert models == {"crofusenet", "unet", "unet-s2", "unet-s1", "runetpp", "hrnet", "srseg"}
+    assert models <= set(available_models())
+    assert {p.name for p in CONFIGS.glob("map-*.yaml")} == {"map-demo.yaml", "map-ee.yaml"}
+    for path in CONFIGS.glob("*.yaml"):  # commented: a header saying what it is and how to run
+        text = path.read_text()
+        assert text.startswith("# ") and "--config configs/" + path.name in text, path.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TRAIN_CONFIGS)
+def test_training_config_runs_as_written_and_its_run_folder_keeps_the_resolved_config(
+        demo_folder, name, monkeypatch, capsys):
+    from training.cli import train_main
+    from training.config import apply_recipe, load_config
+    from training.modelfile import read_model_file
+
+    monkeypatch.chdir(demo_folder)
+    written = read_config_file(CONFIGS / name)
+    code = train_main(["--config", str(CONFIGS / name), *BUDGET])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    run = demo_folder / written["out_dir"]
+    assert (run / "model.pt").stat().st_size > 0 and (run / "learning_curves.png").exists()
+
+    resolved_file = run / "config.yaml"
+    resolved = yaml.safe_load(resolved_file.read_text())
+    overridden = {"max_iterations": 1, "batch_size": 2, "num_workers": 0, "device": "cpu",
+                  "precision": "fp32", "channels_last": "off", "progress": False}
+    for key, value in {**written, **overridden}.items():  # the file, the flags on top
+        assert resolved[key] == value, key
+    meta, _ = read_model_file(run / "model.pt")
+    recorded = json.loads(json.dumps(meta.extra["config"]))
+    assert resolved == recorded  # beside the model: what the model file records
+    # read back with --config, it is the same run (the recipe is already filled in)
+    again = apply_recipe(load_config(resolved_file))
+    assert json.loads(json.dumps(again.to_dict())) == recorded
+
+
+@pytest.mark.slow
+def test_demo_mapping_config_maps_both_dates_as_written(demo_folder, monkeypatch, capsys):
+    from inference.map_cli import main
+
+    monkeypatch.chdir(demo_folder)
+    code = main(["--config", str(CONFIGS / "map-demo.yaml"), "--precision", "fp32",
+                 "--channels-last", "off", "--no-progress", "-q"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out[captured.out.index("\n{") + 1:])
+    assert sorted(summary["dates"]) == ["2019-06", "2021-06"]
+    maps = demo_folder / "maps" / "demo"
+    for month in ("2019-06", "2021-06"):
+        with rasterio.open(maps / month / f"isa_{month}_class.tif") as src:
+            classes = src.read(1)
+            width_m = src.width * src.res[0]
+        assert set(np.unique(classes).tolist()) <= {0, 1, 255} and (classes != 255).mean() > 0.9
+        assert 1300 <= width_m <= 1600  # the file's 1.4 km box, on the model's 10 m lattice
+    assert (maps / "change" / "isa_change_2019-06_2021-06.tif").exists()
+    with (maps / "series_area.csv").open() as fh:
+        assert [row["date"] for row in csv.DictReader(fh)] == ["2019-06", "2021-06"]
+
+
+def test_earth_engine_mapping_config_plans_offline(tmp_path, monkeypatch, capsys):
+    """The Earth Engine job's dry run (no account): its region, dates and tiling as written."""
+    from gee_export.contract.grid import Grid
+    from gee_export.contract.regions import get_region
+    from inference.map_cli import main
+    from tests.support.mapping import model_file
+
+    monkeypatch.chdir(tmp_path)
+    written = read_config_file(CONFIGS / "map-ee.yaml")
+    grid = Grid.from_lonlat_bounds(get_region(written["region"]).bbox)
+    model_file(tmp_path / written["model"], grid)  # a model of an Earth Engine export, as named
+    code = main(["--config", str(CONFIGS / "map-ee.yaml"), "--dry-run", "-q"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    plan = json.loads(captured.out[captured.out.rindex("\n{"):])
+    assert "2017-06, 2019-06, 2021-06, 2023-06" in captured.out
+    assert plan["compute"]["requests"] == 4 * plan["requests_per_date"] > 0
+    assert not (tmp_path / written["out"]).exists()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("tile: big\n", "map.yaml: tile must be a number (int), got 'big'"),
+    ("backend: gee\n", "map.yaml: backend must be one of ee, local, got 'gee'"),
+    ("regoin: wuhan\n", "map.yaml: unknown option 'regoin'; known:"),
+    ("dry_run: yes please\n", "map.yaml: dry_run must be true or false"),
+    ("- a list\n", "config file map.yaml must hold a mapping of option: value"),
+])
+def test_a_bad_mapping_config_is_one_line_with_exit_code_2(text, message, tmp_path,
+                                                           monkeypatch, capsys):
+    from inference.map_cli import main
+
+    monkeypatch.chdir(tmp_path)
+    Path("map.yaml").write_text(text)
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", "map.yaml", "--model", "m.pt", "--out", "o", "--months", "2019-06"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("isamap-map: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_flags_given_override_the_mapping_config(tmp_path, monkeypatch):
+    from gee_export.core.config_file import parse_with_config
+    from inference.map_cli import build_parser
+
+    monkeypatch.chdir(tmp_path)
+    Path("map.yaml").write_text("model: a.pt\nout: maps\ntile: 256\nreader: user:a@b.com\n"
+                                "temporal_consistency: true\n")
+    args = parse_with_config(build_parser(), ["--config", "map.yaml", "--tile", "128"])
+    assert (args.model, args.out, args.tile, args.overlap) == ("a.pt", "maps", 128, 64)
+    assert args.reader == ["user:a@b.com"] and args.temporal_consistency is True
