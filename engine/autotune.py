@@ -70,6 +70,7 @@ from engine.execution import (
 from gee_export.core.commands import DETAIL
 from gee_export.core.digest import json_digest, text_sha256
 from gee_export.core.env_switch import is_off
+from gee_export.core.shareable import shareable_text
 from gee_export.core.user_cache import user_cache_dir
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,10 @@ CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
 #: measures both on a machine, and a cached choice is judged on its own measured figures.
 ASSUMED_COMPILE_GAIN = 0.05
 ASSUMED_COMPILE_S = 60.0
+
+
+#: int8 record fields that depend on the machine or on a warm cache, not on the map
+_MEASURED_INT8 = frozenset({"quantize_seconds", "compile_seconds", "reused"})
 
 
 @dataclass(frozen=True)
@@ -208,19 +213,32 @@ class Choice:
                    int8=dict(d.get("int8") or {}))
 
     def tags(self) -> dict[str, str]:
-        """Flat string metadata (GeoTIFF tags) describing the choice."""
-        timings = ",".join(f"{k}={v:.4g}" for k, v in self.ms_per_sample.items())
-        tags = {"runtime": self.label, "runtime_source": self.source,
-                "runtime_device": self.device,
-                "runtime_ms_per_tile": timings,
+        """Flat string metadata (GeoTIFF tags) of what the choice makes a map's pixels.
+
+        The precision and layout (``runtime``), whether they were asked for or chosen by
+        ``auto``, the agreement tolerance and the int8 check's figures: never timings, the
+        machine or its thread count, nor whether a remembered choice or a cached kernel was
+        used, so the same command writes the same bytes on any machine, warm or cold.
+        Those go to :meth:`measurements` (the run's record and ``-v`` log).
+        """
+        tags = {"runtime": self.label,
+                "runtime_source": "explicit" if self.source == "explicit" else "auto",
                 "runtime_tolerance": f"{self.tolerance:g}"}
-        if self.cpu_share is not None:
-            tags["runtime_cpu_share"] = f"{self.cpu_share:.2f}"
-        if self.compile_seconds:
-            tags["runtime_compile_s"] = f"{self.compile_seconds:.1f}"
-        tags.update({f"runtime_int8_{k}": json.dumps(v) if isinstance(v, list) else f"{v}"
-                     for k, v in self.int8.items()})
+        tags.update({f"runtime_int8_{k}": json.dumps(v) if isinstance(v, list)
+                     else shareable_text(f"{v}")
+                     for k, v in self.int8.items() if k not in _MEASURED_INT8})
         return tags
+
+    def measurements(self) -> dict[str, str]:
+        """What this machine measured for the choice: device, timings, CPU share, caches."""
+        out = {"device": self.device, "source": self.source,
+               "ms_per_tile": ",".join(f"{k}={v:.4g}" for k, v in self.ms_per_sample.items())}
+        if self.cpu_share is not None:
+            out["cpu_share"] = f"{self.cpu_share:.2f}"
+        if self.compile_seconds:
+            out["compile_s"] = f"{self.compile_seconds:.1f}"
+        out.update({f"int8_{k}": f"{self.int8[k]}" for k in _MEASURED_INT8 if k in self.int8})
+        return out
 
     def summary(self) -> str:
         if not self.ms_per_sample:

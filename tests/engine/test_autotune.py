@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -190,7 +191,11 @@ def test_the_measurement_is_cut_to_the_budget_but_keyed_by_the_real_shape():
         s.label for s in autotune.candidates(CPU, "auto", "auto")}
     assert not tiny.skipped
     tags = tiny.tags()
-    assert tags["runtime"] == tiny.label and f"{tiny.label}=" in tags["runtime_ms_per_tile"]
+    assert tags["runtime"] == tiny.label and f"{tiny.label}=" in tiny.measurements()["ms_per_tile"]
+    # a map's tags carry the choice, never this machine's timings or whether a cache was warm
+    assert not any("ms" in k or "device" in k or "share" in k for k in tags)
+    assert tags["runtime_source"] == "auto"
+    assert replace(tiny, source="cache").tags() == tags
 
 
 APPLIED_CHILD = """
@@ -223,7 +228,7 @@ def test_a_choice_measured_under_load_is_reused_only_while_the_machine_is_busy(c
     model, x = conv_bn_net(), six_band_batch()
     busy = autotune.choose(model, x, CPU, measure=_fake(SLOW_FP32), cpu_time=no_cores)
     assert busy.label == "fp32/nchw" and busy.contended and busy.cpu_share == 0.0
-    assert busy.tags()["runtime_cpu_share"] == "0.00"
+    assert busy.measurements()["cpu_share"] == "0.00"
 
     def never(setting, run):
         raise AssertionError("a cached choice is reused: nothing to measure")

@@ -63,7 +63,7 @@ def test_the_compiled_candidate_agrees_is_recorded_and_a_cached_choice_compiles_
     assert choice.compile_seconds > 0
     tags = choice.tags()
     assert tags["runtime"] == "bf16/nhwc/compiled"
-    assert float(tags["runtime_compile_s"]) > 0
+    assert float(choice.measurements()["compile_s"]) > 0 and "runtime_compile_s" not in tags
     assert choice.to_dict()["compile_seconds"] == choice.compile_seconds
 
     def never(setting, run):
