@@ -28,8 +28,8 @@ history and model file). It is cached in ``$XDG_CACHE_HOME/isamap/autotune.json`
 the device, the torch version and the thread count, so a second run does not measure again.
 The choice records the share of its CPU threads' time the process got while measuring
 (:attr:`Choice.cpu_share`). One measured while other work held the cores
-(:data:`CONTENDED_SHARE`) describes that moment, not the machine: it is reused from the cache
-only while the machine is still busy (:func:`machine_busy`, its load average), so it cannot
+(:data:`engine.choice_value.CONTENDED_SHARE`) describes that moment, not the machine: it is
+reused from the cache only while the machine is still busy (:func:`machine_busy`, its load average), so it cannot
 become a quiet machine's choice (a quiet run measures again and its answer replaces it).
 ``ISAMAP_AUTOTUNE_CACHE=off`` (or ``cache=False``, ``--no-autotune-cache``) disables the cache;
 ``ISAMAP_AUTOTUNE_CACHE=/some/file.json`` moves it. Explicit ``--precision`` /
@@ -41,14 +41,13 @@ copy) is :mod:`engine.execution`.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
 import platform
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +56,7 @@ from torch import nn
 
 from engine import devices, records
 from engine.allocator import keep_freed_memory
+from engine.choice_value import TOLERANCE, Choice
 from engine.compiled import CompiledForInference
 from engine.execution import (
     Batch,
@@ -70,12 +70,10 @@ from engine.execution import (
 from gee_export.core.commands import DETAIL
 from gee_export.core.digest import json_digest, text_sha256
 from gee_export.core.env_switch import is_off
-from gee_export.core.shareable import shareable_text
 from gee_export.core.user_cache import user_cache_dir
 
 log = logging.getLogger(__name__)
 
-Source = Literal["explicit", "measured", "cache", "checkpoint", "short-job"]
 #: whether a compiled candidate is tried: always (``--compile``), never, or when it can pay
 CompilePolicy = bool | Literal["auto"]
 
@@ -84,8 +82,6 @@ CompilePolicy = bool | Literal["auto"]
 #: (a training step of a paper-width model can take seconds: timing a crop instead ranks the
 #: candidates wrongly), and the log says how long it took.
 DEFAULT_BUDGET_S = 6.0
-#: Agreement with fp32: mean |p - p_fp32| of the class probabilities, per pixel.
-TOLERANCE = 0.02
 #: Timed repetitions per candidate at most (fast models stop here, long before the budget).
 MAX_REPS = 8
 #: After each round only candidates within this factor of the fastest keep being timed.
@@ -95,9 +91,6 @@ RACE_MARGIN = 1.3
 FIRST_CALL_MARGIN = 3.0
 CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
 CACHE_FORMAT = "isamap-autotune/3"  # /2 entries could hold a choice measured under load
-#: A CPU measurement during which the process got less than this share of its threads' time
-#: (process CPU time over wall time x threads) was contended: other work held the cores.
-CONTENDED_SHARE = 0.75
 #: At most this share of an inference job's model time goes to measuring: a job of fewer
 #: samples than (candidates + 3) / MEASURE_SHARE runs the first candidate (fp32) unmeasured,
 #: since measuring it would cost more than any candidate could save.
@@ -113,139 +106,6 @@ CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
 #: measures both on a machine, and a cached choice is judged on its own measured figures.
 ASSUMED_COMPILE_GAIN = 0.05
 ASSUMED_COMPILE_S = 60.0
-
-
-#: int8 record fields that depend on the machine or on a warm cache, not on the map
-_MEASURED_INT8 = frozenset({"quantize_seconds", "compile_seconds", "reused"})
-
-
-@dataclass(frozen=True)
-class Choice:
-    """How a run executes its model, and why (recorded in the run's outputs).
-
-    Attributes:
-        setting: the configuration used.
-        source: ``explicit`` (all given by the user), ``measured`` (now), ``cache``,
-            ``checkpoint`` (a resumed training run keeps its first choice) or ``short-job``
-            (too few samples for measuring to pay: :data:`MEASURE_SHARE`).
-        mode: ``inference`` or ``training`` (what was timed).
-        shape: the input batch shape the choice is for.
-        device: the device, in words (CPU model and threads, or GPU name).
-        ms_per_sample: best measured time per sample of every timed candidate, by label.
-        errors: each candidate's disagreement with fp32 (mean |p - p_fp32|), by label.
-        rejected: labels of candidates over the tolerance or that failed (never timed).
-        skipped: labels of candidates not timed because their first call took
-            :data:`FIRST_CALL_MARGIN` times the quickest one's.
-        tolerance: the agreement bound used.
-        measured_batch: samples per timed call (the batch is shrunk to fit the budget).
-        measured_size: tile size of the timed calls (the real one: tiles are never cropped).
-        seconds: wall time spent measuring.
-        key: the cache key.
-        cpu_share: the share of its threads' time the process got while measuring (CPU
-            only; None: not measured, or on a GPU).
-        compile_seconds: how long compiling the compiled candidate took (0: none compiled).
-        int8: how an int8 model was made and how it agrees with fp32
-            (:meth:`engine.quantize.Int8Model.record`); empty for other precisions.
-    """
-
-    setting: Setting
-    source: Source = "explicit"
-    mode: Mode = "inference"
-    shape: tuple[int, ...] = ()
-    device: str = ""
-    ms_per_sample: Mapping[str, float] = field(default_factory=dict)
-    errors: Mapping[str, float] = field(default_factory=dict)
-    rejected: tuple[str, ...] = ()
-    skipped: tuple[str, ...] = ()
-    tolerance: float = TOLERANCE
-    measured_batch: int = 0
-    measured_size: tuple[int, ...] = ()
-    seconds: float = 0.0
-    key: str = ""
-    cpu_share: float | None = None
-    compile_seconds: float = 0.0
-    int8: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def precision(self) -> Dtype:
-        return self.setting.precision
-
-    @property
-    def channels_last(self) -> bool:
-        return self.setting.channels_last
-
-    @property
-    def label(self) -> str:
-        return self.setting.label
-
-    @property
-    def contended(self) -> bool:
-        """Measured on the CPU while other work held the cores: reused only while busy."""
-        return self.cpu_share is not None and self.cpu_share < CONTENDED_SHARE
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["shape"] = list(self.shape)
-        d["rejected"] = list(self.rejected)
-        d["skipped"] = list(self.skipped)
-        d["measured_size"] = list(self.measured_size)
-        d["ms_per_sample"] = dict(self.ms_per_sample)
-        d["errors"] = dict(self.errors)
-        d["label"] = self.label
-        d["int8"] = dict(self.int8)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Choice:
-        known = {f for f in Setting.__dataclass_fields__}
-        setting = Setting(**{k: v for k, v in dict(d["setting"]).items() if k in known})
-        return cls(setting=setting, source=d.get("source", "explicit"),
-                   mode=d.get("mode", "inference"), shape=tuple(d.get("shape", ())),
-                   device=d.get("device", ""), ms_per_sample=dict(d.get("ms_per_sample", {})),
-                   errors=dict(d.get("errors", {})), rejected=tuple(d.get("rejected", ())),
-                   skipped=tuple(d.get("skipped", ())),
-                   measured_size=tuple(d.get("measured_size", ())),
-                   tolerance=float(d.get("tolerance", TOLERANCE)),
-                   measured_batch=int(d.get("measured_batch", 0)),
-                   seconds=float(d.get("seconds", 0.0)), key=d.get("key", ""),
-                   cpu_share=d.get("cpu_share"),
-                   compile_seconds=float(d.get("compile_seconds", 0.0)),
-                   int8=dict(d.get("int8") or {}))
-
-    def tags(self) -> dict[str, str]:
-        """Flat string metadata (GeoTIFF tags) of what the choice makes a map's pixels.
-
-        The precision and layout (``runtime``), whether they were asked for or chosen by
-        ``auto``, the agreement tolerance and the int8 check's figures: never timings, the
-        machine or its thread count, nor whether a remembered choice or a cached kernel was
-        used, so the same command writes the same bytes on any machine, warm or cold.
-        Those go to :meth:`measurements` (the run's record and ``-v`` log).
-        """
-        tags = {"runtime": self.label,
-                "runtime_source": "explicit" if self.source == "explicit" else "auto",
-                "runtime_tolerance": f"{self.tolerance:g}"}
-        tags.update({f"runtime_int8_{k}": json.dumps(v) if isinstance(v, list)
-                     else shareable_text(f"{v}")
-                     for k, v in self.int8.items() if k not in _MEASURED_INT8})
-        return tags
-
-    def measurements(self) -> dict[str, str]:
-        """What this machine measured for the choice: device, timings, CPU share, caches."""
-        out = {"device": self.device, "source": self.source,
-               "ms_per_tile": ",".join(f"{k}={v:.4g}" for k, v in self.ms_per_sample.items())}
-        if self.cpu_share is not None:
-            out["cpu_share"] = f"{self.cpu_share:.2f}"
-        if self.compile_seconds:
-            out["compile_s"] = f"{self.compile_seconds:.1f}"
-        out.update({f"int8_{k}": f"{self.int8[k]}" for k in _MEASURED_INT8 if k in self.int8})
-        return out
-
-    def summary(self) -> str:
-        if not self.ms_per_sample:
-            return f"{self.label} ({self.source})"
-        timed = ", ".join(f"{k} {v:.3g} ms" for k, v in sorted(
-            self.ms_per_sample.items(), key=lambda kv: kv[1]))
-        return f"{self.label} ({self.source}; per sample: {timed})"
 
 
 __all__ = ["Choice", "Dtype", "Mode", "Setting", "TrainStep", "apply", "cache_file",
