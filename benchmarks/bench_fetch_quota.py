@@ -163,11 +163,21 @@ def run_beam(mode: str, model: QuotaModel, requests: int, ceiling: int, workers:
             except IsamapError:
                 return False
 
+        def start_bundle(self) -> None:
+            self.requests.start()
+
+        def _count(self, results) -> None:
+            for ok in results:
+                (self.ok if ok else self.lost).inc()
+
         def process(self, n: int):
-            for future in [self.requests.pool.submit(self._one) for _ in range(n)]:
-                (self.ok if future.result() else self.lost).inc()
-            self.requests.report_retries()
-            yield n
+            for _ in range(n):
+                self.requests.submit(self._one)
+            self._count(self.requests.finished())
+            return []
+
+        def finish_bundle(self) -> None:
+            self._count(self.requests.drain())
 
         def teardown(self) -> None:
             self.requests.close()

@@ -199,20 +199,31 @@ def _make_dofns() -> tuple[type, type, type]:
                 return "invalid", shard, pid, requests
             return "record", shard, record, requests
 
-        def process(self, cells: Sequence[tuple[int, int]]):
+        def start_bundle(self) -> None:
+            self.requests.start()
+
+        def _emit(self, results: Iterable[tuple[str, int, Any, int]]) -> Iterator[Any]:
             # Metrics are counted here, on the bundle's thread: Beam keeps them per thread.
-            futures = [self.requests.pool.submit(self._one, r, c) for r, c in cells]
-            try:
-                for future in futures:
-                    kind, shard, value, requests = future.result()
-                    self.counters["requests"].inc(requests)
-                    self.counters["written" if kind == "record" else kind].inc()
-                    if kind != "skipped":
-                        yield shard, (kind, value)
-            finally:  # a failed bundle fetches no more: the runner retries it whole
-                for future in futures:
-                    future.cancel()
-                self.requests.report_retries()
+            for kind, shard, value, requests in results:
+                self.counters["requests"].inc(requests)
+                self.counters["written" if kind == "record" else kind].inc()
+                if kind != "skipped":
+                    yield shard, (kind, value)
+
+        def process(self, cells: Sequence[tuple[int, int]]):
+            # the batch joins the bundle's stream of requests: the slots stay busy from one
+            # batch to the next, and the bundle waits for its last patches only at its end
+            for r, c in cells:
+                self.requests.submit(self._one, r, c)
+            yield from self._emit(self.requests.finished())
+
+        def finish_bundle(self):
+            from apache_beam.transforms.window import GlobalWindow
+            from apache_beam.utils.windowed_value import WindowedValue
+
+            window = GlobalWindow()
+            for output in self._emit(self.requests.drain()):
+                yield WindowedValue(output, window.max_timestamp(), (window,))
 
         def teardown(self) -> None:
             if getattr(self, "requests", None) is not None:
