@@ -290,9 +290,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         if not args.max_eecu_hours > 0:
             raise ConfigError(f"--max-eecu-hours must be a positive number of EECU-hours, got "
                               f"{args.max_eecu_hours:g}")
-        if args.backend == "local" or args.runner:
-            raise ConfigError("--max-eecu-hours bounds the Earth Engine export run in this "
-                              "process; leave it out with --backend local or --runner")
+        if args.backend == "local":
+            raise ConfigError("--max-eecu-hours bounds Earth Engine compute; the local "
+                              "backend uses none: leave it out with --backend local")
     check_range("--cloud-threshold", args.cloud_threshold, 0.0, 1.0,
                 "it is the Cloud Score+ cs_cdf a pixel needs to count as clear")
     check_range("--s2-max-widen-days", args.s2_max_widen_days, 0)
@@ -504,7 +504,8 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runne
             workers = EarthEngineProject(args.project,
                                          application_default=runner.runner == "dataflow",
                                          workload_tag=session.workload_tag)
-            summary = export_pipeline(workers, image, job, out, runner, fine_label=fine)
+            summary = export_pipeline(workers, image, job, out, runner, fine_label=fine,
+                                      budget=budget)
         elif method == "tasks":
             summary = export_tasks(session, image, job, out, fine_label=fine,
                                    patches_per_tile=args.patches_per_tile,

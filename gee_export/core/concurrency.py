@@ -26,6 +26,18 @@ moving cap busy, this one about 0.92 at 4 to 6 refusals per 100 successful reque
 40 keeps it fuller but earns over 30 refusals per 100 and loses requests whose retry budget
 runs out.
 
+A refused request is retried without a backoff timer: the retry goes back through the limit
+it just lowered and waits there for a slot (``retry_call``'s ``free``), as TCP resends
+through its congestion window. A timer would not protect the service better (the limit
+already holds the retry back) but would idle the thread, and with as many request threads as
+the ceiling a sleeping thread is a slot of the quota that nobody uses; at a limit of one
+request the refusals are no longer flow control and back off as any failure does.
+
+Several Beam worker processes each run this rule on the same project quota, each within its
+share of ``--max-concurrent`` (the job's bound holds without any state shared between
+workers). A burst of 429s lowers each worker's limit once, so the job's total comes down by
+the same factor as one process's would, and grows back by the same fifth per round trip.
+
 Only 429 (and 403 rate-limit) answers are load signals: a 5xx or a timeout says nothing about
 the project's quota, so they leave the limit alone (the retry loop backs off on them).
 """

@@ -480,9 +480,15 @@ class EESession:
         """Whether a refusal is the adaptive limit's signal rather than a missing quota.
 
         Flow control while the limit can still come down; at one request in flight the
-        project has no quota left, and the refusal counts against the retry budget.
+        project has no quota left, and the refusal counts against the retry budget. A
+        refusal that is flow control is retried at once (through the limit), and counted in
+        :attr:`retries` here, as it has no backoff wait to count it.
         """
-        return classify(exc) == "quota" and self.limit is not None and self.limit.limit > 1.0
+        free = classify(exc) == "quota" and self.limit is not None and self.limit.limit > 1.0
+        if free:
+            with self._lock:
+                self.retries += 1
+        return free
 
     def _limited(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """One attempt inside a slot of :attr:`limit`; its outcome and latency recorded."""

@@ -26,8 +26,8 @@ import argparse
 import logging
 import re
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -415,10 +415,19 @@ class WorkerRequests:
     :func:`gee_export.core.concurrency.shared_limit`), and
     the session's retries added to a Beam counter once each (the session counts them for the
     life of the worker, Beam's counters per bundle thread).
+
+    Work can stream through a whole bundle (:meth:`submit`, :meth:`finished`, :meth:`drain`):
+    a DoFn that waited for each element's requests before taking the next element would let
+    its request slots empty at every element's end (the slowest request of the element, a
+    time-out, a retry's backoff), a share of the quota that grows as elements get smaller.
+    Streaming keeps up to ``2 x threads`` units of work queued across elements and waits for
+    all of them only when the bundle ends. Call these three on the bundle's thread (Beam keeps
+    metrics per thread); :meth:`start` at each bundle's start.
     """
 
     def __init__(self, session: Any, threads: int, name: str, retries: Any) -> None:
         self.session = session
+        self.threads = threads
         self.gate = worker_semaphore("earthengine-requests", threads)
         # the process adapts as one client of the quota, within its share of the budget
         session.limit = shared_limit("earthengine-requests", threads)
@@ -426,6 +435,50 @@ class WorkerRequests:
         self._retries = retries
         self._reported = 0
         self._lock = threading.Lock()
+        self._pending: set[Future] = set()
+
+    def start(self) -> None:
+        """Forget what a failed bundle left (its work is cancelled, its results unwanted)."""
+        self.cancel()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` on the request threads; its result comes from :meth:`finished`."""
+        self._pending.add(self.pool.submit(fn, *args))
+
+    def finished(self, backlog: int | None = None) -> Iterator[Any]:
+        """Results of finished work (any order), waiting while more than ``backlog`` is queued.
+
+        ``backlog`` defaults to ``2 x threads``: enough queued work to keep every thread busy
+        while the runner hands the DoFn its next element. The first failure is raised after
+        the rest of the bundle's work is cancelled (the runner retries the bundle whole).
+        """
+        backlog = 2 * self.threads if backlog is None else backlog
+        try:
+            while self._pending:
+                done = {f for f in self._pending if f.done()}
+                if not done:
+                    if len(self._pending) <= backlog:
+                        return
+                    done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._pending.discard(future)
+                    yield future.result()
+        except BaseException:
+            self.cancel()
+            raise
+
+    def drain(self) -> Iterator[Any]:
+        """Results of all queued work (the bundle's end: call from ``finish_bundle``)."""
+        try:
+            yield from self.finished(backlog=0)
+        finally:
+            self.report_retries()
+
+    def cancel(self) -> None:
+        """Cancel queued work that has not started (a failed bundle fetches no more)."""
+        for future in self._pending:
+            future.cancel()
+        self._pending = set()
 
     def report_retries(self) -> None:
         """Add the retries since the last report to the counter (call on the bundle thread)."""
@@ -435,4 +488,5 @@ class WorkerRequests:
             self._reported = total
 
     def close(self) -> None:
+        self.cancel()
         self.pool.shutdown(wait=True)

@@ -63,6 +63,11 @@ def retry_call(call: Callable[[], T], policy: RetryPolicy, *,
             ``(FREE_FACTOR + 1) * max_attempts`` requests): the refusals an adaptive
             concurrency limit can still answer by lowering itself
             (:mod:`gee_export.core.concurrency`), which are flow control, not failures.
+            They are retried without a backoff wait: the retry goes back through the limit,
+            which holds it until the lowered limit has room, as TCP resends through its
+            congestion window rather than after a timer. A timer there would only idle the
+            thread: with as many request threads as the limit's ceiling, each sleeping thread
+            is a slot of the quota nobody uses.
     """
     delay = delay or (lambda n: policy.delay(n, random))  # type: ignore[arg-type]
     attempt = freed = 0
@@ -76,8 +81,7 @@ def retry_call(call: Callable[[], T], policy: RetryPolicy, *,
                     and free(exc)):
                 freed += 1
                 attempt -= 1
-                sleep(delay(attempt + freed))  # the wait still grows with every refusal
-                continue
+                continue  # no timer: the retry waits for a slot of the limit it lowered
             if not transient or attempt >= policy.max_attempts:
                 error = fail(exc, attempt + freed, transient)
                 if error is exc:

@@ -57,12 +57,14 @@ from gee_export.core.pipeline_options import (
     run_pipeline,
 )
 from gee_export.core.storage import LocalStore, open_store
+from gee_export.ee.compute import ComputeBudget
 from gee_export.ee.export import (
     DEFAULT_LIMITS,
     Bookkeeper,
     ExportJob,
     ExportSummary,
     fetch_patch,
+    planned_requests,
     write_fetched,
 )
 from gee_export.ee.pixels import Limits
@@ -131,6 +133,7 @@ class _Task:
     threads: int
     run_id: str
     rows_per_shard: int
+    complete: bool = True  # False: the budget held positions back, the month stays open
 
 
 def todo_runs(cells: Iterable[tuple[int, int]]) -> list[tuple[int, tuple[tuple[int, int], ...]]]:
@@ -199,20 +202,31 @@ def _make_dofns() -> tuple[type, type, type]:
                 return "invalid", shard, pid, requests
             return "record", shard, record, requests
 
-        def process(self, cells: Sequence[tuple[int, int]]):
+        def start_bundle(self) -> None:
+            self.requests.start()
+
+        def _emit(self, results: Iterable[tuple[str, int, Any, int]]) -> Iterator[Any]:
             # Metrics are counted here, on the bundle's thread: Beam keeps them per thread.
-            futures = [self.requests.pool.submit(self._one, r, c) for r, c in cells]
-            try:
-                for future in futures:
-                    kind, shard, value, requests = future.result()
-                    self.counters["requests"].inc(requests)
-                    self.counters["written" if kind == "record" else kind].inc()
-                    if kind != "skipped":
-                        yield shard, (kind, value)
-            finally:  # a failed bundle fetches no more: the runner retries it whole
-                for future in futures:
-                    future.cancel()
-                self.requests.report_retries()
+            for kind, shard, value, requests in results:
+                self.counters["requests"].inc(requests)
+                self.counters["written" if kind == "record" else kind].inc()
+                if kind != "skipped":
+                    yield shard, (kind, value)
+
+        def process(self, cells: Sequence[tuple[int, int]]):
+            # the batch joins the bundle's stream of requests: the slots stay busy from one
+            # batch to the next, and the bundle waits for its last patches only at its end
+            for r, c in cells:
+                self.requests.submit(self._one, r, c)
+            yield from self._emit(self.requests.finished())
+
+        def finish_bundle(self):
+            from apache_beam.transforms.window import GlobalWindow
+            from apache_beam.utils.windowed_value import WindowedValue
+
+            window = GlobalWindow()
+            for output in self._emit(self.requests.drain()):
+                yield WindowedValue(output, window.max_timestamp(), (window,))
 
         def teardown(self) -> None:
             if getattr(self, "requests", None) is not None:
@@ -244,17 +258,20 @@ def _make_dofns() -> tuple[type, type, type]:
             self.task = task
 
         def process(self, shards: list[str]):
-            yield commit_shards(self.task.out, self.task.job, shards)
+            yield commit_shards(self.task.out, self.task.job, shards,
+                                complete=self.task.complete)
 
     return FetchPatches, WriteShard, Commit
 
 
-def commit_shards(out: str, job: ExportJob, shards: Sequence[str]) -> int:
+def commit_shards(out: str, job: ExportJob, shards: Sequence[str], *,
+                  complete: bool = True) -> int:
     """Commit the month from the index shards of a run; returns the patches indexed.
 
     The shards' records are handed to :class:`Bookkeeper` as written elsewhere, so only
     patches finished by an earlier, failed run (and absent from every shard) have their tags
-    read back. Every shard folder of the month is removed afterwards.
+    read back. Every shard folder of the month is removed afterwards. ``complete`` False
+    leaves the month open (a run the compute budget cut short resumes it).
     """
     store = open_store(out)
     records, invalid = [], set()
@@ -264,7 +281,7 @@ def commit_shards(out: str, job: ExportJob, shards: Sequence[str]) -> int:
         invalid.update(body["invalid"])
     book = Bookkeeper(store, job, written_elsewhere=records)
     book.progress.invalid.update(invalid)
-    book.flush(complete=True)
+    book.flush(complete=complete)
     shard_root = f"state/{job.month}/{SHARD_DIR}"
     for rel in store.list(shard_root + "/"):
         store.delete(rel)
@@ -307,16 +324,21 @@ class PlannedExport:
         pipeline: the Beam pipeline; None when the month is already complete (nothing to run).
         before: the summary of what was there before the run (candidates, finished, invalid).
         todo: patches the pipeline will fetch.
+        held_back: positions left for a later run by ``--max-eecu-hours``.
+        per_patch: planned requests per patch (what the budget charged for each).
     """
 
     pipeline: Any
     before: ExportSummary
     todo: int
+    held_back: int = 0
+    per_patch: int = 0
 
 
 def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
                 runner: RunnerConfig, *, fine_label: Any = None, limits: Limits = DEFAULT_LIMITS,
-                shard_size: int = DEFAULT_SHARD_SIZE) -> PlannedExport:
+                shard_size: int = DEFAULT_SHARD_SIZE,
+                budget: ComputeBudget | None = None) -> PlannedExport:
     """Check everything, read the resume state and build the pipeline (arguments as below)."""
     job.check_fine_label(fine_label)
     if shard_size < 1:
@@ -335,18 +357,42 @@ def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
                            len(book.invalid), per_split=book.per_split())
     if not todo and book.existing.get("complete", {}).get(job.month):
         return PlannedExport(None, before, 0)
+    per_patch = planned_requests(job, limits)
+    admitted = len(todo) if budget is None else _admit(budget, per_patch, book, len(todo))
+    held_back, todo = len(todo) - admitted, todo[:admitted]
+    if not todo and held_back:
+        return PlannedExport(None, before, 0, held_back, per_patch)
     task = _Task(sessions, SerializedImages.of(image, fine_label), job, store.url(),
                  limits, runner.threads, uuid.uuid4().hex[:12],
-                 max(1, shard_size // max(1, job.spec.grid.patch_cols)))
+                 max(1, shard_size // max(1, job.spec.grid.patch_cols)), not held_back)
     pipeline = beam.Pipeline(options=options)
     build_export(pipeline, task, todo_runs(todo), batch=2 * runner.threads)
-    return PlannedExport(pipeline, before, len(todo))
+    return PlannedExport(pipeline, before, len(todo), held_back, per_patch)
+
+
+def _admit(budget: ComputeBudget, per_patch: int, book: Bookkeeper, todo: int) -> int:
+    """Patches of ``todo`` the budget allows, charged to it at the planned requests each.
+
+    Decided here, in the launching process, before the job starts: Dataflow's workers share
+    no state (a per-worker share of the bound would stop one worker while another still has
+    room, and a worker restarted or added by autoscaling would start a fresh share), and a
+    job's metrics reach the launcher only, not the workers while they fetch. Admitting a
+    prefix of the row-major todo list makes the cut exact whatever the runner does with
+    workers, bundles and retries (a retried bundle skips the patches it already wrote).
+    What earlier runs fetched counts first, as in the single-process export.
+    """
+    budget.charge(per_patch * (len(book.done) + len(book.invalid)))
+    admitted = 0
+    while admitted < todo and budget.take(per_patch):
+        admitted += 1
+    return admitted
 
 
 def export_pipeline(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
                     runner: RunnerConfig, *, fine_label: Any = None,
                     limits: Limits = DEFAULT_LIMITS,
-                    shard_size: int = DEFAULT_SHARD_SIZE) -> ExportSummary:
+                    shard_size: int = DEFAULT_SHARD_SIZE,
+                    budget: ComputeBudget | None = None) -> ExportSummary:
     """Export one month with a Beam pipeline (see module docstring); resumable.
 
     Args:
@@ -358,6 +404,11 @@ def export_pipeline(sessions: SessionFactory, image: Any, job: ExportJob, out: s
         fine_label: ``recipe.build_fine_label``'s image when ``job.spec.fine_scale`` is set.
         limits: computePixels limits (tests shrink them to exercise splitting).
         shard_size: records per index shard (patch rows are never split between shards).
+        budget: ``--max-eecu-hours``: only the patches whose planned requests keep the
+            dataset's estimated spending within it are fetched (decided before the job
+            starts, see :func:`_admit`); the month is then committed open and
+            :class:`~gee_export.core.errors.ComputeBudgetError` says how to go on (exit 1).
+            Windows halved during the run are charged after it.
 
     Returns:
         The run's :class:`ExportSummary` (``method`` 'beam'); counts come from the pipeline's
@@ -367,12 +418,14 @@ def export_pipeline(sessions: SessionFactory, image: Any, job: ExportJob, out: s
     with hold_output(out):  # the launcher holds the output's lock for the whole job
         return _run_export(started, plan_export(
             sessions, image, job, out, runner, fine_label=fine_label, limits=limits,
-            shard_size=shard_size), job, runner)
+            shard_size=shard_size, budget=budget), job, runner, budget)
 
 
 def _run_export(started: float, plan: PlannedExport, job: ExportJob,
-                runner: RunnerConfig) -> ExportSummary:
+                runner: RunnerConfig, budget: ComputeBudget | None) -> ExportSummary:
     before = plan.before
+    if plan.pipeline is None and plan.held_back and budget is not None:
+        raise _stopped(budget, plan)
     if plan.pipeline is None:
         log.info("%s: %s is complete, nothing to do", before.root, job.month)
         return replace(before, seconds=time.monotonic() - started)
@@ -388,8 +441,16 @@ def _run_export(started: float, plan: PlannedExport, job: ExportJob,
         # from the month's index, not the counters: Beam counts only a bundle's successful
         # attempt, and patches written by a failed attempt are indexed (from their tags) too
         written = counts_now["per_month"][job.month]["patches"] - before.already_done
+    if plan.held_back and budget is not None and not runner.dry_run:
+        budget.charge(counts.get("requests", 0) - plan.per_patch * plan.todo)  # halved windows
+        raise _stopped(budget, plan)
     return replace(before, written=written,
                    invalid=before.invalid + counts.get("invalid", 0),
                    requests=counts.get("requests", 0), retries=counts.get("retries", 0),
                    seconds=time.monotonic() - started, per_split=per_split)
+
+
+def _stopped(budget: ComputeBudget, plan: PlannedExport) -> Exception:
+    return budget.stopped(f"{plan.before.month} has {plan.held_back:,} of "
+                          f"{plan.before.candidates:,} patch positions left")
 

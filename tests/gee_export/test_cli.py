@@ -180,12 +180,14 @@ def test_dry_run_states_wall_time_from_the_latency_and_where_the_budget_stops(ca
     assert "--max-eecu-hours 0.001: the run stops after about" in out
     assert main([*args, "--max-eecu-hours", "1000"]) == 0
     assert "the whole job fits" in capsys.readouterr().out
+    assert main([*args, "--max-eecu-hours", "1000", "--runner", "direct"]) == 0  # Beam too
 
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--latency", "0"], "--latency must be a positive number of seconds"),
     (["--max-eecu-hours", "-1"], "--max-eecu-hours must be a positive number"),
-    (["--max-eecu-hours", "5", "--runner", "direct"], "leave it out with --backend local or"),
+    (["--max-eecu-hours", "5", "--backend", "local", "--scenes", "scenes"],
+     "leave it out with --backend local"),
 ])
 def test_latency_and_budget_values_are_checked(capsys, extra, message):
     assert main(["--bbox", "114.2,30.5,114.3,30.6", "--dry-run", *extra]) == 2

@@ -88,13 +88,17 @@ def test_requests_wait_for_a_slot_and_one_limit_is_shared_per_process():
 def test_429s_under_an_adaptive_limit_do_not_spend_the_retry_budget():
     quota = SharedQuota(QuotaModel(cap_low=0, cap_high=0, error_rate=0, timeout_rate=0),
                         sleep=lambda s: None)  # a cap of zero: every request refused
-    session = EESession(transport=QuotaTransport(quota), sleep=lambda s: None, seed=0,
+    waits = []
+    session = EESession(transport=QuotaTransport(quota), sleep=waits.append, seed=0,
                         retry=RetryPolicy(max_attempts=3), limit=RequestLimit(8))
     with pytest.raises(QuotaError, match=r"after \d+ attempts"):
         session.compute_pixels(REQUEST)
     # free refusals while the limit came down to one request, then the budget's three
     assert session.limit.limit == 1.0
-    assert quota.throttled == 3 + sum(1 for k in range(1, 20) if 4 * DECREASE ** k > 1)
+    free = sum(1 for k in range(1, 20) if 4 * DECREASE ** k > 1)
+    assert quota.throttled == 3 + free and session.retries == free + 2
+    # the free ones retried through the limit at once; only the budget's attempts waited
+    assert len(waits) == 2
     static = EESession(transport=QuotaTransport(quota), sleep=lambda s: None, seed=0,
                        retry=RetryPolicy(max_attempts=3), limit=RequestLimit(8, adaptive=False))
     with pytest.raises(QuotaError, match="after 3 attempts"):
@@ -162,3 +166,31 @@ def test_computepixels_names_the_tag_in_its_body():
     with pytest.raises(HttpError):
         transport.compute_pixels(dict(REQUEST))
     assert sent[0]["workloadTag"] == "isamap-map-1-2" and "workloadTag" not in REQUEST
+
+
+def test_a_refused_request_waits_for_a_slot_of_the_lowered_limit_not_a_timer():
+    """The retry after a 429 goes back through the limit: it is held while the limit is full
+    (the decrease is the flow control) and sent as soon as a slot frees, with no sleep."""
+    limit = RequestLimit(8, start=4)
+    held = [limit.acquire() for _ in range(3)]
+    answers = iter([HttpError(429, "Too many concurrent requests"), "pixels"])
+    waits, sent = [], threading.Event()
+
+    def transport_call(_request):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        sent.set()
+        return answer
+
+    session = EESession(transport=None, sleep=waits.append, seed=0, limit=limit,
+                        retry=RetryPolicy(max_attempts=2))
+    got = []
+    caller = threading.Thread(target=lambda: got.append(
+        session.call("computePixels", transport_call, REQUEST, limited=True)))
+    caller.start()
+    # the refusal lowered the limit from 4 to 3.2: three slots, all held by the others
+    assert not sent.wait(0.1) and limit.allowed() == 3
+    limit.done(held.pop(), "ok")  # a slot frees: the retry goes out at once
+    caller.join(2)
+    assert got == ["pixels"] and waits == [] and session.retries == 1

@@ -13,6 +13,7 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.pipeline_options import (
     DEFAULT_MAX_CONCURRENT,
     RunnerConfig,
+    WorkerRequests,
     add_runner_arguments,
     runner_config,
     worker_semaphore,
@@ -155,6 +156,58 @@ def test_worker_semaphore_bounds_requests_across_threads():
     for t in threads:
         t.join()
     assert state["peak"] == 3
+
+
+class _Counter:  # a Beam counter's interface (Metrics.counter needs a running pipeline)
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self, n: int = 1) -> None:
+        self.value += n
+
+
+def test_worker_requests_stream_across_elements_and_drain_at_the_bundle_end():
+    """An element's slow request does not hold the next element's requests back: the
+    threads stay busy across elements, and only the bundle's end waits for everything."""
+    from gee_export.core.ee_session import EESession
+
+    session = EESession(transport=None, sleep=lambda s: None)
+    requests = WorkerRequests(session, 2, "test-stream", _Counter())
+    slow_done, started = threading.Event(), []
+
+    def work(name: str) -> str:
+        started.append(name)
+        if name == "slow":
+            slow_done.wait(2)
+        return name
+
+    try:
+        requests.start()
+        for name in ("slow", "a"):  # first element
+            requests.submit(work, name)
+        first = list(requests.finished())  # two queued, backlog 4: no wait for the slow one
+        for name in ("b", "c"):  # second element, while "slow" still holds a thread
+            requests.submit(work, name)
+        second = list(requests.finished())
+        deadline = time.monotonic() + 2
+        while len(started) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(started) == ["a", "b", "c", "slow"], "b and c ran beside the slow one"
+        slow_done.set()
+        rest = list(requests.drain())
+        assert sorted(first + second + rest) == ["a", "b", "c", "slow"]
+        assert "slow" in rest  # only the bundle's end waited for it
+
+        def fail() -> None:
+            raise RuntimeError("injected")
+
+        requests.submit(fail)
+        with pytest.raises(RuntimeError, match="injected"):
+            list(requests.drain())
+        assert list(requests.drain()) == []  # a failed bundle leaves nothing queued
+    finally:
+        slow_done.set()
+        requests.close()
 
 
 def test_a_budget_above_the_earth_engine_quota_is_stated():

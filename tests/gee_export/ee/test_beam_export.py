@@ -247,3 +247,39 @@ def test_dataflow_job_refuses_a_local_output(setting):
     with pytest.raises(ConfigError, match="gs://bucket/prefix"):
         export_pipeline(EarthEngineProject("p"), setting["image"], setting["job"],
                         str(setting["root"] / "local"), runner, fine_label=setting["fine"])
+
+
+def test_max_eecu_hours_stops_the_pipeline_resumably_and_a_higher_bound_finishes_it(setting):
+    """The launcher admits only the patches the bound allows (Dataflow's workers share no
+    state): the month is committed open, the run exits 1 with one line, the same bound stops
+    at once, and a higher one resumes to the single-process dataset."""
+    from gee_export.core.commands import run_command
+    from gee_export.core.errors import ComputeBudgetError
+    from gee_export.ee.compute import ComputeBudget
+    from gee_export.ee.export import planned_requests
+
+    out = setting["root"] / "bounded"
+    per_request = 0.5  # EECU-seconds charged per request
+    bound_h = 3 * planned_requests(setting["job"]) * per_request / 3600.0  # three patches
+
+    def bounded(hours: float):
+        return export_pipeline(sessions(setting), setting["image"], setting["job"], str(out),
+                               DIRECT, fine_label=setting["fine"],
+                               budget=ComputeBudget(hours, per_request))
+
+    with pytest.raises(ComputeBudgetError, match="higher --max-eecu-hours") as info:
+        bounded(bound_h)
+    assert info.value.exit_code == 1 and "\n" not in str(info.value)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not manifest["complete"].get(MONTH), "the month stays open"
+    indexed = (out / "index.jsonl").read_text().splitlines()
+    before = plan_export(sessions(setting), setting["image"], setting["job"], str(out),
+                         DIRECT, fine_label=setting["fine"]).before
+    assert before.already_done == len(indexed) > 0
+    assert before.already_done + before.invalid == 3, "exactly the three admitted patches"
+    assert run_command("isamap-export", lambda: bounded(bound_h)) == 1  # nothing left to spend
+    assert (out / "index.jsonl").read_text().splitlines() == indexed
+    done = bounded(1.0)  # a higher bound resumes
+    assert done.already_done == len(indexed)
+    assert_same_dataset(out, setting["reference"])
+    assert not [p for p in out.rglob("*") if TEMP_MARK in p.name]
