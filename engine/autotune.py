@@ -29,8 +29,9 @@ the device, the torch version and the thread count, so a second run does not mea
 The choice records the share of its CPU threads' time the process got while measuring
 (:attr:`Choice.cpu_share`). One measured while other work held the cores
 (:data:`engine.choice_value.CONTENDED_SHARE`) describes that moment, not the machine: it is
-reused from the cache only while the machine is still busy (:func:`machine_busy`, its load average), so it cannot
-become a quiet machine's choice (a quiet run measures again and its answer replaces it).
+reused from the cache only while the machine is still busy (:func:`machine_busy`, its load
+average), so it cannot become a quiet machine's choice (a quiet run measures again and its
+answer replaces it).
 ``ISAMAP_AUTOTUNE_CACHE=off`` (or ``cache=False``, ``--no-autotune-cache``) disables the cache;
 ``ISAMAP_AUTOTUNE_CACHE=/some/file.json`` moves it. Explicit ``--precision`` /
 ``--channels-last`` values are never overridden: only the dimensions left at ``auto`` are

@@ -134,7 +134,7 @@ def _one(action: argparse.Action, value: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, numeric):
             raise ConfigError(f"{where} must be a number ({convert.__name__}), got {value!r}")
         value = convert(value)
-    elif convert is not None:
+    elif callable(convert):  # a registered type name (a string) is left to argparse
         try:
             value = convert(str(value))
         except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
