@@ -493,6 +493,7 @@ class Trainer:
         base = self.meta.to_dict()
         meta = ModelMeta.from_dict({
             **base, "metrics": {"epoch": self.best_epoch, "val": val_metrics},
+            "calibration": {},  # new weights: fitted again when the run ends (_calibrate)
             "extra": {**dict(base.get("extra") or {}), "runtime": self.runtime.to_dict()}})
         save_model_file(self.out / BEST_MODEL, self.model, meta)
 

@@ -235,6 +235,8 @@ def test_cli_trains_srseg_on_label_fine_at_the_datasets_scale(tmp_path, capsys):
     model, meta = load_model_file(out / "model.pt")
     assert meta.output_scale == 4 and model.output_scale == 4
     assert meta.model_kwargs["scale"] == 4
+    # calibrated on the fine labels of the validation split, at the output's 4x grid
+    assert meta.calibration["method"] == "temperature" and meta.calibration["pixels"] > 100
     model.eval()
     assert model(torch.zeros(1, 6, 8, 8))["out"].shape == (1, 2, 32, 32)
     capsys.readouterr()
