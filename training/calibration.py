@@ -6,8 +6,9 @@ probabilities are published (the probability COG) and used for areas and strata,
 training one scalar temperature ``T`` is fitted on the validation split's labelled pixels by
 minimising their negative log-likelihood (Guo et al. 2017, "On calibration of modern neural
 networks"), and every prediction divides the logits by it before the softmax (sigmoid for a
-one-logit head). Dividing all logits by one positive number keeps their order, so the class
-map (the arg-max) is unchanged: only the probabilities move.
+one-logit head). Dividing all logits by one positive number keeps their order, so a tile's
+classes (the arg-max) are unchanged: only the probabilities move (a map blending overlapping
+tiles averages probabilities, so a seam pixel near 1/2 can still change sides).
 
 This module owns the step from logits to probabilities (:func:`probabilities`): the runtime
 (:class:`inference.predict.runtime.TilePredictor`, every device, precision and pipeline),
