@@ -187,11 +187,11 @@ def map_scores(truth: np.ndarray, footprint: Footprint, class_path: str | Path,
 def calibration_scores(prob: np.ndarray, truth: np.ndarray, temperature: float | None,
                        resolution: float) -> dict:
     """ECE of mapped probabilities (and, with ``temperature``, of the uncalibrated ones)."""
-    mapped = binary_reliability(prob, truth)
+    mapped = binary_reliability(prob, truth, "built")
     out = {"ece_built": mapped.ece, "reliability": {"mapped": mapped.to_dict()}}
     if temperature is not None:
         raw = binary_reliability(binary_at_temperature(prob, temperature,
-                                                       resolution=resolution), truth)
+                                                       resolution=resolution), truth, "built")
         out.update(temperature=float(temperature), ece_built_uncalibrated=raw.ece)
         out["reliability"]["uncalibrated"] = raw.to_dict()
     return out

@@ -105,11 +105,13 @@ class Reliability:
     """Reliability bins of probabilities against labels, filled batch by batch.
 
     ``positive`` is the class whose probability is binned (two-class models); None bins the
-    top class's probability against whether it is right (top-label, more classes).
+    top class's probability against whether it is right (top-label, more classes). ``name``
+    names the positive class in :attr:`kind`.
     """
 
     positive: int | None
     bins: int = ECE_BINS
+    name: str = ""  # the positive class's name, for the reports
 
     def __post_init__(self) -> None:
         self.count = np.zeros(self.bins, np.int64)
@@ -118,8 +120,9 @@ class Reliability:
 
     @property
     def kind(self) -> str:
-        return ("top-label" if self.positive is None else
-                f"positive class (index {self.positive})")
+        if self.positive is None:
+            return "top-label"
+        return f"{self.name!r} class" if self.name else f"class {self.positive}"
 
     def update(self, probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
                ) -> None:
@@ -180,9 +183,9 @@ def binary_at_temperature(p: np.ndarray, temperature: float, to: float = 1.0,
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def binary_reliability(p: np.ndarray, truth: np.ndarray) -> Reliability:
+def binary_reliability(p: np.ndarray, truth: np.ndarray, name: str = "") -> Reliability:
     """The reliability bins of ``P(class 1)`` against 0/1 labels (flat arrays)."""
-    rel = Reliability(positive=1)
+    rel = Reliability(positive=1, name=name)
     rel.update(np.asarray(p, dtype=np.float32).reshape(1, 1, -1),
                np.asarray(truth).reshape(1, -1).astype(np.int64))
     return rel

@@ -82,7 +82,8 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
     loader = make_loader(ds, batch_size, False, 0, num_workers)
     cm = ConfusionMatrix(meta.num_classes)
     positive = positive_class(max(meta.num_classes, 2))
-    raw, calibrated = Reliability(positive), Reliability(positive)
+    name = meta.class_names[positive] if positive is not None and meta.num_classes > 1 else ""
+    raw, calibrated = Reliability(positive, name=name), Reliability(positive, name=name)
     preds, refs = [], []
     run = None
     with torch.no_grad():
