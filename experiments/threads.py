@@ -3,7 +3,7 @@
 The experiments pin their precision (``fp32``, so that their figures do not depend on what a
 measurement chose), and an explicit precision skips the engine's measured choice, the one
 that lowers the thread count when other work keeps the cores busy
-(:mod:`training.engine.autotune`). Left at torch's default, every process would then spin one
+(:mod:`engine.autotune`). Left at torch's default, every process would then spin one
 thread per core on a machine other processes share, and OpenMP's waiting threads made one
 land-cover training about twenty times slower than on one thread. So an experiment runs on
 one thread per process (``--threads``, 0: torch's default), in its own process and in the
