@@ -15,7 +15,10 @@ tile ``PREFIX_s2l2a.tif`` (12 named bands, DN = reflectance x 10000), ``PREFIX_s
 3. ``isamap-export`` of the test tile gives its stack, ``isamap-predict`` maps it;
 4. the labelled pixels of the test area score the map (:mod:`experiments.scoring`): built F1,
    IoU and ROC AUC, beside NDBI (B11, B8) as a probability (AUC), at 0 and at its best F1
-   threshold on the same pixels.
+   threshold on the same pixels; and the expected calibration error of the built
+   probability (15 equal-width bins), as mapped (at the temperature ``isamap-train`` fitted
+   on the validation split) and as the network gave it (temperature 1), with a reliability
+   diagram per map (``DIR/maps/MODEL/TILE_reliability.png``).
 
 Without ``--test`` the test area is the southern rows of the Java tile
 (``--holdout-rows``, default the last 100 of 340): the training export covers only the rows
@@ -51,6 +54,7 @@ from experiments.realscenes import (
     run_product,
 )
 from experiments.scoring import index_baseline, ndbi
+from experiments.threads import add_threads_argument, use_threads
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.dataset import read_manifest
 from gee_export.contract.grid import Grid
@@ -63,6 +67,8 @@ from gee_export.core.commands import (
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write
+from training.modelfile import read_model_file
+from training.plots import plot_reliability
 
 log = logging.getLogger(__name__)
 
@@ -220,9 +226,16 @@ def predict(model_file: Path, stack: Path, out: Path, month: str) -> tuple[Path,
     return Path(f"{out}_class.tif"), Path(f"{out}_prob.tif")
 
 
-def score_map(tile: DWTile, class_path: Path, prob_path: Path, area: np.ndarray) -> dict:
-    """Scores of one map on the labelled pixels of ``area`` (bool, tile pixels)."""
-    return map_scores(built_label(tile), tile.footprint, class_path, prob_path, area)
+def score_map(tile: DWTile, class_path: Path, prob_path: Path, area: np.ndarray,
+              model_file: Path | None = None) -> dict:
+    """Scores of one map on the labelled pixels of ``area`` (bool, tile pixels).
+
+    With ``model_file``, the expected calibration error of the probabilities at the file's
+    temperature (as mapped) and at temperature 1 (as the network gave them).
+    """
+    temperature = read_model_file(model_file)[0].temperature if model_file else None
+    return map_scores(built_label(tile), tile.footprint, class_path, prob_path, area,
+                      temperature)
 
 
 def score_ndbi(tile: DWTile, area: np.ndarray) -> dict:
@@ -280,7 +293,14 @@ def run_builtup(data: Path, out: Path, *, tests: Sequence[str] = (), train_prefi
         for tile in test_tiles:
             class_path, prob_path = predict(model_file, stacks[tile.prefix],
                                             out / "maps" / model / tile.prefix, tile.month)
-            per_tile[tile.prefix] = score_map(tile, class_path, prob_path, areas[tile.prefix])
+            scores = score_map(tile, class_path, prob_path, areas[tile.prefix], model_file)
+            plot_reliability({"uncalibrated (T = 1)":
+                              scores["reliability"]["uncalibrated"],
+                              f"as mapped (T = {scores['temperature']:.2f})":
+                              scores["reliability"]["mapped"]},
+                             out / "maps" / model / f"{tile.prefix}_reliability.png",
+                             f"{model} on {tile.prefix}: built probability, held-out pixels")
+            per_tile[tile.prefix] = scores
         runs[model] = per_tile
     first = models[0]
     head = test_tiles[0].prefix
@@ -306,13 +326,14 @@ def results_table(metrics: dict) -> str:
     for model, tiles in metrics["models"].items():
         for tile, s in tiles.items():
             rows.append((model, tile, s["f1_built"], s["iou_built"], s["auc_built"],
+                         s.get("ece_built_uncalibrated", ""), s.get("ece_built", ""),
                          s["pixels"], s["built_pixels"]))
     for tile, b in metrics["ndbi"].items():
-        rows.append(("NDBI >= 0", tile, b["ndbi_f1_at_0"], "", b["ndbi_auc"], "", ""))
+        rows.append(("NDBI >= 0", tile, b["ndbi_f1_at_0"], "", b["ndbi_auc"], "", "", "", ""))
         rows.append((f"NDBI >= {b['ndbi_best_threshold']:.3f} (best on test)", tile,
-                     b["ndbi_best_f1"], "", "", "", ""))
-    return format_table(rows, ("map", "tile", "F1 built", "IoU built", "ROC AUC", "pixels",
-                               "built"))
+                     b["ndbi_best_f1"], "", "", "", "", "", ""))
+    return format_table(rows, ("map", "tile", "F1 built", "IoU built", "ROC AUC",
+                               "ECE T=1", "ECE mapped", "pixels", "built"))
 
 
 def _dates(items: Sequence[str]) -> dict[str, str]:
@@ -350,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stride", type=int, default=d.stride)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default="builtup_output")
+    add_threads_argument(p)
     add_logging_arguments(p)
     a = p.parse_args(argv)
     configure_logging(a.verbose, a.quiet, a.debug)
@@ -361,6 +383,7 @@ def _run(a: argparse.Namespace) -> int:
     data = existing_folder(a.data or sample_folder(DW_FOLDER, a.data_root), "Dynamic World",
                            "--data")
     check_output_folder("--out", a.out)
+    use_threads(a.threads)
     budget = Budget(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patch=a.patch_size,
                     stride=a.stride, seed=a.seed)
     run_builtup(data, Path(os.path.abspath(a.out)), tests=a.test, train_prefix=a.train,

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.execution import set_threads
 from engine.outputs import main_output
+from experiments.threads import add_threads_argument, use_threads
 from gee_export.contract.dataset import read_manifest
 from gee_export.core.commands import (
     add_logging_arguments,
@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=HeadBudget.iterations)
     p.add_argument("--batch-size", type=int, default=HeadBudget.batch_size)
     p.add_argument("--lr", type=float, default=HeadBudget.lr)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_threads_argument(p)
     p.add_argument("--out", default="headcompare_output")
     add_logging_arguments(p)
     a = p.parse_args(argv)
@@ -178,7 +178,7 @@ def _compare(a: argparse.Namespace) -> int:
         datasets[name] = root
     check_output_folder("--out", a.out)
     budget = HeadBudget(a.iterations, a.batch_size, a.lr)
-    set_threads(a.threads)
+    use_threads(a.threads)
     _, table = compare_heads(datasets, a.seeds, a.out, budget)
     print(table)
     return 0

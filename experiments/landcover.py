@@ -60,7 +60,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.execution import set_threads
 from experiments.chesapeake_nlcd import (
     BANDS,
     CHESAPEAKE_FOLDER,
@@ -72,6 +71,7 @@ from experiments.data import add_data_root_argument, existing_folder, sample_fol
 from experiments.landcover_points import draw_points
 from experiments.landcover_report import report_table, summarize
 from experiments.naip import NAIP_FOLDER, read_naip_tile
+from experiments.threads import add_threads_argument, use_threads
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
 from gee_export.core.commands import (
@@ -532,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--points-per-stratum", type=int,
                    default=d["points_per_stratum"].default,
                    help="points per stratum of the point sample (strata: the product's classes)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    add_threads_argument(p)
     add_logging_arguments(p)
     a = p.parse_args(argv)
     configure_logging(a.verbose, a.quiet, a.debug)
@@ -541,8 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(a: argparse.Namespace) -> int:
-    if a.threads:
-        set_threads(a.threads)
+    use_threads(a.threads)
     data_dir = existing_folder(a.data_dir or sample_folder(CHESAPEAKE_FOLDER, a.data_root),
                                "chesapeake_nlcd", "--data-dir") if "nlcd" in a.settings else ""
     naip_dir = existing_folder(a.naip_dir or sample_folder(NAIP_FOLDER, a.data_root),

@@ -50,11 +50,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.execution import set_threads
 from experiments.coarse_products import mode_product
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.landcover_report import seed_stats
 from experiments.naip import NAIP_BANDS, NAIP_FOLDER, read_naip_tile
+from experiments.threads import add_threads_argument, use_threads
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
 from gee_export.core.commands import (
     add_logging_arguments,
@@ -375,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=d.lr, help="initial SGD learning rate")
     p.add_argument("--stem-norm", choices=("instance", "batch"), default="instance")
     p.add_argument("--prune-iterations", type=int, default=d.prune_iterations)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    add_threads_argument(p)
     add_logging_arguments(p)
     a = p.parse_args(argv)
     configure_logging(a.verbose, a.quiet, a.debug)
@@ -384,8 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(a: argparse.Namespace, d: LandCoverCompareConfig) -> int:
-    if a.threads:
-        set_threads(a.threads)
+    use_threads(a.threads)
     data_dir = existing_folder(a.data_dir or sample_folder(NAIP_FOLDER, a.data_root),
                                "GeoBench Chesapeake NAIP", "--data-dir")
     cfg = LandCoverCompareConfig(data_dir=str(data_dir),

@@ -27,6 +27,7 @@ from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.local.labels import MAP_PREFIX, get_scheme
 from inference.predict.cog import PROB_SCALE
+from training.calibration import binary_at_temperature, binary_reliability
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,8 @@ def probability_scale(path: str | Path) -> float:
 
 
 def map_scores(truth: np.ndarray, footprint: Footprint, class_path: str | Path,
-               prob_path: str | Path, area: np.ndarray) -> dict:
+               prob_path: str | Path, area: np.ndarray,
+               temperature: float | None = None) -> dict:
     """Scores of an ``isamap-predict`` map on the labelled pixels of ``area``.
 
     Args:
@@ -160,6 +162,10 @@ def map_scores(truth: np.ndarray, footprint: Footprint, class_path: str | Path,
         class_path: the class COG (0/1, 255 nodata).
         prob_path: the probability COG (scaled by its ``probability_scale`` tag).
         area: bool mask of the pixels to score (the test area).
+        temperature: the model file's calibration temperature; given, the expected
+            calibration error of the probabilities as the network gave them (re-expressed at
+            temperature 1, :func:`training.calibration.binary_at_temperature`) is reported
+            beside the mapped ones' (``ece_built``), with both reliability records.
 
     Pixels the map leaves nodata (clouds masked in the composite) are counted, not scored.
     """
@@ -173,7 +179,22 @@ def map_scores(truth: np.ndarray, footprint: Footprint, class_path: str | Path,
             "pixels": scores.pixels, "built_pixels": scores.built,
             "mapped_built_share": float(mapped[scored].mean()) if scores.pixels else
             float("nan"),
-            "unmapped_pixels": int((labelled & ~np.isfinite(mapped)).sum())}
+            "unmapped_pixels": int((labelled & ~np.isfinite(mapped)).sum()),
+            **calibration_scores(prob[scored], truth[scored], temperature,
+                                 0.5 / probability_scale(prob_path))}
+
+
+def calibration_scores(prob: np.ndarray, truth: np.ndarray, temperature: float | None,
+                       resolution: float) -> dict:
+    """ECE of mapped probabilities (and, with ``temperature``, of the uncalibrated ones)."""
+    mapped = binary_reliability(prob, truth, "built")
+    out = {"ece_built": mapped.ece, "reliability": {"mapped": mapped.to_dict()}}
+    if temperature is not None:
+        raw = binary_reliability(binary_at_temperature(prob, temperature,
+                                                       resolution=resolution), truth, "built")
+        out.update(temperature=float(temperature), ece_built_uncalibrated=raw.ece)
+        out["reliability"]["uncalibrated"] = raw.to_dict()
+    return out
 
 
 def format_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:

@@ -41,9 +41,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from engine.execution import set_threads
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.naip import NAIP_BANDS, NAIP_FOLDER, naip_samples
+from experiments.threads import add_threads_argument, use_threads
 from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
 from gee_export.core.commands import (
     add_logging_arguments,
@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="ablation: srseg without its reconstruction head / L1 term")
     p.add_argument("--no-deep-supervision", action="store_true",
                    help="ablation: srseg without intermediate-scale outputs")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    add_threads_argument(p)
     p.add_argument("--out", default="srcompare_output")
     add_logging_arguments(p)
     a = p.parse_args(argv)
@@ -338,8 +338,7 @@ def _compare(a: argparse.Namespace) -> int:
     data_dir = existing_folder(a.data_dir or sample_folder(NAIP_FOLDER, a.data_root), "data",
                                "--data-dir")
     check_output_folder("--out", a.out)
-    if a.threads:
-        set_threads(a.threads)
+    use_threads(a.threads)
     cfg = CompareConfig(data=a.data, data_dir=str(data_dir), scale=a.scale,
                         models=tuple(a.models),
                         iterations=a.iterations, batch_size=a.batch_size, lr=a.lr, seed=a.seed,

@@ -81,8 +81,7 @@ def measure_model(model: LoadedModel, tile: int, options: Any, repeats: int = 2)
     from inference.predict.runtime import TilePredictor
 
     meta = model.meta
-    predictor = TilePredictor(model.module, meta.norm_mean, meta.norm_std,
-                              scale=int(meta.output_scale), options=options)
+    predictor = TilePredictor.for_model(model.module, meta, options=options)
     tiles = np.zeros((1, len(meta.bands), tile, tile), np.float32)
     predictor(tiles, compact=True)  # warm-up
     start = time.perf_counter()

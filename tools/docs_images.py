@@ -22,6 +22,7 @@ PICTURES: dict[str, str] = {
     "composite_rgb.png": "quicklooks/composite_rgb.png",
     "label.png": "quicklooks/label.png",
     "learning_curves.png": "model/train/learning_curves.png",
+    "reliability.png": "model/evaluate/reliability.png",
     "class_map.png": "maps/2021-06/isa_2021-06_class.png",
     "change_map.png": "maps/change/isa_change_2019-06_2021-06.png",
     "series_area.png": "maps/series_area.png",

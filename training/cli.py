@@ -174,8 +174,9 @@ def _train(args: dict) -> int:
 def evaluate_parser() -> argparse.ArgumentParser:
     p = command_parser("isamap-evaluate", (
         "Evaluate a trained model file on a split of a patch dataset: metrics.json, "
-        "metrics.txt and confusion_matrix.png, with an optional point-sample assessment "
-        "and Olofsson et al. (2014) area estimates in km²."), EVALUATE_EXAMPLES)
+        "metrics.txt, confusion_matrix.png and reliability.png (the expected calibration "
+        "error before and after the model file's calibration), with an optional point-sample "
+        "assessment and Olofsson et al. (2014) area estimates in km²."), EVALUATE_EXAMPLES)
     p.add_argument("--model", required=True, help="model file written by isamap-train")
     p.add_argument("--data", required=True, help="patch dataset root")
     p.add_argument("--out", required=True, help="output folder")
@@ -213,7 +214,8 @@ def _evaluate(a: argparse.Namespace) -> int:
                    a.workers, a.points, a.point_seed, a.progress,
                    channels_last=a.channels_last, autotune_cache=a.autotune_cache)
     print(res.table_path.read_text())
-    print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}")
+    print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}, "
+          f"{res.reliability_path}")
     return 0
 
 

@@ -1,7 +1,9 @@
 """Evaluate a model file on a split of a patch dataset: pixel metrics, point sample, areas.
 
-Writes into ``out_dir``: ``metrics.json`` (everything), ``metrics.txt`` (readable tables) and
-``confusion_matrix.png``. Besides the per-pixel confusion matrix, it runs the papers' point
+Writes into ``out_dir``: ``metrics.json`` (everything), ``metrics.txt`` (readable tables),
+``confusion_matrix.png`` and ``reliability.png`` (the probabilities' reliability diagram, before
+and after the model file's calibration, with the expected calibration error of each,
+:mod:`training.calibration`). Besides the per-pixel confusion matrix, it runs the papers' point
 assessment — sample points stratified by map (predicted) class, their confusion matrix and
 UA/PA/OA/kappa — and the Olofsson et al. (2014) area-weighted estimates of accuracy and of
 each class's area with 95 % confidence intervals.
@@ -27,10 +29,11 @@ from gee_export.core.progress import progress_bar
 from gee_export.core.shareable import shareable, shareable_text
 from gee_export.core.storage import atomic_write
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
+from training.calibration import Reliability, describe, positive_class, probabilities
 from training.data import NormStats, PatchDataset, make_loader
 from training.metrics import ConfusionMatrix, compute_metrics
 from training.modelfile import load_model_file
-from training.plots import plot_confusion
+from training.plots import plot_confusion, plot_reliability
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class EvalResult:
     table_path: Path
     confusion_path: Path
     metrics: dict
+    reliability_path: Path | None = None
 
 
 def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLike,
@@ -77,6 +81,9 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
                           f"{ds.class_names}")
     loader = make_loader(ds, batch_size, False, 0, num_workers)
     cm = ConfusionMatrix(meta.num_classes)
+    positive = positive_class(max(meta.num_classes, 2))
+    name = meta.class_names[positive] if positive is not None and meta.num_classes > 1 else ""
+    raw, calibrated = Reliability(positive, name=name), Reliability(positive, name=name)
     preds, refs = [], []
     run = None
     with torch.no_grad():
@@ -93,6 +100,8 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
                 out = main_output(run(x)).float()
             pred = out.argmax(1)
             cm.update(pred, y)
+            raw.update(probabilities(out), y)
+            calibrated.update(probabilities(out, meta.temperature), y)
             if points:
                 preds.append(pred.cpu().numpy().astype(np.uint8))
                 refs.append(y.cpu().numpy().astype(np.uint8))
@@ -102,7 +111,16 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
               "split": split, "patches": len(ds), "bands": list(meta.bands),
               "convention": "matrix[reference][prediction]", "pixel": pixel.to_dict(),
               "runtime": runtime.to_dict() if runtime else None}
-    text = [f"{meta.name} on {data} [{split}], {len(ds)} patches, per-pixel", pixel.table()]
+    result["calibration"] = {
+        "model_file": describe(meta.calibration), "temperature": meta.temperature,
+        "calibrated": meta.calibrated, "ece_binned": raw.kind, "ece_bins": raw.bins,
+        "ece_before": raw.ece, "ece_after": calibrated.ece,
+        "before": raw.to_dict(), "after": calibrated.to_dict()}
+    text = [f"{meta.name} on {data} [{split}], {len(ds)} patches, per-pixel", pixel.table(), "",
+            f"calibration: {describe(meta.calibration)}",
+            f"expected calibration error ({raw.bins} equal-width bins of the {raw.kind} "
+            f"probability, {raw.pixels} pixels): {raw.ece:.4f} at temperature 1 (uncalibrated), "
+            f"{calibrated.ece:.4f} at temperature {meta.temperature:.3f} (as predicted)"]
     if points:
         pmap = np.concatenate(preds)
         ref = np.concatenate(refs)
@@ -139,7 +157,12 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
     _atomic_text(out / "metrics.txt", shareable_text("\n".join(text) + "\n", out))
     png = plot_confusion(np.asarray(pixel.matrix), names, out / "confusion_matrix.png",
                          f"{meta.name} [{split}] OA {100 * pixel.oa:.2f} %")
-    return EvalResult(out / "metrics.json", out / "metrics.txt", png, result)
+    curves = {"uncalibrated (T = 1)": raw.to_dict()}
+    if meta.calibrated:
+        curves[f"calibrated (T = {meta.temperature:.2f})"] = calibrated.to_dict()
+    reliability = plot_reliability(curves, out / "reliability.png",
+                                   f"{meta.name} [{split}] reliability")
+    return EvalResult(out / "metrics.json", out / "metrics.txt", png, result, reliability)
 
 
 def _atomic_text(path: Path, text: str) -> None:

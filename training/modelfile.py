@@ -27,6 +27,7 @@ from gee_export.core.digest import chunks_sha256, file_sha256
 from gee_export.core.errors import ModelError
 from gee_export.core.storage import atomic_write
 from gee_export.core.version import code_version as _code_version
+from training.calibration import temperature_of
 from training.models import available_models, create_model, model_module
 
 FORMAT = "isamap-model/1"
@@ -57,6 +58,10 @@ class ModelMeta:
         band_ranges: band name -> ``(p1, p50, p99)``, percentiles of its raw values in the
             training split; inputs are compared with them before a map is made
             (``inference.predict.expected_inputs.check_input``). Empty: not recorded.
+        calibration: how the probabilities are calibrated (:func:`training.calibration.fit_record`:
+            the temperature fitted on the validation split after training, with the NLL and
+            ECE before and after). Empty (files of older isamap versions, or a training
+            without a validation split): temperature 1, uncalibrated.
     """
 
     name: str
@@ -75,6 +80,7 @@ class ModelMeta:
     extra: Mapping = field(default_factory=dict)
     pixel_size: float | None = None
     band_ranges: Mapping = field(default_factory=dict)
+    calibration: Mapping = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.bands)
@@ -89,6 +95,20 @@ class ModelMeta:
             raise ModelError("normalisation std must be positive for every band")
         if not set(self.band_ranges) <= set(self.bands):
             raise ModelError("band_ranges name bands the model does not take")
+        try:
+            temperature_of(self.calibration)
+        except ValueError as exc:
+            raise ModelError(f"the model's calibration is invalid ({exc})") from exc
+
+    @property
+    def temperature(self) -> float:
+        """The temperature every prediction divides the logits by (1: uncalibrated)."""
+        return temperature_of(self.calibration)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the file records a fitted calibration (older files and unfitted: no)."""
+        return dict(self.calibration).get("method") == "temperature"
 
     def training_pixel_size(self) -> float | None:
         """Metres per pixel of the training grid: recorded, else the dataset's grid, else None."""
@@ -101,6 +121,7 @@ class ModelMeta:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["model_kwargs"] = dict(self.model_kwargs)
+        d["calibration"] = dict(self.calibration)
         d["band_ranges"] = {k: list(v) for k, v in dict(self.band_ranges).items()}
         return d
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 import matplotlib
@@ -91,4 +91,40 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path,
     ax.set_xlabel("predicted")
     ax.set_ylabel("reference")
     ax.set_title(titled(title))
+    return _save(fig, path)
+
+
+def plot_reliability(curves: Mapping[str, Mapping], path: Path,
+                     title: str = "reliability diagram") -> Path:
+    """Observed frequency against mean predicted probability per bin, one curve per entry.
+
+    ``curves``: label -> a :meth:`training.calibration.Reliability.to_dict` record (its bins,
+    counts, mean probabilities, observed frequencies and ECE). The diagonal is perfect
+    calibration; the lower panel gives each bin's pixel count (log scale).
+    """
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.2, 6.2), sharex=True,
+                                     gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="perfect calibration")
+    first = next(iter(curves.values()), {})
+    bins = int(first.get("bins", 15))
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    width = 1.0 / bins / max(len(curves), 1)
+    for i, (label, rec) in enumerate(curves.items()):
+        mean = np.asarray(rec["mean_probability"], dtype=np.float64)
+        seen = np.asarray(rec["observed"], dtype=np.float64)
+        ax.plot(mean, seen, marker="o", ms=4, label=f"{label} (ECE {rec['ece']:.3f})")
+        counts.bar(edges[:-1] + i * width, np.maximum(rec["count"], 0), width=width,
+                   align="edge", alpha=0.7, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("observed frequency")
+    ax.set_title(titled(title))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    counts.set_yscale("log")
+    counts.set_xticks(edges[::3])
+    counts.set_xlabel(f"predicted probability ({first.get('binned', '')}, {bins} bins)")
+    counts.set_ylabel("pixels per bin")
+    counts.grid(alpha=0.3)
+    fig.tight_layout()
     return _save(fig, path)

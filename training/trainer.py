@@ -66,6 +66,7 @@ from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedErro
 from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_write
 from training.band_ranges import band_ranges
+from training.calibration import describe
 from training.config import TrainConfig, apply_recipe
 from training.data import (
     NormStats,
@@ -74,6 +75,7 @@ from training.data import (
     compute_norm_stats,
     make_loader,
 )
+from training.fit_calibration import calibrate_model_file
 from training.losses import build_loss
 from training.metrics import ConfusionMatrix
 from training.modelfile import (
@@ -453,6 +455,8 @@ class Trainer:
                 self._write_history()
             if self.cfg.stop_after and ran >= self.cfg.stop_after:
                 break
+        if self.finished and self.info.main and self.val_loader is not None:
+            self._calibrate()
         if self.info.world_size > 1:
             dist.barrier()
         return TrainResult(self.out, self.out / BEST_MODEL, ck_path, self.out / HISTORY,
@@ -489,8 +493,22 @@ class Trainer:
         base = self.meta.to_dict()
         meta = ModelMeta.from_dict({
             **base, "metrics": {"epoch": self.best_epoch, "val": val_metrics},
+            "calibration": {},  # new weights: fitted again when the run ends (_calibrate)
             "extra": {**dict(base.get("extra") or {}), "runtime": self.runtime.to_dict()}})
         save_model_file(self.out / BEST_MODEL, self.model, meta)
+
+    def _calibrate(self) -> None:
+        """Fit the kept model's temperature on the validation split, once per run."""
+        def outputs(net: nn.Module):
+            for batch in self.val_loader:
+                x, y = self._batch(batch)
+                with self._autocast():
+                    yield main_output(net(x)).float(), y
+
+        if (self.out / BEST_MODEL).exists():
+            record = calibrate_model_file(self.out / BEST_MODEL, self.model, outputs)
+            if record is not None:
+                log.info("calibration: %s", describe(record))
 
     def _write_history(self) -> None:
         from training.plots import dataset_label, plot_learning_curves

@@ -136,9 +136,8 @@ class _Predictor:
         model, meta = load_model_file(_local_copy(model_file))
         self.scale = int(meta.output_scale)
         patches = int8_patches(meta) if options.precision == "int8" else None
-        self.predictor = TilePredictor(model, meta.norm_mean, meta.norm_std, scale=self.scale,
-                                       options=options, int8_patches=patches,
-                                       isa_class=isa_class)
+        self.predictor = TilePredictor.for_model(model, meta, options=options,
+                                                 int8_patches=patches, isa_class=isa_class)
         self.lock = threading.Lock()  # one forward pass at a time per process (GPU memory)
 
 
@@ -437,15 +436,16 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
     def run(request: Any, grid: Grid, model: LoadedModel, dataset: Any, month: str,
             session: Any) -> Any:
         from inference.mapping.dates import date_inputs, ee_date_image
-        from inference.predict.workflow import finish_outputs, isa_class_index
+        from inference.predict.workflow import (
+            finish_outputs,
+            isa_class_index,
+            model_output_info,
+        )
 
         meta = model.meta
         image, identity = ee_date_image(request, grid, meta, dataset, month, session)
         index = isa_class_index(tuple(meta.class_names))
-        metrics = {k: float(v) for k, v in dict(meta.metrics).items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        info = OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), month,
-                          metrics=metrics)
+        info = model_output_info(meta, month)
         workers = sessions or EarthEngineProject(
             request.project, application_default=runner.runner == "dataflow")
         prefix = request.prefix(month)

@@ -81,6 +81,8 @@ class OutputInfo:
     month: str | None = None
     version: str = field(default_factory=code_version)
     metrics: dict[str, float] = field(default_factory=dict)
+    #: how the probabilities are calibrated (``training.calibration.describe``; "": not said)
+    calibration: str = ""
 
 
 
@@ -97,6 +99,8 @@ def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
         "probability_scale": str(PROB_SCALE), "nodata": str(NODATA),
     }
     tags.update({f"metric_{k}": f"{v:.6g}" for k, v in info.metrics.items()})
+    if info.calibration:
+        tags["calibration"] = info.calibration
     return tags
 
 

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -32,7 +32,11 @@ from engine.devices import InferencePrecision, Layout, resolve_device
 from engine.execution import calling_thread_only
 from gee_export.core.errors import ModelError
 from inference.predict.normalise import BatchNormaliser, Tiles, normalise_into
+from training.calibration import check_temperature, probabilities, scaled
 from training.models.blocks import fold_batchnorm
+
+if TYPE_CHECKING:
+    from training.modelfile import ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,9 @@ class TilePredictor:
             reading them when int8 is built (None, or a function returning None: the first
             batch of tiles, half and half).
         isa_class: index of the impervious class (the int8 check's F1; None: the last class).
+        temperature: the logits are divided by it before the activation (the model file's
+            calibration, :mod:`training.calibration`; 1: as the model gives them). One
+            positive number keeps the logits' order: the class map is the same at any.
     """
 
     def __init__(
@@ -91,9 +98,13 @@ class TilePredictor:
         std: Sequence[float] | np.ndarray, *, scale: int = 1,
         activation: Activation = "auto", options: RuntimeOptions | None = None,
         int8_patches: quantize.Int8Patches | Callable[[], quantize.Int8Patches | None]
-        | None = None, isa_class: int | None = None,
+        | None = None, isa_class: int | None = None, temperature: float = 1.0,
     ) -> None:
         options = options or RuntimeOptions()
+        try:
+            self.temperature = check_temperature(temperature)
+        except ValueError as exc:
+            raise ModelError(f"{exc}; the model file's calibration is damaged") from None
         mean = np.asarray(mean, dtype=np.float32).reshape(-1)
         std = np.asarray(std, dtype=np.float32).reshape(-1)
         if mean.shape != std.shape:
@@ -257,6 +268,16 @@ class TilePredictor:
         with around():
             return self._probabilities(out, x.shape, compact)
 
+    @classmethod
+    def for_model(cls, model: torch.nn.Module, meta: ModelMeta, **kwargs) -> TilePredictor:
+        """The predictor of a model file's network: its normalisation, scale and calibration.
+
+        Every map made from a model file builds its predictor here, so none forgets the
+        recorded temperature. ``kwargs``: the other arguments of the constructor.
+        """
+        return cls(model, meta.norm_mean, meta.norm_std, scale=int(meta.output_scale),
+                   temperature=meta.temperature, **kwargs)
+
     def _record_compile(self, model: CompiledForInference) -> None:
         """The choice says what the first call did: compiled (and in how long) or not.
 
@@ -285,13 +306,13 @@ class TilePredictor:
         if activation == "sigmoid":
             if logits.shape[1] != 1:
                 raise ModelError(f"sigmoid needs one logit per pixel, got {logits.shape[1]}")
-            p = torch.sigmoid(logits.float())
+            p = probabilities(logits, self.temperature)
             probs = p if compact else torch.cat([1.0 - p, p], dim=1)
         elif compact and logits.shape[1] == 2:
             # softmax of two logits is the sigmoid of their difference
-            probs = _logit_difference(logits).sigmoid_()
+            probs = scaled(_logit_difference(logits), self.temperature).sigmoid_()
         else:
-            probs = torch.softmax(logits.float(), dim=1)
+            probs = probabilities(logits, self.temperature)
         return probs.contiguous().cpu().numpy()
 
 

@@ -121,18 +121,28 @@ def predict_with_model_file(
     from inference.predict.calibration import model_file_patches
 
     # int8 that cannot run here is refused by the predictor, before any patch is read
-    predictor = TilePredictor(model, meta.norm_mean, meta.norm_std,
-                              scale=int(meta.output_scale), options=options,
-                              int8_patches=lambda: model_file_patches(meta), isa_class=index)
-    metrics = {k: float(v) for k, v in dict(meta.metrics).items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    info = OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), month,
-                      metrics=metrics)
+    predictor = TilePredictor.for_model(model, meta, options=options,
+                                        int8_patches=lambda: model_file_patches(meta),
+                                        isa_class=index)
+    info = model_output_info(meta, month)
     result = predict_raster(stack, out_prefix, predictor, info, config, work_dir=work_dir,
                             model_id=loaded.file_id, restart=restart, progress=progress,
                             band_order=band_order)
     return finish_outputs(result, out_prefix, index, zones=zones, compare_with=compare_with,
                           local_dir=local_dir)
+
+
+def model_output_info(meta: ModelMeta, month: str | None) -> OutputInfo:
+    """What a map's outputs record about the model file ``meta`` describes.
+
+    Its name, bands, classes, numeric metrics and how its probabilities are calibrated.
+    """
+    from training.calibration import describe
+
+    metrics = {k: float(v) for k, v in dict(meta.metrics).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), month,
+                      metrics=metrics, calibration=describe(meta.calibration))
 
 
 def _check_compare_with(compare_with: str, stack: str | RasterSource,

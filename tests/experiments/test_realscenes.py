@@ -35,3 +35,20 @@ def test_table_is_fixed_width():
     lines = text.splitlines()
     assert lines[0].startswith("map") and "0.812" in lines[2] and len({len(lines[0]),
                                                                        len(lines[1])}) == 1
+
+
+def test_calibration_scores_recover_the_networks_probabilities_from_a_calibrated_map():
+    """Probabilities true at T = 1, mapped at T = 2.5: the map is off, its inverse is not."""
+    import numpy as np
+
+    from experiments.realscenes import calibration_scores
+    from training.calibration import binary_at_temperature
+
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0.02, 0.98, 200_000)
+    truth = (rng.uniform(size=raw.size) < raw).astype(np.int64)
+    mapped = np.round(binary_at_temperature(raw, 1.0, to=2.5) * 250) / 250  # as a COG stores
+    s = calibration_scores(mapped, truth, 2.5, 0.5 / 250)
+    assert s["temperature"] == 2.5 and s["ece_built_uncalibrated"] < 0.01
+    assert s["ece_built"] > 0.1
+    assert sum(s["reliability"]["mapped"]["count"]) == raw.size

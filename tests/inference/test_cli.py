@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 
 from inference.cli import predict_main, publish_main
 from inference.demo import run_demo_inference
@@ -54,6 +55,39 @@ def test_predict_cli_writes_cogs_pngs_tables_and_change(model_file, small_stack,
     assert predict_main([*common, "--out", str(tmp_path / "y1" / "isa"), "--month",
                          "2021-06"]) == 0
     assert '"skipped": true' in capsys.readouterr().out
+
+
+def test_predict_applies_the_model_files_temperature(small_stack, tmp_path):
+    """Same weights, calibrated at T = 3: the probability COG moves, the class COG stays."""
+    kwargs = {"widths": [4, 8, 8, 16, 16]}
+    torch.manual_seed(0)
+    model = create_model("unet", len(BANDS), 2, **kwargs)
+    common = ["--input", str(small_stack), "--tile", "64", "--overlap", "16", "--quiet",
+              "--precision", "fp32"]
+    read = {}
+    for t in (1.0, 3.0):
+        calibration = {"method": "temperature", "temperature": t} if t != 1 else {}
+        meta = ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6,
+                         model_kwargs=kwargs, calibration=calibration)
+        path = save_model_file(tmp_path / f"t{t}.pt", model, meta)
+        assert predict_main(["--model", str(path), *common,
+                             "--out", str(tmp_path / f"t{t}" / "isa")]) == 0
+        with rasterio.open(tmp_path / f"t{t}" / "isa_class.tif") as c, \
+                rasterio.open(tmp_path / f"t{t}" / "isa_prob.tif") as p:
+            read[t] = (c.read(1), p.read(1).astype(float), p.tags()["calibration"])
+    (c1, p1, tag1), (c3, p3, tag3) = read[1.0], read[3.0]
+    # each tile's class is its arg-max, the same at any T; where overlapping tiles blend, the
+    # blend of calibrated probabilities may fall on the other side of 1/2 (a few seam pixels)
+    assert (c1 != c3).mean() < 0.002
+    valid = p1 != 255
+    assert tag1.startswith("uncalibrated") and tag3.startswith("temperature 3.000")
+    # P at T = 3 is sigmoid(logit / 3): nearer one half wherever the logit is not zero
+    far = valid & (np.abs(p1 - 125) > 10)
+    assert far.any() and (np.abs(p3[far] - 125) < np.abs(p1[far] - 125)).all()
+    logit = lambda p: np.log(p / (250 - p))  # noqa: E731
+    inner = valid & (p1 > 25) & (p1 < 225)  # where a step of 1/250 moves the logit little
+    gap = np.abs(logit(p3[inner]) - logit(p1[inner]) / 3)  # exact but for seams and rounding
+    assert np.quantile(gap, 0.99) < 0.05
 
 
 def test_predict_cli_reports_bad_input_without_a_traceback(model_file, tmp_path, capsys):

@@ -9,6 +9,7 @@ import torch
 
 from gee_export.core.errors import ModelError
 from tests.support.sources import where
+from training.calibration import describe
 from training.modelfile import (
     ModelMeta,
     load_model_file,
@@ -242,7 +243,7 @@ def test_training_range_and_grid_survive_the_round_trip_and_old_files_load(tmp_p
     assert meta.band_ranges == ranges and meta.training_pixel_size() == 10.0
 
     def older(payload):  # written before the ranges and the grid were recorded
-        for key in ("pixel_size", "band_ranges"):
+        for key in ("pixel_size", "band_ranges", "calibration"):
             payload["meta"].pop(key)
         payload["meta"]["extra"] = {"dataset": {"grid": {"resolution": 20.0}}}
         payload.pop("weights_sha256")
@@ -250,3 +251,19 @@ def test_training_range_and_grid_survive_the_round_trip_and_old_files_load(tmp_p
     _payload_with(path, older)
     meta, _ = read_model_file(path)
     assert meta.band_ranges == {} and meta.training_pixel_size() == 20.0
+    # ...and before calibrations were recorded: temperature 1, said to be uncalibrated
+    assert "calibration" not in torch.load(path, weights_only=True)["meta"]
+    assert meta.temperature == 1.0 and not meta.calibrated
+    assert describe(meta.calibration).startswith("uncalibrated")
+
+
+def test_the_calibration_survives_the_round_trip_and_a_bad_one_is_refused(tmp_path):
+    record = {"method": "temperature", "temperature": 1.7, "split": "val", "pixels": 900,
+              "ece_before": 0.08, "ece_after": 0.01}
+    path = save_model_file(tmp_path / "m.pt", create_model("crofusenet", 6, **KW),
+                           _meta(calibration=record))
+    meta = load_model_file(path)[1]
+    assert meta.calibration == record and meta.temperature == 1.7 and meta.calibrated
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ModelError, match="calibration is invalid"):
+            _meta(calibration={**record, "temperature": bad})

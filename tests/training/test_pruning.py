@@ -252,6 +252,10 @@ def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_
     masked, meta = load_model_file(out / "model.pt")
     small, small_meta = load_model_file(out / "pruned.pt")
     assert small_meta.extra["pruning"]["rate"] == 0.4
+    # the fine-tuned weights are calibrated afresh, never with the original model's record
+    assert small_meta.calibration == meta.calibration and meta.calibrated
+    assert meta.calibration["temperature"] != load_model_file(
+        small_meta.extra["pruning"]["from"])[1].calibration.get("temperature")
     assert isinstance(small.layer1[0], PrunedBottleneck)
     # the fine-tuned model kept its zeros (pruned after every epoch, the last included)
     assert all(len(v) == n_pruned(masked.get_submodule(k).out_channels, 0.4)

@@ -13,7 +13,7 @@ from training.cli import evaluate_main, train_main
 from training.config import TrainConfig, load_config
 from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
-from training.modelfile import ModelMeta, load_model_file
+from training.modelfile import ModelMeta, load_model_file, read_model_file
 from training.models import create_model
 from training.trainer import Trainer, train
 
@@ -178,6 +178,18 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
     areas = metrics["area_km2"]
     assert 0 < sum(areas["mapped_area"]) <= 2 * 32 * 32 * 100 / 1e6 + 1e-9
     assert "areas in km²" in (tmp_path / "ev" / "metrics.txt").read_text()
+    # training fitted a temperature on the validation split and recorded it in the model file
+    meta = read_model_file(out / "model.pt")[0]
+    assert meta.calibration["method"] == "temperature" and meta.calibration["split"] == "val"
+    assert meta.calibration["pixels"] > 100 and meta.temperature > 0
+    assert meta.calibration["nll_after"] <= meta.calibration["nll_before"] + 1e-9
+    calibration = metrics["calibration"]  # evaluate reports the ECE at T = 1 and as predicted
+    assert calibration["temperature"] == meta.temperature and calibration["ece_bins"] == 15
+    assert calibration["before"]["pixels"] == calibration["after"]["pixels"] > 0
+    assert 0 <= calibration["ece_after"] <= 1 and 0 <= calibration["ece_before"] <= 1
+    assert sum(calibration["after"]["count"]) == calibration["after"]["pixels"]
+    assert "expected calibration error" in (tmp_path / "ev" / "metrics.txt").read_text()
+    assert (tmp_path / "ev" / "reliability.png").stat().st_size > 5000
     assert train_main(["--data", str(patch_root), "--out", str(out), "--epochs", "0"]) == 2
     assert "epochs must be >= 1" in capsys.readouterr().err
 
@@ -223,6 +235,8 @@ def test_cli_trains_srseg_on_label_fine_at_the_datasets_scale(tmp_path, capsys):
     model, meta = load_model_file(out / "model.pt")
     assert meta.output_scale == 4 and model.output_scale == 4
     assert meta.model_kwargs["scale"] == 4
+    # calibrated on the fine labels of the validation split, at the output's 4x grid
+    assert meta.calibration["method"] == "temperature" and meta.calibration["pixels"] > 100
     model.eval()
     assert model(torch.zeros(1, 6, 8, 8))["out"].shape == (1, 2, 32, 32)
     capsys.readouterr()

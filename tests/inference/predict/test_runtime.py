@@ -73,6 +73,38 @@ def test_nan_is_found_per_tile_and_reported():
     assert p.last_finite
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_temperature_divides_the_logits_in_every_output_form(precision):
+    """Full, compact (the bf16 logit-difference path too) and one-logit heads alike."""
+    tiles = smooth_stack(32, 32)[None]
+    options = RuntimeOptions(precision=precision, channels_last="on")
+    plain = TilePredictor(conv1x1(), np.zeros(6), np.ones(6), options=options)
+    hot = TilePredictor(conv1x1(), np.zeros(6), np.ones(6), options=options, temperature=2.0)
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    tol = 1e-4 if precision == "fp32" else 2e-3
+    for compact in (False, True):
+        p1, p2 = plain(tiles, compact=compact), hot(tiles, compact=compact)
+        np.testing.assert_allclose(logit(p2[:, -1]), logit(p1[:, -1]) / 2, atol=tol)
+        np.testing.assert_array_equal(p1.argmax(1), p2.argmax(1))  # the class map is kept
+    one = TilePredictor(conv1x1(classes=1), np.zeros(6), np.ones(6), options=FP32,
+                        temperature=0.5)(tiles)
+    x = torch.from_numpy(tiles)
+    np.testing.assert_allclose(one[:, 1], torch.sigmoid(conv1x1(classes=1)(x) / 0.5)
+                               .detach().numpy()[:, 0], atol=1e-5)
+    with pytest.raises(ModelError, match="temperature must be finite and > 0"):
+        TilePredictor(conv1x1(), np.zeros(6), np.ones(6), temperature=0.0)
+
+
+def test_a_model_files_predictor_applies_its_recorded_temperature():
+    from training.modelfile import ModelMeta
+
+    meta = ModelMeta("unet", 6, 2, BANDS, (0.0,) * 6, (1.0,) * 6,
+                     calibration={"method": "temperature", "temperature": 1.6})
+    assert TilePredictor.for_model(conv1x1(), meta, options=FP32).temperature == 1.6
+    old = ModelMeta("unet", 6, 2, BANDS, (0.0,) * 6, (1.0,) * 6)  # an older file: none
+    assert TilePredictor.for_model(conv1x1(), old, options=FP32).temperature == 1.0
+
+
 def test_multi_class_models_use_argmax_and_the_chosen_isa_class(tmp_path):
     src = write_stack(tmp_path / "s.tif", smooth_stack(100, 90))
     p = TilePredictor(conv1x1(classes=3), np.zeros(6), np.ones(6), options=FP32)

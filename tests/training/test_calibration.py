@@ -1,0 +1,68 @@
+"""Temperature scaling and the expected calibration error (training.calibration)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from training.calibration import (
+    Reliability,
+    describe,
+    fit_record,
+    fit_temperature,
+    labelled_logits,
+    nll,
+    probabilities,
+)
+
+
+def _synthetic(classes: int, temperature: float, n: int = 60_000, seed: int = 0):
+    """Labels drawn from the softmax of true logits; the model's logits are them times T."""
+    g = torch.Generator().manual_seed(seed)
+    true = 2.0 * torch.randn(n, max(classes, 1), generator=g, dtype=torch.float64)
+    p = probabilities(true.T.unsqueeze(0))[0].T  # (n, K) or (n, 1)
+    if classes == 1:
+        labels = (torch.rand(n, generator=g, dtype=torch.float64) < p[:, 0]).long()
+    else:
+        labels = torch.multinomial(p, 1, generator=g)[:, 0]
+    return (true * temperature).float(), labels
+
+
+@pytest.mark.parametrize(("classes", "temperature"), [(2, 2.5), (3, 0.6), (1, 1.8)])
+def test_the_fit_recovers_a_known_temperature(classes, temperature):
+    logits, labels = _synthetic(classes, temperature)
+    fitted = fit_temperature(logits, labels)
+    assert fitted == pytest.approx(temperature, rel=0.05)
+    assert nll(logits, labels, fitted) < nll(logits, labels)
+
+
+def test_ece_is_near_zero_when_calibrated_and_falls_after_the_fit():
+    logits, labels = _synthetic(2, 3.0)
+    record = fit_record(logits, labels, "val")
+    assert record["method"] == "temperature" and record["pixels"] == len(labels)
+    assert record["ece_before"] > 0.05 and record["ece_after"] < 0.01
+    assert record["nll_after"] < record["nll_before"]
+    assert describe(record).startswith(f"temperature {record['temperature']:.3f} fitted on")
+
+
+def test_ece_of_a_hand_made_case_and_nodata_pixels_are_left_out():
+    # one bin at p = 0.95 holding 4 pixels, 2 positive: |0.95 - 0.5| = 0.45 (255: no label)
+    rel = Reliability(positive=1)
+    probs = torch.tensor([0.95, 0.95, 0.95, 0.95, 0.2]).view(1, 1, 1, 5)
+    rel.update(probs, torch.tensor([1, 0, 1, 0, 255]).view(1, 1, 5))
+    assert rel.pixels == 4 and rel.ece == pytest.approx(0.45)
+    top = Reliability(positive=None)  # three classes: top-label confidence against accuracy
+    top.update(torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]]).T.reshape(1, 3, 1, 2),
+               np.array([[[0, 2]]]))
+    assert top.ece == pytest.approx((abs(0.7 - 1) + abs(0.8 - 0)) / 2)
+    assert top.to_dict()["binned"] == "top-label" and math.isnan(Reliability(1).ece)
+
+
+def test_few_labelled_pixels_leave_the_model_uncalibrated_saying_why():
+    logits, labels = labelled_logits([(torch.zeros(1, 2, 4, 4), torch.full((1, 4, 4), 255))])
+    record = fit_record(logits, labels, "val")
+    assert record["method"] == "none" and record["temperature"] == 1.0
+    assert describe(record).startswith("uncalibrated (0 labelled pixels")

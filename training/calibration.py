@@ -1,0 +1,268 @@
+"""Calibrated probabilities: temperature scaling and the expected calibration error.
+
+A segmentation network trained with cross-entropy ranks pixels well but is usually over- or
+under-confident: its 0.8 need not mean that 80 % of such pixels are impervious. The
+probabilities are published (the probability COG) and used for areas and strata, so after
+training one scalar temperature ``T`` is fitted on the validation split's labelled pixels by
+minimising their negative log-likelihood (Guo et al. 2017, "On calibration of modern neural
+networks"), and every prediction divides the logits by it before the softmax (sigmoid for a
+one-logit head). Dividing all logits by one positive number keeps their order, so a tile's
+classes (the arg-max) are unchanged: only the probabilities move (a map blending overlapping
+tiles averages probabilities, so a seam pixel near 1/2 can still change sides).
+
+This module owns the step from logits to probabilities (:func:`probabilities`): the runtime
+(:class:`inference.predict.runtime.TilePredictor`, every device, precision and pipeline),
+``isamap-evaluate`` and the fit itself call it. The fitted record lives in the model file
+(``ModelMeta.calibration``); a file without one is read with ``T = 1`` and said to be
+uncalibrated.
+
+The expected calibration error (:class:`Reliability`) uses :data:`ECE_BINS` equal-width bins:
+of the impervious (positive) class's probability for a two-class model (ECE = sum over bins of
+the bin's share of pixels times ``|mean probability - share of positive pixels|``), of the
+top class's probability (its confidence against its accuracy, "top-label") for more classes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gee_export.contract.bands import LABEL_NODATA
+
+#: equal-width probability bins of the expected calibration error
+ECE_BINS = 15
+#: labelled validation pixels the temperature is fitted on at most (an even subsample)
+MAX_FIT_PIXELS = 2_000_000
+#: fewer labelled pixels than this: no fit (the model file says why)
+MIN_FIT_PIXELS = 100
+#: the temperatures searched (a fit at either end says the split cannot pin it down)
+T_RANGE = (0.05, 20.0)
+
+
+def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits / temperature`` (the tensor itself when ``temperature`` is 1)."""
+    return logits if temperature == 1.0 else logits / temperature
+
+
+def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Class probabilities of ``(N, K, ...)`` logits at ``temperature``, in float32.
+
+    One logit (K = 1): its sigmoid, ``P(class 1)``; otherwise the softmax over dim 1.
+    """
+    z = scaled(logits.float(), temperature)
+    return torch.sigmoid(z) if z.shape[1] == 1 else torch.softmax(z, dim=1)
+
+
+def check_temperature(temperature: float) -> float:
+    """``temperature`` as a float, refused (ValueError) unless finite and > 0."""
+    t = float(temperature)
+    if not math.isfinite(t) or t <= 0:
+        raise ValueError(f"a calibration temperature must be finite and > 0, got {temperature}")
+    return t
+
+
+def nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of ``(P, K)`` logits for ``(P,)`` class labels at ``T``."""
+    z = scaled(logits.double(), temperature)
+    if z.shape[1] == 1:
+        return float(F.binary_cross_entropy_with_logits(z[:, 0], labels.double()))
+    return float(F.cross_entropy(z, labels.long()))
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The temperature minimising the NLL of ``(P, K)`` logits for ``(P,)`` labels.
+
+    The NLL is convex in the inverse temperature (a log-sum-exp of terms linear in it, less
+    a linear term), so a golden-section search over it on :data:`T_RANGE` finds the minimum.
+    """
+    if logits.ndim != 2 or labels.shape != logits.shape[:1] or not len(labels):
+        raise ValueError(f"logits (P, K) and labels (P,) expected, got {tuple(logits.shape)} "
+                         f"and {tuple(labels.shape)}")
+    z, y = logits.double(), labels
+    lo, hi = 1.0 / T_RANGE[1], 1.0 / T_RANGE[0]
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = nll(z, y, 1.0 / a), nll(z, y, 1.0 / b)
+    while hi - lo > 1e-5 * max(hi, 1.0):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = nll(z, y, 1.0 / a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = nll(z, y, 1.0 / b)
+    return 1.0 / ((lo + hi) / 2.0)
+
+
+@dataclass
+class Reliability:
+    """Reliability bins of probabilities against labels, filled batch by batch.
+
+    ``positive`` is the class whose probability is binned (two-class models); None bins the
+    top class's probability against whether it is right (top-label, more classes). ``name``
+    names the positive class in :attr:`kind`.
+    """
+
+    positive: int | None
+    bins: int = ECE_BINS
+    name: str = ""  # the positive class's name, for the reports
+
+    def __post_init__(self) -> None:
+        self.count = np.zeros(self.bins, np.int64)
+        self.confidence = np.zeros(self.bins, np.float64)  # sum of binned probabilities
+        self.hits = np.zeros(self.bins, np.float64)  # positives (or right top labels)
+
+    @property
+    def kind(self) -> str:
+        if self.positive is None:
+            return "top-label"
+        return f"{self.name!r} class" if self.name else f"class {self.positive}"
+
+    def update(self, probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
+               ) -> None:
+        """Add ``(N, K, ...)`` probabilities (K = 1: ``P(class 1)``) and ``(N, ...)`` labels.
+
+        Pixels labelled :data:`LABEL_NODATA` (or outside the classes) are left out.
+        """
+        p = torch.as_tensor(probs).float().cpu()
+        y = torch.as_tensor(labels).long().cpu()
+        k = p.shape[1]
+        if k == 1:
+            p = torch.cat([1.0 - p, p], dim=1)
+            k = 2
+        p = p.movedim(1, -1).reshape(-1, k)
+        y = y.reshape(-1)
+        valid = (y != LABEL_NODATA) & (y >= 0) & (y < k)
+        p, y = p[valid], y[valid]
+        if self.positive is None:
+            conf, top = p.max(dim=1)
+            hit = (top == y).double()
+        else:
+            conf, hit = p[:, self.positive], (y == self.positive).double()
+        index = torch.clamp((conf * self.bins).long(), 0, self.bins - 1).numpy()
+        self.count += np.bincount(index, minlength=self.bins)
+        self.confidence += np.bincount(index, conf.double().numpy(), minlength=self.bins)
+        self.hits += np.bincount(index, hit.numpy(), minlength=self.bins)
+
+    @property
+    def pixels(self) -> int:
+        return int(self.count.sum())
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error (NaN with no pixels)."""
+        if not self.pixels:
+            return math.nan
+        return float(np.abs(self.confidence - self.hits).sum() / self.pixels)
+
+    def to_dict(self) -> dict:
+        n = np.maximum(self.count, 1)
+        return {"ece": self.ece, "pixels": self.pixels, "bins": self.bins, "binned": self.kind,
+                "count": self.count.tolist(),
+                "mean_probability": np.where(self.count > 0, self.confidence / n, np.nan).tolist(),
+                "observed": np.where(self.count > 0, self.hits / n, np.nan).tolist()}
+
+
+def binary_at_temperature(p: np.ndarray, temperature: float, to: float = 1.0,
+                          resolution: float = 1e-6) -> np.ndarray:
+    """Two-class probabilities ``P(class 1)`` predicted at ``temperature``, as at ``to``.
+
+    Two-class (and one-logit) probabilities keep their logit: ``logit(p) * temperature`` is
+    the model's, so a published map's probabilities are re-expressed at another temperature
+    exactly (``to = 1``: as the network gave them, uncalibrated). Values are first kept
+    ``resolution`` away from 0 and 1 (a stored map's quantisation step).
+    """
+    q = np.clip(np.asarray(p, dtype=np.float64), resolution, 1.0 - resolution)
+    z = (np.log(q) - np.log1p(-q)) * temperature / to
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def binary_reliability(p: np.ndarray, truth: np.ndarray, name: str = "") -> Reliability:
+    """The reliability bins of ``P(class 1)`` against 0/1 labels (flat arrays)."""
+    rel = Reliability(positive=1, name=name)
+    rel.update(np.asarray(p, dtype=np.float32).reshape(1, 1, -1),
+               np.asarray(truth).reshape(1, -1).astype(np.int64))
+    return rel
+
+
+def positive_class(num_classes: int, isa_class: int | None = None) -> int | None:
+    """The class binned for the ECE: ``isa_class`` (default 1) of a two-class model, else None."""
+    if num_classes > 2:
+        return None
+    return 1 if isa_class is None else isa_class
+
+
+def labelled_logits(batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    max_pixels: int = MAX_FIT_PIXELS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits ``(P, K)`` and labels ``(P,)`` of the labelled pixels of ``batches``.
+
+    ``batches``: ``(logits (N, K, H, W), labels (N, H, W))``. At most ``max_pixels``, taken
+    evenly from each batch (so a large split is fitted on a spread of it, in bounded memory).
+    """
+    zs, ys = [], []
+    for logits, labels in batches:
+        k = logits.shape[1]
+        z = logits.detach().float().cpu().movedim(1, -1).reshape(-1, k)
+        y = labels.detach().long().cpu().reshape(-1)
+        if z.shape[0] != y.shape[0]:
+            raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} "
+                             "are not on one grid")
+        valid = (y != LABEL_NODATA) & (y >= 0) & (y < max(k, 2))
+        zs.append(z[valid])
+        ys.append(y[valid])
+    z = torch.cat(zs) if zs else torch.zeros(0, 1)
+    y = torch.cat(ys) if ys else torch.zeros(0, dtype=torch.long)
+    if len(y) > max_pixels:
+        pick = torch.linspace(0, len(y) - 1, max_pixels).long()
+        z, y = z[pick], y[pick]
+    return z, y
+
+
+def fit_record(logits: torch.Tensor, labels: torch.Tensor, split: str,
+               isa_class: int | None = None) -> dict:
+    """The calibration a model file records: fitted on ``(P, K)`` logits and ``(P,)`` labels.
+
+    Holds ``method`` (``temperature``, or ``none`` with a ``reason``), ``temperature``, where
+    it was fitted, the pixels, and the NLL and ECE before and after.
+    """
+    n = len(labels)
+    if n < MIN_FIT_PIXELS:
+        return {"method": "none", "temperature": 1.0, "split": split, "pixels": n,
+                "reason": f"{n} labelled pixels in the {split} split, fewer than "
+                          f"{MIN_FIT_PIXELS}"}
+    t = fit_temperature(logits, labels)
+    k = max(logits.shape[1], 2)
+    before, after = Reliability(positive_class(k, isa_class)), Reliability(
+        positive_class(k, isa_class))
+    z = logits.T.unsqueeze(0)  # (1, K, P)
+    before.update(probabilities(z), labels.unsqueeze(0))
+    after.update(probabilities(z, t), labels.unsqueeze(0))
+    return {"method": "temperature", "temperature": t, "split": split, "pixels": n,
+            "nll_before": nll(logits, labels), "nll_after": nll(logits, labels, t),
+            "ece_before": before.ece, "ece_after": after.ece, "ece_binned": after.kind,
+            "ece_bins": ECE_BINS}
+
+
+def temperature_of(calibration: Mapping) -> float:
+    """The temperature a model file's calibration record applies (1 when it has none)."""
+    return check_temperature((calibration or {}).get("temperature", 1.0))
+
+
+def describe(calibration: Mapping) -> str:
+    """One line saying how a model's probabilities are calibrated."""
+    record = dict(calibration or {})
+    if record.get("method") != "temperature":
+        why = record.get("reason") or "the model file records no calibration"
+        return f"uncalibrated ({why})"
+    line = f"temperature {record['temperature']:.3f} fitted on {record.get('pixels', 0)} " \
+           f"pixels of the {record.get('split', 'val')} split"
+    if record.get("ece_before") is not None and record.get("ece_after") is not None:
+        line += f" (ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f})"
+    return line
+
