@@ -40,7 +40,6 @@ import argparse
 import copy
 import json
 import logging
-import math
 import tempfile
 import time
 from collections.abc import Sequence
@@ -52,7 +51,7 @@ import torch
 
 from experiments.coarse_products import mode_product
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
-from experiments.landcover_report import seed_stats
+from experiments.landcover_report import NO_SPREAD_NOTE, cell, seed_stats
 from experiments.naip import NAIP_BANDS, NAIP_FOLDER, read_naip_tile
 from experiments.threads import add_threads_argument, use_threads
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
@@ -65,6 +64,7 @@ from gee_export.core.commands import (
 from gee_export.core.digest import json_digest
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import atomic_write
+from inference.assess.intervals import notes
 from inference.predict.postprocess import ClaheParams, clahe_classes
 from training.config import TrainConfig
 from training.data import Augment
@@ -338,12 +338,6 @@ def summarize(cfg: LandCoverCompareConfig, runs: Sequence[dict], tiles: Sequence
             "train_seconds_mean": float(np.mean([r["train_seconds"] for r in runs]))}
 
 
-def _cell(s: dict) -> str:
-    if s["mean"] is None or not math.isfinite(s["mean"]):
-        return "n/a"
-    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
-
-
 def report_table(report: dict) -> str:
     """Markdown tables: OA and per-class PA, then per-class UA (mean ± std over seeds, %)."""
     present = report["classes_present"]
@@ -352,9 +346,10 @@ def report_table(report: dict) -> str:
         head = ["method", "OA"] + [f"{what} {c}" for c in present]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for m, s in report["summary"].items():
-            row = [m, _cell(s["OA"])] + [_cell(s[what][c]) for c in present]
+            row = [m, cell(s["OA"])] + [cell(s[what][c]) for c in present]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+    lines += notes(lines, NO_SPREAD_NOTE)
     return "\n".join(lines).rstrip()
 
 

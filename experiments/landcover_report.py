@@ -15,6 +15,7 @@ import numpy as np
 
 from experiments.landcover_points import draw_points, estimates
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
+from inference.assess.intervals import estimate, notes
 from training.area_estimation import AreaAccuracy
 from training.metrics import compute_metrics, confusion_matrix
 
@@ -123,10 +124,29 @@ def point_headline(points: dict, arm: str, product: str) -> dict:
             "f1_product_ci95": {c: v["mean"] for c, v in p["F1_ci95"].items()}}
 
 
-def _cell(s: dict) -> str:
-    if s["mean"] is None or not math.isfinite(s["mean"]):
+NO_SPREAD_NOTE = (
+    "n.i.: no spread. Mean ± std columns: every seed gave the same figure (a product does not "
+    "depend on the seed; one seed has no spread). Points ± CI columns: the sample shows no "
+    "variation there, so the 95 % interval has zero width. Neither value is exact.")
+"""The note under the tables when a cell shows :data:`inference.assess.intervals.NO_INTERVAL`."""
+
+
+def _spread(value: float | None, spread: float | None) -> str:
+    """``value ± spread`` in % by the reports' rule (:func:`inference.assess.intervals.estimate`).
+
+    A spread that cannot be computed is ``± n/a``, not left out, so a cell never reads as if
+    no spread was asked for.
+    """
+    if value is None or not math.isfinite(value):
         return "n/a"
-    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
+    if spread is None or not math.isfinite(spread):
+        return f"{100 * value:.1f} ± n/a"
+    return estimate(value, spread, 1, scale=100)
+
+
+def cell(s: dict) -> str:
+    """A mean ± std over seeds (``seed_stats``) in %, a zero std as no spread."""
+    return _spread(s["mean"], s["std"])
 
 
 def report_table(report: dict) -> str:
@@ -141,7 +161,7 @@ def report_table(report: dict) -> str:
             head = ["map", "OA"] + [f"{what} {c}" for c in present]
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for m, v in rows.items():
-                lines.append("| " + " | ".join([m, _cell(v["OA"])] + [_cell(v[what][c])
+                lines.append("| " + " | ".join([m, cell(v["OA"])] + [cell(v[what][c])
                                                                      for c in present]) + " |")
             lines.append("")
         if "points" in s:
@@ -151,16 +171,13 @@ def report_table(report: dict) -> str:
                 lines.append(f"seed {seed}, {arm}: {d['dropped_chips']} of {d['scored_chips']} "
                              "chips dropped")
         lines.append("")
+    lines += notes(lines, NO_SPREAD_NOTE)
     return "\n".join(lines).rstrip()
 
 
-
 def _interval(value: dict, half: dict) -> str:
-    if value["mean"] is None or not math.isfinite(value["mean"]):
-        return "n/a"
-    width = half["mean"]
-    ci = f"{100 * width:.1f}" if width is not None and math.isfinite(width) else "n/a"
-    return f"{100 * value['mean']:.1f} ± {ci}"
+    """A point estimate ± its 95 % half-width (both means over seeds) in %."""
+    return _spread(value["mean"], half["mean"])
 
 
 def point_table(points: dict, pixel_rows: Mapping[str, dict], present: Sequence[str]
@@ -177,7 +194,7 @@ def point_table(points: dict, pixel_rows: Mapping[str, dict], present: Sequence[
              "over seeds)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, v in rows.items():
-        cells = [m, _cell(pixel_rows[m]["OA"]), _interval(v["OA"], v["OA_ci95"])]
+        cells = [m, cell(pixel_rows[m]["OA"]), _interval(v["OA"], v["OA_ci95"])]
         cells += [_interval(v["F1"][c], v["F1_ci95"][c]) for c in present]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -217,14 +217,10 @@ def _region(args: argparse.Namespace) -> Region:
     if args.region is None and args.region_file is None and args.bbox is None:
         if args.backend == "local" and args.scenes:
             from gee_export.local.compositing import LocalRecipe
-            from gee_export.local.extent import scenes_region
+            from gee_export.local.extent import default_region
 
-            region = scenes_region(args.scenes, _months(args),
-                                   reading=LocalRecipe(**_reading(args)).reading())
-            log.info("no --bbox, --region-file or --region: the area is what the scenes in "
-                     "%s cover in common, --bbox %s", args.scenes,
-                     ",".join(f"{v:.5f}" for v in region.bbox))
-            return region
+            return default_region(args.scenes, _months(args),
+                                  reading=LocalRecipe(**_reading(args)).reading())
         return resolve_region(PAPER_REGION)
     return resolve_region(args.region, args.region_file, args.bbox)
 

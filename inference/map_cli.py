@@ -30,9 +30,8 @@ EXAMPLES = (
     ("every second year of Wuhan from Earth Engine, with ISA km² per district",
      "isamap-map --region wuhan --years 2017:2023:2 --model runs/cfn/model.pt "
      "--out gs://my-bucket/maps/wuhan --project my-project --zones districts.geojson"),
-    ("from local scenes instead of Earth Engine",
-     "isamap-map --backend local --scenes scenes/ --bbox 114.2,30.4,114.5,30.7 "
-     "--months 2019-06 --model m.pt --out maps"),
+    ("from local scenes instead of Earth Engine, over the area they cover in common",
+     "isamap-map --backend local --scenes scenes/ --months 2019-06 --model m.pt --out maps"),
 )
 
 
@@ -45,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         "metadata, optionally an Earth Engine ImageCollection. Interrupted runs resume; "
         "finished dates are skipped.", EXAMPLES)
     add_config_argument(p)
-    area = p.add_argument_group("area and dates")
+    area = p.add_argument_group(
+        "area and dates", "the area: one of --region, --region-file, --bbox; with --backend "
+        "local and none of them, what the scenes of the dates cover in common")
     area.add_argument("--region", help="built-in region name")
     area.add_argument("--region-file", help="GeoJSON polygon in EPSG:4326")
     area.add_argument("--bbox", help="WEST,SOUTH,EAST,NORTH in degrees (negative values work "
@@ -121,12 +122,20 @@ def _run(args: argparse.Namespace) -> int:
     from training.modelfile import load_model
 
     check_range("--latency", args.latency, 0.0, hint="seconds one computePixels request takes")
-    region = resolve_region(args.region, args.region_file, args.bbox)
     check_output_folder("--out", args.out)
     check_output_folder("--local-dir", args.local_dir)
     model = functools.cache(lambda: load_model(args.model))  # read and hashed once a run
-    dates = parse_dates(args.months, args.years, lambda: model_dataset(
-        model().meta, args.dataset).month_of_year())
+    dataset = functools.cache(lambda: model_dataset(model().meta, args.dataset))
+    dates = parse_dates(args.months, args.years, lambda: dataset().month_of_year())
+    if args.backend == "local" and args.scenes and (args.region, args.region_file,
+                                                    args.bbox) == (None, None, None):
+        from gee_export.local.extent import default_region
+        from inference.mapping.dates import local_recipe
+
+        region = default_region(args.scenes, dates, with_label=False,
+                                reading=local_recipe(dataset()).reading())
+    else:
+        region = resolve_region(args.region, args.region_file, args.bbox)
     request = MapRequest(
         region=region, dates=dates, model_file=args.model, out=args.out, backend=args.backend,
         scenes=args.scenes, method=args.method, workers=args.workers, project=args.project,

@@ -38,10 +38,13 @@ def dataset_label(data: str | os.PathLike) -> str:
     return "/".join(parts[-2:]) or str(data)
 
 
-def plot_learning_curves(history: Sequence[dict], path: Path, title: str | None = None) -> Path:
+def plot_learning_curves(history: Sequence[dict], path: Path, title: str | None = None,
+                         schedule: str | None = None) -> Path:
     """Loss, validation MIoU/OA and learning rate per epoch (best epochs marked).
 
-    ``title`` names the run (model, dataset) above the three panels.
+    ``title`` names the run (model, dataset) above the three panels; ``schedule`` the run's
+    learning-rate schedule (``PolyLR.describe()``: recipes differ in it), in the third panel's
+    title. Without one the panel says only "learning rate".
     """
     ep = [r["epoch"] for r in history]
 
@@ -61,7 +64,7 @@ def plot_learning_curves(history: Sequence[dict], path: Path, title: str | None 
     axes[1].set_title("accuracy")
     axes[1].set_ylabel("fraction (0-1)")
     axes[2].plot(ep, col("lr"))
-    axes[2].set_title("learning rate (poly 0.9)")
+    axes[2].set_title(f"learning rate ({schedule})" if schedule else "learning rate")
     axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     for ax in axes:
         ax.set_xlabel("epoch")

@@ -132,6 +132,12 @@ class PolyLR:
     def __call__(self, it: int) -> float:
         return max(1.0 - it / self.max_iter, 0.0) ** self.power
 
+    def describe(self) -> str:
+        """The schedule in a few words, as the learning-curve panel is titled with it."""
+        if self.power == 0:
+            return "constant"
+        return f"poly {self.power:g} over {self.max_iter:,} iterations"
+
 
 def _floatify(d: dict) -> dict:
     out = {}
@@ -198,8 +204,8 @@ class Trainer:
         self.epochs = math.ceil(self.max_iterations / max(self.iters_per_epoch, 1))
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.epoch_end = epoch_end
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, PolyLR(self.max_iterations, cfg.poly_power))
+        self.schedule = PolyLR(self.max_iterations, cfg.poly_power)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.net: nn.Module = self.model
         if self.info.world_size > 1:
@@ -517,7 +523,8 @@ class Trainer:
         atomic_write(self.out / HISTORY, lambda fh: fh.write(text.encode()))
         plot_learning_curves(self.history, self.out / CURVES,
                              f"Learning curves: {self.meta.name} on "
-                             f"{dataset_label(self.cfg.data)}")
+                             f"{dataset_label(self.cfg.data)}",
+                             schedule=self.schedule.describe())
 
 
 def epoch_line(row: dict, epochs: int) -> str:

@@ -7,10 +7,15 @@ intersection of the footprints of the month's Sentinel-1/2 scenes and the label 
 pixels every input can fill. Each footprint is the largest longitude/latitude box inside the
 raster (its edges sampled, so a UTM rectangle's box stays inside it), so the grid built from
 the box never reaches past the scenes. Only file headers are read.
+
+``isamap-export`` and ``isamap-map`` both take their default area from :func:`default_region`,
+so both say the same sentence in the log and refuse the same non-overlapping folders. A map
+needs no label, so its area is the scenes' overlap alone (``with_label=False``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +28,8 @@ from rasterio.warp import transform as warp_transform
 from gee_export.contract.regions import Region
 from gee_export.core.errors import InputDataError
 from gee_export.local.scenes import SceneCollection, discover_scenes
+
+log = logging.getLogger(__name__)
 
 EDGE_SAMPLES = 21
 """Points sampled along each edge of a raster when its footprint is taken to lon/lat."""
@@ -50,14 +57,15 @@ def inner_lonlat_box(path: str | Path) -> LonLatBox:
             float(edge["right"][0].min()), float(edge["top"][1].min()))
 
 
-def _inputs(collection: SceneCollection, months: Sequence[str]) -> list[Path]:
+def _inputs(collection: SceneCollection, months: Sequence[str], with_label: bool = True
+            ) -> list[Path]:
     """One raster of every scene acquired in ``months`` (all scenes if none is), the label."""
     scenes = [s for m in months for s in (*collection.in_month(m).s2,
                                           *collection.in_month(m).s1)]
     if not scenes:  # the plan reports the empty months; the area is still the scenes'
         scenes = [*collection.s2, *collection.s1]
     paths = [scene.bands[0][1].path for scene in scenes if scene.bands]
-    label = collection.label(1)
+    label = collection.label(1) if with_label else None
     return paths + ([label] if label else [])
 
 
@@ -69,7 +77,7 @@ def region_name(scenes: str | Path) -> str:
 
 def scenes_region(scenes: str | Path | SceneCollection, months: Sequence[str], *,
                   reading: Mapping[str, Any] | None = None,
-                  name: str | None = None) -> Region:
+                  name: str | None = None, with_label: bool = True) -> Region:
     """The region every scene of ``months`` and the label cover (their footprints' overlap).
 
     Args:
@@ -77,13 +85,15 @@ def scenes_region(scenes: str | Path | SceneCollection, months: Sequence[str], *
         months: the months to export; their scenes decide the area.
         reading: ``discover_scenes`` arguments (``LocalRecipe.reading()``).
         name: the region's name (default: from the folder's name).
+        with_label: the label raster narrows the area too (an export's patches need labels;
+            a map does not).
 
     Raises:
         InputDataError: no raster found, or the footprints do not overlap.
     """
     collection = (scenes if isinstance(scenes, SceneCollection)
                   else discover_scenes(scenes, **(reading or {})))
-    paths = _inputs(collection, months)
+    paths = _inputs(collection, months, with_label)
     if not paths:
         raise InputDataError(f"no Sentinel-1/2 scene found in {scenes} to take the area from; "
                              "add scenes or give the area with --bbox or --region-file")
@@ -93,9 +103,25 @@ def scenes_region(scenes: str | Path | SceneCollection, months: Sequence[str], *
     if not (east > west and north > south):
         raise InputDataError(
             f"the {len(paths)} rasters of {', '.join(months)} in {scenes} do not overlap (no "
-            "area is covered by every scene and the label); give the area with --bbox or "
-            "--region-file, or leave out scenes of other places")
+            f"area is covered by every scene{' and the label' if with_label else ''}); give "
+            "the area with --bbox or --region-file, or leave out scenes of other places")
     label = name or (region_name(scenes) if not isinstance(scenes, SceneCollection)
                      else "scenes")
+    what = "scene and label" if with_label else "scene"
     return Region(label, (west, south, east, north),
-                  description=f"the area {len(paths)} scene and label rasters cover in common")
+                  description=f"the area {len(paths)} {what} rasters cover in common")
+
+
+def default_region(scenes: str | Path, months: Sequence[str], *,
+                   reading: Mapping[str, Any] | None = None, with_label: bool = True) -> Region:
+    """The area of a local run given no ``--bbox``, ``--region-file`` or ``--region``, logged.
+
+    The log line states the area as a ``--bbox`` the user can pass (or narrow) next time.
+
+    Raises:
+        InputDataError: as :func:`scenes_region` (no raster, or no common area).
+    """
+    region = scenes_region(scenes, months, reading=reading, with_label=with_label)
+    log.info("no --bbox, --region-file or --region: the area is what the scenes in %s cover "
+             "in common, --bbox %s", scenes, ",".join(f"{v:.5f}" for v in region.bbox))
+    return region

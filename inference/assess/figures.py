@@ -7,18 +7,19 @@ which a test checks, so the page cannot quote figures its source no longer gives
 
 from __future__ import annotations
 
+from inference.assess.intervals import estimate, notes
+
 
 def demo_figures(report: dict, change_report: dict, change_design: dict) -> dict:
-    """The figures docs/accuracy.md quotes, rounded as it prints them.
+    """The figures docs/accuracy.md quotes, at full precision (percentages as %, areas in km²).
 
-    :func:`accuracy_figures_markdown` renders them as the page's tables.
+    They are not rounded here: the page's rule for intervals (:mod:`inference.assess.intervals`)
+    tells a zero-width interval from one below the printed precision, which a rounded figure
+    cannot. :func:`accuracy_figures_markdown` renders them as the page's tables.
     """
 
     def pct(v: float | None) -> float | None:
-        return None if v is None else round(100 * v, 1)
-
-    def km2(v: float | None) -> float | None:
-        return None if v is None else round(v, 2)
+        return None if v is None else 100 * v
 
     isa = report["isa_class"]
     products = {}
@@ -28,8 +29,8 @@ def demo_figures(report: dict, change_report: dict, change_design: dict) -> dict
                           "oa_ci": pct(p["overall_accuracy_ci95"]), "f1": pct(c["f1"]),
                           "f1_ci": pct(c["f1_ci95"]), "ua": pct(c["user_accuracy"]),
                           "pa": pct(c["producer_accuracy"]),
-                          "area": km2(a["estimate_km2"]), "area_ci": km2(a["ci95_km2"]),
-                          "mapped": km2(a["mapped_km2"])}
+                          "area": a["estimate_km2"], "area_ci": a["ci95_km2"],
+                          "mapped": a["mapped_km2"]}
     ch = change_report["change"]
     size = change_design["sample_size"]
     change = {"n": change_report["n"], "target_se_km2": size["target_se"],
@@ -37,20 +38,14 @@ def demo_figures(report: dict, change_report: dict, change_design: dict) -> dict
               "minimum": change_design["minimum_per_stratum"],
               "allocation_rule": change_design.get("allocation_rule"),
               "points": change_report["strata"]["points"],
-              **{k: km2(ch[k]) for k in ("gain_km2", "gain_ci95_km2", "loss_km2",
+              **{k: ch[k] for k in ("gain_km2", "gain_ci95_km2", "loss_km2",
                                           "loss_ci95_km2", "net_km2", "net_ci95_km2")},
-              **{f"{c}_mapped": km2(ch[c]["mapped_km2"]) for c in ("gain", "loss")},
+              **{f"{c}_mapped": ch[c]["mapped_km2"] for c in ("gain", "loss")},
               **{f"{c}_{k}{ci}": pct(ch[c][f"{k}_accuracy{ci}"]) for c in ("gain", "loss")
                  for k in ("user", "producer") for ci in ("", "_ci95")}}
     return {"command": "isamap-demo --out demo_output (default options)",
             "isa_class": isa, "points": report["strata"]["points"], "products": products,
             "change": change}
-
-
-def _fmt(value: float | None, ci: float | None = None, digits: int = 1) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.{digits}f} ± {ci:.{digits}f}" if ci is not None else f"{value:.{digits}f}"
 
 
 def accuracy_figures_markdown(figures: dict) -> str:
@@ -59,16 +54,22 @@ def accuracy_figures_markdown(figures: dict) -> str:
              "impervious area km² (from the points) | mapped km² |",
              "|---|---|---|---|---|---|---|---|"]
     for name, p in figures["products"].items():
-        lines.append(f"| {name} | {p['n']} | {_fmt(p['oa'], p['oa_ci'])} | "
-                     f"{_fmt(p['f1'], p['f1_ci'])} | {_fmt(p['ua'])} | {_fmt(p['pa'])} | "
-                     f"{_fmt(p['area'], p['area_ci'], 2)} | {_fmt(p['mapped'], None, 2)} |")
+        lines.append(f"| {name} | {p['n']} | {estimate(p['oa'], p['oa_ci'])} | "
+                     f"{estimate(p['f1'], p['f1_ci'])} | {estimate(p['ua'])} | "
+                     f"{estimate(p['pa'])} | {estimate(p['area'], p['area_ci'], 2)} | "
+                     f"{estimate(p['mapped'], None, 2)} |")
     points = ", ".join(f"{n} on mapped {c}" for c, n in figures["points"].items())
-    lines += ["", f"Points: {points}.", "", change_summary(figures["change"])]
+    lines += ["", f"Points: {points}.", "", change_summary(figures["change"], note=False)]
+    lines += notes(lines)
     return "\n".join(lines) + "\n"
 
 
-def change_summary(change: dict) -> str:
-    """Gain, loss and net impervious change from the change sample, as a table."""
+def change_summary(change: dict, note: bool = True) -> str:
+    """Gain, loss and net impervious change from the change sample, as a table.
+
+    ``note``: the no-interval note under the table when it shows one (off where the caller
+    writes one note under several tables).
+    """
     points = ", ".join(f"{c} {n}" for c, n in change["points"].items())
     rule = str(change["allocation_rule"]).capitalize()
     lines = [f"Change sample sized for a standard error of {change['target_se_km2']:g} km² of "
@@ -77,13 +78,13 @@ def change_summary(change: dict) -> str:
              f"| change ({change['n']} points: {points}) | km² from the points (± 95 %) | "
              "mapped km² | UA % (± 95 %) | PA % (± 95 %) |", "|---|---|---|---|---|"]
     for c in ("gain", "loss"):
-        lines.append(f"| {c} | {_fmt(change[c + '_km2'], change[c + '_ci95_km2'], 2)} | "
-                     f"{_fmt(change[c + '_mapped'], None, 2)} | "
-                     f"{_fmt(change[c + '_user'], change[c + '_user_ci95'])} | "
-                     f"{_fmt(change[c + '_producer'], change[c + '_producer_ci95'])} |")
-    lines.append(f"| net (gain - loss) | {_fmt(change['net_km2'], change['net_ci95_km2'], 2)} "
-                 "| | | |")
-    return "\n".join(lines)
+        lines.append(f"| {c} | {estimate(change[c + '_km2'], change[c + '_ci95_km2'], 2)} | "
+                     f"{estimate(change[c + '_mapped'], None, 2)} | "
+                     f"{estimate(change[c + '_user'], change[c + '_user_ci95'])} | "
+                     f"{estimate(change[c + '_producer'], change[c + '_producer_ci95'])} |")
+    net = estimate(change["net_km2"], change["net_ci95_km2"], 2)
+    lines.append(f"| net (gain - loss) | {net} | | | |")
+    return "\n".join(lines + (notes(lines) if note else []))
 
 
 BLOCK_START = "<!-- figures: {source} -->"

@@ -26,6 +26,7 @@ from gee_export.core.jsonsafe import dumps
 from gee_export.core.shareable import shareable
 from gee_export.core.storage import atomic_path, atomic_write
 from inference.assess.design_file import BLIND, DesignFile, read_design
+from inference.assess.intervals import estimate, notes
 from inference.assess.point_files import REFERENCE_COLUMN, ReferencePoints, read_references
 from inference.assess.products import (
     Comparison,
@@ -215,27 +216,8 @@ def change_markdown(change: dict) -> list[str]:
     return lines
 
 
-NO_INTERVAL = "(n.i.)"
-NO_INTERVAL_NOTE = (
-    "n.i.: no interval. The sample shows no variation there (every sampled point of the "
-    "class agrees, or disagrees, with the reference), so the estimator's 95 % interval has "
-    "zero width; the value is not exact: more points would give an interval.")
-
-
 def _pct(value: float | None, ci: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if ci is None:
-        return f"{100 * value:.1f}"
-    return f"{100 * value:.1f} {_half_width(100 * ci, 1)}"
-
-
-def _half_width(ci: float, digits: int) -> str:
-    """``± x``; a zero-width interval says so (NO_INTERVAL), a tiny one ``± <0.1``."""
-    if ci == 0:
-        return NO_INTERVAL
-    smallest = 10.0 ** -digits
-    return f"± <{smallest:.{digits}f}" if ci < smallest / 2 else f"± {ci:.{digits}f}"
+    return estimate(value, ci, 1, scale=100)
 
 
 def markdown(report: dict) -> str:
@@ -285,15 +267,12 @@ def markdown(report: dict) -> str:
                 "n/a" if v is None else f"{100 * v:.2f}" for v in row) + " |")
     if "change" in report:
         lines += change_markdown(report["change"])
-    if any(NO_INTERVAL in line for line in lines):
-        lines += ["", NO_INTERVAL_NOTE]
+    lines += notes(lines)
     return "\n".join(lines) + "\n"
 
 
 def _km2(value: float | None, ci: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3f} {_half_width(ci, 3)}" if ci is not None else f"{value:.3f}"
+    return estimate(value, ci, 3)
 
 
 def clipped_errors(values: Sequence[float], half_widths: Sequence[float], low: float = 0.0,

@@ -40,6 +40,7 @@ from gee_export.core.storage import files
 from inference.mapping.request import MapRequest, ModelDataset
 
 if TYPE_CHECKING:
+    from gee_export.local.compositing import LocalRecipe
     from training.modelfile import LoadedModel, ModelMeta
 
 log = logging.getLogger(__name__)
@@ -195,13 +196,24 @@ class _Opened:
             self._close()
 
 
-def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
-                  month: str, session: Any) -> _Opened:
-    from gee_export.local.stack import LocalRecipe, plan_local_stack, write_local_stack
+def local_recipe(dataset: ModelDataset) -> LocalRecipe:
+    """The :class:`~gee_export.local.compositing.LocalRecipe` the model's dataset recorded.
+
+    The scenes of a map are read and composited as the training scenes were (band names,
+    scene date, speckle filter); keys of the Earth Engine recipe are left out.
+    """
+    from gee_export.local.compositing import LocalRecipe
 
     recorded = dict(dataset.recipe.get("local_recipe") or dataset.recipe)
-    recipe = LocalRecipe.from_dict({k: v for k, v in recorded.items()
-                                    if k in LocalRecipe.__dataclass_fields__})
+    return LocalRecipe.from_dict({k: v for k, v in recorded.items()
+                                  if k in LocalRecipe.__dataclass_fields__})
+
+
+def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
+                  month: str, session: Any) -> _Opened:
+    from gee_export.local.stack import plan_local_stack, write_local_stack
+
+    recipe = local_recipe(dataset)
     work = request.product_dir() / ".stacks" / month
     work.mkdir(parents=True, exist_ok=True)
     plan = plan_local_stack(request.scenes, grid, month, tuple(meta.bands), None, None,

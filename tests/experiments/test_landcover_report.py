@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.landcover_report import (
+    NO_SPREAD_NOTE,
     metric_summary,
     point_headline,
     point_summary,
@@ -40,7 +41,8 @@ def test_the_table_lists_products_then_arms_with_every_present_class():
     table = report_table(report)
     assert "**nlcd** (held-out pixels: woodland 110, grassland 90)" in table
     assert "| map | OA | F1 woodland | F1 grassland |" in table
-    assert "| NLCD (the product) | 90.0 ± 0.0 |" in table
+    assert "| NLCD (the product) | 90.0 (n.i.) |" in table  # one seed: no spread, not ± 0.0
+    assert "± 0.0 " not in table and table.endswith(NO_SPREAD_NOTE)
     assert table.index("NLCD (the product)") < table.index("| hrnet IN |")
     assert "seed 0, hrnet IN + filter: 1 of 9 chips dropped" in table
 
@@ -79,6 +81,7 @@ def test_point_figures_are_means_over_seeds_with_their_half_widths_in_the_table(
     assert "100 points, stratified by the classes of NLCD (at least 50 per stratum" in table
     assert ("| map | OA pixels ± std | OA points ± CI | F1 woodland points ± CI "
             "| F1 grassland points ± CI |") in table
-    assert "| NLCD (the product) | 90.0 ± 0.0 | 100.0 ± 0.0 |" in table
+    assert "| NLCD (the product) | 90.0 (n.i.) | 100.0 (n.i.) |" in table
     oa, ci = 100 * s["OA"]["mean"], 100 * s["OA_ci95"]["mean"]
-    assert f"| hrnet IN | 90.0 ± 0.0 | {oa:.1f} ± {ci:.1f} |" in table
+    assert f"| hrnet IN | 90.0 (n.i.) | {oa:.1f} ± {ci:.1f} |" in table
+    assert table.count(NO_SPREAD_NOTE) == 1

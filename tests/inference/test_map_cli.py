@@ -189,3 +189,32 @@ def test_a_region_name_that_is_no_asset_id_is_refused_before_any_work(model, tmp
     assert code == 2 and "'projects/my-proj/assets/isa/isa_my area'" in err
     assert "not a valid Earth Engine asset name" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_local_map_without_an_area_plans_what_the_scenes_cover(tmp_path, capsys, caplog):
+    """It needed --bbox; the export already took the scenes' common extent, the map now too."""
+    import logging
+
+    from gee_export.local.synthetic import generate_scene
+
+    _box, model = _local_scene(tmp_path)
+    common = ["--model", str(model), "--out", str(tmp_path / "o"), "--backend", "local",
+              "--months", "2019-06", "--dry-run", "--precision", "fp32", "--channels-last",
+              "off"]
+    with caplog.at_level(logging.INFO):
+        assert main([*common, "--scenes", str(tmp_path / "scene")]) == 0
+    out = capsys.readouterr().out
+    assert "the area is what the scenes in" in caplog.text  # the export's sentence
+    assert "2019-06   Sentinel-2 4 on the grid" in out
+    grid = json.loads(out[out.rindex("\n{"):])["grid"]
+    scene = generate_scene(tmp_path / "scene", width=96, height=96, progress=False).grid
+    assert grid["width"] <= scene.width and grid["height"] <= scene.height  # at most the scene
+    assert grid["width"] * grid["height"] >= 0.8 * scene.width * scene.height
+    # a scene somewhere else among them leaves no common area: refused, nothing written
+    generate_scene(tmp_path / "elsewhere", width=96, height=96, seed=1,
+                   origin=(700000.0, 3385000.0), progress=False)
+    assert main([*common[:2], "--out", str(tmp_path / "o2"), *common[4:], "--scenes",
+                 str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "do not overlap" in err and "--bbox" in err and "Traceback" not in err
+    assert not (tmp_path / "o2").exists()

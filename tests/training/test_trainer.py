@@ -15,7 +15,7 @@ from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, read_model_file
 from training.models import create_model
-from training.trainer import Trainer, train
+from training.trainer import PolyLR, Trainer, train
 
 TINY = {"widths": [4, 8, 16, 32, 64]}
 
@@ -149,13 +149,17 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
 
     titles, save = [], training.plots._save
 
+    panels = []
+
     def keep_title(fig, path):
         titles.append(fig._suptitle.get_text() if fig._suptitle else "")
+        panels.append([ax.get_title() for ax in fig.axes])
         return save(fig, path)
 
     monkeypatch.setattr(training.plots, "_save", keep_title)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"data: {patch_root}\nmodel: unet-s2\nepochs: 5\nbatch_size: 3\n"
+                   "poly_power: 1.5\n"
                    f"model_kwargs: {json.dumps(TINY)}\nprecision: fp32\nnum_workers: 0\n")
     assert load_config(cfg).epochs == 5
     out = tmp_path / "run"
@@ -163,6 +167,9 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
     assert rc == 0 and "finished after 1 epochs" in capsys.readouterr().out
     # the learning-curve title names the dataset without the machine's folders
     assert titles == [f"Learning curves: unet-s2 on {patch_root.parent.name}/ds"]
+    # the learning-rate panel names this run's schedule (not a fixed "poly 0.9")
+    assert panels[0][2].startswith("learning rate (poly 1.5 over ") and "0.9" not in panels[0][2]
+    assert PolyLR(60, 0.0).describe() == "constant" and PolyLR(60, 0.0)(30) == 1.0
     rc = evaluate_main(["--model", str(out / "model.pt"), "--data", str(patch_root),
                         "--out", str(tmp_path / "ev"), "--points", "60", "--no-progress"])
     assert rc == 0

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from inference.assess.figures import accuracy_figures_markdown, page_block, update_page
+from inference.assess.figures import (
+    accuracy_figures_markdown,
+    change_summary,
+    page_block,
+    update_page,
+)
+from inference.assess.intervals import NO_INTERVAL_NOTE, estimate
 
 ROOT = Path(__file__).resolve().parents[3]
 SOURCE = "docs/figures/accuracy_demo.json"
@@ -20,9 +27,23 @@ def test_accuracy_page_quotes_the_figures_of_its_json():
     start, end = page_block(page, SOURCE)
     assert page[start:end].strip() == accuracy_figures_markdown(figures).strip()
     map_ = figures["products"]["map"]
-    assert f"| map | {map_['n']} | {map_['oa']:.1f} ± {map_['oa_ci']:.1f} |" in page
+    assert f"| map | {map_['n']} | {estimate(map_['oa'], map_['oa_ci'])} |" in page
     change = figures["change"]
-    assert f"| net (gain - loss) | {change['net_km2']:.2f} ± {change['net_ci95_km2']:.2f}" in page
+    assert f"| net (gain - loss) | {estimate(change['net_km2'], change['net_ci95_km2'], 2)}" in page
+    assert not re.search(r"± 0\.0+ ", page[start:end])  # no interval printed as none
+
+
+def test_a_zero_width_interval_is_no_interval_and_a_tiny_one_below_the_precision():
+    """Rounded before formatting, the JSON turned both into "± 0.0"; now each says what it is."""
+    figures = json.loads((ROOT / SOURCE).read_text(encoding="utf-8"))
+    map_ = figures["products"]["map"]
+    map_.update(oa=99.97, oa_ci=0.02, f1=100.0, f1_ci=0.0)
+    figures["change"].update(loss_km2=0.0, loss_ci95_km2=0.0)
+    text = accuracy_figures_markdown(figures)
+    assert f"| map | {map_['n']} | 100.0 ± <0.1 | 100.0 (n.i.) |" in text
+    assert "| loss | 0.00 (n.i.) |" in text
+    assert text.count(NO_INTERVAL_NOTE) == 1 and text.rstrip().endswith(NO_INTERVAL_NOTE)
+    assert NO_INTERVAL_NOTE in change_summary(figures["change"])
 
 
 def test_the_page_is_rewritten_from_the_json(tmp_path):

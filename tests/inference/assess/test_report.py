@@ -12,9 +12,9 @@ import rasterio
 from gee_export.contract.quicklook import title_note
 from gee_export.core.errors import InputDataError
 from gee_export.ee.fake_server import PointTransport
+from inference.assess.intervals import NO_INTERVAL_NOTE
 from inference.assess.point_files import write_design
 from inference.assess.report import (
-    NO_INTERVAL_NOTE,
     clipped_errors,
     markdown,
     plot_report,
