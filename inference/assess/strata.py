@@ -94,7 +94,8 @@ def values_at(path: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
             nodata = ds.nodata
             for i in np.flatnonzero(inside):  # one pixel each: a few hundred points
                 value = ds.read(1, window=((rows[i], rows[i] + 1), (cols[i], cols[i] + 1)))
-                out[i] = int(value[0, 0]) if nodata is None or value[0, 0] != nodata else NODATA
+                v = value[0, 0]  # a float product may hold NaN (or inf) where it has no data
+                out[i] = NODATA if not np.isfinite(v) or v == nodata else int(v)
     return out
 
 
