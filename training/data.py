@@ -275,6 +275,18 @@ class PatchDataset(Dataset):
         return None, (f"its fine images hold bands {names or count} and not the input bands "
                       f"{list(self.bands)}")
 
+    def label_counts(self) -> np.ndarray:
+        """Pixels of each label value (256 counts) over the split, read from the labels only."""
+        counts = np.zeros(256, dtype=np.int64)
+        for rec in self.records:
+            try:
+                with _open_raster(_raster_path(self.root, rec[self.label_key])) as src:
+                    counts += np.bincount(src.read(1).ravel().astype(np.uint8), minlength=256)
+            except rasterio.errors.RasterioIOError as exc:
+                raise InputDataError(f"cannot read patch {rec['id']} of {self.root}: {exc}"
+                                     ) from None
+        return counts
+
     def read_raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Image (C, H, W) float32 with NaN nodata and label (H', W') uint8, as stored."""
         image, label, _ = self._read(i)
