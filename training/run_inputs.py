@@ -74,7 +74,7 @@ def check_labels(train_set: PatchDataset, val_set: PatchDataset) -> None:
                 f"the {split} labels ({train_set.label_key}) of {train_set.root} hold the codes "
                 f"{bad}, outside the scheme's classes 0..{k - 1} {list(train_set.class_names)} "
                 f"(and {LABEL_NODATA} for nodata); remap them, or name every class in "
-                "manifest.json's label.classes, then train again")
+                "the manifest's label.classes, then train again")
     if not counts["train"][:k].any():
         raise InputDataError(f"the train labels of {train_set.root} hold no labelled pixel (all "
                              f"nodata, {LABEL_NODATA}); nothing can be learnt: export labels "
