@@ -315,11 +315,12 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
                  map_path: str | None = None, show_map_class: bool = False) -> WrittenDesign:
     """Draw the sample of ``raster`` and write every file of it under ``out``.
 
-    ``sample.json`` records the design, ``design_points.csv`` each point's stratum, inclusion
-    probability and the class of ``map_path`` (default: the strata raster) at it. A folder
-    that holds another design is refused (its points may be labelled already); the same
-    design again rewrites nothing that exists, so a ``sample.csv`` labelled in place keeps its
-    labels.
+    ``sample.json`` records the design and is written first, ``design_points.csv`` each
+    point's stratum, inclusion probability and the class of ``map_path`` (default: the strata
+    raster) at it. A folder that holds another design is refused (its points may be labelled
+    already), and so is one holding sample files without a ``sample.json`` (of unknown
+    origin); the same design again writes what is missing (a killed run's rest) and rewrites
+    nothing that exists, so a ``sample.csv`` labelled in place keeps its labels.
     """
     from inference.assess.design import design_sample
     from inference.assess.labelling_app import labelling_app_script
@@ -340,7 +341,6 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
         if previous != json.loads(json.dumps(record)):
             raise ConfigError(f"{out} holds another sample design ({record_path}); its points "
                               "may be labelled already: choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     rows = _rows(design, map_class)
     texts: dict[str, tuple[Path, Callable[[], str] | None]] = {
         "csv": (out / "sample.csv", lambda: _csv(rows, _columns(show_map_class))),
@@ -354,11 +354,16 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
     }
     for key, (path, text) in ceo_plot_files(rows, out).items():
         texts[key] = (path, functools.partial(str, text))
+    if not record_path.exists():
+        stray = [p.name for p, _ in texts.values() if p.exists()]
+        if stray:
+            raise ConfigError(f"{out} holds {', '.join(stray)} but no {RECORD_FILE}, so whose "
+                              "points they are is unknown; delete them or choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        _text(record_path, json.dumps(record, indent=1))  # first: a killed run leaves it
     for path, make in texts.values():
         if not path.exists():
             write_kml(rows, path) if make is None else _text(path, make())
-    if not record_path.exists():
-        _text(record_path, json.dumps(record, indent=1))
     return WrittenDesign(design, {k: v[0] for k, v in texts.items()} | {"json": record_path})
 
 

@@ -166,3 +166,33 @@ def test_a_negative_seed_is_refused(labelled, tmp_path, capsys):
                    "--out", str(tmp_path / "d")])
     line = _refused(capsys, status, tmp_path / "d", "--seed must be a whole number >= 0")
     assert "-5" in line
+
+
+def test_a_killed_design_leaves_nothing_a_new_design_mixes_with(labelled, tmp_path,
+                                                                 monkeypatch, capsys):
+    import inference.assess.point_files as point_files
+
+    scene, _ = labelled
+    out = tmp_path / "d"
+
+    def killed(design, path, title="isamap reference sample"):
+        raise KeyboardInterrupt  # the run stops here, as a kill would
+
+    monkeypatch.setattr(point_files, "write_kml", killed)
+    with pytest.raises(KeyboardInterrupt):
+        point_files.write_design(str(scene.map_path), out, n=600, minimum=30, seed=1)
+    monkeypatch.undo()
+    assert (out / "sample.json").exists() and (out / "sample.csv").exists()
+    status = main(["design", "--map", str(scene.map_path), "--n", "100", "--min-per-stratum",
+                   "30", "--out", str(out)])  # another design into the killed one's folder
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "holds another sample design" in err[0]
+    assert len((out / "sample.csv").read_text().splitlines()) == 601  # untouched
+    assert main(["design", "--map", str(scene.map_path), "--n", "600", "--min-per-stratum",
+                 "30", "--seed", "1", "--out", str(out), "-q"]) == 0  # the same one completes
+    assert (out / "sample.kml").exists() and (out / "labelling_app.js").exists()
+    (out / "sample.json").unlink()  # files whose design is unknown are not mixed with either
+    capsys.readouterr()
+    assert main(["design", "--map", str(scene.map_path), "--n", "100", "--min-per-stratum",
+                 "30", "--out", str(out)]) == 2
+    assert "but no sample.json" in capsys.readouterr().err
