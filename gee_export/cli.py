@@ -318,26 +318,9 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def _reading(args: argparse.Namespace) -> dict:
     """``--scene-date`` and ``--s2-band-names`` checked, as ``LocalRecipe`` fields."""
-    date = None
-    if args.scene_date:
-        import datetime as dt
+    from gee_export.local.compositing import reading_options
 
-        try:
-            date = dt.date.fromisoformat(args.scene_date).isoformat()
-        except ValueError:
-            raise ConfigError(f"--scene-date must be YYYY-MM-DD, got {args.scene_date!r}") \
-                from None
-    names = None
-    if args.s2_band_names:
-        from gee_export.local.scenes import canonical_band
-
-        given = [n.strip() for n in args.s2_band_names.split(",") if n.strip()]
-        bad = [n for n in given if canonical_band(n) in (None, "VV", "VH", "HH", "HV")]
-        if bad or len(set(map(canonical_band, given))) != len(given):
-            raise ConfigError(f"--s2-band-names takes distinct Sentinel-2 band names (B1..B12, "
-                              f"B8A, SCL), got {args.s2_band_names!r}")
-        names = tuple(str(canonical_band(n)) for n in given)
-    return {"scene_date": date, "s2_band_names": names}
+    return reading_options(args.scene_date, args.s2_band_names)
 
 
 def make_grid(region: Region, args: argparse.Namespace) -> Grid:

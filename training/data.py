@@ -204,7 +204,7 @@ class PatchDataset(Dataset):
             raise InputDataError(f"no {split!r} patches in {self.root}/index.jsonl")
         if any(label not in r for r in self.records):
             raise InputDataError(f"some patches have no {label!r} file; train on the 10 m "
-                                 "label (--label label) or export with --fine-scale")
+                                 "label (--label label) or export with isamap-export --fine-scale")
         if norm is not None and tuple(norm.bands) != self.bands:
             raise ConfigError(f"normalisation is for bands {norm.bands}, the dataset reads "
                               f"{self.bands}")

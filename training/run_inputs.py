@@ -117,7 +117,8 @@ def model_kwargs_for_scale(model: str, label: str, scale: int, kwargs: dict) -> 
                           "with --label label_fine on a dataset exported with fine labels")
     if scale <= 1:
         raise ConfigError(f"the dataset's manifest records no fine_scale > 1 (got {scale}); "
-                          "export it with fine labels (--fine-scale) to train on label_fine")
+                          "export it with fine labels (isamap-export --fine-scale) to train on "
+                          "label_fine")
     given = kwargs.get("scale")
     if given is not None and given != scale:
         raise ConfigError(f"--model-kwargs scale={given!r} disagrees with the dataset's fine "
