@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="band order of stacked Sentinel-2 files without band descriptions "
                           "(never guessed for 12 bands), e.g. B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,"
                           "B11,B12; checked against the pixels before any work")
+    loc.add_argument("--trust-band-names", action="store_true", default=None,
+                     help="use --s2-band-names even where the band relations of typical scenes "
+                          "do not hold in these pixels")
     out = p.add_argument_group("output and execution")
     out.add_argument("--out", help="dataset root: a folder or gs://bucket/prefix "
                      "(default ./data/<region>)")
@@ -523,7 +526,7 @@ def _run_local(args, region, grid, months, bands, out) -> int:
         else Path(out) / "stacks"
     recipe = LocalRecipe(speckle=args.speckle, allow_l1c=args.allow_l1c, s1_unit=args.s1_unit,
                          label_scheme=labels, boa_add_offset=args.boa_add_offset,
-                         **_reading(args))
+                         trust_band_names=args.trust_band_names, **_reading(args))
     spec = DatasetSpec(grid, bands, seed=args.seed, block=args.split_block,
                        min_valid_fraction=args.min_valid_fraction, fine_scale=args.fine_scale,
                        backend="local", region=region.name, recipe=recipe.to_dict(),

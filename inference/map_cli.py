@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="BOA offset of the Sentinel-2 DN (e.g. -1000 or 0)")
     scenes.add_argument("--s2-band-names", help="band names of stacked Sentinel-2 files "
                         "without band descriptions, in file order")
+    scenes.add_argument("--trust-band-names", action="store_true", default=None,
+                        help="use --s2-band-names even where typical band relations fail")
     pred = p.add_argument_group("prediction")
     pred.add_argument("--tile", type=int, default=512, help="input tile size (px)")
     pred.add_argument("--overlap", type=int, default=64, help="overlap between tiles (px)")
@@ -143,6 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         model().meta, args.dataset).month_of_year())
     reading = {"allow_l1c": args.allow_l1c, "s1_unit": args.s1_unit,
                "boa_add_offset": args.boa_add_offset,
+               "trust_band_names": args.trust_band_names,
                **reading_options(args.scene_date, args.s2_band_names)}
     given = {k: v for k, v in reading.items() if v is not None}
     if given and args.backend != "local":

@@ -28,7 +28,7 @@ from gee_export.local.labels import ClassMapping, label_window
 from gee_export.local.scenes import BandRef, Scene, canonical_band
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL
 
-READING_OPTIONS = ("scene_date", "s2_band_names")  # recorded only when given
+READING_OPTIONS = ("scene_date", "s2_band_names", "trust_band_names")  # recorded when given
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class LocalRecipe:
     boa_add_offset: float | None = None
     scene_date: str | None = None
     s2_band_names: tuple[str, ...] | None = None
+    trust_band_names: bool | None = None  # --s2-band-names used though the pixels doubt them
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's record; the reading options appear only when set."""
