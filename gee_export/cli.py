@@ -379,8 +379,9 @@ def run(args: argparse.Namespace) -> int:
 
         reading = LocalRecipe(**_reading(args)).reading()
         local_plan = make_local_plan(args.scenes, region.name, grid, months, bands, out,
-                                     reading=reading)
+                                     reading=reading, seed=args.seed, block=args.split_block)
         print(format_local_plan(local_plan))
+        _warn_about_split(grid, dict(local_plan.per_split), args)  # as the export warns
         if local_plan.problems():
             raise InputDataError(f"the real run would stop: {local_plan.problems()[0]}; add "
                                  "scenes of that month to --scenes or choose other months")
