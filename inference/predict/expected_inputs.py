@@ -191,7 +191,7 @@ def check_physics(what: str, sample: np.ndarray, samples: Mapping[str, np.ndarra
         raise InputDataError(
             f"{what}: {100 * zeros:.1f} % of its pixels are 0 in every band, which no "
             "observation is (0 dB and 0 reflectance at once): fill without a nodata tag; tag "
-            "it, e.g. gdal_edit.py -a_nodata 0 FILE (or rio edit-info --nodata 0 FILE)")
+            "it: rio edit-info --nodata 0 FILE")
     for name in ("VV", "VH"):
         if name not in samples or name not in ranges:
             continue
@@ -201,8 +201,8 @@ def check_physics(what: str, sample: np.ndarray, samples: Mapping[str, np.ndarra
             fix = "10 * log10(value)" if trained == "dB" else "10 ** (value / 10)"
             raise InputDataError(
                 f"{what}: {name} holds sigma0 {_UNITS[shown.unit]} ({shown.describe()}), but "
-                f"the model was trained on sigma0 {_UNITS[trained]}; convert it ({fix}, e.g. "
-                "with gdal_calc.py) or give the stack isamap-export writes")
+                f"the model was trained on sigma0 {_UNITS[trained]}; convert it ({fix} of each "
+                "value) or give the stack isamap-export writes")
     doubts = []
     if "VV" in samples and "VH" in samples:
         doubts.append(sigma0_swapped(samples["VV"], samples["VH"]))

@@ -85,7 +85,7 @@ def test_geojson_crs_is_honoured_and_projected_or_swapped_points_are_refused(lab
     capsys.readouterr()
     bare = _geojson(tmp_path / "bare.geojson", rows, (xs, ys))  # UTM metres, no crs member
     _refused(capsys, _score(scene, bare, tmp_path / "s_bare"), tmp_path / "s_bare",
-             "not lon/lat degrees", "ogr2ogr -t_srs EPSG:4326")
+             "not lon/lat degrees", "save it in lon/lat (EPSG:4326")
     # a point east of 90° swapped has a latitude beyond ±90: swapped by range
     far = _geojson(tmp_path / "far.geojson", rows, ([30.0] * len(rows), [114.0] * len(rows)))
     _refused(capsys, _score(scene, far, tmp_path / "s_far"), tmp_path / "s_far",

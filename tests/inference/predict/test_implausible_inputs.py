@@ -61,7 +61,7 @@ def test_linear_sigma0_is_refused_for_a_db_model(trained, tmp_path, capsys):  # 
     data[4:] = 10 ** (data[4:] / 10)
     status = _predict(trained, write_stack(tmp_path / "lin.tif", data), tmp_path / "o" / "isa")
     _refused(capsys, status, tmp_path / "o", "VV holds sigma0 in linear power",
-             "trained on sigma0 in dB", "10 * log10(value)")
+             "trained on sigma0 in dB", "10 * log10(value) of each value")
 
 
 def test_swapped_vv_vh_are_refused_unless_allowed(trained, tmp_path, capsys):  # noqa: F811
@@ -93,7 +93,7 @@ def test_zero_fill_without_a_nodata_tag_is_refused(trained, tmp_path, capsys):  
     bare = write_geotiff(tmp_path / "z.tif", data, transform, "EPSG:32650", None,
                          descriptions=list(BANDS))
     status = _predict(trained, bare, tmp_path / "o" / "isa")
-    _refused(capsys, status, tmp_path / "o", "are 0 in every band", "gdal_edit.py -a_nodata 0")
+    _refused(capsys, status, tmp_path / "o", "are 0 in every band", "rio edit-info --nodata 0 FILE")
     tagged = write_geotiff(tmp_path / "t.tif", data, transform, "EPSG:32650", 0.0,
                            descriptions=list(BANDS))
     assert _predict(trained, tagged, tmp_path / "t" / "isa") == 0
