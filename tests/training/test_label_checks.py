@@ -15,7 +15,7 @@ from training.cli import train_main
 def _argv(root, out):
     return ["--data", str(root), "--out", str(out), "--model", "unet", "--model-kwargs",
             json.dumps({"widths": [4, 8, 16, 32, 64]}), "--epochs", "1", "--batch-size", "2",
-            "--workers", "0", "--precision", "fp32", "--no-progress"]
+            "--workers", "0", "--precision", "fp32", "--no-progress", "-q"]
 
 
 @pytest.mark.parametrize("labels, says", [
