@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from engine import autotune, quantize
+from engine.compiled import CompileError
 from engine.devices import InferencePrecision, Layout
 from engine.execution import Setting
 from gee_export.core.commands import DETAIL
@@ -132,7 +133,8 @@ def decide(module: nn.Module, x: torch.Tensor, device: torch.device, request: Re
     if _int8_may_pay(module, x, device, request, choice):
         try:
             return _int8(module, x, device, request, patches, isa_class, choice, start)
-        except quantize.Int8RefusedError as exc:
+        except (quantize.Int8RefusedError, ConfigError, CompileError) as exc:
+            # auto never fails where its own choice works (an export or compile failure)
             log.warning("auto: the remembered int8 model is not used (%s); keeping %s", exc,
                         choice.label)
     return Decided(choice, autotune.apply(choice, module, device),

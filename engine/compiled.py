@@ -27,6 +27,7 @@ import contextlib
 import copy
 import logging
 import os
+import shutil
 import time
 import weakref
 from collections.abc import Callable
@@ -37,6 +38,7 @@ import torch
 from torch import nn
 
 from gee_export.core.commands import DETAIL
+from gee_export.core.errors import IsamapError
 from gee_export.core.user_cache import user_cache_dir
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,30 @@ _GRAPHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Callable[..., Any]]] =
     weakref.WeakKeyDictionary())
 
 
-class CompileError(RuntimeError):
-    """The model could not be compiled (the message says why); run it eagerly instead."""
+class CompileError(IsamapError, RuntimeError):
+    """The model could not be compiled (the message says why); run it eagerly instead.
+
+    Where the caller asked for compilation (``--compile`` with fixed settings, ``int8``), the
+    command ends with this line (exit 1: the machine's compiler or cache, not the input).
+    """
+
+    exit_code = 1
+
+
+def discard_cache() -> Path | None:
+    """Move isamap's inductor cache aside and delete it; returns its path.
+
+    A killed compilation can leave a truncated kernel there that every later compilation
+    loads and fails on. None when the cache is the user's own (``TORCHINDUCTOR_CACHE_DIR`` set
+    outside isamap) or absent.
+    """
+    path = inductor_cache_dir()
+    if path != user_cache_dir() / "inductor" or not path.is_dir():
+        return None
+    aside = path.with_name(f"{path.name}.damaged-{os.getpid()}-{time.time_ns()}")
+    path.rename(aside)  # atomic: a concurrent run sees the old folder or none
+    shutil.rmtree(aside, ignore_errors=True)
+    return path
 
 
 def inductor_cache_dir() -> Path:
@@ -108,8 +132,12 @@ class CompiledForInference(nn.Module):
     def compiled(self) -> bool:
         return self._graph is not None
 
-    def compile(self, example: torch.Tensor) -> float:  # type: ignore[override]
+    def compile(self, example: torch.Tensor,  # type: ignore[override]
+                retry: bool = True) -> float:
         """Compile for ``example``'s shape now, under the caller's autocast; returns seconds.
+
+        A failure is retried once with isamap's inductor cache emptied (:func:`discard_cache`),
+        so a damaged cache entry is rebuilt instead of failing every later run.
 
         Raises:
             CompileError: compiling (or running the compiled graph once) failed.
@@ -133,6 +161,12 @@ class CompiledForInference(nn.Module):
                     freezing, torch.inference_mode():
                 graph(example)  # compiles; a failure surfaces here
         except Exception as exc:  # inductor raises many types (no compiler, lowering, ...)
+            if retry and discard_cache() is not None:
+                log.warning("torch.compile failed (%s); compiling again with isamap's inductor "
+                            "cache emptied (a killed compilation may have damaged it)",
+                            _first_line(exc))
+                torch._dynamo.reset()
+                return self.compile(example, retry=False)
             self.error = _first_line(exc)
             raise CompileError(f"torch.compile failed: {self.error}") from exc
         self.compile_seconds = time.perf_counter() - start

@@ -104,7 +104,10 @@ def find_tile(folder: str | Path, prefix: str, date: str | None = None) -> DWTil
     known dates (:data:`DW_DATES`); the export reads it from the files' tags when they have one.
     """
     folder = Path(folder)
-    paths = {kind: folder / f"{prefix}_{kind}.tif" for kind in ("s2l2a", "scl", "label")}
+    given = Path(prefix)
+    if given.parent != Path("."):  # a path: read there, but name every output by the tile
+        folder, prefix = given.parent, given.name  # only, so all of them stay under --out
+    paths = {kind: Path(folder) / f"{prefix}_{kind}.tif" for kind in ("s2l2a", "scl", "label")}
     missing = [p.name for p in paths.values() if not p.is_file()]
     if missing:
         raise InputDataError(f"tile {prefix!r} lacks {', '.join(missing)} in {folder}; a tile "

@@ -333,8 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _compare(a: argparse.Namespace) -> int:
     if a.data == "patches" and not a.data_dir:
-        raise ConfigError("--data patches needs --data-dir PATCH_DATASET (exported with "
-                          "--fine-scale)")
+        raise ConfigError("--data patches needs --data-dir PATCH_DATASET (exported by "
+                          "isamap-export with --fine-scale)")
     data_dir = existing_folder(a.data_dir or sample_folder(NAIP_FOLDER, a.data_root), "data",
                                "--data-dir")
     check_output_folder("--out", a.out)

@@ -189,8 +189,8 @@ def run_terramesh(data: Path, out: Path, *, train_cell: str = DEFAULT_TRAIN_CELL
     trained = cells[train_cell]
     test_area = split_area(datasets[train_cell], trained.footprint, "test")
     if not test_area.any():
-        raise ConfigError(f"the export of {train_cell} has no test patches; lower --stride or "
-                          "--patch-size")
+        raise ConfigError(f"the export of {train_cell} has no test patches; choose a larger "
+                          "--train-cell")
     product = {name: _product_share(cell) for name, cell in cells.items()}
     runs: dict[str, dict] = {}
     for model in models:

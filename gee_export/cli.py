@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="band order of stacked Sentinel-2 files without band descriptions "
                           "(never guessed for 12 bands), e.g. B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,"
                           "B11,B12; checked against the pixels before any work")
+    loc.add_argument("--trust-band-names", action="store_true", default=None,
+                     help="use --s2-band-names even where the band relations of typical scenes "
+                          "do not hold in these pixels")
     out = p.add_argument_group("output and execution")
     out.add_argument("--out", help="dataset root: a folder or gs://bucket/prefix "
                      "(default ./data/<region>)")
@@ -314,26 +317,9 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def _reading(args: argparse.Namespace) -> dict:
     """``--scene-date`` and ``--s2-band-names`` checked, as ``LocalRecipe`` fields."""
-    date = None
-    if args.scene_date:
-        import datetime as dt
+    from gee_export.local.compositing import reading_options
 
-        try:
-            date = dt.date.fromisoformat(args.scene_date).isoformat()
-        except ValueError:
-            raise ConfigError(f"--scene-date must be YYYY-MM-DD, got {args.scene_date!r}") \
-                from None
-    names = None
-    if args.s2_band_names:
-        from gee_export.local.scenes import canonical_band
-
-        given = [n.strip() for n in args.s2_band_names.split(",") if n.strip()]
-        bad = [n for n in given if canonical_band(n) in (None, "VV", "VH", "HH", "HV")]
-        if bad or len(set(map(canonical_band, given))) != len(given):
-            raise ConfigError(f"--s2-band-names takes distinct Sentinel-2 band names (B1..B12, "
-                              f"B8A, SCL), got {args.s2_band_names!r}")
-        names = tuple(str(canonical_band(n)) for n in given)
-    return {"scene_date": date, "s2_band_names": names}
+    return reading_options(args.scene_date, args.s2_band_names)
 
 
 def make_grid(region: Region, args: argparse.Namespace) -> Grid:
@@ -389,8 +375,9 @@ def run(args: argparse.Namespace) -> int:
 
         reading = LocalRecipe(**_reading(args)).reading()
         local_plan = make_local_plan(args.scenes, region.name, grid, months, bands, out,
-                                     reading=reading)
+                                     reading=reading, seed=args.seed, block=args.split_block)
         print(format_local_plan(local_plan))
+        _warn_about_split(grid, dict(local_plan.per_split), args)  # as the export warns
         if local_plan.problems():
             raise InputDataError(f"the real run would stop: {local_plan.problems()[0]}; add "
                                  "scenes of that month to --scenes or choose other months")
@@ -536,7 +523,7 @@ def _run_local(args, region, grid, months, bands, out) -> int:
         else Path(out) / "stacks"
     recipe = LocalRecipe(speckle=args.speckle, allow_l1c=args.allow_l1c, s1_unit=args.s1_unit,
                          label_scheme=labels, boa_add_offset=args.boa_add_offset,
-                         **_reading(args))
+                         trust_band_names=args.trust_band_names, **_reading(args))
     spec = DatasetSpec(grid, bands, seed=args.seed, block=args.split_block,
                        min_valid_fraction=args.min_valid_fraction, fine_scale=args.fine_scale,
                        backend="local", region=region.name, recipe=recipe.to_dict(),

@@ -80,6 +80,9 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="checkpoint folder (must persist to resume)")
     p.add_argument("--restart", action="store_true",
                    help="discard checkpoint strips of a different earlier run")
+    p.add_argument("--allow-implausible", action="store_true",
+                   help="map an input whose values look like VV/VH swapped or the +0.1 "
+                        "reflectance offset left in, when the scene really is so (haze, snow)")
     add_logging_arguments(p)
     return p
 
@@ -117,7 +120,8 @@ def _predict(args: argparse.Namespace) -> int:
         isa_class=args.isa_class, zones=args.zones, compare_with=args.compare_with,
         local_dir=args.local_dir, work_dir=args.work_dir, restart=args.restart,
         progress=not args.quiet,
-        band_order=[b for b in args.bands.split(",") if b.strip()] if args.bands else None)
+        band_order=[b for b in args.bands.split(",") if b.strip()] if args.bands else None,
+        allow_implausible=args.allow_implausible)
     print(outputs.area_table)
     print(json.dumps(describe(outputs), indent=1))
     return 0

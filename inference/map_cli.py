@@ -19,6 +19,7 @@ from gee_export.core.commands import (
     run_command,
 )
 from gee_export.core.config_file import add_config_argument, parse_with_config
+from gee_export.core.errors import ConfigError
 from gee_export.core.parsers import command_parser
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
@@ -73,6 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
                      "record the recipe")
     src.add_argument("--allow-recipe-mismatch", action="store_true",
                      help="map even when the inputs differ from the model's training data")
+    scenes = p.add_argument_group("local scenes (--backend local; default: as the model's "
+                                  "training export read them)")
+    scenes.add_argument("--scene-date", help="YYYY-MM-DD of scenes whose names and tags carry "
+                        "no date (default: the date the training export was given)")
+    scenes.add_argument("--allow-l1c", action="store_true", default=None,
+                        help="composite Level-1C (top-of-atmosphere) scenes")
+    scenes.add_argument("--s1-unit", choices=("linear", "dB"),
+                        help="unit of the Sentinel-1 scenes when their values cannot tell")
+    scenes.add_argument("--boa-add-offset", type=float,
+                        help="BOA offset of the Sentinel-2 DN (e.g. -1000 or 0)")
+    scenes.add_argument("--s2-band-names", help="band names of stacked Sentinel-2 files "
+                        "without band descriptions, in file order")
+    scenes.add_argument("--trust-band-names", action="store_true", default=None,
+                        help="use --s2-band-names even where typical band relations fail")
     pred = p.add_argument_group("prediction")
     pred.add_argument("--tile", type=int, default=512, help="input tile size (px)")
     pred.add_argument("--overlap", type=int, default=64, help="overlap between tiles (px)")
@@ -116,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from gee_export.contract.grid import projected_crs
     from gee_export.contract.regions import resolve_region
+    from gee_export.local.compositing import reading_options
     from inference.mapping.request import MapRequest, model_dataset, parse_dates
     from inference.predict.runtime import RuntimeOptions
     from inference.region_map import PublishTarget, map_region
@@ -127,13 +143,22 @@ def _run(args: argparse.Namespace) -> int:
     model = functools.cache(lambda: load_model(args.model))  # read and hashed once a run
     dataset = functools.cache(lambda: model_dataset(model().meta, args.dataset))
     dates = parse_dates(args.months, args.years, lambda: dataset().month_of_year())
+    reading = {"allow_l1c": args.allow_l1c, "s1_unit": args.s1_unit,
+               "boa_add_offset": args.boa_add_offset,
+               "trust_band_names": args.trust_band_names,
+               **reading_options(args.scene_date, args.s2_band_names)}
+    given = {k: v for k, v in reading.items() if v is not None}
+    if given and args.backend != "local":
+        raise ConfigError("--scene-date, --allow-l1c, --s1-unit, --boa-add-offset and "
+                          "--s2-band-names describe local scene files: use them with "
+                          "--backend local")
     if args.backend == "local" and args.scenes and (args.region, args.region_file,
                                                     args.bbox) == (None, None, None):
         from gee_export.local.extent import default_region
         from inference.mapping.dates import local_recipe
 
         region = default_region(args.scenes, dates, with_label=False,
-                                reading=local_recipe(dataset()).reading())
+                                reading=local_recipe(dataset(), given).reading())
     else:
         region = resolve_region(args.region, args.region_file, args.bbox)
     request = MapRequest(
@@ -146,7 +171,8 @@ def _run(args: argparse.Namespace) -> int:
         options=RuntimeOptions(device=args.device, precision=args.precision,
                                channels_last=args.channels_last,
                                autotune_cache=args.autotune_cache),
-        progress=not args.no_progress, temporal_consistency=args.temporal_consistency)
+        progress=not args.no_progress, temporal_consistency=args.temporal_consistency,
+        scene_reading=tuple(sorted(given.items())))
     target = None
     if args.publish:
         target = PublishTarget(args.publish, project=args.project, gcs_prefix=args.gcs_prefix,

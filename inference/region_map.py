@@ -81,6 +81,10 @@ def measure_model(model: LoadedModel, tile: int, options: Any, repeats: int = 2)
     from inference.predict.runtime import TilePredictor
 
     meta = model.meta
+    if options.precision in ("auto", "int8") or options.channels_last == "auto":
+        # a dry run measures no choices: fp32 (the autotune's fallback), no compilation
+        options = replace(options, precision="fp32", compile=False, autotune_cache=False,
+                          channels_last=options.channels_last == "on")
     predictor = TilePredictor.for_model(model.module, meta, options=options)
     tiles = np.zeros((1, len(meta.bands), tile, tile), np.float32)
     predictor(tiles, compact=True)  # warm-up
@@ -152,6 +156,11 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                                  metrics=dict(meta.metrics))
              for m in request.dates}
     if dry_run:
+        scenes = None
+        if request.backend == "local":  # what the real run reads, checked first
+            from inference.mapping.dates import check_local_scenes
+
+            scenes = check_local_scenes(request, grid, meta.bands, dataset)
         seconds = measure_model(model, request.tile, request.options)
         planned = request if runner is None else replace(
             request, workers=min(runner.workers * runner.threads, MAX_WORKERS))  # its budget
@@ -161,10 +170,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         echo(format_plan(plan))
         if embedded:
             echo(f"  app zones {embedded.describe()}")
-        if request.backend == "local":  # what the real run reads, checked now
-            from inference.mapping.dates import check_local_scenes
-
-            echo("\n".join(check_local_scenes(request, grid, meta.bands)))
+        if scenes is not None:
+            echo("\n".join(scenes))
         if runner is not None:
             from inference.mapping.beam_map import describe_pipeline
 

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
@@ -166,9 +167,14 @@ def _train(args: dict) -> int:
         "stopped (run the same command again, or isamap-train --out DIR --resume, to continue)")
     print(f"{state} after {result.epochs_run} epochs; best validation MIoU "
           f"{100 * result.best_miou:.2f} % at epoch {result.best_epoch}\n"
-          f"model: {result.model_path}\nhistory: {result.history_path}\n"
-          f"curves: {result.curves_path}")
+          f"model: {_written(result.model_path)}\nhistory: {_written(result.history_path)}\n"
+          f"curves: {_written(result.curves_path)}")
     return 0
+
+
+def _written(path: Path) -> str:
+    """The path, or that nothing was written there (no output is claimed that does not exist)."""
+    return str(path) if Path(path).exists() else f"none written (no {Path(path).name})"
 
 
 def evaluate_parser() -> argparse.ArgumentParser:

@@ -204,7 +204,7 @@ class PatchDataset(Dataset):
             raise InputDataError(f"no {split!r} patches in {self.root}/index.jsonl")
         if any(label not in r for r in self.records):
             raise InputDataError(f"some patches have no {label!r} file; train on the 10 m "
-                                 "label (--label label) or export with --fine-scale")
+                                 "label (--label label) or export with isamap-export --fine-scale")
         if norm is not None and tuple(norm.bands) != self.bands:
             raise ConfigError(f"normalisation is for bands {norm.bands}, the dataset reads "
                               f"{self.bands}")
@@ -274,6 +274,18 @@ class PatchDataset(Dataset):
             return list(self.band_indexes), ""  # unnamed bands in the manifest's order
         return None, (f"its fine images hold bands {names or count} and not the input bands "
                       f"{list(self.bands)}")
+
+    def label_counts(self) -> np.ndarray:
+        """Pixels of each label value (256 counts) over the split, read from the labels only."""
+        counts = np.zeros(256, dtype=np.int64)
+        for rec in self.records:
+            try:
+                with _open_raster(_raster_path(self.root, rec[self.label_key])) as src:
+                    counts += np.bincount(src.read(1).ravel().astype(np.uint8), minlength=256)
+            except rasterio.errors.RasterioIOError as exc:
+                raise InputDataError(f"cannot read patch {rec['id']} of {self.root}: {exc}"
+                                     ) from None
+        return counts
 
     def read_raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Image (C, H, W) float32 with NaN nodata and label (H', W') uint8, as stored."""

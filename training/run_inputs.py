@@ -2,7 +2,8 @@
 
 Kept apart from the training loop (``training.trainer``) because pruning's fine-tuning and the
 mapping of a model file's recorded dataset use the same rules without running a trainer.
-May import: ``gee_export.core``, ``training.config``, ``training.data``, ``training.models``.
+May import: ``gee_export.contract``, ``gee_export.core``, ``training.config``,
+``training.data``, ``training.models``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
+import numpy as np
 from torch import nn
 
-from gee_export.core.errors import ConfigError, ModelError
+from gee_export.contract.bands import LABEL_NODATA
+from gee_export.core.errors import ConfigError, InputDataError, ModelError
 from training.config import TrainConfig
 from training.data import Augment, NormStats, PatchDataset
 from training.models import context_warning, recipe_for, upsamples
@@ -54,6 +57,30 @@ def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
     return train_set, val_set
 
 
+def check_labels(train_set: PatchDataset, val_set: PatchDataset) -> None:
+    """Refuse labels the loss cannot take, before the run folder is made.
+
+    A code outside the scheme's ``0..K-1`` (and not nodata, 255) would stop the first epoch
+    with torch's "Target N is out of bounds"; a training split without a labelled pixel
+    would "finish" without ever saving a model.
+    """
+    k = len(train_set.class_names)
+    counts = {name: ds.label_counts() for name, ds in (("train", train_set), ("val", val_set))}
+    for split, count in counts.items():
+        seen = np.flatnonzero(count)
+        bad = [int(c) for c in seen if c >= k and c != LABEL_NODATA]
+        if bad:
+            raise InputDataError(
+                f"the {split} labels ({train_set.label_key}) of {train_set.root} hold the codes "
+                f"{bad}, outside the scheme's classes 0..{k - 1} {list(train_set.class_names)} "
+                f"(and {LABEL_NODATA} for nodata); remap them, or name every class in "
+                "the manifest's label.classes, then train again")
+    if not counts["train"][:k].any():
+        raise InputDataError(f"the train labels of {train_set.root} hold no labelled pixel (all "
+                             f"nodata, {LABEL_NODATA}); nothing can be learnt: export labels "
+                             "for the area first")
+
+
 def dataset_record(root: str, manifest: dict) -> dict:
     """What a model file records of its dataset: where it is, and how its stack was made.
 
@@ -90,7 +117,8 @@ def model_kwargs_for_scale(model: str, label: str, scale: int, kwargs: dict) -> 
                           "with --label label_fine on a dataset exported with fine labels")
     if scale <= 1:
         raise ConfigError(f"the dataset's manifest records no fine_scale > 1 (got {scale}); "
-                          "export it with fine labels (--fine-scale) to train on label_fine")
+                          "export it with fine labels (isamap-export --fine-scale) to train on "
+                          "label_fine")
     given = kwargs.get("scale")
     if given is not None and given != scale:
         raise ConfigError(f"--model-kwargs scale={given!r} disagrees with the dataset's fine "

@@ -86,7 +86,13 @@ from training.modelfile import (
 )
 from training.models import create_model
 from training.run_folder import config_differences, write_resolved_config
-from training.run_inputs import check_context, dataset_record, model_kwargs_for_scale, patch_splits
+from training.run_inputs import (
+    check_context,
+    check_labels,
+    dataset_record,
+    model_kwargs_for_scale,
+    patch_splits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -569,6 +575,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
     cfg = replace(cfg, cache=path.cache, num_workers=path.workers)
     norm = _norm_for(cfg, raw)
     train_set, val_set = patch_splits(cfg, raw.bands, norm, exclude)
+    check_labels(train_set, val_set)
     names = raw.class_names
     seed_everything(cfg.seed)
     scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \

@@ -14,6 +14,17 @@ quantities apart, whatever the file says:
   reflectance at all (a dB band under a reflectance name).
 - vegetation reflects near infrared (``B8``) far more than red (``B4``); bright red pixels with a
   dark near infrared (:func:`red_nir_swapped`) mean the two bands are swapped.
+- cross-polarised backscatter (``VH``) is lower than co-polarised (``VV``) almost everywhere
+  (by about 5-7 dB; at most 6 % of the pixels of the real scenes in the test data have VH above
+  VV): a stack where most pixels have "VH" above "VV" holds the two swapped
+  (:func:`sigma0_swapped`).
+- every scene has dark objects (water, shadow, dark roofs) whose surface reflectance is near 0
+  (the 0.1th percentile of B2, B3, B4 and B8 is 0.002-0.09 in the real L2A tiles of the test
+  data, hazy ones included); when none of the reflectance bands goes below
+  :data:`DARK_OBJECT_MIN`, the +0.1 BOA offset (1000 DN) was left in (:func:`offset_left_in`).
+  Haze or full snow cover can look the same, so this is the one rule with an override.
+- a pixel that is exactly 0 in every band (0 dB and 0 reflectance at once) is no observation:
+  it is fill without a nodata tag (:func:`zero_fill_share`).
 
 The judgements are pure functions of value samples (NaN = nodata). The local backend applies
 them to its source scenes (``gee_export.local.plausibility``), inference to the stack it is given
@@ -36,6 +47,10 @@ REFLECTANCE_P99_MAX = 2.0
 REFLECTANCE_MEDIAN_MIN_ANY = -1.0  # below: not reflectance at all, whatever the offset
 RED_BRIGHT = 0.15  # reflectance from which a red pixel is bright
 SWAPPED_SHARE = 0.25  # share of bright-red, dark-NIR pixels that only swapped bands show
+VH_ABOVE_VV_MAX = 0.5  # share of pixels with VH > VV; real scenes: 0.2-6 %
+DARK_OBJECT_MIN = 0.098  # 0.1th percentile reflectance: real tiles 0.002-0.095, +0.1 offset >= 0.1
+DARK_PERCENTILE = 0.1
+ZERO_FILL_MAX = 0.001  # share of pixels 0 in every band tolerated (none is a real observation)
 
 
 @dataclass(frozen=True)
@@ -143,3 +158,51 @@ def band_value_problems(samples: Mapping[str, np.ndarray]) -> list[str]:
         problems.append("B4 (red) is often twice as bright as B8 (near infrared), which only "
                         "happens when the two are swapped")
     return problems
+
+
+def sigma0_unit_of_range(percentiles: tuple[float, ...]) -> str | None:
+    """The sigma0 unit a recorded ``(p1, p50, p99)`` range shows (None: neither clearly)."""
+    p1, p50, _ = percentiles[:3]
+    if p50 < 0:
+        return "dB"
+    return "linear" if p1 >= 0 and p50 <= LINEAR_MEDIAN_MAX else None
+
+
+def sigma0_swapped(vv: np.ndarray, vh: np.ndarray) -> str | None:
+    """Why ``VV`` and ``VH`` look swapped (most pixels with VH above VV), or None."""
+    vv, vh = np.asarray(vv, np.float64).ravel(), np.asarray(vh, np.float64).ravel()
+    ok = np.isfinite(vv) & np.isfinite(vh)
+    if ok.sum() < 64:
+        return None
+    share = float((vh[ok] > vv[ok]).mean())
+    if share < VH_ABOVE_VV_MAX:
+        return None
+    return (f"the band named VH is above the band named VV in {100 * share:.0f} % of the "
+            "pixels, where real cross-polarised backscatter is below co-polarised almost "
+            "everywhere: VV and VH are swapped")
+
+
+def offset_left_in(samples: Mapping[str, np.ndarray]) -> str | None:
+    """Why the reflectance bands look like they still carry the +0.1 BOA offset, or None."""
+    darkest = {}
+    for name, values in samples.items():
+        spec = REGISTRY.get(name)
+        finite = finite_values(values)
+        if spec is None or spec.unit != "reflectance" or finite.size < 1000 or \
+                reflectance_scaled(float(np.median(finite)), float(np.percentile(finite, 99))):
+            continue  # a scaled integer is refused for its scale first
+        darkest[name] = float(np.percentile(finite, DARK_PERCENTILE))
+    if len(darkest) < 2 or min(darkest.values()) < DARK_OBJECT_MIN:
+        return None
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in darkest.items())
+    return (f"no pixel is dark in any reflectance band (the darkest {DARK_PERCENTILE:g} %: "
+            f"{shown}), where water and shadows are near 0: the +0.1 BOA offset (1000 DN of "
+            "processing baseline 04.00 and later) was left in; subtract it")
+
+
+def zero_fill_share(stack: np.ndarray) -> float:
+    """The share of pixels of a ``(bands, rows, cols)`` sample that are 0 in every band."""
+    stack = np.asarray(stack)
+    if stack.ndim != 3 or not stack.size:
+        return 0.0
+    return float((stack == 0).all(axis=0).mean())

@@ -422,8 +422,8 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
     except MemoryError:
         if debug:
             raise
-        log.error("%s: error: out of memory; use a smaller --batch-size/--tile or a machine "
-                  "with more memory", prog)
+        log.error("%s: error: out of memory; lower the batch or tile size (--batch-size, "
+                  "--tile) where the command has them, or use a machine with more memory", prog)
         return EXIT_ENVIRONMENT
     except Exception as exc:  # a library's wrapper around a disk/permission failure
         message = None if debug else environment_message(exc, outputs)

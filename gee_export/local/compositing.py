@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,14 @@ import rasterio
 from gee_export.contract import bands as band_registry
 from gee_export.contract.composite import DEFAULT_SPECKLE, SpeckleFilter
 from gee_export.contract.grid import Grid, Window
-from gee_export.core.errors import EmptyCompositeError, InputDataError
+from gee_export.core.errors import ConfigError, EmptyCompositeError, InputDataError
 from gee_export.core.progress import progress_bar
 from gee_export.local import sentinel1, sentinel2
 from gee_export.local.labels import ClassMapping, label_window
-from gee_export.local.scenes import BandRef, Scene
+from gee_export.local.scenes import BandRef, Scene, canonical_band
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL
 
-READING_OPTIONS = ("scene_date", "s2_band_names")  # recorded only when given
+READING_OPTIONS = ("scene_date", "s2_band_names", "trust_band_names")  # recorded when given
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class LocalRecipe:
     boa_add_offset: float | None = None
     scene_date: str | None = None
     s2_band_names: tuple[str, ...] | None = None
+    trust_band_names: bool | None = None  # --s2-band-names used though the pixels doubt them
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's record; the reading options appear only when set."""
@@ -63,6 +64,10 @@ class LocalRecipe:
         """``discover_scenes`` arguments: what the scene files do not say themselves."""
         return {"date": dt.date.fromisoformat(self.scene_date) if self.scene_date else None,
                 "s2_band_names": self.s2_band_names}
+
+    def with_reading(self, **given: Any) -> LocalRecipe:
+        """This recipe with the scene-reading options the user gave (None: keep the recorded)."""
+        return replace(self, **{k: v for k, v in given.items() if v is not None})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LocalRecipe:
@@ -145,7 +150,7 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
         raise EmptyCompositeError(
             f"every Sentinel-2 observation of {month} over {where(grid)} is masked (cloud, "
             f"shadow, cirrus, snow or nodata in {len(s2)} scenes); add clearer scenes of that "
-            "month to --scenes or choose another --month")
+            "month to --scenes or choose other --months")
     if s1 and max_s1 == 0:
         raise EmptyCompositeError(f"no valid Sentinel-1 pixel in {month} over {where(grid)}")
 
@@ -165,3 +170,25 @@ def write_label(path: Path, grid: Grid, ref: BandRef | None, mapping: ClassMappi
             else:
                 data = label_window(ref, grid, window, mapping)
             dst.write(data[np.newaxis], window=window.to_rasterio())
+
+
+def reading_options(scene_date: str | None, s2_band_names: str | None) -> dict[str, Any]:
+    """``--scene-date`` and ``--s2-band-names`` checked, as :class:`LocalRecipe` fields.
+
+    One check for ``isamap-export`` and ``isamap-map``, which read local scenes alike.
+    """
+    date = None
+    if scene_date:
+        try:
+            date = dt.date.fromisoformat(scene_date).isoformat()
+        except ValueError:
+            raise ConfigError(f"--scene-date must be YYYY-MM-DD, got {scene_date!r}") from None
+    names = None
+    if s2_band_names:
+        given = [n.strip() for n in s2_band_names.split(",") if n.strip()]
+        bad = [n for n in given if canonical_band(n) in (None, "VV", "VH", "HH", "HV")]
+        if bad or len(set(map(canonical_band, given))) != len(given):
+            raise ConfigError(f"--s2-band-names takes distinct Sentinel-2 band names (B1..B12, "
+                              f"B8A, SCL), got {s2_band_names!r}")
+        names = tuple(str(canonical_band(n)) for n in given)
+    return {"scene_date": date, "s2_band_names": names}

@@ -15,7 +15,7 @@ from typing import Any
 
 from gee_export.contract import bands as band_registry
 from gee_export.contract.grid import Grid
-from gee_export.contract.splits import SPLITS, assign_splits
+from gee_export.contract.splits import DEFAULT_BLOCK, SPLITS, assign_splits
 from gee_export.local.scenes import SceneCollection, discover_scenes
 from gee_export.local.warp import overlaps
 
@@ -64,10 +64,12 @@ class LocalPlan:
 
 def make_local_plan(scenes: str | Path | SceneCollection, region: str, grid: Grid,
                     months: Sequence[str], bands: Sequence[str], out: str, *,
-                    reading: Mapping[str, Any] | None = None) -> LocalPlan:
+                    reading: Mapping[str, Any] | None = None, seed: int = 0,
+                    block: int | None = None) -> LocalPlan:
     """The plan of a local export: discovers the scenes (headers only) and counts per month.
 
-    ``reading`` holds the ``discover_scenes`` arguments (``LocalRecipe.reading()``).
+    ``reading`` holds the ``discover_scenes`` arguments (``LocalRecipe.reading()``); ``seed``
+    and ``block`` split the positions as the real run does (``--seed``, ``--split-block``).
     """
     collection = (scenes if isinstance(scenes, SceneCollection)
                   else discover_scenes(scenes, **(reading or {})))
@@ -78,7 +80,8 @@ def make_local_plan(scenes: str | Path | SceneCollection, region: str, grid: Gri
         s1 = [s for s in monthly.s1 if overlaps(s.bands[0][1], grid)]
         rows.append(MonthScenes(month, len(monthly.s2), len(s2), len(monthly.s1), len(s1)))
     label = collection.label(1)
-    splits = list(assign_splits(grid).values()) if grid.patch_count else []
+    splits = list(assign_splits(grid, None, seed=seed, block=block or DEFAULT_BLOCK).values()
+                  ) if grid.patch_count else []
     per_split = tuple((name, splits.count(name) * len(months)) for name in SPLITS)
     return LocalPlan(region, grid, tuple(bands), str(scenes), len(collection.s2),
                      len(collection.s1), tuple(rows), str(label) if label else None,

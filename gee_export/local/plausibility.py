@@ -274,7 +274,8 @@ def check_s2_band_names(samples: Mapping[str, np.ndarray], what: str) -> None:
                     f"{what}: the bands named {low} and {high} correlate at r = {r:.2f} over "
                     f"the scene, where real {low} and {high} show {least} or more; the band "
                     "names do not fit the pixels. Check the order given with --s2-band-names "
-                    "(ESA's L2A order: B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12)")
+                    "(ESA's L2A order: B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12); if it is right "
+                    "(a scene unlike most), pass --trust-band-names")
     if not all(b in samples for b in ("B4", "B5", "B6", "B7", "B8")):
         return
     b5, b6, b7 = (samples[b].ravel() for b in ("B5", "B6", "B7"))
@@ -290,4 +291,5 @@ def check_s2_band_names(samples: Mapping[str, np.ndarray], what: str) -> None:
             f"{what}: over vegetation (a rising red edge in {100 * vegetation.mean():.0f} % of "
             f"the pixels) the band named B8 (NIR) is {ratio:.2f} x the band named B4 (red); "
             f"vegetation reflects NIR at least {NIR_RED_MIN_RATIO} x red. The band names do "
-            "not fit the pixels: check the order given with --s2-band-names")
+            "not fit the pixels: check the order given with --s2-band-names, or pass "
+            "--trust-band-names if it is right")

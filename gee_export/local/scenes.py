@@ -151,6 +151,26 @@ def date_from_text(text: str) -> dt.date | None:
     return None
 
 
+_VALIDITY = re.compile(r"_V((?:19|20)\d{2})(\d{2})(\d{2})T\d{6}")  # old format: sensing start
+_OLD_FORMAT = "_OPER_"  # S2A_OPER_PRD_MSIL1C_PDMC_<production>_R..._V<sensing>_...
+
+
+def product_date(name: str) -> dt.date | None:
+    """The sensing date in a product or file name, or None.
+
+    Sentinel-2 names of the format used until December 2016 (``S2A_OPER_...``) begin with
+    the production time, months after the acquisition; their sensing start follows ``_V``,
+    and a tile or band file name of that format (``..._TL_SGS__<production>_A..._T33UUP``)
+    carries no sensing time at all.
+    """
+    match = _VALIDITY.search(name)
+    if match:
+        return dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    if _OLD_FORMAT in name.upper():
+        return None
+    return date_from_text(name)
+
+
 def _sensor_from(name: str, bands: Iterable[str]) -> Sensor | None:
     upper = name.upper()
     if re.search(r"(^|[_\-/])S1([A-D]|RTC|GRD)?([_\-]|$|HAND)", upper) or "GRD" in upper:
@@ -204,10 +224,12 @@ def _scene(sensor: Sensor, product: str, bands: dict[str, BandRef], tags: dict[s
         stamp = (tags.get("ACQUISITION_DATE")
                  or tags.get("TIFFTAG_DATETIME", "").replace(":", "-", 2)
                  or tags.get("DATETIME", ""))
-        date = date_from_text(stamp) or date_from_text(product) or undated
+        date = date_from_text(stamp) or product_date(product) or undated
     if date is None:
+        old = (" (its old-format name holds only the production time)"
+               if _OLD_FORMAT in product.upper() else "")
         raise InputDataError(
-            f"no acquisition date for {product}: put YYYYMMDDThhmmss in the file name, set "
+            f"no acquisition date for {product}{old}: put YYYYMMDDThhmmss in the file name, set "
             "the tag with: rio edit-info --tag ACQUISITION_DATE=YYYY-MM-DD FILE, or give "
             "--scene-date YYYY-MM-DD (Python: open_scene(path, date=...))"
         )

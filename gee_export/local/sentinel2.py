@@ -14,6 +14,7 @@ reads scenes onto one grid window with :mod:`gee_export.local.warp`.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import warnings
 from collections.abc import Sequence
 
@@ -24,6 +25,8 @@ from gee_export.core.errors import InputDataError
 from gee_export.local import plausibility
 from gee_export.local.scenes import Scene
 from gee_export.local.warp import read_to_grid
+
+log = logging.getLogger(__name__)
 
 SCL_MASKED_CLASSES: tuple[int, ...] = (3, 8, 9, 10, 11)
 SCL_NODATA = 0
@@ -159,12 +162,15 @@ def check_plausible(scenes: Sequence[Scene], bands: Sequence[str], offsets: dict
 
 
 def check_band_names(scenes: Sequence[Scene], offsets: dict[str, float],
-                     reflectance_bands: frozenset[tuple[str, str]]) -> None:
+                     reflectance_bands: frozenset[tuple[str, str]],
+                     trust_names: bool = False) -> None:
     """Refuse scenes whose band names their reflectances contradict (``--s2-band-names``).
 
     One decimated sample of every spectral band, converted as the composite converts it,
     each checked for reflectance range, then all together for their spectral relations
-    (:func:`gee_export.local.plausibility.check_s2_band_names`).
+    (:func:`gee_export.local.plausibility.check_s2_band_names`); ``trust_names``
+    (``--trust-band-names``) makes a contradiction of those relations a warning: they hold
+    in typical scenes, not in every real one.
     """
     for scene in scenes:
         samples = {}
@@ -177,7 +183,12 @@ def check_band_names(scenes: Sequence[Scene], offsets: dict[str, float],
                                            offsets.get(scene.product, 0.0))
             plausibility.check_reflectance(sample, f"Sentinel-2 {scene.product} {band}")
             samples[band] = sample
-        plausibility.check_s2_band_names(samples, f"Sentinel-2 {scene.product}")
+        try:
+            plausibility.check_s2_band_names(samples, f"Sentinel-2 {scene.product}")
+        except InputDataError as exc:
+            if not trust_names:
+                raise
+            log.warning("%s; used as named (--trust-band-names)", str(exc).split("; ")[0])
 
 
 def _zero_is_nodata(dn: np.ndarray) -> np.ndarray:

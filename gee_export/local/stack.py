@@ -238,7 +238,8 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
     if recipe.s2_band_names is not None:  # names the user gave: do the pixels agree?
         reflectance_all = frozenset((s.product, b) for s in s2 for b in s.band_names
                                     if sentinel2.is_reflectance(s, b))
-        sentinel2.check_band_names(s2, offsets, reflectance_all)
+        sentinel2.check_band_names(s2, offsets, reflectance_all,
+                                   bool(recipe.trust_band_names))
     if label_ref is not None:
         check_codes(label_ref, label_scheme if label_scheme is not None else recipe.label_scheme)
     if label_ref is None:

@@ -196,7 +196,10 @@ def draw(strata: Strata, size: SampleSize, seed: int,
 def design_sample(raster: str, *, n: int | None = None, target_se: float | None = None,
                   target_class: str | None = None, expected_ua: tuple[float, ...] | None = None,
                   seed: int = 0, minimum: int = DEFAULT_MINIMUM) -> Design:
-    """Read ``raster``'s strata, size the sample and draw it."""
+    """Read ``raster``'s strata, size the sample and draw it; a negative seed is refused first."""
+    if seed < 0:
+        raise ConfigError(f"--seed must be a whole number >= 0, got {seed}; the same seed "
+                          "draws the same points")
     strata = read_strata(raster)
     size = sample_size(strata, n=n, target_se=target_se, target_class=target_class,
                        expected_ua=expected_ua)

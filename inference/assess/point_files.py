@@ -20,10 +20,12 @@ samples takes the class most of them got.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import io
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +33,9 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+from rasterio.warp import transform as warp_transform
 
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.shareable import shareable
@@ -52,6 +57,8 @@ from inference.assess.design_file import (
     design_points_csv,
 )
 
+log = logging.getLogger(__name__)
+
 SAMPLE_COLUMNS = ("id", "lon", "lat", "x", "y", "reference")
 REFERENCE_COLUMN = "reference"
 
@@ -64,6 +71,7 @@ class ReferencePoints:
     lon: np.ndarray
     lat: np.ndarray
     reference: np.ndarray
+    unlabelled: int = 0  # points of the file(s) left without a reference (left out)
 
 
 def point_ids(design: Design) -> list[str]:
@@ -152,7 +160,77 @@ def read_references(paths: Sequence[str | Path], classes: Sequence[str],
                              "--reference file; give each point's label once")
     return ReferencePoints(ids, np.concatenate([p.lon for p in parts]),
                            np.concatenate([p.lat for p in parts]),
-                           np.concatenate([p.reference for p in parts]))
+                           np.concatenate([p.reference for p in parts]),
+                           unlabelled=sum(p.unlabelled for p in parts))
+
+
+def _reference_text(path: Path) -> str:
+    """The file's text: UTF-8 (with or without BOM) or UTF-16 with its byte-order mark."""
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16")  # Excel's "Unicode text"
+    if b"\x00" in raw[:4096]:
+        raise InputDataError(f"--reference {path} holds NUL bytes (UTF-16 without a byte-order "
+                             "mark?); save it as 'CSV UTF-8'")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputDataError(f"--reference {path} is not UTF-8 text (byte {exc.start} is "
+                             f"{raw[exc.start]:#04x}); save it as 'CSV UTF-8' or UTF-16") from None
+
+
+def _csv_records(text: str) -> list[dict]:
+    header = text.splitlines()[0] if text.strip() else ""
+    delimiter = max(",\t;", key=header.count)  # Excel writes tabs (UTF-16) or semicolons
+    return [{k.strip().lower(): v for k, v in row.items() if k}
+            for row in csv.DictReader(io.StringIO(text), delimiter=delimiter)]
+
+
+def _geojson_records(path: Path, text: str) -> list[dict]:
+    """Point features as records in lon/lat: a ``crs`` member (GeoJSON 2008) is honoured."""
+    try:
+        doc = json.loads(text)
+        features = doc["features"]
+        records = [{**{str(k).lower(): v for k, v in (f.get("properties") or {}).items()},
+                    "lon": float(f["geometry"]["coordinates"][0]),
+                    "lat": float(f["geometry"]["coordinates"][1]),
+                    "id": (f.get("properties") or {}).get("id", f.get("id"))}
+                   for f in features]
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise InputDataError(f"{path}: not a GeoJSON FeatureCollection of points ({exc})"
+                             ) from None
+    named = doc.get("crs") if isinstance(doc, dict) else None
+    if not named or not records:
+        return records
+    props = named.get("properties") or {} if isinstance(named, dict) else {}
+    name = props.get("name") or (f"EPSG:{props['code']}" if "code" in props else None)
+    try:
+        crs = CRS.from_user_input(name)
+    except (CRSError, TypeError, ValueError):
+        raise InputDataError(f"{path} names the CRS {name!r}, which is not known; save it "
+                             "in lon/lat (EPSG:4326, e.g. QGIS: Export > Save Features As)"
+                             ) from None
+    if crs.is_geographic:
+        return records  # degrees; the order is checked by range
+    lon, lat = warp_transform(crs, "EPSG:4326", [r["lon"] for r in records],
+                              [r["lat"] for r in records])
+    return [r | {"lon": x, "lat": y} for r, x, y in zip(records, lon, lat, strict=True)]
+
+
+def check_lon_lat(path: Path, ids: Sequence[str], lon: np.ndarray, lat: np.ndarray) -> None:
+    """Refuse coordinates that are not lon/lat degrees: swapped, or projected without a CRS."""
+    bad = ~(np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90))
+    if not bad.any():
+        return
+    i = int(np.flatnonzero(bad)[0])
+    where = f"point {ids[i]} at ({lon[i]:.6g}, {lat[i]:.6g})"
+    if np.all((np.abs(lat) <= 180) & (np.abs(lon) <= 90)):
+        raise InputDataError(f"{path}: longitude and latitude are swapped ({where}: latitude "
+                             "beyond ±90°); write longitude first (GeoJSON [lon, lat], CSV "
+                             "lon and lat columns)")
+    raise InputDataError(f"{path}: coordinates are not lon/lat degrees ({where}), and the file "
+                         "names no CRS; save it in lon/lat (EPSG:4326, e.g. QGIS: Export > "
+                         "Save Features As), or name its CRS in a GeoJSON \"crs\" member")
 
 
 def read_reference(path: str | Path, classes: Sequence[str],
@@ -160,27 +238,19 @@ def read_reference(path: str | Path, classes: Sequence[str],
     """Read a labelled CSV, GeoJSON or CEO sample export.
 
     Class names (any case) or codes become codes. ``column`` names the labels' column (a CEO
-    question's text), in any case.
+    question's text), in any case. Points left without a reference are dropped with a warning
+    (the estimates then assume they are missing at random within their stratum); a file with
+    none labelled is refused.
     """
     path = Path(path)
     column = column.strip().lower()
     if not path.is_file():
         raise ConfigError(f"--reference {path} does not exist")
-    text = path.read_text(encoding="utf-8-sig")
+    text = _reference_text(path)
     if path.suffix.lower() in (".geojson", ".json"):
-        try:
-            features = json.loads(text)["features"]
-            records = [{**{str(k).lower(): v for k, v in (f.get("properties") or {}).items()},
-                        "lon": f["geometry"]["coordinates"][0],
-                        "lat": f["geometry"]["coordinates"][1],
-                        "id": (f.get("properties") or {}).get("id", f.get("id"))}
-                       for f in features]
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise InputDataError(f"{path}: not a GeoJSON FeatureCollection of points ({exc})"
-                                 ) from None
+        records = _geojson_records(path, text)
     else:
-        records = [{k.strip().lower(): v for k, v in row.items() if k}
-                   for row in csv.DictReader(io.StringIO(text))]
+        records = _csv_records(text)
     if not records:
         raise InputDataError(f"{path} holds no points")
     missing = [k for k in ("lon", "lat", column) if k not in records[0]]
@@ -207,10 +277,9 @@ def read_reference(path: str | Path, classes: Sequence[str],
         else:
             unknown.add(value)
             codes.append(-1)
-    if unlabelled:
-        raise InputDataError(f"{len(unlabelled)} of {len(records)} points have no reference "
-                             f"(first: {unlabelled[0]}); label every point: leaving points out "
-                             "biases the estimates")
+    if len(unlabelled) == len(records):
+        raise InputDataError(f"the {len(records)} points of {path} have no reference yet; "
+                             "label them (the reference column) first")
     if unknown:
         raise InputDataError(f"{path}: references {sorted(unknown)} are not among the classes "
                              f"{list(classes)} (names or codes 0..{len(classes) - 1})")
@@ -219,9 +288,18 @@ def read_reference(path: str | Path, classes: Sequence[str],
         lat = np.array([float(r["lat"]) for r in records])
     except (TypeError, ValueError) as exc:
         raise InputDataError(f"{path}: lon/lat must be numbers ({exc})") from None
+    check_lon_lat(path, ids, lon, lat)
     if len(set(ids)) != len(ids):
         raise InputDataError(f"{path}: point ids are not unique")
-    return ReferencePoints(tuple(ids), lon, lat, np.asarray(codes, dtype=np.int64))
+    keep = np.asarray(codes) >= 0
+    if unlabelled:
+        log.warning("%d of %d points have no reference (first: %s) and are left out: the "
+                    "estimates assume they are missing at random within their stratum; label "
+                    "them for estimates without that assumption", len(unlabelled),
+                    len(records), unlabelled[0])
+    return ReferencePoints(tuple(i for i, k in zip(ids, keep, strict=True) if k), lon[keep],
+                           lat[keep], np.asarray(codes, dtype=np.int64)[keep],
+                           unlabelled=len(unlabelled))
 
 
 @dataclass(frozen=True)
@@ -237,11 +315,12 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
                  map_path: str | None = None, show_map_class: bool = False) -> WrittenDesign:
     """Draw the sample of ``raster`` and write every file of it under ``out``.
 
-    ``sample.json`` records the design, ``design_points.csv`` each point's stratum, inclusion
-    probability and the class of ``map_path`` (default: the strata raster) at it. A folder
-    that holds another design is refused (its points may be labelled already); the same
-    design again rewrites nothing that exists, so a ``sample.csv`` labelled in place keeps its
-    labels.
+    ``sample.json`` records the design and is written first, ``design_points.csv`` each
+    point's stratum, inclusion probability and the class of ``map_path`` (default: the strata
+    raster) at it. A folder that holds another design is refused (its points may be labelled
+    already), and so is one holding sample files without a ``sample.json`` (of unknown
+    origin); the same design again writes what is missing (a killed run's rest) and rewrites
+    nothing that exists, so a ``sample.csv`` labelled in place keeps its labels.
     """
     from inference.assess.design import design_sample
     from inference.assess.labelling_app import labelling_app_script
@@ -262,7 +341,6 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
         if previous != json.loads(json.dumps(record)):
             raise ConfigError(f"{out} holds another sample design ({record_path}); its points "
                               "may be labelled already: choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     rows = _rows(design, map_class)
     texts: dict[str, tuple[Path, Callable[[], str] | None]] = {
         "csv": (out / "sample.csv", lambda: _csv(rows, _columns(show_map_class))),
@@ -276,11 +354,16 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
     }
     for key, (path, text) in ceo_plot_files(rows, out).items():
         texts[key] = (path, functools.partial(str, text))
+    if not record_path.exists():
+        stray = [p.name for p, _ in texts.values() if p.exists()]
+        if stray:
+            raise ConfigError(f"{out} holds {', '.join(stray)} but no {RECORD_FILE}, so whose "
+                              "points they are is unknown; delete them or choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        _text(record_path, json.dumps(record, indent=1))  # first: a killed run leaves it
     for path, make in texts.values():
         if not path.exists():
             write_kml(rows, path) if make is None else _text(path, make())
-    if not record_path.exists():
-        _text(record_path, json.dumps(record, indent=1))
     return WrittenDesign(design, {k: v[0] for k, v in texts.items()} | {"json": record_path})
 
 

@@ -177,6 +177,9 @@ def sample_product(comparison: Comparison, classes: Sequence[str], isa_class: in
     else:
         raw = values_at(comparison.source, lon, lat).astype(np.float64)
         valid = raw != NODATA
+    if (~valid).any():
+        log.warning("%s has no data at %d of %d points; they are left out of its scores",
+                    comparison.name, int((~valid).sum()), valid.size)
     k = len(classes)
     if comparison.isa_rule is None:
         values = np.where(valid, raw, -1).astype(np.int64)
@@ -197,7 +200,4 @@ def sample_product(comparison: Comparison, classes: Sequence[str], isa_class: in
         to_product = (np.arange(k) == isa_class).astype(np.int64)
         values = isa.astype(np.int64)
     values = np.where(valid, values, -1).astype(np.int64)
-    if (~valid).any():
-        log.warning("%s has no data at %d of %d points; they are left out of its scores",
-                    comparison.name, int((~valid).sum()), valid.size)
     return ProductAtPoints(comparison.name, comparison.source, names, values, to_product)

@@ -12,6 +12,7 @@ net change areas with intervals (:func:`training.area_estimation.change_area`). 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.shareable import shareable
 from gee_export.core.storage import atomic_path, atomic_write
-from inference.assess.design_file import BLIND, DesignFile, read_design
+from inference.assess.design_file import BLIND, RECORD_FILE, DesignFile, read_design
 from inference.assess.intervals import estimate, notes
 from inference.assess.point_files import REFERENCE_COLUMN, ReferencePoints, read_references
 from inference.assess.products import (
@@ -42,6 +43,7 @@ from inference.assess.strata import (
     read_strata,
     values_at,
 )
+from inference.predict.cog import NODATA
 from training.area_estimation import AreaAccuracy, change_area, stratified_estimates
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,7 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
         strata, stratum, points = _design_strata(drawn, points)
     else:
         strata = read_strata(strata_path or map_path)
+        check_points(points, strata, paths)
         stratum = values_at(strata.path, points.lon, points.lat)
         check_codes(stratum, strata.classes, f"the strata raster {strata.path}")
     own = values_at(map_path, points.lon, points.lat)
@@ -147,6 +150,7 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
                                        points.ids, session_factory))
     report = score_products(strata, stratum, products, points.reference)
     report["isa_class"] = classes[isa]
+    report["unlabelled_points_left_out"] = points.unlabelled
     report["interpretation"] = (drawn.interpretation if drawn is not None else
                                 "not recorded (no --design given)")
     if change_map:
@@ -159,6 +163,34 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     atomic_write(md_path, lambda fh: fh.write(markdown(report).encode()))
     plot = plot_report(report, out / "report.png")
     return Scores(report, json_path, md_path, plot)
+
+
+def check_points(points: ReferencePoints, strata: Strata, paths: Sequence[str | Path]) -> None:
+    """Refuse points scored on other strata than drew them, or with lon/lat swapped.
+
+    A labelled file beside its design's ``sample.json`` names the strata that drew it; without
+    ``--design`` or ``--strata`` a change design would be estimated with the map's classes.
+    """
+    for path in paths:
+        record = Path(path).parent / RECORD_FILE
+        try:
+            drawn_on = tuple(json.loads(record.read_text()).get("classes") or ())
+        except (OSError, ValueError, AttributeError):
+            continue
+        if drawn_on and drawn_on != tuple(strata.classes):
+            raise ConfigError(f"{path} was drawn on the strata {list(drawn_on)} ({record}), not "
+                              f"on the classes {list(strata.classes)} of {strata.path}; give "
+                              f"--design {Path(path).parent} (or --strata with the raster that "
+                              "drew it, e.g. the change COG)")
+    inside = values_at(strata.path, points.lon, points.lat) != NODATA
+    if inside.all() or (np.abs(points.lon) > 90).any():
+        return
+    swapped = values_at(strata.path, points.lat, points.lon) != NODATA
+    if swapped.sum() > max(inside.sum(), points.lon.size // 2):
+        raise ConfigError(f"{', '.join(map(str, paths))}: longitude and latitude look swapped "
+                          f"({int(swapped.sum())} of {swapped.size} points fall on the map "
+                          f"swapped, {int(inside.sum())} as given); write longitude first "
+                          "(GeoJSON [lon, lat], CSV lon and lat columns)")
 
 
 def _design_strata(drawn: DesignFile, points: ReferencePoints
@@ -230,6 +262,9 @@ def markdown(report: dict) -> str:
                  f"{c} {strata['points'][c]} points / {strata['area_km2'][c]:.3f} km²"
                  for c in strata["classes"]) + ".", "",
              f"Estimator: {report['estimator']}.", "",
+             *([f"{report['unlabelled_points_left_out']} points of the sample had no reference "
+                "and are left out: the estimates assume they are missing at random within "
+                "their stratum.", ""] if report.get("unlabelled_points_left_out") else []),
              "Interpretation: " + (report.get("interpretation", "") if report.get(
                  "interpretation") != BLIND else "blind (the interpreter saw neither the "
                  "map's class nor the stratum; points in random order)") + ".", "",

@@ -7,6 +7,7 @@ are areas in km² (per row, so a geographic raster is measured right), counted b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,8 @@ from rasterio.warp import transform as warp_transform
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import files
 from inference.predict.cog import BAND_IDS, NODATA
-from inference.predict.stats import CHANGE_CODES, pixel_area_km2
+from inference.predict.pixel_area import pixel_area_km2
+from inference.predict.stats import CHANGE_CODES
 
 CHANGE_NAMES = tuple(name for name, _ in sorted(CHANGE_CODES.items(), key=lambda kv: kv[1]))
 
@@ -31,7 +33,7 @@ class Strata:
     pixels: tuple[int, ...]
     area_km2: tuple[float, ...]
     crs: str
-    resolution: float
+    resolution: float  # metres: the square root of the ground area of the central pixel
 
     @property
     def weights(self) -> np.ndarray:
@@ -65,11 +67,15 @@ def read_strata(path: str, classes: Sequence[str] | None = None) -> Strata:
                                  "change COG written by isamap)")
         for _, window in ds.block_windows(1):
             data = ds.read(1, window=window)
-            rows = pixel_area_km2(ds.transform, ds.crs, int(window.row_off), int(window.height))
-            weights = np.broadcast_to(np.asarray(rows).reshape(-1, 1), data.shape)
+            weights = np.broadcast_to(pixel_area_km2(
+                ds.transform, ds.crs, int(window.row_off), int(window.height),
+                int(window.col_off), int(window.width)), data.shape)
             pixels += np.bincount(data.ravel(), minlength=256)
             area += np.bincount(data.ravel(), weights=weights.ravel(), minlength=256)
-        crs, res = ds.crs.to_string(), float(abs(ds.transform.a))
+        crs = ds.crs.to_string()
+        # metres on the ground (a geographic map's pixel too): the labelling app outlines it
+        centre = pixel_area_km2(ds.transform, ds.crs, ds.height // 2, 1, ds.width // 2, 1)
+        res = round(math.sqrt(float(np.ravel(centre)[0]) * 1e6), 3)
     pixels[NODATA] = 0
     extra = np.flatnonzero(pixels[k:])
     if extra.size:
@@ -94,7 +100,8 @@ def values_at(path: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
             nodata = ds.nodata
             for i in np.flatnonzero(inside):  # one pixel each: a few hundred points
                 value = ds.read(1, window=((rows[i], rows[i] + 1), (cols[i], cols[i] + 1)))
-                out[i] = int(value[0, 0]) if nodata is None or value[0, 0] != nodata else NODATA
+                v = value[0, 0]  # a float product may hold NaN (or inf) where it has no data
+                out[i] = NODATA if not np.isfinite(v) or v == nodata else int(v)
     return out
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,24 +196,30 @@ class _Opened:
             self._close()
 
 
-def local_recipe(dataset: ModelDataset) -> LocalRecipe:
+def local_recipe(dataset: ModelDataset,
+                 scene_reading: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()
+                 ) -> LocalRecipe:
     """The :class:`~gee_export.local.compositing.LocalRecipe` the model's dataset recorded.
 
     The scenes of a map are read and composited as the training scenes were (band names,
-    scene date, speckle filter); keys of the Earth Engine recipe are left out.
+    scene date, speckle filter); keys of the Earth Engine recipe are left out. The
+    scene-reading options the user gave (``scene_reading``: ``--scene-date``,
+    ``--allow-l1c``, ...) replace the recorded ones; scenes without a date take
+    ``--scene-date``, else the date the training export recorded.
     """
     from gee_export.local.compositing import LocalRecipe
 
     recorded = dict(dataset.recipe.get("local_recipe") or dataset.recipe)
-    return LocalRecipe.from_dict({k: v for k, v in recorded.items()
-                                  if k in LocalRecipe.__dataclass_fields__})
+    recipe = LocalRecipe.from_dict({k: v for k, v in recorded.items()
+                                    if k in LocalRecipe.__dataclass_fields__})
+    return recipe.with_reading(**dict(scene_reading))
 
 
 def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
                   month: str, session: Any) -> _Opened:
     from gee_export.local.stack import plan_local_stack, write_local_stack
 
-    recipe = local_recipe(dataset)
+    recipe = local_recipe(dataset, request.scene_reading)
     work = request.product_dir() / ".stacks" / month
     work.mkdir(parents=True, exist_ok=True)
     plan = plan_local_stack(request.scenes, grid, month, tuple(meta.bands), None, None,
@@ -229,7 +235,8 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
     return _Opened(source, source.close, scene_inputs(plan))
 
 
-def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str]) -> list[str]:
+def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str],
+                       dataset: ModelDataset | None = None) -> list[str]:
     """The scenes of every date on ``grid`` (headers only), as the export's local dry run.
 
     Returns the plan's lines (scenes found, per date: on the grid / in the month).
@@ -248,8 +255,9 @@ def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str]) ->
     if missing:
         raise InputDataError(f"--scenes {', '.join(missing)} does not exist; give the folder of "
                              "local Sentinel-1/2 scenes")
+    reading = local_recipe(request, dataset).reading() if dataset is not None else None
     plan = make_local_plan(request.scenes, request.region.name, grid, request.dates, bands,
-                           request.out)
+                           request.out, reading=reading)  # as the real run reads them
     lines = [f"  scenes    {plan.found_s2} Sentinel-2 and {plan.found_s1} Sentinel-1 scenes "
              f"found in --scenes (headers read, no pixel)"]
     lines += [f"  {m.month}   Sentinel-2 {m.s2_on_grid} on the grid ({m.s2} in the month), "

@@ -209,6 +209,8 @@ class MapRequest:
         temporal_consistency: make the series' class maps consistent over the dates before
             change and area (:mod:`inference.mapping.consistency`; assumes built-up surface does
             not return to pervious).
+        scene_reading: ``LocalRecipe`` fields that replace the model's recorded ones when
+            reading local scenes (``--scene-date``, ``--allow-l1c``, ``--s1-unit``...).
     """
 
     region: Region
@@ -236,6 +238,7 @@ class MapRequest:
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     progress: bool = True
     temporal_consistency: bool = False
+    scene_reading: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= MAX_WORKERS:

@@ -34,7 +34,17 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 
-from gee_export.contract.band_values import band_value_problems, finite_values
+from gee_export.contract.band_values import (
+    DARK_OBJECT_MIN,
+    ZERO_FILL_MAX,
+    band_value_problems,
+    finite_values,
+    offset_left_in,
+    s1_unit_evidence,
+    sigma0_swapped,
+    sigma0_unit_of_range,
+    zero_fill_share,
+)
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import files
 from inference.predict.raster import select_bands
@@ -51,6 +61,7 @@ RANGE_MARGIN = 0.1
 FAR_SPANS = 10.0  # dB under a reflectance is hundreds of widths away; another scene is a few
 _SCALES = (10000.0, 100.0)  # integer exports: reflectance x 10000, dB x 100
 _METRES_PER_DEGREE = 111_320.0
+_UNITS = {"dB": "in dB", "linear": "in linear power"}
 
 
 def pixel_size_m(transform: Any, crs: CRS | None, height: int) -> float | None:
@@ -78,13 +89,15 @@ def read_band_sample(source: str | RasterSource, indexes: Sequence[int],
     return sample(indexes, max_side) if callable(sample) else None
 
 
-def range_problems(samples: Mapping[str, np.ndarray],
-                   ranges: Mapping[str, Sequence[float]]) -> list[str]:
+def range_problems(samples: Mapping[str, np.ndarray], ranges: Mapping[str, Sequence[float]],
+                   warnings: list[str] | None = None) -> list[str]:
     """Bands whose sample median shows another scale or kind of value than the training data.
 
     A median outside the training range (with :data:`RANGE_MARGIN`) but within
     :data:`FAR_SPANS` range widths of it, and no scale of :data:`_SCALES` explaining it, is
-    logged as a warning instead: the input is plausible, the scene unlike the training data.
+    logged as a warning instead (or added to ``warnings``, for the caller to log once the
+    input has passed its other checks): the input is plausible, the scene unlike the training
+    data.
     """
     problems = []
     for name, values in samples.items():
@@ -107,13 +120,18 @@ def range_problems(samples: Mapping[str, np.ndarray],
         if guess or not p1 - far <= median <= p99 + far:
             problems.append(text + guess)
         else:
-            log.warning("%s: a scene unlike the training data; the model has not seen such "
-                        "values and its map there may be poor", text)
+            unlike = (f"{text}: a scene unlike the training data; the model has not seen such "
+                      "values and its map there may be poor")
+            if warnings is None:
+                log.warning("%s", unlike)
+            else:
+                warnings.append(unlike)
     return problems
 
 
 def check_input(source: str | RasterSource, meta: ModelMeta,
-                band_order: Sequence[str] | None = None, flag: str = "--input") -> None:
+                band_order: Sequence[str] | None = None, flag: str = "--input",
+                allow_implausible: bool = False) -> None:
     """Refuse an input whose pixel size or values are not those the model was trained on.
 
     Args:
@@ -121,6 +139,8 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
         meta: the model's ``training.modelfile.ModelMeta``.
         band_order: the band names the user stated (``--bands``), for a file without names.
         flag: how messages name the input.
+        allow_implausible: map an input the heuristic rules doubt (:func:`check_physics`),
+            with a warning (``--allow-implausible``).
 
     Raises:
         InputDataError: another pixel size, values outside the training ranges, or values
@@ -135,7 +155,8 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
         return
     samples = dict(zip(meta.bands, sample, strict=True))
     ranges = dict(meta.band_ranges)
-    problems = range_problems(samples, ranges) if ranges else []
+    unlike: list[str] = []
+    problems = range_problems(samples, ranges, unlike) if ranges else []
     if not ranges:
         log.info("the model file records no value ranges of its training data (an older "
                  "isamap wrote it): the input's values are checked against their band names "
@@ -143,6 +164,9 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
     if not ranges or band_order is not None:
         problems += band_value_problems(samples)
     if not problems:
+        check_physics(what, sample, samples, ranges, allow_implausible)
+        for text in unlike:  # a plausible input, in a known unit, of a scene the model
+            log.warning("%s", text)  # has not seen: mapped, with this warning
         return
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     fix = ("--bands must name the file's bands in the order they are stored: check that order "
@@ -151,6 +175,48 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
            "sigma0 in dB), with its bands named in their order")
     raise InputDataError(f"{what} does not hold what the model was trained on: "
                          f"{problems[0]}{more}; {fix}")
+
+
+def check_physics(what: str, sample: np.ndarray, samples: Mapping[str, np.ndarray],
+                  ranges: Mapping[str, Sequence[float]], allow_implausible: bool = False) -> None:
+    """Refuse values no real scene of these bands has (rules of ``band_values``), each with its fix.
+
+    Zero fill without a nodata tag and sigma0 in another unit than the model's are certain;
+    VV/VH swapped and the BOA offset left in are judged from typical scenes, so
+    ``allow_implausible`` turns those two into warnings (a hazy or snow-covered scene can look
+    like the offset).
+    """
+    zeros = zero_fill_share(sample)
+    if zeros > ZERO_FILL_MAX:
+        raise InputDataError(
+            f"{what}: {100 * zeros:.1f} % of its pixels are 0 in every band, which no "
+            "observation is (0 dB and 0 reflectance at once): fill without a nodata tag; tag "
+            "it: rio edit-info --nodata 0 FILE")
+    for name in ("VV", "VH"):
+        if name not in samples or name not in ranges:
+            continue
+        trained = sigma0_unit_of_range(tuple(ranges[name]))
+        shown = s1_unit_evidence(samples[name])
+        if trained and shown.unit in ("dB", "linear") and shown.unit != trained:
+            fix = "10 * log10(value)" if trained == "dB" else "10 ** (value / 10)"
+            raise InputDataError(
+                f"{what}: {name} holds sigma0 {_UNITS[shown.unit]} ({shown.describe()}), but "
+                f"the model was trained on sigma0 {_UNITS[trained]}; convert it ({fix} of each "
+                "value) or give the stack isamap-export writes")
+    doubts = []
+    if "VV" in samples and "VH" in samples:
+        doubts.append(sigma0_swapped(samples["VV"], samples["VH"]))
+    trained_dark = [float(ranges[b][0]) for b in samples if b in ranges]
+    if not trained_dark or min(trained_dark) < DARK_OBJECT_MIN:  # the model knows no offset
+        doubts.append(offset_left_in(samples))
+    doubts = [d for d in doubts if d]
+    if not doubts:
+        return
+    if allow_implausible:
+        log.warning("%s: %s; mapped anyway (--allow-implausible)", what, doubts[0])
+        return
+    raise InputDataError(f"{what}: {doubts[0]}; fix the stack, or pass --allow-implausible if "
+                         "the scene is real as it is (haze, snow cover)")
 
 
 def _check_pixel_size(what: str, src: Any, meta: ModelMeta) -> None:

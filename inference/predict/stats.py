@@ -1,11 +1,10 @@
 """ISA area statistics per region or polygon, and change between two dates.
 
 Everything streams over the COG's 512 x 512 blocks, so a national map is summarised with the
-memory of a few blocks. Areas are true ground areas: in a projected CRS the pixel area is
-``|a·e|``; in a geographic CRS each row's pixel area is computed on the sphere (it shrinks
-with latitude). Polygons (GeoJSON, WGS 84 as the format prescribes, or any CRS named in a
-``crs`` member) are reprojected to the raster's CRS and rasterised block by block (pixel
-centres inside the polygon count).
+memory of a few blocks. Areas are true ground areas, for any CRS and rotated grids
+(:mod:`inference.predict.pixel_area`). Polygons (GeoJSON, WGS 84 as the format prescribes,
+or any CRS named in a ``crs`` member) are reprojected to the raster's CRS and rasterised
+block by block (pixel centres inside the polygon count).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -37,8 +35,8 @@ from gee_export.core.storage import atomic_write, files
 from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog
 from inference.predict.cog import NODATA, PROB_SCALE
+from inference.predict.pixel_area import pixel_area_km2
 
-EARTH_RADIUS_KM = 6371.0088
 CHANGE_CODES = {"stable_pervious": 0, "stable_isa": 1, "gain": 2, "loss": 3}
 
 
@@ -130,19 +128,14 @@ def _rings(geometry: dict[str, Any]) -> list[list[list[float]]]:
     return [ring for polygon in geometry["coordinates"] for ring in polygon]
 
 
-def pixel_area_km2(transform, crs, row0: int, rows: int) -> np.ndarray:
-    """Area of one pixel in each of ``rows`` rows starting at ``row0`` (km², shape (rows, 1))."""
-    if crs is not None and crs.is_geographic:
-        top = transform.f + transform.e * np.arange(row0, row0 + rows + 1)
-        lat = np.radians(np.clip(top, -90, 90))
-        band = np.abs(np.sin(lat[:-1]) - np.sin(lat[1:]))
-        return (EARTH_RADIUS_KM**2 * math.radians(abs(transform.a)) * band)[:, None]
-    return np.full((rows, 1), abs(transform.a * transform.e) / 1e6)
-
-
 def raster_area_km2(transform, crs, width: int, height: int) -> float:
-    """Ground area of a whole raster (km²), row by row as :func:`pixel_area_km2` computes it."""
-    return float(pixel_area_km2(transform, crs, 0, height).sum() * width)
+    """Ground area of a whole raster (km²), as :func:`pixel_area_km2` computes it."""
+    total = 0.0
+    for row0 in range(0, height, 1024):
+        rows = min(1024, height - row0)
+        area = pixel_area_km2(transform, crs, row0, rows, 0, width)
+        total += float(np.broadcast_to(area, (rows, width)).sum())
+    return total
 
 
 def _zonal(path: str, zones: Sequence[Zone], codes: Sequence[int],
@@ -167,7 +160,8 @@ def _zonal(path: str, zones: Sequence[Zone], codes: Sequence[int],
 def _block(ds, weights_ds, window: Window, zones, codes, totals) -> None:
     data = ds.read(1, window=window)
     area = np.broadcast_to(pixel_area_km2(ds.transform, ds.crs, int(window.row_off),
-                                          int(window.height)), data.shape)
+                                          int(window.height), int(window.col_off),
+                                          int(window.width)), data.shape)
     weights = weights_ds.read(1, window=window) if weights_ds else None
     block_box = window_bounds(window, ds.transform)
     transform = ds.window_transform(window)

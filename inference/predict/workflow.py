@@ -79,7 +79,7 @@ def predict_with_model_file(
     isa_class: int | None = None, zones: str | os.PathLike | dict | None = None,
     compare_with: str | None = None, local_dir: str | os.PathLike | None = None,
     work_dir: str | None = None, restart: bool = False, progress: bool = True,
-    band_order: Sequence[str] | None = None,
+    band_order: Sequence[str] | None = None, allow_implausible: bool = False,
 ) -> Outputs:
     """Predict ``stack`` with a model file, then write quick-looks and area statistics.
 
@@ -100,6 +100,8 @@ def predict_with_model_file(
         restart: discard strips of a different earlier run.
         progress: show tqdm bars.
         band_order: the stack's band names in file order when it has no band descriptions.
+        allow_implausible: map an input the heuristic value rules doubt, with a warning
+            (:func:`inference.predict.expected_inputs.check_physics`).
     """
     from training.modelfile import LoadedModel, load_model
 
@@ -112,7 +114,8 @@ def predict_with_model_file(
     config = config or PredictConfig()
     check_postprocess(config.postprocess, meta.class_scheme, tuple(meta.class_names),
                       config.force_postprocess)
-    check_input(stack, meta, band_order)  # pixel size and values, before the first tile
+    # pixel size and values, before the first tile
+    check_input(stack, meta, band_order, allow_implausible=allow_implausible)
     if compare_with:
         _check_compare_with(compare_with, stack, meta)
     index = isa_class_index(tuple(meta.class_names), isa_class)

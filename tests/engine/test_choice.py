@@ -77,3 +77,17 @@ def test_auto_takes_int8_only_when_a_remembered_int8_model_is_faster(tmp_path, m
     assert len(chosen.ms_per_sample) > 1 and chosen.int8["calibration"]
     remembered_ms(1e9)  # remembered as slower: auto keeps its own choice
     assert run("auto").choice.precision != "int8"
+    # auto never fails where a fixed precision works: a remembered int8 model that cannot be
+    # rebuilt this time (export or compilation fails) leaves auto with its own choice
+    from engine.compiled import CompileError
+    from gee_export.core.errors import ConfigError
+
+    remembered_ms(1e-9)
+    for failure in (ConfigError("BandConv cannot be exported for int8 quantization"),
+                    CompileError("a truncated kernel in the compile cache")):
+        def fails(*args, failure=failure, **kwargs):
+            raise failure
+
+        monkeypatch.setattr(quantize, "build_int8", fails)
+        kept = run("auto")
+        assert kept.choice.precision != "int8" and kept.int8 is None

@@ -90,3 +90,12 @@ def test_a_map_on_a_shifted_grid_is_scored_on_the_labels_pixels(java, tmp_path):
     assert s["pixels"] == int((truth[240:] != 255).sum()) and s["unmapped_pixels"] == 0
     assert s["ece_built"] == 0.0 and "ece_built_uncalibrated" not in s  # no model file given
     assert Footprint.of(tmp_path / "m_class.tif").width == 512
+
+
+def test_a_test_tile_given_by_path_writes_only_under_out(shared_data, tmp_path):
+    """``--test /abs/path/ghana_a``: read there, every output named by the tile under --out."""
+    tile = find_tile(tmp_path / "elsewhere", str(shared_data / DW_FOLDER / "ghana_a"))
+    assert tile.prefix == "ghana_a" and tile.s2 == shared_data / DW_FOLDER / "ghana_a_s2l2a.tif"
+    folder = scene_folder(tile, tmp_path / "out" / "scenes")
+    assert folder == tmp_path / "out" / "scenes" / "ghana_a" and folder.is_dir()
+    assert not list((shared_data / DW_FOLDER).glob("ghana_a/*"))  # nothing beside the input

@@ -21,6 +21,7 @@ from gee_export.contract.stack import StackPaths
 from gee_export.core.storage import LocalStore
 
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
+_SIGMA0_DB = {"VV": -15.0, "VH": -21.0}  # cross-polarised ~6 dB below co-polarised, as real
 
 
 def make_stack(folder: Path, width: int = 448, height: int = 448, fine_scale: int | None = 2,
@@ -111,7 +112,7 @@ def write_patch_dataset(root: Path, n: int = 10, size: int = 32, bands=BANDS, se
         img = np.empty((len(bands), size, size), np.float32)
         for b, name in enumerate(bands):
             if name.startswith("V"):
-                img[b] = -15 + 8 * isa + rng.normal(0, 1.5, label.shape)
+                img[b] = _SIGMA0_DB.get(name, -15.0) + 8 * isa + rng.normal(0, 1.5, label.shape)
             else:
                 img[b] = 0.05 + 0.1 * isa + 0.01 * b + rng.normal(0, 0.02, label.shape)
         if nan_patch and i == 0:
@@ -139,7 +140,8 @@ def write_stack(path: Path, data: np.ndarray, bands=BANDS, res: float = 10.0,
 
 
 def smooth_stack(height: int, width: int, count: int = len(BANDS), seed: int = 0) -> np.ndarray:
-    """Spatially correlated values (a few sinusoids) so conv models see structure."""
+    """Spatially correlated values (a few sinusoids) so conv models see structure; VH stays
+    below VV (``gee_export.contract.band_values.sigma0_swapped`` refuses stacks where it is not)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     out = np.empty((count, height, width), dtype=np.float32)
@@ -148,6 +150,8 @@ def smooth_stack(height: int, width: int, count: int = len(BANDS), seed: int = 0
         phase = rng.uniform(0, 6.28)
         noise = 0.1 * rng.normal(size=(height, width))
         out[c] = np.sin(fy * yy + phase) * np.cos(fx * xx) + noise
+    if count > BANDS.index("VH"):  # cross-polarised below co-polarised, as in every real scene
+        out[BANDS.index("VH")] = out[BANDS.index("VV")] - 1.0 + 0.5 * out[BANDS.index("VH")]
     return out
 
 
@@ -189,7 +193,7 @@ def scene_stack(height: int, width: int, bands=BANDS, seed: int = 0) -> np.ndarr
     img = np.empty((len(bands), height, width), np.float32)
     for b, name in enumerate(bands):
         if name.startswith("V"):
-            img[b] = -15 + 8 * isa + rng.normal(0, 1.5, isa.shape)
+            img[b] = _SIGMA0_DB.get(name, -15.0) + 8 * isa + rng.normal(0, 1.5, isa.shape)
         else:
             img[b] = 0.05 + 0.1 * isa + 0.01 * b + rng.normal(0, 0.02, isa.shape)
     return img

@@ -101,3 +101,16 @@ def test_a_separate_scl_file_joins_its_stacked_scene(shared_data, tmp_path):
     assert scene.band("SCL").path.name == "java_scl.tif"
     assert scene.band_names[:4] == ("B1", "B2", "B3", "B4")
     assert [p.name for p in found.labels] == ["java_label.tif"]
+
+
+def test_the_band_name_check_names_its_override_and_obeys_it(terramesh_crop, caplog):
+    """The relations hold in typical scenes, not in every real one: the refusal names
+    ``--trust-band-names``, which makes it a warning."""
+    from gee_export.local import sentinel2
+
+    wrong = WRONG_ORDERS["shifted by one"]
+    scenes = discover_scenes(terramesh_crop, s2_band_names=wrong, date=dt.date(2020, 1, 1)).s2
+    with pytest.raises(InputDataError, match="pass --trust-band-names"):
+        sentinel2.check_band_names(scenes, {}, frozenset())
+    sentinel2.check_band_names(scenes, {}, frozenset(), trust_names=True)
+    assert "used as named (--trust-band-names)" in caplog.text

@@ -1,0 +1,198 @@
+"""``isamap-assess`` on the sample files people really send back: other CRSs, swapped axes,
+other encodings, float products with NaN, partly labelled samples, change strata, bad seeds.
+
+Each bad file is one line on stderr, exit 2 and no report; each file that can be read right
+(a GeoJSON naming its CRS, UTF-16 from Excel) is scored like the plain CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.warp import transform as warp_transform
+
+from inference.assess_cli import main
+from tests.support.assess import class_cog, synthetic_scene
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """A scene, its 100-point design labelled as the map says, and the rows of that CSV."""
+    folder = tmp_path_factory.mktemp("reference_inputs")
+    scene = synthetic_scene(folder)
+    assert main(["design", "--map", str(scene.map_path), "--n", "100", "--min-per-stratum",
+                 "30", "--out", str(folder / "d"), "-q"]) == 0
+    rows = list(csv.DictReader((folder / "d" / "sample.csv").open()))
+    mapped = {r["id"]: r["map_class"] for r in csv.DictReader(
+        (folder / "d" / "design_points.csv").open())}
+    for row in rows:  # an interpreter who agrees with the map everywhere
+        row["reference"] = mapped[row["id"]]
+    return scene, rows
+
+
+def _csv(path, rows, encoding="utf-8", delimiter=","):
+    with path.open("w", newline="", encoding=encoding) as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _geojson(path, rows, xy, crs=None):
+    doc = {"type": "FeatureCollection",
+           "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]},
+                         "properties": {"id": r["id"], "reference": r["reference"]}}
+                        for r, x, y in zip(rows, *xy, strict=True)]}
+    if crs:
+        doc["crs"] = {"type": "name", "properties": {"name": crs}}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _score(scene, reference, out, *extra):
+    return main(["score", "--map", str(scene.map_path), "--reference", str(reference),
+                 "--out", str(out), "-q", *extra])
+
+
+def _refused(capsys, status, out, *words):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "Traceback" not in err[0], err
+    for word in words:
+        assert word in err[0], err
+    assert not out.exists() or not any(out.iterdir())  # nothing written
+    return err[0]
+
+
+def _oa(out):
+    return json.loads((out / "report.json").read_text())["products"]["map"]["overall_accuracy"]
+
+
+def test_geojson_crs_is_honoured_and_projected_or_swapped_points_are_refused(labelled, tmp_path,
+                                                                             capsys):
+    scene, rows = labelled
+    lon = [float(r["lon"]) for r in rows]
+    lat = [float(r["lat"]) for r in rows]
+    with rasterio.open(scene.map_path) as ds:
+        crs = ds.crs.to_string()
+    xs, ys = warp_transform("EPSG:4326", crs, lon, lat)
+    urn = "urn:ogc:def:crs:" + crs.replace(":", "::")  # as QGIS and GDAL name it
+    utm = _geojson(tmp_path / "utm.geojson", rows, (xs, ys), urn)
+    assert _score(scene, utm, tmp_path / "s_utm") == 0 and _oa(tmp_path / "s_utm") == 1.0
+    capsys.readouterr()
+    bare = _geojson(tmp_path / "bare.geojson", rows, (xs, ys))  # UTM metres, no crs member
+    _refused(capsys, _score(scene, bare, tmp_path / "s_bare"), tmp_path / "s_bare",
+             "not lon/lat degrees", "save it in lon/lat (EPSG:4326")
+    # a point east of 90° swapped has a latitude beyond ±90: swapped by range
+    far = _geojson(tmp_path / "far.geojson", rows, ([30.0] * len(rows), [114.0] * len(rows)))
+    _refused(capsys, _score(scene, far, tmp_path / "s_far"), tmp_path / "s_far",
+             "longitude and latitude are swapped", "write longitude first")
+    # within ±90° both ways: swapped by where the points fall on the map
+    swapped = _geojson(tmp_path / "swapped.geojson", rows, (lat, lon))
+    _refused(capsys, _score(scene, swapped, tmp_path / "s_sw"), tmp_path / "s_sw",
+             "look swapped", "write longitude first")
+    unknown = _geojson(tmp_path / "unknown.geojson", rows, (xs, ys), "EPSG:999999")
+    _refused(capsys, _score(scene, unknown, tmp_path / "s_unk"), tmp_path / "s_unk",
+             "names the CRS 'EPSG:999999', which is not known")
+
+
+def test_utf16_csv_is_read_and_other_encodings_are_refused(labelled, tmp_path, capsys):
+    scene, rows = labelled
+    excel = _csv(tmp_path / "unicode.txt", rows, "utf-16", "\t")  # Excel's "Unicode text"
+    assert _score(scene, excel, tmp_path / "s16") == 0 and _oa(tmp_path / "s16") == 1.0
+    capsys.readouterr()
+    named = [dict(r, note="café") for r in rows]
+    latin = _csv(tmp_path / "latin.csv", named, "cp1252")
+    _refused(capsys, _score(scene, latin, tmp_path / "s_latin"), tmp_path / "s_latin",
+             "is not UTF-8 text", "save it as 'CSV UTF-8'")
+
+
+def test_a_float_product_with_nan_is_scored_where_it_has_data(labelled, tmp_path, capsys):
+    scene, rows = labelled
+    reference = _csv(tmp_path / "labelled.csv", rows)
+    with rasterio.open(scene.map_path) as ds:
+        data, profile = ds.read(1).astype("float32"), ds.profile
+    data[data == 255] = np.nan
+    data[100:140] = np.nan
+    profile.update(driver="GTiff", dtype="float32", nodata=None)
+    with rasterio.open(tmp_path / "float.tif", "w", **profile) as ds:
+        ds.write(data, 1)
+    assert _score(scene, reference, tmp_path / "s", "--compare",
+                  f"f={tmp_path / 'float.tif'}") == 0
+    report = json.loads((tmp_path / "s" / "report.json").read_text())
+    f = report["products"]["f"]
+    assert 0 < f["n"] < report["n"] and f["overall_accuracy"] == 1.0
+    assert "no data at" in capsys.readouterr().err
+
+
+def test_a_partly_labelled_sample_is_scored_saying_what_is_assumed(labelled, tmp_path, capsys):
+    scene, rows = labelled
+    partial = [dict(r, reference="" if i < 7 else r["reference"]) for i, r in enumerate(rows)]
+    assert _score(scene, _csv(tmp_path / "part.csv", partial), tmp_path / "s") == 0
+    err = capsys.readouterr().err
+    assert f"7 of {len(rows)} points have no reference" in err
+    assert "missing at random within their stratum" in err
+    report = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert report["n"] == len(rows) - 7 and report["unlabelled_points_left_out"] == 7
+    assert "7 points of the sample had no reference" in (tmp_path / "s" / "report.md").read_text()
+
+
+def test_a_design_on_change_strata_is_not_scored_on_the_class_map(tmp_path, capsys):
+    codes = np.zeros((120, 120), np.uint8)
+    codes[:40], codes[40:55], codes[55:60] = 1, 2, 3
+    change = class_cog(tmp_path / "change.tif", codes, kind="change")
+    classes = class_cog(tmp_path / "class.tif", (codes % 2 == 1).astype(np.uint8) | (codes == 2))
+    assert main(["design", "--map", str(classes), "--strata", str(change), "--n", "120",
+                 "--min-per-stratum", "20", "--out", str(tmp_path / "d"), "-q"]) == 0
+    rows = list(csv.DictReader((tmp_path / "d" / "sample.csv").open()))
+    for row in rows:
+        row["reference"] = "pervious"
+    reference = _csv(tmp_path / "d" / "labelled.csv", rows)  # labelled beside its design
+    capsys.readouterr()
+    status = main(["score", "--map", str(classes), "--reference", str(reference),
+                   "--out", str(tmp_path / "s"), "-q"])
+    _refused(capsys, status, tmp_path / "s", "was drawn on the strata", "--design")
+    assert main(["score", "--map", str(classes), "--strata", str(change), "--reference",
+                 str(reference), "--out", str(tmp_path / "s2"), "-q"]) == 0
+    assert main(["score", "--map", str(classes), "--design", str(tmp_path / "d"),
+                 "--reference", str(reference), "--out", str(tmp_path / "s3"), "-q"]) == 0
+
+
+def test_a_negative_seed_is_refused(labelled, tmp_path, capsys):
+    status = main(["design", "--map", str(labelled[0].map_path), "--n", "20", "--seed", "-5",
+                   "--out", str(tmp_path / "d")])
+    line = _refused(capsys, status, tmp_path / "d", "--seed must be a whole number >= 0")
+    assert "-5" in line
+
+
+def test_a_killed_design_leaves_nothing_a_new_design_mixes_with(labelled, tmp_path,
+                                                                 monkeypatch, capsys):
+    import inference.assess.point_files as point_files
+
+    scene, _ = labelled
+    out = tmp_path / "d"
+
+    def killed(design, path, title="isamap reference sample"):
+        raise KeyboardInterrupt  # the run stops here, as a kill would
+
+    monkeypatch.setattr(point_files, "write_kml", killed)
+    with pytest.raises(KeyboardInterrupt):
+        point_files.write_design(str(scene.map_path), out, n=600, minimum=30, seed=1)
+    monkeypatch.undo()
+    assert (out / "sample.json").exists() and (out / "sample.csv").exists()
+    status = main(["design", "--map", str(scene.map_path), "--n", "100", "--min-per-stratum",
+                   "30", "--out", str(out)])  # another design into the killed one's folder
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "holds another sample design" in err[0]
+    assert len((out / "sample.csv").read_text().splitlines()) == 601  # untouched
+    assert main(["design", "--map", str(scene.map_path), "--n", "600", "--min-per-stratum",
+                 "30", "--seed", "1", "--out", str(out), "-q"]) == 0  # the same one completes
+    assert (out / "sample.kml").exists() and (out / "labelling_app.js").exists()
+    (out / "sample.json").unlink()  # files whose design is unknown are not mixed with either
+    capsys.readouterr()
+    assert main(["design", "--map", str(scene.map_path), "--n", "100", "--min-per-stratum",
+                 "30", "--out", str(out)]) == 2
+    assert "but no sample.json" in capsys.readouterr().err

@@ -1,0 +1,70 @@
+"""``isamap-map`` reads local scenes with the export's reading options.
+
+Scenes whose names and tags carry no date were refused with advice to pass ``--scene-date``,
+which ``isamap-map`` did not accept; the model's recorded date was ignored. The dry run now
+reads the scenes as the real run does, before it times the model.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import rasterio
+from pyproj import Transformer
+
+from inference.map_cli import main
+from tests.support.mapping import BANDS, dataset_record
+from training.modelfile import ModelMeta, save_model_file
+from training.models import create_model
+
+DATE = re.compile(r"\d{8}T\d{6}")
+
+
+def _undated(scene, target):
+    """The scene's files with the dates taken out of their names and tags."""
+    shutil.copytree(scene, target)
+    for n, path in enumerate(sorted(target.rglob("*"), key=lambda p: -len(p.parts))):
+        if path.suffix == ".tif":
+            with rasterio.open(path) as src:
+                data, profile = src.read(), src.profile
+                tags = {k: v for k, v in src.tags().items() if k != "ACQUISITION_DATE"}
+            path.unlink()
+            with rasterio.open(path, "w", **profile) as dst:
+                dst.write(data)
+                dst.update_tags(**tags)
+        if DATE.search(path.name):
+            path.rename(path.with_name(DATE.sub(f"S{n:03d}", path.name)))
+    return target
+
+
+def _model(path, grid, **recipe):
+    kwargs = {"widths": [4, 8, 8, 16, 16]}
+    record = dataset_record(grid, backend="local")
+    record["recipe"] = {**record["recipe"], **recipe}
+    meta = ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
+                     extra={"dataset": record})
+    return save_model_file(path, create_model("unet", len(BANDS), 2, **kwargs), meta)
+
+
+def test_undated_scenes_take_the_scene_date_or_the_models_recorded_one(tmp_path, capsys):
+    from gee_export.local.synthetic import generate_scene
+
+    scene = generate_scene(tmp_path / "scene", width=96, height=96, progress=False)
+    undated = _undated(tmp_path / "scene", tmp_path / "undated")
+    to_ll = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True)
+    box = ",".join(f"{v:.6f}" for v in to_ll.transform_bounds(*scene.grid.bounds))
+    plain = _model(tmp_path / "plain.pt", scene.grid)
+    common = ["--bbox", box, "--out", str(tmp_path / "o"), "--backend", "local", "--scenes",
+              str(undated), "--months", "2019-06", "--dry-run", "-q"]
+    assert main([*common, "--model", str(plain)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--scene-date YYYY-MM-DD" in err[0], err
+    assert main([*common, "--model", str(plain), "--scene-date", "2019-06-10"]) == 0
+    assert "2019-06   Sentinel-2" in capsys.readouterr().out
+    dated = _model(tmp_path / "dated.pt", scene.grid, scene_date="2019-06-10")
+    assert main([*common, "--model", str(dated)]) == 0  # the date the export recorded
+    assert main([*common, "--model", str(dated), "--scene-date", "2019-07-10"]) == 2
+    assert "2019-06: no Sentinel-2 scene" in capsys.readouterr().err  # the given date wins
+    assert main([*common[:-1], "--backend", "ee", "--model", str(plain), "--allow-l1c"]) == 2
+    assert "use them with --backend local" in capsys.readouterr().err
