@@ -62,6 +62,7 @@ from engine.distributed import (
 )
 from engine.outputs import main_output
 from engine.seeding import rng_state, seed_everything, set_rng_state
+from gee_export.core.commands import DETAIL
 from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
 from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_write
@@ -85,6 +86,7 @@ from training.modelfile import (
     save_model_file,
 )
 from training.models import create_model
+from training.optim import PolyLR, make_optimizer
 from training.run_folder import config_differences, write_resolved_config
 from training.run_inputs import (
     check_context,
@@ -119,30 +121,6 @@ class TrainResult:
     best_miou: float
     epochs_run: int
     finished: bool
-
-
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    """The recipe's optimiser: Adam (CroFuseNet's), or SGD with momentum (e.g. HRNet's)."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-class PolyLR:
-    """``(1 - iter / max_iter) ** power``, the paper's per-iteration learning-rate factor."""
-
-    def __init__(self, max_iter: int, power: float = 0.9) -> None:
-        self.max_iter, self.power = max(int(max_iter), 1), float(power)
-
-    def __call__(self, it: int) -> float:
-        return max(1.0 - it / self.max_iter, 0.0) ** self.power
-
-    def describe(self) -> str:
-        """The schedule in a few words, as the learning-curve panel is titled with it."""
-        if self.power == 0:
-            return "constant"
-        return f"poly {self.power:g} over {self.max_iter:,} iterations"
 
 
 def _floatify(d: dict) -> dict:
@@ -571,7 +549,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
     exclude = tuple(exclude or ())
     raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=cfg.label, exclude=exclude)
     path = choose_data_path(raw.decoded_bytes(), device.type, cfg.cache, cfg.num_workers)
-    log.info("data: %s", path.reason)
+    log.log(DETAIL, "data: %s", path.reason)  # how, not what: -v
     cfg = replace(cfg, cache=path.cache, num_workers=path.workers)
     norm = _norm_for(cfg, raw)
     train_set, val_set = patch_splits(cfg, raw.bands, norm, exclude)

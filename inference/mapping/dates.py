@@ -255,7 +255,8 @@ def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str],
     if missing:
         raise InputDataError(f"--scenes {', '.join(missing)} does not exist; give the folder of "
                              "local Sentinel-1/2 scenes")
-    reading = local_recipe(request, dataset).reading() if dataset is not None else None
+    reading = (local_recipe(dataset, request.scene_reading).reading() if dataset is not None
+               else None)
     plan = make_local_plan(request.scenes, request.region.name, grid, request.dates, bands,
                            request.out, reading=reading)  # as the real run reads them
     lines = [f"  scenes    {plan.found_s2} Sentinel-2 and {plan.found_s1} Sentinel-1 scenes "
