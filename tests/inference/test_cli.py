@@ -266,7 +266,8 @@ def test_predict_int8_maps_like_fp32_and_records_its_agreement(small_stack, tmp_
     assert float(tags["runtime_int8_class_agreement"]) >= 0.99
     # the model file records no dataset: calibrated and checked on the map's first tiles
     assert tags["runtime_int8_calibration"] == "the first 2 tiles of the input"
-    assert float(tags["runtime_int8_compile_seconds"]) > 0
+    # how long quantizing took is this machine's, not the map's: never in its bytes
+    assert not any(k.endswith("_seconds") or k == "runtime_int8_reused" for k in tags)
 
 
 @pytest.mark.skipif(not __import__("engine.quantize", fromlist=["x"]).cpu_has_int8(),
@@ -282,7 +283,9 @@ def test_predict_int8_calibrates_on_the_model_files_training_patches(small_stack
                          "--precision", "int8", "--quiet"]) == 0
     with rasterio.open(tmp_path / "q" / "isa_class.tif") as q:
         tags = q.tags()
-    assert tags["runtime_int8_calibration"] == f"8 patches of the training split of {dataset}"
+    # the dataset by its name: a map's tags never hold a local absolute path
+    assert tags["runtime_int8_calibration"] == \
+        f"8 patches of the training split of {dataset.name}"
     assert "validation split" in tags["runtime_int8_check"]
     fp32_f1, int8_f1 = json.loads(tags["runtime_int8_isa_f1_labels"])
     assert abs(int8_f1 - fp32_f1) <= 0.005
