@@ -1,6 +1,8 @@
 """Built-up area from real Sentinel-2 L2A with hand-drawn labels, through the product's commands.
 
-``python -m experiments.builtup [--data DIR] [--test PREFIX ...] --out DIR``
+``python -m experiments.builtup [--data DIR] [--test PREFIX ...] --out DIR``, or
+``python -m experiments.builtup --loto --out DIR`` for the leave-one-tile-out comparison of
+several arms and seeds over every labelled tile (:mod:`experiments.builtup_loto`).
 
 The data are Dynamic World training tiles (``dynamicworld_s2`` in the sample data root): per
 tile ``PREFIX_s2l2a.tif`` (12 named bands, DN = reflectance x 10000), ``PREFIX_scl.tif``

@@ -14,6 +14,8 @@ statistics are those of all training tiles.
 Every arm trains once per seed and fold, and every map is scored on the held-out pixels beside
 NDBI on the same pixels, at its natural threshold 0 and at its best (oracle) threshold. The
 table gives each arm's mean over seeds with the half-width of the 95 % Student-t interval.
+A run cut short continues with the same command: the maps already made under ``DIR/runs`` are
+scored again, not retrained (a new budget needs a new ``--out``).
 """
 
 from __future__ import annotations
@@ -195,8 +197,10 @@ def run_loto(data: Path, out: Path, *, tiles: Sequence[str] = DEFAULT_TILES,
         held_out, dataset, arm, seed = task
         tile = found[held_out]
         run = out / "runs" / held_out / arm / f"seed{seed}"
-        model_file = b.train(arm, dataset, run, dataclasses.replace(budget, seed=seed))
-        cls, prob = b.predict(model_file, stacks[held_out], run / "map", tile.month)
+        cls, prob = run / "map_class.tif", run / "map_prob.tif"
+        if not (cls.is_file() and prob.is_file()):  # a map already made is scored, not redone
+            model_file = b.train(arm, dataset, run, dataclasses.replace(budget, seed=seed))
+            cls, prob = b.predict(model_file, stacks[held_out], run / "map", tile.month)
         scores = b.score_map(tile, cls, prob, areas[held_out])
         log.info("%s %s seed %d: F1 %.3f AUC %.3f", held_out, arm, seed, scores["f1_built"],
                  scores["auc_built"])
