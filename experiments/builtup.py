@@ -46,7 +46,13 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from experiments.builtup_loto import DEFAULT_ARMS, DEFAULT_SEEDS, DEFAULT_TILES, run_loto
+from experiments.builtup_loto import (
+    DEFAULT_ARMS,
+    DEFAULT_SEEDS,
+    DEFAULT_TILES,
+    Steps,
+    run_loto,
+)
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.realscenes import (
     Footprint,
@@ -433,7 +439,10 @@ def _run(a: argparse.Namespace) -> int:
     budget = Budget(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patch=a.patch_size,
                     stride=a.stride, seed=a.seed, iterations=a.iterations)
     if a.loto:
-        run_loto(data, Path(os.path.abspath(a.out)), tiles=_names(a.tiles), row_split=a.train,
+        steps = Steps(find_tile, scene_folder, export, training_rows, check_no_overlap,
+                      score_ndbi, train, predict, score_map)
+        run_loto(steps, data, Path(os.path.abspath(a.out)), tiles=_names(a.tiles),
+                 row_split=a.train,
                  arms=_names(a.arms), seeds=a.seeds, bands=_names(a.bands),
                  holdout_rows=a.holdout_rows, budget=budget, dates=_dates(a.date), jobs=a.jobs)
         return 0

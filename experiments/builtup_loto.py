@@ -25,10 +25,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -140,20 +141,34 @@ def loto_table(summary: dict, ndbi: dict) -> str:
                                "NDBI best F1 @ thr", "NDBI AUC", "F1 - NDBI best"))
 
 
-def run_loto(data: Path, out: Path, *, tiles: Sequence[str] = DEFAULT_TILES,
-             row_split: str = "java", arms: Sequence[str] = DEFAULT_ARMS,
-             seeds: int = DEFAULT_SEEDS, bands: Sequence[str] | None = None,
-             holdout_rows: int | None = None, budget=None,
-             dates: dict[str, str] | None = None, jobs: int = 1) -> dict:
-    """The whole comparison; returns (and writes) ``DIR/loto.json`` and ``DIR/loto.txt``."""
-    from experiments import builtup as b
+@dataclass(frozen=True)
+class Steps:
+    """The single-tile experiment's steps (:mod:`experiments.builtup` passes its own)."""
 
+    find_tile: Callable
+    scene_folder: Callable
+    export: Callable
+    training_rows: Callable
+    check_no_overlap: Callable
+    score_ndbi: Callable
+    train: Callable
+    predict: Callable
+    score_map: Callable
+
+
+def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdout_rows: int,
+             budget: Any, tiles: Sequence[str] = DEFAULT_TILES, row_split: str = "java",
+             arms: Sequence[str] = DEFAULT_ARMS, seeds: int = DEFAULT_SEEDS,
+             dates: dict[str, str] | None = None, jobs: int = 1) -> dict:
+    """The whole comparison; returns (and writes) ``DIR/loto.json`` and ``DIR/loto.txt``.
+
+    ``budget`` is the single-tile experiment's ``Budget`` (a frozen dataclass); its
+    ``iterations`` default to :data:`DEFAULT_ITERATIONS` here.
+    """
+    b = steps
     start = time.perf_counter()
-    budget = budget or b.Budget()
     if budget.iterations is None:  # several tiles: a fixed budget, not epochs of their patches
         budget = dataclasses.replace(budget, iterations=DEFAULT_ITERATIONS)
-    bands = bands or b.DEFAULT_BANDS
-    holdout_rows = b.DEFAULT_HOLDOUT_ROWS if holdout_rows is None else holdout_rows
     dates = dates or {}
     if row_split not in tiles:
         raise ConfigError(f"--train {row_split} is not among the tiles {list(tiles)}")

@@ -72,3 +72,16 @@ def test_real_data_page_quotes_the_figures_of_its_json(tmp_path):
     assert update_page(str(tmp_path / "f.json"), str(tmp_path / "p.md")) is True
     assert "0.123 ± " in (tmp_path / "p.md").read_text() and "old" not in \
         (tmp_path / "p.md").read_text()
+
+
+def test_bad_loto_options_are_refused_before_any_export(shared_data, tmp_path, capsys):
+    from experiments.builtup import DW_FOLDER, main
+
+    data = str(shared_data / DW_FOLDER)
+    for bad, message in ((["--seeds", "0"], "--seeds must be >= 1"),
+                         (["--jobs", "0"], "--jobs must be >= 1"),
+                         (["--tiles", "ghana_a,ghana_b"], "--train java is not among")):
+        assert main(["--loto", *bad, "--data", data, "--out", str(tmp_path / "o"), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
