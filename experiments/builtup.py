@@ -1,6 +1,8 @@
 """Built-up area from real Sentinel-2 L2A with hand-drawn labels, through the product's commands.
 
-``python -m experiments.builtup [--data DIR] [--test PREFIX ...] --out DIR``
+``python -m experiments.builtup [--data DIR] [--test PREFIX ...] --out DIR``, or
+``python -m experiments.builtup --loto --out DIR`` for the leave-one-tile-out comparison of
+several arms and seeds over every labelled tile (:mod:`experiments.builtup_loto`).
 
 The data are Dynamic World training tiles (``dynamicworld_s2`` in the sample data root): per
 tile ``PREFIX_s2l2a.tif`` (12 named bands, DN = reflectance x 10000), ``PREFIX_scl.tif``
@@ -33,16 +35,24 @@ first model) and ``test.ndbi_auc``, every model's scores under ``models``, and t
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
 
+from experiments.builtup_loto import (
+    DEFAULT_ARMS,
+    DEFAULT_SEEDS,
+    DEFAULT_TILES,
+    Steps,
+    run_loto,
+)
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.realscenes import (
     Footprint,
@@ -190,6 +200,7 @@ class Budget:
     split_block: int = 2
     min_valid_fraction: float = 0.5  # hand labels leave gaps (unmarked): half a patch suffices
     seed: int = 0
+    iterations: int | None = None  # total training iterations (replaces epochs when set)
 
 
 def export(tile: DWTile, scenes: Path, out: Path, bands: Sequence[str], budget: Budget,
@@ -211,11 +222,34 @@ def export(tile: DWTile, scenes: Path, out: Path, bands: Sequence[str], budget: 
     return out / "stacks" / f"stack_{tile.month}_image.tif"
 
 
-def train(model: str, dataset: Path, run: Path, budget: Budget) -> Path:
-    """``isamap-train`` of ``model`` on ``dataset``; returns the model file."""
+@dataclass(frozen=True)
+class Arm:
+    """One trained map of the comparison: an ``isamap-train`` model and its extra arguments."""
+
+    name: str
+    model: str
+    model_kwargs: Mapping = field(default_factory=dict)
+
+
+#: Named arms beside the registry's models (any ``isamap-train`` model name is an arm too):
+#: the default ``unet-s2`` recipe standardises each window's bands; ``unet-s2-global`` is
+#: the same network on the training set's global band statistics alone.
+ARMS = {"unet-s2-global": Arm("unet-s2-global", "unet-s2", {"input_norm": "none"})}
+
+
+def arm_of(name: str) -> Arm:
+    """The named arm, or the registry model ``name`` with its own recipe."""
+    return ARMS.get(name, Arm(name, name))
+
+
+def train(arm: Arm | str, dataset: Path, run: Path, budget: Budget) -> Path:
+    """``isamap-train`` of ``arm`` on ``dataset``; returns the model file."""
+    arm = arm_of(arm) if isinstance(arm, str) else arm
+    extra = ["--model-kwargs", json.dumps(dict(arm.model_kwargs))] if arm.model_kwargs else []
     run_product("isamap-train", [
-        "--model", model, "--data", str(dataset), "--out", str(run),
+        "--model", arm.model, *extra, "--data", str(dataset), "--out", str(run),
         "--epochs", str(budget.epochs), "--batch-size", str(budget.batch_size),
+        *(["--max-iterations", str(budget.iterations)] if budget.iterations else []),
         "--lr", str(budget.lr), "--seed", str(budget.seed), "--workers", "0", "--cache",
         "--precision", "fp32", "--channels-last", "off", "--no-progress"])
     return run / "model.pt"
@@ -339,6 +373,10 @@ def results_table(metrics: dict) -> str:
                                "ECE T=1", "ECE mapped", "pixels", "built"))
 
 
+def _names(text: str) -> list[str]:
+    return [n for n in text.split(",") if n]
+
+
 def _dates(items: Sequence[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -373,6 +411,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--patch-size", type=int, default=d.patch)
     p.add_argument("--stride", type=int, default=d.stride)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--iterations", type=int, default=None,
+                   help="total training iterations (replaces --epochs)")
+    p.add_argument("--loto", action="store_true",
+                   help="leave-one-tile-out over --tiles: every arm, --seeds seeds, NDBI beside")
+    p.add_argument("--tiles", default=",".join(DEFAULT_TILES),
+                   help="--loto: the labelled tiles (PREFIX,...)")
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
+                   help=f"--loto: arms (isamap-train models or {', '.join(ARMS)})")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="--loto: seeds per arm")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="--loto: trainings run at once (each with one torch thread)")
     p.add_argument("--out", default="builtup_output")
     add_threads_argument(p)
     add_logging_arguments(p)
@@ -388,7 +437,15 @@ def _run(a: argparse.Namespace) -> int:
     check_output_folder("--out", a.out)
     use_threads(a.threads)
     budget = Budget(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patch=a.patch_size,
-                    stride=a.stride, seed=a.seed)
+                    stride=a.stride, seed=a.seed, iterations=a.iterations)
+    if a.loto:
+        steps = Steps(find_tile, scene_folder, export, training_rows, check_no_overlap,
+                      score_ndbi, train, predict, score_map)
+        run_loto(steps, data, Path(os.path.abspath(a.out)), tiles=_names(a.tiles),
+                 row_split=a.train,
+                 arms=_names(a.arms), seeds=a.seeds, bands=_names(a.bands),
+                 holdout_rows=a.holdout_rows, budget=budget, dates=_dates(a.date), jobs=a.jobs)
+        return 0
     run_builtup(data, Path(os.path.abspath(a.out)), tests=a.test, train_prefix=a.train,
                 models=[m for m in a.models.split(",") if m],
                 bands=[b for b in a.bands.split(",") if b], holdout_rows=a.holdout_rows,

@@ -25,8 +25,10 @@ recipe on its own grid; only their pixel size is compared, as a sample would cos
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -150,6 +152,7 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
     with open_source(source) as src:
         indexes = select_bands(src.descriptions, meta.bands, band_order)
         _check_pixel_size(what, src, meta)
+        _warn_s2_level(what, src, meta)
     sample = read_band_sample(source, indexes)
     if sample is None:
         return
@@ -217,6 +220,45 @@ def check_physics(what: str, sample: np.ndarray, samples: Mapping[str, np.ndarra
         return
     raise InputDataError(f"{what}: {doubts[0]}; fix the stack, or pass --allow-implausible if "
                          "the scene is real as it is (haze, snow cover)")
+
+
+def s2_level_of(tags: Mapping[str, str], descriptions: Sequence[str | None]) -> str | None:
+    """``"L1C"`` when a stack says it holds top-of-atmosphere Sentinel-2, else None.
+
+    It says so by a ``PRODUCT_LEVEL`` tag ``L1C`` or ``Level-1C``, by a B10 band (Sen2Cor drops the
+    cirrus band from L2A), or by an isamap export forced with ``--allow-l1c`` (its
+    ``ISAMAP_RECIPE`` tag: such a stack may hold L1C scenes).
+    """
+    if re.search(r"(L|LEVEL-?)1C$", str(tags.get("PRODUCT_LEVEL", "")).strip().upper()):
+        return "L1C"
+    if any(str(d or "").upper() == "B10" for d in descriptions):
+        return "L1C"
+    try:
+        recipe = (json.loads(tags.get("ISAMAP_RECIPE") or "{}").get("recipe") or {})
+    except (ValueError, AttributeError):
+        return None
+    return "L1C" if recipe.get("allow_l1c") else None
+
+
+def _warn_s2_level(what: str, src: Any, meta: ModelMeta) -> None:
+    """Warn when a model trained on L2A surface reflectance is given Level-1C TOA input.
+
+    TOA reflectance adds the atmosphere's path radiance to every band (most in the blue): the
+    values stay on the reflectance scale, so the range check cannot tell them from a hazy
+    scene, and the export refuses L1C scenes unless forced. A model trained on L2A maps such
+    input as it maps haze (docs/real-data.md): a warning, not a refusal, as for other scenes
+    unlike the training data.
+    """
+    tags = src.tags() if callable(getattr(src, "tags", None)) else {}
+    if s2_level_of(tags, src.descriptions) != "L1C":
+        return
+    trained = (dict(meta.extra).get("dataset") or {}).get("recipe") or {}
+    if trained.get("allow_l1c"):
+        return
+    log.warning("%s may hold Sentinel-2 Level-1C (top-of-atmosphere) reflectance, and the model "
+                "was trained on Level-2A surface reflectance: the atmosphere's haze is in every "
+                "band, and the map may be poor (see docs/real-data.md); map the L2A product, "
+                "or train on L1C exports (isamap-export --allow-l1c)", what)
 
 
 def _check_pixel_size(what: str, src: Any, meta: ModelMeta) -> None:

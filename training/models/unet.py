@@ -9,6 +9,7 @@ modality ablation.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 
@@ -22,6 +23,7 @@ from training.models.blocks import ConvBNReLU, DoubleConv, check_divisible, init
 from training.models.registry import ModelEntry, ModelRecipe
 
 WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 512)
+S2_WIDTHS: tuple[int, ...] = (16, 32, 64, 128, 256)  # unet-s2's recipe: a quarter of the cost
 
 
 def band_indices(bands: Sequence[str], sensor: str) -> list[int]:
@@ -110,6 +112,24 @@ class UNetDecoder(nn.Module):
         return outs
 
 
+INPUT_NORMS = ("none", "patch")
+
+
+class PatchStandardise(nn.Module):
+    """Each sample's channels to zero mean and unit deviation over its own pixels.
+
+    The statistics are those of the window the network sees (a training patch, a prediction
+    tile), with a floor on the deviation so a constant channel (a nodata fill) stays finite.
+    """
+
+    eps = 1e-3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        std = x.std(dim=(2, 3), keepdim=True, unbiased=False)
+        return (x - mean) / (std + self.eps)
+
+
 class UNet(nn.Module):
     """U-Net on all input channels, or on the bands of one sensor when ``sensor`` is given.
 
@@ -119,15 +139,26 @@ class UNet(nn.Module):
         bands: the manifest's band names; required when ``sensor`` selects a modality.
         sensor: ``"S2"`` or ``"S1"`` to keep only those bands (the ablation baselines).
         head: ``"linear"`` (1x1 conv, the original U-Net) or ``"paper"``.
+        widths: channels of the encoder's five blocks.
+        input_norm: ``"none"`` or ``"patch"``: standardise each input channel of each sample
+            by its own spatial mean and standard deviation before the first convolution
+            (:class:`PatchStandardise`). The model then sees each band relative to the rest
+            of its window, so a scene-wide gain or offset (haze, another sensor state,
+            another season's illumination) does not move its input; it is part of the
+            network, so the model file records it and every prediction path applies it.
     """
 
     stride = 16
 
     def __init__(self, in_channels: int, num_classes: int = 2, bands: Sequence[str] | None = None,
                  sensor: str | None = None, head: str = "linear",
-                 widths: Sequence[int] = WIDTHS) -> None:
+                 widths: Sequence[int] = WIDTHS, input_norm: str = "none") -> None:
         super().__init__()
         bands = check_bands(bands, in_channels)
+        if input_norm not in INPUT_NORMS:
+            raise ModelError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, "
+                             f"got {input_norm!r}")
+        self.standardise = PatchStandardise() if input_norm == "patch" else nn.Identity()
         if sensor is not None:
             if bands is None:
                 raise ModelError(f"a {sensor}-only U-Net needs bands=[...] to find its channels")
@@ -145,6 +176,7 @@ class UNet(nn.Module):
         check_divisible(x, self.stride, "U-Net")
         if self.select:
             x = x.index_select(1, self.channels)
+        x = self.standardise(x)
         return self.head(self.decoder(self.encoder(x))[-1])
 
 
@@ -154,9 +186,15 @@ class UNet(nn.Module):
 RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
                      source="seed 002 lines 81, 166, 178, 180")
 
+# The optical baseline maps regions and seasons other than its training tiles: it
+# standardises each window's bands itself (experiments.builtup's leave-one-tile-out
+# comparison is the evidence; docs/real-data.md).
+S2_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "patch",
+                                                     "widths": list(S2_WIDTHS)})
+
 #: This module's models, merged by :mod:`training.models`.
 MODELS: dict[str, ModelEntry] = {
     "unet": ModelEntry(lambda c, k, **kw: UNet(c, k, **kw), RECIPE),
-    "unet-s2": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S2", **kw), RECIPE),
+    "unet-s2": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S2", **kw), S2_RECIPE),
     "unet-s1": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S1", **kw), RECIPE),
 }

@@ -1,0 +1,263 @@
+"""Leave-one-tile-out comparison of built-up recipes on every labelled Dynamic World tile.
+
+``python -m experiments.builtup --loto [--arms A,B] [--seeds N] --out DIR``
+
+Every tile of the set is held out in turn. The row-split tile (``--train``, default Java) is
+held out by its southern ``--holdout-rows`` (the training export stops north of them, checked
+from its manifest, as in the single-tile experiment); the other tiles are held out whole. Each
+fold trains on everything it does not hold out: the other tiles whole, and the row-split
+tile's northern rows when its own southern rows are held out. Training on several tiles
+means one patch dataset: :func:`merge_datasets` lists the tiles' own exports (each on its own
+grid and CRS) in one index, so ``isamap-train`` sees one dataset and the normalisation
+statistics are those of all training tiles.
+
+Every arm trains once per seed and fold, and every map is scored on the held-out pixels beside
+NDBI on the same pixels, at its natural threshold 0 and at its best (oracle) threshold. The
+table gives each arm's mean over seeds with the half-width of the 95 % Student-t interval.
+A run cut short continues with the same command: the maps already made under ``DIR/runs`` are
+scored again, not retrained (a new budget needs a new ``--out``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import t as student_t
+
+from experiments.realscenes import format_table
+from gee_export.contract.dataset import read_index
+from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.jsonsafe import dumps
+from gee_export.core.storage import atomic_write
+from training.data import read_manifest
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TILES = ("java", "ghana_a", "ghana_b")
+DEFAULT_ARMS = ("unet-s2", "unet-s2-global")
+DEFAULT_SEEDS = 3
+DEFAULT_ITERATIONS = 150
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One held-out tile: what is scored and which exports the model trains on."""
+
+    held_out: str
+    train_sets: tuple[str, ...]  # export names (``<tile>`` whole, ``<tile>_north``)
+
+
+def folds(tiles: Sequence[str], row_split: str) -> list[Fold]:
+    """Each tile held out once; the others (the row-split tile whole) train the model."""
+    out = []
+    for held in tiles:
+        others = [t for t in tiles if t != held]
+        train = [f"{held}_north"] if held == row_split else []
+        out.append(Fold(held, tuple(train + others)))
+    return out
+
+
+def merge_datasets(parts: dict[str, Path], out: Path) -> Path:
+    """One patch dataset listing the patches of ``parts`` (name -> export root).
+
+    The merged root links each part's folder under its name and prefixes the records' ids and
+    files with it; the manifest is the first part's, with ``merged_from`` naming every part.
+    The parts must hold the same bands in the same order.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    manifests = {name: read_manifest(root) for name, root in parts.items()}
+    bands = {name: list(m.get("bands") or []) for name, m in manifests.items()}
+    if len({json.dumps(b) for b in bands.values()}) != 1:
+        raise InputDataError(f"the datasets to merge hold different bands: {bands}")
+    lines = []
+    for name, root in parts.items():
+        link = out / name
+        if not link.exists():
+            os.symlink(os.path.abspath(root), link)
+        for record in read_index(root):
+            moved = dict(record, id=f"{name}/{record['id']}")
+            for key, value in record.items():
+                if key not in ("id", "split") and isinstance(value, str) and value.endswith(".tif"):
+                    moved[key] = f"{name}/{value}"
+            lines.append(json.dumps(moved))
+    first = next(iter(manifests.values()))
+    manifest = dict(first, merged_from={n: str(r) for n, r in parts.items()})
+    text = dumps(manifest, indent=2)
+    atomic_write(out / "manifest.json", lambda handle: handle.write(text.encode()))
+    atomic_write(out / "index.jsonl",
+                 lambda handle: handle.write(("\n".join(lines) + "\n").encode()))
+    return out
+
+
+def interval(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and half-width of its 95 % Student-t interval (NaN half-width for one value)."""
+    a = np.asarray([v for v in values if np.isfinite(v)], float)
+    if a.size == 0:
+        return float("nan"), float("nan")
+    if a.size == 1:
+        return float(a[0]), float("nan")
+    half = student_t.ppf(0.975, a.size - 1) * a.std(ddof=1) / np.sqrt(a.size)
+    return float(a.mean()), float(half)
+
+
+def summarise(runs: dict[str, dict[str, list[dict]]], ndbi: dict[str, dict]) -> dict:
+    """Per tile and arm: mean and interval of F1 and AUC, and the margin over NDBI's best F1."""
+    out: dict[str, dict] = {}
+    for tile, arms in runs.items():
+        out[tile] = {}
+        for arm, seeds in arms.items():
+            f1, f1_hw = interval([s["f1_built"] for s in seeds])
+            auc, auc_hw = interval([s["auc_built"] for s in seeds])
+            out[tile][arm] = {"f1": f1, "f1_hw": f1_hw, "auc": auc, "auc_hw": auc_hw,
+                              "seeds": len(seeds),
+                              "f1_minus_ndbi_best": f1 - ndbi[tile]["ndbi_best_f1"]}
+    return out
+
+
+def loto_table(summary: dict, ndbi: dict) -> str:
+    """One row per held-out tile and arm, with NDBI's scores on the same pixels beside it."""
+    def pm(mean: float, half: float) -> str:
+        return f"{mean:.3f} ± {half:.3f}" if np.isfinite(half) else f"{mean:.3f}"
+
+    rows = []
+    for tile, arms in summary.items():
+        b = ndbi[tile]
+        for arm, s in arms.items():
+            rows.append((tile, arm, pm(s["f1"], s["f1_hw"]), pm(s["auc"], s["auc_hw"]),
+                         b["ndbi_f1_at_0"], f"{b['ndbi_best_f1']:.3f} @ "
+                         f"{b['ndbi_best_threshold']:.3f}", b["ndbi_auc"],
+                         f"{s['f1_minus_ndbi_best']:+.3f}"))
+    return format_table(rows, ("held out", "arm", "F1 built", "ROC AUC", "NDBI F1 @ 0",
+                               "NDBI best F1 @ thr", "NDBI AUC", "F1 - NDBI best"))
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The single-tile experiment's steps (:mod:`experiments.builtup` passes its own)."""
+
+    find_tile: Callable
+    scene_folder: Callable
+    export: Callable
+    training_rows: Callable
+    check_no_overlap: Callable
+    score_ndbi: Callable
+    train: Callable
+    predict: Callable
+    score_map: Callable
+
+
+def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdout_rows: int,
+             budget: Any, tiles: Sequence[str] = DEFAULT_TILES, row_split: str = "java",
+             arms: Sequence[str] = DEFAULT_ARMS, seeds: int = DEFAULT_SEEDS,
+             dates: dict[str, str] | None = None, jobs: int = 1) -> dict:
+    """The whole comparison; returns (and writes) ``DIR/loto.json`` and ``DIR/loto.txt``.
+
+    ``budget`` is the single-tile experiment's ``Budget`` (a frozen dataclass); its
+    ``iterations`` default to :data:`DEFAULT_ITERATIONS` here.
+    """
+    b = steps
+    start = time.perf_counter()
+    if budget.iterations is None:  # several tiles: a fixed budget, not epochs of their patches
+        budget = dataclasses.replace(budget, iterations=DEFAULT_ITERATIONS)
+    dates = dates or {}
+    if row_split not in tiles:
+        raise ConfigError(f"--train {row_split} is not among the tiles {list(tiles)}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    found = {p: b.find_tile(data, p, dates.get(p)) for p in tiles}
+    split_tile = found[row_split]
+    holdout_start = split_tile.footprint.height - holdout_rows
+    if not 0 < holdout_start < split_tile.footprint.height:
+        raise ConfigError(f"--holdout-rows must be between 1 and "
+                          f"{split_tile.footprint.height - 1}, got {holdout_rows}")
+    scenes = out / "scenes"
+    exports: dict[str, Path] = {}
+    stacks: dict[str, Path] = {}
+    for prefix, tile in found.items():
+        folder = b.scene_folder(tile, scenes)
+        stacks[prefix] = b.export(tile, folder, out / "exports" / prefix, bands, budget)
+        exports[prefix] = out / "exports" / prefix
+    end = b.training_rows(split_tile, holdout_start, budget.patch, budget.stride)
+    north = out / "exports" / f"{row_split}_north"
+    b.export(split_tile, scenes / row_split, north, bands, budget, (0, end))
+    b.check_no_overlap(north, split_tile, holdout_start)
+    exports[f"{row_split}_north"] = north
+    areas = {}
+    for prefix, tile in found.items():
+        area = np.ones((tile.footprint.height, tile.footprint.width), bool)
+        if prefix == row_split:
+            area[:holdout_start] = False
+        areas[prefix] = area
+    ndbi = {p: b.score_ndbi(found[p], areas[p]) for p in tiles}
+    runs: dict[str, dict[str, list[dict]]] = {p: {a: [] for a in arms} for p in tiles}
+    tasks = []
+    for fold in folds(tiles, row_split):
+        dataset = merge_datasets({n: exports[n] for n in fold.train_sets},
+                                 out / "train" / fold.held_out)
+        tasks += [(fold.held_out, dataset, arm, seed) for arm in arms for seed in range(seeds)]
+
+    def one(task: tuple[str, Path, str, int]) -> dict:
+        held_out, dataset, arm, seed = task
+        tile = found[held_out]
+        run = out / "runs" / held_out / arm / f"seed{seed}"
+        cls, prob = run / "map_class.tif", run / "map_prob.tif"
+        if not (cls.is_file() and prob.is_file()):  # a map already made is scored, not redone
+            model_file = b.train(arm, dataset, run, dataclasses.replace(budget, seed=seed))
+            cls, prob = b.predict(model_file, stacks[held_out], run / "map", tile.month)
+        scores = b.score_map(tile, cls, prob, areas[held_out])
+        log.info("%s %s seed %d: F1 %.3f AUC %.3f", held_out, arm, seed, scores["f1_built"],
+                 scores["auc_built"])
+        return {**scores, "seed": seed}
+
+    if jobs > 1:  # one torch thread per training process, so the jobs share the cores
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for task, scores in zip(tasks, pool.map(one, tasks), strict=True):
+            runs[task[0]][task[2]].append(scores)
+    summary = summarise(runs, ndbi)
+    metrics = {"summary": summary, "runs": runs, "ndbi": ndbi,
+               "folds": [f.__dict__ for f in folds(tiles, row_split)],
+               "split": {row_split: f"rows {holdout_start}-{split_tile.footprint.height} held "
+                         f"out; rows 0-{end} train the other folds' models"},
+               "arms": list(arms), "seeds": seeds, "bands": list(bands),
+               "budget": budget.__dict__, "seconds": round(time.perf_counter() - start, 1)}
+    text = dumps(metrics, indent=2)
+    atomic_write(out / "loto.json", lambda handle: handle.write(text.encode()))
+    table = loto_table(summary, ndbi)
+    atomic_write(out / "loto.txt", lambda handle: handle.write(table.encode() + b"\n"))
+    print(table)
+    print(f"{metrics['seconds']:.0f} s; metrics: {out / 'loto.json'}")
+    return metrics
+
+
+FIGURES_JSON = "docs/figures/builtup_loto.json"
+
+
+def figures_markdown(metrics: dict) -> str:
+    """The page's block of figures: the table ``--loto`` printed, from its ``loto.json``."""
+    return "```text\n" + loto_table(metrics["summary"], metrics["ndbi"]) + "\n```\n"
+
+
+def update_page(figures_json: str, page_path: str) -> bool:
+    """Rewrite the page's ``<!-- figures: JSON -->`` block from the JSON; True when changed."""
+    from inference.assess.figures import page_block
+
+    page = Path(page_path).read_text(encoding="utf-8")
+    start, end = page_block(page, figures_json)
+    metrics = json.loads(Path(figures_json).read_text(encoding="utf-8"))
+    text = page[:start] + "\n" + figures_markdown(metrics) + page[end:]
+    if text != page:
+        atomic_write(Path(page_path), lambda handle: handle.write(text.encode()))
+    return text != page

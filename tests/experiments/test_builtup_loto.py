@@ -1,0 +1,87 @@
+"""Leave-one-tile-out: its folds, merged datasets, intervals and the docs' figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.builtup_loto import (
+    FIGURES_JSON,
+    figures_markdown,
+    folds,
+    interval,
+    merge_datasets,
+    summarise,
+    update_page,
+)
+from gee_export.core.errors import InputDataError
+from inference.assess.figures import page_block
+from tests.support.rasters import write_patch_dataset
+from training.data import PatchDataset
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_each_tile_is_held_out_once_and_the_row_split_tile_trains_on_its_north():
+    got = {f.held_out: f.train_sets for f in folds(("java", "ghana_a", "ghana_b"), "java")}
+    assert got == {"java": ("java_north", "ghana_a", "ghana_b"),
+                   "ghana_a": ("java", "ghana_b"), "ghana_b": ("java", "ghana_a")}
+
+
+def test_merged_datasets_read_every_patch_of_every_part(tmp_path):
+    a = write_patch_dataset(tmp_path / "a", n=6, seed=0)
+    b = write_patch_dataset(tmp_path / "b", n=6, seed=1)
+    merged = merge_datasets({"a": a, "b": b}, tmp_path / "m")
+    train = PatchDataset(merged, "train")
+    assert len(train) == 2 * len(PatchDataset(a, "train"))
+    assert {r["id"].split("/")[0] for r in train.records} == {"a", "b"}
+    image, _ = train.read_raw(len(train) - 1)
+    assert np.array_equal(image, PatchDataset(b, "train").read_raw(1)[0], equal_nan=True)
+    fewer = write_patch_dataset(tmp_path / "c", n=6, bands=("B2", "B3", "B4"))
+    with pytest.raises(InputDataError, match="different bands"):
+        merge_datasets({"a": a, "c": fewer}, tmp_path / "m2")
+
+
+def test_intervals_are_student_t_over_seeds():
+    mean, half = interval([0.8, 0.9, 1.0])
+    assert mean == pytest.approx(0.9) and half == pytest.approx(4.303 * 0.1 / np.sqrt(3), 1e-3)
+    assert np.isnan(interval([0.5])[1]) and np.isnan(interval([])[0])
+    runs = {"t": {"arm": [{"f1_built": 0.6, "auc_built": 0.9}, {"f1_built": 0.8,
+                                                                   "auc_built": 0.95}]}}
+    s = summarise(runs, {"t": {"ndbi_best_f1": 0.65}})["t"]["arm"]
+    assert s["f1_minus_ndbi_best"] == pytest.approx(0.05) and s["seeds"] == 2
+
+
+def test_real_data_page_quotes_the_figures_of_its_json(tmp_path):
+    """A figure of the page that its source JSON no longer gives fails here."""
+    page = (ROOT / "docs" / "real-data.md").read_text(encoding="utf-8")
+    metrics = json.loads((ROOT / FIGURES_JSON).read_text(encoding="utf-8"))
+    start, end = page_block(page, FIGURES_JSON)
+    assert page[start:end].strip() == figures_markdown(metrics).strip()
+    for tile, arms in metrics["summary"].items():
+        assert f"{metrics['ndbi'][tile]['ndbi_best_f1']:.3f}" in page[start:end]
+        for s in arms.values():
+            assert f"{s['f1']:.3f}" in page[start:end]
+    metrics["summary"]["java"]["unet-s2"]["f1"] = 0.123
+    (tmp_path / "f.json").write_text(json.dumps(metrics))
+    (tmp_path / "p.md").write_text(f"a\n<!-- figures: {tmp_path / 'f.json'} -->\nold\n"
+                                   "<!-- end figures -->\nb\n")
+    assert update_page(str(tmp_path / "f.json"), str(tmp_path / "p.md")) is True
+    assert "0.123 ± " in (tmp_path / "p.md").read_text() and "old" not in \
+        (tmp_path / "p.md").read_text()
+
+
+def test_bad_loto_options_are_refused_before_any_export(shared_data, tmp_path, capsys):
+    from experiments.builtup import DW_FOLDER, main
+
+    data = str(shared_data / DW_FOLDER)
+    for bad, message in ((["--seeds", "0"], "--seeds must be >= 1"),
+                         (["--jobs", "0"], "--jobs must be >= 1"),
+                         (["--tiles", "ghana_a,ghana_b"], "--train java is not among")):
+        assert main(["--loto", *bad, "--data", data, "--out", str(tmp_path / "o"), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
