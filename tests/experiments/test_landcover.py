@@ -134,27 +134,28 @@ def test_the_arms_losses_weigh_classes_and_read_soft_labels(shared_data):
 def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     cfg = lc.LandCoverConfig(
         data_dir=str(shared_data / CHESAPEAKE_FOLDER), naip_dir=str(shared_data / NAIP_FOLDER),
-        settings=("nlcd", "naip"), seeds=(0,), model={"width": 2, "stem_width": 4, "stage1_width": 2,
-                           "modules": [1, 1, 1], "blocks": 1},
+        settings=("nlcd", "naip"), seeds=(0,), groups=((0,),),
+        model={"width": 2, "stem_width": 4, "stage1_width": 2, "modules": [1, 1, 1],
+               "blocks": 1},
         nlcd_iterations=1, naip_iterations=1, naip_batch=2)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # pytest -n 2 on two cores: no OpenMP threads spinning
     try:
         report = lc.run_experiment(cfg, tmp_path)
-        stamp = (tmp_path / "runs" / "nlcd_fold3_seed0.json").stat().st_mtime_ns
+        stamp = (tmp_path / "runs" / "nlcd_fold0_seed0.json").stat().st_mtime_ns
         again = lc.run_experiment(cfg, tmp_path)
     finally:
         torch.set_num_threads(threads)
-    assert (tmp_path / "runs" / "nlcd_fold3_seed0.json").stat().st_mtime_ns == stamp  # reused
+    assert (tmp_path / "runs" / "nlcd_fold0_seed0.json").stat().st_mtime_ns == stamp  # reused
     doc = json.loads((tmp_path / "metrics.json").read_text())
     test = doc["test"]
     assert test["setting"] == "nlcd" and test["model"] == lc.DEFAULT_ARM
     assert test["paper"]["model"] == "hrnet IN + filter"
-    assert test["oa_product"] == pytest.approx(0.856, abs=0.001)  # NLCD on all eight patches
+    assert 0.8 < test["oa_product"] < 0.9  # NLCD on patch 0
     assert 0 <= test["oa_model"] <= 1
     classes = {"woodland", "grassland", "impervious"}
     assert set(test["f1_model"]) == set(test["f1_product"]) == classes
-    assert test["f1_product"]["impervious"] == pytest.approx(2 * 18 / (18 + 835))
+    assert test["f1_product"]["impervious"] == pytest.approx(2 * 18 / (18 + 770))
     assert set(doc["settings"]) == {"nlcd", "naip"}
     naip = doc["settings"]["naip"]
     assert 0.75 <= naip["products"]["confusion product"]["OA"]["mean"] <= 0.85

@@ -13,7 +13,7 @@ from training.losses import LOSSES, LossFactory, available_losses, build_loss
 from training.losses.factory import merge_losses
 from training.losses.segmentation import CE, DICE_FOCAL, WEIGHTED_CE
 
-ALL = ("ce", "crofusenet", "dice_focal", "srseg", "weighted_ce")
+ALL = ("ce", "composition", "crofusenet", "dice_focal", "srseg", "weighted_ce")
 
 
 def test_importing_the_losses_alone_gives_every_loss_and_no_model():
