@@ -41,7 +41,8 @@ def build_loss(name: str, ignore_index: int = LABEL_NODATA,
     """The loss called ``name`` (``available_losses()``) with its arguments ``kw``.
 
     Args:
-        name: ``ce``, ``weighted_ce``, ``crofusenet``, ``dice_focal`` or ``srseg``: the name
+        name: ``ce``, ``weighted_ce``, ``crofusenet``, ``dice_focal``, ``srseg`` or
+            ``composition``: the name
             ``TrainConfig.loss`` and model files record.
         ignore_index: the label value that contributes nothing (nodata).
         class_names: the dataset's class names, to resolve class weights given by name.
