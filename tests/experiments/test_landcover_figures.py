@@ -21,6 +21,14 @@ def test_the_page_quotes_the_tables_of_its_json():
     for arm in nlcd["arms"]:
         assert f"| {arm} |" in page[start:end]
     assert data["config"]["nlcd_iterations"] == 200  # the default budget, as the page says
+    oa = {a: 100 * v["OA"]["mean"] for a, v in nlcd["arms"].items()}
+    product = nlcd["products"]["NLCD"]
+    assert (f"NLCD scores {100 * product['OA']['mean']:.1f} % OA and impervious F1 "
+            f"{100 * product['F1']['impervious']['mean']:.1f} %") in page
+    assert (f"the paper's method {oa['hrnet IN + filter']:.1f} %, the default arm "
+            f"{oa['hrnet IN + filter + class weights + label SR']:.1f} %") in " ".join(
+                page.split())
+    assert f"The tables are {len(data['config']['seeds'])} seed(s)" in page
 
 
 def test_the_command_writes_the_json_and_the_block(tmp_path, capsys):
