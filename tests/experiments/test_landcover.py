@@ -151,7 +151,7 @@ def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     test = doc["test"]
     assert test["setting"] == "nlcd" and test["model"] == lc.DEFAULT_ARM
     assert test["paper"]["model"] == "hrnet IN + filter"
-    assert 0.8 < test["oa_product"] < 0.9  # NLCD on patch 0
+    assert 0.75 < test["oa_product"] < 0.85  # NLCD on patch 0
     assert 0 <= test["oa_model"] <= 1
     classes = {"woodland", "grassland", "impervious"}
     assert set(test["f1_model"]) == set(test["f1_product"]) == classes
