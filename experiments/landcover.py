@@ -337,8 +337,11 @@ def arm_loss(cfg: LandCoverConfig, arm: Arm, labels: Sequence[np.ndarray],
         return model_loss("hrnet", LANDCOVER_CLASSES)
     weights = None
     if arm.weights == "balanced":
-        weights = [min(w, cfg.weight_cap) for w in class_weights_from_counts(
-            training_counts(labels, scenes, compositions()))]
+        counts = training_counts(labels, scenes, compositions())
+        if not any(counts):
+            raise ConfigError(f"{arm.name}: no training pixel keeps a label (the noisy-sample "
+                              "filter dropped every chip?); give more --nlcd-iterations")
+        weights = [min(w, cfg.weight_cap) for w in class_weights_from_counts(counts)]
     if arm.label != SOFT:
         return WeightedCrossEntropy(weights, LABEL_NODATA)
     return CompositionLoss(compositions(), weights, cfg.composition_block,
