@@ -35,6 +35,11 @@ NLCD_CHANNEL = 9
 BANDS = ("Red", "Green", "Blue", "NearInfrared")
 #: classes of the coarse product that the 1 m reference cannot tell apart from another one
 FINE_MERGE = {"cropland": "grassland"}
+#: NLCD's developed classes as impervious fractions: the middle of each class's defined range
+#: (open space under 20 %, low 20-49 %, medium 50-79 %, high intensity 80-100 % impervious)
+NLCD_IMPERVIOUS = {21: 0.10, 22: 0.35, 23: 0.65, 24: 0.90}
+#: the soft label of NLCD code ``c`` in :func:`composition_labels` is ``SOFT_BASE + c``
+SOFT_BASE = 200
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,14 @@ class ChesapeakePatch:
         image: (4, H, W) float32, NAIP DN / 255.
         truth: (H, W) uint8 seven-class 1 m land cover (255 = no data).
         product: (H, W) uint8 seven-class NLCD, cropland merged into grassland.
+        codes: (H, W) the NLCD class codes themselves.
     """
 
     id: str
     image: np.ndarray
     truth: np.ndarray
     product: np.ndarray
+    codes: np.ndarray
 
 
 def merge_into_fine_classes(classes: np.ndarray) -> np.ndarray:
@@ -99,8 +106,28 @@ def read_patch(path: str | Path) -> ChesapeakePatch:
                              "8-bit DN (0..255)")
     truth = SCHEMES["chesapeake"].apply(_codes(arr[LANDCOVER_CHANNEL], "chesapeake",
                                                "land-cover", path))
-    nlcd = SCHEMES["nlcd"].apply(_codes(arr[NLCD_CHANNEL], "nlcd", "NLCD", path))
-    return ChesapeakePatch(path.stem, naip / 255.0, truth, merge_into_fine_classes(nlcd))
+    codes = _codes(arr[NLCD_CHANNEL], "nlcd", "NLCD", path)
+    nlcd = SCHEMES["nlcd"].apply(codes)
+    return ChesapeakePatch(path.stem, naip / 255.0, truth, merge_into_fine_classes(nlcd),
+                           codes.astype(np.uint8))
+
+
+def composition_labels(patch: ChesapeakePatch) -> np.ndarray:
+    """The product's classes with each developed code as a soft label (``SOFT_BASE + code``).
+
+    For label super-resolution (``training.losses.composition``): a developed cell is not one
+    class but a share of impervious surface (:data:`NLCD_IMPERVIOUS`), the rest left to the
+    model. :func:`compositions` gives the expected fractions of these values.
+    """
+    out = patch.product.copy()
+    for code in NLCD_IMPERVIOUS:
+        out[patch.codes == code] = SOFT_BASE + code
+    return out
+
+
+def compositions() -> dict[int, dict[str, float]]:
+    """``{soft label: {"impervious": fraction}}`` of :func:`composition_labels`."""
+    return {SOFT_BASE + code: {"impervious": f} for code, f in NLCD_IMPERVIOUS.items()}
 
 
 def patch_files(folder: str | Path) -> list[Path]:

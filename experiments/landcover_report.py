@@ -63,7 +63,8 @@ def summarize(config: dict, specs: Mapping[str, Any], scenes: Mapping[str, Seque
     """Per setting: the products' and every arm's metrics (mean ± std over seeds).
 
     On the pixels (``products``, ``arms``) and on the setting's sample points (``points``);
-    ``test`` holds the paper's method and its product in the first setting. ``config`` is the
+    ``test`` holds the default arm and its product in the first setting (``test.paper``: the
+    paper's method). ``config`` is the
     experiment's configuration as a dict, ``specs`` its settings and ``scenes`` theirs
     (``experiments.landcover``: ``LandCoverConfig``, ``SETTINGS``, ``Scene``).
     """
@@ -107,7 +108,11 @@ def summarize(config: dict, specs: Mapping[str, Any], scenes: Mapping[str, Seque
             "f1_model": {c: v["mean"] for c, v in head["arms"][arm]["F1"].items()},
             "f1_product": {c: v["mean"] for c, v in head["products"][product]["F1"].items()},
             "oa_arms": {a: v["OA"]["mean"] for a, v in head["arms"].items()},
-            "points": point_headline(head["points"], arm, product)}
+            "points": point_headline(head["points"], arm, product),
+            "paper": {"model": specs[first].paper,
+                      "oa_model": head["arms"][specs[first].paper]["OA"]["mean"],
+                      "f1_model": {c: v["mean"] for c, v in
+                                   head["arms"][specs[first].paper]["F1"].items()}}}
     return {"config": config, "test": test, "settings": settings}
 
 
@@ -157,6 +162,11 @@ def report_table(report: dict) -> str:
         pixels = ", ".join(f"{c} {n:,}" for c, n in s["test_pixels"].items())
         lines += [f"**{name}** (held-out pixels: {pixels})", ""]
         rows = {**{f"{p} (the product)": v for p, v in s["products"].items()}, **s["arms"]}
+        if "impervious" in present:
+            lines += ["| map | OA | F1 impervious |", "|---|---|---|"]
+            lines += [f"| {m} | {_cell(v['OA'])} | {_cell(v['F1']['impervious'])} |"
+                      for m, v in rows.items()]
+            lines.append("")
         for what in ("F1", "PA", "UA"):
             head = ["map", "OA"] + [f"{what} {c}" for c in present]
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

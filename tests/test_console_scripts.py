@@ -45,7 +45,7 @@ COMMANDS = {"isamap-export": export_main, "isamap-predict": predict_main,
 # Modules that are commands: their printed output is the command's result.
 COMMAND_MODULES = {"gee_export/cli.py", "inference/cli.py", "inference/demo.py",
                    "inference/map_cli.py", "experiments/landcover.py",
-                   "experiments/landcover_pruning.py",
+                   "experiments/landcover_pruning.py", "experiments/landcover_figures.py",
                    "training/cli.py", "experiments/srcompare.py", "experiments/headcompare.py",
                    "experiments/naip_patches.py", "inference/assess_cli.py",
                    "experiments/temporal_consistency.py", "experiments/builtup.py",

@@ -82,7 +82,8 @@ def train_parser() -> argparse.ArgumentParser:
       "srseg | bilinear-unet | unet-upsample (scale from the manifest)")
     a("--model-kwargs", type=_json, help="extra model arguments as JSON, e.g. "
       "'{\"stem_norm\": \"batch\"}' for hrnet")
-    a("--loss", help="crofusenet | dice_focal | ce | weighted_ce | srseg (default: the "
+    a("--loss", help="crofusenet | dice_focal | ce | weighted_ce | srseg | composition "
+      "(default: the "
       "model's recipe)")
     a("--loss-kwargs", type=_json, help="loss arguments as JSON, e.g. '{\"beta\": 0.8}'")
     a("--bands", help="comma-separated input bands (default: the manifest's)")

@@ -14,6 +14,7 @@ from experiments.chesapeake_nlcd import CHESAPEAKE_FOLDER
 from experiments.landcover_report import metric_summary, product_confusion
 from experiments.naip import NAIP_FOLDER
 from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from gee_export.core.errors import ConfigError, InputDataError
 
 
@@ -100,36 +101,61 @@ def test_inference_windows_have_the_training_crop_size_and_cover_the_image():
 def test_held_out_patches_are_checked(shared_data, tmp_path):
     data = shared_data / CHESAPEAKE_FOLDER
     with pytest.raises(InputDataError, match="also in --data-dir"):
-        lc.nlcd_scenes(lc.LandCoverConfig(data_dir=str(data), test_dir=str(data)))
-    with pytest.raises(ConfigError, match="--hold-out"):
-        lc.nlcd_scenes(lc.LandCoverConfig(data_dir=str(data), hold_out=(8,)))
-    scenes = lc.nlcd_scenes(lc.LandCoverConfig(data_dir=str(data)))
-    held = [s for s in scenes if not s.trains]
-    assert len(scenes) == 8 and [s.id[-3:] for s in held] == ["1-3", "1-6"]
-    assert all(s.test.all() for s in held) and not any(s.test.any() for s in scenes[:6])
+        lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(data), test_dir=str(data)))
+    with pytest.raises(ConfigError, match="--groups"):
+        lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(data), groups=((8,),)))
+    with pytest.raises(ConfigError, match="--groups"):
+        lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(data), groups=((0, 1), (1, 2))))
+    folds = lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(data)))
+    assert len(folds) == 4 and all(len(f) == 8 for f in folds)
+    held = [[s.id[-3:] for s in f if not s.trains] for f in folds]
+    assert held == [["1-0", "1-4"], ["1-1", "1-5"], ["1-2", "1-6"], ["1-3", "1-7"]]
+    assert sorted(s.id for s in lc.scored_scenes(folds)) == sorted(s.id for s in folds[0])
+    for f in folds:  # a held-out patch is wholly held out, a training patch wholly trains
+        assert all(s.test.all() or not s.test.any() for s in f)
+    soft = folds[0][0].soft[lc.SOFT]  # patch 0: NLCD developed open space as a soft label
+    assert (soft == 221).sum() == 10268 and (soft == 222).sum() == 18
+
+
+def test_the_arms_losses_weigh_classes_and_read_soft_labels(shared_data):
+    cfg = lc.LandCoverConfig(data_dir=str(shared_data / CHESAPEAKE_FOLDER))
+    scenes = lc.nlcd_folds(cfg)[1]  # patch 0 trains
+    arms = {a.name: a for a in lc.SETTINGS["nlcd"].arms}
+    weighted = lc.arm_loss(cfg, arms["hrnet IN + filter + class weights"],
+                           [s.labels("NLCD") for s in scenes], scenes)
+    weights = weighted.weight.tolist()
+    imp = LANDCOVER_CLASSES.index("impervious")
+    assert weights[imp] == cfg.weight_cap and min(w for w in weights if w) < 1
+    sr = lc.arm_loss(cfg, arms[lc.DEFAULT_ARM], [s.labels(lc.SOFT) for s in scenes], scenes)
+    assert {v for v, _, _ in sr.soft} == {221, 222, 223, 224}
+    assert lc.SETTINGS["nlcd"].headline == (lc.DEFAULT_ARM, "NLCD")
 
 
 def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     cfg = lc.LandCoverConfig(
         data_dir=str(shared_data / CHESAPEAKE_FOLDER), naip_dir=str(shared_data / NAIP_FOLDER),
-        seeds=(0,), model={"width": 2, "stem_width": 4, "stage1_width": 2,
-                           "modules": [1, 1, 1], "blocks": 1},
+        settings=("nlcd", "naip"), seeds=(0,), groups=((0,),),
+        model={"width": 2, "stem_width": 4, "stage1_width": 2, "modules": [1, 1, 1],
+               "blocks": 1},
         nlcd_iterations=1, naip_iterations=1, naip_batch=2)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # pytest -n 2 on two cores: no OpenMP threads spinning
     try:
         report = lc.run_experiment(cfg, tmp_path)
-        stamp = (tmp_path / "runs" / "nlcd_seed0.json").stat().st_mtime_ns
+        stamp = (tmp_path / "runs" / "nlcd_fold0_seed0.json").stat().st_mtime_ns
         again = lc.run_experiment(cfg, tmp_path)
     finally:
         torch.set_num_threads(threads)
-    assert (tmp_path / "runs" / "nlcd_seed0.json").stat().st_mtime_ns == stamp  # reused
+    assert (tmp_path / "runs" / "nlcd_fold0_seed0.json").stat().st_mtime_ns == stamp  # reused
     doc = json.loads((tmp_path / "metrics.json").read_text())
     test = doc["test"]
-    assert test["setting"] == "nlcd" and test["model"] == "hrnet IN + filter"
-    assert 0.75 < test["oa_product"] < 0.85  # NLCD on the two held-out patches
+    assert test["setting"] == "nlcd" and test["model"] == lc.DEFAULT_ARM
+    assert test["paper"]["model"] == "hrnet IN + filter"
+    assert 0.75 < test["oa_product"] < 0.85  # NLCD on patch 0
     assert 0 <= test["oa_model"] <= 1
-    assert set(test["f1_model"]) == set(test["f1_product"]) == {"woodland", "grassland"}
+    classes = {"woodland", "grassland", "impervious"}
+    assert set(test["f1_model"]) == set(test["f1_product"]) == classes
+    assert test["f1_product"]["impervious"] == pytest.approx(2 * 18 / (18 + 770))
     assert set(doc["settings"]) == {"nlcd", "naip"}
     naip = doc["settings"]["naip"]
     assert 0.75 <= naip["products"]["confusion product"]["OA"]["mean"] <= 0.85
@@ -140,15 +166,15 @@ def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     assert points["strata"] == "NLCD" and points["n"] >= 100  # >= 50 per NLCD class there
     assert abs(points["oa_product"] - test["oa_product"]) <= 3 * points["oa_product_ci95"]
     assert 0 <= points["oa_model"] <= 1 and 0 <= points["oa_model_ci95"] < 0.2
-    assert set(points["f1_model_ci95"]) == set(points["f1_product"]) == {"woodland", "grassland"}
+    assert set(points["f1_model_ci95"]) == set(points["f1_product"]) == classes
     design = doc["settings"]["naip"]["points"]["design"]
     assert design["strata"] == "confusion product" and design["n"] == 50 * len(
         design["allocation"])
     assert set(naip["points"]["products"]) == {"confusion product", "mode product"}
-    record = json.loads((tmp_path / "runs" / "naip_seed0.json").read_text())
-    assert all(len(v) == design["n"] for v in record["points"].values())
+    assert len(naip["scenes"]["folds"]) == 1 and len(naip["scenes"]["folds"][0]) == 5
     table = (tmp_path / "comparison.md").read_text()
     assert "| NLCD (the product) |" in table and "chips dropped" in table
+    assert "| map | OA | F1 impervious |" in table
     assert "points, stratified by the classes of NLCD" in table
 
 

@@ -2,7 +2,8 @@
 
 Each loss module exports its factories as a plain table ``LOSSES = {name: LossFactory}``
 (:mod:`~training.losses.segmentation`: ``ce``, ``weighted_ce``, ``crofusenet``, ``dice_focal``;
-:mod:`~training.losses.srseg`: ``srseg``); this package merges them here, explicitly, into one
+:mod:`~training.losses.srseg`: ``srseg``; :mod:`~training.losses.composition`:
+``composition``, label super-resolution); this package merges them here, explicitly, into one
 read-only table, refusing a name defined twice. Importing this package therefore gives every
 loss, whatever was imported before. A loss added to the project is a factory in a module's
 table, and that module is merged below.
@@ -23,10 +24,11 @@ from torch import nn
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
-from training.losses import segmentation, srseg
+from training.losses import composition, segmentation, srseg
 from training.losses.factory import LossFactory, merge_losses
 
-LOSSES: Mapping[str, LossFactory] = merge_losses(segmentation.LOSSES, srseg.LOSSES)
+LOSSES: Mapping[str, LossFactory] = merge_losses(segmentation.LOSSES, srseg.LOSSES,
+                                                 composition.LOSSES)
 
 
 def available_losses() -> tuple[str, ...]:
@@ -39,7 +41,8 @@ def build_loss(name: str, ignore_index: int = LABEL_NODATA,
     """The loss called ``name`` (``available_losses()``) with its arguments ``kw``.
 
     Args:
-        name: ``ce``, ``weighted_ce``, ``crofusenet``, ``dice_focal`` or ``srseg``: the name
+        name: ``ce``, ``weighted_ce``, ``crofusenet``, ``dice_focal``, ``srseg`` or
+            ``composition``: the name
             ``TrainConfig.loss`` and model files record.
         ignore_index: the label value that contributes nothing (nodata).
         class_names: the dataset's class names, to resolve class weights given by name.

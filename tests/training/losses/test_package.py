@@ -13,7 +13,7 @@ from training.losses import LOSSES, LossFactory, available_losses, build_loss
 from training.losses.factory import merge_losses
 from training.losses.segmentation import CE, DICE_FOCAL, WEIGHTED_CE
 
-ALL = ("ce", "crofusenet", "dice_focal", "srseg", "weighted_ce")
+ALL = ("ce", "composition", "crofusenet", "dice_focal", "srseg", "weighted_ce")
 
 
 def test_importing_the_losses_alone_gives_every_loss_and_no_model():
@@ -41,8 +41,8 @@ def test_a_name_in_two_merged_tables_is_refused():
 
 
 def test_build_loss_names_the_choices_and_resolves_class_weights_by_name():
-    with pytest.raises(ConfigError, match="unknown loss 'lovasz'; choose ce, crofusenet, "
-                                          "dice_focal, srseg, weighted_ce"):
+    with pytest.raises(ConfigError, match="unknown loss 'lovasz'; choose ce, composition, "
+                                          "crofusenet, dice_focal, srseg, weighted_ce"):
         build_loss("lovasz")
     loss = build_loss("weighted_ce", ignore_index=9, class_names=["water", "impervious"],
                       class_weights={"impervious": 3.0})
