@@ -164,7 +164,7 @@ def report_table(report: dict) -> str:
         rows = {**{f"{p} (the product)": v for p, v in s["products"].items()}, **s["arms"]}
         if "impervious" in present:
             lines += ["| map | OA | F1 impervious |", "|---|---|---|"]
-            lines += [f"| {m} | {_cell(v['OA'])} | {_cell(v['F1']['impervious'])} |"
+            lines += [f"| {m} | {cell(v['OA'])} | {cell(v['F1']['impervious'])} |"
                       for m, v in rows.items()]
             lines.append("")
         for what in ("F1", "PA", "UA"):

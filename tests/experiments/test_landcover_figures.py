@@ -42,7 +42,7 @@ def test_the_command_writes_the_json_and_the_block(tmp_path, capsys):
                                       "<!-- end figures -->\nafter\n")
     assert figs.main([str(metrics), "--root", str(tmp_path)]) == 0
     text = (tmp_path / figs.PAGE).read_text()
-    assert "stale" not in text and "| NLCD (the product) | 12.3 ± 0.0 |" in text
+    assert "stale" not in text and "| NLCD (the product) | 12.3 (n.i.) |" in text
     assert text.endswith("<!-- end figures -->\nafter\n")
     written = json.loads((tmp_path / figs.SOURCE).read_text())
     assert "per_seed_confusion" not in written["settings"]["nlcd"]

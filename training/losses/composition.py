@@ -27,6 +27,7 @@ in :data:`LOSSES`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -94,7 +95,8 @@ class CompositionLoss(nn.Module):
         loss = logits.sum() * 0.0
         if bool(hard.any()):
             t = torch.where(hard, target, torch.full_like(target, -100)).long()
-            w = None if self.class_weight is None else self.class_weight.to(logits.device)
+            w = None if self.class_weight is None else \
+                cast(torch.Tensor, self.class_weight).to(logits.device)  # a buffer
             loss = loss + F.cross_entropy(logits, t, weight=w, ignore_index=-100)
         soft_loss = self._composition(torch.softmax(logits, dim=1), target)
         return loss + self.weight_soft * soft_loss if soft_loss is not None else loss
