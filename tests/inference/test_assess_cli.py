@@ -6,7 +6,7 @@ import csv
 import json
 
 from inference.assess_cli import main
-from tests.support.assess import synthetic_scene
+from tests.support.assess import labelled_as_the_map, synthetic_scene, write_rows
 
 
 def test_design_then_score_from_the_command_line(tmp_path, capsys):
@@ -18,14 +18,7 @@ def test_design_then_score_from_the_command_line(tmp_path, capsys):
     assert printed["n"] >= 100 and set(printed["allocation"]) == {"pervious", "impervious"}
     rows = list(csv.DictReader((out / "sample.csv").open()))
     assert "stratum" not in rows[0] and "map_class" not in rows[0]  # blind
-    mapped = {r["id"]: r["map_class"] for r in csv.DictReader((out / "design_points.csv").open())}
-    for row in rows:  # an interpreter who agrees with the map everywhere
-        row["reference"] = mapped[row["id"]]
-    labelled = tmp_path / "labelled.csv"
-    with labelled.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    labelled = labelled_as_the_map(out, tmp_path / "labelled.csv")
     assert main(["score", "--map", str(scene.map_path), "--reference", str(labelled),
                  "--design", str(out), "--out", str(tmp_path / "score"), "-q"]) == 0
     report = json.loads((tmp_path / "score" / "report.json").read_text())
@@ -69,11 +62,7 @@ def test_without_an_account_score_gives_its_own_offline_advice(tmp_path, capsys,
     rows = list(csv.DictReader((tmp_path / "d" / "sample.csv").open()))
     for row in rows:
         row["reference"] = "pervious"
-    labelled = tmp_path / "labelled.csv"
-    with labelled.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    labelled = write_rows(tmp_path / "labelled.csv", rows)
     capsys.readouterr()
     args = ["score", "--map", str(scene.map_path), "--reference", str(labelled),
             "--compare", "wc=worldcover", "--out", str(tmp_path / "s")]

@@ -8,7 +8,6 @@ checks that the exchange happened, so a command that read nothing remote cannot 
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
@@ -23,7 +22,7 @@ from inference.cli import predict_main, publish_main
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions
 from inference.region_map import map_region
-from tests.support.assess import synthetic_scene
+from tests.support.assess import labelled_as_the_map, synthetic_scene
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 from training.modelfile import ModelMeta, save_model_file
@@ -60,16 +59,7 @@ def test_assess_design_and_score_read_a_gs_map_with_a_user_login(signed_gcs, tmp
     assert assess_main(["design", "--map", remote, "--n", "60", "--out", str(design),
                         "-q"]) == 0, capsys.readouterr().err
     assert signed_gcs.refreshed()
-    rows = list(csv.DictReader((design / "sample.csv").open()))
-    mapped = {r["id"]: r["map_class"]
-              for r in csv.DictReader((design / "design_points.csv").open())}
-    for row in rows:  # an interpreter who agrees with the map everywhere
-        row["reference"] = mapped[row["id"]]
-    labelled = tmp_path / "labelled.csv"
-    with labelled.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    labelled = labelled_as_the_map(design, tmp_path / "labelled.csv")
     capsys.readouterr()
     assert assess_main(["score", "--map", remote, "--reference", str(labelled), "--design",
                         str(design), "--out", str(tmp_path / "score"), "-q"]) == 0, \

@@ -42,3 +42,27 @@ def synthetic_scene(folder: Path, size: int = 240, seed: int = 0) -> Scene:
     return Scene(truth, class_cog(folder / "map_class.tif", good),
                  class_cog(folder / "worse_class.tif", worse),
                  class_cog(folder / "truth_class.tif", truth))
+
+
+def write_rows(path: Path, rows: list[dict], encoding: str = "utf-8",
+               delimiter: str = ",") -> Path:
+    """``rows`` as a CSV file with their keys as the header, as an interpreter saves one."""
+    import csv
+
+    with path.open("w", newline="", encoding=encoding) as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def labelled_as_the_map(design: Path, out: Path) -> Path:
+    """The design's blind ``sample.csv`` labelled by an interpreter who agrees with the map."""
+    import csv
+
+    rows = list(csv.DictReader((design / "sample.csv").open()))
+    mapped = {r["id"]: r["map_class"]
+              for r in csv.DictReader((design / "design_points.csv").open())}
+    for row in rows:
+        row["reference"] = mapped[row["id"]]
+    return write_rows(out, rows)
