@@ -51,6 +51,7 @@ from experiments.builtup_loto import (
     DEFAULT_SEEDS,
     DEFAULT_TILES,
     Steps,
+    loto_table,
     run_loto,
 )
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
@@ -441,10 +442,13 @@ def _run(a: argparse.Namespace) -> int:
     if a.loto:
         steps = Steps(find_tile, scene_folder, export, training_rows, check_no_overlap,
                       score_ndbi, train, predict, score_map)
-        run_loto(steps, data, Path(os.path.abspath(a.out)), tiles=_names(a.tiles),
-                 row_split=a.train,
-                 arms=_names(a.arms), seeds=a.seeds, bands=_names(a.bands),
-                 holdout_rows=a.holdout_rows, budget=budget, dates=_dates(a.date), jobs=a.jobs)
+        out = Path(os.path.abspath(a.out))
+        metrics = run_loto(steps, data, out, tiles=_names(a.tiles), row_split=a.train,
+                           arms=_names(a.arms), seeds=a.seeds, bands=_names(a.bands),
+                           holdout_rows=a.holdout_rows, budget=budget, dates=_dates(a.date),
+                           jobs=a.jobs)
+        print(loto_table(metrics["summary"], metrics["ndbi"]))
+        print(f"{metrics['seconds']:.0f} s; metrics: {out / 'loto.json'}")
         return 0
     run_builtup(data, Path(os.path.abspath(a.out)), tests=a.test, train_prefix=a.train,
                 models=[m for m in a.models.split(",") if m],

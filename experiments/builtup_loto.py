@@ -35,10 +35,10 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from experiments.realscenes import format_table
-from gee_export.contract.dataset import read_index
+from gee_export.contract.dataset import read_index, write_index, write_manifest
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.jsonsafe import dumps
-from gee_export.core.storage import atomic_write
+from gee_export.core.storage import atomic_write, open_store
 from training.data import read_manifest
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def merge_datasets(parts: dict[str, Path], out: Path) -> Path:
     bands = {name: list(m.get("bands") or []) for name, m in manifests.items()}
     if len({json.dumps(b) for b in bands.values()}) != 1:
         raise InputDataError(f"the datasets to merge hold different bands: {bands}")
-    lines = []
+    records = []
     for name, root in parts.items():
         link = out / name
         if not link.exists():
@@ -89,13 +89,11 @@ def merge_datasets(parts: dict[str, Path], out: Path) -> Path:
             for key, value in record.items():
                 if key not in ("id", "split") and isinstance(value, str) and value.endswith(".tif"):
                     moved[key] = f"{name}/{value}"
-            lines.append(json.dumps(moved))
+            records.append(moved)
     first = next(iter(manifests.values()))
-    manifest = dict(first, merged_from={n: str(r) for n, r in parts.items()})
-    text = dumps(manifest, indent=2)
-    atomic_write(out / "manifest.json", lambda handle: handle.write(text.encode()))
-    atomic_write(out / "index.jsonl",
-                 lambda handle: handle.write(("\n".join(lines) + "\n").encode()))
+    store = open_store(str(out))
+    write_manifest(store, dict(first, merged_from={n: str(r) for n, r in parts.items()}))
+    write_index(store, records)
     return out
 
 
@@ -237,8 +235,6 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     atomic_write(out / "loto.json", lambda handle: handle.write(text.encode()))
     table = loto_table(summary, ndbi)
     atomic_write(out / "loto.txt", lambda handle: handle.write(table.encode() + b"\n"))
-    print(table)
-    print(f"{metrics['seconds']:.0f} s; metrics: {out / 'loto.json'}")
     return metrics
 
 
