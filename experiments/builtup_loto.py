@@ -248,12 +248,7 @@ def figures_markdown(metrics: dict) -> str:
 
 def update_page(figures_json: str, page_path: str) -> bool:
     """Rewrite the page's ``<!-- figures: JSON -->`` block from the JSON; True when changed."""
-    from inference.assess.figures import page_block
+    from inference.assess.figures import rewrite_block
 
-    page = Path(page_path).read_text(encoding="utf-8")
-    start, end = page_block(page, figures_json)
-    metrics = json.loads(Path(figures_json).read_text(encoding="utf-8"))
-    text = page[:start] + "\n" + figures_markdown(metrics) + page[end:]
-    if text != page:
-        atomic_write(Path(page_path), lambda handle: handle.write(text.encode()))
-    return text != page
+    return rewrite_block(figures_json, page_path,
+                         lambda metrics: "\n" + figures_markdown(metrics))

@@ -18,7 +18,7 @@ from experiments.landcover_report import report_table
 from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_write
-from inference.assess.figures import page_block
+from inference.assess.figures import rewrite_block
 
 SOURCE = "docs/figures/landcover.json"
 PAGE = "docs/landcover.md"
@@ -39,14 +39,7 @@ def figures_block(figures: dict) -> str:
 
 def update_page(source: str | Path, page: str | Path, root: str | Path = ".") -> bool:
     """Rewrite ``page``'s figures block from ``source`` (named relative to ``root``)."""
-    root = Path(root)
-    text = (root / page).read_text(encoding="utf-8")
-    start, end = page_block(text, str(source))
-    data = json.loads((root / source).read_text(encoding="utf-8"))
-    new = text[:start] + figures_block(data) + text[end:]
-    if new != text:
-        atomic_write(root / page, lambda fh: fh.write(new.encode()))
-    return new != text
+    return rewrite_block(source, page, figures_block, root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

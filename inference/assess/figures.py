@@ -7,6 +7,9 @@ which a test checks, so the page cannot quote figures its source no longer gives
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from os import PathLike
+
 from inference.assess.intervals import estimate, notes
 
 
@@ -100,16 +103,30 @@ def page_block(page: str, source: str) -> tuple[int, int]:
     return start + len(start_mark), end
 
 
-def update_page(figures_json: str, page_path: str) -> bool:
-    """Rewrite the page's figures block from the JSON; True when the page changed."""
+def rewrite_block(source: str | PathLike[str], page_path: str | PathLike[str],
+                  render: Callable[[dict], str], root: str | PathLike[str] = ".") -> bool:
+    """Rewrite ``page_path``'s block of ``source``'s figures with ``render(json)``.
+
+    ``source`` is named in the page's marker as given and read relative to ``root``, as is the
+    page. The one writer of every page's generated figures (accuracy, built-up, land cover);
+    the write is atomic. True when the page changed.
+    """
     import json
     from pathlib import Path
 
-    page = Path(page_path).read_text(encoding="utf-8")
-    start, end = page_block(page, figures_json)
-    figures = json.loads(Path(figures_json).read_text(encoding="utf-8"))
-    text = page[:start] + "\n" + accuracy_figures_markdown(figures) + page[end:]
+    from gee_export.core.storage import atomic_write
+
+    page_file = Path(root) / page_path
+    page = page_file.read_text(encoding="utf-8")
+    start, end = page_block(page, str(source))
+    data = json.loads((Path(root) / source).read_text(encoding="utf-8"))
+    text = page[:start] + render(data) + page[end:]
     if text != page:
-        Path(page_path).write_text(text, encoding="utf-8")
+        atomic_write(page_file, lambda handle: handle.write(text.encode()))
     return text != page
 
+
+def update_page(figures_json: str, page_path: str) -> bool:
+    """Rewrite the page's accuracy figures block from the JSON; True when the page changed."""
+    return rewrite_block(figures_json, page_path,
+                         lambda figures: "\n" + accuracy_figures_markdown(figures))

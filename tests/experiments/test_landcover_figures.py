@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import experiments.landcover_figures as figs
+from inference.assess.figures import page_block
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -14,7 +15,7 @@ def test_the_page_quotes_the_tables_of_its_json():
     """`python -m experiments.landcover_figures OUT/metrics.json` rewrites both."""
     page = (ROOT / figs.PAGE).read_text(encoding="utf-8")
     data = json.loads((ROOT / figs.SOURCE).read_text(encoding="utf-8"))
-    start, end = figs.page_block(page, figs.SOURCE)
+    start, end = page_block(page, figs.SOURCE)
     assert page[start:end] == figs.figures_block(data)
     nlcd = data["settings"]["nlcd"]
     assert "| map | OA | F1 impervious |" in page[start:end]
