@@ -103,7 +103,8 @@ def sample_size_area(weights: Sequence[float], expected_ua: Sequence[float], tar
     return _size(float((w * area_sd(w, expected_ua, target)).sum()), target_se)
 
 
-def area_sd(weights: Sequence[float], expected_ua: Sequence[float], target: int) -> np.ndarray:
+def area_sd(weights: Sequence[float] | np.ndarray, expected_ua: Sequence[float],
+            target: int) -> np.ndarray:
     """Per stratum, the expected standard deviation of "the reference is class ``target``".
 
     The ``S_h`` of :func:`sample_size_area`. Eq. 13 is the size of a Neyman allocation, so a
@@ -124,7 +125,7 @@ def _size(sum_ws: float, target_se: float) -> int:
     return max(1, math.ceil((sum_ws / target_se) ** 2))
 
 
-def _check_weights(weights: Sequence[float]) -> np.ndarray:
+def _check_weights(weights: Sequence[float] | np.ndarray) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or w.size == 0 or (w < 0).any() or w.sum() <= 0:
         raise ConfigError(f"strata weights must be non-negative with a positive sum: {weights}")
@@ -205,7 +206,7 @@ class AreaAccuracy:
         return json_safe(asdict(self))
 
 
-def stratified_estimates(stratum: np.ndarray, stratum_size: Sequence[float],
+def stratified_estimates(stratum: np.ndarray, stratum_size: Sequence[float] | np.ndarray,
                          predicted: np.ndarray, reference: np.ndarray,
                          class_names: Sequence[str]) -> AreaAccuracy:
     """Accuracy and area of a product from a stratified sample (strata need not be its classes).

@@ -125,7 +125,8 @@ def select_patches(scores: Sequence[PatchScore], threshold: float = DEFAULT_THRE
 
 
 def _reason(score: PatchScore, threshold: float) -> str:
-    return (f"the preliminary model agrees with the label on {100 * score.agreement:.1f} % of "
+    share = score.agreement or 0.0  # only scored patches (agreement not None) are dropped
+    return (f"the preliminary model agrees with the label on {100 * share:.1f} % of "
             f"its {score.labelled} labelled pixels, below the {100 * threshold:g} % threshold")
 
 
@@ -148,6 +149,9 @@ def read_sidecar(path: Path) -> dict:
 def train_filtered(cfg: TrainConfig) -> FilterResult:
     """Preliminary training, scoring, dropping, retraining (see the module docstring)."""
     cfg = apply_recipe(cfg)  # the preliminary run, scoring and retraining share one recipe
+    label, batch_size = cfg.label, cfg.batch_size
+    if label is None or batch_size is None:
+        raise RuntimeError("apply_recipe left the label or the batch size unset")
     threshold = DEFAULT_THRESHOLD if cfg.filter_noisy is None else float(cfg.filter_noisy)
     out = Path(cfg.out_dir)
     sidecar = out / SIDECAR
@@ -164,9 +168,9 @@ def train_filtered(cfg: TrainConfig) -> FilterResult:
     else:
         model, meta = load_model_file(model_path, flag="model file")
         norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
-        data = PatchDataset(cfg.data, "train", meta.bands, norm, None, cfg.label, cfg.seed)
+        data = PatchDataset(cfg.data, "train", meta.bands, norm, None, label, cfg.seed)
         device = devices.resolve_device(cfg.device)
-        scores = score_patches(model, data, device, cfg.batch_size, cfg.progress)
+        scores = score_patches(model, data, device, batch_size, cfg.progress)
         kept, dropped = select_patches(scores, threshold)
         out.mkdir(parents=True, exist_ok=True)
         write_sidecar(sidecar, threshold, model_path, scores, dropped)

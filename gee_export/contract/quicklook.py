@@ -206,8 +206,8 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
                 fontsize=8)
     key_left = (15 + width + 15) / fig_w
     if legend:
-        handles = [Patch(facecolor=np.array(c) / 255, edgecolor="#555555", label=name)
-                   for name, c in legend.entries]
+        handles = [Patch(facecolor=(c[0] / 255, c[1] / 255, c[2] / 255), edgecolor="#555555",
+                         label=name) for name, c in legend.entries]
         fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(key_left, 1 - 40 / fig_h),
                    frameon=False, fontsize=9)
     if colour_bar:

@@ -86,7 +86,8 @@ def build_stack(grid: Grid, window: TimeWindow, recipe: EERecipe, region,
     s1_window = s1_window or window
     wanted = {"S2": [b for b in recipe.bands if _source_of(b) == "S2"],
               "S1": [b for b in recipe.bands if _source_of(b) == "S1"]}
-    s2_img = s1_img = None
+    s2_img: Any = None
+    s1_img: Any = None
     s2_spectral = tuple(b for b in wanted["S2"] if get_band(b).sensor == "S2") or ("B2",)
     s1_pols = tuple(b for b in wanted["S1"] if get_band(b).sensor == "S1") or ("VV", "VH")
     if wanted["S2"]:

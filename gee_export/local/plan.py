@@ -62,8 +62,8 @@ class LocalPlan:
         return out
 
 
-def make_local_plan(scenes: str | Path | SceneCollection, region: str, grid: Grid,
-                    months: Sequence[str], bands: Sequence[str], out: str, *,
+def make_local_plan(scenes: str | Path | Sequence[str | Path] | SceneCollection, region: str,
+                    grid: Grid, months: Sequence[str], bands: Sequence[str], out: str, *,
                     reading: Mapping[str, Any] | None = None, seed: int = 0,
                     block: int | None = None) -> LocalPlan:
     """The plan of a local export: discovers the scenes (headers only) and counts per month.

@@ -398,7 +398,7 @@ def runtime_tags(options: RuntimeOptions) -> dict[str, str]:
     layout = layout_flag(options.channels_last)
     if options.precision == "int8":
         label = Setting("int8").label
-    elif "auto" not in (options.precision, layout):
+    elif options.precision != "auto" and layout != "auto":
         label = Setting(options.precision, layout == "on", compile=options.compile).label
     else:
         shown = {"on": "nhwc", "off": "nchw"}.get(layout, "auto")

@@ -23,6 +23,7 @@ takes the impervious class.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -133,8 +134,8 @@ def apply_to_maps(class_paths: Sequence[str], out_paths: Sequence[str],
                 tags = {**sources[i].tags(), "isamap_run": run, "temporal_consistency": RULE,
                         "temporal_consistency_inputs": json.dumps(list(class_paths)),
                         "source": class_paths[i]}
-                files.put_output(lambda local, i=i, tags=tags: cog.write_cog(
-                    work / f"{i}.tif", local, "class", tags), out_paths[i], work)
+                files.put_output(functools.partial(cog.write_cog, work / f"{i}.tif",
+                                                   kind="class", tags=tags), out_paths[i], work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     finally:

@@ -222,7 +222,7 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
     recipe = local_recipe(dataset, request.scene_reading)
     work = request.product_dir() / ".stacks" / month
     work.mkdir(parents=True, exist_ok=True)
-    plan = plan_local_stack(request.scenes, grid, month, tuple(meta.bands), None, None,
+    plan = plan_local_stack(request.local_scenes(), grid, month, tuple(meta.bands), None, None,
                             recipe.speckle, work, recipe=recipe)
     stack = write_local_stack(plan, progress=request.progress)
     import rasterio
@@ -257,7 +257,7 @@ def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str],
                              "local Sentinel-1/2 scenes")
     reading = (local_recipe(dataset, request.scene_reading).reading() if dataset is not None
                else None)
-    plan = make_local_plan(request.scenes, request.region.name, grid, request.dates, bands,
+    plan = make_local_plan(request.local_scenes(), request.region.name, grid, request.dates, bands,
                            request.out, reading=reading)  # as the real run reads them
     lines = [f"  scenes    {plan.found_s2} Sentinel-2 and {plan.found_s1} Sentinel-1 scenes "
              f"found in --scenes (headers read, no pixel)"]
@@ -327,19 +327,23 @@ def write_run_record(request: MapRequest, grid: Grid, model: LoadedModel,
               **({"out": request.out} if files.is_gcs(request.out) else {}),
               **({"postprocess": request.postprocess, "clahe": vars(request.clahe)}
                  if request.postprocess != "none" else {}),
-              "dates": {r.month: ({"skipped": r.skipped} if r.skipped else
-                                  {"class_cog": _under(request.out, r.outputs.prediction
-                                                       .class_path),
-                                   "prob_cog": _under(request.out, r.outputs.prediction
-                                                      .prob_path),
-                                   "inputs": r.inputs})
-                        for r in results},
+              "dates": {r.month: _date_record(request.out, r) for r in results},
               **{k: ([_under(request.out, p) for p in v] if k == "stac" else v)
                  for k, v in extra.items()}}
     record = shareable(record, request.out)
-    path = request.product_dir() / "map.json"
-    atomic_write(path, lambda fh: fh.write(json.dumps(record, indent=1, default=str).encode()))
-    return path
+    record_path = request.product_dir() / "map.json"
+    atomic_write(record_path,
+                 lambda fh: fh.write(json.dumps(record, indent=1, default=str).encode()))
+    return record_path
+
+
+def _date_record(out: str, result: DateResult) -> dict[str, Any]:
+    """One date's entry of ``map.json``: its COGs (relative to ``out``) and inputs, or why not."""
+    if result.skipped or result.outputs is None:
+        return {"skipped": result.skipped}
+    prediction = result.outputs.prediction
+    return {"class_cog": _under(out, prediction.class_path),
+            "prob_cog": _under(out, prediction.prob_path), "inputs": result.inputs}
 
 
 def _under(out: str, path: str) -> str:

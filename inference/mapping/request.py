@@ -245,13 +245,23 @@ class MapRequest:
             raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS} (Earth Engine "
                               f"allows about {MAX_WORKERS} concurrent requests), got "
                               f"{self.workers}")
-        if self.backend == "local" and not self.scenes:
-            raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes); "
-                              "`make demo` shows the layout on a synthetic scene")
+        if self.backend == "local":
+            self.local_scenes()
         if self.method == "tasks" and (self.backend != "ee" or not files.is_gcs(self.out)):
             raise ConfigError("--method tasks exports the stack with Earth Engine to Cloud "
                               "Storage: use --backend ee and --out gs://BUCKET/PREFIX")
         self.predict_config()
+
+    def local_scenes(self) -> str | Sequence[str]:
+        """``scenes``, which the local backend needs.
+
+        Raises:
+            ConfigError: none given.
+        """
+        if not self.scenes:
+            raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes); "
+                              "`make demo` shows the layout on a synthetic scene")
+        return self.scenes
 
     def predict_config(self) -> PredictConfig:
         return PredictConfig(tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,

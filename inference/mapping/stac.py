@@ -81,8 +81,9 @@ def series_collection(items: Sequence[pystac.Item], months: Sequence[str], root:
                       properties: Mapping[str, Any], title: str) -> pystac.Collection:
     """The series' Collection at ``<root>/collection.json`` linking ``items``."""
     boxes = [item.bbox for item in items if item.bbox]
-    bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes),
-            max(b[2] for b in boxes), max(b[3] for b in boxes)] if boxes else [-180, -90, 180, 90]
+    bbox: list[float | int] = ([min(b[0] for b in boxes), min(b[1] for b in boxes),
+                                max(b[2] for b in boxes), max(b[3] for b in boxes)]
+                               if boxes else [-180, -90, 180, 90])
     start, _ = _time(months[0]) if months else (datetime.now(UTC), None)
     end = _time(months[-1])[1] if months else None
     collection = pystac.Collection(

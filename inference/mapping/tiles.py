@@ -20,6 +20,7 @@ pooling): every pixel comes from the same forward pass over the same input.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -157,10 +158,13 @@ def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_p
               for p, t in parts]
     tags = {**cog.output_tags(info, "tiles", lattice, scale), **(runtime or {})}
     paths = []
-    for kind, band, suffix in (("class", 1, "class"), ("probability", 2, "prob")):
+    outputs: tuple[tuple[cog.Kind, int, str], ...] = (("class", 1, "class"),
+                                                      ("probability", 2, "prob"))
+    for kind, band, suffix in outputs:
         target = f"{out_prefix}_{suffix}.tif"
-        files.put_output(lambda local, b=band, k=kind: cog.strips_cog(
-            pieces, b, local, k, tags, out.width, out.height, out.transform, out.crs,
-            compress=compress), target, work)
+        files.put_output(functools.partial(
+            cog.strips_cog, pieces, band, kind=kind, tags=tags, width=out.width,
+            height=out.height, transform=out.transform, crs=out.crs, compress=compress),
+            target, work)
         paths.append(target)
     return paths[0], paths[1]

@@ -282,7 +282,7 @@ class Accumulator:
                  else self.row_weights[self.row0:self.row0 + rows])
         if row_w.shape[0] != rows:
             raise RuntimeError(f"rows {self.row0}..{self.row0 + rows} past the row weights' "
-                               f"{self.row_weights.shape[0]}")
+                               f"{row_w.shape[0] + self.row0}")
         unweighted = row_w <= 0.0
         # where no tile reached (weight 0) the sum is 0 too: 0 / 1 = 0, and nodata
         row_w = np.where(unweighted, np.float32(1.0), row_w)[:, None]

@@ -22,6 +22,7 @@ strips are not rewritten) and so gives the uninterrupted run's map.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -57,7 +58,7 @@ GDAL_CACHE_MB = 512
 #: stays empty (the same pixels; compressed files and other drivers read as before). Not
 #: ``GTIFF_VIRTUAL_MEM_IO``: its file mapping counts every page it reads in the process's RSS,
 #: the whole stack after one pass.
-INPUT_GDAL_OPTIONS = {"GDAL_CACHEMAX": GDAL_CACHE_MB, "GTIFF_DIRECT_IO": "YES"}
+INPUT_GDAL_OPTIONS: dict[str, Any] = {"GDAL_CACHEMAX": GDAL_CACHE_MB, "GTIFF_DIRECT_IO": "YES"}
 
 log = logging.getLogger(__name__)
 
@@ -228,12 +229,14 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
         "runtime": "none: every strip came from an earlier run"}
     if predictor.choice:
         log.log(DETAIL, "runtime measured on this machine: %s", predictor.choice.measurements())
-    for path, kind, band in ((class_path, "class", 1), (prob_path, "probability", 2)):
+    outputs: tuple[tuple[str, cog.Kind, int], ...] = ((class_path, "class", 1),
+                                                      (prob_path, "probability", 2))
+    for path, kind, band in outputs:
         with job.stages.time("cog"):
             files.put_output(
-                lambda local, k=kind, b=band: cog.strips_cog(
-                    job.strip_pieces(), b, local, k, {**tags, **runtime}, width, height,
-                    transform, crs, compress=config.compress),
+                functools.partial(cog.strips_cog, job.strip_pieces(), band, kind=kind,
+                                  tags={**tags, **runtime}, width=width, height=height,
+                                  transform=transform, crs=crs, compress=config.compress),
                 path, work)
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)

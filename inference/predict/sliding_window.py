@@ -379,21 +379,28 @@ class SlidingWindowJob:
         for j, x in enumerate(xs):
             c0, c1 = self._cores[1][x]
             part = probs[j, :, (r0 - y) * s:(r1 - y) * s, (c0 - x) * s:(c1 - x) * s]
-            self.acc.add(part, None, r0 * s, c0 * s)
+            self._accumulator().add(part, None, r0 * s, c0 * s)
+
+    def _accumulator(self) -> Accumulator:
+        """The accumulator, made with the first batch (every caller runs after one)."""
+        if self.acc is None:
+            raise RuntimeError("no batch was predicted before the accumulator was used")
+        return self.acc
 
     def _close_row(self, row: int, invalid: np.ndarray | None, final_row: int) -> None:
         """Mark the row's nodata (None: none); take, checkpoint and encode the final strips."""
         if invalid is not None:
-            self.acc.mark_invalid(invalid, row)
+            self._accumulator().mark_invalid(invalid, row)
         while self.todo and self.strips[self.todo[0]][1] <= final_row:
             r0, r1 = self.strips[self.todo.pop(0)]
             with self.stages.time("take"):
                 # without CLAHE (which keeps the strip) one pair of arrays serves every strip
+                acc = self._accumulator()
                 if self.post is None and self._taken is None:
-                    self._taken = (np.empty((self.acc.sums.shape[0], self.config.strip_rows,
+                    self._taken = (np.empty((acc.sums.shape[0], self.config.strip_rows,
                                              self.width), np.float32),
                                    np.empty((self.config.strip_rows, self.width), bool))
-                probs, bad = self.acc.take_probs(r1 - r0, None if self.post else self._taken)
+                probs, bad = acc.take_probs(r1 - r0, None if self.post else self._taken)
                 classes, prob = encode(probs, bad, self.config.isa_class,
                                        overwrite=self.post is None)
             if self.post is None:

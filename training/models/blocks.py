@@ -362,7 +362,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                     module._modules[first] = fuse_conv_bn_eval(conv, bn)
                     module._modules[second] = nn.Identity()
         elif isinstance(module, BasicBlock) and isinstance(module.bn2, nn.BatchNorm2d):
-            module.conv2, module.bn2 = fuse_conv_bn_eval(module.conv2, module.bn2), nn.Identity()
+            module.conv2 = fuse_conv_bn_eval(module.conv2, module.bn2)
+            module._modules["bn2"] = nn.Identity()
         elif isinstance(module, Bottleneck) and isinstance(module.bn3, nn.BatchNorm2d):
-            module.conv3, module.bn3 = fuse_conv_bn_eval(module.conv3, module.bn3), nn.Identity()
+            module.conv3 = fuse_conv_bn_eval(module.conv3, module.bn3)
+            module._modules["bn3"] = nn.Identity()
     return model

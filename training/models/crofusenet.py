@@ -88,6 +88,9 @@ class CroFuseNet(nn.Module):
             ``"paper"``.
     """
 
+    opt_idx: torch.Tensor  # buffers: the optical and SAR channels
+    sar_idx: torch.Tensor
+
     stride = 16
 
     def __init__(self, in_channels: int, num_classes: int = 2,

@@ -28,11 +28,12 @@ import contextlib
 import contextvars
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
-_OP = (getattr(torch.ops.mkldnn, "_convolution_pointwise_", None)
+_OP: Any = (getattr(torch.ops.mkldnn, "_convolution_pointwise_", None)
        if torch.backends.mkldnn.is_available() else None)
 _ENABLED = contextvars.ContextVar("isamap_fused_epilogues", default=True)
 _DTYPES = (torch.float32, torch.bfloat16)

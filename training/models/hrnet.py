@@ -33,7 +33,7 @@ pruned model file (``training.pruning``) rebuilds its compact network through th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -131,7 +131,7 @@ class Fusion(nn.Module):
         out = []
         for i, paths in enumerate(self.paths):
             total = xs[i]
-            for j, path in enumerate(paths):
+            for j, path in enumerate(cast(nn.ModuleList, paths)):
                 if j != i:
                     total = total + resize_bilinear(path(xs[j]), xs[i].shape[-2:])
             out.append(F.relu(total))
@@ -300,8 +300,8 @@ class HRNet(nn.Module):
                 if isinstance(layer, ConvBNReLU):
                     p = f"{s}.transition.layers.{i}"
                     layers.append(PrunableLayer(f"{p}.0", f"{p}.1", (), stream=p))
-            for m, module in enumerate(stage.modules_):
-                for br, seq in enumerate(module.branches):
+            for m, module in enumerate(cast(list[MultiResolutionModule], stage.modules_)):
+                for br, seq in enumerate(cast(list[nn.Sequential], module.branches)):
                     for k in range(len(seq)):
                         p = f"{s}.modules_.{m}.branches.{br}.{k}"
                         layers.append(PrunableLayer(f"{p}.conv1.0", f"{p}.conv1.1",

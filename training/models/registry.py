@@ -298,8 +298,9 @@ class ModelRegistry:
         """
         recipe = self.recipe(name)
         problem: str | None
-        if model is not None and hasattr(model, "context_problem"):
-            problem = model.context_problem(int(patch_size))
+        context_problem = getattr(model, "context_problem", None)
+        if model is not None and context_problem is not None:
+            problem = context_problem(int(patch_size))
             need = int(getattr(model, "min_input_size", recipe.min_patch))
         elif model is not None:
             stride = int(getattr(model, "stride", recipe.output_stride))

@@ -148,6 +148,8 @@ class UNet(nn.Module):
             network, so the model file records it and every prediction path applies it.
     """
 
+    channels: torch.Tensor  # a buffer: the input channels kept
+
     stride = 16
 
     def __init__(self, in_channels: int, num_classes: int = 2, bands: Sequence[str] | None = None,

@@ -92,7 +92,7 @@ def _open_path(root: str, relative: str) -> str:
     return str(Path(root) / relative)
 
 
-def _read_raster(path: str) -> tuple[np.ndarray, object]:
+def _read_raster(path: str) -> tuple[np.ndarray, Affine]:
     import rasterio
 
     try:
@@ -231,7 +231,8 @@ class CrossResolutionDataset(Dataset):
         k = self.scale
         image = self.stats.apply(sample.image)
         label = sample.label
-        fine = self.stats.apply(sample.image_fine) if self.with_fine_image else None
+        fine = (self.stats.apply(sample.image_fine)
+                if self.with_fine_image and sample.image_fine is not None else None)
         rng = np.random.default_rng((self.seed, int(epoch), int(index)))
         if self.crop is not None:
             h, w = image.shape[1:]
