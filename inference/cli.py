@@ -76,7 +76,8 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--zones", help="GeoJSON polygons for the area table (default: whole map)")
     p.add_argument("--compare-with",
                    help="class COG of an earlier date on the same grid: also write a change map")
-    p.add_argument("--local-dir", help="folder for PNGs and tables (default: beside --out)")
+    p.add_argument("--local-dir", help="folder for PNGs and tables (default: beside --out; "
+                   "the working directory for a gs:// --out)")
     p.add_argument("--work-dir", help="checkpoint folder (must persist to resume)")
     p.add_argument("--restart", action="store_true",
                    help="discard checkpoint strips of a different earlier run")

@@ -14,7 +14,7 @@ from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
 from gee_export.contract.dataset import read_index, read_manifest
 from gee_export.local.synthetic import BUILDING, CLASS_S1, CLASS_S2, S2_BANDS, VEGETATION, WATER
 from inference.demo import main
-from tests.support.shared_files import private_strings
+from tests.support.shared_files import private_strings, shared_files
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +147,13 @@ def test_demo_runs_the_whole_chain_to_a_two_date_series(tmp_path, capsys, ee_off
     # path but relative to the output: not the folder it was made in, not the home folder
     home = str(Path.home())
     assert private_strings(out, [str(tmp_path), *([home] if len(home) > 1 else [])]) == []
+    scanned = {p.relative_to(out).as_posix() for p in shared_files(out)}
+    assert {"maps/map.json", "maps/collection.json", "maps/2021-06/isa_2021-06_class.stac.json",
+            "maps/change/isa_change_2019-06_2021-06.stac.json",
+            "maps/publish/isa_synthetic.collection.json", "maps/publish/isa_synthetic.app.js",
+            "assess/design/labelling_app.js", "assess/design/sample.kml",
+            "assess/score/report.md", "assess/score/report.json",
+            "model/evaluate/metrics.json", "patches/manifest.json"} <= scanned
     _beam_equals_single_process(out, tmp_path)
 
     # The same output folder with another --size: nothing stale survives.

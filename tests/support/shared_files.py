@@ -8,18 +8,22 @@ import rasterio
 
 TEXT_SUFFIXES = {".json", ".jsonl", ".md", ".txt", ".csv", ".geojson", ".kml", ".js", ".html",
                  ".vrt", ".xml"}
-"""Files read as text; GeoTIFFs are read by their tags (every namespace)."""
+"""Files read as text; GeoTIFFs are read by their tags (every namespace), PNGs by their text
+chunks."""
 
 PRIVATE_SUFFIXES = {".pt"}
 """Model files and checkpoints record where their dataset lies on the maker's machine (so that
 int8 calibration and resuming find it again); they are not scanned."""
 
+PRIVATE_NAMES = {"config.yaml"}
+"""A training run's resume record: it names the dataset and run folder it resumes from."""
+
 
 def shared_files(folder: Path) -> list[Path]:
-    """Every file under ``folder`` a user may share: all but hidden ones and model files."""
+    """Every file under ``folder`` a user may share: all but hidden ones and private records."""
     return sorted(p for p in folder.rglob("*") if p.is_file()
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-                  and p.suffix not in PRIVATE_SUFFIXES)
+                  and p.suffix not in PRIVATE_SUFFIXES and p.name not in PRIVATE_NAMES)
 
 
 def _tif_text(path: Path) -> str:
@@ -31,15 +35,29 @@ def _tif_text(path: Path) -> str:
     return "\n".join(texts)
 
 
+def _png_text(path: Path) -> str:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return str(image.info)
+
+
 def private_strings(folder: Path, private: list[str]) -> list[str]:
-    """``file: string`` for each of ``private`` found in a shared file under ``folder``."""
+    """``file: string`` for each of ``private`` found in a shared file under ``folder``.
+
+    A shared file of a kind this scan cannot read is reported too (``file: not scanned``), so
+    a new kind of output is looked at rather than passed unread.
+    """
     found = []
     for path in shared_files(folder):
         if path.suffix in TEXT_SUFFIXES:
             text = path.read_text(encoding="utf-8", errors="replace")
         elif path.suffix in (".tif", ".tiff"):
             text = _tif_text(path)
+        elif path.suffix == ".png":
+            text = _png_text(path)
         else:
+            found.append(f"{path.relative_to(folder)}: not scanned")
             continue
         found += [f"{path.relative_to(folder)}: {s}" for s in private if s and s in text]
     return found

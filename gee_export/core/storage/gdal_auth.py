@@ -8,27 +8,32 @@ rasterio looks only at ``GOOGLE_APPLICATION_CREDENTIALS``, its own ``GS_*`` opti
 uploads with one identity and then cannot read back what was uploaded.
 
 This module is the one owner of that hand-over. :func:`ready_for_remote` gives GDAL the same
-credentials (and :data:`STALL_OPTIONS`) as *process-wide* config options, held in memory and
-never written to a file or the environment. Process-wide matters: ``rasterio.Env`` sets its
-options for the calling thread only when that is not the main thread, so options entered in a
-Beam worker's thread, or in any thread that starts reader and encoder threads (the
-predictor's), would not reach the threads that do the reading. Every way the project names a
-``gs://`` object to GDAL calls it: :func:`gee_export.core.storage.files.gdal_path`,
+credentials (and :data:`STALL_OPTIONS`) through the process environment (``os.environ``),
+which GDAL consults for every config option no thread or ``rasterio.Env`` set. Process-wide
+matters: ``rasterio.Env`` sets its options for the calling thread only when that is not the
+main thread, so options entered in a Beam worker's thread, or in any thread that starts reader
+and encoder threads (the predictor's), would not reach the threads that do the reading; the
+environment is one for the whole process, whichever thread changed it. Every way the project
+names a ``gs://`` object to GDAL calls it: :func:`gee_export.core.storage.files.gdal_path`,
 ``GcsStore.gdal_path`` and :func:`gdal_env`. :func:`read_failure` tells an authentication
 failure apart from a damaged file, for every check that decides from a read whether work is
 already done.
+
+Rules of the hand-over: a variable the user set is never overwritten (their ``GS_*`` or
+``CPL_GS_CREDENTIALS_FILE`` setting means no credentials are handed over at all, and their
+stall limit wins); only what this module added is taken back (:func:`forget_credentials`);
+nothing is written to disk. The trade-off of the environment: child processes started while
+the values are set (a compiler, a Beam worker process) inherit the credentials. They run as the
+same user, who can read the credentials file anyway. The environment changes when a first
+``gs://`` path is named to GDAL (and when a login is forgotten), not per read.
 
 May import: the rest of ``gee_export.core``; nothing else of the project.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import glob
 import json
 import os
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,8 +69,13 @@ read over a slow link is legitimate. A value the user set in the environment win
 
 _lock = threading.Lock()
 _cached: dict[str, str] | None = None
-_installed: dict[str, str] = {}  # what ready_for_remote set process-wide
-_library: list[Any] = []  # [the libgdal rasterio uses, or None], found once
+_installed: dict[str, str] = {}  # the os.environ entries ready_for_remote added, with values
+
+
+def _users_value(name: str) -> str | None:
+    """The environment's value of ``name`` unless it is the one this module put there."""
+    value = os.environ.get(name)
+    return None if value is None or _installed.get(name) == value else value
 
 
 def _adc_file() -> str | None:
@@ -127,7 +137,7 @@ def credential_options() -> dict[str, str]:
         StorageError: no credentials can be found.
     """
     global _cached
-    if any(os.environ.get(k) for k in GDAL_OWN_CREDENTIALS):
+    if any(_users_value(k) for k in GDAL_OWN_CREDENTIALS):
         return {}
     with _lock:
         if _cached is None:
@@ -148,89 +158,40 @@ def credential_options() -> dict[str, str]:
 def forget_credentials() -> None:
     """Take the credentials back from GDAL; they are resolved again at the next remote read.
 
-    For a login that changed within the process (and tests that switch users).
+    Removes from the environment only what :func:`ready_for_remote` added and nobody changed
+    since. For a login that changed within the process (and tests that switch users).
     """
     global _cached
     with _lock:
         _cached = None
-        _set_process_options(dict.fromkeys(_installed))
+        for key, value in _installed.items():
+            if os.environ.get(key) == value:
+                del os.environ[key]
         _installed.clear()
-
-
-def _gdal_library() -> Any:
-    """The libgdal that rasterio loaded (ctypes), or None where it cannot be found.
-
-    Found by its path in the process's memory map (Linux), else next to rasterio (its wheels
-    bundle it) or on the library path; a candidate counts only when an option set through it
-    is what rasterio reads back, so a second copy of GDAL is never the one configured.
-    """
-    if _library:
-        return _library[0]
-    import rasterio
-    from rasterio.env import get_gdal_config
-
-    candidates: list[str] = []
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            candidates += re.findall(r"(/\S*libgdal[^/\s]*\.so[^/\s]*)", maps.read())
-    except OSError:
-        pass
-    package = os.path.dirname(rasterio.__file__)
-    for folder in (package + ".libs", os.path.join(package, ".dylibs")):
-        candidates += sorted(glob.glob(os.path.join(folder, "*gdal*")))
-    candidates += [found for found in [ctypes.util.find_library("gdal")] if found]
-    probe = "ISAMAP_GDAL_CONFIG_PROBE"
-    for candidate in dict.fromkeys(candidates):
-        try:
-            library = ctypes.CDLL(candidate)
-            setter = library.CPLSetConfigOption
-        except (OSError, AttributeError):
-            continue
-        setter.argtypes, setter.restype = [ctypes.c_char_p, ctypes.c_char_p], None
-        setter(probe.encode(), b"YES")
-        seen = get_gdal_config(probe)
-        setter(probe.encode(), None)
-        if seen in ("YES", True):
-            _library.append(library)
-            return library
-    _library.append(None)
-    return None
-
-
-def _set_process_options(options: dict[str, str | None]) -> None:
-    """Set (None: unset) GDAL config options for every thread of the process."""
-    library = _gdal_library()
-    for key, value in options.items():
-        if library is not None:
-            library.CPLSetConfigOption(key.encode(), None if value is None else value.encode())
-        else:  # rasterio's setter: process-wide from the main thread, else this thread's
-            from rasterio.env import del_gdal_config, set_gdal_config
-
-            if value is None:
-                del_gdal_config(key)
-            else:
-                set_gdal_config(key, value)
 
 
 def ready_for_remote() -> None:
     """Make GDAL able to read ``/vsigs/`` in every thread: credentials and stall limits.
 
-    Idempotent and cheap after the first call. Options change only when what they derive
-    from changed (a stall limit the user then set in the environment wins).
+    Idempotent and cheap after the first call. The environment changes only when what it
+    derives from changed; a variable the user set (before or since) is theirs and left alone.
 
     Raises:
         StorageError: no credentials can be found.
     """
-    wanted = {k: v for k, v in STALL_OPTIONS.items() if k not in os.environ}
-    wanted |= credential_options()
+    offered = STALL_OPTIONS | credential_options()
+    wanted = {k: v for k, v in offered.items() if _users_value(k) is None}
     with _lock:
+        for key in [k for k, v in _installed.items() if os.environ.get(k) != v]:
+            del _installed[key]  # changed or removed by someone else: no longer ours
         if wanted == _installed:
             return
-        change: dict[str, str | None] = dict.fromkeys(set(_installed) - set(wanted))
-        change |= {k: v for k, v in wanted.items() if _installed.get(k) != v}
-        _set_process_options(change)
-        _installed.clear()
-        _installed.update(wanted)
+        for key in set(_installed) - set(wanted):
+            del os.environ[key]
+            del _installed[key]
+        for key, value in wanted.items():
+            os.environ[key] = value
+            _installed[key] = value
 
 
 def is_remote(path: str | os.PathLike[str]) -> bool:
@@ -243,8 +204,8 @@ def gdal_env(*paths: str | os.PathLike[str] | None, remote: bool | None = None,
              **options: Any) -> Iterator[None]:
     """A ``rasterio.Env`` with ``options``, after :func:`ready_for_remote` for Cloud Storage.
 
-    The credentials and stall limits (:data:`STALL_OPTIONS`) are process-wide, so threads
-    started inside the block (or anywhere else) read Cloud Storage with them too.
+    The credentials and stall limits (:data:`STALL_OPTIONS`) are in the process environment,
+    so threads started inside the block (or anywhere else) read Cloud Storage with them too.
 
     Args:
         paths: what will be read; the credentials and stall limits are added when one is on

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -202,7 +203,7 @@ def test_cloud_storage_reads_get_stall_limits_and_the_users_own_win(monkeypatch,
 
 def test_every_thread_reads_with_the_credentials_wherever_they_were_given(signed_gcs, tmp_path):
     """rasterio.Env options entered outside the main thread are that thread's alone: a Beam
-    worker's thread that starts the predictor's reader thread would hand it nothing."""
+    worker's thread whose reader thread starts the decoding threads would hand them nothing."""
     uri, data = _uploaded_raster(signed_gcs.bucket, tmp_path)
     vsigs = "/vsigs/" + uri[5:]
 
@@ -210,13 +211,40 @@ def test_every_thread_reads_with_the_credentials_wherever_they_were_given(signed
         with rasterio.open(vsigs) as src:
             return src.read()
 
-    def worker() -> np.ndarray:  # a thread that is not the main one enters the credentials
+    def child() -> np.ndarray:  # started by the worker; its own thread does the reading
+        with ThreadPoolExecutor(1) as grandchild:
+            return grandchild.submit(read).result()
+
+    def worker() -> np.ndarray:  # a thread that is not the main one names the gs:// path
         with gdal_env(uri), ThreadPoolExecutor(1) as reader:
-            return reader.submit(read).result()
+            return reader.submit(child).result()
 
     with ThreadPoolExecutor(1) as pool:
         np.testing.assert_array_equal(pool.submit(worker).result(), data)
+        # a thread the worker never started, after its block ended, reads as well
+        np.testing.assert_array_equal(pool.submit(read).result(), data)
     assert signed_gcs.refreshed()
     forget_credentials()  # taken back from GDAL: a read now fails as without them
     with pytest.raises(rasterio.errors.RasterioIOError, match="not defined"):
         read()
+
+
+def test_the_hand_over_never_overwrites_the_users_values_and_takes_back_only_its_own(
+        user_adc_home, monkeypatch):
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    for name in (*STALL_OPTIONS, "GS_OAUTH2_CLIENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GDAL_HTTP_CONNECTTIMEOUT", "5")  # the user's own stall limit
+    gdal_auth.ready_for_remote()
+    assert os.environ["GS_OAUTH2_REFRESH_TOKEN"] == REFRESH
+    assert os.environ["GDAL_HTTP_CONNECTTIMEOUT"] == "5"
+    assert os.environ["GDAL_HTTP_LOW_SPEED_TIME"] == STALL_OPTIONS["GDAL_HTTP_LOW_SPEED_TIME"]
+    assert os.environ["CPL_MACHINE_IS_GCE"] == "NO"  # the fixture's, not touched
+    gdal_auth.ready_for_remote()  # again: what it added is not taken for the user's
+    assert os.environ["GS_OAUTH2_REFRESH_TOKEN"] == REFRESH
+    monkeypatch.setenv("GS_OAUTH2_CLIENT_ID", "users-own.apps")  # set since: the user's now
+    forget_credentials()
+    assert "GS_OAUTH2_REFRESH_TOKEN" not in os.environ
+    assert "GDAL_HTTP_LOW_SPEED_TIME" not in os.environ
+    assert os.environ["GDAL_HTTP_CONNECTTIMEOUT"] == "5"
+    assert os.environ["GS_OAUTH2_CLIENT_ID"] == "users-own.apps"
