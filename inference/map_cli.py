@@ -7,6 +7,7 @@ import functools
 import json
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
@@ -23,6 +24,9 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.parsers import command_parser
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
+
+if TYPE_CHECKING:
+    from inference.mapping.dates import DateResult
 
 EXAMPLES = (
     ("the plan and cost of a two-date map, offline",
@@ -184,12 +188,8 @@ def _run(args: argparse.Namespace) -> int:
     if result.plan is not None:
         print(json.dumps(result.plan.to_dict(), indent=1))
         return 0
-    summary = {"grid": result.grid.to_dict(),
-               "dates": {r.month: (r.skipped and {"skipped": r.skipped}) or
-                         {"class_cog": r.outputs.prediction.class_path,
-                          "prob_cog": r.outputs.prediction.prob_path,
-                          "skipped": r.outputs.prediction.skipped}
-                         for r in result.dates}}
+    summary: dict[str, Any] = {"grid": result.grid.to_dict(),
+                               "dates": {r.month: _date_summary(r) for r in result.dates}}
     if result.series:
         summary.update(change_maps=[c.cog for c in result.series.changes],
                        temporal_consistency=args.temporal_consistency,
@@ -201,3 +201,12 @@ def _run(args: argparse.Namespace) -> int:
                        tasks=result.publication.task_ids)
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def _date_summary(result: DateResult) -> dict[str, Any]:
+    """What the command prints of one date: its COGs, or why it was skipped."""
+    if result.skipped or result.outputs is None:
+        return {"skipped": result.skipped}
+    prediction = result.outputs.prediction
+    return {"class_cog": prediction.class_path, "prob_cog": prediction.prob_path,
+            "skipped": prediction.skipped}

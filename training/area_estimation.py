@@ -35,6 +35,9 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import json_safe
 from training.metrics import confusion_matrix
 
+Numbers = Sequence[float] | np.ndarray
+"""Per-stratum numbers (weights, pixel counts, user's accuracies): a sequence or a 1-D array."""
+
 Z95 = 1.96  # the rounded normal quantile Olofsson et al. (2014) use for 95 % intervals
 
 
@@ -76,7 +79,7 @@ def point_confusion(map_: np.ndarray, reference: np.ndarray, index: tuple[np.nda
 
 
 # ------------------------------------------------------------------ sample size and allocation
-def sample_size_oa(weights: Sequence[float], expected_ua: Sequence[float],
+def sample_size_oa(weights: Numbers, expected_ua: Numbers,
                    target_se: float) -> int:
     """Olofsson et al. (2014), eq. 13: points for a standard error ``target_se`` of OA.
 
@@ -90,7 +93,7 @@ def sample_size_oa(weights: Sequence[float], expected_ua: Sequence[float],
     return _size(float((w * np.sqrt(ua * (1 - ua))).sum()), target_se)
 
 
-def sample_size_area(weights: Sequence[float], expected_ua: Sequence[float], target: int,
+def sample_size_area(weights: Numbers, expected_ua: Numbers, target: int,
                      target_se: float) -> int:
     """Points for a standard error ``target_se`` of class ``target``'s area proportion.
 
@@ -103,8 +106,7 @@ def sample_size_area(weights: Sequence[float], expected_ua: Sequence[float], tar
     return _size(float((w * area_sd(w, expected_ua, target)).sum()), target_se)
 
 
-def area_sd(weights: Sequence[float] | np.ndarray, expected_ua: Sequence[float],
-            target: int) -> np.ndarray:
+def area_sd(weights: Numbers, expected_ua: Numbers, target: int) -> np.ndarray:
     """Per stratum, the expected standard deviation of "the reference is class ``target``".
 
     The ``S_h`` of :func:`sample_size_area`. Eq. 13 is the size of a Neyman allocation, so a
@@ -125,15 +127,15 @@ def _size(sum_ws: float, target_se: float) -> int:
     return max(1, math.ceil((sum_ws / target_se) ** 2))
 
 
-def _check_weights(weights: Sequence[float] | np.ndarray) -> np.ndarray:
+def _check_weights(weights: Numbers) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or w.size == 0 or (w < 0).any() or w.sum() <= 0:
         raise ConfigError(f"strata weights must be non-negative with a positive sum: {weights}")
     return w / w.sum()
 
 
-def allocate(n: int, weights: Sequence[float], minimum: int,
-             available: Sequence[int] | None = None) -> tuple[int, ...]:
+def allocate(n: int, weights: Numbers, minimum: int,
+             available: Sequence[int] | np.ndarray | None = None) -> tuple[int, ...]:
     """Points per stratum: at least ``minimum`` each, the rest proportional to the weights.
 
     Olofsson et al. (2014) recommend this compromise: proportional allocation serves overall
@@ -166,7 +168,8 @@ def allocate(n: int, weights: Sequence[float], minimum: int,
     return tuple(int(a) for a in alloc)
 
 
-def draw_ranks(pixels: Sequence[int], alloc: Sequence[int], seed: int) -> list[np.ndarray]:
+def draw_ranks(pixels: Sequence[int] | np.ndarray, alloc: Sequence[int],
+               seed: int) -> list[np.ndarray]:
     """The sorted ranks of each stratum's points among its ``N_h`` pixels in reading order.
 
     The one random draw of every design: ``alloc[h]`` distinct ranks out of ``pixels[h]``,
@@ -206,7 +209,7 @@ class AreaAccuracy:
         return json_safe(asdict(self))
 
 
-def stratified_estimates(stratum: np.ndarray, stratum_size: Sequence[float] | np.ndarray,
+def stratified_estimates(stratum: np.ndarray, stratum_size: Numbers,
                          predicted: np.ndarray, reference: np.ndarray,
                          class_names: Sequence[str]) -> AreaAccuracy:
     """Accuracy and area of a product from a stratified sample (strata need not be its classes).

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 from gee_export.core.errors import ConfigError, UnknownBandError
 
@@ -134,6 +134,14 @@ def parse_band_list(text: str) -> tuple[str, ...]:
 def by_sensor(names: Sequence[str], sensor: Sensor) -> tuple[str, ...]:
     """The subset of ``names`` that come from ``sensor``, order kept."""
     return tuple(n for n in names if get_band(n).sensor == sensor)
+
+
+@overload
+def check_fine_scale(scale: int | None, *, required: Literal[True]) -> int: ...
+
+
+@overload
+def check_fine_scale(scale: int | None, *, required: bool = False) -> int | None: ...
 
 
 def check_fine_scale(scale: int | None, *, required: bool = False) -> int | None:

@@ -34,6 +34,7 @@ from gee_export.core.shareable import shareable_path
 from gee_export.core.storage import files
 from inference.assess.strata import Strata, read_strata
 from training.area_estimation import (
+    Numbers,
     allocate,
     area_sd,
     draw_ranks,
@@ -141,7 +142,7 @@ def sample_size(strata: Strata, *, n: int | None = None, target_se: float | None
     return SampleSize(n, "area", target_se, target_class, ua)
 
 
-def allocation(n: int, weights: Sequence[float], pixels: Sequence[int],
+def allocation(n: int, weights: Numbers, pixels: Sequence[int] | np.ndarray,
                minimum: int = DEFAULT_MINIMUM) -> tuple[int, ...]:
     """Points per stratum: at least ``minimum`` (or all its pixels), the rest by ``weights``."""
     if minimum < 2:

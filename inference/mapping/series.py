@@ -207,19 +207,22 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     for zone in shown:
         items = sorted(zones[zone], key=lambda r: r.date)
-        when, km2 = [_mid_month(r.date) for r in items], [r.isa_km2 for r in items]
+        # matplotlib takes dates through its unit converters; its stubs type only numbers
+        when: list[Any] = [_mid_month(r.date) for r in items]
+        km2 = [r.isa_km2 for r in items]
         ax.plot(when, km2, marker="o", label=zone)
         if len(shown) <= 5 and len(items) <= 12:  # few points: each value written beside it
             for x, y in zip(when, km2, strict=True):
                 if y is not None:
                     ax.annotate(f"{y:,.2f}", (x, y), textcoords="offset points", xytext=(0, 6),
                                 ha="center", fontsize=7)
-    ticks = [_mid_month(m) for m in months]
+    ticks: list[Any] = [_mid_month(m) for m in months]
     ax.set_xticks(ticks, months, rotation=30 if len(months) > 4 else 0, ha="right"
                   if len(months) > 4 else "center")
     if len(ticks) == 1:
-        ax.set_xlim(date.fromordinal(ticks[0].toordinal() - 60),
-                    date.fromordinal(ticks[0].toordinal() + 60))
+        lo: Any = date.fromordinal(ticks[0].toordinal() - 60)
+        hi: Any = date.fromordinal(ticks[0].toordinal() + 60)
+        ax.set_xlim(lo, hi)
     ax.set_xlabel("mapped date (monthly composite)")
     ax.set_ylabel("impervious surface area (km²)")
     span = f"{months[0]} to {months[-1]}" if months else "no mapped date"

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -36,6 +36,9 @@ from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog
 from inference.predict.cog import NODATA, PROB_SCALE
 from inference.predict.pixel_area import pixel_area_km2
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 CHANGE_CODES = {"stable_pervious": 0, "stable_isa": 1, "gain": 2, "loss": 3}
 
@@ -302,7 +305,7 @@ def change_area(change_path: str, zones: Sequence[Zone]) -> list[ChangeRow]:
     return rows
 
 
-def write_table(rows: Sequence[AreaRow | ChangeRow], json_path: str | os.PathLike | None = None,
+def write_table(rows: Sequence[DataclassInstance], json_path: str | os.PathLike | None = None,
                 csv_path: str | os.PathLike | None = None) -> str:
     """Save rows as JSON and/or CSV (atomically) and return a readable table."""
     records = [asdict(r) for r in rows]

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +54,7 @@ from training.models.unet import UNet, UNetDecoder, UNetEncoder, check_bands
 
 WIDTHS = (32, 64, 128, 256)  # 4 levels: stride 8, enough context for 10 m patches of 16+ px
 STAGE_WIDTHS = (32, 24, 16, 16)  # channels of the x2, x4, x8 and final stages (cheap at 1 m)
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
@@ -65,7 +67,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, 
     return x, ph, pw
 
 
-def replicate_padding(module: nn.Module) -> nn.Module:
+def replicate_padding(module: ModuleT) -> ModuleT:
     """Switch every padded convolution of ``module`` from zero to replicate padding.
 
     Patches and inference tiles are cut from larger scenes, so the unseen pixels beyond a tile
@@ -74,7 +76,8 @@ def replicate_padding(module: nn.Module) -> nn.Module:
     ``srseg`` and to both baselines so that the comparison is about the architecture.
     """
     for m in module.modules():
-        if isinstance(m, nn.Conv2d) and any(p > 0 for p in m.padding):
+        if isinstance(m, nn.Conv2d) and isinstance(m.padding, tuple) and any(
+                p > 0 for p in m.padding):
             m.padding_mode = "replicate"
     return module
 
@@ -98,7 +101,10 @@ class CrossScaleFusion(nn.Module):
     def forward(self, x: torch.Tensor, feats: Sequence[torch.Tensor],
                 image: torch.Tensor) -> torch.Tensor:
         base = feats[0].shape[-2:]
-        ctx = sum(resize_bilinear(p(f), base) for p, f in zip(self.proj, feats, strict=True))
+        parts = [resize_bilinear(p(f), base) for p, f in zip(self.proj, feats, strict=True)]
+        ctx = parts[0]
+        for part in parts[1:]:
+            ctx = ctx + part
         size = x.shape[-2:]
         up = [resize_bilinear(ctx, size), resize_bilinear(image, size)]
         return self.attn(self.mix(torch.cat([x, *up], 1)))
@@ -111,6 +117,7 @@ class UpStage(nn.Module):
                  exact_resize: bool = False) -> None:
         super().__init__()
         self.exact_resize = exact_resize
+        self.up: nn.Module
         if exact_resize:
             self.up = ConvBNReLU(in_ch, out_ch, kernel=1)
         else:
