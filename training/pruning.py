@@ -52,7 +52,7 @@ from training.data import NormStats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model
-from training.models.compact import PrunableLayer
+from training.models.compact import PrunableLayer, conv_named
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,23 @@ def select_filters(model: nn.Module, rate: float = DEFAULT_RATE,
         raise ConfigError(f"the pruning rate must be in [0, 1), got {rate}")
     chosen = {}
     for layer in layers or prunable_layers(model):
-        weight = model.get_submodule(layer.conv).weight
+        weight = conv_named(model, layer.conv).weight
         k = n_pruned(weight.shape[0], rate)
         chosen[layer.conv] = sorted(geometric_median_order(weight)[:k].tolist())
     return chosen
+
+
+def _scale_and_shift(model: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The affine scale and shift of the norm ``name``, which FPGM zeroes with its filters.
+
+    Raises:
+        ModelError: the norm has none.
+    """
+    norm = model.get_submodule(name)
+    scale, shift = getattr(norm, "weight", None), getattr(norm, "bias", None)
+    if not isinstance(scale, torch.Tensor) or not isinstance(shift, torch.Tensor):
+        raise ModelError(f"{name} has no affine scale to zero; FPGM needs one")
+    return scale, shift
 
 
 @torch.no_grad()
@@ -118,15 +131,13 @@ def zero_filters(model: nn.Module, chosen: Mapping[str, Sequence[int]],
         if not idx:
             continue
         index = torch.as_tensor(list(idx), dtype=torch.long)
-        conv = model.get_submodule(name)
+        conv = conv_named(model, name)
         conv.weight[index] = 0
         if conv.bias is not None:
             conv.bias[index] = 0
-        norm = model.get_submodule(by_conv[name].norm)
-        if getattr(norm, "weight", None) is None:
-            raise ModelError(f"{by_conv[name].norm} has no affine scale to zero; FPGM needs one")
-        norm.weight[index] = 0
-        norm.bias[index] = 0
+        scale, shift = _scale_and_shift(model, by_conv[name].norm)
+        scale[index] = 0
+        shift[index] = 0
 
 
 def fpgm_step(model: nn.Module, rate: float = DEFAULT_RATE) -> dict[str, list[int]]:
@@ -144,9 +155,10 @@ def zeroed_filters(model: nn.Module) -> dict[str, list[int]]:
     """
     found = {}
     for layer in prunable_layers(model):
-        conv, norm = model.get_submodule(layer.conv), model.get_submodule(layer.norm)
+        conv = conv_named(model, layer.conv)
+        scale, shift = _scale_and_shift(model, layer.norm)
         dead = (conv.weight.detach().flatten(1) == 0).all(dim=1)
-        dead &= (norm.weight.detach() == 0) & (norm.bias.detach() == 0)
+        dead &= (scale.detach() == 0) & (shift.detach() == 0)
         if conv.bias is not None:
             dead &= conv.bias.detach() == 0
         idx = torch.nonzero(dead).flatten().tolist()
@@ -202,7 +214,7 @@ def compact_model(model: nn.Module, meta: ModelMeta,
     """
     layers = prunable_layers(model)
     removed = zeroed_filters(model) if removed is None else removed
-    widths = {layer.conv: model.get_submodule(layer.conv).out_channels
+    widths = {layer.conv: conv_named(model, layer.conv).out_channels
               - len(removed.get(layer.conv, ())) for layer in layers}
     previous = dict(meta.model_kwargs).get("channels") or {}
     channels = {**previous, **{k: v for k, v in widths.items()
@@ -279,14 +291,19 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
     train_set, val_set = patch_splits(cfg, tuple(meta.bands), norm)
     seed_everything(cfg.seed)
+    if cfg.loss is None:
+        raise RuntimeError("apply_recipe left the loss unset")
     loss = build_loss(cfg.loss, class_names=meta.class_names, **dict(cfg.loss_kwargs))
     run_meta = ModelMeta.from_dict({**meta.to_dict(), "extra": {
         **dict(meta.extra or {}), "pruning": {"rate": rate, "from": str(model_path)}}})
     before = {"parameters": parameter_count(model),
               "flops": flop_count(model, meta.in_channels, flops_size)}
     layers = prunable_layers(model)
-    trainer = Trainer(cfg, model, loss, train_set, val_set, run_meta,
-                      epoch_end=lambda m, epoch: fpgm_step(m, rate))
+
+    def prune_step(module: nn.Module, epoch: int) -> None:
+        fpgm_step(module, rate)  # after every epoch, as FPGM prunes
+
+    trainer = Trainer(cfg, model, loss, train_set, val_set, run_meta, epoch_end=prune_step)
     result = trainer.fit()
     masked, masked_meta = load_model_file(result.model_path, flag="model file")
     small, small_meta = compact_model(masked, masked_meta)

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -116,6 +117,8 @@ class PrunedBasicBlock(BasicBlock):
     block's layers, which are then resized like any other pruned layer.
     """
 
+    kept: torch.Tensor  # a buffer (see above)
+
     def __init__(self, block: BasicBlock, n_kept: int) -> None:
         nn.Module.__init__(self)  # take over the block's layers instead of building new ones
         self.conv1, self.conv2, self.bn2 = block.conv1, block.conv2, block.bn2
@@ -145,6 +148,8 @@ class PrunedBottleneck(Bottleneck):
     where it may write into the shortcut's map, the widened ``conv3``, the sum and the ReLU
     run as one pass (``training.models.fused``), as in the unpruned bottleneck.
     """
+
+    kept: torch.Tensor  # a buffer (see above)
 
     def __init__(self, block: Bottleneck, n_kept: int) -> None:
         nn.Module.__init__(self)  # take over the block's layers instead of building new ones
@@ -178,13 +183,16 @@ class PrunedStream(nn.Sequential):
     filter it saves less than filling the kept channels costs; a 3x3 one runs narrow.
     """
 
+    kept: torch.Tensor  # a buffer (see above)
+
     def __init__(self, layers: nn.Sequential, n_kept: int, width: int) -> None:
         super().__init__(OrderedDict(layers.named_children()))
         self.width = width
         self.register_buffer("kept", torch.arange(n_kept))  # the state dict fills it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv, norm, *rest = self
+        first, norm, *rest = self
+        conv = cast(nn.Conv2d, first)  # resize_layers makes a stream of a convolution only
         wide = None
         if not self.training and conv.kernel_size == (1, 1) and fused.is_channels_last(x):
             wide = widened_conv_norm(conv, norm, self.kept, self.width)
@@ -207,8 +215,10 @@ def pruned_block(block: nn.Module, n_kept: int) -> nn.Module:
 
 # ------------------------------------------------------------------ resizing
 def _new_conv(old: nn.Conv2d, in_ch: int, out_ch: int) -> nn.Conv2d:
-    conv = nn.Conv2d(in_ch, out_ch, old.kernel_size, stride=old.stride, padding=old.padding,
-                     dilation=old.dilation, groups=old.groups, bias=old.bias is not None)
+    pair = tuple[int, int]  # what a Conv2d's geometry is (torch types it as any tuple)
+    conv = nn.Conv2d(in_ch, out_ch, cast(pair, old.kernel_size), stride=cast(pair, old.stride),
+                     padding=cast(pair | str, old.padding), dilation=cast(pair, old.dilation),
+                     groups=old.groups, bias=old.bias is not None)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
@@ -217,12 +227,25 @@ def _new_conv(old: nn.Conv2d, in_ch: int, out_ch: int) -> nn.Conv2d:
 
 def _new_norm(old: nn.Module, n: int) -> nn.Module:
     if isinstance(old, nn.InstanceNorm2d):
-        return nn.InstanceNorm2d(n, eps=old.eps, momentum=old.momentum, affine=old.affine,
+        return nn.InstanceNorm2d(n, eps=old.eps, momentum=cast(float, old.momentum),
+                                 affine=old.affine,
                                  track_running_stats=old.track_running_stats)
     if isinstance(old, nn.BatchNorm2d):
         return nn.BatchNorm2d(n, eps=old.eps, momentum=old.momentum, affine=old.affine,
                               track_running_stats=old.track_running_stats)
     raise ModelError(f"cannot resize a {type(old).__name__} normalisation")
+
+
+def conv_named(model: nn.Module, name: str) -> nn.Conv2d:
+    """The convolution ``name`` of ``model``.
+
+    Raises:
+        ModelError: ``name`` is not a convolution.
+    """
+    conv = model.get_submodule(name)
+    if not isinstance(conv, nn.Conv2d):
+        raise ModelError(f"{name} is a {type(conv).__name__}, not a convolution")
+    return conv
 
 
 def resize_layers(model: nn.Module, layers: Sequence[PrunableLayer],
@@ -240,7 +263,7 @@ def resize_layers(model: nn.Module, layers: Sequence[PrunableLayer],
     if unknown:
         raise ModelError(f"channels names convolutions that are not prunable: {unknown[:3]}")
     for name, n in channels.items():
-        filters = model.get_submodule(name).out_channels
+        filters = conv_named(model, name).out_channels
         if not 1 <= int(n) <= filters:
             raise ModelError(f"channels[{name!r}] must be in [1, {filters}], got {n}")
         block, stream = by_conv[name].residual_block, by_conv[name].stream
@@ -253,11 +276,11 @@ def resize_layers(model: nn.Module, layers: Sequence[PrunableLayer],
             model.set_submodule(stream, PrunedStream(seq, int(n), filters))
     shapes: dict[str, list[int]] = {}
     for name, n in channels.items():
-        conv, layer = model.get_submodule(name), by_conv[name]
+        conv, layer = conv_named(model, name), by_conv[name]
         shapes.setdefault(name, [conv.in_channels, conv.out_channels])[1] = int(n)
         for consumer in layer.consumers:
-            c = model.get_submodule(consumer)
+            c = conv_named(model, consumer)
             shapes.setdefault(consumer, [c.in_channels, c.out_channels])[0] = int(n)
         model.set_submodule(layer.norm, _new_norm(model.get_submodule(layer.norm), int(n)))
     for name, (cin, cout) in shapes.items():
-        model.set_submodule(name, _new_conv(model.get_submodule(name), cin, cout))
+        model.set_submodule(name, _new_conv(conv_named(model, name), cin, cout))
