@@ -356,7 +356,7 @@ def _floats(values: np.ndarray) -> tuple[float, ...]:
     return tuple(float(v) for v in np.asarray(values).ravel())
 
 
-def stratified_area_accuracy(matrix: np.ndarray, mapped_pixels: Sequence[float],
+def stratified_area_accuracy(matrix: np.ndarray, mapped_pixels: Numbers,
                              pixel_area: float = 1.0,
                              class_names: Sequence[str] | None = None) -> AreaAccuracy:
     """Area-weighted accuracy and area from a confusion matrix of a map-stratified sample.

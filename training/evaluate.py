@@ -30,7 +30,7 @@ from gee_export.core.shareable import shareable, shareable_text
 from gee_export.core.storage import atomic_write
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
 from training.calibration import Reliability, describe, positive_class, probabilities
-from training.data import NormStats, PatchDataset, make_loader
+from training.data import NormStats, PatchDataset, Split, make_loader
 from training.metrics import ConfusionMatrix, compute_metrics
 from training.modelfile import load_model_file
 from training.plots import plot_confusion, plot_reliability
@@ -46,7 +46,7 @@ class EvalResult:
 
 
 def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLike,
-             split: str = "test", batch_size: int = 16, device: str = "auto",
+             split: Split = "test", batch_size: int = 16, device: str = "auto",
              precision: Precision = "auto", num_workers: int | None = 0, points: int = 0,
              point_seed: int = 0, progress: bool = True, channels_last: Layout | bool = "auto",
              autotune_cache: bool | None = None) -> EvalResult:
@@ -150,19 +150,19 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
         except ConfigError as exc:
             result["area_km2"] = {"error": str(exc)}
             text += ["", f"area estimates skipped: {exc}"]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
     # shared with the model: the model file and dataset named relative to out, or by name
-    _atomic_text(out / "metrics.json", dumps(shareable(result, out), indent=2))
-    _atomic_text(out / "metrics.txt", shareable_text("\n".join(text) + "\n", out))
-    png = plot_confusion(np.asarray(pixel.matrix), names, out / "confusion_matrix.png",
+    _atomic_text(folder / "metrics.json", dumps(shareable(result, folder), indent=2))
+    _atomic_text(folder / "metrics.txt", shareable_text("\n".join(text) + "\n", folder))
+    png = plot_confusion(np.asarray(pixel.matrix), names, folder / "confusion_matrix.png",
                          f"{meta.name} [{split}] OA {100 * pixel.oa:.2f} %")
     curves = {"uncalibrated (T = 1)": raw.to_dict()}
     if meta.calibrated:
         curves[f"calibrated (T = {meta.temperature:.2f})"] = calibrated.to_dict()
-    reliability = plot_reliability(curves, out / "reliability.png",
+    reliability = plot_reliability(curves, folder / "reliability.png",
                                    f"{meta.name} [{split}] reliability")
-    return EvalResult(out / "metrics.json", out / "metrics.txt", png, result, reliability)
+    return EvalResult(folder / "metrics.json", folder / "metrics.txt", png, result, reliability)
 
 
 def _atomic_text(path: Path, text: str) -> None:
