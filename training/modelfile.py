@@ -305,8 +305,9 @@ def _read(path: str | os.PathLike | io.BytesIO, map_location: str | torch.device
                          f"of {len(state)} tensors, e.g. {bad[0]}), so every map it made "
                          "would be empty or wrong; it comes from a training that diverged: "
                          "train again with a lower --lr, or give another model file")
-    if isinstance(path, str | os.PathLike) and "://" not in os.fspath(path):
-        folder = Path(path).parent
+    if isinstance(path, str | os.PathLike):  # the recorded paths, as paths from here
+        text = os.fspath(path)
+        folder = text.rsplit("/", 1)[0] if "://" in text else Path(text).parent
         meta = _with_paths(meta, lambda recorded: resolved_path(recorded, folder))
     return meta, state, payload.get("weights_sha256")
 

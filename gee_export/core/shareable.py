@@ -17,6 +17,7 @@ May import: nothing of the project.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -98,12 +99,17 @@ def portable_path(path: str | os.PathLike[str], base: str | os.PathLike[str]) ->
 def resolved_path(recorded: str, base: str | os.PathLike[str]) -> str:
     """A path :func:`portable_path` recorded, back as a path from here (absolute ones as is).
 
-    ``recorded`` relative to ``base`` (the folder of the file that records it); addresses
-    (``gs://``, ``http(s)://``) and absolute paths (files of older versions) are kept.
+    ``recorded`` relative to ``base`` (the folder of the file that records it, a local path
+    or a ``gs://`` prefix); addresses (``gs://``, ``http(s)://``) and absolute paths (files
+    of older versions) are kept.
     """
     if "://" in recorded or is_absolute_local(recorded) or recorded.startswith("/vsigs/"):
         return recorded
-    return os.path.normpath(os.path.join(os.path.abspath(os.fspath(base)), recorded))
+    base_text = os.fspath(base)
+    if "://" in base_text:
+        scheme, rest = base_text.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(rest, recorded))}"
+    return os.path.normpath(os.path.join(os.path.abspath(base_text), recorded))
 
 
 def shareable_text(text: str, base: str | os.PathLike[str] | None = None) -> str:
