@@ -133,7 +133,10 @@ def input_patches(src: Any, indexes: Sequence[int],
 
 
 def _spread(height: int, width: int, side: int, count: int) -> list[tuple[int, int]]:
-    """Window origins: ``count`` on a lattice over the raster, then as many between them."""
+    """Window origins: ``count`` on a lattice over the raster, then as many between them.
+
+    Each origin once: a raster smaller than ``count`` windows gives fewer, all it holds.
+    """
     rows = max(1, round(math.sqrt(count * height / max(width, 1))))
     cols = max(1, math.ceil(count / rows))
     out: list[tuple[int, int]] = []
@@ -142,8 +145,8 @@ def _spread(height: int, width: int, side: int, count: int) -> list[tuple[int, i
         xs = _axis(width, side, cols, shift)
         grid = [(y, x) for y in ys for x in xs]
         picks = [grid[int(i * len(grid) / count)] for i in range(min(count, len(grid)))]
-        out += [p for p in picks if p not in out]
-    return out
+        out += picks
+    return list(dict.fromkeys(out))
 
 
 def _axis(extent: int, side: int, n: int, shift: float) -> list[int]:

@@ -271,9 +271,10 @@ def test_predict_int8_maps_like_fp32_and_records_its_agreement(tmp_path):
     assert float(tags["runtime_int8_class_agreement"]) >= 0.99
     # the model file records no dataset: calibrated and checked on windows of the input,
     # as many as its patches would give, against the fp32 map's classes
-    assert tags["runtime_int8_calibration"] == \
-        "32 windows of 128 px spread over the input (120 x 150 px)"
-    assert tags["runtime_int8_check"].startswith("64 windows of 128 px")
+    # (a small input holds fewer distinct windows than 32 + 64: all of them)
+    assert tags["runtime_int8_calibration"].endswith(
+        " windows of 128 px spread over the input (120 x 150 px)")
+    assert "no labels" in tags["runtime_int8_check"]
     assert tags["runtime_int8_check_reference"] == "fp32 map's classes (no labels)"
     # how long quantizing took is this machine's, not the map's: never in its bytes
     assert not any(k.endswith("_seconds") or k == "runtime_int8_reused" for k in tags)
