@@ -8,8 +8,10 @@ weights, which is what turns the quantize / dequantize pairs into oneDNN int8 co
 (uncompiled, the converted graph runs those pairs in fp32 and is slower than fp32).
 
 An int8 map is used only when it agrees with the fp32 map (:func:`agreement`,
-:data:`MIN_CLASS_AGREEMENT`, :data:`MAX_F1_CHANGE`); the caller picks the patches it is
-checked on and records the figures with the choice.
+:data:`MIN_CLASS_AGREEMENT`, :data:`MIN_ISA_F1_VS_FP32`, :data:`MAX_F1_CHANGE`), by the
+same bounds whether the check patches have labels or not (then the fp32 map's classes stand
+for them); the caller picks the patches it is checked on and records the figures with the
+choice.
 
 May import: ``gee_export.core``, torch; ``torchao`` (the ``int8`` extra) inside functions.
 """
@@ -48,7 +50,8 @@ MIN_ISA_F1_VS_FP32 = 0.99
 #: half the smallest difference in average F1 the CroFuseNet paper reports between two of
 #: its configurations (0.0073, optical + SAR against optical alone; CroFuseNet against
 #: U-Net: 0.0105), so int8 cannot turn one of its conclusions around. All three bounds
-#: apply; a check without labels (the map's own tiles) has only the first two.
+#: apply; a check without labels (the map's own input) takes the fp32 map's classes as its
+#: labels, so int8 must reach an impervious F1 of 1 - MAX_F1_CHANGE against them.
 MAX_F1_CHANGE = 0.005
 #: Patches observed to set the activation ranges (a few dozen: the ranges settle quickly).
 CALIBRATION_PATCHES = 32
@@ -80,18 +83,26 @@ class Agreement:
     Attributes:
         class_agreement: share of pixels with the same class.
         isa_f1_vs_fp32: F1 of the int8 impervious pixels against the fp32 ones.
-        isa_f1_labels: F1 against the labels of (fp32, int8); None without labels.
+        isa_f1_labels: F1 against the labels of (fp32, int8); where the check has no
+            labels, against the fp32 map's classes standing for them (fp32 then scores 1).
         pixels: pixels compared.
+        labelled: whether the check had labels.
     """
 
     class_agreement: float
     isa_f1_vs_fp32: float
     isa_f1_labels: tuple[float, float] | None
     pixels: int
+    labelled: bool = True
+
+    @property
+    def reference(self) -> str:
+        """What the label F1 is measured against, in words (recorded)."""
+        return "labels" if self.labelled else "fp32 map's classes (no labels)"
 
     @property
     def f1_change(self) -> float:
-        """|F1_int8 - F1_fp32| against the labels (0 when there are none)."""
+        """|F1_int8 - F1_fp32| against the labels, or the fp32 classes standing for them."""
         if self.isa_f1_labels is None:
             return 0.0
         return abs(self.isa_f1_labels[1] - self.isa_f1_labels[0])
@@ -107,8 +118,9 @@ class Agreement:
                 f"{100 * MIN_CLASS_AGREEMENT:g} %), impervious F1 against the fp32 map "
                 f"{self.isa_f1_vs_fp32:.4f} (at least {MIN_ISA_F1_VS_FP32:g})")
         if self.isa_f1_labels is not None:
-            text += (f", impervious F1 against the labels {self.isa_f1_labels[1]:.4f} "
-                     f"(fp32 {self.isa_f1_labels[0]:.4f}, change at most {MAX_F1_CHANGE:g})")
+            text += (f", impervious F1 against the {self.reference} "
+                     f"{self.isa_f1_labels[1]:.4f} (fp32 {self.isa_f1_labels[0]:.4f}, change "
+                     f"at most {MAX_F1_CHANGE:g})")
         return f"{text}, over {self.pixels} pixels"
 
 
@@ -136,7 +148,9 @@ class Int8Patches:
     def from_tiles(cls, tiles: torch.Tensor) -> Int8Patches:
         """Half of a batch of normalised tiles to calibrate on, the other half to check on.
 
-        For a model whose training patches cannot be read: the map's own first tiles.
+        The last resort of a caller with neither the model's training patches nor an input
+        to draw windows from (:func:`inference.predict.calibration.input_patches`): the
+        batch's own tiles.
         """
         n = int(tiles.shape[0])
         if n < 2:
@@ -216,6 +230,7 @@ class Int8Model:
                 "isa_f1_labels": None if a.isa_f1_labels is None else
                 [round(v, 6) for v in a.isa_f1_labels],
                 "pixels": a.pixels, "calibration": self.calibration, "check": self.check,
+                "check_reference": a.reference,
                 "calibration_patches": self.calibration_patches,
                 "check_patches": self.check_patches,
                 "min_class_agreement": MIN_CLASS_AGREEMENT,
@@ -332,7 +347,9 @@ def agreement(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tenso
     """Compare the class maps of two models' logits ``(N, K, H, W)`` batch by batch.
 
     ``labels``: ``(N, H, W)`` class indexes, ``label_nodata`` where unknown (those pixels
-    are left out of the label F1 only). A one-logit model's class is ``logit > 0``.
+    are left out of the label F1 only); None: the reference's classes stand for them, so a
+    check without labels is held to the same bounds. A one-logit model's class is
+    ``logit > 0``.
     """
     same = pixels = 0
     counts = {"both": 0, "ref": 0, "cand": 0}
@@ -345,21 +362,19 @@ def agreement(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tenso
         counts["both"] += int((ref_isa & cand_isa).sum())
         counts["ref"] += int(ref_isa.sum())
         counts["cand"] += int(cand_isa.sum())
-        if labels is not None:
-            label = labels[i]
-            known = (label != label_nodata if label_nodata is not None
-                     else torch.ones_like(label, dtype=torch.bool))
-            truth = (label == isa_class) & known
-            for c, pred in zip(label_counts, (ref_isa, cand_isa), strict=True):
-                c["tp"] += int((pred & truth).sum())
-                c["fp"] += int((pred & ~truth & known).sum())
-                c["fn"] += int((~pred & truth).sum())
+        # the labels, or the reference's classes standing for them
+        label = labels[i] if labels is not None else ref_cls
+        known = (label != label_nodata if labels is not None and label_nodata is not None
+                 else torch.ones_like(label, dtype=torch.bool))
+        truth = (label == isa_class) & known
+        for c, pred in zip(label_counts, (ref_isa, cand_isa), strict=True):
+            c["tp"] += int((pred & truth).sum())
+            c["fp"] += int((pred & ~truth & known).sum())
+            c["fn"] += int((~pred & truth).sum())
     f1_vs = _f1(counts["both"], counts["cand"] - counts["both"], counts["ref"] - counts["both"])
-    f1_labels = None
-    if labels is not None:
-        fp32_f1, int8_f1 = (_f1(c["tp"], c["fp"], c["fn"]) for c in label_counts)
-        f1_labels = (fp32_f1, int8_f1)
-    return Agreement(same / max(pixels, 1), f1_vs, f1_labels, pixels)
+    fp32_f1, int8_f1 = (_f1(c["tp"], c["fp"], c["fn"]) for c in label_counts)
+    return Agreement(same / max(pixels, 1), f1_vs, (fp32_f1, int8_f1), pixels,
+                     labels is not None)
 
 
 def build_int8(model: nn.Module, patches: Int8Patches, isa_class: int, *,

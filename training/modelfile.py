@@ -16,7 +16,7 @@ import contextlib
 import io
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from torch import nn
 
 from gee_export.core.digest import chunks_sha256, file_sha256
 from gee_export.core.errors import ModelError
+from gee_export.core.shareable import portable_path, resolved_path
 from gee_export.core.storage import atomic_write
 from gee_export.core.version import code_version as _code_version
 from training.calibration import temperature_of
@@ -33,6 +34,13 @@ from training.models import available_models, create_model, model_module
 FORMAT = "isamap-model/1"
 CHECKPOINT_FORMAT = "isamap-checkpoint/1"  # the trainer's checkpoint.pt (training.trainer)
 _GIVE = "give the model.pt that isamap-train wrote in its --out folder"
+#: The local paths a model file records, as (section of ``extra``, key): the dataset it was
+#: trained on (int8 calibration, ``isamap-map``, fine-tuning find it again), the run's data
+#: and output folders, the model a pruned one came from. Model files are shared, so they are
+#: written relative to the file's folder (:func:`gee_export.core.shareable.portable_path`)
+#: and read back as paths from here (older files' absolute paths as they are).
+RECORDED_PATHS = (("dataset", "root"), ("config", "data"), ("config", "out_dir"),
+                  ("pruning", "from"))
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,12 @@ class ModelMeta:
         resolution = grid.get("resolution") if isinstance(grid, Mapping) else None
         return float(resolution) if resolution else None
 
+    def training_patch_size(self) -> int | None:
+        """Side in pixels of the training patches (the dataset's grid), or None if unrecorded."""
+        grid = (dict(self.extra).get("dataset") or {}).get("grid") or {}
+        size = grid.get("patch_size") if isinstance(grid, Mapping) else None
+        return int(size) if size else None
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["model_kwargs"] = dict(self.model_kwargs)
@@ -171,6 +185,7 @@ def save_model_file(path: str | os.PathLike, model: nn.Module, meta: ModelMeta) 
             meta = ModelMeta.from_dict({**meta.to_dict(), "module": model_module(meta.name)})
     if not meta.code_version:
         meta = ModelMeta.from_dict({**meta.to_dict(), "code_version": _code_version()})
+    meta = _with_paths(meta, lambda recorded: portable_path(recorded, path.parent))
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     bad = non_finite_tensors(state)
     if bad:
@@ -290,7 +305,23 @@ def _read(path: str | os.PathLike | io.BytesIO, map_location: str | torch.device
                          f"of {len(state)} tensors, e.g. {bad[0]}), so every map it made "
                          "would be empty or wrong; it comes from a training that diverged: "
                          "train again with a lower --lr, or give another model file")
+    if isinstance(path, str | os.PathLike):  # the recorded paths, as paths from here
+        text = os.fspath(path)
+        folder = text.rsplit("/", 1)[0] if "://" in text else Path(text).parent
+        meta = _with_paths(meta, lambda recorded: resolved_path(recorded, folder))
     return meta, state, payload.get("weights_sha256")
+
+
+def _with_paths(meta: ModelMeta, convert: Callable[[str], str]) -> ModelMeta:
+    """``meta`` with each of :data:`RECORDED_PATHS` that it holds (a string) converted."""
+    extra = dict(meta.extra or {})
+    changed = False
+    for section, key in RECORDED_PATHS:
+        part = extra.get(section)
+        if isinstance(part, Mapping) and isinstance(part.get(key), str) and part[key]:
+            extra[section] = {**part, key: convert(part[key])}
+            changed = True
+    return ModelMeta.from_dict({**meta.to_dict(), "extra": extra}) if changed else meta
 
 
 def load_model_file(path: str | os.PathLike | io.BytesIO,

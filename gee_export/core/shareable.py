@@ -6,8 +6,10 @@ in them publishes the maker's file system (``/home/<user>/...``) and means nothi
 machine. Every writer of such a file passes what it records through :func:`shareable` (or a
 single path through :func:`shareable_path`): a local path under the output becomes relative
 to it, any other local path its file name; ``gs://`` and ``http(s)://`` addresses are kept,
-they name where the shared object lives. Files that stay on the maker's machine (resume
-records, digests of inputs, model files that find their dataset again) are not for this.
+they name where the shared object lives. Model files, shared too, must still find their
+dataset: they record it through :func:`portable_path` (relative to the model file's folder,
+climbing out of it where needed). Files that stay on the maker's machine (resume records,
+digests of inputs) are not for this.
 
 May import: nothing of the project.
 """
@@ -15,6 +17,7 @@ May import: nothing of the project.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -65,6 +68,48 @@ def shareable_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | 
         if inside is not None:
             return PurePosixPath(*inside.parts).as_posix() if inside.parts else "."
     return local.name or text
+
+
+def portable_path(path: str | os.PathLike[str], base: str | os.PathLike[str]) -> str:
+    """``path`` as a shared file that must find it again names it: relative to ``base``.
+
+    For files that are shared and still lead to their inputs (a model file's dataset): a
+    local path becomes relative to the folder ``base`` the file lies in, climbing out of it
+    where needed (``../../data/patches``), so a copy moved together with its inputs in the
+    same layout finds them again. Where the way between them passes the file system's root or
+    a folder above the home folder (``/home``), the relative path would spell out the maker's
+    folders, and the file name alone is kept. ``gs://`` and ``http(s)://`` addresses, and any
+    path when ``base`` is one, as :func:`shareable_path`.
+    """
+    text = os.fspath(path)
+    if "://" in text or text.startswith("/vsigs/") or "://" in os.fspath(base):
+        return shareable_path(text, base)
+    target = os.path.abspath(os.path.expanduser(text))
+    folder = os.path.abspath(os.path.expanduser(os.fspath(base)))
+    try:
+        common = Path(os.path.commonpath([target, folder]))
+    except ValueError:  # other drives (Windows): no relative way between them
+        return shareable_path(text, base)
+    home = Path.home()
+    if common == Path(common.anchor) or common in home.parents:
+        return shareable_path(text, base)
+    return PurePosixPath(*Path(os.path.relpath(target, folder)).parts).as_posix()
+
+
+def resolved_path(recorded: str, base: str | os.PathLike[str]) -> str:
+    """A path :func:`portable_path` recorded, back as a path from here (absolute ones as is).
+
+    ``recorded`` relative to ``base`` (the folder of the file that records it, a local path
+    or a ``gs://`` prefix); addresses (``gs://``, ``http(s)://``) and absolute paths (files
+    of older versions) are kept.
+    """
+    if "://" in recorded or is_absolute_local(recorded) or recorded.startswith("/vsigs/"):
+        return recorded
+    base_text = os.fspath(base)
+    if "://" in base_text:
+        scheme, rest = base_text.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(rest, recorded))}"
+    return os.path.normpath(os.path.join(os.path.abspath(base_text), recorded))
 
 
 def shareable_text(text: str, base: str | os.PathLike[str] | None = None) -> str:

@@ -281,6 +281,16 @@ class FetchedSource:
         return out
 
     # ------------------------------------------------------------------ RasterSource
+    def read_apart(self, indexes: Sequence[int], window: Any) -> np.ndarray:
+        """Pixels of ``window`` (a rasterio Window) fetched on their own request.
+
+        For a few windows read away from the predictor's rows (int8's check windows spread
+        over the map): the rows fetched ahead are neither used nor freed.
+        """
+        data = self._fetch(Window(row_off=int(window.row_off), col_off=int(window.col_off),
+                                  height=int(window.height), width=int(window.width)))
+        return np.ascontiguousarray(data[[i - 1 for i in indexes]], dtype=np.float32)
+
     def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
              out: np.ndarray | None = None) -> np.ndarray:
         """Pixels of ``window`` (a rasterio Window) for the 1-based band ``indexes``.

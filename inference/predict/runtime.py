@@ -85,8 +85,9 @@ class TilePredictor:
             returned probabilities are ``[1 - p, p]``); ``"auto"`` chooses by K.
         options: device, precision, memory format, compilation.
         int8_patches: what an int8 model is calibrated and checked on, or a function
-            reading them when int8 is built (None, or a function returning None: the first
-            batch of tiles, half and half).
+            reading them when int8 is built (None, or a function returning None: windows
+            spread over the input, :attr:`int8_input`; without one, the first batch of
+            tiles, half and half).
         isa_class: index of the impervious class (the int8 check's F1; None: the last class).
         temperature: the logits are divided by it before the activation (the model file's
             calibration, :mod:`training.calibration`; 1: as the model gives them). One
@@ -132,6 +133,12 @@ class TilePredictor:
         self.choice: autotune.Choice | None = None
         self.int8_patches, self.isa_class = int8_patches, isa_class
         self.int8: quantize.Int8Model | None = None
+        #: the input being mapped, ``(open source, 1-based band indexes, the lock its reads
+        #: hold)``, set by the job that maps it: int8 without given patches is calibrated and
+        #: checked on windows spread over it (:func:`inference.predict.calibration.input_patches`)
+        self.int8_input: tuple[Any, Sequence[int], Any] | None = None
+        #: side of the model's training patches: the size of those windows (None: default)
+        self.training_patch: int | None = None
         #: whether the last batch's tiles held no NaN and no infinity
         self.last_finite = True
         self.forward_seconds = 0.0  # time spent in the model alone (benchmarks compare to it)
@@ -181,9 +188,19 @@ class TilePredictor:
         quantize.build_int8(self._module, patches, self.isa_class)
 
     def _given_int8_patches(self) -> quantize.Int8Patches | None:
-        """The patches the caller gave for int8, read once when given as a function."""
+        """int8's patches: the caller's (read once when a function), else the input's.
+
+        The input's: windows spread over it, when the job mapping it set :attr:`int8_input`.
+        """
         if callable(self.int8_patches):
             self.int8_patches = self.int8_patches()
+        if self.int8_patches is None and self.int8_input is not None:
+            from inference.predict.calibration import input_patches
+
+            src, indexes, lock = self.int8_input
+            self.int8_patches = input_patches(
+                src, indexes, lambda tiles: self._normalise(tiles, torch.contiguous_format),
+                self.training_patch, lock)
         return self.int8_patches
 
     @property
@@ -275,8 +292,10 @@ class TilePredictor:
         Every map made from a model file builds its predictor here, so none forgets the
         recorded temperature. ``kwargs``: the other arguments of the constructor.
         """
-        return cls(model, meta.norm_mean, meta.norm_std, scale=int(meta.output_scale),
-                   temperature=meta.temperature, **kwargs)
+        predictor = cls(model, meta.norm_mean, meta.norm_std, scale=int(meta.output_scale),
+                        temperature=meta.temperature, **kwargs)
+        predictor.training_patch = meta.training_patch_size()
+        return predictor
 
     def _record_compile(self, model: CompiledForInference) -> None:
         """The choice says what the first call did: compiled (and in how long) or not.

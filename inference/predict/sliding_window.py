@@ -203,6 +203,10 @@ class SlidingWindowJob:
         self.src, self.indexes, self.predictor, self.config = src, indexes, predictor, config
         self.work, self.transform, self.progress = work, transform, progress
         self.nodata = [src.nodatavals[i - 1] for i in indexes]
+        #: the reader thread's reads and int8's windows (read by the model's thread when it
+        #: has no patches of its own) hold it: rasterio reads one file from one thread at once
+        self._source_lock = threading.Lock()
+        predictor.int8_input = (src, indexes, self._source_lock)
         s = predictor.scale
         self.width, self.height = src.width * s, src.height * s
         self.strips = strip_bounds(self.height, config.strip_rows)
@@ -323,7 +327,8 @@ class SlidingWindowJob:
                                                   np.float32))
                 out = self._buffers[self._reads % 2]
                 self._reads += 1
-            block = read_rows(src, self.indexes, y, rows, out=out)
+            with self._source_lock:
+                block = read_rows(src, self.indexes, y, rows, out=out)
         with self.stages.time("mask"):
             invalid = None
             if any(v is not None and not math.isnan(v) for v in self.nodata):

@@ -73,6 +73,19 @@ def open_source(source: str | RasterSource) -> Iterator[RasterSource]:
         yield source
 
 
+def read_window(source: RasterSource, indexes: Sequence[int], window: Window) -> np.ndarray:
+    """One window of ``source`` read on its own, float32 ``(len(indexes), h, w)``.
+
+    The predictor reads tile rows in order; a source that fetches rows ahead of that reader
+    (:class:`inference.mapping.fetched.FetchedSource`) reads windows elsewhere apart
+    (``read_apart``), so the rows it holds for the predictor stay as they are.
+    """
+    apart = getattr(source, "read_apart", None)
+    if apart is not None:
+        return apart(indexes, window)
+    return source.read(list(indexes), window=window, out_dtype="float32")
+
+
 class MaskedFileSource:
     """A raster read through rasterio with pixels at or below ``masked_below`` as NaN."""
 

@@ -80,7 +80,8 @@ def test_compiled_int8_runs_any_batch_and_agrees(trained):
 @needs_int8_cpu
 def test_a_later_date_reuses_the_int8_model_of_the_same_weights_and_patches(trained, caplog):
     def patches(seed: int) -> quantize.Int8Patches:  # patches no other test uses
-        return quantize.Int8Patches((_data(seed)[0],), (_data(seed + 1)[0],), None, "a", "b")
+        check, labels = _data(seed + 1)
+        return quantize.Int8Patches((_data(seed)[0],), (check,), (labels,), "a", "b")
 
     first = quantize.build_int8(trained, patches(50), isa_class=1)
     assert not first.reused and first.quantize_seconds > 0
@@ -135,3 +136,19 @@ def test_missing_torchao_is_an_environment_error_with_the_install_command(monkey
     with pytest.raises(quantize.Int8UnavailableError) as err:
         quantize._torchao()
     assert err.value.exit_code == 1 and "pip install 'isamap[int8]'" in str(err.value)
+
+
+def test_a_check_without_labels_is_held_to_the_label_bound_against_the_fp32_classes():
+    """Six of 500 impervious pixels lost: 99.4 % agreement and F1 0.994 pass the first two
+    bounds; the fp32 classes standing for labels, the F1 change (0.006) is refused, exactly
+    as a check whose labels are the fp32 map's would be."""
+    ref = torch.zeros(1, 2, 10, 100)
+    ref[0, 1, :5] = 1.0  # impervious in the top half
+    cand = ref.clone()
+    cand[0, 1, 0, :6] = -1.0
+    a = quantize.agreement([ref], [cand], 1)
+    assert a.class_agreement == pytest.approx(0.994) and a.isa_f1_vs_fp32 >= 0.99
+    assert a.isa_f1_labels == (1.0, pytest.approx(a.isa_f1_vs_fp32)) and not a.labelled
+    assert not a.accepted and "fp32 map's classes (no labels)" in a.describe()
+    labelled = quantize.agreement([ref], [cand], 1, [ref.argmax(1)])
+    assert (labelled.accepted, labelled.isa_f1_labels) == (False, a.isa_f1_labels)

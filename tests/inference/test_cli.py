@@ -248,10 +248,15 @@ def _test_model_file(path: Path, name: str, dataset: Path | None = None) -> Path
 
 @pytest.mark.skipif(not __import__("engine.quantize", fromlist=["x"]).cpu_has_int8(),
                     reason="this CPU has no VNNI/AMX int8 instructions")
-def test_predict_int8_maps_like_fp32_and_records_its_agreement(small_stack, tmp_path):
+def test_predict_int8_maps_like_fp32_and_records_its_agreement(tmp_path):
     pytest.importorskip("torchao")
     model = _test_model_file(tmp_path / "conv.pt", "test-band-conv")
-    common = ["--model", str(model), "--input", str(small_stack), "--tile", "64",
+    data = smooth_stack(120, 150)
+    # band 0 off its class boundary: int8 cannot hold a pixel a few thousandths from it
+    data[0] = np.sign(data[0]) * (np.abs(data[0]) + 0.2)
+    data[0, :8, :8] = np.nan
+    stack = write_stack(tmp_path / "stack.tif", data)
+    common = ["--model", str(model), "--input", str(stack), "--tile", "64",
               "--overlap", "16", "--batch-size", "4", "--quiet"]
     assert predict_main([*common, "--out", str(tmp_path / "f" / "isa"),
                          "--precision", "fp32"]) == 0
@@ -264,8 +269,13 @@ def test_predict_int8_maps_like_fp32_and_records_its_agreement(small_stack, tmp_
     assert agree >= 0.99
     assert tags["runtime"] == "int8/nchw"
     assert float(tags["runtime_int8_class_agreement"]) >= 0.99
-    # the model file records no dataset: calibrated and checked on the map's first tiles
-    assert tags["runtime_int8_calibration"] == "the first 2 tiles of the input"
+    # the model file records no dataset: calibrated and checked on windows of the input,
+    # as many as its patches would give, against the fp32 map's classes
+    # (a small input holds fewer distinct windows than 32 + 64: all of them)
+    assert tags["runtime_int8_calibration"].endswith(
+        " windows of 128 px spread over the input (120 x 150 px)")
+    assert "no labels" in tags["runtime_int8_check"]
+    assert tags["runtime_int8_check_reference"] == "fp32 map's classes (no labels)"
     # how long quantizing took is this machine's, not the map's: never in its bytes
     assert not any(k.endswith("_seconds") or k == "runtime_int8_reused" for k in tags)
 

@@ -153,7 +153,9 @@ def test_demo_runs_the_whole_chain_to_a_two_date_series(tmp_path, capsys, ee_off
             "maps/publish/isa_synthetic.collection.json", "maps/publish/isa_synthetic.app.js",
             "assess/design/labelling_app.js", "assess/design/sample.kml",
             "assess/score/report.md", "assess/score/report.json",
-            "model/evaluate/metrics.json", "patches/manifest.json"} <= scanned
+            "model/evaluate/metrics.json", "patches/manifest.json",
+            "model/train/model.pt"} <= scanned  # a model file's description, not its checkpoint
+    assert "model/train/checkpoint.pt" not in scanned
     _beam_equals_single_process(out, tmp_path)
 
     # The same output folder with another --size: nothing stale survives.

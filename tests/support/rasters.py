@@ -88,13 +88,14 @@ def write_band(path: Path, array: np.ndarray, *, res: float = 10.0, crs: str | N
 def write_patch_dataset(root: Path, n: int = 10, size: int = 32, bands=BANDS, seed: int = 0,
                         splits=None, fine_scale: int | None = None,
                         nan_patch: bool = False, image_fine: bool = False,
-                        labels=None) -> Path:
+                        labels=None, images=None) -> Path:
     """Write ``n`` patches (one grid row of ``size`` px patches) as a patch dataset at ``root``.
 
     ``splits`` gives each patch's split in column order (default: all but four train, then two
     val, two test); ``fine_scale`` adds the label at that factor (block-replicated);
     ``labels`` replaces the stored label of patch i by ``labels[i]`` when that is not None
-    (the image still shows the drawn scene: a wrong label on purpose).
+    (the image still shows the drawn scene: a wrong label on purpose); ``images`` replaces
+    the drawn image of patch i by ``images[i]`` when that is not None.
     ``image_fine`` adds a fine image of the same bands (block-replicated image plus noise).
     """
     rng = np.random.default_rng(seed)
@@ -115,6 +116,8 @@ def write_patch_dataset(root: Path, n: int = 10, size: int = 32, bands=BANDS, se
                 img[b] = _SIGMA0_DB.get(name, -15.0) + 8 * isa + rng.normal(0, 1.5, label.shape)
             else:
                 img[b] = 0.05 + 0.1 * isa + 0.01 * b + rng.normal(0, 0.02, label.shape)
+        if images is not None and images[i] is not None:
+            img = np.asarray(images[i], dtype=np.float32)
         if nan_patch and i == 0:
             img[:, :4, :4] = np.nan
         if labels is not None and labels[i] is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import rasterio
@@ -11,19 +12,34 @@ TEXT_SUFFIXES = {".json", ".jsonl", ".md", ".txt", ".csv", ".geojson", ".kml", "
 """Files read as text; GeoTIFFs are read by their tags (every namespace), PNGs by their text
 chunks."""
 
-PRIVATE_SUFFIXES = {".pt"}
-"""Model files and checkpoints record where their dataset lies on the maker's machine (so that
-int8 calibration and resuming find it again); they are not scanned."""
+MODEL_SUFFIX = ".pt"
+"""Model files are shared (published, sent to colleagues): their description is scanned.
+Training checkpoints (the same suffix) are resume records that stay on the maker's machine,
+and are not."""
 
 PRIVATE_NAMES = {"config.yaml"}
 """A training run's resume record: it names the dataset and run folder it resumes from."""
 
 
 def shared_files(folder: Path) -> list[Path]:
-    """Every file under ``folder`` a user may share: all but hidden ones and private records."""
+    """Every file under ``folder`` a user may share: all but hidden ones and private records
+    (checkpoints, a run's ``config.yaml``)."""
     return sorted(p for p in folder.rglob("*") if p.is_file()
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-                  and p.suffix not in PRIVATE_SUFFIXES and p.name not in PRIVATE_NAMES)
+                  and not (p.suffix == MODEL_SUFFIX and _model_text(p) is None)
+                  and p.name not in PRIVATE_NAMES)
+
+
+def _model_text(path: Path) -> str | None:
+    """A model file's description as text; None for any other torch file (a checkpoint)."""
+    import torch
+
+    from training.modelfile import FORMAT
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        return None
+    return json.dumps(payload.get("meta"), default=str)
 
 
 def _tif_text(path: Path) -> str:
@@ -56,6 +72,8 @@ def private_strings(folder: Path, private: list[str]) -> list[str]:
             text = _tif_text(path)
         elif path.suffix == ".png":
             text = _png_text(path)
+        elif path.suffix == MODEL_SUFFIX:
+            text = _model_text(path) or ""
         else:
             found.append(f"{path.relative_to(folder)}: not scanned")
             continue

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gee_export.core.shareable import shareable, shareable_path, shareable_text
+from gee_export.core.shareable import (
+    portable_path,
+    resolved_path,
+    shareable,
+    shareable_path,
+    shareable_text,
+)
 
 
 def test_paths_become_relative_to_the_output_or_their_file_name(tmp_path, monkeypatch):
@@ -34,3 +40,20 @@ def test_records_and_texts_keep_everything_but_private_paths(tmp_path):
     text = f"unet on {tmp_path}/patches [test]; label (`{home}/s/label.tif`), see https://x.org/a/b"
     assert shareable_text(text, tmp_path) == (
         "unet on patches [test]; label (`label.tif`), see https://x.org/a/b")
+
+
+def test_a_file_that_finds_its_inputs_again_records_them_relative_to_its_folder(monkeypatch):
+    """Moved together in the same layout they meet again; a way through the root or past
+    the home folder would name the maker's folders, so only the name is kept."""
+    monkeypatch.setenv("HOME", "/home/alice")
+    runs = "/home/alice/work/runs/r1"
+    assert portable_path("/home/alice/work/data/ds", runs) == "../../data/ds"
+    assert portable_path("/home/alice/work/runs/r1", runs) == "."
+    assert portable_path("/home/bob/ds", runs) == "ds"  # via /home: names the other user
+    assert portable_path("/srv/ds", runs) == "ds"  # via the root
+    assert portable_path("/scratch/a/ds", "/scratch/b") == "../a/ds"
+    assert portable_path("gs://b/data/ds", runs) == "gs://b/data/ds"
+    assert resolved_path("../../data/ds", "/elsewhere/runs/r1") == "/elsewhere/data/ds"
+    assert resolved_path("/home/alice/ds", "/x") == "/home/alice/ds"  # older files: as is
+    assert resolved_path("gs://b/data/ds", "/x") == "gs://b/data/ds"
+    assert resolved_path("../data/ds", "gs://b/models") == "gs://b/data/ds"

@@ -137,3 +137,31 @@ def _window(row_off: int, height: int, width: int):
     from rasterio.windows import Window
 
     return Window(0, row_off, width, height)
+
+
+def test_a_window_read_apart_leaves_the_rows_fetched_for_the_predictor():
+    """int8's windows spread over the map are fetched on their own: the predictor's rows
+    are still read in order afterwards, each fetched once."""
+    from rasterio.windows import Window
+
+    from inference.predict.sources import read_window
+
+    grid = Grid("EPSG:32650", 200_000.0, 3_400_000.0, 200, 150, 10.0)
+    truth = np.arange(len(BANDS) * grid.height * grid.width, dtype=np.float32).reshape(
+        len(BANDS), grid.height, grid.width)
+    asked = []
+
+    def fetch(w):
+        asked.append((w.row_off, w.col_off, w.height, w.width))
+        return truth[:, w.row_off:w.row_end, w.col_off:w.col_end].copy()
+
+    src = FetchedSource(fetch, grid, BANDS, tile=64, overlap=16, workers=2, ahead_rows=0)
+    far = read_window(src, [2, 1], Window(150, 120, 32, 30))  # the bottom right, bands 2, 1
+    np.testing.assert_array_equal(far, truth[[1, 0], 120:150, 150:182])
+    assert asked == [(120, 150, 30, 32)] and src.stats.fetched == 0  # not one of its rows
+    for row in fetch_layout(grid, 64, 16):  # the predictor's reading, from the top
+        w = row[0].window
+        got = src.read(range(1, 7), Window(0, w.row_off, grid.width, w.height))
+        np.testing.assert_array_equal(got, truth[:, w.row_off:w.row_end])
+    assert src.stats.fetched == len(asked) - 1
+    src.close()
