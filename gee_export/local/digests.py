@@ -6,11 +6,14 @@ stack that the dataset accepts, and a changed scene is noticed. Hashing a month 
 reads gigabytes, so each file's SHA-256 is kept in a small cache beside the stacks, keyed by the
 file's identity *and* its inode change time: any write to a file (even one that restores its
 modification time, ``cp -p`` or ``touch -r``) changes ``st_ctime``, which user space cannot
-set, so a cached digest is reused only for the very same bytes.
+set, so a cached digest is reused only for the very same bytes. Entries are keyed by a digest
+of the file's absolute path, not the path: the cache lies in the output folder, which users
+share, and a path would name the maker's folders.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -48,7 +51,7 @@ class DigestCache:
     def digest(self, path: str | os.PathLike[str]) -> str:
         """The file's SHA-256 (hex), from the cache when the file is provably unchanged."""
         resolved = Path(path).resolve()
-        key = str(resolved)
+        key = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:32]
         identity = _identity(resolved)
         entry = self._entries.get(key)
         if entry and entry.get("identity") == identity:
