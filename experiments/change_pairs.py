@@ -25,7 +25,8 @@ and ROC AUC (of :func:`inference.predict.change.gain_score`) on the implanted pa
 - ``differenced``: the two dates' class maps differenced (margin 0, raw inputs);
 - ``normalised``: the later date first normalised onto the earlier
   (:func:`inference.predict.change.fit_relative_normalisation`);
-- ``margin``: change only where both probabilities clear 0.5 by ``--margin``;
+- ``margin M``: change only where both probabilities clear 0.5 by M (0.1, 0.2, 0.3 and
+  ``--margin``);
 - ``both``: normalised and margin;
 - ``training stats``: both dates' bands moved to the model's training statistics
   (:func:`inference.predict.change.match_statistics`: mapping L1C toward the L2A radiometry);
@@ -73,6 +74,7 @@ CLEAR_MAX_CLOUD = 0.05
 DEFAULT_RECIPES = ("unet-s2", "unet-s2-global")
 DEFAULT_SEEDS, DEFAULT_ITERATIONS, DEFAULT_MARGIN, DEFAULT_NDBI_GAIN = 2, 150, 0.2, 0.1
 DEFAULT_BLOCKS, DEFAULT_BLOCK_SIZE = 12, 8
+MARGINS = (0.1, 0.2, 0.3)  # margins scored on the raw inputs beside --margin
 ARMS = ("differenced", "normalised", "margin", "both", "training stats")
 FIGURES_JSON = "docs/figures/change_pairs.json"
 
@@ -154,8 +156,8 @@ def score_pair(model, earlier: np.ndarray, later: np.ndarray, implanted: np.ndar
                                 probability(model, match(second)),
                                 probability(model, match(moved)))
     plan = {"differenced": ("raw", 0.0), "normalised": ("normalised", 0.0),
-            "margin": ("raw", margin), "both": ("normalised", margin),
-            "training stats": ("training stats", 0.0)}
+            **{f"margin {m:g}": ("raw", m) for m in sorted({*MARGINS, margin})},
+            "both": ("normalised", margin), "training stats": ("training stats", 0.0)}
     out = {}
     for arm, (source, m) in plan.items():
         a, b, bi = inputs[source]
@@ -252,8 +254,9 @@ def summarise(runs: dict, baseline: dict) -> dict:
     return table
 
 
-def _arm_order(arm: str) -> int:
-    return ARMS.index(arm) if arm in ARMS else len(ARMS)
+def _arm_order(arm: str) -> tuple[int, str]:
+    name = arm.split(" ")[0] if arm.startswith("margin ") else arm
+    return (ARMS.index(name) if name in ARMS else len(ARMS), arm)
 
 
 def table_text(metrics: dict) -> str:
@@ -280,12 +283,23 @@ def table_text(metrics: dict) -> str:
                                "implanted gain F1", "gain ROC AUC"))
 
 
+def per_date_text(metrics: dict) -> str:
+    """Per clear date: each model's built F1 against land use class 8, NDBI's ROC AUC there."""
+    rows = [(recipe, *(f"{np.mean([seed[d] for seed in seeds]):.3f}"
+                       for d in range(len(metrics["dates"]))))
+            for recipe, seeds in metrics["class8_f1_per_date"].items()]
+    rows.append(("NDBI ROC AUC", *(f"{a:.3f}" for a in metrics["ndbi_class8_auc"])))
+    return format_table(rows, ("built F1 vs class 8 (L1C)", *metrics["dates"]))
+
+
 def figures_markdown(metrics: dict) -> str:
-    """The docs' block: the dates, the implanted pixels and the table."""
+    """The docs' block: the dates, the implanted pixels and the tables."""
     return (f"\nClear dates: {', '.join(metrics['dates'])}; pairs {', '.join(metrics['pairs'])}; "
-            f"{metrics['implanted']['pixels']} implanted pixels per pair; margin "
+            f"{metrics['implanted']['pixels']} implanted pixels per pair; 'both' at margin "
             f"{metrics['margin']:g}; {metrics['seeds']} seeds of {metrics['iterations']} "
-            f"iterations per model.\n\n```text\n{table_text(metrics)}\n```\n")
+            f"iterations per model; ± the 95 % Student-t half-width over seeds x pairs "
+            f"(NDBI: over pairs).\n\n```text\n{table_text(metrics)}\n\n{per_date_text(metrics)}"
+            f"\n```\n")
 
 
 def update_page(source: str = FIGURES_JSON, page: str = "docs/real-data.md",
