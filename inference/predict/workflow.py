@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gee_export.core.errors import InputDataError, ModelError
 from gee_export.core.months import check_month
+from gee_export.core.shareable import shareable_path
 from gee_export.core.storage import files
 from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog, stats
@@ -273,9 +274,11 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
     change_cog = change_json = change_record = None
     if compare_with:
         change_cog = f"{out_prefix}_change.tif"
-        change_record = {"change_margin": change_margin if earlier_prob else 0.0,
-                         **(record or {})}
-        tags = {k: json.dumps(v) for k, v in (record or {}).items()}
+        here = out_prefix.rsplit("/", 1)[0] if "/" in out_prefix else "."
+        record = {k: ({**v, "normalised_to": shareable_path(v["normalised_to"], here)}
+                      if k == "normalisation" else v) for k, v in (record or {}).items()}
+        change_record = {"change_margin": change_margin if earlier_prob else 0.0, **record}
+        tags = {k: json.dumps(v) for k, v in record.items()}
         if earlier_prob:  # both dates' probabilities with the margin
             stats.change_map(earlier_prob, result.prob_path, change_cog, isa_class=index,
                              margin=change_margin, tags=tags)
