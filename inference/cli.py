@@ -76,6 +76,16 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--zones", help="GeoJSON polygons for the area table (default: whole map)")
     p.add_argument("--compare-with",
                    help="class COG of an earlier date on the same grid: also write a change map")
+    p.add_argument("--change-margin", type=float, default=None, metavar="M",
+                   help="with --compare-with: gain only where the earlier probability is below "
+                        "0.5 - M and the new one above 0.5 + M, loss the other way round (reads "
+                        "the earlier <prefix>_prob.tif; recorded in the change COG's tags); 0: "
+                        "the class maps differenced (default 0.2)")
+    p.add_argument("--normalise-to", metavar="STACK",
+                   help="with --compare-with: the earlier date's stack on the same grid; the "
+                        "input is normalised onto it per band (a linear fit on the pixels that "
+                        "changed least) before predicting (for models on fixed band "
+                        "statistics; unet-s2 standardises each window and is unmoved by it)")
     p.add_argument("--local-dir", help="folder for PNGs and tables (default: beside --out; "
                    "the working directory for a gs:// --out)")
     p.add_argument("--work-dir", help="checkpoint folder (must persist to resume)")
@@ -101,7 +111,11 @@ def _predict(args: argparse.Namespace) -> int:
     from gee_export.core.storage import files
     from inference.predict.raster import PredictConfig
     from inference.predict.runtime import RuntimeOptions
-    from inference.predict.workflow import describe, predict_with_model_file
+    from inference.predict.workflow import (
+        DEFAULT_CHANGE_MARGIN,
+        describe,
+        predict_with_model_file,
+    )
 
     if args.out.endswith(("/", os.sep)):  # a folder: the maps would be named _class.tif
         raise ConfigError(f"--out {args.out} is a folder, but --out is a prefix of file names "
@@ -110,6 +124,13 @@ def _predict(args: argparse.Namespace) -> int:
         check_output_folder("--out", Path(args.out).parent)
     check_output_folder("--local-dir", args.local_dir)
     check_output_folder("--work-dir", args.work_dir)
+    if not args.compare_with and (args.change_margin is not None or args.normalise_to):
+        raise ConfigError("--change-margin and --normalise-to decide a change map: give "
+                          "--compare-with EARLIER_class.tif too")
+    if args.normalise_to and not files.is_gcs(args.normalise_to) and \
+            not Path(args.normalise_to).is_file():
+        raise InputDataError(f"--normalise-to {args.normalise_to} does not exist; give the "
+                             "earlier date's stack")
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                            blend=args.blend, compress=args.compress,
                            **postprocess_options(args))
@@ -122,7 +143,9 @@ def _predict(args: argparse.Namespace) -> int:
         local_dir=args.local_dir, work_dir=args.work_dir, restart=args.restart,
         progress=not args.quiet,
         band_order=[b for b in args.bands.split(",") if b.strip()] if args.bands else None,
-        allow_implausible=args.allow_implausible)
+        allow_implausible=args.allow_implausible,
+        change_margin=(DEFAULT_CHANGE_MARGIN if args.change_margin is None
+                       else args.change_margin), normalise_to=args.normalise_to)
     print(outputs.area_table)
     print(json.dumps(describe(outputs), indent=1))
     return 0

@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="make the class maps consistent over the dates before change and "
                            "area: assumes built-up surface does not return to pervious, so "
                            "isolated flips and all loss are removed (docs/mapping.md)")
+    pred.add_argument("--change-margin", type=float, default=0.0, metavar="M",
+                      help="decide change between dates on both probabilities: gain only "
+                           "where the earlier is below 0.5 - M and the later above 0.5 + M, "
+                           "loss the other way round (default 0: the class maps differenced; "
+                           "docs/real-data.md measures it)")
     pred.add_argument("--local-dir", help="folder of PNGs, tables, STAC and publication files "
                       "(default: --out when local)")
     add_postprocess_arguments(p)
@@ -176,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
                                channels_last=args.channels_last,
                                autotune_cache=args.autotune_cache),
         progress=not args.no_progress, temporal_consistency=args.temporal_consistency,
-        scene_reading=tuple(sorted(given.items())))
+        scene_reading=tuple(sorted(given.items())), change_margin=args.change_margin)
     target = None
     if args.publish:
         target = PublishTarget(args.publish, project=args.project, gcs_prefix=args.gcs_prefix,
@@ -193,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
     if result.series:
         summary.update(change_maps=[c.cog for c in result.series.changes],
                        temporal_consistency=args.temporal_consistency,
+                       change_margin=args.change_margin,
                        area_csv=str(result.series.area_csv),
                        change_csv=str(result.series.change_csv),
                        plot=str(result.series.plot), stac=list(result.stac))

@@ -210,7 +210,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         local = request.product_dir()
         series = series_products(mapped, skipped, request.out, local, request.zones,
                                  isa_class=isa, crs=grid.crs,
-                                 temporal_consistency=request.temporal_consistency)
+                                 temporal_consistency=request.temporal_consistency,
+                                 change_margin=request.change_margin)
         echo(series.table())
         stac_paths = _write_stac(request, mapped, series, meta, recipe,
                                  {r.month: r.inputs for r in results})

@@ -97,7 +97,8 @@ BLOCK_END = "<!-- end figures -->"
 def page_block(page: str, source: str) -> tuple[int, int]:
     """Where the generated block of ``source``'s figures lies in ``page`` (start, end)."""
     start_mark = BLOCK_START.format(source=source)
-    start, end = page.find(start_mark), page.find(BLOCK_END)
+    start = page.find(start_mark)
+    end = page.find(BLOCK_END, max(start, 0))  # the block's own end: a page has several
     if start < 0 or end < start:
         raise ValueError(f"the page has no '{start_mark}' ... '{BLOCK_END}' block")
     return start + len(start_mark), end

@@ -211,6 +211,8 @@ class MapRequest:
             not return to pervious).
         scene_reading: ``LocalRecipe`` fields that replace the model's recorded ones when
             reading local scenes (``--scene-date``, ``--allow-l1c``, ``--s1-unit``...).
+        change_margin: change between dates decided on both probabilities with this margin
+            (:mod:`inference.predict.change`; 0: the class maps differenced).
     """
 
     region: Region
@@ -239,8 +241,14 @@ class MapRequest:
     progress: bool = True
     temporal_consistency: bool = False
     scene_reading: tuple[tuple[str, Any], ...] = ()
+    change_margin: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.change_margin < 0.5:
+            raise ConfigError(f"--change-margin must be in [0, 0.5), got {self.change_margin}")
+        if self.change_margin and self.temporal_consistency:
+            raise ConfigError("--change-margin decides change on probabilities, "
+                              "--temporal-consistency on the class maps: choose one")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS} (Earth Engine "
                               f"allows about {MAX_WORKERS} concurrent requests), got "

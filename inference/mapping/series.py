@@ -100,16 +100,24 @@ def _run_hash(path: str) -> str:
 
 
 def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class: int,
-                   date_from: str, date_to: str, consistent: bool = False) -> ChangeProduct:
-    """The change COG from ``class_a`` to ``class_b`` at ``out`` (skipped when up to date)."""
+                   date_from: str, date_to: str, consistent: bool = False,
+                   margin: float = 0.0, probs: tuple[str, str] | None = None) -> ChangeProduct:
+    """The change COG from ``class_a`` to ``class_b`` at ``out`` (skipped when up to date).
+
+    With ``margin`` > 0, change is decided on the dates' probability COGs ``probs`` with that
+    margin (:func:`inference.predict.change.margin_change`) instead of the class maps.
+    """
     want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b),
-            "temporal_consistency": "applied" if consistent else "not applied"}
+            "temporal_consistency": "applied" if consistent else "not applied",
+            "change_margin": f"{margin:g}"}
     current = False
     if files.exists(out):
         with files.open_raster(out) as ds:
             tags = ds.tags()
         current = all(tags.get(k) == v for k, v in want.items()) and all(want.values())
-    if not current:
+    if not current and margin > 0 and probs is not None:
+        stats.change_map(*probs, out, isa_class=isa_class, tags=want, margin=margin)
+    elif not current:
         stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want)
     if not current or not png.exists():
         with gdal_env(out):
@@ -119,7 +127,8 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
 
 def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], out: str,
                     local: Path, zones: str | None, *, isa_class: int = 1,
-                    crs: Any = None, temporal_consistency: bool = False) -> SeriesOutputs:
+                    crs: Any = None, temporal_consistency: bool = False,
+                    change_margin: float = 0.0) -> SeriesOutputs:
     """Change maps, per-zone tables and the area plot of a series.
 
     Args:
@@ -132,10 +141,13 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         crs: the maps' CRS (zones are reprojected to it).
         temporal_consistency: make the class maps consistent over the dates first (see the
             module docstring).
+        change_margin: decide change on both dates' probabilities with this margin (0: the
+            class maps differenced; not with ``temporal_consistency``, which works on classes).
     """
     local.mkdir(parents=True, exist_ok=True)
     zone_list = stats.load_zones(zones, crs) if mapped else []
     class_maps = {m: o.prediction.class_path for m, o in mapped}
+    prob_maps = {m: o.prediction.prob_path for m, o in mapped}
     consistency: dict[str, Any] = {"applied": bool(temporal_consistency)}
     if temporal_consistency:
         from inference.mapping import consistency as rule
@@ -163,7 +175,8 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         product = change_product(class_maps[a], class_maps[b],
                                  f"{out.rstrip('/')}/change/{name}.tif",
                                  local / "change" / f"{name}.png", isa_class=isa_class,
-                                 date_from=a, date_to=b, consistent=temporal_consistency)
+                                 date_from=a, date_to=b, consistent=temporal_consistency,
+                                 margin=change_margin, probs=(prob_maps[a], prob_maps[b]))
         changes.append(product)
         for row in stats.change_area(product.cog, zone_list):
             change_rows.append(SeriesChangeRow(row.zone, a, b, row.stable_isa_km2, row.gain_km2,
@@ -178,7 +191,7 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
               # relative to --out: the record travels with the maps
               "change_maps": {f"{c.date_from}/{c.date_to}":
                               c.cog.removeprefix(out.rstrip("/") + "/") for c in changes},
-              "temporal_consistency": consistency}
+              "temporal_consistency": consistency, "change_margin": change_margin}
     json_path = local / "series.json"
     atomic_write(json_path, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
     plot = plot_area(area_rows, local / "series_area.png")

@@ -170,3 +170,53 @@ def unreadable(src_path: str, exc: Exception) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return (f"--input {src_path} cannot be read ({first}); it is probably truncated or "
             "corrupt: copy or export it again")
+
+
+class LinearSource:
+    """A raster read with a per-band linear map applied: ``value * gain + offset``.
+
+    What predicts a later date normalised onto an earlier one
+    (:func:`inference.predict.change.fit_relative_normalisation`). ``maps`` holds
+    ``{band index (1-based): (gain, offset)}``; bands not named are read as they are. NaN
+    (nodata) stays NaN.
+    """
+
+    def __init__(self, path: str, maps: dict[int, tuple[float, float]], identity: str) -> None:
+        self._inner = MaskedFileSource(path, identity=identity)
+        self.identity = identity
+        self.maps = dict(maps)
+        inner = self._inner
+        self.width, self.height, self.count = inner.width, inner.height, inner.count
+        self.transform, self.crs, self.descriptions = inner.transform, inner.crs, \
+            inner.descriptions
+        self.nodatavals = inner.nodatavals
+
+    def tags(self) -> dict[str, str]:
+        return self._inner._ds.tags()
+
+    def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
+             out: np.ndarray | None = None) -> np.ndarray:
+        data = self._inner.read(indexes, window, out_dtype, out)
+        for k, index in enumerate(indexes):
+            if index in self.maps:
+                gain, offset = self.maps[index]
+                data[k] *= np.float32(gain)
+                data[k] += np.float32(offset)
+        return data
+
+    def sample(self, indexes: Sequence[int], max_side: int) -> np.ndarray:
+        data = self._inner.sample(indexes, max_side)
+        for k, index in enumerate(indexes):
+            if index in self.maps:
+                gain, offset = self.maps[index]
+                data[k] = data[k] * np.float32(gain) + np.float32(offset)
+        return data
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> LinearSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -254,13 +254,19 @@ def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
 
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                compress: cog.Compression = "DEFLATE",
-               tags: dict[str, str] | None = None) -> str:
+               tags: dict[str, str] | None = None, margin: float | None = None) -> str:
     """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``).
 
     ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there);
-    the two class maps are named relative to the change map's folder, or by file name
+    the two maps are named relative to the change map's folder, or by file name
     (:mod:`gee_export.core.shareable`): the COG is shared and published.
+
+    With ``margin``, ``class_a`` and ``class_b`` are the dates' *probability* COGs and change
+    is decided on both probabilities with that margin
+    (:func:`inference.predict.change.margin_change`); the margin is recorded in the tags
+    (``change_margin``, ``change_rule``). Without it, the class maps are differenced.
     """
+    from inference.predict import change as rule
     with files.open_raster(class_a) as a, files.open_raster(class_b) as b:
         if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
             raise InputDataError(
@@ -277,21 +283,32 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
         with rasterio.open(tmp, "w", **profile) as dst:
             for _, window in a.block_windows(1):
                 va, vb = a.read(1, window=window), b.read(1, window=window)
-                isa_a, isa_b = va == isa_class, vb == isa_class
-                code = np.where(isa_a, np.where(isa_b, 1, 3), np.where(isa_b, 2, 0))
-                code = code.astype(np.uint8)
+                if margin is not None:
+                    code = rule.margin_change(_probability(va), _probability(vb), margin)
+                else:
+                    isa_a, isa_b = va == isa_class, vb == isa_class
+                    code = np.where(isa_a, np.where(isa_b, 1, 3), np.where(isa_b, 2, 0))
+                    code = code.astype(np.uint8)
                 code[(va == NODATA) | (vb == NODATA)] = NODATA
                 dst.write(code, 1, window=window)
         here = out_path.rsplit("/", 1)[0] if "/" in out_path else "."
         tags = {"from": shareable_path(class_a, here), "to": shareable_path(class_b, here),
                 "codes": json.dumps(CHANGE_CODES),
-                "version": a.tags().get("version", ""), **(tags or {})}
+                "version": a.tags().get("version", ""),
+                **({"change_margin": f"{margin:g}", "change_rule": rule.RULE}
+                   if margin is not None else {"change_rule": "class maps differenced"}),
+                **(tags or {})}
     try:
         files.put_output(lambda local: cog.write_cog(tmp, local, "change", tags,
                                                    compress=compress), out_path, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out_path
+
+
+def _probability(stored: np.ndarray) -> np.ndarray:
+    """A probability COG's values as probabilities (NaN where nodata)."""
+    return np.where(stored == NODATA, np.nan, stored / PROB_SCALE)
 
 
 def change_area(change_path: str, zones: Sequence[Zone]) -> list[ChangeRow]:

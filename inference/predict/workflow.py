@@ -7,6 +7,7 @@ polygons in a known CRS; a mistake in any of them costs a second, not a whole pr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -14,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gee_export.core.errors import ModelError
+from gee_export.core.errors import InputDataError, ModelError
 from gee_export.core.months import check_month
+from gee_export.core.shareable import shareable_path
 from gee_export.core.storage import files
 from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog, stats
@@ -46,6 +48,8 @@ class Outputs:
     area_table: str
     change_cog: str | None = None
     change_json: Path | None = None
+    #: how the change map was decided: margin, rule, the later date's normalisation
+    change_record: dict[str, Any] | None = None
 
     def paths(self) -> dict[str, str]:
         out = {"class_cog": self.prediction.class_path, "prob_cog": self.prediction.prob_path,
@@ -55,6 +59,62 @@ class Outputs:
             out["change_cog"] = self.change_cog
             out["change_json"] = str(self.change_json)
         return out
+
+
+#: the change margin ``isamap-predict --compare-with`` uses unless told (docs/real-data.md:
+#: on real Sentinel-2 pairs it removes most false change on stable ground)
+DEFAULT_CHANGE_MARGIN = 0.2
+
+
+def earlier_probability(compare_with: str) -> str:
+    """The probability COG isamap-predict wrote beside the earlier class COG ``compare_with``.
+
+    Raises:
+        InputDataError: ``compare_with`` is not named ``<prefix>_class.tif``, or the
+            ``<prefix>_prob.tif`` beside it does not exist.
+    """
+    if not compare_with.endswith("_class.tif"):
+        raise InputDataError(f"--compare-with {compare_with} is not named <prefix>_class.tif; a "
+                             "change margin needs the earlier date's <prefix>_prob.tif beside "
+                             "it (or pass --change-margin 0 to difference the class maps)")
+    prob = compare_with[:-len("_class.tif")] + "_prob.tif"
+    if not files.exists(prob):
+        raise InputDataError(f"{prob} does not exist: a change margin decides change on both "
+                             "dates' probabilities, so the earlier date's probability COG must "
+                             "be beside --compare-with (or pass --change-margin 0 to difference "
+                             "the class maps)")
+    return prob
+
+
+def normalised_source(stack: str, reference: str, bands: Sequence[str],
+                      band_order: Sequence[str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """``stack`` read normalised onto ``reference`` per band (the model's ``bands``), and the fit.
+
+    The fit (:func:`inference.predict.change.fit_relative_normalisation`) uses a decimated
+    sample of both stacks, which must be on one grid with the same band names.
+
+    Raises:
+        InputDataError: the stacks are not on one grid or ``reference`` lacks a band.
+    """
+    from inference.predict.change import fit_relative_normalisation
+    from inference.predict.raster import select_bands
+    from inference.predict.sources import LinearSource, decimated_read
+
+    with files.open_raster(stack) as a, files.open_raster(reference) as b:
+        if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
+            raise InputDataError(f"--normalise-to {reference} is not on the grid of --input "
+                                 f"{stack} (size, origin or CRS); give the earlier date's "
+                                 "stack on the same grid")
+        mine = select_bands(a.descriptions, bands, band_order)
+        theirs = select_bands(b.descriptions, bands, band_order)
+        fit = fit_relative_normalisation(decimated_read(a, mine, SAMPLE_SIDE),
+                                         decimated_read(b, theirs, SAMPLE_SIDE))
+    maps = {index: (g, o) for index, g, o in zip(mine, fit.gain, fit.offset, strict=True)}
+    record = {"normalised_to": reference, "bands": list(bands), **fit.to_dict()}
+    return LinearSource(stack, maps, identity=f"{stack}#normalised:{fit.to_dict()}"), record
+
+
+SAMPLE_SIDE = 1024  # pixels a side of the stacks' sample the normalisation is fitted on
 
 
 def isa_class_index(class_names: tuple[str, ...], explicit: int | None = None) -> int:
@@ -80,6 +140,7 @@ def predict_with_model_file(
     compare_with: str | None = None, local_dir: str | os.PathLike | None = None,
     work_dir: str | None = None, restart: bool = False, progress: bool = True,
     band_order: Sequence[str] | None = None, allow_implausible: bool = False,
+    change_margin: float = DEFAULT_CHANGE_MARGIN, normalise_to: str | None = None,
 ) -> Outputs:
     """Predict ``stack`` with a model file, then write quick-looks and area statistics.
 
@@ -102,6 +163,11 @@ def predict_with_model_file(
         band_order: the stack's band names in file order when it has no band descriptions.
         allow_implausible: map an input the heuristic value rules doubt, with a warning
             (:func:`inference.predict.expected_inputs.check_physics`).
+        change_margin: with ``compare_with``, change is decided on both dates' probabilities
+            with this margin (:func:`inference.predict.change.margin_change`; the earlier
+            ``<prefix>_prob.tif`` must lie beside its class COG); 0: the class maps differenced.
+        normalise_to: the earlier date's stack (same grid): ``stack`` is normalised onto it
+            per band before predicting (:func:`normalised_source`); the fit is recorded.
     """
     from training.modelfile import LoadedModel, load_model
 
@@ -116,8 +182,18 @@ def predict_with_model_file(
                       config.force_postprocess)
     # pixel size and values, before the first tile
     check_input(stack, meta, band_order, allow_implausible=allow_implausible)
+    if not 0 <= change_margin < 0.5:
+        raise InputDataError(f"--change-margin must be in [0, 0.5), got {change_margin}")
+    earlier_prob = None
     if compare_with:
         _check_compare_with(compare_with, stack, meta)
+        earlier_prob = earlier_probability(compare_with) if change_margin > 0 else None
+    record: dict[str, Any] = {}
+    if normalise_to:
+        if not isinstance(stack, str):
+            raise InputDataError("--normalise-to needs the input as a stack file")
+        stack, record["normalisation"] = normalised_source(stack, normalise_to, meta.bands,
+                                                           band_order)
     index = isa_class_index(tuple(meta.class_names), isa_class)
     if config.isa_class != index:
         config = PredictConfig(**{**config.__dict__, "isa_class": index})
@@ -131,8 +207,14 @@ def predict_with_model_file(
     result = predict_raster(stack, out_prefix, predictor, info, config, work_dir=work_dir,
                             model_id=loaded.file_id, restart=restart, progress=progress,
                             band_order=band_order)
-    return finish_outputs(result, out_prefix, index, zones=zones, compare_with=compare_with,
-                          local_dir=local_dir)
+    try:
+        return finish_outputs(result, out_prefix, index, zones=zones, compare_with=compare_with,
+                              local_dir=local_dir, change_margin=change_margin,
+                              earlier_prob=earlier_prob, record=record)
+    finally:
+        close = getattr(stack, "close", None)
+        if normalise_to and callable(close):
+            close()
 
 
 def model_output_info(meta: ModelMeta, month: str | None) -> OutputInfo:
@@ -165,7 +247,9 @@ def _check_compare_with(compare_with: str, stack: str | RasterSource,
 def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                    zones: str | os.PathLike | dict | None = None,
                    compare_with: str | None = None,
-                   local_dir: str | os.PathLike | None = None) -> Outputs:
+                   local_dir: str | os.PathLike | None = None,
+                   change_margin: float = 0.0, earlier_prob: str | None = None,
+                   record: dict[str, Any] | None = None) -> Outputs:
     """Quick-looks, area table and optional change map of a prediction's COGs.
 
     Shared by the streaming prediction above and the tile-parallel Beam pipeline
@@ -187,20 +271,31 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                         "its row says no data", row.zone)
     area_json, area_csv = local / f"{name}_area.json", local / f"{name}_area.csv"
     table = stats.write_table(rows, area_json, area_csv)
-    change_cog = change_json = None
+    change_cog = change_json = change_record = None
     if compare_with:
         change_cog = f"{out_prefix}_change.tif"
-        stats.change_map(compare_with, result.class_path, change_cog, isa_class=index)
+        here = out_prefix.rsplit("/", 1)[0] if "/" in out_prefix else "."
+        record = {k: ({**v, "normalised_to": shareable_path(v["normalised_to"], here)}
+                      if k == "normalisation" else v) for k, v in (record or {}).items()}
+        change_record = {"change_margin": change_margin if earlier_prob else 0.0, **record}
+        tags = {k: json.dumps(v) for k, v in record.items()}
+        if earlier_prob:  # both dates' probabilities with the margin
+            stats.change_map(earlier_prob, result.prob_path, change_cog, isa_class=index,
+                             margin=change_margin, tags=tags)
+        else:
+            stats.change_map(compare_with, result.class_path, change_cog, isa_class=index,
+                             tags=tags)
         change_json = local / f"{name}_change_area.json"
         change_rows = stats.change_area(change_cog, zone_list)
         table += "\n\nISA change since " + compare_with + "\n" + stats.write_table(
             change_rows, change_json, change_json.with_suffix(".csv"))
     return Outputs(result, class_png, prob_png, area_json, area_csv, table, change_cog,
-                   change_json)
+                   change_json, change_record)
 
 
 def describe(outputs: Outputs) -> dict[str, Any]:
     r = outputs.prediction
     return {"tiles": r.tiles, "seconds": round(r.seconds, 2), "skipped": r.skipped,
             "resumed_strips": r.resumed_strips, "area_km2": round(r.area_km2, 3),
-            **outputs.paths()}
+            **outputs.paths(),
+            **({"change": outputs.change_record} if outputs.change_record else {})}

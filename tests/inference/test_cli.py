@@ -353,3 +353,56 @@ def test_the_same_command_writes_the_same_cog_bytes_whatever_the_cache(model_fil
         first = (runs[0][0] / name).read_bytes()
         assert all((out / name).read_bytes() == first for out, _ in runs[1:]), name
         assert_valid_cog(runs[0][0] / name)
+
+
+def test_change_is_decided_with_a_margin_on_a_normalised_later_date(small_stack, tmp_path,
+                                                                   capsys):
+    """The later date is the earlier one under another gain and offset: no change at all."""
+    kwargs = {"widths": [4, 8, 8, 16, 16]}
+    torch.manual_seed(0)  # weights whose map the shift moves by a known amount
+    model = create_model("unet", len(BANDS), 2, **kwargs)
+    model_file = save_model_file(tmp_path / "m.pt", model, ModelMeta(
+        "unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs))
+    with rasterio.open(small_stack) as ds:
+        data = ds.read()
+    later = write_stack(tmp_path / "later.tif", data * 1.3 + 0.2)
+    common = ["--model", str(model_file), "--tile", "64", "--overlap", "16", "--quiet",
+              "--precision", "fp32"]
+    assert predict_main([*common, "--input", str(small_stack),
+                         "--out", str(tmp_path / "a" / "isa")]) == 0
+    capsys.readouterr()
+    earlier = str(tmp_path / "a" / "isa_class.tif")
+    assert predict_main([*common, "--input", str(later), "--out", str(tmp_path / "b" / "isa"),
+                         "--compare-with", earlier, "--change-margin", "0.1",
+                         "--normalise-to", str(small_stack)]) == 0
+    out = capsys.readouterr().out
+    record = json.loads(out[out.index("\n{") + 1:])["change"]
+    assert record["change_margin"] == 0.1
+    assert record["normalisation"]["gain"] == pytest.approx([1 / 1.3] * 6, rel=1e-3)
+    with rasterio.open(tmp_path / "b" / "isa_change.tif") as ds:
+        tags, codes = ds.tags(), ds.read(1)
+    assert tags["change_margin"] == "0.1" and "0.5 - margin" in tags["change_rule"]
+    assert json.loads(tags["normalisation"])["normalised_to"] == "stack.tif"  # no local path
+    assert not np.isin(codes, (2, 3)).any()  # the same ground: neither gain nor loss
+    # normalised, the later date's probabilities are the earlier's; unnormalised they are not
+    assert predict_main([*common, "--input", str(later), "--out", str(tmp_path / "e" / "isa"),
+                         "--compare-with", earlier, "--change-margin", "0"]) == 0
+    with rasterio.open(tmp_path / "e" / "isa_change.tif") as ds:
+        assert ds.tags()["change_rule"] == "class maps differenced"
+
+    def prob(name: str) -> np.ndarray:
+        with rasterio.open(tmp_path / name / "isa_prob.tif") as ds:
+            return ds.read(1).astype(float)
+
+    assert np.abs(prob("b") - prob("a")).max() <= 2  # 2 steps of 1/250
+    assert np.abs(prob("e") - prob("a")).mean() > 5
+    # refused before any tile: a margin without an earlier date, an earlier date without prob
+    assert predict_main([*common, "--input", str(later), "--out", str(tmp_path / "c" / "isa"),
+                         "--change-margin", "0.1"]) == 2
+    assert "give --compare-with" in capsys.readouterr().err
+    (tmp_path / "a" / "isa_prob.tif").unlink()
+    assert predict_main([*common, "--input", str(later), "--out", str(tmp_path / "d" / "isa"),
+                         "--compare-with", earlier]) == 2
+    err = capsys.readouterr().err
+    assert "isa_prob.tif does not exist" in err and "--change-margin 0" in err
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()

@@ -339,6 +339,26 @@ def test_temporal_consistency_is_applied_on_request_and_recorded(series, tmp_pat
         [r.isa_km2 for r in plain.area_rows])
 
 
+def test_a_change_margin_decides_on_probabilities_and_is_recorded(series, tmp_path):
+    from inference.mapping.series import series_products
+
+    request, result, grid = series
+    mapped = [(d.month, d.outputs) for d in result.dates]
+    plain = series_products(mapped, {}, str(tmp_path / "p"), tmp_path / "p", request.zones,
+                            crs=grid.crs)
+    margin = series_products(mapped, {}, str(tmp_path / "m"), tmp_path / "m", request.zones,
+                             crs=grid.crs, change_margin=0.2)
+    assert json.loads(margin.json.read_text())["change_margin"] == 0.2
+    with rasterio.open(margin.changes[0].cog) as ds:
+        assert ds.tags()["change_margin"] == "0.2" and "0.5 + margin" in ds.tags()["change_rule"]
+    # the threshold model's probabilities are far from 0.5: the same gain either way
+    assert [r.gain_km2 for r in margin.change_rows] == pytest.approx(
+        [r.gain_km2 for r in plain.change_rows])
+    assert sum(r.gain_km2 for r in margin.change_rows) > 0
+    with pytest.raises(ConfigError, match="choose one"):
+        replace(request, change_margin=0.2, temporal_consistency=True)
+
+
 @pytest.mark.parametrize(("zones", "months"), [(1, ["2019-06"]), (3, ["2017-06", "2019-06"]),
                                                (20, ["2017-06", "2019-06", "2021-06"])])
 def test_area_plot_is_written_for_one_date_few_zones_and_many(tmp_path, zones, months):

@@ -1,0 +1,359 @@
+"""Two-date ISA change on real Sentinel-2 pairs: false change on stable ground, implanted gain.
+
+``python -m experiments.change_pairs --out DIR``
+
+Model: ``unet-s2`` (and ``unet-s2-global``, the same network without its per-window
+standardisation) trained as :mod:`experiments.builtup` trains it, through ``isamap-export``
+and ``isamap-train``, on the whole East Java Dynamic World tile (Sentinel-2 **L2A**), several
+seeds, a short budget.
+
+Pairs: the eo-learn Slovenia sample (1 km², near Ljubljana, 2015), whose five reference
+scenes are Sentinel-2 **L1C** top-of-atmosphere reflectance; the scenes its cloud mask
+(``CLM``) calls clear (at most 5 % cloud) are paired in date order. The ground is taken as
+stable between those dates (weeks apart, one summer): every pixel a method flags is false
+change. The arrays go to the model directly (the product's own route for such files is
+``isamap-export --allow-l1c``, which warns, and ``isamap-predict``, which warns again).
+
+Detection: real change is not labelled in the sample, so change is **implanted**: blocks of
+the later date's own artificial-surface pixels (land use class 8) are pasted, pixel spectra
+drawn at random, into blocks of the later date with no artificial surface; the earlier date
+is left as it is. The implanted pixels are the only true gain.
+
+Arms, each scored for false change (gain or loss) and false gain on the stable pair, gain F1
+and ROC AUC (of :func:`inference.predict.change.gain_score`) on the implanted pair:
+
+- ``differenced``: the two dates' class maps differenced (margin 0, raw inputs);
+- ``normalised``: the later date first normalised onto the earlier
+  (:func:`inference.predict.change.fit_relative_normalisation`);
+- ``margin M``: change only where both probabilities clear 0.5 by M (0.1, 0.2, 0.3 and
+  ``--margin``);
+- ``both``: normalised and margin;
+- ``training stats``: both dates' bands moved to the model's training statistics
+  (:func:`inference.predict.change.match_statistics`: mapping L1C toward the L2A radiometry);
+- NDBI gain ``NDBI(later) - NDBI(earlier) > t`` at ``t = --ndbi-gain`` and at the ``t`` that
+  flags as many implanted-pair pixels as the model's ``both`` arm does.
+
+Writes ``DIR/change_pairs.json`` and prints the table; the docs' table is rendered from the
+committed copy of that JSON (:func:`figures_markdown`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from experiments.builtup import DEFAULT_BANDS, DW_FOLDER, Budget, export, find_tile, scene_folder
+from experiments.builtup import train as train_arm
+from experiments.builtup_loto import interval
+from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.realscenes import format_table
+from experiments.scoring import binary_scores, ndbi, roc_auc
+from experiments.threads import add_threads_argument, use_threads
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    configure_logging,
+    run_command,
+)
+from gee_export.core.errors import InputDataError
+from gee_export.core.jsonsafe import dumps
+from gee_export.core.storage import atomic_write
+from inference.predict import change
+
+SLOVENIA = "eolearn_slovenia"
+SLOVENIA_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11",
+                  "B12")
+ARTIFICIAL = 8  # land use class of artificial surface
+CLEAR_MAX_CLOUD = 0.05
+DEFAULT_RECIPES = ("unet-s2", "unet-s2-global")
+DEFAULT_SEEDS, DEFAULT_ITERATIONS, DEFAULT_MARGIN, DEFAULT_NDBI_GAIN = 2, 150, 0.2, 0.1
+DEFAULT_BLOCKS, DEFAULT_BLOCK_SIZE = 12, 8
+MARGINS = (0.1, 0.2, 0.3)  # margins scored on the raw inputs beside --margin
+ARMS = ("differenced", "normalised", "margin", "both", "training stats")
+FIGURES_JSON = "docs/figures/change_pairs.json"
+
+
+def load_scenes(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(dates, clear scenes ``(T, 13, H, W)`` in date order, land use ``(H, W)``)."""
+    scenes = np.load(folder / "REFERENCE_SCENES.npy", allow_pickle=False)
+    stamps = json.loads((folder / "REFERENCE_SCENES.timestamps.json").read_text())["timestamps"]
+    series = json.loads((folder / "timestamps.json").read_text())
+    cloud = np.load(folder / "CLM.npy", allow_pickle=False)[..., 0]
+    order = sorted(range(len(stamps)), key=lambda i: stamps[i])
+    clear = [i for i in order if stamps[i] in series
+             and float(cloud[series.index(stamps[i])].mean()) <= CLEAR_MAX_CLOUD]
+    if len(clear) < 2:
+        raise InputDataError(f"{folder}: fewer than 2 clear reference scenes; nothing to pair")
+    lulc = np.load(folder / "LULC.npy", allow_pickle=False)[..., 0]
+    return ([stamps[i][:10] for i in clear],
+            np.moveaxis(scenes[clear], -1, 1).astype(np.float32), lulc)
+
+
+def implant(later: np.ndarray, lulc: np.ndarray, blocks: int, size: int,
+            seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``later`` with ``blocks`` square blocks of its own class-8 spectra, and their mask."""
+    rng = np.random.default_rng(seed)
+    built = np.argwhere(lulc == ARTIFICIAL)
+    out, truth = later.copy(), np.zeros(lulc.shape, bool)
+    free = np.ones(lulc.shape, bool)
+    free[lulc == ARTIFICIAL] = False
+    h, w = lulc.shape
+    for _ in range(1000 * blocks):
+        if truth.sum() >= blocks * size * size:
+            break
+        y, x = rng.integers(0, h - size), rng.integers(0, w - size)
+        window = (slice(max(0, y - 2), y + size + 2), slice(max(0, x - 2), x + size + 2))
+        if not free[window].all():
+            continue
+        pick = built[rng.integers(0, len(built), size * size)]
+        out[:, y:y + size, x:x + size] = later[:, pick[:, 0], pick[:, 1]].reshape(-1, size, size)
+        truth[y:y + size, x:x + size] = True
+        free[window] = False
+    return out, truth
+
+
+def probability(model, bands: np.ndarray) -> np.ndarray:
+    """The model's impervious probability of one scene ``(C, H, W)`` (reflect-padded)."""
+    from inference.predict.runtime import RuntimeOptions, TilePredictor
+    from inference.predict.workflow import isa_class_index
+
+    predictor = TilePredictor.for_model(model.module, model.meta, options=RuntimeOptions(
+        device="cpu", precision="fp32", channels_last="off", autotune_cache=False))
+    h, w = bands.shape[1:]
+    side = 32 * int(np.ceil(max(h, w) / 32))
+    padded = np.pad(bands, ((0, 0), (0, side - h), (0, side - w)), mode="reflect")
+    probs = predictor(padded[None].astype(np.float32))
+    return probs[0, isa_class_index(tuple(model.meta.class_names)), :h, :w].astype(np.float64)
+
+
+def _flagged(code: np.ndarray) -> tuple[float, float]:
+    return float(np.isin(code, (change.GAIN, change.LOSS)).mean()), float((code == change.GAIN)
+                                                                          .mean())
+
+
+def score_pair(model, earlier: np.ndarray, later: np.ndarray, implanted: np.ndarray,
+               truth: np.ndarray, index: Sequence[int], margin: float) -> dict:
+    """Every model arm on one pair: stable-pair false change, implanted-pair F1 and AUC."""
+    meta = model.meta
+    pick = list(index)
+    first, second, moved = earlier[pick], later[pick], implanted[pick]
+    p1 = probability(model, first)
+    inputs = {"raw": (p1, probability(model, second), probability(model, moved))}
+    norm_stable = change.apply_normalisation(second, change.fit_relative_normalisation(
+        second, first))
+    norm_moved = change.apply_normalisation(moved, change.fit_relative_normalisation(moved, first))
+    inputs["normalised"] = (p1, probability(model, norm_stable), probability(model, norm_moved))
+    def match(bands: np.ndarray) -> np.ndarray:
+        return change.match_statistics(bands, meta.norm_mean, meta.norm_std)
+
+    inputs["training stats"] = (probability(model, match(first)),
+                                probability(model, match(second)),
+                                probability(model, match(moved)))
+    plan = {"differenced": ("raw", 0.0), "normalised": ("normalised", 0.0),
+            **{f"margin {m:g}": ("raw", m) for m in sorted({*MARGINS, margin})},
+            "both": ("normalised", margin), "training stats": ("training stats", 0.0)}
+    out = {}
+    for arm, (source, m) in plan.items():
+        a, b, bi = inputs[source]
+        false_change, false_gain = _flagged(change.margin_change(a, b, m))
+        found = change.margin_change(a, bi, m) == change.GAIN
+        out[arm] = {"false_change": false_change, "false_gain": false_gain,
+                    "f1": binary_scores(found, truth).f1,
+                    "auc": roc_auc(change.gain_score(a, bi).ravel(), truth.ravel()),
+                    "built_share": [float((a >= 0.5).mean()), float((b >= 0.5).mean())],
+                    "flagged_implanted": float(found.mean())}
+    return out
+
+
+def score_ndbi(earlier: np.ndarray, later: np.ndarray, implanted: np.ndarray,
+               truth: np.ndarray, threshold: float, flagged: float | None = None) -> dict:
+    """NDBI gain at ``threshold``, or at the one flagging ``flagged`` of the implanted pair."""
+    b8, b11 = SLOVENIA_BANDS.index("B8"), SLOVENIA_BANDS.index("B11")
+    start = ndbi(earlier[b11], earlier[b8])
+    stable, moved = ndbi(later[b11], later[b8]) - start, ndbi(implanted[b11], implanted[b8]) - start
+    if flagged is not None:
+        threshold = float(np.quantile(moved, 1 - flagged))
+    false = float((stable > threshold).mean())
+    return {"threshold": threshold, "false_change": false, "false_gain": false,
+            "f1": binary_scores(moved > threshold, truth).f1,
+            "auc": roc_auc(moved.ravel(), truth.ravel())}
+
+
+def run(data: Path, dw: Path, out: Path, *, recipes: Sequence[str], seeds: int,
+        iterations: int, margin: float, ndbi_gain: float, blocks: int, size: int) -> dict:
+    """The whole experiment; returns (and writes) ``change_pairs.json``."""
+    from training.modelfile import load_model
+
+    start = time.perf_counter()
+    dates, scenes, lulc = load_scenes(data)
+    index = [SLOVENIA_BANDS.index(b) for b in DEFAULT_BANDS]
+    java = find_tile(dw, "java")
+    dataset = out / "train_java"
+    export(java, scene_folder(java, out / "scenes"), dataset, DEFAULT_BANDS, Budget())
+    pairs = [(i, j) for i in range(len(dates)) for j in range(i + 1, len(dates))]
+    implanted = {(i, j): implant(scenes[j], lulc, blocks, size, seed=j) for i, j in pairs}
+    runs: dict[str, list[dict]] = {r: [] for r in recipes}
+    per_date: dict[str, list[list[float]]] = {r: [] for r in recipes}
+    for recipe in recipes:
+        for seed in range(seeds):
+            model_file = train_arm(recipe, dataset, out / "runs" / f"{recipe}_{seed}",
+                                   Budget(seed=seed, iterations=iterations))
+            model = load_model(model_file)
+            for i, j in pairs:
+                moved, truth = implanted[(i, j)]
+                arms = score_pair(model, scenes[i], scenes[j], moved, truth, index, margin)
+                arms["NDBI gain matched"] = score_ndbi(scenes[i], scenes[j], moved, truth,
+                                                       ndbi_gain,
+                                                       arms["both"]["flagged_implanted"])
+                runs[recipe].append({"seed": seed, "pair": f"{dates[i]}/{dates[j]}",
+                                     "arms": arms})
+            per_date[recipe].append(_class8_f1(model, scenes, lulc, index))
+    baseline = {f"{dates[i]}/{dates[j]}": score_ndbi(scenes[i], scenes[j], *implanted[(i, j)],
+                                                     ndbi_gain) for i, j in pairs}
+    metrics = {"dates": dates, "pairs": [f"{dates[i]}/{dates[j]}" for i, j in pairs],
+               "recipes": list(recipes), "seeds": seeds, "iterations": iterations,
+               "margin": margin, "ndbi_gain": ndbi_gain,
+               "implanted": {"blocks": blocks, "size": size,
+                             "pixels": int(next(iter(implanted.values()))[1].sum())},
+               "bands": list(DEFAULT_BANDS), "runs": runs, "ndbi": baseline,
+               "class8_f1_per_date": per_date,
+               "ndbi_class8_auc": [roc_auc(ndbi(s[SLOVENIA_BANDS.index("B11")],
+                                                s[SLOVENIA_BANDS.index("B8")]).ravel(),
+                                           (lulc == ARTIFICIAL).ravel()) for s in scenes],
+               "summary": summarise(runs, baseline),
+               "seconds": round(time.perf_counter() - start, 1)}
+    text = dumps(metrics, indent=1)
+    atomic_write(out / "change_pairs.json", lambda fh: fh.write(text.encode()))
+    return metrics
+
+
+def _class8_f1(model, scenes: np.ndarray, lulc: np.ndarray, index: Sequence[int]) -> list:
+    """Per date, the built F1 of the model's map against land use class 8 (L1C as given)."""
+    truth = lulc == ARTIFICIAL
+    return [round(binary_scores(probability(model, s[list(index)]) >= 0.5, truth).f1, 4)
+            for s in scenes]
+
+
+def summarise(runs: dict, baseline: dict) -> dict:
+    """Per recipe and arm: mean ± 95 % interval over seeds and pairs; NDBI per pair's mean."""
+    keys = ("false_change", "false_gain", "f1", "auc")
+    table: dict[str, dict] = {}
+    for recipe, items in runs.items():
+        arms = {arm for item in items for arm in item["arms"]}
+        table[recipe] = {arm: {k: interval([it["arms"][arm][k] for it in items
+                                            if k in it["arms"][arm]]) for k in keys}
+                         for arm in sorted(arms, key=_arm_order)}
+    table["NDBI gain"] = {"natural": {k: interval([b[k] for b in baseline.values()])
+                                      for k in keys}}
+    return table
+
+
+def _arm_order(arm: str) -> tuple[int, str]:
+    name = arm.split(" ")[0] if arm.startswith("margin ") else arm
+    return (ARMS.index(name) if name in ARMS else len(ARMS), arm)
+
+
+def table_text(metrics: dict) -> str:
+    """The summary as text (what the command prints and the docs quote)."""
+    def cell(pair: tuple[float, float] | list, pct: bool = False) -> str:
+        mean, half = pair
+        scale = 100 if pct else 1
+        if mean is None or not np.isfinite(mean):
+            return ""
+        text = f"{scale * mean:.2f}" if pct else f"{mean:.3f}"
+        return text + (f" ± {scale * half:.2f}" if pct else f" ± {half:.3f}") \
+            if half is not None and np.isfinite(half) else text
+
+    rows = []
+    for recipe, arms in metrics["summary"].items():
+        for arm, s in arms.items():
+            name = (f"t = {metrics['ndbi_gain']:g}" if recipe == "NDBI gain"
+                    else "NDBI gain, t matched to 'both'" if arm == "NDBI gain matched" else arm)
+            rows.append((recipe if recipe != "NDBI gain" else "NDBI gain", name,
+                         cell(s["false_change"], True), cell(s.get("false_gain", (None, None)),
+                                                             True),
+                         cell(s["f1"]), cell(s["auc"])))
+    return format_table(rows, ("model", "arm", "false change %", "false gain %",
+                               "implanted gain F1", "gain ROC AUC"))
+
+
+def per_date_text(metrics: dict) -> str:
+    """Per clear date: each model's built F1 against land use class 8, NDBI's ROC AUC there."""
+    rows = [(recipe, *(f"{np.mean([seed[d] for seed in seeds]):.3f}"
+                       for d in range(len(metrics["dates"]))))
+            for recipe, seeds in metrics["class8_f1_per_date"].items()]
+    rows.append(("NDBI ROC AUC", *(f"{a:.3f}" for a in metrics["ndbi_class8_auc"])))
+    return format_table(rows, ("built F1 vs class 8 (L1C)", *metrics["dates"]))
+
+
+def figures_markdown(metrics: dict) -> str:
+    """The docs' block: the dates, the implanted pixels and the tables."""
+    return (f"\nClear dates: {', '.join(metrics['dates'])}; pairs {', '.join(metrics['pairs'])}; "
+            f"{metrics['implanted']['pixels']} implanted pixels per pair; 'both' at margin "
+            f"{metrics['margin']:g}; {metrics['seeds']} seeds of {metrics['iterations']} "
+            f"iterations per model; ± the 95 % Student-t half-width over seeds x pairs "
+            f"(NDBI: over pairs).\n\n```text\n{table_text(metrics)}\n\n{per_date_text(metrics)}"
+            f"\n```\n")
+
+
+def update_page(source: str = FIGURES_JSON, page: str = "docs/real-data.md",
+                root: str = ".") -> bool:
+    """Rewrite the page's block of ``source``'s figures; True when it changed."""
+    from inference.assess.figures import rewrite_block
+
+    return rewrite_block(source, page, figures_markdown, root)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m experiments.change_pairs``; returns the exit status."""
+    p = argparse.ArgumentParser(prog="python -m experiments.change_pairs",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--data", help=f"the Slovenia folder (default: {SLOVENIA} in the data root)")
+    p.add_argument("--dw", help=f"the Dynamic World folder (default: {DW_FOLDER})")
+    add_data_root_argument(p)
+    p.add_argument("--recipes", default=",".join(DEFAULT_RECIPES),
+                   help="isamap-train models or experiments.builtup arms, comma-separated")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS)
+    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
+    p.add_argument("--ndbi-gain", type=float, default=DEFAULT_NDBI_GAIN,
+                   help="the NDBI gain rule's natural threshold")
+    p.add_argument("--blocks", type=int, default=DEFAULT_BLOCKS, help="implanted blocks")
+    p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE, help="their side (px)")
+    add_threads_argument(p)
+    add_logging_arguments(p)
+    a = p.parse_args(argv)
+    configure_logging(a.verbose, a.quiet, a.debug)
+
+    def go() -> int:
+        if a.seeds < 1 or a.iterations < 1:
+            raise InputDataError("--seeds and --iterations must be >= 1")
+        if not 0 <= a.margin < 0.5:
+            raise InputDataError(f"--margin must be in [0, 0.5), got {a.margin}")
+        data = existing_folder(a.data or sample_folder(SLOVENIA, a.data_root), "Slovenia",
+                               "--data")
+        dw = existing_folder(a.dw or sample_folder(DW_FOLDER, a.data_root), "Dynamic World",
+                             "--dw")
+        check_output_folder("--out", a.out)
+        use_threads(a.threads)
+        metrics = run(data, dw, Path(os.path.abspath(a.out)),
+                      recipes=[r for r in a.recipes.split(",") if r], seeds=a.seeds,
+                      iterations=a.iterations, margin=a.margin, ndbi_gain=a.ndbi_gain,
+                      blocks=a.blocks, size=a.block_size)
+        print(figures_markdown(metrics))
+        print(f"{metrics['seconds']:.0f} s; metrics: {Path(a.out) / 'change_pairs.json'}")
+        return 0
+
+    return run_command("python -m experiments.change_pairs", go, debug=a.debug,
+                       writes_to=[a.out])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

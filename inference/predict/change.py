@@ -1,0 +1,216 @@
+"""Two-date ISA change as arrays: relative radiometric normalisation, change with a margin.
+
+Change between two dates is read from two predictions, and two things make those disagree on
+ground that did not change:
+
+- **the dates' radiometry**: another sun angle, haze, season or processing moves every band of
+  one date by a gain and an offset; a model that reads absolute reflectance then maps the
+  same roofs with another probability. :func:`fit_relative_normalisation` finds, per band,
+  the linear map ``later * gain + offset`` that brings the later date onto the earlier one,
+  fitted on *pseudo-invariant* pixels (those whose change between the dates is smallest), and
+  :func:`apply_normalisation` applies it before the later date is predicted. The fit is a
+  plain iteration in the spirit of IR-MAD (Canty and Nielsen): start from every pixel,
+  standardise each band's difference by its median and MAD (so a scene-wide shift is not
+  "change"), keep the ``invariant_share`` of pixels with the smallest standardised change,
+  fit each band by least squares on them, and repeat on the normalised date. A network that
+  standardises each window itself (``unet-s2``'s ``input_norm: patch``) is unmoved by any
+  per-band linear map of a whole window, so for it the normalisation changes nothing; it
+  matters for models on fixed band statistics.
+- **probabilities near 0.5**: two per-date class maps differenced call "change" wherever a
+  probability crosses 0.5 by a hair. :func:`margin_change` calls gain only where the earlier
+  probability is below ``0.5 - margin`` and the later one above ``0.5 + margin`` (loss the
+  other way round); every other pixel is stable, impervious when the mean of its two
+  probabilities is at least 0.5. Margin 0 is the per-date class maps differenced.
+
+Everything here is a pure function of arrays (no files): the product's change maps
+(:mod:`inference.predict.workflow`) and the experiments call the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: codes of a change map (as :data:`inference.predict.stats.CHANGE_CODES`), 255 nodata
+STABLE_PERVIOUS, STABLE_ISA, GAIN, LOSS, NODATA = 0, 1, 2, 3, 255
+#: what a change map made by :func:`margin_change` records as its rule
+RULE = "gain where p_from < 0.5 - margin and p_to > 0.5 + margin; loss the other way round"
+DEFAULT_INVARIANT_SHARE = 0.3
+DEFAULT_ITERATIONS = 3
+#: the smallest spread a band's difference is divided by (differences of rounding size are 0)
+MIN_SPREAD = 1e-6
+
+
+@dataclass(frozen=True)
+class RadiometricFit:
+    """Per-band ``gain`` and ``offset`` mapping one date onto another, and what it rests on.
+
+    Attributes:
+        gain / offset: ``normalised = source * gain + offset``, one per band.
+        invariant_pixels: pixels the last fit used (pseudo-invariant).
+        valid_pixels: pixels finite in every band of both dates.
+        iterations: fits made (the first from the raw dates).
+    """
+
+    gain: tuple[float, ...]
+    offset: tuple[float, ...]
+    invariant_pixels: int
+    valid_pixels: int
+    iterations: int
+
+    def to_dict(self) -> dict:
+        """The fit as JSON-ready values (recorded beside a change map)."""
+        return {"gain": [round(g, 6) for g in self.gain],
+                "offset": [round(o, 6) for o in self.offset],
+                "invariant_pixels": self.invariant_pixels, "valid_pixels": self.valid_pixels,
+                "iterations": self.iterations}
+
+
+def _pixels(stack: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` or ``(C, N)`` as ``(C, N)`` float64."""
+    array = np.asarray(stack, dtype=np.float64)
+    if array.ndim < 2:
+        raise ValueError(f"a stack is (bands, rows, cols) or (bands, pixels), got {array.shape}")
+    return array.reshape(array.shape[0], -1)
+
+
+def change_magnitude(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per pixel, the root mean square of the bands' standardised differences.
+
+    Each band's difference ``source - reference`` is centred on its median and divided by
+    1.4826 x its median absolute deviation (at least :data:`MIN_SPREAD`, so rounding is not
+    change), so a shift every pixel shares counts as no change.
+    NaN where a band is not finite at either date. Shapes ``(C, ...)``; returns ``(...)``.
+    """
+    a, b = _pixels(source), _pixels(reference)
+    if a.shape != b.shape:
+        raise ValueError(f"the two dates differ in shape: {np.shape(source)} and "
+                         f"{np.shape(reference)}")
+    diff = a - b
+    valid = np.isfinite(diff).all(axis=0)
+    out = np.full(diff.shape[1], np.nan)
+    if valid.any():
+        d = diff[:, valid]
+        centre = np.median(d, axis=1, keepdims=True)
+        spread = 1.4826 * np.median(np.abs(d - centre), axis=1, keepdims=True)
+        spread = np.maximum(spread, MIN_SPREAD)
+        out[valid] = np.sqrt(np.mean(((d - centre) / spread) ** 2, axis=0))
+    return out.reshape(np.shape(source)[1:])
+
+
+def fit_relative_normalisation(source: np.ndarray, reference: np.ndarray, *,
+                               invariant_share: float = DEFAULT_INVARIANT_SHARE,
+                               iterations: int = DEFAULT_ITERATIONS,
+                               valid: np.ndarray | None = None) -> RadiometricFit:
+    """The per-band linear map of ``source`` onto ``reference`` (module docstring).
+
+    Args:
+        source: the date to normalise, ``(C, H, W)`` or ``(C, N)``.
+        reference: the date it is brought onto, same shape and band order.
+        invariant_share: share of the valid pixels kept as pseudo-invariant at each fit
+            (the smallest standardised change); 0 < share <= 1.
+        iterations: fits made; each after the first selects its pixels on the date the
+            previous fit normalised.
+        valid: optional mask ``(H, W)``/``(N,)`` of pixels to use (e.g. clear at both dates).
+
+    Raises:
+        ValueError: the shapes differ, the share or iterations are out of range, or fewer
+            than 2 pixels per band are valid at both dates.
+    """
+    if not 0 < invariant_share <= 1:
+        raise ValueError(f"invariant_share must be in (0, 1], got {invariant_share}")
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    a, b = _pixels(source), _pixels(reference)
+    if a.shape != b.shape:
+        raise ValueError(f"the two dates differ in shape: {np.shape(source)} and "
+                         f"{np.shape(reference)}")
+    usable = np.isfinite(a).all(axis=0) & np.isfinite(b).all(axis=0)
+    if valid is not None:
+        usable &= np.asarray(valid, bool).reshape(-1)
+    a, b = a[:, usable], b[:, usable]
+    n = a.shape[1]
+    keep = max(2, round(invariant_share * n))
+    if n < 2:
+        raise ValueError(f"{n} pixel(s) are valid at both dates; a fit needs at least 2")
+    gain, offset = np.ones(a.shape[0]), np.zeros(a.shape[0])
+    chosen = np.arange(n)
+    for _ in range(iterations):
+        magnitude = change_magnitude(a * gain[:, None] + offset[:, None], b)
+        chosen = np.argsort(magnitude, kind="stable")[:keep]
+        gain, offset = _least_squares(a[:, chosen], b[:, chosen])
+    return RadiometricFit(tuple(float(g) for g in gain), tuple(float(o) for o in offset),
+                          int(chosen.size), int(n), int(iterations))
+
+
+def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per band, ``y ~ x * gain + offset``; a band without spread keeps gain 1 (offset only)."""
+    mx, my = x.mean(axis=1), y.mean(axis=1)
+    var = ((x - mx[:, None]) ** 2).mean(axis=1)
+    cov = ((x - mx[:, None]) * (y - my[:, None])).mean(axis=1)
+    gain = np.where(var > 0, cov / np.where(var > 0, var, 1.0), 1.0)
+    return gain, my - gain * mx
+
+
+def apply_normalisation(stack: np.ndarray, fit: RadiometricFit) -> np.ndarray:
+    """``stack * gain + offset`` per band (``(C, ...)``, float32; NaN stays NaN)."""
+    array = np.asarray(stack, dtype=np.float32)
+    if array.shape[0] != len(fit.gain):
+        raise ValueError(f"the stack has {array.shape[0]} bands, the fit {len(fit.gain)}")
+    shape = (-1,) + (1,) * (array.ndim - 1)
+    return (array * np.asarray(fit.gain, np.float32).reshape(shape)
+            + np.asarray(fit.offset, np.float32).reshape(shape))
+
+
+def match_statistics(stack: np.ndarray, mean: Sequence[float],
+                     std: Sequence[float]) -> np.ndarray:
+    """Each band of ``stack`` moved to the given mean and standard deviation (``(C, ...)``).
+
+    A per-band linear map from the scene's own statistics (finite pixels) to, e.g., a model's
+    training statistics: a crude stand-in for atmospheric correction when a model trained on
+    one radiometry (L2A surface reflectance) is given another (L1C top of atmosphere). Unlike
+    :func:`fit_relative_normalisation` it assumes the scene's land cover resembles the training
+    set's, which a change study cannot assume; it is offered for measurement.
+    """
+    array = np.asarray(stack, dtype=np.float64)
+    flat = array.reshape(array.shape[0], -1)
+    own_mean = np.nanmean(flat, axis=1)
+    own_std = np.nanstd(flat, axis=1)
+    gain = np.asarray(std, np.float64) / np.where(own_std > 0, own_std, 1.0)
+    offset = np.asarray(mean, np.float64) - gain * own_mean
+    shape = (-1,) + (1,) * (array.ndim - 1)
+    return (array * gain.reshape(shape) + offset.reshape(shape)).astype(np.float32)
+
+
+def gain_score(p_from: np.ndarray, p_to: np.ndarray) -> np.ndarray:
+    """How surely a pixel gained impervious surface: ``min(0.5 - p_from, p_to - 0.5)``.
+
+    Positive where the two per-date maps differ by a gain; a pixel is called gain at margin
+    ``m`` when the score exceeds ``m``, so the score ranks pixels for ROC curves.
+    """
+    return np.minimum(0.5 - np.asarray(p_from, np.float64), np.asarray(p_to, np.float64) - 0.5)
+
+
+def margin_change(p_from: np.ndarray, p_to: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """Change codes from two dates' impervious probabilities (module docstring).
+
+    Gain (2) where ``p_from < 0.5 - margin`` and ``p_to > 0.5 + margin``; loss (3) where
+    ``p_from > 0.5 + margin`` and ``p_to < 0.5 - margin``; otherwise stable impervious (1)
+    when ``(p_from + p_to) / 2 >= 0.5``, else stable pervious (0); 255 where either is NaN.
+
+    Raises:
+        ValueError: the margin is outside [0, 0.5) or the arrays differ in shape.
+    """
+    if not 0 <= margin < 0.5:
+        raise ValueError(f"the change margin must be in [0, 0.5), got {margin}")
+    a, b = np.asarray(p_from, np.float64), np.asarray(p_to, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"the two probability maps differ in shape: {a.shape} and {b.shape}")
+    low, high = 0.5 - margin, 0.5 + margin
+    code = np.where((a + b) / 2 >= 0.5, STABLE_ISA, STABLE_PERVIOUS).astype(np.uint8)
+    code[(a < low) & (b > high)] = GAIN
+    code[(a > high) & (b < low)] = LOSS
+    code[~(np.isfinite(a) & np.isfinite(b))] = NODATA
+    return code

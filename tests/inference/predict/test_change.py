@@ -1,0 +1,74 @@
+"""Two-date change as arrays: relative radiometric normalisation and change with a margin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.predict import change
+
+
+def _dates(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An earlier date, the later one (gain 0.8, offset +0.05 per band, a fifth truly changed)."""
+    rng = np.random.default_rng(seed)
+    earlier = rng.uniform(0.02, 0.4, (4, 40, 50))
+    changed = rng.random((40, 50)) < 0.2
+    later = earlier * 0.8 + 0.05
+    later[:, changed] = rng.uniform(0.3, 0.6, (4, int(changed.sum())))
+    return earlier, later, changed
+
+
+def test_the_fit_recovers_the_shift_despite_the_changed_pixels():
+    earlier, later, changed = _dates()
+    fit = change.fit_relative_normalisation(later, earlier)
+    assert fit.gain == pytest.approx((1 / 0.8,) * 4, rel=1e-6)
+    assert fit.offset == pytest.approx((-0.05 / 0.8,) * 4, abs=1e-6)
+    assert fit.valid_pixels == 2000 and fit.invariant_pixels == 600 and fit.iterations == 3
+    back = change.apply_normalisation(later, fit)
+    assert back.dtype == np.float32
+    assert np.allclose(back[:, ~changed], earlier[:, ~changed], atol=1e-5)
+    # one plain least-squares fit on every pixel is pulled away by the changed ones
+    plain = change.fit_relative_normalisation(later, earlier, invariant_share=1.0, iterations=1)
+    assert abs(plain.gain[0] - 1 / 0.8) > 0.05
+    assert set(fit.to_dict()) == {"gain", "offset", "invariant_pixels", "valid_pixels",
+                                  "iterations"}
+
+
+def test_a_shared_shift_is_no_change_and_nan_pixels_are_left_out():
+    earlier, later, _ = _dates(1)
+    magnitude = change.change_magnitude(earlier + 0.1, earlier)
+    assert magnitude.shape == (40, 50) and np.allclose(magnitude, 0)
+    later[2, :5, :5] = np.nan
+    fit = change.fit_relative_normalisation(later, earlier)
+    assert fit.valid_pixels == 2000 - 25 and np.isfinite(fit.gain).all()
+    assert np.isnan(change.apply_normalisation(later, fit)[2, :5, :5]).all()
+    with pytest.raises(ValueError, match="differ in shape"):
+        change.fit_relative_normalisation(later[:, :10], earlier)
+    with pytest.raises(ValueError, match="invariant_share"):
+        change.fit_relative_normalisation(later, earlier, invariant_share=0)
+
+
+def test_change_needs_both_probabilities_to_clear_the_margin():
+    p_from = np.array([0.1, 0.45, 0.1, 0.9, 0.9, 0.55, 0.6, np.nan])
+    p_to = np.array([0.9, 0.55, 0.6, 0.1, 0.9, 0.45, 0.3, 0.9])
+    assert change.margin_change(p_from, p_to, 0.0).tolist() == [2, 2, 2, 3, 1, 3, 3, 255]
+    assert change.margin_change(p_from, p_to, 0.2).tolist() == [2, 1, 0, 3, 1, 1, 0, 255]
+    # margin 0 is the two per-date class maps differenced
+    rng = np.random.default_rng(0)
+    a, b = rng.random(500), rng.random(500)
+    ca, cb = a > 0.5, b > 0.5
+    differenced = np.where(ca, np.where(cb, 1, 3), np.where(cb, 2, 0))
+    assert (change.margin_change(a, b, 0.0) == differenced).all()
+    score = change.gain_score(a, b)
+    for m in (0.0, 0.1, 0.3):
+        assert ((score > m) == (change.margin_change(a, b, m) == change.GAIN)).all()
+    with pytest.raises(ValueError, match="margin"):
+        change.margin_change(a, b, 0.5)
+
+
+def test_statistics_are_matched_per_band():
+    earlier, _, _ = _dates(2)
+    moved = change.match_statistics(earlier, (0.1, 0.2, 0.3, 0.4), (0.01, 0.02, 0.03, 0.04))
+    flat = moved.reshape(4, -1)
+    assert flat.mean(axis=1) == pytest.approx((0.1, 0.2, 0.3, 0.4), abs=1e-5)
+    assert flat.std(axis=1) == pytest.approx((0.01, 0.02, 0.03, 0.04), rel=1e-4)
