@@ -7,7 +7,8 @@ has a fresh ``XDG_CACHE_HOME`` (no remembered choice, no compiled kernels), and 
 round the runs alternate (auto, the fixed ones, auto again), so a load that drifts slows all
 alike. Per size it prints each run's seconds and the choice ``auto`` recorded, then
 ``fastest fixed / auto`` (the median over the rounds of each round's ratio; 1 means ``auto``
-costs nothing over knowing the answer, above 1 that it beat every fixed run):
+costs nothing over knowing the answer, above 1 that it beat every fixed run), of the wall
+time and of the process's CPU time (steadier on a loaded machine):
 
 - **fresh**: ``auto``'s first run, measuring included;
 - **warm**: ``auto`` again with the cache its first run left (its second run). A job too short
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -73,23 +75,30 @@ def tiled_stack(stack: Path, size: int, folder: Path) -> Path:
 
 
 def predict(model: Path, stack: Path, args: list[str], cache: Path,
-            work: Path) -> tuple[float, str]:
-    """Wall seconds of one ``isamap-predict`` process, and the runtime its map records."""
+            work: Path) -> tuple[float, float, str]:
+    """Wall and CPU seconds of one ``isamap-predict`` process, and the runtime its map records.
+
+    The CPU seconds (user + system, every thread) move less with other work on the machine
+    than the wall time: on a loaded machine their ratios are the steadier figure.
+    """
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISAMAP_AUTOTUNE")}
     env["XDG_CACHE_HOME"] = str(cache)
     script = Path(sys.executable).with_name("isamap-predict")
     command = [str(script)] if script.exists() else [sys.executable, "-c", PREDICT]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([*command, "--model", str(model), "--input", str(stack),
                     "--out", str(out / "map"), "--quiet", *args], env=env, check=True,
                    stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     with rasterio.open(out / "map_class.tif") as ds:
         runtime = ds.tags().get("runtime", "?")
     shutil.rmtree(out)
-    return seconds, runtime
+    return seconds, cpu, runtime
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,25 +108,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", default="768,4096,8192",
                     help="square sizes in pixels; the stack's own size runs it as it is")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--fixed", default=",".join(FIXED),
+                    help="the fixed configurations to run (default: all four)")
     ap.add_argument("--demo-epochs", type=int, default=15,
                     help="epochs of the demo model when it is made here")
     args = ap.parse_args(argv)
     if (args.model is None) != (args.stack is None):
         ap.error("give both --model and --stack, or neither (the demo's are made)")
     sizes = sorted({int(s) for s in args.sizes.split(",")}, reverse=True)
+    fixed = {k: FIXED[k] for k in args.fixed.split(",") if k}
+    if not fixed or set(args.fixed.split(",")) - set(FIXED):
+        ap.error(f"--fixed takes some of {', '.join(FIXED)}")
     with tempfile.TemporaryDirectory(prefix="bench_auto_") as tmp:
         work = Path(tmp)
         model, stack = ((args.model, args.stack) if args.model is not None
                         else demo_model(work / "demo", args.demo_epochs))
         stacks = {size: tiled_stack(stack, size, work) for size in sizes}
-        times: dict[tuple[int, str], list[float]] = {}
-        ratios: dict[tuple[int, str], list[float]] = {}
+        times: dict[tuple[int, str, str], list[float]] = {}  # (size, run, wall|cpu)
+        ratios: dict[tuple[int, str, str], list[float]] = {}
         for r in range(args.rounds):
             largest: Path | None = None
             for size in sizes:
                 fresh = work / f"cache_{r}_{size}"
-                row: dict[str, float] = {}
-                for name, extra in [("auto", []), *FIXED.items(), ("auto warm", [])]:
+                row: dict[tuple[str, str], float] = {}
+                for name, extra in [("auto", []), *fixed.items(), ("auto warm", [])]:
                     cache = work / f"cache_{r}_{size}_{name.replace('/', '_')}"
                     note = ""
                     if name == "auto":
@@ -128,26 +142,29 @@ def main(argv: list[str] | None = None) -> None:
                             source, note = largest, f" (cache of the {sizes[0]}² run)"
                         if source.exists():
                             shutil.copytree(source, cache)
-                    seconds, runtime = predict(model, stacks[size], extra, cache, work)
-                    row[name] = seconds
-                    times.setdefault((size, name), []).append(seconds)
-                    print(f"round {r + 1} {size}² {name:9s} {seconds:7.2f} s  runtime "
-                          f"{runtime}{note}", flush=True)
+                    wall, cpu, runtime = predict(model, stacks[size], extra, cache, work)
+                    for clock, value in (("wall", wall), ("cpu", cpu)):
+                        row[name, clock] = value
+                        times.setdefault((size, name, clock), []).append(value)
+                    print(f"round {r + 1} {size}² {name:9s} {wall:7.2f} s wall {cpu:7.2f} s CPU"
+                          f"  runtime {runtime}{note}", flush=True)
                 if largest is None:
                     largest = fresh
-                fastest = min(row[k] for k in FIXED)
-                for kind in ("auto", "auto warm"):
-                    ratios.setdefault((size, kind), []).append(fastest / row[kind])
+                for clock in ("wall", "cpu"):
+                    fastest = min(row[k, clock] for k in fixed)
+                    for kind in ("auto", "auto warm"):
+                        ratios.setdefault((size, kind, clock), []).append(
+                            fastest / row[kind, clock])
         print(f"\nwhole-process seconds, median of {args.rounds} round(s); fastest fixed / auto "
               "(median of each round's ratio)")
         for size in sizes:
-            cells = ", ".join(f"{k} {statistics.median(times[(size, k)]):.2f}"
-                              for k in ["auto", *FIXED, "auto warm"])
-            print(f"{size}²: {cells}")
-            print(f"{size}²: fastest fixed / auto: fresh cache "
-                  f"{statistics.median(ratios[(size, 'auto')]):.2f}, warm cache "
-                  f"{statistics.median(ratios[(size, 'auto warm')]):.2f}")
-
+            for clock in ("wall", "cpu"):
+                cells = ", ".join(f"{k} {statistics.median(times[(size, k, clock)]):.2f}"
+                                  for k in ["auto", *fixed, "auto warm"])
+                print(f"{size}² {clock}: {cells}")
+                print(f"{size}² {clock}: fastest fixed / auto: fresh cache "
+                      f"{statistics.median(ratios[(size, 'auto', clock)]):.2f}, warm cache "
+                      f"{statistics.median(ratios[(size, 'auto warm', clock)]):.2f}")
 
 if __name__ == "__main__":
     main()
