@@ -100,10 +100,9 @@ RACE_MARGIN = 1.3
 FIRST_CALL_MARGIN = 3.0
 CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
 CACHE_FORMAT = "isamap-autotune/3"  # /2 entries could hold a choice measured under load
-#: At most this share of an inference job's model time, estimated at the probe's fp32 speed,
-#: goes to measuring, everything included (:func:`job_budget`); a job of fewer samples than
-#: (candidates + 3) / MEASURE_SHARE, with no choice in the cache, runs the first candidate
-#: (fp32) unmeasured, since the fewest calls measuring needs would cost more than that.
+#: At most this share of an inference job's model time goes to measuring (:func:`job_budget`);
+#: a job of fewer samples than (candidates + 3) / MEASURE_SHARE with no cached choice runs
+#: the first candidate (fp32) unmeasured: the fewest calls measuring needs cost more.
 MEASURE_SHARE = 0.1
 #: A 1-minute load average per core from which the machine counts as busy: a contended
 #: choice is reused from the cache only then (a quiet machine measures its own).
@@ -191,9 +190,8 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
             return reused
     if samples is not None and mode == "inference" and not compile and \
             samples * MEASURE_SHARE < len(cands) + 3:
-        # measuring (the probe's two fp32 calls, an agreement check of every other candidate
-        # and two timed calls, at least) would cost more than MEASURE_SHARE of the job's
-        # model time: with no choice measured earlier, run the reference as is
+        # measuring (the probe's two fp32 calls, a check of every other candidate and two
+        # timed calls, at least) would cost more than MEASURE_SHARE of the model time
         log.log(DETAIL, "autotune: %d samples are too few for measuring to pay; running %s",
                 samples, cands[0].label)
         return Choice(cands[0], "explicit" if len(cands) == 1 else "short-job", mode, shape,
@@ -439,7 +437,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             if unchecked:
                 log.info("autotune: the budget (%.3g s) leaves no time to check %s", budget_s,
                          ", ".join(c.label for c in unchecked))
-            skipped += unchecked
+                skipped += unchecked
             agreeing = [c for c in errors if errors[c] <= tolerance]
             if not agreeing:
                 # only possible when the precision is explicit (fp32 agrees with itself): the
@@ -468,8 +466,13 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                 slow = [c for c in ready if first_call[c] > FIRST_CALL_MARGIN * quickest]
                 skipped += slow
                 ready = [c for c in ready if c not in slow]
+            n = int(batch["image"].shape[0])
             if ready or timed:
-                times = _time(runner, ready, batch, deadline, measure, timed)
+                # no further round once the job's share at the fastest speed seen is spent
+                rounds_until = (None if samples is None or mode != "inference" else
+                                lambda fastest: started + job_budget(budget_s, samples,
+                                                                     fastest / n))
+                times = _time(runner, ready, batch, deadline, measure, timed, rounds_until)
                 skipped += unpaid
             else:  # the budget was spent before any step: the agreement checks rank them
                 times = {c: first_call[c] for c in unpaid or agreeing or cands[:1]}
@@ -477,7 +480,6 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                          "agreement checks: %s",
                          ", ".join(f"{c.label} {t:.3g} s" for c, t in times.items()))
             best = min(times, key=times.__getitem__)
-            n = int(batch["image"].shape[0])
             if compile == "auto" and not compile_may_pay(1000.0 * times[best] / n, samples or 0):
                 log.log(DETAIL, "autotune: %d samples at %.3g ms are too few for compiling to pay; "
                         "not compiled", samples or 0, 1000.0 * times[best] / n)
@@ -515,13 +517,11 @@ def _check_order(cands: list[Setting]) -> list[Setting]:
 
 
 def job_budget(budget_s: float, samples: int | None, seconds_per_sample: float) -> float:
-    """Seconds an inference job's measuring may take, everything included.
+    """Seconds an inference job's measuring may take, probe, checks and timed calls included.
 
-    At most ``budget_s``, and, when the job's sample count is known, at most
-    :data:`MEASURE_SHARE` of its model time estimated at the probe's (fp32 NCHW) seconds
-    per sample: a job about to spend a few seconds in the model does not spend more than a
-    tenth of that choosing how, since no candidate can save more than the job takes. The
-    probe, the agreement checks and the timed calls all count against it.
+    At most ``budget_s`` and, when the job's sample count is known, :data:`MEASURE_SHARE`
+    of its model time at ``seconds_per_sample`` (the probe's fp32 NCHW speed; for further
+    timing rounds, the fastest seen): no candidate can save more than the job takes.
     """
     if samples is None:
         return budget_s
@@ -552,8 +552,8 @@ def _within_budget(agreeing: list[Setting], first_call: Mapping[Setting, float],
 
 
 def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline: float,
-          measure: Measure | None,
-          known: Mapping[Setting, float] | None = None) -> dict[Setting, float]:
+          measure: Measure | None, known: Mapping[Setting, float] | None = None,
+          rounds_until: Callable[[float], float] | None = None) -> dict[Setting, float]:
     """Best seconds per call of every setting.
 
     Candidates are timed in turns (one call each per round) so that a busy, shared machine
@@ -564,7 +564,9 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline
     :data:`MAX_REPS`): the budget is what bounds the measuring on a slow or loaded machine.
     Every candidate has been run at least once before (its agreement check and warm-up), so
     no timed call builds kernels. ``known``: settings timed already (fp32 NCHW by the
-    probe), not timed again in the first round, racing in the later ones.
+    probe), not timed again in the first round, racing in the later ones. ``rounds_until``:
+    the time at which no further round starts, given the fastest call so far (inference:
+    the job's share at that speed).
     """
     if measure is not None:
         return {s: measure(s, runner.call(s, batch)) for s in settings}
@@ -580,7 +582,8 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline
             best[s] = min(best.get(s, math.inf), time.perf_counter() - t0)
         lead = min(best[s] for s in racing)
         racing = [s for s in racing if best[s] <= RACE_MARGIN * lead]
-        if len(racing) < 2 or time.perf_counter() >= deadline:
+        until = min(deadline, rounds_until(lead)) if rounds_until else deadline
+        if len(racing) < 2 or time.perf_counter() >= until:
             break
     return best
 
