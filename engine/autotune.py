@@ -4,7 +4,10 @@ No static rule picks the fastest way to run a network: on a CPU without native b
 autocast is *slower* than fp32 (oneDNN emulates it), channels_last helps some networks and
 hurts others, and on a GPU the answer depends on the card. So ``auto`` times the candidate
 configurations on the run's own model, its real tile size (the batch shrunk to fit a budget of
-a few seconds, or to its smallest when one step is longer than that) and its device:
+a few seconds, or to its smallest when one step is longer than that) and its device. For an
+inference job of known length the budget is also at most :data:`MEASURE_SHARE` of its model
+time (:func:`job_budget`), and it bounds the whole measuring: probe, agreement checks and
+timed calls.
 
 - CPU: fp32 / bf16 autocast x NCHW / NHWC, on the process's threads;
 - CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on;
@@ -19,13 +22,18 @@ time; every one the budget can pay for is timed (none loses by default; when the
 time them all, those whose agreement check ran fastest are timed), the close ones again while
 the budget lasts. The fastest wins. For training the timed unit is a whole step (forward, loss,
 backward, optimizer step) on a *copy* of the model and a fresh optimizer, with the RNG state
-restored, so the real run is unaffected.
+restored, so the real run is unaffected. In inference the probe that sizes the batch is an
+untimed fp32 NCHW call, which gives the agreement reference, and a timed one, which is fp32
+NCHW's timing: no call is paid for twice.
 
 The result, a :class:`Choice`, records the setting, every timing and disagreement and how long
 measuring took; callers write it into their outputs (COG tags, ``metrics.json``, the training
 history and model file). It is cached in ``$XDG_CACHE_HOME/isamap/autotune.json`` (else
 ``~/.cache/isamap``) under a key of the model's architecture and arguments, the input shape,
 the device, the torch version and the thread count, so a second run does not measure again.
+For inference the key holds the tile's shape, not the batch's, and the cache is consulted
+before anything else: a job too short for measuring to pay (:data:`MEASURE_SHARE`) still
+reuses a choice measured earlier for the same model, tiles and device.
 The choice records the share of its CPU threads' time the process got while measuring
 (:attr:`Choice.cpu_share`). One measured while other work held the cores
 (:data:`engine.choice_value.CONTENDED_SHARE`) describes that moment, not the machine: it is
@@ -92,9 +100,9 @@ RACE_MARGIN = 1.3
 FIRST_CALL_MARGIN = 3.0
 CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
 CACHE_FORMAT = "isamap-autotune/3"  # /2 entries could hold a choice measured under load
-#: At most this share of an inference job's model time goes to measuring: a job of fewer
-#: samples than (candidates + 3) / MEASURE_SHARE runs the first candidate (fp32) unmeasured,
-#: since measuring it would cost more than any candidate could save.
+#: At most this share of an inference job's model time goes to measuring (:func:`job_budget`);
+#: a job of fewer samples than (candidates + 3) / MEASURE_SHARE with no cached choice runs
+#: the first candidate (fp32) unmeasured: the fewest calls measuring needs cost more.
 MEASURE_SHARE = 0.1
 #: A 1-minute load average per core from which the machine counts as busy: a contended
 #: choice is reused from the cache only then (a quiet machine measures its own).
@@ -110,7 +118,8 @@ ASSUMED_COMPILE_S = 60.0
 
 
 __all__ = ["Choice", "Dtype", "Mode", "Setting", "TrainStep", "apply", "cache_file",
-           "cache_key", "candidates", "choose", "describe_device", "explicit", "time_settings"]
+           "cache_key", "candidates", "choose", "describe_device", "explicit", "job_budget",
+           "time_settings"]
 
 #: ``measure(setting, run) -> seconds per call``: replaces the timing loop (tests inject one).
 Measure = Callable[[Setting, Callable[[], None]], float]
@@ -141,14 +150,16 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
             faster. Without it, inference with ``samples`` given tries it when the job is long
             enough to pay for compiling (:func:`compile_may_pay`).
         step: loss and optimizer of the training step (``mode="training"``).
-        budget_s: measuring time budget in seconds (the batch is shrunk to fit it).
+        budget_s: measuring time budget in seconds, everything included (the batch is
+            shrunk to fit it); in inference with ``samples`` at most :func:`job_budget`.
         tolerance: agreement bound, mean |p - p_fp32|.
         cache: use the user cache (None: unless ``ISAMAP_AUTOTUNE_CACHE=off``).
         measure: timing function replacing the real one (tests).
         cpu_time: the process's CPU seconds (tests inject a clock to script contention).
         busy: whether the machine is busy now (default :func:`machine_busy`; tests inject it).
         samples: how many samples (tiles) the job will run through the model, when known
-            (inference): what decides whether compiling can pay for itself.
+            (inference): what bounds the measuring and decides whether compiling can pay
+            for itself.
     """
     devices.check_precision(precision, device.type)
     layout = devices.layout_flag(channels_last)
@@ -161,30 +172,30 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
                              "auto" if samples is not None and mode == "inference" else False)
     if len(cands) == 1 and policy is False:
         return Choice(cands[0], "explicit", mode, shape, where, tolerance=tolerance)
-    if samples is not None and mode == "inference" and not compile and \
-            samples * MEASURE_SHARE < len(cands) + 3:
-        # measuring (a probe, the fp32 reference and one call per candidate, at least) would
-        # cost more than MEASURE_SHARE of the job's model time: run the reference as is
-        log.log(DETAIL, "autotune: %d samples are too few for measuring to pay; running %s",
-                samples, cands[0].label)
-        return Choice(cands[0], "explicit" if len(cands) == 1 else "short-job", mode, shape,
-                      where, tolerance=tolerance)
     busy = busy or machine_busy
     key = cache_key(model, shape, device, mode, precision, layout, policy, tolerance)
     path = cache_file() if cache is not False else None
     cached = _read_cache(path).get(key) if path else None
     if cached is not None:
-        reused: Choice | None = replace(Choice.from_dict(cached), source="cache")
+        reused: Choice | None = replace(Choice.from_dict(cached), source="cache", shape=shape)
         if policy == "auto" and reused is not None:
             reused = _for_job(reused, samples)
         if reused is not None and reused.contended and not busy():
             log.log(DETAIL, "autotune: the cached %s was measured while other work held the "
-                    "cores; the machine is quiet now, so it is measured again", reused.label)
+                    "cores; the machine is quiet now, so it is not reused", reused.label)
             reused = None
         if reused is not None:
             log.log(DETAIL, "runtime %s from the autotune cache %s (measured %s)", reused.label,
                     path, ", ".join(f"{k} {v:.3g} ms" for k, v in reused.ms_per_sample.items()))
             return reused
+    if samples is not None and mode == "inference" and not compile and \
+            samples * MEASURE_SHARE < len(cands) + 3:
+        # measuring (the probe's two fp32 calls, a check of every other candidate and two
+        # timed calls, at least) would cost more than MEASURE_SHARE of the model time
+        log.log(DETAIL, "autotune: %d samples are too few for measuring to pay; running %s",
+                samples, cands[0].label)
+        return Choice(cands[0], "explicit" if len(cands) == 1 else "short-job", mode, shape,
+                      where, tolerance=tolerance)
     threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
     choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
                       tolerance, measure)
@@ -370,13 +381,17 @@ def cache_key(model: nn.Module, shape: tuple[int, ...], device: torch.device, mo
 
     The architecture and its arguments (the module tree's repr holds every layer's sizes),
     the parameter count, the input shape, the device (with its thread count), the torch
-    version, what was left to measure and the tolerance.
+    version, what was left to measure and the tolerance. For inference the shape is the
+    tile's, without the batch: the measured batch is cut to the budget whatever the job's,
+    so a map of a few tiles (a short job, a row narrower than a batch) reuses the choice
+    measured for a larger map of the same tiles.
     """
     arch = f"{type(model).__module__}.{type(model).__qualname__}\n{model!r}"
     params = sum(p.numel() for p in model.parameters())
     fields = {"format": CACHE_FORMAT, "mode": mode,
               "arch": text_sha256(arch), "params": params,
-              "shape": list(shape), "device": describe_device(device),
+              "shape": list(shape[1:] if mode == "inference" else shape),
+              "device": describe_device(device),
               "torch": torch.__version__, "precision": precision, "layout": layout,
               "compile": compile, "tolerance": tolerance}
     return json_digest(fields, 24)
@@ -388,7 +403,6 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
              step: TrainStep | None, budget_s: float, tolerance: float,
              measure: Measure | None) -> Choice:
     started = time.perf_counter()
-    deadline = started + budget_s
     rng_devices = [device] if device.type == "cuda" else []
     saved_threads, saved_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
     was_training = model.training
@@ -398,14 +412,32 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
         runner = SettingRunner(model, batch, device, mode, step)
         try:
+            if mode == "inference":
+                budget_s = job_budget(budget_s, samples, runner.probe())
+            deadline = started + budget_s
             batch = runner.fit_batch(budget_s, len(cands) + int(bool(compile)))
-            reference = runner.probabilities(Setting(), batch)
+            reference = runner.reference(batch)
+            # fp32 NCHW is the reference itself, and the probe timed it on this batch
+            fp32 = runner.fp32_seconds(batch)
+            timed = ({Setting(): fp32} if fp32 is not None and measure is None
+                     and mode == "inference" and Setting() in cands else {})
             # every agreement check before any training step changes the copy's weights
             first_call: dict[Setting, float] = {}
-            for cand in cands:
-                t0 = time.perf_counter()
-                errors[cand] = runner.disagreement(cand, batch, reference)
-                first_call[cand] = time.perf_counter() - t0
+            unchecked: list[Setting] = []
+            for cand in _check_order(cands):
+                if cand in timed:
+                    errors[cand], first_call[cand] = 0.0, timed[cand]
+                elif (measure is None and mode == "inference" and first_call
+                      and time.perf_counter() + runner.call_seconds > deadline):
+                    unchecked.append(cand)  # the budget cannot pay for its check
+                else:
+                    t0 = time.perf_counter()
+                    errors[cand] = runner.disagreement(cand, batch, reference)
+                    first_call[cand] = time.perf_counter() - t0
+            if unchecked:
+                log.info("autotune: the budget (%.3g s) leaves no time to check %s", budget_s,
+                         ", ".join(c.label for c in unchecked))
+                skipped += unchecked
             agreeing = [c for c in errors if errors[c] <= tolerance]
             if not agreeing:
                 # only possible when the precision is explicit (fp32 agrees with itself): the
@@ -415,6 +447,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                             ", ".join(f"{c.label} {e:.3g}" for c, e in errors.items()))
                 agreeing = [c for c in cands if math.isfinite(errors.get(c, math.inf))] or \
                     cands[:1]
+            agreeing = [c for c in agreeing if c not in timed]
             unpaid: list[Setting] = []
             if measure is None:
                 agreeing, unpaid = _within_budget(agreeing, first_call, runner.call_seconds,
@@ -429,12 +462,17 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             if ready and measure is None:
                 # a candidate whose first call was several times the fastest one's is not
                 # timed again (bf16 emulated by oneDNN is several times slower than fp32)
-                quickest = min(first_call[c] for c in ready)
+                quickest = min(first_call[c] for c in [*ready, *timed])
                 slow = [c for c in ready if first_call[c] > FIRST_CALL_MARGIN * quickest]
                 skipped += slow
                 ready = [c for c in ready if c not in slow]
-            if ready:
-                times = _time(runner, ready, batch, deadline, measure)
+            n = int(batch["image"].shape[0])
+            if ready or timed:
+                # no further round once the job's share at the fastest speed seen is spent
+                rounds_until = (None if samples is None or mode != "inference" else
+                                lambda fastest: started + job_budget(budget_s, samples,
+                                                                     fastest / n))
+                times = _time(runner, ready, batch, deadline, measure, timed, rounds_until)
                 skipped += unpaid
             else:  # the budget was spent before any step: the agreement checks rank them
                 times = {c: first_call[c] for c in unpaid or agreeing or cands[:1]}
@@ -442,7 +480,6 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                          "agreement checks: %s",
                          ", ".join(f"{c.label} {t:.3g} s" for c, t in times.items()))
             best = min(times, key=times.__getitem__)
-            n = int(batch["image"].shape[0])
             if compile == "auto" and not compile_may_pay(1000.0 * times[best] / n, samples or 0):
                 log.log(DETAIL, "autotune: %d samples at %.3g ms are too few for compiling to pay; "
                         "not compiled", samples or 0, 1000.0 * times[best] / n)
@@ -469,6 +506,28 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                   compile_seconds=round(sum(compile_seconds.values()), 3))
 
 
+def _check_order(cands: list[Setting]) -> list[Setting]:
+    """The order of the agreement checks.
+
+    fp32 NCHW (the reference) first, then the others from the end of the candidates' list
+    (reduced precision and channels-last first: speed is what they exist for), so a budget
+    too small to check them all checks those first.
+    """
+    return sorted(cands, key=lambda c: (c != Setting(), -cands.index(c)))
+
+
+def job_budget(budget_s: float, samples: int | None, seconds_per_sample: float) -> float:
+    """Seconds an inference job's measuring may take, probe, checks and timed calls included.
+
+    At most ``budget_s`` and, when the job's sample count is known, :data:`MEASURE_SHARE`
+    of its model time at ``seconds_per_sample`` (the probe's fp32 NCHW speed; for further
+    timing rounds, the fastest seen): no candidate can save more than the job takes.
+    """
+    if samples is None:
+        return budget_s
+    return min(budget_s, MEASURE_SHARE * samples * seconds_per_sample)
+
+
 def _within_budget(agreeing: list[Setting], first_call: Mapping[Setting, float],
                    call_seconds: float, mode: Mode,
                    deadline: float) -> tuple[list[Setting], list[Setting]]:
@@ -493,7 +552,8 @@ def _within_budget(agreeing: list[Setting], first_call: Mapping[Setting, float],
 
 
 def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline: float,
-          measure: Measure | None) -> dict[Setting, float]:
+          measure: Measure | None, known: Mapping[Setting, float] | None = None,
+          rounds_until: Callable[[float], float] | None = None) -> dict[Setting, float]:
     """Best seconds per call of every setting.
 
     Candidates are timed in turns (one call each per round) so that a busy, shared machine
@@ -503,21 +563,27 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline
     :data:`RACE_MARGIN` of the fastest, go on while the budget lasts (at most
     :data:`MAX_REPS`): the budget is what bounds the measuring on a slow or loaded machine.
     Every candidate has been run at least once before (its agreement check and warm-up), so
-    no timed call builds kernels.
+    no timed call builds kernels. ``known``: settings timed already (fp32 NCHW by the
+    probe), not timed again in the first round, racing in the later ones. ``rounds_until``:
+    the time at which no further round starts, given the fastest call so far (inference:
+    the job's share at that speed).
     """
     if measure is not None:
         return {s: measure(s, runner.call(s, batch)) for s in settings}
-    best: dict[Setting, float] = {}
-    racing = list(settings)
-    for _ in range(MAX_REPS):
+    best: dict[Setting, float] = dict(known or {})
+    racing = [*best, *settings]
+    for rep in range(MAX_REPS):
         for s in racing:
+            if rep == 0 and s in best:
+                continue
             run = runner.call(s, batch)
             t0 = time.perf_counter()
             run()
             best[s] = min(best.get(s, math.inf), time.perf_counter() - t0)
         lead = min(best[s] for s in racing)
         racing = [s for s in racing if best[s] <= RACE_MARGIN * lead]
-        if len(racing) < 2 or time.perf_counter() >= deadline:
+        until = min(deadline, rounds_until(lead)) if rounds_until else deadline
+        if len(racing) < 2 or time.perf_counter() >= until:
             break
     return best
 

@@ -151,12 +151,21 @@ def _records(module: nn.Module, x: torch.Tensor, device: torch.device,
 
 def _int8_may_pay(module: nn.Module, x: torch.Tensor, device: torch.device, request: Request,
                   choice: autotune.Choice) -> bool:
-    """``auto`` offers int8 only where a remembered int8 model beat its choice by the margin."""
-    if (request.precision != "auto" or not choice.ms_per_sample
-            or int8_unavailable(device.type) is not None):
+    """``auto`` offers int8 only where a remembered int8 model beat its choice by the margin.
+
+    The records are read first and whether int8 can run here is checked only for a record
+    worth taking: the check imports torchao, seconds that a run which never used
+    ``--precision int8`` must not pay.
+    """
+    if request.precision != "auto" or not choice.ms_per_sample:
+        return False
+    cache = autotune.cache_file() if request.cache is not False else None
+    path = quantize.records_file(cache)
+    if path is None or not path.exists():
         return False
     record = quantize.recall(*_records(module, x, device, request))
-    return quantize.worth_it(record, choice.ms_per_sample.get(choice.label, 0.0))
+    return (quantize.worth_it(record, choice.ms_per_sample.get(choice.label, 0.0))
+            and int8_unavailable(device.type) is None)
 
 
 def _int8(module: nn.Module, x: torch.Tensor, device: torch.device, request: Request,

@@ -45,7 +45,8 @@ class Choice:
         ms_per_sample: best measured time per sample of every timed candidate, by label.
         errors: each candidate's disagreement with fp32 (mean |p - p_fp32|), by label.
         rejected: labels of candidates over the tolerance or that failed (never timed).
-        skipped: labels of candidates not timed because their first call took
+        skipped: labels of candidates not timed: the budget could not pay for their
+            agreement check or their timed call, or their first call took
             :data:`FIRST_CALL_MARGIN` times the quickest one's.
         tolerance: the agreement bound used.
         measured_batch: samples per timed call (the batch is shrunk to fit the budget).

@@ -162,6 +162,12 @@ class SettingRunner:
         self._scaler: torch.amp.GradScaler | None = None
         #: seconds of one call at the batch :meth:`fit_batch` chose (its estimate)
         self.call_seconds = 0.0
+        #: the latest timed fp32 NCHW call per batch size, and (inference) the reference
+        #: probabilities its untimed warm-up call gave: the probe doubles as fp32's
+        #: agreement reference and timed call, so measuring pays for no call twice
+        self._fp32_seconds: dict[int, float] = {}
+        self._references: dict[int, torch.Tensor] = {}
+        self._probe: float | None = None
 
     def close(self) -> None:
         self._compiled.clear()
@@ -169,20 +175,37 @@ class SettingRunner:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
+    @property
+    def smallest(self) -> int:
+        """The smallest batch measured: 1 sample, 2 to train (batch norm needs two)."""
+        return min(int(self.example["image"].shape[0]), 2 if self.mode == "training" else 1)
+
+    def probe(self) -> float:
+        """Seconds per sample of fp32 NCHW at the smallest batch, at full tile size.
+
+        One untimed call (in inference, the agreement reference of that batch) and one timed
+        call, made once; what the measuring budget and the batch are estimated from.
+        """
+        if self._probe is None:
+            h, w = self.example["image"].shape[-2:]
+            self._probe = self._seconds(cut_batch(self.example, self.smallest, h, w)) \
+                / self.smallest
+        return self._probe
+
     def fit_batch(self, budget_s: float, n_candidates: int) -> Batch:
         """The part of the example to measure on.
 
         The tile is never cropped: a crop's timings can rank the candidates differently from
         the real tile, because fixed per-call and per-parameter costs do not scale with
         pixels. Only the batch shrinks: one call of the smallest batch at full size is timed
-        (after one warm-up call), each candidate is given about :data:`CALLS_PER_CANDIDATE`
-        calls of the budget, and the batch is grown by timing it while it fits. A step too
-        slow for the budget is still measured, at the smallest batch: the budget is then
-        exceeded rather than the answer guessed.
+        (:meth:`probe`), each candidate is given about :data:`CALLS_PER_CANDIDATE` calls of
+        the budget, and the batch is grown by timing it while it fits. A step too slow for
+        the budget is still measured, at the smallest batch: the budget is then exceeded
+        rather than the answer guessed.
         """
         n, _, h, w = self.example["image"].shape
-        smallest = min(n, 2 if self.mode == "training" else 1)  # batch norm needs 2 to train
-        seconds = self._seconds(cut_batch(self.example, smallest, h, w))
+        smallest = self.smallest
+        seconds = self.probe() * smallest
         allowed = budget_s / (CALLS_PER_CANDIDATE * max(n_candidates, 1))
         fit = max(smallest, int(allowed / (seconds / smallest)))
         # the cost per sample falls as the batch grows (fixed per-call work is shared; on a
@@ -202,13 +225,32 @@ class SettingRunner:
         self.call_seconds = seconds / smallest * fit
         return cut_batch(self.example, fit, h, w)
 
+    def fp32_seconds(self, batch: Batch) -> float | None:
+        """Seconds of the timed fp32 NCHW call already made on ``batch``'s size, if any."""
+        return self._fp32_seconds.get(int(batch["image"].shape[0]))
+
+    def reference(self, batch: Batch) -> torch.Tensor:
+        """fp32 NCHW class probabilities of ``batch`` (the probe's, when it ran this size)."""
+        n = int(batch["image"].shape[0])
+        if n not in self._references:
+            self._references[n] = self.probabilities(Setting(), batch)
+        return self._references[n]
+
     def _seconds(self, batch: Batch) -> float:
-        """Seconds of one call, after an untimed one (which builds kernels and caches)."""
+        """Seconds of one fp32 NCHW call, after an untimed one (which builds kernels).
+
+        In inference the untimed call gives the batch's reference probabilities.
+        """
+        n = int(batch["image"].shape[0])
         run = self.call(Setting(), batch)
-        run()
+        if self.mode == "inference":
+            self._references[n] = self.probabilities(Setting(), batch)
+        else:
+            run()
         t0 = time.perf_counter()
         run()
-        return max(time.perf_counter() - t0, 1e-6)
+        self._fp32_seconds[n] = max(time.perf_counter() - t0, 1e-6)
+        return self._fp32_seconds[n]
 
     def disagreement(self, setting: Setting, batch: Batch,
                      reference: torch.Tensor) -> float:

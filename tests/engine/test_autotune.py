@@ -276,3 +276,72 @@ def test_a_job_too_short_for_measuring_to_pay_runs_fp32_unmeasured(cache):
     long = autotune.choose(model, x, CPU, samples=10_000, measure=_fake(BF16_FASTEST),
                            cpu_time=all_cores)
     assert long.source == "measured"
+
+
+def test_a_short_job_reuses_a_choice_measured_earlier_for_the_same_tiles(cache):
+    """The cache comes before the short-job rule, keyed by the tile shape (not the batch): a
+    map of a few tiles runs what a larger map of the same model and tiles measured; a choice
+    measured under load is not reused on a quiet machine, and nothing is measured either."""
+    def never(setting, run):
+        raise AssertionError("a short job is not measured")
+
+    model = conv_bn_net()
+    long = autotune.choose(model, six_band_batch(4), CPU, samples=10_000,
+                           measure=_fake(BF16_FASTEST), cpu_time=all_cores)
+    assert long.source == "measured" and long.label == "bf16/nhwc"
+    short = autotune.choose(model, six_band_batch(2), CPU, samples=4, measure=never)
+    assert (short.source, short.label, short.shape) == ("cache", "bf16/nhwc", (2, 6, 32, 32))
+    other_tiles = autotune.choose(model, six_band_batch(2, 48), CPU, samples=4, measure=never)
+    assert (other_tiles.source, other_tiles.label) == ("short-job", "fp32/nchw")
+    cache.unlink()
+    autotune.choose(model, six_band_batch(4), CPU, samples=10_000, measure=_fake(SLOW_FP32),
+                    cpu_time=no_cores)  # measured while other work held the cores
+    quiet = autotune.choose(model, six_band_batch(2), CPU, samples=4, measure=never,
+                            busy=lambda: False)
+    assert (quiet.source, quiet.label) == ("short-job", "fp32/nchw")
+    busy = autotune.choose(model, six_band_batch(2), CPU, samples=4, measure=never,
+                           busy=lambda: True)
+    assert (busy.source, busy.label, busy.contended) == ("cache", "fp32/nchw", True)
+
+
+def _forwards(model: torch.nn.Module) -> list[int]:
+    calls: list[int] = []
+    model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    return calls
+
+
+def test_the_whole_measuring_stays_within_its_share_of_the_job(monkeypatch):
+    """An inference job's measuring, agreement checks included, is bounded by
+    MEASURE_SHARE of its model time at the probe's speed: with no time for more, the probe
+    alone runs (its untimed call is fp32's reference, its timed call fp32's timing, no call
+    paid twice) and the candidates it cannot check are skipped, not guessed."""
+    assert autotune.job_budget(6.0, None, 0.3) == 6.0
+    assert autotune.job_budget(6.0, 10_000, 0.3) == 6.0
+    assert autotune.job_budget(6.0, 80, 0.25) == pytest.approx(autotune.MEASURE_SHARE * 20)
+    model, x = conv_bn_net(), six_band_batch(1, 64)
+    calls = _forwards(model)
+    # a job whose share of model time leaves nothing for measuring beyond the probe
+    asked: list[tuple] = []
+
+    def no_time_left(budget_s: float, samples: int | None, per_sample: float) -> float:
+        asked.append((budget_s, samples, per_sample))
+        return 0.0
+
+    monkeypatch.setattr(autotune, "job_budget", no_time_left)
+    bare = autotune.choose(model, x, CPU, samples=1_000, cache=False, cpu_time=all_cores)
+    budget_s, samples, per_sample = asked[0]  # the probe's; then the fastest seen
+    assert (budget_s, samples) == (autotune.DEFAULT_BUDGET_S, 1_000) and per_sample > 0
+    everything = {s.label for s in autotune.candidates(CPU, "auto", "auto")}
+    assert calls == [1, 1]  # the probe's two calls of one tile: nothing else ran
+    assert (bare.source, bare.label, set(bare.ms_per_sample)) == (
+        "measured", "fp32/nchw", {"fp32/nchw"})
+    assert bare.errors == {"fp32/nchw": 0.0} and set(bare.skipped) == everything - {"fp32/nchw"}
+    monkeypatch.undo()
+    # a budget that pays for everything: every candidate checked, and timed or reported slow;
+    # fp32/nchw's check is the probe's reference (two calls), the others' one call each
+    calls.clear()
+    full = autotune.choose(model, x, CPU, budget_s=60.0, cache=False, cpu_time=all_cores)
+    assert set(full.errors) == everything and not full.rejected
+    assert set(full.ms_per_sample) | set(full.skipped) == everything
+    assert "fp32/nchw" in full.ms_per_sample and full.errors["fp32/nchw"] == 0.0
+    assert len(calls) >= 2 + 3

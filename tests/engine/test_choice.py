@@ -13,7 +13,7 @@ needs_int8 = pytest.mark.skipif(not quantize.cpu_has_int8(),
                                 reason="this CPU has no VNNI/AMX int8 instructions")
 
 
-def test_int8_availability_is_checked_once_per_process(monkeypatch):
+def test_int8_availability_is_checked_once_per_process(monkeypatch, tmp_path):
     calls = []
 
     def refuse(device):
@@ -33,6 +33,11 @@ def test_int8_availability_is_checked_once_per_process(monkeypatch):
         decided = choice.decide(BandConv(6).eval(), x, CPU, request)
         assert decided.choice.precision in ("fp32", "bf16") and decided.int8 is None
         assert calls == ["cpu", "cpu"]  # auto did not check again
+        # nor does auto check at all (torchao's import) where no int8 model was remembered
+        choice.int8_unavailable.cache_clear()
+        monkeypatch.setenv("ISAMAP_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
+        decided = choice.decide(BandConv(6).eval(), x, CPU, choice.Request(budget_s=0.2))
+        assert decided.choice.ms_per_sample and calls == ["cpu", "cpu"]
     finally:
         choice.int8_unavailable.cache_clear()
 

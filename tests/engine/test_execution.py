@@ -71,6 +71,23 @@ def test_rounds_go_on_for_the_close_candidates_while_the_budget_lasts(monkeypatc
     assert runner.calls[a] == runner.calls[b] == autotune.MAX_REPS
 
 
+def test_no_further_round_once_the_jobs_share_at_the_fastest_speed_is_spent(monkeypatch):
+    """The probe's fp32 time is known (not timed again in round one); the rounds stop where
+    the job's share at the fastest time seen says so, long before the deadline."""
+    monkeypatch.setattr(autotune, "RACE_MARGIN", 3.0)
+    a, b = Setting("fp32"), Setting("bf16")
+    runner = _SleepingRunner({a: 0.03, b: 0.03})
+    leads: list[float] = []
+
+    def spent(lead: float) -> float:
+        leads.append(lead)
+        return 0.0
+
+    times = autotune._time(runner, [b], {}, deadline=time.perf_counter() + 60, measure=None,
+                           known={a: 0.05}, rounds_until=spent)
+    assert runner.calls == {a: 0, b: 1} and times[a] == 0.05 and len(leads) == 1
+
+
 def test_cut_batch_cuts_targets_at_their_own_resolution():
     batch = {"image": torch.zeros(4, 3, 8, 8), "fine": torch.zeros(4, 1, 80, 80),
              "label": torch.zeros(4, 8, 8), "scale": torch.tensor(2.0)}

@@ -278,6 +278,15 @@ def test_outputs_record_how_the_model_ran_and_where_the_time_went(stack, tmp_pat
     stages = {"read", "mask", "predict", "forward", "blend", "take", "checkpoint", "cog"}
     assert stages <= set(result.stages) and all(v >= 0 for v in result.stages.values())
     assert result.stages["forward"] <= result.stages["predict"]
+    # no measured call's output lands in the map: its pixels are those of the setting it
+    # records, given explicitly
+    s = auto.choice.setting
+    fixed = predictor(padded_convnet(), options=RuntimeOptions(
+        precision=s.precision, channels_last="on" if s.channels_last else "off"))
+    given = predict_raster(str(stack), str(tmp_path / "f"), fixed, INFO,
+                           PredictConfig(tile=64, overlap=16, strip_rows=32), progress=False)
+    for kind in ("class_path", "prob_path"):
+        np.testing.assert_array_equal(read(getattr(result, kind)), read(getattr(given, kind)))
 
 
 def test_strips_compressed_by_gdals_threads_give_the_same_maps(stack, tmp_path, monkeypatch):
