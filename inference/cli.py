@@ -109,13 +109,10 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from gee_export.core.storage import files
+    from inference.predict.change import DEFAULT_CHANGE_MARGIN
     from inference.predict.raster import PredictConfig
     from inference.predict.runtime import RuntimeOptions
-    from inference.predict.workflow import (
-        DEFAULT_CHANGE_MARGIN,
-        describe,
-        predict_with_model_file,
-    )
+    from inference.predict.workflow import describe, predict_with_model_file
 
     if args.out.endswith(("/", os.sep)):  # a folder: the maps would be named _class.tif
         raise ConfigError(f"--out {args.out} is a folder, but --out is a prefix of file names "

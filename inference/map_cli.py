@@ -23,6 +23,7 @@ from gee_export.core.config_file import add_config_argument, parse_with_config
 from gee_export.core.errors import ConfigError
 from gee_export.core.parsers import command_parser
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
+from inference.predict.change import DEFAULT_CHANGE_MARGIN
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 
 if TYPE_CHECKING:
@@ -102,11 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="make the class maps consistent over the dates before change and "
                            "area: assumes built-up surface does not return to pervious, so "
                            "isolated flips and all loss are removed (docs/mapping.md)")
-    pred.add_argument("--change-margin", type=float, default=0.0, metavar="M",
+    pred.add_argument("--change-margin", type=float, default=None, metavar="M",
                       help="decide change between dates on both probabilities: gain only "
                            "where the earlier is below 0.5 - M and the later above 0.5 + M, "
-                           "loss the other way round (default 0: the class maps differenced; "
-                           "docs/real-data.md measures it)")
+                           "loss the other way round; 0: the class maps differenced "
+                           f"(default: {DEFAULT_CHANGE_MARGIN:g}, or 0 with "
+                           "--temporal-consistency; docs/real-data.md measures it)")
     pred.add_argument("--local-dir", help="folder of PNGs, tables, STAC and publication files "
                       "(default: --out when local)")
     add_postprocess_arguments(p)
@@ -198,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
     if result.series:
         summary.update(change_maps=[c.cog for c in result.series.changes],
                        temporal_consistency=args.temporal_consistency,
-                       change_margin=args.change_margin,
+                       change_margin=request.margin(),
                        area_csv=str(result.series.area_csv),
                        change_csv=str(result.series.change_csv),
                        plot=str(result.series.plot), stac=list(result.stac))

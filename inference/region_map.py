@@ -211,7 +211,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         series = series_products(mapped, skipped, request.out, local, request.zones,
                                  isa_class=isa, crs=grid.crs,
                                  temporal_consistency=request.temporal_consistency,
-                                 change_margin=request.change_margin)
+                                 change_margin=request.margin())
         echo(series.table())
         stac_paths = _write_stac(request, mapped, series, meta, recipe,
                                  {r.month: r.inputs for r in results})

@@ -27,6 +27,7 @@ from gee_export.core.months import check_month, parse_months
 from gee_export.core.storage import files
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from inference.predict.blending import Lattice
+from inference.predict.change import DEFAULT_CHANGE_MARGIN
 from inference.predict.postprocess import ClaheParams, Postprocess
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
@@ -212,7 +213,9 @@ class MapRequest:
         scene_reading: ``LocalRecipe`` fields that replace the model's recorded ones when
             reading local scenes (``--scene-date``, ``--allow-l1c``, ``--s1-unit``...).
         change_margin: change between dates decided on both probabilities with this margin
-            (:mod:`inference.predict.change`; 0: the class maps differenced).
+            (:mod:`inference.predict.change`; 0: the class maps differenced; None:
+            ``DEFAULT_CHANGE_MARGIN``, or 0 with ``temporal_consistency``, which decides change
+            on the consistent class maps instead). :meth:`margin` is the one in force.
     """
 
     region: Region
@@ -241,10 +244,10 @@ class MapRequest:
     progress: bool = True
     temporal_consistency: bool = False
     scene_reading: tuple[tuple[str, Any], ...] = ()
-    change_margin: float = 0.0
+    change_margin: float | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.change_margin < 0.5:
+        if not 0 <= self.margin() < 0.5:
             raise ConfigError(f"--change-margin must be in [0, 0.5), got {self.change_margin}")
         if self.change_margin and self.temporal_consistency:
             raise ConfigError("--change-margin decides change on probabilities, "
@@ -259,6 +262,12 @@ class MapRequest:
             raise ConfigError("--method tasks exports the stack with Earth Engine to Cloud "
                               "Storage: use --backend ee and --out gs://BUCKET/PREFIX")
         self.predict_config()
+
+    def margin(self) -> float:
+        """The change margin in force (see ``change_margin``)."""
+        if self.change_margin is None:
+            return 0.0 if self.temporal_consistency else DEFAULT_CHANGE_MARGIN
+        return self.change_margin
 
     def local_scenes(self) -> str | Sequence[str]:
         """``scenes``, which the local backend needs.

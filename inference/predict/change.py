@@ -36,6 +36,9 @@ import numpy as np
 #: codes of a change map (as :data:`inference.predict.stats.CHANGE_CODES`), 255 nodata
 STABLE_PERVIOUS, STABLE_ISA, GAIN, LOSS, NODATA = 0, 1, 2, 3, 255
 #: what a change map made by :func:`margin_change` records as its rule
+DEFAULT_CHANGE_MARGIN = 0.2
+"""The margin change is decided with unless told (docs/real-data.md: on real Sentinel-2 pairs
+it removes most false change on stable ground, at a cost in the change it finds)."""
 RULE = "gain where p_from < 0.5 - margin and p_to > 0.5 + margin; loss the other way round"
 DEFAULT_INVARIANT_SHARE = 0.3
 DEFAULT_ITERATIONS = 3

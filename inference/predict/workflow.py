@@ -21,6 +21,7 @@ from gee_export.core.shareable import shareable_path
 from gee_export.core.storage import files
 from gee_export.core.storage.gdal_auth import gdal_env
 from inference.predict import cog, stats
+from inference.predict.change import DEFAULT_CHANGE_MARGIN
 from inference.predict.cog import OutputInfo
 from inference.predict.expected_inputs import check_input
 from inference.predict.postprocess import check_postprocess
@@ -59,11 +60,6 @@ class Outputs:
             out["change_cog"] = self.change_cog
             out["change_json"] = str(self.change_json)
         return out
-
-
-#: the change margin ``isamap-predict --compare-with`` uses unless told (docs/real-data.md:
-#: on real Sentinel-2 pairs it removes most false change on stable ground)
-DEFAULT_CHANGE_MARGIN = 0.2
 
 
 def earlier_probability(compare_with: str) -> str:
