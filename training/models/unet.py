@@ -20,6 +20,7 @@ from gee_export.contract.bands import get_band
 from gee_export.core.errors import ModelError, UnknownBandError
 from training.losses.segmentation import CE
 from training.models.blocks import ConvBNReLU, DoubleConv, check_divisible, init_weights
+from training.models.indices import SpectralIndices
 from training.models.registry import ModelEntry, ModelRecipe
 
 WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 512)
@@ -146,6 +147,11 @@ class UNet(nn.Module):
             of its window, so a scene-wide gain or offset (haze, another sensor state,
             another season's illumination) does not move its input; it is part of the
             network, so the model file records it and every prediction path applies it.
+        indices: spectral indices (``ndbi``, ``ndvi``, ``mndwi``) computed from the named
+            input bands in reflectance and added, as they are, after the (standardised)
+            bands (:class:`training.models.indices.SpectralIndices`).
+        input_mean / input_std: the per-band normalisation of the input, which the indices
+            undo (set by the training run; recorded in the model file).
     """
 
     channels: torch.Tensor  # a buffer: the input channels kept
@@ -154,7 +160,9 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int = 2, bands: Sequence[str] | None = None,
                  sensor: str | None = None, head: str = "linear",
-                 widths: Sequence[int] = WIDTHS, input_norm: str = "none") -> None:
+                 widths: Sequence[int] = WIDTHS, input_norm: str = "none",
+                 indices: Sequence[str] = (), input_mean: Sequence[float] | None = None,
+                 input_std: Sequence[float] | None = None) -> None:
         super().__init__()
         bands = check_bands(bands, in_channels)
         if input_norm not in INPUT_NORMS:
@@ -169,16 +177,21 @@ class UNet(nn.Module):
             idx = list(range(in_channels))
         self.register_buffer("channels", torch.tensor(idx, dtype=torch.long), persistent=False)
         self.select = len(idx) != in_channels
-        self.encoder = UNetEncoder(len(idx), widths)
+        self.indices = (SpectralIndices(indices, bands, input_mean, input_std) if indices
+                        else None)
+        self.encoder = UNetEncoder(len(idx) + len(indices), widths)
         self.decoder = UNetDecoder(widths)
         self.head = make_head(widths[0], num_classes, head)
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible(x, self.stride, "U-Net")
+        extra = self.indices(x) if self.indices is not None else None
         if self.select:
             x = x.index_select(1, self.channels)
         x = self.standardise(x)
+        if extra is not None:
+            x = torch.cat([x, extra], dim=1)
         return self.head(self.decoder(self.encoder(x))[-1])
 
 
