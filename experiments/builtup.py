@@ -261,6 +261,9 @@ ARMS = {arm.name: arm for arm in (
     _s2_arm("unet-s2-global-radio-bal", "none", radiometric=True, balanced=True),
     _s2_arm("unet-s2-patch-idx-bal", "patch", INDICES, balanced=True),
     _s2_arm("unet-s2-global-idx-radio-bal", "none", INDICES, radiometric=True, balanced=True),
+    _s2_arm("unet-s2-both-radio", "both", radiometric=True),
+    _s2_arm("unet-s2-both-idx-radio", "both", INDICES, radiometric=True),
+    _s2_arm("unet-s2-both", "both"),
 )}
 
 

@@ -113,7 +113,7 @@ class UNetDecoder(nn.Module):
         return outs
 
 
-INPUT_NORMS = ("none", "patch")
+INPUT_NORMS = ("none", "patch", "both")
 
 
 class PatchStandardise(nn.Module):
@@ -141,12 +141,14 @@ class UNet(nn.Module):
         sensor: ``"S2"`` or ``"S1"`` to keep only those bands (the ablation baselines).
         head: ``"linear"`` (1x1 conv, the original U-Net) or ``"paper"``.
         widths: channels of the encoder's five blocks.
-        input_norm: ``"none"`` or ``"patch"``: standardise each input channel of each sample
-            by its own spatial mean and standard deviation before the first convolution
-            (:class:`PatchStandardise`). The model then sees each band relative to the rest
-            of its window, so a scene-wide gain or offset (haze, another sensor state,
-            another season's illumination) does not move its input; it is part of the
-            network, so the model file records it and every prediction path applies it.
+        input_norm: ``"none"``, ``"patch"`` or ``"both"``: ``patch`` standardises each input
+            channel of each sample by its own spatial mean and standard deviation before the
+            first convolution (:class:`PatchStandardise`). The model then sees each band
+            relative to the rest of its window, so a scene-wide gain or offset (haze, another
+            sensor state, another season's illumination) does not move its input; it is part
+            of the network, so the model file records it and every prediction path applies
+            it. ``both`` gives the network the standardised bands and, beside them, the bands
+            as the global normalisation leaves them (twice the input channels).
         indices: spectral indices (``ndbi``, ``ndvi``, ``mndwi``) computed from the named
             input bands in reflectance and added, as they are, after the (standardised)
             bands (:class:`training.models.indices.SpectralIndices`).
@@ -168,7 +170,8 @@ class UNet(nn.Module):
         if input_norm not in INPUT_NORMS:
             raise ModelError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, "
                              f"got {input_norm!r}")
-        self.standardise = PatchStandardise() if input_norm == "patch" else nn.Identity()
+        self.standardise = PatchStandardise() if input_norm != "none" else nn.Identity()
+        self.keep_global = input_norm == "both"
         if sensor is not None:
             if bands is None:
                 raise ModelError(f"a {sensor}-only U-Net needs bands=[...] to find its channels")
@@ -179,7 +182,8 @@ class UNet(nn.Module):
         self.select = len(idx) != in_channels
         self.indices = (SpectralIndices(indices, bands, input_mean, input_std) if indices
                         else None)
-        self.encoder = UNetEncoder(len(idx) + len(indices), widths)
+        self.encoder = UNetEncoder(len(idx) * (2 if self.keep_global else 1) + len(indices),
+                                   widths)
         self.decoder = UNetDecoder(widths)
         self.head = make_head(widths[0], num_classes, head)
         init_weights(self)
@@ -189,7 +193,8 @@ class UNet(nn.Module):
         extra = self.indices(x) if self.indices is not None else None
         if self.select:
             x = x.index_select(1, self.channels)
-        x = self.standardise(x)
+        x = torch.cat([self.standardise(x), x], dim=1) if self.keep_global else \
+            self.standardise(x)
         if extra is not None:
             x = torch.cat([x, extra], dim=1)
         return self.head(self.decoder(self.encoder(x))[-1])
