@@ -230,12 +230,41 @@ class Arm:
     name: str
     model: str
     model_kwargs: Mapping = field(default_factory=dict)
+    train_args: tuple[str, ...] = ()
 
 
-#: Named arms beside the registry's models (any ``isamap-train`` model name is an arm too):
-#: the default ``unet-s2`` recipe standardises each window's bands; ``unet-s2-global`` is
-#: the same network on the training set's global band statistics alone.
-ARMS = {"unet-s2-global": Arm("unet-s2-global", "unet-s2", {"input_norm": "none"})}
+def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric: bool = False,
+            balanced: bool = False) -> Arm:
+    """A ``unet-s2`` arm that states every option it compares (none left to the recipe)."""
+    return Arm(name, "unet-s2", {"input_norm": input_norm, "indices": list(indices)},
+               ("--radiometric" if radiometric else "--no-radiometric",
+                "--balanced-sampling" if balanced else "--no-balanced-sampling"))
+
+
+INDICES = ("ndbi", "ndvi", "mndwi")
+
+#: Named arms beside the registry's models (any ``isamap-train`` model name is an arm too, with
+#: its own recipe). Each states the window standardisation (``patch``: each window's bands by
+#: their own mean and deviation; ``global``: the training set's statistics alone), the index
+#: channels (``idx``: NDBI, NDVI, MNDWI), the radiometric augmentation (``radio``) and the
+#: class-balanced sampling (``bal``) it trains with.
+ARMS = {arm.name: arm for arm in (
+    _s2_arm("unet-s2-global", "none"),
+    _s2_arm("unet-s2-patch", "patch"),
+    _s2_arm("unet-s2-patch-radio", "patch", radiometric=True),
+    _s2_arm("unet-s2-global-radio", "none", radiometric=True),
+    _s2_arm("unet-s2-patch-idx", "patch", INDICES),
+    _s2_arm("unet-s2-global-idx", "none", INDICES),
+    _s2_arm("unet-s2-global-idx-radio", "none", INDICES, radiometric=True),
+    _s2_arm("unet-s2-patch-idx-radio", "patch", INDICES, radiometric=True),
+    _s2_arm("unet-s2-patch-bal", "patch", balanced=True),
+    _s2_arm("unet-s2-global-radio-bal", "none", radiometric=True, balanced=True),
+    _s2_arm("unet-s2-patch-idx-bal", "patch", INDICES, balanced=True),
+    _s2_arm("unet-s2-global-idx-radio-bal", "none", INDICES, radiometric=True, balanced=True),
+    _s2_arm("unet-s2-both-radio", "both", radiometric=True),
+    _s2_arm("unet-s2-both-idx-radio", "both", INDICES, radiometric=True),
+    _s2_arm("unet-s2-both", "both"),
+)}
 
 
 def arm_of(name: str) -> Arm:
@@ -248,7 +277,7 @@ def train(arm: Arm | str, dataset: Path, run: Path, budget: Budget) -> Path:
     arm = arm_of(arm) if isinstance(arm, str) else arm
     extra = ["--model-kwargs", json.dumps(dict(arm.model_kwargs))] if arm.model_kwargs else []
     run_product("isamap-train", [
-        "--model", arm.model, *extra, "--data", str(dataset), "--out", str(run),
+        "--model", arm.model, *extra, *arm.train_args, "--data", str(dataset), "--out", str(run),
         "--epochs", str(budget.epochs), "--batch-size", str(budget.batch_size),
         *(["--max-iterations", str(budget.iterations)] if budget.iterations else []),
         "--lr", str(budget.lr), "--seed", str(budget.seed), "--workers", "0", "--cache",

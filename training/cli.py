@@ -114,6 +114,12 @@ def train_parser() -> argparse.ArgumentParser:
     add_device_arguments(p, device=None, precision=None, channels_last=None)
     a("--no-augment", dest="augment", action="store_const", const=False,
       help="train without the paper's augmentations (flips, rotations by 90°)")
+    a("--radiometric", action=argparse.BooleanOptionalAction, help=(
+        "radiometric augmentation of the optical bands (gamma, gain, offset, haze; default: "
+        "the model's recipe)"))
+    a("--balanced-sampling", action=argparse.BooleanOptionalAction, help=(
+        "draw training patches in proportion to their rare-class pixels instead of "
+        "shuffling (default: the model's recipe)"))
     a("--cache", action="store_const", const=True,
       help="keep decoded patches in memory (default: when they fit)")
     a("--no-cache", dest="cache", action="store_const", const=False,

@@ -26,7 +26,8 @@ MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memo
 Optimizer = Literal["adam", "sgd"]
 # Filled from the model's recipe when left at None (same names in ModelRecipe).
 RECIPE_FIELDS = ("label", "optimizer", "lr", "momentum", "weight_decay", "poly_power",
-                 "batch_size", "epochs", "patience", "crop_size")
+                 "batch_size", "epochs", "patience", "crop_size", "radiometric",
+                 "balanced_sampling")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,11 @@ class TrainConfig:
             device (``$XDG_CACHE_HOME/isamap/autotune.json``) instead of measuring again.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         augment: the paper's augmentations on the training split.
+        radiometric: radiometric augmentation of the optical bands on the training split
+            (gamma, gain, offset, haze: :class:`training.augmentation.Radiometric`); None: the
+            model's recipe.
+        balanced_sampling: draw training patches in proportion to their rare-class pixels
+            (:func:`training.data.balanced_weights`) instead of shuffling; None: the recipe.
         cache: keep decoded patches in memory (None: when they fit,
             :func:`training.data.choose_data_path`).
         max_batches: cap on training batches per epoch (quick demos and benchmarks).
@@ -103,6 +109,8 @@ class TrainConfig:
     device: str = "auto"
     autotune_cache: bool = True
     augment: bool = True
+    radiometric: bool | None = None
+    balanced_sampling: bool | None = None
     cache: bool | None = None
     max_batches: int | None = None
     max_iterations: int | None = None

@@ -26,7 +26,6 @@ from typing import Any, Literal
 import numpy as np
 import rasterio
 import torch
-from scipy.ndimage import gaussian_filter
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from gee_export.contract import dataset as _dataset
@@ -34,6 +33,7 @@ from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import open_store
 from gee_export.core.storage.gdal_auth import check_read, gdal_env
+from training.augmentation import Augment, Radiometric
 
 Split = Literal["train", "val", "test"]
 
@@ -114,43 +114,6 @@ def compute_norm_stats(dataset: PatchDataset, max_patches: int | None = None) ->
     return NormStats(tuple(dataset.bands), tuple(map(float, mean)), tuple(map(float, std)))
 
 
-# ------------------------------------------------------------------ augmentation
-@dataclass(frozen=True)
-class Augment:
-    """The paper's training augmentations, each drawn per sample.
-
-    Attributes:
-        vflip: probability of a vertical flip.
-        rotate: rotate by a random multiple of 90° (labels stay exact at every scale).
-        blur: probability of a Gaussian blur of the image.
-        blur_sigma: range of the blur's sigma in pixels.
-    """
-
-    vflip: float = 0.5
-    rotate: bool = True
-    blur: float = 0.3
-    blur_sigma: tuple[float, float] = (0.1, 1.0)
-
-    def __call__(self, image: np.ndarray, labels: list[np.ndarray],
-                 rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Augment ``image`` (C, H, W) and move ``labels`` with it.
-
-        ``labels`` are targets on the same area at any scale, ``(H', W')`` label maps or
-        ``(C', H', W')`` fine images: they are flipped and rotated, never blurred.
-        """
-        if rng.random() < self.vflip:
-            image = image[:, ::-1]
-            labels = [lab[..., ::-1, :] for lab in labels]
-        if self.rotate:
-            k = int(rng.integers(4))
-            image = np.rot90(image, k, axes=(1, 2))
-            labels = [np.rot90(lab, k, axes=(-2, -1)) for lab in labels]
-        if rng.random() < self.blur:
-            sigma = float(rng.uniform(*self.blur_sigma))
-            image = gaussian_filter(image, sigma=(0, sigma, sigma), mode="reflect")
-        return np.ascontiguousarray(image), [np.ascontiguousarray(lab) for lab in labels]
-
-
 # ------------------------------------------------------------------ dataset
 class PatchDataset(Dataset):
     """Patches of one split of a patch dataset.
@@ -171,6 +134,9 @@ class PatchDataset(Dataset):
         crop: random ``crop x crop`` window of every item (input pixels; the targets are cut at
             their own scale); None, 0, or a crop not smaller than the patch keeps whole patches.
         exclude: patch ids ``"<month>/<id>"`` to leave out (noisy-sample filtering).
+        radiometric: radiometric augmentation of the input image (reflectance, before
+            normalisation; :class:`training.augmentation.Radiometric`), ``None`` for none. Its
+            draws come from their own stream, so turning it on leaves the others unchanged.
 
     Items are dicts ``{"image": float32 (C, H, W), "label": int64 (H', W'), "id": str}``,
     plus ``"image_fine": float32 (C, H', W')`` when the fine image is loaded: the input bands
@@ -185,7 +151,8 @@ class PatchDataset(Dataset):
                  bands: Sequence[str] | None = None, norm: NormStats | None = None,
                  augment: Augment | None = None, label: str = "label", seed: int = 0,
                  cache: bool = False, targets: Sequence[str] | None = None,
-                 crop: int | None = None, exclude: Collection[str] = ()) -> None:
+                 crop: int | None = None, exclude: Collection[str] = (),
+                 radiometric: Radiometric | None = None) -> None:
         self.targets = tuple(targets) if targets is not None else (label,)
         label = self.targets[0]
         self.root = str(root)
@@ -210,6 +177,7 @@ class PatchDataset(Dataset):
                               f"{self.bands}")
         self.norm = norm
         self.augment = augment
+        self.radiometric = radiometric
         self.label_key = label
         self.seed = seed
         self.crop = crop
@@ -287,6 +255,14 @@ class PatchDataset(Dataset):
                                      ) from None
         return counts
 
+    def patch_label_counts(self, classes: int) -> np.ndarray:
+        """Pixels of each class ``0..classes-1`` per patch, ``(len, classes)``; no nodata."""
+        out = np.zeros((len(self), classes), dtype=np.int64)
+        for i in range(len(self)):
+            label = self._read(i)[1]
+            out[i] = np.bincount(label.ravel().astype(np.uint8), minlength=256)[:classes]
+        return out
+
     def read_raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Image (C, H, W) float32 with NaN nodata and label (H', W') uint8, as stored."""
         image, label, _ = self._read(i)
@@ -332,6 +308,9 @@ class PatchDataset(Dataset):
         invalid = ~np.isfinite(image).all(axis=0)
         if invalid.any():
             label = _mask_label(label, invalid)
+        if self.radiometric is not None:
+            image = self.radiometric(image, self.bands, np.random.default_rng(
+                [self.seed, int(epoch), int(i), 2]))
         image = self._normalise(image)
         targets = [label] if fine is None else [label, self._normalise(fine)]
         if self.crop and self.crop < min(image.shape[1:]):
@@ -388,16 +367,48 @@ class KeyedSampler(DistributedSampler):
     """``DistributedSampler`` yielding ``(epoch, index)`` keys for per-sample reproducibility.
 
     Only datasets that declare ``epoch_keys = True`` (``PatchDataset``) get tuple keys; any
-    other map-style dataset gets plain integer indices.
+    other map-style dataset gets plain integer indices. With ``weights`` (one per item) each
+    epoch draws as many items as the dataset has, with replacement, in proportion to them,
+    from a generator seeded with ``(seed, epoch)``; every rank takes its share of one draw.
     """
 
-    def __init__(self, dataset: Dataset, *args, **kw) -> None:
+    def __init__(self, dataset: Dataset, *args, weights: np.ndarray | None = None,
+                 **kw) -> None:
         super().__init__(dataset, *args, **kw)
         self.keyed = bool(getattr(dataset, "epoch_keys", False))
+        self.weights = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (len(dataset),) or not np.isfinite(w).all() or (w < 0).any() \
+                    or w.sum() <= 0:
+                raise ConfigError(f"sampling weights must be {len(dataset)} finite values >= 0 "
+                                  "with a positive sum")
+            self.weights = w / w.sum()
 
     def __iter__(self):
-        it = super().__iter__()
+        if self.weights is None:
+            it = super().__iter__()
+        else:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            drawn = rng.choice(len(self.weights), size=self.total_size, p=self.weights)
+            it = iter(drawn[self.rank:self.total_size:self.num_replicas].tolist())
         return ((self.epoch, i) for i in it) if self.keyed else it
+
+
+def balanced_weights(counts: np.ndarray) -> np.ndarray:
+    """Sampling weight of each patch from its class pixel counts ``(patches, classes)``.
+
+    A patch's weight is the mean, over its labelled pixels, of the inverse of each pixel's
+    class share in the whole split: patches rich in a rare class (built area among fields)
+    are drawn more often, so each class contributes about as many pixels per epoch. A patch
+    without a labelled pixel gets weight 0 (it teaches nothing).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum(axis=0)
+    if total.sum() <= 0:
+        raise InputDataError("no labelled pixel to balance the sampling on")
+    inverse = np.where(total > 0, total.sum() / np.maximum(total, 1), 0.0)
+    return counts @ inverse / np.maximum(counts.sum(axis=1), 1)
 
 
 def default_workers() -> int:
@@ -464,14 +475,17 @@ def _physical_memory() -> int:
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
                 num_workers: int | None = None, rank: int = 0, world_size: int = 1,
-                pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
+                pin_memory: bool = False, drop_last: bool = False,
+                weights: np.ndarray | None = None) -> DataLoader:
     """A loader that keeps the model busy: workers, prefetching, persistent workers, pinning.
 
     Call ``loader.sampler.set_epoch(epoch)`` before each epoch (new order, new augmentations).
+    ``weights``: draw items in proportion to them (:class:`KeyedSampler`) instead of
+    shuffling.
     """
     workers = default_workers() if num_workers is None else int(num_workers)
     sampler = KeyedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
-                           seed=seed, drop_last=drop_last)
+                           seed=seed, drop_last=drop_last, weights=weights)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=pin_memory, drop_last=drop_last,
                       persistent_workers=workers > 0,

@@ -8,6 +8,7 @@ May import: ``gee_export.contract``, ``gee_export.core``, ``training.config``,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection
 
@@ -16,8 +17,9 @@ from torch import nn
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError, ModelError
+from training.augmentation import Augment, Radiometric
 from training.config import TrainConfig
-from training.data import Augment, NormStats, PatchDataset
+from training.data import NormStats, PatchDataset, balanced_weights
 from training.models import context_warning, recipe_for, upsamples
 
 log = logging.getLogger(__name__)
@@ -51,10 +53,28 @@ def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
     aug = Augment() if cfg.augment else None
     train_set = PatchDataset(cfg.data, "train", bands, norm, aug, seed=cfg.seed,
                              cache=bool(cfg.cache), targets=targets, crop=cfg.crop_size,
-                             exclude=exclude)
+                             exclude=exclude,
+                             radiometric=Radiometric() if cfg.radiometric else None)
     val_set = PatchDataset(cfg.data, "val", bands, norm, None, seed=cfg.seed, cache=bool(cfg.cache),
                            targets=targets)
     return train_set, val_set
+
+
+def augmentation_record(cfg: TrainConfig) -> dict:
+    """What a model file records of its training augmentations: each one's parameters, or None."""
+    return {"geometric": dataclasses.asdict(Augment()) if cfg.augment else None,
+            "radiometric": dataclasses.asdict(Radiometric()) if cfg.radiometric else None,
+            "balanced_sampling": bool(cfg.balanced_sampling)}
+
+
+def sampling_weights(cfg: TrainConfig, train_set, num_classes: int) -> np.ndarray | None:
+    """Per-patch draw weights when the run balances its sampling, else None (shuffle)."""
+    if not cfg.balanced_sampling:
+        return None
+    if not hasattr(train_set, "patch_label_counts"):
+        raise ConfigError("balanced_sampling needs a patch dataset (its labels give the "
+                          "weights); train without it")
+    return balanced_weights(train_set.patch_label_counts(num_classes))
 
 
 def check_labels(train_set: PatchDataset, val_set: PatchDataset) -> None:
@@ -94,6 +114,18 @@ def dataset_record(root: str, manifest: dict) -> dict:
             "bands": list(manifest.get("bands") or []), "grid": manifest.get("grid"),
             "recipe": manifest.get("recipe") or {}, "label": manifest.get("label") or {},
             "sources": manifest.get("sources") or {}}
+
+
+def model_kwargs_for_norm(kwargs: dict, norm: NormStats) -> dict:
+    """``kwargs`` with the input's normalisation when the model computes spectral indices.
+
+    Indices need reflectance; the network sees normalised bands, so a model asking for
+    ``indices`` is given the statistics it trains under (recorded in the model file with its
+    other arguments, so every prediction path undoes the same normalisation).
+    """
+    if not kwargs.get("indices"):
+        return kwargs
+    return {**kwargs, "input_mean": list(norm.mean), "input_std": list(norm.std)}
 
 
 def model_kwargs_for_scale(model: str, label: str, scale: int, kwargs: dict) -> dict:

@@ -89,11 +89,14 @@ from training.models import create_model
 from training.optim import PolyLR, make_optimizer
 from training.run_folder import config_differences, write_resolved_config
 from training.run_inputs import (
+    augmentation_record,
     check_context,
     check_labels,
     dataset_record,
+    model_kwargs_for_norm,
     model_kwargs_for_scale,
     patch_splits,
+    sampling_weights,
 )
 
 log = logging.getLogger(__name__)
@@ -175,7 +178,9 @@ class Trainer:
         self.model = autotune.apply(self.runtime, model, self.device)
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(train_set, per_rank, True, cfg.seed, cfg.num_workers,
-                                        self.info.rank, self.info.world_size, pin)
+                                        self.info.rank, self.info.world_size, pin,
+                                        weights=sampling_weights(cfg, train_set,
+                                                                 self.num_classes))
         self.val_loader = None if val_set is None else make_loader(
             val_set, per_rank, False, cfg.seed, cfg.num_workers, self.info.rank,
             self.info.world_size, pin)
@@ -560,6 +565,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
         if cfg.label == "label_fine" else 1
     kwargs = model_kwargs_for_scale(cfg.model, cfg.label, scale,
                                     {"bands": list(raw.bands), **dict(cfg.model_kwargs)})
+    kwargs = model_kwargs_for_norm(kwargs, norm)
     model = create_model(cfg.model, len(raw.bands), len(names), **kwargs)
     if int(getattr(model, "output_scale", 1)) != scale:
         raise ModelError(f"model {cfg.model!r} predicts at {getattr(model, 'output_scale', 1)}x "
@@ -576,7 +582,8 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
                      class_names=names, output_scale=scale, model_kwargs=kwargs,
                      pixel_size=float(resolution) if resolution else None,
                      band_ranges=band_ranges(lambda i: raw.read_raw(i)[0], len(raw), raw.bands),
-                     extra={"config": cfg.to_dict(), "dataset": {
+                     extra={"config": cfg.to_dict(), "augmentation": augmentation_record(cfg),
+                            "dataset": {
                          **dataset_record(cfg.data, raw.manifest),
                          "excluded_patches": sorted(exclude)}})
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device)

@@ -33,6 +33,8 @@ class BandSpec:
         resampling: how the band is put onto the grid (continuous bilinear, categorical mode).
         source_name: band name in the source product (Earth Engine / file naming).
         description: human-readable text written to GeoTIFF band descriptions' metadata.
+        wavelength_nm: centre wavelength of an optical band (None for the others); what a
+            wavelength-dependent effect such as haze scales with.
     """
 
     name: str
@@ -45,6 +47,7 @@ class BandSpec:
     resampling: Resampling
     source_name: str
     description: str
+    wavelength_nm: float | None = None
 
     @property
     def is_categorical(self) -> bool:
@@ -61,8 +64,9 @@ FINE_SCALES: tuple[int, ...] = (2, 4, 5, 8, 10)
 
 
 def _s2(name: str, res: float, wavelength: str) -> BandSpec:
+    nm = float(wavelength.split()[-2])  # "red edge 705 nm" -> 705
     return BandSpec(name, "S2", "reflectance", "float32", math.nan, 1e-4, res, "bilinear", name,
-                    f"Sentinel-2 L2A surface reflectance {name} ({wavelength}), 0-1")
+                    f"Sentinel-2 L2A surface reflectance {name} ({wavelength}), 0-1", nm)
 
 
 def _s1(name: str) -> BandSpec:

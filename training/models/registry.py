@@ -76,6 +76,10 @@ class ModelRecipe:
             without a validation-MIoU gain).
         model_kwargs: constructor arguments the recipe sets (e.g. ``{"output_stride": 16}``);
             they are passed explicitly, so model files record them.
+        radiometric: radiometric augmentation of the optical bands in training
+            (:class:`training.augmentation.Radiometric`).
+        balanced_sampling: draw training patches in proportion to their rare-class pixels
+            (:func:`training.data.balanced_weights`) instead of shuffling them.
         source: where the paper states the recipe (seed file and lines).
     """
 
@@ -96,6 +100,8 @@ class ModelRecipe:
     epochs: int = 400
     patience: int = 50
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    radiometric: bool = False
+    balanced_sampling: bool = False
     source: str = ""
 
     def __post_init__(self) -> None:

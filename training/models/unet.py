@@ -20,6 +20,7 @@ from gee_export.contract.bands import get_band
 from gee_export.core.errors import ModelError, UnknownBandError
 from training.losses.segmentation import CE
 from training.models.blocks import ConvBNReLU, DoubleConv, check_divisible, init_weights
+from training.models.indices import SpectralIndices
 from training.models.registry import ModelEntry, ModelRecipe
 
 WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 512)
@@ -112,7 +113,7 @@ class UNetDecoder(nn.Module):
         return outs
 
 
-INPUT_NORMS = ("none", "patch")
+INPUT_NORMS = ("none", "patch", "both")
 
 
 class PatchStandardise(nn.Module):
@@ -140,12 +141,19 @@ class UNet(nn.Module):
         sensor: ``"S2"`` or ``"S1"`` to keep only those bands (the ablation baselines).
         head: ``"linear"`` (1x1 conv, the original U-Net) or ``"paper"``.
         widths: channels of the encoder's five blocks.
-        input_norm: ``"none"`` or ``"patch"``: standardise each input channel of each sample
-            by its own spatial mean and standard deviation before the first convolution
-            (:class:`PatchStandardise`). The model then sees each band relative to the rest
-            of its window, so a scene-wide gain or offset (haze, another sensor state,
-            another season's illumination) does not move its input; it is part of the
-            network, so the model file records it and every prediction path applies it.
+        input_norm: ``"none"``, ``"patch"`` or ``"both"``: ``patch`` standardises each input
+            channel of each sample by its own spatial mean and standard deviation before the
+            first convolution (:class:`PatchStandardise`). The model then sees each band
+            relative to the rest of its window, so a scene-wide gain or offset (haze, another
+            sensor state, another season's illumination) does not move its input; it is part
+            of the network, so the model file records it and every prediction path applies
+            it. ``both`` gives the network the standardised bands and, beside them, the bands
+            as the global normalisation leaves them (twice the input channels).
+        indices: spectral indices (``ndbi``, ``ndvi``, ``mndwi``) computed from the named
+            input bands in reflectance and added, as they are, after the (standardised)
+            bands (:class:`training.models.indices.SpectralIndices`).
+        input_mean / input_std: the per-band normalisation of the input, which the indices
+            undo (set by the training run; recorded in the model file).
     """
 
     channels: torch.Tensor  # a buffer: the input channels kept
@@ -154,13 +162,16 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int = 2, bands: Sequence[str] | None = None,
                  sensor: str | None = None, head: str = "linear",
-                 widths: Sequence[int] = WIDTHS, input_norm: str = "none") -> None:
+                 widths: Sequence[int] = WIDTHS, input_norm: str = "none",
+                 indices: Sequence[str] = (), input_mean: Sequence[float] | None = None,
+                 input_std: Sequence[float] | None = None) -> None:
         super().__init__()
         bands = check_bands(bands, in_channels)
         if input_norm not in INPUT_NORMS:
             raise ModelError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, "
                              f"got {input_norm!r}")
-        self.standardise = PatchStandardise() if input_norm == "patch" else nn.Identity()
+        self.standardise = PatchStandardise() if input_norm != "none" else nn.Identity()
+        self.keep_global = input_norm == "both"
         if sensor is not None:
             if bands is None:
                 raise ModelError(f"a {sensor}-only U-Net needs bands=[...] to find its channels")
@@ -169,16 +180,23 @@ class UNet(nn.Module):
             idx = list(range(in_channels))
         self.register_buffer("channels", torch.tensor(idx, dtype=torch.long), persistent=False)
         self.select = len(idx) != in_channels
-        self.encoder = UNetEncoder(len(idx), widths)
+        self.indices = (SpectralIndices(indices, bands, input_mean, input_std) if indices
+                        else None)
+        self.encoder = UNetEncoder(len(idx) * (2 if self.keep_global else 1) + len(indices),
+                                   widths)
         self.decoder = UNetDecoder(widths)
         self.head = make_head(widths[0], num_classes, head)
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible(x, self.stride, "U-Net")
+        extra = self.indices(x) if self.indices is not None else None
         if self.select:
             x = x.index_select(1, self.channels)
-        x = self.standardise(x)
+        x = torch.cat([self.standardise(x), x], dim=1) if self.keep_global else \
+            self.standardise(x)
+        if extra is not None:
+            x = torch.cat([x, extra], dim=1)
         return self.head(self.decoder(self.encoder(x))[-1])
 
 

@@ -31,5 +31,5 @@ def test_a_constant_window_stays_finite_and_unknown_norms_are_refused():
     model = UNet(3, 2, widths=(4, 8, 8, 16, 16), input_norm="patch").eval()
     with torch.no_grad():
         assert torch.isfinite(model(torch.full((1, 3, 32, 32), 0.2))).all()
-    with pytest.raises(ModelError, match="input_norm must be one of none, patch"):
+    with pytest.raises(ModelError, match="input_norm must be one of none, patch, both"):
         UNet(3, 2, input_norm="scene")
