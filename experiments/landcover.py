@@ -75,9 +75,11 @@ import torch
 from experiments.chesapeake_nlcd import (
     BANDS,
     CHESAPEAKE_FOLDER,
+    PRODUCT_BANDS,
     composition_labels,
     compositions,
     patch_files,
+    product_channels,
     read_patch,
 )
 from experiments.coarse_products import confusion_product, mode_product
@@ -91,8 +93,9 @@ from experiments.landcover_train import (
     Scene,
     filter_labels,
     image_digest,
-    normalise,
+    model_input,
     predict_windows,
+    quadrant_holdout,
     scored_scenes,
     train_model,
     training_counts,
@@ -134,6 +137,7 @@ class Arm:
         stem_norm: ``instance`` or ``batch``.
         filtered: the noisy-sample filter, decided by the setting's preliminary model.
         weights: ``recipe`` (impervious x3) or ``balanced`` (median frequency of the labels).
+        product_input: the network also reads the product (``Scene.product_input``).
     """
 
     name: str
@@ -141,6 +145,7 @@ class Arm:
     stem_norm: str
     filtered: bool = False
     weights: str = "recipe"
+    product_input: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,13 +158,17 @@ class Setting:
     paper: str  # the paper's method
 
 
-DEFAULT_ARM = "hrnet IN + filter + class weights + label SR"
+DEFAULT_ARM = "hrnet IN + filter + NLCD input + label SR"
 SETTINGS: dict[str, Setting] = {
     "nlcd": Setting(("NLCD",), (
         Arm("hrnet IN", "NLCD", "instance"),
         Arm("hrnet IN + filter", "NLCD", "instance", filtered=True),
         Arm("hrnet IN + filter + class weights", "NLCD", "instance", True, "balanced"),
-        Arm(DEFAULT_ARM, SOFT, "instance", True, "balanced"),
+        Arm("hrnet IN + filter + class weights + label SR", SOFT, "instance", True, "balanced"),
+        Arm("hrnet IN + filter + NLCD input", "NLCD", "instance", True, product_input=True),
+        Arm(DEFAULT_ARM, SOFT, "instance", True, product_input=True),
+        Arm("hrnet IN + filter + NLCD input + class weights + label SR", SOFT, "instance", True,
+            "balanced", product_input=True),
         Arm("hrnet IN, true labels", TRUTH, "instance"),
     ), (DEFAULT_ARM, "NLCD"), "hrnet IN + filter"),
     "naip": Setting(("confusion product", "mode product"), (
@@ -181,13 +190,16 @@ class LandCoverConfig:
         data_dir: the chesapeake_nlcd ``.npz`` patches.
         naip_dir: the GeoBench ``id_*.hdf5`` NAIP tiles.
         test_dir: held-out ``.npz`` patches (then every patch of ``data_dir`` trains).
-        groups: without ``test_dir``, the held-out groups of patches (positions, 0-based,
+        split: without ``test_dir``, what is held out: ``quadrants`` (four folds; fold
+            ``f`` holds out quadrant ``(f + i) mod 4`` of patch ``i``, so every patch trains
+            in every fold on the other three quadrants) or ``patches`` (``groups``).
+        groups: with ``split="patches"``, the held-out groups of patches (positions, 0-based,
             sorted by name): each group is held out once while the other patches train.
         settings: which of :data:`SETTINGS` run.
         seeds: training seeds.
         model: ``hrnet`` keyword arguments (a narrow HRNet for CPU minutes).
-        nlcd_crop / nlcd_batch / nlcd_iterations: training crops (>= 256 px for instance
-            norm; also the inference window), batch and iterations of the ``nlcd`` setting.
+        nlcd_crop / nlcd_batch / nlcd_iterations: training crops (also the inference
+            window, so that instance norm sees one extent), batch and iterations of ``nlcd``.
         naip_crop / naip_batch / naip_iterations: the same for ``naip``.
         lr: initial SGD learning rate (poly decay to 0 at the budget).
         cell: the synthetic products' cell in 1 m pixels.
@@ -205,14 +217,15 @@ class LandCoverConfig:
     data_dir: str = field(default_factory=lambda: str(sample_folder(CHESAPEAKE_FOLDER)))
     naip_dir: str = field(default_factory=lambda: str(sample_folder(NAIP_FOLDER)))
     test_dir: str | None = None
+    split: str = "quadrants"
     groups: tuple[tuple[int, ...], ...] = ((0, 4), (1, 5), (2, 6), (3, 7))
     settings: tuple[str, ...] = ("nlcd",)
     seeds: tuple[int, ...] = (0, 1, 2)
     model: dict = field(default_factory=lambda: {"width": 8, "stem_width": 16,
                                                  "stage1_width": 16, "modules": [1, 1, 1],
                                                  "blocks": 2})
-    nlcd_crop: int = 256
-    nlcd_batch: int = 1
+    nlcd_crop: int = 128
+    nlcd_batch: int = 4
     nlcd_iterations: int = 200
     naip_crop: int = 64
     naip_batch: int = 8
@@ -238,8 +251,10 @@ class LandCoverConfig:
             problems.append(f"settings must be among {', '.join(SETTINGS)}")
         if not self.groups or any(not g for g in self.groups):
             problems.append("--groups takes one or more non-empty groups of patch positions")
-        if self.nlcd_crop < 256:
-            problems.append("the nlcd crop must be >= 256 px (instance norm needs the context)")
+        if self.split not in ("quadrants", "patches"):
+            problems.append("--split must be quadrants or patches")
+        if self.nlcd_crop < 64:
+            problems.append("the nlcd crop must be >= 64 px (instance norm needs the context)")
         if min(self.nlcd_batch, self.nlcd_iterations, self.naip_batch, self.naip_iterations) < 1:
             problems.append("batches and iterations must be >= 1")
         if not 32 <= self.naip_crop <= 128:
@@ -261,7 +276,7 @@ class LandCoverConfig:
         """The digest of what a (setting, fold, seed) run depends on, not the other setting's."""
         other = {"nlcd": ("naip_dir", "naip_crop", "naip_batch", "naip_iterations", "cell",
                           "product_oa", "product_region", "product_seed"),
-                 "naip": ("data_dir", "test_dir", "groups", "nlcd_crop", "nlcd_batch",
+                 "naip": ("data_dir", "test_dir", "split", "groups", "nlcd_crop", "nlcd_batch",
                           "nlcd_iterations", "composition_block", "composition_weight")}[setting]
         d = {k: v for k, v in asdict(self).items()
              if k not in ("seeds", "settings", *other)}
@@ -272,7 +287,7 @@ class LandCoverConfig:
 
 # ------------------------------------------------------------------ scenes
 def nlcd_folds(cfg: LandCoverConfig) -> list[list[Scene]]:
-    """The Chesapeake patches, once per held-out group (or ``test_dir``: one fold)."""
+    """The Chesapeake patches, once per fold of ``cfg.split`` (or ``test_dir``: one fold)."""
     files = patch_files(cfg.data_dir)
     if cfg.test_dir:
         test_files = patch_files(cfg.test_dir)
@@ -284,6 +299,10 @@ def nlcd_folds(cfg: LandCoverConfig) -> list[list[Scene]]:
             raise InputDataError(f"held-out patches {overlap[:3]} are also in --data-dir; give "
                                  "--test a folder of patches that are not trained on")
         return [[_scene(p, False) for p in train] + [_scene(p, True) for p in test]]
+    if cfg.split == "quadrants":
+        patches = [read_patch(p) for p in files]
+        return [[_scene(p, quadrant_holdout(p.truth.shape, f + i)) for i, p in
+                 enumerate(patches)] for f in range(4)]
     flat = [i for g in cfg.groups for i in g]
     bad = [i for i in flat if not 0 <= i < len(files)]
     if bad or len(set(flat)) != len(flat) or any(len(g) >= len(files) for g in cfg.groups):
@@ -294,9 +313,10 @@ def nlcd_folds(cfg: LandCoverConfig) -> list[list[Scene]]:
     return [[_scene(p, i in g) for i, p in enumerate(patches)] for g in cfg.groups]
 
 
-def _scene(patch, held_out: bool) -> Scene:
+def _scene(patch, held_out: bool | np.ndarray) -> Scene:
     return Scene(patch.id, patch.image, patch.truth, {"NLCD": patch.product},
-                 np.full(patch.truth.shape, held_out), {SOFT: composition_labels(patch)})
+                 np.broadcast_to(held_out, patch.truth.shape).copy(),
+                 {SOFT: composition_labels(patch)}, product_channels(patch))
 
 
 def naip_folds(cfg: LandCoverConfig) -> list[list[Scene]]:
@@ -362,7 +382,8 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
     budget = (Budget(cfg.nlcd_crop, cfg.nlcd_batch, cfg.nlcd_iterations, cfg.lr, seed)
               if setting == "nlcd" else
               Budget(cfg.naip_crop, cfg.naip_batch, cfg.naip_iterations, cfg.lr, seed))
-    images = [normalise(s.image, mean, std) for s in scenes]
+    images = {p: [model_input(s, mean, std, p) for s in scenes]
+              for p in {a.product_input for a in spec.arms}}
     preds: dict[str, list[np.ndarray]] = {}
     record: dict = {"confusion": {}, "filter": {}, "seconds": {}}
     dropped_mask: dict[str, tuple[list[np.ndarray], int, int]] = {}
@@ -395,8 +416,9 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
             kwargs = {**cfg.model, "stem_norm": arm.stem_norm}
             with tempfile.TemporaryDirectory(prefix=".landcover.") as tmp:
                 model = train_model(kwargs, BANDS, scenes, labels, mean, std, loss, budget,
-                                    Path(tmp))
-            preds[arm.name] = [predict_windows(model, x, window) for x in images]
+                                    Path(tmp), PRODUCT_BANDS if arm.product_input else ())
+            preds[arm.name] = [predict_windows(model, x, window)
+                               for x in images[arm.product_input]]
         record["seconds"][arm.name] = time.perf_counter() - started
         matrix = np.zeros((K, K), np.int64)
         for scene, pred in zip(scenes, preds[arm.name], strict=True):
@@ -523,10 +545,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_data_root_argument(p)
     p.add_argument("--test", help="folder of held-out .npz patches in the chesapeake_nlcd "
                    "format (then every --data-dir patch trains)")
+    p.add_argument("--split", choices=("quadrants", "patches"), default=d["split"].default,
+                   help="without --test: hold out a quadrant of every patch per fold "
+                   "(default), or the patch groups of --groups")
     p.add_argument("--groups", nargs="+", default=[",".join(map(str, g))
                                                    for g in d["groups"].default],
-                   help="without --test: the held-out groups, each comma-separated positions "
-                   "(0-based, by name) of patches held out together")
+                   help="with --split patches: the held-out groups, each comma-separated "
+                   "positions (0-based, by name) of patches held out together")
     p.add_argument("--settings", nargs="+", choices=list(SETTINGS),
                    default=list(d["settings"].default))
     p.add_argument("--out", default="landcover_output")
@@ -573,7 +598,8 @@ def _run(a: argparse.Namespace) -> int:
     model = {**LandCoverConfig().model, "width": a.width}
     cfg = LandCoverConfig(data_dir=str(data_dir), naip_dir=str(naip_dir),
                           test_dir=str(test_dir) if test_dir else None,
-                          groups=_groups(a.groups), settings=tuple(a.settings),
+                          split=a.split, groups=_groups(a.groups),
+                          settings=tuple(a.settings),
                           seeds=tuple(a.seeds), model=model,
                           nlcd_iterations=a.nlcd_iterations, naip_iterations=a.naip_iterations,
                           lr=a.lr, weight_cap=a.weight_cap, product_oa=a.product_oa,
