@@ -11,36 +11,33 @@ whether the fine map keeps the product's impervious class, in two settings, each
 - ``nlcd``: a **real coarse product**. The eight Chesapeake patches
   (``../shared/data/chesapeake_nlcd``): 1 m NAIP, the 30 m NLCD (mapped to the seven classes,
   crops merged into grassland: :mod:`experiments.chesapeake_nlcd`) as the only label, the
-  1 m land cover as the reference. Leave one patch group out: each group of ``--groups``
-  is held out once while the others train, and every patch is scored by the models that did
-  not see it. The default pairs patches four apart by name (0 and 4, 1 and 5, ...), so that
-  patch 0, the only one with developed NLCD cells and 770 of the tile's 835 impervious
-  pixels, and patch 1 (65 more) are held out in different folds; ``--test DIR``
-  instead takes held-out patches in the same format and trains on every patch of
-  ``--data-dir``.
+  1 m land cover as the reference. ``--split quadrants`` (default): four folds, fold ``f``
+  holds out quadrant ``(f + i) mod 4`` of patch ``i`` and trains on the other three of every
+  patch, so each pixel is scored once by models that never trained on it, and every fold
+  trains on developed land (patch 0 holds every developed NLCD cell and 770 of the tile's
+  835 impervious pixels). ``--split patches`` holds out the patch groups of ``--groups``
+  instead; ``--test DIR`` takes held-out patches in the same format and trains on every
+  patch of ``--data-dir``.
 - ``naip`` (``--settings naip``): **synthetic products on the five GeoBench NAIP tiles**
-  (``../shared/data/geobench_chesapeake_naip``; the south-east quadrant of each tile, from
-  130 m on the 10 m cell lattice, is held out): a product with spatially correlated class
-  confusion drawn from the paper's Table 2 and calibrated to ``--product-oa`` (default 76 %),
-  and the mode of the truth per 10 m cell, the hardest product to beat
-  (:mod:`experiments.coarse_products`).
+  (the south-east quadrant of each held out): a product with spatially correlated confusion
+  from the paper's Table 2, calibrated to ``--product-oa``, and the mode of the truth per
+  10 m cell (:mod:`experiments.coarse_products`).
 
 The same small HRNet (the paper's recipe: SGD 0.01, momentum 0.9, weight decay, poly decay;
-narrow for CPU minutes) is trained in these arms, three seeds each:
+narrow for CPU minutes) is trained in every arm:
 
 - the paper's method: the product as the only label, cross-entropy with impervious x3, an
-  instance-norm stem, the noisy-sample filter off (the preliminary model) and on (chips of
-  ``--filter-chip`` px whose prediction agrees with the product on fewer than 20 % of the
-  pixels lose their label, then the model is trained again; when no chip is dropped the
-  labels are unchanged and the preliminary model is the filtered one);
-- ``nlcd``: the paper's method plus class weights (median-frequency balancing of the
-  training labels, at most ``--weight-cap``), then plus **label super-resolution** (Malkin
-  et al. 2019): NLCD's developed codes 21-24 become their expected impervious fractions (10,
-  35, 65, 90 %) over each 30 m cell instead of one class
-  (:mod:`training.losses.composition`). The last is the default arm, the ``test`` block's
-  model;
-- on the true 1 m labels (the ceiling: what the imagery and budget allow at all);
-- ``naip``: batch-norm arms on each synthetic product (no 256 px crop fits the quadrants).
+  instance-norm stem, the noisy-sample filter off (the preliminary model) and on (chips
+  whose prediction agrees with the product on fewer than 20 % of the pixels lose their
+  label, then the model is trained again; no chip dropped: the same model);
+- ``nlcd``: plus class weights (median frequency, at most ``--weight-cap``); plus **label
+  super-resolution** (Malkin et al. 2019: NLCD's developed codes 21-24 as expected
+  impervious fractions of 10, 35, 65, 90 % over each 30 m cell,
+  :mod:`training.losses.composition`); plus **NLCD as input channels** (one-hot classes and
+  the developed fraction, :func:`experiments.chesapeake_nlcd.product_channels`: the network
+  refines the product instead of learning it again). :data:`DEFAULT_ARM` is the ``test``
+  block's model;
+- on the true 1 m labels (the ceiling: what the imagery and budget allow at all).
 
 The coarse product is scored on the same pixels as the models. Overall accuracy and every
 present class's producer's / user's accuracy and F1 (impervious included wherever the
@@ -72,38 +69,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments.chesapeake_nlcd import (
-    BANDS,
-    CHESAPEAKE_FOLDER,
-    PRODUCT_BANDS,
-    composition_labels,
-    compositions,
-    patch_files,
-    product_channels,
-    read_patch,
-)
-from experiments.coarse_products import confusion_product, mode_product
+from experiments.chesapeake_nlcd import BANDS, CHESAPEAKE_FOLDER, PRODUCT_BANDS, compositions
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.landcover_points import draw_points
 from experiments.landcover_report import report_table, summarize
+from experiments.landcover_scenes import SOFT, naip_folds, nlcd_folds
 from experiments.landcover_train import (
     TRUTH,
     Budget,
     CropDataset,
     Scene,
     filter_labels,
-    image_digest,
     model_input,
     predict_windows,
-    quadrant_holdout,
     scored_scenes,
     train_model,
     training_counts,
 )
-from experiments.naip import NAIP_FOLDER, read_naip_tile
+from experiments.naip import NAIP_FOLDER
 from experiments.threads import add_threads_argument, use_threads
 from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
+from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from gee_export.core.commands import (
     add_logging_arguments,
     check_output_folder,
@@ -111,7 +97,7 @@ from gee_export.core.commands import (
     run_command,
 )
 from gee_export.core.digest import json_digest
-from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.errors import ConfigError
 from gee_export.core.storage import atomic_write
 from training.losses.composition import CompositionLoss
 from training.losses.segmentation import WeightedCrossEntropy, class_weights_from_counts
@@ -119,12 +105,12 @@ from training.metrics import confusion_matrix, json_safe
 from training.models import model_loss, recipe_for
 from training.noisy import DEFAULT_THRESHOLD
 
-__all__ = ["SETTINGS", "Arm", "CropDataset", "LandCoverConfig", "Scene", "Setting",
-           "filter_labels", "load_folds", "main", "predict_windows", "run_experiment"]
+__all__ = ["SETTINGS", "SOFT", "Arm", "CropDataset", "LandCoverConfig", "Scene", "Setting",
+           "filter_labels", "load_folds", "main", "model_input", "naip_folds", "nlcd_folds",
+           "predict_windows", "run_experiment"]
 
 log = logging.getLogger(__name__)
 K = len(LANDCOVER_CLASSES)
-SOFT = "NLCD, developed as impervious fractions"
 
 
 @dataclass(frozen=True)
@@ -283,62 +269,6 @@ class LandCoverConfig:
         d.update(setting=setting, fold=fold, seed=seed,
                  arms=[asdict(a) for a in SETTINGS[setting].arms])
         return json_digest(d, 16)
-
-
-# ------------------------------------------------------------------ scenes
-def nlcd_folds(cfg: LandCoverConfig) -> list[list[Scene]]:
-    """The Chesapeake patches, once per fold of ``cfg.split`` (or ``test_dir``: one fold)."""
-    files = patch_files(cfg.data_dir)
-    if cfg.test_dir:
-        test_files = patch_files(cfg.test_dir)
-        train = [read_patch(p) for p in files]
-        test = [read_patch(p) for p in test_files]
-        seen = {image_digest(p.image) for p in train}
-        overlap = [p.id for p in test if image_digest(p.image) in seen]
-        if overlap:
-            raise InputDataError(f"held-out patches {overlap[:3]} are also in --data-dir; give "
-                                 "--test a folder of patches that are not trained on")
-        return [[_scene(p, False) for p in train] + [_scene(p, True) for p in test]]
-    if cfg.split == "quadrants":
-        patches = [read_patch(p) for p in files]
-        return [[_scene(p, quadrant_holdout(p.truth.shape, f + i)) for i, p in
-                 enumerate(patches)] for f in range(4)]
-    flat = [i for g in cfg.groups for i in g]
-    bad = [i for i in flat if not 0 <= i < len(files)]
-    if bad or len(set(flat)) != len(flat) or any(len(g) >= len(files) for g in cfg.groups):
-        raise ConfigError(f"--groups takes groups of positions among the {len(files)} patches "
-                          f"of {cfg.data_dir} (0-based, each once, every group leaving a patch "
-                          f"to train on), got {[list(g) for g in cfg.groups]}")
-    patches = [read_patch(p) for p in files]
-    return [[_scene(p, i in g) for i, p in enumerate(patches)] for g in cfg.groups]
-
-
-def _scene(patch, held_out: bool | np.ndarray) -> Scene:
-    return Scene(patch.id, patch.image, patch.truth, {"NLCD": patch.product},
-                 np.broadcast_to(held_out, patch.truth.shape).copy(),
-                 {SOFT: composition_labels(patch)}, product_channels(patch))
-
-
-def naip_folds(cfg: LandCoverConfig) -> list[list[Scene]]:
-    """The GeoBench tiles, south-east quadrant held out, with both synthetic products."""
-    paths = sorted(Path(cfg.naip_dir).glob("id_*.hdf5"))
-    if not paths:
-        raise InputDataError(f"no id_*.hdf5 NAIP tiles in {cfg.naip_dir}; pass --naip-dir")
-    tiles = []
-    for path in paths:
-        bands, codes = read_naip_tile(path)
-        tiles.append((path.stem, bands, SCHEMES["chesapeake"].apply(codes)))
-    confused = confusion_product([t for _, _, t in tiles], cfg.product_oa, cfg.cell,
-                                 cfg.product_region, cfg.product_seed)
-    scenes = []
-    for (name, bands, truth), product in zip(tiles, confused.maps, strict=True):
-        half = -(-min(truth.shape) // 2 // cfg.cell) * cfg.cell  # 130 for 256 px, 10 px cells
-        test = np.zeros(truth.shape, bool)
-        test[half:, half:] = True
-        scenes.append(Scene(name, bands, truth, {"confusion product": product,
-                                                 "mode product": mode_product(truth, cfg.cell)},
-                            test))
-    return [scenes]
 
 
 def load_folds(cfg: LandCoverConfig) -> dict[str, list[list[Scene]]]:
