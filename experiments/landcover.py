@@ -81,8 +81,10 @@ from experiments.landcover_train import (
     Scene,
     filter_labels,
     model_input,
+    predict_probabilities,
     predict_windows,
     scored_scenes,
+    share_decision,
     train_model,
     training_counts,
 )
@@ -124,6 +126,9 @@ class Arm:
         filtered: the noisy-sample filter, decided by the setting's preliminary model.
         weights: ``recipe`` (impervious x3) or ``balanced`` (median frequency of the labels).
         product_input: the network also reads the product (``Scene.product_input``).
+        share_rule: soft-labelled pixels are impervious by the share their labels expect
+            (``landcover_train.share_decision``), not by the argmax; the same model as the
+            arm without the rule.
     """
 
     name: str
@@ -132,6 +137,7 @@ class Arm:
     filtered: bool = False
     weights: str = "recipe"
     product_input: bool = False
+    share_rule: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,18 +150,18 @@ class Setting:
     paper: str  # the paper's method
 
 
-DEFAULT_ARM = "hrnet IN + filter + NLCD input + label SR"
+SR = "hrnet IN + filter + class weights + label SR"
+INPUT = "hrnet IN + filter + NLCD input"
+DEFAULT_ARM = f"{INPUT} + label SR, impervious by share"
 SETTINGS: dict[str, Setting] = {
     "nlcd": Setting(("NLCD",), (
         Arm("hrnet IN", "NLCD", "instance"),
         Arm("hrnet IN + filter", "NLCD", "instance", filtered=True),
-        Arm("hrnet IN + filter + class weights", "NLCD", "instance", True, "balanced"),
-        Arm("hrnet IN + filter + class weights + label SR", SOFT, "instance", True, "balanced"),
-        Arm("hrnet IN + filter + NLCD input", "NLCD", "instance", True, product_input=True),
-        Arm(DEFAULT_ARM, SOFT, "instance", True, product_input=True),
-        Arm("hrnet IN + filter + NLCD input + class weights + label SR", SOFT, "instance", True,
-            "balanced", product_input=True),
-        Arm("hrnet IN, true labels", TRUTH, "instance"),
+        Arm(SR, SOFT, "instance", True, "balanced"),
+        Arm(f"{SR}, impervious by share", SOFT, "instance", True, "balanced", share_rule=True),
+        Arm(INPUT, "NLCD", "instance", True, product_input=True),
+        Arm(f"{INPUT} + label SR", SOFT, "instance", True, product_input=True),
+        Arm(DEFAULT_ARM, SOFT, "instance", True, product_input=True, share_rule=True),
     ), (DEFAULT_ARM, "NLCD"), "hrnet IN + filter"),
     "naip": Setting(("confusion product", "mode product"), (
         Arm("hrnet BN, confusion product", "confusion product", "batch"),
@@ -315,6 +321,7 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
     images = {p: [model_input(s, mean, std, p) for s in scenes]
               for p in {a.product_input for a in spec.arms}}
     preds: dict[str, list[np.ndarray]] = {}
+    probs: dict[Arm, list[np.ndarray]] = {}  # by the training an arm needs
     record: dict = {"confusion": {}, "filter": {}, "seconds": {}}
     dropped_mask: dict[str, tuple[list[np.ndarray], int, int]] = {}
     for arm in spec.arms:
@@ -337,18 +344,20 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
                                           "scored_chips": scored}
             if (not any(m.any() for m in masks) and replace(arm, name=prelim.name,
                                                             filtered=False) == prelim):
-                reuse = prelim.name  # same labels, loss and seed: the same model
+                reuse = prelim  # same labels, loss and seed: the same model
         started = time.perf_counter()
-        if reuse:
-            preds[arm.name] = preds[reuse]
-        else:
+        training = replace(reuse or arm, name="", share_rule=False)
+        if training not in probs:
             loss = arm_loss(cfg, arm, labels, scenes)
             kwargs = {**cfg.model, "stem_norm": arm.stem_norm}
             with tempfile.TemporaryDirectory(prefix=".landcover.") as tmp:
                 model = train_model(kwargs, BANDS, scenes, labels, mean, std, loss, budget,
                                     Path(tmp), PRODUCT_BANDS if arm.product_input else ())
-            preds[arm.name] = [predict_windows(model, x, window)
+            probs[training] = [predict_probabilities(model, x, window)
                                for x in images[arm.product_input]]
+        preds[arm.name] = (share_decision(probs[training], labels, scenes, compositions(),
+                                          "impervious") if arm.share_rule else
+                           [p.argmax(0).astype(np.uint8) for p in probs[training]])
         record["seconds"][arm.name] = time.perf_counter() - started
         matrix = np.zeros((K, K), np.int64)
         for scene, pred in zip(scenes, preds[arm.name], strict=True):

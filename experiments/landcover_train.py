@@ -172,9 +172,18 @@ def quadrant_holdout(shape: tuple[int, int], quadrant: int) -> np.ndarray:
     return test
 
 
-@torch.no_grad()
 def predict_windows(model: torch.nn.Module, image: np.ndarray, window: int) -> np.ndarray:
     """Class map (H, W) predicted in ``window`` px windows (the training crop's size).
+
+    The argmax of :func:`predict_probabilities`.
+    """
+    return predict_probabilities(model, image, window).argmax(0).astype(np.uint8)
+
+
+@torch.no_grad()
+def predict_probabilities(model: torch.nn.Module, image: np.ndarray, window: int
+                          ) -> np.ndarray:
+    """Class probabilities (K, H, W) predicted in ``window`` px windows.
 
     Windows tile the image; the last row and column of windows are moved back inside it (they
     overlap their neighbours, whose pixels they overwrite). An image smaller than the window
@@ -182,13 +191,50 @@ def predict_windows(model: torch.nn.Module, image: np.ndarray, window: int) -> n
     """
     model.eval()
     h, w = image.shape[1:]
-    out = np.zeros((h, w), np.uint8)
+    out: np.ndarray | None = None
     rows = sorted({min(r, max(h - window, 0)) for r in range(0, h, window)})
     cols = sorted({min(c, max(w - window, 0)) for c in range(0, w, window)})
     for r in rows:
         for c in cols:
             x = torch.from_numpy(np.ascontiguousarray(image[:, r:r + window, c:c + window]))
-            out[r:r + window, c:c + window] = model(x[None])[0].argmax(0).numpy()
+            p = torch.softmax(model(x[None])[0].float(), 0).numpy()
+            if out is None:
+                out = np.zeros((p.shape[0], h, w), np.float32)
+            out[:, r:r + window, c:c + window] = p
+    assert out is not None
+    return out
+
+
+def share_decision(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                   scenes: Sequence[Scene], soft: dict[int, dict[str, float]], cls: str
+                   ) -> list[np.ndarray]:
+    """Class maps that give class ``cls`` the share of the soft cells their labels expect.
+
+    Label super-resolution fits the *mean* probability of ``cls`` over a coarse cell to the
+    cell's expected fraction; nothing in it makes single pixels confident, so the argmax can
+    leave ``cls`` out altogether (a 10 % share spread evenly over a cell is a perfect fit).
+    This decides instead: on the training pixels of the soft labels, the threshold ``t`` on
+    the probability of ``cls`` above which lies the expected share of those pixels (their
+    mean expected fraction); every soft-labelled pixel is ``cls`` where its probability is at
+    least ``t``, else the most probable other class; every other pixel keeps the argmax.
+    The threshold uses training pixels only; held-out pixels get the same rule.
+    """
+    k = LANDCOVER_CLASSES.index(cls)
+    expected = np.zeros(256, np.float32)
+    for value, fractions in soft.items():
+        expected[value] = fractions.get(cls, 0.0)
+    is_soft = [np.isin(label, list(soft)) for label in labels]
+    train = np.concatenate([p[k][m & ~s.test] for p, m, s in zip(probs, is_soft, scenes,
+                                                                  strict=True)])
+    share = np.concatenate([expected[label[m & ~s.test]] for label, m, s in
+                            zip(labels, is_soft, scenes, strict=True)])
+    t = float(np.quantile(train, 1 - share.mean())) if train.size else np.inf
+    out = []
+    for p, m in zip(probs, is_soft, strict=True):
+        other = np.delete(p, k, axis=0).argmax(0)
+        other = np.where(other >= k, other + 1, other).astype(np.uint8)
+        decided = np.where(p[k] >= t, k, other).astype(np.uint8)
+        out.append(np.where(m, decided, p.argmax(0)).astype(np.uint8))
     return out
 
 

@@ -148,15 +148,17 @@ def test_product_channels_follow_the_normalised_image_unscaled(shared_data):
 
 def test_the_arms_losses_weigh_classes_and_read_soft_labels(shared_data):
     cfg = lc.LandCoverConfig(data_dir=str(shared_data / CHESAPEAKE_FOLDER))
-    scenes = lc.nlcd_folds(cfg)[1]  # patch 0 trains
+    scenes = lc.nlcd_folds(cfg)[1]
     arms = {a.name: a for a in lc.SETTINGS["nlcd"].arms}
-    weighted = lc.arm_loss(cfg, arms["hrnet IN + filter + class weights"],
-                           [s.labels("NLCD") for s in scenes], scenes)
-    weights = weighted.weight.tolist()
-    imp = LANDCOVER_CLASSES.index("impervious")
-    assert weights[imp] == cfg.weight_cap and min(w for w in weights if w) < 1
-    sr = lc.arm_loss(cfg, arms[lc.DEFAULT_ARM], [s.labels(lc.SOFT) for s in scenes], scenes)
-    assert {v for v, _, _ in sr.soft} == {221, 222, 223, 224}
+    soft = [s.labels(lc.SOFT) for s in scenes]
+    weighted = lc.arm_loss(cfg, arms[lc.SR], soft, scenes)
+    weights = weighted.class_weight.tolist()
+    assert max(weights) <= cfg.weight_cap and min(w for w in weights if w) < 1
+    assert {v for v, _, _ in weighted.soft} == {221, 222, 223, 224}
+    default = lc.arm_loss(cfg, arms[lc.DEFAULT_ARM], soft, scenes)
+    assert default.class_weight is None and {v for v, _, _ in default.soft} == {
+        221, 222, 223, 224}
+    assert arms[lc.DEFAULT_ARM].product_input and arms[lc.DEFAULT_ARM].share_rule
     assert lc.SETTINGS["nlcd"].headline == (lc.DEFAULT_ARM, "NLCD")
 
 
@@ -219,3 +221,22 @@ def test_command_refuses_a_point_sample_without_a_variance(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "--points-per-stratum" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_the_share_rule_maps_the_expected_share_of_soft_training_pixels():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(7), size=(64, 64)).transpose(2, 0, 1).astype(np.float32)
+    label = np.zeros((64, 64), np.uint8)
+    label[:32] = 221  # a soft cell: 10 % impervious expected
+    s = _scene("s", 48, 64)
+    out = lc.share_decision([probs], [label], [s], {221: {"impervious": 0.1}},
+                            "impervious")[0]
+    imp = LANDCOVER_CLASSES.index("impervious")
+    train = (label == 221) & ~s.test
+    assert (out[train] == imp).mean() == pytest.approx(0.1, abs=0.005)
+    hard = label != 221  # other pixels keep the argmax
+    assert np.array_equal(out[hard], probs.argmax(0)[hard])
+    # a soft pixel is impervious exactly where its probability passes one threshold
+    t = probs[imp][(label == 221) & (out == imp)].min()
+    assert (out[label == 221] == imp).tolist() == (probs[imp][label == 221] >= t).tolist()
+    assert (out[(label == 221) & (out != imp)] != imp).all()
