@@ -155,10 +155,11 @@ def test_the_arms_losses_weigh_classes_and_read_soft_labels(shared_data):
     weights = weighted.class_weight.tolist()
     assert max(weights) <= cfg.weight_cap and min(w for w in weights if w) < 1
     assert {v for v, _, _ in weighted.soft} == {221, 222, 223, 224}
-    default = lc.arm_loss(cfg, arms[lc.DEFAULT_ARM], soft, scenes)
-    assert default.class_weight is None and {v for v, _, _ in default.soft} == {
-        221, 222, 223, 224}
-    assert arms[lc.DEFAULT_ARM].product_input and arms[lc.DEFAULT_ARM].share_rule
+    refine = arms[f"{lc.INPUT} + label SR, impervious by share"]
+    loss = lc.arm_loss(cfg, refine, soft, scenes)
+    assert loss.class_weight is None and {v for v, _, _ in loss.soft} == {221, 222, 223, 224}
+    assert refine.product_input and refine.share_rule
+    assert lc.DEFAULT_ARM == lc.SETTINGS["nlcd"].paper == "hrnet IN + filter"
     assert lc.SETTINGS["nlcd"].headline == (lc.DEFAULT_ARM, "NLCD")
 
 
