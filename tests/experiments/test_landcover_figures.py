@@ -34,7 +34,7 @@ def test_the_page_quotes_the_tables_of_its_json():
         v = nlcd["arms"][arm]
         f1 = v["F1"]["impervious"]["mean"]
         return (f"{100 * v['OA']['mean']:.1f} % OA and impervious F1 "
-                + (f"{100 * f1:.1f} %" if math.isfinite(f1) else "n/a"))
+                + (f"{100 * f1:.1f} %" if f1 is not None and math.isfinite(f1) else "n/a"))
 
     assert f"the paper's method {oa_f1(test['paper']['model'])}" in text
     if test["model"] != test["paper"]["model"]:
