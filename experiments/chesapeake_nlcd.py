@@ -125,6 +125,25 @@ def composition_labels(patch: ChesapeakePatch) -> np.ndarray:
     return out
 
 
+#: names of :func:`product_channels`, in order
+PRODUCT_BANDS = (*(f"NLCD {c}" for c in LANDCOVER_CLASSES), "NLCD impervious fraction")
+
+
+def product_channels(patch: ChesapeakePatch) -> np.ndarray:
+    """NLCD as input channels: its seven classes one-hot, then the developed cells' fraction.
+
+    (8, H, W) float32 on a unit scale. The fraction channel is :data:`NLCD_IMPERVIOUS` of each
+    developed code (0 elsewhere): the one-hot classes call open space grassland, the fraction
+    tells the network that the cell is developed and how densely. A network that reads these
+    refines the product instead of learning it again from the imagery.
+    """
+    onehot = (patch.product[None] == np.arange(len(LANDCOVER_CLASSES))[:, None, None])
+    fraction = np.zeros(patch.codes.shape, np.float32)
+    for code, share in NLCD_IMPERVIOUS.items():
+        fraction[patch.codes == code] = share
+    return np.concatenate([onehot.astype(np.float32), fraction[None]])
+
+
 def compositions() -> dict[int, dict[str, float]]:
     """``{soft label: {"impervious": fraction}}`` of :func:`composition_labels`."""
     return {SOFT_BASE + code: {"impervious": f} for code, f in NLCD_IMPERVIOUS.items()}

@@ -11,36 +11,34 @@ whether the fine map keeps the product's impervious class, in two settings, each
 - ``nlcd``: a **real coarse product**. The eight Chesapeake patches
   (``../shared/data/chesapeake_nlcd``): 1 m NAIP, the 30 m NLCD (mapped to the seven classes,
   crops merged into grassland: :mod:`experiments.chesapeake_nlcd`) as the only label, the
-  1 m land cover as the reference. Leave one patch group out: each group of ``--groups``
-  is held out once while the others train, and every patch is scored by the models that did
-  not see it. The default pairs patches four apart by name (0 and 4, 1 and 5, ...), so that
-  patch 0, the only one with developed NLCD cells and 770 of the tile's 835 impervious
-  pixels, and patch 1 (65 more) are held out in different folds; ``--test DIR``
-  instead takes held-out patches in the same format and trains on every patch of
-  ``--data-dir``.
+  1 m land cover as the reference. ``--split quadrants`` (default): four folds, fold ``f``
+  holds out quadrant ``(f + i) mod 4`` of patch ``i`` and trains on the other three of every
+  patch, so each pixel is scored once by models that never trained on it, and every fold
+  trains on developed land (patch 0 holds every developed NLCD cell and 770 of the tile's
+  835 impervious pixels). ``--split patches`` holds out the patch groups of ``--groups``
+  instead; ``--test DIR`` takes held-out patches in the same format and trains on every
+  patch of ``--data-dir``.
 - ``naip`` (``--settings naip``): **synthetic products on the five GeoBench NAIP tiles**
-  (``../shared/data/geobench_chesapeake_naip``; the south-east quadrant of each tile, from
-  130 m on the 10 m cell lattice, is held out): a product with spatially correlated class
-  confusion drawn from the paper's Table 2 and calibrated to ``--product-oa`` (default 76 %),
-  and the mode of the truth per 10 m cell, the hardest product to beat
-  (:mod:`experiments.coarse_products`).
+  (the south-east quadrant of each held out): a product with spatially correlated confusion
+  from the paper's Table 2, calibrated to ``--product-oa``, and the mode of the truth per
+  10 m cell (:mod:`experiments.coarse_products`).
 
 The same small HRNet (the paper's recipe: SGD 0.01, momentum 0.9, weight decay, poly decay;
-narrow for CPU minutes) is trained in these arms, three seeds each:
+narrow for CPU minutes) is trained in every arm:
 
 - the paper's method: the product as the only label, cross-entropy with impervious x3, an
-  instance-norm stem, the noisy-sample filter off (the preliminary model) and on (chips of
-  ``--filter-chip`` px whose prediction agrees with the product on fewer than 20 % of the
-  pixels lose their label, then the model is trained again; when no chip is dropped the
-  labels are unchanged and the preliminary model is the filtered one);
-- ``nlcd``: the paper's method plus class weights (median-frequency balancing of the
-  training labels, at most ``--weight-cap``), then plus **label super-resolution** (Malkin
-  et al. 2019): NLCD's developed codes 21-24 become their expected impervious fractions (10,
-  35, 65, 90 %) over each 30 m cell instead of one class
-  (:mod:`training.losses.composition`). The last is the default arm, the ``test`` block's
-  model;
-- on the true 1 m labels (the ceiling: what the imagery and budget allow at all);
-- ``naip``: batch-norm arms on each synthetic product (no 256 px crop fits the quadrants).
+  instance-norm stem, the noisy-sample filter off (the preliminary model) and on (chips
+  whose prediction agrees with the product on fewer than 20 % of the pixels lose their
+  label, then the model is trained again; no chip dropped: the same model);
+- ``nlcd``: plus class weights (median frequency, at most ``--weight-cap``); plus **label
+  super-resolution** (Malkin et al. 2019: NLCD's developed codes 21-24 as expected
+  impervious fractions of 10, 35, 65, 90 % over each 30 m cell,
+  :mod:`training.losses.composition`); plus **NLCD as input channels** (one-hot classes and
+  the developed fraction, :func:`experiments.chesapeake_nlcd.product_channels`: the network
+  refines the product instead of learning it again); a label SR arm may map impervious by
+  the share its cells expect (``impervious by share``). The paper's method
+  (:data:`DEFAULT_ARM`) is the ``test`` block's model;
+- on the true 1 m labels (the ceiling: what the imagery and budget allow at all).
 
 The coarse product is scored on the same pixels as the models. Overall accuracy and every
 present class's producer's / user's accuracy and F1 (impervious included wherever the
@@ -72,35 +70,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments.chesapeake_nlcd import (
-    BANDS,
-    CHESAPEAKE_FOLDER,
-    composition_labels,
-    compositions,
-    patch_files,
-    read_patch,
-)
-from experiments.coarse_products import confusion_product, mode_product
+from experiments.chesapeake_nlcd import BANDS, CHESAPEAKE_FOLDER, PRODUCT_BANDS, compositions
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.landcover_points import draw_points
 from experiments.landcover_report import report_table, summarize
+from experiments.landcover_scenes import SOFT, naip_folds, nlcd_folds
 from experiments.landcover_train import (
     TRUTH,
     Budget,
     CropDataset,
     Scene,
     filter_labels,
-    image_digest,
-    normalise,
+    model_input,
+    predict_probabilities,
     predict_windows,
     scored_scenes,
+    share_decision,
     train_model,
     training_counts,
 )
-from experiments.naip import NAIP_FOLDER, read_naip_tile
+from experiments.naip import NAIP_FOLDER
 from experiments.threads import add_threads_argument, use_threads
 from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
+from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from gee_export.core.commands import (
     add_logging_arguments,
     check_output_folder,
@@ -108,7 +100,7 @@ from gee_export.core.commands import (
     run_command,
 )
 from gee_export.core.digest import json_digest
-from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.errors import ConfigError
 from gee_export.core.storage import atomic_write
 from training.losses.composition import CompositionLoss
 from training.losses.segmentation import WeightedCrossEntropy, class_weights_from_counts
@@ -116,12 +108,12 @@ from training.metrics import confusion_matrix, json_safe
 from training.models import model_loss, recipe_for
 from training.noisy import DEFAULT_THRESHOLD
 
-__all__ = ["SETTINGS", "Arm", "CropDataset", "LandCoverConfig", "Scene", "Setting",
-           "filter_labels", "load_folds", "main", "predict_windows", "run_experiment"]
+__all__ = ["SETTINGS", "SOFT", "Arm", "CropDataset", "LandCoverConfig", "Scene", "Setting",
+           "filter_labels", "load_folds", "main", "model_input", "naip_folds", "nlcd_folds",
+           "predict_windows", "run_experiment"]
 
 log = logging.getLogger(__name__)
 K = len(LANDCOVER_CLASSES)
-SOFT = "NLCD, developed as impervious fractions"
 
 
 @dataclass(frozen=True)
@@ -134,6 +126,10 @@ class Arm:
         stem_norm: ``instance`` or ``batch``.
         filtered: the noisy-sample filter, decided by the setting's preliminary model.
         weights: ``recipe`` (impervious x3) or ``balanced`` (median frequency of the labels).
+        product_input: the network also reads the product (``Scene.product_input``).
+        share_rule: soft-labelled pixels are impervious by the share their labels expect
+            (``landcover_train.share_decision``), not by the argmax; the same model as the
+            arm without the rule.
     """
 
     name: str
@@ -141,6 +137,8 @@ class Arm:
     stem_norm: str
     filtered: bool = False
     weights: str = "recipe"
+    product_input: bool = False
+    share_rule: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,15 +151,22 @@ class Setting:
     paper: str  # the paper's method
 
 
-DEFAULT_ARM = "hrnet IN + filter + class weights + label SR"
+SR = "hrnet IN + filter + class weights + label SR"
+INPUT = "hrnet IN + filter + NLCD input"
+#: the ``nlcd`` setting's default arm: the paper's method (no added arm beats NLCD on both
+#: overall accuracy and impervious F1 on held-out pixels; docs/landcover.md)
+DEFAULT_ARM = "hrnet IN + filter"
 SETTINGS: dict[str, Setting] = {
     "nlcd": Setting(("NLCD",), (
         Arm("hrnet IN", "NLCD", "instance"),
-        Arm("hrnet IN + filter", "NLCD", "instance", filtered=True),
-        Arm("hrnet IN + filter + class weights", "NLCD", "instance", True, "balanced"),
-        Arm(DEFAULT_ARM, SOFT, "instance", True, "balanced"),
-        Arm("hrnet IN, true labels", TRUTH, "instance"),
-    ), (DEFAULT_ARM, "NLCD"), "hrnet IN + filter"),
+        Arm(DEFAULT_ARM, "NLCD", "instance", filtered=True),
+        Arm(SR, SOFT, "instance", True, "balanced"),
+        Arm(f"{SR}, impervious by share", SOFT, "instance", True, "balanced", share_rule=True),
+        Arm(INPUT, "NLCD", "instance", True, product_input=True),
+        Arm(f"{INPUT} + label SR", SOFT, "instance", True, product_input=True),
+        Arm(f"{INPUT} + label SR, impervious by share", SOFT, "instance", True,
+            product_input=True, share_rule=True),
+    ), (DEFAULT_ARM, "NLCD"), DEFAULT_ARM),
     "naip": Setting(("confusion product", "mode product"), (
         Arm("hrnet BN, confusion product", "confusion product", "batch"),
         Arm("hrnet BN + filter, confusion product", "confusion product", "batch",
@@ -181,13 +186,16 @@ class LandCoverConfig:
         data_dir: the chesapeake_nlcd ``.npz`` patches.
         naip_dir: the GeoBench ``id_*.hdf5`` NAIP tiles.
         test_dir: held-out ``.npz`` patches (then every patch of ``data_dir`` trains).
-        groups: without ``test_dir``, the held-out groups of patches (positions, 0-based,
+        split: without ``test_dir``, what is held out: ``quadrants`` (four folds; fold
+            ``f`` holds out quadrant ``(f + i) mod 4`` of patch ``i``, so every patch trains
+            in every fold on the other three quadrants) or ``patches`` (``groups``).
+        groups: with ``split="patches"``, the held-out groups of patches (positions, 0-based,
             sorted by name): each group is held out once while the other patches train.
         settings: which of :data:`SETTINGS` run.
         seeds: training seeds.
         model: ``hrnet`` keyword arguments (a narrow HRNet for CPU minutes).
-        nlcd_crop / nlcd_batch / nlcd_iterations: training crops (>= 256 px for instance
-            norm; also the inference window), batch and iterations of the ``nlcd`` setting.
+        nlcd_crop / nlcd_batch / nlcd_iterations: training crops (also the inference
+            window, so that instance norm sees one extent), batch and iterations of ``nlcd``.
         naip_crop / naip_batch / naip_iterations: the same for ``naip``.
         lr: initial SGD learning rate (poly decay to 0 at the budget).
         cell: the synthetic products' cell in 1 m pixels.
@@ -205,14 +213,15 @@ class LandCoverConfig:
     data_dir: str = field(default_factory=lambda: str(sample_folder(CHESAPEAKE_FOLDER)))
     naip_dir: str = field(default_factory=lambda: str(sample_folder(NAIP_FOLDER)))
     test_dir: str | None = None
+    split: str = "quadrants"
     groups: tuple[tuple[int, ...], ...] = ((0, 4), (1, 5), (2, 6), (3, 7))
     settings: tuple[str, ...] = ("nlcd",)
     seeds: tuple[int, ...] = (0, 1, 2)
     model: dict = field(default_factory=lambda: {"width": 8, "stem_width": 16,
                                                  "stage1_width": 16, "modules": [1, 1, 1],
                                                  "blocks": 2})
-    nlcd_crop: int = 256
-    nlcd_batch: int = 1
+    nlcd_crop: int = 128
+    nlcd_batch: int = 4
     nlcd_iterations: int = 200
     naip_crop: int = 64
     naip_batch: int = 8
@@ -238,8 +247,10 @@ class LandCoverConfig:
             problems.append(f"settings must be among {', '.join(SETTINGS)}")
         if not self.groups or any(not g for g in self.groups):
             problems.append("--groups takes one or more non-empty groups of patch positions")
-        if self.nlcd_crop < 256:
-            problems.append("the nlcd crop must be >= 256 px (instance norm needs the context)")
+        if self.split not in ("quadrants", "patches"):
+            problems.append("--split must be quadrants or patches")
+        if self.nlcd_crop < 64:
+            problems.append("the nlcd crop must be >= 64 px (instance norm needs the context)")
         if min(self.nlcd_batch, self.nlcd_iterations, self.naip_batch, self.naip_iterations) < 1:
             problems.append("batches and iterations must be >= 1")
         if not 32 <= self.naip_crop <= 128:
@@ -261,64 +272,13 @@ class LandCoverConfig:
         """The digest of what a (setting, fold, seed) run depends on, not the other setting's."""
         other = {"nlcd": ("naip_dir", "naip_crop", "naip_batch", "naip_iterations", "cell",
                           "product_oa", "product_region", "product_seed"),
-                 "naip": ("data_dir", "test_dir", "groups", "nlcd_crop", "nlcd_batch",
+                 "naip": ("data_dir", "test_dir", "split", "groups", "nlcd_crop", "nlcd_batch",
                           "nlcd_iterations", "composition_block", "composition_weight")}[setting]
         d = {k: v for k, v in asdict(self).items()
              if k not in ("seeds", "settings", *other)}
         d.update(setting=setting, fold=fold, seed=seed,
                  arms=[asdict(a) for a in SETTINGS[setting].arms])
         return json_digest(d, 16)
-
-
-# ------------------------------------------------------------------ scenes
-def nlcd_folds(cfg: LandCoverConfig) -> list[list[Scene]]:
-    """The Chesapeake patches, once per held-out group (or ``test_dir``: one fold)."""
-    files = patch_files(cfg.data_dir)
-    if cfg.test_dir:
-        test_files = patch_files(cfg.test_dir)
-        train = [read_patch(p) for p in files]
-        test = [read_patch(p) for p in test_files]
-        seen = {image_digest(p.image) for p in train}
-        overlap = [p.id for p in test if image_digest(p.image) in seen]
-        if overlap:
-            raise InputDataError(f"held-out patches {overlap[:3]} are also in --data-dir; give "
-                                 "--test a folder of patches that are not trained on")
-        return [[_scene(p, False) for p in train] + [_scene(p, True) for p in test]]
-    flat = [i for g in cfg.groups for i in g]
-    bad = [i for i in flat if not 0 <= i < len(files)]
-    if bad or len(set(flat)) != len(flat) or any(len(g) >= len(files) for g in cfg.groups):
-        raise ConfigError(f"--groups takes groups of positions among the {len(files)} patches "
-                          f"of {cfg.data_dir} (0-based, each once, every group leaving a patch "
-                          f"to train on), got {[list(g) for g in cfg.groups]}")
-    patches = [read_patch(p) for p in files]
-    return [[_scene(p, i in g) for i, p in enumerate(patches)] for g in cfg.groups]
-
-
-def _scene(patch, held_out: bool) -> Scene:
-    return Scene(patch.id, patch.image, patch.truth, {"NLCD": patch.product},
-                 np.full(patch.truth.shape, held_out), {SOFT: composition_labels(patch)})
-
-
-def naip_folds(cfg: LandCoverConfig) -> list[list[Scene]]:
-    """The GeoBench tiles, south-east quadrant held out, with both synthetic products."""
-    paths = sorted(Path(cfg.naip_dir).glob("id_*.hdf5"))
-    if not paths:
-        raise InputDataError(f"no id_*.hdf5 NAIP tiles in {cfg.naip_dir}; pass --naip-dir")
-    tiles = []
-    for path in paths:
-        bands, codes = read_naip_tile(path)
-        tiles.append((path.stem, bands, SCHEMES["chesapeake"].apply(codes)))
-    confused = confusion_product([t for _, _, t in tiles], cfg.product_oa, cfg.cell,
-                                 cfg.product_region, cfg.product_seed)
-    scenes = []
-    for (name, bands, truth), product in zip(tiles, confused.maps, strict=True):
-        half = -(-min(truth.shape) // 2 // cfg.cell) * cfg.cell  # 130 for 256 px, 10 px cells
-        test = np.zeros(truth.shape, bool)
-        test[half:, half:] = True
-        scenes.append(Scene(name, bands, truth, {"confusion product": product,
-                                                 "mode product": mode_product(truth, cfg.cell)},
-                            test))
-    return [scenes]
 
 
 def load_folds(cfg: LandCoverConfig) -> dict[str, list[list[Scene]]]:
@@ -362,8 +322,10 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
     budget = (Budget(cfg.nlcd_crop, cfg.nlcd_batch, cfg.nlcd_iterations, cfg.lr, seed)
               if setting == "nlcd" else
               Budget(cfg.naip_crop, cfg.naip_batch, cfg.naip_iterations, cfg.lr, seed))
-    images = [normalise(s.image, mean, std) for s in scenes]
+    images = {p: [model_input(s, mean, std, p) for s in scenes]
+              for p in {a.product_input for a in spec.arms}}
     preds: dict[str, list[np.ndarray]] = {}
+    probs: dict[Arm, list[np.ndarray]] = {}  # by the training an arm needs
     record: dict = {"confusion": {}, "filter": {}, "seconds": {}}
     dropped_mask: dict[str, tuple[list[np.ndarray], int, int]] = {}
     for arm in spec.arms:
@@ -386,17 +348,20 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
                                           "scored_chips": scored}
             if (not any(m.any() for m in masks) and replace(arm, name=prelim.name,
                                                             filtered=False) == prelim):
-                reuse = prelim.name  # same labels, loss and seed: the same model
+                reuse = prelim  # same labels, loss and seed: the same model
         started = time.perf_counter()
-        if reuse:
-            preds[arm.name] = preds[reuse]
-        else:
+        training = replace(reuse or arm, name="", share_rule=False)
+        if training not in probs:
             loss = arm_loss(cfg, arm, labels, scenes)
             kwargs = {**cfg.model, "stem_norm": arm.stem_norm}
             with tempfile.TemporaryDirectory(prefix=".landcover.") as tmp:
                 model = train_model(kwargs, BANDS, scenes, labels, mean, std, loss, budget,
-                                    Path(tmp))
-            preds[arm.name] = [predict_windows(model, x, window) for x in images]
+                                    Path(tmp), PRODUCT_BANDS if arm.product_input else ())
+            probs[training] = [predict_probabilities(model, x, window)
+                               for x in images[arm.product_input]]
+        preds[arm.name] = (share_decision(probs[training], labels, scenes, compositions(),
+                                          "impervious") if arm.share_rule else
+                           [p.argmax(0).astype(np.uint8) for p in probs[training]])
         record["seconds"][arm.name] = time.perf_counter() - started
         matrix = np.zeros((K, K), np.int64)
         for scene, pred in zip(scenes, preds[arm.name], strict=True):
@@ -523,10 +488,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_data_root_argument(p)
     p.add_argument("--test", help="folder of held-out .npz patches in the chesapeake_nlcd "
                    "format (then every --data-dir patch trains)")
+    p.add_argument("--split", choices=("quadrants", "patches"), default=d["split"].default,
+                   help="without --test: hold out a quadrant of every patch per fold "
+                   "(default), or the patch groups of --groups")
     p.add_argument("--groups", nargs="+", default=[",".join(map(str, g))
                                                    for g in d["groups"].default],
-                   help="without --test: the held-out groups, each comma-separated positions "
-                   "(0-based, by name) of patches held out together")
+                   help="with --split patches: the held-out groups, each comma-separated "
+                   "positions (0-based, by name) of patches held out together")
     p.add_argument("--settings", nargs="+", choices=list(SETTINGS),
                    default=list(d["settings"].default))
     p.add_argument("--out", default="landcover_output")
@@ -573,7 +541,8 @@ def _run(a: argparse.Namespace) -> int:
     model = {**LandCoverConfig().model, "width": a.width}
     cfg = LandCoverConfig(data_dir=str(data_dir), naip_dir=str(naip_dir),
                           test_dir=str(test_dir) if test_dir else None,
-                          groups=_groups(a.groups), settings=tuple(a.settings),
+                          split=a.split, groups=_groups(a.groups),
+                          settings=tuple(a.settings),
                           seeds=tuple(a.seeds), model=model,
                           nlcd_iterations=a.nlcd_iterations, naip_iterations=a.naip_iterations,
                           lr=a.lr, weight_cap=a.weight_cap, product_oa=a.product_oa,

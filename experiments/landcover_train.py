@@ -37,6 +37,9 @@ class Scene:
 
     ``soft`` holds training labels that are not maps to score: a product's labels with its
     composite classes as soft labels (``experiments.chesapeake_nlcd.composition_labels``).
+    ``product_input`` holds the product as input channels (``(C, H, W)``, already on a unit
+    scale: ``experiments.chesapeake_nlcd.product_channels``) for the arms that refine the
+    product rather than learn it from the imagery alone.
     """
 
     id: str
@@ -45,6 +48,7 @@ class Scene:
     products: dict
     test: np.ndarray
     soft: dict = field(default_factory=dict)
+    product_input: np.ndarray | None = None
 
     def labels(self, source: str) -> np.ndarray:
         if source == TRUTH:
@@ -95,14 +99,16 @@ class CropDataset(torch.utils.data.Dataset):
 
     Item ``i`` of epoch ``e`` is a crop of training scene ``i mod n`` drawn from ``(seed, e,
     i)`` among the windows without a held-out pixel (the trainer passes ``(epoch, index)``).
+    ``with_product``: the scenes' ``product_input`` channels follow the image's.
     """
 
     epoch_keys = True
 
     def __init__(self, scenes: Sequence[Scene], labels: Sequence[np.ndarray], mean: np.ndarray,
-                 std: np.ndarray, crop: int, length: int, seed: int) -> None:
+                 std: np.ndarray, crop: int, length: int, seed: int,
+                 with_product: bool = False) -> None:
         keep = [i for i, s in enumerate(scenes) if s.trains]
-        self.images = [normalise(scenes[i].image, mean, std) for i in keep]
+        self.images = [model_input(scenes[i], mean, std, with_product) for i in keep]
         self.labels = [labels[i] for i in keep]
         self.test = [scenes[i].test for i in keep]
         self.crop, self.length, self.seed = crop, length, seed
@@ -141,9 +147,43 @@ def normalise(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarra
     return ((image - mean[:, None, None]) / std[:, None, None]).astype(np.float32)
 
 
-@torch.no_grad()
+def model_input(scene: Scene, mean: np.ndarray, std: np.ndarray,
+                with_product: bool = False) -> np.ndarray:
+    """The network's input: the normalised image, then the product's channels if asked.
+
+    The product's channels are not normalised: they are one-hot classes and fractions on a
+    unit scale already, and a class the training pixels barely hold would get a tiny
+    standard deviation and blow up wherever it appears.
+    """
+    image = normalise(scene.image, mean, std)
+    if not with_product:
+        return image
+    if scene.product_input is None:
+        raise ConfigError(f"scene {scene.id} has no product input channels")
+    return np.concatenate([image, scene.product_input.astype(np.float32)])
+
+
+def quadrant_holdout(shape: tuple[int, int], quadrant: int) -> np.ndarray:
+    """Held-out mask of one quadrant (0 top left, 1 top right, 2 bottom left, 3 bottom right)."""
+    (h, w), (r, c) = shape, divmod(quadrant % 4, 2)
+    test = np.zeros(shape, bool)
+    test[slice(0, h // 2) if r == 0 else slice(h // 2, h),
+         slice(0, w // 2) if c == 0 else slice(w // 2, w)] = True
+    return test
+
+
 def predict_windows(model: torch.nn.Module, image: np.ndarray, window: int) -> np.ndarray:
     """Class map (H, W) predicted in ``window`` px windows (the training crop's size).
+
+    The argmax of :func:`predict_probabilities`.
+    """
+    return predict_probabilities(model, image, window).argmax(0).astype(np.uint8)
+
+
+@torch.no_grad()
+def predict_probabilities(model: torch.nn.Module, image: np.ndarray, window: int
+                          ) -> np.ndarray:
+    """Class probabilities (K, H, W) predicted in ``window`` px windows.
 
     Windows tile the image; the last row and column of windows are moved back inside it (they
     overlap their neighbours, whose pixels they overwrite). An image smaller than the window
@@ -151,13 +191,50 @@ def predict_windows(model: torch.nn.Module, image: np.ndarray, window: int) -> n
     """
     model.eval()
     h, w = image.shape[1:]
-    out = np.zeros((h, w), np.uint8)
+    out: np.ndarray | None = None
     rows = sorted({min(r, max(h - window, 0)) for r in range(0, h, window)})
     cols = sorted({min(c, max(w - window, 0)) for c in range(0, w, window)})
     for r in rows:
         for c in cols:
             x = torch.from_numpy(np.ascontiguousarray(image[:, r:r + window, c:c + window]))
-            out[r:r + window, c:c + window] = model(x[None])[0].argmax(0).numpy()
+            p = torch.softmax(model(x[None])[0].float(), 0).numpy()
+            if out is None:
+                out = np.zeros((p.shape[0], h, w), np.float32)
+            out[:, r:r + window, c:c + window] = p
+    assert out is not None
+    return out
+
+
+def share_decision(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                   scenes: Sequence[Scene], soft: dict[int, dict[str, float]], cls: str
+                   ) -> list[np.ndarray]:
+    """Class maps that give class ``cls`` the share of the soft cells their labels expect.
+
+    Label super-resolution fits the *mean* probability of ``cls`` over a coarse cell to the
+    cell's expected fraction; nothing in it makes single pixels confident, so the argmax can
+    leave ``cls`` out altogether (a 10 % share spread evenly over a cell is a perfect fit).
+    This decides instead: on the training pixels of the soft labels, the threshold ``t`` on
+    the probability of ``cls`` above which lies the expected share of those pixels (their
+    mean expected fraction); every soft-labelled pixel is ``cls`` where its probability is at
+    least ``t``, else the most probable other class; every other pixel keeps the argmax.
+    The threshold uses training pixels only; held-out pixels get the same rule.
+    """
+    k = LANDCOVER_CLASSES.index(cls)
+    expected = np.zeros(256, np.float32)
+    for value, fractions in soft.items():
+        expected[value] = fractions.get(cls, 0.0)
+    is_soft = [np.isin(label, list(soft)) for label in labels]
+    train = np.concatenate([p[k][m & ~s.test] for p, m, s in zip(probs, is_soft, scenes,
+                                                                  strict=True)])
+    share = np.concatenate([expected[label[m & ~s.test]] for label, m, s in
+                            zip(labels, is_soft, scenes, strict=True)])
+    t = float(np.quantile(train, 1 - share.mean())) if train.size else np.inf
+    out = []
+    for p, m in zip(probs, is_soft, strict=True):
+        other = np.delete(p, k, axis=0).argmax(0)
+        other = np.where(other >= k, other + 1, other).astype(np.uint8)
+        decided = np.where(p[k] >= t, k, other).astype(np.uint8)
+        out.append(np.where(m, decided, p.argmax(0)).astype(np.uint8))
     return out
 
 
@@ -203,16 +280,21 @@ class Budget:
 
 def train_model(model_kwargs: dict, bands: Sequence[str], scenes: Sequence[Scene],
                 labels: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray,
-                loss: nn.Module, budget: Budget, tmp: Path) -> nn.Module:
+                loss: nn.Module, budget: Budget, tmp: Path,
+                product_bands: Sequence[str] = ()) -> nn.Module:
     """An ``hrnet`` trained from scratch on the training pixels of ``scenes`` with ``labels``.
 
     The engine's trainer runs it (SGD and poly decay of the ``hrnet`` recipe, fp32 on the
     CPU, on the process's thread count); the model is returned in eval mode.
+    ``product_bands`` names the scenes' ``product_input`` channels when the network reads
+    them after the image (none: the image alone).
     """
     torch.manual_seed(budget.seed)
+    bands = (*bands, *product_bands)
     model = create_model("hrnet", len(bands), K, **model_kwargs)
     meta = ModelMeta(name="hrnet", in_channels=len(bands), num_classes=K, bands=tuple(bands),
-                     norm_mean=tuple(map(float, mean)), norm_std=tuple(map(float, std)),
+                     norm_mean=(*map(float, mean), *[0.0] * len(product_bands)),
+                     norm_std=(*map(float, std), *[1.0] * len(product_bands)),
                      class_scheme="landcover", class_names=LANDCOVER_CLASSES,
                      model_kwargs=model_kwargs, extra={"experiment": "experiments.landcover"})
     train_cfg = TrainConfig(out_dir=str(tmp), model="hrnet", model_kwargs=model_kwargs,
@@ -221,6 +303,6 @@ def train_model(model_kwargs: dict, bands: Sequence[str], scenes: Sequence[Scene
                             seed=budget.seed, num_workers=0, precision="fp32",
                             channels_last="off", device="cpu", progress=False)
     data = CropDataset(scenes, labels, mean, std, budget.crop,
-                       budget.iterations * budget.batch, budget.seed)
+                       budget.iterations * budget.batch, budget.seed, bool(product_bands))
     Trainer(train_cfg, model, loss, data, None, meta).fit()
     return model.cpu().eval()

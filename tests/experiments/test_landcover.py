@@ -103,10 +103,11 @@ def test_held_out_patches_are_checked(shared_data, tmp_path):
     with pytest.raises(InputDataError, match="also in --data-dir"):
         lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(data), test_dir=str(data)))
     with pytest.raises(ConfigError, match="--groups"):
-        lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(data), groups=((8,),)))
+        lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(data), split="patches", groups=((8,),)))
     with pytest.raises(ConfigError, match="--groups"):
-        lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(data), groups=((0, 1), (1, 2))))
-    folds = lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(data)))
+        lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(data), split="patches",
+                                         groups=((0, 1), (1, 2))))
+    folds = lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(data), split="patches"))
     assert len(folds) == 4 and all(len(f) == 8 for f in folds)
     held = [[s.id[-3:] for s in f if not s.trains] for f in folds]
     assert held == [["1-0", "1-4"], ["1-1", "1-5"], ["1-2", "1-6"], ["1-3", "1-7"]]
@@ -117,24 +118,55 @@ def test_held_out_patches_are_checked(shared_data, tmp_path):
     assert (soft == 221).sum() == 10268 and (soft == 222).sum() == 18
 
 
+def test_quadrant_folds_score_every_pixel_once_and_train_on_developed_land(shared_data):
+    folds = lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(shared_data / CHESAPEAKE_FOLDER)))
+    assert len(folds) == 4 and all(len(f) == 8 and all(s.trains for s in f) for f in folds)
+    held = np.sum([[s.test for s in f] for f in folds], axis=0)  # (patch, H, W)
+    assert (held == 1).all()  # every pixel is held out by exactly one fold
+    assert all(s.test.sum() == s.test.size // 4 for f in folds for s in f)
+    assert not np.array_equal(folds[0][0].test, folds[0][1].test)  # quadrants rotate
+    developed = folds[0][0].product_input[-1] > 0  # patch 0's developed NLCD cells
+    for f in folds:  # every fold trains on developed cells, never on its held-out ones
+        assert (developed & ~f[0].test).sum() > 1000
+    soft = [lc.CropDataset(f, [s.labels(lc.SOFT) for s in f], np.zeros(4), np.ones(4), 128,
+                           8, 0).labels[0] for f in folds]
+    assert all((x == 221).any() for x in soft)
+
+
+def test_product_channels_follow_the_normalised_image_unscaled(shared_data):
+    scene = lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(shared_data / CHESAPEAKE_FOLDER)))[0][0]
+    x = lc.model_input(scene, np.full(4, 0.5), np.full(4, 0.25), with_product=True)
+    assert x.shape == (4 + len(lc.PRODUCT_BANDS), 256, 256)
+    assert np.allclose(x[:4], (scene.image - 0.5) / 0.25, atol=1e-6)
+    onehot = x[4:4 + len(LANDCOVER_CLASSES)]
+    labelled = scene.products["NLCD"] != LABEL_NODATA
+    assert (onehot.sum(0)[labelled] == 1).all()
+    assert (onehot.argmax(0)[labelled] == scene.products["NLCD"][labelled]).all()
+    assert np.allclose(np.unique(x[-1]), [0, 0.1, 0.35])  # open space, low intensity
+    assert lc.model_input(scene, np.zeros(4), np.ones(4)).shape == (4, 256, 256)
+
+
 def test_the_arms_losses_weigh_classes_and_read_soft_labels(shared_data):
     cfg = lc.LandCoverConfig(data_dir=str(shared_data / CHESAPEAKE_FOLDER))
-    scenes = lc.nlcd_folds(cfg)[1]  # patch 0 trains
+    scenes = lc.nlcd_folds(cfg)[1]
     arms = {a.name: a for a in lc.SETTINGS["nlcd"].arms}
-    weighted = lc.arm_loss(cfg, arms["hrnet IN + filter + class weights"],
-                           [s.labels("NLCD") for s in scenes], scenes)
-    weights = weighted.weight.tolist()
-    imp = LANDCOVER_CLASSES.index("impervious")
-    assert weights[imp] == cfg.weight_cap and min(w for w in weights if w) < 1
-    sr = lc.arm_loss(cfg, arms[lc.DEFAULT_ARM], [s.labels(lc.SOFT) for s in scenes], scenes)
-    assert {v for v, _, _ in sr.soft} == {221, 222, 223, 224}
+    soft = [s.labels(lc.SOFT) for s in scenes]
+    weighted = lc.arm_loss(cfg, arms[lc.SR], soft, scenes)
+    weights = weighted.class_weight.tolist()
+    assert max(weights) <= cfg.weight_cap and min(w for w in weights if w) < 1
+    assert {v for v, _, _ in weighted.soft} == {221, 222, 223, 224}
+    refine = arms[f"{lc.INPUT} + label SR, impervious by share"]
+    loss = lc.arm_loss(cfg, refine, soft, scenes)
+    assert loss.class_weight is None and {v for v, _, _ in loss.soft} == {221, 222, 223, 224}
+    assert refine.product_input and refine.share_rule
+    assert lc.DEFAULT_ARM == lc.SETTINGS["nlcd"].paper == "hrnet IN + filter"
     assert lc.SETTINGS["nlcd"].headline == (lc.DEFAULT_ARM, "NLCD")
 
 
 def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     cfg = lc.LandCoverConfig(
         data_dir=str(shared_data / CHESAPEAKE_FOLDER), naip_dir=str(shared_data / NAIP_FOLDER),
-        settings=("nlcd", "naip"), seeds=(0,), groups=((0,),),
+        settings=("nlcd", "naip"), seeds=(0,), split="patches", groups=((0,),),
         model={"width": 2, "stem_width": 4, "stage1_width": 2, "modules": [1, 1, 1],
                "blocks": 1},
         nlcd_iterations=1, naip_iterations=1, naip_batch=2)
@@ -190,3 +222,22 @@ def test_command_refuses_a_point_sample_without_a_variance(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "--points-per-stratum" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_the_share_rule_maps_the_expected_share_of_soft_training_pixels():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(7), size=(64, 64)).transpose(2, 0, 1).astype(np.float32)
+    label = np.zeros((64, 64), np.uint8)
+    label[:32] = 221  # a soft cell: 10 % impervious expected
+    s = _scene("s", 48, 64)
+    out = lc.share_decision([probs], [label], [s], {221: {"impervious": 0.1}},
+                            "impervious")[0]
+    imp = LANDCOVER_CLASSES.index("impervious")
+    train = (label == 221) & ~s.test
+    assert (out[train] == imp).mean() == pytest.approx(0.1, abs=0.005)
+    hard = label != 221  # other pixels keep the argmax
+    assert np.array_equal(out[hard], probs.argmax(0)[hard])
+    # a soft pixel is impervious exactly where its probability passes one threshold
+    t = probs[imp][(label == 221) & (out == imp)].min()
+    assert (out[label == 221] == imp).tolist() == (probs[imp][label == 221] >= t).tolist()
+    assert (out[(label == 221) & (out != imp)] != imp).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import experiments.landcover_figures as figs
@@ -22,13 +23,25 @@ def test_the_page_quotes_the_tables_of_its_json():
     for arm in nlcd["arms"]:
         assert f"| {arm} |" in page[start:end]
     assert data["config"]["nlcd_iterations"] == 200  # the default budget, as the page says
-    oa = {a: 100 * v["OA"]["mean"] for a, v in nlcd["arms"].items()}
+    assert data["config"]["split"] == "quadrants"
+    test = data["test"]
     product = nlcd["products"]["NLCD"]
+    text = " ".join(page.split())
     assert (f"NLCD scores {100 * product['OA']['mean']:.1f} % OA and impervious F1 "
-            f"{100 * product['F1']['impervious']['mean']:.1f} %") in page
-    assert (f"the paper's method {oa['hrnet IN + filter']:.1f} %, the default arm "
-            f"{oa['hrnet IN + filter + class weights + label SR']:.1f} %") in " ".join(
-                page.split())
+            f"{100 * product['F1']['impervious']['mean']:.1f} %") in text
+
+    def oa_f1(arm: str) -> str:
+        v = nlcd["arms"][arm]
+        f1 = v["F1"]["impervious"]["mean"]
+        return (f"{100 * v['OA']['mean']:.1f} % OA and impervious F1 "
+                + (f"{100 * f1:.1f} %" if f1 is not None and math.isfinite(f1) else "n/a"))
+
+    assert f"the paper's method {oa_f1(test['paper']['model'])}" in text
+    if test["model"] != test["paper"]["model"]:
+        assert f"the default arm {oa_f1(test['model'])}" in text
+    for arm in nlcd["arms"]:  # every other arm the prose quotes, as `name`: figures
+        if f"`{arm}`:" in text:
+            assert f"`{arm}`: {oa_f1(arm)}" in text
     assert f"The tables are {len(data['config']['seeds'])} seed(s)" in page
 
 
