@@ -328,9 +328,10 @@ def test_predict_int8_refused_on_cuda(model_file, small_stack, tmp_path, capsys)
 def test_the_same_command_writes_the_same_cog_bytes_whatever_the_cache(model_file,
                                                                       small_stack, tmp_path):
     """Four runs of one ``isamap-predict --precision bf16 --channels-last on``, each a fresh
-    process with a fresh cache folder (``XDG_CACHE_HOME``), two on one thread and two on two:
-    the COGs are the same bytes. A map is a function of its inputs, model, precision and
-    layout."""
+    process with a fresh cache folder (``XDG_CACHE_HOME``), two on one thread and two on two,
+    one of each with freed memory given back (``ISAMAP_KEEP_FREED_MEMORY=off``, the plain
+    allocator): the COGs are the same bytes. A map is a function of its inputs, model,
+    precision and layout."""
     import os
     import subprocess
     import sys
@@ -345,7 +346,8 @@ def test_the_same_command_writes_the_same_cog_bytes_whatever_the_cache(model_fil
         runs.append((out, subprocess.Popen(
             [sys.executable, "-c", script, *args, "--out", str(out / "isa")],
             env={**env, "XDG_CACHE_HOME": str(tmp_path / f"cache{i}"),
-                 "OMP_NUM_THREADS": str(1 + i // 2)},
+                 "OMP_NUM_THREADS": str(1 + i // 2),
+                 "ISAMAP_KEEP_FREED_MEMORY": "off" if i % 2 else ""},
             stdout=subprocess.DEVNULL)))
     for _, process in runs:
         assert process.wait(timeout=240) == 0
