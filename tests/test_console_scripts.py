@@ -49,7 +49,7 @@ COMMAND_MODULES = {"gee_export/cli.py", "inference/cli.py", "inference/demo.py",
                    "training/cli.py", "experiments/srcompare.py", "experiments/headcompare.py",
                    "experiments/naip_patches.py", "inference/assess_cli.py",
                    "experiments/temporal_consistency.py", "experiments/builtup.py",
-                   "experiments/terramesh.py"}
+                   "experiments/terramesh.py", "experiments/change_pairs.py"}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

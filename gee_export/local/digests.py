@@ -13,13 +13,12 @@ share, and a path would name the maker's folders.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from gee_export.core.digest import file_sha256
+from gee_export.core.digest import chunks_sha256, file_sha256
 from gee_export.core.storage import atomic_write
 
 CACHE_NAME = ".source_digests.json"
@@ -51,7 +50,7 @@ class DigestCache:
     def digest(self, path: str | os.PathLike[str]) -> str:
         """The file's SHA-256 (hex), from the cache when the file is provably unchanged."""
         resolved = Path(path).resolve()
-        key = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:32]
+        key = chunks_sha256([os.fsencode(resolved)], 32)
         identity = _identity(resolved)
         entry = self._entries.get(key)
         if entry and entry.get("identity") == identity:
