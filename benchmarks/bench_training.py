@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ from inference.demo import main as demo_main
 from training.config import TrainConfig
 from training.data import Augment, PatchDataset, compute_norm_stats, make_loader
 from training.demo import DEMO_WIDTHS
-from training.models import create_model, model_loss
+from training.models import create_model, model_loss, recipe_for
 from training.trainer import train
 
 
@@ -67,8 +68,9 @@ def plain_loop(root: Path, model_name: str, epochs: int, batch: int, precision: 
     images = torch.stack([torch.as_tensor(it["image"]) for it in items])
     labels = torch.stack([torch.as_tensor(it["label"]) for it in items])
     torch.manual_seed(0)
+    kwargs = {**recipe_for(model_name).model_kwargs, "widths": list(DEMO_WIDTHS)}
     model = create_model(model_name, images.shape[1], len(ds.class_names),
-                         widths=list(DEMO_WIDTHS), bands=list(ds.bands))
+                         bands=list(ds.bands), **kwargs)  # the trainer's model, recipe's head
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt).train()
     loss_fn = model_loss(model_name, ds.class_names)
@@ -109,6 +111,11 @@ def loader_rate(root: Path, batch: int, workers: int, batches: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def load() -> str:
+    """The 1, 5 and 15-minute load averages: how busy the machine was (rates depend on it)."""
+    return "load average " + ", ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, help="a patch dataset (default: the demo's patches)")
@@ -119,7 +126,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1, help="loader workers for loader / step")
     a = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {a.batch}; "
-          f"auto's budget {autotune.DEFAULT_BUDGET_S:g} s")
+          f"auto's budget {autotune.DEFAULT_BUDGET_S:g} s; {load()}")
     with tempfile.TemporaryDirectory() as tmp:
         root = a.data or demo_patches(Path(tmp) / "demo")
         print(f"patches: {root} ({len(PatchDataset(root, 'train'))} training patches)")
@@ -141,6 +148,7 @@ def main() -> None:
             print(f"{'':<11} auto measuring {', '.join(f'{s:.1f}' for s in measuring)} s; "
                   f"longest / budget = {worst / autotune.DEFAULT_BUDGET_S:.2f}")
             fastest = max(fastest, max(trainer))
+        print(load())
         lp = loader_rate(root, 4, a.workers, 14)
         print(f"data loader ({a.workers} worker, GeoTIFF, normalise + flip/rotate/blur): "
               f"{lp:.1f} patches/s; loader / fastest step = {lp / fastest:.1f}")
