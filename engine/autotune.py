@@ -25,6 +25,9 @@ backward, optimizer step) on a *copy* of the model and a fresh optimizer, with t
 restored, so the real run is unaffected. In inference the probe that sizes the batch is an
 untimed fp32 NCHW call, which gives the agreement reference, and a timed one, which is fp32
 NCHW's timing: no call is paid for twice.
+Since a training step can take longer than the whole budget, the budget bounds the agreement
+checks in both modes: past it, the candidates not yet checked are skipped (never chosen) and
+the checked ones are ranked by their checks.
 
 The result, a :class:`Choice`, records the setting, every timing and disagreement and how long
 measuring took; callers write it into their outputs (COG tags, ``metrics.json``, the training
@@ -416,7 +419,9 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                 budget_s = job_budget(budget_s, samples, runner.probe())
             deadline = started + budget_s
             batch = runner.fit_batch(budget_s, len(cands) + int(bool(compile)))
+            t0 = time.perf_counter()
             reference = runner.reference(batch)
+            reference_s = time.perf_counter() - t0
             # fp32 NCHW is the reference itself, and the probe timed it on this batch
             fp32 = runner.fp32_seconds(batch)
             timed = ({Setting(): fp32} if fp32 is not None and measure is None
@@ -427,8 +432,11 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             for cand in _check_order(cands):
                 if cand in timed:
                     errors[cand], first_call[cand] = 0.0, timed[cand]
-                elif (measure is None and mode == "inference" and first_call
-                      and time.perf_counter() + runner.call_seconds > deadline):
+                elif mode == "training" and cand == Setting():
+                    # the reference forward is fp32 NCHW's own check: not run twice
+                    errors[cand], first_call[cand] = 0.0, reference_s
+                elif (measure is None and first_call and time.perf_counter()
+                      + _check_seconds(mode, first_call, runner.call_seconds) > deadline):
                     unchecked.append(cand)  # the budget cannot pay for its check
                 else:
                     t0 = time.perf_counter()
@@ -528,6 +536,17 @@ def job_budget(budget_s: float, samples: int | None, seconds_per_sample: float) 
     return min(budget_s, MEASURE_SHARE * samples * seconds_per_sample)
 
 
+def _check_seconds(mode: Mode, first_call: Mapping[Setting, float], call_seconds: float) -> float:
+    """What one more agreement check is expected to take.
+
+    In inference a check is a call (``call_seconds``, the probe's estimate); in training it
+    is a forward while ``call_seconds`` is a whole step, so the quickest check so far is
+    the estimate. A training step can outlast the whole budget on a slow or loaded machine:
+    this is what lets the budget bound the checks there too.
+    """
+    return call_seconds if mode == "inference" else min(first_call.values())
+
+
 def _within_budget(agreeing: list[Setting], first_call: Mapping[Setting, float],
                    call_seconds: float, mode: Mode,
                    deadline: float) -> tuple[list[Setting], list[Setting]]:
@@ -560,8 +579,9 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline
     slows them alike, and each keeps its best time. Every candidate is timed in the first
     round whatever the time (one never timed would lose by default, which is how a
     slow step made fp32 win). Further rounds, only for the candidates within
-    :data:`RACE_MARGIN` of the fastest, go on while the budget lasts (at most
-    :data:`MAX_REPS`): the budget is what bounds the measuring on a slow or loaded machine.
+    :data:`RACE_MARGIN` of the fastest, go on while the time left pays for a whole round at
+    their best times (at most :data:`MAX_REPS`): the budget is what bounds the measuring on a
+    slow or loaded machine.
     Every candidate has been run at least once before (its agreement check and warm-up), so
     no timed call builds kernels. ``known``: settings timed already (fp32 NCHW by the
     probe), not timed again in the first round, racing in the later ones. ``rounds_until``:
@@ -583,7 +603,8 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline
         lead = min(best[s] for s in racing)
         racing = [s for s in racing if best[s] <= RACE_MARGIN * lead]
         until = min(deadline, rounds_until(lead)) if rounds_until else deadline
-        if len(racing) < 2 or time.perf_counter() >= until:
+        # a further round starts only when the time left pays for it at the best times
+        if len(racing) < 2 or time.perf_counter() + sum(best[s] for s in racing) > until:
             break
     return best
 

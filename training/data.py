@@ -26,8 +26,9 @@ from typing import Any, Literal
 import numpy as np
 import rasterio
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
+from engine.execution import calling_thread_only
 from gee_export.contract import dataset as _dataset
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError
@@ -473,6 +474,17 @@ def _physical_memory() -> int:
         return 0
 
 
+def collate(items: list[dict]) -> dict:
+    """``default_collate`` on the calling thread alone.
+
+    Stacking a batch is a memory-bound copy: with no loader workers it runs in the training
+    process between steps, where a second thread halves little of it and its OpenMP wait,
+    on a busy machine, can cost more than the copy itself (a worker runs one thread anyway).
+    """
+    with calling_thread_only():
+        return default_collate(items)
+
+
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
                 num_workers: int | None = None, rank: int = 0, world_size: int = 1,
                 pin_memory: bool = False, drop_last: bool = False,
@@ -487,7 +499,7 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
     sampler = KeyedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
                            seed=seed, drop_last=drop_last, weights=weights)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=pin_memory, drop_last=drop_last,
+                      pin_memory=pin_memory, drop_last=drop_last, collate_fn=collate,
                       persistent_workers=workers > 0,
                       prefetch_factor=4 if workers > 0 else None,
                       generator=torch.Generator().manual_seed(seed))

@@ -60,6 +60,7 @@ from engine.distributed import (
     resolve_device,
     unused_parameters,
 )
+from engine.execution import calling_thread_only
 from engine.outputs import main_output
 from engine.seeding import rng_state, seed_everything, set_rng_state
 from gee_export.core.commands import DETAIL
@@ -362,7 +363,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
-            cm.update(main_output(out).detach(), y)
+            with calling_thread_only():  # bookkeeping between steps (training.data.collate)
+                cm.update(main_output(out).detach(), y)
             total += value * x.shape[0]
             seen += x.shape[0]
             bar.set_postfix(loss=f"{total / max(seen, 1):.4f}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
@@ -118,3 +119,26 @@ def test_the_budget_decides_how_many_candidates_are_timed_quickest_agreement_fir
     assert keep == [a, b, c] and over == []
     keep, over = autotune._within_budget([a, b, c], first, 0.5, "training", 0.0)
     assert keep == [] and over == [b, c, a]  # no time left: ranked by the agreement checks
+
+
+def test_a_further_round_starts_only_when_the_time_left_pays_for_it():
+    a, b = Setting("fp32"), Setting("bf16")
+    runner = _SleepingRunner({a: 0.1, b: 0.1})
+    # round one takes 0.2 s, leaving about 0.05 s: too little for a second round of 0.2 s
+    autotune._time(runner, [a, b], {}, deadline=time.perf_counter() + 0.25, measure=None)
+    assert runner.calls[a] == runner.calls[b] == 1
+
+
+def test_in_training_the_budget_bounds_the_agreement_checks_too():
+    """A step longer than the budget: the checks stop at it; no unchecked candidate wins."""
+    runner = _runner(n=4, size=32, mode="training")
+    model, step = copy.deepcopy(runner.model), runner.step
+    x = runner.example["image"]
+    spent = autotune.choose(model, x, CPU, mode="training", step=step, budget_s=0.0,
+                            cache=False)
+    assert spent.setting == Setting() and set(spent.errors) == {"fp32/nchw"}
+    assert set(spent.skipped) == {"fp32/nhwc", "bf16/nchw", "bf16/nhwc"}
+    roomy = autotune.choose(model, x, CPU, mode="training", step=step, budget_s=600.0,
+                            cache=False)
+    assert set(roomy.errors) == {"fp32/nchw", "fp32/nhwc", "bf16/nchw", "bf16/nhwc"}
+    assert roomy.errors["fp32/nchw"] == 0.0  # the reference is fp32 NCHW's own check

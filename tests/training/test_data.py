@@ -200,3 +200,26 @@ def test_decoded_bytes_count_every_patch_at_its_decoded_size(patch_root):
     ds = PatchDataset(patch_root, "train")
     image, label = ds.read_raw(0)
     assert ds.decoded_bytes() == len(ds) * (image.nbytes + label.nbytes)
+
+
+def test_batches_are_stacked_on_the_calling_thread_alone(monkeypatch):
+    """The loader's collate is default_collate on one thread; the count is given back."""
+    import torch
+    from torch.utils.data import default_collate
+
+    from training import data
+
+    threads_seen: list[int] = []
+
+    def spy(items):
+        threads_seen.append(torch.get_num_threads())
+        return default_collate(items)
+
+    monkeypatch.setattr(data, "default_collate", spy)
+    items = [{"image": torch.full((2, 4, 4), float(i)), "id": f"p{i}"} for i in range(3)]
+    threads = torch.get_num_threads()
+    loader = make_loader(items, batch_size=3, shuffle=False, num_workers=0)
+    batch = next(iter(loader))
+    assert threads_seen == [1] and torch.get_num_threads() == threads
+    assert torch.equal(batch["image"], default_collate(items)["image"])
+    assert batch["id"] == ["p0", "p1", "p2"]

@@ -109,6 +109,18 @@ def test_streaming_matrix_equals_numpy_and_ignores_nodata():
         cm.update(logits, target[:, :4])
 
 
+def test_matrix_of_channels_last_logits_with_ties_equals_numpy():
+    """The class axis moved last before argmax keeps argmax's first-index rule on ties."""
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randint(0, 3, (2, 3, 6, 6), generator=g).float()  # many exact ties
+    target = torch.randint(0, 3, (2, 6, 6), generator=g)
+    target[1, 0] = 255
+    cm = ConfusionMatrix(3)
+    cm.update(logits.contiguous(memory_format=torch.channels_last), target)
+    ref = confusion_matrix(logits.argmax(1).numpy(), target.numpy(), 3)
+    assert (cm.matrix == ref).all() and cm.matrix.sum() == 2 * 36 - 6
+
+
 def test_json_safe_writes_undefined_metrics_as_null():
     """One conversion for metrics files and comparison reports: NaN and inf both become null."""
     import json
