@@ -1,53 +1,36 @@
 """``--precision auto``: measure, don't guess, how to run a model on this machine.
 
-No static rule picks the fastest way to run a network: on a CPU without native bf16, bf16
-autocast is *slower* than fp32 (oneDNN emulates it), channels_last helps some networks and
-hurts others, and on a GPU the answer depends on the card. So ``auto`` times the candidate
-configurations on the run's own model, its real tile size (the batch shrunk to fit a budget of
-a few seconds, or to its smallest when one step is longer than that) and its device. For an
-inference job of known length the budget is also at most :data:`MEASURE_SHARE` of its model
-time (:func:`job_budget`), and it bounds the whole measuring: probe, agreement checks and
-timed calls.
+No static rule picks the fastest way to run a network (bf16 autocast is *slower* than fp32 on
+a CPU that emulates it; channels_last helps some networks and hurts others; GPUs differ), so
+``auto`` times the candidates on the run's own model, tile size and device:
 
 - CPU: fp32 / bf16 autocast x NCHW / NHWC, on the process's threads;
 - CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on;
-- either: for inference, the winner compiled (:mod:`engine.compiled`: inductor with
-  frozen weights), when compiling was asked for or the job (``samples``) is long enough for
-  compiling to pay for itself (:func:`compile_may_pay`); kept only when faster.
+- inference: the winner compiled (:mod:`engine.compiled`) when asked for or when the job is
+  long enough to pay for compiling (:func:`compile_may_pay`); kept only when faster.
 
-Each candidate's output is compared with fp32 first (mean absolute difference of the class
-probabilities, :data:`TOLERANCE`); one that disagrees (or fails) is never timed. The agreeing
-candidates are timed round-robin, so a busy machine slows them alike, and each keeps its best
-time; every one the budget can pay for is timed (none loses by default; when the budget cannot
-time them all, those whose agreement check ran fastest are timed), the close ones again while
-the budget lasts. The fastest wins. For training the timed unit is a whole step (forward, loss,
-backward, optimizer step) on a *copy* of the model and a fresh optimizer, with the RNG state
-restored, so the real run is unaffected. In inference the probe that sizes the batch is an
-untimed fp32 NCHW call, which gives the agreement reference, and a timed one, which is fp32
-NCHW's timing: no call is paid for twice.
-Since a training step can take longer than the whole budget, the budget bounds the agreement
-checks in both modes: past it, the candidates not yet checked are skipped (never chosen) and
-the checked ones are ranked by their checks.
+Contracts (docs/performance.md explains each):
 
-The result, a :class:`Choice`, records the setting, every timing and disagreement and how long
-measuring took; callers write it into their outputs (COG tags, ``metrics.json``, the training
-history and model file). It is cached in ``$XDG_CACHE_HOME/isamap/autotune.json`` (else
-``~/.cache/isamap``) under a key of the model's architecture and arguments, the input shape,
-the device, the torch version and the thread count, so a second run does not measure again.
-For inference the key holds the tile's shape, not the batch's, and the cache is consulted
-before anything else: a job too short for measuring to pay (:data:`MEASURE_SHARE`) still
-reuses a choice measured earlier for the same model, tiles and device.
-The choice records the share of its CPU threads' time the process got while measuring
-(:attr:`Choice.cpu_share`). One measured while other work held the cores
-(:data:`engine.choice_value.CONTENDED_SHARE`) describes that moment, not the machine: it is
-reused from the cache only while the machine is still busy (:func:`machine_busy`, its load
-average), so it cannot become a quiet machine's choice (a quiet run measures again and its
-answer replaces it).
-``ISAMAP_AUTOTUNE_CACHE=off`` (or ``cache=False``, ``--no-autotune-cache``) disables the cache;
-``ISAMAP_AUTOTUNE_CACHE=/some/file.json`` moves it. Explicit ``--precision`` /
-``--channels-last`` values are never overridden: only the dimensions left at ``auto`` are
-measured. How one candidate runs (threads, memory format, autocast, the training step on a
-copy) is :mod:`engine.execution`.
+- **Agreement first.** A candidate whose class probabilities differ from fp32 NCHW's by more
+  than :data:`TOLERANCE` (mean absolute difference), or that fails, is never chosen.
+- **Bounded measuring.** The batch shrinks to fit a budget (:data:`DEFAULT_BUDGET_S`); for an
+  inference job of known length the budget is at most :data:`MEASURE_SHARE` of its model time
+  (:func:`job_budget`) and bounds the whole measuring (probe, agreement checks, timed calls).
+  Candidates the budget cannot check or time are ``skipped``; the rest are timed round-robin,
+  so a busy machine slows them alike, each keeping its best time. The probe's untimed fp32
+  NCHW call is the agreement reference and its timed call fp32 NCHW's timing. Training times
+  whole steps on a *copy* of the model with a fresh optimizer and the RNG state restored.
+- **Cached, never stale under load.** A :class:`Choice` is cached in
+  ``$XDG_CACHE_HOME/isamap/autotune.json`` under the model's architecture and arguments, the
+  input (for inference, tile) shape, device, torch version and thread count, and consulted
+  before anything else (a job too short to measure still reuses it).
+  ``ISAMAP_AUTOTUNE_CACHE=off`` disables it, ``=/some/file.json`` moves it. A choice measured
+  while other work held the cores (:data:`engine.choice_value.CONTENDED_SHARE`) is reused only
+  while the machine is still busy (:func:`machine_busy`).
+- **Explicit values are never overridden**: only dimensions left at ``auto`` are measured.
+
+How one candidate runs (threads, memory format, autocast, the training step on a copy) is
+:mod:`engine.execution`.
 """
 
 from __future__ import annotations
@@ -89,10 +72,8 @@ log = logging.getLogger(__name__)
 #: whether a compiled candidate is tried: always (``--compile``), never, or when it can pay
 CompilePolicy = bool | Literal["auto"]
 
-#: Time spent measuring, per choice (seconds). The measured batch is shrunk to fit it; a
-#: model whose smallest batch does not fit is still measured on it, at the real tile size
-#: (a training step of a paper-width model can take seconds: timing a crop instead ranks the
-#: candidates wrongly), and the log says how long it took.
+#: Time spent measuring, per choice (seconds); the batch shrinks to fit it. A smallest batch
+#: that does not fit is still measured at the real tile size (a crop ranks them wrongly).
 DEFAULT_BUDGET_S = 6.0
 #: Timed repetitions per candidate at most (fast models stop here, long before the budget).
 MAX_REPS = 8

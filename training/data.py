@@ -380,9 +380,10 @@ class KeyedSampler(DistributedSampler):
         self.weights = None
         if weights is not None:
             w = np.asarray(weights, dtype=np.float64)
-            if w.shape != (len(dataset),) or not np.isfinite(w).all() or (w < 0).any() \
+            count = len(dataset)  # type: ignore[arg-type]  # a map-style dataset has a length
+            if w.shape != (count,) or not np.isfinite(w).all() or (w < 0).any() \
                     or w.sum() <= 0:
-                raise ConfigError(f"sampling weights must be {len(dataset)} finite values >= 0 "
+                raise ConfigError(f"sampling weights must be {count} finite values >= 0 "
                                   "with a positive sum")
             self.weights = w / w.sum()
 

@@ -26,9 +26,6 @@ Every epoch logs one line (loss, validation metrics, time), also without progres
 identical command resumes a run; other options against its folder are refused
 (:mod:`training.run_folder`).
 
-The module is longer than most (~500 lines): the loop, the state it checkpoints for exact
-resume and its stop rules only make sense together.
-
 Exact resume: the checkpoint holds model, optimizer, schedule, AMP scaler, early-stopping
 state, history and every RNG (python, numpy, torch, the loader's generator); data order and
 augmentations are functions of (seed, epoch, index). A run stopped after any epoch and

@@ -51,6 +51,14 @@ class SpectralIndices(nn.Module):
             std``), undone before the indices are computed.
     """
 
+    # buffers: the two bands of each index, with their training mean and deviation
+    a_index: torch.Tensor
+    a_mean: torch.Tensor
+    a_std: torch.Tensor
+    b_index: torch.Tensor
+    b_mean: torch.Tensor
+    b_std: torch.Tensor
+
     def __init__(self, names: Sequence[str], bands: Sequence[str] | None,
                  mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
         super().__init__()
