@@ -120,12 +120,11 @@ class TilePredictor:
         self.activation = activation
         self.channels = int(mean.size)
         # (x - mean) / std as x * (1/std) + (-mean/std), rounded as normalise_into does; on the
-        # CPU by the normaliser (into a reused batch), on a GPU there (None here)
+        # CPU by the normaliser (into a reused batch), on a GPU there
         shift, inv_std = -mean / std, 1.0 / std
-        cpu = self.device.type == "cpu"
-        self.normaliser = BatchNormaliser(shift, inv_std) if cpu else None
-        self._scale = None if cpu else torch.from_numpy(inv_std).view(1, -1, 1, 1).to(self.device)
-        self._shift = None if cpu else torch.from_numpy(shift).view(1, -1, 1, 1).to(self.device)
+        self.normaliser = BatchNormaliser(shift, inv_std) if self.device.type == "cpu" else None
+        self._scale = torch.from_numpy(inv_std).view(1, -1, 1, 1).to(self.device)
+        self._shift = torch.from_numpy(shift).view(1, -1, 1, 1).to(self.device)
         self._module = fold_batchnorm(model.eval()).to(self.device)
         self.model: Callable[..., Any] = self._module
         #: how the model runs: known now when precision and layout are explicit, measured on
@@ -235,7 +234,7 @@ class TilePredictor:
             got = tiles.shape if isinstance(tiles, np.ndarray) else [t.shape for t in tiles]
             raise ModelError(
                 f"tiles have shape {got}; the model expects (N, {self.channels}, H, W)")
-        if self.device.type == "cpu":
+        if self.normaliser is not None:  # the CPU
             x, self.last_finite = self.normaliser(tiles, fmt, finite)
             return x
         x = torch.empty((len(tiles), *shape), device=self.device, memory_format=fmt)
