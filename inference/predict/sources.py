@@ -196,20 +196,22 @@ class LinearSource:
 
     def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
              out: np.ndarray | None = None) -> np.ndarray:
-        data = self._inner.read(indexes, window, out_dtype, out)
+        return self._mapped(self._inner.read(indexes, window, out_dtype, out), indexes)
+
+    def sample(self, indexes: Sequence[int], max_side: int) -> np.ndarray:
+        return self._mapped(self._inner.sample(indexes, max_side), indexes)
+
+    def _mapped(self, data: np.ndarray, indexes: Sequence[int]) -> np.ndarray:
+        """``data`` (bands ``indexes``, float32) with the mapped bands' gain and offset applied.
+
+        In place, as two rounded operations, as
+        :func:`~inference.predict.change.apply_normalisation` computes them.
+        """
         for k, index in enumerate(indexes):
             if index in self.maps:
                 gain, offset = self.maps[index]
                 data[k] *= np.float32(gain)
                 data[k] += np.float32(offset)
-        return data
-
-    def sample(self, indexes: Sequence[int], max_side: int) -> np.ndarray:
-        data = self._inner.sample(indexes, max_side)
-        for k, index in enumerate(indexes):
-            if index in self.maps:
-                gain, offset = self.maps[index]
-                data[k] = data[k] * np.float32(gain) + np.float32(offset)
         return data
 
     def close(self) -> None:
