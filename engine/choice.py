@@ -144,9 +144,13 @@ def decide(module: nn.Module, x: torch.Tensor, device: torch.device, request: Re
 def _records(module: nn.Module, x: torch.Tensor, device: torch.device,
              request: Request) -> tuple[Path | None, str]:
     """(int8 records file or None when caching is off, this model's key for ``x``)."""
-    cache = autotune.cache_file() if request.cache is not False else None
     key = quantize.record_key(module, tuple(x.shape), autotune.describe_device(device))
-    return quantize.records_file(cache), key
+    return _records_file(request), key
+
+
+def _records_file(request: Request) -> Path | None:
+    """The int8 records file, None when caching is off."""
+    return quantize.records_file(autotune.cache_file() if request.cache is not False else None)
 
 
 def _int8_may_pay(module: nn.Module, x: torch.Tensor, device: torch.device, request: Request,
@@ -159,9 +163,8 @@ def _int8_may_pay(module: nn.Module, x: torch.Tensor, device: torch.device, requ
     """
     if request.precision != "auto" or not choice.ms_per_sample:
         return False
-    cache = autotune.cache_file() if request.cache is not False else None
-    path = quantize.records_file(cache)
-    if path is None or not path.exists():
+    path = _records_file(request)
+    if path is None or not path.exists():  # before the key, which hashes the weights
         return False
     record = quantize.recall(*_records(module, x, device, request))
     return (quantize.worth_it(record, choice.ms_per_sample.get(choice.label, 0.0))
