@@ -7,7 +7,7 @@ output strip whose rows no later tile can touch is taken at once
 (:class:`inference.predict.blending.Accumulator`) and written to its own small GeoTIFF (the
 checkpoint: a killed run restarts at the first missing strip, recomputing only the tile row
 whose contribution it needs). At the end GDAL's COG driver writes each map's COG from its
-strips (:func:`inference.predict.cog.strips_cog`).
+strips (:func:`inference.cog.maps.strips_cog`).
 
 The work is spread over three threads so that the model never waits for I/O
 (:class:`inference.predict.sliding_window.SlidingWindowJob`); this module decides what runs: the
@@ -43,8 +43,8 @@ from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.lock import LOCK_NAME, hold_output
 from gee_export.core.storage import atomic_write, files
 from gee_export.core.storage.gdal_auth import check_read, gdal_env
-from inference.predict import cog
-from inference.predict.cog import OutputInfo
+from inference.cog import maps
+from inference.cog.maps import OutputInfo
 from inference.predict.runtime import TilePredictor
 from inference.predict.sliding_window import PredictConfig, SlidingWindowJob
 from inference.predict.sources import RasterSource, open_source, source_identity
@@ -220,7 +220,7 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
     transform = src.transform @ Affine.scale(1.0 / scale)
     crs = src.crs
     work = _prepare_work(work, out_prefix, run, restart)
-    tags = {**cog.output_tags(info, run["hash"],
+    tags = {**maps.output_tags(info, run["hash"],
                               config.lattice.tags((src.transform.c, src.transform.f)), scale),
             **({"model_id": model_id} if model_id else {})}
     job = SlidingWindowJob(src, indexes, predictor, config, work, transform, progress)
@@ -229,12 +229,12 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
         "runtime": "none: every strip came from an earlier run"}
     if predictor.choice:
         log.log(DETAIL, "runtime measured on this machine: %s", predictor.choice.measurements())
-    outputs: tuple[tuple[str, cog.Kind, int], ...] = ((class_path, "class", 1),
+    outputs: tuple[tuple[str, maps.Kind, int], ...] = ((class_path, "class", 1),
                                                       (prob_path, "probability", 2))
     for path, kind, band in outputs:
         with job.stages.time("cog"):
             files.put_output(
-                functools.partial(cog.strips_cog, job.strip_pieces(), band, kind=kind,
+                functools.partial(maps.strips_cog, job.strip_pieces(), band, kind=kind,
                                   tags={**tags, **runtime}, width=width, height=height,
                                   transform=transform, crs=crs, compress=config.compress),
                 path, work)

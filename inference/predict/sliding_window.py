@@ -35,7 +35,8 @@ from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_path
 from gee_export.core.storage.gdal_auth import check_read
-from inference.predict import cog
+from inference.cog import maps
+from inference.cog.maps import NODATA
 from inference.predict.blending import (
     Accumulator,
     Blend,
@@ -49,7 +50,6 @@ from inference.predict.blending import (
     tile_weights,
     weight_sums,
 )
-from inference.predict.cog import NODATA
 from inference.predict.postprocess import ClaheParams, ClaheStream, Postprocess
 from inference.predict.runtime import TilePredictor
 from inference.predict.sources import unreadable
@@ -107,7 +107,7 @@ class PredictConfig:
     blend: Blend = "cosine"
     strip_rows: int = 512
     isa_class: int = 1
-    compress: cog.Compression = "DEFLATE"
+    compress: maps.Compression = "DEFLATE"
     keep_work: bool = False
     postprocess: Postprocess = "none"
     clahe: ClaheParams = field(default_factory=ClaheParams)
@@ -189,7 +189,7 @@ class SlidingWindowJob:
     - main thread (this object's ``run``): runs the model on batches of tiles (views);
     - writer ("encoder" in the stage names): blends tile probabilities into the accumulator,
       takes finished strips and writes them to their checkpoint files (two bands: classes,
-      probability), from which :func:`inference.predict.cog.strips_cog` makes the COGs at the
+      probability), from which :func:`inference.cog.maps.strips_cog` makes the COGs at the
       end; with CLAHE post-processing, strips pass through the :class:`ClaheStream` first.
 
     Work handed to the writer is bounded (:data:`PENDING_ROWS` tile rows), so memory stays

@@ -9,7 +9,7 @@ import pytest
 import rasterio
 
 from gee_export.core.errors import ConfigError, InputDataError, ModelError
-from inference.predict.cog import OutputInfo
+from inference.cog.maps import OutputInfo
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.models import ConstantModel, SuperRes, conv1x1, padded_convnet
@@ -200,7 +200,7 @@ def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
         sys.path.insert(0, {str(os.getcwd())!r})
         from tests.support.rasters import BANDS
         from tests.support.models import conv1x1
-        from inference.predict.cog import OutputInfo
+        from inference.cog.maps import OutputInfo
         from inference.predict.raster import predict_raster, PredictConfig
         from inference.predict.runtime import TilePredictor, RuntimeOptions
         model, calls = conv1x1(), [0]
