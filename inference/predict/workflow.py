@@ -1,8 +1,9 @@
 """Model file + stack -> COGs, quick-looks and area statistics: the chain CLI and demo share.
 
 Everything cheap is checked before the model is loaded and the first tile is predicted: the
-month, that the input exists and can be read to its last pixel, that the zones file is valid
-polygons in a known CRS; a mistake in any of them costs a second, not a whole prediction.
+month, the COG writer named in the environment, that the input exists and can be read to its
+last pixel, that the zones file is valid polygons in a known CRS; a mistake in any of them
+costs a second, not a whole prediction.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gee_export.core.storage import files
 from gee_export.core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.cog.maps import OutputInfo
+from inference.cog.stream import cog_writer
 from inference.predict import stats
 from inference.predict.change import DEFAULT_CHANGE_MARGIN
 from inference.predict.expected_inputs import check_input
@@ -170,6 +172,7 @@ def predict_with_model_file(
 
     if month is not None:
         check_month(month)
+    cog_writer()  # a misspelt ISAMAP_COG_WRITER fails before the model loads
     crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
     stats.load_zones(zones, crs)  # a bad zones file fails before any tile is predicted
     loaded = model_file if isinstance(model_file, LoadedModel) else load_model(model_file)
