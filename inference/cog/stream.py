@@ -22,9 +22,9 @@ colour table, nodata, tiling and overview count (``tests/inference/cog/test_stre
 bytes differ (another DEFLATE implementation), and are the same from run to run. That holds
 where every overview is an exact 2x reduction of the level below (:func:`encodes`: width and
 height divisible by 2 to the number of overviews, as 8,192 or 768 pixels are): on other grids
-GDAL's overviews are not 2x2 blocks (its windows drift by a pixel across the row), so such
-maps go to GDAL's COG driver. Memory is one block row per level. Classic TIFF unless the data
-could pass 4 GiB, then BigTIFF.
+GDAL's overviews are no 2x2 blocks of the level below (their sizes round down, and their
+windows follow the uneven ratio), so such maps go to GDAL's COG driver. Memory is one block
+row per level. Classic TIFF unless the data could pass 4 GiB, then BigTIFF.
 
 Which writer a prediction uses: :func:`cog_writer` (``ISAMAP_COG_WRITER``) and :func:`encodes`.
 """
