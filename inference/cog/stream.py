@@ -384,7 +384,7 @@ class CogStream:
             level.write(rows)
         return completed
 
-    def finish(self, dst: str | Path, bigtiff: bool | None = None) -> None:
+    def finish(self, dst: str | os.PathLike, bigtiff: bool | None = None) -> None:
         """Close the level files and arrange them into the COG ``dst`` (see :func:`assemble`)."""
         missing = [lv.path.name for lv in self.levels if lv.row != lv.height]
         self.close()
