@@ -9,6 +9,9 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
   (the reader's part, then the tiles normalised): through GDAL's block cache or past it
   (``GTIFF_DIRECT_IO``, what the pipeline does) into a row buffer;
 - taking a strip from the accumulator and encoding it (class + stored probability);
+- both maps' strips through their streaming COG encoders (``inference.cog.stream``: level-0
+  tiles compressed, every overview reduced and compressed), and the 2x overview reduction's
+  shortcuts next to the pass-by-pass rule (``reduce2_any``, the same bytes);
 - the predictor's time outside the forward pass for one batch of tile views (normalising into
   the batch, probabilities back): the main thread's cost between forwards; and the process
   CPU of those two passes on all threads against the calling thread alone;
@@ -39,6 +42,8 @@ from affine import Affine
 
 from engine.allocator import keep_freed_memory
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, PLANAR_BLOCK_BYTES, planar
+from inference.cog.maps import PROB_SCALE
+from inference.cog.stream import CogStream, reduce2, reduce2_any
 from inference.predict.blending import Accumulator, encode
 
 ROWS = 512
@@ -60,6 +65,24 @@ def strips(width: int) -> np.ndarray:
     return np.clip(0.5 + 0.2 * rng.standard_normal((ROWS, width)), 0, 1).astype(np.float32)
 
 
+def stream_ms(rows: np.ndarray, resampling: str, rounds: int) -> tuple[float, int]:
+    """CPU ms per strip through a :class:`CogStream` (4 strips per stream), and its bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        times, size = [], 0
+        for r in range(rounds):
+            encoder = CogStream(Path(tmp), f"s{r}", rows.shape[1], 4 * ROWS,
+                                Affine(10, 0, 500_000, 0, -10, 3_500_000), "EPSG:32650",
+                                resampling, {}, "bench")  # type: ignore[arg-type]
+            start = time.thread_time()
+            for _ in range(4):
+                encoder.add(rows)
+            encoder.close()
+            times.append((time.thread_time() - start) / 4)
+            size = sum(level.data_path.stat().st_size for level in encoder.levels) // 4
+            encoder.remove()
+    return float(np.median(times)) * 1000, size
+
+
 def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
     """CPU ms of two overlapping tile rows (rows 0-511, then 448-959, as 512 px tiles with
     64 px overlap ask) of an uncompressed tiled six-band float32 stack from the file to the
@@ -74,8 +97,8 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
     from rasterio.windows import Window
 
     from engine.execution import calling_thread_only
-    from inference.predict.normalise import BatchNormaliser
     from inference.predict.raster import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
+    from inference.predict.runtime import BatchNormaliser
     from inference.predict.sliding_window import read_rows
 
     normaliser = BatchNormaliser(np.zeros(6), np.ones(6))
@@ -262,6 +285,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     figures["take_encode_ms"] = round(cpu_ms(take, args.rounds), 1)
     print(f"  accumulate + take + encode a strip: {figures['take_encode_ms']:6.1f} ms")
+    classes, prob = (p1 > 0.5).astype(np.uint8), np.rint(p1 * PROB_SCALE).astype(np.uint8)
+    for name, rows, resampling in (("class", classes, "mode"), ("probability", prob, "average")):
+        fast = cpu_ms(lambda r=rows, s=resampling: reduce2(r, s), args.rounds)
+        rule = cpu_ms(lambda r=rows, s=resampling: reduce2_any(r, s), args.rounds)
+        ms, size = stream_ms(rows, resampling, args.rounds)
+        figures[f"cog_stream_{name}"] = {"ms": round(ms, 1), "mib": round(size / 2**20, 2),
+                                         "reduce2_shortcut_ms": round(fast, 1),
+                                         "reduce2_rule_ms": round(rule, 1)}
+        print(f"  {name:>11} strip through its COG encoder: {ms:6.1f} ms "
+              f"({size / 2**20:5.2f} MiB); overview 2x: shortcut {fast:6.1f} ms, rule "
+              f"{rule:6.1f} ms")
     outside, runtime = predictor_outside_forward_ms(args.batch, args.tile, args.rounds * 4)
     figures["predictor_outside_forward_ms"] = round(outside, 1)
     print(f"  predictor outside the forward, {args.batch} tiles of {args.tile} px at {runtime}: "

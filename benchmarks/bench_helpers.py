@@ -38,12 +38,12 @@ import numpy as np
 import torch
 from bench_inference import BANDS
 
-from inference.predict.cog import OutputInfo
+from inference.cog.maps import OutputInfo
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from training.models import create_model
 
-HELPER_STAGES = ("read", "mask", "blend", "take", "checkpoint", "postprocess", "cog")
+HELPER_STAGES = ("read", "mask", "blend", "take", "encode", "checkpoint", "postprocess", "cog")
 
 
 def cache_input(path: Path) -> None:

@@ -39,7 +39,7 @@ from affine import Affine
 from peak_memory import peak_rss_gib
 from rasterio.windows import Window
 
-from inference.predict.cog import OutputInfo
+from inference.cog.maps import OutputInfo
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from training.models import create_model

@@ -163,8 +163,8 @@ def run_pipeline(folder: Path, grid, session, image, predictor, workers: int, ti
                  overlap: int, batch: int, progress: bool = False,
                  request_bytes: int | None = None):
     from gee_export.ee.export import fetch_window
+    from inference.cog.maps import OutputInfo
     from inference.mapping.fetched import DEFAULT_REQUEST_BYTES, FetchedSource
-    from inference.predict.cog import OutputInfo
     from inference.predict.raster import PredictConfig, predict_raster
 
     source = FetchedSource(lambda w: fetch_window(session, image, grid, w, BANDS)[0], grid,

@@ -42,7 +42,7 @@ def pipeline_km2_per_s(scale: int, size: int, tile: int) -> tuple[float, float]:
     import rasterio
     from affine import Affine
 
-    from inference.predict.cog import OutputInfo
+    from inference.cog.maps import OutputInfo
     from inference.predict.raster import PredictConfig, predict_raster
     from inference.predict.runtime import RuntimeOptions, TilePredictor
 

@@ -26,7 +26,7 @@ from experiments.scoring import binary_scores, roc_auc
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.local.labels import MAP_PREFIX, get_scheme
-from inference.predict.cog import PROB_SCALE
+from inference.cog.maps import PROB_SCALE
 from training.calibration import binary_at_temperature, binary_reliability
 
 log = logging.getLogger(__name__)

@@ -27,12 +27,12 @@ from gee_export.core.lock import hold_output
 from gee_export.core.storage import files
 from gee_export.core.version import code_version
 from gee_export.ee.export import MAX_WORKERS
+from inference.cog.maps import PROB_SCALE
 from inference.mapping.dates import DateResult, map_dates, write_run_record
 from inference.mapping.plan import DEFAULT_LATENCY_S, MapPlan, format_plan, plan_map
 from inference.mapping.request import MapRequest, check_recipe, model_dataset, region_grid
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
-from inference.predict.cog import PROB_SCALE
 from inference.predict.postprocess import check_postprocess
 from inference.publish.app_zones import app_zones
 from inference.publish.asset_manifest import asset_name, check_asset_name

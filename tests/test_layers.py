@@ -6,8 +6,8 @@ import runs) and checked against the ranks of docs/architecture.md:
 
     gee_export.core 0 < gee_export.contract 1 < gee_export.ee | gee_export.local |
     gee_export.cli 2 < engine 3 < training.losses 4 < training.models 5 <
-    training 6 < inference.predict 7 < inference.mapping 8 <
-    inference.publish | inference.assess 9 < inference 10 < experiments | benchmarks 11
+    training 6 < inference.cog 7 < inference.predict 8 < inference.mapping 9 <
+    inference.publish | inference.assess 10 < inference 11 < experiments | benchmarks 12
 
 A module may import its own rank or lower; ``gee_export.ee`` and ``gee_export.local`` are
 siblings that never import each other, and so are ``inference.publish`` and
@@ -44,13 +44,14 @@ RANKS = (  # longest prefix wins
     ("training.losses", 4),
     ("training.models", 5),
     ("training", 6),
-    ("inference.predict", 7),
-    ("inference.mapping", 8),
-    ("inference.publish", 9),
-    ("inference.assess", 9),
-    ("inference", 10),
-    ("experiments", 11),
-    ("benchmarks", 11),
+    ("inference.cog", 7),
+    ("inference.predict", 8),
+    ("inference.mapping", 9),
+    ("inference.publish", 10),
+    ("inference.assess", 10),
+    ("inference", 11),
+    ("experiments", 12),
+    ("benchmarks", 12),
 )
 SIBLINGS = frozenset({("gee_export.ee", "gee_export.local"),
                       ("gee_export.local", "gee_export.ee"),

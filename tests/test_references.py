@@ -1,7 +1,7 @@
 """Every project module, attribute and ``.py`` path the prose names exists.
 
-Docstrings, comments, ``docs/*.md`` and ``README.md`` name modules (``inference.predict.cog``),
-their attributes (``inference.predict.cog.PROB_SCALE``) and files (``gee_export/ee/export.py``).
+Docstrings, comments, ``docs/*.md`` and ``README.md`` name modules (``inference.cog.maps``),
+their attributes (``inference.cog.maps.PROB_SCALE``) and files (``gee_export/ee/export.py``).
 When code moves, such a name keeps pointing at the old place and misleads the next reader;
 this test fails on any that does not resolve:
 
@@ -179,12 +179,12 @@ def test_every_named_module_attribute_and_path_exists():
 
 
 def test_the_checker_tells_what_exists_from_what_does_not():
-    assert resolves("inference.predict.cog.PROB_SCALE") and resolves("gee_export.core")
+    assert resolves("inference.cog.maps.PROB_SCALE") and resolves("gee_export.core")
     assert resolves("gee_export.ee.export.ExportJob.check_fine_label")
     assert resolves("inference.publish.image.EarthEngineAssets.share")
-    assert not resolves("inference.cog") and not resolves("training.autotune")
-    assert not resolves("inference.predict.cog.NO_SUCH_NAME")
-    assert path_resolves("gee_export/ee/export.py") and path_resolves("predict/cog.py")
+    assert not resolves("inference.cogs") and not resolves("training.autotune")
+    assert not resolves("inference.cog.maps.NO_SUCH_NAME")
+    assert path_resolves("gee_export/ee/export.py") and path_resolves("cog/maps.py")
     assert not path_resolves("inference/cog.py") and not path_resolves("gee_export/beam.py")
     assert stale_in("see `inference.lccompare` and docs/inference.md or inference.md") == [
         "inference.lccompare"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from inference.predict.cog import CLASS_PALETTE
+from inference.cog.maps import CLASS_PALETTE
 
 
 def labelling_app_script(points: dict, classes: Sequence[str], *, pixel_size: float,

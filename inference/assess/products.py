@@ -33,7 +33,7 @@ import numpy as np
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.ee.labels import GHSL_BUILT, GHSL_CELL_M2
 from inference.assess.strata import values_at
-from inference.predict.cog import NODATA
+from inference.cog.maps import NODATA
 
 log = logging.getLogger(__name__)
 

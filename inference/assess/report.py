@@ -43,7 +43,7 @@ from inference.assess.strata import (
     read_strata,
     values_at,
 )
-from inference.predict.cog import NODATA
+from inference.cog.maps import NODATA
 from training.area_estimation import AreaAccuracy, change_area, stratified_estimates
 
 log = logging.getLogger(__name__)

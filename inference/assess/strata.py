@@ -17,9 +17,8 @@ from rasterio.warp import transform as warp_transform
 
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import files
-from inference.predict.cog import BAND_IDS, NODATA
-from inference.predict.pixel_area import pixel_area_km2
-from inference.predict.stats import CHANGE_CODES
+from inference.cog.maps import BAND_IDS, NODATA
+from inference.predict.stats import CHANGE_CODES, pixel_area_km2
 
 CHANGE_NAMES = tuple(name for name, _ in sorted(CHANGE_CODES.items(), key=lambda kv: kv[1]))
 

@@ -63,6 +63,7 @@ from gee_export.core.pipeline_options import (
 )
 from gee_export.core.storage import files
 from gee_export.ee.beam_export import EarthEngineProject, SerializedImages, SessionFactory
+from inference.cog.maps import OutputInfo
 from inference.mapping.tiles import (
     MapTile,
     fetch_tile,
@@ -72,7 +73,6 @@ from inference.mapping.tiles import (
     write_tile,
 )
 from inference.predict.blending import Lattice, batches
-from inference.predict.cog import OutputInfo
 from inference.predict.raster import PredictionResult
 from inference.predict.runtime import RuntimeOptions
 

@@ -36,8 +36,8 @@ import rasterio
 from gee_export.core.digest import json_digest
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import files
-from inference.predict import cog
-from inference.predict.cog import NODATA
+from inference.cog import maps
+from inference.cog.maps import NODATA
 
 RULE = "monotone impervious: fewest relabelled dates, no loss"
 ASSUMPTION = ("built-up surface does not return to pervious within the series; loss is "
@@ -118,7 +118,7 @@ def apply_to_maps(class_paths: Sequence[str], out_paths: Sequence[str],
             profile = {"driver": "GTiff", "width": first.width, "height": first.height,
                        "count": 1, "dtype": "uint8", "crs": first.crs,
                        "transform": first.transform, "nodata": NODATA, "tiled": True,
-                       "blockxsize": cog.BLOCK, "blockysize": cog.BLOCK, "compress": "ZSTD"}
+                       "blockxsize": maps.BLOCK, "blockysize": maps.BLOCK, "compress": "ZSTD"}
             raws = [rasterio.open(work / f"{i}.tif", "w", **profile) for i in todo]
             try:
                 for _, window in first.block_windows(1):
@@ -134,7 +134,7 @@ def apply_to_maps(class_paths: Sequence[str], out_paths: Sequence[str],
                 tags = {**sources[i].tags(), "isamap_run": run, "temporal_consistency": RULE,
                         "temporal_consistency_inputs": json.dumps(list(class_paths)),
                         "source": class_paths[i]}
-                files.put_output(functools.partial(cog.write_cog, work / f"{i}.tif",
+                files.put_output(functools.partial(maps.write_cog, work / f"{i}.tif",
                                                    kind="class", tags=tags), out_paths[i], work)
         finally:
             shutil.rmtree(work, ignore_errors=True)

@@ -33,7 +33,8 @@ from typing import Any
 from gee_export.contract.quicklook import titled
 from gee_export.core.storage import atomic_path, atomic_write, files
 from gee_export.core.storage.gdal_auth import gdal_env
-from inference.predict import cog, stats
+from inference.cog import maps
+from inference.predict import stats
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
         stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want)
     if not current or not png.exists():
         with gdal_env(out):
-            cog.quicklook(files.gdal_path(out), png, "change", when=f"{date_from} to {date_to}")
+            maps.quicklook(files.gdal_path(out), png, "change", when=f"{date_from} to {date_to}")
     return ChangeProduct(date_from, date_to, out, png)
 
 

@@ -11,7 +11,7 @@ of work instead; these functions are those units, each pure apart from its input
 3. :func:`predict_tile`: one forward pass over the tile, keeping its core, encoded exactly
    like the streaming predictor's outputs (uint8 classes, probability x250, 255 nodata);
 4. :func:`write_tile` / :func:`mosaic`: the cores as small GeoTIFFs, then one VRT over them and
-   the two COGs (:func:`inference.predict.cog.strips_cog`).
+   the two COGs (:func:`inference.cog.maps.strips_cog`).
 
 With the ``core`` blend the streaming predictor also keeps each tile's core only, so the two
 give the same map for every model, also for one whose output depends on the whole tile (global
@@ -33,9 +33,9 @@ from gee_export.contract.grid import Grid, Window
 from gee_export.contract.vrt import Piece
 from gee_export.core.errors import ConfigError
 from gee_export.core.storage import atomic_path, files
-from inference.predict import cog
+from inference.cog import maps
+from inference.cog.maps import NODATA, OutputInfo
 from inference.predict.blending import Accumulator, Lattice, LatticeTile, invalid_mask, pad_to
-from inference.predict.cog import NODATA, OutputInfo
 from inference.predict.runtime import TilePredictor
 
 #: a map's unit of work: one tile of its lattice
@@ -134,7 +134,7 @@ def write_tile(path: str | os.PathLike, classes: np.ndarray, prob: np.ndarray, g
 
 def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_prefix: str,
            info: OutputInfo, work: str | os.PathLike, *, lattice: Mapping[str, str],
-           scale: int = 1, compress: cog.Compression = "DEFLATE",
+           scale: int = 1, compress: maps.Compression = "DEFLATE",
            runtime: Mapping[str, str] | None = None) -> tuple[str, str]:
     """The class and probability COGs (``<out_prefix>_class.tif``/``_prob.tif``) of the tiles.
 
@@ -156,14 +156,14 @@ def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_p
     pieces = [Piece(str(Path(p).resolve()), t.core.row_off * scale, t.core.col_off * scale,
                     t.core.height * scale, t.core.width * scale, relative=False)
               for p, t in parts]
-    tags = {**cog.output_tags(info, "tiles", lattice, scale), **(runtime or {})}
+    tags = {**maps.output_tags(info, "tiles", lattice, scale), **(runtime or {})}
     paths = []
-    outputs: tuple[tuple[cog.Kind, int, str], ...] = (("class", 1, "class"),
+    outputs: tuple[tuple[maps.Kind, int, str], ...] = (("class", 1, "class"),
                                                       ("probability", 2, "prob"))
     for kind, band, suffix in outputs:
         target = f"{out_prefix}_{suffix}.tif"
         files.put_output(functools.partial(
-            cog.strips_cog, pieces, band, kind=kind, tags=tags, width=out.width,
+            maps.strips_cog, pieces, band, kind=kind, tags=tags, width=out.width,
             height=out.height, transform=out.transform, crs=out.crs, compress=compress),
             target, work)
         paths.append(target)

@@ -46,7 +46,7 @@ import numpy as np
 
 from gee_export.contract.grid import Window
 from gee_export.core.errors import ConfigError
-from inference.predict.cog import NODATA, PROB_SCALE
+from inference.cog.maps import NODATA, PROB_SCALE
 
 Blend = Literal["cosine", "uniform", "core"]
 

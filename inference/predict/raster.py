@@ -6,8 +6,11 @@ probabilities are blended into an accumulator that only spans the rows still ope
 output strip whose rows no later tile can touch is taken at once
 (:class:`inference.predict.blending.Accumulator`) and written to its own small GeoTIFF (the
 checkpoint: a killed run restarts at the first missing strip, recomputing only the tile row
-whose contribution it needs). At the end GDAL's COG driver writes each map's COG from its
-strips (:func:`inference.predict.cog.strips_cog`).
+whose contribution it needs). Each strip also goes to the two maps' COG encoders
+(:mod:`inference.cog.stream`), which compress its tiles and reduce its overviews right away, so
+at the end the COGs are only assembled; with ``cog_writer="gdal"`` (or ZSTD compression) GDAL's
+COG driver writes each map's COG from the strips at the end instead
+(:func:`inference.cog.maps.strips_cog`: the same pixels at every level).
 
 The work is spread over three threads so that the model never waits for I/O
 (:class:`inference.predict.sliding_window.SlidingWindowJob`); this module decides what runs: the
@@ -43,8 +46,9 @@ from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.lock import LOCK_NAME, hold_output
 from gee_export.core.storage import atomic_write, files
 from gee_export.core.storage.gdal_auth import check_read, gdal_env
-from inference.predict import cog
-from inference.predict.cog import OutputInfo
+from inference.cog import maps
+from inference.cog.maps import OutputInfo
+from inference.cog.stream import Writer, cog_writer, encodes, finish_stream
 from inference.predict.runtime import TilePredictor
 from inference.predict.sliding_window import PredictConfig, SlidingWindowJob
 from inference.predict.sources import RasterSource, open_source, source_identity
@@ -68,8 +72,9 @@ class PredictionResult:
     """What a prediction produced, and where its time went.
 
     ``stages`` holds seconds per stage (read, mask, predict, forward, blend, take,
-    checkpoint, cog, and the main thread's waits for the reader and the writer, ``wait_reader``
-    and ``wait_encoder``);
+    checkpoint, encode (the streaming encoders), cog (the COGs written or assembled at the
+    end), and the main thread's waits for the reader and the writer, ``wait_reader`` and
+    ``wait_encoder``);
     stages of different threads overlap, so they do not add up to ``seconds``.
     ``stages_cpu`` is the CPU time each stage's own thread spent (torch's worker threads and
     GDAL's are not counted): the cost of the stage on a machine the model shares. ``runtime`` is
@@ -161,7 +166,7 @@ def predict_raster(
     src_path: str | RasterSource, out_prefix: str, predictor: TilePredictor, info: OutputInfo,
     config: PredictConfig | None = None, *, work_dir: str | os.PathLike | None = None,
     model_id: str = "", restart: bool = False, progress: bool = True,
-    band_order: Sequence[str] | None = None,
+    band_order: Sequence[str] | None = None, writer: Writer | None = None,
 ) -> PredictionResult:
     """Predict a whole stack and write ``<out_prefix>_class.tif`` and ``<out_prefix>_prob.tif``.
 
@@ -180,11 +185,18 @@ def predict_raster(
         progress: show a tqdm bar.
         band_order: the input's band names in file order, for a stack without band
             descriptions (see :func:`select_bands`).
+        writer: who writes the two COGs: ``"stream"`` (the streaming encoder, while the
+            rows are produced) or ``"gdal"`` (GDAL's COG driver from the strips at the end);
+            the same pixels at every level. None: :func:`inference.cog.stream.cog_writer`
+            (``$ISAMAP_COG_WRITER``, default ``stream``). ZSTD compression, and a map whose
+            overviews are not exact halvings (:func:`inference.cog.stream.encodes`), are
+            always GDAL's.
 
     Returns:
         Paths, size, timings (per stage too) and whether work was resumed or skipped.
     """
     config = config or PredictConfig()
+    writer = "gdal" if config.compress != "DEFLATE" else cog_writer(writer)
     started = time.perf_counter()
     forward_before = predictor.forward_seconds
     scale = predictor.scale
@@ -206,13 +218,13 @@ def predict_raster(
         work.mkdir(parents=True, exist_ok=True)
         with hold_output(work):  # one run per output: a second one is refused, not interleaved
             return _run_job(src, indexes, predictor, info, config, run, work, restart,
-                            out_prefix, progress, model_id, started, forward_before)
+                            out_prefix, progress, model_id, started, forward_before, writer)
 
 
 def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: OutputInfo,
              config: PredictConfig, run: dict, work: Path, restart: bool, out_prefix: str,
-             progress: bool, model_id: str, started: float,
-             forward_before: float) -> PredictionResult:
+             progress: bool, model_id: str, started: float, forward_before: float,
+             writer: Writer) -> PredictionResult:
     """The sliding window over an open source, under the output's lock."""
     scale = predictor.scale
     class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
@@ -220,24 +232,35 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
     transform = src.transform @ Affine.scale(1.0 / scale)
     crs = src.crs
     work = _prepare_work(work, out_prefix, run, restart)
-    tags = {**cog.output_tags(info, run["hash"],
+    tags = {**maps.output_tags(info, run["hash"],
                               config.lattice.tags((src.transform.c, src.transform.f)), scale),
             **({"model_id": model_id} if model_id else {})}
-    job = SlidingWindowJob(src, indexes, predictor, config, work, transform, progress)
-    job.run()
-    runtime = predictor.choice.tags() if predictor.choice else {
-        "runtime": "none: every strip came from an earlier run"}
-    if predictor.choice:
-        log.log(DETAIL, "runtime measured on this machine: %s", predictor.choice.measurements())
-    outputs: tuple[tuple[str, cog.Kind, int], ...] = ((class_path, "class", 1),
-                                                      (prob_path, "probability", 2))
-    for path, kind, band in outputs:
-        with job.stages.time("cog"):
-            files.put_output(
-                functools.partial(cog.strips_cog, job.strip_pieces(), band, kind=kind,
-                                  tags={**tags, **runtime}, width=width, height=height,
-                                  transform=transform, crs=crs, compress=config.compress),
-                path, work)
+    streamed = writer == "stream" and encodes(width, height)
+    job = SlidingWindowJob(src, indexes, predictor, config, work, transform, progress,
+                           stream_tags=tags if streamed else None)
+    try:
+        job.run()
+        runtime = predictor.choice.tags() if predictor.choice else {
+            "runtime": "none: every strip came from an earlier run"}
+        if predictor.choice:
+            log.log(DETAIL, "runtime measured on this machine: %s",
+                    predictor.choice.measurements())
+        outputs: tuple[tuple[str, maps.Kind, int], ...] = ((class_path, "class", 1),
+                                                          (prob_path, "probability", 2))
+        for path, kind, band in outputs:
+            with job.stages.time("cog"):
+                if job.streams is not None:
+                    job.streams[kind].update_tags(**runtime)
+                    files.put_output(functools.partial(finish_stream, job.streams[kind]),
+                                     path, work)
+                    continue
+                files.put_output(
+                    functools.partial(maps.strips_cog, job.strip_pieces(), band, kind=kind,
+                                      tags={**tags, **runtime}, width=width, height=height,
+                                      transform=transform, crs=crs, compress=config.compress),
+                    path, work)
+    finally:
+        job.close()
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     stages = {k: round(v, 3) for k, v in job.stages.seconds.items()}

@@ -3,8 +3,9 @@
 :func:`inference.predict.raster.predict_raster` decides what to run (bands, fingerprint, resuming,
 outputs); :class:`SlidingWindowJob` runs it: a reader (the next tile row into a reused buffer,
 and its nodata mask), the main thread (batches of tile views through the model), and a
-writer (blend, take, the checkpoint strip files the COGs are made from), the helpers at a lower
-OS priority than the model's threads. Per-stage times (:class:`Stages`) go back with the result.
+writer (blend, take, the checkpoint strip files, and the two maps' COG encoders), the helpers
+at a lower OS priority than the model's threads. Per-stage times (:class:`Stages`) go back with
+the result.
 :class:`PredictConfig` (tiling and output options) is the job's configuration;
 :mod:`inference.predict.raster` re-exports it.
 """
@@ -33,9 +34,11 @@ from rasterio.windows import Window
 from gee_export.contract.vrt import Piece
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.progress import progress_bar
-from gee_export.core.storage import atomic_path
+from gee_export.core.storage import atomic_path, temporary_name
 from gee_export.core.storage.gdal_auth import check_read
-from inference.predict import cog
+from inference.cog import maps, stream
+from inference.cog.layout import write_tiled
+from inference.cog.maps import BLOCK, NODATA
 from inference.predict.blending import (
     Accumulator,
     Blend,
@@ -49,7 +52,6 @@ from inference.predict.blending import (
     tile_weights,
     weight_sums,
 )
-from inference.predict.cog import NODATA
 from inference.predict.postprocess import ClaheParams, ClaheStream, Postprocess
 from inference.predict.runtime import TilePredictor
 from inference.predict.sources import unreadable
@@ -107,7 +109,7 @@ class PredictConfig:
     blend: Blend = "cosine"
     strip_rows: int = 512
     isa_class: int = 1
-    compress: cog.Compression = "DEFLATE"
+    compress: maps.Compression = "DEFLATE"
     keep_work: bool = False
     postprocess: Postprocess = "none"
     clahe: ClaheParams = field(default_factory=ClaheParams)
@@ -189,8 +191,12 @@ class SlidingWindowJob:
     - main thread (this object's ``run``): runs the model on batches of tiles (views);
     - writer ("encoder" in the stage names): blends tile probabilities into the accumulator,
       takes finished strips and writes them to their checkpoint files (two bands: classes,
-      probability), from which :func:`inference.predict.cog.strips_cog` makes the COGs at the
-      end; with CLAHE post-processing, strips pass through the :class:`ClaheStream` first.
+      probability); with ``stream_tags``, it also feeds them to the two maps' COG encoders
+      (:mod:`inference.cog.stream`), which compress their tiles and reduce their overviews
+      while the model works on the next rows, and the checkpoint stores the encoder's class
+      and probability tiles as they are; without, :func:`inference.cog.maps.strips_cog` makes
+      the COGs from the strips at the end. With CLAHE post-processing, strips pass through
+      the :class:`ClaheStream` first.
 
     Work handed to the writer is bounded (:data:`PENDING_ROWS` tile rows), so memory stays
     bounded when it is slower than the model; results arrive in order because the writer is
@@ -199,7 +205,7 @@ class SlidingWindowJob:
 
     def __init__(self, src: Any, indexes: list[int], predictor: TilePredictor,
                  config: PredictConfig, work: Path, transform: Affine,
-                 progress: bool) -> None:
+                 progress: bool, stream_tags: dict[str, str] | None = None) -> None:
         self.src, self.indexes, self.predictor, self.config = src, indexes, predictor, config
         self.work, self.transform, self.progress = work, transform, progress
         self.nodata = [src.nodatavals[i - 1] for i in indexes]
@@ -221,6 +227,18 @@ class SlidingWindowJob:
         if _cpu_is_free(predictor):  # the model runs on a GPU: GDAL may use every core
             self.profile["num_threads"] = "ALL_CPUS"
         self.stages = Stages()
+        #: the two maps' COG encoders (None: GDAL's COG driver writes them from the strips)
+        self.streams: dict[str, stream.CogStream] | None = None
+        if stream_tags is not None:
+            self.streams = {}
+            try:
+                for kind in ("class", "probability"):
+                    self.streams[kind] = stream.open_stream(
+                        work, kind, kind, self.width, self.height, transform, src.crs,
+                        stream_tags)
+            except Exception:
+                self.close()
+                raise
         self.acc: Accumulator | None = None
         self._cores: tuple[list[tuple[int, int]], dict[int, tuple[int, int]]] | None = None
         self.post = (ClaheStream(self.height, self.width, config.isa_class, config.clahe)
@@ -236,6 +254,11 @@ class SlidingWindowJob:
         self._reads = 0
         #: the arrays each strip's probabilities are taken into (see ``_close_row``)
         self._taken: tuple[np.ndarray, np.ndarray] | None = None
+
+    def close(self) -> None:
+        """Remove the encoders' level files (the COGs were assembled from them, or not)."""
+        for encoder in (self.streams or {}).values():
+            encoder.remove()
 
     def strip_pieces(self) -> list[Piece]:
         """Every checkpoint strip as a piece of the output grid, top to bottom."""
@@ -260,6 +283,8 @@ class SlidingWindowJob:
                     with self.stages.time("wait_encoder"):
                         pending.popleft().result()  # re-raises the writer's errors here
 
+            if self.streams is not None and self.first:
+                hand_over(self._replay_strips)  # a resumed run's strips go to the COGs first
             if self.todo:
                 row_from = self.strips[self.todo[0]][0]
                 k0 = next(k for k, y in enumerate(starts_y) if (y + span) * s > row_from)
@@ -426,12 +451,53 @@ class SlidingWindowJob:
         if r0 < self.resume_row:
             return  # a CLAHE context strip: its checkpoint exists already
         profile = {**self.profile, "transform": self.transform @ Affine.translation(0, r0)}
+        path = strip_path(self.work, r0)
+        if self.streams is None:
+            with self.stages.time("checkpoint"):
+                write_strip(path, classes, prob, profile)
+            return
+        with self.stages.time("encode"):
+            tiles = self.streams["class"].add(classes) + self.streams["probability"].add(prob)
         with self.stages.time("checkpoint"):
-            write_strip(strip_path(self.work, r0), classes, prob, profile)
+            across, down = math.ceil(self.width / BLOCK), math.ceil(classes.shape[0] / BLOCK)
+            if (r0 % BLOCK == 0 and profile["blockysize"] == BLOCK
+                    and len(tiles) == 2 * across * down):
+                write_strip_tiles(path, tiles, profile, classes.shape[0])
+            else:  # the strip is not whole rows of COG tiles
+                write_strip(path, classes, prob, profile)
+
+    def _replay_strips(self) -> None:
+        """Feed the strips an earlier run left (resuming) to the COG encoders, in order."""
+        if self.streams is None:
+            return
+        for r0, _ in self.strips[:self.first]:
+            with self.stages.time("checkpoint"), rasterio.open(strip_path(self.work, r0)) as ds:
+                classes, prob = ds.read(1), ds.read(2)
+            with self.stages.time("encode"):
+                self.streams["class"].add(classes)
+                self.streams["probability"].add(prob)
 
 
 def strip_path(work: Path, row0: int) -> Path:
     return work / f"strip_{row0:07d}.tif"
+
+
+def write_strip_tiles(path: Path, tiles: Sequence[bytes], profile: dict, height: int) -> None:
+    """Write the checkpoint strip from the COG encoders' own compressed tiles.
+
+    ``tiles``: the class band's, then the probability band's (DEFLATE, no predictor), written
+    as they are: the same rows are not compressed a second time.
+    """
+    template = temporary_name(path)
+    try:
+        options = {k: v for k, v in profile.items() if k not in ("compress", "zstd_level")}
+        with rasterio.open(template, "w", **options, height=height, compress="DEFLATE",
+                           predictor=1, sparse_ok=True):
+            pass  # tags only: the tiles follow
+        with atomic_path(path) as tmp:
+            write_tiled(Path(tmp), template, tiles)
+    finally:
+        template.unlink(missing_ok=True)
 
 
 def write_strip(path: Path, classes: np.ndarray, prob: np.ndarray, profile: dict) -> None:

@@ -2,9 +2,24 @@
 
 Everything streams over the COG's 512 x 512 blocks, so a national map is summarised with the
 memory of a few blocks. Areas are true ground areas, for any CRS and rotated grids
-(:mod:`inference.predict.pixel_area`). Polygons (GeoJSON, WGS 84 as the format prescribes,
-or any CRS named in a ``crs`` member) are reprojected to the raster's CRS and rasterised
-block by block (pixel centres inside the polygon count).
+(:func:`pixel_area_km2`). Polygons (GeoJSON, WGS 84 as the format prescribes, or any CRS named
+in a ``crs`` member) are reprojected to the raster's CRS and rasterised block by block (pixel
+centres inside the polygon count).
+
+A pixel's area in the map plane is ``|a·e - b·d|`` (the geotransform's determinant: a rotated
+grid keeps its pixels' area, where ``|a·e|`` alone loses cos²θ). On the ground it is that
+divided by the projection's areal scale factor at the pixel:
+
+- geographic CRSs: on the sphere of radius :data:`EARTH_RADIUS_KM` (the area of a band of
+  latitude, exact per row for north-up grids; ``cos(lat)`` at each pixel centre for rotated
+  ones);
+- projected CRSs: the areal scale of the projection (``pyproj``'s ``get_factors``) at the pixel
+  centres. Web Mercator (EPSG:3857) inflates areas by ``1 / cos²(lat)`` (+33 % at 30°); a
+  projection whose areal scale stays within :data:`TRUE_AREA_TOLERANCE` of 1 over the block
+  (UTM within its zone, national grids) is taken as true, so their areas are ``|a·e - b·d|``.
+
+The scale is computed on a grid of at most :data:`FACTOR_STEP` pixels' spacing and held
+constant between its nodes (the factor changes by far less than the tolerance over it).
 """
 
 from __future__ import annotations
@@ -12,11 +27,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,14 +50,76 @@ from gee_export.core.jsonsafe import dumps
 from gee_export.core.shareable import shareable_path
 from gee_export.core.storage import atomic_write, files
 from gee_export.core.storage.gdal_auth import gdal_env
-from inference.predict import cog
-from inference.predict.cog import NODATA, PROB_SCALE
-from inference.predict.pixel_area import pixel_area_km2
+from inference.cog import maps
+from inference.cog.maps import NODATA, PROB_SCALE
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 CHANGE_CODES = {"stable_pervious": 0, "stable_isa": 1, "gain": 2, "loss": 3}
+EARTH_RADIUS_KM = 6371.0088
+TRUE_AREA_TOLERANCE = 0.005  # UTM's areal scale stays within 0.9992-1.002 inside its zone
+FACTOR_STEP = 16
+
+
+@lru_cache(maxsize=16)
+def _proj(wkt: str) -> Any:
+    from pyproj import Proj
+
+    return Proj(wkt)
+
+
+def _centres(transform: Any, row0: int, rows: int, col0: int, cols: int,
+             step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    r = np.arange(row0, row0 + rows, step) + 0.5
+    c = np.arange(col0, col0 + cols, step) + 0.5
+    cc, rr = np.meshgrid(c, r)
+    x = transform.c + transform.a * cc + transform.b * rr
+    y = transform.f + transform.d * cc + transform.e * rr
+    return x, y
+
+
+def _areal_scale(transform: Any, crs: Any, row0: int, rows: int, col0: int,
+                 cols: int) -> np.ndarray | None:
+    """The projection's areal scale at the pixels ``(rows, cols)``; None where it is ~1."""
+    step = min(FACTOR_STEP, max(rows, cols))
+    x, y = _centres(transform, row0, rows, col0, cols, step)
+    proj = _proj(crs.to_wkt())  # in the CRS's own units (pyproj preserves them)
+    lon, lat = proj(x, y, inverse=True)
+    with np.errstate(all="ignore"):
+        scale = np.asarray(proj.get_factors(lon, lat).areal_scale, dtype=np.float64)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    if np.abs(scale - 1.0).max() <= TRUE_AREA_TOLERANCE:
+        return None
+    full = np.repeat(np.repeat(scale, step, axis=0), step, axis=1)
+    return full[:rows, :cols]
+
+
+def pixel_area_km2(transform: Any, crs: Any, row0: int, rows: int, col0: int = 0,
+                   cols: int = 1) -> np.ndarray:
+    """Ground area (km²) of the pixels of rows ``row0..row0+rows`` and columns ``col0..``.
+
+    Returns ``(rows, 1)`` where the area is the same along a row (north-up geographic grids,
+    true-area projections), else ``(rows, cols)``; either broadcasts onto the block.
+    """
+    det = abs(transform.a * transform.e - transform.b * transform.d)
+    rotated = transform.b != 0 or transform.d != 0
+    if crs is not None and crs.is_geographic:
+        if not rotated:
+            top = transform.f + transform.e * np.arange(row0, row0 + rows + 1)
+            lat = np.radians(np.clip(top, -90, 90))
+            band = np.abs(np.sin(lat[:-1]) - np.sin(lat[1:]))
+            return (EARTH_RADIUS_KM**2 * math.radians(abs(transform.a)) * band)[:, None]
+        _, lat = _centres(transform, row0, rows, col0, cols)
+        cos = np.cos(np.radians(np.clip(lat, -90, 90)))
+        return EARTH_RADIUS_KM**2 * math.radians(1) ** 2 * det * cos
+    factor = crs.linear_units_factor[1] if crs is not None and crs.linear_units_factor else 1.0
+    plane = det * factor**2 / 1e6
+    scale = (_areal_scale(transform, crs, row0, rows, col0, max(cols, 1))
+             if crs is not None else None)
+    if scale is None:
+        return np.full((rows, 1), plane)
+    return plane / scale
 
 
 @dataclass(frozen=True)
@@ -234,8 +313,8 @@ def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
         raise InputDataError(f"{given} cannot be read ({exc}); give the class COG "
                              "(<out>_class.tif) of an earlier date") from None
     band_id = tags.get("band_id")
-    if band_id != cog.BAND_IDS["class"] and (band_id or count != 1 or dtype != "uint8"):
-        kind = next((k for k, v in cog.BAND_IDS.items() if v == band_id),
+    if band_id != maps.BAND_IDS["class"] and (band_id or count != 1 or dtype != "uint8"):
+        kind = next((k for k, v in maps.BAND_IDS.items() if v == band_id),
                     f"a {count}-band {dtype} raster")
         raise InputDataError(f"{given} is {'a ' + kind + ' map' if band_id else kind}, not a "
                              "class map; give the <out>_class.tif of the earlier date, not its "
@@ -253,7 +332,7 @@ def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
 
 
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
-               compress: cog.Compression = "DEFLATE",
+               compress: maps.Compression = "DEFLATE",
                tags: dict[str, str] | None = None, margin: float | None = None) -> str:
     """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``).
 
@@ -274,8 +353,8 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                 "predict both dates from stacks on one grid")
         profile = {"driver": "GTiff", "width": a.width, "height": a.height, "count": 1,
                    "dtype": "uint8", "crs": a.crs, "transform": a.transform,
-                   "nodata": NODATA, "tiled": True, "blockxsize": cog.BLOCK,
-                   "blockysize": cog.BLOCK, "compress": "ZSTD"}
+                   "nodata": NODATA, "tiled": True, "blockxsize": maps.BLOCK,
+                   "blockysize": maps.BLOCK, "compress": "ZSTD"}
         parent = Path(out_path).parent if not files.is_gcs(out_path) else Path.cwd()
         parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".isamap-change-", dir=parent))
@@ -299,7 +378,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                    if margin is not None else {"change_rule": "class maps differenced"}),
                 **(tags or {})}
     try:
-        files.put_output(lambda local: cog.write_cog(tmp, local, "change", tags,
+        files.put_output(lambda local: maps.write_cog(tmp, local, "change", tags,
                                                    compress=compress), out_path, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,8 +1,9 @@
 """Model file + stack -> COGs, quick-looks and area statistics: the chain CLI and demo share.
 
 Everything cheap is checked before the model is loaded and the first tile is predicted: the
-month, that the input exists and can be read to its last pixel, that the zones file is valid
-polygons in a known CRS; a mistake in any of them costs a second, not a whole prediction.
+month, the COG writer named in the environment, that the input exists and can be read to its
+last pixel, that the zones file is valid polygons in a known CRS; a mistake in any of them
+costs a second, not a whole prediction.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from gee_export.core.months import check_month
 from gee_export.core.shareable import shareable_path
 from gee_export.core.storage import files
 from gee_export.core.storage.gdal_auth import gdal_env
-from inference.predict import cog, stats
+from inference.cog import maps
+from inference.cog.maps import OutputInfo
+from inference.cog.stream import cog_writer
+from inference.predict import stats
 from inference.predict.change import DEFAULT_CHANGE_MARGIN
-from inference.predict.cog import OutputInfo
 from inference.predict.expected_inputs import check_input
 from inference.predict.postprocess import check_postprocess
 from inference.predict.raster import PredictConfig, PredictionResult, predict_raster
@@ -105,9 +108,9 @@ def normalised_source(stack: str, reference: str, bands: Sequence[str],
         theirs = select_bands(b.descriptions, bands, band_order)
         fit = fit_relative_normalisation(decimated_read(a, mine, SAMPLE_SIDE),
                                          decimated_read(b, theirs, SAMPLE_SIDE))
-    maps = {index: (g, o) for index, g, o in zip(mine, fit.gain, fit.offset, strict=True)}
+    per_band = {index: (g, o) for index, g, o in zip(mine, fit.gain, fit.offset, strict=True)}
     record = {"normalised_to": reference, "bands": list(bands), **fit.to_dict()}
-    return LinearSource(stack, maps, identity=f"{stack}#normalised:{fit.to_dict()}"), record
+    return LinearSource(stack, per_band, identity=f"{stack}#normalised:{fit.to_dict()}"), record
 
 
 SAMPLE_SIDE = 1024  # pixels a side of the stacks' sample the normalisation is fitted on
@@ -169,6 +172,7 @@ def predict_with_model_file(
 
     if month is not None:
         check_month(month)
+    cog_writer()  # a misspelt ISAMAP_COG_WRITER fails before the model loads
     crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
     stats.load_zones(zones, crs)  # a bad zones file fails before any tile is predicted
     loaded = model_file if isinstance(model_file, LoadedModel) else load_model(model_file)
@@ -256,9 +260,9 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
     local = Path(local_dir) if local_dir else (
         Path.cwd() if files.is_gcs(out_prefix) else Path(out_prefix).parent)
     with gdal_env(result.class_path, result.prob_path):
-        class_png = cog.quicklook(files.gdal_path(result.class_path),
+        class_png = maps.quicklook(files.gdal_path(result.class_path),
                                   local / f"{name}_class.png", "class")
-        prob_png = cog.quicklook(files.gdal_path(result.prob_path),
+        prob_png = maps.quicklook(files.gdal_path(result.prob_path),
                                  local / f"{name}_prob.png", "probability")
     rows = stats.isa_area(result.class_path, zone_list, result.prob_path, isa_class=index)
     for row in rows:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from gee_export.core.errors import ConfigError
 from gee_export.core.months import month_range
-from inference.predict.cog import BAND_IDS, NODATA
+from inference.cog.maps import BAND_IDS, NODATA
 
 Mode = Literal["ingest", "external"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from inference.predict.cog import BAND_IDS, CHANGE_PALETTE, CLASS_PALETTE, PROB_PALETTE, PROB_SCALE
+from inference.cog.maps import BAND_IDS, CHANGE_PALETTE, CLASS_PALETTE, PROB_PALETTE, PROB_SCALE
 
 
 def code_editor_script(asset_id: str, bands: Sequence[str] = tuple(BAND_IDS.values())[:2], *,

@@ -12,7 +12,7 @@ property                  value
 ``input_bands``           the model's input bands, comma-separated
 ``classes``               the class names, comma-separated (index = class value)
 ``month``                 ``YYYY-MM`` of the composite (also ``system:time_start``)
-``probability_scale``     :data:`~inference.predict.cog.PROB_SCALE`: stored value of 1.0
+``probability_scale``     :data:`~inference.cog.maps.PROB_SCALE`: stored value of 1.0
 ``code_version``          the isamap version that made the map
 ``recipe``                the composite recipe as sorted JSON (first 1000 characters)
 ``metric_<name>``         each numeric metric of the model
@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gee_export.core.shareable import shareable
-from inference.predict.cog import PROB_SCALE
+from inference.cog.maps import PROB_SCALE
 
 RECIPE_CHARACTERS = 1000
 """The recipe is cut to this length: an asset property is a label, not the recipe's store."""

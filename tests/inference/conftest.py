@@ -36,7 +36,7 @@ def stack(tmp_path) -> Path:
 @pytest.fixture
 def cogs(tmp_path):
     """A real class/probability COG pair from a tiny prediction."""
-    from inference.predict.cog import OutputInfo
+    from inference.cog.maps import OutputInfo
     from inference.predict.raster import PredictConfig, predict_raster
     from inference.predict.runtime import RuntimeOptions, TilePredictor
 

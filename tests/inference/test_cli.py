@@ -325,6 +325,17 @@ def test_predict_int8_refused_on_cuda(model_file, small_stack, tmp_path, capsys)
 
 
 @pytest.mark.slow
+def test_a_misspelt_cog_writer_is_refused_in_one_line_before_the_model_loads(
+        small_stack, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ISAMAP_COG_WRITER", "gdal-cog")
+    code = predict_main(["--model", str(tmp_path / "absent.pt"), "--input", str(small_stack),
+                         "--out", str(tmp_path / "o" / "isa"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "ISAMAP_COG_WRITER='gdal-cog' is not a COG writer; use one of stream, gdal" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_same_command_writes_the_same_cog_bytes_whatever_the_cache(model_file,
                                                                       small_stack, tmp_path):
     """Four runs of one ``isamap-predict --precision bf16 --channels-last on``, each a fresh

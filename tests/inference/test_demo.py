@@ -182,8 +182,8 @@ def test_demo_assess_step_scores_the_map_the_label_and_the_change(tmp_path):
     import time
 
     from gee_export.local.synthetic import generate_scene
+    from inference.cog.maps import write_cog
     from inference.demo import LATER_GROWTH, LATER_MONTH, DemoContext, step_assess
-    from inference.predict.cog import write_cog
     from inference.predict.stats import change_map
 
     scene = generate_scene(tmp_path / "scene", seed=1, width=384, height=384, progress=False)

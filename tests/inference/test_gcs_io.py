@@ -3,7 +3,7 @@ import pytest
 import rasterio
 
 from gee_export.core.errors import StorageCredentialsError
-from inference.predict.cog import OutputInfo, cog_report
+from inference.cog.maps import OutputInfo, cog_report
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.gcs_faults import FaultyGcs

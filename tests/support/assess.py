@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from inference.predict.cog import NODATA, write_cog
+from inference.cog.maps import NODATA, write_cog
 from tests.support.rasters import write_band
 
 CLASSES = ("pervious", "impervious")

@@ -10,7 +10,7 @@ from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.ee.fake_server import PointTransport
 from inference.assess.design import design_sample
 from inference.assess.products import parse_comparison, sample_product
-from inference.predict.cog import NODATA
+from inference.cog.maps import NODATA
 from tests.support.assess import CLASSES, synthetic_scene
 from tests.support.mapping import session_for
 from tests.support.rasters import write_band

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from inference.cog.maps import NODATA
 from inference.mapping.consistency import RULE, apply_to_maps, consistent_series, count_loss
-from inference.predict.cog import NODATA
 from tests.support.assess import class_cog
 from tests.support.rasters import assert_valid_cog
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import rasterio
 
+from inference.cog.maps import OutputInfo
 from inference.mapping.tiles import fetch_tile, mosaic, plan_tiles, predict_tile, write_tile
 from inference.predict.blending import Lattice
-from inference.predict.cog import OutputInfo
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.mapping import MONTH, session_for, write_month_stack

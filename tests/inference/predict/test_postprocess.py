@@ -7,7 +7,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from gee_export.core.errors import ConfigError
-from inference.predict.cog import NODATA, OutputInfo
+from inference.cog.maps import NODATA, OutputInfo
 from inference.predict.postprocess import ClaheParams, ClaheStream, clahe_classes, clahe_uint8
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor

@@ -9,11 +9,11 @@ import pytest
 import rasterio
 
 from gee_export.core.errors import ConfigError, InputDataError, ModelError
-from inference.predict.cog import OutputInfo
+from inference.cog.maps import OutputInfo
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.models import ConstantModel, SuperRes, conv1x1, padded_convnet
-from tests.support.rasters import BANDS, smooth_stack, write_stack
+from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
 
 FP32 = RuntimeOptions(precision="fp32", channels_last="on")
 INFO = OutputInfo("test-model", BANDS, month="2023-06")
@@ -24,10 +24,10 @@ def predictor(model, scale=1, options=FP32):
                          options=options)
 
 
-def run(src, out, model, progress=False, scale=1, **config):
+def run(src, out, model, progress=False, scale=1, writer=None, **config):
     config = {"tile": 64, "overlap": 16, "batch_size": 4, "strip_rows": 32, **config}
     return predict_raster(str(src), str(out), predictor(model, scale), INFO,
-                          PredictConfig(**config), progress=progress)
+                          PredictConfig(**config), progress=progress, writer=writer)
 
 
 def read(path):
@@ -171,26 +171,45 @@ def test_interrupted_run_resumes_from_its_strips(stack, tmp_path):
     np.testing.assert_array_equal(read(resumed.class_path), read(reference.class_path))
 
 
-def test_checkpoint_strips_hold_the_maps_rows_and_a_resumed_run_maps_the_same(tmp_path):
+def _levels(path) -> list[np.ndarray]:
+    """Full resolution, then every overview as stored."""
+    with rasterio.open(path) as ds:
+        levels, count = [ds.read(1)], len(ds.overviews(1))
+    for i in range(count):
+        with rasterio.open(path, overview_level=i) as ov:
+            levels.append(ov.read(1))
+    return levels
+
+
+@pytest.mark.parametrize(("writer", "compression"), [("stream", "deflate"), ("gdal", "zstd")])
+def test_checkpoint_strips_hold_the_maps_rows_and_a_resumed_run_maps_the_same(
+        tmp_path, writer, compression):
     """A checkpoint strip is a two-band tiled GeoTIFF (classes, probability) of the map's
-    rows, and a run resumed from them gives the uninterrupted run's maps exactly."""
+    rows (with the streaming encoder, its own DEFLATE tiles stored as they are), and a run
+    resumed from them gives the uninterrupted run's maps exactly, at every overview level,
+    whichever writer wrote either (the uninterrupted one here is GDAL's)."""
     stack = write_stack(tmp_path / "s.tif", smooth_stack(1100, 700, seed=3))
     config = {"tile": 128, "overlap": 16, "strip_rows": 512}
-    reference = run(stack, tmp_path / "ref", conv1x1(), **config)
+    reference = run(stack, tmp_path / "ref", conv1x1(), writer="gdal", **config)
     with pytest.raises(Crash):
-        run(stack, tmp_path / "o", crashing_conv1x1(calls=16), **config)
+        run(stack, tmp_path / "o", crashing_conv1x1(calls=16), writer=writer, **config)
     strips = sorted((tmp_path / ".o.partial").glob("strip_*.tif"))
     assert strips
     with rasterio.open(strips[0]) as ds:
         structure = ds.tags(ns="IMAGE_STRUCTURE")
-        assert ds.compression.name == "zstd" and structure.get("INTERLEAVE") == "BAND"
+        assert ds.compression.name == compression and structure.get("INTERLEAVE") == "BAND"
         assert (ds.count, ds.height, ds.width, ds.block_shapes) == (2, 512, 700, [(512, 512)] * 2)
         np.testing.assert_array_equal(ds.read(1), read(reference.class_path)[:512])
         np.testing.assert_array_equal(ds.read(2), read(reference.prob_path)[:512])
-    resumed = run(stack, tmp_path / "o", conv1x1(), **config)
+    resumed = run(stack, tmp_path / "o", conv1x1(), writer=writer, **config)
     assert resumed.resumed_strips == len(strips) and resumed.tiles < reference.tiles
-    np.testing.assert_array_equal(read(resumed.prob_path), read(reference.prob_path))
-    np.testing.assert_array_equal(read(resumed.class_path), read(reference.class_path))
+    assert ("encode" in resumed.stages) == (writer == "stream")
+    for kind in ("prob_path", "class_path"):
+        ours, theirs = _levels(getattr(resumed, kind)), _levels(getattr(reference, kind))
+        assert len(ours) == len(theirs) == 3
+        assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True)), kind
+        assert_valid_cog(getattr(resumed, kind))
+    assert not list(tmp_path.glob("**/*.level*"))
 
 
 def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
@@ -200,7 +219,7 @@ def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
         sys.path.insert(0, {str(os.getcwd())!r})
         from tests.support.rasters import BANDS
         from tests.support.models import conv1x1
-        from inference.predict.cog import OutputInfo
+        from inference.cog.maps import OutputInfo
         from inference.predict.raster import predict_raster, PredictConfig
         from inference.predict.runtime import TilePredictor, RuntimeOptions
         model, calls = conv1x1(), [0]

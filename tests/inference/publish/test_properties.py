@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from inference.predict.cog import PROB_SCALE
+from inference.cog.maps import PROB_SCALE
 from inference.publish.properties import RECIPE_CHARACTERS, asset_properties
 from tests.support.sources import project_sources, where
 
@@ -34,7 +34,7 @@ def test_only_the_builder_names_asset_properties():
     assert named <= {
         "inference/publish/properties.py",
         "inference/region_map.py",  # the STAC items' own fields (isamap: prefixed), not assets
-        "inference/predict/cog.py",  # the COG tag
+        "inference/cog/maps.py",  # the COG tag
     }
 
 

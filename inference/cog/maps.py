@@ -3,12 +3,14 @@
 Two single-band COGs per prediction rather than one two-band file, for two reasons: overview
 resampling differs per map (the class map needs MODE so that zoomed-out views still show real
 classes, the probability AVERAGE), and Earth Engine's COG-backed assets take one COG per band.
-Every COG is written by GDAL's COG driver from a VRT (:func:`write_cog` for a finished raster,
-:func:`strips_cog` for a prediction's checkpoint strips; the VRT by
+GDAL's COG driver writes every finished raster from a VRT (:func:`write_cog`; change maps,
+mosaics, consistency rewrites) and, as the plain twin of the streaming encoder
+(:mod:`inference.cog.stream`, which writes a prediction's two maps while they are produced),
+a prediction's maps from its checkpoint strips (:func:`strips_cog`; the VRT by
 :func:`gee_export.contract.vrt.mosaic_vrt`): the VRT adds the band description, colour table
-and metadata, and the driver lays out the tiles, overviews and IFDs as readers
-expect. Both maps are uint8 with 255 = nodata; the probability is scaled so that 250 = 1.0
-(0.4 % steps), keeping 251-254 free and 255 for nodata.
+and metadata, and the driver lays out the tiles, overviews and IFDs as readers expect. Both
+maps are uint8 with 255 = nodata; the probability is scaled so that 250 = 1.0 (0.4 % steps),
+keeping 251-254 free and 255 for nodata.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ it from here, so a map and its description can never disagree on the scale."""
 BAND_IDS: dict[str, str] = {"class": "isa_class", "probability": "isa_probability",
                             "change": "isa_change"}
 _RESAMPLING = {"class": "MODE", "probability": "AVERAGE", "change": "MODE"}
-_DESCRIPTIONS = {
+DESCRIPTIONS = {
     "class": "ISA class map: argmax of blended class probabilities; 255 = nodata",
     "probability": f"ISA probability x {PROB_SCALE} ({PROB_SCALE} = 1.0); {NODATA} = nodata",
     "change": "ISA change: 0 stable pervious, 1 stable impervious, 2 gain, 3 loss; 255 = nodata",
@@ -129,15 +131,11 @@ def strips_cog(pieces: Sequence[Piece], band: int, dst: str | os.PathLike, kind:
     small without it, for less CPU), ZSTD with it.
     """
     dst = Path(dst)
-    colours = None
-    if kind != "probability":
-        palette = CLASS_PALETTE if kind == "class" else CHANGE_PALETTE
-        colours = (*((*_rgb(palette[i % len(palette)]), 255) for i in range(NODATA)),
-                   (0, 0, 0, 0))
+    colours = colour_table(kind)
     vrt = dst.with_name(f".{dst.name}.vrt")
     vrt.write_text(mosaic_vrt(
         width, height, transform, crs,
-        [VrtBand(band, "uint8", NODATA, _DESCRIPTIONS[kind], colours)], pieces,
+        [VrtBand(band, "uint8", NODATA, DESCRIPTIONS[kind], colours)], pieces,
         {**tags, "band_id": BAND_IDS[kind]}))
     try:
         with rasterio.open(vrt) as mosaic:
@@ -148,10 +146,18 @@ def strips_cog(pieces: Sequence[Piece], band: int, dst: str | os.PathLike, kind:
                 OVERVIEW_RESAMPLING=_RESAMPLING[kind], BIGTIFF="IF_SAFER",
                 NUM_THREADS="ALL_CPUS")
     except rasterio.errors.RasterioError as exc:
-        raise _unwritable(dst, exc) from None
+        raise unwritable(dst, exc) from None
     finally:
         vrt.unlink(missing_ok=True)
     verify_written(dst)
+
+
+def colour_table(kind: Kind) -> tuple[tuple[int, int, int, int], ...] | None:
+    """RGBA of every value of a class or change map (nodata transparent); None: probability."""
+    if kind == "probability":
+        return None
+    palette = CLASS_PALETTE if kind == "class" else CHANGE_PALETTE
+    return (*((*_rgb(palette[i % len(palette)]), 255) for i in range(NODATA)), (0, 0, 0, 0))
 
 
 def verify_written(path: str | os.PathLike) -> None:
@@ -169,10 +175,10 @@ def verify_written(path: str | os.PathLike) -> None:
                 f = factors[-1]
                 ds.read(1, out_shape=(max(1, ds.height // f), max(1, ds.width // f)))
     except (rasterio.errors.RasterioError, ValueError) as exc:
-        raise _unwritable(path, exc) from None
+        raise unwritable(path, exc) from None
 
 
-def _unwritable(path: str | os.PathLike, exc: Exception) -> OSError:
+def unwritable(path: str | os.PathLike, exc: Exception) -> OSError:
     """The ``OSError`` behind an unreadable written file: ENOSPC on a nearly full disk."""
     free = shutil.disk_usage(Path(path).parent).free
     code = errno.ENOSPC if free < LOW_SPACE_BYTES else errno.EIO

@@ -8,8 +8,8 @@ from PIL import Image
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.quicklook import NODATA_COLOUR
-from inference.predict import cog
-from inference.predict.cog import (
+from inference.cog import maps
+from inference.cog.maps import (
     PROB_PALETTE,
     PROB_SCALE,
     OutputInfo,
@@ -115,18 +115,18 @@ def test_the_probability_scale_is_written_only_where_prob_scale_is_defined():
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if (number and value == PROB_SCALE) or (isinstance(value, str) and "250" in value):
                 literal.append(f"{rel}:{node.lineno}")
-    assert literal == ["inference/predict/cog.py:" + str(_definition_line("PROB_SCALE"))]
+    assert literal == ["inference/cog/maps.py:" + str(_definition_line("PROB_SCALE"))]
 
 
 def test_nodata_and_block_have_one_definition():
     """``cog`` owns them; the map's nodata is the label's."""
-    assert cog.NODATA == LABEL_NODATA
-    assert set(where(r"^(NODATA|BLOCK)\s*=")) <= {"inference/predict/cog.py",
+    assert maps.NODATA == LABEL_NODATA
+    assert set(where(r"^(NODATA|BLOCK)\s*=")) <= {"inference/cog/maps.py",
                                                    "benchmarks/bench_mapping.py"}
-    assert where(r"^NODATA\s*=") == {"inference/predict/cog.py": [
+    assert where(r"^NODATA\s*=") == {"inference/cog/maps.py": [
         _definition_line("NODATA")]}
 
 
-def _definition_line(name: str, rel: str = "inference/predict/cog.py") -> int:
+def _definition_line(name: str, rel: str = "inference/cog/maps.py") -> int:
     lines = (REPO_ROOT / rel).read_text().splitlines()
     return next(i for i, line in enumerate(lines, 1) if line.startswith(f"{name} ="))
