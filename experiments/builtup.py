@@ -453,7 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tiles", default=",".join(DEFAULT_TILES),
                    help="--loto: the labelled tiles (PREFIX,...)")
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
-                   help=f"--loto: arms (isamap-train models or {', '.join(ARMS)})")
+                   help=f"--loto: arms (isamap-train models or {', '.join(ARMS)}; BASE+stack: "
+                        "BASE's maps stacked with the tile's NDBI, experiments.builtup_stack)")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="--loto: seeds per arm")
     p.add_argument("--jobs", type=int, default=1,
                    help="--loto: trainings run at once (each with one torch thread)")
