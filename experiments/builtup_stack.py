@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.realscenes import Footprint, probability_scale, read_on
+from experiments.realscenes import Footprint, probability_scale, read_on, split_area
 from experiments.scoring import binary_scores, roc_auc
 from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.dataset import read_index
 
 SUFFIX = "+stack"
 FIT_SPLITS = ("val", "test")
@@ -51,19 +50,8 @@ def robust_z(values: np.ndarray) -> np.ndarray:
 
 def split_pixels(dataset: Path, footprint: Footprint, splits: Sequence[str]) -> np.ndarray:
     """Pixels of ``footprint`` inside the dataset's patches of ``splits`` and no training one."""
-    inside = {s: np.zeros((footprint.height, footprint.width), bool) for s in (*splits, "train")}
-    inverse = ~footprint.transform
-    for record in read_index(dataset):
-        split = record.get("split")
-        if split not in inside:
-            continue
-        west, south, east, north = record["bounds"]
-        c0, r0 = inverse * (west, north)
-        c1, r1 = inverse * (east, south)
-        inside[split][max(0, round(r0)):max(0, round(r1)), max(0, round(c0)):max(0, round(c1))] \
-            = True
-    chosen = np.logical_or.reduce([inside[s] for s in splits])
-    return chosen & ~inside["train"]
+    chosen = np.logical_or.reduce([split_area(dataset, footprint, s) for s in splits])
+    return chosen & ~split_area(dataset, footprint, "train")
 
 
 def logit(prob: np.ndarray, scale: float) -> np.ndarray:

@@ -52,10 +52,10 @@ from experiments.realscenes import (
     map_scores,
     mapped_label,
     run_product,
+    split_area,
 )
 from experiments.threads import add_threads_argument, use_threads
 from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.dataset import read_index
 from gee_export.core.commands import (
     add_logging_arguments,
     check_output_folder,
@@ -156,22 +156,6 @@ def export(cell: Cell, scenes: Path, out: Path, bands: Sequence[str], budget: Bu
         "--stride", str(budget.stride), "--split-block", str(budget.split_block),
         "--seed", str(budget.seed), "--out", str(out), "--no-progress"])
     return out / "stacks" / f"stack_{cell.month}_image.tif"
-
-
-def split_area(dataset: Path, footprint: Footprint, split: str) -> np.ndarray:
-    """Pixels of ``footprint`` inside the dataset's patches of ``split`` (bool)."""
-    area = np.zeros((footprint.height, footprint.width), bool)
-    inverse = ~footprint.transform
-    for record in read_index(dataset):
-        if record.get("split") != split:
-            continue
-        west, south, east, north = record["bounds"]
-        c0, r0 = inverse * (west, north)
-        c1, r1 = inverse * (east, south)
-        rows = slice(max(0, round(r0)), max(0, round(r1)))
-        cols = slice(max(0, round(c0)), max(0, round(c1)))
-        area[rows, cols] = True
-    return area
 
 
 def run_terramesh(data: Path, out: Path, *, train_cell: str = DEFAULT_TRAIN_CELL,
