@@ -169,3 +169,29 @@ def test_the_terramesh_block_is_the_table_of_its_json(tmp_path):
     (tmp_path / "p.md").write_text("a\n<!-- figures: f.json -->\nold\n<!-- end figures -->\n")
     assert update_page("f.json", "p.md", root=str(tmp_path)) is True
     assert "0.123" in (tmp_path / "p.md").read_text()
+
+
+def test_the_pruning_tables_and_prose_quote_their_json():
+    """The three pruning runs' tables, and every decimal the section's prose derives from them."""
+    import experiments.landcover_figures as figs
+
+    page = _page("landcover.md")
+    derived: set[str] = set()
+    oa_changes = []
+    for name in ("in", "bn", "bn_x3"):
+        report = _json(figs.pruning_source(name))
+        block = _block(page, figs.pruning_source(name))
+        assert block == figs.pruning_block(report)
+        derived |= set(DECIMAL.findall(block))
+        oa = {m: s["OA"]["mean"] for m, s in report["summary"].items()}
+        oa_changes.append(f"{oa['hrnet pruned'] - oa['hrnet']:.1f}")
+        derived |= {f"{abs(oa['hrnet pruned'] - oa['hrnet']):.1f}",
+                    f"{abs(oa['hrnet + CLAHE'] - oa['hrnet']):.1f}"}
+        derived |= {f"{v / 1e9:.2f}" for v in report["flops_256"].values()}
+    prose = _prose(page, "## What pruning and CLAHE cost in accuracy", "## Pruning speed")
+    assert _unmatched(prose, derived) == []
+    params = report["parameters"]
+    text = " ".join(page.split())
+    assert f"parameters {params['hrnet']:,} -> {params['pruned']:,}" in text
+    change = "{} (IN), {} (BN), {} (BN 3x)".format(*oa_changes)
+    assert f"Accuracy change (`experiments.landcover_pruning`, above): {change}" in text
