@@ -183,7 +183,7 @@ def test_the_pruning_tables_and_prose_quote_their_json():
         block = _block(page, figs.pruning_source(name))
         assert block == figs.pruning_block(report)
         derived |= set(DECIMAL.findall(block))
-        oa = {m: s["OA"]["mean"] for m, s in report["summary"].items()}
+        oa = {m: 100 * s["OA"]["mean"] for m, s in report["summary"].items()}
         oa_changes.append(f"{oa['hrnet pruned'] - oa['hrnet']:.1f}")
         derived |= {f"{abs(oa['hrnet pruned'] - oa['hrnet']):.1f}",
                     f"{abs(oa['hrnet + CLAHE'] - oa['hrnet']):.1f}"}
@@ -195,3 +195,9 @@ def test_the_pruning_tables_and_prose_quote_their_json():
     assert f"parameters {params['hrnet']:,} -> {params['pruned']:,}" in text
     change = "{} (IN), {} (BN), {} (BN 3x)".format(*oa_changes)
     assert f"Accuracy change (`experiments.landcover_pruning`, above): {change}" in text
+    pixels = report["test_pixels"]
+    listed = ", ".join(f"{c.replace('_land', '')} {n:,}"
+                       for c, n in sorted(pixels.items(), key=lambda kv: -kv[1]))
+    assert f"({sum(pixels.values()):,} labelled pixels: {listed})" in text
+    assert f"({params['hrnet'] / 1e3:.0f} k parameters" in text
+    assert f"({params['pruned'] / 1e3:.0f} k parameters" in text
