@@ -54,7 +54,7 @@ def test_the_leave_one_tile_out_prose_quotes_its_table():
     page = _page("real-data.md")
     metrics = _json(FIGURES_JSON)
     block = _block(page, FIGURES_JSON)
-    prose = _prose(page, "Standardising each window", "### Level-1C")
+    prose = _prose(page, "Standardising each window", "### A stacked arm")
     derived = set(DECIMAL.findall(block))
     java = metrics["summary"]["java"]
     for arm in java.values():  # Java's ROC AUC against the 0.95 target
@@ -65,6 +65,19 @@ def test_the_leave_one_tile_out_prose_quotes_its_table():
     built = {t: runs[metrics["arms"][0]][0]["built_pixels"] for t, runs in metrics["runs"].items()}
     text = " ".join(page.split())
     assert f"{built['ghana_b']} labelled built pixels" in text
+    assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+
+
+def test_the_stacked_arm_prose_quotes_its_table():
+    from experiments.builtup_loto import figures_markdown
+
+    source = "docs/figures/builtup_stack.json"
+    page = _page("real-data.md")
+    metrics = _json(source)
+    block = _block(page, source)
+    assert block.strip() == figures_markdown(metrics).strip()
+    assert _unmatched(_prose(page, "<!-- figures: " + source, "### Level-1C"), block) == []
+    text = " ".join(page.split())
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
 
 
