@@ -214,3 +214,21 @@ def test_the_pruning_tables_and_prose_quote_their_json():
     assert f"({sum(pixels.values()):,} labelled pixels: {listed})" in text
     assert f"({params['hrnet'] / 1e3:.0f} k parameters" in text
     assert f"({params['pruned'] / 1e3:.0f} k parameters" in text
+
+
+def test_the_chesapeake_counts_the_land_cover_page_quotes(shared_data):
+    """Patch 0's share of the impervious pixels, and its quadrants', from the patches."""
+    from experiments.chesapeake_nlcd import CHESAPEAKE_FOLDER, read_patches
+    from gee_export.contract.label_schemes import LANDCOVER_CLASSES
+
+    patches = read_patches(shared_data / CHESAPEAKE_FOLDER)
+    isa = LANDCOVER_CLASSES.index("impervious")
+    per_patch = [int((p.truth == isa).sum()) for p in patches]
+    first = patches[0].truth == isa
+    h, w = first.shape
+    quadrants = [int(q.sum()) for q in (first[:h // 2, :w // 2], first[:h // 2, w // 2:],
+                                        first[h // 2:, :w // 2], first[h // 2:, w // 2:])]
+    text = " ".join(_page("landcover.md").split())
+    assert f"Patch 0 holds {per_patch[0]} of the tile's {sum(per_patch)} impervious pixels" in text
+    assert f"pool all {sum(p.truth.size for p in patches):,} pixels" in text
+    assert "patch 0's quadrants hold {}, {}, {} and {} impervious pixels".format(*quadrants) in text
