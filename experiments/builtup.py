@@ -305,11 +305,16 @@ def score_map(tile: DWTile, class_path: Path, prob_path: Path, area: np.ndarray,
                       temperature)
 
 
+def tile_ndbi(tile: DWTile) -> np.ndarray:
+    """NDBI (B11, B8) over the whole tile (NaN where a band is nodata)."""
+    bands = reflectance(tile, ("B8", "B11"))
+    return ndbi(bands["B11"], bands["B8"])
+
+
 def score_ndbi(tile: DWTile, area: np.ndarray) -> dict:
     """NDBI (B11, B8) on the same labelled pixels: AUC, F1 at 0 and at its best threshold."""
     truth = built_label(tile)
-    bands = reflectance(tile, ("B8", "B11"))
-    index = ndbi(bands["B11"], bands["B8"])
+    index = tile_ndbi(tile)
     keep = area & (truth != LABEL_NODATA) & np.isfinite(index)
     result = index_baseline(index[keep], truth[keep])
     return {"ndbi_auc": result["auc"], "ndbi_f1_at_0": result["f1"],
@@ -448,7 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tiles", default=",".join(DEFAULT_TILES),
                    help="--loto: the labelled tiles (PREFIX,...)")
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
-                   help=f"--loto: arms (isamap-train models or {', '.join(ARMS)})")
+                   help=f"--loto: arms (isamap-train models or {', '.join(ARMS)}; BASE+stack: "
+                        "BASE's maps stacked with the tile's NDBI, experiments.builtup_stack)")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="--loto: seeds per arm")
     p.add_argument("--jobs", type=int, default=1,
                    help="--loto: trainings run at once (each with one torch thread)")
@@ -470,7 +476,7 @@ def _run(a: argparse.Namespace) -> int:
                     stride=a.stride, seed=a.seed, iterations=a.iterations)
     if a.loto:
         steps = Steps(find_tile, scene_folder, export, training_rows, check_no_overlap,
-                      score_ndbi, train, predict, score_map)
+                      score_ndbi, train, predict, score_map, built_label, tile_ndbi)
         out = Path(os.path.abspath(a.out))
         metrics = run_loto(steps, data, out, tiles=_names(a.tiles), row_split=a.train,
                            arms=_names(a.arms), seeds=a.seeds, bands=_names(a.bands),

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import t as student_t
 
+from experiments.builtup_stack import base_arm, robust_z, stack_runs
 from experiments.realscenes import format_table
 from gee_export.contract.dataset import read_index, write_index, write_manifest
 from gee_export.core.errors import ConfigError, InputDataError
@@ -152,6 +153,8 @@ class Steps:
     train: Callable
     predict: Callable
     score_map: Callable
+    built_label: Callable | None = None  # tile -> 0/1/255 label (stacked arms only)
+    tile_ndbi: Callable | None = None  # tile -> NDBI over the whole tile (stacked arms only)
 
 
 def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdout_rows: int,
@@ -174,6 +177,10 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    for arm in arms:
+        base = base_arm(arm)
+        if base is not None and base not in arms:
+            raise ConfigError(f"--arms {arm} stacks {base}'s maps: add {base} to --arms")
     found = {p: b.find_tile(data, p, dates.get(p)) for p in tiles}
     split_tile = found[row_split]
     holdout_start = split_tile.footprint.height - holdout_rows
@@ -204,7 +211,8 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     for fold in folds(tiles, row_split):
         dataset = merge_datasets({n: exports[n] for n in fold.train_sets},
                                  out / "train" / fold.held_out)
-        tasks += [(fold.held_out, dataset, arm, seed) for arm in arms for seed in range(seeds)]
+        tasks += [(fold.held_out, dataset, arm, seed) for arm in arms if base_arm(arm) is None
+                  for seed in range(seeds)]
 
     def one(task: tuple[str, Path, str, int]) -> dict:
         held_out, dataset, arm, seed = task
@@ -224,6 +232,10 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for task, scores in zip(tasks, pool.map(one, tasks), strict=True):
             runs[task[0]][task[2]].append(scores)
+    if any(base_arm(arm) for arm in arms):
+        stacked = _stacked(b, found, stacks, exports, areas, out, arms, seeds, row_split)
+        for held, by_arm in stacked.items():
+            runs[held].update(by_arm)
     summary = summarise(runs, ndbi)
     metrics = {"summary": summary, "runs": runs, "ndbi": ndbi,
                "folds": [f.__dict__ for f in folds(tiles, row_split)],
@@ -236,6 +248,30 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     table = loto_table(summary, ndbi)
     atomic_write(out / "loto.txt", lambda handle: handle.write(table.encode() + b"\n"))
     return metrics
+
+
+def _stacked(b: Steps, found: dict, stacks: dict[str, Path], exports: dict[str, Path],
+             areas: dict[str, np.ndarray], out: Path, arms: Sequence[str], seeds: int,
+             row_split: str) -> dict[str, dict[str, list[dict]]]:
+    """The stacked arms' scores (:mod:`experiments.builtup_stack`), from the base arms' models."""
+    if b.built_label is None or b.tile_ndbi is None:
+        raise ConfigError("stacked arms need the experiment's label and NDBI steps")
+    cache: dict[str, tuple] = {}
+
+    def tile_data(prefix: str) -> tuple:
+        if prefix not in cache:
+            tile = found[prefix]
+            cache[prefix] = (tile.footprint, b.built_label(tile), robust_z(b.tile_ndbi(tile)))
+        return cache[prefix]
+
+    def map_tile(model_file: Path, prefix: str, where: Path) -> Path:
+        prob = Path(f"{where}_prob.tif")
+        if not prob.is_file():
+            prob = b.predict(model_file, stacks[prefix], where, found[prefix].month)[1]
+        return prob
+
+    parts = {f.held_out: f.train_sets for f in folds(list(found), row_split)}
+    return stack_runs(arms, seeds, parts, out, map_tile, tile_data, exports, areas)
 
 
 FIGURES_JSON = "docs/figures/builtup_loto.json"

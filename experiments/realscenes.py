@@ -24,6 +24,7 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 
 from experiments.scoring import binary_scores, roc_auc
 from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.dataset import read_index
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.local.labels import MAP_PREFIX, get_scheme
 from inference.cog.maps import PROB_SCALE
@@ -195,6 +196,22 @@ def calibration_scores(prob: np.ndarray, truth: np.ndarray, temperature: float |
         out.update(temperature=float(temperature), ece_built_uncalibrated=raw.ece)
         out["reliability"]["uncalibrated"] = raw.to_dict()
     return out
+
+
+def split_area(dataset: Path, footprint: Footprint, split: str) -> np.ndarray:
+    """Pixels of ``footprint`` inside the patch dataset's patches of ``split`` (bool)."""
+    area = np.zeros((footprint.height, footprint.width), bool)
+    inverse = ~footprint.transform
+    for record in read_index(dataset):
+        if record.get("split") != split:
+            continue
+        west, south, east, north = record["bounds"]
+        c0, r0 = inverse * (west, north)
+        c1, r1 = inverse * (east, south)
+        rows = slice(max(0, round(r0)), max(0, round(r1)))
+        cols = slice(max(0, round(c0)), max(0, round(c1)))
+        area[rows, cols] = True
+    return area
 
 
 def format_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:

@@ -1,0 +1,234 @@
+"""Every figure the real-data and land-cover pages quote in prose comes from a source JSON.
+
+The generated blocks are checked against their JSON by each experiment's own test; the prose
+around them quotes figures from those blocks. Here every decimal number of a section's prose
+(outside code) must be one its block prints, or one derived from its JSON here; a figure
+that no longer matches fails with the figures it did not find.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from inference.assess.figures import page_block
+
+ROOT = Path(__file__).resolve().parents[2]
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+
+
+def _page(name: str) -> str:
+    return (ROOT / "docs" / name).read_text(encoding="utf-8")
+
+
+def _json(path: str) -> dict:
+    return json.loads((ROOT / path).read_text(encoding="utf-8"))
+
+
+def _prose(page: str, start: str, end: str) -> str:
+    """The text between two markers, without fenced blocks and inline code."""
+    i = page.index(start) + len(start)
+    text = page[i:page.index(end, i)]
+    text = re.sub(r"```.*?```", " ", text, flags=re.S)
+    return re.sub(r"`[^`]*`", " ", text)
+
+
+def _block(page: str, source: str) -> str:
+    start, end = page_block(page, source)
+    return page[start:end]
+
+
+def _unmatched(prose: str, allowed: str | set[str]) -> list[str]:
+    """Decimals of ``prose`` that are neither in the block text nor in the derived set."""
+    if isinstance(allowed, str):
+        allowed = set(DECIMAL.findall(allowed))
+    return sorted({n for n in DECIMAL.findall(prose) if n not in allowed})
+
+
+def test_the_leave_one_tile_out_prose_quotes_its_table():
+    from experiments.builtup_loto import FIGURES_JSON
+
+    page = _page("real-data.md")
+    metrics = _json(FIGURES_JSON)
+    block = _block(page, FIGURES_JSON)
+    prose = _prose(page, "Standardising each window", "### A stacked arm")
+    derived = set(DECIMAL.findall(block))
+    java = metrics["summary"]["java"]
+    for arm in java.values():  # Java's ROC AUC against the 0.95 target
+        derived |= {f"{abs(0.95 - arm['auc']):.3f}", "0.95"}
+    derived |= {f"{abs(s['f1_minus_ndbi_best']):.3f}" for arms in metrics["summary"].values()
+                for s in arms.values()}
+    assert _unmatched(prose, derived) == []
+    built = {t: runs[metrics["arms"][0]][0]["built_pixels"] for t, runs in metrics["runs"].items()}
+    text = " ".join(page.split())
+    assert f"{built['ghana_b']} labelled built pixels" in text
+    assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+
+
+def test_the_stacked_arm_prose_quotes_its_table():
+    from experiments.builtup_loto import figures_markdown
+
+    source = "docs/figures/builtup_stack.json"
+    page = _page("real-data.md")
+    metrics = _json(source)
+    block = _block(page, source)
+    assert block.strip() == figures_markdown(metrics).strip()
+    assert _unmatched(_prose(page, "<!-- figures: " + source, "### Level-1C"), block) == []
+    text = " ".join(page.split())
+    assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+
+
+def test_the_ghana_tiles_are_as_hazy_as_the_page_says(shared_data):
+    """The medians of the visible bands the page quotes, from the tiles themselves."""
+    from experiments.builtup import DW_FOLDER, find_tile, reflectance
+
+    def medians(prefix: str) -> list[float]:
+        tile = find_tile(shared_data / DW_FOLDER, prefix)
+        return [float(np.nanmedian(v)) for v in reflectance(tile, ("B2", "B3", "B4")).values()]
+
+    ghana = medians("ghana_a") + medians("ghana_b")
+    java = medians("java")
+    text = " ".join(_page("real-data.md").split())
+    assert (f"the medians of their visible bands (B2, B3, B4) are {min(ghana):.3f}-"
+            f"{max(ghana):.3f}, those of the Java tile {min(java):.3f}-{max(java):.3f}") in text
+
+
+def test_the_change_prose_quotes_its_table():
+    from experiments.change_pairs import FIGURES_JSON
+
+    page = _page("real-data.md")
+    metrics = _json(FIGURES_JSON)
+    prose = _prose(page, "What it shows:", "holds every seed's and pair's scores")
+    assert _unmatched(prose, _block(page, FIGURES_JSON)) == []
+    text = " ".join(page.split())
+    assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+
+
+def test_the_terramesh_prose_quotes_its_table():
+    from experiments.terramesh import FIGURES_JSON
+
+    page = _page("real-data.md")
+    metrics = _json(FIGURES_JSON)
+    block = _block(page, FIGURES_JSON)
+    prose = _prose(page, "Default budget:", "Columns: F1")
+    assert _unmatched(prose, block) == []
+    text = " ".join(page.split())
+    train = metrics["test"][next(iter(metrics["test"]))]
+    assert f"({train['pixels']:,} px, {train['built_pixels']} built by the product)" in text
+    assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+
+
+def test_the_land_cover_prose_quotes_its_tables():
+    import experiments.landcover_figures as figs
+
+    page = _page("landcover.md")
+    prose = _prose(page, "What this shows, and what it does not:", "## What pruning")
+    assert _unmatched(prose, _block(page, figs.SOURCE)) == []
+
+
+def test_the_hrnet_sizes_the_land_cover_page_quotes():
+    """Parameters, prunable layers and FLOPs of HRNet at C = 18 and 24, unpruned and pruned.
+
+    FLOPs are counted on 64 px and scaled to 256 px: every counted operation is a convolution
+    or a matrix product, whose count grows with the pixels exactly.
+    """
+    import torch
+
+    from gee_export.contract.label_schemes import LANDCOVER_CLASSES
+    from training.modelfile import ModelMeta
+    from training.models import create_model
+    from training.pruning import (
+        compact_model,
+        flop_count,
+        fpgm_step,
+        parameter_count,
+        prunable_layers,
+    )
+
+    text = " ".join(_page("landcover.md").split())
+    bands = ("Red", "Green", "Blue", "NearInfrared")
+    sizes = {}
+    for width in (18, 24):
+        torch.manual_seed(0)
+        full = create_model("hrnet", 4, len(LANDCOVER_CLASSES), width=width).eval()
+        convs = sum(isinstance(m, torch.nn.Conv2d) for m in full.modules())
+        layers = len(prunable_layers(full))
+        params, flops = parameter_count(full), flop_count(full, 4, 64) * 16 / 1e9
+        fpgm_step(full, 0.4)
+        meta = ModelMeta("hrnet", 4, len(LANDCOVER_CLASSES), bands, (0.0,) * 4, (1.0,) * 4,
+                         "landcover", LANDCOVER_CLASSES, model_kwargs={"width": width})
+        small = compact_model(full, meta)[0].eval()
+        sizes[width] = (params, parameter_count(small), flops,
+                        flop_count(small, 4, 64) * 16 / 1e9, layers, convs)
+    p, q, f, g, layers, convs = sizes[18]
+    assert f"{layers} of {convs} convolutions" in text
+    assert f"{p / 1e6:.2f} M -> {q / 1e6:.2f} M parameters, {f:.2f} -> {g:.2f} GFLOPs" in text
+    p, q, f, g, _, _ = sizes[24]
+    assert f"{p / 1e6:.2f} M parameters" in text and f"{p:,} -> {q:,} parameters" in text
+    assert f"FLOPs {f:.2f} -> {g:.2f} G, {100 * (1 - g / f):.1f} % fewer" in text
+
+
+def test_the_terramesh_block_is_the_table_of_its_json(tmp_path):
+    from experiments.terramesh import FIGURES_JSON, figures_markdown, update_page
+
+    page = _page("real-data.md")
+    metrics = _json(FIGURES_JSON)
+    assert _block(page, FIGURES_JSON) == figures_markdown(metrics)
+    metrics["models"]["unet-s2"][metrics["train_cell"]]["f1_built"] = 0.123
+    (tmp_path / "f.json").write_text(json.dumps(metrics))
+    (tmp_path / "p.md").write_text("a\n<!-- figures: f.json -->\nold\n<!-- end figures -->\n")
+    assert update_page("f.json", "p.md", root=str(tmp_path)) is True
+    assert "0.123" in (tmp_path / "p.md").read_text()
+
+
+def test_the_pruning_tables_and_prose_quote_their_json():
+    """The three pruning runs' tables, and every decimal the section's prose derives from them."""
+    import experiments.landcover_figures as figs
+
+    page = _page("landcover.md")
+    derived: set[str] = set()
+    oa_changes = []
+    for name in ("in", "bn", "bn_x3"):
+        report = _json(figs.pruning_source(name))
+        block = _block(page, figs.pruning_source(name))
+        assert block == figs.pruning_block(report)
+        derived |= set(DECIMAL.findall(block))
+        oa = {m: 100 * s["OA"]["mean"] for m, s in report["summary"].items()}
+        oa_changes.append(f"{oa['hrnet pruned'] - oa['hrnet']:.1f}")
+        derived |= {f"{abs(oa['hrnet pruned'] - oa['hrnet']):.1f}",
+                    f"{abs(oa['hrnet + CLAHE'] - oa['hrnet']):.1f}"}
+        derived |= {f"{v / 1e9:.2f}" for v in report["flops_256"].values()}
+    prose = _prose(page, "## What pruning and CLAHE cost in accuracy", "## Pruning speed")
+    assert _unmatched(prose, derived) == []
+    params = report["parameters"]
+    text = " ".join(page.split())
+    assert f"parameters {params['hrnet']:,} -> {params['pruned']:,}" in text
+    change = "{} (IN), {} (BN), {} (BN 3x)".format(*oa_changes)
+    assert f"Accuracy change (`experiments.landcover_pruning`, above): {change}" in text
+    pixels = report["test_pixels"]
+    listed = ", ".join(f"{c.replace('_land', '')} {n:,}"
+                       for c, n in sorted(pixels.items(), key=lambda kv: -kv[1]))
+    assert f"({sum(pixels.values()):,} labelled pixels: {listed})" in text
+    assert f"({params['hrnet'] / 1e3:.0f} k parameters" in text
+    assert f"({params['pruned'] / 1e3:.0f} k parameters" in text
+
+
+def test_the_chesapeake_counts_the_land_cover_page_quotes(shared_data):
+    """Patch 0's share of the impervious pixels, and its quadrants', from the patches."""
+    from experiments.chesapeake_nlcd import CHESAPEAKE_FOLDER, read_patches
+    from gee_export.contract.label_schemes import LANDCOVER_CLASSES
+
+    patches = read_patches(shared_data / CHESAPEAKE_FOLDER)
+    isa = LANDCOVER_CLASSES.index("impervious")
+    per_patch = [int((p.truth == isa).sum()) for p in patches]
+    first = patches[0].truth == isa
+    h, w = first.shape
+    quadrants = [int(q.sum()) for q in (first[:h // 2, :w // 2], first[:h // 2, w // 2:],
+                                        first[h // 2:, :w // 2], first[h // 2:, w // 2:])]
+    text = " ".join(_page("landcover.md").split())
+    assert f"Patch 0 holds {per_patch[0]} of the tile's {sum(per_patch)} impervious pixels" in text
+    assert f"pool all {sum(p.truth.size for p in patches):,} pixels" in text
+    assert "patch 0's quadrants hold {}, {}, {} and {} impervious pixels".format(*quadrants) in text
