@@ -17,9 +17,10 @@ Contracts (docs/performance.md explains each):
   inference job of known length the budget is at most :data:`MEASURE_SHARE` of its model time
   (:func:`job_budget`) and bounds the whole measuring (probe, agreement checks, timed calls).
   Candidates the budget cannot check or time are ``skipped``; the rest are timed round-robin,
-  so a busy machine slows them alike, each keeping its best time. The probe's untimed fp32
-  NCHW call is the agreement reference and its timed call fp32 NCHW's timing. Training times
-  whole steps on a *copy* of the model with a fresh optimizer and the RNG state restored.
+  so a busy machine slows them alike, each keeping its best time. Inference checks agreement
+  on a crop of the first tile (:meth:`~engine.execution.SettingRunner.check_batch`) and
+  times whole tiles, the probe's call being fp32 NCHW's timing. Training times whole steps
+  on a *copy* of the model with a fresh optimizer and the RNG state restored.
 - **Cached, never stale under load.** A :class:`Choice` is cached in
   ``$XDG_CACHE_HOME/isamap/autotune.json`` under the model's architecture and arguments, the
   input (for inference, tile) shape, device, torch version and thread count, and consulted
@@ -396,13 +397,19 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
         runner = SettingRunner(model, batch, device, mode, step)
         try:
-            if mode == "inference":
+            # inference checks agreement on a crop of the first tile, first (before the probe)
+            check = runner.check_batch() if mode == "inference" else None
+            if check is not None:
+                t0 = time.perf_counter()
+                reference = runner.reference(check)
+                reference_s = time.perf_counter() - t0
                 budget_s = job_budget(budget_s, samples, runner.probe())
             deadline = started + budget_s
             batch = runner.fit_batch(budget_s, len(cands) + int(bool(compile)))
-            t0 = time.perf_counter()
-            reference = runner.reference(batch)
-            reference_s = time.perf_counter() - t0
+            if check is None:
+                check, t0 = batch, time.perf_counter()
+                reference = runner.reference(batch)
+                reference_s = time.perf_counter() - t0
             # fp32 NCHW is the reference itself, and the probe timed it on this batch
             fp32 = runner.fp32_seconds(batch)
             timed = ({Setting(): fp32} if fp32 is not None and measure is None
@@ -411,17 +418,15 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             first_call: dict[Setting, float] = {}
             unchecked: list[Setting] = []
             for cand in _check_order(cands):
-                if cand in timed:
-                    errors[cand], first_call[cand] = 0.0, timed[cand]
-                elif mode == "training" and cand == Setting():
+                if cand in timed or (mode == "training" and cand == Setting()):
                     # the reference forward is fp32 NCHW's own check: not run twice
                     errors[cand], first_call[cand] = 0.0, reference_s
                 elif (measure is None and first_call and time.perf_counter()
-                      + _check_seconds(mode, first_call, runner.call_seconds) > deadline):
+                      + min(first_call.values()) > deadline):
                     unchecked.append(cand)  # the budget cannot pay for its check
                 else:
                     t0 = time.perf_counter()
-                    errors[cand] = runner.disagreement(cand, batch, reference)
+                    errors[cand] = runner.disagreement(cand, check, reference)
                     first_call[cand] = time.perf_counter() - t0
             if unchecked:
                 log.info("autotune: the budget (%.3g s) leaves no time to check %s", budget_s,
@@ -474,7 +479,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                         "not compiled", samples or 0, 1000.0 * times[best] / n)
             elif compile:
                 compiled = replace(best, compile=True)
-                errors[compiled] = runner.disagreement(compiled, batch, reference)
+                errors[compiled] = runner.disagreement(compiled, batch, runner.reference(batch))
                 if errors[compiled] <= tolerance and runner.warm_up(compiled, batch):
                     again = time.perf_counter() + budget_s / 2
                     times.update(_time(runner, [best, compiled], batch, again, measure))
@@ -487,7 +492,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             runner.close()
     return Choice(best, "measured", mode,
                   ms_per_sample={s.label: round(1000.0 * t / n, 4) for s, t in times.items()},
-                  errors={s.label: round(e, 6) for s, e in errors.items()},
+                  errors={s.label: float(f"{e:.4g}") for s, e in errors.items()},
                   rejected=tuple(s.label for s, e in errors.items() if e > tolerance),
                   skipped=tuple(s.label for s in skipped), tolerance=tolerance,
                   measured_batch=n, measured_size=tuple(batch["image"].shape[-2:]),
@@ -515,17 +520,6 @@ def job_budget(budget_s: float, samples: int | None, seconds_per_sample: float) 
     if samples is None:
         return budget_s
     return min(budget_s, MEASURE_SHARE * samples * seconds_per_sample)
-
-
-def _check_seconds(mode: Mode, first_call: Mapping[Setting, float], call_seconds: float) -> float:
-    """What one more agreement check is expected to take.
-
-    In inference a check is a call (``call_seconds``, the probe's estimate); in training it
-    is a forward while ``call_seconds`` is a whole step, so the quickest check so far is
-    the estimate. A training step can outlast the whole budget on a slow or loaded machine:
-    this is what lets the budget bound the checks there too.
-    """
-    return call_seconds if mode == "inference" else min(first_call.values())
 
 
 def _within_budget(agreeing: list[Setting], first_call: Mapping[Setting, float],
