@@ -50,7 +50,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from engine import devices, records
+from engine import devices, prior, records
 from engine.allocator import keep_freed_memory
 from engine.choice_value import TOLERANCE, Choice
 from engine.compiled import CompiledForInference
@@ -87,7 +87,7 @@ CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
 CACHE_FORMAT = "isamap-autotune/3"  # /2 entries could hold a choice measured under load
 #: At most this share of an inference job's model time goes to measuring (:func:`job_budget`);
 #: a job of fewer samples than (candidates + 3) / MEASURE_SHARE with no cached choice runs
-#: the first candidate (fp32) unmeasured: the fewest calls measuring needs cost more.
+#: :func:`engine.prior.short_job`'s pick unmeasured: the fewest calls measuring needs cost more.
 MEASURE_SHARE = 0.1
 #: A 1-minute load average per core from which the machine counts as busy: a contended
 #: choice is reused from the cache only then (a quiet machine measures its own).
@@ -175,12 +175,13 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
             return reused
     if samples is not None and mode == "inference" and not compile and \
             samples * MEASURE_SHARE < len(cands) + 3:
-        # measuring (the probe's two fp32 calls, a check of every other candidate and two
-        # timed calls, at least) would cost more than MEASURE_SHARE of the model time
-        log.log(DETAIL, "autotune: %d samples are too few for measuring to pay; running %s",
-                samples, cands[0].label)
-        return Choice(cands[0], "explicit" if len(cands) == 1 else "short-job", mode, shape,
-                      where, tolerance=tolerance)
+        # measuring (a whole-tile call of every candidate after its first-call costs, and
+        # a further round) would cost more than MEASURE_SHARE of the model time
+        short = prior.short_job(model, example, device, cands, checked=precision == "auto",
+                                tolerance=tolerance, mode=mode)
+        log.log(DETAIL, "autotune: %d samples are too few for measuring to pay; running %s "
+                "(engine.prior)", samples, short.label)
+        return replace(short, device=where)
     threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
     choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
                       tolerance, measure)
