@@ -175,12 +175,9 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
             return reused
     if samples is not None and mode == "inference" and not compile and \
             samples * MEASURE_SHARE < len(cands) + 3:
-        # measuring (a whole-tile call of every candidate after its first-call costs, and
-        # a further round) would cost more than MEASURE_SHARE of the model time
+        # measuring would cost more than MEASURE_SHARE of the model time (engine.prior logs)
         short = prior.short_job(model, example, device, cands, checked=precision == "auto",
                                 tolerance=tolerance, mode=mode)
-        log.log(DETAIL, "autotune: %d samples are too few for measuring to pay; running %s "
-                "(engine.prior)", samples, short.label)
         return replace(short, device=where)
     threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
     choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
@@ -398,9 +395,8 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
         runner = SettingRunner(model, batch, device, mode, step)
         try:
-            # inference checks agreement on a crop of the first tile, first (before the probe)
             check = runner.check_batch() if mode == "inference" else None
-            if check is not None:
+            if check is not None:  # inference: agreement on a crop, checked before the probe
                 t0 = time.perf_counter()
                 reference = runner.reference(check)
                 reference_s = time.perf_counter() - t0
@@ -422,8 +418,8 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                 if cand in timed or (mode == "training" and cand == Setting()):
                     # the reference forward is fp32 NCHW's own check: not run twice
                     errors[cand], first_call[cand] = 0.0, reference_s
-                elif (measure is None and first_call and time.perf_counter()
-                      + min(first_call.values()) > deadline):
+                elif (measure is None and mode == "training" and first_call  # crops: paid
+                      and time.perf_counter() + min(first_call.values()) > deadline):
                     unchecked.append(cand)  # the budget cannot pay for its check
                 else:
                     t0 = time.perf_counter()
@@ -462,22 +458,31 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                 skipped += slow
                 ready = [c for c in ready if c not in slow]
             n = int(batch["image"].shape[0])
-            if ready or timed:
+            ruled: Setting | None = None
+            if ready or (timed and not unpaid):
                 # no further round once the job's share at the fastest speed seen is spent
                 rounds_until = (None if samples is None or mode != "inference" else
                                 lambda fastest: started + job_budget(budget_s, samples,
                                                                      fastest / n))
                 times = _time(runner, ready, batch, deadline, measure, timed, rounds_until)
                 skipped += unpaid
+            elif mode == "inference":
+                # no time for a whole-tile call of any other agreeing candidate (a loaded
+                # machine): the device rule picks among them, as for a short job
+                times = dict(timed)
+                ruled = prior.preferred(device, [*timed, *unpaid] or agreeing or cands[:1])
+                skipped += [c for c in unpaid if c != ruled]
+                log.info("autotune: no time for a timed call; ran %s by engine.prior", ruled)
             else:  # the budget was spent before any step: the agreement checks rank them
                 times = {c: first_call[c] for c in unpaid or agreeing or cands[:1]}
                 log.info("autotune: the budget was spent before any timed call; ranked by the "
                          "agreement checks: %s",
                          ", ".join(f"{c.label} {t:.3g} s" for c, t in times.items()))
-            best = min(times, key=times.__getitem__)
-            if compile == "auto" and not compile_may_pay(1000.0 * times[best] / n, samples or 0):
+            best = ruled or min(times, key=times.__getitem__)
+            ms = 1000.0 * times.get(best, 0.0) / n  # a ruled pick: no time to compile it
+            if (compile == "auto" and not compile_may_pay(ms, samples or 0)) or ruled:
                 log.log(DETAIL, "autotune: %d samples at %.3g ms are too few for compiling to pay; "
-                        "not compiled", samples or 0, 1000.0 * times[best] / n)
+                        "not compiled", samples or 0, ms)
             elif compile:
                 compiled = replace(best, compile=True)
                 errors[compiled] = runner.disagreement(compiled, batch, runner.reference(batch))

@@ -102,6 +102,8 @@ def short_job(model: nn.Module, example: torch.Tensor, device: torch.device,
             rejected = (pick.label,)
             pick = preferred(device, [c for c in cands if c.precision == "fp32"] or cands,
                              lambda _: None)
+    log.log(DETAIL, "autotune: too few samples for measuring to pay; running %s (the device "
+            "rule, engine.prior)", pick.label)
     return Choice(pick, "explicit" if len(cands) == 1 else "short-job", mode,
                   tuple(int(s) for s in example.shape), errors=errors, rejected=rejected,
                   tolerance=tolerance)

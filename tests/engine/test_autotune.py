@@ -323,22 +323,26 @@ def test_a_short_job_reuses_a_choice_measured_earlier_for_the_same_tiles(cache, 
     assert (busy.source, busy.label, busy.contended) == ("cache", "fp32/nchw", True)
 
 
-def _forwards(model: torch.nn.Module) -> list[int]:
-    calls: list[int] = []
-    model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+def _forwards(model: torch.nn.Module) -> list[tuple[int, int]]:
+    """(batch, height) of every forward of ``model``."""
+    calls: list[tuple[int, int]] = []
+    model.register_forward_hook(
+        lambda module, args, out: calls.append((args[0].shape[0], args[0].shape[-1])))
     return calls
 
 
 def test_the_whole_measuring_stays_within_its_share_of_the_job(monkeypatch):
-    """An inference job's measuring, agreement checks included, is bounded by
-    MEASURE_SHARE of its model time at the probe's speed: with no time for more, the probe
-    alone runs (its untimed call is fp32's reference, its timed call fp32's timing, no call
-    paid twice) and the candidates it cannot check are skipped, not guessed."""
+    """An inference job's measuring is bounded by MEASURE_SHARE of its model time at the
+    probe's speed. Agreement is checked on a crop of the first tile (fp32's reference first),
+    timings are taken on whole tiles: with no time for any timed call beyond the probe's (fp32's
+    timing), the crops' checks still run and the device rule (engine.prior) picks among the
+    candidates that agree; the others are skipped."""
     assert autotune.job_budget(6.0, None, 0.3) == 6.0
     assert autotune.job_budget(6.0, 10_000, 0.3) == 6.0
     assert autotune.job_budget(6.0, 80, 0.25) == pytest.approx(autotune.MEASURE_SHARE * 20)
-    model, x = conv_bn_net(), six_band_batch(1, 64)
+    model, x = conv_bn_net(), six_band_batch(1, 192)
     calls = _forwards(model)
+    monkeypatch.setattr(prior, "native_reduced_precision", lambda device: "bf16")
     # a job whose share of model time leaves nothing for measuring beyond the probe
     asked: list[tuple] = []
 
@@ -351,10 +355,13 @@ def test_the_whole_measuring_stays_within_its_share_of_the_job(monkeypatch):
     budget_s, samples, per_sample = asked[0]  # the probe's; then the fastest seen
     assert (budget_s, samples) == (autotune.DEFAULT_BUDGET_S, 1_000) and per_sample > 0
     everything = {s.label for s in autotune.candidates(CPU, "auto", "auto")}
-    assert calls == [1, 1]  # the probe's two calls of one tile: nothing else ran
-    assert (bare.source, bare.label, set(bare.ms_per_sample)) == (
-        "measured", "fp32/nchw", {"fp32/nchw"})
-    assert bare.errors == {"fp32/nchw": 0.0} and set(bare.skipped) == everything - {"fp32/nchw"}
+    # fp32's reference on the crop, the probe's one timed tile, the three other crop checks
+    assert calls == [(1, 128), (1, 192), (1, 128), (1, 128), (1, 128)]
+    ruled = prior.preferred(CPU, autotune.candidates(CPU, "auto", "auto"))
+    assert (bare.source, bare.setting, set(bare.ms_per_sample)) == (
+        "measured", ruled, {"fp32/nchw"})
+    assert set(bare.errors) == everything and not bare.rejected
+    assert set(bare.skipped) == everything - {"fp32/nchw", ruled.label}
     monkeypatch.undo()
     # a budget that pays for everything: every candidate checked, and timed or reported slow;
     # fp32/nchw's check is the probe's reference (two calls), the others' one call each
