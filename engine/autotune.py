@@ -472,7 +472,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                 times = dict(timed)
                 ruled = prior.preferred(device, [*timed, *unpaid] or agreeing or cands[:1])
                 skipped += [c for c in unpaid if c != ruled]
-                log.info("autotune: no time for a timed call; ran %s by engine.prior", ruled)
+                log.info("autotune: no time for a timed call; ran %s (engine.prior)", ruled.label)
             else:  # the budget was spent before any step: the agreement checks rank them
                 times = {c: first_call[c] for c in unpaid or agreeing or cands[:1]}
                 log.info("autotune: the budget was spent before any timed call; ranked by the "
@@ -481,8 +481,8 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             best = ruled or min(times, key=times.__getitem__)
             ms = 1000.0 * times.get(best, 0.0) / n  # a ruled pick: no time to compile it
             if (compile == "auto" and not compile_may_pay(ms, samples or 0)) or ruled:
-                log.log(DETAIL, "autotune: %d samples at %.3g ms are too few for compiling to pay; "
-                        "not compiled", samples or 0, ms)
+                log.log(DETAIL, "autotune: %d samples at %.3g ms: compiling cannot pay (or no "
+                        "time to try it); not compiled", samples or 0, ms)
             elif compile:
                 compiled = replace(best, compile=True)
                 errors[compiled] = runner.disagreement(compiled, batch, runner.reference(batch))
