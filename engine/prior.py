@@ -18,10 +18,12 @@ speed measured on some machine:
 Explicit values are kept (the rule picks only among the candidates left to ``auto``). A
 reduced precision the rule picks under ``--precision auto`` passes the agreement check the
 measuring applies (fp32 NCHW against it on a crop of the first tile,
-:meth:`~engine.execution.SettingRunner.check_batch`; a few hundredths of a tile's call) or is
-rejected, and the job runs fp32. What a map records is the setting it ran, so its bytes are a
-function of that setting, as for a measured choice. A longer job, or a cached choice, is
-measured: the rule only ever decides what no measurement would pay for.
+:meth:`~engine.execution.SettingRunner.check_batch`: 128 pixels a side, a sixteenth of a
+512-pixel tile) or is rejected, and the job runs fp32. What a map records is the setting it
+ran, so its bytes are a function of that setting, as for a measured choice. A cached
+measured choice comes first and a longer job measures: the rule decides only what no
+measurement pays for (here, and in :mod:`engine.autotune` when the budget leaves no time for
+any timed call).
 
 May import: ``engine.execution``, ``engine.choice_value``, ``gee_export.core``, torch.
 """
