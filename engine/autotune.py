@@ -395,10 +395,10 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
         runner = SettingRunner(model, batch, device, mode, step)
         try:
-            check = runner.check_batch() if mode == "inference" else None
-            if check is not None:  # inference: agreement on a crop, checked before the probe
+            check = None
+            if mode == "inference":  # agreement on a crop, checked before the probe
                 t0 = time.perf_counter()
-                reference = runner.reference(check)
+                check, reference = runner.check_reference()
                 reference_s = time.perf_counter() - t0
                 budget_s = job_budget(budget_s, samples, runner.probe())
             deadline = started + budget_s

@@ -207,6 +207,22 @@ class SettingRunner:
         h, w = self.example["image"].shape[-2:]
         return cut_batch(self.example, 1, min(h, CHECK_SIDE), min(w, CHECK_SIDE))
 
+    def check_reference(self) -> tuple[Batch, torch.Tensor]:
+        """The agreement checks' input (:meth:`check_batch`) and fp32 NCHW's probabilities.
+
+        A model that cannot run on the crop (one made for a fixed input size) is checked on
+        the whole first tile instead.
+        """
+        crop = self.check_batch()
+        try:
+            return crop, self.reference(crop)
+        except Exception as exc:  # whatever the model raises for an input size it refuses
+            h, w = self.example["image"].shape[-2:]
+            log.log(DETAIL, "autotune: the model refuses a %s crop (%s); checking whole tiles",
+                    "x".join(map(str, crop["image"].shape[-2:])), exc)
+            whole = cut_batch(self.example, 1, h, w)
+            return whole, self.reference(whole)
+
     def fit_batch(self, budget_s: float, n_candidates: int) -> Batch:
         """The part of the example to measure on.
 

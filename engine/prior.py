@@ -93,8 +93,7 @@ def short_job(model: nn.Module, example: torch.Tensor, device: torch.device,
             runner = SettingRunner(model, {"image": example.to(device)}, device, "inference",
                                    None)
             try:
-                crop = runner.check_batch()
-                error = runner.disagreement(pick, crop, runner.reference(crop))
+                error = runner.disagreement(pick, *runner.check_reference())
             finally:
                 runner.close()
         errors = {Setting().label: 0.0, pick.label: float(f"{error:.4g}")}

@@ -7,6 +7,7 @@ import torch
 
 from engine import autotune, prior
 from engine.execution import Setting
+from tests.support.models import conv_bn_net, six_band_batch
 
 CPU = torch.device("cpu")
 
@@ -27,3 +28,27 @@ def test_the_rule_follows_the_reported_capabilities_among_the_candidates_left_to
     # the query itself: what torch reports (bf16 only with oneDNN), nothing on a GPU
     assert prior.native_reduced_precision(CPU) in (None, "bf16")
     assert prior.native_reduced_precision(torch.device("cuda")) is None
+
+
+class FixedSize(torch.nn.Module):
+    """A model made for one input size: it refuses the check crop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = conv_bn_net()
+
+    def forward(self, x):
+        if x.shape[-1] != 192:
+            raise ValueError("this model takes 192-pixel tiles only")
+        return self.net(x)
+
+
+def test_a_model_that_refuses_the_crop_is_checked_on_whole_tiles():
+    model, x = FixedSize().eval(), six_band_batch(2, 192)
+    everything = autotune.candidates(CPU, "auto", "auto")
+    short = prior.short_job(model, x, CPU, everything, checked=True, tolerance=0.02,
+                            native=lambda d: "bf16")
+    assert short.precision == "bf16" and not short.rejected
+    assert 0 < short.errors[short.label] <= 0.02
+    measured = autotune.choose(model, x, CPU, cache=False, measure=lambda s, run: run() or 1.0)
+    assert set(measured.errors) == {s.label for s in everything} and not measured.rejected
