@@ -442,7 +442,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             unpaid: list[Setting] = []
             if measure is None:
                 agreeing, unpaid = _within_budget(agreeing, first_call, runner.call_seconds,
-                                                  mode, deadline)
+                                                  mode, deadline, device)
             ready: list[Setting] = []
             for cand in agreeing:
                 t0 = time.perf_counter()
@@ -467,8 +467,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                 times = _time(runner, ready, batch, deadline, measure, timed, rounds_until)
                 skipped += unpaid
             elif mode == "inference":
-                # no time for a whole-tile call of any other agreeing candidate (a loaded
-                # machine): the device rule picks among them, as for a short job
+                # no time to time another candidate: the device rule picks (a short job's)
                 times = dict(timed)
                 ruled = prior.preferred(device, [*timed, *unpaid] or agreeing or cands[:1])
                 skipped += [c for c in unpaid if c != ruled]
@@ -529,21 +528,22 @@ def job_budget(budget_s: float, samples: int | None, seconds_per_sample: float) 
 
 
 def _within_budget(agreeing: list[Setting], first_call: Mapping[Setting, float],
-                   call_seconds: float, mode: Mode,
-                   deadline: float) -> tuple[list[Setting], list[Setting]]:
+                   call_seconds: float, mode: Mode, deadline: float,
+                   device: torch.device) -> tuple[list[Setting], list[Setting]]:
     """The agreeing candidates the rest of the budget can time, and those it cannot.
 
     Each candidate still needs one timed call, and in training a warm-up step before it. When
-    the budget cannot pay for all of them (a slow step, or a loaded machine), the ones whose
-    agreement check ran fastest are timed, as many as fit; the others are reported as
-    skipped; with no time left at all, none is timed and the agreement checks'
-    times rank them. So the measuring stays near its budget instead of a multiple of it.
+    the budget cannot pay for all of them (a slow step, or a loaded machine), as many as fit
+    are timed: in inference the device rule's pick (:func:`engine.prior.preferred`) first,
+    then those whose agreement check ran fastest. So the measuring stays near its budget.
     """
     per_candidate = call_seconds * (2 if mode == "training" else 1)
     fits = max(int((deadline - time.perf_counter()) / max(per_candidate, 1e-9)), 0)
     if fits >= len(agreeing):
         return agreeing, []
-    ranked = sorted(agreeing, key=lambda c: first_call[c])
+    cpu_inference = mode == "inference" and device.type == "cpu"  # no rule on a GPU
+    ruled = prior.preferred(device, agreeing) if cpu_inference and agreeing else None
+    ranked = sorted(agreeing, key=lambda c: (c != ruled, first_call[c]))
     keep = ranked[:fits]
     log.info("autotune: the budget leaves time to time %d of %d candidates (%.3g s a call); "
              "timing the quickest by their agreement check: %s", len(keep), len(agreeing),
