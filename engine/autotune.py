@@ -17,9 +17,10 @@ Contracts (docs/performance.md explains each):
   inference job of known length the budget is at most :data:`MEASURE_SHARE` of its model time
   (:func:`job_budget`) and bounds the whole measuring (probe, agreement checks, timed calls).
   Candidates the budget cannot check or time are ``skipped``; the rest are timed round-robin,
-  so a busy machine slows them alike, each keeping its best time. The probe's untimed fp32
-  NCHW call is the agreement reference and its timed call fp32 NCHW's timing. Training times
-  whole steps on a *copy* of the model with a fresh optimizer and the RNG state restored.
+  so a busy machine slows them alike, each keeping its best time. Inference checks agreement
+  on a crop of the first tile (:meth:`~engine.execution.SettingRunner.check_batch`) and
+  times whole tiles, the probe's call being fp32 NCHW's timing. Training times whole steps
+  on a *copy* of the model with a fresh optimizer and the RNG state restored.
 - **Cached, never stale under load.** A :class:`Choice` is cached in
   ``$XDG_CACHE_HOME/isamap/autotune.json`` under the model's architecture and arguments, the
   input (for inference, tile) shape, device, torch version and thread count, and consulted
@@ -49,7 +50,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from engine import devices, records
+from engine import devices, prior, records
 from engine.allocator import keep_freed_memory
 from engine.choice_value import TOLERANCE, Choice
 from engine.compiled import CompiledForInference
@@ -86,7 +87,7 @@ CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
 CACHE_FORMAT = "isamap-autotune/3"  # /2 entries could hold a choice measured under load
 #: At most this share of an inference job's model time goes to measuring (:func:`job_budget`);
 #: a job of fewer samples than (candidates + 3) / MEASURE_SHARE with no cached choice runs
-#: the first candidate (fp32) unmeasured: the fewest calls measuring needs cost more.
+#: :func:`engine.prior.short_job`'s pick unmeasured: the fewest calls measuring needs cost more.
 MEASURE_SHARE = 0.1
 #: A 1-minute load average per core from which the machine counts as busy: a contended
 #: choice is reused from the cache only then (a quiet machine measures its own).
@@ -174,12 +175,10 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
             return reused
     if samples is not None and mode == "inference" and not compile and \
             samples * MEASURE_SHARE < len(cands) + 3:
-        # measuring (the probe's two fp32 calls, a check of every other candidate and two
-        # timed calls, at least) would cost more than MEASURE_SHARE of the model time
-        log.log(DETAIL, "autotune: %d samples are too few for measuring to pay; running %s",
-                samples, cands[0].label)
-        return Choice(cands[0], "explicit" if len(cands) == 1 else "short-job", mode, shape,
-                      where, tolerance=tolerance)
+        # measuring would cost more than MEASURE_SHARE of the model time (engine.prior logs)
+        short = prior.short_job(model, example, device, cands, checked=precision == "auto",
+                                tolerance=tolerance, mode=mode)
+        return replace(short, device=where)
     threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
     choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
                       tolerance, measure)
@@ -396,13 +395,18 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
         runner = SettingRunner(model, batch, device, mode, step)
         try:
-            if mode == "inference":
+            check = None
+            if mode == "inference":  # agreement on a crop, checked before the probe
+                t0 = time.perf_counter()
+                check, reference = runner.check_reference()
+                reference_s = time.perf_counter() - t0
                 budget_s = job_budget(budget_s, samples, runner.probe())
             deadline = started + budget_s
             batch = runner.fit_batch(budget_s, len(cands) + int(bool(compile)))
-            t0 = time.perf_counter()
-            reference = runner.reference(batch)
-            reference_s = time.perf_counter() - t0
+            if check is None:
+                check, t0 = batch, time.perf_counter()
+                reference = runner.reference(batch)
+                reference_s = time.perf_counter() - t0
             # fp32 NCHW is the reference itself, and the probe timed it on this batch
             fp32 = runner.fp32_seconds(batch)
             timed = ({Setting(): fp32} if fp32 is not None and measure is None
@@ -411,17 +415,15 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             first_call: dict[Setting, float] = {}
             unchecked: list[Setting] = []
             for cand in _check_order(cands):
-                if cand in timed:
-                    errors[cand], first_call[cand] = 0.0, timed[cand]
-                elif mode == "training" and cand == Setting():
+                if cand in timed or (mode == "training" and cand == Setting()):
                     # the reference forward is fp32 NCHW's own check: not run twice
                     errors[cand], first_call[cand] = 0.0, reference_s
-                elif (measure is None and first_call and time.perf_counter()
-                      + _check_seconds(mode, first_call, runner.call_seconds) > deadline):
+                elif (measure is None and mode == "training" and first_call  # crops: paid
+                      and time.perf_counter() + min(first_call.values()) > deadline):
                     unchecked.append(cand)  # the budget cannot pay for its check
                 else:
                     t0 = time.perf_counter()
-                    errors[cand] = runner.disagreement(cand, batch, reference)
+                    errors[cand] = runner.disagreement(cand, check, reference)
                     first_call[cand] = time.perf_counter() - t0
             if unchecked:
                 log.info("autotune: the budget (%.3g s) leaves no time to check %s", budget_s,
@@ -440,7 +442,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             unpaid: list[Setting] = []
             if measure is None:
                 agreeing, unpaid = _within_budget(agreeing, first_call, runner.call_seconds,
-                                                  mode, deadline)
+                                                  mode, deadline, device)
             ready: list[Setting] = []
             for cand in agreeing:
                 t0 = time.perf_counter()
@@ -456,25 +458,33 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                 skipped += slow
                 ready = [c for c in ready if c not in slow]
             n = int(batch["image"].shape[0])
-            if ready or timed:
+            ruled: Setting | None = None
+            if ready or (timed and not unpaid):
                 # no further round once the job's share at the fastest speed seen is spent
                 rounds_until = (None if samples is None or mode != "inference" else
                                 lambda fastest: started + job_budget(budget_s, samples,
                                                                      fastest / n))
                 times = _time(runner, ready, batch, deadline, measure, timed, rounds_until)
                 skipped += unpaid
+            elif mode == "inference":
+                # no time to time another candidate: the device rule picks (a short job's)
+                times = dict(timed)
+                ruled = prior.preferred(device, [*timed, *unpaid] or agreeing or cands[:1])
+                skipped += [c for c in unpaid if c != ruled]
+                log.info("autotune: no time for a timed call; ran %s (engine.prior)", ruled.label)
             else:  # the budget was spent before any step: the agreement checks rank them
                 times = {c: first_call[c] for c in unpaid or agreeing or cands[:1]}
                 log.info("autotune: the budget was spent before any timed call; ranked by the "
                          "agreement checks: %s",
                          ", ".join(f"{c.label} {t:.3g} s" for c, t in times.items()))
-            best = min(times, key=times.__getitem__)
-            if compile == "auto" and not compile_may_pay(1000.0 * times[best] / n, samples or 0):
-                log.log(DETAIL, "autotune: %d samples at %.3g ms are too few for compiling to pay; "
-                        "not compiled", samples or 0, 1000.0 * times[best] / n)
+            best = ruled or min(times, key=times.__getitem__)
+            ms = 1000.0 * times.get(best, 0.0) / n  # a ruled pick: no time to compile it
+            if (compile == "auto" and not compile_may_pay(ms, samples or 0)) or ruled:
+                log.log(DETAIL, "autotune: %d samples at %.3g ms: compiling cannot pay (or no "
+                        "time to try it); not compiled", samples or 0, ms)
             elif compile:
                 compiled = replace(best, compile=True)
-                errors[compiled] = runner.disagreement(compiled, batch, reference)
+                errors[compiled] = runner.disagreement(compiled, batch, runner.reference(batch))
                 if errors[compiled] <= tolerance and runner.warm_up(compiled, batch):
                     again = time.perf_counter() + budget_s / 2
                     times.update(_time(runner, [best, compiled], batch, again, measure))
@@ -487,7 +497,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             runner.close()
     return Choice(best, "measured", mode,
                   ms_per_sample={s.label: round(1000.0 * t / n, 4) for s, t in times.items()},
-                  errors={s.label: round(e, 6) for s, e in errors.items()},
+                  errors={s.label: float(f"{e:.4g}") for s, e in errors.items()},
                   rejected=tuple(s.label for s, e in errors.items() if e > tolerance),
                   skipped=tuple(s.label for s in skipped), tolerance=tolerance,
                   measured_batch=n, measured_size=tuple(batch["image"].shape[-2:]),
@@ -517,33 +527,23 @@ def job_budget(budget_s: float, samples: int | None, seconds_per_sample: float) 
     return min(budget_s, MEASURE_SHARE * samples * seconds_per_sample)
 
 
-def _check_seconds(mode: Mode, first_call: Mapping[Setting, float], call_seconds: float) -> float:
-    """What one more agreement check is expected to take.
-
-    In inference a check is a call (``call_seconds``, the probe's estimate); in training it
-    is a forward while ``call_seconds`` is a whole step, so the quickest check so far is
-    the estimate. A training step can outlast the whole budget on a slow or loaded machine:
-    this is what lets the budget bound the checks there too.
-    """
-    return call_seconds if mode == "inference" else min(first_call.values())
-
-
 def _within_budget(agreeing: list[Setting], first_call: Mapping[Setting, float],
-                   call_seconds: float, mode: Mode,
-                   deadline: float) -> tuple[list[Setting], list[Setting]]:
+                   call_seconds: float, mode: Mode, deadline: float,
+                   device: torch.device) -> tuple[list[Setting], list[Setting]]:
     """The agreeing candidates the rest of the budget can time, and those it cannot.
 
     Each candidate still needs one timed call, and in training a warm-up step before it. When
-    the budget cannot pay for all of them (a slow step, or a loaded machine), the ones whose
-    agreement check ran fastest are timed, as many as fit; the others are reported as
-    skipped; with no time left at all, none is timed and the agreement checks'
-    times rank them. So the measuring stays near its budget instead of a multiple of it.
+    the budget cannot pay for all of them (a slow step, or a loaded machine), as many as fit
+    are timed: in inference the device rule's pick (:func:`engine.prior.preferred`) first,
+    then those whose agreement check ran fastest. So the measuring stays near its budget.
     """
     per_candidate = call_seconds * (2 if mode == "training" else 1)
     fits = max(int((deadline - time.perf_counter()) / max(per_candidate, 1e-9)), 0)
     if fits >= len(agreeing):
         return agreeing, []
-    ranked = sorted(agreeing, key=lambda c: first_call[c])
+    cpu_inference = mode == "inference" and device.type == "cpu"  # no rule on a GPU
+    ruled = prior.preferred(device, agreeing) if cpu_inference and agreeing else None
+    ranked = sorted(agreeing, key=lambda c: (c != ruled, first_call[c]))
     keep = ranked[:fits]
     log.info("autotune: the budget leaves time to time %d of %d candidates (%.3g s a call); "
              "timing the quickest by their agreement check: %s", len(keep), len(agreeing),

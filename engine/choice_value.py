@@ -38,7 +38,8 @@ class Choice:
         setting: the configuration used.
         source: ``explicit`` (all given by the user), ``measured`` (now), ``cache``,
             ``checkpoint`` (a resumed training run keeps its first choice) or ``short-job``
-            (too few samples for measuring to pay: :data:`MEASURE_SHARE`).
+            (too few samples for measuring to pay, :data:`MEASURE_SHARE`: the device rule
+            of :mod:`engine.prior`, checked against fp32).
         mode: ``inference`` or ``training`` (what was timed).
         shape: the input batch shape the choice is for.
         device: the device, in words (CPU model and threads, or GPU name).

@@ -35,6 +35,8 @@ Batch = dict[str, Any]  # "image" (N, C, H, W) and, for training, the targets
 CALLS_PER_CANDIDATE = 3.0
 #: Measurements taken at most to grow the timed batch towards the real one.
 GROW_STEPS = 2
+#: Side (pixels) of the crop of the first tile that inference's agreement checks run on.
+CHECK_SIDE = 128
 
 
 def set_threads(threads: int) -> None:
@@ -162,11 +164,11 @@ class SettingRunner:
         self._scaler: torch.amp.GradScaler | None = None
         #: seconds of one call at the batch :meth:`fit_batch` chose (its estimate)
         self.call_seconds = 0.0
-        #: the latest timed fp32 NCHW call per batch size, and (inference) the reference
-        #: probabilities its untimed warm-up call gave: the probe doubles as fp32's
-        #: agreement reference and timed call, so measuring pays for no call twice
+        #: the latest timed fp32 NCHW call per batch size, and fp32's reference
+        #: probabilities per input shape (inference: the check crop's; a grown batch's
+        #: untimed warm-up call gives its own), so measuring pays for no call twice
         self._fp32_seconds: dict[int, float] = {}
-        self._references: dict[int, torch.Tensor] = {}
+        self._references: dict[tuple[int, ...], torch.Tensor] = {}  # by input shape
         self._probe: float | None = None
 
     def close(self) -> None:
@@ -183,14 +185,43 @@ class SettingRunner:
     def probe(self) -> float:
         """Seconds per sample of fp32 NCHW at the smallest batch, at full tile size.
 
-        One untimed call (in inference, the agreement reference of that batch) and one timed
-        call, made once; what the measuring budget and the batch are estimated from.
+        Made once; what the measuring budget and the batch are estimated from. Training: an
+        untimed step, then a timed one. Inference: one timed call, the first at full size as
+        every other candidate's first timed call is (the fp32 reference on the check crop,
+        :meth:`check_batch`, runs before it and pays the process's first-call costs).
         """
         if self._probe is None:
             h, w = self.example["image"].shape[-2:]
-            self._probe = self._seconds(cut_batch(self.example, self.smallest, h, w)) \
-                / self.smallest
+            self._probe = self._seconds(cut_batch(self.example, self.smallest, h, w),
+                                        warm=self.mode != "inference") / self.smallest
         return self._probe
+
+    def check_batch(self) -> Batch:
+        """What inference's agreement checks run on: a crop of the first tile.
+
+        :data:`CHECK_SIDE` pixels a side (the whole tile when smaller). A check compares
+        the candidate's probabilities with fp32's on the same pixels; a crop makes it a small
+        share of a call, so the budget pays for timed calls instead. Timings are never taken
+        on a crop (fixed per-call costs rank candidates differently).
+        """
+        h, w = self.example["image"].shape[-2:]
+        return cut_batch(self.example, 1, min(h, CHECK_SIDE), min(w, CHECK_SIDE))
+
+    def check_reference(self) -> tuple[Batch, torch.Tensor]:
+        """The agreement checks' input (:meth:`check_batch`) and fp32 NCHW's probabilities.
+
+        A model that cannot run on the crop (one made for a fixed input size) is checked on
+        the whole first tile instead.
+        """
+        crop = self.check_batch()
+        try:
+            return crop, self.reference(crop)
+        except Exception as exc:  # whatever the model raises for an input size it refuses
+            h, w = self.example["image"].shape[-2:]
+            log.log(DETAIL, "autotune: the model refuses a %s crop (%s); checking whole tiles",
+                    "x".join(map(str, crop["image"].shape[-2:])), exc)
+            whole = cut_batch(self.example, 1, h, w)
+            return whole, self.reference(whole)
 
     def fit_batch(self, budget_s: float, n_candidates: int) -> Batch:
         """The part of the example to measure on.
@@ -231,21 +262,22 @@ class SettingRunner:
 
     def reference(self, batch: Batch) -> torch.Tensor:
         """fp32 NCHW class probabilities of ``batch`` (the probe's, when it ran this size)."""
-        n = int(batch["image"].shape[0])
-        if n not in self._references:
-            self._references[n] = self.probabilities(Setting(), batch)
-        return self._references[n]
+        shape = tuple(batch["image"].shape)
+        if shape not in self._references:
+            self._references[shape] = self.probabilities(Setting(), batch)
+        return self._references[shape]
 
-    def _seconds(self, batch: Batch) -> float:
-        """Seconds of one fp32 NCHW call, after an untimed one (which builds kernels).
+    def _seconds(self, batch: Batch, warm: bool = True) -> float:
+        """Seconds of one fp32 NCHW call.
 
-        In inference the untimed call gives the batch's reference probabilities.
+        With ``warm``, after an untimed one (which builds kernels); in inference that call
+        gives the batch's reference probabilities.
         """
         n = int(batch["image"].shape[0])
         run = self.call(Setting(), batch)
-        if self.mode == "inference":
-            self._references[n] = self.probabilities(Setting(), batch)
-        else:
+        if warm and self.mode == "inference":
+            self._references[tuple(batch["image"].shape)] = self.probabilities(Setting(), batch)
+        elif warm:
             run()
         t0 = time.perf_counter()
         run()

@@ -16,7 +16,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from engine import allocator, autotune
+from engine import allocator, autotune, prior
 from engine.autotune import Setting
 from gee_export.core.errors import ConfigError
 from tests.support.models import conv_bn_net, six_band_batch
@@ -266,24 +266,43 @@ def test_busy_processes_on_every_core_make_the_measured_choice_a_contended_one(c
     assert (again.source, again.label) == ("measured", "bf16/nhwc")
 
 
-def test_a_job_too_short_for_measuring_to_pay_runs_fp32_unmeasured(cache):
+def test_a_job_too_short_for_measuring_to_pay_runs_the_device_rule_unmeasured(cache,
+                                                                              monkeypatch):
+    """A short job runs :mod:`engine.prior`'s pick: bf16 where the CPU reports native bf16,
+    checked against fp32 on a crop (fp32 where it disagrees), never timed nor cached."""
     def never(setting, run):
         raise AssertionError("a short job is not measured")
 
+    layout = "nhwc" if torch.backends.mkldnn.is_available() else "nchw"
     model, x = conv_bn_net(), six_band_batch()
+    monkeypatch.setattr(prior, "native_reduced_precision", lambda device: None)
     short = autotune.choose(model, x, CPU, samples=10, measure=never)
-    assert (short.source, short.label) == ("short-job", "fp32/nchw") and not cache.exists()
+    assert (short.source, short.label, short.errors) == ("short-job", f"fp32/{layout}", {})
+    monkeypatch.setattr(prior, "native_reduced_precision", lambda device: "bf16")
+    native = autotune.choose(model, x, CPU, samples=10, measure=never)
+    assert (native.source, native.label) == ("short-job", f"bf16/{layout}")
+    assert 0 < native.errors[native.label] <= native.tolerance and not native.rejected
+    strict = autotune.choose(model, x, CPU, samples=10, measure=never, tolerance=1e-9)
+    assert (strict.label, strict.rejected) == (f"fp32/{layout}", (f"bf16/{layout}",))
+    # an explicit precision is the user's: kept, not checked
+    given = autotune.choose(model, x, CPU, precision="bf16", samples=10, measure=never,
+                            tolerance=1e-9)
+    assert (given.label, given.errors) == (f"bf16/{layout}", {})
+    assert not cache.exists()
     long = autotune.choose(model, x, CPU, samples=10_000, measure=_fake(BF16_FASTEST),
                            cpu_time=all_cores)
     assert long.source == "measured"
 
 
-def test_a_short_job_reuses_a_choice_measured_earlier_for_the_same_tiles(cache):
+def test_a_short_job_reuses_a_choice_measured_earlier_for_the_same_tiles(cache, monkeypatch):
     """The cache comes before the short-job rule, keyed by the tile shape (not the batch): a
     map of a few tiles runs what a larger map of the same model and tiles measured; a choice
     measured under load is not reused on a quiet machine, and nothing is measured either."""
     def never(setting, run):
         raise AssertionError("a short job is not measured")
+
+    monkeypatch.setattr(prior, "native_reduced_precision", lambda device: None)
+    rule = "fp32/nhwc" if torch.backends.mkldnn.is_available() else "fp32/nchw"
 
     model = conv_bn_net()
     long = autotune.choose(model, six_band_batch(4), CPU, samples=10_000,
@@ -292,34 +311,38 @@ def test_a_short_job_reuses_a_choice_measured_earlier_for_the_same_tiles(cache):
     short = autotune.choose(model, six_band_batch(2), CPU, samples=4, measure=never)
     assert (short.source, short.label, short.shape) == ("cache", "bf16/nhwc", (2, 6, 32, 32))
     other_tiles = autotune.choose(model, six_band_batch(2, 48), CPU, samples=4, measure=never)
-    assert (other_tiles.source, other_tiles.label) == ("short-job", "fp32/nchw")
+    assert (other_tiles.source, other_tiles.label) == ("short-job", rule)
     cache.unlink()
     autotune.choose(model, six_band_batch(4), CPU, samples=10_000, measure=_fake(SLOW_FP32),
                     cpu_time=no_cores)  # measured while other work held the cores
     quiet = autotune.choose(model, six_band_batch(2), CPU, samples=4, measure=never,
                             busy=lambda: False)
-    assert (quiet.source, quiet.label) == ("short-job", "fp32/nchw")
+    assert (quiet.source, quiet.label) == ("short-job", rule)
     busy = autotune.choose(model, six_band_batch(2), CPU, samples=4, measure=never,
                            busy=lambda: True)
     assert (busy.source, busy.label, busy.contended) == ("cache", "fp32/nchw", True)
 
 
-def _forwards(model: torch.nn.Module) -> list[int]:
-    calls: list[int] = []
-    model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+def _forwards(model: torch.nn.Module) -> list[tuple[int, int]]:
+    """(batch, height) of every forward of ``model``."""
+    calls: list[tuple[int, int]] = []
+    model.register_forward_hook(
+        lambda module, args, out: calls.append((args[0].shape[0], args[0].shape[-1])))
     return calls
 
 
 def test_the_whole_measuring_stays_within_its_share_of_the_job(monkeypatch):
-    """An inference job's measuring, agreement checks included, is bounded by
-    MEASURE_SHARE of its model time at the probe's speed: with no time for more, the probe
-    alone runs (its untimed call is fp32's reference, its timed call fp32's timing, no call
-    paid twice) and the candidates it cannot check are skipped, not guessed."""
+    """An inference job's measuring is bounded by MEASURE_SHARE of its model time at the
+    probe's speed. Agreement is checked on a crop of the first tile (fp32's reference first),
+    timings are taken on whole tiles: with no time for any timed call beyond the probe's (fp32's
+    timing), the crops' checks still run and the device rule (engine.prior) picks among the
+    candidates that agree; the others are skipped."""
     assert autotune.job_budget(6.0, None, 0.3) == 6.0
     assert autotune.job_budget(6.0, 10_000, 0.3) == 6.0
     assert autotune.job_budget(6.0, 80, 0.25) == pytest.approx(autotune.MEASURE_SHARE * 20)
-    model, x = conv_bn_net(), six_band_batch(1, 64)
+    model, x = conv_bn_net(), six_band_batch(1, 192)
     calls = _forwards(model)
+    monkeypatch.setattr(prior, "native_reduced_precision", lambda device: "bf16")
     # a job whose share of model time leaves nothing for measuring beyond the probe
     asked: list[tuple] = []
 
@@ -332,10 +355,13 @@ def test_the_whole_measuring_stays_within_its_share_of_the_job(monkeypatch):
     budget_s, samples, per_sample = asked[0]  # the probe's; then the fastest seen
     assert (budget_s, samples) == (autotune.DEFAULT_BUDGET_S, 1_000) and per_sample > 0
     everything = {s.label for s in autotune.candidates(CPU, "auto", "auto")}
-    assert calls == [1, 1]  # the probe's two calls of one tile: nothing else ran
-    assert (bare.source, bare.label, set(bare.ms_per_sample)) == (
-        "measured", "fp32/nchw", {"fp32/nchw"})
-    assert bare.errors == {"fp32/nchw": 0.0} and set(bare.skipped) == everything - {"fp32/nchw"}
+    # fp32's reference on the crop, the probe's one timed tile, the three other crop checks
+    assert calls == [(1, 128), (1, 192), (1, 128), (1, 128), (1, 128)]
+    ruled = prior.preferred(CPU, autotune.candidates(CPU, "auto", "auto"))
+    assert (bare.source, bare.setting, set(bare.ms_per_sample)) == (
+        "measured", ruled, {"fp32/nchw"})
+    assert set(bare.errors) == everything and not bare.rejected
+    assert set(bare.skipped) == everything - {"fp32/nchw", ruled.label}
     monkeypatch.undo()
     # a budget that pays for everything: every candidate checked, and timed or reported slow;
     # fp32/nchw's check is the probe's reference (two calls), the others' one call each

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from engine import autotune
+from engine import autotune, prior
 from engine.execution import Setting, SettingRunner, cut_batch
 from tests.support import REPO_ROOT
 
@@ -109,16 +109,23 @@ def test_only_the_engine_sets_torch_threads():
     assert callers == ["engine/execution.py"]
 
 
-def test_the_budget_decides_how_many_candidates_are_timed_quickest_agreement_first():
+def test_the_budget_decides_how_many_candidates_are_timed_quickest_agreement_first(
+        monkeypatch):
     a, b, c = Setting("fp32"), Setting("bf16"), Setting("fp32", True)
     first = {a: 0.3, b: 0.1, c: 0.2}  # the agreement checks' times
     soon = time.perf_counter() + 2.5
-    keep, over = autotune._within_budget([a, b, c], first, 0.5, "training", soon)
+    keep, over = autotune._within_budget([a, b, c], first, 0.5, "training", soon, CPU)
     assert keep == [b, c] and over == [a]  # two of 1 s each (warm-up + timed step) fit
-    keep, over = autotune._within_budget([a, b, c], first, 0.5, "inference", soon + 60)
+    keep, over = autotune._within_budget([a, b, c], first, 0.5, "inference", soon + 60, CPU)
     assert keep == [a, b, c] and over == []
-    keep, over = autotune._within_budget([a, b, c], first, 0.5, "training", 0.0)
+    keep, over = autotune._within_budget([a, b, c], first, 0.5, "training", 0.0, CPU)
     assert keep == [] and over == [b, c, a]  # no time left: ranked by the agreement checks
+    # inference on a CPU times the device rule's pick first (engine.prior), then the quickest
+    monkeypatch.setattr(prior, "native_reduced_precision", lambda device: None)
+    ruled = prior.preferred(CPU, [a, b, c])
+    keep, over = autotune._within_budget([a, b, c], first, 0.5, "inference",
+                                         time.perf_counter() + 0.9, CPU)
+    assert keep == [ruled] and over == [s for s in (b, c, a) if s != ruled]
 
 
 def test_a_further_round_starts_only_when_the_time_left_pays_for_it():
