@@ -2,12 +2,13 @@
 
 Devices, precisions and memory layouts from user options (``devices``), how one configuration
 runs and the sole owner of torch's thread count (``execution``), ``--precision auto``: the
-whole choice, int8 included, decided in one place (``autotune``), what a job too short to
-measure runs (``prior``: a rule from the device's reported capabilities), a model compiled for
-inference (``compiled``), int8 inference (``quantize``), the C allocator's setting
-(``allocator``), the machine's measured peak (``peak``), the files of measured records later
-runs look up (``records``), the distributed set-up (``distributed``), seeds and random state
-(``seeding``) and the model-output convention (``outputs``).
+whole choice, int8 included, decided in one place (``autotune``; ``budget``: the order its
+checks take), what a job too short to measure runs (``prior``: a rule from the device's
+reported capabilities), a model compiled for inference (``compiled``), int8 inference
+(``quantize``), the C allocator's setting (``allocator``), the machine's measured peak
+(``peak``), the files of measured records later runs look up (``records``), the distributed
+set-up (``distributed``), seeds and random state (``seeding``) and the model-output
+convention (``outputs``).
 
 May import: ``gee_export.core``, torch; nothing else of the project (the data contract,
 models, losses, data and inference sit above it and hand it what it runs).

@@ -52,6 +52,7 @@ from torch import nn
 
 from engine import devices, prior, records
 from engine.allocator import keep_freed_memory
+from engine.budget import check_order
 from engine.choice_value import TOLERANCE, Choice
 from engine.compiled import CompiledForInference
 from engine.execution import (
@@ -402,7 +403,8 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                 reference_s = time.perf_counter() - t0
                 budget_s = job_budget(budget_s, samples, runner.probe())
             deadline = started + budget_s
-            batch = runner.fit_batch(budget_s, len(cands) + int(bool(compile)))
+            batch = runner.fit_batch(budget_s, len(cands) + int(bool(compile)),
+                                     deadline if mode == "training" else None)
             if check is None:
                 check, t0 = batch, time.perf_counter()
                 reference = runner.reference(batch)
@@ -414,7 +416,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             # every agreement check before any training step changes the copy's weights
             first_call: dict[Setting, float] = {}
             unchecked: list[Setting] = []
-            for cand in _check_order(cands):
+            for cand in check_order(cands):
                 if cand in timed or (mode == "training" and cand == Setting()):
                     # the reference forward is fp32 NCHW's own check: not run twice
                     errors[cand], first_call[cand] = 0.0, reference_s
@@ -446,7 +448,10 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             ready: list[Setting] = []
             for cand in agreeing:
                 t0 = time.perf_counter()
-                if runner.warm_up(cand, batch):
+                if mode == "training" and measure is None and \
+                        t0 + 2 * runner.call_seconds > deadline:
+                    unpaid.append(cand)  # a first step outlasted its estimate
+                elif runner.warm_up(cand, batch):
                     ready.append(cand)
                     if mode == "training":
                         first_call[cand] = time.perf_counter() - t0
@@ -503,16 +508,6 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
                   measured_batch=n, measured_size=tuple(batch["image"].shape[-2:]),
                   seconds=round(time.perf_counter() - started, 3),
                   compile_seconds=round(sum(compile_seconds.values()), 3))
-
-
-def _check_order(cands: list[Setting]) -> list[Setting]:
-    """The order of the agreement checks.
-
-    fp32 NCHW (the reference) first, then the others from the end of the candidates' list
-    (reduced precision and channels-last first: speed is what they exist for), so a budget
-    too small to check them all checks those first.
-    """
-    return sorted(cands, key=lambda c: (c != Setting(), -cands.index(c)))
 
 
 def job_budget(budget_s: float, samples: int | None, seconds_per_sample: float) -> float:

@@ -182,18 +182,20 @@ class SettingRunner:
         """The smallest batch measured: 1 sample, 2 to train (batch norm needs two)."""
         return min(int(self.example["image"].shape[0]), 2 if self.mode == "training" else 1)
 
-    def probe(self) -> float:
+    def probe(self, deadline: float | None = None) -> float:
         """Seconds per sample of fp32 NCHW at the smallest batch, at full tile size.
 
         Made once; what the measuring budget and the batch are estimated from. Training: an
-        untimed step, then a timed one. Inference: one timed call, the first at full size as
-        every other candidate's first timed call is (the fp32 reference on the check crop,
-        :meth:`check_batch`, runs before it and pays the process's first-call costs).
+        untimed step, then a timed one, unless the first ended past ``deadline``: then its
+        time (an overestimate, it builds the kernels) stands for the step's. Inference: one
+        timed call, the first at full size as every other candidate's first timed call is
+        (the fp32 reference on the check crop, :meth:`check_batch`, runs before it and pays
+        the process's first-call costs).
         """
         if self._probe is None:
             h, w = self.example["image"].shape[-2:]
             self._probe = self._seconds(cut_batch(self.example, self.smallest, h, w),
-                                        warm=self.mode != "inference") / self.smallest
+                                        self.mode != "inference", deadline) / self.smallest
         return self._probe
 
     def check_batch(self) -> Batch:
@@ -223,7 +225,8 @@ class SettingRunner:
             whole = cut_batch(self.example, 1, h, w)
             return whole, self.reference(whole)
 
-    def fit_batch(self, budget_s: float, n_candidates: int) -> Batch:
+    def fit_batch(self, budget_s: float, n_candidates: int,
+                  deadline: float | None = None) -> Batch:
         """The part of the example to measure on.
 
         The tile is never cropped: a crop's timings can rank the candidates differently from
@@ -232,19 +235,22 @@ class SettingRunner:
         (:meth:`probe`), each candidate is given about :data:`CALLS_PER_CANDIDATE` calls of
         the budget, and the batch is grown by timing it while it fits. A step too slow for
         the budget is still measured, at the smallest batch: the budget is then exceeded
-        rather than the answer guessed.
+        rather than the answer guessed. ``deadline`` (training): no growing that would end
+        past it, and a first probe step past it is the probe's only one (:meth:`probe`).
         """
         n, _, h, w = self.example["image"].shape
         smallest = self.smallest
-        seconds = self.probe() * smallest
+        seconds = self.probe(deadline) * smallest
         allowed = budget_s / (CALLS_PER_CANDIDATE * max(n_candidates, 1))
         fit = max(smallest, int(allowed / (seconds / smallest)))
         # the cost per sample falls as the batch grows (fixed per-call work is shared; on a
         # GPU small calls are bound by kernel launches), so the linear estimate is low and
         # the batch is grown by measuring until it stops fitting: the ranking of candidates
-        # can change with the batch
+        # can change with the batch. A size already timed is not timed again.
         for _ in range(GROW_STEPS if seconds < allowed else 0):
-            if fit >= n:
+            late = deadline is not None and \
+                time.perf_counter() + 2 * seconds / smallest * fit > deadline
+            if fit >= n or fit <= smallest or late:
                 break
             t = self._seconds(cut_batch(self.example, fit, h, w))
             seconds, smallest = t, fit  # the latest measurement estimates the next
@@ -267,20 +273,24 @@ class SettingRunner:
             self._references[shape] = self.probabilities(Setting(), batch)
         return self._references[shape]
 
-    def _seconds(self, batch: Batch, warm: bool = True) -> float:
+    def _seconds(self, batch: Batch, warm: bool = True,
+                 deadline: float | None = None) -> float:
         """Seconds of one fp32 NCHW call.
 
         With ``warm``, after an untimed one (which builds kernels); in inference that call
-        gives the batch's reference probabilities.
+        gives the batch's reference probabilities. A training warm-up step that ends past
+        ``deadline`` is the only one, and its time counts.
         """
         n = int(batch["image"].shape[0])
         run = self.call(Setting(), batch)
+        t0 = time.perf_counter()
         if warm and self.mode == "inference":
             self._references[tuple(batch["image"].shape)] = self.probabilities(Setting(), batch)
         elif warm:
             run()
-        t0 = time.perf_counter()
-        run()
+        if self.mode == "inference" or deadline is None or time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            run()
         self._fp32_seconds[n] = max(time.perf_counter() - t0, 1e-6)
         return self._fp32_seconds[n]
 

@@ -183,6 +183,34 @@ def apply_recipe(cfg: TrainConfig) -> TrainConfig:
                                model_kwargs={**recipe.model_kwargs, **dict(cfg.model_kwargs)})
 
 
+@dataclass(frozen=True)
+class RecipeValues:
+    """The recipe-filled options a run reads, none of them unset (:func:`recipe_values`)."""
+
+    label: str
+    loss: str
+    batch_size: int
+    epochs: int
+    patience: int
+    poly_power: float
+
+
+def recipe_values(cfg: TrainConfig) -> RecipeValues:
+    """``cfg``'s recipe-filled options with the recipe applied: read once, never ``None``.
+
+    Raises:
+        ConfigError: one is still unset (a recipe gives every one of them, so only a
+            hand-made recipe can leave one out).
+    """
+    cfg = apply_recipe(cfg)
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(RecipeValues)}
+    unset = [name for name, value in values.items() if value is None]
+    if unset:
+        raise ConfigError(f"the model's recipe leaves {', '.join(unset)} unset: give "
+                          f"{'them' if len(unset) > 1 else 'it'} in the training config")
+    return RecipeValues(**values)
+
+
 def config_from_mapping(values: Mapping) -> TrainConfig:
     """Build a config from a dict (YAML content, CLI flags), rejecting unknown keys."""
     known = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -40,11 +40,11 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -66,8 +66,9 @@ from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_write
 from training.band_ranges import band_ranges
 from training.calibration import describe
-from training.config import TrainConfig, apply_recipe
+from training.config import TrainConfig, apply_recipe, recipe_values
 from training.data import (
+    KeyedSampler,
     NormStats,
     PatchDataset,
     choose_data_path,
@@ -75,6 +76,7 @@ from training.data import (
     make_loader,
 )
 from training.fit_calibration import calibrate_model_file
+from training.history import epoch_line, json_row
 from training.losses import build_loss
 from training.metrics import ConfusionMatrix
 from training.modelfile import (
@@ -124,16 +126,6 @@ class TrainResult:
     finished: bool
 
 
-def _floatify(d: dict) -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, float | np.floating):
-            out[k] = None if math.isnan(float(v)) else float(v)
-        else:
-            out[k] = v
-    return out
-
-
 class Trainer:
     """Train ``model`` on ``train_set``, select on ``val_set`` MIoU, write the run folder.
 
@@ -158,6 +150,7 @@ class Trainer:
                  epoch_end: Callable[[nn.Module, int], None] | None = None) -> None:
         cfg = apply_recipe(cfg)  # options left unset come from the model's recipe
         self.cfg = cfg
+        self.recipe = recipe_values(cfg)  # those of them the loop reads, never None
         self.info = info or DistInfo()
         self.device = device or resolve_device(cfg.device, self.info)
         self.meta = meta
@@ -166,14 +159,19 @@ class Trainer:
         self.num_classes = meta.num_classes
         self.loss_fn = loss_fn.to(self.device)
         self.wants_batch = bool(getattr(loss_fn, "wants_batch", False))
-        per_rank = max(cfg.batch_size // self.info.world_size, 1)
+        per_rank = max(self.recipe.batch_size // self.info.world_size, 1)
         # collated once: the runtime choice and DDP's unused-parameter check share it
         first = functools.cache(lambda: self._first_batch(train_set, per_rank))
+        #: the weights: saved, restored, handed to ``epoch_end``; its optimizer is built
+        #: before ``auto`` measures (its one-time set-up is the run's, not the measuring's)
+        self.model: nn.Module = model.to(self.device)
+        self.optimizer = make_optimizer(cfg, self.model.parameters())
         #: how the steps run (precision, layout, threads): explicit, measured or resumed
-        self.runtime = self._choose_runtime(model.to(self.device), first)
+        self.runtime = self._choose_runtime(self.model, first)
         self.amp_dtype = self.runtime.setting.autocast_dtype
         self.memory_format = self.runtime.setting.memory_format
-        self.model = autotune.apply(self.runtime, model, self.device)
+        net = autotune.apply(self.runtime, self.model, self.device)  # same parameters
+        assert isinstance(net, nn.Module), "training compiles with torch.compile, a module"
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(train_set, per_rank, True, cfg.seed, cfg.num_workers,
                                         self.info.rank, self.info.world_size, pin,
@@ -187,18 +185,17 @@ class Trainer:
             self.iters_per_epoch = min(self.iters_per_epoch, cfg.max_batches)
         # An iteration budget overrides epochs: whole epochs, the last one cut short, and
         # the poly schedule decays to zero exactly at the budget.
-        self.max_iterations = cfg.max_iterations or cfg.epochs * self.iters_per_epoch
+        self.max_iterations = cfg.max_iterations or self.recipe.epochs * self.iters_per_epoch
         self.epochs = math.ceil(self.max_iterations / max(self.iters_per_epoch, 1))
-        self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.epoch_end = epoch_end
-        self.schedule = PolyLR(self.max_iterations, cfg.poly_power)
+        self.schedule = PolyLR(self.max_iterations, self.recipe.poly_power)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.net: nn.Module = self.model
+        self.net: nn.Module = net
         if self.info.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=ids,
+                net, device_ids=ids,
                 find_unused_parameters=self._has_unused_parameters(first))
         self.start_epoch = 0
         self.best_miou = -1.0
@@ -250,7 +247,7 @@ class Trainer:
         return {k: v.to(self.device) for k, v in default_collate(items).items()
                 if torch.is_tensor(v)}
 
-    def _batch_loss(self, out, batch: dict) -> torch.Tensor:
+    def _batch_loss(self, out, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self._loss(out, batch, batch["image"], batch["label"])
 
     def _has_unused_parameters(self, first: Callable[[], dict[str, torch.Tensor]]) -> bool:
@@ -324,7 +321,8 @@ class Trainer:
         x = x.contiguous(memory_format=self.memory_format)
         return x, batch["label"].to(self.device, non_blocking=True)
 
-    def _loss(self, out, batch: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss(self, out, batch: Mapping[str, Any], x: torch.Tensor,
+              y: torch.Tensor) -> torch.Tensor:
         """``loss(out, y)``, or ``loss(out, batch)`` with every tensor on the device."""
         if not self.wants_batch:
             return self.loss_fn(out, y)
@@ -334,7 +332,9 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict:
         self.net.train()
-        self.train_loader.sampler.set_epoch(epoch)
+        sampler = self.train_loader.sampler
+        assert isinstance(sampler, KeyedSampler), "make_loader's sampler keys the epochs"
+        sampler.set_epoch(epoch)
         cm = ConfusionMatrix(self.num_classes)
         total, seen = 0.0, 0
         iters = min(self.iters_per_epoch, self.max_iterations - epoch * self.iters_per_epoch)
@@ -382,6 +382,7 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> tuple[dict, dict]:
+        assert self.val_loader is not None, "a run without a validation split validates nothing"
         self.net.eval()
         cm = ConfusionMatrix(self.num_classes)
         total, seen = 0.0, 0
@@ -417,8 +418,9 @@ class Trainer:
             row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
             if self.epoch_end is not None:
                 self.epoch_end(self.model, epoch)
+            val_row: dict[str, float] = {}
+            val_full: dict[str, Any] = {}
             if self.val_loader is None:
-                val_row, val_full = {}, {}
                 miou, improved = math.nan, True  # fixed budget: the latest weights are kept
             else:
                 val_row, val_full = self.validate()
@@ -437,12 +439,12 @@ class Trainer:
             else:
                 self.bad_epochs += 1
             row["best"] = improved
-            self.history.append(_floatify(row))
+            self.history.append(json_row(row))
             self.start_epoch = epoch + 1
             ran += 1
             if self.info.main:
                 log.info("%s", epoch_line(row, self.epochs))
-            if self.bad_epochs >= self.cfg.patience or self.start_epoch >= self.epochs:
+            if self.bad_epochs >= self.recipe.patience or self.start_epoch >= self.epochs:
                 self.finished = True
             if self.info.main:
                 atomic_torch_save(self.state_dict(), ck_path)
@@ -493,8 +495,11 @@ class Trainer:
 
     def _calibrate(self) -> None:
         """Fit the kept model's temperature on the validation split, once per run."""
+        loader = self.val_loader
+        assert loader is not None, "calibration fits on the validation split"
+
         def outputs(net: nn.Module):
-            for batch in self.val_loader:
+            for batch in loader:
                 x, y = self._batch(batch)
                 with self._autocast():
                     yield main_output(net(x)).float(), y
@@ -515,18 +520,9 @@ class Trainer:
                              schedule=self.schedule.describe())
 
 
-def epoch_line(row: dict, epochs: int) -> str:
-    """One line per epoch: loss, validation metrics and time (what -q hides, bars or not)."""
-    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}"]
-    if "val_loss" in row:
-        parts += [f"val loss {row['val_loss']:.4f}", f"val MIoU {100 * row['val_miou']:.2f} %",
-                  f"val OA {100 * row['val_oa']:.2f} %"]
-    parts.append(f"{row['seconds']:.1f} s" + (" (best)" if row.get("best") else ""))
-    return "  ".join(parts)
-
-
 # ------------------------------------------------------------------ patch-dataset wiring
-def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResult:
+def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
+          epoch_end: Callable[[nn.Module, int], None] | None = None) -> TrainResult:
     """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``).
 
     Options left unset come from the model's recipe (``apply_recipe``): its loss, its label
@@ -538,11 +534,13 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
             :func:`training.noisy.train_filtered`, which calls this with ``exclude``.
         exclude: training patch ids (``"<month>/<id>"``) left out of the training split
             (given, even empty, it also means the filtering has been done).
+        epoch_end: ``Trainer``'s, called after each training epoch.
     """
     if cfg.filter_noisy is not None and exclude is None:
         raise ConfigError("filter_noisy is a two-stage run: call training.noisy.train_filtered "
                           "(isamap-train --filter-noisy does)")
     cfg = apply_recipe(cfg)
+    recipe = recipe_values(cfg)
     if not cfg.data:
         raise ConfigError("no dataset given: set data (a patch dataset root) in the config "
                           "or pass --data")
@@ -551,7 +549,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
     info = init_distributed(dev_kind)
     device = resolve_device(cfg.device, info)
     exclude = tuple(exclude or ())
-    raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=cfg.label, exclude=exclude)
+    raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=recipe.label, exclude=exclude)
     path = choose_data_path(raw.decoded_bytes(), device.type, cfg.cache, cfg.num_workers)
     log.log(DETAIL, "data: %s", path.reason)  # how, not what: -v
     cfg = replace(cfg, cache=path.cache, num_workers=path.workers)
@@ -561,19 +559,19 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
     names = raw.class_names
     seed_everything(cfg.seed)
     scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \
-        if cfg.label == "label_fine" else 1
-    kwargs = model_kwargs_for_scale(cfg.model, cfg.label, scale,
+        if recipe.label == "label_fine" else 1
+    kwargs = model_kwargs_for_scale(cfg.model, recipe.label, scale,
                                     {"bands": list(raw.bands), **dict(cfg.model_kwargs)})
     kwargs = model_kwargs_for_norm(kwargs, norm)
     model = create_model(cfg.model, len(raw.bands), len(names), **kwargs)
     if int(getattr(model, "output_scale", 1)) != scale:
         raise ModelError(f"model {cfg.model!r} predicts at {getattr(model, 'output_scale', 1)}x "
-                         f"its input but the {cfg.label!r} labels are at {scale}x")
+                         f"its input but the {recipe.label!r} labels are at {scale}x")
     check_context(cfg, raw.patch_size, model)
     problem = train_set.target_warning(cfg.model)
     if problem:
         log.warning(problem)
-    loss = build_loss(cfg.loss, class_names=names, **dict(cfg.loss_kwargs))
+    loss = build_loss(recipe.loss, class_names=names, **dict(cfg.loss_kwargs))
     resolution = (raw.manifest.get("grid") or {}).get("resolution")
     meta = ModelMeta(name=cfg.model, in_channels=len(raw.bands), num_classes=len(names),
                      bands=raw.bands, norm_mean=norm.mean, norm_std=norm.std,
@@ -585,7 +583,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None) -> TrainResu
                             "dataset": {
                          **dataset_record(cfg.data, raw.manifest),
                          "excluded_patches": sorted(exclude)}})
-    trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device)
+    trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device, epoch_end)
     return trainer.fit()
 
 

@@ -8,7 +8,7 @@ import time
 import torch
 
 from engine import autotune, prior
-from engine.execution import Setting, SettingRunner, cut_batch
+from engine.execution import CALLS_PER_CANDIDATE, Setting, SettingRunner, cut_batch
 from tests.support import REPO_ROOT
 
 CPU = torch.device("cpu")
@@ -137,15 +137,38 @@ def test_a_further_round_starts_only_when_the_time_left_pays_for_it():
 
 
 def test_in_training_the_budget_bounds_the_agreement_checks_too():
-    """A step longer than the budget: the checks stop at it; no unchecked candidate wins."""
+    """A step longer than the budget: it is the only step; no unchecked candidate wins."""
     runner = _runner(n=4, size=32, mode="training")
     model, step = copy.deepcopy(runner.model), runner.step
+    assert step is not None
     x = runner.example["image"]
-    spent = autotune.choose(model, x, CPU, mode="training", step=step, budget_s=0.0,
-                            cache=False)
+    losses: list[int] = []
+
+    def counted(out, batch):
+        losses.append(1)
+        return step.loss(out, batch)
+
+    forwards: list[int] = []
+    model.register_forward_hook(lambda *_: forwards.append(1))  # the copy inherits it
+    spent = autotune.choose(model, x, CPU, mode="training", budget_s=0.0, cache=False,
+                            step=autotune.TrainStep(counted, step.optimizer, step.targets))
     assert spent.setting == Setting() and set(spent.errors) == {"fp32/nchw"}
     assert set(spent.skipped) == {"fp32/nhwc", "bf16/nchw", "bf16/nhwc"}
+    # the probe's first step ended past the deadline: no second step; then the reference
+    assert len(losses) == 1 and len(forwards) == 2
     roomy = autotune.choose(model, x, CPU, mode="training", step=step, budget_s=600.0,
                             cache=False)
     assert set(roomy.errors) == {"fp32/nchw", "fp32/nhwc", "bf16/nchw", "bf16/nhwc"}
     assert roomy.errors["fp32/nchw"] == 0.0  # the reference is fp32 NCHW's own check
+
+
+def test_a_batch_size_already_timed_is_not_timed_again():
+    """The probe's size fits the budget but twice it does not: the probe's timing is kept."""
+    runner = _runner(n=4, size=32)
+    seconds = runner.probe()  # per sample, at the smallest batch (1)
+    assert runner.model is not None
+    forwards: list[int] = []
+    runner.model.register_forward_hook(lambda *_: forwards.append(1))
+    # room for 1.5 samples a call: the linear estimate gives the size the probe timed
+    batch = runner.fit_batch(1.5 * seconds * CALLS_PER_CANDIDATE * 4, 4)
+    assert batch["image"].shape[0] == 1 and forwards == []

@@ -78,8 +78,11 @@ def test_tiny_overfit_reaches_iou_above_095(patch_root, tmp_path):
 
 
 def test_early_stopping_after_patience(patch_root, tmp_path):
-    res = train(_cfg(patch_root, tmp_path / "es", epochs=20, patience=2, lr=1e-12))
+    ended: list[int] = []  # train() hands epoch_end to the Trainer: after every epoch
+    res = train(_cfg(patch_root, tmp_path / "es", epochs=20, patience=2, lr=1e-12),
+                epoch_end=lambda model, epoch: ended.append(epoch))
     assert res.finished and res.epochs_run == 3 and res.best_epoch == 1
+    assert ended == [0, 1, 2]
 
 
 def test_bf16_channels_last_and_dice_focal_path(patch_root, tmp_path):

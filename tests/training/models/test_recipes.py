@@ -12,7 +12,7 @@ from torch import nn
 
 import training.models
 from gee_export.core.errors import ConfigError
-from training.config import TrainConfig, apply_recipe
+from training.config import RecipeValues, TrainConfig, apply_recipe, recipe_values
 from training.losses.segmentation import (
     CROFUSENET,
     DICE_FOCAL,
@@ -66,6 +66,11 @@ def test_each_model_trains_with_its_papers_loss_and_targets():
     assert apply_recipe(TrainConfig(model="runetpp", loss="ce")).loss_kwargs == {}
     # A hand-built model trained with Trainer under a name outside the registry: the default.
     assert apply_recipe(TrainConfig(model="hand-built")).lr == ModelRecipe().lr
+    # What a run reads of them, read once with the recipe applied: never unset.
+    sr = recipe_for("srseg")
+    assert recipe_values(TrainConfig(model="srseg", epochs=3)) == RecipeValues(
+        label="label_fine", loss="srseg", batch_size=4, epochs=3, patience=sr.patience,
+        poly_power=sr.poly_power)
 
 
 def _conv(c: int, k: int, **kw) -> nn.Module:
