@@ -208,3 +208,13 @@ def assert_valid_cog(path: str | Path) -> None:
 
     valid, errors, warnings = cog_validate(str(path), strict=True, quiet=True)
     assert valid, f"{path} is not a valid COG: {errors + warnings}"
+
+
+def cog_levels(path: str | Path) -> list[np.ndarray]:
+    """Band 1 of every level of a COG as stored: full resolution, then each overview's IFD."""
+    with rasterio.open(path) as ds:
+        levels, count = [ds.read(1)], len(ds.overviews(1))
+    for i in range(count):
+        with rasterio.open(path, overview_level=i) as ov:
+            levels.append(ov.read(1))
+    return levels

@@ -28,7 +28,7 @@ from inference.cog.stream import (
     reduce2,
     reduce2_any,
 )
-from tests.support.rasters import assert_valid_cog
+from tests.support.rasters import assert_valid_cog, cog_levels
 
 TRANSFORM = Affine(10, 0, 500000, 0, -10, 3500000)
 CRS = "EPSG:32650"
@@ -66,16 +66,6 @@ def _strips(tmp_path, classes: np.ndarray, prob: np.ndarray, rows: int) -> list[
     return pieces
 
 
-def _levels(path) -> list[np.ndarray]:
-    """Every level of a COG as stored: full resolution, then each overview's own IFD."""
-    with rasterio.open(path) as ds:
-        levels, count = [ds.read(1)], len(ds.overviews(1))
-    for i in range(count):
-        with rasterio.open(path, overview_level=i) as ov:
-            levels.append(ov.read(1))
-    return levels
-
-
 @pytest.mark.parametrize(("height", "width", "classes"), [(1100, 1300, 3), (700, 1032, 2)])
 def test_the_encoder_writes_gdals_cog_at_every_level(tmp_path, height, width, classes):
     class_map = _map(height, width, classes)
@@ -91,7 +81,7 @@ def test_the_encoder_writes_gdals_cog_at_every_level(tmp_path, height, width, cl
         finish_stream(encoder, streamed)
         encoder.remove()
         maps.strips_cog(pieces, band, twin, kind, TAGS, width, height, TRANSFORM, CRS)
-        ours, theirs = _levels(streamed), _levels(twin)
+        ours, theirs = cog_levels(streamed), cog_levels(twin)
         assert len(ours) == len(theirs) == 1 + len(overview_sizes(width, height))
         np.testing.assert_array_equal(ours[0], data)
         for level, (a, b) in enumerate(zip(ours, theirs, strict=True)):
@@ -209,7 +199,7 @@ def test_maps_whose_overviews_are_no_exact_halvings_are_left_to_gdal(tmp_path):
     data = _map(600, 1031, 2)
     pieces = _strips(tmp_path, data, data, rows=600)
     maps.strips_cog(pieces, 1, tmp_path / "odd.tif", "class", TAGS, 1031, 600, TRANSFORM, CRS)
-    gdal_sizes = [level.shape[::-1] for level in _levels(tmp_path / "odd.tif")[1:]]
+    gdal_sizes = [level.shape[::-1] for level in cog_levels(tmp_path / "odd.tif")[1:]]
     assert gdal_sizes != overview_sizes(1031, 600) and not encodes(1031, 600)
     assert not encodes(1024, 601) and not encodes(2050, 300)
     assert encodes(300, 77) and encodes(768, 768) and encodes(8192, 8192)

@@ -13,7 +13,7 @@ from inference.cog.maps import OutputInfo
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.models import ConstantModel, SuperRes, conv1x1, padded_convnet
-from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
+from tests.support.rasters import BANDS, assert_valid_cog, cog_levels, smooth_stack, write_stack
 
 FP32 = RuntimeOptions(precision="fp32", channels_last="on")
 INFO = OutputInfo("test-model", BANDS, month="2023-06")
@@ -171,16 +171,6 @@ def test_interrupted_run_resumes_from_its_strips(stack, tmp_path):
     np.testing.assert_array_equal(read(resumed.class_path), read(reference.class_path))
 
 
-def _levels(path) -> list[np.ndarray]:
-    """Full resolution, then every overview as stored."""
-    with rasterio.open(path) as ds:
-        levels, count = [ds.read(1)], len(ds.overviews(1))
-    for i in range(count):
-        with rasterio.open(path, overview_level=i) as ov:
-            levels.append(ov.read(1))
-    return levels
-
-
 @pytest.mark.parametrize(("writer", "compression"), [("stream", "deflate"), ("gdal", "zstd")])
 def test_checkpoint_strips_hold_the_maps_rows_and_a_resumed_run_maps_the_same(
         tmp_path, writer, compression):
@@ -205,7 +195,7 @@ def test_checkpoint_strips_hold_the_maps_rows_and_a_resumed_run_maps_the_same(
     assert resumed.resumed_strips == len(strips) and resumed.tiles < reference.tiles
     assert ("encode" in resumed.stages) == (writer == "stream")
     for kind in ("prob_path", "class_path"):
-        ours, theirs = _levels(getattr(resumed, kind)), _levels(getattr(reference, kind))
+        ours, theirs = cog_levels(getattr(resumed, kind)), cog_levels(getattr(reference, kind))
         assert len(ours) == len(theirs) == 3
         assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True)), kind
         assert_valid_cog(getattr(resumed, kind))
