@@ -10,8 +10,8 @@ Measured on one 512-row strip of a ``--width`` wide map, CPU time of this thread
   (``GTIFF_DIRECT_IO``, what the pipeline does) into a row buffer;
 - taking a strip from the accumulator and encoding it (class + stored probability);
 - both maps' strips through their streaming COG encoders (``inference.cog.stream``: level-0
-  tiles compressed, every overview reduced and compressed), and the 2x overview reduction's
-  shortcuts next to the pass-by-pass rule (``reduce2_any``, the same bytes);
+  tiles compressed, every overview reduced and compressed), and the 2x overview reduction
+  alone;
 - the predictor's time outside the forward pass for one batch of tile views (normalising into
   the batch, probabilities back): the main thread's cost between forwards; and the process
   CPU of those two passes on all threads against the calling thread alone;
@@ -43,7 +43,7 @@ from affine import Affine
 from engine.allocator import keep_freed_memory
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, PLANAR_BLOCK_BYTES, planar
 from inference.cog.maps import PROB_SCALE
-from inference.cog.stream import CogStream, reduce2, reduce2_any
+from inference.cog.stream import CogStream, reduce2
 from inference.predict.blending import Accumulator, encode
 
 ROWS = 512
@@ -287,15 +287,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  accumulate + take + encode a strip: {figures['take_encode_ms']:6.1f} ms")
     classes, prob = (p1 > 0.5).astype(np.uint8), np.rint(p1 * PROB_SCALE).astype(np.uint8)
     for name, rows, resampling in (("class", classes, "mode"), ("probability", prob, "average")):
-        fast = cpu_ms(lambda r=rows, s=resampling: reduce2(r, s), args.rounds)
-        rule = cpu_ms(lambda r=rows, s=resampling: reduce2_any(r, s), args.rounds)
+        reduce_ms = cpu_ms(lambda r=rows, s=resampling: reduce2(r, s), args.rounds)
         ms, size = stream_ms(rows, resampling, args.rounds)
         figures[f"cog_stream_{name}"] = {"ms": round(ms, 1), "mib": round(size / 2**20, 2),
-                                         "reduce2_shortcut_ms": round(fast, 1),
-                                         "reduce2_rule_ms": round(rule, 1)}
+                                         "reduce2_ms": round(reduce_ms, 1)}
         print(f"  {name:>11} strip through its COG encoder: {ms:6.1f} ms "
-              f"({size / 2**20:5.2f} MiB); overview 2x: shortcut {fast:6.1f} ms, rule "
-              f"{rule:6.1f} ms")
+              f"({size / 2**20:5.2f} MiB); overview 2x: {reduce_ms:6.1f} ms")
     outside, runtime = predictor_outside_forward_ms(args.batch, args.tile, args.rounds * 4)
     figures["predictor_outside_forward_ms"] = round(outside, 1)
     print(f"  predictor outside the forward, {args.batch} tiles of {args.tile} px at {runtime}: "

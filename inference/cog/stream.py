@@ -31,7 +31,6 @@ Which writer a prediction uses: :func:`cog_writer` (``ISAMAP_COG_WRITER``) and :
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import struct
@@ -104,40 +103,13 @@ def reduce2(rows: np.ndarray, resampling: Resampling) -> np.ndarray:
     ``average`` rounds half up; ``mode`` returns the most frequent valid value of each 2x2
     block, a tie going to the value whose count completes first in scan order. Both are
     GDAL's AVERAGE and MODE bit for bit (its overviews are computed level from level too).
-    A block without valid pixels is nodata.
-
-    The encoder runs beside the model on the same cores, so the common cases take shortcuts
-    that give the same bytes: a class map (values below :data:`_LUT_VALUES`, or nodata) is
-    reduced by table lookup, and probabilities without nodata by a plain rounded mean.
+    A block without valid pixels is nodata. An odd row or column is padded with nodata.
     """
     h, w = rows.shape
     if h % 2 or w % 2:
         padded = np.full((h + h % 2, w + w % 2), NODATA, dtype=np.uint8)
         padded[:h, :w] = rows
         rows = padded
-    if resampling == "mode" and rows.size:
-        largest = (rows + np.uint8(1)).max()  # (255 + 1 wraps to 0: nodata passes the tests)
-        if largest <= 2:
-            return _binary_mode(rows)  # a two-class map: 0, 1 and nodata
-        if largest <= _LUT_VALUES:
-            return _mode_by_lookup(rows)
-    if resampling == "average" and not (rows == NODATA).any():
-        # two horizontal neighbours read as one little-endian uint16 (a | b << 8): the sums
-        # are made on those words, without a strided pass per pixel of the block
-        words = np.ascontiguousarray(rows).view("<u2")
-        top, bottom = words[0::2], words[1::2]
-        total = top & 255
-        total += top >> 8
-        total += bottom & 255
-        total += bottom >> 8
-        total += 2
-        total >>= 2
-        return total.astype(np.uint8)
-    return reduce2_any(rows, resampling)
-
-
-def reduce2_any(rows: np.ndarray, resampling: Resampling) -> np.ndarray:
-    """:func:`reduce2` for any values (``rows`` of even shape): the rule, pass by pass."""
     a, b, c, d = rows[0::2, 0::2], rows[0::2, 1::2], rows[1::2, 0::2], rows[1::2, 1::2]
     va, vb, vc, vd = a != NODATA, b != NODATA, c != NODATA, d != NODATA
     if resampling == "average":
@@ -173,72 +145,6 @@ def reduce2_any(rows: np.ndarray, resampling: Resampling) -> np.ndarray:
     np.copyto(out, b, where=ad & bc & ~ab)
     out[top == 0] = NODATA
     return out
-
-
-#: class values the mode lookup covers (0..14; nodata is the 16th code)
-_LUT_VALUES = 15
-
-
-@functools.cache
-def _mode_tables() -> tuple[np.ndarray, np.ndarray]:
-    """Lookup tables of the mode of every 2x2 block of values 0..14 and nodata.
-
-    ``pair[p]`` turns two horizontally adjacent pixels (read as one little-endian uint16)
-    into a byte of two 4-bit codes (nodata is code 15); ``mode[top | bottom << 8]`` is the
-    block's mode. The table is filled by :func:`reduce2_any` itself, so both paths follow
-    one rule.
-    """
-    values = np.arange(16, dtype=np.uint8)  # code -> value (code 15 is nodata)
-    values[_LUT_VALUES] = NODATA
-    code = np.zeros(256, dtype=np.uint16)  # value -> code (values 15..254 never get here)
-    code[values] = np.arange(16)
-    index = np.arange(65536)
-    pair = code[index & 255] | code[index >> 8] << 4
-    a, b = values[index & 15], values[index >> 4 & 15]
-    c, d = values[index >> 8 & 15], values[index >> 12 & 15]
-    blocks = np.empty((2, 2 * 65536), dtype=np.uint8)
-    blocks[0, 0::2], blocks[0, 1::2], blocks[1, 0::2], blocks[1, 1::2] = a, b, c, d
-    mode = reduce2_any(blocks, "mode")[0]
-    return pair, mode
-
-
-@functools.cache
-def _binary_mode_table() -> np.ndarray:
-    """The mode of every 2x2 block of 0, 1 and nodata, by its 8-bit code.
-
-    A pixel's code is its value's two low bits (0, 1; nodata 255 gives 3), the block's code
-    ``a | b << 2 | c << 4 | d << 6``; filled by :func:`reduce2_any`, as the other tables.
-    """
-    codes = np.arange(256)
-    values = np.array([0, 1, 2, NODATA], dtype=np.uint8)  # (code 2 never occurs)
-    blocks = np.empty((2, 2 * 256), dtype=np.uint8)
-    blocks[0, 0::2], blocks[0, 1::2] = values[codes & 3], values[codes >> 2 & 3]
-    blocks[1, 0::2], blocks[1, 1::2] = values[codes >> 4 & 3], values[codes >> 6 & 3]
-    return reduce2_any(blocks, "mode")[0]
-
-
-def _binary_mode(rows: np.ndarray) -> np.ndarray:
-    """:func:`reduce2` ``mode`` of even-shaped rows of 0, 1 and nodata.
-
-    Two-class maps are the common case: a 256-entry table (it stays in the L1 cache) indexed
-    by the block's code, made from pixel pairs read as uint16 words with a few bit
-    operations, about twice as fast as :func:`_mode_by_lookup`'s two lookups per block.
-    """
-    words = np.ascontiguousarray(rows).view("<u2")  # a | b << 8 (top), c | d << 8 (bottom)
-    code = words[0::2] & 0x0303
-    code |= (words[1::2] & 0x0303) << 4  # c at bits 4-5, d at 12-13
-    code |= code >> 6  # b to bits 2-3, d to 6-7
-    code &= 0xFF
-    return _binary_mode_table()[code]
-
-
-def _mode_by_lookup(rows: np.ndarray) -> np.ndarray:
-    """:func:`reduce2` ``mode`` of even-shaped rows whose values the tables cover."""
-    pair, mode = _mode_tables()
-    pixels = np.ascontiguousarray(rows).view("<u2")  # (h, w/2): a | b << 8 per block row
-    index = pair[pixels[0::2]]
-    index |= pair[pixels[1::2]] << 8
-    return mode[index]
 
 
 class _Level:

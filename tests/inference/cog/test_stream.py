@@ -26,7 +26,6 @@ from inference.cog.stream import (
     open_stream,
     overview_sizes,
     reduce2,
-    reduce2_any,
 )
 from tests.support.rasters import assert_valid_cog, cog_levels
 
@@ -146,28 +145,6 @@ def test_two_by_two_reductions():
     np.testing.assert_array_equal(reduce2(avg, "average"), [[11, nd]])
     assert overview_sizes(1100, 700) == [(550, 350), (275, 175)]
     assert overview_sizes(512, 300) == []
-
-
-@pytest.mark.parametrize("values", [[0, 1, 255], [*range(15), 255], [0, 1, 2], [14, 15, 16],
-                                    [*range(0, 250, 7)]])
-def test_shortcuts_give_the_rules_bytes(values):
-    """Class maps go through lookup tables, probabilities without nodata through a plain
-    mean; both equal the pass-by-pass rule on every 2x2 combination they can meet."""
-    rng = np.random.default_rng(len(values))
-    rows = rng.choice(np.array(values, np.uint8), size=(300, 402))
-    for resampling in ("mode", "average"):
-        np.testing.assert_array_equal(reduce2(rows, resampling), reduce2_any(rows, resampling))
-        odd = rows[:-1, :-1]  # padded with nodata to an even shape
-        even = np.pad(odd, ((0, 1), (0, 1)), constant_values=255)
-        np.testing.assert_array_equal(reduce2(odd, resampling), reduce2_any(even, resampling))
-
-
-def test_every_block_of_a_two_class_map_has_the_rules_mode():
-    values = np.array([0, 1, 255], np.uint8)
-    blocks = np.array(np.meshgrid(values, values, values, values)).reshape(4, -1)  # all 81
-    rows = np.empty((2, 2 * blocks.shape[1]), np.uint8)
-    rows[0, 0::2], rows[0, 1::2], rows[1, 0::2], rows[1, 1::2] = blocks
-    np.testing.assert_array_equal(reduce2(rows, "mode"), reduce2_any(rows, "mode"))
 
 
 def test_rows_must_fit_and_be_complete(tmp_path):
