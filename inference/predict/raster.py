@@ -196,7 +196,9 @@ def predict_raster(
         Paths, size, timings (per stage too) and whether work was resumed or skipped.
     """
     config = config or PredictConfig()
-    writer = "gdal" if config.compress != "DEFLATE" else cog_writer(writer)
+    writer = cog_writer(writer)  # a misspelt name is refused whatever the compression
+    if config.compress != "DEFLATE":
+        writer = "gdal"  # the encoder writes DEFLATE only
     started = time.perf_counter()
     forward_before = predictor.forward_seconds
     scale = predictor.scale

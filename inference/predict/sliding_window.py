@@ -468,8 +468,7 @@ class SlidingWindowJob:
 
     def _replay_strips(self) -> None:
         """Feed the strips an earlier run left (resuming) to the COG encoders, in order."""
-        if self.streams is None:
-            return
+        assert self.streams is not None  # called only when the encoders write the maps
         for r0, _ in self.strips[:self.first]:
             with self.stages.time("checkpoint"), rasterio.open(strip_path(self.work, r0)) as ds:
                 classes, prob = ds.read(1), ds.read(2)
