@@ -21,6 +21,11 @@ Contracts (docs/performance.md explains each):
   on a crop of the first tile (:meth:`~engine.execution.SettingRunner.check_batch`) and
   times whole tiles, the probe's call being fp32 NCHW's timing. Training times whole steps
   on a *copy* of the model with a fresh optimizer and the RNG state restored.
+- **Nothing timed under load in training.** On a CPU, a first training step that got less
+  than :data:`~engine.choice_value.CONTENDED_SHARE` of its threads' time (other work holds
+  the cores) ends the measuring: steps timed then would rank the load, not the candidates,
+  and a step can take several times the budget. The run takes :mod:`engine.prior`'s device
+  rule, checked against fp32 on a crop, and caches nothing (source ``loaded``).
 - **Cached, never stale under load.** A :class:`Choice` is cached in
   ``$XDG_CACHE_HOME/isamap/autotune.json`` under the model's architecture and arguments, the
   input (for inference, tile) shape, device, torch version and thread count, and consulted
@@ -37,6 +42,7 @@ How one candidate runs (threads, memory format, autocast, the training step on a
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -52,8 +58,8 @@ from torch import nn
 
 from engine import devices, prior, records
 from engine.allocator import keep_freed_memory
-from engine.budget import check_order
-from engine.choice_value import TOLERANCE, Choice
+from engine.budget import check_order, within_budget
+from engine.choice_value import CONTENDED_SHARE, TOLERANCE, Choice
 from engine.compiled import CompiledForInference
 from engine.execution import (
     Batch,
@@ -90,6 +96,9 @@ CACHE_FORMAT = "isamap-autotune/3"  # /2 entries could hold a choice measured un
 #: a job of fewer samples than (candidates + 3) / MEASURE_SHARE with no cached choice runs
 #: :func:`engine.prior.short_job`'s pick unmeasured: the fewest calls measuring needs cost more.
 MEASURE_SHARE = 0.1
+#: The shortest first training step whose CPU share tells whether other work holds the cores
+#: (:func:`choose`): over less, one or two of the scheduler's time slices decide the share.
+CONTENTION_SAMPLE_S = 0.1
 #: A 1-minute load average per core from which the machine counts as busy: a contended
 #: choice is reused from the cache only then (a quiet machine measures its own).
 BUSY_LOAD = 1.0
@@ -141,7 +150,8 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         tolerance: agreement bound, mean |p - p_fp32|.
         cache: use the user cache (None: unless ``ISAMAP_AUTOTUNE_CACHE=off``).
         measure: timing function replacing the real one (tests).
-        cpu_time: the process's CPU seconds (tests inject a clock to script contention).
+        cpu_time: the process's CPU seconds (tests inject a clock to script contention):
+            with the wall time, the share of its threads' time the process got.
         busy: whether the machine is busy now (default :func:`machine_busy`; tests inject it).
         samples: how many samples (tiles) the job will run through the model, when known
             (inference): what bounds the measuring and decides whether compiling can pay
@@ -181,12 +191,21 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
                                 tolerance=tolerance, mode=mode)
         return replace(short, device=where)
     threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
-    choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
-                      tolerance, measure)
+    measured = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
+                        tolerance, measure, cpu_time)
     share = None
     if device.type == "cpu":
         wall = max(time.perf_counter() - wall0, 1e-9)
         share = round(min((cpu_time() - cpu0) / (wall * threads), 1.0), 3)
+    if measured is None:  # the first training step: other work holds the cores (not cached)
+        log.info("autotune: other work holds the cores (the first training step got %.0f %% "
+                 "of its threads' time): steps timed now would rank the load, not the "
+                 "candidates", 100 * (share or 0.0))
+        rule = prior.short_job(copy.deepcopy(model), example, device, cands, mode=mode,
+                               checked=precision == "auto", tolerance=tolerance, loaded=True)
+        return replace(rule, device=where, cpu_share=share,
+                       seconds=round(time.perf_counter() - wall0, 3))
+    choice = measured
     choice = replace(choice, device=where, key=key, shape=shape, cpu_share=share)
     log.log(DETAIL, "autotune %s on %s, batch %s: %s; chose %s in %.1f s (budget %.1f s, %d of %d "
             "samples per timed call%s; %s)", mode, where, "x".join(map(str, shape)),
@@ -385,7 +404,8 @@ def cache_key(model: nn.Module, shape: tuple[int, ...], device: torch.device, mo
 def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode: Mode,
              cands: list[Setting], compile: CompilePolicy, samples: int | None,
              step: TrainStep | None, budget_s: float, tolerance: float,
-             measure: Measure | None) -> Choice:
+             measure: Measure | None, cpu_time: Callable[[], float]) -> Choice | None:
+    """The measured choice; None when training on a CPU others hold (:func:`choose`)."""
     started = time.perf_counter()
     rng_devices = [device] if device.type == "cuda" else []
     saved_threads, saved_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
@@ -396,6 +416,12 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
         runner = SettingRunner(model, batch, device, mode, step)
         try:
+            if mode == "training" and device.type == "cpu" and measure is None:
+                cpu0 = cpu_time()
+                first = runner.first_step()
+                share = (cpu_time() - cpu0) / (first * torch.get_num_threads())
+                if first >= CONTENTION_SAMPLE_S and share < CONTENDED_SHARE:
+                    return None  # steps timed now would rank the load, not the candidates
             check = None
             if mode == "inference":  # agreement on a crop, checked before the probe
                 t0 = time.perf_counter()
@@ -443,7 +469,7 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
             agreeing = [c for c in agreeing if c not in timed]
             unpaid: list[Setting] = []
             if measure is None:
-                agreeing, unpaid = _within_budget(agreeing, first_call, runner.call_seconds,
+                agreeing, unpaid = within_budget(agreeing, first_call, runner.call_seconds,
                                                   mode, deadline, device)
             ready: list[Setting] = []
             for cand in agreeing:
@@ -520,30 +546,6 @@ def job_budget(budget_s: float, samples: int | None, seconds_per_sample: float) 
     if samples is None:
         return budget_s
     return min(budget_s, MEASURE_SHARE * samples * seconds_per_sample)
-
-
-def _within_budget(agreeing: list[Setting], first_call: Mapping[Setting, float],
-                   call_seconds: float, mode: Mode, deadline: float,
-                   device: torch.device) -> tuple[list[Setting], list[Setting]]:
-    """The agreeing candidates the rest of the budget can time, and those it cannot.
-
-    Each candidate still needs one timed call, and in training a warm-up step before it. When
-    the budget cannot pay for all of them (a slow step, or a loaded machine), as many as fit
-    are timed: in inference the device rule's pick (:func:`engine.prior.preferred`) first,
-    then those whose agreement check ran fastest. So the measuring stays near its budget.
-    """
-    per_candidate = call_seconds * (2 if mode == "training" else 1)
-    fits = max(int((deadline - time.perf_counter()) / max(per_candidate, 1e-9)), 0)
-    if fits >= len(agreeing):
-        return agreeing, []
-    cpu_inference = mode == "inference" and device.type == "cpu"  # no rule on a GPU
-    ruled = prior.preferred(device, agreeing) if cpu_inference and agreeing else None
-    ranked = sorted(agreeing, key=lambda c: (c != ruled, first_call[c]))
-    keep = ranked[:fits]
-    log.info("autotune: the budget leaves time to time %d of %d candidates (%.3g s a call); "
-             "timing the quickest by their agreement check: %s", len(keep), len(agreeing),
-             call_seconds, ", ".join(c.label for c in keep))
-    return keep, ranked[len(keep):]
 
 
 def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline: float,

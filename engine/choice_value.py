@@ -23,7 +23,7 @@ TOLERANCE = 0.02
 #: A CPU measurement during which the process got less than this share of its threads' time
 #: (process CPU time over wall time x threads) was contended: other work held the cores.
 CONTENDED_SHARE = 0.75
-Source = Literal["explicit", "measured", "cache", "checkpoint", "short-job"]
+Source = Literal["explicit", "measured", "cache", "checkpoint", "short-job", "loaded"]
 
 
 #: int8 record fields that depend on the machine or on a warm cache, not on the map
@@ -39,7 +39,8 @@ class Choice:
         source: ``explicit`` (all given by the user), ``measured`` (now), ``cache``,
             ``checkpoint`` (a resumed training run keeps its first choice) or ``short-job``
             (too few samples for measuring to pay, :data:`MEASURE_SHARE`: the device rule
-            of :mod:`engine.prior`, checked against fp32).
+            of :mod:`engine.prior`, checked against fp32) or ``loaded`` (that rule, for
+            training while other work held the CPU; never cached).
         mode: ``inference`` or ``training`` (what was timed).
         shape: the input batch shape the choice is for.
         device: the device, in words (CPU model and threads, or GPU name).

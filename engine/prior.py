@@ -23,7 +23,8 @@ measuring applies (fp32 NCHW against it on a crop of the first tile,
 ran, so its bytes are a function of that setting, as for a measured choice. A cached
 measured choice comes first and a longer job measures: the rule decides only what no
 measurement pays for (here, and in :mod:`engine.autotune` when the budget leaves no time for
-any timed call).
+any timed call) or what a measurement could not rank (training while other work holds the
+CPU: the choice is never cached, so a quiet machine measures its own).
 
 May import: ``engine.execution``, ``engine.choice_value``, ``gee_export.core``, torch.
 """
@@ -36,7 +37,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from engine.choice_value import Choice
+from engine.choice_value import Choice, Source
 from engine.execution import Dtype, Mode, Setting, SettingRunner
 from gee_export.core.commands import DETAIL
 
@@ -71,8 +72,12 @@ def preferred(device: torch.device, cands: list[Setting],
 
 def short_job(model: nn.Module, example: torch.Tensor, device: torch.device,
               cands: list[Setting], *, checked: bool, tolerance: float, mode: Mode = "inference",
-              native: Callable[[torch.device], Dtype | None] | None = None) -> Choice:
+              native: Callable[[torch.device], Dtype | None] | None = None,
+              loaded: bool = False) -> Choice:
     """The choice of a job too short to measure: :func:`preferred`, checked when ``checked``.
+
+    Also what training runs when other work holds the CPU (``loaded``, source ``loaded``):
+    steps timed then would rank the load, not the candidates.
 
     Args:
         model: the eval-mode model on ``device`` (left in the layout of its last check).
@@ -84,6 +89,7 @@ def short_job(model: nn.Module, example: torch.Tensor, device: torch.device,
         tolerance: the agreement bound, mean |p - p_fp32|.
         mode: recorded in the choice.
         native: the capability query (None: :func:`native_reduced_precision`).
+        loaded: the reason is a loaded machine, not a short job (the log and the source).
     """
     pick = preferred(device, cands, native)
     errors: dict[str, float] = {}
@@ -103,8 +109,10 @@ def short_job(model: nn.Module, example: torch.Tensor, device: torch.device,
             rejected = (pick.label,)
             pick = preferred(device, [c for c in cands if c.precision == "fp32"] or cands,
                              lambda _: None)
-    log.log(DETAIL, "autotune: too few samples for measuring to pay; running %s (the device "
-            "rule, engine.prior)", pick.label)
-    return Choice(pick, "explicit" if len(cands) == 1 else "short-job", mode,
+    log.log(DETAIL, "autotune: %s; running %s (the device rule, engine.prior)",
+            "the machine is loaded" if loaded else "too few samples for measuring to pay",
+            pick.label)
+    source: Source = "explicit" if len(cands) == 1 else "loaded" if loaded else "short-job"
+    return Choice(pick, source, mode,
                   tuple(int(s) for s in example.shape), errors=errors, rejected=rejected,
                   tolerance=tolerance)

@@ -19,6 +19,7 @@ import torch
 from engine import allocator, autotune, prior
 from engine.autotune import Setting
 from gee_export.core.errors import ConfigError
+from tests.support.clocks import all_cores, no_cores
 from tests.support.models import conv_bn_net, six_band_batch
 from tests.support.page_faults import pages, run_fault_child
 
@@ -47,14 +48,6 @@ def _probs(model, x, setting: Setting) -> torch.Tensor:
     return torch.softmax(out.float(), 1)
 
 
-def all_cores() -> float:
-    """A CPU clock under which the process got all its threads' time while measuring."""
-    return time.perf_counter() * torch.get_num_threads()
-
-
-def no_cores() -> float:
-    """A CPU clock under which other work held the cores all the time."""
-    return 0.0
 
 
 BF16_FASTEST = {("bf16", True): 1.0, ("bf16", False): 2.0, ("fp32", True): 3.0,
@@ -175,6 +168,50 @@ def test_training_measures_whole_steps_on_a_copy_and_leaves_the_run_untouched():
     assert torch.equal(torch.get_rng_state(), rng)
     with pytest.raises(ValueError, match="TrainStep"):
         autotune.choose(model, x, CPU, mode="training")
+
+
+@pytest.mark.parametrize("native", [None, "bf16"])
+def test_training_on_a_cpu_others_hold_runs_the_device_rule_and_caches_nothing(
+        monkeypatch, tmp_path, native):
+    """The first step got too little of its threads' time: no step is timed; the device
+    rule's pick (checked against fp32 when reduced) runs, and the cache stays empty, so a
+    quiet machine measures its own choice."""
+    monkeypatch.setattr(autotune, "CONTENTION_SAMPLE_S", 0.0)  # judge even a tiny step
+    monkeypatch.setattr(prior, "native_reduced_precision", lambda device: native)
+    cache = tmp_path / "autotune.json"
+    monkeypatch.setenv(autotune.CACHE_ENV, str(cache))
+    model = conv_bn_net().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = six_band_batch(4, 16), torch.randint(0, 2, (4, 16, 16))
+    steps: list[int] = []
+
+    def loss(out, batch):
+        steps.append(1)
+        return torch.nn.functional.cross_entropy(out, batch["label"])
+
+    step = autotune.TrainStep(loss, lambda p: torch.optim.Adam(p, lr=1e-2), {"label": y})
+    loaded = autotune.choose(model, x, CPU, mode="training", step=step, cpu_time=no_cores)
+    layout = "nhwc" if torch.backends.mkldnn.is_available() else "nchw"
+    assert (loaded.source, loaded.label, loaded.mode) == ("loaded", f"{native or 'fp32'}/{layout}",
+                                                          "training")
+    assert loaded.cpu_share == 0.0 and loaded.contended and loaded.ms_per_sample == {}
+    assert set(loaded.errors) == ({"fp32/nchw", f"bf16/{layout}"} if native else set())
+    assert steps == [1] and not cache.exists()  # the first step only; nothing cached
+    assert model.training and all(torch.equal(v, before[k])
+                                  for k, v in model.state_dict().items())
+    quiet = autotune.choose(model, x, CPU, mode="training", step=step, cpu_time=all_cores)
+    assert quiet.source == "measured" and len(steps) > 2 and cache.exists()
+
+
+def test_a_first_step_too_short_to_tell_contention_is_measured_as_usual(monkeypatch):
+    monkeypatch.setattr(autotune, "CONTENTION_SAMPLE_S", 3600.0)
+    model, x = conv_bn_net().train(), six_band_batch(4, 16)
+    step = autotune.TrainStep(lambda out, b: torch.nn.functional.cross_entropy(out, b["label"]),
+                              lambda p: torch.optim.Adam(p, lr=1e-2),
+                              {"label": torch.randint(0, 2, (4, 16, 16))})
+    choice = autotune.choose(model, x, CPU, mode="training", step=step, cpu_time=no_cores,
+                             cache=False)
+    assert choice.source == "measured" and choice.contended
 
 
 def test_the_measurement_is_cut_to_the_budget_but_keyed_by_the_real_shape():

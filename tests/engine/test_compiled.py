@@ -8,8 +8,6 @@ pointed at a C++ compiler that does not exist, as on a machine without one.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from torch._inductor import config as inductor_config
@@ -17,6 +15,7 @@ from torch._inductor import config as inductor_config
 from engine import autotune, compiled
 from engine.autotune import Setting
 from gee_export.core.commands import DETAIL
+from tests.support.clocks import all_cores
 from tests.support.models import conv_bn_net, six_band_batch
 
 CPU = torch.device("cpu")
@@ -25,12 +24,6 @@ BF16_NHWC = Setting("bf16", True)
 
 
 
-
-
-def all_cores() -> float:
-    """A CPU clock under which the process got all its threads' time (the tests' choices are
-    the machine's, cached)."""
-    return time.perf_counter() * torch.get_num_threads()
 
 
 def _compiled_fastest(setting: Setting, run) -> float:

@@ -7,9 +7,10 @@ import time
 
 import torch
 
-from engine import autotune, prior
+from engine import autotune, budget, prior
 from engine.execution import CALLS_PER_CANDIDATE, Setting, SettingRunner, cut_batch
 from tests.support import REPO_ROOT
+from tests.support.clocks import all_cores
 
 CPU = torch.device("cpu")
 
@@ -114,16 +115,16 @@ def test_the_budget_decides_how_many_candidates_are_timed_quickest_agreement_fir
     a, b, c = Setting("fp32"), Setting("bf16"), Setting("fp32", True)
     first = {a: 0.3, b: 0.1, c: 0.2}  # the agreement checks' times
     soon = time.perf_counter() + 2.5
-    keep, over = autotune._within_budget([a, b, c], first, 0.5, "training", soon, CPU)
+    keep, over = budget.within_budget([a, b, c], first, 0.5, "training", soon, CPU)
     assert keep == [b, c] and over == [a]  # two of 1 s each (warm-up + timed step) fit
-    keep, over = autotune._within_budget([a, b, c], first, 0.5, "inference", soon + 60, CPU)
+    keep, over = budget.within_budget([a, b, c], first, 0.5, "inference", soon + 60, CPU)
     assert keep == [a, b, c] and over == []
-    keep, over = autotune._within_budget([a, b, c], first, 0.5, "training", 0.0, CPU)
+    keep, over = budget.within_budget([a, b, c], first, 0.5, "training", 0.0, CPU)
     assert keep == [] and over == [b, c, a]  # no time left: ranked by the agreement checks
     # inference on a CPU times the device rule's pick first (engine.prior), then the quickest
     monkeypatch.setattr(prior, "native_reduced_precision", lambda device: None)
     ruled = prior.preferred(CPU, [a, b, c])
-    keep, over = autotune._within_budget([a, b, c], first, 0.5, "inference",
+    keep, over = budget.within_budget([a, b, c], first, 0.5, "inference",
                                          time.perf_counter() + 0.9, CPU)
     assert keep == [ruled] and over == [s for s in (b, c, a) if s != ruled]
 
@@ -151,13 +152,14 @@ def test_in_training_the_budget_bounds_the_agreement_checks_too():
     forwards: list[int] = []
     model.register_forward_hook(lambda *_: forwards.append(1))  # the copy inherits it
     spent = autotune.choose(model, x, CPU, mode="training", budget_s=0.0, cache=False,
-                            step=autotune.TrainStep(counted, step.optimizer, step.targets))
+                            step=autotune.TrainStep(counted, step.optimizer, step.targets),
+                            cpu_time=all_cores)
     assert spent.setting == Setting() and set(spent.errors) == {"fp32/nchw"}
     assert set(spent.skipped) == {"fp32/nhwc", "bf16/nchw", "bf16/nhwc"}
     # the probe's first step ended past the deadline: no second step; then the reference
     assert len(losses) == 1 and len(forwards) == 2
     roomy = autotune.choose(model, x, CPU, mode="training", step=step, budget_s=600.0,
-                            cache=False)
+                            cache=False, cpu_time=all_cores)
     assert set(roomy.errors) == {"fp32/nchw", "fp32/nhwc", "bf16/nchw", "bf16/nhwc"}
     assert roomy.errors["fp32/nchw"] == 0.0  # the reference is fp32 NCHW's own check
 
