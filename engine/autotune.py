@@ -21,11 +21,12 @@ Contracts (docs/performance.md explains each):
   on a crop of the first tile (:meth:`~engine.execution.SettingRunner.check_batch`) and
   times whole tiles, the probe's call being fp32 NCHW's timing. Training times whole steps
   on a *copy* of the model with a fresh optimizer and the RNG state restored.
-- **Nothing timed under load in training.** On a CPU, a first training step that got less
-  than :data:`~engine.choice_value.CONTENDED_SHARE` of its threads' time (other work holds
-  the cores) ends the measuring: steps timed then would rank the load, not the candidates,
-  and a step can take several times the budget. The run takes :mod:`engine.prior`'s device
-  rule, checked against fp32 on a crop, and caches nothing (source ``loaded``).
+- **Nothing timed under load in training.** On a CPU, training looks first at the share of
+  its threads' time the process gets (:func:`engine.execution.cpu_share`); under
+  :data:`~engine.choice_value.CONTENDED_SHARE` (other work holds the cores) no step is timed:
+  steps timed then would rank the load, not the candidates, and one step can take longer
+  than the whole budget. The run takes :mod:`engine.prior`'s device rule, checked against
+  fp32 on a crop, and caches nothing (source ``loaded``).
 - **Cached, never stale under load.** A :class:`Choice` is cached in
   ``$XDG_CACHE_HOME/isamap/autotune.json`` under the model's architecture and arguments, the
   input (for inference, tile) shape, device, torch version and thread count, and consulted
@@ -68,6 +69,7 @@ from engine.execution import (
     Setting,
     SettingRunner,
     TrainStep,
+    cpu_share,
     set_threads,
 )
 from gee_export.core.commands import DETAIL
@@ -96,9 +98,9 @@ CACHE_FORMAT = "isamap-autotune/3"  # /2 entries could hold a choice measured un
 #: a job of fewer samples than (candidates + 3) / MEASURE_SHARE with no cached choice runs
 #: :func:`engine.prior.short_job`'s pick unmeasured: the fewest calls measuring needs cost more.
 MEASURE_SHARE = 0.1
-#: The shortest first training step whose CPU share tells whether other work holds the cores
-#: (:func:`choose`): over less, one or two of the scheduler's time slices decide the share.
-CONTENTION_SAMPLE_S = 0.1
+#: Seconds of :func:`engine.execution.cpu_share`'s look before training steps are timed on a
+#: CPU: many of the scheduler's time slices, a small share of the budget.
+CONTENTION_LOOK_S = 0.1
 #: A 1-minute load average per core from which the machine counts as busy: a contended
 #: choice is reused from the cache only then (a quiet machine measures its own).
 BUSY_LOAD = 1.0
@@ -151,7 +153,7 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         cache: use the user cache (None: unless ``ISAMAP_AUTOTUNE_CACHE=off``).
         measure: timing function replacing the real one (tests).
         cpu_time: the process's CPU seconds (tests inject a clock to script contention):
-            with the wall time, the share of its threads' time the process got.
+            with the wall time, the share of its threads' time the process gets.
         busy: whether the machine is busy now (default :func:`machine_busy`; tests inject it).
         samples: how many samples (tiles) the job will run through the model, when known
             (inference): what bounds the measuring and decides whether compiling can pay
@@ -191,21 +193,22 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
                                 tolerance=tolerance, mode=mode)
         return replace(short, device=where)
     threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
-    measured = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
-                        tolerance, measure, cpu_time)
+    if mode == "training" and device.type == "cpu" and measure is None:
+        share = cpu_share(CONTENTION_LOOK_S, cpu_time)
+        if share < CONTENDED_SHARE:  # steps timed now would rank the load (nothing cached)
+            log.info("autotune: other work holds the cores (this process gets %.0f %% of its "
+                     "threads' time): no training step is timed", 100 * share)
+            rule = prior.short_job(copy.deepcopy(model), example, device, cands, mode=mode,
+                                   checked=precision == "auto", tolerance=tolerance,
+                                   loaded=True)
+            return replace(rule, device=where, cpu_share=round(share, 3),
+                           seconds=round(time.perf_counter() - wall0, 3))
+    choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
+                      tolerance, measure)
     share = None
     if device.type == "cpu":
         wall = max(time.perf_counter() - wall0, 1e-9)
         share = round(min((cpu_time() - cpu0) / (wall * threads), 1.0), 3)
-    if measured is None:  # the first training step: other work holds the cores (not cached)
-        log.info("autotune: other work holds the cores (the first training step got %.0f %% "
-                 "of its threads' time): steps timed now would rank the load, not the "
-                 "candidates", 100 * (share or 0.0))
-        rule = prior.short_job(copy.deepcopy(model), example, device, cands, mode=mode,
-                               checked=precision == "auto", tolerance=tolerance, loaded=True)
-        return replace(rule, device=where, cpu_share=share,
-                       seconds=round(time.perf_counter() - wall0, 3))
-    choice = measured
     choice = replace(choice, device=where, key=key, shape=shape, cpu_share=share)
     log.log(DETAIL, "autotune %s on %s, batch %s: %s; chose %s in %.1f s (budget %.1f s, %d of %d "
             "samples per timed call%s; %s)", mode, where, "x".join(map(str, shape)),
@@ -404,8 +407,7 @@ def cache_key(model: nn.Module, shape: tuple[int, ...], device: torch.device, mo
 def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode: Mode,
              cands: list[Setting], compile: CompilePolicy, samples: int | None,
              step: TrainStep | None, budget_s: float, tolerance: float,
-             measure: Measure | None, cpu_time: Callable[[], float]) -> Choice | None:
-    """The measured choice; None when training on a CPU others hold (:func:`choose`)."""
+             measure: Measure | None) -> Choice:
     started = time.perf_counter()
     rng_devices = [device] if device.type == "cuda" else []
     saved_threads, saved_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
@@ -416,12 +418,6 @@ def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
         runner = SettingRunner(model, batch, device, mode, step)
         try:
-            if mode == "training" and device.type == "cpu" and measure is None:
-                cpu0 = cpu_time()
-                first = runner.first_step()
-                share = (cpu_time() - cpu0) / (first * torch.get_num_threads())
-                if first >= CONTENTION_SAMPLE_S and share < CONTENDED_SHARE:
-                    return None  # steps timed now would rank the load, not the candidates
             check = None
             if mode == "inference":  # agreement on a crop, checked before the probe
                 t0 = time.perf_counter()

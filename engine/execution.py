@@ -49,6 +49,26 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def cpu_share(seconds: float, cpu_time: Callable[[], float] = time.process_time) -> float:
+    """The share of its threads' time the process gets now, looked at for ``seconds``.
+
+    Every torch thread computes an element-wise pass over a tensor large enough to be split
+    over all of them, again and again; the share is the process's CPU time over wall time x
+    threads: about 1 on cores of its own, lower as other work holds them (a spinning thread
+    counts as much as a computing one, so it measures the scheduler, not the op). A cheap
+    look before timing anything (:mod:`engine.autotune`), since timings taken while other
+    work holds the cores rank the load, not the candidates. ``cpu_time``: the process's CPU
+    seconds (tests inject a clock).
+    """
+    x = torch.rand(1 << 20)
+    out = torch.empty_like(x)
+    torch.exp(x, out=out)  # the threads start before the look
+    threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
+    while time.perf_counter() - wall0 < seconds:
+        torch.exp(x, out=out)
+    return (cpu_time() - cpu0) / (max(time.perf_counter() - wall0, 1e-9) * threads)
+
+
 @contextlib.contextmanager
 def calling_thread_only() -> Iterator[None]:
     """Run torch's CPU work inside the block on the calling thread alone, then as before.
@@ -170,7 +190,6 @@ class SettingRunner:
         self._fp32_seconds: dict[int, float] = {}
         self._references: dict[tuple[int, ...], torch.Tensor] = {}  # by input shape
         self._probe: float | None = None
-        self._first_step: float | None = None
 
     def close(self) -> None:
         self._compiled.clear()
@@ -183,40 +202,20 @@ class SettingRunner:
         """The smallest batch measured: 1 sample, 2 to train (batch norm needs two)."""
         return min(int(self.example["image"].shape[0]), 2 if self.mode == "training" else 1)
 
-    def first_step(self) -> float:
-        """Seconds of the first training step: fp32 NCHW at the smallest batch, run once.
-
-        It builds the kernels, so it is not a step's time; it is what the probe starts
-        with and what tells :mod:`engine.autotune` whether other work holds the cores before
-        anything is timed.
-        """
-        if self._first_step is None:
-            h, w = self.example["image"].shape[-2:]
-            run = self.call(Setting(), cut_batch(self.example, self.smallest, h, w))
-            t0 = time.perf_counter()
-            run()
-            self._first_step = time.perf_counter() - t0
-        return self._first_step
-
     def probe(self, deadline: float | None = None) -> float:
         """Seconds per sample of fp32 NCHW at the smallest batch, at full tile size.
 
-        Made once; what the measuring budget and the batch are estimated from. Training:
-        :meth:`first_step`, then a timed step, unless the first ended past ``deadline``: then
-        its time (an overestimate, it builds the kernels) stands for the step's. Inference:
-        one timed call, the first at full size as every other candidate's first timed call is
+        Made once; what the measuring budget and the batch are estimated from. Training: an
+        untimed step, then a timed one, unless the first ended past ``deadline``: then its
+        time (an overestimate, it builds the kernels) stands for the step's. Inference: one
+        timed call, the first at full size as every other candidate's first timed call is
         (the fp32 reference on the check crop, :meth:`check_batch`, runs before it and pays
         the process's first-call costs).
         """
         if self._probe is None:
             h, w = self.example["image"].shape[-2:]
-            batch = cut_batch(self.example, self.smallest, h, w)
-            first = self.first_step() if self.mode == "training" else None
-            if first is not None and deadline is not None and time.perf_counter() >= deadline:
-                self._fp32_seconds[self.smallest] = seconds = first
-            else:
-                seconds = self._seconds(batch, warm=False)
-            self._probe = seconds / self.smallest
+            self._probe = self._seconds(cut_batch(self.example, self.smallest, h, w),
+                                        self.mode != "inference", deadline) / self.smallest
         return self._probe
 
     def check_batch(self) -> Batch:
@@ -294,20 +293,24 @@ class SettingRunner:
             self._references[shape] = self.probabilities(Setting(), batch)
         return self._references[shape]
 
-    def _seconds(self, batch: Batch, warm: bool = True) -> float:
+    def _seconds(self, batch: Batch, warm: bool = True,
+                 deadline: float | None = None) -> float:
         """Seconds of one fp32 NCHW call.
 
         With ``warm``, after an untimed one (which builds kernels); in inference that call
-        gives the batch's reference probabilities.
+        gives the batch's reference probabilities. A training warm-up step that ends past
+        ``deadline`` is the only one, and its time counts.
         """
         n = int(batch["image"].shape[0])
         run = self.call(Setting(), batch)
+        t0 = time.perf_counter()
         if warm and self.mode == "inference":
             self._references[tuple(batch["image"].shape)] = self.probabilities(Setting(), batch)
         elif warm:
             run()
-        t0 = time.perf_counter()
-        run()
+        if self.mode == "inference" or deadline is None or time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            run()
         self._fp32_seconds[n] = max(time.perf_counter() - t0, 1e-6)
         return self._fp32_seconds[n]
 

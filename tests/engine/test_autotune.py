@@ -16,7 +16,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from engine import allocator, autotune, prior
+from engine import allocator, autotune, execution, prior
 from engine.autotune import Setting
 from gee_export.core.errors import ConfigError
 from tests.support.clocks import all_cores, no_cores
@@ -173,10 +173,9 @@ def test_training_measures_whole_steps_on_a_copy_and_leaves_the_run_untouched():
 @pytest.mark.parametrize("native", [None, "bf16"])
 def test_training_on_a_cpu_others_hold_runs_the_device_rule_and_caches_nothing(
         monkeypatch, tmp_path, native):
-    """The first step got too little of its threads' time: no step is timed; the device
-    rule's pick (checked against fp32 when reduced) runs, and the cache stays empty, so a
-    quiet machine measures its own choice."""
-    monkeypatch.setattr(autotune, "CONTENTION_SAMPLE_S", 0.0)  # judge even a tiny step
+    """Other work holds the cores: no step is timed; the device rule's pick (checked against
+    fp32 when reduced) runs, and the cache stays empty, so a quiet machine measures its own
+    choice."""
     monkeypatch.setattr(prior, "native_reduced_precision", lambda device: native)
     cache = tmp_path / "autotune.json"
     monkeypatch.setenv(autotune.CACHE_ENV, str(cache))
@@ -196,22 +195,16 @@ def test_training_on_a_cpu_others_hold_runs_the_device_rule_and_caches_nothing(
                                                           "training")
     assert loaded.cpu_share == 0.0 and loaded.contended and loaded.ms_per_sample == {}
     assert set(loaded.errors) == ({"fp32/nchw", f"bf16/{layout}"} if native else set())
-    assert steps == [1] and not cache.exists()  # the first step only; nothing cached
+    assert steps == [] and not cache.exists()  # no training step; nothing cached
     assert model.training and all(torch.equal(v, before[k])
                                   for k, v in model.state_dict().items())
     quiet = autotune.choose(model, x, CPU, mode="training", step=step, cpu_time=all_cores)
     assert quiet.source == "measured" and len(steps) > 2 and cache.exists()
 
 
-def test_a_first_step_too_short_to_tell_contention_is_measured_as_usual(monkeypatch):
-    monkeypatch.setattr(autotune, "CONTENTION_SAMPLE_S", 3600.0)
-    model, x = conv_bn_net().train(), six_band_batch(4, 16)
-    step = autotune.TrainStep(lambda out, b: torch.nn.functional.cross_entropy(out, b["label"]),
-                              lambda p: torch.optim.Adam(p, lr=1e-2),
-                              {"label": torch.randint(0, 2, (4, 16, 16))})
-    choice = autotune.choose(model, x, CPU, mode="training", step=step, cpu_time=no_cores,
-                             cache=False)
-    assert choice.source == "measured" and choice.contended
+def test_the_cpu_share_is_the_process_time_over_its_threads_wall_time():
+    assert execution.cpu_share(0.01, all_cores) == pytest.approx(1.0, rel=0.05)
+    assert execution.cpu_share(0.01, no_cores) == 0.0
 
 
 def test_the_measurement_is_cut_to_the_budget_but_keyed_by_the_real_shape():

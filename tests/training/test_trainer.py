@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Subset
 
 from gee_export.core.errors import ConfigError
+from engine import autotune
 from training.cli import evaluate_main, train_main
 from training.config import TrainConfig, load_config
 from training.data import PatchDataset, compute_norm_stats
@@ -114,7 +115,10 @@ def test_bf16_channels_last_and_dice_focal_path(patch_root, tmp_path):
     assert all(x_nhwc and w_nhwc for *_, x_nhwc, w_nhwc in seen)
 
 
-def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_root, tmp_path):
+def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_root, tmp_path,
+                                                                       monkeypatch):
+    # the test machine's load must not decide the path under test (measured, not "loaded")
+    monkeypatch.setattr(autotune, "cpu_share", lambda seconds, cpu_time: 1.0)
     cfg = _cfg(patch_root, tmp_path / "auto", precision="auto", channels_last="auto",
                epochs=2, stop_after=1, autotune_cache=False)
     part = train(cfg)
