@@ -301,3 +301,34 @@ def test_the_pruning_speed_block_is_rendered_from_the_benchmarks_json(tmp_path, 
     assert figs.main([str(source), "--bench-pruning", "--root", str(tmp_path)]) == 2
     assert "is not a report of benchmarks/bench_pruning.py --json" in capsys.readouterr().err
     assert page.read_text() == before
+
+
+def test_the_pruning_speed_section_quotes_its_json():
+    """Every number of "Pruning speed" (prose and tables) is one the benchmark's JSON gives.
+
+    Speed-ups are written ``x1.64``, which :data:`DECIMAL` skips; here every number with a
+    decimal point counts, ``x`` or not.
+    """
+    import experiments.landcover_figures as figs
+
+    number = re.compile(r"(?<![\d.])\d+\.\d+(?![\d.])")
+    page = _page("landcover.md")
+    report = _json(figs.BENCH_SOURCE)
+    block = _block(page, figs.BENCH_SOURCE)
+    assert block == figs.bench_block(report)
+    marker = "<!-- figures: " + figs.BENCH_SOURCE
+    after = page[page.index("<!-- end figures -->", page.index(marker)):]
+    prose = _prose(page, "## Pruning speed", marker) + _prose(after + "\n<end>", "-->", "<end>")
+    assert sorted(set(number.findall(prose)) - set(number.findall(block))) == []
+    auto = report["auto_choice"]["unpruned"]
+    r = report["speed"][auto]
+    text = " ".join(page.split())
+    assert auto == "bf16/nhwc/BN folded"  # the prose names auto's choice
+    assert (f"the pruned network is x{r['speedup']:.2f} faster** (rounds "
+            f"x{min(r['ratios']):.2f}-{max(r['ratios']):.2f})") in text
+    assert f"each network at its fastest setting x{report['fastest']['speedup']:.2f}" in text
+    f, p = report["fused_ends"]["fused"], report["fused_ends"]["plain"]
+    assert (f"(x{f['pruned'] / p['pruned']:.2f} against x{f['unpruned'] / p['unpruned']:.2f}, "
+            "best rounds)") in text
+    assert report["settings"] == {"width": 18, "rate": 0.4, "size": 512, "batch": 8,
+                                  "rounds": 5, "compiled": 1, "threads": 1}  # as the page says
