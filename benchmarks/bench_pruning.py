@@ -32,14 +32,25 @@ Run: ``.venv/bin/python benchmarks/bench_pruning.py``: 512 px patches in batches
 look).
 One torch thread by default: on a shared 2-core machine two OpenMP threads per process spin
 against other jobs and make every convolution tens of times slower, for both networks.
+
+``--json PATH`` also writes everything printed, with every round's paired ratio, the machine,
+the date, the wall time and the load average before and after, as one JSON file (atomically;
+a refused run writes nothing). docs/landcover.md's tables are rendered from it by
+``python -m experiments.landcover_figures PATH --bench-pruning``
+(:func:`experiments.landcover_figures.bench_block`).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import shlex
+import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +58,17 @@ import torch
 
 from engine import autotune
 from engine.execution import Setting
-from experiments.srcompare import default_data_dir
+from engine.prior import native_reduced_precision
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_range,
+    check_writable,
+    configure_logging,
+    run_command,
+)
+from gee_export.core.errors import ConfigError
+from gee_export.core.storage import atomic_write
 from training.modelfile import ModelMeta
 from training.models import create_model, fused
 from training.models.blocks import fold_batchnorm
@@ -78,6 +98,10 @@ def networks(width: int, rate: float) -> tuple[torch.nn.Module, torch.nn.Module]
 
 
 CPU = torch.device("cpu")
+
+#: the committed reports of ``experiments.landcover_pruning`` the page's accuracy changes quote
+COMMITTED_RESULTS = tuple(str(ROOT / "docs" / "figures" / f"landcover_pruning_{name}.json")
+                          for name in ("in", "bn", "bn_x3"))
 
 
 def configurations() -> list[tuple[str, Setting, bool]]:
@@ -110,38 +134,41 @@ def auto_choices(full, small, batch: int, size: int) -> tuple[str, str]:
 
 
 def time_pair(name: str, nets, setting: Setting, batch: int, size: int, rounds: int,
-              rates: dict[str, tuple[float, float, float]]) -> None:
-    """Best patches/s of both networks and the median paired speed-up, into ``rates``."""
+              rates: dict[str, dict]) -> None:
+    """Best patches/s of both networks, every round's paired ratio and their median, into
+    ``rates[name]`` (keys ``unpruned``, ``pruned``, ``ratios``, ``speedup``)."""
     fmt = setting.memory_format
     x = torch.randn(batch, len(BANDS), size, size).contiguous(memory_format=fmt)
     for net in nets:
         one_pass(net, x, setting)  # warm-up: oneDNN primitive creation (or compilation)
     times = [(one_pass(nets[0], x, setting), one_pass(nets[1], x, setting))
              for _ in range(rounds)]
-    ratio = float(np.median([a / b for a, b in times]))
-    rates[name] = (batch / min(a for a, _ in times), batch / min(b for _, b in times), ratio)
-    print(f"  {name:<39} unpruned {rates[name][0]:7.2f} patches/s   pruned "
-          f"{rates[name][1]:7.2f} patches/s   speed-up x{ratio:.2f} (median of "
-          f"{rounds} paired rounds)", flush=True)
+    ratios = [a / b for a, b in times]
+    rates[name] = {"unpruned": batch / min(a for a, _ in times),
+                   "pruned": batch / min(b for _, b in times),
+                   "ratios": ratios, "speedup": float(np.median(ratios))}
+    r = rates[name]
+    print(f"  {name:<39} unpruned {r['unpruned']:7.2f} patches/s   pruned "
+          f"{r['pruned']:7.2f} patches/s   speed-up x{r['speedup']:.2f} (median of "
+          f"{rounds} paired rounds, x{min(ratios):.2f}-{max(ratios):.2f})", flush=True)
 
 
-def speed(full, small, batch: int, size: int, rounds: int, compiled: int
-          ) -> dict[str, tuple[float, float, float]]:
-    """Per configuration: best patches/s of each network and the median paired speed-up.
+def speed(full, small, batch: int, size: int, rounds: int, compiled: int) -> dict[str, dict]:
+    """Per configuration: :func:`time_pair`'s figures, in the order timed.
 
     Every eager setting, as trained and with batch norms folded; then the ``compiled``
     fastest folded settings again under ``torch.compile`` (``isamap-predict --compile``),
     which fuses element-wise work into the convolutions; measured, that helps the unpruned
     network more (a lower speed-up compiled than eager: docs/landcover.md).
     """
-    rates: dict[str, tuple[float, float, float]] = {}
+    rates: dict[str, dict] = {}
     folded = (fold_batchnorm(full), fold_batchnorm(small))
     for name, setting, fold in configurations():
         nets = [net.to(memory_format=setting.memory_format)
                 for net in (folded if fold else (full, small))]
         time_pair(name, nets, setting, batch, size, rounds, rates)
     by_label = {name: (setting, fold) for name, setting, fold in configurations()}
-    eager_folded = sorted((k for k in rates if "folded" in k), key=lambda k: -rates[k][1])
+    eager_folded = sorted((k for k in rates if "folded" in k), key=lambda k: -rates[k]["pruned"])
     for name in eager_folded[:compiled]:
         setting, _ = by_label[name]
         nets = [torch.compile(net.to(memory_format=setting.memory_format)) for net in folded]
@@ -185,15 +212,15 @@ def part_flops(net: torch.nn.Module, size: int) -> dict[str, float]:
     return flops
 
 
-def breakdown(full, small, batch: int, size: int, rounds: int, name: str) -> None:
+def breakdown(full, small, batch: int, size: int, rounds: int, name: str) -> dict:
     """Time and convolution FLOPs per part of both networks at one setting.
 
     Forward hooks time each part (stem, stage 1, transitions, residual blocks, fusions,
     head: their convolutions, norms, ReLUs and sums), best of ``rounds``; "everything else" is
     the pass's best time minus the parts (the final up-sampling, autocast's casts). Says
-    where the speed-up stops following the FLOPs.
+    where the speed-up stops following the FLOPs. Returns ``{"setting": name, "parts":
+    {part: {"ms": [unpruned, pruned], "gflops": [unpruned, pruned] or None}}}``.
     """
-    import time
     from collections import defaultdict
 
     setting = next(s for label, s, _ in configurations() if label == name.split("/BN")[0])
@@ -224,14 +251,17 @@ def breakdown(full, small, batch: int, size: int, rounds: int, name: str) -> Non
         ms["everything else"] = 1e3 * min(passes) - sum(ms.values())
         table.append((ms, flops))
     print(f"where the time goes at {name} (ms per batch; conv GFLOPs per patch):")
+    out: dict[str, dict] = {}
     for part in table[0][0]:
         tu, tp = table[0][0][part], table[1][0][part]
         fu, fp = table[0][1].get(part, 0.0), table[1][1].get(part, 0.0)
+        out[part] = {"ms": [tu, tp], "gflops": [fu, fp] if fu and fp else None}
         flops_text = f"   {fu:5.2f} -> {fp:5.2f} G (x{fu / fp:.2f})" if fu and fp else ""
         print(f"  {part:<28} {tu:7.1f} -> {tp:7.1f} ms (x{tu / tp:.2f}){flops_text}")
+    return {"setting": name, "parts": out}
 
 
-def fused_ends(full, small, batch: int, size: int, rounds: int, name: str) -> None:
+def fused_ends(full, small, batch: int, size: int, rounds: int, name: str) -> dict | None:
     """What the fused residual block ends give each network (``training.models.fused``).
 
     At one folded setting, paired as above: the networks as ``isamap-predict`` runs them
@@ -239,21 +269,25 @@ def fused_ends(full, small, batch: int, size: int, rounds: int, name: str) -> No
     stream; a pruned block's sum into its kept channels as an exact one-hot 1x1 convolution
     fused the same way, or an in-place scatter where that measured faster for the shape)
     and the same networks on the plain ops (``fused.disabled()``: the
-    convolution, a sum or a scatter-add, a ReLU). Only channels-last settings fuse.
+    convolution, a sum or a scatter-add, a ReLU). Only channels-last settings fuse (None at
+    an NCHW one). Returns ``{"setting": name, "fused": ..., "plain": ...}``, each as
+    :func:`time_pair` gives it.
     """
     setting = next(s for label, s, _ in configurations() if label == name.split("/BN")[0])
     if not setting.channels_last:
         print(f"fused block ends: not used at {name} (NCHW keeps the plain ops)")
-        return
+        return None
     nets = [fold_batchnorm(n).to(memory_format=setting.memory_format) for n in (full, small)]
-    rates: dict[str, tuple[float, float, float]] = {}
+    rates: dict[str, dict] = {}
     print(f"fused residual block ends at {name}:")
     time_pair("fused (as built)", nets, setting, batch, size, rounds, rates)
     with fused.disabled():
         time_pair("plain ops", nets, setting, batch, size, rounds, rates)
-    (fu, fp, fr), (pu, pp, pr) = rates["fused (as built)"], rates["plain ops"]
-    print(f"  fusing makes the unpruned network x{fu / pu:.2f} and the pruned one x{fp / pp:.2f} "
-          f"faster (best rounds); the speed-up goes from x{pr:.2f} to x{fr:.2f}")
+    f, p = rates["fused (as built)"], rates["plain ops"]
+    print(f"  fusing makes the unpruned network x{f['unpruned'] / p['unpruned']:.2f} and the "
+          f"pruned one x{f['pruned'] / p['pruned']:.2f} faster (best rounds); the speed-up "
+          f"goes from x{p['speedup']:.2f} to x{f['speedup']:.2f}")
+    return {"setting": name, "fused": f, "plain": p}
 
 
 def _best_ms(fn, reps: int = 15) -> float:
@@ -267,13 +301,14 @@ def _best_ms(fn, reps: int = 15) -> float:
     return 1e3 * min(times)
 
 
-def resize_costs(batch: int, size: int, width: int) -> None:
+def resize_costs(batch: int, size: int, width: int) -> list[dict]:
     """Bilinear up-sampling at this run's shapes (bf16/NHWC), timed alone: PyTorch's bf16
     kernel against ``blocks.resize_bilinear`` (fp32 inside, rounded once), for the head's
     logits to the patch size and two of the fusions' up-samplings to the finest branch."""
     from training.models.blocks import resize_bilinear
 
     side = size // 4  # the finest branch
+    found = []
     print("bilinear up-sampling alone (bf16/nhwc, ms):")
     with torch.inference_mode():
         for shape, to in (((batch, len(LANDCOVER_CLASSES), side, side), (size, size)),
@@ -283,43 +318,101 @@ def resize_costs(batch: int, size: int, width: int) -> None:
             kernel = _best_ms(lambda x=x, to=to: torch.nn.functional.interpolate(
                 x, size=to, mode="bilinear", align_corners=False))
             ours = _best_ms(lambda x=x, to=to: resize_bilinear(x, to))
+            found.append({"shape": list(shape), "to": list(to), "kernel_ms": kernel,
+                          "resize_bilinear_ms": ours})
             print(f"  {tuple(shape)} -> {to}: bf16 kernel {kernel:.2f}, resize_bilinear "
                   f"{ours:.2f} (x{kernel / ours:.2f})")
+    return found
 
 
-def accuracy_changes(folders: list[Path], data_dir: str) -> list[tuple[str, dict]]:
-    """OA of hrnet and pruned hrnet from each experiment folder (mean ± std over seeds).
+def _report_file(given: Path) -> Path:
+    """A results path: an ``experiments.landcover_pruning`` folder's report, or a report file."""
+    return given / "metrics.json" if given.is_dir() else given
 
-    Results made with an earlier pruning rule (``training.pruning.PRUNING_RULE``) say so.
-    Folders without results are skipped; with none at all, a one-seed, 60-iteration run is
-    made in the first (a quick look, labelled so, not the documented result).
+
+def accuracy_changes(results: Sequence[Path], data_dir: str | None) -> list[dict]:
+    """OA of hrnet and pruned hrnet from each ``experiments.landcover_pruning`` report.
+
+    ``results``: report files (the committed ``docs/figures/landcover_pruning_*.json``) or the
+    experiment's output folders. Results made with an earlier pruning rule
+    (``training.pruning.PRUNING_RULE``) say so. Missing ones are skipped; with none at all, a
+    one-seed, 60-iteration run is made in a folder of its own (a quick look, labelled so, not
+    the documented result). Each entry: ``source``, ``stem`` (the stem's norm),
+    ``iterations``, ``pruning_rule``, ``quick`` and the OA ``hrnet`` / ``pruned`` as
+    ``{"mean", "std"}`` fractions.
     """
     from experiments.landcover_pruning import LandCoverCompareConfig, run_experiment
 
     found = []
-    for folder in folders:
-        path = folder / "metrics.json"
-        if path.exists():
-            report = json.loads(path.read_text())
-            stem = report["config"]["model"].get("stem_norm", "instance")
-            rule = report.get("pruning_rule", 1)
-            older = "" if rule == PRUNING_RULE else (
-                f"; pruned with rule {rule}, before residual outputs were pruned: re-run "
-                "python -m experiments.landcover_pruning for the current one")
-            found.append((f"{path} ({stem} stem{older})", report))
+    for path in map(_report_file, results):
+        if path.is_file():
+            name = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+            found.append((str(name), json.loads(path.read_text(encoding="utf-8")), False))
     if not found:  # in a folder of its own: never over a documented experiment's results
         quick = Path("bench_output") / "lccompare_quick"
-        cfg = LandCoverCompareConfig(data_dir=data_dir, seeds=(0,), iterations=60,
-                                     prune_iterations=20)
-        report = run_experiment(cfg, quick)
-        found.append((f"{quick / 'metrics.json'}, run now: one seed, 60 iterations "
-                      "(a quick look, not the result)", report))
-    return [(source, {m: r["summary"][m]["OA"] for m in ("hrnet", "hrnet pruned")})
-            for source, r in found]
+        cfg = LandCoverCompareConfig(seeds=(0,), iterations=60, prune_iterations=20,
+                                     **({"data_dir": data_dir} if data_dir else {}))
+        found.append((str(quick / "metrics.json"), run_experiment(cfg, quick), True))
+    changes = []
+    for source, report, quick in found:
+        oa = {m: report["summary"][m]["OA"] for m in ("hrnet", "hrnet pruned")}
+        changes.append({"source": source, "quick": quick,
+                        "stem": report["config"]["model"].get("stem_norm", "instance"),
+                        "iterations": report["config"]["iterations"],
+                        "pruning_rule": report.get("pruning_rule", 1),
+                        **{k: {s: oa[m][s] for s in ("mean", "std")}
+                           for k, m in (("hrnet", "hrnet"), ("pruned", "hrnet pruned"))}})
+    return changes
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
+def print_accuracy(change: dict) -> None:
+    h, q = change["hrnet"], change["pruned"]
+    notes = [f"{change['stem']} stem, {change['iterations']} iterations"]
+    if change["quick"]:
+        notes.append("run now: one seed, 60 iterations (a quick look, not the result)")
+    if change["pruning_rule"] != PRUNING_RULE:
+        notes.append(f"pruned with rule {change['pruning_rule']}, before residual outputs "
+                     "were pruned: re-run python -m experiments.landcover_pruning")
+    print(f"accuracy (OA at 1 m, mean ± std over seeds) from {change['source']} "
+          f"({'; '.join(notes)}):\n"
+          f"  hrnet {100 * h['mean']:.2f} ± {100 * h['std']:.2f} %, pruned "
+          f"{100 * q['mean']:.2f} ± {100 * q['std']:.2f} %, change "
+          f"{100 * (q['mean'] - h['mean']):+.2f} points")
+
+
+def machine() -> dict:
+    """The machine in words (``engine.autotune.describe_device``), its cores, native bf16."""
+    return {"device": autotune.describe_device(CPU), "cores": os.cpu_count(),
+            "native_bf16": native_reduced_precision(CPU) == "bf16",
+            "torch": torch.__version__}
+
+
+def write_json(report: dict, path: str | os.PathLike) -> None:
+    """``report`` as indented JSON at ``path``, atomically (readers never see half a file)."""
+    text = json.dumps(report, indent=1, ensure_ascii=False) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def check_json_path(path: str | None) -> None:
+    """Refuse (ConfigError) a ``--json`` that is a folder or lies under a file; check it is
+    writable (OSError); before any timing, so a refused run measures and writes nothing."""
+    if path is None:
+        return
+    target = Path(path).absolute()
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if target.is_dir():
+        raise ConfigError(f"--json {path} is a folder; give a file name (e.g. "
+                          "docs/figures/bench_pruning.json)")
+    if existing != target and not existing.is_dir():
+        raise ConfigError(f"--json {path} lies under {existing}, which is a file; give a "
+                          "path in a folder")
+    check_writable(target)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchmarks/bench_pruning.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--width", type=int, default=18,
                    help="HRNet C (18: HRNetV2-W18, the documented figures; 24: what "
@@ -332,12 +425,43 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--compiled", type=int, default=1,
                    help="also time the n fastest folded settings under torch.compile (0: none)")
-    p.add_argument("--results", nargs="+", default=[str(ROOT / "lccompare_output"),
-                                                     str(ROOT / "lccompare_output_bn"),
-                                                     str(ROOT / "lccompare_output_bn_x3")],
-                   help="experiments.landcover_pruning output folders with metrics.json")
-    p.add_argument("--data-dir", default=str(default_data_dir()))
-    a = p.parse_args()
+    p.add_argument("--results", nargs="+", default=list(COMMITTED_RESULTS),
+                   help="experiments.landcover_pruning reports (metrics.json files, or the "
+                   "folders holding them) to read the accuracy change from (default: the "
+                   "committed docs/figures/landcover_pruning_{in,bn,bn_x3}.json)")
+    p.add_argument("--data-dir", default=None,
+                   help="Chesapeake tiles for the quick accuracy run made when no --results "
+                   "exist (default: the experiment's)")
+    p.add_argument("--json", metavar="PATH",
+                   help="also write everything printed here as JSON (docs/landcover.md's "
+                   "source: docs/figures/bench_pruning.json)")
+    add_logging_arguments(p)
+    return p
+
+
+def check_arguments(a: argparse.Namespace) -> None:
+    check_range("--width", a.width, 4)
+    check_range("--rate", a.rate, 0.01, 0.9)
+    check_range("--size", a.size, 64, hint="HRNet halves a patch five times")
+    check_range("--batch", a.batch, 1)
+    check_range("--rounds", a.rounds, 1)
+    check_range("--threads", a.threads, 0)
+    check_range("--compiled", a.compiled, 0)
+    check_json_path(a.json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2: a bad option, refused before any timing)."""
+    a = parser().parse_args(argv)
+    configure_logging(a.verbose, a.quiet, a.debug)
+    return run_command("benchmarks/bench_pruning.py", lambda: measure(a), debug=a.debug,
+                       writes_to=[a.json], checks=[lambda: check_arguments(a)])
+
+
+def measure(a: argparse.Namespace) -> int:
+    """Every measurement of the module docstring, printed and, with ``--json``, written."""
+    started, load_before = time.perf_counter(), os.getloadavg()
+    date = datetime.datetime.now(datetime.UTC).date().isoformat()
     if a.threads:
         torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
@@ -352,29 +476,45 @@ def main() -> None:
     print(f"isamap-predict --precision auto runs {auto_full} (unpruned) and {auto_small} "
           "(pruned)")
     rates = speed(full, small, a.batch, a.size, a.rounds, a.compiled)
-    u, pr, ratio = rates[auto_full]
+    r = rates[auto_full]
     print(f"as isamap-predict runs them, at auto's choice of precision and layout for the "
-          f"unpruned network ({auto_full}): {u:.2f} -> {pr:.2f} patches/s, pruned "
-          f"x{ratio:.2f} faster (bar: >= 1.5x)")
-    best_u = max(rates, key=lambda k: rates[k][0])
-    best_p = max(rates, key=lambda k: rates[k][1])
+          f"unpruned network ({auto_full}): {r['unpruned']:.2f} -> {r['pruned']:.2f} "
+          f"patches/s, pruned x{r['speedup']:.2f} faster (bar: >= 1.5x)")
+    best_u = max(rates, key=lambda k: rates[k]["unpruned"])
+    best_p = max(rates, key=lambda k: rates[k]["pruned"])
     same = f"both at {best_u}, paired" if best_u == best_p else (
         f"unpruned at {best_u}, pruned at {best_p}, ratio of best times")
-    speedup = rates[best_u][2] if best_u == best_p else rates[best_p][1] / rates[best_u][0]
+    speedup = (rates[best_u]["speedup"] if best_u == best_p
+               else rates[best_p]["pruned"] / rates[best_u]["unpruned"])
     print(f"each network at its fastest setting, torch.compile included ({same}): "
-          f"{rates[best_u][0]:.2f} -> {rates[best_p][1]:.2f} patches/s, pruned "
+          f"{rates[best_u]['unpruned']:.2f} -> {rates[best_p]['pruned']:.2f} patches/s, pruned "
           f"x{speedup:.2f} faster")
-    fastest = max((k for k in rates if k.endswith("folded")), key=lambda k: rates[k][0])
-    breakdown(full, small, a.batch, a.size, a.rounds, fastest)
-    resize_costs(a.batch, a.size, a.width)
-    fused_ends(full, small, a.batch, a.size, a.rounds, fastest)
-    for source, oa in accuracy_changes([Path(r) for r in a.results], a.data_dir):
-        h, q = oa["hrnet"], oa["hrnet pruned"]
-        print(f"accuracy (OA at 1 m, mean ± std over seeds) from {source}:\n"
-              f"  hrnet {100 * h['mean']:.2f} ± {100 * h['std']:.2f} %, pruned "
-              f"{100 * q['mean']:.2f} ± {100 * q['std']:.2f} %, change "
-              f"{100 * (q['mean'] - h['mean']):+.2f} points")
+    fastest = max((k for k in rates if k.endswith("folded")), key=lambda k: rates[k]["unpruned"])
+    parts_table = breakdown(full, small, a.batch, a.size, a.rounds, fastest)
+    resize = resize_costs(a.batch, a.size, a.width)
+    fused_table = fused_ends(full, small, a.batch, a.size, a.rounds, fastest)
+    accuracy = accuracy_changes([Path(r) for r in a.results], a.data_dir)
+    for change in accuracy:
+        print_accuracy(change)
+    seconds = time.perf_counter() - started
+    if a.json:
+        write_json({
+            "command": shlex.join(["benchmarks/bench_pruning.py", *sys.argv[1:]]),
+            "settings": {k: getattr(a, k) for k in ("width", "rate", "size", "batch", "rounds",
+                                                    "compiled")}
+            | {"threads": torch.get_num_threads()},
+            "machine": machine(), "date": date, "seconds": seconds,
+            "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
+            "parameters": {"unpruned": pf, "pruned": ps},
+            "flops_per_patch": {"unpruned": ff, "pruned": fs},
+            "auto_choice": {"unpruned": auto_full, "pruned": auto_small},
+            "speed": rates,
+            "fastest": {"unpruned": best_u, "pruned": best_p, "speedup": speedup},
+            "breakdown": parts_table, "resize": resize, "fused_ends": fused_table,
+            "accuracy": accuracy}, a.json)
+        print(f"{a.json} written")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

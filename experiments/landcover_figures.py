@@ -9,6 +9,11 @@ with the JSON, so a figure quoted there cannot drift from the run that produced 
 ``python -m experiments.landcover_figures lccompare_output/metrics.json --pruning NAME`` does
 the same for a run of :mod:`experiments.landcover_pruning`: the report goes to
 ``docs/figures/landcover_pruning_NAME.json`` and its tables to that file's block.
+
+``python -m experiments.landcover_figures docs/figures/bench_pruning.json --bench-pruning``
+rewrites the "Pruning speed" block from what ``benchmarks/bench_pruning.py --json PATH``
+wrote (copied to ``docs/figures/bench_pruning.json`` first when PATH is elsewhere):
+:func:`bench_block` of it.
 """
 
 from __future__ import annotations
@@ -58,6 +63,102 @@ def pruning_block(report: dict) -> str:
     return "\n" + pruning_table(report) + "\n\n"
 
 
+BENCH_SOURCE = "docs/figures/bench_pruning.json"
+
+
+def setting_text(name: str) -> str:
+    """A benchmark setting as the page writes it: ``bf16/nhwc, BN folded, `torch.compile```."""
+    parts = name.split("/")
+    words = {"BN folded": "BN folded", "compiled": "`torch.compile`"}
+    return "/".join(parts[:2]) + "".join(f", {words[w]}" for w in parts[2:])
+
+
+def _rounds(r: dict) -> str:
+    return f"x{min(r['ratios']):.2f}-{max(r['ratios']):.2f}"
+
+
+def _accuracy_labels(changes: list[dict]) -> list[str]:
+    """IN / BN by the stem's norm, with ``3x`` where a run had 3x the fewest iterations."""
+    fewest = min(c["iterations"] for c in changes)
+    return [("IN" if c["stem"] == "instance" else "BN")
+            + (f" {c['iterations'] // fewest}x" if c["iterations"] > fewest else "")
+            for c in changes]
+
+
+def bench_block(report: dict) -> str:
+    """The "Pruning speed" block of ``benchmarks/bench_pruning.py --json``'s report.
+
+    The run (machine, date, wall time, load), the speed table with every setting's fastest and
+    slowest paired round (how much one timing moves), sizes and accuracy changes, where the
+    time goes, and the fused block ends: every figure the section quotes.
+    """
+    from training.pruning import PRUNING_RULE
+
+    st, m, load = report["settings"], report["machine"], report["load_average"]
+    minutes, seconds = divmod(round(report["seconds"]), 60)
+    threads = f"{st['threads']} torch thread" + ("s" if st["threads"] != 1 else "")
+    lines = [f"Measured on {m['device']}, {m['cores']} cores"
+             + (", native bf16" if m["native_bf16"] else "")
+             + f", on {report['date']}: {minutes} min {seconds} s of wall time, one-minute load "
+             f"average {load['before'][0]:.2f} before and {load['after'][0]:.2f} after. HRNet "
+             f"C = {st['width']}, {100 * st['rate']:g} % of the prunable filters pruned, "
+             f"{st['size']} px patches in batches of {st['batch']}, {threads}, "
+             f"{st['rounds']} paired rounds per setting.", "",
+             "| setting | unpruned patches/s | pruned patches/s | speed-up (median) | "
+             "fastest-slowest round |", "|---|---|---|---|---|"]
+    auto = report["auto_choice"]
+    for name, r in report["speed"].items():
+        chosen = [net for net in ("unpruned", "pruned") if auto[net] == name]
+        text, speedup = setting_text(name), f"x{r['speedup']:.2f}"
+        if chosen:
+            whose = "both networks" if len(chosen) == 2 else f"the {chosen[0]} network"
+            text = f"**{text}** (auto's choice of precision and layout, {whose})"
+            speedup = f"**{speedup}**"
+        lines.append(f"| {text} | {r['unpruned']:.2f} | {r['pruned']:.2f} | {speedup} | "
+                     f"{_rounds(r)} |")
+    fast, speed = report["fastest"], report["speed"]
+    u, q = speed[fast["unpruned"]]["unpruned"], speed[fast["pruned"]]["pruned"]
+    pairing = (f"both at {setting_text(fast['unpruned'])}, paired"
+               if fast["unpruned"] == fast["pruned"] else
+               f"unpruned at {setting_text(fast['unpruned'])}, pruned at "
+               f"{setting_text(fast['pruned'])}: a ratio of best rounds")
+    (pu, pp), (fu, fp) = report["parameters"].values(), report["flops_per_patch"].values()
+    changes = report["accuracy"]
+    listed = ", ".join(f"{100 * (c['pruned']['mean'] - c['hrnet']['mean']):.1f} ({label})"
+                       for c, label in zip(changes, _accuracy_labels(changes), strict=True))
+    caveats = [c["source"] for c in changes if c["quick"] or c["pruning_rule"] != PRUNING_RULE]
+    lines += ["", f"Each network at its fastest setting ({pairing}): {u:.2f} -> {q:.2f} "
+              f"patches/s, x{fast['speedup']:.2f}. Parameters {pu:,} -> {pp:,} "
+              f"({100 * (1 - pp / pu):.1f} % fewer), FLOPs per patch {fu / 1e9:.2f} -> "
+              f"{fp / 1e9:.2f} G (x{fu / fp:.2f} fewer). Accuracy change "
+              f"(`experiments.landcover_pruning`, above): {listed} OA points."
+              + (" Not the documented results (a quick run, or an older pruning rule): "
+                 f"{', '.join(caveats)}." if caveats else "")]
+    parts = report["breakdown"]
+    lines += ["", f"Where the time goes at {setting_text(parts['setting'])} (ms per batch of "
+              f"{st['batch']}, best of {st['rounds']} passes; convolution GFLOPs per patch):", "",
+              "| part | unpruned -> pruned time | conv FLOPs |", "|---|---|---|"]
+    for part, v in parts["parts"].items():
+        (tu, tp), flops = v["ms"], v["gflops"]
+        name = f"residual {part}" if part.startswith("blocks") else part
+        flops_text = (f"{flops[0]:.2f} -> {flops[1]:.2f} G (x{flops[0] / flops[1]:.2f})"
+                      if flops else "")
+        lines.append(f"| {name} | {tu:.1f} -> {tp:.1f} ms (x{tu / tp:.2f}) | {flops_text} |")
+    ends = report["fused_ends"]
+    if ends:
+        f, p = ends["fused"], ends["plain"]
+        lines += ["", f"Fused residual block ends (below) at {setting_text(ends['setting'])}, "
+                  "paired as above:", "",
+                  "| networks run with | unpruned patches/s | pruned patches/s | speed-up "
+                  "(median) | fastest-slowest round |", "|---|---|---|---|---|"]
+        for text, r in (("fused block ends", f), ("plain ops (`fused.disabled()`)", p)):
+            lines.append(f"| {text} | {r['unpruned']:.2f} | {r['pruned']:.2f} | "
+                         f"x{r['speedup']:.2f} | {_rounds(r)} |")
+        lines += ["", f"Fusing makes the unpruned network x{f['unpruned'] / p['unpruned']:.2f} "
+                  f"and the pruned one x{f['pruned'] / p['pruned']:.2f} as fast (best rounds)."]
+    return "\n" + "\n".join(lines) + "\n\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.landcover_figures``; returns the exit status."""
     p = argparse.ArgumentParser(prog="python -m experiments.landcover_figures",
@@ -65,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("metrics", help="the experiment's OUT/metrics.json")
     p.add_argument("--root", default=".", help="the repository (default: here)")
+    p.add_argument("--bench-pruning", action="store_true",
+                   help="METRICS is what benchmarks/bench_pruning.py --json wrote: copy it to "
+                        f"{BENCH_SOURCE} and rewrite the Pruning speed block")
     p.add_argument("--pruning", metavar="NAME",
                    help="METRICS is an experiments.landcover_pruning report: copy it to "
                         "docs/figures/landcover_pruning_NAME.json and rewrite that block")
@@ -77,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(a: argparse.Namespace) -> int:
     path = Path(a.metrics)
+    if a.bench_pruning:
+        return _run_bench(path, Path(a.root))
     if a.pruning:
         return _run_pruning(path, a.pruning, Path(a.root))
     try:
@@ -104,6 +210,21 @@ def _run_pruning(path: Path, name: str, root: Path) -> int:
     atomic_write(root / source, lambda fh: fh.write(text.encode()))
     changed = rewrite_block(source, PAGE, pruning_block, root)
     print(f"{source} written; {PAGE} {'rewritten' if changed else 'unchanged'}")
+    return 0
+
+
+def _run_bench(path: Path, root: Path) -> int:
+    try:
+        text = path.read_text(encoding="utf-8")
+        bench_block(json.loads(text))
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise InputDataError(f"{path} is not a report of benchmarks/bench_pruning.py --json "
+                             f"({exc}); give the file a finished run wrote") from None
+    target = root / BENCH_SOURCE
+    if not target.exists() or not path.resolve().samefile(target):
+        atomic_write(target, lambda fh: fh.write(text.encode()))
+    changed = rewrite_block(BENCH_SOURCE, PAGE, bench_block, root)
+    print(f"{BENCH_SOURCE} written; {PAGE} {'rewritten' if changed else 'unchanged'}")
     return 0
 
 

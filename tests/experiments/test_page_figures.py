@@ -232,3 +232,103 @@ def test_the_chesapeake_counts_the_land_cover_page_quotes(shared_data):
     assert f"Patch 0 holds {per_patch[0]} of the tile's {sum(per_patch)} impervious pixels" in text
     assert f"pool all {sum(p.truth.size for p in patches):,} pixels" in text
     assert "patch 0's quadrants hold {}, {}, {} and {} impervious pixels".format(*quadrants) in text
+
+
+def _bench_report() -> dict:
+    """A small report of ``benchmarks/bench_pruning.py --json`` (two settings, one part)."""
+    def rate(u: float, p: float, ratios: list[float]) -> dict:
+        return {"unpruned": u, "pruned": p, "ratios": ratios,
+                "speedup": float(np.median(ratios))}
+
+    oa = {"hrnet": {"mean": 0.8, "std": 0.03}, "pruned": {"mean": 0.77, "std": 0.05}}
+    return {"command": "benchmarks/bench_pruning.py --json x.json",
+            "settings": {"width": 18, "rate": 0.4, "size": 512, "batch": 8, "rounds": 3,
+                         "compiled": 1, "threads": 1},
+            "machine": {"device": "Some CPU (AVX2, 1 threads)", "cores": 2,
+                        "native_bf16": False, "torch": "2"},
+            "date": "2026-01-02", "seconds": 125.4,
+            "load_average": {"before": [0.5, 0.4, 0.3], "after": [1.25, 1.0, 0.5]},
+            "parameters": {"unpruned": 1000, "pruned": 600},
+            "flops_per_patch": {"unpruned": 4e9, "pruned": 2e9},
+            "auto_choice": {"unpruned": "fp32/nhwc/BN folded", "pruned": "fp32/nhwc/BN folded"},
+            "speed": {"fp32/nchw": rate(1.0, 1.5, [1.4, 1.5, 1.6]),
+                      "fp32/nhwc/BN folded": rate(2.0, 3.2, [1.55, 1.6, 1.7]),
+                      "fp32/nhwc/BN folded/compiled": rate(2.5, 3.0, [1.2, 1.25, 1.3])},
+            "fastest": {"unpruned": "fp32/nhwc/BN folded/compiled",
+                        "pruned": "fp32/nhwc/BN folded", "speedup": 3.2 / 2.5},
+            "breakdown": {"setting": "fp32/nhwc/BN folded",
+                          "parts": {"stem": {"ms": [20.0, 10.0], "gflops": [1.5, 0.6]},
+                                    "everything else": {"ms": [5.0, 4.0], "gflops": None}}},
+            "resize": [],
+            "fused_ends": {"setting": "fp32/nhwc/BN folded",
+                           "fused": rate(2.0, 3.2, [1.6, 1.6, 1.6]),
+                           "plain": rate(1.9, 2.8, [1.5, 1.45, 1.4])},
+            "accuracy": [{"source": "a.json", "quick": False, "stem": "batch", "iterations": 300,
+                          "pruning_rule": 3, **oa},
+                         {"source": "b.json", "quick": True, "stem": "batch", "iterations": 900,
+                          "pruning_rule": 3, **oa}]}
+
+
+def test_the_pruning_speed_block_is_rendered_from_the_benchmarks_json(tmp_path, capsys):
+    """`python -m experiments.landcover_figures PATH --bench-pruning` copies and rewrites."""
+    import experiments.landcover_figures as figs
+
+    report = _bench_report()
+    block = figs.bench_block(report)
+    assert ("Measured on Some CPU (AVX2, 1 threads), 2 cores, on 2026-01-02: 2 min 5 s of wall "
+            "time, one-minute load average 0.50 before and 1.25 after.") in block
+    assert ("| **fp32/nhwc, BN folded** (auto's choice of precision and layout, both networks) "
+            "| 2.00 | 3.20 | **x1.60** | x1.55-1.70 |") in block
+    assert "| fp32/nhwc, BN folded, `torch.compile` | 2.50 | 3.00 | x1.25 | x1.20-1.30 |" in block
+    assert ("(unpruned at fp32/nhwc, BN folded, `torch.compile`, pruned at fp32/nhwc, BN folded: "
+            "a ratio of best rounds): 2.50 -> 3.20 patches/s, x1.28") in block
+    assert "Parameters 1,000 -> 600 (40.0 % fewer), FLOPs per patch 4.00 -> 2.00 G" in block
+    assert "-3.0 (BN), -3.0 (BN 3x) OA points. Not the documented results" in block
+    assert "| stem | 20.0 -> 10.0 ms (x2.00) | 1.50 -> 0.60 G (x2.50) |" in block
+    assert "| plain ops (`fused.disabled()`) | 1.90 | 2.80 | x1.45 | x1.40-1.50 |" in block
+    assert "unpruned network x1.05 and the pruned one x1.14 as fast" in block
+
+    source = tmp_path / "run.json"
+    source.write_text(json.dumps(report))
+    page = tmp_path / figs.PAGE
+    page.parent.mkdir()
+    page.write_text(f"a\n<!-- figures: {figs.BENCH_SOURCE} -->\nold\n<!-- end figures -->\nb\n")
+    assert figs.main([str(source), "--bench-pruning", "--root", str(tmp_path)]) == 0
+    assert _block(page.read_text(), figs.BENCH_SOURCE) == block
+    assert json.loads((tmp_path / figs.BENCH_SOURCE).read_text()) == report
+    source.write_text(json.dumps({"speed": {}}))  # not a finished run: refused, page kept
+    before = page.read_text()
+    assert figs.main([str(source), "--bench-pruning", "--root", str(tmp_path)]) == 2
+    assert "is not a report of benchmarks/bench_pruning.py --json" in capsys.readouterr().err
+    assert page.read_text() == before
+
+
+def test_the_pruning_speed_section_quotes_its_json():
+    """Every number of "Pruning speed" (prose and tables) is one the benchmark's JSON gives.
+
+    Speed-ups are written ``x1.64``, which :data:`DECIMAL` skips; here every number with a
+    decimal point counts, ``x`` or not.
+    """
+    import experiments.landcover_figures as figs
+
+    number = re.compile(r"(?<![\d.])\d+\.\d+(?![\d.])")
+    page = _page("landcover.md")
+    report = _json(figs.BENCH_SOURCE)
+    block = _block(page, figs.BENCH_SOURCE)
+    assert block == figs.bench_block(report)
+    marker = "<!-- figures: " + figs.BENCH_SOURCE
+    after = page[page.index("<!-- end figures -->", page.index(marker)):]
+    prose = _prose(page, "## Pruning speed", marker) + _prose(after + "\n<end>", "-->", "<end>")
+    assert sorted(set(number.findall(prose)) - set(number.findall(block))) == []
+    auto = report["auto_choice"]["unpruned"]
+    r = report["speed"][auto]
+    text = " ".join(page.split())
+    assert auto == "bf16/nhwc/BN folded"  # the prose names auto's choice
+    assert (f"the pruned network is x{r['speedup']:.2f} faster** (rounds "
+            f"x{min(r['ratios']):.2f}-{max(r['ratios']):.2f})") in text
+    assert f"each network at its fastest setting x{report['fastest']['speedup']:.2f}" in text
+    f, p = report["fused_ends"]["fused"], report["fused_ends"]["plain"]
+    assert (f"(x{f['pruned'] / p['pruned']:.2f} against x{f['unpruned'] / p['unpruned']:.2f}, "
+            "best rounds)") in text
+    assert report["settings"] == {"width": 18, "rate": 0.4, "size": 512, "batch": 8,
+                                  "rounds": 5, "compiled": 1, "threads": 1}  # as the page says
