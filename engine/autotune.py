@@ -194,14 +194,14 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         return replace(short, device=where)
     threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
     if mode == "training" and device.type == "cpu" and measure is None:
-        share = cpu_share(CONTENTION_LOOK_S, cpu_time)
-        if share < CONTENDED_SHARE:  # steps timed now would rank the load (nothing cached)
+        now = cpu_share(CONTENTION_LOOK_S, cpu_time)
+        if now < CONTENDED_SHARE:  # steps timed now would rank the load (nothing cached)
             log.info("autotune: other work holds the cores (this process gets %.0f %% of its "
-                     "threads' time): no training step is timed", 100 * share)
+                     "threads' time): no training step is timed", 100 * now)
             rule = prior.short_job(copy.deepcopy(model), example, device, cands, mode=mode,
                                    checked=precision == "auto", tolerance=tolerance,
                                    loaded=True)
-            return replace(rule, device=where, cpu_share=round(share, 3),
+            return replace(rule, device=where, cpu_share=round(now, 3),
                            seconds=round(time.perf_counter() - wall0, 3))
     choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
                       tolerance, measure)
