@@ -96,3 +96,16 @@ def test_every_progress_bar_is_made_by_progress_bar():
                 if any(n.split(".")[0] == "tqdm" for n in names):
                     found.append(f"{path.relative_to(repo)}:{node.lineno}")
     assert found == []
+
+
+def test_every_package_that_logs_is_one_of_isamaps_loggers():
+    """A package whose modules log under their own names (``getLogger(__name__)``) and is left
+    out of ISAMAP_LOGGERS logs at the root's level: its -v detail (autotune's tables, for
+    the engine room) would never show."""
+    root = Path(__file__).resolve().parents[3]
+    logging_packages = {
+        path.parent.name for path in root.glob("*/__init__.py")
+        if path.parent.name != "tests"
+        and any("getLogger(__name__)" in module.read_text()
+                for module in path.parent.rglob("*.py"))}
+    assert logging_packages and logging_packages <= set(ISAMAP_LOGGERS)
