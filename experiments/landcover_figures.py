@@ -218,7 +218,7 @@ def _run_bench(path: Path, root: Path) -> int:
         text = path.read_text(encoding="utf-8")
         bench_block(json.loads(text))
     except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
-        raise InputDataError(f"{path} is not a report of benchmarks/bench_pruning.py --json "
+        raise InputDataError(f"{path} is not a JSON report of benchmarks/bench_pruning.py "
                              f"({exc}); give the file a finished run wrote") from None
     target = root / BENCH_SOURCE
     if not target.exists() or not path.resolve().samefile(target):

@@ -36,6 +36,27 @@ def _autotune_cache_apart(tmp_path_factory, monkeypatch):
                        str(tmp_path_factory.getbasetemp() / "autotune-cache.json"))
 
 
+# ---------------------------------------------------------------- logging
+@pytest.fixture(autouse=True)
+def _logging_apart():
+    """Every command's ``main`` configures logging process-wide (a stderr handler on the root,
+    isamap's loggers at INFO or more): put it back after each test, so records of a later test
+    never reach an earlier test's closed capture, and no level leaks from test to test."""
+    import logging
+
+    from gee_export.core.commands import ISAMAP_LOGGERS
+
+    names = ["", *ISAMAP_LOGGERS, "rasterio"]
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_isamap", False):
+            root.removeHandler(handler)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
 # ---------------------------------------------------------------- torch threads
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():

@@ -299,7 +299,7 @@ def test_the_pruning_speed_block_is_rendered_from_the_benchmarks_json(tmp_path, 
     source.write_text(json.dumps({"speed": {}}))  # not a finished run: refused, page kept
     before = page.read_text()
     assert figs.main([str(source), "--bench-pruning", "--root", str(tmp_path)]) == 2
-    assert "is not a report of benchmarks/bench_pruning.py --json" in capsys.readouterr().err
+    assert "is not a JSON report of benchmarks/bench_pruning.py" in capsys.readouterr().err
     assert page.read_text() == before
 
 
