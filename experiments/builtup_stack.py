@@ -114,13 +114,22 @@ def stack_seed(*, train_parts: Mapping[str, tuple[Path, Footprint, np.ndarray, n
     x = features(prob_path, footprint, z)
     scored = area & (truth != LABEL_NODATA) & np.isfinite(x).all(axis=-1)
     p = predict_logistic(w, x[scored])
-    scores = binary_scores((p >= 0.5).astype(np.int64), truth[scored])
-    return {"f1_built": scores.f1, "iou_built": scores.iou, "precision_built": scores.precision,
-            "recall_built": scores.recall, "auc_built": roc_auc(p, truth[scored]),
-            "pixels": scores.pixels, "built_pixels": scores.built,
-            "mapped_built_share": float((p >= 0.5).mean()) if scores.pixels else float("nan"),
+    return {**cut_scores(p, truth[scored]),
             "stacker": {"bias": float(w[0]), "logit": float(w[1]), "z_ndbi": float(w[2]),
                         "fit_pixels": int(sum(len(y) for y in ys))}}
+
+
+def cut_scores(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:
+    """F1, IoU, precision, recall, ROC AUC and mapped share of ``prob`` cut at ``threshold``.
+
+    The pixels are already chosen (``truth`` 0/1, one entry per pixel of ``prob``).
+    """
+    mapped = (prob >= threshold).astype(np.int64)
+    scores = binary_scores(mapped, truth)
+    return {"f1_built": scores.f1, "iou_built": scores.iou, "precision_built": scores.precision,
+            "recall_built": scores.recall, "auc_built": roc_auc(prob, truth),
+            "pixels": scores.pixels, "built_pixels": scores.built,
+            "mapped_built_share": float(mapped.mean()) if scores.pixels else float("nan")}
 
 
 def stack_runs(arms: Sequence[str], seeds: int, fold_parts: Mapping[str, Sequence[str]],
