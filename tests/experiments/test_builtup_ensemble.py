@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from experiments.builtup_ensemble import average_seed, members, mean_probability
+from experiments.builtup_ensemble import average_seed, mean_probability, members
 from experiments.realscenes import Footprint
 
 FOOTPRINT = Footprint("EPSG:32630", rasterio.Affine(10, 0, 0, 0, -10, 40), 4, 4)
