@@ -1,13 +1,13 @@
-"""An averaged arm of the leave-one-tile-out comparison: two or more trained arms' mean probability.
+"""An averaged arm of the leave-one-tile-out comparison: trained arms' mean probability.
 
-An arm named ``A+B`` (``unet-s2+unet-s2-both``; any number of ``+``-joined trained arms, but
-not ending in ``+stack``, :mod:`experiments.builtup_stack`) trains nothing. For each held-out
-tile and seed it reads the held-out tile's probability maps of the member arms' models of that
-fold and seed, averages them pixel by pixel and cuts the mean at one half. The members are
-scored on the same pixels, so the averaged arm's scores differ from theirs only by the
-averaging: models whose cut at one half errs in opposite directions on a new tile (one maps
-too much, the other too little) can cancel, and averaging two rankings usually ranks better
-than either. Nothing of the held-out tile but the members' maps enters.
+An arm named ``A+B`` (``unet-s2+unet-s2-both``; any number of ``+``-joined trained arms, but not
+ending in ``+stack`` or ``+thr``, :mod:`experiments.builtup_stack`) trains nothing. For each
+held-out tile and seed it reads the held-out tile's probability maps of the member arms' models
+of that fold and seed, averages them pixel by pixel and cuts the mean at one half. The members
+are scored on the same pixels, so the averaged arm's scores differ from theirs only by the
+averaging: models whose cut at one half errs in opposite directions on a new tile (one maps too
+much, the other too little) can cancel, and averaging two rankings usually ranks better than
+either. Nothing of the held-out tile but the members' maps enters.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.builtup_stack import SUFFIX as STACK_SUFFIX
-from experiments.builtup_stack import cut_scores
+from experiments.builtup_stack import base_arm, cut_scores
 from experiments.realscenes import Footprint, probability_scale, read_on
 from gee_export.contract.bands import LABEL_NODATA
 
@@ -28,10 +27,10 @@ SEPARATOR = "+"
 def members(arm: str) -> tuple[str, ...] | None:
     """The trained arms an averaged arm averages (two or more), else None.
 
-    ``unet-s2+unet-s2-both`` gives both names; a stacked arm (``BASE+stack``) and a plain arm
-    give None.
+    ``unet-s2+unet-s2-both`` gives both names; a stacked or threshold arm (``BASE+stack``,
+    ``BASE+thr``) and a plain arm give None.
     """
-    if SEPARATOR not in arm or arm.endswith(STACK_SUFFIX):
+    if SEPARATOR not in arm or base_arm(arm) is not None:
         return None
     parts = tuple(arm.split(SEPARATOR))
     return parts if all(parts) and len(parts) >= 2 else None

@@ -27,6 +27,7 @@ def test_an_averaged_arm_names_two_or_more_trained_arms():
     assert members("unet-s2+unet-s2-both") == ("unet-s2", "unet-s2-both")
     assert members("a+b+c") == ("a", "b", "c")
     assert members("unet-s2") is None and members("unet-s2+stack") is None
+    assert members("unet-s2+thr") is None
     assert members("unet-s2+") is None
 
 
