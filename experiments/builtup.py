@@ -454,7 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="--loto: the labelled tiles (PREFIX,...)")
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
                    help=f"--loto: arms (isamap-train models or {', '.join(ARMS)}; BASE+stack: "
-                        "BASE's maps stacked with the tile's NDBI, experiments.builtup_stack)")
+                        "BASE's maps stacked with the tile's NDBI, BASE+thr: BASE's maps cut "
+                        "at the training tiles' best threshold, experiments.builtup_stack; "
+                        "A+B: the mean of A's and B's maps, experiments.builtup_ensemble)")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="--loto: seeds per arm")
     p.add_argument("--jobs", type=int, default=1,
                    help="--loto: trainings run at once (each with one torch thread)")

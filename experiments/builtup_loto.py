@@ -14,8 +14,11 @@ statistics are those of all training tiles.
 Every arm trains once per seed and fold, and every map is scored on the held-out pixels beside
 NDBI on the same pixels, at its natural threshold 0 and at its best (oracle) threshold. The
 table gives each arm's mean over seeds with the half-width of the 95 % Student-t interval.
-A run cut short continues with the same command: the maps already made under ``DIR/runs`` are
-scored again, not retrained (a new budget needs a new ``--out``).
+Arms named ``BASE+stack`` and ``BASE+thr`` (:mod:`experiments.builtup_stack`) and ``A+B``
+(:mod:`experiments.builtup_ensemble`) train nothing: they reuse the models of the trained arms
+they name, which must be listed too. A run cut short continues with the same command: the
+maps already made under ``DIR/runs`` are scored again, not retrained (a new budget needs a new
+``--out``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import t as student_t
 
+from experiments.builtup_ensemble import average_runs, members
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
 from experiments.realscenes import format_table
 from gee_export.contract.dataset import read_index, write_index, write_manifest
@@ -153,7 +157,7 @@ class Steps:
     train: Callable
     predict: Callable
     score_map: Callable
-    built_label: Callable | None = None  # tile -> 0/1/255 label (stacked arms only)
+    built_label: Callable | None = None  # tile -> 0/1/255 label (stacked, averaged arms)
     tile_ndbi: Callable | None = None  # tile -> NDBI over the whole tile (stacked arms only)
 
 
@@ -179,8 +183,13 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     for arm in arms:
         base = base_arm(arm)
-        if base is not None and base not in arms:
-            raise ConfigError(f"--arms {arm} stacks {base}'s maps: add {base} to --arms")
+        if base is not None and (base not in arms or not trained(base)):
+            raise ConfigError(f"--arms {arm} stacks {base}'s models: add {base} to --arms (a "
+                              "trained arm, not an averaged or stacked one)")
+        missing = [m for m in members(arm) or () if m not in arms or not trained(m)]
+        if missing:
+            raise ConfigError(f"--arms {arm} averages the maps of {', '.join(missing)}: add "
+                              "them to --arms (trained arms, not averaged or stacked ones)")
     found = {p: b.find_tile(data, p, dates.get(p)) for p in tiles}
     split_tile = found[row_split]
     holdout_start = split_tile.footprint.height - holdout_rows
@@ -211,7 +220,7 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     for fold in folds(tiles, row_split):
         dataset = merge_datasets({n: exports[n] for n in fold.train_sets},
                                  out / "train" / fold.held_out)
-        tasks += [(fold.held_out, dataset, arm, seed) for arm in arms if base_arm(arm) is None
+        tasks += [(fold.held_out, dataset, arm, seed) for arm in arms if trained(arm)
                   for seed in range(seeds)]
 
     def one(task: tuple[str, Path, str, int]) -> dict:
@@ -236,6 +245,13 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         stacked = _stacked(b, found, stacks, exports, areas, out, arms, seeds, row_split)
         for held, by_arm in stacked.items():
             runs[held].update(by_arm)
+    if any(members(arm) for arm in arms):
+        if b.built_label is None:
+            raise ConfigError("averaged arms need the experiment's label step")
+        labels = {p: (found[p].footprint, b.built_label(found[p])) for p in tiles}
+        averaged = average_runs(arms, seeds, list(tiles), out, labels.__getitem__, areas)
+        for held, by_arm in averaged.items():
+            runs[held].update(by_arm)
     summary = summarise(runs, ndbi)
     metrics = {"summary": summary, "runs": runs, "ndbi": ndbi,
                "folds": [f.__dict__ for f in folds(tiles, row_split)],
@@ -248,6 +264,11 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     table = loto_table(summary, ndbi)
     atomic_write(out / "loto.txt", lambda handle: handle.write(table.encode() + b"\n"))
     return metrics
+
+
+def trained(arm: str) -> bool:
+    """Whether ``arm`` trains models (an averaged or stacked arm reuses other arms' models)."""
+    return base_arm(arm) is None and members(arm) is None
 
 
 def _stacked(b: Steps, found: dict, stacks: dict[str, Path], exports: dict[str, Path],

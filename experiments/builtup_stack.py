@@ -16,6 +16,10 @@ patches (the exports' own splits): the model never trained on them, so its logit
 as confident as on new ground, not as on its own training pixels. The held-out tile informs
 nothing but its own features: its NDBI is standardised over its own imagery (no label), and
 the stacker's probability is cut at 0.5.
+
+An arm named ``BASE+thr`` (``unet-s2+thr``) keeps the model's probability and moves only its
+cut: the threshold with the best built F1 on the same fit pixels (the training tiles'
+validation and test patches) replaces one half on the held-out tile.
 """
 
 from __future__ import annotations
@@ -26,16 +30,20 @@ from pathlib import Path
 import numpy as np
 
 from experiments.realscenes import Footprint, probability_scale, read_on, split_area
-from experiments.scoring import binary_scores, roc_auc
+from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
 from gee_export.contract.bands import LABEL_NODATA
 
 SUFFIX = "+stack"
+THRESHOLD_SUFFIX = "+thr"
 FIT_SPLITS = ("val", "test")
 
 
 def base_arm(arm: str) -> str | None:
-    """The arm a stacked arm builds on (``unet-s2`` of ``unet-s2+stack``), else None."""
-    return arm[: -len(SUFFIX)] if arm.endswith(SUFFIX) else None
+    """The arm a stacked or threshold arm builds on (``unet-s2`` of ``unet-s2+thr``), or None."""
+    for suffix in (SUFFIX, THRESHOLD_SUFFIX):
+        if arm.endswith(suffix):
+            return arm[: -len(suffix)]
+    return None
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:
@@ -114,13 +122,47 @@ def stack_seed(*, train_parts: Mapping[str, tuple[Path, Footprint, np.ndarray, n
     x = features(prob_path, footprint, z)
     scored = area & (truth != LABEL_NODATA) & np.isfinite(x).all(axis=-1)
     p = predict_logistic(w, x[scored])
-    scores = binary_scores((p >= 0.5).astype(np.int64), truth[scored])
-    return {"f1_built": scores.f1, "iou_built": scores.iou, "precision_built": scores.precision,
-            "recall_built": scores.recall, "auc_built": roc_auc(p, truth[scored]),
-            "pixels": scores.pixels, "built_pixels": scores.built,
-            "mapped_built_share": float((p >= 0.5).mean()) if scores.pixels else float("nan"),
+    return {**cut_scores(p, truth[scored]),
             "stacker": {"bias": float(w[0]), "logit": float(w[1]), "z_ndbi": float(w[2]),
                         "fit_pixels": int(sum(len(y) for y in ys))}}
+
+
+def threshold_seed(*, train_parts: Mapping[str, tuple[Path, Footprint, np.ndarray, np.ndarray,
+                                                      Path]],
+                   held: tuple[Path, Footprint, np.ndarray, np.ndarray, np.ndarray]) -> dict:
+    """The held-out map cut at the threshold of best F1 on the training parts' fit pixels.
+
+    Args:
+        train_parts: as :func:`stack_seed` (the z-NDBI is not used).
+        held: as :func:`stack_seed`.
+    """
+    probs, ys = [], []
+    for prob_path, footprint, truth, _z, dataset in train_parts.values():
+        prob = read_on(prob_path, footprint) / probability_scale(prob_path)
+        keep = split_pixels(dataset, footprint, FIT_SPLITS) & (truth != LABEL_NODATA)
+        keep &= np.isfinite(prob)
+        probs.append(prob[keep])
+        ys.append(truth[keep])
+    threshold, fit_f1 = best_threshold_f1(np.concatenate(probs), np.concatenate(ys))
+    prob_path, footprint, truth, _z, area = held
+    prob = read_on(prob_path, footprint) / probability_scale(prob_path)
+    scored = area & (truth != LABEL_NODATA) & np.isfinite(prob)
+    return {**cut_scores(prob[scored], truth[scored], threshold),
+            "threshold": threshold, "fit_f1": fit_f1,
+            "fit_pixels": int(sum(len(y) for y in ys))}
+
+
+def cut_scores(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:
+    """F1, IoU, precision, recall, ROC AUC and mapped share of ``prob`` cut at ``threshold``.
+
+    The pixels are already chosen (``truth`` 0/1, one entry per pixel of ``prob``).
+    """
+    mapped = (prob >= threshold).astype(np.int64)
+    scores = binary_scores(mapped, truth)
+    return {"f1_built": scores.f1, "iou_built": scores.iou, "precision_built": scores.precision,
+            "recall_built": scores.recall, "auc_built": roc_auc(prob, truth),
+            "pixels": scores.pixels, "built_pixels": scores.built,
+            "mapped_built_share": float(mapped.mean()) if scores.pixels else float("nan")}
 
 
 def stack_runs(arms: Sequence[str], seeds: int, fold_parts: Mapping[str, Sequence[str]],
@@ -131,7 +173,8 @@ def stack_runs(arms: Sequence[str], seeds: int, fold_parts: Mapping[str, Sequenc
     """Every stacked arm's scores per held-out tile and seed.
 
     Args:
-        arms: the comparison's arms; those named ``BASE+stack`` are computed here.
+        arms: the comparison's arms; those named ``BASE+stack`` or ``BASE+thr`` are
+            computed here.
         seeds: seeds per arm.
         fold_parts: held-out tile -> the export names its models trained on.
         out: the comparison's folder (``runs/<tile>/<arm>/seed<k>`` hold the base maps).
@@ -156,7 +199,8 @@ def stack_runs(arms: Sequence[str], seeds: int, fold_parts: Mapping[str, Sequenc
                     prob = map_tile(run / "model.pt", tile, run / f"fit_{tile}")
                     train_parts[part] = (prob, footprint, truth, z, exports[part])
                 footprint, truth, z = tile_data(held)
-                scores = stack_seed(train_parts=train_parts, held=(
+                fit = threshold_seed if arm.endswith(THRESHOLD_SUFFIX) else stack_seed
+                scores = fit(train_parts=train_parts, held=(
                     run / "map_prob.tif", footprint, truth, z, areas[held]))
                 result.setdefault(held, {}).setdefault(arm, []).append({**scores, "seed": seed})
     return result

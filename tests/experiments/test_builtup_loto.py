@@ -80,7 +80,11 @@ def test_bad_loto_options_are_refused_before_any_export(shared_data, tmp_path, c
     data = str(shared_data / DW_FOLDER)
     for bad, message in ((["--seeds", "0"], "--seeds must be >= 1"),
                          (["--jobs", "0"], "--jobs must be >= 1"),
-                         (["--tiles", "ghana_a,ghana_b"], "--train java is not among")):
+                         (["--tiles", "ghana_a,ghana_b"], "--train java is not among"),
+                         (["--arms", "unet-s2,unet-s2+unet-s2-both"],
+                          "averages the maps of unet-s2-both"),
+                         (["--arms", "unet-s2,unet-s2-both,unet-s2+unet-s2-both+stack"],
+                          "stacks unet-s2+unet-s2-both's models")):
         assert main(["--loto", *bad, "--data", data, "--out", str(tmp_path / "o"), "-q"]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err

@@ -76,7 +76,36 @@ def test_the_stacked_arm_prose_quotes_its_table():
     metrics = _json(source)
     block = _block(page, source)
     assert block.strip() == figures_markdown(metrics).strip()
-    assert _unmatched(_prose(page, "<!-- figures: " + source, "### Level-1C"), block) == []
+    assert _unmatched(_prose(page, "<!-- figures: " + source, "### A longer budget"),
+                      block) == []
+    text = " ".join(page.split())
+    assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+
+
+def test_the_averaged_arm_prose_quotes_its_table():
+    """Block figures, F1 margins over NDBI, the 0.95 target's gap and the mapped shares."""
+    from experiments.builtup_loto import figures_markdown
+
+    source = "docs/figures/builtup_average.json"
+    page = _page("real-data.md")
+    metrics = _json(source)
+    block = _block(page, source)
+    assert block.strip() == figures_markdown(metrics).strip()
+    from experiments.builtup_loto import FIGURES_JSON  # the default budget's table, compared
+
+    derived = set(DECIMAL.findall(block + _block(page, FIGURES_JSON))) | {"0.95"}
+    for tile, arms in metrics["summary"].items():
+        for s in arms.values():
+            derived.add(f"{abs(s['f1_minus_ndbi_best']):.3f}")
+            if tile == "java":
+                derived.add(f"{abs(0.95 - s['auc']):.3f}")
+    for runs in metrics["runs"].values():  # mapped and true built shares, in per cent
+        for seeds in runs.values():
+            derived |= {f"{100 * r['mapped_built_share']:.1f}" for r in seeds}
+            derived |= {f"{100 * r['built_pixels'] / r['pixels']:.1f}" for r in seeds}
+            derived |= {f"{r['threshold']:.2f}" for r in seeds if "threshold" in r}
+    prose = _prose(page, "<!-- figures: " + source, "### Level-1C")
+    assert _unmatched(prose, derived) == []
     text = " ".join(page.split())
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
 

@@ -1,0 +1,79 @@
+"""An averaged arm of the leave-one-tile-out comparison: trained arms' mean probability.
+
+An arm named ``A+B`` (``unet-s2+unet-s2-both``; any number of ``+``-joined trained arms, but not
+ending in ``+stack`` or ``+thr``, :mod:`experiments.builtup_stack`) trains nothing. For each
+held-out tile and seed it reads the held-out tile's probability maps of the member arms' models
+of that fold and seed, averages them pixel by pixel and cuts the mean at one half. The members
+are scored on the same pixels, so the averaged arm's scores differ from theirs only by the
+averaging: models whose cut at one half errs in opposite directions on a new tile (one maps too
+much, the other too little) can cancel, and averaging two rankings usually ranks better than
+either. Nothing of the held-out tile but the members' maps enters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from experiments.builtup_stack import base_arm, cut_scores
+from experiments.realscenes import Footprint, probability_scale, read_on
+from gee_export.contract.bands import LABEL_NODATA
+
+SEPARATOR = "+"
+
+
+def members(arm: str) -> tuple[str, ...] | None:
+    """The trained arms an averaged arm averages (two or more), else None.
+
+    ``unet-s2+unet-s2-both`` gives both names; a stacked or threshold arm (``BASE+stack``,
+    ``BASE+thr``) and a plain arm give None.
+    """
+    if SEPARATOR not in arm or base_arm(arm) is not None:
+        return None
+    parts = tuple(arm.split(SEPARATOR))
+    return parts if all(parts) and len(parts) >= 2 else None
+
+
+def mean_probability(prob_paths: Sequence[Path], footprint: Footprint) -> np.ndarray:
+    """The pixel-wise mean of the probability maps on ``footprint`` (NaN where any is nodata)."""
+    maps = [read_on(p, footprint) / probability_scale(p) for p in prob_paths]
+    return np.mean(maps, axis=0)
+
+
+def average_seed(prob_paths: Sequence[Path], footprint: Footprint, truth: np.ndarray,
+                 area: np.ndarray) -> dict:
+    """Scores of the members' mean probability on the labelled pixels of ``area``."""
+    prob = mean_probability(prob_paths, footprint)
+    scored = area & (truth != LABEL_NODATA) & np.isfinite(prob)
+    return cut_scores(prob[scored], truth[scored])
+
+
+def average_runs(arms: Sequence[str], seeds: int, held_out: Sequence[str], out: Path,
+                 tile_data: Callable[[str], tuple[Footprint, np.ndarray]],
+                 areas: Mapping[str, np.ndarray]) -> dict[str, dict[str, list[dict]]]:
+    """Every averaged arm's scores per held-out tile and seed.
+
+    Args:
+        arms: the comparison's arms; those with :func:`members` are computed here.
+        seeds: seeds per arm.
+        held_out: the held-out tiles.
+        out: the comparison's folder (``runs/<tile>/<arm>/seed<k>/map_prob.tif`` hold the
+            members' maps of the held-out tile).
+        tile_data: tile prefix -> (footprint, built label).
+        areas: held-out tile -> its scored pixels.
+    """
+    result: dict[str, dict[str, list[dict]]] = {}
+    for arm in arms:
+        names = members(arm)
+        if names is None:
+            continue
+        for held in held_out:
+            footprint, truth = tile_data(held)
+            for seed in range(seeds):
+                paths = [out / "runs" / held / name / f"seed{seed}" / "map_prob.tif"
+                         for name in names]
+                scores = average_seed(paths, footprint, truth, areas[held])
+                result.setdefault(held, {}).setdefault(arm, []).append({**scores, "seed": seed})
+    return result
