@@ -107,7 +107,7 @@ def test_the_averaged_arm_prose_quotes_its_table():
     prose = _prose(page, "<!-- figures: " + source, "### Level-1C")
     assert _unmatched(prose, derived) == []
     text = " ".join(page.split())
-    assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+    assert f"its `seconds` ({metrics['seconds']:,.0f}) is the wall time" in text
 
 
 def test_the_ghana_tiles_are_as_hazy_as_the_page_says(shared_data):
