@@ -37,7 +37,7 @@ class Choice:
     Attributes:
         setting: the configuration used.
         source: ``explicit`` (all given by the user), ``measured`` (now), ``cache``,
-            ``checkpoint`` (a resumed training run keeps its first choice) or ``short-job``
+            ``checkpoint`` (a resumed training run keeps its first choice), ``short-job``
             (too few samples for measuring to pay, :data:`MEASURE_SHARE`: the device rule
             of :mod:`engine.prior`, checked against fp32) or ``loaded`` (that rule, for
             training while other work held the CPU; never cached).

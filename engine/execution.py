@@ -60,7 +60,7 @@ def cpu_share(seconds: float, cpu_time: Callable[[], float] = time.process_time)
     work holds the cores rank the load, not the candidates. ``cpu_time``: the process's CPU
     seconds (tests inject a clock).
     """
-    x = torch.rand(1 << 20)
+    x = torch.full((1 << 20,), 0.5)  # not random: the look leaves the RNG as it was
     out = torch.empty_like(x)
     torch.exp(x, out=out)  # the threads start before the look
     threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()

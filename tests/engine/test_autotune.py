@@ -189,7 +189,9 @@ def test_training_on_a_cpu_others_hold_runs_the_device_rule_and_caches_nothing(
         return torch.nn.functional.cross_entropy(out, batch["label"])
 
     step = autotune.TrainStep(loss, lambda p: torch.optim.Adam(p, lr=1e-2), {"label": y})
+    rng = torch.get_rng_state()
     loaded = autotune.choose(model, x, CPU, mode="training", step=step, cpu_time=no_cores)
+    assert torch.equal(torch.get_rng_state(), rng)  # the run's own draws are untouched
     layout = "nhwc" if torch.backends.mkldnn.is_available() else "nchw"
     assert (loaded.source, loaded.label, loaded.mode) == ("loaded", f"{native or 'fp32'}/{layout}",
                                                           "training")
@@ -203,8 +205,10 @@ def test_training_on_a_cpu_others_hold_runs_the_device_rule_and_caches_nothing(
 
 
 def test_the_cpu_share_is_the_process_time_over_its_threads_wall_time():
+    rng = torch.get_rng_state()
     assert execution.cpu_share(0.01, all_cores) == pytest.approx(1.0, rel=0.05)
     assert execution.cpu_share(0.01, no_cores) == 0.0
+    assert torch.equal(torch.get_rng_state(), rng)
 
 
 def test_the_measurement_is_cut_to_the_budget_but_keyed_by_the_real_shape():
