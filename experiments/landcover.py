@@ -73,7 +73,7 @@ import torch
 from experiments.chesapeake_nlcd import BANDS, CHESAPEAKE_FOLDER, PRODUCT_BANDS, compositions
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.landcover_points import draw_points
-from experiments.landcover_report import report_table, summarize
+from experiments.landcover_report import impervious_ranking, report_table, summarize
 from experiments.landcover_scenes import SOFT, naip_folds, nlcd_folds
 from experiments.landcover_train import (
     TRUTH,
@@ -151,6 +151,8 @@ class Setting:
     paper: str  # the paper's method
 
 
+#: the run files' key suffix of an arm's impervious probability on the scored pixels
+SCORE = "|impervious score"
 SR = "hrnet IN + filter + class weights + label SR"
 INPUT = "hrnet IN + filter + NLCD input"
 #: the ``nlcd`` setting's default arm: the paper's method (no added arm beats NLCD on both
@@ -277,7 +279,8 @@ class LandCoverConfig:
         d = {k: v for k, v in asdict(self).items()
              if k not in ("seeds", "settings", *other)}
         d.update(setting=setting, fold=fold, seed=seed,
-                 arms=[asdict(a) for a in SETTINGS[setting].arms])
+                 arms=[asdict(a) for a in SETTINGS[setting].arms],
+                 stored="maps and impervious scores")  # run files without scores: redone
         return json_digest(d, 16)
 
 
@@ -313,7 +316,8 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
     """Train every arm of ``setting`` on one fold with ``seed``; score the held-out pixels.
 
     Returns the record (each arm's confusion matrix on the fold's held-out pixels, the
-    filter's chips, training seconds) and each arm's maps of the fold's held-out scenes.
+    filter's chips, training seconds) and each arm's maps of the fold's held-out scenes,
+    with its impervious probability on their scored pixels under ``arm + SCORE``.
     """
     spec = SETTINGS[setting]
     pixels = np.concatenate([s.image[:, ~s.test] for s in scenes], axis=1)
@@ -328,6 +332,7 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
     probs: dict[Arm, list[np.ndarray]] = {}  # by the training an arm needs
     record: dict = {"confusion": {}, "filter": {}, "seconds": {}}
     dropped_mask: dict[str, tuple[list[np.ndarray], int, int]] = {}
+    trained_by: dict[str, Arm] = {}  # arm -> the training whose model it decides with
     for arm in spec.arms:
         labels = [s.labels(arm.label) for s in scenes]
         reuse = None
@@ -359,6 +364,7 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
                                     Path(tmp), PRODUCT_BANDS if arm.product_input else ())
             probs[training] = [predict_probabilities(model, x, window)
                                for x in images[arm.product_input]]
+        trained_by[arm.name] = training
         preds[arm.name] = (share_decision(probs[training], labels, scenes, compositions(),
                                           "impervious") if arm.share_rule else
                            [p.argmax(0).astype(np.uint8) for p in probs[training]])
@@ -369,7 +375,10 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
             matrix += confusion_matrix(pred[ok], scene.truth[ok], K)
         record["confusion"][arm.name] = matrix.tolist()
     held = [i for i, s in enumerate(scenes) if s.test.any()]
-    return record, {a: [p[i] for i in held] for a, p in preds.items()}
+    imp = LANDCOVER_CLASSES.index("impervious")
+    scores = {f"{a}{SCORE}": [p[imp][s.scored].astype(np.float32) for p, s in
+                              zip(probs[t], scenes, strict=True)] for a, t in trained_by.items()}
+    return record, {a: [p[i] for i in held] for a, p in {**preds, **scores}.items()}
 
 
 # ------------------------------------------------------------------ the whole experiment
@@ -413,6 +422,7 @@ def _seed_record(cfg: LandCoverConfig, setting: str, folds: Sequence[Sequence[Sc
     scored = scored_scenes(folds)
     record: dict = {"seed": seed, "confusion": {}, "filter": {}, "seconds": {}, "points": {}}
     maps: dict[str, list[np.ndarray]] = {a.name: [] for a in spec.arms}
+    scores: dict[str, list[np.ndarray]] = {a.name: [] for a in spec.arms}
     for fold in range(len(folds)):
         stem = out / "runs" / f"{setting}_fold{fold}_seed{seed}"
         run = json.loads(stem.with_suffix(".json").read_text())
@@ -420,6 +430,7 @@ def _seed_record(cfg: LandCoverConfig, setting: str, folds: Sequence[Sequence[Sc
             held = sum(s.test.any() for s in folds[fold])
             for a in spec.arms:
                 maps[a.name] += [z[f"{a.name}|{i}"] for i in range(held)]
+                scores[a.name] += [z[f"{a.name}{SCORE}|{i}"] for i in range(held)]
         for a in spec.arms:
             m = np.asarray(run["confusion"][a.name])
             record["confusion"][a.name] = (np.asarray(record["confusion"].get(a.name, 0)) + m
@@ -433,6 +444,12 @@ def _seed_record(cfg: LandCoverConfig, setting: str, folds: Sequence[Sequence[Sc
             d["scored_chips"] += f["scored_chips"]
     points = draw_points(scored, spec.headline[1], cfg.points_per_stratum, cfg.points_seed)
     record["points"] = {a: points.values(scored, m).tolist() for a, m in maps.items()}
+    truth = np.concatenate([s.truth[s.scored] for s in scored])
+    dev = [s.developed for s in scored]
+    developed = (None if any(d is None for d in dev) else
+                 np.concatenate([d[s.scored] for d, s in zip(dev, scored, strict=True)]))
+    record["ranking"] = {a: impervious_ranking(np.concatenate(v), truth, developed)
+                         for a, v in scores.items()}
     return record
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from experiments.landcover_points import draw_points, estimates
+from experiments.scoring import roc_auc
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from inference.assess.intervals import estimate, notes
 from training.area_estimation import AreaAccuracy
@@ -47,6 +48,36 @@ def point_summary(estimates: Sequence[AreaAccuracy], present: Sequence[str]) -> 
             "OA_ci95": seed_stats([e.oa_ci for e in estimates]),
             "F1": {c: seed_stats([e.f1[i] for e in estimates]) for c, i in idx.items()},
             "F1_ci95": {c: seed_stats([e.f1_ci[i] for e in estimates]) for c, i in idx.items()}}
+
+
+IMPERVIOUS = LANDCOVER_CLASSES.index("impervious")
+#: the free index the arms' impervious probabilities are ranked beside (no SWIR in NAIP: no NDBI)
+BRIGHTNESS = "NAIP brightness (R + G + B) / 3"
+
+
+def impervious_ranking(score: np.ndarray, truth: np.ndarray,
+                       developed: np.ndarray | None) -> dict:
+    """ROC AUC of ``score`` for the impervious class: on all pixels and in developed cells.
+
+    Separates *where* a map puts impervious pixels from *how many* it maps: an F1 near zero
+    with an AUC near one is a cut that is wrong, an AUC at or below one half is a score that
+    does not find impervious ground at all. ``truth`` holds the seven classes of the same
+    pixels; ``developed`` marks those in the product's composite (developed) cells, where
+    label super-resolution places impervious pixels (None: not computed).
+    """
+    positive = (truth == IMPERVIOUS).astype(np.int64)
+    inside = None if developed is None else roc_auc(score[developed], positive[developed])
+    return {"auc": roc_auc(score, positive), "auc_developed": inside}
+
+
+def brightness_ranking(scenes: Sequence[Any]) -> dict:
+    """:func:`impervious_ranking` of :data:`BRIGHTNESS` on the scenes' scored pixels."""
+    score = np.concatenate([s.image[:3, s.scored].mean(0) for s in scenes])
+    truth = np.concatenate([s.truth[s.scored] for s in scenes])
+    dev = [s.developed for s in scenes]
+    developed = (None if any(d is None for d in dev) else
+                 np.concatenate([d[s.scored] for d, s in zip(dev, scenes, strict=True)]))
+    return impervious_ranking(score, truth, developed)
 
 
 def product_confusion(scenes: Sequence[Any], product: str) -> list[list[int]]:
@@ -98,6 +129,11 @@ def summarize(config: dict, specs: Mapping[str, Any], scenes: Mapping[str, Seque
                                                           for r in records]))
                                    for a in spec.arms},
             "per_seed_confusion": {str(r["seed"]): r["confusion"] for r in records}}
+        if "impervious" in present and all("ranking" in r for r in records):
+            settings[name]["impervious_ranking"] = {
+                "brightness": brightness_ranking(sc),
+                "arms": {a.name: {k: seed_stats([r["ranking"][a.name][k] for r in records])
+                                  for k in ("auc", "auc_developed")} for a in spec.arms}}
     first = next(s for s in config["settings"] if s in settings)
     arm, product = specs[first].headline
     head = settings[first]
@@ -167,6 +203,8 @@ def report_table(report: dict) -> str:
             lines += [f"| {m} | {cell(v['OA'])} | {cell(v['F1']['impervious'])} |"
                       for m, v in rows.items()]
             lines.append("")
+        if "impervious_ranking" in s:
+            lines += [*ranking_table(s["impervious_ranking"]), ""]
         for what in ("F1", "PA", "UA"):
             head = ["map", "OA"] + [f"{what} {c}" for c in present]
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -183,6 +221,23 @@ def report_table(report: dict) -> str:
         lines.append("")
     lines += notes(lines, NO_SPREAD_NOTE)
     return "\n".join(lines).rstrip()
+
+
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f} (n.i.)"
+
+
+def ranking_table(ranking: dict) -> list[str]:
+    """How well each arm's impervious probability ranks impervious pixels, beside brightness."""
+    b = ranking["brightness"]
+    lines = ["ROC AUC of the impervious score on the held-out pixels, %: on all of them and "
+             "inside the product's developed cells, where label super-resolution places "
+             "impervious pixels (mean ± std over seeds; n/a: no developed cells)", "",
+             "| score | AUC, all pixels | AUC, developed cells |", "|---|---|---|",
+             f"| {BRIGHTNESS} | {_auc(b['auc'])} | {_auc(b['auc_developed'])} |"]
+    lines += [f"| {arm}: impervious probability | {cell(v['auc'])} | "
+              f"{cell(v['auc_developed'])} |" for arm, v in ranking["arms"].items()]
+    return lines
 
 
 def _interval(value: dict, half: dict) -> str:

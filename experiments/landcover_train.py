@@ -67,6 +67,20 @@ class Scene:
     def trains(self) -> bool:
         return not self.test.all()
 
+    @property
+    def developed(self) -> np.ndarray | None:
+        """Pixels whose soft training labels are a composite class (NLCD's developed cells).
+
+        A soft label is any value that is neither a class index nor nodata
+        (``experiments.chesapeake_nlcd.composition_labels``); None when the scene has none.
+        """
+        if not self.soft:
+            return None
+        out = np.zeros(self.truth.shape, bool)
+        for label in self.soft.values():
+            out |= (label >= K) & (label != LABEL_NODATA)
+        return out
+
 
 def scored_scenes(folds: Sequence[Sequence[Scene]]) -> list[Scene]:
     """Each scene with held-out pixels once, as the fold holding it out has it."""

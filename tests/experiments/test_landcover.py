@@ -208,6 +208,13 @@ def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     assert "| NLCD (the product) |" in table and "chips dropped" in table
     assert "| map | OA | F1 impervious |" in table
     assert "points, stratified by the classes of NLCD" in table
+    ranking = doc["settings"]["nlcd"]["impervious_ranking"]  # where, apart from how many
+    assert 0.9 < ranking["brightness"]["auc"] < 1  # roads and roofs are bright in NAIP
+    assert 0.5 < ranking["brightness"]["auc_developed"] < 1
+    assert set(ranking["arms"]) == {a.name for a in lc.SETTINGS["nlcd"].arms}
+    for arm in ranking["arms"].values():
+        assert len(arm["auc"]["per_seed"]) == 1 and 0 <= arm["auc"]["mean"] <= 1
+    assert "| score | AUC, all pixels | AUC, developed cells |" in table
 
 
 def test_command_refuses_a_missing_test_folder_in_one_line(tmp_path, capsys):
@@ -241,3 +248,15 @@ def test_the_share_rule_maps_the_expected_share_of_soft_training_pixels():
     t = probs[imp][(label == 221) & (out == imp)].min()
     assert (out[label == 221] == imp).tolist() == (probs[imp][label == 221] >= t).tolist()
     assert (out[(label == 221) & (out != imp)] != imp).all()
+
+
+def test_developed_pixels_are_those_with_soft_labels():
+    scene = _scene()
+    assert scene.developed is None  # no soft labels: nothing to tell
+    soft = np.zeros((64, 64), np.uint8)
+    soft[:4, :4], soft[4:8, :4] = 221, LABEL_NODATA
+    with_soft = lc.Scene("s", scene.image, scene.truth, scene.products, scene.test,
+                         {"soft": soft})
+    expected = np.zeros((64, 64), bool)
+    expected[:4, :4] = True
+    np.testing.assert_array_equal(with_soft.developed, expected)

@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 
 from experiments.landcover_report import (
+    BRIGHTNESS,
     NO_SPREAD_NOTE,
+    impervious_ranking,
     metric_summary,
     point_headline,
     point_summary,
+    ranking_table,
     report_table,
+    seed_stats,
 )
+from experiments.scoring import roc_auc
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from training.area_estimation import stratified_estimates
 
@@ -85,3 +90,30 @@ def test_point_figures_are_means_over_seeds_with_their_half_widths_in_the_table(
     oa, ci = 100 * s["OA"]["mean"], 100 * s["OA_ci95"]["mean"]
     assert f"| hrnet IN | 90.0 (n.i.) | {oa:.1f} ± {ci:.1f} |" in table
     assert table.count(NO_SPREAD_NOTE) == 1
+
+
+def test_impervious_ranking_scores_all_pixels_and_the_developed_cells_apart():
+    imp = LANDCOVER_CLASSES.index("impervious")
+    truth = np.array([imp, imp, 1, 1, imp, 1, 1, 1])
+    developed = np.array([True, True, True, True, False, False, False, False])
+    # right order inside the developed cells, the wrong one outside them
+    score = np.array([0.9, 0.8, 0.1, 0.2, 0.0, 0.5, 0.6, 0.7])
+    r = impervious_ranking(score, truth, developed)
+    assert r["auc_developed"] == 1.0
+    assert r["auc"] == pytest.approx(roc_auc(score, (truth == imp).astype(int)))
+    assert r["auc"] < 1.0
+    assert impervious_ranking(score, truth, None)["auc_developed"] is None
+
+
+def test_the_ranking_table_puts_brightness_before_the_arms_with_their_spread():
+    ranking = {"brightness": {"auc": 0.966, "auc_developed": 0.892},
+               "arms": {"hrnet IN": {"auc": seed_stats([0.70, 0.72]),
+                                     "auc_developed": seed_stats([0.26, 0.28])},
+                        "hrnet BN": {"auc": seed_stats([0.9]),
+                                     "auc_developed": seed_stats([None])}}}
+    lines = ranking_table(ranking)
+    rows = [line for line in lines if line.startswith("| ")]
+    assert rows[0] == "| score | AUC, all pixels | AUC, developed cells |"
+    assert rows[1] == f"| {BRIGHTNESS} | 96.6 (n.i.) | 89.2 (n.i.) |"
+    assert rows[2] == "| hrnet IN: impervious probability | 71.0 ± 1.4 | 27.0 ± 1.4 |"
+    assert rows[3] == "| hrnet BN: impervious probability | 90.0 (n.i.) | n/a |"
