@@ -211,6 +211,8 @@ def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     ranking = doc["settings"]["nlcd"]["impervious_ranking"]  # where, apart from how many
     assert 0.9 < ranking["brightness"]["auc"] < 1  # roads and roofs are bright in NAIP
     assert 0.5 < ranking["brightness"]["auc_developed"] < 1
+    assert 0 < ranking["brightness"]["precision_at_best"] <= 1
+    assert 0 < ranking["brightness"]["best_f1"] <= 1
     assert set(ranking["arms"]) == {a.name for a in lc.SETTINGS["nlcd"].arms}
     for arm in ranking["arms"].values():
         assert len(arm["auc"]["per_seed"]) == 1 and 0 <= arm["auc"]["mean"] <= 1

@@ -8,6 +8,7 @@ import pytest
 from experiments.landcover_report import (
     BRIGHTNESS,
     NO_SPREAD_NOTE,
+    brightness_ranking,
     impervious_ranking,
     metric_summary,
     point_headline,
@@ -117,3 +118,26 @@ def test_the_ranking_table_puts_brightness_before_the_arms_with_their_spread():
     assert rows[1] == f"| {BRIGHTNESS} | 96.6 (n.i.) | 89.2 (n.i.) |"
     assert rows[2] == "| hrnet IN: impervious probability | 71.0 ± 1.4 | 27.0 ± 1.4 |"
     assert rows[3] == "| hrnet BN: impervious probability | 90.0 (n.i.) | n/a |"
+    assert not any("best on these pixels" in line for line in lines)  # not computed: no line
+    ranking["brightness"].update(best_f1=0.3312, precision_at_best=0.4349, best_threshold=0.7)
+    assert lines[-1] != (last := ranking_table(ranking)[-1])
+    assert "F1 33.1 %, precision 43.5 %" in last
+
+
+def test_brightness_ranking_cuts_at_its_best_f1_on_the_scored_pixels():
+    imp = LANDCOVER_CLASSES.index("impervious")
+    image = np.zeros((4, 2, 4), np.float32)
+    image[:3] = np.array([[0.9, 0.8, 0.7, 0.1], [0.6, 0.2, 0.3, 0.4]])  # the same in R, G, B
+    truth = np.array([[imp, 1, imp, 1], [1, 1, 1, 1]], np.uint8)
+
+    class Held:  # the scene's fields brightness_ranking reads
+        scored = np.ones((2, 4), bool)
+        developed = None
+
+    Held.image, Held.truth = image, truth
+    r = brightness_ranking([Held()])
+    # best cut 0.7: three pixels called impervious, two of them are: F1 2*2 / (3 + 2)
+    assert r["best_threshold"] == pytest.approx(0.7)
+    assert r["best_f1"] == pytest.approx(0.8) and r["precision_at_best"] == pytest.approx(2 / 3)
+    assert r["auc"] == pytest.approx(roc_auc(image[0].ravel(), (truth == imp).ravel()))
+    assert r["auc_developed"] is None
