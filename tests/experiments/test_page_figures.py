@@ -157,6 +157,8 @@ def test_the_land_cover_prose_quotes_its_tables():
     page = _page("landcover.md")
     prose = _prose(page, "What this shows, and what it does not:", "## What pruning")
     assert _unmatched(prose, _block(page, figs.SOURCE)) == []
+    seconds = _json(figs.SOURCE)["timing"]["wall_seconds"]
+    assert f"took {seconds:,.0f} s of wall time" in " ".join(page.split())
 
 
 def test_the_hrnet_sizes_the_land_cover_page_quotes():
