@@ -73,7 +73,12 @@ import torch
 from experiments.chesapeake_nlcd import BANDS, CHESAPEAKE_FOLDER, PRODUCT_BANDS, compositions
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.landcover_points import draw_points
-from experiments.landcover_report import impervious_ranking, report_table, summarize
+from experiments.landcover_report import (
+    impervious_ranking,
+    report_table,
+    scored_truth,
+    summarize,
+)
 from experiments.landcover_scenes import SOFT, naip_folds, nlcd_folds
 from experiments.landcover_train import (
     TRUTH,
@@ -444,10 +449,7 @@ def _seed_record(cfg: LandCoverConfig, setting: str, folds: Sequence[Sequence[Sc
             d["scored_chips"] += f["scored_chips"]
     points = draw_points(scored, spec.headline[1], cfg.points_per_stratum, cfg.points_seed)
     record["points"] = {a: points.values(scored, m).tolist() for a, m in maps.items()}
-    truth = np.concatenate([s.truth[s.scored] for s in scored])
-    dev = [s.developed for s in scored]
-    developed = (None if any(d is None for d in dev) else
-                 np.concatenate([d[s.scored] for d, s in zip(dev, scored, strict=True)]))
+    truth, developed = scored_truth(scored)
     record["ranking"] = {a: impervious_ranking(np.concatenate(v), truth, developed)
                          for a, v in scores.items()}
     return record

@@ -55,6 +55,18 @@ IMPERVIOUS = LANDCOVER_CLASSES.index("impervious")
 BRIGHTNESS = "NAIP brightness (R + G + B) / 3"
 
 
+def scored_truth(scenes: Sequence[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The scenes' scored pixels pooled in order: their classes, and which are developed.
+
+    Developed pixels are ``Scene.developed``'s; None unless every scene has soft labels.
+    """
+    truth = np.concatenate([s.truth[s.scored] for s in scenes])
+    dev = [s.developed for s in scenes]
+    developed = (None if any(d is None for d in dev) else
+                 np.concatenate([d[s.scored] for d, s in zip(dev, scenes, strict=True)]))
+    return truth, developed
+
+
 def impervious_ranking(score: np.ndarray, truth: np.ndarray,
                        developed: np.ndarray | None) -> dict:
     """ROC AUC of ``score`` for the impervious class: on all pixels and in developed cells.
@@ -78,10 +90,7 @@ def brightness_ranking(scenes: Sequence[Any]) -> dict:
     brightness can do, not a map anyone could make.
     """
     score = np.concatenate([s.image[:3, s.scored].mean(0) for s in scenes])
-    truth = np.concatenate([s.truth[s.scored] for s in scenes])
-    dev = [s.developed for s in scenes]
-    developed = (None if any(d is None for d in dev) else
-                 np.concatenate([d[s.scored] for d, s in zip(dev, scenes, strict=True)]))
+    truth, developed = scored_truth(scenes)
     positive = (truth == IMPERVIOUS).astype(np.int64)
     threshold, f1 = best_threshold_f1(score, positive)
     precision = binary_scores((score >= threshold).astype(np.int64), positive).precision
@@ -138,7 +147,7 @@ def summarize(config: dict, specs: Mapping[str, Any], scenes: Mapping[str, Seque
                                                           for r in records]))
                                    for a in spec.arms},
             "per_seed_confusion": {str(r["seed"]): r["confusion"] for r in records}}
-        if "impervious" in present and all("ranking" in r for r in records):
+        if "impervious" in present:
             settings[name]["impervious_ranking"] = {
                 "brightness": brightness_ranking(sc),
                 "arms": {a.name: {k: seed_stats([r["ranking"][a.name][k] for r in records])
@@ -236,10 +245,6 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f} %"
 
 
-def _auc(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f} (n.i.)"
-
-
 def ranking_table(ranking: dict) -> list[str]:
     """How well each arm's impervious probability ranks impervious pixels, beside brightness."""
     b = ranking["brightness"]
@@ -247,7 +252,7 @@ def ranking_table(ranking: dict) -> list[str]:
              "inside the product's developed cells, where label super-resolution places "
              "impervious pixels (mean ± std over seeds; n/a: no developed cells)", "",
              "| score | AUC, all pixels | AUC, developed cells |", "|---|---|---|",
-             f"| {BRIGHTNESS} | {_auc(b['auc'])} | {_auc(b['auc_developed'])} |"]
+             f"| {BRIGHTNESS} | {_spread(b['auc'], 0.0)} | {_spread(b['auc_developed'], 0.0)} |"]
     lines += [f"| {arm}: impervious probability | {cell(v['auc'])} | "
               f"{cell(v['auc_developed'])} |" for arm, v in ranking["arms"].items()]
     if "best_f1" in b:
