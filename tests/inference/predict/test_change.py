@@ -72,3 +72,40 @@ def test_statistics_are_matched_per_band():
     flat = moved.reshape(4, -1)
     assert flat.mean(axis=1) == pytest.approx((0.1, 0.2, 0.3, 0.4), abs=1e-5)
     assert flat.std(axis=1) == pytest.approx((0.01, 0.02, 0.03, 0.04), rel=1e-4)
+
+
+def test_the_spectral_fit_scores_every_tile_as_the_whole_scene_would():
+    earlier, later, changed = _dates(3)
+    fit = change.fit_spectral_change(later, earlier)
+    assert fit.pixels == 2000 and len(fit.centre) == len(fit.spread) == 4
+    whole = change.spectral_magnitude(later, earlier, fit)
+    assert np.array_equal(whole, change.change_magnitude(later, earlier))
+    # a tile scored with the scene's fit matches the scene's scores there
+    tile = change.spectral_magnitude(later[:, 10:20, 5:30], earlier[:, 10:20, 5:30], fit)
+    assert np.array_equal(tile, whole[10:20, 5:30])
+    # the truly changed fifth are the outliers; the shared gain and offset are not
+    assert np.median(whole[changed]) > 3 > np.quantile(whole[~changed], 0.95)
+    assert set(fit.to_dict()) == {"centre", "spread", "pixels"}
+    with pytest.raises(ValueError, match="bands"):
+        change.spectral_magnitude(later[:3], earlier[:3], fit)
+    with pytest.raises(ValueError, match="finite"):
+        change.fit_spectral_change(np.full((2, 3, 3), np.nan), np.zeros((2, 3, 3)))
+    assert np.isnan(change.change_magnitude(np.full((2, 3, 3), np.nan), np.zeros((2, 3, 3)))).all()
+
+
+def test_spectral_change_asks_the_bands_whether_and_the_model_which_way():
+    p_from = np.array([0.1, 0.1, 0.1, 0.45, 0.9, 0.9, 0.6, 0.3, 0.2, np.nan])
+    p_to = np.array([0.2, 0.2, 0.05, 0.9, 0.3, 0.3, 0.95, 0.2, 0.3, 0.9])
+    magnitude = np.array([5.0, 2.0, 5.0, 4.0, 5.0, 1.0, 5.0, 5.0, np.nan, 5.0])
+    codes = change.spectral_change(p_from, p_to, magnitude, 3.0)
+    # a small rise on changed ground is gain; no change below the threshold; loss only from
+    # impervious; a rise from impervious is not gain; NaN anywhere is nodata
+    assert codes.tolist() == [2, 0, 0, 2, 3, 1, 1, 0, 255, 255]
+    score = change.spectral_gain_score(p_from, p_to, magnitude)
+    for t in (0.5, 3.0, 4.5):
+        assert ((score > t) == (change.spectral_change(p_from, p_to, magnitude, t)
+                                == change.GAIN))[:8].all()
+    with pytest.raises(ValueError, match="threshold"):
+        change.spectral_change(p_from, p_to, magnitude, 0.0)
+    with pytest.raises(ValueError, match="magnitude"):
+        change.spectral_change(p_from, p_to, magnitude[:3])
