@@ -187,13 +187,23 @@ def score_pair(model, earlier: np.ndarray, later: np.ndarray, implanted: np.ndar
         a, b, bi = inputs[source]
         out[arm] = _arm_scores(change.margin_change(a, b, m), change.margin_change(a, bi, m),
                                change.gain_score(a, bi), truth, (a, b))
-    a, b, bi = inputs["raw"]
-    stable, moving = pair_magnitudes(first, second, moved)
-    for k in SPECTRAL_THRESHOLDS:
-        out[f"spectral {k:g}"] = _arm_scores(
-            change.spectral_change(a, b, stable, k), change.spectral_change(a, bi, moving, k),
-            change.spectral_gain_score(a, bi, moving), truth, (a, b))
-    return out
+    return {**out, **spectral_arms(inputs["raw"], pair_magnitudes(first, second, moved), truth)}
+
+
+def spectral_arms(probabilities: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  magnitudes: tuple[np.ndarray, np.ndarray], truth: np.ndarray) -> dict:
+    """The ``spectral k`` arms, ``k`` in :data:`SPECTRAL_THRESHOLDS`, scored as the others.
+
+    Args:
+        probabilities: the model's impervious probability of the earlier, the later and the
+            implanted date (the stable pair is earlier/later, the implanted earlier/implanted).
+        magnitudes: :func:`pair_magnitudes` of the stable and the implanted pair.
+        truth: the implanted pixels.
+    """
+    (a, b, bi), (stable, moving) = probabilities, magnitudes
+    return {f"spectral {k:g}": _arm_scores(
+        change.spectral_change(a, b, stable, k), change.spectral_change(a, bi, moving, k),
+        change.spectral_gain_score(a, bi, moving), truth, (a, b)) for k in SPECTRAL_THRESHOLDS}
 
 
 def _arm_scores(stable: np.ndarray, moved: np.ndarray, score: np.ndarray, truth: np.ndarray,
