@@ -354,9 +354,9 @@ def table_text(metrics: dict) -> str:
     for recipe, arms in metrics["summary"].items():
         for arm, s in arms.items():
             name = (f"t = {metrics['ndbi_gain']:g}" if recipe == "NDBI gain"
-                    else f"k = {metrics['gate_threshold']:g}" if recipe == GATE
+                    else f"NDBI direction, k = {metrics['gate_threshold']:g}" if recipe == GATE
                     else "NDBI gain, t matched to 'both'" if arm == "NDBI gain matched" else arm)
-            rows.append((recipe, name,
+            rows.append((recipe.split(",")[0], name,
                          cell(s["false_change"], True), cell(s.get("false_gain", (None, None)),
                                                              True),
                          cell(s["f1"]), cell(s["auc"])))
