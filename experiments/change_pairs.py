@@ -20,7 +20,8 @@ drawn at random, into blocks of the later date with no artificial surface; the e
 is left as it is. The implanted pixels are the only true gain.
 
 Arms, each scored for false change (gain or loss) and false gain on the stable pair, gain F1
-and ROC AUC (of :func:`inference.predict.change.gain_score`) on the implanted pair:
+and ROC AUC (of :func:`inference.predict.change.gain_score`, or of
+:func:`inference.predict.change.spectral_gain_score` for ``spectral k``) on the implanted pair:
 
 - ``differenced``: the two dates' class maps differenced (margin 0, raw inputs);
 - ``normalised``: the later date first normalised onto the earlier
@@ -30,8 +31,17 @@ and ROC AUC (of :func:`inference.predict.change.gain_score`) on the implanted pa
 - ``both``: normalised and margin;
 - ``training stats``: both dates' bands moved to the model's training statistics
   (:func:`inference.predict.change.match_statistics`: mapping L1C toward the L2A radiometry);
+- ``spectral k``: the bands decide whether a pixel changed, the model which way
+  (:func:`inference.predict.change.spectral_change` on the raw inputs' probabilities, at
+  ``k`` = 3, 4 and the product's default), the magnitude of the later date's model bands
+  against the earlier date's under that pair's own fit, as the product fits one per pair;
 - NDBI gain ``NDBI(later) - NDBI(earlier) > t`` at ``t = --ndbi-gain`` and at the ``t`` that
   flags as many implanted-pair pixels as the model's ``both`` arm does.
+
+Two baselines use no model: NDBI gain at ``t = --ndbi-gain``, and the ``spectral gate, NDBI
+direction`` (gain where the spectral magnitude exceeds the default threshold and NDBI rose,
+loss where it exceeds it and NDBI fell): how much of a ``spectral k`` arm's score the gate
+alone gives.
 
 Writes ``DIR/change_pairs.json`` and prints the table; the docs' table is rendered from the
 committed copy of that JSON (:func:`figures_markdown`).
@@ -75,7 +85,9 @@ DEFAULT_RECIPES = ("unet-s2", "unet-s2-global")
 DEFAULT_SEEDS, DEFAULT_ITERATIONS, DEFAULT_MARGIN, DEFAULT_NDBI_GAIN = 2, 150, 0.2, 0.1
 DEFAULT_BLOCKS, DEFAULT_BLOCK_SIZE = 12, 8
 MARGINS = (0.1, 0.2, 0.3)  # margins scored on the raw inputs beside --margin
-ARMS = ("differenced", "normalised", "margin", "both", "training stats")
+ARMS = ("differenced", "normalised", "margin", "both", "training stats", "spectral")
+SPECTRAL_THRESHOLDS = tuple(sorted({3.0, 4.0, change.DEFAULT_SPECTRAL_THRESHOLD}))
+GATE = "spectral gate, NDBI direction"  # the model-free baseline's row in the summary
 FIGURES_JSON = "docs/figures/change_pairs.json"
 
 
@@ -132,6 +144,18 @@ def probability(model, bands: np.ndarray) -> np.ndarray:
     return probs[0, isa_class_index(tuple(model.meta.class_names)), :h, :w].astype(np.float64)
 
 
+def pair_magnitudes(earlier: np.ndarray, later: np.ndarray,
+                    implanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spectral change magnitude of the stable and the implanted pair, each under its own fit.
+
+    Each later date (``later``, ``implanted``) is scored against ``earlier`` with
+    :func:`inference.predict.change.fit_spectral_change` of that same pair, as the product
+    fits one per pair. Stacks ``(C, H, W)`` in one band order; returns two ``(H, W)``.
+    """
+    return tuple(change.spectral_magnitude(b, earlier, change.fit_spectral_change(b, earlier))
+                 for b in (later, implanted))
+
+
 def _flagged(code: np.ndarray) -> tuple[float, float]:
     return float(np.isin(code, (change.GAIN, change.LOSS)).mean()), float((code == change.GAIN)
                                                                           .mean())
@@ -161,28 +185,74 @@ def score_pair(model, earlier: np.ndarray, later: np.ndarray, implanted: np.ndar
     out = {}
     for arm, (source, m) in plan.items():
         a, b, bi = inputs[source]
-        false_change, false_gain = _flagged(change.margin_change(a, b, m))
-        found = change.margin_change(a, bi, m) == change.GAIN
-        out[arm] = {"false_change": false_change, "false_gain": false_gain,
-                    "f1": binary_scores(found, truth).f1,
-                    "auc": roc_auc(change.gain_score(a, bi).ravel(), truth.ravel()),
-                    "built_share": [float((a >= 0.5).mean()), float((b >= 0.5).mean())],
-                    "flagged_implanted": float(found.mean())}
-    return out
+        out[arm] = _arm_scores(change.margin_change(a, b, m), change.margin_change(a, bi, m),
+                               change.gain_score(a, bi), truth, (a, b))
+    return {**out, **spectral_arms(inputs["raw"], pair_magnitudes(first, second, moved), truth)}
+
+
+def spectral_arms(probabilities: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  magnitudes: tuple[np.ndarray, np.ndarray], truth: np.ndarray) -> dict:
+    """The ``spectral k`` arms, ``k`` in :data:`SPECTRAL_THRESHOLDS`, scored as the others.
+
+    Args:
+        probabilities: the model's impervious probability of the earlier, the later and the
+            implanted date (the stable pair is earlier/later, the implanted earlier/implanted).
+        magnitudes: :func:`pair_magnitudes` of the stable and the implanted pair.
+        truth: the implanted pixels.
+    """
+    (a, b, bi), (stable, moving) = probabilities, magnitudes
+    return {f"spectral {k:g}": _arm_scores(
+        change.spectral_change(a, b, stable, k), change.spectral_change(a, bi, moving, k),
+        change.spectral_gain_score(a, bi, moving), truth, (a, b)) for k in SPECTRAL_THRESHOLDS}
+
+
+def _arm_scores(stable: np.ndarray, moved: np.ndarray, score: np.ndarray, truth: np.ndarray,
+                probabilities: tuple[np.ndarray, np.ndarray]) -> dict:
+    """One arm from its change codes on the stable and implanted pair and its gain score."""
+    false_change, false_gain = _flagged(stable)
+    found = moved == change.GAIN
+    return {"false_change": false_change, "false_gain": false_gain,
+            "f1": binary_scores(found, truth).f1, "auc": roc_auc(score.ravel(), truth.ravel()),
+            "built_share": [float((p >= 0.5).mean()) for p in probabilities],
+            "flagged_implanted": float(found.mean())}
 
 
 def score_ndbi(earlier: np.ndarray, later: np.ndarray, implanted: np.ndarray,
                truth: np.ndarray, threshold: float, flagged: float | None = None) -> dict:
     """NDBI gain at ``threshold``, or at the one flagging ``flagged`` of the implanted pair."""
-    b8, b11 = SLOVENIA_BANDS.index("B8"), SLOVENIA_BANDS.index("B11")
-    start = ndbi(earlier[b11], earlier[b8])
-    stable, moved = ndbi(later[b11], later[b8]) - start, ndbi(implanted[b11], implanted[b8]) - start
+    stable, moved = _ndbi_rise(earlier, later), _ndbi_rise(earlier, implanted)
     if flagged is not None:
         threshold = float(np.quantile(moved, 1 - flagged))
     false = float((stable > threshold).mean())
     return {"threshold": threshold, "false_change": false, "false_gain": false,
             "f1": binary_scores(moved > threshold, truth).f1,
             "auc": roc_auc(moved.ravel(), truth.ravel())}
+
+
+def score_gate(earlier: np.ndarray, later: np.ndarray, implanted: np.ndarray,
+               truth: np.ndarray, index: Sequence[int],
+               threshold: float = change.DEFAULT_SPECTRAL_THRESHOLD) -> dict:
+    """The spectral gate with NDBI's direction: a model-free baseline of ``spectral k``.
+
+    Gain where :func:`pair_magnitudes` (of the ``index`` bands) exceeds ``threshold`` and NDBI
+    rose, loss where it exceeds it and NDBI fell; false change counts both on the stable pair,
+    false gain the gain. ROC AUC ranks the magnitude where NDBI rose (0 elsewhere).
+    """
+    pick = list(index)
+    stable, moving = pair_magnitudes(earlier[pick], later[pick], implanted[pick])
+    rise, moved_rise = _ndbi_rise(earlier, later), _ndbi_rise(earlier, implanted)
+    gate = stable > threshold
+    found = (moving > threshold) & (moved_rise > 0)
+    return {"threshold": threshold, "false_change": float((gate & (rise != 0)).mean()),
+            "false_gain": float((gate & (rise > 0)).mean()),
+            "f1": binary_scores(found, truth).f1,
+            "auc": roc_auc(np.where(moved_rise > 0, moving, 0.0).ravel(), truth.ravel())}
+
+
+def _ndbi_rise(earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
+    """``NDBI(later) - NDBI(earlier)`` of two 13-band Slovenia scenes."""
+    b8, b11 = SLOVENIA_BANDS.index("B8"), SLOVENIA_BANDS.index("B11")
+    return ndbi(later[b11], later[b8]) - ndbi(earlier[b11], earlier[b8])
 
 
 def run(data: Path, dw: Path, out: Path, *, recipes: Sequence[str], seeds: int,
@@ -216,17 +286,21 @@ def run(data: Path, dw: Path, out: Path, *, recipes: Sequence[str], seeds: int,
             per_date[recipe].append(_class8_f1(model, scenes, lulc, index))
     baseline = {f"{dates[i]}/{dates[j]}": score_ndbi(scenes[i], scenes[j], *implanted[(i, j)],
                                                      ndbi_gain) for i, j in pairs}
+    gate = {f"{dates[i]}/{dates[j]}": score_gate(scenes[i], scenes[j], *implanted[(i, j)], index)
+            for i, j in pairs}
     metrics = {"dates": dates, "pairs": [f"{dates[i]}/{dates[j]}" for i, j in pairs],
                "recipes": list(recipes), "seeds": seeds, "iterations": iterations,
                "margin": margin, "ndbi_gain": ndbi_gain,
+               "spectral_thresholds": list(SPECTRAL_THRESHOLDS),
+               "gate_threshold": change.DEFAULT_SPECTRAL_THRESHOLD,
                "implanted": {"blocks": blocks, "size": size,
                              "pixels": int(next(iter(implanted.values()))[1].sum())},
-               "bands": list(DEFAULT_BANDS), "runs": runs, "ndbi": baseline,
+               "bands": list(DEFAULT_BANDS), "runs": runs, "ndbi": baseline, "gate": gate,
                "class8_f1_per_date": per_date,
                "ndbi_class8_auc": [roc_auc(ndbi(s[SLOVENIA_BANDS.index("B11")],
                                                 s[SLOVENIA_BANDS.index("B8")]).ravel(),
                                            (lulc == ARTIFICIAL).ravel()) for s in scenes],
-               "summary": summarise(runs, baseline),
+               "summary": summarise(runs, baseline, gate),
                "seconds": round(time.perf_counter() - start, 1)}
     text = dumps(metrics, indent=1)
     atomic_write(out / "change_pairs.json", lambda fh: fh.write(text.encode()))
@@ -240,8 +314,12 @@ def _class8_f1(model, scenes: np.ndarray, lulc: np.ndarray, index: Sequence[int]
             for s in scenes]
 
 
-def summarise(runs: dict, baseline: dict) -> dict:
-    """Per recipe and arm: mean ± 95 % interval over seeds and pairs; NDBI per pair's mean."""
+def summarise(runs: dict, baseline: dict, gate: dict | None = None) -> dict:
+    """Per recipe and arm: mean ± 95 % interval over seeds and pairs; baselines over pairs.
+
+    The baselines are NDBI gain (``baseline``) and, when given, the spectral gate with NDBI's
+    direction (``gate``), each a row beside the models'.
+    """
     keys = ("false_change", "false_gain", "f1", "auc")
     table: dict[str, dict] = {}
     for recipe, items in runs.items():
@@ -251,11 +329,13 @@ def summarise(runs: dict, baseline: dict) -> dict:
                          for arm in sorted(arms, key=_arm_order)}
     table["NDBI gain"] = {"natural": {k: interval([b[k] for b in baseline.values()])
                                       for k in keys}}
+    if gate:
+        table[GATE] = {"natural": {k: interval([b[k] for b in gate.values()]) for k in keys}}
     return table
 
 
 def _arm_order(arm: str) -> tuple[int, str]:
-    name = arm.split(" ")[0] if arm.startswith("margin ") else arm
+    name = arm.split(" ")[0] if arm.startswith(("margin ", "spectral ")) else arm
     return (ARMS.index(name) if name in ARMS else len(ARMS), arm)
 
 
@@ -274,8 +354,9 @@ def table_text(metrics: dict) -> str:
     for recipe, arms in metrics["summary"].items():
         for arm, s in arms.items():
             name = (f"t = {metrics['ndbi_gain']:g}" if recipe == "NDBI gain"
+                    else f"NDBI direction, k = {metrics['gate_threshold']:g}" if recipe == GATE
                     else "NDBI gain, t matched to 'both'" if arm == "NDBI gain matched" else arm)
-            rows.append((recipe if recipe != "NDBI gain" else "NDBI gain", name,
+            rows.append((recipe.split(",")[0], name,
                          cell(s["false_change"], True), cell(s.get("false_gain", (None, None)),
                                                              True),
                          cell(s["f1"]), cell(s["auc"])))
@@ -296,10 +377,11 @@ def figures_markdown(metrics: dict) -> str:
     """The docs' block: the dates, the implanted pixels and the tables."""
     return (f"\nClear dates: {', '.join(metrics['dates'])}; pairs {', '.join(metrics['pairs'])}; "
             f"{metrics['implanted']['pixels']} implanted pixels per pair; 'both' at margin "
-            f"{metrics['margin']:g}; {metrics['seeds']} seeds of {metrics['iterations']} "
+            f"{metrics['margin']:g}; 'spectral k': changed where the bands' RMS robust z-score "
+            f"exceeds k; {metrics['seeds']} seeds of {metrics['iterations']} "
             f"iterations per model; ± the 95 % Student-t half-width over seeds x pairs "
-            f"(NDBI: over pairs).\n\n```text\n{table_text(metrics)}\n\n{per_date_text(metrics)}"
-            f"\n```\n")
+            f"(baselines: over pairs).\n\n```text\n{table_text(metrics)}\n\n"
+            f"{per_date_text(metrics)}\n```\n")
 
 
 def update_page(source: str = FIGURES_JSON, page: str = "docs/real-data.md",

@@ -7,17 +7,27 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.builtup import DEFAULT_BANDS
 from experiments.change_pairs import (
     ARTIFICIAL,
     FIGURES_JSON,
+    GATE,
     SLOVENIA,
+    SLOVENIA_BANDS,
+    SPECTRAL_THRESHOLDS,
     figures_markdown,
     implant,
     load_scenes,
     main,
+    pair_magnitudes,
+    score_gate,
+    score_ndbi,
+    spectral_arms,
+    summarise,
     update_page,
 )
 from inference.assess.figures import page_block
+from inference.predict import change
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,3 +73,73 @@ def test_bad_options_are_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--margin must be in [0, 0.5)" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def _pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """13-band earlier/later dates alike but for noise, and the later one with bright blocks
+    whose NDBI (B11 against B8) rises: the only true gain."""
+    rng = np.random.default_rng(seed)
+    earlier = (0.2 + 0.05 * rng.random((13, 40, 40))).astype(np.float32)
+    later = earlier + rng.normal(0, 0.005, earlier.shape).astype(np.float32)
+    implanted, truth = later.copy(), np.zeros((40, 40), bool)
+    truth[5:11, 5:11] = truth[25:31, 20:26] = True
+    implanted[:, truth] += 0.05
+    implanted[SLOVENIA_BANDS.index("B11"), truth] += 0.2
+    return earlier, later, implanted, truth
+
+
+def test_each_pair_is_scored_under_its_own_spectral_fit():
+    earlier, later, implanted, truth = _pair()
+    stable, moving = pair_magnitudes(earlier, later, implanted)
+    own = change.fit_spectral_change(implanted, earlier)
+    assert np.array_equal(moving, change.spectral_magnitude(implanted, earlier, own))
+    assert np.array_equal(stable, change.spectral_magnitude(
+        later, earlier, change.fit_spectral_change(later, earlier)))
+    assert moving[truth].min() > 10 > np.median(moving[~truth])
+
+
+def test_the_gate_with_ndbi_direction_finds_gain_and_counts_both_ways_on_stable_ground():
+    earlier, later, implanted, truth = _pair()
+    index = [SLOVENIA_BANDS.index(b) for b in DEFAULT_BANDS]
+    found = score_gate(earlier, later, implanted, truth, index)
+    assert found["threshold"] == change.DEFAULT_SPECTRAL_THRESHOLD
+    assert found["f1"] == 1.0 and found["auc"] == 1.0
+    # stable pair: the later date's outliers are flagged as change whichever way NDBI moved
+    later[:, :2, :] += 0.05  # 80 px brighter in every band
+    later[SLOVENIA_BANDS.index("B8"), 0, :] += 0.2  # NDBI falls on row 0, rises on row 1
+    later[SLOVENIA_BANDS.index("B11"), 1, :] += 0.2
+    stable = score_gate(earlier, later, implanted, truth, index)
+    assert stable["false_change"] == 80 / 1600 and stable["false_gain"] == 40 / 1600
+
+
+def test_spectral_arms_follow_the_bands_gate_and_the_models_direction():
+    earlier, later, implanted, truth = _pair(1)
+    magnitudes = pair_magnitudes(earlier, later, implanted)
+    p_from = np.full(truth.shape, 0.3)
+    p_to = p_from + np.random.default_rng(1).normal(0, 0.05, truth.shape)  # noise both ways
+    p_implanted = p_to.copy()
+    p_implanted[truth] = 0.35  # rose, but clears no margin: the bands must find it
+    p_implanted[:4, :] = 0.9  # rose on unchanged bands: not change
+    arms = spectral_arms((p_from, p_to, p_implanted), magnitudes, truth)
+    assert list(arms) == [f"spectral {k:g}" for k in SPECTRAL_THRESHOLDS] == ["spectral 3",
+                                                                             "spectral 4"]
+    for scores in arms.values():
+        assert scores["f1"] == 1.0 and scores["auc"] == 1.0 and scores["false_change"] < 0.01
+        assert scores["flagged_implanted"] == truth.mean()
+    p_implanted[truth] = 0.2  # fell: the model says no gain, whatever the bands say
+    assert all(s["f1"] == 0.0 for s in spectral_arms((p_from, p_to, p_implanted), magnitudes,
+                                                     truth).values())
+
+
+def test_the_gate_is_a_baseline_row_and_spectral_arms_follow_the_others():
+    earlier, later, implanted, truth = _pair()
+    index = [SLOVENIA_BANDS.index(b) for b in DEFAULT_BANDS]
+    arm = {"false_change": 0.01, "false_gain": 0.0, "f1": 0.5, "auc": 0.9}
+    runs = {"m": [{"arms": {name: arm for name in ("spectral 4", "NDBI gain matched",
+                                                   "spectral 3", "training stats", "both")}}]}
+    table = summarise(runs, {"p": score_ndbi(earlier, later, implanted, truth, 0.1)},
+                      {"p": score_gate(earlier, later, implanted, truth, index)})
+    assert list(table) == ["m", "NDBI gain", GATE]
+    assert list(table["m"]) == ["both", "training stats", "spectral 3", "spectral 4",
+                                "NDBI gain matched"]
+    assert table[GATE]["natural"]["f1"][0] == 1.0

@@ -126,13 +126,40 @@ def test_the_ghana_tiles_are_as_hazy_as_the_page_says(shared_data):
             f"{max(ghana):.3f}, those of the Java tile {min(java):.3f}-{max(java):.3f}") in text
 
 
+def _spectral_margins(summary: dict) -> set[str]:
+    """What change prose derives: the F1 gaps between each ``spectral k`` arm, NDBI gain and
+    the spectral gate with NDBI's direction, as the table's 3-decimal figures give them."""
+    from experiments.change_pairs import GATE
+
+    def f1(s: dict) -> float:
+        return round(s["f1"][0], 3)
+
+    ndbi, gate = f1(summary["NDBI gain"]["natural"]), f1(summary[GATE]["natural"])
+    derived = {f"{abs(gate - ndbi):.3f}"}
+    for arms in summary.values():
+        for arm, s in arms.items():
+            if arm.startswith("spectral "):
+                derived |= {f"{abs(f1(s) - ndbi):.3f}", f"{abs(f1(s) - gate):.3f}"}
+    return derived
+
+
 def test_the_change_prose_quotes_its_table():
-    from experiments.change_pairs import FIGURES_JSON
+    from experiments.change_pairs import FIGURES_JSON, GATE
 
     page = _page("real-data.md")
     metrics = _json(FIGURES_JSON)
     prose = _prose(page, "What it shows:", "holds every seed's and pair's scores")
-    assert _unmatched(prose, _block(page, FIGURES_JSON)) == []
+    block = _block(page, FIGURES_JSON)
+    assert _unmatched(prose, set(DECIMAL.findall(block)) | _spectral_margins(
+        metrics["summary"])) == []
+    # the first bullet names the arm of the highest implanted F1, and both baselines' F1
+    summary = metrics["summary"]
+    best = max(((recipe, arm) for recipe, arms in summary.items() for arm in arms
+                if arm.startswith("spectral ")), key=lambda ra: summary[ra[0]][ra[1]]["f1"][0])
+    first = " ".join(prose.split("\n- ")[1].split())
+    assert (f"at k = {best[1].split()[1]} finds the implanted gain at F1 "
+            f"{summary[best[0]][best[1]]['f1'][0]:.3f}") in first
+    assert all(f"{summary[row]['natural']['f1'][0]:.3f}" in first for row in ("NDBI gain", GATE))
     text = " ".join(page.split())
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
 
