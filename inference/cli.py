@@ -25,13 +25,11 @@ PREDICT_EXAMPLES = (
     ("map one stack: <out>_class.tif, <out>_prob.tif, quick-looks and the ISA km² per zone",
      "isamap-predict --model runs/cfn/model.pt --input stacks/wuhan_2023-06.tif "
      "--out maps/wuhan_2023-06 --month 2023-06 --zones districts.geojson"),
-    ("the same from and to a bucket, with a change map against an earlier date",
+    ("the same from and to a bucket, with a change map against an earlier date: the two "
+     "dates' stacks decide whether a pixel changed, the model which way",
      "isamap-predict --model runs/cfn/model.pt --input gs://bucket/stacks/wuhan_2023-06.tif "
-     "--out gs://bucket/maps/wuhan_2023-06 --compare-with maps/wuhan_2021-06_class.tif"),
-    ("change decided by the two dates' stacks (whether) and the model (which way)",
-     "isamap-predict --model runs/cfn/model.pt --input stacks/wuhan_2023-06.tif "
-     "--out maps/wuhan_2023-06 --compare-with maps/wuhan_2021-06_class.tif "
-     "--earlier-stack stacks/wuhan_2021-06.tif"),
+     "--out gs://bucket/maps/wuhan_2023-06 --compare-with maps/wuhan_2021-06_class.tif "
+     "--earlier-stack gs://bucket/stacks/wuhan_2021-06.tif"),
     ("CLAHE post-processing of the impervious probability (land-cover paper, 3.3)",
      "isamap-predict --model runs/cfn/model.pt --input stacks/wuhan_2023-06.tif "
      "--out maps/wuhan_clahe --postprocess clahe"),
