@@ -75,16 +75,18 @@ def earlier_probability(compare_with: str, rule: str = "a change margin") -> str
         InputDataError: ``compare_with`` is not named ``<prefix>_class.tif``, or the
             ``<prefix>_prob.tif`` beside it does not exist.
     """
+    instead = ("drop --earlier-stack and pass --change-margin 0" if "spectral" in rule
+               else "pass --change-margin 0")
     if not compare_with.endswith("_class.tif"):
         raise InputDataError(f"--compare-with {compare_with} is not named <prefix>_class.tif; "
                              f"{rule} needs the earlier date's <prefix>_prob.tif beside it (or "
-                             "pass --change-margin 0 to difference the class maps)")
+                             f"{instead} to difference the class maps)")
     prob = compare_with[:-len("_class.tif")] + "_prob.tif"
     if not files.exists(prob):
         raise InputDataError(f"{prob} does not exist: {rule} decides change on both dates' "
                              "probabilities, so the earlier date's probability COG must be "
-                             "beside --compare-with (or pass --change-margin 0 to difference "
-                             "the class maps)")
+                             f"beside --compare-with (or {instead} to difference the class "
+                             "maps)")
     return prob
 
 

@@ -461,4 +461,13 @@ def test_change_by_the_spectral_rule_is_recorded_and_its_misuse_refused(model_fi
         assert predict_main([*bad, *extra]) == 2, extra
         err = capsys.readouterr().err.strip()
         assert says in err and len(err.splitlines()) == 1, err
+    # refused before any tile: a stack off the map's grid, an earlier date without its prob
+    cropped = write_stack(tmp_path / "cropped.tif", data[:, :100])
+    (tmp_path / "a" / "isa_prob.tif").unlink()
+    for stack, says in ((cropped, "cropped.tif is not on the grid"),
+                        (small_stack, "drop --earlier-stack and pass --change-margin 0")):
+        assert predict_main([*common, "--input", str(later), "--out", str(tmp_path / "c" / "isa"),
+                             "--compare-with", earlier, "--earlier-stack", str(stack)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert says in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "c").exists()
