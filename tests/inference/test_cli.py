@@ -8,6 +8,7 @@ import torch
 
 from inference.cli import predict_main, publish_main
 from inference.demo import run_demo_inference
+from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
@@ -438,7 +439,8 @@ def test_change_by_the_spectral_rule_is_recorded_and_its_misuse_refused(model_fi
                          "--compare-with", earlier, "--earlier-stack", str(small_stack)]) == 0
     out = capsys.readouterr().out
     record = json.loads(out[out.index("\n{") + 1:])["change"]
-    assert record["change_rule"] == "spectral" and record["spectral_threshold"] == 3.0
+    assert record["change_rule"] == "spectral"
+    assert record["spectral_threshold"] == DEFAULT_SPECTRAL_THRESHOLD
     assert record["spectral_fit"]["pixels"] == 120 * 150 - 64  # the NaN corner left out
     assert record["earlier_stack"] == "stack.tif"  # no local path
     with rasterio.open(tmp_path / "b" / "isa_change.tif") as ds:

@@ -234,7 +234,7 @@ def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path
     import rasterio
 
     from gee_export.local.synthetic import generate_scene
-    from inference.predict.change import SPECTRAL_RULE
+    from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD, SPECTRAL_RULE
 
     scenes = tmp_path / "scenes"
     first = generate_scene(scenes / "a", width=96, height=96, progress=False, month="2019-06")
@@ -253,7 +253,8 @@ def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path
         return json.loads(printed[printed.rindex("\n{") + 1:])
 
     summary = run()
-    assert summary["change_rule"] == "spectral" and summary["spectral_threshold"] == 3.0
+    assert summary["change_rule"] == "spectral"
+    assert summary["spectral_threshold"] == DEFAULT_SPECTRAL_THRESHOLD
     assert "change_margin" not in summary
     fit = summary["spectral_fits"]["2019-06/2021-06"]
     assert fit["pixels"] == 96 * 96 and len(fit["spread"]) == 6

@@ -73,7 +73,8 @@ def test_the_built_block_is_gain_and_nothing_else_changed(pair, tmp_path, monkey
     assert np.array_equal(codes, whole)
     assert stacks.fit == change.fit_spectral_change(later.astype(np.float32),
                                                     earlier.astype(np.float32))
-    assert tags["change_rule"] == change.SPECTRAL_RULE and tags["spectral_threshold"] == "3"
+    assert tags["change_rule"] == change.SPECTRAL_RULE and tags["spectral_threshold"] == (
+        f"{change.DEFAULT_SPECTRAL_THRESHOLD:g}")
     assert json.loads(tags["spectral_fit"]) == stacks.fit.to_dict()
     assert (tags["from_stack"], tags["to_stack"]) == ("earlier.tif", "later.tif")  # no path
     # a higher threshold than the block's change: nothing changed at all
