@@ -18,15 +18,18 @@ from gee_export.core.commands import (
 )
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.parsers import command_parser
+from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 
 PREDICT_EXAMPLES = (
     ("map one stack: <out>_class.tif, <out>_prob.tif, quick-looks and the ISA km² per zone",
      "isamap-predict --model runs/cfn/model.pt --input stacks/wuhan_2023-06.tif "
      "--out maps/wuhan_2023-06 --month 2023-06 --zones districts.geojson"),
-    ("the same from and to a bucket, with a change map against an earlier date",
+    ("the same from and to a bucket, with a change map against an earlier date: the two "
+     "dates' stacks decide whether a pixel changed, the model which way",
      "isamap-predict --model runs/cfn/model.pt --input gs://bucket/stacks/wuhan_2023-06.tif "
-     "--out gs://bucket/maps/wuhan_2023-06 --compare-with maps/wuhan_2021-06_class.tif"),
+     "--out gs://bucket/maps/wuhan_2023-06 --compare-with maps/wuhan_2021-06_class.tif "
+     "--earlier-stack gs://bucket/stacks/wuhan_2021-06.tif"),
     ("CLAHE post-processing of the impervious probability (land-cover paper, 3.3)",
      "isamap-predict --model runs/cfn/model.pt --input stacks/wuhan_2023-06.tif "
      "--out maps/wuhan_clahe --postprocess clahe"),
@@ -81,6 +84,16 @@ def predict_parser() -> argparse.ArgumentParser:
                         "0.5 - M and the new one above 0.5 + M, loss the other way round (reads "
                         "the earlier <prefix>_prob.tif; recorded in the change COG's tags); 0: "
                         "the class maps differenced (default 0.2)")
+    p.add_argument("--earlier-stack", metavar="STACK",
+                   help="with --compare-with: the earlier date's stack on the same grid; change "
+                        "is decided by the spectral rule: a pixel changed where its bands' "
+                        "difference is an outlier of the scene's (RMS robust z-score above "
+                        "--spectral-threshold), gain where the impervious probability rose "
+                        "from below 0.5, loss where it fell from 0.5 or above (reads the "
+                        "earlier <prefix>_prob.tif; not with --change-margin)")
+    p.add_argument("--spectral-threshold", type=float, default=None, metavar="K",
+                   help="with --earlier-stack: the robust z-score above which a pixel's bands "
+                        f"changed (> 0; default {DEFAULT_SPECTRAL_THRESHOLD:g})")
     p.add_argument("--normalise-to", metavar="STACK",
                    help="with --compare-with: the earlier date's stack on the same grid; the "
                         "input is normalised onto it per band (a linear fit on the pixels that "
@@ -128,6 +141,7 @@ def _predict(args: argparse.Namespace) -> int:
             not Path(args.normalise_to).is_file():
         raise InputDataError(f"--normalise-to {args.normalise_to} does not exist; give the "
                              "earlier date's stack")
+    threshold = _spectral_threshold(args)
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                            blend=args.blend, compress=args.compress,
                            **postprocess_options(args))
@@ -142,10 +156,34 @@ def _predict(args: argparse.Namespace) -> int:
         band_order=[b for b in args.bands.split(",") if b.strip()] if args.bands else None,
         allow_implausible=args.allow_implausible,
         change_margin=(DEFAULT_CHANGE_MARGIN if args.change_margin is None
-                       else args.change_margin), normalise_to=args.normalise_to)
+                       else args.change_margin), normalise_to=args.normalise_to,
+        earlier_stack=args.earlier_stack, spectral_threshold=threshold)
     print(outputs.area_table)
     print(json.dumps(describe(outputs), indent=1))
     return 0
+
+
+def _spectral_threshold(args: argparse.Namespace) -> float:
+    """The spectral rule's threshold, once ``--earlier-stack`` and its company are checked."""
+    from gee_export.core.storage import files
+    from inference.predict.spectral_stacks import check_threshold
+
+    if args.spectral_threshold is not None and not args.earlier_stack:
+        raise ConfigError("--spectral-threshold is the spectral change rule's: give "
+                          "--earlier-stack EARLIER_STACK (and --compare-with) too")
+    if not args.earlier_stack:
+        return DEFAULT_SPECTRAL_THRESHOLD
+    if not args.compare_with:
+        raise ConfigError("--earlier-stack decides a change map: give --compare-with "
+                          "EARLIER_class.tif too")
+    if args.change_margin is not None:
+        raise ConfigError("--earlier-stack decides change by the spectral rule, --change-margin "
+                          "by a margin on the probabilities: choose one")
+    if not files.is_gcs(args.earlier_stack) and not Path(args.earlier_stack).is_file():
+        raise InputDataError(f"--earlier-stack {args.earlier_stack} does not exist; give the "
+                             "stack the earlier date was predicted from")
+    return check_threshold(DEFAULT_SPECTRAL_THRESHOLD if args.spectral_threshold is None
+                           else args.spectral_threshold)
 
 
 def publish_parser() -> argparse.ArgumentParser:

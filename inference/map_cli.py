@@ -23,7 +23,7 @@ from gee_export.core.config_file import add_config_argument, parse_with_config
 from gee_export.core.errors import ConfigError
 from gee_export.core.parsers import command_parser
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
-from inference.predict.change import DEFAULT_CHANGE_MARGIN
+from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 
 if TYPE_CHECKING:
@@ -103,11 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
                       help="make the class maps consistent over the dates before change and "
                            "area: assumes built-up surface does not return to pervious, so "
                            "isolated flips and all loss are removed (docs/mapping.md)")
+    pred.add_argument("--change-rule", choices=("spectral", "margin"), default=None,
+                      help="how change between dates is decided: spectral (each date's stack "
+                           "says whether a pixel changed: RMS robust z-score of its bands' "
+                           "difference above --spectral-threshold; the model's probability "
+                           "says which way), margin (both probabilities, --change-margin). "
+                           "Default: spectral where the run keeps each date's stack (--backend "
+                           "local, --method tasks), margin with --method pixels, --runner, "
+                           "--change-margin or --temporal-consistency")
+    pred.add_argument("--spectral-threshold", type=float, default=DEFAULT_SPECTRAL_THRESHOLD,
+                      metavar="K", help="the spectral rule's robust z-score threshold (> 0; "
+                                        f"default {DEFAULT_SPECTRAL_THRESHOLD:g})")
     pred.add_argument("--change-margin", type=float, default=None, metavar="M",
-                      help="decide change between dates on both probabilities: gain only "
-                           "where the earlier is below 0.5 - M and the later above 0.5 + M, "
-                           "loss the other way round; 0: the class maps differenced "
-                           f"(default: {DEFAULT_CHANGE_MARGIN:g}, or 0 with "
+                      help="decide change between dates on both probabilities (the margin "
+                           "rule): gain only where the earlier is below 0.5 - M and the later "
+                           "above 0.5 + M, loss the other way round; 0: the class maps "
+                           f"differenced (default: {DEFAULT_CHANGE_MARGIN:g}, or 0 with "
                            "--temporal-consistency; docs/real-data.md measures it)")
     pred.add_argument("--local-dir", help="folder of PNGs, tables, STAC and publication files "
                       "(default: --out when local)")
@@ -183,7 +194,8 @@ def _run(args: argparse.Namespace) -> int:
                                channels_last=args.channels_last,
                                autotune_cache=args.autotune_cache),
         progress=not args.no_progress, temporal_consistency=args.temporal_consistency,
-        scene_reading=tuple(sorted(given.items())), change_margin=args.change_margin)
+        scene_reading=tuple(sorted(given.items())), change_margin=args.change_margin,
+        change_rule=args.change_rule, spectral_threshold=args.spectral_threshold)
     target = None
     if args.publish:
         target = PublishTarget(args.publish, project=args.project, gcs_prefix=args.gcs_prefix,
@@ -200,7 +212,12 @@ def _run(args: argparse.Namespace) -> int:
     if result.series:
         summary.update(change_maps=[c.cog for c in result.series.changes],
                        temporal_consistency=args.temporal_consistency,
-                       change_margin=request.margin(),
+                       change_rule=request.rule(),
+                       **({"spectral_threshold": request.spectral_threshold,
+                           "spectral_fits": {f"{c.date_from}/{c.date_to}": c.fit
+                                             for c in result.series.changes}}
+                          if request.rule() == "spectral"
+                          else {"change_margin": request.margin()}),
                        area_csv=str(result.series.area_csv),
                        change_csv=str(result.series.change_csv),
                        plot=str(result.series.plot), stac=list(result.stac))

@@ -211,7 +211,9 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         series = series_products(mapped, skipped, request.out, local, request.zones,
                                  isa_class=isa, crs=grid.crs,
                                  temporal_consistency=request.temporal_consistency,
-                                 change_margin=request.margin())
+                                 change_margin=request.margin(), change_rule=request.rule(),
+                                 spectral_threshold=request.spectral_threshold,
+                                 stacks={r.month: r.stack for r in results}, bands=meta.bands)
         echo(series.table())
         stac_paths = _write_stac(request, mapped, series, meta, recipe,
                                  {r.month: r.inputs for r in results})
@@ -224,7 +226,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                 echo=echo)
         write_run_record(request, grid, model, results, {
             "skipped": skipped, "stac": list(stac_paths),
-            "temporal_consistency": request.temporal_consistency})
+            "temporal_consistency": request.temporal_consistency,
+            "change_rule": request.rule()})
         return MapResult(grid, None, tuple(results), series, tuple(stac_paths), publication)
 
 

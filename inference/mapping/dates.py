@@ -55,6 +55,9 @@ class DateResult:
     skipped: str | None = None
     #: what the date was built from (:func:`date_inputs`, :func:`scene_inputs`)
     inputs: Mapping[str, Any] | None = None
+    #: the stack file it was predicted from, where the run keeps one (local scenes' stack,
+    #: exported tiles' VRT; None for fetched tiles): the spectral change rule reads it
+    stack: str | None = None
 
 
 def stack_identity(backend: str, grid: Grid, recipe: Mapping[str, Any]) -> str:
@@ -123,7 +126,7 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
             continue
         log.info("date %s: %s", month, "already mapped" if outputs.prediction.skipped
                  else f"{outputs.prediction.tiles} tiles in {outputs.prediction.seconds:.1f} s")
-        results.append(DateResult(month, outputs, inputs=opened.inputs))
+        results.append(DateResult(month, outputs, inputs=opened.inputs, stack=opened.stack))
     return results
 
 
@@ -185,8 +188,8 @@ class _Opened:
     """A context manager over an already-made source (a path, or an object to close)."""
 
     def __init__(self, source: Any, close: Callable[[], None] | None = None,
-                 inputs: Mapping[str, Any] | None = None) -> None:
-        self.source, self._close, self.inputs = source, close, inputs
+                 inputs: Mapping[str, Any] | None = None, stack: str | None = None) -> None:
+        self.source, self._close, self.inputs, self.stack = source, close, inputs, stack
 
     def __enter__(self) -> Any:
         return self.source
@@ -232,7 +235,7 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
     with rasterio.open(stack.image) as ds:  # the recipe signature names its inputs
         signature = ds.tags().get("ISAMAP_RECIPE", "")
     source = MaskedFileSource(stack.image, identity=f"{stack.image}#{signature}")
-    return _Opened(source, source.close, scene_inputs(plan))
+    return _Opened(source, source.close, scene_inputs(plan), stack=stack.image)
 
 
 def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str],
@@ -299,7 +302,7 @@ def _ee_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelD
                                            f"{request.out.rstrip('/')}/stacks",
                                            f"stack_{month}", progress=request.progress)
         source = MaskedFileSource(exported.vrt)
-        return _Opened(source, source.close, date_inputs(identity))
+        return _Opened(source, source.close, date_inputs(identity), stack=exported.vrt)
     bands = tuple(meta.bands)
     session.limit_requests(request.workers)  # adaptive, at most --workers in flight
     fetched = FetchedSource(lambda window: fetch_window(session, image, grid, window, bands)[0],

@@ -27,7 +27,7 @@ from gee_export.core.months import check_month, parse_months
 from gee_export.core.storage import files
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from inference.predict.blending import Lattice
-from inference.predict.change import DEFAULT_CHANGE_MARGIN
+from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.postprocess import ClaheParams, Postprocess
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 Backend = Literal["ee", "local"]
 Method = Literal["pixels", "tasks"]
+ChangeRule = Literal["spectral", "margin"]
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,10 @@ class MapRequest:
             (:mod:`inference.predict.change`; 0: the class maps differenced; None:
             ``DEFAULT_CHANGE_MARGIN``, or 0 with ``temporal_consistency``, which decides change
             on the consistent class maps instead). :meth:`margin` is the one in force.
+        change_rule: ``spectral`` (each date's stack decides whether a pixel changed, the
+            probabilities which way: :mod:`inference.predict.spectral_stacks`) or ``margin``;
+            None: :meth:`rule` decides (spectral where the run keeps each date's stack).
+        spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
     """
 
     region: Region
@@ -245,6 +250,8 @@ class MapRequest:
     temporal_consistency: bool = False
     scene_reading: tuple[tuple[str, Any], ...] = ()
     change_margin: float | None = None
+    change_rule: ChangeRule | None = None
+    spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin() < 0.5:
@@ -252,6 +259,7 @@ class MapRequest:
         if self.change_margin and self.temporal_consistency:
             raise ConfigError("--change-margin decides change on probabilities, "
                               "--temporal-consistency on the class maps: choose one")
+        self._check_change_rule()
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS} (Earth Engine "
                               f"allows about {MAX_WORKERS} concurrent requests), got "
@@ -262,6 +270,42 @@ class MapRequest:
             raise ConfigError("--method tasks exports the stack with Earth Engine to Cloud "
                               "Storage: use --backend ee and --out gs://BUCKET/PREFIX")
         self.predict_config()
+
+    def _check_change_rule(self) -> None:
+        if self.change_rule not in (None, "spectral", "margin"):
+            raise ConfigError(f"--change-rule must be spectral or margin, got "
+                              f"{self.change_rule!r}")
+        if not self.spectral_threshold > 0 or not math.isfinite(self.spectral_threshold):
+            raise ConfigError(f"--spectral-threshold must be a number > 0 (robust z-scores), "
+                              f"got {self.spectral_threshold:g}")
+        if self.change_rule != "spectral":
+            return
+        for clash, given in (("--change-margin", self.change_margin is not None),
+                             ("--temporal-consistency", self.temporal_consistency)):
+            if given:
+                raise ConfigError(f"--change-rule spectral decides change on both dates' "
+                                  f"stacks, {clash} on probabilities or class maps: choose one")
+        if not self.keeps_stacks():
+            raise ConfigError("--change-rule spectral reads each date's stack, and --backend ee "
+                              "--method pixels keeps none (tiles are fetched and dropped): use "
+                              "--method tasks or --backend local, or --change-rule margin")
+
+    def keeps_stacks(self) -> bool:
+        """Whether each date's stack is a file the run keeps (local scenes, exported tiles)."""
+        return self.backend == "local" or self.method == "tasks"
+
+    def rule(self) -> ChangeRule:
+        """The change rule in force.
+
+        ``change_rule``, else ``margin`` where a margin or temporal consistency was asked for
+        or the run keeps no stack (:meth:`keeps_stacks`), else ``spectral``.
+        """
+        if self.change_rule is not None:
+            return self.change_rule
+        if self.change_margin is not None or self.temporal_consistency \
+                or not self.keeps_stacks():
+            return "margin"
+        return "spectral"
 
     def margin(self) -> float:
         """The change margin in force (see ``change_margin``)."""

@@ -15,8 +15,15 @@ written to ``<out>/consistent/``, and the change maps and both tables are made f
 change COGs' tags, the change table's ``temporal_consistency`` column and ``series.json`` say
 whether the rule was applied.
 
+Change is decided by one of three rules, named in the change COGs' tags and ``series.json``
+(``change_rule``): ``spectral`` (both dates' stacks decide whether a pixel changed, the
+probabilities which way: :mod:`inference.predict.spectral_stacks`; the scene's fit of each pair
+is recorded), ``margin`` (both probabilities with a margin) and, with margin 0 or temporal
+consistency, the class maps differenced.
+
 A change map is redone only when one of its two class maps changed (the class COGs' run
-hashes are recorded in its tags), so re-running a finished series rewrites nothing.
+hashes are recorded in its tags) or its rule, threshold or margin did, so re-running a
+finished series rewrites nothing.
 """
 
 from __future__ import annotations
@@ -24,17 +31,20 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from gee_export.contract.quicklook import titled
+from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_path, atomic_write, files
 from gee_export.core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.predict import stats
+from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.spectral_stacks import NAME, SpectralStacks, spectral_stacks
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +79,13 @@ class SeriesChangeRow:
 
 @dataclass(frozen=True)
 class ChangeProduct:
+    """One change COG and its quick-look; ``fit``: the spectral rule's fit (as recorded)."""
+
     date_from: str
     date_to: str
     cog: str
     png: Path
+    fit: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,34 +115,53 @@ def _run_hash(path: str) -> str:
 
 def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class: int,
                    date_from: str, date_to: str, consistent: bool = False,
-                   margin: float = 0.0, probs: tuple[str, str] | None = None) -> ChangeProduct:
+                   margin: float = 0.0, probs: tuple[str, str] | None = None,
+                   spectral: SpectralStacks | None = None) -> ChangeProduct:
     """The change COG from ``class_a`` to ``class_b`` at ``out`` (skipped when up to date).
 
-    With ``margin`` > 0, change is decided on the dates' probability COGs ``probs`` with that
-    margin (:func:`inference.predict.change.margin_change`) instead of the class maps.
+    With ``spectral`` (the two dates' stacks, checked), change is decided by the spectral rule
+    on the probability COGs ``probs``; else with ``margin`` > 0 on ``probs`` with that margin
+    (:func:`inference.predict.change.margin_change`); else on the class maps. A COG whose
+    tags name another rule, threshold or margin, or other class maps, is redone.
     """
+    from inference.predict import change as rule
+
     want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b),
-            "temporal_consistency": "applied" if consistent else "not applied",
-            "change_margin": f"{margin:g}"}
-    current = False
+            "temporal_consistency": "applied" if consistent else "not applied"}
+    if spectral is not None:
+        want.update(change_rule=rule.SPECTRAL_RULE,
+                    spectral_threshold=f"{spectral.threshold:g}")
+    else:
+        want.update(change_margin=f"{margin:g}", change_rule=rule.RULE if margin > 0 and probs
+                    else "class maps differenced")
+    current, tags = False, {}
     if files.exists(out):
         with files.open_raster(out) as ds:
             tags = ds.tags()
         current = all(tags.get(k) == v for k, v in want.items()) and all(want.values())
-    if not current and margin > 0 and probs is not None:
+    if not current and spectral is not None and probs is not None:
+        spectral = spectral.fitted()
+        stats.change_map(*probs, out, isa_class=isa_class, tags=want, spectral=spectral)
+    elif not current and margin > 0 and probs is not None:
         stats.change_map(*probs, out, isa_class=isa_class, tags=want, margin=margin)
     elif not current:
         stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want)
     if not current or not png.exists():
         with gdal_env(out):
             maps.quicklook(files.gdal_path(out), png, "change", when=f"{date_from} to {date_to}")
-    return ChangeProduct(date_from, date_to, out, png)
+    fit = None
+    if spectral is not None:  # what made the map: this run's fit, or the one it recorded
+        fit = spectral.fit.to_dict() if spectral.fit else json.loads(tags["spectral_fit"])
+    return ChangeProduct(date_from, date_to, out, png, fit)
 
 
 def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], out: str,
                     local: Path, zones: str | None, *, isa_class: int = 1,
                     crs: Any = None, temporal_consistency: bool = False,
-                    change_margin: float = 0.0) -> SeriesOutputs:
+                    change_margin: float = 0.0, change_rule: str = "margin",
+                    spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD,
+                    stacks: Mapping[str, str | None] | None = None,
+                    bands: Sequence[str] = ()) -> SeriesOutputs:
     """Change maps, per-zone tables and the area plot of a series.
 
     Args:
@@ -142,8 +174,18 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         crs: the maps' CRS (zones are reprojected to it).
         temporal_consistency: make the class maps consistent over the dates first (see the
             module docstring).
-        change_margin: decide change on both dates' probabilities with this margin (0: the
-            class maps differenced; not with ``temporal_consistency``, which works on classes).
+        change_margin: with ``change_rule`` ``margin``: decide change on both dates'
+            probabilities with this margin (0: the class maps differenced; not with
+            ``temporal_consistency``, which works on classes).
+        change_rule: ``spectral`` (each date's stack in ``stacks`` decides whether a pixel
+            changed: :mod:`inference.predict.spectral_stacks`) or ``margin``.
+        spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
+        stacks: month -> the stack the date was predicted from (the spectral rule).
+        bands: the model's bands (read from the stacks by name).
+
+    Raises:
+        InputDataError: with the spectral rule, a date's stack is missing, lacks a band or is
+            not on the maps' grid.
     """
     local.mkdir(parents=True, exist_ok=True)
     zone_list = stats.load_zones(zones, crs) if mapped else []
@@ -170,6 +212,7 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
             area_rows.append(SeriesAreaRow(row["zone"], month, row["isa_km2"],
                                            row.get("isa_probability_km2"), row["valid_km2"],
                                            row["nodata_km2"], row["isa_fraction"]))
+    spectral = change_rule == NAME and not temporal_consistency
     changes, change_rows = [], []
     for a, b in itertools.pairwise(class_maps):
         name = f"isa_change_{a}_{b}"
@@ -177,7 +220,10 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
                                  f"{out.rstrip('/')}/change/{name}.tif",
                                  local / "change" / f"{name}.png", isa_class=isa_class,
                                  date_from=a, date_to=b, consistent=temporal_consistency,
-                                 margin=change_margin, probs=(prob_maps[a], prob_maps[b]))
+                                 margin=change_margin, probs=(prob_maps[a], prob_maps[b]),
+                                 spectral=_pair_stacks(a, b, stacks or {}, bands, prob_maps[a],
+                                                       spectral_threshold)
+                                 if spectral else None)
         changes.append(product)
         for row in stats.change_area(product.cog, zone_list):
             change_rows.append(SeriesChangeRow(row.zone, a, b, row.stable_isa_km2, row.gain_km2,
@@ -192,12 +238,28 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
               # relative to --out: the record travels with the maps
               "change_maps": {f"{c.date_from}/{c.date_to}":
                               c.cog.removeprefix(out.rstrip("/") + "/") for c in changes},
-              "temporal_consistency": consistency, "change_margin": change_margin}
+              "temporal_consistency": consistency,
+              **({"change_rule": NAME, "spectral_threshold": spectral_threshold,
+                  "spectral_fits": {f"{c.date_from}/{c.date_to}": c.fit for c in changes}}
+                 if spectral else {"change_rule": "margin", "change_margin": change_margin})}
     json_path = local / "series.json"
     atomic_write(json_path, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
     plot = plot_area(area_rows, local / "series_area.png")
     return SeriesOutputs(tuple(m for m, _ in mapped), dict(skipped), tuple(changes), area_csv,
                          change_csv, json_path, plot, tuple(area_rows), tuple(change_rows))
+
+
+def _pair_stacks(a: str, b: str, stacks: Mapping[str, str | None], bands: Sequence[str],
+                 prob: str, threshold: float) -> SpectralStacks:
+    """The stacks of dates ``a`` and ``b``, checked against the probability map ``prob``'s grid."""
+    missing = [m for m in (a, b) if not stacks.get(m)]
+    if missing:
+        raise InputDataError(f"the spectral change rule reads each date's stack, and the run "
+                             f"kept none for {', '.join(missing)}; choose --change-rule margin")
+    with files.open_raster(prob) as ds:
+        grid = (ds.height, ds.width), ds.transform, ds.crs
+    return spectral_stacks(str(stacks[a]), str(stacks[b]), bands, *grid, threshold=threshold,
+                           names=(f"the {a} stack", f"the {b} stack"))
 
 
 def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:

@@ -2,8 +2,9 @@
 
 The streaming sliding window (``raster``, ``sliding_window``, ``blending``), the model runtime
 and the tiles' normalisation (``runtime``; its int8 patches, ``calibration``), what is read
-(``sources``, ``expected_inputs``), post-processing (``postprocess``), zone statistics and
-pixel areas (``stats``) and the model-file workflow (``workflow``). The COGs are written by
+(``sources``, ``expected_inputs``), post-processing (``postprocess``), zone statistics,
+pixel areas and change maps (``stats``; how change is decided: ``change``, on both dates'
+stacks ``spectral_stacks``) and the model-file workflow (``workflow``). The COGs are written by
 :mod:`inference.cog`.
 
 May import: ``gee_export``, ``training``, ``inference.cog``; never ``inference.mapping`` or

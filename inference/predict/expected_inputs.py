@@ -49,8 +49,7 @@ from gee_export.contract.band_values import (
 )
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import files
-from inference.predict.raster import select_bands
-from inference.predict.sources import RasterSource, decimated_read, open_source
+from inference.predict.sources import RasterSource, decimated_read, open_source, select_bands
 
 if TYPE_CHECKING:
     from training.modelfile import ModelMeta

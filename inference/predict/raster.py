@@ -42,7 +42,7 @@ from affine import Affine
 
 from gee_export.core.commands import DETAIL
 from gee_export.core.digest import json_digest
-from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.errors import ConfigError
 from gee_export.core.lock import LOCK_NAME, hold_output
 from gee_export.core.storage import atomic_write, files
 from gee_export.core.storage.gdal_auth import check_read, gdal_env
@@ -51,7 +51,7 @@ from inference.cog.maps import OutputInfo
 from inference.cog.stream import Writer, cog_writer, encodes, finish_stream
 from inference.predict.runtime import TilePredictor
 from inference.predict.sliding_window import PredictConfig, SlidingWindowJob
-from inference.predict.sources import RasterSource, open_source, source_identity
+from inference.predict.sources import RasterSource, open_source, select_bands, source_identity
 
 # GDAL's block cache defaults to 5 % of physical RAM, which would make the footprint grow with
 # the machine; one full-width block row of a wide stack (~200 MB at 16k x 6 bands) is all the
@@ -105,43 +105,6 @@ class PredictionResult:
 
         return raster_area_km2(Affine(*self.transform[:6]), CRS.from_user_input(self.crs),
                                self.width, self.height)
-
-
-def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
-                 order: Sequence[str] | None = None) -> list[int]:
-    """1-based band indexes of ``names`` in a stack, found by band name.
-
-    Args:
-        descriptions: the stack's band descriptions (its band names; None where unnamed).
-        names: the bands the model needs, in its order.
-        order: the stack's band names in file order as the user states them (``--bands``).
-            Needed for a stack without names (a count that happens to match says nothing
-            about the order, and reordered bands give a wrong map silently); checked against
-            the names of a stack that has them.
-    """
-    if order is not None:
-        order = [b.strip() for b in order]
-        if len(order) != len(descriptions):
-            raise InputDataError(f"--bands names {len(order)} bands but the input has "
-                                 f"{len(descriptions)}; name every band in file order")
-        if all(d for d in descriptions) and list(descriptions) != order:
-            raise InputDataError(
-                f"--bands {','.join(order)} contradicts the input's own band names "
-                f"{','.join(str(d) for d in descriptions)}; drop --bands (the names are used)")
-        descriptions = order
-    if all(d for d in descriptions):
-        lookup = {d: i + 1 for i, d in enumerate(descriptions)}
-        missing = [n for n in names if n not in lookup]
-        if missing:
-            raise InputDataError(
-                f"the input stack lacks band(s) {missing} the model needs; it has "
-                f"{list(descriptions)}. Export those bands or use a model trained on these.")
-        return [lookup[n] for n in names]
-    raise InputDataError(
-        f"the input's {len(descriptions)} bands have no names (band descriptions), so their "
-        f"order is unknown; if the file's order is the model's, say so with --bands "
-        f"{','.join(names)} (Python: band_order=...), else name the bands with: rio edit-info "
-        "--bidx N --description NAME FILE")
 
 
 def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,

@@ -52,6 +52,43 @@ class RasterSource(Protocol):
              out: np.ndarray | None = None) -> np.ndarray: ...
 
 
+def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
+                 order: Sequence[str] | None = None) -> list[int]:
+    """1-based band indexes of ``names`` in a stack, found by band name.
+
+    Args:
+        descriptions: the stack's band descriptions (its band names; None where unnamed).
+        names: the bands the model needs, in its order.
+        order: the stack's band names in file order as the user states them (``--bands``).
+            Needed for a stack without names (a count that happens to match says nothing
+            about the order, and reordered bands give a wrong map silently); checked against
+            the names of a stack that has them.
+    """
+    if order is not None:
+        order = [b.strip() for b in order]
+        if len(order) != len(descriptions):
+            raise InputDataError(f"--bands names {len(order)} bands but the input has "
+                                 f"{len(descriptions)}; name every band in file order")
+        if all(d for d in descriptions) and list(descriptions) != order:
+            raise InputDataError(
+                f"--bands {','.join(order)} contradicts the input's own band names "
+                f"{','.join(str(d) for d in descriptions)}; drop --bands (the names are used)")
+        descriptions = order
+    if all(d for d in descriptions):
+        lookup = {d: i + 1 for i, d in enumerate(descriptions)}
+        missing = [n for n in names if n not in lookup]
+        if missing:
+            raise InputDataError(
+                f"the input stack lacks band(s) {missing} the model needs; it has "
+                f"{list(descriptions)}. Export those bands or use a model trained on these.")
+        return [lookup[n] for n in names]
+    raise InputDataError(
+        f"the input's {len(descriptions)} bands have no names (band descriptions), so their "
+        f"order is unknown; if the file's order is the model's, say so with --bands "
+        f"{','.join(names)} (Python: band_order=...), else name the bands with: rio edit-info "
+        "--bidx N --description NAME FILE")
+
+
 def source_identity(source: str | RasterSource) -> str:
     """What names an input in a prediction's fingerprint (a path, or the source's identity)."""
     if isinstance(source, str):
@@ -120,11 +157,30 @@ class MaskedFileSource:
         self.close()
 
 
+SAMPLE_SIDE = 1024
+"""Pixels a side of the decimated sample a fit over a whole stack reads (:func:`decimated_read`:
+the relative normalisation, the spectral change rule's fit)."""
+
+
 def decimated_read(src: Any, indexes: Sequence[int], max_side: int) -> np.ndarray:
     """Bands ``indexes`` of an open rasterio dataset, at most ``max_side`` a side, nodata NaN."""
     step = max(1, -(-max(src.width, src.height) // max_side))
     shape = (len(indexes), max(1, src.height // step), max(1, src.width // step))
-    data = src.read(list(indexes), out_shape=shape, out_dtype="float32")
+    return _masked(src, indexes, src.read(list(indexes), out_shape=shape, out_dtype="float32"))
+
+
+def masked_read(src: Any, indexes: Sequence[int], window: Window) -> np.ndarray:
+    """Bands ``indexes`` of an open rasterio dataset in ``window``, float32, nodata NaN.
+
+    Nodata as :func:`decimated_read` reads it (each band's nodata value, and Earth Engine's
+    masked pixels at or below :data:`MASKED_BELOW`), so a fit on the sample and the windows it
+    scores see the same pixels as missing.
+    """
+    return _masked(src, indexes, src.read(list(indexes), window=window, out_dtype="float32"))
+
+
+def _masked(src: Any, indexes: Sequence[int], data: np.ndarray) -> np.ndarray:
+    """``data`` (bands ``indexes`` of ``src``) with every band's nodata set to NaN, in place."""
     for k, index in enumerate(indexes):
         nodata = src.nodatavals[index - 1]
         if nodata is not None and not np.isnan(nodata):

@@ -24,6 +24,7 @@ constant between its nodes (the factor changes by far less than the tolerance ov
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -52,6 +53,7 @@ from gee_export.core.storage import atomic_write, files
 from gee_export.core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
+from inference.predict.spectral_stacks import SpectralStacks, block_codes
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -333,7 +335,8 @@ def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
 
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                compress: maps.Compression = "DEFLATE",
-               tags: dict[str, str] | None = None, margin: float | None = None) -> str:
+               tags: dict[str, str] | None = None, margin: float | None = None,
+               spectral: SpectralStacks | None = None) -> str:
     """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``).
 
     ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there);
@@ -343,14 +346,36 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
     With ``margin``, ``class_a`` and ``class_b`` are the dates' *probability* COGs and change
     is decided on both probabilities with that margin
     (:func:`inference.predict.change.margin_change`); the margin is recorded in the tags
-    (``change_margin``, ``change_rule``). Without it, the class maps are differenced.
+    (``change_margin``, ``change_rule``). With ``spectral`` (both dates' stacks on this grid,
+    :mod:`inference.predict.spectral_stacks`), they are the probability COGs too and the stacks
+    decide whether a pixel changed, the probabilities which way
+    (:func:`inference.predict.change.spectral_change`); the fit (made here when ``spectral``
+    has none) is made once for the whole map, so a map cut into blocks equals the whole. A
+    pixel that is nodata in a band of either stack is 255. Without either, the class maps are
+    differenced.
+
+    Raises:
+        InputDataError: the maps (or stacks) are not on one grid.
     """
     from inference.predict import change as rule
-    with files.open_raster(class_a) as a, files.open_raster(class_b) as b:
+    if spectral is not None and margin is not None:
+        raise ValueError("a change map is decided by one rule: a margin or the spectral rule")
+    if spectral is not None and spectral.fit is None:
+        spectral = spectral.fitted()
+    with files.open_raster(class_a) as a, files.open_raster(class_b) as b, \
+            contextlib.ExitStack() as opened:
         if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
             raise InputDataError(
                 f"{class_a} and {class_b} are not on the same grid (shape, transform, CRS); "
                 "predict both dates from stacks on one grid")
+        stacks = [opened.enter_context(files.open_raster(p))
+                  for p in ((spectral.earlier, spectral.later) if spectral else ())]
+        for path, ds in zip((spectral.earlier, spectral.later) if spectral else (), stacks,
+                            strict=True):
+            if (ds.shape, ds.transform, ds.crs) != (a.shape, a.transform, a.crs):
+                raise InputDataError(f"the stack {path} is not on the grid of {class_a} (shape, "
+                                     "transform, CRS); the spectral change rule needs both "
+                                     "dates' stacks on the probability maps' grid")
         profile = {"driver": "GTiff", "width": a.width, "height": a.height, "count": 1,
                    "dtype": "uint8", "crs": a.crs, "transform": a.transform,
                    "nodata": NODATA, "tiled": True, "blockxsize": maps.BLOCK,
@@ -362,7 +387,10 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
         with rasterio.open(tmp, "w", **profile) as dst:
             for _, window in a.block_windows(1):
                 va, vb = a.read(1, window=window), b.read(1, window=window)
-                if margin is not None:
+                if spectral is not None:
+                    code = block_codes(*stacks, spectral, window, _probability(va),
+                                       _probability(vb))
+                elif margin is not None:
                     code = rule.margin_change(_probability(va), _probability(vb), margin)
                 else:
                     isa_a, isa_b = va == isa_class, vb == isa_class
@@ -374,7 +402,8 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
         tags = {"from": shareable_path(class_a, here), "to": shareable_path(class_b, here),
                 "codes": json.dumps(CHANGE_CODES),
                 "version": a.tags().get("version", ""),
-                **({"change_margin": f"{margin:g}", "change_rule": rule.RULE}
+                **(spectral.tags(here) if spectral is not None else
+                   {"change_margin": f"{margin:g}", "change_rule": rule.RULE}
                    if margin is not None else {"change_rule": "class maps differenced"}),
                 **(tags or {})}
     try:

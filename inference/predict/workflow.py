@@ -25,12 +25,13 @@ from inference.cog import maps
 from inference.cog.maps import OutputInfo
 from inference.cog.stream import cog_writer
 from inference.predict import stats
-from inference.predict.change import DEFAULT_CHANGE_MARGIN
+from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.expected_inputs import check_input
 from inference.predict.postprocess import check_postprocess
 from inference.predict.raster import PredictConfig, PredictionResult, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from inference.predict.sources import RasterSource, probe_input
+from inference.predict.spectral_stacks import SpectralStacks, spectral_stacks
 
 if TYPE_CHECKING:
     from training.modelfile import LoadedModel, ModelMeta
@@ -65,23 +66,27 @@ class Outputs:
         return out
 
 
-def earlier_probability(compare_with: str) -> str:
+def earlier_probability(compare_with: str, rule: str = "a change margin") -> str:
     """The probability COG isamap-predict wrote beside the earlier class COG ``compare_with``.
+
+    ``rule`` names what needs it in the messages (a change margin, the spectral rule).
 
     Raises:
         InputDataError: ``compare_with`` is not named ``<prefix>_class.tif``, or the
             ``<prefix>_prob.tif`` beside it does not exist.
     """
+    instead = ("drop --earlier-stack and pass --change-margin 0" if "spectral" in rule
+               else "pass --change-margin 0")
     if not compare_with.endswith("_class.tif"):
-        raise InputDataError(f"--compare-with {compare_with} is not named <prefix>_class.tif; a "
-                             "change margin needs the earlier date's <prefix>_prob.tif beside "
-                             "it (or pass --change-margin 0 to difference the class maps)")
+        raise InputDataError(f"--compare-with {compare_with} is not named <prefix>_class.tif; "
+                             f"{rule} needs the earlier date's <prefix>_prob.tif beside it (or "
+                             f"{instead} to difference the class maps)")
     prob = compare_with[:-len("_class.tif")] + "_prob.tif"
     if not files.exists(prob):
-        raise InputDataError(f"{prob} does not exist: a change margin decides change on both "
-                             "dates' probabilities, so the earlier date's probability COG must "
-                             "be beside --compare-with (or pass --change-margin 0 to difference "
-                             "the class maps)")
+        raise InputDataError(f"{prob} does not exist: {rule} decides change on both dates' "
+                             "probabilities, so the earlier date's probability COG must be "
+                             f"beside --compare-with (or {instead} to difference the class "
+                             "maps)")
     return prob
 
 
@@ -96,8 +101,7 @@ def normalised_source(stack: str, reference: str, bands: Sequence[str],
         InputDataError: the stacks are not on one grid or ``reference`` lacks a band.
     """
     from inference.predict.change import fit_relative_normalisation
-    from inference.predict.raster import select_bands
-    from inference.predict.sources import LinearSource, decimated_read
+    from inference.predict.sources import SAMPLE_SIDE, LinearSource, decimated_read, select_bands
 
     with files.open_raster(stack) as a, files.open_raster(reference) as b:
         if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
@@ -111,9 +115,6 @@ def normalised_source(stack: str, reference: str, bands: Sequence[str],
     per_band = {index: (g, o) for index, g, o in zip(mine, fit.gain, fit.offset, strict=True)}
     record = {"normalised_to": reference, "bands": list(bands), **fit.to_dict()}
     return LinearSource(stack, per_band, identity=f"{stack}#normalised:{fit.to_dict()}"), record
-
-
-SAMPLE_SIDE = 1024  # pixels a side of the stacks' sample the normalisation is fitted on
 
 
 def isa_class_index(class_names: tuple[str, ...], explicit: int | None = None) -> int:
@@ -140,6 +141,8 @@ def predict_with_model_file(
     work_dir: str | None = None, restart: bool = False, progress: bool = True,
     band_order: Sequence[str] | None = None, allow_implausible: bool = False,
     change_margin: float = DEFAULT_CHANGE_MARGIN, normalise_to: str | None = None,
+    earlier_stack: str | None = None,
+    spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD,
 ) -> Outputs:
     """Predict ``stack`` with a model file, then write quick-looks and area statistics.
 
@@ -167,6 +170,10 @@ def predict_with_model_file(
             ``<prefix>_prob.tif`` must lie beside its class COG); 0: the class maps differenced.
         normalise_to: the earlier date's stack (same grid): ``stack`` is normalised onto it
             per band before predicting (:func:`normalised_source`); the fit is recorded.
+        earlier_stack: with ``compare_with``, the earlier date's stack (on the output grid,
+            as ``stack``): change is decided by the spectral rule instead of ``change_margin``
+            (:mod:`inference.predict.spectral_stacks`); its fit is recorded.
+        spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
     """
     from training.modelfile import LoadedModel, load_model
 
@@ -184,10 +191,20 @@ def predict_with_model_file(
     check_input(stack, meta, band_order, allow_implausible=allow_implausible)
     if not 0 <= change_margin < 0.5:
         raise InputDataError(f"--change-margin must be in [0, 0.5), got {change_margin}")
-    earlier_prob = None
+    earlier_prob = spectral = None
+    if earlier_stack and not compare_with:
+        raise InputDataError("--earlier-stack decides a change map: give --compare-with "
+                             "EARLIER_class.tif too")
     if compare_with:
-        _check_compare_with(compare_with, stack, meta)
-        earlier_prob = earlier_probability(compare_with) if change_margin > 0 else None
+        grid = _check_compare_with(compare_with, stack, meta)
+        if earlier_stack:
+            if not isinstance(stack, str):
+                raise InputDataError("--earlier-stack needs the input as a stack file")
+            spectral = spectral_stacks(earlier_stack, stack, meta.bands, *grid,
+                                       band_order=band_order, threshold=spectral_threshold)
+            earlier_prob = earlier_probability(compare_with, "the spectral change rule")
+        elif change_margin > 0:
+            earlier_prob = earlier_probability(compare_with)
     record: dict[str, Any] = {}
     if normalise_to:
         if not isinstance(stack, str):
@@ -203,6 +220,8 @@ def predict_with_model_file(
     predictor = TilePredictor.for_model(model, meta, options=options,
                                         int8_patches=lambda: model_file_patches(meta),
                                         isa_class=index)
+    if spectral is not None:  # a scene with no common valid pixel fails before any tile
+        spectral = spectral.fitted()
     info = model_output_info(meta, month)
     result = predict_raster(stack, out_prefix, predictor, info, config, work_dir=work_dir,
                             model_id=loaded.file_id, restart=restart, progress=progress,
@@ -210,7 +229,7 @@ def predict_with_model_file(
     try:
         return finish_outputs(result, out_prefix, index, zones=zones, compare_with=compare_with,
                               local_dir=local_dir, change_margin=change_margin,
-                              earlier_prob=earlier_prob, record=record)
+                              earlier_prob=earlier_prob, record=record, spectral=spectral)
     finally:
         close = getattr(stack, "close", None)
         if normalise_to and callable(close):
@@ -231,8 +250,11 @@ def model_output_info(meta: ModelMeta, month: str | None) -> OutputInfo:
 
 
 def _check_compare_with(compare_with: str, stack: str | RasterSource,
-                        meta: ModelMeta) -> None:
-    """The earlier class map must hold this model's classes on the output grid."""
+                        meta: ModelMeta) -> tuple[tuple[int, int], Any, Any]:
+    """The earlier class map must hold this model's classes on the output grid.
+
+    Returns the output grid: ``(rows, cols)``, geotransform, CRS.
+    """
     from affine import Affine
 
     from inference.predict.sources import open_source
@@ -242,6 +264,7 @@ def _check_compare_with(compare_with: str, stack: str | RasterSource,
         size = (src.height * scale, src.width * scale)
         transform, crs = src.transform * Affine.scale(1.0 / scale), src.crs
     stats.check_class_map(compare_with, tuple(meta.class_names), size, transform, crs)
+    return size, transform, crs
 
 
 def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
@@ -249,8 +272,13 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                    compare_with: str | None = None,
                    local_dir: str | os.PathLike | None = None,
                    change_margin: float = 0.0, earlier_prob: str | None = None,
-                   record: dict[str, Any] | None = None) -> Outputs:
+                   record: dict[str, Any] | None = None,
+                   spectral: SpectralStacks | None = None) -> Outputs:
     """Quick-looks, area table and optional change map of a prediction's COGs.
+
+    The change map (with ``compare_with``) is decided by the spectral rule with ``spectral``
+    (``earlier_prob`` and this prediction's probabilities), else with ``change_margin`` on
+    ``earlier_prob`` and this prediction's probabilities, else by differencing the class maps.
 
     Shared by the streaming prediction above and the tile-parallel Beam pipeline
     (:mod:`inference.mapping.beam_map`), whose COGs come from a mosaic of tiles.
@@ -279,7 +307,12 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                       if k == "normalisation" else v) for k, v in (record or {}).items()}
         change_record = {"change_margin": change_margin if earlier_prob else 0.0, **record}
         tags = {k: json.dumps(v) for k, v in record.items()}
-        if earlier_prob:  # both dates' probabilities with the margin
+        if spectral is not None and earlier_prob:  # the stacks decide whether, p which way
+            spectral = spectral if spectral.fit is not None else spectral.fitted()
+            change_record = {**spectral.record(here), **record}
+            stats.change_map(earlier_prob, result.prob_path, change_cog, isa_class=index,
+                             spectral=spectral, tags=tags)
+        elif earlier_prob:  # both dates' probabilities with the margin
             stats.change_map(earlier_prob, result.prob_path, change_cog, isa_class=index,
                              margin=change_margin, tags=tags)
         else:

@@ -8,6 +8,7 @@ import torch
 
 from inference.cli import predict_main, publish_main
 from inference.demo import run_demo_inference
+from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
@@ -419,3 +420,56 @@ def test_change_is_decided_with_a_margin_on_a_normalised_later_date(small_stack,
     err = capsys.readouterr().err
     assert "isa_prob.tif does not exist" in err and "--change-margin 0" in err
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+def test_change_by_the_spectral_rule_is_recorded_and_its_misuse_refused(model_file, small_stack,
+                                                                        tmp_path, capsys):
+    """The later stack is the earlier under a shared gain and offset: the bands say nothing
+    changed, so the spectral rule finds no change whatever the model's maps do."""
+    with rasterio.open(small_stack) as ds:
+        data = ds.read()
+    later = write_stack(tmp_path / "later.tif", data * 1.3 + 0.2)
+    common = ["--model", str(model_file), "--tile", "64", "--overlap", "16", "--quiet",
+              "--precision", "fp32"]
+    assert predict_main([*common, "--input", str(small_stack),
+                         "--out", str(tmp_path / "a" / "isa")]) == 0
+    capsys.readouterr()
+    earlier = str(tmp_path / "a" / "isa_class.tif")
+    assert predict_main([*common, "--input", str(later), "--out", str(tmp_path / "b" / "isa"),
+                         "--compare-with", earlier, "--earlier-stack", str(small_stack)]) == 0
+    out = capsys.readouterr().out
+    record = json.loads(out[out.index("\n{") + 1:])["change"]
+    assert record["change_rule"] == "spectral"
+    assert record["spectral_threshold"] == DEFAULT_SPECTRAL_THRESHOLD
+    assert record["spectral_fit"]["pixels"] == 120 * 150 - 64  # the NaN corner left out
+    assert record["earlier_stack"] == "stack.tif"  # no local path
+    with rasterio.open(tmp_path / "b" / "isa_change.tif") as ds:
+        tags, codes = ds.tags(), ds.read(1)
+    assert tags["change_rule"].startswith("gain where the bands changed")
+    assert json.loads(tags["spectral_fit"]) == record["spectral_fit"]
+    assert not np.isin(codes, (2, 3)).any() and (codes[:8, :8] == 255).all()
+    # refused in one line before the model loads (a model file that does not exist)
+    bad = ["--model", str(tmp_path / "none.pt"), "--input", str(later), "--out",
+           str(tmp_path / "c" / "isa")]
+    for extra, says in (
+            (["--earlier-stack", str(small_stack)], "give --compare-with"),
+            (["--compare-with", earlier, "--earlier-stack", str(small_stack),
+              "--change-margin", "0.1"], "choose one"),
+            (["--compare-with", earlier, "--earlier-stack", str(tmp_path / "x.tif")],
+             "x.tif does not exist"),
+            (["--compare-with", earlier, "--earlier-stack", str(small_stack),
+              "--spectral-threshold", "0"], "must be a number > 0"),
+            (["--spectral-threshold", "2"], "give --earlier-stack")):
+        assert predict_main([*bad, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert says in err and len(err.splitlines()) == 1, err
+    # refused before any tile: a stack off the map's grid, an earlier date without its prob
+    cropped = write_stack(tmp_path / "cropped.tif", data[:, :100])
+    (tmp_path / "a" / "isa_prob.tif").unlink()
+    for stack, says in ((cropped, "cropped.tif is not on the grid"),
+                        (small_stack, "drop --earlier-stack and pass --change-margin 0")):
+        assert predict_main([*common, "--input", str(later), "--out", str(tmp_path / "c" / "isa"),
+                             "--compare-with", earlier, "--earlier-stack", str(stack)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert says in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "c").exists()

@@ -48,6 +48,11 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     (["--months", "2013-06"], "before the first Sentinel-1 scenes (2014-10)"),
     (["--months", "2015-02"], "before the first Sentinel-2 scenes (2015-06)"),
     (["--months", "2099-06"], "2099-06 are in the future"),
+    (["--change-rule", "spectral"], "--method pixels keeps none"),
+    (["--change-rule", "spectral", "--method", "tasks", "--change-margin", "0.1"],
+     "choose one"),
+    (["--change-rule", "spectral", "--temporal-consistency"], "choose one"),
+    (["--spectral-threshold", "0"], "--spectral-threshold must be a number > 0"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(model, tmp_path, capsys, monkeypatch, args,
                                                 message):
@@ -218,3 +223,56 @@ def test_a_local_map_without_an_area_plans_what_the_scenes_cover(tmp_path, capsy
     err = capsys.readouterr().err
     assert "do not overlap" in err and "--bbox" in err and "Traceback" not in err
     assert not (tmp_path / "o2").exists()
+
+
+def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path, capsys):
+    """Each date's stack is kept by a local map: the default rule is spectral, recorded in the
+    summary, series.json and the change COG; a second run redoes nothing, another rule redoes
+    the change map only."""
+    from pathlib import Path
+
+    import rasterio
+
+    from gee_export.local.synthetic import generate_scene
+    from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD, SPECTRAL_RULE
+
+    scenes = tmp_path / "scenes"
+    first = generate_scene(scenes / "a", width=96, height=96, progress=False, month="2019-06")
+    generate_scene(scenes / "b", width=96, height=96, progress=False, month="2021-06", growth=2)
+    model = model_file(tmp_path / "m.pt", first.grid, name="test-threshold", backend="local",
+                       module="tests.support.models", threshold=0.12)
+    out = tmp_path / "out"
+    args = ["--backend", "local", "--scenes", str(scenes), "--months", "2019-06,2021-06",
+            "--model", str(model), "--out", str(out), "--tile", "64", "--overlap", "16",
+            "--no-progress", "--precision", "fp32", "--channels-last", "off", "-q"]
+    cog = out / "change" / "isa_change_2019-06_2021-06.tif"
+
+    def run(*extra: str) -> dict:
+        assert main([*args, *extra]) == 0
+        printed = capsys.readouterr().out
+        return json.loads(printed[printed.rindex("\n{") + 1:])
+
+    summary = run()
+    assert summary["change_rule"] == "spectral"
+    assert summary["spectral_threshold"] == DEFAULT_SPECTRAL_THRESHOLD
+    assert "change_margin" not in summary
+    fit = summary["spectral_fits"]["2019-06/2021-06"]
+    assert fit["pixels"] == 96 * 96 and len(fit["spread"]) == 6
+    record = json.loads((out / "series.json").read_text())
+    assert record["change_rule"] == "spectral" and record["spectral_fits"] == {
+        "2019-06/2021-06": fit}
+    with rasterio.open(cog) as ds:
+        tags = ds.tags()
+    assert tags["change_rule"] == SPECTRAL_RULE and json.loads(tags["spectral_fit"]) == fit
+    assert tags["from_stack"] == "stack_2019-06_image.tif"  # named, not a path of this machine
+    stamp = cog.stat().st_mtime_ns
+    again = run()  # resumed: every date and the change map are up to date
+    assert all(d["skipped"] for d in again["dates"].values())
+    assert cog.stat().st_mtime_ns == stamp and again["spectral_fits"] == summary["spectral_fits"]
+    margin = run("--change-rule", "margin")  # another rule: the change map alone is redone
+    assert margin["change_rule"] == "margin" and margin["change_margin"] == 0.2
+    assert cog.stat().st_mtime_ns != stamp and all(d["skipped"] for d in margin["dates"].values())
+    with rasterio.open(cog) as ds:
+        assert ds.tags()["change_margin"] == "0.2" and "spectral_fit" not in ds.tags()
+    assert json.loads((out / "series.json").read_text())["change_rule"] == "margin"
+    assert str(tmp_path) not in Path(out / "series.json").read_text()

@@ -405,3 +405,29 @@ def test_a_local_map_removes_what_a_killed_stack_build_left_and_records_its_scen
                                                                                         "S2"}
     assert all(s["date"].startswith(MONTH) for s in inputs["scenes"])
     assert str(tmp_path) not in json.dumps(inputs)
+
+
+def test_tasks_series_decides_change_by_the_spectral_rule_on_the_exported_stacks(
+        scene, ee_offline, tmp_path, gcs_emulator, gcs_bucket):
+    """The run keeps each date's exported stack (its VRT): the default rule reads them."""
+    from gee_export.core.storage import files
+    from inference.predict.change import SPECTRAL_RULE
+
+    stack, model = scene
+    transport = StackTransport(stack, info=lambda t: 5, gcs_client=gcs_emulator.client(),
+                               task_bands=BANDS)
+    out = f"gs://{gcs_bucket}/series"
+    request = request_for(stack, model, out, method="tasks", dates=(MONTH, "2021-06"),
+                          local_dir=str(tmp_path / "local"))
+    assert request.rule() == "spectral"
+    result = map_region(request, session=session_for(transport), echo=lambda _: None)
+    assert [d.stack for d in result.dates] == [f"{out}/stacks/stack_{m}.vrt"
+                                               for m in (MONTH, "2021-06")]
+    (change,) = result.series.changes
+    with files.open_raster(change.cog) as ds:
+        tags, codes = ds.tags(), ds.read(1)
+    assert tags["change_rule"] == SPECTRAL_RULE
+    assert tags["from_stack"] == f"{out}/stacks/stack_{MONTH}.vrt"
+    # the same stack served for both dates: no pixel changed, nodata where a band is missing
+    assert not np.isin(codes, (2, 3)).any() and (codes == 255).any()
+    assert change.fit["pixels"] > 0 and change.fit["spread"] == [1e-06] * len(BANDS)
