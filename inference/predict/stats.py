@@ -388,8 +388,8 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
             for _, window in a.block_windows(1):
                 va, vb = a.read(1, window=window), b.read(1, window=window)
                 if spectral is not None:
-                    code = block_codes(*stacks, spectral, window, _probability(va),
-                                       _probability(vb))
+                    code = block_codes(stacks[0], stacks[1], spectral, window,
+                                       _probability(va), _probability(vb))
                 elif margin is not None:
                     code = rule.margin_change(_probability(va), _probability(vb), margin)
                 else:
