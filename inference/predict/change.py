@@ -62,6 +62,12 @@ DEFAULT_INVARIANT_SHARE = 0.3
 DEFAULT_ITERATIONS = 3
 #: the smallest spread a band's difference is divided by (differences of rounding size are 0)
 MIN_SPREAD = 1e-6
+MIN_RELATIVE_SPREAD = 0.01
+"""The smallest spread of a band's difference in a :class:`SpectralFit`, as a share of the band's
+typical magnitude (median absolute value at the earlier date): a scene whose dates are
+identical on most pixels (a gap filled from one shared scene, a synthetic pair) has a median
+absolute deviation of 0, and without a floor any difference, however small, would be change.
+Real Sentinel-2 pairs have spreads several times this (docs/real-data.md's pairs: 2-14 %)."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,10 @@ class SpectralFit:
 
     The centre is the median difference (a shift every pixel shares is no change) and the
     spread 1.4826 x the median absolute deviation (a standard deviation for normal data, blind
-    to the changed pixels), at least :data:`MIN_SPREAD` so rounding is not change. Fitted once
-    on a sample of the scene, it scores every tile alike (:func:`spectral_magnitude`).
+    to the changed pixels), at least :data:`MIN_RELATIVE_SPREAD` of the band's median absolute
+    value at the reference date (and :data:`MIN_SPREAD`), so a difference within the bands'
+    precision is not change. Fitted once on a sample of the scene, it scores every tile alike
+    (:func:`spectral_magnitude`).
     """
 
     centre: tuple[float, ...]
@@ -132,11 +140,14 @@ def fit_spectral_change(source: np.ndarray, reference: np.ndarray) -> SpectralFi
         ValueError: the shapes differ or no pixel is finite in every band at both dates.
     """
     diff = _differences(source, reference)
-    d = diff[:, np.isfinite(diff).all(axis=0)]
+    valid = np.isfinite(diff).all(axis=0)
+    d = diff[:, valid]
     if not d.shape[1]:
         raise ValueError("no pixel is finite in every band at both dates; nothing to fit")
     centre = np.median(d, axis=1)
-    spread = np.maximum(1.4826 * np.median(np.abs(d - centre[:, None]), axis=1), MIN_SPREAD)
+    level = np.median(np.abs(_pixels(reference)[:, valid]), axis=1)
+    spread = np.maximum(1.4826 * np.median(np.abs(d - centre[:, None]), axis=1),
+                        np.maximum(MIN_RELATIVE_SPREAD * level, MIN_SPREAD))
     return SpectralFit(tuple(float(c) for c in centre), tuple(float(s) for s in spread),
                        int(d.shape[1]))
 

@@ -109,3 +109,15 @@ def test_spectral_change_asks_the_bands_whether_and_the_model_which_way():
         change.spectral_change(p_from, p_to, magnitude, 0.0)
     with pytest.raises(ValueError, match="magnitude"):
         change.spectral_change(p_from, p_to, magnitude[:3])
+
+
+def test_dates_identical_on_most_pixels_call_only_real_differences_change():
+    earlier, _, _ = _dates(4)
+    later = earlier.copy()
+    later[:, :2, :] *= 1.004  # within the bands' precision (MAD is 0 here)
+    later[:, 30:34, 30:34] = earlier[:, 30:34, 30:34] + 0.3  # a real change
+    magnitude = change.change_magnitude(later, earlier)
+    assert (magnitude[:2] < 1).all() and (magnitude[30:34, 30:34] > 10).all()
+    fit = change.fit_spectral_change(later, earlier)
+    level = np.median(np.abs(earlier.reshape(4, -1)), axis=1)
+    assert fit.spread == pytest.approx(tuple(change.MIN_RELATIVE_SPREAD * level))
