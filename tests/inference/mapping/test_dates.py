@@ -411,7 +411,7 @@ def test_tasks_series_decides_change_by_the_spectral_rule_on_the_exported_stacks
         scene, ee_offline, tmp_path, gcs_emulator, gcs_bucket):
     """The run keeps each date's exported stack (its VRT): the default rule reads them."""
     from gee_export.core.storage import files
-    from inference.predict.change import SPECTRAL_RULE
+    from inference.predict.change import MIN_RELATIVE_SPREAD, SPECTRAL_RULE
 
     stack, model = scene
     transport = StackTransport(stack, info=lambda t: 5, gcs_client=gcs_emulator.client(),
@@ -430,4 +430,9 @@ def test_tasks_series_decides_change_by_the_spectral_rule_on_the_exported_stacks
     assert tags["from_stack"] == f"{out}/stacks/stack_{MONTH}.vrt"
     # the same stack served for both dates: no pixel changed, nodata where a band is missing
     assert not np.isin(codes, (2, 3)).any() and (codes == 255).any()
-    assert change.fit["pixels"] > 0 and change.fit["spread"] == [1e-06] * len(BANDS)
+    # identical dates: no spread but the floor, 1 % of each band's level
+    assert change.fit["pixels"] > 0 and change.fit["centre"] == [0.0] * len(BANDS)
+    with files.open_raster(f"{out}/stacks/stack_{MONTH}.vrt") as ds:
+        level = np.nanmedian(np.abs(np.where(ds.read(masked=True).mask, np.nan,
+                                             ds.read())).reshape(len(BANDS), -1), axis=1)
+    assert change.fit["spread"] == pytest.approx(list(MIN_RELATIVE_SPREAD * level), rel=0.3)
