@@ -173,13 +173,9 @@ def change_magnitude(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
     All NaN when no pixel is finite at both dates.
     """
-    try:
-        fit = fit_spectral_change(source, reference)
-    except ValueError:
-        if _pixels(source).shape != _pixels(reference).shape:
-            raise
+    if not np.isfinite(_differences(source, reference)).all(axis=0).any():
         return np.full(np.shape(source)[1:], np.nan)
-    return spectral_magnitude(source, reference, fit)
+    return spectral_magnitude(source, reference, fit_spectral_change(source, reference))
 
 
 def fit_relative_normalisation(source: np.ndarray, reference: np.ndarray, *,

@@ -369,14 +369,10 @@ def test_the_same_command_writes_the_same_cog_bytes_whatever_the_cache(model_fil
         assert_valid_cog(runs[0][0] / name)
 
 
-def test_change_is_decided_with_a_margin_on_a_normalised_later_date(small_stack, tmp_path,
-                                                                   capsys):
-    """The later date is the earlier one under another gain and offset: no change at all."""
-    kwargs = {"widths": [4, 8, 8, 16, 16]}
-    torch.manual_seed(0)  # weights whose map the shift moves by a known amount
-    model = create_model("unet", len(BANDS), 2, **kwargs)
-    model_file = save_model_file(tmp_path / "m.pt", model, ModelMeta(
-        "unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs))
+def _earlier_date_mapped(model_file: Path, small_stack: Path, tmp_path: Path,
+                         capsys) -> tuple[Path, list[str], str]:
+    """A later stack (the earlier under a shared gain and offset), the predict options both
+    dates use, and the earlier date's class COG, mapped from ``small_stack``."""
     with rasterio.open(small_stack) as ds:
         data = ds.read()
     later = write_stack(tmp_path / "later.tif", data * 1.3 + 0.2)
@@ -385,7 +381,18 @@ def test_change_is_decided_with_a_margin_on_a_normalised_later_date(small_stack,
     assert predict_main([*common, "--input", str(small_stack),
                          "--out", str(tmp_path / "a" / "isa")]) == 0
     capsys.readouterr()
-    earlier = str(tmp_path / "a" / "isa_class.tif")
+    return later, common, str(tmp_path / "a" / "isa_class.tif")
+
+
+def test_change_is_decided_with_a_margin_on_a_normalised_later_date(small_stack, tmp_path,
+                                                                   capsys):
+    """The later date is the earlier one under another gain and offset: no change at all."""
+    kwargs = {"widths": [4, 8, 8, 16, 16]}
+    torch.manual_seed(0)  # weights whose map the shift moves by a known amount
+    model = create_model("unet", len(BANDS), 2, **kwargs)
+    model_file = save_model_file(tmp_path / "m.pt", model, ModelMeta(
+        "unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs))
+    later, common, earlier = _earlier_date_mapped(model_file, small_stack, tmp_path, capsys)
     assert predict_main([*common, "--input", str(later), "--out", str(tmp_path / "b" / "isa"),
                          "--compare-with", earlier, "--change-margin", "0.1",
                          "--normalise-to", str(small_stack)]) == 0
@@ -426,15 +433,7 @@ def test_change_by_the_spectral_rule_is_recorded_and_its_misuse_refused(model_fi
                                                                         tmp_path, capsys):
     """The later stack is the earlier under a shared gain and offset: the bands say nothing
     changed, so the spectral rule finds no change whatever the model's maps do."""
-    with rasterio.open(small_stack) as ds:
-        data = ds.read()
-    later = write_stack(tmp_path / "later.tif", data * 1.3 + 0.2)
-    common = ["--model", str(model_file), "--tile", "64", "--overlap", "16", "--quiet",
-              "--precision", "fp32"]
-    assert predict_main([*common, "--input", str(small_stack),
-                         "--out", str(tmp_path / "a" / "isa")]) == 0
-    capsys.readouterr()
-    earlier = str(tmp_path / "a" / "isa_class.tif")
+    later, common, earlier = _earlier_date_mapped(model_file, small_stack, tmp_path, capsys)
     assert predict_main([*common, "--input", str(later), "--out", str(tmp_path / "b" / "isa"),
                          "--compare-with", earlier, "--earlier-stack", str(small_stack)]) == 0
     out = capsys.readouterr().out
@@ -464,7 +463,8 @@ def test_change_by_the_spectral_rule_is_recorded_and_its_misuse_refused(model_fi
         err = capsys.readouterr().err.strip()
         assert says in err and len(err.splitlines()) == 1, err
     # refused before any tile: a stack off the map's grid, an earlier date without its prob
-    cropped = write_stack(tmp_path / "cropped.tif", data[:, :100])
+    with rasterio.open(small_stack) as ds:
+        cropped = write_stack(tmp_path / "cropped.tif", ds.read()[:, :100])
     (tmp_path / "a" / "isa_prob.tif").unlink()
     for stack, says in ((cropped, "cropped.tif is not on the grid"),
                         (small_stack, "drop --earlier-stack and pass --change-margin 0")):
