@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "Default: spectral where the run keeps each date's stack (--backend "
                            "local, --method tasks), margin with --method pixels, --runner, "
                            "--change-margin or --temporal-consistency")
-    pred.add_argument("--spectral-threshold", type=float, default=DEFAULT_SPECTRAL_THRESHOLD,
+    pred.add_argument("--spectral-threshold", type=float, default=None,
                       metavar="K", help="the spectral rule's robust z-score threshold (> 0; "
                                         f"default {DEFAULT_SPECTRAL_THRESHOLD:g})")
     pred.add_argument("--change-margin", type=float, default=None, metavar="M",
@@ -195,7 +195,13 @@ def _run(args: argparse.Namespace) -> int:
                                autotune_cache=args.autotune_cache),
         progress=not args.no_progress, temporal_consistency=args.temporal_consistency,
         scene_reading=tuple(sorted(given.items())), change_margin=args.change_margin,
-        change_rule=args.change_rule, spectral_threshold=args.spectral_threshold)
+        change_rule=args.change_rule,
+        spectral_threshold=(DEFAULT_SPECTRAL_THRESHOLD if args.spectral_threshold is None
+                            else args.spectral_threshold))
+    if args.spectral_threshold is not None and request.rule() != "spectral":
+        raise ConfigError(f"--spectral-threshold is the spectral change rule's, and this run "
+                          f"decides change by the {request.rule()} rule; drop it, or ask for "
+                          "--change-rule spectral where the run keeps each date's stack")
     target = None
     if args.publish:
         target = PublishTarget(args.publish, project=args.project, gcs_prefix=args.gcs_prefix,
