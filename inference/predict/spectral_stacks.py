@@ -63,11 +63,15 @@ class SpectralStacks:
     def fitted(self) -> SpectralStacks:
         """These stacks with the fit of ``later - earlier`` on a decimated sample of both.
 
+        Already fitted stacks are returned as they are, so the stacks are read once.
+
         Raises:
             InputDataError: no pixel is valid in every band at both dates.
         """
         from inference.predict.sources import SAMPLE_SIDE, decimated_read
 
+        if self.fit is not None:
+            return self
         with files.open_raster(self.earlier) as a, files.open_raster(self.later) as b:
             earlier = decimated_read(a, self.earlier_bands, SAMPLE_SIDE)
             later = decimated_read(b, self.later_bands, SAMPLE_SIDE)

@@ -360,7 +360,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
     from inference.predict import change as rule
     if spectral is not None and margin is not None:
         raise ValueError("a change map is decided by one rule: a margin or the spectral rule")
-    if spectral is not None and spectral.fit is None:
+    if spectral is not None:
         spectral = spectral.fitted()
     with files.open_raster(class_a) as a, files.open_raster(class_b) as b, \
             contextlib.ExitStack() as opened:

@@ -66,16 +66,17 @@ class Outputs:
         return out
 
 
-def earlier_probability(compare_with: str, rule: str = "a change margin") -> str:
+def earlier_probability(compare_with: str, spectral: bool = False) -> str:
     """The probability COG isamap-predict wrote beside the earlier class COG ``compare_with``.
 
-    ``rule`` names what needs it in the messages (a change margin, the spectral rule).
+    ``spectral``: the spectral rule needs it (else a change margin); the messages say so.
 
     Raises:
         InputDataError: ``compare_with`` is not named ``<prefix>_class.tif``, or the
             ``<prefix>_prob.tif`` beside it does not exist.
     """
-    instead = ("drop --earlier-stack and pass --change-margin 0" if "spectral" in rule
+    rule = "the spectral change rule" if spectral else "a change margin"
+    instead = ("drop --earlier-stack and pass --change-margin 0" if spectral
                else "pass --change-margin 0")
     if not compare_with.endswith("_class.tif"):
         raise InputDataError(f"--compare-with {compare_with} is not named <prefix>_class.tif; "
@@ -202,7 +203,7 @@ def predict_with_model_file(
                 raise InputDataError("--earlier-stack needs the input as a stack file")
             spectral = spectral_stacks(earlier_stack, stack, meta.bands, *grid,
                                        band_order=band_order, threshold=spectral_threshold)
-            earlier_prob = earlier_probability(compare_with, "the spectral change rule")
+            earlier_prob = earlier_probability(compare_with, spectral=True)
         elif change_margin > 0:
             earlier_prob = earlier_probability(compare_with)
     record: dict[str, Any] = {}
@@ -308,7 +309,7 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
         change_record = {"change_margin": change_margin if earlier_prob else 0.0, **record}
         tags = {k: json.dumps(v) for k, v in record.items()}
         if spectral is not None and earlier_prob:  # the stacks decide whether, p which way
-            spectral = spectral if spectral.fit is not None else spectral.fitted()
+            spectral = spectral.fitted()
             change_record = {**spectral.record(here), **record}
             stats.change_map(earlier_prob, result.prob_path, change_cog, isa_class=index,
                              spectral=spectral, tags=tags)
