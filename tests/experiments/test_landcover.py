@@ -159,6 +159,12 @@ def test_the_arms_losses_weigh_classes_and_read_soft_labels(shared_data):
     loss = lc.arm_loss(cfg, refine, soft, scenes)
     assert loss.class_weight is None and {v for v, _, _ in loss.soft} == {221, 222, 223, 224}
     assert refine.product_input and refine.share_rule
+    ceiling = arms[f"{lc.CEILING}, class weights"]  # weights from the reference's own counts
+    truth = [s.labels(ceiling.label) for s in scenes]
+    assert all(t is s.truth for t, s in zip(truth, scenes, strict=True))
+    reference = lc.arm_loss(cfg, ceiling, truth, scenes).weight.tolist()
+    assert reference != weights and max(reference) <= cfg.weight_cap
+    assert not ceiling.filtered and not arms[lc.CEILING].filtered
     assert lc.DEFAULT_ARM == lc.SETTINGS["nlcd"].paper == "hrnet IN + filter"
     assert lc.SETTINGS["nlcd"].headline == (lc.DEFAULT_ARM, "NLCD")
 
