@@ -259,13 +259,20 @@ def test_dates_from_months_or_years():
             parse_dates(months, years, lambda: "06")
 
 
-def test_tasks_method_exports_tiles_to_storage_and_predicts_over_their_vrt(
-        scene, ee_offline, tmp_path, gcs_emulator, gcs_bucket):
+def _tasks_run(scene, gcs_emulator, out: str, tmp_path, **request_kwargs):
+    """A transport serving the scene's stack as batch-task exports, and a tasks request."""
     stack, model = scene
     transport = StackTransport(stack, info=lambda t: 5, gcs_client=gcs_emulator.client(),
                                task_bands=BANDS)
+    return transport, request_for(stack, model, out, method="tasks",
+                                  local_dir=str(tmp_path / "local"), **request_kwargs)
+
+
+def test_tasks_method_exports_tiles_to_storage_and_predicts_over_their_vrt(
+        scene, ee_offline, tmp_path, gcs_emulator, gcs_bucket):
+    stack, model = scene
     out = f"gs://{gcs_bucket}/maps"
-    request = request_for(stack, model, out, method="tasks", local_dir=str(tmp_path / "local"))
+    transport, request = _tasks_run(scene, gcs_emulator, out, tmp_path)
     result = map_region(request, session=session_for(transport), echo=lambda _: None)
     assert transport.served == [] and len(transport.tasks) == 1  # no pixel request at all
     (task,) = transport.tasks.values()
@@ -413,12 +420,9 @@ def test_tasks_series_decides_change_by_the_spectral_rule_on_the_exported_stacks
     from gee_export.core.storage import files
     from inference.predict.change import MIN_RELATIVE_SPREAD, SPECTRAL_RULE
 
-    stack, model = scene
-    transport = StackTransport(stack, info=lambda t: 5, gcs_client=gcs_emulator.client(),
-                               task_bands=BANDS)
     out = f"gs://{gcs_bucket}/series"
-    request = request_for(stack, model, out, method="tasks", dates=(MONTH, "2021-06"),
-                          local_dir=str(tmp_path / "local"))
+    transport, request = _tasks_run(scene, gcs_emulator, out, tmp_path,
+                                    dates=(MONTH, "2021-06"))
     assert request.rule() == "spectral"
     result = map_region(request, session=session_for(transport), echo=lambda _: None)
     assert [d.stack for d in result.dates] == [f"{out}/stacks/stack_{m}.vrt"
