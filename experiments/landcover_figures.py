@@ -33,8 +33,22 @@ SOURCE = "docs/figures/landcover.json"
 PAGE = "docs/landcover.md"
 
 
+def public_config(report: dict) -> dict:
+    """The report with each ``config`` folder (``*_dir``) cut to its last name.
+
+    The committed copy is public: the machine's paths (user names, mount points) stay on it.
+    """
+    config = {k: (Path(v).name if k.endswith("_dir") and isinstance(v, str) and v else v)
+              for k, v in report.get("config", {}).items()}
+    return {**report, "config": config} if "config" in report else dict(report)
+
+
 def figures(report: dict) -> dict:
-    """What the page quotes of a run's ``metrics.json``: all but the per-seed matrices."""
+    """What the page quotes of a run's ``metrics.json``: all but the per-seed matrices.
+
+    Its folders are cut to their names (:func:`public_config`).
+    """
+    report = public_config(report)
     out = {k: v for k, v in report.items() if k != "settings"}
     out["settings"] = {name: {k: v for k, v in s.items() if k != "per_seed_confusion"}
                        for name, s in report["settings"].items()}
@@ -206,7 +220,7 @@ def _run_pruning(path: Path, name: str, root: Path) -> int:
         raise InputDataError(f"{path} is not an experiments.landcover_pruning metrics.json "
                              f"({exc}); give OUT/metrics.json of a finished run") from None
     source = pruning_source(name)
-    text = json.dumps(report, indent=1, ensure_ascii=False) + "\n"
+    text = json.dumps(public_config(report), indent=1, ensure_ascii=False) + "\n"
     atomic_write(root / source, lambda fh: fh.write(text.encode()))
     changed = rewrite_block(source, PAGE, pruning_block, root)
     print(f"{source} written; {PAGE} {'rewritten' if changed else 'unchanged'}")

@@ -49,6 +49,7 @@ def test_the_command_writes_the_json_and_the_block(tmp_path, capsys):
     report = json.loads((ROOT / figs.SOURCE).read_text(encoding="utf-8"))
     report["settings"]["nlcd"]["per_seed_confusion"] = {"0": {}}
     report["settings"]["nlcd"]["products"]["NLCD"]["OA"]["mean"] = 0.123
+    report["config"]["data_dir"] = "/home/someone/private/chesapeake_nlcd"
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps(report))
     (tmp_path / "docs" / "figures").mkdir(parents=True)
@@ -60,5 +61,6 @@ def test_the_command_writes_the_json_and_the_block(tmp_path, capsys):
     assert text.endswith("<!-- end figures -->\nafter\n")
     written = json.loads((tmp_path / figs.SOURCE).read_text())
     assert "per_seed_confusion" not in written["settings"]["nlcd"]
+    assert written["config"]["data_dir"] == "chesapeake_nlcd"  # no machine's path published
     assert figs.main([str(tmp_path / "nothing.json"), "--root", str(tmp_path)]) == 2
     assert "not an experiments.landcover metrics.json" in capsys.readouterr().err
