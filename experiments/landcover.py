@@ -36,8 +36,11 @@ narrow for CPU minutes) is trained in every arm:
   :mod:`training.losses.composition`); plus **NLCD as input channels** (one-hot classes and
   the developed fraction, :func:`experiments.chesapeake_nlcd.product_channels`: the network
   refines the product instead of learning it again); a label SR arm may map impervious by
-  the share its cells expect (``impervious by share``). The paper's method
-  (:data:`DEFAULT_ARM`) is the ``test`` block's model;
+  the share its cells expect (``impervious by share``); the paper's method and the NLCD
+  input arm may keep the product's impervious pixels unless green
+  (:mod:`experiments.landcover_keep`, checked there without a network on the GeoBench tiles:
+  ``keep_check`` in the report). The ``test`` block's model is :data:`DEFAULT_ARM`, the
+  paper's method (:data:`PAPER`) plus NLCD input and the keep rule;
 - on the true 1 m labels of the training pixels (the ceiling: what the imagery, network
   and budget allow at all; ``nlcd`` adds class weights there too), which tells a target
   that the coarse labels miss from one that the budget misses.
@@ -74,6 +77,7 @@ import torch
 
 from experiments.chesapeake_nlcd import BANDS, CHESAPEAKE_FOLDER, PRODUCT_BANDS, compositions
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.landcover_keep import keep_check, keep_decision
 from experiments.landcover_points import draw_points
 from experiments.landcover_report import (
     impervious_ranking,
@@ -137,6 +141,8 @@ class Arm:
         share_rule: soft-labelled pixels are impervious by the share their labels expect
             (``landcover_train.share_decision``), not by the argmax; the same model as the
             arm without the rule.
+        keep_rule: the product's impervious pixels stay impervious unless green
+            (``landcover_keep.keep_decision``); the same model as the arm without the rule.
     """
 
     name: str
@@ -146,6 +152,7 @@ class Arm:
     weights: str = "recipe"
     product_input: bool = False
     share_rule: bool = False
+    keep_rule: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,22 +173,29 @@ INPUT = "hrnet IN + filter + NLCD input"
 #: such labels) but the ceiling of the imagery, network and budget, which tells a target the
 #: labels miss from one the budget misses
 CEILING = "hrnet IN, true labels"
-#: the ``nlcd`` setting's default arm: the paper's method (no added arm beats NLCD on both
-#: overall accuracy and impervious F1 on held-out pixels; docs/landcover.md)
-DEFAULT_ARM = "hrnet IN + filter"
+#: the decision that keeps the product's impervious class (``experiments.landcover_keep``)
+KEEP = "product's impervious unless green"
+#: the land-cover paper's method: the product as the only label, an IN stem, the filter
+PAPER = "hrnet IN + filter"
+#: the ``nlcd`` setting's default arm: the paper's method plus NLCD input and the keep rule,
+#: the one arm at least NLCD's overall accuracy and impervious F1 on the held-out pixels
+#: (means over seeds; docs/landcover.md)
+DEFAULT_ARM = f"{INPUT}, {KEEP}"
 SETTINGS: dict[str, Setting] = {
     "nlcd": Setting(("NLCD",), (
         Arm("hrnet IN", "NLCD", "instance"),
-        Arm(DEFAULT_ARM, "NLCD", "instance", filtered=True),
+        Arm(PAPER, "NLCD", "instance", filtered=True),
+        Arm(f"{PAPER}, {KEEP}", "NLCD", "instance", filtered=True, keep_rule=True),
         Arm(SR, SOFT, "instance", True, "balanced"),
         Arm(f"{SR}, impervious by share", SOFT, "instance", True, "balanced", share_rule=True),
         Arm(INPUT, "NLCD", "instance", True, product_input=True),
+        Arm(DEFAULT_ARM, "NLCD", "instance", True, product_input=True, keep_rule=True),
         Arm(f"{INPUT} + label SR", SOFT, "instance", True, product_input=True),
         Arm(f"{INPUT} + label SR, impervious by share", SOFT, "instance", True,
             product_input=True, share_rule=True),
         Arm(CEILING, TRUTH, "instance"),
         Arm(f"{CEILING}, class weights", TRUTH, "instance", weights="balanced"),
-    ), (DEFAULT_ARM, "NLCD"), DEFAULT_ARM),
+    ), (DEFAULT_ARM, "NLCD"), PAPER),
     "naip": Setting(("confusion product", "mode product"), (
         Arm("hrnet BN, confusion product", "confusion product", "batch"),
         Arm("hrnet BN + filter, confusion product", "confusion product", "batch",
@@ -364,11 +378,11 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
             labels = [np.where(m, LABEL_NODATA, x) for m, x in zip(masks, labels, strict=True)]
             record["filter"][arm.name] = {"preliminary": prelim.name, "dropped_chips": dropped,
                                           "scored_chips": scored}
-            if (not any(m.any() for m in masks) and replace(arm, name=prelim.name,
-                                                            filtered=False) == prelim):
+            if (not any(m.any() for m in masks) and replace(
+                    arm, name=prelim.name, filtered=False, keep_rule=False) == prelim):
                 reuse = prelim  # same labels, loss and seed: the same model
         started = time.perf_counter()
-        training = replace(reuse or arm, name="", share_rule=False)
+        training = replace(reuse or arm, name="", share_rule=False, keep_rule=False)
         if training not in probs:
             loss = arm_loss(cfg, arm, labels, scenes)
             kwargs = {**cfg.model, "stem_norm": arm.stem_norm}
@@ -378,9 +392,14 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
             probs[training] = [predict_probabilities(model, x, window)
                                for x in images[arm.product_input]]
         trained_by[arm.name] = training
-        preds[arm.name] = (share_decision(probs[training], labels, scenes, compositions(),
-                                          "impervious") if arm.share_rule else
-                           [p.argmax(0).astype(np.uint8) for p in probs[training]])
+        if arm.share_rule:
+            preds[arm.name] = share_decision(probs[training], labels, scenes, compositions(),
+                                             "impervious")
+        elif arm.keep_rule:
+            preds[arm.name] = keep_decision(probs[training], [s.image for s in scenes],
+                                            [s.products[arm.label] for s in scenes])
+        else:
+            preds[arm.name] = [p.argmax(0).astype(np.uint8) for p in probs[training]]
         record["seconds"][arm.name] = time.perf_counter() - started
         matrix = np.zeros((K, K), np.int64)
         for scene, pred in zip(scenes, preds[arm.name], strict=True):
@@ -489,6 +508,8 @@ def run_experiment(cfg: LandCoverConfig, out: str | Path, jobs: int = 1,
             for s in cfg.settings}
     report = summarize(asdict(cfg), SETTINGS, {s: scored_scenes(f) for s, f in folds.items()},
                        runs)
+    if "nlcd" in cfg.settings and cfg.naip_dir and Path(cfg.naip_dir).is_dir():
+        report["keep_check"] = keep_check(cfg.naip_dir)
     for s, f in folds.items():
         report["settings"][s]["scenes"] = {
             "folds": [[x.id for x in scenes if x.test.any()] for scenes in f]}
@@ -561,9 +582,11 @@ def _run(a: argparse.Namespace) -> int:
     use_threads(a.threads)
     data_dir = existing_folder(a.data_dir or sample_folder(CHESAPEAKE_FOLDER, a.data_root),
                                "chesapeake_nlcd", "--data-dir") if "nlcd" in a.settings else ""
-    naip_dir = existing_folder(a.naip_dir or sample_folder(NAIP_FOLDER, a.data_root),
-                               "GeoBench Chesapeake NAIP", "--naip-dir") \
-        if "naip" in a.settings else ""
+    naip_dir = a.naip_dir or sample_folder(NAIP_FOLDER, a.data_root)
+    if "naip" in a.settings or a.naip_dir:
+        naip_dir = existing_folder(naip_dir, "GeoBench Chesapeake NAIP", "--naip-dir")
+    elif not Path(naip_dir).is_dir():
+        naip_dir = ""  # the nlcd setting only checks the keep rule there when it has them
     test_dir = existing_folder(a.test, "held-out patches", "--test") if a.test else None
     model = {**LandCoverConfig().model, "width": a.width}
     cfg = LandCoverConfig(data_dir=str(data_dir), naip_dir=str(naip_dir),

@@ -237,6 +237,8 @@ def report_table(report: dict) -> str:
                 lines.append(f"seed {seed}, {arm}: {d['dropped_chips']} of {d['scored_chips']} "
                              "chips dropped")
         lines.append("")
+    if "keep_check" in report:
+        lines += [*keep_table(report["keep_check"]), ""]
     lines += notes(lines, NO_SPREAD_NOTE)
     return "\n".join(lines).rstrip()
 
@@ -260,6 +262,26 @@ def ranking_table(ranking: dict) -> list[str]:
                   "cut chosen with the reference: an upper bound, not a map): F1 "
                   f"{_percent(b['best_f1'])}, precision {_percent(b['precision_at_best'])} "
                   "(the share of the pixels it calls impervious that are)"]
+    return lines
+
+
+def keep_table(check: dict) -> list[str]:
+    """The keep rule beside the product it keeps, per GeoBench tile (``landcover_keep``)."""
+    share = f"{100 * check['developed_share']:.0f} %"
+    lines = [f"The product's impervious unless green, without a network: the GeoBench NAIP "
+             f"tiles, each with a product made from its 1 m reference by NLCD's definition "
+             f"(a {check['cell']} m cell at least {share} impervious is impervious, the mode "
+             "of its other classes otherwise); impervious F1, precision (P) and recall (R) at "
+             "1 m, %", "",
+             "| tile | impervious pixels | green cut (NDVI) | product F1 | product P | "
+             "product R | kept F1 | kept P | kept R |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = {**check["tiles"], "all tiles": {**check["pooled"], "green_cut": None}}
+    for name, t in rows.items():
+        cut = "n/a" if t["green_cut"] is None else f"{t['green_cut']:.3f}"
+        cells = [name, f"{t['impervious_pixels']:,}", cut]
+        cells += [_percent(t[m][k]).removesuffix(" %") for m in ("product", "kept")
+                  for k in ("f1", "precision", "recall")]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

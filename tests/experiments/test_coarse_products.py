@@ -9,11 +9,12 @@ from experiments.coarse_products import (
     PAPER_TABLE2,
     confusion_given_truth,
     confusion_product,
+    developed_product,
     mode_product,
 )
 from experiments.naip import NAIP_FOLDER, read_naip_tile
 from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import SCHEMES
+from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
 
 
 def test_mode_product_is_the_mode_per_cell_shown_at_full_resolution():
@@ -86,3 +87,19 @@ def test_real_naip_tiles_get_a_product_in_the_asked_range(shared_data):
         made = confusion_product(truths, target)
         assert 0.75 <= made.oa <= 0.82
         assert all(set(np.unique(m)) - {LABEL_NODATA} <= set(range(7)) for m in made.maps)
+
+
+def test_developed_product_follows_nlcds_twenty_percent_rule():
+    imp = LANDCOVER_CLASSES.index("impervious")
+    wood, grass = LANDCOVER_CLASSES.index("woodland"), LANDCOVER_CLASSES.index("grassland")
+    classes = np.full((10, 15), wood, np.uint8)
+    classes[:5, :5][:1] = imp  # 5 of 25: 20 %, developed
+    classes[:5, 5:10][:1, :4] = imp  # 4 of 25: not, and impervious is not its mode either
+    classes[:5, 5:10][1:] = grass
+    classes[5:, :5] = LABEL_NODATA
+    classes[5, 0] = imp  # the only valid pixel: 100 %
+    coarse = developed_product(classes, 5, 0.2)
+    assert (coarse[:5, :5] == imp).all()
+    assert (coarse[:5, 5:10] == grass).all()
+    assert (coarse[5:, :5] == imp).all()
+    assert (coarse[:, 10:] == wood).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -165,8 +166,11 @@ def test_the_arms_losses_weigh_classes_and_read_soft_labels(shared_data):
     reference = lc.arm_loss(cfg, ceiling, truth, scenes).weight.tolist()
     assert reference != weights and max(reference) <= cfg.weight_cap
     assert not ceiling.filtered and not arms[lc.CEILING].filtered
-    assert lc.DEFAULT_ARM == lc.SETTINGS["nlcd"].paper == "hrnet IN + filter"
+    assert lc.PAPER == lc.SETTINGS["nlcd"].paper == "hrnet IN + filter"
     assert lc.SETTINGS["nlcd"].headline == (lc.DEFAULT_ARM, "NLCD")
+    default = arms[lc.DEFAULT_ARM]  # the paper's method, NLCD input, the keep rule
+    assert default.filtered and default.product_input and default.keep_rule
+    assert replace(default, name=lc.INPUT, keep_rule=False) == arms[lc.INPUT]
 
 
 def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
@@ -223,6 +227,12 @@ def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     for arm in ranking["arms"].values():
         assert len(arm["auc"]["per_seed"]) == 1 and 0 <= arm["auc"]["mean"] <= 1
     assert "| score | AUC, all pixels | AUC, developed cells |" in table
+    keep = doc["keep_check"]  # the keep rule without a network, on the GeoBench tiles
+    assert len(keep["tiles"]) == 5 and keep["pooled"]["impervious_pixels"] > 0
+    assert "| tile | impervious pixels | green cut (NDVI) |" in table
+    kept = doc["settings"]["nlcd"]["arms"][f"{lc.PAPER}, {lc.KEEP}"]
+    # the product's impervious cells on patch 0 are roads and roofs: kept, whatever the model
+    assert kept["PA"]["impervious"]["mean"] >= 18 / 770
 
 
 def test_command_refuses_a_missing_test_folder_in_one_line(tmp_path, capsys):

@@ -22,6 +22,7 @@ def test_the_page_quotes_the_tables_of_its_json():
     assert "| map | OA | F1 impervious |" in page[start:end]
     for arm in nlcd["arms"]:
         assert f"| {arm} |" in page[start:end]
+    assert all("/" not in str(v) for k, v in data["config"].items() if k.endswith("_dir"))
     assert data["config"]["nlcd_iterations"] == 200  # the default budget, as the page says
     assert data["config"]["split"] == "quadrants"
     test = data["test"]
