@@ -37,10 +37,11 @@ narrow for CPU minutes) is trained in every arm:
   the developed fraction, :func:`experiments.chesapeake_nlcd.product_channels`: the network
   refines the product instead of learning it again); a label SR arm may map impervious by
   the share its cells expect (``impervious by share``); the paper's method and the NLCD
-  input arm may keep the product's impervious pixels unless green
-  (:mod:`experiments.landcover_keep`, checked there without a network on the GeoBench tiles:
-  ``keep_check`` in the report). The ``test`` block's model is :data:`DEFAULT_ARM`, the
-  paper's method (:data:`PAPER`) plus NLCD input and the keep rule;
+  input arm may keep the product's impervious pixels unless green, and the product's
+  classes their training labels lack (:mod:`experiments.landcover_keep`, checked there
+  without a network on the GeoBench tiles: ``keep_check`` in the report). The ``test``
+  block's model is :data:`DEFAULT_ARM`, the paper's method (:data:`PAPER`) plus NLCD input
+  and the keep rule;
 - on the true 1 m labels of the training pixels (the ceiling: what the imagery, network
   and budget allow at all; ``nlcd`` adds class weights there too), which tells a target
   that the coarse labels miss from one that the budget misses.
@@ -141,7 +142,8 @@ class Arm:
         share_rule: soft-labelled pixels are impervious by the share their labels expect
             (``landcover_train.share_decision``), not by the argmax; the same model as the
             arm without the rule.
-        keep_rule: the product's impervious pixels stay impervious unless green
+        keep_rule: the product's impervious pixels stay impervious unless green, and its
+            classes the training labels lack stay as the product has them
             (``landcover_keep.keep_decision``); the same model as the arm without the rule.
     """
 
@@ -307,7 +309,8 @@ class LandCoverConfig:
              if k not in ("seeds", "settings", *other)}
         d.update(setting=setting, fold=fold, seed=seed,
                  arms=[asdict(a) for a in SETTINGS[setting].arms],
-                 stored="maps and impervious scores")  # run files without scores: redone
+                 stored="maps and impervious scores",  # run files without scores: redone
+                 keep="impervious unless green, unlearnt classes")  # maps of an older rule too
         return json_digest(d, 16)
 
 
@@ -396,8 +399,10 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
             preds[arm.name] = share_decision(probs[training], labels, scenes, compositions(),
                                              "impervious")
         elif arm.keep_rule:
+            learnt = {int(k) for x, s in zip(labels, scenes, strict=True)
+                      for k in np.unique(x[~s.test]) if k < K}
             preds[arm.name] = keep_decision(probs[training], [s.image for s in scenes],
-                                            [s.products[arm.label] for s in scenes])
+                                            [s.products[arm.label] for s in scenes], learnt)
         else:
             preds[arm.name] = [p.argmax(0).astype(np.uint8) for p in probs[training]]
         record["seconds"][arm.name] = time.perf_counter() - started

@@ -15,7 +15,10 @@ the product's impervious class where the fine pixels say nothing against it:
   impervious, over the scenes being mapped. It uses the product and the imagery only, never a
   reference, so a user can apply it wherever they have both; a fixed NDVI cut would not
   carry, because NAIP's digital numbers are not reflectances and their NDVI shifts from tile
-  to tile.
+  to tile;
+- **classes the model never learnt**: a pixel the product gives a class that no training
+  label has (water, when every training patch is forest) keeps the product's class: a
+  network cannot map a class it was never shown, the product can.
 
 :func:`keep_check` scores the rule without any network, on 1 m references with a product
 made from them by NLCD's own definition (:func:`experiments.coarse_products.developed_product`):
@@ -24,7 +27,7 @@ what it does to the impervious F1 where developed cells mean what they say.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -86,19 +89,34 @@ def keep_impervious(classes: np.ndarray, other: np.ndarray, product: np.ndarray,
     return np.where(product == IMPERVIOUS, kept, classes).astype(classes.dtype)
 
 
-def keep_decision(probs: Sequence[np.ndarray], images: Sequence[np.ndarray],
-                  products: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """:func:`keep_impervious` of each scene's probabilities (``(K, H, W)``), one cut for all.
+def keep_unlearnt(classes: np.ndarray, product: np.ndarray, learnt: Iterable[int]
+                  ) -> np.ndarray:
+    """``classes`` with the product's class wherever that class is not in ``learnt``.
 
-    ``images`` are the scenes' NAIP bands as read (any scale: NDVI is a ratio).
+    Nodata in the product (``LABEL_NODATA``) is not a class: those pixels keep the map's.
     """
+    unlearnt = ~np.isin(product, [*learnt, LABEL_NODATA])
+    return np.where(unlearnt, product, classes).astype(classes.dtype)
+
+
+def keep_decision(probs: Sequence[np.ndarray], images: Sequence[np.ndarray],
+                  products: Sequence[np.ndarray], learnt: Iterable[int]) -> list[np.ndarray]:
+    """The rule on each scene's probabilities (``(K, H, W)``), one green cut for all.
+
+    ``images`` are the scenes' NAIP bands as read (any scale: NDVI is a ratio); ``learnt``
+    the classes the model's training labels hold (:func:`keep_unlearnt`). The product's
+    impervious pixels are decided by :func:`keep_impervious` whether or not the model learnt
+    the class.
+    """
+    learnt = list(learnt)
     greenness = [ndvi(x) for x in images]
     cut = green_cut(greenness, products)
     out = []
     for p, g, product in zip(probs, greenness, products, strict=True):
         other = np.delete(p, IMPERVIOUS, axis=0).argmax(0)
         other = np.where(other >= IMPERVIOUS, other + 1, other)
-        out.append(keep_impervious(p.argmax(0).astype(np.uint8), other, product, g, cut))
+        classes = keep_unlearnt(p.argmax(0).astype(np.uint8), product, learnt)
+        out.append(keep_impervious(classes, other, product, g, cut))
     return out
 
 

@@ -11,6 +11,7 @@ from experiments.landcover_keep import (
     keep_check,
     keep_decision,
     keep_impervious,
+    keep_unlearnt,
     ndvi,
 )
 from experiments.naip import NAIP_FOLDER
@@ -62,10 +63,26 @@ def test_the_decision_uses_one_cut_for_every_scene_and_the_models_other_class():
     probs[WOOD, 0, 2:] = 0.3
     images = [_image([[0.1, 0.5, 0.1, 0.5]], [[0.9, 0.5, 0.9, 0.5]])]  # ndvi 0.8 0 0.8 0
     product = np.array([[WOOD, IMPERVIOUS, IMPERVIOUS, IMPERVIOUS]], np.uint8)
-    out = keep_decision([probs], images, [product])
+    out = keep_decision([probs], images, [product], range(len(LANDCOVER_CLASSES)))
     # cut (0.8 + 0) / 2: the green product-impervious pixel takes the model's next class,
     # the product's woodland pixel keeps the model's argmax
     assert out[0].tolist() == [[IMPERVIOUS, IMPERVIOUS, WOOD, IMPERVIOUS]]
+
+
+def test_classes_the_model_never_learnt_come_from_the_product():
+    classes = np.array([[WOOD, WOOD, GRASS, WOOD]], np.uint8)
+    product = np.array([[WATER, WOOD, 255, GRASS]], np.uint8)
+    out = keep_unlearnt(classes, product, {WOOD, GRASS})
+    # water was never a training label: the product's; nodata is not a class
+    assert out.tolist() == [[WATER, WOOD, GRASS, WOOD]]
+    k = len(LANDCOVER_CLASSES)
+    probs = np.zeros((k, 1, 3), np.float32)
+    probs[WOOD] = 0.9
+    images = [_image([[0.1, 0.1, 0.5]], [[0.9, 0.9, 0.5]])]  # green, green, not
+    product = np.array([[WATER, GRASS, IMPERVIOUS]], np.uint8)
+    # impervious unlearnt too: still decided by greenness; the cut is (0.8 + 0) / 2
+    out = keep_decision([probs], images, [product], [WOOD, GRASS])
+    assert out[0].tolist() == [[WATER, WOOD, IMPERVIOUS]]
 
 
 def test_on_real_tiles_the_rule_beats_the_nlcd_defined_product_it_keeps(shared_data):
