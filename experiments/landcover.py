@@ -78,6 +78,17 @@ import torch
 
 from experiments.chesapeake_nlcd import BANDS, CHESAPEAKE_FOLDER, PRODUCT_BANDS, compositions
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.landcover_arms import (
+    CEILING,
+    DEFAULT_ARM,
+    INPUT,
+    KEEP,
+    PAPER,
+    SETTINGS,
+    SR,
+    Arm,
+    Setting,
+)
 from experiments.landcover_keep import keep_check, keep_decision
 from experiments.landcover_points import draw_points
 from experiments.landcover_report import (
@@ -120,7 +131,8 @@ from training.metrics import confusion_matrix, json_safe
 from training.models import model_loss, recipe_for
 from training.noisy import DEFAULT_THRESHOLD
 
-__all__ = ["SETTINGS", "SOFT", "Arm", "CropDataset", "LandCoverConfig", "Scene", "Setting",
+__all__ = ["CEILING", "DEFAULT_ARM", "INPUT", "KEEP", "PAPER", "SETTINGS", "SOFT", "SR", "Arm",
+           "CropDataset", "LandCoverConfig", "Scene", "Setting",
            "filter_labels", "load_folds", "main", "model_input", "naip_folds", "nlcd_folds",
            "predict_windows", "run_experiment"]
 
@@ -128,85 +140,10 @@ log = logging.getLogger(__name__)
 K = len(LANDCOVER_CLASSES)
 
 
-@dataclass(frozen=True)
-class Arm:
-    """One trained model of a setting.
-
-    Attributes:
-        name: the arm's name in the tables.
-        label: a product's name, :data:`TRUTH`, or a scene's soft labels (:data:`SOFT`).
-        stem_norm: ``instance`` or ``batch``.
-        filtered: the noisy-sample filter, decided by the setting's preliminary model.
-        weights: ``recipe`` (impervious x3) or ``balanced`` (median frequency of the labels).
-        product_input: the network also reads the product (``Scene.product_input``).
-        share_rule: soft-labelled pixels are impervious by the share their labels expect
-            (``landcover_train.share_decision``), not by the argmax; the same model as the
-            arm without the rule.
-        keep_rule: the product's impervious pixels stay impervious unless green, and its
-            classes the training labels lack stay as the product has them
-            (``landcover_keep.keep_decision``); the same model as the arm without the rule.
-    """
-
-    name: str
-    label: str
-    stem_norm: str
-    filtered: bool = False
-    weights: str = "recipe"
-    product_input: bool = False
-    share_rule: bool = False
-    keep_rule: bool = False
-
-
-@dataclass(frozen=True)
-class Setting:
-    """A data set, its products and arms; ``headline`` is (the default arm, its product)."""
-
-    products: tuple[str, ...]
-    arms: tuple[Arm, ...]
-    headline: tuple[str, str]
-    paper: str  # the paper's method
-
-
 #: the run files' key suffix of an arm's impervious probability on the scored pixels
 SCORE = "|impervious score"
-SR = "hrnet IN + filter + class weights + label SR"
-INPUT = "hrnet IN + filter + NLCD input"
-#: the same network on the 1 m reference of the training pixels: not a method (a user has no
-#: such labels) but the ceiling of the imagery, network and budget, which tells a target the
-#: labels miss from one the budget misses
-CEILING = "hrnet IN, true labels"
-#: the decision that keeps the product's impervious class (``experiments.landcover_keep``)
-KEEP = "product's impervious unless green"
-#: the land-cover paper's method: the product as the only label, an IN stem, the filter
-PAPER = "hrnet IN + filter"
-#: the ``nlcd`` setting's default arm: the paper's method plus NLCD input and the keep rule,
-#: the one arm at least NLCD's overall accuracy and impervious F1 on the held-out pixels
-#: (means over seeds; docs/landcover.md)
-DEFAULT_ARM = f"{INPUT}, {KEEP}"
-SETTINGS: dict[str, Setting] = {
-    "nlcd": Setting(("NLCD",), (
-        Arm("hrnet IN", "NLCD", "instance"),
-        Arm(PAPER, "NLCD", "instance", filtered=True),
-        Arm(f"{PAPER}, {KEEP}", "NLCD", "instance", filtered=True, keep_rule=True),
-        Arm(SR, SOFT, "instance", True, "balanced"),
-        Arm(f"{SR}, impervious by share", SOFT, "instance", True, "balanced", share_rule=True),
-        Arm(INPUT, "NLCD", "instance", True, product_input=True),
-        Arm(DEFAULT_ARM, "NLCD", "instance", True, product_input=True, keep_rule=True),
-        Arm(f"{INPUT} + label SR", SOFT, "instance", True, product_input=True),
-        Arm(f"{INPUT} + label SR, impervious by share", SOFT, "instance", True,
-            product_input=True, share_rule=True),
-        Arm(CEILING, TRUTH, "instance"),
-        Arm(f"{CEILING}, class weights", TRUTH, "instance", weights="balanced"),
-    ), (DEFAULT_ARM, "NLCD"), PAPER),
-    "naip": Setting(("confusion product", "mode product"), (
-        Arm("hrnet BN, confusion product", "confusion product", "batch"),
-        Arm("hrnet BN + filter, confusion product", "confusion product", "batch",
-            filtered=True),
-        Arm("hrnet BN, mode product", "mode product", "batch"),
-        Arm("hrnet BN, true labels", TRUTH, "batch"),
-    ), ("hrnet BN + filter, confusion product", "confusion product"),
-        "hrnet BN + filter, confusion product"),
-}
+
+
 
 
 @dataclass(frozen=True)
