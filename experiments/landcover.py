@@ -144,8 +144,6 @@ K = len(LANDCOVER_CLASSES)
 SCORE = "|impervious score"
 
 
-
-
 @dataclass(frozen=True)
 class LandCoverConfig:
     """Everything that defines the experiment (hashed to reuse finished runs).
