@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.coarse_products import developed_product
+from experiments.landcover_train import other_class
 from experiments.naip import read_naip_tile
 from experiments.scoring import binary_scores
 from gee_export.contract.bands import LABEL_NODATA
@@ -113,10 +114,8 @@ def keep_decision(probs: Sequence[np.ndarray], images: Sequence[np.ndarray],
     cut = green_cut(greenness, products)
     out = []
     for p, g, product in zip(probs, greenness, products, strict=True):
-        other = np.delete(p, IMPERVIOUS, axis=0).argmax(0)
-        other = np.where(other >= IMPERVIOUS, other + 1, other)
         classes = keep_unlearnt(p.argmax(0).astype(np.uint8), product, learnt)
-        out.append(keep_impervious(classes, other, product, g, cut))
+        out.append(keep_impervious(classes, other_class(p, IMPERVIOUS), product, g, cut))
     return out
 
 

@@ -219,6 +219,12 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, window: int
     return out
 
 
+def other_class(probs: np.ndarray, k: int) -> np.ndarray:
+    """The most probable class other than ``k`` per pixel of ``(K, H, W)`` probabilities."""
+    other = np.delete(probs, k, axis=0).argmax(0)
+    return np.where(other >= k, other + 1, other).astype(np.uint8)
+
+
 def share_decision(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                    scenes: Sequence[Scene], soft: dict[int, dict[str, float]], cls: str
                    ) -> list[np.ndarray]:
@@ -245,9 +251,7 @@ def share_decision(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     t = float(np.quantile(train, 1 - share.mean())) if train.size else np.inf
     out = []
     for p, m in zip(probs, is_soft, strict=True):
-        other = np.delete(p, k, axis=0).argmax(0)
-        other = np.where(other >= k, other + 1, other).astype(np.uint8)
-        decided = np.where(p[k] >= t, k, other).astype(np.uint8)
+        decided = np.where(p[k] >= t, k, other_class(p, k)).astype(np.uint8)
         out.append(np.where(m, decided, p.argmax(0)).astype(np.uint8))
     return out
 
