@@ -73,8 +73,8 @@ def developed_product(classes: np.ndarray, cell: int, share: float) -> np.ndarra
         padded[:h, :w] = mask
         return padded.reshape(rows, cell, cols, cell).sum((1, 3))
 
-    developed = cell_sum(classes == imp) >= share * np.maximum(cell_sum(valid), 1)
-    developed &= cell_sum(valid) > 0
+    labelled = cell_sum(valid)
+    developed = (labelled > 0) & (cell_sum(classes == imp) >= share * labelled)
     rest = _mode_cells(np.where(classes == imp, LABEL_NODATA, classes).astype(np.uint8), cell)
     return _upsample(np.where(developed, imp, rest).astype(np.uint8), cell, classes.shape)
 
