@@ -202,6 +202,7 @@ class Budget:
     min_valid_fraction: float = 0.5  # hand labels leave gaps (unmarked): half a patch suffices
     seed: int = 0
     iterations: int | None = None  # total training iterations (replaces epochs when set)
+    tile: int | None = None  # prediction tile (None: the model's own, isamap-predict's default)
 
 
 def export(tile: DWTile, scenes: Path, out: Path, bands: Sequence[str], budget: Budget,
@@ -234,9 +235,10 @@ class Arm:
 
 
 def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric: bool = False,
-            balanced: bool = False) -> Arm:
+            balanced: bool = False, window: int | None = None) -> Arm:
     """A ``unet-s2`` arm that states every option it compares (none left to the recipe)."""
-    return Arm(name, "unet-s2", {"input_norm": input_norm, "indices": list(indices)},
+    box = {"norm_window": window} if window else {}
+    return Arm(name, "unet-s2", {"input_norm": input_norm, "indices": list(indices), **box},
                ("--radiometric" if radiometric else "--no-radiometric",
                 "--balanced-sampling" if balanced else "--no-balanced-sampling"))
 
@@ -264,6 +266,8 @@ ARMS = {arm.name: arm for arm in (
     _s2_arm("unet-s2-both-radio", "both", radiometric=True),
     _s2_arm("unet-s2-both-idx-radio", "both", INDICES, radiometric=True),
     _s2_arm("unet-s2-both", "both"),
+    _s2_arm("unet-s2-local", "local", window=63),
+    _s2_arm("unet-s2-local31", "local", window=31),
 )}
 
 
@@ -285,11 +289,17 @@ def train(arm: Arm | str, dataset: Path, run: Path, budget: Budget) -> Path:
     return run / "model.pt"
 
 
-def predict(model_file: Path, stack: Path, out: Path, month: str) -> tuple[Path, Path]:
-    """``isamap-predict``; returns the class and probability COGs."""
+def predict(model_file: Path, stack: Path, out: Path, month: str,
+            tile: int | None = None) -> tuple[Path, Path]:
+    """``isamap-predict``; returns the class and probability COGs.
+
+    ``tile``: map on that tile (a quarter of it overlapping) even where the model records
+    another (``--any-tile``); None: the model's own.
+    """
+    other = ["--tile", str(tile), "--overlap", str(tile // 4), "--any-tile"] if tile else []
     run_product("isamap-predict", [
         "--model", str(model_file), "--input", str(stack), "--out", str(out),
-        "--month", month, "--precision", "fp32", "--channels-last", "off"])
+        "--month", month, "--precision", "fp32", "--channels-last", "off", *other])
     return Path(f"{out}_class.tif"), Path(f"{out}_prob.tif")
 
 
@@ -457,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "BASE's maps stacked with the tile's NDBI, BASE+thr: BASE's maps cut "
                         "at the training tiles' best threshold, experiments.builtup_stack; "
                         "A+B: the mean of A's and B's maps, experiments.builtup_ensemble)")
+    p.add_argument("--tile", type=int, default=None,
+                   help="--loto: prediction tile of the maps (default: each model's own)")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="--loto: seeds per arm")
     p.add_argument("--jobs", type=int, default=1,
                    help="--loto: trainings run at once (each with one torch thread)")
@@ -475,7 +487,7 @@ def _run(a: argparse.Namespace) -> int:
     check_output_folder("--out", a.out)
     use_threads(a.threads)
     budget = Budget(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patch=a.patch_size,
-                    stride=a.stride, seed=a.seed, iterations=a.iterations)
+                    stride=a.stride, seed=a.seed, iterations=a.iterations, tile=a.tile)
     if a.loto:
         steps = Steps(find_tile, scene_folder, export, training_rows, check_no_overlap,
                       score_ndbi, train, predict, score_map, built_label, tile_ndbi)

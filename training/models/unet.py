@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -113,7 +114,11 @@ class UNetDecoder(nn.Module):
         return outs
 
 
-INPUT_NORMS = ("none", "patch", "both")
+INPUT_NORMS = ("none", "patch", "both", "local")
+#: the side of :class:`LocalStandardise`'s box, in pixels: odd, so the box is centred, and
+#: no larger than the patches the recipes train on (64 px and up), so a training patch holds
+#: the whole box of its central pixels as a prediction tile does of all but its margin
+NORM_WINDOW = 63
 
 
 class PatchStandardise(nn.Module):
@@ -131,6 +136,54 @@ class PatchStandardise(nn.Module):
         return (x - mean) / (std + self.eps)
 
 
+#: the ``input_norm`` values whose network output depends on the size of the window it is shown
+WINDOW_NORMS = ("patch", "both")
+#: the prediction tile a window-standardising U-Net's maps are made with (recorded in its model
+#: file, ``ModelMeta.window``): isamap-predict's default ``--tile``, the tile its accuracy in
+#: docs/real-data.md was mapped with. The same network on 64 px tiles makes another map (on
+#: the Ghana tiles, about half the built F1).
+PREDICTION_WINDOW = 512
+
+
+def prediction_window(model_kwargs: Mapping[str, Any]) -> int | None:
+    """The tile every map of a U-Net with these arguments must be made with (None: any)."""
+    return PREDICTION_WINDOW if model_kwargs.get("input_norm") in WINDOW_NORMS else None
+
+
+class LocalStandardise(nn.Module):
+    """Each channel to zero mean and unit deviation over a ``window`` x ``window`` box per pixel.
+
+    The box is centred on the pixel and cut at the edge of the image (its mean counts only the
+    pixels inside), so a pixel's input depends on its neighbourhood, not on the size of the
+    window the network is shown: a training patch and a prediction tile of any ``--tile``
+    standardise the same ground alike, where :class:`PatchStandardise` takes the statistics
+    of whatever window it is given (64 px patches in training, 512 px tiles in prediction).
+    The same deviation floor keeps a constant neighbourhood finite.
+    """
+
+    eps = PatchStandardise.eps
+
+    def __init__(self, window: int = NORM_WINDOW) -> None:
+        super().__init__()
+        if isinstance(window, bool) or not isinstance(window, int) or window < 3 \
+                or window % 2 == 0:
+            raise ModelError(f"norm_window must be an odd number of pixels >= 3, got {window!r}")
+        self.window = window
+
+    def _box_mean(self, x: torch.Tensor) -> torch.Tensor:
+        # separable: a column mean then a row mean of the column means is the mean of the box,
+        # since every column's count of valid rows is the same at a given row
+        half = self.window // 2
+        x = nn.functional.avg_pool2d(x, (self.window, 1), 1, (half, 0), count_include_pad=False)
+        return nn.functional.avg_pool2d(x, (1, self.window), 1, (0, half),
+                                        count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = self._box_mean(x)
+        var = (self._box_mean(x * x) - mean * mean).clamp(min=0)
+        return (x - mean) / (var.sqrt() + self.eps)
+
+
 class UNet(nn.Module):
     """U-Net on all input channels, or on the bands of one sensor when ``sensor`` is given.
 
@@ -141,14 +194,21 @@ class UNet(nn.Module):
         sensor: ``"S2"`` or ``"S1"`` to keep only those bands (the ablation baselines).
         head: ``"linear"`` (1x1 conv, the original U-Net) or ``"paper"``.
         widths: channels of the encoder's five blocks.
-        input_norm: ``"none"``, ``"patch"`` or ``"both"``: ``patch`` standardises each input
-            channel of each sample by its own spatial mean and standard deviation before the
-            first convolution (:class:`PatchStandardise`). The model then sees each band
-            relative to the rest of its window, so a scene-wide gain or offset (haze, another
-            sensor state, another season's illumination) does not move its input; it is part
-            of the network, so the model file records it and every prediction path applies
-            it. ``both`` gives the network the standardised bands and, beside them, the bands
-            as the global normalisation leaves them (twice the input channels).
+        input_norm: ``"none"``, ``"patch"``, ``"both"`` or ``"local"``: ``patch``
+            standardises each input channel of each sample by its own spatial mean and
+            standard deviation before the first convolution (:class:`PatchStandardise`).
+            The model then sees each band relative to the rest of its window, so a
+            scene-wide gain or offset (haze, another sensor state, another season's
+            illumination) does not move its input; it is part of the network, so the model
+            file records it and every prediction path applies it. Its maps depend on the
+            prediction tile, which the model file records (:func:`prediction_window`).
+            ``both`` gives the network the standardised bands and, beside them, the bands
+            as the global normalisation leaves them (twice the input channels). ``local``
+            standardises each pixel by the ``norm_window`` box around it
+            (:class:`LocalStandardise`): the same shift-invariance, and a map that does not
+            depend on the prediction tile's size (it loses on the Ghana tiles:
+            docs/real-data.md).
+        norm_window: the box of ``local`` (odd, pixels).
         indices: spectral indices (``ndbi``, ``ndvi``, ``mndwi``) computed from the named
             input bands in reflectance and added, as they are, after the (standardised)
             bands (:class:`training.models.indices.SpectralIndices`).
@@ -164,13 +224,16 @@ class UNet(nn.Module):
                  sensor: str | None = None, head: str = "linear",
                  widths: Sequence[int] = WIDTHS, input_norm: str = "none",
                  indices: Sequence[str] = (), input_mean: Sequence[float] | None = None,
-                 input_std: Sequence[float] | None = None) -> None:
+                 input_std: Sequence[float] | None = None,
+                 norm_window: int = NORM_WINDOW) -> None:
         super().__init__()
         bands = check_bands(bands, in_channels)
         if input_norm not in INPUT_NORMS:
             raise ModelError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, "
                              f"got {input_norm!r}")
-        self.standardise = PatchStandardise() if input_norm != "none" else nn.Identity()
+        self.standardise: nn.Module = (
+            LocalStandardise(norm_window) if input_norm == "local" else
+            PatchStandardise() if input_norm != "none" else nn.Identity())
         self.keep_global = input_norm == "both"
         if sensor is not None:
             if bands is None:
