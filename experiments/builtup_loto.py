@@ -230,7 +230,8 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         cls, prob = run / "map_class.tif", run / "map_prob.tif"
         if not (cls.is_file() and prob.is_file()):  # a map already made is scored, not redone
             model_file = b.train(arm, dataset, run, dataclasses.replace(budget, seed=seed))
-            cls, prob = b.predict(model_file, stacks[held_out], run / "map", tile.month)
+            cls, prob = b.predict(model_file, stacks[held_out], run / "map", tile.month,
+                                  budget.tile)
         scores = b.score_map(tile, cls, prob, areas[held_out])
         log.info("%s %s seed %d: F1 %.3f AUC %.3f", held_out, arm, seed, scores["f1_built"],
                  scores["auc_built"])

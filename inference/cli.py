@@ -58,6 +58,10 @@ def predict_parser() -> argparse.ArgumentParser:
                    help="output prefix, local or gs:// (writes <out>_class.tif, <out>_prob.tif)")
     p.add_argument("--month", help="YYYY-MM of the composite (metadata, asset time range)")
     p.add_argument("--tile", type=int, default=512, help="input tile size (px)")
+    p.add_argument("--any-tile", action="store_true",
+                   help="map on --tile even where the model records another tile (a model "
+                        "that standardises each window, such as unet-s2, then makes another "
+                        "map)")
     p.add_argument("--overlap", type=int, default=64, help="overlap between tiles (px)")
     p.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
     p.add_argument("--blend", choices=("cosine", "uniform", "core"), default="cosine",
@@ -143,7 +147,7 @@ def _predict(args: argparse.Namespace) -> int:
                              "earlier date's stack")
     threshold = _spectral_threshold(args)
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                           blend=args.blend, compress=args.compress,
+                           blend=args.blend, compress=args.compress, any_tile=args.any_tile,
                            **postprocess_options(args))
     options = RuntimeOptions(device=args.device, precision=args.precision,
                              channels_last=args.channels_last, compile=args.compile,

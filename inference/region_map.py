@@ -33,6 +33,7 @@ from inference.mapping.plan import DEFAULT_LATENCY_S, MapPlan, format_plan, plan
 from inference.mapping.request import MapRequest, check_recipe, model_dataset, region_grid
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
+from inference.predict.blending import check_window
 from inference.predict.postprocess import check_postprocess
 from inference.publish.app_zones import app_zones
 from inference.publish.asset_manifest import asset_name, check_asset_name
@@ -134,6 +135,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         check_runner(request, runner)
     check_postprocess(request.postprocess, meta.class_scheme, tuple(meta.class_names),
                       request.force_postprocess)  # every runner, and the dry run
+    check_window(meta.window, request.tile, meta.name)
     resolution = dataset.grid.resolution if dataset.grid else 10.0
     if request.grid is not None:
         grid, note = request.grid, None

@@ -70,6 +70,12 @@ class ModelMeta:
             the temperature fitted on the validation split after training, with the NLL and
             ECE before and after). Empty (files of older isamap versions, or a training
             without a validation split): temperature 1, uncalibrated.
+        window: the prediction tile, in pixels, that every map of the model is made with,
+            for a network whose output depends on the window it is shown (one that
+            standardises its input by the window's own statistics, ``unet-s2``'s
+            ``input_norm: patch``): its maps on another tile are other maps, so prediction
+            refuses another ``--tile``
+            (:func:`inference.predict.blending.check_window`). None: any tile.
     """
 
     name: str
@@ -89,9 +95,13 @@ class ModelMeta:
     pixel_size: float | None = None
     band_ranges: Mapping = field(default_factory=dict)
     calibration: Mapping = field(default_factory=dict)
+    window: int | None = None
 
     def __post_init__(self) -> None:
         n = len(self.bands)
+        if self.window is not None and (isinstance(self.window, bool)
+                                        or not isinstance(self.window, int) or self.window < 16):
+            raise ModelError(f"window must be a tile side in pixels (>= 16), got {self.window!r}")
         if n != self.in_channels or len(self.norm_mean) != n or len(self.norm_std) != n:
             raise ModelError(f"model meta is inconsistent: in_channels={self.in_channels}, "
                              f"{n} bands, {len(self.norm_mean)} means, {len(self.norm_std)} stds")

@@ -111,7 +111,7 @@ def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,
                  config: PredictConfig, scale: int, model_id: str,
                  indexes: Sequence[int] = ()) -> dict[str, Any]:
     # without post-processing its options do not change the map (nor a run's identity)
-    ignored = {"batch_size", "keep_work", "force_postprocess"} | (
+    ignored = {"batch_size", "keep_work", "force_postprocess", "any_tile"} | (
         {"postprocess", "clahe"} if config.postprocess == "none" else set())
     run = {
         "input": source_identity(src_path), "size": [src.height, src.width, src.count],

@@ -101,6 +101,9 @@ class PredictConfig:
         force_postprocess: apply ``postprocess`` to a model it was not made for (a binary ISA
             model); see :func:`inference.predict.postprocess.check_postprocess`. It does not
             change the map, so it is no part of a run's identity.
+        any_tile: predict on ``tile`` even where the model file records another window
+            (:func:`inference.predict.blending.check_window`); the tile is part of the
+            lattice every output records, so this flag is no part of a run's identity.
     """
 
     tile: int = 512
@@ -114,6 +117,7 @@ class PredictConfig:
     postprocess: Postprocess = "none"
     clahe: ClaheParams = field(default_factory=ClaheParams)
     force_postprocess: bool = False
+    any_tile: bool = False
 
     def __post_init__(self) -> None:
         Lattice(self.tile, self.overlap, self.blend)  # checks the tiling and the blend

@@ -25,6 +25,7 @@ from inference.cog import maps
 from inference.cog.maps import OutputInfo
 from inference.cog.stream import cog_writer
 from inference.predict import stats
+from inference.predict.blending import check_window
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.expected_inputs import check_input
 from inference.predict.postprocess import check_postprocess
@@ -188,6 +189,8 @@ def predict_with_model_file(
     config = config or PredictConfig()
     check_postprocess(config.postprocess, meta.class_scheme, tuple(meta.class_names),
                       config.force_postprocess)
+    if not config.any_tile:
+        check_window(meta.window, config.tile, meta.name)
     # pixel size and values, before the first tile
     check_input(stack, meta, band_order, allow_implausible=allow_implausible)
     if not 0 <= change_margin < 0.5:

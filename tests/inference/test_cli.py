@@ -473,3 +473,27 @@ def test_change_by_the_spectral_rule_is_recorded_and_its_misuse_refused(model_fi
         err = capsys.readouterr().err.strip()
         assert says in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "c").exists()
+
+
+def test_a_window_standardising_model_maps_only_on_its_recorded_tile(small_stack, tmp_path,
+                                                                    capsys):
+    kwargs = {"widths": [4, 8, 8, 16, 16], "input_norm": "patch", "bands": list(BANDS)}
+    model = create_model("unet-s2", len(BANDS), 2, **kwargs)
+    meta = ModelMeta("unet-s2", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6,
+                     model_kwargs=kwargs, window=128)
+    path = save_model_file(tmp_path / "s2.pt", model, meta)
+    common = ["--model", str(path), "--input", str(small_stack), "--overlap", "16", "--quiet",
+              "--precision", "fp32"]
+    out = tmp_path / "maps" / "isa"
+    assert predict_main([*common, "--out", str(out), "--tile", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "its maps are made on 128 px tiles; --tile 64 would make another map" in err
+    assert "Traceback" not in err and not out.parent.exists()  # refused before any output
+    assert predict_main([*common, "--out", str(out), "--tile", "128"]) == 0
+    with rasterio.open(f"{out}_class.tif") as ds:
+        assert ds.shape == (120, 150) and ds.tags()["tile"] == "128"
+    # asked for, the other tile makes another map, which says which tile it was made on
+    other = tmp_path / "other" / "isa"
+    assert predict_main([*common, "--out", str(other), "--tile", "64", "--any-tile"]) == 0
+    with rasterio.open(f"{other}_prob.tif") as a, rasterio.open(f"{out}_prob.tif") as b:
+        assert a.tags()["tile"] == "64" and (a.read(1) != b.read(1)).any()

@@ -267,3 +267,13 @@ def test_the_calibration_survives_the_round_trip_and_a_bad_one_is_refused(tmp_pa
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ModelError, match="calibration is invalid"):
             _meta(calibration={**record, "temperature": bad})
+
+
+def test_the_prediction_window_round_trips_and_nonsense_is_refused(tmp_path):
+    model = create_model("crofusenet", 6, **KW)
+    path = save_model_file(tmp_path / "w.pt", model, _meta(window=512))
+    assert load_model_file(path)[1].window == 512
+    assert _meta().window is None  # files of older isamap versions: any tile
+    for bad in (8, True, 64.0):
+        with pytest.raises(ModelError, match="window must be a tile side in pixels"):
+            _meta(window=bad)

@@ -5,6 +5,7 @@ from gee_export.core.errors import ConfigError
 from inference.predict.blending import (
     Accumulator,
     all_finite,
+    check_window,
     encode,
     invalid_mask,
     strip_bounds,
@@ -174,3 +175,11 @@ def test_encoding_over_the_probabilities_gives_the_same_maps():
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(scratch, probs)  # the probabilities held the scaled values
+
+
+def test_a_recorded_window_admits_its_own_tile_only():
+    check_window(None, 64)  # a model whose output does not depend on the window: any tile
+    check_window(512, 512, "unet-s2")
+    with pytest.raises(ConfigError, match=r"this unet-s2 model standardises each window .* "
+                                          r"made on 512 px tiles; --tile 256 would make"):
+        check_window(512, 256, "unet-s2")
