@@ -105,10 +105,32 @@ def test_the_averaged_arm_prose_quotes_its_table():
             derived |= {f"{100 * r['mapped_built_share']:.1f}" for r in seeds}
             derived |= {f"{100 * r['built_pixels'] / r['pixels']:.1f}" for r in seeds}
             derived |= {f"{r['threshold']:.2f}" for r in seeds if "threshold" in r}
-    prose = _prose(page, "<!-- figures: " + source, "### Level-1C")
+    prose = _prose(page, "<!-- figures: " + source, "### The prediction tile")
     assert _unmatched(prose, derived) == []
     text = " ".join(page.split())
     assert f"its `seconds` ({metrics['seconds']:,.0f}) is the wall time" in text
+
+
+def test_the_prediction_tile_prose_quotes_its_two_tables():
+    """Both blocks, the mapped and true built shares per seed, and each run's wall time."""
+    from experiments.builtup_loto import figures_markdown
+
+    page = _page("real-data.md")
+    derived: set[str] = set()
+    text = " ".join(page.split())
+    for source in ("docs/figures/builtup_tile64.json", "docs/figures/builtup_local.json"):
+        metrics = _json(source)
+        block = _block(page, source)
+        assert block.strip() == figures_markdown(metrics).strip()
+        derived |= set(DECIMAL.findall(block))
+        for runs in metrics["runs"].values():
+            for seeds in runs.values():
+                derived |= {f"{100 * r['mapped_built_share']:.1f}" for r in seeds}
+                derived |= {f"{100 * r['built_pixels'] / r['pixels']:.1f}" for r in seeds}
+        assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+    assert _json("docs/figures/builtup_tile64.json")["budget"]["tile"] == 64
+    prose = _prose(page, "### The prediction tile", "### Level-1C")
+    assert _unmatched(prose, derived) == []
 
 
 def test_the_ghana_tiles_are_as_hazy_as_the_page_says(shared_data):
