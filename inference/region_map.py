@@ -135,7 +135,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         check_runner(request, runner)
     check_postprocess(request.postprocess, meta.class_scheme, tuple(meta.class_names),
                       request.force_postprocess)  # every runner, and the dry run
-    check_window(meta.window, request.tile, meta.name)
+    check_window(meta.window, request.tile, meta.name, override=None)
     resolution = dataset.grid.resolution if dataset.grid else 10.0
     if request.grid is not None:
         grid, note = request.grid, None

@@ -99,24 +99,28 @@ def check_tiling(tile: int, overlap: int) -> None:
         )
 
 
-def check_window(window: int | None, tile: int, model: str = "model") -> None:
+def check_window(window: int | None, tile: int, model: str = "model",
+                 override: str | None = "--any-tile") -> None:
     """Refuse a prediction tile other than the one a model's maps are made with.
 
     A network that standardises each window by the window's own statistics makes another map
-    on another tile: on the Ghana tiles of docs/real-data.md, ``unet-s2`` on 64 px tiles
-    maps built area at about half the F1 it reaches on 512 px tiles. So its model file
+    on another tile: on the ``ghana_a`` tile of docs/real-data.md, ``unet-s2`` on 64 px
+    tiles maps built area at less than half the F1 it reaches on 512 px tiles. So its file
     records the tile (``window``, ``training.modelfile.ModelMeta.window``; None: any tile)
     and every prediction path holds to it.
+
+    ``override`` names the command's flag that makes the other map anyway (None: none).
 
     Raises:
         ConfigError: ``tile`` is not ``window``.
     """
     if window is not None and tile != window:
+        other = f", or pass {override} to make that other map" if override else ""
         raise ConfigError(
             f"this {model} model standardises each window of its input by the window's own "
             f"statistics, so its maps are made on {window} px tiles; --tile {tile} would make "
-            f"another map: omit --tile or pass {window} (lower --batch-size to save memory), or "
-            "pass --any-tile to make that other map")
+            f"another map: omit --tile or pass {window} (lower --batch-size to save "
+            f"memory){other}")
 
 
 def taper(length: int, flank: int, left: bool, right: bool, blend: Blend = "cosine") -> np.ndarray:

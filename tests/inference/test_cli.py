@@ -488,6 +488,7 @@ def test_a_window_standardising_model_maps_only_on_its_recorded_tile(small_stack
     assert predict_main([*common, "--out", str(out), "--tile", "64"]) == 2
     err = capsys.readouterr().err
     assert "its maps are made on 128 px tiles; --tile 64 would make another map" in err
+    assert "pass --any-tile to make that other map" in err
     assert "Traceback" not in err and not out.parent.exists()  # refused before any output
     assert predict_main([*common, "--out", str(out), "--tile", "128"]) == 0
     with rasterio.open(f"{out}_class.tif") as ds:

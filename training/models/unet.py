@@ -141,7 +141,7 @@ WINDOW_NORMS = ("patch", "both")
 #: the prediction tile a window-standardising U-Net's maps are made with (recorded in its model
 #: file, ``ModelMeta.window``): isamap-predict's default ``--tile``, the tile its accuracy in
 #: docs/real-data.md was mapped with. The same network on 64 px tiles makes another map (on
-#: the Ghana tiles, about half the built F1).
+#: the ghana_a tile, less than half the built F1).
 PREDICTION_WINDOW = 512
 
 

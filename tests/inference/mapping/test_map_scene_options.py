@@ -38,12 +38,12 @@ def _undated(scene, target):
     return target
 
 
-def _model(path, grid, **recipe):
+def _model(path, grid, window=None, **recipe):
     kwargs = {"widths": [4, 8, 8, 16, 16]}
     record = dataset_record(grid, backend="local")
     record["recipe"] = {**record["recipe"], **recipe}
     meta = ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
-                     extra={"dataset": record})
+                     extra={"dataset": record}, window=window)
     return save_model_file(path, create_model("unet", len(BANDS), 2, **kwargs), meta)
 
 
@@ -68,3 +68,21 @@ def test_undated_scenes_take_the_scene_date_or_the_models_recorded_one(tmp_path,
     assert "2019-06: no Sentinel-2 scene" in capsys.readouterr().err  # the given date wins
     assert main([*common[:-1], "--backend", "ee", "--model", str(plain), "--allow-l1c"]) == 2
     assert "use them with --backend local" in capsys.readouterr().err
+
+
+def test_a_model_that_records_its_tile_is_refused_another_before_anything_runs(tmp_path,
+                                                                                capsys):
+    from gee_export.local.synthetic import generate_scene
+
+    scene = generate_scene(tmp_path / "scene", width=96, height=96, progress=False)
+    to_ll = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True)
+    box = ",".join(f"{v:.6f}" for v in to_ll.transform_bounds(*scene.grid.bounds))
+    model = _model(tmp_path / "m.pt", scene.grid, window=128, scene_date="2019-06-10")
+    common = ["--bbox", box, "--out", str(tmp_path / "o"), "--backend", "local", "--scenes",
+              str(tmp_path / "scene"), "--months", "2019-06", "--dry-run", "-q", "--model",
+              str(model)]
+    assert main([*common, "--tile", "64", "--overlap", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "its maps are made on 128 px tiles; --tile 64 would make another map" in err
+    assert "--any-tile" not in err  # an isamap-predict flag: isamap-map makes no other map
+    assert main([*common, "--tile", "128", "--overlap", "16"]) == 0
