@@ -86,7 +86,6 @@ from training.modelfile import (
     save_model_file,
 )
 from training.models import create_model
-from training.models.unet import prediction_window
 from training.optim import PolyLR, make_optimizer
 from training.run_folder import config_differences, write_resolved_config
 from training.run_inputs import (
@@ -579,7 +578,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
                      class_scheme=str((raw.manifest.get("label") or {}).get("scheme", "isa")),
                      class_names=names, output_scale=scale, model_kwargs=kwargs,
                      pixel_size=float(resolution) if resolution else None,
-                     window=prediction_window(kwargs),
+                     window=getattr(model, "prediction_window", None),
                      band_ranges=band_ranges(lambda i: raw.read_raw(i)[0], len(raw), raw.bands),
                      extra={"config": cfg.to_dict(), "augmentation": augmentation_record(cfg),
                             "dataset": {

@@ -235,6 +235,9 @@ class UNet(nn.Module):
             LocalStandardise(norm_window) if input_norm == "local" else
             PatchStandardise() if input_norm != "none" else nn.Identity())
         self.keep_global = input_norm == "both"
+        # what the trainer records in the model file (ModelMeta.window), as it does
+        # output_scale: the network says whether its maps depend on the tile
+        self.prediction_window = prediction_window({"input_norm": input_norm})
         if sensor is not None:
             if bands is None:
                 raise ModelError(f"a {sensor}-only U-Net needs bands=[...] to find its channels")
