@@ -235,12 +235,13 @@ class Arm:
 
 
 def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric: bool = False,
-            balanced: bool = False, window: int | None = None) -> Arm:
+            balanced: bool = False, window: int | None = None, norm: str = "training") -> Arm:
     """A ``unet-s2`` arm that states every option it compares (none left to the recipe)."""
     box = {"norm_window": window} if window else {}
     return Arm(name, "unet-s2", {"input_norm": input_norm, "indices": list(indices), **box},
                ("--radiometric" if radiometric else "--no-radiometric",
-                "--balanced-sampling" if balanced else "--no-balanced-sampling"))
+                "--balanced-sampling" if balanced else "--no-balanced-sampling",
+                "--norm", norm))
 
 
 INDICES = ("ndbi", "ndvi", "mndwi")
@@ -268,6 +269,7 @@ ARMS = {arm.name: arm for arm in (
     _s2_arm("unet-s2-both", "both"),
     _s2_arm("unet-s2-local", "local", window=63),
     _s2_arm("unet-s2-local31", "local", window=31),
+    _s2_arm("unet-s2-scene-both", "both", norm="scene"),
 )}
 
 

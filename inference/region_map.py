@@ -35,6 +35,7 @@ from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.blending import check_window
 from inference.predict.postprocess import check_postprocess
+from inference.predict.scene import check_tiled_input
 from inference.publish.app_zones import app_zones
 from inference.publish.asset_manifest import asset_name, check_asset_name
 from inference.publish.collection import SeriesPublication, SeriesRequest, publish_series
@@ -136,6 +137,8 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     check_postprocess(request.postprocess, meta.class_scheme, tuple(meta.class_names),
                       request.force_postprocess)  # every runner, and the dry run
     check_window(meta.window, request.tile, meta.name, override=None)
+    if request.backend == "ee" and request.method == "pixels":
+        check_tiled_input(meta.norm, meta.name)
     resolution = dataset.grid.resolution if dataset.grid else 10.0
     if request.grid is not None:
         grid, note = request.grid, None

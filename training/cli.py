@@ -24,7 +24,7 @@ from gee_export.core.commands import (
 from gee_export.core.config_file import read_config_file
 from gee_export.core.errors import ConfigError
 from gee_export.core.parsers import command_parser
-from training.config import TrainConfig, config_from_mapping
+from training.config import NORMS, TrainConfig, config_from_mapping
 from training.run_folder import resume_config
 
 RECIPE = "(default: the model's recipe)"
@@ -120,6 +120,10 @@ def train_parser() -> argparse.ArgumentParser:
     a("--balanced-sampling", action=argparse.BooleanOptionalAction, help=(
         "draw training patches in proportion to their rare-class pixels instead of "
         "shuffling (default: the model's recipe)"))
+    a("--norm", choices=NORMS, help=(
+        "normalise the input bands by the training split's statistics (training) or by each "
+        "scene's own: every training patch by its scene's, every map by its input stack's "
+        "(scene; default: the model's recipe, scene for unet-s2-scene)"))
     a("--cache", action="store_const", const=True,
       help="keep decoded patches in memory (default: when they fit)")
     a("--no-cache", dest="cache", action="store_const", const=False,

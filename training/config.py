@@ -24,10 +24,15 @@ from gee_export.core.errors import ConfigError
 
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
 Optimizer = Literal["adam", "sgd"]
+#: what the input bands are normalised by: the training split's statistics, recorded in the
+#: model file (``training``), or the statistics of the scene each patch or map comes from
+#: (``scene``: the training patches' own scene in training, the input stack in prediction)
+Norm = Literal["training", "scene"]
+NORMS: tuple[Norm, ...] = ("training", "scene")
 # Filled from the model's recipe when left at None (same names in ModelRecipe).
 RECIPE_FIELDS = ("label", "optimizer", "lr", "momentum", "weight_decay", "poly_power",
                  "batch_size", "epochs", "patience", "crop_size", "radiometric",
-                 "balanced_sampling")
+                 "balanced_sampling", "norm")
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,12 @@ class TrainConfig:
             model's recipe.
         balanced_sampling: draw training patches in proportion to their rare-class pixels
             (:func:`training.data.balanced_weights`) instead of shuffling; None: the recipe.
+        norm: what the input bands are normalised by (:data:`Norm`): ``training`` (the
+            training split's per-band statistics, recorded in the model file) or ``scene``
+            (each patch by its scene's statistics, :func:`training.data.compute_scene_norms`;
+            every map by its input stack's, so a scene-wide gain or offset does not move the
+            network's input while the statistics still span a whole scene); None: the
+            model's recipe.
         cache: keep decoded patches in memory (None: when they fit,
             :func:`training.data.choose_data_path`).
         max_batches: cap on training batches per epoch (quick demos and benchmarks).
@@ -111,6 +122,7 @@ class TrainConfig:
     augment: bool = True
     radiometric: bool | None = None
     balanced_sampling: bool | None = None
+    norm: Norm | None = None
     cache: bool | None = None
     max_batches: int | None = None
     max_iterations: int | None = None
@@ -137,6 +149,8 @@ class TrainConfig:
                    "--crop-size must be 0 (whole patches) or >= 8"),
                   (self.filter_noisy is None or 0.0 < self.filter_noisy < 1.0,
                    "--filter-noisy must be an agreement share in (0, 1), e.g. 0.2"),
+                  (unset_or(self.norm, lambda v: v in NORMS),
+                   f"--norm must be {' or '.join(NORMS)}, got {self.norm!r}"),
                   (self.precision in PRECISIONS,
                    f"--precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "--stop-after must be >= 1"),

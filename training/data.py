@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Collection, Iterator, Sequence
+import posixpath
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -93,26 +94,75 @@ class NormStats:
         return {"bands": list(self.bands), "mean": list(self.mean), "std": list(self.std)}
 
 
-def compute_norm_stats(dataset: PatchDataset, max_patches: int | None = None) -> NormStats:
-    """Streaming per-band mean/std (float64 sums) over a dataset's raw images."""
-    c = len(dataset.bands)
+def band_stats(images: Iterable[np.ndarray], bands: Sequence[str],
+               where: str = "the training split") -> NormStats:
+    """Per-band mean and deviation over ``images`` (each ``(C, ...)``), NaN ignored.
+
+    Float64 sums, one image at a time, so any number of patches fits in memory. A band with
+    no finite pixel is refused (``where`` names what was read); a constant band keeps
+    deviation 1 (centred, unscaled).
+    """
+    c = len(bands)
     s = np.zeros(c)
     s2 = np.zeros(c)
     n = np.zeros(c)
-    count = len(dataset) if max_patches is None else min(max_patches, len(dataset))
-    for i in range(count):
-        img = dataset.read_raw(i)[0].reshape(c, -1).astype(np.float64)
+    for image in images:
+        img = np.asarray(image).reshape(c, -1).astype(np.float64)
         ok = np.isfinite(img)
         s += np.where(ok, img, 0).sum(1)
         s2 += np.where(ok, img * img, 0).sum(1)
         n += ok.sum(1)
     if (n == 0).any():
-        empty = [b for b, k in zip(dataset.bands, n, strict=True) if k == 0]
-        raise InputDataError(f"bands {empty} have no valid pixel in the training split")
+        empty = [b for b, k in zip(bands, n, strict=True) if k == 0]
+        raise InputDataError(f"bands {empty} have no valid pixel in {where}")
     mean = s / n
     std = np.sqrt(np.maximum(s2 / n - mean * mean, 0))
     std = np.where(std > 1e-6, std, 1.0)  # constant band: leave it centred, unscaled
-    return NormStats(tuple(dataset.bands), tuple(map(float, mean)), tuple(map(float, std)))
+    return NormStats(tuple(bands), tuple(map(float, mean)), tuple(map(float, std)))
+
+
+def compute_norm_stats(dataset: PatchDataset, max_patches: int | None = None) -> NormStats:
+    """Streaming per-band mean/std (float64 sums) over a dataset's raw images."""
+    count = len(dataset) if max_patches is None else min(max_patches, len(dataset))
+    return band_stats((dataset.read_raw(i)[0] for i in range(count)), dataset.bands)
+
+
+def scene_key(record: dict) -> str:
+    """The scene a patch was cut from: its image's folder (``[part/]patches/<month>``).
+
+    One month of one export is one stack on one grid (docs/data-contract.md), and a dataset
+    merged from several exports keeps each part's files under the part's name, so the folder
+    tells the scenes apart.
+    """
+    return posixpath.dirname(str(record["image"]))
+
+
+def compute_scene_norms(root: str | os.PathLike,
+                        bands: Sequence[str] | None = None) -> dict[str, NormStats]:
+    """Each scene's band statistics (:func:`scene_key`) over its patches of every split.
+
+    What a model trained with ``--norm scene`` normalises a patch by: the statistics of the
+    imagery it was cut from, not of the training set, as a map normalises its input stack by
+    the stack's own (no label is read, so the validation and test patches' imagery counts).
+    """
+    every = PatchDataset(root, None, bands)
+    groups: dict[str, list[int]] = {}
+    for i, record in enumerate(every.records):
+        groups.setdefault(scene_key(record), []).append(i)
+    return {key: band_stats((every.read_raw(i)[0] for i in members), every.bands,
+                            where=f"the patches of {key}")
+            for key, members in sorted(groups.items())}
+
+
+def scene_norms_for(root: str | os.PathLike, bands: Sequence[str],
+                    by: str) -> dict[str, NormStats] | None:
+    """:func:`compute_scene_norms` for a model normalised ``by="scene"``, None for ``training``.
+
+    What every reader of a model's dataset (training, evaluation, int8 calibration, noisy-patch
+    scoring) passes as ``PatchDataset(scene_norms=...)``, so each feeds the network as it
+    was trained.
+    """
+    return compute_scene_norms(root, bands) if by == "scene" else None
 
 
 # ------------------------------------------------------------------ dataset
@@ -138,6 +188,9 @@ class PatchDataset(Dataset):
         radiometric: radiometric augmentation of the input image (reflectance, before
             normalisation; :class:`training.augmentation.Radiometric`), ``None`` for none. Its
             draws come from their own stream, so turning it on leaves the others unchanged.
+        scene_norms: per-scene statistics (:func:`compute_scene_norms`): each patch is
+            normalised by those of the scene it was cut from instead of ``norm``
+            (``isamap-train --norm scene``).
 
     Items are dicts ``{"image": float32 (C, H, W), "label": int64 (H', W'), "id": str}``,
     plus ``"image_fine": float32 (C, H', W')`` when the fine image is loaded: the input bands
@@ -153,7 +206,8 @@ class PatchDataset(Dataset):
                  augment: Augment | None = None, label: str = "label", seed: int = 0,
                  cache: bool = False, targets: Sequence[str] | None = None,
                  crop: int | None = None, exclude: Collection[str] = (),
-                 radiometric: Radiometric | None = None) -> None:
+                 radiometric: Radiometric | None = None,
+                 scene_norms: Mapping[str, NormStats] | None = None) -> None:
         self.targets = tuple(targets) if targets is not None else (label,)
         label = self.targets[0]
         self.root = str(root)
@@ -177,6 +231,11 @@ class PatchDataset(Dataset):
             raise ConfigError(f"normalisation is for bands {norm.bands}, the dataset reads "
                               f"{self.bands}")
         self.norm = norm
+        self.scene_norms = dict(scene_norms) if scene_norms is not None else None
+        if self.scene_norms is not None:
+            unknown = sorted({scene_key(r) for r in self.records} - set(self.scene_norms))
+            if unknown:
+                raise ConfigError(f"no scene statistics for the patches of {unknown}")
         self.augment = augment
         self.radiometric = radiometric
         self.label_key = label
@@ -295,10 +354,12 @@ class PatchDataset(Dataset):
             self._cache[i] = (image, label, fine)
         return image, label, fine
 
-    def _normalise(self, image: np.ndarray) -> np.ndarray:
-        if self.norm is not None:
-            mean = np.asarray(self.norm.mean, np.float32)[:, None, None]
-            std = np.asarray(self.norm.std, np.float32)[:, None, None]
+    def _normalise(self, image: np.ndarray, i: int) -> np.ndarray:
+        norm = (self.scene_norms[scene_key(self.records[i])] if self.scene_norms is not None
+                else self.norm)
+        if norm is not None:
+            mean = np.asarray(norm.mean, np.float32)[:, None, None]
+            std = np.asarray(norm.std, np.float32)[:, None, None]
             image = (image - mean) / std
         return np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -312,8 +373,8 @@ class PatchDataset(Dataset):
         if self.radiometric is not None:
             image = self.radiometric(image, self.bands, np.random.default_rng(
                 [self.seed, int(epoch), int(i), 2]))
-        image = self._normalise(image)
-        targets = [label] if fine is None else [label, self._normalise(fine)]
+        image = self._normalise(image, int(i))
+        targets = [label] if fine is None else [label, self._normalise(fine, int(i))]
         if self.crop and self.crop < min(image.shape[1:]):
             # its own stream, so adding a crop leaves the augmentation draws unchanged
             image, targets = random_crop(image, targets, self.crop,

@@ -30,7 +30,7 @@ from gee_export.core.shareable import shareable, shareable_text
 from gee_export.core.storage import atomic_write
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
 from training.calibration import Reliability, describe, positive_class, probabilities
-from training.data import NormStats, PatchDataset, Split, make_loader
+from training.data import NormStats, PatchDataset, Split, make_loader, scene_norms_for
 from training.metrics import ConfusionMatrix, compute_metrics
 from training.modelfile import load_model_file
 from training.plots import plot_confusion, plot_reliability
@@ -75,7 +75,8 @@ def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLik
     runtime = autotune.explicit(precision, channels_last, dev)
     norm = NormStats(meta.bands, meta.norm_mean, meta.norm_std)
     label = "label_fine" if meta.output_scale > 1 else "label"
-    ds = PatchDataset(data, split, bands=meta.bands, norm=norm, label=label)
+    ds = PatchDataset(data, split, bands=meta.bands, norm=norm, label=label,
+                      scene_norms=scene_norms_for(data, meta.bands, meta.norm))
     if tuple(ds.class_names) != tuple(meta.class_names):
         raise ConfigError(f"the model predicts {meta.class_names} but the dataset's classes are "
                           f"{ds.class_names}")

@@ -29,6 +29,7 @@ from gee_export.core.shareable import portable_path, resolved_path
 from gee_export.core.storage import atomic_write
 from gee_export.core.version import code_version as _code_version
 from training.calibration import temperature_of
+from training.config import NORMS
 from training.models import available_models, create_model, model_module
 
 FORMAT = "isamap-model/1"
@@ -76,6 +77,11 @@ class ModelMeta:
             ``input_norm: patch``): its maps on another tile are other maps, so prediction
             refuses another ``--tile``
             (:func:`inference.predict.blending.check_window`). None: any tile.
+        norm: what its inputs are normalised by (``isamap-train --norm``): ``training``,
+            ``norm_mean`` / ``norm_std``; ``scene``, the statistics of the stack each map is
+            made from (the training statistics are recorded all the same, for reference):
+            every prediction path computes them before the first tile
+            (:func:`inference.predict.scene.scene_statistics`).
     """
 
     name: str
@@ -96,9 +102,12 @@ class ModelMeta:
     band_ranges: Mapping = field(default_factory=dict)
     calibration: Mapping = field(default_factory=dict)
     window: int | None = None
+    norm: str = "training"
 
     def __post_init__(self) -> None:
         n = len(self.bands)
+        if self.norm not in NORMS:
+            raise ModelError(f"norm must be {' or '.join(NORMS)}, got {self.norm!r}")
         if self.window is not None and (isinstance(self.window, bool)
                                         or not isinstance(self.window, int) or self.window < 16):
             raise ModelError(f"window must be a tile side in pixels (>= 16), got {self.window!r}")

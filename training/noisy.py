@@ -41,7 +41,7 @@ from gee_export.core.errors import InputDataError
 from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_write
 from training.config import TrainConfig, apply_recipe
-from training.data import NormStats, PatchDataset, make_loader
+from training.data import NormStats, PatchDataset, make_loader, scene_norms_for
 from training.modelfile import load_model_file
 from training.trainer import BEST_MODEL, TrainResult, train
 
@@ -168,7 +168,8 @@ def train_filtered(cfg: TrainConfig) -> FilterResult:
     else:
         model, meta = load_model_file(model_path, flag="model file")
         norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
-        data = PatchDataset(cfg.data, "train", meta.bands, norm, None, label, cfg.seed)
+        data = PatchDataset(cfg.data, "train", meta.bands, norm, None, label, cfg.seed,
+                            scene_norms=scene_norms_for(cfg.data, meta.bands, meta.norm))
         device = devices.resolve_device(cfg.device)
         scores = score_patches(model, data, device, batch_size, cfg.progress)
         kept, dropped = select_patches(scores, threshold)

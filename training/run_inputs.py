@@ -19,7 +19,7 @@ from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError, InputDataError, ModelError
 from training.augmentation import Augment, Radiometric
 from training.config import TrainConfig
-from training.data import NormStats, PatchDataset, balanced_weights
+from training.data import NormStats, PatchDataset, balanced_weights, scene_norms_for
 from training.models import context_warning, recipe_for, upsamples
 
 log = logging.getLogger(__name__)
@@ -46,17 +46,21 @@ def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
     """The training (augmented, cropped, ``exclude`` left out) and validation datasets.
 
     ``cfg`` has its recipe applied (``apply_recipe``): the targets are its label, plus the
-    recipe's fine image when it trains on ``label_fine``.
+    recipe's fine image when it trains on ``label_fine``. With ``cfg.norm == "scene"`` both
+    normalise each patch by its scene's statistics (:func:`training.data.scene_norms_for`)
+    instead of ``norm``.
     """
+    scenes = scene_norms_for(cfg.data, bands, cfg.norm or "training")
     label = cfg.label or "label"
     targets = (label, *(t for t in recipe_for(cfg.model).targets[1:] if label == "label_fine"))
     aug = Augment() if cfg.augment else None
     train_set = PatchDataset(cfg.data, "train", bands, norm, aug, seed=cfg.seed,
                              cache=bool(cfg.cache), targets=targets, crop=cfg.crop_size,
                              exclude=exclude,
-                             radiometric=Radiometric() if cfg.radiometric else None)
+                             radiometric=Radiometric() if cfg.radiometric else None,
+                             scene_norms=scenes)
     val_set = PatchDataset(cfg.data, "val", bands, norm, None, seed=cfg.seed, cache=bool(cfg.cache),
-                           targets=targets)
+                           targets=targets, scene_norms=scenes)
     return train_set, val_set
 
 
@@ -116,15 +120,20 @@ def dataset_record(root: str, manifest: dict) -> dict:
             "sources": manifest.get("sources") or {}}
 
 
-def model_kwargs_for_norm(kwargs: dict, norm: NormStats) -> dict:
+def model_kwargs_for_norm(kwargs: dict, norm: NormStats, by: str = "training") -> dict:
     """``kwargs`` with the input's normalisation when the model computes spectral indices.
 
     Indices need reflectance; the network sees normalised bands, so a model asking for
     ``indices`` is given the statistics it trains under (recorded in the model file with its
-    other arguments, so every prediction path undoes the same normalisation).
+    other arguments, so every prediction path undoes the same normalisation). Normalised by
+    each scene's statistics (``by="scene"``) the network cannot undo it, and such a model is
+    refused.
     """
     if not kwargs.get("indices"):
         return kwargs
+    if by == "scene":
+        raise ConfigError("spectral indices need the training statistics to recover "
+                          "reflectance: train with --norm training, or without indices")
     return {**kwargs, "input_mean": list(norm.mean), "input_std": list(norm.std)}
 
 

@@ -562,7 +562,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
         if recipe.label == "label_fine" else 1
     kwargs = model_kwargs_for_scale(cfg.model, recipe.label, scale,
                                     {"bands": list(raw.bands), **dict(cfg.model_kwargs)})
-    kwargs = model_kwargs_for_norm(kwargs, norm)
+    kwargs = model_kwargs_for_norm(kwargs, norm, cfg.norm or "training")
     model = create_model(cfg.model, len(raw.bands), len(names), **kwargs)
     if int(getattr(model, "output_scale", 1)) != scale:
         raise ModelError(f"model {cfg.model!r} predicts at {getattr(model, 'output_scale', 1)}x "
@@ -579,6 +579,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
                      class_names=names, output_scale=scale, model_kwargs=kwargs,
                      pixel_size=float(resolution) if resolution else None,
                      window=getattr(model, "prediction_window", None),
+                     norm=cfg.norm or "training",
                      band_ranges=band_ranges(lambda i: raw.read_raw(i)[0], len(raw), raw.bands),
                      extra={"config": cfg.to_dict(), "augmentation": augmentation_record(cfg),
                             "dataset": {

@@ -85,6 +85,9 @@ class OutputInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     #: how the probabilities are calibrated (``training.calibration.describe``; "": not said)
     calibration: str = ""
+    #: the input statistics a scene-normalised model's map was normalised by (JSON; "": the
+    #: training statistics the model file records)
+    normalisation: str = ""
 
 
 
@@ -103,6 +106,8 @@ def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
     tags.update({f"metric_{k}": f"{v:.6g}" for k, v in info.metrics.items()})
     if info.calibration:
         tags["calibration"] = info.calibration
+    if info.normalisation:
+        tags["normalisation"] = info.normalisation
     return tags
 
 

@@ -46,7 +46,7 @@ def model_file_patches(meta: ModelMeta) -> Int8Patches | None:
     Spread evenly over each split (patches are often stored in region order). None, with the
     reason logged, when the model file records no dataset or it cannot be read.
     """
-    from training.data import NormStats, PatchDataset
+    from training.data import NormStats, PatchDataset, scene_norms_for
 
     extra = dict(meta.extra or {})
     root = (extra.get("dataset") or {}).get("root") or (extra.get("config") or {}).get("data")
@@ -57,8 +57,11 @@ def model_file_patches(meta: ModelMeta) -> Int8Patches | None:
     label = str((extra.get("config") or {}).get("label") or "label")
     norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
     try:
-        train = PatchDataset(root, "train", meta.bands, norm, None, targets=(label,))
-        val = PatchDataset(root, "val", meta.bands, norm, None, targets=(label,))
+        scenes = scene_norms_for(root, meta.bands, meta.norm)
+        train = PatchDataset(root, "train", meta.bands, norm, None, targets=(label,),
+                             scene_norms=scenes)
+        val = PatchDataset(root, "val", meta.bands, norm, None, targets=(label,),
+                           scene_norms=scenes)
         calibration = _batches(train, CALIBRATION_PATCHES)
         check = _batches(val, CHECK_PATCHES)
     except (IsamapError, OSError, ValueError, KeyError) as exc:

@@ -119,6 +119,7 @@ def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,
            else {}),
         "transform": list(src.transform)[:6], "crs": str(src.crs), "model_id": model_id,
         "bands": list(info.bands), "scale": scale,
+        **({"normalisation": info.normalisation} if info.normalisation else {}),
         "config": {k: v for k, v in asdict(config).items() if k not in ignored},
     }
     run["hash"] = json_digest(run, 16)

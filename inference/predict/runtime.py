@@ -47,6 +47,7 @@ from training.calibration import check_temperature, probabilities, scaled
 from training.models.blocks import fold_batchnorm
 
 if TYPE_CHECKING:
+    from training.data import NormStats
     from training.modelfile import ModelMeta
 
 log = logging.getLogger(__name__)
@@ -356,13 +357,31 @@ class TilePredictor:
             return self._probabilities(out, x.shape, compact)
 
     @classmethod
-    def for_model(cls, model: torch.nn.Module, meta: ModelMeta, **kwargs) -> TilePredictor:
+    def for_model(cls, model: torch.nn.Module, meta: ModelMeta, scene: NormStats | None = None,
+                  **kwargs) -> TilePredictor:
         """The predictor of a model file's network: its normalisation, scale and calibration.
 
         Every map made from a model file builds its predictor here, so none forgets the
-        recorded temperature. ``kwargs``: the other arguments of the constructor.
+        recorded temperature or how the inputs are normalised. ``scene``: the input stack's
+        statistics (:func:`inference.predict.scene.scene_statistics`), which a model trained
+        with ``--norm scene`` needs and any other ignores. ``kwargs``: the other arguments of
+        the constructor.
+
+        Raises:
+            ModelError: a scene-normalised model without the scene's statistics.
         """
-        predictor = cls(model, meta.norm_mean, meta.norm_std, scale=int(meta.output_scale),
+        mean, std = meta.norm_mean, meta.norm_std
+        if meta.norm == "scene":
+            if scene is None:
+                raise ModelError(f"model {meta.name!r} normalises each map by its input "
+                                 "stack's statistics (isamap-train --norm scene), which this "
+                                 "way of mapping does not compute: map the stack with "
+                                 "isamap-predict")
+            if tuple(scene.bands) != tuple(meta.bands):
+                raise ModelError(f"scene statistics are for bands {scene.bands}, the model "
+                                 f"takes {meta.bands}")
+            mean, std = scene.mean, scene.std
+        predictor = cls(model, mean, std, scale=int(meta.output_scale),
                         temperature=meta.temperature, **kwargs)
         predictor.training_patch = meta.training_patch_size()
         return predictor

@@ -24,6 +24,7 @@ from gee_export.core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.cog.maps import OutputInfo
 from inference.cog.stream import cog_writer
+from inference.predict import scene as scene_normalisation
 from inference.predict import stats
 from inference.predict.blending import check_window
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
@@ -31,10 +32,12 @@ from inference.predict.expected_inputs import check_input
 from inference.predict.postprocess import check_postprocess
 from inference.predict.raster import PredictConfig, PredictionResult, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
+from inference.predict.scene import scene_statistics
 from inference.predict.sources import RasterSource, probe_input
 from inference.predict.spectral_stacks import SpectralStacks, spectral_stacks
 
 if TYPE_CHECKING:
+    from training.data import NormStats
     from training.modelfile import LoadedModel, ModelMeta
 
 log = logging.getLogger(__name__)
@@ -215,18 +218,19 @@ def predict_with_model_file(
             raise InputDataError("--normalise-to needs the input as a stack file")
         stack, record["normalisation"] = normalised_source(stack, normalise_to, meta.bands,
                                                            band_order)
+    scene = scene_statistics(stack, meta.bands, band_order) if meta.norm == "scene" else None
     index = isa_class_index(tuple(meta.class_names), isa_class)
     if config.isa_class != index:
         config = PredictConfig(**{**config.__dict__, "isa_class": index})
     from inference.predict.calibration import model_file_patches
 
     # int8 that cannot run here is refused by the predictor, before any patch is read
-    predictor = TilePredictor.for_model(model, meta, options=options,
+    predictor = TilePredictor.for_model(model, meta, scene, options=options,
                                         int8_patches=lambda: model_file_patches(meta),
                                         isa_class=index)
     if spectral is not None:  # a scene with no common valid pixel fails before any tile
         spectral = spectral.fitted()
-    info = model_output_info(meta, month)
+    info = model_output_info(meta, month, scene)
     result = predict_raster(stack, out_prefix, predictor, info, config, work_dir=work_dir,
                             model_id=loaded.file_id, restart=restart, progress=progress,
                             band_order=band_order)
@@ -240,17 +244,20 @@ def predict_with_model_file(
             close()
 
 
-def model_output_info(meta: ModelMeta, month: str | None) -> OutputInfo:
+def model_output_info(meta: ModelMeta, month: str | None,
+                      scene: NormStats | None = None) -> OutputInfo:
     """What a map's outputs record about the model file ``meta`` describes.
 
-    Its name, bands, classes, numeric metrics and how its probabilities are calibrated.
+    Its name, bands, classes, numeric metrics, how its probabilities are calibrated and,
+    for a scene-normalised model, the input statistics the map was normalised by.
     """
     from training.calibration import describe
 
     metrics = {k: float(v) for k, v in dict(meta.metrics).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), month,
-                      metrics=metrics, calibration=describe(meta.calibration))
+                      metrics=metrics, calibration=describe(meta.calibration),
+                      normalisation=scene_normalisation.describe(scene) if scene else "")
 
 
 def _check_compare_with(compare_with: str, stack: str | RasterSource,

@@ -80,6 +80,8 @@ class ModelRecipe:
             (:class:`training.augmentation.Radiometric`).
         balanced_sampling: draw training patches in proportion to their rare-class pixels
             (:func:`training.data.balanced_weights`) instead of shuffling them.
+        norm: what the input bands are normalised by (``training.config.Norm``): the training
+            split's statistics (``training``) or each scene's own (``scene``).
         source: where the paper states the recipe (seed file and lines).
     """
 
@@ -102,6 +104,7 @@ class ModelRecipe:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     radiometric: bool = False
     balanced_sampling: bool = False
+    norm: str = "training"
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -121,6 +124,8 @@ class ModelRecipe:
             problems.append("an 'image_fine' target needs 'label_fine' (the same fine grid)")
         if self.crop_size is not None and self.crop_size < 8:
             problems.append(f"crop_size must be >= 8 or None, got {self.crop_size}")
+        if self.norm not in ("training", "scene"):
+            problems.append(f"norm must be 'training' or 'scene', got {self.norm!r}")
         if self.small_patches not in ("warn", "refuse"):
             problems.append(f"small_patches must be 'warn' or 'refuse', got "
                             f"{self.small_patches!r}")

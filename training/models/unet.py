@@ -278,9 +278,20 @@ RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
 S2_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "patch",
                                                      "widths": list(S2_WIDTHS)})
 
+# The optical U-Net on each scene's own band statistics: every training patch normalised by
+# those of the scene it was cut from, every map by its input stack's (isamap-train --norm
+# scene). A scene-wide gain or offset does not reach the network, as with unet-s2's
+# per-window standardisation, but the statistics span the whole scene in training as in
+# prediction (experiments.builtup's leave-one-tile-out comparison, docs/real-data.md).
+S2_SCENE_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "none",
+                                                           "widths": list(S2_WIDTHS)},
+                                      norm="scene")
+
 #: This module's models, merged by :mod:`training.models`.
 MODELS: dict[str, ModelEntry] = {
     "unet": ModelEntry(lambda c, k, **kw: UNet(c, k, **kw), RECIPE),
     "unet-s2": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S2", **kw), S2_RECIPE),
+    "unet-s2-scene": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S2", **kw),
+                                S2_SCENE_RECIPE),
     "unet-s1": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S1", **kw), RECIPE),
 }

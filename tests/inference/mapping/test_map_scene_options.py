@@ -7,6 +7,7 @@ reads the scenes as the real run does, before it times the model.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -38,12 +39,12 @@ def _undated(scene, target):
     return target
 
 
-def _model(path, grid, window=None, **recipe):
+def _model(path, grid, window=None, norm="training", **recipe):
     kwargs = {"widths": [4, 8, 8, 16, 16]}
     record = dataset_record(grid, backend="local")
     record["recipe"] = {**record["recipe"], **recipe}
     meta = ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
-                     extra={"dataset": record}, window=window)
+                     extra={"dataset": record}, window=window, norm=norm)
     return save_model_file(path, create_model("unet", len(BANDS), 2, **kwargs), meta)
 
 
@@ -86,3 +87,23 @@ def test_a_model_that_records_its_tile_is_refused_another_before_anything_runs(t
     assert "its maps are made on 128 px tiles; --tile 64 would make another map" in err
     assert "--any-tile" not in err  # an isamap-predict flag: isamap-map makes no other map
     assert main([*common, "--tile", "128", "--overlap", "16"]) == 0
+
+
+def test_a_scene_normalised_model_maps_local_scenes_and_is_refused_fetched_tiles(tmp_path,
+                                                                                capsys):
+    from gee_export.local.synthetic import generate_scene
+
+    scene = generate_scene(tmp_path / "scene", width=96, height=96, progress=False)
+    to_ll = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True)
+    box = ",".join(f"{v:.6f}" for v in to_ll.transform_bounds(*scene.grid.bounds))
+    model = _model(tmp_path / "m.pt", scene.grid, norm="scene", scene_date="2019-06-10")
+    common = ["--bbox", box, "--out", str(tmp_path / "o"), "--months", "2019-06", "-q",
+              "--model", str(model), "--tile", "64", "--overlap", "16"]
+    assert main([*common, "--backend", "ee", "--dry-run", "--allow-recipe-mismatch"]) == 2
+    err = capsys.readouterr().err
+    assert "isamap-map --method tasks or --backend local" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+    assert main([*common, "--backend", "local", "--scenes", str(tmp_path / "scene")]) == 0
+    (prob,) = (tmp_path / "o").rglob("*_prob.tif")
+    with rasterio.open(prob) as ds:
+        assert json.loads(ds.tags()["normalisation"])["by"] == "scene"

@@ -1,0 +1,106 @@
+"""Maps of a scene-normalised model (``isamap-train --norm scene``): the stack's statistics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+
+from gee_export.core.errors import ConfigError, InputDataError, ModelError
+from inference.cli import predict_main
+from inference.predict.runtime import RuntimeOptions, TilePredictor
+from inference.predict.scene import check_tiled_input, scene_statistics
+from inference.predict.sources import MaskedFileSource
+from tests.support.rasters import BANDS, smooth_stack, write_stack
+from training.data import NormStats, band_stats
+from training.modelfile import ModelMeta, save_model_file
+from training.models import create_model
+
+KWARGS = {"widths": [4, 8, 8, 16, 16]}
+GAIN, OFFSET = 1.5, 0.2
+
+
+def _meta(norm: str = "scene") -> ModelMeta:
+    return ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=KWARGS,
+                     norm=norm)
+
+
+@pytest.fixture
+def stacks(tmp_path):
+    data = smooth_stack(96, 112)
+    data[:, :6, :6] = np.nan
+    return (write_stack(tmp_path / "plain.tif", data),
+            write_stack(tmp_path / "hazy.tif", data * np.float32(GAIN) + np.float32(OFFSET)))
+
+
+def test_the_statistics_are_the_stacks_own(stacks):
+    data = smooth_stack(96, 112)
+    data[:, :6, :6] = np.nan
+    stats = scene_statistics(str(stacks[0]), BANDS)
+    assert stats == band_stats([data], BANDS)  # a small stack is read whole
+    with MaskedFileSource(str(stacks[0])) as source:  # an open source reads alike
+        assert scene_statistics(source, BANDS) == stats
+    with pytest.raises(InputDataError, match="lacks band"):
+        scene_statistics(str(stacks[0]), ("B2", "B11"))
+
+
+def test_a_scene_wide_gain_and_offset_leave_the_map_unchanged(stacks, tmp_path, capsys):
+    torch_model = create_model("unet", len(BANDS), 2, **KWARGS)
+    path = save_model_file(tmp_path / "scene.pt", torch_model, _meta())
+    probs, tags = [], []
+    for stack in stacks:
+        out = tmp_path / stack.stem / "isa"
+        assert predict_main(["--model", str(path), "--input", str(stack), "--out", str(out),
+                             "--tile", "64", "--overlap", "16", "--precision", "fp32",
+                             "--quiet"]) == 0
+        with rasterio.open(f"{out}_prob.tif") as ds:
+            probs.append(ds.read(1).astype(int))
+            tags.append(json.loads(ds.tags()["normalisation"]))
+    assert np.abs(probs[0] - probs[1]).max() <= 1  # the rounding of the scaled probability
+    assert probs[0].std() > 0
+    assert tags[0]["by"] == "scene" and tags[0]["bands"] == list(BANDS)
+    assert np.allclose(tags[1]["mean"], GAIN * np.asarray(tags[0]["mean"]) + OFFSET, rtol=1e-4)
+    # the same network by the training statistics maps the hazy stack otherwise
+    plain = save_model_file(tmp_path / "plain.pt", torch_model, _meta("training"))
+    other = []
+    for stack in stacks:
+        out = tmp_path / "training" / stack.stem / "isa"
+        assert predict_main(["--model", str(plain), "--input", str(stack), "--out", str(out),
+                             "--tile", "64", "--overlap", "16", "--precision", "fp32",
+                             "--quiet"]) == 0
+        with rasterio.open(f"{out}_prob.tif") as ds:
+            other.append(ds.read(1).astype(int))
+            assert "normalisation" not in ds.tags()
+    assert np.abs(other[0] - other[1]).max() > 1
+
+
+def test_a_scene_model_needs_the_scenes_statistics_to_predict():
+    model = create_model("unet", len(BANDS), 2, **KWARGS)
+    fp32 = RuntimeOptions(precision="fp32", channels_last="off")
+    with pytest.raises(ModelError, match="normalises each map by its input stack's statistics"):
+        TilePredictor.for_model(model, _meta(), options=fp32)
+    with pytest.raises(ModelError, match="scene statistics are for bands"):
+        TilePredictor.for_model(model, _meta(), NormStats(("B2",), (0.0,), (1.0,)),
+                                options=fp32)
+    scene = NormStats(tuple(BANDS), (0.5,) * 6, (2.0,) * 6)
+    predictor = TilePredictor.for_model(model, _meta(), scene, options=fp32)
+    tile = np.full((1, 6, 32, 32), 2.5, np.float32)  # (2.5 - 0.5) / 2 = 1 everywhere
+    by_scene = predictor(tile)
+    training = TilePredictor.for_model(model, _meta("training"), scene, options=fp32)
+    assert np.allclose(by_scene, training(np.ones_like(tile)))  # the scene's, not the file's
+
+
+def test_a_model_file_states_its_normalisation():
+    assert ModelMeta.from_dict(_meta().to_dict()).norm == "scene"
+    old = {k: v for k, v in _meta("training").to_dict().items() if k != "norm"}
+    assert ModelMeta.from_dict(old).norm == "training"  # files of older versions
+    with pytest.raises(ModelError, match="norm must be training or scene"):
+        _meta("tile")
+
+
+def test_tiles_fetched_one_by_one_cannot_feed_a_scene_model():
+    check_tiled_input("training", "unet")
+    with pytest.raises(ConfigError, match="isamap-map --method tasks or --backend local"):
+        check_tiled_input("scene", "unet")
