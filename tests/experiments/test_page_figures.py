@@ -129,7 +129,28 @@ def test_the_prediction_tile_prose_quotes_its_two_tables():
                 derived |= {f"{100 * r['built_pixels'] / r['pixels']:.1f}" for r in seeds}
         assert f"took {metrics['seconds']:,.0f} s of wall time" in text
     assert _json("docs/figures/builtup_tile64.json")["budget"]["tile"] == 64
-    prose = _prose(page, "### The prediction tile", "### Level-1C")
+    prose = _prose(page, "### The prediction tile", "### Scene statistics")
+    assert _unmatched(prose, derived) == []
+
+
+def test_the_scene_statistics_prose_quotes_its_table_and_seeds():
+    """The block, each seed's scores, shares and calibration error, the margins, the time."""
+    from experiments.builtup_loto import figures_markdown
+
+    page = _page("real-data.md")
+    metrics = _json("docs/figures/builtup_scene.json")
+    block = _block(page, "docs/figures/builtup_scene.json")
+    assert block.strip() == figures_markdown(metrics).strip()
+    derived = set(DECIMAL.findall(block)) | _margins(metrics)
+    for runs in metrics["runs"].values():
+        for seeds in runs.values():
+            for r in seeds:
+                derived |= {f"{r['f1_built']:.3f}", f"{r['auc_built']:.3f}",
+                            f"{r['ece_built']:.3f}", f"{100 * r['mapped_built_share']:.1f}",
+                            f"{100 * r['built_pixels'] / r['pixels']:.1f}"}
+    assert metrics["runs"]["ghana_b"]["unet-s2-scene"][0]["built_pixels"] == 204
+    assert f"took {metrics['seconds']:,.0f} s of wall time" in " ".join(page.split())
+    prose = _prose(page, "### Scene statistics", "### Level-1C")
     assert _unmatched(prose, derived) == []
 
 
