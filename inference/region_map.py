@@ -81,13 +81,17 @@ class MapResult:
 def measure_model(model: LoadedModel, tile: int, options: Any, repeats: int = 2) -> float:
     """Seconds the model takes for one tile on this machine (dry-run estimates)."""
     from inference.predict.runtime import TilePredictor
+    from training.data import NormStats
 
     meta = model.meta
     if options.precision in ("auto", "int8") or options.channels_last == "auto":
         # a dry run measures no choices: fp32 (the autotune's fallback), no compilation
         options = replace(options, precision="fp32", compile=False, autotune_cache=False,
                           channels_last=options.channels_last == "on")
-    predictor = TilePredictor.for_model(model.module, meta, options=options)
+    # the timing does not depend on the statistics: a scene-normalised model is timed with
+    # the training statistics its file records, before any scene is read
+    recorded = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
+    predictor = TilePredictor.for_model(model.module, meta, recorded, options=options)
     tiles = np.zeros((1, len(meta.bands), tile, tile), np.float32)
     predictor(tiles, compact=True)  # warm-up
     start = time.perf_counter()
