@@ -81,8 +81,10 @@ def sampling_weights(cfg: TrainConfig, train_set, num_classes: int) -> np.ndarra
     return balanced_weights(train_set.patch_label_counts(num_classes))
 
 
-def check_labels(train_set: PatchDataset, val_set: PatchDataset) -> None:
+def check_labels(train_set: PatchDataset, val_set: PatchDataset) -> tuple[str, ...]:
     """Refuse labels the loss cannot take, before the run folder is made.
+
+    Returns the classes the training labels hold (``ModelMeta.learnt_classes``).
 
     A code outside the scheme's ``0..K-1`` (and not nodata, 255) would stop the first epoch
     with torch's "Target N is out of bounds"; a training split without a labelled pixel
