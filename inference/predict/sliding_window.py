@@ -271,7 +271,11 @@ class SlidingWindowJob:
             rule = config.keep
             bands = [indexes[list(info.bands).index(b)] for b in (rule.red, rule.nir)] \
                 if rule.settled else []
-            self.keep = KeepStrips(src, bands, rule, info.classes, s, self._source_lock)
+            try:
+                self.keep = KeepStrips(src, bands, rule, info.classes, s, self._source_lock)
+            except Exception:
+                self.close()
+                raise
         # CLAHE needs the tile row above the first missing strip: its strips are recomputed
         # for context (not written again)
         context = self.post.context_start(self.resume_row) if self.post else self.resume_row
@@ -288,8 +292,9 @@ class SlidingWindowJob:
         """Remove the encoders' level files (the COGs were assembled from them, or not)."""
         for encoder in (self.streams or {}).values():
             encoder.remove()
-        if getattr(self, "keep", None) is not None:
-            self.keep.close()
+        keep = getattr(self, "keep", None)  # None too when __init__ failed before it
+        if keep is not None:
+            keep.close()
 
     def strip_pieces(self) -> list[Piece]:
         """Every checkpoint strip as a piece of the output grid, top to bottom."""
