@@ -30,7 +30,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -54,6 +54,9 @@ from inference.predict.sources import (
     read_window,
     select_bands,
 )
+
+if TYPE_CHECKING:
+    from training.modelfile import ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +131,7 @@ def sample_green_cut(source: str | RasterSource, product: str, table: str,
     return keep.green_cut([greenness], [classes])
 
 
-def settle(rule: KeepRule, meta: Any, source: str | RasterSource,
+def settle(rule: KeepRule, meta: ModelMeta, source: str | RasterSource,
            band_order: Sequence[str] | None = None) -> KeepRule:
     """``rule`` settled for one map of the model ``meta`` describes (before the first tile).
 
@@ -138,7 +141,7 @@ def settle(rule: KeepRule, meta: Any, source: str | RasterSource,
     """
     check_model(meta.class_scheme, meta.class_names, meta.bands)
     red, nir = keep.red_nir(meta.bands)
-    learnt = getattr(meta, "learnt_classes", None)
+    learnt = meta.learnt_classes
     if learnt is None:
         log.warning("the model file does not record which classes its training labels hold "
                     "(trained by an older isamap): --postprocess keep keeps the product's "

@@ -289,7 +289,10 @@ class SlidingWindowJob:
         self._taken: tuple[np.ndarray, np.ndarray] | None = None
 
     def close(self) -> None:
-        """Remove the encoders' level files (the COGs were assembled from them, or not)."""
+        """Remove the encoders' level files and close the keep rule's product.
+
+        The COGs were assembled from the level files, or the run failed before.
+        """
         for encoder in (self.streams or {}).values():
             encoder.remove()
         keep = getattr(self, "keep", None)  # None too when __init__ failed before it
