@@ -33,10 +33,6 @@ PREDICT_EXAMPLES = (
     ("CLAHE post-processing of the impervious probability (land-cover paper, 3.3)",
      "isamap-predict --model runs/cfn/model.pt --input stacks/wuhan_2023-06.tif "
      "--out maps/wuhan_clahe --postprocess clahe"),
-    ("keep a coarse product's impervious class where the imagery is not green (land-cover "
-     "models; the product on any grid)",
-     "isamap-predict --model runs/lc/model.pt --input stacks/naip.tif --out maps/lc "
-     "--postprocess keep --keep-product nlcd_2019.tif --keep-table nlcd"),
 )
 PUBLISH_EXAMPLES = (
     ("see the manifest and Code Editor script first (no upload, no Earth Engine call)",
