@@ -94,14 +94,10 @@ def _product_on(product: Any, crs: Any, transform: Affine, width: int,
                      resampling=Resampling.nearest, add_alpha=True)
 
 
-def _codes(vrt: WarpedVRT, table: np.ndarray, window: Window | None = None,
-           out_shape: tuple[int, int] | None = None) -> np.ndarray:
+def _codes(vrt: WarpedVRT, table: np.ndarray, window: Window | None = None) -> np.ndarray:
     """The product's classes (``table`` applied) in ``window``; nodata where it has none."""
-    kwargs: dict[str, Any] = {"window": window}
-    if out_shape is not None:
-        kwargs["out_shape"] = out_shape
-    codes = vrt.read(1, **kwargs)
-    covered = vrt.read_masks(1, **kwargs) > 0
+    codes = vrt.read(1, window=window)
+    covered = vrt.read_masks(1, window=window) > 0
     inside = (codes >= 0) & (codes < 256)
     classes = table[np.where(inside, codes, 255).astype(np.int64)]
     return np.where(covered & inside, classes, LABEL_NODATA).astype(np.uint8)
@@ -112,7 +108,9 @@ def sample_green_cut(source: str | RasterSource, product: str, table: str,
     """The green cut of a map: a decimated sample of the stack and the product on its grid.
 
     The stack's sample is :func:`~inference.predict.expected_inputs.read_band_sample`'s (nodata
-    NaN); the product is warped onto the stack's grid and read at the same decimation.
+    NaN; a decimated read takes the pixel under each sample cell's centre); the product is
+    warped onto the same decimated grid, so each sample pixel meets the product cell under
+    the same point, and a large product is never warped at full resolution for it.
 
     Raises:
         InputDataError: the stack's pixels are fetched on demand (no sample of the scene).
@@ -125,9 +123,12 @@ def sample_green_cut(source: str | RasterSource, product: str, table: str,
     greenness = keep.ndvi(sample[0], sample[1])
     greenness[np.isnan(sample[0]) | np.isnan(sample[1])] = np.nan
     seven = get_landcover_scheme(table).lookup_table()
-    with open_source(source) as grid, files.open_raster(product) as prod, \
-            _product_on(prod, grid.crs, grid.transform, grid.width, grid.height) as vrt:
-        classes = _codes(vrt, seven, out_shape=greenness.shape)
+    h, w = greenness.shape
+    with open_source(source) as grid:  # the sample's grid: the stack's, decimated
+        crs, width, height = grid.crs, grid.width, grid.height
+        transform = grid.transform * Affine.scale(width / w, height / h)
+    with files.open_raster(product) as prod, _product_on(prod, crs, transform, w, h) as vrt:
+        classes = _codes(vrt, seven)
     return keep.green_cut([greenness], [classes])
 
 

@@ -171,3 +171,21 @@ def test_a_run_that_cannot_keep_is_refused_before_any_tile(scene, capsys, tmp_pa
     binary = save_model_file(tmp_path / "isa.pt", net, ModelMeta(
         "test-linear", 4, 2, BANDS, (0.0,) * 4, (1.0,) * 4, module="tests.support.models"))
     assert "land-cover" in _refused(scene, capsys, "isa", *product, model=binary)
+
+
+def test_the_sample_meets_the_product_where_its_pixels_lie(tmp_path):
+    """On a stack wider than the sample (every third column read), each sampled pixel meets
+    the product cell under it: every fourth column is forest (green), the rest developed
+    (bare); a sample one column off would pair bare pixels with forest, a cut of 0."""
+    from inference.predict.keep_inputs import sample_green_cut
+
+    width, height = 2100, 6
+    forest = (np.arange(width) % 4 == 0)[None].repeat(height, 0)
+    red, nir = np.where(forest, 0.05, 0.2), np.where(forest, 0.45, 0.2)  # NDVI 0.8 and 0
+    stack = write_stack(tmp_path / "wide.tif", np.stack([red, red, red, nir]), bands=BANDS,
+                        res=RES, nodata=None)
+    with rasterio.open(stack) as ds:
+        transform, crs = ds.transform, ds.crs
+    product = write_geotiff(tmp_path / "p.tif", np.where(forest, 41, 23)[None].astype(np.uint8),
+                            transform, crs, None)
+    assert sample_green_cut(str(stack), str(product), "nlcd", 3, 4) == pytest.approx(0.4)
