@@ -38,6 +38,7 @@ import numpy as np
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from gee_export.core.errors import ConfigError
+from gee_export.core.shareable import shareable_path
 
 #: the rule's name, as the map's tags and records give it
 RULE = "product's impervious unless green"
@@ -81,10 +82,16 @@ class KeepRule:
         """Whether the model's red and near-infrared bands (and so the cut) are settled."""
         return bool(self.red and self.nir)
 
-    def describe(self) -> str:
-        """The rule as the map's ``postprocess`` tag records it (JSON, cut to 6 digits)."""
+    def describe(self, base: str | None = None) -> str:
+        """The rule as the map's ``postprocess`` tag records it (JSON, cut to 6 digits).
+
+        The product is named as a shared file may name it
+        (:func:`gee_export.core.shareable.shareable_path`: relative to ``base``, the map's
+        folder, when under it, else its file name; ``gs://`` addresses as they are).
+        """
         cut = None if self.green_cut is None else float(f"{self.green_cut:.6g}")
-        return json.dumps({"rule": RULE, "product": self.product, "table": self.table,
+        return json.dumps({"rule": RULE, "product": shareable_path(self.product, base),
+                           "table": self.table,
                            "green_cut": cut, "red": self.red, "nir": self.nir,
                            "learnt": None if self.learnt is None else list(self.learnt)})
 

@@ -206,7 +206,7 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
     tags = {**maps.output_tags(info, run["hash"],
                               config.lattice.tags((src.transform.c, src.transform.f)), scale),
             **({"model_id": model_id} if model_id else {}),
-            **({"postprocess": config.keep.describe()}
+            **({"postprocess": config.keep.describe(_folder(out_prefix))}
                if config.postprocess == "keep" and config.keep else {})}
     streamed = writer == "stream" and encodes(width, height)
     job = SlidingWindowJob(src, indexes, predictor, config, work, transform, progress,
@@ -246,6 +246,11 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
                             predictor.forward_seconds - forward_before, job.first, False,
                             stages, predictor.choice.to_dict() if predictor.choice else None,
                             stages_cpu)
+
+
+def _folder(out_prefix: str) -> str:
+    """The folder of an output prefix (local or ``gs://``): what its files are named from."""
+    return out_prefix.rsplit("/", 1)[0] if "/" in out_prefix else "."
 
 
 def _check_same_model(class_path: str, model_id: str, model: str) -> None:

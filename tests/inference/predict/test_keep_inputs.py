@@ -127,6 +127,7 @@ def test_the_products_impervious_stays_unless_green_and_the_rest_is_the_models(s
     free = clear & ~np.isin(under, [IMP, WATER])
     assert len(np.unique(prob[free])) == 2 and 0 < prob[free].min() < PROB_SCALE
     assert rule["table"] == "nlcd" and (rule["red"], rule["nir"]) == ("B4", "B8")
+    assert rule["product"] == "nlcd.tif"  # named, not a path of this machine
     assert rule["learnt"] == [c for c in LANDCOVER_CLASSES if c != "water"]
     ndvi_bare, ndvi_green = 0.04 / 0.44, 0.36 / 0.44
     assert ndvi_bare < rule["green_cut"] < ndvi_green
