@@ -20,6 +20,7 @@ from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from gee_export.core.digest import json_digest
 from gee_export.core.errors import ConfigError
+from inference.predict.keep import other_class
 from training.config import TrainConfig
 from training.data import Augment
 from training.modelfile import ModelMeta
@@ -217,12 +218,6 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, window: int
             out[:, r:r + window, c:c + window] = p
     assert out is not None
     return out
-
-
-def other_class(probs: np.ndarray, k: int) -> np.ndarray:
-    """The most probable class other than ``k`` per pixel of ``(K, H, W)`` probabilities."""
-    other = np.delete(probs, k, axis=0).argmax(0)
-    return np.where(other >= k, other + 1, other).astype(np.uint8)
 
 
 def share_decision(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray],

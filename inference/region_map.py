@@ -34,6 +34,7 @@ from inference.mapping.request import MapRequest, check_recipe, model_dataset, r
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.blending import check_window
+from inference.predict.keep_inputs import check_product
 from inference.predict.postprocess import check_postprocess
 from inference.predict.scene import check_tiled_input
 from inference.publish.app_zones import app_zones
@@ -139,7 +140,9 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
 
         check_runner(request, runner)
     check_postprocess(request.postprocess, meta.class_scheme, tuple(meta.class_names),
-                      request.force_postprocess)  # every runner, and the dry run
+                      request.force_postprocess, tuple(meta.bands))  # every runner, dry run
+    if request.postprocess == "keep" and request.keep is not None:
+        check_product(request.keep.product)
     check_window(meta.window, request.tile, meta.name, override=None)
     if request.backend == "ee" and request.method == "pixels":
         check_tiled_input(meta.norm, meta.name)

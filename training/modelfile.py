@@ -82,6 +82,10 @@ class ModelMeta:
             made from (the training statistics are recorded all the same, for reference):
             every prediction path computes them before the first tile
             (:func:`inference.predict.scene.scene_statistics`).
+        learnt_classes: the classes the training split's labels hold (at least one pixel),
+            in ``class_names`` order; a class outside it was never shown to the network
+            (``isamap-predict --postprocess keep`` takes such classes from the product).
+            None: not recorded (files of older isamap versions).
     """
 
     name: str
@@ -103,6 +107,7 @@ class ModelMeta:
     calibration: Mapping = field(default_factory=dict)
     window: int | None = None
     norm: str = "training"
+    learnt_classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.bands)
@@ -120,6 +125,9 @@ class ModelMeta:
             raise ModelError(f"output_scale must be >= 1, got {self.output_scale}")
         if any(s <= 0 for s in self.norm_std):
             raise ModelError("normalisation std must be positive for every band")
+        if self.learnt_classes is not None and not set(self.learnt_classes) <= set(
+                self.class_names):
+            raise ModelError("learnt_classes names classes the model does not map")
         if not set(self.band_ranges) <= set(self.bands):
             raise ModelError("band_ranges name bands the model does not take")
         try:
@@ -177,6 +185,8 @@ class ModelMeta:
         for key in ("bands", "norm_mean", "norm_std", "class_names"):
             if key in kw:
                 kw[key] = tuple(kw[key])
+        if kw.get("learnt_classes") is not None:
+            kw["learnt_classes"] = tuple(kw["learnt_classes"])
         if "band_ranges" in kw:
             kw["band_ranges"] = {k: tuple(map(float, v)) for k, v in
                                  dict(kw["band_ranges"] or {}).items()}

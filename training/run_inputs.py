@@ -81,12 +81,16 @@ def sampling_weights(cfg: TrainConfig, train_set, num_classes: int) -> np.ndarra
     return balanced_weights(train_set.patch_label_counts(num_classes))
 
 
-def check_labels(train_set: PatchDataset, val_set: PatchDataset) -> None:
+def check_labels(train_set: PatchDataset, val_set: PatchDataset) -> tuple[str, ...]:
     """Refuse labels the loss cannot take, before the run folder is made.
 
     A code outside the scheme's ``0..K-1`` (and not nodata, 255) would stop the first epoch
     with torch's "Target N is out of bounds"; a training split without a labelled pixel
     would "finish" without ever saving a model.
+
+    Returns:
+        The classes the training labels hold, in the scheme's order
+        (``training.modelfile.ModelMeta.learnt_classes``).
     """
     k = len(train_set.class_names)
     counts = {name: ds.label_counts() for name, ds in (("train", train_set), ("val", val_set))}
@@ -103,6 +107,7 @@ def check_labels(train_set: PatchDataset, val_set: PatchDataset) -> None:
         raise InputDataError(f"the train labels of {train_set.root} hold no labelled pixel (all "
                              f"nodata, {LABEL_NODATA}); nothing can be learnt: export labels "
                              "for the area first")
+    return tuple(name for i, name in enumerate(train_set.class_names) if counts["train"][i])
 
 
 def dataset_record(root: str, manifest: dict) -> dict:

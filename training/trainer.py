@@ -555,7 +555,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     cfg = replace(cfg, cache=path.cache, num_workers=path.workers)
     norm = _norm_for(cfg, raw)
     train_set, val_set = patch_splits(cfg, raw.bands, norm, exclude)
-    check_labels(train_set, val_set)
+    learnt = check_labels(train_set, val_set)
     names = raw.class_names
     seed_everything(cfg.seed)
     scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \
@@ -579,7 +579,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
                      class_names=names, output_scale=scale, model_kwargs=kwargs,
                      pixel_size=float(resolution) if resolution else None,
                      window=getattr(model, "prediction_window", None),
-                     norm=cfg.norm or "training",
+                     norm=cfg.norm or "training", learnt_classes=learnt,
                      band_ranges=band_ranges(lambda i: raw.read_raw(i)[0], len(raw), raw.bands),
                      extra={"config": cfg.to_dict(), "augmentation": augmentation_record(cfg),
                             "dataset": {

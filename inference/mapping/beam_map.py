@@ -368,7 +368,8 @@ def check_runner(request: Any, runner: RunnerConfig) -> None:
         raise ConfigError("--runner maps with computePixels tiles: use --backend ee and "
                           "--method pixels")
     if request.postprocess != "none":  # its tiles are predicted apart, in any order
-        raise ConfigError("--postprocess clahe equalises the whole map in order, which a "
+        raise ConfigError(f"--postprocess {request.postprocess} needs the whole map (clahe "
+                          "equalises it in order, keep samples the date's stack), which a "
                           "pipeline of independent tiles cannot: drop --runner or --postprocess")
     request.lattice()
     runner.check(needs_torch=True)

@@ -329,7 +329,10 @@ def write_run_record(request: MapRequest, grid: Grid, model: LoadedModel,
               "backend": request.backend, "method": request.method,
               **({"out": request.out} if files.is_gcs(request.out) else {}),
               **({"postprocess": request.postprocess, "clahe": vars(request.clahe)}
-                 if request.postprocess != "none" else {}),
+                 if request.postprocess == "clahe" else {}),
+              **({"postprocess": request.postprocess, "keep": {
+                  "product": request.keep.product, "table": request.keep.table}}
+                 if request.postprocess == "keep" and request.keep else {}),
               "dates": {r.month: _date_record(request.out, r) for r in results},
               **{k: ([_under(request.out, p) for p in v] if k == "stac" else v)
                  for k, v in extra.items()}}

@@ -28,6 +28,7 @@ from gee_export.core.storage import files
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from inference.predict.blending import Lattice
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.keep import KeepRule
 from inference.predict.postprocess import ClaheParams, Postprocess
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
@@ -203,9 +204,11 @@ class MapRequest:
             local, else ``./<name of out>``).
         tile / overlap / batch_size: the sliding window.
         strip_rows: output rows per checkpoint strip (what a killed run keeps).
-        postprocess / clahe / force_postprocess: the class map's post-processing (``clahe``:
-            the land-cover paper's CLAHE re-decision of the impervious class,
-            :mod:`inference.predict.postprocess`; forced onto a binary model).
+        postprocess / clahe / keep / force_postprocess: the class map's post-processing
+            (``clahe``: the land-cover paper's CLAHE re-decision of the impervious class,
+            :mod:`inference.predict.postprocess`; forced onto a binary model; ``keep``: a
+            coarse product's impervious class kept unless green, :mod:`inference.predict.keep`,
+            which reads each date's stack, so only where the run keeps one).
         options: device, precision, memory format.
         progress: tqdm bars.
         temporal_consistency: make the series' class maps consistent over the dates before
@@ -244,6 +247,7 @@ class MapRequest:
     strip_rows: int = 512
     postprocess: Postprocess = "none"
     clahe: ClaheParams = field(default_factory=ClaheParams)
+    keep: KeepRule | None = None
     force_postprocess: bool = False
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     progress: bool = True
@@ -266,6 +270,12 @@ class MapRequest:
                               f"{self.workers}")
         if self.backend == "local":
             self.local_scenes()
+        if self.postprocess == "keep" and not self.keeps_stacks():
+            raise ConfigError("--postprocess keep reads each date's stack (a sample for its "
+                              "green cut, then the red and near-infrared of every strip), "
+                              "which tiles fetched one by one (--backend ee --method pixels, "
+                              "any --runner) do not keep: map with --backend local or "
+                              "--method tasks")
         if self.method == "tasks" and (self.backend != "ee" or not files.is_gcs(self.out)):
             raise ConfigError("--method tasks exports the stack with Earth Engine to Cloud "
                               "Storage: use --backend ee and --out gs://BUCKET/PREFIX")
@@ -327,7 +337,8 @@ class MapRequest:
     def predict_config(self) -> PredictConfig:
         return PredictConfig(tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
                              strip_rows=self.strip_rows, postprocess=self.postprocess,
-                             clahe=self.clahe, force_postprocess=self.force_postprocess,
+                             clahe=self.clahe, keep=self.keep,
+                             force_postprocess=self.force_postprocess,
                              blend=self.lattice().blend)
 
     def lattice(self) -> Lattice:

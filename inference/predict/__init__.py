@@ -2,7 +2,8 @@
 
 The streaming sliding window (``raster``, ``sliding_window``, ``blending``), the model runtime
 and the tiles' normalisation (``runtime``; its int8 patches, ``calibration``), what is read
-(``sources``, ``expected_inputs``), post-processing (``postprocess``), zone statistics,
+(``sources``, ``expected_inputs``), post-processing (``postprocess``; a coarse product's
+impervious class kept unless green: ``keep``, ``keep_inputs``), zone statistics,
 pixel areas and change maps (``stats``; how change is decided: ``change``, on both dates'
 stacks ``spectral_stacks``) and the model-file workflow (``workflow``). The COGs are written by
 :mod:`inference.cog`.

@@ -39,9 +39,10 @@ from typing import Any, Literal
 import numpy as np
 
 from gee_export.core.errors import ConfigError
+from inference.predict.keep import KeepRule, check_model
 
-Postprocess = Literal["none", "clahe"]
-POSTPROCESSES: tuple[str, ...] = ("none", "clahe")
+Postprocess = Literal["none", "clahe", "keep"]
+POSTPROCESSES: tuple[str, ...] = ("none", "clahe", "keep")
 
 
 @dataclass(frozen=True)
@@ -237,33 +238,65 @@ class ClaheStream:
 
 # ------------------------------------------------------------------ command-line options
 def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--postprocess`` and the CLAHE flags (isamap-predict, isamap-map)."""
+    """``--postprocess``, the CLAHE and the keep rule's flags (isamap-predict, isamap-map)."""
     g = parser.add_argument_group("post-processing")
     g.add_argument("--postprocess", choices=POSTPROCESSES, default="none",
                    help="clahe: CLAHE on the impervious probability, mask, x2 inside / x0.5 "
-                        "outside, argmax (land-cover paper, section 3.3)")
+                        "outside, argmax (land-cover paper, section 3.3); keep: a coarse "
+                        "land-cover product's impervious pixels stay impervious unless green "
+                        "(NDVI at least half-way between the product's vegetation and "
+                        "impervious medians), and its classes the model never learnt are "
+                        "kept (docs/landcover.md)")
     g.add_argument("--clahe-block", type=int, default=ClaheParams.block,
                    help="CLAHE tile side in output pixels")
     g.add_argument("--clahe-clip", type=float, default=ClaheParams.clip_limit,
                    help="CLAHE contrast limit")
     g.add_argument("--clahe-threshold", type=int, default=ClaheParams.threshold,
                    help="equalised value (0-255) from which a pixel is impervious")
+    g.add_argument("--keep-product", metavar="RASTER",
+                   help="with --postprocess keep: the coarse land-cover product (any grid and "
+                        "CRS; read nearest onto the map's grid)")
+    g.add_argument("--keep-table", metavar="SOURCE",
+                   help="with --postprocess keep: the label table of its codes (nlcd, "
+                        "worldcover, dynamicworld, fromglc10, eolearn_lulc, chesapeake)")
     g.add_argument("--force-postprocess", action="store_true",
-                   help="apply --postprocess to a model it is not made for (clahe: a binary "
+                   help="apply --postprocess clahe to a model it is not made for (a binary "
                         "impervious/pervious model)")
 
 
 def postprocess_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``PredictConfig`` keyword arguments from the flags of ``add_postprocess_arguments``."""
+    """``PredictConfig`` keyword arguments from the flags of ``add_postprocess_arguments``.
+
+    Raises:
+        ConfigError: ``--postprocess keep`` without its product or table, an unknown table,
+            or the keep flags without ``--postprocess keep``.
+    """
+    from gee_export.contract.label_schemes import get_landcover_scheme
+
+    keep = None
+    if args.postprocess == "keep":
+        if not args.keep_product or not args.keep_table:
+            raise ConfigError("--postprocess keep keeps a coarse product's impervious class: "
+                              "give the product with --keep-product RASTER and its label table "
+                              "with --keep-table SOURCE (e.g. nlcd)")
+        get_landcover_scheme(args.keep_table)  # an unknown table, before anything runs
+        keep = KeepRule(args.keep_product, args.keep_table)
+    elif args.keep_product or args.keep_table:
+        raise ConfigError("--keep-product and --keep-table are the keep rule's: add "
+                          "--postprocess keep, or drop them")
     return {"postprocess": args.postprocess,
             "clahe": ClaheParams(block=args.clahe_block, clip_limit=args.clahe_clip,
                                  threshold=args.clahe_threshold),
-            "force_postprocess": args.force_postprocess}
+            "keep": keep, "force_postprocess": args.force_postprocess}
 
 
 def check_postprocess(postprocess: str, class_scheme: str, class_names: tuple[str, ...],
-                      force: bool = False) -> None:
-    """Refuse CLAHE for a model it is not made for, unless forced.
+                      force: bool = False, bands: tuple[str, ...] = ()) -> None:
+    """Refuse a post-processing for a model it is not made for (CLAHE unless forced).
+
+    The keep rule needs a land-cover model with an impervious class and a red and a
+    near-infrared band among ``bands`` (:func:`inference.predict.keep.check_model`); forcing
+    does not help it.
 
     The CLAHE re-decision doubles the impervious probability wherever the equalised map is
     bright: made for a land-cover model, whose impervious probability is weak on roads and
@@ -271,6 +304,8 @@ def check_postprocess(postprocess: str, class_scheme: str, class_names: tuple[st
     ``isa`` scheme) the equalisation stretches every mid probability into the mask and the
     impervious area grows by half or more, so it is refused there unless ``force``.
     """
+    if postprocess == "keep":
+        check_model(class_scheme, class_names, bands)
     if postprocess != "clahe" or force:
         return
     if len(class_names) <= 2 and not class_scheme.startswith("landcover"):

@@ -20,7 +20,10 @@ returned with the result and logged.
 With ``postprocess="clahe"`` the writer passes each strip through an
 :class:`inference.predict.postprocess.ClaheStream` before its checkpoint, so checkpoints hold final
 pixels; a resumed run recomputes from the CLAHE tile row above the first missing strip (those
-strips are not rewritten) and so gives the uninterrupted run's map.
+strips are not rewritten) and so gives the uninterrupted run's map. With ``postprocess="keep"``
+the writer applies the keep rule to each strip before encoding it
+(:class:`inference.predict.keep_inputs.KeepStrips`; pixel by pixel, so strips need no
+context); the COGs record the rule and its green cut (the ``postprocess`` tag).
 """
 
 from __future__ import annotations
@@ -112,7 +115,9 @@ def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,
                  indexes: Sequence[int] = ()) -> dict[str, Any]:
     # without post-processing its options do not change the map (nor a run's identity)
     ignored = {"batch_size", "keep_work", "force_postprocess", "any_tile"} | (
-        {"postprocess", "clahe"} if config.postprocess == "none" else set())
+        {"postprocess"} if config.postprocess == "none" else set()) | (
+        {"clahe"} if config.postprocess != "clahe" else set()) | (
+        {"keep"} if config.postprocess != "keep" else set())
     run = {
         "input": source_identity(src_path), "size": [src.height, src.width, src.count],
         **({"indexes": list(indexes)} if list(indexes) != list(range(1, len(indexes) + 1))
@@ -200,10 +205,12 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
     work = _prepare_work(work, out_prefix, run, restart)
     tags = {**maps.output_tags(info, run["hash"],
                               config.lattice.tags((src.transform.c, src.transform.f)), scale),
-            **({"model_id": model_id} if model_id else {})}
+            **({"model_id": model_id} if model_id else {}),
+            **({"postprocess": config.keep.describe(_folder(out_prefix))}
+               if config.postprocess == "keep" and config.keep else {})}
     streamed = writer == "stream" and encodes(width, height)
     job = SlidingWindowJob(src, indexes, predictor, config, work, transform, progress,
-                           stream_tags=tags if streamed else None)
+                           stream_tags=tags if streamed else None, info=info)
     try:
         job.run()
         runtime = predictor.choice.tags() if predictor.choice else {
@@ -239,6 +246,11 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
                             predictor.forward_seconds - forward_before, job.first, False,
                             stages, predictor.choice.to_dict() if predictor.choice else None,
                             stages_cpu)
+
+
+def _folder(out_prefix: str) -> str:
+    """The folder of an output prefix (local or ``gs://``): what its files are named from."""
+    return out_prefix.rsplit("/", 1)[0] if "/" in out_prefix else "."
 
 
 def _check_same_model(class_path: str, model_id: str, model: str) -> None:

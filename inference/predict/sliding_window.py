@@ -52,7 +52,9 @@ from inference.predict.blending import (
     tile_weights,
     weight_sums,
 )
-from inference.predict.postprocess import ClaheParams, ClaheStream, Postprocess
+from inference.predict.keep import KeepRule
+from inference.predict.keep_inputs import KeepStrips
+from inference.predict.postprocess import POSTPROCESSES, ClaheParams, ClaheStream, Postprocess
 from inference.predict.runtime import TilePredictor
 from inference.predict.sources import unreadable
 
@@ -97,7 +99,15 @@ class PredictConfig:
         postprocess: ``"clahe"`` re-decides the class map with the CLAHE post-processing
             of the impervious probability (:mod:`inference.predict.postprocess`); the probability
             band stays the model's.
+            ``"keep"`` keeps a coarse product's impervious class unless green, and its
+            classes the model never learnt (:mod:`inference.predict.keep`): on the pixels
+            the rule decides, the probabilities become the decision's (1 for the class it
+            chose, 0 for the others), so the probability COG holds 1 where the rule keeps a
+            pixel impervious, 0 where it takes one out (or gives it the product's class), and
+            the model's impervious probability everywhere else.
         clahe: its parameters.
+        keep: the keep rule (``"keep"``), settled for the map before the first tile
+            (:func:`inference.predict.keep_inputs.settle`).
         force_postprocess: apply ``postprocess`` to a model it was not made for (a binary ISA
             model); see :func:`inference.predict.postprocess.check_postprocess`. It does not
             change the map, so it is no part of a run's identity.
@@ -116,13 +126,18 @@ class PredictConfig:
     keep_work: bool = False
     postprocess: Postprocess = "none"
     clahe: ClaheParams = field(default_factory=ClaheParams)
+    keep: KeepRule | None = None
     force_postprocess: bool = False
     any_tile: bool = False
 
     def __post_init__(self) -> None:
         Lattice(self.tile, self.overlap, self.blend)  # checks the tiling and the blend
-        if self.postprocess not in ("none", "clahe"):
-            raise ConfigError(f"postprocess must be none or clahe, got {self.postprocess!r}")
+        if self.postprocess not in POSTPROCESSES:
+            raise ConfigError(f"postprocess must be one of {', '.join(POSTPROCESSES)}, got "
+                              f"{self.postprocess!r}")
+        if self.postprocess == "keep" and self.keep is None:
+            raise ConfigError("--postprocess keep needs its product: give --keep-product "
+                              "RASTER and --keep-table SOURCE")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
         if self.strip_rows < 16 or self.strip_rows % 16:
@@ -209,7 +224,8 @@ class SlidingWindowJob:
 
     def __init__(self, src: Any, indexes: list[int], predictor: TilePredictor,
                  config: PredictConfig, work: Path, transform: Affine,
-                 progress: bool, stream_tags: dict[str, str] | None = None) -> None:
+                 progress: bool, stream_tags: dict[str, str] | None = None,
+                 info: maps.OutputInfo | None = None) -> None:
         self.src, self.indexes, self.predictor, self.config = src, indexes, predictor, config
         self.work, self.transform, self.progress = work, transform, progress
         self.nodata = [src.nodatavals[i - 1] for i in indexes]
@@ -247,6 +263,19 @@ class SlidingWindowJob:
         self._cores: tuple[list[tuple[int, int]], dict[int, tuple[int, int]]] | None = None
         self.post = (ClaheStream(self.height, self.width, config.isa_class, config.clahe)
                      if config.postprocess == "clahe" else None)
+        #: the keep rule's reader of the product and the bands (None: no keep rule)
+        self.keep: KeepStrips | None = None
+        if config.postprocess == "keep" and config.keep is not None:
+            if info is None:
+                raise ConfigError("the keep rule needs the model's bands and classes (info)")
+            rule = config.keep
+            bands = [indexes[list(info.bands).index(b)] for b in (rule.red, rule.nir)] \
+                if rule.settled else []
+            try:
+                self.keep = KeepStrips(src, bands, rule, info.classes, s, self._source_lock)
+            except Exception:
+                self.close()
+                raise
         # CLAHE needs the tile row above the first missing strip: its strips are recomputed
         # for context (not written again)
         context = self.post.context_start(self.resume_row) if self.post else self.resume_row
@@ -260,9 +289,15 @@ class SlidingWindowJob:
         self._taken: tuple[np.ndarray, np.ndarray] | None = None
 
     def close(self) -> None:
-        """Remove the encoders' level files (the COGs were assembled from them, or not)."""
+        """Remove the encoders' level files and close the keep rule's product.
+
+        The COGs were assembled from the level files, or the run failed before.
+        """
         for encoder in (self.streams or {}).values():
             encoder.remove()
+        keep = getattr(self, "keep", None)  # None too when __init__ failed before it
+        if keep is not None:
+            keep.close()
 
     def strip_pieces(self) -> list[Piece]:
         """Every checkpoint strip as a piece of the output grid, top to bottom."""
@@ -435,6 +470,10 @@ class SlidingWindowJob:
                                              self.width), np.float32),
                                    np.empty((self.config.strip_rows, self.width), bool))
                 probs, bad = acc.take_probs(r1 - r0, None if self.post else self._taken)
+            if self.keep is not None:
+                with self.stages.time("postprocess"):
+                    probs = self.keep.apply(r0, probs)
+            with self.stages.time("take"):
                 classes, prob = encode(probs, bad, self.config.isa_class,
                                        overwrite=self.post is None)
             if self.post is None:

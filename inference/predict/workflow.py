@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from inference.predict import stats
 from inference.predict.blending import check_window
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.expected_inputs import check_input
+from inference.predict.keep_inputs import check_product, settle
 from inference.predict.postprocess import check_postprocess
 from inference.predict.raster import PredictConfig, PredictionResult, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
@@ -187,11 +188,13 @@ def predict_with_model_file(
     cog_writer()  # a misspelt ISAMAP_COG_WRITER fails before the model loads
     crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
     stats.load_zones(zones, crs)  # a bad zones file fails before any tile is predicted
+    if config is not None and config.postprocess == "keep" and config.keep is not None:
+        check_product(config.keep.product)  # before the model loads
     loaded = model_file if isinstance(model_file, LoadedModel) else load_model(model_file)
     model, meta = loaded.module, loaded.meta
     config = config or PredictConfig()
     check_postprocess(config.postprocess, meta.class_scheme, tuple(meta.class_names),
-                      config.force_postprocess)
+                      config.force_postprocess, tuple(meta.bands))
     if not config.any_tile:
         check_window(meta.window, config.tile, meta.name)
     # pixel size and values, before the first tile
@@ -219,6 +222,8 @@ def predict_with_model_file(
         stack, record["normalisation"] = normalised_source(stack, normalise_to, meta.bands,
                                                            band_order)
     scene = scene_statistics(stack, meta.bands, band_order) if meta.norm == "scene" else None
+    if config.postprocess == "keep" and config.keep is not None:  # the cut, before any tile
+        config = replace(config, keep=settle(config.keep, meta, stack, band_order))
     index = isa_class_index(tuple(meta.class_names), isa_class)
     if config.isa_class != index:
         config = PredictConfig(**{**config.__dict__, "isa_class": index})

@@ -95,7 +95,7 @@ def test_postprocess_flags_reach_the_map_request():
     options = postprocess_options(args)
     assert options == {"postprocess": "clahe",
                        "clahe": ClaheParams(block=256, clip_limit=40.0, threshold=90),
-                       "force_postprocess": False}
+                       "keep": None, "force_postprocess": False}
     config = MapRequest(Region("r", (117.0, 30.7, 117.01, 30.71)), ("2019-06",), "m.pt", "o",
                         **options).predict_config()
     assert config.postprocess == "clahe" and config.clahe.block == 256
@@ -277,3 +277,75 @@ def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path
         assert ds.tags()["change_margin"] == "0.2" and "spectral_fit" not in ds.tags()
     assert json.loads((out / "series.json").read_text())["change_rule"] == "margin"
     assert str(tmp_path) not in Path(out / "series.json").read_text()
+
+
+def _landcover_model(path, grid):
+    """A land-cover model of the local scene's six bands that maps woodland everywhere
+    (grassland second), its training labels every class but water."""
+    from gee_export.contract.label_schemes import LANDCOVER_CLASSES, LANDCOVER_SCHEME
+    from tests.support.mapping import dataset_record
+    from tests.support.rasters import BANDS
+    from training.modelfile import ModelMeta, save_model_file
+    from training.models import create_model
+
+    k = len(LANDCOVER_CLASSES)
+    bias = [0.0] * k
+    bias[LANDCOVER_CLASSES.index("woodland")], bias[LANDCOVER_CLASSES.index("grassland")] = 1, .5
+    net = create_model("test-linear", len(BANDS), k, module="tests.support.models", bias=bias)
+    meta = ModelMeta("test-linear", len(BANDS), k, BANDS, (0.0,) * 6, (1.0,) * 6,
+                     class_scheme=LANDCOVER_SCHEME, class_names=LANDCOVER_CLASSES,
+                     module="tests.support.models",
+                     learnt_classes=tuple(c for c in LANDCOVER_CLASSES if c != "water"),
+                     extra={"dataset": dataset_record(grid, backend="local")})
+    return save_model_file(path, net, meta)
+
+
+def test_a_local_map_keeps_the_products_impervious_unless_green(tmp_path, capsys):
+    """``--postprocess keep`` on --backend local: an NLCD-coded product in EPSG:4326 whose
+    west half is forest, east half developed; elsewhere (fetched tiles) it is refused."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+    from pyproj import Transformer
+
+    from gee_export.contract.geotiff import write_geotiff
+    from gee_export.contract.label_schemes import LANDCOVER_CLASSES
+    from gee_export.local.synthetic import generate_scene
+    from inference.cog.maps import PROB_SCALE
+
+    scene = generate_scene(tmp_path / "scene", width=96, height=96, progress=False)
+    model = _landcover_model(tmp_path / "lc.pt", scene.grid)
+    west, _south, east, north = Transformer.from_crs(
+        scene.grid.crs, "EPSG:4326", always_xy=True).transform_bounds(*scene.grid.bounds)
+    cell = (east - west) / 32  # about 30 m cells over the 960 m scene
+    codes = np.full((40, 40), 41, np.uint8)  # deciduous forest
+    codes[:, 20:] = 23  # developed, medium intensity
+    middle = (west + east) / 2
+    product = write_geotiff(tmp_path / "nlcd.tif", codes[None],
+                            Affine(cell, 0, middle - 20 * cell, 0, -cell, north + 4 * cell),
+                            "EPSG:4326", None)
+    keep = ["--postprocess", "keep", "--keep-product", str(product), "--keep-table", "nlcd"]
+    out = tmp_path / "out"
+    common = ["--model", str(model), "--months", "2019-06", "--out", str(out), "--tile", "64",
+              "--overlap", "16", "--precision", "fp32", "--channels-last", "off", "-q"]
+    assert main([*common, "--bbox", "117.0,30.7,117.01,30.71", *keep]) == 2  # fetched tiles
+    err = capsys.readouterr().err.strip()
+    assert "--backend local or --method tasks" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+    assert main([*common, "--backend", "local", "--scenes", str(tmp_path / "scene"), *keep,
+                 "--no-progress"]) == 0
+    with rasterio.open(out / "2019-06" / "isa_2019-06_class.tif") as c, \
+            rasterio.open(out / "2019-06" / "isa_2019-06_prob.tif") as p:
+        classes, prob, tags, transform = c.read(1), p.read(1), c.tags(), c.transform
+    rule = json.loads(tags["postprocess"])
+    assert rule["green_cut"] is not None and rule["table"] == "nlcd"
+    x = transform.c + transform.a * (np.arange(classes.shape[1]) + 0.5)
+    lon = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True).transform(
+        x, np.full(x.shape, transform.f))[0]
+    wood, imp = (LANDCOVER_CLASSES.index(c) for c in ("woodland", "impervious"))
+    forest, developed = classes[:, lon < middle - cell], classes[:, lon > middle + cell]
+    assert (forest == wood).all()  # the model's map where the product is not impervious
+    assert set(np.unique(developed)) == {wood, imp}  # kept unless green, green: woodland
+    assert set(np.unique(prob[:, lon > middle + cell])) == {0, PROB_SCALE}
+    record = json.loads((out / "map.json").read_text())
+    assert record["postprocess"] == "keep" and record["keep"]["table"] == "nlcd"

@@ -117,6 +117,25 @@ class TiedConv(torch.nn.Module):
         return self.conv(x)
 
 
+class LinearLogits(torch.nn.Module):
+    """Per-pixel logits ``weight @ bands + bias`` (a model with known maps of any classes)."""
+
+    def __init__(self, in_channels: int, num_classes: int = 2, weight=None, bias=None,
+                 bands=None) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(in_channels, num_classes, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor(weight or [[0.0] * in_channels] * num_classes,
+                                                dtype=torch.float32).view(num_classes,
+                                                                          in_channels, 1, 1))
+            self.conv.bias.copy_(torch.tensor(bias or [0.0] * num_classes,
+                                              dtype=torch.float32))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
 MODELS: dict[str, ModelEntry] = {"test-threshold": ModelEntry(BandThreshold),
+                                 "test-linear": ModelEntry(LinearLogits),
                                  "test-band-conv": ModelEntry(BandConv),
                                  "test-tied": ModelEntry(TiedConv)}

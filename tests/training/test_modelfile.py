@@ -44,6 +44,17 @@ def test_round_trip_rebuilds_the_same_network(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temp file left behind
 
 
+def test_the_classes_a_model_learnt_round_trip_and_older_files_say_nothing(tmp_path):
+    model = create_model("crofusenet", 6, **KW)
+    path = save_model_file(tmp_path / "m.pt", model, _meta(learnt_classes=("impervious",)))
+    assert read_model_file(path)[0].learnt_classes == ("impervious",)
+    older = _meta().to_dict()
+    older.pop("learnt_classes")
+    assert ModelMeta.from_dict(older).learnt_classes is None  # not recorded: not known
+    with pytest.raises(ModelError, match="learnt_classes"):
+        _meta(learnt_classes=("water",))
+
+
 def test_bad_files_raise_model_error(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         load_model_file(tmp_path / "missing.pt")

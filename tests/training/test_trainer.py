@@ -197,6 +197,7 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
     assert "areas in km²" in (tmp_path / "ev" / "metrics.txt").read_text()
     # training fitted a temperature on the validation split and recorded it in the model file
     meta = read_model_file(out / "model.pt")[0]
+    assert meta.learnt_classes == ("pervious", "impervious")  # what its training labels hold
     assert meta.calibration["method"] == "temperature" and meta.calibration["split"] == "val"
     assert meta.calibration["pixels"] > 100 and meta.temperature > 0
     assert meta.calibration["nll_after"] <= meta.calibration["nll_before"] + 1e-9

@@ -1,0 +1,223 @@
+"""What the keep rule reads: the coarse product on the map's grid, the stack's red and NIR.
+
+The rule itself (:mod:`inference.predict.keep`) is pure; this module is its edge:
+
+- :func:`check_product`: the product raster exists and is placed on the Earth (before the
+  model loads);
+- :func:`settle`: the rule of one map, before the first tile: the model's red and
+  near-infrared bands, the classes its training labels hold, and the **green cut** from a
+  decimated sample of the stack and of the product read onto the stack's grid (at most
+  :data:`~inference.predict.sources.SAMPLE_SIDE` pixels a side, the sample the scene
+  statistics use). The cut depends on the input's and the product's pixels alone, never on
+  ``--tile``;
+- :class:`KeepStrips`: the predictor's writer thread applies the rule strip by strip; it reads
+  the product warped onto the output grid (nearest: each output pixel takes the product cell
+  under its centre; any grid and CRS) and the stack's red and NIR rows (repeated onto a finer
+  output grid).
+
+The product's codes become the model's classes through the label scheme
+(:func:`gee_export.contract.label_schemes.get_landcover_scheme`) and the class names; codes the
+scheme ignores, a class the model lacks, and pixels outside the product or at its nodata say
+nothing (``LABEL_NODATA``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import rasterio
+import rasterio.errors
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.label_schemes import LANDCOVER_CLASSES, get_landcover_scheme
+from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.storage import files
+from inference.predict import keep
+from inference.predict.expected_inputs import read_band_sample
+from inference.predict.keep import KeepRule, check_model
+from inference.predict.sources import (
+    SAMPLE_SIDE,
+    RasterSource,
+    open_source,
+    read_window,
+    select_bands,
+)
+
+if TYPE_CHECKING:
+    from training.modelfile import ModelMeta
+
+log = logging.getLogger(__name__)
+
+
+def check_product(path: str) -> None:
+    """Refuse a product raster that is missing, unreadable or not georeferenced."""
+    given = f"--keep-product {path}"
+    if not files.is_gcs(path) and not Path(path).is_file():
+        raise InputDataError(f"{given} does not exist; give the coarse land-cover raster "
+                             "(e.g. an NLCD GeoTIFF)")
+    try:
+        with files.open_raster(path) as ds:
+            if ds.crs is None or ds.transform.is_identity:
+                raise InputDataError(f"{given} has no georeferencing, so it cannot be put on "
+                                     "the map's grid; give a georeferenced GeoTIFF")
+    except rasterio.errors.RasterioError as exc:
+        raise InputDataError(f"{given} cannot be read ({str(exc).splitlines()[0]}); give the "
+                             "coarse land-cover raster as a GeoTIFF") from None
+
+
+def class_table(table: str, class_names: Sequence[str]) -> np.ndarray:
+    """256 entries: product code -> the model's class index (``LABEL_NODATA``: none)."""
+    seven = get_landcover_scheme(table).lookup_table()
+    to_model = np.full(256, LABEL_NODATA, np.uint8)
+    for i, name in enumerate(LANDCOVER_CLASSES):
+        if name in class_names:
+            to_model[i] = class_names.index(name)
+    return to_model[seven]
+
+
+def _product_on(product: Any, crs: Any, transform: Affine, width: int,
+                height: int) -> WarpedVRT:
+    """The product's first band warped nearest onto a grid, with an alpha band (coverage)."""
+    return WarpedVRT(product, crs=crs, transform=transform, width=width, height=height,
+                     resampling=Resampling.nearest, add_alpha=True)
+
+
+def _codes(vrt: WarpedVRT, table: np.ndarray, window: Window | None = None) -> np.ndarray:
+    """The product's classes (``table`` applied) in ``window``; nodata where it has none."""
+    codes = vrt.read(1, window=window)
+    covered = vrt.read_masks(1, window=window) > 0
+    inside = (codes >= 0) & (codes < 256)
+    classes = table[np.where(inside, codes, 255).astype(np.int64)]
+    return np.where(covered & inside, classes, LABEL_NODATA).astype(np.uint8)
+
+
+def sample_green_cut(source: str | RasterSource, product: str, table: str,
+                     red_index: int, nir_index: int) -> float | None:
+    """The green cut of a map: a decimated sample of the stack and the product on its grid.
+
+    The stack's sample is :func:`~inference.predict.expected_inputs.read_band_sample`'s (nodata
+    NaN; a decimated read takes the pixel under each sample cell's centre); the product is
+    warped onto the same decimated grid, so each sample pixel meets the product cell under
+    the same point, and a large product is never warped at full resolution for it.
+
+    Raises:
+        InputDataError: the stack's pixels are fetched on demand (no sample of the scene).
+    """
+    sample = read_band_sample(source, [red_index, nir_index], SAMPLE_SIDE)
+    if sample is None:
+        raise InputDataError("--postprocess keep computes its green cut from the whole input "
+                             "stack before the first tile, which an input fetched tile by "
+                             "tile cannot give: give the stack file to isamap-predict --input")
+    greenness = keep.ndvi(sample[0], sample[1])
+    greenness[np.isnan(sample[0]) | np.isnan(sample[1])] = np.nan
+    seven = get_landcover_scheme(table).lookup_table()
+    h, w = greenness.shape
+    with open_source(source) as grid:  # the sample's grid: the stack's, decimated
+        crs, width, height = grid.crs, grid.width, grid.height
+        transform = grid.transform * Affine.scale(width / w, height / h)
+    with files.open_raster(product) as prod, _product_on(prod, crs, transform, w, h) as vrt:
+        classes = _codes(vrt, seven)
+    return keep.green_cut([greenness], [classes])
+
+
+def settle(rule: KeepRule, meta: ModelMeta, source: str | RasterSource,
+           band_order: Sequence[str] | None = None) -> KeepRule:
+    """``rule`` settled for one map of the model ``meta`` describes (before the first tile).
+
+    The model's red and near-infrared bands, the classes its training labels hold
+    (``ModelMeta.learnt_classes``; a model file without them gets the impervious part only,
+    said in a warning) and the green cut from a sample of ``source`` and the product.
+    """
+    check_model(meta.class_scheme, meta.class_names, meta.bands)
+    red, nir = keep.red_nir(meta.bands)
+    learnt = meta.learnt_classes
+    if learnt is None:
+        log.warning("the model file does not record which classes its training labels hold "
+                    "(trained by an older isamap): --postprocess keep keeps the product's "
+                    "impervious pixels unless green, but not the product's classes the "
+                    "model never learnt")
+    with open_source(source) as ds:
+        descriptions = ds.descriptions
+    red_index, nir_index = select_bands(descriptions, [red, nir], band_order)
+    cut = sample_green_cut(source, rule.product, rule.table, red_index, nir_index)
+    if cut is None:
+        log.warning("--keep-product %s calls no sampled pixel of the input impervious, or "
+                    "none vegetation: the product's impervious class changes nothing",
+                    rule.product)
+    return replace(rule, green_cut=cut, red=red, nir=nir,
+                   learnt=None if learnt is None else tuple(learnt))
+
+
+class KeepStrips:
+    """The keep rule of one prediction, applied strip by strip in the writer thread.
+
+    Args:
+        src: the open input (the predictor's; read under ``lock``).
+        band_indexes: 1-based indexes of the red and near-infrared bands in ``src``.
+        rule: the settled rule (:func:`settle`).
+        class_names: the model's classes.
+        scale: output pixels per input pixel.
+        lock: held while ``src`` is read (the predictor's reader shares it).
+    """
+
+    def __init__(self, src: Any, band_indexes: Sequence[int], rule: KeepRule,
+                 class_names: Sequence[str], scale: int, lock: threading.Lock) -> None:
+        if not rule.settled:
+            raise ConfigError("the keep rule was not settled for this map (its bands and "
+                              "green cut); give --postprocess keep to isamap-predict")
+        self.src, self.indexes, self.rule, self.scale, self.lock = (
+            src, list(band_indexes), rule, int(scale), lock)
+        names = list(class_names)
+        self.impervious = names.index("impervious")
+        self.learnt = None if rule.learnt is None else [names.index(n) for n in rule.learnt]
+        self.table = class_table(rule.table, names)
+        transform = src.transform * Affine.scale(1.0 / self.scale)
+        self._open = contextlib.ExitStack()
+        with self._open as opened:
+            product = opened.enter_context(files.open_raster(rule.product))
+            self._vrt = opened.enter_context(_product_on(
+                product, src.crs, transform, src.width * self.scale, src.height * self.scale))
+            self._open = opened.pop_all()  # open until close()
+
+    def close(self) -> None:
+        self._open.close()
+
+    def greenness(self, row0: int, rows: int) -> np.ndarray:
+        """NDVI of output rows ``[row0, row0 + rows)`` at full width (input rows repeated)."""
+        s = self.scale
+        first, last = row0 // s, math.ceil((row0 + rows) / s)
+        with self.lock:
+            bands = read_window(self.src, self.indexes,
+                                Window(0, first, self.src.width, last - first))
+        if s > 1:
+            bands = bands.repeat(s, axis=1).repeat(s, axis=2)
+        skip = row0 - first * s
+        return keep.ndvi(bands[0, skip:skip + rows], bands[1, skip:skip + rows])
+
+    def product(self, row0: int, rows: int) -> np.ndarray:
+        """The product's classes (the model's indices) on output rows ``[row0, row0 + rows)``."""
+        return _codes(self._vrt, self.table, Window(0, row0, self._vrt.width, rows))
+
+    def apply(self, row0: int, probs: np.ndarray) -> np.ndarray:
+        """A strip's ``(K, rows, W)`` probabilities after the rule (in place where possible).
+
+        One channel (a two-class model's P(class 1)) is expanded to both classes first.
+        """
+        if probs.shape[0] == 1:
+            probs = np.concatenate([1.0 - probs, probs])
+        rows = probs.shape[1]
+        return keep.keep_probabilities(probs, self.product(row0, rows),
+                                       self.greenness(row0, rows), self.rule.green_cut,
+                                       self.learnt, self.impervious)
