@@ -186,3 +186,17 @@ def test_a_date_with_a_band_without_valid_pixels_is_refused_before_any_tile(ee_o
     assert "choose other --months" in message
     assert len(transport.reductions) == 1 and transport.served == []  # no tile fetched
     assert not list((tmp_path / "ee").rglob("*.tif"))
+
+
+def test_a_dry_run_plans_one_statistics_request_per_date_and_sends_none(scene, ee_offline,
+                                                                        tmp_path):
+    stack, model = scene
+    transport = StackTransport(stack, info=lambda text: 5)
+    lines: list[str] = []
+    plan = map_region(_request(stack, model, tmp_path / "ee", (MONTH, LATER)), dry_run=True,
+                      session=session_for(transport), echo=lines.append).plan
+    assert plan is not None and plan.statistics_per_date == 1
+    assert plan.statistics_scale == plan.grid.resolution
+    assert plan.compute is not None and plan.compute.requests == 2 * (plan.requests_per_date + 1)
+    assert "scene     1 reduceRegion per date" in "\n".join(lines)
+    assert transport.calls == 0 and not transport.reductions  # nothing sent
