@@ -277,10 +277,14 @@ class StackTransport:
             rows = np.floor((ys - src.transform.f) / src.transform.e).astype(int)
             inside = ((rows >= 0) & (rows < src.height))[:, None] & \
                 ((cols >= 0) & (cols < src.width))[None, :]
-            r, c = np.meshgrid(rows.clip(0, src.height - 1), cols.clip(0, src.width - 1),
-                               indexing="ij")
+            rows, cols = rows.clip(0, src.height - 1), cols.clip(0, src.width - 1)
+            r0, c0 = (int(rows.min()), int(cols.min())) if inside.size else (0, 0)
+            window = RioWindow(c0, r0, int(cols.max(initial=c0)) - c0 + 1,
+                               int(rows.max(initial=r0)) - r0 + 1)  # the pixels sampled only
+            r, c = np.meshgrid(rows - r0, cols - c0, indexing="ij")
             for band in bands:
-                values = src.read(names.index(band) + 1, out_dtype="float64")[r, c][inside]
+                block = src.read(names.index(band) + 1, window=window, out_dtype="float64")
+                values = block[r, c][inside]
                 if src.nodata is not None and np.isfinite(src.nodata):
                     values = values[values != src.nodata]
                 values = values[np.isfinite(values) & (values > FLOAT_NODATA_BELOW)]
@@ -312,7 +316,8 @@ class StackTransport:
         if update["arguments"].get("mask") != {"functionInvocationValue": {
                 "functionName": "Image.gt", "arguments": {
                     "image1": update["arguments"]["image"], "image2": threshold}}}:
-            raise HttpError(400, "the reduced bands are not masked where they are masked")
+            raise HttpError(400, "the reduced bands are not masked where the image holds "
+                                 "the masked value")
         return bands
 
     def start_task(self, task: Any) -> str:
