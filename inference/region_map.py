@@ -36,7 +36,6 @@ from inference.predict import stats
 from inference.predict.blending import check_window
 from inference.predict.keep_inputs import check_product
 from inference.predict.postprocess import check_postprocess
-from inference.predict.scene import check_tiled_input
 from inference.publish.app_zones import app_zones
 from inference.publish.asset_manifest import asset_name, check_asset_name
 from inference.publish.collection import SeriesPublication, SeriesRequest, publish_series
@@ -82,7 +81,7 @@ class MapResult:
 def measure_model(model: LoadedModel, tile: int, options: Any, repeats: int = 2) -> float:
     """Seconds the model takes for one tile on this machine (dry-run estimates)."""
     from inference.predict.runtime import TilePredictor
-    from training.data import NormStats
+    from inference.predict.scene import recorded_statistics
 
     meta = model.meta
     if options.precision in ("auto", "int8") or options.channels_last == "auto":
@@ -91,8 +90,8 @@ def measure_model(model: LoadedModel, tile: int, options: Any, repeats: int = 2)
                           channels_last=options.channels_last == "on")
     # the timing does not depend on the statistics: a scene-normalised model is timed with
     # the training statistics its file records, before any scene is read
-    recorded = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
-    predictor = TilePredictor.for_model(model.module, meta, recorded, options=options)
+    predictor = TilePredictor.for_model(model.module, meta, recorded_statistics(meta),
+                                        options=options)
     tiles = np.zeros((1, len(meta.bands), tile, tile), np.float32)
     predictor(tiles, compact=True)  # warm-up
     start = time.perf_counter()
@@ -144,8 +143,6 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     if request.postprocess == "keep" and request.keep is not None:
         check_product(request.keep.product)
     check_window(meta.window, request.tile, meta.name, override=None)
-    if request.backend == "ee" and request.method == "pixels":
-        check_tiled_input(meta.norm, meta.name)
     resolution = dataset.grid.resolution if dataset.grid else 10.0
     if request.grid is not None:
         grid, note = request.grid, None
@@ -178,7 +175,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
             request, workers=min(runner.workers * runner.threads, MAX_WORKERS))  # its budget
             # (above the quota: the plan counts what Earth Engine serves, the runner says why)
         plan = plan_map(planned, grid, meta.bands, seconds,
-                                latency_s or DEFAULT_LATENCY_S, note)
+                        latency_s or DEFAULT_LATENCY_S, note, scene=meta.norm == "scene")
         echo(format_plan(plan))
         if embedded:
             echo(f"  app zones {embedded.describe()}")

@@ -95,12 +95,11 @@ class NormStats:
 
 
 def band_stats(images: Iterable[np.ndarray], bands: Sequence[str],
-               where: str = "the training split") -> NormStats:
+               where: str = "the training split", advice: str = "") -> NormStats:
     """Per-band mean and deviation over ``images`` (each ``(C, ...)``), NaN ignored.
 
-    Float64 sums, one image at a time, so any number of patches fits in memory. A band with
-    no finite pixel is refused (``where`` names what was read); a constant band keeps
-    deviation 1 (centred, unscaled).
+    Float64 sums, one image at a time, so any number of patches fits in memory. The
+    population deviation, refused and floored as :func:`stats_from_moments` says.
     """
     c = len(bands)
     s = np.zeros(c)
@@ -112,13 +111,36 @@ def band_stats(images: Iterable[np.ndarray], bands: Sequence[str],
         s += np.where(ok, img, 0).sum(1)
         s2 += np.where(ok, img * img, 0).sum(1)
         n += ok.sum(1)
-    if (n == 0).any():
-        empty = [b for b, k in zip(bands, n, strict=True) if k == 0]
-        raise InputDataError(f"bands {empty} have no valid pixel in {where}")
-    mean = s / n
-    std = np.sqrt(np.maximum(s2 / n - mean * mean, 0))
-    std = np.where(std > 1e-6, std, 1.0)  # constant band: leave it centred, unscaled
-    return NormStats(tuple(bands), tuple(map(float, mean)), tuple(map(float, std)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, s / n, np.nan)
+        std = np.sqrt(np.maximum(s2 / n - mean * mean, 0))
+    return stats_from_moments(bands, mean.tolist(), std.tolist(), where, advice)
+
+
+def stats_from_moments(bands: Sequence[str], mean: Sequence[float | None],
+                       std: Sequence[float | None], where: str,
+                       advice: str = "") -> NormStats:
+    """:class:`NormStats` from per-band means and population deviations (None or NaN: no pixel).
+
+    The one owner of the statistics' conventions, wherever the moments were summed (here, or
+    by Earth Engine's ``reduceRegion``): a band with no valid pixel is refused, naming it,
+    ``where`` it was read and ``advice`` (what to do); a constant band (deviation at most
+    1e-6) keeps deviation 1, i.e. it is centred and left unscaled.
+
+    Raises:
+        InputDataError: a band has no valid pixel.
+    """
+    values = [(b, _number(m), _number(d)) for b, m, d in zip(bands, mean, std, strict=True)]
+    empty = [b for b, m, d in values if not (math.isfinite(m) and math.isfinite(d))]
+    if empty:
+        raise InputDataError(f"bands {empty} have no valid pixel in {where}"
+                             + (f"; {advice}" if advice else ""))
+    return NormStats(tuple(bands), tuple(m for _, m, _ in values),
+                     tuple(d if d > 1e-6 else 1.0 for _, _, d in values))
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def compute_norm_stats(dataset: PatchDataset, max_patches: int | None = None) -> NormStats:

@@ -18,11 +18,14 @@ the mapping library's units of work) so that any number of workers can share it:
   keeps ``workers x threads <= --max-concurrent``.
 - **The model** is loaded once per worker process (``beam.utils.shared.Shared``: every DoFn
   instance of a process uses the same predictor) and predicts unit by unit
-  (:func:`inference.mapping.tiles.predict_tiles`).
+  (:func:`inference.mapping.tiles.predict_tiles`). A scene-normalised model's statistics
+  are asked of Earth Engine once, by the launcher (:mod:`inference.mapping.ee_statistics`),
+  and travel to every worker in the pipeline's task.
 - **Per-tile outputs** are small GeoTIFFs written atomically
   (:func:`inference.mapping.tiles.write_tile`,
   uploaded through the storage seam for gs://), under ``<out>/<month>/tiles/<fingerprint>/``:
-  the fingerprint names the model file's content, the date's recipe and the lattice, so a re-run
+  the fingerprint names the model file's content, the date's recipe and the lattice (and
+  the scene statistics a scene-normalised model maps with), so a re-run
   skips exactly the tiles of the same map and never mixes two models' tiles.
 - **Mosaic**: one step builds the VRT and the two COGs (:func:`inference.mapping.tiles.mosaic`),
   then
@@ -77,6 +80,7 @@ from inference.predict.raster import PredictionResult
 from inference.predict.runtime import RuntimeOptions
 
 if TYPE_CHECKING:
+    from training.data import NormStats
     from training.modelfile import LoadedModel, ModelMeta
 
 log = logging.getLogger(__name__)
@@ -98,6 +102,7 @@ class _MapTask:
     isa_class: int
     tiles_dir: str
     threads: int
+    scene: NormStats | None = None  # the date's statistics (a scene-normalised model)
 
 
 Unit = tuple[MapTile, ...]  # one batch of the streaming predictor
@@ -108,9 +113,15 @@ def tile_path(tiles_dir: str, tile: MapTile) -> str:
     return f"{tiles_dir.rstrip('/')}/{tile.name}.tif"
 
 
-def map_fingerprint(model_id: str, identity: str, lattice: Lattice) -> str:
-    """Names one map's tiles: the model file's content id, the date's inputs and the lattice."""
-    return json_digest([model_id, identity, [lattice.tile, lattice.overlap, lattice.blend]], 16)
+def map_fingerprint(model_id: str, identity: str, lattice: Lattice,
+                    normalisation: str = "") -> str:
+    """Names one map's tiles: the model file's content id, the date's inputs and the lattice.
+
+    ``normalisation``: the scene statistics a scene-normalised model maps with
+    (:func:`inference.predict.scene.describe`); other maps' fingerprints leave it out.
+    """
+    parts: list = [model_id, identity, [lattice.tile, lattice.overlap, lattice.blend]]
+    return json_digest([*parts, normalisation] if normalisation else parts, 16)
 
 
 def _local_copy(model_file: str) -> str:
@@ -127,16 +138,25 @@ def _local_copy(model_file: str) -> str:
 
 
 class _Predictor:
-    """A worker process's model (weak-referenceable, as ``Shared`` requires)."""
+    """A worker process's model (weak-referenceable, as ``Shared`` requires).
 
-    def __init__(self, model_file: str, options: RuntimeOptions, isa_class: int) -> None:
+    ``scene``: the date's statistics a scene-normalised model maps with; ``check_only``: the
+    predictor is built only to check it (int8 before a pipeline starts), so such a model
+    takes the statistics its file records instead.
+    """
+
+    def __init__(self, model_file: str, options: RuntimeOptions, isa_class: int,
+                 scene: NormStats | None = None, check_only: bool = False) -> None:
         from inference.predict.runtime import TilePredictor
+        from inference.predict.scene import recorded_statistics
         from training.modelfile import load_model_file
 
         model, meta = load_model_file(_local_copy(model_file))
+        if check_only and meta.norm == "scene":
+            scene = recorded_statistics(meta)
         self.scale = int(meta.output_scale)
         patches = int8_patches(meta) if options.precision == "int8" else None
-        self.predictor = TilePredictor.for_model(model, meta, options=options,
+        self.predictor = TilePredictor.for_model(model, meta, scene, options=options,
                                                  int8_patches=patches, isa_class=isa_class)
         self.lock = threading.Lock()  # one forward pass at a time per process (GPU memory)
 
@@ -175,8 +195,8 @@ def _make_dofn() -> type:
             self.session = t.sessions()
             self.image = t.images.load()[0]
             self.model = self.shared.acquire(
-                partial(_Predictor, t.model_file, t.options, t.isa_class),
-                tag=(t.model_file, repr(t.options), t.isa_class))
+                partial(_Predictor, t.model_file, t.options, t.isa_class, t.scene),
+                tag=(t.model_file, repr(t.options), t.isa_class, repr(t.scene)))
             self.work = Path(tempfile.mkdtemp(prefix="isamap-tiles-"))
             self.counters = {name: Metrics.counter(METRICS_NAMESPACE, name)
                              for name in ("predicted", "skipped", "retries")}
@@ -275,7 +295,8 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                  sessions: SessionFactory, *, tile: int = 512, overlap: int = 64,
                  batch_size: int = 8, isa_class: int = 1,
                  options: RuntimeOptions | None = None,
-                 model: LoadedModel | None = None) -> PredictionResult:
+                 model: LoadedModel | None = None,
+                 scene: NormStats | None = None) -> PredictionResult:
     """Map one date with a Beam pipeline; resumable, a finished date runs no pipeline.
 
     Args:
@@ -295,6 +316,9 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
             batches, so the maps are equal bit for bit).
         isa_class: index of the impervious class.
         options: device, precision and memory format of the workers' predictor.
+        scene: the date's statistics a scene-normalised model maps with
+            (:func:`inference.mapping.ee_statistics.date_statistics`, asked once by the
+            launcher): every worker normalises by them, and ``info`` records them.
     """
     started = time.monotonic()
     options = options or RuntimeOptions()
@@ -312,7 +336,8 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
         from training.modelfile import load_model
 
         model = load_model(_local_copy(model_file))
-    tiles_dir = f"{month_dir}/tiles/{map_fingerprint(model.file_id, identity, lattice)}"
+    fingerprint = map_fingerprint(model.file_id, identity, lattice, info.normalisation)
+    tiles_dir = f"{month_dir}/tiles/{fingerprint}"
     scale = int(model.meta.output_scale)
     result = PredictionResult(f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif",
                               grid.width * scale, grid.height * scale,
@@ -330,7 +355,7 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
              out_prefix, len(todo), len(tiles), runner.runner, runner.workers, runner.threads,
              " [dry run: nothing is submitted]" if runner.dry_run else "")
     task = _MapTask(sessions, SerializedImages.of(image), grid, tuple(bands), model_file,
-                    options, isa_class, tiles_dir, runner.threads)
+                    options, isa_class, tiles_dir, runner.threads, scene)
     pipeline = beam.Pipeline(options=pipeline_options)
     (pipeline
      | "TodoUnits" >> beam.Create(units, reshuffle=False)
@@ -382,8 +407,8 @@ def check_runner(request: Any, runner: RunnerConfig) -> None:
             raise ConfigError("--precision int8 calibrates every worker on the model file's "
                               "training patches, which Dataflow workers cannot read: use "
                               "--precision bf16 on Dataflow")
-        _Predictor(request.model_file, request.options,
-                   _isa_index(request.model_file)).predictor.check_int8()
+        _Predictor(request.model_file, request.options, _isa_index(request.model_file),
+                   check_only=True).predictor.check_int8()
 
 
 def runtime_tags(options: RuntimeOptions) -> dict[str, str]:
@@ -437,6 +462,7 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
     def run(request: Any, grid: Grid, model: LoadedModel, dataset: Any, month: str,
             session: Any) -> Any:
         from inference.mapping.dates import date_inputs, ee_date_image
+        from inference.mapping.ee_statistics import date_statistics
         from inference.predict.workflow import (
             finish_outputs,
             isa_class_index,
@@ -445,8 +471,9 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
 
         meta = model.meta
         image, identity = ee_date_image(request, grid, meta, dataset, month, session)
+        scene = date_statistics(session, image, grid, meta, month)  # once, by the launcher
         index = isa_class_index(tuple(meta.class_names))
-        info = model_output_info(meta, month)
+        info = model_output_info(meta, month, scene)
         workers = sessions or EarthEngineProject(
             request.project, application_default=runner.runner == "dataflow")
         prefix = request.prefix(month)
@@ -456,7 +483,8 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
         result = predict_date(image, identity, grid, meta.bands, model_file,
                               prefix, info, runner, workers, tile=request.tile,
                               overlap=request.overlap, batch_size=request.batch_size,
-                              isa_class=index, options=request.options, model=model)
+                              isa_class=index, options=request.options, model=model,
+                              scene=scene)
         return finish_outputs(result, prefix, index, zones=request.zones,
                               local_dir=request.product_dir() / month), date_inputs(identity)
 

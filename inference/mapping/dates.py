@@ -7,7 +7,9 @@ on the dataset's pixel lattice when the zone is the same. Inputs are never a who
 
 - ``ee``/``pixels`` (default): the predictor's tiles (tile + overlap) are fetched with
   ``computePixels`` through the one Earth Engine session, up to ``workers`` at once, ahead of
-  the streaming predictor (:class:`inference.mapping.fetched.FetchedSource`);
+  the streaming predictor (:class:`inference.mapping.fetched.FetchedSource`); a
+  scene-normalised model's statistics are asked for first, in one request
+  (:mod:`inference.mapping.ee_statistics`);
 - ``ee``/``tasks``: for very large regions the date's stack is exported as grid-aligned GeoTIFF
   tiles to Cloud Storage (:func:`gee_export.ee.prediction_stack.export_prediction_stack`) and
   the predictor reads their VRT in place through ``/vsigs/``;
@@ -41,6 +43,7 @@ from inference.mapping.request import MapRequest, ModelDataset
 
 if TYPE_CHECKING:
     from gee_export.local.compositing import LocalRecipe
+    from training.data import NormStats
     from training.modelfile import LoadedModel, ModelMeta
 
 log = logging.getLogger(__name__)
@@ -117,7 +120,8 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
                     outputs = predict_with_model_file(
                         model, source, request.prefix(month), month=month,
                         config=config, options=request.options, zones=request.zones,
-                        local_dir=local / month, progress=request.progress)
+                        local_dir=local / month, progress=request.progress,
+                        scene=opened.scene)
                 except EarthEngineError as exc:
                     raise _with_tiles_left(exc, source, month) from exc
         except EmptyCompositeError as exc:
@@ -185,11 +189,17 @@ def _with_tiles_left(exc: EarthEngineError, source: Any, month: str) -> EarthEng
 
 
 class _Opened:
-    """A context manager over an already-made source (a path, or an object to close)."""
+    """A context manager over an already-made source (a path, or an object to close).
+
+    ``scene``: the input's statistics where the source cannot be sampled for them (tiles
+    fetched one by one), for a scene-normalised model.
+    """
 
     def __init__(self, source: Any, close: Callable[[], None] | None = None,
-                 inputs: Mapping[str, Any] | None = None, stack: str | None = None) -> None:
+                 inputs: Mapping[str, Any] | None = None, stack: str | None = None,
+                 scene: NormStats | None = None) -> None:
         self.source, self._close, self.inputs, self.stack = source, close, inputs, stack
+        self.scene = scene
 
     def __enter__(self) -> Any:
         return self.source
@@ -293,6 +303,7 @@ def _ee_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelD
                month: str, session: Any) -> _Opened:
     from gee_export.ee.export import fetch_window
     from gee_export.ee.prediction_stack import export_prediction_stack
+    from inference.mapping.ee_statistics import date_statistics
     from inference.mapping.fetched import FetchedSource
     from inference.predict.sources import MaskedFileSource
 
@@ -304,11 +315,12 @@ def _ee_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelD
         source = MaskedFileSource(exported.vrt)
         return _Opened(source, source.close, date_inputs(identity), stack=exported.vrt)
     bands = tuple(meta.bands)
+    scene = date_statistics(session, image, grid, meta, month)  # before the first tile
     session.limit_requests(request.workers)  # adaptive, at most --workers in flight
     fetched = FetchedSource(lambda window: fetch_window(session, image, grid, window, bands)[0],
                             grid, bands, tile=request.tile, overlap=request.overlap,
                             workers=request.workers, identity=identity)
-    return _Opened(fetched, fetched.close, date_inputs(identity))
+    return _Opened(fetched, fetched.close, date_inputs(identity), scene=scene)
 
 
 def write_run_record(request: MapRequest, grid: Grid, model: LoadedModel,

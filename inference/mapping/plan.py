@@ -32,11 +32,15 @@ class MapPlan:
     latency_s: float
     crs_note: str | None = None
     compute: ComputeEstimate | None = None  # Earth Engine EECU of every date (ee backend)
+    #: reduceRegion requests per date for a scene-normalised model's statistics (ee pixels)
+    statistics_per_date: int = 0
+    statistics_scale: float | None = None  # metres per pixel of their sample
 
     @property
     def seconds_estimate(self) -> float:
         """Fetch- or model-bound, whichever is slower, for every date."""
-        fetch = (self.requests_per_date * self.latency_s / self.workers
+        fetch = ((self.requests_per_date * self.latency_s / self.workers
+                  + self.statistics_per_date * self.latency_s)  # before the tiles, alone
                  if self.backend == "ee" else 0.0)  # local scenes: no request
         if self.method == "tasks" and self.compute is not None:  # batch tasks, two at a time
             from gee_export.ee.tasks import tasks_hours
@@ -51,6 +55,8 @@ class MapPlan:
                 "area_km2": round(self.grid.area_km2, 3),
                 "tiles_per_date": self.tiles_per_date,
                 "requests_per_date": self.requests_per_date,
+                "statistics_per_date": self.statistics_per_date,
+                "statistics_scale": self.statistics_scale,
                 "bytes_per_date": self.bytes_per_date, "workers": self.workers,
                 "model_seconds_per_tile": round(self.model_seconds_per_tile, 4),
                 "latency_s": self.latency_s,
@@ -60,10 +66,18 @@ class MapPlan:
 
 def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
              model_seconds_per_tile: float, latency_s: float = DEFAULT_LATENCY_S,
-             crs_note: str | None = None) -> MapPlan:
-    """Tiles, requests, bytes and a time estimate of ``request`` (pure)."""
+             crs_note: str | None = None, scene: bool = False) -> MapPlan:
+    """Tiles, requests, bytes and a time estimate of ``request`` (pure).
+
+    ``scene``: the model normalises each map by its input's statistics, which tiles fetched
+    with computePixels ask Earth Engine for first: one ``reduceRegion`` per date
+    (:mod:`inference.mapping.ee_statistics`), counted with the grid's pixels as its compute
+    (its image is computed on the grid, then sampled).
+    """
+    from gee_export.ee.band_statistics import sample_scale
     from gee_export.ee.pixels import split_request
     from inference.mapping.fetched import fetch_layout, layout_requests
+    from inference.predict.sources import SAMPLE_SIDE
 
     layout = fetch_layout(grid, request.tile, request.overlap)
     tiles = sum(len(row) for row in layout)
@@ -72,18 +86,22 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
     requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
                 if request.method == "pixels" and request.backend == "ee" else 0)
     compute = None
+    statistics = int(scene and request.method == "pixels" and request.backend == "ee")
     if request.backend == "ee":
         from gee_export.ee.prediction_stack import stack_tiles
 
         if request.method == "pixels":  # overlapping tiles are computed once per request
             pixels = sum(g.window.height * g.window.width for g in groups)
-            compute = estimate(requests * len(request.dates), pixels * len(request.dates))
+            pixels += statistics * grid.width * grid.height
+            compute = estimate((requests + statistics) * len(request.dates),
+                               pixels * len(request.dates))
         else:  # one batch task per stack tile, every pixel once
             compute = estimate(len(stack_tiles(grid)) * len(request.dates),
                                grid.width * grid.height * len(request.dates))
     return MapPlan(request.region.name, grid, request.dates, request.backend, request.method,
                    tiles, requests, nbytes, request.workers, model_seconds_per_tile, latency_s,
-                   crs_note, compute)
+                   crs_note, compute, statistics,
+                   sample_scale(grid, SAMPLE_SIDE) if statistics else None)
 
 
 def format_plan(plan: MapPlan) -> str:
@@ -106,6 +124,10 @@ def format_plan(plan: MapPlan) -> str:
                      f"{plan.workers} concurrent (max {MAX_WORKERS}; fewer while the project's "
                      "quota answers 429); a request the service cannot compute in time is "
                      "retried once, then asked as two halves")
+    if plan.statistics_per_date:
+        lines.append(f"  scene     {plan.statistics_per_date} reduceRegion per date, before its "
+                     "first tile: the band statistics this model normalises each map by, "
+                     f"sampled at {plan.statistics_scale:g} m (not fetched by a dry run)")
     lines += [
         f"  bytes     {plan.bytes_per_date / 2**30:,.2f} GiB of float32 input per date",
         f"  time      about {format_duration(plan.seconds_estimate / 3600)}: model "

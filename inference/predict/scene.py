@@ -2,23 +2,28 @@
 
 Such a model saw every training patch normalised by the band statistics of the scene the patch
 was cut from (:func:`training.data.compute_scene_norms`), so every map of it is normalised by
-its own input stack's statistics: computed here once, before the first tile, from a decimated
+its own input stack's statistics: computed once, before the first tile, from a decimated
 sample of the whole stack (at most :data:`~inference.predict.sources.SAMPLE_SIDE` pixels a
-side, NaN ignored). Every tile of a map is then normalised alike, whatever ``--tile`` is, and
-the statistics depend on the input's pixels alone; the map records them (its ``normalisation``
-tag).
+side, NaN ignored): here from a stack file, by Earth Engine where the tiles are fetched from
+it one by one (:mod:`inference.mapping.ee_statistics`, the same sample side). Every tile of a
+map is then normalised alike, whatever ``--tile`` is, and the statistics depend on the input's
+pixels alone; the map records them (its ``normalisation`` tag).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.errors import InputDataError
 from gee_export.core.storage import files
 from inference.predict.expected_inputs import read_band_sample
 from inference.predict.sources import SAMPLE_SIDE, RasterSource, select_bands
 from training.data import NormStats, band_stats
+
+if TYPE_CHECKING:
+    from training.modelfile import ModelMeta
 
 
 def scene_statistics(source: str | RasterSource, bands: Sequence[str],
@@ -38,23 +43,19 @@ def scene_statistics(source: str | RasterSource, bands: Sequence[str],
     sample = read_band_sample(source, indexes, SAMPLE_SIDE)
     if sample is None:
         raise InputDataError("this model normalises each map by its input scene's statistics, "
-                             "which an input fetched tile by tile cannot give: export the "
-                             "scene's stack and map it with isamap-predict --input")
+                             "which an input fetched tile by tile cannot give: pass them "
+                             "(scene=, as isamap-map does from Earth Engine), or map the "
+                             "scene's stack file with isamap-predict --input")
     return band_stats([sample], tuple(bands), where="the input stack")
 
 
-def check_tiled_input(norm: str, model: str) -> None:
-    """Refuse a scene-normalised model where the input arrives tile by tile.
+def recorded_statistics(meta: ModelMeta) -> NormStats:
+    """The training statistics the model file records, as a stand-in for a scene's.
 
-    Its map needs the whole scene's statistics before the first tile, which tiles fetched
-    from Earth Engine one by one (``isamap-map --method pixels``, any runner) do not give;
-    said before anything is fetched.
+    For what does not depend on the statistics (timing the model in a dry run, checking
+    int8 before a pipeline starts) and runs before any scene is read; never for a map.
     """
-    if norm == "scene":
-        raise ConfigError(f"model {model!r} normalises each map by its input scene's "
-                          "statistics (isamap-train --norm scene), which tiles fetched one "
-                          "by one cannot give: map it with isamap-map --method tasks or "
-                          "--backend local")
+    return NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
 
 
 def describe(stats: NormStats) -> str:

@@ -149,6 +149,7 @@ def predict_with_model_file(
     change_margin: float = DEFAULT_CHANGE_MARGIN, normalise_to: str | None = None,
     earlier_stack: str | None = None,
     spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD,
+    scene: NormStats | None = None,
 ) -> Outputs:
     """Predict ``stack`` with a model file, then write quick-looks and area statistics.
 
@@ -180,6 +181,10 @@ def predict_with_model_file(
             as ``stack``): change is decided by the spectral rule instead of ``change_margin``
             (:mod:`inference.predict.spectral_stacks`); its fit is recorded.
         spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
+        scene: the input's band statistics a scene-normalised model maps with, computed
+            elsewhere (tiles fetched from Earth Engine: :mod:`inference.mapping.ee_statistics`);
+            None: from a decimated sample of ``stack`` (:func:`scene_statistics`). Any other
+            model ignores them.
     """
     from training.modelfile import LoadedModel, load_model
 
@@ -221,7 +226,10 @@ def predict_with_model_file(
             raise InputDataError("--normalise-to needs the input as a stack file")
         stack, record["normalisation"] = normalised_source(stack, normalise_to, meta.bands,
                                                            band_order)
-    scene = scene_statistics(stack, meta.bands, band_order) if meta.norm == "scene" else None
+    if meta.norm != "scene":
+        scene = None
+    elif scene is None:
+        scene = scene_statistics(stack, meta.bands, band_order)
     if config.postprocess == "keep" and config.keep is not None:  # the cut, before any tile
         config = replace(config, keep=settle(config.keep, meta, stack, band_order))
     index = isa_class_index(tuple(meta.class_names), isa_class)

@@ -55,12 +55,13 @@ def dataset_record(grid: Grid, months=(MONTH,), backend: str = "ee") -> dict[str
 
 
 def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
-               module: str = "", **kwargs: Any) -> Path:
+               module: str = "", norm: str = "training", **kwargs: Any) -> Path:
     """A model saved with the dataset record the trainer writes.
 
     ``name`` is a built-in model, or one of ``module``'s ``MODELS`` table (e.g.
     ``test-threshold`` of ``tests.support.models``), which the file records so that loading it
-    finds the model there.
+    finds the model there. ``norm``: ``scene`` for a model that normalises each map by its
+    input's statistics (``isamap-train --norm scene``).
     """
     from training.models import create_model
 
@@ -68,7 +69,7 @@ def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
         kwargs = {"widths": [4, 8, 8, 16, 16], **kwargs}
     model = create_model(name, len(BANDS), 2, module=module or None, **kwargs)
     meta = ModelMeta(name, len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
-                     metrics={"test_miou": 0.75}, module=module,
+                     metrics={"test_miou": 0.75}, module=module, norm=norm,
                      extra={"dataset": dataset_record(grid, backend=backend)})
     return save_model_file(path, model, meta)
 

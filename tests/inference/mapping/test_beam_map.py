@@ -205,6 +205,33 @@ def test_crofusenet_pipeline_map_equals_the_streamed_map(scene, ee_offline, tmp_
         "the model does not depend on the tiling: this test would not show a lattice mismatch"
 
 
+def test_a_scene_normalised_model_maps_alike_with_statistics_asked_once(scene, ee_offline,
+                                                                       tmp_path):
+    """The launcher asks Earth Engine for the date's statistics once; every worker normalises
+    by them (they travel in the pipeline's task), and the COGs and tiles' fingerprint record
+    them."""
+    from dataclasses import replace
+
+    import torch
+
+    _, stack, _ = scene
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = model_file(tmp_path / "scene.pt", stack.grid, norm="scene")
+    request = request_for(stack, model, tmp_path / "streamed")
+    streamed = map_region(request, session=session_for(launcher(stack)), echo=lambda _: None)
+    asked = launcher(stack)
+    piped = map_region(replace(request, out=str(tmp_path / "piped")), session=session_for(asked),
+                       runner=DIRECT, worker_sessions=StackSessions(stack), echo=lambda _: None)
+    assert len(asked.reductions) == 1 and asked.served == []  # the workers fetch the tiles
+    for a, b in zip(cogs(streamed), cogs(piped), strict=True):
+        assert np.array_equal(read(a), read(b)), f"{b} differs from the streamed map"
+    with rasterio.open(cogs(streamed)[1]) as x, rasterio.open(cogs(piped)[1]) as y:
+        assert y.tags()["normalisation"] == x.tags()["normalisation"]
+        assert json.loads(y.tags()["normalisation"])["by"] == "scene"
+    assert len(list((tmp_path / "piped" / MONTH / "tiles").iterdir())) == 1
+
+
 @NEEDS_INT8
 def test_int8_pipeline_map_equals_the_streamed_int8_map(scene, ee_offline, tmp_path):
     """Every worker calibrates on the model file's training patches: one int8 model, so the

@@ -89,8 +89,8 @@ def test_a_model_that_records_its_tile_is_refused_another_before_anything_runs(t
     assert main([*common, "--tile", "128", "--overlap", "16"]) == 0
 
 
-def test_a_scene_normalised_model_maps_local_scenes_and_is_refused_fetched_tiles(tmp_path,
-                                                                                capsys):
+def test_a_scene_normalised_model_maps_local_scenes_and_plans_its_statistics_on_ee(tmp_path,
+                                                                                   capsys):
     from gee_export.local.synthetic import generate_scene
 
     scene = generate_scene(tmp_path / "scene", width=96, height=96, progress=False)
@@ -99,12 +99,15 @@ def test_a_scene_normalised_model_maps_local_scenes_and_is_refused_fetched_tiles
     model = _model(tmp_path / "m.pt", scene.grid, norm="scene", scene_date="2019-06-10")
     common = ["--bbox", box, "--out", str(tmp_path / "o"), "--months", "2019-06", "-q",
               "--model", str(model), "--tile", "64", "--overlap", "16"]
-    assert main([*common, "--backend", "ee", "--dry-run", "--allow-recipe-mismatch"]) == 2
-    err = capsys.readouterr().err
-    assert "isamap-map --method tasks or --backend local" in err and "Traceback" not in err
-    assert not (tmp_path / "o").exists()
+    # tiles fetched one by one: Earth Engine is asked for the statistics, one request a date
+    # (a dry run sends nothing, so no account is needed)
+    assert main([*common, "--backend", "ee", "--dry-run", "--allow-recipe-mismatch"]) == 0
+    out = capsys.readouterr().out
+    assert "scene     1 reduceRegion per date, before its first tile" in out
+    assert "sampled at 10 m" in out and not (tmp_path / "o").exists()
     local = [*common, "--backend", "local", "--scenes", str(tmp_path / "scene")]
     assert main([*local, "--dry-run"]) == 0  # the plan times the model before any stack
+    assert "reduceRegion" not in capsys.readouterr().out  # the stack file is sampled
     assert main(local) == 0
     (prob,) = (tmp_path / "o").rglob("*_prob.tif")
     with rasterio.open(prob) as ds:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.errors import ConfigError, InputDataError, ModelError
+from gee_export.core.errors import InputDataError, ModelError
 from inference.cli import predict_main
 from inference.predict.runtime import RuntimeOptions, TilePredictor
-from inference.predict.scene import check_tiled_input, scene_statistics
+from inference.predict.scene import scene_statistics
 from inference.predict.sources import MaskedFileSource
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 from training.data import NormStats, band_stats
@@ -100,7 +100,19 @@ def test_a_model_file_states_its_normalisation():
         _meta("tile")
 
 
-def test_tiles_fetched_one_by_one_cannot_feed_a_scene_model():
-    check_tiled_input("training", "unet")
-    with pytest.raises(ConfigError, match="isamap-map --method tasks or --backend local"):
-        check_tiled_input("scene", "unet")
+def test_tiles_fetched_one_by_one_give_no_sample_and_nothing_is_fetched_for_one():
+    """A source read tile by tile cannot be sampled: its statistics come with it or not at all
+    (isamap-map asks Earth Engine for them, inference.mapping.ee_statistics)."""
+    from gee_export.contract.grid import Grid
+    from inference.mapping.fetched import FetchedSource
+
+    fetched = []
+    grid = Grid("EPSG:32650", 500000.0, 3400000.0, 112, 96)
+    source = FetchedSource(lambda window: fetched.append(window), grid, BANDS, tile=64,
+                           overlap=16, workers=1)
+    try:
+        with pytest.raises(InputDataError, match=r"pass them \(scene=") as refused:
+            scene_statistics(source, BANDS)
+    finally:
+        source.close()
+    assert "\n" not in str(refused.value) and fetched == []
