@@ -280,13 +280,16 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     config_from_mapping(dict(overrides or {}))  # --epochs, --batch-size ... as typed
     model, meta = load_model_file(model_path)
     prunable_layers(model)  # refuse models that cannot be pruned before any work
+    # the file's own network and normalisation, never its model name's recipe of today: a
+    # unet-s2 file written before unet-s2 took scene statistics records input_norm: patch in
+    # its model_kwargs, and its config may predate the recorded norm (ModelMeta.norm says it)
     recorded = dict((meta.extra or {}).get("config") or {})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     base = {k: v for k, v in recorded.items() if k in known and k not in (
         "resume", "stop_after", "filter_noisy", "bands")}
     cfg = apply_recipe(config_from_mapping({
         **base, **dict(overrides or {}), "data": str(data), "out_dir": str(out_dir),
-        "model": meta.name, "model_kwargs": dict(meta.model_kwargs),
+        "model": meta.name, "model_kwargs": dict(meta.model_kwargs), "norm": meta.norm,
         "bands": list(meta.bands)}))
     norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
     train_set, val_set = patch_splits(cfg, tuple(meta.bands), norm)

@@ -45,7 +45,7 @@ def test_a_name_in_two_merged_tables_is_refused():
                                          r"and by outside_models"):
         ModelRegistry.merge(unet, clash)
     merged = ModelRegistry.merge(unet, _module("more_models", MODELS={"conv": ModelEntry(_conv)}))
-    assert merged.names() == ("conv", "unet", "unet-s1", "unet-s2", "unet-s2-scene")
+    assert merged.names() == ("conv", "unet", "unet-s1", "unet-s2", "unet-s2-window")
     assert merged.module_of("conv") == "more_models"
     assert merged.create("conv", 3, 4)(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 8, 8)
     with pytest.raises(TypeError):
