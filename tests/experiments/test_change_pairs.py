@@ -57,9 +57,9 @@ def test_real_data_page_quotes_the_change_figures_of_its_json(tmp_path):
     start, end = page_block(page, FIGURES_JSON)
     block = page[start:end]
     assert block == figures_markdown(metrics)
-    both = metrics["summary"]["unet-s2"]["both"]
+    both = metrics["summary"]["unet-s2-window"]["both"]
     assert f"{100 * both['false_change'][0]:.2f} ± " in block and f"{both['f1'][0]:.3f}" in block
-    metrics["summary"]["unet-s2"]["both"]["f1"] = [0.123, 0.01]
+    metrics["summary"]["unet-s2-window"]["both"]["f1"] = [0.123, 0.01]
     (tmp_path / "f.json").write_text(json.dumps(metrics))
     (tmp_path / "p.md").write_text("a\n<!-- figures: other.json -->\nx\n<!-- end figures -->\n"
                                    "<!-- figures: f.json -->\nold\n<!-- end figures -->\nb\n")
