@@ -13,7 +13,8 @@ tile ``PREFIX_s2l2a.tif`` (12 named bands, DN = reflectance x 10000), ``PREFIX_s
 1. ``isamap-export --backend local`` with ``--label-map 7=1,0=255,10=255,*=0`` (built 1, the
    other labelled classes 0, unmarked and cloud ignored) and ``--scene-date`` (the files carry
    no date) writes the training patches; the SCL file masks clouds;
-2. ``isamap-train`` trains each model (``unet-s2`` by default) on them;
+2. ``isamap-train`` trains each model (``unet-s2``, on each scene's statistics, by default) on
+   them;
 3. ``isamap-export`` of the test tile gives its stack, ``isamap-predict`` maps it;
 4. the labelled pixels of the test area score the map (:mod:`experiments.scoring`): built F1,
    IoU and ROC AUC, beside NDBI (B11, B8) as a probability (AUC), at 0 and at its best F1
@@ -236,7 +237,12 @@ class Arm:
 
 def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric: bool = False,
             balanced: bool = False, window: int | None = None, norm: str = "training") -> Arm:
-    """A ``unet-s2`` arm that states every option it compares (none left to the recipe)."""
+    """A ``unet-s2`` arm that states every option it compares (none left to the recipe).
+
+    The optical recipes differ in ``input_norm`` and ``norm`` (``unet-s2``: none and scene;
+    ``unet-s2-window``: patch and training) and share the widths, so stating both, with the
+    augmentations, makes the arm the same whichever recipe the name ``unet-s2`` holds.
+    """
     box = {"norm_window": window} if window else {}
     return Arm(name, "unet-s2", {"input_norm": input_norm, "indices": list(indices), **box},
                ("--radiometric" if radiometric else "--no-radiometric",
@@ -247,7 +253,8 @@ def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric
 INDICES = ("ndbi", "ndvi", "mndwi")
 
 #: Named arms beside the registry's models (any ``isamap-train`` model name is an arm too, with
-#: its own recipe). Each states the window standardisation (``patch``: each window's bands by
+#: its own recipe: ``unet-s2`` on each scene's statistics, ``unet-s2-window`` standardising
+#: each window). Each states the window standardisation (``patch``: each window's bands by
 #: their own mean and deviation; ``global``: the training set's statistics alone), the index
 #: channels (``idx``: NDBI, NDVI, MNDWI), the radiometric augmentation (``radio``) and the
 #: class-balanced sampling (``bal``) it trains with.

@@ -1,7 +1,7 @@
 """An averaged arm of the leave-one-tile-out comparison: trained arms' mean probability.
 
-An arm named ``A+B`` (``unet-s2+unet-s2-both``; any number of ``+``-joined trained arms, but not
-ending in ``+stack`` or ``+thr``, :mod:`experiments.builtup_stack`) trains nothing. For each
+An arm named ``A+B`` (``unet-s2-window+unet-s2-both``; any number of ``+``-joined trained arms,
+but not ending in ``+stack`` or ``+thr``, :mod:`experiments.builtup_stack`) trains nothing. For each
 held-out tile and seed it reads the held-out tile's probability maps of the member arms' models
 of that fold and seed, averages them pixel by pixel and cuts the mean at one half. The members
 are scored on the same pixels, so the averaged arm's scores differ from theirs only by the
@@ -27,7 +27,7 @@ SEPARATOR = "+"
 def members(arm: str) -> tuple[str, ...] | None:
     """The trained arms an averaged arm averages (two or more), else None.
 
-    ``unet-s2+unet-s2-both`` gives both names; a stacked or threshold arm (``BASE+stack``,
+    ``unet-s2-window+unet-s2-both`` gives both names; a stacked or threshold arm (``BASE+stack``,
     ``BASE+thr``) and a plain arm give None.
     """
     if SEPARATOR not in arm or base_arm(arm) is not None:

@@ -1,6 +1,6 @@
 """A stacked arm of the leave-one-tile-out comparison: a model's probability with the tile's NDBI.
 
-An arm named ``BASE+stack`` (``unet-s2+stack``) trains nothing. For each fold and seed it
+An arm named ``BASE+stack`` (``unet-s2-window+stack``) trains nothing. For each fold and seed it
 takes the ``BASE`` model of that fold and seed and maps each of the fold's training tiles
 with it; a logistic regression then learns the built class from two features per pixel:
 
@@ -17,7 +17,7 @@ as confident as on new ground, not as on its own training pixels. The held-out t
 nothing but its own features: its NDBI is standardised over its own imagery (no label), and
 the stacker's probability is cut at 0.5.
 
-An arm named ``BASE+thr`` (``unet-s2+thr``) keeps the model's probability and moves only its
+An arm named ``BASE+thr`` (``unet-s2-window+thr``) keeps the model's probability and moves only its
 cut: the threshold with the best built F1 on the same fit pixels (the training tiles'
 validation and test patches) replaces one half on the held-out tile.
 """

@@ -2,8 +2,10 @@
 
 ``python -m experiments.change_pairs --out DIR``
 
-Model: ``unet-s2`` (and ``unet-s2-global``, the same network without its per-window
-standardisation) trained as :mod:`experiments.builtup` trains it, through ``isamap-export``
+Models (``--recipes``): ``unet-s2`` (each scene normalised by its own statistics) and
+``unet-s2-global`` (the training split's statistics) by default; docs/real-data.md shows
+``unet-s2-window`` (each window standardised by its own statistics) beside ``unet-s2-global``.
+Each is trained as :mod:`experiments.builtup` trains it, through ``isamap-export``
 and ``isamap-train``, on the whole East Java Dynamic World tile (Sentinel-2 **L2A**), several
 seeds, a short budget.
 
@@ -131,11 +133,18 @@ def implant(later: np.ndarray, lulc: np.ndarray, blocks: int, size: int,
 
 
 def probability(model, bands: np.ndarray) -> np.ndarray:
-    """The model's impervious probability of one scene ``(C, H, W)`` (reflect-padded)."""
+    """The model's impervious probability of one scene ``(C, H, W)`` (reflect-padded).
+
+    A model on each scene's statistics (``unet-s2``, ``--norm scene``) is given the scene's
+    own, over all its pixels, as ``isamap-predict`` gives it its input stack's.
+    """
     from inference.predict.runtime import RuntimeOptions, TilePredictor
     from inference.predict.workflow import isa_class_index
+    from training.data import band_stats
 
-    predictor = TilePredictor.for_model(model.module, model.meta, options=RuntimeOptions(
+    scene = (band_stats([bands], tuple(model.meta.bands), where="the scene")
+             if model.meta.norm == "scene" else None)
+    predictor = TilePredictor.for_model(model.module, model.meta, scene, options=RuntimeOptions(
         device="cpu", precision="fp32", channels_last="off", autotune_cache=False))
     h, w = bands.shape[1:]
     side = 32 * int(np.ceil(max(h, w) / 32))

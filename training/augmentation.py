@@ -11,8 +11,9 @@ or on where a run was resumed.
   or atmosphere does to the same ground, applied to the optical bands in reflectance before
   normalisation: a gamma, a scene gain with a small per-band spread, a per-band offset, and an
   additive haze that falls with wavelength. A model trained with it has seen such shifts;
-  one that standardises each window itself (``unet-s2``'s ``input_norm: patch``) is unmoved by
-  the affine part anyway, and sees only the gamma.
+  one that standardises each window itself (``unet-s2-window``'s ``input_norm: patch``) or is
+  normalised by each scene's statistics (``unet-s2``) is unmoved by the affine part anyway,
+  and sees only the gamma.
 """
 
 from __future__ import annotations

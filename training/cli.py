@@ -78,8 +78,8 @@ def train_parser() -> argparse.ArgumentParser:
     a("--config", help="YAML file with any TrainConfig option; flags override it")
     a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
     a("--out", dest="out_dir", help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
-    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp | hrnet; on label_fine: "
-      "srseg | bilinear-unet | unet-upsample (scale from the manifest)")
+    a("--model", help="crofusenet | unet | unet-s2 | unet-s2-window | unet-s1 | runetpp | hrnet; "
+      "on label_fine: srseg | bilinear-unet | unet-upsample (scale from the manifest)")
     a("--model-kwargs", type=_json, help="extra model arguments as JSON, e.g. "
       "'{\"stem_norm\": \"batch\"}' for hrnet")
     a("--loss", help="crofusenet | dice_focal | ce | weighted_ce | srseg | composition "
@@ -123,7 +123,7 @@ def train_parser() -> argparse.ArgumentParser:
     a("--norm", choices=NORMS, help=(
         "normalise the input bands by the training split's statistics (training) or by each "
         "scene's own: every training patch by its scene's, every map by its input stack's "
-        "(scene; default: the model's recipe, scene for unet-s2-scene)"))
+        "(scene; default: the model's recipe, scene for unet-s2, training for the others)"))
     a("--cache", action="store_const", const=True,
       help="keep decoded patches in memory (default: when they fit)")
     a("--no-cache", dest="cache", action="store_const", const=False,

@@ -49,7 +49,10 @@ class ModelMeta:
     """Everything needed to rebuild and feed a trained model.
 
     Attributes:
-        name: registry name of the architecture (``create_model`` name).
+        name: registry name of the architecture (``create_model`` name). The network is
+            rebuilt from that name's builder with ``model_kwargs``, and fed by ``norm``, as
+            recorded, never from the name's recipe of today: a ``unet-s2`` file written
+            when that name standardised each window records ``input_norm: patch``.
         in_channels / num_classes: constructor sizes.
         model_kwargs: other constructor arguments (JSON-like values only).
         bands: input band names, in the order the model expects (the manifest's order).
@@ -73,7 +76,7 @@ class ModelMeta:
             without a validation split): temperature 1, uncalibrated.
         window: the prediction tile, in pixels, that every map of the model is made with,
             for a network whose output depends on the window it is shown (one that
-            standardises its input by the window's own statistics, ``unet-s2``'s
+            standardises its input by the window's own statistics, ``unet-s2-window``'s
             ``input_norm: patch``): its maps on another tile are other maps, so prediction
             refuses another ``--tile``
             (:func:`inference.predict.blending.check_window`). None: any tile.

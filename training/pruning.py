@@ -255,6 +255,26 @@ class PruneResult:
 
 
 # ------------------------------------------------------------------ fine-tuning run
+def fine_tune_config(meta: ModelMeta, data: str, out_dir: str | Path,
+                     overrides: Mapping | None = None) -> TrainConfig:
+    """The configuration a model file is fine-tuned with: its recorded one, ``overrides`` on top.
+
+    The file's own network arguments and normalisation go in as recorded, never its model
+    name's recipe of today: a ``unet-s2`` file written when that name standardised each
+    window records ``input_norm: patch``, and its configuration may predate the recorded
+    ``norm`` (``ModelMeta.norm``, ``training`` for such files, says it). The recipe fills
+    only what neither records.
+    """
+    recorded = dict((meta.extra or {}).get("config") or {})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    base = {k: v for k, v in recorded.items() if k in known and k not in (
+        "resume", "stop_after", "filter_noisy", "bands")}
+    return apply_recipe(config_from_mapping({
+        **base, **dict(overrides or {}), "data": str(data), "out_dir": str(out_dir),
+        "model": meta.name, "model_kwargs": dict(meta.model_kwargs), "norm": meta.norm,
+        "bands": list(meta.bands)}))
+
+
 def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = DEFAULT_RATE,
           overrides: Mapping | None = None, flops_size: int = 256) -> PruneResult:
     """Fine-tune a trained model with FPGM every epoch, then save the compact network.
@@ -280,14 +300,7 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     config_from_mapping(dict(overrides or {}))  # --epochs, --batch-size ... as typed
     model, meta = load_model_file(model_path)
     prunable_layers(model)  # refuse models that cannot be pruned before any work
-    recorded = dict((meta.extra or {}).get("config") or {})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    base = {k: v for k, v in recorded.items() if k in known and k not in (
-        "resume", "stop_after", "filter_noisy", "bands")}
-    cfg = apply_recipe(config_from_mapping({
-        **base, **dict(overrides or {}), "data": str(data), "out_dir": str(out_dir),
-        "model": meta.name, "model_kwargs": dict(meta.model_kwargs),
-        "bands": list(meta.bands)}))
+    cfg = fine_tune_config(meta, data, out_dir, overrides)
     norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
     train_set, val_set = patch_splits(cfg, tuple(meta.bands), norm)
     seed_everything(cfg.seed)

@@ -104,7 +104,7 @@ def check_window(window: int | None, tile: int, model: str = "model",
     """Refuse a prediction tile other than the one a model's maps are made with.
 
     A network that standardises each window by the window's own statistics makes another map
-    on another tile: on the ``ghana_a`` tile of docs/real-data.md, ``unet-s2`` on 64 px
+    on another tile: on the ``ghana_a`` tile of docs/real-data.md, ``unet-s2-window`` on 64 px
     tiles maps built area at less than half the F1 it reaches on 512 px tiles. So its file
     records the tile (``window``, ``training.modelfile.ModelMeta.window``; None: any tile)
     and every prediction path holds to it.

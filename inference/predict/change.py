@@ -13,8 +13,9 @@ ground that did not change:
   standardise each band's difference by its median and MAD (so a scene-wide shift is not
   "change"), keep the ``invariant_share`` of pixels with the smallest standardised change,
   fit each band by least squares on them, and repeat on the normalised date. A network that
-  standardises each window itself (``unet-s2``'s ``input_norm: patch``) is unmoved by any
-  per-band linear map of a whole window, so for it the normalisation changes nothing; it
+  standardises each window itself (``unet-s2-window``'s ``input_norm: patch``) is unmoved
+  by any per-band linear map of a whole window, and one on each scene's statistics
+  (``unet-s2``) by one of a whole scene, so for them the normalisation changes nothing; it
   matters for models on fixed band statistics.
 - **probabilities near 0.5**: two per-date class maps differenced call "change" wherever a
   probability crosses 0.5 by a hair. :func:`margin_change` calls gain only where the earlier

@@ -65,7 +65,7 @@ def test_real_data_page_quotes_the_figures_of_its_json(tmp_path):
         assert f"{metrics['ndbi'][tile]['ndbi_best_f1']:.3f}" in page[start:end]
         for s in arms.values():
             assert f"{s['f1']:.3f}" in page[start:end]
-    metrics["summary"]["java"]["unet-s2"]["f1"] = 0.123
+    metrics["summary"]["java"]["unet-s2-window"]["f1"] = 0.123
     (tmp_path / "f.json").write_text(json.dumps(metrics))
     (tmp_path / "p.md").write_text(f"a\n<!-- figures: {tmp_path / 'f.json'} -->\nold\n"
                                    "<!-- end figures -->\nb\n")

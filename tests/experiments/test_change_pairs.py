@@ -57,9 +57,9 @@ def test_real_data_page_quotes_the_change_figures_of_its_json(tmp_path):
     start, end = page_block(page, FIGURES_JSON)
     block = page[start:end]
     assert block == figures_markdown(metrics)
-    both = metrics["summary"]["unet-s2"]["both"]
+    both = metrics["summary"]["unet-s2-window"]["both"]
     assert f"{100 * both['false_change'][0]:.2f} ± " in block and f"{both['f1'][0]:.3f}" in block
-    metrics["summary"]["unet-s2"]["both"]["f1"] = [0.123, 0.01]
+    metrics["summary"]["unet-s2-window"]["both"]["f1"] = [0.123, 0.01]
     (tmp_path / "f.json").write_text(json.dumps(metrics))
     (tmp_path / "p.md").write_text("a\n<!-- figures: other.json -->\nx\n<!-- end figures -->\n"
                                    "<!-- figures: f.json -->\nold\n<!-- end figures -->\nb\n")
@@ -143,3 +143,26 @@ def test_the_gate_is_a_baseline_row_and_spectral_arms_follow_the_others():
     assert list(table["m"]) == ["both", "training stats", "spectral 3", "spectral 4",
                                 "NDBI gain matched"]
     assert table[GATE]["natural"]["f1"][0] == 1.0
+
+
+def test_a_scene_normalised_model_is_given_each_scenes_own_statistics(tmp_path):
+    """``unet-s2`` (``--norm scene``): a per-band gain and offset of a whole scene moves nothing."""
+    import torch
+
+    from experiments.change_pairs import probability
+    from training.modelfile import ModelMeta, load_model, save_model_file
+    from training.models import create_model
+
+    bands = ("B2", "B3", "B4", "B8")
+    kwargs = {"bands": list(bands), "widths": [4, 8, 8, 16, 16], "input_norm": "none"}
+    torch.manual_seed(0)
+    net = create_model("unet-s2", len(bands), 2, **kwargs)
+    meta = ModelMeta("unet-s2", len(bands), 2, bands, (0.1,) * 4, (0.05,) * 4,
+                     model_kwargs=kwargs, norm="scene")
+    model = load_model(save_model_file(tmp_path / "m.pt", net, meta))
+    scene = np.random.default_rng(0).uniform(0.02, 0.3, (4, 40, 36)).astype(np.float32)
+    gain = np.array([1.3, 0.8, 1.1, 0.9], np.float32)[:, None, None]
+    offset = np.array([0.05, 0.03, 0.02, 0.0], np.float32)[:, None, None]
+    p = probability(model, scene)
+    assert p.shape == (40, 36)
+    assert np.abs(p - probability(model, scene * gain + offset)).max() < 1e-3

@@ -148,7 +148,7 @@ def test_the_scene_statistics_prose_quotes_its_table_and_seeds():
                 derived |= {f"{r['f1_built']:.3f}", f"{r['auc_built']:.3f}",
                             f"{r['ece_built']:.3f}", f"{100 * r['mapped_built_share']:.1f}",
                             f"{100 * r['built_pixels'] / r['pixels']:.1f}"}
-    assert metrics["runs"]["ghana_b"]["unet-s2-scene"][0]["built_pixels"] == 204
+    assert metrics["runs"]["ghana_b"]["unet-s2"][0]["built_pixels"] == 204
     assert f"took {metrics['seconds']:,.0f} s of wall time" in " ".join(page.split())
     prose = _prose(page, "### Scene statistics", "### Level-1C")
     assert _unmatched(prose, derived) == []
@@ -201,7 +201,7 @@ def test_the_change_prose_quotes_its_table():
     k = f"{DEFAULT_SPECTRAL_THRESHOLD:g}"
     first = " ".join(prose.split("\n- ")[1].split())
     assert (f"at k = {k} (the default) finds the implanted gain at F1 "
-            f"{summary['unet-s2'][f'spectral {k}']['f1'][0]:.3f}") in first
+            f"{summary['unet-s2-window'][f'spectral {k}']['f1'][0]:.3f}") in first
     assert metrics["gate_threshold"] == DEFAULT_SPECTRAL_THRESHOLD
     assert all(f"{summary[row]['natural']['f1'][0]:.3f}" in first for row in ("NDBI gain", GATE))
     text = " ".join(page.split())
@@ -280,7 +280,7 @@ def test_the_terramesh_block_is_the_table_of_its_json(tmp_path):
     page = _page("real-data.md")
     metrics = _json(FIGURES_JSON)
     assert _block(page, FIGURES_JSON) == figures_markdown(metrics)
-    metrics["models"]["unet-s2"][metrics["train_cell"]]["f1_built"] = 0.123
+    metrics["models"]["unet-s2-window"][metrics["train_cell"]]["f1_built"] = 0.123
     (tmp_path / "f.json").write_text(json.dumps(metrics))
     (tmp_path / "p.md").write_text("a\n<!-- figures: f.json -->\nold\n<!-- end figures -->\n")
     assert update_page("f.json", "p.md", root=str(tmp_path)) is True

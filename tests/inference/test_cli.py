@@ -10,7 +10,7 @@ from inference.cli import predict_main, publish_main
 from inference.demo import run_demo_inference
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
-from training.modelfile import ModelMeta, save_model_file
+from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model
 
 
@@ -498,3 +498,43 @@ def test_a_window_standardising_model_maps_only_on_its_recorded_tile(small_stack
     assert predict_main([*common, "--out", str(other), "--tile", "64", "--any-tile"]) == 0
     with rasterio.open(f"{other}_prob.tif") as a, rasterio.open(f"{out}_prob.tif") as b:
         assert a.tags()["tile"] == "64" and (a.read(1) != b.read(1)).any()
+
+
+def test_a_unet_s2_file_written_before_scene_statistics_maps_as_it_did(small_stack, tmp_path):
+    """Model files rebuild their recorded network and normalisation, not their name's recipe.
+
+    ``unet-s2`` now trains on each scene's statistics; a file written before records
+    ``unet-s2`` with ``input_norm: patch`` and no ``norm`` (read as ``training``). It must
+    rebuild the per-window network and map exactly as the same weights do under the name of
+    that recipe today (``unet-s2-window``).
+    """
+    from training.models.unet import PatchStandardise, UNet
+
+    kwargs = {"widths": [4, 8, 8, 16, 16], "input_norm": "patch", "bands": list(BANDS)}
+    torch.manual_seed(3)
+    old_net = UNet(len(BANDS), 2, sensor="S2", **kwargs).eval()  # built as the old recipe did
+    paths = {}
+    for name in ("unet-s2", "unet-s2-window"):
+        meta = ModelMeta(name, len(BANDS), 2, BANDS, (0.1,) * 6, (0.5,) * 6,
+                         model_kwargs=kwargs, window=128)
+        paths[name] = save_model_file(tmp_path / f"{name}.pt", old_net, meta)
+    payload = torch.load(paths["unet-s2"], weights_only=True)
+    payload["meta"].pop("norm")  # written before norm was recorded
+    payload["meta"]["extra"] = {"config": {"model": "unet-s2", "epochs": 5}}
+    torch.save(payload, paths["unet-s2"])
+    loaded, meta = load_model_file(paths["unet-s2"])
+    assert meta.norm == "training" and meta.window == 128
+    assert isinstance(loaded.standardise, PatchStandardise)
+    x = torch.randn(2, len(BANDS), 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), old_net(x))
+    probs = {}
+    for name, path in paths.items():
+        out = tmp_path / name / "isa"
+        assert predict_main(["--model", str(path), "--input", str(small_stack), "--out", str(out),
+                             "--overlap", "16", "--tile", "128", "--precision", "fp32",
+                             "--quiet"]) == 0
+        with rasterio.open(f"{out}_prob.tif") as ds:
+            probs[name] = ds.read(1)
+            assert "normalisation" not in ds.tags()  # the training statistics, not the scene's
+    assert np.array_equal(probs["unet-s2"], probs["unet-s2-window"], equal_nan=True)

@@ -282,3 +282,15 @@ def _read(path):
 
     with rasterio.open(path) as ds:
         return ds.read(1)
+
+
+def test_an_old_unet_s2_file_is_fine_tuned_as_it_was_trained_not_as_its_name_trains_now():
+    """A unet-s2 file from before scene statistics: per-window network, training statistics."""
+    from training.pruning import fine_tune_config
+
+    kwargs = {"bands": ["B2", "B3"], "input_norm": "patch", "widths": [4, 8, 8, 16, 16]}
+    meta = ModelMeta("unet-s2", 2, 2, ("B2", "B3"), (0.1, 0.1), (0.5, 0.5), model_kwargs=kwargs,
+                     extra={"config": {"model": "unet-s2", "epochs": 3, "lr": 0.01}})
+    cfg = fine_tune_config(meta, "ds", "out", {"epochs": 1})
+    assert cfg.norm == "training" and cfg.model_kwargs == kwargs
+    assert (cfg.epochs, cfg.lr) == (1, 0.01)  # the override, then the recorded configuration

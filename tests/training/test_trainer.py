@@ -16,7 +16,6 @@ from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, read_model_file
 from training.models import create_model
-from training.models.unet import PREDICTION_WINDOW
 from training.trainer import PolyLR, Trainer, train
 
 TINY = {"widths": [4, 8, 16, 32, 64]}
@@ -173,8 +172,9 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     rc = train_main(["--config", str(cfg), "--out", str(out), "--epochs", "1", "--no-progress"])
     assert rc == 0 and "finished after 1 epochs" in capsys.readouterr().out
-    # unet-s2 standardises each window: its file records the tile its maps are made on
-    assert load_model_file(out / "model.pt")[1].window == PREDICTION_WINDOW
+    # unet-s2 normalises each scene by its own statistics: any tile makes the same map
+    meta = load_model_file(out / "model.pt")[1]
+    assert meta.norm == "scene" and meta.window is None
     # the learning-curve title names the dataset without the machine's folders
     assert titles == [f"Learning curves: unet-s2 on {patch_root.parent.name}/ds"]
     # the learning-rate panel names this run's schedule (not a fixed "poly 0.9")

@@ -4,7 +4,9 @@ The encoder has five blocks of two 3x3 conv-BN-ReLU with 2x2 max pooling between
 (128 -> 8 px, 32 -> 512 channels); the decoder has four transposed-conv up-blocks back to 32
 channels. ``unet`` stacks every input band (the paper's "directly concatenated" comparison);
 ``unet-s2`` and ``unet-s1`` keep only the optical or SAR bands, chosen by band name, for the
-modality ablation.
+modality ablation. ``unet-s2`` (the default optical recipe) normalises each scene by its own
+band statistics; ``unet-s2-window`` is the same network standardising each window's bands
+itself.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from training.models.indices import SpectralIndices
 from training.models.registry import ModelEntry, ModelRecipe
 
 WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 512)
-S2_WIDTHS: tuple[int, ...] = (16, 32, 64, 128, 256)  # unet-s2's recipe: a quarter of the cost
+S2_WIDTHS: tuple[int, ...] = (16, 32, 64, 128, 256)  # the unet-s2 recipes: a quarter of the cost
 
 
 def band_indices(bands: Sequence[str], sensor: str) -> list[int]:
@@ -272,26 +274,30 @@ class UNet(nn.Module):
 RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
                      source="seed 002 lines 81, 166, 178, 180")
 
-# The optical baseline maps regions and seasons other than its training tiles: it
-# standardises each window's bands itself (experiments.builtup's leave-one-tile-out
-# comparison is the evidence; docs/real-data.md).
-S2_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "patch",
-                                                     "widths": list(S2_WIDTHS)})
+# The optical U-Net on each scene's own band statistics, the default optical recipe: every
+# training patch is normalised by those of the scene it was cut from, every map by its input
+# stack's (isamap-train --norm scene). A scene-wide gain or offset (haze, another season's
+# illumination) does not reach the network, and the statistics span the whole scene in
+# training as in prediction, so its maps do not depend on the prediction tile. It maps the
+# tiles its training never saw better than unet-s2-window on every held-out tile
+# (experiments.builtup's leave-one-tile-out comparison, docs/real-data.md "Scene statistics").
+S2_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "none",
+                                                     "widths": list(S2_WIDTHS)},
+                                norm="scene")
 
-# The optical U-Net on each scene's own band statistics: every training patch normalised by
-# those of the scene it was cut from, every map by its input stack's (isamap-train --norm
-# scene). A scene-wide gain or offset does not reach the network, as with unet-s2's
-# per-window standardisation, but the statistics span the whole scene in training as in
-# prediction (experiments.builtup's leave-one-tile-out comparison, docs/real-data.md).
-S2_SCENE_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "none",
-                                                           "widths": list(S2_WIDTHS)},
-                                      norm="scene")
+# The same network standardising each window's bands itself (input_norm: patch) on the
+# training split's statistics: the optical recipe of model files written before unet-s2
+# took scene statistics (they record unet-s2, their model_kwargs and norm: training, and are
+# rebuilt from those, so they predict as they did).
+S2_WINDOW_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "patch",
+                                                            "widths": list(S2_WIDTHS)},
+                                       norm="training")
 
 #: This module's models, merged by :mod:`training.models`.
 MODELS: dict[str, ModelEntry] = {
     "unet": ModelEntry(lambda c, k, **kw: UNet(c, k, **kw), RECIPE),
     "unet-s2": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S2", **kw), S2_RECIPE),
-    "unet-s2-scene": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S2", **kw),
-                                S2_SCENE_RECIPE),
+    "unet-s2-window": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S2", **kw),
+                                 S2_WINDOW_RECIPE),
     "unet-s1": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S1", **kw), RECIPE),
 }

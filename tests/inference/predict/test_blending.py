@@ -179,7 +179,7 @@ def test_encoding_over_the_probabilities_gives_the_same_maps():
 
 def test_a_recorded_window_admits_its_own_tile_only():
     check_window(None, 64)  # a model whose output does not depend on the window: any tile
-    check_window(512, 512, "unet-s2")
-    with pytest.raises(ConfigError, match=r"this unet-s2 model standardises each window .* "
+    check_window(512, 512, "unet-s2-window")
+    with pytest.raises(ConfigError, match=r"this unet-s2-window model standardises each window .* "
                                           r"made on 512 px tiles; --tile 256 would make"):
-        check_window(512, 256, "unet-s2")
+        check_window(512, 256, "unet-s2-window")

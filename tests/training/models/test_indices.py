@@ -29,13 +29,14 @@ def _expected(raw: np.ndarray) -> np.ndarray:
 
 def test_index_channels_are_the_same_in_training_and_in_the_prediction_path(tmp_path):
     root = write_patch_dataset(tmp_path / "ds", n=6, size=16, bands=BANDS)
-    cfg = TrainConfig(data=str(root), out_dir=str(tmp_path / "run"), model="unet-s2",
+    cfg = TrainConfig(data=str(root), out_dir=str(tmp_path / "run"), model="unet-s2-window",
                       model_kwargs={"widths": [4, 4, 8, 8, 8], "indices": INDICES},
                       epochs=1, batch_size=2, num_workers=0, precision="fp32",
                       channels_last="off", progress=False, augment=False)
     result = train(cfg)
     model, meta = load_model_file(result.model_path)
     assert meta.model_kwargs["indices"] == INDICES and len(meta.model_kwargs["input_mean"]) == 5
+    assert meta.norm == "training" and meta.window == 512  # unet-s2-window records its tile
     raw = PatchDataset(root, "val").read_raw(0)[0]
     seen = []
     model.indices.register_forward_hook(lambda _m, _i, out: seen.append(out.detach().clone()))

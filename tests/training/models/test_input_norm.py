@@ -1,6 +1,12 @@
-"""unet-s2 standardises each window's bands itself: a scene-wide gain or offset does not move it."""
+"""The optical recipes: a scene-wide gain or offset per band does not move their input.
+
+``unet-s2-window`` standardises each window's bands itself; ``unet-s2`` (the default) is the
+same network on each scene's own statistics (tests/training/test_scene_norm.py).
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
@@ -19,11 +25,20 @@ from training.models.unet import (
 BANDS = ["B2", "B3", "B4", "B8", "B11", "B12"]
 
 
-def test_the_s2_recipe_standardises_and_a_per_band_gain_and_offset_change_nothing():
-    kwargs = dict(recipe_for("unet-s2").model_kwargs)
-    assert kwargs == {"input_norm": "patch", "widths": list(S2_WIDTHS)}
+def test_the_optical_recipes_are_scene_statistics_and_per_window_standardisation():
+    default, window = recipe_for("unet-s2"), recipe_for("unet-s2-window")
+    assert default.norm == "scene" and default.model_kwargs == {"input_norm": "none",
+                                                                "widths": list(S2_WIDTHS)}
+    assert window.norm == "training" and window.model_kwargs == {"input_norm": "patch",
+                                                                 "widths": list(S2_WIDTHS)}
+    # the same network otherwise: only what the input is normalised by differs
+    assert dataclasses.replace(window, norm="scene", model_kwargs=default.model_kwargs) == default
+
+
+def test_the_window_recipe_standardises_and_a_per_band_gain_and_offset_change_nothing():
+    kwargs = dict(recipe_for("unet-s2-window").model_kwargs)
     torch.manual_seed(0)
-    model = create_model("unet-s2", len(BANDS), 2, bands=BANDS, **kwargs).eval()
+    model = create_model("unet-s2-window", len(BANDS), 2, bands=BANDS, **kwargs).eval()
     x = torch.randn(2, len(BANDS), 32, 32)  # bands as the global normalisation leaves them
     gain = torch.tensor([1.3, 0.8, 1.1, 0.9, 1.2, 1.05])[None, :, None, None]
     haze = torch.tensor([0.8, 0.6, 0.4, 0.2, 0.1, 0.0])[None, :, None, None]

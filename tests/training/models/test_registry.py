@@ -45,7 +45,7 @@ def test_a_name_in_two_merged_tables_is_refused():
                                          r"and by outside_models"):
         ModelRegistry.merge(unet, clash)
     merged = ModelRegistry.merge(unet, _module("more_models", MODELS={"conv": ModelEntry(_conv)}))
-    assert merged.names() == ("conv", "unet", "unet-s1", "unet-s2", "unet-s2-scene")
+    assert merged.names() == ("conv", "unet", "unet-s1", "unet-s2", "unet-s2-window")
     assert merged.module_of("conv") == "more_models"
     assert merged.create("conv", 3, 4)(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 8, 8)
     with pytest.raises(TypeError):
@@ -67,7 +67,7 @@ def test_a_model_outside_the_package_is_found_through_its_module():
     with pytest.raises(ModelError, match=r"'tests\.support\.rasters' exports no MODELS"):
         create_model("test-threshold", 6, module="tests.support.rasters")
     with pytest.raises(ModelError, match=r"defines no model 'unet' in its MODELS table \(it "
-                                         r"defines test-band-conv, test-threshold, test-tied\)"):
+                                         r"defines test-band-conv, test-linear, test-threshold, test-tied\)"):
         create_model("unet", 6, module="tests.support.models")
     with pytest.raises(ModelError, match=r"cannot import 'tests\.support\.absent', which "
                                          r"defines model 'test-threshold'"):
