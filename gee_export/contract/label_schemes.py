@@ -45,12 +45,12 @@ super-resolution.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.bands import LABEL_NODATA, PRODUCT
 from gee_export.core.errors import ConfigError
 
 LANDCOVER_CLASSES: tuple[str, ...] = ("cropland", "woodland", "grassland", "water",
@@ -243,6 +243,18 @@ def get_landcover_scheme(name: str) -> LabelScheme:
 def is_landcover(name: str | None) -> bool:
     """Whether a ``--labels`` value asks for the seven land-cover classes."""
     return bool(name) and str(name).startswith(SCHEME_PREFIX)
+
+
+def check_product_band(bands: Sequence[str], labels: str | None) -> None:
+    """Refuse the ``product`` band unless the labels come from a land-cover source.
+
+    The band holds the label source's own codes, which only a ``landcover:<source>`` table
+    turns into network input; one check for both backends, before any work.
+    """
+    if PRODUCT in bands and not is_landcover(labels):
+        raise ConfigError(f"the {PRODUCT!r} band is the land-cover label source's own codes: "
+                          f"give --labels landcover:<source> (e.g. landcover:nlcd), or leave "
+                          f"{PRODUCT!r} out of --bands (labels now: {labels or 'none'})")
 
 
 def landcover_source(recipe: Mapping[str, object] | None) -> str | None:
