@@ -156,8 +156,8 @@ def model_kwargs_for_product(model: str, bands: tuple[str, ...], manifest: dict)
         if recipe_for(model).product_input:
             raise ConfigError(f"model {model!r} reads the coarse product as input, and the "
                               f"dataset's bands {list(bands)} hold no {PRODUCT!r}: export "
-                              f"with isamap-export --bands {','.join(bands)},{PRODUCT} "
-                              "--labels landcover:<source>, or train --model hrnet")
+                              "with isamap-export --labels landcover:<source> --bands "
+                              f"{','.join(bands)},{PRODUCT}; or train --model hrnet")
         return {}
     if not reads_product(model):
         raise ConfigError(f"model {model!r} cannot read the {PRODUCT!r} band (the coarse "
@@ -166,8 +166,8 @@ def model_kwargs_for_product(model: str, bands: tuple[str, ...], manifest: dict)
     source = landcover_source(manifest.get("recipe"))
     if source is None:
         raise InputDataError(f"the dataset holds a {PRODUCT!r} band but its manifest names no "
-                             "land-cover label source (recipe label landcover:<source>); "
-                             "export it again with --labels landcover:<source>")
+                             "land-cover label source (recipe label landcover:<source>): "
+                             "export it again with isamap-export --labels landcover:<source>")
     return {"product_scheme": source}
 
 
