@@ -78,8 +78,9 @@ def train_parser() -> argparse.ArgumentParser:
     a("--config", help="YAML file with any TrainConfig option; flags override it")
     a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
     a("--out", dest="out_dir", help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
-    a("--model", help="crofusenet | unet | unet-s2 | unet-s2-window | unet-s1 | runetpp | hrnet; "
-      "on label_fine: srseg | bilinear-unet | unet-upsample (scale from the manifest)")
+    a("--model", help="crofusenet | unet | unet-s2 | unet-s2-window | unet-s1 | runetpp | hrnet | "
+      "hrnet-coarse (reads the product band); on label_fine: srseg | bilinear-unet | "
+      "unet-upsample (scale from the manifest)")
     a("--model-kwargs", type=_json, help="extra model arguments as JSON, e.g. "
       "'{\"stem_norm\": \"batch\"}' for hrnet")
     a("--loss", help="crofusenet | dice_focal | ce | weighted_ce | srseg | composition "

@@ -133,6 +133,14 @@ def get_band(name: str) -> BandSpec:
         ) from None
 
 
+def is_code_band(name: str) -> bool:
+    """Whether band ``name`` holds class codes (:attr:`BandSpec.is_codes`); False if unknown."""
+    try:
+        return get_band(name).is_codes
+    except UnknownBandError:
+        return False
+
+
 def resolve(names: Iterable[str]) -> tuple[BandSpec, ...]:
     """Specs for a list of names, in order, rejecting duplicates."""
     specs = tuple(get_band(n) for n in names)

@@ -101,16 +101,17 @@ def test_hrnet_coarse_reads_the_product_as_the_experiments_channels_and_predicts
     (stack,) = (root / "stacks").glob("stack_*_image.tif")
     out = tmp / "map"
     assert predict(["--model", str(run / "model.pt"), "--input", str(stack), "--out",
-                    str(out / "map.tif"), "--tile", "64", "--overlap", "16", "--device", "cpu",
+                    str(out / "map"), "--tile", "64", "--overlap", "16", "--device", "cpu",
                     "-q"]) == 0
-    assert list(out.glob("*.tif"))
+    with rasterio.open(out / "map_class.tif") as src:
+        assert src.shape == (96, 96) and set(np.unique(src.read(1))) <= {*range(7), 255}
     capsys.readouterr()
 
     _, plain, _, _ = exported
     (without,) = (plain / "stacks").glob("stack_*_image.tif")
     refused = tmp / "refused"
     assert predict(["--model", str(run / "model.pt"), "--input", str(without), "--out",
-                    str(refused / "map.tif"), "--device", "cpu", "-q"]) == 2
+                    str(refused / "map"), "--device", "cpu", "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "product" in err[0], err
     assert not refused.exists()
@@ -142,3 +143,21 @@ def test_what_cannot_read_the_product_is_refused_before_any_work(exported, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--labels landcover:<source>" in err[0], err
     assert not any(tmp_path.iterdir())
+
+
+def test_the_product_band_is_never_normalised_blurred_or_range_checked():
+    """Codes reach the network as they are: identity statistics (training split, scene or map
+    input alike), no blur, and no 1st-99th percentile range for the input check to compare."""
+    from training.augmentation import Augment
+    from training.band_ranges import band_ranges
+    from training.data import band_stats
+
+    rng = np.random.default_rng(0)
+    image = np.stack([rng.normal(0.1, 0.02, (16, 16)),
+                      rng.choice(CODES, size=(16, 16))]).astype(np.float32)
+    stats = band_stats([image], ("B2", "product"))
+    assert stats.mean[1] == 0.0 and stats.std[1] == 1.0 and stats.std[0] != 1.0
+    assert set(band_ranges(lambda i: image, 1, ("B2", "product"))) == {"B2"}
+    blurred, _ = Augment(vflip=0.0, rotate=False, blur=1.0)(image, [], rng, codes=(1,))
+    np.testing.assert_array_equal(blurred[1], image[1])
+    assert not np.array_equal(blurred[0], image[0])
