@@ -163,20 +163,6 @@ class LabelScheme:
             fractions[code] = share
         return self.lookup_table().astype(np.int64), fractions
 
-    def input_channels(self, codes: np.ndarray) -> np.ndarray:
-        """``(len(PRODUCT_CHANNELS), H, W)`` float32 of a raster of codes (the reference).
-
-        What ``training.models.product.ProductChannels`` computes inside a network.
-        """
-        classes, fractions = self.input_tables()
-        codes = np.asarray(codes)
-        inside = (codes >= 0) & (codes < 256)
-        index = np.where(inside, codes, 255).astype(np.int64)
-        cls = np.where(inside, classes[index], IGNORED)
-        onehot = cls[None] == np.arange(len(LANDCOVER_CLASSES))[:, None, None]
-        share = np.where(inside, fractions[index], 0.0).astype(np.float32)
-        return np.concatenate([onehot.astype(np.float32), share[None]])
-
 
 def _scheme(source: str, product: str, *codes: tuple[int, str, str | None],
             impervious: Mapping[int, float] | None = None) -> LabelScheme:
