@@ -30,12 +30,13 @@ from typing import Any
 
 from gee_export.contract import bands as band_registry
 from gee_export.contract.grid import Grid, Window
+from gee_export.contract.label_schemes import is_landcover
 from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
 from gee_export.core.ee_session import EESession
 from gee_export.core.errors import ConfigError, EarthEngineError
 from gee_export.core.progress import progress_bar
 from gee_export.core.storage import GcsStore, Store, open_store
-from gee_export.ee.labels import LabelSource
+from gee_export.ee.labels import LabelSource, parse_label_source
 from gee_export.ee.recipe import FLOAT_NODATA, EERecipe, build_stack
 from gee_export.ee.sentinel1 import S1Recipe, require_scenes, s1_collection
 from gee_export.ee.sentinel2 import (
@@ -110,12 +111,19 @@ def recipe_for_month(recipe: Mapping[str, Any], bands: Sequence[str], month: str
 
 
 def recorded_label(recipe: Mapping[str, Any]) -> LabelSource:
-    """The land-cover label source an Earth Engine dataset recorded: what ``product`` reads.
+    """The land-cover label source a dataset recorded: what ``product`` reads on a map date.
+
+    An Earth Engine dataset records the parsed source (``label``); a local one its scheme
+    (``label_scheme``, ``landcover:nlcd``), which is read from the catalogue when Earth
+    Engine holds it (an uploaded source needs its asset: ``parse_label_source`` says so).
 
     Raises:
         ConfigError: the recipe records no land-cover source (a model reading ``product``
             needs the codes it was trained on, from the same source).
     """
+    scheme = recipe.get("label_scheme")
+    if not recipe.get("label") and isinstance(scheme, str) and is_landcover(scheme):
+        return parse_label_source(scheme)
     record = dict(recipe.get("label") or {})
     try:
         label = LabelSource(**record)

@@ -82,6 +82,10 @@ def test_a_map_date_reads_the_product_from_the_recorded_source_without_the_label
     assert ["product"] in renames and ["label"] not in renames
     with pytest.raises(ConfigError, match="records no Earth Engine land-cover label source"):
         recipe_for_month({"s2": {}, "label": {"kind": "worldcover"}}, BANDS, MONTH)
+    local = recipe_for_month({"label_scheme": "landcover:nlcd"}, BANDS, MONTH)  # a local export
+    assert local.recipe.label == NLCD
+    with pytest.raises(ConfigError, match="landcover:chesapeake:projects/"):
+        recipe_for_month({"label_scheme": "landcover:chesapeake"}, BANDS, MONTH)
 
 
 def test_pixels_export_carries_the_product_band(ee_offline, nlcd_stack, tmp_path):
