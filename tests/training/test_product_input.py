@@ -3,7 +3,8 @@
 A synthetic scene whose label raster holds NLCD codes on 30 m cells is exported with the
 ``product`` band (``isamap-export --bands ...,product --labels landcover:nlcd``), trained with
 ``hrnet-coarse`` (the paper's recipe, its noisy-sample filter, the product as input) and its
-stack predicted. The network's first convolution sees the bands and then exactly the product
+stack predicted (``isamap-predict``) and its scenes mapped (``isamap-map --backend local``).
+The network's first convolution sees the bands and then exactly the product
 channels of the experiment (``experiments.chesapeake_nlcd.product_channels``) on the same
 codes; everything that cannot work is refused with one line before any work.
 """
@@ -54,6 +55,17 @@ def exported(tmp_path_factory):
     return root, plain, cells, tmp
 
 
+def _bbox(root) -> str:
+    """The dataset's grid as ``--bbox`` in degrees."""
+    from pyproj import Transformer
+
+    from gee_export.contract.grid import Grid
+
+    grid = Grid.from_dict(json.loads((root / "manifest.json").read_text())["grid"])
+    to_ll = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    return ",".join(f"{v:.6f}" for v in to_ll.transform_bounds(*grid.bounds))
+
+
 def test_the_stack_holds_the_label_sources_own_codes_nearest_upsampled(exported):
     root, _, cells, _ = exported
     manifest = json.loads((root / "manifest.json").read_text())
@@ -69,6 +81,7 @@ def test_the_stack_holds_the_label_sources_own_codes_nearest_upsampled(exported)
 def test_hrnet_coarse_reads_the_product_as_the_experiments_channels_and_predicts(exported,
                                                                                  capsys):
     from inference.cli import predict_main as predict
+    from inference.map_cli import main as map_main
     from training.cli import train_main as train
     from training.data import NormStats, PatchDataset
     from training.modelfile import load_model_file
@@ -105,6 +118,16 @@ def test_hrnet_coarse_reads_the_product_as_the_experiments_channels_and_predicts
                     "-q"]) == 0
     with rasterio.open(out / "map_class.tif") as src:
         assert src.shape == (96, 96) and set(np.unique(src.read(1))) <= {*range(7), 255}
+    capsys.readouterr()
+    assert map_main(["--model", str(run / "model.pt"), "--backend", "local", "--scenes",
+                     str(tmp / "scene"), "--months", "2019-06", "--bbox", _bbox(root), "--out",
+                     str(tmp / "maps"), "--tile", "64", "--overlap", "16", "-q"]) == 0
+    (made,) = (tmp / "maps").rglob("stack_2019-06_image.tif")
+    with rasterio.open(made) as src:
+        assert src.descriptions[-1] == "product"  # the map's stack, read from the scenes
+        codes = src.read(5)
+    assert set(np.unique(codes[np.isfinite(codes)])) == set(CODES)
+    assert list((tmp / "maps").rglob("isa_2019-06_class.tif"))
     capsys.readouterr()
 
     _, plain, _, _ = exported
