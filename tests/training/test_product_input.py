@@ -17,32 +17,22 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from affine import Affine
 
 from experiments.chesapeake_nlcd import ChesapeakePatch, merge_into_fine_classes, product_channels
 from gee_export.contract.label_schemes import SCHEMES
+from tests.support.nlcd import CODES, nlcd_scene
 
 SMALL = json.dumps({"width": 4, "stem_width": 8, "stage1_width": 8, "modules": [1, 1, 1],
                     "blocks": 1})
-#: NLCD codes drawn on the 30 m cells: water, developed (all four), forest, pasture, no data
-CODES = (11, 21, 22, 23, 24, 41, 42, 81, 71)
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A scene with a 30 m NLCD label, exported with the product band; (root, codes, scene)."""
+    """A scene with a 30 m NLCD label, exported with and without the product band."""
     from gee_export.cli import main
-    from gee_export.local.synthetic import generate_scene
 
     tmp = tmp_path_factory.mktemp("product")
-    scene = generate_scene(tmp / "scene", width=96, height=96, fine_scale=2, progress=False)
-    scene.label_fine.unlink()
-    x0, y0 = scene.grid.transform.c, scene.grid.transform.f
-    cells = np.random.default_rng(3).choice(CODES, size=(32, 32)).astype(np.uint8)
-    with rasterio.open(scene.label, "w", driver="GTiff", width=32, height=32, count=1,
-                       dtype="uint8", nodata=None, crs=scene.grid.crs,
-                       transform=Affine(30.0, 0, x0, 0, -30.0, y0)) as dst:
-        dst.write(cells[None])
+    scene, cells = nlcd_scene(tmp / "scene")
     root = tmp / "ds"
     common = ["--backend", "local", "--scenes", str(scene.root), "--months", "2019-06",
               "--patch-size", "32", "--stride", "32", "--split-block", "1", "--seed", "1",

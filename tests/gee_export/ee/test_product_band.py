@@ -12,7 +12,6 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
 from rasterio.io import MemoryFile
 
 from gee_export.contract.dataset import DatasetSpec, read_index, read_manifest
@@ -26,6 +25,7 @@ from gee_export.ee.recipe import EERecipe, build_stack
 from gee_export.ee.sentinel2 import month_window
 from tests.support import ee_graph
 from tests.support.killed_export import MONTH, session_for
+from tests.support.nlcd import CODES, nlcd_scene
 
 BANDS = ("B2", "B4", "product")
 NLCD = parse_label_source("landcover:nlcd")
@@ -34,20 +34,13 @@ NLCD = parse_label_source("landcover:nlcd")
 @pytest.fixture(scope="module")
 def nlcd_stack(tmp_path_factory):
     """A local stack of a synthetic scene whose label raster holds 30 m NLCD codes."""
+    from gee_export.contract.grid import Grid
     from gee_export.local.stack import build_local_stack
-    from gee_export.local.synthetic import generate_scene
 
     root = tmp_path_factory.mktemp("nlcd")
-    scene = generate_scene(root / "scene", width=64, height=64, fine_scale=2, progress=False)
-    scene.label_fine.unlink()
-    cells = np.random.default_rng(0).choice([11, 21, 22, 24, 41, 81], size=(22, 22))
-    with rasterio.open(scene.label, "w", driver="GTiff", width=22, height=22, count=1,
-                       dtype="uint8", nodata=None, crs=scene.grid.crs,
-                       transform=Affine(30.0, 0, scene.grid.transform.c, 0, -30.0,
-                                        scene.grid.transform.f)) as dst:
-        dst.write(cells.astype(np.uint8)[None])
-    grid = type(scene.grid)(scene.grid.crs, scene.grid.transform.c, scene.grid.transform.f, 64,
-                            64, 10.0, patch_size=32, stride=32)
+    scene, _ = nlcd_scene(root / "scene", size=64)
+    t = scene.grid.transform
+    grid = Grid(scene.grid.crs, t.c, t.f, 64, 64, 10.0, patch_size=32, stride=32)
     return build_local_stack(root / "scene", grid, MONTH, BANDS, label_scheme="landcover:nlcd",
                              out_dir=root / "stack", progress=False)
 
@@ -103,7 +96,7 @@ def test_pixels_export_carries_the_product_band(ee_offline, nlcd_stack, tmp_path
     store = open_store(tmp_path / "ds")
     with rasterio.open(nlcd_stack.image) as src:
         product = src.read(3)
-    assert set(np.unique(product)) <= {11, 21, 22, 24, 41, 81}
+    assert set(np.unique(product)) <= set(CODES)
     for rec in read_index(store):
         with MemoryFile(store.read_bytes(rec["image"])) as mem, mem.open() as src:
             assert src.descriptions[-1] == "product"
