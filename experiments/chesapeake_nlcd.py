@@ -24,7 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gee_export.contract.label_schemes import IGNORED, LANDCOVER_CLASSES, SCHEMES
+from gee_export.contract.label_schemes import (
+    IGNORED,
+    LANDCOVER_CLASSES,
+    NLCD_IMPERVIOUS,
+    SCHEMES,
+)
 from gee_export.core.errors import InputDataError
 
 CHESAPEAKE_FOLDER = "chesapeake_nlcd"  # the sample set's folder under the data root
@@ -35,9 +40,6 @@ NLCD_CHANNEL = 9
 BANDS = ("Red", "Green", "Blue", "NearInfrared")
 #: classes of the coarse product that the 1 m reference cannot tell apart from another one
 FINE_MERGE = {"cropland": "grassland"}
-#: NLCD's developed classes as impervious fractions: the middle of each class's defined range
-#: (open space under 20 %, low 20-49 %, medium 50-79 %, high intensity 80-100 % impervious)
-NLCD_IMPERVIOUS = {21: 0.10, 22: 0.35, 23: 0.65, 24: 0.90}
 #: the soft label of NLCD code ``c`` in :func:`composition_labels` is ``SOFT_BASE + c``
 SOFT_BASE = 200
 
@@ -132,8 +134,9 @@ PRODUCT_BANDS = (*(f"NLCD {c}" for c in LANDCOVER_CLASSES), "NLCD impervious fra
 def product_channels(patch: ChesapeakePatch) -> np.ndarray:
     """NLCD as input channels: its seven classes one-hot, then the developed cells' fraction.
 
-    (8, H, W) float32 on a unit scale. The fraction channel is :data:`NLCD_IMPERVIOUS` of each
-    developed code (0 elsewhere): the one-hot classes call open space grassland, the fraction
+    (8, H, W) float32 on a unit scale. The fraction channel is ``NLCD_IMPERVIOUS`` (the
+    ``nlcd`` scheme's table in :mod:`gee_export.contract.label_schemes`) of each developed
+    code (0 elsewhere): the one-hot classes call open space grassland, the fraction
     tells the network that the cell is developed and how densely. A network that reads these
     refines the product instead of learning it again from the imagery.
     """

@@ -33,6 +33,7 @@ from gee_export.contract.grid import (
     projected_crs,
     utm_caveat,
 )
+from gee_export.contract.label_schemes import check_product_band
 from gee_export.contract.regions import Region, resolve_region
 from gee_export.contract.splits import (
     DEFAULT_BLOCK,
@@ -347,6 +348,8 @@ def run(args: argparse.Namespace) -> int:
     for warning in check_archive_months(months, bands):  # dry run or not: the same months
         log.warning("%s", warning)
     label = _labels(args)
+    check_product_band(bands, (args.labels or DEFAULT_EE_LABELS) if label is not None
+                       else _local_scheme(args))
     grid = make_grid(region, args)
     out = args.out or str(Path("data") / region.name)
     if args.code_editor or not args.dry_run:  # a dry run writes nothing

@@ -46,11 +46,13 @@ class Augment:
     blur_sigma: tuple[float, float] = (0.1, 1.0)
 
     def __call__(self, image: np.ndarray, labels: list[np.ndarray],
-                 rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+                 rng: np.random.Generator, codes: Sequence[int] = ()
+                 ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Augment ``image`` (C, H, W) and move ``labels`` with it.
 
         ``labels`` are targets on the same area at any scale, ``(H', W')`` label maps or
-        ``(C', H', W')`` fine images: they are flipped and rotated, never blurred.
+        ``(C', H', W')`` fine images: they are flipped and rotated, never blurred. The image
+        channels ``codes`` hold class codes (the coarse product): moved, never blurred.
         """
         if rng.random() < self.vflip:
             image = image[:, ::-1]
@@ -61,7 +63,10 @@ class Augment:
             labels = [np.rot90(lab, k, axes=(-2, -1)) for lab in labels]
         if rng.random() < self.blur:
             sigma = float(rng.uniform(*self.blur_sigma))
-            image = gaussian_filter(image, sigma=(0, sigma, sigma), mode="reflect")
+            blurred = gaussian_filter(image, sigma=(0, sigma, sigma), mode="reflect")
+            if codes:
+                blurred[list(codes)] = image[list(codes)]
+            image = blurred
         return np.ascontiguousarray(image), [np.ascontiguousarray(lab) for lab in labels]
 
 

@@ -7,7 +7,8 @@ like one. Percentiles of each band's raw values in the training split (``ModelMe
 let inference compare an input with the training data before the first tile
 (:func:`inference.predict.expected_inputs.check_input`).
 
-The percentiles come from a bounded sample: at most ``max_patches`` patches spread over the
+A band of class codes (the coarse product's ``product``) has no scale to check and is left
+out. The percentiles come from a bounded sample: at most ``max_patches`` patches spread over the
 split and ``per_patch`` pixels of each, so a large dataset costs what a small one does.
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from gee_export.contract.bands import is_code_band
 
 PERCENTILES = (1.0, 50.0, 99.0)
 """The recorded percentiles: the range the model saw (1st-99th) and its median."""
@@ -34,7 +37,8 @@ def band_ranges(read_image: Callable[[int], np.ndarray], count: int, bands: tupl
         per_patch: at most this many pixels of each patch (a regular subsample).
 
     Returns:
-        Band name -> percentiles; a band without any finite value is left out.
+        Band name -> percentiles; a band without any finite value, and a band of class
+        codes, is left out.
     """
     if count <= 0:
         return {}
@@ -50,6 +54,6 @@ def band_ranges(read_image: Callable[[int], np.ndarray], count: int, bands: tupl
     out: dict[str, tuple[float, ...]] = {}
     for name, chunks in zip(bands, values, strict=True):
         v = np.concatenate(chunks) if chunks else np.empty(0, np.float32)
-        if v.size:
+        if v.size and not is_code_band(name):
             out[name] = tuple(round(float(p), 6) for p in np.percentile(v, PERCENTILES))
     return out

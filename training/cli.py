@@ -24,7 +24,7 @@ from gee_export.core.commands import (
 from gee_export.core.config_file import read_config_file
 from gee_export.core.errors import ConfigError
 from gee_export.core.parsers import command_parser
-from training.config import NORMS, TrainConfig, config_from_mapping
+from training.config import NORMS, TrainConfig, config_from_mapping, with_recipe_filter
 from training.run_folder import resume_config
 
 RECIPE = "(default: the model's recipe)"
@@ -78,8 +78,9 @@ def train_parser() -> argparse.ArgumentParser:
     a("--config", help="YAML file with any TrainConfig option; flags override it")
     a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
     a("--out", dest="out_dir", help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
-    a("--model", help="crofusenet | unet | unet-s2 | unet-s2-window | unet-s1 | runetpp | hrnet; "
-      "on label_fine: srseg | bilinear-unet | unet-upsample (scale from the manifest)")
+    a("--model", help="crofusenet | unet | unet-s2 | unet-s2-window | unet-s1 | runetpp | hrnet | "
+      "hrnet-coarse (reads the product band); on label_fine: srseg | bilinear-unet | "
+      "unet-upsample (scale from the manifest)")
     a("--model-kwargs", type=_json, help="extra model arguments as JSON, e.g. "
       "'{\"stem_norm\": \"batch\"}' for hrnet")
     a("--loss", help="crofusenet | dice_focal | ce | weighted_ce | srseg | composition "
@@ -106,7 +107,8 @@ def train_parser() -> argparse.ArgumentParser:
     a("--filter-noisy", type=float, metavar="SHARE", help=(
         "train a preliminary model, drop training patches whose prediction agrees with their "
         "label on fewer than SHARE of the pixels (e.g. 0.2), retrain; the dropped patches "
-        "are listed in <out>/noisy_patches.json"))
+        "are listed in <out>/noisy_patches.json (default: the model's recipe; hrnet-coarse "
+        "filters at 0.2)"))
     a("--seed", type=int, help="seed of weights, shuffling and augmentation (default: 0)")
     a("--workers", dest="num_workers", type=int, help=(
         "data-loader worker processes (default: none for a dataset cached on a CPU, else "
@@ -160,6 +162,7 @@ def _train(args: dict) -> int:
 
     finished = False
     try:
+        cfg = with_recipe_filter(cfg)  # e.g. hrnet-coarse filters noisy samples by default
         if cfg.filter_noisy is not None:
             from training.noisy import train_filtered
 

@@ -197,6 +197,19 @@ def apply_recipe(cfg: TrainConfig) -> TrainConfig:
                                model_kwargs={**recipe.model_kwargs, **dict(cfg.model_kwargs)})
 
 
+def with_recipe_filter(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its recipe's noisy-sample threshold when the run gives none.
+
+    Kept apart from :func:`apply_recipe`, which every stage of a filtered run applies: the
+    filter is decided once, by the command, and its two trainings run unfiltered.
+    """
+    from training.models import available_models, recipe_for
+
+    if cfg.filter_noisy is not None or cfg.model not in available_models():
+        return cfg
+    return dataclasses.replace(cfg, filter_noisy=recipe_for(cfg.model).filter_noisy)
+
+
 @dataclass(frozen=True)
 class RecipeValues:
     """The recipe-filled options a run reads, none of them unset (:func:`recipe_values`)."""

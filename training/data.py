@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from engine.execution import calling_thread_only
 from gee_export.contract import dataset as _dataset
-from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.bands import LABEL_NODATA, is_code_band
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import open_store
 from gee_export.core.storage.gdal_auth import check_read, gdal_env
@@ -125,7 +125,9 @@ def stats_from_moments(bands: Sequence[str], mean: Sequence[float | None],
     The one owner of the statistics' conventions, wherever the moments were summed (here, or
     by Earth Engine's ``reduceRegion``): a band with no valid pixel is refused, naming it,
     ``where`` it was read and ``advice`` (what to do); a constant band (deviation at most
-    1e-6) keeps deviation 1, i.e. it is centred and left unscaled.
+    1e-6) keeps deviation 1, i.e. it is centred and left unscaled; a band of class codes
+    (``BandSpec.is_codes``: the coarse product) gets mean 0 and deviation 1, so the network
+    sees the codes themselves, in every statistic (training split, scene, map input).
 
     Raises:
         InputDataError: a band has no valid pixel.
@@ -135,8 +137,8 @@ def stats_from_moments(bands: Sequence[str], mean: Sequence[float | None],
     if empty:
         raise InputDataError(f"bands {empty} have no valid pixel in {where}"
                              + (f"; {advice}" if advice else ""))
-    return NormStats(tuple(bands), tuple(m for _, m, _ in values),
-                     tuple(d if d > 1e-6 else 1.0 for _, _, d in values))
+    return NormStats(tuple(bands), tuple(0.0 if is_code_band(b) else m for b, m, _ in values),
+                     tuple(1.0 if is_code_band(b) or d <= 1e-6 else d for b, _, d in values))
 
 
 def _number(value: float | None) -> float:
@@ -261,6 +263,7 @@ class PatchDataset(Dataset):
         self.augment = augment
         self.radiometric = radiometric
         self.label_key = label
+        self.codes = tuple(i for i, b in enumerate(self.bands) if is_code_band(b))
         self.seed = seed
         self.crop = crop
         self.class_names = class_names_of(self.manifest)
@@ -403,7 +406,7 @@ class PatchDataset(Dataset):
                                          np.random.default_rng([self.seed, int(epoch), int(i), 1]))
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, int(epoch), int(i)])
-            image, targets = self.augment(image, targets, rng)
+            image, targets = self.augment(image, targets, rng, self.codes)
         item = {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
                 "label": torch.from_numpy(np.ascontiguousarray(targets[0])),
                 "id": patch_key(self.records[int(i)])}

@@ -15,12 +15,13 @@ from collections.abc import Collection
 import numpy as np
 from torch import nn
 
-from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.bands import LABEL_NODATA, PRODUCT
+from gee_export.contract.label_schemes import landcover_source
 from gee_export.core.errors import ConfigError, InputDataError, ModelError
 from training.augmentation import Augment, Radiometric
 from training.config import TrainConfig
 from training.data import NormStats, PatchDataset, balanced_weights, scene_norms_for
-from training.models import context_warning, recipe_for, upsamples
+from training.models import context_warning, reads_product, recipe_for, upsamples
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,34 @@ def model_kwargs_for_norm(kwargs: dict, norm: NormStats, by: str = "training") -
         raise ConfigError("spectral indices need the training statistics to recover "
                           "reflectance: train with --norm training, or without indices")
     return {**kwargs, "input_mean": list(norm.mean), "input_std": list(norm.std)}
+
+
+def model_kwargs_for_product(model: str, bands: tuple[str, ...], manifest: dict) -> dict:
+    """``{"product_scheme": source}`` when the input holds the coarse product band, else {}.
+
+    The network expands the ``product`` band's codes with its land-cover source's table
+    (:mod:`training.models.product`), so it is told the source the dataset was exported with
+    (the manifest's recipe, :func:`gee_export.contract.label_schemes.landcover_source`).
+    Refused before any pixel is read: the band for a model that cannot expand it, the band
+    without a land-cover source, and a recipe that reads the product on a dataset without it.
+    """
+    if PRODUCT not in bands:
+        if recipe_for(model).product_input:
+            raise ConfigError(f"model {model!r} reads the coarse product as input, and the "
+                              f"dataset's bands {list(bands)} hold no {PRODUCT!r}: export "
+                              "with isamap-export --labels landcover:<source> --bands "
+                              f"{','.join(bands)},{PRODUCT}; or train --model hrnet")
+        return {}
+    if not reads_product(model):
+        raise ConfigError(f"model {model!r} cannot read the {PRODUCT!r} band (the coarse "
+                          f"product's codes); train hrnet-coarse or hrnet, or leave it out "
+                          f"with --bands {','.join(b for b in bands if b != PRODUCT)}")
+    source = landcover_source(manifest.get("recipe"))
+    if source is None:
+        raise InputDataError(f"the dataset holds a {PRODUCT!r} band but its manifest names no "
+                             "land-cover label source (recipe label landcover:<source>): "
+                             "export it again with isamap-export --labels landcover:<source>")
+    return {"product_scheme": source}
 
 
 def model_kwargs_for_scale(model: str, label: str, scale: int, kwargs: dict) -> dict:

@@ -79,12 +79,7 @@ from training.fit_calibration import calibrate_model_file
 from training.history import epoch_line, json_row
 from training.losses import build_loss
 from training.metrics import ConfusionMatrix
-from training.modelfile import (
-    CHECKPOINT_FORMAT,
-    ModelMeta,
-    atomic_torch_save,
-    save_model_file,
-)
+from training.modelfile import CHECKPOINT_FORMAT, ModelMeta, atomic_torch_save, save_model_file
 from training.models import create_model
 from training.optim import PolyLR, make_optimizer
 from training.run_folder import config_differences, write_resolved_config
@@ -94,6 +89,7 @@ from training.run_inputs import (
     check_labels,
     dataset_record,
     model_kwargs_for_norm,
+    model_kwargs_for_product,
     model_kwargs_for_scale,
     patch_splits,
     sampling_weights,
@@ -550,6 +546,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     device = resolve_device(cfg.device, info)
     exclude = tuple(exclude or ())
     raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=recipe.label, exclude=exclude)
+    product = model_kwargs_for_product(cfg.model, raw.bands, raw.manifest)  # before any pixel
     path = choose_data_path(raw.decoded_bytes(), device.type, cfg.cache, cfg.num_workers)
     log.log(DETAIL, "data: %s", path.reason)  # how, not what: -v
     cfg = replace(cfg, cache=path.cache, num_workers=path.workers)
@@ -560,8 +557,8 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     seed_everything(cfg.seed)
     scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \
         if recipe.label == "label_fine" else 1
-    kwargs = model_kwargs_for_scale(cfg.model, recipe.label, scale,
-                                    {"bands": list(raw.bands), **dict(cfg.model_kwargs)})
+    kwargs = model_kwargs_for_scale(cfg.model, recipe.label, scale, {
+        "bands": list(raw.bands), **product, **dict(cfg.model_kwargs)})
     kwargs = model_kwargs_for_norm(kwargs, norm, cfg.norm or "training")
     model = create_model(cfg.model, len(raw.bands), len(names), **kwargs)
     if int(getattr(model, "output_scale", 1)) != scale:

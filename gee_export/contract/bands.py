@@ -14,7 +14,7 @@ from typing import Literal, overload
 
 from gee_export.core.errors import ConfigError, UnknownBandError
 
-Sensor = Literal["S2", "S1", "label", "quality"]
+Sensor = Literal["S2", "S1", "label", "quality", "product"]
 Resampling = Literal["bilinear", "nearest", "mode"]
 
 
@@ -53,8 +53,21 @@ class BandSpec:
     def is_categorical(self) -> bool:
         return self.resampling in ("nearest", "mode")
 
+    @property
+    def is_codes(self) -> bool:
+        """A band of class codes (:data:`PRODUCT`): fed to the network as it is.
+
+        Never normalised (identity statistics), blurred or radiometrically augmented; a model
+        that reads it expands the codes itself (``training.models.product``).
+        """
+        return self.sensor == "product"
+
 
 LABEL = "label"
+# The coarse product as an input band: the land-cover label source's own codes (NLCD 11..95,
+# WorldCover 10..100...), put on the grid like the label (mode or nearest) but not mapped to
+# the seven classes; only with ``--labels landcover:<source>``.
+PRODUCT = "product"
 # The label value that marks unlabelled pixels, in stacks, patches, training (ignored by losses
 # and metrics) and the published class map. Every module that needs it imports it from here.
 LABEL_NODATA = 255
@@ -91,6 +104,8 @@ _BANDS: tuple[BandSpec, ...] = (
              "clear_count", "number of cloud-free Sentinel-2 observations in the composite"),
     BandSpec("s1_scene_count", "quality", "count", "float32", math.nan, 1.0, 10.0, "nearest",
              "scene_count", "number of Sentinel-1 scenes averaged into the composite"),
+    BandSpec(PRODUCT, "product", "code", "float32", math.nan, 1.0, 10.0, "mode", PRODUCT,
+             "the land-cover label source's own class codes (e.g. NLCD 11..95), NaN nodata"),
     BandSpec(LABEL, "label", "class", "uint8", LABEL_NODATA, 1.0, 10.0, "mode", LABEL,
              "0 pervious, 1 impervious, 255 nodata (or the class scheme in the manifest)"),
 )
@@ -116,6 +131,14 @@ def get_band(name: str) -> BandSpec:
         raise UnknownBandError(
             f"unknown band {name!r}; known bands: {', '.join(REGISTRY)}"
         ) from None
+
+
+def is_code_band(name: str) -> bool:
+    """Whether band ``name`` holds class codes (:attr:`BandSpec.is_codes`); False if unknown."""
+    try:
+        return get_band(name).is_codes
+    except UnknownBandError:
+        return False
 
 
 def resolve(names: Iterable[str]) -> tuple[BandSpec, ...]:

@@ -32,17 +32,25 @@ Sources and their decisions (see docs/landcover.md):
   open space (lawns, under 20 % impervious) -> grassland; developed low, medium and high
   intensity -> impervious; forest, dwarf scrub and shrub/scrub -> woodland; grassland, sedge,
   pasture/hay -> grassland; cultivated crops -> cropland; woody and emergent herbaceous
-  wetlands -> ignored; Alaska's lichens and moss (tundra) -> ignored.
+  wetlands -> ignored; Alaska's lichens and moss (tundra) -> ignored. Its developed classes
+  are also shares of impervious surface (:data:`NLCD_IMPERVIOUS`).
+
+A scheme's ``impervious`` table gives the expected impervious fraction of the codes that
+are shares of impervious surface rather than one class (NLCD's developed intensities; no
+other source has any). It is what the coarse product becomes as network input
+(:meth:`LabelScheme.input_tables`: the seven classes one-hot plus that fraction, the
+``product`` band of ``gee_export.contract.bands``) and the soft label of label
+super-resolution.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.bands import LABEL_NODATA, PRODUCT
 from gee_export.core.errors import ConfigError
 
 LANDCOVER_CLASSES: tuple[str, ...] = ("cropland", "woodland", "grassland", "water",
@@ -51,6 +59,12 @@ LANDCOVER_SCHEME = "landcover"  # the manifest's label.scheme of datasets in the
 SCHEME_PREFIX = "landcover:"  # ``--labels landcover:<source>``
 IGNORED = LABEL_NODATA
 DEFAULT_CLASSES_ISA: Mapping[str, str] = {"0": "pervious", "1": "impervious"}
+#: NLCD's developed classes as impervious fractions: the middle of each class's defined range
+#: (open space under 20 %, low 20-49 %, medium 50-79 %, high intensity 80-100 % impervious)
+NLCD_IMPERVIOUS: Mapping[int, float] = {21: 0.10, 22: 0.35, 23: 0.65, 24: 0.90}
+#: the channels a product band becomes as network input: its classes one-hot, then the
+#: expected impervious fraction of its code (:meth:`LabelScheme.input_tables`)
+PRODUCT_CHANNELS: tuple[str, ...] = (*LANDCOVER_CLASSES, "impervious_fraction")
 
 
 @dataclass(frozen=True)
@@ -80,11 +94,14 @@ class LabelScheme:
         source: short name used in ``--labels landcover:<source>``.
         product: what the codes come from (collection / band / version).
         codes: every code the product defines.
+        impervious: ``(code, fraction)`` of the codes that are shares of impervious surface
+            (NLCD's developed classes), the expected fraction in 0..1; empty for the others.
     """
 
     source: str
     product: str
     codes: tuple[SourceClass, ...]
+    impervious: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         values = [c.code for c in self.codes]
@@ -92,6 +109,9 @@ class LabelScheme:
             raise ConfigError(f"{self.source}: a code is listed twice")
         if any(not 0 <= v < LABEL_NODATA for v in values):
             raise ConfigError(f"{self.source}: codes must be in 0..254")
+        if any(c not in values or not 0.0 <= f <= 1.0 for c, f in self.impervious):
+            raise ConfigError(f"{self.source}: impervious fractions must be in 0..1, of "
+                              "listed codes")
 
     @property
     def name(self) -> str:
@@ -130,9 +150,24 @@ class LabelScheme:
         """``label.classes`` of the manifest: ``{"0": "cropland", ...}``."""
         return {str(i): n for i, n in enumerate(LANDCOVER_CLASSES)}
 
+    def input_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """What each code 0..255 of the product becomes as network input.
 
-def _scheme(source: str, product: str, *codes: tuple[int, str, str | None]) -> LabelScheme:
-    return LabelScheme(source, product, tuple(SourceClass(*c) for c in codes))
+        Returns ``(classes, fractions)``: int64 class index of every code (255 for ignored
+        and unlisted codes, which get no one-hot channel), and float32 expected impervious
+        fraction (0 for codes that are not shares of impervious surface). The product's
+        :data:`PRODUCT_CHANNELS` are ``classes == k`` for each class ``k``, then the fraction.
+        """
+        fractions = np.zeros(256, np.float32)
+        for code, share in self.impervious:
+            fractions[code] = share
+        return self.lookup_table().astype(np.int64), fractions
+
+
+def _scheme(source: str, product: str, *codes: tuple[int, str, str | None],
+            impervious: Mapping[int, float] | None = None) -> LabelScheme:
+    return LabelScheme(source, product, tuple(SourceClass(*c) for c in codes),
+                       tuple(sorted((impervious or {}).items())))
 
 
 SCHEMES: dict[str, LabelScheme] = {s.source: s for s in (
@@ -176,7 +211,8 @@ SCHEMES: dict[str, LabelScheme] = {s.source: s for s in (
             (72, "sedge/herbaceous", "grassland"), (73, "lichens (tundra)", None),
             (74, "moss", None),
             (81, "pasture/hay", "grassland"), (82, "cultivated crops", "cropland"),
-            (90, "woody wetlands", None), (95, "emergent herbaceous wetlands", None)),
+            (90, "woody wetlands", None), (95, "emergent herbaceous wetlands", None),
+            impervious=NLCD_IMPERVIOUS),
 )}
 
 
@@ -193,6 +229,36 @@ def get_landcover_scheme(name: str) -> LabelScheme:
 def is_landcover(name: str | None) -> bool:
     """Whether a ``--labels`` value asks for the seven land-cover classes."""
     return bool(name) and str(name).startswith(SCHEME_PREFIX)
+
+
+def check_product_band(bands: Sequence[str], labels: str | None) -> None:
+    """Refuse the ``product`` band unless the labels come from a land-cover source.
+
+    The band holds the label source's own codes, which only a ``landcover:<source>`` table
+    turns into network input; one check for both backends, before any work.
+    """
+    if PRODUCT in bands and not is_landcover(labels):
+        raise ConfigError(f"the {PRODUCT!r} band is the land-cover label source's own codes: "
+                          f"give --labels landcover:<source> (e.g. landcover:nlcd), or leave "
+                          f"{PRODUCT!r} out of --bands (labels now: {labels or 'none'})")
+
+
+def landcover_source(recipe: Mapping[str, object] | None) -> str | None:
+    """The land-cover label source a dataset was exported with (``nlcd``), or None.
+
+    Read from the manifest's ``recipe`` as each backend records it: the local backend's
+    ``label_scheme`` (``landcover:nlcd``), the Earth Engine backend's ``label`` (``kind``
+    ``landcover``, ``scheme`` ``nlcd``). It names the table that turns the dataset's
+    ``product`` band into network input.
+    """
+    recipe = recipe or {}
+    scheme = recipe.get("label_scheme")
+    if isinstance(scheme, str) and is_landcover(scheme):
+        return get_landcover_scheme(scheme).source
+    label = recipe.get("label")
+    if isinstance(label, Mapping) and label.get("kind") == "landcover":
+        return get_landcover_scheme(str(label.get("scheme"))).source
+    return None
 
 
 def isa_class_of(classes: Mapping[str, str]) -> int:

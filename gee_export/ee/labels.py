@@ -185,6 +185,18 @@ def landcover_image(source: LabelSource, region, start: str, end: str, year: int
     Codes the table ignores (wetland, tundra, no data) and codes it does not list become 255,
     as do masked pixels.
     """
+    scheme = get_landcover_scheme(source.scheme)
+    frm, to = scheme.remap_lists()
+    codes = landcover_codes(source, region, start, end, year)
+    return codes.remap(frm, to, LABEL_NODATA).unmask(LABEL_NODATA).toUint8().rename("label")
+
+
+def landcover_codes(source: LabelSource, region, start: str, end: str, year: int):
+    """The land-cover source's own codes (NLCD 11..95...), masked where it has no data.
+
+    What :func:`landcover_image` remaps into the seven classes, and what the ``product``
+    band holds (``gee_export.ee.recipe.product_on_grid``).
+    """
     import ee
 
     scheme = get_landcover_scheme(source.scheme)
@@ -200,5 +212,4 @@ def landcover_image(source: LabelSource, region, start: str, end: str, year: int
         codes = nlcd_landcover(year)
     else:  # pragma: no cover - parse_label_source asks for an asset
         raise ConfigError(f"landcover:{scheme.source} needs an asset id")
-    frm, to = scheme.remap_lists()
-    return codes.remap(frm, to, LABEL_NODATA).unmask(LABEL_NODATA).toUint8().rename("label")
+    return codes

@@ -30,11 +30,13 @@ from typing import Any
 
 from gee_export.contract import bands as band_registry
 from gee_export.contract.grid import Grid, Window
+from gee_export.contract.label_schemes import is_landcover
 from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
 from gee_export.core.ee_session import EESession
 from gee_export.core.errors import ConfigError, EarthEngineError
 from gee_export.core.progress import progress_bar
 from gee_export.core.storage import GcsStore, Store, open_store
+from gee_export.ee.labels import LabelSource, parse_label_source
 from gee_export.ee.recipe import FLOAT_NODATA, EERecipe, build_stack
 from gee_export.ee.sentinel1 import S1Recipe, require_scenes, s1_collection
 from gee_export.ee.sentinel2 import (
@@ -88,9 +90,11 @@ def recipe_for_month(recipe: Mapping[str, Any], bands: Sequence[str], month: str
     used = {**dict((recipe.get("per_month") or {}).get(month) or {}),
             **dict((sources or {}).get(month) or {})}
     base = {**dict(recipe), **used}
+    label = recorded_label(recipe) if band_registry.PRODUCT in bands else None
     for band in bands:
         spec = band_registry.get_band(band)  # UnknownBandError names the known bands
-        if spec.sensor not in ("S1", "S2") and band not in ("s2_clear_count", "s1_scene_count"):
+        if spec.sensor not in ("S1", "S2", "product") \
+                and band not in ("s2_clear_count", "s1_scene_count"):
             raise ConfigError(
                 f"the model reads band {band!r}, which the Earth Engine recipe cannot provide "
                 f"(it builds Sentinel-1/2 bands only); map with a model trained on those bands")
@@ -102,7 +106,35 @@ def recipe_for_month(recipe: Mapping[str, Any], bands: Sequence[str], month: str
                           f"({exc}); map with the isamap version that exported it") from None
     s2_window = TimeWindow(**used["s2_window"]) if used.get("s2_window") else None
     s1_window = TimeWindow(**used["s1_window"]) if used.get("s1_window") else month_window(month)
-    return DateRecipe(EERecipe(bands=tuple(bands), s1=s1, s2=s2), s2_window, s1_window)
+    return DateRecipe(EERecipe(bands=tuple(bands), s1=s1, s2=s2, label=label), s2_window,
+                      s1_window)
+
+
+def recorded_label(recipe: Mapping[str, Any]) -> LabelSource:
+    """The land-cover label source a dataset recorded: what ``product`` reads on a map date.
+
+    An Earth Engine dataset records the parsed source (``label``); a local one its scheme
+    (``label_scheme``, ``landcover:nlcd``), which is read from the catalogue when Earth
+    Engine holds it (an uploaded source needs its asset: ``parse_label_source`` says so).
+
+    Raises:
+        ConfigError: the recipe records no land-cover source (a model reading ``product``
+            needs the codes it was trained on, from the same source).
+    """
+    scheme = recipe.get("label_scheme")
+    if not recipe.get("label") and isinstance(scheme, str) and is_landcover(scheme):
+        return parse_label_source(scheme)
+    record = dict(recipe.get("label") or {})
+    try:
+        label = LabelSource(**record)
+    except TypeError:
+        label = None
+    if label is None or label.kind != "landcover":
+        raise ConfigError(f"the model reads the {band_registry.PRODUCT!r} band, and its "
+                          "dataset's recipe records no Earth Engine land-cover label source "
+                          f"to read it from ({record or 'none'}); map it with --backend local, "
+                          "or export its training data with --labels landcover:<source>")
+    return label
 
 
 def composite_windows(session: EESession, geometry: Any, region_name: str,
@@ -142,7 +174,8 @@ def prediction_image(grid: Grid, date: DateRecipe, geometry: Any):
     """The model's input bands for one date on ``grid`` (float32, masked = FLOAT_NODATA)."""
     if date.s2_window is None:
         raise ConfigError("choose the Sentinel-2 window first (composite_windows)")
-    return build_stack(grid, date.s2_window, date.recipe, geometry, date.s1_window)
+    return build_stack(grid, date.s2_window, date.recipe, geometry, date.s1_window,
+                       with_label=False)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gee_export.contract.bands import LABEL, get_band
+from gee_export.contract.bands import LABEL, PRODUCT, get_band
 from gee_export.contract.grid import Grid
+from gee_export.contract.label_schemes import check_product_band
 from gee_export.core.errors import ConfigError
-from gee_export.ee.labels import LabelSource, label_image
+from gee_export.ee.labels import LabelSource, label_image, landcover_codes
 from gee_export.ee.sentinel1 import S1Recipe, s1_composite
 from gee_export.ee.sentinel2 import S2Recipe, TimeWindow, s2_composite
 
@@ -41,6 +42,9 @@ class EERecipe:
                 raise ConfigError("'label' is not an image band; choose the label with --labels")
         if self.fine_scale is not None and (self.fine_scale < 2 or self.label is None):
             raise ConfigError("a fine-scale label needs --labels and an integer factor >= 2")
+        check_product_band(self.bands, ("landcover:" + self.label.scheme)
+                           if self.label is not None and self.label.kind == "landcover"
+                           else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"bands": list(self.bands), "s1": self.s1.to_dict(), "s2": self.s2.to_dict(),
@@ -62,7 +66,23 @@ def label_on_grid(label, grid: Grid, source: LabelSource):
     return on_grid(label, grid).rename(LABEL)
 
 
+def product_on_grid(source: LabelSource, grid: Grid, window: TimeWindow, region):
+    """The ``product`` band: the label source's own codes on ``grid``, float32.
+
+    Put on the grid as the label is (mode of a fixed image's pixels, nearest for a
+    composite), masked pixels FLOAT_NODATA; the codes are not remapped.
+    """
+    import ee
+
+    codes = landcover_codes(source, region, window.start, window.end, int(window.month[:4]))
+    if not source.is_composite:
+        codes = codes.reduceResolution(ee.Reducer.mode(), maxPixels=LABEL_MAX_PIXELS)
+    return on_grid(codes, grid).toFloat().unmask(FLOAT_NODATA, False).rename(PRODUCT)
+
+
 def _source_of(name: str) -> str:
+    if name == PRODUCT:
+        return PRODUCT
     spec = get_band(name)
     if spec.sensor == "S2" or name == "s2_clear_count":
         return "S2"
@@ -72,11 +92,13 @@ def _source_of(name: str) -> str:
 
 
 def build_stack(grid: Grid, window: TimeWindow, recipe: EERecipe, region,
-                s1_window: TimeWindow | None = None):
+                s1_window: TimeWindow | None = None, with_label: bool = True):
     """The image to export, every band on ``grid``.
 
-    Bands: ``recipe.bands`` as float32 (masked -> FLOAT_NODATA), then ``label`` (0/1/255,
-    carried as float so one request holds everything) when a label source is set.
+    Bands: ``recipe.bands`` as float32 (masked -> FLOAT_NODATA; ``product`` from the label
+    source, :func:`product_on_grid`), then ``label`` (0/1/255, carried as float so one
+    request holds everything) when a label source is set and ``with_label`` (a map's input
+    reads the source for its ``product`` band only).
 
     ``window`` is the Sentinel-2 window (possibly widened); Sentinel-1 uses the calendar month
     (``s1_window``) since its scenes do not depend on the weather.
@@ -96,11 +118,14 @@ def build_stack(grid: Grid, window: TimeWindow, recipe: EERecipe, region,
         s1_img = s1_composite(region, s1_window.start, s1_window.end, recipe.s1, s1_pols)
     parts = []
     for name in recipe.bands:
+        if name == PRODUCT and recipe.label is not None:  # the recipe checked the source
+            parts.append(product_on_grid(recipe.label, grid, window, region))
+            continue
         src = s2_img if _source_of(name) == "S2" else s1_img
         band = src.select([name]).toFloat().unmask(FLOAT_NODATA, False)
         parts.append(on_grid(band, grid))
     stack = ee.Image.cat(parts)
-    if recipe.label is not None:
+    if recipe.label is not None and with_label:
         label = label_image(recipe.label, region, window.start, window.end,
                             int(window.month[:4]))
         stack = stack.addBands(label_on_grid(label, grid, recipe.label).toFloat())

@@ -24,7 +24,7 @@ from gee_export.contract.grid import Grid, Window
 from gee_export.core.errors import ConfigError, EmptyCompositeError, InputDataError
 from gee_export.core.progress import progress_bar
 from gee_export.local import sentinel1, sentinel2
-from gee_export.local.labels import ClassMapping, label_window
+from gee_export.local.labels import ClassMapping, label_window, product_window
 from gee_export.local.scenes import BandRef, Scene, canonical_band
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL
 
@@ -111,8 +111,11 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
                  s2_bands: tuple[str, ...], s1: Sequence[Scene], s1_bands: tuple[str, ...],
                  offsets: dict[str, float], reflectance: frozenset[tuple[str, str]],
                  units: dict[tuple[str, str], str], recipe: LocalRecipe, month: str,
-                 tags: dict[str, str], block: int, progress: bool) -> None:
+                 tags: dict[str, str], block: int, progress: bool,
+                 product: BandRef | None = None) -> None:
     """Composite the month block by block into ``path`` (a float32 GeoTIFF, NaN nodata).
+
+    ``product``: the label raster whose own codes are the ``product`` band, when asked for.
 
     Raises:
         EmptyCompositeError: not one clear Sentinel-2 observation (or valid Sentinel-1 pixel)
@@ -142,6 +145,8 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
                 layers.update(zip(s1_bands, comp, strict=True))
                 layers["s1_scene_count"] = count
                 max_s1 = max(max_s1, float(count.max(initial=0)))
+            if product is not None:
+                layers[band_registry.PRODUCT] = product_window(product, grid, window)
             data = np.stack([layers[band_registry.get_band(n).source_name]
                              if band_registry.get_band(n).sensor in ("S1", "S2") else layers[n]
                              for n in names]).astype(np.float32)

@@ -208,6 +208,17 @@ def check_codes(ref: BandRef, scheme: str | ClassMapping | Mapping[int, int] | N
     plausibility.check_label_balance(sample, get_scheme(name).apply, name, binary, what)
 
 
+def product_window(ref: BandRef, grid: Grid, window: Window) -> np.ndarray:
+    """The label source's own codes on ``window`` of ``grid``: the ``product`` band.
+
+    float32 codes, NaN where the source has nodata or no coverage; put on the grid as the
+    label is (mode from a finer source, else nearest), but not mapped to classes.
+    """
+    resampling = "mode" if source_resolution(ref, grid) < 0.75 * grid.resolution else "nearest"
+    out = read_to_grid(ref, grid, window, resampling, categorical_nodata=LABEL_NODATA)
+    return np.where(out == LABEL_NODATA, np.nan, out).astype(np.float32)
+
+
 def label_window(ref: BandRef, grid: Grid, window: Window, mapping: ClassMapping,
                  resampling: str | None = None) -> np.ndarray:
     """The mapped label on ``window`` of ``grid`` as uint8 (255 = nodata).

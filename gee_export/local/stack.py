@@ -33,6 +33,7 @@ from gee_export.contract import bands as band_registry
 from gee_export.contract.bands import check_fine_scale
 from gee_export.contract.composite import DEFAULT_SPECKLE, SpeckleFilter, check_speckle_filter
 from gee_export.contract.grid import Grid
+from gee_export.contract.label_schemes import check_product_band
 from gee_export.contract.stack import StackPaths
 from gee_export.core.digest import canonical_json, combined_digest
 from gee_export.core.errors import EmptyCompositeError, InputDataError
@@ -191,6 +192,7 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
     unknown = [n for n in names if band_registry.get_band(n).sensor == "label"]
     if unknown:
         raise InputDataError(f"{unknown} is not an image band; the label is its own file")
+    check_product_band(names, scheme_name)
 
     collection = (scenes if isinstance(scenes, SceneCollection)
                   else discover_scenes(scenes, **recipe.reading()))
@@ -242,6 +244,9 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
                                    bool(recipe.trust_band_names))
     if label_ref is not None:
         check_codes(label_ref, label_scheme if label_scheme is not None else recipe.label_scheme)
+    if label_ref is None and band_registry.PRODUCT in names:
+        raise InputDataError(f"the {band_registry.PRODUCT!r} band is read from the label raster, "
+                             "and none was given or found (labels/label.tif among the scenes)")
     if label_ref is None:
         warnings.warn("no label raster given or found: the label file is all nodata "
                       f"({band_registry.LABEL_NODATA}), usable for inference only", stacklevel=2)
@@ -290,7 +295,8 @@ def write_local_stack(plan: LocalStackPlan, *, block: int = DEFAULT_BLOCK,
         tmp = [files.enter_context(atomic_path(p)) for p in plan.targets]
         write_image(tmp[0], grid, stack.bands, plan.s2, plan.s2_bands, plan.s1, plan.s1_bands,
                      plan.offsets, plan.reflectance, plan.units, plan.recipe, stack.month,
-                     plan.tags, block, progress)
+                     plan.tags, block, progress,
+                     plan.label_ref if band_registry.PRODUCT in stack.bands else None)
         write_label(tmp[1], grid, plan.label_ref, plan.mapping, plan.tags, block, progress)
         if stack.label_fine is not None and stack.fine_scale is not None:
             write_label(tmp[2], grid.scaled(stack.fine_scale), plan.fine_ref, plan.mapping,

@@ -67,6 +67,11 @@ def upsamples(name: str) -> bool:
     return REGISTRY.upsamples(name)
 
 
+def reads_product(name: str) -> bool:
+    """Whether model ``name`` expands an input band named ``product`` itself."""
+    return REGISTRY.reads_product(name)
+
+
 def model_module(name: str) -> str:
     """The module whose ``MODELS`` table defines built-in model ``name`` (model files record it)."""
     return REGISTRY.module_of(name)
@@ -92,5 +97,5 @@ def model_loss(model_name: str, class_names: Sequence[str] | None = None,
 
 
 __all__ = ["MODELS", "REGISTRY", "ModelEntry", "ModelRecipe", "ModelRegistry", "available_models",
-           "context_warning", "create_model", "model_loss", "model_module", "recipe_for",
-           "upsamples"]
+           "context_warning", "create_model", "model_loss", "model_module", "reads_product",
+           "recipe_for", "upsamples"]

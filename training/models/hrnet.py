@@ -32,6 +32,7 @@ pruned model file (``training.pruning``) rebuilds its compact network through th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Literal, cast
 
@@ -50,6 +51,7 @@ from training.models.blocks import (
     resnet_stage,
 )
 from training.models.compact import PrunableLayer, resize_layers
+from training.models.product import ProductChannels
 from training.models.registry import ModelEntry, ModelRecipe
 
 DEFAULT_WIDTH = 18  # the constructor's; the recipe passes the paper's PAPER_WIDTH
@@ -75,6 +77,13 @@ RECIPE = ModelRecipe(
     patch_size=513, crop_size=513, output_stride=32, optimizer="sgd", lr=0.01, momentum=0.9,
     weight_decay=5e-4, poly_power=0.9, batch_size=32, epochs=120, patience=120,
     model_kwargs={"width": PAPER_WIDTH}, source="seed 003 lines 94, 134")
+#: Fine maps from a coarse product: the paper's method (its recipe, noisy-sample filtering at
+#: its 20 %) plus the product as input (the ``product`` band, expanded by the network into its
+#: classes one-hot and NLCD's developed cells' impervious fractions): the best arm of
+#: ``python -m experiments.landcover`` before its keep rule (docs/landcover.md).
+COARSE_RECIPE = dataclasses.replace(RECIPE, product_input=True, filter_noisy=0.2,
+                                    source="seed 003 lines 94, 134; product input: "
+                                           "docs/landcover.md")
 
 
 # ------------------------------------------------------------------ parts
@@ -221,7 +230,11 @@ class HRNet(nn.Module):
         modules: multi-resolution modules of stages 2-4 (1, 4, 3).
         blocks: residual blocks per branch and module (4).
         channels: ``{conv name: filters}`` for pruned convolutions (see ``prunable_layers``).
-        bands: the manifest's band names (accepted for the registry, not needed).
+        bands: the manifest's band names (needed with ``product_scheme``).
+        product_scheme: the land-cover source of the input's ``product`` band (``nlcd``):
+            the network expands the band into the product's classes one-hot and its
+            impervious fraction before the stem (:class:`training.models.product.
+            ProductChannels`); None when the input holds no product band.
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: int = DEFAULT_WIDTH,
@@ -229,7 +242,8 @@ class HRNet(nn.Module):
                  stem_convs: int = 2, stem_width: int = 64, stage1_width: int = 64,
                  modules: Sequence[int] = STAGE_MODULES, blocks: int = BLOCKS_PER_BRANCH,
                  channels: Mapping[str, int] | None = None,
-                 bands: Sequence[str] | None = None) -> None:
+                 bands: Sequence[str] | None = None,
+                 product_scheme: str | None = None) -> None:
         super().__init__()
         branch = [int(w) for w in (widths or [width * 2 ** i for i in range(4)])]
         if len(branch) != 4 or min(branch) < 1 or width < 1:
@@ -239,7 +253,10 @@ class HRNet(nn.Module):
                              f"{list(modules)}, {blocks}")
         if bands is not None and len(bands) != in_channels:
             raise ModelError(f"in_channels={in_channels} but {len(bands)} band names were given")
-        self.stem = Stem(in_channels, stem_width, stem_norm, stem_convs)
+        self.product = (ProductChannels(bands, product_scheme) if product_scheme is not None
+                        else None)
+        stem_in = self.product.out_channels if self.product is not None else in_channels
+        self.stem = Stem(stem_in, stem_width, stem_norm, stem_convs)
         self.layer1 = resnet_stage(stem_width, stage1_width, 4, 1)
         stage1_out = stage1_width * 4
         self.stage2 = Stage([stage1_out], branch[:2], modules[0], blocks)
@@ -253,6 +270,8 @@ class HRNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
+        if self.product is not None:
+            x = self.product(x)
         xs = [self.layer1(self.stem(x), inplace=True)]  # the stem's output is ours
         xs = self.stage4(self.stage3(self.stage2(xs)))
         return resize_bilinear(self.head(xs), size)
@@ -321,5 +340,7 @@ class HRNet(nn.Module):
 
 #: This module's models, merged by :mod:`training.models`.
 MODELS: dict[str, ModelEntry] = {
-    "hrnet": ModelEntry(lambda c, k, **kw: HRNet(c, k, **kw), RECIPE),
+    "hrnet": ModelEntry(lambda c, k, **kw: HRNet(c, k, **kw), RECIPE, reads_product=True),
+    "hrnet-coarse": ModelEntry(lambda c, k, **kw: HRNet(c, k, **kw), COARSE_RECIPE,
+                               reads_product=True),
 }

@@ -82,6 +82,11 @@ class ModelRecipe:
             (:func:`training.data.balanced_weights`) instead of shuffling them.
         norm: what the input bands are normalised by (``training.config.Norm``): the training
             split's statistics (``training``) or each scene's own (``scene``).
+        product_input: the model reads the coarse product as an input band (``product``,
+            exported with ``isamap-export --bands ...,product``); a dataset without it is
+            refused before training. The model's entry must read it (``reads_product``).
+        filter_noisy: noisy-sample filtering's threshold when the run gives none
+            (``isamap-train --filter-noisy``; None: no filtering by default).
         source: where the paper states the recipe (seed file and lines).
     """
 
@@ -105,6 +110,8 @@ class ModelRecipe:
     radiometric: bool = False
     balanced_sampling: bool = False
     norm: str = "training"
+    product_input: bool = False
+    filter_noisy: float | None = None
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -124,6 +131,8 @@ class ModelRecipe:
             problems.append("an 'image_fine' target needs 'label_fine' (the same fine grid)")
         if self.crop_size is not None and self.crop_size < 8:
             problems.append(f"crop_size must be >= 8 or None, got {self.crop_size}")
+        if self.filter_noisy is not None and not 0.0 < self.filter_noisy < 1.0:
+            problems.append(f"filter_noisy must be in (0, 1) or None, got {self.filter_noisy}")
         if self.norm not in ("training", "scene"):
             problems.append(f"norm must be 'training' or 'scene', got {self.norm!r}")
         if self.small_patches not in ("warn", "refuse"):
@@ -178,11 +187,15 @@ class ModelEntry:
         upsamples: ``build`` takes ``scale=k`` and returns logits ``k`` times finer than its
             input (super-resolution models). The trainer passes the dataset's fine scale to
             these when training on ``label_fine``, and refuses ``label_fine`` for the others.
+        reads_product: ``build`` takes ``product_scheme=<source>`` and expands an input band
+            named ``product`` itself (:mod:`training.models.product`); the trainer passes
+            the dataset's land-cover source to these, and refuses the band for the others.
     """
 
     build: Builder
     recipe: ModelRecipe = DEFAULT_RECIPE
     upsamples: bool = False
+    reads_product: bool = False
 
     def __post_init__(self) -> None:
         if not callable(self.build):
@@ -190,6 +203,9 @@ class ModelEntry:
         if (self.recipe.label == "label_fine") != bool(self.upsamples):
             raise ModelError("a model entry whose recipe trains on 'label_fine' needs "
                              "upsamples=True, and an upsampling model a 'label_fine' recipe")
+        if self.recipe.product_input and not self.reads_product:
+            raise ModelError("a model entry whose recipe reads the product band needs "
+                             "reads_product=True")
 
 
 def exported_models(module: ModuleType) -> Mapping[str, ModelEntry]:
@@ -292,6 +308,10 @@ class ModelRegistry:
         the "unknown model" error of :meth:`create` instead of failing here first.
         """
         return name in self.entries and self.entries[name].upsamples
+
+    def reads_product(self, name: str) -> bool:
+        """Whether registered model ``name`` can read the ``product`` band (False outside)."""
+        return name in self.entries and self.entries[name].reads_product
 
     def module_of(self, name: str) -> str:
         """The module whose ``MODELS`` table defines registered model ``name``."""

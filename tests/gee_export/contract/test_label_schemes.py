@@ -88,3 +88,19 @@ def test_real_eolearn_land_use_raster(shared_data):
     assert ((lulc == 8) == (mapped == LANDCOVER_CLASSES.index("impervious"))).all()
     assert (mapped[lulc == 0] == LABEL_NODATA).all()
     assert set(np.unique(mapped)) - {LABEL_NODATA} <= set(range(7))
+
+
+def test_only_nlcds_developed_classes_are_impervious_fractions_inside_their_ranges():
+    """NLCD defines developed open space, low, medium and high intensity as under 20 %,
+    20-49 %, 50-79 % and 80-100 % impervious; each fraction is its range's middle, and no
+    other source's code is a share of impervious surface."""
+    from gee_export.contract.label_schemes import NLCD_IMPERVIOUS, PRODUCT_CHANNELS
+
+    ranges = {21: (0.0, 0.2), 22: (0.2, 0.5), 23: (0.5, 0.8), 24: (0.8, 1.0)}
+    assert dict(SCHEMES["nlcd"].impervious) == dict(NLCD_IMPERVIOUS)
+    assert all(lo < NLCD_IMPERVIOUS[c] < hi for c, (lo, hi) in ranges.items())
+    assert all(not s.impervious for name, s in SCHEMES.items() if name != "nlcd")
+    classes, fractions = SCHEMES["nlcd"].input_tables()
+    assert classes[22] == LANDCOVER_CLASSES.index("impervious") and classes[95] == 255
+    assert classes[200] == 255 and fractions[23] == np.float32(0.65) and fractions[41] == 0
+    assert PRODUCT_CHANNELS[-1] == "impervious_fraction" and len(PRODUCT_CHANNELS) == 8

@@ -51,14 +51,14 @@ def request_for(stack, model, out, **kw) -> MapRequest:
     return MapRequest(**{**args, **kw})
 
 
-def crop(stack, grid: Grid, path) -> str:
+def crop(stack, grid: Grid, path, bands=BANDS) -> str:
     """The local stack file cut to the map's grid (what a user would predict by hand)."""
     with rasterio.open(stack.image) as src:
         col = round((grid.x0 - src.transform.c) / grid.resolution)
         row = round((src.transform.f - grid.y0) / grid.resolution)
         data = src.read(window=RioWindow(col, row, grid.width, grid.height), boundless=True,
                         fill_value=np.nan)
-    write_geotiff(path, data, grid.transform, grid.crs, float("nan"), descriptions=BANDS)
+    write_geotiff(path, data, grid.transform, grid.crs, float("nan"), descriptions=bands)
     return str(path)
 
 
