@@ -67,7 +67,8 @@ def test_a_model_outside_the_package_is_found_through_its_module():
     with pytest.raises(ModelError, match=r"'tests\.support\.rasters' exports no MODELS"):
         create_model("test-threshold", 6, module="tests.support.rasters")
     with pytest.raises(ModelError, match=r"defines no model 'unet' in its MODELS table \(it "
-                                         r"defines test-band-conv, test-linear, test-threshold, test-tied\)"):
+                                         r"defines test-band-conv, test-linear, test-threshold, "
+                                         r"test-tied\)"):
         create_model("unet", 6, module="tests.support.models")
     with pytest.raises(ModelError, match=r"cannot import 'tests\.support\.absent', which "
                                          r"defines model 'test-threshold'"):
