@@ -475,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"--loto: arms (isamap-train models or {', '.join(ARMS)}; BASE+stack: "
                         "BASE's maps stacked with the tile's NDBI, BASE+thr: BASE's maps cut "
                         "at the training tiles' best threshold, experiments.builtup_stack; "
+                        "BASE+prior: BASE's maps at the tile's own estimated built share, "
+                        "experiments.builtup_prior; "
                         "A+B: the mean of A's and B's maps, experiments.builtup_ensemble)")
     p.add_argument("--tile", type=int, default=None,
                    help="--loto: prediction tile of the maps (default: each model's own)")

@@ -14,11 +14,11 @@ statistics are those of all training tiles.
 Every arm trains once per seed and fold, and every map is scored on the held-out pixels beside
 NDBI on the same pixels, at its natural threshold 0 and at its best (oracle) threshold. The
 table gives each arm's mean over seeds with the half-width of the 95 % Student-t interval.
-Arms named ``BASE+stack`` and ``BASE+thr`` (:mod:`experiments.builtup_stack`) and ``A+B``
-(:mod:`experiments.builtup_ensemble`) train nothing: they reuse the models of the trained arms
-they name, which must be listed too. A run cut short continues with the same command: the
-maps already made under ``DIR/runs`` are scored again, not retrained (a new budget needs a new
-``--out``).
+Arms named ``BASE+stack`` and ``BASE+thr`` (:mod:`experiments.builtup_stack`), ``BASE+prior``
+(:mod:`experiments.builtup_prior`) and ``A+B`` (:mod:`experiments.builtup_ensemble`) train
+nothing: they reuse the models of the trained arms they name, which must be listed too. A run
+cut short continues with the same command: the maps already made under ``DIR/runs`` are scored
+again, not retrained (a new budget needs a new ``--out``).
 """
 
 from __future__ import annotations

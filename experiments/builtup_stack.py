@@ -20,6 +20,11 @@ the stacker's probability is cut at 0.5.
 An arm named ``BASE+thr`` (``unet-s2-window+thr``) keeps the model's probability and moves only its
 cut: the threshold with the best built F1 on the same fit pixels (the training tiles'
 validation and test patches) replaces one half on the held-out tile.
+
+An arm named ``BASE+prior`` (``unet-s2+prior``) re-expresses the model's probability at the
+held-out tile's own built share, estimated from that tile's probabilities alone
+(:mod:`experiments.builtup_prior`), and cuts it at one half; the training prior is the built
+share of the labelled pixels of the fold's training patches.
 """
 
 from __future__ import annotations
@@ -29,9 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.builtup_prior import SUFFIX as PRIOR_SUFFIX
+from experiments.builtup_prior import adjust_to_prior, em_prior
 from experiments.realscenes import Footprint, probability_scale, read_on, split_area
 from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
 from gee_export.contract.bands import LABEL_NODATA
+from training.calibration import binary_reliability
 
 SUFFIX = "+stack"
 THRESHOLD_SUFFIX = "+thr"
@@ -39,8 +47,8 @@ FIT_SPLITS = ("val", "test")
 
 
 def base_arm(arm: str) -> str | None:
-    """The arm a stacked or threshold arm builds on (``unet-s2`` of ``unet-s2+thr``), or None."""
-    for suffix in (SUFFIX, THRESHOLD_SUFFIX):
+    """The arm a stacked, threshold or prior arm builds on (``u`` of ``u+prior``), or None."""
+    for suffix in (SUFFIX, THRESHOLD_SUFFIX, PRIOR_SUFFIX):
         if arm.endswith(suffix):
             return arm[: -len(suffix)]
     return None
@@ -152,6 +160,45 @@ def threshold_seed(*, train_parts: Mapping[str, tuple[Path, Footprint, np.ndarra
             "fit_pixels": int(sum(len(y) for y in ys))}
 
 
+def training_prior(parts: Sequence[tuple[Footprint, np.ndarray, Path]]) -> float:
+    """The built share of the labelled pixels inside the training patches of ``parts``.
+
+    Args:
+        parts: per training export, ``(footprint, built label, dataset)``; its ``train``
+            patches (each pixel once, however many patches overlap it) are counted.
+    """
+    built = labelled = 0
+    for footprint, truth, dataset in parts:
+        keep = split_area(dataset, footprint, "train") & (truth != LABEL_NODATA)
+        built += int((truth[keep] == 1).sum())
+        labelled += int(keep.sum())
+    return built / labelled if labelled else float("nan")
+
+
+def prior_seed(*, train_prior: float,
+               held: tuple[Path, Footprint, np.ndarray, np.ndarray, np.ndarray]) -> dict:
+    """The held-out map re-expressed at the tile's estimated built share, cut at one half.
+
+    The share is estimated over every mapped pixel of the held-out area, labelled or not
+    (:func:`experiments.builtup_prior.em_prior`); the labels only score the result.
+
+    Args:
+        train_prior: the built share the model's probabilities are calibrated for.
+        held: as :func:`stack_seed` (the z-NDBI is not used).
+    """
+    prob_path, footprint, truth, _z, area = held
+    prob = read_on(prob_path, footprint) / probability_scale(prob_path)
+    mapped = area & np.isfinite(prob)
+    estimate = em_prior(prob[mapped], train_prior)
+    adjusted = adjust_to_prior(prob, train_prior, estimate.prior)
+    scored = mapped & (truth != LABEL_NODATA)
+    return {**cut_scores(adjusted[scored], truth[scored]),
+            "ece_built": binary_reliability(adjusted[scored], truth[scored], "built").ece,
+            "train_prior": train_prior, "estimated_prior": estimate.prior,
+            "em_iterations": estimate.iterations, "em_converged": estimate.converged,
+            "prior_pixels": int(mapped.sum())}
+
+
 def cut_scores(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:
     """F1, IoU, precision, recall, ROC AUC and mapped share of ``prob`` cut at ``threshold``.
 
@@ -173,8 +220,8 @@ def stack_runs(arms: Sequence[str], seeds: int, fold_parts: Mapping[str, Sequenc
     """Every stacked arm's scores per held-out tile and seed.
 
     Args:
-        arms: the comparison's arms; those named ``BASE+stack`` or ``BASE+thr`` are
-            computed here.
+        arms: the comparison's arms; those named ``BASE+stack``, ``BASE+thr`` or
+            ``BASE+prior`` are computed here.
         seeds: seeds per arm.
         fold_parts: held-out tile -> the export names its models trained on.
         out: the comparison's folder (``runs/<tile>/<arm>/seed<k>`` hold the base maps).
@@ -192,6 +239,15 @@ def stack_runs(arms: Sequence[str], seeds: int, fold_parts: Mapping[str, Sequenc
         for held, parts in fold_parts.items():
             for seed in range(seeds):
                 run = out / "runs" / held / base / f"seed{seed}"
+                if arm.endswith(PRIOR_SUFFIX):  # the training labels alone; no map of them
+                    footprint, truth, z = tile_data(held)
+                    labels = [(*tile_data(p.removesuffix("_north"))[:2], exports[p])
+                              for p in parts]
+                    scores = prior_seed(train_prior=training_prior(labels), held=(
+                        run / "map_prob.tif", footprint, truth, z, areas[held]))
+                    result.setdefault(held, {}).setdefault(arm, []).append(
+                        {**scores, "seed": seed})
+                    continue
                 train_parts = {}
                 for part in parts:
                     tile = part.removesuffix("_north")
