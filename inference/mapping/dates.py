@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gee_export.contract.bands import PRODUCT
 from gee_export.contract.grid import Grid
 from gee_export.core.errors import (
     EarthEngineError,
@@ -342,8 +343,9 @@ def write_run_record(request: MapRequest, grid: Grid, model: LoadedModel,
               **({"out": request.out} if files.is_gcs(request.out) else {}),
               **({"postprocess": request.postprocess, "clahe": vars(request.clahe)}
                  if request.postprocess == "clahe" else {}),
-              **({"postprocess": request.postprocess, "keep": {
-                  "product": request.keep.product, "table": request.keep.table}}
+              **({"postprocess": request.postprocess, "keep": (
+                  {"product": request.keep.product, "table": request.keep.table}
+                  if request.keep.product else {"band": PRODUCT})}  # the stack's own band
                  if request.postprocess == "keep" and request.keep else {}),
               "dates": {r.month: _date_record(request.out, r) for r in results},
               **{k: ([_under(request.out, p) for p in v] if k == "stac" else v)

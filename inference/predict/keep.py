@@ -58,8 +58,12 @@ class KeepRule:
 
     Attributes:
         product: the coarse land-cover raster (any grid and CRS; read nearest onto the map's).
+            Empty: the input stack's own ``product`` band, for a model that reads the
+            product as input (``hrnet-coarse``); :func:`~inference.predict.keep_inputs.settle`
+            then names the stack, the band and the table the model records.
         table: the label scheme its codes are mapped with
             (:func:`gee_export.contract.label_schemes.get_landcover_scheme`: ``nlcd``, ...).
+        band: the product's band in ``product`` (1-based; 1 for a product raster).
         green_cut: the NDVI cut (None: the product calls no sampled pixel impervious or
             none vegetation, and the impervious part changes nothing).
         red / nir: the model's band names the NDVI is computed from.
@@ -70,8 +74,9 @@ class KeepRule:
     (:func:`inference.predict.keep_inputs.settle`), from the model and a sample of the stack.
     """
 
-    product: str
-    table: str
+    product: str = ""
+    table: str = ""
+    band: int = 1
     green_cut: float | None = None
     red: str = ""
     nir: str = ""
@@ -90,8 +95,9 @@ class KeepRule:
         folder, when under it, else its file name; ``gs://`` addresses as they are).
         """
         cut = None if self.green_cut is None else float(f"{self.green_cut:.6g}")
+        band = {"band": self.band} if self.band != 1 else {}
         return json.dumps({"rule": RULE, "product": shareable_path(self.product, base),
-                           "table": self.table,
+                           **band, "table": self.table,
                            "green_cut": cut, "red": self.red, "nir": self.nir,
                            "learnt": None if self.learnt is None else list(self.learnt)})
 

@@ -40,7 +40,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from gee_export.contract.bands import LABEL_NODATA
+from gee_export.contract.bands import LABEL_NODATA, PRODUCT
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES, get_landcover_scheme
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import files
@@ -62,7 +62,12 @@ log = logging.getLogger(__name__)
 
 
 def check_product(path: str) -> None:
-    """Refuse a product raster that is missing, unreadable or not georeferenced."""
+    """Refuse a product raster that is missing, unreadable or not georeferenced.
+
+    An empty ``path`` (the input stack's own ``product`` band) is checked by :func:`settle`.
+    """
+    if not path:
+        return
     given = f"--keep-product {path}"
     if not files.is_gcs(path) and not Path(path).is_file():
         raise InputDataError(f"{given} does not exist; give the coarse land-cover raster "
@@ -94,17 +99,18 @@ def _product_on(product: Any, crs: Any, transform: Affine, width: int,
                      resampling=Resampling.nearest, add_alpha=True)
 
 
-def _codes(vrt: WarpedVRT, table: np.ndarray, window: Window | None = None) -> np.ndarray:
+def _codes(vrt: WarpedVRT, table: np.ndarray, window: Window | None = None,
+           band: int = 1) -> np.ndarray:
     """The product's classes (``table`` applied) in ``window``; nodata where it has none."""
-    codes = vrt.read(1, window=window)
-    covered = vrt.read_masks(1, window=window) > 0
+    codes = vrt.read(band, window=window)
+    covered = vrt.read_masks(band, window=window) > 0
     inside = (codes >= 0) & (codes < 256)
     classes = table[np.where(inside, codes, 255).astype(np.int64)]
     return np.where(covered & inside, classes, LABEL_NODATA).astype(np.uint8)
 
 
 def sample_green_cut(source: str | RasterSource, product: str, table: str,
-                     red_index: int, nir_index: int) -> float | None:
+                     red_index: int, nir_index: int, band: int = 1) -> float | None:
     """The green cut of a map: a decimated sample of the stack and the product on its grid.
 
     The stack's sample is :func:`~inference.predict.expected_inputs.read_band_sample`'s (nodata
@@ -128,7 +134,7 @@ def sample_green_cut(source: str | RasterSource, product: str, table: str,
         crs, width, height = grid.crs, grid.width, grid.height
         transform = grid.transform * Affine.scale(width / w, height / h)
     with files.open_raster(product) as prod, _product_on(prod, crs, transform, w, h) as vrt:
-        classes = _codes(vrt, seven)
+        classes = _codes(vrt, seven, band=band)
     return keep.green_cut([greenness], [classes])
 
 
@@ -138,7 +144,9 @@ def settle(rule: KeepRule, meta: ModelMeta, source: str | RasterSource,
 
     The model's red and near-infrared bands, the classes its training labels hold
     (``ModelMeta.learnt_classes``; a model file without them gets the impervious part only,
-    said in a warning) and the green cut from a sample of ``source`` and the product.
+    said in a warning) and the green cut from a sample of ``source`` and the product. A rule
+    without a product raster reads the product from ``source``'s own ``product`` band, with
+    the label table the model records (:func:`from_input`).
     """
     check_model(meta.class_scheme, meta.class_names, meta.bands)
     red, nir = keep.red_nir(meta.bands)
@@ -151,13 +159,39 @@ def settle(rule: KeepRule, meta: ModelMeta, source: str | RasterSource,
     with open_source(source) as ds:
         descriptions = ds.descriptions
     red_index, nir_index = select_bands(descriptions, [red, nir], band_order)
-    cut = sample_green_cut(source, rule.product, rule.table, red_index, nir_index)
+    if not rule.product:
+        rule = from_input(rule, meta, source, descriptions, band_order)
+    cut = sample_green_cut(source, rule.product, rule.table, red_index, nir_index, rule.band)
     if cut is None:
         log.warning("--keep-product %s calls no sampled pixel of the input impervious, or "
                     "none vegetation: the product's impervious class changes nothing",
                     rule.product)
     return replace(rule, green_cut=cut, red=red, nir=nir,
                    learnt=None if learnt is None else tuple(learnt))
+
+
+def from_input(rule: KeepRule, meta: ModelMeta, source: str | RasterSource,
+               descriptions: Sequence[str | None], band_order: Sequence[str] | None = None
+               ) -> KeepRule:
+    """``rule`` reading the product from the input stack's ``product`` band.
+
+    The band holds the label source's own codes (``isamap-export --bands ...,product``), and a
+    model that reads it records that source (``product_scheme``), so the table is the
+    model's: the rule keeps the very product the network was given.
+
+    Raises:
+        ConfigError: the model does not read the product, or the input is not a stack file.
+    """
+    scheme = meta.model_kwargs.get("product_scheme")
+    if PRODUCT not in meta.bands or not scheme:
+        raise ConfigError(f"--postprocess keep without --keep-product reads the product from "
+                          f"the input's {PRODUCT!r} band, which this model does not take; give "
+                          f"the product with --keep-product RASTER and --keep-table SOURCE")
+    if not isinstance(source, str):
+        raise ConfigError("--postprocess keep reads the product from the input stack file; "
+                          "give --keep-product RASTER and --keep-table SOURCE")
+    (index,) = select_bands(descriptions, [PRODUCT], band_order)
+    return replace(rule, product=source, table=str(scheme), band=index)
 
 
 class KeepStrips:
@@ -208,7 +242,8 @@ class KeepStrips:
 
     def product(self, row0: int, rows: int) -> np.ndarray:
         """The product's classes (the model's indices) on output rows ``[row0, row0 + rows)``."""
-        return _codes(self._vrt, self.table, Window(0, row0, self._vrt.width, rows))
+        return _codes(self._vrt, self.table, Window(0, row0, self._vrt.width, rows),
+                      self.rule.band)
 
     def apply(self, row0: int, probs: np.ndarray) -> np.ndarray:
         """A strip's ``(K, rows, W)`` probabilities after the rule (in place where possible).

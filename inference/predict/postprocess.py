@@ -255,7 +255,8 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
                    help="equalised value (0-255) from which a pixel is impervious")
     g.add_argument("--keep-product", metavar="RASTER",
                    help="with --postprocess keep: the coarse land-cover product (any grid and "
-                        "CRS; read nearest onto the map's grid)")
+                        "CRS; read nearest onto the map's grid; default: the input's product "
+                        "band, for a model that reads it)")
     g.add_argument("--keep-table", metavar="SOURCE",
                    help="with --postprocess keep: the label table of its codes (nlcd, "
                         "worldcover, dynamicworld, fromglc10, eolearn_lulc, chesapeake)")
@@ -268,19 +269,22 @@ def postprocess_options(args: argparse.Namespace) -> dict[str, Any]:
     """``PredictConfig`` keyword arguments from the flags of ``add_postprocess_arguments``.
 
     Raises:
-        ConfigError: ``--postprocess keep`` without its product or table, an unknown table,
-            or the keep flags without ``--postprocess keep``.
+        ConfigError: ``--postprocess keep`` with its product but not its table (or the
+            reverse; neither: the input's own ``product`` band), an unknown table, or the
+            keep flags without ``--postprocess keep``.
     """
     from gee_export.contract.label_schemes import get_landcover_scheme
 
     keep = None
     if args.postprocess == "keep":
-        if not args.keep_product or not args.keep_table:
+        if bool(args.keep_product) != bool(args.keep_table):
             raise ConfigError("--postprocess keep keeps a coarse product's impervious class: "
                               "give the product with --keep-product RASTER and its label table "
-                              "with --keep-table SOURCE (e.g. nlcd)")
-        get_landcover_scheme(args.keep_table)  # an unknown table, before anything runs
-        keep = KeepRule(args.keep_product, args.keep_table)
+                              "with --keep-table SOURCE (e.g. nlcd), or neither for a model "
+                              "that reads the input's product band")
+        if args.keep_table:
+            get_landcover_scheme(args.keep_table)  # an unknown table, before anything runs
+        keep = KeepRule(args.keep_product or "", args.keep_table or "")
     elif args.keep_product or args.keep_table:
         raise ConfigError("--keep-product and --keep-table are the keep rule's: add "
                           "--postprocess keep, or drop them")

@@ -45,6 +45,12 @@ def exported(tmp_path_factory):
     return root, plain, cells, tmp
 
 
+def scene_label(tmp):
+    """The scene's label raster: the NLCD codes the stack's product band was read from."""
+    (label,) = [p for p in (tmp / "scene").rglob("*.tif") if "label" in p.name]
+    return label
+
+
 def _bbox(root) -> str:
     """The dataset's grid as ``--bbox`` in degrees."""
     from pyproj import Transformer
@@ -108,6 +114,20 @@ def test_hrnet_coarse_reads_the_product_as_the_experiments_channels_and_predicts
                     "-q"]) == 0
     with rasterio.open(out / "map_class.tif") as src:
         assert src.shape == (96, 96) and set(np.unique(src.read(1))) <= {*range(7), 255}
+    # the keep rule reads the product the network was given: the stack's own band, with the
+    # model's table, decides as the label raster it was exported from does
+    kept = {}
+    for name, extra in (("band", []), ("raster", ["--keep-product", str(scene_label(tmp)),
+                                                  "--keep-table", "nlcd"])):
+        assert predict(["--model", str(run / "model.pt"), "--input", str(stack), "--out",
+                        str(out / name), "--tile", "64", "--overlap", "16", "--device", "cpu",
+                        "-q", "--postprocess", "keep", *extra]) == 0
+        with rasterio.open(out / f"{name}_class.tif") as src:
+            kept[name] = (src.read(1), json.loads(src.tags()["postprocess"]))
+    np.testing.assert_array_equal(kept["band"][0], kept["raster"][0])
+    assert kept["band"][1]["band"] == 5 and kept["band"][1]["table"] == "nlcd"
+    assert kept["band"][1]["green_cut"] == kept["raster"][1]["green_cut"]
+    assert "band" not in kept["raster"][1]
     capsys.readouterr()
     assert map_main(["--model", str(run / "model.pt"), "--backend", "local", "--scenes",
                      str(tmp / "scene"), "--months", "2019-06", "--bbox", _bbox(root), "--out",
