@@ -14,6 +14,7 @@ from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, read_model_file
 from training.models import create_model
+from training.pruning import fine_tune_config
 from training.trainer import Trainer, train
 
 TINY = {"widths": [4, 8, 16, 32, 64]}
@@ -101,3 +102,11 @@ def test_a_decay_given_for_the_half_life_is_one_line(tmp_path, capsys, monkeypat
     err = capsys.readouterr().err
     assert "--ema is a half-life in training iterations" in err
     assert len(err.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_pruning_fine_tunes_an_averaged_model_without_the_average(tmp_path):
+    """FPGM zeroes filters in the weights after every epoch: an average would keep them."""
+    meta = ModelMeta("unet", 6, 2, ("B2", "B3", "B4", "B8", "VV", "VH"), (0.0,) * 6,
+                     (1.0,) * 6, model_kwargs=TINY, extra={"config": {"ema": 20.0, "lr": 0.01}})
+    cfg = fine_tune_config(meta, "data", tmp_path)
+    assert cfg.ema == 0 and cfg.lr == 0.01
