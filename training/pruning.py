@@ -273,7 +273,7 @@ def fine_tune_config(meta: ModelMeta, data: str, out_dir: str | Path,
     return apply_recipe(config_from_mapping({
         **base, **dict(overrides or {}), "data": str(data), "out_dir": str(out_dir),
         "model": meta.name, "model_kwargs": dict(meta.model_kwargs), "norm": meta.norm,
-        "bands": list(meta.bands)}))
+        "bands": list(meta.bands), "ema": 0.0}))
 
 
 def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = DEFAULT_RATE,

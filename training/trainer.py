@@ -170,7 +170,7 @@ class Trainer:
         net = autotune.apply(self.runtime, self.model, self.device)  # same parameters
         assert isinstance(net, nn.Module), "training compiles with torch.compile, a module"
         #: the moving average of the weights (``cfg.ema``), validated and saved in their place
-        self.average = weight_average(cfg.ema, self.model, epoch_end is not None)
+        self.average = weight_average(cfg.ema or 0.0, self.model, epoch_end is not None)
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(train_set, per_rank, True, cfg.seed, cfg.num_workers,
                                         self.info.rank, self.info.world_size, pin,

@@ -9,7 +9,7 @@ from torch.utils.data import Subset
 from gee_export.core.errors import ConfigError
 from training.averaging import ema_decay
 from training.cli import train_main
-from training.config import TrainConfig
+from training.config import TrainConfig, apply_recipe
 from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, read_model_file
@@ -70,7 +70,9 @@ def test_the_kept_weights_are_the_hand_computed_average_of_two_steps(patch_root,
 
 
 def test_off_by_default_keeps_the_last_iterate_and_no_average(patch_root, tmp_path):
-    assert TrainConfig().ema == 0
+    assert TrainConfig().ema is None  # the recipe's: 0 but for unet-s2's
+    assert apply_recipe(TrainConfig(model="unet")).ema == 0
+    assert apply_recipe(TrainConfig(model="unet-s2")).ema == 10
     res, trainer, _ = _fit(patch_root, tmp_path / "off", 2)
     assert trainer.average is None
     ck = torch.load(res.checkpoint_path, weights_only=True)
