@@ -236,18 +236,21 @@ class Arm:
 
 
 def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric: bool = False,
-            balanced: bool = False, window: int | None = None, norm: str = "training") -> Arm:
+            balanced: bool = False, window: int | None = None, norm: str = "training",
+            ema: float = 0.0) -> Arm:
     """A ``unet-s2`` arm that states every option it compares (none left to the recipe).
 
     The optical recipes differ in ``input_norm`` and ``norm`` (``unet-s2``: none and scene;
     ``unet-s2-window``: patch and training) and share the widths, so stating both, with the
     augmentations, makes the arm the same whichever recipe the name ``unet-s2`` holds.
+    ``ema``: the half-life in iterations of the weight average kept (``isamap-train --ema``;
+    0: the last weights), stated too, as ``unet-s2``'s recipe averages.
     """
     box = {"norm_window": window} if window else {}
     return Arm(name, "unet-s2", {"input_norm": input_norm, "indices": list(indices), **box},
                ("--radiometric" if radiometric else "--no-radiometric",
                 "--balanced-sampling" if balanced else "--no-balanced-sampling",
-                "--norm", norm))
+                "--norm", norm, "--ema", f"{ema:g}"))
 
 
 INDICES = ("ndbi", "ndvi", "mndwi")
@@ -257,7 +260,9 @@ INDICES = ("ndbi", "ndvi", "mndwi")
 #: each window). Each states the window standardisation (``patch``: each window's bands by
 #: their own mean and deviation; ``global``: the training set's statistics alone), the index
 #: channels (``idx``: NDBI, NDVI, MNDWI), the radiometric augmentation (``radio``) and the
-#: class-balanced sampling (``bal``) it trains with.
+#: class-balanced sampling (``bal``) it trains with; ``emaN``: ``unet-s2``'s recipe keeping the
+#: moving average of its weights with a half-life of N iterations, ``last``: its last weights.
+#: Every arm states the half-life (0 unless named).
 ARMS = {arm.name: arm for arm in (
     _s2_arm("unet-s2-global", "none"),
     _s2_arm("unet-s2-patch", "patch"),
@@ -277,6 +282,9 @@ ARMS = {arm.name: arm for arm in (
     _s2_arm("unet-s2-local", "local", window=63),
     _s2_arm("unet-s2-local31", "local", window=31),
     _s2_arm("unet-s2-scene-both", "both", norm="scene"),
+    _s2_arm("unet-s2-last", "none", norm="scene"),
+    _s2_arm("unet-s2-ema25", "none", norm="scene", ema=25),
+    _s2_arm("unet-s2-ema10", "none", norm="scene", ema=10),
 )}
 
 

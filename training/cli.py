@@ -126,6 +126,10 @@ def train_parser() -> argparse.ArgumentParser:
         "normalise the input bands by the training split's statistics (training) or by each "
         "scene's own: every training patch by its scene's, every map by its input stack's "
         "(scene; default: the model's recipe, scene for unet-s2, training for the others)"))
+    a("--ema", type=float, metavar="ITERATIONS", help=(
+        "validate, select and save the exponential moving average of the weights, whose "
+        "weight on a step halves every ITERATIONS training iterations (0: the last weights; "
+        "default: the model's recipe, 10 for unet-s2, else 0)"))
     a("--cache", action="store_const", const=True,
       help="keep decoded patches in memory (default: when they fit)")
     a("--no-cache", dest="cache", action="store_const", const=False,

@@ -32,7 +32,7 @@ NORMS: tuple[Norm, ...] = ("training", "scene")
 # Filled from the model's recipe when left at None (same names in ModelRecipe).
 RECIPE_FIELDS = ("label", "optimizer", "lr", "momentum", "weight_decay", "poly_power",
                  "batch_size", "epochs", "patience", "crop_size", "radiometric",
-                 "balanced_sampling", "norm")
+                 "balanced_sampling", "norm", "ema")
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,10 @@ class TrainConfig:
             every map by its input stack's, so a scene-wide gain or offset does not move the
             network's input while the statistics still span a whole scene); None: the
             model's recipe.
+        ema: keep the exponential moving average of the weights (:mod:`training.averaging`)
+            with this half-life in training iterations: validation, the best-epoch
+            choice, the temperature and the model file use the average; 0: off (the
+            last iterate); None: the model's recipe (``unet-s2``: 10).
         cache: keep decoded patches in memory (None: when they fit,
             :func:`training.data.choose_data_path`).
         max_batches: cap on training batches per epoch (quick demos and benchmarks).
@@ -123,6 +127,7 @@ class TrainConfig:
     radiometric: bool | None = None
     balanced_sampling: bool | None = None
     norm: Norm | None = None
+    ema: float | None = None
     cache: bool | None = None
     max_batches: int | None = None
     max_iterations: int | None = None
@@ -151,6 +156,9 @@ class TrainConfig:
                    "--filter-noisy must be an agreement share in (0, 1), e.g. 0.2"),
                   (unset_or(self.norm, lambda v: v in NORMS),
                    f"--norm must be {' or '.join(NORMS)}, got {self.norm!r}"),
+                  (self.ema is None or self.ema == 0 or self.ema >= 1,
+                   f"--ema is a half-life in training iterations (>= 1, e.g. 20; 0: off), "
+                   f"not a decay; got {self.ema!r}"),
                   (self.precision in PRECISIONS,
                    f"--precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "--stop-after must be >= 1"),

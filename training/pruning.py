@@ -263,16 +263,17 @@ def fine_tune_config(meta: ModelMeta, data: str, out_dir: str | Path,
     name's recipe of today: a ``unet-s2`` file written when that name standardised each
     window records ``input_norm: patch``, and its configuration may predate the recorded
     ``norm`` (``ModelMeta.norm``, ``training`` for such files, says it). The recipe fills
-    only what neither records.
+    only what neither records. A weight average (``ema``) is not carried over: the fine-tuning
+    zeroes filters in the weights themselves, which an average would not keep.
     """
     recorded = dict((meta.extra or {}).get("config") or {})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     base = {k: v for k, v in recorded.items() if k in known and k not in (
-        "resume", "stop_after", "filter_noisy", "bands")}
+        "resume", "stop_after", "filter_noisy", "bands", "ema")}
     return apply_recipe(config_from_mapping({
         **base, **dict(overrides or {}), "data": str(data), "out_dir": str(out_dir),
         "model": meta.name, "model_kwargs": dict(meta.model_kwargs), "norm": meta.norm,
-        "bands": list(meta.bands)}))
+        "bands": list(meta.bands), "ema": 0.0}))
 
 
 def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = DEFAULT_RATE,

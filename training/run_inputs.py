@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Collection
+from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from gee_export.contract.bands import LABEL_NODATA, PRODUCT
@@ -20,7 +22,13 @@ from gee_export.contract.label_schemes import landcover_source
 from gee_export.core.errors import ConfigError, InputDataError, ModelError
 from training.augmentation import Augment, Radiometric
 from training.config import TrainConfig
-from training.data import NormStats, PatchDataset, balanced_weights, scene_norms_for
+from training.data import (
+    NormStats,
+    PatchDataset,
+    balanced_weights,
+    compute_norm_stats,
+    scene_norms_for,
+)
 from training.models import context_warning, reads_product, recipe_for, upsamples
 
 log = logging.getLogger(__name__)
@@ -40,6 +48,15 @@ def check_context(cfg: TrainConfig, patch_size: int, model: nn.Module) -> None:
     if recipe_for(cfg.model).small_patches == "refuse" and not cfg.allow_small_patches:
         raise ConfigError(f"{problem}; or pass --allow-small-patches to train on them anyway")
     log.warning(problem)
+
+
+def norm_for(cfg: TrainConfig, raw: PatchDataset, checkpoint: Path) -> NormStats:
+    """A resumed run's normalisation comes from its ``checkpoint``, else from the train split."""
+    if cfg.resume and checkpoint.exists():
+        meta = torch.load(checkpoint, map_location="cpu", weights_only=True).get("meta", {})
+        if tuple(meta.get("bands", ())) == raw.bands:
+            return NormStats(raw.bands, tuple(meta["norm_mean"]), tuple(meta["norm_std"]))
+    return compute_norm_stats(raw)
 
 
 def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,

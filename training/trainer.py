@@ -15,7 +15,8 @@ Without a validation split (``val_set=None``) the trainer runs a fixed budget
 (``epochs`` or ``max_iterations``) with no early stopping and keeps the last weights, which
 is what the fixed-budget model comparison (``experiments.srcompare``) needs. An
 ``epoch_end(model, epoch)`` callback runs after every training epoch, before validation and
-the checkpoint (filter pruning zeroes filters there, ``training.pruning``).
+the checkpoint (filter pruning zeroes filters there, ``training.pruning``). With ``cfg.ema``
+the moving average of the weights is validated, kept and saved (:mod:`training.averaging`).
 ``train(cfg)`` wires it to a patch dataset: bands from the manifest, normalisation from the
 training split, the paper's model and loss.
 
@@ -64,15 +65,14 @@ from gee_export.core.commands import DETAIL
 from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
 from gee_export.core.progress import progress_bar
 from gee_export.core.storage import atomic_write
+from training.averaging import weight_average
 from training.band_ranges import band_ranges
 from training.calibration import describe
 from training.config import TrainConfig, apply_recipe, recipe_values
 from training.data import (
     KeyedSampler,
-    NormStats,
     PatchDataset,
     choose_data_path,
-    compute_norm_stats,
     make_loader,
 )
 from training.fit_calibration import calibrate_model_file
@@ -91,6 +91,7 @@ from training.run_inputs import (
     model_kwargs_for_norm,
     model_kwargs_for_product,
     model_kwargs_for_scale,
+    norm_for,
     patch_splits,
     sampling_weights,
 )
@@ -168,6 +169,8 @@ class Trainer:
         self.memory_format = self.runtime.setting.memory_format
         net = autotune.apply(self.runtime, self.model, self.device)  # same parameters
         assert isinstance(net, nn.Module), "training compiles with torch.compile, a module"
+        #: the moving average of the weights (``cfg.ema``), validated and saved in their place
+        self.average = weight_average(cfg.ema or 0.0, self.model, epoch_end is not None)
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(train_set, per_rank, True, cfg.seed, cfg.num_workers,
                                         self.info.rank, self.info.world_size, pin,
@@ -277,7 +280,8 @@ class Trainer:
                 "bad_epochs": self.bad_epochs, "finished": self.finished,
                 "history": self.history, "meta": self.meta.to_dict(),
                 "runtime": self.runtime.to_dict(), "loss_reference": self.loss_reference,
-                "rng": rng_state(self.train_loader.generator)}
+                "rng": rng_state(self.train_loader.generator),
+                **({} if self.average is None else {"average": self.average.state_dict()})}
 
     def load_checkpoint(self, path: Path, same_config: bool = False) -> None:
         """Continue from a checkpoint; ``same_config`` refuses one made with other options."""
@@ -310,6 +314,8 @@ class Trainer:
         self.loss_reference = float(reference) if reference is not None else (
             float(self.history[0]["train_loss"]) if self.history else None)
         set_rng_state(ck["rng"], self.train_loader.generator)
+        if self.average is not None:
+            self.average.load_state_dict(ck.get("average"), str(path))
 
     # -------------------------------------------------------------- loop
     def _batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -356,6 +362,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            if self.average is not None:
+                self.average.update(self.model)
             with calling_thread_only():  # bookkeeping between steps (training.data.collate)
                 cm.update(main_output(out).detach(), y)
             total += value * x.shape[0]
@@ -379,13 +387,14 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> tuple[dict, dict]:
         assert self.val_loader is not None, "a run without a validation split validates nothing"
-        self.net.eval()
+        net = self.net if self.average is None else self.average.module
+        net.eval()
         cm = ConfusionMatrix(self.num_classes)
         total, seen = 0.0, 0
         for batch in self.val_loader:
             x, y = self._batch(batch)
             with self._autocast():
-                out = self.net(x)
+                out = net(x)
                 loss = self._loss(out, batch, x, y)
             cm.update(main_output(out).float(), y)
             total += float(loss) * x.shape[0]
@@ -487,7 +496,8 @@ class Trainer:
             **base, "metrics": {"epoch": self.best_epoch, "val": val_metrics},
             "calibration": {},  # new weights: fitted again when the run ends (_calibrate)
             "extra": {**dict(base.get("extra") or {}), "runtime": self.runtime.to_dict()}})
-        save_model_file(self.out / BEST_MODEL, self.model, meta)
+        kept = self.model if self.average is None else self.average.module
+        save_model_file(self.out / BEST_MODEL, kept, meta)
 
     def _calibrate(self) -> None:
         """Fit the kept model's temperature on the validation split, once per run."""
@@ -550,7 +560,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     path = choose_data_path(raw.decoded_bytes(), device.type, cfg.cache, cfg.num_workers)
     log.log(DETAIL, "data: %s", path.reason)  # how, not what: -v
     cfg = replace(cfg, cache=path.cache, num_workers=path.workers)
-    norm = _norm_for(cfg, raw)
+    norm = norm_for(cfg, raw, Path(cfg.out_dir) / CHECKPOINT)
     train_set, val_set = patch_splits(cfg, raw.bands, norm, exclude)
     learnt = check_labels(train_set, val_set)
     names = raw.class_names
@@ -584,13 +594,3 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
                          "excluded_patches": sorted(exclude)}})
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device, epoch_end)
     return trainer.fit()
-
-
-def _norm_for(cfg: TrainConfig, raw: PatchDataset) -> NormStats:
-    """Normalisation of a resumed run comes from its checkpoint, else from the train split."""
-    ck = Path(cfg.out_dir) / CHECKPOINT
-    if cfg.resume and ck.exists():
-        meta = torch.load(ck, map_location="cpu", weights_only=True).get("meta", {})
-        if tuple(meta.get("bands", ())) == raw.bands:
-            return NormStats(raw.bands, tuple(meta["norm_mean"]), tuple(meta["norm_std"]))
-    return compute_norm_stats(raw)

@@ -150,7 +150,25 @@ def test_the_scene_statistics_prose_quotes_its_table_and_seeds():
                             f"{100 * r['built_pixels'] / r['pixels']:.1f}"}
     assert metrics["runs"]["ghana_b"]["unet-s2"][0]["built_pixels"] == 204
     assert f"took {metrics['seconds']:,.0f} s of wall time" in " ".join(page.split())
-    prose = _prose(page, "### Scene statistics", "### Level-1C")
+    prose = _prose(page, "### Scene statistics", "### Weight averaging")
+    assert _unmatched(prose, derived) == []
+
+
+def test_the_weight_averaging_prose_quotes_its_table_and_seeds():
+    """The block, each seed's scores, the margins; ``unet-s2-ema10`` is ``unet-s2``'s recipe."""
+    from experiments.builtup_loto import figures_markdown
+    from training.models import recipe_for
+
+    page = _page("real-data.md")
+    metrics = _json("docs/figures/builtup_ema.json")
+    block = _block(page, "docs/figures/builtup_ema.json")
+    assert block.strip() == figures_markdown(metrics).strip()
+    assert recipe_for("unet-s2").ema == 10 and "unet-s2-ema10" in metrics["arms"]
+    derived = set(DECIMAL.findall(block)) | _margins(metrics)
+    for runs in metrics["runs"].values():
+        for seeds in runs.values():
+            derived |= {f"{r[k]:.3f}" for r in seeds for k in ("f1_built", "auc_built")}
+    prose = _prose(page, "### Weight averaging", "### Level-1C")
     assert _unmatched(prose, derived) == []
 
 

@@ -82,6 +82,8 @@ class ModelRecipe:
             (:func:`training.data.balanced_weights`) instead of shuffling them.
         norm: what the input bands are normalised by (``training.config.Norm``): the training
             split's statistics (``training``) or each scene's own (``scene``).
+        ema: half-life in training iterations of the weight average the run keeps
+            (:mod:`training.averaging`); 0: the last weights.
         product_input: the model reads the coarse product as an input band (``product``,
             exported with ``isamap-export --bands ...,product``); a dataset without it is
             refused before training. The model's entry must read it (``reads_product``).
@@ -110,6 +112,7 @@ class ModelRecipe:
     radiometric: bool = False
     balanced_sampling: bool = False
     norm: str = "training"
+    ema: float = 0.0
     product_input: bool = False
     filter_noisy: float | None = None
     source: str = ""

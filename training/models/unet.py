@@ -281,9 +281,11 @@ RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
 # training as in prediction, so its maps do not depend on the prediction tile. It maps the
 # tiles its training never saw better than unet-s2-window on every held-out tile
 # (experiments.builtup's leave-one-tile-out comparison, docs/real-data.md "Scene statistics").
+# It keeps the moving average of its weights with a half-life of 10 iterations, whose maps
+# vary less from seed to seed than the last weights' (docs/real-data.md "Weight averaging").
 S2_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "none",
                                                      "widths": list(S2_WIDTHS)},
-                                norm="scene")
+                                norm="scene", ema=10)
 
 # The same network standardising each window's bands itself (input_norm: patch) on the
 # training split's statistics: the optical recipe of model files written before unet-s2

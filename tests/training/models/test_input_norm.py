@@ -31,8 +31,11 @@ def test_the_optical_recipes_are_scene_statistics_and_per_window_standardisation
                                                                 "widths": list(S2_WIDTHS)}
     assert window.norm == "training" and window.model_kwargs == {"input_norm": "patch",
                                                                  "widths": list(S2_WIDTHS)}
-    # the same network otherwise: only what the input is normalised by differs
-    assert dataclasses.replace(window, norm="scene", model_kwargs=default.model_kwargs) == default
+    # the same network otherwise: only what the input is normalised by differs, and unet-s2
+    # keeps the moving average of its weights (docs/real-data.md "Weight averaging")
+    assert default.ema == 10 and window.ema == 0
+    assert dataclasses.replace(window, norm="scene", model_kwargs=default.model_kwargs,
+                               ema=10) == default
 
 
 def test_the_window_recipe_standardises_and_a_per_band_gain_and_offset_change_nothing():
