@@ -32,10 +32,9 @@ from gee_export.ee.fake_server import StackTransport
 from inference.mapping.ee_statistics import reduction_stats
 from inference.mapping.request import MapRequest
 from inference.predict.raster import PredictConfig
-from inference.predict.runtime import RuntimeOptions
 from inference.predict.workflow import predict_with_model_file
 from inference.region_map import map_region
-from tests.inference.mapping.test_dates import crop, read
+from tests.inference.mapping.test_dates import OPTIONS, OVERLAP, TILE, crop, read
 from tests.support.mapping import (
     MONTH,
     inner_region,
@@ -46,8 +45,6 @@ from tests.support.mapping import (
 from tests.support.rasters import BANDS, smooth_stack
 from training.data import band_stats
 
-TILE, OVERLAP = 64, 16
-OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
 LATER = "2019-07"
 
 
