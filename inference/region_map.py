@@ -34,7 +34,7 @@ from inference.mapping.request import MapRequest, check_recipe, model_dataset, r
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.blending import check_window
-from inference.predict.keep_inputs import check_product
+from inference.predict.keep_inputs import check_input_product, check_product
 from inference.predict.postprocess import check_postprocess
 from inference.publish.app_zones import app_zones
 from inference.publish.asset_manifest import asset_name, check_asset_name
@@ -142,6 +142,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                       request.force_postprocess, tuple(meta.bands))  # every runner, dry run
     if request.postprocess == "keep" and request.keep is not None:
         check_product(request.keep.product)
+        check_input_product(request.keep, meta)
     check_window(meta.window, request.tile, meta.name, override=None)
     resolution = dataset.grid.resolution if dataset.grid else 10.0
     if request.grid is not None:

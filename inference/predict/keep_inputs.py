@@ -180,18 +180,33 @@ def from_input(rule: KeepRule, meta: ModelMeta, source: str | RasterSource,
     model's: the rule keeps the very product the network was given.
 
     Raises:
-        ConfigError: the model does not read the product, or the input is not a stack file.
+        ConfigError: the model does not read the product, or the input is not a file.
     """
+    scheme = check_input_product(rule, meta)
+    path = source if isinstance(source, str) else getattr(source, "path", None)
+    if not path:
+        raise ConfigError("--postprocess keep reads the product from the input stack file; "
+                          "give --keep-product RASTER and --keep-table SOURCE")
+    (index,) = select_bands(descriptions, [PRODUCT], band_order)
+    return replace(rule, product=str(path), table=scheme, band=index)
+
+
+def check_input_product(rule: KeepRule, meta: ModelMeta) -> str:
+    """The product table of a rule that reads the input's ``product`` band ("" otherwise).
+
+    Called as soon as the model is read, before any input is made or fetched.
+
+    Raises:
+        ConfigError: the rule has no product raster and the model does not read the band.
+    """
+    if rule.product:
+        return ""
     scheme = meta.model_kwargs.get("product_scheme")
     if PRODUCT not in meta.bands or not scheme:
         raise ConfigError(f"--postprocess keep without --keep-product reads the product from "
                           f"the input's {PRODUCT!r} band, which this model does not take; give "
                           f"the product with --keep-product RASTER and --keep-table SOURCE")
-    if not isinstance(source, str):
-        raise ConfigError("--postprocess keep reads the product from the input stack file; "
-                          "give --keep-product RASTER and --keep-table SOURCE")
-    (index,) = select_bands(descriptions, [PRODUCT], band_order)
-    return replace(rule, product=source, table=str(scheme), band=index)
+    return str(scheme)
 
 
 class KeepStrips:

@@ -128,7 +128,7 @@ class MaskedFileSource:
 
     def __init__(self, path: str, masked_below: float = MASKED_BELOW,
                  identity: str | None = None) -> None:
-        self.identity = identity or path
+        self.identity, self.path = identity or path, path
         with gdal_env(path):  # GDAL keeps the credentials with the open file
             self._ds = rasterio.open(files.gdal_path(path))
         self.masked_below = masked_below

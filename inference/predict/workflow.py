@@ -29,7 +29,7 @@ from inference.predict import stats
 from inference.predict.blending import check_window
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.expected_inputs import check_input
-from inference.predict.keep_inputs import check_product, settle
+from inference.predict.keep_inputs import check_input_product, check_product, settle
 from inference.predict.postprocess import check_postprocess
 from inference.predict.raster import PredictConfig, PredictionResult, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
@@ -200,6 +200,8 @@ def predict_with_model_file(
     config = config or PredictConfig()
     check_postprocess(config.postprocess, meta.class_scheme, tuple(meta.class_names),
                       config.force_postprocess, tuple(meta.bands))
+    if config.postprocess == "keep" and config.keep is not None:
+        check_input_product(config.keep, meta)
     if not config.any_tile:
         check_window(meta.window, config.tile, meta.name)
     # pixel size and values, before the first tile

@@ -332,6 +332,13 @@ def test_a_local_map_keeps_the_products_impervious_unless_green(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert "--backend local or --method tasks" in err and len(err.splitlines()) == 1
     assert not out.exists()
+    # no product raster, and a model that does not read the stack's product band: refused
+    # before any stack is composited
+    assert main([*common, "--backend", "local", "--scenes", str(tmp_path / "scene"),
+                 "--postprocess", "keep", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--keep-product" in err and len(err.splitlines()) == 1
+    assert not out.exists()
     assert main([*common, "--backend", "local", "--scenes", str(tmp_path / "scene"), *keep,
                  "--no-progress"]) == 0
     with rasterio.open(out / "2019-06" / "isa_2019-06_class.tif") as c, \
