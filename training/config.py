@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +157,7 @@ class TrainConfig:
                    "--filter-noisy must be an agreement share in (0, 1), e.g. 0.2"),
                   (unset_or(self.norm, lambda v: v in NORMS),
                    f"--norm must be {' or '.join(NORMS)}, got {self.norm!r}"),
-                  (self.ema is None or self.ema == 0 or self.ema >= 1,
+                  (self.ema is None or self.ema == 0 or 1 <= self.ema < math.inf,
                    f"--ema is a half-life in training iterations (>= 1, e.g. 20; 0: off), "
                    f"not a decay; got {self.ema!r}"),
                   (self.precision in PRECISIONS,

@@ -78,9 +78,15 @@ def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig) -> list[st
     return out
 
 
+#: options a run recorded before they existed, read as what those runs did (a unet-s2 run
+#: from before weight averaging kept its last weights, whatever the recipe says now)
+BEFORE_OPTION: dict[str, Any] = {"ema": 0}
+
+
 def _normalised(recorded: Mapping[str, Any]) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return config_from_mapping({k: v for k, v in recorded.items() if k in known}).to_dict()
+    return config_from_mapping({**BEFORE_OPTION, **{k: v for k, v in recorded.items()
+                                                    if k in known}}).to_dict()
 
 
 def resume_config(out_dir: str | Path, given: Mapping[str, Any]) -> TrainConfig:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gee_export.contract.bands import is_code_band
 from gee_export.core.errors import InputDataError, ModelError
 from gee_export.core.months import check_month
 from gee_export.core.shareable import shareable_path
@@ -101,7 +102,8 @@ def normalised_source(stack: str, reference: str, bands: Sequence[str],
     """``stack`` read normalised onto ``reference`` per band (the model's ``bands``), and the fit.
 
     The fit (:func:`inference.predict.change.fit_relative_normalisation`) uses a decimated
-    sample of both stacks, which must be on one grid with the same band names.
+    sample of both stacks, which must be on one grid with the same band names. Code bands
+    (the coarse product's ``product``) are class codes, not radiances: read as they are.
 
     Raises:
         InputDataError: the stacks are not on one grid or ``reference`` lacks a band.
@@ -114,6 +116,7 @@ def normalised_source(stack: str, reference: str, bands: Sequence[str],
             raise InputDataError(f"--normalise-to {reference} is not on the grid of --input "
                                  f"{stack} (size, origin or CRS); give the earlier date's "
                                  "stack on the same grid")
+        bands = [name for name in bands if not is_code_band(name)]  # codes are not radiances
         mine = select_bands(a.descriptions, bands, band_order)
         theirs = select_bands(b.descriptions, bands, band_order)
         fit = fit_relative_normalisation(decimated_read(a, mine, SAMPLE_SIDE),

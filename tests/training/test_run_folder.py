@@ -30,3 +30,19 @@ def test_other_model_kwargs_are_still_refused(tmp_path):
     _record(tmp_path, model="crofusenet", model_kwargs={"widths": [8, 16, 32, 64, 128]})
     with pytest.raises(ConfigError, match="model_kwargs"):
         resume_config(tmp_path, {"model_kwargs": {"widths": [4, 8, 16, 32, 64]}})
+
+
+def test_a_run_recorded_before_weight_averaging_resumes_without_it(tmp_path):
+    # unet-s2's recipe now averages its weights; a run recorded before the option existed
+    # kept its last weights and must resume as it was, with the same flags as before.
+    cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
+                                            "model": "unet-s2"}))
+    assert cfg.ema == 10
+    old = {k: v for k, v in cfg.to_dict().items() if k != "ema"}
+    torch.save({"config": old}, tmp_path / CHECKPOINT)
+    assert resume_config(tmp_path, {"model": "unet-s2"}).ema == 0
+
+
+def test_an_infinite_half_life_is_refused():
+    with pytest.raises(ConfigError, match="--ema"):
+        config_from_mapping({"data": "patches", "out_dir": "run", "ema": float("inf")}).check()
