@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from gee_export.contract.grid import Grid
 from gee_export.ee.band_statistics import band_statistics, output_keys, sample_scale
+from inference.predict.scene import recorded
 from inference.predict.sources import SAMPLE_SIDE
 from training.data import NormStats, stats_from_moments
 
@@ -41,7 +42,8 @@ def date_statistics(session: Any, image: Any, grid: Grid, meta: ModelMeta,
         return None
     request = band_statistics(image, grid, meta.bands, SAMPLE_SIDE)
     reduction = session.get_info(request, f"computing the band statistics of {month}")
-    return reduction_stats(reduction, meta.bands, month, sample_scale(grid, SAMPLE_SIDE))
+    return recorded(reduction_stats(reduction, meta.bands, month,
+                                    sample_scale(grid, SAMPLE_SIDE)))
 
 
 def reduction_stats(reduction: Mapping[str, Any] | None, bands: Sequence[str], month: str,

@@ -46,7 +46,7 @@ def scene_statistics(source: str | RasterSource, bands: Sequence[str],
                              "which an input fetched tile by tile cannot give: pass them "
                              "(scene=, as isamap-map does from Earth Engine), or map the "
                              "scene's stack file with isamap-predict --input")
-    return band_stats([sample], tuple(bands), where="the input stack")
+    return recorded(band_stats([sample], tuple(bands), where="the input stack"))
 
 
 def recorded_statistics(meta: ModelMeta) -> NormStats:
@@ -58,8 +58,19 @@ def recorded_statistics(meta: ModelMeta) -> NormStats:
     return NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
 
 
+def recorded(stats: NormStats) -> NormStats:
+    """``stats`` at the precision the map records (6 significant digits): what it is made with.
+
+    A map is normalised by exactly the numbers its ``normalisation`` tag and its run's
+    fingerprint hold, so a resumed run whose statistics are computed again (an Earth Engine
+    reduction asked a second time) either matches to the recorded digits or is a new run.
+    """
+    return NormStats(tuple(stats.bands), tuple(float(f"{v:.6g}") for v in stats.mean),
+                     tuple(float(f"{v:.6g}") for v in stats.std))
+
+
 def describe(stats: NormStats) -> str:
     """The statistics as the map's ``normalisation`` tag records them (JSON, 6 digits)."""
-    return json.dumps({"by": "scene", "bands": list(stats.bands),
-                       "mean": [float(f"{v:.6g}") for v in stats.mean],
-                       "std": [float(f"{v:.6g}") for v in stats.std]})
+    stats = recorded(stats)
+    return json.dumps({"by": "scene", "bands": list(stats.bands), "mean": list(stats.mean),
+                       "std": list(stats.std)})
