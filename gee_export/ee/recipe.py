@@ -57,13 +57,18 @@ def on_grid(image, grid: Grid):
     return image.reproject(crs=grid.crs, crsTransform=grid.crs_transform)
 
 
-def label_on_grid(label, grid: Grid, source: LabelSource):
-    """The label on ``grid``: mode of the source pixels, or nearest for composites."""
+def categorical_on_grid(image, grid: Grid, source: LabelSource):
+    """A categorical image of ``source`` on ``grid``: mode of its pixels, nearest for composites."""
     import ee
 
     if not source.is_composite:
-        label = label.reduceResolution(ee.Reducer.mode(), maxPixels=LABEL_MAX_PIXELS)
-    return on_grid(label, grid).rename(LABEL)
+        image = image.reduceResolution(ee.Reducer.mode(), maxPixels=LABEL_MAX_PIXELS)
+    return on_grid(image, grid)
+
+
+def label_on_grid(label, grid: Grid, source: LabelSource):
+    """The label on ``grid`` (:func:`categorical_on_grid`)."""
+    return categorical_on_grid(label, grid, source).rename(LABEL)
 
 
 def product_on_grid(source: LabelSource, grid: Grid, window: TimeWindow, region):
@@ -72,12 +77,9 @@ def product_on_grid(source: LabelSource, grid: Grid, window: TimeWindow, region)
     Put on the grid as the label is (mode of a fixed image's pixels, nearest for a
     composite), masked pixels FLOAT_NODATA; the codes are not remapped.
     """
-    import ee
-
     codes = landcover_codes(source, region, window.start, window.end, int(window.month[:4]))
-    if not source.is_composite:
-        codes = codes.reduceResolution(ee.Reducer.mode(), maxPixels=LABEL_MAX_PIXELS)
-    return on_grid(codes, grid).toFloat().unmask(FLOAT_NODATA, False).rename(PRODUCT)
+    return categorical_on_grid(codes, grid, source).toFloat().unmask(
+        FLOAT_NODATA, False).rename(PRODUCT)
 
 
 def _source_of(name: str) -> str:

@@ -208,14 +208,19 @@ def check_codes(ref: BandRef, scheme: str | ClassMapping | Mapping[int, int] | N
     plausibility.check_label_balance(sample, get_scheme(name).apply, name, binary, what)
 
 
+def categorical_resampling(ref: BandRef, grid: Grid) -> str:
+    """How a categorical source goes onto ``grid``: mode from a finer source, else nearest."""
+    return "mode" if source_resolution(ref, grid) < 0.75 * grid.resolution else "nearest"
+
+
 def product_window(ref: BandRef, grid: Grid, window: Window) -> np.ndarray:
     """The label source's own codes on ``window`` of ``grid``: the ``product`` band.
 
     float32 codes, NaN where the source has nodata or no coverage; put on the grid as the
     label is (mode from a finer source, else nearest), but not mapped to classes.
     """
-    resampling = "mode" if source_resolution(ref, grid) < 0.75 * grid.resolution else "nearest"
-    out = read_to_grid(ref, grid, window, resampling, categorical_nodata=LABEL_NODATA)
+    out = read_to_grid(ref, grid, window, categorical_resampling(ref, grid),
+                       categorical_nodata=LABEL_NODATA)
     return np.where(out == LABEL_NODATA, np.nan, out).astype(np.float32)
 
 
@@ -226,7 +231,7 @@ def label_window(ref: BandRef, grid: Grid, window: Window, mapping: ClassMapping
     ``resampling`` None picks mode when the source is finer than the grid, else nearest.
     """
     if resampling is None:
-        resampling = "mode" if source_resolution(ref, grid) < 0.75 * grid.resolution else "nearest"
+        resampling = categorical_resampling(ref, grid)
     if resampling not in ("nearest", "mode"):
         raise ConfigError(f"labels are categorical: use nearest or mode, not {resampling!r}")
     out = read_to_grid(ref, grid, window, resampling, prepare=mapping.apply,
