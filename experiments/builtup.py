@@ -237,17 +237,20 @@ class Arm:
 
 def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric: bool = False,
             balanced: bool = False, window: int | None = None, norm: str = "training",
-            ema: float = 0.0) -> Arm:
+            ema: float = 0.0, flips: bool = False) -> Arm:
     """A ``unet-s2`` arm that states every option it compares (none left to the recipe).
 
     The optical recipes differ in ``input_norm`` and ``norm`` (``unet-s2``: none and scene;
     ``unet-s2-window``: patch and training) and share the widths, so stating both, with the
     augmentations, makes the arm the same whichever recipe the name ``unet-s2`` holds.
     ``ema``: the half-life in iterations of the weight average kept (``isamap-train --ema``;
-    0: the last weights), stated too, as ``unet-s2``'s recipe averages.
+    0: the last weights), stated too, as ``unet-s2``'s recipe averages; ``flips``: the
+    mean of each window's four mirror images in every map (``model_kwargs`` ``flips``),
+    stated as ``unet-s2``'s recipe sets it.
     """
     box = {"norm_window": window} if window else {}
-    return Arm(name, "unet-s2", {"input_norm": input_norm, "indices": list(indices), **box},
+    return Arm(name, "unet-s2", {"input_norm": input_norm, "indices": list(indices),
+                                 "flips": flips, **box},
                ("--radiometric" if radiometric else "--no-radiometric",
                 "--balanced-sampling" if balanced else "--no-balanced-sampling",
                 "--norm", norm, "--ema", f"{ema:g}"))
@@ -262,7 +265,8 @@ INDICES = ("ndbi", "ndvi", "mndwi")
 #: channels (``idx``: NDBI, NDVI, MNDWI), the radiometric augmentation (``radio``) and the
 #: class-balanced sampling (``bal``) it trains with; ``emaN``: ``unet-s2``'s recipe keeping the
 #: moving average of its weights with a half-life of N iterations, ``last``: its last weights.
-#: Every arm states the half-life (0 unless named).
+#: Every arm states the half-life (0 unless named) and maps each window once (no ``flips``):
+#: ``unet-s2-ema10`` is ``unet-s2``'s recipe without its test-time flips.
 ARMS = {arm.name: arm for arm in (
     _s2_arm("unet-s2-global", "none"),
     _s2_arm("unet-s2-patch", "patch"),

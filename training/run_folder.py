@@ -81,12 +81,24 @@ def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig) -> list[st
 #: options a run recorded before they existed, read as what those runs did (a unet-s2 run
 #: from before weight averaging kept its last weights, whatever the recipe says now)
 BEFORE_OPTION: dict[str, Any] = {"ema": 0}
+#: model arguments a recipe fills that a run recorded before they existed, read the same way
+#: (a unet-s2 run from before test-time flips maps each window once), for the models whose
+#: recipe sets them (another model's constructor may not take them)
+BEFORE_MODEL_KWARG: dict[str, Any] = {"flips": False}
 
 
 def _normalised(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    from training.models import available_models, recipe_for
+
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return config_from_mapping({**BEFORE_OPTION, **{k: v for k, v in recorded.items()
-                                                    if k in known}}).to_dict()
+    values = {**BEFORE_OPTION, **{k: v for k, v in recorded.items() if k in known}}
+    model = values.get("model")
+    if model in available_models() and "model_kwargs" in values:
+        recipe_kwargs = recipe_for(str(model)).model_kwargs
+        values["model_kwargs"] = {**{k: v for k, v in BEFORE_MODEL_KWARG.items()
+                                     if k in recipe_kwargs},
+                                  **dict(values["model_kwargs"] or {})}
+    return config_from_mapping(values).to_dict()
 
 
 def resume_config(out_dir: str | Path, given: Mapping[str, Any]) -> TrainConfig:

@@ -8,7 +8,7 @@ independent so the model files read like the papers' figures.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -315,6 +315,24 @@ def resnet_stage(in_ch: int, width: int, blocks: int, stride: int,
     layers += [Bottleneck(width * Bottleneck.expansion, width, dilation=dilation)
                for _ in range(blocks - 1)]
     return ResidualBlocks(*layers)
+
+
+#: the mirror images :func:`flip_mean` averages over: each as the dims ``torch.flip`` reverses
+FLIPS: tuple[tuple[int, ...], ...] = ((3,), (2,), (2, 3))
+
+
+def flip_mean(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The mean of ``run`` over ``x`` and its three mirror images, each output mirrored back.
+
+    For a network whose output is a per-pixel map of its input's pixels (a segmentation's
+    logits), this is the map of the same ground seen four ways: a prediction that no longer
+    depends on which way the scene is turned, and less on the seed a network was trained
+    with. It costs four forward passes; one pass at a time, so memory does not grow.
+    """
+    out = run(x)
+    for dims in FLIPS:
+        out = out + run(x.flip(dims)).flip(dims)
+    return out / (len(FLIPS) + 1)
 
 
 def check_divisible(x: torch.Tensor, stride: int, name: str) -> None:
