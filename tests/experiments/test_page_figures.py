@@ -158,7 +158,7 @@ def test_the_scene_statistics_prose_quotes_its_table_and_seeds():
             for r in seeds:
                 derived |= {f"{100 * r['mapped_built_share']:.1f}",
                             f"{100 * r['built_pixels'] / r['pixels']:.1f}"}
-    assert metrics["runs"]["ghana_b"]["unet-s2"][0]["built_pixels"] == 204
+    assert metrics["runs"]["ghana_b"]["unet-s2-ema10"][0]["built_pixels"] == 204
     assert f"took {metrics['seconds']:,.0f} s of wall time" in " ".join(page.split())
     prose = _prose(page, "### Scene statistics", "### Weight averaging")
     assert _unmatched(prose, derived) == []
@@ -172,7 +172,31 @@ def test_the_weight_averaging_prose_quotes_its_table_and_seeds():
     metrics, derived = _loto_section(page, "docs/figures/builtup_ema.json",
                                      ("f1_built", "auc_built"))
     assert recipe_for("unet-s2").ema == 10 and "unet-s2-ema10" in metrics["arms"]
-    prose = _prose(page, "### Weight averaging", "### Level-1C")
+    prose = _prose(page, "### Weight averaging", "### Test-time flips")
+    assert _unmatched(prose, derived) == []
+
+
+def test_the_test_time_flips_prose_quotes_its_table_and_seeds():
+    """The block, each seed's scores and shares, the margins; ``unet-s2`` is the flipping
+    recipe and ``unet-s2-ema10`` the same without flips, at the budget the page names."""
+    from training.models import recipe_for
+
+    page = _page("real-data.md")
+    source = "docs/figures/builtup_flips.json"
+    metrics, derived = _loto_section(page, source, ("f1_built", "auc_built"))
+    for runs in metrics["runs"].values():
+        for seeds in runs.values():
+            for r in seeds:
+                derived |= {f"{100 * r['mapped_built_share']:.1f}",
+                            f"{100 * r['built_pixels'] / r['pixels']:.1f}"}
+    # the shorter budget's figures it is compared with, from that section's table
+    derived |= set(DECIMAL.findall(_block(page, "docs/figures/builtup_scene.json")))
+    assert recipe_for("unet-s2").model_kwargs["flips"] is True
+    assert metrics["arms"] == ["unet-s2-ema10", "unet-s2"]
+    text = " ".join(page.split())
+    assert f"--iterations {metrics['budget']['iterations']} --arms unet-s2-ema10,unet-s2" in text
+    assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+    prose = _prose(page, "### Test-time flips", "### Level-1C")
     assert _unmatched(prose, derived) == []
 
 

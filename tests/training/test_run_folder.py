@@ -46,3 +46,21 @@ def test_a_run_recorded_before_weight_averaging_resumes_without_it(tmp_path):
 def test_an_infinite_half_life_is_refused():
     with pytest.raises(ConfigError, match="--ema"):
         config_from_mapping({"data": "patches", "out_dir": "run", "ema": float("inf")}).check()
+
+
+def test_a_run_recorded_before_test_time_flips_resumes_without_them(tmp_path):
+    # unet-s2's recipe now flips; a run recorded before the option existed mapped each window
+    # once and must resume as it was, with the same flags as before
+    cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
+                                            "model": "unet-s2"}))
+    assert cfg.model_kwargs["flips"] is True
+    old = cfg.to_dict()
+    old["model_kwargs"] = {k: v for k, v in cfg.model_kwargs.items() if k != "flips"}
+    torch.save({"config": old}, tmp_path / CHECKPOINT)
+    assert resume_config(tmp_path, {"model": "unet-s2"}).model_kwargs["flips"] is False
+    # a model whose recipe has no flips is not given the argument (its constructor has none)
+    other = tmp_path / "other"
+    other.mkdir()
+    recorded = _record(other, model="crofusenet")
+    assert "flips" not in resume_config(other, {}).model_kwargs
+    assert dict(resume_config(other, {}).model_kwargs) == dict(recorded.model_kwargs)

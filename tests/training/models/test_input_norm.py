@@ -28,11 +28,13 @@ BANDS = ["B2", "B3", "B4", "B8", "B11", "B12"]
 def test_the_optical_recipes_are_scene_statistics_and_per_window_standardisation():
     default, window = recipe_for("unet-s2"), recipe_for("unet-s2-window")
     assert default.norm == "scene" and default.model_kwargs == {"input_norm": "none",
-                                                                "widths": list(S2_WIDTHS)}
+                                                                "widths": list(S2_WIDTHS),
+                                                                "flips": True}
     assert window.norm == "training" and window.model_kwargs == {"input_norm": "patch",
                                                                  "widths": list(S2_WIDTHS)}
     # the same network otherwise: only what the input is normalised by differs, and unet-s2
-    # keeps the moving average of its weights (docs/real-data.md "Weight averaging")
+    # keeps the moving average of its weights (docs/real-data.md "Weight averaging") and maps
+    # each window as the mean of its mirror images (tests/training/models/test_flips.py)
     assert default.ema == 10 and window.ema == 0
     assert dataclasses.replace(window, norm="scene", model_kwargs=default.model_kwargs,
                                ema=10) == default
