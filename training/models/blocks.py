@@ -327,12 +327,16 @@ def flip_mean(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> t
     For a network whose output is a per-pixel map of its input's pixels (a segmentation's
     logits), this is the map of the same ground seen four ways: a prediction that no longer
     depends on which way the scene is turned, and less on the seed a network was trained
-    with. It costs four forward passes; one pass at a time, so memory does not grow.
+    with. The four views go through ``run`` as one batch of four times the samples (each
+    sample's output must depend on that sample alone, as in eval mode): one call of each
+    layer, which is what the int8 quantizer's graph patterns expect (a layer called four
+    times is one partition with four outputs, which it refuses).
     """
-    out = run(x)
-    for dims in FLIPS:
-        out = out + run(x.flip(dims)).flip(dims)
-    return out / (len(FLIPS) + 1)
+    n = x.shape[0]
+    out = run(torch.cat([x, *(x.flip(dims) for dims in FLIPS)]))
+    views = out.reshape(len(FLIPS) + 1, n, *out.shape[1:])
+    return torch.stack([views[0], *(views[i + 1].flip(dims) for i, dims in enumerate(FLIPS))]
+                       ).mean(dim=0)
 
 
 def check_divisible(x: torch.Tensor, stride: int, name: str) -> None:

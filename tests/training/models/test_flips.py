@@ -94,3 +94,24 @@ def test_a_model_file_recorded_without_flips_maps_each_window_once(tmp_path):
         assert torch.equal(old(x), plain(x))
         assert torch.allclose(new(x), flipped(x), atol=1e-6)
     assert new_meta.model_kwargs["flips"] is True
+
+
+def test_the_int8_quantizer_takes_a_flipping_unet():
+    # the x86 quantizer refuses a layer called more than once in the graph; the four views
+    # go through the network as one batch, so it annotates every layer once and quantizes
+    pytest.importorskip("torchao")
+    from engine import quantize
+
+    if not quantize.cpu_has_int8():
+        pytest.skip("this CPU has no VNNI/AMX int8 instructions")
+    flipped, _ = _pair(4)
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(2, len(BANDS), 32, 32, generator=g) for _ in range(3)]
+    patches = quantize.Int8Patches(tuple(batches[:2]), (batches[2],), None, "two batches",
+                                   "one batch", label_nodata=255)
+    try:
+        built = quantize.build_int8(flipped, patches, isa_class=1)
+    except quantize.Int8RefusedError as exc:  # an untrained net may disagree: still quantized
+        assert "class agreement" in str(exc)
+    else:
+        assert built.agreement.pixels == 2 * 32 * 32
