@@ -36,7 +36,7 @@ from engine.compiled import compile_for_inference, inductor_cache_dir
 from engine.devices import check_precision
 from engine.outputs import main_output
 from gee_export.core.commands import DETAIL
-from gee_export.core.digest import chunks_sha256, json_digest
+from gee_export.core.digest import chunks_sha256, json_digest, text_sha256
 from gee_export.core.errors import ConfigError, IsamapError
 
 log = logging.getLogger(__name__)
@@ -472,12 +472,15 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 def record_key(model: nn.Module, shape: Sequence[int], device: str) -> str:
     """What an int8 record depends on: the weights themselves, the batch shape, the device.
 
-    The weights, not the architecture: agreement with fp32 is a property of trained weights.
+    The weights, not the layer sizes: agreement with fp32 is a property of trained weights;
+    and the module tree's repr, which holds what the same weights are run with (a U-Net
+    that averages its mirror images, ``flips``, is another int8 model of the same weights).
     """
     weights = chunks_sha256(t.detach().contiguous().cpu().numpy().tobytes()
                             for t in model.state_dict().values() if torch.is_tensor(t))
     return json_digest({"format": RECORDS_FORMAT, "weights": weights, "shape": list(shape),
-                        "device": device, "torch": torch.__version__}, 24)
+                        "device": device, "torch": torch.__version__,
+                        "module": text_sha256(repr(model))}, 24)
 
 
 def records_file(autotune_cache: Path | None) -> Path | None:

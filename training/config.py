@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from engine.devices import PRECISIONS, Layout, Precision, layout_flag
 from gee_export.core.config_file import read_config_file
@@ -204,6 +204,28 @@ def apply_recipe(cfg: TrainConfig) -> TrainConfig:
     loss, loss_kwargs = recipe.loss_settings(cfg.loss, cfg.loss_kwargs)
     return dataclasses.replace(cfg, **filled, loss=loss, loss_kwargs=loss_kwargs,
                                model_kwargs={**recipe.model_kwargs, **dict(cfg.model_kwargs)})
+
+
+#: model arguments a recipe fills that runs and model files recorded before the argument
+#: existed, read as what those did (a unet-s2 run or file from before test-time flips maps
+#: each window once, whatever the recipe says now)
+BEFORE_MODEL_KWARG: dict[str, Any] = {"flips": False}
+
+
+def as_recorded(model: str, model_kwargs: Mapping) -> dict:
+    """Recorded network arguments with those that predate them filled as they were.
+
+    Only for arguments ``model``'s recipe sets (another model's constructor may not take
+    them); an argument the record names stays as recorded. Without it, :func:`apply_recipe`
+    would put today's recipe under an old record and change what it trains or resumes.
+    """
+    from training.models import available_models, recipe_for
+
+    if model not in available_models():
+        return dict(model_kwargs)
+    recipe_kwargs = recipe_for(model).model_kwargs
+    return {**{k: v for k, v in BEFORE_MODEL_KWARG.items() if k in recipe_kwargs},
+            **dict(model_kwargs)}
 
 
 def with_recipe_filter(cfg: TrainConfig) -> TrainConfig:

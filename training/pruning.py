@@ -47,7 +47,7 @@ from torch import nn
 from gee_export.core.commands import check_range
 from gee_export.core.errors import ConfigError, ModelError
 from gee_export.core.storage import atomic_write
-from training.config import TrainConfig, apply_recipe, config_from_mapping
+from training.config import TrainConfig, apply_recipe, as_recorded, config_from_mapping
 from training.data import NormStats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, save_model_file
@@ -272,7 +272,8 @@ def fine_tune_config(meta: ModelMeta, data: str, out_dir: str | Path,
         "resume", "stop_after", "filter_noisy", "bands", "ema")}
     return apply_recipe(config_from_mapping({
         **base, **dict(overrides or {}), "data": str(data), "out_dir": str(out_dir),
-        "model": meta.name, "model_kwargs": dict(meta.model_kwargs), "norm": meta.norm,
+        "model": meta.name, "model_kwargs": as_recorded(meta.name, meta.model_kwargs),
+        "norm": meta.norm,
         "bands": list(meta.bands), "ema": 0.0}))
 
 

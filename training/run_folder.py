@@ -30,7 +30,13 @@ from typing import Any
 import yaml
 
 from gee_export.core.errors import ConfigError, ModelError
-from training.config import TrainConfig, apply_recipe, config_from_mapping
+from training.config import (
+    BEFORE_MODEL_KWARG,
+    TrainConfig,
+    apply_recipe,
+    as_recorded,
+    config_from_mapping,
+)
 
 CHECKPOINT = "checkpoint.pt"
 RESOLVED_CONFIG = "config.yaml"
@@ -81,23 +87,12 @@ def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig) -> list[st
 #: options a run recorded before they existed, read as what those runs did (a unet-s2 run
 #: from before weight averaging kept its last weights, whatever the recipe says now)
 BEFORE_OPTION: dict[str, Any] = {"ema": 0}
-#: model arguments a recipe fills that a run recorded before they existed, read the same way
-#: (a unet-s2 run from before test-time flips maps each window once), for the models whose
-#: recipe sets them (another model's constructor may not take them)
-BEFORE_MODEL_KWARG: dict[str, Any] = {"flips": False}
-
-
 def _normalised(recorded: Mapping[str, Any]) -> dict[str, Any]:
-    from training.models import available_models, recipe_for
-
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {**BEFORE_OPTION, **{k: v for k, v in recorded.items() if k in known}}
-    model = values.get("model")
-    if model in available_models() and "model_kwargs" in values:
-        recipe_kwargs = recipe_for(str(model)).model_kwargs
-        values["model_kwargs"] = {**{k: v for k, v in BEFORE_MODEL_KWARG.items()
-                                     if k in recipe_kwargs},
-                                  **dict(values["model_kwargs"] or {})}
+    if "model_kwargs" in values:
+        values["model_kwargs"] = as_recorded(str(values.get("model")),
+                                             values["model_kwargs"] or {})
     return config_from_mapping(values).to_dict()
 
 
@@ -119,6 +114,12 @@ def resume_config(out_dir: str | Path, given: Mapping[str, Any]) -> TrainConfig:
                               f"start one with --data DATASET --out {out_dir}")
         return config_from_mapping({**given, "out_dir": str(out_dir), "resume": True})
     base = _normalised(recorded)
+    if given.get("model_kwargs") is not None and "model_kwargs" in recorded:
+        # the flags the run was started with, given again: what the record predates is read
+        # as the record reads it, not as today's recipe fills it
+        older = {k: v for k, v in base["model_kwargs"].items()
+                 if k in BEFORE_MODEL_KWARG and k not in (recorded["model_kwargs"] or {})}
+        given = {**given, "model_kwargs": {**older, **dict(given["model_kwargs"])}}
     # The recorded run has its recipe applied (e.g. a head the recipe adds to the model's
     # arguments); the same flags given again must compare equal, so the recipe goes under them too.
     merged = apply_recipe(

@@ -58,6 +58,14 @@ def test_a_run_recorded_before_test_time_flips_resumes_without_them(tmp_path):
     old["model_kwargs"] = {k: v for k, v in cfg.model_kwargs.items() if k != "flips"}
     torch.save({"config": old}, tmp_path / CHECKPOINT)
     assert resume_config(tmp_path, {"model": "unet-s2"}).model_kwargs["flips"] is False
+    # the --model-kwargs it was started with, given again, resume it too
+    widths = {"widths": cfg.model_kwargs["widths"]}
+    assert resume_config(tmp_path, {"model_kwargs": widths}).model_kwargs["flips"] is False
+    # a run recorded with flips keeps them when its flags are given again
+    new = tmp_path / "new"
+    new.mkdir()
+    _record(new, model="unet-s2", model_kwargs=widths)
+    assert resume_config(new, {"model_kwargs": widths}).model_kwargs["flips"] is True
     # a model whose recipe has no flips is not given the argument (its constructor has none)
     other = tmp_path / "other"
     other.mkdir()

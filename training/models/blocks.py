@@ -326,8 +326,8 @@ def flip_mean(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> t
 
     For a network whose output is a per-pixel map of its input's pixels (a segmentation's
     logits), this is the map of the same ground seen four ways: a prediction that no longer
-    depends on which way the scene is turned, and less on the seed a network was trained
-    with. The four views go through ``run`` as one batch of four times the samples (each
+    depends on whether the scene is mirrored or turned half round. The four views go through
+    ``run`` as one batch of four times the samples (each
     sample's output must depend on that sample alone, as in eval mode): one call of each
     layer, which is what the int8 quantizer's graph patterns expect (a layer called four
     times is one partition with four outputs, which it refuses).

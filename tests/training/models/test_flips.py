@@ -115,3 +115,17 @@ def test_the_int8_quantizer_takes_a_flipping_unet():
         assert "class agreement" in str(exc)
     else:
         assert built.agreement.pixels == 2 * 32 * 32
+
+
+def test_measured_choices_tell_a_flipping_network_from_the_same_weights_without():
+    # the autotune cache and the int8 records are keyed on the module's repr: four passes
+    # per window must not reuse the timing or the int8 check of one
+    from engine import quantize
+    from engine.autotune import cache_key
+
+    flipped, plain = _pair(5)
+    args = ((1, 4, 64, 64), torch.device("cpu"), "inference", "fp32", "nchw", False, 0.02)
+    assert "flips=True" in repr(flipped) and "flips" not in repr(plain)
+    assert cache_key(flipped, *args) != cache_key(plain, *args)
+    assert quantize.record_key(flipped, (1, 4, 64, 64), "cpu") != \
+        quantize.record_key(plain, (1, 4, 64, 64), "cpu")
