@@ -22,7 +22,7 @@ import numpy as np
 import rasterio
 from rasterio.warp import Resampling, reproject, transform_bounds
 
-from experiments.scoring import binary_scores, roc_auc
+from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.dataset import read_index
 from gee_export.core.errors import ConfigError, InputDataError
@@ -169,18 +169,23 @@ def map_scores(truth: np.ndarray, footprint: Footprint, class_path: str | Path,
             beside the mapped ones' (``ece_built``), with both reliability records.
 
     Pixels the map leaves nodata (clouds masked in the composite) are counted, not scored.
+    ``best_f1_built`` at ``best_threshold_built`` is the probability map's F1 at the
+    threshold that maximises it on these pixels: an oracle, as NDBI's best threshold is,
+    which tells a miss in ranking the likeliest pixels from a miss in where the map is cut.
     """
     mapped = read_on(class_path, footprint)
     prob = read_on(prob_path, footprint) / probability_scale(prob_path)
     labelled = area & (truth != LABEL_NODATA)
     scored = labelled & np.isfinite(mapped)
     scores = binary_scores(mapped[scored].astype(np.int64), truth[scored])
+    best_threshold, best_f1 = best_threshold_f1(prob[scored], truth[scored])
     return {"f1_built": scores.f1, "iou_built": scores.iou, "precision_built": scores.precision,
             "recall_built": scores.recall, "auc_built": roc_auc(prob[scored], truth[scored]),
             "pixels": scores.pixels, "built_pixels": scores.built,
             "mapped_built_share": float(mapped[scored].mean()) if scores.pixels else
             float("nan"),
             "unmapped_pixels": int((labelled & ~np.isfinite(mapped)).sum()),
+            "best_f1_built": best_f1, "best_threshold_built": best_threshold,
             **calibration_scores(prob[scored], truth[scored], temperature,
                                  0.5 / probability_scale(prob_path))}
 

@@ -89,6 +89,8 @@ def test_a_map_on_a_shifted_grid_is_scored_on_the_labels_pixels(java, tmp_path):
     assert s["f1_built"] == 1.0 and s["iou_built"] == 1.0 and s["auc_built"] == 1.0
     assert s["pixels"] == int((truth[240:] != 255).sum()) and s["unmapped_pixels"] == 0
     assert s["ece_built"] == 0.0 and "ece_built_uncalibrated" not in s  # no model file given
+    # the oracle cut of the probability map: a perfect map is best cut at its built value
+    assert s["best_f1_built"] == 1.0 and s["best_threshold_built"] == 1.0
     assert Footprint.of(tmp_path / "m_class.tif").width == 512
 
 
