@@ -266,7 +266,9 @@ INDICES = ("ndbi", "ndvi", "mndwi")
 #: class-balanced sampling (``bal``) it trains with; ``emaN``: ``unet-s2``'s recipe keeping the
 #: moving average of its weights with a half-life of N iterations, ``last``: its last weights.
 #: Every arm states the half-life (0 unless named) and maps each window once (no ``flips``):
-#: ``unet-s2-ema10`` is ``unet-s2``'s recipe without its test-time flips.
+#: ``unet-s2-ema10`` is ``unet-s2``'s recipe without its test-time flips; ``unet-s2-radio``
+#: and ``unet-s2-bal`` are ``unet-s2``'s recipe, flips included, with radiometric
+#: augmentation or class-balanced sampling.
 ARMS = {arm.name: arm for arm in (
     _s2_arm("unet-s2-global", "none"),
     _s2_arm("unet-s2-patch", "patch"),
@@ -289,6 +291,11 @@ ARMS = {arm.name: arm for arm in (
     _s2_arm("unet-s2-last", "none", norm="scene"),
     _s2_arm("unet-s2-ema25", "none", norm="scene", ema=25),
     _s2_arm("unet-s2-ema10", "none", norm="scene", ema=10),
+    _s2_arm("unet-s2-radio", "none", norm="scene", ema=10, flips=True, radiometric=True),
+    _s2_arm("unet-s2-bal", "none", norm="scene", ema=10, flips=True, balanced=True),
+    _s2_arm("unet-s2-radio-bal", "none", norm="scene", ema=10, flips=True, radiometric=True,
+            balanced=True),
+    _s2_arm("unet-s2-flips", "none", norm="scene", ema=10, flips=True),
 )}
 
 
