@@ -192,11 +192,36 @@ def test_the_test_time_flips_prose_quotes_its_table_and_seeds():
     # the shorter budget's figures it is compared with, from that section's table
     derived |= set(DECIMAL.findall(_block(page, "docs/figures/builtup_scene.json")))
     assert recipe_for("unet-s2").model_kwargs["flips"] is True
-    assert metrics["arms"] == ["unet-s2-ema10", "unet-s2"]
+    assert metrics["arms"] == ["unet-s2-ema10", "unet-s2-flips"]
     text = " ".join(page.split())
-    assert f"--iterations {metrics['budget']['iterations']} --arms unet-s2-ema10,unet-s2" in text
+    assert (f"--iterations {metrics['budget']['iterations']} --arms unet-s2-ema10,unet-s2-flips"
+            in text)
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
-    prose = _prose(page, "### Test-time flips", "### Level-1C")
+    prose = _prose(page, "### Test-time flips", "### Balanced sampling")
+    assert _unmatched(prose, derived) == []
+
+
+def test_the_balanced_sampling_prose_quotes_its_table_and_seeds():
+    """The block, each seed's scores, the shares, the margins; ``unet-s2`` samples balanced,
+    and the ``unet-s2-flips`` rows are the flips table's (the same arm, the same maps)."""
+    from training.models import recipe_for
+
+    page = _page("real-data.md")
+    source = "docs/figures/builtup_recipe.json"
+    metrics, derived = _loto_section(page, source, ("f1_built", "auc_built", "best_f1_built"))
+    for runs in metrics["runs"].values():
+        for seeds in runs.values():
+            for r in seeds:
+                derived |= {f"{100 * r['built_pixels'] / r['pixels']:.1f}"}
+    recipe = recipe_for("unet-s2")
+    assert recipe.balanced_sampling and recipe.model_kwargs["flips"] is True
+    flips = _json("docs/figures/builtup_flips.json")
+    for tile, runs in metrics["runs"].items():
+        assert runs["unet-s2-flips"] == flips["runs"][tile]["unet-s2-flips"]
+    assert metrics["budget"]["iterations"] == 450
+    text = " ".join(page.split())
+    assert f"the JSON's `seconds` ({metrics['seconds']:,.0f}) is the scoring's" in text
+    prose = _prose(page, "### Balanced sampling", "### Level-1C")
     assert _unmatched(prose, derived) == []
 
 

@@ -36,8 +36,11 @@ def test_the_optical_recipes_are_scene_statistics_and_per_window_standardisation
     # keeps the moving average of its weights (docs/real-data.md "Weight averaging") and maps
     # each window as the mean of its mirror images (tests/training/models/test_flips.py)
     assert default.ema == 10 and window.ema == 0
+    # and draws its patches in proportion to their built pixels (docs/real-data.md
+    # "Balanced sampling")
+    assert default.balanced_sampling and not window.balanced_sampling
     assert dataclasses.replace(window, norm="scene", model_kwargs=default.model_kwargs,
-                               ema=10) == default
+                               ema=10, balanced_sampling=True) == default
 
 
 def test_the_window_recipe_standardises_and_a_per_band_gain_and_offset_change_nothing():
