@@ -99,11 +99,10 @@ def test_the_averaged_arm_prose_quotes_its_table():
     assert block.strip() == figures_markdown(metrics).strip()
     from experiments.builtup_loto import FIGURES_JSON  # the default budget's table, compared
 
-    derived = set(DECIMAL.findall(block + _block(page, FIGURES_JSON))) | _margins(metrics)
-    for runs in metrics["runs"].values():  # mapped and true built shares, in per cent
+    derived = (set(DECIMAL.findall(block + _block(page, FIGURES_JSON))) | _margins(metrics)
+               | _shares(metrics))
+    for runs in metrics["runs"].values():
         for seeds in runs.values():
-            derived |= {f"{100 * r['mapped_built_share']:.1f}" for r in seeds}
-            derived |= {f"{100 * r['built_pixels'] / r['pixels']:.1f}" for r in seeds}
             derived |= {f"{r['threshold']:.2f}" for r in seeds if "threshold" in r}
     prose = _prose(page, "<!-- figures: " + source, "### The prediction tile")
     assert _unmatched(prose, derived) == []
@@ -122,15 +121,24 @@ def test_the_prediction_tile_prose_quotes_its_two_tables():
         metrics = _json(source)
         block = _block(page, source)
         assert block.strip() == figures_markdown(metrics).strip()
-        derived |= set(DECIMAL.findall(block))
-        for runs in metrics["runs"].values():
-            for seeds in runs.values():
-                derived |= {f"{100 * r['mapped_built_share']:.1f}" for r in seeds}
-                derived |= {f"{100 * r['built_pixels'] / r['pixels']:.1f}" for r in seeds}
+        derived |= set(DECIMAL.findall(block)) | _shares(metrics)
         assert f"took {metrics['seconds']:,.0f} s of wall time" in text
     assert _json("docs/figures/builtup_tile64.json")["budget"]["tile"] == 64
     prose = _prose(page, "### The prediction tile", "### Scene statistics")
     assert _unmatched(prose, derived) == []
+
+
+def _shares(metrics: dict, mapped: bool = True) -> set[str]:
+    """Each run's true built share of its tile and, with ``mapped``, its mapped built share,
+    in per cent to one decimal (as prose quotes them)."""
+    shares = set()
+    for runs in metrics["runs"].values():
+        for seeds in runs.values():
+            for r in seeds:
+                shares.add(f"{100 * r['built_pixels'] / r['pixels']:.1f}")
+                if mapped:
+                    shares.add(f"{100 * r['mapped_built_share']:.1f}")
+    return shares
 
 
 def _loto_section(page: str, source: str, per_seed: tuple[str, ...]) -> tuple[dict, set[str]]:
@@ -153,11 +161,7 @@ def test_the_scene_statistics_prose_quotes_its_table_and_seeds():
     page = _page("real-data.md")
     metrics, derived = _loto_section(page, "docs/figures/builtup_scene.json",
                                      ("f1_built", "auc_built", "ece_built"))
-    for runs in metrics["runs"].values():
-        for seeds in runs.values():
-            for r in seeds:
-                derived |= {f"{100 * r['mapped_built_share']:.1f}",
-                            f"{100 * r['built_pixels'] / r['pixels']:.1f}"}
+    derived |= _shares(metrics)
     assert metrics["runs"]["ghana_b"]["unet-s2-ema10"][0]["built_pixels"] == 204
     assert f"took {metrics['seconds']:,.0f} s of wall time" in " ".join(page.split())
     prose = _prose(page, "### Scene statistics", "### Weight averaging")
@@ -184,11 +188,7 @@ def test_the_test_time_flips_prose_quotes_its_table_and_seeds():
     page = _page("real-data.md")
     source = "docs/figures/builtup_flips.json"
     metrics, derived = _loto_section(page, source, ("f1_built", "auc_built", "best_f1_built"))
-    for runs in metrics["runs"].values():
-        for seeds in runs.values():
-            for r in seeds:
-                derived |= {f"{100 * r['mapped_built_share']:.1f}",
-                            f"{100 * r['built_pixels'] / r['pixels']:.1f}"}
+    derived |= _shares(metrics)
     # the shorter budget's figures it is compared with, from that section's table
     derived |= set(DECIMAL.findall(_block(page, "docs/figures/builtup_scene.json")))
     assert recipe_for("unet-s2").model_kwargs["flips"] is True
@@ -209,10 +209,7 @@ def test_the_balanced_sampling_prose_quotes_its_table_and_seeds():
     page = _page("real-data.md")
     source = "docs/figures/builtup_recipe.json"
     metrics, derived = _loto_section(page, source, ("f1_built", "auc_built", "best_f1_built"))
-    for runs in metrics["runs"].values():
-        for seeds in runs.values():
-            for r in seeds:
-                derived |= {f"{100 * r['built_pixels'] / r['pixels']:.1f}"}
+    derived |= _shares(metrics, mapped=False)
     recipe = recipe_for("unet-s2")
     assert recipe.balanced_sampling and recipe.model_kwargs["flips"] is True
     flips = _json("docs/figures/builtup_flips.json")
