@@ -218,7 +218,27 @@ def test_the_balanced_sampling_prose_quotes_its_table_and_seeds():
     assert metrics["budget"]["iterations"] == 450
     text = " ".join(page.split())
     assert f"the JSON's `seconds` ({metrics['seconds']:,.0f}) is the scoring's" in text
-    prose = _prose(page, "### Balanced sampling", "### Level-1C")
+    prose = _prose(page, "### Balanced sampling", "### The default command")
+    assert _unmatched(prose, derived) == []
+
+
+def test_the_default_command_section_is_what_the_command_runs_and_quotes_its_table():
+    """The JSON is the default ``--loto`` run (its arms, seeds and budget are the command's
+    defaults); the prose quotes its block, seeds and margins, the other section's miss and
+    the wall time."""
+    from experiments.builtup_loto import DEFAULT_ARMS, DEFAULT_ITERATIONS, DEFAULT_SEEDS
+
+    page = _page("real-data.md")
+    metrics, derived = _loto_section(page, "docs/figures/builtup_default.json",
+                                     ("f1_built", "auc_built"))
+    derived |= _margins(_json("docs/figures/builtup_recipe.json"))
+    assert metrics["arms"] == list(DEFAULT_ARMS) and metrics["seeds"] == DEFAULT_SEEDS
+    assert metrics["budget"]["iterations"] == DEFAULT_ITERATIONS
+    assert metrics["budget"]["tile"] is None
+    text = " ".join(page.split())
+    assert "python -m experiments.builtup --loto --out builtup_default" in text
+    assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+    prose = _prose(page, "### The default command", "### Level-1C")
     assert _unmatched(prose, derived) == []
 
 
@@ -503,3 +523,16 @@ def test_the_pruning_speed_section_quotes_its_json():
             "best rounds)") in text
     assert report["settings"] == {"width": 18, "rate": 0.4, "size": 512, "batch": 8,
                                   "rounds": 5, "compiled": 1, "threads": 1}  # as the page says
+
+
+def test_the_readme_quotes_the_default_commands_figures():
+    """The front door's built-up line: Java's ROC AUC and the ``ghana_b`` miss of ``unet-s2``
+    in the default command's JSON, and the link to the section that shows it."""
+    summary = _json("docs/figures/builtup_default.json")["summary"]
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"(ROC AUC {summary['java']['unet-s2']['auc']:.3f})" in readme
+    miss = summary["ghana_b"]["unet-s2"]["f1_minus_ndbi_best"]
+    assert miss < 0 and f"misses it on `ghana_b` by {-miss:.3f}" in readme
+    assert summary["java"]["unet-s2"]["f1_minus_ndbi_best"] > 0
+    assert summary["ghana_a"]["unet-s2"]["f1_minus_ndbi_best"] > 0
+    assert "docs/real-data.md#the-default-command" in readme
