@@ -223,3 +223,26 @@ def test_batches_are_stacked_on_the_calling_thread_alone(monkeypatch):
     assert threads_seen == [1] and torch.get_num_threads() == threads
     assert torch.equal(batch["image"], default_collate(items)["image"])
     assert batch["id"] == ["p0", "p1", "p2"]
+
+
+def test_label_counts_read_the_labels_alone_and_agree_with_the_cache(tmp_path):
+    """Balanced sampling's counts: every class per patch, from the label rasters only (a
+    dataset whose images are gone still counts), and the same from a filled cache."""
+    root = write_patch_dataset(tmp_path / "ds")
+    records = [r for r in read_index(root) if r["split"] == "train"]
+    expected = []
+    for rec in records:
+        with rasterio.open(root / rec["label"]) as src:
+            expected.append(np.bincount(src.read(1).ravel(), minlength=256)[:2])
+    cached = PatchDataset(root, "train", cache=True)
+    for i in range(len(cached)):
+        cached[i]  # fills the cache
+    counts = cached.patch_label_counts(2)
+    assert counts.shape == (len(records), 2) and counts.sum() > 0
+    assert np.array_equal(counts, np.stack(expected))
+    for rec in records:
+        (root / rec["image"]).unlink()
+    assert np.array_equal(PatchDataset(root, "train").patch_label_counts(2), counts)
+    (root / records[0]["label"]).unlink()
+    with pytest.raises(InputDataError, match="cannot read patch"):
+        PatchDataset(root, "train").patch_label_counts(2)
