@@ -72,3 +72,27 @@ def test_a_run_recorded_before_test_time_flips_resumes_without_them(tmp_path):
     recorded = _record(other, model="crofusenet")
     assert "flips" not in resume_config(other, {}).model_kwargs
     assert dict(resume_config(other, {}).model_kwargs) == dict(recorded.model_kwargs)
+
+
+def test_a_run_recorded_before_balanced_sampling_keeps_its_sampling(tmp_path):
+    # unet-s2's recipe now samples balanced; a run recorded before drew its patches
+    # uniformly, and its checkpoint and config.yaml say so (every option is recorded): it
+    # resumes, and runs again from its config.yaml, as it was
+    from training.config import load_config
+    from training.run_folder import write_resolved_config
+
+    cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
+                                            "model": "unet-s2"}))
+    assert cfg.balanced_sampling is True
+    old = cfg.to_dict() | {"balanced_sampling": False}
+    torch.save({"config": old}, tmp_path / CHECKPOINT)
+    assert resume_config(tmp_path, {"model": "unet-s2"}).balanced_sampling is False
+    # and so does one recorded before the option existed
+    del old["balanced_sampling"]
+    torch.save({"config": old}, tmp_path / CHECKPOINT)
+    assert resume_config(tmp_path, {"model": "unet-s2"}).balanced_sampling is False
+    old["balanced_sampling"] = False
+    written = write_resolved_config(config_from_mapping(old))
+    assert apply_recipe(load_config(written)).balanced_sampling is False
+    # a new run of the recipe samples balanced
+    assert apply_recipe(load_config(written, {"balanced_sampling": None})).balanced_sampling
