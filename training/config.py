@@ -77,7 +77,7 @@ class TrainConfig:
             (gamma, gain, offset, haze: :class:`training.augmentation.Radiometric`); None: the
             model's recipe.
         balanced_sampling: draw training patches in proportion to their rare-class pixels
-            (:func:`training.data.balanced_weights`) instead of shuffling; None: the recipe.
+            (:func:`training.sampling.balanced_weights`) instead of shuffling; None: the recipe.
         norm: what the input bands are normalised by (:data:`Norm`): ``training`` (the
             training split's per-band statistics, recorded in the model file) or ``scene``
             (each patch by its scene's statistics, :func:`training.data.compute_scene_norms`;

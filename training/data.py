@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import rasterio
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from engine.execution import calling_thread_only
 from gee_export.contract import dataset as _dataset
@@ -36,6 +36,7 @@ from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import open_store
 from gee_export.core.storage.gdal_auth import check_read, gdal_env
 from training.augmentation import Augment, Radiometric
+from training.sampling import KeyedSampler
 
 Split = Literal["train", "val", "test"]
 
@@ -356,12 +357,25 @@ class PatchDataset(Dataset):
     def _read_label(self, i: int) -> np.ndarray:
         if self._cache is not None and i in self._cache:
             return self._cache[i][1]
+        return self._read_file(i, self.label_key, 1)
+
+    def _read_file(self, i: int, key: str, indexes: int | Sequence[int]) -> np.ndarray:
+        """Patch ``i``'s ``key`` raster, one band (an int: the label) as stored, or several.
+
+        Several bands (the images) come as float32 with the nodata value as NaN. The one
+        place a patch file that cannot be read becomes an :class:`InputDataError`.
+        """
         rec = self.records[i]
         try:
-            with _open_raster(_raster_path(self.root, rec[self.label_key])) as src:
-                return src.read(1)
+            with _open_raster(_raster_path(self.root, rec[key])) as src:
+                if isinstance(indexes, int):
+                    return src.read(indexes)
+                data, nod = src.read(list(indexes), out_dtype="float32"), src.nodata
         except rasterio.errors.RasterioIOError as exc:
             raise InputDataError(f"cannot read patch {rec['id']} of {self.root}: {exc}") from None
+        if nod is not None and not math.isnan(nod):
+            data[data == nod] = np.nan
+        return data
 
     def read_raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Image (C, H, W) float32 with NaN nodata and label (H', W') uint8, as stored."""
@@ -372,24 +386,10 @@ class PatchDataset(Dataset):
         """``read_raw`` plus the fine image (C, H', W') float32, NaN nodata, when loaded."""
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        rec = self.records[i]
-        fine = None
-        try:
-            with _open_raster(_raster_path(self.root, rec["image"])) as src:
-                image = src.read(self.band_indexes, out_dtype="float32")
-                nod = src.nodata
-            with _open_raster(_raster_path(self.root, rec[self.label_key])) as src:
-                label = src.read(1)
-            if self.fine_band_indexes is not None:
-                with _open_raster(_raster_path(self.root, rec["image_fine"])) as src:
-                    fine = src.read(self.fine_band_indexes, out_dtype="float32")
-                    fine_nod = src.nodata
-                if fine_nod is not None and not math.isnan(fine_nod):
-                    fine[fine == fine_nod] = np.nan
-        except rasterio.errors.RasterioIOError as exc:
-            raise InputDataError(f"cannot read patch {rec['id']} of {self.root}: {exc}") from None
-        if nod is not None and not math.isnan(nod):
-            image[image == nod] = np.nan
+        image = self._read_file(i, "image", self.band_indexes)
+        label = self._read_file(i, self.label_key, 1)
+        fine = (self._read_file(i, "image_fine", self.fine_band_indexes)
+                if self.fine_band_indexes is not None else None)
         if self._cache is not None:
             self._cache[i] = (image, label, fine)
         return image, label, fine
@@ -465,55 +465,6 @@ def _mask_label(label: np.ndarray, invalid: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ loader
-class KeyedSampler(DistributedSampler):
-    """``DistributedSampler`` yielding ``(epoch, index)`` keys for per-sample reproducibility.
-
-    Only datasets that declare ``epoch_keys = True`` (``PatchDataset``) get tuple keys; any
-    other map-style dataset gets plain integer indices. With ``weights`` (one per item) each
-    epoch draws as many items as the dataset has, with replacement, in proportion to them,
-    from a generator seeded with ``(seed, epoch)``; every rank takes its share of one draw.
-    """
-
-    def __init__(self, dataset: Dataset, *args, weights: np.ndarray | None = None,
-                 **kw) -> None:
-        super().__init__(dataset, *args, **kw)
-        self.keyed = bool(getattr(dataset, "epoch_keys", False))
-        self.weights = None
-        if weights is not None:
-            w = np.asarray(weights, dtype=np.float64)
-            count = len(dataset)  # type: ignore[arg-type]  # a map-style dataset has a length
-            if w.shape != (count,) or not np.isfinite(w).all() or (w < 0).any() \
-                    or w.sum() <= 0:
-                raise ConfigError(f"sampling weights must be {count} finite values >= 0 "
-                                  "with a positive sum")
-            self.weights = w / w.sum()
-
-    def __iter__(self):
-        if self.weights is None:
-            it = super().__iter__()
-        else:
-            rng = np.random.default_rng([self.seed, self.epoch])
-            drawn = rng.choice(len(self.weights), size=self.total_size, p=self.weights)
-            it = iter(drawn[self.rank:self.total_size:self.num_replicas].tolist())
-        return ((self.epoch, i) for i in it) if self.keyed else it
-
-
-def balanced_weights(counts: np.ndarray) -> np.ndarray:
-    """Sampling weight of each patch from its class pixel counts ``(patches, classes)``.
-
-    A patch's weight is the mean, over its labelled pixels, of the inverse of each pixel's
-    class share in the whole split: patches rich in a rare class (built area among fields)
-    are drawn more often, so each class contributes about as many pixels per epoch. A patch
-    without a labelled pixel gets weight 0 (it teaches nothing).
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum(axis=0)
-    if total.sum() <= 0:
-        raise InputDataError("no labelled pixel to balance the sampling on")
-    inverse = np.where(total > 0, total.sum() / np.maximum(total, 1), 0.0)
-    return counts @ inverse / np.maximum(counts.sum(axis=1), 1)
-
-
 def default_workers() -> int:
     return max(min((os.cpu_count() or 2) - 1, 8), 0)
 

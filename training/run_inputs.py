@@ -25,11 +25,11 @@ from training.config import TrainConfig
 from training.data import (
     NormStats,
     PatchDataset,
-    balanced_weights,
     compute_norm_stats,
     scene_norms_for,
 )
 from training.models import context_warning, reads_product, recipe_for, upsamples
+from training.sampling import balanced_weights
 
 log = logging.getLogger(__name__)
 

@@ -69,12 +69,7 @@ from training.averaging import weight_average
 from training.band_ranges import band_ranges
 from training.calibration import describe
 from training.config import TrainConfig, apply_recipe, recipe_values
-from training.data import (
-    KeyedSampler,
-    PatchDataset,
-    choose_data_path,
-    make_loader,
-)
+from training.data import PatchDataset, choose_data_path, make_loader
 from training.fit_calibration import calibrate_model_file
 from training.history import epoch_line, json_row
 from training.losses import build_loss
@@ -95,6 +90,7 @@ from training.run_inputs import (
     patch_splits,
     sampling_weights,
 )
+from training.sampling import KeyedSampler
 
 log = logging.getLogger(__name__)
 

@@ -79,7 +79,7 @@ class ModelRecipe:
         radiometric: radiometric augmentation of the optical bands in training
             (:class:`training.augmentation.Radiometric`).
         balanced_sampling: draw training patches in proportion to their rare-class pixels
-            (:func:`training.data.balanced_weights`) instead of shuffling them.
+            (:func:`training.sampling.balanced_weights`) instead of shuffling them.
         norm: what the input bands are normalised by (``training.config.Norm``): the training
             split's statistics (``training``) or each scene's own (``scene``).
         ema: half-life in training iterations of the weight average the run keeps
