@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "CLASS 0 pervious, 1 impervious, 255 ignored, '*' every other code "
                           "(Dynamic World training labels: 7=1,0=255,10=255,*=0); without "
                           "'*' a code not listed is refused")
+    loc.add_argument("--scl-mask", metavar="CLASSES",
+                     help="scene classification (SCL) classes left out of the composite "
+                          "(default 3,8,9,10,11: cloud shadow, cloud medium and high "
+                          "probability, thin cirrus, snow; 'none' keeps every pixel). On a "
+                          "single hazy scene Sen2Cor can flag bright built surfaces as cloud: "
+                          "3,11 keeps them (docs/local-backend.md)")
     loc.add_argument("--scene-date", metavar="YYYY-MM-DD",
                      help="acquisition date of the scenes whose tags and file names carry "
                           "none (scenes that do carry one keep theirs)")
@@ -305,8 +311,10 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise InputDataError(f"--scenes {args.scenes} does not exist; give the folder of "
                                  "local Sentinel-1/2 scenes")
         _reading(args)
+        _scl_mask(args)
     else:
         given = [flag for flag, value in (("--boa-add-offset", args.boa_add_offset),
+                                          ("--scl-mask", args.scl_mask),
                                           ("--label-map", args.label_map),
                                           ("--scene-date", args.scene_date),
                                           ("--s2-band-names", args.s2_band_names))
@@ -314,6 +322,13 @@ def check_arguments(args: argparse.Namespace) -> None:
         if given:
             raise ConfigError(f"{', '.join(given)} describe local scene files: use them with "
                               "--backend local")
+
+
+def _scl_mask(args: argparse.Namespace) -> dict:
+    """``--scl-mask`` checked, as a ``LocalRecipe`` field (none given: the recipe's default)."""
+    from gee_export.local.sentinel2 import scl_mask_classes
+
+    return {} if args.scl_mask is None else {"scl_masked": scl_mask_classes(args.scl_mask)}
 
 
 def _reading(args: argparse.Namespace) -> dict:
@@ -526,7 +541,8 @@ def _run_local(args, region, grid, months, bands, out) -> int:
         else Path(out) / "stacks"
     recipe = LocalRecipe(speckle=args.speckle, allow_l1c=args.allow_l1c, s1_unit=args.s1_unit,
                          label_scheme=labels, boa_add_offset=args.boa_add_offset,
-                         trust_band_names=args.trust_band_names, **_reading(args))
+                         trust_band_names=args.trust_band_names, **_scl_mask(args),
+                         **_reading(args))
     spec = DatasetSpec(grid, bands, seed=args.seed, block=args.split_block,
                        min_valid_fraction=args.min_valid_fraction, fine_scale=args.fine_scale,
                        backend="local", region=region.name, recipe=recipe.to_dict(),

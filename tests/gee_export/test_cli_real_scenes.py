@@ -135,8 +135,58 @@ def test_unnamed_s2_bands_must_be_named_and_the_names_fit_the_pixels(chile_scene
     assert np.nanmedian(vv) < -5  # dB preserved
 
 
+@pytest.fixture
+def ghana_b_scenes(shared_data, tmp_path) -> Path:
+    """A 64 px crop of the hazy ghana_b tile where Sen2Cor flags the town's pixels as cloud."""
+    folder = tmp_path / "ghana_b"
+    for kind in ("s2l2a", "scl", "label"):
+        crop_raster(shared_data / "dynamicworld_s2" / f"ghana_b_{kind}.tif",
+                    folder / f"ghana_b_{kind}.tif", 54, 340, SIZE, SIZE)
+    return folder
+
+
+def _stack_cover(out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels with a composite value, built label) of an export's stack."""
+    with rasterio.open(out / "stacks" / "stack_2018-12_image.tif") as src:
+        image = src.read(1, masked=True)
+    with rasterio.open(out / "stacks" / "stack_2018-12_label.tif") as src:
+        label = src.read(1)
+    return ~np.ma.getmaskarray(image) & np.isfinite(image.filled(np.nan)), label == 1
+
+
+def test_scl_mask_keeps_what_sen2cor_flags_as_cloud_and_is_recorded(ghana_b_scenes, tmp_path,
+                                                                    capsys):
+    def argv(out: Path, *extra: str) -> list[str]:
+        return ["--backend", "local", "--scenes", str(ghana_b_scenes),
+                _bbox(ghana_b_scenes / "ghana_b_label.tif"), "--crs", "EPSG:32630",
+                "--month", "2018-12", "--bands", "B2,B3,B4,B8,B11", "--label-map", DW_MAP,
+                "--scene-date", "2018-12-26", "--patch-size", "32", "--stride", "32",
+                "--split-block", "1", "--min-valid-fraction", "0.3", "--out", str(out),
+                "--no-progress", *extra]
+
+    default, kept = tmp_path / "default", tmp_path / "kept"
+    assert main(argv(default)) == 0 and main(argv(kept, "--scl-mask", "3,11")) == 0
+    recipes = [json.loads((o / "manifest.json").read_text())["recipe"] for o in (default, kept)]
+    assert [r["scl_masked"] for r in recipes] == [[3, 8, 9, 10, 11], [3, 11]]
+    cover, built = _stack_cover(default)
+    assert (built & ~cover).sum() > 100  # the town's flagged pixels have no composite value
+    cover, built = _stack_cover(kept)
+    assert built.sum() > 100 and (built & ~cover).sum() == 0
+    # another mask into the same dataset is refused and leaves its stack as it was
+    before = (default / "stacks" / "stack_2018-12_image.tif").read_bytes()
+    capsys.readouterr()
+    assert main(argv(default, "--scl-mask", "3,11")) == 2
+    assert "scl_masked" in capsys.readouterr().err
+    assert (default / "stacks" / "stack_2018-12_image.tif").read_bytes() == before
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--label-map", "7=1", "--bbox", "1,1,2,2", "--dry-run"], "use them with --backend local"),
+    (["--scl-mask", "3", "--bbox", "1,1,2,2", "--dry-run"], "use them with --backend local"),
+    (["--backend", "local", "--scenes", ".", "--bbox", "1,1,2,2", "--dry-run",
+      "--scl-mask", "3,12"], "--scl-mask takes SCL classes 1-11"),
+    (["--backend", "local", "--scenes", ".", "--bbox", "1,1,2,2", "--dry-run",
+      "--scl-mask", "cloud"], "--scl-mask takes SCL classes 1-11"),
     (["--backend", "local", "--scenes", ".", "--bbox", "1,1,2,2", "--dry-run",
       "--scene-date", "2019-13-01"], "--scene-date must be YYYY-MM-DD"),
     (["--backend", "local", "--scenes", ".", "--bbox", "1,1,2,2", "--dry-run",
