@@ -53,6 +53,7 @@ from experiments.builtup_loto import (
     DEFAULT_TILES,
     Steps,
     loto_table,
+    on_mapped_pixels,
     run_loto,
 )
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
@@ -63,6 +64,7 @@ from experiments.realscenes import (
     link_into,
     map_scores,
     mapped_label,
+    read_on,
     run_product,
 )
 from experiments.scoring import index_baseline, ndbi
@@ -79,6 +81,7 @@ from gee_export.core.commands import (
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write
+from gee_export.local.sentinel2 import scl_mask_classes
 from training.modelfile import read_model_file
 from training.plots import plot_reliability
 
@@ -204,6 +207,7 @@ class Budget:
     seed: int = 0
     iterations: int | None = None  # total training iterations (replaces epochs when set)
     tile: int | None = None  # prediction tile (None: the model's own, isamap-predict's default)
+    scl_mask: str | None = None  # SCL classes the composites leave out (None: the export's)
 
 
 def export(tile: DWTile, scenes: Path, out: Path, bands: Sequence[str], budget: Budget,
@@ -221,6 +225,8 @@ def export(tile: DWTile, scenes: Path, out: Path, bands: Sequence[str], budget: 
             "--seed", str(budget.seed), "--out", str(out), "--no-progress"]
     if tile.date:
         argv += ["--scene-date", tile.date]
+    if budget.scl_mask is not None:
+        argv += ["--scl-mask", budget.scl_mask]
     run_product("isamap-export", argv)
     return out / "stacks" / f"stack_{tile.month}_image.tif"
 
@@ -350,13 +356,24 @@ def tile_ndbi(tile: DWTile) -> np.ndarray:
 
 
 def score_ndbi(tile: DWTile, area: np.ndarray) -> dict:
-    """NDBI (B11, B8) on the same labelled pixels: AUC, F1 at 0 and at its best threshold."""
+    """NDBI (B11, B8) on the labelled pixels of ``area``: AUC, F1 at 0 and at its best.
+
+    Also how many pixels (and built ones) were scored. Give ``area`` the pixels the maps
+    cover (:func:`covered`) to score NDBI on the pixels a map is scored on: a composite's
+    cloud mask leaves some labelled pixels without a map.
+    """
     truth = built_label(tile)
     index = tile_ndbi(tile)
     keep = area & (truth != LABEL_NODATA) & np.isfinite(index)
     result = index_baseline(index[keep], truth[keep])
     return {"ndbi_auc": result["auc"], "ndbi_f1_at_0": result["f1"],
-            "ndbi_best_f1": result["best_f1"], "ndbi_best_threshold": result["best_threshold"]}
+            "ndbi_best_f1": result["best_f1"], "ndbi_best_threshold": result["best_threshold"],
+            "pixels": int(keep.sum()), "built_pixels": int((truth[keep] == 1).sum())}
+
+
+def covered(tile: DWTile, class_path: Path) -> np.ndarray:
+    """The tile's pixels (bool, on its label grid) where the class map is not nodata."""
+    return np.isfinite(read_on(class_path, tile.footprint))
 
 
 def run_builtup(data: Path, out: Path, *, tests: Sequence[str] = (), train_prefix: str =
@@ -396,7 +413,7 @@ def run_builtup(data: Path, out: Path, *, tests: Sequence[str] = (), train_prefi
         split["train_grid_south_m"] = check_no_overlap(train_set, trained_on, holdout_start)
     stacks = {t.prefix: export(t, scene_folder(t, scenes), out / f"map_{t.prefix}", bands, budget)
               for t in test_tiles}
-    baselines = {t.prefix: score_ndbi(t, areas[t.prefix]) for t in test_tiles}
+    first_maps: dict[str, Path] = {}
     for model in models:
         model_file = train(model, train_set, out / "runs" / model, budget)
         per_tile = {}
@@ -411,7 +428,12 @@ def run_builtup(data: Path, out: Path, *, tests: Sequence[str] = (), train_prefi
                              out / "maps" / model / f"{tile.prefix}_reliability.png",
                              f"{model} on {tile.prefix}: built probability, held-out pixels")
             per_tile[tile.prefix] = scores
+            first_maps.setdefault(tile.prefix, class_path)
         runs[model] = per_tile
+    # every model maps the same stack, so the first one's map covers the pixels all are scored on
+    baselines = {t.prefix: on_mapped_pixels(
+        score_ndbi(t, areas[t.prefix] & covered(t, first_maps[t.prefix])),
+        score_ndbi(t, areas[t.prefix])) for t in test_tiles}
     first = models[0]
     head = test_tiles[0].prefix
     metrics = {
@@ -439,9 +461,10 @@ def results_table(metrics: dict) -> str:
                          s.get("ece_built_uncalibrated", ""), s.get("ece_built", ""),
                          s["pixels"], s["built_pixels"]))
     for tile, b in metrics["ndbi"].items():
-        rows.append(("NDBI >= 0", tile, b["ndbi_f1_at_0"], "", b["ndbi_auc"], "", "", "", ""))
+        pixels = (b.get("pixels", ""), b.get("built_pixels", ""))
+        rows.append(("NDBI >= 0", tile, b["ndbi_f1_at_0"], "", b["ndbi_auc"], "", "", *pixels))
         rows.append((f"NDBI >= {b['ndbi_best_threshold']:.3f} (best on test)", tile,
-                     b["ndbi_best_f1"], "", "", "", "", "", ""))
+                     b["ndbi_best_f1"], "", "", "", "", *pixels))
     return format_table(rows, ("map", "tile", "F1 built", "IoU built", "ROC AUC",
                                "ECE T=1", "ECE mapped", "pixels", "built"))
 
@@ -500,6 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tile", type=int, default=None,
                    help="--loto: prediction tile of the maps (default: each model's own)")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="--loto: seeds per arm")
+    p.add_argument("--scl-mask", metavar="CLASSES",
+                   help="SCL classes the composites leave out (isamap-export --scl-mask; "
+                        "default 3,8,9,10,11); 3,11 keeps what Sen2Cor flags as cloud or cirrus")
     p.add_argument("--jobs", type=int, default=1,
                    help="--loto: trainings run at once (each with one torch thread)")
     p.add_argument("--out", default="builtup_output")
@@ -515,12 +541,15 @@ def _run(a: argparse.Namespace) -> int:
     data = existing_folder(a.data or sample_folder(DW_FOLDER, a.data_root), "Dynamic World",
                            "--data")
     check_output_folder("--out", a.out)
+    if a.scl_mask is not None:
+        scl_mask_classes(a.scl_mask)  # a bad class list is refused before any export
     use_threads(a.threads)
     budget = Budget(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patch=a.patch_size,
-                    stride=a.stride, seed=a.seed, iterations=a.iterations, tile=a.tile)
+                    stride=a.stride, seed=a.seed, iterations=a.iterations, tile=a.tile,
+                    scl_mask=a.scl_mask)
     if a.loto:
         steps = Steps(find_tile, scene_folder, export, training_rows, check_no_overlap,
-                      score_ndbi, train, predict, score_map, built_label, tile_ndbi)
+                      score_ndbi, train, predict, score_map, built_label, tile_ndbi, covered)
         out = Path(os.path.abspath(a.out))
         metrics = run_loto(steps, data, out, tiles=_names(a.tiles), row_split=a.train,
                            arms=_names(a.arms), seeds=a.seeds, bands=_names(a.bands),

@@ -12,7 +12,9 @@ grid and CRS) in one index, so ``isamap-train`` sees one dataset and the normali
 statistics are those of all training tiles.
 
 Every arm trains once per seed and fold, and every map is scored on the held-out pixels beside
-NDBI on the same pixels, at its natural threshold 0 and at its best (oracle) threshold. The
+NDBI on the same pixels (the labelled pixels the maps cover: the composite's cloud mask leaves
+some without a map, and the built ones among them are counted beside), at its natural
+threshold 0 and at its best (oracle) threshold. The
 table gives each arm's mean over seeds with the half-width of the 95 % Student-t interval.
 Arms named ``BASE+stack`` and ``BASE+thr`` (:mod:`experiments.builtup_stack`), ``BASE+prior``
 (:mod:`experiments.builtup_prior`) and ``A+B`` (:mod:`experiments.builtup_ensemble`) train
@@ -128,20 +130,34 @@ def summarise(runs: dict[str, dict[str, list[dict]]], ndbi: dict[str, dict]) -> 
 
 
 def loto_table(summary: dict, ndbi: dict) -> str:
-    """One row per held-out tile and arm, with NDBI's scores on the same pixels beside it."""
+    """One row per held-out tile and arm, with NDBI's scores on the same pixels beside it.
+
+    ``ndbi`` from :func:`on_mapped_pixels` adds the built pixels the maps leave out; a
+    ``loto.json`` written before that scored NDBI on every labelled pixel, and its table
+    keeps the columns it had.
+    """
     def pm(mean: float, half: float) -> str:
         return f"{mean:.3f} ± {half:.3f}" if np.isfinite(half) else f"{mean:.3f}"
 
+    mapped = all("unmapped_built_pixels" in b for b in ndbi.values())
     rows = []
     for tile, arms in summary.items():
         b = ndbi[tile]
+        unmapped = (f"{b['unmapped_built_pixels']:,} of "
+                    f"{b['all_labelled']['built_pixels']:,}",) if mapped else ()
         for arm, s in arms.items():
             rows.append((tile, arm, pm(s["f1"], s["f1_hw"]), pm(s["auc"], s["auc_hw"]),
                          b["ndbi_f1_at_0"], f"{b['ndbi_best_f1']:.3f} @ "
                          f"{b['ndbi_best_threshold']:.3f}", b["ndbi_auc"],
-                         f"{s['f1_minus_ndbi_best']:+.3f}"))
-    return format_table(rows, ("held out", "arm", "F1 built", "ROC AUC", "NDBI F1 @ 0",
-                               "NDBI best F1 @ thr", "NDBI AUC", "F1 - NDBI best"))
+                         f"{s['f1_minus_ndbi_best']:+.3f}", *unmapped))
+    table = format_table(rows, ("held out", "arm", "F1 built", "ROC AUC", "NDBI F1 @ 0",
+                                "NDBI best F1 @ thr", "NDBI AUC", "F1 - NDBI best",
+                                *(("built px unmapped",) if mapped else ())))
+    if not mapped:  # tables written before NDBI was scored on the maps' pixels
+        return table
+    return ("NDBI on the labelled pixels the maps cover; built px unmapped: labelled built "
+            "pixels the maps leave nodata\n(masked in the composite), of all labelled built "
+            "pixels of the held-out area\n" + table)
 
 
 @dataclass(frozen=True)
@@ -159,6 +175,21 @@ class Steps:
     score_map: Callable
     built_label: Callable | None = None  # tile -> 0/1/255 label (stacked, averaged arms)
     tile_ndbi: Callable | None = None  # tile -> NDBI over the whole tile (stacked arms only)
+    covered: Callable | None = None  # (tile, class map) -> bool pixels the map covers
+
+
+def on_mapped_pixels(mapped: dict, labelled: dict) -> dict:
+    """NDBI's scores on the pixels the maps cover (``mapped``), with what they leave out.
+
+    ``labelled`` is NDBI on every labelled pixel of the held-out area, kept as
+    ``all_labelled``. A composite's cloud mask leaves pixels without a map; a map is scored
+    where it maps, so NDBI is compared on those pixels, and the labelled (built) pixels the
+    maps leave nodata are counted beside, since a user gets no map there.
+    """
+    return {**mapped, "pixels_scored": "mapped",
+            "unmapped_pixels": labelled["pixels"] - mapped["pixels"],
+            "unmapped_built_pixels": labelled["built_pixels"] - mapped["built_pixels"],
+            "all_labelled": labelled}
 
 
 def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdout_rows: int,
@@ -253,6 +284,15 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         averaged = average_runs(arms, seeds, list(tiles), out, labels.__getitem__, areas)
         for held, by_arm in averaged.items():
             runs[held].update(by_arm)
+    if b.covered is not None:  # every arm maps the same stack: one map's cover is theirs
+        first = next(a for a in arms if trained(a))
+        for p in tiles:
+            cover = b.covered(found[p], out / "runs" / p / first / "seed0" / "map_class.tif")
+            ndbi[p] = on_mapped_pixels(b.score_ndbi(found[p], areas[p] & cover), ndbi[p])
+            for arm, seeds_scores in runs[p].items():
+                if any(s.get("pixels") != ndbi[p]["pixels"] for s in seeds_scores):
+                    log.warning("%s: %s is scored on other pixels than NDBI (%d)", p, arm,
+                                ndbi[p]["pixels"])
     summary = summarise(runs, ndbi)
     metrics = {"summary": summary, "runs": runs, "ndbi": ndbi,
                "folds": [f.__dict__ for f in folds(tiles, row_split)],

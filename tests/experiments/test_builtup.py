@@ -11,10 +11,12 @@ import rasterio
 from experiments.builtup import (
     DW_FOLDER,
     built_label,
+    covered,
     find_tile,
     reflectance,
     scene_folder,
     score_map,
+    score_ndbi,
     training_rows,
 )
 from experiments.realscenes import Footprint
@@ -92,6 +94,26 @@ def test_a_map_on_a_shifted_grid_is_scored_on_the_labels_pixels(java, tmp_path):
     # the oracle cut of the probability map: a perfect map is best cut at its built value
     assert s["best_f1_built"] == 1.0 and s["best_threshold_built"] == 1.0
     assert Footprint.of(tmp_path / "m_class.tif").width == 512
+
+
+def test_ndbi_is_scored_on_the_pixels_a_map_covers(java, tmp_path):
+    """A map with a nodata block: NDBI on its cover leaves out exactly the block's pixels."""
+    truth = built_label(java)
+    canvas = np.where(truth == 255, 0, truth).astype(np.uint8)
+    canvas[250:300, 100:200] = 255  # masked in the composite: no map there
+    profile = {"driver": "GTiff", "width": 510, "height": 340, "count": 1, "dtype": "uint8",
+               "crs": java.footprint.crs, "transform": java.footprint.transform, "nodata": 255}
+    with rasterio.open(tmp_path / "m_class.tif", "w", **profile) as dst:
+        dst.write(canvas[np.newaxis])
+    cover = covered(java, tmp_path / "m_class.tif")
+    assert cover.shape == truth.shape and int((~cover).sum()) == 50 * 100
+    area = np.zeros(truth.shape, bool)
+    area[240:] = True
+    everything, mapped = score_ndbi(java, area), score_ndbi(java, area & cover)
+    block = truth[250:300, 100:200]
+    assert everything["pixels"] - mapped["pixels"] == int((block != 255).sum()) > 0
+    assert everything["built_pixels"] - mapped["built_pixels"] == int((block == 1).sum())
+    assert mapped["built_pixels"] == int((truth[area & cover] == 1).sum())
 
 
 def test_a_test_tile_given_by_path_writes_only_under_out(shared_data, tmp_path):

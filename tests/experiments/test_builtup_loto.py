@@ -13,7 +13,9 @@ from experiments.builtup_loto import (
     figures_markdown,
     folds,
     interval,
+    loto_table,
     merge_datasets,
+    on_mapped_pixels,
     summarise,
     update_page,
 )
@@ -55,6 +57,25 @@ def test_intervals_are_student_t_over_seeds():
     assert s["f1_minus_ndbi_best"] == pytest.approx(0.05) and s["seeds"] == 2
 
 
+def test_ndbi_is_compared_on_the_mapped_pixels_and_the_unmapped_built_ones_are_counted():
+    everything = {"ndbi_best_f1": 0.74, "ndbi_best_threshold": -0.06, "ndbi_f1_at_0": 0.27,
+                  "ndbi_auc": 0.98, "pixels": 28050, "built_pixels": 586}
+    mapped = {"ndbi_best_f1": 0.36, "ndbi_best_threshold": -0.11, "ndbi_f1_at_0": 0.0,
+              "ndbi_auc": 0.96, "pixels": 27330, "built_pixels": 204}
+    ndbi = {"t": on_mapped_pixels(mapped, everything)}
+    assert ndbi["t"]["ndbi_best_f1"] == 0.36 and ndbi["t"]["all_labelled"] == everything
+    assert (ndbi["t"]["unmapped_pixels"], ndbi["t"]["unmapped_built_pixels"]) == (720, 382)
+    runs = {"t": {"arm": [{"f1_built": 0.7, "auc_built": 0.99}]}}
+    summary = summarise(runs, ndbi)
+    assert summary["t"]["arm"]["f1_minus_ndbi_best"] == pytest.approx(0.34)
+    table = loto_table(summary, ndbi)
+    assert table.startswith("NDBI on the labelled pixels the maps cover")
+    assert "built px unmapped" in table and "382 of 586" in table and "0.360 @ -0.110" in table
+    # a loto.json written before (NDBI on every labelled pixel) keeps its columns
+    old = loto_table(summarise(runs, {"t": everything}), {"t": everything})
+    assert old.startswith("held out") and "unmapped" not in old and "0.740 @ -0.060" in old
+
+
 def test_real_data_page_quotes_the_figures_of_its_json(tmp_path):
     """A figure of the page that its source JSON no longer gives fails here."""
     page = (ROOT / "docs" / "real-data.md").read_text(encoding="utf-8")
@@ -84,7 +105,8 @@ def test_bad_loto_options_are_refused_before_any_export(shared_data, tmp_path, c
                          (["--arms", "unet-s2,unet-s2+unet-s2-both"],
                           "averages the maps of unet-s2-both"),
                          (["--arms", "unet-s2,unet-s2-both,unet-s2+unet-s2-both+stack"],
-                          "stacks unet-s2+unet-s2-both's models")):
+                          "stacks unet-s2+unet-s2-both's models"),
+                         (["--scl-mask", "3,cloud"], "--scl-mask takes SCL classes 1-11")):
         assert main(["--loto", *bad, "--data", data, "--out", str(tmp_path / "o"), "-q"]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
