@@ -313,8 +313,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         _reading(args)
         _scl_mask(args)
     else:
+        if args.scl_mask is not None:
+            raise ConfigError("--scl-mask chooses what a local composite masks: use it with "
+                              "--backend local (Earth Engine composites take --cloud-mask)")
         given = [flag for flag, value in (("--boa-add-offset", args.boa_add_offset),
-                                          ("--scl-mask", args.scl_mask),
                                           ("--label-map", args.label_map),
                                           ("--scene-date", args.scene_date),
                                           ("--s2-band-names", args.s2_band_names))

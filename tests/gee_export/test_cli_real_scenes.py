@@ -182,7 +182,7 @@ def test_scl_mask_keeps_what_sen2cor_flags_as_cloud_and_is_recorded(ghana_b_scen
 
 @pytest.mark.parametrize("argv, message", [
     (["--label-map", "7=1", "--bbox", "1,1,2,2", "--dry-run"], "use them with --backend local"),
-    (["--scl-mask", "3", "--bbox", "1,1,2,2", "--dry-run"], "use them with --backend local"),
+    (["--scl-mask", "3", "--bbox", "1,1,2,2", "--dry-run"], "use it with --backend local"),
     (["--backend", "local", "--scenes", ".", "--bbox", "1,1,2,2", "--dry-run",
       "--scl-mask", "3,12"], "--scl-mask takes SCL classes 1-11"),
     (["--backend", "local", "--scenes", ".", "--bbox", "1,1,2,2", "--dry-run",
