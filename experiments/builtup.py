@@ -81,7 +81,7 @@ from gee_export.core.commands import (
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.storage import atomic_write
-from gee_export.local.sentinel2 import scl_mask_classes
+from gee_export.local.stack import scl_mask_classes
 from training.modelfile import read_model_file
 from training.plots import plot_reliability
 

@@ -328,7 +328,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def _scl_mask(args: argparse.Namespace) -> dict:
     """``--scl-mask`` checked, as a ``LocalRecipe`` field (none given: the recipe's default)."""
-    from gee_export.local.sentinel2 import scl_mask_classes
+    from gee_export.local.stack import scl_mask_classes
 
     return {} if args.scl_mask is None else {"scl_masked": scl_mask_classes(args.scl_mask)}
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from gee_export.contract.grid import Grid, Window
-from gee_export.core.errors import ConfigError, InputDataError
+from gee_export.core.errors import InputDataError
 from gee_export.local import plausibility
 from gee_export.local.scenes import Scene
 from gee_export.local.warp import read_to_grid
@@ -33,28 +33,6 @@ SCL_NODATA = 0
 BASELINE_OFFSET_DATE = dt.date(2022, 1, 25)  # first products of processing baseline 04.00
 BOA_ADD_OFFSET = -1000.0
 DN_SCALE = 1e-4
-
-
-#: the scene classification's classes (0 nodata, always masked; 1-11 the surface classes)
-SCL_CLASSES = range(1, 12)
-
-
-def scl_mask_classes(text: str) -> tuple[int, ...]:
-    """``--scl-mask`` (``3,8,9,10,11``, or ``none``) as the sorted SCL classes to mask.
-
-    Raises:
-        ConfigError: a class outside 1-11 or not a number.
-    """
-    if text.strip().lower() == "none":
-        return ()
-    try:
-        classes = {int(c) for c in text.split(",") if c.strip()}
-    except ValueError:
-        classes = {-1}
-    if not classes or not classes <= set(SCL_CLASSES):
-        raise ConfigError(f"--scl-mask takes SCL classes 1-11 separated by commas (e.g. "
-                          f"{','.join(map(str, SCL_MASKED_CLASSES))}) or none, got {text!r}")
-    return tuple(sorted(classes))
 
 
 def clear_from_scl(scl: np.ndarray, masked: Sequence[int] = SCL_MASKED_CLASSES) -> np.ndarray:

@@ -36,7 +36,7 @@ from gee_export.contract.grid import Grid
 from gee_export.contract.label_schemes import check_product_band
 from gee_export.contract.stack import StackPaths
 from gee_export.core.digest import canonical_json, combined_digest
-from gee_export.core.errors import EmptyCompositeError, InputDataError
+from gee_export.core.errors import ConfigError, EmptyCompositeError, InputDataError
 from gee_export.core.months import check_month
 from gee_export.core.storage import atomic_path
 from gee_export.local import sentinel1, sentinel2
@@ -48,6 +48,29 @@ from gee_export.local.warp import overlaps
 
 DEFAULT_BLOCK = 1024
 FINGERPRINT_TAG = "ISAMAP_FINGERPRINT"
+
+
+#: the scene classification's classes (0 nodata, always masked; 1-11 the surface classes)
+SCL_CLASSES = range(1, 12)
+
+
+def scl_mask_classes(text: str) -> tuple[int, ...]:
+    """``--scl-mask`` (``3,8,9,10,11``, or ``none``) as the sorted SCL classes to mask.
+
+    Raises:
+        ConfigError: a class outside 1-11 or not a number.
+    """
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        classes = {int(c) for c in text.split(",") if c.strip()}
+    except ValueError:
+        classes = {-1}
+    if not classes or not classes <= set(SCL_CLASSES):
+        default = ",".join(map(str, sentinel2.SCL_MASKED_CLASSES))
+        raise ConfigError(f"--scl-mask takes SCL classes 1-11 separated by commas (e.g. "
+                          f"{default}) or none, got {text!r}")
+    return tuple(sorted(classes))
 
 
 def _done(path: Path, fingerprint: str) -> bool:

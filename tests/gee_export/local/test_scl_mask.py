@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gee_export.core.errors import ConfigError
-from gee_export.local.sentinel2 import SCL_MASKED_CLASSES, clear_from_scl, scl_mask_classes
+from gee_export.local.sentinel2 import SCL_MASKED_CLASSES, clear_from_scl
+from gee_export.local.stack import scl_mask_classes
 
 
 def test_classes_are_read_sorted_and_none_masks_nothing_but_nodata():
