@@ -31,14 +31,19 @@ def _bbox(path: Path) -> str:
     return "--bbox=" + ",".join(f"{v:.7f}" for v in box)
 
 
+def _dynamic_world_crop(shared_data: Path, folder: Path, prefix: str, row: int, col: int
+                        ) -> Path:
+    """A 64 px crop of a Dynamic World tile's three files (S2, SCL, label) as shipped."""
+    for kind in ("s2l2a", "scl", "label"):
+        crop_raster(shared_data / "dynamicworld_s2" / f"{prefix}_{kind}.tif",
+                    folder / f"{prefix}_{kind}.tif", row, col, SIZE, SIZE)
+    return folder
+
+
 @pytest.fixture
 def java_scenes(shared_data, tmp_path) -> Path:
     """A 64 px crop of the Java tile (villages and fields) as shipped."""
-    folder = tmp_path / "java"
-    for kind in ("s2l2a", "scl", "label"):
-        crop_raster(shared_data / "dynamicworld_s2" / f"java_{kind}.tif",
-                    folder / f"java_{kind}.tif", 200, 300, SIZE, SIZE)
-    return folder
+    return _dynamic_world_crop(shared_data, tmp_path / "java", "java", 200, 300)
 
 
 def _java_argv(scenes: Path, out: Path, *extra: str) -> list[str]:
@@ -138,11 +143,7 @@ def test_unnamed_s2_bands_must_be_named_and_the_names_fit_the_pixels(chile_scene
 @pytest.fixture
 def ghana_b_scenes(shared_data, tmp_path) -> Path:
     """A 64 px crop of the hazy ghana_b tile where Sen2Cor flags the town's pixels as cloud."""
-    folder = tmp_path / "ghana_b"
-    for kind in ("s2l2a", "scl", "label"):
-        crop_raster(shared_data / "dynamicworld_s2" / f"ghana_b_{kind}.tif",
-                    folder / f"ghana_b_{kind}.tif", 54, 340, SIZE, SIZE)
-    return folder
+    return _dynamic_world_crop(shared_data, tmp_path / "ghana_b", "ghana_b", 54, 340)
 
 
 def _stack_cover(out: Path) -> tuple[np.ndarray, np.ndarray]:
