@@ -88,6 +88,8 @@ def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig) -> list[st
 #: from before weight averaging kept its last weights, one from before balanced sampling
 #: drew its patches uniformly, whatever the recipe says now)
 BEFORE_OPTION: dict[str, Any] = {"ema": 0, "balanced_sampling": False}
+
+
 def _normalised(recorded: Mapping[str, Any]) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {**BEFORE_OPTION, **{k: v for k, v in recorded.items() if k in known}}

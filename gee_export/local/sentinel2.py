@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 SCL_MASKED_CLASSES: tuple[int, ...] = (3, 8, 9, 10, 11)
 SCL_NODATA = 0
+#: the scene classification's surface classes (0 is nodata, always masked)
+SCL_CLASSES = range(1, 12)
 BASELINE_OFFSET_DATE = dt.date(2022, 1, 25)  # first products of processing baseline 04.00
 BOA_ADD_OFFSET = -1000.0
 DN_SCALE = 1e-4

@@ -50,10 +50,6 @@ DEFAULT_BLOCK = 1024
 FINGERPRINT_TAG = "ISAMAP_FINGERPRINT"
 
 
-#: the scene classification's classes (0 nodata, always masked; 1-11 the surface classes)
-SCL_CLASSES = range(1, 12)
-
-
 def scl_mask_classes(text: str) -> tuple[int, ...]:
     """``--scl-mask`` (``3,8,9,10,11``, or ``none``) as the sorted SCL classes to mask.
 
@@ -65,8 +61,8 @@ def scl_mask_classes(text: str) -> tuple[int, ...]:
     try:
         classes = {int(c) for c in text.split(",") if c.strip()}
     except ValueError:
-        classes = {-1}
-    if not classes or not classes <= set(SCL_CLASSES):
+        classes = set()  # refused below, as an empty list is
+    if not classes or not classes <= set(sentinel2.SCL_CLASSES):
         default = ",".join(map(str, sentinel2.SCL_MASKED_CLASSES))
         raise ConfigError(f"--scl-mask takes SCL classes 1-11 separated by commas (e.g. "
                           f"{default}) or none, got {text!r}")
