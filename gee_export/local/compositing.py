@@ -10,6 +10,7 @@ the composite.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from gee_export.contract.grid import Grid, Window
 from gee_export.core.errors import ConfigError, EmptyCompositeError, InputDataError
 from gee_export.core.progress import progress_bar
 from gee_export.local import sentinel1, sentinel2
+from gee_export.local.cloud_flags import CloudFlagCheck
 from gee_export.local.labels import ClassMapping, label_window, product_window
 from gee_export.local.scenes import BandRef, Scene, canonical_band
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL
@@ -123,6 +125,7 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
     """
     max_clear = 0.0
     max_s1 = 0.0
+    check = CloudFlagCheck(len(s2))
     windows = list(_blocks(grid, block))
     with rasterio.open(path, "w", **_profile(grid, len(names), "float32", np.nan)) as dst:
         for i, name in enumerate(names, 1):
@@ -134,7 +137,7 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
             if s2:
                 comp, clear = sentinel2.composite_window(
                     s2, s2_bands, grid, window, masked_classes=recipe.scl_masked,
-                    offsets=offsets, reflectance_bands=reflectance)
+                    offsets=offsets, reflectance_bands=reflectance, check=check)
                 layers.update(zip(s2_bands, comp, strict=True))
                 layers["s2_clear_count"] = clear
                 max_clear = max(max_clear, float(clear.max(initial=0)))
@@ -158,6 +161,9 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
             "month to --scenes or choose other --months")
     if s1 and max_s1 == 0:
         raise EmptyCompositeError(f"no valid Sentinel-1 pixel in {month} over {where(grid)}")
+    hidden = check.warning(month) if s2 else None
+    if hidden:
+        warnings.warn(hidden, stacklevel=2)
 
 
 def write_label(path: Path, grid: Grid, ref: BandRef | None, mapping: ClassMapping,

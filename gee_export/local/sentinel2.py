@@ -23,12 +23,15 @@ import numpy as np
 from gee_export.contract.grid import Grid, Window
 from gee_export.core.errors import InputDataError
 from gee_export.local import plausibility
+from gee_export.local.cloud_flags import CloudFlagCheck, visible_band
 from gee_export.local.scenes import Scene
 from gee_export.local.warp import read_to_grid
 
 log = logging.getLogger(__name__)
 
 SCL_MASKED_CLASSES: tuple[int, ...] = (3, 8, 9, 10, 11)
+#: Sen2Cor's cloud classes: cloud medium and high probability, thin cirrus
+SCL_CLOUD_CLASSES: tuple[int, ...] = (8, 9, 10)
 SCL_NODATA = 0
 #: the scene classification's surface classes (0 is nodata, always masked)
 SCL_CLASSES = range(1, 12)
@@ -222,20 +225,25 @@ def composite_window(scenes: Sequence[Scene], bands: Sequence[str], grid: Grid, 
                      *, masked_classes: Sequence[int] = SCL_MASKED_CLASSES,
                      offsets: dict[str, float] | None = None,
                      reflectance_bands: frozenset[tuple[str, str]] = frozenset(),
+                     check: CloudFlagCheck | None = None,
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Median composite of ``bands`` over ``scenes`` on one grid window, and the clear count.
 
     Each scene's cloud information (SCL, else a cloud mask) is put on the grid with nearest
     neighbour, each band bilinearly, once. ``offsets`` maps product -> BOA_ADD_OFFSET;
     ``reflectance_bands`` holds (product, band) pairs that are already reflectance.
+    ``check`` counts what the SCL's cloud flags removed (:mod:`gee_export.local.cloud_flags`).
     """
     offsets = offsets or {}
     values = np.full((len(scenes), len(bands), window.height, window.width), np.nan, np.float32)
     clear = np.zeros((len(scenes), window.height, window.width), dtype=bool)
+    flagged = np.zeros_like(clear)
+    cloud = [c for c in SCL_CLOUD_CLASSES if c in masked_classes]
     for t, scene in enumerate(scenes):
         if scene.has("SCL"):
             scl = read_to_grid(scene.band("SCL"), grid, window, "nearest", categorical_nodata=0)
             clear[t] = clear_from_scl(scl, masked_classes)
+            flagged[t] = np.isin(scl, cloud)
         elif scene.has("CLOUD_MASK"):
             cm = read_to_grid(scene.band("CLOUD_MASK"), grid, window, "nearest",
                               categorical_nodata=-1)
@@ -249,4 +257,9 @@ def composite_window(scenes: Sequence[Scene], bands: Sequence[str], grid: Grid, 
                 raw = read_to_grid(scene.band(band), grid, window, "bilinear",
                                    prepare=_zero_is_nodata)
                 values[t, b] = dn_to_reflectance(raw, offsets.get(scene.product, 0.0))
+    if check is not None:
+        data = np.asarray(np.isfinite(values).all(axis=1))
+        visible = visible_band(bands)
+        check.add(None if visible is None else values[:, visible], clear & data, flagged & data,
+                  data)
     return monthly_median(values, clear)

@@ -9,6 +9,7 @@ scheme contradicts: a binary label read as Chesapeake land cover is refused, not
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from tests.support.rasters import crop_raster
 
 DW_MAP = "7=1,0=255,10=255,*=0"
 SIZE = 64
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bbox(path: Path) -> str:
@@ -166,7 +168,12 @@ def test_scl_mask_keeps_what_sen2cor_flags_as_cloud_and_is_recorded(ghana_b_scen
                 "--no-progress", *extra]
 
     default, kept = tmp_path / "default", tmp_path / "kept"
-    assert main(argv(default)) == 0 and main(argv(kept, "--scl-mask", "3,11")) == 0
+    assert main(argv(default)) == 0
+    # the town's flagged pixels are no brighter than the clear ground: the user is told
+    warned = [line for line in capsys.readouterr().err.splitlines() if "Sen2Cor flagged" in line]
+    assert len(warned) == 1 and "--scl-mask 3,11" in warned[0]
+    assert main(argv(kept, "--scl-mask", "3,11")) == 0
+    assert "Sen2Cor flagged" not in capsys.readouterr().err
     recipes = [json.loads((o / "manifest.json").read_text())["recipe"] for o in (default, kept)]
     assert [r["scl_masked"] for r in recipes] == [[3, 8, 9, 10, 11], [3, 11]]
     cover, built = _stack_cover(default)
@@ -179,6 +186,33 @@ def test_scl_mask_keeps_what_sen2cor_flags_as_cloud_and_is_recorded(ghana_b_scen
     assert main(argv(default, "--scl-mask", "3,11")) == 2
     assert "scl_masked" in capsys.readouterr().err
     assert (default / "stacks" / "stack_2018-12_image.tif").read_bytes() == before
+
+
+def _whole_tile(shared_data: Path, folder: Path, prefix: str) -> Path:
+    folder.mkdir()
+    for kind in ("s2l2a", "scl", "label"):
+        shutil.copy(shared_data / "dynamicworld_s2" / f"{prefix}_{kind}.tif", folder)
+    return folder
+
+
+@pytest.mark.parametrize("prefix, crs, month, date", [
+    ("ghana_b", "EPSG:32630", "2018-12", "2018-12-26"),
+    ("java", "EPSG:32749", "2019-07", "2019-07-13"),
+])
+def test_flags_hiding_clear_ground_are_warned_as_docs_quote(shared_data, tmp_path, capsys,
+                                                            prefix, crs, month, date):
+    scenes = _whole_tile(shared_data, tmp_path / prefix, prefix)
+    assert main(["--backend", "local", "--scenes", str(scenes),
+                 _bbox(scenes / f"{prefix}_label.tif"), "--crs", crs, "--month", month,
+                 "--scene-date", date, "--bands", "B2,B3,B4,B8,B11", "--label-map", DW_MAP,
+                 "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "Sen2Cor" in line]
+    if prefix == "java":  # its few flagged pixels are bright: a real cloud
+        assert warned == []
+        return
+    page = (ROOT / "docs" / "local-backend.md").read_text()
+    quoted = [line for line in page.splitlines() if line.startswith("warning: 2018-12: ")]
+    assert warned == quoted and len(quoted) == 1
 
 
 @pytest.mark.parametrize("argv, message", [
