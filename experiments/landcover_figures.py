@@ -10,6 +10,11 @@ with the JSON, so a figure quoted there cannot drift from the run that produced 
 the same for a run of :mod:`experiments.landcover_pruning`: the report goes to
 ``docs/figures/landcover_pruning_NAME.json`` and its tables to that file's block.
 
+``python -m experiments.landcover_figures lc_patches/metrics.json --variant patches`` copies a
+run with another split (or budget) to ``docs/figures/landcover_patches.json`` and rewrites
+that file's block with :func:`variant_block`: the held-out pixels and, for every map, OA and
+each present class's F1, the figures a page quotes beside the default run's.
+
 ``python -m experiments.landcover_figures docs/figures/bench_pruning.json --bench-pruning``
 rewrites the "Pruning speed" block from what ``benchmarks/bench_pruning.py --json PATH``
 wrote (copied to ``docs/figures/bench_pruning.json`` first when PATH is elsewhere):
@@ -23,7 +28,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.landcover_report import report_table
+from experiments.landcover_report import NO_SPREAD_NOTE, cell, report_table
 from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_write
@@ -63,6 +68,34 @@ def figures_block(figures: dict) -> str:
 def update_page(source: str | Path, page: str | Path, root: str | Path = ".") -> bool:
     """Rewrite ``page``'s figures block from ``source`` (named relative to ``root``)."""
     return rewrite_block(source, page, figures_block, root)
+
+
+def variant_source(name: str) -> str:
+    """The committed copy of another run of the experiment (another split), named ``name``."""
+    return f"docs/figures/landcover_{name}.json"
+
+
+def variant_block(report: dict) -> str:
+    """Another run's block: how it held pixels out, then OA and F1 per class of every map."""
+    config = report["config"]
+    split = (f"--split patches --groups {' '.join(','.join(map(str, g)) for g in config['groups'])}"
+             if config.get("split") == "patches" else f"--split {config.get('split')}")
+    lines = []
+    for name, s in report["settings"].items():
+        present = s["classes_present"]
+        pixels = ", ".join(f"{c} {n:,}" for c, n in s["test_pixels"].items())
+        lines += [f"**{name}**, `{split}`, {len(config['seeds'])} seeds (held-out pixels: "
+                  f"{pixels})", ""]
+        head = ["map", "OA", *(f"F1 {c}" for c in present)]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        rows = {**{f"{p} (the product)": v for p, v in s["products"].items()}, **s["arms"]}
+        for m, v in rows.items():
+            lines.append("| " + " | ".join([m, cell(v["OA"]), *(cell(v["F1"][c])
+                                                                for c in present)]) + " |")
+        lines.append("")
+    if "n.i." in "\n".join(lines):
+        lines += [NO_SPREAD_NOTE, ""]
+    return "\n" + "\n".join(lines) + "\n"
 
 
 def pruning_source(name: str) -> str:
@@ -183,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bench-pruning", action="store_true",
                    help="METRICS is what benchmarks/bench_pruning.py --json wrote: copy it to "
                         f"{BENCH_SOURCE} and rewrite the Pruning speed block")
+    p.add_argument("--variant", metavar="NAME",
+                   help="METRICS is a run with another split or budget: copy it to "
+                        "docs/figures/landcover_NAME.json and rewrite that block")
     p.add_argument("--pruning", metavar="NAME",
                    help="METRICS is an experiments.landcover_pruning report: copy it to "
                         "docs/figures/landcover_pruning_NAME.json and rewrite that block")
@@ -202,13 +238,19 @@ def _run(a: argparse.Namespace) -> int:
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
         data = figures(report)
-    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        if a.variant:
+            variant_block(data)
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
         raise InputDataError(f"{path} is not an experiments.landcover metrics.json ({exc}); "
                              "give OUT/metrics.json of a finished run") from None
+    source = variant_source(a.variant) if a.variant else SOURCE
     text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
-    atomic_write(Path(a.root) / SOURCE, lambda fh: fh.write(text.encode()))
-    changed = update_page(SOURCE, PAGE, a.root)
-    print(f"{SOURCE} written; {PAGE} {'rewritten' if changed else 'unchanged'}")
+    atomic_write(Path(a.root) / source, lambda fh: fh.write(text.encode()))
+    if a.variant:
+        changed = rewrite_block(source, PAGE, variant_block, a.root)
+    else:
+        changed = update_page(SOURCE, PAGE, a.root)
+    print(f"{source} written; {PAGE} {'rewritten' if changed else 'unchanged'}")
     return 0
 
 

@@ -375,8 +375,14 @@ def test_the_land_cover_prose_quotes_its_tables():
     import experiments.landcover_figures as figs
 
     page = _page("landcover.md")
-    prose = _prose(page, "What this shows, and what it does not:", "## What pruning")
+    prose = _prose(page, "What this shows, and what it does not:", "### Whole patches held out")
     assert _unmatched(prose, _block(page, figs.SOURCE)) == []
+    source = figs.variant_source("patches")  # the whole-patch split's prose, from its block
+    section = page[page.index("### Whole patches held out"):]
+    prose = _prose(section, "<!-- end figures -->", "## What pruning")
+    seeds = _json(source)["settings"]["nlcd"]["arms"][_json(source)["test"]["model"]]
+    derived = {f"{100 * v:.1f}" for v in seeds["OA"]["per_seed"]} | {"0.8"}
+    assert _unmatched(prose, set(DECIMAL.findall(_block(page, source))) | derived) == []
     seconds = _json(figs.SOURCE)["timing"]["wall_seconds"]
     assert f"took {seconds:,.0f} s of wall time" in " ".join(page.split())
 
