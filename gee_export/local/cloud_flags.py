@@ -1,7 +1,7 @@
 """Does Sen2Cor's cloud mask hide clear ground? A check over one month's composite.
 
-Sen2Cor's scene classification (SCL) flags bright or hazy ground as cloud (8, 9) or cirrus
-(10) where the sky is clear: on the real ``ghana_b`` tile it flags most of a town and little
+Sen2Cor's scene classification (SCL) can flag bright or hazy ground as cloud (8, 9) or
+cirrus (10) under a clear sky: on the real ``ghana_b`` tile it flags most of a town and little
 else, so the default mask leaves the town without a composite value and the map with a hole
 where the built-up land is. A real opaque cloud is brighter in the visible than the ground
 around it; a flagged pixel that is not is more likely clear ground. The check therefore
@@ -97,10 +97,10 @@ class CloudFlagCheck:
         if hidden > clear:
             return None
         share = 100.0 * self.hidden / self.observed
-        scenes = "its one scene" if self.scenes == 1 else f"all {self.scenes} of its scenes"
+        scenes = "its one scene" if self.scenes == 1 else f"any of its {self.scenes} scenes"
         return (f"{month}: {self.hidden:,} pixels ({share:.1f} % of the grid) have no clear "
-                f"Sentinel-2 observation because Sen2Cor flagged them as cloud or cirrus (SCL "
-                f"8/9/10) in {scenes}, yet they are no brighter than clear ground (visible "
+                f"Sentinel-2 observation in {scenes} because Sen2Cor flagged them as cloud or "
+                f"cirrus (SCL 8/9/10), yet they are no brighter than clear ground (visible "
                 f"reflectance median {hidden:.2f}, clear ground's 90th percentile "
                 f"{clear:.2f}): bright roofs and haze over towns are flagged so under a clear "
                 "sky. Look at the stack's s2_clear_count band (0 there); if the sky was clear, "

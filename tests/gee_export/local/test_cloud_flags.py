@@ -27,7 +27,7 @@ def test_flags_on_ground_no_brighter_than_clear_ground_are_reported_with_counts(
     message = check.warning("2018-12")
     assert message is not None
     assert message.startswith("2018-12: 20 pixels (20.0 % of the grid)")
-    assert "all 2 of its scenes" in message and "--scl-mask 3,11" in message
+    assert "observation in any of its 2 scenes" in message and "--scl-mask 3,11" in message
     assert "median 0.10, clear ground's 90th percentile 0.13" in message
 
 
