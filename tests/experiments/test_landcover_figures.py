@@ -77,6 +77,8 @@ def test_the_whole_patch_split_is_quoted_from_its_json():
     assert data["config"]["split"] == "patches"
     assert data["config"]["groups"] == [[0, 4], [1, 5], [2, 6], [3, 7]]
     assert "--split patches --groups 0,4 1,5 2,6 3,7 --out lc_patches" in page
+    seconds = data["timing"]["wall_seconds"]
+    assert f"took {seconds:,.0f} s of wall time" in " ".join(page[:start].split())
     nlcd, test = data["settings"]["nlcd"], data["test"]
     text = " ".join(page[end:].split("## What pruning")[0].split())
 
