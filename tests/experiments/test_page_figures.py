@@ -603,3 +603,24 @@ def test_the_readme_quotes_the_default_commands_figures():
     assert all(scl[t]["unet-s2"]["f1_minus_ndbi_best"] > 0 for t in scl)
     assert f"`ghana_b`: {scl['ghana_b']['unet-s2']['f1_minus_ndbi_best']:+.3f}" in readme
     assert "docs/real-data.md#the-default-command" in readme
+
+
+def test_the_readme_quotes_the_land_cover_figures():
+    """The front door's land-cover line: NLCD and the paper's method from the default run,
+    the default arm's shortfall from the whole-patch run."""
+    quadrants = _json("docs/figures/landcover.json")
+    patches = _json("docs/figures/landcover_patches.json")
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    nlcd = quadrants["settings"]["nlcd"]
+    product = nlcd["products"]["NLCD"]
+    assert (f"NLCD {100 * product['OA']['mean']:.1f} % OA, impervious F1 "
+            f"{100 * product['F1']['impervious']['mean']:.1f} %") in readme
+    paper = quadrants["test"]["paper"]["model"]
+    assert f"the paper's method {100 * nlcd['arms'][paper]['OA']['mean']:.1f} %" in readme
+    test = quadrants["test"]  # "ties NLCD on both"
+    assert test["oa_model"] >= test["oa_product"]
+    assert test["f1_model"]["impervious"] >= test["f1_product"]["impervious"]
+    arms, head = patches["settings"]["nlcd"], patches["test"]
+    short = 100 * (arms["products"]["NLCD"]["OA"]["mean"]
+                   - arms["arms"][head["model"]]["OA"]["mean"])
+    assert f"is {short:.1f} OA points short on new patches" in readme
