@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import experiments.landcover_figures as figs
 from inference.assess.figures import page_block
 
 ROOT = Path(__file__).resolve().parents[2]
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
 
 
 def test_the_page_quotes_the_tables_of_its_json():
@@ -97,6 +99,31 @@ def test_the_whole_patch_split_is_quoted_from_its_json():
     seeds = ", ".join(f"{100 * v:.1f}" for v in default["per_seed"][:-1])
     assert f"{short:.1f} points of OA short" in text
     assert f"(seeds {seeds} and {100 * default['per_seed'][-1]:.1f} %)" in text
+    # every decimal of the prose (code spans aside) is in the table or derived above
+    prose = re.sub(r"`[^`]*`", " ", text)
+    derived = {f"{short:.1f}", *(f"{100 * v:.1f}" for v in default["per_seed"])}
+    assert set(DECIMAL.findall(prose)) <= set(DECIMAL.findall(page[start:end])) | derived
     ceiling = nlcd["arms"]["hrnet IN, true labels"]["OA"]["mean"]
     assert all(v["OA"]["mean"] > ceiling for arm, v in nlcd["arms"].items() if "true" not in arm)
     assert short > 0  # the page says the target is missed here: true while the JSON says so
+
+
+def test_the_readme_quotes_the_land_cover_figures():
+    """The front door's land-cover line: NLCD and the paper's method from the default run,
+    the default arm's shortfall from the whole-patch run."""
+    quadrants = json.loads((ROOT / figs.SOURCE).read_text(encoding="utf-8"))
+    patches = json.loads((ROOT / figs.variant_source("patches")).read_text(encoding="utf-8"))
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    nlcd = quadrants["settings"]["nlcd"]
+    product = nlcd["products"]["NLCD"]
+    assert (f"NLCD {100 * product['OA']['mean']:.1f} % OA, impervious F1 "
+            f"{100 * product['F1']['impervious']['mean']:.1f} %") in readme
+    paper = quadrants["test"]["paper"]["model"]
+    assert f"the paper's method {100 * nlcd['arms'][paper]['OA']['mean']:.1f} %" in readme
+    test = quadrants["test"]  # "ties NLCD on both"
+    assert test["oa_model"] >= test["oa_product"]
+    assert test["f1_model"]["impervious"] >= test["f1_product"]["impervious"]
+    arms, head = patches["settings"]["nlcd"], patches["test"]
+    short = 100 * (arms["products"]["NLCD"]["OA"]["mean"]
+                   - arms["arms"][head["model"]]["OA"]["mean"])
+    assert f"is {short:.1f} OA points short on new patches" in readme
