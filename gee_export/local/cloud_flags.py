@@ -76,7 +76,7 @@ class CloudFlagCheck:
         """Count one window: (scenes, H, W) arrays of one visible band and three masks.
 
         ``flagged``: the SCL put the observation in a masked cloud class; ``observed``: the
-        scene has data there (SCL not nodata). ``visible`` None (no visible band exported)
+        scene has a value there in every band. ``visible`` None (no visible band exported)
         counts the pixels only.
         """
         hidden = np.asarray(flagged.any(axis=0) & ~clear.any(axis=0))
