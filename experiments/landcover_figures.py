@@ -28,11 +28,18 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.landcover_report import NO_SPREAD_NOTE, cell, report_table
+from experiments.landcover_report import (
+    NO_SPREAD_NOTE,
+    class_table,
+    held_out_pixels,
+    map_rows,
+    report_table,
+)
 from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import atomic_write
 from inference.assess.figures import rewrite_block
+from inference.assess.intervals import notes
 
 SOURCE = "docs/figures/landcover.json"
 PAGE = "docs/landcover.md"
@@ -82,20 +89,12 @@ def variant_block(report: dict) -> str:
              if config.get("split") == "patches" else f"--split {config.get('split')}")
     lines = []
     for name, s in report["settings"].items():
-        present = s["classes_present"]
-        pixels = ", ".join(f"{c} {n:,}" for c, n in s["test_pixels"].items())
         lines += [f"**{name}**, `{split}`, {len(config['seeds'])} seeds (held-out pixels: "
-                  f"{pixels})", ""]
-        head = ["map", "OA", *(f"F1 {c}" for c in present)]
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        rows = {**{f"{p} (the product)": v for p, v in s["products"].items()}, **s["arms"]}
-        for m, v in rows.items():
-            lines.append("| " + " | ".join([m, cell(v["OA"]), *(cell(v["F1"][c])
-                                                                for c in present)]) + " |")
-        lines.append("")
-    if "n.i." in "\n".join(lines):
-        lines += [NO_SPREAD_NOTE, ""]
-    return "\n" + "\n".join(lines) + "\n"
+                  f"{held_out_pixels(s)})", "",
+                  *class_table(map_rows(s), s["classes_present"], "F1"), ""]
+    lines = lines[:-1]  # the note (or the block's end) follows the last table's blank line
+    lines += notes(lines, NO_SPREAD_NOTE)
+    return "\n" + "\n".join(lines) + "\n\n"
 
 
 def pruning_source(name: str) -> str:

@@ -208,14 +208,34 @@ def cell(s: dict) -> str:
     return _spread(s["mean"], s["std"])
 
 
+def held_out_pixels(setting: dict) -> str:
+    """``class n, ...`` of a setting's held-out pixels."""
+    return ", ".join(f"{c} {n:,}" for c, n in setting["test_pixels"].items())
+
+
+def map_rows(setting: dict) -> dict[str, dict]:
+    """Every map of a setting, products first (named ``... (the product)``), then the arms."""
+    return {**{f"{p} (the product)": v for p, v in setting["products"].items()},
+            **setting["arms"]}
+
+
+def class_table(rows: Mapping[str, dict], present: Sequence[str], what: str) -> list[str]:
+    """A markdown table of every map's OA and ``what`` (F1, PA or UA) per present class."""
+    head = ["map", "OA"] + [f"{what} {c}" for c in present]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, v in rows.items():
+        lines.append("| " + " | ".join([m, cell(v["OA"])] + [cell(v[what][c])
+                                                             for c in present]) + " |")
+    return lines
+
+
 def report_table(report: dict) -> str:
     """Markdown tables per setting: OA and per-class F1, PA, UA (mean ± std over seeds, %)."""
     lines = []
     for name, s in report["settings"].items():
         present = s["classes_present"]
-        pixels = ", ".join(f"{c} {n:,}" for c, n in s["test_pixels"].items())
-        lines += [f"**{name}** (held-out pixels: {pixels})", ""]
-        rows = {**{f"{p} (the product)": v for p, v in s["products"].items()}, **s["arms"]}
+        lines += [f"**{name}** (held-out pixels: {held_out_pixels(s)})", ""]
+        rows = map_rows(s)
         if "impervious" in present:
             lines += ["| map | OA | F1 impervious |", "|---|---|---|"]
             lines += [f"| {m} | {cell(v['OA'])} | {cell(v['F1']['impervious'])} |"
@@ -224,12 +244,7 @@ def report_table(report: dict) -> str:
         if "impervious_ranking" in s:
             lines += [*ranking_table(s["impervious_ranking"]), ""]
         for what in ("F1", "PA", "UA"):
-            head = ["map", "OA"] + [f"{what} {c}" for c in present]
-            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-            for m, v in rows.items():
-                lines.append("| " + " | ".join([m, cell(v["OA"])] + [cell(v[what][c])
-                                                                     for c in present]) + " |")
-            lines.append("")
+            lines += [*class_table(rows, present, what), ""]
         if "points" in s:
             lines += [*point_table(s["points"], rows, present), ""]
         for seed, f in s["filter"].items():
