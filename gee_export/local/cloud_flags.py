@@ -92,16 +92,16 @@ class CloudFlagCheck:
             return None
         if not self.hidden_values.sum() or not self.clear_values.sum():
             return None
-        hidden = _quantile(self.hidden_values, 0.5)
-        clear = _quantile(self.clear_values, CLEAR_QUANTILE)
-        if hidden > clear:
+        flagged_median = _quantile(self.hidden_values, 0.5)
+        clear_top = _quantile(self.clear_values, CLEAR_QUANTILE)
+        if flagged_median > clear_top:
             return None
         share = 100.0 * self.hidden / self.observed
         scenes = "its one scene" if self.scenes == 1 else f"any of its {self.scenes} scenes"
         return (f"{month}: {self.hidden:,} pixels ({share:.1f} % of the grid) have no clear "
                 f"Sentinel-2 observation in {scenes} because Sen2Cor flagged them as cloud or "
                 f"cirrus (SCL 8/9/10), yet they are no brighter than clear ground (visible "
-                f"reflectance median {hidden:.2f}, clear ground's 90th percentile "
-                f"{clear:.2f}): bright roofs and haze over towns are flagged so under a clear "
-                "sky. Look at the stack's s2_clear_count band (0 there); if the sky was clear, "
-                "keep them with isamap-export --scl-mask 3,11")
+                f"reflectance median {flagged_median:.2f}, clear ground's 90th "
+                f"percentile {clear_top:.2f}): bright roofs and haze over towns are flagged so "
+                "under a clear sky. Look at the stack's s2_clear_count band (0 there); if the "
+                "sky was clear, keep them with isamap-export --scl-mask 3,11")

@@ -243,7 +243,8 @@ def composite_window(scenes: Sequence[Scene], bands: Sequence[str], grid: Grid, 
         if scene.has("SCL"):
             scl = read_to_grid(scene.band("SCL"), grid, window, "nearest", categorical_nodata=0)
             clear[t] = clear_from_scl(scl, masked_classes)
-            flagged[t] = np.isin(scl, cloud)
+            if check is not None:
+                flagged[t] = np.isin(scl, cloud)
         elif scene.has("CLOUD_MASK"):
             cm = read_to_grid(scene.band("CLOUD_MASK"), grid, window, "nearest",
                               categorical_nodata=-1)
