@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -171,16 +170,21 @@ class GcsEmulator:
 
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory):
-    """A gcp-storage-emulator server process on a free loopback port, for the session."""
+    """A gcp-storage-emulator server process on a free loopback port, for the session.
+
+    Started by ``tests/support/gcs_emulator.py``: the emulator itself, with a server that
+    serves connections side by side as Cloud Storage does (its own serves one at a time, so
+    one waiting client stalled every other one).
+    """
     pytest.importorskip("google.cloud.storage")
-    exe = Path(sys.executable).with_name("gcp-storage-emulator")
-    if not exe.exists():
-        exe = Path(shutil.which("gcp-storage-emulator") or "gcp-storage-emulator")
+    pytest.importorskip("gcp_storage_emulator")
+    launcher = Path(__file__).parent / "support" / "gcs_emulator.py"
     port = _free_port()
     log = tmp_path_factory.mktemp("gcs") / "emulator.log"
     with open(log, "wb") as log_file:
         proc = subprocess.Popen(
-            [str(exe), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
+            [sys.executable, str(launcher), "start", "--host", "127.0.0.1", "--port",
+             str(port), "--in-memory", "-q"],
             stdout=log_file, stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 30
