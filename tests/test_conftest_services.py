@@ -22,16 +22,17 @@ def test_ee_offline_serializes_and_refuses_server_calls(ee_offline):
 def test_a_client_that_waits_does_not_stall_the_emulator_for_the_others(gcs_emulator,
                                                                          gcs_bucket):
     # Cloud Storage serves connections independently; the emulator's own server took one at a
-    # time, so a connection opened and left silent (here a raw socket) held every other client
+    # time from a queue of five, so connections opened and left silent (here raw sockets) held
+    # every other client, and connects past the queue hung (hence their timeout)
     import socket
+    from contextlib import ExitStack
     from urllib.parse import urlsplit
 
     parts = urlsplit(gcs_emulator.host)
-    silent = [socket.create_connection((parts.hostname, parts.port)) for _ in range(8)]
-    try:
+    with ExitStack() as silent:
+        for _ in range(8):
+            silent.enter_context(socket.create_connection((parts.hostname, parts.port),
+                                                          timeout=5))
         blob = gcs_emulator.client().bucket(gcs_bucket).blob("while/waiting.txt")
         blob.upload_from_string(b"served", timeout=10, retry=None)
         assert blob.download_as_bytes(timeout=10, retry=None) == b"served"
-    finally:
-        for sock in silent:
-            sock.close()

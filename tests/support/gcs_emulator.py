@@ -40,22 +40,21 @@ class ConcurrentServer(http_server.ThreadingHTTPServer):
 
 def _one_at_a_time(method: Callable[[http_server.BaseHTTPRequestHandler], None]
                    ) -> Callable[[http_server.BaseHTTPRequestHandler], None]:
+    """``method`` under the lock; the request line and headers were read before it, so a
+    client that sends nothing waits in its own thread without holding the lock."""
     def handle(self: http_server.BaseHTTPRequestHandler) -> None:
-        with _serial:  # the request line and headers are read before: a silent client waits
-            method(self)  # alone
+        with _serial:
+            method(self)
 
     return handle
 
 
 def patch_emulator() -> None:
-    """Make the emulator's server concurrent (see the module's docstring); idempotent."""
+    """Make the emulator's server concurrent, as the module's docstring says."""
     handler = emulator.RequestHandler
-    if getattr(handler, "_isamap_patched", False):
-        return
     for name in ("do_GET", "do_POST", "do_PUT", "do_PATCH", "do_DELETE"):
         setattr(handler, name, _one_at_a_time(getattr(handler, name)))
     handler.timeout = IDLE_SECONDS
-    handler._isamap_patched = True  # type: ignore[attr-defined]
     emulator.server.HTTPServer = ConcurrentServer  # type: ignore[misc]
 
 
