@@ -32,9 +32,8 @@ _serial = threading.Lock()
 
 
 class ConcurrentServer(http_server.ThreadingHTTPServer):
-    """One thread per connection, a listen queue that a burst of connections does not fill."""
+    """One (daemon) thread per connection, a listen queue that a burst does not fill."""
 
-    daemon_threads = True
     request_queue_size = 128
 
 
