@@ -343,9 +343,10 @@ def write_run_record(request: MapRequest, grid: Grid, model: LoadedModel,
               **({"out": request.out} if files.is_gcs(request.out) else {}),
               **({"postprocess": request.postprocess, "clahe": vars(request.clahe)}
                  if request.postprocess == "clahe" else {}),
-              **({"postprocess": request.postprocess, "keep": (
+              **({"postprocess": request.postprocess, "keep": {**(
                   {"product": request.keep.product, "table": request.keep.table}
-                  if request.keep.product else {"band": PRODUCT})}  # the stack's own band
+                  if request.keep.product else {"band": PRODUCT}),  # the stack's own band
+                  **({"window": request.keep.window} if request.keep.window else {})}}
                  if request.postprocess == "keep" and request.keep else {}),
               "dates": {r.month: _date_record(request.out, r) for r in results},
               **{k: ([_under(request.out, p) for p in v] if k == "stac" else v)

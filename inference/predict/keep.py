@@ -18,7 +18,12 @@ keeps the product's impervious class where the fine pixels say nothing against i
   tile to tile;
 - **classes the model never learnt**: a pixel the product gives a class that no training
   label has (water, when every training patch is forest) keeps the product's class: a
-  network cannot map a class it was never shown, the product can.
+  network cannot map a class it was never shown, the product can;
+- **the product's shares** (with a ``window``): every other pixel the product names takes
+  the class of the model's probabilities adjusted, per square window of the map, to the
+  product's class shares in that window (:mod:`inference.predict.shares`): the product says
+  how much of each class a neighbourhood holds, the model where it lies. A window the
+  product gives one class takes that class.
 
 Pure array functions: the classes are indices of the model's classes, the product already
 mapped to them (``LABEL_NODATA`` where it says nothing). The experiment applies them to
@@ -39,6 +44,7 @@ from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from gee_export.core.errors import ConfigError
 from gee_export.core.shareable import shareable_path
+from inference.predict.shares import match_shares
 
 #: the rule's name, as the map's tags and records give it
 RULE = "product's impervious unless green"
@@ -69,6 +75,8 @@ class KeepRule:
         red / nir: the model's band names the NDVI is computed from.
         learnt: the model's classes its training labels hold (None: the model file does
             not say, and only the impervious part applies).
+        window: the side in output pixels of the windows whose class shares are the
+            product's (:mod:`inference.predict.shares`); 0: the model's own argmax.
 
     The fields after ``table`` are settled once per map before the first tile
     (:func:`inference.predict.keep_inputs.settle`), from the model and a sample of the stack.
@@ -81,6 +89,12 @@ class KeepRule:
     red: str = ""
     nir: str = ""
     learnt: tuple[str, ...] | None = None
+    window: int = 0
+
+    def __post_init__(self) -> None:
+        if self.window < 0:
+            raise ConfigError(f"--keep-window is a side in output pixels (0: off), got "
+                              f"{self.window}")
 
     @property
     def settled(self) -> bool:
@@ -96,8 +110,9 @@ class KeepRule:
         """
         cut = None if self.green_cut is None else float(f"{self.green_cut:.6g}")
         band = {"band": self.band} if self.band != 1 else {}
+        window = {"window": self.window} if self.window else {}
         return json.dumps({"rule": RULE, "product": shareable_path(self.product, base),
-                           **band, "table": self.table,
+                           **band, **window, "table": self.table,
                            "green_cut": cut, "red": self.red, "nir": self.nir,
                            "learnt": None if self.learnt is None else list(self.learnt)})
 
@@ -193,18 +208,37 @@ def keep_unlearnt(classes: np.ndarray, product: np.ndarray, learnt: Iterable[int
 
 def keep_classes(probs: np.ndarray, product: np.ndarray, greenness: np.ndarray,
                  cut: float | None, learnt: Iterable[int] | None,
-                 impervious: int = IMPERVIOUS) -> np.ndarray:
+                 impervious: int = IMPERVIOUS, window: int = 0) -> np.ndarray:
     """The rule's class map (uint8) of one scene's ``(K, H, W)`` probabilities.
 
-    The argmax, with the product's class where the model never learnt it
-    (:func:`keep_unlearnt`; skipped when ``learnt`` is None), then the product's impervious
-    pixels decided by :func:`keep_impervious` whether or not the model learnt the class.
+    The argmax (of the probabilities given the product's shares per ``window`` px window
+    first, :func:`shares`; ``window`` 0: the model's own), with the product's class where
+    the model never learnt it (:func:`keep_unlearnt`; skipped when ``learnt`` is None), then
+    the product's impervious pixels decided by :func:`keep_impervious` whether or not the
+    model learnt the class.
     """
+    learnt = None if learnt is None else list(learnt)
+    probs = shares(probs, product, cut, learnt, impervious, window)
     classes = probs.argmax(0).astype(np.uint8)
     if learnt is not None:
         classes = keep_unlearnt(classes, product, learnt)
     return keep_impervious(classes, other_class(probs, impervious), product, greenness, cut,
                            impervious)
+
+
+def shares(probs: np.ndarray, product: np.ndarray, cut: float | None,
+           learnt: Iterable[int] | None, impervious: int = IMPERVIOUS, window: int = 0
+           ) -> np.ndarray:
+    """``probs`` given the product's class shares per ``window`` px window (0: unchanged).
+
+    The pixels the rule decides (:func:`decided`) and those where the product says nothing
+    are left out of the shares and keep the model's probabilities
+    (:func:`inference.predict.shares.match_shares`).
+    """
+    if not window:
+        return probs
+    free = (product != LABEL_NODATA) & ~decided(product, cut, learnt, impervious)
+    return match_shares(probs, product, free, window)
 
 
 def decided(product: np.ndarray, cut: float | None, learnt: Iterable[int] | None,
@@ -218,16 +252,20 @@ def decided(product: np.ndarray, cut: float | None, learnt: Iterable[int] | None
 
 def keep_probabilities(probs: np.ndarray, product: np.ndarray, greenness: np.ndarray,
                        cut: float | None, learnt: Iterable[int] | None,
-                       impervious: int = IMPERVIOUS) -> np.ndarray:
+                       impervious: int = IMPERVIOUS, window: int = 0) -> np.ndarray:
     """``(K, H, W)`` probabilities whose argmax is :func:`keep_classes`' map, in place.
 
-    Where the rule decides a pixel (:func:`decided`) its probabilities become the decision's:
-    1 for the class the rule chose, 0 for the others; elsewhere they stay the model's. So the
-    class map and every class's probability agree: a pixel the rule keeps impervious has an
-    impervious probability of 1, one it takes out of the class 0, and the probability-weighted
-    impervious area is the class map's on the decided pixels.
+    With a ``window``, the probabilities are first those given the product's shares
+    (:func:`shares`). Where the rule decides a pixel (:func:`decided`) its probabilities
+    become the decision's: 1 for the class the rule chose, 0 for the others; elsewhere they
+    stay the model's (or the shares'). So the class map and every class's probability agree:
+    a pixel the rule keeps impervious has an impervious probability of 1, one it takes out of
+    the class 0, and the probability-weighted impervious area is the class map's on the
+    decided pixels.
     """
     learnt = None if learnt is None else list(learnt)
+    if window:
+        probs[...] = shares(probs, product, cut, learnt, impervious, window)
     classes = keep_classes(probs, product, greenness, cut, learnt, impervious)
     mask = decided(product, cut, learnt, impervious)
     if mask.any():

@@ -270,4 +270,4 @@ class KeepStrips:
         rows = probs.shape[1]
         return keep.keep_probabilities(probs, self.product(row0, rows),
                                        self.greenness(row0, rows), self.rule.green_cut,
-                                       self.learnt, self.impervious)
+                                       self.learnt, self.impervious, self.rule.window)

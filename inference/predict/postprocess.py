@@ -42,6 +42,9 @@ from gee_export.core.errors import ConfigError
 from inference.predict.keep import KeepRule, check_model
 
 Postprocess = Literal["none", "clahe", "keep"]
+#: ``--keep-window``'s default: about two 30 m NLCD cells on a 1 m map, the window of the
+#: fine-from-coarse recipe's default arm (docs/landcover.md)
+KEEP_WINDOW = 64
 POSTPROCESSES: tuple[str, ...] = ("none", "clahe", "keep")
 
 
@@ -245,8 +248,9 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
                         "outside, argmax (land-cover paper, section 3.3); keep: a coarse "
                         "land-cover product's impervious pixels stay impervious unless green "
                         "(NDVI at least half-way between the product's vegetation and "
-                        "impervious medians), and its classes the model never learnt are "
-                        "kept (docs/landcover.md)")
+                        "impervious medians), its classes the model never learnt are "
+                        "kept, and with --keep-window each window takes the product's class "
+                        "shares (docs/landcover.md)")
     g.add_argument("--clahe-block", type=int, default=ClaheParams.block,
                    help="CLAHE tile side in output pixels")
     g.add_argument("--clahe-clip", type=float, default=ClaheParams.clip_limit,
@@ -260,6 +264,11 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-table", metavar="SOURCE",
                    help="with --postprocess keep: the label table of its codes (nlcd, "
                         "worldcover, dynamicworld, fromglc10, eolearn_lulc, chesapeake)")
+    g.add_argument("--keep-window", metavar="PX", type=int, default=KEEP_WINDOW,
+                   help="with --postprocess keep: the side in output pixels of the windows "
+                        "whose class shares are the product's; the model places them (0: "
+                        "off, the model's own argmax; default %(default)s, about two 30 m "
+                        "NLCD cells on a 1 m map)")
     g.add_argument("--force-postprocess", action="store_true",
                    help="apply --postprocess clahe to a model it is not made for (a binary "
                         "impervious/pervious model)")
@@ -284,7 +293,8 @@ def postprocess_options(args: argparse.Namespace) -> dict[str, Any]:
                               "that reads the input's product band")
         if args.keep_table:
             get_landcover_scheme(args.keep_table)  # an unknown table, before anything runs
-        keep = KeepRule(args.keep_product or "", args.keep_table or "")
+        keep = KeepRule(args.keep_product or "", args.keep_table or "",
+                        window=args.keep_window)
     elif args.keep_product or args.keep_table:
         raise ConfigError("--keep-product and --keep-table are the keep rule's: add "
                           "--postprocess keep, or drop them")

@@ -22,8 +22,9 @@ With ``postprocess="clahe"`` the writer passes each strip through an
 pixels; a resumed run recomputes from the CLAHE tile row above the first missing strip (those
 strips are not rewritten) and so gives the uninterrupted run's map. With ``postprocess="keep"``
 the writer applies the keep rule to each strip before encoding it
-(:class:`inference.predict.keep_inputs.KeepStrips`; pixel by pixel, so strips need no
-context); the COGs record the rule and its green cut (the ``postprocess`` tag).
+(:class:`inference.predict.keep_inputs.KeepStrips`; pixel by pixel, or with the product's
+shares by windows that lie wholly in one strip, so strips need no context); the COGs record
+the rule, its green cut and its window (the ``postprocess`` tag).
 """
 
 from __future__ import annotations

@@ -104,7 +104,9 @@ class PredictConfig:
             the rule decides, the probabilities become the decision's (1 for the class it
             chose, 0 for the others), so the probability COG holds 1 where the rule keeps a
             pixel impervious, 0 where it takes one out (or gives it the product's class), and
-            the model's impervious probability everywhere else.
+            the model's impervious probability everywhere else. With the rule's ``window``
+            the other pixels' probabilities are those given the product's class shares
+            (:mod:`inference.predict.shares`).
         clahe: its parameters.
         keep: the keep rule (``"keep"``), settled for the map before the first tile
             (:func:`inference.predict.keep_inputs.settle`).
@@ -142,6 +144,12 @@ class PredictConfig:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
         if self.strip_rows < 16 or self.strip_rows % 16:
             raise ConfigError(f"strip rows must be a multiple of 16, got {self.strip_rows}")
+        window = self.keep.window if self.postprocess == "keep" and self.keep else 0
+        if window and self.strip_rows % window:
+            # each strip must hold whole rows of windows, so strips give the whole map's pixels
+            raise ConfigError(f"--keep-window {window} does not divide the {self.strip_rows} "
+                              f"rows of an output strip; give a divisor of it (e.g. 32, 64 "
+                              f"or 128)")
 
     @property
     def lattice(self) -> Lattice:

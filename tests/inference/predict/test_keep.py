@@ -110,3 +110,34 @@ def test_the_rule_needs_red_near_infrared_and_a_land_cover_impervious_class():
         check_model("isa", ("pervious", "impervious"), ("B4", "B8"))
     with pytest.raises(ConfigError, match="no land-cover model"):
         check_model("landcover", ("woodland", "water"), ("B4", "B8"))
+
+
+def test_with_a_window_the_other_pixels_take_the_products_shares():
+    # one 2 x 4 window: the product's impervious pixels (decided as before), its water (never
+    # learnt: the product's), and four woodland / grassland pixels where the product says
+    # half of each: the model's grassland-most two become grassland, though it maps none
+    probs = np.full((K, 2, 4), 0.01, np.float32)
+    probs[WOOD] = [[0.5, 0.5, 0.9, 0.6], [0.7, 0.8, 0.5, 0.5]]
+    probs[GRASS] = [[0.1, 0.1, 0.05, 0.35], [0.25, 0.1, 0.1, 0.1]]
+    product = np.array([[IMPERVIOUS, WATER, WOOD, GRASS], [WOOD, GRASS, IMPERVIOUS, IMPERVIOUS]],
+                       np.uint8)
+    greenness = np.array([[0.1, 0.8, 0.8, 0.8], [0.8, 0.8, 0.9, 0.1]])
+    learnt = [c for c in range(K) if c != WATER]
+    plain = keep_classes(probs, product, greenness, 0.4, learnt)
+    shared = keep_classes(probs, product, greenness, 0.4, learnt, window=4)
+    free = ~decided(product, 0.4, learnt)
+    assert (plain[free] == WOOD).all()
+    assert shared[free].tolist() == [WOOD, GRASS, GRASS, WOOD]  # (0,2) (0,3) (1,0) (1,1)
+    assert (shared[~free] == plain[~free]).all()  # the decided pixels: as without a window
+    out = keep_probabilities(probs.copy(), product, greenness, 0.4, learnt, window=4)
+    assert (out.argmax(0) == shared).all()
+    assert out[GRASS][free].mean() == pytest.approx(0.5, abs=1e-3)  # the product's share
+
+
+def test_the_rule_records_its_window_and_refuses_a_negative_one():
+    from inference.predict.keep import KeepRule
+
+    assert "window" not in KeepRule("p.tif", "nlcd").describe()
+    assert '"window": 64' in KeepRule("p.tif", "nlcd", window=64).describe()
+    with pytest.raises(ConfigError, match="--keep-window"):
+        KeepRule("p.tif", "nlcd", window=-1)

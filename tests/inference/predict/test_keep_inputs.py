@@ -102,10 +102,10 @@ def _predict(scene, name, *extra):
     return predict_main(args), out
 
 
-def _keep(scene, name, tile="32"):
+def _keep(scene, name, tile="32", window="0"):
     code, out = _predict(scene, name, "--tile", tile, "--overlap", "8", "--postprocess",
                          "keep", "--keep-product", str(scene["product"]), "--keep-table",
-                         "nlcd")
+                         "nlcd", "--keep-window", window)
     assert code == 0
     with rasterio.open(f"{out}_class.tif") as c, rasterio.open(f"{out}_prob.tif") as p:
         return c.read(1), p.read(1), json.loads(c.tags()["postprocess"]), p.tags()
@@ -139,6 +139,35 @@ def test_the_green_cut_and_the_map_do_not_depend_on_the_tile(scene):
     large = _keep(scene, "tile64", "64")
     assert small[2] == large[2]  # the same cut, recorded with the rule
     assert (small[0] == large[0]).all() and (small[1] == large[1]).all()
+
+
+def test_with_a_window_the_products_shares_decide_the_rest(scene):
+    """4 px windows (12 m) inside one 30 m cell take its class where the model disagrees."""
+    plain = _keep(scene, "window0")
+    classes, prob, rule, _ = _keep(scene, "window4", window="4")
+    assert rule["window"] == 4 and "window" not in plain[2]
+    under, clear = scene["under"], scene["clear"]
+    decided = np.isin(under, [IMP, WATER])
+    assert (classes[clear & decided] == plain[0][clear & decided]).all()  # as without
+    # windows wholly inside one woodland or grassland cell, away from its edges
+    inside = np.zeros_like(clear)
+    for y in range(0, SIZE, 4):
+        for x in range(0, SIZE, 4):
+            block = under[y:y + 4, x:x + 4]
+            if clear[y:y + 4, x:x + 4].all() and (block == block[0, 0]).all():
+                inside[y:y + 4, x:x + 4] = block[0, 0] in (WOOD, GRASS)
+    assert ((under == GRASS) & inside).any()
+    assert (classes[inside] == under[inside]).all()  # the product's class ...
+    assert (plain[0][inside & (under == GRASS)] != GRASS).all()  # ... which the model missed
+    assert (prob[inside] == 0).all()  # impervious: no share there
+    again = _keep(scene, "window4_tile64", "64", window="4")  # nor does it depend on the tile
+    assert (again[0] == classes).all() and (again[1] == prob).all()
+
+
+def test_a_window_that_splits_an_output_strip_is_refused(scene, capsys):
+    err = _refused(scene, capsys, "window60", "--keep-product", str(scene["product"]),
+                   "--keep-table", "nlcd", "--keep-window", "60")
+    assert "--keep-window 60" in err and "divisor" in err
 
 
 def _refused(scene, capsys, name, *extra, model=None):
