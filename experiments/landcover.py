@@ -39,9 +39,10 @@ narrow for CPU minutes) is trained in every arm:
   the share its cells expect (``impervious by share``); the paper's method and the NLCD
   input arm may keep the product's impervious pixels unless green, and the product's
   classes their training labels lack (:mod:`experiments.landcover_keep`, checked there
-  without a network on the GeoBench tiles: ``keep_check`` in the report). The ``test``
-  block's model is :data:`DEFAULT_ARM`, the paper's method (:data:`PAPER`) plus NLCD input
-  and the keep rule;
+  without a network on the GeoBench tiles: ``keep_check`` in the report); the paper's
+  method may also give every other pixel the product's class shares per window
+  (:mod:`inference.predict.shares`). The ``test`` block's model is :data:`DEFAULT_ARM`,
+  the paper's method (:data:`PAPER`) plus the keep rule with the product's shares;
 - on the true 1 m labels of the training pixels (the ceiling: what the imagery, network
   and budget allow at all; ``nlcd`` adds class weights there too), which tells a target
   that the coarse labels miss from one that the budget misses.
@@ -85,6 +86,7 @@ from experiments.landcover_arms import (
     KEEP,
     PAPER,
     SETTINGS,
+    SHARES,
     SR,
     Arm,
     Setting,
@@ -131,7 +133,8 @@ from training.metrics import confusion_matrix, json_safe
 from training.models import model_loss, recipe_for
 from training.noisy import DEFAULT_THRESHOLD
 
-__all__ = ["CEILING", "DEFAULT_ARM", "INPUT", "KEEP", "PAPER", "SETTINGS", "SOFT", "SR", "Arm",
+__all__ = ["CEILING", "DEFAULT_ARM", "INPUT", "KEEP", "PAPER", "SETTINGS", "SHARES", "SOFT", "SR",
+           "Arm",
            "CropDataset", "LandCoverConfig", "Scene", "Setting",
            "filter_labels", "load_folds", "main", "model_input", "naip_folds", "nlcd_folds",
            "predict_windows", "run_experiment"]
@@ -245,7 +248,7 @@ class LandCoverConfig:
         d.update(setting=setting, fold=fold, seed=seed,
                  arms=[asdict(a) for a in SETTINGS[setting].arms],
                  stored="maps and impervious scores",  # run files without scores: redone
-                 keep="impervious unless green, unlearnt classes")  # maps of an older rule too
+                 keep="impervious unless green, unlearnt classes, shares")  # older rules' maps
         return json_digest(d, 16)
 
 
@@ -317,10 +320,10 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
             record["filter"][arm.name] = {"preliminary": prelim.name, "dropped_chips": dropped,
                                           "scored_chips": scored}
             if (not any(m.any() for m in masks) and replace(
-                    arm, name=prelim.name, filtered=False, keep_rule=False) == prelim):
+                    arm, name=prelim.name, filtered=False, keep_rule=False, window=0) == prelim):
                 reuse = prelim  # same labels, loss and seed: the same model
         started = time.perf_counter()
-        training = replace(reuse or arm, name="", share_rule=False, keep_rule=False)
+        training = replace(reuse or arm, name="", share_rule=False, keep_rule=False, window=0)
         if training not in probs:
             loss = arm_loss(cfg, arm, labels, scenes)
             kwargs = {**cfg.model, "stem_norm": arm.stem_norm}
@@ -337,7 +340,8 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
             learnt = {int(k) for x, s in zip(labels, scenes, strict=True)
                       for k in np.unique(x[~s.test]) if k < K}
             preds[arm.name] = keep_decision(probs[training], [s.image for s in scenes],
-                                            [s.products[arm.label] for s in scenes], learnt)
+                                            [s.products[arm.label] for s in scenes], learnt,
+                                            arm.window)
         else:
             preds[arm.name] = [p.argmax(0).astype(np.uint8) for p in probs[training]]
         record["seconds"][arm.name] = time.perf_counter() - started

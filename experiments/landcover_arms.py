@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from experiments.landcover_scenes import SOFT
 from experiments.landcover_train import TRUTH
+from inference.predict.postprocess import KEEP_WINDOW
 
-__all__ = ["CEILING", "DEFAULT_ARM", "INPUT", "KEEP", "PAPER", "SETTINGS", "SR", "Arm",
+__all__ = ["CEILING", "DEFAULT_ARM", "INPUT", "KEEP", "PAPER", "SETTINGS", "SHARES", "SR", "Arm",
            "Setting"]
 
 
@@ -32,6 +33,9 @@ class Arm:
         keep_rule: the product's impervious pixels stay impervious unless green, and its
             classes the training labels lack stay as the product has them
             (``landcover_keep.keep_decision``); the same model as the arm without the rule.
+        window: with the keep rule, every other pixel takes the class of the model's
+            probabilities given the product's class shares per ``window`` px window
+            (:mod:`inference.predict.shares`); 0: the argmax.
     """
 
     name: str
@@ -42,6 +46,7 @@ class Arm:
     product_input: bool = False
     share_rule: bool = False
     keep_rule: bool = False
+    window: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,21 +67,25 @@ INPUT = "hrnet IN + filter + NLCD input"
 CEILING = "hrnet IN, true labels"
 #: the decision that keeps the product's impervious class (``experiments.landcover_keep``)
 KEEP = "product's impervious unless green"
+#: the decision that gives each window the product's class shares (``inference.predict.shares``)
+SHARES = f"product's shares per {KEEP_WINDOW} px window"
 #: the land-cover paper's method: the product as the only label, an IN stem, the filter
 PAPER = "hrnet IN + filter"
-#: the ``nlcd`` setting's default arm: the paper's method plus NLCD input and the keep rule,
-#: the one arm at least NLCD's overall accuracy and impervious F1 on the held-out pixels
-#: (means over seeds; docs/landcover.md)
-DEFAULT_ARM = f"{INPUT}, {KEEP}"
+#: the ``nlcd`` setting's default arm: the paper's method plus the keep rule with the
+#: product's shares per window, the arm at least NLCD's overall accuracy and impervious F1 on
+#: the held-out pixels of both splits (means over seeds; docs/landcover.md)
+DEFAULT_ARM = f"{PAPER}, {KEEP}, {SHARES}"
 SETTINGS: dict[str, Setting] = {
     "nlcd": Setting(("NLCD",), (
         Arm("hrnet IN", "NLCD", "instance"),
         Arm(PAPER, "NLCD", "instance", filtered=True),
         Arm(f"{PAPER}, {KEEP}", "NLCD", "instance", filtered=True, keep_rule=True),
+        Arm(DEFAULT_ARM, "NLCD", "instance", filtered=True, keep_rule=True,
+            window=KEEP_WINDOW),
         Arm(SR, SOFT, "instance", True, "balanced"),
         Arm(f"{SR}, impervious by share", SOFT, "instance", True, "balanced", share_rule=True),
         Arm(INPUT, "NLCD", "instance", True, product_input=True),
-        Arm(DEFAULT_ARM, "NLCD", "instance", True, product_input=True, keep_rule=True),
+        Arm(f"{INPUT}, {KEEP}", "NLCD", "instance", True, product_input=True, keep_rule=True),
         Arm(f"{INPUT} + label SR", SOFT, "instance", True, product_input=True),
         Arm(f"{INPUT} + label SR, impervious by share", SOFT, "instance", True,
             product_input=True, share_rule=True),

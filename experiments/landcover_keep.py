@@ -43,8 +43,12 @@ def ndvi(image: np.ndarray) -> np.ndarray:
 
 
 def keep_decision(probs: Sequence[np.ndarray], images: Sequence[np.ndarray],
-                  products: Sequence[np.ndarray], learnt: Iterable[int]) -> list[np.ndarray]:
+                  products: Sequence[np.ndarray], learnt: Iterable[int], window: int = 0
+                  ) -> list[np.ndarray]:
     """The rule on each scene's probabilities (``(K, H, W)``), one green cut for all.
+
+    With a ``window``, the other pixels take the product's class shares per window of the
+    scene, anchored at its origin (:mod:`inference.predict.shares`).
 
     ``images`` are the scenes' NAIP bands as read (any scale: NDVI is a ratio); ``learnt``
     the classes the model's training labels hold (:func:`inference.predict.keep.keep_unlearnt`).
@@ -54,7 +58,7 @@ def keep_decision(probs: Sequence[np.ndarray], images: Sequence[np.ndarray],
     learnt = list(learnt)
     greenness = [ndvi(x) for x in images]
     cut = green_cut(greenness, products)
-    return [keep_classes(p, product, g, cut, learnt)
+    return [keep_classes(p, product, g, cut, learnt, window=window)
             for p, g, product in zip(probs, greenness, products, strict=True)]
 
 

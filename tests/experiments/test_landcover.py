@@ -17,6 +17,7 @@ from experiments.naip import NAIP_FOLDER
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from gee_export.core.errors import ConfigError, InputDataError
+from inference.predict.postprocess import KEEP_WINDOW
 
 
 def _scene(name="s", test_from=None, size=64):
@@ -168,9 +169,12 @@ def test_the_arms_losses_weigh_classes_and_read_soft_labels(shared_data):
     assert not ceiling.filtered and not arms[lc.CEILING].filtered
     assert lc.PAPER == lc.SETTINGS["nlcd"].paper == "hrnet IN + filter"
     assert lc.SETTINGS["nlcd"].headline == (lc.DEFAULT_ARM, "NLCD")
-    default = arms[lc.DEFAULT_ARM]  # the paper's method, NLCD input, the keep rule
-    assert default.filtered and default.product_input and default.keep_rule
-    assert replace(default, name=lc.INPUT, keep_rule=False) == arms[lc.INPUT]
+    default = arms[lc.DEFAULT_ARM]  # the paper's method, the keep rule, the product's shares
+    assert default.filtered and default.keep_rule and not default.product_input
+    assert default.window == KEEP_WINDOW and lc.SHARES in lc.DEFAULT_ARM
+    assert replace(default, name=lc.PAPER, keep_rule=False, window=0) == arms[lc.PAPER]
+    kept = arms[f"{lc.INPUT}, {lc.KEEP}"]  # NLCD input and the keep rule, without the shares
+    assert replace(kept, name=lc.INPUT, keep_rule=False) == arms[lc.INPUT]
 
 
 def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
@@ -230,9 +234,11 @@ def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     keep = doc["keep_check"]  # the keep rule without a network, on the GeoBench tiles
     assert len(keep["tiles"]) == 5 and keep["pooled"]["impervious_pixels"] > 0
     assert "| tile | impervious pixels | green cut (NDVI) |" in table
-    kept = doc["settings"]["nlcd"]["arms"][f"{lc.PAPER}, {lc.KEEP}"]
+    arms = doc["settings"]["nlcd"]["arms"]
+    kept = arms[f"{lc.PAPER}, {lc.KEEP}"]
     # the product's impervious cells on patch 0 are roads and roofs: kept, whatever the model
     assert kept["PA"]["impervious"]["mean"] >= 18 / 770
+    assert arms[lc.DEFAULT_ARM]["PA"]["impervious"]["mean"] >= 18 / 770  # with the shares too
 
 
 def test_command_refuses_a_missing_test_folder_in_one_line(tmp_path, capsys):
