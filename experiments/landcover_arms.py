@@ -12,8 +12,8 @@ from experiments.landcover_scenes import SOFT
 from experiments.landcover_train import TRUTH
 from inference.predict.postprocess import KEEP_WINDOW
 
-__all__ = ["CEILING", "DEFAULT_ARM", "INPUT", "KEEP", "PAPER", "SETTINGS", "SHARES", "SR", "Arm",
-           "Setting"]
+__all__ = ["CEILING", "DEFAULT_ARM", "INPUT", "KEEP", "NAIP_WINDOW", "PAPER", "SETTINGS", "SHARES",
+           "SR", "Arm", "Setting"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,9 @@ CEILING = "hrnet IN, true labels"
 KEEP = "product's impervious unless green"
 #: the decision that gives each window the product's class shares (``inference.predict.shares``)
 SHARES = f"product's shares per {KEEP_WINDOW} px window"
+#: the ``naip`` setting's shares window: two cells of its synthetic products (10 px each by
+#: default), as 64 px is about two NLCD cells on the ``nlcd`` tile
+NAIP_WINDOW = 20
 #: the land-cover paper's method: the product as the only label, an IN stem, the filter
 PAPER = "hrnet IN + filter"
 #: the ``nlcd`` setting's default arm: the paper's method plus the keep rule with the
@@ -98,6 +101,11 @@ SETTINGS: dict[str, Setting] = {
             filtered=True),
         Arm("hrnet BN, mode product", "mode product", "batch"),
         Arm("hrnet BN, true labels", TRUTH, "batch"),
+        Arm(f"hrnet BN + filter, confusion product, {KEEP}, product's shares per "
+            f"{NAIP_WINDOW} px window", "confusion product", "batch", filtered=True,
+            keep_rule=True, window=NAIP_WINDOW),
+        Arm(f"hrnet BN, mode product, {KEEP}, product's shares per {NAIP_WINDOW} px window",
+            "mode product", "batch", keep_rule=True, window=NAIP_WINDOW),
     ), ("hrnet BN + filter, confusion product", "confusion product"),
         "hrnet BN + filter, confusion product"),
 }

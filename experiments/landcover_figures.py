@@ -89,7 +89,8 @@ def variant_block(report: dict) -> str:
              if config.get("split") == "patches" else f"--split {config.get('split')}")
     lines = []
     for name, s in report["settings"].items():
-        lines += [f"**{name}**, `{split}`, {len(config['seeds'])} seeds (held-out pixels: "
+        how = split if name == "nlcd" else f"--settings {name}"  # the split is nlcd's only
+        lines += [f"**{name}**, `{how}`, {len(config['seeds'])} seeds (held-out pixels: "
                   f"{held_out_pixels(s)})", "",
                   *class_table(map_rows(s), s["classes_present"], "F1"), ""]
     lines = lines[:-1]  # the note (or the block's end) follows the last table's blank line

@@ -89,16 +89,29 @@ def match_shares(probs: np.ndarray, product: np.ndarray, free: np.ndarray, windo
 
     Returns:
         float32 probabilities: adjusted on the free pixels, the model's elsewhere.
+
+    One row of windows at a time, so the float64 work arrays hold ``window`` rows of the
+    input, not all of them (a predictor strip is hundreds of rows of a wide map).
     """
     if window < 1:
         raise ValueError(f"window must be at least 1 pixel, got {window}")
-    k, h, w = probs.shape
     out = np.array(probs, dtype=np.float32, copy=True)
-    if not free.any():
-        return out
-    shares = window_shares(product, free, k, window)  # (ny, nx, K)
-    p = _blocks(np.maximum(probs.astype(np.float64), FLOOR), window, 1.0)  # (ny, nx, K, n)
-    fb = _blocks(free, window)  # (ny, nx, n)
+    for y in range(0, probs.shape[1], window):
+        rows = slice(y, y + window)
+        if free[rows].any():
+            adjusted = _match_row(probs[:, rows], product[rows], free[rows], window)
+            band = out[:, rows]
+            band[:, free[rows]] = adjusted[:, free[rows]]
+    return out
+
+
+def _match_row(probs: np.ndarray, product: np.ndarray, free: np.ndarray, window: int
+               ) -> np.ndarray:
+    """:func:`match_shares` on one row of windows (float32, every pixel adjusted)."""
+    k, h, w = probs.shape
+    shares = window_shares(product, free, k, window)  # (1, nx, K)
+    p = _blocks(np.maximum(probs.astype(np.float64), FLOOR), window, 1.0)  # (1, nx, K, n)
+    fb = _blocks(free, window)  # (1, nx, n)
     n_free = fb.sum(-1)
     active = n_free > 0
     # a window without free pixels keeps weights of 1 (its pixels are not changed)
@@ -119,6 +132,4 @@ def match_shares(probs: np.ndarray, product: np.ndarray, free: np.ndarray, windo
         active = still
     q = p * weights[..., None]
     q /= q.sum(-2, keepdims=True)
-    adjusted = _unblock(q, h, w, window)
-    out[:, free] = adjusted[:, free].astype(np.float32)
-    return out
+    return _unblock(q, h, w, window).astype(np.float32)

@@ -87,7 +87,7 @@ def test_the_whole_patch_split_is_quoted_from_its_json():
     seconds = data["timing"]["wall_seconds"]
     assert f"took {seconds:,.0f} s of wall time" in " ".join(page[:start].split())
     nlcd, test = data["settings"]["nlcd"], data["test"]
-    text = " ".join(page[end:].split("## What pruning")[0].split())
+    text = " ".join(page[end:].split("### Other tiles")[0].split())
 
     def oa_f1(v: dict) -> str:
         f1 = v["F1"]["impervious"]["mean"]
@@ -116,6 +116,31 @@ def test_the_whole_patch_split_is_quoted_from_its_json():
     assert all(v["OA"]["mean"] < product for arm, v in nlcd["arms"].items()
                if arm != test["model"])
     assert test["f1_model"]["impervious"] >= test["f1_product"]["impervious"]
+
+
+def test_the_synthetic_products_run_is_quoted_from_its_json():
+    """`... landcover_figures lc_naip/metrics.json --variant naip` and what its prose says."""
+    source = figs.variant_source("naip")
+    page = (ROOT / figs.PAGE).read_text(encoding="utf-8")
+    data = json.loads((ROOT / source).read_text(encoding="utf-8"))
+    start, end = page_block(page, source)
+    assert page[start:end] == figs.variant_block(data)
+    assert list(data["settings"]) == ["naip"] and len(data["config"]["seeds"]) == 3
+    assert "--settings naip --out lc_naip" in page
+    assert f"took {data['timing']['wall_seconds']:,.0f} s of wall time" in " ".join(
+        page[:start].split())
+    text = " ".join(page[end:].split("## What pruning")[0].split())
+    prose = re.sub(r"`[^`]*`", " ", text)
+    assert set(DECIMAL.findall(prose)) <= set(DECIMAL.findall(page[start:end]))
+    naip = data["settings"]["naip"]
+    pairs = {"confusion product": "hrnet BN + filter, confusion product",
+             "mode product": "hrnet BN, mode product"}
+    for product, plain in pairs.items():  # "do not lift a network above its product",
+        shared = next(a for a in naip["arms"] if a.startswith(plain + ",") and "shares" in a)
+        assert f"`{shared}`:" in text  # "bring it close and steady it over seeds"
+        oa = {k: naip["arms"][k]["OA"] for k in (plain, shared)}
+        assert oa[plain]["mean"] < oa[shared]["mean"] < naip["products"][product]["OA"]["mean"]
+        assert oa[shared]["std"] < oa[plain]["std"]
 
 
 def test_the_readme_quotes_the_land_cover_figures():
