@@ -38,6 +38,7 @@ import rasterio.errors
 from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
+from rasterio.warp import calculate_default_transform
 from rasterio.windows import Window
 
 from gee_export.contract.bands import LABEL_NODATA, PRODUCT
@@ -161,6 +162,8 @@ def settle(rule: KeepRule, meta: ModelMeta, source: str | RasterSource,
     red_index, nir_index = select_bands(descriptions, [red, nir], band_order)
     if not rule.product:
         rule = from_input(rule, meta, source, descriptions, band_order)
+    else:
+        check_window(rule, source, meta.output_scale)
     cut = sample_green_cut(source, rule.product, rule.table, red_index, nir_index, rule.band)
     if cut is None:
         log.warning("--keep-product %s calls no sampled pixel of the input impervious, or "
@@ -168,6 +171,45 @@ def settle(rule: KeepRule, meta: ModelMeta, source: str | RasterSource,
                     rule.product)
     return replace(rule, green_cut=cut, red=red, nir=nir,
                    learnt=None if learnt is None else tuple(learnt))
+
+
+def product_cell(product: str, crs: Any, pixel: float) -> float | None:
+    """The side of one cell of ``product`` in map pixels of size ``pixel`` in ``crs``.
+
+    A product in another CRS is measured as GDAL would warp it there
+    (``calculate_default_transform``); None when either has no CRS.
+    """
+    with files.open_raster(product) as ds:
+        if ds.crs is None or crs is None:
+            return None
+        if ds.crs == crs:
+            side = abs(ds.transform.a)
+        else:
+            transform, _, _ = calculate_default_transform(ds.crs, crs, ds.width, ds.height,
+                                                          *ds.bounds)
+            side = abs(transform.a)
+    return side / pixel
+
+
+def check_window(rule: KeepRule, source: str | RasterSource, scale: int = 1) -> None:
+    """Warn when ``rule.window`` is far from two cells of its product raster.
+
+    The shares are a neighbourhood's: over one cell they repeat the product's own placement,
+    over many they let the network move classes between places the product tells apart. The
+    default (64 px) is about two NLCD cells on a 1 m map; a product of other cells, or a map of
+    other pixels, wants another window (a power of two, as it divides the output strips).
+    """
+    if not rule.window:
+        return
+    with open_source(source) as ds:
+        crs, pixel = ds.crs, abs(ds.transform.a) / scale
+    cell = product_cell(rule.product, crs, pixel)
+    if cell is None or 1 <= rule.window / cell <= 4:
+        return
+    better = 2 ** max(0, round(math.log2(2 * cell)))
+    log.warning("--keep-window %d spans %.1f cells of the product (one cell is %.3g output "
+                "pixels); its shares are meant for about two cells: consider --keep-window %d",
+                rule.window, rule.window / cell, cell, min(better, 512))
 
 
 def from_input(rule: KeepRule, meta: ModelMeta, source: str | RasterSource,

@@ -219,3 +219,18 @@ def test_the_sample_meets_the_product_where_its_pixels_lie(tmp_path):
     product = write_geotiff(tmp_path / "p.tif", np.where(forest, 41, 23)[None].astype(np.uint8),
                             transform, crs, None)
     assert sample_green_cut(str(stack), str(product), "nlcd", 3, 4) == pytest.approx(0.4)
+
+
+def test_a_window_far_from_two_product_cells_is_warned_about(scene, caplog):
+    """The product's 30 m cells are about 10 px of the 3 m stack: 64 px is six cells."""
+    from inference.predict.keep import KeepRule
+    from inference.predict.keep_inputs import check_window, product_cell
+
+    assert product_cell(str(scene["product"]), "EPSG:32650", RES) == pytest.approx(10, rel=0.1)
+    with caplog.at_level("WARNING", logger="inference.predict.keep_inputs"):
+        check_window(KeepRule(str(scene["product"]), "nlcd", window=16), str(scene["stack"]))
+        assert not caplog.records  # 1.6 cells
+        check_window(KeepRule(str(scene["product"]), "nlcd", window=64), str(scene["stack"]))
+    (record,) = caplog.records
+    assert "--keep-window 64 spans 6." in record.getMessage()
+    assert "consider --keep-window 16" in record.getMessage()
