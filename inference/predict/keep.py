@@ -23,7 +23,8 @@ keeps the product's impervious class where the fine pixels say nothing against i
   the class of the model's probabilities adjusted, per square window of the map, to the
   product's class shares in that window (:mod:`inference.predict.shares`): the product says
   how much of each class a neighbourhood holds, the model where it lies. A window the
-  product gives one class takes that class.
+  product gives one class takes that class, but for impervious: the model's impervious
+  probability is left as it is, so impervious ground the product lacks stays the model's.
 
 Pure array functions: the classes are indices of the model's classes, the product already
 mapped to them (``LABEL_NODATA`` where it says nothing). The experiment applies them to
@@ -233,12 +234,14 @@ def shares(probs: np.ndarray, product: np.ndarray, cut: float | None,
 
     The pixels the rule decides (:func:`decided`) and those where the product says nothing
     are left out of the shares and keep the model's probabilities
-    (:func:`inference.predict.shares.match_shares`).
+    (:func:`inference.predict.shares.match_shares`). The impervious probability stays the
+    model's everywhere (a fixed class): impervious ground the product does not have (built
+    since its year, or too small for its cells) is the model's call, never erased by shares.
     """
     if not window:
         return probs
     free = (product != LABEL_NODATA) & ~decided(product, cut, learnt, impervious)
-    return match_shares(probs, product, free, window)
+    return match_shares(probs, product, free, window, fixed=(impervious,))
 
 
 def decided(product: np.ndarray, cut: float | None, learnt: Iterable[int] | None,

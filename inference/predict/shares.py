@@ -19,7 +19,11 @@ the product and the placement from the network:
   ``w_k = 1`` for every class the window's product holds and ``0`` for the others;
 - a class the product does not name in a window is never mapped there; a window where the
   product names one class becomes that class; pixels that are not free keep the model's
-  probabilities.
+  probabilities;
+- **fixed** classes keep the model's own probability on every pixel: the shares are the
+  product's proportions among the other classes, and they share out the rest of each
+  pixel's probability. The keep rule fixes the impervious class, so that new construction
+  outside the product's developed cells stays the model's call, not the product's.
 
 Each window's weights depend on its own pixels only, and the iteration stops per window
 (when every mean is within :data:`TOLERANCE` of its share, or after :data:`MAX_ITERATIONS`),
@@ -29,6 +33,8 @@ whole window rows. Pure array functions; the keep rule composes them
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -62,33 +68,40 @@ def _unblock(b: np.ndarray, h: int, w: int, window: int) -> np.ndarray:
     return a.transpose(order).reshape(*lead, ny * window, nx * window)[..., :h, :w]
 
 
-def window_shares(product: np.ndarray, free: np.ndarray, classes: int, window: int
-                  ) -> np.ndarray:
+def window_shares(product: np.ndarray, free: np.ndarray, classes: int, window: int,
+                  fixed: Sequence[int] = ()) -> np.ndarray:
     """Each window's product class shares over its free pixels: ``(ny, nx, classes)``.
 
-    A window without free pixels has all-zero shares.
+    The shares are among the classes that are not ``fixed`` (those get 0). A window without
+    free pixels of such classes has all-zero shares.
     """
+    counted = np.ones(classes, bool)
+    counted[list(fixed)] = False
     codes = np.where(free, product, classes).astype(np.int64)
     blocks = _blocks(codes, window)  # padding is 0: masked by the free blocks below
     fb = _blocks(free, window)
     onehot = (blocks[..., None, :] == np.arange(classes)[:, None]) & fb[..., None, :]
-    counts = onehot.sum(-1).astype(np.float64)
+    counts = onehot.sum(-1).astype(np.float64) * counted
     total = counts.sum(-1, keepdims=True)
     return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
 
 
-def match_shares(probs: np.ndarray, product: np.ndarray, free: np.ndarray, window: int
-                 ) -> np.ndarray:
-    """``(K, H, W)`` probabilities whose window means are the product's shares.
+def match_shares(probs: np.ndarray, product: np.ndarray, free: np.ndarray, window: int,
+                 fixed: Sequence[int] = ()) -> np.ndarray:
+    """``(K, H, W)`` probabilities whose window means follow the product's shares.
 
     Args:
         probs: the model's probabilities (any float dtype; not changed).
         product: the product's classes on the same pixels (indices of the model's classes).
         free: the pixels the rule adjusts (and whose product classes give the shares).
         window: the window side in pixels (at least 1).
+        fixed: classes whose probabilities stay the model's; the window means of the others
+            are the product's shares among them times the window's mean probability left
+            to them.
 
     Returns:
-        float32 probabilities: adjusted on the free pixels, the model's elsewhere.
+        float32 probabilities: adjusted on the free pixels, the model's elsewhere (and in a
+        window whose free pixels the product gives only fixed classes).
 
     One row of windows at a time, so the float64 work arrays hold ``window`` rows of the
     input, not all of them (a predictor strip is hundreds of rows of a wide map).
@@ -99,37 +112,56 @@ def match_shares(probs: np.ndarray, product: np.ndarray, free: np.ndarray, windo
     for y in range(0, probs.shape[1], window):
         rows = slice(y, y + window)
         if free[rows].any():
-            adjusted = _match_row(probs[:, rows], product[rows], free[rows], window)
+            adjusted = _match_row(probs[:, rows], product[rows], free[rows], window, fixed)
             band = out[:, rows]
             band[:, free[rows]] = adjusted[:, free[rows]]
     return out
 
 
-def _match_row(probs: np.ndarray, product: np.ndarray, free: np.ndarray, window: int
-               ) -> np.ndarray:
+def _match_row(probs: np.ndarray, product: np.ndarray, free: np.ndarray, window: int,
+               fixed: Sequence[int]) -> np.ndarray:
     """:func:`match_shares` on one row of windows (float32, every pixel adjusted)."""
     k, h, w = probs.shape
-    shares = window_shares(product, free, k, window)  # (1, nx, K)
-    p = _blocks(np.maximum(probs.astype(np.float64), FLOOR), window, 1.0)  # (1, nx, K, n)
+    moving = np.ones(k, bool)
+    moving[list(fixed)] = False
+    shares = window_shares(product, free, k, window, fixed)  # (1, nx, K), 0 on fixed
+    p = np.maximum(probs.astype(np.float64), FLOOR)
+    p /= p.sum(0, keepdims=True)
+    p = _blocks(p, window, 1.0)  # (1, nx, K, n)
     fb = _blocks(free, window)  # (1, nx, n)
     n_free = fb.sum(-1)
-    active = n_free > 0
-    # a window without free pixels keeps weights of 1 (its pixels are not changed)
-    weights = np.where(active[..., None], shares > 0, True).astype(np.float64)
+    left = p[..., moving, :].sum(-2)  # (1, nx, n): what the fixed classes leave
+    active = (n_free > 0) & (shares.sum(-1) > 0)
+    # the moving classes' target means: their shares of what the fixed classes leave
+    room = (left * fb).sum(-1) / np.maximum(n_free, 1)
+    target_all = shares * room[..., None]
+    # a window with nothing to share keeps weights of 1 (its pixels are not changed)
+    weights = np.where(active[..., None], (shares > 0) | ~moving, True).astype(np.float64)
     for _ in range(MAX_ITERATIONS):
         if not active.any():
             break
-        q = p[active] * weights[active][..., None]
-        q /= q.sum(-2, keepdims=True)
+        q = _weighted(p[active], weights[active], left[active], moving)
         mean = (q * fb[active][:, None, :]).sum(-1) / n_free[active][:, None]
-        target = shares[active]
-        done = np.abs(mean - target).max(-1) < TOLERANCE
-        ratio = np.divide(target, mean, out=np.zeros_like(mean), where=mean > 0)
+        target = target_all[active]
+        done = np.abs(mean - target)[:, moving].max(-1) < TOLERANCE
+        ratio = np.divide(target, mean, out=np.ones_like(mean), where=mean > 0)
+        ratio[:, ~moving] = 1.0
         step = np.where(done[:, None], weights[active], weights[active] * ratio)
         weights[active] = step
         still = active.copy()
         still[active] = ~done
         active = still
-    q = p * weights[..., None]
-    q /= q.sum(-2, keepdims=True)
+    q = _weighted(p, weights, left, moving)
     return _unblock(q, h, w, window).astype(np.float32)
+
+
+def _weighted(p: np.ndarray, weights: np.ndarray, left: np.ndarray, moving: np.ndarray
+              ) -> np.ndarray:
+    """``(..., K, n)`` probabilities: fixed classes as given, moving ones weighted.
+
+    The moving classes are scaled to sum to what the fixed ones ``left``.
+    """
+    q = p * weights[..., None]
+    mass = q[..., moving, :].sum(-2, keepdims=True)
+    scale = np.divide(left[..., None, :], mass, out=np.zeros_like(mass), where=mass > 0)
+    return np.where(moving[:, None], q * scale, p)

@@ -131,7 +131,9 @@ def test_with_a_window_the_other_pixels_take_the_products_shares():
     assert (shared[~free] == plain[~free]).all()  # the decided pixels: as without a window
     out = keep_probabilities(probs.copy(), product, greenness, 0.4, learnt, window=4)
     assert (out.argmax(0) == shared).all()
-    assert out[GRASS][free].mean() == pytest.approx(0.5, abs=1e-3)  # the product's share
+    # the product's share (one half) of what the model's impervious probability leaves
+    assert out[GRASS][free].mean() == pytest.approx(0.5 * (1 - out[IMPERVIOUS][free].mean()),
+                                                    abs=1e-3)
 
 
 def test_the_rule_records_its_window_and_refuses_a_negative_one():
@@ -141,3 +143,17 @@ def test_the_rule_records_its_window_and_refuses_a_negative_one():
     assert '"window": 64' in KeepRule("p.tif", "nlcd", window=64).describe()
     with pytest.raises(ConfigError, match="--keep-window"):
         KeepRule("p.tif", "nlcd", window=-1)
+
+
+def test_with_a_window_impervious_ground_the_product_lacks_stays_the_models():
+    # a forest square of the product with a new road the model sees: the shares give the
+    # square's other pixels woodland, and the road, whose impervious probability is more than
+    # the rest together, stays impervious
+    probs = np.full((K, 4, 4), 0.01, np.float32)
+    probs[GRASS] = 0.25
+    probs[WOOD] = 0.1
+    probs[IMPERVIOUS, 1] = 0.6
+    product = np.full((4, 4), WOOD, np.uint8)
+    classes = keep_classes(probs, product, np.full((4, 4), 0.8), 0.4, None, window=4)
+    assert (classes[1] == IMPERVIOUS).all()
+    assert (np.delete(classes, 1, axis=0) == WOOD).all()

@@ -142,7 +142,8 @@ def test_the_green_cut_and_the_map_do_not_depend_on_the_tile(scene):
 
 
 def test_with_a_window_the_products_shares_decide_the_rest(scene):
-    """4 px windows (12 m) inside one 30 m cell take its class where the model disagrees."""
+    """4 px windows (12 m) inside one 30 m cell take its class where the model disagrees,
+    but where the model is sure of impervious ground."""
     plain = _keep(scene, "window0")
     classes, prob, rule, _ = _keep(scene, "window4", window="4")
     assert rule["window"] == 4 and "window" not in plain[2]
@@ -156,10 +157,12 @@ def test_with_a_window_the_products_shares_decide_the_rest(scene):
             block = under[y:y + 4, x:x + 4]
             if clear[y:y + 4, x:x + 4].all() and (block == block[0, 0]).all():
                 inside[y:y + 4, x:x + 4] = block[0, 0] in (WOOD, GRASS)
-    assert ((under == GRASS) & inside).any()
-    assert (classes[inside] == under[inside]).all()  # the product's class ...
-    assert (plain[0][inside & (under == GRASS)] != GRASS).all()  # ... which the model missed
-    assert (prob[inside] == 0).all()  # impervious: no share there
+    bright = scene["bright"]  # where the model is sure of impervious ground: kept, its call
+    assert ((under == GRASS) & inside & ~bright).any() and (inside & bright).any()
+    assert (classes[inside] == np.where(bright, IMP, under)[inside]).all()  # the product's
+    assert (plain[0][inside & (under == GRASS)] != GRASS).all()  # class, the model missed
+    # the impervious probability stays the model's (to the COG's rounding)
+    assert np.abs(prob[inside].astype(int) - plain[1][inside].astype(int)).max() <= 1
     again = _keep(scene, "window4_tile64", "64", window="4")  # nor does it depend on the tile
     assert (again[0] == classes).all() and (again[1] == prob).all()
 

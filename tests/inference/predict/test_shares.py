@@ -104,3 +104,25 @@ def test_a_window_is_at_least_one_pixel():
     probs = _probs(4, 4)
     with pytest.raises(ValueError, match="at least 1"):
         match_shares(probs, np.zeros((4, 4), np.uint8), np.ones((4, 4), bool), 0)
+
+
+def test_a_fixed_class_keeps_the_models_probability_and_the_others_share_the_rest():
+    h = w = 16
+    probs = _probs(h, w, 4)
+    imp = LANDCOVER_CLASSES.index("impervious")
+    probs[imp, 2:5, 2:5] = 50.0  # the model is sure of a small building the product lacks
+    probs /= probs.sum(0)
+    product = np.full((h, w), WOOD, np.uint8)
+    product[8:] = GRASS
+    free = np.ones((h, w), bool)
+    out = match_shares(probs, product, free, 16, fixed=(imp,))
+    assert np.allclose(out[imp], np.maximum(probs[imp], 1e-6) / np.maximum(probs, 1e-6).sum(0),
+                       atol=1e-6)
+    assert (out.argmax(0)[2:5, 2:5] == imp).all()  # the model's call, not erased
+    assert np.allclose(out.sum(0), 1.0, atol=1e-5)
+    left = 1 - out[imp].mean()  # the other classes: half woodland, half grassland of the rest
+    assert out[WOOD].mean() == pytest.approx(left / 2, abs=2 * TOLERANCE)
+    assert out[GRASS].mean() == pytest.approx(left / 2, abs=2 * TOLERANCE)
+    # a window whose product holds only fixed classes is the model's, renormalised
+    only = match_shares(probs, np.full((h, w), imp, np.uint8), free, 16, fixed=(imp,))
+    assert np.allclose(only, probs, atol=1e-6)
