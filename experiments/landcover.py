@@ -248,7 +248,8 @@ class LandCoverConfig:
         d.update(setting=setting, fold=fold, seed=seed,
                  arms=[asdict(a) for a in SETTINGS[setting].arms],
                  stored="maps and impervious scores",  # run files without scores: redone
-                 keep="impervious unless green, unlearnt classes, shares")  # older rules' maps
+                 # the decision rules' version: maps of an older rule are redone
+                 keep="impervious unless green, unlearnt classes, shares, impervious fixed")
         return json_digest(d, 16)
 
 
