@@ -74,13 +74,19 @@ def test_the_command_writes_the_json_and_the_block(tmp_path, capsys):
     assert "not an experiments.landcover metrics.json" in capsys.readouterr().err
 
 
-def test_the_whole_patch_split_is_quoted_from_its_json():
-    """`... landcover_figures lc_patches/metrics.json --variant patches` and the prose."""
-    source = figs.variant_source("patches")
+def _variant(name: str) -> tuple[str, dict, int, int]:
+    """The page, a variant run's committed JSON and its block's bounds (checked equal)."""
+    source = figs.variant_source(name)
     page = (ROOT / figs.PAGE).read_text(encoding="utf-8")
     data = json.loads((ROOT / source).read_text(encoding="utf-8"))
     start, end = page_block(page, source)
     assert page[start:end] == figs.variant_block(data)
+    return page, data, start, end
+
+
+def test_the_whole_patch_split_is_quoted_from_its_json():
+    """`... landcover_figures lc_patches/metrics.json --variant patches` and the prose."""
+    page, data, start, end = _variant("patches")
     assert data["config"]["split"] == "patches"
     assert data["config"]["groups"] == [[0, 4], [1, 5], [2, 6], [3, 7]]
     assert "--split patches --groups 0,4 1,5 2,6 3,7 --out lc_patches" in page
@@ -120,11 +126,7 @@ def test_the_whole_patch_split_is_quoted_from_its_json():
 
 def test_the_synthetic_products_run_is_quoted_from_its_json():
     """`... landcover_figures lc_naip/metrics.json --variant naip` and what its prose says."""
-    source = figs.variant_source("naip")
-    page = (ROOT / figs.PAGE).read_text(encoding="utf-8")
-    data = json.loads((ROOT / source).read_text(encoding="utf-8"))
-    start, end = page_block(page, source)
-    assert page[start:end] == figs.variant_block(data)
+    page, data, start, end = _variant("naip")
     assert list(data["settings"]) == ["naip"] and len(data["config"]["seeds"]) == 3
     assert "--settings naip --out lc_naip" in page
     assert f"took {data['timing']['wall_seconds']:,.0f} s of wall time" in " ".join(
