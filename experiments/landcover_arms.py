@@ -67,8 +67,17 @@ INPUT = "hrnet IN + filter + NLCD input"
 CEILING = "hrnet IN, true labels"
 #: the decision that keeps the product's impervious class (``experiments.landcover_keep``)
 KEEP = "product's impervious unless green"
-#: the decision that gives each window the product's class shares (``inference.predict.shares``)
-SHARES = f"product's shares per {KEEP_WINDOW} px window"
+
+
+def shares(window: int) -> str:
+    """An arm's name for the decision that gives each window the product's class shares.
+
+    The decision is :mod:`inference.predict.shares` with ``window`` px windows.
+    """
+    return f"product's shares per {window} px window"
+
+
+SHARES = shares(KEEP_WINDOW)
 #: the ``naip`` setting's shares window: two cells of its synthetic products (10 px each by
 #: default), as 64 px is about two NLCD cells on the ``nlcd`` tile
 NAIP_WINDOW = 20
@@ -101,11 +110,10 @@ SETTINGS: dict[str, Setting] = {
             filtered=True),
         Arm("hrnet BN, mode product", "mode product", "batch"),
         Arm("hrnet BN, true labels", TRUTH, "batch"),
-        Arm(f"hrnet BN + filter, confusion product, {KEEP}, product's shares per "
-            f"{NAIP_WINDOW} px window", "confusion product", "batch", filtered=True,
+        Arm(f"hrnet BN + filter, confusion product, {KEEP}, {shares(NAIP_WINDOW)}",
+            "confusion product", "batch", filtered=True, keep_rule=True, window=NAIP_WINDOW),
+        Arm(f"hrnet BN, mode product, {KEEP}, {shares(NAIP_WINDOW)}", "mode product", "batch",
             keep_rule=True, window=NAIP_WINDOW),
-        Arm(f"hrnet BN, mode product, {KEEP}, product's shares per {NAIP_WINDOW} px window",
-            "mode product", "batch", keep_rule=True, window=NAIP_WINDOW),
     ), ("hrnet BN + filter, confusion product", "confusion product"),
         "hrnet BN + filter, confusion product"),
 }

@@ -158,12 +158,12 @@ def settle(rule: KeepRule, meta: ModelMeta, source: str | RasterSource,
                     "impervious pixels unless green, but not the product's classes the "
                     "model never learnt")
     with open_source(source) as ds:
-        descriptions = ds.descriptions
+        descriptions, crs, pixel = ds.descriptions, ds.crs, abs(ds.transform.a)
     red_index, nir_index = select_bands(descriptions, [red, nir], band_order)
     if not rule.product:
         rule = from_input(rule, meta, source, descriptions, band_order)
     else:
-        check_window(rule, source, meta.output_scale)
+        check_window(rule, crs, pixel / meta.output_scale)
     cut = sample_green_cut(source, rule.product, rule.table, red_index, nir_index, rule.band)
     if cut is None:
         log.warning("--keep-product %s calls no sampled pixel of the input impervious, or "
@@ -191,18 +191,17 @@ def product_cell(product: str, crs: Any, pixel: float) -> float | None:
     return side / pixel
 
 
-def check_window(rule: KeepRule, source: str | RasterSource, scale: int = 1) -> None:
+def check_window(rule: KeepRule, crs: Any, pixel: float) -> None:
     """Warn when ``rule.window`` is far from two cells of its product raster.
 
-    The shares are a neighbourhood's: over one cell they repeat the product's own placement,
-    over many they let the network move classes between places the product tells apart. The
-    default (64 px) is about two NLCD cells on a 1 m map; a product of other cells, or a map of
-    other pixels, wants another window (a power of two, as it divides the output strips).
+    ``crs`` and ``pixel`` are the map's (an output pixel's side). The shares are a
+    neighbourhood's: over one cell they repeat the product's own placement, over many they
+    let the network move classes between places the product tells apart. The default (64 px)
+    is about two NLCD cells on a 1 m map; a product of other cells, or a map of other pixels,
+    wants another window (a power of two, as it divides the output strips).
     """
     if not rule.window:
         return
-    with open_source(source) as ds:
-        crs, pixel = ds.crs, abs(ds.transform.a) / scale
     cell = product_cell(rule.product, crs, pixel)
     if cell is None or 1 <= rule.window / cell <= 4:
         return

@@ -231,9 +231,9 @@ def test_a_window_far_from_two_product_cells_is_warned_about(scene, caplog):
 
     assert product_cell(str(scene["product"]), "EPSG:32650", RES) == pytest.approx(10, rel=0.1)
     with caplog.at_level("WARNING", logger="inference.predict.keep_inputs"):
-        check_window(KeepRule(str(scene["product"]), "nlcd", window=16), str(scene["stack"]))
+        check_window(KeepRule(str(scene["product"]), "nlcd", window=16), "EPSG:32650", RES)
         assert not caplog.records  # 1.6 cells
-        check_window(KeepRule(str(scene["product"]), "nlcd", window=64), str(scene["stack"]))
+        check_window(KeepRule(str(scene["product"]), "nlcd", window=64), "EPSG:32650", RES)
     (record,) = caplog.records
     assert "--keep-window 64 spans 6." in record.getMessage()
     assert "consider --keep-window 16" in record.getMessage()
