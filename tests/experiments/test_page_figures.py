@@ -217,7 +217,7 @@ def test_the_balanced_sampling_prose_quotes_its_table_and_seeds():
         assert runs["unet-s2-flips"] == flips["runs"][tile]["unet-s2-flips"]
     assert metrics["budget"]["iterations"] == 450
     text = " ".join(page.split())
-    assert f"the JSON's `seconds` ({metrics['seconds']:,.0f}) is the scoring's" in text
+    assert f"took {metrics['seconds']:,.0f} s of wall time (`seconds` in the JSON)" in text
     prose = _prose(page, "### Balanced sampling", "### The default command")
     assert _unmatched(prose, derived) == []
 
