@@ -43,6 +43,8 @@ narrow for CPU minutes) is trained in every arm:
   method may also give every other pixel the product's class shares per window
   (:mod:`inference.predict.shares`). The ``test`` block's model is :data:`DEFAULT_ARM`,
   the paper's method (:data:`PAPER`) plus the keep rule with the product's shares;
+  ``--windows`` adds its decision at other windows (the same models), to show how much its
+  figures depend on the window;
 - on the true 1 m labels of the training pixels (the ceiling: what the imagery, network
   and budget allow at all; ``nlcd`` adds class weights there too), which tells a target
   that the coarse labels miss from one that the budget misses.
@@ -90,6 +92,7 @@ from experiments.landcover_arms import (
     SR,
     Arm,
     Setting,
+    with_windows,
 )
 from experiments.landcover_keep import keep_check, keep_decision
 from experiments.landcover_points import draw_points
@@ -137,7 +140,7 @@ __all__ = ["CEILING", "DEFAULT_ARM", "INPUT", "KEEP", "PAPER", "SETTINGS", "SHAR
            "Arm",
            "CropDataset", "LandCoverConfig", "Scene", "Setting",
            "filter_labels", "load_folds", "main", "model_input", "naip_folds", "nlcd_folds",
-           "predict_windows", "run_experiment"]
+           "predict_windows", "run_experiment", "with_windows"]
 
 log = logging.getLogger(__name__)
 K = len(LANDCOVER_CLASSES)
@@ -177,6 +180,8 @@ class LandCoverConfig:
             30 m cell) and the weight of its term.
         points_per_stratum / points_seed: the point sample's minimum per stratum (it draws
             that many times the strata in all) and its seed.
+        windows: more shares windows (px) for the default arm's decision in ``nlcd``
+            (:func:`experiments.landcover_arms.with_windows`: the same models, more arms).
     """
 
     data_dir: str = field(default_factory=lambda: str(sample_folder(CHESAPEAKE_FOLDER)))
@@ -207,6 +212,7 @@ class LandCoverConfig:
     composition_weight: float = 1.0
     points_per_stratum: int = 50
     points_seed: int = 0
+    windows: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -232,10 +238,17 @@ class LandCoverConfig:
         if self.weight_cap < 1 or self.composition_block < 1 or self.composition_weight < 0:
             problems.append("--weight-cap must be >= 1, the composition block >= 1 px and its "
                             "weight >= 0")
+        if any(w < 1 for w in self.windows):
+            problems.append("--windows takes window sides of at least 1 px")
         if self.points_per_stratum < 2:
             problems.append("--points-per-stratum must be >= 2 (a variance per stratum)")
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def spec(self, setting: str) -> Setting:
+        """The setting's products and arms, with :attr:`windows`'s arms in ``nlcd``."""
+        spec = SETTINGS[setting]
+        return with_windows(spec, self.windows) if setting == "nlcd" else spec
 
     def key(self, setting: str, fold: int, seed: int) -> str:
         """The digest of what a (setting, fold, seed) run depends on, not the other setting's."""
@@ -244,9 +257,9 @@ class LandCoverConfig:
                  "naip": ("data_dir", "test_dir", "split", "groups", "nlcd_crop", "nlcd_batch",
                           "nlcd_iterations", "composition_block", "composition_weight")}[setting]
         d = {k: v for k, v in asdict(self).items()
-             if k not in ("seeds", "settings", *other)}
+             if k not in ("seeds", "settings", "windows", *other)}
         d.update(setting=setting, fold=fold, seed=seed,
-                 arms=[asdict(a) for a in SETTINGS[setting].arms],
+                 arms=[asdict(a) for a in self.spec(setting).arms],
                  stored="maps and impervious scores",  # run files without scores: redone
                  # the decision rules' version: maps of an older rule are redone
                  keep="impervious unless green, unlearnt classes, shares, impervious fixed")
@@ -288,7 +301,7 @@ def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: 
     filter's chips, training seconds) and each arm's maps of the fold's held-out scenes,
     with its impervious probability on their scored pixels under ``arm + SCORE``.
     """
-    spec = SETTINGS[setting]
+    spec = cfg.spec(setting)
     pixels = np.concatenate([s.image[:, ~s.test] for s in scenes], axis=1)
     mean, std = pixels.mean(1), np.maximum(pixels.std(1), 1e-6)
     window = cfg.nlcd_crop if setting == "nlcd" else cfg.naip_crop
@@ -395,7 +408,7 @@ def _worker_init(threads: int) -> None:
 def _seed_record(cfg: LandCoverConfig, setting: str, folds: Sequence[Sequence[Scene]],
                  seed: int, out: Path) -> dict:
     """A seed's folds as one record: confusion summed, each arm's classes at the points."""
-    spec = SETTINGS[setting]
+    spec = cfg.spec(setting)
     scored = scored_scenes(folds)
     record: dict = {"seed": seed, "confusion": {}, "filter": {}, "seconds": {}, "points": {}}
     maps: dict[str, list[np.ndarray]] = {a.name: [] for a in spec.arms}
@@ -451,8 +464,8 @@ def run_experiment(cfg: LandCoverConfig, out: str | Path, jobs: int = 1,
             _unit(cfg, s, f, seed, folds[s][f], out)
     runs = {s: [_seed_record(cfg, s, folds[s], seed, out) for seed in cfg.seeds]
             for s in cfg.settings}
-    report = summarize(asdict(cfg), SETTINGS, {s: scored_scenes(f) for s, f in folds.items()},
-                       runs)
+    report = summarize(asdict(cfg), {s: cfg.spec(s) for s in cfg.settings},
+                       {s: scored_scenes(f) for s, f in folds.items()}, runs)
     if "nlcd" in cfg.settings and cfg.naip_dir and Path(cfg.naip_dir).is_dir():
         report["keep_check"] = keep_check(cfg.naip_dir)
     for s, f in folds.items():
@@ -503,6 +516,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--points-per-stratum", type=int,
                    default=d["points_per_stratum"].default,
                    help="points per stratum of the point sample (strata: the product's classes)")
+    p.add_argument("--windows", type=int, nargs="+", default=[], metavar="PX",
+                   help="nlcd: also decide with the default arm's rule at these shares "
+                   "windows (px; the same models, no more training)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="(setting, fold, seed) runs at once, each its own process")
     add_threads_argument(p)
@@ -541,7 +557,7 @@ def _run(a: argparse.Namespace) -> int:
                           seeds=tuple(a.seeds), model=model,
                           nlcd_iterations=a.nlcd_iterations, naip_iterations=a.naip_iterations,
                           lr=a.lr, weight_cap=a.weight_cap, product_oa=a.product_oa,
-                          points_per_stratum=a.points_per_stratum)
+                          points_per_stratum=a.points_per_stratum, windows=tuple(a.windows))
     check_output_folder("--out", a.out)
     load_folds(cfg)  # every input checked before the first training
     report = run_experiment(cfg, a.out, a.jobs, a.threads)

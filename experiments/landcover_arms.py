@@ -6,14 +6,15 @@ stays small; that module re-exports every name here. docs/landcover.md has the a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from experiments.landcover_scenes import SOFT
 from experiments.landcover_train import TRUTH
 from inference.predict.postprocess import KEEP_WINDOW
 
 __all__ = ["CEILING", "DEFAULT_ARM", "INPUT", "KEEP", "NAIP_WINDOW", "PAPER", "SETTINGS", "SHARES",
-           "SR", "Arm", "Setting"]
+           "SR", "Arm", "Setting", "with_windows"]
 
 
 @dataclass(frozen=True)
@@ -117,3 +118,22 @@ SETTINGS: dict[str, Setting] = {
     ), ("hrnet BN + filter, confusion product", "confusion product"),
         "hrnet BN + filter, confusion product"),
 }
+
+
+def with_windows(spec: Setting, windows: Sequence[int]) -> Setting:
+    """``spec`` with its default arm's decision at more shares windows, right after it.
+
+    Each added arm is the default arm with another ``window`` (named by :func:`shares`): the
+    same model decided differently, so it costs no training. They measure how much the
+    default arm's figures depend on the window it was given. A window equal to the default
+    arm's adds nothing; a setting whose default arm has no window is returned unchanged.
+    """
+    default = next(a for a in spec.arms if a.name == spec.headline[0])
+    suffix = shares(default.window)
+    if not default.window or not default.name.endswith(suffix):
+        return spec
+    stem = default.name.removesuffix(suffix)
+    extra = tuple(replace(default, name=stem + shares(w), window=w)
+                  for w in sorted(set(windows)) if w != default.window)
+    at = spec.arms.index(default) + 1
+    return replace(spec, arms=spec.arms[:at] + extra + spec.arms[at:])

@@ -34,6 +34,7 @@ from experiments.landcover_report import (
     held_out_pixels,
     map_rows,
     report_table,
+    window_table,
 )
 from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
 from gee_export.core.errors import InputDataError
@@ -93,6 +94,8 @@ def variant_block(report: dict) -> str:
         lines += [f"**{name}**, `{how}`, {len(config['seeds'])} seeds (held-out pixels: "
                   f"{held_out_pixels(s)})", "",
                   *class_table(map_rows(s), s["classes_present"], "F1"), ""]
+        if "windows" in s:
+            lines += [*window_table(s, report["test"]["product"]), ""]
     lines = lines[:-1]  # the note (or the block's end) follows the last table's blank line
     lines += notes(lines, NO_SPREAD_NOTE)
     return "\n" + "\n".join(lines) + "\n\n"

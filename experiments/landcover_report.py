@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -147,6 +148,9 @@ def summarize(config: dict, specs: Mapping[str, Any], scenes: Mapping[str, Seque
                                                           for r in records]))
                                    for a in spec.arms},
             "per_seed_confusion": {str(r["seed"]): r["confusion"] for r in records}}
+        windows = default_windows(spec)
+        if len(windows) > 1:
+            settings[name]["windows"] = windows
         if "impervious" in present:
             settings[name]["impervious_ranking"] = {
                 "brightness": brightness_ranking(sc),
@@ -168,6 +172,37 @@ def summarize(config: dict, specs: Mapping[str, Any], scenes: Mapping[str, Seque
                       "f1_model": {c: v["mean"] for c, v in
                                    head["arms"][specs[first].paper]["F1"].items()}}}
     return {"config": config, "test": test, "settings": settings}
+
+
+def default_windows(spec: Any) -> dict[str, str]:
+    """``{window: arm}`` of the arms that are the default arm with another shares window.
+
+    The default arm among them; none when it decides without a window. These arms share its
+    model (``experiments.landcover_arms.with_windows``).
+    """
+    default = next(a for a in spec.arms if a.name == spec.headline[0])
+    if not getattr(default, "window", 0):
+        return {}
+    same = replace(default, name="", window=0)
+    return {str(a.window): a.name for a in sorted(spec.arms, key=lambda a: a.window)
+            if a.window and replace(a, name="", window=0) == same}
+
+
+def window_table(setting: dict, product: str) -> list[str]:
+    """The default arm's OA and impervious F1 at each shares window, beside ``product``'s."""
+    base = setting["products"][product]["OA"]["mean"]
+    lines = [f"The default arm's decision at each shares window (the same models; "
+             f"`--windows`), %: OA mean ± std over seeds, each seed's OA, the mean's "
+             f"difference to {product}'s OA ({100 * base:.1f} %), impervious F1", "",
+             "| window | OA | OA per seed | OA - " + product + " | F1 impervious |",
+             "|---|---|---|---|---|"]
+    for window, arm in setting["windows"].items():
+        v = setting["arms"][arm]
+        seeds = ", ".join(f"{100 * x:.1f}" for x in v["OA"]["per_seed"])
+        imp = cell(v["F1"]["impervious"]) if "impervious" in v["F1"] else "n/a"
+        lines.append(f"| {window} px | {cell(v['OA'])} | {seeds} | "
+                     f"{100 * (v['OA']['mean'] - base):+.1f} | {imp} |")
+    return lines
 
 
 def point_headline(points: dict, arm: str, product: str) -> dict:
@@ -245,6 +280,8 @@ def report_table(report: dict) -> str:
             lines += [*ranking_table(s["impervious_ranking"]), ""]
         for what in ("F1", "PA", "UA"):
             lines += [*class_table(rows, present, what), ""]
+        if "windows" in s:
+            lines += [*window_table(s, report["test"]["product"]), ""]
         if "points" in s:
             lines += [*point_table(s["points"], rows, present), ""]
         for seed, f in s["filter"].items():

@@ -241,10 +241,64 @@ def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     assert arms[lc.DEFAULT_ARM]["PA"]["impervious"]["mean"] >= 18 / 770  # with the shares too
 
 
+def test_more_windows_add_arms_of_the_default_model_only_in_nlcd():
+    nlcd, naip = lc.SETTINGS["nlcd"], lc.SETTINGS["naip"]
+    spec = lc.with_windows(nlcd, [128, 16, KEEP_WINDOW, 16])
+    names = [a.name for a in spec.arms]
+    at = names.index(lc.DEFAULT_ARM)
+    assert names[at + 1:at + 3] == [lc.DEFAULT_ARM.replace(f"{KEEP_WINDOW} px", f"{w} px")
+                                    for w in (16, 128)]
+    assert [a for a in spec.arms if a.name not in names[at + 1:at + 3]] == list(nlcd.arms)
+    default = spec.arms[at]
+    assert all(replace(a, name=default.name, window=default.window) == default
+               for a in spec.arms[at + 1:at + 3])  # the default arm's model, another window
+    assert lc.with_windows(nlcd, [KEEP_WINDOW]) == nlcd
+    assert lc.with_windows(naip, [16]) == naip  # its default arm has no window
+    cfg = lc.LandCoverConfig(data_dir="d", naip_dir="n", windows=(16,))
+    assert cfg.spec("nlcd") == lc.with_windows(nlcd, [16]) and cfg.spec("naip") == naip
+    plain = lc.LandCoverConfig(data_dir="d", naip_dir="n")
+    assert cfg.key("nlcd", 0, 0) != plain.key("nlcd", 0, 0)  # the runs hold more maps
+    assert cfg.key("naip", 0, 0) == plain.key("naip", 0, 0)
+
+
+def test_the_window_arms_share_the_default_model_and_get_their_table(shared_data, tmp_path):
+    cfg = lc.LandCoverConfig(
+        data_dir=str(shared_data / CHESAPEAKE_FOLDER), naip_dir="", seeds=(0,),
+        split="patches", groups=((0,),), windows=(16, 128),
+        model={"width": 2, "stem_width": 4, "stage1_width": 2, "modules": [1, 1, 1],
+               "blocks": 1}, nlcd_iterations=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        report = lc.run_experiment(cfg, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    nlcd = report["settings"]["nlcd"]
+    names = {w: lc.DEFAULT_ARM.replace(f"{KEEP_WINDOW} px", f"{w} px")
+             for w in (16, KEEP_WINDOW, 128)}
+    assert nlcd["windows"] == {str(w): a for w, a in names.items()}
+    with np.load(tmp_path / "runs" / "nlcd_fold0_seed0.npz") as z:
+        score = z[f"{lc.DEFAULT_ARM}{lc.SCORE}|0"]
+        for arm in names.values():  # one model: the same impervious probability
+            assert np.array_equal(z[f"{arm}{lc.SCORE}|0"], score)
+    table = (tmp_path / "comparison.md").read_text()
+    assert "| window | OA | OA per seed | OA - NLCD | F1 impervious |" in table
+    for w, arm in names.items():
+        oa = nlcd["arms"][arm]["OA"]["mean"]
+        assert f"| {w} px | {100 * oa:.1f} (n.i.) | {100 * oa:.1f} |" in table
+
+
 def test_command_refuses_a_missing_test_folder_in_one_line(tmp_path, capsys):
     assert lc.main(["--test", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "--test" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_command_refuses_a_window_under_one_pixel(tmp_path, capsys):
+    assert lc.main(["--windows", "0", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--windows" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 

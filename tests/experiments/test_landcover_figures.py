@@ -89,7 +89,8 @@ def test_the_whole_patch_split_is_quoted_from_its_json():
     page, data, start, end = _variant("patches")
     assert data["config"]["split"] == "patches"
     assert data["config"]["groups"] == [[0, 4], [1, 5], [2, 6], [3, 7]]
-    assert "--split patches --groups 0,4 1,5 2,6 3,7 --out lc_patches" in page
+    assert "--split patches --groups 0,4 1,5 2,6 3,7 --windows 16 32 128 256 --out lc_patches" in (
+        " ".join(page.replace("\\\n", " ").split()))
     seconds = data["timing"]["wall_seconds"]
     assert f"took {seconds:,.0f} s of wall time" in " ".join(page[:start].split())
     nlcd, test = data["settings"]["nlcd"], data["test"]
@@ -117,11 +118,24 @@ def test_the_whole_patch_split_is_quoted_from_its_json():
     assert set(DECIMAL.findall(prose)) <= set(DECIMAL.findall(page[start:end])) | derived
     ceiling = nlcd["arms"]["hrnet IN, true labels"]["OA"]["mean"]
     assert all(v["OA"]["mean"] > ceiling for arm, v in nlcd["arms"].items() if "true" not in arm)
-    # "the one arm above NLCD's overall accuracy", with NLCD's impervious F1
+    # "above NLCD's overall accuracy", with NLCD's impervious F1, and "the only arms above
+    # NLCD are the paper's network given NLCD's shares"
     assert above > 0 and min(default["per_seed"]) > product
+    windows = nlcd["windows"]
+    assert test["model"] in windows.values()
     assert all(v["OA"]["mean"] < product for arm, v in nlcd["arms"].items()
-               if arm != test["model"])
+               if arm not in windows.values())
     assert test["f1_model"]["impervious"] >= test["f1_product"]["impervious"]
+    # "How much the window matters": at or above NLCD from 16 to 128 px, below at 256 px;
+    # every seed above NLCD only at 16 and 64 px
+    oa = {int(w): nlcd["arms"][arm]["OA"] for w, arm in windows.items()}
+    assert sorted(oa) == [16, 32, 64, 128, 256]
+    assert all(oa[w]["mean"] >= product for w in (16, 32, 64, 128)) and oa[256]["mean"] < product
+    assert [w for w in oa if min(oa[w]["per_seed"]) > product] == [16, 64]
+    prose = " ".join(page[end:].split("### Other tiles")[0].split())
+    for w in (16, 32, 64, 128):
+        assert f"{100 * (oa[w]['mean'] - product):+.1f}".lstrip("+") in prose
+    assert f"it is {100 * (product - oa[256]['mean']):.1f} points below" in prose
 
 
 def test_the_synthetic_products_run_is_quoted_from_its_json():
