@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 
 import experiments.landcover_figures as figs
 from inference.assess.figures import page_block
-
-ROOT = Path(__file__).resolve().parents[2]
-DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+from tests.support import REPO_ROOT
+from tests.support.page_text import DECIMAL
 
 
 def test_the_page_quotes_the_tables_of_its_json():
     """`python -m experiments.landcover_figures OUT/metrics.json` rewrites both."""
-    page = (ROOT / figs.PAGE).read_text(encoding="utf-8")
-    data = json.loads((ROOT / figs.SOURCE).read_text(encoding="utf-8"))
+    page = (REPO_ROOT / figs.PAGE).read_text(encoding="utf-8")
+    data = json.loads((REPO_ROOT / figs.SOURCE).read_text(encoding="utf-8"))
     start, end = page_block(page, figs.SOURCE)
     assert page[start:end] == figs.figures_block(data)
     nlcd = data["settings"]["nlcd"]
@@ -54,7 +52,7 @@ def test_the_page_quotes_the_tables_of_its_json():
 
 
 def test_the_command_writes_the_json_and_the_block(tmp_path, capsys):
-    report = json.loads((ROOT / figs.SOURCE).read_text(encoding="utf-8"))
+    report = json.loads((REPO_ROOT / figs.SOURCE).read_text(encoding="utf-8"))
     report["settings"]["nlcd"]["per_seed_confusion"] = {"0": {}}
     report["settings"]["nlcd"]["products"]["NLCD"]["OA"]["mean"] = 0.123
     report["config"]["data_dir"] = "/home/someone/private/chesapeake_nlcd"
@@ -77,8 +75,8 @@ def test_the_command_writes_the_json_and_the_block(tmp_path, capsys):
 def _variant(name: str) -> tuple[str, dict, int, int]:
     """The page, a variant run's committed JSON and its block's bounds (checked equal)."""
     source = figs.variant_source(name)
-    page = (ROOT / figs.PAGE).read_text(encoding="utf-8")
-    data = json.loads((ROOT / source).read_text(encoding="utf-8"))
+    page = (REPO_ROOT / figs.PAGE).read_text(encoding="utf-8")
+    data = json.loads((REPO_ROOT / source).read_text(encoding="utf-8"))
     start, end = page_block(page, source)
     assert page[start:end] == figs.variant_block(data)
     return page, data, start, end
@@ -162,9 +160,9 @@ def test_the_synthetic_products_run_is_quoted_from_its_json():
 def test_the_readme_quotes_the_land_cover_figures():
     """The front door's land-cover line: NLCD and the paper's method from the default run,
     the default arm's OA from both runs."""
-    quadrants = json.loads((ROOT / figs.SOURCE).read_text(encoding="utf-8"))
-    patches = json.loads((ROOT / figs.variant_source("patches")).read_text(encoding="utf-8"))
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    quadrants = json.loads((REPO_ROOT / figs.SOURCE).read_text(encoding="utf-8"))
+    patches = json.loads((REPO_ROOT / figs.variant_source("patches")).read_text(encoding="utf-8"))
+    readme = " ".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").split())
     nlcd = quadrants["settings"]["nlcd"]
     product = nlcd["products"]["NLCD"]
     assert (f"NLCD {100 * product['OA']['mean']:.1f} % OA, impervious F1 "
