@@ -246,9 +246,12 @@ class LandCoverConfig:
             raise ConfigError("; ".join(problems))
 
     def spec(self, setting: str) -> Setting:
-        """The setting's products and arms, with :attr:`windows`'s arms in ``nlcd``."""
-        spec = SETTINGS[setting]
-        return with_windows(spec, self.windows) if setting == "nlcd" else spec
+        """The setting's products and arms, with :attr:`windows`'s arms.
+
+        They are added where the default arm decides with a window (``nlcd``;
+        :func:`experiments.landcover_arms.with_windows` leaves ``naip`` as it is).
+        """
+        return with_windows(SETTINGS[setting], self.windows)
 
     def key(self, setting: str, fold: int, seed: int) -> str:
         """The digest of what a (setting, fold, seed) run depends on, not the other setting's."""
