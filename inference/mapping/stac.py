@@ -3,9 +3,9 @@
 STAC tools and catalogues (stac-browser, pystac, QGIS's STAC plugin) find the maps through
 these files: every output COG (class, probability, change) gets ``<cog stem>.stac.json`` beside
 it, and the series a ``collection.json`` at the COG root linking every item by a relative
-path, with the model, recipe, dates and metrics as properties. Only the STAC core is used
-(the projection extension's schema is not available offline, so the CRS is an ``isamap:``
-property), which keeps the files valid against the schemas pystac ships.
+path, with the model, recipe, dates and metrics as properties. The grid is described with the
+projection extension (``proj:code``, ``proj:shape``, ``proj:transform``, ``proj:bbox``), as
+STAC clients expect; a CRS without an authority code is written as ``proj:wkt2`` instead.
 
 The catalogue is self-contained: every link and asset href is relative to the file that holds
 it, so the folder copied elsewhere or uploaded to a bucket reads the same; no property names a
@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pystac
+from pystac.extensions.projection import ProjectionExtension
 from rasterio.warp import transform_bounds
 
 from gee_export.core.months import month_range
@@ -57,7 +58,10 @@ def cog_item(cog_path: str, kind: str, months: Sequence[str],
     with files.open_raster(cog_path) as ds:
         west, south, east, north = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds,
                                                     densify_pts=21)
-        crs, shape = ds.crs.to_string(), [ds.height, ds.width]
+        code = ds.crs.to_authority()
+        wkt = None if code else ds.crs.to_wkt(version="WKT2_2019")
+        shape, transform = [ds.height, ds.width], list(ds.transform)[:6]
+        native_bbox = list(ds.bounds)
         res = abs(ds.transform.a)
     start, _ = _time(months[0])
     _, end = _time(months[-1])
@@ -67,9 +71,11 @@ def cog_item(cog_path: str, kind: str, months: Sequence[str],
         id=name, geometry={"type": "Polygon", "coordinates": [ring]},
         bbox=[west, south, east, north], datetime=None,
         start_datetime=start, end_datetime=end,
-        properties={"isamap:kind": kind, "isamap:months": list(months), "isamap:crs": crs,
-                    "isamap:shape": shape, "gsd": res,
+        properties={"isamap:kind": kind, "isamap:months": list(months), "gsd": res,
                     **{f"isamap:{k}": v for k, v in properties.items()}})
+    projection = ProjectionExtension.ext(item, add_if_missing=True)
+    projection.apply(code=":".join(code) if code else None, wkt2=wkt, shape=shape,
+                     transform=transform, bbox=native_bbox)
     item.add_asset("data", pystac.Asset(
         href=f"./{name}.tif", media_type=MEDIA_COG, roles=["data"],
         title=f"ISA {kind} ({', '.join(months)})"))

@@ -126,6 +126,24 @@ def test_rerunning_a_finished_series_rewrites_nothing(series, ee_offline):
     assert [Path(p).stat().st_mtime_ns for p in cogs] == before
 
 
+def _check_projection(item: dict) -> None:
+    """The projection extension's fields as its v2.0.0 schema types them (the schema itself
+    cannot be fetched offline): ``proj:code`` an authority:code string, ``proj:shape`` two
+    integers, ``proj:transform`` six numbers, ``proj:bbox`` four, and no ``isamap:crs``."""
+    from pystac.extensions.projection import ProjectionExtension
+
+    assert ProjectionExtension.get_schema_uri() in item["stac_extensions"]
+    props = item["properties"]
+    assert "isamap:crs" not in props and "isamap:shape" not in props
+    authority, _, number = props["proj:code"].partition(":")
+    assert authority == "EPSG" and number.isdigit()
+    assert len(props["proj:shape"]) == 2 and all(isinstance(v, int) for v in props["proj:shape"])
+    assert len(props["proj:transform"]) == 6 and len(props["proj:bbox"]) == 4
+    height, width = props["proj:shape"]
+    a, _, c, _, e, f = props["proj:transform"]
+    assert props["proj:bbox"] == pytest.approx([c, f + e * height, c + a * width, f])
+
+
 def test_stac_items_and_collection_validate(series):
     request, result, _ = series
     collection_path = f"{request.out}/collection.json"
@@ -138,7 +156,8 @@ def test_stac_items_and_collection_validate(series):
     for path in result.stac:
         if path.endswith(".stac.json"):
             item = json.loads(Path(path).read_text())
-            validate_dict(item)
+            validate_dict(item, extensions=[])  # the core; the extension's fields below
+            _check_projection(item)
             assert item["assets"]["data"]["type"] == pystac.MediaType.COG
             assert item["assets"]["data"]["href"].startswith("./")  # beside its COG
     read = pystac.Collection.from_file(collection_path)
@@ -163,7 +182,7 @@ def test_a_copied_catalogue_resolves_and_names_no_path_of_this_machine(series, t
     items = list(read.get_items())
     assert len(items) == 5
     for item in items:
-        validate_dict(item.to_dict())
+        validate_dict(item.to_dict(), extensions=[])
         assert Path(item.get_self_href()).is_relative_to(copy)
         assert Path(item.assets["data"].get_absolute_href()).is_file()
         assert Path(item.assets["data"].get_absolute_href()).is_relative_to(copy)
