@@ -11,7 +11,7 @@ STAMP := $(VENV)/.isamap-installed
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo_output
 
-.PHONY: setup browser test lint typecheck docs docs-serve docs-images demo accuracy-figures bench bench-quick notebooks wheel clean
+.PHONY: setup browser test test-noshared lint typecheck docs docs-serve docs-images demo accuracy-figures bench bench-quick notebooks wheel clean
 
 CONSTRAINTS := constraints.txt
 
@@ -47,6 +47,16 @@ lint: $(STAMP)
 
 test: lint typecheck docs
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+
+# the tests that read ../shared, run in a fresh clone of HEAD with no ../shared beside it and
+# without CI set: what a user's clone runs. Each must pass or skip with its reason, never fail
+# (under CI, with the data, `make test` runs them for real). .ci/run calls both.
+SHARED_TESTS = grep -rlE 'shared_data|sample_folder|"shared"|shared/(data|weights)' tests --include='*.py'
+test-noshared: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && git clone -q . "$$tmp/isamap" && \
+	  cd "$$tmp/isamap" && echo "tests that read ../shared, in a clone without it ($$tmp/isamap):" && \
+	  env -u CI -u ISAMAP_SHARED_DATA PYTHONPATH="$$tmp/isamap" $(abspath $(PY)) -m pytest \
+	    -n $(PYTEST_WORKERS) -q -p no:cacheprovider $$($(SHARED_TESTS) | grep '/test_')
 
 # the library's types (setup.cfg [mypy]: gee_export, engine, training, inference), cached in
 # .mypy_cache

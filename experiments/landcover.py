@@ -544,16 +544,11 @@ def _run(a: argparse.Namespace) -> int:
     if a.jobs < 1 or a.threads < 0:
         raise ConfigError("--jobs must be >= 1 and --threads >= 0")
     use_threads(a.threads)
-    data_dir = existing_folder(a.data_dir or sample_folder(CHESAPEAKE_FOLDER, a.data_root),
-                               "chesapeake_nlcd", "--data-dir") if "nlcd" in a.settings else ""
-    naip_dir = a.naip_dir or sample_folder(NAIP_FOLDER, a.data_root)
-    if "naip" in a.settings or a.naip_dir:
-        naip_dir = existing_folder(naip_dir, "GeoBench Chesapeake NAIP", "--naip-dir")
-    elif not Path(naip_dir).is_dir():
-        naip_dir = ""  # the nlcd setting only checks the keep rule there when it has them
     test_dir = existing_folder(a.test, "held-out patches", "--test") if a.test else None
     model = {**LandCoverConfig().model, "width": a.width}
-    cfg = LandCoverConfig(data_dir=str(data_dir), naip_dir=str(naip_dir),
+    # the options are checked (LandCoverConfig) before the sample data is looked for, so a
+    # wrong option is named as such on a machine without ../shared too
+    cfg = LandCoverConfig(data_dir="", naip_dir="",
                           test_dir=str(test_dir) if test_dir else None,
                           split=a.split, groups=_groups(a.groups),
                           settings=tuple(a.settings),
@@ -561,6 +556,14 @@ def _run(a: argparse.Namespace) -> int:
                           nlcd_iterations=a.nlcd_iterations, naip_iterations=a.naip_iterations,
                           lr=a.lr, weight_cap=a.weight_cap, product_oa=a.product_oa,
                           points_per_stratum=a.points_per_stratum, windows=tuple(a.windows))
+    data_dir = existing_folder(a.data_dir or sample_folder(CHESAPEAKE_FOLDER, a.data_root),
+                               "chesapeake_nlcd", "--data-dir") if "nlcd" in a.settings else ""
+    naip_dir = a.naip_dir or sample_folder(NAIP_FOLDER, a.data_root)
+    if "naip" in a.settings or a.naip_dir:
+        naip_dir = existing_folder(naip_dir, "GeoBench Chesapeake NAIP", "--naip-dir")
+    elif not Path(naip_dir).is_dir():
+        naip_dir = ""  # the nlcd setting only checks the keep rule there when it has them
+    cfg = replace(cfg, data_dir=str(data_dir), naip_dir=str(naip_dir))
     check_output_folder("--out", a.out)
     load_folds(cfg)  # every input checked before the first training
     report = run_experiment(cfg, a.out, a.jobs, a.threads)
