@@ -55,7 +55,8 @@ def record_key(record: Mapping[str, Any]) -> tuple[str, int, int]:
     return (str(record["month"]), int(record["row"]), int(record["col"]))
 
 
-def read_index(root: str | os.PathLike[str] | Store, *, missing_ok: bool = False) -> list[dict]:
+def read_index(root: str | os.PathLike[str] | Store, *,
+               missing_ok: bool = False) -> list[dict[str, Any]]:
     """Every record of ``<root>/index.jsonl`` (local directory or gs:// URL), in index order.
 
     Args:
@@ -69,7 +70,7 @@ def read_index(root: str | os.PathLike[str] | Store, *, missing_ok: bool = False
         raise StorageError(
             f"no {INDEX} in {store.url()}; is it a patch dataset (run the patcher or export first)?"
         )
-    records = []
+    records: list[dict[str, Any]] = []
     for number, line in enumerate(store.read_bytes(INDEX).decode("utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -92,7 +93,8 @@ def write_index(store: Store, records: Iterable[Mapping[str, Any]]) -> int:
     return len(ordered)
 
 
-def read_manifest(root: str | os.PathLike[str] | Store, *, missing_ok: bool = False) -> dict:
+def read_manifest(root: str | os.PathLike[str] | Store, *,
+                  missing_ok: bool = False) -> dict[str, Any]:
     """The dataset's manifest; refuses files of another format version."""
     store = open_store(root)
     if not store.exists(MANIFEST):
@@ -100,7 +102,7 @@ def read_manifest(root: str | os.PathLike[str] | Store, *, missing_ok: bool = Fa
             return {}
         raise StorageError(f"no {MANIFEST} in {store.url()}; is it a patch dataset?")
     try:
-        manifest = json.loads(store.read_bytes(MANIFEST))
+        manifest: dict[str, Any] = json.loads(store.read_bytes(MANIFEST))
     except json.JSONDecodeError as exc:
         raise InputDataError(f"{store.url(MANIFEST)} is not JSON: {exc}") from None
     if manifest.get("format") != FORMAT:
@@ -215,7 +217,7 @@ def _canonical(value: Any) -> str:
 
 
 def check_compatible(store: Store, spec: DatasetSpec, *, month: str | None = None,
-                     fingerprint: str | None = None) -> dict:
+                     fingerprint: str | None = None) -> dict[str, Any]:
     """The existing manifest of ``store`` (or {}); refuse one made with other parameters.
 
     Call it before any work (before a stack is built or a patch fetched), so a refused run
@@ -246,7 +248,7 @@ def check_compatible(store: Store, spec: DatasetSpec, *, month: str | None = Non
 
 
 def commit_month(store: Store, spec: DatasetSpec, month: str,
-                 records: Iterable[Mapping] | Mapping[str, Mapping],
+                 records: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]],
                  *, complete: bool, counts: Mapping[str, Any] | None = None,
                  sources: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Replace ``month``'s records in the index and update the manifest, both atomically.

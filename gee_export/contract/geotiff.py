@@ -63,7 +63,8 @@ def encode_geotiff(array: np.ndarray, transform: Affine, crs: Any, nodata: float
     with MemoryFile() as memfile:
         with memfile.open(**profile_for(data, transform, crs, nodata, compress)) as dst:
             _fill(dst, data, descriptions, tags, band_tags)
-        return memfile.read()
+        encoded: bytes = memfile.read()
+        return encoded
 
 
 def write_geotiff(path: str | os.PathLike[str], array: np.ndarray, transform: Affine, crs: Any,

@@ -51,7 +51,7 @@ class Window:
     def col_end(self) -> int:
         return self.col_off + self.width
 
-    def to_rasterio(self):  # returns rasterio.windows.Window (imported lazily)
+    def to_rasterio(self) -> Any:  # a rasterio.windows.Window (imported lazily; untyped)
         """Return the equivalent ``rasterio.windows.Window``."""
         from rasterio.windows import Window as RioWindow
 

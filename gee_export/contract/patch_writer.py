@@ -59,7 +59,8 @@ def patch_rel_paths(month: str, pid: str, fine_scale: int | None = None) -> dict
 
 def valid_mask(image: np.ndarray, label: np.ndarray) -> np.ndarray:
     """Pixels where every image band is finite and the label is not nodata."""
-    return np.isfinite(image).all(axis=0) & (label != LABEL_NODATA)
+    mask: np.ndarray = np.isfinite(image).all(axis=0) & (label != LABEL_NODATA)
+    return mask
 
 
 def isa_fraction(label: np.ndarray, isa_class: int = 1) -> float:
@@ -113,7 +114,7 @@ class PatchWriter:
         found = (_IMAGE_NAME.match(n.rsplit("/", 1)[-1]) for n in names)
         return {m.group(1) for m in found if m}
 
-    def read_record(self, pid: str) -> dict:
+    def read_record(self, pid: str) -> dict[str, Any]:
         """The index record stored in a finished patch's image tags."""
         rel = patch_rel_paths(self.month, pid)["image"]
         with MemoryFile(self.store.read_bytes(rel)) as mem, mem.open() as src:
@@ -121,9 +122,12 @@ class PatchWriter:
         if not text:
             raise InputDataError(f"{self.store.url(rel)} has no {RECORD_TAG} tag; delete it and "
                                  "run again so it is rewritten")
-        return json.loads(text)
+        record: dict[str, Any] = json.loads(text)
+        return record
 
-    def finished_records(self, known: Iterable[Mapping[str, Any]] = ()) -> dict[str, dict]:
+    def finished_records(
+        self, known: Iterable[Mapping[str, Any]] = ()
+    ) -> dict[str, dict[str, Any]]:
         """Records of every finished patch of the month, by id.
 
         ``known`` are index records (any month); finished patches missing from them (written
@@ -149,7 +153,8 @@ class PatchWriter:
             raise InputDataError(f"{name} has dtype {array.dtype}, expected {dtype}")
         return array
 
-    def record(self, row: int, col: int, image: np.ndarray, label: np.ndarray) -> dict:
+    def record(self, row: int, col: int, image: np.ndarray,
+               label: np.ndarray) -> dict[str, Any]:
         """The index record of a patch, without writing anything."""
         pid = patch_id(row, col)
         split = self.splits.get((row, col))
@@ -170,7 +175,7 @@ class PatchWriter:
 
     def write(self, row: int, col: int, image: np.ndarray, label: np.ndarray,
               label_fine: np.ndarray | None = None,
-              image_fine: np.ndarray | None = None) -> dict:
+              image_fine: np.ndarray | None = None) -> dict[str, Any]:
         """Write one patch (labels first, image last, each atomically); return its record."""
         size = self.grid.patch_size
         image = self._check("image", image, len(self.bands), size, "float32")
@@ -235,7 +240,7 @@ class MonthProgress:
     writer: PatchWriter
     splits: dict[tuple[int, int], Split]
     existing: dict[str, Any]
-    records: dict[str, dict]
+    records: dict[str, dict[str, Any]]
     invalid: set[str]
     sources: dict[str, Any] = field(default_factory=dict)
     indexed: set[str] = field(default_factory=set)

@@ -142,7 +142,7 @@ def patch_stack(
                                                     grid.patch_size)
                     image_strip = img.read(window=strip, out_dtype="float32")
                     label_strip = lab.read(1, window=strip)
-                    futures: list[Future] = []
+                    futures: list[Future[dict[str, Any]]] = []
                     for pcol in sorted(todo_rows[prow]):
                         cols = slice(pcol * grid.stride, pcol * grid.stride + grid.patch_size)
                         image = np.ascontiguousarray(image_strip[:, :, cols])

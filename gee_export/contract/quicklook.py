@@ -88,12 +88,12 @@ class Footprint:
     height: int
 
 
-def _decimated_shape(src, max_size: int) -> tuple[int, int]:
+def _decimated_shape(src: rasterio.DatasetReader, max_size: int) -> tuple[int, int]:
     factor = max(1.0, max(src.height, src.width) / max_size)
     return max(1, round(src.height / factor)), max(1, round(src.width / factor))
 
 
-def footprint_of(src, shape: tuple[int, int]) -> Footprint:
+def footprint_of(src: rasterio.DatasetReader, shape: tuple[int, int]) -> Footprint:
     """The footprint of ``src`` read at ``shape`` (rows, columns)."""
     scaled = src.transform * Affine.scale(src.width / shape[1], src.height / shape[0])
     return Footprint(src.crs, scaled, shape[1], shape[0])
@@ -106,7 +106,7 @@ def stretch(band: np.ndarray, low: float = 2, high: float = 98) -> np.ndarray:
         return np.zeros(band.shape, np.uint8)
     lo, hi = np.percentile(band[finite], [low, high])
     scaled = (band - lo) / (hi - lo) if hi > lo else np.zeros_like(band)
-    out = np.clip(np.nan_to_num(scaled, nan=0.0, posinf=1.0, neginf=0.0), 0, 1) * 255
+    out: np.ndarray = np.clip(np.nan_to_num(scaled, nan=0.0, posinf=1.0, neginf=0.0), 0, 1) * 255
     return out.astype(np.uint8)
 
 
@@ -119,14 +119,15 @@ def pixel_metres(footprint: Footprint) -> float | None:
     if crs.is_geographic:
         lat = centre_lonlat(footprint)[1]
         return size * 111_320.0 * max(math.cos(math.radians(lat)), 1e-6)
-    return size * crs.linear_units_factor[1]
+    factor: float = crs.linear_units_factor[1]  # metres per CRS unit
+    return size * factor
 
 
 def nice_length(limit_m: float) -> float:
     """The longest 1, 2 or 5 x 10^n metres not over ``limit_m`` (a scale bar's length)."""
     if limit_m <= 0:
         raise ValueError(f"a scale bar needs a positive length, got {limit_m}")
-    power = 10 ** math.floor(math.log10(limit_m))
+    power: float = 10 ** math.floor(math.log10(limit_m))
     return max(step * power for step in (1, 2, 5) if step * power <= limit_m)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gee_export.core.errors import ConfigError, UnknownRegionError
 
@@ -160,13 +161,13 @@ def parse_bbox(text: str, name: str = "bbox") -> Region:
             f"--bbox {text!r} must be four numbers WEST,SOUTH,EAST,NORTH in degrees, "
             "e.g. --bbox 114.2,30.4,114.5,30.7"
         )
-    return Region(name, values, description=f"bounding box {text}")  # type: ignore[arg-type]
+    return Region(name, values, description=f"bounding box {text}")
 
 
 GEOJSON_ADVICE = "give a GeoJSON FeatureCollection of polygons (or one Polygon)"
 
 
-def read_geojson(path: str | os.PathLike, flag: str) -> dict[str, Any]:
+def read_geojson(path: str | os.PathLike[str], flag: str) -> dict[str, Any]:
     """The JSON object of a GeoJSON file a flag names, or a ConfigError naming that flag.
 
     The one reader of user-given GeoJSON files (``--region-file``, ``--zones``), so a missing
@@ -189,7 +190,7 @@ def read_geojson(path: str | os.PathLike, flag: str) -> dict[str, Any]:
             problem = f"its JSON is a {type(data).__name__}, not an object"
     if problem:
         raise ConfigError(f"{flag} {path} is not GeoJSON: {problem}; {GEOJSON_ADVICE}")
-    return data
+    return cast("dict[str, Any]", data)  # an object: checked above
 
 
 def load_geojson(path: str | Path, name: str | None = None,
@@ -257,7 +258,7 @@ def _to_lonlat(geometry: dict[str, Any], crs_name: str, given: str) -> dict[str,
         raise ConfigError(f"{given} names the CRS {crs_name!r}, which pyproj does "
                           "not know; give an EPSG code such as EPSG:32650") from None
 
-    def ring(points: list) -> list[list[float]]:
+    def ring(points: list[Sequence[float]]) -> list[list[float]]:
         xs, ys = transformer.transform([p[0] for p in points], [p[1] for p in points])
         return [[float(x), float(y)] for x, y in zip(xs, ys, strict=True)]
 
@@ -280,7 +281,7 @@ def _geometries(data: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def _coords(geom: dict[str, Any]):
+def _coords(geom: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
     rings = geom["coordinates"] if geom["type"] == "Polygon" else [
         ring for poly in geom["coordinates"] for ring in poly]
     for ring in rings:

@@ -36,7 +36,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TextIO, TypeVar
 
 from gee_export.core.errors import ConfigError, IsamapError
 
@@ -105,10 +105,11 @@ class _Quiet(argparse.Action):
     default on the namespace before it runs any action, so the flag is there to switch off.
     """
 
-    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
         setattr(namespace, self.dest, True)
         if hasattr(namespace, "progress"):
             namespace.progress = False
@@ -185,7 +186,8 @@ class _Formatter(logging.Formatter):
         return text
 
 
-def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:
     """``warnings.warn`` from library code as one logged line (no source echo)."""
     logging.getLogger("py.warnings").warning("%s", message)
 
@@ -257,7 +259,7 @@ def environment_message(exc: BaseException, writes_to: Sequence[str] = ()) -> st
     return None
 
 
-def _nearest_existing(path: str | os.PathLike) -> Path:
+def _nearest_existing(path: str | os.PathLike[str]) -> Path:
     """``path`` (absolute) if it exists, else its nearest existing parent folder."""
     found = Path(path).absolute()
     while not found.exists() and found != found.parent:
@@ -265,7 +267,7 @@ def _nearest_existing(path: str | os.PathLike) -> Path:
     return found
 
 
-def check_writable(*paths: str | os.PathLike | None) -> None:
+def check_writable(*paths: str | os.PathLike[str] | None) -> None:
     """Fail now (OSError: read-only, permission) if a local output path cannot be written.
 
     Creates and removes a temporary file in the nearest existing folder of each path, so a
@@ -285,7 +287,7 @@ def check_writable(*paths: str | os.PathLike | None) -> None:
             raise OSError(exc.errno, exc.strerror, str(folder)) from None
 
 
-def check_output_folder(flag: str, path: str | os.PathLike | None) -> None:
+def check_output_folder(flag: str, path: str | os.PathLike[str] | None) -> None:
     """Refuse (ConfigError, exit 2) a folder flag that names a file; then check it is writable.
 
     :func:`check_writable` accepts a file (a prediction prefix may name one), so a folder flag

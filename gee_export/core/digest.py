@@ -48,7 +48,7 @@ def update_from_file(hasher: Hasher, path: str | os.PathLike[str]) -> None:
 
 
 def _hex(hasher: Any, length: int | None) -> str:
-    text = hasher.hexdigest()
+    text: str = hasher.hexdigest()
     return text if length is None else text[:length]
 
 

@@ -545,13 +545,17 @@ class EESession:
 
     def start_task(self, task: Any) -> str:
         """Start a batch task (its description made acceptable); returns its server id."""
-        return self.call("starting an export task", self._transport().start_task, task)
+        task_id: str = self.call("starting an export task", self._transport().start_task,
+                                 task)
+        return task_id
 
     def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:
         """Status dicts (``id``, ``state``, ``progress``, ``error_message``...) of tasks."""
         if not task_ids:
             return []
-        return self.call("reading task status", self._transport().task_status, task_ids)
+        statuses: list[dict[str, Any]] = self.call("reading task status",
+                                                   self._transport().task_status, task_ids)
+        return statuses
 
 
 EE_SCOPES = ("https://www.googleapis.com/auth/earthengine",

@@ -24,6 +24,7 @@ import argparse
 import sys
 import textwrap
 from collections.abc import Sequence
+from typing import Any
 
 #: an example: (what it does, the command line)
 Example = tuple[str, str]
@@ -69,7 +70,8 @@ class _Version(argparse.Action):
                  default: str = argparse.SUPPRESS, help: str | None = None) -> None:
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
         from gee_export.core.version import code_version
 
         sys.stdout.write(f"{parser.prog.split()[0]} {code_version()}\n")
@@ -85,7 +87,7 @@ def format_examples(examples: Sequence[Example]) -> str:
 
 
 def command_parser(prog: str, description: str, examples: Sequence[Example],
-                   **kwargs) -> argparse.ArgumentParser:
+                   **kwargs: Any) -> argparse.ArgumentParser:
     """A command's parser with its examples, defaults shown once, exact names and --version.
 
     Args:
@@ -102,7 +104,8 @@ def command_parser(prog: str, description: str, examples: Sequence[Example],
     return parser
 
 
-def add_subcommand(subparsers, name: str, summary: str, description: str,
+def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+                   summary: str, description: str,
                    examples: Sequence[Example]) -> argparse.ArgumentParser:
     """A subcommand (``isamap-assess score``) built like :func:`command_parser`.
 

@@ -271,7 +271,10 @@ class RunnerConfig:
             from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
             from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 
-            errors = PipelineOptionsValidator(options, DataflowRunner()).validate()
+            # Beam leaves the validator and the runner's __init__ unannotated
+            runner = DataflowRunner()  # type: ignore[no-untyped-call]
+            validator = PipelineOptionsValidator(options, runner)  # type: ignore[no-untyped-call]
+            errors = validator.validate()  # type: ignore[no-untyped-call]
             if errors:
                 raise ConfigError("Dataflow would refuse these options: "
                                   + "; ".join(" ".join(e.split()) for e in errors))
@@ -435,7 +438,7 @@ class WorkerRequests:
         self._retries = retries
         self._reported = 0
         self._lock = threading.Lock()
-        self._pending: set[Future] = set()
+        self._pending: set[Future[Any]] = set()
 
     def start(self) -> None:
         """Forget what a failed bundle left (its work is cancelled, its results unwanted)."""

@@ -46,7 +46,8 @@ class _Discard:
         return None
 
 
-class LoggedBar(_std_tqdm):
+# tqdm ships no type information, so its class is Any to mypy: subclassing it is deliberate.
+class LoggedBar(_std_tqdm):  # type: ignore[misc]
     """A tqdm whose display is a log line every ``every_s`` seconds instead of a redrawn bar."""
 
     def __init__(self, *args: Any, every_s: float = LOG_EVERY_S, **kwargs: Any) -> None:
@@ -59,7 +60,8 @@ class LoggedBar(_std_tqdm):
         super().__init__(*args, **kwargs)
 
     def _line(self) -> str:
-        return self.format_meter(**{**self.format_dict, "ncols": 0})
+        line: str = self.format_meter(**{**self.format_dict, "ncols": 0})
+        return line
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
         if msg is not None:  # tqdm clearing its line: nothing to log
@@ -79,7 +81,7 @@ class LoggedBar(_std_tqdm):
         super().close()
 
 
-def progress_bar(iterable: Iterable | None = None, **kwargs: Any) -> _std_tqdm:
+def progress_bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> _std_tqdm:
     """A tqdm bar (same arguments) that degrades to periodic log lines off a terminal."""
     if live_terminal(kwargs.get("file")):
         from tqdm.auto import tqdm

@@ -20,7 +20,7 @@ from gee_export.core.storage import BucketInfo, GcsStore, Store, atomic_path, op
 from gee_export.core.storage.gdal_auth import gdal_env, ready_for_remote
 
 
-def is_gcs(path: str | os.PathLike) -> bool:
+def is_gcs(path: str | os.PathLike[str]) -> bool:
     return str(path).startswith("gs://")
 
 
@@ -33,7 +33,7 @@ def split_gcs(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def store_of(path: str | os.PathLike) -> tuple[Store, str]:
+def store_of(path: str | os.PathLike[str]) -> tuple[Store, str]:
     """The store holding ``path`` (its parent folder) and the file's name inside it."""
     text = os.fspath(path)
     if is_gcs(text):
@@ -44,7 +44,7 @@ def store_of(path: str | os.PathLike) -> tuple[Store, str]:
     return open_store(target.parent), target.name
 
 
-def gdal_path(path: str | os.PathLike) -> str:
+def gdal_path(path: str | os.PathLike[str]) -> str:
     """The path GDAL opens: ``/vsigs/bucket/key`` for ``gs://bucket/key``, else unchanged.
 
     For a ``gs://`` path GDAL is first given the Cloud Storage credentials, process-wide
@@ -63,7 +63,7 @@ def gdal_path(path: str | os.PathLike) -> str:
 
 
 @contextmanager
-def open_raster(path: str | os.PathLike, **options: Any) -> Iterator[Any]:
+def open_raster(path: str | os.PathLike[str], **options: Any) -> Iterator[Any]:
     """``rasterio.open`` of a local path or ``gs://`` object, with the Cloud Storage credentials.
 
     The one way library code opens a raster that may live on Cloud Storage
@@ -76,7 +76,7 @@ def open_raster(path: str | os.PathLike, **options: Any) -> Iterator[Any]:
         yield ds
 
 
-def exists(path: str | os.PathLike) -> bool:
+def exists(path: str | os.PathLike[str]) -> bool:
     store, name = store_of(path)
     return store.exists(name)
 

@@ -61,9 +61,11 @@ def with_retries(call: Callable[[], T], *, what: str, attempts: int = 6, base_de
                       retryable=lambda exc: isinstance(exc, transient), fail=fail)
 
 
-def _gcs_client():
+def _gcs_client() -> Any:  # a google.cloud.storage.Client (the package ships no types)
     try:
-        from google.cloud import storage
+        # google-cloud-storage has no py.typed, so mypy sees only the typed google.cloud
+        # packages beside it and no `storage` in the namespace
+        from google.cloud import storage  # type: ignore[attr-defined]
     except ImportError:
         raise ConfigError(
             "gs:// paths need google-cloud-storage; install the 'ee' extra: "
@@ -72,8 +74,9 @@ def _gcs_client():
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
+        # (the ignore: google.auth leaves AnonymousCredentials.__init__ unannotated)
         return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "isamap-local"),
-                              credentials=AnonymousCredentials())
+                              credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
     try:
         return storage.Client()
     except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError and friends
@@ -151,12 +154,14 @@ class GcsStore(Store):
 
     def exists(self, rel: str) -> bool:
         blob = self._bucket.blob(self.key(rel))
-        return self._retry(lambda: blob.exists(**self._once), f"checking {self.url(rel)}")
+        found: bool = self._retry(lambda: blob.exists(**self._once), f"checking {self.url(rel)}")
+        return found
 
     def read_bytes(self, rel: str) -> bytes:
         blob = self._bucket.blob(self.key(rel))
-        return self._retry(lambda: blob.download_as_bytes(**self._once),
-                           f"reading {self.url(rel)}")
+        data: bytes = self._retry(lambda: blob.download_as_bytes(**self._once),
+                                  f"reading {self.url(rel)}")
+        return data
 
     def _generation(self, key: str) -> int:
         """Current generation of ``key``, 0 when absent (the value that means 'must not exist')."""
@@ -173,7 +178,9 @@ class GcsStore(Store):
         def attempt() -> Any:
             generation = self._generation(key)
             if generation and not overwrite:
-                raise gexc.PreconditionFailed("exists")  # checked here too: emulators ignore it
+                # checked here too: emulators ignore it (the ignore: google.api_core leaves
+                # its exceptions' __init__ unannotated)
+                raise gexc.PreconditionFailed("exists")  # type: ignore[no-untyped-call]
             generation = generation if overwrite else 0
             blob = self._bucket.blob(key)
             upload(blob, generation)

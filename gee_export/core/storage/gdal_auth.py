@@ -85,7 +85,8 @@ def _adc_file() -> str | None:
         return explicit
     from google.auth import _cloud_sdk
 
-    path = _cloud_sdk.get_application_default_credentials_path()
+    # google.auth leaves this private helper unannotated (it returns the path as a str)
+    path: str = _cloud_sdk.get_application_default_credentials_path()  # type: ignore[no-untyped-call]
     return path if os.path.isfile(path) else None
 
 
