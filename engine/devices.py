@@ -114,7 +114,7 @@ def check_precision(precision: str, device_type: str) -> None:
                           "bf16, fp16 or fp32")
 
 
-def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype:
+def resolve_precision(precision: InferencePrecision, device: torch.device) -> torch.dtype:
     """The compute dtype of an explicit ``precision`` (float32 means no autocast).
 
     ``auto`` is not a static choice: it is measured by :func:`engine.autotune.choose`, so

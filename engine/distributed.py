@@ -82,6 +82,7 @@ def unused_parameters(model: nn.Module, batch: Mapping[str, torch.Tensor],
     probe = copy.deepcopy(model).train()
     device = batch["image"].device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        loss(probe(batch["image"]), batch).backward()
+        # torch leaves Tensor.backward unannotated
+        loss(probe(batch["image"]), batch).backward()  # type: ignore[no-untyped-call]
     return [name for name, p in probe.named_parameters()
             if p.requires_grad and p.grad is None]

@@ -134,7 +134,7 @@ class Setting:
         return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16,
                 "int8": None}[self.precision]
 
-    def autocast(self, device_type: str) -> contextlib.AbstractContextManager:
+    def autocast(self, device_type: str) -> contextlib.AbstractContextManager[None]:
         dtype = self.autocast_dtype
         return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype)
 
@@ -410,11 +410,12 @@ class SettingRunner:
         if setting.precision == "fp16":
             if self._scaler is None:
                 self._scaler = torch.amp.GradScaler(self.device.type)
-            self._scaler.scale(loss).backward()
+            # (the ignores: torch leaves Tensor.backward unannotated)
+            self._scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
             self._scaler.step(self.optimizer)
             self._scaler.update()
         else:
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             self.optimizer.step()
         if check_finite and not bool(torch.isfinite(loss.detach())):
             raise FloatingPointError(f"the loss is {float(loss.detach())}")

@@ -313,7 +313,8 @@ def quantize(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module
         prepared = prepare_pt2e(graph, quantizer)
         for x in calibration:
             prepared(x)
-        return convert_pt2e(prepared)
+        quantized: nn.Module = convert_pt2e(prepared)  # torchao is optional: Any to mypy
+        return quantized
 
 
 def compile_int8(quantized: nn.Module, example: torch.Tensor) -> tuple[nn.Module, float]:

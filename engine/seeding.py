@@ -9,6 +9,7 @@ with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state(loader_gen: torch.Generator) -> dict:
+def rng_state(loader_gen: torch.Generator) -> dict[str, Any]:
     """Every generator's state, with the data loader's ``loader_gen``."""
     name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
     assert not isinstance(keys, str)  # the legacy state's key array
@@ -34,7 +35,7 @@ def rng_state(loader_gen: torch.Generator) -> dict:
     return state
 
 
-def set_rng_state(state: dict, loader_gen: torch.Generator) -> None:
+def set_rng_state(state: dict[str, Any], loader_gen: torch.Generator) -> None:
     """Restore what :func:`rng_state` returned."""
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
