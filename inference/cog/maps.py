@@ -88,6 +88,8 @@ class OutputInfo:
     #: the input statistics a scene-normalised model's map was normalised by (JSON; "": the
     #: training statistics the model file records)
     normalisation: str = ""
+    #: why an input the value rules doubted was mapped (JSON list; "": nothing doubted)
+    input_notes: str = ""
 
 
 
@@ -108,6 +110,8 @@ def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
         tags["calibration"] = info.calibration
     if info.normalisation:
         tags["normalisation"] = info.normalisation
+    if info.input_notes:
+        tags["input_notes"] = info.input_notes
     return tags
 
 
