@@ -90,6 +90,8 @@ class OutputInfo:
     normalisation: str = ""
     #: why an input the value rules doubted was mapped (JSON list; "": nothing doubted)
     input_notes: str = ""
+    #: what the input's pixels showed (``gee_export.contract.input_facts``, JSON; "": none)
+    input_facts: str = ""
 
 
 
@@ -112,6 +114,8 @@ def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
         tags["normalisation"] = info.normalisation
     if info.input_notes:
         tags["input_notes"] = info.input_notes
+    if info.input_facts:
+        tags["input_facts"] = info.input_facts
     return tags
 
 

@@ -251,8 +251,10 @@ def predict_with_model_file(
     if spectral is not None:  # a scene with no common valid pixel fails before any tile
         spectral = spectral.fitted()
     info = model_output_info(meta, month, scene)
-    if facts.notes:  # why a doubted input was mapped: in every COG's tags and the report
-        info = replace(info, input_notes=json.dumps(list(facts.notes)))
+    shown = {k: v for k, v in facts.to_dict().items() if k != "notes"}
+    info = replace(info, input_facts=json.dumps(shown) if shown else "",
+                   # why a doubted input was mapped: in every COG's tags and the report
+                   input_notes=json.dumps(list(facts.notes)) if facts.notes else "")
     result = predict_raster(stack, out_prefix, predictor, info, config, work_dir=work_dir,
                             model_id=loaded.file_id, restart=restart, progress=progress,
                             band_order=band_order)
