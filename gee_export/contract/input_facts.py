@@ -17,7 +17,8 @@ TerraMesh cells, eo-learn's last two dates and the Sen1Floods11 L1C chip,
 - **dark objects** (the darkest 0.5 % of each band): at the top of the atmosphere the blue
   floor is above the green one (path radiance; +0.014 to +0.021 in L1C), at the surface it
   is not (at most +0.001 in L2A, snow aside): :data:`TOA_FLOOR_EXCESS`. No surface has a
-  floor below -0.05: a reflectance offset subtracted twice (:data:`NEGATIVE_FLOOR`);
+  floor below 0; one near -0.1 is the reflectance offset subtracted twice
+  (:data:`OFFSET_TWICE_FLOOR`);
 - **red against blue**: surfaces differ more in red than in blue (bare soil and roofs against
   plants), so red spreads over a scene more than blue does (0.98 to 2.1 x between the 10th
   and 90th percentiles in every real tile, hazy and snowy ones included; swapped, the clear
@@ -32,6 +33,14 @@ TerraMesh cells, eo-learn's last two dates and the Sen1Floods11 L1C chip,
   constant (+10) or halved (10 log10 of amplitude); halved dB also halves the polarisation
   difference (below :data:`CROSS_POL_MIN_DB`), as linear amplitude does (its ratio VV/VH is
   the square root of power's).
+
+The rules judge spectra only where there are spectra: blue and red that do not move
+together (:data:`VISIBLE_R_MIN`; correlation 0.91-0.99 in every real tile), reflectances
+below 0 in more than :data:`NEGATIVE_MAX` of the pixels (none in the real tiles; the offset
+rule alone judges those), or backscatter
+spreading less than speckle alone makes it (:data:`SAR_SPREAD_MIN_DB`; 4.9 dB and more between
+VV's 10th and 90th percentiles in the real tiles) are no scene's values, left to the rules of
+the bands' names and the model's training ranges.
 
 Sigma0 and terrain-flattened gamma0 differ by 10 log10(cos θ), 0.6-1.6 dB at Sentinel-1's
 incidence angles, less than real scenes differ from each other (the TerraMesh gamma0 tiles'
@@ -54,12 +63,18 @@ TOA_BLUE_EXCESS = 0.012  # median B2 - B4 over vegetation: L2A <= 0.004, L1C >= 
 TOA_FLOOR_EXCESS = 0.008  # floor(B2) - floor(B3): L2A <= 0.001 (snow aside), L1C >= 0.014
 RED_SPREAD_MIN = 0.8  # spread of B4 / spread of B2: real 0.98-2.14, swapped 0.47-0.75
 BRIGHT_GREEN_SHARE = 0.02  # share of "green far above NIR and red" pixels: real 0 %
-NEGATIVE_FLOOR = -0.05  # the darkest 0.5 % of a reflectance band: real >= 0.006
+#: the darkest 0.5 % of a reflectance band after the -0.1 offset subtracted once more: real
+#: floors are 0.006 to 0.14, so -0.094 to +0.04 (a hazy scene hides it); far lower values are
+#: no reflectance at all, judged by the band's own rules
+OFFSET_TWICE_FLOOR = (-0.15, -0.05)
 FLOOR_PERCENTILE = 0.5
 VV_BRIGHT_DB = -8.0  # scene median; real -9.9 .. -14.5, dB + 10 or halved: -7.2 .. +0.5
 VH_BRIGHT_DB = -12.5  # scene median; real -15.6 .. -21.9, shifted or halved: -5.6 .. -11.9
 CROSS_POL_MIN_DB = 4.2  # median VV - VH; real 4.8 .. 7.4, halved 2.4 .. 3.7
 MIN_PIXELS = 256
+VISIBLE_R_MIN = 0.5  # B2-B4 correlation below which no spectral rule judges (real 0.91-0.99)
+NEGATIVE_MAX = 0.05  # share of negative pixels above which no spectral rule judges (real 0)
+SAR_SPREAD_MIN_DB = 2.0  # VV 10th-90th percentile in dB below which no S1 rule judges
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,8 @@ class OpticalFacts:
         blue_excess: median ``B2 - B4`` over vegetation (None: too little vegetation).
         bright_green: share of pixels whose green is far above near infrared and red.
         red_blue_spread: the spread (10th to 90th percentile) of B4 over that of B2.
+        visible_r: the correlation of B2 and B4 over the scene (real: 0.91-0.99).
+        negative: share of pixels below 0 in any of the four bands.
     """
 
     floor: dict[str, float]
@@ -81,6 +98,12 @@ class OpticalFacts:
     blue_excess: float | None
     bright_green: float
     red_blue_spread: float
+    visible_r: float
+    negative: float
+
+    def spectra(self) -> bool:
+        """Whether the values are reflectance spectra the band rules can judge at all."""
+        return self.visible_r >= VISIBLE_R_MIN and self.negative <= NEGATIVE_MAX
 
     def path_radiance(self) -> bool:
         """Whether the blue carries the atmosphere's path radiance (top of atmosphere)."""
@@ -97,11 +120,13 @@ class RadarFacts:
         unit: ``"linear"`` (every value positive) or ``"dB"`` (any value 0 or below).
         median: each band's median as given.
         cross_pol_db: median ``VV - VH`` in dB (linear values converted).
+        spread_db: VV's 10th to 90th percentile in dB (linear values converted).
     """
 
     unit: str
     median: dict[str, float]
-    cross_pol_db: float | None
+    cross_pol_db: float
+    spread_db: float
 
 
 @dataclass(frozen=True)
@@ -174,9 +199,10 @@ def optical_facts(samples: Mapping[str, np.ndarray]) -> OpticalFacts | None:
                    if vegetation.mean() >= VEGETATION_SHARE_MIN else None)
     bright_green = (b3 >= 0.15) & (b3 > 1.5 * b8) & (b3 > 2 * b4)
     spread = [float(np.percentile(v, 90) - np.percentile(v, 10)) for v in (b4, b2)]
+    r = float(np.corrcoef(b2, b4)[0, 1]) if b2.std() > 0 and b4.std() > 0 else 0.0
     return OpticalFacts(floor, median, float(vegetation.mean()), blue_excess,
-                        float(bright_green.mean()),
-                        spread[0] / max(spread[1], 1e-6))
+                        float(bright_green.mean()), spread[0] / max(spread[1], 1e-6), r,
+                        float((rows < 0).any(axis=0).mean()))
 
 
 def radar_facts(samples: Mapping[str, np.ndarray]) -> RadarFacts | None:
@@ -186,9 +212,11 @@ def radar_facts(samples: Mapping[str, np.ndarray]) -> RadarFacts | None:
         return None
     vv, vh = rows
     median = {"VV": float(np.median(vv)), "VH": float(np.median(vh))}
-    if (rows > 0).all():  # power is never negative, nor 0 over a whole scene
-        return RadarFacts("linear", median, float(np.median(10 * np.log10(vv / vh))))
-    return RadarFacts("dB", median, float(np.median(vv - vh)))
+    unit = "linear" if (rows > 0).all() else "dB"  # power is never 0 or below
+    if unit == "linear":
+        vv, vh = 10 * np.log10(vv), 10 * np.log10(vh)
+    spread = float(np.percentile(vv, 90) - np.percentile(vv, 10))
+    return RadarFacts(unit, median, float(np.median(vv - vh)), spread)
 
 
 def input_facts(samples: Mapping[str, np.ndarray]) -> InputFacts:
@@ -225,17 +253,20 @@ def findings(facts: InputFacts, *, level: str | None = None) -> list[Finding]:
     """
     found: list[Finding] = []
     o, r = facts.optical, facts.radar
+    if r is not None and r.spread_db < SAR_SPREAD_MIN_DB:
+        r = None  # backscatter without speckle's spread is no SAR scene
     if o is not None:
         low = min(o.floor, key=o.floor.__getitem__)
-        if o.floor[low] < NEGATIVE_FLOOR:
+        if OFFSET_TWICE_FLOOR[0] <= o.floor[low] < OFFSET_TWICE_FLOOR[1]:
             found.append(Finding(
                 "offset_removed_twice",
                 f"the darkest pixels of {low} are at {o.floor[low]:.3f} (median B2 "
                 f"{o.median['B2']:.3f}), where no surface reflects less than 0: the "
                 "reflectance offset (-0.1, 1000 DN) was subtracted from values that no longer "
                 "carried it", "give the values without the second subtraction (add 0.1)"))
-        found += _band_findings(o)
-        if level != "L1C" and not found and o.path_radiance():
+        if o.spectra():
+            found += _band_findings(o)
+        if level != "L1C" and not found and o.spectra() and o.path_radiance():
             found.append(Finding(
                 "top_of_atmosphere",
                 f"over vegetation B2 (blue) is {o.blue_excess:+.3f} above B4 (red) and the "
@@ -245,7 +276,7 @@ def findings(facts: InputFacts, *, level: str | None = None) -> list[Finding]:
                 "was trained on", "give the Level-2A product of the scene"))
     if r is not None and r.unit == "dB" and r.median["VV"] > VV_BRIGHT_DB \
             and r.median["VH"] > VH_BRIGHT_DB:
-        halved = r.cross_pol_db is not None and r.cross_pol_db < CROSS_POL_MIN_DB
+        halved = r.cross_pol_db < CROSS_POL_MIN_DB
         cause = ("halved: 10 log10 of amplitude instead of power (VV - VH is "
                  f"{r.cross_pol_db:.1f} dB, real scenes 4.8-7.4 dB)" if halved else
                  "shifted by a constant (dB + 10?)")
@@ -256,8 +287,7 @@ def findings(facts: InputFacts, *, level: str | None = None) -> list[Finding]:
             f"sigma0 medians VV {r.median['VV']:.1f} dB and VH {r.median['VH']:.1f} dB are "
             "brighter than any real scene (VV -10 to -15, VH -15 to -22): the dB values are "
             f"{cause}", fix))
-    if r is not None and r.unit == "linear" and r.cross_pol_db is not None \
-            and r.cross_pol_db < CROSS_POL_MIN_DB:
+    if r is not None and r.unit == "linear" and r.cross_pol_db < CROSS_POL_MIN_DB:
         found.append(Finding(
             "s1_amplitude",
             f"VV is only {r.cross_pol_db:.1f} dB above VH (real power: 4.8-7.4 dB): the "
