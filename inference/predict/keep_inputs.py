@@ -189,15 +189,18 @@ def prove(rule: KeepRule, meta: ModelMeta, codes: np.ndarray, covered: np.ndarra
     with files.open_raster(rule.product) as ds:
         unit = crs_unit_mismatch(ds.crs, tuple(ds.bounds))
     proof.require(
-        no_cover=unit or ("does not overlap the map (not one sampled pixel of the input lies "
-                          "on it); give the product of the map's area"),
+        no_cover=((unit, "set the CRS its coordinates are in (e.g. gdal_edit.py -a_srs "
+                         "EPSG:4326 FILE for degrees)") if unit else
+                  ("does not overlap the map (not one sampled pixel of the input lies on it)",
+                   "give the product of the map's area")),
         foreign=(f"holds codes {shown}, most of which the {scheme.source!r} table does not "
-                 f"list: " + (f"they are {fits[0]!r} codes; pass --keep-table {fits[0]}" if fits
-                              else "pass the --keep-table of the product it is")),
+                 "list", f"they are {fits[0]!r} codes: pass --keep-table {fits[0]}" if fits
+                 else "pass the --keep-table of the product it is"),
         no_effect=(f"decides no sampled pixel of the map (codes {shown} under the "
                    f"{scheme.source!r} table: impervious needs some of its vegetation beside "
-                   "for the green cut)" + ("" if rule.window else "; a window (--keep-window) "
-                                           "would let its other classes decide")))
+                   "for the green cut)", "give a product that names impervious ground here"
+                   + ("" if rule.window else ", or a window (--keep-window) to let its other "
+                      "classes decide")))
     return proof
 
 

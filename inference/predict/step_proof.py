@@ -48,25 +48,22 @@ class StepProof:
     known: float
     decided: float
 
-    def require(self, *, no_cover: str, foreign: str, no_effect: str) -> None:
+    def require(self, *, no_cover: tuple[str, str], foreign: tuple[str, str],
+                 no_effect: tuple[str, str]) -> None:
         """Refuse the run unless the step proved all three, naming the first failure.
 
-        Args:
-            no_cover: why nothing is covered and what to do (see :func:`crs_unit_mismatch`).
-            foreign: what the codes are and which table lists them.
-            no_effect: why the step decides no pixel and what to do.
+        Each argument is ``(why, what to do)``: ``no_cover`` why nothing is covered (see
+        :func:`crs_unit_mismatch`), ``foreign`` what the codes are, ``no_effect`` why the
+        step decides no pixel.
 
         Raises:
             InputDataError: the step would leave the map as it is.
         """
-        if self.covered <= 0.0:
-            raise InputDataError(f"{self.step}: {self.given} {no_cover}, so the step would "
-                                 "change nothing while its tag names it")
-        if self.known < KNOWN_MIN:
-            raise InputDataError(f"{self.step}: {self.given} {foreign}")
-        if self.decided <= 0.0:
-            raise InputDataError(f"{self.step}: {self.given} {no_effect}, so the step would "
-                                 "change nothing while its tag names it")
+        failed = (no_cover if self.covered <= 0.0 else foreign if self.known < KNOWN_MIN
+                  else no_effect if self.decided <= 0.0 else None)
+        if failed is not None:
+            raise InputDataError(f"{self.step}: {self.given} {failed[0]} (the step would "
+                                 f"change nothing, yet its tag would name it); {failed[1]}")
 
     def record(self) -> dict[str, float]:
         """The shares the map's tag records with the step (4 digits)."""
@@ -74,7 +71,7 @@ class StepProof:
 
 
 def crs_unit_mismatch(crs: Any, bounds: tuple[float, float, float, float]) -> str | None:
-    """Why a raster's coordinates cannot be in its CRS's unit, or None.
+    """Why a raster's coordinates cannot be in its CRS's unit, or None (then: set its CRS).
 
     Degrees under a CRS in metres put a whole product within a few hundred metres of the
     projection's origin; metres under a geographic CRS leave the globe.
@@ -86,15 +83,13 @@ def crs_unit_mismatch(crs: Any, bounds: tuple[float, float, float, float]) -> st
               and max(abs(south), abs(north)) <= _DEGREE_LIMITS[1])
     if crs.is_projected and inside and (east - west) < 10.0:
         unit = (crs.linear_units or "metre").rstrip("s")
-        return (f"has coordinates {west:.4g}..{east:.4g}, {south:.4g}..{north:.4g}, which are "
+        return (f"has coordinates {west:.6g}..{east:.6g}, {south:.6g}..{north:.6g}, which are "
                 f"degrees of longitude and latitude, but its CRS ({crs.to_string()}) is in "
-                f"{unit}s: the CRS tag is wrong; set the CRS its coordinates are in "
-                "(gdal_edit.py -a_srs EPSG:4326 FILE)")
+                f"{unit}s: the CRS tag is wrong")
     if crs.is_geographic and not inside:
         return (f"has coordinates {west:.6g}..{east:.6g}, {south:.6g}..{north:.6g}, which no "
                 f"longitude and latitude reach, but its CRS ({crs.to_string()}) is in degrees: "
-                "they are metres of a projected CRS; set the CRS they are in "
-                "(gdal_edit.py -a_srs EPSG:<code> FILE)")
+                "they are metres of a projected CRS, the CRS tag is wrong")
     return None
 
 

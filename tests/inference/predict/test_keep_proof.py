@@ -90,9 +90,9 @@ def test_a_product_that_fits_is_kept_and_its_proof_recorded(scene, product, tabl
 
 @pytest.mark.parametrize(("case", "product", "table", "words"), [
     ("worldcover read as nlcd", "worldcover", "nlcd",
-     ("holds codes 10, 40, 50", "they are 'worldcover' codes; pass --keep-table worldcover")),
+     ("holds codes 10, 40, 50", "they are 'worldcover' codes: pass --keep-table worldcover")),
     ("nlcd read as worldcover", "nlcd", "worldcover",
-     ("holds codes 23, 41, 82", "they are 'nlcd' codes; pass --keep-table nlcd")),
+     ("holds codes 23, 41, 82", "they are 'nlcd' codes: pass --keep-table nlcd")),
     ("no overlap", "elsewhere", "worldcover", ("does not overlap the map",)),
     ("degrees tagged as metres", "degrees_as_metres", "worldcover",
      ("which are degrees of longitude and latitude", "EPSG:32650", "the CRS tag is wrong")),
