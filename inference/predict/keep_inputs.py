@@ -189,8 +189,8 @@ def prove(rule: KeepRule, meta: ModelMeta, codes: np.ndarray, covered: np.ndarra
     with files.open_raster(rule.product) as ds:
         unit = crs_unit_mismatch(ds.crs, tuple(ds.bounds))
     proof.require(
-        no_cover=((unit, "set the CRS its coordinates are in (e.g. gdal_edit.py -a_srs "
-                         "EPSG:4326 FILE for degrees)") if unit else
+        no_cover=((unit, "set the CRS its coordinates are in (for degrees: rio edit-info "
+                         "--crs EPSG:4326 FILE)") if unit else
                   ("does not overlap the map (not one sampled pixel of the input lies on it)",
                    "give the product of the map's area")),
         foreign=(f"holds codes {shown}, most of which the {scheme.source!r} table does not "

@@ -6,7 +6,7 @@ import argparse
 import re
 
 #: options of other tools a refusal may quote in a command to run (rio edit-info ...)
-OTHER_TOOLS = frozenset({"--nodata", "--bidx", "--description", "--tag"})
+OTHER_TOOLS = frozenset({"--nodata", "--bidx", "--description", "--tag", "--crs"})
 _OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
