@@ -117,8 +117,8 @@ def test_a_wrong_stack_is_refused_in_one_line(case, trained, real, tmp_path,  # 
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
-def test_allow_implausible_maps_a_doubted_stack_with_the_reason_recorded(  # noqa: F811
-        trained, real, tmp_path, capsys):
+def test_allow_implausible_maps_a_doubted_stack_with_the_reason_recorded(
+        trained, real, tmp_path, capsys):  # noqa: F811
     stack = _stack(real, tmp_path / "s.tif", edit=_swap(0, 2))
     assert _predict(trained, stack, tmp_path / "o" / "isa", "--allow-implausible") == 0
     report = capsys.readouterr().out
