@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "record the recipe")
     src.add_argument("--allow-recipe-mismatch", action="store_true",
                      help="map even when the inputs differ from the model's training data")
+    src.add_argument("--allow-implausible", action="store_true",
+                     help="map a date whose pixels the value rules doubt (bands that look "
+                          "swapped, top-of-atmosphere values, an offset, dB shifted), when the "
+                          "scene really is so; each reason is recorded in the COGs' "
+                          "input_notes tag and the summary")
     scenes = p.add_argument_group("local scenes (--backend local; default: as the model's "
                                   "training export read them)")
     scenes.add_argument("--scene-date", help="YYYY-MM-DD of scenes whose names and tags carry "
@@ -187,6 +192,7 @@ def _run(args: argparse.Namespace) -> int:
         region=region, dates=dates, model_file=args.model, out=args.out, backend=args.backend,
         scenes=args.scenes, method=args.method, workers=args.workers, project=args.project,
         zones=args.zones, dataset=args.dataset, allow_recipe_mismatch=args.allow_recipe_mismatch,
+        allow_implausible=args.allow_implausible,
         crs=projected_crs(args.crs) if args.crs else None, local_dir=args.local_dir,
         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         **postprocess_options(args),
@@ -239,5 +245,6 @@ def _date_summary(result: DateResult) -> dict[str, Any]:
     if result.skipped or result.outputs is None:
         return {"skipped": result.skipped}
     prediction = result.outputs.prediction
+    notes = list(result.outputs.input_notes)
     return {"class_cog": prediction.class_path, "prob_cog": prediction.prob_path,
-            "skipped": prediction.skipped}
+            "skipped": prediction.skipped, **({"input_notes": notes} if notes else {})}

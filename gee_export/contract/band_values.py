@@ -197,7 +197,8 @@ def offset_left_in(samples: Mapping[str, np.ndarray]) -> str | None:
     shown = ", ".join(f"{k} {v:.3f}" for k, v in darkest.items())
     return (f"no pixel is dark in any reflectance band (the darkest {DARK_PERCENTILE:g} %: "
             f"{shown}), where water and shadows are near 0: the +0.1 BOA offset (1000 DN of "
-            "processing baseline 04.00 and later) was left in; subtract it")
+            "processing baseline 04.00 and later) was left in (subtract it), or the scene is "
+            "top-of-atmosphere Level-1C over bright ground (give its Level-2A product)")
 
 
 def zero_fill_share(stack: np.ndarray) -> float:

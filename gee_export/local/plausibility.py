@@ -43,6 +43,7 @@ from gee_export.contract.band_values import (
     reflectance_scaled,
     s1_unit_evidence,
 )
+from gee_export.contract.input_facts import findings, input_facts
 from gee_export.core.errors import InputDataError
 
 log = logging.getLogger(__name__)
@@ -264,7 +265,8 @@ def check_s2_band_names(samples: Mapping[str, np.ndarray], what: str) -> None:
     Two physical facts are checked where the named bands are present: bands of one spectral
     region correlate over the scene (:data:`BAND_PAIR_MIN_CORRELATION`), and over vegetation
     (pixels whose red edge rises, B5 < B6 < B7 with B7 > 1.5 B5) the NIR band B8 is well
-    above the red band B4. A blue/red swap (B2 <-> B4) passes both; no check here sees it.
+    above the red band B4. A blue/red swap (B2 <-> B4) passes both; the spectral facts of the
+    data contract see it, and a green/NIR swap (:func:`check_band_order`).
     """
     for low, high, least in BAND_PAIR_MIN_CORRELATION:
         if low in samples and high in samples:
@@ -276,6 +278,7 @@ def check_s2_band_names(samples: Mapping[str, np.ndarray], what: str) -> None:
                     "names do not fit the pixels. Check the order given with --s2-band-names "
                     "(ESA's L2A order: B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12); if it is right "
                     "(a scene unlike most), pass --trust-band-names")
+    check_band_order(samples, what)
     if not all(b in samples for b in ("B4", "B5", "B6", "B7", "B8")):
         return
     b5, b6, b7 = (samples[b].ravel() for b in ("B5", "B6", "B7"))
@@ -293,3 +296,19 @@ def check_s2_band_names(samples: Mapping[str, np.ndarray], what: str) -> None:
             f"vegetation reflects NIR at least {NIR_RED_MIN_RATIO} x red. The band names do "
             "not fit the pixels: check the order given with --s2-band-names, or pass "
             "--trust-band-names if it is right")
+
+
+def check_band_order(samples: Mapping[str, np.ndarray], what: str) -> None:
+    """Refuse B2/B4 or B3/B8 swapped, as the spectra show them (``contract.input_facts``).
+
+    Red spreads over a scene more than blue does, and green is never far above near infrared
+    and red: the rules inference applies to its stacks, applied here to the named bands of a
+    stacked scene before it is composited.
+    """
+    order = [f for f in findings(input_facts(samples))
+             if f.kind in ("b2_b4_swapped", "b3_b8_swapped")]
+    if order:
+        raise InputDataError(
+            f"{what}: {order[0].text}; check the order given with --s2-band-names (ESA's L2A "
+            "order: B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12), or pass --trust-band-names if "
+            "it is right")

@@ -88,6 +88,10 @@ class OutputInfo:
     #: the input statistics a scene-normalised model's map was normalised by (JSON; "": the
     #: training statistics the model file records)
     normalisation: str = ""
+    #: why an input the value rules doubted was mapped (JSON list; "": nothing doubted)
+    input_notes: str = ""
+    #: what the input's pixels showed (``gee_export.contract.input_facts``, JSON; "": none)
+    input_facts: str = ""
 
 
 
@@ -108,6 +112,10 @@ def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
         tags["calibration"] = info.calibration
     if info.normalisation:
         tags["normalisation"] = info.normalisation
+    if info.input_notes:
+        tags["input_notes"] = info.input_notes
+    if info.input_facts:
+        tags["input_facts"] = info.input_facts
     return tags
 
 

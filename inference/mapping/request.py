@@ -197,6 +197,8 @@ class MapRequest:
         zones: GeoJSON polygons of the per-zone table (default: the whole map).
         dataset: the model's patch dataset, when the model file does not record its recipe.
         allow_recipe_mismatch: map even though the inputs differ from the training data.
+        allow_implausible: map a date whose pixels the value rules doubt, each reason
+            recorded (:func:`inference.predict.expected_inputs.check_physics`).
         grid: map exactly this grid instead of the region's (the demo maps its scene's grid).
         crs: projected CRS in metres of the region's grid (default: its centre's UTM zone;
             e.g. ``EPSG:6933`` for an area over several zones, as the export's ``--crs``).
@@ -238,6 +240,7 @@ class MapRequest:
     zones: str | None = None
     dataset: str | None = None
     allow_recipe_mismatch: bool = False
+    allow_implausible: bool = False
     grid: Grid | None = None
     crs: str | None = None
     local_dir: str | None = None

@@ -30,6 +30,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +48,7 @@ from gee_export.contract.band_values import (
     sigma0_unit_of_range,
     zero_fill_share,
 )
+from gee_export.contract.input_facts import InputFacts, findings, input_facts
 from gee_export.core.errors import InputDataError
 from gee_export.core.storage import files
 from inference.predict.sources import RasterSource, decimated_read, open_source, select_bands
@@ -63,6 +65,8 @@ FAR_SPANS = 10.0  # dB under a reflectance is hundreds of widths away; another s
 _SCALES = (10000.0, 100.0)  # integer exports: reflectance x 10000, dB x 100
 _METRES_PER_DEGREE = 111_320.0
 _UNITS = {"dB": "in dB", "linear": "in linear power"}
+#: the option of isamap-predict and isamap-map that maps an input the rules doubt
+OVERRIDE = "--allow-implausible"
 
 
 def pixel_size_m(transform: Any, crs: CRS | None, height: int) -> float | None:
@@ -130,10 +134,39 @@ def range_problems(samples: Mapping[str, np.ndarray], ranges: Mapping[str, Seque
     return problems
 
 
+@dataclass(frozen=True)
+class Level:
+    """The Sentinel-2 processing level of an input and of the model's training data.
+
+    Attributes:
+        stated: ``"L1C"`` when the input says it is top of atmosphere (:func:`s2_level_of`).
+        trained: ``"L1C"`` when the model was trained on exports forced with ``--allow-l1c``.
+    """
+
+    stated: str | None = None
+    trained: str | None = None
+
+    def judged(self) -> str | None:
+        """``"L1C"`` when top-of-atmosphere pixels are expected (either says so)."""
+        return "L1C" if "L1C" in (self.stated, self.trained) else None
+
+    def notes(self) -> tuple[str, ...]:
+        """What the map must record: Level-1C input to a model trained on Level-2A."""
+        if self.stated != "L1C" or self.trained == "L1C":
+            return ()
+        return ("Level-1C (top-of-atmosphere) input, as its stack says (isamap-export/"
+                "isamap-map --allow-l1c), to a model trained on Level-2A surface reflectance: "
+                "the atmosphere's haze is in every band and the map may be poor; its dark "
+                "objects were not checked for a reflectance offset",)
+
+
 def check_input(source: str | RasterSource, meta: ModelMeta,
                 band_order: Sequence[str] | None = None, flag: str = "--input",
-                allow_implausible: bool = False) -> None:
+                allow_implausible: bool = False) -> InputFacts:
     """Refuse an input whose pixel size or values are not those the model was trained on.
+
+    The input is opened once: its grid, tags and a decimated sample of the model's bands,
+    from which every value rule reads (:func:`gee_export.contract.input_facts.input_facts`).
 
     Args:
         source: the stack (path) or an open :class:`inference.predict.sources.RasterSource`.
@@ -141,7 +174,11 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
         band_order: the band names the user stated (``--bands``), for a file without names.
         flag: how messages name the input.
         allow_implausible: map an input the heuristic rules doubt (:func:`check_physics`),
-            with a warning (``--allow-implausible``).
+            the reason recorded in the returned facts' ``notes`` (``--allow-implausible``).
+
+    Returns:
+        What the sample showed, with the notes the map's tags and report must carry (why a
+        doubted input was mapped); empty facts for a source fetched on demand.
 
     Raises:
         InputDataError: another pixel size, values outside the training ranges, or values
@@ -151,10 +188,11 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
     with open_source(source) as src:
         indexes = select_bands(src.descriptions, meta.bands, band_order)
         _check_pixel_size(what, src, meta)
-        _warn_s2_level(what, src, meta)
-    sample = read_band_sample(source, indexes)
+        level = _s2_level(src, meta)
+        sample = (decimated_read(src, indexes, SAMPLE_SIDE) if isinstance(source, str)
+                  else read_band_sample(src, indexes))
     if sample is None:
-        return
+        return InputFacts(None, None)
     samples = dict(zip(meta.bands, sample, strict=True))
     ranges = dict(meta.band_ranges)
     unlike: list[str] = []
@@ -166,10 +204,10 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
     if not ranges or band_order is not None:
         problems += band_value_problems(samples)
     if not problems:
-        check_physics(what, sample, samples, ranges, allow_implausible)
+        facts = check_physics(what, sample, samples, ranges, allow_implausible, level=level)
         for text in unlike:  # a plausible input, in a known unit, of a scene the model
             log.warning("%s", text)  # has not seen: mapped, with this warning
-        return
+        return facts
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     fix = ("--bands must name the file's bands in the order they are stored: check that order "
            "(e.g. gdalinfo, or the export that wrote the file)" if band_order is not None else
@@ -180,13 +218,17 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
 
 
 def check_physics(what: str, sample: np.ndarray, samples: Mapping[str, np.ndarray],
-                  ranges: Mapping[str, Sequence[float]], allow_implausible: bool = False) -> None:
-    """Refuse values no real scene of these bands has (rules of ``band_values``), each with its fix.
+                  ranges: Mapping[str, Sequence[float]], allow_implausible: bool = False, *,
+                  level: Level = Level()) -> InputFacts:
+    """Refuse values no real scene of these bands has, each with its fix; the facts shown.
 
-    Zero fill without a nodata tag and sigma0 in another unit than the model's are certain;
-    VV/VH swapped and the BOA offset left in are judged from typical scenes, so
-    ``allow_implausible`` turns those two into warnings (a hazy or snow-covered scene can look
-    like the offset).
+    Zero fill without a nodata tag and sigma0 in another unit than the model's are certain.
+    The spectral rules (:func:`gee_export.contract.input_facts.findings`: bands swapped, top of
+    atmosphere given as surface reflectance, an offset subtracted twice, dB shifted or halved,
+    amplitude), VV/VH swapped and the BOA offset left in are judged from real scenes, so
+    ``allow_implausible`` maps them, each reason recorded in the facts' ``notes`` (the map's
+    tags and report). A Level-1C input the user asked for (``level.stated``) is mapped with
+    that recorded: its bright dark objects are path radiance, not an offset.
     """
     zeros = zero_fill_share(sample)
     if zeros > ZERO_FILL_MAX:
@@ -194,31 +236,43 @@ def check_physics(what: str, sample: np.ndarray, samples: Mapping[str, np.ndarra
             f"{what}: {100 * zeros:.1f} % of its pixels are 0 in every band, which no "
             "observation is (0 dB and 0 reflectance at once): fill without a nodata tag; tag "
             "it: rio edit-info --nodata 0 FILE")
+    _check_s1_unit(what, samples, ranges)
+    facts = input_facts(samples)
+    notes = list(level.notes())
+    doubts = [f"{f.text}; {f.fix}" for f in findings(facts, level=level.judged())]
+    if "VV" in samples and "VH" in samples:
+        doubts.append(sigma0_swapped(samples["VV"], samples["VH"]) or "")
+    trained_dark = [float(ranges[b][0]) for b in samples if b in ranges]
+    if level.judged() != "L1C" and (not trained_dark or min(trained_dark) < DARK_OBJECT_MIN):
+        doubts.append(offset_left_in(samples) or "")  # path radiance is no offset
+    doubts = [d for d in doubts if d]
+    if doubts and not allow_implausible:
+        raise InputDataError(f"{what}: {doubts[0]}; or, if the scene really is so, pass "
+                             f"{OVERRIDE} (the reason is recorded in the map's tags)")
+    for doubt in doubts:
+        log.warning("%s: %s; mapped anyway (%s)", what, doubt, OVERRIDE)
+        notes.append(f"mapped with {OVERRIDE}: {doubt}")
+    return replace(facts, notes=tuple(notes))
+
+
+def _check_s1_unit(what: str, samples: Mapping[str, np.ndarray],
+                   ranges: Mapping[str, Sequence[float]]) -> None:
+    """Refuse sigma0 in another unit (dB, linear) than the model was trained on."""
     for name in ("VV", "VH"):
         if name not in samples or name not in ranges:
             continue
         trained = sigma0_unit_of_range(tuple(ranges[name]))
         shown = s1_unit_evidence(samples[name])
         if trained and shown.unit in ("dB", "linear") and shown.unit != trained:
+            amplitude = [f for f in findings(input_facts(samples)) if f.kind == "s1_amplitude"]
+            if amplitude:
+                raise InputDataError(f"{what}: {amplitude[0].text}, but the model was trained "
+                                     f"on sigma0 {_UNITS[trained]}; {amplitude[0].fix}")
             fix = "10 * log10(value)" if trained == "dB" else "10 ** (value / 10)"
             raise InputDataError(
                 f"{what}: {name} holds sigma0 {_UNITS[shown.unit]} ({shown.describe()}), but "
                 f"the model was trained on sigma0 {_UNITS[trained]}; convert it ({fix} of each "
                 "value) or give the stack isamap-export writes")
-    doubts = []
-    if "VV" in samples and "VH" in samples:
-        doubts.append(sigma0_swapped(samples["VV"], samples["VH"]))
-    trained_dark = [float(ranges[b][0]) for b in samples if b in ranges]
-    if not trained_dark or min(trained_dark) < DARK_OBJECT_MIN:  # the model knows no offset
-        doubts.append(offset_left_in(samples))
-    doubts = [d for d in doubts if d]
-    if not doubts:
-        return
-    if allow_implausible:
-        log.warning("%s: %s; mapped anyway (--allow-implausible)", what, doubts[0])
-        return
-    raise InputDataError(f"{what}: {doubts[0]}; fix the stack, or pass --allow-implausible if "
-                         "the scene is real as it is (haze, snow cover)")
 
 
 def s2_level_of(tags: Mapping[str, str], descriptions: Sequence[str | None]) -> str | None:
@@ -239,25 +293,22 @@ def s2_level_of(tags: Mapping[str, str], descriptions: Sequence[str | None]) -> 
     return "L1C" if recipe.get("allow_l1c") else None
 
 
-def _warn_s2_level(what: str, src: Any, meta: ModelMeta) -> None:
-    """Warn when a model trained on L2A surface reflectance is given Level-1C TOA input.
+def _s2_level(src: Any, meta: ModelMeta) -> Level:
+    """The processing level the input states and the one the model was trained on.
 
-    TOA reflectance adds the atmosphere's path radiance to every band (most in the blue): the
-    values stay on the reflectance scale, so the range check cannot tell them from a hazy
-    scene, and the export refuses L1C scenes unless forced. A model trained on L2A maps such
-    input as it maps haze (docs/real-data.md): a warning, not a refusal, as for other scenes
-    unlike the training data.
+    Top-of-atmosphere reflectance adds the atmosphere's path radiance to every band (most in
+    the blue); an input that says so (its tags, its B10, its recipe) is judged as such, and a
+    model trained on Level-2A maps it with that recorded in the map's tags (docs/real-data.md).
+    One that does not say so is judged by its pixels
+    (:func:`gee_export.contract.input_facts.findings`).
     """
     tags = src.tags() if callable(getattr(src, "tags", None)) else {}
-    if s2_level_of(tags, src.descriptions) != "L1C":
-        return
     trained = (dict(meta.extra).get("dataset") or {}).get("recipe") or {}
-    if trained.get("allow_l1c"):
-        return
-    log.warning("%s may hold Sentinel-2 Level-1C (top-of-atmosphere) reflectance, and the model "
-                "was trained on Level-2A surface reflectance: the atmosphere's haze is in every "
-                "band, and the map may be poor (see docs/real-data.md); map the L2A product, "
-                "or train on L1C exports (isamap-export --allow-l1c)", what)
+    level = Level(s2_level_of(tags, src.descriptions),
+                  "L1C" if trained.get("allow_l1c") else None)
+    if level.notes():
+        log.warning("%s", level.notes()[0])
+    return level
 
 
 def _check_pixel_size(what: str, src: Any, meta: ModelMeta) -> None:

@@ -78,6 +78,8 @@ class KeepRule:
             not say, and only the impervious part applies).
         window: the side in output pixels of the windows whose class shares are the
             product's (:mod:`inference.predict.shares`); 0: the model's own argmax.
+        proof: what the rule proved on the map's sample before the first tile (the shares
+            of the map its product covers and decides, :mod:`inference.predict.step_proof`).
 
     The fields after ``table`` are settled once per map before the first tile
     (:func:`inference.predict.keep_inputs.settle`), from the model and a sample of the stack.
@@ -91,6 +93,7 @@ class KeepRule:
     nir: str = ""
     learnt: tuple[str, ...] | None = None
     window: int = 0
+    proof: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.window < 0:
@@ -115,7 +118,8 @@ class KeepRule:
         return json.dumps({"rule": RULE, "product": shareable_path(self.product, base),
                            **band, **window, "table": self.table,
                            "green_cut": cut, "red": self.red, "nir": self.nir,
-                           "learnt": None if self.learnt is None else list(self.learnt)})
+                           "learnt": None if self.learnt is None else list(self.learnt),
+                           **({"proof": self.proof} if self.proof else {})})
 
 
 def red_nir(bands: Sequence[str]) -> tuple[str, str]:

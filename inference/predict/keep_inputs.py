@@ -42,7 +42,7 @@ from rasterio.warp import calculate_default_transform
 from rasterio.windows import Window
 
 from gee_export.contract.bands import LABEL_NODATA, PRODUCT
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES, get_landcover_scheme
+from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES, get_landcover_scheme
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import files
 from inference.predict import keep
@@ -55,6 +55,7 @@ from inference.predict.sources import (
     read_window,
     select_bands,
 )
+from inference.predict.step_proof import StepProof, crs_unit_mismatch, fitting_tables
 
 if TYPE_CHECKING:
     from training.modelfile import ModelMeta
@@ -122,6 +123,22 @@ def sample_green_cut(source: str | RasterSource, product: str, table: str,
     Raises:
         InputDataError: the stack's pixels are fetched on demand (no sample of the scene).
     """
+    greenness, codes, covered = sample_product(source, product, red_index, nir_index, band)
+    seven = get_landcover_scheme(table).lookup_table()
+    classes = np.where(covered, seven[codes], LABEL_NODATA).astype(np.uint8)
+    return keep.green_cut([greenness], [classes])
+
+
+def sample_product(source: str | RasterSource, product: str, red_index: int, nir_index: int,
+                   band: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stack's NDVI and the product's raw codes and coverage on the stack's sample grid.
+
+    Codes outside 0-255 read as 255; ``covered``: the product has a value there (inside its
+    footprint, not its nodata).
+
+    Raises:
+        InputDataError: the stack's pixels are fetched on demand (no sample of the scene).
+    """
     sample = read_band_sample(source, [red_index, nir_index], SAMPLE_SIDE)
     if sample is None:
         raise InputDataError("--postprocess keep computes its green cut from the whole input "
@@ -129,14 +146,62 @@ def sample_green_cut(source: str | RasterSource, product: str, table: str,
                              "tile cannot give: give the stack file to isamap-predict --input")
     greenness = keep.ndvi(sample[0], sample[1])
     greenness[np.isnan(sample[0]) | np.isnan(sample[1])] = np.nan
-    seven = get_landcover_scheme(table).lookup_table()
     h, w = greenness.shape
     with open_source(source) as grid:  # the sample's grid: the stack's, decimated
         crs, width, height = grid.crs, grid.width, grid.height
         transform = grid.transform * Affine.scale(width / w, height / h)
     with files.open_raster(product) as prod, _product_on(prod, crs, transform, w, h) as vrt:
-        classes = _codes(vrt, seven, band=band)
-    return keep.green_cut([greenness], [classes])
+        raw = vrt.read(band)
+        covered = vrt.read_masks(band) > 0
+    inside = (raw >= 0) & (raw < 256)
+    codes = np.where(inside, raw, 255).astype(np.int64)
+    return greenness, codes, covered & inside
+
+
+def prove(rule: KeepRule, meta: ModelMeta, codes: np.ndarray, covered: np.ndarray,
+          learnt: Sequence[str] | None, cut: float | None) -> StepProof:
+    """What the keep rule showed on the sample (:mod:`inference.predict.step_proof`).
+
+    It decides the pixels the product calls impervious (given a green ``cut``), those of a
+    class the model never learnt and, with a window, every pixel the product gives a class
+    of the model.
+
+    Raises:
+        InputDataError: the product covers none of the map, its codes are not its table's,
+            or it decides no pixel.
+    """
+    scheme = get_landcover_scheme(rule.table)
+    names = list(meta.class_names)
+    to_model = class_table(rule.table, names)
+    listed = {name: {c.code for c in s.codes} for name, s in SCHEMES.items()}
+    present = codes[covered]
+    known = float(np.isin(present, list(listed[scheme.source])).mean()) if present.size else 0.0
+    classes = np.where(covered, to_model[codes], LABEL_NODATA)
+    deciding = [names.index("impervious")] * (cut is not None) + [
+        i for i, n in enumerate(names) if learnt is not None and n not in learnt]
+    decided = (classes != LABEL_NODATA) if rule.window else np.isin(classes, deciding)
+    given = f"--keep-product {rule.product}"
+    proof = StepProof("--postprocess keep", given, float(covered.mean()), known,
+                      float(decided.mean()))
+    seen = sorted(int(c) for c in np.unique(present))
+    shown = ", ".join(map(str, seen[:10])) + (", ..." if len(seen) > 10 else "")
+    fits = fitting_tables(set(seen), listed, scheme.source)
+    with files.open_raster(rule.product) as ds:
+        unit = crs_unit_mismatch(ds.crs, tuple(ds.bounds))
+    proof.require(
+        no_cover=((unit, "set the CRS its coordinates are in (for degrees: rio edit-info "
+                         "--crs EPSG:4326 FILE)") if unit else
+                  ("does not overlap the map (not one sampled pixel of the input lies on it)",
+                   "give the product of the map's area")),
+        foreign=(f"holds codes {shown}, most of which the {scheme.source!r} table does not "
+                 "list", f"they are {fits[0]!r} codes: pass --keep-table {fits[0]}" if fits
+                 else "pass the --keep-table of the product it is"),
+        no_effect=(f"decides no sampled pixel of the map (codes {shown} under the "
+                   f"{scheme.source!r} table: impervious needs some of its vegetation beside "
+                   "for the green cut)", "give a product that names impervious ground here"
+                   + ("" if rule.window else ", or a window (--keep-window) to let its other "
+                      "classes decide")))
+    return proof
 
 
 def settle(rule: KeepRule, meta: ModelMeta, source: str | RasterSource,
@@ -164,13 +229,18 @@ def settle(rule: KeepRule, meta: ModelMeta, source: str | RasterSource,
         rule = from_input(rule, meta, source, descriptions, band_order)
     else:
         check_window(rule, crs, pixel / meta.output_scale)
-    cut = sample_green_cut(source, rule.product, rule.table, red_index, nir_index, rule.band)
+    greenness, codes, covered = sample_product(source, rule.product, red_index, nir_index,
+                                               rule.band)
+    seven = get_landcover_scheme(rule.table).lookup_table()
+    cut = keep.green_cut([greenness], [np.where(covered, seven[codes], LABEL_NODATA)
+                                       .astype(np.uint8)])
+    proof = prove(rule, meta, codes, covered, learnt, cut)
     if cut is None:
         log.warning("--keep-product %s calls no sampled pixel of the input impervious, or "
                     "none vegetation: the product's impervious class changes nothing",
                     rule.product)
     return replace(rule, green_cut=cut, red=red, nir=nir,
-                   learnt=None if learnt is None else tuple(learnt))
+                   learnt=None if learnt is None else tuple(learnt), proof=proof.record())
 
 
 def product_cell(product: str, crs: Any, pixel: float) -> float | None:

@@ -147,6 +147,10 @@ class MaskedFileSource:
         """A decimated read of ``indexes`` (inputs checked before predicting), masked as NaN."""
         return decimated_read(self._ds, indexes, max_side)
 
+    def tags(self) -> dict[str, str]:
+        """The raster's tags (the input checks read its recipe: an L1C export says so)."""
+        return dict(self._ds.tags())
+
     def close(self) -> None:
         self._ds.close()
 

@@ -61,6 +61,8 @@ class Outputs:
     change_json: Path | None = None
     #: how the change map was decided: margin, rule, the later date's normalisation
     change_record: dict[str, Any] | None = None
+    #: why an input the value rules doubted was mapped (also in the COGs' ``input_notes`` tag)
+    input_notes: tuple[str, ...] = ()
 
     def paths(self) -> dict[str, str]:
         out = {"class_cog": self.prediction.class_path, "prob_cog": self.prediction.prob_path,
@@ -208,7 +210,7 @@ def predict_with_model_file(
     if not config.any_tile:
         check_window(meta.window, config.tile, meta.name)
     # pixel size and values, before the first tile
-    check_input(stack, meta, band_order, allow_implausible=allow_implausible)
+    facts = check_input(stack, meta, band_order, allow_implausible=allow_implausible)
     if not 0 <= change_margin < 0.5:
         raise InputDataError(f"--change-margin must be in [0, 0.5), got {change_margin}")
     earlier_prob = spectral = None
@@ -249,13 +251,19 @@ def predict_with_model_file(
     if spectral is not None:  # a scene with no common valid pixel fails before any tile
         spectral = spectral.fitted()
     info = model_output_info(meta, month, scene)
+    shown = {k: v for k, v in facts.to_dict().items() if k != "notes"}
+    info = replace(info, input_facts=json.dumps(shown) if shown else "",
+                   # why a doubted input was mapped: in every COG's tags and the report
+                   input_notes=json.dumps(list(facts.notes)) if facts.notes else "")
     result = predict_raster(stack, out_prefix, predictor, info, config, work_dir=work_dir,
                             model_id=loaded.file_id, restart=restart, progress=progress,
                             band_order=band_order)
     try:
-        return finish_outputs(result, out_prefix, index, zones=zones, compare_with=compare_with,
-                              local_dir=local_dir, change_margin=change_margin,
-                              earlier_prob=earlier_prob, record=record, spectral=spectral)
+        outputs = finish_outputs(result, out_prefix, index, zones=zones,
+                                 compare_with=compare_with, local_dir=local_dir,
+                                 change_margin=change_margin, earlier_prob=earlier_prob,
+                                 record=record, spectral=spectral)
+        return replace(outputs, input_notes=facts.notes)
     finally:
         close = getattr(stack, "close", None)
         if normalise_to and callable(close):
@@ -360,4 +368,5 @@ def describe(outputs: Outputs) -> dict[str, Any]:
     return {"tiles": r.tiles, "seconds": round(r.seconds, 2), "skipped": r.skipped,
             "resumed_strips": r.resumed_strips, "area_km2": round(r.area_km2, 3),
             **outputs.paths(),
-            **({"change": outputs.change_record} if outputs.change_record else {})}
+            **({"change": outputs.change_record} if outputs.change_record else {}),
+            **({"input_notes": list(outputs.input_notes)} if outputs.input_notes else {})}

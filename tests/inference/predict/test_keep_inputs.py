@@ -64,7 +64,7 @@ def scene(tmp_path_factory):
     """A 3 m stack, an NLCD-coded product in EPSG:4326 at about 30 m, and what lies where.
 
     Vegetation is green, water and three rows in four of the impervious cells are not. The model
-    (per pixel) says impervious where B2 is bright (then woodland second), woodland elsewhere;
+    (per pixel) says impervious where B3 is bright (then woodland second), woodland elsewhere;
     its training labels held every class but water.
     """
     folder = tmp_path_factory.mktemp("keep")
@@ -77,11 +77,11 @@ def scene(tmp_path_factory):
     rows, cols = np.mgrid[0:SIZE, 0:SIZE]
     green = np.isin(under, [WOOD, GRASS]) | ((under == IMP) & (rows % 4 == 0))
     bright = (cols // 8) % 2 == 0
-    data = np.stack([np.where(bright, 0.3, 0.02), np.full((SIZE, SIZE), 0.1),
+    data = np.stack([np.full((SIZE, SIZE), 0.02), np.where(bright, 0.3, 0.02),
                      np.where(green, 0.04, 0.2), np.where(green, 0.4, 0.24)]).astype(np.float32)
     stack = write_stack(folder / "stack.tif", data, bands=BANDS, res=RES, nodata=None)
     weight = np.zeros((K, len(BANDS)))
-    weight[IMP, 0] = 20.0
+    weight[IMP, 1] = 20.0  # bright in green (blue spreads less than red, as in any scene)
     bias = np.zeros(K)
     bias[IMP], bias[WOOD], bias[GRASS] = -3.0, 1.0, 0.5
     net = create_model("test-linear", len(BANDS), K, module="tests.support.models",

@@ -1,4 +1,5 @@
-"""isamap-predict warns when a model trained on L2A is given Level-1C (top-of-atmosphere) input.
+"""isamap-predict maps Level-1C input a stack says it holds to a model trained on L2A, with a
+warning and the reason in the map's ``input_notes`` tag.
 
 The stacks are real GeoTIFFs; the model files are real (saved by the project's writer) and
 record the recipe of the dataset they were trained on, as ``isamap-train`` records it.
@@ -19,7 +20,7 @@ from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
 
 TINY = {"widths": [4, 8, 8, 16, 16]}
-WARNING = "may hold Sentinel-2 Level-1C (top-of-atmosphere) reflectance"
+WARNING = "Level-1C (top-of-atmosphere) input, as its stack says"
 
 
 def _model(path, allow_l1c: bool):
@@ -56,4 +57,6 @@ def test_l1c_input_to_an_l2a_model_maps_with_a_warning(allow_l1c, warned, tmp_pa
                              str(tmp_path / "o" / "isa"), "--tile", "64", "--overlap", "16",
                              "--quiet", "--precision", "fp32"]) == 0
     assert (WARNING in caplog.text) is warned
-    assert (tmp_path / "o" / "isa_class.tif").is_file()
+    with rasterio.open(tmp_path / "o" / "isa_class.tif") as ds:
+        notes = json.loads(ds.tags().get("input_notes", "[]"))
+    assert bool(notes and WARNING in notes[0]) is warned
