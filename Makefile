@@ -11,7 +11,7 @@ STAMP := $(VENV)/.isamap-installed
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo_output
 
-.PHONY: setup browser test test-noshared lint typecheck docs docs-serve docs-images demo accuracy-figures bench bench-quick notebooks wheel clean
+.PHONY: setup browser test test-noshared lint typecheck docs docs-serve docs-images demo accuracy-figures evidence bench bench-quick notebooks wheel clean
 
 CONSTRAINTS := constraints.txt
 
@@ -90,6 +90,72 @@ accuracy-figures: demo
 	mkdir -p docs/figures && cp $(DEMO_OUT)/assess/figures.json docs/figures/accuracy_demo.json
 	$(PY) -c 'from inference.assess.figures import update_page; \
 	    update_page("docs/figures/accuracy_demo.json", "docs/accuracy.md")'
+
+# The evidence pages' results (docs/evidence/, docs/real-data.md, docs/landcover.md): every
+# experiment run again into $(EVIDENCE)/ (not committed; a run resumes from what its folder
+# holds), its summary written to docs/figures/ (tools/evidence.py: what the pages and their
+# tests read) and the pages' tables rewritten from it. Several hours on 2 cores; not part of
+# `make test` or CI. EVIDENCE_RUNS picks runs by the --out names the pages use.
+EVIDENCE ?= evidence_output
+LOTO_RUNS := builtup_loto builtup_stack builtup_average builtup_tile64 builtup_local \
+  builtup_scene builtup_ema builtup_flips builtup_recipe builtup_default builtup_scl
+EVIDENCE_RUNS ?= $(LOTO_RUNS) change_pairs terramesh landcover lc_patches lc_naip \
+  lccompare_in lccompare_bn lccompare_bn_x3 bench_pruning
+LOTO_2 := --jobs 2 --threads 1
+LOTO_builtup_loto := --arms unet-s2-window,unet-s2-global,unet-s2-both,unet-s2-patch-idx $(LOTO_2)
+LOTO_builtup_stack := --arms unet-s2-window,unet-s2-window+stack $(LOTO_2)
+LOTO_builtup_average := --iterations 450 --arms unet-s2-window,unet-s2-both,unet-s2-window+unet-s2-both,unet-s2-window+thr,unet-s2-both+thr $(LOTO_2)
+LOTO_builtup_tile64 := --arms unet-s2-window --tile 64 $(LOTO_2)
+LOTO_builtup_local := --arms unet-s2-window,unet-s2-local,unet-s2-local31 $(LOTO_2)
+LOTO_builtup_scene := --arms unet-s2-window,unet-s2-ema10 $(LOTO_2)
+LOTO_builtup_ema := --arms unet-s2-last,unet-s2-ema10,unet-s2-ema25 $(LOTO_2)
+LOTO_builtup_flips := --iterations 450 --arms unet-s2-ema10,unet-s2-flips $(LOTO_2)
+LOTO_builtup_recipe := --iterations 450 --arms unet-s2-flips,unet-s2-radio,unet-s2-bal,unet-s2-radio-bal $(LOTO_2)
+LOTO_builtup_default :=
+LOTO_builtup_scl := --scl-mask 3,11
+LC_lc_patches := --split patches --groups 0,4 1,5 2,6 3,7 --windows 16 32 128 256
+LC_lc_naip := --settings naip
+PRUNE_in :=
+PRUNE_bn := --stem-norm batch
+PRUNE_bn_x3 := --stem-norm batch --iterations 900 --prune-iterations 300
+RUN := nice $(abspath $(PY))
+
+evidence: $(STAMP)
+	@mkdir -p $(EVIDENCE)
+	@set -e; for run in $(EVIDENCE_RUNS); do $(MAKE) --no-print-directory evidence-$$run; done
+	$(PY) tools/evidence.py --all
+	$(PY) tools/evidence.py --check
+
+evidence-builtup_%: $(STAMP)
+	$(RUN) -m experiments.builtup --loto $(LOTO_builtup_$*) --out $(EVIDENCE)/builtup_$*
+	$(PY) tools/evidence.py $(EVIDENCE)/builtup_$*/loto.json docs/figures/builtup_$*.json
+	$(PY) -c 'from experiments.builtup_loto import update_page; update_page("docs/figures/builtup_$*.json", "$(if $(filter default,$*),docs/real-data.md,docs/evidence/builtup.md)")'
+
+evidence-change_pairs: $(STAMP)
+	$(RUN) -m experiments.change_pairs --recipes unet-s2-window,unet-s2-global --out $(EVIDENCE)/change_pairs
+	$(PY) tools/evidence.py $(EVIDENCE)/change_pairs/change_pairs.json docs/figures/change_pairs.json
+	$(PY) -c 'from experiments.change_pairs import update_page; update_page()'
+
+evidence-terramesh: $(STAMP)
+	$(RUN) -m experiments.terramesh --models unet-s2-window,unet-s1,unet,crofusenet --out $(EVIDENCE)/terramesh_output
+	$(PY) tools/evidence.py $(EVIDENCE)/terramesh_output/metrics.json docs/figures/terramesh.json
+	$(PY) -c 'from experiments.terramesh import update_page; update_page()'
+
+evidence-landcover: $(STAMP)
+	$(RUN) -m experiments.landcover --out $(EVIDENCE)/landcover_output
+	$(PY) -m experiments.landcover_figures $(EVIDENCE)/landcover_output/metrics.json
+
+evidence-lc_%: $(STAMP)
+	$(RUN) -m experiments.landcover $(LC_lc_$*) --out $(EVIDENCE)/lc_$*
+	$(PY) -m experiments.landcover_figures $(EVIDENCE)/lc_$*/metrics.json --variant $*
+
+evidence-lccompare_%: $(STAMP)
+	$(RUN) -m experiments.landcover_pruning $(PRUNE_$*) --out $(EVIDENCE)/lccompare_output_$* --threads 1
+	$(PY) -m experiments.landcover_figures $(EVIDENCE)/lccompare_output_$*/metrics.json --pruning $*
+
+evidence-bench_pruning: $(STAMP)
+	ISAMAP_AUTOTUNE_CACHE=off $(RUN) benchmarks/bench_pruning.py --json $(EVIDENCE)/bench_pruning.json
+	$(PY) -m experiments.landcover_figures $(EVIDENCE)/bench_pruning.json --bench-pruning
 
 bench: $(STAMP)
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done

@@ -3,7 +3,7 @@
 ``python -m experiments.change_pairs --out DIR``
 
 Models (``--recipes``): ``unet-s2`` (each scene normalised by its own statistics) and
-``unet-s2-global`` (the training split's statistics) by default; docs/real-data.md shows
+``unet-s2-global`` (the training split's statistics) by default; docs/evidence/change.md shows
 ``unet-s2-window`` (each window standardised by its own statistics) beside ``unet-s2-global``.
 Each is trained as :mod:`experiments.builtup` trains it, through ``isamap-export``
 and ``isamap-train``, on the whole East Java Dynamic World tile (Sentinel-2 **L2A**), several
@@ -393,7 +393,7 @@ def figures_markdown(metrics: dict) -> str:
             f"{per_date_text(metrics)}\n```\n")
 
 
-def update_page(source: str = FIGURES_JSON, page: str = "docs/real-data.md",
+def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/change.md",
                 root: str = ".") -> bool:
     """Rewrite the page's block of ``source``'s figures; True when it changed."""
     from inference.assess.figures import rewrite_block

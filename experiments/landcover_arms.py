@@ -1,7 +1,7 @@
 """The land-cover experiment's arms: which networks it trains and how each decides.
 
 Apart from :mod:`experiments.landcover` (the folds, training runs and command) so that each
-stays small; that module re-exports every name here. docs/landcover.md has the arms table.
+stays small; that module re-exports every name here. docs/evidence/landcover.md has the arms table.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ NAIP_WINDOW = 20
 PAPER = "hrnet IN + filter"
 #: the ``nlcd`` setting's default arm: the paper's method plus the keep rule with the
 #: product's shares per window, the arm at least NLCD's overall accuracy and impervious F1 on
-#: the held-out pixels of both splits (means over seeds; docs/landcover.md)
+#: the held-out pixels of both splits (means over seeds; docs/evidence/landcover.md)
 DEFAULT_ARM = f"{PAPER}, {KEEP}, {SHARES}"
 SETTINGS: dict[str, Setting] = {
     "nlcd": Setting(("NLCD",), (

@@ -1,10 +1,14 @@
-"""docs/landcover.md's figures: the experiment's tables, regenerated from its source JSON.
+"""The land-cover pages' figures: the experiment's tables, regenerated from its source JSON.
 
 ``python -m experiments.landcover_figures landcover_output/metrics.json`` copies the run's
 report (without the per-seed matrices) to ``docs/figures/landcover.json`` and rewrites the
-page's block between ``<!-- figures: docs/figures/landcover.json -->`` and ``<!-- end figures
--->`` with :func:`experiments.landcover_report.report_table` of it; a test compares the page
-with the JSON, so a figure quoted there cannot drift from the run that produced it.
+blocks between ``<!-- figures: docs/figures/landcover.json -->`` and ``<!-- end figures -->``:
+the user's page (docs/landcover.md) gets the headline table (:func:`headline_block`), the
+evidence page (docs/evidence/landcover.md) every table
+(:func:`experiments.landcover_report.report_table`); tests compare the pages with the JSON,
+so a figure quoted there cannot drift from the run that produced it. The other blocks below
+are the evidence page's. ``python tools/evidence.py --all`` then cuts the committed JSON to
+what the pages and tests read.
 
 ``python -m experiments.landcover_figures lccompare_output/metrics.json --pruning NAME`` does
 the same for a run of :mod:`experiments.landcover_pruning`: the report goes to
@@ -43,7 +47,10 @@ from inference.assess.figures import rewrite_block
 from inference.assess.intervals import notes
 
 SOURCE = "docs/figures/landcover.json"
+#: the user's page: the headline table of the default run
 PAGE = "docs/landcover.md"
+#: the lab's page: every table of every run, pruning's cost and speed
+EVIDENCE_PAGE = "docs/evidence/landcover.md"
 
 
 def public_config(report: dict) -> dict:
@@ -73,9 +80,36 @@ def figures_block(figures: dict) -> str:
     return "\n" + report_table(figures) + "\n\n"
 
 
+def headline_block(figures: dict) -> str:
+    """The user's page's block: the product, the paper's method and the default arm.
+
+    OA and each present class's F1 of the first setting (``test``'s), mean ± std over seeds.
+    """
+    test = figures["test"]
+    s = figures["settings"][test["setting"]]
+    rows = {f"{test['product']} (the product)": s["products"][test["product"]],
+            f"the paper's method (`{test['paper']['model']}`)": s["arms"][test["paper"]["model"]],
+            f"the default arm (`{test['model']}`)": s["arms"][test["model"]]}
+    lines = [f"**{test['setting']}**, {len(figures['config']['seeds'])} seeds, % (held-out "
+             f"pixels: {held_out_pixels(s)})", "",
+             *class_table(rows, s["classes_present"], "F1")]
+    lines += notes(lines, HEADLINE_NOTE)
+    return "\n" + "\n".join(lines) + "\n\n"
+
+
+#: the note under the headline table when a cell has no spread (it has no sample points)
+HEADLINE_NOTE = ("n.i.: no spread: every seed gave the same figure (a product does not depend "
+                 "on the seed).")
+
+
 def update_page(source: str | Path, page: str | Path, root: str | Path = ".") -> bool:
-    """Rewrite ``page``'s figures block from ``source`` (named relative to ``root``)."""
-    return rewrite_block(source, page, figures_block, root)
+    """Rewrite ``page``'s figures block from ``source`` (both named relative to ``root``).
+
+    The user's page (:data:`PAGE`) gets the headline table, any other page every table.
+    """
+    user = Path(root, page).resolve() == Path(root, PAGE).resolve()
+    block = headline_block if user else figures_block
+    return rewrite_block(source, page, block, root)
 
 
 def variant_source(name: str) -> str:
@@ -250,10 +284,12 @@ def _run(a: argparse.Namespace) -> int:
     text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
     atomic_write(Path(a.root) / source, lambda fh: fh.write(text.encode()))
     if a.variant:
-        changed = rewrite_block(source, PAGE, variant_block, a.root)
-    else:
-        changed = update_page(SOURCE, PAGE, a.root)
-    print(f"{source} written; {PAGE} {'rewritten' if changed else 'unchanged'}")
+        changed = rewrite_block(source, EVIDENCE_PAGE, variant_block, a.root)
+        print(f"{source} written; {EVIDENCE_PAGE} {'rewritten' if changed else 'unchanged'}")
+        return 0
+    for page in (PAGE, EVIDENCE_PAGE):
+        changed = update_page(SOURCE, page, a.root)
+        print(f"{source} written; {page} {'rewritten' if changed else 'unchanged'}")
     return 0
 
 
@@ -267,8 +303,8 @@ def _run_pruning(path: Path, name: str, root: Path) -> int:
     source = pruning_source(name)
     text = json.dumps(public_config(report), indent=1, ensure_ascii=False) + "\n"
     atomic_write(root / source, lambda fh: fh.write(text.encode()))
-    changed = rewrite_block(source, PAGE, pruning_block, root)
-    print(f"{source} written; {PAGE} {'rewritten' if changed else 'unchanged'}")
+    changed = rewrite_block(source, EVIDENCE_PAGE, pruning_block, root)
+    print(f"{source} written; {EVIDENCE_PAGE} {'rewritten' if changed else 'unchanged'}")
     return 0
 
 
@@ -282,8 +318,8 @@ def _run_bench(path: Path, root: Path) -> int:
     target = root / BENCH_SOURCE
     if not target.exists() or not path.resolve().samefile(target):
         atomic_write(target, lambda fh: fh.write(text.encode()))
-    changed = rewrite_block(BENCH_SOURCE, PAGE, bench_block, root)
-    print(f"{BENCH_SOURCE} written; {PAGE} {'rewritten' if changed else 'unchanged'}")
+    changed = rewrite_block(BENCH_SOURCE, EVIDENCE_PAGE, bench_block, root)
+    print(f"{BENCH_SOURCE} written; {EVIDENCE_PAGE} {'rewritten' if changed else 'unchanged'}")
     return 0
 
 

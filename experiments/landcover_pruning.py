@@ -220,7 +220,7 @@ def _train_cfg(cfg: LandCoverCompareConfig, run_dir: Path, seed: int, iterations
                lr: float) -> TrainConfig:
     """The run's options; loss, optimiser, momentum and poly decay are left to the recipe.
 
-    No weight decay: the setting of the figures in docs/landcover.md.
+    No weight decay: the setting of the figures in docs/evidence/landcover.md.
     """
     return TrainConfig(out_dir=str(run_dir), model="hrnet", model_kwargs=dict(cfg.model),
                        epochs=1, max_iterations=iterations, batch_size=cfg.batch_size, lr=lr,

@@ -28,7 +28,7 @@ model reproduces that product from the same kind of imagery, not how accurate an
 What the experiment shows is that real S1 and S2 files (unnamed bands, dB, float64,
 southern UTM) go through export, training and mapping end to end, and how the four models
 compare on the same weak labels. ``DIR/metrics.json`` holds every score; its committed copy
-(:data:`FIGURES_JSON`) rewrites docs/real-data.md's table (:func:`update_page`).
+(:data:`FIGURES_JSON`) rewrites docs/evidence/terramesh.md's table (:func:`update_page`).
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def figures_markdown(metrics: dict) -> str:
     return f"\n```text\n{results_table(metrics)}\n```\n"
 
 
-def update_page(source: str = FIGURES_JSON, page: str = "docs/real-data.md",
+def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/terramesh.md",
                 root: str = ".") -> bool:
     """Rewrite the page's block of ``source``'s figures; True when it changed."""
     from inference.assess.figures import rewrite_block

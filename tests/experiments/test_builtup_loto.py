@@ -78,7 +78,7 @@ def test_ndbi_is_compared_on_the_mapped_pixels_and_the_unmapped_built_ones_are_c
 
 def test_real_data_page_quotes_the_figures_of_its_json(tmp_path):
     """A figure of the page that its source JSON no longer gives fails here."""
-    page = (ROOT / "docs" / "real-data.md").read_text(encoding="utf-8")
+    page = (ROOT / "docs" / "evidence" / "builtup.md").read_text(encoding="utf-8")
     metrics = json.loads((ROOT / FIGURES_JSON).read_text(encoding="utf-8"))
     start, end = page_block(page, FIGURES_JSON)
     assert page[start:end].strip() == figures_markdown(metrics).strip()

@@ -52,7 +52,7 @@ def test_implanted_blocks_hold_the_dates_own_artificial_spectra_away_from_it():
 
 def test_real_data_page_quotes_the_change_figures_of_its_json(tmp_path):
     """A figure of the page that its source JSON no longer gives fails here."""
-    page = (ROOT / "docs" / "real-data.md").read_text(encoding="utf-8")
+    page = (ROOT / "docs" / "evidence" / "change.md").read_text(encoding="utf-8")
     metrics = json.loads((ROOT / FIGURES_JSON).read_text(encoding="utf-8"))
     start, end = page_block(page, FIGURES_JSON)
     block = page[start:end]

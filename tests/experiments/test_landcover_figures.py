@@ -1,4 +1,8 @@
-"""docs/landcover.md quotes the land-cover experiment's tables as its source JSON gives them."""
+"""The land-cover pages quote the experiment's tables as their source JSON gives them.
+
+docs/landcover.md (the user's page) has the default run's headline table, docs/evidence/
+landcover.md every table of every run.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from tests.support.page_text import DECIMAL
 
 def test_the_page_quotes_the_tables_of_its_json():
     """`python -m experiments.landcover_figures OUT/metrics.json` rewrites both."""
-    page = (REPO_ROOT / figs.PAGE).read_text(encoding="utf-8")
+    page = (REPO_ROOT / figs.EVIDENCE_PAGE).read_text(encoding="utf-8")
     data = json.loads((REPO_ROOT / figs.SOURCE).read_text(encoding="utf-8"))
     start, end = page_block(page, figs.SOURCE)
     assert page[start:end] == figs.figures_block(data)
@@ -59,12 +63,17 @@ def test_the_command_writes_the_json_and_the_block(tmp_path, capsys):
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps(report))
     (tmp_path / "docs" / "figures").mkdir(parents=True)
-    (tmp_path / figs.PAGE).write_text(f"intro\n<!-- figures: {figs.SOURCE} -->\nstale\n"
-                                      "<!-- end figures -->\nafter\n")
+    (tmp_path / "docs" / "evidence").mkdir()
+    for page in (figs.PAGE, figs.EVIDENCE_PAGE):
+        (tmp_path / page).write_text(f"intro\n<!-- figures: {figs.SOURCE} -->\nstale\n"
+                                     "<!-- end figures -->\nafter\n")
     assert figs.main([str(metrics), "--root", str(tmp_path)]) == 0
-    text = (tmp_path / figs.PAGE).read_text()
-    assert "stale" not in text and "| NLCD (the product) | 12.3 (n.i.) |" in text
-    assert text.endswith("<!-- end figures -->\nafter\n")
+    for page in (figs.PAGE, figs.EVIDENCE_PAGE):
+        text = (tmp_path / page).read_text()
+        assert "stale" not in text and "| NLCD (the product) | 12.3 (n.i.) |" in text
+        assert text.endswith("<!-- end figures -->\nafter\n")
+    assert "| map | OA | F1 impervious |" in (tmp_path / figs.EVIDENCE_PAGE).read_text()
+    assert "the default arm (`" in (tmp_path / figs.PAGE).read_text()  # the headline only
     written = json.loads((tmp_path / figs.SOURCE).read_text())
     assert "per_seed_confusion" not in written["settings"]["nlcd"]
     assert written["config"]["data_dir"] == "chesapeake_nlcd"  # no machine's path published
@@ -75,7 +84,7 @@ def test_the_command_writes_the_json_and_the_block(tmp_path, capsys):
 def _variant(name: str) -> tuple[str, dict, int, int]:
     """The page, a variant run's committed JSON and its block's bounds (checked equal)."""
     source = figs.variant_source(name)
-    page = (REPO_ROOT / figs.PAGE).read_text(encoding="utf-8")
+    page = (REPO_ROOT / figs.EVIDENCE_PAGE).read_text(encoding="utf-8")
     data = json.loads((REPO_ROOT / source).read_text(encoding="utf-8"))
     start, end = page_block(page, source)
     assert page[start:end] == figs.variant_block(data)
@@ -155,6 +164,48 @@ def test_the_synthetic_products_run_is_quoted_from_its_json():
         oa = {k: naip["arms"][k]["OA"] for k in (plain, shared)}
         assert oa[plain]["mean"] < oa[shared]["mean"] < naip["products"][product]["OA"]["mean"]
         assert oa[shared]["std"] < oa[plain]["std"]
+
+
+def test_the_user_page_quotes_its_headline_table_and_what_fails():
+    """docs/landcover.md: the product, the paper's method and the default arm from the JSON;
+    its prose quotes them, the whole-patch split's OA and the pruning runs' OA changes only."""
+    page = (REPO_ROOT / figs.PAGE).read_text(encoding="utf-8")
+    data = json.loads((REPO_ROOT / figs.SOURCE).read_text(encoding="utf-8"))
+    start, end = page_block(page, figs.SOURCE)
+    block = page[start:end]
+    assert block == figs.headline_block(data)
+    test, nlcd = data["test"], data["settings"]["nlcd"]
+    assert f"| the default arm (`{test['model']}`) |" in block
+    assert f"| the paper's method (`{test['paper']['model']}`) |" in block
+    assert "| map | OA | F1 woodland | F1 grassland | F1 impervious |" in block
+    product = nlcd["products"]["NLCD"]
+    text = " ".join(page[end:].split())
+
+    def oa_f1(v: dict) -> str:
+        f1 = v["F1"]["impervious"]["mean"]
+        return (f"{100 * v['OA']['mean']:.1f} % OA and impervious F1 "
+                + (f"{100 * f1:.1f} %" if f1 is not None and math.isfinite(f1) else "n/a"))
+
+    assert f"NLCD scores {oa_f1(product)} on the pooled held-out pixels" in text
+    assert f"the default arm {oa_f1(nlcd['arms'][test['model']])}" in text
+    assert f"the paper's method {oa_f1(nlcd['arms'][test['paper']['model']])}" in text
+    assert f"took {data['timing']['wall_seconds']:,.0f} s of wall time" in text
+    assert test["f1_model"]["impervious"] == test["f1_product"]["impervious"]  # "NLCD's own"
+    patches = json.loads((REPO_ROOT / figs.variant_source("patches")).read_text(
+        encoding="utf-8"))["test"]
+    assert (f"default arm scores {100 * patches['oa_model']:.1f} % OA against NLCD's "
+            f"{100 * patches['oa_product']:.1f} %") in text
+    changes = []
+    for name in ("in", "bn", "bn_x3"):
+        oa = {m: s["OA"]["mean"] for m, s in json.loads(
+            (REPO_ROOT / figs.pruning_source(name)).read_text(encoding="utf-8"))["summary"].items()}
+        changes.append(f"{100 * (oa['hrnet'] - oa['hrnet pruned']):.1f}")
+    assert "FPGM at 40 % costs {} (IN stem), {} (BN) and {} (BN, 3x budget) OA points".format(
+        *changes) in text
+    derived = set(DECIMAL.findall(block)) | set(changes) | {
+        f"{100 * patches[k]:.1f}" for k in ("oa_model", "oa_product")}
+    prose = re.sub(r"`[^`]*`", " ", text)
+    assert set(DECIMAL.findall(prose)) <= derived
 
 
 def test_the_readme_quotes_the_land_cover_figures():

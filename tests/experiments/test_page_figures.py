@@ -1,10 +1,12 @@
-"""Every figure the real-data and land-cover pages quote in prose comes from a source JSON.
+"""Every figure the real-data, land-cover and evidence pages quote in prose comes from a JSON.
 
 The generated blocks are checked against their JSON by each experiment's own test; the prose
 around them quotes figures from those blocks. Here every decimal number of a section's prose
 (outside code) must be one its block prints, or one derived from its JSON here; a figure
-that no longer matches fails with the figures it did not find. The pruning sections of the
-land-cover page are checked in ``test_pruning_figures.py``.
+that no longer matches fails with the figures it did not find. The user's page
+(docs/real-data.md) keeps the default command's section; every other arm is on
+docs/evidence/*.md. The pruning sections of the land-cover evidence page are checked in
+``test_pruning_figures.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def _margins(metrics: dict) -> set[str]:
 def test_the_leave_one_tile_out_prose_quotes_its_table():
     from experiments.builtup_loto import FIGURES_JSON
 
-    page = pt.page("real-data.md")
+    page = pt.page("evidence/builtup.md")
     metrics = pt.source_json(FIGURES_JSON)
     block = pt.block(page, FIGURES_JSON)
     prose = pt.prose(page, "Standardising each window", "### A stacked arm")
@@ -47,7 +49,7 @@ def test_the_stacked_arm_prose_quotes_its_table():
     from experiments.builtup_loto import figures_markdown
 
     source = "docs/figures/builtup_stack.json"
-    page = pt.page("real-data.md")
+    page = pt.page("evidence/builtup.md")
     metrics = pt.source_json(source)
     block = pt.block(page, source)
     assert block.strip() == figures_markdown(metrics).strip()
@@ -62,7 +64,7 @@ def test_the_averaged_arm_prose_quotes_its_table():
     from experiments.builtup_loto import figures_markdown
 
     source = "docs/figures/builtup_average.json"
-    page = pt.page("real-data.md")
+    page = pt.page("evidence/builtup.md")
     metrics = pt.source_json(source)
     block = pt.block(page, source)
     assert block.strip() == figures_markdown(metrics).strip()
@@ -83,7 +85,7 @@ def test_the_prediction_tile_prose_quotes_its_two_tables():
     """Both blocks, the mapped and true built shares per seed, and each run's wall time."""
     from experiments.builtup_loto import figures_markdown
 
-    page = pt.page("real-data.md")
+    page = pt.page("evidence/builtup.md")
     derived: set[str] = set()
     text = " ".join(page.split())
     for source in ("docs/figures/builtup_tile64.json", "docs/figures/builtup_local.json"):
@@ -127,7 +129,7 @@ def _loto_section(page: str, source: str, per_seed: tuple[str, ...]) -> tuple[di
 
 def test_the_scene_statistics_prose_quotes_its_table_and_seeds():
     """The block, each seed's scores, shares and calibration error, the margins, the time."""
-    page = pt.page("real-data.md")
+    page = pt.page("evidence/builtup.md")
     metrics, derived = _loto_section(page, "docs/figures/builtup_scene.json",
                                      ("f1_built", "auc_built", "ece_built"))
     derived |= _shares(metrics)
@@ -141,7 +143,7 @@ def test_the_weight_averaging_prose_quotes_its_table_and_seeds():
     """The block, each seed's scores, the margins; ``unet-s2-ema10`` is ``unet-s2``'s recipe."""
     from training.models import recipe_for
 
-    page = pt.page("real-data.md")
+    page = pt.page("evidence/builtup.md")
     metrics, derived = _loto_section(page, "docs/figures/builtup_ema.json",
                                      ("f1_built", "auc_built"))
     assert recipe_for("unet-s2").ema == 10 and "unet-s2-ema10" in metrics["arms"]
@@ -154,7 +156,7 @@ def test_the_test_time_flips_prose_quotes_its_table_and_seeds():
     recipe and ``unet-s2-ema10`` the same without flips, at the budget the page names."""
     from training.models import recipe_for
 
-    page = pt.page("real-data.md")
+    page = pt.page("evidence/builtup.md")
     source = "docs/figures/builtup_flips.json"
     metrics, derived = _loto_section(page, source, ("f1_built", "auc_built", "best_f1_built"))
     derived |= _shares(metrics)
@@ -175,7 +177,7 @@ def test_the_balanced_sampling_prose_quotes_its_table_and_seeds():
     and the ``unet-s2-flips`` rows are the flips table's (the same arm, the same maps)."""
     from training.models import recipe_for
 
-    page = pt.page("real-data.md")
+    page = pt.page("evidence/builtup.md")
     source = "docs/figures/builtup_recipe.json"
     metrics, derived = _loto_section(page, source, ("f1_built", "auc_built", "best_f1_built"))
     derived |= _shares(metrics, mapped=False)
@@ -187,7 +189,7 @@ def test_the_balanced_sampling_prose_quotes_its_table_and_seeds():
     assert metrics["budget"]["iterations"] == 450
     text = " ".join(page.split())
     assert f"took {metrics['seconds']:,.0f} s of wall time (`seconds` in the JSON)" in text
-    prose = pt.prose(page, "### Balanced sampling", "### The default command")
+    prose = pt.prose(page, "### Balanced sampling", "### Clouds flagged over a town")
     assert pt.unmatched(prose, derived) == []
 
 
@@ -221,7 +223,7 @@ def test_the_default_command_section_is_what_the_command_runs_and_quotes_its_tab
     text = " ".join(page.split())
     assert "python -m experiments.builtup --loto --out builtup_default" in text
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
-    prose = pt.prose(page, "### The default command", "### Clouds flagged over a town")
+    prose = pt.prose(page, "## The default command", "**The worst seed")
     assert pt.unmatched(prose, derived) == []
     flagged = _flagged(metrics)
     prose = " ".join(prose.split())
@@ -234,7 +236,7 @@ def test_the_scoring_rule_quotes_what_the_default_mask_removes():
     the other pixels' share, NDBI on all and on the covered pixels, Java's left-out ones."""
     metrics = pt.source_json("docs/figures/builtup_default.json")
     flagged = _flagged(metrics)
-    text = " ".join(pt.prose(pt.page("real-data.md"), "Scores: F1 and IoU",
+    text = " ".join(pt.prose(pt.page("evidence/builtup.md"), "Scores: F1 and IoU",
                            "### Leave one tile out").split())
     assert (f"{flagged['built']} labelled built pixels ({flagged['share']}) carry Sen2Cor's "
             f"cloud or thin-cirrus flags, against {flagged['others']} of its other") in text
@@ -256,7 +258,39 @@ def test_the_scoring_rule_quotes_what_the_default_mask_removes():
         assert f"AUC {old['ndbi_auc']:.3f}" in text
 
 
-#: each leave-one-tile-out figures JSON of docs/real-data.md before the default command's,
+def test_the_user_page_names_the_worst_seed_and_what_fails_from_the_jsons():
+    """docs/real-data.md after the default table: each tile's worst seed of ``unet-s2`` (its F1,
+    ``ghana_a``'s shortfall to NDBI's best and its mapped and true shares), then what fails:
+    the narrower cloud mask's margin on ``ghana_b``; nothing else is quoted."""
+    page = pt.page("real-data.md")
+    default = pt.source_json("docs/figures/builtup_default.json")
+    scl = pt.source_json("docs/figures/builtup_scl.json")
+    worst = {t: min(runs["unet-s2"], key=lambda r: r["f1_built"])
+             for t, runs in default["runs"].items()}
+    best = {t: default["ndbi"][t]["ndbi_best_f1"] for t in worst}
+    start = page.index("**The worst seed")
+    section = page[start:page.index("What this does not show", start)]
+    text = " ".join(section.split())
+    assert f"On Java it scores F1 {worst['java']['f1_built']:.3f}" in text
+    assert f"`ghana_b` {worst['ghana_b']['f1_built']:.3f}, both above" in text
+    assert all(worst[t]["f1_built"] > best[t] for t in ("java", "ghana_b"))
+    a = worst["ghana_a"]
+    assert a["f1_built"] < best["ghana_a"]
+    assert (f"it scores {a['f1_built']:.3f}, {best['ghana_a'] - a['f1_built']:.3f} below "
+            f"NDBI's {best['ghana_a']:.3f}, and maps {100 * a['mapped_built_share']:.1f} % of "
+            f"the labelled pixels as built where {100 * a['built_pixels'] / a['pixels']:.1f} % "
+            "are") in text
+    margin = scl["summary"]["ghana_b"]["unet-s2"]["f1_minus_ndbi_best"]
+    assert margin > 0 and f"best threshold there ({margin:+.3f})" in text
+    seeds = [r["f1_built"] for r in default["runs"]["ghana_a"]["unet-s2"]]
+    derived = {f"{r['f1_built']:.3f}" for r in worst.values()} | {f"{v:.3f}" for v in best.values()}
+    derived |= {f"{best['ghana_a'] - a['f1_built']:.3f}", f"{min(seeds):.3f}", f"{max(seeds):.3f}",
+                f"{100 * a['mapped_built_share']:.1f}",
+                f"{100 * a['built_pixels'] / a['pixels']:.1f}", f"{abs(margin):.3f}"}
+    assert pt.unmatched(pt.prose(section + "<end>", "**", "<end>"), derived) == []
+
+
+#: each leave-one-tile-out figures JSON of docs/evidence/builtup.md before the default command's,
 #: and the section whose table it is (as the page links it)
 BUILTUP_SECTIONS = {
     "builtup_loto": "Leave one tile out", "builtup_stack": "A stacked arm",
@@ -269,7 +303,7 @@ BUILTUP_SECTIONS = {
 def test_the_flagged_clouds_section_is_the_default_command_with_the_narrower_mask():
     """Its JSON is the default run but for ``--scl-mask 3,11``: every built pixel of
     ``ghana_b`` covered; the prose quotes its block, seeds, shares and the page's counts."""
-    page = pt.page("real-data.md")
+    page = pt.page("evidence/builtup.md")
     source = "docs/figures/builtup_scl.json"
     metrics, derived = _loto_section(page, source, ("f1_built", "auc_built"))
     derived |= _shares(metrics)
@@ -300,7 +334,7 @@ def test_the_ghana_tiles_are_as_hazy_as_the_page_says(shared_data):
 
     ghana = medians("ghana_a") + medians("ghana_b")
     java = medians("java")
-    text = " ".join(pt.page("real-data.md").split())
+    text = " ".join(pt.page("evidence/builtup.md").split())
     assert (f"the medians of their visible bands (B2, B3, B4) are {min(ghana):.3f}-"
             f"{max(ghana):.3f}, those of the Java tile {min(java):.3f}-{max(java):.3f}") in text
 
@@ -326,7 +360,7 @@ def test_the_change_prose_quotes_its_table():
     from experiments.change_pairs import FIGURES_JSON, GATE
     from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 
-    page = pt.page("real-data.md")
+    page = pt.page("evidence/change.md")
     metrics = pt.source_json(FIGURES_JSON)
     prose = pt.prose(page, "What it shows:", "holds every seed's and pair's scores")
     block = pt.block(page, FIGURES_JSON)
@@ -347,7 +381,7 @@ def test_the_change_prose_quotes_its_table():
 def test_the_terramesh_prose_quotes_its_table():
     from experiments.terramesh import FIGURES_JSON
 
-    page = pt.page("real-data.md")
+    page = pt.page("evidence/terramesh.md")
     metrics = pt.source_json(FIGURES_JSON)
     block = pt.block(page, FIGURES_JSON)
     prose = pt.prose(page, "Default budget:", "Columns: F1")
@@ -361,7 +395,7 @@ def test_the_terramesh_prose_quotes_its_table():
 def test_the_land_cover_prose_quotes_its_tables():
     import experiments.landcover_figures as figs
 
-    page = pt.page("landcover.md")
+    page = pt.page("evidence/landcover.md")
     prose = pt.prose(page, "What this shows, and what it does not:", "### Whole patches held out")
     assert pt.unmatched(prose, pt.block(page, figs.SOURCE)) == []
     seconds = pt.source_json(figs.SOURCE)["timing"]["wall_seconds"]
@@ -371,7 +405,7 @@ def test_the_land_cover_prose_quotes_its_tables():
 def test_the_terramesh_block_is_the_table_of_its_json(tmp_path):
     from experiments.terramesh import FIGURES_JSON, figures_markdown, update_page
 
-    page = pt.page("real-data.md")
+    page = pt.page("evidence/terramesh.md")
     metrics = pt.source_json(FIGURES_JSON)
     assert pt.block(page, FIGURES_JSON) == figures_markdown(metrics)
     metrics["models"]["unet-s2-window"][metrics["train_cell"]]["f1_built"] = 0.123
@@ -393,7 +427,7 @@ def test_the_chesapeake_counts_the_land_cover_page_quotes(shared_data):
     h, w = first.shape
     quadrants = [int(q.sum()) for q in (first[:h // 2, :w // 2], first[:h // 2, w // 2:],
                                         first[h // 2:, :w // 2], first[h // 2:, w // 2:])]
-    text = " ".join(pt.page("landcover.md").split())
+    text = " ".join(pt.page("evidence/landcover.md").split())
     assert f"Patch 0 holds {per_patch[0]} of the tile's {sum(per_patch)} impervious pixels" in text
     assert f"pool all {sum(p.truth.size for p in patches):,} pixels" in text
     assert "patch 0's quadrants hold {}, {}, {} and {} impervious pixels".format(*quadrants) in text

@@ -1,8 +1,9 @@
-"""docs/landcover.md's pruning sections quote their JSONs: sizes, accuracy and speed.
+"""The land-cover pages' pruning figures quote their JSONs: sizes, accuracy and speed.
 
 What FPGM pruning costs in accuracy (``experiments.landcover_pruning``'s reports) and gains in
-speed (``benchmarks/bench_pruning.py --json``), as the page's generated blocks and its prose
-give them; every decimal the prose quotes is one a block prints or the test derives.
+speed (``benchmarks/bench_pruning.py --json``), as docs/evidence/landcover.md's generated
+blocks and its prose give them (the network's sizes: docs/landcover.md); every decimal the
+prose quotes is one a block prints or the test derives.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def test_the_pruning_tables_and_prose_quote_their_json():
     """The three pruning runs' tables, and every decimal the section's prose derives from them."""
     import experiments.landcover_figures as figs
 
-    page = pt.page("landcover.md")
+    page = pt.page("evidence/landcover.md")
     derived: set[str] = set()
     oa_changes = []
     for name in ("in", "bn", "bn_x3"):
@@ -145,8 +146,8 @@ def test_the_pruning_speed_block_is_rendered_from_the_benchmarks_json(tmp_path, 
 
     source = tmp_path / "run.json"
     source.write_text(json.dumps(report))
-    page = tmp_path / figs.PAGE
-    page.parent.mkdir()
+    page = tmp_path / figs.EVIDENCE_PAGE
+    page.parent.mkdir(parents=True)
     page.write_text(f"a\n<!-- figures: {figs.BENCH_SOURCE} -->\nold\n<!-- end figures -->\nb\n")
     assert figs.main([str(source), "--bench-pruning", "--root", str(tmp_path)]) == 0
     assert pt.block(page.read_text(), figs.BENCH_SOURCE) == block
@@ -167,7 +168,7 @@ def test_the_pruning_speed_section_quotes_its_json():
     import experiments.landcover_figures as figs
 
     number = re.compile(r"(?<![\d.])\d+\.\d+(?![\d.])")
-    page = pt.page("landcover.md")
+    page = pt.page("evidence/landcover.md")
     report = pt.source_json(figs.BENCH_SOURCE)
     block = pt.block(page, figs.BENCH_SOURCE)
     assert block == figs.bench_block(report)
