@@ -293,9 +293,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--latency must be a positive number of seconds, got "
                           f"{args.latency:g}")
     if args.max_eecu_hours is not None:
-        if not args.max_eecu_hours > 0:
-            raise ConfigError(f"--max-eecu-hours must be a positive number of EECU-hours, got "
-                              f"{args.max_eecu_hours:g}")
+        from gee_export.ee.compute import check_max_eecu_hours
+
+        check_max_eecu_hours(args.max_eecu_hours)
         if args.backend == "local":
             raise ConfigError("--max-eecu-hours bounds Earth Engine compute; the local "
                               "backend uses none: leave it out with --backend local")

@@ -538,3 +538,29 @@ def test_a_unet_s2_file_written_before_scene_statistics_maps_as_it_did(small_sta
             probs[name] = ds.read(1)
             assert "normalisation" not in ds.tags()  # the training statistics, not the scene's
     assert np.array_equal(probs["unet-s2"], probs["unet-s2-window"], equal_nan=True)
+
+
+@pytest.mark.parametrize("calibration,says", [
+    ([1.0, 2.0], "the calibration record is a list, not a mapping"),
+    ({"method": "temperature", "split": "val", "pixels": 500}, "holds no temperature"),
+    ({"method": "temperature", "temperature": 1e30}, "temperature 1e+30 lies outside 0.05 to "
+                                                      "20, the range a fit can give"),
+])
+def test_a_model_files_broken_calibration_record_is_one_line(small_stack, tmp_path, capsys,
+                                                             calibration, says):
+    """A list was an AttributeError, a record without temperature a KeyError (tracebacks), and
+    1e30 mapped every probability to 0.5, exit 0: the weights digest misses the description."""
+    kwargs = {"widths": [2, 2, 2, 2, 2]}
+    model = create_model("unet", len(BANDS), 2, **kwargs)
+    meta = ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs)
+    path = tmp_path / "edited.pt"
+    torch.save({"format": "isamap-model/1", "meta": {**meta.to_dict(), "calibration": calibration},
+                "state_dict": model.state_dict()}, path)
+    code = predict_main(["--model", str(path), "--input", str(small_stack), "--out",
+                         str(tmp_path / "o" / "isa")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"isamap-predict: error: --model {path}: the model description does "
+                          "not hold together (the model's calibration is invalid: ")
+    assert says in err and "copy it again" in err, err
+    assert not (tmp_path / "o").exists()
