@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gee_export.core.csv_text import csv_text
 from gee_export.core.errors import ConfigError, InputDataError
 
 POINTS_FILE = "design_points.csv"
@@ -68,12 +69,7 @@ class DesignFile:
 
 
 def design_points_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(DESIGN_COLUMNS), lineterminator="\n",
-                            extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text(rows, DESIGN_COLUMNS, lineterminator="\n")
 
 
 def read_design(path: str | Path) -> DesignFile:

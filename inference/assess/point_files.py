@@ -37,6 +37,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.warp import transform as warp_transform
 
+from gee_export.core.csv_text import csv_text
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.shareable import shareable
 from gee_export.core.storage import atomic_write
@@ -97,12 +98,7 @@ def _text(path: Path, text: str) -> Path:
 
 
 def _csv(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n",
-                            extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text(rows, columns, lineterminator="\n")
 
 
 def _columns(show_map_class: bool) -> tuple[str, ...]:
