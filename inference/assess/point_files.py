@@ -2,8 +2,10 @@
 
 Blind by default: the files an interpreter uses hold each point's id and position only, in a
 random order drawn from the seed (:attr:`inference.assess.design.Design.order`), so neither a
-column nor the order tells the map's class. ``sample.csv`` (``id,lon,lat,x,y,reference``;
-``reference`` empty for the interpreter), ``sample.geojson`` (the same as point features, for
+column nor the order tells the map's class. ``sample.csv``
+(``id,lon,lat,x,y,strata_id,reference``; ``reference`` empty for the interpreter;
+``strata_id`` the same digest on every row, naming the strata that drew the points,
+:func:`inference.assess.strata.strata_id`), ``sample.geojson`` (the same as point features, for
 QGIS and the Code Editor), ``sample.kml`` (Google Earth: one placemark per point, its name
 the id), Collect Earth Online plot files (:mod:`inference.assess.ceo`) and the labelling app.
 The strata, inclusion probabilities and map classes are in ``design_points.csv``
@@ -60,7 +62,7 @@ from inference.assess.design_file import (
 
 log = logging.getLogger(__name__)
 
-SAMPLE_COLUMNS = ("id", "lon", "lat", "x", "y", "reference")
+SAMPLE_COLUMNS = ("id", "lon", "lat", "x", "y", "strata_id", "reference")
 REFERENCE_COLUMN = "reference"
 
 
@@ -73,6 +75,7 @@ class ReferencePoints:
     lat: np.ndarray
     reference: np.ndarray
     unlabelled: int = 0  # points of the file(s) left without a reference (left out)
+    strata_ids: frozenset[str] = frozenset()  # the strata the file(s) say drew the points
 
 
 def point_ids(design: Design) -> list[str]:
@@ -85,7 +88,8 @@ def _rows(design: Design, map_class: np.ndarray) -> list[dict]:
     names = design.strata.classes
     order = design.order
     return [{"id": pid, "lon": f"{design.lon[i]:.7f}", "lat": f"{design.lat[i]:.7f}",
-             "x": f"{design.x[i]:.2f}", "y": f"{design.y[i]:.2f}", "reference": "",
+             "x": f"{design.x[i]:.2f}", "y": f"{design.y[i]:.2f}",
+             "strata_id": design.strata.strata_id, "reference": "",
              "stratum": names[int(design.stratum[i])],
              "inclusion_probability": f"{design.inclusion[i]:.6g}",
              "map_class": str(map_class[i])}
@@ -157,7 +161,8 @@ def read_references(paths: Sequence[str | Path], classes: Sequence[str],
     return ReferencePoints(ids, np.concatenate([p.lon for p in parts]),
                            np.concatenate([p.lat for p in parts]),
                            np.concatenate([p.reference for p in parts]),
-                           unlabelled=sum(p.unlabelled for p in parts))
+                           unlabelled=sum(p.unlabelled for p in parts),
+                           strata_ids=frozenset().union(*(p.strata_ids for p in parts)))
 
 
 def _reference_text(path: Path) -> str:
@@ -295,7 +300,9 @@ def read_reference(path: str | Path, classes: Sequence[str],
                     len(records), unlabelled[0])
     return ReferencePoints(tuple(i for i, k in zip(ids, keep, strict=True) if k), lon[keep],
                            lat[keep], np.asarray(codes, dtype=np.int64)[keep],
-                           unlabelled=len(unlabelled))
+                           unlabelled=len(unlabelled),
+                           strata_ids=frozenset(str(r.get("strata_id") or "").strip()
+                                                for r in records) - {""})
 
 
 @dataclass(frozen=True)

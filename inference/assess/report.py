@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from gee_export.contract.quicklook import titled
-from gee_export.core.errors import ConfigError
+from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.shareable import shareable
 from gee_export.core.storage import atomic_path, atomic_write
@@ -135,9 +135,11 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     drawn = read_design(design) if design is not None else None
     if drawn is not None:
         strata, stratum, points = _design_strata(drawn, points)
+        check_strata_id(points, strata, paths, f"--design {design}")
     else:
         strata = read_strata(strata_path or map_path)
         check_points(points, strata, paths)
+        check_strata_id(points, strata, paths, f"the strata raster {strata.path}")
         stratum = values_at(strata.path, points.lon, points.lat)
         check_codes(stratum, strata.classes, f"the strata raster {strata.path}")
     own = values_at(map_path, points.lon, points.lat)
@@ -191,6 +193,30 @@ def check_points(points: ReferencePoints, strata: Strata, paths: Sequence[str | 
                           f"({int(swapped.sum())} of {swapped.size} points fall on the map "
                           f"swapped, {int(inside.sum())} as given); write longitude first "
                           "(GeoJSON [lon, lat], CSV lon and lat columns)")
+
+
+def check_strata_id(points: ReferencePoints, strata: Strata, paths: Sequence[str | Path],
+                    source: str) -> None:
+    """Refuse labelled files whose ``strata_id`` names other strata than the scorer's.
+
+    Sample files written since the column exists carry the digest of the strata that drew
+    them, so a file labelled away from its design folder (a change design, a map redrawn since)
+    is never estimated with another raster's strata; files without it are read as before.
+    """
+    if not points.strata_ids:
+        return
+    files = ", ".join(map(str, paths))
+    if len(points.strata_ids) > 1:
+        raise InputDataError(f"{files}: the points come from {len(points.strata_ids)} sample "
+                             f"designs (strata_id {', '.join(sorted(points.strata_ids))}); "
+                             "score each design's points on their own")
+    if strata.strata_id not in points.strata_ids:
+        raise ConfigError(f"{files} was drawn on other strata (strata_id "
+                          f"{next(iter(points.strata_ids))}) than {source} holds (strata_id "
+                          f"{strata.strata_id}: {', '.join(strata.classes)}), so its points "
+                          "would be weighted by the wrong strata; give --design with the "
+                          "folder `isamap-assess design` wrote for these points (or --strata "
+                          "with the raster that drew them, e.g. the change COG)")
 
 
 def _design_strata(drawn: DesignFile, points: ReferencePoints

@@ -196,3 +196,37 @@ def test_a_killed_design_leaves_nothing_a_new_design_mixes_with(labelled, tmp_pa
     assert main(["design", "--map", str(scene.map_path), "--n", "100", "--min-per-stratum",
                  "30", "--out", str(out)]) == 2
     assert "but no sample.json" in capsys.readouterr().err
+
+
+def test_a_labelled_file_away_from_its_design_names_the_strata_that_drew_it(tmp_path, capsys):
+    """Labelled away from its design folder, a change design's sample was scored on the class
+    map's strata without a word (OA 39.9 % against 38.7 %, area 5.95 against 4.38 km² on the
+    real tile): nothing in the file told. Its rows now carry the strata's ``strata_id``."""
+    codes = np.zeros((120, 120), np.uint8)
+    codes[:40], codes[40:55], codes[55:60] = 1, 2, 3
+    change = class_cog(tmp_path / "change.tif", codes, kind="change")
+    classes = class_cog(tmp_path / "class.tif", (codes % 2 == 1).astype(np.uint8) | (codes == 2))
+    assert main(["design", "--map", str(classes), "--strata", str(change), "--n", "120",
+                 "--min-per-stratum", "20", "--out", str(tmp_path / "d"), "-q"]) == 0
+    rows = list(csv.DictReader((tmp_path / "d" / "sample.csv").open()))
+    assert len({row["strata_id"] for row in rows}) == 1 and len(rows[0]["strata_id"]) == 12
+    for row in rows:
+        row["reference"] = "pervious"
+    (tmp_path / "elsewhere").mkdir()
+    reference = _csv(tmp_path / "elsewhere" / "labelled.csv", rows)  # away from sample.json
+    capsys.readouterr()
+    status = main(["score", "--map", str(classes), "--reference", str(reference),
+                   "--out", str(tmp_path / "s"), "-q"])
+    line = _refused(capsys, status, tmp_path / "s", "was drawn on other strata (strata_id "
+                    f"{rows[0]['strata_id']}) than the strata raster", "--design")
+    assert line.startswith("isamap-assess score: error: ")
+    for extra in (["--strata", str(change)], ["--design", str(tmp_path / "d")]):
+        assert main(["score", "--map", str(classes), "--reference", str(reference),
+                     "--out", str(tmp_path / f"s{len(extra[1])}"), "-q", *extra]) == 0
+    # points of two designs in one score: refused, each design is scored on its own
+    other = [dict(r, id=f"q{i}", strata_id="0123456789ab") for i, r in enumerate(rows)]
+    mixed = _csv(tmp_path / "elsewhere" / "other.csv", other)
+    capsys.readouterr()
+    status = main(["score", "--map", str(classes), "--strata", str(change), "--reference",
+                   str(reference), "--reference", str(mixed), "--out", str(tmp_path / "m"), "-q"])
+    _refused(capsys, status, tmp_path / "m", "the points come from 2 sample designs")
