@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,8 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     isa = (classes.index("gain") if change_map and isa_class is None
            else isa_class_index(classes, isa_class))
     paths = [reference_path] if isinstance(reference_path, str | Path) else list(reference_path)
-    points: ReferencePoints = read_references(paths, classes, reference_column)
+    points: ReferencePoints = read_references(paths, classes, reference_column,
+                                              positions=design is None)
     drawn = read_design(design) if design is not None else None
     if drawn is not None:
         strata, stratum, points = _design_strata(drawn, points)
@@ -153,6 +154,7 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     report = score_products(strata, stratum, products, points.reference)
     report["isa_class"] = classes[isa]
     report["unlabelled_points_left_out"] = points.unlabelled
+    report["no_data_points_left_out"] = len(points.no_data)
     report["interpretation"] = (drawn.interpretation if drawn is not None else
                                 "not recorded (no --design given)")
     if change_map:
@@ -225,14 +227,13 @@ def _design_strata(drawn: DesignFile, points: ReferencePoints
 
     The design's positions are the pixel centres (a CEO export gives its samples' positions).
     """
-    pos = drawn.positions(points.ids)
+    pos = drawn.positions(points.ids, points.no_data)
     record = drawn.record
     strata = Strata(str(record.get("strata_raster", "")), drawn.classes,
                     tuple(int(v) for v in record.get("strata_pixels", [0] * len(drawn.classes))),
                     drawn.strata_km2, str(record.get("crs", "")),
                     float(record.get("resolution", 0.0)))
-    return strata, drawn.stratum[pos], ReferencePoints(points.ids, drawn.lon[pos],
-                                                       drawn.lat[pos], points.reference)
+    return strata, drawn.stratum[pos], replace(points, lon=drawn.lon[pos], lat=drawn.lat[pos])
 
 
 def change_report(strata: Strata, stratum: np.ndarray, reference: np.ndarray,
@@ -291,6 +292,10 @@ def markdown(report: dict) -> str:
              *([f"{report['unlabelled_points_left_out']} points of the sample had no reference "
                 "and are left out: the estimates assume they are missing at random within "
                 "their stratum.", ""] if report.get("unlabelled_points_left_out") else []),
+             *([f"{report['no_data_points_left_out']} points could not be labelled (reference "
+                "`nodata`: cloud, a gap in the imagery) and are left out: the estimates assume "
+                "their classes are as those of the labelled points of their stratum.", ""]
+               if report.get("no_data_points_left_out") else []),
              "Interpretation: " + (report.get("interpretation", "") if report.get(
                  "interpretation") != BLIND else "blind (the interpreter saw neither the "
                  "map's class nor the stratum; points in random order)") + ".", "",
