@@ -172,6 +172,8 @@ def typed_value(value: Any, kind: Any, where: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return typed_value(value, inner[0], where) if len(inner) == 1 else value
     if typing.get_origin(kind) is typing.Literal:
+        if isinstance(value, bool) and {"on", "off"} <= set(args):  # YAML 1.1 reads on/off
+            value = "on" if value else "off"  # as booleans
         if value not in args:
             raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}, "
                               f"got {value!r}")
