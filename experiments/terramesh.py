@@ -253,7 +253,8 @@ def update_page(source: str = FIGURES_JSON, page: str = "docs/real-data.md",
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.terramesh``; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m experiments.terramesh", description=__doc__,
+    p = argparse.ArgumentParser(  # exact option names only
+        allow_abbrev=False, prog="python -m experiments.terramesh", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = Budget()
     p.add_argument("--data", help=f"folder of the cells (default: {TM_FOLDER} in the "
