@@ -125,3 +125,29 @@ def test_design_stops_on_ctrl_c_and_sigterm_and_exits_without_a_long_teardown(tm
         assert again.returncode == 0, again.stderr
         assert (out / "sample.csv").exists() and (out / "labelling_app.js").exists()
         assert again.stdout.strip().endswith("no torch"), again.stdout
+
+
+def test_a_labelling_apps_asset_and_a_future_dynamic_world_year_are_refused_first(tmp_path,
+                                                                                  capsys):
+    """``--asset`` went unchecked into the app (the Code Editor refused its export hours of
+    labelling later), and ``dynamicworld:2030`` was accepted (no image exists)."""
+    scene = synthetic_scene(tmp_path)
+    for bad, says in (("projects/My-Proj/assets/ref", "the project 'My-Proj' has upper-case"),
+                      ("users/me/my labels", "the name 'my labels' holds a space"),
+                      ("", "it is empty"), ("labels", "it is not 'projects/<project>/assets")):
+        code = main(["design", "--map", str(scene.map_path), "--n", "20", "--asset", bad,
+                     "--out", str(tmp_path / "d")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and says in err[0], err
+        assert err[0].startswith(f"isamap-assess design: error: --asset {bad!r} is not an "
+                                 "Earth Engine table asset id: ")
+        assert not (tmp_path / "d").exists()
+    assert main(["design", "--map", str(scene.map_path), "--n", "20", "--asset",
+                 "users/me/ref_labels", "--out", str(tmp_path / "d"), "-q"]) == 0
+    assert '"users/me/ref_labels"' in (tmp_path / "d" / "labelling_app.js").read_text()
+    capsys.readouterr()
+    code = main(["score", "--map", str(scene.map_path), "--reference",
+                 str(tmp_path / "d" / "sample.csv"), "--compare", "dw=dynamicworld:2030",
+                 "--project", "p", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Dynamic World has no images of 2030 (this is 20" in err, err

@@ -54,6 +54,8 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     (["--change-rule", "spectral", "--temporal-consistency"], "choose one"),
     (["--spectral-threshold", "0"], "--spectral-threshold must be a number > 0"),
     (["--spectral-threshold", "3"], "this run decides change by the margin rule"),
+    (["--publish", ""], "--publish '' names no asset folder"),  # was dropped: no publication
+    (["--publish", " "], "--publish '' names no asset folder"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(model, tmp_path, capsys, monkeypatch, args,
                                                 message):
