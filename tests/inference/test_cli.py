@@ -564,3 +564,26 @@ def test_a_model_files_broken_calibration_record_is_one_line(small_stack, tmp_pa
                           "not hold together (the model's calibration is invalid: ")
     assert says in err and "copy it again" in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_out_reused_with_another_input_is_refused_not_replaced(model_file, small_stack,
+                                                                  tmp_path, capsys):
+    """Another --input into the same --out replaced the earlier map without a word."""
+    other = write_stack(tmp_path / "other.tif", smooth_stack(100, 130, seed=4))
+    common = ["--model", str(model_file), "--tile", "64", "--overlap", "16", "--quiet",
+              "--precision", "fp32", "--out", str(tmp_path / "y" / "isa")]
+    assert predict_main([*common, "--input", str(small_stack)]) == 0
+    cog = tmp_path / "y" / "isa_class.tif"
+    before = cog.read_bytes()
+    with rasterio.open(cog) as ds:
+        assert ds.tags()["input"] == "stack.tif"  # the file's name, never its folder
+    capsys.readouterr()
+    assert predict_main([*common, "--input", str(other)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(
+        "isa_class.tif is a map of another input: stack.tif, where this run's --input is "
+        "other.tif; give another --out, or delete that map first"), err
+    assert cog.read_bytes() == before
+    # the same input with another tiling maps again, as asked
+    assert predict_main([*common[:2], "--tile", "32", "--overlap", "8", *common[6:],
+                         "--input", str(small_stack)]) == 0
