@@ -112,6 +112,13 @@ def test_publish_cli_dry_run_prints_manifest_and_script(model_file, small_stack,
     assert '"name": "projects/my-project/assets/isamap/wuhan"' in out
     assert '"pyramidingPolicy": "MODE"' in out and "Map.addLayer(" in out
     assert (tmp_path / "wuhan.manifest.json").exists() and (tmp_path / "wuhan.js").exists()
+    assert "# sharing: private: readable by the project's members only" in out
+    # --public: the dry run says the asset will be public (it never did)
+    assert publish_main(["--prefix", str(tmp_path / "isa"), "--asset-id", "isamap/wuhan",
+                         "--project", "my-project", "--gcs-prefix", "gs://maps/isa",
+                         "--public", "--reader", "user:a@b.org", "--dry-run"]) == 0
+    assert ("# sharing: PUBLIC: readable by everyone (allUsers), its properties (model, bands, "
+            "metrics, month) too; also shared with user:a@b.org") in capsys.readouterr().out
     assert publish_main(["--prefix", str(tmp_path / "isa"), "--asset-id", "isamap/wuhan",
                          "--dry-run"]) == 2
     assert "--project" in capsys.readouterr().err
