@@ -138,7 +138,7 @@ def _value(action: argparse.Action, value: Any, where: str) -> Any:
 def _one(action: argparse.Action, value: Any, where: str) -> Any:
     convert = action.type
     if convert in (int, float):
-        value = typed_value(value, convert, where)
+        value = convert(typed_value(value, convert, where))
     elif callable(convert):  # a registered type name (a string) is left to argparse
         try:
             value = convert(str(value))
@@ -205,7 +205,7 @@ def typed_value(value: Any, kind: Any, where: str) -> Any:
     return value
 
 
-def _float(value: Any, where: str) -> float:
+def _float(value: Any, where: str) -> int | float:
     if isinstance(value, str):  # YAML 1.1: 1e-3 without a dot is text
         try:
             number = float(value)
@@ -214,7 +214,7 @@ def _float(value: Any, where: str) -> float:
         if math.isfinite(number):
             return number
     elif not isinstance(value, bool) and isinstance(value, int | float):
-        return float(value)
+        return value  # a whole number stays as written (a run records it so)
     raise ConfigError(f"{where} must be a number, got {value!r}")
 
 
