@@ -485,7 +485,8 @@ def _dates(items: Sequence[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.builtup``; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m experiments.builtup", description=__doc__,
+    p = argparse.ArgumentParser(  # exact option names only
+        allow_abbrev=False, prog="python -m experiments.builtup", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = Budget()
     p.add_argument("--data", help=f"folder of the tiles (default: {DW_FOLDER} in the "

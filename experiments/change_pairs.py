@@ -403,7 +403,8 @@ def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/change.md
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.change_pairs``; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m experiments.change_pairs",
+    p = argparse.ArgumentParser(  # exact option names only
+        allow_abbrev=False, prog="python -m experiments.change_pairs",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--data", help=f"the Slovenia folder (default: {SLOVENIA} in the data root)")

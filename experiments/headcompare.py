@@ -149,7 +149,8 @@ def _pick(records: list[dict], name: str, head: str, seed: int) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.headcompare", description=__doc__,
+    p = argparse.ArgumentParser(  # exact option names only
+        allow_abbrev=False, prog="python -m experiments.headcompare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", action="append", required=True, metavar="NAME=ROOT",
                    help="a patch dataset to compare on (repeatable)")

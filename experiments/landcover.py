@@ -487,7 +487,8 @@ def run_experiment(cfg: LandCoverConfig, out: str | Path, jobs: int = 1,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.landcover``; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m experiments.landcover", description=__doc__,
+    p = argparse.ArgumentParser(  # exact option names only
+        allow_abbrev=False, prog="python -m experiments.landcover", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = LandCoverConfig.__dataclass_fields__
     p.add_argument("--data-dir", help="folder of the chesapeake_nlcd .npz patches "

@@ -245,7 +245,8 @@ def bench_block(report: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.landcover_figures``; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m experiments.landcover_figures",
+    p = argparse.ArgumentParser(  # exact option names only
+        allow_abbrev=False, prog="python -m experiments.landcover_figures",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("metrics", help="the experiment's OUT/metrics.json")

@@ -355,7 +355,8 @@ def report_table(report: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.landcover_pruning``; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m experiments.landcover_pruning", description=__doc__,
+    p = argparse.ArgumentParser(  # exact option names only
+        allow_abbrev=False, prog="python -m experiments.landcover_pruning", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = LandCoverCompareConfig()
     p.add_argument("--data-dir", help="folder of the GeoBench Chesapeake id_*.hdf5 tiles "

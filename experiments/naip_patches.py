@@ -89,7 +89,8 @@ def write_naip_patch_dataset(naip: str | Path, out: str | Path, scale: int = 8) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.naip_patches", description=__doc__,
+    p = argparse.ArgumentParser(  # exact option names only
+        allow_abbrev=False, prog="python -m experiments.naip_patches", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--naip", help=f"folder of the GeoBench Chesapeake id_*.hdf5 tiles "
                    f"(default: {NAIP_FOLDER} in the --data-root)")

@@ -301,7 +301,8 @@ def run_seeds(cfg: CompareConfig, seeds: Sequence[int], out: str | Path) -> tupl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.srcompare", description=__doc__,
+    p = argparse.ArgumentParser(  # exact option names only
+        allow_abbrev=False, prog="python -m experiments.srcompare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=("chesapeake", "patches"), default="chesapeake")
     p.add_argument("--data-dir",

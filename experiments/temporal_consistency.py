@@ -133,7 +133,8 @@ def _pct(value: float) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.temporal_consistency",
+    p = argparse.ArgumentParser(  # exact option names only
+        allow_abbrev=False, prog="python -m experiments.temporal_consistency",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--flicker", default="0.01,0.03,0.05,0.1",

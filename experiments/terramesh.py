@@ -145,9 +145,18 @@ class Budget:
     seed: int = 0
 
 
-def export(cell: Cell, scenes: Path, out: Path, bands: Sequence[str], budget: Budget) -> Path:
+def export(cell: Cell, scenes: Path, out: Path, bands: Sequence[str], budget: Budget,
+           trust_band_names: bool = False) -> Path:
     """``isamap-export --backend local`` of one cell; returns its stack."""
-    run_product("isamap-export", [
+    run_product("isamap-export", export_arguments(cell, scenes, out, bands, budget,
+                                                  trust_band_names))
+    return out / "stacks" / f"stack_{cell.month}_image.tif"
+
+
+def export_arguments(cell: Cell, scenes: Path, out: Path, bands: Sequence[str], budget: Budget,
+                     trust_band_names: bool = False) -> list[str]:
+    """The export's command line; ``trust_band_names`` passes ``--trust-band-names``."""
+    return [
         "--backend", "local", "--scenes", str(scenes),
         bbox_argument(cell.footprint.lonlat_bbox(inset=0.5)), "--crs", cell.footprint.crs,
         "--month", cell.month, "--bands", ",".join(bands),
@@ -155,13 +164,14 @@ def export(cell: Cell, scenes: Path, out: Path, bands: Sequence[str], budget: Bu
         "--boa-add-offset", "0",
         "--label-map", TM_LABEL_MAP, "--patch-size", str(budget.patch),
         "--stride", str(budget.stride), "--split-block", str(budget.split_block),
-        "--seed", str(budget.seed), "--out", str(out), "--no-progress"])
-    return out / "stacks" / f"stack_{cell.month}_image.tif"
+        "--seed", str(budget.seed), "--out", str(out), "--no-progress",
+        *(["--trust-band-names"] if trust_band_names else [])]
 
 
 def run_terramesh(data: Path, out: Path, *, train_cell: str = DEFAULT_TRAIN_CELL,
                   models: Sequence[str] = DEFAULT_MODELS,
-                  bands: Sequence[str] = DEFAULT_BANDS, budget: Budget = Budget()) -> dict:
+                  bands: Sequence[str] = DEFAULT_BANDS, budget: Budget = Budget(),
+                  trust_band_names: bool = False) -> dict:
     """The whole experiment; returns (and writes) ``metrics.json``."""
     start = time.perf_counter()
     cells = {c.name: c for c in find_cells(data)}
@@ -171,8 +181,8 @@ def run_terramesh(data: Path, out: Path, *, train_cell: str = DEFAULT_TRAIN_CELL
         raise ConfigError(f"--train-cell {train_cell} is not among {', '.join(cells)}")
     scenes = out / "scenes"
     datasets = {name: out / f"data_{name}" for name in cells}
-    stacks = {name: export(cell, scene_folder(cell, scenes), datasets[name], bands, budget)
-              for name, cell in cells.items()}
+    stacks = {name: export(cell, scene_folder(cell, scenes), datasets[name], bands, budget,
+                           trust_band_names) for name, cell in cells.items()}
     trained = cells[train_cell]
     test_area = split_area(datasets[train_cell], trained.footprint, "test")
     if not test_area.any():
@@ -253,7 +263,8 @@ def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/terramesh
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.terramesh``; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m experiments.terramesh", description=__doc__,
+    p = argparse.ArgumentParser(  # exact option names only
+        allow_abbrev=False, prog="python -m experiments.terramesh", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = Budget()
     p.add_argument("--data", help=f"folder of the cells (default: {TM_FOLDER} in the "
@@ -266,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default="terramesh_output")
+    p.add_argument("--trust-band-names", action="store_true", help=(
+        "passed to isamap-export: use the S2 band names as given when the band-relation "
+        "check doubts them (a scene unlike most)"))
     add_threads_argument(p)
     add_logging_arguments(p)
     a = p.parse_args(argv)
@@ -282,7 +296,7 @@ def _run(a: argparse.Namespace) -> int:
     run_terramesh(data, Path(os.path.abspath(a.out)), train_cell=a.train_cell,
                   models=[m for m in a.models.split(",") if m],
                   budget=Budget(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                                seed=a.seed))
+                                seed=a.seed), trust_band_names=a.trust_band_names)
     return 0
 
 

@@ -293,9 +293,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--latency must be a positive number of seconds, got "
                           f"{args.latency:g}")
     if args.max_eecu_hours is not None:
-        if not args.max_eecu_hours > 0:
-            raise ConfigError(f"--max-eecu-hours must be a positive number of EECU-hours, got "
-                              f"{args.max_eecu_hours:g}")
+        from gee_export.ee.compute import check_max_eecu_hours
+
+        check_max_eecu_hours(args.max_eecu_hours)
         if args.backend == "local":
             raise ConfigError("--max-eecu-hours bounds Earth Engine compute; the local "
                               "backend uses none: leave it out with --backend local")
@@ -469,10 +469,9 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runne
     from gee_export.core.ee_names import default_workload_tag
     from gee_export.core.ee_session import EESession
     from gee_export.ee.export import export_pixels
+    from gee_export.ee.prediction_stack import DateRecipe, composite_windows
     from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
     from gee_export.ee.request_region import request_geometry
-    from gee_export.ee.sentinel1 import require_scenes, s1_collection
-    from gee_export.ee.sentinel2 import choose_window, clear_count_statistic
     from gee_export.ee.tasks import export_tasks
 
     recipe = EERecipe(bands=bands, s1=s1, s2=s2, label=label, fine_scale=args.fine_scale)
@@ -486,16 +485,10 @@ def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runne
                         workload_tag=default_workload_tag("isamap-export")).initialize()
 
     geometry = request_geometry(region)  # the box, not the outline: requests stay small
-    for month in months:
-        s2_window = choose_window(
-            month, region.name, s2,
-            lambda start, end: session.get_info(
-                clear_count_statistic(geometry, start, end, s2), "counting clear observations"))
-        s1_window = month_window(month)
-        if any(band_registry.get_band(b).sensor == "S1" or b == "s1_scene_count" for b in bands):
-            require_scenes(session.get_info(
-                s1_collection(geometry, s1_window.start, s1_window.end, s1).size(),
-                "counting Sentinel-1 scenes"), month, region.name, s1)
+    for month in months:  # the map's rule: an S1-only export asks nothing of Sentinel-2
+        date = composite_windows(session, geometry, region.name,
+                                 DateRecipe(recipe, None, month_window(month)))
+        s2_window, s1_window = date.s2_window or month_window(month), date.s1_window
         image = build_stack(grid, s2_window, recipe, geometry, s1_window)
         fine = build_fine_label(grid, s2_window, recipe, geometry) if args.fine_scale else None
         job = ExportJob(spec, month, sources={"s2_window": s2_window.to_dict(),

@@ -145,6 +145,7 @@ def _design(args: argparse.Namespace) -> int:
     for flag, path in (("--map", args.map), ("--strata", args.strata)):
         if path and not path.startswith("gs://") and not Path(path).is_file():
             raise ConfigError(f"{flag} {path} does not exist")
+    _check_asset(args.asset)
     written = write_design(args.strata or args.map, Path(args.out), n=args.n,
                            target_se=args.target_se, target_class=args.target_class,
                            expected_ua=_ua(args.expected_ua), seed=args.seed,
@@ -155,6 +156,20 @@ def _design(args: argparse.Namespace) -> int:
         "allocation": dict(zip(written.design.strata.classes, written.design.allocation,
                                strict=True))}, indent=1))
     return 0
+
+
+def _check_asset(asset: str | None) -> None:
+    """Refuse an ``--asset`` the labelling app could not export to, before any work."""
+    if asset is None:
+        return
+    from inference.publish.asset_manifest import asset_name_problem
+
+    text = asset.strip()
+    name = f"projects/earthengine-legacy/assets/{text}" if text.startswith("users/") else text
+    problem = asset_name_problem(name) if text else "it is empty"
+    if problem:
+        raise ConfigError(f"--asset {asset!r} is not an Earth Engine table asset id: {problem}; "
+                          "give the full id, e.g. --asset projects/my-project/assets/labels")
 
 
 def _score(args: argparse.Namespace) -> int:

@@ -167,6 +167,10 @@ def _run(args: argparse.Namespace) -> int:
     check_range("--latency", args.latency, 0.0, hint="seconds one computePixels request takes")
     check_output_folder("--out", args.out)
     check_output_folder("--local-dir", args.local_dir)
+    if args.publish is not None and not args.publish.strip():
+        raise ConfigError("--publish '' names no asset folder; give the Earth Engine folder to "
+                          "publish into (e.g. --publish projects/my-project/assets/isa), or "
+                          "leave --publish out to map without publishing")
     model = functools.cache(lambda: load_model(args.model))  # read and hashed once a run
     dataset = functools.cache(lambda: model_dataset(model().meta, args.dataset))
     dates = parse_dates(args.months, args.years, lambda: dataset().month_of_year())
@@ -209,7 +213,7 @@ def _run(args: argparse.Namespace) -> int:
                           f"decides change by the {request.rule()} rule; drop it, or ask for "
                           "--change-rule spectral where the run keeps each date's stack")
     target = None
-    if args.publish:
+    if args.publish is not None:
         target = PublishTarget(args.publish, project=args.project, gcs_prefix=args.gcs_prefix,
                                public=args.public, readers=tuple(args.reader),
                                overwrite=args.overwrite, wait=args.wait)

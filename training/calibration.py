@@ -249,8 +249,38 @@ def fit_record(logits: torch.Tensor, labels: torch.Tensor, split: str,
             "ece_bins": ECE_BINS}
 
 
+def check_record(calibration: object) -> None:
+    """Refuse (ValueError, saying why) a calibration record no fit could have written.
+
+    A record is a mapping; ``method: temperature`` carries a number ``temperature`` inside
+    the range the fit searches (:data:`T_RANGE`); any other record applies T = 1. The weights
+    digest of a model file does not cover its description, so an edited temperature (1e30
+    makes every probability 0.5) is caught only here.
+    """
+    if not isinstance(calibration, Mapping):
+        raise ValueError(f"the calibration record is a {type(calibration).__name__}, not a "
+                         "mapping of method, temperature, ...")
+    if calibration.get("method") != "temperature":
+        t = calibration.get("temperature", 1.0)
+        if isinstance(t, bool) or not isinstance(t, int | float) or t != 1.0:
+            raise ValueError(f"an unfitted calibration (method {calibration.get('method')!r}) "
+                             f"applies temperature 1, but it records {t!r}")
+        return
+    if "temperature" not in calibration:
+        raise ValueError("the calibration record says method 'temperature' but holds no "
+                         "temperature")
+    t = calibration["temperature"]
+    if isinstance(t, bool) or not isinstance(t, int | float):
+        raise ValueError(f"the calibration temperature is {t!r}, not a number")
+    low, high = T_RANGE
+    if not low * (1 - 1e-9) <= t <= high * (1 + 1e-9):
+        raise ValueError(f"the calibration temperature {t!r} lies outside {low:g} to {high:g}, "
+                         "the range a fit can give")
+
+
 def temperature_of(calibration: Mapping) -> float:
     """The temperature a model file's calibration record applies (1 when it has none)."""
+    check_record(calibration or {})
     return check_temperature((calibration or {}).get("temperature", 1.0))
 
 

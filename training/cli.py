@@ -21,10 +21,15 @@ from gee_export.core.commands import (
     configure_logging,
     run_command,
 )
-from gee_export.core.config_file import read_config_file
 from gee_export.core.errors import ConfigError
 from gee_export.core.parsers import command_parser
-from training.config import NORMS, TrainConfig, config_from_mapping, with_recipe_filter
+from training.config import (
+    NORMS,
+    TrainConfig,
+    config_from_mapping,
+    read_train_config,
+    with_recipe_filter,
+)
 from training.run_folder import resume_config
 
 RECIPE = "(default: the model's recipe)"
@@ -156,7 +161,7 @@ def _train(args: dict) -> int:
     config = args.pop("config")
     given = {k: v for k, v in args.items() if v is not None}
     if config:
-        given = {**read_config_file(config), **given}
+        given = {**read_train_config(config), **given}
     if given.get("resume"):  # the run folder says everything that is not given
         cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)
     else:

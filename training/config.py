@@ -14,13 +14,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from engine.devices import PRECISIONS, Layout, Precision, layout_flag
-from gee_export.core.config_file import read_config_file
+from gee_export.core.config_file import read_config_file, typed_values
 from gee_export.core.errors import ConfigError
 
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
@@ -286,13 +288,43 @@ def config_from_mapping(values: Mapping) -> TrainConfig:
         raise ConfigError(f"bad training options: {exc}") from None
 
 
+#: a key of a run's ``config.yaml``: its ``data`` and ``out_dir`` are relative to the file's
+#: folder (the run folder), so the file reruns its run from wherever it is given
+PATHS_FROM_FILE = "paths_relative_to_this_file"
+PATH_KEYS = ("data", "out_dir")
+
+
+def read_train_config(path: str | Path) -> dict[str, Any]:
+    """The options of a training YAML file, each checked against :class:`TrainConfig`'s type.
+
+    The file is read by the commands' one reader and its values checked by their one type
+    rule (:mod:`gee_export.core.config_file`): ``epochs: 1.5`` or ``batch_size: true`` are
+    refused naming the key, ``lr: 1e-3`` (text to YAML 1.1) is the number it says. A file
+    that says :data:`PATHS_FROM_FILE` (a run's ``config.yaml``) has its paths read from its
+    own folder.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, or a value is not of its option's type.
+    """
+    values = read_config_file(path)
+    if values.pop(PATHS_FROM_FILE, False) is True:
+        folder = os.path.dirname(os.fspath(path))
+        for key in PATH_KEYS:
+            value = values.get(key)
+            if isinstance(value, str) and value and "://" not in value \
+                    and not os.path.isabs(value):
+                values[key] = os.path.normpath(os.path.join(folder, value))
+    hints = typing.get_type_hints(TrainConfig)
+    return typed_values(values, hints, str(path))
+
+
 def load_config(path: str | Path, overrides: Mapping | None = None) -> TrainConfig:
     """A YAML config file, with ``overrides`` (e.g. CLI flags that were given) on top.
 
-    The file is read by the commands' one reader (:mod:`gee_export.core.config_file`); its keys
-    are :class:`TrainConfig`'s fields (configs/train-*.yaml are examples).
+    The file is read by :func:`read_train_config`; its keys are :class:`TrainConfig`'s fields
+    (configs/train-*.yaml are examples).
     """
-    return config_from_mapping({**read_config_file(path), **(overrides or {})})
+    return config_from_mapping({**read_train_config(path), **(overrides or {})})
 
 
 def model_kwargs_problems(kwargs: Mapping) -> list[str]:

@@ -19,13 +19,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.core.errors import ConfigError
 from gee_export.core.jsonsafe import json_safe
+
+if TYPE_CHECKING:  # torch loads only where a confusion matrix streams tensors: isamap-assess
+    import torch  # uses the numpy functions alone, and exits without torch's slow teardown
 
 
 def from_map_rows(table: Sequence[Sequence[float]]) -> np.ndarray:
@@ -58,7 +61,6 @@ class ConfusionMatrix:
         self.ignore_index = ignore_index
         self._m: torch.Tensor | None = None
 
-    @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """Count a batch. The trainer calls it after every step, so it avoids the slow paths.
 
@@ -66,6 +68,14 @@ class ConfusionMatrix:
         a few elements runs many times slower than over a contiguous one), and ignored
         pixels are counted in a spare bin instead of being cut out by a boolean mask.
         """
+        import torch
+
+        with torch.no_grad():
+            self._count(pred, target)
+
+    def _count(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        import torch
+
         if pred.ndim == target.ndim + 1:
             pred = pred.movedim(1, -1).contiguous().argmax(dim=-1)
         if pred.shape != target.shape:
@@ -88,6 +98,8 @@ class ConfusionMatrix:
             self._m = m
 
     def tensor(self) -> torch.Tensor:
+        import torch
+
         if self._m is None:
             return torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
         return self._m.clone()

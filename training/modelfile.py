@@ -136,7 +136,7 @@ class ModelMeta:
         try:
             temperature_of(self.calibration)
         except ValueError as exc:
-            raise ModelError(f"the model's calibration is invalid ({exc})") from exc
+            raise ModelError(f"the model's calibration is invalid: {exc}") from exc
 
     @property
     def temperature(self) -> float:

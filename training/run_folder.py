@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import yaml
 from gee_export.core.errors import ConfigError, ModelError
 from training.config import (
     BEFORE_MODEL_KWARG,
+    PATHS_FROM_FILE,
     TrainConfig,
     apply_recipe,
     as_recorded,
@@ -75,13 +77,37 @@ def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig) -> list[st
     current = cfg.to_dict()
     out = []
     for key in sorted(current):
-        if key in RUN_ONLY_KEYS:
+        if key in RUN_ONLY_KEYS or (key == "data" and same_data(recorded, cfg)):
             continue
         old, new = reference.get(key), current.get(key)
         if json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True,
                                                                        default=str):
             out.append(f"{key}: {old!r} there, {new!r} now")
     return out
+
+
+def same_data(recorded: Mapping[str, Any], cfg: TrainConfig) -> bool:
+    """Whether the recorded ``data`` and ``cfg.data`` name one dataset, given from two folders.
+
+    A relative path was relative to the folder the run started in, which is the run folder
+    (``cfg.out_dir``) less the recorded relative ``out_dir``: ``data: ds`` of a run started
+    as ``--out runs/u`` and ``../../ds`` given in ``runs/u`` are the same folder.
+    """
+    old, new, old_out = recorded.get("data"), cfg.data, recorded.get("out_dir")
+    if old == new:
+        return True
+    if not (isinstance(old, str) and old and new and isinstance(old_out, str) and old_out) \
+            or "://" in old + new:
+        return False
+    if os.path.isabs(old):
+        return os.path.normpath(old) == os.path.abspath(new)
+    parts = Path(os.path.normpath(old_out)).parts
+    if os.path.isabs(old_out) or ".." in parts:
+        return False
+    start = Path(os.path.abspath(cfg.out_dir))
+    for _ in parts:
+        start = start.parent
+    return os.path.normpath(start / old) == os.path.abspath(new)
 
 
 #: options a run recorded before they existed, read as what those runs did (a unet-s2 run
@@ -145,9 +171,16 @@ def write_resolved_config(cfg: TrainConfig) -> Path:
 
     path = Path(cfg.out_dir) / RESOLVED_CONFIG
     values = json.loads(json.dumps(cfg.to_dict()))  # tuples (model arguments) become lists
+    run = os.path.abspath(cfg.out_dir)
+    values["out_dir"] = "."
+    if cfg.data and "://" not in cfg.data:  # local data: from the run folder, as it is read
+        values["data"] = os.path.relpath(os.path.abspath(cfg.data), run)
     text = ("# The resolved configuration of this run: every option, the model's recipe filled "
-            "in.\n# `isamap-train --config config.yaml` runs it again (in out_dir: resumes it).\n"
-            + yaml.safe_dump(values, sort_keys=False, default_flow_style=None))
+            "in.\n# `isamap-train --config <this file>` runs it again, from any folder (the "
+            "paths below are\n# relative to this file's folder); against its run folder it "
+            "resumes the run.\n"
+            + yaml.safe_dump({PATHS_FROM_FILE: True, **values}, sort_keys=False,
+                             default_flow_style=None))
     if not (path.is_file() and path.read_text() == text):
         atomic_write(path, lambda fh: fh.write(text.encode()))
     return path

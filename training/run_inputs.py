@@ -28,7 +28,13 @@ from training.data import (
     compute_norm_stats,
     scene_norms_for,
 )
-from training.models import context_warning, reads_product, recipe_for, upsamples
+from training.models import (
+    available_models,
+    context_warning,
+    reads_product,
+    recipe_for,
+    upsamples,
+)
 from training.sampling import balanced_weights
 
 log = logging.getLogger(__name__)
@@ -125,7 +131,30 @@ def check_labels(train_set: PatchDataset, val_set: PatchDataset) -> tuple[str, .
         raise InputDataError(f"the train labels of {train_set.root} hold no labelled pixel (all "
                              f"nodata, {LABEL_NODATA}); nothing can be learnt: export labels "
                              "for the area first")
-    return tuple(name for i, name in enumerate(train_set.class_names) if counts["train"][i])
+    learnt = tuple(name for i, name in enumerate(train_set.class_names) if counts["train"][i])
+    if len(learnt) < 2:
+        raise InputDataError(
+            f"the train labels of {train_set.root} hold only the class {learnt[0]!r} "
+            f"({int(counts['train'][:k].sum()):,} labelled pixels, none of "
+            f"{[c for c in train_set.class_names if c not in learnt]}): a model trained on one "
+            "class maps every pixel as it, whatever the input; export labels of an area that "
+            "holds the other classes too, then train again")
+    return learnt
+
+
+def check_crop(cfg: TrainConfig, patch_size: int) -> None:
+    """Refuse a ``--crop-size`` larger than the dataset's patches, which would crop nothing.
+
+    A crop the model's recipe sets (hrnet: 513 px) larger than the patches means whole
+    patches, as the recipe's documentation says; a crop given otherwise is a mistake.
+    """
+    crop = cfg.crop_size
+    if not crop or crop <= patch_size or (cfg.model in available_models()
+                                          and crop == recipe_for(cfg.model).crop_size):
+        return
+    raise ConfigError(f"--crop-size {crop} is larger than the dataset's {patch_size} px "
+                      f"patches, so nothing would be cropped; give --crop-size {patch_size} "
+                      "or less (0 trains on whole patches)")
 
 
 def dataset_record(root: str, manifest: dict) -> dict:

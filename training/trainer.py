@@ -81,6 +81,7 @@ from training.run_folder import config_differences, write_resolved_config
 from training.run_inputs import (
     augmentation_record,
     check_context,
+    check_crop,
     check_labels,
     dataset_record,
     model_kwargs_for_norm,
@@ -559,6 +560,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     norm = norm_for(cfg, raw, Path(cfg.out_dir) / CHECKPOINT)
     train_set, val_set = patch_splits(cfg, raw.bands, norm, exclude)
     learnt = check_labels(train_set, val_set)
+    check_crop(cfg, raw.patch_size)
     names = raw.class_names
     seed_everything(cfg.seed)
     scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \

@@ -15,7 +15,10 @@ clear error for a missing file, bad YAML or anything but a mapping. Two commands
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,6 +116,11 @@ def config_defaults(parser: argparse.ArgumentParser, values: Mapping[str, Any],
 def _value(action: argparse.Action, value: Any, where: str) -> Any:
     if value is None:
         return None
+    if isinstance(action, argparse._CountAction):  # -v -v: a count of at least 0
+        count = typed_value(value, int, where)
+        if count < 0:
+            raise ConfigError(f"{where} must be a whole number >= 0, got {value!r}")
+        return count
     if isinstance(action, argparse._StoreConstAction):  # store_true/false are these too
         if not isinstance(action.const, bool):
             raise ConfigError(f"{where}: give this option as a flag on the command line")
@@ -130,10 +138,7 @@ def _value(action: argparse.Action, value: Any, where: str) -> Any:
 def _one(action: argparse.Action, value: Any, where: str) -> Any:
     convert = action.type
     if convert in (int, float):
-        numeric = (int,) if convert is int else (int, float)
-        if isinstance(value, bool) or not isinstance(value, numeric):
-            raise ConfigError(f"{where} must be a number ({convert.__name__}), got {value!r}")
-        value = convert(value)
+        value = convert(typed_value(value, convert, where))
     elif callable(convert):  # a registered type name (a string) is left to argparse
         try:
             value = convert(str(value))
@@ -145,3 +150,76 @@ def _one(action: argparse.Action, value: Any, where: str) -> Any:
         raise ConfigError(f"{where} must be one of {', '.join(map(str, action.choices))}, "
                           f"got {value!r}")
     return value
+
+
+def typed_value(value: Any, kind: Any, where: str) -> Any:
+    """``value`` from a YAML file checked as ``kind`` (the one type rule of both commands).
+
+    ``kind`` is a type hint: ``int``, ``float``, ``bool``, ``str``, a ``Literal`` of choices,
+    ``tuple[str, ...]``, a mapping, or an optional one (``X | None``). A whole number is no
+    boolean and no 1.5 (YAML's ``true`` is not a batch size of 1, and 1.5 epochs is no
+    number of epochs); a number where text is read becomes text; a string that reads as a
+    number is one where a ``float`` is wanted, because YAML 1.1 reads ``1e-3`` (no dot) as
+    text. Anything else is refused naming ``where`` (the file and key).
+
+    Raises:
+        ConfigError: ``value`` is not of ``kind``.
+    """
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return typed_value(value, inner[0], where) if len(inner) == 1 else value
+    if typing.get_origin(kind) is typing.Literal:
+        if isinstance(value, bool) and {"on", "off"} <= set(args):  # YAML 1.1 reads on/off
+            value = "on" if value else "off"  # as booleans
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}, "
+                              f"got {value!r}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, got {value!r}")
+        return value
+    if kind is float:
+        return _float(value, where)
+    if kind is str:
+        if isinstance(value, list | dict | bool):
+            raise ConfigError(f"{where} takes one text value, got {value!r}")
+        return value if isinstance(value, str) else str(value)
+    if typing.get_origin(kind) is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{where} must be a list of names (or one comma-separated "
+                              f"text), got {value!r}")
+        return tuple(v.strip() for v in items if v.strip())
+    if kind in (Mapping, dict) or typing.get_origin(kind) in (Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping of name: value, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _float(value: Any, where: str) -> int | float:
+    if isinstance(value, str):  # YAML 1.1: 1e-3 without a dot is text
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return number
+    elif not isinstance(value, bool) and isinstance(value, int | float):
+        return value  # a whole number stays as written (a run records it so)
+    raise ConfigError(f"{where} must be a number, got {value!r}")
+
+
+def typed_values(values: Mapping[str, Any], hints: Mapping[str, Any],
+                 source: str) -> dict[str, Any]:
+    """Every key of ``values`` that ``hints`` names, checked by :func:`typed_value`."""
+    return {key: typed_value(value, hints[key], f"{source}: {key}") if key in hints else value
+            for key, value in values.items()}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -204,9 +205,51 @@ def classify(exc: BaseException) -> Kind:
     return "fatal"
 
 
+# A quota whose limit counts per day or per month (Google's "Quota exceeded for quota metric
+# 'M' and limit 'M per day' of service ..."; Earth Engine's daily/monthly EECU caps): spent
+# until it resets, so retrying only piles up refusals.
+_SPENT_CAP = re.compile(r"quota\b.{0,300}?\b(per\s*day|perday|daily|per\s*month|permonth|"
+                        r"monthly)\b", re.IGNORECASE | re.DOTALL)
+
+
+def spent_cap(exc: BaseException) -> str | None:
+    """``"day"`` or ``"month"`` when ``exc`` says a daily or monthly quota is spent, else None.
+
+    Only a quota refusal (:func:`classify`) counts: its message (and the JSON body behind it)
+    names a limit counted per day or per month, which no backoff outlasts.
+    """
+    if classify(exc) != "quota":
+        return None
+    texts: list[str] = []
+    seen: set[int] = set()
+    err: BaseException | None = exc
+    while err is not None and id(err) not in seen and len(texts) < 8:
+        seen.add(id(err))
+        content = getattr(err, "content", b"")
+        texts += [str(err), content.decode(errors="replace") if isinstance(content, bytes)
+                  else str(content or "")]
+        err = err.__cause__ or err.__context__
+    found = _SPENT_CAP.search(" ".join(texts))
+    if found is None:
+        return None
+    return "month" if "month" in found.group(1).lower() else "day"
+
+
 def _computation_timeout(exc: BaseException) -> bool:
     """Whether the service answered that the request took too long to compute."""
     return any(p in str(exc).lower() for p in _TRANSIENT_PHRASES)
+
+
+def cap_spent_error(what: str, exc: BaseException) -> QuotaError:
+    """The one line that stops a run whose project spent a daily or monthly quota."""
+    period = spent_cap(exc) or "day"
+    said = " ".join(str(exc).split())[:300]
+    return QuotaError(
+        f"{what} refused: the Cloud project's {'daily' if period == 'day' else 'monthly'} "
+        f"Earth Engine quota is spent ({said}); no retry helps until it resets "
+        f"{'the next day' if period == 'day' else 'next month'}. Run the same command again "
+        "after the reset: finished work is kept and the run resumes where it stopped (or ask "
+        "for more quota for the project in the Cloud console)")
 
 
 def endpoint_url(high_volume: bool) -> str:
@@ -449,6 +492,8 @@ class EESession:
 
         def retryable(exc: Exception) -> bool:
             kind = classify(exc)
+            if kind == "quota" and spent_cap(exc):
+                return False  # a daily or monthly cap: no backoff outlasts it
             if kind == "transient" and _computation_timeout(exc):
                 timeouts[0] += 1
                 return timeouts[0] <= TIMEOUT_RETRIES
@@ -456,6 +501,8 @@ class EESession:
 
         def fail(exc: Exception, attempt: int, exhausted: bool) -> Exception:
             kind = classify(exc)
+            if kind == "quota" and spent_cap(exc):
+                return cap_spent_error(what, exc)
             if kind == "transient" and _computation_timeout(exc):
                 return EarthEngineError(f"{what} failed: {exc}")  # the caller may halve it
             if exhausted:

@@ -12,14 +12,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.grid import Grid
+from gee_export.contract.label_schemes import LANDCOVER_CLASSES, get_landcover_scheme
 from gee_export.contract.regions import Region
 from gee_export.core.storage import atomic_write
 from gee_export.ee.labels import (
     DYNAMIC_WORLD,
     GHSL_CELL_M2,
+    NLCD_RELEASES,
     LabelSource,
     ghsl_image_id,
+    nlcd_epoch,
     worldcover_id,
 )
 from gee_export.ee.request_region import outline_for_script
@@ -91,8 +95,41 @@ def _label_js(source: LabelSource | None, window: TimeWindow) -> tuple[str, str]
         return f"ghsl >= {source.threshold}", (
             f"ee.Image('{ghsl_image_id(year)}').select('built_surface').divide({GHSL_CELL_M2:g})"
             f".gte({source.threshold}).clip(region)")
+    if source.kind == "landcover":
+        return _landcover_js(source, year)
     band = f".select('{source.band}')" if source.band else ".select(0)"
     return f"asset {source.asset_id}", f"ee.Image('{source.asset_id}'){band}.eq(1).clip(region)"
+
+
+def _landcover_js(source: LabelSource, year: int) -> tuple[str, str]:
+    """The impervious class of ``--labels landcover:<source>``, as the export remaps it.
+
+    The source's codes go through the seven classes' table
+    (:func:`gee_export.ee.labels.landcover_image`), read from the catalogue product or the
+    uploaded asset (never ``ee.Image('')``).
+    """
+    scheme = get_landcover_scheme(source.scheme)
+    if source.asset_id:
+        band = f".select('{source.band}')" if source.band else ".select(0)"
+        codes, what = f"ee.Image('{source.asset_id}'){band}", f"asset {source.asset_id}"
+    elif scheme.source == "worldcover":
+        codes, what = f"ee.ImageCollection('{worldcover_id(year)}').first().select('Map')", \
+            "WorldCover"
+    elif scheme.source == "dynamicworld":
+        codes, what = (f"ee.ImageCollection('{DYNAMIC_WORLD}').filterBounds(region)"
+                       ".filterDate(start, end).select('label').reduce(ee.Reducer.mode())",
+                       "Dynamic World")
+    else:  # nlcd: the epoch nearest the month, as the export reads it
+        epoch = nlcd_epoch(year)
+        release = next(r for r, epochs in NLCD_RELEASES.items() if epoch in epochs)
+        codes = (f"ee.ImageCollection('USGS/NLCD_RELEASES/{release}/NLCD')"
+                 f".filterDate('{epoch}-01-01', '{epoch + 1}-01-01').first().select('landcover')")
+        what = f"NLCD {epoch}"
+    frm, to = scheme.remap_lists()
+    impervious = LANDCOVER_CLASSES.index("impervious")
+    return (f"landcover:{source.scheme} ({what}), class impervious",
+            f"{codes}.remap({json.dumps(list(frm))}, {json.dumps(list(to))}, {LABEL_NODATA})"
+            f".eq({impervious}).clip(region)")
 
 
 def render(region: Region, grid: Grid, window: TimeWindow, s1_window: TimeWindow,

@@ -12,6 +12,7 @@ assumption against. ``computePixels`` responses carry no EECU figure.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -107,6 +108,17 @@ def used_eecu_seconds(statuses: list[dict]) -> float:
     return float(sum(s.get("eecu_seconds") or 0.0 for s in statuses))
 
 
+def check_max_eecu_hours(max_hours: float) -> None:
+    """Refuse a ``--max-eecu-hours`` that bounds nothing: zero, negative, inf or nan.
+
+    Raises:
+        ConfigError: ``max_hours`` is not a finite positive number.
+    """
+    if not (max_hours > 0 and math.isfinite(max_hours)):
+        raise ConfigError(f"--max-eecu-hours must be a finite positive number of EECU-hours, "
+                          f"got {max_hours:g}; leave it out to set no bound")
+
+
 class ComputeBudget:
     """``--max-eecu-hours``: what a job may spend, what it spent, and when to stop.
 
@@ -124,9 +136,7 @@ class ComputeBudget:
     """
 
     def __init__(self, max_hours: float, eecu_s_per_request: float) -> None:
-        if not max_hours > 0:
-            raise ConfigError(f"--max-eecu-hours must be a positive number of EECU-hours, got "
-                              f"{max_hours:g}")
+        check_max_eecu_hours(max_hours)
         import threading
 
         self.max_hours = max_hours

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import rasterio
 
 from gee_export.contract.bands import LABEL_NODATA
 from gee_export.contract.grid import Grid, Window
@@ -23,7 +24,7 @@ from gee_export.contract.label_schemes import (
     is_landcover,
 )
 from gee_export.contract.label_schemes import SCHEMES as LANDCOVER_SCHEMES
-from gee_export.core.errors import ConfigError
+from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.local import plausibility
 from gee_export.local.scenes import BandRef
 from gee_export.local.warp import read_to_grid, source_resolution
@@ -70,7 +71,8 @@ class ClassMapping:
         for src, dst in self.mapping:
             if 0 <= src < 256:
                 table[src] = dst
-        table[LABEL_NODATA] = LABEL_NODATA
+        if LABEL_NODATA not in dict(self.mapping):  # 255 is nodata unless a map names it
+            table[LABEL_NODATA] = LABEL_NODATA     # (--label-map 0=0,255=1: a 0/255 mask)
         table[table >= len(self.classes)] = LABEL_NODATA  # kept values that are no class
         return table
 
@@ -201,6 +203,8 @@ def check_codes(ref: BandRef, scheme: str | ClassMapping | Mapping[int, int] | N
     name = ALIASES.get(name, name)
     sample = plausibility.read_sample(ref)
     what = f"label {ref.path}"
+    if name == "binary":
+        check_binary_coding(ref, sample, what)
     codes = scheme_codes(name)
     if codes is not None:
         plausibility.check_label_codes(sample, name, {**SCHEME_CODES, name: codes}, what)
@@ -237,3 +241,43 @@ def label_window(ref: BandRef, grid: Grid, window: Window, mapping: ClassMapping
     out = read_to_grid(ref, grid, window, resampling, prepare=mapping.apply,
                        categorical_nodata=LABEL_NODATA)
     return out.astype(np.uint8)
+
+
+#: a label code must cover at least this share of the sample to count as present
+PRESENT_SHARE = 0.001
+
+
+def check_binary_coding(ref: BandRef, sample: np.ndarray, what: str) -> None:
+    """Refuse a binary label written so that a class vanishes: a 0/255 mask, a nodata tag of 0/1.
+
+    A mask saved as 0 and 255 reads as pervious and nodata (255 is isamap's nodata), so its
+    dataset holds no impervious pixel; a file tagged nodata=0 (or 1) hides every pixel of that
+    class. Both gave a dataset that trains nothing, exit 0. A file tagged nodata=255 says
+    what its 255 means and is read as it says. ``sample`` is read with the file's nodata tag
+    (:func:`gee_export.local.plausibility.read_sample`).
+    """
+    with rasterio.open(ref.path) as src:
+        tag = src.nodatavals[ref.index - 1]
+        if tag is not None:  # the pixels the tag hides, too
+            step = max(1, -(-max(src.width, src.height) // plausibility.SAMPLE_SIDE))
+            sample = src.read(ref.index, out_shape=(max(1, src.height // step),
+                                                    max(1, src.width // step)))
+    finite = np.asarray(sample, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return
+    share = {c: float((finite == c).mean()) for c in (0, 1, LABEL_NODATA)}
+    if tag is not None and tag in (0, 1) and share[int(tag)] > PRESENT_SHARE:
+        raise InputDataError(
+            f"{what} is tagged nodata={tag:g}, which hides its {100 * share[int(tag)]:.1f} % "
+            f"{('pervious', 'impervious')[int(tag)]} pixels (code {int(tag)} of the binary "
+            "scheme); remove the tag (rio edit-info --unset-nodata FILE) or set it to 255 "
+            "(rio edit-info --nodata 255 FILE), then export again")
+    mask = share[0] > PRESENT_SHARE and share[LABEL_NODATA] > PRESENT_SHARE
+    if tag != LABEL_NODATA and mask and share[1] <= PRESENT_SHARE \
+            and share[0] + share[LABEL_NODATA] > 0.999:  # a tag of 255 says what 255 is
+        raise InputDataError(
+            f"{what} holds only the codes 0 and 255 ({100 * share[LABEL_NODATA]:.1f} % 255), as "
+            "a mask saved as 0/255 does: the binary scheme reads 255 as nodata, so no pixel "
+            "would be impervious. If 255 marks impervious surface, pass --label-map 0=0,255=1; "
+            "if it marks pixels without a label, the area holds no impervious surface to learn")

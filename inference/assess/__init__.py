@@ -7,7 +7,8 @@ interpreter and read by the scorer), ``ceo`` (Collect Earth Online plot files an
 for writing an estimate ± its spread),
 ``design`` (a stratified random sample of pixel centres, reproducible from its seed),
 ``point_files`` (the blind sample as CSV, GeoJSON, KML, Collect Earth Online plot files; reading a
-labelled reference file), ``labelling_app`` (the Code Editor app that walks the points),
+labelled reference file), ``reference_records`` (a reference file's text, rows and positions),
+``labelling_app`` (the Code Editor app that walks the points),
 ``products`` (other maps on the same points: rasters, and Earth Engine products sampled
 through the one Earth Engine seam) and ``report`` (the estimates of
 :mod:`training.area_estimation` for the map and every product, as JSON, Markdown and a PNG).

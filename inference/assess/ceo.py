@@ -13,14 +13,17 @@ column per survey question named after the question's text, holding the answer's
 exports name the first two ``plot_id`` and ``sample_id``.
 
 A plot's reference is its samples' answer: with the "Center" sample design a plot has one
-sample; with several samples (gridded, random) the answer most of them got, a tie broken by
-the sample nearest the plot's centre (the mean of its samples' positions). That is the class
+sample; with several samples (gridded, random) the answer most of them got, a tie decided by
+the samples nearest the plot's centre (the mean of their positions), ring by ring of equal
+distance; a tie that holds in every ring (a 2 x 2 grid split 2-2) is refused, since only the
+order of the rows could decide it (:func:`plot_answer`). That is the class
 covering most of the pixel when the plot is the map's pixel, the rule
 :mod:`inference.assess.point_files` documents for every other way of labelling.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,7 +73,11 @@ def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict
     """CEO sample rows (keys lower-case) as one record per plot.
 
     Each record has ``id``, ``lon``, ``lat`` and ``reference`` (see module docstring); a plot
-    with no answer keeps an empty reference.
+    with no answer keeps an empty reference. Nothing depends on the order of the rows.
+
+    Raises:
+        InputDataError: a plot id is not a number, a sample has no position, or a plot's
+            answers tie at every distance from its centre (:func:`plot_answer`).
     """
     plot_key = "plotid" if "plotid" in records[0] else "plot_id"
     plots: dict[str, list[_Sample]] = {}
@@ -86,21 +93,62 @@ def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict
             raise InputDataError(f"{source}: plot {plot} has a sample without numeric lon/lat"
                                  ) from None
         plots.setdefault(plot, []).append(sample)
-    return [_plot_record(int(plot), samples) for plot, samples in plots.items()]
+    out, tied = [], []
+    for plot, samples in plots.items():
+        lon = float(np.mean([s.lon for s in samples]))
+        lat = float(np.mean([s.lat for s in samples]))
+        answer = plot_answer(samples, lon, lat)
+        if answer is None:
+            tied.append((int(plot), samples))
+            answer = ""
+        out.append({"id": point_id(int(plot)), "lon": lon, "lat": lat, "reference": answer})
+    if tied:
+        tied.sort(key=lambda t: t[0])
+        counts = Counter(s.answer.lower() for s in tied[0][1] if s.answer)
+        split = ", ".join(f"{a} {n}" for a, n in sorted(counts.items()))
+        raise InputDataError(
+            f"{source}: {len(tied)} of {len(plots)} plots (first: plot {tied[0][0]}, {split}) "
+            "have their samples split evenly between answers at every distance from the "
+            "plot's centre, so no answer covers most of the plot (and the order of the rows "
+            "must not decide); review those plots in Collect Earth Online so one answer has "
+            "more samples, or use the 'Center' sample design (one sample per plot)")
+    return out
 
 
-def _plot_record(plot: int, samples: list[_Sample]) -> dict:
-    lon = float(np.mean([s.lon for s in samples]))
-    lat = float(np.mean([s.lat for s in samples]))
+#: distances from a plot's centre within this share of the largest count as equal (CEO
+#: rounds sample positions; a gridded plot's samples lie on rings of equal distance)
+RING_TOLERANCE = 1e-3
+
+
+def plot_answer(samples: Sequence[_Sample], lon: float, lat: float) -> str | None:
+    """The answer most samples got; a tie decided ring by ring from the plot's centre.
+
+    Among the answers tied for most samples, the samples are grouped into rings of equal
+    distance from the centre (metres on the ground: longitude scaled by cos(latitude)), nearest
+    first; the first ring where one tied answer has more samples than the others decides.
+
+    Returns:
+        The answer (lower case), ``""`` when no sample was answered, None when the tie holds
+        in every ring (a 2 x 2 grid split 2-2: every sample equally near).
+    """
     answered = [s for s in samples if s.answer]
-    answer = ""
-    if answered:
-        counts = Counter(s.answer.lower() for s in answered).most_common()
-        best = [a for a, c in counts if c == counts[0][1]]
-        if len(best) == 1:
-            answer = best[0]
-        else:  # a tie: the answer of the sample nearest the plot's centre
-            near = min((s for s in answered if s.answer.lower() in best),
-                       key=lambda s: (s.lon - lon) ** 2 + (s.lat - lat) ** 2)
-            answer = near.answer.lower()
-    return {"id": point_id(plot), "lon": lon, "lat": lat, "reference": answer}
+    if not answered:
+        return ""
+    counts = Counter(s.answer.lower() for s in answered).most_common()
+    best = {a for a, c in counts if c == counts[0][1]}
+    if len(best) == 1:
+        return next(iter(best))
+    scale = math.cos(math.radians(lat))
+    near = sorted((math.hypot((s.lon - lon) * scale, s.lat - lat), s.answer.lower())
+                  for s in answered if s.answer.lower() in best)
+    tolerance = RING_TOLERANCE * max(near[-1][0], 1e-12)
+    start = 0
+    while start < len(near):
+        end = start
+        while end < len(near) and near[end][0] - near[start][0] <= tolerance:
+            end += 1
+        ring = Counter(answer for _, answer in near[start:end]).most_common()
+        if len(ring) == 1 or ring[0][1] > ring[1][1]:
+            return ring[0][0]
+        start = end
+    return None

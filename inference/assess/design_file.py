@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gee_export.core.csv_text import csv_text
 from gee_export.core.errors import ConfigError, InputDataError
 
 POINTS_FILE = "design_points.csv"
@@ -51,29 +52,28 @@ class DesignFile:
     def interpretation(self) -> str:
         return str(self.record.get("interpretation", BLIND))
 
-    def positions(self, ids: tuple[str, ...]) -> np.ndarray:
-        """Where each of ``ids`` is in the design; every design point must be among them."""
+    def positions(self, ids: tuple[str, ...], no_data: tuple[str, ...] = ()) -> np.ndarray:
+        """Where each of ``ids`` is in the design; every design point must be among them.
+
+        ``no_data``: points recorded as not labellable (``nodata``), which count as labelled.
+        """
         index = {pid: i for i, pid in enumerate(self.ids)}
-        unknown = [pid for pid in ids if pid not in index]
+        unknown = [pid for pid in (*ids, *no_data) if pid not in index]
         if unknown:
             raise InputDataError(f"{len(unknown)} labelled points are not in the design "
                                  f"(first: {unknown[0]}); is --design the sample they were "
                                  "drawn from?")
-        missing = sorted(set(self.ids) - set(ids))
+        missing = sorted(set(self.ids) - set(ids) - set(no_data))
         if missing:
             raise InputDataError(f"{len(missing)} of the design's {len(self.ids)} points have "
                                  f"no label (first: {missing[0]}): label every point, leaving "
-                                 "points out biases the estimates")
+                                 "points out biases the estimates; a point that cannot be "
+                                 "labelled (cloud, a gap in the imagery) is labelled nodata")
         return np.asarray([index[pid] for pid in ids], dtype=np.int64)
 
 
 def design_points_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(DESIGN_COLUMNS), lineterminator="\n",
-                            extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text(rows, DESIGN_COLUMNS, lineterminator="\n")
 
 
 def read_design(path: str | Path) -> DesignFile:

@@ -2,9 +2,12 @@
 
 Paste it into https://code.earthengine.google.com and Run: the map shows one point at a time
 (its pixel outlined) on high-resolution imagery; one button per class records the interpreter's
-answer and moves on; Back and Next walk the points; Export starts a task that writes the
-labelled points (``id``, ``reference``, ``reference_code``) as a FeatureCollection: to Drive as a
-CSV named after the sitting's start, and to a table asset when one is named. Labelling may take
+answer and moves on, and "no data" records a point that cannot be labelled (cloud, a gap in
+the imagery) as ``nodata``; Back and Next walk the points; Export starts a task that writes
+the labelled points (``id``, ``lon``, ``lat``, ``reference``, ``reference_code``: -1 not
+labelled, -2 no data) as a FeatureCollection: to Drive as a CSV named after the sitting's
+start, and to a table asset when one is named. ``isamap-assess score`` reads that CSV as it
+is, with or without ``--design``. Labelling may take
 several sittings: the app starts by reading the labels already in that asset and exports with
 ``overwrite: true``, so each sitting's export holds every label so far and replaces the last.
 The points carry only their ids and positions, in the design's random order: the map's class
@@ -38,6 +41,7 @@ var classNames = {json.dumps(list(classes))};
 var classColors = {json.dumps(palette)};
 var pixelSize = {pixel_size:g};  // metres: the map's pixel, outlined around each point
 var assetId = {json.dumps(asset_id)};  // a table asset to export to (null: Drive only)
+var NO_DATA = -2;  // the code of a point that cannot be labelled (exported as 'nodata')
 var labels = {{}};
 var current = 0;
 var sitting = new Date().toISOString().slice(0, 16).replace(/[^0-9]/g, '');
@@ -63,7 +67,7 @@ function show(i) {{
   status.setValue('Point ' + (current + 1) + ' of ' + pointList.length + ' (' + id + '), ' +
                   done + ' labelled');
   answer.setValue(labels[id] === undefined ? 'not labelled' : 'labelled: ' +
-                  classNames[labels[id]]);
+                  (labels[id] === NO_DATA ? 'no data' : classNames[labels[id]]));
 }}
 
 function label(code) {{
@@ -73,10 +77,12 @@ function label(code) {{
 
 function labelledCollection() {{
   return points.map(function(f) {{
-    var code = ee.Dictionary(labels).get(f.get('id'), -1);
-    return f.set({{reference_code: code,
-                  reference: ee.Algorithms.If(ee.Number(code).gte(0),
-                                              ee.List(classNames).get(code), '')}});
+    var code = ee.Number(ee.Dictionary(labels).get(f.get('id'), -1));
+    var xy = f.geometry().coordinates();
+    return f.set({{reference_code: code, lon: xy.get(0), lat: xy.get(1),
+                  reference: ee.Algorithms.If(code.gte(0), ee.List(classNames).get(code),
+                                              ee.Algorithms.If(code.eq(NO_DATA), 'nodata',
+                                                               ''))}});
   }});
 }}
 
@@ -84,7 +90,7 @@ function exportLabels() {{
   var table = labelledCollection();
   Export.table.toDrive({{collection: table, description: {json.dumps(description)} + '_' +
                         sitting, fileFormat: 'CSV',
-                        selectors: ['id', 'reference', 'reference_code']}});
+                        selectors: ['id', 'lon', 'lat', 'reference', 'reference_code']}});
   if (assetId) {{  // every label so far: it replaces the previous sitting's asset
     Export.table.toAsset({{collection: table, description: {json.dumps(description + "_asset")},
                           assetId: assetId, overwrite: true}});
@@ -101,6 +107,8 @@ classNames.forEach(function(name, code) {{
   panel.add(ui.Button({{label: name, style: {{color: classColors[code], stretch: 'horizontal'}},
                        onClick: function() {{ label(code); }}}}));
 }});
+panel.add(ui.Button({{label: 'no data (cloud, gap)', style: {{stretch: 'horizontal'}},
+                     onClick: function() {{ label(NO_DATA); }}}}));
 panel.add(ui.Panel([ui.Button('Back', function() {{ show(current - 1); }}),
                     ui.Button('Next', function() {{ show(current + 1); }})],
                    ui.Panel.Layout.Flow('horizontal')));
@@ -108,7 +116,7 @@ panel.add(ui.Button('Export labels', exportLabels));
 Map.add(panel);
 show(0);
 if (assetId) {{  // a later sitting: resume from the labels the last one exported
-  ee.FeatureCollection(assetId).filter(ee.Filter.gte('reference_code', 0))
+  ee.FeatureCollection(assetId).filter(ee.Filter.neq('reference_code', -1))
       .reduceColumns(ee.Reducer.toList(2), ['id', 'reference_code'])
       .evaluate(function(result, error) {{
         if (error || !result) {{ return; }}  // the first sitting: no asset yet

@@ -2,8 +2,10 @@
 
 Blind by default: the files an interpreter uses hold each point's id and position only, in a
 random order drawn from the seed (:attr:`inference.assess.design.Design.order`), so neither a
-column nor the order tells the map's class. ``sample.csv`` (``id,lon,lat,x,y,reference``;
-``reference`` empty for the interpreter), ``sample.geojson`` (the same as point features, for
+column nor the order tells the map's class. ``sample.csv``
+(``id,lon,lat,x,y,strata_id,reference``; ``reference`` empty for the interpreter;
+``strata_id`` the same digest on every row, naming the strata that drew the points,
+:func:`inference.assess.strata.strata_id`), ``sample.geojson`` (the same as point features, for
 QGIS and the Code Editor), ``sample.kml`` (Google Earth: one placemark per point, its name
 the id), Collect Earth Online plot files (:mod:`inference.assess.ceo`) and the labelling app.
 The strata, inclusion probabilities and map classes are in ``design_points.csv``
@@ -20,10 +22,7 @@ samples takes the class most of them got.
 
 from __future__ import annotations
 
-import codecs
-import csv
 import functools
-import io
 import json
 import logging
 from collections import Counter
@@ -33,10 +32,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
-from rasterio.crs import CRS
-from rasterio.errors import CRSError
-from rasterio.warp import transform as warp_transform
 
+from gee_export.core.csv_text import csv_text
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.shareable import shareable
 from gee_export.core.storage import atomic_write
@@ -56,11 +53,21 @@ from inference.assess.design_file import (
     RECORD_FILE,
     design_points_csv,
 )
+from inference.assess.reference_records import (
+    check_lon_lat,
+    csv_records,
+    geojson_records,
+    reference_text,
+)
 
 log = logging.getLogger(__name__)
 
-SAMPLE_COLUMNS = ("id", "lon", "lat", "x", "y", "reference")
+SAMPLE_COLUMNS = ("id", "lon", "lat", "x", "y", "strata_id", "reference")
 REFERENCE_COLUMN = "reference"
+#: the reference of a point that cannot be labelled (cloud, a gap in the imagery): recorded,
+#: then left out of the estimates (any case; ``no data`` and ``no_data`` too)
+NO_DATA_REFERENCE = "nodata"
+NO_DATA_SPELLINGS = frozenset({"nodata", "no data", "no_data", "no-data"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class ReferencePoints:
     lat: np.ndarray
     reference: np.ndarray
     unlabelled: int = 0  # points of the file(s) left without a reference (left out)
+    strata_ids: frozenset[str] = frozenset()  # the strata the file(s) say drew the points
+    no_data: tuple[str, ...] = ()  # ids of points recorded as "nodata" (left out)
 
 
 def point_ids(design: Design) -> list[str]:
@@ -84,7 +93,8 @@ def _rows(design: Design, map_class: np.ndarray) -> list[dict]:
     names = design.strata.classes
     order = design.order
     return [{"id": pid, "lon": f"{design.lon[i]:.7f}", "lat": f"{design.lat[i]:.7f}",
-             "x": f"{design.x[i]:.2f}", "y": f"{design.y[i]:.2f}", "reference": "",
+             "x": f"{design.x[i]:.2f}", "y": f"{design.y[i]:.2f}",
+             "strata_id": design.strata.strata_id, "reference": "",
              "stratum": names[int(design.stratum[i])],
              "inclusion_probability": f"{design.inclusion[i]:.6g}",
              "map_class": str(map_class[i])}
@@ -97,12 +107,7 @@ def _text(path: Path, text: str) -> Path:
 
 
 def _csv(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n",
-                            extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text(rows, columns, lineterminator="\n")
 
 
 def _columns(show_map_class: bool) -> tuple[str, ...]:
@@ -144,124 +149,65 @@ def ceo_plot_files(rows: Sequence[dict], out: Path) -> dict[str, tuple[Path, str
 
 
 def read_references(paths: Sequence[str | Path], classes: Sequence[str],
-                    column: str = REFERENCE_COLUMN) -> ReferencePoints:
+                    column: str = REFERENCE_COLUMN, *, positions: bool = True
+                    ) -> ReferencePoints:
     """Read one or several labelled files as one set of points.
 
     Several files: the CEO exports of a design split in several projects, or sittings. A point
     labelled in two files is refused.
     """
-    parts = [read_reference(p, classes, column) for p in paths]
+    parts = [read_reference(p, classes, column, positions=positions) for p in paths]
     if len(parts) == 1:
         return parts[0]
     ids = tuple(i for part in parts for i in part.ids)
-    twice = [i for i, count in Counter(ids).items() if count > 1]
+    twice = [i for i, count in Counter(ids + tuple(i for p in parts for i in p.no_data)).items()
+             if count > 1]
     if twice:
         raise InputDataError(f"{len(twice)} points (first: {twice[0]}) are in more than one "
                              "--reference file; give each point's label once")
     return ReferencePoints(ids, np.concatenate([p.lon for p in parts]),
                            np.concatenate([p.lat for p in parts]),
                            np.concatenate([p.reference for p in parts]),
-                           unlabelled=sum(p.unlabelled for p in parts))
-
-
-def _reference_text(path: Path) -> str:
-    """The file's text: UTF-8 (with or without BOM) or UTF-16 with its byte-order mark."""
-    raw = path.read_bytes()
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return raw.decode("utf-16")  # Excel's "Unicode text"
-    if b"\x00" in raw[:4096]:
-        raise InputDataError(f"--reference {path} holds NUL bytes (UTF-16 without a byte-order "
-                             "mark?); save it as 'CSV UTF-8'")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputDataError(f"--reference {path} is not UTF-8 text (byte {exc.start} is "
-                             f"{raw[exc.start]:#04x}); save it as 'CSV UTF-8' or UTF-16") from None
-
-
-def _csv_records(text: str) -> list[dict]:
-    header = text.splitlines()[0] if text.strip() else ""
-    delimiter = max(",\t;", key=header.count)  # Excel writes tabs (UTF-16) or semicolons
-    return [{k.strip().lower(): v for k, v in row.items() if k}
-            for row in csv.DictReader(io.StringIO(text), delimiter=delimiter)]
-
-
-def _geojson_records(path: Path, text: str) -> list[dict]:
-    """Point features as records in lon/lat: a ``crs`` member (GeoJSON 2008) is honoured."""
-    try:
-        doc = json.loads(text)
-        features = doc["features"]
-        records = [{**{str(k).lower(): v for k, v in (f.get("properties") or {}).items()},
-                    "lon": float(f["geometry"]["coordinates"][0]),
-                    "lat": float(f["geometry"]["coordinates"][1]),
-                    "id": (f.get("properties") or {}).get("id", f.get("id"))}
-                   for f in features]
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise InputDataError(f"{path}: not a GeoJSON FeatureCollection of points ({exc})"
-                             ) from None
-    named = doc.get("crs") if isinstance(doc, dict) else None
-    if not named or not records:
-        return records
-    props = named.get("properties") or {} if isinstance(named, dict) else {}
-    name = props.get("name") or (f"EPSG:{props['code']}" if "code" in props else None)
-    try:
-        crs = CRS.from_user_input(name)
-    except (CRSError, TypeError, ValueError):
-        raise InputDataError(f"{path} names the CRS {name!r}, which is not known; save it "
-                             "in lon/lat (EPSG:4326, e.g. QGIS: Export > Save Features As)"
-                             ) from None
-    if crs.is_geographic:
-        return records  # degrees; the order is checked by range
-    lon, lat = warp_transform(crs, "EPSG:4326", [r["lon"] for r in records],
-                              [r["lat"] for r in records])
-    return [r | {"lon": x, "lat": y} for r, x, y in zip(records, lon, lat, strict=True)]
-
-
-def check_lon_lat(path: Path, ids: Sequence[str], lon: np.ndarray, lat: np.ndarray) -> None:
-    """Refuse coordinates that are not lon/lat degrees: swapped, or projected without a CRS."""
-    bad = ~(np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90))
-    if not bad.any():
-        return
-    i = int(np.flatnonzero(bad)[0])
-    where = f"point {ids[i]} at ({lon[i]:.6g}, {lat[i]:.6g})"
-    if np.all((np.abs(lat) <= 180) & (np.abs(lon) <= 90)):
-        raise InputDataError(f"{path}: longitude and latitude are swapped ({where}: latitude "
-                             "beyond ±90°); write longitude first (GeoJSON [lon, lat], CSV "
-                             "lon and lat columns)")
-    raise InputDataError(f"{path}: coordinates are not lon/lat degrees ({where}), and the file "
-                         "names no CRS; save it in lon/lat (EPSG:4326, e.g. QGIS: Export > "
-                         "Save Features As), or name its CRS in a GeoJSON \"crs\" member")
+                           unlabelled=sum(p.unlabelled for p in parts),
+                           strata_ids=frozenset().union(*(p.strata_ids for p in parts)),
+                           no_data=tuple(i for p in parts for i in p.no_data))
 
 
 def read_reference(path: str | Path, classes: Sequence[str],
-                   column: str = REFERENCE_COLUMN) -> ReferencePoints:
+                   column: str = REFERENCE_COLUMN, *,
+                   positions: bool = True) -> ReferencePoints:
     """Read a labelled CSV, GeoJSON or CEO sample export.
 
     Class names (any case) or codes become codes. ``column`` names the labels' column (a CEO
-    question's text), in any case. Points left without a reference are dropped with a warning
-    (the estimates then assume they are missing at random within their stratum); a file with
-    none labelled is refused.
+    question's text), in any case. Points left without a reference, or recorded as
+    :data:`NO_DATA_REFERENCE` (they could not be labelled), are dropped with a warning (the
+    estimates then assume they are missing at random within their stratum); a file with none
+    labelled is refused. ``positions=False`` (the design gives them) reads a file of ids and
+    labels alone, such as the labelling app's export.
     """
     path = Path(path)
     column = column.strip().lower()
     if not path.is_file():
         raise ConfigError(f"--reference {path} does not exist")
-    text = _reference_text(path)
+    text = reference_text(path)
     if path.suffix.lower() in (".geojson", ".json"):
-        records = _geojson_records(path, text)
+        records = geojson_records(path, text)
     else:
-        records = _csv_records(text)
+        records = csv_records(text)
     if not records:
         raise InputDataError(f"{path} holds no points")
-    missing = [k for k in ("lon", "lat", column) if k not in records[0]]
+    needed = ("lon", "lat", column) if positions or "id" not in records[0] else ("id", column)
+    missing = [k for k in needed if k not in records[0]]
     if missing:
         raise InputDataError(f"{path} lacks the columns {missing}; it needs id, lon, lat and "
                              f"{column!r} (the class each point was interpreted as; name "
-                             "another column, such as a CEO question, with --reference-column)")
+                             "another column, such as a CEO question, with --reference-column)"
+                             + ("; a file of ids and labels alone (the labelling app's "
+                                "export) is scored with --design" if positions else ""))
     if is_ceo_export(list(records[0])):
         records, column = plot_records(records, column, str(path)), "reference"
     lookup = {name.lower(): i for i, name in enumerate(classes)}
-    ids, codes, unlabelled, unknown = [], [], [], set()
+    ids, codes, unlabelled, unknown, no_data = [], [], [], set(), []
     for i, rec in enumerate(records):
         plot = str(rec.get("plotid") or "").strip()
         ids.append(str(rec.get("id") or (point_id(int(plot)) if plot.isdigit() else plot)
@@ -270,6 +216,9 @@ def read_reference(path: str | Path, classes: Sequence[str],
         if not value:
             unlabelled.append(ids[-1])
             codes.append(-1)
+        elif value.lower() in NO_DATA_SPELLINGS:
+            no_data.append(ids[-1])
+            codes.append(-1)
         elif value.lower() in lookup:
             codes.append(lookup[value.lower()])
         elif value.lstrip("-").isdigit() and 0 <= int(value) < len(classes):
@@ -277,18 +226,20 @@ def read_reference(path: str | Path, classes: Sequence[str],
         else:
             unknown.add(value)
             codes.append(-1)
-    if len(unlabelled) == len(records):
-        raise InputDataError(f"the {len(records)} points of {path} have no reference yet; "
-                             "label them (the reference column) first")
+    if len(unlabelled) + len(no_data) == len(records):
+        raise InputDataError(f"the {len(records)} points of {path} have no reference yet "
+                             f"({len(no_data)} of them {NO_DATA_REFERENCE}); label them (the "
+                             "reference column) first")
     if unknown:
         raise InputDataError(f"{path}: references {sorted(unknown)} are not among the classes "
                              f"{list(classes)} (names or codes 0..{len(classes) - 1})")
     try:
-        lon = np.array([float(r["lon"]) for r in records])
-        lat = np.array([float(r["lat"]) for r in records])
+        lon = np.array([float(r.get("lon", "nan")) for r in records])
+        lat = np.array([float(r.get("lat", "nan")) for r in records])
     except (TypeError, ValueError) as exc:
         raise InputDataError(f"{path}: lon/lat must be numbers ({exc})") from None
-    check_lon_lat(path, ids, lon, lat)
+    if "lon" in records[0]:
+        check_lon_lat(path, ids, lon, lat)
     if len(set(ids)) != len(ids):
         raise InputDataError(f"{path}: point ids are not unique")
     keep = np.asarray(codes) >= 0
@@ -297,9 +248,17 @@ def read_reference(path: str | Path, classes: Sequence[str],
                     "estimates assume they are missing at random within their stratum; label "
                     "them for estimates without that assumption", len(unlabelled),
                     len(records), unlabelled[0])
+    if no_data:
+        log.warning("%d of %d points are %s (first: %s): they could not be labelled and are "
+                    "left out; the estimates assume their classes are as those of the "
+                    "labelled points of their stratum", len(no_data), len(records),
+                    NO_DATA_REFERENCE, no_data[0])
     return ReferencePoints(tuple(i for i, k in zip(ids, keep, strict=True) if k), lon[keep],
                            lat[keep], np.asarray(codes, dtype=np.int64)[keep],
-                           unlabelled=len(unlabelled))
+                           unlabelled=len(unlabelled),
+                           strata_ids=frozenset(str(r.get("strata_id") or "").strip()
+                                                for r in records) - {""},
+                           no_data=tuple(no_data))
 
 
 @dataclass(frozen=True)

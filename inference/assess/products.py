@@ -22,6 +22,7 @@ the map's impervious class (the reference collapsed the same way).
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -101,9 +102,12 @@ def parse_comparison(text: str) -> Comparison:
         if head == "dynamicworld":
             if len(parts) != 1:
                 raise ConfigError(f"--compare {name}=dynamicworld:YEAR (e.g. dynamicworld:2021)")
-            year = int(parts[0])
+            year, now = int(parts[0]), datetime.date.today().year
             if year < 2015:
                 raise ConfigError(f"--compare {name}: Dynamic World starts in 2015")
+            if year > now:
+                raise ConfigError(f"--compare {name}: Dynamic World has no images of {year} "
+                                  f"(this is {now}); give a year from 2015 to {now}")
             return Comparison(name, "dynamicworld", DYNAMIC_WORLD,
                               lambda v: v == DYNAMIC_WORLD_BUILT, "label", year)
         if head == "ghsl":
@@ -123,6 +127,8 @@ def parse_comparison(text: str) -> Comparison:
             band = parts[1] if len(parts) > 1 and parts[1] else None
             rule = _codes(parts[2]) if len(parts) > 2 else None
             return Comparison(name, "ee", parts[0], rule, band)
+    except ConfigError:  # a ValueError too: the rule it names, not "must be numbers"
+        raise
     except ValueError:
         raise ConfigError(f"--compare {text!r}: years and fractions must be numbers") from None
     match = re.fullmatch(r"(.+?)(?::([0-9.,\s]+))?", source)

@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gee_export.contract.quicklook import titled
-from gee_export.core.errors import ConfigError
+from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.shareable import shareable
 from gee_export.core.storage import atomic_path, atomic_write
@@ -131,13 +131,16 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     isa = (classes.index("gain") if change_map and isa_class is None
            else isa_class_index(classes, isa_class))
     paths = [reference_path] if isinstance(reference_path, str | Path) else list(reference_path)
-    points: ReferencePoints = read_references(paths, classes, reference_column)
+    points: ReferencePoints = read_references(paths, classes, reference_column,
+                                              positions=design is None)
     drawn = read_design(design) if design is not None else None
     if drawn is not None:
         strata, stratum, points = _design_strata(drawn, points)
+        check_strata_id(points, strata, paths, f"--design {design}")
     else:
         strata = read_strata(strata_path or map_path)
         check_points(points, strata, paths)
+        check_strata_id(points, strata, paths, f"the strata raster {strata.path}")
         stratum = values_at(strata.path, points.lon, points.lat)
         check_codes(stratum, strata.classes, f"the strata raster {strata.path}")
     own = values_at(map_path, points.lon, points.lat)
@@ -151,6 +154,7 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     report = score_products(strata, stratum, products, points.reference)
     report["isa_class"] = classes[isa]
     report["unlabelled_points_left_out"] = points.unlabelled
+    report["no_data_points_left_out"] = len(points.no_data)
     report["interpretation"] = (drawn.interpretation if drawn is not None else
                                 "not recorded (no --design given)")
     if change_map:
@@ -193,20 +197,43 @@ def check_points(points: ReferencePoints, strata: Strata, paths: Sequence[str | 
                           "(GeoJSON [lon, lat], CSV lon and lat columns)")
 
 
+def check_strata_id(points: ReferencePoints, strata: Strata, paths: Sequence[str | Path],
+                    source: str) -> None:
+    """Refuse labelled files whose ``strata_id`` names other strata than the scorer's.
+
+    Sample files written since the column exists carry the digest of the strata that drew
+    them, so a file labelled away from its design folder (a change design, a map redrawn since)
+    is never estimated with another raster's strata; files without it are read as before.
+    """
+    if not points.strata_ids:
+        return
+    files = ", ".join(map(str, paths))
+    if len(points.strata_ids) > 1:
+        raise InputDataError(f"{files}: the points come from {len(points.strata_ids)} sample "
+                             f"designs (strata_id {', '.join(sorted(points.strata_ids))}); "
+                             "score each design's points on their own")
+    if strata.strata_id not in points.strata_ids:
+        raise ConfigError(f"{files} was drawn on other strata (strata_id "
+                          f"{next(iter(points.strata_ids))}) than {source} holds (strata_id "
+                          f"{strata.strata_id}: {', '.join(strata.classes)}), so its points "
+                          "would be weighted by the wrong strata; give --design with the "
+                          "folder `isamap-assess design` wrote for these points (or --strata "
+                          "with the raster that drew them, e.g. the change COG)")
+
+
 def _design_strata(drawn: DesignFile, points: ReferencePoints
                    ) -> tuple[Strata, np.ndarray, ReferencePoints]:
     """The design's strata, each labelled point's stratum, the points at the design's positions.
 
     The design's positions are the pixel centres (a CEO export gives its samples' positions).
     """
-    pos = drawn.positions(points.ids)
+    pos = drawn.positions(points.ids, points.no_data)
     record = drawn.record
     strata = Strata(str(record.get("strata_raster", "")), drawn.classes,
                     tuple(int(v) for v in record.get("strata_pixels", [0] * len(drawn.classes))),
                     drawn.strata_km2, str(record.get("crs", "")),
                     float(record.get("resolution", 0.0)))
-    return strata, drawn.stratum[pos], ReferencePoints(points.ids, drawn.lon[pos],
-                                                       drawn.lat[pos], points.reference)
+    return strata, drawn.stratum[pos], replace(points, lon=drawn.lon[pos], lat=drawn.lat[pos])
 
 
 def change_report(strata: Strata, stratum: np.ndarray, reference: np.ndarray,
@@ -265,6 +292,10 @@ def markdown(report: dict) -> str:
              *([f"{report['unlabelled_points_left_out']} points of the sample had no reference "
                 "and are left out: the estimates assume they are missing at random within "
                 "their stratum.", ""] if report.get("unlabelled_points_left_out") else []),
+             *([f"{report['no_data_points_left_out']} points could not be labelled (reference "
+                "`nodata`: cloud, a gap in the imagery) and are left out: the estimates assume "
+                "their classes are as those of the labelled points of their stratum.", ""]
+               if report.get("no_data_points_left_out") else []),
              "Interpretation: " + (report.get("interpretation", "") if report.get(
                  "interpretation") != BLIND else "blind (the interpreter saw neither the "
                  "map's class nor the stratum; points in random order)") + ".", "",

@@ -15,6 +15,7 @@ import numpy as np
 import rasterio
 from rasterio.warp import transform as warp_transform
 
+from gee_export.core.digest import json_digest
 from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.storage import files
 from inference.cog.maps import BAND_IDS, NODATA
@@ -38,6 +39,23 @@ class Strata:
     def weights(self) -> np.ndarray:
         area = np.asarray(self.area_km2)
         return area / area.sum()
+
+    @property
+    def strata_id(self) -> str:
+        """What identifies these strata in the files people label (:func:`strata_id`)."""
+        return strata_id(self.classes, self.pixels, self.crs, self.resolution)
+
+
+def strata_id(classes: Sequence[str], pixels: Sequence[int], crs: str,
+              resolution: float) -> str:
+    """A 12-hex digest of a raster's strata: its classes, pixels per class, CRS and pixel size.
+
+    Every file an interpreter labels carries it (``strata_id``): it tells the scorer whether
+    the raster it reads the strata from is the one that drew the points, and reveals nothing
+    of a point's class (the files stay blind).
+    """
+    return json_digest({"classes": list(classes), "pixels": [int(p) for p in pixels],
+                        "crs": str(crs), "resolution": round(float(resolution), 6)}, 12)
 
 
 def class_names(path: str, fallback: Sequence[str] = ("pervious", "impervious")) -> tuple[str, ...]:

@@ -186,17 +186,20 @@ def predict_raster(
         if predictor.channels != len(indexes):
             raise ConfigError(f"model takes {predictor.channels} bands, info lists {len(indexes)}")
         _check_same_model(class_path, model_id, info.model)
+        input_tags = _input_tags(run) if isinstance(src_path, str) else {}
+        _check_same_input(class_path, input_tags)
         work = _work_path(work_dir, out_prefix)
         work.mkdir(parents=True, exist_ok=True)
         with hold_output(work):  # one run per output: a second one is refused, not interleaved
             return _run_job(src, indexes, predictor, info, config, run, work, restart,
-                            out_prefix, progress, model_id, started, forward_before, writer)
+                            out_prefix, progress, model_id, started, forward_before, writer,
+                            input_tags)
 
 
 def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: OutputInfo,
              config: PredictConfig, run: dict, work: Path, restart: bool, out_prefix: str,
              progress: bool, model_id: str, started: float, forward_before: float,
-             writer: Writer) -> PredictionResult:
+             writer: Writer, input_tags: Mapping[str, str]) -> PredictionResult:
     """The sliding window over an open source, under the output's lock."""
     scale = predictor.scale
     class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
@@ -206,7 +209,7 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
     work = _prepare_work(work, out_prefix, run, restart)
     tags = {**maps.output_tags(info, run["hash"],
                               config.lattice.tags((src.transform.c, src.transform.f)), scale),
-            **({"model_id": model_id} if model_id else {}),
+            **({"model_id": model_id} if model_id else {}), **input_tags,
             **({"postprocess": config.keep.describe(_folder(out_prefix))}
                if config.postprocess == "keep" and config.keep else {})}
     streamed = writer == "stream" and encodes(width, height)
@@ -275,6 +278,35 @@ def _check_same_model(class_path: str, model_id: str, model: str) -> None:
             f"{', id ' + theirs if theirs else ''}); this run's model is {model}"
             f"{', id ' + model_id if model_id else ''}: give another --out, or delete that "
             "map first")
+
+
+def _input_tags(run: Mapping[str, Any]) -> dict[str, str]:
+    """What a map records of its input file: its name (no folder) and its grid's digest."""
+    name = str(run["input"]).rstrip("/").rsplit("/", 1)[-1]
+    grid = json_digest([run["size"], run["transform"], run["crs"]], 16)
+    return {"input": name, "input_grid": grid}
+
+
+def _check_same_input(class_path: str, ours: Mapping[str, str]) -> None:
+    """Refuse to replace a map of another input file (another name or grid) at ``--out``.
+
+    The same input mapped again with other options (tiling, post-processing) replaces its map;
+    another input would replace a map of another place or date without a word. Maps written
+    before inputs were recorded, and fetched sources (``isamap-map``), are not compared.
+    """
+    if not ours or not files.exists(class_path):
+        return
+    try:
+        with rasterio.open(files.gdal_path(class_path)) as ds:
+            tags = ds.tags()
+    except rasterio.errors.RasterioError:
+        return  # damaged (a full disk cut it): written again
+    if "input" not in tags or all(tags.get(k) == v for k, v in ours.items()):
+        return
+    what = "input" if tags["input"] != ours["input"] else "grid (another extent or pixel size)"
+    raise ConfigError(f"{class_path} is a map of another {what}: {tags['input']}, where this "
+                      f"run's --input is {ours['input']}; give another --out, or delete that "
+                      "map first")
 
 
 def _work_path(work_dir: str | os.PathLike | None, out_prefix: str) -> Path:

@@ -25,8 +25,6 @@ constant between its nodes (the factor changes by far less than the tolerance ov
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 import os
@@ -46,6 +44,7 @@ from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
 from gee_export.contract.regions import GEOJSON_ADVICE, read_geojson
+from gee_export.core.csv_text import csv_text
 from gee_export.core.errors import InputDataError
 from gee_export.core.jsonsafe import dumps
 from gee_export.core.shareable import shareable_path
@@ -437,11 +436,7 @@ def write_table(rows: Sequence[DataclassInstance], json_path: str | os.PathLike 
     if json_path:
         _atomic(Path(json_path), dumps(records, indent=1))
     if csv_path and records:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(records[0]))
-        writer.writeheader()
-        writer.writerows(records)
-        _atomic(Path(csv_path), buffer.getvalue())
+        _atomic(Path(csv_path), csv_text(records, list(records[0])))
     if not records:
         return "(no zones)"
     keys = list(records[0])

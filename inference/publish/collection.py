@@ -36,6 +36,7 @@ from inference.publish.image import (
     acl_ch_arguments,
     check_readers,
     connect,
+    sharing_line,
     target_uri,
     wait_for_ingestion,
 )
@@ -142,6 +143,7 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
     adds = footprint(len(months) + 1, [p for r in per_date.values()
                                        for p in (r.class_path, r.prob_path)])
     echo(f"# assets: {check_caps(adds)}")
+    echo(f"# sharing: {sharing_line(readers, request.public)}")
     if dry_run:
         echo("# dry run: nothing uploaded, no Earth Engine call made")
         echo(f"# the real run {overwrite_effect(request.overwrite)} images of these dates that "

@@ -390,6 +390,7 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     echo(script)
     adds = footprint(1, [request.class_path, request.prob_path], request.mode)
     echo(f"# assets: {check_caps(adds)}")
+    echo(f"# sharing: {sharing_line(readers, request.public)}")
     if dry_run:
         echo("# dry run: nothing uploaded, no Earth Engine call made")
         return PublishResult(name, manifest, script, manifest_path, script_path)
@@ -453,6 +454,17 @@ def wait_for_ingestion(assets: EarthEngineAssets, operation: str, poll_seconds: 
                 raise EarthEngineError(f"ingestion task {task_id} still {state} after "
                                        f"{timeout / 3600:.0f} h; check the Tasks tab")
             sleep(poll_seconds)
+
+
+def sharing_line(readers: Sequence[str], public: bool) -> str:
+    """Who will read what is published: the dry run and the real run say it before uploading."""
+    if public:
+        return ("PUBLIC: readable by everyone (allUsers), its properties (model, bands, "
+                "metrics, month) too" + (f"; also shared with {', '.join(readers)}"
+                                          if readers else ""))
+    if readers:
+        return f"shared with {', '.join(readers)}; not public"
+    return "private: readable by the project's members only (--public or --reader to share)"
 
 
 def acl_ch_arguments(readers: Sequence[str], public: bool) -> str:

@@ -46,3 +46,24 @@ def test_split_area_marks_the_pixels_of_one_split(tmp_path, shared_data):
     area = split_area(tmp_path, fp, "test")
     assert area.sum() == 64 * 64 and area[10:74, 10:74].all()
     assert not np.any(area[:10]) and not np.any(area[:, :10])
+
+
+def test_the_experiment_passes_trust_band_names_to_the_export(shared_data, tmp_path):
+    """``--trust-band-names`` existed on the export, but the experiment could not pass it."""
+    from experiments.terramesh import Budget, export_arguments, main
+
+    cell = find_cells(shared_data / TM_FOLDER)[0]
+    args = export_arguments(cell, tmp_path / "s", tmp_path / "o", ("B2", "B3"), Budget(),
+                            trust_band_names=True)
+    assert args[-1] == "--trust-band-names" and args.count("--s2-band-names") == 1
+    assert "--trust-band-names" not in export_arguments(cell, tmp_path / "s", tmp_path / "o",
+                                                        ("B2",), Budget())
+    from gee_export.cli import build_parser  # the flag is the export's own
+
+    parsed = build_parser().parse_args(["--dry-run", *args])
+    assert parsed.trust_band_names is True
+    import pytest
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--trust-band-names", "--help"])
+    assert stop.value.code == 0

@@ -185,7 +185,10 @@ def test_dry_run_states_wall_time_from_the_latency_and_where_the_budget_stops(ca
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--latency", "0"], "--latency must be a positive number of seconds"),
-    (["--max-eecu-hours", "-1"], "--max-eecu-hours must be a positive number"),
+    (["--max-eecu-hours", "-1"], "--max-eecu-hours must be a finite positive number"),
+    (["--max-eecu-hours", "inf"], "--max-eecu-hours must be a finite positive number of "
+     "EECU-hours, got inf; leave it out to set no bound"),  # was an OverflowError traceback
+    (["--max-eecu-hours", "nan"], "--max-eecu-hours must be a finite positive number"),
     (["--max-eecu-hours", "5", "--backend", "local", "--scenes", "scenes"],
      "leave it out with --backend local"),
 ])

@@ -112,6 +112,13 @@ def test_publish_cli_dry_run_prints_manifest_and_script(model_file, small_stack,
     assert '"name": "projects/my-project/assets/isamap/wuhan"' in out
     assert '"pyramidingPolicy": "MODE"' in out and "Map.addLayer(" in out
     assert (tmp_path / "wuhan.manifest.json").exists() and (tmp_path / "wuhan.js").exists()
+    assert "# sharing: private: readable by the project's members only" in out
+    # --public: the dry run says the asset will be public (it never did)
+    assert publish_main(["--prefix", str(tmp_path / "isa"), "--asset-id", "isamap/wuhan",
+                         "--project", "my-project", "--gcs-prefix", "gs://maps/isa",
+                         "--public", "--reader", "user:a@b.org", "--dry-run"]) == 0
+    assert ("# sharing: PUBLIC: readable by everyone (allUsers), its properties (model, bands, "
+            "metrics, month) too; also shared with user:a@b.org") in capsys.readouterr().out
     assert publish_main(["--prefix", str(tmp_path / "isa"), "--asset-id", "isamap/wuhan",
                          "--dry-run"]) == 2
     assert "--project" in capsys.readouterr().err
@@ -538,3 +545,52 @@ def test_a_unet_s2_file_written_before_scene_statistics_maps_as_it_did(small_sta
             probs[name] = ds.read(1)
             assert "normalisation" not in ds.tags()  # the training statistics, not the scene's
     assert np.array_equal(probs["unet-s2"], probs["unet-s2-window"], equal_nan=True)
+
+
+@pytest.mark.parametrize("calibration,says", [
+    ([1.0, 2.0], "the calibration record is a list, not a mapping"),
+    ({"method": "temperature", "split": "val", "pixels": 500}, "holds no temperature"),
+    ({"method": "temperature", "temperature": 1e30}, "temperature 1e+30 lies outside 0.05 to "
+                                                      "20, the range a fit can give"),
+])
+def test_a_model_files_broken_calibration_record_is_one_line(small_stack, tmp_path, capsys,
+                                                             calibration, says):
+    """A list was an AttributeError, a record without temperature a KeyError (tracebacks), and
+    1e30 mapped every probability to 0.5, exit 0: the weights digest misses the description."""
+    kwargs = {"widths": [2, 2, 2, 2, 2]}
+    model = create_model("unet", len(BANDS), 2, **kwargs)
+    meta = ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs)
+    path = tmp_path / "edited.pt"
+    torch.save({"format": "isamap-model/1", "meta": {**meta.to_dict(), "calibration": calibration},
+                "state_dict": model.state_dict()}, path)
+    code = predict_main(["--model", str(path), "--input", str(small_stack), "--out",
+                         str(tmp_path / "o" / "isa")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"isamap-predict: error: --model {path}: the model description does "
+                          "not hold together (the model's calibration is invalid: ")
+    assert says in err and "copy it again" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_out_reused_with_another_input_is_refused_not_replaced(model_file, small_stack,
+                                                                  tmp_path, capsys):
+    """Another --input into the same --out replaced the earlier map without a word."""
+    other = write_stack(tmp_path / "other.tif", smooth_stack(100, 130, seed=4))
+    common = ["--model", str(model_file), "--tile", "64", "--overlap", "16", "--quiet",
+              "--precision", "fp32", "--out", str(tmp_path / "y" / "isa")]
+    assert predict_main([*common, "--input", str(small_stack)]) == 0
+    cog = tmp_path / "y" / "isa_class.tif"
+    before = cog.read_bytes()
+    with rasterio.open(cog) as ds:
+        assert ds.tags()["input"] == "stack.tif"  # the file's name, never its folder
+    capsys.readouterr()
+    assert predict_main([*common, "--input", str(other)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(
+        "isa_class.tif is a map of another input: stack.tif, where this run's --input is "
+        "other.tif; give another --out, or delete that map first"), err
+    assert cog.read_bytes() == before
+    # the same input with another tiling maps again, as asked
+    assert predict_main([*common[:2], "--tile", "32", "--overlap", "8", *common[6:],
+                         "--input", str(small_stack)]) == 0

@@ -54,6 +54,8 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     (["--change-rule", "spectral", "--temporal-consistency"], "choose one"),
     (["--spectral-threshold", "0"], "--spectral-threshold must be a number > 0"),
     (["--spectral-threshold", "3"], "this run decides change by the margin rule"),
+    (["--publish", ""], "--publish '' names no asset folder"),  # was dropped: no publication
+    (["--publish", " "], "--publish '' names no asset folder"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(model, tmp_path, capsys, monkeypatch, args,
                                                 message):
@@ -181,6 +183,9 @@ def test_dry_run_states_the_quota_and_what_overwrite_does(model, tmp_path, capsy
     out = capsys.readouterr().out
     assert "the real run replaces (--overwrite) images of these dates" in out
     assert "--max-concurrent 80 is above Earth Engine's quota of about 40" in out
+    assert "# sharing: private" in out
+    assert main([*args, "--public"]) == 0  # the dry run never said the series goes public
+    assert "# sharing: PUBLIC: readable by everyone (allUsers)" in capsys.readouterr().out
 
 
 def test_a_region_name_that_is_no_asset_id_is_refused_before_any_work(model, tmp_path, capsys,

@@ -26,7 +26,10 @@ def _argv(root, out):
      "the val labels (label) of {root} hold the codes [7]"),
     ([np.full((32, 32), 255, np.uint8)] * 6 + [None] * 4,
      "the train labels of {root} hold no labelled pixel (all nodata, 255)"),
-], ids=["code-10-in-train", "code-7-in-val", "all-nodata"])
+    ([np.zeros((32, 32), np.uint8)] * 6 + [None] * 4,  # "finished ... MIoU 25.65 %", exit 0
+     "the train labels of {root} hold only the class 'pervious' (6,144 labelled pixels, none "
+     "of ['impervious']): a model trained on one class maps every pixel as it"),
+], ids=["code-10-in-train", "code-7-in-val", "all-nodata", "one-class"])
 def test_labels_the_loss_cannot_take_are_refused_before_the_run_folder(labels, says, tmp_path,
                                                                       capsys):
     root = write_patch_dataset(tmp_path / "ds", labels=labels)
@@ -35,3 +38,16 @@ def test_labels_the_loss_cannot_take_are_refused_before_the_run_folder(labels, s
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says.format(root=root) in err[0], err
     assert not out.exists()  # refused before the run folder
+
+
+def test_a_crop_larger_than_the_patches_is_refused_and_the_recipes_is_whole_patches(
+        tmp_path, capsys):
+    """``--crop-size 64`` on 32 px patches trained on whole patches without a word."""
+    root = write_patch_dataset(tmp_path / "ds")
+    out = tmp_path / "run"
+    assert train_main([*_argv(root, out), "--crop-size", "64"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--crop-size 64 is larger than the dataset's 32 px patches, so " \
+        "nothing would be cropped; give --crop-size 32 or less (0 trains on whole patches)" \
+        in err[0], err
+    assert not out.exists()

@@ -216,3 +216,50 @@ class GrowsAfter(torch.nn.Module):
         self.n += 1
         loss = self.inner(out, label)
         return loss * 1e9 if self.n > self.calls else loss
+
+
+@pytest.mark.parametrize("text,says", [
+    ("epochs: 1.5\n", "bad.yaml: epochs must be a whole number, got 1.5"),  # trained 2 epochs
+    ("batch_size: true\n", "bad.yaml: batch_size must be a whole number, got True"),  # was 1
+    ("lr: fast\n", "bad.yaml: lr must be a number, got 'fast'"),
+    ("augment: 1\n", "bad.yaml: augment must be true or false, got 1"),
+    ("bands: 4\n", "bad.yaml: bands must be a list of names"),
+])
+def test_a_train_config_value_of_the_wrong_type_names_its_key(text, says, tmp_path, capsys,
+                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text("data: ds\n" + text)
+    assert train_main(["--config", "bad.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("isamap-train: error: ") and says in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_yaml_11_numbers_and_switches_in_a_train_config_are_what_they_say(tmp_path):
+    """YAML 1.1 reads ``1e-3`` (no dot) as text and ``on`` as true: ``lr: 1e-3`` failed
+    without naming lr; now it is 0.001, and ``channels_last: on`` is on."""
+    from training.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("data: ds\nlr: 1e-3\nchannels_last: on\nepochs: 3\nbands: B2,B3\n")
+    cfg = load_config(path)
+    assert (cfg.lr, cfg.channels_last, cfg.epochs, cfg.bands) == (0.001, "on", 3, ("B2", "B3"))
+
+
+def test_a_runs_config_yaml_reruns_it_from_the_run_folder_too(patch_root, tmp_path, capsys,
+                                                              monkeypatch):
+    """The written config.yaml named the data relative to where the run started, so run from
+    the run folder (as its header said) it failed; its paths are now the run folder's own."""
+    monkeypatch.chdir(tmp_path)
+    assert train_main(_argv(patch_root, "runs/u", "--stop-after", "1")) == 0
+    capsys.readouterr()
+    written = (tmp_path / "runs" / "u" / "config.yaml").read_text()
+    assert "paths_relative_to_this_file: true" in written and "out_dir: .\n" in written
+    assert str(tmp_path) not in written  # no path of this machine
+    monkeypatch.chdir(tmp_path / "runs" / "u")
+    assert train_main(["--config", "config.yaml", "--no-progress"]) == 0  # resumes the run
+    assert "finished after 2 epochs" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "runs" / "u").iterdir() if p.is_dir()) == []
+    monkeypatch.chdir(tmp_path)
+    assert train_main(["--config", "runs/u/config.yaml", "--no-progress"]) == 0  # from afar
+    assert "finished after 2 epochs" in capsys.readouterr().out

@@ -406,3 +406,39 @@ def test_a_stalled_request_times_out_and_is_retried_instead_of_waiting_forever(
     with pytest.raises(EarthEngineError, match="kept failing after 2 attempts"):
         s.get_info(ee.Number(1))
     assert len(computes) == 2 and time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize(("message", "reason", "period"), [
+    ("Quota exceeded for quota metric 'Compute EECU-seconds' and limit 'Compute EECU-seconds "
+     "per day per project' of service 'earthengine.googleapis.com' for consumer "
+     "'project_number:123'.", "rateLimitExceeded", "daily"),
+    ("Project has exceeded its monthly Earth Engine compute quota (EECU-hours).", "", "monthly"),
+])
+def test_a_spent_daily_or_monthly_quota_stops_at_once_with_a_resumable_line(
+        ee_http, message, reason, period):
+    """A spent daily EECU cap was handled as congestion: 66 refused requests in 24 s, then
+    "lower --workers, wait a few minutes", though it resets only the next day."""
+    import ee
+
+    ee_http.max_requests = 1
+    ee_http.fail("POST", "value:compute", 429, message, reason=reason,
+                 rpc_status="RESOURCE_EXHAUSTED", times=99)
+    with pytest.raises(QuotaError) as info:
+        session(ee, attempts=5).get_info(ee.Number(1))
+    text = str(info.value)
+    assert len(compute(ee_http)) == 1  # no retry
+    assert f"the Cloud project's {period} Earth Engine quota is spent" in text
+    assert "Run the same command again after the reset: finished work is kept" in text
+    assert "--workers" not in text and "\n" not in text
+
+
+def test_a_rate_limit_without_a_period_is_still_congestion(ee_http):
+    import ee
+
+    ee_http.max_requests = 3
+    ee_http.fail("POST", "value:compute", 429, "Quota exceeded for quota metric 'Requests' "
+                 "and limit 'Requests per minute' of service 'earthengine.googleapis.com'.",
+                 times=99)
+    with pytest.raises(QuotaError, match="--workers"):
+        session(ee, attempts=3).get_info(ee.Number(1))
+    assert len(compute(ee_http)) == 3

@@ -50,3 +50,31 @@ def test_one_status_call_per_poll_and_at_resume_and_eecu_recorded(
     assert len(again.status_calls[0]) == 2  # both saved ids of the lost tiles, one call
     assert again.status_calls[1] == sorted(again.tasks)
     assert set(saved.values()) >= set(again.tasks)
+
+
+def test_an_s1_only_date_asks_nothing_of_sentinel_2(ee_http):
+    """The S1-only export still sent the S2 clear-count request (an EECU cost for nothing):
+    the export now takes its windows from the map's rule, ``composite_windows``."""
+    import ee
+
+    from gee_export.core.ee_session import EESession, EETransport, RetryPolicy
+    from gee_export.ee.prediction_stack import DateRecipe, composite_windows
+    from gee_export.ee.recipe import EERecipe
+    from gee_export.ee.sentinel2 import month_window
+    from tests.support.sources import where
+
+    session = EESession("offline", transport=EETransport(ee, "offline"), sleep=lambda s: None,
+                        seed=0, retry=RetryPolicy(max_attempts=2))
+    region = ee.Geometry.Rectangle([114.2, 30.5, 114.25, 30.55])
+    ee_http.compute_result = 4  # the month's Sentinel-1 scenes (and clear counts)
+    date = composite_windows(session, region, "r", DateRecipe(
+        EERecipe(bands=("VV", "VH")), None, month_window("2019-06")))
+    asked = [r.body for r in ee_http.calls("POST", "value:compute")]
+    assert len(asked) == 1 and "COPERNICUS/S1_GRD" in str(asked[0])
+    assert "S2_SR" not in str(asked[0]) and date.s2_window == month_window("2019-06")
+    composite_windows(session, region, "r", DateRecipe(
+        EERecipe(bands=("B2", "VV")), None, month_window("2019-06")))
+    assert len(ee_http.calls("POST", "value:compute")) == 3  # S2 clear count, S1 scenes
+    # one owner: the export and the map choose a date's windows through composite_windows
+    assert set(where(r"choose_window\(")) == {"gee_export/ee/prediction_stack.py",
+                                             "gee_export/ee/sentinel2.py"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from gee_export.contract.grid import Grid
 from gee_export.contract.regions import Region
 from gee_export.ee import labels, sentinel2
@@ -65,3 +67,31 @@ def test_the_clear_count_check_reduces_a_bounded_number_of_pixels(ee_offline):
     assert ee_graph.constant(args["maxPixels"]) == sentinel2.CLEAR_COUNT_PIXELS <= 250_000
     assert ee_graph.constant(args["bestEffort"]) is True
     assert ee_graph.constant(args["tileScale"]) == sentinel2.CLEAR_COUNT_TILE_SCALE
+
+
+@pytest.mark.parametrize("labels,needle", [
+    ("landcover:nlcd", "USGS/NLCD_RELEASES/2019_REL/NLCD"),
+    ("landcover:worldcover", "ESA/WorldCover/v100"),  # 2020, nearest 2019
+    ("landcover:dynamicworld", "GOOGLE/DYNAMICWORLD/V1"),
+    ("landcover:nlcd:projects/my-project/assets/nlcd_2019:b1",
+     "ee.Image('projects/my-project/assets/nlcd_2019').select('b1')"),
+])
+def test_the_preview_of_land_cover_labels_loads_their_product(tmp_path, capsys, labels,
+                                                              needle):
+    """``--labels landcover:*`` previews loaded ``ee.Image('')``: the script failed to run."""
+    import shutil
+    import subprocess
+
+    from gee_export.cli import main
+
+    assert main(["--bbox", "-77.1,38.8,-77.0,38.9", "--month", "2019-06", "--labels", labels,
+                 "--code-editor", "--out", str(tmp_path / "o")]) == 0
+    text = capsys.readouterr().out
+    assert "ee.Image('')" not in text and needle in text
+    assert ".remap([" in text and ".eq(4).clip(region)" in text  # class 4: impervious
+    node = shutil.which("node")
+    if node:
+        script = tmp_path / "preview.js"
+        script.write_text(text)
+        done = subprocess.run([node, "--check", str(script)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr

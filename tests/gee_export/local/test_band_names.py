@@ -114,3 +114,22 @@ def test_the_band_name_check_names_its_override_and_obeys_it(terramesh_crop, cap
         sentinel2.check_band_names(scenes, {}, frozenset())
     sentinel2.check_band_names(scenes, {}, frozenset(), trust_names=True)
     assert "used as named (--trust-band-names)" in caplog.text
+
+
+def test_a_correctly_named_real_cell_whose_b3_b4_correlate_at_0_79_passes(shared_data,
+                                                                          tmp_path):
+    """A TerraMesh cell, rightly named, was refused by default: r(B3, B4) 0.79 < 0.85. Over the
+    seven tiles' 64-128 px windows right names fall to 0.62, wrong orders keep a median of
+    0.87 or more: the pair now refuses below 0.6, and wrong orders are still refused above."""
+    from gee_export.local import sentinel2
+
+    folder = tmp_path / "scenes"
+    crop_raster(shared_data / "terramesh_s1s2" / "433D_629L_3_1_S2L2A.tif",
+                folder / "433D_629L_3_1_S2L2A.tif", 0, 160, 64, 64)
+    with rasterio.open(folder / "433D_629L_3_1_S2L2A.tif") as src:
+        data = src.read().astype(np.float64)
+    r = np.corrcoef(data[2].ravel(), data[3].ravel())[0, 1]
+    assert 0.75 < r < 0.85  # B3, B4 in ESA's order
+    scenes = discover_scenes(folder, s2_band_names=S2_L2A_ORDER,
+                             date=dt.date(2020, 1, 1)).s2
+    sentinel2.check_band_names(scenes, {}, frozenset())  # no --trust-band-names needed

@@ -115,3 +115,38 @@ def test_sample_is_bounded_whatever_the_raster_size(tmp_path):
     sample = plausibility.read_sample(BandRef(big))
     assert sample.shape[0] <= plausibility.SAMPLE_SIDE
     assert sample.shape[1] <= plausibility.SAMPLE_SIDE
+
+
+@pytest.mark.parametrize("codes,nodata,says", [
+    ((0, 255), None, "holds only the codes 0 and 255 (50.0 % 255), as a mask saved as 0/255 "
+     "does: the binary scheme reads 255 as nodata, so no pixel would be impervious. If 255 "
+     "marks impervious surface, pass --label-map 0=0,255=1"),
+    ((0, 1), 0, "is tagged nodata=0, which hides its 50.0 % pervious pixels (code 0 of the "
+     "binary scheme); remove the tag (rio edit-info --unset-nodata FILE)"),
+    ((0, 1), 1, "is tagged nodata=1, which hides its 50.0 % impervious pixels"),
+])
+def test_a_binary_label_written_so_that_a_class_vanishes_is_refused(
+        write_s2, small_grid, tmp_path, codes, nodata, says):
+    """A 0/255 mask gave a dataset with no impervious pixel, and a label tagged nodata=0 an
+    empty one with advice about the area: both exit 0 before."""
+    write_s2("20210603")
+    values = np.full((32, 32), codes[0], np.uint8)
+    values[:, 16:] = codes[1]
+    label = write_band(tmp_path / "scenes" / "labels" / "label.tif", values, nodata=nodata)
+    with pytest.raises(InputDataError) as err:
+        _build(tmp_path / "scenes", small_grid, "2021-06", ("B2",), tmp_path, label=label)
+    assert says in str(err.value), str(err.value)
+    if codes == (0, 255):  # as the message says: the mask read with --label-map
+        stack = _build(tmp_path / "scenes", small_grid, "2021-06", ("B2",), tmp_path,
+                       label=label, label_scheme="map:0=0,255=1")
+        with rasterio.open(stack.label) as src:
+            np.testing.assert_array_equal(np.unique(src.read(1)), [0, 1])
+
+
+def test_a_label_tagged_255_that_holds_only_pervious_pixels_is_read_as_tagged(
+        write_s2, small_grid, tmp_path):
+    write_s2("20210603")
+    values = np.zeros((32, 32), np.uint8)
+    values[:, 16:] = 255  # a rural tile: pervious, and pixels without a label
+    label = write_band(tmp_path / "scenes" / "labels" / "label.tif", values, nodata=255)
+    _build(tmp_path / "scenes", small_grid, "2021-06", ("B2",), tmp_path, label=label)

@@ -22,7 +22,8 @@ def test_app_has_the_points_one_button_per_class_and_both_exports():
     # the class buttons are made by one loop over classNames: one button per class
     assert js.count("classNames.forEach(function(name, code)") == 1
     assert "panel.add(ui.Button({label: name" in js
-    assert js.count("ui.Button(") == 4  # the class button, Back, Next, Export
+    assert js.count("ui.Button(") == 5  # the class button, no data, Back, Next, Export
+    assert "label(NO_DATA)" in js and "'nodata'" in js  # a point nobody can label
     assert "Export.table.toDrive" in js and "fileFormat: 'CSV'" in js
     assert "Export.table.toAsset" in js and '"users/me/ref"' in js
     # a second sitting: the app resumes from the asset's labels and replaces the asset

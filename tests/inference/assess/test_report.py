@@ -251,3 +251,44 @@ def test_report_png_clips_intervals_and_counts_the_points_each_product_scored(
     assert one.axes[0].get_title() == "impervious F1 on 173 scored points"
     assert one._suptitle.get_text().startswith("SYNTHETIC · Accuracy and area")
     assert clipped_errors([0.5], [0.2], 0.0, 1.0) == pytest.approx(np.array([[0.2], [0.2]]))
+
+
+def test_a_ceo_tie_is_never_decided_by_the_order_of_the_rows(tmp_path):
+    """Gridded samples lie equally far from the plot's centre, so the tie rule "the sample
+    nearest the centre" picked the first row: the same labels scored differently with the rows
+    reversed. A 2-2 tie on a 2 x 2 grid is now refused in either order; a tie that a nearer
+    ring of samples decides (a 3 x 3 grid's centre) scores the same in either order."""
+    scene = synthetic_scene(tmp_path)
+    write_design(str(scene.map_path), tmp_path / "d", n=120, seed=3, minimum=40)
+    labelled = label_with_truth(tmp_path / "d" / "sample.csv", scene.truth_path,
+                                tmp_path / "ref.csv")
+    gridded = ceo_export(labelled, tmp_path / "grid.csv", samples_per_plot=4)
+    rows = list(csv.DictReader(gridded.open(encoding="utf-8-sig")))
+    other = {"pervious": "impervious", "impervious": "pervious"}
+    for row in rows:  # plots 1-30: two of their four samples answered otherwise, 2-2
+        if int(row["plotid"]) <= 30 and int(row["sampleid"]) in (1, 4):
+            row[QUESTION] = other[row[QUESTION]]
+
+    def written(name, ordered):
+        path = tmp_path / name
+        with path.open("w", newline="", encoding="utf-8-sig") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(ordered)
+        return path
+
+    for name, ordered in (("forward.csv", rows), ("reversed.csv", rows[::-1])):
+        with pytest.raises(InputDataError) as err:
+            score(str(scene.map_path), str(written(name, ordered)), tmp_path / name,
+                  design=tmp_path / "d", reference_column=QUESTION)
+        assert "30 of 120 plots (first: plot 1, impervious 2, pervious 2) have their samples " \
+               "split evenly between answers at every distance" in str(err.value)
+        assert "'Center' sample design" in str(err.value)
+    # a 3 x 3 grid split 4-4 with one blank answer: its centre sample (the nearest ring) decides
+    from inference.assess.ceo import _Sample, plot_answer
+
+    grid = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    answers = ["a", "b", "a", "b", "b", "a", "", "b", "a"]  # centre (0, 0): "b"
+    samples = [_Sample(a, 100 + 1e-5 * dx, 40 + 1e-5 * dy)
+               for a, (dx, dy) in zip(answers, grid, strict=True)]
+    assert plot_answer(samples, 100, 40) == plot_answer(samples[::-1], 100, 40) == "b"

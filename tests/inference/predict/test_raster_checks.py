@@ -188,3 +188,31 @@ def test_full_or_read_only_disk_is_one_line_and_leaves_no_broken_map(
     assert needle in proc.stderr and "Traceback" not in proc.stderr
     # libtiff may print its own "_tiffSeekProc: No space left on device." first (C code)
     assert proc.stderr.strip().splitlines()[-1].startswith("isamap-predict: error:")
+
+
+def test_zone_names_that_read_as_formulas_are_escaped_in_the_area_csv(model_file, tmp_path,
+                                                                     capsys):
+    """A zone named ``=HYPERLINK(...)`` or ``+cmd|...`` went as it was into the area CSV, where
+    a spreadsheet runs it: such text cells now start with a single quote (OWASP)."""
+    import csv
+
+    deg = 8.983e-5
+    stack = write_geotiff(tmp_path / "geo.tif", smooth_stack(100, 120),
+                          Affine(deg, 0, -1.0, 0, -deg, 38.1), "EPSG:4326", float("nan"),
+                          descriptions=list(BANDS))
+    box = [[[-1.0, 38.1], [-0.995, 38.1], [-0.995, 38.095], [-1.0, 38.095], [-1.0, 38.1]]]
+    names = ['=HYPERLINK("http://example.com/x","click")', "+cmd|' /C calc'!A0", "-2+3",
+             "@SUM(A1)", "\tTab", "Old Town"]
+    zones = tmp_path / "zones.geojson"
+    zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": name},
+         "geometry": {"type": "Polygon", "coordinates": box}} for name in names]}))
+    assert _predict(model_file, stack, tmp_path / "z" / "isa", "--zones", str(zones)) == 0
+    capsys.readouterr()
+    with open(tmp_path / "z" / "isa_area.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["zone"] for r in rows] == ["'" + n for n in names[:-1]] + ["Old Town"]
+    assert float(rows[0]["valid_km2"]) > 0  # numbers stay numbers
+    # the JSON table keeps the names as given (no spreadsheet reads it)
+    assert [r["zone"] for r in json.loads((tmp_path / "z" / "isa_area.json").read_text())] \
+        == names
