@@ -132,7 +132,7 @@ class EncoderUNet(nn.Module):
             return presto_features(self.encoder, raw, self.encoder_bands, self.latlon, self.month)
         from training.models.encoders.galileo import galileo_features
         return galileo_features(self.encoder, raw, self.encoder_bands, self.month,
-                                self.patch_size)
+                                self.patch_size, self.latlon)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.features(x)
