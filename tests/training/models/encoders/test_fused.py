@@ -81,7 +81,7 @@ def test_a_wrong_encoder_file_is_one_line_and_exit_2(problem, patch_root, presto
 def test_galileo_nano_trains_and_maps_from_the_model_file(patch_root, galileo_file, tmp_path):
     out = tmp_path / "run"
     assert _train(patch_root, out, f"galileo-nano={galileo_file}") == 0
-    model, meta = load_model_file(out / "model.pt")
+    meta = load_model_file(out / "model.pt")[1]
     assert meta.model_kwargs["encoder"] == "galileo-nano"
     stack = sorted((patch_root / "patches").rglob("r0_c8.tif"))[0]
     assert predict_main(["--model", str(out / "model.pt"), "--input", str(stack), "--out",
