@@ -90,8 +90,9 @@ PRESTO = EncoderEntry(
     normalisation=("S1 (dB + 25) / 25; S2 reflectance (DN / 10000) as is; NDVI (B8 - B4) / "
                    "(B8 + B4) computed; ERA5, SRTM and Dynamic World masked; location token "
                    "from the grid's centre; month of each timestep"),
-    level="L2A",
-    level_note="pretrained on L2A surface reflectance (Earth Engine S2_SR): fed as exported",
+    level="L1C",
+    level_note=("pretrained on top-of-atmosphere S2 (its exporter's band list holds B10, "
+                "which only L1C has); isamap's L2A reflectance is fed as it is, unshifted"),
     dim=128,
     build=_presto,
     encoder_of=_presto_encoder,
@@ -105,12 +106,12 @@ GALILEO_NANO = EncoderEntry(
             "data/models/nano/encoder.pt"),
     licence="MIT",
     bands=("VV", "VH", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12"),
-    normalisation=("each band standardised by the authors' pretraining statistics "
-                   "((x - (mean - 2 std)) / (4 std)); NDVI computed; other groups zero"),
+    normalisation=("each S1 / S2 band (x - (mean - 2 std)) / (4 std) with the pretraining "
+                   "statistics (S2 in DN); NDVI and the other groups masked; location token "
+                   "from the grid's centre; month of the timestep"),
     level="L1C",
-    level_note=("pretrained on top-of-atmosphere S2 (S2_HARMONIZED); isamap's L2A reflectance "
-                "is shifted to TOA by adding each band's mean TOA - BOA offset of the "
-                "pretraining statistics (galileo.L2A_TO_TOA)"),
+    level_note=("pretrained on top-of-atmosphere S2 (S2_HARMONIZED); isamap's L2A "
+                "reflectance is fed as it is, unshifted"),
     dim=128,
     build=_galileo,
     encoder_of=lambda model: model,
