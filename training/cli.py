@@ -32,8 +32,6 @@ MODEL_RECIPE = "(default: the model file's recorded recipe)"
 TRAIN_EXAMPLES = (
     ("CroFuseNet with its paper's recipe on the demo's patches",
      "isamap-train --data demo_output/patches --model crofusenet --out runs/cfn"),
-    ("a shorter run with a few options changed; run it again to resume",
-     "isamap-train --data data/wuhan --model unet --out runs/unet --epochs 50 --lr 3e-4"),
     ("a recipe from a YAML file (configs/ has one per model), the flags overriding it",
      "isamap-train --config configs/train-hrnet.yaml --epochs 60"),
     ("the optical U-Net fused with the published Presto encoder, read from its file",
