@@ -5,6 +5,8 @@
 root), each tile held out in turn (leave-one-tile-out), three arms are trained on the other
 two tiles from the same seeds, the same random 64 px crops and the same budget:
 
+(``--encoder galileo-nano=PATH``: the Galileo nano encoder's features instead.)
+
 * ``bands``: the optical U-Net (``unet-s2`` widths) on the ten S2 bands alone;
 * ``concat``: the same U-Net with the encoder's 128 per-pixel features beside the bands
   (:class:`training.models.encoders.fused.EncoderUNet`, ``fusion="concat"``);
@@ -36,6 +38,7 @@ from experiments.data import add_data_root_argument, existing_folder, sample_fol
 from experiments.scoring import best_threshold_f1, binary_scores, ndbi, roc_auc
 from training.encoder_run import grid_centre
 from training.models.encoders.fused import presto_features
+from training.models.encoders.galileo import galileo_features
 from training.models.encoders.registry import load_encoder, parse_encoder
 from training.models.unet import S2_WIDTHS, UNet
 
@@ -66,15 +69,22 @@ def read_tile(folder: Path, tile: str) -> tuple[np.ndarray, np.ndarray, tuple[fl
     return image, target, grid_centre({"grid": grid})
 
 
-def tile_features(encoder: nn.Module, image: np.ndarray, latlon, month: int,
+def tile_features(name: str, encoder: nn.Module, image: np.ndarray, latlon, month: int,
                   path: Path) -> np.ndarray:
-    """The frozen encoder's ``(128, H, W)`` features of a tile, computed once (cached)."""
+    """The frozen encoder's ``(128, H, W)`` features of a tile, computed once (cached).
+
+    Presto per pixel; Galileo nano on 4 px patches in 64 px windows, as the fused model does.
+    """
     if path.exists():
         return np.load(path)
     raw = torch.from_numpy(image)[None]
     with torch.no_grad():
-        rows = [presto_features(encoder, raw[..., r:r + 64, :], BANDS, latlon, month)
-                for r in range(0, raw.shape[-2], 64)]
+        if name == "presto":
+            rows = [presto_features(encoder, raw[..., r:r + 64, :], BANDS, latlon, month)
+                    for r in range(0, raw.shape[-2], 64)]
+        else:
+            rows = [galileo_features(encoder, raw[..., r:r + 64, :], BANDS, month, 4, latlon)
+                    for r in range(0, raw.shape[-2], 64)]
     feats = torch.cat(rows, dim=-2)[0].numpy().astype(np.float16)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, feats)
@@ -158,7 +168,8 @@ def score(prob: np.ndarray, tile: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.builtup_encoders",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--encoder", required=True, help="presto=PATH (the published file)")
+    p.add_argument("--encoder", required=True,
+                   help="presto=PATH or galileo-nano=PATH (the published file)")
     p.add_argument("--out", required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--iterations", type=int, default=300)
@@ -173,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     tiles = {}
     for name in TILES:
         image, target, latlon = read_tile(folder, name)
-        feats = tile_features(encoder, image, latlon, MONTHS[name],
+        feats = tile_features(entry.name, encoder, image, latlon, MONTHS[name],
                               out / "features" / f"{name}_{entry.name}.npy")
         tiles[name] = {"image": image, "target": target, "feats": feats}
     results = run(tiles, a.arms, a.seeds, a.iterations)
