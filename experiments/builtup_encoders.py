@@ -13,12 +13,18 @@ two tiles from the same seeds, the same random 64 px crops and the same budget:
 * ``head``: the encoder as the backbone, its features through a light decoder
   (``fusion="head"``).
 
-The frozen features of each tile are computed once (the fused model's own feature function,
-on the tile's reflectance, the grid centre as location, the scene's month) and cached under
-``DIR/features``. Labels: built (class 7) against the other labelled classes; unmarked (0),
-cloud (10) and Sen2Cor cloud / shadow pixels (SCL 3, 8, 9, 10) are not scored. Each map is
-scored on every labelled pixel of the held-out tile: built F1 at probability 0.5 and ROC AUC,
-beside NDBI's AUC and its oracle best-threshold F1 on the same pixels. ``DIR/results.json``
+The frozen features of each tile are computed once (the fused model's own feature function
+on the tile's reflectance) and cached under ``DIR/features``. Every tile is encoded with one
+location and month (``--location common``: the mean of the tiles' centres, January), as a
+model file maps every region with the location and month it recorded: Presto's features move
+more with the location and month tokens than from pixel to pixel within a tile, so a tile's
+own location (``--location tile``) shifts a held-out tile's features away from the training
+tiles' by where it is, not by what it shows.
+
+Labels: built (class 7) against the other labelled classes; unmarked (0), cloud (10) and
+Sen2Cor cloud / shadow pixels (SCL 3, 8, 9, 10) are not scored. Each map is scored on every
+labelled pixel of the held-out tile: built F1 at probability 0.5 and ROC AUC, beside NDBI's
+AUC and its oracle best-threshold F1 on the same pixels. ``DIR/results.json``
 holds every figure, the table is printed.
 """
 
@@ -174,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    p.add_argument("--location", choices=["common", "tile"], default="common", help=(
+        "the location and month every tile is encoded with: one for all (the mean of the "
+        "tiles' centres, January), as a model maps with those it recorded; or each tile's own"))
     add_data_root_argument(p)
     a = p.parse_args(argv)
     folder = existing_folder(sample_folder("dynamicworld_s2", a.data_root), "Dynamic World",
@@ -181,14 +190,17 @@ def main(argv: list[str] | None = None) -> int:
     entry, path = parse_encoder(a.encoder)
     encoder = load_encoder(entry, path)
     out = Path(a.out)
+    read = {name: read_tile(folder, name) for name in TILES}
+    common = tuple(np.mean([latlon for _, _, latlon in read.values()], axis=0).tolist())
     tiles = {}
-    for name in TILES:
-        image, target, latlon = read_tile(folder, name)
-        feats = tile_features(entry.name, encoder, image, latlon, MONTHS[name],
-                              out / "features" / f"{name}_{entry.name}.npy")
+    for name, (image, target, latlon) in read.items():
+        where, month = (latlon, MONTHS[name]) if a.location == "tile" else (common, 0)
+        feats = tile_features(entry.name, encoder, image, where, month,
+                              out / "features" / f"{name}_{entry.name}_{a.location}.npy")
         tiles[name] = {"image": image, "target": target, "feats": feats}
     results = run(tiles, a.arms, a.seeds, a.iterations)
     (out / "results.json").write_text(json.dumps({"encoder": entry.name, "sha256": entry.sha256,
+                                                   "location": a.location,
                                                    "iterations": a.iterations, "seeds": a.seeds,
                                                    "results": results}, indent=1))
     print(table(results))
