@@ -87,3 +87,12 @@ def test_galileo_nano_trains_and_maps_from_the_model_file(patch_root, galileo_fi
     assert predict_main(["--model", str(out / "model.pt"), "--input", str(stack), "--out",
                          str(tmp_path / "map" / "isa"), "--tile", "32", "--overlap", "0",
                          "--device", "cpu", "--precision", "fp32"]) == 0
+
+
+def test_evaluate_reads_the_encoder_model_file(presto_run, patch_root, tmp_path):
+    from training.cli import evaluate_main
+
+    out = tmp_path / "test"
+    assert evaluate_main(["--model", str(presto_run / "model.pt"), "--data", str(patch_root),
+                          "--out", str(out), "--no-progress"]) == 0
+    assert (out / "metrics.json").exists()
