@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    p.add_argument("--held-out", nargs="+", default=list(TILES), choices=TILES,
+                   help="the tiles held out in turn (default: every tile)")
     p.add_argument("--location", choices=["common", "tile"], default="common", help=(
         "the location and month every tile is encoded with: one for all (the mean of the "
         "tiles' centres, January), as a model maps with those it recorded; or each tile's own"))
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         feats = tile_features(entry.name, encoder, image, where, month,
                               out / "features" / f"{name}_{entry.name}_{a.location}.npy")
         tiles[name] = {"image": image, "target": target, "feats": feats}
-    results = run(tiles, a.arms, a.seeds, a.iterations)
+    results = run(tiles, a.arms, a.seeds, a.iterations, a.held_out)
     (out / "results.json").write_text(json.dumps({"encoder": entry.name, "sha256": entry.sha256,
                                                    "location": a.location,
                                                    "iterations": a.iterations, "seeds": a.seeds,
@@ -207,9 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(tiles: dict, arms, seeds, iterations: int) -> list[dict]:
+def run(tiles: dict, arms, seeds, iterations: int, held_out=TILES) -> list[dict]:
     results = []
-    for held in TILES:
+    for held in held_out:
         train = [t for n, t in tiles.items() if n != held]
         stack = np.concatenate([t["image"].reshape(len(BANDS), -1) for t in train], axis=1)
         mean, std = stack.mean(1), stack.std(1) + 1e-6
