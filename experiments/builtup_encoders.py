@@ -201,11 +201,14 @@ def main(argv: list[str] | None = None) -> int:
                               out / "features" / f"{name}_{entry.name}_{a.location}.npy")
         tiles[name] = {"image": image, "target": target, "feats": feats}
     results = run(tiles, a.arms, a.seeds, a.iterations, a.held_out)
+    for row in results:
+        row["encoder"] = entry.name
     (out / "results.json").write_text(json.dumps({"encoder": entry.name, "sha256": entry.sha256,
                                                    "location": a.location,
                                                    "iterations": a.iterations, "seeds": a.seeds,
                                                    "results": results}, indent=1))
     print(table(results))
+    print(markdown_table(results))
     return 0
 
 
@@ -246,6 +249,30 @@ def table(results: list[dict]) -> str:
             auc = " ".join(f"{r['auc']:.3f}" for r in rows)
             lines.append(f"{held:9s} {arm:7s} {f1:20s} {auc:20s} {rows[0]['ndbi_auc']:.3f}"
                          f"     {rows[0]['ndbi_best_f1']:.3f}")
+    return "\n".join(lines)
+
+
+def arm_label(row: dict) -> str:
+    """``bands``, or ``ENCODER FUSION`` (the column a result goes in)."""
+    return "bands" if row["arm"] == "bands" else f"{row['encoder']} {row['arm']}"
+
+
+def markdown_table(results: list[dict]) -> str:
+    """The docs table: per held-out tile, each arm's AUC / F1 (seed 0), NDBI beside them."""
+    order = ["bands", "presto concat", "presto head", "galileo-nano concat",
+             "galileo-nano head"]
+    arms = [a for a in order if any(arm_label(r) == a for r in results)]
+    lines = ["| held-out tile | " + " | ".join(arms)
+             + " | NDBI AUC | NDBI best-threshold F1 |", "|---" * (len(arms) + 3) + "|"]
+    for tile in TILES:
+        rows = {arm_label(r): r for r in results if r["tile"] == tile and r["seed"] == 0}
+        if not rows:
+            continue
+        cells = [f"{rows[a]['auc']:.3f} / {rows[a]['f1']:.3f}" if a in rows else "n/a"
+                 for a in arms]
+        first = next(iter(rows.values()))
+        lines.append(f"| {tile} | " + " | ".join(cells)
+                     + f" | {first['ndbi_auc']:.3f} | {first['ndbi_best_f1']:.3f} |")
     return "\n".join(lines)
 
 
