@@ -115,7 +115,9 @@ def net_input(arm: str, bands: torch.Tensor, feats: torch.Tensor) -> torch.Tenso
 
 def crops(tiles: list[dict], rng: np.random.Generator, batch: int):
     """A batch of random ``CROP`` px crops (with flips and turns) holding scored pixels."""
-    xs, fs, ys = [], [], []
+    xs: list[np.ndarray] = []
+    fs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
     while len(xs) < batch:
         t = tiles[rng.integers(len(tiles))]
         h, w = t["target"].shape
