@@ -37,10 +37,11 @@ MODEL_RECIPE = "(default: the model file's recorded recipe)"
 TRAIN_EXAMPLES = (
     ("CroFuseNet with its paper's recipe on the demo's patches",
      "isamap-train --data demo_output/patches --model crofusenet --out runs/cfn"),
-    ("a shorter run with a few options changed; run it again to resume",
-     "isamap-train --data data/wuhan --model unet --out runs/unet --epochs 50 --lr 3e-4"),
     ("a recipe from a YAML file (configs/ has one per model), the flags overriding it",
      "isamap-train --config configs/train-hrnet.yaml --epochs 60"),
+    ("the optical U-Net fused with the published Presto encoder, read from its file",
+     "isamap-train --data data/wuhan --model unet-s2 --encoder presto=weights/default_model.pt "
+     "--out runs/presto"),
 )
 EVALUATE_EXAMPLES = (
     ("score the test split: metrics.json, metrics.txt, confusion_matrix.png",
@@ -139,6 +140,16 @@ def train_parser() -> argparse.ArgumentParser:
       help="keep decoded patches in memory (default: when they fit)")
     a("--no-cache", dest="cache", action="store_const", const=False,
       help="decode every patch every epoch")
+    a("--encoder", metavar="NAME=PATH", help=(
+        "fuse a pretrained encoder read from its published file with the U-Net: "
+        "presto=PATH (default_model.pt) or galileo-nano=PATH (encoder.pt); the file's "
+        "sha256 is checked, nothing is downloaded (docs/encoders.md)"))
+    a("--freeze-encoder", action=argparse.BooleanOptionalAction, help=(
+        "keep the encoder's published weights, its features cached per patch (default); "
+        "--no-freeze-encoder fine-tunes it"))
+    a("--fusion", choices=["concat", "head"], help=(
+        "encoder features beside the image channels into the U-Net (concat, default) or the "
+        "encoder as backbone with a light decoder (head)"))
     a("--max-batches", type=int, help="cap on training batches per epoch")
     a("--max-iterations", type=int, help="total iteration budget (replaces --epochs)")
     a("--stop-after", type=int, help="leave after N epochs (continue later with --resume)")

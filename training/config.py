@@ -99,6 +99,12 @@ class TrainConfig:
             ``resume`` continues exactly where it stopped.
         resume: continue from ``out_dir/checkpoint.pt``.
         progress: show tqdm bars.
+        encoder: ``NAME=PATH``, a pretrained encoder from its published file
+            (:mod:`training.models.encoders`) fused with the U-Net; None: none.
+        freeze_encoder: keep the encoder's weights as published (its features are computed
+            once per patch and cached); False fine-tunes it with the rest.
+        fusion: how the encoder's features join the U-Net: ``concat`` (beside the image
+            channels) or ``head`` (the encoder as backbone, a light decoder).
     """
 
     data: str = ""
@@ -137,6 +143,9 @@ class TrainConfig:
     stop_after: int | None = None
     resume: bool = False
     progress: bool = True
+    encoder: str | None = None
+    freeze_encoder: bool = True
+    fusion: str = "concat"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels_last", layout_flag(self.channels_last))
@@ -164,6 +173,8 @@ class TrainConfig:
                    f"not a decay; got {self.ema!r}"),
                   (self.precision in PRECISIONS,
                    f"--precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
+                  (self.fusion in ("concat", "head"),
+                   f"--fusion must be concat or head, got {self.fusion!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "--stop-after must be >= 1"),
                   (self.max_batches is None or self.max_batches >= 1, "--max-batches must be >= 1"),
                   (self.max_iterations is None or self.max_iterations >= 1,

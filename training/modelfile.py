@@ -370,7 +370,8 @@ def load_model_file(path: str | os.PathLike | io.BytesIO,
     except ModelError as exc:
         known = available_models()
         what = (f"is a {meta.name!r} model, which this isamap does not know (it knows "
-                f"{', '.join(known)})" if meta.name not in known else
+                f"{', '.join(known)})" if meta.name not in known and not meta.module else
+                f"cannot be rebuilt by {meta.module} ({exc})" if meta.name not in known else
                 f"records settings this isamap's {meta.name!r} network does not take "
                 f"(model_kwargs: {', '.join(sorted(meta.model_kwargs)) or 'none'})")
         raise ModelError(f"{given} {what}; use the isamap version that trained it, or train "

@@ -70,6 +70,9 @@ from training.band_ranges import band_ranges
 from training.calibration import describe
 from training.config import TrainConfig, apply_recipe, recipe_values
 from training.data import PatchDataset, choose_data_path, make_loader
+from training.encoder_run import MODULE as ENCODER_MODULE
+from training.encoder_run import NAME as ENCODER_MODEL
+from training.encoder_run import encoder_config, encoder_kwargs, encoder_model
 from training.fit_calibration import calibrate_model_file
 from training.history import epoch_line, json_row
 from training.losses import build_loss
@@ -542,7 +545,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     if cfg.filter_noisy is not None and exclude is None:
         raise ConfigError("filter_noisy is a two-stage run: call training.noisy.train_filtered "
                           "(isamap-train --filter-noisy does)")
-    cfg = apply_recipe(cfg)
+    cfg = apply_recipe(encoder_config(cfg))  # an encoder's file is checked before any pixel
     recipe = recipe_values(cfg)
     if not cfg.data:
         raise ConfigError("no dataset given: set data (a patch dataset root) in the config "
@@ -568,7 +571,11 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     kwargs = model_kwargs_for_scale(cfg.model, recipe.label, scale, {
         "bands": list(raw.bands), **product, **dict(cfg.model_kwargs)})
     kwargs = model_kwargs_for_norm(kwargs, norm, cfg.norm or "training")
-    model = create_model(cfg.model, len(raw.bands), len(names), **kwargs)
+    if cfg.encoder:
+        kwargs = encoder_kwargs(cfg, raw.bands, norm.mean, norm.std, raw.manifest)
+        model = encoder_model(cfg, kwargs, len(names))
+    else:
+        model = create_model(cfg.model, len(raw.bands), len(names), **kwargs)
     if int(getattr(model, "output_scale", 1)) != scale:
         raise ModelError(f"model {cfg.model!r} predicts at {getattr(model, 'output_scale', 1)}x "
                          f"its input but the {recipe.label!r} labels are at {scale}x")
@@ -578,7 +585,9 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
         log.warning(problem)
     loss = build_loss(recipe.loss, class_names=names, **dict(cfg.loss_kwargs))
     resolution = (raw.manifest.get("grid") or {}).get("resolution")
-    meta = ModelMeta(name=cfg.model, in_channels=len(raw.bands), num_classes=len(names),
+    meta = ModelMeta(name=ENCODER_MODEL if cfg.encoder else cfg.model,
+                     module=ENCODER_MODULE if cfg.encoder else "",
+                     in_channels=len(raw.bands), num_classes=len(names),
                      bands=raw.bands, norm_mean=norm.mean, norm_std=norm.std,
                      class_scheme=str((raw.manifest.get("label") or {}).get("scheme", "isa")),
                      class_names=names, output_scale=scale, model_kwargs=kwargs,

@@ -1,0 +1,98 @@
+"""``isamap-train --encoder presto=PATH`` end to end; the model file alone then maps."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from gee_export.core.errors import ModelError
+from inference.cli import predict_main
+from training.cli import train_main
+from training.modelfile import load_model_file
+from training.models.encoders.fused import MODULE, NAME
+from training.models.encoders.registry import PRESTO
+
+TINY = '{"widths": [4, 8, 8, 8, 8]}'
+
+
+def _train(patch_root, out, encoder: str, *extra: str) -> int:
+    return train_main(["--data", str(patch_root), "--model", "unet-s2", "--encoder", encoder,
+                       "--out", str(out), "--epochs", "1", "--batch-size", "3",
+                       "--model-kwargs", TINY, "--precision", "fp32", "--channels-last",
+                       "off", "--device", "cpu", "--workers", "0", "--no-progress", *extra])
+
+
+@pytest.fixture(scope="module")
+def presto_run(patch_root, presto_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("presto") / "run"
+    assert _train(patch_root, out, f"presto={presto_file}") == 0
+    return out
+
+
+def test_the_model_file_records_the_encoder_and_holds_its_weights(presto_run, presto_file):
+    model, meta = load_model_file(presto_run / "model.pt")
+    assert meta.name == NAME and meta.module == MODULE and meta.norm == "training"
+    assert meta.model_kwargs["encoder"] == "presto"
+    assert meta.model_kwargs["encoder_sha256"] == PRESTO.sha256
+    assert meta.model_kwargs["frozen"] is True
+    published = torch.load(presto_file, map_location="cpu", weights_only=True)
+    for key, value in model.encoder.state_dict().items():  # frozen: as published
+        assert torch.equal(value, published[f"encoder.{key}"]), key
+
+
+def test_predict_needs_only_the_model_file(presto_run, patch_root, tmp_path):
+    alone = tmp_path / "elsewhere" / "model.pt"
+    alone.parent.mkdir()
+    shutil.copyfile(presto_run / "model.pt", alone)
+    stack = sorted((patch_root / "patches").rglob("r0_c8.tif"))[0]
+    out = tmp_path / "map" / "isa"
+    assert predict_main(["--model", str(alone), "--input", str(stack), "--out", str(out),
+                         "--tile", "32", "--overlap", "0", "--device", "cpu",
+                         "--precision", "fp32"]) == 0
+    assert (tmp_path / "map" / "isa_prob.tif").exists()
+
+
+def test_a_model_file_naming_another_encoder_file_is_refused(presto_run, tmp_path):
+    payload = torch.load(presto_run / "model.pt", map_location="cpu", weights_only=True)
+    payload["meta"]["model_kwargs"]["encoder_sha256"] = "0" * 64
+    edited = tmp_path / "model.pt"
+    torch.save(payload, edited)
+    with pytest.raises(ModelError, match="not the published"):
+        load_model_file(edited)
+
+
+@pytest.mark.parametrize("problem", ["missing", "bytes", "architecture"])
+def test_a_wrong_encoder_file_is_one_line_and_exit_2(problem, patch_root, presto_file,
+                                                     galileo_file, tmp_path, capsys):
+    path = tmp_path / "default_model.pt"
+    if problem == "bytes":
+        path.write_bytes(presto_file.read_bytes()[:-1])
+    elif problem == "architecture":
+        path = galileo_file
+    out = tmp_path / "run"
+    assert _train(patch_root, out, f"presto={path}") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and PRESTO.sha256 in err
+    assert not (out / "model.pt").exists()
+
+
+def test_galileo_nano_trains_and_maps_from_the_model_file(patch_root, galileo_file, tmp_path):
+    out = tmp_path / "run"
+    assert _train(patch_root, out, f"galileo-nano={galileo_file}") == 0
+    meta = load_model_file(out / "model.pt")[1]
+    assert meta.model_kwargs["encoder"] == "galileo-nano"
+    stack = sorted((patch_root / "patches").rglob("r0_c8.tif"))[0]
+    assert predict_main(["--model", str(out / "model.pt"), "--input", str(stack), "--out",
+                         str(tmp_path / "map" / "isa"), "--tile", "32", "--overlap", "0",
+                         "--device", "cpu", "--precision", "fp32"]) == 0
+
+
+def test_evaluate_reads_the_encoder_model_file(presto_run, patch_root, tmp_path):
+    from training.cli import evaluate_main
+
+    out = tmp_path / "test"
+    assert evaluate_main(["--model", str(presto_run / "model.pt"), "--data", str(patch_root),
+                          "--out", str(out), "--no-progress"]) == 0
+    assert (out / "metrics.json").exists()

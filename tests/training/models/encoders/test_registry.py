@@ -1,0 +1,58 @@
+"""The encoder registry refuses every file but the published one, in one line."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from gee_export.core.errors import ModelError
+from training.models.encoders.registry import (
+    ENCODERS,
+    GALILEO_NANO,
+    PRESTO,
+    load_encoder,
+    load_weights,
+    parse_encoder,
+)
+
+
+def test_every_entry_says_what_a_user_needs():
+    for entry in ENCODERS.values():
+        assert len(entry.sha256) == 64 and entry.licence == "MIT"
+        assert entry.source.startswith("https://github.com/nasaharvest/")
+        assert entry.level in ("L1C", "L2A") and entry.level_note and entry.normalisation
+        assert set(entry.bands) >= {"B2", "B3", "B4", "B8", "B11", "B12"}
+
+
+def test_names_and_malformed_arguments_are_refused():
+    assert parse_encoder("presto=a/b.pt") == (PRESTO, "a/b.pt")
+    with pytest.raises(ModelError, match="NAME=PATH"):
+        parse_encoder("presto")
+    with pytest.raises(ModelError, match="presto, galileo-nano"):
+        parse_encoder("prithvi=x.pt")
+
+
+def test_a_missing_file_names_where_to_get_it(tmp_path):
+    with pytest.raises(ModelError) as err:
+        load_encoder(PRESTO, tmp_path / "default_model.pt")
+    text = str(err.value)
+    assert "no such file" in text and PRESTO.sha256 in text and "nasaharvest/presto" in text
+    assert "\n" not in text
+
+
+def test_a_file_of_other_bytes_is_refused_by_its_sha256(presto_file, tmp_path):
+    copy = tmp_path / "default_model.pt"
+    shutil.copyfile(presto_file, copy)
+    with copy.open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ModelError, match=f"not the published presto file.*{PRESTO.sha256}"):
+        load_encoder(PRESTO, copy)
+
+
+def test_the_wrong_architectures_file_does_not_load(presto_file, galileo_file):
+    """Loaded strictly: Galileo's weights do not fit Presto, nor Presto's Galileo."""
+    with pytest.raises(ModelError, match="do not fit the presto architecture"):
+        load_weights(PRESTO, galileo_file)
+    with pytest.raises(ModelError, match="do not fit the galileo-nano architecture"):
+        load_weights(GALILEO_NANO, presto_file)

@@ -1,0 +1,101 @@
+"""``isamap-train --encoder NAME=PATH``: a pretrained encoder's file checked first, then fused.
+
+The file is checked (exists, SHA-256 of the published file, weights fit the architecture)
+before any pixel is read: :func:`encoder_config`. The network is the fused model of
+:mod:`training.models.encoders.fused` around the base recipe's U-Net, the encoder's weights
+copied in from the file (:func:`encoder_model`); the model file then holds them, and
+records the encoder's name and SHA-256 in its ``model_kwargs``, with ``ModelMeta.module``
+naming the fused model's module, so every prediction path rebuilds it from the model file
+alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from torch import nn
+
+from gee_export.core.errors import ConfigError, ModelError
+from training.config import TrainConfig
+from training.models import recipe_for
+from training.models.encoders.fused import MODULE, NAME, EncoderUNet
+from training.models.encoders.registry import load_encoder, parse_encoder
+
+#: Base models whose recipe the fused U-Net takes (its widths and test-time flips).
+BASES = ("unet", "unet-s2", "unet-s2-window")
+#: Frozen features kept per patch in training (bytes): a 128 px patch's 128 features in
+#: half precision is 4 MiB.
+CACHE_BYTES = 3 << 30
+
+
+def encoder_config(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` ready for an encoder run (normalised by the training statistics), file checked.
+
+    Raises:
+        ModelError: the encoder's file is missing, not the published one, or does not fit.
+        ConfigError: a base model or normalisation the fused model cannot use.
+    """
+    if not cfg.encoder:
+        return cfg
+    entry, path = parse_encoder(cfg.encoder)
+    load_encoder(entry, path)
+    if cfg.model not in BASES:
+        raise ConfigError(f"--encoder fuses with the U-Net: give --model {' or '.join(BASES)}, "
+                          f"not {cfg.model!r}")
+    if cfg.norm == "scene":
+        raise ConfigError("--encoder needs reflectance, which the training statistics give "
+                          "back: train with --norm training (the default with --encoder)")
+    return dataclasses.replace(cfg, norm="training")
+
+
+def grid_centre(manifest: Mapping) -> tuple[float, float]:
+    """Latitude, longitude (degrees) of the centre of the dataset's grid."""
+    from rasterio.warp import transform
+
+    from gee_export.contract.grid import Grid
+
+    grid = Grid.from_dict(dict(manifest["grid"]))
+    west, south, east, north = grid.bounds
+    lon, lat = transform(grid.crs, "EPSG:4326", [(west + east) / 2], [(south + north) / 2])
+    return float(lat[0]), float(lon[0])
+
+
+def first_month(manifest: Mapping) -> int:
+    """Month (0-11) of the dataset's first month (``YYYY-MM``); 0 when it records none."""
+    months = sorted(manifest.get("months") or [])
+    try:
+        return int(str(months[0])[5:7]) - 1 if months else 0
+    except ValueError:
+        return 0
+
+
+def encoder_kwargs(cfg: TrainConfig, bands: Sequence[str], mean: Sequence[float],
+                   std: Sequence[float], manifest: Mapping) -> dict:
+    """The fused model's constructor arguments (recorded in the model file)."""
+    entry, _ = parse_encoder(str(cfg.encoder))
+    base = {k: v for k, v in recipe_for(cfg.model).model_kwargs.items()
+            if k in ("widths", "flips")}
+    given = {k: v for k, v in dict(cfg.model_kwargs).items()
+             if k in ("widths", "flips", "head_width", "patch_size", "latlon")}
+    return {**base, "bands": list(bands), "encoder": entry.name,
+            "encoder_sha256": entry.sha256, "input_mean": list(mean), "input_std": list(std),
+            "latlon": list(grid_centre(manifest)), "month": first_month(manifest),
+            "fusion": cfg.fusion, "frozen": bool(cfg.freeze_encoder), **given}
+
+
+def encoder_model(cfg: TrainConfig, kwargs: Mapping, num_classes: int) -> nn.Module:
+    """The fused network, its encoder holding the file's weights, its feature cache on."""
+    from training.models import create_model
+
+    entry, path = parse_encoder(str(cfg.encoder))
+    pretrained = load_encoder(entry, path)
+    model = create_model(NAME, len(kwargs["bands"]), num_classes, module=MODULE, **kwargs)
+    if not isinstance(model, EncoderUNet):
+        raise ModelError(f"{NAME} built {type(model).__name__}, not the fused model")
+    model.encoder.load_state_dict(pretrained.state_dict(), strict=True)
+    model.set_cache_bytes(CACHE_BYTES)
+    return model
+
+
+__all__ = ["BASES", "MODULE", "NAME", "encoder_config", "encoder_kwargs", "encoder_model"]

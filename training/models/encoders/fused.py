@@ -1,0 +1,175 @@
+"""A pretrained encoder fused with the U-Net: what ``isamap-train --encoder NAME=PATH`` trains.
+
+The network takes the stack's bands normalised by the training statistics, as every isamap
+model does; it undoes that normalisation for the bands the encoder reads (``input_mean``,
+``input_std``, recorded in the model file), feeds the encoder as its authors did, and fuses
+its features (``dim`` per pixel) with the U-Net in one of two ways (``fusion``):
+
+* ``concat``: the features beside the image channels, at full resolution, into the U-Net's
+  first layer (Presto gives one feature vector per pixel; Galileo's patch tokens are
+  up-sampled bilinearly);
+* ``head``: the encoder as the backbone, its features alone through a light decoder (two 3x3
+  convolutions and a linear layer).
+
+docs/encoders.md gives the held-out comparison that chose the default. With ``frozen`` the
+encoder's weights do not train and stay in eval mode; its features may then be cached per
+patch in training (:class:`~training.models.encoders.cache.FeatureCache`, off unless
+``cache_bytes`` is set, as the trainer does). The model file holds the encoder's weights
+with the rest, and records its name and SHA-256 (``encoder``, ``encoder_sha256``), so a map
+needs only the model file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from gee_export.core.errors import ModelError
+from training.losses.segmentation import CE
+from training.models.blocks import ConvBNReLU, init_weights
+from training.models.encoders.cache import FeatureCache
+from training.models.encoders.registry import ENCODERS, encoder_entry
+from training.models.registry import ModelEntry, ModelRecipe
+from training.models.unet import S2_WIDTHS, UNet
+
+Fusion = Literal["concat", "head"]
+FUSIONS: tuple[Fusion, ...] = ("concat", "head")
+NAME = "encoder-unet"
+MODULE = "training.models.encoders.fused"
+PIXELS_PER_CALL = 32768  # pixels per encoder call: bounds the attention's memory
+
+
+class EncoderUNet(nn.Module):
+    """A pretrained encoder's features fused with a U-Net (or a light decoder).
+
+    Args:
+        in_channels / num_classes: input bands and output classes.
+        bands: the input band names (the manifest's order).
+        encoder: a name of :data:`~training.models.encoders.registry.ENCODERS`.
+        encoder_sha256: the SHA-256 of the file the encoder was loaded from; it must be the
+            registry's (a model file of another file is refused).
+        input_mean / input_std: the training normalisation, undone for the encoder.
+        latlon: latitude, longitude (degrees) given to a location-aware encoder (Presto):
+            the centre of the training grid.
+        month: month (0-11) of the stack's first timestep.
+        fusion: ``concat`` or ``head`` (module docstring).
+        frozen: the encoder's weights do not train.
+        widths / flips / head_width: the U-Net's widths and test-time flips; the light
+            decoder's width.
+        patch_size: Galileo's token size in pixels.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int = 2,
+                 bands: Sequence[str] | None = None, encoder: str = "presto",
+                 encoder_sha256: str = "", input_mean: Sequence[float] | None = None,
+                 input_std: Sequence[float] | None = None,
+                 latlon: Sequence[float] = (0.0, 0.0), month: int = 0,
+                 fusion: str = "concat", frozen: bool = True,
+                 widths: Sequence[int] = S2_WIDTHS, flips: bool = False, head_width: int = 64,
+                 patch_size: int = 4) -> None:
+        super().__init__()
+        entry = encoder_entry(encoder)
+        if encoder_sha256 != entry.sha256:
+            raise ModelError(f"the model was built on an {encoder} file of sha256 "
+                             f"{encoder_sha256 or 'unknown'}, not the published one "
+                             f"({entry.sha256})")
+        if fusion not in FUSIONS:
+            raise ModelError(f"fusion must be {' or '.join(FUSIONS)}, got {fusion!r}")
+        if bands is None or len(bands) != in_channels:
+            raise ModelError("an encoder model needs the input band names (bands=[...])")
+        if input_mean is None or input_std is None:
+            raise ModelError("an encoder model needs the training statistics to recover "
+                             "reflectance (input_mean, input_std): train with --norm training")
+        self.columns = [i for i, b in enumerate(bands) if b in entry.bands]
+        if not any(bands[i].startswith("B") for i in self.columns):
+            raise ModelError(f"the {encoder} encoder reads {', '.join(entry.bands)}; the "
+                             f"input's bands {list(bands)} hold no Sentinel-2 band of them")
+        self.encoder_bands = [bands[i] for i in self.columns]
+        self.encoder_name, self.fusion, self.frozen, self.flips = encoder, fusion, frozen, flips
+        self.latlon, self.month, self.patch_size = tuple(map(float, latlon)), int(month), patch_size
+        self.register_buffer("mean", torch.tensor([input_mean[i] for i in self.columns]),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor([input_std[i] for i in self.columns]),
+                             persistent=False)
+        self.encoder: nn.Module = entry.encoder_of(entry.build())
+        self.cache = FeatureCache(0)
+        dim = entry.dim
+        self.net: nn.Module
+        if fusion == "concat":
+            self.net = UNet(in_channels + dim, num_classes, widths=widths, flips=flips)
+        else:
+            self.net = nn.Sequential(ConvBNReLU(dim, head_width, 3), ConvBNReLU(head_width,
+                                     head_width, 3), nn.Conv2d(head_width, num_classes, 1))
+            init_weights(self.net)
+        if frozen:
+            self.encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> EncoderUNet:
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()
+        return self
+
+    def set_cache_bytes(self, limit: int) -> None:
+        """Keep up to ``limit`` bytes of frozen features (the trainer's; 0: none)."""
+        if self.frozen:
+            self.cache = FeatureCache(limit)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, dim, H, W)`` encoder features of normalised input ``x`` ``(N, C, H, W)``."""
+        mean, std = self.get_buffer("mean"), self.get_buffer("std")
+        raw = x[:, self.columns] * std[:, None, None] + mean[:, None, None]
+        if not self.frozen:
+            return self._encode(raw)
+        with torch.no_grad():
+            return self.cache.features(raw, self._encode)
+
+    def _encode(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.encoder_name == "presto":
+            return presto_features(self.encoder, raw, self.encoder_bands, self.latlon, self.month)
+        from training.models.encoders.galileo import galileo_features
+        return galileo_features(self.encoder, raw, self.encoder_bands, self.month,
+                                self.patch_size, self.latlon)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.features(x)
+        if self.fusion == "concat":
+            return self.net(torch.cat([x, feats.to(x.dtype)], dim=1))
+        return self.net(feats.to(x.dtype))
+
+
+def presto_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence[str],
+                    latlon: Sequence[float], month: int) -> torch.Tensor:
+    """Presto's per-pixel features ``(N, 128, H, W)`` of raw bands ``(N, B, H, W)``, one month."""
+    from training.models.encoders.presto import prepare
+
+    n, b, h, w = raw.shape
+    pixels = raw.permute(0, 2, 3, 1).reshape(-1, 1, b)
+    out = []
+    for start in range(0, pixels.shape[0], PIXELS_PER_CALL):
+        part = pixels[start:start + PIXELS_PER_CALL]
+        x, mask = prepare(part, bands)
+        m = part.shape[0]
+        dw = torch.full((m, 1), 9, dtype=torch.long, device=raw.device)
+        where = part.new_tensor(latlon).expand(m, 2)
+        months = torch.full((m,), month, dtype=torch.long, device=raw.device)
+        out.append(encoder(x, dw, where, mask, months))
+    feats = torch.cat(out)
+    return feats.reshape(n, h, w, -1).permute(0, 3, 1, 2).contiguous()
+
+
+def _build(in_channels: int, num_classes: int, **kw: Any) -> nn.Module:
+    return EncoderUNet(in_channels, num_classes, **kw)
+
+
+#: The fused model is built from the kwargs a model file records; it is trained through
+#: ``isamap-train --model unet-s2 --encoder NAME=PATH``, whose recipe (the base model's) it
+#: keeps, with ``--norm training``.
+RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
+                     source="docs/encoders.md")
+MODELS: Mapping[str, ModelEntry] = {NAME: ModelEntry(_build, RECIPE)}
+
+__all__ = ["ENCODERS", "FUSIONS", "MODELS", "EncoderUNet", "presto_features"]
