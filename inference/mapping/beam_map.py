@@ -7,9 +7,9 @@ the mapping library's units of work) so that any number of workers can share it:
         -> all tiles -> mosaic: VRT + class/probability COGs with overviews
 
 - **Tiles**: :func:`inference.mapping.tiles.plan_tiles`, the tiles of the map's lattice
-  (``--tile``, ``--overlap``, ``core`` blend; :mod:`inference.predict.blending`): each fetches the
+  (``--tile``, ``--overlap``, ``core`` blend; :mod:`inference.predict.lattice`): each fetches the
   window the streaming predictor reads and keeps the core it owns. A unit of work is one batch
-  of the streaming predictor (:func:`inference.predict.blending.batches`: ``--batch-size`` tiles
+  of the streaming predictor (:func:`inference.predict.lattice.batches`: ``--batch-size`` tiles
   of a tile row), predicted in one forward pass, so even the last float bit is the same.
 - **Fetching** goes through the one Earth Engine seam on each worker
   (:func:`inference.mapping.tiles.fetch_tile`, the ``computePixels`` helper of the export), under
