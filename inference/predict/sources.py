@@ -185,6 +185,20 @@ class WindowSource:
                            int(window.width), out)
         return data.astype(out_dtype, copy=False)
 
+    def sample(self, indexes: Sequence[int], max_side: int) -> np.ndarray:
+        """A decimated read of the window alone (:func:`decimated_read`'s), nodata NaN."""
+        step = max(1, -(-max(self.width, self.height) // max_side))
+        shape = (len(indexes), max(1, self.height // step), max(1, self.width // step))
+        sample = getattr(self.source, "sample", None)
+        if sample is not None and (self.height, self.width) == (self.source.height,
+                                                                 self.source.width):
+            return np.asarray(sample(indexes, max_side))
+        reader: Any = self.source  # a rasterio dataset: it reads decimated (out_shape)
+        data = reader.read(list(indexes), window=Window(self.col, self.row, self.width,
+                                                        self.height),
+                           out_shape=shape, out_dtype="float32")
+        return _masked(self.source, indexes, data)
+
 
 class MaskedFileSource:
     """A raster read through rasterio with pixels at or below ``masked_below`` as NaN."""

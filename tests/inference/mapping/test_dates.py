@@ -8,9 +8,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from rasterio.windows import Window as RioWindow
 
-from gee_export.contract.geotiff import write_geotiff
 from gee_export.contract.grid import Grid
 from gee_export.contract.regions import Region
 from gee_export.core.errors import ConfigError, EarthEngineError, GridError, InputDataError
@@ -50,17 +48,6 @@ def request_for(stack, model, out, **kw) -> MapRequest:
             "out": str(out), "workers": 4, "tile": TILE, "overlap": OVERLAP, "batch_size": 4,
             "options": OPTIONS, "progress": False}
     return MapRequest(**{**args, **kw})
-
-
-def crop(stack, grid: Grid, path, bands=BANDS) -> str:
-    """The local stack file cut to the map's grid (the pixels past it are nodata)."""
-    with rasterio.open(stack.image) as src:
-        col = round((grid.x0 - src.transform.c) / grid.resolution)
-        row = round((src.transform.f - grid.y0) / grid.resolution)
-        data = src.read(window=RioWindow(col, row, grid.width, grid.height), boundless=True,
-                        fill_value=np.nan)
-    write_geotiff(path, data, grid.transform, grid.crs, float("nan"), descriptions=bands)
-    return str(path)
 
 
 def window_of(stack, grid: Grid) -> WindowSource:
