@@ -19,7 +19,13 @@ that a CPU run finishes in minutes (and the model is fast, so the pipeline's own
 random weights (speed does not depend on them). Precision and layout: ``auto`` by default,
 settled on a real batch before the pipeline starts (its measuring time is reported apart).
 
-Run: ``.venv/bin/python benchmarks/bench_inference.py`` (``--size 2048`` for a quick look).
+Run: ``.venv/bin/python benchmarks/bench_inference.py`` (``--size 2048`` for a quick look;
+``--size W --height H`` for a rectangle). ``--rss-sweep`` runs whole pipelines at 4096²,
+16384² and a 65,536 x 4,096 strip, each in a process of its own, and prints their peak RSS,
+which must not grow with the raster (``--quick``: 1024², 2048², 4096 x 512).
+``--vs-checkout DIR --size 8192 --rounds N`` runs the pipeline from another checkout's code
+(the peer, e.g. an export of main) and from this one in turn and prints the km²/s ratio per
+pair.
 """
 
 from __future__ import annotations
@@ -47,14 +53,18 @@ from training.models import create_model
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
 
 
-def generate(path: Path, size: int, block: int = 512) -> None:
-    """A tiled float32 stack written block row by block row (never whole in memory)."""
+def generate(path: Path, size: int, block: int = 512, height: int | None = None) -> None:
+    """A tiled float32 stack written block row by block row (never whole in memory).
+
+    ``size`` wide and ``height`` (default ``size``) high.
+    """
+    height = size if height is None else height
     if path.exists():
         with rasterio.open(path) as ds:
-            if ds.width == size and ds.height == size and ds.count == len(BANDS):
+            if ds.width == size and ds.height == height and ds.count == len(BANDS):
                 return
     tmp = path.with_suffix(".tmp.tif")
-    profile = dict(driver="GTiff", width=size, height=size, count=len(BANDS), dtype="float32",
+    profile = dict(driver="GTiff", width=size, height=height, count=len(BANDS), dtype="float32",
                    crs="EPSG:32650", transform=Affine(10, 0, 500000, 0, -10, 3500000),
                    nodata=float("nan"), tiled=True, blockxsize=512, blockysize=512,
                    BIGTIFF="YES", interleave="band")
@@ -63,8 +73,8 @@ def generate(path: Path, size: int, block: int = 512) -> None:
     xx = np.arange(size, dtype=np.float32)
     with rasterio.open(tmp, "w", **profile) as dst:
         dst.descriptions = BANDS
-        for row in range(0, size, block):
-            rows = min(block, size - row)
+        for row in range(0, height, block):
+            rows = min(block, height - row)
             yy = np.arange(row, row + rows, dtype=np.float32)[:, None]
             data = np.empty((len(BANDS), rows, size), dtype=np.float32)
             for b in range(len(BANDS)):
@@ -133,7 +143,17 @@ def isolated_seconds_per_tile(predictor: TilePredictor, batch: int, tile: int, b
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", type=int, default=16384)
+    parser.add_argument("--size", type=int, default=16384, help="width (and height) in px")
+    parser.add_argument("--height", type=int, help="height in px (default: --size)")
+    parser.add_argument("--rss-sweep", action="store_true",
+                        help="peak RSS (and km²/s) of whole runs at 4096², 16384² and a "
+                             "65,536 x 4,096 strip, each in a process of its own; with --quick "
+                             "at 1024², 2048² and 4096 x 512")
+    parser.add_argument("--quick", action="store_true", help="small sizes (tests)")
+    parser.add_argument("--vs-checkout", type=Path, metavar="DIR",
+                        help="a checkout of the earlier code (e.g. main): runs --size there and "
+                             "here in turn, --rounds pairs, and prints here / there in km²/s")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=32)
     parser.add_argument("--batch", type=int, default=4)
@@ -149,14 +169,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--generate-only", action="store_true")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    src = args.out / f"bench_stack_{args.size}.tif"
+    argv = sys.argv[1:] if argv is None else argv
+    if args.rss_sweep:
+        return rss_sweep(args, argv)
+    if args.vs_checkout:
+        return versus(args, argv)
+    height = args.height or args.size
+    name = str(args.size) if height == args.size else f"{args.size}x{height}"
+    src = args.out / f"bench_stack_{name}.tif"
     if args.generate_only:
-        generate(src, args.size)
+        generate(src, args.size, height=height)
         return {}
     t0 = time.perf_counter()
     # in a child process, so its buffers never count towards this process's peak RSS
     subprocess.run([sys.executable, __file__, "--generate-only", "--size", str(args.size),
-                    "--out", str(args.out)], check=True)
+                    "--height", str(height), "--out", str(args.out)], check=True)
     print(f"input {src} ({src.stat().st_size / 2**30:.2f} GiB) ready in "
           f"{time.perf_counter() - t0:.0f} s")
 
@@ -170,7 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
                                    every=args.replay_every)
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch)
     with rasterio.open(src) as ds:  # settle 'auto' on a real batch of the pipeline's shape
-        block = ds.read(window=Window(0, 0, args.tile * args.batch, args.tile))
+        block = ds.read(window=Window(0, 0, args.tile * args.batch, args.tile),
+                        boundless=True, fill_value=0.0)
     first = np.stack([block[:, :, i * args.tile:(i + 1) * args.tile] for i in range(args.batch)])
     choice = predictor.resolve(first)
     predictor(first)  # warm-up at the pipeline's batch shape
@@ -191,13 +219,14 @@ def main(argv: list[str] | None = None) -> dict:
                          "--size or a smaller --replay-every")
     pipeline_s = result.seconds - predictor.replay_wall
     per_tile = predictor.replay_forward / predictor.replay_tiles
-    area = args.size**2 * 100 / 1e6  # 10 m pixels
+    area = args.size * height * 100 / 1e6  # 10 m pixels
     model_seconds = per_tile * result.tiles
     isolated_seconds = (before + after) / 2 * result.tiles  # the machine's speed drifts
-    k, bands, px = 2, len(BANDS), args.size**2
+    k, bands, px = 2, len(BANDS), args.size * height
     whole_array_gib = (bands * 4 + k * 4 * 2 + widths[0] * 4 * 3) * px / 2**30
     figures = {
-        "size": args.size, "tiles": result.tiles, "tile": args.tile, "overlap": args.overlap,
+        "size": args.size, "height": height, "tiles": result.tiles, "tile": args.tile,
+        "overlap": args.overlap,
         "batch": args.batch, "model": f"training unet widths={widths}",
         "runtime": predictor.description, "threads": torch.get_num_threads(),
         "autotune": {"seconds": round(predictor.tune_seconds, 2),
@@ -235,8 +264,68 @@ def main(argv: list[str] | None = None) -> dict:
           f"{whole_array_gib:.1f} GiB (input {bands * 4 * px / 2**30:.1f} + probabilities "
           f"and weights {k * 8 * px / 2**30:.1f} + 3 first-level activations "
           f"{widths[0] * 12 * px / 2**30:.1f})")
-    (args.out / f"bench_inference_{args.size}.json").write_text(json.dumps(figures, indent=1))
+    (args.out / f"bench_inference_{name}.json").write_text(json.dumps(figures, indent=1))
     return figures
+
+
+def _child(args: argparse.Namespace, argv: list[str], width: int, height: int,
+           checkout: Path | None = None) -> dict:
+    """One whole run in a process of its own (from ``checkout``'s code when given)."""
+    import os
+
+    skip = {"--rss-sweep", "--quick", "--vs-checkout", "--rounds", "--size", "--height"}
+    rest, i = [], 0
+    while i < len(argv):  # the options every run shares, without the driver's own
+        if argv[i] in skip:
+            i += 1 if argv[i] in ("--rss-sweep", "--quick") else 2
+            continue
+        rest.append(argv[i])
+        i += 1
+    env = dict(os.environ)
+    if checkout is not None:
+        env["PYTHONPATH"] = str(checkout.resolve())
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing written into that checkout
+    subprocess.run([sys.executable, __file__, *rest, "--size", str(width), "--height",
+                    str(height), "--out", str(args.out)], check=True, env=env)
+    name = str(width) if height == width else f"{width}x{height}"
+    return json.loads((args.out / f"bench_inference_{name}.json").read_text())
+
+
+def rss_sweep(args: argparse.Namespace, argv: list[str]) -> dict:
+    """Peak RSS of whole runs at three sizes, each in its own process: flat in both sides."""
+    sizes = ([(1024, 1024), (2048, 2048), (4096, 512)] if args.quick else
+             [(4096, 4096), (16384, 16384), (65536, 4096)])
+    rows = {f"{w}x{h}": _child(args, argv, w, h) for w, h in sizes}
+    print("\nsize            tiles  km²/s   peak RSS (GiB)")
+    for key, f in rows.items():
+        print(f"{key:14s} {f['tiles']:6d} {f['pipeline_km2_per_s']:7.3f} {f['peak_rss_gib']:8.3f}")
+    out = {k: {"tiles": f["tiles"], "peak_rss_gib": f["peak_rss_gib"],
+               "pipeline_km2_per_s": f["pipeline_km2_per_s"], "runtime": f["runtime"]}
+           for k, f in rows.items()}
+    (args.out / "bench_inference_rss.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def versus(args: argparse.Namespace, argv: list[str]) -> dict:
+    """This checkout against another at --size: alternating whole runs, km²/s ratios per pair."""
+    pairs = []
+    for _ in range(args.rounds):
+        theirs = _child(args, argv, args.size, args.size, args.vs_checkout)
+        mine = _child(args, argv, args.size, args.size)
+        pairs.append({"here_km2_per_s": mine["pipeline_km2_per_s"],
+                      "there_km2_per_s": theirs["pipeline_km2_per_s"],
+                      "here_tiles": mine["tiles"], "there_tiles": theirs["tiles"],
+                      "here_rss_gib": mine["peak_rss_gib"],
+                      "there_rss_gib": theirs["peak_rss_gib"],
+                      "ratio": round(mine["pipeline_km2_per_s"]
+                                     / theirs["pipeline_km2_per_s"], 3)})
+    ratios = sorted(p["ratio"] for p in pairs)
+    print(json.dumps(pairs, indent=1))
+    print(f"\nhere / there km²/s at {args.size}²: median {ratios[len(ratios) // 2]:.3f} "
+          f"over {len(pairs)} pair(s) (there: {args.vs_checkout})")
+    result = {"pairs": pairs, "median_ratio": ratios[len(ratios) // 2]}
+    (args.out / "bench_inference_versus.json").write_text(json.dumps(result, indent=1))
+    return result
 
 
 if __name__ == "__main__":

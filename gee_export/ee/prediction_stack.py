@@ -186,6 +186,9 @@ class PredictionStack:
     tiles: int
     tasks_started: int
     missing_tiles: int  # tiles Earth Engine skipped as empty (no valid pixel): nodata there
+    #: the VRT of the grid with its margin (``margin_vrt``'s pixel (top, left) is the grid's
+    #: (0, 0)); None without a margin
+    margin_vrt: str | None = None
 
 
 def stack_tiles(grid: Grid, tile_px: int = DEFAULT_TILE_PX) -> list[Window]:
@@ -201,11 +204,19 @@ def _tile_name(window: Window) -> str:
     return f"tile_{window.row_off:06d}_{window.col_off:06d}"
 
 
+def _widened(grid: Grid, margin: tuple[int, int, int, int]) -> Grid:
+    """``grid`` with ``(top, left, bottom, right)`` more pixels on its own pixel lattice."""
+    top, left, bottom, right = margin
+    res = grid.resolution
+    return Grid(grid.crs, grid.x0 - left * res, grid.y0 + top * res, grid.width + left + right,
+                grid.height + top + bottom, res, grid.patch_size, grid.stride)
+
+
 def export_prediction_stack(
     session: EESession, image: Any, grid: Grid, bands: Sequence[str], out: str | Store,
     name: str, *, tile_px: int = DEFAULT_TILE_PX, max_pending: int = DEFAULT_MAX_PENDING,
     poll_seconds: float = 30.0, sleep: Callable[[float], None] = time.sleep,
-    progress: bool = True,
+    progress: bool = True, margin: tuple[int, int, int, int] = (0, 0, 0, 0),
 ) -> PredictionStack:
     """Export ``image`` as GeoTIFF tiles under ``out/name/`` and write ``out/name.vrt``.
 
@@ -227,8 +238,12 @@ def export_prediction_stack(
         poll_seconds: wait between status polls.
         sleep: the wait function (tests pass a no-op).
         progress: show a tqdm bar over tiles.
+        margin: ``(top, left, bottom, right)`` pixels exported around the grid as well (the
+            halo a map's tiles see past the region's edges); the tiles are then named by
+            their place on the widened grid, and ``margin_vrt`` covers it.
     """
     store = open_store(out)
+    inner, grid = grid, _widened(grid, margin)
     if not isinstance(store, GcsStore):
         raise ConfigError("--method tasks exports the stack to Cloud Storage: give --out "
                           "gs://BUCKET/PREFIX (or use --method pixels)")
@@ -300,10 +315,16 @@ def export_prediction_stack(
     if missing:
         log.info("%d of %d stack tiles of %s hold no valid pixel (Earth Engine skipped them); "
                  "they are nodata in the map", missing, len(windows), name)
-    text = mosaic_vrt(
-        grid.width, grid.height, grid.transform, grid.crs,
-        [VrtBand(i, "float32", FLOAT_NODATA, band) for i, band in enumerate(bands, start=1)],
-        [Piece(f"{name}/{_tile_name(w)}.tif", w.row_off, w.col_off, w.height, w.width)
-         for w in present])
-    store.write_bytes(f"{name}.vrt", text.encode())
-    return PredictionStack(store.url(f"{name}.vrt"), len(windows), started, missing)
+    vrt_bands = [VrtBand(i, "float32", FLOAT_NODATA, band) for i, band in enumerate(bands, 1)]
+    top, left = margin[0], margin[1]
+    for target, on, (dr, dc) in ((f"{name}.vrt", inner, (top, left)),
+                                 (f"{name}_margin.vrt", grid, (0, 0))):
+        text = mosaic_vrt(  # pieces past the edges of the grid are clipped by GDAL
+            on.width, on.height, on.transform, on.crs, vrt_bands,
+            [Piece(f"{name}/{_tile_name(w)}.tif", w.row_off - dr, w.col_off - dc, w.height,
+                   w.width) for w in present])
+        store.write_bytes(target, text.encode())
+        if not any(margin):
+            break
+    return PredictionStack(store.url(f"{name}.vrt"), len(windows), started, missing,
+                           store.url(f"{name}_margin.vrt") if any(margin) else None)

@@ -99,7 +99,7 @@ def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
                 scale: int) -> dict[str, str]:
     """Dataset metadata written into every COG: enough to know how it was made.
 
-    ``lattice``: the tile lattice's tags (``inference.predict.blending.Lattice.tags``).
+    ``lattice``: the tile lattice's tags (``inference.predict.lattice.Lattice.tags``).
     """
     tags = {
         "model": info.model, "bands": ",".join(info.bands), "classes": ",".join(info.classes),

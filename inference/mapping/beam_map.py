@@ -7,9 +7,9 @@ the mapping library's units of work) so that any number of workers can share it:
         -> all tiles -> mosaic: VRT + class/probability COGs with overviews
 
 - **Tiles**: :func:`inference.mapping.tiles.plan_tiles`, the tiles of the map's lattice
-  (``--tile``, ``--overlap``, ``core`` blend; :mod:`inference.predict.blending`): each fetches the
+  (``--tile``, ``--overlap``, ``core`` blend; :mod:`inference.predict.lattice`): each fetches the
   window the streaming predictor reads and keeps the core it owns. A unit of work is one batch
-  of the streaming predictor (:func:`inference.predict.blending.batches`: ``--batch-size`` tiles
+  of the streaming predictor (:func:`inference.predict.lattice.batches`: ``--batch-size`` tiles
   of a tile row), predicted in one forward pass, so even the last float bit is the same.
 - **Fetching** goes through the one Earth Engine seam on each worker
   (:func:`inference.mapping.tiles.fetch_tile`, the ``computePixels`` helper of the export), under
@@ -75,7 +75,7 @@ from inference.mapping.tiles import (
     predict_tiles,
     write_tile,
 )
-from inference.predict.blending import Lattice, batches
+from inference.predict.lattice import Lattice, batches
 from inference.predict.raster import PredictionResult
 from inference.predict.runtime import RuntimeOptions
 
@@ -103,6 +103,7 @@ class _MapTask:
     tiles_dir: str
     threads: int
     scene: NormStats | None = None  # the date's statistics (a scene-normalised model)
+    batch_size: int = 1  # the streaming predictor's (a lone tile of a row runs beside a copy)
 
 
 Unit = tuple[MapTile, ...]  # one batch of the streaming predictor
@@ -120,7 +121,8 @@ def map_fingerprint(model_id: str, identity: str, lattice: Lattice,
     ``normalisation``: the scene statistics a scene-normalised model maps with
     (:func:`inference.predict.scene.describe`); other maps' fingerprints leave it out.
     """
-    parts: list = [model_id, identity, [lattice.tile, lattice.overlap, lattice.blend]]
+    parts: list = [model_id, identity, [lattice.tile, lattice.overlap, lattice.blend,
+                                        lattice.placement]]
     return json_digest([*parts, normalisation] if normalisation else parts, 16)
 
 
@@ -223,7 +225,8 @@ def _make_dofn() -> type:
                         continue
                     data = [future.result() for future in fetched]
                     with self.model.lock:
-                        maps = predict_tiles(self.model.predictor, data, unit, t.isa_class)
+                        maps = predict_tiles(self.model.predictor, data, unit, t.isa_class,
+                                             t.batch_size)
                     for tile, (classes, prob) in zip(unit, maps, strict=True):
                         if tile in todo:
                             self._write(tile, classes, prob)
@@ -355,7 +358,7 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
              out_prefix, len(todo), len(tiles), runner.runner, runner.workers, runner.threads,
              " [dry run: nothing is submitted]" if runner.dry_run else "")
     task = _MapTask(sessions, SerializedImages.of(image), grid, tuple(bands), model_file,
-                    options, isa_class, tiles_dir, runner.threads, scene)
+                    options, isa_class, tiles_dir, runner.threads, scene, batch_size)
     pipeline = beam.Pipeline(options=pipeline_options)
     (pipeline
      | "TodoUnits" >> beam.Create(units, reshuffle=False)

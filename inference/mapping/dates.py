@@ -144,7 +144,7 @@ def check_series_lattice(request: MapRequest, grid: Grid) -> None:
     import rasterio
     import rasterio.errors
 
-    from inference.predict.blending import check_same
+    from inference.predict.lattice import check_same
 
     lattice, origin = request.lattice(), (grid.x0, grid.y0)
     record = request.product_dir() / "map.json"
@@ -306,21 +306,28 @@ def _ee_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelD
     from gee_export.ee.prediction_stack import export_prediction_stack
     from inference.mapping.ee_statistics import date_statistics
     from inference.mapping.fetched import FetchedSource
-    from inference.predict.sources import MaskedFileSource
+    from inference.predict.lattice import grid_offset
+    from inference.predict.sources import MaskedFileSource, WindowSource
 
     image, identity = ee_date_image(request, grid, meta, dataset, month, session)
     if request.method == "tasks":
+        # the pixels the lattice's tiles reach past the region are exported too, so the
+        # tiles at its edges see what the streamed and the Beam maps fetch there
+        margin = request.lattice().reach(grid.height, grid.width, grid_offset(grid.transform))
         exported = export_prediction_stack(session, image, grid, tuple(meta.bands),
                                            f"{request.out.rstrip('/')}/stacks",
-                                           f"stack_{month}", progress=request.progress)
-        source = MaskedFileSource(exported.vrt)
-        return _Opened(source, source.close, date_inputs(identity), stack=exported.vrt)
+                                           f"stack_{month}", progress=request.progress,
+                                           margin=margin)
+        wide = MaskedFileSource(exported.margin_vrt or exported.vrt)
+        source = WindowSource(wide, margin[0], margin[1], grid.height, grid.width)
+        return _Opened(source, wide.close, date_inputs(identity), stack=exported.vrt)
     bands = tuple(meta.bands)
     scene = date_statistics(session, image, grid, meta, month)  # before the first tile
     session.limit_requests(request.workers)  # adaptive, at most --workers in flight
     fetched = FetchedSource(lambda window: fetch_window(session, image, grid, window, bands)[0],
                             grid, bands, tile=request.tile, overlap=request.overlap,
-                            workers=request.workers, identity=identity)
+                            blend=request.lattice().blend, workers=request.workers,
+                            identity=identity)
     return _Opened(fetched, fetched.close, date_inputs(identity), scene=scene)
 
 

@@ -28,7 +28,7 @@ from rasterio.crs import CRS
 from gee_export.contract.grid import Grid, Window
 from gee_export.core.errors import ConfigError
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
-from inference.predict.blending import tile_starts
+from inference.predict.lattice import Blend, Lattice, grid_offset
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,17 @@ class FetchTile:
         return f"r{self.row}c{self.col}"
 
 
-def fetch_layout(grid: Grid, tile: int, overlap: int) -> list[list[FetchTile]]:
-    """The predictor's tiles over ``grid``, row by row (the same placement it predicts)."""
-    ys = tile_starts(grid.height, tile, overlap)
-    xs = tile_starts(grid.width, tile, overlap)
-    return [[FetchTile(i, j, Window(row_off=y, col_off=x, height=min(tile, grid.height - y),
-                                    width=min(tile, grid.width - x)))
+def fetch_layout(grid: Grid, tile: int, overlap: int,
+                 blend: Blend = "cosine") -> list[list[FetchTile]]:
+    """The predictor's tiles over ``grid``, row by row (the same lattice it predicts).
+
+    Whole tiles of the grid-anchored lattice (:mod:`inference.predict.lattice`), hanging over
+    the grid's edges: Earth Engine computes the pixels around the region too, so a tile at
+    the region's edge sees what it sees in a map of a larger region.
+    """
+    ys, xs = Lattice(tile, overlap, blend).axes(grid.height, grid.width,
+                                                grid_offset(grid.transform))
+    return [[FetchTile(i, j, Window(row_off=y.start, col_off=x.start, height=tile, width=tile))
              for j, x in enumerate(xs)] for i, y in enumerate(ys)]
 
 
@@ -182,6 +187,7 @@ class FetchedSource:
         grid: the map's grid.
         bands: band names, in the order ``fetch`` returns them.
         tile / overlap: the predictor's tiling (the fetched tiles are its tiles).
+        blend: the predictor's blend (the ``core`` blend needs fewer tiles at the edges).
         workers: concurrent fetches (1..40).
         ahead_rows: tile rows fetched ahead of the one being read (None: enough to keep
             ``workers`` requests in flight, holding at most :data:`DEFAULT_AHEAD_BYTES`).
@@ -195,8 +201,13 @@ class FetchedSource:
         identity: names the input in the prediction's fingerprint (recipe, date, grid).
     """
 
+    #: reads the pixels past the grid's edges (a tile's halo): Earth Engine computes them
+    reads_beyond = True
+    #: read a tile row whole (its requests are fetched, and freed, by the row)
+    whole_rows = True
+
     def __init__(self, fetch: Callable[[Window], np.ndarray], grid: Grid,
-                 bands: Sequence[str], *, tile: int, overlap: int,
+                 bands: Sequence[str], *, tile: int, overlap: int, blend: Blend = "cosine",
                  workers: int = DEFAULT_WORKERS, ahead_rows: int | None = None,
                  identity: str = "",
                  max_request_bytes: int = DEFAULT_REQUEST_BYTES,
@@ -210,7 +221,7 @@ class FetchedSource:
         self.descriptions = self.bands
         self.nodatavals = (float("nan"),) * self.count
         self.identity = identity or f"fetched:{grid.to_dict()}"
-        self.layout = fetch_layout(grid, tile, overlap)
+        self.layout = fetch_layout(grid, tile, overlap, blend)
         self.requests = layout_requests(self.layout, self.count, workers, max_request_bytes)
         self.ahead_rows = (look_ahead(self.requests, workers, self.count)
                            if ahead_rows is None else max(0, ahead_rows))

@@ -79,7 +79,7 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
     from inference.mapping.fetched import fetch_layout, layout_requests
     from inference.predict.sources import SAMPLE_SIDE
 
-    layout = fetch_layout(grid, request.tile, request.overlap)
+    layout = fetch_layout(grid, request.tile, request.overlap, request.lattice().blend)
     tiles = sum(len(row) for row in layout)
     groups = [g for row in layout_requests(layout, len(bands), request.workers) for g in row]
     nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4

@@ -26,9 +26,9 @@ from gee_export.core.errors import (
 from gee_export.core.months import check_month, parse_months
 from gee_export.core.storage import files
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
-from inference.predict.blending import Lattice
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.keep import KeepRule
+from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, Postprocess
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions

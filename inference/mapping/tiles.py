@@ -4,7 +4,7 @@ The streaming predictor (:mod:`inference.predict.raster`) maps a region in one p
 row. A distributed runner (Beam, a batch of cloud workers) needs the same map as independent units
 of work instead; these functions are those units, each pure apart from its inputs:
 
-1. :func:`plan_tiles`: the tiles of the map's lattice (:class:`inference.predict.blending.Lattice`):
+1. :func:`plan_tiles`: the tiles of the map's lattice (:class:`inference.predict.lattice.Lattice`):
    the very windows the streaming predictor cuts, each with the core of output pixels it owns;
 2. :func:`fetch_tile`: one tile's input bands with ``computePixels`` through the Earth Engine
    session, edge-padded where a grid smaller than a tile ends, as the streaming reader pads;
@@ -35,8 +35,10 @@ from gee_export.core.errors import ConfigError
 from gee_export.core.storage import atomic_path, files
 from inference.cog import maps
 from inference.cog.maps import NODATA, OutputInfo
-from inference.predict.blending import Accumulator, Lattice, LatticeTile, invalid_mask, pad_to
+from inference.predict.blending import Accumulator, invalid_mask
+from inference.predict.lattice import Lattice, LatticeTile, grid_offset
 from inference.predict.runtime import TilePredictor
+from inference.predict.sliding_window import forward
 
 #: a map's unit of work: one tile of its lattice
 MapTile = LatticeTile
@@ -45,30 +47,27 @@ MapTile = LatticeTile
 def plan_tiles(grid: Grid, lattice: Lattice) -> list[MapTile]:
     """The lattice's tiles on ``grid``: windows as the streaming predictor cuts them.
 
-    Every pixel of the grid belongs to exactly one core. Windows are ``tile`` px square and
-    inside the grid unless the grid is smaller than one tile.
+    Every pixel of the grid belongs to exactly one core. Windows are ``tile`` px square, on
+    the lattice anchored to the CRS grid (:mod:`inference.predict.lattice`), and hang over
+    the grid's edges.
     """
     if lattice.blend != "core":
         raise ConfigError(f"independent tiles keep their cores only: the lattice's blend must "
                           f"be core, got {lattice.blend}")
-    return lattice.tiles(grid.height, grid.width)
+    return lattice.tiles(grid.height, grid.width, grid_offset(grid.transform))
 
 
 def fetch_tile(session: Any, image: Any, grid: Grid, tile: MapTile,
                bands: Sequence[str]) -> np.ndarray:
     """``(bands, tile, tile)`` float32 of the tile's window (NaN = nodata).
 
-    Only the part inside the grid is fetched; a window past the edge of a grid smaller than a
-    tile is edge-padded, as the streaming reader pads it, so the model sees the same input.
+    The whole window, past the grid's edges too: Earth Engine computes the pixels around the
+    region, as the streaming predictor's fetched source asks for them
+    (:class:`inference.mapping.fetched.FetchedSource`), so the model sees the same input.
     """
     from gee_export.ee.export import fetch_window
 
-    w = tile.window
-    inside = Window(row_off=w.row_off, col_off=w.col_off,
-                    height=min(w.height, grid.height - w.row_off),
-                    width=min(w.width, grid.width - w.col_off))
-    data = fetch_window(session, image, grid, inside, tuple(bands))[0]
-    return pad_to(data, w.height, w.width)
+    return fetch_window(session, image, grid, tile.window, tuple(bands))[0]
 
 
 def predict_tile(predictor: TilePredictor, data: np.ndarray, tile: MapTile,
@@ -85,18 +84,20 @@ def predict_tile(predictor: TilePredictor, data: np.ndarray, tile: MapTile,
 
 
 def predict_tiles(predictor: TilePredictor, data: Sequence[np.ndarray],
-                  tiles: Sequence[MapTile], isa_class: int = 1
+                  tiles: Sequence[MapTile], isa_class: int = 1, batch_size: int = 1
                   ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`predict_tile` of several tiles in one forward pass (one batch, in this order).
 
-    The batches of :func:`inference.predict.blending.batches` are the streaming predictor's own,
-    so their maps are equal bit for bit.
+    The batches of :func:`inference.predict.lattice.batches` are the streaming predictor's own,
+    and ``batch_size`` its batch size (a lone tile runs beside a copy of itself when it is
+    above one, :func:`inference.predict.sliding_window.forward`), so their maps are equal
+    bit for bit.
     """
     for d, tile in zip(data, tiles, strict=True):
         expected = (predictor.channels, tile.window.height, tile.window.width)
         if d.shape != expected:
             raise ConfigError(f"tile {tile.name} data has shape {d.shape}, expected {expected}")
-    probs = predictor(list(data), compact=True)
+    probs = forward(predictor, list(data), batch_size)
     return [_core(predictor.scale, p, d, tile, isa_class)
             for p, d, tile in zip(probs, data, tiles, strict=True)]
 
@@ -145,7 +146,7 @@ def mosaic(parts: Sequence[tuple[str | os.PathLike, MapTile]], grid: Grid, out_p
         out_prefix: local or gs:// prefix.
         info: model, bands, classes and month recorded in the COGs.
         work: local folder for the VRTs (the tile files are referenced by absolute path).
-        lattice: the lattice's tags (:meth:`inference.predict.blending.Lattice.tags`).
+        lattice: the lattice's tags (:meth:`inference.predict.lattice.Lattice.tags`).
         scale: the model's output scale.
         compress: COG compression.
         runtime: how the tiles were predicted (``runtime*`` tags), when the caller knows.

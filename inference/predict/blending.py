@@ -1,13 +1,14 @@
-"""Where a map's tiles are cut, and how their outputs combine (pure array maths).
+"""How a map's tile outputs combine (pure array maths).
 
-Tiles are placed evenly along each axis so that consecutive tiles overlap by at least the
-requested overlap and the last tile ends exactly on the raster edge (no tile hangs over the edge
-unless the raster is smaller than one tile). Each tile's prediction is weighted by a separable
-tapered-cosine (Tukey) window whose flanks are half Hann windows as long as the overlap: two
-flanks that overlap by exactly that length sum to one, so the weights form a partition of unity
-and a model with no edge effects is reproduced exactly, while edge effects of a real network
-(zero padding, missing context) fade out smoothly instead of leaving a seam. Flanks that lie on
-the raster border are left at one, because no neighbouring tile exists there to blend with.
+Where the tiles are cut is the lattice's business (:mod:`inference.predict.lattice`: tiles at
+multiples of the stride from the CRS origin, hanging over the raster's edges). Each tile's
+prediction is weighted by a separable tapered-cosine (Tukey) window whose flanks are half Hann
+windows as long as the overlap, on all four sides: two flanks that overlap by exactly that
+length sum to one, and every pixel a map needs lies under all the lattice tiles that cover it,
+so the weights form a partition of unity. A model with no edge effects is reproduced exactly,
+while edge effects of a real network (zero padding, missing context) fade out smoothly
+instead of leaving a seam. A pixel's weights, and the order its tiles are added in, depend
+only on where it lies on the lattice, so two maps over the same pixels blend it alike.
 
 The weighted blend itself lives here too: :class:`Accumulator` sums weighted tile
 probabilities over the output rows still open and hands finished rows back, :func:`encode`
@@ -15,88 +16,22 @@ turns blended probabilities into the class map and the stored impervious probabi
 :func:`invalid_mask` / :func:`pad_to` prepare an input block. The streaming predictor
 (:mod:`inference.predict.raster`) and the single-tile path of the map pipelines
 (:mod:`inference.mapping.tiles`) both blend through them, so a tile is blended and encoded one way.
-
-The tile lattice (:class:`Lattice`) names that placement for a whole map. A model whose output
-depends on context (CroFuseNet pools over the whole tile) gives a pixel a value that depends on
-the tile it was predicted in. Two maps of the same inputs cut into other tiles differ, and
-between two dates of a series that difference reads as change. So a map names its lattice, and
-everything that must agree pixel for pixel uses the same one:
-
-- the tiles are :func:`tile_starts` along each axis of the grid, anchored at the grid's
-  upper-left corner (``origin``, in the grid's CRS);
-- with the ``core`` blend each output pixel comes from the one tile that owns it
-  (:func:`tile_cores`), so the streaming predictor and the tile units of a distributed runner
-  (:mod:`inference.mapping.tiles`) give the same map for any model; ``cosine`` and
-  ``uniform`` blend the overlaps (one process only).
-
-The lattice is recorded in every COG's tags and in a series' ``map.json``; a date mapped on
-another lattice than its series is refused (:func:`check_same`).
+With the ``core`` blend each output pixel comes from the one tile that owns it, so the
+streaming predictor and the tile units of a distributed runner give the same map for any
+model; ``cosine`` and ``uniform`` blend the overlaps (one process only).
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from collections.abc import Sequence
 
 import numpy as np
 
-from gee_export.contract.grid import Window
 from gee_export.core.errors import ConfigError
 from inference.cog.maps import NODATA, PROB_SCALE
-
-Blend = Literal["cosine", "uniform", "core"]
-
-
-def tile_starts(extent: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of the tiles covering ``[0, extent)`` along one axis.
-
-    Args:
-        extent: raster size along the axis, in pixels.
-        tile: tile size in pixels.
-        overlap: minimum overlap between consecutive tiles, in pixels.
-
-    Returns:
-        Increasing offsets; ``[0]`` when the raster is not larger than one tile (the tile is
-        then padded). Otherwise the first is 0, the last is ``extent - tile`` and the spacing
-        is at most ``tile - overlap``, so every pair of neighbours overlaps by >= ``overlap``.
-    """
-    if extent <= 0:
-        raise ConfigError(f"raster extent must be positive, got {extent}")
-    check_tiling(tile, overlap)
-    if extent <= tile:
-        return [0]
-    stride = tile - overlap
-    gaps = math.ceil((extent - tile) / stride)
-    return [round(i * (extent - tile) / gaps) for i in range(gaps + 1)]
-
-
-def tile_cores(extent: int, tile: int, overlap: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` of the pixels each tile of :func:`tile_starts` owns along one axis.
-
-    Neighbours split their overlap in the middle, the first tile owns from 0 and the last to
-    ``extent``: every pixel is owned by exactly one tile, at least ``overlap // 2`` px from a
-    side of that tile that has a neighbour. A map made of the owned parts of each tile (the
-    ``"core"`` blend) is the same whoever predicts the tiles, one process or many workers,
-    because a pixel depends on one tile's input only.
-    """
-    starts = tile_starts(extent, tile, overlap)
-    cuts = [(a + tile + b) // 2 for a, b in itertools.pairwise(starts)]
-    return list(zip([0, *cuts], [*cuts, extent], strict=True))
-
-
-def check_tiling(tile: int, overlap: int) -> None:
-    """Raise ConfigError unless ``tile`` and ``overlap`` describe a usable tiling."""
-    if tile < 8:
-        raise ConfigError(f"tile size must be at least 8 pixels, got {tile}")
-    if not 0 <= overlap <= tile // 2:
-        raise ConfigError(
-            f"overlap must be between 0 and half the tile size ({tile // 2}), got {overlap}; "
-            "larger overlaps waste compute without improving the blend"
-        )
+from inference.predict.lattice import AxisTile, Blend
 
 
 def check_window(window: int | None, tile: int, model: str = "model",
@@ -197,26 +132,29 @@ def pad_to(block: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(block, ((0, 0), (0, max(pad_h, 0)), (0, max(pad_w, 0))), mode="edge")
 
 
-def weight_sums(extent: int, starts: Sequence[int], tile: int, flank: int, scale: int = 1,
-                blend: Blend = "cosine") -> np.ndarray:
-    """Per output pixel along one axis, the summed 1-D weights of the tiles at ``starts``.
+def weight_sums(extent: int, tiles: Sequence[AxisTile], tile: int, flank: int,
+                scale: int = 1, blend: Blend = "cosine") -> np.ndarray:
+    """Per output pixel along one axis, the summed 1-D weights of the lattice ``tiles``.
 
     Tile weights are outer products of two axis tapers (:func:`tile_weights`) and the tiles
     form a grid, so the weight a pixel gets from all its tiles is the product of this sum
     along the rows and along the columns: the accumulator divides by that instead of summing
-    a weight map tile by tile. ``extent`` and ``starts`` are on the input grid, ``tile`` and
-    ``flank`` too; the result has ``extent * scale`` entries. The ``core`` blend gives every
-    pixel to one tile at weight 1: ones.
+    a weight map tile by tile. ``extent`` and the tiles (:func:`inference.predict.lattice.
+    axis_tiles`, which may start before 0 and end past ``extent``) are on the input grid,
+    ``tile`` and ``flank`` too; the result has ``extent * scale`` entries, each summed over
+    its tiles in lattice order (the same sum in every map of that pixel). The ``core`` blend
+    gives every pixel to one tile at weight 1: ones.
     """
-    out = np.zeros(extent * scale, np.float64)
+    out = np.zeros(extent * scale, np.float32)
     if blend == "core":
         out[:] = 1.0
-        return out.astype(np.float32)
-    for i, a in enumerate(starts):
-        taper_i = taper(tile * scale, flank * scale, i > 0, i < len(starts) - 1, blend)
-        n = min(tile, extent - a) * scale
-        out[a * scale:a * scale + n] += taper_i[:n]
-    return out.astype(np.float32)
+        return out
+    taper_all = taper(tile * scale, flank * scale, True, True, blend)
+    for t in tiles:
+        a, b = max(t.start, 0) * scale, min(t.start + tile, extent) * scale
+        if b > a:
+            out[a:b] += taper_all[a - t.start * scale:b - t.start * scale]
+    return out
 
 
 class Accumulator:
@@ -278,11 +216,13 @@ class Accumulator:
                 part = part * weights[skip + first:skip + first + n, :w]
             self.sums[:, at:at + n, col:col + w] += part
 
-    def mark_invalid(self, invalid: np.ndarray, row: int) -> None:
+    def mark_invalid(self, invalid: np.ndarray, row: int, col: int = 0) -> None:
+        """Mark ``invalid`` (h, w), placed at output ``(row, col)``, as nodata."""
         skip = max(self.row0 - row, 0)
+        w = invalid.shape[1]
         if skip < invalid.shape[0]:
             for at, first, n in self._spans(row + skip - self.row0, invalid.shape[0] - skip):
-                self.invalid[at:at + n] |= invalid[skip + first:skip + first + n]
+                self.invalid[at:at + n, col:col + w] |= invalid[skip + first:skip + first + n]
 
     def take(self, rows: int, isa_class: int) -> tuple[np.ndarray, np.ndarray]:
         """Encode and remove the first ``rows`` rows: (class uint8, ISA probability uint8)."""
@@ -350,113 +290,3 @@ def encode(probs: np.ndarray, bad: np.ndarray, isa_class: int,
     np.copyto(classes, NODATA, where=bad)
     np.copyto(prob, NODATA, where=bad)
     return classes, prob
-
-
-@dataclass(frozen=True)
-class LatticeTile:
-    """One tile: the window its model input covers and the output pixels it owns (input grid)."""
-
-    row: int
-    col: int
-    window: Window  # tile x tile from the tile's start (may pass the edge of a small grid)
-    core: Window  # the pixels this tile's prediction gives the map (``core`` blend)
-
-    @property
-    def name(self) -> str:
-        return f"tile_r{self.row:04d}_c{self.col:04d}"
-
-
-@dataclass(frozen=True)
-class Lattice:
-    """Tile size, overlap and blend of a map (its anchor is the grid's upper-left corner).
-
-    Attributes:
-        tile: tile side, input pixels.
-        overlap: minimum overlap of neighbouring tiles, input pixels.
-        blend: how overlapping tiles combine (``core``: each pixel from its owner tile).
-    """
-
-    tile: int = 512
-    overlap: int = 64
-    blend: Blend = "cosine"
-
-    def __post_init__(self) -> None:
-        check_tiling(self.tile, self.overlap)
-        if self.blend not in get_args(Blend):
-            raise ConfigError(f"blend must be one of {', '.join(get_args(Blend))}, "
-                              f"got {self.blend!r}")
-
-    def tiles(self, height: int, width: int) -> list[LatticeTile]:
-        """Every tile of a ``height x width`` grid, row by row; the cores partition the grid."""
-        ys, xs = tile_starts(height, self.tile, self.overlap), tile_starts(width, self.tile,
-                                                                            self.overlap)
-        cy, cx = tile_cores(height, self.tile, self.overlap), tile_cores(width, self.tile,
-                                                                         self.overlap)
-        return [LatticeTile(i, j, Window(row_off=y, col_off=x, height=self.tile, width=self.tile),
-                            Window(row_off=r0, col_off=c0, height=r1 - r0, width=c1 - c0))
-                for i, (y, (r0, r1)) in enumerate(zip(ys, cy, strict=True))
-                for j, (x, (c0, c1)) in enumerate(zip(xs, cx, strict=True))]
-
-    def record(self, origin: tuple[float, float]) -> dict[str, Any]:
-        """What ``map.json`` and the COG tags keep: tile, overlap, blend and the grid's corner."""
-        return {"tile": self.tile, "overlap": self.overlap, "blend": self.blend,
-                "origin": [float(origin[0]), float(origin[1])]}
-
-    def tags(self, origin: tuple[float, float]) -> dict[str, str]:
-        """The record as GeoTIFF tags (``tile``, ``overlap``, ``blend``, ``lattice_origin``)."""
-        return {"tile": str(self.tile), "overlap": str(self.overlap), "blend": self.blend,
-                "lattice_origin": f"{float(origin[0])!r},{float(origin[1])!r}"}
-
-    def describe(self) -> str:
-        return f"--tile {self.tile} --overlap {self.overlap} ({self.blend} blend)"
-
-
-def batches(tiles: Sequence[LatticeTile], size: int) -> list[tuple[LatticeTile, ...]]:
-    """``tiles`` (row-major) in the streaming predictor's batches: runs of ``size`` per row.
-
-    Each tile row of :meth:`Lattice.tiles` is cut into runs of ``size`` tiles from its first
-    column, as :class:`inference.predict.sliding_window.SlidingWindowJob` batches it.
-
-    A forward pass over a batch may round its last float bit differently from one over the
-    same tile in a batch of another size; a runner that predicts these very batches gives the
-    streaming predictor's map bit for bit.
-    """
-    if size < 1:
-        raise ConfigError(f"batch size must be >= 1, got {size}")
-    out: list[tuple[LatticeTile, ...]] = []
-    for tile in tiles:
-        if out and out[-1][-1].row == tile.row and len(out[-1]) < size:
-            out[-1] = (*out[-1], tile)
-        else:
-            out.append((tile,))
-    return out
-
-
-def from_record(record: Mapping[str, Any]) -> tuple[Lattice, tuple[float, float] | None]:
-    """The lattice and origin of a :meth:`Lattice.record` or of COG tags (strings)."""
-    origin = record.get("origin", record.get("lattice_origin"))
-    if isinstance(origin, str):
-        origin = [float(v) for v in origin.split(",")]
-    return (Lattice(int(record["tile"]), int(record["overlap"]),
-                    record.get("blend", "cosine")),
-            (float(origin[0]), float(origin[1])) if origin else None)
-
-
-def check_same(lattice: Lattice, origin: tuple[float, float],
-               recorded: Mapping[str, Any], where: str) -> None:
-    """Refuse to add to ``where`` (a series, a date) a map cut on another lattice than its own.
-
-    Raises:
-        ConfigError: the tile, overlap, blend or anchor differs from ``recorded``.
-    """
-    theirs, their_origin = from_record(recorded)
-    same_origin = their_origin is None or all(
-        abs(a - b) < 1e-6 for a, b in zip(origin, their_origin, strict=True))
-    if theirs == lattice and same_origin:
-        return
-    anchor = "" if same_origin else f" anchored at {their_origin}"
-    raise ConfigError(
-        f"{where} was mapped on the tile lattice {theirs.describe()}{anchor}; this run would "
-        f"cut tiles on {lattice.describe()}, and a context-dependent model then shows false "
-        f"change between dates: map with {theirs.describe().split(' (')[0]} on the same grid, "
-        "or into another --out")

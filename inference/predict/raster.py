@@ -1,7 +1,8 @@
 """Streaming sliding-window inference over a raster of any size, resumable.
 
-Memory is bounded by one band of tile rows, never by the raster: the input is read one tile
-row at a time at full width (:func:`inference.predict.sliding_window.read_rows`), tile
+Memory is bounded by one band of tile rows, never by the raster's height: the input is read one
+block of tile columns of a tile row at a time (the tiles of the grid-anchored lattice,
+:mod:`inference.predict.lattice`, whole, past the raster's edges too), tile
 probabilities are blended into an accumulator that only spans the rows still open, and every
 output strip whose rows no later tile can touch is taken at once
 (:class:`inference.predict.blending.Accumulator`) and written to its own small GeoTIFF (the
@@ -127,6 +128,7 @@ def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,
         "bands": list(info.bands), "scale": scale,
         **({"normalisation": info.normalisation} if info.normalisation else {}),
         "config": {k: v for k, v in asdict(config).items() if k not in ignored},
+        "lattice": config.lattice.placement,  # tiles anchored to the CRS grid
     }
     run["hash"] = json_digest(run, 16)
     return run

@@ -1,11 +1,11 @@
 """The sliding window's engine: three threads that read, predict and write a raster's strips.
 
 :func:`inference.predict.raster.predict_raster` decides what to run (bands, fingerprint, resuming,
-outputs); :class:`SlidingWindowJob` runs it: a reader (the next tile row into a reused buffer,
-and its nodata mask), the main thread (batches of tile views through the model), and a
-writer (blend, take, the checkpoint strip files, and the two maps' COG encoders), the helpers
-at a lower OS priority than the model's threads. Per-stage times (:class:`Stages`) go back with
-the result.
+outputs); :class:`SlidingWindowJob` runs it: a reader (the next block of a tile row into a
+reused buffer, and its nodata mask), the main thread (batches of tile views through the
+model), and a writer (blend, take, the checkpoint strip files, and the two maps' COG
+encoders), the helpers at a lower OS priority than the model's threads. Per-stage times
+(:class:`Stages`) go back with the result.
 :class:`PredictConfig` (tiling and output options) is the job's configuration;
 :mod:`inference.predict.raster` re-exports it.
 """
@@ -41,25 +41,27 @@ from inference.cog.layout import write_tiled
 from inference.cog.maps import BLOCK, NODATA
 from inference.predict.blending import (
     Accumulator,
-    Blend,
-    Lattice,
     encode,
     invalid_mask,
-    pad_to,
     strip_bounds,
-    tile_cores,
-    tile_starts,
     tile_weights,
     weight_sums,
 )
 from inference.predict.keep import KeepRule
 from inference.predict.keep_inputs import KeepStrips
+from inference.predict.lattice import AxisTile, Blend, Lattice, grid_offset
 from inference.predict.postprocess import POSTPROCESSES, ClaheParams, ClaheStream, Postprocess
 from inference.predict.runtime import TilePredictor
-from inference.predict.sources import unreadable
+from inference.predict.sources import read_padded, unreadable
 
-#: Tile rows of work the writer thread may fall behind the model (bounds the memory).
-PENDING_ROWS = 2
+#: Column blocks of work the writer thread may fall behind the model (bounds the memory).
+PENDING_BLOCKS = 2
+#: About how many input pixels wide the reader reads a tile row at a time (a whole number of
+#: batches of tile columns): the read buffers do not grow with the raster's width.
+COLUMN_BLOCK_PX = 4096
+
+#: a block's nodata mask on the output grid, and its output ``(row, col)``
+Invalid = tuple[np.ndarray, int, int]
 #: How much lower helper threads run than the model's (Linux nice levels, 0-19).
 HELPER_NICENESS = 5
 
@@ -214,7 +216,8 @@ def _cpu_is_free(predictor: TilePredictor) -> bool:
 class SlidingWindowJob:
     """One run of the sliding window: three threads, each owning its stage's state.
 
-    - reader: the next tile row (``read_rows``) and its nodata mask, one row ahead;
+    - reader: the next block of tile columns of a tile row (whole tiles of the grid-anchored
+      lattice, :mod:`inference.predict.lattice`) and its nodata mask, one block ahead;
     - main thread (this object's ``run``): runs the model on batches of tiles (views);
     - writer ("encoder" in the stage names): blends tile probabilities into the accumulator,
       takes finished strips and writes them to their checkpoint files (two bands: classes,
@@ -225,7 +228,7 @@ class SlidingWindowJob:
       the COGs from the strips at the end. With CLAHE post-processing, strips pass through
       the :class:`ClaheStream` first.
 
-    Work handed to the writer is bounded (:data:`PENDING_ROWS` tile rows), so memory stays
+    Work handed to the writer is bounded (:data:`PENDING_BLOCKS` blocks), so memory stays
     bounded when it is slower than the model; results arrive in order because the writer is
     one thread.
     """
@@ -289,10 +292,16 @@ class SlidingWindowJob:
         context = self.post.context_start(self.resume_row) if self.post else self.resume_row
         self.todo = [i for i, (_, r1) in enumerate(self.strips) if r1 > context]
         self.tiles = 0
-        #: the reader fills these in turn: it runs one tile row ahead of the model, so the
-        #: row the model reads its tiles from is never the one being filled
-        self._buffers: list[np.ndarray] = []
-        self._reads = 0
+        #: the lattice's tiles along the rows and the columns (anchored to the CRS grid)
+        self.rows_t, self.cols_t = config.lattice.axes(src.height, src.width,
+                                                       grid_offset(src.transform))
+        self.blocks = column_blocks(self.cols_t, config.batch_size, config.tile - config.overlap,
+                                    None if getattr(src, "whole_rows", False) else
+                                    COLUMN_BLOCK_PX)
+        #: the reader fills these in turn (per block width): it runs one block ahead of the
+        #: model, so the block the model reads its tiles from is never the one being filled
+        self._buffers: dict[int, list[np.ndarray]] = {}
+        self._reads: dict[int, int] = {}
         #: the arrays each strip's probabilities are taken into (see ``_close_row``)
         self._taken: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -315,18 +324,16 @@ class SlidingWindowJob:
     # ---------------------------------------------------------------- main thread
     def run(self) -> None:
         s, tile = self.predictor.scale, self.config.tile
-        src = self.src
-        starts_y = tile_starts(src.height, tile, self.config.overlap)
-        starts_x = tile_starts(src.width, tile, self.config.overlap)
-        span = min(tile, src.height)
+        rows_t, blocks = self.rows_t, self.blocks
         pending: collections.deque[Future] = collections.deque()
-        per_row = math.ceil(len(starts_x) / self.config.batch_size) + 1
+        per_block = max(len(b) for b in blocks) // self.config.batch_size + 2
         with ThreadPoolExecutor(1, initializer=lower_thread_priority) as reader, \
                 ThreadPoolExecutor(1, initializer=lower_thread_priority) as writer:
 
             def hand_over(fn, *args) -> None:
                 pending.append(writer.submit(fn, *args))
-                while pending and (pending[0].done() or len(pending) > PENDING_ROWS * per_row):
+                while pending and (pending[0].done()
+                                   or len(pending) > PENDING_BLOCKS * per_block):
                     with self.stages.time("wait_encoder"):
                         pending.popleft().result()  # re-raises the writer's errors here
 
@@ -334,29 +341,35 @@ class SlidingWindowJob:
                 hand_over(self._replay_strips)  # a resumed run's strips go to the COGs first
             if self.todo:
                 row_from = self.strips[self.todo[0]][0]
-                k0 = next(k for k, y in enumerate(starts_y) if (y + span) * s > row_from)
-                self.acc_rows = (row_from, span * s + self.config.strip_rows)
-                bar = progress_bar(total=(len(starts_y) - k0) * len(starts_x), unit="tile",
-                           disable=not self.progress, desc="predict")
+                k0 = next(k for k, y in enumerate(rows_t) if (y.start + tile) * s > row_from)
+                self.acc_rows = (row_from, tile * s + self.config.strip_rows)
+                todo_tiles = (len(rows_t) - k0) * len(self.cols_t)
+                bar = progress_bar(total=todo_tiles, unit="tile", disable=not self.progress,
+                                   desc="predict")
                 if self.predictor.expected_tiles is None:  # whether compiling can pay
-                    self.predictor.expected_tiles = (len(starts_y) - k0) * len(starts_x)
-                nxt = reader.submit(self._read, starts_y[k0])
-                for k in range(k0, len(starts_y)):
+                    self.predictor.expected_tiles = todo_tiles
+                units = [(k, c) for k in range(k0, len(rows_t)) for c in range(len(blocks))]
+                nxt = reader.submit(self._read, *units[0])
+                for n, (k, c) in enumerate(units):
                     with self.stages.time("wait_reader"):
-                        block, rows, invalid = nxt.result()
-                    if k + 1 < len(starts_y):
-                        nxt = reader.submit(self._read, starts_y[k + 1])
+                        block, invalid = nxt.result()
+                    if n + 1 < len(units):
+                        nxt = reader.submit(self._read, *units[n + 1])
                     finite = True
-                    for xs, probs, batch_finite in self._predict_row(block, starts_x):
+                    for xs, probs, batch_finite in self._predict_block(block, blocks[c]):
                         finite &= batch_finite
-                        hand_over(self._blend, k, starts_y, starts_x, xs, probs)
-                    if not finite:  # NaN or infinities in the row: their pixels are nodata
+                        hand_over(self._blend, k, xs, probs)
+                    if not finite:  # NaN or infinities in the block: their pixels are nodata
                         with self.stages.time("mask"):
-                            invalid = self._invalid(rows, finite=False)
-                    final = starts_y[k + 1] * s if k + 1 < len(starts_y) else self.height
-                    hand_over(self._close_row, starts_y[k] * s, invalid, final)
-                    bar.update(len(starts_x))
-                    self.tiles += len(starts_x)
+                            invalid = self._invalid(block, k, c, finite=False)
+                    if invalid is not None:
+                        hand_over(self._mark, invalid)
+                    if c == len(blocks) - 1:
+                        final = (max(rows_t[k + 1].start, 0) * s if k + 1 < len(rows_t)
+                                 else self.height)
+                        hand_over(self._close_row, final)
+                    bar.update(len(blocks[c]))
+                    self.tiles += len(blocks[c])
                 if self.post is not None:  # the strips the CLAHE stream still holds
                     hand_over(lambda: self._post_done(self.post.finish()))
                 bar.close()
@@ -364,61 +377,73 @@ class SlidingWindowJob:
                 with self.stages.time("wait_encoder"):
                     pending.popleft().result()
 
-    def _predict_row(self, block: np.ndarray,
-                     starts_x: list[int]) -> Iterator[tuple]:
-        """Tiles of one tile row, batch by batch: ``(x offsets, probabilities, finite)``.
+    def _predict_block(self, block: np.ndarray,
+                       xs: list[AxisTile]) -> Iterator[tuple]:
+        """Tiles of one column block, batch by batch: ``(tiles, probabilities, finite)``.
 
         ``finite``: whether the batch's inputs held no NaN and no infinity. The tiles are
-        views into the row: the predictor normalises them straight
+        views into the block: the predictor normalises them straight
         into the model's batch, so the main thread makes no copy of its own, and checks them
-        there for NaN and infinities (no pass over the row of its own).
+        there for NaN and infinities (no pass over the block of its own).
         """
         tile, size = self.config.tile, self.config.batch_size
-        for b in range(0, len(starts_x), size):
-            xs = starts_x[b:b + size]
+        col = xs[0].start
+        for b in range(0, len(xs), size):
+            group = xs[b:b + size]
             with self.stages.time("predict"):
-                tiles = [block[:, :, x:x + tile] for x in xs]
-                probs = self.predictor(tiles, compact=True)
-            yield xs, probs, self.predictor.last_finite
+                tiles = [block[:, :, x.start - col:x.start - col + tile] for x in group]
+                probs = forward(self.predictor, tiles, size)
+            yield group, probs, self.predictor.last_finite
 
     # ---------------------------------------------------------------- reader thread
-    def _read(self, y: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The tile row at input row ``y``: ``(its tiles' source, its rows, nodata mask)``.
+    def _read(self, k: int, c: int) -> tuple[np.ndarray, Invalid | None]:
+        """Tile row ``k``'s column block ``c``: ``(its tiles' input, nodata mask)``.
 
-        The mask holds the bands' nodata values (None where no band has one); NaN and
-        infinities are found by the model's thread as it normalises the tiles
-        (:meth:`_predict_row`).
+        The block spans its tiles whole (past the raster's edges too:
+        :func:`inference.predict.sources.read_padded`). The mask (on the output grid, for the
+        block's pixels inside the raster) holds the bands' nodata values (None where no band
+        has one); NaN and infinities are found by the model's thread as it normalises the
+        tiles (:meth:`_predict_block`).
         """
-        tile, src = self.config.tile, self.src
-        rows = min(tile, src.height - y)
+        tile, xs = self.config.tile, self.blocks[c]
+        col, width = xs[0].start, xs[-1].start + tile - xs[0].start
         with self.stages.time("read"):
-            out = None
-            if rows == tile:  # a full tile row: into the buffer the model is done with
-                if len(self._buffers) < 2:
-                    self._buffers.append(np.empty((len(self.indexes), tile, src.width),
-                                                  np.float32))
-                out = self._buffers[self._reads % 2]
-                self._reads += 1
-            with self._source_lock:
-                block = read_rows(src, self.indexes, y, rows, out=out)
+            buffers = self._buffers.setdefault(width, [])
+            if len(buffers) < 2:
+                buffers.append(np.empty((len(self.indexes), tile, width), np.float32))
+            out = buffers[self._reads.get(width, 0) % 2]
+            self._reads[width] = self._reads.get(width, 0) + 1
+            with self._source_lock, _read_errors(self.src):
+                block = read_padded(self.src, self.indexes, self.rows_t[k].start, col, tile,
+                                    width, out=out)
         with self.stages.time("mask"):
             invalid = None
             if any(v is not None and not math.isnan(v) for v in self.nodata):
-                invalid = self._invalid(block, finite=True)
-            tiles = block
-            if rows < tile or src.width < tile:  # a raster smaller than a tile
-                tiles = pad_to(block, tile, max(src.width, tile))
-        return tiles, block, invalid
+                invalid = self._invalid(block, k, c, finite=True)
+        return block, invalid
 
-    def _invalid(self, rows: np.ndarray, finite: bool) -> np.ndarray:
-        """Where the rows are nodata, on the output grid (``finite``: skip the NaN test)."""
-        invalid = invalid_mask(rows, self.nodata, finite)
+    def _inside(self, k: int, c: int) -> tuple[int, int, int, int]:
+        """``(row0, row1, col0, col1)`` of tile row ``k``'s block ``c`` inside the raster."""
+        y, xs, tile = self.rows_t[k].start, self.blocks[c], self.config.tile
+        return (max(y, 0), min(y + tile, self.src.height), max(xs[0].start, 0),
+                min(xs[-1].start + tile, self.src.width))
+
+    def _invalid(self, block: np.ndarray, k: int, c: int,
+                 finite: bool) -> Invalid:
+        """Where the block's pixels inside the raster are nodata, and their output corner.
+
+        On the output grid, as ``(mask, row, col)``; ``finite``: skip the NaN test.
+        """
+        r0, r1, c0, c1 = self._inside(k, c)
+        y, x = self.rows_t[k].start, self.blocks[c][0].start
+        invalid = invalid_mask(block[:, r0 - y:r1 - y, c0 - x:c1 - x], self.nodata, finite)
         s = self.predictor.scale
-        return invalid.repeat(s, axis=0).repeat(s, axis=1) if s > 1 else invalid
+        if s > 1:
+            invalid = invalid.repeat(s, axis=0).repeat(s, axis=1)
+        return invalid, r0 * s, c0 * s
 
     # ---------------------------------------------------------------- writer thread
-    def _blend(self, k: int, starts_y: list[int], starts_x: list[int], xs: list[int],
-               probs: np.ndarray) -> None:
+    def _blend(self, k: int, xs: list[AxisTile], probs: np.ndarray) -> None:
         s, tile, config = self.predictor.scale, self.config.tile, self.config
         with self.stages.time("blend"):
             if self.acc is None:
@@ -429,34 +454,30 @@ class SlidingWindowJob:
                 ov = config.overlap
                 self.acc = Accumulator(
                     probs.shape[1], self.acc_rows[1], self.width, self.acc_rows[0],
-                    weight_sums(self.src.height, starts_y, tile, ov, s, config.blend),
-                    weight_sums(self.src.width, starts_x, tile, ov, s, config.blend))
-            y = starts_y[k]
+                    weight_sums(self.src.height, self.rows_t, tile, ov, s, config.blend),
+                    weight_sums(self.src.width, self.cols_t, tile, ov, s, config.blend))
+            y = self.rows_t[k]
+            weights = None
             if config.blend == "core":
-                self._add_cores(k, y, starts_x, xs, probs)
-                return
-            rows = min(tile, self.src.height - y) * s
-            last_y, last_x = k == len(starts_y) - 1, starts_x[-1]
+                r0, r1 = y.core
+            else:
+                r0, r1 = max(y.start, 0), min(y.start + tile, self.src.height)
+                weights = tile_weights(tile * s, config.overlap * s, top=True, bottom=True,
+                                       left=True, right=True, blend=config.blend)
+            rows = slice((r0 - y.start) * s, (r1 - y.start) * s)
             for j, x in enumerate(xs):
-                cols = min(tile, self.src.width - x) * s
-                weights = tile_weights(tile * s, config.overlap * s, top=k > 0,
-                                       bottom=not last_y, left=x > 0, right=x < last_x,
-                                       blend=config.blend)
-                self.acc.add(probs[j, :, :rows, :cols], weights, y * s, x * s)
+                c0, c1 = x.core if config.blend == "core" else (
+                    max(x.start, 0), min(x.start + tile, self.src.width))
+                if r1 <= r0 or c1 <= c0:
+                    continue
+                cols = slice((c0 - x.start) * s, (c1 - x.start) * s)
+                self.acc.add(probs[j, :, rows, cols],
+                             None if weights is None else weights[rows, cols], r0 * s, c0 * s)
 
-    def _add_cores(self, k: int, y: int, starts_x: list[int], xs: list[int],
-                   probs: np.ndarray) -> None:
-        """The ``core`` blend: each tile gives the map only the pixels it owns, at weight 1."""
-        s, tile, overlap = self.predictor.scale, self.config.tile, self.config.overlap
-        if self._cores is None:
-            self._cores = (tile_cores(self.src.height, tile, overlap),
-                           dict(zip(starts_x, tile_cores(self.src.width, tile, overlap),
-                                    strict=True)))
-        r0, r1 = self._cores[0][k]
-        for j, x in enumerate(xs):
-            c0, c1 = self._cores[1][x]
-            part = probs[j, :, (r0 - y) * s:(r1 - y) * s, (c0 - x) * s:(c1 - x) * s]
-            self._accumulator().add(part, None, r0 * s, c0 * s)
+    def _mark(self, invalid: Invalid) -> None:
+        """Mark a block's nodata pixels (:meth:`_invalid`) in the accumulator."""
+        mask, row, col = invalid
+        self._accumulator().mark_invalid(mask, row, col)
 
     def _accumulator(self) -> Accumulator:
         """The accumulator, made with the first batch (every caller runs after one)."""
@@ -464,10 +485,8 @@ class SlidingWindowJob:
             raise RuntimeError("no batch was predicted before the accumulator was used")
         return self.acc
 
-    def _close_row(self, row: int, invalid: np.ndarray | None, final_row: int) -> None:
-        """Mark the row's nodata (None: none); take, checkpoint and encode the final strips."""
-        if invalid is not None:
-            self._accumulator().mark_invalid(invalid, row)
+    def _close_row(self, final_row: int) -> None:
+        """Take, checkpoint and encode the strips that end at ``final_row`` or above."""
         while self.todo and self.strips[self.todo[0]][1] <= final_row:
             r0, r1 = self.strips[self.todo.pop(0)]
             with self.stages.time("take"):
@@ -526,6 +545,32 @@ class SlidingWindowJob:
             with self.stages.time("encode"):
                 self.streams["class"].add(classes)
                 self.streams["probability"].add(prob)
+
+
+def column_blocks(cols: list[AxisTile], batch_size: int, stride: int,
+                  block_px: int | None) -> list[list[AxisTile]]:
+    """The tile columns of a tile row in blocks read at once: whole batches, ~``block_px`` wide.
+
+    A block holds a whole number of batches (the batches stay the row's runs of
+    ``batch_size`` from its first column, :func:`inference.predict.lattice.batches`), so
+    blocking changes no forward pass. ``block_px`` None: the whole row in one block.
+    """
+    per = len(cols) if block_px is None else batch_size * max(1, block_px // (stride *
+                                                                              batch_size))
+    return [cols[i:i + per] for i in range(0, len(cols), max(per, 1))]
+
+
+def forward(predictor: TilePredictor, tiles: list[np.ndarray], batch_size: int) -> np.ndarray:
+    """The compact probabilities of ``tiles``, a lone tile run beside a copy of itself.
+
+    A forward pass over one tile may round differently from the same tile among others (torch
+    picks another kernel for a batch of one); with ``batch_size`` above one a lone tile (the
+    end of a row) is therefore never run alone, so a tile's bits do not depend on where the
+    row of a map ends (:mod:`inference.predict.lattice`).
+    """
+    if len(tiles) == 1 and batch_size > 1:
+        return predictor([tiles[0], tiles[0]], compact=True)[:1]
+    return predictor(tiles, compact=True)
 
 
 def strip_path(work: Path, row0: int) -> Path:

@@ -123,6 +123,83 @@ def read_window(source: RasterSource, indexes: Sequence[int], window: Window) ->
     return source.read(list(indexes), window=window, out_dtype="float32")
 
 
+def read_padded(source: RasterSource, indexes: Sequence[int], row: int, col: int, height: int,
+                width: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Bands ``indexes`` in rows ``[row, row + height)`` and columns ``[col, col + width)``.
+
+    The window may reach past ``source``'s edges (a lattice tile hanging over them): a source
+    that reads there itself (``reads_beyond``: a window of a larger stack, tiles fetched from
+    Earth Engine) is read as it is; elsewhere the pixels past the edges are NaN (nodata, which
+    the model sees as each band's mean), as Earth Engine returns the pixels around its image.
+    ``out``: a float32 array of the window's shape to fill.
+    """
+    if out is None:
+        out = np.empty((len(indexes), height, width), np.float32)
+    if getattr(source, "reads_beyond", False):
+        return source.read(list(indexes), window=Window(col, row, width, height),
+                           out_dtype="float32", out=out)
+    r0, r1 = max(row, 0), min(row + height, source.height)
+    c0, c1 = max(col, 0), min(col + width, source.width)
+    if (r0, r1, c0, c1) == (row, row + height, col, col + width):
+        return source.read(list(indexes), window=Window(col, row, width, height),
+                           out_dtype="float32", out=out)
+    out.fill(np.nan)
+    if r1 > r0 and c1 > c0:
+        out[:, r0 - row:r1 - row, c0 - col:c1 - col] = source.read(
+            list(indexes), window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype="float32")
+    return out
+
+
+class WindowSource:
+    """A window of a larger source, read as a raster of its own that reads past its edges.
+
+    What maps part of a stack (a city inside its province's stack): the map covers the
+    window, and the lattice tiles hanging over its edges see the stack's own pixels there
+    (nodata only past the stack's edges), so the window's map equals the stack's map on
+    every pixel of the window.
+    """
+
+    reads_beyond = True
+
+    def __init__(self, source: RasterSource, row: int, col: int, height: int,
+                 width: int) -> None:
+        if not (row >= 0 and col >= 0 and row + height <= source.height
+                and col + width <= source.width and height > 0 and width > 0):
+            raise InputDataError(
+                f"window rows {row}..{row + height}, columns {col}..{col + width} is not "
+                f"inside the {source.height} x {source.width} input; give a window inside it")
+        self.source, self.row, self.col = source, row, col
+        self.width, self.height, self.count = width, height, source.count
+        self.transform = source.transform * Affine.translation(col, row)
+        self.crs, self.descriptions = source.crs, source.descriptions
+        self.nodatavals = source.nodatavals
+        name = getattr(source, "identity", None) or getattr(source, "name", "")
+        self.identity = f"{name}[{row}:{row + height},{col}:{col + width}]"
+
+    def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
+             out: np.ndarray | None = None) -> np.ndarray:
+        if window is None:
+            window = Window(0, 0, self.width, self.height)
+        data = read_padded(self.source, indexes, int(window.row_off) + self.row,
+                           int(window.col_off) + self.col, int(window.height),
+                           int(window.width), out)
+        return data.astype(out_dtype, copy=False)
+
+    def sample(self, indexes: Sequence[int], max_side: int) -> np.ndarray:
+        """A decimated read of the window alone (:func:`decimated_read`'s), nodata NaN."""
+        step = max(1, -(-max(self.width, self.height) // max_side))
+        shape = (len(indexes), max(1, self.height // step), max(1, self.width // step))
+        sample = getattr(self.source, "sample", None)
+        if sample is not None and (self.height, self.width) == (self.source.height,
+                                                                 self.source.width):
+            return np.asarray(sample(indexes, max_side))
+        reader: Any = self.source  # a rasterio dataset: it reads decimated (out_shape)
+        data = reader.read(list(indexes), window=Window(self.col, self.row, self.width,
+                                                        self.height),
+                           out_shape=shape, out_dtype="float32")
+        return _masked(self.source, indexes, data)
+
+
 class MaskedFileSource:
     """A raster read through rasterio with pixels at or below ``masked_below`` as NaN."""
 

@@ -135,7 +135,26 @@ class LinearLogits(torch.nn.Module):
         return self.conv(x)
 
 
+class TileContext(torch.nn.Module):
+    """A pixel's logits depend on its whole tile (the tile's band means, as CroFuseNet pools).
+
+    Two tilings of the same pixels give different maps; the same tiles give the same map.
+    """
+
+    def __init__(self, in_channels: int = len(BANDS), num_classes: int = 2,
+                 seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.local = torch.nn.Conv2d(in_channels, num_classes, 3, padding=1)
+        self.context = torch.nn.Linear(in_channels, num_classes)
+
+    def forward(self, x):
+        return self.local(x) + 4 * self.context(x.mean(dim=(2, 3)))[:, :, None, None]
+
+
 MODELS: dict[str, ModelEntry] = {"test-threshold": ModelEntry(BandThreshold),
                                  "test-linear": ModelEntry(LinearLogits),
                                  "test-band-conv": ModelEntry(BandConv),
-                                 "test-tied": ModelEntry(TiedConv)}
+                                 "test-tied": ModelEntry(TiedConv),
+                                 "test-tile-context": ModelEntry(TileContext)}
+

@@ -34,7 +34,7 @@ from inference.cog.maps import OutputInfo
 from inference.mapping.beam_map import predict_date, runtime_tags
 from inference.mapping.request import MapRequest, model_dataset, region_grid
 from inference.mapping.tiles import plan_tiles
-from inference.predict.blending import Lattice
+from inference.predict.lattice import Lattice
 from inference.predict.runtime import RuntimeOptions
 from inference.region_map import PublishTarget, map_region
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack

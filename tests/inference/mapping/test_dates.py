@@ -8,9 +8,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from rasterio.windows import Window as RioWindow
 
-from gee_export.contract.geotiff import write_geotiff
 from gee_export.contract.grid import Grid
 from gee_export.contract.regions import Region
 from gee_export.core.errors import ConfigError, EarthEngineError, GridError, InputDataError
@@ -20,6 +18,7 @@ from inference.mapping.fetched import fetch_layout
 from inference.mapping.request import MapRequest, parse_dates, region_grid
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
+from inference.predict.sources import WindowSource
 from inference.predict.workflow import predict_with_model_file
 from inference.region_map import map_region
 from tests.support.mapping import (
@@ -51,15 +50,13 @@ def request_for(stack, model, out, **kw) -> MapRequest:
     return MapRequest(**{**args, **kw})
 
 
-def crop(stack, grid: Grid, path, bands=BANDS) -> str:
-    """The local stack file cut to the map's grid (what a user would predict by hand)."""
-    with rasterio.open(stack.image) as src:
-        col = round((grid.x0 - src.transform.c) / grid.resolution)
-        row = round((src.transform.f - grid.y0) / grid.resolution)
-        data = src.read(window=RioWindow(col, row, grid.width, grid.height), boundless=True,
-                        fill_value=np.nan)
-    write_geotiff(path, data, grid.transform, grid.crs, float("nan"), descriptions=bands)
-    return str(path)
+def window_of(stack, grid: Grid) -> WindowSource:
+    """The map's grid as a window of the local stack file, read past its edges from the stack:
+    what the map of the region is on the lattice (its tiles see the stack's pixels around it)."""
+    src = rasterio.open(stack.image)
+    col = round((grid.x0 - src.transform.c) / grid.resolution)
+    row = round((src.transform.f - grid.y0) / grid.resolution)
+    return WindowSource(src, row, col, grid.height, grid.width)
 
 
 def read(path) -> np.ndarray:
@@ -86,7 +83,7 @@ def test_fake_server_map_equals_predicting_the_local_stack_file(scene, ee_offlin
     assert grid.crs == stack.grid.crs and (grid.x0 - stack.grid.x0) % 10 == 0
     (date,) = result.dates
     expected = predict_with_model_file(
-        model, crop(stack, grid, tmp_path / "crop.tif"), str(tmp_path / "ref" / "isa"),
+        model, window_of(stack, grid), str(tmp_path / "ref" / "isa"),
         config=PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4, blend="core"),
         options=OPTIONS, progress=False)
     got = date.outputs.prediction
@@ -97,19 +94,21 @@ def test_fake_server_map_equals_predicting_the_local_stack_file(scene, ee_offlin
         assert (a == 255).any() and (a != 255).mean() > 0.9  # the hole is nodata, not guessed
     with rasterio.open(got.class_path) as ds:
         assert ds.tags()["month"] == MONTH and ds.transform == grid.transform
-    layout = fetch_layout(grid, TILE, OVERLAP)
+    layout = fetch_layout(grid, TILE, OVERLAP, "core")
     assert result.dates[0].outputs.prediction.tiles == sum(len(row) for row in layout)
     # neighbouring tiles of a row share a request (here a whole row fits in one), after the
     # first rows' smaller requests (1, 2 then 4 tiles each) that let the model start early
-    # (4 workers: rows are fetched ahead, so the start matters)
-    assert len(layout) == 4 and all(len(row) == 4 for row in layout)
-    assert len(transport.served) == 4 + 2 + 1 + 1
+    # (4 workers: rows are fetched ahead, so the start matters; never more requests in a
+    # ramp row than workers: 5 tiles in 3 requests)
+    assert len(layout) == 5 and all(len(row) == 5 for row in layout)
+    assert len(transport.served) == 3 + 3 + 2 + 1 + 1
     # STAC beside every COG, and the run record
     assert json.loads((tmp_path / "out" / MONTH / f"isa_{MONTH}_class.stac.json").read_text())[
         "properties"]["isamap:model"] == "unet"
     record = json.loads((tmp_path / "out" / "map.json").read_text())
     assert record["dates"][MONTH]["class_cog"] == f"{MONTH}/isa_{MONTH}_class.tif"
     assert record["lattice"] == {"tile": TILE, "overlap": OVERLAP, "blend": "core",
+                                 "lattice": "grid", "anchor": [0.0, 0.0],
                                  "origin": [grid.x0, grid.y0]}
 
 
@@ -341,14 +340,14 @@ def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, ee_
                         echo=lambda _: None)
     (date,) = result.dates
     config = PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4, blend="core")
-    crop_path = crop(stack, result.grid, tmp_path / "crop.tif")
-    post = predict_with_model_file(model, crop_path, str(tmp_path / "post" / "isa"),
+    window = window_of(stack, result.grid)
+    post = predict_with_model_file(model, window, str(tmp_path / "post" / "isa"),
                                    config=PredictConfig(**{**config.__dict__,
                                                            "postprocess": "clahe",
                                                            "clahe": clahe,
                                                            "force_postprocess": True}),
                                    options=OPTIONS, progress=False)
-    plain = predict_with_model_file(model, crop_path, str(tmp_path / "plain" / "isa"),
+    plain = predict_with_model_file(model, window, str(tmp_path / "plain" / "isa"),
                                     config=config, options=OPTIONS, progress=False)
     got = date.outputs.prediction
     assert np.array_equal(read(got.class_path), read(post.prediction.class_path))

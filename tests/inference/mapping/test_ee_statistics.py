@@ -34,7 +34,7 @@ from inference.mapping.request import MapRequest
 from inference.predict.raster import PredictConfig
 from inference.predict.workflow import predict_with_model_file
 from inference.region_map import map_region
-from tests.inference.mapping.test_dates import OPTIONS, OVERLAP, TILE, crop, read
+from tests.inference.mapping.test_dates import OPTIONS, OVERLAP, TILE, read, window_of
 from tests.support.mapping import (
     MONTH,
     inner_region,
@@ -85,9 +85,9 @@ def _request(stack, model, out, dates=(MONTH,)) -> MapRequest:
 
 
 def _local(stack, model, grid: Grid, folder):
-    """``isamap-predict`` of the stack file cut to the map's grid (the local sample)."""
+    """``isamap-predict`` of the map's grid as a window of the stack file (the local sample)."""
     return predict_with_model_file(
-        model, crop(stack, grid, folder / "crop.tif"), str(folder / "local" / "isa"),
+        model, window_of(stack, grid), str(folder / "local" / "isa"),
         config=PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4, blend="core"),
         options=OPTIONS, progress=False).prediction
 

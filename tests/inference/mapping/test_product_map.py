@@ -22,7 +22,7 @@ from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.workflow import predict_with_model_file
 from inference.region_map import map_region
-from tests.inference.mapping.test_dates import crop
+from tests.inference.mapping.test_dates import window_of
 from tests.support.mapping import MONTH, inner_region, session_for
 from tests.support.nlcd import nlcd_scene
 from training.modelfile import ModelMeta, save_model_file
@@ -60,7 +60,7 @@ def test_a_product_reading_model_maps_earth_engine_dates(ee_offline, tmp_path):
     result = map_region(request, session=session_for(transport), echo=lambda _: None)
     assert {bands for _, bands in transport.served} == {BANDS}  # no label: the product alone
     expected = predict_with_model_file(
-        model, crop(stack, result.grid, tmp_path / "crop.tif", BANDS),
+        model, window_of(stack, result.grid),
         str(tmp_path / "ref" / "lc"),
         config=PredictConfig(tile=32, overlap=8, batch_size=4, blend="core"), options=OPTIONS,
         progress=False)

@@ -7,7 +7,7 @@ import rasterio
 
 from inference.cog.maps import OutputInfo
 from inference.mapping.tiles import fetch_tile, mosaic, plan_tiles, predict_tile, write_tile
-from inference.predict.blending import Lattice
+from inference.predict.lattice import Lattice
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.mapping import MONTH, session_for, write_month_stack
@@ -58,24 +58,32 @@ def test_tiles_cover_the_grid_once_and_mosaic_to_the_streaming_map(tmp_path, ee_
         assert (a.read(1)[30:50, 20:60] == 255).all()
 
 
-def test_tiles_of_a_grid_smaller_than_a_tile_are_padded_as_the_streaming_reader_pads(
+def test_a_tile_over_the_grids_edge_is_fetched_whole_as_the_streaming_reader_reads_it(
         tmp_path, ee_offline):
-    """A U-Net needs sides divisible by 16: a grid smaller than a tile is fetched inside the
-    grid and edge-padded to the tile, the same input the streaming reader gives the model."""
+    """Tiles sit on the grid-anchored lattice and hang over a small grid's edges: each is
+    fetched whole, the stack's pixels inside and nodata (NaN) past the stack's edges, the
+    input the streaming reader gives the model from the stack file."""
     import ee
 
     from gee_export.ee.fake_server import StackTransport
     from gee_export.ee.prediction_stack import prediction_image, recipe_for_month
     from gee_export.ee.sentinel2 import month_window
+    from inference.predict.sources import read_padded
 
     stack = write_month_stack(tmp_path, smooth_stack(40, 50, seed=2))
     grid = stack.grid
-    (tile,) = plan_tiles(grid, Lattice(64, 16, "core"))
-    assert (tile.window.height, tile.window.width) == (64, 64)
-    assert (tile.core.height, tile.core.width) == (40, 50)
+    tiles = plan_tiles(grid, Lattice(64, 16, "core"))
+    assert sum(t.core.height * t.core.width for t in tiles) == 40 * 50
     date = recipe_for_month({"s1": {}, "s2": {}}, BANDS, MONTH)
     date = type(date)(date.recipe, month_window(MONTH), date.s1_window)
     image = prediction_image(grid, date, ee.Geometry.Rectangle([117.0, 30.6, 117.02, 30.62]))
-    data = fetch_tile(session_for(StackTransport(stack)), image, grid, tile, BANDS)
-    assert data.shape == (6, 64, 64) and np.isfinite(data).all()
-    assert np.array_equal(data[:, 39, :50], data[:, 63, :50])  # the last row, repeated
+    session = session_for(StackTransport(stack))
+    with rasterio.open(stack.image) as src:
+        for tile in tiles:
+            w = tile.window
+            assert (w.height, w.width) == (64, 64)
+            assert w.row_off < 0 or w.col_off < 0 or w.row_end > 40 or w.col_end > 50
+            data = fetch_tile(session, image, grid, tile, BANDS)
+            assert data.shape == (6, 64, 64) and np.isnan(data).any()
+            expected = read_padded(src, range(1, 7), w.row_off, w.col_off, 64, 64)
+            np.testing.assert_array_equal(data, expected)
