@@ -25,6 +25,7 @@ from gee_export.core.parsers import command_parser
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
+from inference.predict.vectors import add_vector_arguments, vector_options
 
 if TYPE_CHECKING:
     from inference.mapping.dates import DateResult
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--local-dir", help="folder of PNGs, tables, STAC and publication files "
                       "(default: --out when local)")
     add_postprocess_arguments(p)
+    add_vector_arguments(p)
     pub = p.add_argument_group("publishing")
     pub.add_argument("--publish", metavar="ASSET_PARENT",
                      help="publish the series as <ASSET_PARENT>/isa_<region> ImageCollection")
@@ -197,7 +199,8 @@ def _run(args: argparse.Namespace) -> int:
         scene_reading=tuple(sorted(given.items())), change_margin=args.change_margin,
         change_rule=args.change_rule,
         spectral_threshold=(DEFAULT_SPECTRAL_THRESHOLD if args.spectral_threshold is None
-                            else args.spectral_threshold))
+                            else args.spectral_threshold),
+        vectors=vector_options(args))
     if args.spectral_threshold is not None and request.rule() != "spectral":
         raise ConfigError(f"--spectral-threshold is the spectral change rule's, and this run "
                           f"decides change by the {request.rule()} rule; drop it, or ask for "

@@ -36,6 +36,7 @@ from inference.predict import stats
 from inference.predict.blending import check_window
 from inference.predict.keep_inputs import check_input_product, check_product
 from inference.predict.postprocess import check_postprocess
+from inference.predict.vectors import check_vector_extra
 from inference.publish.app_zones import app_zones
 from inference.publish.asset_manifest import asset_name, check_asset_name
 from inference.publish.collection import SeriesPublication, SeriesRequest, publish_series
@@ -153,6 +154,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
     if note:
         log.warning("%s", note)
     stats.load_zones(request.zones, grid.crs)  # a bad zones file fails here, not at the end
+    check_vector_extra(request.vectors)  # a missing extra too
     embedded = app_zones(_zones_geojson(request.zones)) if publish else None
     zones_geojson = embedded.zones if embedded else None
     collection = (check_asset_name(asset_name(

@@ -486,6 +486,7 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
                               isa_class=index, options=request.options, model=model,
                               scene=scene)
         return finish_outputs(result, prefix, index, zones=request.zones,
-                              local_dir=request.product_dir() / month), date_inputs(identity)
+                              local_dir=request.product_dir() / month,
+                              vectors=request.vectors), date_inputs(identity)
 
     return run

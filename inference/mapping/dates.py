@@ -122,7 +122,7 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
                         model, source, request.prefix(month), month=month,
                         config=config, options=request.options, zones=request.zones,
                         local_dir=local / month, progress=request.progress,
-                        scene=opened.scene)
+                        scene=opened.scene, vectors=request.vectors)
                 except EarthEngineError as exc:
                     raise _with_tiles_left(exc, source, month) from exc
         except EmptyCompositeError as exc:

@@ -32,6 +32,7 @@ from inference.predict.keep import KeepRule
 from inference.predict.postprocess import ClaheParams, Postprocess
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
+from inference.predict.vectors import VectorOptions
 
 if TYPE_CHECKING:
     from training.modelfile import ModelMeta
@@ -224,6 +225,7 @@ class MapRequest:
             probabilities which way: :mod:`inference.predict.spectral_stacks`) or ``margin``;
             None: :meth:`rule` decides (spectral where the run keeps each date's stack).
         spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
+        vectors: also write each date's built-up polygons (:mod:`inference.predict.vectors`).
     """
 
     region: Region
@@ -256,6 +258,7 @@ class MapRequest:
     change_margin: float | None = None
     change_rule: ChangeRule | None = None
     spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD
+    vectors: VectorOptions | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin() < 0.5:

@@ -37,6 +37,7 @@ from inference.predict.runtime import RuntimeOptions, TilePredictor
 from inference.predict.scene import scene_statistics
 from inference.predict.sources import RasterSource, probe_input
 from inference.predict.spectral_stacks import SpectralStacks, spectral_stacks
+from inference.predict.vectors import VectorOptions, check_vector_extra, write_vectors
 
 if TYPE_CHECKING:
     from training.data import NormStats
@@ -61,6 +62,8 @@ class Outputs:
     change_json: Path | None = None
     #: how the change map was decided: margin, rule, the later date's normalisation
     change_record: dict[str, Any] | None = None
+    #: the built-up polygons (GeoPackage, GeoParquet) with ``--vectors``
+    vectors: tuple[Path, ...] = ()
 
     def paths(self) -> dict[str, str]:
         out = {"class_cog": self.prediction.class_path, "prob_cog": self.prediction.prob_path,
@@ -69,6 +72,8 @@ class Outputs:
         if self.change_cog:
             out["change_cog"] = self.change_cog
             out["change_json"] = str(self.change_json)
+        for path in self.vectors:
+            out[f"vectors_{path.suffix.lstrip('.')}"] = str(path)
         return out
 
 
@@ -153,6 +158,7 @@ def predict_with_model_file(
     earlier_stack: str | None = None,
     spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD,
     scene: NormStats | None = None,
+    vectors: VectorOptions | None = None,
 ) -> Outputs:
     """Predict ``stack`` with a model file, then write quick-looks and area statistics.
 
@@ -188,12 +194,14 @@ def predict_with_model_file(
             elsewhere (tiles fetched from Earth Engine: :mod:`inference.mapping.ee_statistics`);
             None: from a decimated sample of ``stack`` (:func:`scene_statistics`). Any other
             model ignores them.
+        vectors: also write the built-up polygons (:mod:`inference.predict.vectors`).
     """
     from training.modelfile import LoadedModel, load_model
 
     if month is not None:
         check_month(month)
     cog_writer()  # a misspelt ISAMAP_COG_WRITER fails before the model loads
+    check_vector_extra(vectors)  # a missing extra fails before the model loads
     crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
     stats.load_zones(zones, crs)  # a bad zones file fails before any tile is predicted
     if config is not None and config.postprocess == "keep" and config.keep is not None:
@@ -255,7 +263,8 @@ def predict_with_model_file(
     try:
         return finish_outputs(result, out_prefix, index, zones=zones, compare_with=compare_with,
                               local_dir=local_dir, change_margin=change_margin,
-                              earlier_prob=earlier_prob, record=record, spectral=spectral)
+                              earlier_prob=earlier_prob, record=record, spectral=spectral,
+                              vectors=vectors)
     finally:
         close = getattr(stack, "close", None)
         if normalise_to and callable(close):
@@ -302,8 +311,9 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                    local_dir: str | os.PathLike | None = None,
                    change_margin: float = 0.0, earlier_prob: str | None = None,
                    record: dict[str, Any] | None = None,
-                   spectral: SpectralStacks | None = None) -> Outputs:
-    """Quick-looks, area table and optional change map of a prediction's COGs.
+                   spectral: SpectralStacks | None = None,
+                   vectors: VectorOptions | None = None) -> Outputs:
+    """Quick-looks, area table, optional change map and polygons of a prediction's COGs.
 
     The change map (with ``compare_with``) is decided by the spectral rule with ``spectral``
     (``earlier_prob`` and this prediction's probabilities), else with ``change_margin`` on
@@ -351,8 +361,12 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
         change_rows = stats.change_area(change_cog, zone_list)
         table += "\n\nISA change since " + compare_with + "\n" + stats.write_table(
             change_rows, change_json, change_json.with_suffix(".csv"))
+    written: tuple[Path, ...] = ()
+    if vectors is not None:
+        written = write_vectors(result.class_path, result.prob_path, index,
+                                local / f"{name}_builtup", vectors).paths
     return Outputs(result, class_png, prob_png, area_json, area_csv, table, change_cog,
-                   change_json, change_record)
+                   change_json, change_record, written)
 
 
 def describe(outputs: Outputs) -> dict[str, Any]:
