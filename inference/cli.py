@@ -84,6 +84,9 @@ def predict_parser() -> argparse.ArgumentParser:
                    "the model's class named impervious)")
     add_postprocess_arguments(p)
     p.add_argument("--zones", help="GeoJSON polygons for the area table (default: whole map)")
+    p.add_argument("--zones-name", metavar="FIELD",
+                   help="with --zones: the property that names each zone (default: name, NAME, "
+                        "or the highest NAME_<n> a feature has, as GADM's NAME_2)")
     add_vector_arguments(p)
     p.add_argument("--compare-with",
                    help="class COG of an earlier date on the same grid: also write a change map")
@@ -152,6 +155,8 @@ def _predict(args: argparse.Namespace) -> int:
                              "earlier date's stack")
     threshold = _spectral_threshold(args)
     vectors = vector_options(args)
+    if args.zones_name and not args.zones:
+        raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                            blend=args.blend, compress=args.compress, any_tile=args.any_tile,
                            **postprocess_options(args))
@@ -160,7 +165,8 @@ def _predict(args: argparse.Namespace) -> int:
                              autotune_cache=args.autotune_cache)
     outputs = predict_with_model_file(
         args.model, args.input, args.out, month=args.month, config=config, options=options,
-        isa_class=args.isa_class, zones=args.zones, compare_with=args.compare_with,
+        isa_class=args.isa_class, zones=args.zones, zones_name=args.zones_name,
+        compare_with=args.compare_with,
         local_dir=args.local_dir, work_dir=args.work_dir, restart=args.restart,
         progress=not args.quiet,
         band_order=[b for b in args.bands.split(",") if b.strip()] if args.bands else None,

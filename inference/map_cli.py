@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
     add_device_arguments(pred, inference=True)
     pred.add_argument("--zones", help="GeoJSON polygons of the per-zone table")
+    pred.add_argument("--zones-name", metavar="FIELD",
+                      help="with --zones: the property that names each zone in the tables and "
+                           "the chart (default: name, NAME, or the highest NAME_<n> a feature "
+                           "has, as GADM's NAME_2 of districts)")
     pred.add_argument("--temporal-consistency", action="store_true",
                       help="make the class maps consistent over the dates before change and "
                            "area: assumes built-up surface does not return to pervious, so "
@@ -164,6 +168,8 @@ def _run(args: argparse.Namespace) -> int:
     check_range("--latency", args.latency, 0.0, hint="seconds one computePixels request takes")
     check_output_folder("--out", args.out)
     check_output_folder("--local-dir", args.local_dir)
+    if args.zones_name and not args.zones:
+        raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
     model = functools.cache(lambda: load_model(args.model))  # read and hashed once a run
     dataset = functools.cache(lambda: model_dataset(model().meta, args.dataset))
     dates = parse_dates(args.months, args.years, lambda: dataset().month_of_year())
@@ -188,7 +194,8 @@ def _run(args: argparse.Namespace) -> int:
     request = MapRequest(
         region=region, dates=dates, model_file=args.model, out=args.out, backend=args.backend,
         scenes=args.scenes, method=args.method, workers=args.workers, project=args.project,
-        zones=args.zones, dataset=args.dataset, allow_recipe_mismatch=args.allow_recipe_mismatch,
+        zones=args.zones, zones_name=args.zones_name, dataset=args.dataset,
+        allow_recipe_mismatch=args.allow_recipe_mismatch,
         crs=projected_crs(args.crs) if args.crs else None, local_dir=args.local_dir,
         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         **postprocess_options(args),

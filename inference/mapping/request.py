@@ -196,6 +196,8 @@ class MapRequest:
         workers: concurrent computePixels requests (1..40).
         project: Cloud project registered for Earth Engine.
         zones: GeoJSON polygons of the per-zone table (default: the whole map).
+        zones_name: the zones' property that names them (default: ``name``, ``NAME`` or the
+            highest ``NAME_<n>``: :func:`inference.predict.stats.zone_name`).
         dataset: the model's patch dataset, when the model file does not record its recipe.
         allow_recipe_mismatch: map even though the inputs differ from the training data.
         grid: map exactly this grid instead of the region's (the demo maps its scene's grid).
@@ -238,6 +240,7 @@ class MapRequest:
     workers: int = DEFAULT_WORKERS
     project: str | None = None
     zones: str | None = None
+    zones_name: str | None = None
     dataset: str | None = None
     allow_recipe_mismatch: bool = False
     grid: Grid | None = None

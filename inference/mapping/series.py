@@ -157,6 +157,7 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
 
 def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], out: str,
                     local: Path, zones: str | None, *, isa_class: int = 1,
+                    zones_name: str | None = None,
                     crs: Any = None, temporal_consistency: bool = False,
                     change_margin: float = 0.0, change_rule: str = "margin",
                     spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD,
@@ -170,6 +171,7 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         out: COG root (local or gs://); change COGs go to ``<out>/change/``.
         local: folder of PNGs and tables.
         zones: GeoJSON of the zones (None: the whole map).
+        zones_name: the zones' property that names them (None: ``stats.zone_name``'s default).
         isa_class: index of the impervious class.
         crs: the maps' CRS (zones are reprojected to it).
         temporal_consistency: make the class maps consistent over the dates first (see the
@@ -188,7 +190,7 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
             not on the maps' grid.
     """
     local.mkdir(parents=True, exist_ok=True)
-    zone_list = stats.load_zones(zones, crs) if mapped else []
+    zone_list = stats.load_zones(zones, crs, zones_name) if mapped else []
     class_maps = {m: o.prediction.class_path for m, o in mapped}
     prob_maps = {m: o.prediction.prob_path for m, o in mapped}
     consistency: dict[str, Any] = {"applied": bool(temporal_consistency)}

@@ -159,6 +159,7 @@ def predict_with_model_file(
     spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD,
     scene: NormStats | None = None,
     vectors: VectorOptions | None = None,
+    zones_name: str | None = None,
 ) -> Outputs:
     """Predict ``stack`` with a model file, then write quick-looks and area statistics.
 
@@ -195,6 +196,7 @@ def predict_with_model_file(
             None: from a decimated sample of ``stack`` (:func:`scene_statistics`). Any other
             model ignores them.
         vectors: also write the built-up polygons (:mod:`inference.predict.vectors`).
+        zones_name: the zones' property that names them (default: :func:`stats.zone_name`).
     """
     from training.modelfile import LoadedModel, load_model
 
@@ -203,7 +205,7 @@ def predict_with_model_file(
     cog_writer()  # a misspelt ISAMAP_COG_WRITER fails before the model loads
     check_vector_extra(vectors)  # a missing extra fails before the model loads
     crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
-    stats.load_zones(zones, crs)  # a bad zones file fails before any tile is predicted
+    stats.load_zones(zones, crs, zones_name)  # a bad zones file fails before any tile
     if config is not None and config.postprocess == "keep" and config.keep is not None:
         check_product(config.keep.product)  # before the model loads
     loaded = model_file if isinstance(model_file, LoadedModel) else load_model(model_file)
@@ -264,7 +266,7 @@ def predict_with_model_file(
         return finish_outputs(result, out_prefix, index, zones=zones, compare_with=compare_with,
                               local_dir=local_dir, change_margin=change_margin,
                               earlier_prob=earlier_prob, record=record, spectral=spectral,
-                              vectors=vectors)
+                              vectors=vectors, zones_name=zones_name)
     finally:
         close = getattr(stack, "close", None)
         if normalise_to and callable(close):
@@ -312,7 +314,8 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                    change_margin: float = 0.0, earlier_prob: str | None = None,
                    record: dict[str, Any] | None = None,
                    spectral: SpectralStacks | None = None,
-                   vectors: VectorOptions | None = None) -> Outputs:
+                   vectors: VectorOptions | None = None,
+                   zones_name: str | None = None) -> Outputs:
     """Quick-looks, area table, optional change map and polygons of a prediction's COGs.
 
     The change map (with ``compare_with``) is decided by the spectral rule with ``spectral``
@@ -322,7 +325,7 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
     Shared by the streaming prediction above and the tile-parallel Beam pipeline
     (:mod:`inference.mapping.beam_map`), whose COGs come from a mosaic of tiles.
     """
-    zone_list = stats.load_zones(zones, result.crs)
+    zone_list = stats.load_zones(zones, result.crs, zones_name)
     name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
     local = Path(local_dir) if local_dir else (
         Path.cwd() if files.is_gcs(out_prefix) else Path(out_prefix).parent)
