@@ -75,6 +75,9 @@ class SeriesChangeRow:
     net_change_km2: float
     valid_km2: float
     temporal_consistency: bool = False
+    #: each date's ISA km² as its area table counts it (inference.predict.impervious)
+    isa_from_km2: float | None = None
+    isa_to_km2: float | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,8 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     from inference.predict import change as rule
 
     want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b),
-            "temporal_consistency": "applied" if consistent else "not applied"}
+            "temporal_consistency": "applied" if consistent else "not applied",
+            "impervious": stats.IMPERVIOUS_TAG}  # a map made before one definition is redone
     if spectral is not None:
         want.update(change_rule=rule.SPECTRAL_RULE,
                     spectral_threshold=f"{spectral.threshold:g}")
@@ -141,9 +145,11 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
         current = all(tags.get(k) == v for k, v in want.items()) and all(want.values())
     if not current and spectral is not None and probs is not None:
         spectral = spectral.fitted()
-        stats.change_map(*probs, out, isa_class=isa_class, tags=want, spectral=spectral)
+        stats.change_map(*probs, out, isa_class=isa_class, tags=want, spectral=spectral,
+                         classes=(class_a, class_b))
     elif not current and margin > 0 and probs is not None:
-        stats.change_map(*probs, out, isa_class=isa_class, tags=want, margin=margin)
+        stats.change_map(*probs, out, isa_class=isa_class, tags=want, margin=margin,
+                         classes=(class_a, class_b))
     elif not current:
         stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want)
     if not current or not png.exists():
@@ -227,10 +233,12 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
                                                        spectral_threshold)
                                  if spectral else None)
         changes.append(product)
-        for row in stats.change_area(product.cog, zone_list):
+        for row in stats.change_area(product.cog, zone_list, (class_maps[a], class_maps[b]),
+                                     isa_class):
             change_rows.append(SeriesChangeRow(row.zone, a, b, row.stable_isa_km2, row.gain_km2,
                                                row.loss_km2, row.net_change_km2, row.valid_km2,
-                                               bool(temporal_consistency)))
+                                               bool(temporal_consistency), row.isa_from_km2,
+                                               row.isa_to_km2))
     area_csv, change_csv = local / "series_area.csv", local / "series_change.csv"
     stats.write_table(area_rows, None, area_csv)
     stats.write_table(change_rows, None, change_csv)

@@ -53,12 +53,15 @@ from gee_export.core.storage import atomic_write, files
 from gee_export.core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
+from inference.predict.impervious import agreeing_codes, impervious
 from inference.predict.spectral_stacks import SpectralStacks, block_codes
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 CHANGE_CODES = {"stable_pervious": 0, "stable_isa": 1, "gain": 2, "loss": 3}
+IMPERVIOUS_TAG = "class maps"
+"""A change COG's ``impervious`` tag: its stable and changed codes agree with the class maps."""
 EARTH_RADIUS_KM = 6371.0088
 TRUE_AREA_TOLERANCE = 0.005  # UTM's areal scale stays within 0.9992-1.002 inside its zone
 FACTOR_STEP = 16
@@ -144,7 +147,13 @@ class AreaRow:
 
 @dataclass(frozen=True)
 class ChangeRow:
-    """ISA change of one zone between two dates (km²)."""
+    """ISA change of one zone between two dates (km²).
+
+    ``isa_from_km2``/``isa_to_km2``: each date's impervious area exactly as its area table
+    counts it (None: the class maps were not given); where every flip of the class maps is a
+    confirmed gain or loss and both dates have the same valid pixels, ``isa_from = stable +
+    loss`` and ``isa_to = stable + gain`` (:mod:`inference.predict.impervious`).
+    """
 
     zone: str
     stable_isa_km2: float
@@ -152,6 +161,8 @@ class ChangeRow:
     loss_km2: float
     net_change_km2: float
     valid_km2: float
+    isa_from_km2: float | None = None
+    isa_to_km2: float | None = None
 
 
 def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
@@ -365,7 +376,8 @@ def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                compress: maps.Compression = "DEFLATE",
                tags: dict[str, str] | None = None, margin: float | None = None,
-               spectral: SpectralStacks | None = None) -> str:
+               spectral: SpectralStacks | None = None,
+               classes: tuple[str, str] | None = None) -> str:
     """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``).
 
     ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there);
@@ -381,7 +393,10 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
     (:func:`inference.predict.change.spectral_change`); the fit (made here when ``spectral``
     has none) is made once for the whole map, so a map cut into blocks equals the whole. A
     pixel that is nodata in a band of either stack is 255. Without either, the class maps are
-    differenced.
+    differenced. ``classes`` (the two dates' class COGs, with ``margin`` or ``spectral``) makes
+    the rule's codes agree with what the class maps call impervious
+    (:func:`inference.predict.impervious.agreeing_codes`: the one definition of the area
+    tables); the products always pass them.
 
     Raises:
         InputDataError: the maps (or stacks) are not on one grid.
@@ -399,6 +414,10 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                 "predict both dates from stacks on one grid")
         stacks = [opened.enter_context(files.open_raster(p))
                   for p in ((spectral.earlier, spectral.later) if spectral else ())]
+        class_maps = [opened.enter_context(files.open_raster(p)) for p in classes or ()]
+        for path, ds in zip(classes or (), class_maps, strict=True):
+            if (ds.shape, ds.transform, ds.crs) != (a.shape, a.transform, a.crs):
+                raise InputDataError(f"the class map {path} is not on the grid of {class_a}")
         for path, ds in zip((spectral.earlier, spectral.later) if spectral else (), stacks,
                             strict=True):
             if (ds.shape, ds.transform, ds.crs) != (a.shape, a.transform, a.crs):
@@ -422,10 +441,13 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                 elif margin is not None:
                     code = rule.margin_change(_probability(va), _probability(vb), margin)
                 else:
-                    isa_a, isa_b = va == isa_class, vb == isa_class
+                    isa_a, isa_b = impervious(va, isa_class), impervious(vb, isa_class)
                     code = np.where(isa_a, np.where(isa_b, 1, 3), np.where(isa_b, 2, 0))
                     code = code.astype(np.uint8)
                 code[(va == NODATA) | (vb == NODATA)] = NODATA
+                if class_maps and (spectral is not None or margin is not None):
+                    code = agreeing_codes(code, class_maps[0].read(1, window=window),
+                                          class_maps[1].read(1, window=window), isa_class)
                 dst.write(code, 1, window=window)
         here = out_path.rsplit("/", 1)[0] if "/" in out_path else "."
         tags = {"from": shareable_path(class_a, here), "to": shareable_path(class_b, here),
@@ -434,6 +456,8 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                 **(spectral.tags(here) if spectral is not None else
                    {"change_margin": f"{margin:g}", "change_rule": rule.RULE}
                    if margin is not None else {"change_rule": "class maps differenced"}),
+                **({"impervious": IMPERVIOUS_TAG} if class_maps or (spectral is None
+                                                                   and margin is None) else {}),
                 **(tags or {})}
     try:
         files.put_output(lambda local: maps.write_cog(tmp, local, "change", tags,
@@ -448,14 +472,23 @@ def _probability(stored: np.ndarray) -> np.ndarray:
     return np.where(stored == NODATA, np.nan, stored / PROB_SCALE)
 
 
-def change_area(change_path: str, zones: Sequence[Zone]) -> list[ChangeRow]:
+def change_area(change_path: str, zones: Sequence[Zone],
+                classes: tuple[str, str] | None = None, isa_class: int = 1) -> list[ChangeRow]:
+    """Stable, gained and lost ISA per zone (km²) from a change COG.
+
+    With ``classes`` (the two dates' class COGs) each row also holds each date's ISA area as
+    :func:`isa_area` counts it, so the change and area tables can be checked against each other.
+    """
     totals = _zonal(change_path, zones, list(CHANGE_CODES.values()))
+    dates = [{r.zone: r.isa_km2 for r in isa_area(path, zones, isa_class=isa_class)}
+             for path in classes or ()]
     rows = []
     for name, t in totals.items():
         gain, loss = t[str(CHANGE_CODES["gain"])], t[str(CHANGE_CODES["loss"])]
         rows.append(ChangeRow(name, round(t[str(CHANGE_CODES["stable_isa"])], 6),
                               round(gain, 6), round(loss, 6), round(gain - loss, 6),
-                              round(t["valid"], 6)))
+                              round(t["valid"], 6),
+                              *([dates[0][name], dates[1][name]] if dates else [])))
     return rows
 
 

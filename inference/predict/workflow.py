@@ -349,19 +349,20 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                       if k == "normalisation" else v) for k, v in (record or {}).items()}
         change_record = {"change_margin": change_margin if earlier_prob else 0.0, **record}
         tags = {k: json.dumps(v) for k, v in record.items()}
+        classes = (compare_with, result.class_path)  # what both tables call impervious
         if spectral is not None and earlier_prob:  # the stacks decide whether, p which way
             spectral = spectral.fitted()
             change_record = {**spectral.record(here), **record}
             stats.change_map(earlier_prob, result.prob_path, change_cog, isa_class=index,
-                             spectral=spectral, tags=tags)
+                             spectral=spectral, tags=tags, classes=classes)
         elif earlier_prob:  # both dates' probabilities with the margin
             stats.change_map(earlier_prob, result.prob_path, change_cog, isa_class=index,
-                             margin=change_margin, tags=tags)
+                             margin=change_margin, tags=tags, classes=classes)
         else:
             stats.change_map(compare_with, result.class_path, change_cog, isa_class=index,
                              tags=tags)
         change_json = local / f"{name}_change_area.json"
-        change_rows = stats.change_area(change_cog, zone_list)
+        change_rows = stats.change_area(change_cog, zone_list, classes, index)
         table += "\n\nISA change since " + compare_with + "\n" + stats.write_table(
             change_rows, change_json, change_json.with_suffix(".csv"))
     written: tuple[Path, ...] = ()
