@@ -144,7 +144,8 @@ def test_earth_engine_mapping_config_plans_offline(tmp_path, monkeypatch, capsys
 @pytest.mark.parametrize(("text", "message"), [
     ("tile: big\n", "map.yaml: tile must be a number (int), got 'big'"),
     ("backend: gee\n", "map.yaml: backend must be one of ee, local, got 'gee'"),
-    ("regoin: wuhan\n", "map.yaml: unknown option 'regoin'; known:"),
+    ("regoin: wuhan\n", "map.yaml: unknown option 'regoin'; did you mean 'region'?"),
+    ("colour: red\n", "map.yaml: unknown option 'colour'; known: allow_l1c,"),
     ("dry_run: yes please\n", "map.yaml: dry_run must be true or false"),
     ("- a list\n", "config file map.yaml must hold a mapping of option: value"),
 ])
