@@ -278,7 +278,12 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     The area axis starts at zero, so a line's slope shows the change relative to the area.
 
     Zones are named in the legend (the largest 15 when there are more; every value is in
-    ``series_area.csv``), so the plot reads on its own.
+    ``series_area.csv``), so the plot reads on its own. Around each line a shaded band spans
+    the class map's area (the line) and the probability-weighted area (``isa_probability_km2``,
+    the area the calibrated probabilities expect): how much the area depends on the pixels the
+    model is unsure of. It is the model's own spread, not a sampling interval (an accuracy
+    assessment's area estimate gives that: docs/accuracy.md); dates without the weighted area
+    (temporal consistency relabels classes only) have no band.
     """
     import matplotlib
 
@@ -291,12 +296,25 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     months = sorted({row.date for row in rows})
     shown = sorted(zones, key=lambda z: -max(r.isa_km2 or 0.0 for r in zones[z]))[:15]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    banded = False
     for zone in shown:
         items = sorted(zones[zone], key=lambda r: r.date)
         # matplotlib takes dates through its unit converters; its stubs type only numbers
         when: list[Any] = [_mid_month(r.date) for r in items]
         km2 = [r.isa_km2 for r in items]
-        ax.plot(when, km2, marker="o", label=zone)
+        (line,) = ax.plot(when, km2, marker="o", label=zone)
+        band = [(x, r.isa_km2, r.isa_probability_km2) for x, r in zip(when, items, strict=True)
+                if r.isa_km2 is not None and r.isa_probability_km2 is not None]
+        if band:
+            xs, ys, ws = zip(*band, strict=True)
+            ax.fill_between(xs, [min(y, w) for y, w in zip(ys, ws, strict=True)],
+                            [max(y, w) for y, w in zip(ys, ws, strict=True)],
+                            color=line.get_color(), alpha=0.18, linewidth=0,
+                            **({} if len(xs) > 1 else {"step": "mid"}))
+            if len(xs) == 1:  # one date: the band as an error bar
+                ax.errorbar(xs, ys, yerr=[[max(ys[0] - ws[0], 0.0)], [max(ws[0] - ys[0], 0.0)]],
+                            color=line.get_color(), capsize=4, linewidth=1)
+            banded = True
         if len(shown) <= 5 and len(items) <= 12:  # few points: each value written beside it
             for x, y in zip(when, km2, strict=True):
                 if y is not None:
@@ -315,9 +333,14 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     ax.set_title(titled(f"Impervious surface area per zone, {span}"))
     # from zero: the maps' areas carry no interval, and a zoomed axis (20.94-21.06 km²) draws
     # a 0.5 % change as a steep rise
-    highest = max((r.isa_km2 or 0.0 for z in shown for r in zones[z]), default=0.0)
+    highest = max((max(r.isa_km2 or 0.0, r.isa_probability_km2 or 0.0)
+                   for z in shown for r in zones[z]), default=0.0)
     ax.set_ylim(0.0, highest * 1.15 if highest > 0 else 1.0)
     ax.grid(alpha=0.3)
+    if banded:
+        fig.text(0.01, 0.01, "line: the class map's area; shaded: up to the probability-weighted "
+                 "area (the model's spread, not a sampling interval)", fontsize=7, ha="left",
+                 va="bottom")
     if shown:
         more = len(zones) - len(shown)
         ax.legend(title="zone" if not more else f"zone (largest {len(shown)} of {len(zones)})",
