@@ -303,18 +303,7 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
         when: list[Any] = [_mid_month(r.date) for r in items]
         km2 = [r.isa_km2 for r in items]
         (line,) = ax.plot(when, km2, marker="o", label=zone)
-        band = [(x, r.isa_km2, r.isa_probability_km2) for x, r in zip(when, items, strict=True)
-                if r.isa_km2 is not None and r.isa_probability_km2 is not None]
-        if band:
-            xs, ys, ws = zip(*band, strict=True)
-            ax.fill_between(xs, [min(y, w) for y, w in zip(ys, ws, strict=True)],
-                            [max(y, w) for y, w in zip(ys, ws, strict=True)],
-                            color=line.get_color(), alpha=0.18, linewidth=0,
-                            **({} if len(xs) > 1 else {"step": "mid"}))
-            if len(xs) == 1:  # one date: the band as an error bar
-                ax.errorbar(xs, ys, yerr=[[max(ys[0] - ws[0], 0.0)], [max(ws[0] - ys[0], 0.0)]],
-                            color=line.get_color(), capsize=4, linewidth=1)
-            banded = True
+        banded = _band(ax, when, items, line.get_color()) or banded
         if len(shown) <= 5 and len(items) <= 12:  # few points: each value written beside it
             for x, y in zip(when, km2, strict=True):
                 if y is not None:
@@ -350,6 +339,24 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return png
+
+
+def _band(ax: Any, when: list[Any], items: Sequence[SeriesAreaRow], colour: Any) -> bool:
+    """Shade from each date's class-map area to its probability-weighted area; whether any."""
+    band = [(x, r.isa_km2, r.isa_probability_km2) for x, r in zip(when, items, strict=True)
+            if r.isa_km2 is not None and r.isa_probability_km2 is not None]
+    if not band:
+        return False
+    xs = [x for x, _, _ in band]
+    lows = [min(y, w) for _, y, w in band]
+    highs = [max(y, w) for _, y, w in band]
+    if len(band) == 1:  # one date: the span as an error bar
+        y = band[0][1]
+        ax.errorbar(xs, [y], yerr=[[y - lows[0]], [highs[0] - y]], color=colour, capsize=4,
+                    linewidth=1)
+    else:
+        ax.fill_between(xs, lows, highs, color=colour, alpha=0.18, linewidth=0)
+    return True
 
 
 def _mid_month(month: str) -> date:
