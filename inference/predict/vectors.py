@@ -227,6 +227,8 @@ def _finished(pending: dict[int, _Piece], groups: _Groups, transform: Any,
         if any(pending[i].open_below for i in ids):
             continue
         parts = [pending.pop(i) for i in ids]
+        for i in ids:  # a finished group is never looked up again
+            groups.parent.pop(i, None)
         area = sum(p.area_km2 for p in parts)
         if area * 1e6 < options.min_area_m2:
             continue
