@@ -20,11 +20,14 @@ from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.core.parsers import command_parser
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
+from inference.predict.vectors import add_vector_arguments, vector_options
 
 PREDICT_EXAMPLES = (
-    ("map one stack: <out>_class.tif, <out>_prob.tif, quick-looks and the ISA km² per zone",
+    ("map one stack: <out>_class.tif, <out>_prob.tif, quick-looks, the ISA km² per zone and "
+     "the built-up polygons of at least 1,000 m² (<out>_builtup.gpkg)",
      "isamap-predict --model runs/cfn/model.pt --input stacks/wuhan_2023-06.tif "
-     "--out maps/wuhan_2023-06 --month 2023-06 --zones districts.geojson"),
+     "--out maps/wuhan_2023-06 --month 2023-06 --zones districts.geojson --vectors "
+     "--vector-min-area 1000"),
     ("the same from and to a bucket, with a change map against an earlier date: the two "
      "dates' stacks decide whether a pixel changed, the model which way",
      "isamap-predict --model runs/cfn/model.pt --input gs://bucket/stacks/wuhan_2023-06.tif "
@@ -81,6 +84,10 @@ def predict_parser() -> argparse.ArgumentParser:
                    "the model's class named impervious)")
     add_postprocess_arguments(p)
     p.add_argument("--zones", help="GeoJSON polygons for the area table (default: whole map)")
+    p.add_argument("--zones-name", metavar="FIELD",
+                   help="with --zones: the property that names each zone (default: name, NAME, "
+                        "or the highest NAME_<n> a feature has, as GADM's NAME_2)")
+    add_vector_arguments(p)
     p.add_argument("--compare-with",
                    help="class COG of an earlier date on the same grid: also write a change map")
     p.add_argument("--change-margin", type=float, default=None, metavar="M",
@@ -147,6 +154,9 @@ def _predict(args: argparse.Namespace) -> int:
         raise InputDataError(f"--normalise-to {args.normalise_to} does not exist; give the "
                              "earlier date's stack")
     threshold = _spectral_threshold(args)
+    vectors = vector_options(args)
+    if args.zones_name and not args.zones:
+        raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                            blend=args.blend, compress=args.compress, any_tile=args.any_tile,
                            **postprocess_options(args))
@@ -155,14 +165,15 @@ def _predict(args: argparse.Namespace) -> int:
                              autotune_cache=args.autotune_cache)
     outputs = predict_with_model_file(
         args.model, args.input, args.out, month=args.month, config=config, options=options,
-        isa_class=args.isa_class, zones=args.zones, compare_with=args.compare_with,
+        isa_class=args.isa_class, zones=args.zones, zones_name=args.zones_name,
+        compare_with=args.compare_with,
         local_dir=args.local_dir, work_dir=args.work_dir, restart=args.restart,
         progress=not args.quiet,
         band_order=[b for b in args.bands.split(",") if b.strip()] if args.bands else None,
         allow_implausible=args.allow_implausible,
         change_margin=(DEFAULT_CHANGE_MARGIN if args.change_margin is None
                        else args.change_margin), normalise_to=args.normalise_to,
-        earlier_stack=args.earlier_stack, spectral_threshold=threshold)
+        earlier_stack=args.earlier_stack, spectral_threshold=threshold, vectors=vectors)
     print(outputs.area_table)
     print(json.dumps(describe(outputs), indent=1))
     return 0

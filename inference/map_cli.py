@@ -25,6 +25,7 @@ from gee_export.core.parsers import command_parser
 from gee_export.core.pipeline_options import add_runner_arguments, runner_config
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
+from inference.predict.vectors import add_vector_arguments, vector_options
 
 if TYPE_CHECKING:
     from inference.mapping.dates import DateResult
@@ -104,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
     add_device_arguments(pred, inference=True)
     pred.add_argument("--zones", help="GeoJSON polygons of the per-zone table")
+    pred.add_argument("--zones-name", metavar="FIELD",
+                      help="with --zones: the property that names each zone in the tables and "
+                           "the chart (default: name, NAME, or the highest NAME_<n> a feature "
+                           "has, as GADM's NAME_2 of districts)")
     pred.add_argument("--temporal-consistency", action="store_true",
                       help="make the class maps consistent over the dates before change and "
                            "area: assumes built-up surface does not return to pervious, so "
@@ -128,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--local-dir", help="folder of PNGs, tables, STAC and publication files "
                       "(default: --out when local)")
     add_postprocess_arguments(p)
+    add_vector_arguments(p)
     pub = p.add_argument_group("publishing")
     pub.add_argument("--publish", metavar="ASSET_PARENT",
                      help="publish the series as <ASSET_PARENT>/isa_<region> ImageCollection")
@@ -171,6 +177,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--publish '' names no asset folder; give the Earth Engine folder to "
                           "publish into (e.g. --publish projects/my-project/assets/isa), or "
                           "leave --publish out to map without publishing")
+    if args.zones_name and not args.zones:
+        raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
     model = functools.cache(lambda: load_model(args.model))  # read and hashed once a run
     dataset = functools.cache(lambda: model_dataset(model().meta, args.dataset))
     dates = parse_dates(args.months, args.years, lambda: dataset().month_of_year())
@@ -195,7 +203,8 @@ def _run(args: argparse.Namespace) -> int:
     request = MapRequest(
         region=region, dates=dates, model_file=args.model, out=args.out, backend=args.backend,
         scenes=args.scenes, method=args.method, workers=args.workers, project=args.project,
-        zones=args.zones, dataset=args.dataset, allow_recipe_mismatch=args.allow_recipe_mismatch,
+        zones=args.zones, zones_name=args.zones_name, dataset=args.dataset,
+        allow_recipe_mismatch=args.allow_recipe_mismatch,
         allow_implausible=args.allow_implausible,
         crs=projected_crs(args.crs) if args.crs else None, local_dir=args.local_dir,
         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
@@ -207,7 +216,8 @@ def _run(args: argparse.Namespace) -> int:
         scene_reading=tuple(sorted(given.items())), change_margin=args.change_margin,
         change_rule=args.change_rule,
         spectral_threshold=(DEFAULT_SPECTRAL_THRESHOLD if args.spectral_threshold is None
-                            else args.spectral_threshold))
+                            else args.spectral_threshold),
+        vectors=vector_options(args))
     if args.spectral_threshold is not None and request.rule() != "spectral":
         raise ConfigError(f"--spectral-threshold is the spectral change rule's, and this run "
                           f"decides change by the {request.rule()} rule; drop it, or ask for "

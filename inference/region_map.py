@@ -36,6 +36,7 @@ from inference.predict import stats
 from inference.predict.blending import check_window
 from inference.predict.keep_inputs import check_input_product, check_product
 from inference.predict.postprocess import check_postprocess
+from inference.predict.vectors import check_vector_extra
 from inference.publish.app_zones import app_zones
 from inference.publish.asset_manifest import asset_name, check_asset_name
 from inference.publish.collection import SeriesPublication, SeriesRequest, publish_series
@@ -152,8 +153,9 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
                                                 request.crs)
     if note:
         log.warning("%s", note)
-    stats.load_zones(request.zones, grid.crs)  # a bad zones file fails here, not at the end
-    embedded = app_zones(_zones_geojson(request.zones)) if publish else None
+    stats.load_zones(request.zones, grid.crs, request.zones_name)  # fails here, not at the end
+    check_vector_extra(request.vectors)  # a missing extra too
+    embedded = app_zones(_zones_geojson(request.zones, request.zones_name)) if publish else None
     zones_geojson = embedded.zones if embedded else None
     collection = (check_asset_name(asset_name(
         f"{publish.parent.rstrip('/')}/isa_{request.region.name}", publish.project),
@@ -219,7 +221,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
             raise ConfigError(f"no date could be mapped: {skipped}; choose other --months")
         local = request.product_dir()
         series = series_products(mapped, skipped, request.out, local, request.zones,
-                                 isa_class=isa, crs=grid.crs,
+                                 isa_class=isa, crs=grid.crs, zones_name=request.zones_name,
                                  temporal_consistency=request.temporal_consistency,
                                  change_margin=request.margin(), change_rule=request.rule(),
                                  spectral_threshold=request.spectral_threshold,
@@ -247,7 +249,7 @@ def _isa_index(classes: tuple[str, ...]) -> int:
     return isa_class_index(classes)
 
 
-def _zones_geojson(zones: str | None) -> dict | None:
+def _zones_geojson(zones: str | None, name_field: str | None = None) -> dict | None:
     """The zones as the app embeds them: a FeatureCollection in EPSG:4326, a name each.
 
     Reprojected from whatever CRS the file names (Earth Engine reads GeoJSON coordinates as
@@ -257,7 +259,7 @@ def _zones_geojson(zones: str | None) -> dict | None:
         return None
     return {"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"name": zone.name}, "geometry": zone.geometry}
-        for zone in stats.load_zones(zones, "EPSG:4326")]}
+        for zone in stats.load_zones(zones, "EPSG:4326", name_field)]}
 
 
 def _series_request(collection: str | None, cogs: dict, props: dict, publish: PublishTarget,

@@ -13,6 +13,7 @@ import pytest
 from gee_export.cli import build_parser as export_parser
 from gee_export.core.commands import attach_values
 from gee_export.core.version import code_version
+from gee_export.import_cli import build_parser as import_parser
 from inference.assess_cli import build_parser as assess_parser
 from inference.cli import predict_parser, publish_parser
 from inference.demo import build_parser as demo_parser
@@ -24,7 +25,7 @@ PARSERS = {"isamap-export": export_parser, "isamap-demo": demo_parser,
            "isamap-train": train_parser, "isamap-evaluate": evaluate_parser,
            "isamap-prune": prune_parser, "isamap-predict": predict_parser,
            "isamap-publish": publish_parser, "isamap-map": map_parser,
-           "isamap-assess": assess_parser}
+           "isamap-assess": assess_parser, "isamap-import-patches": import_parser}
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -115,4 +116,6 @@ def test_grouped_short_flags_still_count_with_exact_names(name):
     argv = [item for flag, value in required.items() for item in (flag, value)]
     if name == "isamap-publish":  # one of a required pair
         argv += ["--prefix", "maps/x"]
+    if name == "isamap-import-patches":  # its source folder
+        argv += ["their_patches"]
     assert parser.parse_args([*argv, "-vv"]).verbose == 2

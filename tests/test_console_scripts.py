@@ -22,6 +22,7 @@ from experiments import landcover as lccompare
 from experiments import srcompare as compare
 from experiments.naip import NAIP_FOLDER
 from gee_export.cli import main as export_main
+from gee_export.import_cli import main as import_main
 from inference.assess_cli import main as assess_main
 from inference.cli import predict_main, publish_main
 from inference.demo import main as demo_main
@@ -29,7 +30,8 @@ from inference.map_cli import main as map_main
 from training.cli import evaluate_main, prune_main, train_main
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = {"isamap-export": export_main, "isamap-predict": predict_main,
+COMMANDS = {"isamap-export": export_main, "isamap-import-patches": import_main,
+            "isamap-predict": predict_main,
             "isamap-publish": publish_main, "isamap-demo": demo_main,
             "isamap-train": train_main, "isamap-evaluate": evaluate_main,
             "python -m experiments.srcompare": compare.main, "isamap-map": map_main,
@@ -43,7 +45,8 @@ COMMANDS = {"isamap-export": export_main, "isamap-predict": predict_main,
             "python -m experiments.builtup": builtup.main,
             "python -m experiments.terramesh": terramesh.main}
 # Modules that are commands: their printed output is the command's result.
-COMMAND_MODULES = {"gee_export/cli.py", "inference/cli.py", "inference/demo.py",
+COMMAND_MODULES = {"gee_export/cli.py", "gee_export/import_cli.py", "inference/cli.py",
+                   "inference/demo.py",
                    "inference/map_cli.py", "experiments/landcover.py",
                    "experiments/landcover_pruning.py", "experiments/landcover_figures.py",
                    "training/cli.py", "experiments/srcompare.py", "experiments/headcompare.py",

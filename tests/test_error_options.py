@@ -35,6 +35,7 @@ COMMANDS = {
     "isamap-publish": "inference.cli:publish_main",
     "isamap-map": "inference.map_cli:main",
     "isamap-assess": "inference.assess_cli:main",
+    "isamap-import-patches": "gee_export.import_cli:main",
 }
 
 #: ``path::function`` prefix -> the commands whose runs reach its messages, and whether each
@@ -48,6 +49,8 @@ OWNERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("gee_export/local/compositing.py", ("isamap-export", "isamap-map"), "all"),
     ("gee_export/local/plausibility.py::check_s", ("isamap-export", "isamap-map"), "all"),
     ("gee_export/core/pipeline_options.py", ("isamap-export", "isamap-map"), "any"),
+    ("gee_export/import_cli.py", ("isamap-import-patches",), "all"),
+    ("gee_export/contract/foreign_patches.py", ("isamap-import-patches",), "all"),
     ("gee_export/", ("isamap-export",), "all"),
     ("inference/map_cli.py", ("isamap-map",), "all"),
     ("inference/region_map.py", ("isamap-map",), "all"),

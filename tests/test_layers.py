@@ -40,6 +40,7 @@ RANKS = (  # longest prefix wins
     ("gee_export.ee", 2),
     ("gee_export.local", 2),
     ("gee_export.cli", 2),
+    ("gee_export.import_cli", 2),
     ("engine", 3),
     ("training.losses", 4),
     ("training.models", 5),
@@ -57,7 +58,7 @@ SIBLINGS = frozenset({("gee_export.ee", "gee_export.local"),
                       ("gee_export.local", "gee_export.ee"),
                       ("inference.assess", "inference.publish"),
                       ("inference.publish", "inference.assess")})
-COMMANDS = frozenset({"gee_export.cli"})
+COMMANDS = frozenset({"gee_export.cli", "gee_export.import_cli"})
 LIBRARY = ("gee_export", "engine", "training", "inference")
 
 MODULES = read_tree(REPO_ROOT, PACKAGES)

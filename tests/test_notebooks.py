@@ -221,3 +221,55 @@ def test_notebooks_run_in_order_offline(tmp_path):
     stamps = [p.stat().st_mtime_ns for p in finished]
     run_all()
     assert [p.stat().st_mtime_ns for p in finished] == stamps
+
+
+def test_class_map_cell_draws_nodata_as_nodata_with_a_legend_and_a_synthetic_mark(tmp_path,
+                                                                                   monkeypatch):
+    """03's class-map picture: 255 in the quick-looks' nodata colour, named in the legend;
+    under the smoke run's title note its title says SYNTHETIC (a real class COG, the cell's
+    own code)."""
+    import types
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from gee_export.contract.quicklook import NODATA_COLOUR, title_note
+    from inference.cog import maps
+
+    classes = np.zeros((40, 50), np.uint8)
+    classes[10:20, 10:30] = 1
+    classes[:8, :] = maps.NODATA
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", driver="GTiff", width=50, height=40, count=1, dtype="uint8",
+                       crs="EPSG:32650", nodata=255,
+                       transform=rasterio.Affine(10, 0, 500000, 0, -10, 3400000)) as dst:
+        dst.write(classes, 1)
+    cog = tmp_path / "isa_class.tif"
+    maps.write_cog(plain, cog, "class", {"classes": "pervious,impervious"})
+    nb = nbformat.read(NOTEBOOKS / "03_predict_publish.ipynb", as_version=4)
+    (cell,) = [c.source for c in nb.cells if "03_class_map.png" in c.source]
+    figures: list = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    shown: list = []
+    namespace = {"outputs": types.SimpleNamespace(
+                     prediction=types.SimpleNamespace(class_path=str(cog))),
+                 "FIGURES": tmp_path, "plt": plt, "display": shown.append,
+                 "Image": lambda filename: filename}
+    with title_note("SYNTHETIC"):
+        exec(compile(cell, "03 class map cell", "exec"), namespace)
+    (fig,) = figures
+    ax = fig.axes[0]
+    assert ax.get_title() == "SYNTHETIC · ISA class (decimated)"
+    image = ax.get_images()[0]
+    drawn = image.to_rgba(image.get_array())[:, :, :3]
+    assert np.allclose(drawn[0, 0] * 255, NODATA_COLOUR)  # a nodata row
+    assert not np.allclose(drawn[15, 20] * 255, NODATA_COLOUR)  # impervious
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["pervious", "impervious", "no data"]
+    assert shown == [str(tmp_path / "03_class_map.png")]
+    for name in ORDER:  # the smoke run's pictures, isamap's and the notebooks', say SYNTHETIC
+        params = nbformat.read(NOTEBOOKS / name, as_version=4).cells[4].source
+        assert 'enter_context(title_note("SYNTHETIC"))' in params.split("if SMOKE:")[1]

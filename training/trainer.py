@@ -74,7 +74,7 @@ from training.encoder_run import MODULE as ENCODER_MODULE
 from training.encoder_run import NAME as ENCODER_MODEL
 from training.encoder_run import encoder_config, encoder_kwargs, encoder_model
 from training.fit_calibration import calibrate_model_file
-from training.history import epoch_line, json_row
+from training.history import epoch_line, first_run_estimate, json_row
 from training.losses import build_loss
 from training.metrics import ConfusionMatrix
 from training.modelfile import CHECKPOINT_FORMAT, ModelMeta, atomic_torch_save, save_model_file
@@ -104,6 +104,8 @@ HISTORY = "metrics.jsonl"
 CURVES = "learning_curves.png"
 CKPT_FORMAT = CHECKPOINT_FORMAT  # owned by training.modelfile, which recognises it
 DIVERGENCE_FACTOR = 1e3
+ESTIMATE_AFTER = 3
+"""Batches after the first that a run's time estimate is measured on (logged once, early)."""
 """A finite loss this many times the run's first batch loss (taken as at least 1) means the
 weights ran away without becoming NaN (a learning rate far too high): the run stops as for NaN.
 Segmentation losses start near ln(classes) and fall; none of the recipes' losses grows 1000x in
@@ -202,6 +204,7 @@ class Trainer:
         self.bad_epochs = 0
         self.history: list[dict] = []
         self.finished = False
+        self._estimated = False  # the first-run time estimate is logged once a process
         #: the run's first training batch loss, the reference of the divergence bound
         self.loss_reference: float | None = None
 
@@ -340,13 +343,23 @@ class Trainer:
         cm = ConfusionMatrix(self.num_classes)
         total, seen = 0.0, 0
         iters = min(self.iters_per_epoch, self.max_iterations - epoch * self.iters_per_epoch)
-        bar = progress_bar(self.train_loader, total=iters, leave=False,
-                   desc=f"epoch {epoch + 1}/{self.epochs}",
-                   disable=not (self.cfg.progress and self.info.main))
+        # the rate is the mean since the epoch began (an average, not tqdm's moving one, which
+        # a single slow batch on a busy machine turns into minutes per batch)
+        bar = progress_bar(self.train_loader, total=iters, leave=False, unit="batch",
+                           smoothing=0, desc=f"epoch {epoch + 1}/{self.epochs}",
+                           disable=not (self.cfg.progress and self.info.main))
         t0 = time.perf_counter()
+        first_s = 0.0
         for i, batch in enumerate(bar):
             if i >= iters:
                 break
+            if i == 1:
+                first_s = time.perf_counter() - t0
+            elif i == ESTIMATE_AFTER + 1 and not self._estimated and self.info.main:
+                self._estimated = True
+                per_batch = (time.perf_counter() - t0 - first_s) / ESTIMATE_AFTER
+                log.info("%s", first_run_estimate(first_s, per_batch, iters,
+                                                  self.epochs - epoch))
             x, y = self._batch(batch)
             with self._autocast():
                 out = self.net(x)
@@ -448,7 +461,10 @@ class Trainer:
             self.start_epoch = epoch + 1
             ran += 1
             if self.info.main:
-                log.info("%s", epoch_line(row, self.epochs))
+                spent = [h["seconds"] for h in self.history[-ran:] if h.get("seconds")]
+                left = (sum(spent) / len(spent) * (self.epochs - self.start_epoch)
+                        if spent else None)
+                log.info("%s", epoch_line(row, self.epochs, left))
             if self.bad_epochs >= self.recipe.patience or self.start_epoch >= self.epochs:
                 self.finished = True
             if self.info.main:

@@ -44,8 +44,8 @@ INDEX = "index.jsonl"
 MANIFEST = "manifest.json"
 RECORD_FIELDS = ("id", "month", "row", "col", "bounds", "valid_fraction", "isa_fraction",
                  "split", "image", "label")
-Backend = Literal["ee", "local", "synthetic"]
-BACKENDS: tuple[str, ...] = ("ee", "local", "synthetic")
+Backend = Literal["ee", "local", "synthetic", "imported"]
+BACKENDS: tuple[str, ...] = ("ee", "local", "synthetic", "imported")
 DEFAULT_CLASSES: Mapping[str, str] = DEFAULT_CLASSES_ISA
 
 

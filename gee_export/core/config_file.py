@@ -15,6 +15,7 @@ clear error for a missing file, bad YAML or anything but a mapping. Two commands
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import sys
 import types
@@ -107,8 +108,10 @@ def config_defaults(parser: argparse.ArgumentParser, values: Mapping[str, Any],
         dest = str(key).replace("-", "_")
         action = actions.get(dest)
         if action is None:
-            raise ConfigError(f"{source}: unknown option {key!r}; known: "
-                              f"{', '.join(sorted(actions))}")
+            close = difflib.get_close_matches(dest, list(actions), n=1, cutoff=0.6)
+            raise ConfigError(f"{source}: unknown option {key!r}; " + (
+                f"did you mean {close[0]!r}?" if close
+                else f"known: {', '.join(sorted(actions))}"))
         out[dest] = _value(action, value, f"{source}: {key}")
     return out
 

@@ -12,7 +12,10 @@ one place that decides:
 * **exact names**: ``allow_abbrev=False``, so ``--dat`` is refused instead of being taken as
   ``--data`` (a prefix that matches today silently changes meaning when a flag is added);
 * ``--version``: the package's own version (:func:`gee_export.core.version.code_version`),
-  computed only when asked for.
+  computed only when asked for;
+* **errors first**: a command line argparse refuses prints the error on the first line, then
+  "did you mean ...?" for a misspelt option, choice or subcommand (:func:`suggestion`), then
+  where the options are listed, and exits 2; never the usage block before it.
 
 The logging flags (``-v``/``-q``/``--debug``) stay in :mod:`gee_export.core.commands`, which
 owns what they mean.
@@ -21,10 +24,12 @@ owns what they mean.
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 import textwrap
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
 
 #: an example: (what it does, the command line)
 Example = tuple[str, str]
@@ -78,6 +83,73 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+_NUMBER = re.compile(r"^-\d|^-\.\d")  # a negative number is a value, not an option
+
+
+def _options(parser: argparse.ArgumentParser) -> Iterator[str]:
+    """Every option string of ``parser`` and of its subcommands' parsers."""
+    for action in parser._actions:
+        yield from action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _options(sub)
+
+
+def suggestion(parser: argparse.ArgumentParser, message: str,
+               argv: Sequence[str] = ()) -> str | None:
+    """"did you mean ...?" for an argparse error ``message`` about ``argv``, or None.
+
+    An invalid choice (a value, or a subcommand's name) is matched against its choices; else
+    each option in ``argv`` (or named in an "unrecognized arguments" message) that the command
+    does not have is matched against every option of the command and of its subcommands, so a
+    misspelt ``--modle`` is named even where argparse only says ``--model`` is missing.
+    """
+    match = _CHOICE.search(message)
+    if match:
+        choices = re.findall(r"'([^']*)'", match.group(2))
+        close = difflib.get_close_matches(match.group(1), choices, n=1, cutoff=0.5)
+        return f"did you mean {close[0]!r}?" if close else None
+    known = sorted(set(_options(parser)))
+    given = list(argv)
+    if message.startswith("unrecognized arguments:"):
+        given += message.split(":", 1)[1].split()
+    tokens = list(dict.fromkeys(t for t in given if t.startswith("-") and t != "--"
+                                and not _NUMBER.match(t) and t.split("=", 1)[0] not in known))
+    found = []
+    for token in tokens:
+        close = difflib.get_close_matches(token.split("=", 1)[0], known, n=1, cutoff=0.6)
+        if close:
+            found.append((token, close[0]))
+    if not found:
+        return None
+    if len(tokens) == 1:
+        return f"did you mean {found[0][1]} (for {found[0][0]})?"
+    return "did you mean " + ", ".join(f"{c} (for {t})" for t, c in found) + "?"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose refusal is one error line, a suggestion, and a pointer."""
+
+    _argv: Sequence[str] = ()
+
+    def parse_known_args(  # type: ignore[override]
+            self, args: Sequence[str] | None = None, namespace: Any = None,
+    ) -> tuple[Any, list[str]]:
+        """As argparse's; the command line is kept for :meth:`error`'s suggestion."""
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE``, "did you mean ...?" where one is close, exit 2."""
+        lines = [f"{self.prog}: error: {message}"]
+        hint = suggestion(self, message, self._argv)
+        if hint:
+            lines.append(f"  {hint}")
+        lines.append(f"  ({self.prog} --help lists every option, with examples)")
+        self.exit(2, "\n".join(lines) + "\n")
+
+
 def format_examples(examples: Sequence[Example]) -> str:
     """The ``examples:`` epilog: each command line under a ``#`` line saying what it does."""
     lines = ["examples:"]
@@ -96,10 +168,9 @@ def command_parser(prog: str, description: str, examples: Sequence[Example],
         examples: two or three real invocations, as (what it does, command line).
         **kwargs: passed to ``argparse.ArgumentParser``.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     epilog=format_examples(examples),
-                                     formatter_class=HelpFormatter, allow_abbrev=False,
-                                     **kwargs)
+    parser = CommandParser(prog=prog, description=description,
+                           epilog=format_examples(examples), formatter_class=HelpFormatter,
+                           allow_abbrev=False, **kwargs)
     parser.add_argument("--version", action=_Version, help="print isamap's version and exit")
     return parser
 

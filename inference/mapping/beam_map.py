@@ -488,7 +488,9 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None)
                               overlap=request.overlap, batch_size=request.batch_size,
                               isa_class=index, options=request.options, model=model,
                               scene=scene)
-        return finish_outputs(result, prefix, index, zones=request.zones,
-                              local_dir=request.product_dir() / month), date_inputs(identity)
+        outputs = finish_outputs(result, prefix, index, zones=request.zones,
+                                 local_dir=request.product_dir() / month,
+                                 vectors=request.vectors, zones_name=request.zones_name)
+        return outputs, date_inputs(identity)
 
     return run

@@ -122,7 +122,8 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
                         model, source, request.prefix(month), month=month,
                         config=config, options=request.options, zones=request.zones,
                         local_dir=local / month, progress=request.progress,
-                        scene=opened.scene, allow_implausible=request.allow_implausible)
+                        scene=opened.scene, allow_implausible=request.allow_implausible,
+                        vectors=request.vectors, zones_name=request.zones_name)
                 except EarthEngineError as exc:
                     raise _with_tiles_left(exc, source, month) from exc
         except EmptyCompositeError as exc:

@@ -32,6 +32,7 @@ from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, Postprocess
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
+from inference.predict.vectors import VectorOptions
 
 if TYPE_CHECKING:
     from training.modelfile import ModelMeta
@@ -195,6 +196,8 @@ class MapRequest:
         workers: concurrent computePixels requests (1..40).
         project: Cloud project registered for Earth Engine.
         zones: GeoJSON polygons of the per-zone table (default: the whole map).
+        zones_name: the zones' property that names them (default: ``name``, ``NAME`` or the
+            highest ``NAME_<n>``: :func:`inference.predict.stats.zone_name`).
         dataset: the model's patch dataset, when the model file does not record its recipe.
         allow_recipe_mismatch: map even though the inputs differ from the training data.
         allow_implausible: map a date whose pixels the value rules doubt, each reason
@@ -226,6 +229,7 @@ class MapRequest:
             probabilities which way: :mod:`inference.predict.spectral_stacks`) or ``margin``;
             None: :meth:`rule` decides (spectral where the run keeps each date's stack).
         spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
+        vectors: also write each date's built-up polygons (:mod:`inference.predict.vectors`).
     """
 
     region: Region
@@ -238,6 +242,7 @@ class MapRequest:
     workers: int = DEFAULT_WORKERS
     project: str | None = None
     zones: str | None = None
+    zones_name: str | None = None
     dataset: str | None = None
     allow_recipe_mismatch: bool = False
     allow_implausible: bool = False
@@ -259,6 +264,7 @@ class MapRequest:
     change_margin: float | None = None
     change_rule: ChangeRule | None = None
     spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD
+    vectors: VectorOptions | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin() < 0.5:

@@ -75,6 +75,9 @@ class SeriesChangeRow:
     net_change_km2: float
     valid_km2: float
     temporal_consistency: bool = False
+    #: each date's ISA km² as its area table counts it (inference.predict.impervious)
+    isa_from_km2: float | None = None
+    isa_to_km2: float | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,8 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     from inference.predict import change as rule
 
     want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b),
-            "temporal_consistency": "applied" if consistent else "not applied"}
+            "temporal_consistency": "applied" if consistent else "not applied",
+            "impervious": stats.IMPERVIOUS_TAG}  # a map made before one definition is redone
     if spectral is not None:
         want.update(change_rule=rule.SPECTRAL_RULE,
                     spectral_threshold=f"{spectral.threshold:g}")
@@ -141,9 +145,11 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
         current = all(tags.get(k) == v for k, v in want.items()) and all(want.values())
     if not current and spectral is not None and probs is not None:
         spectral = spectral.fitted()
-        stats.change_map(*probs, out, isa_class=isa_class, tags=want, spectral=spectral)
+        stats.change_map(*probs, out, isa_class=isa_class, tags=want, spectral=spectral,
+                         classes=(class_a, class_b))
     elif not current and margin > 0 and probs is not None:
-        stats.change_map(*probs, out, isa_class=isa_class, tags=want, margin=margin)
+        stats.change_map(*probs, out, isa_class=isa_class, tags=want, margin=margin,
+                         classes=(class_a, class_b))
     elif not current:
         stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want)
     if not current or not png.exists():
@@ -157,6 +163,7 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
 
 def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], out: str,
                     local: Path, zones: str | None, *, isa_class: int = 1,
+                    zones_name: str | None = None,
                     crs: Any = None, temporal_consistency: bool = False,
                     change_margin: float = 0.0, change_rule: str = "margin",
                     spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD,
@@ -170,6 +177,7 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         out: COG root (local or gs://); change COGs go to ``<out>/change/``.
         local: folder of PNGs and tables.
         zones: GeoJSON of the zones (None: the whole map).
+        zones_name: the zones' property that names them (None: ``stats.zone_name``'s default).
         isa_class: index of the impervious class.
         crs: the maps' CRS (zones are reprojected to it).
         temporal_consistency: make the class maps consistent over the dates first (see the
@@ -188,7 +196,7 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
             not on the maps' grid.
     """
     local.mkdir(parents=True, exist_ok=True)
-    zone_list = stats.load_zones(zones, crs) if mapped else []
+    zone_list = stats.load_zones(zones, crs, zones_name) if mapped else []
     class_maps = {m: o.prediction.class_path for m, o in mapped}
     prob_maps = {m: o.prediction.prob_path for m, o in mapped}
     consistency: dict[str, Any] = {"applied": bool(temporal_consistency)}
@@ -225,10 +233,12 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
                                                        spectral_threshold)
                                  if spectral else None)
         changes.append(product)
-        for row in stats.change_area(product.cog, zone_list):
+        for row in stats.change_area(product.cog, zone_list, (class_maps[a], class_maps[b]),
+                                     isa_class):
             change_rows.append(SeriesChangeRow(row.zone, a, b, row.stable_isa_km2, row.gain_km2,
                                                row.loss_km2, row.net_change_km2, row.valid_km2,
-                                               bool(temporal_consistency)))
+                                               bool(temporal_consistency), row.isa_from_km2,
+                                               row.isa_to_km2))
     area_csv, change_csv = local / "series_area.csv", local / "series_change.csv"
     stats.write_table(area_rows, None, area_csv)
     stats.write_table(change_rows, None, change_csv)
@@ -268,7 +278,12 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     The area axis starts at zero, so a line's slope shows the change relative to the area.
 
     Zones are named in the legend (the largest 15 when there are more; every value is in
-    ``series_area.csv``), so the plot reads on its own.
+    ``series_area.csv``), so the plot reads on its own. Around each line a shaded band spans
+    the class map's area (the line) and the probability-weighted area (``isa_probability_km2``,
+    the area the calibrated probabilities expect): how much the area depends on the pixels the
+    model is unsure of. It is the model's own spread, not a sampling interval (an accuracy
+    assessment's area estimate gives that: docs/accuracy.md); dates without the weighted area
+    (temporal consistency relabels classes only) have no band.
     """
     import matplotlib
 
@@ -281,12 +296,14 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     months = sorted({row.date for row in rows})
     shown = sorted(zones, key=lambda z: -max(r.isa_km2 or 0.0 for r in zones[z]))[:15]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    banded = False
     for zone in shown:
         items = sorted(zones[zone], key=lambda r: r.date)
         # matplotlib takes dates through its unit converters; its stubs type only numbers
         when: list[Any] = [_mid_month(r.date) for r in items]
         km2 = [r.isa_km2 for r in items]
-        ax.plot(when, km2, marker="o", label=zone)
+        (line,) = ax.plot(when, km2, marker="o", label=zone)
+        banded = _band(ax, when, items, line.get_color()) or banded
         if len(shown) <= 5 and len(items) <= 12:  # few points: each value written beside it
             for x, y in zip(when, km2, strict=True):
                 if y is not None:
@@ -305,9 +322,14 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     ax.set_title(titled(f"Impervious surface area per zone, {span}"))
     # from zero: the maps' areas carry no interval, and a zoomed axis (20.94-21.06 km²) draws
     # a 0.5 % change as a steep rise
-    highest = max((r.isa_km2 or 0.0 for z in shown for r in zones[z]), default=0.0)
+    highest = max((max(r.isa_km2 or 0.0, r.isa_probability_km2 or 0.0)
+                   for z in shown for r in zones[z]), default=0.0)
     ax.set_ylim(0.0, highest * 1.15 if highest > 0 else 1.0)
     ax.grid(alpha=0.3)
+    if banded:
+        fig.text(0.01, 0.01, "line: the class map's area; shaded: up to the probability-weighted "
+                 "area (the model's spread, not a sampling interval)", fontsize=7, ha="left",
+                 va="bottom")
     if shown:
         more = len(zones) - len(shown)
         ax.legend(title="zone" if not more else f"zone (largest {len(shown)} of {len(zones)})",
@@ -317,6 +339,24 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return png
+
+
+def _band(ax: Any, when: list[Any], items: Sequence[SeriesAreaRow], colour: Any) -> bool:
+    """Shade from each date's class-map area to its probability-weighted area; whether any."""
+    band = [(x, r.isa_km2, r.isa_probability_km2) for x, r in zip(when, items, strict=True)
+            if r.isa_km2 is not None and r.isa_probability_km2 is not None]
+    if not band:
+        return False
+    xs = [x for x, _, _ in band]
+    lows = [min(y, w) for _, y, w in band]
+    highs = [max(y, w) for _, y, w in band]
+    if len(band) == 1:  # one date: the span as an error bar
+        y = band[0][1]
+        ax.errorbar(xs, [y], yerr=[[y - lows[0]], [highs[0] - y]], color=colour, capsize=4,
+                    linewidth=1)
+    else:
+        ax.fill_between(xs, lows, highs, color=colour, alpha=0.18, linewidth=0)
+    return True
 
 
 def _mid_month(month: str) -> date:

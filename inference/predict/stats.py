@@ -52,12 +52,15 @@ from gee_export.core.storage import atomic_write, files
 from gee_export.core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
+from inference.predict.impervious import agreeing_codes, impervious
 from inference.predict.spectral_stacks import SpectralStacks, block_codes
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 CHANGE_CODES = {"stable_pervious": 0, "stable_isa": 1, "gain": 2, "loss": 3}
+IMPERVIOUS_TAG = "class maps"
+"""A change COG's ``impervious`` tag: its stable and changed codes agree with the class maps."""
 EARTH_RADIUS_KM = 6371.0088
 TRUE_AREA_TOLERANCE = 0.005  # UTM's areal scale stays within 0.9992-1.002 inside its zone
 FACTOR_STEP = 16
@@ -143,7 +146,13 @@ class AreaRow:
 
 @dataclass(frozen=True)
 class ChangeRow:
-    """ISA change of one zone between two dates (km²)."""
+    """ISA change of one zone between two dates (km²).
+
+    ``isa_from_km2``/``isa_to_km2``: each date's impervious area exactly as its area table
+    counts it (None: the class maps were not given); where every flip of the class maps is a
+    confirmed gain or loss and both dates have the same valid pixels, ``isa_from = stable +
+    loss`` and ``isa_to = stable + gain`` (:mod:`inference.predict.impervious`).
+    """
 
     zone: str
     stable_isa_km2: float
@@ -151,13 +160,22 @@ class ChangeRow:
     loss_km2: float
     net_change_km2: float
     valid_km2: float
+    isa_from_km2: float | None = None
+    isa_to_km2: float | None = None
 
 
 def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
                name_field: str | None = None, flag: str = "--zones") -> list[Zone]:
     """Zones from a GeoJSON file/dict (features or a bare geometry), reprojected to ``crs``.
 
+    A zone's name is its ``name_field`` property (``--zones-name``), else the first of
+    ``name``, ``NAME`` and the highest-numbered ``NAME_<n>`` (GADM's level: ``NAME_2`` of a
+    district file) it has (:func:`zone_name`), else ``feature_<i>``; a name that repeats
+    is told apart by its feature index, so two zones never add up under one name.
     Errors name the file as ``flag`` (the option the user typed) followed by its path.
+
+    Raises:
+        InputDataError: a feature is no polygon, cannot be reprojected, or lacks ``name_field``.
     """
     if geojson is None:
         return [Zone("all", None)]
@@ -172,7 +190,8 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
         features = [data]
     else:
         features = [{"type": "Feature", "properties": {}, "geometry": data}]
-    zones = []
+    zones: list[Zone] = []
+    seen: set[str] = set()
     for i, feature in enumerate(features):
         geometry = feature.get("geometry") if isinstance(feature, dict) else None
         if not isinstance(geometry, dict) or geometry.get("type") not in (
@@ -185,10 +204,16 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
                 "file is in a projected CRS without saying so; add a 'crs' member naming it "
                 "or reproject it to longitude/latitude (EPSG:4326) in your GIS")
         props = feature.get("properties") or {}
-        name = props.get(name_field) if name_field else None
-        name = name or props.get("name") or props.get("NAME") or f"feature_{i}"
+        if name_field and props.get(name_field) in (None, ""):
+            raise InputDataError(f"feature {i} of {given} has no property {name_field!r} "
+                                 f"(it has {', '.join(map(repr, props)) or 'none'}); give "
+                                 f"--zones-name one of those")
+        name = zone_name(props, name_field) or f"feature_{i}"
+        if name in seen:
+            name = f"{name} (feature {i})"
+        seen.add(name)
         try:
-            zones.append(Zone(str(name), transform_geom(src_crs, crs, geometry)))
+            zones.append(Zone(name, transform_geom(src_crs, crs, geometry)))
         except Exception as exc:  # GDAL/PROJ raise several types for a bad CRS or geometry
             raise InputDataError(f"feature {i} of {given} cannot be put in the map's CRS "
                                  f"({exc}); give polygons in longitude/latitude (GeoJSON's "
@@ -196,6 +221,21 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
     if not zones:
         raise InputDataError(f"{given} has no features; {GEOJSON_ADVICE}")
     return zones
+
+
+def zone_name(properties: dict[str, Any], name_field: str | None = None) -> str | None:
+    """A zone's name from its properties: ``name_field``, else ``name``, ``NAME``, ``NAME_<n>``.
+
+    Of GADM's ``NAME_0`` (country) ... ``NAME_<n>``, the highest ``n`` is the feature's own
+    level. None where none of them holds a value.
+    """
+    levels = sorted((int(k[5:]), k) for k in properties
+                    if k.startswith("NAME_") and k[5:].isdigit())
+    for key in ([name_field] if name_field else ["name", "NAME", *[k for _, k in levels[::-1]]]):
+        value = properties.get(key)
+        if value not in (None, ""):
+            return str(value)
+    return None
 
 
 def _lonlat(geometry: dict[str, Any]) -> bool:
@@ -335,7 +375,8 @@ def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                compress: maps.Compression = "DEFLATE",
                tags: dict[str, str] | None = None, margin: float | None = None,
-               spectral: SpectralStacks | None = None) -> str:
+               spectral: SpectralStacks | None = None,
+               classes: tuple[str, str] | None = None) -> str:
     """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``).
 
     ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there);
@@ -351,7 +392,10 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
     (:func:`inference.predict.change.spectral_change`); the fit (made here when ``spectral``
     has none) is made once for the whole map, so a map cut into blocks equals the whole. A
     pixel that is nodata in a band of either stack is 255. Without either, the class maps are
-    differenced.
+    differenced. ``classes`` (the two dates' class COGs, with ``margin`` or ``spectral``) makes
+    the rule's codes agree with what the class maps call impervious
+    (:func:`inference.predict.impervious.agreeing_codes`: the one definition of the area
+    tables); the products always pass them.
 
     Raises:
         InputDataError: the maps (or stacks) are not on one grid.
@@ -369,6 +413,10 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                 "predict both dates from stacks on one grid")
         stacks = [opened.enter_context(files.open_raster(p))
                   for p in ((spectral.earlier, spectral.later) if spectral else ())]
+        class_maps = [opened.enter_context(files.open_raster(p)) for p in classes or ()]
+        for path, ds in zip(classes or (), class_maps, strict=True):
+            if (ds.shape, ds.transform, ds.crs) != (a.shape, a.transform, a.crs):
+                raise InputDataError(f"the class map {path} is not on the grid of {class_a}")
         for path, ds in zip((spectral.earlier, spectral.later) if spectral else (), stacks,
                             strict=True):
             if (ds.shape, ds.transform, ds.crs) != (a.shape, a.transform, a.crs):
@@ -392,10 +440,13 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                 elif margin is not None:
                     code = rule.margin_change(_probability(va), _probability(vb), margin)
                 else:
-                    isa_a, isa_b = va == isa_class, vb == isa_class
+                    isa_a, isa_b = impervious(va, isa_class), impervious(vb, isa_class)
                     code = np.where(isa_a, np.where(isa_b, 1, 3), np.where(isa_b, 2, 0))
                     code = code.astype(np.uint8)
                 code[(va == NODATA) | (vb == NODATA)] = NODATA
+                if class_maps and (spectral is not None or margin is not None):
+                    code = agreeing_codes(code, class_maps[0].read(1, window=window),
+                                          class_maps[1].read(1, window=window), isa_class)
                 dst.write(code, 1, window=window)
         here = out_path.rsplit("/", 1)[0] if "/" in out_path else "."
         tags = {"from": shareable_path(class_a, here), "to": shareable_path(class_b, here),
@@ -404,6 +455,8 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                 **(spectral.tags(here) if spectral is not None else
                    {"change_margin": f"{margin:g}", "change_rule": rule.RULE}
                    if margin is not None else {"change_rule": "class maps differenced"}),
+                **({"impervious": IMPERVIOUS_TAG} if class_maps or (spectral is None
+                                                                   and margin is None) else {}),
                 **(tags or {})}
     try:
         files.put_output(lambda local: maps.write_cog(tmp, local, "change", tags,
@@ -418,14 +471,23 @@ def _probability(stored: np.ndarray) -> np.ndarray:
     return np.where(stored == NODATA, np.nan, stored / PROB_SCALE)
 
 
-def change_area(change_path: str, zones: Sequence[Zone]) -> list[ChangeRow]:
+def change_area(change_path: str, zones: Sequence[Zone],
+                classes: tuple[str, str] | None = None, isa_class: int = 1) -> list[ChangeRow]:
+    """Stable, gained and lost ISA per zone (km²) from a change COG.
+
+    With ``classes`` (the two dates' class COGs) each row also holds each date's ISA area as
+    :func:`isa_area` counts it, so the change and area tables can be checked against each other.
+    """
     totals = _zonal(change_path, zones, list(CHANGE_CODES.values()))
+    dates = [{r.zone: r.isa_km2 for r in isa_area(path, zones, isa_class=isa_class)}
+             for path in classes or ()]
     rows = []
     for name, t in totals.items():
         gain, loss = t[str(CHANGE_CODES["gain"])], t[str(CHANGE_CODES["loss"])]
         rows.append(ChangeRow(name, round(t[str(CHANGE_CODES["stable_isa"])], 6),
                               round(gain, 6), round(loss, 6), round(gain - loss, 6),
-                              round(t["valid"], 6)))
+                              round(t["valid"], 6),
+                              *([dates[0][name], dates[1][name]] if dates else [])))
     return rows
 
 

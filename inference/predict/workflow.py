@@ -37,6 +37,7 @@ from inference.predict.runtime import RuntimeOptions, TilePredictor
 from inference.predict.scene import scene_statistics
 from inference.predict.sources import RasterSource, probe_input
 from inference.predict.spectral_stacks import SpectralStacks, spectral_stacks
+from inference.predict.vectors import VectorOptions, check_vector_extra, write_vectors
 
 if TYPE_CHECKING:
     from training.data import NormStats
@@ -63,6 +64,8 @@ class Outputs:
     change_record: dict[str, Any] | None = None
     #: why an input the value rules doubted was mapped (also in the COGs' ``input_notes`` tag)
     input_notes: tuple[str, ...] = ()
+    #: the built-up polygons (GeoPackage, GeoParquet) with ``--vectors``
+    vectors: tuple[Path, ...] = ()
 
     def paths(self) -> dict[str, str]:
         out = {"class_cog": self.prediction.class_path, "prob_cog": self.prediction.prob_path,
@@ -71,6 +74,8 @@ class Outputs:
         if self.change_cog:
             out["change_cog"] = self.change_cog
             out["change_json"] = str(self.change_json)
+        for path in self.vectors:
+            out[f"vectors_{path.suffix.lstrip('.')}"] = str(path)
         return out
 
 
@@ -155,6 +160,8 @@ def predict_with_model_file(
     earlier_stack: str | None = None,
     spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD,
     scene: NormStats | None = None,
+    vectors: VectorOptions | None = None,
+    zones_name: str | None = None,
 ) -> Outputs:
     """Predict ``stack`` with a model file, then write quick-looks and area statistics.
 
@@ -190,14 +197,17 @@ def predict_with_model_file(
             elsewhere (tiles fetched from Earth Engine: :mod:`inference.mapping.ee_statistics`);
             None: from a decimated sample of ``stack`` (:func:`scene_statistics`). Any other
             model ignores them.
+        vectors: also write the built-up polygons (:mod:`inference.predict.vectors`).
+        zones_name: the zones' property that names them (default: :func:`stats.zone_name`).
     """
     from training.modelfile import LoadedModel, load_model
 
     if month is not None:
         check_month(month)
     cog_writer()  # a misspelt ISAMAP_COG_WRITER fails before the model loads
+    check_vector_extra(vectors)  # a missing extra fails before the model loads
     crs = probe_input(stack) if isinstance(stack, str) else stack.crs  # a source is open
-    stats.load_zones(zones, crs)  # a bad zones file fails before any tile is predicted
+    stats.load_zones(zones, crs, zones_name)  # a bad zones file fails before any tile
     if config is not None and config.postprocess == "keep" and config.keep is not None:
         check_product(config.keep.product)  # before the model loads
     loaded = model_file if isinstance(model_file, LoadedModel) else load_model(model_file)
@@ -262,7 +272,8 @@ def predict_with_model_file(
         outputs = finish_outputs(result, out_prefix, index, zones=zones,
                                  compare_with=compare_with, local_dir=local_dir,
                                  change_margin=change_margin, earlier_prob=earlier_prob,
-                                 record=record, spectral=spectral)
+                                 record=record, spectral=spectral, vectors=vectors,
+                                 zones_name=zones_name)
         return replace(outputs, input_notes=facts.notes)
     finally:
         close = getattr(stack, "close", None)
@@ -310,8 +321,10 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                    local_dir: str | os.PathLike | None = None,
                    change_margin: float = 0.0, earlier_prob: str | None = None,
                    record: dict[str, Any] | None = None,
-                   spectral: SpectralStacks | None = None) -> Outputs:
-    """Quick-looks, area table and optional change map of a prediction's COGs.
+                   spectral: SpectralStacks | None = None,
+                   vectors: VectorOptions | None = None,
+                   zones_name: str | None = None) -> Outputs:
+    """Quick-looks, area table, optional change map and polygons of a prediction's COGs.
 
     The change map (with ``compare_with``) is decided by the spectral rule with ``spectral``
     (``earlier_prob`` and this prediction's probabilities), else with ``change_margin`` on
@@ -320,7 +333,7 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
     Shared by the streaming prediction above and the tile-parallel Beam pipeline
     (:mod:`inference.mapping.beam_map`), whose COGs come from a mosaic of tiles.
     """
-    zone_list = stats.load_zones(zones, result.crs)
+    zone_list = stats.load_zones(zones, result.crs, zones_name)
     name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
     local = Path(local_dir) if local_dir else (
         Path.cwd() if files.is_gcs(out_prefix) else Path(out_prefix).parent)
@@ -344,23 +357,28 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                       if k == "normalisation" else v) for k, v in (record or {}).items()}
         change_record = {"change_margin": change_margin if earlier_prob else 0.0, **record}
         tags = {k: json.dumps(v) for k, v in record.items()}
+        classes = (compare_with, result.class_path)  # what both tables call impervious
         if spectral is not None and earlier_prob:  # the stacks decide whether, p which way
             spectral = spectral.fitted()
             change_record = {**spectral.record(here), **record}
             stats.change_map(earlier_prob, result.prob_path, change_cog, isa_class=index,
-                             spectral=spectral, tags=tags)
+                             spectral=spectral, tags=tags, classes=classes)
         elif earlier_prob:  # both dates' probabilities with the margin
             stats.change_map(earlier_prob, result.prob_path, change_cog, isa_class=index,
-                             margin=change_margin, tags=tags)
+                             margin=change_margin, tags=tags, classes=classes)
         else:
             stats.change_map(compare_with, result.class_path, change_cog, isa_class=index,
                              tags=tags)
         change_json = local / f"{name}_change_area.json"
-        change_rows = stats.change_area(change_cog, zone_list)
+        change_rows = stats.change_area(change_cog, zone_list, classes, index)
         table += "\n\nISA change since " + compare_with + "\n" + stats.write_table(
             change_rows, change_json, change_json.with_suffix(".csv"))
+    written: tuple[Path, ...] = ()
+    if vectors is not None:
+        written = write_vectors(result.class_path, result.prob_path, index,
+                                local / f"{name}_builtup", vectors).paths
     return Outputs(result, class_png, prob_png, area_json, area_csv, table, change_cog,
-                   change_json, change_record)
+                   change_json, change_record, vectors=written)
 
 
 def describe(outputs: Outputs) -> dict[str, Any]:

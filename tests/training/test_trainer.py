@@ -270,3 +270,20 @@ def test_cli_trains_srseg_on_label_fine_at_the_datasets_scale(tmp_path, capsys):
     assert train_main([*coarse, "--model", "srseg", "--out", str(tmp_path / "d")]) == 2
     assert "--label label_fine" in capsys.readouterr().err
     assert not any((tmp_path / d / "model.pt").exists() for d in "bcd")
+
+
+def test_a_run_says_early_how_long_it_will_take(patch_root, tmp_path, caplog):
+    """One estimate after the first batches (start-up apart), then the time to go each epoch."""
+    from training.history import first_run_estimate
+
+    caplog.set_level("INFO", logger="training.trainer")
+    res = train(_cfg(patch_root, tmp_path / "eta", epochs=2, batch_size=1))
+    lines = [r.getMessage() for r in caplog.records if r.name == "training.trainer"]
+    estimates = [line for line in lines if line.startswith("time estimate:")]
+    assert len(estimates) == 1 and "the 2 epoch(s) to go" in estimates[0]
+    batches = int(estimates[0].split("an epoch of ")[1].split(" batches")[0])
+    assert batches >= 4
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert "to go" in epochs[0] and "to go" not in epochs[-1] and res.epochs_run == 2
+    text = first_run_estimate(30.0, 0.5, 101, 400)
+    assert "first batch took 30 s" in text and "about 80 s" in text and "5.6 h" in text

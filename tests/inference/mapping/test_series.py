@@ -404,3 +404,21 @@ def test_area_plot_starts_at_zero_and_marks_a_synthetic_scene(tmp_path, monkeypa
     assert marked.get_ylim()[0] == 0 and marked.get_ylim()[1] > 21.05
     assert marked.get_title() == "SYNTHETIC · Impervious surface area per zone, 2019-06 to 2021-06"
     assert plain.get_title() == "Impervious surface area per zone, 2019-06 to 2021-06"
+
+
+def test_area_plot_shades_the_span_to_the_probability_weighted_area(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    rows = [SeriesAreaRow("all", m, km2, weighted, 50.0, 0.0, 0.4)
+            for m, km2, weighted in (("2019-06", 20.0, 22.5), ("2021-06", 21.0, 19.0))]
+    plot_area(rows, tmp_path / "area.png")
+    (ax,) = figures[0].axes
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(19.0) and ys.max() == pytest.approx(22.5)
+    assert ax.get_ylim()[1] > 22.5
+    caption = " ".join(t.get_text() for t in figures[0].texts)
+    assert "probability-weighted" in caption and "not a sampling interval" in caption

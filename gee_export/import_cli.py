@@ -1,0 +1,98 @@
+"""Console script ``isamap-import-patches``: another project's image/mask pairs as a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+from gee_export.core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    configure_logging,
+    run_command,
+)
+from gee_export.core.errors import ConfigError
+from gee_export.core.months import check_month
+from gee_export.core.parsers import command_parser
+
+EXAMPLES = (
+    ("image/mask pairs (images/, masks/) of Sentinel-2 reflectance x 10000, masks 0/1",
+     "isamap-import-patches their_patches --out data/imported --month 2021-06 "
+     "--bands B2,B3,B4,B8 --scale 0.0001"),
+    ("masks of 0 and 255 (255 = built-up), nodata 99 in the masks",
+     "isamap-import-patches their_patches --out data/imported --month 2021-06 "
+     "--impervious-values 255 --ignore-values 99"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = command_parser(
+        "isamap-import-patches",
+        "Import a folder of georeferenced image/mask GeoTIFF pairs from another project as a "
+        "patch dataset isamap-train reads (docs/data-contract.md): images/<name>.tif with "
+        "masks/<name>.tif (or labels/), or <name>.tif beside <name>_mask.tif. The patches must "
+        "share one CRS, pixel size and patch size and lie on one lattice of whole patches; the "
+        "split is spatially blocked. Everything is checked before the first patch is written; "
+        "a second run writes nothing.", EXAMPLES)
+    p.add_argument("src", help="the folder of image/mask pairs")
+    p.add_argument("--out", required=True, help="the dataset folder (or gs://bucket/prefix)")
+    p.add_argument("--month", required=True,
+                   help="YYYY-MM the patches show (a dataset is keyed by month)")
+    p.add_argument("--bands", help="the images' band names in file order, comma-separated "
+                   "(default: the images' band descriptions)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every image value by this (0.0001 for reflectance x 10000)")
+    p.add_argument("--impervious-values", default="1", metavar="V,...",
+                   help="mask values that are impervious")
+    p.add_argument("--pervious-values", default="0", metavar="V,...",
+                   help="mask values that are pervious")
+    p.add_argument("--ignore-values", default="", metavar="V,...",
+                   help="mask values that are no label, not trained on (default: none; a "
+                        "mask value not named by one of these three is refused)")
+    p.add_argument("--min-valid-fraction", type=float, default=0.9,
+                   help="patches with a smaller share of valid pixels are left out")
+    p.add_argument("--seed", type=int, default=0, help="seed of the spatially blocked split")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_logging_arguments(p)
+    return p
+
+
+def _values(flag: str, text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} takes integers separated by commas, got {text!r}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``isamap-import-patches``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet, args.debug)
+    return run_command("isamap-import-patches", lambda: _run(args), debug=args.debug,
+                       writes_to=[args.out])
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gee_export.contract.foreign_patches import ImportOptions, import_patches
+
+    check_month(args.month)
+    check_output_folder("--out", args.out)
+    if not 0.0 <= args.min_valid_fraction <= 1.0:
+        raise ConfigError(f"--min-valid-fraction must be in [0, 1], got "
+                          f"{args.min_valid_fraction}")
+    options = ImportOptions(
+        args.month, tuple(b.strip() for b in args.bands.split(",") if b.strip())
+        if args.bands else None,
+        impervious=_values("--impervious-values", args.impervious_values),
+        pervious=_values("--pervious-values", args.pervious_values),
+        ignore=_values("--ignore-values", args.ignore_values), scale=args.scale,
+        seed=args.seed, min_valid_fraction=args.min_valid_fraction)
+    summary = import_patches(args.src, args.out, options,
+                             progress=not (args.quiet or args.no_progress))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
