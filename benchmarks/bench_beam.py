@@ -1,7 +1,7 @@
 """Benchmark: the Beam pipelines on the DirectRunner (2 workers) vs the single-process commands.
 
 Same input for both sides: a synthetic scene's stack served by the fake Earth Engine pixel
-server (``gee_export.ee.fake_server``) with a fixed simulated latency per request, the real
+server (``testing.fake_server``) with a fixed simulated latency per request, the real
 recipe graph built offline, and the same total number of concurrent requests (the single
 process gets ``--workers`` = the pipeline's 2 workers x threads). Each case runs in its own
 Python process so that its peak RSS (``ru_maxrss``) is its own; the table gives throughput,
@@ -43,8 +43,8 @@ def _map_inputs(tmp: Path, size: int) -> tuple[str, str]:
     import numpy as np
     import rasterio
 
-    from gee_export.contract.geotiff import write_geotiff
-    from gee_export.contract.grid import Grid
+    from contract.geotiff import write_geotiff
+    from contract.grid import Grid
     from training.modelfile import ModelMeta, save_model_file
     from training.models import create_model
 
@@ -71,15 +71,15 @@ def _map_child(args: argparse.Namespace) -> dict:
     import ee
     from pyproj import Transformer
 
-    from gee_export.contract.grid import Grid
-    from gee_export.contract.regions import Region
-    from gee_export.contract.stack import StackPaths
-    from gee_export.core.ee_session import EESession
-    from gee_export.core.pipeline_options import RunnerConfig
-    from gee_export.ee.fake_server import StackSessions, StackTransport, initialize_offline
+    from contract.grid import Grid
+    from contract.regions import Region
+    from contract.stack import StackPaths
+    from core.pipeline_options import RunnerConfig
+    from gee_export.ee.session import EESession
     from inference.mapping.request import MapRequest
     from inference.predict.runtime import RuntimeOptions
     from inference.region_map import map_region
+    from testing.fake_server import StackSessions, StackTransport, initialize_offline
 
     initialize_offline(ee)
     spec = json.loads(args.stack)
@@ -116,18 +116,18 @@ def _child(args: argparse.Namespace) -> None:
         return
     import ee
 
-    from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-    from gee_export.contract.dataset import DatasetSpec
-    from gee_export.contract.grid import Grid
-    from gee_export.contract.stack import StackPaths
-    from gee_export.core.ee_session import EESession
-    from gee_export.core.pipeline_options import RunnerConfig
+    from contract.bands import DEFAULT_IMAGE_BANDS
+    from contract.dataset import DatasetSpec
+    from contract.grid import Grid
+    from contract.stack import StackPaths
+    from core.pipeline_options import RunnerConfig
     from gee_export.ee.beam_export import export_pipeline
     from gee_export.ee.export import ExportJob, export_pixels
-    from gee_export.ee.fake_server import StackSessions, StackTransport, initialize_offline
     from gee_export.ee.labels import parse_label_source
     from gee_export.ee.recipe import EERecipe, build_stack
     from gee_export.ee.sentinel2 import month_window
+    from gee_export.ee.session import EESession
+    from testing.fake_server import StackSessions, StackTransport, initialize_offline
 
     initialize_offline(ee)
     spec = json.loads(args.stack)

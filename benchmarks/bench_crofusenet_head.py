@@ -26,10 +26,10 @@ import os
 import time
 from pathlib import Path
 
+from contract.dataset import read_manifest
+from contract.grid import Grid
+from contract.patches import patch_stack
 from experiments.headcompare import HeadBudget, compare_heads
-from gee_export.contract.dataset import read_manifest
-from gee_export.contract.grid import Grid
-from gee_export.contract.patches import patch_stack
 from gee_export.local.scenes import SceneCollection, open_scene
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from inference.demo import DemoContext, step_patches, step_scene, step_stack

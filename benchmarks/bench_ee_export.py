@@ -28,16 +28,16 @@ def main() -> None:
 
     import ee
 
-    from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-    from gee_export.contract.dataset import DatasetSpec
-    from gee_export.core.ee_session import EESession, RetryPolicy
+    from contract.bands import DEFAULT_IMAGE_BANDS
+    from contract.dataset import DatasetSpec
     from gee_export.ee.export import ExportJob, export_pixels
-    from gee_export.ee.fake_server import HttpError, StackTransport, initialize_offline
     from gee_export.ee.labels import parse_label_source
     from gee_export.ee.recipe import EERecipe, build_stack
     from gee_export.ee.sentinel2 import month_window
+    from gee_export.ee.session import EESession, RetryPolicy
     from gee_export.local.stack import build_local_stack
     from gee_export.local.synthetic import generate_scene
+    from testing.fake_server import HttpError, StackTransport, initialize_offline
 
     initialize_offline(ee)
 

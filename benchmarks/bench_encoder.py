@@ -220,7 +220,7 @@ def fetched_row_ms(width: int, rounds: int) -> dict[str, float]:
     """CPU ms of the mapping reader's copy of one fetched tile row: now vs before."""
     from rasterio.windows import Window as RioWindow
 
-    from gee_export.contract.grid import Grid
+    from contract.grid import Grid
     from inference.mapping.fetched import FetchedSource
 
     bands = ("B2", "B3", "B4", "B8", "VV", "VH")

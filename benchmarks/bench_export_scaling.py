@@ -4,7 +4,7 @@ A month's patch folder grows to hundreds of thousands of files for a province, s
 more patch must cost the same whatever is already there. For each N of ``--sizes`` this fills
 a month folder with N empty files named as patches (image and label names alternating), then
 writes ``--patches`` patches into it through the export's own writer
-(:class:`gee_export.contract.patch_writer.PatchWriter`: label and image GeoTIFFs, tags and
+(:class:`contract.patch_writer.PatchWriter`: label and image GeoTIFFs, tags and
 index record, each file through the one atomic writer), and removes them again. The sizes take
 turns over ``--rounds`` rounds; it prints the process CPU-ms and wall-ms per patch (median of
 the rounds) and the CPU ratio of each size to the smallest (1.0: independent of the folder).
@@ -58,9 +58,9 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-    from gee_export.contract.grid import Grid
-    from gee_export.contract.patch_writer import PatchWriter, patch_rel_paths
+    from contract.bands import DEFAULT_IMAGE_BANDS
+    from contract.grid import Grid
+    from contract.patch_writer import PatchWriter, patch_rel_paths
 
     side = 16  # patch positions per grid side: 256 positions
     grid = Grid("EPSG:32650", 238000.0, 3385000.0, 80 * (side - 1) + 128,

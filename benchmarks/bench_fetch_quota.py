@@ -3,8 +3,8 @@
 An Earth Engine project's concurrent-request quota is shared by everything that uses the
 project, so the share left to one job moves while it runs. This sends thousands of small
 computePixels requests through the real request path (``EESession``: the one retry loop and
-the concurrency limit of :mod:`gee_export.core.concurrency`) to the fake server's simulated
-shared quota (:mod:`gee_export.ee.fake_quota`: a cap of concurrent requests drawn anew every
+the concurrency limit of :mod:`core.concurrency`) to the fake server's simulated
+shared quota (:mod:`testing.fake_quota`: a cap of concurrent requests drawn anew every
 period, HTTP 429 above it, lognormal latency, occasional 503s and time-outs, all seeded), with
 ``--max-concurrent`` request threads, once with the static budget (the limit held at
 ``--max-concurrent``) and once with the adaptive one (AIMD), and prints for each:
@@ -49,10 +49,10 @@ import time
 from dataclasses import asdict, dataclass
 from multiprocessing.managers import BaseManager
 
-from gee_export.core.concurrency import RequestLimit
-from gee_export.core.ee_session import EESession, RetryPolicy
-from gee_export.core.errors import IsamapError
-from gee_export.ee.fake_quota import (
+from core.concurrency import RequestLimit
+from core.errors import IsamapError
+from gee_export.ee.session import EESession, RetryPolicy
+from testing.fake_quota import (
     QuotaModel,
     QuotaTransport,
     SharedQuota,
@@ -149,7 +149,7 @@ def run_beam(mode: str, model: QuotaModel, requests: int, ceiling: int, workers:
     from apache_beam.metrics import Metrics
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from gee_export.core.pipeline_options import pipeline_counters
+    from core.pipeline_options import pipeline_counters
 
     manager = QuotaManager(address=("127.0.0.1", 0), authkey=b"bench-fetch-quota")
     manager.start(serve_shared, (model, requests - ceiling))
@@ -160,7 +160,7 @@ def run_beam(mode: str, model: QuotaModel, requests: int, ceiling: int, workers:
         """Send ``n`` requests through this worker's session and request threads."""
 
         def setup(self) -> None:
-            from gee_export.core.pipeline_options import WorkerRequests
+            from core.pipeline_options import WorkerRequests
 
             remote = QuotaManager(address=address, authkey=b"bench-fetch-quota")
             remote.connect()

@@ -24,7 +24,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from gee_export.contract.grid import Grid
+from contract.grid import Grid
 
 CRS = "EPSG:32633"
 X0, Y0 = 300_000.0, 5_100_000.0

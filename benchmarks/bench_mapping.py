@@ -2,7 +2,7 @@
 
 The fetch is the real path of ``isamap-map --backend ee`` (recipe graph built offline, the EE
 session with retries, ``computePixels`` requests split to the service limits, decoding), served
-by the fake pixel server (``gee_export.ee.fake_server.StackTransport``) with a simulated service
+by the fake pixel server (``testing.fake_server.StackTransport``) with a simulated service
 latency per request (400 ms by default), into the streaming predictor through
 ``inference.mapping.fetched.FetchedSource`` (bounded pool, tile rows fetched ahead).
 
@@ -74,7 +74,7 @@ def write_stack(folder: Path, size: int) -> Path:
     import rasterio
     from affine import Affine
 
-    from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
+    from contract.vrt import Piece, VrtBand, mosaic_vrt
 
     tile = folder / "tile.tif"
     yy, xx = np.mgrid[0:BLOCK, 0:BLOCK].astype(np.float32)
@@ -109,13 +109,13 @@ def setup(folder: Path, size: int, latency: float, widths: tuple[int, ...], prec
     import torch
     from ee import apitestcase
 
-    from gee_export.contract.grid import Grid
-    from gee_export.contract.patches import StackPaths
-    from gee_export.core.ee_session import EESession
-    from gee_export.ee.fake_server import StackTransport
+    from contract.grid import Grid
+    from contract.patches import StackPaths
     from gee_export.ee.prediction_stack import DateRecipe, prediction_image, recipe_for_month
     from gee_export.ee.sentinel2 import month_window
+    from gee_export.ee.session import EESession
     from inference.predict.runtime import RuntimeOptions, TilePredictor
+    from testing.fake_server import StackTransport
     from training.models import create_model
 
     ee.Reset()

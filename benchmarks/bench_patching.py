@@ -27,9 +27,9 @@ import rasterio
 from peak_memory import peak_rss_gib
 from rasterio.windows import Window
 
-from gee_export.contract.grid import Grid
-from gee_export.contract.patches import patch_stack
-from gee_export.contract.stack import StackPaths
+from contract.grid import Grid
+from contract.patches import patch_stack
+from contract.stack import StackPaths
 
 BANDS = ("B2", "B3", "B4", "B8", "B11", "VV", "VH")
 RSS_BAR_GB = 1.5

@@ -56,19 +56,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine import autotune
-from engine.execution import Setting
-from engine.prior import native_reduced_precision
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from gee_export.core.commands import (
+from contract.label_schemes import LANDCOVER_CLASSES
+from core.commands import (
     add_logging_arguments,
     check_range,
     check_writable,
     configure_logging,
     run_command,
 )
-from gee_export.core.errors import ConfigError
-from gee_export.core.storage import atomic_write
+from core.errors import ConfigError
+from core.storage import atomic_write
+from engine import autotune
+from engine.execution import Setting
+from engine.prior import native_reduced_precision
 from training.modelfile import ModelMeta
 from training.models import create_model, fused
 from training.models.blocks import fold_batchnorm

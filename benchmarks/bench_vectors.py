@@ -30,7 +30,7 @@ from affine import Affine
 
 def make_maps(folder: Path, width: int, height: int) -> None:
     """The demo town's class and probability COGs (``c.tif``, ``p.tif``) in ``folder``."""
-    from gee_export.contract.grid import Grid
+    from contract.grid import Grid
     from gee_export.local.synthetic import (
         DEFAULT_CRS,
         DEFAULT_ORIGIN,

@@ -10,6 +10,6 @@ reported capabilities), a model compiled for inference (``compiled``), int8 infe
 set-up (``distributed``), seeds and random state (``seeding``) and the model-output
 convention (``outputs``).
 
-May import: ``gee_export.core``, torch; nothing else of the project (the data contract,
+May import: ``core``, torch; nothing else of the project (the data contract,
 models, losses, data and inference sit above it and hand it what it runs).
 """

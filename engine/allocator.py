@@ -29,8 +29,8 @@ import os
 import sys
 import threading
 
-from gee_export.core.env_switch import is_off
-from gee_export.core.errors import ConfigError
+from core.env_switch import is_off
+from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -57,6 +57,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from core.commands import DETAIL
+from core.digest import json_digest, text_sha256
+from core.env_switch import is_off
+from core.user_cache import user_cache_dir
 from engine import devices, prior, records
 from engine.allocator import keep_freed_memory
 from engine.budget import check_order, within_budget
@@ -72,10 +76,6 @@ from engine.execution import (
     cpu_share,
     set_threads,
 )
-from gee_export.core.commands import DETAIL
-from gee_export.core.digest import json_digest, text_sha256
-from gee_export.core.env_switch import is_off
-from gee_export.core.user_cache import user_cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.commands import DETAIL
+from core.errors import ConfigError
 from engine import autotune, quantize
 from engine.compiled import CompileError
 from engine.devices import InferencePrecision, Layout
 from engine.execution import Setting
-from gee_export.core.commands import DETAIL
-from gee_export.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

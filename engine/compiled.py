@@ -37,9 +37,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from gee_export.core.commands import DETAIL
-from gee_export.core.errors import IsamapError
-from gee_export.core.user_cache import user_cache_dir
+from core.commands import DETAIL
+from core.errors import IsamapError
+from core.user_cache import user_cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Literal, get_args
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch

@@ -20,10 +20,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from core.commands import DETAIL
 from engine.allocator import keep_freed_memory
 from engine.compiled import compile_for_inference
 from engine.outputs import main_output
-from gee_export.core.commands import DETAIL
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ measurement pays for (here, and in :mod:`engine.autotune` when the budget leaves
 any timed call) or what a measurement could not rank (training while other work holds the
 CPU: the choice is never cached, so a quiet machine measures its own).
 
-May import: ``engine.execution``, ``engine.choice_value``, ``gee_export.core``, torch.
+May import: ``engine.execution``, ``engine.choice_value``, ``core``, torch.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from core.commands import DETAIL
 from engine.choice_value import Choice, Source
 from engine.execution import Dtype, Mode, Setting, SettingRunner
-from gee_export.core.commands import DETAIL
 
 log = logging.getLogger(__name__)
 

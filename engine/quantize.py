@@ -13,7 +13,7 @@ same bounds whether the check patches have labels or not (then the fp32 map's cl
 for them); the caller picks the patches it is checked on and records the figures with the
 choice.
 
-May import: ``gee_export.core``, torch; ``torchao`` (the ``int8`` extra) inside functions.
+May import: ``core``, torch; ``torchao`` (the ``int8`` extra) inside functions.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.commands import DETAIL
+from core.digest import chunks_sha256, json_digest, text_sha256
+from core.errors import ConfigError, IsamapError
 from engine import records
 from engine.compiled import compile_for_inference, inductor_cache_dir
 from engine.devices import check_precision
 from engine.outputs import main_output
-from gee_export.core.commands import DETAIL
-from gee_export.core.digest import chunks_sha256, json_digest, text_sha256
-from gee_export.core.errors import ConfigError, IsamapError
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ another format, or one that cannot be read, counts as empty and is rewritten), a
 number of entries (the oldest dropped first), written atomically. A home that cannot be
 written must not stop a map, so a failed write is a warning.
 
-May import: ``gee_export.core``; nothing else of the project.
+May import: ``core``; nothing else of the project.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gee_export.core.storage import atomic_write
+from core.storage import atomic_write
 
 log = logging.getLogger(__name__)
 

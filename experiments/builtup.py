@@ -47,6 +47,18 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from contract.bands import LABEL_NODATA
+from contract.dataset import read_manifest
+from contract.grid import Grid
+from core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    configure_logging,
+    run_command,
+)
+from core.errors import ConfigError, InputDataError
+from core.jsonsafe import dumps
+from core.storage import atomic_write
 from experiments.builtup_loto import (
     DEFAULT_ARMS,
     DEFAULT_SEEDS,
@@ -69,18 +81,6 @@ from experiments.realscenes import (
 )
 from experiments.scoring import index_baseline, ndbi
 from experiments.threads import add_threads_argument, use_threads
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.dataset import read_manifest
-from gee_export.contract.grid import Grid
-from gee_export.core.commands import (
-    add_logging_arguments,
-    check_output_folder,
-    configure_logging,
-    run_command,
-)
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.jsonsafe import dumps
-from gee_export.core.storage import atomic_write
 from gee_export.local.stack import scl_mask_classes
 from training.modelfile import read_model_file
 from training.plots import plot_reliability

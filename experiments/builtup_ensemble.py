@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.bands import LABEL_NODATA
 from experiments.builtup_stack import base_arm, cut_scores
 from experiments.realscenes import Footprint, probability_scale, read_on
-from gee_export.contract.bands import LABEL_NODATA
 
 SEPARATOR = "+"
 

@@ -39,13 +39,13 @@ from typing import Any
 import numpy as np
 from scipy.stats import t as student_t
 
+from contract.dataset import read_index, write_index, write_manifest
+from core.errors import ConfigError, InputDataError
+from core.jsonsafe import dumps
+from core.storage import atomic_write, open_store
 from experiments.builtup_ensemble import average_runs, members
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
 from experiments.realscenes import format_table
-from gee_export.contract.dataset import read_index, write_index, write_manifest
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.jsonsafe import dumps
-from gee_export.core.storage import atomic_write, open_store
 from training.data import read_manifest
 
 log = logging.getLogger(__name__)

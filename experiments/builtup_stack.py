@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.bands import LABEL_NODATA
 from experiments.builtup_prior import SUFFIX as PRIOR_SUFFIX
 from experiments.builtup_prior import adjust_to_prior, em_prior
 from experiments.realscenes import Footprint, probability_scale, read_on, split_area
 from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
-from gee_export.contract.bands import LABEL_NODATA
 from training.calibration import binary_reliability
 
 SUFFIX = "+stack"

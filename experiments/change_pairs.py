@@ -60,6 +60,15 @@ from pathlib import Path
 
 import numpy as np
 
+from core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    configure_logging,
+    run_command,
+)
+from core.errors import InputDataError
+from core.jsonsafe import dumps
+from core.storage import atomic_write
 from experiments.builtup import DEFAULT_BANDS, DW_FOLDER, Budget, export, find_tile, scene_folder
 from experiments.builtup import train as train_arm
 from experiments.builtup_loto import interval
@@ -67,15 +76,6 @@ from experiments.data import add_data_root_argument, existing_folder, sample_fol
 from experiments.realscenes import format_table
 from experiments.scoring import binary_scores, ndbi, roc_auc
 from experiments.threads import add_threads_argument, use_threads
-from gee_export.core.commands import (
-    add_logging_arguments,
-    check_output_folder,
-    configure_logging,
-    run_command,
-)
-from gee_export.core.errors import InputDataError
-from gee_export.core.jsonsafe import dumps
-from gee_export.core.storage import atomic_write
 from inference.predict import change
 
 SLOVENIA = "eolearn_slovenia"

@@ -5,7 +5,7 @@ are ``.npz`` files with one float32 array ``arr_0`` of shape ``(1, 29, H, W)`` (
 W)``) on a local 1 m grid. Channels used here: 0-3 NAIP R, G, B, NIR (8-bit DN), 8 the 1 m land
 cover (Chesapeake codes 1-6), 9 the NLCD class codes (30 m cells up-sampled). Both labels are
 mapped to the seven land-cover classes with the tables of
-:mod:`gee_export.contract.label_schemes` (``chesapeake``, ``nlcd``).
+:mod:`contract.label_schemes` (``chesapeake``, ``nlcd``).
 
 The 1 m land cover calls crops, lawns and pasture alike "low vegetation" (grassland); NLCD's
 cultivated crops are therefore **merged into grassland** (:func:`merge_into_fine_classes`),
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gee_export.contract.label_schemes import (
+from contract.label_schemes import (
     IGNORED,
     LANDCOVER_CLASSES,
     NLCD_IMPERVIOUS,
     SCHEMES,
 )
-from gee_export.core.errors import InputDataError
+from core.errors import InputDataError
 
 CHESAPEAKE_FOLDER = "chesapeake_nlcd"  # the sample set's folder under the data root
 CHANNELS = 29
@@ -135,7 +135,7 @@ def product_channels(patch: ChesapeakePatch) -> np.ndarray:
     """NLCD as input channels: its seven classes one-hot, then the developed cells' fraction.
 
     (8, H, W) float32 on a unit scale. The fraction channel is ``NLCD_IMPERVIOUS`` (the
-    ``nlcd`` scheme's table in :mod:`gee_export.contract.label_schemes`) of each developed
+    ``nlcd`` scheme's table in :mod:`contract.label_schemes`) of each developed
     code (0 elsewhere): the one-hot classes call open space grassland, the fraction
     tells the network that the cell is developed and how densely. A network that reads these
     refines the product instead of learning it again from the imagery.

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
+from contract.bands import LABEL_NODATA
+from contract.label_schemes import LANDCOVER_CLASSES
 
 K = len(LANDCOVER_CLASSES)
 

@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from gee_export.core.errors import InputDataError
+from core.errors import InputDataError
 
 DATA_ROOT_ENV = "ISAMAP_SHARED_DATA"  # the same variable the test suite reads
 CHECKOUT = Path(__file__).resolve().parents[1]

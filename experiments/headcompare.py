@@ -27,17 +27,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.outputs import main_output
-from experiments.threads import add_threads_argument, use_threads
-from gee_export.contract.dataset import read_manifest
-from gee_export.core.commands import (
+from contract.dataset import read_manifest
+from core.commands import (
     add_logging_arguments,
     check_output_folder,
     configure_logging,
     run_command,
 )
-from gee_export.core.errors import ConfigError
-from gee_export.core.storage import atomic_write
+from core.errors import ConfigError
+from core.storage import atomic_write
+from engine.outputs import main_output
+from experiments.threads import add_threads_argument, use_threads
 from training.config import TrainConfig
 from training.data import NormStats, PatchDataset
 from training.evaluate import evaluate

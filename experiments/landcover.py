@@ -79,6 +79,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contract.bands import LABEL_NODATA
+from contract.label_schemes import LANDCOVER_CLASSES
+from core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    configure_logging,
+    run_command,
+)
+from core.digest import json_digest
+from core.errors import ConfigError
+from core.storage import atomic_write
 from experiments.chesapeake_nlcd import BANDS, CHESAPEAKE_FOLDER, PRODUCT_BANDS, compositions
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.landcover_arms import (
@@ -119,17 +130,6 @@ from experiments.landcover_train import (
 )
 from experiments.naip import NAIP_FOLDER
 from experiments.threads import add_threads_argument, use_threads
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from gee_export.core.commands import (
-    add_logging_arguments,
-    check_output_folder,
-    configure_logging,
-    run_command,
-)
-from gee_export.core.digest import json_digest
-from gee_export.core.errors import ConfigError
-from gee_export.core.storage import atomic_write
 from training.losses.composition import CompositionLoss
 from training.losses.segmentation import WeightedCrossEntropy, class_weights_from_counts
 from training.metrics import confusion_matrix, json_safe

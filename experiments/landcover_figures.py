@@ -32,6 +32,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.commands import add_logging_arguments, configure_logging, run_command
+from core.errors import InputDataError
+from core.storage import atomic_write
 from experiments.landcover_report import (
     NO_SPREAD_NOTE,
     class_table,
@@ -40,9 +43,6 @@ from experiments.landcover_report import (
     report_table,
     window_table,
 )
-from gee_export.core.commands import add_logging_arguments, configure_logging, run_command
-from gee_export.core.errors import InputDataError
-from gee_export.core.storage import atomic_write
 from inference.assess.figures import rewrite_block
 from inference.assess.intervals import notes
 

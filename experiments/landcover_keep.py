@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.bands import LABEL_NODATA
+from contract.label_schemes import SCHEMES
+from core.errors import InputDataError
 from experiments.coarse_products import developed_product
 from experiments.naip import read_naip_tile
 from experiments.scoring import binary_scores
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import SCHEMES
-from gee_export.core.errors import InputDataError
 from inference.predict import keep
 from inference.predict.keep import IMPERVIOUS, VEGETATION, green_cut, keep_classes
 

@@ -25,8 +25,8 @@ from typing import Protocol
 
 import numpy as np
 
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from gee_export.core.errors import ConfigError
+from contract.label_schemes import LANDCOVER_CLASSES
+from core.errors import ConfigError
 from inference.assess.design import ArraySample, draw_array
 from training.area_estimation import AreaAccuracy, stratified_estimates
 

@@ -9,7 +9,7 @@ product as the label (whether a fine map beats a coarse product at all is
 :mod:`experiments.landcover`'s question):
 
 - the **imperfect product** is the mode of the true classes (mapped to the paper's seven
-  classes by :mod:`gee_export.contract.label_schemes`) over 10 x 10 m cells, shown at 1 m
+  classes by :mod:`contract.label_schemes`) over 10 x 10 m cells, shown at 1 m
   (nearest up-sampling), so it has exactly the blockiness of a 10 m map of a perfect
   classifier and none of its spectral errors;
 - ``hrnet`` is trained on the 1 m imagery with that product as its label, with the paper's
@@ -49,21 +49,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments.coarse_products import mode_product
-from experiments.data import add_data_root_argument, existing_folder, sample_folder
-from experiments.landcover_report import NO_SPREAD_NOTE, cell, seed_stats
-from experiments.naip import NAIP_BANDS, NAIP_FOLDER, read_naip_tile
-from experiments.threads import add_threads_argument, use_threads
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
-from gee_export.core.commands import (
+from contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
+from core.commands import (
     add_logging_arguments,
     check_output_folder,
     configure_logging,
     run_command,
 )
-from gee_export.core.digest import json_digest
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.storage import atomic_write
+from core.digest import json_digest
+from core.errors import ConfigError, InputDataError
+from core.storage import atomic_write
+from experiments.coarse_products import mode_product
+from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.landcover_report import NO_SPREAD_NOTE, cell, seed_stats
+from experiments.naip import NAIP_BANDS, NAIP_FOLDER, read_naip_tile
+from experiments.threads import add_threads_argument, use_threads
 from inference.assess.intervals import notes
 from inference.predict.postprocess import ClaheParams, clahe_classes
 from training.config import TrainConfig

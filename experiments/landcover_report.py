@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from contract.label_schemes import LANDCOVER_CLASSES
 from experiments.landcover_points import draw_points, estimates
 from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from inference.assess.intervals import estimate, notes
 from training.area_estimation import AreaAccuracy
 from training.metrics import compute_metrics, confusion_matrix

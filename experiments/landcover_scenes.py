@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from contract.label_schemes import SCHEMES
+from core.errors import ConfigError, InputDataError
 from experiments.chesapeake_nlcd import (
     composition_labels,
     patch_files,
@@ -21,8 +23,6 @@ from experiments.chesapeake_nlcd import (
 from experiments.coarse_products import confusion_product, mode_product
 from experiments.landcover_train import Scene, image_digest, quadrant_holdout
 from experiments.naip import read_naip_tile
-from gee_export.contract.label_schemes import SCHEMES
-from gee_export.core.errors import ConfigError, InputDataError
 
 #: the training labels of label super-resolution (``Scene.soft``)
 SOFT = "NLCD, developed as impervious fractions"

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from gee_export.core.digest import json_digest
-from gee_export.core.errors import ConfigError
+from contract.bands import LABEL_NODATA
+from contract.label_schemes import LANDCOVER_CLASSES
+from core.digest import json_digest
+from core.errors import ConfigError
 from inference.predict.keep import other_class
 from training.config import TrainConfig
 from training.data import Augment

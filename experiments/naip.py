@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
-from gee_export.core.errors import ConfigError, ExtraNotInstalledError, InputDataError
+from contract.bands import LABEL_NODATA, check_fine_scale
+from core.errors import ConfigError, ExtraNotInstalledError, InputDataError
 from training.srseg.data import CrossResSample, Split, block_mean
 
 NAIP_FOLDER = "geobench_chesapeake_naip"  # the sample set's folder under the data root

@@ -6,7 +6,7 @@
 ``experiments.srcompare --data chesapeake`` reads the tiles in memory; this writes the same
 samples (:func:`experiments.naip.naip_samples`: block-mean coarse image, 1 m ISA label,
 1 m bands as the reconstruction target) through the exporters' writer
-(``gee_export.contract.patch_writer.PatchWriter`` and ``commit_month``), so that the whole
+(``contract.patch_writer.PatchWriter`` and ``commit_month``), so that the whole
 command-line path — ``isamap-train --model srseg``, ``isamap-evaluate`` — runs on them
 exactly as on an exported dataset. Each tile quadrant is one patch; quadrant 3 (south-east)
 is the test split as in the comparison, quadrant 2 the validation split ``isamap-train``
@@ -28,20 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.data import add_data_root_argument, existing_folder, sample_folder
-from experiments.naip import NAIP_BANDS, NAIP_FOLDER, naip_samples
-from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
-from gee_export.contract.dataset import MANIFEST, DatasetSpec, commit_month
-from gee_export.contract.grid import Grid
-from gee_export.contract.patch_writer import PatchWriter
-from gee_export.core.commands import (
+from contract.bands import LABEL_NODATA, check_fine_scale
+from contract.dataset import MANIFEST, DatasetSpec, commit_month
+from contract.grid import Grid
+from contract.patch_writer import PatchWriter
+from core.commands import (
     add_logging_arguments,
     check_output_folder,
     configure_logging,
     run_command,
 )
-from gee_export.core.errors import ConfigError
-from gee_export.core.storage import LocalStore
+from core.errors import ConfigError
+from core.storage import LocalStore
+from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.naip import NAIP_BANDS, NAIP_FOLDER, naip_samples
 
 MONTH = "2013-06"  # NAIP over the Chesapeake Bay: 2013-2014 (no date is stored in the tiles)
 

@@ -22,10 +22,10 @@ import numpy as np
 import rasterio
 from rasterio.warp import Resampling, reproject, transform_bounds
 
+from contract.bands import LABEL_NODATA
+from contract.dataset import read_index
+from core.errors import ConfigError, InputDataError
 from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.dataset import read_index
-from gee_export.core.errors import ConfigError, InputDataError
 from gee_export.local.labels import MAP_PREFIX, get_scheme
 from inference.cog.maps import PROB_SCALE
 from training.calibration import binary_at_temperature, binary_reliability

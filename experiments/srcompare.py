@@ -41,20 +41,20 @@ from typing import Literal
 import numpy as np
 import torch
 
-from experiments.data import add_data_root_argument, existing_folder, sample_folder
-from experiments.naip import NAIP_BANDS, NAIP_FOLDER, naip_samples
-from experiments.threads import add_threads_argument, use_threads
-from gee_export.contract.bands import LABEL_NODATA, check_fine_scale
-from gee_export.core.commands import (
+from contract.bands import LABEL_NODATA, check_fine_scale
+from core.commands import (
     add_logging_arguments,
     check_output_folder,
     configure_logging,
     run_command,
 )
-from gee_export.core.digest import json_digest
-from gee_export.core.errors import ConfigError
-from gee_export.core.jsonsafe import dumps, json_safe
-from gee_export.core.storage import atomic_path, atomic_write
+from core.digest import json_digest
+from core.errors import ConfigError
+from core.jsonsafe import dumps, json_safe
+from core.storage import atomic_path, atomic_write
+from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.naip import NAIP_BANDS, NAIP_FOLDER, naip_samples
+from experiments.threads import add_threads_argument, use_threads
 from training.config import TrainConfig
 from training.data import read_manifest
 from training.modelfile import ModelMeta, save_model_file

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gee_export.core.commands import (
+from core.commands import (
     add_logging_arguments,
     check_output_folder,
     configure_logging,
     run_command,
 )
-from gee_export.core.storage import atomic_path, atomic_write
+from core.storage import atomic_path, atomic_write
 from inference.mapping.consistency import consistent_series, count_gain, count_loss
 
 

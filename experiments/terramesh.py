@@ -44,6 +44,16 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from contract.bands import LABEL_NODATA
+from core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    configure_logging,
+    run_command,
+)
+from core.errors import ConfigError, InputDataError
+from core.jsonsafe import dumps
+from core.storage import atomic_write
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.realscenes import (
     Footprint,
@@ -56,16 +66,6 @@ from experiments.realscenes import (
     split_area,
 )
 from experiments.threads import add_threads_argument, use_threads
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.core.commands import (
-    add_logging_arguments,
-    check_output_folder,
-    configure_logging,
-    run_command,
-)
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.jsonsafe import dumps
-from gee_export.core.storage import atomic_write
 from gee_export.local.scenes import S2_L2A_ORDER, date_from_text
 
 log = logging.getLogger(__name__)

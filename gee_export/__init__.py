@@ -2,8 +2,8 @@
 
 Layers, each importing only those below it (``tests/test_layers.py`` enforces this):
 
-- :mod:`gee_export.core`: errors, retry, version, months, JSON, storage, the Earth Engine session.
-- :mod:`gee_export.contract`: the data contract (grid, bands, regions, splits, GeoTIFFs, patch
+- :mod:`core`: errors, retry, version, months, JSON, storage, the Earth Engine session.
+- :mod:`contract`: the data contract (grid, bands, regions, splits, GeoTIFFs, patch
   datasets, stacks); imports ``core`` only.
 - :mod:`gee_export.ee` and :mod:`gee_export.local`: the two backends, side by side; each
   imports ``core`` and ``contract``, never the other.
@@ -13,6 +13,6 @@ Layers, each importing only those below it (``tests/test_layers.py`` enforces th
 docs/architecture.md.
 """
 
-from gee_export.core.version import code_version
+from core.version import code_version
 
 __all__ = ["code_version"]

@@ -21,21 +21,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gee_export.contract import bands as band_registry
-from gee_export.contract.archive import check_months as check_archive_months
-from gee_export.contract.bands import FINE_SCALES
-from gee_export.contract.composite import SPECKLE_FILTERS
-from gee_export.contract.dataset import DatasetSpec, check_compatible
-from gee_export.contract.grid import (
+from contract import bands as band_registry
+from contract.archive import check_months as check_archive_months
+from contract.bands import FINE_SCALES
+from contract.composite import SPECKLE_FILTERS
+from contract.dataset import DatasetSpec, check_compatible
+from contract.grid import (
     DEFAULT_PATCH_SIZE,
     DEFAULT_STRIDE,
     Grid,
     projected_crs,
     utm_caveat,
 )
-from gee_export.contract.label_schemes import check_product_band
-from gee_export.contract.regions import Region, resolve_region
-from gee_export.contract.splits import (
+from contract.label_schemes import check_product_band
+from contract.regions import Region, resolve_region
+from contract.splits import (
     DEFAULT_BLOCK,
     DEFAULT_RATIOS,
     assign_splits,
@@ -43,7 +43,7 @@ from gee_export.contract.splits import (
     split_advice,
     split_counts,
 )
-from gee_export.core.commands import (
+from core.commands import (
     add_logging_arguments,
     attach_values,
     check_output_folder,
@@ -51,12 +51,12 @@ from gee_export.core.commands import (
     configure_logging,
     run_command,
 )
-from gee_export.core.errors import ConfigError, GridError, InputDataError
-from gee_export.core.lock import hold_output
-from gee_export.core.months import parse_months
-from gee_export.core.parsers import command_parser
-from gee_export.core.pipeline_options import RunnerConfig, add_runner_arguments, runner_config
-from gee_export.core.storage import LocalStore, open_store
+from core.errors import ConfigError, GridError, InputDataError
+from core.lock import hold_output
+from core.months import parse_months
+from core.parsers import command_parser
+from core.pipeline_options import RunnerConfig, add_runner_arguments, runner_config
+from core.storage import LocalStore, open_store
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob, check_workers
 from gee_export.ee.labels import parse_label_source
 from gee_export.ee.plan import DEFAULT_LATENCY_S, choose_method, format_plan, make_plan
@@ -466,12 +466,12 @@ def _budget(args: argparse.Namespace, region: Region, grid: Grid, months: tuple[
 
 
 def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runner) -> int:
-    from gee_export.core.ee_names import default_workload_tag
-    from gee_export.core.ee_session import EESession
     from gee_export.ee.export import export_pixels
+    from gee_export.ee.names import default_workload_tag
     from gee_export.ee.prediction_stack import DateRecipe, composite_windows
     from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
     from gee_export.ee.request_region import request_geometry
+    from gee_export.ee.session import EESession
     from gee_export.ee.tasks import export_tasks
 
     recipe = EERecipe(bands=bands, s1=s1, s2=s2, label=label, fine_scale=args.fine_scale)
@@ -525,7 +525,7 @@ def _run_local(args, region, grid, months, bands, out) -> int:
     fingerprint, all before a stack file is (re)written: a refused run leaves the dataset and
     its stacks as they were, and an identical command always resumes.
     """
-    from gee_export.contract.patches import patch_stack
+    from contract.patches import patch_stack
     from gee_export.local.labels import get_scheme
     from gee_export.local.stack import LocalRecipe, plan_local_stack, write_local_stack
 

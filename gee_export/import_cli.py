@@ -6,15 +6,15 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from gee_export.core.commands import (
+from core.commands import (
     add_logging_arguments,
     check_output_folder,
     configure_logging,
     run_command,
 )
-from gee_export.core.errors import ConfigError
-from gee_export.core.months import check_month
-from gee_export.core.parsers import command_parser
+from core.errors import ConfigError
+from core.months import check_month
+from core.parsers import command_parser
 
 EXAMPLES = (
     ("image/mask pairs (images/, masks/) of Sentinel-2 reflectance x 10000, masks 0/1",
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gee_export.contract.foreign_patches import ImportOptions, import_patches
+    from contract.foreign_patches import ImportOptions, import_patches
 
     check_month(args.month)
     check_output_folder("--out", args.out)

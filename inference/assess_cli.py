@@ -14,14 +14,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from gee_export.core.commands import (
+from core.commands import (
     add_logging_arguments,
     check_output_folder,
     configure_logging,
     run_command,
 )
-from gee_export.core.errors import ConfigError
-from gee_export.core.parsers import add_subcommand, command_parser
+from core.errors import ConfigError
+from core.parsers import add_subcommand, command_parser
 
 DESIGN_EXAMPLES = (
     ("600 points of a class map, stratified by its classes",
@@ -188,7 +188,7 @@ def _score(args: argparse.Namespace) -> int:
 
     def session():
         if not sessions:  # one Earth Engine session for every product
-            from gee_export.core.ee_session import EESession
+            from gee_export.ee.session import EESession
 
             sessions.append(EESession(args.project,
                                       without_account=SCORE_WITHOUT_ACCOUNT).initialize())

@@ -8,16 +8,16 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.allocator import CHECKS
-from engine.devices import add_device_arguments
-from gee_export.core.commands import (
+from core.commands import (
     add_logging_arguments,
     check_output_folder,
     configure_logging,
     run_command,
 )
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.parsers import command_parser
+from core.errors import ConfigError, InputDataError
+from core.parsers import command_parser
+from engine.allocator import CHECKS
+from engine.devices import add_device_arguments
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.vectors import add_vector_arguments, vector_options
@@ -133,7 +133,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from gee_export.core.storage import files
+    from core.storage import files
     from inference.predict.change import DEFAULT_CHANGE_MARGIN
     from inference.predict.raster import PredictConfig
     from inference.predict.runtime import RuntimeOptions
@@ -181,7 +181,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _spectral_threshold(args: argparse.Namespace) -> float:
     """The spectral rule's threshold, once ``--earlier-stack`` and its company are checked."""
-    from gee_export.core.storage import files
+    from core.storage import files
     from inference.predict.spectral_stacks import check_threshold
 
     if args.spectral_threshold is not None and not args.earlier_stack:
@@ -244,7 +244,7 @@ def publish_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from gee_export.core.storage import files
+    from core.storage import files
     from inference.publish.image import PublishRequest, publish
 
     class_cog = args.class_cog or f"{args.prefix}_class.tif"

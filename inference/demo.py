@@ -9,7 +9,7 @@ each a function that skips work already done, so ``make demo`` is quick the seco
                   same town two years later with a few new built-up blocks;
 2. ``stack``      composite it onto the grid with the local backend (:func:`build_stack_for_demo`);
 3. ``quicklooks`` PNGs of the composite and the label;
-4. ``patches``    cut the stack into the patch dataset (gee_export.contract.patches);
+4. ``patches``    cut the stack into the patch dataset (contract.patches);
 5. ``train``      train and evaluate a reduced-width CroFuseNet (training.demo);
 6. ``map``        map both dates with ``isamap-map``'s library (local backend): COGs, quick-looks,
                   the change map, ISA km² over time (table and plot), STAC, and the
@@ -42,24 +42,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.allocator import CHECKS
-from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-from gee_export.contract.dataset import INDEX, MANIFEST, read_manifest
-from gee_export.contract.patches import patch_stack
-from gee_export.contract.quicklook import label_png, rgb_png, title_note
-from gee_export.contract.splits import DEFAULT_BLOCK
-from gee_export.contract.stack import StackPaths, fingerprint
-from gee_export.core.commands import (
+from contract.bands import DEFAULT_IMAGE_BANDS
+from contract.dataset import INDEX, MANIFEST, read_manifest
+from contract.patches import patch_stack
+from contract.quicklook import label_png, rgb_png, title_note
+from contract.splits import DEFAULT_BLOCK
+from contract.stack import StackPaths, fingerprint
+from core.commands import (
     add_logging_arguments,
     check_output_folder,
     check_range,
     configure_logging,
     run_command,
 )
-from gee_export.core.digest import files_sha256
-from gee_export.core.errors import ConfigError
-from gee_export.core.parsers import command_parser
-from gee_export.core.shareable import shareable_path
+from core.digest import files_sha256
+from core.errors import ConfigError
+from core.parsers import command_parser
+from core.shareable import shareable_path
+from engine.allocator import CHECKS
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from gee_export.local.synthetic import SyntheticScene, generate_scene
 
@@ -135,7 +135,7 @@ def _inputs_changed(ctx: DemoContext, step: str, inputs: dict[str, Any]) -> bool
 
 
 def _record_inputs(ctx: DemoContext, step: str, inputs: dict[str, Any]) -> None:
-    from gee_export.core.storage import atomic_write
+    from core.storage import atomic_write
 
     path = _state(ctx, step)
     if path.exists() and json.loads(path.read_text()) == _jsonable(inputs):
@@ -350,7 +350,7 @@ def step_assess(ctx: DemoContext) -> None:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write ``text`` atomically, unless the file already holds it."""
-    from gee_export.core.storage import atomic_write
+    from core.storage import atomic_write
 
     if not (path.is_file() and path.read_text(encoding="utf-8") == text):
         atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
@@ -398,7 +398,7 @@ def label_with_scene_truth(sample_csv: Path, scenes: Sequence[SyntheticScene], o
 def _scene_region(scene: SyntheticScene):
     from pyproj import Transformer
 
-    from gee_export.contract.regions import Region
+    from contract.regions import Region
 
     box = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True).transform_bounds(
         *scene.grid.bounds)

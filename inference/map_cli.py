@@ -9,9 +9,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.allocator import CHECKS
-from engine.devices import add_device_arguments
-from gee_export.core.commands import (
+from core.commands import (
     add_logging_arguments,
     attach_values,
     check_output_folder,
@@ -19,10 +17,12 @@ from gee_export.core.commands import (
     configure_logging,
     run_command,
 )
-from gee_export.core.config_file import add_config_argument, parse_with_config
-from gee_export.core.errors import ConfigError
-from gee_export.core.parsers import command_parser
-from gee_export.core.pipeline_options import add_runner_arguments, runner_config
+from core.config_file import add_config_argument, parse_with_config
+from core.errors import ConfigError
+from core.parsers import command_parser
+from core.pipeline_options import add_runner_arguments, runner_config
+from engine.allocator import CHECKS
+from engine.devices import add_device_arguments
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.vectors import add_vector_arguments, vector_options
@@ -162,8 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gee_export.contract.grid import projected_crs
-    from gee_export.contract.regions import resolve_region
+    from contract.grid import projected_crs
+    from contract.regions import resolve_region
     from gee_export.local.compositing import reading_options
     from inference.mapping.request import MapRequest, model_dataset, parse_dates
     from inference.predict.runtime import RuntimeOptions

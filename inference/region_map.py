@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gee_export.contract.archive import check_months as check_archive_months
-from gee_export.contract.grid import Grid
-from gee_export.core.errors import ConfigError
-from gee_export.core.lock import hold_output
-from gee_export.core.storage import files
-from gee_export.core.version import code_version
+from contract.archive import check_months as check_archive_months
+from contract.grid import Grid
+from core.errors import ConfigError
+from core.lock import hold_output
+from core.storage import files
+from core.version import code_version
 from gee_export.ee.export import MAX_WORKERS
 from inference.cog.maps import PROB_SCALE
 from inference.mapping.dates import DateResult, map_dates, write_run_record
@@ -117,7 +117,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         session: the Earth Engine seam (default: one for ``request.project``; tests pass one
             whose transport serves a local stack).
         latency_s: computePixels latency used by the plan's estimate.
-        runner: a :class:`gee_export.core.pipeline_options.RunnerConfig`: map each date as an
+        runner: a :class:`core.pipeline_options.RunnerConfig`: map each date as an
             Apache Beam pipeline of tiles (:mod:`inference.mapping.beam_map`) instead of streaming.
         worker_sessions: how the pipeline's workers open their Earth Engine sessions (default:
             ``request.project``; tests pass a factory serving a local stack).
@@ -204,7 +204,7 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         raise ConfigError("publishing local COGs needs --gcs-prefix gs://BUCKET/PREFIX to upload "
                           "them to (Earth Engine ingests only from Cloud Storage)")
     if request.backend == "ee" and session is None:
-        from gee_export.core.ee_session import EESession
+        from gee_export.ee.session import EESession
 
         session = EESession(request.project, without_account=MAP_WITHOUT_ACCOUNT).initialize()
     with hold_output(request.out):  # a second run into the same --out is refused

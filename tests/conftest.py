@@ -43,7 +43,7 @@ def _logging_apart():
     never reach an earlier test's closed capture, and no level leaks from test to test."""
     import logging
 
-    from gee_export.core.commands import ISAMAP_LOGGERS
+    from core.commands import ISAMAP_LOGGERS
 
     names = ["", *ISAMAP_LOGGERS, "rasterio"]
     levels = {name: logging.getLogger(name).level for name in names}
@@ -197,7 +197,7 @@ def gcs_emulator(tmp_path_factory):
                 proc.kill()
                 pytest.fail(f"gcp-storage-emulator did not start: {log.read_text()[-2000:]}")
             time.sleep(0.1)
-    from gee_export.core.storage.gdal_auth import STALL_OPTIONS
+    from core.storage.gdal_auth import STALL_OPTIONS
 
     host = f"http://127.0.0.1:{port}"
     # GDAL's stall limits also for tests that open /vsigs/ without gdal_env: a stalled
@@ -245,7 +245,7 @@ def user_adc_home(tmp_path, monkeypatch):
     """A HOME whose only credentials are what 'gcloud auth application-default login' writes."""
     import json
 
-    from gee_export.core.storage import gdal_auth
+    from core.storage import gdal_auth
     from tests.support.gcs_auth import USER_REFRESH_TOKEN
 
     home = tmp_path / "home"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from core.commands import attach_values
+from core.version import code_version
 from gee_export.cli import build_parser as export_parser
-from gee_export.core.commands import attach_values
-from gee_export.core.version import code_version
 from gee_export.import_cli import build_parser as import_parser
 from inference.assess_cli import build_parser as assess_parser
 from inference.cli import predict_parser, publish_parser

@@ -21,7 +21,7 @@ import pytest
 import rasterio
 import yaml
 
-from gee_export.core.config_file import read_config_file
+from core.config_file import read_config_file
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TRAIN_CONFIGS = sorted(p.name for p in CONFIGS.glob("train-*.yaml"))
@@ -128,8 +128,8 @@ def test_demo_mapping_config_maps_both_dates_as_written(demo_folder, monkeypatch
 
 def test_earth_engine_mapping_config_plans_offline(tmp_path, monkeypatch, capsys):
     """The Earth Engine job's dry run (no account): its region, dates and tiling as written."""
-    from gee_export.contract.grid import Grid
-    from gee_export.contract.regions import get_region
+    from contract.grid import Grid
+    from contract.regions import get_region
     from inference.map_cli import main
     from tests.support.mapping import model_file
 
@@ -185,7 +185,7 @@ def test_a_verbosity_count_in_a_mapping_config_sets_the_level(tmp_path, monkeypa
 
 
 def test_flags_given_override_the_mapping_config(tmp_path, monkeypatch):
-    from gee_export.core.config_file import parse_with_config
+    from core.config_file import parse_with_config
     from inference.map_cli import build_parser
 
     monkeypatch.chdir(tmp_path)

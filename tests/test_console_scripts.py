@@ -66,7 +66,7 @@ def test_every_command_has_verbose_quiet_and_debug(name, capsys):
 
 def test_library_code_logs_instead_of_printing():
     offenders = []
-    for package in ("gee_export", "engine", "training", "inference", "experiments"):
+    for package in ("core", "contract", "gee_export", "engine", "training", "inference", "experiments"):
         for path in sorted((REPO / package).rglob("*.py")):
             rel = path.relative_to(REPO).as_posix()
             if rel in COMMAND_MODULES:
@@ -118,7 +118,7 @@ def test_experiments_find_their_data_from_any_folder(tmp_path, monkeypatch, caps
 
 def test_no_library_module_names_the_sample_data_folder():
     found = [str(path.relative_to(REPO))
-             for package in ("gee_export", "engine", "training", "inference")
+             for package in ("core", "contract", "gee_export", "engine", "training", "inference")
              for path in sorted((REPO / package).rglob("*.py"))
              if "shared/data" in path.read_text() or '"shared"' in path.read_text()]
     assert found == []
@@ -128,7 +128,7 @@ def test_advice_names_flags_and_installed_tools_not_python_arguments():
     """Messages may mention a Python argument only after "Python:" (the API's own way)."""
     banned = ("gdal_edit", "ogr2ogr", "gsutil", "use a wider window", "re-export it with")
     found = []
-    for package in ("gee_export", "engine", "training", "inference"):
+    for package in ("core", "contract", "gee_export", "engine", "training", "inference"):
         for path in sorted((REPO / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str):

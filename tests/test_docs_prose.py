@@ -123,7 +123,7 @@ def test_narration_is_found(text):
 
 @pytest.mark.parametrize("text", [
     "All Earth Engine calls go through one Earth Engine session.",
-    "`core/ee_session.py` (`EESession`) retries 429s",
+    "`gee_export/ee/session.py` (`EESession`) retries 429s",
     "A tqdm progress bar counts patches; a colour bar gives the probability.",
     "Each quick-look has a scale bar: 1 km.",
     "An interrupted run resumes; checkpoint strips an earlier run left are reused.",

@@ -42,15 +42,15 @@ COMMANDS = {
 #: of them must have the option ("all": code every one of them runs) or one ("any": code of
 #: which each command runs its own part). The first match wins.
 OWNERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("gee_export/core/commands.py::run_command", tuple(COMMANDS), "any"),
+    ("core/commands.py::run_command", tuple(COMMANDS), "any"),
     # reading local scenes: the export and the map read them with the same options
     ("gee_export/local/scenes.py", ("isamap-export", "isamap-map"), "all"),
     ("gee_export/local/sentinel", ("isamap-export", "isamap-map"), "all"),
     ("gee_export/local/compositing.py", ("isamap-export", "isamap-map"), "all"),
     ("gee_export/local/plausibility.py::check_s", ("isamap-export", "isamap-map"), "all"),
-    ("gee_export/core/pipeline_options.py", ("isamap-export", "isamap-map"), "any"),
+    ("core/pipeline_options.py", ("isamap-export", "isamap-map"), "any"),
     ("gee_export/import_cli.py", ("isamap-import-patches",), "all"),
-    ("gee_export/contract/foreign_patches.py", ("isamap-import-patches",), "all"),
+    ("contract/foreign_patches.py", ("isamap-import-patches",), "all"),
     ("gee_export/", ("isamap-export",), "all"),
     ("inference/map_cli.py", ("isamap-map",), "all"),
     ("inference/region_map.py", ("isamap-map",), "all"),

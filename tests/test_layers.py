@@ -4,7 +4,7 @@ Every import is read as Python runs it (tests/support/import_graph.py: lazy impo
 ``importlib.import_module`` with a literal name, and the package ``__init__`` modules an
 import runs) and checked against the ranks of docs/architecture.md:
 
-    gee_export.core 0 < gee_export.contract 1 < gee_export.ee | gee_export.local |
+    core 0 < contract 1 < gee_export.ee | gee_export.local |
     gee_export.cli 2 < engine 3 < training.losses 4 < training.models 5 <
     training 6 < inference.cog 7 < inference.predict 8 < inference.mapping 9 <
     inference.publish | inference.assess 10 < inference 11 < experiments | benchmarks 12
@@ -32,11 +32,11 @@ from tests.support.import_graph import (
     upward_imports,
 )
 
-PACKAGES = ("gee_export", "engine", "training", "inference", "experiments", "benchmarks")
+PACKAGES = ("core", "contract", "gee_export", "engine", "training", "inference", "experiments", "benchmarks")
 RANKS = (  # longest prefix wins
     ("gee_export", 0),  # the package's own __init__ re-exports core only
-    ("gee_export.core", 0),
-    ("gee_export.contract", 1),
+    ("core", 0),
+    ("contract", 1),
     ("gee_export.ee", 2),
     ("gee_export.local", 2),
     ("gee_export.cli", 2),
@@ -59,7 +59,7 @@ SIBLINGS = frozenset({("gee_export.ee", "gee_export.local"),
                       ("inference.assess", "inference.publish"),
                       ("inference.publish", "inference.assess")})
 COMMANDS = frozenset({"gee_export.cli", "gee_export.import_cli"})
-LIBRARY = ("gee_export", "engine", "training", "inference")
+LIBRARY = ("core", "contract", "gee_export", "engine", "training", "inference")
 
 MODULES = read_tree(REPO_ROOT, PACKAGES)
 
@@ -76,9 +76,9 @@ def test_no_import_cycles_counting_package_inits():
 
 def test_core_imports_nothing_else_of_the_project():
     outside = [f"{name}:{line} imports {target}"
-               for name in MODULES if layer(name, RANKS)[0] == "gee_export.core"
+               for name in MODULES if layer(name, RANKS)[0] == "core"
                for target, line in imports_of(name, MODULES)
-               if not target.startswith("gee_export.core") and target != "gee_export"]
+               if not target.startswith("core") and target != "gee_export"]
     assert not outside, "\n".join(outside)
 
 
@@ -126,7 +126,7 @@ def test_the_checker_sees_lazy_imports_and_package_inits():
     assert "training.demo" in {target for target, _ in imports_of("inference.demo", MODULES)}
     own = {target for target, _ in imports_of("inference.predict.raster", MODULES)}
     assert "inference.predict" not in own and "inference" not in own  # already running
-    assert layer("gee_export.contract.grid", RANKS) == ("gee_export.contract", 1)
+    assert layer("contract.grid", RANKS) == ("contract", 1)
 
 
 def _plant(root: Path, files: dict[str, str]) -> dict:

@@ -26,7 +26,7 @@ import pytest
 import rasterio
 from PIL import Image
 
-from gee_export.contract.dataset import read_index
+from contract.dataset import read_index
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ("01_export_patches.ipynb", "02_train.ipynb", "03_predict_publish.ipynb")
@@ -144,10 +144,10 @@ def test_export_preview_cell_builds_the_recipe_offline(ee_offline, tmp_path, mon
 
 
 def test_map_cell_builds_the_map_request_of_an_earth_engine_user(tmp_path, monkeypatch):
-    from gee_export.contract.dataset import FORMAT, write_manifest
-    from gee_export.contract.grid import Grid
-    from gee_export.contract.regions import parse_bbox
-    from gee_export.core.storage import open_store
+    from contract.dataset import FORMAT, write_manifest
+    from contract.grid import Grid
+    from contract.regions import parse_bbox
+    from core.storage import open_store
 
     namespace = parameters(ORDER[2], tmp_path, monkeypatch)
     grid = Grid.from_lonlat_bounds(parse_bbox(namespace["BBOX"]).bbox)
@@ -236,7 +236,7 @@ def test_class_map_cell_draws_nodata_as_nodata_with_a_legend_and_a_synthetic_mar
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from gee_export.contract.quicklook import NODATA_COLOUR, title_note
+    from contract.quicklook import NODATA_COLOUR, title_note
     from inference.cog import maps
 
     classes = np.zeros((40, 50), np.uint8)

@@ -26,7 +26,7 @@ import pytest
 
 from tests.support import REPO_ROOT
 
-PACKAGES = ("gee_export", "engine", "training", "inference")
+PACKAGES = ("core", "contract", "gee_export", "engine", "training", "inference")
 SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE")
 pytestmark = pytest.mark.slow
 

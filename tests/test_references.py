@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tests.support import REPO_ROOT
 
-ROOTS = ("gee_export", "engine", "training", "inference", "experiments")
+ROOTS = ("core", "contract", "gee_export", "engine", "training", "inference", "experiments")
 PY_FOLDERS = (*ROOTS, "benchmarks", "tests")
 DOTTED = re.compile(r"(?<![\w./-])(?:" + "|".join(ROOTS) + r")(?:\.[A-Za-z_]\w*)+")
 PATH = re.compile(r"(?<![\w./*<{-])(?:\.\./)*((?:[\w.-]+/)*[\w-]+\.py)\b(?![\w*])")
@@ -179,7 +179,7 @@ def test_every_named_module_attribute_and_path_exists():
 
 
 def test_the_checker_tells_what_exists_from_what_does_not():
-    assert resolves("inference.cog.maps.PROB_SCALE") and resolves("gee_export.core")
+    assert resolves("inference.cog.maps.PROB_SCALE") and resolves("core")
     assert resolves("gee_export.ee.export.ExportJob.check_fine_label")
     assert resolves("inference.publish.image.EarthEngineAssets.share")
     assert not resolves("inference.cogs") and not resolves("training.autotune")

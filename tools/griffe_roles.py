@@ -1,7 +1,7 @@
 """Griffe extension of the API reference: the docstrings' Sphinx roles become cross-references.
 
 The docstrings name other objects the way Sphinx does (``:func:`open_month```,
-``:class:`~gee_export.core.storage.Store```, ``:mod:`gee_export.ee```), which MkDocs would
+``:class:`~core.storage.Store```, ``:mod:`gee_export.ee```), which MkDocs would
 print as text. Once a package is loaded, every role in every docstring is rewritten into an
 ``<autoref>`` of mkdocs-autorefs with the role's target resolved the way Python would see the
 name from that docstring (its object, the enclosing class and module, their imports), so the

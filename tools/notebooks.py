@@ -105,7 +105,7 @@ def tidy_outputs(nb: nbformat.NotebookNode, work: Path) -> list[int]:
 def execute(names: list[str], repo: str | None) -> None:
     from nbclient import NotebookClient
 
-    from gee_export.core.storage import atomic_write
+    from core.storage import atomic_write
 
     with tempfile.TemporaryDirectory(prefix="isamap-notebooks-") as tmp:
         work = Path(tmp)

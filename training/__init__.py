@@ -6,6 +6,6 @@ machine: devices, precision, threads, autotuning, distributed set-up, seeds), th
 into explicit registries), then the rest (data, trainer, evaluation, model files, pruning,
 noisy-label filtering, :mod:`training.srseg`).
 
-May import: ``gee_export.core``, ``gee_export.contract`` (and the backends, though nothing here
+May import: ``core``, ``contract`` (and the backends, though nothing here
 needs them); never ``inference`` or ``experiments``.
 """

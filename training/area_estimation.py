@@ -30,9 +30,9 @@ from typing import Literal
 
 import numpy as np
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.core.errors import ConfigError
-from gee_export.core.jsonsafe import json_safe
+from contract.bands import LABEL_NODATA
+from core.errors import ConfigError
+from core.jsonsafe import json_safe
 from training.metrics import confusion_matrix
 
 Numbers = Sequence[float] | np.ndarray

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from gee_export.contract.bands import get_band
-from gee_export.core.errors import UnknownBandError
+from contract.bands import get_band
+from core.errors import UnknownBandError
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ last few steps' weights, and averaging them over the same horizon as the weights
 describing the averaged network's activations; copying the last step's would pair the averaged
 weights with statistics of other ones. Integer buffers (batch counts) are copied.
 
-May import: ``gee_export.core``; nothing else of the project.
+May import: ``core``; nothing else of the project.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from gee_export.core.errors import ConfigError, ModelError
+from core.errors import ConfigError, ModelError
 
 
 def ema_decay(half_life: float) -> float:

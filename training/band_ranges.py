@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gee_export.contract.bands import is_code_band
+from contract.bands import is_code_band
 
 PERCENTILES = (1.0, 50.0, 99.0)
 """The recorded percentiles: the range the model saw (1st-99th) and its median."""

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gee_export.contract.bands import LABEL_NODATA
+from contract.bands import LABEL_NODATA
 
 #: equal-width probability bins of the expected calibration error
 ECE_BINS = 15

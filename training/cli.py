@@ -12,17 +12,17 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.allocator import CHECKS
-from engine.devices import add_device_arguments
-from gee_export.core.commands import (
+from core.commands import (
     add_logging_arguments,
     check_output_folder,
     check_range,
     configure_logging,
     run_command,
 )
-from gee_export.core.errors import ConfigError
-from gee_export.core.parsers import command_parser
+from core.errors import ConfigError
+from core.parsers import command_parser
+from engine.allocator import CHECKS
+from engine.devices import add_device_arguments
 from training.config import (
     NORMS,
     TrainConfig,

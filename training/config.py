@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from core.config_file import read_config_file, typed_values
+from core.errors import ConfigError
 from engine.devices import PRECISIONS, Layout, Precision, layout_flag
-from gee_export.core.config_file import read_config_file, typed_values
-from gee_export.core.errors import ConfigError
 
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
 Optimizer = Literal["adam", "sgd"]
@@ -309,7 +309,7 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
     """The options of a training YAML file, each checked against :class:`TrainConfig`'s type.
 
     The file is read by the commands' one reader and its values checked by their one type
-    rule (:mod:`gee_export.core.config_file`): ``epochs: 1.5`` or ``batch_size: true`` are
+    rule (:mod:`core.config_file`): ``epochs: 1.5`` or ``batch_size: true`` are
     refused naming the key, ``lr: 1e-3`` (text to YAML 1.1) is the number it says. A file
     that says :data:`PATHS_FROM_FILE` (a run's ``config.yaml``) has its paths read from its
     own folder.

@@ -29,12 +29,12 @@ import rasterio
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from contract import dataset as _dataset
+from contract.bands import LABEL_NODATA, is_code_band
+from core.errors import ConfigError, InputDataError
+from core.storage import open_store
+from core.storage.gdal_auth import check_read, gdal_env
 from engine.execution import calling_thread_only
-from gee_export.contract import dataset as _dataset
-from gee_export.contract.bands import LABEL_NODATA, is_code_band
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.storage import open_store
-from gee_export.core.storage.gdal_auth import check_read, gdal_env
 from training.augmentation import Augment, Radiometric
 from training.sampling import KeyedSampler
 
@@ -42,8 +42,8 @@ Split = Literal["train", "val", "test"]
 
 
 # ------------------------------------------------------------------ index and manifest
-# Reading goes through the dataset contract's readers (gee_export.contract.dataset) and so the
-# one storage seam (gee_export.core.storage): local folders and gs:// datasets behave alike and
+# Reading goes through the dataset contract's readers (contract.dataset) and so the
+# one storage seam (core.storage): local folders and gs:// datasets behave alike and
 # retries live in one place.
 def read_manifest(root: str | os.PathLike) -> dict:
     """The dataset manifest, refused when it lists no bands (nothing to train on)."""

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from gee_export.core.errors import ConfigError, ModelError
+from core.errors import ConfigError, ModelError
 from training.config import TrainConfig
 from training.models import recipe_for
 from training.models.encoders.fused import MODULE, NAME, EncoderUNet
@@ -53,7 +53,7 @@ def grid_centre(manifest: Mapping) -> tuple[float, float]:
     """Latitude, longitude (degrees) of the centre of the dataset's grid."""
     from rasterio.warp import transform
 
-    from gee_export.contract.grid import Grid
+    from contract.grid import Grid
 
     grid = Grid.from_dict(dict(manifest["grid"]))
     west, south, east, north = grid.bounds

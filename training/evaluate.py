@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contract.bands import LABEL_NODATA
+from core.errors import ConfigError
+from core.jsonsafe import dumps
+from core.progress import progress_bar
+from core.shareable import shareable, shareable_text
+from core.storage import atomic_write
 from engine import autotune
 from engine.devices import Layout, Precision
 from engine.distributed import DistInfo, resolve_device
 from engine.outputs import main_output
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.core.errors import ConfigError
-from gee_export.core.jsonsafe import dumps
-from gee_export.core.progress import progress_bar
-from gee_export.core.shareable import shareable, shareable_text
-from gee_export.core.storage import atomic_write
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
 from training.calibration import Reliability, describe, positive_class, probabilities
 from training.data import NormStats, PatchDataset, Split, make_loader, scene_norms_for

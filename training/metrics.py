@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.core.errors import ConfigError
-from gee_export.core.jsonsafe import json_safe
+from contract.bands import LABEL_NODATA
+from core.errors import ConfigError
+from core.jsonsafe import json_safe
 
 if TYPE_CHECKING:  # torch loads only where a confusion matrix streams tensors: isamap-assess
     import torch  # uses the numpy functions alone, and exits without torch's slow teardown

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gee_export.core.digest import chunks_sha256, file_sha256
-from gee_export.core.errors import ModelError
-from gee_export.core.shareable import portable_path, resolved_path
-from gee_export.core.storage import atomic_write
-from gee_export.core.version import code_version as _code_version
+from core.digest import chunks_sha256, file_sha256
+from core.errors import ModelError
+from core.shareable import portable_path, resolved_path
+from core.storage import atomic_write
+from core.version import code_version as _code_version
 from training.calibration import temperature_of
 from training.config import NORMS
 from training.models import available_models, create_model, model_module
@@ -38,7 +38,7 @@ _GIVE = "give the model.pt that isamap-train wrote in its --out folder"
 #: The local paths a model file records, as (section of ``extra``, key): the dataset it was
 #: trained on (int8 calibration, ``isamap-map``, fine-tuning find it again), the run's data
 #: and output folders, the model a pruned one came from. Model files are shared, so they are
-#: written relative to the file's folder (:func:`gee_export.core.shareable.portable_path`)
+#: written relative to the file's folder (:func:`core.shareable.portable_path`)
 #: and read back as paths from here (older files' absolute paths as they are).
 RECORDED_PATHS = (("dataset", "root"), ("config", "data"), ("config", "out_dir"),
                   ("pruning", "from"))

@@ -34,12 +34,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from contract.bands import LABEL_NODATA
+from core.errors import InputDataError
+from core.progress import progress_bar
+from core.storage import atomic_write
 from engine import devices
 from engine.outputs import main_output
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.core.errors import InputDataError
-from gee_export.core.progress import progress_bar
-from gee_export.core.storage import atomic_write
 from training.config import TrainConfig, apply_recipe
 from training.data import NormStats, PatchDataset, make_loader, scene_norms_for
 from training.modelfile import load_model_file

@@ -1,13 +1,13 @@
 """The optimiser and the learning-rate schedule a recipe trains with.
 
-May import: ``gee_export.core``, ``training.config``; nothing else of the project.
+May import: ``core``, ``training.config``; nothing else of the project.
 """
 
 from __future__ import annotations
 
 import torch
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from training.config import TrainConfig
 
 

@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gee_export.contract.quicklook import titled
-from gee_export.core.storage import atomic_write
+from contract.quicklook import titled
+from core.storage import atomic_write
 
 
 def _save(fig, path: Path) -> Path:

@@ -44,9 +44,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gee_export.core.commands import check_range
-from gee_export.core.errors import ConfigError, ModelError
-from gee_export.core.storage import atomic_write
+from core.commands import check_range
+from core.errors import ConfigError, ModelError
+from core.storage import atomic_write
 from training.config import TrainConfig, apply_recipe, as_recorded, config_from_mapping
 from training.data import NormStats
 from training.losses import build_loss

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from gee_export.core.errors import ConfigError, ModelError
+from core.errors import ConfigError, ModelError
 from training.config import (
     BEFORE_MODEL_KWARG,
     PATHS_FROM_FILE,
@@ -167,7 +167,7 @@ def write_resolved_config(cfg: TrainConfig) -> Path:
 
     Written atomically, and only when its text changes (a resumed run leaves it as it was).
     """
-    from gee_export.core.storage import atomic_write
+    from core.storage import atomic_write
 
     path = Path(cfg.out_dir) / RESOLVED_CONFIG
     values = json.loads(json.dumps(cfg.to_dict()))  # tuples (model arguments) become lists

@@ -2,7 +2,7 @@
 
 Kept apart from the training loop (``training.trainer``) because pruning's fine-tuning and the
 mapping of a model file's recorded dataset use the same rules without running a trainer.
-May import: ``gee_export.contract``, ``gee_export.core``, ``training.config``,
+May import: ``contract``, ``core``, ``training.config``,
 ``training.data``, ``training.models``.
 """
 
@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from gee_export.contract.bands import LABEL_NODATA, PRODUCT
-from gee_export.contract.label_schemes import landcover_source
-from gee_export.core.errors import ConfigError, InputDataError, ModelError
+from contract.bands import LABEL_NODATA, PRODUCT
+from contract.label_schemes import landcover_source
+from core.errors import ConfigError, InputDataError, ModelError
 from training.augmentation import Augment, Radiometric
 from training.config import TrainConfig
 from training.data import (
@@ -194,7 +194,7 @@ def model_kwargs_for_product(model: str, bands: tuple[str, ...], manifest: dict)
 
     The network expands the ``product`` band's codes with its land-cover source's table
     (:mod:`training.models.product`), so it is told the source the dataset was exported with
-    (the manifest's recipe, :func:`gee_export.contract.label_schemes.landcover_source`).
+    (the manifest's recipe, :func:`contract.label_schemes.landcover_source`).
     Refused before any pixel is read: the band for a model that cannot expand it, the band
     without a land-cover source, and a recipe that reads the product on a dataset without it.
     """

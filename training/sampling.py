@@ -5,7 +5,7 @@ from ``default_rng([seed, epoch, index])`` whatever the workers or a resume;
 :func:`balanced_weights` turns each patch's class pixel counts into draw weights for
 class-balanced sampling (``--balanced-sampling``).
 
-May import: numpy, torch, ``gee_export.core``.
+May import: numpy, torch, ``core``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset, DistributedSampler
 
-from gee_export.core.errors import ConfigError, InputDataError
+from core.errors import ConfigError, InputDataError
 
 __all__ = ["KeyedSampler", "balanced_weights"]
 

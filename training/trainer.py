@@ -51,6 +51,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import default_collate
 
+from core.commands import DETAIL
+from core.errors import ConfigError, ModelError, TrainingDivergedError
+from core.progress import progress_bar
+from core.storage import atomic_write
 from engine import autotune
 from engine.distributed import (
     DistInfo,
@@ -61,10 +65,6 @@ from engine.distributed import (
 from engine.execution import calling_thread_only
 from engine.outputs import main_output
 from engine.seeding import rng_state, seed_everything, set_rng_state
-from gee_export.core.commands import DETAIL
-from gee_export.core.errors import ConfigError, ModelError, TrainingDivergedError
-from gee_export.core.progress import progress_bar
-from gee_export.core.storage import atomic_write
 from training.averaging import weight_average
 from training.band_ranges import band_ranges
 from training.calibration import describe

@@ -1,7 +1,7 @@
 """The Earth Engine backend: recipe graphs, computePixels and batch-task export, Code Editor.
 
 Builds the monthly recipe as Earth Engine graphs (no server needed to build them) and exports
-it through the one session in :mod:`gee_export.core.ee_session`; :mod:`.fake_server` is a
+it through the one session in :mod:`gee_export.ee.session`; :mod:`.fake_server` is a
 transport serving a local stack, shipped for tests and benchmarks as earthengine-api ships
-``ee.apitestcase``. May import: ``gee_export.core``, ``gee_export.contract``.
+``ee.apitestcase``. May import: ``core``, ``contract``.
 """

@@ -25,7 +25,7 @@ fetching the grid's pixels once.
 
 Graph building only (no server call): the mapping run sends the request through its
 session's ``getInfo`` (:mod:`inference.mapping.ee_statistics`), and the fake pixel server
-decodes and computes it (:mod:`gee_export.ee.fake_server`).
+decodes and computes it (:mod:`testing.fake_server`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gee_export.contract.grid import Grid
+from contract.grid import Grid
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW
 
 

@@ -11,11 +11,11 @@ workers of a Beam runner (the DirectRunner on one machine, Dataflow for whole pr
   invalid are skipped). Cells travel as runs of columns per patch row, so a fresh export of a
   province is a few thousand small elements, not millions, in the job graph.
 - **Fetching** is :func:`~gee_export.ee.export.fetch_patch` through the one Earth Engine seam
-  (:class:`~gee_export.core.ee_session.EESession`, which retries 429/5xx), and writing is
+  (:class:`~gee_export.ee.session.EESession`, which retries 429/5xx), and writing is
   :func:`~gee_export.ee.export.write_fetched` with a
-  :class:`~gee_export.contract.patch_writer.PatchWriter`. Each worker runs ``threads`` requests at
+  :class:`~contract.patch_writer.PatchWriter`. Each worker runs ``threads`` requests at
   once under a process-wide semaphore, so ``workers x threads <= --max-concurrent``
-  (:mod:`gee_export.core.pipeline_options`). A worker skips a cell whose patch already exists,
+  (:mod:`core.pipeline_options`). A worker skips a cell whose patch already exists,
   which makes a retried bundle cheap and exact.
 - **Index shards**: the records of new patches are grouped into shards and written to
   ``state/<month>/index-shards/`` (atomically, through the store), so the last step never has
@@ -27,7 +27,7 @@ workers of a Beam runner (the DirectRunner on one machine, Dataflow for whole pr
 Workers rebuild nothing from the recipe: the launching process serializes the Earth Engine
 images once (the JSON expression earthengine-api itself sends), and each worker deserializes
 them after opening its session. How a worker opens its session is a picklable factory:
-:class:`EarthEngineProject` for the real service, :class:`gee_export.ee.fake_server.StackSessions`
+:class:`EarthEngineProject` for the real service, :class:`testing.fake_server.StackSessions`
 for tests and benchmarks.
 """
 
@@ -43,20 +43,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from gee_export.contract.dataset import read_manifest
-from gee_export.contract.grid import patch_id
-from gee_export.contract.patch_writer import PatchWriter, patch_rel_paths
-from gee_export.core.ee_session import EESession
-from gee_export.core.errors import ConfigError
-from gee_export.core.lock import hold_output
-from gee_export.core.pipeline_options import (
+from contract.dataset import read_manifest
+from contract.grid import patch_id
+from contract.patch_writer import PatchWriter, patch_rel_paths
+from core.errors import ConfigError
+from core.lock import hold_output
+from core.pipeline_options import (
     RunnerConfig,
     WorkerRequests,
     pipeline_counters,
     require_beam,
     run_pipeline,
 )
-from gee_export.core.storage import LocalStore, open_store
+from core.storage import LocalStore, open_store
 from gee_export.ee.compute import ComputeBudget
 from gee_export.ee.export import (
     DEFAULT_LIMITS,
@@ -68,6 +67,7 @@ from gee_export.ee.export import (
     write_fetched,
 )
 from gee_export.ee.pixels import Limits
+from gee_export.ee.session import EESession
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +407,7 @@ def export_pipeline(sessions: SessionFactory, image: Any, job: ExportJob, out: s
         budget: ``--max-eecu-hours``: only the patches whose planned requests keep the
             dataset's estimated spending within it are fetched (decided before the job
             starts, see :func:`_admit`); the month is then committed open and
-            :class:`~gee_export.core.errors.ComputeBudgetError` says how to go on (exit 1).
+            :class:`~core.errors.ComputeBudgetError` says how to go on (exit 1).
             Windows halved during the run are charged after it.
 
     Returns:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.grid import Grid
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES, get_landcover_scheme
-from gee_export.contract.regions import Region
-from gee_export.core.storage import atomic_write
+from contract.bands import LABEL_NODATA
+from contract.grid import Grid
+from contract.label_schemes import LANDCOVER_CLASSES, get_landcover_scheme
+from contract.regions import Region
+from core.storage import atomic_write
 from gee_export.ee.labels import (
     DYNAMIC_WORLD,
     GHSL_CELL_M2,

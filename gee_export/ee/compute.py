@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from gee_export.core.errors import ComputeBudgetError, ConfigError
+from core.errors import ComputeBudgetError, ConfigError
 
 TIERS: tuple[tuple[str, float], ...] = (("Community", 150.0), ("Contributor", 1_000.0),
                                         ("Partner", 100_000.0))

@@ -3,13 +3,13 @@
 For each patch position of the month that belongs to a split and is not finished yet, a worker of a
 bounded thread pool asks Earth Engine (through the session, which retries 429/5xx with backoff and
 keeps as many requests in flight as the project's shared quota lets through, at most ``workers``:
-:mod:`gee_export.core.concurrency`) for the patch's window of the stack — every band and the label
+:mod:`core.concurrency`) for the patch's window of the stack — every band and the label
 in one request — and writes the patch files with :class:`PatchWriter`. Finished patches carry their
 index record in their own tags, so a killed run loses nothing: a re-run lists the finished patches,
 recovers their records and fetches only the rest. ``index.jsonl`` and ``manifest.json`` are
 rewritten atomically every ``flush_seconds`` and at the end (also when the run fails), through the
 contract's one manifest writer (``commit_month``), exactly as the local backend writes them. The
-output root is locked for the run (:func:`gee_export.core.lock.hold_output`).
+output root is locked for the run (:func:`core.lock.hold_output`).
 
 The ``tasks`` method (batch export of tiles) lives in tasks.py and shares the bookkeeping here.
 """
@@ -25,17 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from gee_export.contract.bands import LABEL
-from gee_export.contract.dataset import DatasetSpec
-from gee_export.contract.grid import Grid, Window, patch_id
-from gee_export.contract.patch_writer import MonthProgress, PatchWriter, open_month, valid_mask
-from gee_export.contract.splits import Split, split_counts
-from gee_export.core.ee_session import EESession
-from gee_export.core.errors import ConfigError, EarthEngineError
-from gee_export.core.lock import hold_output
-from gee_export.core.months import check_month
-from gee_export.core.progress import progress_bar
-from gee_export.core.storage import Store, open_store
+from contract.bands import LABEL
+from contract.dataset import DatasetSpec
+from contract.grid import Grid, Window, patch_id
+from contract.patch_writer import MonthProgress, PatchWriter, open_month, valid_mask
+from contract.splits import Split, split_counts
+from core.errors import ConfigError, EarthEngineError
+from core.lock import hold_output
+from core.months import check_month
+from core.progress import progress_bar
+from core.storage import Store, open_store
 from gee_export.ee.compute import ComputeBudget, format_duration
 from gee_export.ee.pixels import (
     Limits,
@@ -46,6 +45,7 @@ from gee_export.ee.pixels import (
     split_request,
     to_label,
 )
+from gee_export.ee.session import EESession
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class Bookkeeper:
     """Resume state of one month of an Earth Engine export (shared by both methods).
 
     Everything about the dataset itself (compatibility, finished patches, index and manifest)
-    is the contract's :class:`~gee_export.contract.patch_writer.MonthProgress`, the same one the
+    is the contract's :class:`~contract.patch_writer.MonthProgress`, the same one the
     local backend uses; this adds only what an export needs on top: the fetched arrays'
     validity test and the batch task ids (``state/<month>/tasks.json``).
     """
@@ -296,7 +296,7 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
         out: dataset root, local directory or gs:// URL.
         fine_label: stack.build_fine_label's image when ``job.spec.fine_scale`` is set.
         workers: most concurrent requests (1..40); the session's adaptive limit
-            (:mod:`gee_export.core.concurrency`) keeps fewer in flight while the project's
+            (:mod:`core.concurrency`) keeps fewer in flight while the project's
             quota answers 429.
         limits: request limits (tests shrink them to exercise splitting).
         flush_seconds: index/manifest rewrite period while running.
@@ -304,7 +304,7 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
         on_patch: called with each finished patch id (progress hooks, tests).
         budget: ``--max-eecu-hours``: no patch is asked for whose planned requests would
             take the dataset's estimated spending past it; the run then stops with
-            :class:`~gee_export.core.errors.ComputeBudgetError` once the patches in flight
+            :class:`~core.errors.ComputeBudgetError` once the patches in flight
             are written (resumable). What earlier runs fetched counts against it: the
             month's finished and invalid patches, at the planned requests per patch.
     """

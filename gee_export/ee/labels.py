@@ -7,7 +7,7 @@
 and masked pixels -> 255.
 ``landcover:<source>[:<asset id>[:band]]``: the seven land-cover classes of the imperfect-label
 paper, remapped (``ee.Image.remap``) with the table of
-:mod:`gee_export.contract.label_schemes` that the local backend uses too. ``worldcover``,
+:mod:`contract.label_schemes` that the local backend uses too. ``worldcover``,
 ``dynamicworld`` and ``nlcd`` come from the catalogue (NLCD: the ImageCollections
 ``USGS/NLCD_RELEASES/2019_REL/NLCD``, epochs 2001-2019, and ``2021_REL/NLCD``, 2021; the
 conterminous US; the epoch nearest the month's year); ``fromglc10``, ``eolearn_lulc`` and
@@ -23,14 +23,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import (
+from contract.bands import LABEL_NODATA
+from contract.label_schemes import (
     DEFAULT_CLASSES_ISA,
     LANDCOVER_SCHEME,
     SCHEME_PREFIX,
     get_landcover_scheme,
 )
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 
 LabelKind = Literal["worldcover", "dynamicworld", "ghsl", "asset", "landcover"]
 CATALOGUE_LANDCOVER = ("worldcover", "dynamicworld", "nlcd")  # sources Earth Engine holds

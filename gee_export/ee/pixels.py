@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.grid import Grid, Window
-from gee_export.core.errors import ConfigError, EarthEngineError
+from contract.bands import LABEL_NODATA
+from contract.grid import Grid, Window
+from core.errors import ConfigError, EarthEngineError
 
 MAX_REQUEST_BYTES = 50_331_648  # 48 MiB, uncompressed
 MAX_REQUEST_SIDE = 32_768

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from gee_export.contract.grid import Grid
-from gee_export.contract.regions import Region
-from gee_export.contract.splits import (
+from contract.grid import Grid
+from contract.regions import Region
+from contract.splits import (
     DEFAULT_BLOCK,
     DEFAULT_RATIOS,
     assign_splits,

@@ -14,9 +14,9 @@ threshold, and the composite windows a cloudy month was widened to). This module
   writes a VRT over the tiles with the band names and the masked value, which Earth Engine's
   GeoTIFFs do not carry, so the predictor reads it in place through ``/vsigs/``.
 
-Every server call goes through :class:`gee_export.core.ee_session.EESession` (retries, one
+Every server call goes through :class:`gee_export.ee.session.EESession` (retries, one
 clear authentication error). Task descriptions are sanitised where tasks are built
-(:func:`gee_export.core.ee_session.task_description`).
+(:func:`gee_export.ee.session.task_description`).
 """
 
 from __future__ import annotations
@@ -28,14 +28,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gee_export.contract import bands as band_registry
-from gee_export.contract.grid import Grid, Window
-from gee_export.contract.label_schemes import is_landcover
-from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
-from gee_export.core.ee_session import EESession
-from gee_export.core.errors import ConfigError, EarthEngineError
-from gee_export.core.progress import progress_bar
-from gee_export.core.storage import GcsStore, Store, open_store
+from contract import bands as band_registry
+from contract.grid import Grid, Window
+from contract.label_schemes import is_landcover
+from contract.vrt import Piece, VrtBand, mosaic_vrt
+from core.errors import ConfigError, EarthEngineError
+from core.progress import progress_bar
+from core.storage import GcsStore, Store, open_store
 from gee_export.ee.labels import LabelSource, parse_label_source
 from gee_export.ee.recipe import FLOAT_NODATA, EERecipe, build_stack
 from gee_export.ee.sentinel1 import S1Recipe, require_scenes, s1_collection
@@ -46,6 +45,7 @@ from gee_export.ee.sentinel2 import (
     clear_count_statistic,
     month_window,
 )
+from gee_export.ee.session import EESession
 from gee_export.ee.tasks import DEFAULT_MAX_PENDING, FAILED, FINISHED, LIVE, SHARD, tile_task
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def composite_windows(session: EESession, geometry: Any, region_name: str,
 
     The Sentinel-2 window is widened around a cloudy month exactly as the export widens it; a
     month with no clear observation or no Sentinel-1 pass raises
-    :class:`~gee_export.core.errors.EmptyCompositeError` naming the month (the caller reports
+    :class:`~core.errors.EmptyCompositeError` naming the month (the caller reports
     and skips that date).
     """
     recipe, month = date.recipe, date.s1_window.month

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gee_export.contract.bands import LABEL, PRODUCT, get_band
-from gee_export.contract.grid import Grid
-from gee_export.contract.label_schemes import check_product_band
-from gee_export.core.errors import ConfigError
+from contract.bands import LABEL, PRODUCT, get_band
+from contract.grid import Grid
+from contract.label_schemes import check_product_band
+from core.errors import ConfigError
 from gee_export.ee.labels import LabelSource, label_image, landcover_codes
 from gee_export.ee.sentinel1 import S1Recipe, s1_composite
 from gee_export.ee.sentinel2 import S2Recipe, TimeWindow, s2_composite

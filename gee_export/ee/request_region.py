@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gee_export.contract.regions import Region
+from contract.regions import Region
 
 MAX_PAYLOAD_BYTES = 10 * 2**20
 """Earth Engine's limit on a request's serialized graph."""

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from gee_export.contract.composite import DEFAULT_SPECKLE, SpeckleFilter, check_speckle_filter
-from gee_export.core.errors import ConfigError, EmptyCompositeError
+from contract.composite import DEFAULT_SPECKLE, SpeckleFilter, check_speckle_filter
+from core.errors import ConfigError, EmptyCompositeError
 from gee_export.ee import speckle as speckle_filters
 from gee_export.ee import terrain
 

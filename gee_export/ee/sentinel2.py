@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from gee_export.core.errors import ConfigError, EmptyCompositeError
-from gee_export.core.months import month_dates
+from core.errors import ConfigError, EmptyCompositeError
+from core.months import month_dates
 
 S2_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
 CLOUD_SCORE_PLUS = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"

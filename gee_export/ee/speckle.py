@@ -26,8 +26,8 @@ import math
 from functools import lru_cache
 from typing import Any
 
-from gee_export.contract.composite import SPECKLE_FILTERS
-from gee_export.core.errors import ConfigError
+from contract.composite import SPECKLE_FILTERS
+from core.errors import ConfigError
 
 # ---------------------------------------------------------------- formulas (shared with tests)
 # Lee (1980) MMSE weight: b = var_x / var_z with var_x = (var_z - m^2 cu2) / (1 + cu2),

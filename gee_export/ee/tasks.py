@@ -17,7 +17,7 @@ listing the project's operations in pages (``EETransport.task_status``): 2,500 p
 cost a few page requests per poll, not 2,500. A resumed run reads its saved task ids the same
 way, once. The EECU each finished task used (``batchEecuUsageSeconds``, as the operation
 reports it) is kept in the state as ``eecu``, to check the plan's estimate against. Task
-descriptions go through :func:`gee_export.core.ee_session.task_description`,
+descriptions go through :func:`gee_export.ee.session.task_description`,
 the characters the export service accepts.
 """
 
@@ -36,15 +36,15 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from gee_export.contract.grid import Grid, Window
-from gee_export.core.ee_session import EESession, task_description
-from gee_export.core.errors import ConfigError, EarthEngineError
-from gee_export.core.lock import hold_output
-from gee_export.core.progress import progress_bar
-from gee_export.core.storage import GcsStore, Store, open_store
+from contract.grid import Grid, Window
+from core.errors import ConfigError, EarthEngineError
+from core.lock import hold_output
+from core.progress import progress_bar
+from core.storage import GcsStore, Store, open_store
 from gee_export.ee.compute import ComputeBudget
 from gee_export.ee.export import Bookkeeper, ExportJob, ExportSummary
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, to_label
+from gee_export.ee.session import EESession, task_description
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def export_tasks(session: EESession, image: Any, job: ExportJob, out: str | Stor
     (``--max-eecu-hours``): no task is started whose estimate would take the spending past
     it, counting the ``batchEecuUsageSeconds`` reported for finished tasks (of every run, from
     the state) and the estimate for tasks still running; the tasks started are finished and
-    cut, then :class:`~gee_export.core.errors.ComputeBudgetError` says how to go on.
+    cut, then :class:`~core.errors.ComputeBudgetError` says how to go on.
     """
     store = open_store(out)
     with hold_output(store):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 
 TerrainModel = Literal["none", "volume", "surface"]
 TERRAIN_MODELS: tuple[str, ...] = ("none", "volume", "surface")

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from gee_export.contract import bands as band_registry
-from gee_export.contract.composite import DEFAULT_SPECKLE, SpeckleFilter
-from gee_export.contract.grid import Grid, Window
-from gee_export.core.errors import ConfigError, EmptyCompositeError, InputDataError
-from gee_export.core.progress import progress_bar
+from contract import bands as band_registry
+from contract.composite import DEFAULT_SPECKLE, SpeckleFilter
+from contract.grid import Grid, Window
+from core.errors import ConfigError, EmptyCompositeError, InputDataError
+from core.progress import progress_bar
 from gee_export.local import sentinel1, sentinel2
 from gee_export.local.cloud_flags import CloudFlagCheck
 from gee_export.local.labels import ClassMapping, label_window, product_window

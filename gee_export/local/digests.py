@@ -18,8 +18,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from gee_export.core.digest import chunks_sha256, file_sha256
-from gee_export.core.storage import atomic_write
+from core.digest import chunks_sha256, file_sha256
+from core.storage import atomic_write
 
 CACHE_NAME = ".source_digests.json"
 

@@ -25,8 +25,8 @@ import numpy as np
 import rasterio
 from rasterio.warp import transform as warp_transform
 
-from gee_export.contract.regions import Region
-from gee_export.core.errors import InputDataError
+from contract.regions import Region
+from core.errors import InputDataError
 from gee_export.local.scenes import SceneCollection, discover_scenes
 
 log = logging.getLogger(__name__)

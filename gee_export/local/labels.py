@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import rasterio
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.grid import Grid, Window
-from gee_export.contract.label_schemes import (
+from contract.bands import LABEL_NODATA
+from contract.grid import Grid, Window
+from contract.label_schemes import (
     LANDCOVER_SCHEME,
     LabelScheme,
     get_landcover_scheme,
     is_landcover,
 )
-from gee_export.contract.label_schemes import SCHEMES as LANDCOVER_SCHEMES
-from gee_export.core.errors import ConfigError, InputDataError
+from contract.label_schemes import SCHEMES as LANDCOVER_SCHEMES
+from core.errors import ConfigError, InputDataError
 from gee_export.local import plausibility
 from gee_export.local.scenes import BandRef
 from gee_export.local.warp import read_to_grid, source_resolution
@@ -40,7 +40,7 @@ class ClassMapping:
     it unchanged, for labels that are already class indices). Source nodata (255, negative
     values) is always 255. ``classes`` names the stack classes (the manifest's
     ``label.classes``): the binary ISA pair by default, the seven land-cover classes for the
-    ``landcover:<source>`` schemes of :mod:`gee_export.contract.label_schemes`.
+    ``landcover:<source>`` schemes of :mod:`contract.label_schemes`.
     """
 
     mapping: tuple[tuple[int, int], ...] = field(default=())

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gee_export.contract import bands as band_registry
-from gee_export.contract.grid import Grid
-from gee_export.contract.splits import DEFAULT_BLOCK, SPLITS, assign_splits
+from contract import bands as band_registry
+from contract.grid import Grid
+from contract.splits import DEFAULT_BLOCK, SPLITS, assign_splits
 from gee_export.local.scenes import SceneCollection, discover_scenes
 from gee_export.local.warp import overlaps
 

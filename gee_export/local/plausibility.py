@@ -7,7 +7,7 @@ a wrong dataset, so before any block is computed the local backend checks what t
 show against what the metadata claims, and trusts the pixels:
 
 The value rules themselves (what dB, linear power and reflectance look like) belong to the data
-contract (:mod:`gee_export.contract.band_values`), which inference applies to its stacks too;
+contract (:mod:`contract.band_values`), which inference applies to its stacks too;
 this module applies them to source scenes against their names and tags:
 
 - Sentinel-1 unit: sigma0 in linear power is never negative and has a scene median far below
@@ -38,13 +38,13 @@ from typing import Protocol
 import numpy as np
 import rasterio
 
-from gee_export.contract.band_values import (
+from contract.band_values import (
     REFLECTANCE_MEDIAN_RANGE,
     reflectance_scaled,
     s1_unit_evidence,
 )
-from gee_export.contract.input_facts import findings, input_facts
-from gee_export.core.errors import InputDataError
+from contract.input_facts import findings, input_facts
+from core.errors import InputDataError
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from typing import Literal
 import rasterio
 from rasterio.errors import RasterioIOError
 
-from gee_export.core.errors import InputDataError
-from gee_export.core.months import check_month
+from core.errors import InputDataError
+from core.months import check_month
 from gee_export.local.plausibility import s2_level_from_bands
 
 Sensor = Literal["S1", "S2"]

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gee_export.contract.grid import Grid, Window
-from gee_export.core.errors import InputDataError
+from contract.grid import Grid, Window
+from core.errors import InputDataError
 from gee_export.local import plausibility
 from gee_export.local.scenes import Scene
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL, SpeckleFilter, despeckle, halo_for

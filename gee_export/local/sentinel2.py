@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gee_export.contract.grid import Grid, Window
-from gee_export.core.errors import InputDataError
+from contract.grid import Grid, Window
+from core.errors import InputDataError
 from gee_export.local import plausibility
 from gee_export.local.cloud_flags import CloudFlagCheck, visible_band
 from gee_export.local.scenes import Scene

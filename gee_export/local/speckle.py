@@ -28,8 +28,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage, optimize, special
 
-from gee_export.contract.composite import SPECKLE_FILTERS, SpeckleFilter
-from gee_export.core.errors import ConfigError
+from contract.composite import SPECKLE_FILTERS, SpeckleFilter
+from core.errors import ConfigError
 
 DEFAULT_ENL = 4.4  # ESA's figure for IW GRDH, as on the Earth Engine side (gee_s1_ard uses 5).
 DEFAULT_KERNEL = 7

@@ -15,7 +15,7 @@ Output (``docs/data-contract.md``, "Stack"): ``<out_dir>/stack_<month>_image.tif
 one band per name in ``bands``, NaN nodata, band descriptions = names),
 ``stack_<month>_label.tif`` (uint8, nodata ``LABEL_NODATA``) and optionally
 ``stack_<month>_label_x<k>.tif`` on ``grid.scaled(k)``. They are returned as a
-:class:`gee_export.contract.stack.StackPaths`.
+:class:`contract.stack.StackPaths`.
 """
 
 from __future__ import annotations
@@ -29,16 +29,16 @@ from pathlib import Path
 import rasterio
 from rasterio.errors import RasterioError
 
-from gee_export.contract import bands as band_registry
-from gee_export.contract.bands import check_fine_scale
-from gee_export.contract.composite import DEFAULT_SPECKLE, SpeckleFilter, check_speckle_filter
-from gee_export.contract.grid import Grid
-from gee_export.contract.label_schemes import check_product_band
-from gee_export.contract.stack import StackPaths
-from gee_export.core.digest import canonical_json, combined_digest
-from gee_export.core.errors import ConfigError, EmptyCompositeError, InputDataError
-from gee_export.core.months import check_month
-from gee_export.core.storage import atomic_path
+from contract import bands as band_registry
+from contract.bands import check_fine_scale
+from contract.composite import DEFAULT_SPECKLE, SpeckleFilter, check_speckle_filter
+from contract.grid import Grid
+from contract.label_schemes import check_product_band
+from contract.stack import StackPaths
+from core.digest import canonical_json, combined_digest
+from core.errors import ConfigError, EmptyCompositeError, InputDataError
+from core.months import check_month
+from core.storage import atomic_path
 from gee_export.local import sentinel1, sentinel2
 from gee_export.local.compositing import LocalRecipe, where, write_image, write_label
 from gee_export.local.digests import DigestCache
@@ -124,7 +124,7 @@ class LocalStackPlan:
     """A month's local stack resolved before any pixel is written: inputs, outputs, identity.
 
     :func:`plan_local_stack` finds the scenes, checks them and digests their content, so a
-    caller can check the dataset it feeds (:func:`gee_export.contract.dataset.check_compatible`
+    caller can check the dataset it feeds (:func:`contract.dataset.check_compatible`
     with :attr:`fingerprint`) before :func:`write_local_stack` touches the stack files.
 
     Attributes:
@@ -338,7 +338,7 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
         scenes: a :class:`SceneCollection`, or a folder / glob / list of files to discover.
         grid: the target grid (CRS, 10 m transform, size).
         month: ``YYYY-MM``; scenes acquired in it are composited.
-        bands: stack band names from :mod:`gee_export.contract.bands` (S2, S1 and quality bands), in
+        bands: stack band names from :mod:`contract.bands` (S2, S1 and quality bands), in
             output order.
         label: label raster; None uses ``labels/label.tif`` found among the scenes, and with
             no label at all the label file is written as all-nodata (inference-only stacks).

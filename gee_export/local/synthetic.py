@@ -34,12 +34,12 @@ import numpy as np
 from affine import Affine
 from scipy import ndimage
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.geotiff import write_geotiff
-from gee_export.contract.grid import Grid
-from gee_export.core.errors import ConfigError
-from gee_export.core.progress import progress_bar
-from gee_export.core.storage import atomic_write
+from contract.bands import LABEL_NODATA
+from contract.geotiff import write_geotiff
+from contract.grid import Grid
+from core.errors import ConfigError
+from core.progress import progress_bar
+from core.storage import atomic_write
 
 # ------------------------------------------------------------------------- classes
 ROAD, BUILDING, VEGETATION, WATER, BARE_SOIL = 1, 2, 3, 4, 5

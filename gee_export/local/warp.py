@@ -19,8 +19,8 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window as RioWindow
 from rasterio.windows import from_bounds
 
-from gee_export.contract.grid import Grid, Window
-from gee_export.core.errors import InputDataError
+from contract.grid import Grid, Window
+from core.errors import InputDataError
 from gee_export.local.scenes import BandRef
 
 ResamplingName = str  # "bilinear" | "nearest" | "mode"

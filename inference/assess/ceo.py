@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gee_export.core.errors import InputDataError
+from core.errors import InputDataError
 
 CEO_PLOT_LIMIT = 5000  # plots per project that CEO's project wizard accepts
 CEO_COLUMNS = ("PLOTID", "LON", "LAT")

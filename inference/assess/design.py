@@ -29,9 +29,9 @@ import numpy as np
 import rasterio
 from rasterio.warp import transform as warp_transform
 
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.shareable import shareable_path
-from gee_export.core.storage import files
+from core.errors import ConfigError, InputDataError
+from core.shareable import shareable_path
+from core.storage import files
 from inference.assess.strata import Strata, read_strata
 from training.area_estimation import (
     Numbers,
@@ -97,7 +97,7 @@ class Design:
         """The design as JSON (``sample.json``): enough to score the sample and to redraw it.
 
         The strata raster is named by its file name: the record is shared with the people who
-        label the sample (:mod:`gee_export.core.shareable`).
+        label the sample (:mod:`core.shareable`).
         """
         return {"strata_raster": shareable_path(self.strata.path), "crs": self.strata.crs,
                 "resolution": self.strata.resolution, "classes": list(self.strata.classes),

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gee_export.core.csv_text import csv_text
-from gee_export.core.errors import ConfigError, InputDataError
+from core.csv_text import csv_text
+from core.errors import ConfigError, InputDataError
 
 POINTS_FILE = "design_points.csv"
 RECORD_FILE = "sample.json"

@@ -115,7 +115,7 @@ def rewrite_block(source: str | PathLike[str], page_path: str | PathLike[str],
     import json
     from pathlib import Path
 
-    from gee_export.core.storage import atomic_write
+    from core.storage import atomic_write
 
     page_file = Path(root) / page_path
     page = page_file.read_text(encoding="utf-8")

@@ -33,10 +33,10 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from gee_export.core.csv_text import csv_text
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.shareable import shareable
-from gee_export.core.storage import atomic_write
+from core.csv_text import csv_text
+from core.errors import ConfigError, InputDataError
+from core.shareable import shareable
+from core.storage import atomic_write
 from inference.assess.ceo import (
     CEO_COLUMNS,
     is_ceo_export,

@@ -14,7 +14,7 @@ A comparison is ``NAME=SOURCE``:
 
 Earth Engine products are sampled at the points with ``reduceRegions`` (the first value of the
 pixel under each point, at the product's native scale) through the one Earth Engine seam
-(:class:`gee_export.core.ee_session.EESession`); the rule that makes a product's value
+(:class:`gee_export.ee.session.EESession`); the rule that makes a product's value
 impervious is applied here, the same for a raster and an asset. A product that says only
 impervious or not is scored on two classes: the map's own when it has two, else "other" and
 the map's impervious class (the reference collapsed the same way).
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from gee_export.core.errors import ConfigError, InputDataError
+from core.errors import ConfigError, InputDataError
 from gee_export.ee.labels import GHSL_BUILT, GHSL_CELL_M2
 from inference.assess.strata import values_at
 from inference.cog.maps import NODATA

@@ -20,7 +20,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.warp import transform as warp_transform
 
-from gee_export.core.errors import InputDataError
+from core.errors import InputDataError
 
 
 def reference_text(path: Path) -> str:

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from gee_export.contract.quicklook import titled
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.jsonsafe import dumps
-from gee_export.core.shareable import shareable
-from gee_export.core.storage import atomic_path, atomic_write
+from contract.quicklook import titled
+from core.errors import ConfigError, InputDataError
+from core.jsonsafe import dumps
+from core.shareable import shareable
+from core.storage import atomic_path, atomic_write
 from inference.assess.design_file import BLIND, RECORD_FILE, DesignFile, read_design
 from inference.assess.intervals import estimate, notes
 from inference.assess.point_files import REFERENCE_COLUMN, ReferencePoints, read_references

@@ -15,9 +15,9 @@ import numpy as np
 import rasterio
 from rasterio.warp import transform as warp_transform
 
-from gee_export.core.digest import json_digest
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.storage import files
+from core.digest import json_digest
+from core.errors import ConfigError, InputDataError
+from core.storage import files
 from inference.cog.maps import BAND_IDS, NODATA
 from inference.predict.stats import CHANGE_CODES, pixel_area_km2
 

@@ -7,7 +7,7 @@ GDAL's COG driver writes every finished raster from a VRT (:func:`write_cog`; ch
 mosaics, consistency rewrites) and, as the plain twin of the streaming encoder
 (:mod:`inference.cog.stream`, which writes a prediction's two maps while they are produced),
 a prediction's maps from its checkpoint strips (:func:`strips_cog`; the VRT by
-:func:`gee_export.contract.vrt.mosaic_vrt`): the VRT adds the band description, colour table
+:func:`contract.vrt.mosaic_vrt`): the VRT adds the band description, colour table
 and metadata, and the driver lays out the tiles, overviews and IFDs as readers expect. Both
 maps are uint8 with 255 = nodata; the probability is scaled so that 250 = 1.0 (0.4 % steps),
 keeping 251-254 free and 255 for nodata.
@@ -31,8 +31,8 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.enums import Resampling
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.quicklook import (
+from contract.bands import LABEL_NODATA
+from contract.quicklook import (
     NODATA_COLOUR,
     ColourBar,
     Legend,
@@ -40,10 +40,10 @@ from gee_export.contract.quicklook import (
     framed_png,
     place_text,
 )
-from gee_export.contract.vrt import Piece, VrtBand, mosaic_vrt
-from gee_export.core.commands import LOW_SPACE_BYTES
-from gee_export.core.errors import InputDataError
-from gee_export.core.version import code_version
+from contract.vrt import Piece, VrtBand, mosaic_vrt
+from core.commands import LOW_SPACE_BYTES
+from core.errors import InputDataError
+from core.version import code_version
 
 NODATA = LABEL_NODATA
 """Nodata of every map COG: the class map's is the label's, and the probability uses it too."""
@@ -90,7 +90,7 @@ class OutputInfo:
     normalisation: str = ""
     #: why an input the value rules doubted was mapped (JSON list; "": nothing doubted)
     input_notes: str = ""
-    #: what the input's pixels showed (``gee_export.contract.input_facts``, JSON; "": none)
+    #: what the input's pixels showed (``contract.input_facts``, JSON; "": none)
     input_facts: str = ""
 
 

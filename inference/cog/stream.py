@@ -43,7 +43,7 @@ import rasterio.errors
 from affine import Affine
 from isal import isal_zlib
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from inference.cog.layout import FRAME_BYTES, LEADER_BYTES, assemble, frame
 from inference.cog.maps import (
     BAND_IDS,

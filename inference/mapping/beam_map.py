@@ -14,7 +14,7 @@ the mapping library's units of work) so that any number of workers can share it:
 - **Fetching** goes through the one Earth Engine seam on each worker
   (:func:`inference.mapping.tiles.fetch_tile`, the ``computePixels`` helper of the export), under
   the
-  per-process request semaphore of :mod:`gee_export.core.pipeline_options`, so the whole job
+  per-process request semaphore of :mod:`core.pipeline_options`, so the whole job
   keeps ``workers x threads <= --max-concurrent``.
 - **The model** is loaded once per worker process (``beam.utils.shared.Shared``: every DoFn
   instance of a process uses the same predictor) and predicts unit by unit
@@ -54,17 +54,17 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gee_export.contract.grid import Grid
-from gee_export.core.digest import json_digest, text_sha256
-from gee_export.core.errors import ConfigError
-from gee_export.core.pipeline_options import (
+from contract.grid import Grid
+from core.digest import json_digest, text_sha256
+from core.errors import ConfigError
+from core.pipeline_options import (
     RunnerConfig,
     WorkerRequests,
     pipeline_counters,
     require_beam,
     run_pipeline,
 )
-from gee_export.core.storage import files
+from core.storage import files
 from gee_export.ee.beam_export import EarthEngineProject, SerializedImages, SessionFactory
 from inference.cog.maps import OutputInfo
 from inference.mapping.tiles import (

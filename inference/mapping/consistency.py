@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from gee_export.core.digest import json_digest
-from gee_export.core.errors import InputDataError
-from gee_export.core.storage import files
+from core.digest import json_digest
+from core.errors import InputDataError
+from core.storage import files
 from inference.cog import maps
 from inference.cog.maps import NODATA
 

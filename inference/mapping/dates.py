@@ -32,14 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gee_export.contract.bands import PRODUCT
-from gee_export.contract.grid import Grid
-from gee_export.core.errors import (
+from contract.bands import PRODUCT
+from contract.grid import Grid
+from core.errors import (
     EarthEngineError,
     EmptyCompositeError,
 )
-from gee_export.core.shareable import shareable, shareable_path
-from gee_export.core.storage import files
+from core.shareable import shareable, shareable_path
+from core.storage import files
 from inference.mapping.request import MapRequest, ModelDataset
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ def check_series_lattice(request: MapRequest, grid: Grid) -> None:
 
 def _remove_killed_stacks(stacks: Path) -> None:
     """Delete the half-written stack files a killed run left (the map's lock is held)."""
-    from gee_export.core.storage import LocalStore
+    from core.storage import LocalStore
 
     if stacks.is_dir():
         removed = LocalStore(stacks).remove_temporaries()
@@ -260,7 +260,7 @@ def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str],
         InputDataError: ``--scenes`` is missing or holds no raster, or a date has no scene of
             a sensor the model needs on the grid (what would stop the real run).
     """
-    from gee_export.core.errors import InputDataError
+    from core.errors import InputDataError
     from gee_export.local.plan import make_local_plan
 
     scenes = [request.scenes] if isinstance(request.scenes, (str, os.PathLike)) else list(
@@ -338,10 +338,10 @@ def write_run_record(request: MapRequest, grid: Grid, model: LoadedModel,
 
     It travels with the maps: files under ``--out`` are named relative to it (a relative
     ``--out`` too), the model by its name and content id, any other local path by its file
-    name (:mod:`gee_export.core.shareable`), and ``out`` is kept only when it is a Cloud
+    name (:mod:`core.shareable`), and ``out`` is kept only when it is a Cloud
     Storage URI.
     """
-    from gee_export.core.storage import atomic_write
+    from core.storage import atomic_write
     path = os.fspath(request.model_file)
     record = {"region": request.region.name, "bbox": list(request.region.bbox),
               "grid": grid.to_dict(), "lattice": request.lattice().record((grid.x0, grid.y0)),

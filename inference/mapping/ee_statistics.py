@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gee_export.contract.grid import Grid
+from contract.grid import Grid
 from gee_export.ee.band_statistics import band_statistics, output_keys, sample_scale
 from inference.predict.scene import recorded
 from inference.predict.sources import SAMPLE_SIDE

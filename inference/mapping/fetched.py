@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from rasterio.crs import CRS
 
-from gee_export.contract.grid import Grid, Window
-from gee_export.core.errors import ConfigError
+from contract.grid import Grid, Window
+from core.errors import ConfigError
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from inference.predict.lattice import Blend, Lattice, grid_offset
 

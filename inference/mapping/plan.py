@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gee_export.contract.grid import Grid
+from contract.grid import Grid
 from gee_export.ee.compute import ComputeEstimate, estimate, format_estimate
 from gee_export.ee.export import MAX_WORKERS
 from inference.mapping.request import MapRequest

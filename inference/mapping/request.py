@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from gee_export.contract.dataset import read_manifest
-from gee_export.contract.grid import Grid, projected_crs, utm_caveat, utm_epsg
-from gee_export.contract.regions import Region
-from gee_export.core.errors import (
+from contract.dataset import read_manifest
+from contract.grid import Grid, projected_crs, utm_caveat, utm_epsg
+from contract.regions import Region
+from core.errors import (
     ConfigError,
     IsamapError,
 )
-from gee_export.core.months import check_month, parse_months
-from gee_export.core.storage import files
+from core.months import check_month, parse_months
+from core.storage import files
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.keep import KeepRule
@@ -158,7 +158,7 @@ def parse_dates(months: str | None, years: str | None, month_of_year: Callable[[
                 ) -> tuple[str, ...]:
     """``--months 2017-06,2019-06`` or ``--years 2017:2023:2`` (month from the dataset), ascending.
 
-    ``--months`` is read by the one month-list parser (:func:`gee_export.core.months.parse_months`)
+    ``--months`` is read by the one month-list parser (:func:`core.months.parse_months`)
     that ``isamap-export --months`` uses too, so both commands accept and refuse the same lists:
     a month given twice is mapped once.
     """

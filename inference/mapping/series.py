@@ -37,10 +37,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from gee_export.contract.quicklook import titled
-from gee_export.core.errors import InputDataError
-from gee_export.core.storage import atomic_path, atomic_write, files
-from gee_export.core.storage.gdal_auth import gdal_env
+from contract.quicklook import titled
+from core.errors import InputDataError
+from core.storage import atomic_path, atomic_write, files
+from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.predict import stats
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD

@@ -10,7 +10,7 @@ STAC clients expect; a CRS without an authority code is written as ``proj:wkt2``
 The catalogue is self-contained: every link and asset href is relative to the file that holds
 it, so the folder copied elsewhere or uploaded to a bucket reads the same; no property names a
 local path other than relative to the file's folder or by its file name
-(:mod:`gee_export.core.shareable`). Each Item records
+(:mod:`core.shareable`). Each Item records
 the inputs its date was built from (``isamap:inputs``: the composite windows of an Earth Engine
 date, the scene files of a local one).
 """
@@ -26,9 +26,9 @@ import pystac
 from pystac.extensions.projection import ProjectionExtension
 from rasterio.warp import transform_bounds
 
-from gee_export.core.months import month_range
-from gee_export.core.shareable import shareable
-from gee_export.core.storage import files
+from core.months import month_range
+from core.shareable import shareable
+from core.storage import files
 
 MEDIA_COG = pystac.MediaType.COG
 ITEM_SUFFIX = ".stac.json"

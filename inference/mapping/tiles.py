@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from gee_export.contract.grid import Grid, Window
-from gee_export.contract.vrt import Piece
-from gee_export.core.errors import ConfigError
-from gee_export.core.storage import atomic_path, files
+from contract.grid import Grid, Window
+from contract.vrt import Piece
+from core.errors import ConfigError
+from core.storage import atomic_path, files
 from inference.cog import maps
 from inference.cog.maps import NODATA, OutputInfo
 from inference.predict.blending import Accumulator, invalid_mask

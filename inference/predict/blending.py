@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from inference.cog.maps import NODATA, PROB_SCALE
 from inference.predict.lattice import AxisTile, Blend
 

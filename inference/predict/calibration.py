@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from contract.bands import LABEL_NODATA
+from contract.grid import DEFAULT_PATCH_SIZE
+from core.errors import IsamapError
 from engine.quantize import CALIBRATION_PATCHES, CHECK_PATCHES, Int8Patches
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.grid import DEFAULT_PATCH_SIZE
-from gee_export.core.errors import IsamapError
 from inference.predict.blending import pad_to
 from inference.predict.sources import read_window
 

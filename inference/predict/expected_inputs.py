@@ -15,7 +15,7 @@ first forward pass the input is compared with the training data the model file r
   away (dB where a reflectance should be). A median outside the range but near it is another
   scene, not another unit (water, snow, another season or region than the training data): it is
   mapped, with a warning that the model has not seen such values;
-- the physical rules of each band's name (:mod:`gee_export.contract.band_values`) when the
+- the physical rules of each band's name (:mod:`contract.band_values`) when the
   model file records no ranges (files of older isamap versions), and always for band names the
   user stated (``--bands``), which nothing else confirms.
 
@@ -37,7 +37,7 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 
-from gee_export.contract.band_values import (
+from contract.band_values import (
     DARK_OBJECT_MIN,
     ZERO_FILL_MAX,
     band_value_problems,
@@ -48,9 +48,9 @@ from gee_export.contract.band_values import (
     sigma0_unit_of_range,
     zero_fill_share,
 )
-from gee_export.contract.input_facts import InputFacts, findings, input_facts
-from gee_export.core.errors import InputDataError
-from gee_export.core.storage import files
+from contract.input_facts import InputFacts, findings, input_facts
+from core.errors import InputDataError
+from core.storage import files
 from inference.predict.sources import RasterSource, decimated_read, open_source, select_bands
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
     """Refuse an input whose pixel size or values are not those the model was trained on.
 
     The input is opened once: its grid, tags and a decimated sample of the model's bands,
-    from which every value rule reads (:func:`gee_export.contract.input_facts.input_facts`).
+    from which every value rule reads (:func:`contract.input_facts.input_facts`).
 
     Args:
         source: the stack (path) or an open :class:`inference.predict.sources.RasterSource`.
@@ -223,7 +223,7 @@ def check_physics(what: str, sample: np.ndarray, samples: Mapping[str, np.ndarra
     """Refuse values no real scene of these bands has, each with its fix; the facts shown.
 
     Zero fill without a nodata tag and sigma0 in another unit than the model's are certain.
-    The spectral rules (:func:`gee_export.contract.input_facts.findings`: bands swapped, top of
+    The spectral rules (:func:`contract.input_facts.findings`: bands swapped, top of
     atmosphere given as surface reflectance, an offset subtracted twice, dB shifted or halved,
     amplitude), VV/VH swapped and the BOA offset left in are judged from real scenes, so
     ``allow_implausible`` maps them, each reason recorded in the facts' ``notes`` (the map's
@@ -300,7 +300,7 @@ def _s2_level(src: Any, meta: ModelMeta) -> Level:
     the blue); an input that says so (its tags, its B10, its recipe) is judged as such, and a
     model trained on Level-2A maps it with that recorded in the map's tags (docs/real-data.md).
     One that does not say so is judged by its pixels
-    (:func:`gee_export.contract.input_facts.findings`).
+    (:func:`contract.input_facts.findings`).
     """
     tags = src.tags() if callable(getattr(src, "tags", None)) else {}
     trained = (dict(meta.extra).get("dataset") or {}).get("recipe") or {}

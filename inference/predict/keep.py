@@ -41,10 +41,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from gee_export.core.errors import ConfigError
-from gee_export.core.shareable import shareable_path
+from contract.bands import LABEL_NODATA
+from contract.label_schemes import LANDCOVER_CLASSES
+from core.errors import ConfigError
+from core.shareable import shareable_path
 from inference.predict.shares import match_shares
 
 #: the rule's name, as the map's tags and records give it
@@ -69,7 +69,7 @@ class KeepRule:
             product as input (``hrnet-coarse``); :func:`~inference.predict.keep_inputs.settle`
             then names the stack, the band and the table the model records.
         table: the label scheme its codes are mapped with
-            (:func:`gee_export.contract.label_schemes.get_landcover_scheme`: ``nlcd``, ...).
+            (:func:`contract.label_schemes.get_landcover_scheme`: ``nlcd``, ...).
         band: the product's band in ``product`` (1-based; 1 for a product raster).
         green_cut: the NDVI cut (None: the product calls no sampled pixel impervious or
             none vegetation, and the impervious part changes nothing).
@@ -109,7 +109,7 @@ class KeepRule:
         """The rule as the map's ``postprocess`` tag records it (JSON, cut to 6 digits).
 
         The product is named as a shared file may name it
-        (:func:`gee_export.core.shareable.shareable_path`: relative to ``base``, the map's
+        (:func:`core.shareable.shareable_path`: relative to ``base``, the map's
         folder, when under it, else its file name; ``gs://`` addresses as they are).
         """
         cut = None if self.green_cut is None else float(f"{self.green_cut:.6g}")

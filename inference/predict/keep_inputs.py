@@ -16,7 +16,7 @@ The rule itself (:mod:`inference.predict.keep`) is pure; this module is its edge
   output grid).
 
 The product's codes become the model's classes through the label scheme
-(:func:`gee_export.contract.label_schemes.get_landcover_scheme`) and the class names; codes the
+(:func:`contract.label_schemes.get_landcover_scheme`) and the class names; codes the
 scheme ignores, a class the model lacks, and pixels outside the product or at its nodata say
 nothing (``LABEL_NODATA``).
 """
@@ -41,10 +41,10 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform
 from rasterio.windows import Window
 
-from gee_export.contract.bands import LABEL_NODATA, PRODUCT
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES, get_landcover_scheme
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.storage import files
+from contract.bands import LABEL_NODATA, PRODUCT
+from contract.label_schemes import LANDCOVER_CLASSES, SCHEMES, get_landcover_scheme
+from core.errors import ConfigError, InputDataError
+from core.storage import files
 from inference.predict import keep
 from inference.predict.expected_inputs import read_band_sample
 from inference.predict.keep import KeepRule, check_model

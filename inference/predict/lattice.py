@@ -35,8 +35,8 @@ from typing import Any, Literal, get_args
 
 from affine import Affine
 
-from gee_export.contract.grid import Window
-from gee_export.core.errors import ConfigError
+from contract.grid import Window
+from core.errors import ConfigError
 
 Blend = Literal["cosine", "uniform", "core"]
 #: ``grid``: tiles at multiples of the stride from the CRS origin; ``even``: the earlier

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from inference.predict.keep import KeepRule, check_model
 
 Postprocess = Literal["none", "clahe", "keep"]
@@ -282,7 +282,7 @@ def postprocess_options(args: argparse.Namespace) -> dict[str, Any]:
             reverse; neither: the input's own ``product`` band), an unknown table, or the
             keep flags without ``--postprocess keep``.
     """
-    from gee_export.contract.label_schemes import get_landcover_scheme
+    from contract.label_schemes import get_landcover_scheme
 
     keep = None
     if args.postprocess == "keep":

@@ -45,12 +45,12 @@ import rasterio
 import rasterio.errors
 from affine import Affine
 
-from gee_export.core.commands import DETAIL
-from gee_export.core.digest import json_digest
-from gee_export.core.errors import ConfigError
-from gee_export.core.lock import LOCK_NAME, hold_output
-from gee_export.core.storage import atomic_write, files
-from gee_export.core.storage.gdal_auth import check_read, gdal_env
+from core.commands import DETAIL
+from core.digest import json_digest
+from core.errors import ConfigError
+from core.lock import LOCK_NAME, hold_output
+from core.storage import atomic_write, files
+from core.storage.gdal_auth import check_read, gdal_env
 from inference.cog import maps
 from inference.cog.maps import OutputInfo
 from inference.cog.stream import Writer, cog_writer, encodes, finish_stream

@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from core.errors import ModelError
 from engine import autotune, quantize
 from engine import choice as engine_choice
 from engine.compiled import CompiledForInference
 from engine.devices import InferencePrecision, Layout, resolve_device
 from engine.execution import calling_thread_only
-from gee_export.core.errors import ModelError
 from training.calibration import check_temperature, probabilities, scaled
 from training.models.blocks import fold_batchnorm
 

@@ -16,8 +16,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from gee_export.core.errors import InputDataError
-from gee_export.core.storage import files
+from core.errors import InputDataError
+from core.storage import files
 from inference.predict.expected_inputs import read_band_sample
 from inference.predict.sources import SAMPLE_SIDE, RasterSource, select_bands
 from training.data import NormStats, band_stats

@@ -31,11 +31,11 @@ import rasterio.errors
 from affine import Affine
 from rasterio.windows import Window
 
-from gee_export.contract.vrt import Piece
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.core.progress import progress_bar
-from gee_export.core.storage import atomic_path, temporary_name
-from gee_export.core.storage.gdal_auth import check_read
+from contract.vrt import Piece
+from core.errors import ConfigError, InputDataError
+from core.progress import progress_bar
+from core.storage import atomic_path, temporary_name
+from core.storage.gdal_auth import check_read
 from inference.cog import maps, stream
 from inference.cog.layout import write_tiled
 from inference.cog.maps import BLOCK, NODATA

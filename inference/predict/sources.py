@@ -30,9 +30,9 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from gee_export.core.errors import InputDataError
-from gee_export.core.storage import files
-from gee_export.core.storage.gdal_auth import check_read, gdal_env
+from core.errors import InputDataError
+from core.storage import files
+from core.storage.gdal_auth import check_read, gdal_env
 
 MASKED_BELOW = -1.0e38  # Earth Engine's masked float pixels (-3e38) and anything lower
 

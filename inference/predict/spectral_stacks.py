@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from gee_export.core.errors import InputDataError
-from gee_export.core.shareable import shareable_path
-from gee_export.core.storage import files
+from core.errors import InputDataError
+from core.shareable import shareable_path
+from core.storage import files
 from inference.predict import change
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD, SpectralFit
 

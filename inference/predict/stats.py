@@ -43,13 +43,13 @@ from rasterio.warp import transform_geom
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
-from gee_export.contract.regions import GEOJSON_ADVICE, read_geojson
-from gee_export.core.csv_text import csv_text
-from gee_export.core.errors import InputDataError
-from gee_export.core.jsonsafe import dumps
-from gee_export.core.shareable import shareable_path
-from gee_export.core.storage import atomic_write, files
-from gee_export.core.storage.gdal_auth import gdal_env
+from contract.regions import GEOJSON_ADVICE, read_geojson
+from core.csv_text import csv_text
+from core.errors import InputDataError
+from core.jsonsafe import dumps
+from core.shareable import shareable_path
+from core.storage import atomic_write, files
+from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
 from inference.predict.impervious import agreeing_codes, impervious
@@ -381,7 +381,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
 
     ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there);
     the two maps are named relative to the change map's folder, or by file name
-    (:mod:`gee_export.core.shareable`): the COG is shared and published.
+    (:mod:`core.shareable`): the COG is shared and published.
 
     With ``margin``, ``class_a`` and ``class_b`` are the dates' *probability* COGs and change
     is decided on both probabilities with that margin

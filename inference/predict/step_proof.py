@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gee_export.core.errors import InputDataError
+from core.errors import InputDataError
 
 KNOWN_MIN = 0.5  # share of covered pixels whose code the table lists
 _DEGREE_LIMITS = (180.0, 90.0)

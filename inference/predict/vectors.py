@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from gee_export.core.errors import ConfigError, ExtraNotInstalledError, InputDataError
-from gee_export.core.storage import files
-from gee_export.core.storage.local import atomic_path
+from core.errors import ConfigError, ExtraNotInstalledError, InputDataError
+from core.storage import files
+from core.storage.local import atomic_path
 from inference.cog.maps import BLOCK, NODATA, PROB_SCALE
 from inference.predict.stats import pixel_area_km2
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gee_export.contract.bands import is_code_band
-from gee_export.core.errors import InputDataError, ModelError
-from gee_export.core.months import check_month
-from gee_export.core.shareable import shareable_path
-from gee_export.core.storage import files
-from gee_export.core.storage.gdal_auth import gdal_env
+from contract.bands import is_code_band
+from core.errors import InputDataError, ModelError
+from core.months import check_month
+from core.shareable import shareable_path
+from core.storage import files
+from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.cog.maps import OutputInfo
 from inference.cog.stream import cog_writer

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from gee_export.core.errors import ConfigError
-from gee_export.core.months import month_range
+from core.errors import ConfigError
+from core.months import month_range
 from inference.cog.maps import BAND_IDS, NODATA
 
 Mode = Literal["ingest", "external"]

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gee_export.core.errors import ConfigError
-from gee_export.core.storage import atomic_write, files
+from core.errors import ConfigError
+from core.storage import atomic_write, files
 from inference.publish.asset_manifest import (
     asset_name,
     build_manifest,

@@ -17,7 +17,7 @@ Steps, each a function of its own so other publishers (a monthly ImageCollection
 5. :meth:`EarthEngineAssets.share`: read the asset's IAM policy, add the readers (and
    ``allUsers``), write it back with its etag, keeping every other binding.
 
-Every Earth Engine call goes through :class:`gee_export.core.ee_session.EESession` (the one seam
+Every Earth Engine call goes through :class:`gee_export.ee.session.EESession` (the one seam
 and the one retry loop; authentication failures as one clear error).
 """
 
@@ -33,16 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from gee_export.core.ee_session import EESession, EETransport, http_status, operation_status
-from gee_export.core.errors import (
+from core.errors import (
     AuthenticationError,
     ConfigError,
     EarthEngineError,
     QuotaError,
     StorageError,
 )
-from gee_export.core.progress import progress_bar
-from gee_export.core.storage import atomic_write, files
+from core.progress import progress_bar
+from core.storage import atomic_write, files
+from gee_export.ee.session import EESession, EETransport, http_status, operation_status
 from inference.publish.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.publish.code_editor import code_editor_script
 from inference.publish.properties import asset_properties

@@ -20,7 +20,7 @@ property                  value
 
 A property whose value is unknown (no recipe or month recorded) is left out rather than empty.
 Properties are public with ``--public``: a local path in them (a recipe naming its scene
-folder) is reduced to its file name (:mod:`gee_export.core.shareable`).
+folder) is reduced to its file name (:mod:`core.shareable`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gee_export.core.shareable import shareable
+from core.shareable import shareable
 from inference.cog.maps import PROB_SCALE
 
 RECIPE_CHARACTERS = 1000

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gee_export.core.errors import ConfigError
-from gee_export.core.storage import files
+from core.errors import ConfigError
+from core.storage import files
 
 MAX_ASSETS = 10_000
 MAX_BYTES = 250_000_000_000  # 250 GB

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import ConfigError
 from engine import allocator
-from gee_export.core.errors import ConfigError
 from tests.support.page_faults import pages, run_fault_child
 
 pytestmark = pytest.mark.skipif(allocator._glibc() is None, reason="mallopt is glibc's")
@@ -72,7 +72,7 @@ def test_the_default_off_and_a_size(monkeypatch, value, expected):
 
 def test_a_bad_setting_stops_a_model_command_before_any_work(monkeypatch, capsys):
     """The commands that run a model check ``ISAMAP_KEEP_FREED_MEMORY`` before their work."""
-    from gee_export.core.commands import configure_logging, run_command
+    from core.commands import configure_logging, run_command
 
     configure_logging()
     monkeypatch.setenv(allocator.ENV, "plenty")

@@ -16,9 +16,9 @@ from dataclasses import replace
 import pytest
 import torch
 
+from core.errors import ConfigError
 from engine import allocator, autotune, execution, prior
 from engine.autotune import Setting
-from gee_export.core.errors import ConfigError
 from tests.support.clocks import all_cores, no_cores
 from tests.support.models import conv_bn_net, six_band_batch
 from tests.support.page_faults import pages, run_fault_child

@@ -85,8 +85,8 @@ def test_auto_takes_int8_only_when_a_remembered_int8_model_is_faster(tmp_path, m
     assert run("auto").choice.precision != "int8"
     # auto never fails where a fixed precision works: a remembered int8 model that cannot be
     # rebuilt this time (export or compilation fails) leaves auto with its own choice
+    from core.errors import ConfigError
     from engine.compiled import CompileError
-    from gee_export.core.errors import ConfigError
 
     remembered_ms(1e-9)
     for failure in (ConfigError("BandConv cannot be exported for int8 quantization"),

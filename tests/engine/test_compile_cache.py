@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core.errors import IsamapError
 from engine import compiled
-from gee_export.core.errors import IsamapError
 
 
 def _reading_the_cache(calls: list[str]):

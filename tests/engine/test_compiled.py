@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch._inductor import config as inductor_config
 
+from core.commands import DETAIL
 from engine import autotune, compiled
 from engine.autotune import Setting
-from gee_export.core.commands import DETAIL
 from tests.support.clocks import all_cores
 from tests.support.models import conv_bn_net, six_band_batch
 

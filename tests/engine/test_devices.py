@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
+from core.errors import ConfigError
 from engine import devices, distributed
-from gee_export.core.errors import ConfigError
 from inference.predict import runtime
 from tests.support import REPO_ROOT
 from training import evaluate, trainer

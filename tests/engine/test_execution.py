@@ -103,7 +103,7 @@ def test_cut_batch_cuts_targets_at_their_own_resolution():
 def test_only_the_engine_sets_torch_threads():
     """One owner of the thread count, so a count changed for a while is always given back."""
     callers = sorted(str(path.relative_to(REPO_ROOT))
-                     for package in ("gee_export", "engine", "training", "inference",
+                     for package in ("core", "contract", "gee_export", "engine", "training", "inference",
                                      "experiments")
                      for path in (REPO_ROOT / package).rglob("*.py")
                      if "torch.set_num_threads(" in path.read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core.errors import ConfigError
 from engine import quantize
-from gee_export.core.errors import ConfigError
 from tests.support.models import TiedConv
 
 pytest.importorskip("torchao")

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 
+from contract.grid import Grid
+from core.errors import InputDataError
 from experiments.builtup import (
     DW_FOLDER,
     built_label,
@@ -20,8 +22,6 @@ from experiments.builtup import (
     training_rows,
 )
 from experiments.realscenes import Footprint
-from gee_export.contract.grid import Grid
-from gee_export.core.errors import InputDataError
 from gee_export.local.scenes import discover_scenes
 
 

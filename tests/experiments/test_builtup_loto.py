@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import InputDataError
 from experiments.builtup_loto import (
     FIGURES_JSON,
     figures_markdown,
@@ -19,7 +20,6 @@ from experiments.builtup_loto import (
     summarise,
     update_page,
 )
-from gee_export.core.errors import InputDataError
 from inference.assess.figures import page_block
 from tests.support.rasters import write_patch_dataset
 from training.data import PatchDataset

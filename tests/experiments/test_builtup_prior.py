@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contract.dataset import write_index, write_manifest
+from core.storage import open_store
 from experiments.builtup_prior import adjust_to_prior, em_prior
-from gee_export.contract.dataset import write_index, write_manifest
-from gee_export.core.storage import open_store
 
 
 def calibrated_mixture(prior: float, train_prior: float, n: int, seed: int):

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import rasterio
 
+from contract.dataset import write_index, write_manifest
+from core.storage import open_store
 from experiments.builtup_stack import (
     base_arm,
     fit_logistic,
@@ -14,8 +16,6 @@ from experiments.builtup_stack import (
     split_pixels,
 )
 from experiments.realscenes import Footprint
-from gee_export.contract.dataset import write_index, write_manifest
-from gee_export.core.storage import open_store
 
 
 def test_the_logistic_fit_recovers_known_weights():

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contract.bands import LABEL_NODATA
+from contract.label_schemes import LANDCOVER_CLASSES
+from core.errors import InputDataError
 from experiments.chesapeake_nlcd import (
     CHESAPEAKE_FOLDER,
     LANDCOVER_CHANNEL,
@@ -13,9 +16,6 @@ from experiments.chesapeake_nlcd import (
     read_patches,
     valid_pixels,
 )
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from gee_export.core.errors import InputDataError
 
 C = {name: i for i, name in enumerate(LANDCOVER_CLASSES)}
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contract.bands import LABEL_NODATA
+from contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
 from experiments.coarse_products import (
     PAPER_TABLE2,
     confusion_given_truth,
@@ -13,8 +15,6 @@ from experiments.coarse_products import (
     mode_product,
 )
 from experiments.naip import NAIP_FOLDER, read_naip_tile
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
 
 
 def test_mode_product_is_the_mode_per_cell_shown_at_full_resolution():

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 import experiments.landcover as lc
+from contract.bands import LABEL_NODATA
+from contract.label_schemes import LANDCOVER_CLASSES
+from core.errors import ConfigError, InputDataError
 from experiments.chesapeake_nlcd import CHESAPEAKE_FOLDER
 from experiments.landcover_report import metric_summary, product_confusion
 from experiments.naip import NAIP_FOLDER
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from gee_export.core.errors import ConfigError, InputDataError
 from inference.predict.postprocess import KEEP_WINDOW
 
 

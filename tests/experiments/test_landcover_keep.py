@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contract.label_schemes import LANDCOVER_CLASSES
 from experiments.landcover_keep import IMPERVIOUS, keep_check, keep_decision, ndvi
 from experiments.naip import NAIP_FOLDER
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 
 WOOD = LANDCOVER_CLASSES.index("woodland")
 GRASS = LANDCOVER_CLASSES.index("grassland")

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from contract.bands import LABEL_NODATA
+from contract.label_schemes import LANDCOVER_CLASSES
+from core.errors import ConfigError
 from experiments.landcover import Scene
 from experiments.landcover_points import draw_points, estimates, scored_values
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from gee_export.core.errors import ConfigError
 
 WOOD, GRASS, WATER, IMP = (LANDCOVER_CLASSES.index(c)
                            for c in ("woodland", "grassland", "water", "impervious"))

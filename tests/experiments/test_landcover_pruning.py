@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from contract.bands import LABEL_NODATA
 from experiments.landcover_pruning import CropDataset, Tile, load_tiles
-from gee_export.contract.bands import LABEL_NODATA
 
 
 def test_training_crops_never_touch_the_held_out_quadrant():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contract.label_schemes import LANDCOVER_CLASSES
 from experiments.landcover_report import (
     BRIGHTNESS,
     NO_SPREAD_NOTE,
@@ -18,7 +19,6 @@ from experiments.landcover_report import (
     seed_stats,
 )
 from experiments.scoring import roc_auc
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 from training.area_estimation import stratified_estimates
 
 

@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
+from contract.grid import Grid
+from core.errors import ConfigError
 from experiments.naip import binary_isa_label, naip_samples, read_naip_tile
-from gee_export.contract.grid import Grid
-from gee_export.core.errors import ConfigError
 from training.srseg.data import (
     block_mean,
     patch_samples,
@@ -51,7 +51,7 @@ def test_naip_adapter_crops_to_a_multiple_of_ten(naip_dir):
 
 
 def test_naip_patches_written_by_the_exporter_read_back_identically(naip_dir, tmp_path):
-    from gee_export.contract.patch_writer import PatchWriter
+    from contract.patch_writer import PatchWriter
 
     scale = 8
     quadrants = [s for s in naip_samples(naip_dir, scale) if s.id.startswith("id_000184")]

@@ -417,8 +417,8 @@ def test_the_terramesh_block_is_the_table_of_its_json(tmp_path):
 
 def test_the_chesapeake_counts_the_land_cover_page_quotes(shared_data):
     """Patch 0's share of the impervious pixels, and its quadrants', from the patches."""
+    from contract.label_schemes import LANDCOVER_CLASSES
     from experiments.chesapeake_nlcd import CHESAPEAKE_FOLDER, read_patches
-    from gee_export.contract.label_schemes import LANDCOVER_CLASSES
 
     patches = read_patches(shared_data / CHESAPEAKE_FOLDER)
     isa = LANDCOVER_CLASSES.index("impervious")

@@ -24,7 +24,7 @@ def test_the_hrnet_sizes_the_land_cover_page_quotes():
     """
     import torch
 
-    from gee_export.contract.label_schemes import LANDCOVER_CLASSES
+    from contract.label_schemes import LANDCOVER_CLASSES
     from training.modelfile import ModelMeta
     from training.models import create_model
     from training.pruning import (

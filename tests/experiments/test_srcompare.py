@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import ConfigError
 from experiments.naip import naip_samples
 from experiments.srcompare import CompareConfig, main, run_comparison
-from gee_export.core.errors import ConfigError
 from training.modelfile import load_model_file
 from training.srseg.data import split_samples
 from training.srseg.evaluate import evaluate_fine, predict_fine

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from contract.dataset import write_index
+from core.storage import open_store
 from experiments.realscenes import Footprint
 from experiments.terramesh import TM_FOLDER, built_label, find_cells, scene_folder, split_area
-from gee_export.contract.dataset import write_index
-from gee_export.core.storage import open_store
 from gee_export.local.scenes import S2_L2A_ORDER, discover_scenes
 
 

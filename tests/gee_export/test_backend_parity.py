@@ -78,12 +78,12 @@ def test_both_backends_write_the_same_manifest_and_index(tmp_path, ee_offline):
     local backend's stack, so both backends cut the same pixels; they must then describe the
     result identically (one writer: contract.dataset.commit_month).
     """
-    from gee_export.contract.dataset import DatasetSpec, read_index, read_manifest
-    from gee_export.contract.patches import patch_stack
+    from contract.dataset import DatasetSpec, read_index, read_manifest
+    from contract.patches import patch_stack
     from gee_export.ee.export import ExportJob, export_pixels
-    from gee_export.ee.fake_server import StackTransport
     from gee_export.local.stack import build_local_stack
     from gee_export.local.synthetic import generate_scene
+    from testing.fake_server import StackTransport
     from tests.support.killed_export import MONTH, build_recipe_images, session_for
 
     scene = generate_scene(tmp_path / "scene", width=208, height=208, fine_scale=2)

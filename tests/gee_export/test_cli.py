@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pyproj import Transformer
 
+from contract.dataset import read_index, read_manifest
+from contract.grid import Grid
 from gee_export.cli import main
-from gee_export.contract.dataset import read_index, read_manifest
-from gee_export.contract.grid import Grid
 from gee_export.local.synthetic import generate_scene
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
+from contract.dataset import read_manifest
 from gee_export.cli import main
-from gee_export.contract.dataset import read_manifest
 from gee_export.local.synthetic import generate_scene
 from tests.support.faults import run_on_small_disk, run_without_write_permission
 

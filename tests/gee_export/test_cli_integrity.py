@@ -22,15 +22,15 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
+from contract.dataset import read_index, read_manifest
+from core.storage import TEMP_MARK
 from gee_export.cli import main
-from gee_export.contract.dataset import read_index, read_manifest
-from gee_export.core.storage import TEMP_MARK
 from gee_export.local.synthetic import generate_scene
 from tests.support import REPO_ROOT
 
 _HOLDER = """
 import sys, time
-from gee_export.core.lock import hold_output
+from core.lock import hold_output
 with hold_output(sys.argv[1]):
     print("held", flush=True)
     time.sleep(120)

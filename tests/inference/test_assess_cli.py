@@ -53,7 +53,7 @@ def test_earth_engine_comparisons_need_a_project_before_anything_is_read(tmp_pat
 
 def test_without_an_account_score_gives_its_own_offline_advice(tmp_path, capsys, monkeypatch):
     """Not the export's ("isamap-export --backend local"): scoring's own offline path."""
-    from gee_export.core import ee_session
+    from gee_export.ee import session as ee_session
 
     monkeypatch.delenv("EE_PROJECT", raising=False)
     scene = synthetic_scene(tmp_path)

@@ -190,7 +190,7 @@ def test_two_predictions_into_one_out_the_second_is_refused_by_the_lock(model_fi
     work = tmp_path / "out" / ".isa.partial"  # where a prediction of --out out/isa works
     work.mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom gee_export.core.lock import hold_output\n"
+        [sys.executable, "-c", "import sys, time\nfrom core.lock import hold_output\n"
          "with hold_output(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n",
          str(work)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:

@@ -10,8 +10,8 @@ import pytest
 import rasterio
 from PIL import Image
 
-from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-from gee_export.contract.dataset import read_index, read_manifest
+from contract.bands import DEFAULT_IMAGE_BANDS
+from contract.dataset import read_index, read_manifest
 from gee_export.local.synthetic import BUILDING, CLASS_S1, CLASS_S2, S2_BANDS, VEGETATION, WATER
 from inference.demo import main
 from tests.support.shared_files import private_strings, shared_files
@@ -84,11 +84,11 @@ def test_demo_keeps_its_patches_when_the_stack_is_only_touched(demo_run, capsys)
 def _beam_equals_single_process(out, tmp_path) -> None:
     """The demo's CroFuseNet maps its own stack (served by the fake pixel server) as one process
     and as a Beam pipeline on the DirectRunner: the same classes, pixel for pixel."""
-    from gee_export.core.pipeline_options import RunnerConfig
-    from gee_export.ee.fake_server import StackSessions, StackTransport
+    from core.pipeline_options import RunnerConfig
     from inference.mapping.request import MapRequest
     from inference.predict.runtime import RuntimeOptions
     from inference.region_map import map_region
+    from testing.fake_server import StackSessions, StackTransport
     from tests.support.mapping import inner_region, session_for, stack_paths
 
     stack = stack_paths(next((out / "stack").rglob("stack_2019-06_image.tif")))

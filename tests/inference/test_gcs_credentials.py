@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.pipeline_options import RunnerConfig
-from gee_export.core.storage import files, open_store
-from gee_export.ee.fake_server import StackSessions, StackTransport
+from core.pipeline_options import RunnerConfig
+from core.storage import files, open_store
 from inference.assess_cli import main as assess_main
 from inference.cli import predict_main, publish_main
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions
 from inference.region_map import map_region
+from testing.fake_server import StackSessions, StackTransport
 from tests.support.assess import labelled_as_the_map, synthetic_scene
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
 from tests.support.rasters import BANDS, smooth_stack, write_stack

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.errors import StorageCredentialsError
+from core.errors import StorageCredentialsError
 from inference.cog.maps import OutputInfo, cog_report
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor

@@ -86,7 +86,7 @@ def test_bad_geojson_files_are_named_by_their_flag(model, tmp_path, capsys, monk
 
 
 def test_postprocess_flags_reach_the_map_request():
-    from gee_export.contract.regions import Region
+    from contract.regions import Region
     from inference.map_cli import build_parser
     from inference.mapping.request import MapRequest
     from inference.predict.postprocess import ClaheParams, postprocess_options
@@ -287,7 +287,7 @@ def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path
 def _landcover_model(path, grid):
     """A land-cover model of the local scene's six bands that maps woodland everywhere
     (grassland second), its training labels every class but water."""
-    from gee_export.contract.label_schemes import LANDCOVER_CLASSES, LANDCOVER_SCHEME
+    from contract.label_schemes import LANDCOVER_CLASSES, LANDCOVER_SCHEME
     from tests.support.mapping import dataset_record
     from tests.support.rasters import BANDS
     from training.modelfile import ModelMeta, save_model_file
@@ -313,8 +313,8 @@ def test_a_local_map_keeps_the_products_impervious_unless_green(tmp_path, capsys
     from affine import Affine
     from pyproj import Transformer
 
-    from gee_export.contract.geotiff import write_geotiff
-    from gee_export.contract.label_schemes import LANDCOVER_CLASSES
+    from contract.geotiff import write_geotiff
+    from contract.label_schemes import LANDCOVER_CLASSES
     from gee_export.local.synthetic import generate_scene
     from inference.cog.maps import PROB_SCALE
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gee_export.ee.fake_server import StackTransport
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions
 from inference.region_map import map_region
+from testing.fake_server import StackTransport
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
 from tests.support.rasters import smooth_stack
 from tests.support.shared_files import private_strings

@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 
 from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
 
-from gee_export.core.ee_session import EESession
-from gee_export.core.pipeline_options import RunnerConfig
+from core.pipeline_options import RunnerConfig
+from gee_export.ee.session import EESession
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_ATTEMPTS = 4  # Dataflow's attempts at a bundle in a batch job
@@ -144,7 +144,7 @@ class _FailingOnce:
         return any(glob.glob(self.written[o]) for o in served if o in self.written)
 
     def compute_pixels(self, request: dict[str, Any]) -> Any:
-        from gee_export.ee.fake_server import request_origin
+        from testing.fake_server import request_origin
 
         a = request["grid"]["affineTransform"]
         origin = request_origin(a["translateX"], a["translateY"])

@@ -18,16 +18,16 @@ import sys
 import threading
 from typing import Any
 
-from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-from gee_export.contract.dataset import DatasetSpec
-from gee_export.contract.grid import Grid
-from gee_export.contract.stack import StackPaths
-from gee_export.core.ee_session import EESession, RetryPolicy
+from contract.bands import DEFAULT_IMAGE_BANDS
+from contract.dataset import DatasetSpec
+from contract.grid import Grid
+from contract.stack import StackPaths
 from gee_export.ee.export import ExportJob
-from gee_export.ee.fake_server import StackTransport
 from gee_export.ee.labels import parse_label_source
 from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
 from gee_export.ee.sentinel2 import month_window
+from gee_export.ee.session import EESession, RetryPolicy
+from testing.fake_server import StackTransport
 
 MONTH = "2019-06"
 
@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
     import ee
 
     from gee_export.ee.export import export_pixels
-    from gee_export.ee.fake_server import initialize_offline
+    from testing.fake_server import initialize_offline
 
     with open(argv[0]) as fh:
         spec = json.load(fh)

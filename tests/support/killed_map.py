@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gee_export.contract.regions import Region
-from gee_export.ee.fake_server import StackTransport
+from contract.regions import Region
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions
 from inference.region_map import map_region
+from testing.fake_server import StackTransport
 from tests.support.mapping import MONTH, session_for, stack_paths
 
 

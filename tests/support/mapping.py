@@ -1,7 +1,7 @@
 """A region mapped through the fake Earth Engine pixel server: stacks, model files, sessions.
 
 Shared by the mapping tests and the killed-run helper: a stack GeoTIFF on a UTM grid served by
-:class:`gee_export.ee.fake_server.StackTransport` (one stack per month for series), a model
+:class:`testing.fake_server.StackTransport` (one stack per month for series), a model
 file whose ``extra`` records the dataset recipe the way the trainer does, and the region (a
 lon/lat box inside the stack) that ``isamap-map`` is asked to map.
 """
@@ -15,11 +15,11 @@ import numpy as np
 import rasterio
 from pyproj import Transformer
 
-from gee_export.contract.grid import Grid
-from gee_export.contract.patches import StackPaths
-from gee_export.contract.regions import Region
-from gee_export.core.ee_session import EESession, RetryPolicy
-from gee_export.ee.fake_server import StackTransport
+from contract.grid import Grid
+from contract.patches import StackPaths
+from contract.regions import Region
+from gee_export.ee.session import EESession, RetryPolicy
+from testing.fake_server import StackTransport
 from tests.support.rasters import BANDS, write_stack
 from training.modelfile import ModelMeta, save_model_file
 

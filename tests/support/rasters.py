@@ -13,12 +13,12 @@ import rasterio
 from affine import Affine
 from scipy.ndimage import gaussian_filter
 
-from gee_export.contract.dataset import DatasetSpec, commit_month
-from gee_export.contract.geotiff import write_geotiff
-from gee_export.contract.grid import Grid
-from gee_export.contract.patch_writer import PatchWriter
-from gee_export.contract.stack import StackPaths
-from gee_export.core.storage import LocalStore
+from contract.dataset import DatasetSpec, commit_month
+from contract.geotiff import write_geotiff
+from contract.grid import Grid
+from contract.patch_writer import PatchWriter
+from contract.stack import StackPaths
+from core.storage import LocalStore
 
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
 _SIGMA0_DB = {"VV": -15.0, "VH": -21.0}  # cross-polarised ~6 dB below co-polarised, as real
@@ -144,7 +144,7 @@ def write_stack(path: Path, data: np.ndarray, bands=BANDS, res: float = 10.0,
 
 def smooth_stack(height: int, width: int, count: int = len(BANDS), seed: int = 0) -> np.ndarray:
     """Spatially correlated values (a few sinusoids) so conv models see structure; VH stays
-    below VV (``gee_export.contract.band_values.sigma0_swapped`` refuses stacks where it is not)."""
+    below VV (``contract.band_values.sigma0_swapped`` refuses stacks where it is not)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     out = np.empty((count, height, width), dtype=np.float32)

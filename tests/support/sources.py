@@ -1,6 +1,6 @@
 """The project's own Python sources, for tests that pin where a rule is written (one owner).
 
-Such a test states a rule ("the SHA-256 loop is written only in ``gee_export/core/digest.py``")
+Such a test states a rule ("the SHA-256 loop is written only in ``core/digest.py``")
 as a search over every module of the product, its experiments and benchmarks, so a second
 copy written later fails the test of the owning module instead of drifting silently.
 """
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from tests.support import REPO_ROOT
 
-SOURCE_FOLDERS = ("gee_export", "engine", "training", "inference", "experiments", "benchmarks")
+SOURCE_FOLDERS = ("core", "contract", "gee_export", "engine", "training", "inference", "experiments", "benchmarks")
 """Folders of project code (tests excluded: they may spell out a rule to check it)."""
 
 

@@ -1,7 +1,7 @@
 """Small patch datasets written by the real patch writer (docs/data-contract.md).
 
-``gee_export.contract.patch_writer.PatchWriter`` writes the files and
-``gee_export.contract.dataset.commit_month`` the
+``contract.patch_writer.PatchWriter`` writes the files and
+``contract.dataset.commit_month`` the
 index and manifest, so the training tests read exactly what the exporters produce.
 
 The scenes are learnable on purpose: impervious blobs are bright in the optical bands and

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from training.area_estimation import (
     allocate,
     point_confusion,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from tests.support.rasters import write_patch_dataset
 from training.augmentation import Radiometric, haze_weights
 from training.config import TrainConfig, apply_recipe

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from training.averaging import ema_decay
 from training.cli import train_main
 from training.config import TrainConfig, apply_recipe

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.contract.dataset import read_index, read_manifest
-from gee_export.contract.grid import Grid
-from gee_export.contract.patch_writer import PatchWriter
-from gee_export.core.errors import ConfigError, InputDataError
+from contract.dataset import read_index, read_manifest
+from contract.grid import Grid
+from contract.patch_writer import PatchWriter
+from core.errors import ConfigError, InputDataError
 from tests.support.rasters import BANDS, write_patch_dataset
 from training.data import Augment, PatchDataset, compute_norm_stats, make_loader
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from training.metrics import (
     ConfusionMatrix,
     compute_metrics,
@@ -125,7 +125,7 @@ def test_json_safe_writes_undefined_metrics_as_null():
     """One conversion for metrics files and comparison reports: NaN and inf both become null."""
     import json
 
-    from gee_export.core.jsonsafe import json_safe
+    from core.jsonsafe import json_safe
 
     value = {"iou": (0.5, float("nan")), "ratio": np.float64(np.inf), "n": 3,
              "nested": [{"f1": -np.inf}]}

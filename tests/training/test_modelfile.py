@@ -7,7 +7,7 @@ import hashlib
 import pytest
 import torch
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from tests.support.sources import where
 from training.calibration import describe
 from training.modelfile import (

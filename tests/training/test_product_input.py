@@ -18,8 +18,8 @@ import pytest
 import rasterio
 import torch
 
+from contract.label_schemes import SCHEMES
 from experiments.chesapeake_nlcd import ChesapeakePatch, merge_into_fine_classes, product_channels
-from gee_export.contract.label_schemes import SCHEMES
 from tests.support.nlcd import CODES, nlcd_scene
 
 SMALL = json.dumps({"width": 4, "stem_width": 8, "stage1_width": 8, "modules": [1, 1, 1],
@@ -55,7 +55,7 @@ def _bbox(root) -> str:
     """The dataset's grid as ``--bbox`` in degrees."""
     from pyproj import Transformer
 
-    from gee_export.contract.grid import Grid
+    from contract.grid import Grid
 
     grid = Grid.from_dict(json.loads((root / "manifest.json").read_text())["grid"])
     to_ll = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from training.cli import prune_main
 from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model

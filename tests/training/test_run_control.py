@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from gee_export.core.errors import TrainingDivergedError
+from core.errors import TrainingDivergedError
 from training.cli import evaluate_main, train_main
 from training.config import TrainConfig
 from training.data import PatchDataset, compute_norm_stats

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from training.config import apply_recipe, config_from_mapping
 from training.run_folder import CHECKPOINT, resume_config
 

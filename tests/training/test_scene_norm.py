@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import rasterio
 
+from contract.dataset import read_index
+from core.errors import ConfigError
 from experiments.builtup_loto import merge_datasets
-from gee_export.contract.dataset import read_index
-from gee_export.core.errors import ConfigError
 from tests.support.rasters import write_patch_dataset
 from training.data import (
     NormStats,

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
+from core.errors import ConfigError
 from engine import autotune
-from gee_export.core.errors import ConfigError
 from training.cli import evaluate_main, train_main
 from training.config import TrainConfig, load_config
 from training.data import PatchDataset, compute_norm_stats

@@ -12,7 +12,7 @@ Which loss a model trains with is part of its recipe (``training.models.registry
 holds the factory itself); ``training.models.model_loss`` builds a model's loss with its
 recipe's arguments. Every loss honours the nodata label (``ignore_index``, 255 by default).
 
-May import: ``gee_export.core``, ``gee_export.contract``, :mod:`engine`, torch; never
+May import: ``core``, ``contract``, :mod:`engine`, torch; never
 ``training.models`` or anything above (the models name their losses, not the reverse).
 """
 
@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.core.errors import ConfigError
+from contract.bands import LABEL_NODATA
+from core.errors import ConfigError
 from training.losses import composition, segmentation, srseg
 from training.losses.factory import LossFactory, merge_losses
 

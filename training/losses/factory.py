@@ -14,8 +14,8 @@ from types import MappingProxyType
 
 from torch import nn
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.core.errors import ConfigError
+from contract.bands import LABEL_NODATA
+from core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contract.bands import LABEL_NODATA
+from core.errors import ConfigError
 from engine.outputs import main_output
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.core.errors import ConfigError
 from training.losses.factory import LossFactory
 from training.losses.segmentation import WeightedCrossEntropy, dice_loss
 

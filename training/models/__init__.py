@@ -13,7 +13,7 @@ A model defined outside the package stays in its own module's ``MODELS`` table a
 with ``module="package.module"`` (:func:`create_model`, :func:`recipe_for`), which is what a
 model file records (``ModelMeta.module``) so that it can be rebuilt.
 
-May import: ``gee_export.core``, ``gee_export.contract``, :mod:`engine`,
+May import: ``core``, ``contract``, :mod:`engine`,
 :mod:`training.losses`, torch; nothing else of ``training`` (data, trainer, model files, pruning
 and the srseg experiment code sit above the models).
 """
@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from gee_export.contract.bands import LABEL_NODATA
+from contract.bands import LABEL_NODATA
 from training.models import crofusenet, hrnet, runetpp, srseg, unet
 from training.models.registry import ModelEntry, ModelRecipe, ModelRegistry
 

@@ -343,7 +343,7 @@ def check_divisible(x: torch.Tensor, stride: int, name: str) -> None:
     """Refuse inputs whose height/width the encoder cannot halve down and back up exactly."""
     h, w = x.shape[-2:]
     if h % stride or w % stride:
-        from gee_export.core.errors import ModelError
+        from core.errors import ModelError
 
         raise ModelError(f"{name} needs height and width divisible by {stride}, got {h}x{w}; "
                          f"pad or crop the input (inference tiles should be multiples of {stride})")

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from training.models import fused
 from training.models.blocks import BasicBlock, Bottleneck
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from training.losses.segmentation import CROFUSENET
 from training.models.blocks import ConvBNReLU, SEAttention, check_divisible, init_weights
 from training.models.registry import ModelEntry, ModelRecipe

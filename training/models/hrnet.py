@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from training.losses.segmentation import WEIGHTED_CE
 from training.models.blocks import (
     BasicBlock,

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 
 #: Each index's bands ``(a, b)`` of ``(a - b) / (a + b)``.
 INDEX_BANDS: dict[str, tuple[str, str]] = {

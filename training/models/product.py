@@ -1,8 +1,8 @@
 """The coarse product as network input: its codes expanded inside the network.
 
-A model that reads the ``product`` band (``gee_export.contract.bands.PRODUCT``: the land-cover
+A model that reads the ``product`` band (``contract.bands.PRODUCT``: the land-cover
 label source's own codes, NLCD 11..95 say) turns it into the channels of
-:data:`~gee_export.contract.label_schemes.PRODUCT_CHANNELS` in its forward pass: the seven
+:data:`~contract.label_schemes.PRODUCT_CHANNELS` in its forward pass: the seven
 classes one-hot and the code's expected impervious fraction (the scheme's ``impervious``
 table; 0 for every code of a scheme without one), on a unit scale. Because the expansion is
 the network's first layer, every path that runs the model (training, validation,
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from gee_export.contract.bands import PRODUCT
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES, PRODUCT_CHANNELS, SCHEMES
-from gee_export.core.errors import ModelError
+from contract.bands import PRODUCT
+from contract.label_schemes import LANDCOVER_CLASSES, PRODUCT_CHANNELS, SCHEMES
+from core.errors import ModelError
 
 
 class ProductChannels(nn.Module):
@@ -36,7 +36,7 @@ class ProductChannels(nn.Module):
     Args:
         bands: the input's band names, in channel order; one of them is ``product``.
         scheme: the land-cover source of the product's codes (``nlcd``), a key of
-            :data:`gee_export.contract.label_schemes.SCHEMES`.
+            :data:`contract.label_schemes.SCHEMES`.
     """
 
     classes: torch.Tensor

@@ -17,7 +17,7 @@ recipe's loss by the name the run records, ``PatchDataset`` loads the recipe's t
 :meth:`ModelRegistry.context_warning` says when patches are too small for a model's context
 modules.
 
-May import: ``gee_export.core``, ``gee_export.contract``, :mod:`training.losses`, torch.
+May import: ``core``, ``contract``, :mod:`training.losses`, torch.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from gee_export.core.errors import ConfigError, ModelError
+from core.errors import ConfigError, ModelError
 from training.losses.factory import LossFactory
 from training.losses.segmentation import CE
 

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from training.losses.segmentation import DICE_FOCAL
 from training.models.blocks import (
     ASPP,

@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gee_export.contract.bands import check_fine_scale
-from gee_export.core.errors import ModelError
+from contract.bands import check_fine_scale
+from core.errors import ModelError
 from training.losses.srseg import SRSEG
 from training.models.blocks import ConvBNReLU, SEAttention, init_weights, resize_bilinear
 from training.models.registry import ModelEntry, ModelRecipe

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from gee_export.contract.bands import get_band
-from gee_export.core.errors import ModelError, UnknownBandError
+from contract.bands import get_band
+from core.errors import ModelError, UnknownBandError
 from training.losses.segmentation import CE
 from training.models.blocks import ConvBNReLU, DoubleConv, check_divisible, flip_mean, init_weights
 from training.models.indices import SpectralIndices

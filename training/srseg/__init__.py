@@ -3,5 +3,5 @@
 The models are defined in :mod:`training.models.srseg` and their joint loss in
 :mod:`training.losses.srseg` (both below this package); this package holds what feeds and
 measures them (fine-grid data, boundary F1, fine-scale evaluation).
-May import: ``gee_export.core``, ``gee_export.contract``, ``training``.
+May import: ``core``, ``contract``, ``training``.
 """

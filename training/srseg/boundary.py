@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.core.errors import ConfigError, InputDataError
+from contract.bands import LABEL_NODATA
+from core.errors import ConfigError, InputDataError
 
 _CROSS = ndimage.generate_binary_structure(2, 1)
 

@@ -25,9 +25,9 @@ import torch
 from affine import Affine
 from torch.utils.data import Dataset
 
-from gee_export.contract.bands import check_fine_scale
-from gee_export.contract.dataset import read_index
-from gee_export.core.errors import ConfigError, InputDataError
+from contract.bands import check_fine_scale
+from contract.dataset import read_index
+from core.errors import ConfigError, InputDataError
 
 Split = Literal["train", "val", "test"]
 

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from gee_export.contract.grid import parse_patch_id
-from gee_export.core.errors import ConfigError
-from gee_export.core.pipeline_options import (
+from contract.grid import parse_patch_id
+from core.errors import ConfigError
+from core.pipeline_options import (
     PipelineFailedError,
     RunnerConfig,
     pipeline_counters,
 )
-from gee_export.core.storage.base import TEMP_MARK
+from core.storage.base import TEMP_MARK
 from gee_export.ee.beam_export import (
     EarthEngineProject,
     SerializedImages,
@@ -32,9 +32,9 @@ from gee_export.ee.beam_export import (
     plan_export,
 )
 from gee_export.ee.export import export_pixels
-from gee_export.ee.fake_server import StackSessions, StackTransport, request_origin
 from gee_export.local.stack import build_local_stack
 from gee_export.local.synthetic import generate_scene
+from testing.fake_server import StackSessions, StackTransport, request_origin
 from tests.support.killed_export import MONTH, build_recipe_images, export_job, session_for
 
 pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
@@ -253,8 +253,8 @@ def test_max_eecu_hours_stops_the_pipeline_resumably_and_a_higher_bound_finishes
     """The launcher admits only the patches the bound allows (Dataflow's workers share no
     state): the month is committed open, the run exits 1 with one line, the same bound stops
     at once, and a higher one resumes to the single-process dataset."""
-    from gee_export.core.commands import run_command
-    from gee_export.core.errors import ComputeBudgetError
+    from core.commands import run_command
+    from core.errors import ComputeBudgetError
     from gee_export.ee.compute import ComputeBudget
     from gee_export.ee.export import planned_requests
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-from gee_export.contract.grid import Grid
-from gee_export.contract.regions import get_region
-from gee_export.core.ee_session import operation_status
-from gee_export.core.errors import ConfigError
+from contract.bands import DEFAULT_IMAGE_BANDS
+from contract.grid import Grid
+from contract.regions import get_region
+from core.errors import ConfigError
 from gee_export.ee.compute import (
     EECU_S_PER_MEGAPIXEL,
     EECU_S_PER_REQUEST,
@@ -17,6 +16,7 @@ from gee_export.ee.compute import (
     used_eecu_seconds,
 )
 from gee_export.ee.plan import format_plan, make_plan
+from gee_export.ee.session import operation_status
 
 
 def test_estimate_is_the_stated_assumption_times_the_work():

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from gee_export.contract.grid import Grid
-from gee_export.core.errors import ConfigError, EmptyCompositeError
+from contract.grid import Grid
+from core.errors import ConfigError, EmptyCompositeError
 from gee_export.ee import labels, sentinel1, sentinel2, speckle, terrain
 from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
 from tests.support import ee_graph

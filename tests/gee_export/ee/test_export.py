@@ -1,7 +1,7 @@
 """Export orchestration end to end: a transport serving the local backend's real stack.
 
 The Earth Engine graph is the real recipe (built offline); only the server is replaced, by
-gee_export/ee/fake_server.py, which answers computePixels and export tasks from the stack
+testing/fake_server.py, which answers computePixels and export tasks from the stack
 GeoTIFFs that gee_export.local built from a synthetic scene. Patches go to the GCS emulator and
 to a local folder through the real storage seam.
 """
@@ -20,18 +20,18 @@ import pytest
 import rasterio
 from rasterio.io import MemoryFile
 
-from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-from gee_export.contract.dataset import DatasetSpec, read_index, read_manifest
-from gee_export.contract.grid import patch_id
-from gee_export.contract.splits import assign_splits
-from gee_export.core.errors import ConfigError, EarthEngineError, QuotaError
-from gee_export.core.storage import TEMP_MARK, open_store, temporary_name
+from contract.bands import DEFAULT_IMAGE_BANDS
+from contract.dataset import DatasetSpec, read_index, read_manifest
+from contract.grid import patch_id
+from contract.splits import assign_splits
+from core.errors import ConfigError, EarthEngineError, QuotaError
+from core.storage import TEMP_MARK, open_store, temporary_name
 from gee_export.ee.export import ExportJob, export_pixels
-from gee_export.ee.fake_server import HttpError, StackTransport
 from gee_export.ee.pixels import Limits
 from gee_export.ee.tasks import export_tasks, file_dimensions, plan_tiles, tile_task
 from gee_export.local.stack import build_local_stack
 from gee_export.local.synthetic import generate_scene
+from testing.fake_server import HttpError, StackTransport
 from tests.support import REPO_ROOT
 from tests.support.killed_export import (
     MONTH,
@@ -139,9 +139,9 @@ def test_a_shared_quota_with_faults_loses_no_patch(tmp_path, local_stack, recipe
     the latency it measured on its first requests."""
     import logging
 
-    from gee_export.core.ee_session import EESession, RetryPolicy
     from gee_export.ee import export
-    from gee_export.ee.fake_quota import QuotaModel, SharedQuota
+    from gee_export.ee.session import EESession, RetryPolicy
+    from testing.fake_quota import QuotaModel, SharedQuota
 
     monkeypatch.setattr(export, "MEASURE_AFTER", 6)  # the run has 18 requests in all
     caplog.set_level(logging.INFO, logger="gee_export.ee.export")
@@ -341,7 +341,7 @@ def test_tasks_export_end_to_end(gcs_emulator, gcs_bucket, local_stack, recipe_i
 
 def test_max_eecu_hours_counts_what_finished_tasks_report(gcs_emulator, gcs_bucket, local_stack,
                                                          recipe_images):
-    from gee_export.core.errors import ComputeBudgetError
+    from core.errors import ComputeBudgetError
     from gee_export.ee.compute import ComputeBudget
 
     image, fine = recipe_images
@@ -416,7 +416,7 @@ def test_tile_task_description_is_one_the_service_accepts(ee_offline, local_stac
 @pytest.mark.parametrize("message", ["User memory limit exceeded.",
                                      "Computation timed out."])
 def test_a_window_too_big_to_compute_is_fetched_as_halves(local_stack, recipe_images, message):
-    from gee_export.contract.grid import Window
+    from contract.grid import Window
     from gee_export.ee.export import fetch_window
 
     image, _ = recipe_images
@@ -452,8 +452,8 @@ def test_max_eecu_hours_stops_a_run_resumably_and_a_higher_bound_finishes_it(
         tmp_path, local_stack, recipe_images, caplog):
     """The bound stops the run before its estimate passes it; a higher one resumes to the
     same dataset as an uninterrupted run, and a stopped run exits 1 with one line."""
-    from gee_export.core.commands import run_command
-    from gee_export.core.errors import ComputeBudgetError
+    from core.commands import run_command
+    from core.errors import ComputeBudgetError
     from gee_export.ee.compute import ComputeBudget
 
     image, fine = recipe_images

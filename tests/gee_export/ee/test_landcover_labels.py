@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from gee_export.contract.dataset import DatasetSpec, read_manifest
-from gee_export.contract.grid import Grid
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
-from gee_export.core.errors import ConfigError
-from gee_export.core.storage import open_store
+from contract.dataset import DatasetSpec, read_manifest
+from contract.grid import Grid
+from contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
+from core.errors import ConfigError
+from core.storage import open_store
 from gee_export.ee import labels
 from gee_export.ee.export import Bookkeeper, ExportJob
 from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gee_export.contract.grid import Grid, Window
-from gee_export.core.errors import EarthEngineError
+from contract.grid import Grid, Window
+from core.errors import EarthEngineError
 from gee_export.ee.pixels import (
     MAX_REQUEST_BYTES,
     Limits,

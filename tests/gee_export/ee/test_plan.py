@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from gee_export.contract.bands import DEFAULT_IMAGE_BANDS
-from gee_export.contract.grid import Grid
-from gee_export.contract.regions import get_region
-from gee_export.contract.splits import assign_splits
+from contract.bands import DEFAULT_IMAGE_BANDS
+from contract.grid import Grid
+from contract.regions import get_region
+from contract.splits import assign_splits
 from gee_export.ee.plan import choose_method, format_plan, make_plan
 
 

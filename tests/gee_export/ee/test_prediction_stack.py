@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from gee_export.contract.grid import Grid
-from gee_export.ee.fake_server import StackTransport
+from contract.grid import Grid
 from gee_export.ee.prediction_stack import export_prediction_stack
+from testing.fake_server import StackTransport
 from tests.support.mapping import session_for, write_month_stack
 from tests.support.rasters import BANDS, smooth_stack
 
@@ -57,10 +57,10 @@ def test_an_s1_only_date_asks_nothing_of_sentinel_2(ee_http):
     the export now takes its windows from the map's rule, ``composite_windows``."""
     import ee
 
-    from gee_export.core.ee_session import EESession, EETransport, RetryPolicy
     from gee_export.ee.prediction_stack import DateRecipe, composite_windows
     from gee_export.ee.recipe import EERecipe
     from gee_export.ee.sentinel2 import month_window
+    from gee_export.ee.session import EESession, EETransport, RetryPolicy
     from tests.support.sources import where
 
     session = EESession("offline", transport=EETransport(ee, "offline"), sleep=lambda s: None,

@@ -14,15 +14,15 @@ import pytest
 import rasterio
 from rasterio.io import MemoryFile
 
-from gee_export.contract.dataset import DatasetSpec, read_index, read_manifest
-from gee_export.core.errors import ConfigError
-from gee_export.core.storage import open_store
+from contract.dataset import DatasetSpec, read_index, read_manifest
+from core.errors import ConfigError
+from core.storage import open_store
 from gee_export.ee.export import ExportJob, export_pixels
-from gee_export.ee.fake_server import StackTransport
 from gee_export.ee.labels import parse_label_source
 from gee_export.ee.prediction_stack import prediction_image, recipe_for_month
 from gee_export.ee.recipe import EERecipe, build_stack
 from gee_export.ee.sentinel2 import month_window
+from testing.fake_server import StackTransport
 from tests.support import ee_graph
 from tests.support.killed_export import MONTH, session_for
 from tests.support.nlcd import CODES, nlcd_scene
@@ -34,7 +34,7 @@ NLCD = parse_label_source("landcover:nlcd")
 @pytest.fixture(scope="module")
 def nlcd_stack(tmp_path_factory):
     """A local stack of a synthetic scene whose label raster holds 30 m NLCD codes."""
-    from gee_export.contract.grid import Grid
+    from contract.grid import Grid
     from gee_export.local.stack import build_local_stack
 
     root = tmp_path_factory.mktemp("nlcd")
@@ -107,6 +107,6 @@ def test_pixels_export_carries_the_product_band(ee_offline, nlcd_stack, tmp_path
 
 
 def _grid():
-    from gee_export.contract.grid import Grid
+    from contract.grid import Grid
 
     return Grid("EPSG:32650", 400000.0, 3380000.0, 64, 64, 10.0)

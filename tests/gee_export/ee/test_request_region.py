@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from gee_export.contract.grid import Grid
-from gee_export.contract.regions import Region
+from contract.grid import Grid
+from contract.regions import Region
 from gee_export.ee import labels, sentinel2
 from gee_export.ee.code_editor import render
 from gee_export.ee.recipe import EERecipe, build_stack

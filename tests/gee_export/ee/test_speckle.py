@@ -157,7 +157,7 @@ def test_directional_windows_are_halves():
 
 
 def test_unknown_filter_is_a_config_error(ee_offline):
-    from gee_export.core.errors import ConfigError
+    from core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="choose one of"):
         speckle.apply(ee_offline.Image(1), "median")

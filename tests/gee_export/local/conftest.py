@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gee_export.contract.grid import Grid
+from contract.grid import Grid
 from tests.support.rasters import CRS, write_band
 
 X0, Y0 = 500_000.0, 5_000_000.0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.errors import InputDataError
+from core.errors import InputDataError
 from gee_export.local import plausibility
 from gee_export.local.scenes import S2_L2A_ORDER
 

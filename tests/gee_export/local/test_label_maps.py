@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gee_export.core.errors import ConfigError, InputDataError
+from core.errors import ConfigError, InputDataError
 from gee_export.local import plausibility
 from gee_export.local.labels import (
     SCHEME_CODES,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.errors import ConfigError, InputDataError
+from core.errors import ConfigError, InputDataError
 from gee_export.local.labels import ClassMapping, get_scheme
 from gee_export.local.scenes import canonical_band, date_from_text, discover_scenes
 from gee_export.local.sentinel1 import unit_from_values
@@ -93,10 +93,10 @@ def test_names_dates_and_units():
 def test_landcover_scheme_nearest_upsampled_onto_finer_grids(tmp_path, write_s2):
     """A 10 m Chesapeake-coded label on a 2 m grid and its x5 fine grid: seven classes,
     each label pixel copied onto the fine pixels it covers (nearest), codes mapped first."""
-    from gee_export.contract.dataset import read_manifest
-    from gee_export.contract.grid import Grid
-    from gee_export.contract.label_schemes import SCHEMES
-    from gee_export.contract.patches import patch_stack
+    from contract.dataset import read_manifest
+    from contract.grid import Grid
+    from contract.label_schemes import SCHEMES
+    from contract.patches import patch_stack
     from tests.support.rasters import CRS, X0, Y0
 
     write_s2("20210603")
@@ -127,7 +127,7 @@ def test_landcover_scheme_nearest_upsampled_onto_finer_grids(tmp_path, write_s2)
 
 def test_landcover_label_with_codes_outside_its_table_is_refused():
     """Every code a land-cover table lists is plausible; any other code means another scheme."""
-    from gee_export.core.errors import InputDataError
+    from core.errors import InputDataError
     from gee_export.local.labels import SCHEME_CODES
     from gee_export.local.plausibility import check_label_codes
 

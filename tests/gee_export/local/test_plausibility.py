@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.errors import InputDataError
+from core.errors import InputDataError
 from gee_export.local import plausibility
 from gee_export.local.labels import SCHEME_CODES
 from gee_export.local.scenes import BandRef, discover_scenes

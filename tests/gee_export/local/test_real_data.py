@@ -12,8 +12,8 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
-from gee_export.contract.grid import Grid, Window
-from gee_export.core.errors import InputDataError
+from contract.grid import Grid, Window
+from core.errors import InputDataError
 from gee_export.local.scenes import BandRef, SceneCollection, discover_scenes, open_scene
 from gee_export.local.sentinel2 import clear_from_scl, monthly_median
 from gee_export.local.stack import build_local_stack

@@ -8,7 +8,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from gee_export.core.errors import InputDataError
+from core.errors import InputDataError
 from gee_export.local.scenes import open_scene, product_date
 from tests.support.rasters import write_band
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from gee_export.local.sentinel2 import SCL_MASKED_CLASSES, clear_from_scl
 from gee_export.local.stack import scl_mask_classes
 

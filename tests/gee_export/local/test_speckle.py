@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from gee_export.local import speckle as sp
 
 FILTERS = ("boxcar", "lee", "gamma_map", "refined_lee", "lee_sigma")

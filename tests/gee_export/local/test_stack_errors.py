@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.errors import EmptyCompositeError, InputDataError
+from core.errors import EmptyCompositeError, InputDataError
 from gee_export.local.scenes import discover_scenes
 from gee_export.local.stack import build_local_stack
 from tests.support.rasters import write_band

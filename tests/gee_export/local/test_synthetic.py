@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core import progress
-from gee_export.core.errors import ConfigError
+from core import progress
+from core.errors import ConfigError
 from gee_export.local.synthetic import (
     BUILDING,
     CLASS_S1,

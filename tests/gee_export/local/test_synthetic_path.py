@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.contract.bands import DEFAULT_IMAGE_BANDS, QUALITY
-from gee_export.contract.stack import StackPaths
+from contract.bands import DEFAULT_IMAGE_BANDS, QUALITY
+from contract.stack import StackPaths
 from gee_export.local.scenes import discover_scenes
 from gee_export.local.stack import build_local_stack
 from gee_export.local.synthetic import BUILDING, CLASS_S1, CLASS_S2, S2_BANDS, WATER, generate_scene

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.errors import ConfigError, InputDataError
+from core.errors import ConfigError, InputDataError
 from inference.assess.design import design_sample, draw_array, sample_size
 from inference.assess.strata import read_strata
 from tests.support.assess import class_cog, synthetic_scene

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from gee_export.core.errors import ConfigError, InputDataError
+from core.errors import ConfigError, InputDataError
 from inference.assess.ceo import CEO_PLOT_LIMIT, plot_file_parts
 from inference.assess.point_files import SAMPLE_COLUMNS, read_reference, write_design
 from inference.assess.report import score

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.errors import ConfigError, InputDataError
-from gee_export.ee.fake_server import PointTransport
+from core.errors import ConfigError, InputDataError
 from inference.assess.design import design_sample
 from inference.assess.products import parse_comparison, sample_product
 from inference.cog.maps import NODATA
+from testing.fake_server import PointTransport
 from tests.support.assess import CLASSES, synthetic_scene
 from tests.support.mapping import session_for
 from tests.support.rasters import write_band

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.contract.quicklook import title_note
-from gee_export.core.errors import InputDataError
-from gee_export.ee.fake_server import PointTransport
+from contract.quicklook import title_note
+from core.errors import InputDataError
 from inference.assess.intervals import NO_INTERVAL_NOTE
 from inference.assess.point_files import write_design
 from inference.assess.report import (
@@ -20,6 +19,7 @@ from inference.assess.report import (
     plot_report,
     score,
 )
+from testing.fake_server import PointTransport
 from tests.support.assess import synthetic_scene
 from tests.support.mapping import session_for
 from tests.support.rasters import write_band

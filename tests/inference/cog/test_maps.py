@@ -6,8 +6,8 @@ import pytest
 import rasterio
 from PIL import Image
 
-from gee_export.contract.bands import LABEL_NODATA
-from gee_export.contract.quicklook import NODATA_COLOUR
+from contract.bands import LABEL_NODATA
+from contract.quicklook import NODATA_COLOUR
 from inference.cog import maps
 from inference.cog.maps import (
     PROB_PALETTE,

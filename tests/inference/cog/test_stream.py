@@ -14,8 +14,8 @@ import pytest
 import rasterio
 from affine import Affine
 
-from gee_export.contract.vrt import Piece
-from gee_export.core.errors import ConfigError
+from contract.vrt import Piece
+from core.errors import ConfigError
 from inference.cog import maps
 from inference.cog.stream import (
     WRITER_ENV,

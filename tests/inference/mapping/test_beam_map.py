@@ -21,15 +21,14 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.errors import ConfigError
-from gee_export.core.pipeline_options import (
+from core.errors import ConfigError
+from core.pipeline_options import (
     PipelineFailedError,
     RunnerConfig,
     pipeline_counters,
 )
-from gee_export.core.storage.base import TEMP_MARK
+from core.storage.base import TEMP_MARK
 from gee_export.ee.beam_export import EarthEngineProject
-from gee_export.ee.fake_server import StackSessions, StackTransport, request_origin
 from inference.cog.maps import OutputInfo
 from inference.mapping.beam_map import predict_date, runtime_tags
 from inference.mapping.request import MapRequest, model_dataset, region_grid
@@ -37,6 +36,7 @@ from inference.mapping.tiles import plan_tiles
 from inference.predict.lattice import Lattice
 from inference.predict.runtime import RuntimeOptions
 from inference.region_map import PublishTarget, map_region
+from testing.fake_server import StackSessions, StackTransport, request_origin
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
 from tests.support.rasters import smooth_stack
 

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.contract.grid import Grid
-from gee_export.contract.regions import Region
-from gee_export.core.errors import ConfigError, EarthEngineError, GridError, InputDataError
-from gee_export.core.months import parse_months
-from gee_export.ee.fake_server import HttpError, StackTransport
+from contract.grid import Grid
+from contract.regions import Region
+from core.errors import ConfigError, EarthEngineError, GridError, InputDataError
+from core.months import parse_months
 from inference.mapping.fetched import fetch_layout
 from inference.mapping.request import MapRequest, parse_dates, region_grid
 from inference.predict.raster import PredictConfig
@@ -21,6 +20,7 @@ from inference.predict.runtime import RuntimeOptions
 from inference.predict.sources import WindowSource
 from inference.predict.workflow import predict_with_model_file
 from inference.region_map import map_region
+from testing.fake_server import HttpError, StackTransport
 from tests.support.mapping import (
     MONTH,
     inner_region,
@@ -211,7 +211,7 @@ def test_recipe_mismatch_is_refused_unless_allowed(scene, tmp_path):
 
 def test_unauthenticated_earth_engine_is_one_clear_error(scene, tmp_path):
     stack, model = scene
-    from gee_export.core.errors import AuthenticationError
+    from core.errors import AuthenticationError
 
     with pytest.raises(AuthenticationError, match="earthengine authenticate"):
         map_region(request_for(stack, model, tmp_path / "o", project=None),
@@ -283,7 +283,7 @@ def test_tasks_method_exports_tiles_to_storage_and_predicts_over_their_vrt(
     pixels = map_region(request_for(stack, model, tmp_path / "px"),
                         session=session_for(StackTransport(stack, info=lambda t: 5)),
                         echo=lambda _: None)
-    from gee_export.core.storage import files
+    from core.storage import files
 
     for kind in ("class", "prob"):
         assert np.array_equal(
@@ -363,14 +363,14 @@ def test_a_second_run_into_the_same_output_is_refused_and_changes_nothing(scene,
     import subprocess
     import sys
 
-    from gee_export.core.errors import OutputLockedError
+    from core.errors import OutputLockedError
     from tests.support import REPO_ROOT
 
     stack, model = scene
     out = tmp_path / "out"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom gee_export.core.lock import hold_output\n"
+        [sys.executable, "-c", "import sys, time\nfrom core.lock import hold_output\n"
          "with hold_output(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n",
          str(out)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -389,7 +389,7 @@ def test_a_second_run_into_the_same_output_is_refused_and_changes_nothing(scene,
 def test_a_local_map_removes_what_a_killed_stack_build_left_and_records_its_scenes(tmp_path):
     """A killed build leaves half-written stack files (temporaries) under the map's .stacks;
     the next run deletes them, as the export does, and each date names the scenes it read."""
-    from gee_export.core.storage import temporary_name
+    from core.storage import temporary_name
     from gee_export.local.synthetic import generate_scene
 
     scene = generate_scene(tmp_path / "scene", width=96, height=96, progress=False)
@@ -416,7 +416,7 @@ def test_a_local_map_removes_what_a_killed_stack_build_left_and_records_its_scen
 def test_tasks_series_decides_change_by_the_spectral_rule_on_the_exported_stacks(
         scene, ee_offline, tmp_path, gcs_emulator, gcs_bucket):
     """The run keeps each date's exported stack (its VRT): the default rule reads them."""
-    from gee_export.core.storage import files
+    from core.storage import files
     from inference.predict.change import MIN_RELATIVE_SPREAD, SPECTRAL_RULE
 
     out = f"gs://{gcs_bucket}/series"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gee_export.contract.grid import Grid
+from contract.grid import Grid
 from inference.mapping.fetched import (
     DEFAULT_REQUEST_BYTES,
     FetchedSource,
@@ -150,7 +150,7 @@ def test_any_window_and_band_order_reads_the_fetched_pixels_into_a_used_buffer()
 
 
 def test_covers_finds_gaps_in_column_spans():
-    from gee_export.contract.grid import Window
+    from contract.grid import Window
 
     def spans(*cols):
         return [Window(row_off=0, col_off=a, height=1, width=b - a) for a, b in cols]

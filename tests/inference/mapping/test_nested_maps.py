@@ -16,12 +16,12 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
-from gee_export.contract.regions import Region
-from gee_export.core.pipeline_options import RunnerConfig
-from gee_export.ee.fake_server import StackSessions, StackTransport
+from contract.regions import Region
+from core.pipeline_options import RunnerConfig
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions
 from inference.region_map import map_region
+from testing.fake_server import StackSessions, StackTransport
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
 from tests.support.rasters import smooth_stack
 

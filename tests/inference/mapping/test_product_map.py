@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 import rasterio
 
-from gee_export.contract.grid import Grid
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from gee_export.ee.fake_server import StackTransport
+from contract.grid import Grid
+from contract.label_schemes import LANDCOVER_CLASSES
 from gee_export.ee.labels import parse_label_source
 from gee_export.ee.recipe import EERecipe
 from gee_export.ee.sentinel1 import S1Recipe
@@ -22,6 +21,7 @@ from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.workflow import predict_with_model_file
 from inference.region_map import map_region
+from testing.fake_server import StackTransport
 from tests.inference.mapping.test_dates import window_of
 from tests.support.mapping import MONTH, inner_region, session_for
 from tests.support.nlcd import nlcd_scene

@@ -16,15 +16,15 @@ from PIL import Image
 from pyproj import Transformer
 from pystac.validation import validate_dict
 
-from gee_export.contract.quicklook import title_note
-from gee_export.core.errors import ConfigError
-from gee_export.ee.fake_server import StackTransport
+from contract.quicklook import title_note
+from core.errors import ConfigError
 from inference.mapping.request import MapRequest
 from inference.mapping.series import SeriesAreaRow, plot_area
 from inference.predict.runtime import RuntimeOptions
 from inference.publish.collection import SeriesRequest, image_name, publish_series
 from inference.publish.image import EarthEngineAssets, Ingestion, PublishRequest, publish
 from inference.region_map import PublishTarget, map_region
+from testing.fake_server import StackTransport
 from tests.support.mapping import (
     SeriesTransport,
     inner_region,

@@ -18,9 +18,9 @@ from tests.support.rasters import BANDS, smooth_stack
 def test_tiles_cover_the_grid_once_and_mosaic_to_the_streaming_map(tmp_path, ee_offline):
     import ee
 
-    from gee_export.ee.fake_server import StackTransport
     from gee_export.ee.prediction_stack import prediction_image, recipe_for_month
     from gee_export.ee.sentinel2 import month_window
+    from testing.fake_server import StackTransport
 
     data = smooth_stack(150, 170, seed=5)
     data[0, 30:50, 20:60] = np.nan
@@ -65,10 +65,10 @@ def test_a_tile_over_the_grids_edge_is_fetched_whole_as_the_streaming_reader_rea
     input the streaming reader gives the model from the stack file."""
     import ee
 
-    from gee_export.ee.fake_server import StackTransport
     from gee_export.ee.prediction_stack import prediction_image, recipe_for_month
     from gee_export.ee.sentinel2 import month_window
     from inference.predict.sources import read_padded
+    from testing.fake_server import StackTransport
 
     stack = write_month_stack(tmp_path, smooth_stack(40, 50, seed=2))
     grid = stack.grid

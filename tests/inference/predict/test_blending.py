@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from inference.predict.blending import (
     Accumulator,
     all_finite,

@@ -13,7 +13,7 @@ import pytest
 import torch
 from affine import Affine
 
-from gee_export.contract.geotiff import write_geotiff
+from contract.geotiff import write_geotiff
 from inference.cli import predict_main
 from tests.support.rasters import BANDS, scene_stack, write_patch_dataset, write_stack
 from training.modelfile import ModelMeta, read_model_file, save_model_file

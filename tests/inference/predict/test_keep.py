@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from gee_export.core.errors import ConfigError
+from contract.label_schemes import LANDCOVER_CLASSES
+from core.errors import ConfigError
 from inference.predict.keep import (
     IMPERVIOUS,
     check_model,

@@ -10,8 +10,8 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform as warp_points
 
-from gee_export.contract.geotiff import write_geotiff
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES, LANDCOVER_SCHEME
+from contract.geotiff import write_geotiff
+from contract.label_schemes import LANDCOVER_CLASSES, LANDCOVER_SCHEME
 from inference.cli import predict_main
 from inference.cog.maps import PROB_SCALE
 from tests.support.rasters import write_stack

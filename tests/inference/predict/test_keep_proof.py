@@ -17,8 +17,8 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform_bounds
 
-from gee_export.contract.geotiff import write_geotiff
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES, LANDCOVER_SCHEME
+from contract.geotiff import write_geotiff
+from contract.label_schemes import LANDCOVER_CLASSES, LANDCOVER_SCHEME
 from inference.cli import predict_main, predict_parser
 from tests.support.rasters import write_stack
 from tests.support.refusals import assert_refused

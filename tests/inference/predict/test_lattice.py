@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from inference.predict.lattice import (
     Lattice,
     axis_tiles,

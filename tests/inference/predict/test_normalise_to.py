@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from affine import Affine
 
-from gee_export.contract.geotiff import write_geotiff
+from contract.geotiff import write_geotiff
 from inference.predict.workflow import normalised_source
 
 BANDS = ["B4", "B8", "product"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.errors import InputDataError
+from core.errors import InputDataError
 from inference.predict.lattice import axis_tiles
 from inference.predict.sliding_window import column_blocks
 from inference.predict.sources import WindowSource, read_padded

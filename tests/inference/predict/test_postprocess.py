@@ -6,7 +6,7 @@ import rasterio
 import torch
 from scipy.ndimage import gaussian_filter
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from inference.cog.maps import NODATA, OutputInfo
 from inference.predict.postprocess import ClaheParams, ClaheStream, clahe_classes, clahe_uint8
 from inference.predict.raster import PredictConfig, predict_raster

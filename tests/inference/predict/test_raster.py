@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.errors import ConfigError, InputDataError, ModelError
+from core.errors import ConfigError, InputDataError, ModelError
 from inference.cog.maps import OutputInfo
 from inference.predict.blending import encode
 from inference.predict.raster import PredictConfig, predict_raster

@@ -13,8 +13,8 @@ import pytest
 import rasterio
 from affine import Affine
 
-from gee_export.contract.geotiff import write_geotiff
-from gee_export.core.errors import ModelError
+from contract.geotiff import write_geotiff
+from core.errors import ModelError
 from inference.cli import predict_main
 from tests.support.faults import run_on_small_disk
 from tests.support.rasters import BANDS, smooth_stack, write_stack

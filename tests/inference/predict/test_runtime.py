@@ -3,8 +3,8 @@ import pytest
 import rasterio
 import torch
 
+from core.errors import ConfigError, ModelError
 from engine.devices import resolve_precision
-from gee_export.core.errors import ConfigError, ModelError
 from inference.cog.maps import OutputInfo
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import (

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_export.core.errors import InputDataError, ModelError
+from core.errors import InputDataError, ModelError
 from inference.cli import predict_main
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from inference.predict.scene import recorded, scene_statistics
@@ -105,7 +105,7 @@ def test_a_model_file_states_its_normalisation():
 def test_tiles_fetched_one_by_one_give_no_sample_and_nothing_is_fetched_for_one():
     """A source read tile by tile cannot be sampled: its statistics come with it or not at all
     (isamap-map asks Earth Engine for them, inference.mapping.ee_statistics)."""
-    from gee_export.contract.grid import Grid
+    from contract.grid import Grid
     from inference.mapping.fetched import FetchedSource
 
     fetched = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
+from contract.label_schemes import LANDCOVER_CLASSES
 from inference.predict.shares import TOLERANCE, match_shares, window_shares
 
 WOOD = LANDCOVER_CLASSES.index("woodland")

@@ -9,8 +9,8 @@ import pytest
 import rasterio
 from affine import Affine
 
-from gee_export.contract.geotiff import write_geotiff
-from gee_export.core.errors import InputDataError
+from contract.geotiff import write_geotiff
+from core.errors import InputDataError
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
 from inference.predict import change, stats

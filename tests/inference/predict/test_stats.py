@@ -9,8 +9,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import Resampling, calculate_default_transform, reproject, transform_geom
 
-from gee_export.contract.geotiff import write_geotiff
-from gee_export.core.errors import InputDataError
+from contract.geotiff import write_geotiff
+from core.errors import InputDataError
 from inference.assess.point_files import write_design
 from inference.assess.strata import read_strata
 from inference.cog.maps import cog_report

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from gee_export.contract.grid import Grid
+from contract.grid import Grid
 from gee_export.local.synthetic import (
     DEFAULT_CRS,
     DEFAULT_ORIGIN,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gee_export.core.errors import InputDataError
+from core.errors import InputDataError
 from inference.predict.stats import load_zones, zone_name
 
 UTM = "EPSG:32650"

@@ -2,7 +2,7 @@ import copy
 
 import pytest
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from inference.publish.asset_manifest import (
     asset_name,
     build_manifest,

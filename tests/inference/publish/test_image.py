@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from gee_export.core.errors import AuthenticationError, ConfigError, EarthEngineError
+from core.errors import AuthenticationError, ConfigError, EarthEngineError
 from inference.publish.image import (
     PublishRequest,
     acl_ch_arguments,
@@ -152,7 +152,7 @@ def test_waiting_shows_the_progress_the_operation_reports(cogs, tmp_path, ee_htt
     import ee
 
     # a terminal: the bar is drawn (off a terminal it is a log line every 30 s)
-    monkeypatch.setattr("gee_export.core.progress.live_terminal", lambda stream=None: True)
+    monkeypatch.setattr("core.progress.live_terminal", lambda stream=None: True)
 
     service = ee_http
     service.steps = (("PENDING", 0.0), ("RUNNING", 0.4), ("RUNNING", 0.8), ("SUCCEEDED", 1.0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gee_export.core.errors import AuthenticationError, ConfigError
+from core.errors import AuthenticationError, ConfigError
 from inference.publish.image import connect
 from inference.publish.quota import MAX_ASSETS, Footprint, check_caps, footprint
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from training.losses import build_loss
 from training.losses.composition import CompositionLoss
 

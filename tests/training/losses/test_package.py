@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from tests.support import REPO_ROOT
 from training.losses import LOSSES, LossFactory, available_losses, build_loss
 from training.losses.factory import merge_losses

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from training.losses import build_loss
 from training.losses.segmentation import (
     CroFuseNetLoss,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from training.losses import build_loss
 from training.losses.srseg import SRLossConfig, SRSegLoss
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model, recipe_for
 from training.models.blocks import FLIPS, flip_mean

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from gee_export.contract.label_schemes import LANDCOVER_CLASSES
-from gee_export.core.errors import ModelError
+from contract.label_schemes import LANDCOVER_CLASSES
+from core.errors import ModelError
 from training.config import TrainConfig, apply_recipe
 from training.models import create_model, model_loss, recipe_for
 from training.models.hrnet import HRNet

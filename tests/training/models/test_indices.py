@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.rasters import write_patch_dataset
 from training.config import TrainConfig

@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 import torch
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from training.models import create_model, recipe_for
 from training.models.unet import (
     PREDICTION_WINDOW,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from training.models import available_models, create_model
 
 BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]

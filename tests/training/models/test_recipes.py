@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import training.models
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from training.config import RecipeValues, TrainConfig, apply_recipe, recipe_values
 from training.losses.segmentation import (
     CROFUSENET,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from tests.support import REPO_ROOT
 from tests.support.models import BandThreshold
 from training.losses import LOSSES

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gee_export.core.errors import ConfigError, ModelError
+from core.errors import ConfigError, ModelError
 from training.losses.srseg import SRSegLoss
 from training.models import available_models, create_model
 

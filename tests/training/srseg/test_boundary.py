@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from gee_export.core.errors import ConfigError
+from core.errors import ConfigError
 from training.srseg.boundary import BoundaryF1, boundary_counts, boundary_mask
 
 

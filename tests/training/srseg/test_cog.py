@@ -6,8 +6,8 @@ import rasterio
 import torch
 from affine import Affine
 
+from contract.geotiff import write_geotiff
 from experiments.naip import NAIP_BANDS, naip_samples
-from gee_export.contract.geotiff import write_geotiff
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.workflow import predict_with_model_file

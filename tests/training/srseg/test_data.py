@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from gee_export.contract.dataset import write_index
-from gee_export.contract.geotiff import write_geotiff
-from gee_export.contract.grid import Grid
-from gee_export.core.errors import InputDataError
-from gee_export.core.storage import open_store
+from contract.dataset import write_index
+from contract.geotiff import write_geotiff
+from contract.grid import Grid
+from core.errors import InputDataError
+from core.storage import open_store
 from training.srseg.data import (
     BandStats,
     CrossResolutionDataset,

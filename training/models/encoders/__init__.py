@@ -9,7 +9,7 @@ architectures, written here from the papers and the authors' public code;
 --encoder NAME=PATH`` trains, and what its model files are rebuilt from). docs/encoders.md
 says how to use them and what they measured.
 
-May import: ``gee_export.core``, ``gee_export.contract``, :mod:`engine`,
+May import: ``core``, ``contract``, :mod:`engine`,
 :mod:`training.losses`, the other modules of :mod:`training.models`, torch.
 """
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from training.losses.segmentation import CE
 from training.models.blocks import ConvBNReLU, init_weights
 from training.models.encoders.cache import FeatureCache

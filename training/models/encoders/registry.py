@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 
 Level = Literal["L1C", "L2A"]
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from inference.cli import predict_main
 from training.cli import train_main
 from training.modelfile import load_model_file

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from gee_export.core.errors import ModelError
+from core.errors import ModelError
 from training.models.encoders.registry import (
     ENCODERS,
     GALILEO_NANO,

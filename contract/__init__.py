@@ -1,0 +1,5 @@
+"""The data contract: grid, bands, regions, splits, GeoTIFFs, patch datasets and stacks.
+
+Everything downstream (both backends, training, inference) agrees through these types and file
+formats (docs/data-contract.md). May import: ``core``.
+"""

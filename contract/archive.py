@@ -1,0 +1,68 @@
+"""Which months the Sentinel archive can serve: the first month of each sensor, and no future.
+
+A month before a sensor's first acquisitions, or one that has not begun, has no scenes: a run
+would fail on its first request (or, worse, a dry run would print times for requests that can
+only come back empty). :func:`check_months` refuses such months for the sensors the bands
+need, before any work, for ``isamap-export`` and ``isamap-map`` alike, and returns a warning
+for the month in progress (its composite holds only the scenes acquired so far).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from contract.bands import get_band
+from core.errors import ConfigError, UnknownBandError
+from core.months import check_month
+
+#: the first month with scenes in the archive: Sentinel-1A's first IW GRD products (October
+#: 2014), Sentinel-2A's launch (23 June 2015)
+FIRST_MONTH = {"S1": "2014-10", "S2": "2015-06"}
+SENSOR_NAMES = {"S1": "Sentinel-1", "S2": "Sentinel-2"}
+
+
+def sensors_of(bands: Sequence[str]) -> tuple[str, ...]:
+    """The Sentinel sensors (``S1``/``S2``) that ``bands`` come from (unknown names: none)."""
+    found = set()
+    for name in bands:
+        try:
+            found.add(get_band(name).sensor)
+        except UnknownBandError:
+            continue
+    return tuple(s for s in FIRST_MONTH if s in found)
+
+
+def check_months(months: Sequence[str], bands: Sequence[str],
+                 today: dt.date | None = None) -> list[str]:
+    """Refuse months the archive cannot serve for ``bands``; warnings for the others.
+
+    Args:
+        months: ``YYYY-MM`` months to export or map.
+        bands: the bands asked for (their sensors decide the first month).
+        today: the date to compare with (default: today, UTC).
+
+    Returns:
+        One warning per month still in progress.
+
+    Raises:
+        ConfigError: a month in the future, or before the first scenes of a sensor the bands
+            need.
+    """
+    today = today or dt.datetime.now(dt.UTC).date()
+    current = f"{today.year:04d}-{today.month:02d}"
+    months = [check_month(m) for m in months]
+    future = [m for m in months if m > current]
+    if future:
+        raise ConfigError(f"month(s) {', '.join(future)} are in the future (this is {current}): "
+                          "no scene exists yet; choose months up to the current one")
+    for sensor in sensors_of(bands):
+        first = FIRST_MONTH[sensor]
+        early = [m for m in months if m < first]
+        if early:
+            raise ConfigError(
+                f"month(s) {', '.join(early)} are before the first {SENSOR_NAMES[sensor]} "
+                f"scenes ({first}), which the bands {', '.join(bands)} need; choose months "
+                f"from {first} on")
+    return [f"month {m} is not over: its composite holds only the scenes acquired so far, "
+            "and mapping it again later gives another result" for m in months if m == current]

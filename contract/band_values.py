@@ -1,0 +1,209 @@
+"""What a band's values must look like for its name: the physical rules of the data contract.
+
+A band is named by a person or a tool (a file's band descriptions, ``--bands``), and a wrong
+name or order runs through every later step without an error. The values themselves tell the
+quantities apart, whatever the file says:
+
+- sigma0 in dB (``VV``, ``VH``) has a negative scene median (about -25 to -5); linear power
+  is never negative and has a median far below 1 (about 0.01-0.3); positive values with a
+  median above 1 are uncalibrated digital numbers or amplitudes; a median below
+  :data:`DB_MEDIAN_MIN` is dB multiplied by 100 (int16 exports).
+- surface reflectance (``B2`` ... ``B12``) has a median between 0 and 1 and hardly anything above
+  2 (:data:`REFLECTANCE_MEDIAN_RANGE`, :data:`REFLECTANCE_P99_MAX`); a larger median is a
+  scaled integer (reflectance x 10000); a median below :data:`REFLECTANCE_MEDIAN_MIN_ANY` is no
+  reflectance at all (a dB band under a reflectance name).
+- vegetation reflects near infrared (``B8``) far more than red (``B4``); bright red pixels with a
+  dark near infrared (:func:`red_nir_swapped`) mean the two bands are swapped.
+- cross-polarised backscatter (``VH``) is lower than co-polarised (``VV``) almost everywhere
+  (by about 5-7 dB; at most 6 % of the pixels of the real scenes in the test data have VH above
+  VV): a stack where most pixels have "VH" above "VV" holds the two swapped
+  (:func:`sigma0_swapped`).
+- every scene has dark objects (water, shadow, dark roofs) whose surface reflectance is near 0
+  (the 0.1th percentile of B2, B3, B4 and B8 is 0.002-0.09 in the real L2A tiles of the test
+  data, hazy ones included); when none of the reflectance bands goes below
+  :data:`DARK_OBJECT_MIN`, the +0.1 BOA offset (1000 DN) was left in (:func:`offset_left_in`).
+  Haze or full snow cover can look the same, so this is the one rule with an override.
+- a pixel that is exactly 0 in every band (0 dB and 0 reflectance at once) is no observation:
+  it is fill without a nodata tag (:func:`zero_fill_share`).
+
+The judgements are pure functions of value samples (NaN = nodata). The local backend applies
+them to its source scenes (``gee_export.local.plausibility``), inference to the stack it is given
+(``inference.predict.sources``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from contract.bands import REGISTRY
+
+LINEAR_MEDIAN_MAX = 1.0  # linear sigma0 scene medians are ~0.01-0.3; 1.0 leaves a wide margin
+DB_MEDIAN_MIN = -60.0  # dB medians are ~-25 to -5; dB x 100 gives ~-2500 to -500
+REFLECTANCE_MEDIAN_RANGE = (-0.02, 1.0)  # a scene's median reflectance (offset checks)
+REFLECTANCE_P99_MAX = 2.0
+REFLECTANCE_MEDIAN_MIN_ANY = -1.0  # below: not reflectance at all, whatever the offset
+RED_BRIGHT = 0.15  # reflectance from which a red pixel is bright
+SWAPPED_SHARE = 0.25  # share of bright-red, dark-NIR pixels that only swapped bands show
+VH_ABOVE_VV_MAX = 0.5  # share of pixels with VH > VV; real scenes: 0.2-6 %
+DARK_OBJECT_MIN = 0.098  # 0.1th percentile reflectance: real tiles 0.002-0.095, +0.1 offset >= 0.1
+DARK_PERCENTILE = 0.1
+ZERO_FILL_MAX = 0.001  # share of pixels 0 in every band tolerated (none is a real observation)
+
+
+@dataclass(frozen=True)
+class UnitEvidence:
+    """What the values of a sigma0 band show.
+
+    Attributes:
+        unit: ``"dB"``, ``"linear"``, ``"uncalibrated"`` (positive with a median above 1:
+            digital numbers or amplitude) or None (no finite value, or mixed signs with a
+            non-negative median, which no unit explains well).
+        median: median of the finite values.
+        negative: share of negative values.
+    """
+
+    unit: str | None
+    median: float
+    negative: float
+
+    def describe(self) -> str:
+        return f"median {self.median:.3g}, {100 * self.negative:.0f} % negative"
+
+
+def finite_values(values: np.ndarray) -> np.ndarray:
+    """The finite values of a sample, as float64, flattened."""
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    return flat[np.isfinite(flat)]
+
+
+def s1_unit_evidence(values: np.ndarray) -> UnitEvidence:
+    """The unit a sample of sigma0 values shows (see :class:`UnitEvidence`)."""
+    finite = finite_values(values)
+    if not finite.size:
+        return UnitEvidence(None, float("nan"), 0.0)
+    median = float(np.median(finite))
+    negative = float((finite < 0).mean())
+    if median < 0:
+        unit: str | None = "dB"
+    elif negative == 0.0:
+        unit = "linear" if median <= LINEAR_MEDIAN_MAX else "uncalibrated"
+    else:
+        unit = None
+    return UnitEvidence(unit, median, negative)
+
+
+def reflectance_scaled(median: float, p99: float) -> bool:
+    """Whether values with this median and 99th percentile are on another scale than 0-1."""
+    return median > REFLECTANCE_MEDIAN_RANGE[1] or p99 > REFLECTANCE_P99_MAX
+
+
+def red_nir_swapped(red: np.ndarray, nir: np.ndarray) -> bool:
+    """Whether a red and a near-infrared reflectance sample look swapped.
+
+    Pixels bright in red (>= :data:`RED_BRIGHT`) reflect at least as much near infrared
+    (vegetation, soil, roofs, clouds, snow); red twice as bright as NIR is rare (water is dark in
+    both). When :data:`SWAPPED_SHARE` of all valid pixels are bright in "red" and dark in
+    "NIR", the bands hold vegetation the wrong way round. Judged only on reflectance (values
+    between -0.05 and 1.5); pixels NaN in either sample are left out.
+    """
+    red, nir = np.asarray(red, np.float64).ravel(), np.asarray(nir, np.float64).ravel()
+    ok = np.isfinite(red) & np.isfinite(nir)
+    red, nir = red[ok], nir[ok]
+    if red.size < 64:
+        return False
+    for band in (red, nir):
+        low, high = np.percentile(band, (1, 99))
+        if low < -0.05 or high > 1.5:
+            return False
+    suspicious = (red >= RED_BRIGHT) & (nir < 0.6 * red)
+    return float(suspicious.mean()) >= SWAPPED_SHARE
+
+
+def band_value_problem(name: str, values: np.ndarray) -> str | None:
+    """Why a sample cannot be the band ``name`` (None: it can, or the name has no rule).
+
+    The rules tell quantities apart (reflectance, dB, linear power, scaled integers); they
+    are wide enough never to refuse a real band of its kind.
+    """
+    spec = REGISTRY.get(name)
+    finite = finite_values(values)
+    if spec is None or finite.size < 16:
+        return None
+    median, p99 = float(np.median(finite)), float(np.percentile(finite, 99))
+    if spec.unit == "dB":
+        shown = s1_unit_evidence(finite)
+        if shown.unit in ("linear", "uncalibrated"):
+            return (f"{name} holds no negative value ({shown.describe()}): not sigma0 in dB "
+                    f"but linear power, reflectance or digital numbers")
+        if median < DB_MEDIAN_MIN:
+            return (f"{name} has a median of {median:.4g}, far below sigma0 in dB (about -25 "
+                    "to -5): dB x 100 (an integer export)?")
+    elif spec.unit == "reflectance":
+        if reflectance_scaled(median, p99):
+            return (f"{name} has a median of {median:.4g} (99th percentile {p99:.4g}), but "
+                    "reflectance is 0-1: reflectance x 10000 (an integer export)?")
+        if median < REFLECTANCE_MEDIAN_MIN_ANY:
+            return (f"{name} has a median of {median:.4g}, which no reflectance has (0-1): it "
+                    "looks like sigma0 in dB")
+    return None
+
+
+def band_value_problems(samples: Mapping[str, np.ndarray]) -> list[str]:
+    """Every rule the named samples break (each band by its name, then red against NIR)."""
+    problems = [p for name, v in samples.items() if (p := band_value_problem(name, v))]
+    if "B4" in samples and "B8" in samples and red_nir_swapped(samples["B4"], samples["B8"]):
+        problems.append("B4 (red) is often twice as bright as B8 (near infrared), which only "
+                        "happens when the two are swapped")
+    return problems
+
+
+def sigma0_unit_of_range(percentiles: tuple[float, ...]) -> str | None:
+    """The sigma0 unit a recorded ``(p1, p50, p99)`` range shows (None: neither clearly)."""
+    p1, p50, _ = percentiles[:3]
+    if p50 < 0:
+        return "dB"
+    return "linear" if p1 >= 0 and p50 <= LINEAR_MEDIAN_MAX else None
+
+
+def sigma0_swapped(vv: np.ndarray, vh: np.ndarray) -> str | None:
+    """Why ``VV`` and ``VH`` look swapped (most pixels with VH above VV), or None."""
+    vv, vh = np.asarray(vv, np.float64).ravel(), np.asarray(vh, np.float64).ravel()
+    ok = np.isfinite(vv) & np.isfinite(vh)
+    if ok.sum() < 64:
+        return None
+    share = float((vh[ok] > vv[ok]).mean())
+    if share < VH_ABOVE_VV_MAX:
+        return None
+    return (f"the band named VH is above the band named VV in {100 * share:.0f} % of the "
+            "pixels, where real cross-polarised backscatter is below co-polarised almost "
+            "everywhere: VV and VH are swapped")
+
+
+def offset_left_in(samples: Mapping[str, np.ndarray]) -> str | None:
+    """Why the reflectance bands look like they still carry the +0.1 BOA offset, or None."""
+    darkest = {}
+    for name, values in samples.items():
+        spec = REGISTRY.get(name)
+        finite = finite_values(values)
+        if spec is None or spec.unit != "reflectance" or finite.size < 1000 or \
+                reflectance_scaled(float(np.median(finite)), float(np.percentile(finite, 99))):
+            continue  # a scaled integer is refused for its scale first
+        darkest[name] = float(np.percentile(finite, DARK_PERCENTILE))
+    if len(darkest) < 2 or min(darkest.values()) < DARK_OBJECT_MIN:
+        return None
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in darkest.items())
+    return (f"no pixel is dark in any reflectance band (the darkest {DARK_PERCENTILE:g} %: "
+            f"{shown}), where water and shadows are near 0: the +0.1 BOA offset (1000 DN of "
+            "processing baseline 04.00 and later) was left in (subtract it), or the scene is "
+            "top-of-atmosphere Level-1C over bright ground (give its Level-2A product)")
+
+
+def zero_fill_share(stack: np.ndarray) -> float:
+    """The share of pixels of a ``(bands, rows, cols)`` sample that are 0 in every band."""
+    stack = np.asarray(stack)
+    if stack.ndim != 3 or not stack.size:
+        return 0.0
+    return float((stack == 0).all(axis=0).mean())

@@ -1,0 +1,188 @@
+"""The band registry: one place that says what every band of a stack is.
+
+Band order in a stack is the order of the names the user asked for; everything downstream
+(patch files, the model's input layer, normalisation statistics) reads the names from the
+manifest, never from a hard-coded list.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, overload
+
+from core.errors import ConfigError, UnknownBandError
+
+Sensor = Literal["S2", "S1", "label", "quality", "product"]
+Resampling = Literal["bilinear", "nearest", "mode"]
+
+
+@dataclass(frozen=True)
+class BandSpec:
+    """What one band is, in the stack and in its source.
+
+    Attributes:
+        name: name in stacks, patch files and manifests.
+        sensor: which product it comes from.
+        unit: physical unit of the value stored in the stack.
+        dtype: dtype of the band in the stack.
+        nodata: value that marks missing data in the stack.
+        scale: multiply the source value (e.g. Sentinel-2 DN) by this to get ``unit``.
+        native_resolution: metres per pixel of the source product.
+        resampling: how the band is put onto the grid (continuous bilinear, categorical mode).
+        source_name: band name in the source product (Earth Engine / file naming).
+        description: human-readable text written to GeoTIFF band descriptions' metadata.
+        wavelength_nm: centre wavelength of an optical band (None for the others); what a
+            wavelength-dependent effect such as haze scales with.
+    """
+
+    name: str
+    sensor: Sensor
+    unit: str
+    dtype: str
+    nodata: float
+    scale: float
+    native_resolution: float
+    resampling: Resampling
+    source_name: str
+    description: str
+    wavelength_nm: float | None = None
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.resampling in ("nearest", "mode")
+
+    @property
+    def is_codes(self) -> bool:
+        """A band of class codes (:data:`PRODUCT`): fed to the network as it is.
+
+        Never normalised (identity statistics), blurred or radiometrically augmented; a model
+        that reads it expands the codes itself (``training.models.product``).
+        """
+        return self.sensor == "product"
+
+
+LABEL = "label"
+# The coarse product as an input band: the land-cover label source's own codes (NLCD 11..95,
+# WorldCover 10..100...), put on the grid like the label (mode or nearest) but not mapped to
+# the seven classes; only with ``--labels landcover:<source>``.
+PRODUCT = "product"
+# The label value that marks unlabelled pixels, in stacks, patches, training (ignored by losses
+# and metrics) and the published class map. Every module that needs it imports it from here.
+LABEL_NODATA = 255
+# Integer factors of the fine grid (fine labels, super-resolution targets): 10 m / k for a
+# 10 m grid gives 5, 2.5, 2, 1.25 and 1 m, the resolutions of the reference data the papers use.
+FINE_SCALES: tuple[int, ...] = (2, 4, 5, 8, 10)
+
+
+def _s2(name: str, res: float, wavelength: str) -> BandSpec:
+    nm = float(wavelength.split()[-2])  # "red edge 705 nm" -> 705
+    return BandSpec(name, "S2", "reflectance", "float32", math.nan, 1e-4, res, "bilinear", name,
+                    f"Sentinel-2 L2A surface reflectance {name} ({wavelength}), 0-1", nm)
+
+
+def _s1(name: str) -> BandSpec:
+    return BandSpec(name, "S1", "dB", "float32", math.nan, 1.0, 10.0, "bilinear", name,
+                    f"Sentinel-1 GRD sigma0 {name}, despeckled, monthly mean in linear power, dB")
+
+
+_BANDS: tuple[BandSpec, ...] = (
+    _s2("B2", 10.0, "blue 490 nm"),
+    _s2("B3", 10.0, "green 560 nm"),
+    _s2("B4", 10.0, "red 665 nm"),
+    _s2("B8", 10.0, "NIR 842 nm"),
+    _s2("B5", 20.0, "red edge 705 nm"),
+    _s2("B6", 20.0, "red edge 740 nm"),
+    _s2("B7", 20.0, "red edge 783 nm"),
+    _s2("B8A", 20.0, "narrow NIR 865 nm"),
+    _s2("B11", 20.0, "SWIR 1610 nm"),
+    _s2("B12", 20.0, "SWIR 2190 nm"),
+    _s1("VV"),
+    _s1("VH"),
+    BandSpec("s2_clear_count", "quality", "count", "float32", math.nan, 1.0, 10.0, "nearest",
+             "clear_count", "number of cloud-free Sentinel-2 observations in the composite"),
+    BandSpec("s1_scene_count", "quality", "count", "float32", math.nan, 1.0, 10.0, "nearest",
+             "scene_count", "number of Sentinel-1 scenes averaged into the composite"),
+    BandSpec(PRODUCT, "product", "code", "float32", math.nan, 1.0, 10.0, "mode", PRODUCT,
+             "the land-cover label source's own class codes (e.g. NLCD 11..95), NaN nodata"),
+    BandSpec(LABEL, "label", "class", "uint8", LABEL_NODATA, 1.0, 10.0, "mode", LABEL,
+             "0 pervious, 1 impervious, 255 nodata (or the class scheme in the manifest)"),
+)
+
+REGISTRY: dict[str, BandSpec] = {b.name: b for b in _BANDS}
+
+DEFAULT_S2: tuple[str, ...] = ("B2", "B3", "B4", "B8")
+DEFAULT_S1: tuple[str, ...] = ("VV", "VH")
+QUALITY: tuple[str, ...] = ("s2_clear_count", "s1_scene_count")
+# The model input of the CroFuseNet paper: S2 B2, B3, B4, B8 then S1 VV, VH.
+DEFAULT_IMAGE_BANDS: tuple[str, ...] = DEFAULT_S2 + DEFAULT_S1
+
+_ALIASES = {"B02": "B2", "B03": "B3", "B04": "B4", "B05": "B5", "B06": "B6", "B07": "B7",
+            "B08": "B8", "B8a": "B8A"}
+
+
+def get_band(name: str) -> BandSpec:
+    """Look up a band by name (Sentinel-2 zero-padded names such as ``B02`` are accepted)."""
+    key = _ALIASES.get(name, name)
+    try:
+        return REGISTRY[key]
+    except KeyError:
+        raise UnknownBandError(
+            f"unknown band {name!r}; known bands: {', '.join(REGISTRY)}"
+        ) from None
+
+
+def is_code_band(name: str) -> bool:
+    """Whether band ``name`` holds class codes (:attr:`BandSpec.is_codes`); False if unknown."""
+    try:
+        return get_band(name).is_codes
+    except UnknownBandError:
+        return False
+
+
+def resolve(names: Iterable[str]) -> tuple[BandSpec, ...]:
+    """Specs for a list of names, in order, rejecting duplicates."""
+    specs = tuple(get_band(n) for n in names)
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name in seen:
+            raise UnknownBandError(f"band {spec.name!r} is listed twice")
+        seen.add(spec.name)
+    return specs
+
+
+def parse_band_list(text: str) -> tuple[str, ...]:
+    """Parse a comma-separated CLI value such as ``B2,B3,B4,B8,VV,VH``."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    return tuple(s.name for s in resolve(names))
+
+
+def by_sensor(names: Sequence[str], sensor: Sensor) -> tuple[str, ...]:
+    """The subset of ``names`` that come from ``sensor``, order kept."""
+    return tuple(n for n in names if get_band(n).sensor == sensor)
+
+
+@overload
+def check_fine_scale(scale: int | None, *, required: Literal[True]) -> int: ...
+
+
+@overload
+def check_fine_scale(scale: int | None, *, required: bool = False) -> int | None: ...
+
+
+def check_fine_scale(scale: int | None, *, required: bool = False) -> int | None:
+    """Return ``scale`` if it is one of :data:`FINE_SCALES` (or None when not ``required``).
+
+    The one validator of fine-grid factors (dataset, local stack, super-resolution data and
+    models): the same values are refused everywhere with the same error and message.
+
+    Raises:
+        ConfigError: an unsupported factor, or None where a factor is required.
+    """
+    if scale is None and not required:
+        return None
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in FINE_SCALES:
+        raise ConfigError(f"fine scale {scale!r} is not supported; use one of "
+                          f"{', '.join(map(str, FINE_SCALES))} (e.g. --fine-scale 10)")
+    return scale

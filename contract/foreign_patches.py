@@ -1,0 +1,330 @@
+"""Image/mask patch pairs from another project, imported into a patch dataset of the contract.
+
+A folder of georeferenced GeoTIFF pairs (``images/<name>.tif`` with ``masks/<name>.tif`` or
+``labels/<name>.tif``, or ``<name>.tif`` beside ``<name>_mask.tif`` / ``<name>_label.tif``)
+becomes one month of a dataset (docs/data-contract.md) that ``isamap-train`` reads like an
+export: the patches must share one CRS, pixel size and patch size, and lie on one lattice of
+whole patches (as tiles cut from scenes do); the lattice is the dataset's grid, each pair its
+patch at ``(row, col)``, the split spatially blocked as every dataset's. Written through the
+contract's one writer (:func:`contract.patch_writer.open_month`): atomic, resumable,
+refused where the folder holds a dataset of other parameters.
+
+Pixels are checked, not names: the image bands' values must be what their names say
+(:func:`contract.band_values.band_value_problems`; ``scale`` turns integer exports
+into reflectance), and every mask value must be declared impervious, pervious or ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+
+from contract.band_values import band_value_problems
+from contract.bands import LABEL_NODATA
+from contract.dataset import DatasetSpec
+from contract.grid import Grid, patch_id
+from contract.patch_writer import open_month, valid_mask
+from core.digest import combined_digest, file_sha256
+from core.errors import InputDataError
+from core.lock import hold_output
+from core.progress import progress_bar
+from core.storage import open_store
+
+MASK_SUFFIXES = ("_mask", "_label", "_labels", "_gt")
+MASK_FOLDERS = ("masks", "labels", "mask", "label", "gt")
+IMAGE_SUFFIXES = (".tif", ".tiff")
+_EDGE = 1e-6  # fraction of a pixel two edges may differ by and still be one
+
+
+@dataclass(frozen=True)
+class PatchPair:
+    """One patch of the source: its image and its mask."""
+
+    name: str
+    image: Path
+    mask: Path
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How a foreign patch folder is read.
+
+    Attributes:
+        month: ``YYYY-MM`` the patches show (the dataset's month).
+        bands: the images' band names in file order (None: their band descriptions).
+        impervious: mask values that are impervious (label 1).
+        pervious: mask values that are pervious (label 0).
+        ignore: mask values that are no label (255).
+        scale: every image value is multiplied by it (1e-4: reflectance x 10000 exports).
+        ratios / seed / block: the spatially blocked split.
+        min_valid_fraction: patches with fewer valid pixels are not imported.
+    """
+
+    month: str
+    bands: tuple[str, ...] | None = None
+    impervious: tuple[int, ...] = (1,)
+    pervious: tuple[int, ...] = (0,)
+    ignore: tuple[int, ...] = ()
+    scale: float = 1.0
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    block: int = 4
+    min_valid_fraction: float = 0.9
+    region: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        sets = {"--impervious-values": self.impervious, "--pervious-values": self.pervious,
+                "--ignore-values": self.ignore}
+        seen: dict[int, str] = {}
+        for flag, values in sets.items():
+            for v in values:
+                if v in seen:
+                    raise InputDataError(f"mask value {v} is in {seen[v]} and {flag}; give "
+                                         "each value one meaning")
+                seen[v] = flag
+        if not self.scale > 0:
+            raise InputDataError(f"--scale must be > 0, got {self.scale}")
+
+
+def find_pairs(src: str | os.PathLike[str]) -> list[PatchPair]:
+    """The image/mask pairs of ``src`` (either layout of the module docstring), by name.
+
+    Raises:
+        InputDataError: no pair, or an image without its mask.
+    """
+    root = Path(src)
+    if not root.is_dir():
+        raise InputDataError(f"{root} is not a folder; give the folder of image/mask pairs")
+    images_dir = root / "images"
+    pairs, orphans = [], []
+    if images_dir.is_dir():
+        masks_dir = next((root / d for d in MASK_FOLDERS if (root / d).is_dir()), None)
+        if masks_dir is None:
+            raise InputDataError(f"{root} has images/ but no {'/, '.join(MASK_FOLDERS)}/ "
+                                 "folder of masks beside it")
+        for image in sorted(p for p in images_dir.iterdir() if p.suffix in IMAGE_SUFFIXES):
+            mask = next((masks_dir / f"{image.stem}{s}{image.suffix}"
+                         for s in ("", *MASK_SUFFIXES)
+                         if (masks_dir / f"{image.stem}{s}{image.suffix}").exists()), None)
+            if mask is None:
+                orphans.append(image.name)
+            else:
+                pairs.append(PatchPair(image.stem, image, mask))
+    else:
+        files = sorted(p for p in root.iterdir() if p.suffix in IMAGE_SUFFIXES)
+        names = {p.name for p in files}
+        for image in files:
+            if any(image.stem.endswith(s) for s in MASK_SUFFIXES):
+                continue
+            mask = next((image.with_name(f"{image.stem}{s}{image.suffix}")
+                         for s in MASK_SUFFIXES if f"{image.stem}{s}{image.suffix}" in names),
+                        None)
+            if mask is None:
+                orphans.append(image.name)
+            else:
+                pairs.append(PatchPair(image.stem, image, mask))
+    if orphans:
+        raise InputDataError(f"{len(orphans)} image(s) in {root} have no mask (e.g. "
+                             f"{orphans[0]}); name masks <name>_mask.tif beside the images, or "
+                             "put them in masks/ under the images' names")
+    if not pairs:
+        raise InputDataError(f"no image/mask GeoTIFF pairs in {root}: expected images/ and "
+                             "masks/ with the same names, or <name>.tif beside <name>_mask.tif")
+    return pairs
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """Where every pair goes: the dataset's grid and each pair's patch position."""
+
+    grid: Grid
+    bands: tuple[str, ...]
+    positions: dict[tuple[int, int], PatchPair]
+
+
+def plan_import(pairs: Sequence[PatchPair], bands: Sequence[str] | None = None) -> ImportPlan:
+    """Check the pairs' georeferencing and put them on one grid (headers only, no pixels).
+
+    Raises:
+        InputDataError: what keeps the pairs from being one dataset, naming the pair.
+    """
+    first = _header(pairs[0].image)
+    names = _band_names(pairs[0], first, bands)
+    size, res = first["width"], first["transform"].a
+    if first["height"] != size or abs(first["transform"].e) != res or first["crs"] is None:
+        raise InputDataError(f"{pairs[0].image} is {first['width']} x {first['height']} px of "
+                             f"{first['transform'].a:g} x {abs(first['transform'].e):g} in "
+                             f"{first['crs']}: patches must be square, north-up, with square "
+                             "pixels and a CRS")
+    lefts, tops = [], []
+    for pair in pairs:
+        head, mask = _header(pair.image), _header(pair.mask)
+        if (mask["width"], mask["height"]) != (head["width"], head["height"]) or \
+                not mask["transform"].almost_equals(head["transform"]):
+            raise InputDataError(f"the mask {pair.mask.name} is not on the grid of its image "
+                                 f"{pair.image.name}")
+        if head["crs"] != first["crs"] or head["transform"].a != res or \
+                head["width"] != size or head["height"] != size or head["count"] != len(names):
+            raise InputDataError(
+                f"{pair.image.name} differs from {pairs[0].image.name} in CRS, pixel size, "
+                f"patch size or band count; import each kind of patch into its own dataset")
+        lefts.append(head["transform"].c)
+        tops.append(head["transform"].f)
+    x0, y0 = min(lefts), max(tops)
+    positions: dict[tuple[int, int], PatchPair] = {}
+    for pair, left, top in zip(pairs, lefts, tops, strict=True):
+        col, row = (left - x0) / (res * size), (y0 - top) / (res * size)
+        if abs(col - round(col)) * size > _EDGE or abs(row - round(row)) * size > _EDGE:
+            raise InputDataError(f"{pair.image.name} is not on the lattice of whole "
+                                 f"{size}-px patches the others lie on; patches cut from one "
+                                 "scene without overlap import as they are")
+        key = (round(row), round(col))
+        if key in positions:
+            raise InputDataError(f"{pair.image.name} and {positions[key].image.name} cover "
+                                 "the same ground; keep one of them")
+        positions[key] = pair
+    rows, cols = max(r for r, _ in positions) + 1, max(c for _, c in positions) + 1
+    grid = Grid(str(first["crs"]), x0, y0, cols * size, rows * size, res, patch_size=size,
+                stride=size)
+    return ImportPlan(grid, names, positions)
+
+
+def _header(path: Path) -> dict[str, Any]:
+    try:
+        with rasterio.open(path) as ds:
+            return {"width": ds.width, "height": ds.height, "transform": ds.transform,
+                    "crs": ds.crs, "count": ds.count, "descriptions": ds.descriptions}
+    except rasterio.errors.RasterioError as exc:
+        raise InputDataError(f"{path} cannot be read as a GeoTIFF ({exc})") from None
+
+
+def _band_names(pair: PatchPair, head: dict[str, Any],
+                bands: Sequence[str] | None) -> tuple[str, ...]:
+    if bands:
+        if len(bands) != head["count"]:
+            raise InputDataError(f"--bands names {len(bands)} bands, {pair.image.name} has "
+                                 f"{head['count']}")
+        return tuple(bands)
+    if all(head["descriptions"]):
+        return tuple(head["descriptions"])
+    raise InputDataError(f"{pair.image.name} does not name its bands; give them in file order "
+                         "with --bands (e.g. --bands B2,B3,B4,B8)")
+
+
+def label_of(mask: np.ndarray, options: ImportOptions, name: str) -> np.ndarray:
+    """The contract's label (0, 1, 255) of a mask, every value accounted for.
+
+    Raises:
+        InputDataError: a value the options do not name.
+    """
+    label = np.full(mask.shape, LABEL_NODATA, dtype=np.uint8)
+    known = np.zeros(mask.shape, dtype=bool)
+    for values, code in ((options.impervious, 1), (options.pervious, 0),
+                         (options.ignore, LABEL_NODATA)):
+        hit = np.isin(mask, values)
+        label[hit], known = code, known | hit
+    if not known.all():
+        odd = np.unique(mask[~known])[:5].tolist()
+        raise InputDataError(f"the mask of {name} holds {odd}, which is neither impervious "
+                             f"{list(options.impervious)}, pervious {list(options.pervious)} "
+                             f"nor ignored {list(options.ignore)}; say which with "
+                             "--impervious-values, --pervious-values or --ignore-values")
+    return label
+
+
+def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) -> None:
+    """Refuse image values that are not what the band names say, or an unnamed mask value.
+
+    Called before any write. Up to ``samples`` images spread over the source are read,
+    scaled by ``options.scale``; every mask is read.
+    """
+    pairs = list(plan.positions.values())
+    chosen = [pairs[i] for i in np.linspace(0, len(pairs) - 1, min(samples, len(pairs)),
+                                            dtype=int)]
+    values: dict[str, list[np.ndarray]] = {b: [] for b in plan.bands}
+    for pair in chosen:
+        image = _image(pair, options)
+        for band, array in zip(plan.bands, image, strict=True):
+            values[band].append(array.ravel())
+    problems = band_value_problems({b: np.concatenate(v) for b, v in values.items()})
+    if problems:
+        raise InputDataError(f"the images' values do not match their band names: "
+                             f"{problems[0]}; give --scale 0.0001 for reflectance x 10000, "
+                             "or the right --bands")
+    for pair in pairs:  # every mask value accounted for (masks are small: all of them)
+        with rasterio.open(pair.mask) as ds:
+            label_of(ds.read(1), options, pair.name)
+
+
+def _image(pair: PatchPair, options: ImportOptions) -> np.ndarray:
+    with rasterio.open(pair.image) as ds:
+        image: np.ndarray = ds.read(out_dtype="float32")
+        nodata = ds.nodata
+    if nodata is not None and not np.isnan(nodata):
+        image[image == nodata] = np.nan
+    if options.scale != 1.0:
+        image *= np.float32(options.scale)
+    return image
+
+
+def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
+                   options: ImportOptions, *, progress: bool = True) -> dict[str, Any]:
+    """Import the pairs of ``src`` as month ``options.month`` of the dataset at ``out``.
+
+    Everything is checked before the first patch is written: the pairs, their grid, the
+    images' values and the dataset's parameters. A second run with the same source writes
+    nothing; another source for the same month is refused (its fingerprint differs).
+
+    Returns:
+        ``{"patches", "written", "invalid", "per_split", "grid"}``.
+    """
+    pairs = find_pairs(src)
+    plan = plan_import(pairs, options.bands)
+    check_values(plan, options)
+    recipe = {"imported": {"impervious": list(options.impervious),
+                           "pervious": list(options.pervious),
+                           "ignore": list(options.ignore), "scale": options.scale,
+                           **options.extra}}
+    spec = DatasetSpec(grid=plan.grid, bands=plan.bands, ratios=options.ratios,
+                       seed=options.seed, block=options.block,
+                       min_valid_fraction=options.min_valid_fraction, backend="imported",
+                       region=options.region or Path(src).name, recipe=recipe)
+    digest = combined_digest(f"{p.name}:{file_sha256(p.image)}:{file_sha256(p.mask)}"
+                             for p in pairs)
+    store = open_store(out)
+    written = 0
+    with hold_output(store):
+        state = open_month(store, spec, options.month,
+                           sources={"source": Path(src).name, "pairs": len(pairs),
+                                    "fingerprint": digest})
+        if not state.up_to_date:
+            bar = progress_bar(total=len(plan.positions), desc=f"import {options.month}",
+                               unit="patch", disable=not progress)
+            for (row, col), pair in sorted(plan.positions.items()):
+                bar.update(1)
+                pid = patch_id(row, col)
+                if (row, col) not in state.splits or pid in state.records or \
+                        pid in state.invalid:
+                    continue
+                image = _image(pair, options)
+                with rasterio.open(pair.mask) as ds:
+                    label = label_of(ds.read(1), options, pair.name)
+                if valid_mask(image, label).mean() < options.min_valid_fraction:
+                    state.mark_invalid(row, col)
+                    continue
+                state.add(state.writer.write(row, col, image, label))
+                written += 1
+            bar.close()
+            state.commit(complete=True)
+    splits: dict[str, int] = {}
+    for record in state.records.values():
+        splits[record["split"]] = splits.get(record["split"], 0) + 1
+    return {"patches": len(state.records), "written": written, "invalid": len(state.invalid),
+            "per_split": splits, "grid": plan.grid.to_dict()}

@@ -1,0 +1,174 @@
+"""Spatially blocked train/val/test splits with no pixel shared between splits.
+
+Patches cut with a stride smaller than their size overlap their neighbours (128 px every 80 px
+in the CroFuseNet recipe), so a random per-patch split would put the same pixels in training and
+in evaluation and inflate every metric. Instead, patch positions are grouped into square blocks,
+whole blocks are dealt to the splits in the requested ratio, and where two blocks of different
+splits meet, the patches of the lower-priority split that overlap the other are dropped.
+
+Splits are a pure function of the grid, the positions, the ratios, the seed and the block size.
+Callers should pass *every* position of the grid (not only the valid ones of one month) so the
+same ground falls in the same split for every month of a dataset, and so the Earth Engine export
+can decide which patches to fetch before fetching anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+import numpy as np
+
+from contract.grid import Grid
+from core.errors import ConfigError
+
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[Split, ...] = ("train", "val", "test")
+DEFAULT_RATIOS: tuple[float, float, float] = (0.8, 0.1, 0.1)
+DEFAULT_BLOCK = 8
+"""Blocks of 8 x 8 patch positions: 640 m squares at stride 80, big enough that the band of
+dropped patches along block edges (one patch wide for 128/80) costs little."""
+
+# Conflicts are settled in favour of the rarer splits: test keeps all its patches, val loses
+# those touching test, train loses those touching val or test. Evaluation sets stay whole.
+_PRIORITY: tuple[Split, ...] = ("test", "val", "train")
+
+
+def normalise_ratios(ratios: Iterable[float]) -> tuple[float, float, float]:
+    """Check ``(train, val, test)`` ratios and scale them to sum to 1."""
+    values = tuple(float(r) for r in ratios)
+    if len(values) != 3:
+        raise ConfigError(f"split ratios need three values (train, val, test), got {values}")
+    if any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+        raise ConfigError(
+            f"split ratios must be non-negative with a positive sum, got {values}; e.g. 0.8,0.1,0.1"
+        )
+    total = sum(values)
+    return (values[0] / total, values[1] / total, values[2] / total)
+
+
+def overlap_reach(grid: Grid) -> int:
+    """How many positions apart two patches can be and still overlap, plus one."""
+    return math.ceil(grid.patch_size / grid.stride)
+
+
+def assign_splits(
+    grid: Grid,
+    positions: Iterable[tuple[int, int]] | None = None,
+    ratios: Iterable[float] = DEFAULT_RATIOS,
+    seed: int = 0,
+    block: int = DEFAULT_BLOCK,
+) -> dict[tuple[int, int], Split]:
+    """Assign each patch position to a split; positions that would leak are left out.
+
+    Args:
+        grid: the grid whose patch layout (size, stride) defines overlap.
+        positions: ``(row, col)`` patch positions to split; every position of the grid when None.
+        ratios: train, val, test proportions (normalised), honoured in patch counts before the
+            overlap drop.
+        seed: blocks are dealt in an order shuffled with this seed.
+        block: block side in patch positions.
+
+    Returns:
+        ``{(row, col): split}`` for the kept positions. No two kept positions in different
+        splits overlap (share a pixel).
+    """
+    if not isinstance(block, int) or block < 1:
+        raise ConfigError(f"split block size must be a positive integer, got {block!r}")
+    shares = normalise_ratios(ratios)
+    pos = sorted(set(grid.iter_patches() if positions is None else
+                     ((int(r), int(c)) for r, c in positions)))
+    if not pos:
+        return {}
+    blocks: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for r, c in pos:
+        blocks.setdefault((r // block, c // block), []).append((r, c))
+    keys = sorted(blocks)
+    order = np.random.default_rng(seed).permutation(len(keys))
+
+    # Deal blocks one by one to the split that is furthest below its target share; this
+    # honours the ratios in patch counts even though blocks at the grid edge are smaller.
+    counts = [0, 0, 0]
+    block_split: dict[tuple[int, int], Split] = {}
+    for index in order:
+        key = keys[int(index)]
+        size = len(blocks[key])
+        total = sum(counts) + size
+        deficits = [shares[i] * total - counts[i] if shares[i] > 0 else -math.inf
+                    for i in range(3)]
+        chosen = int(np.argmax(deficits))
+        counts[chosen] += size
+        block_split[key] = SPLITS[chosen]
+
+    proposed = {p: block_split[(p[0] // block, p[1] // block)] for p in pos}
+    return drop_overlaps(grid, proposed)
+
+
+def drop_overlaps(grid: Grid,
+                  proposed: dict[tuple[int, int], Split]) -> dict[tuple[int, int], Split]:
+    """Remove positions overlapping a kept position of a higher-priority split.
+
+    Splits are settled in priority order (test, then val, then train): a position is kept when
+    no already-kept position of another split overlaps it. Checking the neighbourhood of
+    ``overlap_reach - 1`` positions is enough because patches further apart cannot overlap.
+    """
+    reach = overlap_reach(grid) - 1
+    kept: dict[tuple[int, int], Split] = {}
+    for split in _PRIORITY:
+        for (r, c), s in proposed.items():
+            if s != split:
+                continue
+            leaks = any(
+                kept.get((r + dr, c + dc), split) != split
+                for dr in range(-reach, reach + 1)
+                for dc in range(-reach, reach + 1)
+            )
+            if not leaks:
+                kept[(r, c)] = split
+    return dict(sorted(kept.items()))
+
+
+def split_counts(splits: Mapping[tuple[int, int], str] | Iterable[str]) -> dict[str, int]:
+    """How many positions (or patches) each split has, every split present, zeros included.
+
+    The one per-split counter: pass an :func:`assign_splits` result, or the ``split`` of each
+    index record (``split_counts(r["split"] for r in records)``).
+    """
+    values = splits.values() if isinstance(splits, Mapping) else splits
+    out: dict[str, int] = dict.fromkeys(SPLITS, 0)
+    for split in values:
+        out[split] += 1
+    return out
+
+
+def empty_splits(counts: Mapping[str, int],
+                 ratios: Iterable[float] = DEFAULT_RATIOS) -> list[str]:
+    """The splits asked for (positive share) that got nothing, in SPLITS order."""
+    shares = normalise_ratios(ratios)
+    return [s for s, share in zip(SPLITS, shares, strict=True) if share > 0 and not counts.get(s)]
+
+
+def split_advice(grid: Grid, counts: Mapping[str, int], ratios: Iterable[float] = DEFAULT_RATIOS,
+                 seed: int = 0, block: int = DEFAULT_BLOCK, *, max_tries: int = 64) -> str | None:
+    """None when every split asked for has patches; else one line saying how to get them.
+
+    A small area holds few split blocks, so whole splits can come out empty (training then
+    stops for want of validation patches). The advice names the largest smaller block side
+    that gives every split positions on this grid (what ``--split-block`` sets), or asks for a
+    larger area when no block size does.
+    """
+    missing = empty_splits(counts, ratios)
+    if not missing:
+        return None
+    have = ", ".join(f"{s} {counts.get(s, 0)}" for s in SPLITS)
+    text = (f"the dataset gets no {' and no '.join(missing)} patches ({have}; split blocks of "
+            f"{block} x {block} patch positions over {grid.patch_rows} x {grid.patch_cols} "
+            "positions)")
+    for smaller in range(block - 1, 0, -1)[:max_tries]:
+        trial = split_counts(assign_splits(grid, None, ratios, seed, smaller))
+        if not empty_splits(trial, ratios):
+            return (f"{text}: use --split-block {smaller} (gives "
+                    f"{', '.join(f'{s} {trial[s]}' for s in SPLITS)} positions) or a larger area")
+    return (f"{text}: the area is too small for a train/val/test split; use a larger area "
+            "(--bbox, --region) or a smaller --stride")

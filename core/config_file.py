@@ -1,0 +1,228 @@
+"""YAML config files of the commands: ``isamap-train --config`` and ``isamap-map --config``.
+
+One reader (:func:`read_config_file`) turns a file into a mapping of option: value, with one
+clear error for a missing file, bad YAML or anything but a mapping. Two commands use it:
+
+- ``isamap-train`` checks the mapping against its ``TrainConfig`` (``training.config``),
+  whose names are the flags' with underscores (``batch_size``, ``out_dir``, ``model_kwargs``);
+- ``isamap-map`` (and any argparse command) hands the file to :func:`parse_with_config`, which
+  makes its values the parser's defaults, so a flag typed on the command line still wins.
+  Keys are the flags' destinations (``region_file`` for ``--region-file``; a dash is accepted
+  too), and each value is checked as the flag's own value would be (its type and choices), so
+  a bad file fails before any work starts, naming the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import math
+import sys
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.errors import ConfigError
+
+CONFIG_FLAG = "--config"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The options a YAML config file sets (only those; absent ones keep their defaults).
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or does not hold a mapping.
+    """
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; give a .yaml file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of option: value")
+    return values
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE``: the options of a YAML file; flags given as well override them."""
+    parser.add_argument(CONFIG_FLAG, metavar="FILE", help=(
+        "YAML file of options (keys are the option names with underscores, e.g. "
+        "region_file: zones.geojson; configs/ has examples); flags given as well override it"))
+
+
+def parse_with_config(parser: argparse.ArgumentParser,
+                      argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` with the ``--config`` file's values as the parser's defaults.
+
+    A bad file (unknown key, wrong type, a value outside the choices) ends the command the way
+    a bad flag does: one line on stderr, exit status 2, before any work.
+    """
+    path = _config_path(sys.argv[1:] if argv is None else argv)
+    if path:
+        _use_config(parser, path)
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None) and args.config != path:  # given in a form not scanned
+        _use_config(parser, args.config)
+        args = parser.parse_args(argv)
+    return args
+
+
+def _config_path(argv: Sequence[str]) -> str | None:
+    """The ``--config`` value in ``argv`` (read before parsing: the file sets the defaults)."""
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == CONFIG_FLAG and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(CONFIG_FLAG + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _use_config(parser: argparse.ArgumentParser, path: str) -> None:
+    try:
+        defaults = config_defaults(parser, read_config_file(path), path)
+    except ConfigError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    for action in parser._actions:
+        if action.dest in defaults:
+            action.required = False  # the file gives it
+    parser.set_defaults(**defaults)
+
+
+def config_defaults(parser: argparse.ArgumentParser, values: Mapping[str, Any],
+                    source: str = "config file") -> dict[str, Any]:
+    """``values`` checked against ``parser``'s options and converted as their flags would be."""
+    actions = {a.dest: a for a in parser._actions
+               if a.option_strings and a.dest not in ("help", "version", "config")}
+    out = {}
+    for key, value in values.items():
+        dest = str(key).replace("-", "_")
+        action = actions.get(dest)
+        if action is None:
+            close = difflib.get_close_matches(dest, list(actions), n=1, cutoff=0.6)
+            raise ConfigError(f"{source}: unknown option {key!r}; " + (
+                f"did you mean {close[0]!r}?" if close
+                else f"known: {', '.join(sorted(actions))}"))
+        out[dest] = _value(action, value, f"{source}: {key}")
+    return out
+
+
+def _value(action: argparse.Action, value: Any, where: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(action, argparse._CountAction):  # -v -v: a count of at least 0
+        count = typed_value(value, int, where)
+        if count < 0:
+            raise ConfigError(f"{where} must be a whole number >= 0, got {value!r}")
+        return count
+    if isinstance(action, argparse._StoreConstAction):  # store_true/false are these too
+        if not isinstance(action.const, bool):
+            raise ConfigError(f"{where}: give this option as a flag on the command line")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return action.const if value else action.default
+    if isinstance(action, argparse._AppendAction):
+        items = value if isinstance(value, list) else [value]
+        return [_one(action, v, where) for v in items]
+    if isinstance(value, list | dict):
+        raise ConfigError(f"{where} takes one value, got {value!r}")
+    return _one(action, value, where)
+
+
+def _one(action: argparse.Action, value: Any, where: str) -> Any:
+    convert = action.type
+    if convert in (int, float):
+        value = convert(typed_value(value, convert, where))
+    elif callable(convert):  # a registered type name (a string) is left to argparse
+        try:
+            value = convert(str(value))
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    elif not isinstance(value, str):
+        value = str(value)  # a YAML number where the flag reads text
+    if action.choices is not None and value not in action.choices:
+        raise ConfigError(f"{where} must be one of {', '.join(map(str, action.choices))}, "
+                          f"got {value!r}")
+    return value
+
+
+def typed_value(value: Any, kind: Any, where: str) -> Any:
+    """``value`` from a YAML file checked as ``kind`` (the one type rule of both commands).
+
+    ``kind`` is a type hint: ``int``, ``float``, ``bool``, ``str``, a ``Literal`` of choices,
+    ``tuple[str, ...]``, a mapping, or an optional one (``X | None``). A whole number is no
+    boolean and no 1.5 (YAML's ``true`` is not a batch size of 1, and 1.5 epochs is no
+    number of epochs); a number where text is read becomes text; a string that reads as a
+    number is one where a ``float`` is wanted, because YAML 1.1 reads ``1e-3`` (no dot) as
+    text. Anything else is refused naming ``where`` (the file and key).
+
+    Raises:
+        ConfigError: ``value`` is not of ``kind``.
+    """
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return typed_value(value, inner[0], where) if len(inner) == 1 else value
+    if typing.get_origin(kind) is typing.Literal:
+        if isinstance(value, bool) and {"on", "off"} <= set(args):  # YAML 1.1 reads on/off
+            value = "on" if value else "off"  # as booleans
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}, "
+                              f"got {value!r}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, got {value!r}")
+        return value
+    if kind is float:
+        return _float(value, where)
+    if kind is str:
+        if isinstance(value, list | dict | bool):
+            raise ConfigError(f"{where} takes one text value, got {value!r}")
+        return value if isinstance(value, str) else str(value)
+    if typing.get_origin(kind) is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{where} must be a list of names (or one comma-separated "
+                              f"text), got {value!r}")
+        return tuple(v.strip() for v in items if v.strip())
+    if kind in (Mapping, dict) or typing.get_origin(kind) in (Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping of name: value, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _float(value: Any, where: str) -> int | float:
+    if isinstance(value, str):  # YAML 1.1: 1e-3 without a dot is text
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return number
+    elif not isinstance(value, bool) and isinstance(value, int | float):
+        return value  # a whole number stays as written (a run records it so)
+    raise ConfigError(f"{where} must be a number, got {value!r}")
+
+
+def typed_values(values: Mapping[str, Any], hints: Mapping[str, Any],
+                 source: str) -> dict[str, Any]:
+    """Every key of ``values`` that ``hints`` names, checked by :func:`typed_value`."""
+    return {key: typed_value(value, hints[key], f"{source}: {key}") if key in hints else value
+            for key, value in values.items()}

@@ -1,0 +1,495 @@
+"""Running isamap's Apache Beam pipelines: which runner, its options, and the request budget.
+
+The export and the mapping pipelines (``gee_export.ee.beam_export``, ``inference.mapping.beam_map``)
+share this module so that both commands take the same flags (``--runner direct|dataflow``,
+``--dataflow-region``, ``--temp-location``, ``--machine-type``, ``--max-workers``,
+``--container``/``--requirements-file``/``--setup-file``, ``--gpu``, ``--beam-option``) and
+obey the same bound on concurrent Earth Engine requests.
+
+**The request budget.** An Earth Engine project serves about 40 concurrent requests
+(``--max-concurrent``, default 40). A Beam job has up to ``max_workers`` workers; each worker
+gets ``max_concurrent // max_workers`` request threads (:attr:`RunnerConfig.threads`), and a
+process-wide semaphore (:func:`worker_semaphore`) enforces that number in each worker process,
+whatever the runner does with bundles and harness threads. On Dataflow every worker VM runs one
+SDK process (the ``no_use_multiple_sdk_containers`` experiment is always set), so the whole job
+holds at most ``workers x threads <= max_concurrent`` requests in flight. The DirectRunner's
+``multi_threading`` mode shares one process (and so one semaphore) between its workers, which
+keeps it under the bound too.
+
+Nothing here imports Apache Beam at module level: it is an optional extra (``isamap[beam]``),
+and the single-process commands must run without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from core.concurrency import shared_limit
+from core.errors import ConfigError, IsamapError
+
+Runner = Literal["direct", "dataflow"]
+RUNNERS: tuple[str, ...] = ("direct", "dataflow")
+BEAM_RUNNER_NAMES = {"direct": "DirectRunner", "dataflow": "DataflowRunner"}
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONCURRENT = 40  # Earth Engine's concurrent-request quota of one project
+DEFAULT_DIRECT_WORKERS = 2
+DEFAULT_DATAFLOW_WORKERS = 10
+# Dataflow's GPU service option: an accelerator type and count per worker, driver installed.
+_GPU = re.compile(r"^(nvidia-[a-z0-9-]+)(?::(\d+))?$")
+# The machine family each GPU type attaches to on Compute Engine (and so on Dataflow).
+GPU_MACHINE_FAMILY = {"nvidia-tesla-t4": "n1", "nvidia-tesla-p4": "n1",
+                      "nvidia-tesla-p100": "n1", "nvidia-tesla-v100": "n1",
+                      "nvidia-l4": "g2", "nvidia-tesla-a100": "a2", "nvidia-a100-80gb": "a2",
+                      "nvidia-h100-80gb": "a3"}
+# gs://BUCKET[/path]: Beam tries to create a bucket of its own (online) when this is malformed
+_GCS_FOLDER = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$")
+_JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+class BeamNotInstalledError(IsamapError, ImportError):
+    """The ``beam`` extra is missing (exit 1: the environment, not the command line)."""
+
+    exit_code = 1
+
+
+class PipelineFailedError(IsamapError, RuntimeError):
+    """A pipeline's worker failed for good (after the runner's retries); the job stopped.
+
+    ``exit_code`` is the worker error's own when it was an isamap error (an Earth Engine quota,
+    a storage fault), else 1: a worker fails because of its environment, not the command line.
+    """
+
+    exit_code = 1
+
+
+def require_beam() -> Any:
+    """The ``apache_beam`` module, or a clear error saying how to install it."""
+    try:
+        import apache_beam
+    except ImportError:
+        raise BeamNotInstalledError(
+            "--runner needs Apache Beam, which is not installed; run "
+            "`pip install 'isamap[beam]'` (or `make setup`) and try again") from None
+    return apache_beam
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """Where and how a pipeline runs; every field maps to a standard Beam pipeline option.
+
+    Attributes:
+        runner: ``direct`` (this machine, threads) or ``dataflow`` (Google Cloud Dataflow).
+        project: Google Cloud project of the Dataflow job (and of Earth Engine).
+        region: Dataflow region (``--region`` of Beam), e.g. ``us-central1``.
+        temp_location: gs:// folder for Dataflow's temporary and staged files.
+        machine_type: worker machine type, e.g. ``n1-standard-4``.
+        max_workers: most workers of the job (Dataflow autoscaling cap; the DirectRunner's
+            ``direct_num_workers``).
+        max_concurrent: most Earth Engine requests in flight in the whole job.
+        container: custom SDK container image carrying torch and isamap.
+        requirements_file: a pip requirements file installed on every worker instead.
+        setup_file: the ``pyproject.toml`` of isamap (Beam's ``--setup_file``), staged to the
+            workers.
+        gpu: ``nvidia-tesla-t4[:COUNT]``: GPU workers through Dataflow's service option.
+        job_name: Dataflow job name (lower case letters, digits, hyphens).
+        dry_run: build and validate the job without submitting it (Beam's ``--dry_run``).
+        extra: further Beam options, passed through verbatim (``--key=value``).
+    """
+
+    runner: Runner = "direct"
+    project: str | None = None
+    region: str | None = None
+    temp_location: str | None = None
+    machine_type: str | None = None
+    max_workers: int | None = None
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    container: str | None = None
+    requirements_file: str | None = None
+    setup_file: str | None = None
+    gpu: str | None = None
+    job_name: str | None = None
+    dry_run: bool = False
+    extra: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "extra", tuple(self.extra))
+        if self.runner not in RUNNERS:
+            raise ConfigError(f"--runner must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
+        if self.max_concurrent < 1:
+            raise ConfigError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
+        if self.workers < 1:
+            raise ConfigError(f"--max-workers must be at least 1 (the most workers the job may "
+                              f"have), got {self.workers}; leave it out for the runner's default")
+        if self.workers > self.max_concurrent:
+            raise ConfigError(
+                f"--max-workers {self.workers} is more workers than --max-concurrent "
+                f"{self.max_concurrent} requests in flight, so some would have no request "
+                f"thread; use --max-workers {self.max_concurrent} or fewer (each worker then "
+                "runs --max-concurrent / --max-workers request threads). Raise --max-concurrent "
+                "only if the project's Earth Engine quota allows more than about 40 concurrent "
+                "requests")
+        if self.gpu is not None and not _GPU.match(self.gpu):
+            raise ConfigError(f"--gpu {self.gpu!r} is not TYPE[:COUNT], e.g. nvidia-tesla-t4:1")
+        if self.job_name is not None and not _JOB_NAME.match(self.job_name):
+            raise ConfigError(f"--job-name {self.job_name!r}: use lower-case letters, digits "
+                              "and hyphens, starting with a letter")
+
+    @property
+    def workers(self) -> int:
+        """How many workers the job may have."""
+        if self.max_workers is not None:
+            return self.max_workers
+        return DEFAULT_DIRECT_WORKERS if self.runner == "direct" else DEFAULT_DATAFLOW_WORKERS
+
+    @property
+    def threads(self) -> int:
+        """Concurrent requests per worker: ``workers x threads <= max_concurrent``."""
+        return self.max_concurrent // self.workers
+
+    def check(self, *, needs_torch: bool = False) -> None:
+        """Refuse a Dataflow job that cannot start, before anything expensive happens.
+
+        Args:
+            needs_torch: the workers run a model (mapping), so they need a container or a
+                requirements file that installs torch.
+        """
+        if self.runner != "dataflow":
+            if self.gpu:
+                raise ConfigError("--gpu asks Dataflow for GPU workers; it needs "
+                                  "--runner dataflow (the direct runner uses this machine)")
+            return
+        missing = [flag for flag, value in (("--project", self.project),
+                                            ("--dataflow-region", self.region),
+                                            ("--temp-location", self.temp_location))
+                   if not value]
+        if missing:
+            raise ConfigError(f"--runner dataflow needs {', '.join(missing)} (e.g. --project "
+                              "my-project --dataflow-region us-central1 --temp-location "
+                              "gs://my-bucket/tmp)")
+        if not _GCS_FOLDER.match(str(self.temp_location)):
+            raise ConfigError(f"--temp-location {self.temp_location!r} must be a gs:// folder "
+                              "in a bucket the Dataflow workers can write to, e.g. "
+                              "gs://my-bucket/tmp")
+        if not (self.container or self.setup_file or self.requirements_file):
+            raise ConfigError("Dataflow workers need isamap itself: pass --container IMAGE (a "
+                              "custom SDK container, see README 'Beyond one machine') or "
+                              "--setup-file pyproject.toml to stage this checkout")
+        if needs_torch and not (self.container or self.requirements_file):
+            raise ConfigError("the mapping pipeline's Dataflow workers need torch: pass "
+                              "--container IMAGE (a custom SDK container with isamap and torch, "
+                              "see README 'Beyond one machine') or --requirements-file FILE")
+        if self.gpu and not self.container:
+            raise ConfigError("GPU workers need --container IMAGE with CUDA-enabled torch; a "
+                              "requirements file cannot install the NVIDIA libraries")
+        if self.gpu:
+            self._check_gpu_machine()
+
+    def _check_gpu_machine(self) -> None:
+        """A GPU type only attaches to one machine family: T4 to N1, L4 to G2, A100 to A2."""
+        kind = _GPU.match(str(self.gpu)).group(1)  # type: ignore[union-attr]
+        family = GPU_MACHINE_FAMILY.get(kind)
+        if family is None:
+            raise ConfigError(f"--gpu {kind} is not a GPU type Dataflow offers here; use one "
+                              f"of {', '.join(sorted(GPU_MACHINE_FAMILY))}")
+        machine = self.machine_type or "n1-standard-1"  # Dataflow's default worker
+        if machine.split("-", 1)[0].lower() != family:
+            example = {"n1": "n1-standard-4", "g2": "g2-standard-4",
+                       "a2": "a2-highgpu-1g", "a3": "a3-highgpu-1g"}[family]
+            given = (f"--machine-type {machine}" if self.machine_type
+                     else "the default machine type n1-standard-1")
+            raise ConfigError(f"--gpu {kind} attaches only to {family.upper()} machines, not "
+                              f"{given}; pass --machine-type {example}")
+
+    def quota_note(self) -> str | None:
+        """What a ``--max-concurrent`` above Earth Engine's quota costs (None within it)."""
+        if self.max_concurrent <= DEFAULT_MAX_CONCURRENT:
+            return None
+        return (f"--max-concurrent {self.max_concurrent} is above Earth Engine's quota of about "
+                f"{DEFAULT_MAX_CONCURRENT} concurrent requests per project: the requests beyond "
+                "it come back HTTP 429 and are retried with backoff, which slows the job; keep "
+                f"{DEFAULT_MAX_CONCURRENT} unless the project's quota was raised")
+
+    def describe(self) -> str:
+        """The plan lines: the request budget and the Beam options (what a dry run prints)."""
+        note = self.quota_note()
+        return (f"  runner      Apache Beam {self.runner}: up to {self.workers} workers x "
+                f"{self.threads} requests = {self.workers * self.threads} concurrent "
+                f"(--max-concurrent {self.max_concurrent})\n"
+                + (f"  quota       {note}\n" if note else "")
+                + f"  beam        {' '.join(replace(self, dry_run=False).beam_args())}")
+
+    def beam_args(self) -> list[str]:
+        """The pipeline options as Beam command-line arguments (what a user would type)."""
+        args = [f"--runner={BEAM_RUNNER_NAMES[self.runner]}"]
+        if self.runner == "direct":
+            args += [f"--direct_num_workers={self.workers}",
+                     "--direct_running_mode=multi_threading"]
+        else:
+            args += [f"--max_num_workers={self.workers}",
+                     # one SDK process per VM: the per-process semaphore then bounds the VM
+                     "--experiments=no_use_multiple_sdk_containers"]
+            for name, value in (("project", self.project), ("region", self.region),
+                                ("temp_location", self.temp_location),
+                                ("machine_type", self.machine_type),
+                                ("sdk_container_image", self.container),
+                                ("job_name", self.job_name)):
+                if value:
+                    args.append(f"--{name}={value}")
+            if self.gpu:
+                kind, count = _GPU.match(self.gpu).groups()  # type: ignore[union-attr]
+                args.append("--dataflow_service_options=worker_accelerator=type:"
+                            f"{kind};count:{count or 1};install-nvidia-driver")
+        if self.requirements_file:
+            args.append(f"--requirements_file={self.requirements_file}")
+        if self.setup_file:
+            args.append(f"--setup_file={self.setup_file}")
+        if self.dry_run:
+            args.append("--dry_run=True")
+        args += list(self.extra)
+        return args
+
+    def pipeline_options(self) -> Any:
+        """Beam ``PipelineOptions`` for :meth:`beam_args`, validated (imports Apache Beam).
+
+        Dataflow options go through Beam's own validator (project id, job name, gs:// paths,
+        worker settings) offline, so a job that the service would refuse fails here, before
+        any work, with Beam's reasons.
+        """
+        require_beam()
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        options = PipelineOptions(self.beam_args())
+        if self.runner == "dataflow":
+            from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+            from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+
+            # Beam leaves the validator and the runner's __init__ unannotated
+            runner = DataflowRunner()  # type: ignore[no-untyped-call]
+            validator = PipelineOptionsValidator(options, runner)  # type: ignore[no-untyped-call]
+            errors = validator.validate()  # type: ignore[no-untyped-call]
+            if errors:
+                raise ConfigError("Dataflow would refuse these options: "
+                                  + "; ".join(" ".join(e.split()) for e in errors))
+        return options
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser, *, gpu: bool = False) -> None:
+    """The Beam flags shared by ``isamap-export`` and ``isamap-map``.
+
+    ``--project`` is not added here: both commands already have it (the Earth Engine project,
+    also the Dataflow job's).
+    """
+    g = parser.add_argument_group(
+        "Apache Beam (one machine or Dataflow; needs the beam extra)",
+        "Without --runner the command runs in this process. Beam options not listed here "
+        "pass through with --beam-option=--key=value (repeatable).")
+    g.add_argument("--runner", choices=RUNNERS,
+                   help="run as an Apache Beam pipeline: 'direct' on this machine, "
+                        "'dataflow' on Google Cloud Dataflow")
+    g.add_argument("--max-concurrent", type=int, default=DEFAULT_MAX_CONCURRENT,
+                   help="most Earth Engine requests in flight in the whole job "
+                        "(workers x threads per worker stay below it)")
+    g.add_argument("--max-workers", type=int,
+                   help=f"most workers (default {DEFAULT_DIRECT_WORKERS} direct, "
+                        f"{DEFAULT_DATAFLOW_WORKERS} dataflow)")
+    g.add_argument("--dataflow-region", help="Dataflow region, e.g. us-central1")
+    g.add_argument("--temp-location", help="gs:// folder for Dataflow's temporary files")
+    g.add_argument("--machine-type", help="Dataflow worker machine type, e.g. n1-standard-4")
+    g.add_argument("--container", help="custom SDK container image with isamap and torch")
+    g.add_argument("--requirements-file", help="pip requirements installed on each worker")
+    g.add_argument("--setup-file", help="isamap's pyproject.toml, staged to the workers")
+    g.add_argument("--job-name", help="Dataflow job name")
+    if gpu:
+        g.add_argument("--gpu", help="GPU workers, TYPE[:COUNT], e.g. nvidia-tesla-t4:1")
+    g.add_argument("--beam-option", action="append", default=[], metavar="--KEY=VALUE",
+                   help="any other Beam pipeline option, passed through verbatim")
+
+
+def runner_config(args: argparse.Namespace, *, dry_run: bool = False) -> RunnerConfig | None:
+    """The :class:`RunnerConfig` of parsed arguments; None when no ``--runner`` was given."""
+    if not getattr(args, "runner", None):
+        return None
+    extra: Sequence[str] = args.beam_option or ()
+    bad = [o for o in extra if not o.startswith("--")]
+    if bad:
+        raise ConfigError(f"--beam-option takes Beam options like --key=value, got {bad}")
+    config = RunnerConfig(
+        runner=args.runner, project=getattr(args, "project", None), region=args.dataflow_region,
+        temp_location=args.temp_location, machine_type=args.machine_type,
+        max_workers=args.max_workers, max_concurrent=args.max_concurrent,
+        container=args.container, requirements_file=args.requirements_file,
+        setup_file=args.setup_file, gpu=getattr(args, "gpu", None), job_name=args.job_name,
+        dry_run=dry_run, extra=tuple(extra))
+    if config.quota_note() and not dry_run:  # a dry run prints it in its plan
+        log.warning("%s", config.quota_note())
+    return config
+
+
+# the last "module.Class: message" line of a runner's error text: the worker's own exception
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception)): (.+)$",
+                         re.MULTILINE)
+
+
+def run_pipeline(pipeline: Any, *, resume: str) -> Any:
+    """Run ``pipeline`` to the end; a failed job becomes one line saying what failed.
+
+    Runners report a worker's exception as a long text of tracebacks (the DirectRunner as a
+    ``RuntimeError``, Dataflow as its own exception); this keeps the worker's error line, the
+    step it happened in, and what to do, so commands print it without a traceback.
+
+    Args:
+        pipeline: a built ``apache_beam.Pipeline``.
+        resume: what an identical re-run does, e.g. "finished tiles are kept".
+
+    Returns:
+        The finished ``PipelineResult`` (its metrics: :func:`pipeline_counters`).
+    """
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except IsamapError:
+        raise
+    except Exception as exc:
+        raise _failure(exc, resume) from exc
+    return result
+
+
+def _failure(exc: Exception, resume: str) -> PipelineFailedError:
+    from core import errors
+
+    found = _ERROR_LINE.findall(str(exc))
+    if not found:
+        name, message = type(exc).__name__, " ".join(str(exc).split()) or "no message"
+    else:
+        name, message = found[-1]
+    error = PipelineFailedError(f"the pipeline stopped: {name}: {message.strip()}; {resume}: "
+                                "run the same command again to resume")
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, IsamapError):
+        error.exit_code = cls.exit_code
+    return error
+
+
+def pipeline_counters(result: Any, namespace: str) -> dict[str, int]:
+    """The metric counters of ``namespace`` of a finished pipeline (committed where known)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    out: dict[str, int] = {}
+    query = result.metrics().query(MetricsFilter().with_namespace(namespace))
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + int(value or 0)
+    return out
+
+
+_SEMAPHORES: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_SEMAPHORES_LOCK = threading.Lock()
+
+
+def worker_semaphore(name: str, capacity: int) -> threading.BoundedSemaphore:
+    """One semaphore per process, name and capacity: the per-worker request bound.
+
+    Every DoFn instance of a worker process gets the same object, so however many bundles the
+    runner processes at once, at most ``capacity`` requests are in flight in the process.
+    """
+    if capacity < 1:
+        raise ConfigError(f"a worker needs at least one request thread, got {capacity}")
+    with _SEMAPHORES_LOCK:
+        key = (name, capacity)
+        if key not in _SEMAPHORES:
+            _SEMAPHORES[key] = threading.BoundedSemaphore(capacity)
+        return _SEMAPHORES[key]
+
+
+class WorkerRequests:
+    """A Beam worker's Earth Engine request threads, shared by the export and the map DoFns.
+
+    ``threads`` pool threads per DoFn instance, at most ``threads`` requests in flight per
+    worker process (:func:`worker_semaphore`: the runner may run several bundles at once),
+    fewer while the quota answers 429 (the session's adaptive limit, one per process:
+    :func:`core.concurrency.shared_limit`), and
+    the session's retries added to a Beam counter once each (the session counts them for the
+    life of the worker, Beam's counters per bundle thread).
+
+    Work can stream through a whole bundle (:meth:`submit`, :meth:`finished`, :meth:`drain`):
+    a DoFn that waited for each element's requests before taking the next element would let
+    its request slots empty at every element's end (the slowest request of the element, a
+    time-out, a retry's backoff), a share of the quota that grows as elements get smaller.
+    Streaming keeps up to ``2 x threads`` units of work queued across elements and waits for
+    all of them only when the bundle ends. Call these three on the bundle's thread (Beam keeps
+    metrics per thread); :meth:`start` at each bundle's start.
+    """
+
+    def __init__(self, session: Any, threads: int, name: str, retries: Any) -> None:
+        self.session = session
+        self.threads = threads
+        self.gate = worker_semaphore("earthengine-requests", threads)
+        # the process adapts as one client of the quota, within its share of the budget
+        session.limit = shared_limit("earthengine-requests", threads)
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self._retries = retries
+        self._reported = 0
+        self._lock = threading.Lock()
+        self._pending: set[Future[Any]] = set()
+
+    def start(self) -> None:
+        """Forget what a failed bundle left (its work is cancelled, its results unwanted)."""
+        self.cancel()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` on the request threads; its result comes from :meth:`finished`."""
+        self._pending.add(self.pool.submit(fn, *args))
+
+    def finished(self, backlog: int | None = None) -> Iterator[Any]:
+        """Results of finished work (any order), waiting while more than ``backlog`` is queued.
+
+        ``backlog`` defaults to ``2 x threads``: enough queued work to keep every thread busy
+        while the runner hands the DoFn its next element. The first failure is raised after
+        the rest of the bundle's work is cancelled (the runner retries the bundle whole).
+        """
+        backlog = 2 * self.threads if backlog is None else backlog
+        try:
+            while self._pending:
+                done = {f for f in self._pending if f.done()}
+                if not done:
+                    if len(self._pending) <= backlog:
+                        return
+                    done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._pending.discard(future)
+                    yield future.result()
+        except BaseException:
+            self.cancel()
+            raise
+
+    def drain(self) -> Iterator[Any]:
+        """Results of all queued work (the bundle's end: call from ``finish_bundle``)."""
+        try:
+            yield from self.finished(backlog=0)
+        finally:
+            self.report_retries()
+
+    def cancel(self) -> None:
+        """Cancel queued work that has not started (a failed bundle fetches no more)."""
+        for future in self._pending:
+            future.cancel()
+        self._pending = set()
+
+    def report_retries(self) -> None:
+        """Add the retries since the last report to the counter (call on the bundle thread)."""
+        with self._lock:
+            total = self.session.retries
+            self._retries.inc(total - self._reported)
+            self._reported = total
+
+    def close(self) -> None:
+        self.cancel()
+        self.pool.shutdown(wait=True)

@@ -1,0 +1,106 @@
+"""Local-or-gs:// paths of single inference files, on top of the storage seam.
+
+predict/publish name files by full path (``out/isa_prob.tif`` or ``gs://b/maps/isa_prob.tif``);
+this module maps such a path to a :class:`core.storage.Store` plus a relative name, so
+atomic writes, MD5-verified uploads and retries come from the one storage implementation.
+Outputs are always produced as a local file first (the COG driver needs random access) and
+then moved or uploaded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from core.errors import StorageError
+from core.storage import BucketInfo, GcsStore, Store, atomic_path, open_store
+from core.storage.gdal_auth import gdal_env, ready_for_remote
+
+
+def is_gcs(path: str | os.PathLike[str]) -> bool:
+    return str(path).startswith("gs://")
+
+
+def split_gcs(uri: str) -> tuple[str, str]:
+    """``gs://bucket/key`` -> ``(bucket, key)``."""
+    text = str(uri)
+    if not is_gcs(text) or "/" not in text[5:] or text[5:].startswith("/"):
+        raise StorageError(f"{uri!r} is not a gs://bucket/object URI")
+    bucket, key = text[5:].split("/", 1)
+    return bucket, key
+
+
+def store_of(path: str | os.PathLike[str]) -> tuple[Store, str]:
+    """The store holding ``path`` (its parent folder) and the file's name inside it."""
+    text = os.fspath(path)
+    if is_gcs(text):
+        split_gcs(text)
+        parent, name = text.rsplit("/", 1)
+        return open_store(parent), name
+    target = Path(text).absolute()
+    return open_store(target.parent), target.name
+
+
+def gdal_path(path: str | os.PathLike[str]) -> str:
+    """The path GDAL opens: ``/vsigs/bucket/key`` for ``gs://bucket/key``, else unchanged.
+
+    For a ``gs://`` path GDAL is first given the Cloud Storage credentials, process-wide
+    (:func:`core.storage.gdal_auth.ready_for_remote`), so whichever thread opens or
+    reads the returned path is authenticated.
+
+    Raises:
+        StorageError: a ``gs://`` path and no credentials to read it with.
+    """
+    text = os.fspath(path)
+    if is_gcs(text):
+        bucket, key = split_gcs(text)
+        ready_for_remote()
+        return f"/vsigs/{bucket}/{key}"
+    return text
+
+
+@contextmanager
+def open_raster(path: str | os.PathLike[str], **options: Any) -> Iterator[Any]:
+    """``rasterio.open`` of a local path or ``gs://`` object, with the Cloud Storage credentials.
+
+    The one way library code opens a raster that may live on Cloud Storage
+    (:func:`core.storage.gdal_auth.gdal_env` hands GDAL the credentials the storage
+    client uses); ``options`` go to ``rasterio.open``.
+    """
+    import rasterio
+
+    with gdal_env(path), rasterio.open(gdal_path(path), **options) as ds:
+        yield ds
+
+
+def exists(path: str | os.PathLike[str]) -> bool:
+    store, name = store_of(path)
+    return store.exists(name)
+
+
+def upload_file(local: Path, uri: str) -> None:
+    """Copy ``local`` to ``uri`` through the storage seam (atomic, MD5-verified)."""
+    store, name = store_of(uri)
+    store.upload_file(local, name)
+
+
+def bucket_info(uri: str, client: Any | None = None) -> BucketInfo:
+    """Location and storage class of the bucket of ``uri``, read through the storage seam."""
+    bucket, _ = split_gcs(uri)
+    return GcsStore(f"gs://{bucket}", client=client).bucket_info()
+
+
+def put_output(write: Callable[[Path], None], dest: str, work: Path) -> None:
+    """Produce ``dest`` atomically: ``write`` fills a local temp file, then it is moved/uploaded."""
+    if is_gcs(dest):
+        local = work / "upload" / dest.rsplit("/", 1)[-1]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        write(local)
+        upload_file(local, dest)
+        local.unlink()
+        return
+    with atomic_path(dest) as tmp:
+        write(tmp)

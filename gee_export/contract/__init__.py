@@ -1,5 +1,0 @@
-"""The data contract: grid, bands, regions, splits, GeoTIFFs, patch datasets and stacks.
-
-Everything downstream (both backends, training, inference) agrees through these types and file
-formats (docs/data-contract.md). May import: ``gee_export.core``.
-"""

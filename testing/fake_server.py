@@ -1,0 +1,520 @@
+"""An Earth Engine transport that serves a real local stack instead of the service.
+
+Requests are answered the way the service answers them: computePixels decodes the request's
+serialized expression, checks it is an ``Image.select`` of the request's band ids over the
+recipe (the very image the test built, when given) reprojected onto the requested pixel lattice,
+then reads the requested grid (crsCode, affineTransform, dimensions) and returns a NUMPY_NDARRAY
+structured array cut out of the local backend's stack GeoTIFFs with rasterio; which label file
+(coarse or fine) answers is decided by the expression's reprojection, not by the request's
+resolution, so a request built from the wrong image cannot be served. Export tasks read the tile's
+grid from the task's serialized expression (reproject + clipToBoundsAndScale) and write the
+GeoTIFF into the Cloud Storage emulator bucket named in the task's config. Faults (429, 500,
+timeouts) can be injected per call, or at one request window (:attr:`StackTransport.fail_at`);
+a fixed service ``latency`` can be simulated (benchmarks), or a project quota shared with other
+load (``quota``: :class:`testing.fake_quota.SharedQuota`, a moving cap of concurrent
+requests with 429 above it, heavy-tailed latency, 5xx and time-outs). ``getInfo`` of an
+``Image.reduceRegion`` (a scene-normalised model's band statistics,
+:mod:`gee_export.ee.band_statistics`) is computed from the stack as the service computes it:
+the expression is decoded, must reduce the recipe's image (when given) masked as the
+statistics request masks it, with mean and stdDev in one unweighted pass, over a planar
+rectangle; the stack's pixels under the centres of the requested scale's pixels (aligned on
+the CRS's origin, as Earth Engine aligns a scale) inside the rectangle are reduced, masked
+ones left out, and a band with none answers null; anything else is refused with a 400, as
+the service refuses an invalid request. Every other ``getInfo`` is answered by an ``info``
+callable when one is given (the counts a mapping run asks for before its first request:
+clear Sentinel-2 observations, Sentinel-1 scenes).
+
+Requests may ask for any window on the stack's pixel lattice, also beyond the stack's edges
+(that part arrives as nodata, as Earth Engine returns masked pixels outside the data), so a
+mapping run can tile a region any way it likes.
+
+:class:`StackSessions` opens such a session on each worker of a Beam pipeline (a picklable
+factory), and :func:`initialize_offline` initialises earthengine-api with the algorithm list
+shipped in its wheel, so graphs build and serialize with no network.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window as RioWindow
+
+from contract.geotiff import write_geotiff
+from contract.stack import StackPaths
+from gee_export.ee.pixels import FLOAT_NODATA_BELOW
+from gee_export.ee.recipe import FLOAT_NODATA
+from gee_export.ee.session import EESession, RetryPolicy
+from testing.fake_quota import HttpError, SharedQuota
+
+__all__ = ["HttpError", "PointTransport", "StackSessions", "StackTransport",
+           "initialize_offline", "request_origin"]
+
+
+def initialize_offline(ee: Any) -> Any:
+    """Initialise ``ee`` from the wheel's algorithms.json: graphs build, no server is called.
+
+    Any real server call then fails; serve pixels with :class:`StackTransport` instead.
+    """
+    from ee import apitestcase
+
+    ee.Reset()
+    ee.data._install_cloud_api_resource = lambda: None
+    ee.data.getAlgorithms = apitestcase.GetAlgorithms
+    ee.Initialize(None, "", project="offline")
+    return ee
+
+
+def request_origin(west: float, north: float) -> str:
+    """The key of :attr:`StackTransport.fail_at`: a request window's top-left corner."""
+    return f"{west:.3f},{north:.3f}"
+
+
+class StackTransport:
+    def __init__(self, stack: StackPaths, faults: list[BaseException] | None = None,
+                 fail_every: int = 0, fault: BaseException | None = None,
+                 gcs_client=None, task_bands: tuple[str, ...] | None = None,
+                 task_error: str | None = None, recipe: tuple[Any, Any] | None = None,
+                 fail_at: Mapping[str, Sequence[int]] | None = None,
+                 latency: float = 0.0, info: Callable[[str], Any] | None = None,
+                 quota: SharedQuota | None = None, task_eecu_s: float | None = None) -> None:
+        self.stack = stack
+        self.task_eecu_s = task_eecu_s  # batchEecuUsageSeconds each finished task reports
+        # a project quota shared with other load (fake_quota): 429 above a moving cap,
+        # heavy-tailed latency, occasional 5xx and time-outs
+        self.quota = quota
+        # request origin -> HTTP statuses its first requests fail with, in order (503 is
+        # retried, 400 is not); the origin is request_origin() of the window's corner
+        self.fail_at = {k: list(v) for k, v in (fail_at or {}).items()}
+        self.latency = latency  # seconds every call waits, like a round trip to the service
+        # answers getInfo from the serialized expression (JSON text); None: getInfo refused
+        self.info = info
+        # (image, fine label) of the recipe: each request's expression must select from one
+        self.recipe = recipe
+        self._expected: dict[tuple[bool, tuple[str, ...]], dict[str, Any]] = {}
+        self.task_error = task_error  # tasks end FAILED with this message when set
+        # band names of the image that export tasks write (the recipe's bands, then label)
+        self.task_bands = task_bands or (*stack.bands, "label")
+        self.faults = list(faults or [])
+        self.fail_every = fail_every  # every Nth call fails with ``fault`` (0: never)
+        self.fault = fault
+        self.calls = 0
+        self.served: list[tuple[str, tuple[str, ...]]] = []  # (grid key, bands) served
+        self.reductions: list[dict[str, Any]] = []  # reduceRegion requests answered
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.gcs_client = gcs_client
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    # ------------------------------------------------------------------ faults
+    def _maybe_fail(self) -> None:
+        if self.latency:
+            time.sleep(self.latency)
+        with self._lock:
+            self.calls += 1
+            if self.faults:
+                raise self.faults.pop(0)
+            if self.fail_every and self.calls % self.fail_every == 0 and self.fault is not None:
+                raise self.fault
+
+    # ------------------------------------------------------------------ reading the stack
+    def _read(self, path: str, transform: list[float], width: int, height: int,
+              indexes: list[int]) -> np.ndarray:
+        with rasterio.open(path) as src:
+            t = src.transform
+            assert abs(transform[0] - t.a) < 1e-9, "request at another resolution than the stack"
+            col = (transform[2] - t.c) / t.a
+            row = (t.f - transform[5]) / -t.e
+            assert abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6, "off-lattice"
+            return src.read(indexes, window=RioWindow(round(col), round(row), width, height),
+                            boundless=True, fill_value=src.nodata, out_dtype="float32")
+
+    def _pixels(self, bands: list[str], crs: str, transform: list[float], width: int,
+                height: int, fine: bool) -> dict[str, np.ndarray]:
+        with rasterio.open(self.stack.image) as src:
+            assert src.crs.to_string() == crs, f"request CRS {crs} != stack CRS {src.crs}"
+            names = list(src.descriptions)
+        out = {}
+        for b in (b for b in bands if b != "label"):  # band by band: a few copies at most
+            arr = self._read(self.stack.image, transform, width, height, [names.index(b) + 1])[0]
+            arr[~np.isfinite(arr)] = FLOAT_NODATA
+            out[b] = arr
+        if "label" in bands:
+            path = self.stack.label_fine if fine else self.stack.label
+            assert path is not None  # the stack was made with the label asked for
+            out["label"] = self._read(path, transform, width, height, [1])[0]
+        return out
+
+    # ------------------------------------------------------------------ reading the request
+    def _check_expression(self, request: dict[str, Any], crs: str,
+                          transform: list[float]) -> bool:
+        """Assert the request's expression is the recipe on the requested lattice.
+
+        Returns whether it is the fine-label image (its reprojection is at the fine scale).
+        """
+        from gee_export.ee.serialized import Graph, constant, encode
+
+        expression = request.get("expression")
+        assert expression is not None, "computePixels request without an expression"
+        graph = Graph(expression)
+        top = graph.resolve(graph.values[graph.graph["result"]])["functionInvocationValue"]
+        assert top["functionName"] == "Image.select", top["functionName"]
+        assert constant(top["arguments"]["bandSelectors"]) == list(request["bandIds"]), \
+            "the expression selects other bands than the request's bandIds"
+        lattices = set()
+        for call in graph.calls():
+            if call["functionName"] != "Image.reproject" or "crsTransform" not in call[
+                    "arguments"]:
+                continue
+            args = graph.resolve(call["arguments"])
+            rp_crs = args["crs"]["functionInvocationValue"]["arguments"]["crs"]["constantValue"]
+            lattices.add((rp_crs, tuple(constant(args["crsTransform"]))))
+        assert len(lattices) == 1, f"expected one grid reprojection, found {lattices}"
+        ((rp_crs, t),) = lattices
+        assert rp_crs == crs, f"expression reprojected to {rp_crs}, request asks {crs}"
+        assert (t[0], t[1], t[3], t[4]) == (transform[0], transform[1], transform[3],
+                                            transform[4]), \
+            f"expression on a {t[0]} m lattice, request on {transform[0]} m"
+        col, row = (transform[2] - t[2]) / t[0], (transform[5] - t[5]) / t[4]
+        assert abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6, \
+            "request window off the expression's pixel lattice"
+        fine = abs(t[0] - self.stack.grid.resolution) > 1e-9
+        if self.recipe is not None:
+            key = (fine, tuple(request["bandIds"]))
+            with self._lock:
+                if key not in self._expected:
+                    self._expected[key] = encode(self.recipe[int(fine)].select(list(key[1])))
+            assert graph.graph == self._expected[key], "the expression is not the recipe's image"
+        return fine
+
+    # ------------------------------------------------------------------ Transport protocol
+    def compute_pixels(self, request: dict[str, Any]) -> np.ndarray:
+        if self.quota is not None:
+            return self.quota.serve(lambda: self._compute_pixels(request))
+        return self._compute_pixels(request)
+
+    def _compute_pixels(self, request: dict[str, Any]) -> np.ndarray:
+        self._maybe_fail()
+        if self.latency:
+            time.sleep(self.latency)
+        assert request["fileFormat"] == "NUMPY_NDARRAY"
+        grid = request["grid"]
+        a = grid["affineTransform"]
+        origin = request_origin(a["translateX"], a["translateY"])
+        with self._lock:
+            statuses = self.fail_at.get(origin)
+            status = statuses.pop(0) if statuses else None
+        if status is not None:
+            raise HttpError(status, "injected failure")  # no digits: classify reads the text
+        transform = [a["scaleX"], a["shearX"], a["translateX"], a["shearY"], a["scaleY"],
+                     a["translateY"]]
+        width, height = grid["dimensions"]["width"], grid["dimensions"]["height"]
+        bands = list(request["bandIds"])
+        fine = self._check_expression(request, grid["crsCode"], transform)
+        out = np.zeros((height, width), dtype=[(b, "<f4") for b in bands])
+        for b in bands:
+            out[b] = self._pixels([b], grid["crsCode"], transform, width, height, fine)[b]
+        with self._lock:
+            self.served.append((f"{transform[2]},{transform[5]},{transform[0]}", tuple(bands)))
+        return out
+
+    def get_info(self, obj: Any) -> Any:
+        from gee_export.ee.serialized import encode
+
+        graph = encode(obj)
+        root = graph["values"][graph["result"]].get("functionInvocationValue", {})
+        if root.get("functionName") == "Image.reduceRegion":
+            self._maybe_fail()
+            return self._reduce_region(graph)
+        if self.info is None:
+            raise AssertionError("the export must not call getInfo")
+        self._maybe_fail()
+        return self.info(json.dumps(graph, sort_keys=True))
+
+    # ------------------------------------------------------------------ reduceRegion
+    def _reduce_region(self, graph: dict[str, Any]) -> dict[str, float | None]:
+        """Mean and population deviation per band, computed from the stack (see module doc)."""
+        from gee_export.ee.band_statistics import output_keys, statistics_reducer
+        from gee_export.ee.serialized import Graph, constant
+
+        decoded = Graph(graph)
+        args = decoded.resolve(decoded.values[decoded.graph["result"]])[
+            "functionInvocationValue"]["arguments"]
+        if args.get("reducer") != _resolved(statistics_reducer()):
+            raise HttpError(400, "this server reduces with Reducer.mean combined with "
+                                 "Reducer.stdDev (sharedInputs, unweighted) only")
+        bands = self._reduced_bands(args["image"])
+        rect = args["geometry"].get("functionInvocationValue", {})
+        if rect.get("functionName") != "GeometryConstructors.Rectangle" or constant(
+                rect["arguments"].get("geodesic", {"constantValue": True})):
+            raise HttpError(400, "this server reduces over a planar rectangle only")
+        crs, scale = _projection(args["crs"]), float(constant(args["scale"]))
+        if _projection(rect["arguments"]["crs"]) != crs:
+            raise HttpError(400, "the rectangle is in another CRS than the reduction")
+        if constant(args.get("bestEffort", {"constantValue": False})):
+            raise HttpError(400, "this server reduces at the scale asked for (no bestEffort)")
+        west, south, east, north = constant(rect["arguments"]["coordinates"])
+        xs, ys = _centres(west, south, east, north, scale)
+        limit = int(constant(args.get("maxPixels", {"constantValue": 10_000_000})))
+        if xs.size * ys.size > limit:
+            raise HttpError(400, f"Too many pixels in the region. Found {xs.size * ys.size}, "
+                                 f"but maxPixels allows only {limit}.")
+        answer: dict[str, float | None] = {}
+        with rasterio.open(self.stack.image) as src:
+            if src.crs.to_string() != crs:
+                raise HttpError(400, f"reduction in {crs}, the stack is in {src.crs}")
+            names = list(src.descriptions)
+            cols = np.floor((xs - src.transform.c) / src.transform.a).astype(int)
+            rows = np.floor((ys - src.transform.f) / src.transform.e).astype(int)
+            inside = ((rows >= 0) & (rows < src.height))[:, None] & \
+                ((cols >= 0) & (cols < src.width))[None, :]
+            rows, cols = rows.clip(0, src.height - 1), cols.clip(0, src.width - 1)
+            r0, c0 = (int(rows.min()), int(cols.min())) if inside.size else (0, 0)
+            window = RioWindow(c0, r0, int(cols.max(initial=c0)) - c0 + 1,
+                               int(rows.max(initial=r0)) - r0 + 1)  # the pixels sampled only
+            r, c = np.meshgrid(rows - r0, cols - c0, indexing="ij")
+            for band in bands:
+                block = src.read(names.index(band) + 1, window=window, out_dtype="float64")
+                values = block[r, c][inside]
+                if src.nodata is not None and np.isfinite(src.nodata):
+                    values = values[values != src.nodata]
+                values = values[np.isfinite(values) & (values > FLOAT_NODATA_BELOW)]
+                mean_key, std_key = output_keys(band)
+                answer[mean_key] = float(values.mean()) if values.size else None
+                answer[std_key] = float(values.std()) if values.size else None
+        with self._lock:
+            self.reductions.append({"bands": tuple(bands), "crs": crs, "scale": scale,
+                                    "pixels": int(xs.size * ys.size)})
+        return answer
+
+    def _reduced_bands(self, image: dict[str, Any]) -> list[str]:
+        """The bands a statistics request reduces, refused unless masked as it masks them."""
+        from gee_export.ee.band_statistics import masked_bands
+        from gee_export.ee.serialized import constant
+
+        update = image.get("functionInvocationValue", {})
+        select = update.get("arguments", {}).get("image", {}).get("functionInvocationValue", {})
+        if update.get("functionName") != "Image.updateMask" or \
+                select.get("functionName") != "Image.select":
+            raise HttpError(400, "the reduced image is not a masked selection of bands")
+        bands = [str(b) for b in constant(select["arguments"]["bandSelectors"])]
+        if self.recipe is not None:
+            if image != _resolved(masked_bands(self.recipe[0], bands)):
+                raise HttpError(400, "the reduced image is not the recipe's image")
+            return bands
+        threshold = {"functionInvocationValue": {"functionName": "Image.constant", "arguments": {
+            "value": {"constantValue": FLOAT_NODATA_BELOW}}}}
+        if update["arguments"].get("mask") != {"functionInvocationValue": {
+                "functionName": "Image.gt", "arguments": {
+                    "image1": update["arguments"]["image"], "image2": threshold}}}:
+            raise HttpError(400, "the reduced bands are not masked where the image holds "
+                                 "the masked value")
+        return bands
+
+    def start_task(self, task: Any) -> str:
+        self._maybe_fail()
+        from gee_export.ee.serialized import Graph
+
+        graph = Graph(task.config["expression"])
+        clip = graph.resolve(graph.values[graph.graph["result"]])["functionInvocationValue"]
+        assert clip["functionName"] == "Image.clipToBoundsAndScale"
+        rect = clip["arguments"]["geometry"]["functionInvocationValue"]["arguments"]
+        _, _, width, height = rect["coordinates"]["constantValue"]  # pixel box from 0,0
+        rp = clip["arguments"]["input"]["functionInvocationValue"]["arguments"]
+        transform = rp["crsTransform"]["constantValue"]
+        crs = rp["crs"]["functionInvocationValue"]["arguments"]["crs"]["constantValue"]
+        fine = abs(transform[0] - self.stack.grid.resolution) > 1e-9
+        bands = ["label"] if fine else list(self.task_bands)
+        opts = task.config["fileExportOptions"]
+        dest = opts["cloudStorageDestination"]
+        dims = opts["geoTiffOptions"]["tileDimensions"]
+        assert dims["width"] % 256 == 0 and dims["width"] >= width
+        if self.task_error:
+            task_id = f"T{next(self._ids)}"
+            self.tasks[task_id] = {"id": task_id, "state": "FAILED",
+                                   "error_message": self.task_error}
+            return task_id
+        data = self._pixels(bands, crs, transform, width, height, fine)
+        arr = np.stack([data[b] for b in bands]).astype(np.float32)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "tile.tif")
+            write_geotiff(path, arr, rasterio.Affine(*transform), crs, None)
+            bucket = self.gcs_client.bucket(dest["bucket"])
+            bucket.blob(dest["filenamePrefix"] + ".tif").upload_from_filename(path)
+        task_id = f"T{next(self._ids)}"
+        self.tasks[task_id] = {"id": task_id, "state": "COMPLETED",
+                               "description": task.config["description"], "bands": bands}
+        if self.task_eecu_s is not None:
+            self.tasks[task_id]["eecu_seconds"] = self.task_eecu_s
+        return task_id
+
+    def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:
+        self._maybe_fail()
+        return [self.tasks.get(t, {"id": t, "state": "UNKNOWN"}) for t in task_ids]
+
+
+@dataclass(frozen=True)
+class StackSessions:
+    """Opens, on each worker of a Beam pipeline, a session served by a :class:`StackTransport`.
+
+    The picklable stand-in for ``beam_export.EarthEngineProject`` in tests and benchmarks:
+    each worker gets its own transport over the same local stack. As the real factory
+    initialises earthengine-api in a worker process of its own (Dataflow, the DirectRunner's
+    ``multi_processing`` mode), this one initialises it offline there
+    (:func:`initialize_offline`); a process where it is already initialised keeps its client.
+
+    Attributes:
+        stack: the local stack that answers computePixels.
+        recipe: serialized (image, fine label) that every request must select from, or None.
+        fail_at: request origin "x,y" -> HTTP statuses of its first requests (per worker).
+        latency: seconds each computePixels call takes.
+        attempts: the session's retry budget; retries wait nothing (tests stay fast).
+    """
+
+    stack: StackPaths
+    recipe: tuple[str, str | None] | None = None
+    fail_at: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    latency: float = 0.0
+    attempts: int = 4
+
+    def __call__(self) -> EESession:
+        import ee
+
+        if not ee.data.is_initialized():  # a worker process of its own
+            initialize_offline(ee)
+        recipe = None
+        if self.recipe is not None:
+            image, fine = self.recipe
+            recipe = (ee.Image(ee.deserializer.fromJSON(image)),
+                      ee.Image(ee.deserializer.fromJSON(fine)) if fine else None)
+        transport = StackTransport(self.stack, recipe=recipe, fail_at=self.fail_at,
+                                   latency=self.latency)
+        return EESession(transport=transport, sleep=lambda s: None, seed=0,
+                         retry=RetryPolicy(max_attempts=self.attempts, base_delay=0.01,
+                                           max_delay=0.05))
+
+
+class PointTransport:
+    """Answers ``getInfo`` of ``Image.reduceRegions`` over points from local rasters.
+
+    The service samples an image at points the way accuracy assessments ask it to: the
+    request's serialized expression is decoded, it must be ``Image.reduceRegions`` with
+    ``Reducer.first`` over a collection of point features; the image's asset (``Image.load``)
+    or collection (``ImageCollection.load``) id picks the local raster standing for it, whose
+    pixel under each point (reprojected to the raster's CRS) answers as the feature's
+    ``first`` property (null outside the raster or on nodata, as a masked pixel answers).
+    ``requests`` keeps each decoded expression for tests to check what was asked.
+    """
+
+    def __init__(self, rasters: Mapping[str, str]) -> None:
+        self.rasters = dict(rasters)
+        self.requests: list[dict[str, Any]] = []
+
+    def compute_pixels(self, request: dict[str, Any]) -> Any:
+        raise HttpError(400, "this fake answers point samples only")
+
+    def start_task(self, task: Any) -> str:
+        raise HttpError(400, "this fake answers point samples only")
+
+    def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:
+        return []
+
+    def get_info(self, obj: Any) -> Any:
+        from ee.serializer import encode
+
+        graph = encode(obj)
+        values = graph["values"]
+        root = values[graph["result"]]["functionInvocationValue"]
+        if root["functionName"] != "Image.reduceRegions" or _function(
+                root["arguments"]["reducer"], values) != "Reducer.first":
+            raise HttpError(400, f"unexpected expression {root['functionName']}")
+        loads = [a for a in _walk(root["arguments"]["image"], values)
+                 if a.get("functionName") in ("Image.load", "ImageCollection.load")]
+        asset = loads[0]["arguments"]["id"]["constantValue"]
+        if asset not in self.rasters:
+            raise HttpError(404, f"asset {asset} not found")
+        points = [(f["arguments"]["geometry"]["functionInvocationValue"]["arguments"]
+                   ["coordinates"]["constantValue"],
+                   f["arguments"]["metadata"]["constantValue"])
+                  for f in _walk(root["arguments"]["collection"], values)
+                  if f.get("functionName") == "Feature"]
+        self.requests.append({"asset": asset, "graph": graph, "points": len(points)})
+        return {"type": "FeatureCollection",
+                "features": [{"type": "Feature", "geometry": {"type": "Point",
+                                                               "coordinates": xy},
+                              "properties": {**meta, "first": value}}
+                             for (xy, meta), value in zip(
+                                 points, _values_at(self.rasters[asset], points), strict=True)]}
+
+
+def _resolved(obj: Any) -> Any:
+    """The expression of an ee object with every value reference inlined."""
+    from gee_export.ee.serialized import Graph
+
+    graph = Graph(obj)
+    return graph.resolve(graph.values[graph.graph["result"]])
+
+
+def _projection(node: dict[str, Any]) -> str:
+    """The CRS code of a resolved ``Projection`` argument."""
+    call = node.get("functionInvocationValue", {})
+    if call.get("functionName") != "Projection":
+        raise HttpError(400, "this server takes a CRS code as a projection only")
+    return str(call["arguments"]["crs"]["constantValue"])
+
+
+def _centres(west: float, south: float, east: float, north: float,
+             scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of the ``scale`` pixels (aligned on the origin) inside a rectangle.
+
+    x ascending, y descending (rows north to south); a centre on the west or north edge is
+    inside, one on the east or south edge is not.
+    """
+    xs = (np.arange(np.floor(west / scale), np.ceil(east / scale)) + 0.5) * scale
+    ys = (np.arange(np.ceil(north / scale), np.floor(south / scale), -1) - 0.5) * scale
+    return xs[(xs >= west) & (xs < east)], ys[(ys <= north) & (ys > south)]
+
+
+def _function(node: Any, values: Mapping[str, Any]) -> str | None:
+    found = list(_walk(node, values))
+    return found[0].get("functionName") if found else None
+
+
+def _walk(node: Any, values: Mapping[str, Any]):
+    """Every function invocation under ``node`` (value references followed), outermost first."""
+    if isinstance(node, dict):
+        if "valueReference" in node:
+            yield from _walk(values[node["valueReference"]], values)
+            return
+        if "functionInvocationValue" in node:
+            yield node["functionInvocationValue"]
+        for value in node.values():
+            yield from _walk(value, values)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value, values)
+
+
+def _values_at(path: str, points: Sequence[tuple[Any, Any]]) -> list[float | None]:
+    from rasterio.warp import transform as warp_transform
+
+    with rasterio.open(path) as src:
+        xs, ys = warp_transform("EPSG:4326", src.crs, [p[0][0] for p in points],
+                                [p[0][1] for p in points])
+        data = src.read(1)
+        out: list[float | None] = []
+        for x, y in zip(xs, ys, strict=True):
+            row, col = src.index(x, y)
+            inside = 0 <= row < src.height and 0 <= col < src.width
+            value = data[row, col] if inside else None
+            out.append(None if value is None or value == src.nodata else float(value))
+    return out

@@ -1,0 +1,32 @@
+"""The Sentinel archive's months: before the first scenes or in the future is refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from contract.archive import check_months
+from core.errors import ConfigError
+
+TODAY = dt.date(2026, 11, 23)
+BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
+
+
+@pytest.mark.parametrize(("months", "bands", "match"), [
+    (("2014-09",), ("VV", "VH"), "before the first Sentinel-1 scenes \\(2014-10\\)"),
+    (("2015-05", "2019-06"), BANDS, "2015-05 are before the first Sentinel-2 scenes"),
+    (("2015-05",), ("B2", "B8"), "Sentinel-2 scenes \\(2015-06\\)"),
+    (("2026-12",), BANDS, "2026-12 are in the future"),
+    (("2031-01",), ("VV",), "in the future"),
+])
+def test_months_without_scenes_are_refused(months, bands, match):
+    with pytest.raises(ConfigError, match=match):
+        check_months(months, bands, today=TODAY)
+
+
+def test_each_sensor_has_its_own_first_month_and_the_current_month_is_a_warning():
+    assert check_months(("2014-10", "2015-01"), ("VV", "VH"), today=TODAY) == []
+    assert check_months(("2015-06", "2019-06"), BANDS, today=TODAY) == []
+    (warning,) = check_months(("2026-10", "2026-11"), BANDS, today=TODAY)
+    assert warning.startswith("month 2026-11 is not over")

@@ -1,0 +1,116 @@
+"""isamap-import-patches on real GeoTIFF pairs: the contract's dataset, refusals before writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from contract.dataset import read_index, read_manifest
+from gee_export.import_cli import main
+
+SIZE, RES, X0, Y0 = 32, 10.0, 500000.0, 3400000.0
+BANDS = ("B2", "B3", "B4", "B8")
+
+
+def _tif(path: Path, data: np.ndarray, left: float, top: float, nodata=None,
+         descriptions: bool = False) -> None:
+    data = data if data.ndim == 3 else data[None]
+    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
+               "count": data.shape[0], "dtype": data.dtype.name, "crs": "EPSG:32650",
+               "transform": Affine(RES, 0, left, 0, -RES, top), "nodata": nodata}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        if descriptions:
+            dst.descriptions = BANDS
+
+
+def _source(root: Path, layout: str = "folders", cells=((0, 0), (0, 1), (1, 0), (2, 3))) -> Path:
+    """A scene's tiles as another project cuts them: reflectance x 10000 (uint16), 0/255 masks."""
+    rng = np.random.default_rng(1)
+    images = root / "images" if layout == "folders" else root
+    masks = root / "masks" if layout == "folders" else root
+    images.mkdir(parents=True, exist_ok=True)
+    masks.mkdir(parents=True, exist_ok=True)
+    for r, c in cells:
+        built = np.zeros((SIZE, SIZE), np.uint8)
+        built[4:20, 6 + r:22 + c] = 255
+        refl = np.stack([np.where(built, 0.15, 0.05), np.where(built, 0.16, 0.08),
+                         np.where(built, 0.17, 0.05), np.where(built, 0.22, 0.35)])
+        dn = np.round((refl + rng.uniform(0, 0.01, refl.shape)) * 10000).astype(np.uint16)
+        left, top = X0 + c * SIZE * RES, Y0 - r * SIZE * RES
+        name = f"tile_{r}_{c}"
+        _tif(images / f"{name}.tif", dn, left, top)
+        _tif(masks / (f"{name}.tif" if layout == "folders" else f"{name}_mask.tif"), built,
+             left, top)
+    return root
+
+
+def _run(src: Path, out: Path, *extra: str) -> int:
+    return main([str(src), "--out", str(out), "--month", "2021-06", "--bands",
+                 ",".join(BANDS), "--impervious-values", "255", "--quiet", *extra])
+
+
+@pytest.mark.parametrize("layout", ["folders", "suffixes"])
+def test_pairs_become_the_contracts_dataset(tmp_path, layout, capsys):
+    src = _source(tmp_path / "theirs", layout)
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--scale", "0.0001") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["patches"] == summary["written"] == 4
+    manifest = read_manifest(out)
+    assert manifest["backend"] == "imported" and manifest["bands"] == list(BANDS)
+    assert manifest["grid"]["patch_size"] == SIZE and manifest["grid"]["x0"] == X0
+    assert manifest["recipe"]["imported"]["impervious"] == [255]
+    records = {(r["row"], r["col"]): r for r in read_index(out)}
+    assert set(records) == {(0, 0), (0, 1), (1, 0), (2, 3)}
+    assert {r["split"] for r in records.values()} <= {"train", "val", "test"}
+    record = records[(2, 3)]
+    with rasterio.open(out / record["image"]) as img, rasterio.open(out / record["label"]) as lab:
+        image, label = img.read(), lab.read(1)
+        assert img.transform == Affine(RES, 0, X0 + 3 * SIZE * RES, 0, -RES, Y0 - 2 * SIZE * RES)
+        assert img.descriptions == BANDS and image.dtype == np.float32
+    src_image = "images/tile_2_3.tif" if layout == "folders" else "tile_2_3.tif"
+    with rasterio.open(src / src_image) as ds:
+        np.testing.assert_allclose(image, ds.read().astype(np.float32) * np.float32(1e-4),
+                                   rtol=1e-6)
+    assert set(np.unique(label)) == {0, 1} and record["isa_fraction"] == pytest.approx(
+        (label == 1).mean())
+    # what isamap-train reads: every patch, in the contract's units
+    from training.data import PatchDataset
+
+    patches = PatchDataset(out, split=None)
+    assert len(patches) == 4
+    item = patches[0]
+    assert tuple(item["image"].shape) == (4, SIZE, SIZE)
+    # the same command again writes nothing
+    assert _run(src, out, "--scale", "0.0001") == 0
+    assert json.loads(capsys.readouterr().out)["written"] == 0
+
+
+def test_values_masks_and_lattice_are_checked_before_any_write(tmp_path, capsys):
+    src = _source(tmp_path / "theirs")
+    out = tmp_path / "dataset"
+    assert _run(src, out) == 2  # reflectance x 10000 without --scale
+    assert "x 10000" in capsys.readouterr().err and not out.exists()
+    odd = src / "masks" / "tile_0_0.tif"
+    with rasterio.open(odd, "r+") as ds:
+        mask = ds.read(1)
+        mask[0, 0] = 7
+        ds.write(mask, 1)
+    assert _run(src, out, "--scale", "0.0001") == 2
+    assert "holds [7]" in capsys.readouterr().err and not (out / "index.jsonl").exists()
+    shifted = _source(tmp_path / "shifted", cells=((0, 0),))
+    _tif(shifted / "images" / "tile_x.tif", np.ones((4, SIZE, SIZE), np.uint16) * 900,
+         X0 + 5 * RES, Y0)
+    _tif(shifted / "masks" / "tile_x.tif", np.zeros((SIZE, SIZE), np.uint8), X0 + 5 * RES, Y0)
+    assert _run(shifted, out, "--scale", "0.0001") == 2
+    assert "not on the lattice" in capsys.readouterr().err
+    lonely = _source(tmp_path / "lonely", cells=((0, 0),))
+    (lonely / "masks" / "tile_0_0.tif").unlink()
+    assert _run(lonely, out, "--scale", "0.0001") == 2
+    assert "have no mask" in capsys.readouterr().err and not out.exists()

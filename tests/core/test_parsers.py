@@ -1,0 +1,89 @@
+"""A refused command line: the error first, "did you mean" for a misspelling, no usage block."""
+
+from __future__ import annotations
+
+import configparser
+import importlib
+from pathlib import Path
+
+import pytest
+
+from core.parsers import add_subcommand, command_parser, suggestion
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = (("one", "isamap-x --tile 3"), ("two", "isamap-x --blend core"))
+
+
+def _console_scripts() -> dict[str, str]:
+    """Every console script setup.cfg installs -> its entry point."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict(tuple(part.strip() for part in line.split("=")) for line in lines)
+
+
+def _parser():
+    p = command_parser("isamap-x", "A command to test how refusals read, with a subcommand.",
+                       EXAMPLES)
+    p.add_argument("--tile", type=int, required=True, help="tile size")
+    p.add_argument("--blend", choices=("cosine", "uniform", "core"), default="cosine",
+                   help="blending")
+    p.add_argument("--zones", help="zones file")
+    return p
+
+
+def _refusal(parser, argv, capsys) -> list[str]:
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args(argv)
+    assert stop.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def test_a_misspelt_option_is_named_with_the_one_meant(capsys):
+    lines = _refusal(_parser(), ["--tile", "3", "--zone", "z.geojson"], capsys)
+    assert lines[0] == "isamap-x: error: unrecognized arguments: --zone z.geojson"
+    assert lines[1].strip() == "did you mean --zones (for --zone)?"
+    assert len(lines) == 3 and "usage" not in " ".join(lines)
+    # a required option misspelt: argparse only says it is missing; the misspelling is named
+    lines = _refusal(_parser(), ["--tiel", "3"], capsys)
+    assert lines[0] == "isamap-x: error: the following arguments are required: --tile"
+    assert lines[1].strip() == "did you mean --tile (for --tiel)?"
+
+
+def test_choices_subcommands_and_several_misspellings(capsys):
+    lines = _refusal(_parser(), ["--tile", "3", "--blend", "cosin"], capsys)
+    assert lines[0].startswith("isamap-x: error: argument --blend: invalid choice: 'cosin'")
+    assert lines[1].strip() == "did you mean 'cosine'?"
+    lines = _refusal(_parser(), ["--tile=3", "--blnd=core", "--zoness", "z"], capsys)
+    assert lines[1].strip() == "did you mean --blend (for --blnd=core), --zones (for --zoness)?"
+    parent = command_parser("isamap-y", "A command with steps, to test subcommand refusals.",
+                            EXAMPLES)
+    steps = parent.add_subparsers(dest="step", required=True)
+    score = add_subcommand(steps, "score", "score it", "Score the map at the points.",
+                           EXAMPLES)
+    score.add_argument("--map", required=True, help="the map")
+    lines = _refusal(parent, ["scroe"], capsys)
+    assert lines[1].strip() == "did you mean 'score'?"
+    lines = _refusal(parent, ["score", "--mapp", "m.tif"], capsys)
+    assert lines[0] == "isamap-y score: error: the following arguments are required: --map"
+    assert lines[1].strip() == "did you mean --map (for --mapp)?"
+    assert lines[2].strip() == "(isamap-y score --help lists every option, with examples)"
+
+
+def test_nothing_close_and_negative_numbers_are_not_suggested():
+    parser = _parser()
+    assert suggestion(parser, "unrecognized arguments: --frobnicate") is None
+    assert suggestion(parser, "argument --tile: expected one argument", ["--tile", "-3"]) is None
+
+
+@pytest.mark.parametrize("script", sorted(_console_scripts()))
+def test_every_console_script_names_the_option_meant(script, capsys):
+    module, function = _console_scripts()[script].split(":")
+    main = getattr(importlib.import_module(module), function)
+    with pytest.raises(SystemExit) as stop:
+        main(["--verbos"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2
+    assert err[0].startswith(f"{script}: error: ")
+    assert err[1].strip() == "did you mean --verbose (for --verbos)?"
+    assert len(err) == 3 and not any(line.startswith("usage:") for line in err)
