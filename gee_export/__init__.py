@@ -1,13 +1,15 @@
 """Sentinel-1/Sentinel-2 composites and co-registered patch export (Earth Engine or local).
 
-Layers, each importing only those below it (``tests/test_layers.py`` enforces this):
+The two export backends sit on the project's foundation (``tests/test_layers.py`` enforces
+the order): :mod:`core` (errors, retry, storage, months) and :mod:`contract` (the data
+contract: grid, bands, regions, splits, GeoTIFFs, patch datasets, stacks).
 
-- :mod:`core`: errors, retry, version, months, JSON, storage, the Earth Engine session.
-- :mod:`contract`: the data contract (grid, bands, regions, splits, GeoTIFFs, patch
-  datasets, stacks); imports ``core`` only.
-- :mod:`gee_export.ee` and :mod:`gee_export.local`: the two backends, side by side; each
-  imports ``core`` and ``contract``, never the other.
+- :mod:`gee_export.ee`: the Earth Engine recipe, its session and the names it sends (the one
+  seam to Earth Engine); :mod:`gee_export.local`: the same recipe in numpy/rasterio. Side by
+  side: each imports ``core`` and ``contract``, never the other.
 - :mod:`gee_export.cli` (``isamap-export``) drives both backends.
+
+May import: core, contract.
 
 ``training`` sits on top of these and ``inference`` on top of ``training``. See
 docs/architecture.md.

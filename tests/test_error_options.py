@@ -152,7 +152,8 @@ def named_options(rel: str) -> Iterator[tuple[int, str, tuple[str, ...], str]]:
 
 
 def sources() -> list[str]:
-    return sorted(str(p.relative_to(ROOT)) for pkg in ("gee_export", "inference", "training")
+    return sorted(str(p.relative_to(ROOT)) for pkg in ("core", "contract", "gee_export",
+                                                                 "inference", "training")
                   for p in (ROOT / pkg).rglob("*.py"))
 
 

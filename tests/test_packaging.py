@@ -27,6 +27,7 @@ import pytest
 from tests.support import REPO_ROOT
 
 PACKAGES = ("core", "contract", "gee_export", "engine", "training", "inference")
+FAKES = "testing"  # beside the packages in the checkout, never in the wheel
 SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE")
 pytestmark = pytest.mark.slow
 
@@ -44,7 +45,7 @@ def wheel(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("src")
     for name in SOURCES:
         shutil.copy2(REPO_ROOT / name, src / name)
-    for package in PACKAGES:
+    for package in (*PACKAGES, FAKES):
         shutil.copytree(REPO_ROOT / package, src / package,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = tmp_path_factory.mktemp("dist")
@@ -76,10 +77,11 @@ def clean_venv(tmp_path_factory, wheel) -> Path:
     return venv
 
 
-def test_wheel_holds_the_packages_and_no_tests(wheel):
+def test_wheel_holds_the_packages_and_no_tests_or_fakes(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/", 1)[0] for n in names if not n.startswith("isamap-")}
     assert tops == set(PACKAGES)
+    assert not [n for n in names if "fake_server" in n or "fake_quota" in n], "test fakes shipped"
     for package in PACKAGES:
         sources = {p.relative_to(REPO_ROOT).as_posix()
                    for p in (REPO_ROOT / package).rglob("*.py")}
@@ -128,8 +130,9 @@ def test_every_dependency_is_pinned_for_development_and_hdf5_is_an_extra(wheel):
 
 def test_installed_wheel_runs_outside_the_checkout(clean_venv, tmp_path):
     python = clean_venv / "bin" / "python"
-    where = _run(python, "-c", "import gee_export, engine, training, inference; print("
-                 "gee_export.__file__, engine.__file__, training.__file__, inference.__file__)",
+    where = _run(python, "-c", "import core, contract, gee_export, engine, training, inference; "
+                 "print(*(m.__file__ for m in (core, contract, gee_export, engine, training, "
+                 "inference)))",
                  cwd=tmp_path)
     assert all(str(clean_venv) in path for path in where.split()), where
     for script in ("isamap-export", "isamap-map"):

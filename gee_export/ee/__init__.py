@@ -1,7 +1,8 @@
 """The Earth Engine backend: recipe graphs, computePixels and batch-task export, Code Editor.
 
 Builds the monthly recipe as Earth Engine graphs (no server needed to build them) and exports
-it through the one session in :mod:`gee_export.ee.session`; :mod:`.fake_server` is a
-transport serving a local stack, shipped for tests and benchmarks as earthengine-api ships
-``ee.apitestcase``. May import: ``core``, ``contract``.
+it through the one session in :mod:`gee_export.ee.session` (its retries, the names
+it sends in :mod:`gee_export.ee.names`). The fake pixel server that tests and benchmarks plug
+in as its transport lives in ``testing/``, which is not installed. May import: ``core``,
+``contract``.
 """

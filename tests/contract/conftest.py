@@ -1,4 +1,4 @@
-"""Fixtures for gee_export tests: small real GeoTIFF stacks on a known grid."""
+"""Fixtures for the data contract's tests: small real GeoTIFF stacks on a known grid."""
 
 from __future__ import annotations
 

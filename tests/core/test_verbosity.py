@@ -84,7 +84,7 @@ def test_a_bar_off_a_terminal_logs_lines_without_carriage_returns(restore_levels
 
 def test_every_progress_bar_is_made_by_progress_bar():
     """One owner: a module importing tqdm itself would write carriage returns into logs."""
-    repo = Path(__file__).resolve().parents[3]
+    repo = Path(__file__).resolve().parents[2]
     found = []
     for package in ("core", "contract", "gee_export", "engine", "training", "inference"):
         for path in sorted((repo / package).rglob("*.py")):
@@ -102,7 +102,7 @@ def test_every_package_that_logs_is_one_of_isamaps_loggers():
     """A package whose modules log under their own names (``getLogger(__name__)``) and is left
     out of ISAMAP_LOGGERS logs at the root's level: its -v detail (autotune's tables, for
     the engine room) would never show."""
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[2]
     logging_packages = {
         path.parent.name for path in root.glob("*/__init__.py")
         if path.parent.name != "tests"

@@ -9,7 +9,7 @@ import torch
 
 from engine import autotune, budget, prior
 from engine.execution import CALLS_PER_CANDIDATE, Setting, SettingRunner, cut_batch
-from tests.support import REPO_ROOT
+from tests.support import LIBRARY_PACKAGES, REPO_ROOT
 from tests.support.clocks import all_cores
 
 CPU = torch.device("cpu")
@@ -103,8 +103,7 @@ def test_cut_batch_cuts_targets_at_their_own_resolution():
 def test_only_the_engine_sets_torch_threads():
     """One owner of the thread count, so a count changed for a while is always given back."""
     callers = sorted(str(path.relative_to(REPO_ROOT))
-                     for package in ("core", "contract", "gee_export", "engine", "training", "inference",
-                                     "experiments")
+                     for package in (*LIBRARY_PACKAGES, "experiments")
                      for path in (REPO_ROOT / package).rglob("*.py")
                      if "torch.set_num_threads(" in path.read_text())
     assert callers == ["engine/execution.py"]

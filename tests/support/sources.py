@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from tests.support import REPO_ROOT
+from tests.support import LIBRARY_PACKAGES, REPO_ROOT
 
-SOURCE_FOLDERS = ("core", "contract", "gee_export", "engine", "training", "inference", "experiments", "benchmarks")
+SOURCE_FOLDERS = (*LIBRARY_PACKAGES, "experiments", "benchmarks")
 """Folders of project code (tests excluded: they may spell out a rule to check it)."""
 
 
