@@ -366,8 +366,10 @@ def _measure_with(runner: SettingRunner, mode: Mode, cands: list[Setting],
                   samples: int | None, budget_s: float, tolerance: float,
                   measure: Measure | None, started: float) -> Choice:
     """Check every candidate against fp32, then time those that agree, inside the budget."""
+    t0 = time.perf_counter()
     if mode == "inference":  # agreement on a crop, its fp32 reference before the probe
         check, reference = runner.check_reference()
+    reference_s = time.perf_counter() - t0
     # a training probe's first step that ends past the whole budget is its only one
     budget_s = job_budget(budget_s, samples, runner.probe(
         started + budget_s if mode == "training" else None))
@@ -375,8 +377,10 @@ def _measure_with(runner: SettingRunner, mode: Mode, cands: list[Setting],
     clock = _Clock(None if measure is not None else deadline, budget_s)
     batch = runner.fit_batch(budget_s, len(cands), deadline)
     if mode == "training":  # the reference forward on the timed batch, with the same weights
+        t0 = time.perf_counter()
         check, reference = batch, runner.reference(batch)
-    errors = _check(runner, cands, check, reference, clock)
+        reference_s = time.perf_counter() - t0
+    errors = _check(runner, cands, check, reference, clock, reference_s)
     agreeing = [c for c in cands if errors.get(c, math.inf) <= tolerance]
     if not agreeing and errors:
         # only possible when the precision is explicit (fp32 agrees with itself): the user's
@@ -414,16 +418,17 @@ def _measure_with(runner: SettingRunner, mode: Mode, cands: list[Setting],
 
 
 def _check(runner: SettingRunner, cands: list[Setting], check: Batch,
-           reference: torch.Tensor, clock: _Clock) -> dict[Setting, float]:
+           reference: torch.Tensor, clock: _Clock, reference_s: float) -> dict[Setting, float]:
     """Each candidate's disagreement with fp32 (mean |p - p_fp32|; inf: it failed).
 
     fp32 NCHW is the reference itself (0, no call). The others are checked from the end of
     the candidates' list (reduced precision and channels-last first: speed is what they exist
     for), each only while the clock leaves time for a call as long as the quickest check so
-    far; every check comes before any training step changes the copy's weights.
+    far (the first: as long as fp32's reference call, ``reference_s``); every check comes
+    before any training step changes the copy's weights.
     """
     errors: dict[Setting, float] = {}
-    quickest = 0.0
+    quickest = reference_s
     for cand in sorted(cands, key=lambda c: (c != Setting(), -cands.index(c))):
         if cand == Setting():
             errors[cand] = 0.0
@@ -433,8 +438,7 @@ def _check(runner: SettingRunner, cands: list[Setting], check: Batch,
             continue
         t0 = time.perf_counter()
         errors[cand] = runner.disagreement(cand, check, reference)
-        spent = time.perf_counter() - t0
-        quickest = spent if quickest == 0.0 else min(quickest, spent)
+        quickest = min(quickest, time.perf_counter() - t0)
         if not math.isfinite(errors[cand]):
             clock.reasons[cand] = "rejected: it failed or gave non-finite values"
     return errors
