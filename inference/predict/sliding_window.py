@@ -4,8 +4,7 @@
 outputs); :class:`SlidingWindowJob` runs it: a reader (the next tile row into a reused buffer,
 and its nodata mask), the main thread (batches of tile views through the model), and a
 writer (blend, take, the checkpoint strip files, and the two maps' COG encoders). Per-stage
-times (:class:`Stages`) go back with
-the result.
+times (:class:`Stages`) go back with the result.
 :class:`PredictConfig` (tiling and output options) is the job's configuration;
 :mod:`inference.predict.raster` re-exports it.
 """
