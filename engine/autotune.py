@@ -16,8 +16,9 @@ Contracts (docs/performance.md explains each):
   budget is at most :data:`MEASURE_SHARE` of its model time (:func:`job_budget`). The clock
   is read before every call (agreement check, warm-up step, timed call): no call starts past
   the budget, nor one expected to end past it, so the measuring ends at its budget, overrun
-  by at most one call's misestimate. The one call made before the budget is known (the
-  probe, fp32 NCHW at the smallest batch) is the exception.
+  by at most one call's misestimate. The calls made before the budget is known (inference's
+  fp32 reference on a crop, then the probe, fp32 NCHW at the smallest batch) are the
+  exception; the probe is skipped, and nothing timed, when the reference alone spent it.
 - **Dropped only by a measurement.** A candidate is out when its agreement check disagrees
   or fails (``rejected``) or when it is timed slower than the fastest (it loses). One the
   budget could not check or time is ``skipped`` and the ``-v`` log names it and why; the
@@ -369,6 +370,12 @@ def _measure_with(runner: SettingRunner, mode: Mode, cands: list[Setting],
     t0 = time.perf_counter()
     if mode == "inference":  # agreement on a crop, its fp32 reference before the probe
         check, reference = runner.check_reference()
+        if measure is None and time.perf_counter() > started + budget_s:
+            log.log(DETAIL, "autotune: fp32's reference call alone spent the budget (%.3g s); "
+                    "nothing is timed, running %s", budget_s, cands[0].label)
+            return Choice(cands[0], "measured", mode, tolerance=tolerance,
+                          skipped=tuple(c.label for c in cands),
+                          seconds=round(time.perf_counter() - started, 3))
     reference_s = time.perf_counter() - t0
     # a training probe's first step that ends past the whole budget is its only one
     budget_s = job_budget(budget_s, samples, runner.probe(

@@ -298,3 +298,16 @@ def test_the_measuring_stops_at_its_budget_and_says_what_it_left_out(monkeypatch
     assert set(full.errors) == everything and not full.rejected and not full.skipped
     assert set(full.ms_per_sample) == everything and full.errors["fp32/nchw"] == 0.0
 
+
+
+def test_a_reference_call_that_spends_the_budget_leaves_nothing_timed(caplog):
+    """Inference's fp32 reference on the crop is the first call; when it alone spends the
+    budget the probe is not run either: fp32 NCHW runs, every candidate reported skipped."""
+    model, x = conv_bn_net(), six_band_batch(1, 192)
+    calls = _forwards(model)
+    with caplog.at_level(5, logger="engine.autotune"):
+        spent = autotune.choose(model, x, CPU, budget_s=1e-9, cache=False, cpu_time=all_cores)
+    assert calls == [(1, 128)]  # the reference on the crop only: no probe
+    assert (spent.label, spent.ms_per_sample) == ("fp32/nchw", {})
+    assert set(spent.skipped) == {s.label for s in autotune.candidates(CPU, "auto", "auto")}
+    assert "reference call alone spent the budget" in caplog.text
