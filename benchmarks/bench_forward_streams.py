@@ -6,9 +6,8 @@ cores, each forward single-threaded in its own Python thread (torch releases the
 its operators). Both are timed alone and next to a helper thread that keeps part of one core
 busy compressing incompressible bytes (``--helper-duty``, the share of one core), as the
 pipeline's encoder does, or copying float32 arrays far larger than the caches
-(``--helper-kinds compress,copy``), as the pipeline's reader, decoder and accumulator do; the
-helper runs at the pipeline's helper priority
-(``inference.predict.sliding_window.lower_thread_priority``). The questions: are
+(``--helper-kinds compress,copy``), as the pipeline's reader, decoder and accumulator do. The
+questions: are
 the streams faster, do they lose less to such a helper (a preempted intra-op thread makes its
 partner wait at the next barrier; independent streams have no barrier), and how much of the model's
 speed a helper of each kind takes for the share of a core it uses.
@@ -32,7 +31,6 @@ from typing import Literal
 import numpy as np
 import torch
 
-from inference.predict.sliding_window import lower_thread_priority
 from training.models import create_model
 from training.models.blocks import fold_batchnorm
 
@@ -43,7 +41,7 @@ HelperKind = Literal["compress", "copy"]
 
 
 class Helper:
-    """A thread busy ``duty`` of the time (0: no thread) at the pipeline's helper priority.
+    """A thread busy ``duty`` of the time (0: no thread), as the pipeline's helpers are.
 
     ``compress``: DEFLATE level 1 of 2 MB of random bytes (compute-bound, cache-sized);
     ``copy``: a 32 MB float32 array copied (memory-bound, past the caches).
@@ -54,7 +52,6 @@ class Helper:
         self.thread = threading.Thread(target=self._run, daemon=True) if duty > 0 else None
 
     def _run(self) -> None:
-        lower_thread_priority()
         rng = np.random.default_rng(0)
         data = rng.integers(0, 256, 2_000_000, dtype=np.uint8).tobytes()
         src = rng.random(8_000_000, dtype=np.float32)

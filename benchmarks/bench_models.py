@@ -10,11 +10,11 @@ Measured in one run, side by side:
   and cudnn.benchmark) timed in turns, and the configuration ``auto`` picks
   (``engine.autotune.choose``, measured afresh, cache off) on the same batch;
 - with ``--compile``, the fastest fixed inference configuration compiled as well
-  (``engine.compiled``: inductor, frozen weights), with its compile time, and ``auto``
-  allowed to try it;
+  (``engine.compiled``: inductor, frozen weights), with its compile time, and ``auto``'s
+  choice run compiled (``--compile`` compiles whatever runs; it is not measured);
 - with ``--int8`` (CPU), each model quantized to int8 as ``--precision int8`` runs it (batch
   norms folded, calibrated, compiled), timed in turns with ``auto``'s choice on the folded
-  model, with its agreement with fp32 and whether ``auto`` would take it once remembered;
+  model, with its agreement with fp32 (``auto`` never takes int8);
 - patches/s, km²/s of 10 m input, GFLOP/s and % of the peak for each, and auto's speed as a
   fraction of the fastest fixed configuration (the bar: >= 0.9).
 
@@ -128,9 +128,8 @@ def int8_row(model, x: torch.Tensor, auto: autotune.Setting, flops: float, area:
              args: argparse.Namespace, peak) -> dict:
     """int8 as ``isamap-predict`` runs it, timed in turns with ``auto``'s choice.
 
-    Both run the model with its batch norms folded (what the predictor runs); ``auto``'s
-    rule takes int8 once a run with ``--precision int8`` remembered it this much faster
-    (:func:`engine.quantize.worth_it`). Agreement: against fp32, on noise batches
+    Both run the model with its batch norms folded (what the predictor runs); ``auto`` never
+    takes int8 (``--precision int8`` does). Agreement: against fp32, on noise batches
     other than the calibration ones (random weights: near-tied logits flip easily).
     """
     from bench_int8 import best_in_turns, float_call, quantized  # int8's bench builds on this
@@ -141,12 +140,10 @@ def int8_row(model, x: torch.Tensor, auto: autotune.Setting, flops: float, area:
                          args.rounds)
     t = best["int8"]
     ops = flops / t / 1e9
-    ms = {k: 1000.0 * v / args.batch for k, v in best.items()}
     return {"row": {"patches_per_s": args.batch / t, "km2_per_s": args.batch * area / t,
                     "gflops": ops, "peak_fraction": ops / peak.of("int8"),
                     "compile_s": compile_s},
             "vs_auto_folded": best["auto"] / t,
-            "auto_takes_it": quantize.worth_it({"ms_per_sample": ms["int8"]}, ms["auto"]),
             "quantize_s": quantize_s, "compile_s": compile_s,
             "class_agreement": figures.class_agreement,
             "isa_f1_vs_fp32": figures.isa_f1_vs_fp32, "check_pixels": figures.pixels}
@@ -193,8 +190,7 @@ def show(name: str, r: dict) -> None:
         print(f"  {label:<22}{cells[0]}{cells[1]}{compiled}{marks}")
     q = inf.get("int8")
     if q:
-        taken = "auto takes it once remembered" if q["auto_takes_it"] else "auto keeps its choice"
-        print(f"  int8: {q['vs_auto_folded']:.2f}x auto's choice (both folded; {taken}); "
+        print(f"  int8: {q['vs_auto_folded']:.2f}x auto's choice (both folded); "
               f"quantized in {q['quantize_s']:.1f} s, compiled in {q['compile_s']:.1f} s; "
               f"against fp32: class agreement {100 * q['class_agreement']:.2f} %, impervious "
               f"F1 {q['isa_f1_vs_fp32']:.4f} (random weights, noise inputs)")

@@ -14,8 +14,6 @@ Measured in one run:
 - where the time goes at the fastest setting with folded batch norms: each part's time
   (convolutions, norms, ReLUs, sums) and convolution FLOPs in both networks; and the
   bilinear up-sampling alone, PyTorch's bf16 kernel against ``blocks.resize_bilinear``;
-  and what the fused residual block ends (``training.models.fused``) give each network
-  there, against the same networks on the plain ops;
 - the setting ``engine.autotune.choose`` (what ``isamap-predict --precision auto`` runs,
   measured afresh, cache off) picks for each network; the headline compares the two at the
   unpruned network's choice, the fastest precision and layout (bar: pruned >= 1.5x faster),
@@ -68,9 +66,8 @@ from core.errors import ConfigError
 from core.storage import atomic_write
 from engine import autotune
 from engine.execution import Setting
-from engine.prior import native_reduced_precision
 from training.modelfile import ModelMeta
-from training.models import create_model, fused
+from training.models import create_model
 from training.models.blocks import fold_batchnorm
 from training.pruning import (
     PRUNING_RULE,
@@ -261,35 +258,6 @@ def breakdown(full, small, batch: int, size: int, rounds: int, name: str) -> dic
     return {"setting": name, "parts": out}
 
 
-def fused_ends(full, small, batch: int, size: int, rounds: int, name: str) -> dict | None:
-    """What the fused residual block ends give each network (``training.models.fused``).
-
-    At one folded setting, paired as above: the networks as ``isamap-predict`` runs them
-    (each residual block's last convolution, sum and ReLU in one oneDNN pass writing into the
-    stream; a pruned block's sum into its kept channels as an exact one-hot 1x1 convolution
-    fused the same way, or an in-place scatter where that measured faster for the shape)
-    and the same networks on the plain ops (``fused.disabled()``: the
-    convolution, a sum or a scatter-add, a ReLU). Only channels-last settings fuse (None at
-    an NCHW one). Returns ``{"setting": name, "fused": ..., "plain": ...}``, each as
-    :func:`time_pair` gives it.
-    """
-    setting = next(s for label, s, _ in configurations() if label == name.split("/BN")[0])
-    if not setting.channels_last:
-        print(f"fused block ends: not used at {name} (NCHW keeps the plain ops)")
-        return None
-    nets = [fold_batchnorm(n).to(memory_format=setting.memory_format) for n in (full, small)]
-    rates: dict[str, dict] = {}
-    print(f"fused residual block ends at {name}:")
-    time_pair("fused (as built)", nets, setting, batch, size, rounds, rates)
-    with fused.disabled():
-        time_pair("plain ops", nets, setting, batch, size, rounds, rates)
-    f, p = rates["fused (as built)"], rates["plain ops"]
-    print(f"  fusing makes the unpruned network x{f['unpruned'] / p['unpruned']:.2f} and the "
-          f"pruned one x{f['pruned'] / p['pruned']:.2f} faster (best rounds); the speed-up "
-          f"goes from x{p['speedup']:.2f} to x{f['speedup']:.2f}")
-    return {"setting": name, "fused": f, "plain": p}
-
-
 def _best_ms(fn, reps: int = 15) -> float:
     for _ in range(3):
         fn()
@@ -380,10 +348,16 @@ def print_accuracy(change: dict) -> None:
           f"{100 * (q['mean'] - h['mean']):+.2f} points")
 
 
+def native_bf16() -> bool:
+    """Whether torch reports bf16 dot-product instructions on this CPU (AVX512-BF16 or AMX)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def machine() -> dict:
     """The machine in words (``engine.autotune.describe_device``), its cores, native bf16."""
     return {"device": autotune.describe_device(CPU), "cores": os.cpu_count(),
-            "native_bf16": native_reduced_precision(CPU) == "bf16",
+            "native_bf16": native_bf16(),
             "torch": torch.__version__}
 
 
@@ -492,7 +466,6 @@ def measure(a: argparse.Namespace) -> int:
     fastest = max((k for k in rates if k.endswith("folded")), key=lambda k: rates[k]["unpruned"])
     parts_table = breakdown(full, small, a.batch, a.size, a.rounds, fastest)
     resize = resize_costs(a.batch, a.size, a.width)
-    fused_table = fused_ends(full, small, a.batch, a.size, a.rounds, fastest)
     accuracy = accuracy_changes([Path(r) for r in a.results], a.data_dir)
     for change in accuracy:
         print_accuracy(change)
@@ -510,7 +483,7 @@ def measure(a: argparse.Namespace) -> int:
             "auto_choice": {"unpruned": auto_full, "pruned": auto_small},
             "speed": rates,
             "fastest": {"unpruned": best_u, "pruned": best_p, "speedup": speedup},
-            "breakdown": parts_table, "resize": resize, "fused_ends": fused_table,
+            "breakdown": parts_table, "resize": resize,
             "accuracy": accuracy}, a.json)
         print(f"{a.json} written")
     return 0

@@ -1,6 +1,14 @@
 """``isamap-train`` at its defaults against a plain torch loop, and ``auto``'s measuring time.
 
-Three figures, each measured side by side in one run:
+With ``--whole-process``, one figure: **isamap-train / plain loop, whole process**: the wall
+(and CPU) seconds of an ``isamap-train`` process (imports, checks, ``auto``, the epochs,
+validation, checkpoints, calibration, the plot) against a plain PyTorch loop as a process of
+its own (``benchmarks/plain_train_loop.py``: rasterio, the same network, Adam, fp32 NCHW, a
+validation pass per epoch, the weights saved), both ``--epochs`` epochs on the same patches,
+in turns ABBA over ``--rounds``; the median of each pair's ratio. The target is at most 1.2
+for a 4-epoch run.
+
+Otherwise three figures, each measured side by side in one run:
 
 - **trainer / plain loop**: the training epoch rate (patches per second of the training
   phase, ``train_patches_per_s`` of the history) of ``training.trainer.train`` at its defaults
@@ -20,6 +28,7 @@ The patches are the demo's (``isamap-demo --until patches``, 768² scene, 128 px
 made in a temporary folder unless ``--data`` names a patch dataset.
 
 Run: .venv/bin/python benchmarks/bench_training.py [--models unet,crofusenet] [--rounds 2]
+     .venv/bin/python benchmarks/bench_training.py --whole-process [--models unet] [--rounds 3]
 Absolute rates depend on the machine and its load; the ratios are measured side by side.
 """
 
@@ -28,7 +37,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -145,6 +157,46 @@ def compare(root: Path, out: Path, name: str, epochs: int, batch: int
     return pairs, float(runtime.get("seconds") or 0.0), runtime.get("label") or "?"
 
 
+def process_seconds(command: list[str]) -> tuple[float, float]:
+    """Wall and CPU (user + system, children) seconds of one process run to its end."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def whole_process(root: Path, work: Path, name: str, epochs: int, batch: int,
+                  rounds: int) -> None:
+    """``isamap-train`` against the plain loop, each a whole process, in turns ABBA."""
+    widths = ",".join(map(str, DEMO_WIDTHS))
+    train = [sys.executable, "-m", "training.cli", "--data", str(root), "--model", name,
+             "--model-kwargs", json.dumps({"widths": list(DEMO_WIDTHS)}), "--epochs",
+             str(epochs), "--batch-size", str(batch), "--lr", "1e-3", "--no-progress", "-q"]
+    script = str(Path(__file__).with_name("plain_train_loop.py"))
+    runs: dict[str, list[tuple[float, float]]] = {"isamap-train": [], "plain loop": []}
+    for r in range(rounds):
+        order = ["isamap-train", "plain loop"]
+        for kind in order if r % 2 == 0 else order[::-1]:
+            out = work / f"{kind.replace(' ', '-')}-{r}"
+            command = ([*train, "--out", str(out)] if kind == "isamap-train" else
+                       [sys.executable, script, str(root), str(out), "--model", name,
+                        "--widths", widths, "--epochs", str(epochs), "--batch", str(batch)])
+            wall, cpu = process_seconds(command)
+            runs[kind].append((wall, cpu))
+            print(f"round {r + 1} {kind:<12} {wall:7.2f} s wall {cpu:7.2f} s CPU; {load()}",
+                  flush=True)
+    for i, clock in enumerate(("wall", "CPU")):
+        ratios = [t[i] / q[i] for t, q in zip(runs["isamap-train"], runs["plain loop"],
+                                              strict=True)]
+        print(f"{name}: isamap-train / plain loop, whole process, {epochs} epochs, {clock}: "
+              f"{statistics.median(ratios):.2f} (median of {rounds}; "
+              f"{', '.join(f'{x:.2f}' for x in ratios)}); isamap-train "
+              f"{statistics.median(t[i] for t in runs['isamap-train']):.1f} s, plain loop "
+              f"{statistics.median(q[i] for q in runs['plain loop']):.1f} s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, help="a patch dataset (default: the demo's patches)")
@@ -154,7 +206,17 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="fresh runs, auto measured in each")
     p.add_argument("--batch", type=int, default=16, help="the demo's batch size")
     p.add_argument("--workers", type=int, default=1, help="loader workers for loader / step")
+    p.add_argument("--whole-process", action="store_true",
+                   help="isamap-train against the plain loop, each a whole process")
     a = p.parse_args()
+    if a.whole_process:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = a.data or demo_patches(Path(tmp) / "demo")
+            print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch "
+                  f"{a.batch}; {load()}")
+            for name in a.models.split(","):
+                whole_process(root, Path(tmp), name, a.epochs, a.batch, a.rounds)
+        return
     if a.epochs < 2:
         p.error("--epochs must be at least 2 (the first epoch of each run warms up)")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {a.batch}; "

@@ -1,10 +1,9 @@
 """The engine room: how a model runs fast on this machine, for training and inference alike.
 
 Devices, precisions and memory layouts from user options (``devices``), how one configuration
-runs and the sole owner of torch's thread count (``execution``), ``--precision auto``: the
-whole choice, int8 included, decided in one place (``autotune``; ``budget``: the order its
-checks take), what a job too short to measure runs (``prior``: a rule from the device's
-reported capabilities), a model compiled for inference (``compiled``), int8 inference
+runs and the sole owner of torch's thread count (``execution``), ``--precision auto``
+measured inside its budget (``autotune``), the whole choice of how an inference model runs
+decided in one place (``choice``), a model compiled for inference (``compiled``), int8 inference
 (``quantize``), the C allocator's setting (``allocator``), the machine's measured peak
 (``peak``), the files of measured records later runs look up (``records``), the distributed
 set-up (``distributed``), seeds and random state (``seeding``) and the model-output

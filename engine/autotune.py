@@ -5,36 +5,38 @@ a CPU that emulates it; channels_last helps some networks and hurts others; GPUs
 ``auto`` times the candidates on the run's own model, tile size and device:
 
 - CPU: fp32 / bf16 autocast x NCHW / NHWC, on the process's threads;
-- CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on;
-- inference: the winner compiled (:mod:`engine.compiled`) when asked for or when the job is
-  long enough to pay for compiling (:func:`compile_may_pay`); kept only when faster.
+- CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on.
 
 Contracts (docs/performance.md explains each):
 
 - **Agreement first.** A candidate whose class probabilities differ from fp32 NCHW's by more
   than :data:`TOLERANCE` (mean absolute difference), or that fails, is never chosen.
-- **Bounded measuring.** The batch shrinks to fit a budget (:data:`DEFAULT_BUDGET_S`); for an
-  inference job of known length the budget is at most :data:`MEASURE_SHARE` of its model time
-  (:func:`job_budget`) and bounds the whole measuring (probe, agreement checks, timed calls).
-  Candidates the budget cannot check or time are ``skipped``; the rest are timed round-robin,
-  so a busy machine slows them alike, each keeping its best time. Inference checks agreement
-  on a crop of the first tile (:meth:`~engine.execution.SettingRunner.check_batch`) and
-  times whole tiles, the probe's call being fp32 NCHW's timing. Training times whole steps
-  on a *copy* of the model with a fresh optimizer and the RNG state restored.
-- **Nothing timed under load in training.** On a CPU, training looks first at the share of
-  its threads' time the process gets (:func:`engine.execution.cpu_share`); under
-  :data:`~engine.choice_value.CONTENDED_SHARE` (other work holds the cores) no step is timed:
-  steps timed then would rank the load, not the candidates, and one step can take longer
-  than the whole budget. The run takes :mod:`engine.prior`'s device rule, checked against
-  fp32 on a crop, and caches nothing (source ``loaded``).
-- **Cached, never stale under load.** A :class:`Choice` is cached in
-  ``$XDG_CACHE_HOME/isamap/autotune.json`` under the model's architecture and arguments, the
-  input (for inference, tile) shape, device, torch version and thread count, and consulted
-  before anything else (a job too short to measure still reuses it).
-  ``ISAMAP_AUTOTUNE_CACHE=off`` disables it, ``=/some/file.json`` moves it. A choice measured
-  while other work held the cores (:data:`engine.choice_value.CONTENDED_SHARE`) is reused only
-  while the machine is still busy (:func:`machine_busy`).
-- **Explicit values are never overridden**: only dimensions left at ``auto`` are measured.
+- **Inside its budget.** The batch shrinks to fit a budget (:data:`DEFAULT_BUDGET_S`); for a
+  job of known length (inference: its tiles; training: its samples over every epoch) the
+  budget is at most :data:`MEASURE_SHARE` of its model time (:func:`job_budget`). The clock
+  is read before every call (agreement check, warm-up step, timed call): no call starts past
+  the budget, nor one expected to end past it, so the measuring ends at its budget, overrun
+  by at most one call's misestimate. The calls made before the budget is known (inference's
+  fp32 reference on a crop, then the probe, fp32 NCHW at the smallest batch) are the
+  exception; the probe is skipped, and nothing timed, when the reference alone spent it.
+- **Dropped only by a measurement.** A candidate is out when its agreement check disagrees
+  or fails (``rejected``) or when it is timed slower than the fastest (it loses). One the
+  budget could not check or time is ``skipped`` and the ``-v`` log names it and why; the
+  choice is the fastest of those timed (fp32 NCHW, the plain path, when none was).
+- **Nothing kept from a starved process.** On a CPU a measurement during which the
+  process got less than :data:`MIN_CPU_SHARE` of its threads' time (process CPU time over
+  wall time x threads: other work held the cores) is discarded once the run has its choice:
+  never cached, so no later run reuses what ranked the other work rather than the
+  candidates (its choice always agrees with fp32, like any candidate).
+- **Cached.** A :class:`Choice` is cached in ``$XDG_CACHE_HOME/isamap/autotune.json`` under
+  the model's architecture and arguments, the input (for inference, tile) shape, device,
+  torch version and thread count, and consulted before anything else.
+  ``ISAMAP_AUTOTUNE_CACHE=off`` disables it, ``=/some/file.json`` moves it.
+- **A short job is not measured.** An inference job of fewer samples than measuring would
+  pay for (:data:`MEASURE_SHARE`) with nothing cached runs the first candidate, unmeasured;
+  a short training run measures its probe (two small steps) and little else.
+- **Explicit values are never overridden**: only dimensions left at ``auto`` are measured;
+  ``--compile`` compiles whatever runs, it is not a candidate.
 
 How one candidate runs (threads, memory format, autocast, the training step on a copy) is
 :mod:`engine.execution`.
@@ -43,16 +45,15 @@ How one candidate runs (threads, memory format, autocast, the training step on a
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import os
 import platform
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,10 +62,9 @@ from core.commands import DETAIL
 from core.digest import json_digest, text_sha256
 from core.env_switch import is_off
 from core.user_cache import user_cache_dir
-from engine import devices, prior, records
+from engine import devices, records
 from engine.allocator import keep_freed_memory
-from engine.budget import check_order, within_budget
-from engine.choice_value import CONTENDED_SHARE, TOLERANCE, Choice
+from engine.choice_value import TOLERANCE, Choice
 from engine.compiled import CompiledForInference
 from engine.execution import (
     Batch,
@@ -73,52 +73,36 @@ from engine.execution import (
     Setting,
     SettingRunner,
     TrainStep,
-    cpu_share,
     set_threads,
 )
 
 log = logging.getLogger(__name__)
 
-#: whether a compiled candidate is tried: always (``--compile``), never, or when it can pay
-CompilePolicy = bool | Literal["auto"]
-
-#: Time spent measuring, per choice (seconds); the batch shrinks to fit it. A smallest batch
-#: that does not fit is still measured at the real tile size (a crop ranks them wrongly).
+#: Time spent measuring, per choice (seconds); the batch shrinks to fit it.
 DEFAULT_BUDGET_S = 6.0
 #: Timed repetitions per candidate at most (fast models stop here, long before the budget).
 MAX_REPS = 8
 #: After each round only candidates within this factor of the fastest keep being timed.
 RACE_MARGIN = 1.3
-#: A candidate whose first call (agreement check, or warm-up step when training) took this
-#: many times the quickest one's is not timed: it is reported as skipped.
-FIRST_CALL_MARGIN = 3.0
 CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
-CACHE_FORMAT = "isamap-autotune/3"  # /2 entries could hold a choice measured under load
-#: At most this share of an inference job's model time goes to measuring (:func:`job_budget`);
-#: a job of fewer samples than (candidates + 3) / MEASURE_SHARE with no cached choice runs
-#: :func:`engine.prior.short_job`'s pick unmeasured: the fewest calls measuring needs cost more.
+CACHE_FORMAT = "isamap-autotune/4"  # /3 entries could hold a choice measured under load
+#: At most this share of a job's model time goes to measuring (:func:`job_budget`);
+#: an inference job of fewer samples than (candidates + 3) / MEASURE_SHARE with no cached
+#: choice runs the first candidate unmeasured: the fewest calls measuring needs cost more.
 MEASURE_SHARE = 0.1
-#: Seconds of :func:`engine.execution.cpu_share`'s look before training steps are timed on a
-#: CPU: many of the scheduler's time slices, a small share of the budget.
-CONTENTION_LOOK_S = 0.1
-#: A 1-minute load average per core from which the machine counts as busy: a contended
-#: choice is reused from the cache only then (a quiet machine measures its own).
-BUSY_LOAD = 1.0
+#: A CPU measurement during which the process got less than this share of its threads' time
+#: is discarded after this run (never cached): its timings may rank the other work, not the
+#: candidates.
+MIN_CPU_SHARE = 0.75
 CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
-#: Whether a compiled candidate is worth compiling, before anything about it is measured: the
-#: job's model time at the eager winner times this gain must cover this compile time. Both
-#: are deliberately cautious assumptions (a small gain, a compile time of an empty inductor
-#: cache), so only long jobs try compiling; ``benchmarks/bench_models.py --compile``
-#: measures both on a machine, and a cached choice is judged on its own measured figures.
-ASSUMED_COMPILE_GAIN = 0.05
-ASSUMED_COMPILE_S = 60.0
 
 
 __all__ = ["Choice", "Dtype", "Mode", "Setting", "TrainStep", "apply", "cache_file",
            "cache_key", "candidates", "choose", "describe_device", "explicit", "job_budget",
            "time_settings"]
 
-#: ``measure(setting, run) -> seconds per call``: replaces the timing loop (tests inject one).
+#: ``measure(setting, run) -> seconds per call``: replaces the timing loop (tests inject one;
+#: fake timings spend no budget, so with one every candidate is checked and timed).
 Measure = Callable[[Setting, Callable[[], None]], float]
 
 
@@ -130,7 +114,6 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
            tolerance: float = TOLERANCE, cache: bool | None = None,
            measure: Measure | None = None,
            cpu_time: Callable[[], float] = time.process_time,
-           busy: Callable[[], bool] | None = None,
            samples: int | None = None) -> Choice:
     """The fastest setting of ``model`` on ``example``'s shape whose output agrees with fp32.
 
@@ -143,9 +126,7 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         mode: time inference (forward) or training steps (needs ``step``).
         precision: ``auto`` (measured) or an explicit dtype, never overridden.
         channels_last: ``auto`` (measured), ``on``/``off`` (or a bool), never overridden.
-        compile: also try the winner compiled (:mod:`engine.compiled`), kept when
-            faster. Without it, inference with ``samples`` given tries it when the job is long
-            enough to pay for compiling (:func:`compile_may_pay`).
+        compile: run the chosen setting compiled (:mod:`engine.compiled`); not measured.
         step: loss and optimizer of the training step (``mode="training"``).
         budget_s: measuring time budget in seconds, everything included (the batch is
             shrunk to fit it); in inference with ``samples`` at most :func:`job_budget`.
@@ -153,11 +134,10 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         cache: use the user cache (None: unless ``ISAMAP_AUTOTUNE_CACHE=off``).
         measure: timing function replacing the real one (tests).
         cpu_time: the process's CPU seconds (tests inject a clock to script contention):
-            with the wall time, the share of its threads' time the process gets.
-        busy: whether the machine is busy now (default :func:`machine_busy`; tests inject it).
-        samples: how many samples (tiles) the job will run through the model, when known
-            (inference): what bounds the measuring and decides whether compiling can pay
-            for itself.
+            with the wall time, the share of its threads' time the process got.
+        samples: how many samples the job will run through the model, when known
+            (inference: its tiles; training: its samples over every epoch): what bounds
+            the measuring.
     """
     devices.check_precision(precision, device.type)
     layout = devices.layout_flag(channels_last)
@@ -166,115 +146,56 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
     shape = tuple(int(s) for s in example.shape)
     where = describe_device(device)
     cands = candidates(device, precision, layout)
-    policy: CompilePolicy = (True if compile else
-                             "auto" if samples is not None and mode == "inference" else False)
-    if len(cands) == 1 and policy is False:
-        return Choice(cands[0], "explicit", mode, shape, where, tolerance=tolerance)
-    busy = busy or machine_busy
-    key = cache_key(model, shape, device, mode, precision, layout, policy, tolerance)
+    if len(cands) == 1:
+        return _compiled(Choice(cands[0], "explicit", mode, shape, where, tolerance=tolerance),
+                         compile)
+    key = cache_key(model, shape, device, mode, precision, layout, False, tolerance)
     path = cache_file() if cache is not False else None
     cached = _read_cache(path).get(key) if path else None
     if cached is not None:
-        reused: Choice | None = replace(Choice.from_dict(cached), source="cache", shape=shape)
-        if policy == "auto" and reused is not None:
-            reused = _for_job(reused, samples)
-        if reused is not None and reused.contended and not busy():
-            log.log(DETAIL, "autotune: the cached %s was measured while other work held the "
-                    "cores; the machine is quiet now, so it is not reused", reused.label)
-            reused = None
-        if reused is not None:
-            log.log(DETAIL, "runtime %s from the autotune cache %s (measured %s)", reused.label,
-                    path, ", ".join(f"{k} {v:.3g} ms" for k, v in reused.ms_per_sample.items()))
-            return reused
-    if samples is not None and mode == "inference" and not compile and \
-            samples * MEASURE_SHARE < len(cands) + 3:
-        # measuring would cost more than MEASURE_SHARE of the model time (engine.prior logs)
-        short = prior.short_job(model, example, device, cands, checked=precision == "auto",
-                                tolerance=tolerance, mode=mode)
-        return replace(short, device=where)
+        reused = replace(Choice.from_dict(cached), source="cache", shape=shape)
+        log.log(DETAIL, "runtime %s from the autotune cache %s (measured %s)", reused.label,
+                path, ", ".join(f"{k} {v:.3g} ms" for k, v in reused.ms_per_sample.items()))
+        return _compiled(reused, compile)
+    if samples is not None and mode == "inference" and samples * MEASURE_SHARE < len(cands) + 3:
+        log.log(DETAIL, "autotune: %d samples are too few for measuring to pay; running %s "
+                "unmeasured", samples, cands[0].label)
+        return _compiled(Choice(cands[0], "short-job", mode, shape, where, tolerance=tolerance),
+                         compile)
     threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
-    if mode == "training" and device.type == "cpu" and measure is None:
-        now = cpu_share(CONTENTION_LOOK_S, cpu_time)
-        if now < CONTENDED_SHARE:  # steps timed now would rank the load (nothing cached)
-            log.info("autotune: other work holds the cores (this process gets %.0f %% of its "
-                     "threads' time): no training step is timed", 100 * now)
-            rule = prior.short_job(copy.deepcopy(model), example, device, cands, mode=mode,
-                                   checked=precision == "auto", tolerance=tolerance,
-                                   loaded=True)
-            return replace(rule, device=where, cpu_share=round(now, 3),
-                           seconds=round(time.perf_counter() - wall0, 3))
-    choice = _measure(model, example, device, mode, cands, policy, samples, step, budget_s,
+    choice = _measure(model, example, device, mode, cands, samples, step, budget_s,
                       tolerance, measure)
-    share = None
-    if device.type == "cpu":
-        wall = max(time.perf_counter() - wall0, 1e-9)
-        share = round(min((cpu_time() - cpu0) / (wall * threads), 1.0), 3)
-    choice = replace(choice, device=where, key=key, shape=shape, cpu_share=share)
+    choice = replace(choice, device=where, key=key, shape=shape)
+    share = _cpu_share(cpu_time() - cpu0, time.perf_counter() - wall0, threads)
     log.log(DETAIL, "autotune %s on %s, batch %s: %s; chose %s in %.1f s (budget %.1f s, %d of %d "
-            "samples per timed call%s; %s)", mode, where, "x".join(map(str, shape)),
+            "samples per timed call%s%s; %s)", mode, where, "x".join(map(str, shape)),
             ", ".join(f"{k} {v:.3g} ms/sample" for k, v in choice.ms_per_sample.items()),
             choice.label, choice.seconds, budget_s, choice.measured_batch, shape[0],
             f"; rejected {', '.join(choice.rejected)}" if choice.rejected else "",
+            f"; skipped {', '.join(choice.skipped)}" if choice.skipped else "",
             "CPU share unknown" if share is None else f"{share:.0%} of {threads} threads' time")
-    if choice.contended:
-        log.log(DETAIL, "autotune: other work held the cores while measuring (the process got "
-                "%.0f %% of its threads' time): this choice is reused only while the machine "
-                "stays busy", 100 * (share or 0.0))
+    if device.type == "cpu" and measure is None and share is not None and share < MIN_CPU_SHARE:
+        log.info("autotune: the process got %.0f %% of its threads' time while measuring (under "
+                 "%.0f %%: other work held the cores); %s is this run's only, the measurement is "
+                 "discarded, not cached", 100 * share, 100 * MIN_CPU_SHARE, choice.label)
+        return _compiled(choice, compile)
     if path:
         _write_cache(path, key, choice)
-    return choice
+    return _compiled(choice, compile)
 
 
-def machine_busy() -> bool:
-    """Whether other work keeps the machine busy now.
-
-    A 1-minute load average per core of at least :data:`BUSY_LOAD`; unknown counts as not
-    busy, so a contended choice is measured again.
-    """
-    try:
-        return os.getloadavg()[0] / (os.cpu_count() or 1) >= BUSY_LOAD
-    except OSError:
-        return False
-
-
-def compile_may_pay(ms_per_sample: float, samples: int, *,
-                    gain: float = ASSUMED_COMPILE_GAIN,
-                    compile_s: float = ASSUMED_COMPILE_S) -> bool:
-    """Whether compiling can pay for itself on a job of ``samples`` at ``ms_per_sample``.
-
-    The time the job saves, its model time times the fraction compiling saves, must cover the
-    time compiling takes. Before a compiled candidate is measured both are assumed
-    (:data:`ASSUMED_COMPILE_GAIN`, :data:`ASSUMED_COMPILE_S`); a cached choice is judged on
-    its own measured gain and compile time.
-    """
-    return samples * ms_per_sample / 1000.0 * gain >= compile_s
-
-
-def _for_job(choice: Choice, samples: int | None) -> Choice | None:
-    """A cached choice (measured with the compiled candidate left to ``auto``) for this job.
-
-    A compiled choice whose measured gain does not pay back its measured compile time over
-    this job runs eagerly instead (its eager setting was timed beside it); a choice measured
-    without trying to compile, for a job long enough that compiling may pay, is None (it is
-    measured again).
-    """
-    samples = samples or 0
-    eager = replace(choice.setting, compile=False)
-    compiled = replace(eager, compile=True)
-    ms = choice.ms_per_sample
-    if choice.setting.compile:
-        gain = 1.0 - ms.get(compiled.label, 0.0) / max(ms.get(eager.label, 0.0), 1e-9)
-        if compile_may_pay(ms.get(eager.label, 0.0), samples, gain=gain,
-                           compile_s=choice.compile_seconds):
-            return choice
-        log.log(DETAIL, "autotune: %d samples are too few for compiling to pay (%.0f %% faster, "
-                "%.1f s to compile); running %s", samples, 100 * gain,
-                choice.compile_seconds, eager.label)
-        return replace(choice, setting=eager)
-    tried = compiled.label in ms or compiled.label in choice.errors
-    if not tried and compile_may_pay(ms.get(eager.label, 0.0), samples):
+def _cpu_share(cpu_s: float, wall_s: float, threads: int) -> float | None:
+    """The share of its threads' time the process got (None: too short to say)."""
+    if wall_s <= 0:
         return None
-    return choice
+    return min(cpu_s / (wall_s * max(threads, 1)), 1.0)
+
+
+def _compiled(choice: Choice, compile: bool) -> Choice:
+    """``choice`` run compiled when the user asked for it (``--compile``), else as it is."""
+    if not compile or choice.setting.compile:
+        return choice
+    return replace(choice, setting=replace(choice.setting, compile=True))
 
 
 def explicit(precision: devices.Precision, channels_last: devices.Layout | bool,
@@ -300,8 +221,8 @@ def apply(choice: Choice, model: nn.Module, device: torch.device) -> Callable[..
     model = model.to(memory_format=s.memory_format)  # type: ignore[call-overload]
     if not s.compile:
         return model
-    # inference compiles on its first call (for that shape; the graph auto measured is
-    # reused), and runs eagerly with a warning if compiling fails
+    # inference compiles on its first call (for that shape), and runs eagerly with a
+    # warning if compiling fails
     return CompiledForInference(model) if choice.mode == "inference" else torch.compile(model)
 
 
@@ -382,7 +303,7 @@ def cache_file() -> Path | None:
 
 
 def cache_key(model: nn.Module, shape: tuple[int, ...], device: torch.device, mode: Mode,
-              precision: str, layout: str, compile: CompilePolicy, tolerance: float) -> str:
+              precision: str, layout: str, compile: bool, tolerance: float) -> str:
     """A hash of everything the measurement depends on.
 
     The architecture and its arguments (the module tree's repr holds every layer's sizes),
@@ -404,136 +325,154 @@ def cache_key(model: nn.Module, shape: tuple[int, ...], device: torch.device, mo
 
 
 # ----------------------------------------------------------------------------- measuring
+@dataclass
+class _Clock:
+    """The measuring's deadline, read before every call, and why candidates were left out.
+
+    ``deadline`` None: fake timings (tests), which spend no budget.
+    """
+
+    deadline: float | None
+    budget_s: float
+    reasons: dict[Setting, str] = field(default_factory=dict)
+
+    def fits(self, seconds: float) -> bool:
+        """Whether a call expected to take ``seconds`` ends inside the budget."""
+        return self.deadline is None or time.perf_counter() + seconds <= self.deadline
+
+    def skip(self, setting: Setting, what: str) -> None:
+        self.reasons[setting] = f"not {what}: the budget ({self.budget_s:.3g} s) ran out"
+
+
 def _measure(model: nn.Module, example: torch.Tensor, device: torch.device, mode: Mode,
-             cands: list[Setting], compile: CompilePolicy, samples: int | None,
-             step: TrainStep | None, budget_s: float, tolerance: float,
-             measure: Measure | None) -> Choice:
+             cands: list[Setting], samples: int | None, step: TrainStep | None,
+             budget_s: float, tolerance: float, measure: Measure | None) -> Choice:
     started = time.perf_counter()
-    rng_devices = [device] if device.type == "cuda" else []
     saved_threads, saved_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
     was_training = model.training
-    errors: dict[Setting, float] = {}
-    skipped: list[Setting] = []
-    with torch.random.fork_rng(devices=rng_devices):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
         runner = SettingRunner(model, batch, device, mode, step)
         try:
-            check = None
-            if mode == "inference":  # agreement on a crop, checked before the probe
-                t0 = time.perf_counter()
-                check, reference = runner.check_reference()
-                reference_s = time.perf_counter() - t0
-                budget_s = job_budget(budget_s, samples, runner.probe())
-            deadline = started + budget_s
-            batch = runner.fit_batch(budget_s, len(cands) + int(bool(compile)),
-                                     deadline if mode == "training" else None)
-            if check is None:
-                check, t0 = batch, time.perf_counter()
-                reference = runner.reference(batch)
-                reference_s = time.perf_counter() - t0
-            # fp32 NCHW is the reference itself, and the probe timed it on this batch
-            fp32 = runner.fp32_seconds(batch)
-            timed = ({Setting(): fp32} if fp32 is not None and measure is None
-                     and mode == "inference" and Setting() in cands else {})
-            # every agreement check before any training step changes the copy's weights
-            first_call: dict[Setting, float] = {}
-            unchecked: list[Setting] = []
-            for cand in check_order(cands):
-                if cand in timed or (mode == "training" and cand == Setting()):
-                    # the reference forward is fp32 NCHW's own check: not run twice
-                    errors[cand], first_call[cand] = 0.0, reference_s
-                elif (measure is None and mode == "training" and first_call  # crops: paid
-                      and time.perf_counter() + min(first_call.values()) > deadline):
-                    unchecked.append(cand)  # the budget cannot pay for its check
-                else:
-                    t0 = time.perf_counter()
-                    errors[cand] = runner.disagreement(cand, check, reference)
-                    first_call[cand] = time.perf_counter() - t0
-            if unchecked:
-                log.info("autotune: the budget (%.3g s) leaves no time to check %s", budget_s,
-                         ", ".join(c.label for c in unchecked))
-                skipped += unchecked
-            agreeing = [c for c in errors if errors[c] <= tolerance]
-            if not agreeing:
-                # only possible when the precision is explicit (fp32 agrees with itself): the
-                # user's precision is kept, the layout is still measured
-                log.warning("autotune: no candidate agrees with fp32 within %g (%s); keeping "
-                            "the requested precision", tolerance,
-                            ", ".join(f"{c.label} {e:.3g}" for c, e in errors.items()))
-                agreeing = [c for c in cands if math.isfinite(errors.get(c, math.inf))] or \
-                    cands[:1]
-            agreeing = [c for c in agreeing if c not in timed]
-            unpaid: list[Setting] = []
-            if measure is None:
-                agreeing, unpaid = within_budget(agreeing, first_call, runner.call_seconds,
-                                                  mode, deadline, device)
-            ready: list[Setting] = []
-            for cand in agreeing:
-                t0 = time.perf_counter()
-                if mode == "training" and measure is None and \
-                        t0 + 2 * runner.call_seconds > deadline:
-                    unpaid.append(cand)  # a first step outlasted its estimate
-                elif runner.warm_up(cand, batch):
-                    ready.append(cand)
-                    if mode == "training":
-                        first_call[cand] = time.perf_counter() - t0
-            if ready and measure is None:
-                # a candidate whose first call was several times the fastest one's is not
-                # timed again (bf16 emulated by oneDNN is several times slower than fp32)
-                quickest = min(first_call[c] for c in [*ready, *timed])
-                slow = [c for c in ready if first_call[c] > FIRST_CALL_MARGIN * quickest]
-                skipped += slow
-                ready = [c for c in ready if c not in slow]
-            n = int(batch["image"].shape[0])
-            ruled: Setting | None = None
-            if ready or (timed and not unpaid):
-                # no further round once the job's share at the fastest speed seen is spent
-                rounds_until = (None if samples is None or mode != "inference" else
-                                lambda fastest: started + job_budget(budget_s, samples,
-                                                                     fastest / n))
-                times = _time(runner, ready, batch, deadline, measure, timed, rounds_until)
-                skipped += unpaid
-            elif mode == "inference":
-                # no time to time another candidate: the device rule picks (a short job's)
-                times = dict(timed)
-                ruled = prior.preferred(device, [*timed, *unpaid] or agreeing or cands[:1])
-                skipped += [c for c in unpaid if c != ruled]
-                log.info("autotune: no time for a timed call; ran %s (engine.prior)", ruled.label)
-            else:  # the budget was spent before any step: the agreement checks rank them
-                times = {c: first_call[c] for c in unpaid or agreeing or cands[:1]}
-                log.info("autotune: the budget was spent before any timed call; ranked by the "
-                         "agreement checks: %s",
-                         ", ".join(f"{c.label} {t:.3g} s" for c, t in times.items()))
-            best = ruled or min(times, key=times.__getitem__)
-            ms = 1000.0 * times.get(best, 0.0) / n  # a ruled pick: no time to compile it
-            if (compile == "auto" and not compile_may_pay(ms, samples or 0)) or ruled:
-                log.log(DETAIL, "autotune: %d samples at %.3g ms: compiling cannot pay (or no "
-                        "time to try it); not compiled", samples or 0, ms)
-            elif compile:
-                compiled = replace(best, compile=True)
-                errors[compiled] = runner.disagreement(compiled, batch, runner.reference(batch))
-                if errors[compiled] <= tolerance and runner.warm_up(compiled, batch):
-                    again = time.perf_counter() + budget_s / 2
-                    times.update(_time(runner, [best, compiled], batch, again, measure))
-                    best = min((best, compiled), key=lambda c: times.get(c, math.inf))
+            return _measure_with(runner, mode, cands, samples, budget_s, tolerance, measure,
+                                 started)
         finally:
-            compile_seconds = dict(runner.compile_seconds)
             set_threads(saved_threads)
             torch.backends.cudnn.benchmark = saved_bench
             model.train(was_training)
             runner.close()
+
+
+def _measure_with(runner: SettingRunner, mode: Mode, cands: list[Setting],
+                  samples: int | None, budget_s: float, tolerance: float,
+                  measure: Measure | None, started: float) -> Choice:
+    """Check every candidate against fp32, then time those that agree, inside the budget."""
+    t0 = time.perf_counter()
+    if mode == "inference":  # agreement on a crop, its fp32 reference before the probe
+        check, reference = runner.check_reference()
+        if measure is None and time.perf_counter() > started + budget_s:
+            log.log(DETAIL, "autotune: fp32's reference call alone spent the budget (%.3g s); "
+                    "nothing is timed, running %s", budget_s, cands[0].label)
+            return Choice(cands[0], "measured", mode, tolerance=tolerance,
+                          skipped=tuple(c.label for c in cands),
+                          seconds=round(time.perf_counter() - started, 3))
+    reference_s = time.perf_counter() - t0
+    # a training probe's first step that ends past the whole budget is its only one
+    budget_s = job_budget(budget_s, samples, runner.probe(
+        started + budget_s if mode == "training" else None))
+    deadline = started + budget_s
+    clock = _Clock(None if measure is not None else deadline, budget_s)
+    batch = runner.fit_batch(budget_s, len(cands), deadline)
+    if mode == "training":  # the reference forward on the timed batch, with the same weights
+        t0 = time.perf_counter()
+        check, reference = batch, runner.reference(batch)
+        reference_s = time.perf_counter() - t0
+    errors = _check(runner, cands, check, reference, clock, reference_s)
+    agreeing = [c for c in cands if errors.get(c, math.inf) <= tolerance]
+    if not agreeing and errors:
+        # only possible when the precision is explicit (fp32 agrees with itself): the user's
+        # precision is kept, the layout is still measured
+        log.warning("autotune: no candidate agrees with fp32 within %g (%s); keeping the "
+                    "requested precision", tolerance,
+                    ", ".join(f"{c.label} {e:.3g}" for c, e in errors.items()))
+        agreeing = [c for c in cands if math.isfinite(errors.get(c, math.inf))]
+    fp32 = runner.fp32_seconds(batch)
+    # fp32 NCHW on this batch was timed by the probe (or while the batch grew)
+    known = {Setting(): fp32} if fp32 is not None and measure is None and \
+        Setting() in agreeing else {}
+    ready = [c for c in agreeing if c not in known]
+    if mode == "training":
+        ready = _warm_up(runner, ready, batch, clock, errors)
+    n = int(batch["image"].shape[0])
+    rounds_until = (None if samples is None else
+                    lambda fastest: started + job_budget(budget_s, samples, fastest / n))
+    times = _time(runner, ready, batch, clock.deadline, measure, known, rounds_until)
+    for c in ready:
+        if c not in times:
+            clock.skip(c, "timed")
+    best = min(times, key=times.__getitem__) if times else cands[0]
+    for c, why in clock.reasons.items():
+        log.log(DETAIL, "autotune: %s %s", c.label, why)
+    if not times:
+        log.log(DETAIL, "autotune: nothing was timed inside the budget; running %s", best.label)
     return Choice(best, "measured", mode,
                   ms_per_sample={s.label: round(1000.0 * t / n, 4) for s, t in times.items()},
                   errors={s.label: float(f"{e:.4g}") for s, e in errors.items()},
                   rejected=tuple(s.label for s, e in errors.items() if e > tolerance),
-                  skipped=tuple(s.label for s in skipped), tolerance=tolerance,
+                  skipped=tuple(s.label for s in clock.reasons), tolerance=tolerance,
                   measured_batch=n, measured_size=tuple(batch["image"].shape[-2:]),
-                  seconds=round(time.perf_counter() - started, 3),
-                  compile_seconds=round(sum(compile_seconds.values()), 3))
+                  seconds=round(time.perf_counter() - started, 3))
+
+
+def _check(runner: SettingRunner, cands: list[Setting], check: Batch,
+           reference: torch.Tensor, clock: _Clock, reference_s: float) -> dict[Setting, float]:
+    """Each candidate's disagreement with fp32 (mean |p - p_fp32|; inf: it failed).
+
+    fp32 NCHW is the reference itself (0, no call). The others are checked from the end of
+    the candidates' list (reduced precision and channels-last first: speed is what they exist
+    for), each only while the clock leaves time for a call as long as the quickest check so
+    far (the first: as long as fp32's reference call, ``reference_s``); every check comes
+    before any training step changes the copy's weights.
+    """
+    errors: dict[Setting, float] = {}
+    quickest = reference_s
+    for cand in sorted(cands, key=lambda c: (c != Setting(), -cands.index(c))):
+        if cand == Setting():
+            errors[cand] = 0.0
+            continue
+        if not clock.fits(quickest):
+            clock.skip(cand, "checked")
+            continue
+        t0 = time.perf_counter()
+        errors[cand] = runner.disagreement(cand, check, reference)
+        quickest = min(quickest, time.perf_counter() - t0)
+        if not math.isfinite(errors[cand]):
+            clock.reasons[cand] = "rejected: it failed or gave non-finite values"
+    return errors
+
+
+def _warm_up(runner: SettingRunner, ready: list[Setting], batch: Batch, clock: _Clock,
+             errors: dict[Setting, float]) -> list[Setting]:
+    """The candidates whose untimed first training step ran, while the budget pays for it.
+
+    Each one warmed needs its timed step too: a warm-up starts only when the clock leaves
+    time for it and for a timed step of every candidate warmed so far. A warm-up that fails
+    (a non-finite loss) rejects its candidate (its error becomes inf).
+    """
+    warmed: list[Setting] = []
+    for cand in ready:
+        if not clock.fits((len(warmed) + 2) * runner.call_seconds):
+            clock.skip(cand, "timed")
+        elif runner.warm_up(cand, batch):
+            warmed.append(cand)
+        else:
+            errors[cand] = math.inf
+            clock.reasons[cand] = "rejected: its first training step failed"
+    return warmed
 
 
 def job_budget(budget_s: float, samples: int | None, seconds_per_sample: float) -> float:
-    """Seconds an inference job's measuring may take, probe, checks and timed calls included.
+    """Seconds a job's measuring may take, probe, checks and timed calls included.
 
     At most ``budget_s`` and, when the job's sample count is known, :data:`MEASURE_SHARE`
     of its model time at ``seconds_per_sample`` (the probe's fp32 NCHW speed; for further
@@ -544,18 +483,18 @@ def job_budget(budget_s: float, samples: int | None, seconds_per_sample: float) 
     return min(budget_s, MEASURE_SHARE * samples * seconds_per_sample)
 
 
-def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline: float,
+def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline: float | None,
           measure: Measure | None, known: Mapping[Setting, float] | None = None,
           rounds_until: Callable[[float], float] | None = None) -> dict[Setting, float]:
-    """Best seconds per call of every setting.
+    """Best seconds per call of the settings timed before ``deadline`` (None: no deadline).
 
     Candidates are timed in turns (one call each per round) so that a busy, shared machine
-    slows them alike, and each keeps its best time. Every candidate is timed in the first
-    round whatever the time (one never timed would lose by default, which is how a
-    slow step made fp32 win). Further rounds, only for the candidates within
+    slows them alike, and each keeps its best time. The clock is read before every call: no
+    first call starts past the deadline, no later one that would end past it at the
+    setting's best time, and a setting never timed is left out of the result (the caller
+    reports it). Further rounds, only for the candidates within
     :data:`RACE_MARGIN` of the fastest, go on while the time left pays for a whole round at
-    their best times (at most :data:`MAX_REPS`): the budget is what bounds the measuring on a
-    slow or loaded machine.
+    their best times (at most :data:`MAX_REPS`).
     Every candidate has been run at least once before (its agreement check and warm-up), so
     no timed call builds kernels. ``known``: settings timed already (fp32 NCHW by the
     probe), not timed again in the first round, racing in the later ones. ``rounds_until``:
@@ -563,20 +502,24 @@ def _time(runner: SettingRunner, settings: list[Setting], batch: Batch, deadline
     the job's share at that speed).
     """
     if measure is not None:
-        return {s: measure(s, runner.call(s, batch)) for s in settings}
+        return {**(known or {}), **{s: measure(s, runner.call(s, batch)) for s in settings}}
     best: dict[Setting, float] = dict(known or {})
+    timed_before = set(best)
+    end = math.inf if deadline is None else deadline
     racing = [*best, *settings]
-    for rep in range(MAX_REPS):
+    for rep in range(MAX_REPS if racing else 0):
         for s in racing:
-            if rep == 0 and s in best:
+            if rep == 0 and s in timed_before:
                 continue
+            if time.perf_counter() + best.get(s, 0.0) > end:
+                return best  # the budget is spent: no call starts past it
             run = runner.call(s, batch)
             t0 = time.perf_counter()
             run()
             best[s] = min(best.get(s, math.inf), time.perf_counter() - t0)
         lead = min(best[s] for s in racing)
         racing = [s for s in racing if best[s] <= RACE_MARGIN * lead]
-        until = min(deadline, rounds_until(lead)) if rounds_until else deadline
+        until = min(end, rounds_until(lead)) if rounds_until else end
         # a further round starts only when the time left pays for it at the best times
         if len(racing) < 2 or time.perf_counter() + sum(best[s] for s in racing) > until:
             break

@@ -3,10 +3,8 @@
 :func:`decide` returns the whole choice for a first batch of (normalised) tiles: the
 :class:`~engine.autotune.Choice` recorded in the outputs and the module to call in it. Under
 ``--precision auto`` that is :func:`engine.autotune.choose` among fp32/bf16 (fp16 on CUDA) x
-layout x compiled, and then int8 where an accepted int8 model of these weights, batch shape
-and device was remembered :data:`engine.quantize.AUTO_MARGIN` faster than that choice; a model
-never run with ``--precision int8`` is not quantized by ``auto``. ``--precision int8``
-quantizes, checks against fp32 and compiles (refused when its map disagrees). Explicit
+layout; ``auto`` never quantizes. ``--precision int8`` quantizes, checks against fp32 and
+compiles (refused when its map disagrees). ``--compile`` compiles whatever runs. Explicit
 precision and layout need no batch (:func:`fixed`). The caller only applies the result.
 
 Whether int8 can run here at all is checked once per process (:func:`int8_unavailable`).
@@ -19,16 +17,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from core.commands import DETAIL
 from core.errors import ConfigError
 from engine import autotune, quantize
-from engine.compiled import CompileError
 from engine.devices import InferencePrecision, Layout
 from engine.execution import Setting
 
@@ -46,7 +41,7 @@ class Request:
     Attributes:
         precision: ``auto``, an explicit dtype (never overridden) or ``int8``.
         channels_last: ``auto``, ``on``/``off`` or a bool.
-        compile: also try (``auto``) or always use (explicit) the compiled model.
+        compile: run the chosen setting compiled.
         cache: reuse and store measured choices in the user cache (None: unless
             ``ISAMAP_AUTOTUNE_CACHE=off``).
         budget_s: seconds measuring ``auto`` may take.
@@ -117,7 +112,7 @@ def decide(module: nn.Module, x: torch.Tensor, device: torch.device, request: Re
         x: a first batch of normalised tiles, contiguous.
         device: where it runs.
         request: what the user asked for.
-        samples: tiles the job will run when known (whether compiling can pay).
+        samples: tiles the job will run when known (what bounds the measuring).
         patches: what int8 is calibrated and checked on.
         isa_class: the impervious class (int8's check; None: the last class).
 
@@ -126,59 +121,17 @@ def decide(module: nn.Module, x: torch.Tensor, device: torch.device, request: Re
     """
     start = time.perf_counter()
     if request.precision == "int8":
-        return _int8(module, x, device, request, patches, isa_class, None, start)
+        return _int8(module, x, device, patches, isa_class, start)
     choice = autotune.choose(module, x, device, mode="inference", precision=request.precision,
                              channels_last=request.channels_last, compile=request.compile,
                              cache=request.cache, budget_s=request.budget_s, samples=samples)
-    if _int8_may_pay(module, x, device, request, choice):
-        try:
-            return _int8(module, x, device, request, patches, isa_class, choice, start)
-        except (quantize.Int8RefusedError, ConfigError, CompileError) as exc:
-            # auto never fails where its own choice works (an export or compile failure)
-            log.warning("auto: the remembered int8 model is not used (%s); keeping %s", exc,
-                        choice.label)
     return Decided(choice, autotune.apply(choice, module, device),
                    seconds=time.perf_counter() - start)
 
 
-def _records(module: nn.Module, x: torch.Tensor, device: torch.device,
-             request: Request) -> tuple[Path | None, str]:
-    """(int8 records file or None when caching is off, this model's key for ``x``)."""
-    key = quantize.record_key(module, tuple(x.shape), autotune.describe_device(device))
-    return _records_file(request), key
-
-
-def _records_file(request: Request) -> Path | None:
-    """The int8 records file, None when caching is off."""
-    return quantize.records_file(autotune.cache_file() if request.cache is not False else None)
-
-
-def _int8_may_pay(module: nn.Module, x: torch.Tensor, device: torch.device, request: Request,
-                  choice: autotune.Choice) -> bool:
-    """``auto`` offers int8 only where a remembered int8 model beat its choice by the margin.
-
-    The records are read first and whether int8 can run here is checked only for a record
-    worth taking: the check imports torchao, seconds that a run which never used
-    ``--precision int8`` must not pay.
-    """
-    if request.precision != "auto" or not choice.ms_per_sample:
-        return False
-    path = _records_file(request)
-    if path is None or not path.exists():  # before the key, which hashes the weights
-        return False
-    record = quantize.recall(*_records(module, x, device, request))
-    return (quantize.worth_it(record, choice.ms_per_sample.get(choice.label, 0.0))
-            and int8_unavailable(device.type) is None)
-
-
-def _int8(module: nn.Module, x: torch.Tensor, device: torch.device, request: Request,
-          patches: PatchSource, isa_class: int | None, offered: autotune.Choice | None,
-          start: float) -> Decided:
-    """Quantize, check and compile for batches shaped like ``x``; time it and remember it.
-
-    ``offered``: the choice of ``auto`` that int8 replaces (its timings are kept beside
-    int8's), None for ``--precision int8``.
-    """
+def _int8(module: nn.Module, x: torch.Tensor, device: torch.device, patches: PatchSource,
+          isa_class: int | None, start: float) -> Decided:
+    """Quantize, check and compile for batches shaped like ``x``."""
     check_int8(device)
     with torch.inference_mode(False):  # export traces ordinary tensors
         example = x.clone()
@@ -188,24 +141,7 @@ def _int8(module: nn.Module, x: torch.Tensor, device: torch.device, request: Req
             isa_class = max(int(quantize.logits(module, [example[:1]])[0].shape[1]) - 1, 1)
         built = quantize.build_int8(module, given, isa_class, example=example)
     model = quantize.FixedBatch(built.module, int(x.shape[0]))
-    best = min(_seconds(model, example) for _ in range(2))
-    ms = round(1000.0 * best / int(x.shape[0]), 4)
-    record = {**built.record(), "ms_per_sample": ms}
-    quantize.remember(*_records(module, x, device, request), record)
-    setting = Setting("int8")
-    choice = autotune.Choice(setting, "cache" if offered else "explicit", "inference",
+    choice = autotune.Choice(Setting("int8"), "explicit", "inference",
                              tuple(int(s) for s in x.shape), autotune.describe_device(device),
-                             ms_per_sample={**(offered.ms_per_sample if offered else {}),
-                                            setting.label: ms},
-                             int8=record, errors=dict(offered.errors) if offered else {})
-    if offered is not None:
-        log.log(DETAIL, "auto: int8 (%.3g ms per sample, remembered) over %s (%.3g ms)", ms,
-                 offered.label, offered.ms_per_sample.get(offered.label, 0.0))
+                             int8=built.record())
     return Decided(choice, model, built, time.perf_counter() - start)
-
-
-@torch.inference_mode()
-def _seconds(model: nn.Module, x: torch.Tensor) -> float:
-    start = time.perf_counter()
-    model(x)
-    return time.perf_counter() - start

@@ -20,10 +20,7 @@ from engine.execution import Dtype, Mode, Setting
 
 #: Agreement with fp32: mean |p - p_fp32| of the class probabilities, per pixel.
 TOLERANCE = 0.02
-#: A CPU measurement during which the process got less than this share of its threads' time
-#: (process CPU time over wall time x threads) was contended: other work held the cores.
-CONTENDED_SHARE = 0.75
-Source = Literal["explicit", "measured", "cache", "checkpoint", "short-job", "loaded"]
+Source = Literal["explicit", "measured", "cache", "checkpoint", "short-job"]
 
 
 #: int8 record fields that depend on the machine or on a warm cache, not on the map
@@ -38,26 +35,22 @@ class Choice:
         setting: the configuration used.
         source: ``explicit`` (all given by the user), ``measured`` (now), ``cache``,
             ``checkpoint`` (a resumed training run keeps its first choice), ``short-job``
-            (too few samples for measuring to pay, :data:`MEASURE_SHARE`: the device rule
-            of :mod:`engine.prior`, checked against fp32) or ``loaded`` (that rule, for
-            training while other work held the CPU; never cached).
+            (too few samples for measuring to pay, ``engine.autotune.MEASURE_SHARE``: the
+            first candidate, unmeasured).
         mode: ``inference`` or ``training`` (what was timed).
         shape: the input batch shape the choice is for.
         device: the device, in words (CPU model and threads, or GPU name).
         ms_per_sample: best measured time per sample of every timed candidate, by label.
         errors: each candidate's disagreement with fp32 (mean |p - p_fp32|), by label.
         rejected: labels of candidates over the tolerance or that failed (never timed).
-        skipped: labels of candidates not timed: the budget could not pay for their
-            agreement check or their timed call, or their first call took
-            :data:`FIRST_CALL_MARGIN` times the quickest one's.
+        skipped: labels of candidates the budget could not check or time (the ``-v`` log
+            says which).
         tolerance: the agreement bound used.
         measured_batch: samples per timed call (the batch is shrunk to fit the budget).
         measured_size: tile size of the timed calls (the real one: tiles are never cropped).
         seconds: wall time spent measuring.
         key: the cache key.
-        cpu_share: the share of its threads' time the process got while measuring (CPU
-            only; None: not measured, or on a GPU).
-        compile_seconds: how long compiling the compiled candidate took (0: none compiled).
+        compile_seconds: how long compiling took (``--compile``; 0: not compiled).
         int8: how an int8 model was made and how it agrees with fp32
             (:meth:`engine.quantize.Int8Model.record`); empty for other precisions.
     """
@@ -76,7 +69,6 @@ class Choice:
     measured_size: tuple[int, ...] = ()
     seconds: float = 0.0
     key: str = ""
-    cpu_share: float | None = None
     compile_seconds: float = 0.0
     int8: Mapping[str, Any] = field(default_factory=dict)
 
@@ -91,11 +83,6 @@ class Choice:
     @property
     def label(self) -> str:
         return self.setting.label
-
-    @property
-    def contended(self) -> bool:
-        """Measured on the CPU while other work held the cores: reused only while busy."""
-        return self.cpu_share is not None and self.cpu_share < CONTENDED_SHARE
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -122,7 +109,6 @@ class Choice:
                    tolerance=float(d.get("tolerance", TOLERANCE)),
                    measured_batch=int(d.get("measured_batch", 0)),
                    seconds=float(d.get("seconds", 0.0)), key=d.get("key", ""),
-                   cpu_share=d.get("cpu_share"),
                    compile_seconds=float(d.get("compile_seconds", 0.0)),
                    int8=dict(d.get("int8") or {}))
 
@@ -144,11 +130,9 @@ class Choice:
         return tags
 
     def measurements(self) -> dict[str, str]:
-        """What this machine measured for the choice: device, timings, CPU share, caches."""
+        """What this machine measured for the choice: device, timings, caches."""
         out = {"device": self.device, "source": self.source,
                "ms_per_tile": ",".join(f"{k}={v:.4g}" for k, v in self.ms_per_sample.items())}
-        if self.cpu_share is not None:
-            out["cpu_share"] = f"{self.cpu_share:.2f}"
         if self.compile_seconds:
             out["compile_s"] = f"{self.compile_seconds:.1f}"
         out.update({f"int8_{k}": f"{self.int8[k]}" for k in _MEASURED_INT8 if k in self.int8})
@@ -162,4 +146,4 @@ class Choice:
         return f"{self.label} ({self.source}; per sample: {timed})"
 
 
-__all__ = ["CONTENDED_SHARE", "TOLERANCE", "Choice", "Source"]
+__all__ = ["TOLERANCE", "Choice", "Source"]

@@ -56,7 +56,7 @@ RECOMPILE_LIMIT = 64
 #: graphs compiled in this process, by the eager module they were compiled from and what the
 #: graph depends on (:func:`_graph_key`): ``auto`` compiles while it measures, and the run then
 #: applies the same choice to the same model without compiling twice
-_GRAPHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Callable[..., Any]]] = (
+_GRAPHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], Callable[..., Any]]] = (
     weakref.WeakKeyDictionary())
 
 
@@ -174,7 +174,7 @@ class CompiledForInference(nn.Module):
         _GRAPHS.setdefault(self.eager, {})[key] = graph
         return self.compile_seconds
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> Any:
         if self._graph is None and self.error is None:
             try:
                 seconds = self.compile(x)
@@ -222,7 +222,7 @@ def compile_for_inference(model: nn.Module, example: torch.Tensor, *,
 
 
 def _graph_key(model: nn.Module, example: torch.Tensor, backend: object,
-               freezing: bool) -> tuple:
+               freezing: bool) -> tuple[Any, ...]:
     """What a compiled graph of ``model`` depends on besides the module itself.
 
     The input's shape, strides (memory format), dtype and device, the autocast dtype of the
@@ -238,7 +238,7 @@ def _graph_key(model: nn.Module, example: torch.Tensor, backend: object,
             amp, torch.get_num_threads(), repr(backend), freezing, versions)
 
 
-def _inductor_config():
+def _inductor_config() -> Any:
     from torch._inductor import config  # imported on first use: it is slow to import
 
     return config

@@ -49,26 +49,6 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def cpu_share(seconds: float, cpu_time: Callable[[], float] = time.process_time) -> float:
-    """The share of its threads' time the process gets now, looked at for ``seconds``.
-
-    Every torch thread computes an element-wise pass over a tensor large enough to be split
-    over all of them, again and again; the share is the process's CPU time over wall time x
-    threads: about 1 on cores of its own, lower as other work holds them (a spinning thread
-    counts as much as a computing one, so it measures the scheduler, not the op). A cheap
-    look before timing anything (:mod:`engine.autotune`), since timings taken while other
-    work holds the cores rank the load, not the candidates. ``cpu_time``: the process's CPU
-    seconds (tests inject a clock).
-    """
-    x = torch.full((1 << 20,), 0.5)  # not random: the look leaves the RNG as it was
-    out = torch.empty_like(x)
-    torch.exp(x, out=out)  # the threads start before the look
-    threads, wall0, cpu0 = torch.get_num_threads(), time.perf_counter(), cpu_time()
-    while time.perf_counter() - wall0 < seconds:
-        torch.exp(x, out=out)
-    return (cpu_time() - cpu0) / (max(time.perf_counter() - wall0, 1e-9) * threads)
-
-
 @contextlib.contextmanager
 def calling_thread_only() -> Iterator[None]:
     """Run torch's CPU work inside the block on the calling thread alone, then as before.

@@ -25,7 +25,6 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,7 +33,6 @@ from torch import nn
 from core.commands import DETAIL
 from core.digest import chunks_sha256, json_digest, text_sha256
 from core.errors import ConfigError, IsamapError
-from engine import records
 from engine.compiled import compile_for_inference, inductor_cache_dir
 from engine.devices import check_precision
 from engine.outputs import main_output
@@ -57,12 +55,7 @@ MAX_F1_CHANGE = 0.005
 CALIBRATION_PATCHES = 32
 #: Patches the int8 output is checked on.
 CHECK_PATCHES = 64
-#: ``auto`` takes a remembered int8 model only when it was this much faster than auto's own
-#: choice (both measured on the same batch shape; the same margin the candidates race by)
-AUTO_MARGIN = 1.3
-RECORDS_FILE = "int8.json"
 RECORDS_FORMAT = "isamap-int8/1"
-RECORDS_ENTRIES = 64
 INSTALL_HINT = "pip install 'isamap[int8]'"
 
 
@@ -313,8 +306,8 @@ def quantize(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module
         prepared = prepare_pt2e(graph, quantizer)
         for x in calibration:
             prepared(x)
-        quantized: nn.Module = convert_pt2e(prepared)  # torchao is optional: Any to mypy
-        return quantized
+        converted: nn.Module = convert_pt2e(prepared)
+        return converted
 
 
 def compile_int8(quantized: nn.Module, example: torch.Tensor) -> tuple[nn.Module, float]:
@@ -469,7 +462,7 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 
 
 
-# ----------------------------------------------------------------------------- auto's memory
+# ----------------------------------------------------------------------------- the record's key
 def record_key(model: nn.Module, shape: Sequence[int], device: str) -> str:
     """What an int8 record depends on: the weights themselves, the batch shape, the device.
 
@@ -482,31 +475,3 @@ def record_key(model: nn.Module, shape: Sequence[int], device: str) -> str:
     return json_digest({"format": RECORDS_FORMAT, "weights": weights, "shape": list(shape),
                         "device": device, "torch": torch.__version__,
                         "module": text_sha256(repr(model))}, 24)
-
-
-def records_file(autotune_cache: Path | None) -> Path | None:
-    """The int8 records live beside the autotune cache (None: caching is off)."""
-    return None if autotune_cache is None else autotune_cache.parent / RECORDS_FILE
-
-
-def remember(path: Path | None, key: str, record: dict[str, Any]) -> None:
-    """Keep an accepted int8 model's figures and speed, for ``auto`` to offer it later."""
-    if path is None:
-        return
-    records.write_entry(path, RECORDS_FORMAT, "int8 records", key, record, RECORDS_ENTRIES)
-
-
-def recall(path: Path | None, key: str) -> dict[str, Any] | None:
-    """The remembered int8 record for ``key``, or None."""
-    if path is None:
-        return None
-    return records.read_entries(path, RECORDS_FORMAT, "int8 records").get(key)
-
-
-def worth_it(record: dict[str, Any] | None, auto_ms_per_sample: float) -> bool:
-    """Whether ``auto`` takes int8 over its own choice (:data:`AUTO_MARGIN` faster)."""
-    if not record or not record.get("ms_per_sample"):
-        return False
-    return float(record["ms_per_sample"]) * AUTO_MARGIN <= auto_ms_per_sample
-
-

@@ -174,7 +174,7 @@ def bench_block(report: dict) -> str:
 
     The run (machine, date, wall time, load), the speed table with every setting's fastest and
     slowest paired round (how much one timing moves), sizes and accuracy changes, where the
-    time goes, and the fused block ends: every figure the section quotes.
+    time goes: every figure the section quotes.
     """
     from training.pruning import PRUNING_RULE
 
@@ -228,18 +228,6 @@ def bench_block(report: dict) -> str:
         flops_text = (f"{flops[0]:.2f} -> {flops[1]:.2f} G (x{flops[0] / flops[1]:.2f})"
                       if flops else "")
         lines.append(f"| {name} | {tu:.1f} -> {tp:.1f} ms (x{tu / tp:.2f}) | {flops_text} |")
-    ends = report["fused_ends"]
-    if ends:
-        f, p = ends["fused"], ends["plain"]
-        lines += ["", f"Fused residual block ends (below) at {setting_text(ends['setting'])}, "
-                  "paired as above:", "",
-                  "| networks run with | unpruned patches/s | pruned patches/s | speed-up "
-                  "(median) | fastest-slowest round |", "|---|---|---|---|---|"]
-        for text, r in (("fused block ends", f), ("plain ops (`fused.disabled()`)", p)):
-            lines.append(f"| {text} | {r['unpruned']:.2f} | {r['pruned']:.2f} | "
-                         f"x{r['speedup']:.2f} | {_rounds(r)} |")
-        lines += ["", f"Fusing makes the unpruned network x{f['unpruned'] / p['unpruned']:.2f} "
-                  f"and the pruned one x{f['pruned'] / p['pruned']:.2f} as fast (best rounds)."]
     return "\n" + "\n".join(lines) + "\n\n"
 
 

@@ -74,9 +74,8 @@ def predict_parser() -> argparse.ArgumentParser:
     add_device_arguments(p, inference=True)
     p.add_argument("--compile", action="store_true",
                    help="run the model compiled (torch.compile, frozen weights; CPU and "
-                        "CUDA); with --precision/--channels-last auto it is timed too and kept "
-                        "only when faster (without it, auto tries it when the map is large "
-                        "enough to pay for compiling)")
+                        "CUDA) in whatever precision and layout it runs; off by default: "
+                        "compiling changes output bits")
     p.add_argument("--compress", choices=("DEFLATE", "ZSTD"), default="DEFLATE",
                    help="compression of the COGs (ZSTD: smaller, needs a GDAL built with it "
                         "to read)")

@@ -110,6 +110,8 @@ ESTIMATE_AFTER = 3
 weights ran away without becoming NaN (a learning rate far too high): the run stops as for NaN.
 Segmentation losses start near ln(classes) and fall; none of the recipes' losses grows 1000x in
 a healthy run."""
+#: Seconds between two drawings of the learning curves within a run (and always at its end).
+PLOT_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,11 @@ class Trainer:
         #: before ``auto`` measures (its one-time set-up is the run's, not the measuring's)
         self.model: nn.Module = model.to(self.device)
         self.optimizer = make_optimizer(cfg, self.model.parameters())
-        #: how the steps run (precision, layout, threads): explicit, measured or resumed
-        self.runtime = self._choose_runtime(self.model, first)
+        #: how the steps run (precision, layout, threads): explicit, measured or resumed;
+        #: measuring takes at most its share of the run's samples (a short run, none)
+        self.runtime = self._choose_runtime(self.model, first,
+                                            job_samples(cfg, self.recipe.epochs, per_rank,
+                                                        len(train_set)))
         self.amp_dtype = self.runtime.setting.autocast_dtype
         self.memory_format = self.runtime.setting.memory_format
         net = autotune.apply(self.runtime, self.model, self.device)  # same parameters
@@ -207,10 +212,11 @@ class Trainer:
         self._estimated = False  # the first-run time estimate is logged once a process
         #: the run's first training batch loss, the reference of the divergence bound
         self.loss_reference: float | None = None
+        self._plotted = time.monotonic()  # when the learning curves were last drawn
 
     # -------------------------------------------------------------- runtime
-    def _choose_runtime(self, model: nn.Module,
-                        first: Callable[[], dict[str, torch.Tensor]]) -> autotune.Choice:
+    def _choose_runtime(self, model: nn.Module, first: Callable[[], dict[str, torch.Tensor]],
+                        samples: int) -> autotune.Choice:
         """How the training steps run.
 
         Explicit settings as given; ``auto`` from the checkpoint of a resumed run (so it
@@ -238,7 +244,7 @@ class Trainer:
             shared[0] = autotune.choose(
                 model, batch["image"], self.device, mode="training", step=step,
                 precision=cfg.precision, channels_last=cfg.channels_last,
-                cache=None if cfg.autotune_cache else False).to_dict()
+                cache=None if cfg.autotune_cache else False, samples=samples).to_dict()
         if self.info.world_size > 1:
             dist.broadcast_object_list(shared, src=0)
         return autotune.Choice.from_dict(shared[0])
@@ -467,10 +473,11 @@ class Trainer:
                 log.info("%s", epoch_line(row, self.epochs, left))
             if self.bad_epochs >= self.recipe.patience or self.start_epoch >= self.epochs:
                 self.finished = True
+            stopping = bool(self.cfg.stop_after and ran >= self.cfg.stop_after)
             if self.info.main:
                 atomic_torch_save(self.state_dict(), ck_path)
-                self._write_history()
-            if self.cfg.stop_after and ran >= self.cfg.stop_after:
+                self._write_history(plot=self.finished or stopping)
+            if stopping:
                 break
         if self.finished and self.info.main and self.val_loader is not None:
             self._calibrate()
@@ -531,15 +538,33 @@ class Trainer:
             if record is not None:
                 log.info("calibration: %s", describe(record))
 
-    def _write_history(self) -> None:
-        from training.plots import dataset_label, plot_learning_curves
+    def _write_history(self, plot: bool) -> None:
+        """Write the history file, and draw the learning curves.
 
+        They are drawn when ``plot`` (the run's last epoch here) or when :data:`PLOT_EVERY_S`
+        seconds have passed since the last drawing: a short run draws them once, at its end.
+        """
         text = "".join(json.dumps(r) + "\n" for r in self.history)
         atomic_write(self.out / HISTORY, lambda fh: fh.write(text.encode()))
+        now = time.monotonic()
+        if not plot and now - self._plotted < PLOT_EVERY_S:
+            return
+        self._plotted = now
+        # matplotlib (heavy) is imported by the first plot only
+        from training.plots import dataset_label, plot_learning_curves
+
         plot_learning_curves(self.history, self.out / CURVES,
                              f"Learning curves: {self.meta.name} on "
                              f"{dataset_label(self.cfg.data)}",
                              schedule=self.schedule.describe())
+
+
+def job_samples(cfg: TrainConfig, epochs: int, per_rank: int, train_size: int) -> int:
+    """The samples one rank's steps take over the run: what bounds ``auto``'s measuring."""
+    per_epoch = min(train_size, cfg.max_batches * per_rank) if cfg.max_batches else train_size
+    if cfg.max_iterations:
+        return cfg.max_iterations * per_rank
+    return max(epochs, 1) * max(per_epoch, 1)
 
 
 # ------------------------------------------------------------------ patch-dataset wiring

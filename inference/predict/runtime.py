@@ -122,16 +122,14 @@ class RuntimeOptions:
     Attributes:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:1"``...
         precision: ``"auto"``: decided on the first batch (:func:`engine.choice.decide`:
-            the fastest of fp32/bf16 (fp16 on CUDA) whose output agrees with fp32, or a
-            remembered int8 model); or an explicit ``fp32``, ``bf16``, ``fp16``, never
+            the fastest of fp32/bf16 (fp16 on CUDA) whose output agrees with fp32); or an
+            explicit ``fp32``, ``bf16``, ``fp16``, never
             overridden; or ``int8`` (CPU): a model quantized on the first batch
             (:mod:`engine.quantize`), refused when its map disagrees with fp32.
         channels_last: NHWC memory format: ``"auto"`` (measured), ``"on"``/``"off"`` (or a
             bool).
-        compile: also try the model compiled (:mod:`engine.compiled`: inductor,
-            frozen weights; with ``auto``: kept only when faster; with explicit precision and
-            layout: always used). Without it, ``auto`` tries compiling when the job's
-            :attr:`TilePredictor.expected_tiles` are enough to pay for it.
+        compile: run the chosen setting compiled (:mod:`engine.compiled`: inductor,
+            frozen weights); never measured, never chosen by ``auto``.
         autotune_cache: reuse/store measured choices in the user cache (None: unless
             ``ISAMAP_AUTOTUNE_CACHE=off``).
         autotune_budget_s: seconds the measurement may take.
@@ -214,8 +212,8 @@ class TilePredictor:
         self.last_finite = True
         self.forward_seconds = 0.0  # time spent in the model alone (benchmarks compare to it)
         self.tune_seconds = 0.0  # time spent measuring 'auto' and building int8
-        #: tiles the job will run, when the caller knows (before the first batch): ``auto``
-        #: then tries the compiled model if the job is long enough to pay for compiling
+        #: tiles the job will run, when the caller knows (before the first batch): what
+        #: bounds ``auto``'s measuring
         self.expected_tiles: int | None = None
         # explicit precision and layout: settled now; int8: whether it can run, checked now
         decided = engine_choice.fixed(self._module, self.device, self.request)

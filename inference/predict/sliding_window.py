@@ -4,8 +4,7 @@
 outputs); :class:`SlidingWindowJob` runs it: a reader (the next block of a tile row into a
 reused buffer, and its nodata mask), the main thread (batches of tile views through the
 model), and a writer (blend, take, the checkpoint strip files, and the two maps' COG
-encoders), the helpers at a lower OS priority than the model's threads. Per-stage times
-(:class:`Stages`) go back with the result.
+encoders). Per-stage times (:class:`Stages`) go back with the result.
 :class:`PredictConfig` (tiling and output options) is the job's configuration;
 :mod:`inference.predict.raster` re-exports it.
 """
@@ -15,7 +14,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
-import os
 import threading
 import time
 from collections import defaultdict
@@ -62,24 +60,6 @@ COLUMN_BLOCK_PX = 4096
 
 #: a block's nodata mask on the output grid, and its output ``(row, col)``
 Invalid = tuple[np.ndarray, int, int]
-#: How much lower helper threads run than the model's (Linux nice levels, 0-19).
-HELPER_NICENESS = 5
-
-
-def lower_thread_priority(by: int = HELPER_NICENESS) -> None:
-    """Lower the calling thread's priority by ``by`` nice levels (a no-op where unsupported).
-
-    The model runs on the main thread with every core (torch's intra-op threads); on a
-    machine with as many cores as the model has threads, a helper that preempts one of the
-    model's threads stalls all of them (they meet at the next barrier), so the reader and the
-    writer run lower and fill the gaps the model leaves. Meant as a ``ThreadPoolExecutor``
-    initializer. Lowering is one-way for an unprivileged process, so only helper threads call
-    it, never the model's.
-    """
-    with contextlib.suppress(AttributeError, OSError):
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid,
-                       min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
 
 
 @dataclass(frozen=True)
@@ -189,7 +169,7 @@ class Stages:
     """Seconds per stage, summed over the threads that run it (thread-safe).
 
     Wall time, and the CPU time of the calling thread: what the stage costs the model's
-    cores, whatever the helpers' lower priority makes of their wall time.
+    cores, whatever other threads make of their wall time.
     """
 
     def __init__(self) -> None:
@@ -327,8 +307,8 @@ class SlidingWindowJob:
         rows_t, blocks = self.rows_t, self.blocks
         pending: collections.deque[Future] = collections.deque()
         per_block = max(len(b) for b in blocks) // self.config.batch_size + 2
-        with ThreadPoolExecutor(1, initializer=lower_thread_priority) as reader, \
-                ThreadPoolExecutor(1, initializer=lower_thread_priority) as writer:
+        with ThreadPoolExecutor(1) as reader, \
+                ThreadPoolExecutor(1) as writer:
 
             def hand_over(fn, *args) -> None:
                 pending.append(writer.submit(fn, *args))

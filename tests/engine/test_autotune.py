@@ -7,17 +7,14 @@ tests check what ``auto`` does with the timings (and what it records), not how f
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
+import logging
 from dataclasses import replace
 
 import pytest
 import torch
 
 from core.errors import ConfigError
-from engine import allocator, autotune, execution, prior
+from engine import allocator, autotune
 from engine.autotune import Setting
 from tests.support.clocks import all_cores, no_cores
 from tests.support.models import conv_bn_net, six_band_batch
@@ -170,47 +167,6 @@ def test_training_measures_whole_steps_on_a_copy_and_leaves_the_run_untouched():
         autotune.choose(model, x, CPU, mode="training")
 
 
-@pytest.mark.parametrize("native", [None, "bf16"])
-def test_training_on_a_cpu_others_hold_runs_the_device_rule_and_caches_nothing(
-        monkeypatch, tmp_path, native):
-    """Other work holds the cores: no step is timed; the device rule's pick (checked against
-    fp32 when reduced) runs, and the cache stays empty, so a quiet machine measures its own
-    choice."""
-    monkeypatch.setattr(prior, "native_reduced_precision", lambda device: native)
-    cache = tmp_path / "autotune.json"
-    monkeypatch.setenv(autotune.CACHE_ENV, str(cache))
-    model = conv_bn_net().train()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    x, y = six_band_batch(4, 16), torch.randint(0, 2, (4, 16, 16))
-    steps: list[int] = []
-
-    def loss(out, batch):
-        steps.append(1)
-        return torch.nn.functional.cross_entropy(out, batch["label"])
-
-    step = autotune.TrainStep(loss, lambda p: torch.optim.Adam(p, lr=1e-2), {"label": y})
-    rng = torch.get_rng_state()
-    loaded = autotune.choose(model, x, CPU, mode="training", step=step, cpu_time=no_cores)
-    assert torch.equal(torch.get_rng_state(), rng)  # the run's own draws are untouched
-    layout = "nhwc" if torch.backends.mkldnn.is_available() else "nchw"
-    assert (loaded.source, loaded.label, loaded.mode) == ("loaded", f"{native or 'fp32'}/{layout}",
-                                                          "training")
-    assert loaded.cpu_share == 0.0 and loaded.contended and loaded.ms_per_sample == {}
-    assert set(loaded.errors) == ({"fp32/nchw", f"bf16/{layout}"} if native else set())
-    assert steps == [] and not cache.exists()  # no training step; nothing cached
-    assert model.training and all(torch.equal(v, before[k])
-                                  for k, v in model.state_dict().items())
-    quiet = autotune.choose(model, x, CPU, mode="training", step=step, cpu_time=all_cores)
-    assert quiet.source == "measured" and len(steps) > 2 and cache.exists()
-
-
-def test_the_cpu_share_is_the_process_time_over_its_threads_wall_time():
-    rng = torch.get_rng_state()
-    assert execution.cpu_share(0.01, all_cores) == pytest.approx(1.0, rel=0.05)
-    assert execution.cpu_share(0.01, no_cores) == 0.0
-    assert torch.equal(torch.get_rng_state(), rng)
-
-
 def test_the_measurement_is_cut_to_the_budget_but_keyed_by_the_real_shape():
     model, x = conv_bn_net(), six_band_batch(4, 128)
     tiny = autotune.choose(model, x, CPU, budget_s=0.0, measure=_fake(BF16_FASTEST),
@@ -255,106 +211,48 @@ def test_a_cpu_run_keeps_freed_memory_for_its_next_forward():
 SLOW_FP32 = {k: (0.5 if k == ("fp32", False) else 9.0) for k in BF16_FASTEST}
 
 
-def test_a_choice_measured_under_load_is_reused_only_while_the_machine_is_busy(cache):
-    """Measured while other work held the cores (fp32/nchw "won"): recorded as contended,
-    reused while the machine stays busy, measured again once it is quiet; the quiet answer is
-    the machine's from then on, reused busy or not."""
+def test_a_measurement_the_process_got_too_little_cpu_for_is_discarded_not_cached(cache,
+                                                                                 caplog):
+    """Real timings under a scripted CPU clock that says other work held the cores: the run
+    keeps its choice, the log says why nothing is cached, and nothing is; with all its
+    threads' time the same call measures and caches."""
     model, x = conv_bn_net(), six_band_batch()
-    busy = autotune.choose(model, x, CPU, measure=_fake(SLOW_FP32), cpu_time=no_cores)
-    assert busy.label == "fp32/nchw" and busy.contended and busy.cpu_share == 0.0
-    assert busy.measurements()["cpu_share"] == "0.00"
-
-    def never(setting, run):
-        raise AssertionError("a cached choice is reused: nothing to measure")
-
-    still = autotune.choose(model, x, CPU, measure=never, busy=lambda: True)
-    assert (still.source, still.label) == ("cache", "fp32/nchw")
-    quiet = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST), cpu_time=all_cores,
-                            busy=lambda: False)
-    assert (quiet.source, quiet.label) == ("measured", "bf16/nhwc") and not quiet.contended
-    after = autotune.choose(model, x, CPU, measure=never, busy=lambda: True)
-    assert (after.source, after.label) == ("cache", "bf16/nhwc")
-    assert len(json.loads(cache.read_text())["entries"]) == 1
+    with caplog.at_level(logging.INFO, logger="engine.autotune"):
+        starved = autotune.choose(model, x, CPU, budget_s=1.0, cpu_time=no_cores)
+    assert starved.source == "measured" and starved.ms_per_sample and not cache.exists()
+    assert "the measurement is discarded, not cached" in caplog.text
+    quiet = autotune.choose(model, x, CPU, budget_s=1.0, cpu_time=all_cores)
+    assert quiet.source == "measured" and quiet.key in json.loads(cache.read_text())["entries"]
 
 
-def _busy_children(n: int) -> list[subprocess.Popen]:
-    spin = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
-    return [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
-
-
-def test_busy_processes_on_every_core_make_the_measured_choice_a_contended_one(cache):
-    """Real load, real clock: processes spinning on every core of this process take its
-    threads' time; the choice measured among them says so, and a quiet machine measures
-    again."""
-    children = _busy_children(2 * (os.cpu_count() or 1))
-    try:
-        time.sleep(0.3)
-        busy = autotune.choose(conv_bn_net(), six_band_batch(), CPU, budget_s=1.0)
-    finally:
-        for child in children:
-            child.kill()
-            child.wait()
-    assert busy.cpu_share is not None and busy.contended, busy.cpu_share
-    again = autotune.choose(conv_bn_net(), six_band_batch(), CPU, measure=_fake(BF16_FASTEST),
-                            cpu_time=all_cores, busy=lambda: False)
-    assert (again.source, again.label) == ("measured", "bf16/nhwc")
-
-
-def test_a_job_too_short_for_measuring_to_pay_runs_the_device_rule_unmeasured(cache,
-                                                                              monkeypatch):
-    """A short job runs :mod:`engine.prior`'s pick: bf16 where the CPU reports native bf16,
-    checked against fp32 on a crop (fp32 where it disagrees), never timed nor cached."""
+def test_a_job_too_short_for_measuring_to_pay_runs_the_first_candidate_unmeasured(cache):
+    """fp32 NCHW (the plain path) where both are auto, the user's precision where given;
+    never measured nor cached; a cached choice for the same tiles comes first."""
     def never(setting, run):
         raise AssertionError("a short job is not measured")
 
-    layout = "nhwc" if torch.backends.mkldnn.is_available() else "nchw"
     model, x = conv_bn_net(), six_band_batch()
-    monkeypatch.setattr(prior, "native_reduced_precision", lambda device: None)
     short = autotune.choose(model, x, CPU, samples=10, measure=never)
-    assert (short.source, short.label, short.errors) == ("short-job", f"fp32/{layout}", {})
-    monkeypatch.setattr(prior, "native_reduced_precision", lambda device: "bf16")
-    native = autotune.choose(model, x, CPU, samples=10, measure=never)
-    assert (native.source, native.label) == ("short-job", f"bf16/{layout}")
-    assert 0 < native.errors[native.label] <= native.tolerance and not native.rejected
-    strict = autotune.choose(model, x, CPU, samples=10, measure=never, tolerance=1e-9)
-    assert (strict.label, strict.rejected) == (f"fp32/{layout}", (f"bf16/{layout}",))
-    # an explicit precision is the user's: kept, not checked
-    given = autotune.choose(model, x, CPU, precision="bf16", samples=10, measure=never,
-                            tolerance=1e-9)
-    assert (given.label, given.errors) == (f"bf16/{layout}", {})
+    assert (short.source, short.label, short.errors) == ("short-job", "fp32/nchw", {})
+    given = autotune.choose(model, x, CPU, precision="bf16", samples=10, measure=never)
+    assert (given.source, given.label) == ("short-job", "bf16/nchw")
     assert not cache.exists()
-    long = autotune.choose(model, x, CPU, samples=10_000, measure=_fake(BF16_FASTEST),
-                           cpu_time=all_cores)
-    assert long.source == "measured"
-
-
-def test_a_short_job_reuses_a_choice_measured_earlier_for_the_same_tiles(cache, monkeypatch):
-    """The cache comes before the short-job rule, keyed by the tile shape (not the batch): a
-    map of a few tiles runs what a larger map of the same model and tiles measured; a choice
-    measured under load is not reused on a quiet machine, and nothing is measured either."""
-    def never(setting, run):
-        raise AssertionError("a short job is not measured")
-
-    monkeypatch.setattr(prior, "native_reduced_precision", lambda device: None)
-    rule = "fp32/nhwc" if torch.backends.mkldnn.is_available() else "fp32/nchw"
-
-    model = conv_bn_net()
     long = autotune.choose(model, six_band_batch(4), CPU, samples=10_000,
-                           measure=_fake(BF16_FASTEST), cpu_time=all_cores)
-    assert long.source == "measured" and long.label == "bf16/nhwc"
-    short = autotune.choose(model, six_band_batch(2), CPU, samples=4, measure=never)
-    assert (short.source, short.label, short.shape) == ("cache", "bf16/nhwc", (2, 6, 32, 32))
-    other_tiles = autotune.choose(model, six_band_batch(2, 48), CPU, samples=4, measure=never)
-    assert (other_tiles.source, other_tiles.label) == ("short-job", rule)
-    cache.unlink()
-    autotune.choose(model, six_band_batch(4), CPU, samples=10_000, measure=_fake(SLOW_FP32),
-                    cpu_time=no_cores)  # measured while other work held the cores
-    quiet = autotune.choose(model, six_band_batch(2), CPU, samples=4, measure=never,
-                            busy=lambda: False)
-    assert (quiet.source, quiet.label) == ("short-job", rule)
-    busy = autotune.choose(model, six_band_batch(2), CPU, samples=4, measure=never,
-                           busy=lambda: True)
-    assert (busy.source, busy.label, busy.contended) == ("cache", "fp32/nchw", True)
+                           measure=_fake(BF16_FASTEST))
+    assert (long.source, long.label) == ("measured", "bf16/nhwc")
+    again = autotune.choose(model, six_band_batch(2), CPU, samples=4, measure=never)
+    assert (again.source, again.label, again.shape) == ("cache", "bf16/nhwc", (2, 6, 32, 32))
+
+
+def test_compile_runs_the_choice_compiled_without_measuring_a_compiled_candidate(cache):
+    seen: list[Setting] = []
+    model, x = conv_bn_net(), six_band_batch()
+    compiled = autotune.choose(model, x, CPU, compile=True, measure=_fake(BF16_FASTEST, seen))
+    assert compiled.label == "bf16/nhwc/compiled" and not any(s.compile for s in seen)
+    cached = json.loads(cache.read_text())["entries"][compiled.key]
+    assert cached["label"] == "bf16/nhwc"  # what was measured, eager
+    eager = autotune.choose(model, x, CPU, measure=_fake(BF16_FASTEST))
+    assert (eager.source, eager.label) == ("cache", "bf16/nhwc")
 
 
 def _forwards(model: torch.nn.Module) -> list[tuple[int, int]]:
@@ -365,19 +263,16 @@ def _forwards(model: torch.nn.Module) -> list[tuple[int, int]]:
     return calls
 
 
-def test_the_whole_measuring_stays_within_its_share_of_the_job(monkeypatch):
+def test_the_measuring_stops_at_its_budget_and_says_what_it_left_out(monkeypatch, caplog):
     """An inference job's measuring is bounded by MEASURE_SHARE of its model time at the
-    probe's speed. Agreement is checked on a crop of the first tile (fp32's reference first),
-    timings are taken on whole tiles: with no time for any timed call beyond the probe's (fp32's
-    timing), the crops' checks still run and the device rule (engine.prior) picks among the
-    candidates that agree; the others are skipped."""
+    probe's speed, and the clock is read before every call. With no time beyond the probe's
+    call (fp32's timing), no agreement check nor timed call starts: fp32 NCHW runs, every
+    other candidate is reported as skipped, and ``-v`` names each with its reason."""
     assert autotune.job_budget(6.0, None, 0.3) == 6.0
     assert autotune.job_budget(6.0, 10_000, 0.3) == 6.0
     assert autotune.job_budget(6.0, 80, 0.25) == pytest.approx(autotune.MEASURE_SHARE * 20)
     model, x = conv_bn_net(), six_band_batch(1, 192)
     calls = _forwards(model)
-    monkeypatch.setattr(prior, "native_reduced_precision", lambda device: "bf16")
-    # a job whose share of model time leaves nothing for measuring beyond the probe
     asked: list[tuple] = []
 
     def no_time_left(budget_s: float, samples: int | None, per_sample: float) -> float:
@@ -385,23 +280,34 @@ def test_the_whole_measuring_stays_within_its_share_of_the_job(monkeypatch):
         return 0.0
 
     monkeypatch.setattr(autotune, "job_budget", no_time_left)
-    bare = autotune.choose(model, x, CPU, samples=1_000, cache=False, cpu_time=all_cores)
-    budget_s, samples, per_sample = asked[0]  # the probe's; then the fastest seen
+    with caplog.at_level(5, logger="engine.autotune"):
+        bare = autotune.choose(model, x, CPU, samples=1_000, cache=False, cpu_time=all_cores)
+    budget_s, samples, per_sample = asked[0]  # the probe's
     assert (budget_s, samples) == (autotune.DEFAULT_BUDGET_S, 1_000) and per_sample > 0
     everything = {s.label for s in autotune.candidates(CPU, "auto", "auto")}
-    # fp32's reference on the crop, the probe's one timed tile, the three other crop checks
-    assert calls == [(1, 128), (1, 192), (1, 128), (1, 128), (1, 128)]
-    ruled = prior.preferred(CPU, autotune.candidates(CPU, "auto", "auto"))
-    assert (bare.source, bare.setting, set(bare.ms_per_sample)) == (
-        "measured", ruled, {"fp32/nchw"})
-    assert set(bare.errors) == everything and not bare.rejected
-    assert set(bare.skipped) == everything - {"fp32/nchw", ruled.label}
+    assert calls == [(1, 128), (1, 192)]  # fp32's reference on the crop, the probe's tile
+    assert (bare.source, bare.label, set(bare.ms_per_sample)) == (
+        "measured", "fp32/nchw", {"fp32/nchw"})
+    assert set(bare.skipped) == everything - {"fp32/nchw"} and not bare.rejected
+    for label in bare.skipped:
+        assert f"autotune: {label} not checked: the budget" in caplog.text
     monkeypatch.undo()
-    # a budget that pays for everything: every candidate checked, and timed or reported slow;
-    # fp32/nchw's check is the probe's reference (two calls), the others' one call each
+    # a budget that pays for everything: every candidate checked and timed
     calls.clear()
     full = autotune.choose(model, x, CPU, budget_s=60.0, cache=False, cpu_time=all_cores)
-    assert set(full.errors) == everything and not full.rejected
-    assert set(full.ms_per_sample) | set(full.skipped) == everything
-    assert "fp32/nchw" in full.ms_per_sample and full.errors["fp32/nchw"] == 0.0
-    assert len(calls) >= 2 + 3
+    assert set(full.errors) == everything and not full.rejected and not full.skipped
+    assert set(full.ms_per_sample) == everything and full.errors["fp32/nchw"] == 0.0
+
+
+
+def test_a_reference_call_that_spends_the_budget_leaves_nothing_timed(caplog):
+    """Inference's fp32 reference on the crop is the first call; when it alone spends the
+    budget the probe is not run either: fp32 NCHW runs, every candidate reported skipped."""
+    model, x = conv_bn_net(), six_band_batch(1, 192)
+    calls = _forwards(model)
+    with caplog.at_level(5, logger="engine.autotune"):
+        spent = autotune.choose(model, x, CPU, budget_s=1e-9, cache=False, cpu_time=all_cores)
+    assert calls == [(1, 128)]  # the reference on the crop only: no probe
+    assert (spent.label, spent.ms_per_sample) == ("fp32/nchw", {})
+    assert set(spent.skipped) == {s.label for s in autotune.candidates(CPU, "auto", "auto")}
+    assert "reference call alone spent the budget" in caplog.text

@@ -141,8 +141,6 @@ def test_the_pruning_speed_block_is_rendered_from_the_benchmarks_json(tmp_path, 
     assert "Parameters 1,000 -> 600 (40.0 % fewer), FLOPs per patch 4.00 -> 2.00 G" in block
     assert "-3.0 (BN), -3.0 (BN 3x) OA points. Not the documented results" in block
     assert "| stem | 20.0 -> 10.0 ms (x2.00) | 1.50 -> 0.60 G (x2.50) |" in block
-    assert "| plain ops (`fused.disabled()`) | 1.90 | 2.80 | x1.45 | x1.40-1.50 |" in block
-    assert "unpruned network x1.05 and the pruned one x1.14 as fast" in block
 
     source = tmp_path / "run.json"
     source.write_text(json.dumps(report))
@@ -183,8 +181,5 @@ def test_the_pruning_speed_section_quotes_its_json():
     assert (f"the pruned network is x{r['speedup']:.2f} faster** (rounds "
             f"x{min(r['ratios']):.2f}-{max(r['ratios']):.2f})") in text
     assert f"each network at its fastest setting x{report['fastest']['speedup']:.2f}" in text
-    f, p = report["fused_ends"]["fused"], report["fused_ends"]["plain"]
-    assert (f"(x{f['pruned'] / p['pruned']:.2f} against x{f['unpruned'] / p['unpruned']:.2f}, "
-            "best rounds)") in text
     assert report["settings"] == {"width": 18, "rate": 0.4, "size": 512, "batch": 8,
                                   "rounds": 5, "compiled": 1, "threads": 1}  # as the page says

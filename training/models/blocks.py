@@ -14,8 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.models import fused
-
 
 def resize_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """``x`` resized to ``size`` (bilinear, half-pixel centres), in ``x``'s dtype.
@@ -247,15 +245,9 @@ class Bottleneck(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False),
                                           nn.BatchNorm2d(out_ch))
 
-    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        """``inplace``: ``x`` may be overwritten (in inference; see :class:`ResidualBlocks`)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv2(self.conv1(x))
         identity = self.shortcut(x)
-        # a projection's output is this block's own map: the fused end may always write into it
-        if (inplace or identity is not x) and fused.applies(identity):
-            out = fused.conv_norm_add_relu_(identity, h, self.conv3, self.bn3)
-            if out is not None:
-                return out
         return F.relu(self.bn3(self.conv3(h)) + identity)
 
 
@@ -273,33 +265,13 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
         nn.init.zeros_(self.bn2.weight)  # start as identity, as the bottleneck does
 
-    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        """``inplace``: ``x`` may be overwritten (in inference; see :class:`ResidualBlocks`)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(x)
-        if inplace and fused.applies(x):
-            out = fused.conv_norm_add_relu_(x, h, self.conv2, self.bn2)
-            if out is not None:
-                return out
         return F.relu(x + self.bn2(self.conv2(h)))
 
 
 class ResidualBlocks(nn.Sequential):
-    """Residual blocks run in sequence, each ending in one pass in inference where it can.
-
-    A block's last convolution, its sum into the stream and its ReLU run as one fused
-    operation that overwrites the stream (``training.models.fused``). Each block after the
-    first gets the previous block's output, which nothing else reads, so it may overwrite
-    it; the first overwrites the sequence's input only with ``inplace=True``, which callers
-    pass when they never read that map again. Training and NCHW inputs take the plain path.
-    As with ``nn.ReLU(inplace=True)``, a forward hook that keeps a block's output sees it
-    overwritten by the next block (clone it in the hook), and the fused end calls no norm
-    module (its parameters are folded in). Same state-dict keys as ``nn.Sequential``.
-    """
-
-    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        for i, block in enumerate(self):
-            x = block(x, inplace=inplace or i > 0)
-        return x
+    """Residual blocks run in sequence (same state-dict keys as ``nn.Sequential``)."""
 
 
 def resnet_stage(in_ch: int, width: int, blocks: int, stride: int,

@@ -12,9 +12,7 @@ filters (today ``hrnet``):
   convolution kept only some filters. Their residual branch is narrower than the stream it
   is added into, so its output is added into the stream's kept channels only
   (:func:`add_into_kept`); the removed channels pass the identity through unchanged, exactly
-  as in the masked model, where those filters and their norm are zero and add 0 (in
-  channels-last inference the sum and the ReLU run as one exact pass:
-  ``training.models.fused.select_add_relu_``);
+  as in the masked model, where those filters and their norm are zero and add 0;
 - :class:`PrunedStream` is a layer whose output *is* a stream (a transition starting a
   branch, a projection shortcut) and kept only some filters: it writes them into the
   stream's kept channels, the others 0, as the masked model's zeroed filters give
@@ -33,7 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import ModelError
-from training.models import fused
 from training.models.blocks import BasicBlock, Bottleneck
 
 
@@ -69,15 +66,55 @@ class PrunableLayer:
 
 
 # ------------------------------------------------------------------ residual blocks
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is laid out NHWC (and not also NCHW, as 1-channel or 1x1 maps are)."""
+    return (x.dim() == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def eval_conv_params(conv: nn.Conv2d, norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Weight and bias of ``norm(conv(.))`` in eval mode, the norm folded in.
+
+    ``None`` when ``norm`` is neither an identity (already folded) nor a batch norm with running
+    statistics, or the convolution pads by name: such a layer keeps its plain path.
+    """
+    if isinstance(conv.padding, str):
+        return None
+    weight = conv.weight
+    bias = conv.bias if conv.bias is not None else weight.new_zeros(weight.shape[0])
+    if isinstance(norm, nn.BatchNorm2d):
+        if norm.running_mean is None or norm.running_var is None or norm.weight is None:
+            return None
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        return weight * scale.view(-1, 1, 1, 1), (bias - norm.running_mean) * scale + norm.bias
+    if isinstance(norm, nn.Identity):
+        return weight, bias
+    return None
+
+
+def add_at_channels_(stream: torch.Tensor, values: torch.Tensor,
+                     kept: torch.Tensor) -> torch.Tensor:
+    """``stream`` with ``values`` (one channel per entry of ``kept``) added at ``kept``, in place.
+
+    ``index_add`` along the channel dimension costs little more than a full-width sum on NCHW
+    maps but several times as much on channels-last ones (and loses their layout); those are
+    added along the last dimension of their NHWC view instead. The same dtype on both sides.
+    """
+    if is_channels_last(stream):
+        stream.permute(0, 2, 3, 1).index_add_(3, kept, values.permute(0, 2, 3, 1))
+        return stream
+    return stream.index_add_(1, kept, values)
+
+
 def add_into_kept(identity: torch.Tensor, residual: torch.Tensor,
                   kept: torch.Tensor) -> torch.Tensor:
     """``identity`` with ``residual`` (one channel per entry of ``kept``) added at ``kept``.
 
-    A new map with the identity's width and memory format (``fused.add_at_channels_`` on a
+    A new map with the identity's width and memory format (:func:`add_at_channels_` on a
     copy); mixed precisions promote as ``+`` does.
     """
     dtype = torch.promote_types(identity.dtype, residual.dtype)
-    return fused.add_at_channels_(identity.to(dtype, copy=True), residual.to(dtype), kept)
+    return add_at_channels_(identity.to(dtype, copy=True), residual.to(dtype), kept)
 
 
 def into_kept(values: torch.Tensor, kept: torch.Tensor, width: int) -> torch.Tensor:
@@ -87,7 +124,7 @@ def into_kept(values: torch.Tensor, kept: torch.Tensor, width: int) -> torch.Ten
     of their NHWC view (one pass, as :func:`add_into_kept` adds).
     """
     n, _, h, w = values.shape
-    if fused.is_channels_last(values):
+    if is_channels_last(values):
         nhwc = values.new_zeros((n, h, w, width)).index_copy_(3, kept, values.permute(0, 2, 3, 1))
         return nhwc.permute(0, 3, 1, 2)
     return values.new_zeros((n, width, h, w)).index_copy_(1, kept, values)
@@ -98,10 +135,10 @@ def widened_conv_norm(conv: nn.Conv2d, norm: nn.Module, kept: torch.Tensor,
     """Weight and bias of ``norm(conv(.))`` in eval mode with its filters at ``kept`` of ``width``.
 
     The other ``width - len(kept)`` filters are zero: the masked model's convolution, built
-    from the compact one's parameters. ``None`` where ``fused.eval_conv_params`` cannot fold
+    from the compact one's parameters. ``None`` where :func:`eval_conv_params` cannot fold
     ``norm``.
     """
-    params = fused.eval_conv_params(conv, norm)
+    params = eval_conv_params(conv, norm)
     if params is None:
         return None
     weight, bias = params
@@ -124,15 +161,8 @@ class PrunedBasicBlock(BasicBlock):
         self.conv1, self.conv2, self.bn2 = block.conv1, block.conv2, block.bn2
         self.register_buffer("kept", torch.arange(n_kept))  # the state dict fills it
 
-    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        """``inplace``: ``x`` may be overwritten (see ``blocks.ResidualBlocks``).
-
-        Then the sum into the kept channels and the ReLU run as one exact pass
-        (``fused.select_add_relu_``) instead of a copy, a scatter and a ReLU.
-        """
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = self.bn2(self.conv2(self.conv1(x)))
-        if inplace and fused.applies(x):
-            return fused.select_add_relu_(x, residual, self.kept)
         return F.relu(add_into_kept(x, residual, self.kept))
 
 
@@ -144,9 +174,7 @@ class PrunedBottleneck(Bottleneck):
     channels-last input: there ``conv3`` runs at full width with zero filters in place of the
     removed ones (:func:`widened_conv_norm`) and is added as a whole, because a 1x1
     convolution saves less per output channel than the channels-last scatter costs (the
-    pruned HRNet's stage-1 blocks, docs/landcover.md);
-    where it may write into the shortcut's map, the widened ``conv3``, the sum and the ReLU
-    run as one pass (``training.models.fused``), as in the unpruned bottleneck.
+    pruned HRNet's stage-1 blocks, docs/landcover.md).
     """
 
     kept: torch.Tensor  # a buffer (see above)
@@ -158,16 +186,13 @@ class PrunedBottleneck(Bottleneck):
         self.shortcut = block.shortcut
         self.register_buffer("kept", torch.arange(n_kept))  # the state dict fills it
 
-    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        """``inplace``: ``x`` may be overwritten (see :class:`Bottleneck`)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv2(self.conv1(x))
         identity = self.shortcut(x)
         wide = None
-        if not self.training and fused.is_channels_last(identity):
+        if not self.training and is_channels_last(identity):
             wide = widened_conv_norm(self.conv3, self.bn3, self.kept, identity.shape[1])
         if wide is not None:
-            if (inplace or identity is not x) and fused.applies(identity):
-                return fused.conv_add_relu_(identity, h, *wide, self.conv3)
             return F.relu(identity + self.conv3._conv_forward(h, *wide))
         return F.relu(add_into_kept(identity, self.bn3(self.conv3(h)), self.kept))
 
@@ -194,7 +219,7 @@ class PrunedStream(nn.Sequential):
         first, norm, *rest = self
         conv = cast(nn.Conv2d, first)  # resize_layers makes a stream of a convolution only
         wide = None
-        if not self.training and conv.kernel_size == (1, 1) and fused.is_channels_last(x):
+        if not self.training and conv.kernel_size == (1, 1) and is_channels_last(x):
             wide = widened_conv_norm(conv, norm, self.kept, self.width)
         if wide is None:
             return into_kept(super().forward(x), self.kept, self.width)

@@ -148,12 +148,7 @@ class Fusion(nn.Module):
 
 
 class MultiResolutionModule(nn.Module):
-    """Four basic residual blocks on every branch, then one fusion.
-
-    In inference the input maps are overwritten by the blocks (``ResidualBlocks`` with
-    ``inplace=True``): they are the transition's or the previous fusion's outputs, which
-    nothing reads afterwards.
-    """
+    """Four basic residual blocks on every branch, then one fusion."""
 
     def __init__(self, channels: Sequence[int], blocks: int = BLOCKS_PER_BRANCH) -> None:
         super().__init__()
@@ -162,7 +157,7 @@ class MultiResolutionModule(nn.Module):
         self.fuse = Fusion(channels)
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        return self.fuse([branch(x, inplace=True)
+        return self.fuse([branch(x)
                           for branch, x in zip(self.branches, xs, strict=True)])
 
 
@@ -272,7 +267,7 @@ class HRNet(nn.Module):
         size = x.shape[-2:]
         if self.product is not None:
             x = self.product(x)
-        xs = [self.layer1(self.stem(x), inplace=True)]  # the stem's output is ours
+        xs = [self.layer1(self.stem(x))]
         xs = self.stage4(self.stage3(self.stage2(xs)))
         return resize_bilinear(self.head(xs), size)
 
