@@ -73,6 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                        writes_to=[args.out])
 
 
+def _band_names(text: str | None) -> tuple[str, ...] | None:
+    """``--bands B2,B3,B4`` as names, None when not given."""
+    return tuple(b.strip() for b in text.split(",") if b.strip()) if text else None
+
+
 def _run(args: argparse.Namespace) -> int:
     from contract.foreign_patches import ImportOptions, import_patches
 
@@ -82,8 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--min-valid-fraction must be in [0, 1], got "
                           f"{args.min_valid_fraction}")
     options = ImportOptions(
-        args.month, tuple(b.strip() for b in args.bands.split(",") if b.strip())
-        if args.bands else None,
+        args.month, _band_names(args.bands),
         impervious=_values("--impervious-values", args.impervious_values),
         pervious=_values("--pervious-values", args.pervious_values),
         ignore=_values("--ignore-values", args.ignore_values), scale=args.scale,

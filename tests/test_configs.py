@@ -153,7 +153,7 @@ def test_earth_engine_mapping_config_plans_offline(tmp_path, monkeypatch, capsys
     ("verbose: -1\n", "map.yaml: verbose must be a whole number >= 0, got -1"),
     ("backend: gee\n", "map.yaml: backend must be one of ee, local, got 'gee'"),
     ("regoin: wuhan\n", "map.yaml: unknown option 'regoin'; did you mean 'region'?"),
-    ("colour: red\n", "map.yaml: unknown option 'colour'; known: allow_l1c,"),
+    ("colour: red\n", "map.yaml: unknown option 'colour'; known: allow_implausible, allow_l1c,"),
     ("dry_run: yes please\n", "map.yaml: dry_run must be true or false"),
     ("- a list\n", "config file map.yaml must hold a mapping of option: value"),
 ])

@@ -215,8 +215,11 @@ class MaskedFileSource:
         self.nodatavals = (float("nan"),) * ds.count
 
     def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
-             out: np.ndarray | None = None) -> np.ndarray:
-        data = self._ds.read(list(indexes), window=window, out_dtype="float32", out=out)
+             out: np.ndarray | None = None,
+             out_shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """As rasterio's ``read`` (``out_shape`` reads decimated: a window's sample)."""
+        data = self._ds.read(list(indexes), window=window, out_dtype="float32", out=out,
+                             out_shape=out_shape)
         data[data <= self.masked_below] = np.nan
         return data
 

@@ -79,8 +79,9 @@ def test_one_line_per_epoch_without_progress_bars(patch_root, tmp_path, capsys):
     err = capsys.readouterr().err
     lines = [x for x in err.splitlines() if x.startswith("epoch ")]
     assert [x.split()[1] for x in lines] == ["1/2", "2/2"]
-    assert all(" loss " in x and "val MIoU" in x and x.rstrip().split()[-1] in ("s", "(best)")
-               for x in lines)
+    assert all(" loss " in x and "val MIoU" in x for x in lines)
+    assert lines[0].rstrip().endswith(" to go")  # the time the epochs still to go take
+    assert lines[-1].rstrip().split()[-1] in ("s", "(best)")  # none to go after the last
 
 
 def test_resume_takes_its_options_from_the_run_folder(patch_root, tmp_path, capsys):

@@ -68,7 +68,7 @@ def test_a_model_outside_the_package_is_found_through_its_module():
         create_model("test-threshold", 6, module="tests.support.rasters")
     with pytest.raises(ModelError, match=r"defines no model 'unet' in its MODELS table \(it "
                                          r"defines test-band-conv, test-linear, test-threshold, "
-                                         r"test-tied\)"):
+                                         r"test-tied, test-tile-context\)"):
         create_model("unet", 6, module="tests.support.models")
     with pytest.raises(ModelError, match=r"cannot import 'tests\.support\.absent', which "
                                          r"defines model 'test-threshold'"):

@@ -12,10 +12,11 @@ frozen encoder).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
 import torch
+
+from core.digest import chunks_sha256
 
 View = tuple[int, bool]  # quarter turns, then a left-right flip
 
@@ -40,8 +41,9 @@ def undo_view(x: torch.Tensor, view: View) -> torch.Tensor:
 
 
 def _digest(x: torch.Tensor) -> str:
-    return hashlib.blake2b(x.detach().contiguous().cpu().numpy().tobytes(),
-                           digest_size=16).hexdigest()
+    """The cache key of an input: its shape, dtype and bytes (:mod:`core.digest`, the owner)."""
+    head = f"{tuple(x.shape)} {x.dtype}".encode()
+    return chunks_sha256([head, x.detach().contiguous().cpu().numpy().tobytes()], length=32)
 
 
 class FeatureCache:

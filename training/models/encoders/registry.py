@@ -10,7 +10,6 @@ fit the architecture, each in one line saying what to get and where.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from core.digest import file_sha256
 from core.errors import ModelError
 
 Level = Literal["L1C", "L2A"]
@@ -140,13 +140,9 @@ def parse_encoder(text: str) -> tuple[EncoderEntry, str]:
     return encoder_entry(name.strip()), path
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (:func:`core.digest.file_sha256`, the one digest owner)."""
+    return file_sha256(path)
 
 
 def load_encoder(entry: EncoderEntry, path: str | os.PathLike) -> nn.Module:
