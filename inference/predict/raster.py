@@ -259,19 +259,29 @@ def _folder(out_prefix: str) -> str:
     return out_prefix.rsplit("/", 1)[0] if "/" in out_prefix else "."
 
 
+def _existing_tags(class_path: str) -> dict[str, str] | None:
+    """The tags of a map already at ``class_path``.
+
+    None when there is none, or it is damaged (a full disk cut it: it is written again).
+    """
+    if not files.exists(class_path):
+        return None
+    try:
+        with rasterio.open(files.gdal_path(class_path)) as ds:
+            return dict(ds.tags())
+    except rasterio.errors.RasterioError:
+        return None
+
+
 def _check_same_model(class_path: str, model_id: str, model: str) -> None:
     """Refuse to replace the maps of another model at the same ``--out``.
 
     A changed tiling or input of the same model maps again (the user asked for it); another
     model's map is a different product, and silently overwriting it loses it.
     """
-    if not files.exists(class_path):
+    tags = _existing_tags(class_path)
+    if tags is None:
         return
-    try:
-        with rasterio.open(files.gdal_path(class_path)) as ds:
-            tags = ds.tags()
-    except rasterio.errors.RasterioError:
-        return  # damaged (a full disk cut it): written again
     theirs, their_name = tags.get("model_id", ""), tags.get("model", "")
     if (theirs and model_id and theirs != model_id) or (not theirs and their_name
                                                         and their_name != model):
@@ -296,13 +306,9 @@ def _check_same_input(class_path: str, ours: Mapping[str, str]) -> None:
     another input would replace a map of another place or date without a word. Maps written
     before inputs were recorded, and fetched sources (``isamap-map``), are not compared.
     """
-    if not ours or not files.exists(class_path):
+    tags = _existing_tags(class_path) if ours else None
+    if tags is None:
         return
-    try:
-        with rasterio.open(files.gdal_path(class_path)) as ds:
-            tags = ds.tags()
-    except rasterio.errors.RasterioError:
-        return  # damaged (a full disk cut it): written again
     if "input" not in tags or all(tags.get(k) == v for k, v in ours.items()):
         return
     what = "input" if tags["input"] != ours["input"] else "grid (another extent or pixel size)"
