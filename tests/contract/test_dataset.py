@@ -23,7 +23,9 @@ def test_dataset_spec_is_never_rebuilt_positionally():
 def test_index_and_manifest_are_named_and_read_only_by_the_contract():
     """Readers go through read_index/read_manifest (format check, record check, gs://)."""
     assert set(where(r"""["'](index\.jsonl|manifest\.json)["']""")) == {
-        "contract/dataset.py"}
+        "contract/dataset.py",
+        "benchmarks/plain_train_loop.py",  # the peer: a user's own loop reads the files itself
+    }
 
 
 def test_the_clean_up_removes_what_a_write_killed_inside_the_atomic_writer_left(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from core.parsers import add_subcommand, command_parser, suggestion
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = (("one", "isamap-x --tile 3"), ("two", "isamap-x --blend core"))
 
 
