@@ -8,8 +8,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-# the folder that holds gee_export/, training/ and inference/: a clone's root, or site-packages
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+# the folder that holds core/, training/ and inference/: a clone's root, or site-packages
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 @functools.cache

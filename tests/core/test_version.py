@@ -59,3 +59,10 @@ def test_this_checkout_records_its_own_commit():
     if REPO_ROOT.resolve() != PACKAGE_ROOT or head.returncode != 0:
         pytest.skip("the package is not imported from a git checkout")
     assert code_version().endswith(f"+g{head.stdout.strip()}")
+
+
+def test_the_package_root_is_the_folder_that_holds_the_packages():
+    """A module moved to another depth must not point its root elsewhere (it would record no
+    commit, and the test above would only skip)."""
+    assert (PACKAGE_ROOT / "core" / "version.py").is_file()
+    assert (PACKAGE_ROOT / "training").is_dir() and (PACKAGE_ROOT / "inference").is_dir()
