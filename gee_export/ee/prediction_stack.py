@@ -212,6 +212,36 @@ def _widened(grid: Grid, margin: tuple[int, int, int, int]) -> Grid:
                 grid.height + top + bottom, res, grid.patch_size, grid.stride)
 
 
+def _saved_json(store: Store, rel: str) -> dict[str, Any]:
+    """What an earlier run saved at ``rel`` (task ids, EECU per tile), or nothing."""
+    return dict(json.loads(store.read_bytes(rel))) if store.exists(rel) else {}
+
+
+def _write_vrts(store: Store, name: str, windows: Sequence[Window], bands: Sequence[str],
+                inner: Grid, grid: Grid, margin: tuple[int, int, int, int]) -> int:
+    """Write the stack's VRT over ``inner`` (with a margin, also over the widened ``grid``).
+
+    Built from the tiles present; returns how many tiles Earth Engine skipped (no valid pixel).
+    """
+    present = [w for w in windows if store.exists(f"{name}/{_tile_name(w)}.tif")]
+    missing = len(windows) - len(present)
+    if missing:
+        log.info("%d of %d stack tiles of %s hold no valid pixel (Earth Engine skipped them); "
+                 "they are nodata in the map", missing, len(windows), name)
+    vrt_bands = [VrtBand(i, "float32", FLOAT_NODATA, band) for i, band in enumerate(bands, 1)]
+    top, left = margin[0], margin[1]
+    for target, on, (dr, dc) in ((f"{name}.vrt", inner, (top, left)),
+                                 (f"{name}_margin.vrt", grid, (0, 0))):
+        text = mosaic_vrt(  # pieces past the edges of the grid are clipped by GDAL
+            on.width, on.height, on.transform, on.crs, vrt_bands,
+            [Piece(f"{name}/{_tile_name(w)}.tif", w.row_off - dr, w.col_off - dc, w.height,
+                   w.width) for w in present])
+        store.write_bytes(target, text.encode())
+        if not any(margin):
+            break
+    return missing
+
+
 def export_prediction_stack(
     session: EESession, image: Any, grid: Grid, bands: Sequence[str], out: str | Store,
     name: str, *, tile_px: int = DEFAULT_TILE_PX, max_pending: int = DEFAULT_MAX_PENDING,
@@ -249,11 +279,9 @@ def export_prediction_stack(
                           "gs://BUCKET/PREFIX (or use --method pixels)")
     windows = stack_tiles(grid, tile_px)
     state_rel = f"{name}/tasks.json"
-    task_ids: dict[str, str] = (json.loads(store.read_bytes(state_rel))
-                                if store.exists(state_rel) else {})
+    task_ids: dict[str, str] = _saved_json(store, state_rel)
     eecu_rel = f"{name}/eecu.json"
-    eecu: dict[str, float] = (json.loads(store.read_bytes(eecu_rel))
-                              if store.exists(eecu_rel) else {})
+    eecu: dict[str, float] = _saved_json(store, eecu_rel)
     done = {w for w in windows if store.exists(f"{name}/{_tile_name(w)}.tif")}
     queue = [w for w in windows if w not in done]
     # tasks an earlier run started: one paged listing, not one request per saved id
@@ -310,21 +338,6 @@ def export_prediction_stack(
             store.write_bytes(eecu_rel, json.dumps(eecu, sort_keys=True).encode())
             log.info("stack %s: Earth Engine reports %.2f EECU-hours for %d finished tasks",
                      name, sum(eecu.values()) / 3600.0, len(eecu))
-    present = [w for w in windows if store.exists(f"{name}/{_tile_name(w)}.tif")]
-    missing = len(windows) - len(present)
-    if missing:
-        log.info("%d of %d stack tiles of %s hold no valid pixel (Earth Engine skipped them); "
-                 "they are nodata in the map", missing, len(windows), name)
-    vrt_bands = [VrtBand(i, "float32", FLOAT_NODATA, band) for i, band in enumerate(bands, 1)]
-    top, left = margin[0], margin[1]
-    for target, on, (dr, dc) in ((f"{name}.vrt", inner, (top, left)),
-                                 (f"{name}_margin.vrt", grid, (0, 0))):
-        text = mosaic_vrt(  # pieces past the edges of the grid are clipped by GDAL
-            on.width, on.height, on.transform, on.crs, vrt_bands,
-            [Piece(f"{name}/{_tile_name(w)}.tif", w.row_off - dr, w.col_off - dc, w.height,
-                   w.width) for w in present])
-        store.write_bytes(target, text.encode())
-        if not any(margin):
-            break
+    missing = _write_vrts(store, name, windows, bands, inner, grid, margin)
     return PredictionStack(store.url(f"{name}.vrt"), len(windows), started, missing,
                            store.url(f"{name}_margin.vrt") if any(margin) else None)
