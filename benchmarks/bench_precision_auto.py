@@ -22,7 +22,7 @@ of the wall time and of the process's CPU time (steadier on a loaded machine):
 
 Sizes: the demo stack as it is (768², four tiles: a short job) and larger stacks tiled from
 it in a temporary folder (``--sizes``). Without ``--model`` / ``--stack`` the demo model is
-made first by the demo command (``inference.demo --until train``) in a temporary folder.
+made first by the demo command (``isamap-demo --until train``) in a temporary folder.
 
 Run: .venv/bin/python benchmarks/bench_precision_auto.py [--sizes 768,4096,8192] [--rounds 2]
 Absolute seconds depend on the machine and its load; the ratios are measured side by side.
@@ -50,12 +50,12 @@ FIXED = {"fp32/off": ["--precision", "fp32", "--channels-last", "off"],
          "bf16/off": ["--precision", "bf16", "--channels-last", "off"],
          "bf16/on": ["--precision", "bf16", "--channels-last", "on"]}
 PLAIN = "fp32/off"  # the plain path auto replaces: fp32, NCHW
-PREDICT = "import sys; from inference.cli import predict_main; sys.exit(predict_main())"
+PREDICT = "import sys; from cli.predict import predict_main; sys.exit(predict_main())"
 
 
 def demo_model(folder: Path, epochs: int) -> tuple[Path, Path]:
     """The demo's model file and June stack, made by the demo command."""
-    from inference.demo import main as demo_main
+    from cli.demo import main as demo_main
 
     if demo_main(["--out", str(folder), "--until", "train", "--epochs", str(epochs),
                   "-q"]) != 0:

@@ -47,8 +47,8 @@ from pathlib import Path
 
 import torch
 
+from cli.demo import main as demo_main
 from engine import autotune
-from inference.demo import main as demo_main
 from training.config import TrainConfig
 from training.data import Augment, PatchDataset, compute_norm_stats, make_loader
 from training.demo import DEMO_WIDTHS
@@ -171,7 +171,7 @@ def whole_process(root: Path, work: Path, name: str, epochs: int, batch: int,
                   rounds: int) -> None:
     """``isamap-train`` against the plain loop, each a whole process, in turns ABBA."""
     widths = ",".join(map(str, DEMO_WIDTHS))
-    train = [sys.executable, "-m", "training.cli", "--data", str(root), "--model", name,
+    train = [sys.executable, "-m", "cli.train", "--data", str(root), "--model", name,
              "--model-kwargs", json.dumps({"widths": list(DEMO_WIDTHS)}), "--epochs",
              str(epochs), "--batch-size", str(batch), "--lr", "1e-3", "--no-progress", "-q"]
     script = str(Path(__file__).with_name("plain_train_loop.py"))

@@ -29,7 +29,7 @@ def one_epoch(config: str, data: str, out: str) -> dict:
     """Run ``config`` for one epoch in this process; CPU and wall seconds (run in a child)."""
     import torch
 
-    from training.cli import train_main
+    from cli.train import train_main
 
     torch.set_num_threads(2)
     usage = resource.getrusage(resource.RUSAGE_SELF)

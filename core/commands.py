@@ -122,7 +122,7 @@ class _Quiet(argparse.Action):
 DETAIL = 15
 logging.addLevelName(DETAIL, "DETAIL")
 #: the loggers that are isamap's own (the packages' ``logging.getLogger(__name__)``)
-ISAMAP_LOGGERS = ("core", "contract", "gee_export", "engine", "training", "inference",
+ISAMAP_LOGGERS = ("core", "contract", "gee_export", "engine", "training", "inference", "cli",
                   "experiments")
 
 

@@ -37,8 +37,8 @@ class CommandFailed(ConfigError):
     """A product command the experiment ran exited non-zero (its message was logged)."""
 
 
-ENTRY_POINTS = {"isamap-export": "gee_export.cli:main", "isamap-train": "training.cli:train_main",
-                "isamap-predict": "inference.cli:predict_main"}
+ENTRY_POINTS = {"isamap-export": "cli.export:main", "isamap-train": "cli.train:train_main",
+                "isamap-predict": "cli.predict:predict_main"}
 
 
 def command_line(prog: str) -> list[str]:

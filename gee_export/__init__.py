@@ -7,7 +7,7 @@ contract: grid, bands, regions, splits, GeoTIFFs, patch datasets, stacks).
 - :mod:`gee_export.ee`: the Earth Engine recipe, its session and the names it sends (the one
   seam to Earth Engine); :mod:`gee_export.local`: the same recipe in numpy/rasterio. Side by
   side: each imports ``core`` and ``contract``, never the other.
-- :mod:`gee_export.cli` (``isamap-export``) drives both backends.
+- :mod:`cli.export` (``isamap-export``) drives both backends.
 
 May import: core, contract.
 

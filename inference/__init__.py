@@ -5,9 +5,9 @@ source -> class and probability COGs, quick-looks, zone statistics), :mod:`infer
 (a region and dates -> a map series: fetched tiles, the Beam map pipeline, change, STAC) and
 :mod:`inference.publish` (Earth Engine image assets and ImageCollections, manifests, Code
 Editor scripts) and, beside it, :mod:`inference.assess` (reference samples, accuracy and area
-with confidence intervals). The top-level modules drive them: the console scripts (``cli``,
-``map_cli``, ``assess_cli``),
-``region_map`` (map a region, then publish its series) and the whole-chain ``demo``.
+with confidence intervals). The top-level modules drive them: ``region_map`` (map a region,
+then publish its series) and the whole-chain ``demo``'s steps; the console scripts that call
+them live in ``cli``, above.
 
 May import: every layer below (``gee_export``, ``training``); nothing above (``experiments``,
 ``benchmarks``).

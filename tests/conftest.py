@@ -8,6 +8,8 @@
 - ``ee_http``: the same client against ``FakeEarthEngine``, a stand-in of the REST service
   that records every request and answers as the REST reference documents.
 - ``shared_data``: the real Sentinel samples in ../shared/data (skip only off CI when absent).
+- ``cogs``: a real class/probability COG pair from a tiny prediction (publishing, predict's
+  command and credentials tests).
 """
 
 from __future__ import annotations
@@ -299,3 +301,24 @@ def signed_gcs(gcs_bucket, user_adc_home, token_endpoint, monkeypatch) -> Signed
     monkeypatch.delenv("GS_NO_SIGN_REQUEST", raising=False)
     monkeypatch.setenv("GOA2_AUTH_URL_TOKEN", url)
     return SignedGcs(gcs_bucket, user_adc_home, refresh, posts)
+
+
+# ---------------------------------------------------------------- a tiny map's COGs
+@pytest.fixture
+def cogs(tmp_path):
+    """A real class/probability COG pair from a tiny prediction."""
+    import numpy as np
+
+    from inference.cog.maps import OutputInfo
+    from inference.predict.raster import PredictConfig, predict_raster
+    from inference.predict.runtime import RuntimeOptions, TilePredictor
+    from tests.support.models import conv1x1
+    from tests.support.rasters import smooth_stack, write_stack
+
+    src = write_stack(tmp_path / "small.tif", smooth_stack(90, 110))
+    p = TilePredictor(conv1x1(), np.zeros(6), np.ones(6),
+                      options=RuntimeOptions(precision="fp32", channels_last="on"))
+    info = OutputInfo("unet", ("B2", "B3", "B4", "B8", "VV", "VH"), month="2023-06",
+                      metrics={"iou": 0.8})
+    return predict_raster(str(src), str(tmp_path / "maps" / "wuhan_2023-06"), p, info,
+                          PredictConfig(tile=64, overlap=16), progress=False)

@@ -10,15 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from cli.assess import build_parser as assess_parser
+from cli.demo import build_parser as demo_parser
+from cli.evaluate import evaluate_parser
+from cli.export import build_parser as export_parser
+from cli.import_patches import build_parser as import_parser
+from cli.map import build_parser as map_parser
+from cli.predict import predict_parser
+from cli.prune import prune_parser
+from cli.publish import publish_parser
+from cli.train import train_parser
 from core.commands import attach_values
 from core.version import code_version
-from gee_export.cli import build_parser as export_parser
-from gee_export.import_cli import build_parser as import_parser
-from inference.assess_cli import build_parser as assess_parser
-from inference.cli import predict_parser, publish_parser
-from inference.demo import build_parser as demo_parser
-from inference.map_cli import build_parser as map_parser
-from training.cli import evaluate_parser, prune_parser, train_parser
 
 REPO = Path(__file__).resolve().parents[1]
 PARSERS = {"isamap-export": export_parser, "isamap-demo": demo_parser,
@@ -52,7 +55,7 @@ def test_every_console_script_is_covered():
                for line in cfg["options.entry_points"]["console_scripts"].splitlines()
                if line.strip()}
     assert scripts == set(PARSERS)
-    assert "from gee_export.cli import main" in (REPO / "export_patches.py").read_text()
+    assert "from cli.export import main" in (REPO / "export_patches.py").read_text()
 
 
 @pytest.mark.parametrize("name,parser", _every_parser(), ids=lambda v: v if isinstance(v, str)

@@ -66,7 +66,7 @@ def test_there_is_a_config_per_model_recipe_and_mapping_job():
 @pytest.mark.parametrize("name", TRAIN_CONFIGS)
 def test_training_config_runs_as_written_and_its_run_folder_keeps_the_resolved_config(
         demo_folder, name, monkeypatch, capsys):
-    from training.cli import train_main
+    from cli.train import train_main
     from training.config import apply_recipe, load_config
     from training.modelfile import read_model_file
 
@@ -105,7 +105,7 @@ def test_training_config_runs_as_written_and_its_run_folder_keeps_the_resolved_c
 
 @pytest.mark.slow
 def test_demo_mapping_config_maps_both_dates_as_written(demo_folder, monkeypatch, capsys):
-    from inference.map_cli import main
+    from cli.map import main
 
     monkeypatch.chdir(demo_folder)
     code = main(["--config", str(CONFIGS / "map-demo.yaml"), "--precision", "fp32",
@@ -128,9 +128,9 @@ def test_demo_mapping_config_maps_both_dates_as_written(demo_folder, monkeypatch
 
 def test_earth_engine_mapping_config_plans_offline(tmp_path, monkeypatch, capsys):
     """The Earth Engine job's dry run (no account): its region, dates and tiling as written."""
+    from cli.map import main
     from contract.grid import Grid
     from contract.regions import get_region
-    from inference.map_cli import main
     from tests.support.mapping import model_file
 
     monkeypatch.chdir(tmp_path)
@@ -159,7 +159,7 @@ def test_earth_engine_mapping_config_plans_offline(tmp_path, monkeypatch, capsys
 ])
 def test_a_bad_mapping_config_is_one_line_with_exit_code_2(text, message, tmp_path,
                                                            monkeypatch, capsys):
-    from inference.map_cli import main
+    from cli.map import main
 
     monkeypatch.chdir(tmp_path)
     Path("map.yaml").write_text(text)
@@ -172,7 +172,7 @@ def test_a_bad_mapping_config_is_one_line_with_exit_code_2(text, message, tmp_pa
 
 def test_a_verbosity_count_in_a_mapping_config_sets_the_level(tmp_path, monkeypatch, capsys):
     """``verbose: 2`` reached the logging set-up as the text '2': a TypeError traceback."""
-    from inference.map_cli import main
+    from cli.map import main
 
     monkeypatch.chdir(tmp_path)
     Path("map.yaml").write_text("verbose: 2\nmodel: m.pt\nout: o\nbbox: 114.26,30.55,114.28,30.56"
@@ -185,8 +185,8 @@ def test_a_verbosity_count_in_a_mapping_config_sets_the_level(tmp_path, monkeypa
 
 
 def test_flags_given_override_the_mapping_config(tmp_path, monkeypatch):
+    from cli.map import build_parser
     from core.config_file import parse_with_config
-    from inference.map_cli import build_parser
 
     monkeypatch.chdir(tmp_path)
     Path("map.yaml").write_text("model: a.pt\nout: maps\ntile: 256\nreader: user:a@b.com\n"

@@ -9,6 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from cli.assess import main as assess_main
+from cli.demo import main as demo_main
+from cli.evaluate import evaluate_main
+from cli.export import main as export_main
+from cli.import_patches import main as import_main
+from cli.map import main as map_main
+from cli.predict import predict_main
+from cli.prune import prune_main
+from cli.publish import publish_main
+from cli.train import train_main
 from experiments import (
     builtup,
     data,
@@ -21,14 +31,7 @@ from experiments import (
 from experiments import landcover as lccompare
 from experiments import srcompare as compare
 from experiments.naip import NAIP_FOLDER
-from gee_export.cli import main as export_main
-from gee_export.import_cli import main as import_main
-from inference.assess_cli import main as assess_main
-from inference.cli import predict_main, publish_main
-from inference.demo import main as demo_main
-from inference.map_cli import main as map_main
 from tests.support import LIBRARY_PACKAGES
-from training.cli import evaluate_main, prune_main, train_main
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = {"isamap-export": export_main, "isamap-import-patches": import_main,
@@ -46,12 +49,11 @@ COMMANDS = {"isamap-export": export_main, "isamap-import-patches": import_main,
             "python -m experiments.builtup": builtup.main,
             "python -m experiments.terramesh": terramesh.main}
 # Modules that are commands: their printed output is the command's result.
-COMMAND_MODULES = {"gee_export/cli.py", "gee_export/import_cli.py", "inference/cli.py",
-                   "inference/demo.py",
-                   "inference/map_cli.py", "experiments/landcover.py",
+COMMAND_MODULES = {*(f"cli/{p.name}" for p in (REPO / "cli").glob("*.py")),
+                   "inference/demo.py", "experiments/landcover.py",
                    "experiments/landcover_pruning.py", "experiments/landcover_figures.py",
-                   "training/cli.py", "experiments/srcompare.py", "experiments/headcompare.py",
-                   "experiments/naip_patches.py", "inference/assess_cli.py",
+                   "experiments/srcompare.py", "experiments/headcompare.py",
+                   "experiments/naip_patches.py",
                    "experiments/temporal_consistency.py", "experiments/builtup.py",
                    "experiments/terramesh.py", "experiments/change_pairs.py",
                    "experiments/builtup_encoders.py"}
@@ -80,7 +82,7 @@ def test_library_code_logs_instead_of_printing():
 
 
 def test_publish_help_does_not_import_torch():
-    code = ("import sys\nfrom inference.cli import publish_main\ntry:\n"
+    code = ("import sys\nfrom cli.publish import publish_main\ntry:\n"
             "    publish_main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,

@@ -26,16 +26,16 @@ PLACEHOLDERS = {"--key"}  # "Beam options like --key=value"
 
 #: console script -> its entry point
 COMMANDS = {
-    "isamap-export": "gee_export.cli:main",
-    "isamap-demo": "inference.demo:main",
-    "isamap-train": "training.cli:train_main",
-    "isamap-evaluate": "training.cli:evaluate_main",
-    "isamap-prune": "training.cli:prune_main",
-    "isamap-predict": "inference.cli:predict_main",
-    "isamap-publish": "inference.cli:publish_main",
-    "isamap-map": "inference.map_cli:main",
-    "isamap-assess": "inference.assess_cli:main",
-    "isamap-import-patches": "gee_export.import_cli:main",
+    "isamap-export": "cli.export:main",
+    "isamap-demo": "cli.demo:main",
+    "isamap-train": "cli.train:train_main",
+    "isamap-evaluate": "cli.evaluate:evaluate_main",
+    "isamap-prune": "cli.prune:prune_main",
+    "isamap-predict": "cli.predict:predict_main",
+    "isamap-publish": "cli.publish:publish_main",
+    "isamap-map": "cli.map:main",
+    "isamap-assess": "cli.assess:main",
+    "isamap-import-patches": "cli.import_patches:main",
 }
 
 #: ``path::function`` prefix -> the commands whose runs reach its messages, and whether each
@@ -49,10 +49,10 @@ OWNERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("gee_export/local/compositing.py", ("isamap-export", "isamap-map"), "all"),
     ("gee_export/local/plausibility.py::check_s", ("isamap-export", "isamap-map"), "all"),
     ("core/pipeline_options.py", ("isamap-export", "isamap-map"), "any"),
-    ("gee_export/import_cli.py", ("isamap-import-patches",), "all"),
+    ("cli/import_patches.py", ("isamap-import-patches",), "all"),
     ("contract/foreign_patches.py", ("isamap-import-patches",), "all"),
     ("gee_export/", ("isamap-export",), "all"),
-    ("inference/map_cli.py", ("isamap-map",), "all"),
+    ("cli/map.py", ("isamap-map",), "all"),
     ("inference/region_map.py", ("isamap-map",), "all"),
     ("inference/mapping/", ("isamap-map",), "all"),
     ("inference/assess", ("isamap-assess",), "all"),

@@ -4,16 +4,16 @@ Every import is read as Python runs it (tests/support/import_graph.py: lazy impo
 ``importlib.import_module`` with a literal name, and the package ``__init__`` modules an
 import runs) and checked against the ranks of docs/architecture.md:
 
-    core 0 < contract 1 < gee_export.ee | gee_export.local |
-    gee_export.cli 2 < engine 3 < training.losses 4 < training.models 5 <
-    training 6 < inference.cog 7 < inference.predict 8 < inference.mapping 9 <
-    inference.publish | inference.assess 10 < inference 11 <
-    experiments | benchmarks | testing 12
+    core 0 < contract 1 < gee_export.ee | gee_export.local 2 < engine 3 <
+    training.losses 4 < training.models 5 < training 6 < inference.cog 7 <
+    inference.predict 8 < inference.mapping 9 < inference.publish | inference.assess 10 <
+    inference 11 < cli 12 < experiments | benchmarks | testing 13
 
 A module may import its own rank or lower; ``gee_export.ee`` and ``gee_export.local`` are
 siblings that never import each other, and so are ``inference.publish`` and
-``inference.assess``; nothing imports ``gee_export.cli``. The last tests plant small trees to
-show that the checker fails where it must.
+``inference.assess``; the library never imports ``cli`` (it stands above it) and a command
+module never imports another. The last tests plant small trees to show that the checker fails
+where it must.
 """
 
 from __future__ import annotations
@@ -33,16 +33,14 @@ from tests.support.import_graph import (
     upward_imports,
 )
 
-PACKAGES = ("core", "contract", "gee_export", "engine", "training", "inference", "experiments",
-            "benchmarks", "testing")
+PACKAGES = ("core", "contract", "gee_export", "engine", "training", "inference", "cli",
+            "experiments", "benchmarks", "testing")
 RANKS = (  # longest prefix wins
     ("core", 0),
     ("contract", 1),
     ("gee_export", 2),
     ("gee_export.ee", 2),
     ("gee_export.local", 2),
-    ("gee_export.cli", 2),
-    ("gee_export.import_cli", 2),
     ("engine", 3),
     ("training.losses", 4),
     ("training.models", 5),
@@ -53,23 +51,32 @@ RANKS = (  # longest prefix wins
     ("inference.publish", 10),
     ("inference.assess", 10),
     ("inference", 11),
-    ("experiments", 12),
-    ("benchmarks", 12),
-    ("testing", 12),
+    ("cli", 12),
+    ("experiments", 13),
+    ("benchmarks", 13),
+    ("testing", 13),
 )
 SIBLINGS = frozenset({("gee_export.ee", "gee_export.local"),
                       ("gee_export.local", "gee_export.ee"),
                       ("inference.assess", "inference.publish"),
                       ("inference.publish", "inference.assess")})
-COMMANDS = frozenset({"gee_export.cli", "gee_export.import_cli"})
-LIBRARY = ("core", "contract", "gee_export", "engine", "training", "inference")
+LIBRARY = ("core", "contract", "gee_export", "engine", "training", "inference", "cli")
 
 MODULES = read_tree(REPO_ROOT, PACKAGES)
 
 
 def test_no_import_runs_upward_or_sideways():
-    problems = upward_imports(MODULES, RANKS, SIBLINGS, COMMANDS)
+    problems = upward_imports(MODULES, RANKS, SIBLINGS)
     assert not problems, "\n".join(problems)
+
+
+def test_a_command_module_never_imports_another():
+    """``cli`` holds one module per console script; what two commands share lives below."""
+    crossing = [f"{name}:{line} imports {target}"
+                for name in MODULES if name.startswith("cli.")
+                for target, line in imports_of(name, MODULES)
+                if target.startswith("cli.") and target != name]
+    assert not crossing, "\n".join(crossing)
 
 
 def test_no_import_cycles_counting_package_inits():
@@ -124,10 +131,11 @@ def test_every_package_says_what_it_may_import():
 
 def test_the_checker_sees_lazy_imports_and_package_inits():
     """A lazy import inside a function counts, and so does the ``__init__`` it runs."""
-    cli = {target for target, _ in imports_of("gee_export.cli", MODULES)}
+    cli = {target for target, _ in imports_of("cli.export", MODULES)}
     assert {"gee_export.local.stack", "gee_export.ee.export"} <= cli  # both inside functions
     assert {"gee_export.local", "gee_export.ee"} <= cli  # the packages those imports run
     assert "training.demo" in {target for target, _ in imports_of("inference.demo", MODULES)}
+    assert layer("cli.map", RANKS) == ("cli", 12)
     own = {target for target, _ in imports_of("inference.predict.raster", MODULES)}
     assert "inference.predict" not in own and "inference" not in own  # already running
     assert layer("contract.grid", RANKS) == ("contract", 1)

@@ -26,7 +26,7 @@ import pytest
 
 from tests.support import REPO_ROOT
 
-PACKAGES = ("core", "contract", "gee_export", "engine", "training", "inference")
+PACKAGES = ("core", "contract", "gee_export", "engine", "training", "inference", "cli")
 FAKES = "testing"  # beside the packages in the checkout, never in the wheel
 SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE")
 pytestmark = pytest.mark.slow
@@ -130,9 +130,9 @@ def test_every_dependency_is_pinned_for_development_and_hdf5_is_an_extra(wheel):
 
 def test_installed_wheel_runs_outside_the_checkout(clean_venv, tmp_path):
     python = clean_venv / "bin" / "python"
-    where = _run(python, "-c", "import core, contract, gee_export, engine, training, inference; "
-                 "print(*(m.__file__ for m in (core, contract, gee_export, engine, training, "
-                 "inference)))",
+    where = _run(python, "-c", "import core, contract, gee_export, engine, training, inference, "
+                 "cli; print(*(m.__file__ for m in (core, contract, gee_export, engine, "
+                 "training, inference, cli)))",
                  cwd=tmp_path)
     assert all(str(clean_venv) in path for path in where.split()), where
     for script in ("isamap-export", "isamap-map"):

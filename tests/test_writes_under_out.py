@@ -23,15 +23,17 @@ import numpy as np
 import pytest
 from pyproj import Transformer
 
+from cli.assess import main as assess_main
+from cli.evaluate import evaluate_main
+from cli.map import main as map_main
+from cli.predict import predict_main
+from cli.publish import publish_main
+from cli.train import train_main
 from experiments.builtup import find_tile, scene_folder
 from gee_export.local.synthetic import generate_scene
-from inference.assess_cli import main as assess_main
-from inference.cli import predict_main, publish_main
-from inference.map_cli import main as map_main
 from tests.support.assess import labelled_as_the_map, synthetic_scene
 from tests.support.mapping import model_file
 from tests.support.rasters import BANDS, smooth_stack, write_band, write_patch_dataset, write_stack
-from training.cli import evaluate_main, train_main
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
 

@@ -10,8 +10,8 @@ import pytest
 import rasterio
 from affine import Affine
 
+from cli.import_patches import main
 from contract.dataset import read_index, read_manifest
-from gee_export.import_cli import main
 
 SIZE, RES, X0, Y0 = 32, 10.0, 500000.0, 3400000.0
 BANDS = ("B2", "B3", "B4", "B8")

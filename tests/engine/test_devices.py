@@ -57,8 +57,9 @@ def test_device_names():
 
 
 def test_commands_share_the_device_and_precision_options(capsys):
-    from inference.cli import predict_parser
-    from training.cli import evaluate_parser, train_parser
+    from cli.evaluate import evaluate_parser
+    from cli.predict import predict_parser
+    from cli.train import train_parser
 
     train_args = train_parser().parse_args([])
     assert train_args.device is None and train_args.precision is None  # config file decides
@@ -82,8 +83,9 @@ def test_commands_share_the_device_and_precision_options(capsys):
 
 
 def test_int8_is_offered_to_inference_commands_only():
-    from inference.cli import predict_parser
-    from training.cli import evaluate_parser, train_parser
+    from cli.evaluate import evaluate_parser
+    from cli.predict import predict_parser
+    from cli.train import train_parser
 
     args = predict_parser().parse_args(["--model", "m", "--input", "i", "--out", "o",
                                          "--precision", "int8"])

@@ -58,7 +58,7 @@ def test_the_experiment_passes_trust_band_names_to_the_export(shared_data, tmp_p
     assert args[-1] == "--trust-band-names" and args.count("--s2-band-names") == 1
     assert "--trust-band-names" not in export_arguments(cell, tmp_path / "s", tmp_path / "o",
                                                         ("B2",), Budget())
-    from gee_export.cli import build_parser  # the flag is the export's own
+    from cli.export import build_parser  # the flag is the export's own
 
     parsed = build_parser().parse_args(["--dry-run", *args])
     assert parsed.trust_band_names is True

@@ -10,10 +10,10 @@ import pytest
 import rasterio
 from PIL import Image
 
+from cli.demo import main
 from contract.bands import DEFAULT_IMAGE_BANDS
 from contract.dataset import read_index, read_manifest
 from gee_export.local.synthetic import BUILDING, CLASS_S1, CLASS_S2, S2_BANDS, VEGETATION, WATER
-from inference.demo import main
 from tests.support.shared_files import private_strings, shared_files
 
 

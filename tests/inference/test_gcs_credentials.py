@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import rasterio
 
+from cli.assess import main as assess_main
+from cli.predict import predict_main
+from cli.publish import publish_main
 from core.pipeline_options import RunnerConfig
 from core.storage import files, open_store
-from inference.assess_cli import main as assess_main
-from inference.cli import predict_main, publish_main
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions
 from inference.region_map import map_region

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from inference.map_cli import main
+from cli.map import main
 from tests.support.mapping import model_file
 
 pyogrio = pytest.importorskip("pyogrio")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from inference.cli import predict_parser
-from inference.map_cli import build_parser
+from cli.map import build_parser
+from cli.predict import predict_parser
 from tests.support.refusals import named_options
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,4 +7,4 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # the installed packages, foundation first (setup.cfg); tests that read every library module use it
-LIBRARY_PACKAGES = ("core", "contract", "gee_export", "engine", "training", "inference")
+LIBRARY_PACKAGES = ("core", "contract", "gee_export", "engine", "training", "inference", "cli")

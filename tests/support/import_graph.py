@@ -168,9 +168,8 @@ def layer(name: str, ranks: Sequence[tuple[str, int]]) -> tuple[str, int]:
 
 
 def upward_imports(modules: Mapping[str, Module], ranks: Sequence[tuple[str, int]],
-                   siblings: frozenset[tuple[str, str]] = frozenset(),
-                   nobody_imports: frozenset[str] = frozenset()) -> list[str]:
-    """One line per import that runs to a higher rank, between siblings, or into a command."""
+                   siblings: frozenset[tuple[str, str]] = frozenset()) -> list[str]:
+    """One line per import that runs to a higher rank or between siblings."""
     problems = []
     for name in modules:
         own_layer, own_rank = layer(name, ranks)
@@ -181,6 +180,4 @@ def upward_imports(modules: Mapping[str, Module], ranks: Sequence[tuple[str, int
                 problems.append(f"{where} (rank {their_rank} above {own_layer}'s {own_rank})")
             elif (own_layer, their_layer) in siblings:
                 problems.append(f"{where} (siblings never import each other)")
-            elif their_layer in nobody_imports and own_layer != their_layer:
-                problems.append(f"{where} (a command drives the layers, not the reverse)")
     return problems

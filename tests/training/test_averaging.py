@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
+from cli.train import train_main
 from core.errors import ConfigError
 from training.averaging import ema_decay
-from training.cli import train_main
 from training.config import TrainConfig, apply_recipe
 from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss

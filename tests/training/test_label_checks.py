@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from cli.train import train_main
 from tests.support.rasters import write_patch_dataset
-from training.cli import train_main
 
 
 def _argv(root, out):

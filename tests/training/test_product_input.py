@@ -29,7 +29,7 @@ SMALL = json.dumps({"width": 4, "stem_width": 8, "stage1_width": 8, "modules": [
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A scene with a 30 m NLCD label, exported with and without the product band."""
-    from gee_export.cli import main
+    from cli.export import main
 
     tmp = tmp_path_factory.mktemp("product")
     scene, cells = nlcd_scene(tmp / "scene")
@@ -76,9 +76,9 @@ def test_the_stack_holds_the_label_sources_own_codes_nearest_upsampled(exported)
 
 def test_hrnet_coarse_reads_the_product_as_the_experiments_channels_and_predicts(exported,
                                                                                  capsys):
-    from inference.cli import predict_main as predict
-    from inference.map_cli import main as map_main
-    from training.cli import train_main as train
+    from cli.map import main as map_main
+    from cli.predict import predict_main as predict
+    from cli.train import train_main as train
     from training.data import NormStats, PatchDataset
     from training.modelfile import load_model_file
 
@@ -160,8 +160,8 @@ def test_hrnet_coarse_filters_noisy_samples_unless_told_otherwise():
 
 
 def test_what_cannot_read_the_product_is_refused_before_any_work(exported, tmp_path, capsys):
-    from gee_export.cli import main as export
-    from training.cli import train_main as train
+    from cli.export import main as export
+    from cli.train import train_main as train
 
     root, plain, _, tmp = exported
     assert train(["--data", str(root), "--out", str(tmp_path / "u"), "--model", "unet",

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from cli.prune import prune_main
 from core.errors import ModelError
-from training.cli import prune_main
 from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model
 from training.models.blocks import BasicBlock, fold_batchnorm

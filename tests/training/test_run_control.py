@@ -12,8 +12,9 @@ import time
 import pytest
 import torch
 
+from cli.evaluate import evaluate_main
+from cli.train import train_main
 from core.errors import TrainingDivergedError
-from training.cli import evaluate_main, train_main
 from training.config import TrainConfig
 from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
@@ -112,7 +113,7 @@ def test_ctrl_c_exits_130_and_the_same_command_resumes(patch_root, tmp_path, cap
     out = tmp_path / "run"
     args = _argv(patch_root, out)
     args[args.index("--epochs") + 1] = "3"
-    argv = [sys.executable, "-m", "training.cli", *args]
+    argv = [sys.executable, "-m", "cli.train", *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)

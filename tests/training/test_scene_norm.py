@@ -91,7 +91,7 @@ def test_spectral_indices_are_refused_under_scene_statistics():
 
 
 def test_a_run_normalised_by_scene_records_it_and_is_evaluated_alike(two_scenes, tmp_path):
-    from training.cli import evaluate_main
+    from cli.evaluate import evaluate_main
     from training.config import TrainConfig
     from training.modelfile import read_model_file
     from training.trainer import train

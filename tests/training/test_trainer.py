@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
+from cli.evaluate import evaluate_main
+from cli.train import train_main
 from core.errors import ConfigError
 from engine import autotune
-from training.cli import evaluate_main, train_main
 from training.config import TrainConfig, load_config
 from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
@@ -223,7 +224,7 @@ def test_ddp_under_torchrun_on_cpu(patch_root, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "training.cli",
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "cli.train",
          "--data", str(patch_root), "--out", str(out), "--model", "unet", "--model-kwargs",
          json.dumps(TINY), "--epochs", "1", "--batch-size", "4", "--workers", "0",
          "--precision", "fp32", "--no-progress"],

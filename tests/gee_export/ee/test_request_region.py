@@ -82,7 +82,7 @@ def test_the_preview_of_land_cover_labels_loads_their_product(tmp_path, capsys, 
     import shutil
     import subprocess
 
-    from gee_export.cli import main
+    from cli.export import main
 
     assert main(["--bbox", "-77.1,38.8,-77.0,38.9", "--month", "2019-06", "--labels", labels,
                  "--code-editor", "--out", str(tmp_path / "o")]) == 0

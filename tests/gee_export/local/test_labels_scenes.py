@@ -138,7 +138,7 @@ def test_landcover_label_with_codes_outside_its_table_is_refused():
 
 
 def test_export_labels_and_label_scheme_must_agree_on_the_local_backend(tmp_path, capsys):
-    from gee_export.cli import main
+    from cli.export import main
 
     (tmp_path / "scenes").mkdir()
     code = main(["--backend", "local", "--scenes", str(tmp_path / "scenes"), "--bbox",

@@ -3,7 +3,7 @@ and gives the same advice when a split comes out empty: the docs/local-backend.m
 
 from __future__ import annotations
 
-from gee_export.cli import main
+from cli.export import main
 
 JAVA = ["--backend", "local", "--bbox=111.8181,-8.1367,111.8644,-8.1058", "--crs", "EPSG:32749",
         "--month", "2019-07", "--bands", "B2,B3,B4,B8,B11,B12", "--scene-date", "2019-07-13",

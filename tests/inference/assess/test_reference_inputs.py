@@ -15,7 +15,7 @@ import pytest
 import rasterio
 from rasterio.warp import transform as warp_transform
 
-from inference.assess_cli import main
+from cli.assess import main
 from tests.support.assess import class_cog, synthetic_scene
 
 

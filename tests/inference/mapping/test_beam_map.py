@@ -389,7 +389,7 @@ def test_dataflow_gpu_job_builds_and_validates_offline(scene, ee_offline, gcs_bu
 ])
 def test_command_line_runner_is_checked_before_any_work(scene, tmp_path, capsys, extra, code,
                                                         message):
-    from inference.map_cli import main
+    from cli.map import main
 
     _, _, model = scene
     args = ["--bbox", "117.0,30.7,117.01,30.71", "--months", "2019-06", "--model", str(model),

@@ -21,7 +21,7 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
-from inference.map_cli import build_parser, main
+from cli.map import build_parser, main
 from tests.support.mapping import BANDS, dataset_record
 from tests.support.refusals import assert_refused
 from training.modelfile import ModelMeta, save_model_file

@@ -14,7 +14,7 @@ import shutil
 import rasterio
 from pyproj import Transformer
 
-from inference.map_cli import main
+from cli.map import main
 from tests.support.mapping import BANDS, dataset_record
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model

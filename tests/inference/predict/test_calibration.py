@@ -80,8 +80,8 @@ def test_an_int8_model_that_disagrees_is_refused_with_and_without_its_dataset(tm
     input, not its first tiles alone (which accept it), and are held to the labelled bounds
     with the fp32 map's classes for labels: refused both ways."""
     pytest.importorskip("torchao")
+    from cli.predict import predict_main
     from engine.quantize import Int8Patches, build_int8
-    from inference.cli import predict_main
     from tests.support.models import BandConv
 
     scene = _two_halves()

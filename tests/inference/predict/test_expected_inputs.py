@@ -13,8 +13,8 @@ import pytest
 import torch
 from affine import Affine
 
+from cli.predict import predict_main
 from contract.geotiff import write_geotiff
-from inference.cli import predict_main
 from tests.support.rasters import BANDS, scene_stack, write_patch_dataset, write_stack
 from training.modelfile import ModelMeta, read_model_file, save_model_file
 from training.models import create_model
@@ -26,7 +26,7 @@ TINY = {"widths": [4, 8, 8, 16, 16]}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A unet trained one epoch by isamap-train: its file records grid and band ranges."""
-    from training.cli import train_main
+    from cli.train import train_main
 
     base = tmp_path_factory.mktemp("trained")
     data = write_patch_dataset(base / "ds")

@@ -14,9 +14,9 @@ import numpy as np
 import rasterio
 from affine import Affine
 
+from cli.predict import predict_main
 from contract.band_values import offset_left_in, sigma0_swapped
 from contract.geotiff import write_geotiff
-from inference.cli import predict_main
 from tests.inference.predict.test_expected_inputs import trained  # noqa: F401 (a fixture)
 from tests.support.rasters import BANDS, scene_stack, write_stack
 

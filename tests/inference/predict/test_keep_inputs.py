@@ -10,9 +10,9 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform as warp_points
 
+from cli.predict import predict_main
 from contract.geotiff import write_geotiff
 from contract.label_schemes import LANDCOVER_CLASSES, LANDCOVER_SCHEME
-from inference.cli import predict_main
 from inference.cog.maps import PROB_SCALE
 from tests.support.rasters import write_stack
 from training.modelfile import ModelMeta, save_model_file

@@ -17,9 +17,9 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform_bounds
 
+from cli.predict import predict_main, predict_parser
 from contract.geotiff import write_geotiff
 from contract.label_schemes import LANDCOVER_CLASSES, LANDCOVER_SCHEME
-from inference.cli import predict_main, predict_parser
 from tests.support.rasters import write_stack
 from tests.support.refusals import assert_refused
 from training.modelfile import ModelMeta, save_model_file

@@ -13,9 +13,9 @@ import pytest
 import rasterio
 from affine import Affine
 
+from cli.predict import predict_main
 from contract.geotiff import write_geotiff
 from core.errors import ModelError
-from inference.cli import predict_main
 from tests.support.faults import run_on_small_disk
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 from training.modelfile import ModelMeta, save_model_file

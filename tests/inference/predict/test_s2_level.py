@@ -13,7 +13,7 @@ import logging
 import pytest
 import rasterio
 
-from inference.cli import predict_main
+from cli.predict import predict_main
 from inference.predict.expected_inputs import s2_level_of
 from tests.support.rasters import BANDS, scene_stack, write_stack
 from training.modelfile import ModelMeta, save_model_file

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 
+from cli.predict import predict_main
 from core.errors import InputDataError, ModelError
-from inference.cli import predict_main
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from inference.predict.scene import recorded, scene_statistics
 from inference.predict.sources import MaskedFileSource

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from inference.cli import predict_main, predict_parser
+from cli.predict import predict_main, predict_parser
 from tests.inference.predict.test_expected_inputs import trained  # noqa: F401 (a fixture)
 from tests.support.rasters import write_stack
 from tests.support.refusals import assert_refused

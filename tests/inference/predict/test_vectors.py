@@ -145,7 +145,7 @@ def test_an_empty_map_writes_an_empty_layer(tmp_path):
 
 
 def test_isamap_predict_writes_polygons_beside_the_maps(tmp_path, capsys):
-    from inference.cli import predict_main
+    from cli.predict import predict_main
     from tests.support.rasters import BANDS, smooth_stack, write_stack
     from training.modelfile import ModelMeta, save_model_file
     from training.models import create_model

@@ -51,7 +51,7 @@ def test_a_missing_field_names_those_there_and_a_repeated_name_stays_apart(tmp_p
 
 
 def test_isamap_predict_tables_name_the_districts(tmp_path, capsys):
-    from inference.cli import predict_main
+    from cli.predict import predict_main
     from tests.support.rasters import BANDS, smooth_stack, write_stack
     from training.modelfile import ModelMeta, save_model_file
     from training.models import create_model

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from inference.map_cli import main
+from cli.map import main
 from inference.publish.app_zones import EMBED_LIMIT_BYTES, app_zones, geojson_bytes
 from tests.support.mapping import model_file, write_month_stack
 from tests.support.rasters import smooth_stack

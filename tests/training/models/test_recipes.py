@@ -168,8 +168,8 @@ def test_isamap_train_warns_once_when_patches_starve_the_model(tmp_path, caplog)
     import json
     import logging
 
+    from cli.train import train_main
     from tests.support.rasters import write_patch_dataset
-    from training.cli import train_main
 
     root = write_patch_dataset(tmp_path / "ds", n=6, size=16)
     args = ["--data", str(root), "--model", "crofusenet", "--model-kwargs",
@@ -204,8 +204,8 @@ def test_runetpp_trains_on_crops_of_its_recipe_size_and_refuses_starved_patches(
 
 
 def test_isamap_train_refuses_runetpp_on_small_patches_in_one_line(tmp_path, capsys):
+    from cli.train import train_main
     from tests.support.rasters import write_patch_dataset
-    from training.cli import train_main
 
     root = write_patch_dataset(tmp_path / "ds", n=6, size=32)
     out = tmp_path / "run"

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
+from cli.train import train_main
 from tests.support.rasters import write_patch_dataset
-from training.cli import train_main
 from training.config import TrainConfig
 from training.losses.srseg import SRSegLoss
 from training.modelfile import ModelMeta, load_model_file

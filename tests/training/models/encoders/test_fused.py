@@ -7,9 +7,9 @@ import shutil
 import pytest
 import torch
 
+from cli.predict import predict_main
+from cli.train import train_main
 from core.errors import ModelError
-from inference.cli import predict_main
-from training.cli import train_main
 from training.modelfile import load_model_file
 from training.models.encoders.fused import MODULE, NAME
 from training.models.encoders.registry import PRESTO
@@ -90,7 +90,7 @@ def test_galileo_nano_trains_and_maps_from_the_model_file(patch_root, galileo_fi
 
 
 def test_evaluate_reads_the_encoder_model_file(presto_run, patch_root, tmp_path):
-    from training.cli import evaluate_main
+    from cli.evaluate import evaluate_main
 
     out = tmp_path / "test"
     assert evaluate_main(["--model", str(presto_run / "model.pt"), "--data", str(patch_root),

@@ -1,4 +1,4 @@
-"""Console scripts ``isamap-train``, ``isamap-evaluate`` and ``isamap-prune``.
+"""Console script ``isamap-train``.
 
 Flags override the YAML ``--config`` file; only flags that are given override. Errors that
 isamap raises on purpose print one line saying what to do and exit with status 2.
@@ -15,11 +15,9 @@ from pathlib import Path
 from core.commands import (
     add_logging_arguments,
     check_output_folder,
-    check_range,
     configure_logging,
     run_command,
 )
-from core.errors import ConfigError
 from core.parsers import command_parser
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
@@ -33,7 +31,6 @@ from training.config import (
 from training.run_folder import resume_config
 
 RECIPE = "(default: the model's recipe)"
-MODEL_RECIPE = "(default: the model file's recorded recipe)"
 TRAIN_EXAMPLES = (
     ("CroFuseNet with its paper's recipe on the demo's patches",
      "isamap-train --data demo_output/patches --model crofusenet --out runs/cfn"),
@@ -42,21 +39,6 @@ TRAIN_EXAMPLES = (
     ("the optical U-Net fused with the published Presto encoder, read from its file",
      "isamap-train --data data/wuhan --model unet-s2 --encoder presto=weights/default_model.pt "
      "--out runs/presto"),
-)
-EVALUATE_EXAMPLES = (
-    ("score the test split: metrics.json, metrics.txt, confusion_matrix.png",
-     "isamap-evaluate --model runs/cfn/model.pt --data demo_output/patches --out runs/cfn/test"),
-    ("add a 500-point sample assessment with area estimates in km²",
-     "isamap-evaluate --model runs/cfn/model.pt --data data/wuhan --out runs/cfn/test "
-     "--points 500"),
-)
-PRUNE_EXAMPLES = (
-    ("remove 40 % of the filters of an HRNet, fine-tuning for 10 epochs",
-     "isamap-prune --model runs/hrnet/model.pt --data data/landcover --out runs/hrnet-pruned "
-     "--rate 0.4 --epochs 10"),
-    ("continue an interrupted pruning run",
-     "isamap-prune --model runs/hrnet/model.pt --data data/landcover --out runs/hrnet-pruned "
-     "--resume"),
 )
 
 
@@ -211,107 +193,5 @@ def _written(path: Path) -> str:
     return str(path) if Path(path).exists() else f"none written (no {Path(path).name})"
 
 
-def evaluate_parser() -> argparse.ArgumentParser:
-    p = command_parser("isamap-evaluate", (
-        "Evaluate a trained model file on a split of a patch dataset: metrics.json, "
-        "metrics.txt, confusion_matrix.png and reliability.png (the expected calibration "
-        "error before and after the model file's calibration), with an optional point-sample "
-        "assessment and Olofsson et al. (2014) area estimates in km²."), EVALUATE_EXAMPLES)
-    p.add_argument("--model", required=True, help="model file written by isamap-train")
-    p.add_argument("--data", required=True, help="patch dataset root")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"],
-                   help="the dataset split scored")
-    p.add_argument("--batch-size", type=int, default=16, help="patches per forward pass")
-    add_device_arguments(p)
-    p.add_argument("--workers", type=int, default=0,
-                   help="data-loader worker processes (0: read in this process)")
-    p.add_argument("--points", type=int, default=0,
-                   help="sample points for the point assessment (0: none)")
-    p.add_argument("--point-seed", type=int, default=0,
-                   help="seed of the point sample (the same seed draws the same points)")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bars")
-    add_logging_arguments(p)
-    return p
-
-
-def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    a = evaluate_parser().parse_args(argv)
-    configure_logging(a.verbose, a.quiet, a.debug)
-    return run_command("isamap-evaluate", lambda: _evaluate(a), debug=a.debug,
-                       writes_to=[a.out], checks=CHECKS)
-
-
-def _evaluate(a: argparse.Namespace) -> int:
-    if a.batch_size < 1 or a.points < 0:
-        raise ConfigError("--batch-size must be >= 1 and --points >= 0")
-    check_range("--workers", a.workers, 0, 64)
-    check_output_folder("--out", a.out)
-    from training.evaluate import evaluate
-
-    res = evaluate(a.model, a.data, a.out, a.split, a.batch_size, a.device, a.precision,
-                   a.workers, a.points, a.point_seed, a.progress,
-                   channels_last=a.channels_last, autotune_cache=a.autotune_cache)
-    print(res.table_path.read_text())
-    print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}, "
-          f"{res.reliability_path}")
-    return 0
-
-
-def prune_parser() -> argparse.ArgumentParser:
-    p = command_parser("isamap-prune", (
-        "FPGM filter pruning (land-cover paper, section 3.4): fine-tune a trained model, "
-        "zeroing each epoch the --rate of filters per prunable layer nearest the layer's "
-        "geometric median, then save a genuinely smaller network (<out>/pruned.pt) that "
-        "isamap-predict loads. The fine-tuning uses the model's own recorded recipe; the "
-        "options below override it."), PRUNE_EXAMPLES)
-    a = p.add_argument
-    a("--model", required=True, help="trained model file (isamap-train's model.pt)")
-    a("--data", required=True, help="patch dataset root to fine-tune on")
-    a("--out", required=True, help="run folder")
-    a("--rate", type=float, default=0.4, help="share of filters removed per layer")
-    a("--epochs", type=int, help="fine-tuning epochs (default: the model's)")
-    a("--max-iterations", type=int, help="total fine-tuning iterations (replaces --epochs)")
-    a("--batch-size", type=int, help=f"patches per fine-tuning step {MODEL_RECIPE}")
-    a("--lr", type=float, help=f"fine-tuning learning rate {MODEL_RECIPE}")
-    a("--optimizer", choices=["adam", "sgd"], help=f"fine-tuning optimiser {MODEL_RECIPE}")
-    a("--momentum", type=float, help=f"SGD momentum {MODEL_RECIPE}")
-    a("--crop-size", type=int, help=f"random square training crops in pixels {MODEL_RECIPE}")
-    a("--seed", type=int, help=f"seed of the fine-tuning {MODEL_RECIPE}")
-    a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
-    a("--flops-size", type=int, default=256, help="input side of the reported FLOP counts")
-    add_device_arguments(p, device=None, precision=None, channels_last=None)
-    a("--resume", action="store_const", const=True, help="continue the run in --out")
-    a("--no-progress", dest="progress", action="store_const", const=False,
-      help="no progress bars")
-    add_logging_arguments(p)
-    return p
-
-
-def prune_main(argv: Sequence[str] | None = None) -> int:
-    args = vars(prune_parser().parse_args(argv))
-    verbose, quiet, debug = args.pop("verbose"), args.pop("quiet"), args.pop("debug")
-    configure_logging(verbose, quiet, debug)
-    return run_command("isamap-prune", lambda: _prune(args), debug=debug,
-                       writes_to=[args.get("out")], checks=CHECKS)
-
-
-def _prune(args: dict) -> int:
-    from training.pruning import prune
-
-    model, data, out = args.pop("model"), args.pop("data"), args.pop("out")
-    check_output_folder("--out", out)
-    rate, size = args.pop("rate"), args.pop("flops_size")
-    overrides = {k: v for k, v in args.items() if v is not None}
-    result = prune(model, data, out, rate, overrides, size)
-    s = result.summary
-    print(f"parameters {s['before']['parameters']:,} -> {s['after']['parameters']:,}; "
-          f"FLOPs at {size} px {s['before']['flops'] / 1e9:.2f} G -> "
-          f"{s['after']['flops'] / 1e9:.2f} G\ncompact model: {result.pruned_path}\n"
-          f"masked model: {result.masked_path}\nsummary: {result.summary_path}")
-    return 0
-
-
-if __name__ == "__main__":  # ``torchrun --nproc_per_node N -m training.cli --data ...``
+if __name__ == "__main__":  # ``torchrun --nproc_per_node N -m cli.train --data ...``
     raise SystemExit(train_main())

@@ -17,7 +17,7 @@ import pytest
 import rasterio
 from rasterio.warp import transform_bounds
 
-from gee_export.cli import main
+from cli.export import main
 from gee_export.local.scenes import S2_L2A_ORDER
 from tests.support.rasters import crop_raster
 

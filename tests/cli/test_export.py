@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pyproj import Transformer
 
+from cli.export import main
 from contract.dataset import read_index, read_manifest
 from contract.grid import Grid
-from gee_export.cli import main
 from gee_export.local.synthetic import generate_scene
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,7 +149,7 @@ def test_a_local_export_without_an_area_plans_what_the_scenes_cover(tmp_path, ca
 
     scene = generate_scene(tmp_path / "scene", width=160, height=160, fine_scale=2,
                            progress=False)
-    with caplog.at_level(logging.INFO, logger="gee_export.cli"):
+    with caplog.at_level(logging.INFO, logger="cli.export"):
         assert main(["--backend", "local", "--scenes", str(tmp_path / "scene"), "--month",
                      "2019-06", "--dry-run"]) == 0
     plan = capsys.readouterr().out

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from inference.map_cli import main
+from cli.map import main
 from tests.support.mapping import model_file, write_month_stack
 from tests.support.rasters import smooth_stack
 
@@ -86,8 +86,8 @@ def test_bad_geojson_files_are_named_by_their_flag(model, tmp_path, capsys, monk
 
 
 def test_postprocess_flags_reach_the_map_request():
+    from cli.map import build_parser
     from contract.regions import Region
-    from inference.map_cli import build_parser
     from inference.mapping.request import MapRequest
     from inference.predict.postprocess import ClaheParams, postprocess_options
 

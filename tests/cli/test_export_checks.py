@@ -11,8 +11,8 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
+from cli.export import main
 from contract.dataset import read_manifest
-from gee_export.cli import main
 from gee_export.local.synthetic import generate_scene
 from tests.support.faults import run_on_small_disk, run_without_write_permission
 
@@ -132,7 +132,7 @@ def test_local_l1c_and_label_scheme_have_cli_fixes(scene, tmp_path, capsys):
 def test_unwritable_output_is_one_line(scene, tmp_path, kind):
     s, bbox = scene
     out = tmp_path / "mnt"
-    argv = [sys.executable, "-m", "gee_export.cli", *_local(s.root, bbox, out / "ds")]
+    argv = [sys.executable, "-m", "cli.export", *_local(s.root, bbox, out / "ds")]
     if kind == "no-permission":
         proc = run_without_write_permission(argv, out)
     else:

@@ -22,9 +22,9 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
+from cli.export import main
 from contract.dataset import read_index, read_manifest
 from core.storage import TEMP_MARK
-from gee_export.cli import main
 from gee_export.local.synthetic import generate_scene
 from tests.support import REPO_ROOT
 

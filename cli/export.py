@@ -570,5 +570,5 @@ def _run_local(args, region, grid, months, bands, out) -> int:
     return 0
 
 
-if __name__ == "__main__":  # ``python -m gee_export.cli``, the same as isamap-export
+if __name__ == "__main__":  # ``python -m cli.export``, the same as isamap-export
     raise SystemExit(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
-from inference.assess_cli import main
+from cli.assess import main
 from tests.support.assess import labelled_as_the_map, synthetic_scene, write_rows
 
 
@@ -83,7 +83,7 @@ def test_without_an_account_score_gives_its_own_offline_advice(tmp_path, capsys,
 
 _SIGNALLED_DESIGN = """
 import os, signal, sys, threading, time
-from inference.assess_cli import main
+from cli.assess import main
 
 def stop_once_working():  # the design's own module loads inside the command's work
     while "inference.assess.design" not in sys.modules:

@@ -6,7 +6,8 @@ import pytest
 import rasterio
 import torch
 
-from inference.cli import predict_main, publish_main
+from cli.predict import predict_main
+from cli.publish import publish_main
 from inference.demo import run_demo_inference
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
@@ -357,7 +358,7 @@ def test_the_same_command_writes_the_same_cog_bytes_whatever_the_cache(model_fil
 
     args = ["--model", str(model_file), "--input", str(small_stack), "--tile", "64",
             "--overlap", "16", "--quiet", "--precision", "bf16", "--channels-last", "on"]
-    script = "import sys; from inference.cli import predict_main; sys.exit(predict_main())"
+    script = "import sys; from cli.predict import predict_main; sys.exit(predict_main())"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISAMAP_")}
     runs = []
     for i in range(4):
