@@ -11,7 +11,7 @@ STAMP := $(VENV)/.isamap-installed
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo_output
 
-.PHONY: setup browser test test-noshared lint typecheck docs docs-serve docs-images demo accuracy-figures evidence bench bench-quick notebooks wheel clean
+.PHONY: setup browser test test-noshared test-min lint typecheck docs docs-serve docs-images demo accuracy-figures evidence bench bench-quick notebooks wheel clean
 
 CONSTRAINTS := constraints.txt
 
@@ -58,6 +58,38 @@ test-noshared: $(STAMP)
 	  env -u CI -u ISAMAP_SHARED_DATA PYTHONPATH="$$tmp/isamap" $(abspath $(PY)) -m pytest \
 	    -n $(PYTEST_WORKERS) -q -p no:cacheprovider $$($(SHARED_TESTS) | grep '/test_')
 
+# The declared lower bounds tested: a second venv ($(VENV_MIN), made anew when
+# constraints-min.txt changes, which tests/test_lower_bounds.py keeps equal to setup.cfg's bounds) with every base requirement at its lower
+# bound (constraints-min.txt: numpy 2.0.0, torch 2.4.0, rasterio 1.4.0...) and the test tools
+# the subset needs, then a subset of the suite: grid, bands, regions, patches, the model file,
+# training, prediction to COGs (each checked by rio-cogeo's validator), the streamed COG
+# encoder, post-processing and the demo's chain. torch 2.4 exists on PyPI only as a CUDA
+# build: the first `make test-min` downloads about 2.8 GB (torch and NVIDIA's libraries) and
+# the venv takes 5.5 GB; it runs on the CPU. .ci/run calls it after the other two.
+VENV_MIN ?= .venv-min
+MIN_STAMP := $(VENV_MIN)/.isamap-installed
+MIN_TESTS := tests/contract/test_grid.py tests/contract/test_bands.py \
+  tests/contract/test_regions.py tests/contract/test_patches.py tests/training/test_modelfile.py \
+  tests/training/test_trainer.py tests/inference/cog/test_maps.py tests/inference/cog/test_stream.py \
+  tests/inference/predict/test_raster.py tests/inference/predict/test_postprocess.py \
+  tests/inference/test_demo.py
+# the demo's two-date series builds Earth Engine graphs: the ee extra, not in this environment
+MIN_DESELECT := not two_date_series
+
+$(MIN_STAMP): pyproject.toml constraints-min.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "isamap needs Python 3.11 or newer; '$(PYTHON)' is not. Run: make PYTHON=/path/to/python3.11 test-min" >&2; exit 1; }
+	rm -rf $(VENV_MIN) && $(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
+	$(VENV_MIN)/bin/python -m pip install -q --only-binary=:all: -c constraints-min.txt \
+	  -r constraints-min.txt -e . --config-settings editable_mode=compat
+	touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP)
+	$(VENV_MIN)/bin/python tools/lower_bounds.py --installed
+	$(VENV_MIN)/bin/python -m pytest -n $(PYTEST_WORKERS) -q -p no:cacheprovider \
+	  $(MIN_TESTS) -k '$(MIN_DESELECT)'
+
 # the library's types (setup.cfg [mypy]: gee_export, engine, training, inference), cached in
 # .mypy_cache
 typecheck: $(STAMP)
@@ -67,7 +99,7 @@ typecheck: $(STAMP)
 # Not --quiet: it hides the warnings that strict mode counts.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
-	@echo "The docs site is in site/: open $(CURDIR)/site/index.html in a browser (it works from disk),"
+	@echo "The docs site is in site/: open $(CURDIR)/site/index.html in a browser (it works from disk, search too),"
 	@echo "or serve it: $(PY) -m http.server -d site 8000, then http://localhost:8000/ (make docs-serve rebuilds on edits)"
 
 docs-serve: $(STAMP)
@@ -168,8 +200,9 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/bench_helpers.py --size 2048
 
 # the notebooks' stored outputs (checked in): each executed offline on the demo-sized SYNTHETIC
-# scene (ISAMAP_SMOKE=1) by tools/notebooks.py, pictures as small PNGs, "Open in Colab" badges
-# (direct links with COLAB_REPO=owner/name or a GitHub origin remote)
+# scene (ISAMAP_SMOKE=1) by tools/notebooks.py, pictures as small PNGs, the install cell of
+# tools/notebook_install.py, and an "Open in Colab" badge that opens the notebook where the
+# address is known (COLAB_REPO=owner/name or a GitHub origin remote; else the steps, no badge)
 notebooks: $(STAMP)
 	$(PY) tools/notebooks.py $(if $(COLAB_REPO),--repo $(COLAB_REPO))
 
@@ -179,4 +212,4 @@ wheel: $(STAMP)
 	@ls dist/isamap-*.whl
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) site .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(VENV_MIN) $(DEMO_OUT) site .pytest_cache .ruff_cache .mypy_cache

@@ -4,13 +4,15 @@ A headless Chromium (Debian's, driven through Playwright's Python client; ``make
 installs both) opens ``site/index.html`` from disk, follows every link of the navigation and
 finds a page there each time (not a folder listing, not an error page), and reads the API
 reference: the docstrings' Sphinx roles must have become links (``tools/griffe_roles.py``), with
-no ``:func:`...```-style text left, and no table cell may show an escaped ``\\|``.
+no ``:func:`...```-style text left, and no table cell may show an escaped ``\\|``. Search works
+there too: a query typed into the search box lists matching pages (``docs/js/file_worker.js``
+runs the theme's search worker on file:// pages), and a result opens its page.
 
 The same site served over HTTP (as ``python -m http.server -d site`` serves it) answers every
-navigation link too. The site is the ``make docs`` output in ``site/`` when that is newer than
-every source of the site, else it is built into a temporary folder first. Without Chromium the
-test is skipped with the reason, except under CI, where a missing browser is a failure of the
-set-up.
+navigation link and searches too. The site is the ``make docs`` output in ``site/`` when that is
+newer than every source of the site, else it is built into a temporary folder first. Without
+Chromium the test is skipped with the reason, except under CI, where a missing browser is a
+failure of the set-up.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-sync", "--no-first-run"]
 ROLE_TEXT = re.compile(r":(?:py:)?(?:func|meth|class|mod|attr|data|exc|obj|const|ref):\s*`?\w")
 OUTSIDE = re.compile(r"\.\./shared/\S*|/work/\S*")  # a development folder, not in a clone
+SOURCE_SUFFIXES = {".md", ".py", ".ipynb", ".png", ".js"}
 SITE_SOURCES = ("docs", "tools", "notebooks", "gee_export", "engine", "training", "inference")
 pytestmark = pytest.mark.slow
 
@@ -56,7 +59,7 @@ def _newest_source() -> float:
     newest = (REPO_ROOT / "mkdocs.yml").stat().st_mtime
     for folder in SITE_SOURCES:
         for path in (REPO_ROOT / folder).rglob("*"):
-            if path.suffix in {".md", ".py", ".ipynb", ".png"} and "__pycache__" not in path.parts:
+            if path.suffix in SOURCE_SUFFIXES and "__pycache__" not in path.parts:
                 newest = max(newest, path.stat().st_mtime)
     return newest
 
@@ -140,6 +143,30 @@ def test_site_opens_from_disk_every_navigation_link_finds_a_page_and_roles_are_l
     page.close()
 
 
+def _search(page, root: str, query: str) -> list[str]:
+    """Type ``query`` into the search box of ``root``'s home page; the result links."""
+    page.goto(root, wait_until="load")
+    page.click("input.md-search__input")
+    page.keyboard.type(query)
+    page.wait_for_selector(".md-search-result__link", timeout=30_000)
+    meta = page.inner_text(".md-search-result__meta")
+    assert "matching document" in meta, f"search says {meta!r}"
+    return page.eval_on_selector_all(".md-search-result__link", "els => els.map(e => e.href)")
+
+
+def test_search_works_from_disk_and_a_result_opens_its_page(site, browser):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    results = _search(page, (site / "index.html").as_uri(), "Colab")
+    assert any(link.split("#")[0].endswith("/notebooks.html") for link in results), results
+    assert all(link.startswith("file:") for link in results), results
+    page.goto(results[0], wait_until="domcontentloaded")
+    assert _page_facts(page)["h1"].strip(), f"no page at {results[0]}"
+    assert not errors, errors
+    page.close()
+
+
 def test_the_served_site_finds_every_navigation_page(site, browser):
     handler = functools.partial(_QuietHandler, directory=str(site))
     with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
@@ -156,6 +183,8 @@ def test_the_served_site_finds_every_navigation_page(site, browser):
             for target in targets:
                 response = page.request.get(target)
                 assert response.ok, f"{target}: HTTP {response.status}"
+            results = _search(page, root, "Colab")
+            assert any(link.split("#")[0].endswith("/notebooks.html") for link in results)
             page.close()
         finally:
             server.shutdown()

@@ -2,7 +2,7 @@
 
 The stored outputs (``make notebooks``: tools/notebooks.py) are checked for what a reader
 needs: every cell run once in order without an error, pictures as small PNGs, no absolute path
-of the machine that ran them; and the title carries an "Open in Colab" badge.
+of the machine that ran them.
 
 Each notebook's code cells are concatenated, IPython magic and shell lines (``%``/``!``) are
 dropped (nothing else is changed), and the script runs in a subprocess of the venv's Python
@@ -86,11 +86,10 @@ def test_notebook_stores_the_outputs_of_one_smoke_run_with_small_pictures(name):
 
 
 @pytest.mark.parametrize("name", ORDER)
-def test_notebook_opens_in_colab_and_installs_without_a_placeholder(name):
+def test_notebook_installs_without_a_placeholder(name):
+    """(The line under the title and the install cell: tests/test_notebooks_colab.py.)"""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    title = nb.cells[0].source
-    assert title.startswith("# ") and "](https://colab.research.google.com/" in title
-    assert "colab-badge.svg" in title and name in title
+    assert nb.cells[0].source.startswith("# ")
     source = "".join(c.source for c in nb.cells)
     assert "YOUR_ORG" not in source and "%pip" not in source
     (install,) = [c.source for c in nb.cells if "def isamap_source" in c.source]

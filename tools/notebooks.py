@@ -10,11 +10,14 @@ and writes each back with:
 - its pictures as palette PNGs of at most ``MAX_BYTES`` (``tools/docs_images.small_png``), as
   the docs' pictures are;
 - no timing metadata, and the working folder's absolute path cut from the printed text;
-- an "Open in Colab" badge under its title: a direct link with ``--repo OWNER/NAME`` (or when
-  ``git remote get-url origin`` is a GitHub address), else a link to Colab with the steps to
-  open the file there.
+- its install cell (the code cell that defines ``isamap_source``) as ``tools/notebook_install.py``
+  holds it, the one source of the three notebooks' install cells;
+- under its title, an "Open in Colab" badge that opens this notebook in Colab when the
+  repository's GitHub address is known (``--repo OWNER/NAME``, or ``git remote get-url origin``
+  on GitHub); without an address, no badge (it could only open Colab's start page) but the
+  steps to open the file from a clone.
 
-Usage: ``python tools/notebooks.py [--repo OWNER/NAME] [--badges-only] [NOTEBOOK ...]``
+Usage: ``python tools/notebooks.py [--repo OWNER/NAME] [--stamp-only] [NOTEBOOK ...]``
 """
 
 from __future__ import annotations
@@ -40,7 +43,10 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 ORDER = ("01_export_patches.ipynb", "02_train.ipynb", "03_predict_publish.ipynb")
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE_MARK = "colab-badge.svg"
+STEPS_MARK = "To open in Colab:"  # the line under the title where no address is known
 CELL_TIMEOUT_S = 900
+INSTALL_CELL = Path(__file__).resolve().parent / "notebook_install.py"
+INSTALL_MARK = "def isamap_source"
 
 
 def github_repo(remote: str | None) -> str | None:
@@ -61,24 +67,42 @@ def origin_repo() -> str | None:
 
 
 def badge_line(name: str, repo: str | None) -> str:
-    """The markdown badge of notebook ``name``: straight into Colab when the repository is known."""
+    """The line under notebook ``name``'s title: a badge into Colab when the repository is known.
+
+    Without ``repo`` the line says how to open the file in Colab instead: a badge there could
+    only open Colab's start page.
+    """
     if repo:
         url = f"https://colab.research.google.com/github/{repo}/blob/main/notebooks/{name}"
         return f"[![Open In Colab]({BADGE_IMAGE})]({url})"
-    return (f"[![Open In Colab]({BADGE_IMAGE})](https://colab.research.google.com/) "
-            f"In Colab: *File → Upload notebook* and pick `notebooks/{name}` of your clone, or "
-            "*File → Open notebook → GitHub* with your repository's address.")
+    return (f"{STEPS_MARK} *File → Upload notebook* in Colab and pick `notebooks/{name}` of "
+            "your clone, or *File → Open notebook → GitHub* with your repository's address.")
 
 
 def stamp_badge(nb: nbformat.NotebookNode, name: str, repo: str | None) -> None:
-    """Put the badge on the line under the title (replacing an earlier one)."""
+    """Put the badge (or the steps) on the line under the title, replacing an earlier one."""
     title = nb.cells[0]
     if title.cell_type != "markdown" or not title.source.startswith("# "):
         raise SystemExit(f"{name}: the first cell must be the markdown title")
-    lines = [ln for ln in title.source.splitlines() if BADGE_MARK not in ln]
+    lines = [ln for ln in title.source.splitlines()
+             if BADGE_MARK not in ln and not ln.startswith(STEPS_MARK)]
     while len(lines) > 1 and not lines[1].strip():
         del lines[1]
     title.source = "\n".join([lines[0], "", badge_line(name, repo), "", *lines[1:]])
+
+
+def stamp_install(nb: nbformat.NotebookNode, name: str) -> None:
+    """Make the notebook's install cell the code of ``tools/notebook_install.py``."""
+    cells = [c for c in nb.cells if c.cell_type == "code" and INSTALL_MARK in c.source]
+    if len(cells) != 1:
+        raise SystemExit(f"{name}: {len(cells)} install cells (code defining isamap_source)")
+    cells[0].source = INSTALL_CELL.read_text().rstrip("\n")
+
+
+def stamp(nb: nbformat.NotebookNode, name: str, repo: str | None) -> None:
+    """The badge (or the steps) under the title and the install cell."""
+    stamp_badge(nb, name, repo)
+    stamp_install(nb, name)
 
 
 def tidy_outputs(nb: nbformat.NotebookNode, work: Path) -> list[int]:
@@ -118,11 +142,11 @@ def execute(names: list[str], repo: str | None) -> None:
         for name in names:
             path = NOTEBOOKS / name
             nb = nbformat.read(path, as_version=4)
+            stamp(nb, name, repo)
             started = time.monotonic()
             NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                            record_timing=False,
                            resources={"metadata": {"path": str(work)}}).execute()
-            stamp_badge(nb, name, repo)
             sizes = tidy_outputs(nb, work)
             text = nbformat.writes(nb) + "\n"
             atomic_write(path, lambda fh, t=text: fh.write(t.encode("utf-8")))
@@ -135,17 +159,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", default=list(ORDER),
                         help="notebook file names in notebooks/ (default: all three, in order)")
-    parser.add_argument("--repo", help="GitHub OWNER/NAME for direct Colab badges (default: "
-                        "the origin remote when it is on GitHub)")
-    parser.add_argument("--badges-only", action="store_true",
-                        help="stamp the badges without running the notebooks")
+    parser.add_argument("--repo", help="GitHub OWNER/NAME for the Colab badges (default: the "
+                        "origin remote when it is on GitHub; none: no badge, the steps instead)")
+    parser.add_argument("--stamp-only", action="store_true",
+                        help="stamp the badges and the install cells without running the "
+                        "notebooks (their stored outputs stay)")
     args = parser.parse_args(argv)
     repo = args.repo or origin_repo()
     names = [Path(n).name for n in args.notebooks]
-    if args.badges_only:
+    if args.stamp_only:
         for name in names:
             nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-            stamp_badge(nb, name, repo)
+            stamp(nb, name, repo)
             nbformat.write(nb, NOTEBOOKS / name)
         return 0
     execute(names, repo)
