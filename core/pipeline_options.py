@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from core.concurrency import shared_limit
 from core.errors import ConfigError, IsamapError
+from core.worker_package import write_worker_package
 
 Runner = Literal["direct", "dataflow"]
 RUNNERS: tuple[str, ...] = ("direct", "dataflow")
@@ -207,6 +208,19 @@ class RunnerConfig:
                      else "the default machine type n1-standard-1")
             raise ConfigError(f"--gpu {kind} attaches only to {family.upper()} machines, not "
                               f"{given}; pass --machine-type {example}")
+
+    def for_workers(self, *, needs_torch: bool) -> RunnerConfig:
+        """This config with ``--setup-file`` turned into the job's worker package.
+
+        Dataflow workers install the staged package with its dependencies; isamap's own
+        would bring torch to an export and ignore ``constraints.txt``, so the package staged
+        is :func:`core.worker_package.write_worker_package`'s: the packages the job imports
+        and its distributions pinned as tested (torch only where ``needs_torch``).
+        """
+        if self.runner != "dataflow" or not self.setup_file:
+            return self
+        setup = write_worker_package(self.setup_file, needs_torch=needs_torch)
+        return replace(self, setup_file=str(setup))
 
     def quota_note(self) -> str | None:
         """What a ``--max-concurrent`` above Earth Engine's quota costs (None within it)."""
