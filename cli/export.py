@@ -57,6 +57,7 @@ from core.months import parse_months
 from core.parsers import command_parser
 from core.pipeline_options import RunnerConfig, add_runner_arguments, runner_config
 from core.storage import LocalStore, open_store
+from gee_export.ee.budget import add_eecu_argument, check_max_eecu_hours, compute_budget
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS, ExportJob, check_workers
 from gee_export.ee.labels import parse_label_source
 from gee_export.ee.plan import DEFAULT_LATENCY_S, choose_method, format_plan, make_plan
@@ -204,9 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "three: the dry run says which)")
     out.add_argument("--latency", type=float, default=DEFAULT_LATENCY_S,
                      help="seconds per request the dry run's wall time assumes")
-    out.add_argument("--max-eecu-hours", type=float,
-                     help="stop (resumably) before the dataset's estimated Earth Engine "
-                          "compute passes this many EECU-hours")
+    add_eecu_argument(out)
     out.add_argument("--dry-run", action="store_true", help="print the plan; no Earth Engine")
     out.add_argument("--code-editor", action="store_true",
                      help="write and print a Code Editor script previewing the composites")
@@ -293,8 +292,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--latency must be a positive number of seconds, got "
                           f"{args.latency:g}")
     if args.max_eecu_hours is not None:
-        from gee_export.ee.compute import check_max_eecu_hours
-
         check_max_eecu_hours(args.max_eecu_hours)
         if args.backend == "local":
             raise ConfigError("--max-eecu-hours bounds Earth Engine compute; the local "
@@ -438,7 +435,7 @@ def _runner(args: argparse.Namespace, out: str) -> RunnerConfig | None:
         raise ConfigError("--runner dataflow writes from Google Cloud workers: give --out "
                           "gs://bucket/prefix")
     runner.check()
-    return runner
+    return runner.for_workers(needs_torch=False)  # no torch, the versions constraints.txt pins
 
 
 def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace) -> None:
@@ -454,15 +451,13 @@ def _budget(args: argparse.Namespace, region: Region, grid: Grid, months: tuple[
     """``--max-eecu-hours`` as a :class:`ComputeBudget` at the plan's estimate (None: none)."""
     if args.max_eecu_hours is None:
         return None
-    from gee_export.ee.compute import ComputeBudget
     from gee_export.ee.plan import Method
 
     how: Method = "tasks" if method == "tasks" else "pixels"  # the parser's two choices
     plan = make_plan(region, grid, months, bands, "", args.fine_scale, how, out,
                      args.workers, args.patches_per_tile, seed=args.seed,
                      block=args.split_block)
-    assert plan.compute is not None
-    return ComputeBudget(args.max_eecu_hours, plan.compute.eecu_s_per_request)
+    return compute_budget(args.max_eecu_hours, plan.compute)
 
 
 def _run_ee(args, region, grid, months, bands, label, s1, s2, out, method, runner) -> int:

@@ -10,6 +10,9 @@ resolution, so a request built from the wrong image cannot be served. Export tas
 grid from the task's serialized expression (reproject + clipToBoundsAndScale) and write the
 GeoTIFF into the Cloud Storage emulator bucket named in the task's config. Faults (429, 500,
 timeouts) can be injected per call, or at one request window (:attr:`StackTransport.fail_at`);
+a project's metered compute (``account``: :class:`testing.fake_quota.EecuAccount`) refuses
+requests past a daily EECU-time quota and answers in restricted mode past a monthly allowance,
+as the service documents, and sets the ``batchEecuUsageSeconds`` finished tasks report;
 a fixed service ``latency`` can be simulated (benchmarks), or a project quota shared with other
 load (``quota``: :class:`testing.fake_quota.SharedQuota`, a moving cap of concurrent
 requests with 429 above it, heavy-tailed latency, 5xx and time-outs). ``getInfo`` of an
@@ -54,7 +57,7 @@ from contract.stack import StackPaths
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW
 from gee_export.ee.recipe import FLOAT_NODATA
 from gee_export.ee.session import EESession, RetryPolicy
-from testing.fake_quota import HttpError, SharedQuota
+from testing.fake_quota import EecuAccount, HttpError, SharedQuota
 
 __all__ = ["HttpError", "PointTransport", "StackSessions", "StackTransport",
            "initialize_offline", "request_origin"]
@@ -86,9 +89,12 @@ class StackTransport:
                  task_error: str | None = None, recipe: tuple[Any, Any] | None = None,
                  fail_at: Mapping[str, Sequence[int]] | None = None,
                  latency: float = 0.0, info: Callable[[str], Any] | None = None,
-                 quota: SharedQuota | None = None, task_eecu_s: float | None = None) -> None:
+                 quota: SharedQuota | None = None, task_eecu_s: float | None = None,
+                 account: EecuAccount | None = None) -> None:
         self.stack = stack
         self.task_eecu_s = task_eecu_s  # batchEecuUsageSeconds each finished task reports
+        # the project's metered compute: daily quota, monthly allowance, tasks' reported EECU
+        self.account = account
         # a project quota shared with other load (fake_quota): 429 above a moving cap,
         # heavy-tailed latency, occasional 5xx and time-outs
         self.quota = quota
@@ -220,6 +226,8 @@ class StackTransport:
         width, height = grid["dimensions"]["width"], grid["dimensions"]["height"]
         bands = list(request["bandIds"])
         fine = self._check_expression(request, grid["crsCode"], transform)
+        if self.account is not None:
+            self.account.compute(width * height)
         out = np.zeros((height, width), dtype=[(b, "<f4") for b in bands])
         for b in bands:
             out[b] = self._pixels([b], grid["crsCode"], transform, width, height, fine)[b]
@@ -338,6 +346,8 @@ class StackTransport:
         dest = opts["cloudStorageDestination"]
         dims = opts["geoTiffOptions"]["tileDimensions"]
         assert dims["width"] % 256 == 0 and dims["width"] >= width
+        eecu = (self.account.compute(width * height, requests=0) if self.account is not None
+                else self.task_eecu_s)
         if self.task_error:
             task_id = f"T{next(self._ids)}"
             self.tasks[task_id] = {"id": task_id, "state": "FAILED",
@@ -353,8 +363,8 @@ class StackTransport:
         task_id = f"T{next(self._ids)}"
         self.tasks[task_id] = {"id": task_id, "state": "COMPLETED",
                                "description": task.config["description"], "bands": bands}
-        if self.task_eecu_s is not None:
-            self.tasks[task_id]["eecu_seconds"] = self.task_eecu_s
+        if eecu is not None:
+            self.tasks[task_id]["eecu_seconds"] = eecu
         return task_id
 
     def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:

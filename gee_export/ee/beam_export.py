@@ -56,7 +56,7 @@ from core.pipeline_options import (
     run_pipeline,
 )
 from core.storage import LocalStore, open_store
-from gee_export.ee.compute import ComputeBudget
+from gee_export.ee.budget import ComputeBudget
 from gee_export.ee.export import (
     DEFAULT_LIMITS,
     Bookkeeper,
