@@ -22,23 +22,17 @@ from contract.splits import DEFAULT_BLOCK
 class ExportOptions:
     """One export, both backends (fields of the other backend keep their defaults).
 
-    Attributes:
-        region: the area, and ``grid`` its pixel and patch lattice.
-        months: ``YYYY-MM``, ascending.
-        bands: image bands in order.
-        out: dataset root, a folder or ``gs://bucket/prefix``.
-        backend: ``ee`` (Earth Engine) or ``local`` (scenes in ``scenes``).
-        labels: the Earth Engine label source, or the local label scheme.
-        fine_scale: the fine label's factor (None: none).
-        seed, split_block, min_valid_fraction: the blocked split and the patch rule.
-        progress: progress bars.
-        speckle: the Sentinel-1 speckle filter (both backends).
-        project, method, workers, patches_per_tile, max_pending, max_eecu_hours: how Earth
-            Engine computes and delivers (``method`` ``pixels`` or ``tasks``).
-        terrain_flattening, dem, orbit_pass, cloud_mask, cloud_threshold, s2_max_widen_days:
-            the Earth Engine recipe.
-        scenes, allow_l1c, s1_unit, boa_add_offset, trust_band_names, scl_masked, scene_date,
-            s2_band_names: the local scenes and how to read them.
+    The area (``region``, its ``grid``), the ``months`` and ``bands``, the dataset root
+    ``out``, the ``backend`` (``ee`` or ``local``) and ``labels`` (the Earth Engine label
+    source, or the local label scheme) say what is made; ``fine_scale``, ``seed``,
+    ``split_block`` and ``min_valid_fraction`` are the dataset's lattice, split and patch
+    rule; ``progress`` shows bars. ``speckle`` serves both recipes. How Earth Engine computes
+    and delivers: ``project``, ``method`` (``pixels`` or ``tasks``), ``workers``,
+    ``patches_per_tile``, ``max_pending``, ``max_eecu_hours``, and its recipe
+    ``terrain_flattening``, ``dem``, ``orbit_pass``, ``cloud_mask``, ``cloud_threshold``,
+    ``s2_max_widen_days``. The local scenes and how to read them: ``scenes``, ``allow_l1c``,
+    ``s1_unit``, ``boa_add_offset``, ``trust_band_names``, ``scl_masked``, ``scene_date``,
+    ``s2_band_names``.
     """
 
     region: Region

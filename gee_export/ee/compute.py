@@ -60,7 +60,7 @@ class EecuRate:
 
     per_mpx: float
     per_request: float = EECU_S_PER_REQUEST
-    source: str = "assumed"
+    source: str = "isamap's assumption"
     measured: bool = False
 
     def cost_s(self, requests: float, pixels: float) -> float:
@@ -72,8 +72,8 @@ def assumed_rate() -> EecuRate:
     """The plan's rate before anything is measured: the assumption or the environment's."""
     text = os.environ.get(ASSUMPTION_ENV)
     if not text:
-        return EecuRate(EECU_S_PER_MEGAPIXEL, source=f"assumed ({ASSUMPTION_ENV} sets it from "
-                                                     "a real run's recorded EECU)")
+        return EecuRate(EECU_S_PER_MEGAPIXEL, source=f"isamap's assumption ({ASSUMPTION_ENV} "
+                                                     "sets it from a real run's recorded EECU)")
     try:
         value = float(text)
     except ValueError:

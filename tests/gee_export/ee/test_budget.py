@@ -79,7 +79,7 @@ def test_the_budget_is_built_and_printed_from_the_plans_estimate():
     est = estimate(1000, 1000 * 128 * 128)
     budget = compute_budget(0.01, est)
     assert budget is not None and budget.per_request == est.eecu_s_per_request
-    assert "the plan's estimate, assumed" in budget.source
+    assert "the plan's estimate, isamap's assumption" in budget.source
     assert compute_budget(None, est) is None
     (line,) = format_budget(0.01, est, "requests")
     assert "the run stops after about 311 of 1,000 requests" in line
