@@ -6,6 +6,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from contract.foreign_patches import ImportOptions, import_patches
 from core.commands import (
     add_logging_arguments,
     check_output_folder,
@@ -79,8 +80,6 @@ def _band_names(text: str | None) -> tuple[str, ...] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from contract.foreign_patches import ImportOptions, import_patches
-
     check_month(args.month)
     check_output_folder("--out", args.out)
     if not 0.0 <= args.min_valid_fraction <= 1.0:

@@ -23,6 +23,7 @@ from core.parsers import command_parser
 from core.pipeline_options import add_runner_arguments, runner_config
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
+from gee_export.ee.budget import add_eecu_argument
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.vectors import add_vector_arguments, vector_options
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="concurrent computePixels requests (1..40)")
     src.add_argument("--project", default=os.environ.get("EE_PROJECT"),
                      help="Cloud project registered for Earth Engine (env EE_PROJECT)")
+    add_eecu_argument(src)
     src.add_argument("--dataset", help="the model's patch dataset, when its model file does not "
                      "record the recipe")
     src.add_argument("--allow-recipe-mismatch", action="store_true",
@@ -217,7 +219,7 @@ def _run(args: argparse.Namespace) -> int:
         change_rule=args.change_rule,
         spectral_threshold=(DEFAULT_SPECTRAL_THRESHOLD if args.spectral_threshold is None
                             else args.spectral_threshold),
-        vectors=vector_options(args))
+        vectors=vector_options(args), max_eecu_hours=args.max_eecu_hours)
     if args.spectral_threshold is not None and request.rule() != "spectral":
         raise ConfigError(f"--spectral-threshold is the spectral change rule's, and this run "
                           f"decides change by the {request.rule()} rule; drop it, or ask for "
@@ -228,7 +230,7 @@ def _run(args: argparse.Namespace) -> int:
                                public=args.public, readers=tuple(args.reader),
                                overwrite=args.overwrite, wait=args.wait)
     result = map_region(request, publish=target, dry_run=args.dry_run, latency_s=args.latency,
-                        runner=runner_config(args, dry_run=args.dry_run), echo=print,
+                        runner=_runner(args), echo=print,
                         model=model())
     if result.plan is not None:
         print(json.dumps(result.plan.to_dict(), indent=1))
@@ -252,6 +254,12 @@ def _run(args: argparse.Namespace) -> int:
                        tasks=result.publication.task_ids)
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def _runner(args: argparse.Namespace) -> Any:
+    """The Beam runner asked for; ``--setup-file`` staged as a worker package (with torch)."""
+    runner = runner_config(args, dry_run=args.dry_run)
+    return runner.for_workers(needs_torch=True) if runner is not None else None
 
 
 def _date_summary(result: DateResult) -> dict[str, Any]:

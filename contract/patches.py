@@ -22,6 +22,7 @@ import numpy as np
 import rasterio
 
 from contract.dataset import DEFAULT_CLASSES, Backend, DatasetSpec
+from contract.grid import Grid
 from contract.patch_writer import MonthProgress, open_month, valid_mask
 from contract.splits import DEFAULT_BLOCK, DEFAULT_RATIOS, split_counts
 from contract.stack import StackPaths, check_stack, fingerprint
@@ -124,47 +125,65 @@ def patch_stack(
         already = len(state.records)
         if state.up_to_date:
             return _summary(store, state, 0, already, started, up_to_date=True)
-        todo_rows: dict[int, list[int]] = {}
-        for (r, c) in state.todo():
-            todo_rows.setdefault(r, []).append(c)
-        written = 0
-        last_flush = time.monotonic()
-        bar = progress_bar(total=len(state.splits),
-                   initial=len(state.splits) - sum(map(len, todo_rows.values())),
-                   desc=f"patches {stack.month}", unit="patch", disable=not progress)
-        with rasterio.Env(GDAL_CACHEMAX=_block_cache_bytes(stack)), \
-                rasterio.open(stack.image) as img, rasterio.open(stack.label) as lab, \
-                ThreadPoolExecutor(max_workers=workers) as pool:
-            fine = _FineReader(stack)
-            try:
-                for prow in sorted(todo_rows):
-                    strip = rasterio.windows.Window(0, prow * grid.stride, grid.width,
-                                                    grid.patch_size)
-                    image_strip = img.read(window=strip, out_dtype="float32")
-                    label_strip = lab.read(1, window=strip)
-                    futures: list[Future[dict[str, Any]]] = []
-                    for pcol in sorted(todo_rows[prow]):
-                        cols = slice(pcol * grid.stride, pcol * grid.stride + grid.patch_size)
-                        image = np.ascontiguousarray(image_strip[:, :, cols])
-                        label = np.ascontiguousarray(label_strip[:, cols])
-                        if valid_mask(image, label).mean() < min_valid_fraction:
-                            state.mark_invalid(prow, pcol)
-                            bar.update(1)
-                            continue
-                        futures.append(pool.submit(state.writer.write, prow, pcol, image, label,
-                                                   *fine.read(prow, pcol)))
-                    for future in futures:
-                        state.add(future.result())
-                        written += 1
-                        bar.update(1)
-                    if time.monotonic() - last_flush > flush_seconds:
-                        state.commit(complete=False)
-                        last_flush = time.monotonic()
-            finally:
-                fine.close()
-                bar.close()
+        written = _cut(stack, state, min_valid_fraction, workers, flush_seconds, progress)
         state.commit(complete=True)
         return _summary(store, state, written, already, started)
+
+
+def _cut(stack: StackPaths, state: MonthProgress, min_valid_fraction: float, workers: int,
+         flush_seconds: float, progress: bool) -> int:
+    """Write the month's patches still to do, one strip of patch rows at a time; how many."""
+    grid = stack.grid
+    todo_rows: dict[int, list[int]] = {}
+    for (r, c) in state.todo():
+        todo_rows.setdefault(r, []).append(c)
+    written = 0
+    last_flush = time.monotonic()
+    bar = progress_bar(total=len(state.splits),
+                       initial=len(state.splits) - sum(map(len, todo_rows.values())),
+                       desc=f"patches {stack.month}", unit="patch", disable=not progress)
+    with rasterio.Env(GDAL_CACHEMAX=_block_cache_bytes(stack)), \
+            rasterio.open(stack.image) as img, rasterio.open(stack.label) as lab, \
+            ThreadPoolExecutor(max_workers=workers) as pool:
+        fine = _FineReader(stack)
+        try:
+            for prow in sorted(todo_rows):
+                strip = rasterio.windows.Window(0, prow * grid.stride, grid.width,
+                                                grid.patch_size)
+                futures = _submit_row(state, grid, prow, sorted(todo_rows[prow]),
+                                      img.read(window=strip, out_dtype="float32"),
+                                      lab.read(1, window=strip), fine, pool,
+                                      min_valid_fraction, bar)
+                for future in futures:
+                    state.add(future.result())
+                    written += 1
+                    bar.update(1)
+                if time.monotonic() - last_flush > flush_seconds:
+                    state.commit(complete=False)
+                    last_flush = time.monotonic()
+        finally:
+            fine.close()
+            bar.close()
+    return written
+
+
+def _submit_row(state: MonthProgress, grid: Grid, prow: int, cols: list[int],
+                image_strip: np.ndarray, label_strip: np.ndarray, fine: _FineReader,
+                pool: ThreadPoolExecutor, min_valid_fraction: float, bar: Any
+                ) -> list[Future[dict[str, Any]]]:
+    """Queue the valid patches of one patch row for writing; mark the others invalid."""
+    futures: list[Future[dict[str, Any]]] = []
+    for pcol in cols:
+        window = slice(pcol * grid.stride, pcol * grid.stride + grid.patch_size)
+        image = np.ascontiguousarray(image_strip[:, :, window])
+        label = np.ascontiguousarray(label_strip[:, window])
+        if valid_mask(image, label).mean() < min_valid_fraction:
+            state.mark_invalid(prow, pcol)
+            bar.update(1)
+            continue
+        futures.append(pool.submit(state.writer.write, prow, pcol, image, label,
+                                   *fine.read(prow, pcol)))
+    return futures
 
 
 def _summary(store: Store, state: MonthProgress, written: int, already: int, started: float,

@@ -24,21 +24,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import logging
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from core.environment import (
+    LOW_SPACE_BYTES,
+    check_output_folder,
+    check_writable,
+    environment_message,
+    os_error_message,
+)
 from core.errors import ConfigError, IsamapError
+
+__all__ = ["DETAIL", "EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED", "EXIT_OK",
+           "EXIT_TERMINATED", "ISAMAP_LOGGERS", "LOW_SPACE_BYTES", "Stopped",
+           "add_logging_arguments", "attach_values", "check_output_folder", "check_range",
+           "check_writable", "configure_logging", "environment_message", "log_levels",
+           "run_command", "stop_signals"]
 
 EXIT_OK = 0
 EXIT_ENVIRONMENT = 1
@@ -193,142 +202,6 @@ def _log_warning(message: Warning | str, category: type[Warning], filename: str,
     logging.getLogger("py.warnings").warning("%s", message)
 
 
-_ENV_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
-               errno.EROFS, errno.EIO)
-# The same failures as libraries word them when they drop the errno (GDAL/libtiff, torch).
-_ENV_TEXT = ((re.compile(r"no space left on device|disk full|not enough space", re.I),
-              errno.ENOSPC),
-             (re.compile(r"disk quota exceeded", re.I), errno.EDQUOT),
-             (re.compile(r"file too large", re.I), errno.EFBIG),
-             (re.compile(r"read-only file system", re.I), errno.EROFS),
-             (re.compile(r"permission denied", re.I), errno.EACCES),
-             (re.compile(r"write error|write failed|failed writing|cannot write", re.I),
-              errno.EIO))
-
-
-def _os_error_message(exc: OSError) -> str:
-    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    return _errno_message(exc.errno, where) or f"{exc.strerror or exc}{where}"
-
-
-def _errno_message(code: int | None, where: str = "") -> str | None:
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return (f"no space left on the device{where}; free space or write to another folder, "
-                "then run the same command again to resume")
-    if code == errno.EFBIG:
-        return (f"a file grew past the size this system allows{where} (file-size limit or "
-                "file system); raise the limit or write to another folder, then run the same "
-                "command again to resume")
-    if code in (errno.EACCES, errno.EPERM):
-        return (f"permission denied{where}; choose a folder you can write to or fix its "
-                "permissions")
-    if code == errno.EROFS:
-        return f"the file system is read-only{where}; write to another folder"
-    if code == errno.EIO:
-        return (f"writing or reading a file failed{where}; check free space and the storage, "
-                "then run the same command again to resume")
-    return None
-
-
-def environment_message(exc: BaseException, writes_to: Sequence[str] = ()) -> str | None:
-    """One line for a failure of the machine (disk full, read-only, permissions), else None.
-
-    Looks at ``exc``, its ``__cause__``/``__context__`` chain, and their messages, because
-    GDAL, libtiff and torch report a full disk in their own exception types. libtiff prints
-    "No space left on device" itself and GDAL raises a bare "Write error", so a write failure
-    while a folder in ``writes_to`` is (nearly) full is reported as the full disk it is.
-    """
-    seen: set[int] = set()
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    for item in chain:
-        if isinstance(item, OSError) and item.errno in _ENV_ERRNOS:
-            return _os_error_message(item)
-    for pattern, code in _ENV_TEXT:  # the most specific cause anywhere in the chain wins
-        for item in chain:
-            text = str(item)
-            if pattern.search(text):
-                full = _nearly_full(writes_to) if code == errno.EIO else None
-                if full:
-                    return _errno_message(errno.ENOSPC, f" ({full})")
-                detail = text.strip().splitlines()[0][:200] if text.strip() else ""
-                return (_errno_message(code) or "") + (f" [{detail}]" if detail else "")
-    return None
-
-
-def _nearest_existing(path: str | os.PathLike[str]) -> Path:
-    """``path`` (absolute) if it exists, else its nearest existing parent folder."""
-    found = Path(path).absolute()
-    while not found.exists() and found != found.parent:
-        found = found.parent
-    return found
-
-
-def check_writable(*paths: str | os.PathLike[str] | None) -> None:
-    """Fail now (OSError: read-only, permission) if a local output path cannot be written.
-
-    Creates and removes a temporary file in the nearest existing folder of each path, so a
-    command refuses an unwritable output before its first expensive step, and a refused run
-    leaves no empty output folder behind. ``gs://`` paths and None are skipped.
-    """
-    for item in paths:
-        if item is None or str(item).startswith("gs://"):
-            continue
-        folder = _nearest_existing(item)
-        if folder.is_file():
-            folder = folder.parent
-        try:
-            with tempfile.TemporaryFile(dir=folder, prefix=".isamap-write-check-"):
-                pass
-        except OSError as exc:  # name the folder, not the probe's random file
-            raise OSError(exc.errno, exc.strerror, str(folder)) from None
-
-
-def check_output_folder(flag: str, path: str | os.PathLike[str] | None) -> None:
-    """Refuse (ConfigError, exit 2) a folder flag that names a file; then check it is writable.
-
-    :func:`check_writable` accepts a file (a prediction prefix may name one), so a folder flag
-    given an existing file, or a path under one, passed it and failed only at the first write,
-    after the model had run, with Python's bare "File exists". ``gs://`` paths and None pass.
-
-    Args:
-        flag: the flag as the user types it (``--out``), named in the message.
-        path: the folder the command will create or fill.
-    """
-    if path is None or str(path).startswith("gs://"):
-        return
-    existing = _nearest_existing(path)
-    if existing.exists() and not existing.is_dir():
-        where = ("is a file" if existing == Path(path).absolute() else
-                 f"lies under {existing}, which is a file")
-        raise ConfigError(f"{flag} {path} {where}, not a folder; give a folder (it is created "
-                          "if missing)")
-    check_writable(path)
-
-
-LOW_SPACE_BYTES = 64 << 20  # a write that fails with less than this free was a full disk
-
-
-def _nearly_full(paths: Sequence[str]) -> str | None:
-    """The first local path whose file system has less than LOW_SPACE_BYTES free."""
-    for text in paths:
-        if not text or str(text).startswith("gs://"):
-            continue
-        path = Path(text).absolute()
-        while not path.exists() and path != path.parent:
-            path = path.parent
-        try:
-            if shutil.disk_usage(path).free < LOW_SPACE_BYTES:
-                return str(text)
-        except OSError:
-            continue
-    return None
-
-
 Number = TypeVar("Number", int, float)
 
 
@@ -420,7 +293,7 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
         if debug:
             raise
         log.error("%s: error: %s", prog,
-                  environment_message(exc, outputs) or _os_error_message(exc))
+                  environment_message(exc, outputs) or os_error_message(exc))
         return EXIT_ENVIRONMENT
     except MemoryError:
         if debug:

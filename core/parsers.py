@@ -31,6 +31,8 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
+from core.version import code_version
+
 #: an example: (what it does, the command line)
 Example = tuple[str, str]
 
@@ -77,8 +79,6 @@ class _Version(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
-        from core.version import code_version
-
         sys.stdout.write(f"{parser.prog.split()[0]} {code_version()}\n")
         parser.exit()
 

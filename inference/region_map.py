@@ -26,6 +26,7 @@ from core.errors import ConfigError
 from core.lock import hold_output
 from core.storage import files
 from core.version import code_version
+from gee_export.ee.budget import compute_budget, kept_in
 from gee_export.ee.export import MAX_WORKERS
 from inference.cog.maps import PROB_SCALE
 from inference.mapping.dates import DateResult, map_dates, write_run_record
@@ -139,6 +140,9 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         from inference.mapping.beam_map import check_runner
 
         check_runner(request, runner)
+        if request.max_eecu_hours is not None:
+            raise ConfigError("--max-eecu-hours bounds the requests this process sends; a "
+                              "--runner pipeline's workers send their own: leave one out")
     check_postprocess(request.postprocess, meta.class_scheme, tuple(meta.class_names),
                       request.force_postprocess, tuple(meta.bands))  # every runner, dry run
     if request.postprocess == "keep" and request.keep is not None:
@@ -207,14 +211,19 @@ def map_region(request: MapRequest, *, publish: PublishTarget | None = None,
         from gee_export.ee.session import EESession
 
         session = EESession(request.project, without_account=MAP_WITHOUT_ACCOUNT).initialize()
+    if request.backend == "ee" and request.max_eecu_hours is not None:  # charged per request
+        session.budget = compute_budget(request.max_eecu_hours, plan_map(
+            request, grid, meta.bands, 0.0, scene=meta.norm == "scene").compute)
     with hold_output(request.out):  # a second run into the same --out is refused
         predict_date = None
         if runner is not None:
             from inference.mapping.beam_map import date_predictor
 
             predict_date = date_predictor(runner, worker_sessions)
-        results = map_dates(request, grid, model, dataset, session=session,
-                                    predict_date=predict_date)
+        with kept_in(session.budget if session is not None else None,
+                     request.product_dir() / "eecu.json"):  # what earlier runs spent counts
+            results = map_dates(request, grid, model, dataset, session=session,
+                                predict_date=predict_date)
         mapped = [(r.month, r.outputs) for r in results if r.outputs is not None]
         skipped = {r.month: r.skipped for r in results if r.skipped}
         if not mapped:

@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -236,3 +236,62 @@ def served_quota() -> SharedQuota:
     if _SERVED is None:
         raise RuntimeError("serve_shared() has not run in this process")
     return _SERVED
+
+
+DAILY_QUOTA_MESSAGE = (
+    "Your usage exceeded the custom quota for 'earthengine.googleapis.com/daily_eecu_usage_time',"
+    " which is adjustable by your administrator in the Google Cloud console: "
+    "https://console.cloud.google.com/quotas/?project=_.")
+"""What Earth Engine answers once a project's daily EECU-time quota is spent (its cost-control
+guide quotes it), with HTTP 429 RESOURCE_EXHAUSTED."""
+
+RESTRICTED_WARNING = (
+    "Your project has exceeded its noncommercial compute quota and is now in restricted mode. "
+    "Visit https://developers.google.com/earth-engine/guides/noncommercial_tiers#restricted_mode"
+    " to learn more.")
+"""earthengine-api's warning for an answer whose quota-status header says
+``parallelism_restricted=true``; the session's transport makes it an exception."""
+
+
+@dataclass
+class EecuAccount:
+    """A project's compute as the service meters it, for the fake server's answers.
+
+    Each computePixels request costs ``per_request_s`` plus ``per_mpx_s`` per million output
+    pixels, each batch task ``per_mpx_s`` per million pixels (reported as its
+    ``batchEecuUsageSeconds``). With a daily quota set, a request that arrives once the
+    day's spending reached it is refused with :data:`DAILY_QUOTA_MESSAGE` (HTTP 429) until
+    :meth:`new_day`; the request that crossed it was computed (the service documents the
+    quota as approximate). Past a noncommercial ``monthly_allowance_s`` every answer comes
+    in restricted mode, which the session's transport raises as
+    :data:`RESTRICTED_WARNING`. Thread-safe; ``refused`` counts the refusals.
+    """
+
+    per_mpx_s: float = 4.0
+    per_request_s: float = 0.05
+    daily_quota_s: float | None = None
+    monthly_allowance_s: float | None = None
+    spent_today_s: float = 0.0
+    spent_month_s: float = 0.0
+    refused: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def compute(self, pixels: int, requests: int = 1) -> float:
+        """Meter one piece of work (a request, or a task with ``requests=0``); its EECU-s."""
+        with self._lock:
+            if self.daily_quota_s is not None and self.spent_today_s >= self.daily_quota_s:
+                self.refused += 1
+                raise HttpError(429, DAILY_QUOTA_MESSAGE)
+            if (self.monthly_allowance_s is not None
+                    and self.spent_month_s >= self.monthly_allowance_s):
+                self.refused += 1
+                raise UserWarning(RESTRICTED_WARNING)
+            cost = requests * self.per_request_s + self.per_mpx_s * pixels / 1e6
+            self.spent_today_s += cost
+            self.spent_month_s += cost
+            return cost
+
+    def new_day(self) -> None:
+        """The daily quota resets."""
+        with self._lock:
+            self.spent_today_s = 0.0

@@ -10,6 +10,9 @@ resolution, so a request built from the wrong image cannot be served. Export tas
 grid from the task's serialized expression (reproject + clipToBoundsAndScale) and write the
 GeoTIFF into the Cloud Storage emulator bucket named in the task's config. Faults (429, 500,
 timeouts) can be injected per call, or at one request window (:attr:`StackTransport.fail_at`);
+a project's metered compute (``account``: :class:`testing.fake_quota.EecuAccount`) refuses
+requests past a daily EECU-time quota and answers in restricted mode past a monthly allowance,
+as the service documents, and sets the ``batchEecuUsageSeconds`` finished tasks report;
 a fixed service ``latency`` can be simulated (benchmarks), or a project quota shared with other
 load (``quota``: :class:`testing.fake_quota.SharedQuota`, a moving cap of concurrent
 requests with 429 above it, heavy-tailed latency, 5xx and time-outs). ``getInfo`` of an
@@ -51,10 +54,13 @@ from rasterio.windows import Window as RioWindow
 
 from contract.geotiff import write_geotiff
 from contract.stack import StackPaths
+from gee_export.ee.band_statistics import masked_bands, output_keys, statistics_reducer
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW
 from gee_export.ee.recipe import FLOAT_NODATA
+from gee_export.ee.serialized import Graph, constant, encode
 from gee_export.ee.session import EESession, RetryPolicy
-from testing.fake_quota import HttpError, SharedQuota
+from testing.fake_points import PointTransport
+from testing.fake_quota import EecuAccount, HttpError, SharedQuota
 
 __all__ = ["HttpError", "PointTransport", "StackSessions", "StackTransport",
            "initialize_offline", "request_origin"]
@@ -86,9 +92,12 @@ class StackTransport:
                  task_error: str | None = None, recipe: tuple[Any, Any] | None = None,
                  fail_at: Mapping[str, Sequence[int]] | None = None,
                  latency: float = 0.0, info: Callable[[str], Any] | None = None,
-                 quota: SharedQuota | None = None, task_eecu_s: float | None = None) -> None:
+                 quota: SharedQuota | None = None, task_eecu_s: float | None = None,
+                 account: EecuAccount | None = None) -> None:
         self.stack = stack
         self.task_eecu_s = task_eecu_s  # batchEecuUsageSeconds each finished task reports
+        # the project's metered compute: daily quota, monthly allowance, tasks' reported EECU
+        self.account = account
         # a project quota shared with other load (fake_quota): 429 above a moving cap,
         # heavy-tailed latency, occasional 5xx and time-outs
         self.quota = quota
@@ -161,8 +170,6 @@ class StackTransport:
 
         Returns whether it is the fine-label image (its reprojection is at the fine scale).
         """
-        from gee_export.ee.serialized import Graph, constant, encode
-
         expression = request.get("expression")
         assert expression is not None, "computePixels request without an expression"
         graph = Graph(expression)
@@ -220,6 +227,8 @@ class StackTransport:
         width, height = grid["dimensions"]["width"], grid["dimensions"]["height"]
         bands = list(request["bandIds"])
         fine = self._check_expression(request, grid["crsCode"], transform)
+        if self.account is not None:
+            self.account.compute(width * height)
         out = np.zeros((height, width), dtype=[(b, "<f4") for b in bands])
         for b in bands:
             out[b] = self._pixels([b], grid["crsCode"], transform, width, height, fine)[b]
@@ -228,8 +237,6 @@ class StackTransport:
         return out
 
     def get_info(self, obj: Any) -> Any:
-        from gee_export.ee.serialized import encode
-
         graph = encode(obj)
         root = graph["values"][graph["result"]].get("functionInvocationValue", {})
         if root.get("functionName") == "Image.reduceRegion":
@@ -243,9 +250,6 @@ class StackTransport:
     # ------------------------------------------------------------------ reduceRegion
     def _reduce_region(self, graph: dict[str, Any]) -> dict[str, float | None]:
         """Mean and population deviation per band, computed from the stack (see module doc)."""
-        from gee_export.ee.band_statistics import output_keys, statistics_reducer
-        from gee_export.ee.serialized import Graph, constant
-
         decoded = Graph(graph)
         args = decoded.resolve(decoded.values[decoded.graph["result"]])[
             "functionInvocationValue"]["arguments"]
@@ -298,9 +302,6 @@ class StackTransport:
 
     def _reduced_bands(self, image: dict[str, Any]) -> list[str]:
         """The bands a statistics request reduces, refused unless masked as it masks them."""
-        from gee_export.ee.band_statistics import masked_bands
-        from gee_export.ee.serialized import constant
-
         update = image.get("functionInvocationValue", {})
         select = update.get("arguments", {}).get("image", {}).get("functionInvocationValue", {})
         if update.get("functionName") != "Image.updateMask" or \
@@ -322,8 +323,6 @@ class StackTransport:
 
     def start_task(self, task: Any) -> str:
         self._maybe_fail()
-        from gee_export.ee.serialized import Graph
-
         graph = Graph(task.config["expression"])
         clip = graph.resolve(graph.values[graph.graph["result"]])["functionInvocationValue"]
         assert clip["functionName"] == "Image.clipToBoundsAndScale"
@@ -338,6 +337,8 @@ class StackTransport:
         dest = opts["cloudStorageDestination"]
         dims = opts["geoTiffOptions"]["tileDimensions"]
         assert dims["width"] % 256 == 0 and dims["width"] >= width
+        eecu = (self.account.compute(width * height, requests=0) if self.account is not None
+                else self.task_eecu_s)
         if self.task_error:
             task_id = f"T{next(self._ids)}"
             self.tasks[task_id] = {"id": task_id, "state": "FAILED",
@@ -353,8 +354,8 @@ class StackTransport:
         task_id = f"T{next(self._ids)}"
         self.tasks[task_id] = {"id": task_id, "state": "COMPLETED",
                                "description": task.config["description"], "bands": bands}
-        if self.task_eecu_s is not None:
-            self.tasks[task_id]["eecu_seconds"] = self.task_eecu_s
+        if eecu is not None:
+            self.tasks[task_id]["eecu_seconds"] = eecu
         return task_id
 
     def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:
@@ -403,63 +404,8 @@ class StackSessions:
                                            max_delay=0.05))
 
 
-class PointTransport:
-    """Answers ``getInfo`` of ``Image.reduceRegions`` over points from local rasters.
-
-    The service samples an image at points the way accuracy assessments ask it to: the
-    request's serialized expression is decoded, it must be ``Image.reduceRegions`` with
-    ``Reducer.first`` over a collection of point features; the image's asset (``Image.load``)
-    or collection (``ImageCollection.load``) id picks the local raster standing for it, whose
-    pixel under each point (reprojected to the raster's CRS) answers as the feature's
-    ``first`` property (null outside the raster or on nodata, as a masked pixel answers).
-    ``requests`` keeps each decoded expression for tests to check what was asked.
-    """
-
-    def __init__(self, rasters: Mapping[str, str]) -> None:
-        self.rasters = dict(rasters)
-        self.requests: list[dict[str, Any]] = []
-
-    def compute_pixels(self, request: dict[str, Any]) -> Any:
-        raise HttpError(400, "this fake answers point samples only")
-
-    def start_task(self, task: Any) -> str:
-        raise HttpError(400, "this fake answers point samples only")
-
-    def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:
-        return []
-
-    def get_info(self, obj: Any) -> Any:
-        from ee.serializer import encode
-
-        graph = encode(obj)
-        values = graph["values"]
-        root = values[graph["result"]]["functionInvocationValue"]
-        if root["functionName"] != "Image.reduceRegions" or _function(
-                root["arguments"]["reducer"], values) != "Reducer.first":
-            raise HttpError(400, f"unexpected expression {root['functionName']}")
-        loads = [a for a in _walk(root["arguments"]["image"], values)
-                 if a.get("functionName") in ("Image.load", "ImageCollection.load")]
-        asset = loads[0]["arguments"]["id"]["constantValue"]
-        if asset not in self.rasters:
-            raise HttpError(404, f"asset {asset} not found")
-        points = [(f["arguments"]["geometry"]["functionInvocationValue"]["arguments"]
-                   ["coordinates"]["constantValue"],
-                   f["arguments"]["metadata"]["constantValue"])
-                  for f in _walk(root["arguments"]["collection"], values)
-                  if f.get("functionName") == "Feature"]
-        self.requests.append({"asset": asset, "graph": graph, "points": len(points)})
-        return {"type": "FeatureCollection",
-                "features": [{"type": "Feature", "geometry": {"type": "Point",
-                                                               "coordinates": xy},
-                              "properties": {**meta, "first": value}}
-                             for (xy, meta), value in zip(
-                                 points, _values_at(self.rasters[asset], points), strict=True)]}
-
-
 def _resolved(obj: Any) -> Any:
     """The expression of an ee object with every value reference inlined."""
-    from gee_export.ee.serialized import Graph
-
     graph = Graph(obj)
     return graph.resolve(graph.values[graph.graph["result"]])
 
@@ -482,39 +428,3 @@ def _centres(west: float, south: float, east: float, north: float,
     xs = (np.arange(np.floor(west / scale), np.ceil(east / scale)) + 0.5) * scale
     ys = (np.arange(np.ceil(north / scale), np.floor(south / scale), -1) - 0.5) * scale
     return xs[(xs >= west) & (xs < east)], ys[(ys <= north) & (ys > south)]
-
-
-def _function(node: Any, values: Mapping[str, Any]) -> str | None:
-    found = list(_walk(node, values))
-    return found[0].get("functionName") if found else None
-
-
-def _walk(node: Any, values: Mapping[str, Any]):
-    """Every function invocation under ``node`` (value references followed), outermost first."""
-    if isinstance(node, dict):
-        if "valueReference" in node:
-            yield from _walk(values[node["valueReference"]], values)
-            return
-        if "functionInvocationValue" in node:
-            yield node["functionInvocationValue"]
-        for value in node.values():
-            yield from _walk(value, values)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value, values)
-
-
-def _values_at(path: str, points: Sequence[tuple[Any, Any]]) -> list[float | None]:
-    from rasterio.warp import transform as warp_transform
-
-    with rasterio.open(path) as src:
-        xs, ys = warp_transform("EPSG:4326", src.crs, [p[0][0] for p in points],
-                                [p[0][1] for p in points])
-        data = src.read(1)
-        out: list[float | None] = []
-        for x, y in zip(xs, ys, strict=True):
-            row, col = src.index(x, y)
-            inside = 0 <= row < src.height and 0 <= col < src.width
-            value = data[row, col] if inside else None
-            out.append(None if value is None or value == src.nodata else float(value))
-    return out

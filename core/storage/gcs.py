@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from core.errors import ChecksumMismatchError, ConfigError, StorageError
 from core.retry import RetryPolicy, retry_call
 from core.storage.base import TEMP_MARK, Store, clean_rel, file_md5_b64, md5_b64
+from core.storage.gdal_auth import ready_for_remote
 from core.storage.local import atomic_path
 
 T = TypeVar("T")
@@ -326,8 +327,6 @@ class GcsStore(Store):
 
     def gdal_path(self, rel: str) -> str:
         """``/vsigs/bucket/key``, with GDAL given the credentials to read it in any thread."""
-        from core.storage.gdal_auth import ready_for_remote
-
         ready_for_remote()
         return f"/vsigs/{self.bucket_name}/{self.key(rel)}"
 

@@ -18,6 +18,7 @@ from contract.splits import (
     split_advice,
     split_counts,
 )
+from gee_export.ee.budget import format_budget
 from gee_export.ee.compute import ComputeEstimate, estimate, format_duration, format_estimate
 from gee_export.ee.pixels import BYTES_PER_VALUE, Limits, split_request
 from gee_export.ee.tasks import (
@@ -116,7 +117,8 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
         compute = estimate(requests, pixels)
     else:  # one task per tile (and fine label), each pixel of the grid computed once
         pixels = grid.width * grid.height * n_months * (1 + (fine_scale or 0) ** 2)
-        compute = estimate(len(tiles) * n_months * (2 if fine_scale else 1), pixels)
+        compute = estimate(len(tiles) * n_months * (2 if fine_scale else 1), pixels,
+                           interactive=False)
     n_tasks = len(tiles) * n_months * (2 if fine_scale else 1)
     hours = (requests * latency_s / workers / 3600.0 if method == "pixels"
              else tasks_hours(n_tasks))
@@ -188,16 +190,9 @@ def format_plan(plan: ExportPlan) -> str:
     if plan.compute:
         lines += format_estimate(plan.compute, "request" if plan.method == "pixels" else "task",
                                  width=12)
-    if plan.max_eecu_hours is not None and plan.compute:
-        per = plan.compute.eecu_s_per_request
-        units = int(plan.max_eecu_hours * 3600.0 / per) if per else 0
-        total = plan.requests if plan.method == "pixels" else plan.tasks
-        unit = "requests" if plan.method == "pixels" else "tasks (measured EECU once done)"
-        lines.append(
-            f"  budget      --max-eecu-hours {plan.max_eecu_hours:g}: "
-            + (f"the whole job fits ({total:,} {unit})" if units >= total else
-               f"the run stops after about {units:,} of {total:,} {unit}, resumable with a "
-               "higher bound"))
+    lines += format_budget(plan.max_eecu_hours, plan.compute,
+                           "requests" if plan.method == "pixels" else
+                           "tasks (measured EECU once done)", width=12)
     if plan.split_advice:
         lines.append(f"  WARNING     {plan.split_advice}")
     return "\n".join(lines)

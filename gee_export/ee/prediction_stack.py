@@ -32,7 +32,7 @@ from contract import bands as band_registry
 from contract.grid import Grid, Window
 from contract.label_schemes import is_landcover
 from contract.vrt import Piece, VrtBand, mosaic_vrt
-from core.errors import ConfigError, EarthEngineError
+from core.errors import ConfigError
 from core.progress import progress_bar
 from core.storage import GcsStore, Store, open_store
 from gee_export.ee.labels import LabelSource, parse_label_source
@@ -46,7 +46,8 @@ from gee_export.ee.sentinel2 import (
     month_window,
 )
 from gee_export.ee.session import EESession
-from gee_export.ee.tasks import DEFAULT_MAX_PENDING, FAILED, FINISHED, LIVE, SHARD, tile_task
+from gee_export.ee.task_loop import BatchTask, TaskGroup, run_tasks
+from gee_export.ee.tasks import DEFAULT_MAX_PENDING, SHARD, tile_task
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +213,20 @@ def _widened(grid: Grid, margin: tuple[int, int, int, int]) -> Grid:
                 grid.height + top + bottom, res, grid.patch_size, grid.stride)
 
 
-def _saved_json(store: Store, rel: str) -> dict[str, Any]:
-    """What an earlier run saved at ``rel`` (task ids, EECU per tile), or nothing."""
-    return dict(json.loads(store.read_bytes(rel))) if store.exists(rel) else {}
+@dataclass(frozen=True)
+class _StackState:
+    """The task loop's state of one stack: ``<name>/<key>.json`` beside its tiles."""
+
+    store: Store
+    name: str
+
+    def read_state(self, key: str) -> dict[str, Any]:
+        rel = f"{self.name}/{key}.json"
+        return dict(json.loads(self.store.read_bytes(rel))) if self.store.exists(rel) else {}
+
+    def write_state(self, key: str, value: Any) -> None:
+        self.store.write_bytes(f"{self.name}/{key}.json",
+                               json.dumps(value, sort_keys=True).encode())
 
 
 def _write_vrts(store: Store, name: str, windows: Sequence[Window], bands: Sequence[str],
@@ -253,8 +265,10 @@ def export_prediction_stack(
     Resumable: tiles already in the bucket are not exported again, and task ids are kept in
     ``out/name/tasks.json`` so a re-run follows tasks still running instead of starting them
     twice (their statuses read in one paged listing, as every poll is). The EECU each
-    finished task used, as Earth Engine reports it, goes to ``out/name/eecu.json``. A failed
-    task stops the run with the tile's name and Earth Engine's message.
+    finished task used, as Earth Engine reports it, goes to ``out/name/eecu.json``, and the
+    session's ``--max-eecu-hours`` budget (:attr:`EESession.budget`) bounds the tasks started
+    (:func:`gee_export.ee.task_loop.run_tasks`). A failed task stops the run with the tile's
+    name and Earth Engine's message.
 
     Args:
         session: the Earth Engine seam.
@@ -278,66 +292,34 @@ def export_prediction_stack(
         raise ConfigError("--method tasks exports the stack to Cloud Storage: give --out "
                           "gs://BUCKET/PREFIX (or use --method pixels)")
     windows = stack_tiles(grid, tile_px)
-    state_rel = f"{name}/tasks.json"
-    task_ids: dict[str, str] = _saved_json(store, state_rel)
-    eecu_rel = f"{name}/eecu.json"
-    eecu: dict[str, float] = _saved_json(store, eecu_rel)
     done = {w for w in windows if store.exists(f"{name}/{_tile_name(w)}.tif")}
-    queue = [w for w in windows if w not in done]
-    # tasks an earlier run started: one paged listing, not one request per saved id
-    saved = [task_ids[_tile_name(w)] for w in queue if _tile_name(w) in task_ids]
-    earlier = {str(s.get("id")): s for s in session.task_status(saved)} if saved else {}
-    active: list[Window] = []
-    started = 0
     bar = progress_bar(total=len(windows), initial=len(done), desc=f"stack {name} (tasks)",
-               unit="tile", disable=not progress)
+                       unit="tile", disable=not progress)
 
-    def start(window: Window) -> None:
-        nonlocal started
+    def group(window: Window) -> TaskGroup:
         key = _tile_name(window)
-        if key in task_ids and earlier.get(task_ids[key], {}).get("state") in (*LIVE, *FINISHED):
-            return  # started by an earlier run: follow it
-        prefix = store.key(f"{name}/{key}")  # type: ignore[attr-defined]
-        task = tile_task(image, grid, window, store.bucket_name,  # type: ignore[attr-defined]
-                         prefix, f"isamap {name} {key}")
-        task_ids[key] = session.start_task(task)
-        started += 1
-        store.write_bytes(state_rel, json.dumps(task_ids, sort_keys=True).encode())
+        return TaskGroup(key, (BatchTask(
+            key, window.width * window.height,
+            lambda: tile_task(image, grid, window, store.bucket_name,  # type: ignore[attr-defined]
+                              store.key(f"{name}/{key}"),  # type: ignore[attr-defined]
+                              f"isamap {name} {key}"),
+            lambda: store.exists(f"{name}/{key}.tif")),))
 
+    budget = session.budget
     try:
-        while queue or active:
-            while queue and len(active) < max_pending:
-                window = queue.pop(0)
-                start(window)
-                active.append(window)
-            ids = [task_ids[_tile_name(w)] for w in active]
-            # one call per poll: the session lists the project's operations in pages
-            statuses = {str(status.get("id")): status for status in session.task_status(ids)}
-            finished = []
-            for window in active:
-                status = statuses.get(task_ids[_tile_name(window)], {})
-                state = status.get("state", "UNKNOWN")
-                if state in FAILED:
-                    raise EarthEngineError(
-                        f"the stack export task of {_tile_name(window)} ({name}) ended {state}: "
-                        f"{status.get('error_message', 'no message')}. Fix the cause and run "
-                        "the same command again: finished tiles are kept.")
-                if state in FINISHED:
-                    finished.append(window)
-                    if "eecu_seconds" in status:
-                        eecu[_tile_name(window)] = status["eecu_seconds"]
-            for window in finished:
-                active.remove(window)
-                bar.update(1)
-            if active and not finished:
-                bar.set_postfix_str(f"{len(active)} tasks running")
-                sleep(poll_seconds)
+        outcome = run_tasks(
+            session, [group(w) for w in windows if w not in done], _StackState(store, name),
+            on_ready=lambda g: bar.update(1),
+            failed=lambda g, state, msg: (
+                f"the stack export task of {g.name} ({name}) ended {state}: {msg}. Fix the "
+                "cause and run the same command again: finished tiles are kept."),
+            max_pending=max_pending, poll_seconds=poll_seconds, sleep=sleep, budget=budget,
+            on_wait=lambda n: bar.set_postfix_str(f"{n} tasks running"))
     finally:
         bar.close()
-        if eecu:
-            store.write_bytes(eecu_rel, json.dumps(eecu, sort_keys=True).encode())
-            log.info("stack %s: Earth Engine reports %.2f EECU-hours for %d finished tasks",
-                     name, sum(eecu.values()) / 3600.0, len(eecu))
+    if outcome.left and budget is not None:
+        raise budget.stopped(f"stack {name} has {outcome.left:,} of {len(windows):,} tiles "
+                             "left to export")
     missing = _write_vrts(store, name, windows, bands, inner, grid, margin)
-    return PredictionStack(store.url(f"{name}.vrt"), len(windows), started, missing,
+    return PredictionStack(store.url(f"{name}.vrt"), len(windows), outcome.started, missing,
                            store.url(f"{name}_margin.vrt") if any(margin) else None)

@@ -128,99 +128,117 @@ def array_rank_errors(obj) -> list[str]:
     ``arrayFlatten`` one label list per axis; both give scalars. Images entering a mapped
     function are scalar (this project maps over collections of scalar images).
     """
-    graph = obj if isinstance(obj, Graph) else Graph(obj)
-    ranks: dict[int, int] = {}
-    errors: list[str] = []
+    checker = _RankChecker(obj if isinstance(obj, Graph) else Graph(obj))
+    for value in checker.graph.values.values():
+        for call in _invocations(value):
+            checker.rank(call)
+    return sorted(set(checker.errors))
 
-    def consts(node: Any) -> Any:
+
+class _RankChecker:
+    """The rank of every array a graph makes, and the errors of the calls that misuse one."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.ranks: dict[int, int] = {}
+        self.errors: list[str] = []
+
+    def consts(self, node: Any) -> Any:
         try:
-            return constant(graph.resolve(node))
+            return constant(self.graph.resolve(node))
         except AssertionError:
             return None
 
-    def bands(node: Any) -> int | None:
-        node = graph.resolve(node)
+    def bands(self, node: Any) -> int | None:
+        """How many bands an image argument has, where the graph says it (else None)."""
+        node = self.graph.resolve(node)
         inv = node.get("functionInvocationValue") if isinstance(node, dict) else None
         if inv is None:
             return None
         name, args = inv.get("functionName"), inv.get("arguments", {})
         if name == "Image.constant":
-            value = consts(args.get("value"))
+            value = self.consts(args.get("value"))
             return len(value) if isinstance(value, list) else 1
         if name == "Image.addBands":
-            parts = [bands(args.get("dstImg")), bands(args.get("srcImg"))]
+            parts = [self.bands(args.get("dstImg")), self.bands(args.get("srcImg"))]
             return None if None in parts else sum(p for p in parts if p is not None)
         if name == "Image.select":
-            selectors = consts(args.get("bandSelectors"))
+            selectors = self.consts(args.get("bandSelectors"))
             return len(selectors) if isinstance(selectors, list) else None
         return None
 
-    def rank(node: Any) -> int:
+    def rank(self, node: Any) -> int:
         if isinstance(node, list):
-            return max((rank(v) for v in node), default=0)
+            return max((self.rank(v) for v in node), default=0)
         if not isinstance(node, dict):
             return 0
         if "valueReference" in node:
-            return rank(graph.values[node["valueReference"]])
+            return self.rank(self.graph.values[node["valueReference"]])
         if "arrayValue" in node:
-            return rank(node["arrayValue"].get("values", []))
+            return self.rank(node["arrayValue"].get("values", []))
         inv = node.get("functionInvocationValue")
         if inv is None:  # constants, argument references, function definitions
             return 0
         key = id(node)
-        if key not in ranks:
-            ranks[key] = invocation_rank(inv)
-        return ranks[key]
+        if key not in self.ranks:
+            self.ranks[key] = self.invocation_rank(inv)
+        return self.ranks[key]
 
-    def invocation_rank(inv: dict[str, Any]) -> int:
+    def invocation_rank(self, inv: dict[str, Any]) -> int:
         name = inv.get("functionName", "<expression>")
         args = inv.get("arguments", {})
-        if name == "Image.neighborhoodToArray":
-            if rank(args.get("image")):
-                errors.append(f"{name}: its input must be scalar, got a "
-                              f"{rank(args.get('image'))}-D array")
-            return 2
-        if name == "Image.toArray":
-            axis = consts(args["axis"]) if "axis" in args else 0
-            return max(rank(args.get("image")), int(axis or 0) + 1)
-        if name in _RANK_KEEPING:
-            source = args.get("input", args.get("image"))
-            r = rank(source)
-            axes = consts(args["axes"]) if "axes" in args else [
-                consts(args["axis"]) if "axis" in args else 0]
-            if r == 0:
-                errors.append(f"{name}: its input is not an array")
-            for axis in axes or []:
-                if isinstance(axis, int) and not 0 <= axis < r:
-                    errors.append(f"{name}: axis {axis} of a {r}-D array")
-            return r
-        if name == "Image.arrayProject":
-            r = rank(args.get("input"))
-            axes = consts(args.get("axes")) or []
-            for axis in axes:
-                if isinstance(axis, int) and not 0 <= axis < r:
-                    errors.append(f"{name}: axis {axis} of a {r}-D array")
-            return len(axes)
-        if name == "Image.arrayGet":
-            r = rank(args.get("image"))
-            n = bands(args.get("position"))
-            if r == 0:
-                errors.append(f"{name}: its input is not an array")
-            elif n is not None and n != r:
-                errors.append(f"{name}: a position of {n} coordinate(s) in a {r}-D array")
-            return 0
-        if name == "Image.arrayFlatten":
-            r = rank(args.get("image"))
-            labels = consts(args.get("coordinateLabels"))
-            if isinstance(labels, list) and len(labels) != r:
-                errors.append(f"{name}: {len(labels)} label list(s) for a {r}-D array")
-            return 0
-        return max((rank(v) for v in args.values()), default=0)
+        rule = {"Image.neighborhoodToArray": self._neighborhood, "Image.toArray": self._to_array,
+                "Image.arrayProject": self._project, "Image.arrayGet": self._get,
+                "Image.arrayFlatten": self._flatten,
+                **{keeping: self._keeping for keeping in _RANK_KEEPING}}.get(name)
+        if rule is not None:
+            return rule(name, args)
+        return max((self.rank(v) for v in args.values()), default=0)
 
-    for value in graph.values.values():
-        for call in _invocations(value):
-            rank(call)
-    return sorted(set(errors))
+    def _axes_in(self, name: str, axes: Any, r: int) -> None:
+        for axis in axes or []:
+            if isinstance(axis, int) and not 0 <= axis < r:
+                self.errors.append(f"{name}: axis {axis} of a {r}-D array")
+
+    def _neighborhood(self, name: str, args: dict[str, Any]) -> int:
+        if self.rank(args.get("image")):
+            self.errors.append(f"{name}: its input must be scalar, got a "
+                               f"{self.rank(args.get('image'))}-D array")
+        return 2
+
+    def _to_array(self, name: str, args: dict[str, Any]) -> int:
+        axis = self.consts(args["axis"]) if "axis" in args else 0
+        return max(self.rank(args.get("image")), int(axis or 0) + 1)
+
+    def _keeping(self, name: str, args: dict[str, Any]) -> int:
+        r = self.rank(args.get("input", args.get("image")))
+        axes = self.consts(args["axes"]) if "axes" in args else [
+            self.consts(args["axis"]) if "axis" in args else 0]
+        if r == 0:
+            self.errors.append(f"{name}: its input is not an array")
+        self._axes_in(name, axes, r)
+        return r
+
+    def _project(self, name: str, args: dict[str, Any]) -> int:
+        axes = self.consts(args.get("axes")) or []
+        self._axes_in(name, axes, self.rank(args.get("input")))
+        return len(axes)
+
+    def _get(self, name: str, args: dict[str, Any]) -> int:
+        r = self.rank(args.get("image"))
+        n = self.bands(args.get("position"))
+        if r == 0:
+            self.errors.append(f"{name}: its input is not an array")
+        elif n is not None and n != r:
+            self.errors.append(f"{name}: a position of {n} coordinate(s) in a {r}-D array")
+        return 0
+
+    def _flatten(self, name: str, args: dict[str, Any]) -> int:
+        r = self.rank(args.get("image"))
+        labels = self.consts(args.get("coordinateLabels"))
+        if isinstance(labels, list) and len(labels) != r:
+            self.errors.append(f"{name}: {len(labels)} label list(s) for a {r}-D array")
+        return 0
 
 
 def _invocations(node: Any) -> Iterator[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """The one seam between isamap and the Earth Engine service.
 
 Everything that talks to a server (initialisation, ``computePixels``, ``getInfo``, batch tasks,
-assets) goes through an :class:`EESession`. That buys four things:
+assets) goes through an :class:`EESession`. That buys five things:
 
 * **one retry loop**: earthengine-api's own retries (googleapiclient's, 5 by default, uncapped
   backoff) are switched off (``ee.data.setMaxRetries(0)``), and :meth:`EESession.call` retries
@@ -11,41 +11,62 @@ assets) goes through an :class:`EESession`. That buys four things:
   ``retry.FREE_FACTOR`` times the budget at most); computePixels attempts take slots of the
   process's :class:`~core.concurrency.RequestLimit`, and every request carries the
   run's ``workloadTag``;
-* failures are classified on the HTTP status the client keeps (the ``HttpError`` behind its
-  ``EEException``) and on a few precise phrases, never on a number inside a message:
-  deterministic errors ("Too many input pixels per output pixel", "User memory limit
-  exceeded"...) fail at once with the server's message;
+* failures are classified (:mod:`gee_export.ee.service_errors`): deterministic errors fail at
+  once with the server's message, and a spent daily or monthly compute cap stops the run at
+  the first refusal with one line saying when it resets and how to resume;
 * authentication failures become :class:`AuthenticationError` with a message that says exactly
   what to run, instead of a stack trace from deep inside google-auth;
-* tests swap the *transport* (the object that actually performs a call) for one that serves a
-  local GeoTIFF stack, so the retry logic and the export orchestration run for real offline.
+* ``--max-eecu-hours``: a session given a :class:`~gee_export.ee.budget.ComputeBudget` charges
+  every computePixels request to it before sending it, and refuses the request that would pass
+  the bound (:class:`~core.errors.ComputeBudgetError`, resumable);
+* tests swap the *transport* (the object that actually performs a call,
+  :mod:`gee_export.ee.transport`) for one that serves a local GeoTIFF stack, so the retry logic
+  and the export orchestration run for real offline.
 
 Graph *building* (``ee.Image(...)``, filters, maps) needs no server and does not go through here.
-The module is longer than most because the classification, the task-status reading and the
-task-description rule all belong to the seam and every caller relies on them.
+The classification, the transport and the names live beside it and are re-exported here, the
+names callers know the seam by.
 """
 
 from __future__ import annotations
 
-import json
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from core.concurrency import Outcome, RequestLimit
 from core.errors import AuthenticationError, EarthEngineError, QuotaError
 from core.retry import RetryPolicy, retry_call
+from gee_export.ee.budget import ComputeBudget
 from gee_export.ee.names import default_workload_tag, task_description
+from gee_export.ee.service_errors import (
+    HttpStatus,
+    cap_spent_error,
+    classify,
+    computation_timeout,
+    http_status,
+    spent_cap,
+)
+from gee_export.ee.transport import (
+    CLIENT_RETRIES,
+    HIGH_VOLUME_URL,
+    STANDARD_URL,
+    EETransport,
+    Transport,
+    credentials,
+    endpoint_url,
+    operation_status,
+)
 
 __all__ = [
     "AUTH_HELP",
     "CLIENT_RETRIES",
     "EXPORT_WITHOUT_ACCOUNT",
+    "HIGH_VOLUME_URL",
     "REQUEST_DEADLINE_S",
+    "STANDARD_URL",
     "TIMEOUT_RETRIES",
     "EESession",
     "EETransport",
@@ -57,22 +78,16 @@ __all__ = [
     "endpoint_url",
     "http_status",
     "operation_status",
+    "spent_cap",
     "task_description",
 ]
 
-HIGH_VOLUME_URL = "https://earthengine-highvolume.googleapis.com"
-STANDARD_URL = "https://earthengine.googleapis.com"
-# earthengine-api's own retry count, set explicitly: EESession.call is the one retry loop.
-CLIENT_RETRIES = 0
 # Seconds a request may wait for the service's next byte (the client's default is forever: a
 # stalled connection would hold an export for good). The service ends an interactive
 # computation itself after 5 minutes, so a request silent for longer is a dead connection; its
 # TimeoutError is transient, and EESession.call tries again. The client applies it once
 # initialised: the handshake of ee.Initialize itself has no limit.
 REQUEST_DEADLINE_S = 600
-# More task ids than this are read by listing the project's operations (pages of 500)
-# instead of one request per task.
-PER_TASK_READS = 20
 # "Computation timed out" answers retried before the caller is told (it then halves the window).
 TIMEOUT_RETRIES = 1
 
@@ -91,283 +106,6 @@ EXPORT_WITHOUT_ACCOUNT = """No account? Run the same recipe on local scenes inst
 (or `make demo` for a synthetic scene)."""
 """What the export can do without an Earth Engine account (the default of :class:`EESession`)."""
 
-Kind = Literal["auth", "quota", "transient", "fatal"]
-
-# Errors that the same request will always get again: fail at once, whatever the status.
-_DETERMINISTIC = (
-    "too many input pixels per output pixel", "user memory limit exceeded",
-    "too many pixels in the region", "did not match any bands",
-    "request payload size exceeds the limit", "must be less than or equal to 50331648 bytes",
-)
-# Phrases of failures that depend on load, checked only where no status says otherwise.
-_TRANSIENT_PHRASES = ("computation timed out",)
-_QUOTA_PHRASES = ("too many concurrent aggregations",)
-# 403 with one of these reasons is googleapiclient's documented rate limit, not a permission.
-_RATE_LIMIT_REASONS = ("ratelimitexceeded", "userratelimitexceeded", "quotaexceeded")
-# What earthengine-api and google-auth say when no usable credentials were ever loaded: the
-# client library was never initialised, the stored user credentials are missing, expired or
-# revoked, or no default credentials exist. Each means "authenticate first".
-_AUTH_MARKERS = (
-    "earthengine authenticate", "authorize access", "not signed up", "not initialized",
-    "not initialised", "not authenticated", "default credentials",
-    "invalid authentication credentials", "credentials were not found", "no credentials",
-    "invalid_grant", "reauthentication", "ee.initialize: no project found",
-)
-# Exceptions raised below HTTP (no response at all), by class name so core needs neither
-# httplib2 nor google-auth: DNS failures, TLS errors, google-auth's transport errors.
-_NETWORK_ERRORS = ("ServerNotFoundError", "gaierror", "SSLError", "TransportError")
-
-_OPERATION_TO_TASK_STATE = {"PENDING": "READY", "RUNNING": "RUNNING",
-                            "CANCELLING": "CANCEL_REQUESTED", "SUCCEEDED": "COMPLETED",
-                            "CANCELLED": "CANCELLED", "FAILED": "FAILED"}
-
-
-@dataclass(frozen=True)
-class HttpStatus:
-    """What the service answered: HTTP code, google.rpc status name and error reasons."""
-
-    code: int | None = None
-    rpc: str = ""
-    reasons: tuple[str, ...] = ()
-
-
-def http_status(exc: BaseException) -> HttpStatus:
-    """The HTTP status behind ``exc``, however deep the client wrapped it.
-
-    earthengine-api raises ``EEException(message)`` *while handling* googleapiclient's
-    ``HttpError``, so the error with ``resp.status`` and the JSON body is the exception's
-    ``__context__`` (or ``__cause__``, once this seam re-raises it). Returns an empty status
-    for errors that never got an HTTP response (timeouts, refused connections).
-    """
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        err = todo.pop(0)
-        if err is None or id(err) in seen:
-            continue
-        seen.add(id(err))
-        code = getattr(getattr(err, "resp", None), "status", None)
-        if isinstance(code, int):
-            return HttpStatus(code, *_error_body(getattr(err, "content", b"")))
-        todo += [err.__cause__, err.__context__]
-    return HttpStatus()
-
-
-def _error_body(content: Any) -> tuple[str, tuple[str, ...]]:
-    """google.rpc status name and reasons of a JSON error body (empty when unreadable)."""
-    try:
-        error = json.loads(content.decode() if isinstance(content, bytes) else content)["error"]
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return "", ()
-    reasons = [str(e.get("reason", "")) for e in error.get("errors", []) or []
-               if isinstance(e, dict)]
-    reasons += [str(d.get("reason", "")) for d in error.get("details", []) or []
-                if isinstance(d, dict)]
-    return str(error.get("status", "")), tuple(r.lower() for r in reasons if r)
-
-
-def classify(exc: BaseException) -> Kind:
-    """Return ``'auth'``, ``'quota'``, ``'transient'`` or ``'fatal'`` for an exception.
-
-    The HTTP status decides where there is one (401 auth; 403 auth unless its reason is a rate
-    limit; 429 quota; 408 / 5xx and a 409 ABORTED concurrency conflict transient; anything
-    else fatal); a deterministic message overrides it (retrying cannot help). Without a
-    status: network errors are transient, the client's "not initialised" and google-auth's
-    missing/expired-credential messages are auth, everything else is fatal.
-    """
-    if isinstance(exc, AuthenticationError):
-        return "auth"
-    text = str(exc).lower()
-    if any(p in text for p in _DETERMINISTIC):
-        return "fatal"
-    status = http_status(exc)
-    if status.code is not None:
-        if status.code == 401:
-            return "auth"
-        if status.code == 403:
-            return "quota" if any(r in _RATE_LIMIT_REASONS for r in status.reasons) else "auth"
-        if status.code == 429 or any(p in text for p in _QUOTA_PHRASES):
-            return "quota"
-        if status.code in (408, 500, 502, 503, 504) or (
-                status.code == 409 and status.rpc == "ABORTED"):
-            return "transient"
-        if any(p in text for p in _TRANSIENT_PHRASES):
-            return "transient"
-        return "auth" if any(m in text for m in _AUTH_MARKERS) else "fatal"
-    if isinstance(exc, (TimeoutError, ConnectionError)) or type(exc).__name__ in _NETWORK_ERRORS:
-        return "transient"
-    if type(exc).__name__ == "RefreshError" or any(m in text for m in _AUTH_MARKERS):
-        return "auth"  # google-auth could not refresh the stored credentials
-    if any(p in text for p in _QUOTA_PHRASES):
-        return "quota"
-    if any(p in text for p in _TRANSIENT_PHRASES):
-        return "transient"
-    return "fatal"
-
-
-# A quota whose limit counts per day or per month (Google's "Quota exceeded for quota metric
-# 'M' and limit 'M per day' of service ..."; Earth Engine's daily/monthly EECU caps): spent
-# until it resets, so retrying only piles up refusals.
-_SPENT_CAP = re.compile(r"quota\b.{0,300}?\b(per\s*day|perday|daily|per\s*month|permonth|"
-                        r"monthly)\b", re.IGNORECASE | re.DOTALL)
-
-
-def spent_cap(exc: BaseException) -> str | None:
-    """``"day"`` or ``"month"`` when ``exc`` says a daily or monthly quota is spent, else None.
-
-    Only a quota refusal (:func:`classify`) counts: its message (and the JSON body behind it)
-    names a limit counted per day or per month, which no backoff outlasts.
-    """
-    if classify(exc) != "quota":
-        return None
-    texts: list[str] = []
-    seen: set[int] = set()
-    err: BaseException | None = exc
-    while err is not None and id(err) not in seen and len(texts) < 8:
-        seen.add(id(err))
-        content = getattr(err, "content", b"")
-        texts += [str(err), content.decode(errors="replace") if isinstance(content, bytes)
-                  else str(content or "")]
-        err = err.__cause__ or err.__context__
-    found = _SPENT_CAP.search(" ".join(texts))
-    if found is None:
-        return None
-    return "month" if "month" in found.group(1).lower() else "day"
-
-
-def _computation_timeout(exc: BaseException) -> bool:
-    """Whether the service answered that the request took too long to compute."""
-    return any(p in str(exc).lower() for p in _TRANSIENT_PHRASES)
-
-
-def cap_spent_error(what: str, exc: BaseException) -> QuotaError:
-    """The one line that stops a run whose project spent a daily or monthly quota."""
-    period = spent_cap(exc) or "day"
-    said = " ".join(str(exc).split())[:300]
-    return QuotaError(
-        f"{what} refused: the Cloud project's {'daily' if period == 'day' else 'monthly'} "
-        f"Earth Engine quota is spent ({said}); no retry helps until it resets "
-        f"{'the next day' if period == 'day' else 'next month'}. Run the same command again "
-        "after the reset: finished work is kept and the run resumes where it stopped (or ask "
-        "for more quota for the project in the Cloud console)")
-
-
-def endpoint_url(high_volume: bool) -> str:
-    """The endpoint a session asks for, always explicitly.
-
-    Initialising an already initialised client replaces only what is named: a process that
-    mapped through the high-volume endpoint and then publishes would stay on it unless the
-    standard URL is passed.
-    """
-    return HIGH_VOLUME_URL if high_volume else STANDARD_URL
-
-
-def operation_status(operation: dict[str, Any]) -> dict[str, Any]:
-    """A long-running operation as a task status, progress included.
-
-    Returns ``id`` (the server's task id: the last part of the operation name), ``name``,
-    ``state`` in the task vocabulary (READY, RUNNING, COMPLETED, FAILED, CANCELLED,
-    CANCEL_REQUESTED, UNKNOWN), ``progress`` in [0, 1] (``metadata.progress``, which
-    ``ee.data.getTaskStatus`` drops), ``description``, for a failure ``error_message``, and
-    ``eecu_seconds`` when the service reported the task's compute
-    (``metadata.batchEecuUsageSeconds``).
-    """
-    name = str(operation.get("name", ""))
-    meta = operation.get("metadata") or {}
-    state = _OPERATION_TO_TASK_STATE.get(str(meta.get("state", "")), "UNKNOWN")
-    status: dict[str, Any] = {"id": name.rsplit("/", 1)[-1], "name": name, "state": state,
-                              "progress": float(meta.get("progress") or 0.0),
-                              "description": str(meta.get("description", ""))}
-    if meta.get("batchEecuUsageSeconds") is not None:  # what the task's compute cost
-        status["eecu_seconds"] = float(meta["batchEecuUsageSeconds"])
-    if operation.get("done"):
-        if "error" in operation:
-            status["error_message"] = str(operation["error"].get("message", ""))
-            if state not in ("FAILED", "CANCELLED"):
-                status["state"] = "FAILED"
-        elif state == "UNKNOWN":
-            status["state"] = "COMPLETED"
-    return status
-
-
-class Transport(Protocol):
-    """What actually performs server calls; the real one wraps ``ee.data``."""
-
-    def compute_pixels(self, request: dict[str, Any]) -> Any: ...
-
-    def get_info(self, obj: Any) -> Any: ...
-
-    def start_task(self, task: Any) -> str: ...
-
-    def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]: ...
-
-
-class EETransport:
-    """The real transport: ``ee.data`` calls of earthengine-api, with its own retries off.
-
-    Args:
-        ee_module: the initialised ``ee`` module.
-        project: the Cloud project the session's tasks run in (names their operations).
-        workload_tag: the ``workloadTag`` of every request (None: none).
-    """
-
-    def __init__(self, ee_module: Any, project: str | None = None,
-                 workload_tag: str | None = None) -> None:
-        self.ee = ee_module
-        self.project = project
-        self.workload_tag = workload_tag
-        self.configure_client()
-
-    def configure_client(self) -> None:
-        """Switch the client's own retries off and set the workload tag (again, after reset).
-
-        The client adds the default tag to every computation and export it sends.
-        """
-        self.ee.data.setMaxRetries(CLIENT_RETRIES)
-        if self.workload_tag:
-            self.ee.data.setDefaultWorkloadTag(self.workload_tag)
-
-    def compute_pixels(self, request: dict[str, Any]) -> Any:
-        if self.workload_tag:  # named in the body: no other thread's tag can replace it
-            request = {**request, "workloadTag": self.workload_tag}
-        return self.ee.data.computePixels(request)
-
-    def get_info(self, obj: Any) -> Any:
-        return obj.getInfo()
-
-    def start_task(self, task: Any) -> str:
-        # The client sends the task's request id with the export, so a retried start is
-        # recognised by the server and starts nothing twice.
-        if task.config and "description" in task.config:
-            task.config["description"] = task_description(str(task.config["description"]))
-        task.start()
-        return str(task.id)
-
-    def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:
-        """Statuses in the order of ``task_ids``: one read each for a few, pages for many."""
-        found: dict[str, dict[str, Any]] = {}
-        if len(task_ids) > PER_TASK_READS or not self.project:
-            wanted = set(task_ids)
-            for op in self.ee.data.listOperations():
-                status = operation_status(op)
-                if status["id"] in wanted or status["name"] in wanted:
-                    found[status["id"]] = found[status["name"]] = status
-        for task_id in task_ids:
-            if task_id not in found:
-                found[task_id] = self._read_one(task_id)
-        return [found[t] for t in task_ids]
-
-    def _read_one(self, task_id: str) -> dict[str, Any]:
-        name = task_id if "/operations/" in task_id else (
-            f"projects/{self.project}/operations/{task_id}" if self.project else "")
-        if not name:
-            return {"id": task_id, "state": "UNKNOWN", "progress": 0.0}
-        try:
-            return operation_status(self.ee.data.getOperation(name))
-        except Exception as exc:
-            if http_status(exc).code == 404:
-                return {"id": task_id, "name": name, "state": "UNKNOWN", "progress": 0.0}
-            raise
 
 
 class EESession:
@@ -389,6 +127,9 @@ class EESession:
             None: as many as the caller's threads.
         workload_tag: the ``workloadTag`` every request carries, so Cloud Monitoring
             attributes the run's EECU to it (default :func:`default_workload_tag`).
+        budget: ``--max-eecu-hours``: every computePixels request is charged to it before
+            it is sent (at its estimate per request: the service reports none), and the
+            request that would pass the bound is refused (None: no bound).
     """
 
     def __init__(self, project: str | None = None, *, high_volume: bool = True,
@@ -396,7 +137,8 @@ class EESession:
                  sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
                  application_default: bool = False,
                  without_account: str = EXPORT_WITHOUT_ACCOUNT,
-                 limit: RequestLimit | None = None, workload_tag: str | None = None) -> None:
+                 limit: RequestLimit | None = None, workload_tag: str | None = None,
+                 budget: ComputeBudget | None = None) -> None:
         self.project = project
         self.without_account = without_account
         self.application_default = application_default
@@ -409,6 +151,7 @@ class EESession:
         self.retries = 0  # total retries performed, for progress reports and tests
         self.limit = limit
         self.workload_tag = workload_tag or default_workload_tag()
+        self.budget = budget
         # computePixels answers and the seconds they took (a run's measured latency)
         self.answered = 0
         self.answer_seconds = 0.0
@@ -443,7 +186,7 @@ class EESession:
         ee.data.setMaxRetries(CLIENT_RETRIES)  # before Initialize: its requests are calls too
 
         def init() -> None:
-            ee.Initialize(_credentials(ee, self.application_default), project=self.project,
+            ee.Initialize(credentials(ee, self.application_default), project=self.project,
                           opt_url=url)
             ee.data.setDeadline(REQUEST_DEADLINE_S * 1000)
 
@@ -494,7 +237,7 @@ class EESession:
             kind = classify(exc)
             if kind == "quota" and spent_cap(exc):
                 return False  # a daily or monthly cap: no backoff outlasts it
-            if kind == "transient" and _computation_timeout(exc):
+            if kind == "transient" and computation_timeout(exc):
                 timeouts[0] += 1
                 return timeouts[0] <= TIMEOUT_RETRIES
             return kind == "quota" or (idempotent and kind == "transient")
@@ -503,7 +246,7 @@ class EESession:
             kind = classify(exc)
             if kind == "quota" and spent_cap(exc):
                 return cap_spent_error(what, exc)
-            if kind == "transient" and _computation_timeout(exc):
+            if kind == "transient" and computation_timeout(exc):
                 return EarthEngineError(f"{what} failed: {exc}")  # the caller may halve it
             if exhausted:
                 return self._exhausted(what, exc, attempt)
@@ -582,7 +325,12 @@ class EESession:
         return self.transport
 
     def compute_pixels(self, request: dict[str, Any]) -> Any:
-        """``ee.data.computePixels`` with retries (one patch's bands, see export.py)."""
+        """``ee.data.computePixels`` with retries (one patch's bands, see export.py).
+
+        Charged to :attr:`budget` first: the request that would pass the bound is not sent.
+        """
+        if self.budget is not None and not self.budget.take(1):
+            raise self.budget.stopped("the next computePixels request would pass it")
         return self.call("computePixels", self._transport().compute_pixels, request,
                          limited=True)
 
@@ -603,29 +351,3 @@ class EESession:
         statuses: list[dict[str, Any]] = self.call("reading task status",
                                                    self._transport().task_status, task_ids)
         return statuses
-
-
-EE_SCOPES = ("https://www.googleapis.com/auth/earthengine",
-             "https://www.googleapis.com/auth/cloud-platform")
-
-
-def _credentials(ee: Any, application_default: bool = False) -> Any:
-    """Service-account key when GOOGLE_APPLICATION_CREDENTIALS is set, else stored user creds.
-
-    ``application_default`` takes the machine's own credentials (a worker's service account).
-    """
-    import os
-
-    if application_default:
-        import google.auth
-
-        credentials, _ = google.auth.default(scopes=list(EE_SCOPES))
-        return credentials
-
-    key = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-    if key:
-        with open(key) as fh:
-            email = json.load(fh).get("client_email")
-        if email:
-            return ee.ServiceAccountCredentials(email, key)
-    return "persistent"

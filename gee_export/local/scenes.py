@@ -24,10 +24,9 @@ import datetime as dt
 import glob as globlib
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import rasterio
 from rasterio.errors import RasterioIOError
@@ -35,21 +34,24 @@ from rasterio.errors import RasterioIOError
 from core.errors import InputDataError
 from core.months import check_month
 from gee_export.local.plausibility import s2_level_from_bands
+from gee_export.local.scene_names import (
+    BAND_FILE,
+    BASELINE,
+    MASK_NAMES,
+    OLD_FORMAT,
+    RASTER_SUFFIXES,
+    S2_L1C_ORDER,
+    S2_L2A_ORDER,
+    Sensor,
+    canonical_band,
+    date_from_text,
+    product_date,
+    sensor_from,
+)
 
-Sensor = Literal["S1", "S2"]
-RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
-S2_L1C_ORDER = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
-S2_L2A_ORDER = tuple(b for b in S2_L1C_ORDER if b != "B10")
-MASK_NAMES = {"CLOUD_MASK": "CLOUD_MASK", "CLM": "CLOUD_MASK", "CLOUDMASK": "CLOUD_MASK",
-              "MASK": "CLOUD_MASK", "SCL": "SCL"}
-
-_BAND_FILE = re.compile(r"^(?P<product>.+)_(?P<band>B0?\d{1,2}A?|SCL|VV|VH|CLOUD_MASK|CLM|MASK)$",
-                        re.IGNORECASE)
-_DATE_COMPACT = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})T\d{1,6}")
-_DATE_ISO = re.compile(r"(?<!\d)((?:19|20)\d{2})-(\d{2})-(\d{2})")
-_DATE_PLAIN = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?!\d)")
-_BASELINE = re.compile(r"_N(\d{2})(\d{2})(?:_|$)")
-
+__all__ = ["MASK_NAMES", "RASTER_SUFFIXES", "S2_L1C_ORDER", "S2_L2A_ORDER", "BandRef", "Scene",
+           "SceneCollection", "Sensor", "canonical_band", "date_from_text", "discover_scenes",
+           "open_scene", "product_date"]
 
 @dataclass(frozen=True)
 class BandRef:
@@ -128,63 +130,6 @@ class SceneCollection:
         return None
 
 
-def canonical_band(name: str) -> str | None:
-    """``B02`` -> ``B2``, ``b8a`` -> ``B8A``, ``clm`` -> ``CLOUD_MASK``; None if not a band name."""
-    text = name.strip().upper()
-    match = re.fullmatch(r"B0?(\d{1,2})(A?)", text)
-    if match:
-        return f"B{int(match.group(1))}{match.group(2)}"
-    if text in ("VV", "VH", "HH", "HV"):
-        return text
-    return MASK_NAMES.get(text)
-
-
-def date_from_text(text: str) -> dt.date | None:
-    """An acquisition date in a tag value or a product name, or None."""
-    for pattern in (_DATE_COMPACT, _DATE_ISO, _DATE_PLAIN):
-        match = pattern.search(text)
-        if match:
-            try:
-                return dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-            except ValueError:
-                continue
-    return None
-
-
-_VALIDITY = re.compile(r"_V((?:19|20)\d{2})(\d{2})(\d{2})T\d{6}")  # old format: sensing start
-_OLD_FORMAT = "_OPER_"  # S2A_OPER_PRD_MSIL1C_PDMC_<production>_R..._V<sensing>_...
-
-
-def product_date(name: str) -> dt.date | None:
-    """The sensing date in a product or file name, or None.
-
-    Sentinel-2 names of the format used until December 2016 (``S2A_OPER_...``) begin with
-    the production time, months after the acquisition; their sensing start follows ``_V``,
-    and a tile or band file name of that format (``..._TL_SGS__<production>_A..._T33UUP``)
-    carries no sensing time at all.
-    """
-    match = _VALIDITY.search(name)
-    if match:
-        return dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-    if _OLD_FORMAT in name.upper():
-        return None
-    return date_from_text(name)
-
-
-def _sensor_from(name: str, bands: Iterable[str]) -> Sensor | None:
-    upper = name.upper()
-    if re.search(r"(^|[_\-/])S1([A-D]|RTC|GRD)?([_\-]|$|HAND)", upper) or "GRD" in upper:
-        return "S1"
-    if re.search(r"(^|[_\-/])S2([A-D]|L1C|L2A)?([_\-]|$|HAND)", upper) or "MSIL" in upper:
-        return "S2"
-    names = set(bands)
-    if names and names <= {"VV", "VH", "HH", "HV"}:
-        return "S1"
-    if any(n.startswith("B") for n in names):
-        return "S2"
-    return None
-
-
 def _read_meta(path: Path) -> tuple[int, tuple[str | None, ...], dict[str, str]]:
     try:
         with rasterio.open(path) as src:
@@ -227,7 +172,7 @@ def _scene(sensor: Sensor, product: str, bands: dict[str, BandRef], tags: dict[s
         date = date_from_text(stamp) or product_date(product) or undated
     if date is None:
         old = (" (its old-format name holds only the production time)"
-               if _OLD_FORMAT in product.upper() else "")
+               if OLD_FORMAT in product.upper() else "")
         raise InputDataError(
             f"no acquisition date for {product}{old}: put YYYYMMDDThhmmss in the file name, set "
             "the tag with: rio edit-info --tag ACQUISITION_DATE=YYYY-MM-DD FILE, or give "
@@ -237,7 +182,7 @@ def _scene(sensor: Sensor, product: str, bands: dict[str, BandRef], tags: dict[s
     ordered = tuple(sorted(bands.items(), key=lambda kv: order.index(kv[0])
                            if kv[0] in order else len(order)))
     baseline = tags.get("PROCESSING_BASELINE")
-    match = _BASELINE.search(product)
+    match = BASELINE.search(product)
     if baseline is None and match:
         baseline = f"{match.group(1)}.{match.group(2)}"
     offset = tags.get("BOA_ADD_OFFSET")
@@ -275,7 +220,7 @@ def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date 
     names = [canonical_band(d) if d else None for d in descriptions]
     if band_names is not None:
         names = [canonical_band(n) or n for n in band_names]
-    guessed = _sensor_from(path.stem, [n for n in names if n])
+    guessed = sensor_from(path.stem, [n for n in names if n])
     sensor = sensor or guessed
     if not all(names):
         if sensor == "S2" and s2_band_names is not None:
@@ -409,7 +354,7 @@ def discover_scenes(source: str | Path | Sequence[str | Path], *,
             _read_meta(path)
             labels.append(path)
             continue
-        match = _BAND_FILE.match(path.stem)
+        match = BAND_FILE.match(path.stem)
         if match:
             key = (path.parent, match.group("product"))
             _, _, tags = _read_meta(path)
@@ -421,7 +366,7 @@ def discover_scenes(source: str | Path | Sequence[str | Path], *,
     for key, bands in groups.items():
         product = key[1]
         tags = tags_of[key]
-        sensor = _sensor_from(product, bands)
+        sensor = sensor_from(product, bands)
         if sensor is None:
             raise InputDataError(f"{product}: cannot tell Sentinel-1 from Sentinel-2 from its "
                                  "name or bands; start the product names with S1 or S2")

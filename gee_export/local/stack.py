@@ -215,38 +215,8 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
 
     collection = (scenes if isinstance(scenes, SceneCollection)
                   else discover_scenes(scenes, **recipe.reading()))
-    monthly = collection.in_month(month)
-    s2: tuple[Scene, ...] = ()
-    s1: tuple[Scene, ...] = ()
-    if need_s2:
-        if not monthly.s2:
-            raise EmptyCompositeError(
-                f"no Sentinel-2 scene acquired in {month} for {where(grid)} (found "
-                f"{len(collection.s2)} in other months); add scenes or pick another month")
-        for scene in monthly.s2:
-            sentinel2.check_level(scene, recipe.allow_l1c)
-            for band in s2_bands:
-                scene.band(band)
-            if not (scene.has("SCL") or scene.has("CLOUD_MASK")):
-                warnings.warn(f"{scene.product} has neither SCL nor a cloud mask: all its "
-                              "pixels count as clear", stacklevel=2)
-        s2 = _usable(monthly.s2, s2_bands[0] if s2_bands else monthly.s2[0].band_names[0],
-                     grid, "Sentinel-2")
-        if not s2:
-            raise EmptyCompositeError(f"no Sentinel-2 scene of {month} overlaps {where(grid)}; "
-                                      "check the scenes' CRS and the region")
-    if need_s1:
-        if not monthly.s1:
-            raise EmptyCompositeError(
-                f"no Sentinel-1 scene acquired in {month} for {where(grid)} (found "
-                f"{len(collection.s1)} in other months); add scenes or drop VV/VH")
-        for scene in monthly.s1:
-            for band in s1_bands:
-                scene.band(band)
-        s1 = _usable(monthly.s1, s1_bands[0] if s1_bands else "VV", grid, "Sentinel-1")
-        if not s1:
-            raise EmptyCompositeError(f"no Sentinel-1 scene of {month} overlaps {where(grid)}; "
-                                      "check the scenes' CRS and the region")
+    s2 = _month_s2(collection, month, grid, s2_bands, recipe) if need_s2 else ()
+    s1 = _month_s1(collection, month, grid, s1_bands) if need_s1 else ()
 
     offsets = {s.product: sentinel2.boa_offset(s, recipe.boa_add_offset) for s in s2}
     reflectance = frozenset((s.product, b) for s in s2 for b in s2_bands
@@ -261,17 +231,10 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
                                     if sentinel2.is_reflectance(s, b))
         sentinel2.check_band_names(s2, offsets, reflectance_all,
                                    bool(recipe.trust_band_names))
-    if label_ref is not None:
-        check_codes(label_ref, label_scheme if label_scheme is not None else recipe.label_scheme)
-    if label_ref is None and band_registry.PRODUCT in names:
-        raise InputDataError(f"the {band_registry.PRODUCT!r} band is read from the label raster, "
-                             "and none was given or found (labels/label.tif among the scenes)")
-    if label_ref is None:
-        warnings.warn("no label raster given or found: the label file is all nodata "
-                      f"({band_registry.LABEL_NODATA}), usable for inference only", stacklevel=2)
+    _check_label(label_ref, label_scheme if label_scheme is not None else recipe.label_scheme,
+                 names)
 
-    out = Path(out_dir)
-    cache = DigestCache(out if out.is_dir() else None)
+    cache = DigestCache(Path(out_dir) if Path(out_dir).is_dir() else None)
     files = _source_files(s2, s2_bands, s1, s1_bands)
     digests = cache.digests([p for paths in files.values() for p in paths]
                             + [str(r.path) for r in (label_ref, fine_ref) if r is not None])
@@ -283,19 +246,78 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
         "label_band": label_ref.index if label_ref else None,
         "fine": digests[str(fine_ref.path)] if fine_ref else None,
         "fine_scale": fine_scale})
-    image_path = out / f"stack_{month}_image.tif"
-    label_path = out / f"stack_{month}_label.tif"
-    fine_path = out / f"stack_{month}_label_x{fine_scale}.tif" if fine_scale else None
-    stack = StackPaths(grid=grid, bands=names, month=month, image=str(image_path),
-                       label=str(label_path), label_fine=str(fine_path) if fine_path else None,
-                       fine_scale=fine_scale if fine_path else None,
-                       fingerprint=combined_digest([signature]))
+    stack = _stack_paths(Path(out_dir), grid, names, month, fine_scale, signature)
     tags = {"ISAMAP_RECIPE": signature, FINGERPRINT_TAG: stack.fingerprint or "",
             "MONTH": month, "BACKEND": "local"}
     if any(dict(sc.tags).get("SYNTHETIC", "").lower() == "yes" for sc in (*s2, *s1)):
         tags["SYNTHETIC"] = "yes"  # synthetic inputs stay labelled synthetic downstream
     return LocalStackPlan(stack, signature, recipe, mapping, s2, s2_bands, s1, s1_bands,
                           offsets, reflectance, units, label_ref, fine_ref, tags, cache)
+
+def _month_s2(collection: SceneCollection, month: str, grid: Grid, s2_bands: Sequence[str],
+              recipe: LocalRecipe) -> tuple[Scene, ...]:
+    """The month's Sentinel-2 scenes over the grid, each checked (level, bands, cloud mask)."""
+    monthly = collection.in_month(month)
+    if not monthly.s2:
+        raise EmptyCompositeError(
+            f"no Sentinel-2 scene acquired in {month} for {where(grid)} (found "
+            f"{len(collection.s2)} in other months); add scenes or pick another month")
+    for scene in monthly.s2:
+        sentinel2.check_level(scene, recipe.allow_l1c)
+        for band in s2_bands:
+            scene.band(band)
+        if not (scene.has("SCL") or scene.has("CLOUD_MASK")):
+            warnings.warn(f"{scene.product} has neither SCL nor a cloud mask: all its "
+                          "pixels count as clear", stacklevel=3)
+    s2 = _usable(monthly.s2, s2_bands[0] if s2_bands else monthly.s2[0].band_names[0],
+                 grid, "Sentinel-2")
+    if not s2:
+        raise EmptyCompositeError(f"no Sentinel-2 scene of {month} overlaps {where(grid)}; "
+                                  "check the scenes' CRS and the region")
+    return tuple(s2)
+
+
+def _month_s1(collection: SceneCollection, month: str, grid: Grid,
+              s1_bands: Sequence[str]) -> tuple[Scene, ...]:
+    """The month's Sentinel-1 scenes over the grid, each holding the bands asked for."""
+    monthly = collection.in_month(month)
+    if not monthly.s1:
+        raise EmptyCompositeError(
+            f"no Sentinel-1 scene acquired in {month} for {where(grid)} (found "
+            f"{len(collection.s1)} in other months); add scenes or drop VV/VH")
+    for scene in monthly.s1:
+        for band in s1_bands:
+            scene.band(band)
+    s1 = _usable(monthly.s1, s1_bands[0] if s1_bands else "VV", grid, "Sentinel-1")
+    if not s1:
+        raise EmptyCompositeError(f"no Sentinel-1 scene of {month} overlaps {where(grid)}; "
+                                  "check the scenes' CRS and the region")
+    return tuple(s1)
+
+
+def _check_label(label_ref: BandRef | None, scheme: str | ClassMapping | dict[int, int],
+                 names: Sequence[str]) -> None:
+    """The label raster's codes against its scheme; a product band needs one; none: warned."""
+    if label_ref is not None:
+        check_codes(label_ref, scheme)
+        return
+    if band_registry.PRODUCT in names:
+        raise InputDataError(f"the {band_registry.PRODUCT!r} band is read from the label raster, "
+                             "and none was given or found (labels/label.tif among the scenes)")
+    warnings.warn("no label raster given or found: the label file is all nodata "
+                  f"({band_registry.LABEL_NODATA}), usable for inference only", stacklevel=3)
+
+
+def _stack_paths(out: Path, grid: Grid, names: tuple[str, ...], month: str,
+                 fine_scale: int | None, signature: str) -> StackPaths:
+    """The month's stack files in ``out``, fingerprinted by the recipe's signature."""
+    fine_path = out / f"stack_{month}_label_x{fine_scale}.tif" if fine_scale else None
+    return StackPaths(grid=grid, bands=names, month=month,
+                      image=str(out / f"stack_{month}_image.tif"),
+                      label=str(out / f"stack_{month}_label.tif"),
+                      label_fine=str(fine_path) if fine_path else None,
+                      fine_scale=fine_scale if fine_path else None,
+                      fingerprint=combined_digest([signature]))
 
 
 def write_local_stack(plan: LocalStackPlan, *, block: int = DEFAULT_BLOCK,

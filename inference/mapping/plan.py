@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contract.grid import Grid
+from gee_export.ee.budget import format_budget
 from gee_export.ee.compute import ComputeEstimate, estimate, format_estimate
 from gee_export.ee.export import MAX_WORKERS
 from inference.mapping.request import MapRequest
@@ -35,6 +36,7 @@ class MapPlan:
     #: reduceRegion requests per date for a scene-normalised model's statistics (ee pixels)
     statistics_per_date: int = 0
     statistics_scale: float | None = None  # metres per pixel of their sample
+    max_eecu_hours: float | None = None  # --max-eecu-hours (None: no bound)
 
     @property
     def seconds_estimate(self) -> float:
@@ -61,7 +63,8 @@ class MapPlan:
                 "model_seconds_per_tile": round(self.model_seconds_per_tile, 4),
                 "latency_s": self.latency_s,
                 "seconds_estimate": round(self.seconds_estimate, 1), "crs_note": self.crs_note,
-                "compute": self.compute.to_dict() if self.compute else None}
+                "compute": self.compute.to_dict() if self.compute else None,
+                "max_eecu_hours": self.max_eecu_hours}
 
 
 def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
@@ -97,11 +100,12 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
                                pixels * len(request.dates))
         else:  # one batch task per stack tile, every pixel once
             compute = estimate(len(stack_tiles(grid)) * len(request.dates),
-                               grid.width * grid.height * len(request.dates))
+                               grid.width * grid.height * len(request.dates), interactive=False)
     return MapPlan(request.region.name, grid, request.dates, request.backend, request.method,
                    tiles, requests, nbytes, request.workers, model_seconds_per_tile, latency_s,
                    crs_note, compute, statistics,
-                   sample_scale(grid, SAMPLE_SIDE) if statistics else None)
+                   sample_scale(grid, SAMPLE_SIDE) if statistics else None,
+                   request.max_eecu_hours)
 
 
 def format_plan(plan: MapPlan) -> str:
@@ -138,8 +142,9 @@ def format_plan(plan: MapPlan) -> str:
            f"concurrency), assumed {TASK_MINUTES:g} min each"),
     ]
     if plan.compute:
-        lines += format_estimate(plan.compute,
-                                 "request" if plan.method == "pixels" else "stack task")
+        unit = "request" if plan.method == "pixels" else "stack task"
+        lines += format_estimate(plan.compute, unit)
+        lines += format_budget(plan.max_eecu_hours, plan.compute, f"{unit}s")
     if plan.crs_note:
         lines.append(f"  note      {plan.crs_note}")
     return "\n".join(lines)

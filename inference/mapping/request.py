@@ -25,6 +25,7 @@ from core.errors import (
 )
 from core.months import check_month, parse_months
 from core.storage import files
+from gee_export.ee.budget import check_max_eecu_hours
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.keep import KeepRule
@@ -230,6 +231,8 @@ class MapRequest:
             None: :meth:`rule` decides (spectral where the run keeps each date's stack).
         spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
         vectors: also write each date's built-up polygons (:mod:`inference.predict.vectors`).
+        max_eecu_hours: ``--max-eecu-hours``, the Earth Engine compute the run may spend
+            (:mod:`gee_export.ee.budget`; None: no bound).
     """
 
     region: Region
@@ -265,6 +268,7 @@ class MapRequest:
     change_rule: ChangeRule | None = None
     spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD
     vectors: VectorOptions | None = None
+    max_eecu_hours: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin() < 0.5:
@@ -273,6 +277,11 @@ class MapRequest:
             raise ConfigError("--change-margin decides change on probabilities, "
                               "--temporal-consistency on the class maps: choose one")
         self._check_change_rule()
+        if self.max_eecu_hours is not None:
+            check_max_eecu_hours(self.max_eecu_hours)
+            if self.backend != "ee":
+                raise ConfigError("--max-eecu-hours bounds Earth Engine compute; local scenes "
+                                  "use none: leave it out with --backend local")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS} (Earth Engine "
                               f"allows about {MAX_WORKERS} concurrent requests), got "

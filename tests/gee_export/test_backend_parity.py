@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gee_export.ee import speckle as ee_speckle
+from gee_export.local import refined_lee
 from gee_export.local import speckle as local_speckle
 from tests.support.ee_graph import evaluate, gamma_map_regimes
 
@@ -57,8 +58,8 @@ def test_sigma_range_parity(enl, xi):
 
 
 def test_refined_lee_tables_parity():
-    assert ee_speckle._GRADIENTS == local_speckle._GRADIENTS
-    assert ee_speckle._SIDES == local_speckle._SIDES
+    assert ee_speckle._GRADIENTS == refined_lee._GRADIENTS
+    assert ee_speckle._SIDES == refined_lee._SIDES
 
 
 # ---------------------------------------------------------------------- one manifest writer

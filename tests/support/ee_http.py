@@ -166,6 +166,8 @@ class FakeEarthEngine:
             test of a bounded number of attempts fails fast instead of sleeping through an
             unbounded client retry loop.
         compute_result: what ``value:compute`` (``getInfo``) answers.
+        headers: headers every answer carries (the quota status of a project in restricted
+            mode: ``x-earth-engine-quota-status: parallelism_restricted=true``).
     """
 
     steps: tuple[tuple[str, float], ...] = (("PENDING", 0.0), ("RUNNING", 0.25),
@@ -178,6 +180,7 @@ class FakeEarthEngine:
     operations: dict[str, Operation] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     page_size_cap: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -414,8 +417,8 @@ class EarthEngineHttp:
         data = json.loads(body) if body else None
         status, payload = self.service.handle(method.upper(), path, query, data)
         assert isinstance(status, int)
-        return httplib2.Response({"status": status, "content-type": "application/json"}), \
-            json.dumps(payload).encode()
+        return httplib2.Response({"status": status, "content-type": "application/json",
+                                  **self.service.headers}), json.dumps(payload).encode()
 
 
 def _response(status: int) -> Any:

@@ -255,7 +255,7 @@ def test_max_eecu_hours_stops_the_pipeline_resumably_and_a_higher_bound_finishes
     at once, and a higher one resumes to the single-process dataset."""
     from core.commands import run_command
     from core.errors import ComputeBudgetError
-    from gee_export.ee.compute import ComputeBudget
+    from gee_export.ee.budget import ComputeBudget
     from gee_export.ee.export import planned_requests
 
     out = setting["root"] / "bounded"

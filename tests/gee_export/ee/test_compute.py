@@ -80,3 +80,31 @@ def test_task_plans_assume_two_batch_tasks_at_once():
                       "tasks", "gs://b/p", 16, patches_per_tile=5)
     assert tasks.hours_estimate == pytest.approx(tasks_hours(tasks.tasks))
     assert "about 2 batch tasks of a project at once" in format_plan(tasks)
+
+
+def test_plans_say_what_is_measured_and_what_is_estimated():
+    """computePixels answers carry no EECU figure: a plan says its requests are estimated,
+    and one model prices requests and tasks (tasks carry no per-request overhead)."""
+    region = get_region("wuhan")
+    grid = Grid("EPSG:32650", 200000.0, 3400000.0, 1008, 848)
+    pixels = make_plan(region, grid, ("2019-06",), DEFAULT_IMAGE_BANDS, "worldcover", None,
+                       "pixels", "gs://b/p", 16)
+    assert "computePixels answers report no EECU" in format_plan(pixels)
+    tasks = make_plan(region, grid, ("2019-06",), DEFAULT_IMAGE_BANDS, "worldcover", None,
+                      "tasks", "gs://b/p", 16, patches_per_tile=5)
+    assert "each finished task reports its EECU (batchEecuUsageSeconds)" in format_plan(tasks)
+    per_mpx = tasks.compute.rate.per_mpx
+    assert tasks.compute.eecu_s_per_request == pytest.approx(
+        per_mpx * tasks.compute.pixels_per_request / 1e6)  # the same price per pixel
+    assert pixels.compute.eecu_s_per_request == pytest.approx(
+        EECU_S_PER_REQUEST + per_mpx * 128 * 128 / 1e6)
+    assert pixels.to_dict()["compute"]["measured"] is False
+
+
+def test_a_tasks_report_gives_the_measured_rate():
+    from gee_export.ee.compute import measured_rate
+
+    assert measured_rate(0.0, 0.0, 0) is None
+    rate = measured_rate(90.0, 3e6, 2)
+    assert rate.per_mpx == pytest.approx(30.0) and rate.measured and rate.per_request == 0
+    assert rate.source == "measured: 2 batch task(s) reported 90.0 EECU-s for 3.0 Mpx"

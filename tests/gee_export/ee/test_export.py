@@ -18,7 +18,6 @@ from dataclasses import fields
 import numpy as np
 import pytest
 import rasterio
-from rasterio.io import MemoryFile
 
 from contract.bands import DEFAULT_IMAGE_BANDS
 from contract.dataset import DatasetSpec, read_index, read_manifest
@@ -29,10 +28,13 @@ from core.storage import TEMP_MARK, open_store, temporary_name
 from gee_export.ee.export import ExportJob, export_pixels
 from gee_export.ee.pixels import Limits
 from gee_export.ee.tasks import export_tasks, file_dimensions, plan_tiles, tile_task
-from gee_export.local.stack import build_local_stack
-from gee_export.local.synthetic import generate_scene
 from testing.fake_server import HttpError, StackTransport
 from tests.support import REPO_ROOT
+from tests.support.export_dataset import (
+    check_dataset,
+    expected_ids,
+    synthetic_stack,
+)
 from tests.support.killed_export import (
     MONTH,
     build_recipe_images,
@@ -47,10 +49,7 @@ REPO = REPO_ROOT
 
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    scene = generate_scene(root / "scene", width=288, height=288, fine_scale=2)
-    return build_local_stack(root / "scene", scene.grid, MONTH, fine_scale=2, speckle="boxcar",
-                             out_dir=root / "stack", progress=False)
+    return synthetic_stack(tmp_path_factory.mktemp("synthetic"))
 
 
 @pytest.fixture
@@ -60,54 +59,6 @@ def recipe_images(ee_offline, local_stack):
 
 def job_for(stack, **kw) -> ExportJob:
     return export_job(stack.grid, **kw)
-
-
-def stack_arrays(stack):
-    with rasterio.open(stack.image) as src:
-        names = list(src.descriptions)
-        image = src.read([names.index(b) + 1 for b in DEFAULT_IMAGE_BANDS])
-    with rasterio.open(stack.label) as src:
-        label = src.read(1)
-    with rasterio.open(stack.label_fine) as src:
-        fine = src.read(1)
-    return image, label, fine
-
-
-def read_tif(store, rel):
-    with MemoryFile(store.read_bytes(rel)) as mem, mem.open() as src:
-        return src.read(), src.transform, src.descriptions
-
-
-def expected_ids(stack, invalid: set[str]) -> set[str]:
-    """Ids the index must hold: every position of the split layout but the invalid ones."""
-    return {patch_id(r, c) for r, c in assign_splits(stack.grid)} - invalid
-
-
-def check_dataset(root, stack, expect_ids=None):
-    store = open_store(root)
-    records = read_index(store)
-    ids = [r["id"] for r in records]
-    assert len(ids) == len(set(ids)), "duplicate index entries"
-    if expect_ids is not None:
-        assert set(ids) == expect_ids
-    image, label, fine = stack_arrays(stack)
-    grid = stack.grid
-    for rec in records:
-        w = grid.patch_window(rec["row"], rec["col"])
-        data, transform, names = read_tif(store, rec["image"])
-        assert names == DEFAULT_IMAGE_BANDS
-        assert transform == grid.patch_transform(rec["row"], rec["col"])
-        np.testing.assert_array_equal(data, image[:, w.row_off:w.row_end, w.col_off:w.col_end])
-        lab, _, _ = read_tif(store, rec["label"])
-        np.testing.assert_array_equal(lab[0], label[w.row_off:w.row_end, w.col_off:w.col_end])
-        flab, ftransform, _ = read_tif(store, rec["label_fine"])
-        fw = grid.scaled(2).patch_window(rec["row"], rec["col"])
-        assert ftransform == grid.scaled(2).patch_transform(rec["row"], rec["col"])
-        np.testing.assert_array_equal(flab[0], fine[fw.row_off:fw.row_end, fw.col_off:fw.col_end])
-    manifest = read_manifest(store)
-    assert manifest["complete"][MONTH] is True and manifest["backend"] == "ee"
-    assert manifest["counts"]["patches"] == len(records)
-    return records
 
 
 @pytest.mark.parametrize("where", ["gcs", "local"])
@@ -342,7 +293,7 @@ def test_tasks_export_end_to_end(gcs_emulator, gcs_bucket, local_stack, recipe_i
 def test_max_eecu_hours_counts_what_finished_tasks_report(gcs_emulator, gcs_bucket, local_stack,
                                                          recipe_images):
     from core.errors import ComputeBudgetError
-    from gee_export.ee.compute import ComputeBudget
+    from gee_export.ee.budget import ComputeBudget
 
     image, fine = recipe_images
     root = f"gs://{gcs_bucket}/bounded"
@@ -454,7 +405,7 @@ def test_max_eecu_hours_stops_a_run_resumably_and_a_higher_bound_finishes_it(
     same dataset as an uninterrupted run, and a stopped run exits 1 with one line."""
     from core.commands import run_command
     from core.errors import ComputeBudgetError
-    from gee_export.ee.compute import ComputeBudget
+    from gee_export.ee.budget import ComputeBudget
 
     image, fine = recipe_images
     whole = str(tmp_path / "whole")

@@ -18,6 +18,7 @@ import pytest
 
 from core.errors import AuthenticationError, EarthEngineError, QuotaError
 from gee_export.ee import session as ee_session
+from gee_export.ee import transport as ee_transport
 from gee_export.ee.session import (
     AUTH_HELP,
     EXPORT_WITHOUT_ACCOUNT,
@@ -396,7 +397,7 @@ def test_a_stalled_request_times_out_and_is_retried_instead_of_waiting_forever(
     import ee
 
     url, computes = stalling_service
-    monkeypatch.setattr(ee_session, "STANDARD_URL", url)
+    monkeypatch.setattr(ee_transport, "STANDARD_URL", url)
     monkeypatch.setattr(ee_session, "REQUEST_DEADLINE_S", 1)  # a second, not ten minutes
     s = EESession("p", high_volume=False, sleep=lambda seconds: None,
                   retry=RetryPolicy(max_attempts=2, base_delay=0.0, max_delay=0.0))

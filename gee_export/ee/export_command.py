@@ -1,0 +1,141 @@
+"""``isamap-export`` with Earth Engine: every month composited and delivered, one way or another.
+
+For each month the recipe's composite windows are asked for (a cloudy month is widened; an
+S1-only export asks nothing of Sentinel-2), the stack and the fine label are built offline as
+graphs, and the month is delivered by computePixels in this process
+(:func:`gee_export.ee.export.export_pixels`), by batch tasks
+(:func:`gee_export.ee.tasks.export_tasks`) or by a Beam pipeline
+(:func:`gee_export.ee.beam_export.export_pipeline`). The dataset's parameters are checked against
+its manifest before any Earth Engine call, and ``--max-eecu-hours`` is one budget for every month
+of the run (:mod:`gee_export.ee.budget`). The command's options arrive as one
+:class:`~contract.export_options.ExportOptions`; the recipe's flags and the Earth Engine
+flags' bounds are defined here, beside what reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from contract.composite import SPECKLE_FILTERS
+from contract.dataset import DatasetSpec, check_compatible
+from contract.export_options import ExportOptions
+from core.commands import check_range
+from core.errors import ConfigError
+from core.pipeline_options import RunnerConfig
+from core.storage import open_store
+from gee_export.ee.beam_export import EarthEngineProject, export_pipeline
+from gee_export.ee.budget import ComputeBudget, check_max_eecu_hours, compute_budget
+from gee_export.ee.export import check_workers, export_pixels
+from gee_export.ee.export_job import ExportJob, ExportSummary
+from gee_export.ee.labels import LabelSource, parse_label_source
+from gee_export.ee.names import default_workload_tag
+from gee_export.ee.plan import make_plan
+from gee_export.ee.prediction_stack import DateRecipe, composite_windows
+from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
+from gee_export.ee.request_region import request_geometry
+from gee_export.ee.sentinel1 import ORBIT_PASSES, S1Recipe
+from gee_export.ee.sentinel2 import S2Recipe, month_window
+from gee_export.ee.session import EESession
+from gee_export.ee.tasks import MAX_PENDING_TASKS, export_tasks
+from gee_export.ee.terrain import DEFAULT_DEM, TERRAIN_MODELS
+
+
+def add_recipe_arguments(g: argparse._ArgumentGroup) -> None:
+    """The composite recipe's flags (``--speckle`` serves the local backend too)."""
+    g.add_argument("--speckle", default="refined_lee", choices=SPECKLE_FILTERS,
+                     help="Sentinel-1 speckle filter applied to each scene before compositing")
+    g.add_argument("--terrain-flattening", default="none", choices=TERRAIN_MODELS,
+                     help="Sentinel-1 radiometric terrain flattening and its scattering model "
+                          "(uses --dem)")
+    g.add_argument("--dem", default=DEFAULT_DEM, help="DEM for terrain flattening")
+    g.add_argument("--orbit-pass", default="both", choices=ORBIT_PASSES,
+                     help="Sentinel-1 orbit directions composited")
+    g.add_argument("--cloud-mask", default="cloudscoreplus", choices=("cloudscoreplus", "scl"),
+                     help="Sentinel-2 cloud mask: Cloud Score+ or the scene classification "
+                          "layer")
+    g.add_argument("--cloud-threshold", type=float, default=0.60,
+                     help="Cloud Score+ cs_cdf threshold (keep >=)")
+    g.add_argument("--s2-max-widen-days", type=int, default=15,
+                     help="widen a too-cloudy month by up to this many days on each side")
+
+
+def check_ee_arguments(args: argparse.Namespace) -> None:
+    """The bounds of the Earth Engine flags, for a dry run and a real run alike."""
+    check_workers(args.workers)
+    check_range("--patches-per-tile", args.patches_per_tile, 1)
+    check_range("--max-pending", args.max_pending, 1, MAX_PENDING_TASKS)
+    if args.max_eecu_hours is not None:
+        check_max_eecu_hours(args.max_eecu_hours)
+        if args.backend == "local":
+            raise ConfigError("--max-eecu-hours bounds Earth Engine compute; the local "
+                              "backend uses none: leave it out with --backend local")
+    check_range("--cloud-threshold", args.cloud_threshold, 0.0, 1.0,
+                "it is the Cloud Score+ cs_cdf a pixel needs to count as clear")
+    check_range("--s2-max-widen-days", args.s2_max_widen_days, 0)
+
+
+def ee_recipe(opts: ExportOptions, label: LabelSource) -> EERecipe:
+    """The Earth Engine recipe the options ask for, with its ``label``."""
+    s1 = S1Recipe(orbit_pass=opts.orbit_pass,  # type: ignore[arg-type]
+                  speckle=opts.speckle,
+                  terrain_flattening=opts.terrain_flattening,  # type: ignore[arg-type]
+                  dem=opts.dem)
+    s2 = S2Recipe(cloud_mask=opts.cloud_mask,  # type: ignore[arg-type]
+                  cs_threshold=opts.cloud_threshold, max_widen_days=opts.s2_max_widen_days)
+    return EERecipe(bands=opts.bands, s1=s1, s2=s2, label=label, fine_scale=opts.fine_scale)
+
+
+def export_budget(opts: ExportOptions) -> ComputeBudget | None:
+    """``--max-eecu-hours`` as a budget at the plan's estimate (None: no bound)."""
+    if opts.max_eecu_hours is None:
+        return None
+    plan = make_plan(opts.region, opts.grid, opts.months, opts.bands, "", opts.fine_scale,
+                     opts.method, opts.out, opts.workers, opts.patches_per_tile,
+                     seed=opts.seed, block=opts.split_block)
+    return compute_budget(opts.max_eecu_hours, plan.compute)
+
+
+def run_ee_export(opts: ExportOptions, runner: RunnerConfig | None = None,
+                  on_month: Callable[[ExportSummary], None] = lambda summary: None) -> None:
+    """Export every month of ``opts`` with Earth Engine (see the module docstring).
+
+    ``runner``: a Beam runner (months fetched by a pipeline); None: this process, by the
+    options' ``method``.
+    """
+    label = parse_label_source(opts.labels)
+    recipe = ee_recipe(opts, label)
+    spec = DatasetSpec(opts.grid, opts.bands, seed=opts.seed, block=opts.split_block,
+                       min_valid_fraction=opts.min_valid_fraction, fine_scale=opts.fine_scale,
+                       backend="ee", region=opts.region.name, recipe=recipe.to_dict(),
+                       classes=label.classes, label_scheme=label.label_scheme)
+    check_compatible(open_store(opts.out), spec)  # before any Earth Engine call
+    budget = export_budget(opts)
+    session = EESession(project=opts.project,
+                        workload_tag=default_workload_tag("isamap-export")).initialize()
+    geometry = request_geometry(opts.region)  # the box, not the outline: requests stay small
+    for month in opts.months:  # the map's rule: an S1-only export asks nothing of Sentinel-2
+        date = composite_windows(session, geometry, opts.region.name,
+                                 DateRecipe(recipe, None, month_window(month)))
+        s2_window, s1_window = date.s2_window or month_window(month), date.s1_window
+        image = build_stack(opts.grid, s2_window, recipe, geometry, s1_window)
+        fine = (build_fine_label(opts.grid, s2_window, recipe, geometry) if opts.fine_scale
+                else None)
+        job = ExportJob(spec, month, sources={"s2_window": s2_window.to_dict(),
+                                              "s1_window": s1_window.to_dict(),
+                                              "method": opts.method})
+        if runner is not None:
+            workers = EarthEngineProject(opts.project,
+                                         application_default=runner.runner == "dataflow",
+                                         workload_tag=session.workload_tag)
+            on_month(export_pipeline(workers, image, job, opts.out, runner, fine_label=fine,
+                                     budget=budget))
+        elif opts.method == "tasks":
+            on_month(export_tasks(session, image, job, opts.out, fine_label=fine,
+                                  patches_per_tile=opts.patches_per_tile,
+                                  max_pending=opts.max_pending, progress=opts.progress,
+                                  budget=budget))
+        else:
+            on_month(export_pixels(session, image, job, opts.out, fine_label=fine,
+                                   workers=opts.workers, progress=opts.progress,
+                                   budget=budget))

@@ -1,0 +1,171 @@
+"""One month of an Earth Engine export: what it produces, what it did, and its resume state.
+
+:class:`ExportJob` is the month's one value (the dataset's :class:`~contract.dataset.DatasetSpec`
+and the month's own facts), :class:`ExportSummary` what a run did, and :class:`Bookkeeper` the
+month's resume state, shared by the three ways of fetching it (computePixels in this process,
+batch tasks, a Beam pipeline): finished patches, positions known to be invalid, the batch task ids
+and their reported EECU. :func:`write_fetched` is the one rule deciding which fetched patches enter
+the dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from contract.dataset import DatasetSpec
+from contract.patch_writer import MonthProgress, PatchWriter, open_month, valid_mask
+from contract.splits import Split, split_counts
+from core.errors import ConfigError
+from core.months import check_month
+from core.storage import Store
+
+DEFAULT_WORKERS = 16
+MAX_WORKERS = 40  # Earth Engine allows about 40 concurrent requests per project
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One month of a dataset to export: the dataset's parameters and the month's own facts.
+
+    The dataset's parameters are its :class:`DatasetSpec` (grid, bands, split, recipe, classes:
+    checked against the manifest before anything is fetched), never copied field by field, so
+    the export records exactly what the local backend records. The month adds its own:
+
+    Attributes:
+        spec: the parameters shared by every month of the dataset.
+        month: ``YYYY-MM``.
+        sources: facts of this month only (the composite date windows, the export method),
+            recorded under ``sources/<month>`` of the manifest.
+    """
+
+    spec: DatasetSpec
+    month: str
+    sources: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_month(self.month)
+
+    def check_fine_label(self, fine_label: Any) -> None:
+        """Refuse to start without the fine label image a dataset with ``fine_scale`` needs."""
+        if self.spec.fine_scale and fine_label is None:
+            raise ConfigError(f"the dataset has fine_scale {self.spec.fine_scale} but no "
+                              "fine_label image was given")
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What one export run did."""
+
+    root: str
+    month: str
+    method: str
+    candidates: int
+    written: int
+    already_done: int
+    invalid: int
+    requests: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    per_split: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_workers(workers: int) -> int:
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS} (Earth Engine allows "
+                          f"about {MAX_WORKERS} concurrent requests per project), got {workers}")
+    return workers
+
+
+class Bookkeeper:
+    """Resume state of one month of an Earth Engine export (shared by both methods).
+
+    Everything about the dataset itself (compatibility, finished patches, index and manifest)
+    is the contract's :class:`~contract.patch_writer.MonthProgress`, the same one the
+    local backend uses; this adds only what an export needs on top: the fetched arrays'
+    validity test and the batch task ids (``state/<month>/tasks.json``).
+    """
+
+    def __init__(self, store: Store, job: ExportJob,
+                 written_elsewhere: Iterable[Mapping[str, Any]] = ()) -> None:
+        """Read the dataset's resume state.
+
+        Args:
+            store: the dataset root.
+            job: what the month's export produces.
+            written_elsewhere: records of patches other processes wrote since the index was
+                last written (the Beam export's index shards), so their tags are not read back.
+        """
+        self.store = store
+        self.job = job
+        self.progress: MonthProgress = open_month(store, job.spec, job.month,
+                                                  sources=job.sources,
+                                                  also_known=written_elsewhere)
+        self.writer = self.progress.writer
+
+    @property
+    def splits(self) -> dict[tuple[int, int], Split]:
+        return self.progress.splits
+
+    @property
+    def done(self) -> set[str]:
+        """Ids of the finished patches of the month."""
+        return set(self.progress.records)
+
+    @property
+    def invalid(self) -> set[str]:
+        return self.progress.invalid
+
+    @property
+    def existing(self) -> dict[str, Any]:
+        return self.progress.existing
+
+    def read_state(self, name: str) -> Any:
+        return self.progress.read_state(name)
+
+    def write_state(self, name: str, value: Any) -> None:
+        self.progress.write_state(name, value)
+
+    def todo(self) -> list[tuple[int, int]]:
+        """Positions still to export, row-major."""
+        return self.progress.todo()
+
+    def add(self, record: dict) -> None:
+        self.progress.add(record)
+
+    def flush(self, complete: bool) -> None:
+        """Rewrite resume state, index and manifest atomically (through ``commit_month``)."""
+        self.progress.commit(complete)
+
+    def per_split(self) -> dict[str, int]:
+        return split_counts(r["split"] for r in self.progress.records.values())
+
+    def accept(self, row: int, col: int, image: np.ndarray, label: np.ndarray,
+               label_fine: np.ndarray | None) -> dict | None:
+        """Write a fetched patch if valid enough; None when not (thread-safe: no state change).
+
+        The caller records the outcome with :meth:`add` or :meth:`mark_invalid` from one thread.
+        """
+        return write_fetched(self.writer, self.job, row, col, image, label, label_fine)
+
+    def mark_invalid(self, row: int, col: int) -> None:
+        """Remember a patch below ``min_valid_fraction`` so a re-run does not fetch it again."""
+        self.progress.mark_invalid(row, col)
+
+
+def write_fetched(writer: PatchWriter, job: ExportJob, row: int, col: int, image: np.ndarray,
+                  label: np.ndarray, label_fine: np.ndarray | None) -> dict | None:
+    """Write a fetched patch with ``writer`` if valid enough; None when it is not.
+
+    The one rule deciding which fetched patches enter the dataset, shared by the threads of
+    :func:`export_pixels` and the workers of the Beam export.
+    """
+    if valid_mask(image, label).mean() < job.spec.min_valid_fraction:
+        return None
+    return writer.write(row, col, image, label, label_fine)

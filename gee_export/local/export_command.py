@@ -1,0 +1,163 @@
+"""``isamap-export --backend local``: local scenes -> monthly stacks -> patches, checked first.
+
+The dataset's parameters (grid, bands, split, recipe) are checked against the manifest, then
+every month's inputs are found and digested and checked against the month's recorded
+fingerprint, all before a stack file is (re)written: a refused run leaves the dataset and its
+stacks as they were, and an identical command always resumes. The command's options arrive as
+one :class:`~contract.export_options.ExportOptions`; the flags of how local scenes are read, and
+their checks, are defined here, beside what reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from contract.dataset import DatasetSpec, check_compatible
+from contract.export_options import ExportOptions
+from contract.patches import PatchSummary, patch_stack
+from core.errors import ConfigError, InputDataError
+from core.lock import hold_output
+from core.storage import LocalStore, open_store
+from gee_export.local.compositing import LocalRecipe, reading_options
+from gee_export.local.labels import ALIASES, SCHEMES, get_scheme, label_map_scheme
+from gee_export.local.stack import plan_local_stack, scl_mask_classes, write_local_stack
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCAL_LABELS = "binary"  # local label rasters hold 0/1/255 unless told otherwise
+
+
+def add_local_arguments(g: argparse._ArgumentGroup) -> None:
+    """``isamap-export``'s flags of how the local backend reads its scene files."""
+    g.add_argument("--allow-l1c", action="store_true",
+                     help="composite Sentinel-2 Level-1C (top-of-atmosphere) scenes instead of "
+                          "refusing them")
+    g.add_argument("--s1-unit", choices=("linear", "dB"),
+                     help="unit of the Sentinel-1 files (default: from the values; a tag the "
+                          "values contradict is overridden)")
+    g.add_argument("--label-scheme", choices=(*SCHEMES, *ALIASES),
+                     help="codes of the local label raster (default binary 0/1/255): a "
+                          "product's classes mapped to impervious, or landcover:<source> for "
+                          "the seven land-cover classes (the same as --labels for this backend)")
+    g.add_argument("--boa-add-offset", type=float, metavar="DN",
+                     help="Sentinel-2 BOA_ADD_OFFSET of the files (e.g. 0 for harmonized DNs, "
+                          "-1000 for baseline 04.00 products); default: the files' tag, else "
+                          "from the processing baseline or date (the values are checked)")
+    g.add_argument("--label-map", metavar="CODE=CLASS,...",
+                     help="the label raster's codes stated one by one instead of a scheme: "
+                          "CLASS 0 pervious, 1 impervious, 255 ignored, '*' every other code "
+                          "(Dynamic World training labels: 7=1,0=255,10=255,*=0); without "
+                          "'*' a code not listed is refused")
+    g.add_argument("--scl-mask", metavar="CLASSES",
+                     help="scene classification (SCL) classes left out of the composite "
+                          "(default 3,8,9,10,11: cloud shadow, cloud medium and high "
+                          "probability, thin cirrus, snow; 'none' keeps every pixel). On a "
+                          "single hazy scene Sen2Cor can flag bright built surfaces as cloud: "
+                          "3,11 keeps them (docs/local-backend.md)")
+    g.add_argument("--scene-date", metavar="YYYY-MM-DD",
+                     help="acquisition date of the scenes whose tags and file names carry "
+                          "none (scenes that do carry one keep theirs)")
+    g.add_argument("--s2-band-names", metavar="B1,B2,...",
+                     help="band order of stacked Sentinel-2 files without band descriptions "
+                          "(never guessed for 12 bands), e.g. B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,"
+                          "B11,B12; checked against the pixels before any work")
+    g.add_argument("--trust-band-names", action="store_true", default=None,
+                     help="use --s2-band-names even where the band relations of typical scenes "
+                          "do not hold in these pixels")
+
+
+def local_scheme(args: argparse.Namespace) -> str:
+    """The local label scheme: ``--label-map``, ``--label-scheme`` or ``--labels``, else binary."""
+    scheme, labels = args.label_scheme, args.labels
+    if args.label_map is not None:
+        if scheme or labels:
+            raise ConfigError("--label-map states what every label code means; give it without "
+                              "--labels/--label-scheme")
+        return label_map_scheme(args.label_map)
+    if scheme and labels and ALIASES.get(scheme, scheme) != ALIASES.get(labels, labels):
+        raise ConfigError(f"--labels {labels} and --label-scheme {scheme} disagree; for the "
+                          "local backend they name the same thing: give one of them")
+    return scheme or labels or DEFAULT_LOCAL_LABELS
+
+
+def check_local_arguments(args: argparse.Namespace) -> None:
+    """Local scenes given and readable as asked; their flags refused with the ee backend."""
+    if args.backend == "local":
+        if not args.scenes:
+            raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes and a "
+                              "labels/label.tif); `make demo` shows the layout on a synthetic "
+                              "scene")
+        if not Path(args.scenes).exists():
+            raise InputDataError(f"--scenes {args.scenes} does not exist; give the folder of "
+                                 "local Sentinel-1/2 scenes")
+        reading_options(args.scene_date, args.s2_band_names)
+        if args.scl_mask is not None:
+            scl_mask_classes(args.scl_mask)
+    else:
+        if args.scl_mask is not None:
+            raise ConfigError("--scl-mask chooses what a local composite masks: use it with "
+                              "--backend local (Earth Engine composites take --cloud-mask)")
+        given = [flag for flag, value in (("--boa-add-offset", args.boa_add_offset),
+                                          ("--label-map", args.label_map),
+                                          ("--scene-date", args.scene_date),
+                                          ("--s2-band-names", args.s2_band_names))
+                 if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} describe local scene files: use them with "
+                              "--backend local")
+
+
+
+def local_recipe(opts: ExportOptions) -> LocalRecipe:
+    """The local recipe the options ask for (the recipe's own defaults where they say none)."""
+    recipe = LocalRecipe(speckle=opts.speckle, allow_l1c=opts.allow_l1c, s1_unit=opts.s1_unit,
+                         label_scheme=opts.labels, boa_add_offset=opts.boa_add_offset,
+                         trust_band_names=opts.trust_band_names, scene_date=opts.scene_date,
+                         s2_band_names=opts.s2_band_names)
+    return recipe if opts.scl_masked is None else replace(recipe, scl_masked=opts.scl_masked)
+
+
+def stacks_folder(opts: ExportOptions) -> Path:
+    """Where the monthly stacks go: ``<out>/stacks``, beside the scenes for a ``gs://`` out."""
+    if opts.out.startswith("gs://"):
+        return Path(str(opts.scenes)).resolve().parent / "isamap_stacks"
+    return Path(opts.out) / "stacks"
+
+
+def run_local_export(opts: ExportOptions,
+                     on_month: Callable[[PatchSummary], None] = lambda summary: None) -> None:
+    """Export every month of ``opts`` from its local scenes (see the module docstring)."""
+    mapping = get_scheme(opts.labels)  # an unknown scheme fails before any pixel is read
+    store = open_store(opts.out)
+    stack_dir = stacks_folder(opts)
+    recipe = local_recipe(opts)
+    spec = DatasetSpec(opts.grid, opts.bands, seed=opts.seed, block=opts.split_block,
+                       min_valid_fraction=opts.min_valid_fraction, fine_scale=opts.fine_scale,
+                       backend="local", region=opts.region.name, recipe=recipe.to_dict(),
+                       classes=mapping.manifest_classes(), label_scheme=mapping.scheme)
+    with hold_output(store), hold_output(stack_dir):
+        check_compatible(store, spec)
+        stack_dir.mkdir(parents=True, exist_ok=True)
+        removed = LocalStore(stack_dir).remove_temporaries()  # what killed builds left
+        if removed:
+            log.info("removed %d temporary file(s) left in %s by a killed run", removed,
+                     stack_dir)
+        plans = []
+        for month in opts.months:
+            plan = plan_local_stack(str(opts.scenes), opts.grid, month, opts.bands,
+                                    fine_scale=opts.fine_scale,
+                                    speckle=opts.speckle, out_dir=stack_dir, recipe=recipe)
+            check_compatible(store, spec, month=month, fingerprint=plan.fingerprint)
+            plans.append(plan)
+        for plan in plans:
+            stack = write_local_stack(plan, progress=opts.progress)
+            on_month(patch_stack(stack, store, min_valid_fraction=opts.min_valid_fraction,
+                                 seed=opts.seed, block=opts.split_block, backend="local",
+                                 region=opts.region.name, recipe=plan.recipe.to_dict(),
+                                 sources={"scenes": plan.scene_list()},
+                                 classes=mapping.manifest_classes(),
+                                 label_scheme=mapping.scheme, progress=opts.progress))
