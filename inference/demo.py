@@ -43,6 +43,7 @@ from typing import Any
 from contract.bands import DEFAULT_IMAGE_BANDS
 from contract.dataset import INDEX, MANIFEST, read_manifest
 from contract.patches import patch_stack
+from contract.publishing import PublishOptions
 from contract.quicklook import label_png, rgb_png, title_note
 from contract.splits import DEFAULT_BLOCK
 from contract.stack import StackPaths, fingerprint
@@ -235,7 +236,7 @@ def step_map(ctx: DemoContext) -> None:
     dry run (the demo has no Earth Engine account).
     """
     from inference.mapping.request import MapRequest
-    from inference.region_map import PublishTarget, map_region
+    from inference.region_map import map_region
 
     scene, later = ctx.need_scene(), ctx.later
     if ctx.model_file is None or later is None:
@@ -249,10 +250,10 @@ def step_map(ctx: DemoContext) -> None:
     request = MapRequest(region, (scene.month, later.month), str(ctx.model_file), str(out),
                          backend="local", scenes=[str(scene.root), str(later.root)],
                          grid=scene.grid, tile=256, overlap=32, batch_size=4,
-                         progress=ctx.progress)
-    result = map_region(request, publish=PublishTarget("projects/isamap-demo/assets/isamap",
-                                                       project="isamap-demo"),
-                        publish_dry_run=True, echo=lambda text: None)
+                         progress=ctx.progress, publish="projects/isamap-demo/assets/isamap",
+                         publishing=PublishOptions(project="isamap-demo"),
+                         publish_dry_run=True)
+    result = map_region(request, echo=lambda text: None)
     _record_inputs(ctx, "map", inputs)
     series = result.series
     assert series is not None
@@ -423,7 +424,7 @@ def run_demo_inference(
     if month:
         asset_id = f"{asset_id}_{month}"
     request = PublishRequest(outputs.prediction.class_path, outputs.prediction.prob_path,
-                             asset_id, project=project, gcs_prefix=gcs_prefix)
+                             asset_id, PublishOptions(project=project, gcs_prefix=gcs_prefix))
     published = publish(request, out, dry_run=True)
     return {**outputs.paths(), "manifest": str(published.manifest_path),
             "script": str(published.script_path)}

@@ -18,12 +18,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from contract.dataset import read_manifest
 from contract.grid import Grid, projected_crs, utm_caveat, utm_epsg
+from contract.publishing import PublishOptions
 from contract.regions import Region
+from core.commands import check_range
 from core.errors import (
     ConfigError,
     IsamapError,
 )
 from core.months import check_month, parse_months
+from core.pipeline_options import RunnerConfig
 from core.storage import files
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 Backend = Literal["ee", "local"]
 Method = Literal["pixels", "tasks"]
 ChangeRule = Literal["spectral", "margin"]
+DEFAULT_LATENCY_S = 0.4  # a computePixels round trip for one 512 px tile (plans only)
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,16 @@ class MapRequest:
             None: :meth:`rule` decides (spectral where the run keeps each date's stack).
         spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
         vectors: also write each date's built-up polygons (:mod:`inference.predict.vectors`).
+        publish: the Earth Engine asset folder the series is published into, as the
+            ImageCollection ``<publish>/isa_<region>`` (None: not published).
+        publishing: how it is published (project, upload prefix, readers, overwrite, wait).
+        publish_dry_run: map, then only prepare the publication (manifests and app saved and
+            printed; nothing uploaded), as the demo does without an account.
+        dry_run: print the plan, the manifests and the app only; map nothing, and make no
+            Earth Engine call.
+        latency_s: computePixels seconds per request the dry run's time estimate assumes.
+        runner: map each date as an Apache Beam pipeline of tiles on this runner
+            (:mod:`inference.mapping.beam_map`) instead of streaming it (None).
     """
 
     region: Region
@@ -265,8 +279,15 @@ class MapRequest:
     change_rule: ChangeRule | None = None
     spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD
     vectors: VectorOptions | None = None
+    publish: str | None = None
+    publishing: PublishOptions = field(default_factory=PublishOptions)
+    publish_dry_run: bool = False
+    dry_run: bool = False
+    latency_s: float = DEFAULT_LATENCY_S
+    runner: RunnerConfig | None = None
 
     def __post_init__(self) -> None:
+        self._check_outputs()
         if not 0 <= self.margin() < 0.5:
             raise ConfigError(f"--change-margin must be in [0, 0.5), got {self.change_margin}")
         if self.change_margin and self.temporal_consistency:
@@ -289,6 +310,17 @@ class MapRequest:
             raise ConfigError("--method tasks exports the stack with Earth Engine to Cloud "
                               "Storage: use --backend ee and --out gs://BUCKET/PREFIX")
         self.predict_config()
+
+    def _check_outputs(self) -> None:
+        """What the run writes besides the maps: the zones' names, the publication, the plan."""
+        check_range("--latency", self.latency_s, 0.0,
+                    hint="seconds one computePixels request takes")
+        if self.publish is not None and not self.publish.strip():
+            raise ConfigError("--publish '' names no asset folder; give the Earth Engine folder "
+                              "to publish into (e.g. --publish projects/my-project/assets/isa), "
+                              "or leave --publish out to map without publishing")
+        if self.zones_name and not self.zones:
+            raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
 
     def _check_change_rule(self) -> None:
         if self.change_rule not in (None, "spectral", "margin"):
