@@ -34,14 +34,9 @@ from inference.map_publication import SeriesTarget, map_recipe, series_target
 from inference.mapping import stac
 from inference.mapping.beam_map import check_runner, date_predictor, describe_pipeline
 from inference.mapping.dates import DateResult, check_local_scenes, map_dates, write_run_record
+from inference.mapping.map_grid import region_grid
 from inference.mapping.plan import MapPlan, format_plan, plan_map
-from inference.mapping.request import (
-    MapRequest,
-    ModelDataset,
-    check_recipe,
-    model_dataset,
-    region_grid,
-)
+from inference.mapping.request import MapRequest, ModelDataset, check_recipe, model_dataset
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.blending import check_window

@@ -32,7 +32,8 @@ from core.storage.base import TEMP_MARK
 from gee_export.ee.beam_export import EarthEngineProject
 from inference.cog.maps import OutputInfo
 from inference.mapping.beam_map import predict_date, runtime_tags
-from inference.mapping.request import MapRequest, model_dataset, region_grid
+from inference.mapping.map_grid import region_grid
+from inference.mapping.request import MapRequest, model_dataset
 from inference.mapping.tiles import plan_tiles
 from inference.predict.lattice import Lattice
 from inference.predict.runtime import RuntimeOptions
