@@ -92,12 +92,11 @@ def _map_child(args: argparse.Namespace) -> dict:
     request = MapRequest(region=Region("bench", tuple(box)), dates=(MONTH,),
                          model_file=spec["model"], out=args.out,
                          workers=runner.workers * runner.threads, tile=512, overlap=64,
-                         options=RuntimeOptions(precision="fp32"), progress=False)
+                         options=RuntimeOptions(precision="fp32"), progress=False,
+                         runner=runner if args.case == "map-beam" else None)
     launcher = EESession(transport=StackTransport(stack, info=lambda text: 5,
                                                   latency=args.latency))
-    beam = args.case == "map-beam"
     result = map_region(request, session=launcher, echo=lambda _: None,
-                        runner=runner if beam else None,
                         worker_sessions=StackSessions(stack, latency=args.latency))
     prediction = result.dates[0].outputs.prediction
     return {"units": prediction.tiles, "concurrent": runner.workers * runner.threads,

@@ -22,6 +22,8 @@ from core.commands import (
 )
 from core.errors import ConfigError
 from core.parsers import add_subcommand, command_parser
+from inference.assess.products import parse_comparison
+from inference.publish.asset_manifest import asset_name_problem
 
 DESIGN_EXAMPLES = (
     ("600 points of a class map, stratified by its classes",
@@ -137,6 +139,8 @@ def _ua(text: str | None) -> tuple[float, ...] | None:
 
 
 def _design(args: argparse.Namespace) -> int:
+    # lazy: the design's modules load inside the command's work, where its Ctrl-C and SIGTERM
+    # handlers are set (tests/cli/test_assess.py signals the run once they have loaded)
     from inference.assess.point_files import write_design
 
     check_output_folder("--out", args.out)
@@ -162,8 +166,6 @@ def _check_asset(asset: str | None) -> None:
     """Refuse an ``--asset`` the labelling app could not export to, before any work."""
     if asset is None:
         return
-    from inference.publish.asset_manifest import asset_name_problem
-
     text = asset.strip()
     name = f"projects/earthengine-legacy/assets/{text}" if text.startswith("users/") else text
     problem = asset_name_problem(name) if text else "it is empty"
@@ -173,8 +175,7 @@ def _check_asset(asset: str | None) -> None:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from inference.assess.products import parse_comparison
-    from inference.assess.report import score
+    from inference.assess.report import score  # lazy: as the design's modules, in the work
 
     check_output_folder("--out", args.out)
     remote = [c.name for c in map(parse_comparison, args.compare) if c.on_earth_engine]
@@ -188,6 +189,7 @@ def _score(args: argparse.Namespace) -> int:
 
     def session():
         if not sessions:  # one Earth Engine session for every product
+            # lazy: looked up when a product needs Earth Engine (the seam tests replace)
             from gee_export.ee.session import EESession
 
             sessions.append(EESession(args.project,

@@ -6,14 +6,16 @@ import argparse
 import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from contract.grid import projected_crs
+from contract.publishing import PublishOptions
+from contract.regions import Region, resolve_region
 from core.commands import (
     add_logging_arguments,
     attach_values,
     check_output_folder,
-    check_range,
     configure_logging,
     run_command,
 )
@@ -24,12 +26,20 @@ from core.pipeline_options import add_runner_arguments, runner_config
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
 from gee_export.ee.budget import add_eecu_argument
+from gee_export.local.compositing import reading_options
+from gee_export.local.extent import default_region
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.vectors import add_vector_arguments, vector_options
 
 if TYPE_CHECKING:
     from inference.mapping.dates import DateResult
+    from inference.mapping.request import MapRequest, ModelDataset
+    from inference.region_map import MapResult
+    from training.modelfile import LoadedModel
+
+# The library modules that import torch are imported where a run needs them, so that --help
+# and a refused flag answer without loading torch (seconds).
 
 EXAMPLES = (
     ("the plan and cost of a two-date map, offline",
@@ -44,6 +54,7 @@ EXAMPLES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``isamap-map``, one argument group at a time."""
     p = command_parser(
         "isamap-map",
         "Map impervious surface over a region for one or more dates with a trained model: "
@@ -66,6 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
                       "dataset (e.g. 2017:2023:2)")
     p.add_argument("--model", required=True, help="model file written by isamap-train")
     p.add_argument("--out", required=True, help="output folder or gs://bucket/prefix")
+    _input_arguments(p)
+    _scene_arguments(p)
+    pred = _prediction_arguments(p)
+    _change_arguments(pred)
+    pred.add_argument("--local-dir", help="folder of PNGs, tables, STAC and publication files "
+                      "(default: --out when local)")
+    add_postprocess_arguments(p)
+    add_vector_arguments(p)
+    _publish_arguments(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan, the manifests and the app script; no Earth Engine call")
+    p.add_argument("--latency", type=float, default=0.4,
+                   help="computePixels seconds per tile assumed by the dry run's estimate")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_runner_arguments(p, gpu=True)
+    add_logging_arguments(p)
+    return p
+
+
+def _input_arguments(p: argparse.ArgumentParser) -> None:
+    """Where each date's inputs come from: Earth Engine or local scenes, with the recipe."""
     src = p.add_argument_group("inputs")
     src.add_argument("--backend", choices=("ee", "local"), default="ee",
                      help="ee: inputs from Earth Engine; local: from the scenes in --scenes")
@@ -87,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "swapped, top-of-atmosphere values, an offset, dB shifted), when the "
                           "scene really is so; each reason is recorded in the COGs' "
                           "input_notes tag and the summary")
+
+
+def _scene_arguments(p: argparse.ArgumentParser) -> None:
+    """How local scenes are read, where their files cannot tell."""
     scenes = p.add_argument_group("local scenes (--backend local; default: as the model's "
                                   "training export read them)")
     scenes.add_argument("--scene-date", help="YYYY-MM-DD of scenes whose names and tags carry "
@@ -101,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "without band descriptions, in file order")
     scenes.add_argument("--trust-band-names", action="store_true", default=None,
                         help="use --s2-band-names even where typical band relations fail")
+
+
+def _prediction_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The sliding window, the device and the zones of the area table; returns the group."""
     pred = p.add_argument_group("prediction")
     pred.add_argument("--tile", type=int, default=512, help="input tile size (px)")
     pred.add_argument("--overlap", type=int, default=64, help="overlap between tiles (px)")
@@ -111,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --zones: the property that names each zone in the tables and "
                            "the chart (default: name, NAME, or the highest NAME_<n> a feature "
                            "has, as GADM's NAME_2 of districts)")
+    return pred
+
+
+def _change_arguments(pred: argparse._ArgumentGroup) -> None:
+    """How change between dates is decided."""
     pred.add_argument("--temporal-consistency", action="store_true",
                       help="make the class maps consistent over the dates before change and "
                            "area: assumes built-up surface does not return to pervious, so "
@@ -132,10 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "above 0.5 + M, loss the other way round; 0: the class maps "
                            f"differenced (default: {DEFAULT_CHANGE_MARGIN:g}, or 0 with "
                            "--temporal-consistency; docs/real-data.md measures it)")
-    pred.add_argument("--local-dir", help="folder of PNGs, tables, STAC and publication files "
-                      "(default: --out when local)")
-    add_postprocess_arguments(p)
-    add_vector_arguments(p)
+
+
+def _publish_arguments(p: argparse.ArgumentParser) -> None:
+    """Where and how the series is published as an Earth Engine ImageCollection."""
     pub = p.add_argument_group("publishing")
     pub.add_argument("--publish", metavar="ASSET_PARENT",
                      help="publish the series as <ASSET_PARENT>/isa_<region> ImageCollection")
@@ -145,14 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="extra reader, e.g. user:a@b.com (repeatable)")
     pub.add_argument("--overwrite", action="store_true", help="replace existing images")
     pub.add_argument("--wait", action="store_true", help="wait for the ingestion tasks")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the plan, the manifests and the app script; no Earth Engine call")
-    p.add_argument("--latency", type=float, default=0.4,
-                   help="computePixels seconds per tile assumed by the dry run's estimate")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_runner_arguments(p, gpu=True)
-    add_logging_arguments(p)
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -164,48 +201,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from contract.grid import projected_crs
-    from contract.regions import resolve_region
-    from gee_export.local.compositing import reading_options
-    from inference.mapping.request import MapRequest, model_dataset, parse_dates
-    from inference.predict.runtime import RuntimeOptions
-    from inference.region_map import PublishTarget, map_region
-    from training.modelfile import load_model
+    from inference.region_map import map_region  # lazy: torch
+    from training.modelfile import load_model  # lazy: torch
 
-    check_range("--latency", args.latency, 0.0, hint="seconds one computePixels request takes")
     check_output_folder("--out", args.out)
     check_output_folder("--local-dir", args.local_dir)
-    if args.publish is not None and not args.publish.strip():
-        raise ConfigError("--publish '' names no asset folder; give the Earth Engine folder to "
-                          "publish into (e.g. --publish projects/my-project/assets/isa), or "
-                          "leave --publish out to map without publishing")
-    if args.zones_name and not args.zones:
-        raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
     model = functools.cache(lambda: load_model(args.model))  # read and hashed once a run
+    request = map_request(args, model)
+    result = map_region(request, echo=print, model=model())
+    if result.plan is not None:
+        print(json.dumps(result.plan.to_dict(), indent=1))
+        return 0
+    print(json.dumps(_summary(request, result), indent=1))
+    return 0
+
+
+def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> MapRequest:
+    """Every option of the command as the one value the library maps.
+
+    ``model``: the model file, read on first use and once.
+    """
+    from inference.mapping.request import MapRequest, model_dataset, parse_dates  # lazy: torch
+    from inference.predict.runtime import RuntimeOptions  # lazy: torch
+
     dataset = functools.cache(lambda: model_dataset(model().meta, args.dataset))
     dates = parse_dates(args.months, args.years, lambda: dataset().month_of_year())
-    reading = {"allow_l1c": args.allow_l1c, "s1_unit": args.s1_unit,
-               "boa_add_offset": args.boa_add_offset,
-               "trust_band_names": args.trust_band_names,
-               **reading_options(args.scene_date, args.s2_band_names)}
-    given = {k: v for k, v in reading.items() if v is not None}
-    if given and args.backend != "local":
-        raise ConfigError("--scene-date, --allow-l1c, --s1-unit, --boa-add-offset and "
-                          "--s2-band-names describe local scene files: use them with "
-                          "--backend local")
-    if args.backend == "local" and args.scenes and (args.region, args.region_file,
-                                                    args.bbox) == (None, None, None):
-        from gee_export.local.extent import default_region
-        from inference.mapping.dates import local_recipe
-
-        region = default_region(args.scenes, dates, with_label=False,
-                                reading=local_recipe(dataset(), given).reading())
-    else:
-        region = resolve_region(args.region, args.region_file, args.bbox)
+    reading = _scene_reading(args)
     request = MapRequest(
-        region=region, dates=dates, model_file=args.model, out=args.out, backend=args.backend,
-        scenes=args.scenes, method=args.method, workers=args.workers, project=args.project,
-        zones=args.zones, zones_name=args.zones_name, dataset=args.dataset,
+        region=_region(args, dates, dataset, reading), dates=dates, model_file=args.model,
+        out=args.out, backend=args.backend, scenes=args.scenes, method=args.method,
+        workers=args.workers, project=args.project, zones=args.zones,
+        zones_name=args.zones_name, dataset=args.dataset,
         allow_recipe_mismatch=args.allow_recipe_mismatch,
         allow_implausible=args.allow_implausible,
         crs=projected_crs(args.crs) if args.crs else None, local_dir=args.local_dir,
@@ -215,31 +241,59 @@ def _run(args: argparse.Namespace) -> int:
                                channels_last=args.channels_last,
                                autotune_cache=args.autotune_cache),
         progress=not args.no_progress, temporal_consistency=args.temporal_consistency,
-        scene_reading=tuple(sorted(given.items())), change_margin=args.change_margin,
+        scene_reading=tuple(sorted(reading.items())), change_margin=args.change_margin,
         change_rule=args.change_rule,
         spectral_threshold=(DEFAULT_SPECTRAL_THRESHOLD if args.spectral_threshold is None
                             else args.spectral_threshold),
-        vectors=vector_options(args), max_eecu_hours=args.max_eecu_hours)
+        vectors=vector_options(args), publish=args.publish,
+        publishing=PublishOptions(project=args.project, gcs_prefix=args.gcs_prefix,
+                                  public=args.public, readers=tuple(args.reader),
+                                  overwrite=args.overwrite, wait=args.wait),
+        dry_run=args.dry_run, latency_s=args.latency, runner=_runner(args),
+        max_eecu_hours=args.max_eecu_hours)
     if args.spectral_threshold is not None and request.rule() != "spectral":
         raise ConfigError(f"--spectral-threshold is the spectral change rule's, and this run "
                           f"decides change by the {request.rule()} rule; drop it, or ask for "
                           "--change-rule spectral where the run keeps each date's stack")
-    target = None
-    if args.publish is not None:
-        target = PublishTarget(args.publish, project=args.project, gcs_prefix=args.gcs_prefix,
-                               public=args.public, readers=tuple(args.reader),
-                               overwrite=args.overwrite, wait=args.wait)
-    result = map_region(request, publish=target, dry_run=args.dry_run, latency_s=args.latency,
-                        runner=_runner(args), echo=print,
-                        model=model())
-    if result.plan is not None:
-        print(json.dumps(result.plan.to_dict(), indent=1))
-        return 0
+    return request
+
+
+def _scene_reading(args: argparse.Namespace) -> dict[str, Any]:
+    """The local scene-reading options given (none unless ``--backend local``)."""
+    reading = {"allow_l1c": args.allow_l1c, "s1_unit": args.s1_unit,
+               "boa_add_offset": args.boa_add_offset,
+               "trust_band_names": args.trust_band_names,
+               **reading_options(args.scene_date, args.s2_band_names)}
+    given = {k: v for k, v in reading.items() if v is not None}
+    if given and args.backend != "local":
+        raise ConfigError("--scene-date, --allow-l1c, --s1-unit, --boa-add-offset and "
+                          "--s2-band-names describe local scene files: use them with "
+                          "--backend local")
+    return given
+
+
+def _region(args: argparse.Namespace, dates: tuple[str, ...],
+            dataset: Callable[[], ModelDataset], reading: dict[str, Any]) -> Region:
+    """The area: --region, --region-file or --bbox.
+
+    With --backend local and none of them: what the scenes of the dates cover in common.
+    """
+    from inference.mapping.dates import local_recipe  # lazy: torch
+
+    if args.backend == "local" and args.scenes and (args.region, args.region_file,
+                                                    args.bbox) == (None, None, None):
+        return default_region(args.scenes, dates, with_label=False,
+                              reading=local_recipe(dataset(), reading).reading())
+    return resolve_region(args.region, args.region_file, args.bbox)
+
+
+def _summary(request: MapRequest, result: MapResult) -> dict[str, Any]:
+    """What the command prints of a finished run: grid, dates, series, publication."""
     summary: dict[str, Any] = {"grid": result.grid.to_dict(),
                                "dates": {r.month: _date_summary(r) for r in result.dates}}
     if result.series:
         summary.update(change_maps=[c.cog for c in result.series.changes],
-                       temporal_consistency=args.temporal_consistency,
+                       temporal_consistency=request.temporal_consistency,
                        change_rule=request.rule(),
                        **({"spectral_threshold": request.spectral_threshold,
                            "spectral_fits": {f"{c.date_from}/{c.date_to}": c.fit
@@ -252,8 +306,7 @@ def _run(args: argparse.Namespace) -> int:
     if result.publication:
         summary.update(collection=result.publication.collection,
                        tasks=result.publication.task_ids)
-    print(json.dumps(summary, indent=1))
-    return 0
+    return summary
 
 
 def _runner(args: argparse.Namespace) -> Any:

@@ -7,9 +7,12 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from contract.publishing import PublishOptions
 from core.commands import add_logging_arguments, configure_logging, run_command
 from core.errors import ConfigError, InputDataError
 from core.parsers import command_parser
+from core.storage import files
+from inference.publish.image import PublishRequest, publish
 
 PUBLISH_EXAMPLES = (
     ("see the manifest and Code Editor script first (no upload, no Earth Engine call)",
@@ -63,9 +66,6 @@ def publish_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from core.storage import files
-    from inference.publish.image import PublishRequest, publish
-
     class_cog = args.class_cog or f"{args.prefix}_class.tif"
     prob_cog = args.prob_cog or f"{args.prefix}_prob.tif"
     out_dir = args.out_dir or ("." if files.is_gcs(class_cog) else str(Path(class_cog).parent))
@@ -82,11 +82,11 @@ def _publish(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--metrics {args.metrics} is not JSON ({exc}); give a JSON object "
                           "of metric: value") from None
-    request = PublishRequest(
-        class_cog, prob_cog, args.asset_id, project=args.project,
-        gcs_prefix=args.gcs_prefix, mode=args.mode, public=args.public,
-        readers=tuple(args.reader), metrics=metrics, month=args.month,
-        overwrite=args.overwrite, wait=args.wait)
+    options = PublishOptions(project=args.project, gcs_prefix=args.gcs_prefix,
+                             public=args.public, readers=tuple(args.reader),
+                             overwrite=args.overwrite, wait=args.wait)
+    request = PublishRequest(class_cog, prob_cog, args.asset_id, options, mode=args.mode,
+                             metrics=metrics, month=args.month)
     result = publish(request, out_dir, dry_run=args.dry_run, echo=print)
     print(f"asset {result.asset}: {result.state}"
           + (f" (task {result.task_id})" if result.task_id else ""))

@@ -1,4 +1,4 @@
-"""The data contract: grid, bands, regions, splits, GeoTIFFs, patch datasets and stacks.
+"""The data contract: grid, bands, regions, splits, GeoTIFFs, datasets, stacks, publishing.
 
 Everything downstream (both backends, training, inference) agrees through these types and file
 formats (docs/data-contract.md). May import: ``core``.

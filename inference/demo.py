@@ -21,12 +21,14 @@ each a function that skips work already done, so ``make demo`` is quick the seco
                   the same points (``isamap-assess score``) and print the report; then the same
                   on the change map's strata, sized for the gain's area, labelled with both
                   dates' truth: gain, loss and net impervious change with 95 % intervals. The
-                  figures docs/accuracy.md quotes are written to ``assess/figures.json``.
+                  figures docs/accuracy.md quotes are written to ``assess/figures.json``
+                  (:mod:`inference.demo_assess`).
 
 Every step records what its inputs were (``.demo_state/<step>.json``: the scene's parameters, the
 stack's and the dataset's content fingerprints, the model file's hash, the options) and redoes
 itself, discarding its stale outputs, when they change: re-running with another ``--size``,
-``--seed`` or ``--epochs`` into the same folder rebuilds, re-cuts, retrains and re-maps.
+``--seed`` or ``--epochs`` into the same folder rebuilds, re-cuts, retrains and re-maps
+(:mod:`inference.demo_context`).
 """
 
 from __future__ import annotations
@@ -36,52 +38,32 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from pyproj import Transformer
 
 from contract.bands import DEFAULT_IMAGE_BANDS
 from contract.dataset import INDEX, MANIFEST, read_manifest
 from contract.patches import patch_stack
+from contract.publishing import PublishOptions
 from contract.quicklook import label_png, rgb_png, title_note
+from contract.regions import Region
 from contract.splits import DEFAULT_BLOCK
 from contract.stack import StackPaths, fingerprint
-from core.digest import files_sha256
 from core.errors import ConfigError
 from core.shareable import shareable_path
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from gee_export.local.synthetic import SyntheticScene, generate_scene
-
-
-@dataclass
-class DemoContext:
-    """What the steps share: options in, outputs out (printed at the end)."""
-
-    out: Path
-    seed: int = 0
-    size: int = 768
-    workers: int = 2
-    epochs: int = 15
-    threads: int | None = None
-    progress: bool = True  # tqdm bars (-q hides them)
-    scene: SyntheticScene | None = None
-    later: SyntheticScene | None = None
-    model_file: Path | None = None
-    stack: StackPaths | None = None
-    map_class: Path | None = None  # the later date's class COG (what ``assess`` samples)
-    change_map: Path | None = None  # the change COG between the two dates
-    outputs: dict[str, Any] = field(default_factory=dict)
-
-    def need_scene(self) -> SyntheticScene:
-        if self.scene is None:
-            raise ConfigError("the 'scene' step must run before this one")
-        return self.scene
-
-    def need_stack(self) -> StackPaths:
-        if self.stack is None:
-            raise ConfigError("the 'stack' step must run before this one")
-        return self.stack
-
+from inference.demo_assess import step_assess
+from inference.demo_context import (
+    LATER_GROWTH,
+    LATER_MONTH,
+    DemoContext,
+    file_hash,
+    inputs_changed,
+    record_inputs,
+)
+from inference.publish.image import PublishRequest, publish
 
 DEMO_RECIPE = LocalRecipe()  # the local backend's defaults: refined Lee, ENL 4.4, SCL masking
 
@@ -108,40 +90,6 @@ def demo_block(grid) -> int:
     return max(1, min(DEFAULT_BLOCK, min(grid.patch_rows, grid.patch_cols) // 3))
 
 
-LATER_MONTH = "2021-06"  # the scene's second date: two years on, a few blocks built
-LATER_GROWTH = 8  # new built-up blocks at the second date
-
-
-# ---------------------------------------------------------------------- staleness
-def _state(ctx: DemoContext, step: str) -> Path:
-    return ctx.out / ".demo_state" / f"{step}.json"
-
-
-def _inputs_changed(ctx: DemoContext, step: str, inputs: dict[str, Any]) -> bool:
-    """Whether ``step`` last ran on other inputs (a first run has nothing to discard)."""
-    path = _state(ctx, step)
-    return path.exists() and json.loads(path.read_text()) != _jsonable(inputs)
-
-
-def _record_inputs(ctx: DemoContext, step: str, inputs: dict[str, Any]) -> None:
-    from core.storage import atomic_write
-
-    path = _state(ctx, step)
-    if path.exists() and json.loads(path.read_text()) == _jsonable(inputs):
-        return  # finished work is not redone, and its record is not rewritten either
-    text = json.dumps(_jsonable(inputs), indent=1, sort_keys=True)
-    atomic_write(path, lambda fh: fh.write(text.encode()))
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def _file_hash(*paths: str | Path | None) -> str:
-    """Content hash of files (patches and models are small; stacks are hashed by content too)."""
-    return files_sha256([p for p in paths if p and Path(p).exists()], 16)
-
-
 # ---------------------------------------------------------------------- steps
 def step_scene(ctx: DemoContext) -> None:
     ctx.scene = generate_scene(ctx.out / "scene", seed=ctx.seed, width=ctx.size,
@@ -158,10 +106,10 @@ def step_stack(ctx: DemoContext) -> None:
     folder = ctx.out / "stack" / scene.month
     inputs = {"scene": json.loads((scene.root / "scene.json").read_text()),
               "recipe": DEMO_RECIPE.to_dict()}
-    if _inputs_changed(ctx, "stack", inputs):
+    if inputs_changed(ctx, "stack", inputs):
         shutil.rmtree(folder, ignore_errors=True)  # another scene: the old stack is stale
     ctx.stack = build_stack_for_demo(scene, folder)
-    _record_inputs(ctx, "stack", inputs)
+    record_inputs(ctx, "stack", inputs)
     ctx.outputs["stack (image)"] = ctx.stack.image
     ctx.outputs["stack (label)"] = ctx.stack.label
 
@@ -212,13 +160,13 @@ def step_train(ctx: DemoContext) -> None:
     from training.demo import run_demo_training  # torch is only needed from here on
 
     root = ctx.out / "patches"
-    inputs = {"dataset": _file_hash(root / INDEX), "epochs": ctx.epochs,
+    inputs = {"dataset": file_hash(root / INDEX), "epochs": ctx.epochs,
               "seed": ctx.seed, "grid": read_manifest(root).get("grid")}
-    if _inputs_changed(ctx, "train", inputs):
+    if inputs_changed(ctx, "train", inputs):
         shutil.rmtree(ctx.out / "model", ignore_errors=True)  # trained on other patches
     result = run_demo_training(root, ctx.out / "model", epochs=ctx.epochs,
                                seed=ctx.seed, threads=ctx.threads, progress=ctx.progress)
-    _record_inputs(ctx, "train", inputs)
+    record_inputs(ctx, "train", inputs)
     ctx.model_file = Path(result.model)
     ctx.outputs["model file"] = result.model
     ctx.outputs["learning curves"] = result.curves
@@ -234,26 +182,26 @@ def step_map(ctx: DemoContext) -> None:
     plot), STAC Items and Collection, and the ImageCollection manifests and Code Editor app as a
     dry run (the demo has no Earth Engine account).
     """
-    from inference.mapping.request import MapRequest
-    from inference.region_map import PublishTarget, map_region
+    from inference.mapping.request import MapRequest  # lazy: torch
+    from inference.region_map import map_region  # lazy: torch
 
     scene, later = ctx.need_scene(), ctx.later
     if ctx.model_file is None or later is None:
         raise ConfigError("the 'scene' and 'train' steps must run before 'map'")
     out = ctx.out / "maps"
-    inputs = {"model": _file_hash(ctx.model_file),
+    inputs = {"model": file_hash(ctx.model_file),
               "scenes": [json.loads((s.root / "scene.json").read_text()) for s in (scene, later)]}
-    if _inputs_changed(ctx, "map", inputs):
+    if inputs_changed(ctx, "map", inputs):
         shutil.rmtree(out, ignore_errors=True)  # another model or scene: the maps are stale
     region = _scene_region(scene)
     request = MapRequest(region, (scene.month, later.month), str(ctx.model_file), str(out),
                          backend="local", scenes=[str(scene.root), str(later.root)],
                          grid=scene.grid, tile=256, overlap=32, batch_size=4,
-                         progress=ctx.progress)
-    result = map_region(request, publish=PublishTarget("projects/isamap-demo/assets/isamap",
-                                                       project="isamap-demo"),
-                        publish_dry_run=True, echo=lambda text: None)
-    _record_inputs(ctx, "map", inputs)
+                         progress=ctx.progress, publish="projects/isamap-demo/assets/isamap",
+                         publishing=PublishOptions(project="isamap-demo"),
+                         publish_dry_run=True)
+    result = map_region(request, echo=lambda text: None)
+    record_inputs(ctx, "map", inputs)
     series = result.series
     assert series is not None
     for d in result.dates:
@@ -275,120 +223,7 @@ def step_map(ctx: DemoContext) -> None:
     ctx.outputs["ISA area table"] = "\n" + series.table()
 
 
-DEMO_TARGET_SE = 0.02  # standard error of overall accuracy the demo's sample is sized for
-DEMO_EXPECTED_UA = (0.95, 0.85)  # pervious, impervious
-DEMO_GAIN_SE_KM2 = 0.05  # standard error of the gain's area the change sample is sized for
-# expected user's accuracy of stable pervious, stable impervious, gain, loss: an unmapped gain
-# is rare in a stable stratum (the sizing assumes a third of a stratum's errors are gain)
-DEMO_CHANGE_UA = (0.999, 0.995, 0.7, 0.5)
-DEMO_CHANGE_MINIMUM = 50
-
-
-def step_assess(ctx: DemoContext) -> None:
-    """Assess the later map and the change on blind samples labelled with the scene's truth."""
-    from inference.assess.figures import change_summary, demo_figures
-    from inference.assess.point_files import write_design
-    from inference.assess.report import score
-
-    scene, later = ctx.scene, ctx.later
-    if ctx.map_class is None or ctx.change_map is None or scene is None or later is None:
-        raise ConfigError("the 'scene' and 'map' steps must run before 'assess'")
-    out = ctx.out / "assess"
-    inputs = {"map": _file_hash(ctx.map_class), "change": _file_hash(ctx.change_map),
-              "seed": ctx.seed, "sizing": [DEMO_TARGET_SE, DEMO_EXPECTED_UA, DEMO_GAIN_SE_KM2,
-                                           DEMO_CHANGE_UA, DEMO_CHANGE_MINIMUM],
-              "scenes": [json.loads((s.root / "scene.json").read_text()) for s in (scene, later)]}
-    if _inputs_changed(ctx, "assess", inputs):
-        shutil.rmtree(out, ignore_errors=True)  # another map: the old sample is not its sample
-    design = write_design(str(ctx.map_class), out / "design", target_se=DEMO_TARGET_SE,
-                          expected_ua=DEMO_EXPECTED_UA, seed=ctx.seed)
-    change_design = write_design(str(ctx.change_map), out / "change_design",
-                                 target_se=DEMO_GAIN_SE_KM2, target_class="gain",
-                                 expected_ua=DEMO_CHANGE_UA, seed=ctx.seed,
-                                 minimum=DEMO_CHANGE_MINIMUM)
-    labelled, change_labelled = out / "labelled.csv", out / "change_labelled.csv"
-    truth: dict[Path, Any] = {}  # each scene's fine truth, drawn once for both samples
-    if not labelled.exists():
-        label_with_scene_truth(design.files["csv"], (later,), labelled, truth)
-    if not change_labelled.exists():
-        label_with_scene_truth(change_design.files["csv"], (scene, later), change_labelled,
-                               truth)
-    fresh = _state(ctx, "assess").exists()
-    reports = {}
-    for name, map_path, points, folder, compare in (
-            ("score", ctx.map_class, labelled, design, [f"10 m label={later.label}"]),
-            ("change_score", ctx.change_map, change_labelled, change_design, [])):
-        report = out / name / "report.md"
-        if not (fresh and report.exists() and report.with_suffix(".png").exists()):
-            score(str(map_path), str(points), out / name, compare=compare,
-                  design=folder.files["json"].parent)
-        reports[name] = json.loads(report.with_suffix(".json").read_text())
-    _record_inputs(ctx, "assess", inputs)
-    figures = demo_figures(reports["score"], reports["change_score"],
-                           json.loads(change_design.files["json"].read_text()))
-    atomic_write_text(out / "figures.json", json.dumps(figures, indent=1) + "\n")
-    ctx.outputs["reference sample (CSV, KML, CEO, app)"] = design.files["csv"].parent
-    ctx.outputs["labelled points (scene truth)"] = labelled
-    ctx.outputs["accuracy report"] = out / "score" / "report.md"
-    ctx.outputs["accuracy plot"] = out / "score" / "report.png"
-    ctx.outputs["change report"] = out / "change_score" / "report.md"
-    ctx.outputs["figures of docs/accuracy.md"] = out / "figures.json"
-    ctx.outputs["accuracy and area"] = "\n" + (out / "score" / "report.md").read_text()
-    ctx.outputs["impervious change from the points"] = "\n" + change_summary(figures["change"])
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` atomically, unless the file already holds it."""
-    from core.storage import atomic_write
-
-    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
-        atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
-    return path
-
-
-def _fine_isa(scene: SyntheticScene, cache: dict[Path, Any]) -> Any:
-    """The scene's impervious truth on its fine grid, drawn once per ``cache``."""
-    import numpy as np
-
-    from gee_export.local.synthetic import ISA_CLASSES
-
-    if scene.root not in cache:
-        cache[scene.root] = np.isin(scene.class_map_fine(), ISA_CLASSES)
-    return cache[scene.root]
-
-
-def label_with_scene_truth(sample_csv: Path, scenes: Sequence[SyntheticScene], out: Path,
-                           cache: dict[Path, Any] | None = None) -> Path:
-    """Fill the sample's ``reference`` with the truth under each point on the 1 m grid.
-
-    One scene: its class (``pervious``/``impervious``). Two (earlier, later): the change
-    class between them (``stable_pervious``, ``stable_isa``, ``gain``, ``loss``).
-    """
-    import csv
-
-    cache = {} if cache is None else cache
-    fine = [_fine_isa(s, cache) for s in scenes]
-    grid, step = scenes[0].grid, scenes[0].grid.resolution / scenes[0].fine_scale
-    with sample_csv.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for row in rows:
-        col = int((float(row["x"]) - grid.x0) // step)
-        line = int((grid.y0 - float(row["y"])) // step)
-        isa = [bool(f[line, col]) for f in fine]
-        if len(isa) == 1:
-            row["reference"] = "impervious" if isa[0] else "pervious"
-        else:
-            row["reference"] = {(False, False): "stable_pervious", (True, True): "stable_isa",
-                                (False, True): "gain", (True, False): "loss"}[(isa[0], isa[1])]
-    lines = [",".join(rows[0])] + [",".join(str(v) for v in r.values()) for r in rows]
-    return atomic_write_text(out, "\n".join(lines) + "\n")
-
-
-def _scene_region(scene: SyntheticScene):
-    from pyproj import Transformer
-
-    from contract.regions import Region
-
+def _scene_region(scene: SyntheticScene) -> Region:
     box = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True).transform_bounds(
         *scene.grid.bounds)
     west, south, east, north = (round(v, 6) for v in box)
@@ -410,8 +245,7 @@ def run_demo_inference(
     ``isamap-publish`` would send.
     """
     from inference.predict.raster import PredictConfig  # torch is only needed from here on
-    from inference.predict.workflow import predict_with_model_file
-    from inference.publish.image import PublishRequest, publish
+    from inference.predict.workflow import predict_with_model_file  # lazy: torch
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -423,7 +257,7 @@ def run_demo_inference(
     if month:
         asset_id = f"{asset_id}_{month}"
     request = PublishRequest(outputs.prediction.class_path, outputs.prediction.prob_path,
-                             asset_id, project=project, gcs_prefix=gcs_prefix)
+                             asset_id, PublishOptions(project=project, gcs_prefix=gcs_prefix))
     published = publish(request, out, dry_run=True)
     return {**outputs.paths(), "manifest": str(published.manifest_path),
             "script": str(published.script_path)}

@@ -7,9 +7,12 @@ which a test checks, so the page cannot quote figures its source no longer gives
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from os import PathLike
+from pathlib import Path
 
+from core.storage import atomic_write
 from inference.assess.intervals import estimate, notes
 
 
@@ -112,11 +115,6 @@ def rewrite_block(source: str | PathLike[str], page_path: str | PathLike[str],
     page. The one writer of every page's generated figures (accuracy, built-up, land cover);
     the write is atomic. True when the page changed.
     """
-    import json
-    from pathlib import Path
-
-    from core.storage import atomic_write
-
     page_file = Path(root) / page_path
     page = page_file.read_text(encoding="utf-8")
     start, end = page_block(page, str(source))

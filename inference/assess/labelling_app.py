@@ -4,15 +4,17 @@ Paste it into https://code.earthengine.google.com and Run: the map shows one poi
 (its pixel outlined) on high-resolution imagery; one button per class records the interpreter's
 answer and moves on, and "no data" records a point that cannot be labelled (cloud, a gap in
 the imagery) as ``nodata``; Back and Next walk the points; Export starts a task that writes
-the labelled points (``id``, ``lon``, ``lat``, ``reference``, ``reference_code``: -1 not
-labelled, -2 no data) as a FeatureCollection: to Drive as a CSV named after the sitting's
-start, and to a table asset when one is named. ``isamap-assess score`` reads that CSV as it
-is, with or without ``--design``. Labelling may take
-several sittings: the app starts by reading the labels already in that asset and exports with
-``overwrite: true``, so each sitting's export holds every label so far and replaces the last.
-The points carry only their ids and positions, in the design's random order: the map's class
-of a point is not shown, so the interpreter is not led by it; the points travel inside the
-script (no upload needed).
+the labelled points (``id``, ``lon``, ``lat``, ``strata_id``, ``reference``,
+``reference_code``: -1 not labelled, -2 no data) as a FeatureCollection: to Drive as a CSV
+named after the sitting's start, and to a table asset when one is named. ``isamap-assess
+score`` reads that CSV as it is, with or without ``--design``; its ``strata_id`` (the digest
+of the strata that drew the sample, the same on every point) tells the scorer which strata
+weight the points wherever the file is. Labelling may take several sittings: the app starts
+by reading the labels already in that asset and exports with ``overwrite: true``, so each
+sitting's export holds every label so far and replaces the last. The points carry only their
+ids and positions (and the ``strata_id``), in the design's random order: the map's class of a
+point is not shown, so the interpreter is not led by it; the points travel inside the script
+(no upload needed).
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ from inference.cog.maps import CLASS_PALETTE
 def labelling_app_script(points: dict, classes: Sequence[str], *, pixel_size: float,
                          asset_id: str | None = None, description: str = "isamap_reference",
                          title: str = "isamap reference labelling") -> str:
-    """JavaScript of the labelling app for ``points`` (a GeoJSON FeatureCollection with ids)."""
+    """JavaScript of the labelling app for ``points`` (a GeoJSON FeatureCollection with ids).
+
+    Each point keeps its id and, where the sample file has one, its ``strata_id``, which the
+    export writes beside the labels (the file then tells the scorer the strata that drew it).
+    """
     compact = {"type": "FeatureCollection",
                "features": [{"type": "Feature", "geometry": f["geometry"],
-                             "properties": {"id": f["properties"]["id"]}}
+                             "properties": _carried(f["properties"])}
                             for f in points["features"]]}
     palette = [f"#{CLASS_PALETTE[i % len(CLASS_PALETTE)]}" for i in range(len(classes))]
-    return f"""// {title}
+    header = f"""// {title}
 // {len(compact['features'])} points; one button per class; Export writes the labels.
 // Paste into https://code.earthengine.google.com and Run.
 var points = ee.FeatureCollection({json.dumps(compact)});
@@ -46,51 +52,67 @@ var labels = {{}};
 var current = 0;
 var sitting = new Date().toISOString().slice(0, 16).replace(/[^0-9]/g, '');
 
-Map.setOptions('SATELLITE');
+"""
+    return header + _APP_WALK + _app_export(description) + _app_panel(title)
+
+
+def _carried(properties: dict) -> dict:
+    """What a point carries into the app: its id, and its sample's ``strata_id``."""
+    return {k: properties[k] for k in ("id", "strata_id") if properties.get(k)}
+
+
+_APP_WALK = """Map.setOptions('SATELLITE');
 var status = ui.Label('');
 var answer = ui.Label('');
 
-function pixelOutline(feature) {{
+function pixelOutline(feature) {
   var point = ee.Geometry.Point(feature.geometry.coordinates);
   return point.buffer(pixelSize / 2).bounds();
-}}
+}
 
-function show(i) {{
+function show(i) {
   current = Math.max(0, Math.min(pointList.length - 1, i));
   var feature = pointList[current];
   var id = feature.properties.id;
   Map.layers().reset();
   Map.addLayer(ee.FeatureCollection([ee.Feature(pixelOutline(feature))]).style(
-      {{color: 'ffff00', fillColor: '00000000', width: 2}}), {{}}, 'pixel ' + id);
+      {color: 'ffff00', fillColor: '00000000', width: 2}), {}, 'pixel ' + id);
   Map.setCenter(feature.geometry.coordinates[0], feature.geometry.coordinates[1], 19);
   var done = Object.keys(labels).length;
   status.setValue('Point ' + (current + 1) + ' of ' + pointList.length + ' (' + id + '), ' +
                   done + ' labelled');
   answer.setValue(labels[id] === undefined ? 'not labelled' : 'labelled: ' +
                   (labels[id] === NO_DATA ? 'no data' : classNames[labels[id]]));
-}}
+}
 
-function label(code) {{
+function label(code) {
   labels[pointList[current].properties.id] = code;
   show(current + 1);
-}}
+}
 
-function labelledCollection() {{
-  return points.map(function(f) {{
+function labelledCollection() {
+  return points.map(function(f) {
     var code = ee.Number(ee.Dictionary(labels).get(f.get('id'), -1));
     var xy = f.geometry().coordinates();
-    return f.set({{reference_code: code, lon: xy.get(0), lat: xy.get(1),
+    return f.set({reference_code: code, lon: xy.get(0), lat: xy.get(1),
                   reference: ee.Algorithms.If(code.gte(0), ee.List(classNames).get(code),
                                               ee.Algorithms.If(code.eq(NO_DATA), 'nodata',
-                                                               ''))}});
-  }});
-}}
+                                                               ''))});
+  });
+}
 
-function exportLabels() {{
+"""
+"""The map of one point at a time, and the labels recorded as the buttons are pressed."""
+
+
+def _app_export(description: str) -> str:
+    """The export of every label so far: to Drive, and to the table asset when named."""
+    return f"""function exportLabels() {{
   var table = labelledCollection();
   Export.table.toDrive({{collection: table, description: {json.dumps(description)} + '_' +
                         sitting, fileFormat: 'CSV',
-                        selectors: ['id', 'lon', 'lat', 'reference', 'reference_code']}});
+                        selectors: ['id', 'lon', 'lat', 'strata_id', 'reference',
+                                   'reference_code']}});
   if (assetId) {{  // every label so far: it replaces the previous sitting's asset
     Export.table.toAsset({{collection: table, description: {json.dumps(description + "_asset")},
                           assetId: assetId, overwrite: true}});
@@ -99,7 +121,12 @@ function exportLabels() {{
         Object.keys(labels).length + ' of ' + pointList.length + ' points labelled');
 }}
 
-var panel = ui.Panel({{style: {{position: 'top-left', width: '260px'}}}});
+"""
+
+
+def _app_panel(title: str) -> str:
+    """The panel of buttons, and a later sitting resumed from the asset's labels."""
+    return f"""var panel = ui.Panel({{style: {{position: 'top-left', width: '260px'}}}});
 panel.add(ui.Label({json.dumps(title)}, {{fontWeight: 'bold'}}));
 panel.add(status);
 panel.add(answer);

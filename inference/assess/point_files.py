@@ -45,7 +45,7 @@ from inference.assess.ceo import (
     plot_records,
     point_id,
 )
-from inference.assess.design import Design
+from inference.assess.design import Design, design_sample
 from inference.assess.design_file import (
     BLIND,
     MAP_CLASS_SHOWN,
@@ -53,12 +53,14 @@ from inference.assess.design_file import (
     RECORD_FILE,
     design_points_csv,
 )
+from inference.assess.labelling_app import labelling_app_script
 from inference.assess.reference_records import (
     check_lon_lat,
     csv_records,
     geojson_records,
     reference_text,
 )
+from inference.assess.strata import class_names, values_at
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +189,38 @@ def read_reference(path: str | Path, classes: Sequence[str],
     """
     path = Path(path)
     column = column.strip().lower()
+    records = _records(path, column, positions)
+    if is_ceo_export(list(records[0])):
+        records, column = plot_records(records, column, str(path)), "reference"
+    labels = _labels(records, column, classes)
+    if len(labels.unlabelled) + len(labels.no_data) == len(records):
+        raise InputDataError(f"the {len(records)} points of {path} have no reference yet "
+                             f"({len(labels.no_data)} of them {NO_DATA_REFERENCE}); label them "
+                             "(the reference column) first")
+    if labels.unknown:
+        raise InputDataError(f"{path}: references {sorted(labels.unknown)} are not among the "
+                             f"classes {list(classes)} (names or codes 0..{len(classes) - 1})")
+    try:
+        lon = np.array([float(r.get("lon", "nan")) for r in records])
+        lat = np.array([float(r.get("lat", "nan")) for r in records])
+    except (TypeError, ValueError) as exc:
+        raise InputDataError(f"{path}: lon/lat must be numbers ({exc})") from None
+    if "lon" in records[0]:
+        check_lon_lat(path, labels.ids, lon, lat)
+    if len(set(labels.ids)) != len(labels.ids):
+        raise InputDataError(f"{path}: point ids are not unique")
+    _warn_left_out(labels, len(records))
+    keep = labels.codes >= 0
+    return ReferencePoints(tuple(i for i, k in zip(labels.ids, keep, strict=True) if k),
+                           lon[keep], lat[keep], labels.codes[keep],
+                           unlabelled=len(labels.unlabelled),
+                           strata_ids=frozenset(str(r.get("strata_id") or "").strip()
+                                                for r in records) - {""},
+                           no_data=tuple(labels.no_data))
+
+
+def _records(path: Path, column: str, positions: bool) -> list[dict]:
+    """The file's records, refused when it holds none or lacks a column it needs."""
     if not path.is_file():
         raise ConfigError(f"--reference {path} does not exist")
     text = reference_text(path)
@@ -204,8 +238,22 @@ def read_reference(path: str | Path, classes: Sequence[str],
                              "another column, such as a CEO question, with --reference-column)"
                              + ("; a file of ids and labels alone (the labelling app's "
                                 "export) is scored with --design" if positions else ""))
-    if is_ceo_export(list(records[0])):
-        records, column = plot_records(records, column, str(path)), "reference"
+    return records
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """Each record's id and class code (-1: left out), and why points are left out."""
+
+    ids: list[str]
+    codes: np.ndarray
+    unlabelled: list[str]
+    no_data: list[str]
+    unknown: set[str]
+
+
+def _labels(records: Sequence[dict], column: str, classes: Sequence[str]) -> _Labels:
+    """The records' labels as class codes: names (any case) or codes; empty and no-data out."""
     lookup = {name.lower(): i for i, name in enumerate(classes)}
     ids, codes, unlabelled, unknown, no_data = [], [], [], set(), []
     for i, rec in enumerate(records):
@@ -226,39 +274,21 @@ def read_reference(path: str | Path, classes: Sequence[str],
         else:
             unknown.add(value)
             codes.append(-1)
-    if len(unlabelled) + len(no_data) == len(records):
-        raise InputDataError(f"the {len(records)} points of {path} have no reference yet "
-                             f"({len(no_data)} of them {NO_DATA_REFERENCE}); label them (the "
-                             "reference column) first")
-    if unknown:
-        raise InputDataError(f"{path}: references {sorted(unknown)} are not among the classes "
-                             f"{list(classes)} (names or codes 0..{len(classes) - 1})")
-    try:
-        lon = np.array([float(r.get("lon", "nan")) for r in records])
-        lat = np.array([float(r.get("lat", "nan")) for r in records])
-    except (TypeError, ValueError) as exc:
-        raise InputDataError(f"{path}: lon/lat must be numbers ({exc})") from None
-    if "lon" in records[0]:
-        check_lon_lat(path, ids, lon, lat)
-    if len(set(ids)) != len(ids):
-        raise InputDataError(f"{path}: point ids are not unique")
-    keep = np.asarray(codes) >= 0
-    if unlabelled:
+    return _Labels(ids, np.asarray(codes, dtype=np.int64), unlabelled, no_data, unknown)
+
+
+def _warn_left_out(labels: _Labels, total: int) -> None:
+    """Say which points are left out of the estimates, and what that assumes."""
+    if labels.unlabelled:
         log.warning("%d of %d points have no reference (first: %s) and are left out: the "
                     "estimates assume they are missing at random within their stratum; label "
-                    "them for estimates without that assumption", len(unlabelled),
-                    len(records), unlabelled[0])
-    if no_data:
+                    "them for estimates without that assumption", len(labels.unlabelled),
+                    total, labels.unlabelled[0])
+    if labels.no_data:
         log.warning("%d of %d points are %s (first: %s): they could not be labelled and are "
                     "left out; the estimates assume their classes are as those of the "
-                    "labelled points of their stratum", len(no_data), len(records),
-                    NO_DATA_REFERENCE, no_data[0])
-    return ReferencePoints(tuple(i for i, k in zip(ids, keep, strict=True) if k), lon[keep],
-                           lat[keep], np.asarray(codes, dtype=np.int64)[keep],
-                           unlabelled=len(unlabelled),
-                           strata_ids=frozenset(str(r.get("strata_id") or "").strip()
-                                                for r in records) - {""},
-                           no_data=tuple(no_data))
+                    "labelled points of their stratum", len(labels.no_data), total,
+                    NO_DATA_REFERENCE, labels.no_data[0])
 
 
 @dataclass(frozen=True)
@@ -281,9 +311,6 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
     origin); the same design again writes what is missing (a killed run's rest) and rewrites
     nothing that exists, so a ``sample.csv`` labelled in place keeps its labels.
     """
-    from inference.assess.design import design_sample
-    from inference.assess.labelling_app import labelling_app_script
-
     design = design_sample(raster, n=n, target_se=target_se, target_class=target_class,
                            expected_ua=expected_ua, seed=seed, minimum=minimum)
     map_class = _map_classes(design, map_path)
@@ -331,8 +358,6 @@ def _map_classes(design: Design, map_path: str | None) -> np.ndarray:
     names = design.strata.classes
     if map_path is None or map_path == design.strata.path:
         return np.asarray([names[int(s)] for s in design.stratum])
-    from inference.assess.strata import class_names, values_at
-
     classes = class_names(map_path)
     values = values_at(map_path, design.lon, design.lat)
     return np.asarray([classes[v] if 0 <= v < len(classes) else "nodata" for v in values])

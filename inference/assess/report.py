@@ -12,21 +12,20 @@ net change areas with intervals (:func:`training.area_estimation.change_area`). 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from contract.quicklook import titled
-from core.errors import ConfigError, InputDataError
+from core.errors import ConfigError
 from core.jsonsafe import dumps
 from core.shareable import shareable
 from core.storage import atomic_path, atomic_write
-from inference.assess.design_file import BLIND, RECORD_FILE, DesignFile, read_design
+from inference.assess.design_file import BLIND, read_design
 from inference.assess.intervals import estimate, notes
 from inference.assess.point_files import REFERENCE_COLUMN, ReferencePoints, read_references
 from inference.assess.products import (
@@ -35,15 +34,8 @@ from inference.assess.products import (
     parse_comparison,
     sample_product,
 )
-from inference.assess.strata import (
-    CHANGE_NAMES,
-    Strata,
-    check_codes,
-    class_names,
-    read_strata,
-    values_at,
-)
-from inference.cog.maps import NODATA
+from inference.assess.sample_strata import check_strata_id, design_strata, raster_strata
+from inference.assess.strata import CHANGE_NAMES, Strata, check_codes, class_names, values_at
 from training.area_estimation import AreaAccuracy, change_area, stratified_estimates
 
 log = logging.getLogger(__name__)
@@ -116,6 +108,7 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     ``reference_path``: one labelled file or several (CEO exports of a split design);
     ``design``: the design folder, whose strata are then used (see module docstring).
     """
+    # lazy: the workflow imports torch, which scoring needs for nothing else
     from inference.predict.workflow import isa_class_index
 
     comparisons: list[Comparison] = [parse_comparison(c) for c in compare]
@@ -135,14 +128,10 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
                                               positions=design is None)
     drawn = read_design(design) if design is not None else None
     if drawn is not None:
-        strata, stratum, points = _design_strata(drawn, points)
+        strata, stratum, points = design_strata(drawn, points)
         check_strata_id(points, strata, paths, f"--design {design}")
     else:
-        strata = read_strata(strata_path or map_path)
-        check_points(points, strata, paths)
-        check_strata_id(points, strata, paths, f"the strata raster {strata.path}")
-        stratum = values_at(strata.path, points.lon, points.lat)
-        check_codes(stratum, strata.classes, f"the strata raster {strata.path}")
+        strata, stratum = raster_strata(points, strata_path or map_path, paths)
     own = values_at(map_path, points.lon, points.lat)
     check_codes(own, classes, f"the map {map_path}")
     products = [ProductAtPoints(MAP_NAME, map_path, classes, own, np.arange(len(classes)))]
@@ -167,73 +156,6 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     atomic_write(md_path, lambda fh: fh.write(markdown(report).encode()))
     plot = plot_report(report, out / "report.png")
     return Scores(report, json_path, md_path, plot)
-
-
-def check_points(points: ReferencePoints, strata: Strata, paths: Sequence[str | Path]) -> None:
-    """Refuse points scored on other strata than drew them, or with lon/lat swapped.
-
-    A labelled file beside its design's ``sample.json`` names the strata that drew it; without
-    ``--design`` or ``--strata`` a change design would be estimated with the map's classes.
-    """
-    for path in paths:
-        record = Path(path).parent / RECORD_FILE
-        try:
-            drawn_on = tuple(json.loads(record.read_text()).get("classes") or ())
-        except (OSError, ValueError, AttributeError):
-            continue
-        if drawn_on and drawn_on != tuple(strata.classes):
-            raise ConfigError(f"{path} was drawn on the strata {list(drawn_on)} ({record}), not "
-                              f"on the classes {list(strata.classes)} of {strata.path}; give "
-                              f"--design {Path(path).parent} (or --strata with the raster that "
-                              "drew it, e.g. the change COG)")
-    inside = values_at(strata.path, points.lon, points.lat) != NODATA
-    if inside.all() or (np.abs(points.lon) > 90).any():
-        return
-    swapped = values_at(strata.path, points.lat, points.lon) != NODATA
-    if swapped.sum() > max(inside.sum(), points.lon.size // 2):
-        raise ConfigError(f"{', '.join(map(str, paths))}: longitude and latitude look swapped "
-                          f"({int(swapped.sum())} of {swapped.size} points fall on the map "
-                          f"swapped, {int(inside.sum())} as given); write longitude first "
-                          "(GeoJSON [lon, lat], CSV lon and lat columns)")
-
-
-def check_strata_id(points: ReferencePoints, strata: Strata, paths: Sequence[str | Path],
-                    source: str) -> None:
-    """Refuse labelled files whose ``strata_id`` names other strata than the scorer's.
-
-    Sample files written since the column exists carry the digest of the strata that drew
-    them, so a file labelled away from its design folder (a change design, a map redrawn since)
-    is never estimated with another raster's strata; files without it are read as before.
-    """
-    if not points.strata_ids:
-        return
-    files = ", ".join(map(str, paths))
-    if len(points.strata_ids) > 1:
-        raise InputDataError(f"{files}: the points come from {len(points.strata_ids)} sample "
-                             f"designs (strata_id {', '.join(sorted(points.strata_ids))}); "
-                             "score each design's points on their own")
-    if strata.strata_id not in points.strata_ids:
-        raise ConfigError(f"{files} was drawn on other strata (strata_id "
-                          f"{next(iter(points.strata_ids))}) than {source} holds (strata_id "
-                          f"{strata.strata_id}: {', '.join(strata.classes)}), so its points "
-                          "would be weighted by the wrong strata; give --design with the "
-                          "folder `isamap-assess design` wrote for these points (or --strata "
-                          "with the raster that drew them, e.g. the change COG)")
-
-
-def _design_strata(drawn: DesignFile, points: ReferencePoints
-                   ) -> tuple[Strata, np.ndarray, ReferencePoints]:
-    """The design's strata, each labelled point's stratum, the points at the design's positions.
-
-    The design's positions are the pixel centres (a CEO export gives its samples' positions).
-    """
-    pos = drawn.positions(points.ids, points.no_data)
-    record = drawn.record
-    strata = Strata(str(record.get("strata_raster", "")), drawn.classes,
-                    tuple(int(v) for v in record.get("strata_pixels", [0] * len(drawn.classes))),
-                    drawn.strata_km2, str(record.get("crs", "")),
-                    float(record.get("resolution", 0.0)))
-    return strata, drawn.stratum[pos], replace(points, lon=drawn.lon[pos], lat=drawn.lat[pos])
 
 
 def change_report(strata: Strata, stratum: np.ndarray, reference: np.ndarray,

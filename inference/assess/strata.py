@@ -104,15 +104,26 @@ def read_strata(path: str, classes: Sequence[str] | None = None) -> Strata:
                   tuple(float(v) for v in area[:k]), crs, res)
 
 
+def pixels_at(path: str, lon: np.ndarray, lat: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raster's row and column under each lon/lat point, and whether it lies inside."""
+    with rasterio.open(files.gdal_path(path)) as ds:
+        return _pixels(ds, lon, lat)
+
+
+def _pixels(ds: rasterio.io.DatasetReader, lon: np.ndarray, lat: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xs, ys = warp_transform("EPSG:4326", ds.crs, list(map(float, lon)), list(map(float, lat)))
+    rows, cols = rasterio.transform.rowcol(ds.transform, xs, ys)
+    rows, cols = np.asarray(rows), np.asarray(cols)
+    return rows, cols, (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
+
+
 def values_at(path: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """The raster's values at lon/lat points (its nearest pixel; NODATA outside it)."""
     with rasterio.open(files.gdal_path(path)) as ds:
-        xs, ys = warp_transform("EPSG:4326", ds.crs, list(map(float, lon)),
-                                list(map(float, lat)))
-        rows, cols = rasterio.transform.rowcol(ds.transform, xs, ys)
-        rows, cols = np.asarray(rows), np.asarray(cols)
+        rows, cols, inside = _pixels(ds, lon, lat)
         out = np.full(rows.size, NODATA, dtype=np.int64)
-        inside = (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
         if inside.any():
             nodata = ds.nodata
             for i in np.flatnonzero(inside):  # one pixel each: a few hundred points

@@ -18,7 +18,8 @@ the mapping library's units of work) so that any number of workers can share it:
   keeps ``workers x threads <= --max-concurrent``.
 - **The model** is loaded once per worker process (``beam.utils.shared.Shared``: every DoFn
   instance of a process uses the same predictor) and predicts unit by unit
-  (:func:`inference.mapping.tiles.predict_tiles`). A scene-normalised model's statistics
+  (:func:`inference.mapping.tiles.predict_tiles`; the workers' side is
+  :mod:`inference.mapping.beam_workers`). A scene-normalised model's statistics
   are asked of Earth Engine once, by the launcher (:mod:`inference.mapping.ee_statistics`),
   and travel to every worker in the pipeline's task.
 - **Per-tile outputs** are small GeoTIFFs written atomically
@@ -42,76 +43,44 @@ COGs equal the streaming ones for every model, also one that pools over the whol
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contract.grid import Grid
-from core.digest import json_digest, text_sha256
+from core.digest import json_digest
 from core.errors import ConfigError
-from core.pipeline_options import (
-    RunnerConfig,
-    WorkerRequests,
-    pipeline_counters,
-    require_beam,
-    run_pipeline,
-)
+from core.pipeline_options import RunnerConfig, pipeline_counters, require_beam, run_pipeline
 from core.storage import files
+from engine.devices import layout_flag
+from engine.execution import Setting
 from gee_export.ee.beam_export import EarthEngineProject, SerializedImages, SessionFactory
 from inference.cog.maps import OutputInfo
-from inference.mapping.tiles import (
-    MapTile,
-    fetch_tile,
-    mosaic,
-    plan_tiles,
-    predict_tiles,
-    write_tile,
+from inference.mapping.beam_workers import (
+    METRICS_NAMESPACE,
+    MOSAIC_RECORD,
+    MapTask,
+    Mosaic,
+    Predictor,
+    local_copy,
+    make_dofn,
+    tile_path,
 )
+from inference.mapping.dates import DatePredictor, date_inputs, ee_date_image
+from inference.mapping.ee_statistics import date_statistics
+from inference.mapping.request import MapRequest, ModelDataset
+from inference.mapping.tiles import MapTile, plan_tiles
 from inference.predict.lattice import Lattice, batches
 from inference.predict.raster import PredictionResult
 from inference.predict.runtime import RuntimeOptions
-
-if TYPE_CHECKING:
-    from training.data import NormStats
-    from training.modelfile import LoadedModel, ModelMeta
+from inference.predict.workflow import Outputs, finish_outputs, isa_class_index, model_output_info
+from training.data import NormStats
+from training.modelfile import LoadedModel, load_model, read_model_file
 
 log = logging.getLogger(__name__)
-
-METRICS_NAMESPACE = "isamap.map"
-MOSAIC_RECORD = "mosaic.json"
-
-
-@dataclass(frozen=True)
-class _MapTask:
-    """What every worker needs (picklable: sessions, stores and models open on the worker)."""
-
-    sessions: SessionFactory
-    images: SerializedImages
-    grid: Grid
-    bands: tuple[str, ...]
-    model_file: str
-    options: RuntimeOptions
-    isa_class: int
-    tiles_dir: str
-    threads: int
-    scene: NormStats | None = None  # the date's statistics (a scene-normalised model)
-    batch_size: int = 1  # the streaming predictor's (a lone tile of a row runs beside a copy)
-
-
-Unit = tuple[MapTile, ...]  # one batch of the streaming predictor
-
-
-def tile_path(tiles_dir: str, tile: MapTile) -> str:
-    """Where a tile's GeoTIFF goes (local path or gs:// URI)."""
-    return f"{tiles_dir.rstrip('/')}/{tile.name}.tif"
 
 
 def map_fingerprint(model_id: str, identity: str, lattice: Lattice,
@@ -124,173 +93,6 @@ def map_fingerprint(model_id: str, identity: str, lattice: Lattice,
     parts: list = [model_id, identity, [lattice.tile, lattice.overlap, lattice.blend,
                                         lattice.placement]]
     return json_digest([*parts, normalisation] if normalisation else parts, 16)
-
-
-def _local_copy(model_file: str) -> str:
-    """A local path of the model file (gs:// model files are downloaded once per process)."""
-    if not files.is_gcs(model_file):
-        return model_file
-    target = (Path(tempfile.gettempdir()) / "isamap-models" / text_sha256(model_file, 16)
-              / model_file.rsplit("/", 1)[-1])
-    if not target.exists():
-        store, name = files.store_of(model_file)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        store.download_file(name, target)
-    return str(target)
-
-
-class _Predictor:
-    """A worker process's model (weak-referenceable, as ``Shared`` requires).
-
-    ``scene``: the date's statistics a scene-normalised model maps with; ``check_only``: the
-    predictor is built only to check it (int8 before a pipeline starts), so such a model
-    takes the statistics its file records instead.
-    """
-
-    def __init__(self, model_file: str, options: RuntimeOptions, isa_class: int,
-                 scene: NormStats | None = None, check_only: bool = False) -> None:
-        from inference.predict.runtime import TilePredictor
-        from inference.predict.scene import recorded_statistics
-        from training.modelfile import load_model_file
-
-        model, meta = load_model_file(_local_copy(model_file))
-        if check_only and meta.norm == "scene":
-            scene = recorded_statistics(meta)
-        self.scale = int(meta.output_scale)
-        patches = int8_patches(meta) if options.precision == "int8" else None
-        self.predictor = TilePredictor.for_model(model, meta, scene, options=options,
-                                                 int8_patches=patches, isa_class=isa_class)
-        self.lock = threading.Lock()  # one forward pass at a time per process (GPU memory)
-
-
-def int8_patches(meta: ModelMeta) -> Any:
-    """The model file's own training patches, which every worker calibrates int8 on.
-
-    A worker calibrating on its own first tiles would quantize the model its own way, and
-    the map would depend on which worker predicted which tile: int8 in a pipeline needs the
-    patches every worker reads alike, or it is refused.
-    """
-    from inference.predict.calibration import model_file_patches
-
-    patches = model_file_patches(meta)
-    if patches is None:
-        raise ConfigError("--precision int8 with --runner calibrates every worker on the model "
-                          "file's training patches, which cannot be read here (see the log); "
-                          "use --precision bf16, or map without --runner")
-    return patches
-
-
-def _make_dofn() -> type:
-    beam: Any = require_beam()  # an optional extra: untyped here
-    from apache_beam.metrics import Metrics
-    from apache_beam.utils.shared import Shared
-
-    class PredictTiles(beam.DoFn):
-        """Fetch a batch of tiles (``threads`` at once), predict and write each."""
-
-        def __init__(self, task: _MapTask) -> None:
-            self.task = task
-            self.shared = Shared()
-
-        def setup(self) -> None:
-            t = self.task
-            self.session = t.sessions()
-            self.image = t.images.load()[0]
-            self.model = self.shared.acquire(
-                partial(_Predictor, t.model_file, t.options, t.isa_class, t.scene),
-                tag=(t.model_file, repr(t.options), t.isa_class, repr(t.scene)))
-            self.work = Path(tempfile.mkdtemp(prefix="isamap-tiles-"))
-            self.counters = {name: Metrics.counter(METRICS_NAMESPACE, name)
-                             for name in ("predicted", "skipped", "retries")}
-            self.requests = WorkerRequests(self.session, t.threads, "isamap-tiles",
-                                           self.counters["retries"])
-
-        def _fetch(self, tile: MapTile) -> Any:
-            with self.requests.gate:
-                return fetch_tile(self.session, self.image, self.task.grid, tile,
-                                  self.task.bands)
-
-        def process(self, units: Sequence[Unit]):
-            t = self.task
-            # a unit is predicted whole (its batch), but only its missing tiles are written: a
-            # retried bundle or a resumed run finds the others finished
-            missing = [[tile for tile in unit if not files.exists(tile_path(t.tiles_dir, tile))]
-                       for unit in units]
-            futures = [[self.requests.pool.submit(self._fetch, tile) for tile in unit] if todo
-                       else [] for unit, todo in zip(units, missing, strict=True)]
-            try:
-                for unit, todo, fetched in zip(units, missing, futures, strict=True):
-                    if not todo:
-                        self.counters["skipped"].inc(len(unit))
-                        continue
-                    data = [future.result() for future in fetched]
-                    with self.model.lock:
-                        maps = predict_tiles(self.model.predictor, data, unit, t.isa_class,
-                                             t.batch_size)
-                    for tile, (classes, prob) in zip(unit, maps, strict=True):
-                        if tile in todo:
-                            self._write(tile, classes, prob)
-                            yield tile.name
-            finally:  # a failed bundle fetches no more: the runner retries it whole
-                for future in (f for unit in futures for f in unit):
-                    future.cancel()
-                self.requests.report_retries()
-
-        def _write(self, tile: MapTile, classes: Any, prob: Any) -> None:
-            t = self.task
-            target = tile_path(t.tiles_dir, tile)
-            if files.is_gcs(target):
-                local = write_tile(self.work / f"{tile.name}.tif", classes, prob, t.grid,
-                                   tile, self.model.scale)
-                files.upload_file(local, target)
-                local.unlink()
-            else:
-                write_tile(target, classes, prob, t.grid, tile, self.model.scale)
-            self.counters["predicted"].inc()
-
-        def teardown(self) -> None:
-            if getattr(self, "requests", None) is not None:
-                self.requests.close()
-
-    return PredictTiles
-
-
-@dataclass(frozen=True)
-class _Mosaic:
-    """The last step: every tile into the two COGs, then the record that the date is done."""
-
-    tiles: tuple[MapTile, ...]
-    tiles_dir: str
-    grid: Grid
-    out_prefix: str
-    info: OutputInfo
-    scale: int
-    lattice: tuple[tuple[str, str], ...]
-    runtime: tuple[tuple[str, str], ...] = ()
-
-    def __call__(self, _predicted: list[str]) -> str:
-        with tempfile.TemporaryDirectory(prefix="isamap-mosaic-") as work:
-            parts = []
-            for tile in self.tiles:
-                path = tile_path(self.tiles_dir, tile)
-                if files.is_gcs(path):  # GDAL reads local tiles fastest; the VRT names them
-                    local = Path(work) / "tiles" / f"{tile.name}.tif"
-                    local.parent.mkdir(parents=True, exist_ok=True)
-                    store, name = files.store_of(path)
-                    store.download_file(name, local)
-                    path = str(local)
-                parts.append((path, tile))
-            mosaic(parts, self.grid, self.out_prefix, self.info, Path(work) / "vrt",
-                   lattice=dict(self.lattice), scale=self.scale, runtime=dict(self.runtime))
-        store, name = files.store_of(f"{self.tiles_dir.rstrip('/')}/{MOSAIC_RECORD}")
-        store.write_bytes(name, json.dumps({"tiles": len(self.tiles),
-                                            "lattice": dict(self.lattice),
-                                            "class": self.out_prefix.rsplit("/", 1)[-1]
-                                            + "_class.tif",
-                                            "probability": self.out_prefix.rsplit("/", 1)[-1]
-                                            + "_prob.tif"},
-                                           sort_keys=True).encode())
-        return self.out_prefix
 
 
 def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], model_file: str,
@@ -325,30 +127,21 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
     """
     started = time.monotonic()
     options = options or RuntimeOptions()
-    runner.check(needs_torch=True)
-    if runner.runner == "dataflow" and not (files.is_gcs(out_prefix)
-                                            and files.is_gcs(model_file)):
-        raise ConfigError("Dataflow workers read the model and write the map on Cloud Storage: "
-                          "give --out gs://... and a --model on gs://")
+    _check_runner_paths(runner, out_prefix, model_file)
     beam: Any = require_beam()  # an optional extra: untyped here
     pipeline_options = runner.pipeline_options()
     lattice = Lattice(tile, overlap, "core")
     tiles = plan_tiles(grid, lattice)
-    month_dir = out_prefix.rsplit("/", 1)[0]
-    if model is None:
-        from training.modelfile import load_model
-
-        model = load_model(_local_copy(model_file))
-    fingerprint = map_fingerprint(model.file_id, identity, lattice, info.normalisation)
-    tiles_dir = f"{month_dir}/tiles/{fingerprint}"
+    model = model or load_model(local_copy(model_file))
+    tiles_dir = (f"{out_prefix.rsplit('/', 1)[0]}/tiles/"
+                 f"{map_fingerprint(model.file_id, identity, lattice, info.normalisation)}")
     scale = int(model.meta.output_scale)
     result = PredictionResult(f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif",
                               grid.width * scale, grid.height * scale,
                               tuple(grid.scaled(scale).transform if scale > 1 else grid.transform),
                               grid.crs, len(tiles), 0.0, 0.0, 0, True)
-    done = [files.exists(p) for p in (result.class_path, result.prob_path,
-                                      f"{tiles_dir}/{MOSAIC_RECORD}")]
-    if all(done):
+    if all(files.exists(p) for p in (result.class_path, result.prob_path,
+                                     f"{tiles_dir}/{MOSAIC_RECORD}")):
         log.info("%s: already mapped (%d tiles)", out_prefix, len(tiles))
         return result
     todo = [t for t in tiles if not files.exists(tile_path(tiles_dir, t))]
@@ -357,19 +150,13 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
     log.info("%s: %d of %d tiles to predict on the %s runner (%d workers x %d requests)%s",
              out_prefix, len(todo), len(tiles), runner.runner, runner.workers, runner.threads,
              " [dry run: nothing is submitted]" if runner.dry_run else "")
-    task = _MapTask(sessions, SerializedImages.of(image), grid, tuple(bands), model_file,
-                    options, isa_class, tiles_dir, runner.threads, scene, batch_size)
+    task = MapTask(sessions, SerializedImages.of(image), grid, tuple(bands), model_file,
+                   options, isa_class, tiles_dir, runner.threads, scene, batch_size)
+    last = Mosaic(tuple(tiles), tiles_dir, grid, out_prefix, info, scale,
+                  tuple(lattice.tags((grid.x0, grid.y0)).items()),
+                  tuple(runtime_tags(options).items()))
     pipeline = beam.Pipeline(options=pipeline_options)
-    (pipeline
-     | "TodoUnits" >> beam.Create(units, reshuffle=False)
-     | "Spread" >> beam.Reshuffle()
-     | "Bundle" >> beam.BatchElements(min_batch_size=1,
-                                      max_batch_size=max(1, 2 * runner.threads // batch_size))
-     | "FetchPredictWrite" >> beam.ParDo(_make_dofn()(task))
-     | "AllTiles" >> beam.combiners.ToList()
-     | "Mosaic" >> beam.Map(_Mosaic(tuple(tiles), tiles_dir, grid, out_prefix, info, scale,
-                                   tuple(lattice.tags((grid.x0, grid.y0)).items()),
-                                   tuple(runtime_tags(options).items()))))
+    _add_steps(beam, pipeline, units, task, last, max(1, 2 * runner.threads // batch_size))
     outcome = run_pipeline(pipeline, resume="finished tiles are kept")
     if not runner.dry_run:
         counts = pipeline_counters(outcome, METRICS_NAMESPACE)
@@ -382,6 +169,27 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                             runner.dry_run)
 
 
+def _check_runner_paths(runner: RunnerConfig, out_prefix: str, model_file: str) -> None:
+    """The runner's own checks, and Dataflow's workers reading and writing Cloud Storage."""
+    runner.check(needs_torch=True)
+    if runner.runner == "dataflow" and not (files.is_gcs(out_prefix)
+                                            and files.is_gcs(model_file)):
+        raise ConfigError("Dataflow workers read the model and write the map on Cloud Storage: "
+                          "give --out gs://... and a --model on gs://")
+
+
+def _add_steps(beam: Any, pipeline: Any, units: Sequence[tuple[MapTile, ...]], task: MapTask,
+               last: Mosaic, bundle: int) -> None:
+    """The date's pipeline: its units spread over the workers, predicted, then the mosaic."""
+    (pipeline
+     | "TodoUnits" >> beam.Create(units, reshuffle=False)
+     | "Spread" >> beam.Reshuffle()
+     | "Bundle" >> beam.BatchElements(min_batch_size=1, max_batch_size=bundle)
+     | "FetchPredictWrite" >> beam.ParDo(make_dofn()(task))
+     | "AllTiles" >> beam.combiners.ToList()
+     | "Mosaic" >> beam.Map(last))
+
+
 def _stage_model(model: LoadedModel, out: str) -> str:
     """Upload a local model file beside the map (``<out>/models/``) for Dataflow's workers."""
     uri = f"{out.rstrip('/')}/models/{model.file_id}-{Path(model.path).name}"
@@ -390,8 +198,10 @@ def _stage_model(model: LoadedModel, out: str) -> str:
     return uri
 
 
-def check_runner(request: Any, runner: RunnerConfig) -> None:
-    """Refuse a pipeline map that cannot work, before anything is fetched or predicted."""
+def check_runner(request: MapRequest) -> None:
+    """Refuse a pipeline map (``request.runner``) that cannot work, before any fetch."""
+    runner = request.runner
+    assert runner is not None
     if request.backend != "ee" or request.method != "pixels":
         raise ConfigError("--runner maps with computePixels tiles: use --backend ee and "
                           "--method pixels")
@@ -410,7 +220,7 @@ def check_runner(request: Any, runner: RunnerConfig) -> None:
             raise ConfigError("--precision int8 calibrates every worker on the model file's "
                               "training patches, which Dataflow workers cannot read: use "
                               "--precision bf16 on Dataflow")
-        _Predictor(request.model_file, request.options, _isa_index(request.model_file),
+        Predictor(request.model_file, request.options, _isa_index(request.model_file),
                    check_only=True).predictor.check_int8()
 
 
@@ -421,9 +231,6 @@ def runtime_tags(options: RuntimeOptions) -> dict[str, str]:
     machine), which the driver never sees; an explicit precision and layout are what every
     worker ran, labelled as the streamed map labels its choice (``Setting.label``).
     """
-    from engine.devices import layout_flag
-    from engine.execution import Setting
-
     layout = layout_flag(options.channels_last)
     if options.precision == "int8":
         label = Setting("int8").label
@@ -440,38 +247,29 @@ def runtime_tags(options: RuntimeOptions) -> dict[str, str]:
 
 def _isa_index(model_file: str) -> int:
     """The impervious class's index in the model's classes (as every date maps it)."""
-    from inference.predict.workflow import isa_class_index
-    from training.modelfile import read_model_file
-
     return isa_class_index(tuple(read_model_file(model_file)[0].class_names))
 
 
-def describe_pipeline(request: Any, grid: Grid, runner: RunnerConfig) -> str:
+def describe_pipeline(request: MapRequest, grid: Grid) -> str:
     """The dry run's lines for a pipeline map: its tile units and the runner's options."""
+    assert request.runner is not None
     tiles = len(plan_tiles(grid, request.lattice()))
     return (f"  pipeline    {tiles:,} tiles per date ({request.tile} px, {request.overlap} px "
             f"overlap, each keeping the core it owns; one computePixels request each), "
             f"per-tile GeoTIFFs under {request.out.rstrip('/')}"
-            "/<date>/tiles/, then a VRT mosaic into the COGs\n" + runner.describe())
+            "/<date>/tiles/, then a VRT mosaic into the COGs\n" + request.runner.describe())
 
 
-def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None) -> Any:
+def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None
+                   ) -> DatePredictor:
     """A ``predict_date`` for :func:`inference.mapping.dates.map_dates`: each date as a pipeline.
 
     ``sessions`` opens the workers' Earth Engine sessions (default: the request's project,
     with the worker's own service account on Dataflow).
     """
 
-    def run(request: Any, grid: Grid, model: LoadedModel, dataset: Any, month: str,
-            session: Any) -> Any:
-        from inference.mapping.dates import date_inputs, ee_date_image
-        from inference.mapping.ee_statistics import date_statistics
-        from inference.predict.workflow import (
-            finish_outputs,
-            isa_class_index,
-            model_output_info,
-        )
-
+    def run(request: MapRequest, grid: Grid, model: LoadedModel, dataset: ModelDataset,
+            month: str, session: Any) -> tuple[Outputs, dict[str, Any]]:
         meta = model.meta
         image, identity = ee_date_image(request, grid, meta, dataset, month, session)
         scene = date_statistics(session, image, grid, meta, month)  # once, by the launcher

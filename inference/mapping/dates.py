@@ -32,18 +32,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import rasterio
+import rasterio.errors
+
 from contract.bands import PRODUCT
 from contract.grid import Grid
-from core.errors import (
-    EarthEngineError,
-    EmptyCompositeError,
-)
+from core.errors import EarthEngineError, EmptyCompositeError, InputDataError
 from core.shareable import shareable, shareable_path
-from core.storage import files
+from core.storage import LocalStore, atomic_write, files
+from gee_export.ee.export import fetch_window
+from gee_export.ee.prediction_stack import (
+    composite_windows,
+    export_prediction_stack,
+    prediction_image,
+    recipe_for_month,
+)
+from gee_export.ee.request_region import request_geometry
+from gee_export.local.compositing import LocalRecipe
+from gee_export.local.plan import make_local_plan
+from gee_export.local.stack import plan_local_stack, write_local_stack
+from inference.mapping.ee_statistics import date_statistics
+from inference.mapping.fetched import FetchedSource
 from inference.mapping.request import MapRequest, ModelDataset
+from inference.predict.lattice import check_same, grid_offset
+from inference.predict.sources import MaskedFileSource, WindowSource
+from inference.predict.workflow import predict_with_model_file
 
 if TYPE_CHECKING:
-    from gee_export.local.compositing import LocalRecipe
     from training.data import NormStats
     from training.modelfile import LoadedModel, ModelMeta
 
@@ -97,8 +112,6 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
     prediction of one date when given (the Beam pipeline, :mod:`inference.mapping.beam_map`); it
     returns the date's :class:`inference.predict.workflow.Outputs`.
     """
-    from inference.predict.workflow import predict_with_model_file
-
     config = request.predict_config()
     local = request.product_dir()
     check_series_lattice(request, grid)
@@ -142,11 +155,6 @@ def check_series_lattice(request: MapRequest, grid: Grid) -> None:
     The series' lattice is in its ``map.json``, and in the tags of each date's class COG (a
     killed run may have left dates before writing ``map.json``).
     """
-    import rasterio
-    import rasterio.errors
-
-    from inference.predict.lattice import check_same
-
     lattice, origin = request.lattice(), (grid.x0, grid.y0)
     record = request.product_dir() / "map.json"
     if record.is_file():
@@ -171,8 +179,6 @@ def check_series_lattice(request: MapRequest, grid: Grid) -> None:
 
 def _remove_killed_stacks(stacks: Path) -> None:
     """Delete the half-written stack files a killed run left (the map's lock is held)."""
-    from core.storage import LocalStore
-
     if stacks.is_dir():
         removed = LocalStore(stacks).remove_temporaries()
         if removed:
@@ -222,8 +228,6 @@ def local_recipe(dataset: ModelDataset,
     ``--allow-l1c``, ...) replace the recorded ones; scenes without a date take
     ``--scene-date``, else the date the training export recorded.
     """
-    from gee_export.local.compositing import LocalRecipe
-
     recorded = dict(dataset.recipe.get("local_recipe") or dataset.recipe)
     recipe = LocalRecipe.from_dict({k: v for k, v in recorded.items()
                                     if k in LocalRecipe.__dataclass_fields__})
@@ -232,18 +236,12 @@ def local_recipe(dataset: ModelDataset,
 
 def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
                   month: str, session: Any) -> _Opened:
-    from gee_export.local.stack import plan_local_stack, write_local_stack
-
     recipe = local_recipe(dataset, request.scene_reading)
     work = request.product_dir() / ".stacks" / month
     work.mkdir(parents=True, exist_ok=True)
     plan = plan_local_stack(request.local_scenes(), grid, month, tuple(meta.bands), None, None,
                             recipe.speckle, work, recipe=recipe)
     stack = write_local_stack(plan, progress=request.progress)
-    import rasterio
-
-    from inference.predict.sources import MaskedFileSource
-
     with rasterio.open(stack.image) as ds:  # the recipe signature names its inputs
         signature = ds.tags().get("ISAMAP_RECIPE", "")
     source = MaskedFileSource(stack.image, identity=f"{stack.image}#{signature}")
@@ -260,9 +258,6 @@ def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str],
         InputDataError: ``--scenes`` is missing or holds no raster, or a date has no scene of
             a sensor the model needs on the grid (what would stop the real run).
     """
-    from core.errors import InputDataError
-    from gee_export.local.plan import make_local_plan
-
     scenes = [request.scenes] if isinstance(request.scenes, (str, os.PathLike)) else list(
         request.scenes or [])
     missing = [str(s) for s in scenes
@@ -291,9 +286,6 @@ def ee_date_image(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
     Asks the session for the date's composite windows (clear Sentinel-2 observations,
     Sentinel-1 scenes); raises :class:`EmptyCompositeError` for a date without data.
     """
-    from gee_export.ee.prediction_stack import composite_windows, prediction_image, recipe_for_month
-    from gee_export.ee.request_region import request_geometry
-
     geometry = request_geometry(request.region)  # the box: requests stay small
     date = composite_windows(session, geometry, request.region.name,
                              recipe_for_month(dataset.recipe, tuple(meta.bands), month,
@@ -303,13 +295,6 @@ def ee_date_image(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
 
 def _ee_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
                month: str, session: Any) -> _Opened:
-    from gee_export.ee.export import fetch_window
-    from gee_export.ee.prediction_stack import export_prediction_stack
-    from inference.mapping.ee_statistics import date_statistics
-    from inference.mapping.fetched import FetchedSource
-    from inference.predict.lattice import grid_offset
-    from inference.predict.sources import MaskedFileSource, WindowSource
-
     image, identity = ee_date_image(request, grid, meta, dataset, month, session)
     if request.method == "tasks":
         # the pixels the lattice's tiles reach past the region are exported too, so the
@@ -341,7 +326,6 @@ def write_run_record(request: MapRequest, grid: Grid, model: LoadedModel,
     name (:mod:`core.shareable`), and ``out`` is kept only when it is a Cloud
     Storage URI.
     """
-    from core.storage import atomic_write
     path = os.fspath(request.model_file)
     record = {"region": request.region.name, "bbox": list(request.region.bbox),
               "grid": grid.to_dict(), "lattice": request.lattice().record((grid.x0, grid.y0)),

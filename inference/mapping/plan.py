@@ -8,12 +8,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from contract.grid import Grid
+from gee_export.ee.band_statistics import sample_scale
 from gee_export.ee.budget import format_budget
 from gee_export.ee.compute import ComputeEstimate, estimate, format_estimate
 from gee_export.ee.export import MAX_WORKERS
+from gee_export.ee.pixels import split_request
+from gee_export.ee.plan import format_duration
+from gee_export.ee.prediction_stack import stack_tiles
+from gee_export.ee.tasks import CONCURRENT_BATCH_TASKS, TASK_MINUTES, tasks_hours
+from inference.mapping.fetched import fetch_layout, layout_requests
 from inference.mapping.request import MapRequest
-
-DEFAULT_LATENCY_S = 0.4  # a computePixels round trip for one 512 px tile (plans only)
+from inference.predict.sources import SAMPLE_SIDE
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,6 @@ class MapPlan:
                   + self.statistics_per_date * self.latency_s)  # before the tiles, alone
                  if self.backend == "ee" else 0.0)  # local scenes: no request
         if self.method == "tasks" and self.compute is not None:  # batch tasks, two at a time
-            from gee_export.ee.tasks import tasks_hours
-
             fetch = tasks_hours(self.compute.requests // len(self.dates)) * 3600.0
         model = self.tiles_per_date * self.model_seconds_per_tile
         return max(fetch, model) * len(self.dates)
@@ -68,20 +71,17 @@ class MapPlan:
 
 
 def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
-             model_seconds_per_tile: float, latency_s: float = DEFAULT_LATENCY_S,
-             crs_note: str | None = None, scene: bool = False) -> MapPlan:
+             model_seconds_per_tile: float, crs_note: str | None = None,
+             scene: bool = False) -> MapPlan:
     """Tiles, requests, bytes and a time estimate of ``request`` (pure).
+
+    Requests take ``request.latency_s`` each.
 
     ``scene``: the model normalises each map by its input's statistics, which tiles fetched
     with computePixels ask Earth Engine for first: one ``reduceRegion`` per date
     (:mod:`inference.mapping.ee_statistics`), counted with the grid's pixels as its compute
     (its image is computed on the grid, then sampled).
     """
-    from gee_export.ee.band_statistics import sample_scale
-    from gee_export.ee.pixels import split_request
-    from inference.mapping.fetched import fetch_layout, layout_requests
-    from inference.predict.sources import SAMPLE_SIDE
-
     layout = fetch_layout(grid, request.tile, request.overlap, request.lattice().blend)
     tiles = sum(len(row) for row in layout)
     groups = [g for row in layout_requests(layout, len(bands), request.workers) for g in row]
@@ -91,8 +91,6 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
     compute = None
     statistics = int(scene and request.method == "pixels" and request.backend == "ee")
     if request.backend == "ee":
-        from gee_export.ee.prediction_stack import stack_tiles
-
         if request.method == "pixels":  # overlapping tiles are computed once per request
             pixels = sum(g.window.height * g.window.width for g in groups)
             pixels += statistics * grid.width * grid.height
@@ -102,7 +100,8 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
             compute = estimate(len(stack_tiles(grid)) * len(request.dates),
                                grid.width * grid.height * len(request.dates), interactive=False)
     return MapPlan(request.region.name, grid, request.dates, request.backend, request.method,
-                   tiles, requests, nbytes, request.workers, model_seconds_per_tile, latency_s,
+                   tiles, requests, nbytes, request.workers, model_seconds_per_tile,
+                   request.latency_s,
                    crs_note, compute, statistics,
                    sample_scale(grid, SAMPLE_SIDE) if statistics else None,
                    request.max_eecu_hours)
@@ -110,9 +109,6 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
 
 def format_plan(plan: MapPlan) -> str:
     """The plan, one fact per line."""
-    from gee_export.ee.plan import format_duration
-    from gee_export.ee.tasks import CONCURRENT_BATCH_TASKS, TASK_MINUTES
-
     g = plan.grid
     lines = [
         f"Map plan (dry run: nothing sent to Earth Engine) for region {plan.region!r}",

@@ -3,7 +3,8 @@
 The map is built from exactly what the model was trained on: the model file records its
 dataset (bands, grid, recipe, backend; :func:`training.run_inputs.dataset_record`), and every date
 is composited with that recipe on a grid in the region's UTM zone at the model's resolution,
-on the dataset's pixel lattice when the zone is the same (:func:`region_grid`).
+on the dataset's pixel lattice when the zone is the same
+(:func:`inference.mapping.map_grid.region_grid`).
 """
 
 
@@ -17,13 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from contract.dataset import read_manifest
-from contract.grid import Grid, projected_crs, utm_caveat, utm_epsg
+from contract.grid import Grid
+from contract.publishing import PublishOptions
 from contract.regions import Region
+from core.commands import check_range
 from core.errors import (
     ConfigError,
     IsamapError,
 )
 from core.months import check_month, parse_months
+from core.pipeline_options import RunnerConfig
 from core.storage import files
 from gee_export.ee.budget import check_max_eecu_hours
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
@@ -43,6 +47,7 @@ log = logging.getLogger(__name__)
 Backend = Literal["ee", "local"]
 Method = Literal["pixels", "tasks"]
 ChangeRule = Literal["spectral", "margin"]
+DEFAULT_LATENCY_S = 0.4  # a computePixels round trip for one 512 px tile (plans only)
 
 
 @dataclass(frozen=True)
@@ -109,50 +114,6 @@ def check_recipe(meta: ModelMeta, dataset: ModelDataset, backend: Backend,
     for problem in problems:
         log.warning("recipe mismatch accepted (--allow-recipe-mismatch): %s", problem)
     return problems
-
-
-def region_grid(region: Region, resolution: float, dataset_grid: Grid | None = None,
-                crs: str | None = None) -> tuple[Grid, str | None]:
-    """The map's grid in ``crs`` (default: the region's UTM zone) at ``resolution``.
-
-    The grid sits on the dataset's pixel lattice when its CRS is the training grid's.
-
-    Returns the grid and, when the region lies in another CRS than the training grid, a
-    sentence saying so (the inputs are then composited in the map's own CRS).
-    """
-    if crs is None:
-        caveat = utm_caveat(region.bbox)
-        lon, lat = region.centroid
-        if abs(lat) > 84:
-            raise ConfigError(f"region {region.name!r} is centred above 84° latitude, outside "
-                              f"the UTM zones: {caveat}")
-        if caveat:
-            log.warning("region %r: %s", region.name, caveat)
-        crs = f"EPSG:{utm_epsg(lon, lat)}"
-    else:
-        crs = projected_crs(crs)
-    grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution)
-    note = None
-    if dataset_grid is not None:
-        if dataset_grid.crs == crs:
-            grid = _on_lattice(grid, dataset_grid)
-        else:
-            note = (f"region {region.name!r} is mapped in {crs}, not the model's training CRS "
-                    f"{dataset_grid.crs}; its inputs are composited and mapped in {crs} at "
-                    f"{resolution:g} m (the recipe does not depend on the CRS)")
-    return grid, note
-
-
-def _on_lattice(grid: Grid, lattice: Grid) -> Grid:
-    """``grid`` widened to whole pixels of ``lattice`` (same CRS and resolution)."""
-    res = lattice.resolution
-    x0 = lattice.x0 + math.floor((grid.x0 - lattice.x0) / res + 1e-9) * res
-    y0 = lattice.y0 - math.floor((lattice.y0 - grid.y0) / res + 1e-9) * res
-    east, south = grid.bounds[2], grid.bounds[1]
-    width = max(1, math.ceil((east - x0) / res - 1e-9))
-    height = max(1, math.ceil((y0 - south) / res - 1e-9))
-    return Grid(grid.crs, float(x0), float(y0), width, height, res, lattice.patch_size,
-                lattice.stride)
 
 
 def parse_dates(months: str | None, years: str | None, month_of_year: Callable[[], str]
@@ -231,6 +192,16 @@ class MapRequest:
             None: :meth:`rule` decides (spectral where the run keeps each date's stack).
         spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
         vectors: also write each date's built-up polygons (:mod:`inference.predict.vectors`).
+        publish: the Earth Engine asset folder the series is published into, as the
+            ImageCollection ``<publish>/isa_<region>`` (None: not published).
+        publishing: how it is published (project, upload prefix, readers, overwrite, wait).
+        publish_dry_run: map, then only prepare the publication (manifests and app saved and
+            printed; nothing uploaded), as the demo does without an account.
+        dry_run: print the plan, the manifests and the app only; map nothing, and make no
+            Earth Engine call.
+        latency_s: computePixels seconds per request the dry run's time estimate assumes.
+        runner: map each date as an Apache Beam pipeline of tiles on this runner
+            (:mod:`inference.mapping.beam_map`) instead of streaming it (None).
         max_eecu_hours: ``--max-eecu-hours``, the Earth Engine compute the run may spend
             (:mod:`gee_export.ee.budget`; None: no bound).
     """
@@ -268,9 +239,16 @@ class MapRequest:
     change_rule: ChangeRule | None = None
     spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD
     vectors: VectorOptions | None = None
+    publish: str | None = None
+    publishing: PublishOptions = field(default_factory=PublishOptions)
+    publish_dry_run: bool = False
+    dry_run: bool = False
+    latency_s: float = DEFAULT_LATENCY_S
+    runner: RunnerConfig | None = None
     max_eecu_hours: float | None = None
 
     def __post_init__(self) -> None:
+        self._check_outputs()
         if not 0 <= self.margin() < 0.5:
             raise ConfigError(f"--change-margin must be in [0, 0.5), got {self.change_margin}")
         if self.change_margin and self.temporal_consistency:
@@ -298,6 +276,17 @@ class MapRequest:
             raise ConfigError("--method tasks exports the stack with Earth Engine to Cloud "
                               "Storage: use --backend ee and --out gs://BUCKET/PREFIX")
         self.predict_config()
+
+    def _check_outputs(self) -> None:
+        """What the run writes besides the maps: the zones' names, the publication, the plan."""
+        check_range("--latency", self.latency_s, 0.0,
+                    hint="seconds one computePixels request takes")
+        if self.publish is not None and not self.publish.strip():
+            raise ConfigError("--publish '' names no asset folder; give the Earth Engine folder "
+                              "to publish into (e.g. --publish projects/my-project/assets/isa), "
+                              "or leave --publish out to map without publishing")
+        if self.zones_name and not self.zones:
+            raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
 
     def _check_change_rule(self) -> None:
         if self.change_rule not in (None, "spectral", "margin"):

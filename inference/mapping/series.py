@@ -42,6 +42,8 @@ from core.errors import InputDataError
 from core.storage import atomic_path, atomic_write, files
 from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
+from inference.mapping import consistency as consistency_rule
+from inference.predict import change as change_rules
 from inference.predict import stats
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.spectral_stacks import NAME, SpectralStacks, spectral_stacks
@@ -127,16 +129,15 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     (:func:`inference.predict.change.margin_change`); else on the class maps. A COG whose
     tags name another rule, threshold or margin, or other class maps, is redone.
     """
-    from inference.predict import change as rule
-
     want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b),
             "temporal_consistency": "applied" if consistent else "not applied",
             "impervious": stats.IMPERVIOUS_TAG}  # a map made before one definition is redone
     if spectral is not None:
-        want.update(change_rule=rule.SPECTRAL_RULE,
+        want.update(change_rule=change_rules.SPECTRAL_RULE,
                     spectral_threshold=f"{spectral.threshold:g}")
     else:
-        want.update(change_margin=f"{margin:g}", change_rule=rule.RULE if margin > 0 and probs
+        want.update(change_margin=f"{margin:g}",
+                    change_rule=change_rules.RULE if margin > 0 and probs
                     else "class maps differenced")
     current, tags = False, {}
     if files.exists(out):
@@ -201,25 +202,9 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
     prob_maps = {m: o.prediction.prob_path for m, o in mapped}
     consistency: dict[str, Any] = {"applied": bool(temporal_consistency)}
     if temporal_consistency:
-        from inference.mapping import consistency as rule
-
-        consistent = {m: f"{out.rstrip('/')}/consistent/isa_{m}_class.tif" for m in class_maps}
-        relabelled = rule.apply_to_maps(list(class_maps.values()), list(consistent.values()),
-                                        isa_class)
-        consistency.update(rule=rule.RULE, assumption=rule.ASSUMPTION, class_maps={
-                               m: p.removeprefix(out.rstrip("/") + "/")
-                               for m, p in consistent.items()},
-                           pixels_relabelled={m: relabelled[p] for m, p in consistent.items()})
-        class_maps = consistent
-    area_rows: list[SeriesAreaRow] = []
-    for month, outputs in mapped:
-        rows = ([asdict(r) for r in stats.isa_area(class_maps[month], zone_list,
-                                                   isa_class=isa_class)]
-                if temporal_consistency else json.loads(Path(outputs.area_json).read_text()))
-        for row in rows:
-            area_rows.append(SeriesAreaRow(row["zone"], month, row["isa_km2"],
-                                           row.get("isa_probability_km2"), row["valid_km2"],
-                                           row["nodata_km2"], row["isa_fraction"]))
+        class_maps, applied = _consistent_maps(class_maps, out, isa_class)
+        consistency.update(applied)
+    area_rows = _area_rows(mapped, class_maps, zone_list, isa_class, temporal_consistency)
     spectral = change_rule == NAME and not temporal_consistency
     changes, change_rows = [], []
     for a, b in itertools.pairwise(class_maps):
@@ -233,12 +218,12 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
                                                        spectral_threshold)
                                  if spectral else None)
         changes.append(product)
-        for row in stats.change_area(product.cog, zone_list, (class_maps[a], class_maps[b]),
-                                     isa_class):
-            change_rows.append(SeriesChangeRow(row.zone, a, b, row.stable_isa_km2, row.gain_km2,
-                                               row.loss_km2, row.net_change_km2, row.valid_km2,
-                                               bool(temporal_consistency), row.isa_from_km2,
-                                               row.isa_to_km2))
+        change_rows += [SeriesChangeRow(row.zone, a, b, row.stable_isa_km2, row.gain_km2,
+                                        row.loss_km2, row.net_change_km2, row.valid_km2,
+                                        bool(temporal_consistency), row.isa_from_km2,
+                                        row.isa_to_km2)
+                        for row in stats.change_area(product.cog, zone_list,
+                                                     (class_maps[a], class_maps[b]), isa_class)]
     area_csv, change_csv = local / "series_area.csv", local / "series_change.csv"
     stats.write_table(area_rows, None, area_csv)
     stats.write_table(change_rows, None, change_csv)
@@ -257,6 +242,36 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
     plot = plot_area(area_rows, local / "series_area.png")
     return SeriesOutputs(tuple(m for m, _ in mapped), dict(skipped), tuple(changes), area_csv,
                          change_csv, json_path, plot, tuple(area_rows), tuple(change_rows))
+
+
+def _consistent_maps(class_maps: Mapping[str, str], out: str, isa_class: int
+                     ) -> tuple[dict[str, str], dict[str, Any]]:
+    """The class maps made consistent over the dates, and what ``series.json`` says of it.
+
+    The consistent maps are written under ``<out>/consistent/``.
+    """
+    consistent = {m: f"{out.rstrip('/')}/consistent/isa_{m}_class.tif" for m in class_maps}
+    relabelled = consistency_rule.apply_to_maps(list(class_maps.values()),
+                                                list(consistent.values()), isa_class)
+    return consistent, {"rule": consistency_rule.RULE,
+                        "assumption": consistency_rule.ASSUMPTION,
+                        "class_maps": {m: p.removeprefix(out.rstrip("/") + "/")
+                                       for m, p in consistent.items()},
+                        "pixels_relabelled": {m: relabelled[p] for m, p in consistent.items()}}
+
+
+def _area_rows(mapped: Sequence[tuple[str, Any]], class_maps: Mapping[str, str],
+               zone_list: list, isa_class: int, recount: bool) -> list[SeriesAreaRow]:
+    """Each date's ISA per zone: its area table, or counted again on its (consistent) map."""
+    area_rows = []
+    for month, outputs in mapped:
+        rows = ([asdict(r) for r in stats.isa_area(class_maps[month], zone_list,
+                                                   isa_class=isa_class)]
+                if recount else json.loads(Path(outputs.area_json).read_text()))
+        area_rows += [SeriesAreaRow(row["zone"], month, row["isa_km2"],
+                                    row.get("isa_probability_km2"), row["valid_km2"],
+                                    row["nodata_km2"], row["isa_fraction"]) for row in rows]
+    return area_rows
 
 
 def _pair_stacks(a: str, b: str, stacks: Mapping[str, str | None], bands: Sequence[str],

@@ -33,6 +33,7 @@ from contract.grid import Grid, Window
 from contract.vrt import Piece
 from core.errors import ConfigError
 from core.storage import atomic_path, files
+from gee_export.ee.export import fetch_window
 from inference.cog import maps
 from inference.cog.maps import NODATA, OutputInfo
 from inference.predict.blending import Accumulator, invalid_mask
@@ -65,8 +66,6 @@ def fetch_tile(session: Any, image: Any, grid: Grid, tile: MapTile,
     region, as the streaming predictor's fetched source asks for them
     (:class:`inference.mapping.fetched.FetchedSource`), so the model sees the same input.
     """
-    from gee_export.ee.export import fetch_window
-
     return fetch_window(session, image, grid, tile.window, tuple(bands))[0]
 
 

@@ -76,9 +76,7 @@ def series_app_script(collection_id: str, months: Sequence[str], *,
     zone_js = (f"ee.FeatureCollection({json.dumps(zones, separators=(',', ':'))})"
                if zones is not None
                else "null")
-    areas_js = json.dumps({str(z): [[m, round(float(v), 6)] for m, v in rows]
-                           for z, rows in (areas or {}).items()})
-    return f"""// {title}
+    header = f"""// {title}
 // ImageCollection {collection_id}: one image per date, bands {BAND_IDS['class']} and
 // {BAND_IDS['probability']} (x{PROB_SCALE}); paste into https://code.earthengine.google.com
 // and Run.
@@ -92,7 +90,12 @@ var changePalette = {json.dumps(list(CHANGE_PALETTE))};
 var isaClass = {isa_class};
 var zones = {zone_js};
 
-function imageAt(i) {{
+"""
+    return (header + _SERIES_LAYERS + _series_legend(title)
+            + _series_chart(areas or {}, scale) + _SERIES_START)
+
+
+_SERIES_LAYERS = f"""function imageAt(i) {{
   var start = ee.Date(months[i] + '-01');
   return ee.Image(collection.filterDate(start, start.advance(1, 'month')).first());
 }}
@@ -120,7 +123,13 @@ function show(i) {{
   dateLabel.setValue('Date: ' + months[i]);
 }}
 
-// Legend: classes, probability ramp, change codes.
+"""
+"""The app's layers of one date: its class, its probability and its change from the last."""
+
+
+def _series_legend(title: str) -> str:
+    """The legend (classes, probability ramp, change codes) and the date slider."""
+    return f"""// Legend: classes, probability ramp, change codes.
 var legend = ui.Panel({{style: {{position: 'bottom-left', padding: '6px'}}}});
 legend.add(ui.Label('{title}', {{fontWeight: 'bold'}}));
 function legendRow(color, name) {{
@@ -140,7 +149,14 @@ var slider = ui.Slider({{min: 0, max: months.length - 1, step: 1, value: months.
                          style: {{stretch: 'horizontal'}}, onChange: show}});
 var controls = ui.Panel([dateLabel, slider], null, {{position: 'top-center', width: '320px'}});
 
-// Chart of ISA km² over time for the clicked point's zone: the areas the map series
+"""
+
+
+def _series_chart(areas: Mapping[str, Sequence[tuple[str, float]]], scale: float) -> str:
+    """The chart of ISA km² over time of the clicked zone: the series' areas, or the server's."""
+    areas_js = json.dumps({str(z): [[m, round(float(v), 6)] for m, v in rows]
+                           for z, rows in areas.items()})
+    return f"""// Chart of ISA km² over time for the clicked point's zone: the areas the map series
 // computed, drawn here; a zone without them is reduced on the server with explicit limits.
 var zoneAreas = {areas_js};
 var chartPanel = ui.Panel(null, null, {{position: 'bottom-right', width: '380px'}});
@@ -187,7 +203,10 @@ Map.onClick(function(coords) {{
   }});
 }});
 
-Map.add(legend);
+"""
+
+
+_SERIES_START = """Map.add(legend);
 Map.add(controls);
 Map.add(chartPanel);
 Map.centerObject(imageAt(months.length - 1), 10);

@@ -1,7 +1,8 @@
 """Publish a map series as one Earth Engine ImageCollection, one image per date.
 
-Built on :mod:`inference.publish.image` (the asset calls through the Earth Engine session, checksum-
-verified uploads through the storage seam, task waiting, sharing): each date's class and
+Built on the steps :mod:`inference.publish.image` uses (the asset calls through the Earth Engine
+session, task waiting and sharing of :mod:`inference.publish.assets`, the checksum-verified
+uploads of :mod:`inference.publish.cog_sources`): each date's class and
 probability COGs become the image ``<collection>/isa_<YYYY_MM>`` whose ImageManifest carries the
 month as ``startTime``/``endTime`` (Earth Engine's ``system:time_start``/``time_end``) and the
 model, recipe and metrics as properties; the collection gets a Code Editor app
@@ -21,25 +22,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contract.publishing import PublishOptions
 from core.errors import ConfigError
-from core.storage import atomic_write, files
+from core.storage import atomic_write
 from inference.publish.asset_manifest import (
     asset_name,
     build_manifest,
     validate_manifest,
 )
-from inference.publish.code_editor import series_app_script
-from inference.publish.image import (
+from inference.publish.assets import (
     FINISHED,
     EarthEngineAssets,
-    PublishRequest,
-    acl_ch_arguments,
-    check_readers,
     connect,
+    share,
     sharing_line,
-    target_uri,
     wait_for_ingestion,
 )
+from inference.publish.code_editor import series_app_script
+from inference.publish.cog_sources import cog_uris, upload_cogs
 from inference.publish.quota import check_caps, footprint
 
 log = logging.getLogger(__name__)
@@ -74,22 +74,33 @@ class SeriesPublication:
 
 @dataclass(frozen=True)
 class SeriesRequest:
-    """What to publish: one ``(class COG, probability COG)`` pair per month."""
+    """What to publish: one ``(class COG, probability COG)`` pair per month, and its app.
+
+    Attributes:
+        collection_id: the ImageCollection (full name, or a path inside the options' project).
+        cogs: month -> (class COG, probability COG).
+        properties: month -> the image's properties.
+        options: project, upload prefix (each date's COGs go under ``<prefix>/<month>/``),
+            readers, overwrite, wait.
+        classes / isa_class / zones / scale / areas: what the series app shows
+            (:func:`inference.publish.code_editor.series_app_script`).
+    """
 
     collection_id: str
     cogs: Mapping[str, tuple[str, str]]
-    properties: Mapping[str, Mapping[str, Any]]  # month -> image properties
-    project: str | None = None
-    gcs_prefix: str | None = None
-    public: bool = False
-    readers: tuple[str, ...] = ()
-    overwrite: bool = False
-    wait: bool = False
+    properties: Mapping[str, Mapping[str, Any]]
+    options: PublishOptions = field(default_factory=PublishOptions)
     classes: tuple[str, ...] = ("pervious", "impervious")
     isa_class: int = 1
     zones: dict | None = None  # a FeatureCollection in EPSG:4326, a ``name`` per feature
     scale: float = 10.0
     areas: Mapping[str, Sequence[tuple[str, float]]] | None = None  # zone -> (month, ISA km²)
+
+    def app_script(self, name: str) -> str:
+        """The Code Editor app over the collection ``name``."""
+        return series_app_script(name, sorted(self.cogs), classes=self.classes,
+                                 isa_class=self.isa_class, zones=self.zones, scale=self.scale,
+                                 title=f"isamap ISA series {name}", areas=self.areas)
 
 
 def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool = False,
@@ -99,86 +110,85 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
     """Build, print (and save) the manifests and the app; unless ``dry_run``, publish them.
 
     Args:
-        request: the series.
+        request: the series, and how to publish it (its options).
         out_dir: local folder receiving ``<name>.collection.json`` and ``<name>.app.js``.
         dry_run: stop after printing (no upload, no Earth Engine call).
         save: write the manifests and the app under ``out_dir`` (always on a real run; the
             map's dry run writes nothing, the demo's prepared publication saves them).
-        assets: the Earth Engine seam (default: :func:`inference.publish.image.connect`).
+        assets: the Earth Engine seam (default: :func:`inference.publish.assets.connect`).
         echo: where the manifests, the app and progress lines go (default: this module's log).
         poll_seconds: task polling interval when waiting.
     """
     echo = echo or log.info
-    name = asset_name(request.collection_id, request.project)
+    options = request.options
+    name = asset_name(request.collection_id, options.project)
     months = sorted(request.cogs)
     if not months:
         raise ConfigError("no mapped date to publish")
-    per_date = {m: PublishRequest(*request.cogs[m], image_name(name, m), gcs_prefix=(
-        f"{request.gcs_prefix.rstrip('/')}/{m}" if request.gcs_prefix else None),
-        public=request.public, readers=request.readers) for m in months}
-    readers = check_readers(per_date[months[0]])  # validated before anything is uploaded
-    uris = {m: {kind: target_uri(path, per_date[m].gcs_prefix, dry_run)
-                for kind, path in (("class", r.class_path), ("probability", r.prob_path))}
-            for m, r in per_date.items()}
+    uris = {m: cog_uris(request.cogs[m], _date_prefix(options.gcs_prefix, m), dry_run)
+            for m in months}
     manifests = {m: collection_manifest(name, m, uris[m], request.properties.get(m, {}))
                  for m in months}
-    script = series_app_script(name, months, classes=request.classes,
-                               isa_class=request.isa_class, zones=request.zones,
-                               scale=request.scale, title=f"isamap ISA series {name}",
-                               areas=request.areas)
-    out = Path(out_dir)
+    script = request.app_script(name)
+    paths = _save(Path(out_dir), name, manifests, script, save or not dry_run, echo)
+    adds = footprint(len(months) + 1, [p for m in months for p in request.cogs[m]])
+    echo(f"# assets: {check_caps(adds)}")
+    echo(f"# sharing: {sharing_line(options.readers, options.public)}")
+    if dry_run:
+        echo("# dry run: nothing uploaded, no Earth Engine call made")
+        echo(f"# the real run {overwrite_effect(options.overwrite)} images of these dates that "
+             f"already exist in {name}")
+        return SeriesPublication(name, manifests, script, *paths)
+    # Earth Engine first: an unauthenticated, full or taken target fails before any upload
+    assets = assets or connect(options.project)
+    quota = assets.project_quota(name)
+    if quota:
+        echo(f"# assets: {check_caps(adds, quota)}")
+    _prepare_collection(assets, name, [image_name(name, m) for m in months], options.overwrite)
+    for m in months:
+        upload_cogs(request.cogs[m], uris[m], echo)
+    task_ids, state = _ingest(assets, name, manifests, options, echo, poll_seconds)
+    share(assets, name, options, state, echo, what="tasks")
+    return SeriesPublication(name, manifests, script, *paths, task_ids, state)
+
+
+def _date_prefix(gcs_prefix: str | None, month: str) -> str | None:
+    """Where one date's local COGs are uploaded: ``<prefix>/<month>``."""
+    return f"{gcs_prefix.rstrip('/')}/{month}" if gcs_prefix else None
+
+
+def _save(out: Path, name: str, manifests: Mapping[str, dict[str, Any]], script: str,
+          save: bool, echo: Callable[[str], None]) -> tuple[Path, Path]:
+    """Print the manifests and the app, written under ``out`` when ``save``; their paths."""
     stem = name.rsplit("/", 1)[-1]
     manifest_path = out / f"{stem}.collection.json"
     script_path = out / f"{stem}.app.js"
     text = json.dumps({"collection": name, "images": manifests}, indent=2)
-    if save or not dry_run:
+    if save:
         atomic_write(manifest_path, lambda fh: fh.write(text.encode()))
         atomic_write(script_path, lambda fh: fh.write(script.encode()))
-    where = (lambda path: f" ({path})") if save or not dry_run else (lambda path: "")
-    echo(f"# Earth Engine ImageCollection {name}: {len(months)} image manifests"
+    where = (lambda path: f" ({path})") if save else (lambda path: "")
+    echo(f"# Earth Engine ImageCollection {name}: {len(manifests)} image manifests"
          f"{where(manifest_path)}:")
     echo(text)
     echo(f"# Code Editor app{where(script_path)}:")
     echo(script)
-    adds = footprint(len(months) + 1, [p for r in per_date.values()
-                                       for p in (r.class_path, r.prob_path)])
-    echo(f"# assets: {check_caps(adds)}")
-    echo(f"# sharing: {sharing_line(readers, request.public)}")
-    if dry_run:
-        echo("# dry run: nothing uploaded, no Earth Engine call made")
-        echo(f"# the real run {overwrite_effect(request.overwrite)} images of these dates that "
-             f"already exist in {name}")
-        return SeriesPublication(name, manifests, script, manifest_path, script_path)
-    # Earth Engine first: an unauthenticated, full or taken target fails before any upload
-    assets = assets or connect(request.project)
-    quota = assets.project_quota(name)
-    if quota:
-        echo(f"# assets: {check_caps(adds, quota)}")
-    _prepare_collection(assets, name, [image_name(name, m) for m in months], request.overwrite)
-    for m, req in per_date.items():
-        for kind, path in (("class", req.class_path), ("probability", req.prob_path)):
-            if not files.is_gcs(path):
-                echo(f"uploading {path} -> {uris[m][kind]}")
-                files.upload_file(Path(path), uris[m][kind])
+    return manifest_path, script_path
+
+
+def _ingest(assets: EarthEngineAssets, name: str, manifests: Mapping[str, dict[str, Any]],
+            options: PublishOptions, echo: Callable[[str], None], poll_seconds: float
+            ) -> tuple[dict[str, str], str]:
+    """Start every date's ingestion (and wait, with ``options.wait``): task ids and state."""
     task_ids, operations = {}, {}
-    for m in months:
-        ingestion = assets.start_ingestion(manifests[m], request.overwrite)
+    for m in sorted(manifests):
+        ingestion = assets.start_ingestion(manifests[m], options.overwrite)
         task_ids[m], operations[m] = ingestion.task_id, ingestion.operation
         echo(f"started ingestion task {ingestion.task_id} for {image_name(name, m)}")
-    state = "SUBMITTED"
-    if request.wait:
-        states = {m: wait_for_ingestion(assets, op, poll_seconds) for m, op in operations.items()}
-        state = "COMPLETED" if all(s in FINISHED for s in states.values()) else "FAILED"
-    if readers or request.public:
-        if state in FINISHED:
-            assets.share(name, readers, request.public)
-            echo(f"shared {name} with "
-                 f"{', '.join([*readers, *(['allUsers'] * request.public)])}")
-        else:
-            echo(f"not shared yet (tasks {state}); when they finish run: earthengine acl ch "
-                 f"{acl_ch_arguments(readers, request.public)} {name}")
-    return SeriesPublication(name, manifests, script, manifest_path, script_path, task_ids,
-                             state)
+    if not options.wait:
+        return task_ids, "SUBMITTED"
+    states = {m: wait_for_ingestion(assets, op, poll_seconds) for m, op in operations.items()}
+    return task_ids, "COMPLETED" if all(s in FINISHED for s in states.values()) else "FAILED"
 
 
 def overwrite_effect(overwrite: bool) -> str:

@@ -93,13 +93,13 @@ def _beam_equals_single_process(out, tmp_path) -> None:
 
     stack = stack_paths(next((out / "stack").rglob("stack_2019-06_image.tif")))
 
-    def mapped(name, **kw):
+    def mapped(name, runner=None, **kw):
         request = MapRequest(inner_region(stack.grid, 0), ("2019-06",),
                              str(out / "model" / "train" / "model.pt"), str(tmp_path / name),
                              grid=stack.grid, allow_recipe_mismatch=True, tile=256, overlap=32,
                              batch_size=4, options=RuntimeOptions(precision="fp32",
                                                                   channels_last=False),
-                             progress=False)
+                             progress=False, runner=runner)
         result = map_region(request, session=session_for(StackTransport(stack,
                                                                         info=lambda t: 5)),
                             echo=lambda _: None, **kw)

@@ -91,11 +91,12 @@ def test_map_writes_and_reads_back_gs_outputs_with_a_user_login(signed_gcs, ee_o
     request = MapRequest(region=inner_region(stack.grid), dates=(MONTH,), model_file=str(model),
                          out=out, workers=2, tile=64, overlap=16, batch_size=4,
                          options=RuntimeOptions(precision="fp32", channels_last=False),
-                         progress=False, local_dir=str(tmp_path / "local"))
+                         progress=False, local_dir=str(tmp_path / "local"),
+                         runner=(RunnerConfig("direct", max_workers=2, max_concurrent=4)
+                                 if runner else None))
     session = session_for(StackTransport(stack, info=lambda text: 5))
-    beam = ({"runner": RunnerConfig("direct", max_workers=2, max_concurrent=4),
-             "worker_sessions": StackSessions(stack)} if runner else {})
-    map_region(request, session=session, echo=lambda _: None, **beam)
+    map_region(request, session=session, echo=lambda _: None,
+               worker_sessions=StackSessions(stack) if runner else None)
     assert signed_gcs.refreshed()  # the COGs are read back for the tables and the STAC items
     with rasterio.open(files.gdal_path(f"{out}/{MONTH}/isa_{MONTH}_class.tif")) as ds:
         assert np.isin(ds.read(1), (0, 1, 255)).all()

@@ -13,9 +13,11 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from rasterio.transform import Affine
 from rasterio.warp import transform as warp_transform
 
 from cli.assess import main
+from inference.cog.maps import NODATA, write_cog
 from tests.support.assess import class_cog, synthetic_scene
 
 
@@ -276,3 +278,94 @@ def test_points_nobody_can_label_are_recorded_as_nodata_and_counted(tmp_path, ca
                    "--out", str(tmp_path / "nowhere"), "-q"])
     _refused(capsys, status, tmp_path / "nowhere", "lacks the columns ['lon', 'lat']",
              "is scored with --design")
+
+
+def _coarser(path, out, factor=2):
+    """``path``'s class map at ``factor`` times its pixel size (its top-left pixel of each)."""
+    with rasterio.open(path) as ds:
+        data, transform, crs = ds.read(1)[::factor, ::factor], ds.transform, ds.crs
+    raw = out.with_suffix(".raw.tif")
+    with rasterio.open(raw, "w", driver="GTiff", width=data.shape[1], height=data.shape[0],
+                       count=1, dtype="uint8", nodata=NODATA, crs=crs,
+                       transform=transform * Affine.scale(factor)) as dst:
+        dst.write(data, 1)
+    write_cog(raw, out, "class", {"classes": "pervious,impervious", "model": "test"})
+    return out
+
+
+def test_points_sharing_a_pixel_are_never_weighted_by_a_raster_that_did_not_draw_them(
+        tmp_path, capsys):
+    """Scored without --design away from their design folder, a sample whose points share a
+    pixel of the strata raster was weighted by that raster's strata without a word: a point
+    listed twice (a copied row, two sittings merged under other ids) counted its label twice,
+    and a sample drawn on a 10 m map scored on a 20 m one (the labelling app's export, which
+    carried no strata_id) took the coarser map's strata. A design draws each pixel once, so
+    both are refused; with the right --design (or without the extra row) they score."""
+    scene = synthetic_scene(tmp_path)
+    assert main(["design", "--map", str(scene.map_path), "--n", "600", "--min-per-stratum",
+                 "30", "--out", str(tmp_path / "d"), "-q"]) == 0
+    rows = list(csv.DictReader((tmp_path / "d" / "sample.csv").open()))
+    with rasterio.open(scene.truth_path) as ds:
+        truth = ds.read(1)
+        for row in rows:
+            r, c = ds.index(float(row["x"]), float(row["y"]))
+            row["reference"] = ("pervious", "impervious")[truth[r, c]]
+    (tmp_path / "elsewhere").mkdir()
+    extra = f"p{len(rows) + 1:05d}"
+    twice = _csv(tmp_path / "elsewhere" / "twice.csv",
+                 [*rows, dict(rows[5], id=extra)])  # p00006 again, under another id
+    capsys.readouterr()
+    status = main(["score", "--map", str(scene.map_path), "--reference", str(twice),
+                   "--out", str(tmp_path / "s1"), "-q"])
+    _refused(capsys, status, tmp_path / "s1", "1 point falls on a pixel of the strata raster",
+             f"first: {extra} on the pixel of p00006", "--design")
+    status = main(["score", "--map", str(scene.map_path), "--reference", str(twice),
+                   "--design", str(tmp_path / "d"), "--out", str(tmp_path / "s2"), "-q"])
+    _refused(capsys, status, tmp_path / "s2", "not in the design")
+    once = _csv(tmp_path / "elsewhere" / "once.csv", rows)
+    assert main(["score", "--map", str(scene.map_path), "--reference", str(once),
+                 "--out", str(tmp_path / "s3"), "-q"]) == 0
+    # drawn on the 10 m map, scored on a 20 m version of it from a file without strata_id
+    coarse = _coarser(scene.map_path, tmp_path / "coarse_class.tif")
+    blind = _csv(tmp_path / "elsewhere" / "export.csv",
+                 [{k: v for k, v in r.items() if k != "strata_id"} for r in rows])
+    capsys.readouterr()
+    status = main(["score", "--map", str(coarse), "--reference", str(blind),
+                   "--out", str(tmp_path / "s4"), "-q"])
+    line = _refused(capsys, status, tmp_path / "s4", "points fall on a pixel of the strata "
+                    "raster", "drawn on another raster (a finer map)")
+    assert line.startswith("isamap-assess score: error: ")
+    assert main(["score", "--map", str(coarse), "--reference", str(blind), "--design",
+                 str(tmp_path / "d"), "--out", str(tmp_path / "s5"), "-q"]) == 0
+
+
+def test_the_labelling_apps_export_names_the_strata_that_drew_its_points(tmp_path, capsys):
+    """The app's Drive export (id, lon, lat, reference) carried nothing that could tell the
+    strata that drew it, and it is always labelled away from the design folder: a change
+    design's export scored on the class map was weighted by the class map's strata. Its
+    points now carry the sample's strata_id and its export writes it."""
+    codes = np.zeros((120, 120), np.uint8)
+    codes[:40], codes[40:55], codes[55:60] = 1, 2, 3
+    change = class_cog(tmp_path / "change.tif", codes, kind="change")
+    classes = class_cog(tmp_path / "class.tif", (codes % 2 == 1).astype(np.uint8) | (codes == 2))
+    assert main(["design", "--map", str(classes), "--strata", str(change), "--n", "120",
+                 "--min-per-stratum", "20", "--out", str(tmp_path / "d"), "-q"]) == 0
+    rows = list(csv.DictReader((tmp_path / "d" / "sample.csv").open()))
+    app = (tmp_path / "d" / "labelling_app.js").read_text()
+    embedded = json.loads(app.split("var pointList = ", 1)[1].split(".features;", 1)[0])
+    assert {f["properties"]["strata_id"] for f in embedded["features"]} == \
+        {rows[0]["strata_id"]}
+    selectors = app.split("selectors: [", 1)[1].split("]", 1)[0]
+    exported = [name.strip(" '\n") for name in selectors.split(",")]
+    assert exported == ["id", "lon", "lat", "strata_id", "reference", "reference_code"]
+    for row in rows:
+        row["reference"] = "pervious"
+    export = _csv(tmp_path / "isamap_reference_202601011200.csv",
+                  [{k: row[k] for k in exported if k in row} | {"reference_code": 0}
+                   for row in rows])  # as Earth Engine writes the selectors
+    capsys.readouterr()
+    status = main(["score", "--map", str(classes), "--reference", str(export),
+                   "--out", str(tmp_path / "s"), "-q"])
+    _refused(capsys, status, tmp_path / "s", "was drawn on other strata", "--design")
+    assert main(["score", "--map", str(classes), "--strata", str(change), "--reference",
+                 str(export), "--out", str(tmp_path / "s2"), "-q"]) == 0

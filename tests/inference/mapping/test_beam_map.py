@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from contract.publishing import PublishOptions
 from core.errors import ConfigError
 from core.pipeline_options import (
     PipelineFailedError,
@@ -31,11 +32,12 @@ from core.storage.base import TEMP_MARK
 from gee_export.ee.beam_export import EarthEngineProject
 from inference.cog.maps import OutputInfo
 from inference.mapping.beam_map import predict_date, runtime_tags
-from inference.mapping.request import MapRequest, model_dataset, region_grid
+from inference.mapping.map_grid import region_grid
+from inference.mapping.request import MapRequest, model_dataset
 from inference.mapping.tiles import plan_tiles
 from inference.predict.lattice import Lattice
 from inference.predict.runtime import RuntimeOptions
-from inference.region_map import PublishTarget, map_region
+from inference.region_map import map_region
 from testing.fake_server import StackSessions, StackTransport, request_origin
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
 from tests.support.rasters import smooth_stack
@@ -57,7 +59,8 @@ TILE, OVERLAP = 64, 16
 LATTICE = Lattice(TILE, OVERLAP, "core")
 OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
 DIRECT = RunnerConfig("direct", max_workers=2, max_concurrent=4)
-PUBLISH = PublishTarget("projects/isamap-test/assets/maps", project="isamap-test")
+PUBLISH = {"publish": "projects/isamap-test/assets/maps",
+           "publishing": PublishOptions(project="isamap-test"), "publish_dry_run": True}
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +82,10 @@ def scene(built, tmp_path_factory):
     return built["scene"]
 
 
-def request_for(stack, model, out) -> MapRequest:
+def request_for(stack, model, out, **fields) -> MapRequest:
     return MapRequest(region=inner_region(stack.grid), dates=(MONTH,), model_file=str(model),
                       out=str(out), workers=4, tile=TILE, overlap=OVERLAP, batch_size=4,
-                      options=OPTIONS, progress=False)
+                      options=OPTIONS, progress=False, **fields)
 
 
 def launcher(stack) -> StackTransport:
@@ -105,16 +108,15 @@ def runs(built, scene, ee_offline, caplog):
     if "runs" not in built:
         caplog.set_level(logging.INFO, logger="inference.mapping.beam_map")
         folder, stack, model = scene
-        streamed = map_region(request_for(stack, model, folder / "streamed"), publish=PUBLISH,
-                              publish_dry_run=True, session=session_for(launcher(stack)),
-                              echo=lambda _: None)
+        streamed = map_region(request_for(stack, model, folder / "streamed", **PUBLISH),
+                              session=session_for(launcher(stack)), echo=lambda _: None)
         grid = streamed.grid
         victim = plan_tiles(grid, LATTICE)[3]
         west, _, _, north = grid.window_bounds(victim.window)
         workers = StackSessions(stack, fail_at={request_origin(west, north): [503]})
-        piped = map_region(request_for(stack, model, folder / "piped"), publish=PUBLISH,
-                           publish_dry_run=True, session=session_for(launcher(stack)),
-                           runner=DIRECT, worker_sessions=workers, echo=lambda _: None)
+        piped = map_region(request_for(stack, model, folder / "piped", runner=DIRECT, **PUBLISH),
+                           session=session_for(launcher(stack)), worker_sessions=workers,
+                           echo=lambda _: None)
         built["runs"] = (streamed, piped)
         built["retried"] = [int(m) for m in re.findall(r"(\d+) requests retried", caplog.text)]
     return built["runs"]
@@ -160,10 +162,11 @@ def test_pipeline_map_as_dataflow_runs_it_retries_a_failed_bundle(runs, scene, t
         west, _, _, north = grid.window_bounds(tile.window)
         written[request_origin(west, north)] = str(out / MONTH / "tiles" / "*" / f"{tile.name}.tif")
     workers = dataflow_like.FailOnce(StackSessions(stack), written, str(marker))
-    piped = map_region(replace(request_for(stack, model, out), batch_size=1),
-                       session=session_for(launcher(stack)),
-                       runner=dataflow_like.dataflow_like(max_workers=2, max_concurrent=2),
-                       worker_sessions=workers, echo=lambda _: None)
+    piped = map_region(replace(request_for(stack, model, out), batch_size=1,
+                               runner=dataflow_like.dataflow_like(max_workers=2,
+                                                                  max_concurrent=2)),
+                       session=session_for(launcher(stack)), worker_sessions=workers,
+                       echo=lambda _: None)
     retried = dataflow_like.RetryingDirectRunner.retried
     assert marker.exists() and len(retried) == 1 and "injected worker failure" in retried[0]
     assert f"in process {os.getpid()} " not in retried[0], "it failed in a worker process"
@@ -190,8 +193,8 @@ def test_crofusenet_pipeline_map_equals_the_streamed_map(scene, ee_offline, tmp_
                        widths=[4, 8, 8, 16, 16], bands=list(BANDS))
     request = request_for(stack, model, tmp_path / "streamed")
     streamed = map_region(request, session=session_for(launcher(stack)), echo=lambda _: None)
-    piped = map_region(replace(request, out=str(tmp_path / "piped")),
-                       session=session_for(launcher(stack)), runner=DIRECT,
+    piped = map_region(replace(request, out=str(tmp_path / "piped"), runner=DIRECT),
+                       session=session_for(launcher(stack)),
                        worker_sessions=StackSessions(stack), echo=lambda _: None)
     (class_a, prob_a), (class_b, prob_b) = cogs(streamed), cogs(piped)
     a = read(class_a)
@@ -221,8 +224,9 @@ def test_a_scene_normalised_model_maps_alike_with_statistics_asked_once(scene, e
     request = request_for(stack, model, tmp_path / "streamed")
     streamed = map_region(request, session=session_for(launcher(stack)), echo=lambda _: None)
     asked = launcher(stack)
-    piped = map_region(replace(request, out=str(tmp_path / "piped")), session=session_for(asked),
-                       runner=DIRECT, worker_sessions=StackSessions(stack), echo=lambda _: None)
+    piped = map_region(replace(request, out=str(tmp_path / "piped"), runner=DIRECT),
+                       session=session_for(asked), worker_sessions=StackSessions(stack),
+                       echo=lambda _: None)
     assert len(asked.reductions) == 1 and asked.served == []  # the workers fetch the tiles
     for a, b in zip(cogs(streamed), cogs(piped), strict=True):
         assert np.array_equal(read(a), read(b)), f"{b} differs from the streamed map"
@@ -252,10 +256,10 @@ def test_int8_pipeline_map_equals_the_streamed_int8_map(scene, ee_offline, tmp_p
         "test-band-conv", len(BANDS), 2, module="tests.support.models"), meta)
     int8 = RuntimeOptions(precision="int8", channels_last=False)
 
-    def mapped(name, **kw):
+    def mapped(name, runner=None, **kw):
         request = MapRequest(region=inner_region(stack.grid), dates=(MONTH,), model_file=str(model),
                              out=str(tmp_path / name), workers=4, tile=TILE, overlap=OVERLAP,
-                             batch_size=4, options=int8, progress=False)
+                             batch_size=4, options=int8, progress=False, runner=runner)
         return map_region(request, session=session_for(launcher(stack)), echo=lambda _: None,
                           **kw)
 
@@ -297,8 +301,8 @@ def test_rerun_starts_no_pipeline(runs, scene):
     tiles = sorted((folder / "piped" / MONTH / "tiles").rglob("*.tif"))
     before = {p: p.stat().st_mtime_ns for p in tiles}
     refusing = StackSessions(stack, attempts=1, fail_at={})  # would fetch: must not be used
-    again = map_region(request_for(stack, model, folder / "piped"),
-                       session=session_for(launcher(stack)), runner=DIRECT,
+    again = map_region(request_for(stack, model, folder / "piped", runner=DIRECT),
+                       session=session_for(launcher(stack)),
                        worker_sessions=refusing, echo=lambda _: None)
     assert again.dates[0].outputs.prediction.skipped
     assert {p: p.stat().st_mtime_ns for p in tiles} == before
@@ -319,13 +323,14 @@ def test_a_failed_tile_fails_the_run_and_is_the_only_one_predicted_again(runs, s
     west, _, _, north = piped.grid.window_bounds(victim.window)
     unretried = StackSessions(stack, attempts=1, fail_at={request_origin(west, north): [503]})
     with pytest.raises(PipelineFailedError, match="injected failure") as failed:
-        map_region(request_for(stack, model, out), session=session_for(launcher(stack)),
-                   runner=DIRECT, worker_sessions=unretried, echo=lambda _: None)
+        map_region(request_for(stack, model, out, runner=DIRECT),
+                   session=session_for(launcher(stack)),
+                   worker_sessions=unretried, echo=lambda _: None)
     message = str(failed.value)  # what isamap-map prints: one line, what to do, exit 1
     assert "\n" not in message and "finished tiles are kept" in message
     assert failed.value.exit_code == 1
-    again = map_region(request_for(stack, model, out), session=session_for(launcher(stack)),
-                       runner=DIRECT, worker_sessions=StackSessions(stack),
+    again = map_region(request_for(stack, model, out, runner=DIRECT),
+                       session=session_for(launcher(stack)), worker_sessions=StackSessions(stack),
                        echo=lambda _: None)
     prediction = again.dates[0].outputs.prediction
     assert (prediction.tiles, prediction.resumed_strips) == (1, len(tiles) - 1)

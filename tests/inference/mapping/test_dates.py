@@ -14,7 +14,8 @@ from contract.regions import Region
 from core.errors import ConfigError, EarthEngineError, GridError, InputDataError
 from core.months import parse_months
 from inference.mapping.fetched import fetch_layout
-from inference.mapping.request import MapRequest, parse_dates, region_grid
+from inference.mapping.map_grid import region_grid
+from inference.mapping.request import MapRequest, parse_dates
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.sources import WindowSource

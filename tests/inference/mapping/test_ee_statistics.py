@@ -20,6 +20,7 @@ file, which samples it locally:
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -190,7 +191,8 @@ def test_a_dry_run_plans_one_statistics_request_per_date_and_sends_none(scene, e
     stack, model = scene
     transport = StackTransport(stack, info=lambda text: 5)
     lines: list[str] = []
-    plan = map_region(_request(stack, model, tmp_path / "ee", (MONTH, LATER)), dry_run=True,
+    plan = map_region(replace(_request(stack, model, tmp_path / "ee", (MONTH, LATER)),
+                              dry_run=True),
                       session=session_for(transport), echo=lines.append).plan
     assert plan is not None and plan.statistics_per_date == 1
     assert plan.statistics_scale == plan.grid.resolution

@@ -44,8 +44,8 @@ def test_the_bound_stops_the_map_resumably_and_a_higher_one_finishes_it(scene, e
     whole = map_region(request_for(stack, model, tmp_path / "whole"),
                        session=session_for(StackTransport(stack, info=lambda t: 5)),
                        echo=lambda _: None)
-    plan = map_region(request_for(stack, model, tmp_path / "plan", max_eecu_hours=1.0),
-                      dry_run=True, echo=print).plan
+    plan = map_region(request_for(stack, model, tmp_path / "plan", max_eecu_hours=1.0,
+                                  dry_run=True), echo=print).plan
     assert "--max-eecu-hours 1: the whole job fits" in capsys.readouterr().out
     per_request = plan.compute.eecu_s_per_request
     bound = 3 * per_request / 3600.0  # three requests' worth
@@ -98,6 +98,6 @@ def test_a_bound_with_a_pipeline_runner_is_refused_before_any_work(scene, tmp_pa
 
     stack, model = scene
     with pytest.raises(ConfigError, match="a --runner pipeline's workers send their own"):
-        map_region(request_for(stack, model, tmp_path / "o", max_eecu_hours=1.0),
-                   runner=RunnerConfig("direct", dry_run=True), dry_run=True,
+        map_region(request_for(stack, model, tmp_path / "o", max_eecu_hours=1.0,
+                               runner=RunnerConfig("direct", dry_run=True), dry_run=True),
                    echo=lambda _: None)

@@ -63,11 +63,12 @@ def test_streamed_and_beam_maps_of_nested_and_overlapping_regions_agree_on_commo
         request = MapRequest(region=regions[name], dates=(MONTH,), model_file=str(model),
                              out=str(tmp_path / f"{name}-{beam}-{overlap}"), workers=4,
                              tile=48, overlap=overlap, batch_size=3, options=OPTIONS,
-                             progress=False)
-        kwargs = ({"runner": RunnerConfig("direct", max_workers=2, max_concurrent=4),
-                   "worker_sessions": StackSessions(stack)} if beam else {})
+                             progress=False,
+                             runner=(RunnerConfig("direct", max_workers=2, max_concurrent=4)
+                                     if beam else None))
         return _maps(map_region(request, session=session_for(
-            StackTransport(stack, info=lambda text: 5)), echo=lambda _: None, **kwargs))
+            StackTransport(stack, info=lambda text: 5)), echo=lambda _: None,
+            worker_sessions=StackSessions(stack) if beam else None))
 
     maps = {("streamed", name): run(name) for name in regions}
     maps[("beam", "city")] = run("city", beam=True)

@@ -16,14 +16,16 @@ from PIL import Image
 from pyproj import Transformer
 from pystac.validation import validate_dict
 
+from contract.publishing import PublishOptions
 from contract.quicklook import title_note
 from core.errors import ConfigError
 from inference.mapping.request import MapRequest
 from inference.mapping.series import SeriesAreaRow, plot_area
 from inference.predict.runtime import RuntimeOptions
+from inference.publish.assets import EarthEngineAssets, Ingestion
 from inference.publish.collection import SeriesRequest, image_name, publish_series
-from inference.publish.image import EarthEngineAssets, Ingestion, PublishRequest, publish
-from inference.region_map import PublishTarget, map_region
+from inference.publish.image import PublishRequest, publish
+from inference.region_map import map_region
 from testing.fake_server import StackTransport
 from tests.support.mapping import (
     SeriesTransport,
@@ -196,9 +198,9 @@ def test_a_copied_catalogue_resolves_and_names_no_path_of_this_machine(series, t
 
 def test_image_collection_manifests_and_app_are_checked_offline(series, tmp_path, capsys):
     request, _, _ = series
-    dry = map_region(request, publish=PublishTarget("projects/my-proj/assets/isamap",
-                                                    gcs_prefix="gs://bucket/maps"),
-                     dry_run=True, latency_s=0.4, echo=print)
+    dry = map_region(replace(request, publish="projects/my-proj/assets/isamap",
+                             publishing=PublishOptions(gcs_prefix="gs://bucket/maps"),
+                             dry_run=True, latency_s=0.4), echo=print)
     printed = capsys.readouterr().out
     assert "Map plan" in printed and "computePixels" in printed and "ui.Slider" in printed
     assert dry.plan.tiles_per_date > 0 and dry.plan.seconds_estimate > 0
@@ -234,10 +236,11 @@ def test_the_app_charts_the_computed_areas_of_zones_given_in_any_crs(series, tmp
         for f in zones["features"]]}
     utm_file = tmp_path / "zones_utm.geojson"
     utm_file.write_text(json.dumps(projected))
-    target = PublishTarget("projects/my-proj/assets/isamap", gcs_prefix="gs://bucket/maps")
     stack = stack_paths(Path(request.model_file).parent / DATES[0] / f"stack_{DATES[0]}.tif")
-    done = map_region(replace(request, zones=str(utm_file)), publish=target,
-                      publish_dry_run=True, echo=lambda _: None,
+    done = map_region(replace(request, zones=str(utm_file),
+                              publish="projects/my-proj/assets/isamap",
+                              publishing=PublishOptions(gcs_prefix="gs://bucket/maps"),
+                              publish_dry_run=True), echo=lambda _: None,
                       session=session_for(StackTransport(stack, info=lambda t: 5)))
     script = done.publication.script
     embedded = json.loads(script.split("var zones = ee.FeatureCollection(", 1)[1]
@@ -257,13 +260,14 @@ def test_a_map_has_the_same_asset_properties_from_either_command(series, tmp_pat
     """isamap-map --publish and isamap-publish of the same COGs describe the map alike."""
     request, _, _ = series
     month = DATES[-1]
-    dry = map_region(request, publish=PublishTarget("projects/my-proj/assets/isamap",
-                                                    gcs_prefix="gs://bucket/maps"),
-                     dry_run=True, latency_s=0.4, echo=lambda _: None)
+    dry = map_region(replace(request, publish="projects/my-proj/assets/isamap",
+                             publishing=PublishOptions(gcs_prefix="gs://bucket/maps"),
+                             dry_run=True, latency_s=0.4), echo=lambda _: None)
     in_series = dry.publication.manifests[month]["properties"]
     prefix = request.prefix(month)
     alone = publish(PublishRequest(f"{prefix}_class.tif", f"{prefix}_prob.tif",
-                                   "projects/my-proj/assets/isa_one", gcs_prefix="gs://bucket/one"),
+                                   "projects/my-proj/assets/isa_one",
+                                   PublishOptions(gcs_prefix="gs://bucket/one")),
                     tmp_path, dry_run=True, echo=lambda _: None).manifest["properties"]
     # the COGs' tags do not record the recipe, the model file does: only the series has it
     assert set(in_series) - {"recipe"} == set(alone)
@@ -304,7 +308,7 @@ def test_an_existing_image_is_refused_unless_overwrite(series, tmp_path, gcs_emu
     cogs = {d.month: (d.outputs.prediction.class_path, d.outputs.prediction.prob_path)
             for d in result.dates}
     name = "projects/my-proj/assets/isamap/isa_x"
-    request = SeriesRequest(name, cogs, {}, gcs_prefix=f"gs://{gcs_bucket}/maps")
+    request = SeriesRequest(name, cogs, {}, PublishOptions(gcs_prefix=f"gs://{gcs_bucket}/maps"))
     taken = ExistingAssets({name: "IMAGE_COLLECTION", image_name(name, DATES[0]): "IMAGE"})
     with pytest.raises(ConfigError, match="--overwrite"):
         publish_series(request, tmp_path, assets=taken, echo=lambda _: None)
@@ -317,7 +321,8 @@ def test_an_existing_image_is_refused_unless_overwrite(series, tmp_path, gcs_emu
                                      "asset_size": {"usage": 10**9, "limit": 250 * 10**9}},
                           uploaded=uploaded)
     with pytest.raises(ConfigError, match="10,002 assets"):
-        publish_series(SeriesRequest(name_legacy, cogs, {}, gcs_prefix=f"gs://{gcs_bucket}/m"),
+        publish_series(SeriesRequest(name_legacy, cogs, {},
+                                     PublishOptions(gcs_prefix=f"gs://{gcs_bucket}/m")),
                        tmp_path, assets=full, echo=lambda _: None)
     assert full.calls == [("quota", name_legacy, 0)] and uploaded() == 0  # before uploads
     fresh = ExistingAssets({}, uploaded=uploaded)

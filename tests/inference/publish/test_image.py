@@ -13,24 +13,18 @@ from pathlib import Path
 import pytest
 import requests
 
+from contract.publishing import PublishOptions
 from core.errors import AuthenticationError, ConfigError, EarthEngineError
-from inference.publish.image import (
-    PublishRequest,
-    acl_ch_arguments,
-    check_external_bucket,
-    connect,
-    judge_external_bucket,
-    publish,
-    wait_for_ingestion,
-    with_readers,
-)
+from inference.publish.assets import acl_ch_arguments, connect, wait_for_ingestion, with_readers
+from inference.publish.cog_sources import check_external_bucket, judge_external_bucket
+from inference.publish.image import PublishRequest, publish
 
 NAME = "projects/my-project/assets/isamap/wuhan_2023-06"
 
 
-def request(cogs, **kw):
+def request(cogs, mode="ingest", **kw):
     return PublishRequest(cogs.class_path, cogs.prob_path, "isamap/wuhan_2023-06",
-                          project="my-project", **kw)
+                          PublishOptions(project="my-project", **kw), mode=mode)
 
 
 def run(req, tmp_path, **kw):
@@ -107,7 +101,7 @@ def test_missing_parent_folders_are_created_before_ingestion(
         cogs, tmp_path, ee_http, gcs_emulator, gcs_bucket):
     service = ee_http
     req = PublishRequest(cogs.class_path, cogs.prob_path, "isamap/maps/2023/wuhan",
-                         project="my-project", gcs_prefix=f"gs://{gcs_bucket}/isa")
+                         PublishOptions(project="my-project", gcs_prefix=f"gs://{gcs_bucket}/isa"))
     result, lines = run(req, tmp_path)
     creates = service.calls("POST", "projects/my-project/assets$")
     assert [r.query["assetId"] for r in creates] == ["isamap", "isamap/maps",
@@ -122,7 +116,8 @@ def test_missing_parent_folders_are_created_before_ingestion(
 
     service.requests.clear()  # a second publish into the same folder: one read, no create
     run(PublishRequest(cogs.class_path, cogs.prob_path, "isamap/maps/2023/wuhan_b",
-                       project="my-project", gcs_prefix=f"gs://{gcs_bucket}/isa"), tmp_path)
+                       PublishOptions(project="my-project", gcs_prefix=f"gs://{gcs_bucket}/isa")),
+        tmp_path)
     assert [(r.method, r.path) for r in service.requests] == [
         ("GET", "projects/my-project/assets/isamap/maps/2023"),
         ("POST", "projects/offline/image:import")]

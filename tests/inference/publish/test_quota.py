@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import AuthenticationError, ConfigError
-from inference.publish.image import connect
+from inference.publish.assets import connect
 from inference.publish.quota import MAX_ASSETS, Footprint, check_caps, footprint
 
 

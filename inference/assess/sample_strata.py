@@ -1,0 +1,145 @@
+"""Which strata weight the labelled points: the design's, or those of a raster that drew them.
+
+A stratified estimate weights each point by the stratum that drew it and the strata's sizes.
+With ``--design`` both come from the design's own files, joined to the labels by point id
+(:func:`design_strata`). Without it they are read from a raster (``--strata``, else the map) at
+the points (:func:`raster_strata`), which is right only if that raster drew them, so the
+points are checked first: a file beside its design's ``sample.json`` names the strata it was
+drawn on, every file an interpreter sends back carries the strata's ``strata_id``
+(:func:`check_strata_id`), and a stratified sample of a raster's pixels holds each pixel at
+most once (:func:`check_distinct_pixels`): two points on one pixel were drawn on another
+raster (a finer map) or are one point listed twice. A file labelled away from its design
+folder is thus never weighted by the wrong strata without a word.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import ConfigError, InputDataError
+from inference.assess.design_file import RECORD_FILE, DesignFile
+from inference.assess.point_files import ReferencePoints
+from inference.assess.strata import (
+    Strata,
+    check_codes,
+    pixels_at,
+    read_strata,
+    values_at,
+)
+from inference.cog.maps import NODATA
+
+
+def raster_strata(points: ReferencePoints, path: str, paths: Sequence[str | Path]
+                  ) -> tuple[Strata, np.ndarray]:
+    """The strata of raster ``path`` and each point's stratum, the points checked first.
+
+    The checks show the raster drew the points (see module docstring).
+    """
+    strata = read_strata(path)
+    check_points(points, strata, paths)
+    check_strata_id(points, strata, paths, f"the strata raster {strata.path}")
+    check_distinct_pixels(points, strata, paths)
+    stratum = values_at(strata.path, points.lon, points.lat)
+    check_codes(stratum, strata.classes, f"the strata raster {strata.path}")
+    return strata, stratum
+
+
+def check_points(points: ReferencePoints, strata: Strata, paths: Sequence[str | Path]) -> None:
+    """Refuse points scored on other strata than drew them, or with lon/lat swapped.
+
+    A labelled file beside its design's ``sample.json`` names the strata that drew it; without
+    ``--design`` or ``--strata`` a change design would be estimated with the map's classes.
+    """
+    for path in paths:
+        record = Path(path).parent / RECORD_FILE
+        try:
+            drawn_on = tuple(json.loads(record.read_text()).get("classes") or ())
+        except (OSError, ValueError, AttributeError):
+            continue
+        if drawn_on and drawn_on != tuple(strata.classes):
+            raise ConfigError(f"{path} was drawn on the strata {list(drawn_on)} ({record}), not "
+                              f"on the classes {list(strata.classes)} of {strata.path}; give "
+                              f"--design {Path(path).parent} (or --strata with the raster that "
+                              "drew it, e.g. the change COG)")
+    inside = values_at(strata.path, points.lon, points.lat) != NODATA
+    if inside.all() or (np.abs(points.lon) > 90).any():
+        return
+    swapped = values_at(strata.path, points.lat, points.lon) != NODATA
+    if swapped.sum() > max(inside.sum(), points.lon.size // 2):
+        raise ConfigError(f"{', '.join(map(str, paths))}: longitude and latitude look swapped "
+                          f"({int(swapped.sum())} of {swapped.size} points fall on the map "
+                          f"swapped, {int(inside.sum())} as given); write longitude first "
+                          "(GeoJSON [lon, lat], CSV lon and lat columns)")
+
+
+def check_strata_id(points: ReferencePoints, strata: Strata, paths: Sequence[str | Path],
+                    source: str) -> None:
+    """Refuse labelled files whose ``strata_id`` names other strata than the scorer's.
+
+    Sample files written since the column exists carry the digest of the strata that drew
+    them, so a file labelled away from its design folder (a change design, a map redrawn since)
+    is never estimated with another raster's strata; files without it are read as before.
+    """
+    if not points.strata_ids:
+        return
+    files = ", ".join(map(str, paths))
+    if len(points.strata_ids) > 1:
+        raise InputDataError(f"{files}: the points come from {len(points.strata_ids)} sample "
+                             f"designs (strata_id {', '.join(sorted(points.strata_ids))}); "
+                             "score each design's points on their own")
+    if strata.strata_id not in points.strata_ids:
+        raise ConfigError(f"{files} was drawn on other strata (strata_id "
+                          f"{next(iter(points.strata_ids))}) than {source} holds (strata_id "
+                          f"{strata.strata_id}: {', '.join(strata.classes)}), so its points "
+                          "would be weighted by the wrong strata; give --design with the "
+                          "folder `isamap-assess design` wrote for these points (or --strata "
+                          "with the raster that drew them, e.g. the change COG)")
+
+
+def check_distinct_pixels(points: ReferencePoints, strata: Strata,
+                          paths: Sequence[str | Path]) -> None:
+    """Refuse points that share a pixel of the strata raster.
+
+    A design draws each pixel of its strata raster at most once, so two points on one pixel
+    were drawn on another raster (a finer map: its strata and inclusion probabilities are not
+    this raster's) or are one point listed twice (a copied row, two sittings merged under
+    other ids), which would count its label twice.
+    """
+    rows, cols, inside = pixels_at(strata.path, points.lon, points.lat)
+    seen: dict[tuple[int, int], int] = {}
+    shared = []
+    for i in np.flatnonzero(inside):
+        first = seen.setdefault((int(rows[i]), int(cols[i])), int(i))
+        if first != i:
+            shared.append((first, int(i)))
+    if not shared:
+        return
+    a, b = shared[0]
+    raise ConfigError(
+        f"{', '.join(map(str, paths))}: {len(shared)} "
+        f"{'point falls' if len(shared) == 1 else 'points fall'} on a pixel of the strata "
+        f"raster {strata.path} that another point is on too (first: {points.ids[b]} on the "
+        f"pixel of {points.ids[a]}); a sample of that raster draws each pixel once, so these "
+        "points were drawn on another raster (a finer map) or one point is listed twice: give "
+        "--design with the folder `isamap-assess design` wrote for them (or --strata with the "
+        "raster that drew them), or keep each point once")
+
+
+def design_strata(drawn: DesignFile, points: ReferencePoints
+                   ) -> tuple[Strata, np.ndarray, ReferencePoints]:
+    """The design's strata, each labelled point's stratum, the points at the design's positions.
+
+    The design's positions are the pixel centres (a CEO export gives its samples' positions).
+    """
+    pos = drawn.positions(points.ids, points.no_data)
+    record = drawn.record
+    strata = Strata(str(record.get("strata_raster", "")), drawn.classes,
+                    tuple(int(v) for v in record.get("strata_pixels", [0] * len(drawn.classes))),
+                    drawn.strata_km2, str(record.get("crs", "")),
+                    float(record.get("resolution", 0.0)))
+    return strata, drawn.stratum[pos], replace(points, lon=drawn.lon[pos], lat=drawn.lat[pos])

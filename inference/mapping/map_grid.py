@@ -1,0 +1,61 @@
+"""The grid a region is mapped on: its projected CRS at the model's resolution.
+
+By default the UTM zone of the region's centre (``--crs`` names another, e.g. ``EPSG:6933``
+for an area over several zones); on the model's training lattice when that CRS is the
+training grid's, so the map's pixels are the training pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from contract.grid import Grid, projected_crs, utm_caveat, utm_epsg
+from contract.regions import Region
+from core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def region_grid(region: Region, resolution: float, dataset_grid: Grid | None = None,
+                crs: str | None = None) -> tuple[Grid, str | None]:
+    """The map's grid in ``crs`` (default: the region's UTM zone) at ``resolution``.
+
+    The grid sits on the dataset's pixel lattice when its CRS is the training grid's.
+
+    Returns the grid and, when the region lies in another CRS than the training grid, a
+    sentence saying so (the inputs are then composited in the map's own CRS).
+    """
+    if crs is None:
+        caveat = utm_caveat(region.bbox)
+        lon, lat = region.centroid
+        if abs(lat) > 84:
+            raise ConfigError(f"region {region.name!r} is centred above 84° latitude, outside "
+                              f"the UTM zones: {caveat}")
+        if caveat:
+            log.warning("region %r: %s", region.name, caveat)
+        crs = f"EPSG:{utm_epsg(lon, lat)}"
+    else:
+        crs = projected_crs(crs)
+    grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution)
+    note = None
+    if dataset_grid is not None:
+        if dataset_grid.crs == crs:
+            grid = _on_lattice(grid, dataset_grid)
+        else:
+            note = (f"region {region.name!r} is mapped in {crs}, not the model's training CRS "
+                    f"{dataset_grid.crs}; its inputs are composited and mapped in {crs} at "
+                    f"{resolution:g} m (the recipe does not depend on the CRS)")
+    return grid, note
+
+
+def _on_lattice(grid: Grid, lattice: Grid) -> Grid:
+    """``grid`` widened to whole pixels of ``lattice`` (same CRS and resolution)."""
+    res = lattice.resolution
+    x0 = lattice.x0 + math.floor((grid.x0 - lattice.x0) / res + 1e-9) * res
+    y0 = lattice.y0 - math.floor((lattice.y0 - grid.y0) / res + 1e-9) * res
+    east, south = grid.bounds[2], grid.bounds[1]
+    width = max(1, math.ceil((east - x0) / res - 1e-9))
+    height = max(1, math.ceil((y0 - south) / res - 1e-9))
+    return Grid(grid.crs, float(x0), float(y0), width, height, res, lattice.patch_size,
+                lattice.stride)
