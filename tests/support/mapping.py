@@ -61,13 +61,18 @@ def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
     ``name`` is a built-in model, or one of ``module``'s ``MODELS`` table (e.g.
     ``test-threshold`` of ``tests.support.models``), which the file records so that loading it
     finds the model there. ``norm``: ``scene`` for a model that normalises each map by its
-    input's statistics (``isamap-train --norm scene``).
+    input's statistics (``isamap-train --norm scene``). Its weights are drawn from a fixed
+    seed, so a test's map never depends on which tests ran before it in the same process.
     """
+    import torch
+
     from training.models import create_model
 
     if name == "unet":
         kwargs = {"widths": [4, 8, 8, 16, 16], **kwargs}
-    model = create_model(name, len(BANDS), 2, module=module or None, **kwargs)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = create_model(name, len(BANDS), 2, module=module or None, **kwargs)
     meta = ModelMeta(name, len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
                      metrics={"test_miou": 0.75}, module=module, norm=norm,
                      extra={"dataset": dataset_record(grid, backend=backend)})
