@@ -295,6 +295,8 @@ def rss_sweep(args: argparse.Namespace, argv: list[str]) -> dict:
     """Peak RSS of whole runs at three sizes, each in its own process: flat in both sides."""
     sizes = ([(1024, 1024), (2048, 2048), (4096, 512)] if args.quick else
              [(4096, 4096), (16384, 16384), (65536, 4096)])
+    if args.quick and "--replay-every" not in argv:  # a quick run has few batches to replay
+        argv = [*argv, "--replay-every", "1"]
     rows = {f"{w}x{h}": _child(args, argv, w, h) for w, h in sizes}
     print("\nsize            tiles  km²/s   peak RSS (GiB)")
     for key, f in rows.items():

@@ -54,8 +54,9 @@ from core.storage.gdal_auth import check_read, gdal_env
 from inference.cog import maps
 from inference.cog.maps import OutputInfo
 from inference.cog.stream import Writer, cog_writer, encodes, finish_stream
+from inference.predict.config import PredictConfig
 from inference.predict.runtime import TilePredictor
-from inference.predict.sliding_window import PredictConfig, SlidingWindowJob
+from inference.predict.sliding_window import SlidingWindowJob
 from inference.predict.sources import RasterSource, open_source, select_bands, source_identity
 
 # GDAL's block cache defaults to 5 % of physical RAM, which would make the footprint grow with
