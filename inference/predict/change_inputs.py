@@ -13,14 +13,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import rasterio
+import rasterio.errors
 from affine import Affine
 
 from contract.bands import is_code_band
 from core.errors import InputDataError
 from core.storage import files
-from inference.predict import stats
+from inference.cog import maps
 from inference.predict.change import fit_relative_normalisation
 from inference.predict.job import PredictJob
 from inference.predict.sources import (
@@ -108,7 +111,7 @@ def check_compare_with(compare_with: str, stack: str | RasterSource,
     with open_source(stack) as src:
         size = (src.height * scale, src.width * scale)
         transform, crs = src.transform * Affine.scale(1.0 / scale), src.crs
-    stats.check_class_map(compare_with, tuple(meta.class_names), size, transform, crs)
+    check_class_map(compare_with, tuple(meta.class_names), size, transform, crs)
     return size, transform, crs
 
 
@@ -163,3 +166,49 @@ def prediction_source(job: PredictJob, stack: RasterSource,
         yield source, {"normalisation": record}
     finally:
         source.close()
+
+
+def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
+                    transform: Any, crs: Any, flag: str = "--compare-with") -> None:
+    """Refuse a map that cannot be compared with a class map of ``classes`` on this grid.
+
+    A change map counts the pixels whose class is impervious in one map and not in the other:
+    a probability COG (values 0-10000) or another model's classes would be read as classes and
+    give gains and losses that never happened. Checked before the prediction, not after it.
+
+    Args:
+        path: the earlier map (a class COG isamap wrote).
+        classes: the class names of the model about to predict.
+        size: ``(height, width)`` of the map about to be written.
+        transform: its geotransform.
+        crs: its CRS.
+        flag: how messages name the file.
+    """
+    given = f"{flag} {path}"
+    if not files.is_gcs(path) and not Path(path).exists():
+        raise InputDataError(f"{given} does not exist; give the class COG (<out>_class.tif) "
+                             "of an earlier date")
+    try:
+        with rasterio.open(files.gdal_path(path)) as src:
+            tags, count, dtype = src.tags(), src.count, src.dtypes[0]
+            grid = (src.height, src.width), src.transform, src.crs
+    except rasterio.errors.RasterioError as exc:
+        raise InputDataError(f"{given} cannot be read ({exc}); give the class COG "
+                             "(<out>_class.tif) of an earlier date") from None
+    band_id = tags.get("band_id")
+    if band_id != maps.BAND_IDS["class"] and (band_id or count != 1 or dtype != "uint8"):
+        kind = next((k for k, v in maps.BAND_IDS.items() if v == band_id),
+                    f"a {count}-band {dtype} raster")
+        raise InputDataError(f"{given} is {'a ' + kind + ' map' if band_id else kind}, not a "
+                             "class map; give the <out>_class.tif of the earlier date, not its "
+                             "_prob.tif or _change.tif")
+    theirs = tags.get("classes")
+    if theirs is not None and theirs.split(",") != list(classes):
+        raise InputDataError(f"{given} holds the classes {theirs.replace(',', ', ')}, this "
+                             f"model predicts {', '.join(classes)}; compare maps of the same "
+                             "classes (the same kind of model)")
+    if grid[0] != tuple(size) or not grid[1].almost_equals(transform) or grid[2] != crs:
+        raise InputDataError(f"{given} is not on the grid of the map about to be made "
+                             f"({grid[0][1]} x {grid[0][0]} px there, {size[1]} x {size[0]} "
+                             "here, or another origin or CRS); predict both dates from stacks "
+                             "on one grid")

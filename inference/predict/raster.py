@@ -44,6 +44,7 @@ from typing import Any
 import rasterio
 import rasterio.errors
 from affine import Affine
+from rasterio.crs import CRS
 
 from core.commands import DETAIL
 from core.digest import json_digest
@@ -55,6 +56,7 @@ from inference.cog import maps
 from inference.cog.maps import OutputInfo
 from inference.cog.stream import Writer, cog_writer, encodes, finish_stream
 from inference.predict.config import PredictConfig
+from inference.predict.pixel_area import raster_area_km2
 from inference.predict.runtime import TilePredictor
 from inference.predict.sliding_window import SlidingWindowJob
 from inference.predict.sources import (
@@ -111,10 +113,6 @@ class PredictionResult:
     @property
     def area_km2(self) -> float:
         """Ground area of the map (true km² also for a geographic CRS, as the area table)."""
-        from rasterio.crs import CRS
-
-        from inference.predict.stats import raster_area_km2
-
         return raster_area_km2(Affine(*self.transform[:6]), CRS.from_user_input(self.crs),
                                self.width, self.height)
 
