@@ -354,44 +354,31 @@ class KeepStrips:
     def close(self) -> None:
         self._open.close()
 
-    def greenness(self, row0: int, rows: int, col0: int = 0,
-                  cols: int | None = None) -> np.ndarray:
-        """NDVI of output rows ``[row0, row0 + rows)``, columns ``[col0, col0 + cols)``.
-
-        ``cols`` None: to the right edge. Input pixels are repeated onto the output grid.
-        """
+    def greenness(self, row0: int, rows: int) -> np.ndarray:
+        """NDVI of output rows ``[row0, row0 + rows)`` at full width (input rows repeated)."""
         s = self.scale
-        cols = self.src.width * s - col0 if cols is None else cols
         first, last = row0 // s, math.ceil((row0 + rows) / s)
-        left, right = col0 // s, math.ceil((col0 + cols) / s)
         with self.lock:
             bands = read_window(self.src, self.indexes,
-                                Window(left, first, right - left, last - first))
+                                Window(0, first, self.src.width, last - first))
         if s > 1:
             bands = bands.repeat(s, axis=1).repeat(s, axis=2)
-        skip, shift = row0 - first * s, col0 - left * s
-        bands = bands[:, skip:skip + rows, shift:shift + cols]
-        return keep.ndvi(bands[0], bands[1])
+        skip = row0 - first * s
+        return keep.ndvi(bands[0, skip:skip + rows], bands[1, skip:skip + rows])
 
-    def product(self, row0: int, rows: int, col0: int = 0,
-                cols: int | None = None) -> np.ndarray:
-        """The product's classes (the model's indices) on output rows ``[row0, row0 + rows)``.
+    def product(self, row0: int, rows: int) -> np.ndarray:
+        """The product's classes (the model's indices) on output rows ``[row0, row0 + rows)``."""
+        return _codes(self._vrt, self.table, Window(0, row0, self._vrt.width, rows),
+                      self.rule.band)
 
-        Columns ``[col0, col0 + cols)`` (``cols`` None: to the right edge).
-        """
-        cols = self._vrt.width - col0 if cols is None else cols
-        return _codes(self._vrt, self.table, Window(col0, row0, cols, rows), self.rule.band)
+    def apply(self, row0: int, probs: np.ndarray) -> np.ndarray:
+        """A strip's ``(K, rows, W)`` probabilities after the rule (in place where possible).
 
-    def apply(self, row0: int, probs: np.ndarray, col0: int = 0) -> np.ndarray:
-        """A strip's ``(K, rows, w)`` probabilities after the rule (in place where possible).
-
-        The strip's columns start at output column ``col0`` (a panel's); one channel (a
-        two-class model's P(class 1)) is expanded to both classes first.
+        One channel (a two-class model's P(class 1)) is expanded to both classes first.
         """
         if probs.shape[0] == 1:
             probs = np.concatenate([1.0 - probs, probs])
-        rows, cols = probs.shape[1:]
-        return keep.keep_probabilities(probs, self.product(row0, rows, col0, cols),
-                                       self.greenness(row0, rows, col0, cols),
-                                       self.rule.green_cut, self.learnt, self.impervious,
-                                       self.rule.window)
+        rows = probs.shape[1]
+        return keep.keep_probabilities(probs, self.product(row0, rows),
+                                       self.greenness(row0, rows), self.rule.green_cut,
+                                       self.learnt, self.impervious, self.rule.window)

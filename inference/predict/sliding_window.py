@@ -54,11 +54,12 @@ def _cpu_is_free(predictor: TilePredictor) -> bool:
 def _whole_rows(src: Any, config: PredictConfig) -> bool:
     """Whether the map must be one panel of the whole width.
 
-    CLAHE equalises across the width, the keep rule's windows may straddle a panel's edge,
-    and a source fetched by whole rows (Earth Engine's tiles) reads them in order.
+    CLAHE equalises across the width; the keep rule reads the product through GDAL's warper,
+    whose approximate transformation depends on the window read (strips of the whole width
+    keep the pixels every map of the rule has); a source fetched by whole rows (Earth
+    Engine's tiles) reads them in order.
     """
-    window = config.keep.window if config.postprocess == "keep" and config.keep else 0
-    return bool(getattr(src, "whole_rows", False) or config.postprocess == "clahe" or window)
+    return bool(getattr(src, "whole_rows", False) or config.postprocess != "none")
 
 
 class SlidingWindowJob:

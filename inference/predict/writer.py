@@ -208,7 +208,7 @@ class MapWriter:
                     acc.sums.shape[0], acc.sums.shape[2]))
             if self.keep is not None:
                 with self.stages.time("postprocess"):
-                    probs = self.keep.apply(r0, probs, self.layout.panels[p].cols[0])
+                    probs = self.keep.apply(r0, probs)  # one panel: the whole width
             with self.stages.time("take"):
                 classes, prob = encode(probs, bad, self.config.isa_class,
                                        overwrite=self.post is None)
