@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -348,11 +349,12 @@ def versus(args: argparse.Namespace, argv: list[str]) -> dict:
                       "there_rss_gib": theirs["peak_rss_gib"],
                       "ratio": round(mine["pipeline_km2_per_s"]
                                      / theirs["pipeline_km2_per_s"], 3)})
-    ratios = sorted(p["ratio"] for p in pairs)
+    ratios = [p["ratio"] for p in pairs]
     print(json.dumps(pairs, indent=1))
-    print(f"\nhere / there km²/s at {args.size}²: median {ratios[len(ratios) // 2]:.3f} "
-          f"over {len(pairs)} pair(s) (there: {args.vs_checkout})")
-    result = {"pairs": pairs, "median_ratio": ratios[len(ratios) // 2]}
+    print(f"\nhere / there km²/s at {args.size}²: median {statistics.median(ratios):.3f} "
+          f"(pairs {min(ratios):.3f}-{max(ratios):.3f}) over {len(pairs)} pair(s) (there: "
+          f"{args.vs_checkout})")
+    result = {"pairs": pairs, "median_ratio": round(statistics.median(ratios), 3)}
     (args.out / "bench_inference_versus.json").write_text(json.dumps(result, indent=1))
     return result
 
