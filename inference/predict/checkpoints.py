@@ -6,7 +6,8 @@
 - *Seams*: per tile row, the weighted probabilities the last tile of a panel gives the
   columns of the next panel (:func:`seam_path`), which that panel adds before its own tiles.
   A seam is written before any strip that follows its tile row, so a resumed run finds every
-  seam of the rows it does not predict again.
+  seam of the rows it does not predict again; the seams of a panel go once its last strip is
+  written.
 
 Every file is written atomically (:func:`core.storage.atomic_path`).
 """

@@ -218,6 +218,10 @@ class MapWriter:
             with self.stages.time("postprocess"):
                 done = self.post.push(r0, probs, bad, (s, prob, bad))
             self.post_done(done)
+        if not todo and p > 0:  # the panel is checkpointed: its seams are spent
+            col = self.layout.panels[p].cols[0]
+            for k in range(len(self.layout.rows)):
+                seam_path(self.work, col, k).unlink(missing_ok=True)
 
     def _taken_into(self, channels: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         if width not in self._taken:
