@@ -97,9 +97,9 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
     from rasterio.windows import Window
 
     from engine.execution import calling_thread_only
+    from inference.predict.normalise import BatchNormaliser
     from inference.predict.raster import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
-    from inference.predict.runtime import BatchNormaliser
-    from inference.predict.sliding_window import read_rows
+    from inference.predict.reader import read_rows
 
     normaliser = BatchNormaliser(np.zeros(6), np.ones(6))
     starts = list(range(0, width - 512 + 1, 448))

@@ -33,10 +33,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -141,33 +143,37 @@ def isolated_seconds_per_tile(predictor: TilePredictor, batch: int, tile: int, b
     return float(np.median(seconds)) / batch
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=int, default=16384, help="width (and height) in px")
+    p.add_argument("--height", type=int, help="height in px (default: --size)")
+    p.add_argument("--rss-sweep", action="store_true",
+                   help="peak RSS (and km²/s) of whole runs at 4096², 16384² and a 65,536 x "
+                        "4,096 strip, each in a process of its own; with --quick at 1024², "
+                        "2048² and 4096 x 512")
+    p.add_argument("--quick", action="store_true", help="small sizes (tests)")
+    p.add_argument("--vs-checkout", type=Path, metavar="DIR",
+                   help="a checkout of the earlier code (e.g. main): runs --size there and "
+                        "here in turn, --rounds pairs, and prints here / there in km²/s")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--widths", default="8,16,32,64,128")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--device", default="cpu",
+                   help="cpu (the bar is for a CPU machine) or cuda: with a GPU model, the CPU "
+                        "side of the pipeline is what limits it")
+    p.add_argument("--replay-every", type=int, default=4,
+                   help="replay every n-th batch through the model alone")
+    p.add_argument("--out", type=Path, default=Path("bench_output"))
+    p.add_argument("--generate-only", action="store_true")
+    return p
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", type=int, default=16384, help="width (and height) in px")
-    parser.add_argument("--height", type=int, help="height in px (default: --size)")
-    parser.add_argument("--rss-sweep", action="store_true",
-                        help="peak RSS (and km²/s) of whole runs at 4096², 16384² and a "
-                             "65,536 x 4,096 strip, each in a process of its own; with --quick "
-                             "at 1024², 2048² and 4096 x 512")
-    parser.add_argument("--quick", action="store_true", help="small sizes (tests)")
-    parser.add_argument("--vs-checkout", type=Path, metavar="DIR",
-                        help="a checkout of the earlier code (e.g. main): runs --size there and "
-                             "here in turn, --rounds pairs, and prints here / there in km²/s")
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--overlap", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--widths", default="8,16,32,64,128")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
-    parser.add_argument("--device", default="cpu",
-                        help="cpu (the bar is for a CPU machine) or cuda: with a GPU model, "
-                             "the CPU side of the pipeline is what limits it")
-    parser.add_argument("--replay-every", type=int, default=4,
-                        help="replay every n-th batch through the model alone")
-    parser.add_argument("--out", type=Path, default=Path("bench_output"))
-    parser.add_argument("--generate-only", action="store_true")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     argv = sys.argv[1:] if argv is None else argv
     if args.rss_sweep:
@@ -186,7 +192,14 @@ def main(argv: list[str] | None = None) -> dict:
                     "--height", str(height), "--out", str(args.out)], check=True)
     print(f"input {src} ({src.stat().st_size / 2**30:.2f} GiB) ready in "
           f"{time.perf_counter() - t0:.0f} s")
+    figures = measure(args, src, height)
+    report(figures)
+    (args.out / f"bench_inference_{name}.json").write_text(json.dumps(figures, indent=1))
+    return figures
 
+
+def measure(args: argparse.Namespace, src: Path, height: int) -> dict:
+    """One whole pipeline over ``src`` beside the model alone: the figures, as a dict."""
     widths = tuple(int(w) for w in args.widths.split(","))
     torch.manual_seed(0)
     model = create_model("unet", len(BANDS), 2, widths=widths)
@@ -217,14 +230,22 @@ def main(argv: list[str] | None = None) -> dict:
     if not predictor.replay_tiles:
         raise SystemExit(f"no batch was replayed ({predictor.calls} batches); use a larger "
                          "--size or a smaller --replay-every")
+    return figures_of(args, height, widths, predictor, choice, result,
+                      (before, after), peak_rss, rss_before)
+
+
+def figures_of(args: argparse.Namespace, height: int, widths: tuple[int, ...],
+               predictor: ReplayingPredictor, choice: Any, result: Any,
+               isolated: tuple[float, float], peak_rss: float, rss_before: float) -> dict:
+    """The run's figures: km²/s of the pipeline and of the model, the stages, peak RSS."""
     pipeline_s = result.seconds - predictor.replay_wall
     per_tile = predictor.replay_forward / predictor.replay_tiles
     area = args.size * height * 100 / 1e6  # 10 m pixels
     model_seconds = per_tile * result.tiles
-    isolated_seconds = (before + after) / 2 * result.tiles  # the machine's speed drifts
+    isolated_seconds = sum(isolated) / 2 * result.tiles  # the machine's speed drifts
     k, bands, px = 2, len(BANDS), args.size * height
     whole_array_gib = (bands * 4 + k * 4 * 2 + widths[0] * 4 * 3) * px / 2**30
-    figures = {
+    return {
         "size": args.size, "height": height, "tiles": result.tiles, "tile": args.tile,
         "overlap": args.overlap,
         "batch": args.batch, "model": f"training unet widths={widths}",
@@ -239,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_pipeline_vs_model_only": round(model_seconds / pipeline_s, 3),
         "model_isolated_s": round(isolated_seconds, 1),
         "model_isolated_km2_per_s": round(area / isolated_seconds, 3),
-        "isolated_ms_per_tile_before_after": [round(1e3 * before, 1), round(1e3 * after, 1)],
+        "isolated_ms_per_tile_before_after": [round(1e3 * t, 1) for t in isolated],
         "ratio_pipeline_vs_model_isolated": round(isolated_seconds / pipeline_s, 3),
         "forward_s_inside_pipeline": round(result.forward_seconds, 1),
         "ratio_forward_share_of_pipeline": round(result.forward_seconds / pipeline_s, 3),
@@ -247,25 +268,32 @@ def main(argv: list[str] | None = None) -> dict:
         "stages_cpu_s": {k: round(v, 2) for k, v in result.stages_cpu.items()},
         "peak_rss_gib": round(peak_rss, 3), "rss_before_pipeline_gib": round(rss_before, 3),
         "whole_array_estimate_gib": round(whole_array_gib, 1),
+        "ms_per_tile_replayed": round(per_tile * 1000), "bands": bands, "pixels": px,
     }
-    print(json.dumps(figures, indent=1))
-    print(f"\npipeline   {figures['pipeline_km2_per_s']:8.3f} km²/s  ({pipeline_s:.0f} s)")
-    print(f"model only {figures['model_only_km2_per_s']:8.3f} km²/s  ({model_seconds:.0f} s, "
-          f"{per_tile * 1000:.0f} ms/tile over {predictor.replay_tiles} replayed tiles)")
-    print(f"model alone {area / isolated_seconds:7.3f} km²/s  (timed with nothing else running "
-          f"right before / after: {1e3 * before:.1f} / {1e3 * after:.1f} ms/tile)")
-    print(f"ratio      {figures['ratio_pipeline_vs_model_only']:8.3f} replayed, "
-          f"{figures['ratio_pipeline_vs_model_isolated']:.3f} alone (bar >= 0.9) at "
-          f"{predictor.description}")
-    print("stages     " + ", ".join(f"{k} {v:.1f} s" for k, v in figures["stages_s"].items()))
-    print("stage CPU  " + ", ".join(f"{k} {v:.1f} s" for k, v in figures["stages_cpu_s"].items())
+
+
+def report(f: dict) -> None:
+    """The figures as the lines a reader compares."""
+    print(json.dumps(f, indent=1))
+    area, pipeline_s = f["area_km2"], f["pipeline_s"]
+    before, after = f["isolated_ms_per_tile_before_after"]
+    px, bands, k = f["pixels"], f["bands"], 2
+    print(f"\npipeline   {f['pipeline_km2_per_s']:8.3f} km²/s  ({pipeline_s:.0f} s)")
+    print(f"model only {f['model_only_km2_per_s']:8.3f} km²/s  "
+          f"({f['model_only_s_extrapolated']:.0f} s, {f['ms_per_tile_replayed']} ms/tile over "
+          f"{f['replayed_tiles']} replayed tiles)")
+    print(f"model alone {area / f['model_isolated_s']:7.3f} km²/s  (timed with nothing else "
+          f"running right before / after: {before:.1f} / {after:.1f} ms/tile)")
+    print(f"ratio      {f['ratio_pipeline_vs_model_only']:8.3f} replayed, "
+          f"{f['ratio_pipeline_vs_model_isolated']:.3f} alone (bar >= 0.9) at {f['runtime']}")
+    print("stages     " + ", ".join(f"{k} {v:.1f} s" for k, v in f["stages_s"].items()))
+    print("stage CPU  " + ", ".join(f"{k} {v:.1f} s" for k, v in f["stages_cpu_s"].items())
           + "  (CPU time of the stage's own thread)")
-    print(f"peak RSS   {peak_rss:8.3f} GiB (bar < 2); a whole-array run would hold about "
-          f"{whole_array_gib:.1f} GiB (input {bands * 4 * px / 2**30:.1f} + probabilities "
-          f"and weights {k * 8 * px / 2**30:.1f} + 3 first-level activations "
-          f"{widths[0] * 12 * px / 2**30:.1f})")
-    (args.out / f"bench_inference_{name}.json").write_text(json.dumps(figures, indent=1))
-    return figures
+    widths0 = int(f["model"].split("(")[1].split(",")[0])
+    print(f"peak RSS   {f['peak_rss_gib']:8.3f} GiB (bar < 1.5); a whole-array run would hold "
+          f"about {f['whole_array_estimate_gib']:.1f} GiB (input {bands * 4 * px / 2**30:.1f} + "
+          f"probabilities and weights {k * 8 * px / 2**30:.1f} + 3 first-level activations "
+          f"{widths0 * 12 * px / 2**30:.1f})")
 
 
 def _child(args: argparse.Namespace, argv: list[str], width: int, height: int,
@@ -295,6 +323,8 @@ def rss_sweep(args: argparse.Namespace, argv: list[str]) -> dict:
     """Peak RSS of whole runs at three sizes, each in its own process: flat in both sides."""
     sizes = ([(1024, 1024), (2048, 2048), (4096, 512)] if args.quick else
              [(4096, 4096), (16384, 16384), (65536, 4096)])
+    if args.quick and "--replay-every" not in argv:  # a quick run has few batches to replay
+        argv = [*argv, "--replay-every", "1"]
     rows = {f"{w}x{h}": _child(args, argv, w, h) for w, h in sizes}
     print("\nsize            tiles  km²/s   peak RSS (GiB)")
     for key, f in rows.items():
@@ -319,11 +349,12 @@ def versus(args: argparse.Namespace, argv: list[str]) -> dict:
                       "there_rss_gib": theirs["peak_rss_gib"],
                       "ratio": round(mine["pipeline_km2_per_s"]
                                      / theirs["pipeline_km2_per_s"], 3)})
-    ratios = sorted(p["ratio"] for p in pairs)
+    ratios = [p["ratio"] for p in pairs]
     print(json.dumps(pairs, indent=1))
-    print(f"\nhere / there km²/s at {args.size}²: median {ratios[len(ratios) // 2]:.3f} "
-          f"over {len(pairs)} pair(s) (there: {args.vs_checkout})")
-    result = {"pairs": pairs, "median_ratio": ratios[len(ratios) // 2]}
+    print(f"\nhere / there km²/s at {args.size}²: median {statistics.median(ratios):.3f} "
+          f"(pairs {min(ratios):.3f}-{max(ratios):.3f}) over {len(pairs)} pair(s) (there: "
+          f"{args.vs_checkout})")
+    result = {"pairs": pairs, "median_ratio": round(statistics.median(ratios), 3)}
     (args.out / "bench_inference_versus.json").write_text(json.dumps(result, indent=1))
     return result
 

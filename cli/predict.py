@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.commands import (
     add_logging_arguments,
@@ -16,11 +17,18 @@ from core.commands import (
 )
 from core.errors import ConfigError, InputDataError
 from core.parsers import command_parser
+from core.storage import files
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
-from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.config import PredictConfig
+from inference.predict.job import PredictJob
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
+from inference.predict.spectral_stacks import check_threshold
 from inference.predict.vectors import add_vector_arguments, vector_options
+
+if TYPE_CHECKING:
+    from inference.predict.runtime import RuntimeOptions
 
 PREDICT_EXAMPLES = (
     ("map one stack: <out>_class.tif, <out>_prob.tif, quick-looks, the ISA km² per zone and "
@@ -124,12 +132,28 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from core.storage import files
-    from inference.predict.change import DEFAULT_CHANGE_MARGIN
-    from inference.predict.raster import PredictConfig
+    # imported here, not above: they import torch, which --help and a refused option never
+    # need (it takes seconds to import)
     from inference.predict.runtime import RuntimeOptions
-    from inference.predict.workflow import describe, predict_with_model_file
+    from inference.predict.workflow import describe, predict
 
+    job = predict_job(args, RuntimeOptions(
+        device=args.device, precision=args.precision, channels_last=args.channels_last,
+        compile=args.compile, autotune_cache=args.autotune_cache))
+    outputs = predict(job)
+    print(outputs.area_table)
+    print(json.dumps(describe(outputs), indent=1))
+    return 0
+
+
+def predict_job(args: argparse.Namespace, options: RuntimeOptions) -> PredictJob:
+    """The :class:`PredictJob` of ``isamap-predict``'s flags, checked as far as flags go.
+
+    ``options``: how the model runs (device, precision, layout, compilation).
+
+    Raises:
+        ConfigError, InputDataError: flags that contradict each other, or name a missing file.
+    """
     if args.out.endswith(("/", os.sep)):  # a folder: the maps would be named _class.tif
         raise ConfigError(f"--out {args.out} is a folder, but --out is a prefix of file names "
                           f"(<out>_class.tif, <out>_prob.tif); give e.g. --out {args.out}isa")
@@ -151,30 +175,20 @@ def _predict(args: argparse.Namespace) -> int:
     config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                            blend=args.blend, compress=args.compress, any_tile=args.any_tile,
                            **postprocess_options(args))
-    options = RuntimeOptions(device=args.device, precision=args.precision,
-                             channels_last=args.channels_last, compile=args.compile,
-                             autotune_cache=args.autotune_cache)
-    outputs = predict_with_model_file(
+    return PredictJob(
         args.model, args.input, args.out, month=args.month, config=config, options=options,
         isa_class=args.isa_class, zones=args.zones, zones_name=args.zones_name,
-        compare_with=args.compare_with,
-        local_dir=args.local_dir, work_dir=args.work_dir, restart=args.restart,
-        progress=not args.quiet,
+        compare_with=args.compare_with, local_dir=args.local_dir, work_dir=args.work_dir,
+        restart=args.restart, progress=not args.quiet,
         band_order=[b for b in args.bands.split(",") if b.strip()] if args.bands else None,
         allow_implausible=args.allow_implausible,
         change_margin=(DEFAULT_CHANGE_MARGIN if args.change_margin is None
                        else args.change_margin), normalise_to=args.normalise_to,
         earlier_stack=args.earlier_stack, spectral_threshold=threshold, vectors=vectors)
-    print(outputs.area_table)
-    print(json.dumps(describe(outputs), indent=1))
-    return 0
 
 
 def _spectral_threshold(args: argparse.Namespace) -> float:
     """The spectral rule's threshold, once ``--earlier-stack`` and its company are checked."""
-    from core.storage import files
-    from inference.predict.spectral_stacks import check_threshold
-
     if args.spectral_threshold is not None and not args.earlier_stack:
         raise ConfigError("--spectral-threshold is the spectral change rule's: give "
                           "--earlier-stack EARLIER_STACK (and --compare-with) too")

@@ -19,7 +19,8 @@ from core.digest import json_digest
 from core.errors import ConfigError, InputDataError
 from core.storage import files
 from inference.cog.maps import BAND_IDS, NODATA
-from inference.predict.stats import CHANGE_CODES, pixel_area_km2
+from inference.predict.pixel_area import pixel_area_km2
+from inference.predict.stats import CHANGE_CODES
 
 CHANGE_NAMES = tuple(name for name, _ in sorted(CHANGE_CODES.items(), key=lambda kv: kv[1]))
 

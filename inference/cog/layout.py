@@ -102,7 +102,8 @@ def assemble(levels: Sequence[Path], dst: Path, tiles: Sequence[list[tuple[int, 
 
     ``levels``: each level's tiled GTiff, written empty (sparse): its tags are the level's IFD.
     ``tiles``: each level's tiles as (offset, size) in its ``data`` file, row-major, framed
-    (:func:`frame`) one after the other, so each level is copied as one run of bytes.
+    (:func:`frame`); tiles that lie one after the other in the file are copied as one run of
+    bytes (a level cut in whole rows is one run).
     ``bigtiff`` None: BigTIFF only when the file could pass 4 GiB.
     """
     ifds = [read_ifd(p) for p in levels]
@@ -111,16 +112,26 @@ def assemble(levels: Sequence[Path], dst: Path, tiles: Sequence[list[tuple[int, 
     plans = [_plan(entries, overview=i > 0) for i, entries in enumerate(ifds)]
 
     def write_level(i: int, out: BinaryIO) -> None:
-        if not tiles[i]:
-            return
-        start = tiles[i][0][0] - LEADER_BYTES
-        end = tiles[i][-1][0] + tiles[i][-1][1] + TRAILER_BYTES
-        if end - start != sum(c + FRAME_BYTES for _, c in tiles[i]):
-            raise ValueError(f"{data[i]}: its tiles are not framed one after another")
-        copy_range(data[i], start, end - start, out)
+        for start, length in runs(tiles[i]):
+            copy_range(data[i], start, length, out)
 
     with open(dst, "wb") as out:
         _write_cog(out, plans, list(tiles), write_level, big)
+
+
+def runs(tiles: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``(start, length)`` of the byte runs of a tile file that hold ``tiles`` in their order.
+
+    ``tiles``: ``(offset, size)`` of framed tiles (the offset is the data's, after the leader).
+    """
+    out: list[tuple[int, int]] = []
+    for offset, size in tiles:
+        start, length = offset - LEADER_BYTES, size + FRAME_BYTES
+        if out and out[-1][0] + out[-1][1] == start:
+            out[-1] = (out[-1][0], out[-1][1] + length)
+        else:
+            out.append((start, length))
+    return out
 
 
 def copy_range(path: Path, start: int, length: int, out: BinaryIO) -> None:

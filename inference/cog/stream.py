@@ -14,8 +14,12 @@ the same work right away, in whatever thread calls it:
   (``MODE`` for classes, ``AVERAGE`` for probabilities, nodata excluded: GDAL's rules, bit
   for bit) and written the same way;
 - :meth:`CogStream.finish` then only *arranges* bytes (:mod:`inference.cog.layout`): the
-  header, the IFDs, and each level's framed tiles copied as one run of bytes, smallest
-  overview first. No tile is decoded or recompressed.
+  header, the IFDs, and each level's framed tiles copied in runs of bytes, smallest overview
+  first. No tile is decoded or recompressed.
+
+A map may also arrive in panels of columns, each top to bottom (:meth:`CogStream.begin_panel`):
+the tiles a panel boundary cuts wait in small carry files for the next panel
+(:mod:`inference.cog.levels`), and the COG has the same bytes as from whole rows.
 
 The COG decodes to the same pixels as GDAL's at every level, with the same tags, description,
 colour table, nodata, tiling and overview count (``tests/inference/cog/test_stream.py``); its
@@ -24,7 +28,7 @@ where every overview is an exact 2x reduction of the level below (:func:`encodes
 height divisible by 2 to the number of overviews, as 8,192 or 768 pixels are): on other grids
 GDAL's overviews are no 2x2 blocks of the level below (their sizes round down, and their
 windows follow the uneven ratio), so such maps go to GDAL's COG driver. Memory is one block
-row per level. Classic TIFF unless the data could pass 4 GiB, then BigTIFF.
+row of the panel per level. Classic TIFF unless the data could pass 4 GiB, then BigTIFF.
 
 Which writer a prediction uses: :func:`cog_writer` (``ISAMAP_COG_WRITER``) and :func:`encodes`.
 """
@@ -41,14 +45,13 @@ import numpy as np
 import rasterio
 import rasterio.errors
 from affine import Affine
-from isal import isal_zlib
 
 from core.errors import ConfigError
-from inference.cog.layout import FRAME_BYTES, LEADER_BYTES, assemble, frame
+from inference.cog.layout import assemble
+from inference.cog.levels import Level
 from inference.cog.maps import (
     BAND_IDS,
     BLOCK,
-    DEFLATE_LEVEL,
     DESCRIPTIONS,
     NODATA,
     Kind,
@@ -147,86 +150,6 @@ def reduce2(rows: np.ndarray, resampling: Resampling) -> np.ndarray:
     return out
 
 
-class _Level:
-    """One resolution level filled row by row, and the rows feeding the next.
-
-    ``ds`` is an empty (sparse) tiled GTiff of the level's structure and tags; each completed
-    block row is cut into tiles here, compressed, and appended to :attr:`data_path`, their
-    offsets and sizes kept in :attr:`tiles`.
-    """
-
-    def __init__(self, path: Path, width: int, height: int, transform: Affine,
-                 crs: Any) -> None:
-        self.path, self.width, self.height = path, width, height
-        self.row = 0
-        self.ds = rasterio.open(
-            path, "w", driver="GTiff", width=width, height=height, count=1, dtype="uint8",
-            crs=crs, transform=transform, nodata=NODATA, tiled=True, blockxsize=BLOCK,
-            blockysize=BLOCK, bigtiff="IF_SAFER", compress="DEFLATE", predictor=1,
-            zlevel=DEFLATE_LEVEL, sparse_ok=True)
-        self.carry: np.ndarray | None = None  # an unpaired row of the level below
-        self.data_path = path.with_name(path.name + ".tiles")
-        #: (offset, size) of every tile in :attr:`data_path`, row-major
-        self.tiles: list[tuple[int, int]] = []
-        self._data = open(self.data_path, "wb")  # noqa: SIM115 (closed by close())
-        self._across = math.ceil(width / BLOCK)
-        self._block = np.full((BLOCK, self._across * BLOCK), NODATA, dtype=np.uint8)
-        self._filled = 0  # rows of the current block row in ``_block``
-
-    def write(self, rows: np.ndarray) -> list[bytes]:
-        """Write the next rows; returns the compressed tiles of the block rows they completed."""
-        if self.row + rows.shape[0] > self.height:
-            raise ValueError(f"{self.path.name}: rows past the end ({self.row} + "
-                             f"{rows.shape[0]} > {self.height})")
-        done, completed = 0, []
-        if (self._filled == 0 and rows.shape[0] == BLOCK and self.width % BLOCK == 0
-                and rows.flags.c_contiguous):
-            self.row += BLOCK  # a whole block row: its tiles are cut from ``rows`` as they are
-            return self._flush(rows)
-        while done < rows.shape[0]:
-            n = min(BLOCK - self._filled, rows.shape[0] - done)
-            self._block[self._filled:self._filled + n, :self.width] = rows[done:done + n]
-            self._filled += n
-            done += n
-            self.row += n
-            if self._filled == BLOCK or self.row == self.height:
-                completed += self._flush()
-        return completed
-
-    def _flush(self, block: np.ndarray | None = None) -> list[bytes]:
-        """Compress the block row's tiles (padded with nodata below the last row).
-
-        ``block``: a whole block row given as it is, instead of the one filled in ``_block``.
-        """
-        if block is None:
-            block = self._block
-            if self._filled < BLOCK:
-                block[self._filled:] = NODATA
-        tiles = np.ascontiguousarray(  # laid out tile by tile
-            block.reshape(BLOCK, self._across, BLOCK).transpose(1, 0, 2))
-        offset = self._data.tell()
-        compressed = []
-        for tile in tiles:
-            data = isal_zlib.compress(tile, DEFLATE_LEVEL)
-            self._data.writelines(frame(data))  # as the COG stores it: copied as it is
-            self.tiles.append((offset + LEADER_BYTES, len(data)))
-            offset += len(data) + FRAME_BYTES
-            compressed.append(data)
-        self._filled = 0
-        return compressed
-
-    def close(self) -> None:
-        if not self.ds.closed:
-            self.ds.close()
-        if not self._data.closed:
-            self._data.close()
-
-    def remove(self) -> None:
-        self.close()
-        self.path.unlink(missing_ok=True)
-        self.data_path.unlink(missing_ok=True)
-
-
 class CogStream:
     """Encode a one-band uint8 COG from its rows, top to bottom (see the module docstring).
 
@@ -243,12 +166,12 @@ class CogStream:
                  crs: Any, resampling: Resampling, tags: dict[str, str], description: str,
                  colormap: dict[int, tuple[int, int, int, int]] | None = None) -> None:
         self.resampling = resampling
-        self.levels: list[_Level] = []
+        self.levels: list[Level] = []
         try:
             grids = [(width, height), *overview_sizes(width, height)]
             for i, (w, h) in enumerate(grids):
-                level = _Level(work / f"{name}.level{i}.tif", w, h,
-                               transform * Affine.scale(width / w, height / h), crs)
+                level = Level(work / f"{name}.level{i}.tif", w, h,
+                              transform * Affine.scale(width / w, height / h), crs)
                 self.levels.append(level)
                 if colormap:
                     level.ds.write_colormap(1, colormap)
@@ -262,42 +185,50 @@ class CogStream:
         """Add dataset metadata (known only once rows were produced, e.g. timings)."""
         self.levels[0].ds.update_tags(**tags)
 
-    @property
-    def rows_written(self) -> int:
-        return self.levels[0].row
+    def begin_panel(self, c0: int, c1: int) -> None:
+        """Start the panel of full-resolution columns ``[c0, c1)`` (:mod:`inference.cog.levels`).
+
+        Panels follow each other left to right, each given every row (:meth:`add`) before the
+        next begins; each overview level gets the columns its level below hands on.
+        """
+        for level in self.levels:
+            c0, c1 = level.begin(c0, c1)
+            c0, c1 = c0 // 2, math.ceil(c1 / 2)
 
     def add(self, rows: np.ndarray) -> list[bytes]:
-        """The next full-width rows ``(n, width)`` of the map; overviews follow at once.
+        """The next rows ``(n, c1 - c0)`` of the current panel; overviews follow at once.
 
-        Returns the compressed full-resolution tiles of the block rows these rows completed,
-        row-major: a checkpoint can store them as they are
+        Without :meth:`begin_panel`, the map is one panel of its whole width. Returns the
+        compressed full-resolution tiles of the block rows these rows completed, row-major:
+        where the panel's columns are whole tiles, a checkpoint can store them as they are
         (:func:`inference.cog.layout.write_tiled`) instead of compressing the rows again.
         """
-        if rows.ndim != 2 or rows.shape[1] != self.levels[0].width or rows.dtype != np.uint8:
-            raise ValueError(f"expected uint8 rows (n, {self.levels[0].width}), got "
+        top = self.levels[0]
+        if top.panel_done and top.cols_done == 0:
+            self.begin_panel(0, top.width)
+        if rows.ndim != 2 or rows.shape[1] != top.c1 - top.c0 or rows.dtype != np.uint8:
+            raise ValueError(f"expected uint8 rows (n, {top.c1 - top.c0}), got "
                              f"{rows.dtype} {rows.shape}")
-        completed = self.levels[0].write(rows)
-        last = self.levels[0].row == self.levels[0].height
-        for below, level in zip(self.levels, self.levels[1:], strict=False):
-            if level.carry is not None:
-                rows = np.concatenate([level.carry, rows])
-                level.carry = None
-            if rows.shape[0] % 2 and not (last and below.row == below.height):
-                level.carry, rows = rows[-1:].copy(), rows[:-1]
-            if not rows.shape[0]:
-                break
-            rows = reduce2(rows, self.resampling)
-            level.write(rows)
+        return self._write(0, rows)
+
+    def _write(self, i: int, rows: np.ndarray) -> list[bytes]:
+        """Rows of level ``i``; the block rows they complete go on, reduced, to level i + 1."""
+        completed: list[bytes] = []
+        for tiles, done in self.levels[i].write(rows):
+            completed += tiles
+            if i + 1 < len(self.levels) and done.shape[1]:
+                self._write(i + 1, reduce2(done, self.resampling))
         return completed
 
     def finish(self, dst: str | os.PathLike, bigtiff: bool | None = None) -> None:
         """Close the level files and arrange them into the COG ``dst`` (see :func:`assemble`)."""
-        missing = [lv.path.name for lv in self.levels if lv.row != lv.height]
+        missing = [lv.path.name for lv in self.levels
+                   if not lv.panel_done or lv.cols_done != lv.width]
         self.close()
         if missing:
             raise ValueError(f"incomplete levels {missing}; add every row before finish()")
         assemble([lv.path for lv in self.levels], Path(dst),
-                 [lv.tiles for lv in self.levels], [lv.data_path for lv in self.levels],
+                 [lv.tiles() for lv in self.levels], [lv.data_path for lv in self.levels],
                  bigtiff)
 
     def close(self) -> None:

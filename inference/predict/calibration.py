@@ -29,9 +29,9 @@ from core.errors import IsamapError
 from engine.quantize import CALIBRATION_PATCHES, CHECK_PATCHES, Int8Patches
 from inference.predict.blending import pad_to
 from inference.predict.sources import read_window
+from training.data import NormStats, PatchDataset, scene_norms_for
 
 if TYPE_CHECKING:
-    from training.data import PatchDataset
     from training.modelfile import ModelMeta
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,6 @@ def model_file_patches(meta: ModelMeta) -> Int8Patches | None:
     Spread evenly over each split (patches are often stored in region order). None, with the
     reason logged, when the model file records no dataset or it cannot be read.
     """
-    from training.data import NormStats, PatchDataset, scene_norms_for
-
     extra = dict(meta.extra or {})
     root = (extra.get("dataset") or {}).get("root") or (extra.get("config") or {}).get("data")
     if not root:

@@ -51,7 +51,13 @@ from contract.band_values import (
 from contract.input_facts import InputFacts, findings, input_facts
 from core.errors import InputDataError
 from core.storage import files
-from inference.predict.sources import RasterSource, decimated_read, open_source, select_bands
+from inference.predict.sources import (
+    RasterSource,
+    decimated_read,
+    input_path,
+    open_source,
+    select_bands,
+)
 
 if TYPE_CHECKING:
     from training.modelfile import ModelMeta
@@ -184,7 +190,8 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
         InputDataError: another pixel size, values outside the training ranges, or values
             that cannot be the bands their names say.
     """
-    what = f"{flag} {source}" if isinstance(source, str) else "the input"
+    path = input_path(source)
+    what = f"{flag} {path}" if path is not None else "the input"
     with open_source(source) as src:
         indexes = select_bands(src.descriptions, meta.bands, band_order)
         _check_pixel_size(what, src, meta)

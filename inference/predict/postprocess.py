@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from contract.label_schemes import get_landcover_scheme
 from core.errors import ConfigError
 from inference.predict.keep import KeepRule, check_model
 
@@ -282,8 +283,6 @@ def postprocess_options(args: argparse.Namespace) -> dict[str, Any]:
             reverse; neither: the input's own ``product`` band), an unknown table, or the
             keep flags without ``--postprocess keep``.
     """
-    from contract.label_schemes import get_landcover_scheme
-
     keep = None
     if args.postprocess == "keep":
         if bool(args.keep_product) != bool(args.keep_table):

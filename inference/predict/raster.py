@@ -44,6 +44,7 @@ from typing import Any
 import rasterio
 import rasterio.errors
 from affine import Affine
+from rasterio.crs import CRS
 
 from core.commands import DETAIL
 from core.digest import json_digest
@@ -54,9 +55,17 @@ from core.storage.gdal_auth import check_read, gdal_env
 from inference.cog import maps
 from inference.cog.maps import OutputInfo
 from inference.cog.stream import Writer, cog_writer, encodes, finish_stream
+from inference.predict.config import PredictConfig
+from inference.predict.pixel_area import raster_area_km2
 from inference.predict.runtime import TilePredictor
-from inference.predict.sliding_window import PredictConfig, SlidingWindowJob
-from inference.predict.sources import RasterSource, open_source, select_bands, source_identity
+from inference.predict.sliding_window import SlidingWindowJob
+from inference.predict.sources import (
+    RasterSource,
+    input_path,
+    open_source,
+    select_bands,
+    source_identity,
+)
 
 # GDAL's block cache defaults to 5 % of physical RAM, which would make the footprint grow with
 # the machine; one full-width block row of a wide stack (~200 MB at 16k x 6 bands) is all the
@@ -104,10 +113,6 @@ class PredictionResult:
     @property
     def area_km2(self) -> float:
         """Ground area of the map (true km² also for a geographic CRS, as the area table)."""
-        from rasterio.crs import CRS
-
-        from inference.predict.stats import raster_area_km2
-
         return raster_area_km2(Affine(*self.transform[:6]), CRS.from_user_input(self.crs),
                                self.width, self.height)
 
@@ -143,8 +148,10 @@ def predict_raster(
     """Predict a whole stack and write ``<out_prefix>_class.tif`` and ``<out_prefix>_prob.tif``.
 
     Args:
-        src_path: stacked input (GeoTIFF/VRT), local or ``gs://`` (read through /vsigs/), or
-            an open :class:`inference.predict.sources.RasterSource` (tiles fetched on demand).
+        src_path: stacked input (GeoTIFF/VRT), local or ``gs://`` (read through /vsigs/), the
+            same opened once for the run (:class:`inference.predict.input_stack.InputStack`),
+            or an open :class:`inference.predict.sources.RasterSource` (tiles fetched on
+            demand).
         out_prefix: output path prefix, local or ``gs://bucket/prefix``.
         predictor: the model wrapped with its normalisation (see :class:`TilePredictor`).
         info: model/bands/classes/month recorded in the outputs.
@@ -175,7 +182,7 @@ def predict_raster(
     forward_before = predictor.forward_seconds
     scale = predictor.scale
     class_path, prob_path = f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif"
-    src_name = src_path if isinstance(src_path, str) else None
+    src_name = input_path(src_path)
     with gdal_env(src_name, out_prefix, **INPUT_GDAL_OPTIONS), open_source(src_path) as src:
         indexes = select_bands(src.descriptions, info.bands, band_order)
         run = _fingerprint(src_path, src, info, config, scale, model_id, indexes)
@@ -188,7 +195,7 @@ def predict_raster(
         if predictor.channels != len(indexes):
             raise ConfigError(f"model takes {predictor.channels} bands, info lists {len(indexes)}")
         _check_same_model(class_path, model_id, info.model)
-        input_tags = _input_tags(run) if isinstance(src_path, str) else {}
+        input_tags = _input_tags(run) if src_name is not None else {}
         _check_same_input(class_path, input_tags)
         work = _work_path(work_dir, out_prefix)
         work.mkdir(parents=True, exist_ok=True)

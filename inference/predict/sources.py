@@ -9,18 +9,14 @@ implementation, so stacks on disk or behind ``/vsigs/`` are read exactly as befo
 way the model's runtime expects nodata. Tiles fetched on demand from Earth Engine are a third
 (:class:`inference.mapping.fetched.FetchedSource`).
 
-Before any model is loaded or tile predicted, :func:`probe_input` checks the input stack: a
-missing file, a download cut short (which loses the end of the file, so the first blocks read
-fine and the last fail hours later), an unreadable format or a raster that is not placed on
-the Earth (a PNG, a GeoTIFF without CRS or geotransform) are refused in a second.
+A stack file is opened once for a whole prediction, and probed before any model is loaded
+(:mod:`inference.predict.input_stack`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,7 +28,7 @@ from rasterio.windows import Window
 
 from core.errors import InputDataError
 from core.storage import files
-from core.storage.gdal_auth import check_read, gdal_env
+from core.storage.gdal_auth import gdal_env
 
 MASKED_BELOW = -1.0e38  # Earth Engine's masked float pixels (-3e38) and anything lower
 
@@ -95,6 +91,15 @@ def source_identity(source: str | RasterSource) -> str:
         return source
     return str(getattr(source, "identity", None) or getattr(source, "name", "") or
                type(source).__name__)
+
+
+def input_path(source: str | RasterSource) -> str | None:
+    """The stack file ``source`` is, as the user named it (``--input``); None for other sources.
+
+    A path, or a stack file opened once for the run
+    (:class:`inference.predict.input_stack.InputStack`).
+    """
+    return source if isinstance(source, str) else getattr(source, "input_path", None)
 
 
 @contextlib.contextmanager
@@ -271,38 +276,6 @@ def _masked(src: Any, indexes: Sequence[int], data: np.ndarray) -> np.ndarray:
             data[k][data[k] == np.float32(nodata)] = np.nan
     data[data <= MASKED_BELOW] = np.nan
     return data
-
-
-def probe_input(src_path: str) -> Any:
-    """Open the input and read its first and last pixels: its CRS, or a one-line refusal.
-
-    Runs before the model is loaded, so a missing, unreadable or truncated stack (a cut
-    download loses the end of the file) is refused in a second, not after hours of tiles.
-    A raster without georeferencing is refused here too: its maps could not be placed or
-    measured, and GDAL's "no geotransform" warning (repeated at every open) is silenced in
-    favour of that one line.
-    """
-    if not files.is_gcs(src_path) and not Path(src_path).exists():
-        raise InputDataError(f"--input {src_path} does not exist; give the stack GeoTIFF/VRT")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with files.open_raster(src_path) as src:
-                missing = [what for what, absent in (
-                    ("no CRS", src.crs is None),
-                    ("no geotransform", src.transform.is_identity and not src.gcps[0]))
-                    if absent]
-                if missing:
-                    raise InputDataError(
-                        f"--input {src_path} has no georeferencing ({' and '.join(missing)}), "
-                        "so its pixels cannot be placed on the map; give a georeferenced GeoTIFF "
-                        "stack, e.g. one written by isamap-export or isamap-map")
-                for row, col in ((0, 0), (src.height - 1, src.width - 1)):
-                    src.read(window=Window(col, row, 1, 1))
-                return src.crs
-    except rasterio.errors.RasterioError as exc:
-        check_read(src_path, exc)  # credentials or network, not a damaged stack
-        raise InputDataError(unreadable(src_path, exc)) from None
 
 
 def unreadable(src_path: str, exc: Exception) -> str:

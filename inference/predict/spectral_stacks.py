@@ -36,6 +36,7 @@ from core.shareable import shareable_path
 from core.storage import files
 from inference.predict import change
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD, SpectralFit
+from inference.predict.sources import SAMPLE_SIDE, decimated_read, masked_read, select_bands
 
 NAME = "spectral"
 """What a record calls the rule (``change_rule`` of ``series.json``, ``isamap-map``'s summary)."""
@@ -68,8 +69,6 @@ class SpectralStacks:
         Raises:
             InputDataError: no pixel is valid in every band at both dates.
         """
-        from inference.predict.sources import SAMPLE_SIDE, decimated_read
-
         if self.fit is not None:
             return self
         with files.open_raster(self.earlier) as a, files.open_raster(self.later) as b:
@@ -138,8 +137,6 @@ def spectral_stacks(earlier: str, later: str, bands: Sequence[str],
         InputDataError: a stack is missing or unreadable, lacks a band, or is not on the grid;
             the threshold is not positive.
     """
-    from inference.predict.sources import select_bands
-
     check_threshold(threshold)
     indexes = []
     for path, flag in zip((earlier, later), names, strict=True):
@@ -171,8 +168,6 @@ def block_codes(earlier: Any, later: Any, stacks: SpectralStacks, window: Window
 
     255 where a probability is nodata or a band of either stack is (NaN).
     """
-    from inference.predict.sources import masked_read
-
     assert stacks.fit is not None, "fit the stacks first (fitted())"
     magnitude = change.spectral_magnitude(masked_read(later, stacks.later_bands, window),
                                           masked_read(earlier, stacks.earlier_bands, window),

@@ -2,37 +2,20 @@
 
 Everything streams over the COG's 512 x 512 blocks, so a national map is summarised with the
 memory of a few blocks. Areas are true ground areas, for any CRS and rotated grids
-(:func:`pixel_area_km2`). Polygons (GeoJSON, WGS 84 as the format prescribes, or any CRS named
-in a ``crs`` member) are reprojected to the raster's CRS and rasterised block by block (pixel
-centres inside the polygon count).
-
-A pixel's area in the map plane is ``|a·e - b·d|`` (the geotransform's determinant: a rotated
-grid keeps its pixels' area, where ``|a·e|`` alone loses cos²θ). On the ground it is that
-divided by the projection's areal scale factor at the pixel:
-
-- geographic CRSs: on the sphere of radius :data:`EARTH_RADIUS_KM` (the area of a band of
-  latitude, exact per row for north-up grids; ``cos(lat)`` at each pixel centre for rotated
-  ones);
-- projected CRSs: the areal scale of the projection (``pyproj``'s ``get_factors``) at the pixel
-  centres. Web Mercator (EPSG:3857) inflates areas by ``1 / cos²(lat)`` (+33 % at 30°); a
-  projection whose areal scale stays within :data:`TRUE_AREA_TOLERANCE` of 1 over the block
-  (UTM within its zone, national grids) is taken as true, so their areas are ``|a·e - b·d|``.
-
-The scale is computed on a grid of at most :data:`FACTOR_STEP` pixels' spacing and held
-constant between its nodes (the factor changes by far less than the tolerance over it).
+(:mod:`inference.predict.pixel_area`). Polygons (GeoJSON, WGS 84 as the format prescribes, or
+any CRS named in a ``crs`` member) are reprojected to the raster's CRS and rasterised block by
+block (pixel centres inside the polygon count).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +35,9 @@ from core.storage import atomic_write, files
 from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
+from inference.predict import change as rule
 from inference.predict.impervious import agreeing_codes, impervious
+from inference.predict.pixel_area import pixel_area_km2
 from inference.predict.spectral_stacks import SpectralStacks, block_codes
 
 if TYPE_CHECKING:
@@ -61,70 +46,6 @@ if TYPE_CHECKING:
 CHANGE_CODES = {"stable_pervious": 0, "stable_isa": 1, "gain": 2, "loss": 3}
 IMPERVIOUS_TAG = "class maps"
 """A change COG's ``impervious`` tag: its stable and changed codes agree with the class maps."""
-EARTH_RADIUS_KM = 6371.0088
-TRUE_AREA_TOLERANCE = 0.005  # UTM's areal scale stays within 0.9992-1.002 inside its zone
-FACTOR_STEP = 16
-
-
-@lru_cache(maxsize=16)
-def _proj(wkt: str) -> Any:
-    from pyproj import Proj
-
-    return Proj(wkt)
-
-
-def _centres(transform: Any, row0: int, rows: int, col0: int, cols: int,
-             step: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    r = np.arange(row0, row0 + rows, step) + 0.5
-    c = np.arange(col0, col0 + cols, step) + 0.5
-    cc, rr = np.meshgrid(c, r)
-    x = transform.c + transform.a * cc + transform.b * rr
-    y = transform.f + transform.d * cc + transform.e * rr
-    return x, y
-
-
-def _areal_scale(transform: Any, crs: Any, row0: int, rows: int, col0: int,
-                 cols: int) -> np.ndarray | None:
-    """The projection's areal scale at the pixels ``(rows, cols)``; None where it is ~1."""
-    step = min(FACTOR_STEP, max(rows, cols))
-    x, y = _centres(transform, row0, rows, col0, cols, step)
-    proj = _proj(crs.to_wkt())  # in the CRS's own units (pyproj preserves them)
-    lon, lat = proj(x, y, inverse=True)
-    with np.errstate(all="ignore"):
-        scale = np.asarray(proj.get_factors(lon, lat).areal_scale, dtype=np.float64)
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    if np.abs(scale - 1.0).max() <= TRUE_AREA_TOLERANCE:
-        return None
-    full = np.repeat(np.repeat(scale, step, axis=0), step, axis=1)
-    return full[:rows, :cols]
-
-
-def pixel_area_km2(transform: Any, crs: Any, row0: int, rows: int, col0: int = 0,
-                   cols: int = 1) -> np.ndarray:
-    """Ground area (km²) of the pixels of rows ``row0..row0+rows`` and columns ``col0..``.
-
-    Returns ``(rows, 1)`` where the area is the same along a row (north-up geographic grids,
-    true-area projections), else ``(rows, cols)``; either broadcasts onto the block.
-    """
-    det = abs(transform.a * transform.e - transform.b * transform.d)
-    rotated = transform.b != 0 or transform.d != 0
-    if crs is not None and crs.is_geographic:
-        if not rotated:
-            top = transform.f + transform.e * np.arange(row0, row0 + rows + 1)
-            lat = np.radians(np.clip(top, -90, 90))
-            band = np.abs(np.sin(lat[:-1]) - np.sin(lat[1:]))
-            return (EARTH_RADIUS_KM**2 * math.radians(abs(transform.a)) * band)[:, None]
-        _, lat = _centres(transform, row0, rows, col0, cols)
-        cos = np.cos(np.radians(np.clip(lat, -90, 90)))
-        return EARTH_RADIUS_KM**2 * math.radians(1) ** 2 * det * cos
-    factor = crs.linear_units_factor[1] if crs is not None and crs.linear_units_factor else 1.0
-    plane = det * factor**2 / 1e6
-    scale = (_areal_scale(transform, crs, row0, rows, col0, max(cols, 1))
-             if crs is not None else None)
-    if scale is None:
-        return np.full((rows, 1), plane)
-    return plane / scale
-
 
 @dataclass(frozen=True)
 class Zone:
@@ -251,16 +172,6 @@ def _rings(geometry: dict[str, Any]) -> list[list[list[float]]]:
     return [ring for polygon in geometry["coordinates"] for ring in polygon]
 
 
-def raster_area_km2(transform, crs, width: int, height: int) -> float:
-    """Ground area of a whole raster (km²), as :func:`pixel_area_km2` computes it."""
-    total = 0.0
-    for row0 in range(0, height, 1024):
-        rows = min(1024, height - row0)
-        area = pixel_area_km2(transform, crs, row0, rows, 0, width)
-        total += float(np.broadcast_to(area, (rows, width)).sum())
-    return total
-
-
 def _zonal(path: str, zones: Sequence[Zone], codes: Sequence[int],
            weights_path: str | None = None) -> dict[str, dict[str, float]]:
     """Per zone: km² of each code, of valid pixels, of nodata, and of ``weights`` / PROB_SCALE."""
@@ -326,52 +237,6 @@ def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = Non
     return rows
 
 
-def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
-                    transform: Any, crs: Any, flag: str = "--compare-with") -> None:
-    """Refuse a map that cannot be compared with a class map of ``classes`` on this grid.
-
-    A change map counts the pixels whose class is impervious in one map and not in the other:
-    a probability COG (values 0-10000) or another model's classes would be read as classes and
-    give gains and losses that never happened. Checked before the prediction, not after it.
-
-    Args:
-        path: the earlier map (a class COG isamap wrote).
-        classes: the class names of the model about to predict.
-        size: ``(height, width)`` of the map about to be written.
-        transform: its geotransform.
-        crs: its CRS.
-        flag: how messages name the file.
-    """
-    given = f"{flag} {path}"
-    if not files.is_gcs(path) and not Path(path).exists():
-        raise InputDataError(f"{given} does not exist; give the class COG (<out>_class.tif) "
-                             "of an earlier date")
-    try:
-        with rasterio.open(files.gdal_path(path)) as src:
-            tags, count, dtype = src.tags(), src.count, src.dtypes[0]
-            grid = (src.height, src.width), src.transform, src.crs
-    except rasterio.errors.RasterioError as exc:
-        raise InputDataError(f"{given} cannot be read ({exc}); give the class COG "
-                             "(<out>_class.tif) of an earlier date") from None
-    band_id = tags.get("band_id")
-    if band_id != maps.BAND_IDS["class"] and (band_id or count != 1 or dtype != "uint8"):
-        kind = next((k for k, v in maps.BAND_IDS.items() if v == band_id),
-                    f"a {count}-band {dtype} raster")
-        raise InputDataError(f"{given} is {'a ' + kind + ' map' if band_id else kind}, not a "
-                             "class map; give the <out>_class.tif of the earlier date, not its "
-                             "_prob.tif or _change.tif")
-    theirs = tags.get("classes")
-    if theirs is not None and theirs.split(",") != list(classes):
-        raise InputDataError(f"{given} holds the classes {theirs.replace(',', ', ')}, this "
-                             f"model predicts {', '.join(classes)}; compare maps of the same "
-                             "classes (the same kind of model)")
-    if grid[0] != tuple(size) or not grid[1].almost_equals(transform) or grid[2] != crs:
-        raise InputDataError(f"{given} is not on the grid of the map about to be made "
-                             f"({grid[0][1]} x {grid[0][0]} px there, {size[1]} x {size[0]} "
-                             "here, or another origin or CRS); predict both dates from stacks "
-                             "on one grid")
-
-
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                compress: maps.Compression = "DEFLATE",
                tags: dict[str, str] | None = None, margin: float | None = None,
@@ -400,29 +265,13 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
     Raises:
         InputDataError: the maps (or stacks) are not on one grid.
     """
-    from inference.predict import change as rule
     if spectral is not None and margin is not None:
         raise ValueError("a change map is decided by one rule: a margin or the spectral rule")
     if spectral is not None:
         spectral = spectral.fitted()
     with files.open_raster(class_a) as a, files.open_raster(class_b) as b, \
             contextlib.ExitStack() as opened:
-        if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
-            raise InputDataError(
-                f"{class_a} and {class_b} are not on the same grid (shape, transform, CRS); "
-                "predict both dates from stacks on one grid")
-        stacks = [opened.enter_context(files.open_raster(p))
-                  for p in ((spectral.earlier, spectral.later) if spectral else ())]
-        class_maps = [opened.enter_context(files.open_raster(p)) for p in classes or ()]
-        for path, ds in zip(classes or (), class_maps, strict=True):
-            if (ds.shape, ds.transform, ds.crs) != (a.shape, a.transform, a.crs):
-                raise InputDataError(f"the class map {path} is not on the grid of {class_a}")
-        for path, ds in zip((spectral.earlier, spectral.later) if spectral else (), stacks,
-                            strict=True):
-            if (ds.shape, ds.transform, ds.crs) != (a.shape, a.transform, a.crs):
-                raise InputDataError(f"the stack {path} is not on the grid of {class_a} (shape, "
-                                     "transform, CRS); the spectral change rule needs both "
-                                     "dates' stacks on the probability maps' grid")
+        stacks, class_maps = _on_one_grid(a, b, class_a, class_b, spectral, classes, opened)
         profile = {"driver": "GTiff", "width": a.width, "height": a.height, "count": 1,
                    "dtype": "uint8", "crs": a.crs, "transform": a.transform,
                    "nodata": NODATA, "tiled": True, "blockxsize": maps.BLOCK,
@@ -434,16 +283,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
         with rasterio.open(tmp, "w", **profile) as dst:
             for _, window in a.block_windows(1):
                 va, vb = a.read(1, window=window), b.read(1, window=window)
-                if spectral is not None:
-                    code = block_codes(stacks[0], stacks[1], spectral, window,
-                                       _probability(va), _probability(vb))
-                elif margin is not None:
-                    code = rule.margin_change(_probability(va), _probability(vb), margin)
-                else:
-                    isa_a, isa_b = impervious(va, isa_class), impervious(vb, isa_class)
-                    code = np.where(isa_a, np.where(isa_b, 1, 3), np.where(isa_b, 2, 0))
-                    code = code.astype(np.uint8)
-                code[(va == NODATA) | (vb == NODATA)] = NODATA
+                code = _codes(va, vb, isa_class, margin, spectral, stacks, window)
                 if class_maps and (spectral is not None or margin is not None):
                     code = agreeing_codes(code, class_maps[0].read(1, window=window),
                                           class_maps[1].read(1, window=window), isa_class)
@@ -464,6 +304,48 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out_path
+
+
+def _on_one_grid(a: Any, b: Any, class_a: str, class_b: str, spectral: SpectralStacks | None,
+                 classes: tuple[str, str] | None, opened: contextlib.ExitStack
+                 ) -> tuple[list[Any], list[Any]]:
+    """The stacks and class maps a change rule reads, opened, each on the grid of ``a``.
+
+    Raises:
+        InputDataError: ``a`` and ``b`` (or a stack, or a class map) are on other grids.
+    """
+    if (a.shape, a.transform, a.crs) != (b.shape, b.transform, b.crs):
+        raise InputDataError(
+            f"{class_a} and {class_b} are not on the same grid (shape, transform, CRS); "
+            "predict both dates from stacks on one grid")
+    paths = (spectral.earlier, spectral.later) if spectral else ()
+    stacks = [opened.enter_context(files.open_raster(p)) for p in paths]
+    class_maps = [opened.enter_context(files.open_raster(p)) for p in classes or ()]
+    for path, ds in zip(classes or (), class_maps, strict=True):
+        if (ds.shape, ds.transform, ds.crs) != (a.shape, a.transform, a.crs):
+            raise InputDataError(f"the class map {path} is not on the grid of {class_a}")
+    for path, ds in zip(paths, stacks, strict=True):
+        if (ds.shape, ds.transform, ds.crs) != (a.shape, a.transform, a.crs):
+            raise InputDataError(f"the stack {path} is not on the grid of {class_a} (shape, "
+                                 "transform, CRS); the spectral change rule needs both "
+                                 "dates' stacks on the probability maps' grid")
+    return stacks, class_maps
+
+
+def _codes(va: np.ndarray, vb: np.ndarray, isa_class: int, margin: float | None,
+           spectral: SpectralStacks | None, stacks: Sequence[Any], window: Window
+           ) -> np.ndarray:
+    """One block's change codes: by the spectral rule, the margin, or the class maps."""
+    if spectral is not None:
+        code = block_codes(stacks[0], stacks[1], spectral, window, _probability(va),
+                           _probability(vb))
+    elif margin is not None:
+        code = rule.margin_change(_probability(va), _probability(vb), margin)
+    else:
+        isa_a, isa_b = impervious(va, isa_class), impervious(vb, isa_class)
+        code = np.where(isa_a, np.where(isa_b, 1, 3), np.where(isa_b, 2, 0)).astype(np.uint8)
+    code[(va == NODATA) | (vb == NODATA)] = NODATA
+    return code
 
 
 def _probability(stored: np.ndarray) -> np.ndarray:

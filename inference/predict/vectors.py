@@ -2,7 +2,7 @@
 
 A map's impervious pixels become one polygon per 4-connected patch (the connectivity the area
 tables and GDAL's polygoniser share), with its ground area (the pixels' area as
-:func:`inference.predict.stats.pixel_area_km2` counts it, so the polygons add up to the area
+:func:`inference.predict.pixel_area.pixel_area_km2` counts it, so the polygons add up to the area
 table), its mean impervious probability and its pixel count.
 
 The class map is read in strips of :data:`inference.cog.maps.BLOCK` rows (one row of COG
@@ -40,7 +40,7 @@ from core.errors import ConfigError, ExtraNotInstalledError, InputDataError
 from core.storage import files
 from core.storage.local import atomic_path
 from inference.cog.maps import BLOCK, NODATA, PROB_SCALE
-from inference.predict.stats import pixel_area_km2
+from inference.predict.pixel_area import pixel_area_km2
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,8 @@ overview sizes), and ties in the 2x2 blocks the MODE overviews resolve.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import rasterio
@@ -113,6 +115,32 @@ def test_the_same_rows_write_the_same_bytes_however_they_are_cut(tmp_path):
         encoder.remove()
         paths.append(tmp_path / f"{name}.tif")
     assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+@pytest.mark.parametrize("bounds", [(0, 512, 1536), (0, 485, 524, 1536), (0, 7, 1000, 1535, 1536),
+                                    (0, 100, 200, 300, 1400, 1536)])
+def test_panels_of_columns_write_the_bytes_of_whole_rows(tmp_path, bounds):
+    """Columns given panel by panel, each top to bottom in ragged pieces: tiles cut by a panel's
+    edge wait in carry files (at every level), and the COG is byte for byte the whole rows'."""
+    data = _map(1300, 1536, None, seed=2)
+    paths = []
+    for name, panels in (("rows", (0, 1536)), ("panels", bounds)):
+        encoder = CogStream(tmp_path, name, 1536, 1300, TRANSFORM, CRS, "average", {}, "d")
+        for c0, c1 in itertools.pairwise(panels):
+            encoder.begin_panel(c0, c1)
+            row = 0
+            for rows in (37, 512, 1, 410, 300, 40):
+                encoder.add(np.ascontiguousarray(data[row:row + rows, c0:c1]))
+                row += rows
+        with pytest.raises(ValueError, match="panel"):  # panels follow each other
+            encoder.begin_panel(0, 10)
+        encoder.finish(tmp_path / f"{name}.tif")
+        encoder.remove()
+        paths.append(tmp_path / f"{name}.tif")
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert_valid_cog(paths[1])
+    assert len(cog_levels(paths[1])) == 3
+    assert not list(tmp_path.glob("*.level*"))  # tile and carry files removed
 
 
 def test_bigtiff_layout_reads_the_same(tmp_path):

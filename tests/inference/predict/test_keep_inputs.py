@@ -237,3 +237,30 @@ def test_a_window_far_from_two_product_cells_is_warned_about(scene, caplog):
     (record,) = caplog.records
     assert "--keep-window 64 spans 6." in record.getMessage()
     assert "consider --keep-window 16" in record.getMessage()
+
+
+def test_the_rule_maps_at_the_whole_width(scene, monkeypatch):
+    """The product is read through GDAL's warper, whose approximate transformation depends on
+    the window read: the rule's strips stay whole rows, so however narrow the panels of a
+    map without it would be, its map is the one the rule always made."""
+    from inference.predict import sliding_window
+
+    made, original = [], sliding_window.panels
+
+    def counted(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    maps = {}
+    for name, block in (("wide", 4096), ("narrow", 8)):
+        monkeypatch.setattr(sliding_window, "COLUMN_BLOCK_PX", block)
+        monkeypatch.setattr(sliding_window, "panels", counted)
+        code, out = _predict(scene, name, "--tile", "32", "--overlap", "8", "--batch-size", "1",
+                             "--postprocess", "keep", "--keep-product", str(scene["product"]),
+                             "--keep-table", "nlcd")
+        assert code == 0
+        with rasterio.open(f"{out}_class.tif") as c, rasterio.open(f"{out}_prob.tif") as p:
+            maps[name] = c.read(1), p.read(1)
+    assert [len(m) for m in made] == [1, 1]
+    for a, b in zip(maps["wide"], maps["narrow"], strict=True):
+        np.testing.assert_array_equal(a, b)

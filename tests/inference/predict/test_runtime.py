@@ -6,14 +6,9 @@ import torch
 from core.errors import ConfigError, ModelError
 from engine.devices import resolve_precision
 from inference.cog.maps import OutputInfo
+from inference.predict.normalise import BatchNormaliser, normalise_into
 from inference.predict.raster import PredictConfig, predict_raster
-from inference.predict.runtime import (
-    BatchNormaliser,
-    RuntimeOptions,
-    TilePredictor,
-    _logit_difference,
-    normalise_into,
-)
+from inference.predict.runtime import RuntimeOptions, TilePredictor, _logit_difference
 from tests.support.models import conv1x1, padded_convnet
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 

@@ -14,13 +14,12 @@ from core.errors import InputDataError
 from inference.assess.point_files import write_design
 from inference.assess.strata import read_strata
 from inference.cog.maps import cog_report
+from inference.predict.pixel_area import pixel_area_km2, raster_area_km2
 from inference.predict.stats import (
     change_area,
     change_map,
     isa_area,
     load_zones,
-    pixel_area_km2,
-    raster_area_km2,
     write_table,
 )
 from tests.support.assess import class_cog, synthetic_scene

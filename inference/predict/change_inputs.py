@@ -1,0 +1,214 @@
+"""What a prediction with a change map needs of the earlier date, checked before the model runs.
+
+The earlier class map must hold the model's classes on the output grid
+(:func:`check_compare_with`); a margin or the spectral rule reads the earlier date's
+probability COG beside it (:func:`earlier_probability`); the spectral rule reads both dates'
+stacks (:mod:`inference.predict.spectral_stacks`); ``--normalise-to`` reads the input
+normalised onto the earlier date's stack (:func:`normalised_source`). :func:`change_inputs`
+gathers them for a :class:`inference.predict.job.PredictJob`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import rasterio
+import rasterio.errors
+from affine import Affine
+
+from contract.bands import is_code_band
+from core.errors import InputDataError
+from core.storage import files
+from inference.cog import maps
+from inference.predict.change import fit_relative_normalisation
+from inference.predict.job import PredictJob
+from inference.predict.sources import (
+    SAMPLE_SIDE,
+    LinearSource,
+    RasterSource,
+    decimated_read,
+    input_path,
+    open_source,
+    select_bands,
+)
+from inference.predict.spectral_stacks import SpectralStacks, spectral_stacks
+
+if TYPE_CHECKING:
+    from training.modelfile import ModelMeta
+
+
+@dataclass(frozen=True)
+class ChangeInputs:
+    """How a job's change map is decided: the earlier probability COG and the spectral rule.
+
+    Both None: the class maps are differenced (or no change map is made).
+    """
+
+    earlier_prob: str | None = None
+    spectral: SpectralStacks | None = None
+
+
+def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta) -> ChangeInputs:
+    """The change map's inputs of ``job``, checked against the opened input ``stack``.
+
+    Raises:
+        InputDataError: the change options disagree, the earlier map is not on the output
+            grid or lacks the model's classes, or a file the rule reads is missing.
+    """
+    job.check_change()
+    if not job.compare_with:
+        return ChangeInputs()
+    grid = check_compare_with(job.compare_with, stack, meta)
+    if job.earlier_stack:
+        path = input_path(stack)
+        if path is None:
+            raise InputDataError("--earlier-stack needs the input as a stack file")
+        spectral = spectral_stacks(job.earlier_stack, path, meta.bands, *grid,
+                                   band_order=job.band_order,
+                                   threshold=job.spectral_threshold)
+        return ChangeInputs(earlier_probability(job.compare_with, spectral=True), spectral)
+    if job.change_margin > 0:
+        return ChangeInputs(earlier_probability(job.compare_with))
+    return ChangeInputs()
+
+
+def earlier_probability(compare_with: str, spectral: bool = False) -> str:
+    """The probability COG isamap-predict wrote beside the earlier class COG ``compare_with``.
+
+    ``spectral``: the spectral rule needs it (else a change margin); the messages say so.
+
+    Raises:
+        InputDataError: ``compare_with`` is not named ``<prefix>_class.tif``, or the
+            ``<prefix>_prob.tif`` beside it does not exist.
+    """
+    rule = "the spectral change rule" if spectral else "a change margin"
+    instead = ("drop --earlier-stack and pass --change-margin 0" if spectral
+               else "pass --change-margin 0")
+    if not compare_with.endswith("_class.tif"):
+        raise InputDataError(f"--compare-with {compare_with} is not named <prefix>_class.tif; "
+                             f"{rule} needs the earlier date's <prefix>_prob.tif beside it (or "
+                             f"{instead} to difference the class maps)")
+    prob = compare_with[:-len("_class.tif")] + "_prob.tif"
+    if not files.exists(prob):
+        raise InputDataError(f"{prob} does not exist: {rule} decides change on both dates' "
+                             "probabilities, so the earlier date's probability COG must be "
+                             f"beside --compare-with (or {instead} to difference the class "
+                             "maps)")
+    return prob
+
+
+def check_compare_with(compare_with: str, stack: str | RasterSource,
+                       meta: ModelMeta) -> tuple[tuple[int, int], Any, Any]:
+    """The earlier class map must hold this model's classes on the output grid.
+
+    Returns the output grid: ``(rows, cols)``, geotransform, CRS.
+    """
+    scale = int(meta.output_scale)
+    with open_source(stack) as src:
+        size = (src.height * scale, src.width * scale)
+        transform, crs = src.transform * Affine.scale(1.0 / scale), src.crs
+    check_class_map(compare_with, tuple(meta.class_names), size, transform, crs)
+    return size, transform, crs
+
+
+def normalised_source(stack: str | RasterSource, reference: str, bands: Sequence[str],
+                      band_order: Sequence[str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """``stack`` read normalised onto ``reference`` per band (the model's ``bands``), and the fit.
+
+    ``stack``: a stack file, or the same opened once for the run
+    (:class:`inference.predict.input_stack.InputStack`). The fit
+    (:func:`inference.predict.change.fit_relative_normalisation`) uses a decimated sample of
+    both stacks, which must be on one grid with the same band names. Code bands (the coarse
+    product's ``product``) are class codes, not radiances: read as they are.
+
+    Raises:
+        InputDataError: the stacks are not on one grid or ``reference`` lacks a band.
+    """
+    path = input_path(stack)
+    if path is None:
+        raise InputDataError("--normalise-to needs the input as a stack file")
+    with open_source(stack) as a, files.open_raster(reference) as b:
+        if ((a.height, a.width), a.transform, a.crs) != (b.shape, b.transform, b.crs):
+            raise InputDataError(f"--normalise-to {reference} is not on the grid of --input "
+                                 f"{path} (size, origin or CRS); give the earlier date's "
+                                 "stack on the same grid")
+        bands = [name for name in bands if not is_code_band(name)]  # codes are not radiances
+        mine = select_bands(a.descriptions, bands, band_order)
+        theirs = select_bands(b.descriptions, bands, band_order)
+        # an input opened for the run has its sample read once (a dataset's own ``sample``
+        # is rasterio's point sampling)
+        sample = None if isinstance(stack, str) else getattr(stack, "sample", None)
+        fit = fit_relative_normalisation(
+            sample(mine, SAMPLE_SIDE) if callable(sample) else decimated_read(a, mine,
+                                                                              SAMPLE_SIDE),
+            decimated_read(b, theirs, SAMPLE_SIDE))
+    per_band = {index: (g, o) for index, g, o in zip(mine, fit.gain, fit.offset, strict=True)}
+    record = {"normalised_to": reference, "bands": list(bands), **fit.to_dict()}
+    return LinearSource(path, per_band, identity=f"{path}#normalised:{fit.to_dict()}"), record
+
+
+@contextlib.contextmanager
+def prediction_source(job: PredictJob, stack: RasterSource,
+                      meta: ModelMeta) -> Iterator[tuple[RasterSource, dict[str, Any]]]:
+    """What the model reads: ``stack``, or it normalised onto ``job.normalise_to``.
+
+    Yields the source and the record the change map keeps (``normalisation``: the fit).
+    """
+    if not job.normalise_to:
+        yield stack, {}
+        return
+    source, record = normalised_source(stack, job.normalise_to, meta.bands, job.band_order)
+    try:
+        yield source, {"normalisation": record}
+    finally:
+        source.close()
+
+
+def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
+                    transform: Any, crs: Any, flag: str = "--compare-with") -> None:
+    """Refuse a map that cannot be compared with a class map of ``classes`` on this grid.
+
+    A change map counts the pixels whose class is impervious in one map and not in the other:
+    a probability COG (values 0-10000) or another model's classes would be read as classes and
+    give gains and losses that never happened. Checked before the prediction, not after it.
+
+    Args:
+        path: the earlier map (a class COG isamap wrote).
+        classes: the class names of the model about to predict.
+        size: ``(height, width)`` of the map about to be written.
+        transform: its geotransform.
+        crs: its CRS.
+        flag: how messages name the file.
+    """
+    given = f"{flag} {path}"
+    if not files.is_gcs(path) and not Path(path).exists():
+        raise InputDataError(f"{given} does not exist; give the class COG (<out>_class.tif) "
+                             "of an earlier date")
+    try:
+        with rasterio.open(files.gdal_path(path)) as src:
+            tags, count, dtype = src.tags(), src.count, src.dtypes[0]
+            grid = (src.height, src.width), src.transform, src.crs
+    except rasterio.errors.RasterioError as exc:
+        raise InputDataError(f"{given} cannot be read ({exc}); give the class COG "
+                             "(<out>_class.tif) of an earlier date") from None
+    band_id = tags.get("band_id")
+    if band_id != maps.BAND_IDS["class"] and (band_id or count != 1 or dtype != "uint8"):
+        kind = next((k for k, v in maps.BAND_IDS.items() if v == band_id),
+                    f"a {count}-band {dtype} raster")
+        raise InputDataError(f"{given} is {'a ' + kind + ' map' if band_id else kind}, not a "
+                             "class map; give the <out>_class.tif of the earlier date, not its "
+                             "_prob.tif or _change.tif")
+    theirs = tags.get("classes")
+    if theirs is not None and theirs.split(",") != list(classes):
+        raise InputDataError(f"{given} holds the classes {theirs.replace(',', ', ')}, this "
+                             f"model predicts {', '.join(classes)}; compare maps of the same "
+                             "classes (the same kind of model)")
+    if grid[0] != tuple(size) or not grid[1].almost_equals(transform) or grid[2] != crs:
+        raise InputDataError(f"{given} is not on the grid of the map about to be made "
+                             f"({grid[0][1]} x {grid[0][0]} px there, {size[1]} x {size[0]} "
+                             "here, or another origin or CRS); predict both dates from stacks "
+                             "on one grid")

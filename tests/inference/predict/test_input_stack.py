@@ -1,0 +1,93 @@
+"""The input of a prediction is opened once, and its options travel as one PredictJob."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import rasterio
+
+from cli.predict import predict_job, predict_parser
+from core.errors import InputDataError
+from inference.predict.input_stack import InputStack, open_input
+from inference.predict.job import PredictJob
+from inference.predict.runtime import RuntimeOptions
+from inference.predict.sources import decimated_read
+from inference.predict.workflow import predict_with_model_file
+from tests.support.rasters import BANDS, smooth_stack, write_stack
+from training.modelfile import ModelMeta, save_model_file
+from training.models import create_model
+
+KWARGS = {"widths": [4, 8, 8, 16, 16]}
+
+
+@pytest.fixture
+def stack(tmp_path):
+    data = smooth_stack(96, 112, seed=3)
+    data[:, :5, :5] = np.nan
+    return write_stack(tmp_path / "stack.tif", data)
+
+
+def test_a_prediction_opens_its_input_once(stack, tmp_path, monkeypatch):
+    """The probe, the value checks, the scene's statistics and the sliding window all read
+    one open dataset (a scene-normalised model reads every one of them)."""
+    meta = ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=KWARGS,
+                     norm="scene")
+    model = save_model_file(tmp_path / "m.pt", create_model("unet", len(BANDS), 2, **KWARGS),
+                            meta)
+    opened, original = [], rasterio.open
+
+    def counted(path, *args, **kwargs):
+        opened.append(str(path))
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio, "open", counted)
+    outputs = predict_with_model_file(str(model), str(stack), str(tmp_path / "o" / "isa"),
+                                      config=None, progress=False,
+                                      options=RuntimeOptions(precision="fp32"))
+    assert opened.count(str(stack)) == 1
+    with original(outputs.prediction.class_path) as ds:
+        assert ds.tags()["input"] == "stack.tif" and "normalisation" in ds.tags()
+
+
+def test_the_sample_is_read_once_and_its_bands_are_a_reads_own(stack):
+    with open_input(str(stack)) as opened, rasterio.open(stack) as ds:
+        assert isinstance(opened, InputStack) and opened.identity == str(stack)
+        whole = opened.sample([1, 2, 3, 4, 5, 6], 64)
+        whole[:] = 0  # a copy: the next reader sees the pixels
+        part = opened.sample([4, 2], 64)
+        assert np.array_equal(part, decimated_read(ds, [4, 2], 64), equal_nan=True)
+        assert opened.read([1], window=((0, 2), (0, 3))).shape == (1, 2, 3)
+        assert opened.res == ds.res  # the dataset's other attributes
+
+
+def test_a_missing_or_unplaced_input_is_refused_before_anything(tmp_path):
+    with pytest.raises(InputDataError, match="does not exist"), \
+            open_input(str(tmp_path / "none.tif")):
+        pass
+    png = tmp_path / "picture.tif"
+    with rasterio.open(png, "w", driver="GTiff", width=4, height=4, count=1,
+                       dtype="uint8") as ds:
+        ds.write(np.zeros((1, 4, 4), np.uint8))
+    with pytest.raises(InputDataError, match="no georeferencing"), open_input(str(png)):
+        pass
+
+
+def test_isamap_predict_builds_one_job_from_its_flags(tmp_path):
+    args = predict_parser().parse_args([
+        "--model", "m.pt", "--input", "s.tif", "--out", str(tmp_path / "isa"), "--tile", "256",
+        "--bands", "B2,B3", "--compare-with", "old_class.tif", "--change-margin", "0.1",
+        "--zones", "z.geojson", "--zones-name", "NAME_2", "--restart", "--quiet"])
+    options = RuntimeOptions(precision="fp32")
+    job = predict_job(args, options)
+    assert (job.model, job.stack, job.out_prefix) == ("m.pt", "s.tif", str(tmp_path / "isa"))
+    assert job.config is not None and job.config.tile == 256 and job.options is options
+    assert job.band_order == ["B2", "B3"] and job.change_margin == 0.1
+    assert (job.zones, job.zones_name, job.restart, job.progress) == (
+        "z.geojson", "NAME_2", True, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.restart = False  # type: ignore[misc]
+    with pytest.raises(InputDataError, match="change-margin"):
+        PredictJob("m.pt", "s.tif", "o", compare_with="a_class.tif",
+                   change_margin=0.7).check_change()
