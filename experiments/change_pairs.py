@@ -55,7 +55,7 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +71,19 @@ from core.jsonsafe import dumps
 from core.storage import atomic_write
 from experiments.builtup import DEFAULT_BANDS, DW_FOLDER, Budget, export, find_tile, scene_folder
 from experiments.builtup import train as train_arm
+from experiments.builtup_encoders import MONTHS, read_tile
 from experiments.builtup_loto import interval
+from experiments.change_series import (
+    check_recipe,
+    date_maps,
+    dates_header,
+    dates_rows,
+    frozen_recipe,
+    level_facts,
+    level_rows,
+    summarise_dates,
+    train_frozen,
+)
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.realscenes import format_table
 from experiments.scoring import binary_scores, ndbi, roc_auc
@@ -86,6 +98,7 @@ CLEAR_MAX_CLOUD = 0.05
 DEFAULT_RECIPES = ("unet-s2", "unet-s2-global")
 DEFAULT_SEEDS, DEFAULT_ITERATIONS, DEFAULT_MARGIN, DEFAULT_NDBI_GAIN = 2, 150, 0.2, 0.1
 DEFAULT_BLOCKS, DEFAULT_BLOCK_SIZE = 12, 8
+DEFAULT_FROZEN_ITERATIONS = 300
 MARGINS = (0.1, 0.2, 0.3)  # margins scored on the raw inputs beside --margin
 ARMS = ("differenced", "normalised", "margin", "both", "training stats", "spectral")
 SPECTRAL_THRESHOLDS = tuple(sorted({3.0, 4.0, change.DEFAULT_SPECTRAL_THRESHOLD}))
@@ -170,24 +183,28 @@ def _flagged(code: np.ndarray) -> tuple[float, float]:
                                                                           .mean())
 
 
-def score_pair(model, earlier: np.ndarray, later: np.ndarray, implanted: np.ndarray,
+def score_pair(model: Callable[[np.ndarray], np.ndarray], stats: tuple[Sequence[float],
+                                                                       Sequence[float]],
+               earlier: np.ndarray, later: np.ndarray, implanted: np.ndarray,
                truth: np.ndarray, index: Sequence[int], margin: float) -> dict:
-    """Every model arm on one pair: stable-pair false change, implanted-pair F1 and AUC."""
-    meta = model.meta
+    """Every model arm on one pair: stable-pair false change, implanted-pair F1 and AUC.
+
+    ``model`` gives the built probability of a scene's ``index`` bands; ``stats`` are the
+    mean and standard deviation of its training bands (the ``training stats`` arm).
+    """
     pick = list(index)
     first, second, moved = earlier[pick], later[pick], implanted[pick]
-    p1 = probability(model, first)
-    inputs = {"raw": (p1, probability(model, second), probability(model, moved))}
+    p1 = model(first)
+    inputs = {"raw": (p1, model(second), model(moved))}
     norm_stable = change.apply_normalisation(second, change.fit_relative_normalisation(
         second, first))
     norm_moved = change.apply_normalisation(moved, change.fit_relative_normalisation(moved, first))
-    inputs["normalised"] = (p1, probability(model, norm_stable), probability(model, norm_moved))
-    def match(bands: np.ndarray) -> np.ndarray:
-        return change.match_statistics(bands, meta.norm_mean, meta.norm_std)
+    inputs["normalised"] = (p1, model(norm_stable), model(norm_moved))
 
-    inputs["training stats"] = (probability(model, match(first)),
-                                probability(model, match(second)),
-                                probability(model, match(moved)))
+    def match(bands: np.ndarray) -> np.ndarray:
+        return change.match_statistics(bands, *stats)
+
+    inputs["training stats"] = (model(match(first)), model(match(second)), model(match(moved)))
     plan = {"differenced": ("raw", 0.0), "normalised": ("normalised", 0.0),
             **{f"margin {m:g}": ("raw", m) for m in sorted({*MARGINS, margin})},
             "both": ("normalised", margin), "training stats": ("training stats", 0.0)}
@@ -265,62 +282,92 @@ def _ndbi_rise(earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
 
 
 def run(data: Path, dw: Path, out: Path, *, recipes: Sequence[str], seeds: int,
-        iterations: int, margin: float, ndbi_gain: float, blocks: int, size: int) -> dict:
-    """The whole experiment; returns (and writes) ``change_pairs.json``."""
-    from training.modelfile import load_model
+        iterations: int, margin: float, ndbi_gain: float, blocks: int, size: int,
+        encoders: Mapping[str, str] | None = None, frozen_iterations: int = 300) -> dict:
+    """The whole experiment; returns (and writes) ``change_pairs.json``.
 
+    ``encoders``: encoder name -> its published file, for the recipes on a frozen encoder
+    (:func:`experiments.change_series.frozen_recipe`), trained ``frozen_iterations`` steps.
+    """
     start = time.perf_counter()
     dates, scenes, lulc = load_scenes(data)
     index = [SLOVENIA_BANDS.index(b) for b in DEFAULT_BANDS]
-    java = find_tile(dw, "java")
-    dataset = out / "train_java"
-    export(java, scene_folder(java, out / "scenes"), dataset, DEFAULT_BANDS, Budget())
     pairs = [(i, j) for i in range(len(dates)) for j in range(i + 1, len(dates))]
     implanted = {(i, j): implant(scenes[j], lulc, blocks, size, seed=j) for i, j in pairs}
     runs: dict[str, list[dict]] = {r: [] for r in recipes}
-    per_date: dict[str, list[list[float]]] = {r: [] for r in recipes}
+    per_date: dict[str, list[dict]] = {r: [] for r in recipes}
+    artificial = lulc == ARTIFICIAL
     for recipe in recipes:
         for seed in range(seeds):
-            model_file = train_arm(recipe, dataset, out / "runs" / f"{recipe}_{seed}",
-                                   Budget(seed=seed, iterations=iterations))
-            model = load_model(model_file)
+            model, stats = _trained(recipe, seed, out, dw, iterations, frozen_iterations,
+                                    encoders or {})
             for i, j in pairs:
                 moved, truth = implanted[(i, j)]
-                arms = score_pair(model, scenes[i], scenes[j], moved, truth, index, margin)
+                arms = score_pair(model, stats, scenes[i], scenes[j], moved, truth, index,
+                                  margin)
                 arms["NDBI gain matched"] = score_ndbi(scenes[i], scenes[j], moved, truth,
                                                        ndbi_gain,
                                                        arms["both"]["flagged_implanted"])
                 runs[recipe].append({"seed": seed, "pair": f"{dates[i]}/{dates[j]}",
                                      "arms": arms})
-            per_date[recipe].append(_class8_f1(model, scenes, lulc, index))
+            per_date[recipe].append({"seed": seed, **date_maps(model, scenes, artificial,
+                                                               index)})
     baseline = {f"{dates[i]}/{dates[j]}": score_ndbi(scenes[i], scenes[j], *implanted[(i, j)],
                                                      ndbi_gain) for i, j in pairs}
     gate = {f"{dates[i]}/{dates[j]}": score_gate(scenes[i], scenes[j], *implanted[(i, j)], index)
             for i, j in pairs}
     metrics = {"dates": dates, "pairs": [f"{dates[i]}/{dates[j]}" for i, j in pairs],
                "recipes": list(recipes), "seeds": seeds, "iterations": iterations,
+               "frozen_iterations": frozen_iterations,
                "margin": margin, "ndbi_gain": ndbi_gain,
                "spectral_thresholds": list(SPECTRAL_THRESHOLDS),
                "gate_threshold": change.DEFAULT_SPECTRAL_THRESHOLD,
                "implanted": {"blocks": blocks, "size": size,
                              "pixels": int(next(iter(implanted.values()))[1].sum())},
                "bands": list(DEFAULT_BANDS), "runs": runs, "ndbi": baseline, "gate": gate,
-               "class8_f1_per_date": per_date,
+               "date_runs": per_date, "date_summary": summarise_dates(per_date),
+               "level_facts": level_facts(scenes, {b: SLOVENIA_BANDS.index(b)
+                                                   for b in ("B2", "B3", "B4", "B8")}),
                "ndbi_class8_auc": [roc_auc(ndbi(s[SLOVENIA_BANDS.index("B11")],
                                                 s[SLOVENIA_BANDS.index("B8")]).ravel(),
                                            (lulc == ARTIFICIAL).ravel()) for s in scenes],
                "summary": summarise(runs, baseline, gate),
+               "seed_ranking": seed_ranking(runs, gate),
                "seconds": round(time.perf_counter() - start, 1)}
     text = dumps(metrics, indent=1)
     atomic_write(out / "change_pairs.json", lambda fh: fh.write(text.encode()))
     return metrics
 
 
-def _class8_f1(model, scenes: np.ndarray, lulc: np.ndarray, index: Sequence[int]) -> list:
-    """Per date, the built F1 of the model's map against land use class 8 (L1C as given)."""
-    truth = lulc == ARTIFICIAL
-    return [round(binary_scores(probability(model, s[list(index)]) >= 0.5, truth).f1, 4)
-            for s in scenes]
+#: the frozen encoders' features of every image mapped in one run (they depend on the encoder
+#: and the image only, not on the seed or the fusion)
+_FEATURES: dict[str, np.ndarray] = {}
+
+
+def _trained(recipe: str, seed: int, out: Path, dw: Path, iterations: int,
+             frozen_iterations: int, encoders: Mapping[str, str]
+             ) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[Sequence[float],
+                                                                 Sequence[float]]]:
+    """``recipe`` trained on the whole Java tile: its probability function, training stats.
+
+    A recipe on a frozen encoder (or ``bands``) by :func:`experiments.change_series.
+    train_frozen`; any other through ``isamap-export`` and ``isamap-train``.
+    """
+    if frozen_recipe(recipe):
+        image, target, latlon = read_tile(dw, "java")
+        frozen = train_frozen(recipe, encoders, image, target, latlon, MONTHS["java"], seed,
+                              frozen_iterations, _FEATURES)
+        return frozen, (frozen.mean.tolist(), frozen.std.tolist())
+    from training.modelfile import load_model
+
+    java = find_tile(dw, "java")
+    dataset = out / "train_java"
+    if not (dataset / "manifest.json").exists():
+        export(java, scene_folder(java, out / "scenes"), dataset, DEFAULT_BANDS, Budget())
+    model = load_model(train_arm(recipe, dataset, out / "runs" / f"{recipe}_{seed}",
+                                 Budget(seed=seed, iterations=iterations)))
+    return (lambda bands: probability(model, bands)), (model.meta.norm_mean,
+                                                       model.meta.norm_std)
 
 
 def summarise(runs: dict, baseline: dict, gate: dict | None = None) -> dict:
@@ -373,13 +420,49 @@ def table_text(metrics: dict) -> str:
                                "implanted gain F1", "gain ROC AUC"))
 
 
+#: the arms whose gain ROC AUC :func:`seed_ranking` gives per seed: the model's own score
+#: (the two dates' probabilities) and the product's default rule (the gate, the model's way)
+RANKED = ("differenced", f"spectral {change.DEFAULT_SPECTRAL_THRESHOLD:g}")
+
+
+def seed_ranking(runs: dict, gate: dict) -> dict:
+    """Each seed's gain ROC AUC (mean over pairs) of the :data:`RANKED` arms, and the gate's.
+
+    ``gate``: the spectral gate with NDBI's direction per pair (:func:`score_gate`); its AUC
+    does not depend on a seed.
+    """
+    out: dict = {}
+    for recipe, items in runs.items():
+        seeds = sorted({it["seed"] for it in items})
+        out[recipe] = {arm: [float(np.mean([it["arms"][arm]["auc"] for it in items
+                                            if it["seed"] == s])) for s in seeds]
+                       for arm in RANKED}
+    out[GATE] = float(np.mean([g["auc"] for g in gate.values()]))
+    return out
+
+
+def ranking_text(metrics: dict) -> str:
+    """Per model: each seed's gain ROC AUC of its own score and of the default rule, the gate's."""
+    ranking = metrics["seed_ranking"]
+    gate = ranking[GATE]
+    rows = [(recipe, *(" ".join(f"{v:.3f}" for v in seeds[arm]) for arm in RANKED),
+             f"{min(seeds[RANKED[0]]) - gate:+.3f}", f"{min(seeds[RANKED[1]]) - gate:+.3f}")
+            for recipe, seeds in ranking.items() if recipe != GATE]
+    return format_table(rows, ("model", "own score, per seed", f"{RANKED[1]}, per seed",
+                               "worst own - gate", f"worst {RANKED[1]} - gate")) + (
+        f"\ngate alone ({GATE}): ROC AUC {gate:.3f}")
+
+
 def per_date_text(metrics: dict) -> str:
-    """Per clear date: each model's built F1 against land use class 8, NDBI's ROC AUC there."""
-    rows = [(recipe, *(f"{np.mean([seed[d] for seed in seeds]):.3f}"
-                       for d in range(len(metrics["dates"]))))
-            for recipe, seeds in metrics["class8_f1_per_date"].items()]
-    rows.append(("NDBI ROC AUC", *(f"{a:.3f}" for a in metrics["ndbi_class8_auc"])))
-    return format_table(rows, ("built F1 vs class 8 (L1C)", *metrics["dates"]))
+    """Per model and input, each clear date's map, its stability; what the pixels show."""
+    dates = metrics["dates"]
+    table = format_table(dates_rows(metrics["date_summary"], dates), dates_header(dates))
+    ndbi_row = format_table([("NDBI ROC AUC vs class 8 (L1C)",
+                              *(f"{a:.3f}" for a in metrics["ndbi_class8_auc"]))],
+                            ("baseline", *dates))
+    levels = format_table(level_rows(metrics["level_facts"], dates),
+                          ("level the pixels show (blue excess, floor excess)", *dates))
+    return f"{table}\n\n{ndbi_row}\n\n{levels}"
 
 
 def figures_markdown(metrics: dict) -> str:
@@ -390,7 +473,7 @@ def figures_markdown(metrics: dict) -> str:
             f"exceeds k; {metrics['seeds']} seeds of {metrics['iterations']} "
             f"iterations per model; ± the 95 % Student-t half-width over seeds x pairs "
             f"(baselines: over pairs).\n\n```text\n{table_text(metrics)}\n\n"
-            f"{per_date_text(metrics)}\n```\n")
+            f"{ranking_text(metrics)}\n\n{per_date_text(metrics)}\n```\n")
 
 
 def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/change.md",
@@ -412,6 +495,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_data_root_argument(p)
     p.add_argument("--recipes", default=",".join(DEFAULT_RECIPES),
                    help="isamap-train models or experiments.builtup arms, comma-separated")
+    p.add_argument("--encoder", action="append", default=[], metavar="NAME=PATH",
+                   help="a pretrained encoder's published file, for the recipes NAME and "
+                   "NAME:head (isamap-train --encoder NAME=PATH --fusion concat|head); "
+                   "repeat for each encoder")
+    p.add_argument("--frozen-iterations", type=int, default=DEFAULT_FROZEN_ITERATIONS,
+                   help="training steps of the recipes on a frozen encoder and of bands")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS)
     p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
@@ -425,26 +514,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(a.verbose, a.quiet, a.debug)
 
     def go() -> int:
-        if a.seeds < 1 or a.iterations < 1:
-            raise InputDataError("--seeds and --iterations must be >= 1")
+        if min(a.seeds, a.iterations, a.frozen_iterations) < 1:
+            raise InputDataError("--seeds, --iterations and --frozen-iterations must be >= 1")
         if not 0 <= a.margin < 0.5:
             raise InputDataError(f"--margin must be in [0, 0.5), got {a.margin}")
         data = existing_folder(a.data or sample_folder(SLOVENIA, a.data_root), "Slovenia",
                                "--data")
         dw = existing_folder(a.dw or sample_folder(DW_FOLDER, a.data_root), "Dynamic World",
                              "--dw")
+        encoders = dict(_encoder(text) for text in a.encoder)
+        recipes = [r for r in a.recipes.split(",") if r]
+        for recipe in recipes:
+            check_recipe(recipe, encoders)  # an encoder recipe without its file: refused now
         check_output_folder("--out", a.out)
         use_threads(a.threads)
         metrics = run(data, dw, Path(os.path.abspath(a.out)),
-                      recipes=[r for r in a.recipes.split(",") if r], seeds=a.seeds,
+                      recipes=recipes, seeds=a.seeds,
                       iterations=a.iterations, margin=a.margin, ndbi_gain=a.ndbi_gain,
-                      blocks=a.blocks, size=a.block_size)
+                      blocks=a.blocks, size=a.block_size, encoders=encoders,
+                      frozen_iterations=a.frozen_iterations)
         print(figures_markdown(metrics))
         print(f"{metrics['seconds']:.0f} s; metrics: {Path(a.out) / 'change_pairs.json'}")
         return 0
 
     return run_command("python -m experiments.change_pairs", go, debug=a.debug,
                        writes_to=[a.out])
+
+
+def _encoder(text: str) -> tuple[str, str]:
+    """``--encoder NAME=PATH`` -> (name, path), the file checked (sha256) before any work."""
+    from training.models.encoders.registry import load_encoder, parse_encoder
+
+    entry, path = parse_encoder(text)
+    load_encoder(entry, path)
+    return entry.name, os.path.abspath(path)
 
 
 if __name__ == "__main__":

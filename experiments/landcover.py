@@ -105,8 +105,9 @@ from experiments.landcover_arms import (
     Setting,
     with_windows,
 )
+from experiments.landcover_departures import departures
 from experiments.landcover_keep import keep_check, keep_decision
-from experiments.landcover_points import draw_points
+from experiments.landcover_points import draw_points, scored_values
 from experiments.landcover_report import (
     impervious_ranking,
     report_table,
@@ -437,6 +438,10 @@ def _seed_record(cfg: LandCoverConfig, setting: str, folds: Sequence[Sequence[Sc
             d["scored_chips"] += f["scored_chips"]
     points = draw_points(scored, spec.headline[1], cfg.points_per_stratum, cfg.points_seed)
     record["points"] = {a: points.values(scored, m).tolist() for a, m in maps.items()}
+    truth = scored_values(scored, [s.truth for s in scored])
+    product = scored_values(scored, [s.products[spec.headline[1]] for s in scored])
+    record["departures"] = {a: departures(scored_values(scored, m), product, truth)
+                            for a, m in maps.items()}
     truth, developed = scored_truth(scored)
     record["ranking"] = {a: impervious_ranking(np.concatenate(v), truth, developed)
                          for a, v in scores.items()}

@@ -1,0 +1,295 @@
+"""The per-date maps of a real L1C series: stable where nothing changed, and against L2A-like input.
+
+Part of :mod:`experiments.change_pairs` (which trains the models and pairs the dates); this
+module scores each model's map of every clear date of the eo-learn Slovenia series, the
+ground taken as unchanged between them (weeks apart, one summer):
+
+- **as given** (``L1C``): the top-of-atmosphere reflectance the series holds, what
+  ``isamap-map --allow-l1c`` maps;
+- **dark-object subtracted** (``DOS``): each band of each scene minus its darkest
+  :data:`DOS_PERCENTILE` % less a dark surface's :data:`DOS_FLOOR` (Chavez 1988's
+  dark-object subtraction, the simplest surface-reflectance estimate): the series holds no
+  Level-2A product of the same ground, so this stands in for it, and is named as such.
+
+Per model, seed, input and date: the built share of the map (class 8, artificial surface,
+is 1.96 % of the ground), its built F1 and the ROC AUC of its probability against class 8;
+per model, seed and input the series' stability on unchanged ground
+(:func:`experiments.temporal_consistency.series_stability`); per date the share of pixels
+whose class is the same on both inputs. :func:`level_facts` gives what the input check
+(:mod:`contract.input_facts`) reads of each scene and input.
+
+Models on a frozen pretrained encoder are named ``NAME`` (its features beside the bands,
+``concat``) or ``NAME:head`` (the encoder as backbone), ``bands`` the same loop without an
+encoder (:func:`frozen_recipe`, :func:`train_frozen`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from hashlib import sha256
+
+import numpy as np
+import torch
+from torch import nn
+
+from contract.input_facts import input_facts, shown_level
+from core.errors import ConfigError
+from experiments.builtup_encoders import BANDS as ENCODER_BANDS
+from experiments.builtup_encoders import predict as frozen_predict
+from experiments.builtup_encoders import train_arm as frozen_train
+from experiments.builtup_loto import interval
+from experiments.scoring import binary_scores, roc_auc
+from experiments.temporal_consistency import series_stability
+from training.models.encoders.fused import presto_features
+from training.models.encoders.galileo import galileo_features
+from training.models.encoders.registry import ENCODERS, load_encoder
+
+#: the darkest share (%) of each band taken as a dark object's top-of-atmosphere value
+DOS_PERCENTILE = 0.5
+#: what a dark object reflects at the surface (water, deep shadow): 1 %
+DOS_FLOOR = 0.01
+INPUTS = ("L1C", "DOS")
+FUSION_SEPARATOR = ":"
+
+
+def dark_object_subtraction(scene: np.ndarray) -> np.ndarray:
+    """``scene`` ``(C, H, W)`` less each band's path radiance as its dark objects show it.
+
+    Each band loses its :data:`DOS_PERCENTILE` % value less :data:`DOS_FLOOR` (never a
+    negative amount): additive haze only, no transmittance; NaN stays NaN.
+    """
+    flat = scene.reshape(scene.shape[0], -1)
+    floor = np.nanpercentile(flat, DOS_PERCENTILE, axis=1)
+    haze = np.maximum(floor - DOS_FLOOR, 0.0)
+    return (scene - haze[:, None, None]).astype(np.float32)
+
+
+def as_input(scene: np.ndarray, name: str) -> np.ndarray:
+    """The scene as input ``name`` of :data:`INPUTS`."""
+    return scene if name == "L1C" else dark_object_subtraction(scene)
+
+
+def frozen_recipe(recipe: str) -> tuple[str | None, str] | None:
+    """``bands``, ``NAME`` or ``NAME:FUSION`` as (encoder, arm); None for other recipes.
+
+    ``NAME`` is an encoder of the registry (``presto``, ``galileo-nano``), ``FUSION``
+    ``concat`` (the default) or ``head``; ``bands`` is the same U-Net and loop without an
+    encoder (the control).
+    """
+    if recipe == "bands":
+        return None, "bands"
+    name, _, fusion = recipe.partition(FUSION_SEPARATOR)
+    if name not in ENCODERS:
+        return None
+    if fusion not in ("", "concat", "head"):
+        raise ConfigError(f"recipe {recipe!r}: the fusion is concat or head")
+    return name, fusion or "concat"
+
+
+def check_recipe(recipe: str, encoders: Mapping[str, str]) -> None:
+    """Refuse an encoder recipe whose encoder file ``--encoder NAME=PATH`` did not give."""
+    frozen = frozen_recipe(recipe)
+    if frozen and frozen[0] and frozen[0] not in encoders:
+        raise ConfigError(f"recipe {recipe!r} needs the encoder's file: pass --encoder "
+                          f"{frozen[0]}=PATH ({ENCODERS[frozen[0]].where()})")
+
+
+@dataclass
+class FrozenModel:
+    """A U-Net (or light decoder) on a frozen encoder's features, trained on one L2A tile.
+
+    The architecture of ``isamap-train --encoder NAME=PATH --fusion concat|head``
+    (:class:`training.models.encoders.fused.EncoderUNet`): the bands normalised by the
+    training tile's statistics, beside (``concat``) or replaced by (``head``) the encoder's
+    128 features per pixel, computed with the training tile's location and month.
+    """
+
+    encoder_name: str | None
+    encoder: nn.Module | None
+    arm: str
+    net: nn.Module
+    mean: np.ndarray
+    std: np.ndarray
+    latlon: tuple[float, float]
+    month: int
+    cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def features(self, image: np.ndarray) -> np.ndarray:
+        """The encoder's ``(128, H, W)`` features of reflectance ``(10, H, W)`` (none: 1 zero).
+
+        Kept in :attr:`cache` by the image's bytes (a frozen encoder's features do not
+        depend on the seed: models of one encoder may share one cache).
+        """
+        if self.encoder is None:
+            return np.zeros((1, *image.shape[1:]), np.float32)
+        key = f"{self.encoder_name} {image.shape} " + sha256(
+            np.ascontiguousarray(image, np.float32).tobytes()).hexdigest()
+        if key not in self.cache:
+            self.cache[key] = self._encode(image)
+        return self.cache[key]
+
+    def _encode(self, image: np.ndarray) -> np.ndarray:
+        raw = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None]
+        with torch.no_grad():
+            rows = [(presto_features(self.encoder, raw[..., r:r + 64, :], ENCODER_BANDS,
+                                     self.latlon, self.month)
+                     if self.encoder_name == "presto" else
+                     galileo_features(self.encoder, raw[..., r:r + 64, :], ENCODER_BANDS,
+                                      self.month, 4, self.latlon))
+                    for r in range(0, raw.shape[-2], 64)]
+        return torch.cat(rows, dim=-2)[0].numpy().astype(np.float32)
+
+    def tile(self, image: np.ndarray) -> dict:
+        """``image`` as the training loop's tile: normalised bands and features."""
+        bands = (image - self.mean[:, None, None]) / self.std[:, None, None]
+        return {"bands": bands.astype(np.float32), "feats": self.features(image)}
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """The built probability of reflectance ``(10, H, W)`` in :data:`ENCODER_BANDS`."""
+        return frozen_predict(self.net, self.arm, self.tile(image)).astype(np.float64)
+
+
+def train_frozen(recipe: str, encoders: Mapping[str, str], image: np.ndarray,
+                 target: np.ndarray, latlon: tuple[float, float], month: int, seed: int,
+                 iterations: int, cache: dict[str, np.ndarray] | None = None) -> FrozenModel:
+    """``recipe`` (:func:`frozen_recipe`) trained on one tile, as experiments.builtup_encoders.
+
+    Args:
+        recipe: ``bands``, ``NAME`` or ``NAME:FUSION``.
+        encoders: encoder name -> its published file (checked).
+        image: the tile's reflectance ``(10, H, W)`` in :data:`ENCODER_BANDS`.
+        target: 1 built, 0 other, 255 not scored.
+        latlon: what the encoder is told of where (the tile's centre).
+        month: what it is told of when (0-11, the tile's month).
+        seed: the training seed.
+        iterations: Adam steps of 8 random 64 px crops with flips and turns.
+        cache: features already computed (:meth:`FrozenModel.features`), shared.
+    """
+    frozen = frozen_recipe(recipe)
+    if frozen is None:
+        raise ConfigError(f"{recipe!r} is not an encoder recipe")
+    name, arm = frozen
+    encoder = load_encoder(ENCODERS[name], encoders[name]) if name else None
+    flat = image.reshape(image.shape[0], -1)
+    model = FrozenModel(name, encoder, arm, nn.Identity(), flat.mean(1),
+                        flat.std(1) + 1e-6, latlon, month, {} if cache is None else cache)
+    tile = {**model.tile(image), "target": target}
+    model.net = frozen_train(arm, [tile], seed, iterations)
+    return model
+
+
+def level_facts(scenes: np.ndarray, index: Mapping[str, int]) -> dict[str, list]:
+    """Per input, per scene: the level the pixels show and the path-radiance figures.
+
+    ``index`` gives the positions of B2, B3, B4 and B8 in the scenes' bands.
+    """
+    out: dict[str, list] = {}
+    for name in INPUTS:
+        rows = []
+        for scene in scenes:
+            x = as_input(scene, name)
+            facts = input_facts({b: x[i] for b, i in index.items()})
+            o = facts.optical
+            rows.append({"shown": shown_level(facts),
+                         "blue_excess": None if o is None else o.blue_excess,
+                         "floor_excess": None if o is None else o.floor["B2"] - o.floor["B3"]})
+        out[name] = rows
+    return out
+
+
+def date_maps(probability: Callable[[np.ndarray], np.ndarray], scenes: np.ndarray,
+              truth: np.ndarray, index: Sequence[int]) -> dict:
+    """One model's maps of every scene on both inputs, scored against ``truth``.
+
+    Args:
+        probability: the model's built probability of a ``(C, H, W)`` scene.
+        scenes: ``(T, bands, H, W)``, the dates of unchanged ground.
+        truth: the reference's built pixels (land use class 8).
+        index: the model's bands among the scenes'.
+    """
+    pick = list(index)
+    out: dict = {}
+    maps = {}
+    for name in INPUTS:
+        probs = np.stack([probability(as_input(s, name)[pick]) for s in scenes])
+        maps[name] = probs >= 0.5
+        out[name] = {"built_share": [float(m.mean()) for m in maps[name]],
+                     "f1": [binary_scores(m, truth).f1 for m in maps[name]],
+                     "auc": [roc_auc(p.ravel(), truth.ravel()) for p in probs],
+                     "stability": series_stability(maps[name])}
+    out["same_class"] = [float((a == b).mean()) for a, b in zip(maps["L1C"], maps["DOS"],
+                                                                 strict=True)]
+    return out
+
+
+def summarise_dates(runs: Mapping[str, Sequence[dict]]) -> dict:
+    """Per recipe: each input's per-date figures and stability, mean ± 95 % over seeds."""
+    def over(values: Sequence[float]) -> list[float]:
+        return list(interval(values))
+
+    out: dict = {}
+    for recipe, seeds in runs.items():
+        row: dict = {}
+        for name in INPUTS:
+            dates = len(seeds[0][name]["f1"])
+            row[name] = {k: [over([s[name][k][d] for s in seeds]) for d in range(dates)]
+                         for k in ("built_share", "f1", "auc")}
+            st = [s[name]["stability"] for s in seeds]
+            row[name]["flip"] = over([float(np.mean(x["flip"])) for x in st])
+            row[name]["share_range"] = over([x["share_range"] for x in st])
+            row[name]["flipped_any"] = over([x["flipped_any"] for x in st])
+            row[name]["consistent_flipped_any"] = over([x["consistent"]["flipped_any"]
+                                                        for x in st])
+        row["same_class"] = [over([s["same_class"][d] for s in seeds])
+                             for d in range(len(seeds[0]["same_class"]))]
+        out[recipe] = row
+    return out
+
+
+def _pct(pair: Sequence[float]) -> str:
+    mean, half = pair
+    if mean is None or not np.isfinite(mean):
+        return "n/a"
+    return f"{100 * mean:.1f}" + (f" ± {100 * half:.1f}" if np.isfinite(half) else "")
+
+
+def _dec(pair: Sequence[float]) -> str:
+    mean, half = pair
+    if mean is None or not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.3f}" + (f" ± {half:.3f}" if np.isfinite(half) else "")
+
+
+def dates_rows(summary: Mapping[str, Mapping], dates: Sequence[str]) -> list[tuple[str, ...]]:
+    """Per recipe and input: built share, F1 and ROC AUC per date, then the stability."""
+    rows = []
+    for recipe, row in summary.items():
+        for name in INPUTS:
+            v = row[name]
+            rows.append((recipe, name,
+                         *(f"{_pct(v['built_share'][d])} / {_dec(v['f1'][d])} / "
+                           f"{_dec(v['auc'][d])}" for d in range(len(dates))),
+                         _pct(v["share_range"]), _pct(v["flip"]), _pct(v["flipped_any"]),
+                         _pct(v["consistent_flipped_any"])))
+        rows.append((recipe, "L1C = DOS", *(f"{_pct(p)} same class" for p in row["same_class"]),
+                     "", "", "", ""))
+    return rows
+
+
+def dates_header(dates: Sequence[str]) -> tuple[str, ...]:
+    """The columns of :func:`dates_rows`."""
+    return ("model", "input", *(f"{d}: built % / F1 / AUC" for d in dates), "share range %",
+            "flips %", "ever flipped %", "ever flipped, consistent %")
+
+
+def level_rows(facts: Mapping[str, Sequence[Mapping]], dates: Sequence[str]
+               ) -> list[tuple[str, ...]]:
+    """Per input: the level each date's pixels show and the two path-radiance figures."""
+    def cell(f: Mapping) -> str:
+        if f["blue_excess"] is None:
+            return f"{f['shown'] or 'cannot tell'}"
+        return (f"{f['shown'] or 'cannot tell'} ({f['blue_excess']:+.3f}, "
+                f"{f['floor_excess']:+.3f})")
+
+    return [(name, *(cell(f) for f in facts[name])) for name in INPUTS]
