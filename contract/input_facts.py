@@ -288,8 +288,7 @@ def judge_level(facts: InputFacts, *, stated: str | None = None,
                      "checked for a reflectance offset")
     elif taken == "L1C":
         finding = Finding("top_of_atmosphere", _toa_text(facts.optical, shown == "L1C"),
-                          "give the Level-2A product of the scene, or accept Level-1C with "
-                          "isamap-map --allow-l1c (isamap-export --allow-l1c)")
+                          "give the Level-2A product of the scene")
     elif stated == "L1C" and shown == "L2A":
         notes.append("the stack's tags or band names say Level-1C, but its pixels show "
                      "surface reflectance (no path radiance in the blue): mapped as Level-2A")

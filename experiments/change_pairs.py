@@ -3,11 +3,14 @@
 ``python -m experiments.change_pairs --out DIR``
 
 Models (``--recipes``): ``unet-s2`` (each scene normalised by its own statistics) and
-``unet-s2-global`` (the training split's statistics) by default; docs/evidence/change.md shows
-``unet-s2-window`` (each window standardised by its own statistics) beside ``unet-s2-global``.
-Each is trained as :mod:`experiments.builtup` trains it, through ``isamap-export``
-and ``isamap-train``, on the whole East Java Dynamic World tile (Sentinel-2 **L2A**), several
-seeds, a short budget.
+``unet-s2-global`` (the training split's statistics) by default, trained as
+:mod:`experiments.builtup` trains them, through ``isamap-export`` and ``isamap-train``; and,
+with ``--encoder NAME=PATH``, models on a frozen pretrained encoder: ``presto`` or
+``galileo-nano`` (its features beside the bands, ``--fusion concat``), ``NAME:head`` (the
+encoder as backbone), and ``bands`` (the same U-Net and loop without an encoder), trained
+``--frozen-iterations`` steps on features computed once per image
+(:mod:`experiments.change_series`). Every model is trained on the whole East Java Dynamic
+World tile (Sentinel-2 **L2A**), several seeds, a short budget.
 
 Pairs: the eo-learn Slovenia sample (1 km², near Ljubljana, 2015), whose five reference
 scenes are Sentinel-2 **L1C** top-of-atmosphere reflectance; the scenes its cloud mask
@@ -43,10 +46,15 @@ and ROC AUC (of :func:`inference.predict.change.gain_score`, or of
 Two baselines use no model: NDBI gain at ``t = --ndbi-gain``, and the ``spectral gate, NDBI
 direction`` (gain where the spectral magnitude exceeds the default threshold and NDBI rose,
 loss where it exceeds it and NDBI fell): how much of a ``spectral k`` arm's score the gate
-alone gives.
+alone gives. Each seed's gain ROC AUC of the model's own score and of the default rule is
+set beside the gate's (:func:`experiments.change_figures.seed_ranking`).
 
-Writes ``DIR/change_pairs.json`` and prints the table; the docs' table is rendered from the
-committed copy of that JSON (:func:`figures_markdown`).
+Per date: every model's map of each clear date, as given (L1C) and dark-object subtracted
+(an L2A stand-in), its built share, F1 and ROC AUC against class 8 and its stability between
+the dates (:mod:`experiments.change_series`); what the input check reads of each scene.
+
+Writes ``DIR/change_pairs.json`` and prints the tables; the docs' tables are rendered from
+the committed copy of that JSON (:func:`experiments.change_figures.figures_markdown`).
 """
 
 from __future__ import annotations
@@ -72,23 +80,31 @@ from core.storage import atomic_write
 from experiments.builtup import DEFAULT_BANDS, DW_FOLDER, Budget, export, find_tile, scene_folder
 from experiments.builtup import train as train_arm
 from experiments.builtup_encoders import MONTHS, read_tile
-from experiments.builtup_loto import interval
+from experiments.change_figures import (
+    FIGURES_JSON,
+    GATE,
+    figures_markdown,
+    seed_ranking,
+    summarise,
+    update_page,
+)
 from experiments.change_series import (
     check_recipe,
     date_maps,
-    dates_header,
-    dates_rows,
     frozen_recipe,
     level_facts,
-    level_rows,
     summarise_dates,
     train_frozen,
 )
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
-from experiments.realscenes import format_table
 from experiments.scoring import binary_scores, ndbi, roc_auc
 from experiments.threads import add_threads_argument, use_threads
 from inference.predict import change
+
+__all__ = ["ARTIFICIAL", "FIGURES_JSON", "GATE", "SLOVENIA", "SLOVENIA_BANDS",
+           "SPECTRAL_THRESHOLDS", "figures_markdown", "implant", "load_scenes", "main",
+           "pair_magnitudes", "probability", "run", "score_gate", "score_ndbi", "score_pair",
+           "spectral_arms", "summarise", "update_page"]
 
 SLOVENIA = "eolearn_slovenia"
 SLOVENIA_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11",
@@ -100,10 +116,7 @@ DEFAULT_SEEDS, DEFAULT_ITERATIONS, DEFAULT_MARGIN, DEFAULT_NDBI_GAIN = 2, 150, 0
 DEFAULT_BLOCKS, DEFAULT_BLOCK_SIZE = 12, 8
 DEFAULT_FROZEN_ITERATIONS = 300
 MARGINS = (0.1, 0.2, 0.3)  # margins scored on the raw inputs beside --margin
-ARMS = ("differenced", "normalised", "margin", "both", "training stats", "spectral")
 SPECTRAL_THRESHOLDS = tuple(sorted({3.0, 4.0, change.DEFAULT_SPECTRAL_THRESHOLD}))
-GATE = "spectral gate, NDBI direction"  # the model-free baseline's row in the summary
-FIGURES_JSON = "docs/figures/change_pairs.json"
 
 
 def load_scenes(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -370,120 +383,6 @@ def _trained(recipe: str, seed: int, out: Path, dw: Path, iterations: int,
                                                        model.meta.norm_std)
 
 
-def summarise(runs: dict, baseline: dict, gate: dict | None = None) -> dict:
-    """Per recipe and arm: mean ± 95 % interval over seeds and pairs; baselines over pairs.
-
-    The baselines are NDBI gain (``baseline``) and, when given, the spectral gate with NDBI's
-    direction (``gate``), each a row beside the models'.
-    """
-    keys = ("false_change", "false_gain", "f1", "auc")
-    table: dict[str, dict] = {}
-    for recipe, items in runs.items():
-        arms = {arm for item in items for arm in item["arms"]}
-        table[recipe] = {arm: {k: interval([it["arms"][arm][k] for it in items
-                                            if k in it["arms"][arm]]) for k in keys}
-                         for arm in sorted(arms, key=_arm_order)}
-    table["NDBI gain"] = {"natural": {k: interval([b[k] for b in baseline.values()])
-                                      for k in keys}}
-    if gate:
-        table[GATE] = {"natural": {k: interval([b[k] for b in gate.values()]) for k in keys}}
-    return table
-
-
-def _arm_order(arm: str) -> tuple[int, str]:
-    name = arm.split(" ")[0] if arm.startswith(("margin ", "spectral ")) else arm
-    return (ARMS.index(name) if name in ARMS else len(ARMS), arm)
-
-
-def table_text(metrics: dict) -> str:
-    """The summary as text (what the command prints and the docs quote)."""
-    def cell(pair: tuple[float, float] | list, pct: bool = False) -> str:
-        mean, half = pair
-        scale = 100 if pct else 1
-        if mean is None or not np.isfinite(mean):
-            return ""
-        text = f"{scale * mean:.2f}" if pct else f"{mean:.3f}"
-        return text + (f" ± {scale * half:.2f}" if pct else f" ± {half:.3f}") \
-            if half is not None and np.isfinite(half) else text
-
-    rows = []
-    for recipe, arms in metrics["summary"].items():
-        for arm, s in arms.items():
-            name = (f"t = {metrics['ndbi_gain']:g}" if recipe == "NDBI gain"
-                    else f"NDBI direction, k = {metrics['gate_threshold']:g}" if recipe == GATE
-                    else "NDBI gain, t matched to 'both'" if arm == "NDBI gain matched" else arm)
-            rows.append((recipe.split(",")[0], name,
-                         cell(s["false_change"], True), cell(s.get("false_gain", (None, None)),
-                                                             True),
-                         cell(s["f1"]), cell(s["auc"])))
-    return format_table(rows, ("model", "arm", "false change %", "false gain %",
-                               "implanted gain F1", "gain ROC AUC"))
-
-
-#: the arms whose gain ROC AUC :func:`seed_ranking` gives per seed: the model's own score
-#: (the two dates' probabilities) and the product's default rule (the gate, the model's way)
-RANKED = ("differenced", f"spectral {change.DEFAULT_SPECTRAL_THRESHOLD:g}")
-
-
-def seed_ranking(runs: dict, gate: dict) -> dict:
-    """Each seed's gain ROC AUC (mean over pairs) of the :data:`RANKED` arms, and the gate's.
-
-    ``gate``: the spectral gate with NDBI's direction per pair (:func:`score_gate`); its AUC
-    does not depend on a seed.
-    """
-    out: dict = {}
-    for recipe, items in runs.items():
-        seeds = sorted({it["seed"] for it in items})
-        out[recipe] = {arm: [float(np.mean([it["arms"][arm]["auc"] for it in items
-                                            if it["seed"] == s])) for s in seeds]
-                       for arm in RANKED}
-    out[GATE] = float(np.mean([g["auc"] for g in gate.values()]))
-    return out
-
-
-def ranking_text(metrics: dict) -> str:
-    """Per model: each seed's gain ROC AUC of its own score and of the default rule, the gate's."""
-    ranking = metrics["seed_ranking"]
-    gate = ranking[GATE]
-    rows = [(recipe, *(" ".join(f"{v:.3f}" for v in seeds[arm]) for arm in RANKED),
-             f"{min(seeds[RANKED[0]]) - gate:+.3f}", f"{min(seeds[RANKED[1]]) - gate:+.3f}")
-            for recipe, seeds in ranking.items() if recipe != GATE]
-    return format_table(rows, ("model", "own score, per seed", f"{RANKED[1]}, per seed",
-                               "worst own - gate", f"worst {RANKED[1]} - gate")) + (
-        f"\ngate alone ({GATE}): ROC AUC {gate:.3f}")
-
-
-def per_date_text(metrics: dict) -> str:
-    """Per model and input, each clear date's map, its stability; what the pixels show."""
-    dates = metrics["dates"]
-    table = format_table(dates_rows(metrics["date_summary"], dates), dates_header(dates))
-    ndbi_row = format_table([("NDBI ROC AUC vs class 8 (L1C)",
-                              *(f"{a:.3f}" for a in metrics["ndbi_class8_auc"]))],
-                            ("baseline", *dates))
-    levels = format_table(level_rows(metrics["level_facts"], dates),
-                          ("level the pixels show (blue excess, floor excess)", *dates))
-    return f"{table}\n\n{ndbi_row}\n\n{levels}"
-
-
-def figures_markdown(metrics: dict) -> str:
-    """The docs' block: the dates, the implanted pixels and the tables."""
-    return (f"\nClear dates: {', '.join(metrics['dates'])}; pairs {', '.join(metrics['pairs'])}; "
-            f"{metrics['implanted']['pixels']} implanted pixels per pair; 'both' at margin "
-            f"{metrics['margin']:g}; 'spectral k': changed where the bands' RMS robust z-score "
-            f"exceeds k; {metrics['seeds']} seeds of {metrics['iterations']} "
-            f"iterations per model; ± the 95 % Student-t half-width over seeds x pairs "
-            f"(baselines: over pairs).\n\n```text\n{table_text(metrics)}\n\n"
-            f"{ranking_text(metrics)}\n\n{per_date_text(metrics)}\n```\n")
-
-
-def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/change.md",
-                root: str = ".") -> bool:
-    """Rewrite the page's block of ``source``'s figures; True when it changed."""
-    from inference.assess.figures import rewrite_block
-
-    return rewrite_block(source, page, figures_markdown, root)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.change_pairs``; returns the exit status."""
     p = argparse.ArgumentParser(  # exact option names only
@@ -494,7 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dw", help=f"the Dynamic World folder (default: {DW_FOLDER})")
     add_data_root_argument(p)
     p.add_argument("--recipes", default=",".join(DEFAULT_RECIPES),
-                   help="isamap-train models or experiments.builtup arms, comma-separated")
+                   help="isamap-train models or experiments.builtup arms, comma-separated; "
+                   "bands, presto, presto:head, galileo-nano, galileo-nano:head: models on a "
+                   "frozen encoder (with --encoder)")
     p.add_argument("--encoder", action="append", default=[], metavar="NAME=PATH",
                    help="a pretrained encoder's published file, for the recipes NAME and "
                    "NAME:head (isamap-train --encoder NAME=PATH --fusion concat|head); "

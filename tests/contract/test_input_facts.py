@@ -130,7 +130,8 @@ def test_a_top_of_atmosphere_stack_is_judged_by_its_pixels_not_its_name(scene, s
     refused = judge_level(facts)  # named nothing: refused all the same, by its pixels
     assert refused.taken == "L1C" and refused.finding is not None
     assert "path radiance is in the blue" in refused.finding.text
-    assert "--allow-l1c" in refused.finding.fix and refused.notes == ()
+    assert refused.finding.fix == "give the Level-2A product of the scene"
+    assert refused.notes == ()
     asked = judge_level(facts, allowed=True)
     assert asked.finding is None and "mapped as asked (--allow-l1c)" in asked.notes[0]
     taken = judge_level(facts, model_takes_l1c="it was trained on Level-1C exports")

@@ -15,14 +15,14 @@ from experiments.landcover_departures import (
     summarise,
 )
 
-W, G, I = (LANDCOVER_CLASSES.index(c) for c in ("woodland", "grassland", "impervious"))
+W, G, IMP = (LANDCOVER_CLASSES.index(c) for c in ("woodland", "grassland", "impervious"))
 
 
 def _pixels():
     """Ten pixels: the product, the truth and a map that departs on four of them."""
-    product = np.array([W, W, W, W, G, G, I, I, W, W])
-    truth = np.array([W, W, G, G, G, W, I, G, I, I])
-    mapped = np.array([W, W, G, W, G, W, I, G, I, W])
+    product = np.array([W, W, W, W, G, G, IMP, IMP, W, W])
+    truth = np.array([W, W, G, G, G, W, IMP, G, IMP, IMP])
+    mapped = np.array([W, W, G, W, G, W, IMP, G, IMP, W])
     return mapped, product, truth
 
 
