@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -105,6 +106,8 @@ __all__ = ["ARTIFICIAL", "FIGURES_JSON", "GATE", "SLOVENIA", "SLOVENIA_BANDS",
            "SPECTRAL_THRESHOLDS", "figures_markdown", "implant", "load_scenes", "main",
            "pair_magnitudes", "probability", "run", "score_gate", "score_ndbi", "score_pair",
            "spectral_arms", "summarise", "update_page"]
+
+log = logging.getLogger(__name__)
 
 SLOVENIA = "eolearn_slovenia"
 SLOVENIA_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11",
@@ -312,8 +315,10 @@ def run(data: Path, dw: Path, out: Path, *, recipes: Sequence[str], seeds: int,
     artificial = lulc == ARTIFICIAL
     for recipe in recipes:
         for seed in range(seeds):
+            log.info("%s, seed %d: training", recipe, seed)
             model, stats = _trained(recipe, seed, out, dw, iterations, frozen_iterations,
                                     encoders or {})
+            log.info("%s, seed %d: mapping the pairs and dates", recipe, seed)
             for i, j in pairs:
                 moved, truth = implanted[(i, j)]
                 arms = score_pair(model, stats, scenes[i], scenes[j], moved, truth, index,
