@@ -189,7 +189,8 @@ def test_the_user_page_quotes_its_headline_table_and_what_fails():
     assert f"NLCD scores {oa_f1(product)} on the pooled held-out pixels" in text
     assert f"the default arm {oa_f1(nlcd['arms'][test['model']])}" in text
     assert f"the paper's method {oa_f1(nlcd['arms'][test['paper']['model']])}" in text
-    assert f"took {data['timing']['wall_seconds']:,.0f} s of wall time" in text
+    assert (f"The {data['timing']['runs']['count']} training runs took "
+            f"{data['timing']['runs']['wall_seconds']:,.0f} s of wall time") in text
     assert test["f1_model"]["impervious"] == test["f1_product"]["impervious"]  # "NLCD's own"
     patches = json.loads((REPO_ROOT / figs.variant_source("patches")).read_text(
         encoding="utf-8"))["test"]
