@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from experiments.builtup_loto import interval
-from experiments.change_series import dates_header, dates_rows, level_rows
+from experiments.change_series import (
+    QUALITY_HEADER,
+    dates_header,
+    dates_rows,
+    level_rows,
+    quality_rows,
+)
 from experiments.realscenes import format_table
 from inference.predict import change
 
@@ -106,12 +112,13 @@ def per_date_text(metrics: dict) -> str:
     """Per model and input, each clear date's map, its stability; what the pixels show."""
     dates = metrics["dates"]
     table = format_table(dates_rows(metrics["date_summary"], dates), dates_header(dates))
+    quality = format_table(quality_rows(metrics["date_summary"]), QUALITY_HEADER)
     ndbi_row = format_table([("NDBI ROC AUC vs class 8 (L1C)",
                               *(f"{a:.3f}" for a in metrics["ndbi_class8_auc"]))],
                             ("baseline", *dates))
     levels = format_table(level_rows(metrics["level_facts"], dates),
                           ("level the pixels show (blue excess, floor excess)", *dates))
-    return f"{table}\n\n{ndbi_row}\n\n{levels}"
+    return f"{table}\n\n{quality}\n\n{ndbi_row}\n\n{levels}"
 
 
 def figures_markdown(metrics: dict) -> str:
@@ -119,9 +126,11 @@ def figures_markdown(metrics: dict) -> str:
     return (f"\nClear dates: {', '.join(metrics['dates'])}; pairs {', '.join(metrics['pairs'])}; "
             f"{metrics['implanted']['pixels']} implanted pixels per pair; 'both' at margin "
             f"{metrics['margin']:g}; 'spectral k': changed where the bands' RMS robust z-score "
-            f"exceeds k; {metrics['seeds']} seeds of {metrics['iterations']} "
-            f"iterations per model; ± the 95 % Student-t half-width over seeds x pairs "
-            f"(baselines: over pairs).\n\n```text\n{table_text(metrics)}\n\n"
+            f"exceeds k; {metrics['seeds']} seeds per model, {metrics['iterations']} "
+            f"iterations through isamap-train, {metrics.get('frozen_iterations', 300)} for the "
+            f"models on a frozen encoder and bands; ± the 95 % Student-t half-width over "
+            f"seeds x pairs (baselines: over pairs); per-date tables: the mean over seeds "
+            f"(lowest-highest seed).\n\n```text\n{table_text(metrics)}\n\n"
             f"{ranking_text(metrics)}\n\n{per_date_text(metrics)}\n```\n")
 
 

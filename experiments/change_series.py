@@ -38,7 +38,6 @@ from core.errors import ConfigError
 from experiments.builtup_encoders import BANDS as ENCODER_BANDS
 from experiments.builtup_encoders import predict as frozen_predict
 from experiments.builtup_encoders import train_arm as frozen_train
-from experiments.builtup_loto import interval
 from experiments.scoring import binary_scores, roc_auc
 from experiments.temporal_consistency import series_stability
 from training.models.encoders.fused import presto_features
@@ -223,64 +222,70 @@ def date_maps(probability: Callable[[np.ndarray], np.ndarray], scenes: np.ndarra
     return out
 
 
-def summarise_dates(runs: Mapping[str, Sequence[dict]]) -> dict:
-    """Per recipe: each input's per-date figures and stability, mean ± 95 % over seeds."""
-    def over(values: Sequence[float]) -> list[float]:
-        return list(interval(values))
+def _spread(values: Sequence[float]) -> list[float]:
+    """``[mean, min, max]`` over seeds of the defined values (NaN where none)."""
+    v = np.array([x for x in values if x is not None and np.isfinite(x)], float)
+    return [float(v.mean()), float(v.min()), float(v.max())] if v.size else [np.nan] * 3
 
+
+def summarise_dates(runs: Mapping[str, Sequence[dict]]) -> dict:
+    """Per recipe and input: each figure of :func:`date_maps` as ``[mean, min, max]`` over seeds.
+
+    ``built_share`` per date; ``f1``, ``auc`` and (per recipe) ``same_class`` each seed's
+    mean over the dates; the stability figures of
+    :func:`experiments.temporal_consistency.series_stability` (``flip``: each seed's mean over
+    consecutive pairs).
+    """
     out: dict = {}
     for recipe, seeds in runs.items():
         row: dict = {}
         for name in INPUTS:
-            dates = len(seeds[0][name]["f1"])
-            row[name] = {k: [over([s[name][k][d] for s in seeds]) for d in range(dates)]
-                         for k in ("built_share", "f1", "auc")}
+            dates = len(seeds[0][name]["built_share"])
             st = [s[name]["stability"] for s in seeds]
-            row[name]["flip"] = over([float(np.mean(x["flip"])) for x in st])
-            row[name]["share_range"] = over([x["share_range"] for x in st])
-            row[name]["flipped_any"] = over([x["flipped_any"] for x in st])
-            row[name]["consistent_flipped_any"] = over([x["consistent"]["flipped_any"]
-                                                        for x in st])
-        row["same_class"] = [over([s["same_class"][d] for s in seeds])
-                             for d in range(len(seeds[0]["same_class"]))]
+            row[name] = {
+                "built_share": [_spread([s[name]["built_share"][d] for s in seeds])
+                                for d in range(dates)],
+                **{k: _spread([float(np.mean(s[name][k])) for s in seeds]) for k in ("f1", "auc")},
+                "share_range": _spread([x["share_range"] for x in st]),
+                "flip": _spread([float(np.mean(x["flip"])) for x in st]),
+                "flipped_any": _spread([x["flipped_any"] for x in st]),
+                "consistent_flipped_any": _spread([x["consistent"]["flipped_any"] for x in st])}
+        row["same_class"] = _spread([float(np.mean(s["same_class"])) for s in seeds])
         out[recipe] = row
     return out
 
 
-def _pct(pair: Sequence[float]) -> str:
-    mean, half = pair
-    if mean is None or not np.isfinite(mean):
+def _cell(triple: Sequence[float], scale: float = 100.0, digits: int = 1) -> str:
+    """``mean (min-max)`` of a :func:`_spread`, scaled."""
+    mean, low, high = (scale * v for v in triple)
+    if not np.isfinite(mean):
         return "n/a"
-    return f"{100 * mean:.1f}" + (f" ± {100 * half:.1f}" if np.isfinite(half) else "")
-
-
-def _dec(pair: Sequence[float]) -> str:
-    mean, half = pair
-    if mean is None or not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.3f}" + (f" ± {half:.3f}" if np.isfinite(half) else "")
+    return f"{mean:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
 
 
 def dates_rows(summary: Mapping[str, Mapping], dates: Sequence[str]) -> list[tuple[str, ...]]:
-    """Per recipe and input: built share, F1 and ROC AUC per date, then the stability."""
-    rows = []
-    for recipe, row in summary.items():
-        for name in INPUTS:
-            v = row[name]
-            rows.append((recipe, name,
-                         *(f"{_pct(v['built_share'][d])} / {_dec(v['f1'][d])} / "
-                           f"{_dec(v['auc'][d])}" for d in range(len(dates))),
-                         _pct(v["share_range"]), _pct(v["flip"]), _pct(v["flipped_any"]),
-                         _pct(v["consistent_flipped_any"])))
-        rows.append((recipe, "L1C = DOS", *(f"{_pct(p)} same class" for p in row["same_class"]),
-                     "", "", "", ""))
-    return rows
+    """Per recipe and input: the built share of each date and the series' stability."""
+    return [(recipe, name, *(_cell(v) for v in row[name]["built_share"]),
+             _cell(row[name]["share_range"]), _cell(row[name]["flip"]),
+             _cell(row[name]["flipped_any"]), _cell(row[name]["consistent_flipped_any"]))
+            for recipe, row in summary.items() for name in INPUTS]
 
 
 def dates_header(dates: Sequence[str]) -> tuple[str, ...]:
     """The columns of :func:`dates_rows`."""
-    return ("model", "input", *(f"{d}: built % / F1 / AUC" for d in dates), "share range %",
+    return ("model", "input", *(f"built % {d}" for d in dates), "built range (points)",
             "flips %", "ever flipped %", "ever flipped, consistent %")
+
+
+def quality_rows(summary: Mapping[str, Mapping]) -> list[tuple[str, ...]]:
+    """Per recipe and input: F1 and ROC AUC against class 8, and L1C's agreement with DOS."""
+    return [(recipe, name, _cell(row[name]["f1"], 1, 3), _cell(row[name]["auc"], 1, 3),
+             _cell(row["same_class"]) if name == "L1C" else "")
+            for recipe, row in summary.items() for name in INPUTS]
+
+
+QUALITY_HEADER = ("model", "input", "built F1 vs class 8", "built ROC AUC vs class 8",
+                  "same class on L1C and DOS %")
 
 
 def level_rows(facts: Mapping[str, Sequence[Mapping]], dates: Sequence[str]

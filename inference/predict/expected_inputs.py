@@ -299,7 +299,10 @@ def _s2_level(src: Any, meta: ModelMeta) -> Level:
     tags, B10 and recipe only where they cannot tell. A model trained on exports forced with
     ``--allow-l1c`` takes Level-1C; one trained on Level-2A maps it only where the user
     allowed it (``isamap-export`` / ``isamap-map --allow-l1c``), with that recorded in the
-    map's tags (docs/real-data.md).
+    map's tags (docs/real-data.md). An encoder pretrained on Level-1C (the registry's
+    ``level``) does not make its fused model take it: on a real Level-1C series those
+    models' maps change on a third to more than half of the ground when the scenes are
+    dark-object subtracted (docs/evidence/change.md).
     """
     tags = src.tags() if callable(getattr(src, "tags", None)) else {}
     trained = (dict(meta.extra).get("dataset") or {}).get("recipe") or {}

@@ -15,12 +15,20 @@ import pytest
 import rasterio
 
 from cli.predict import predict_main
+from contract.input_facts import InputFacts, OpticalFacts
 from inference.predict.expected_inputs import s2_level_of
 from tests.support.rasters import BANDS, scene_stack, write_stack
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
 
 TINY = {"widths": [4, 8, 8, 16, 16]}
+#: what a top-of-atmosphere scene's pixels show (the real eo-learn L1C dates: blue +0.036 to
+#: +0.041 above red over vegetation, darkest blue +0.015 to +0.021 above darkest green)
+_TOA_FACTS = InputFacts(OpticalFacts(
+    floor={"B2": 0.07, "B3": 0.05, "B4": 0.03, "B8": 0.12},
+    median={"B2": 0.09, "B3": 0.08, "B4": 0.06, "B8": 0.3}, vegetation=0.6,
+    blue_excess=0.04, bright_green=0.0, red_blue_spread=1.6, visible_r=0.95, negative=0.0),
+    None)
 WARNING = "Level-1C (top-of-atmosphere) input, as its tags or band names say"
 
 
@@ -82,3 +90,24 @@ def test_a_stack_named_l1c_to_an_l2a_model_is_refused_unless_allowed(tmp_path, c
     assert "top-of-atmosphere (Level-1C)" in err and "give the Level-2A product" in err
     assert not (tmp_path / "o").exists()
     assert predict_main([*args, "--allow-implausible"]) == 0
+
+
+def test_an_encoder_pretrained_on_l1c_does_not_make_its_model_take_l1c(tmp_path):
+    """The registry says Presto and Galileo nano saw Level-1C; the model file's fused layers
+    learnt what the training stacks held (Level-2A here), so L1C input is still refused."""
+    from contract.input_facts import judge_level
+    from inference.predict.expected_inputs import _s2_level
+    from training.models.encoders.registry import ENCODERS
+
+    assert {e.level for e in ENCODERS.values()} == {"L1C"}
+    stack = _stack(tmp_path / "s.tif")
+    for name in ENCODERS:
+        meta = ModelMeta("encoder-unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6,
+                         model_kwargs={"encoder": name},
+                         extra={"dataset": {"recipe": {"allow_l1c": False}}})
+        with rasterio.open(stack) as src:
+            level = _s2_level(src, meta)
+        assert level.model is None and not level.allowed
+        judged = judge_level(_TOA_FACTS, stated=level.stated, model_takes_l1c=level.model,
+                             allowed=level.allowed)
+        assert judged.taken == "L1C" and judged.finding is not None
