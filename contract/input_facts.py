@@ -282,10 +282,10 @@ def judge_level(facts: InputFacts, *, stated: str | None = None,
         notes.append(f"Level-1C (top-of-atmosphere) input, {how}, to a model that takes it: "
                      f"{model_takes_l1c}")
     elif taken == "L1C" and allowed:
-        notes.append(f"Level-1C (top-of-atmosphere) input, {how}, mapped as asked (--allow-l1c)"
-                     " by a model trained on Level-2A surface reflectance: the atmosphere's "
-                     "haze is in every band and the map may be poor; its dark objects were not "
-                     "checked for a reflectance offset")
+        notes.append(f"Level-1C (top-of-atmosphere) input, {how}, mapped as asked "
+                     "(isamap-export/isamap-map --allow-l1c) by a model trained on Level-2A "
+                     "surface reflectance: the atmosphere's haze is in every band and the map "
+                     "may be poor; its dark objects were not checked for a reflectance offset")
     elif taken == "L1C":
         finding = Finding("top_of_atmosphere", _toa_text(facts.optical, shown == "L1C"),
                           "give the Level-2A product of the scene")

@@ -424,14 +424,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputDataError("--seeds, --iterations and --frozen-iterations must be >= 1")
         if not 0 <= a.margin < 0.5:
             raise InputDataError(f"--margin must be in [0, 0.5), got {a.margin}")
+        encoders = dict(_encoder(text) for text in a.encoder)
+        recipes = [r for r in a.recipes.split(",") if r]
+        for recipe in recipes:  # options first: an encoder recipe without its file is refused
+            check_recipe(recipe, encoders)  # on a machine without the sample data too
         data = existing_folder(a.data or sample_folder(SLOVENIA, a.data_root), "Slovenia",
                                "--data")
         dw = existing_folder(a.dw or sample_folder(DW_FOLDER, a.data_root), "Dynamic World",
                              "--dw")
-        encoders = dict(_encoder(text) for text in a.encoder)
-        recipes = [r for r in a.recipes.split(",") if r]
-        for recipe in recipes:
-            check_recipe(recipe, encoders)  # an encoder recipe without its file: refused now
         check_output_folder("--out", a.out)
         use_threads(a.threads)
         metrics = run(data, dw, Path(os.path.abspath(a.out)),

@@ -133,7 +133,8 @@ def test_a_top_of_atmosphere_stack_is_judged_by_its_pixels_not_its_name(scene, s
     assert refused.finding.fix == "give the Level-2A product of the scene"
     assert refused.notes == ()
     asked = judge_level(facts, allowed=True)
-    assert asked.finding is None and "mapped as asked (--allow-l1c)" in asked.notes[0]
+    assert asked.finding is None
+    assert "mapped as asked (isamap-export/isamap-map --allow-l1c)" in asked.notes[0]
     taken = judge_level(facts, model_takes_l1c="it was trained on Level-1C exports")
     assert taken.finding is None and "it was trained on Level-1C exports" in taken.notes[0]
 
