@@ -78,9 +78,7 @@ from core.commands import (
 from core.errors import InputDataError
 from core.jsonsafe import dumps
 from core.storage import atomic_write
-from experiments.builtup import DEFAULT_BANDS, DW_FOLDER, Budget, export, find_tile, scene_folder
-from experiments.builtup import train as train_arm
-from experiments.builtup_encoders import MONTHS, read_tile
+from experiments.builtup import DEFAULT_BANDS, DW_FOLDER
 from experiments.change_figures import (
     FIGURES_JSON,
     GATE,
@@ -92,10 +90,10 @@ from experiments.change_figures import (
 from experiments.change_series import (
     check_recipe,
     date_maps,
-    frozen_recipe,
     level_facts,
+    probability,
     summarise_dates,
-    train_frozen,
+    trained_model,
 )
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.scoring import binary_scores, ndbi, roc_auc
@@ -159,27 +157,6 @@ def implant(later: np.ndarray, lulc: np.ndarray, blocks: int, size: int,
         truth[y:y + size, x:x + size] = True
         free[window] = False
     return out, truth
-
-
-def probability(model, bands: np.ndarray) -> np.ndarray:
-    """The model's impervious probability of one scene ``(C, H, W)`` (reflect-padded).
-
-    A model on each scene's statistics (``unet-s2``, ``--norm scene``) is given the scene's
-    own, over all its pixels, as ``isamap-predict`` gives it its input stack's.
-    """
-    from inference.predict.runtime import RuntimeOptions, TilePredictor
-    from inference.predict.workflow import isa_class_index
-    from training.data import band_stats
-
-    scene = (band_stats([bands], tuple(model.meta.bands), where="the scene")
-             if model.meta.norm == "scene" else None)
-    predictor = TilePredictor.for_model(model.module, model.meta, scene, options=RuntimeOptions(
-        device="cpu", precision="fp32", channels_last="off", autotune_cache=False))
-    h, w = bands.shape[1:]
-    side = 32 * int(np.ceil(max(h, w) / 32))
-    padded = np.pad(bands, ((0, 0), (0, side - h), (0, side - w)), mode="reflect")
-    probs = predictor(padded[None].astype(np.float32))
-    return probs[0, isa_class_index(tuple(model.meta.class_names)), :h, :w].astype(np.float64)
 
 
 def pair_magnitudes(earlier: np.ndarray, later: np.ndarray,
@@ -316,7 +293,7 @@ def run(data: Path, dw: Path, out: Path, *, recipes: Sequence[str], seeds: int,
     for recipe in recipes:
         for seed in range(seeds):
             log.info("%s, seed %d: training", recipe, seed)
-            model, stats = _trained(recipe, seed, out, dw, iterations, frozen_iterations,
+            model, stats = trained_model(recipe, seed, out, dw, iterations, frozen_iterations,
                                     encoders or {})
             log.info("%s, seed %d: mapping the pairs and dates", recipe, seed)
             for i, j in pairs:
@@ -355,37 +332,6 @@ def run(data: Path, dw: Path, out: Path, *, recipes: Sequence[str], seeds: int,
     text = dumps(metrics, indent=1)
     atomic_write(out / "change_pairs.json", lambda fh: fh.write(text.encode()))
     return metrics
-
-
-#: the frozen encoders' features of every image mapped in one run (they depend on the encoder
-#: and the image only, not on the seed or the fusion)
-_FEATURES: dict[str, np.ndarray] = {}
-
-
-def _trained(recipe: str, seed: int, out: Path, dw: Path, iterations: int,
-             frozen_iterations: int, encoders: Mapping[str, str]
-             ) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[Sequence[float],
-                                                                 Sequence[float]]]:
-    """``recipe`` trained on the whole Java tile: its probability function, training stats.
-
-    A recipe on a frozen encoder (or ``bands``) by :func:`experiments.change_series.
-    train_frozen`; any other through ``isamap-export`` and ``isamap-train``.
-    """
-    if frozen_recipe(recipe):
-        image, target, latlon = read_tile(dw, "java")
-        frozen = train_frozen(recipe, encoders, image, target, latlon, MONTHS["java"], seed,
-                              frozen_iterations, _FEATURES)
-        return frozen, (frozen.mean.tolist(), frozen.std.tolist())
-    from training.modelfile import load_model
-
-    java = find_tile(dw, "java")
-    dataset = out / "train_java"
-    if not (dataset / "manifest.json").exists():
-        export(java, scene_folder(java, out / "scenes"), dataset, DEFAULT_BANDS, Budget())
-    model = load_model(train_arm(recipe, dataset, out / "runs" / f"{recipe}_{seed}",
-                                 Budget(seed=seed, iterations=iterations)))
-    return (lambda bands: probability(model, bands)), (model.meta.norm_mean,
-                                                       model.meta.norm_std)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

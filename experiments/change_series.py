@@ -1,7 +1,8 @@
 """The per-date maps of a real L1C series: stable where nothing changed, and against L2A-like input.
 
-Part of :mod:`experiments.change_pairs` (which trains the models and pairs the dates); this
-module scores each model's map of every clear date of the eo-learn Slovenia series, the
+Part of :mod:`experiments.change_pairs` (which pairs the dates); this module trains its
+models (:func:`trained_model`: through ``isamap-train``, or on a frozen encoder) and scores
+each model's map of every clear date of the eo-learn Slovenia series, the
 ground taken as unchanged between them (weeks apart, one summer):
 
 - **as given** (``L1C``): the top-of-atmosphere reflectance the series holds, what
@@ -28,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,7 +37,10 @@ from torch import nn
 
 from contract.input_facts import input_facts, shown_level
 from core.errors import ConfigError
+from experiments.builtup import DEFAULT_BANDS, Budget, export, find_tile, scene_folder
+from experiments.builtup import train as train_arm
 from experiments.builtup_encoders import BANDS as ENCODER_BANDS
+from experiments.builtup_encoders import MONTHS, read_tile
 from experiments.builtup_encoders import predict as frozen_predict
 from experiments.builtup_encoders import train_arm as frozen_train
 from experiments.scoring import binary_scores, roc_auc
@@ -298,3 +303,57 @@ def level_rows(facts: Mapping[str, Sequence[Mapping]], dates: Sequence[str]
                 f"{f['floor_excess']:+.3f})")
 
     return [(name, *(cell(f) for f in facts[name])) for name in INPUTS]
+
+
+def probability(model, bands: np.ndarray) -> np.ndarray:
+    """The model's impervious probability of one scene ``(C, H, W)`` (reflect-padded).
+
+    A model on each scene's statistics (``unet-s2``, ``--norm scene``) is given the scene's
+    own, over all its pixels, as ``isamap-predict`` gives it its input stack's.
+    """
+    from inference.predict.runtime import RuntimeOptions, TilePredictor
+    from inference.predict.workflow import isa_class_index
+    from training.data import band_stats
+
+    scene = (band_stats([bands], tuple(model.meta.bands), where="the scene")
+             if model.meta.norm == "scene" else None)
+    predictor = TilePredictor.for_model(model.module, model.meta, scene, options=RuntimeOptions(
+        device="cpu", precision="fp32", channels_last="off", autotune_cache=False))
+    h, w = bands.shape[1:]
+    side = 32 * int(np.ceil(max(h, w) / 32))
+    padded = np.pad(bands, ((0, 0), (0, side - h), (0, side - w)), mode="reflect")
+    probs = predictor(padded[None].astype(np.float32))
+    return probs[0, isa_class_index(tuple(model.meta.class_names)), :h, :w].astype(np.float64)
+
+
+#: the frozen encoders' features of every image mapped in one run (they depend on the encoder
+#: and the image only, not on the seed or the fusion)
+_FEATURES: dict[str, np.ndarray] = {}
+
+
+def trained_model(recipe: str, seed: int, out: Path, dw: Path, iterations: int,
+             frozen_iterations: int, encoders: Mapping[str, str]
+             ) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[Sequence[float],
+                                                                 Sequence[float]]]:
+    """``recipe`` trained on the whole Java tile: its probability function, training stats.
+
+    ``out`` holds the export and the ``isamap-train`` runs; ``dw`` is the Dynamic World folder.
+
+    A recipe on a frozen encoder (or ``bands``) by :func:`experiments.change_series.
+    train_frozen`; any other through ``isamap-export`` and ``isamap-train``.
+    """
+    if frozen_recipe(recipe):
+        image, target, latlon = read_tile(dw, "java")
+        frozen = train_frozen(recipe, encoders, image, target, latlon, MONTHS["java"], seed,
+                              frozen_iterations, _FEATURES)
+        return frozen, (frozen.mean.tolist(), frozen.std.tolist())
+    from training.modelfile import load_model
+
+    java = find_tile(dw, "java")
+    dataset = out / "train_java"
+    if not (dataset / "manifest.json").exists():
+        export(java, scene_folder(java, out / "scenes"), dataset, DEFAULT_BANDS, Budget())
+    model = load_model(train_arm(recipe, dataset, out / "runs" / f"{recipe}_{seed}",
+                                 Budget(seed=seed, iterations=iterations)))
+    return (lambda bands: probability(model, bands)), (model.meta.norm_mean,
+                                                       model.meta.norm_std)
