@@ -129,6 +129,7 @@ accuracy-figures: demo
 # tests read) and the pages' tables rewritten from it. Several hours on 2 cores; not part of
 # `make test` or CI. EVIDENCE_RUNS picks runs by the --out names the pages use.
 EVIDENCE ?= evidence_output
+WEIGHTS ?= ../shared/weights
 LOTO_RUNS := builtup_loto builtup_stack builtup_average builtup_tile64 builtup_local \
   builtup_scene builtup_ema builtup_flips builtup_recipe builtup_default builtup_scl
 EVIDENCE_RUNS ?= $(LOTO_RUNS) change_pairs terramesh landcover lc_patches lc_naip \
@@ -164,7 +165,10 @@ evidence-builtup_%: $(STAMP)
 	$(PY) -c 'from experiments.builtup_loto import update_page; update_page("docs/figures/builtup_$*.json", "$(if $(filter default,$*),docs/real-data.md,docs/evidence/builtup.md)")'
 
 evidence-change_pairs: $(STAMP)
-	$(RUN) -m experiments.change_pairs --recipes unet-s2-window,unet-s2-global --out $(EVIDENCE)/change_pairs
+	$(RUN) -m experiments.change_pairs --seeds 3 \
+	  --recipes unet-s2-window,bands,presto,galileo-nano,galileo-nano:head \
+	  --encoder presto=$(WEIGHTS)/presto/default_model.pt \
+	  --encoder galileo-nano=$(WEIGHTS)/galileo_nano/encoder.pt --out $(EVIDENCE)/change_pairs
 	$(PY) tools/evidence.py $(EVIDENCE)/change_pairs/change_pairs.json docs/figures/change_pairs.json
 	$(PY) -c 'from experiments.change_pairs import update_page; update_page()'
 

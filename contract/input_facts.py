@@ -219,6 +219,93 @@ def radar_facts(samples: Mapping[str, np.ndarray]) -> RadarFacts | None:
     return RadarFacts(unit, median, float(np.median(vv - vh)), spread)
 
 
+def shown_level(facts: InputFacts) -> str | None:
+    """The Sentinel-2 level the pixels show: ``"L1C"``, ``"L2A"``, or None (cannot tell).
+
+    Top of atmosphere where the blue carries path radiance
+    (:meth:`OpticalFacts.path_radiance`), surface reflectance where the scene has the
+    vegetation to show it and the blue does not carry it; None without optical bands, with
+    values no spectral rule judges, or with too little vegetation (a cloudy or snowy date).
+    """
+    o = facts.optical
+    if o is None or not o.spectra() or o.blue_excess is None:
+        return None
+    return "L1C" if o.path_radiance() else "L2A"
+
+
+@dataclass(frozen=True)
+class LevelJudgement:
+    """The Sentinel-2 level a stack is taken to hold, and whether the model may map it.
+
+    Attributes:
+        shown: the level its pixels show (:func:`shown_level`; None: they cannot tell).
+        stated: ``"L1C"`` when its tags or band names say so (a ``PRODUCT_LEVEL`` tag, a B10
+            band), else None.
+        taken: the level the check goes by: the pixels', else the stated one.
+        finding: why the model may not map it (None: it may).
+        notes: what the map must record of the level (why a top-of-atmosphere stack was
+            mapped, or why a stack named L1C was mapped as surface reflectance).
+    """
+
+    shown: str | None
+    stated: str | None
+    taken: str | None
+    finding: Finding | None
+    notes: tuple[str, ...]
+
+
+def judge_level(facts: InputFacts, *, stated: str | None = None,
+                model_takes_l1c: str | None = None, allowed: bool = False) -> LevelJudgement:
+    """Whether a model may map a stack, by the level its pixels show rather than its name.
+
+    The pixels decide (:func:`shown_level`); a stack whose pixels cannot tell (too little
+    vegetation, no optical bands) is taken at its word (``stated``). A top-of-atmosphere
+    stack is mapped when the model takes Level-1C (``model_takes_l1c``: why, e.g. it was
+    trained on Level-1C exports) or the user accepted it (``allowed``: ``isamap-export`` or
+    ``isamap-map --allow-l1c``, recorded in the stack), each reason recorded in the notes;
+    else it is refused. A stack named Level-1C whose pixels show surface reflectance is
+    mapped as such, with that recorded.
+
+    Args:
+        facts: the stack's facts.
+        stated: ``"L1C"`` when the stack's tags or band names say so.
+        model_takes_l1c: why the model maps top-of-atmosphere input as it maps surface
+            reflectance (None: it was trained on Level-2A and nothing shows it does).
+        allowed: the user asked for Level-1C input to be mapped.
+    """
+    shown = shown_level(facts)
+    taken = shown or stated
+    how = "as its pixels show" if shown == "L1C" else "as its tags or band names say"
+    notes: list[str] = []
+    finding = None
+    if taken == "L1C" and model_takes_l1c:
+        notes.append(f"Level-1C (top-of-atmosphere) input, {how}, to a model that takes it: "
+                     f"{model_takes_l1c}")
+    elif taken == "L1C" and allowed:
+        notes.append(f"Level-1C (top-of-atmosphere) input, {how}, mapped as asked "
+                     "(isamap-export/isamap-map --allow-l1c) by a model trained on Level-2A "
+                     "surface reflectance: the atmosphere's haze is in every band and the map "
+                     "may be poor; its dark objects were not checked for a reflectance offset")
+    elif taken == "L1C":
+        finding = Finding("top_of_atmosphere", _toa_text(facts.optical, shown == "L1C"),
+                          "give the Level-2A product of the scene")
+    elif stated == "L1C" and shown == "L2A":
+        notes.append("the stack's tags or band names say Level-1C, but its pixels show "
+                     "surface reflectance (no path radiance in the blue): mapped as Level-2A")
+    return LevelJudgement(shown, stated, taken, finding, tuple(notes))
+
+
+def _toa_text(o: OpticalFacts | None, by_pixels: bool) -> str:
+    trained = "not the surface (Level-2A) reflectances the model was trained on"
+    if by_pixels and o is not None and o.blue_excess is not None:
+        return (f"over vegetation B2 (blue) is {o.blue_excess:+.3f} above B4 (red) and the "
+                f"darkest B2 is {o.floor['B2'] - o.floor['B3']:+.3f} above the darkest B3: "
+                "the atmosphere's path radiance is in the blue, so these are "
+                f"top-of-atmosphere (Level-1C) reflectances, {trained}")
+    return ("its tags or band names say top-of-atmosphere (Level-1C) reflectance and its "
+            f"pixels cannot show otherwise (too little vegetation to judge by), {trained}")
+
+
 def input_facts(samples: Mapping[str, np.ndarray]) -> InputFacts:
     """The facts of a stack's sample, band name -> values (reflectance 0-1, sigma0)."""
     return InputFacts(optical_facts(samples), radar_facts(samples))
@@ -267,13 +354,8 @@ def findings(facts: InputFacts, *, level: str | None = None) -> list[Finding]:
         if o.spectra():
             found += _band_findings(o)
         if level != "L1C" and not found and o.spectra() and o.path_radiance():
-            found.append(Finding(
-                "top_of_atmosphere",
-                f"over vegetation B2 (blue) is {o.blue_excess:+.3f} above B4 (red) and the "
-                f"darkest B2 is {o.floor['B2'] - o.floor['B3']:+.3f} above the darkest B3: "
-                "the atmosphere's path radiance is in the blue, so these are top-of-atmosphere "
-                "(Level-1C) reflectances, not the surface (Level-2A) reflectances the model "
-                "was trained on", "give the Level-2A product of the scene"))
+            found.append(Finding("top_of_atmosphere", _toa_text(o, True),
+                                 "give the Level-2A product of the scene"))
     if r is not None and r.unit == "dB" and r.median["VV"] > VV_BRIGHT_DB \
             and r.median["VH"] > VH_BRIGHT_DB:
         halved = r.cross_pol_db < CROSS_POL_MIN_DB

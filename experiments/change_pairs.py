@@ -3,11 +3,14 @@
 ``python -m experiments.change_pairs --out DIR``
 
 Models (``--recipes``): ``unet-s2`` (each scene normalised by its own statistics) and
-``unet-s2-global`` (the training split's statistics) by default; docs/evidence/change.md shows
-``unet-s2-window`` (each window standardised by its own statistics) beside ``unet-s2-global``.
-Each is trained as :mod:`experiments.builtup` trains it, through ``isamap-export``
-and ``isamap-train``, on the whole East Java Dynamic World tile (Sentinel-2 **L2A**), several
-seeds, a short budget.
+``unet-s2-global`` (the training split's statistics) by default, trained as
+:mod:`experiments.builtup` trains them, through ``isamap-export`` and ``isamap-train``; and,
+with ``--encoder NAME=PATH``, models on a frozen pretrained encoder: ``presto`` or
+``galileo-nano`` (its features beside the bands, ``--fusion concat``), ``NAME:head`` (the
+encoder as backbone), and ``bands`` (the same U-Net and loop without an encoder), trained
+``--frozen-iterations`` steps on features computed once per image
+(:mod:`experiments.change_series`). Every model is trained on the whole East Java Dynamic
+World tile (Sentinel-2 **L2A**), several seeds, a short budget.
 
 Pairs: the eo-learn Slovenia sample (1 km², near Ljubljana, 2015), whose five reference
 scenes are Sentinel-2 **L1C** top-of-atmosphere reflectance; the scenes its cloud mask
@@ -43,19 +46,25 @@ and ROC AUC (of :func:`inference.predict.change.gain_score`, or of
 Two baselines use no model: NDBI gain at ``t = --ndbi-gain``, and the ``spectral gate, NDBI
 direction`` (gain where the spectral magnitude exceeds the default threshold and NDBI rose,
 loss where it exceeds it and NDBI fell): how much of a ``spectral k`` arm's score the gate
-alone gives.
+alone gives. Each seed's gain ROC AUC of the model's own score and of the default rule is
+set beside the gate's (:func:`experiments.change_figures.seed_ranking`).
 
-Writes ``DIR/change_pairs.json`` and prints the table; the docs' table is rendered from the
-committed copy of that JSON (:func:`figures_markdown`).
+Per date: every model's map of each clear date, as given (L1C) and dark-object subtracted
+(an L2A stand-in), its built share, F1 and ROC AUC against class 8 and its stability between
+the dates (:mod:`experiments.change_series`); what the input check reads of each scene.
+
+Writes ``DIR/change_pairs.json`` and prints the tables; the docs' tables are rendered from
+the committed copy of that JSON (:func:`experiments.change_figures.figures_markdown`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -69,14 +78,34 @@ from core.commands import (
 from core.errors import InputDataError
 from core.jsonsafe import dumps
 from core.storage import atomic_write
-from experiments.builtup import DEFAULT_BANDS, DW_FOLDER, Budget, export, find_tile, scene_folder
-from experiments.builtup import train as train_arm
-from experiments.builtup_loto import interval
+from experiments.builtup import DEFAULT_BANDS, DW_FOLDER
+from experiments.change_figures import (
+    FIGURES_JSON,
+    GATE,
+    figures_markdown,
+    seed_ranking,
+    summarise,
+    update_page,
+)
+from experiments.change_series import (
+    check_recipe,
+    date_maps,
+    level_facts,
+    probability,
+    summarise_dates,
+    trained_model,
+)
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
-from experiments.realscenes import format_table
 from experiments.scoring import binary_scores, ndbi, roc_auc
 from experiments.threads import add_threads_argument, use_threads
 from inference.predict import change
+
+__all__ = ["ARTIFICIAL", "FIGURES_JSON", "GATE", "SLOVENIA", "SLOVENIA_BANDS",
+           "SPECTRAL_THRESHOLDS", "figures_markdown", "implant", "load_scenes", "main",
+           "pair_magnitudes", "probability", "run", "score_gate", "score_ndbi", "score_pair",
+           "spectral_arms", "summarise", "update_page"]
+
+log = logging.getLogger(__name__)
 
 SLOVENIA = "eolearn_slovenia"
 SLOVENIA_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11",
@@ -86,11 +115,9 @@ CLEAR_MAX_CLOUD = 0.05
 DEFAULT_RECIPES = ("unet-s2", "unet-s2-global")
 DEFAULT_SEEDS, DEFAULT_ITERATIONS, DEFAULT_MARGIN, DEFAULT_NDBI_GAIN = 2, 150, 0.2, 0.1
 DEFAULT_BLOCKS, DEFAULT_BLOCK_SIZE = 12, 8
+DEFAULT_FROZEN_ITERATIONS = 300
 MARGINS = (0.1, 0.2, 0.3)  # margins scored on the raw inputs beside --margin
-ARMS = ("differenced", "normalised", "margin", "both", "training stats", "spectral")
 SPECTRAL_THRESHOLDS = tuple(sorted({3.0, 4.0, change.DEFAULT_SPECTRAL_THRESHOLD}))
-GATE = "spectral gate, NDBI direction"  # the model-free baseline's row in the summary
-FIGURES_JSON = "docs/figures/change_pairs.json"
 
 
 def load_scenes(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -132,27 +159,6 @@ def implant(later: np.ndarray, lulc: np.ndarray, blocks: int, size: int,
     return out, truth
 
 
-def probability(model, bands: np.ndarray) -> np.ndarray:
-    """The model's impervious probability of one scene ``(C, H, W)`` (reflect-padded).
-
-    A model on each scene's statistics (``unet-s2``, ``--norm scene``) is given the scene's
-    own, over all its pixels, as ``isamap-predict`` gives it its input stack's.
-    """
-    from inference.predict.runtime import RuntimeOptions, TilePredictor
-    from inference.predict.workflow import isa_class_index
-    from training.data import band_stats
-
-    scene = (band_stats([bands], tuple(model.meta.bands), where="the scene")
-             if model.meta.norm == "scene" else None)
-    predictor = TilePredictor.for_model(model.module, model.meta, scene, options=RuntimeOptions(
-        device="cpu", precision="fp32", channels_last="off", autotune_cache=False))
-    h, w = bands.shape[1:]
-    side = 32 * int(np.ceil(max(h, w) / 32))
-    padded = np.pad(bands, ((0, 0), (0, side - h), (0, side - w)), mode="reflect")
-    probs = predictor(padded[None].astype(np.float32))
-    return probs[0, isa_class_index(tuple(model.meta.class_names)), :h, :w].astype(np.float64)
-
-
 def pair_magnitudes(earlier: np.ndarray, later: np.ndarray,
                     implanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Spectral change magnitude of the stable and the implanted pair, each under its own fit.
@@ -170,24 +176,28 @@ def _flagged(code: np.ndarray) -> tuple[float, float]:
                                                                           .mean())
 
 
-def score_pair(model, earlier: np.ndarray, later: np.ndarray, implanted: np.ndarray,
+def score_pair(model: Callable[[np.ndarray], np.ndarray], stats: tuple[Sequence[float],
+                                                                       Sequence[float]],
+               earlier: np.ndarray, later: np.ndarray, implanted: np.ndarray,
                truth: np.ndarray, index: Sequence[int], margin: float) -> dict:
-    """Every model arm on one pair: stable-pair false change, implanted-pair F1 and AUC."""
-    meta = model.meta
+    """Every model arm on one pair: stable-pair false change, implanted-pair F1 and AUC.
+
+    ``model`` gives the built probability of a scene's ``index`` bands; ``stats`` are the
+    mean and standard deviation of its training bands (the ``training stats`` arm).
+    """
     pick = list(index)
     first, second, moved = earlier[pick], later[pick], implanted[pick]
-    p1 = probability(model, first)
-    inputs = {"raw": (p1, probability(model, second), probability(model, moved))}
+    p1 = model(first)
+    inputs = {"raw": (p1, model(second), model(moved))}
     norm_stable = change.apply_normalisation(second, change.fit_relative_normalisation(
         second, first))
     norm_moved = change.apply_normalisation(moved, change.fit_relative_normalisation(moved, first))
-    inputs["normalised"] = (p1, probability(model, norm_stable), probability(model, norm_moved))
-    def match(bands: np.ndarray) -> np.ndarray:
-        return change.match_statistics(bands, meta.norm_mean, meta.norm_std)
+    inputs["normalised"] = (p1, model(norm_stable), model(norm_moved))
 
-    inputs["training stats"] = (probability(model, match(first)),
-                                probability(model, match(second)),
-                                probability(model, match(moved)))
+    def match(bands: np.ndarray) -> np.ndarray:
+        return change.match_statistics(bands, *stats)
+
+    inputs["training stats"] = (model(match(first)), model(match(second)), model(match(moved)))
     plan = {"differenced": ("raw", 0.0), "normalised": ("normalised", 0.0),
             **{f"margin {m:g}": ("raw", m) for m in sorted({*MARGINS, margin})},
             "both": ("normalised", margin), "training stats": ("training stats", 0.0)}
@@ -265,140 +275,63 @@ def _ndbi_rise(earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
 
 
 def run(data: Path, dw: Path, out: Path, *, recipes: Sequence[str], seeds: int,
-        iterations: int, margin: float, ndbi_gain: float, blocks: int, size: int) -> dict:
-    """The whole experiment; returns (and writes) ``change_pairs.json``."""
-    from training.modelfile import load_model
+        iterations: int, margin: float, ndbi_gain: float, blocks: int, size: int,
+        encoders: Mapping[str, str] | None = None, frozen_iterations: int = 300) -> dict:
+    """The whole experiment; returns (and writes) ``change_pairs.json``.
 
+    ``encoders``: encoder name -> its published file, for the recipes on a frozen encoder
+    (:func:`experiments.change_series.frozen_recipe`), trained ``frozen_iterations`` steps.
+    """
     start = time.perf_counter()
     dates, scenes, lulc = load_scenes(data)
     index = [SLOVENIA_BANDS.index(b) for b in DEFAULT_BANDS]
-    java = find_tile(dw, "java")
-    dataset = out / "train_java"
-    export(java, scene_folder(java, out / "scenes"), dataset, DEFAULT_BANDS, Budget())
     pairs = [(i, j) for i in range(len(dates)) for j in range(i + 1, len(dates))]
     implanted = {(i, j): implant(scenes[j], lulc, blocks, size, seed=j) for i, j in pairs}
     runs: dict[str, list[dict]] = {r: [] for r in recipes}
-    per_date: dict[str, list[list[float]]] = {r: [] for r in recipes}
+    per_date: dict[str, list[dict]] = {r: [] for r in recipes}
+    artificial = lulc == ARTIFICIAL
     for recipe in recipes:
         for seed in range(seeds):
-            model_file = train_arm(recipe, dataset, out / "runs" / f"{recipe}_{seed}",
-                                   Budget(seed=seed, iterations=iterations))
-            model = load_model(model_file)
+            log.info("%s, seed %d: training", recipe, seed)
+            model, stats = trained_model(recipe, seed, out, dw, iterations, frozen_iterations,
+                                    encoders or {})
+            log.info("%s, seed %d: mapping the pairs and dates", recipe, seed)
             for i, j in pairs:
                 moved, truth = implanted[(i, j)]
-                arms = score_pair(model, scenes[i], scenes[j], moved, truth, index, margin)
+                arms = score_pair(model, stats, scenes[i], scenes[j], moved, truth, index,
+                                  margin)
                 arms["NDBI gain matched"] = score_ndbi(scenes[i], scenes[j], moved, truth,
                                                        ndbi_gain,
                                                        arms["both"]["flagged_implanted"])
                 runs[recipe].append({"seed": seed, "pair": f"{dates[i]}/{dates[j]}",
                                      "arms": arms})
-            per_date[recipe].append(_class8_f1(model, scenes, lulc, index))
+            per_date[recipe].append({"seed": seed, **date_maps(model, scenes, artificial,
+                                                               index)})
     baseline = {f"{dates[i]}/{dates[j]}": score_ndbi(scenes[i], scenes[j], *implanted[(i, j)],
                                                      ndbi_gain) for i, j in pairs}
     gate = {f"{dates[i]}/{dates[j]}": score_gate(scenes[i], scenes[j], *implanted[(i, j)], index)
             for i, j in pairs}
     metrics = {"dates": dates, "pairs": [f"{dates[i]}/{dates[j]}" for i, j in pairs],
                "recipes": list(recipes), "seeds": seeds, "iterations": iterations,
+               "frozen_iterations": frozen_iterations,
                "margin": margin, "ndbi_gain": ndbi_gain,
                "spectral_thresholds": list(SPECTRAL_THRESHOLDS),
                "gate_threshold": change.DEFAULT_SPECTRAL_THRESHOLD,
                "implanted": {"blocks": blocks, "size": size,
                              "pixels": int(next(iter(implanted.values()))[1].sum())},
                "bands": list(DEFAULT_BANDS), "runs": runs, "ndbi": baseline, "gate": gate,
-               "class8_f1_per_date": per_date,
+               "date_runs": per_date, "date_summary": summarise_dates(per_date),
+               "level_facts": level_facts(scenes, {b: SLOVENIA_BANDS.index(b)
+                                                   for b in ("B2", "B3", "B4", "B8")}),
                "ndbi_class8_auc": [roc_auc(ndbi(s[SLOVENIA_BANDS.index("B11")],
                                                 s[SLOVENIA_BANDS.index("B8")]).ravel(),
                                            (lulc == ARTIFICIAL).ravel()) for s in scenes],
                "summary": summarise(runs, baseline, gate),
+               "seed_ranking": seed_ranking(runs, gate),
                "seconds": round(time.perf_counter() - start, 1)}
     text = dumps(metrics, indent=1)
     atomic_write(out / "change_pairs.json", lambda fh: fh.write(text.encode()))
     return metrics
-
-
-def _class8_f1(model, scenes: np.ndarray, lulc: np.ndarray, index: Sequence[int]) -> list:
-    """Per date, the built F1 of the model's map against land use class 8 (L1C as given)."""
-    truth = lulc == ARTIFICIAL
-    return [round(binary_scores(probability(model, s[list(index)]) >= 0.5, truth).f1, 4)
-            for s in scenes]
-
-
-def summarise(runs: dict, baseline: dict, gate: dict | None = None) -> dict:
-    """Per recipe and arm: mean ± 95 % interval over seeds and pairs; baselines over pairs.
-
-    The baselines are NDBI gain (``baseline``) and, when given, the spectral gate with NDBI's
-    direction (``gate``), each a row beside the models'.
-    """
-    keys = ("false_change", "false_gain", "f1", "auc")
-    table: dict[str, dict] = {}
-    for recipe, items in runs.items():
-        arms = {arm for item in items for arm in item["arms"]}
-        table[recipe] = {arm: {k: interval([it["arms"][arm][k] for it in items
-                                            if k in it["arms"][arm]]) for k in keys}
-                         for arm in sorted(arms, key=_arm_order)}
-    table["NDBI gain"] = {"natural": {k: interval([b[k] for b in baseline.values()])
-                                      for k in keys}}
-    if gate:
-        table[GATE] = {"natural": {k: interval([b[k] for b in gate.values()]) for k in keys}}
-    return table
-
-
-def _arm_order(arm: str) -> tuple[int, str]:
-    name = arm.split(" ")[0] if arm.startswith(("margin ", "spectral ")) else arm
-    return (ARMS.index(name) if name in ARMS else len(ARMS), arm)
-
-
-def table_text(metrics: dict) -> str:
-    """The summary as text (what the command prints and the docs quote)."""
-    def cell(pair: tuple[float, float] | list, pct: bool = False) -> str:
-        mean, half = pair
-        scale = 100 if pct else 1
-        if mean is None or not np.isfinite(mean):
-            return ""
-        text = f"{scale * mean:.2f}" if pct else f"{mean:.3f}"
-        return text + (f" ± {scale * half:.2f}" if pct else f" ± {half:.3f}") \
-            if half is not None and np.isfinite(half) else text
-
-    rows = []
-    for recipe, arms in metrics["summary"].items():
-        for arm, s in arms.items():
-            name = (f"t = {metrics['ndbi_gain']:g}" if recipe == "NDBI gain"
-                    else f"NDBI direction, k = {metrics['gate_threshold']:g}" if recipe == GATE
-                    else "NDBI gain, t matched to 'both'" if arm == "NDBI gain matched" else arm)
-            rows.append((recipe.split(",")[0], name,
-                         cell(s["false_change"], True), cell(s.get("false_gain", (None, None)),
-                                                             True),
-                         cell(s["f1"]), cell(s["auc"])))
-    return format_table(rows, ("model", "arm", "false change %", "false gain %",
-                               "implanted gain F1", "gain ROC AUC"))
-
-
-def per_date_text(metrics: dict) -> str:
-    """Per clear date: each model's built F1 against land use class 8, NDBI's ROC AUC there."""
-    rows = [(recipe, *(f"{np.mean([seed[d] for seed in seeds]):.3f}"
-                       for d in range(len(metrics["dates"]))))
-            for recipe, seeds in metrics["class8_f1_per_date"].items()]
-    rows.append(("NDBI ROC AUC", *(f"{a:.3f}" for a in metrics["ndbi_class8_auc"])))
-    return format_table(rows, ("built F1 vs class 8 (L1C)", *metrics["dates"]))
-
-
-def figures_markdown(metrics: dict) -> str:
-    """The docs' block: the dates, the implanted pixels and the tables."""
-    return (f"\nClear dates: {', '.join(metrics['dates'])}; pairs {', '.join(metrics['pairs'])}; "
-            f"{metrics['implanted']['pixels']} implanted pixels per pair; 'both' at margin "
-            f"{metrics['margin']:g}; 'spectral k': changed where the bands' RMS robust z-score "
-            f"exceeds k; {metrics['seeds']} seeds of {metrics['iterations']} "
-            f"iterations per model; ± the 95 % Student-t half-width over seeds x pairs "
-            f"(baselines: over pairs).\n\n```text\n{table_text(metrics)}\n\n"
-            f"{per_date_text(metrics)}\n```\n")
-
-
-def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/change.md",
-                root: str = ".") -> bool:
-    """Rewrite the page's block of ``source``'s figures; True when it changed."""
-    from inference.assess.figures import rewrite_block
-
-    return rewrite_block(source, page, figures_markdown, root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -411,7 +344,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dw", help=f"the Dynamic World folder (default: {DW_FOLDER})")
     add_data_root_argument(p)
     p.add_argument("--recipes", default=",".join(DEFAULT_RECIPES),
-                   help="isamap-train models or experiments.builtup arms, comma-separated")
+                   help="isamap-train models or experiments.builtup arms, comma-separated; "
+                   "bands, presto, presto:head, galileo-nano, galileo-nano:head: models on a "
+                   "frozen encoder (with --encoder)")
+    p.add_argument("--encoder", action="append", default=[], metavar="NAME=PATH",
+                   help="a pretrained encoder's published file, for the recipes NAME and "
+                   "NAME:head (isamap-train --encoder NAME=PATH --fusion concat|head); "
+                   "repeat for each encoder")
+    p.add_argument("--frozen-iterations", type=int, default=DEFAULT_FROZEN_ITERATIONS,
+                   help="training steps of the recipes on a frozen encoder and of bands")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS)
     p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
@@ -425,10 +366,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(a.verbose, a.quiet, a.debug)
 
     def go() -> int:
-        if a.seeds < 1 or a.iterations < 1:
-            raise InputDataError("--seeds and --iterations must be >= 1")
+        if min(a.seeds, a.iterations, a.frozen_iterations) < 1:
+            raise InputDataError("--seeds, --iterations and --frozen-iterations must be >= 1")
         if not 0 <= a.margin < 0.5:
             raise InputDataError(f"--margin must be in [0, 0.5), got {a.margin}")
+        encoders = dict(_encoder(text) for text in a.encoder)
+        recipes = [r for r in a.recipes.split(",") if r]
+        for recipe in recipes:  # options first: an encoder recipe without its file is refused
+            check_recipe(recipe, encoders)  # on a machine without the sample data too
         data = existing_folder(a.data or sample_folder(SLOVENIA, a.data_root), "Slovenia",
                                "--data")
         dw = existing_folder(a.dw or sample_folder(DW_FOLDER, a.data_root), "Dynamic World",
@@ -436,15 +381,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_folder("--out", a.out)
         use_threads(a.threads)
         metrics = run(data, dw, Path(os.path.abspath(a.out)),
-                      recipes=[r for r in a.recipes.split(",") if r], seeds=a.seeds,
+                      recipes=recipes, seeds=a.seeds,
                       iterations=a.iterations, margin=a.margin, ndbi_gain=a.ndbi_gain,
-                      blocks=a.blocks, size=a.block_size)
+                      blocks=a.blocks, size=a.block_size, encoders=encoders,
+                      frozen_iterations=a.frozen_iterations)
         print(figures_markdown(metrics))
         print(f"{metrics['seconds']:.0f} s; metrics: {Path(a.out) / 'change_pairs.json'}")
         return 0
 
     return run_command("python -m experiments.change_pairs", go, debug=a.debug,
                        writes_to=[a.out])
+
+
+def _encoder(text: str) -> tuple[str, str]:
+    """``--encoder NAME=PATH`` -> (name, path), the file checked (sha256) before any work."""
+    from training.models.encoders.registry import load_encoder, parse_encoder
+
+    entry, path = parse_encoder(text)
+    load_encoder(entry, path)
+    return entry.name, os.path.abspath(path)
 
 
 if __name__ == "__main__":

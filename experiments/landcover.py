@@ -105,8 +105,9 @@ from experiments.landcover_arms import (
     Setting,
     with_windows,
 )
+from experiments.landcover_departures import departures
 from experiments.landcover_keep import keep_check, keep_decision
-from experiments.landcover_points import draw_points
+from experiments.landcover_points import draw_points, scored_values
 from experiments.landcover_report import (
     impervious_ranking,
     report_table,
@@ -437,6 +438,10 @@ def _seed_record(cfg: LandCoverConfig, setting: str, folds: Sequence[Sequence[Sc
             d["scored_chips"] += f["scored_chips"]
     points = draw_points(scored, spec.headline[1], cfg.points_per_stratum, cfg.points_seed)
     record["points"] = {a: points.values(scored, m).tolist() for a, m in maps.items()}
+    truth = scored_values(scored, [s.truth for s in scored])
+    product = scored_values(scored, [s.products[spec.headline[1]] for s in scored])
+    record["departures"] = {a: departures(scored_values(scored, m), product, truth)
+                            for a, m in maps.items()}
     truth, developed = scored_truth(scored)
     record["ranking"] = {a: impervious_ranking(np.concatenate(v), truth, developed)
                          for a, v in scores.items()}
@@ -478,11 +483,24 @@ def run_experiment(cfg: LandCoverConfig, out: str | Path, jobs: int = 1,
                         "cpu_seconds_main": time.process_time() - cpu0,
                         "jobs": jobs, "threads_per_job": threads,
                         "load_average_start": list(load0),
-                        "load_average_end": list(os.getloadavg())}
+                        "load_average_end": list(os.getloadavg()),
+                        "runs": _run_seconds(cfg, out, folds, len(todo))}
     _write_json(out / "metrics.json", report)
     table = (report_table(report) + "\n").encode()
     atomic_write(out / "comparison.md", lambda fh: fh.write(table))
     return report
+
+
+def _run_seconds(cfg: LandCoverConfig, out: Path, folds: dict, done_now: int) -> dict:
+    """The (setting, fold, seed) runs of the report: how many, how many done now, and time.
+
+    ``wall_seconds`` sums each run's own wall time (a run reused from an earlier invocation
+    took its time there; runs done at once overlap).
+    """
+    stems = [out / "runs" / f"{s}_fold{f}_seed{seed}" for s in cfg.settings
+             for seed in cfg.seeds for f in range(len(folds[s]))]
+    seconds = [json.loads(p.with_suffix(".json").read_text())["wall_seconds"] for p in stems]
+    return {"count": len(stems), "done_now": done_now, "wall_seconds": float(sum(seconds))}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

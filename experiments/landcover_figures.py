@@ -35,6 +35,7 @@ from pathlib import Path
 from core.commands import add_logging_arguments, configure_logging, run_command
 from core.errors import InputDataError
 from core.storage import atomic_write
+from experiments.landcover_departures import departure_table, rule_table
 from experiments.landcover_report import (
     NO_SPREAD_NOTE,
     class_table,
@@ -93,6 +94,13 @@ def headline_block(figures: dict) -> str:
     lines = [f"**{test['setting']}**, {len(figures['config']['seeds'])} seeds, % (held-out "
              f"pixels: {held_out_pixels(s)})", "",
              *class_table(rows, s["classes_present"], "F1")]
+    if "departures" in s:  # what the network adds to the product, beside the rule alone
+        d = s["departures"]
+        arms = {f"the paper's method (`{test['paper']['model']}`)":
+                d["arms"][test["paper"]["model"]],
+                f"the default arm (`{test['model']}`)": d["arms"][test["model"]]}
+        lines += ["", *departure_table(arms, d["product"]), "",
+                  *rule_table(d["rule"], d["product"])]
     lines += notes(lines, HEADLINE_NOTE)
     return "\n" + "\n".join(lines) + "\n\n"
 

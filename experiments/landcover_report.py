@@ -15,6 +15,14 @@ from typing import Any
 import numpy as np
 
 from contract.label_schemes import LANDCOVER_CLASSES
+from experiments.landcover_departures import (
+    class_departure_table,
+    departure_table,
+    rule_alone,
+    rule_table,
+    summarise,
+)
+from experiments.landcover_keep import green_cut, ndvi
 from experiments.landcover_points import draw_points, estimates
 from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
 from inference.assess.intervals import estimate, notes
@@ -148,6 +156,8 @@ def summarize(config: dict, specs: Mapping[str, Any], scenes: Mapping[str, Seque
                                                           for r in records]))
                                    for a in spec.arms},
             "per_seed_confusion": {str(r["seed"]): r["confusion"] for r in records}}
+        if all("departures" in r for r in records):
+            settings[name]["departures"] = departure_summary(spec, sc, records)
         windows = default_windows(spec)
         if len(windows) > 1:
             settings[name]["windows"] = windows
@@ -172,6 +182,28 @@ def summarize(config: dict, specs: Mapping[str, Any], scenes: Mapping[str, Seque
                       "f1_model": {c: v["mean"] for c, v in
                                    head["arms"][specs[first].paper]["F1"].items()}}}
     return {"config": config, "test": test, "settings": settings}
+
+
+def departure_summary(spec: Any, scenes: Sequence[Any], records: Sequence[dict]) -> dict:
+    """Where each arm departs from the setting's product, and the keep rule without a network.
+
+    ``departures`` of every arm over seeds (:func:`experiments.landcover_departures.summarise`)
+    and ``rule``: the product's impervious pixels, and those of them that are not green by the
+    cut of the scenes mapped (every scene of a fold is one of the scored scenes, so the cut is
+    the one the keep arms used).
+    """
+    product = spec.headline[1]
+    greenness = [ndvi(s.image) for s in scenes]
+    maps = [s.products[product] for s in scenes]
+    cut = green_cut(greenness, maps)
+    pooled = [np.concatenate([np.asarray(v)[s.scored] for v, s in zip(values, scenes,
+                                                                       strict=True)])
+              for values in (maps, [s.truth for s in scenes], greenness)]
+    green = pooled[2] >= cut if cut is not None else np.zeros(pooled[2].shape, bool)
+    return {"product": product, "green_cut": cut,
+            "rule": rule_alone(pooled[0], pooled[1], green),
+            "arms": {a.name: summarise([r["departures"][a.name] for r in records])
+                     for a in spec.arms}}
 
 
 def default_windows(spec: Any) -> dict[str, str]:
@@ -278,6 +310,11 @@ def report_table(report: dict) -> str:
             lines.append("")
         if "impervious_ranking" in s:
             lines += [*ranking_table(s["impervious_ranking"]), ""]
+        if "departures" in s:
+            d = s["departures"]
+            lines += [*departure_table(d["arms"], d["product"]), "",
+                      *class_departure_table(d["arms"], d["product"]), "",
+                      *rule_table(d["rule"], d["product"]), ""]
         for what in ("F1", "PA", "UA"):
             lines += [*class_table(rows, present, what), ""]
         if "windows" in s:

@@ -1,5 +1,8 @@
 """The temporal consistency rule on a synthetic series with known change and injected flicker.
 
+How a real series moves where nothing changed is :func:`series_stability`, measured on the
+eo-learn Slovenia L1C series by :mod:`experiments.change_pairs` (docs/evidence/change.md).
+
 ``python -m experiments.temporal_consistency --out DIR``
 
 A series of ``dates`` class maps whose truth is known: a share of pixels impervious
@@ -23,6 +26,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +98,25 @@ def measure(flicker: float, dates: int = 7, size: int = 200, seed: int = 0) -> M
     assert count_gain(truth) == int((when >= 0).sum())  # the truth's gains are the known ones
     return Measurement(flicker, dates, size * size, int((when >= 0).sum()),
                        score_series(classified, truth, when), score_series(fixed, truth, when))
+
+
+def series_stability(built: np.ndarray) -> dict:
+    """How a real series of built maps ``(dates, H, W)`` moves on ground that did not change.
+
+    ``built_share`` per date and its range (``share_range``); ``flip``: per consecutive pair
+    of dates, the share of pixels whose class differs; ``flipped_any``: the share whose class
+    is not the same at every date; ``consistent``: the last two after
+    :func:`inference.mapping.consistency.consistent_series` (what ``isamap-map
+    --temporal-consistency`` would map).
+    """
+    series = np.asarray(built, bool)
+    shares = [float(m.mean()) for m in series]
+    fixed = consistent_series(series.astype(np.uint8), isa_class=1).astype(bool)
+    return {"built_share": shares, "share_range": max(shares) - min(shares),
+            "flip": [float((a != b).mean()) for a, b in pairwise(series)],
+            "flipped_any": float((series != series[0]).any(axis=0).mean()),
+            "consistent": {"built_share": [float(m.mean()) for m in fixed],
+                           "flipped_any": float((fixed != fixed[0]).any(axis=0).mean())}}
 
 
 def plot(measurements: Sequence[Measurement], png: Path) -> Path:

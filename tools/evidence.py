@@ -10,7 +10,8 @@ never edited by hand:
   (the pages print at most 4), one line of compact JSON;
 * ``builtup_*.json`` (``python -m experiments.builtup --loto``'s ``loto.json``): each seed's
   run keeps the scores the pages quote (:data:`RUN_FIELDS`);
-* ``change_pairs.json``: the summary, baselines and per-date table, not every seed's pair;
+* ``change_pairs.json``: the summary, baselines and per-date tables, not every seed's pair
+  or date;
 * ``landcover_pruning_*.json``: the summary, not every seed's confusion matrices.
 
 ``accuracy_demo.json`` and ``bench_pruning.json`` are small reports of other commands and are
@@ -71,6 +72,7 @@ def summarise(report: dict, name: str) -> dict:
                           for tile, arms in report["runs"].items()}
     elif name == "change_pairs.json":
         report.pop("runs", None)
+        report.pop("date_runs", None)
     elif name.startswith("landcover_pruning_"):
         report.pop("per_seed", None)
     return _trim(report)

@@ -48,7 +48,7 @@ from contract.band_values import (
     sigma0_unit_of_range,
     zero_fill_share,
 )
-from contract.input_facts import InputFacts, findings, input_facts
+from contract.input_facts import InputFacts, findings, input_facts, judge_level
 from core.errors import InputDataError
 from core.storage import files
 from inference.predict.sources import (
@@ -142,28 +142,19 @@ def range_problems(samples: Mapping[str, np.ndarray], ranges: Mapping[str, Seque
 
 @dataclass(frozen=True)
 class Level:
-    """The Sentinel-2 processing level of an input and of the model's training data.
+    """What an input says of its Sentinel-2 level, and whether the model takes Level-1C.
+
+    The level itself is judged from the pixels (:func:`contract.input_facts.judge_level`).
 
     Attributes:
         stated: ``"L1C"`` when the input says it is top of atmosphere (:func:`s2_level_of`).
-        trained: ``"L1C"`` when the model was trained on exports forced with ``--allow-l1c``.
+        allowed: the user asked for Level-1C (an export forced with ``--allow-l1c``).
+        model: why the model takes Level-1C input (None: it was trained on Level-2A).
     """
 
     stated: str | None = None
-    trained: str | None = None
-
-    def judged(self) -> str | None:
-        """``"L1C"`` when top-of-atmosphere pixels are expected (either says so)."""
-        return "L1C" if "L1C" in (self.stated, self.trained) else None
-
-    def notes(self) -> tuple[str, ...]:
-        """What the map must record: Level-1C input to a model trained on Level-2A."""
-        if self.stated != "L1C" or self.trained == "L1C":
-            return ()
-        return ("Level-1C (top-of-atmosphere) input, as its stack says (isamap-export/"
-                "isamap-map --allow-l1c), to a model trained on Level-2A surface reflectance: "
-                "the atmosphere's haze is in every band and the map may be poor; its dark "
-                "objects were not checked for a reflectance offset",)
+    allowed: bool = False
+    model: str | None = None
 
 
 def check_input(source: str | RasterSource, meta: ModelMeta,
@@ -234,8 +225,10 @@ def check_physics(what: str, sample: np.ndarray, samples: Mapping[str, np.ndarra
     atmosphere given as surface reflectance, an offset subtracted twice, dB shifted or halved,
     amplitude), VV/VH swapped and the BOA offset left in are judged from real scenes, so
     ``allow_implausible`` maps them, each reason recorded in the facts' ``notes`` (the map's
-    tags and report). A Level-1C input the user asked for (``level.stated``) is mapped with
-    that recorded: its bright dark objects are path radiance, not an offset.
+    tags and report). Top-of-atmosphere input, as its pixels show it (or, where they cannot,
+    as the input says), is refused unless the model takes it or the user allowed it
+    (:func:`contract.input_facts.judge_level`), and mapped with that recorded: its bright
+    dark objects are path radiance, not an offset.
     """
     zeros = zero_fill_share(sample)
     if zeros > ZERO_FILL_MAX:
@@ -245,12 +238,17 @@ def check_physics(what: str, sample: np.ndarray, samples: Mapping[str, np.ndarra
             "it: rio edit-info --nodata 0 FILE")
     _check_s1_unit(what, samples, ranges)
     facts = input_facts(samples)
-    notes = list(level.notes())
-    doubts = [f"{f.text}; {f.fix}" for f in findings(facts, level=level.judged())]
+    judged = judge_level(facts, stated=level.stated, model_takes_l1c=level.model,
+                         allowed=level.allowed)
+    for note in judged.notes:
+        log.warning("%s: %s", what, note)
+    notes = list(judged.notes)
+    doubts = [f"{f.text}; {f.fix}" for f in ([judged.finding] if judged.finding else [])
+              + findings(facts, level=judged.taken)]
     if "VV" in samples and "VH" in samples:
         doubts.append(sigma0_swapped(samples["VV"], samples["VH"]) or "")
     trained_dark = [float(ranges[b][0]) for b in samples if b in ranges]
-    if level.judged() != "L1C" and (not trained_dark or min(trained_dark) < DARK_OBJECT_MIN):
+    if judged.taken != "L1C" and (not trained_dark or min(trained_dark) < DARK_OBJECT_MIN):
         doubts.append(offset_left_in(samples) or "")  # path radiance is no offset
     doubts = [d for d in doubts if d]
     if doubts and not allow_implausible:
@@ -301,21 +299,32 @@ def s2_level_of(tags: Mapping[str, str], descriptions: Sequence[str | None]) -> 
 
 
 def _s2_level(src: Any, meta: ModelMeta) -> Level:
-    """The processing level the input states and the one the model was trained on.
+    """What the input says of its level, whether the user allowed Level-1C, and the model.
 
     Top-of-atmosphere reflectance adds the atmosphere's path radiance to every band (most in
-    the blue); an input that says so (its tags, its B10, its recipe) is judged as such, and a
-    model trained on Level-2A maps it with that recorded in the map's tags (docs/real-data.md).
-    One that does not say so is judged by its pixels
-    (:func:`contract.input_facts.findings`).
+    the blue); the pixels decide (:func:`contract.input_facts.judge_level`), the input's
+    tags, B10 and recipe only where they cannot tell. A model trained on exports forced with
+    ``--allow-l1c`` takes Level-1C; one trained on Level-2A maps it only where the user
+    allowed it (``isamap-export`` / ``isamap-map --allow-l1c``), with that recorded in the
+    map's tags (docs/real-data.md). An encoder pretrained on Level-1C (the registry's
+    ``level``) does not make its fused model take it: on a real Level-1C series those
+    models' maps change on a third to more than half of the ground when the scenes are
+    dark-object subtracted (docs/evidence/change.md).
     """
     tags = src.tags() if callable(getattr(src, "tags", None)) else {}
     trained = (dict(meta.extra).get("dataset") or {}).get("recipe") or {}
-    level = Level(s2_level_of(tags, src.descriptions),
-                  "L1C" if trained.get("allow_l1c") else None)
-    if level.notes():
-        log.warning("%s", level.notes()[0])
-    return level
+    return Level(s2_level_of(tags, src.descriptions), _allowed_l1c(tags),
+                 "it was trained on exports of Level-1C scenes (isamap-export --allow-l1c)"
+                 if trained.get("allow_l1c") else None)
+
+
+def _allowed_l1c(tags: Mapping[str, str]) -> bool:
+    """Whether the stack is an isamap export forced with ``--allow-l1c`` (its recipe tag)."""
+    try:
+        recipe = (json.loads(tags.get("ISAMAP_RECIPE") or "{}").get("recipe") or {})
+    except (ValueError, AttributeError):
+        return False
+    return bool(recipe.get("allow_l1c"))
 
 
 def _check_pixel_size(what: str, src: Any, meta: ModelMeta) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from contract.input_facts import findings, input_facts
+from contract.input_facts import findings, input_facts, judge_level, shown_level
 
 OPTICAL = ("B2", "B3", "B4", "B8")
 L2A_CALIBRATION = ("dw:java", "dw:ghana_a", "ben:87_48")
@@ -121,3 +121,36 @@ def test_the_facts_are_json_numbers():
     shown = input_facts(samples).to_dict()
     assert set(shown) == {"optical", "radar"} and shown["radar"]["unit"] == "dB"
     assert isinstance(shown["optical"]["floor"]["B2"], float)
+
+
+@pytest.mark.parametrize("scene", L1C_CALIBRATION[1:] + L1C_TEST)
+def test_a_top_of_atmosphere_stack_is_judged_by_its_pixels_not_its_name(scene, shared_data):
+    facts = input_facts(_reflectance(shared_data, scene))
+    assert shown_level(facts) == "L1C"
+    refused = judge_level(facts)  # named nothing: refused all the same, by its pixels
+    assert refused.taken == "L1C" and refused.finding is not None
+    assert "path radiance is in the blue" in refused.finding.text
+    assert refused.finding.fix == "give the Level-2A product of the scene"
+    assert refused.notes == ()
+    asked = judge_level(facts, allowed=True)
+    assert asked.finding is None
+    assert "mapped as asked (isamap-export/isamap-map --allow-l1c)" in asked.notes[0]
+    taken = judge_level(facts, model_takes_l1c="it was trained on Level-1C exports")
+    assert taken.finding is None and "it was trained on Level-1C exports" in taken.notes[0]
+
+
+@pytest.mark.parametrize("tile", ("dw:java", "ben:87_48", "tm:433D_629L_3_1"))
+def test_a_surface_reflectance_stack_named_l1c_is_mapped_as_what_its_pixels_show(tile,
+                                                                                 shared_data):
+    facts = input_facts(_reflectance(shared_data, tile))
+    judged = judge_level(facts, stated="L1C")
+    assert judged.shown == "L2A" and judged.taken == "L2A" and judged.finding is None
+    assert "pixels show surface reflectance" in judged.notes[0]
+    assert judge_level(facts) == judge_level(facts, allowed=True)  # nothing to allow
+
+
+def test_a_stack_whose_pixels_cannot_tell_is_taken_at_its_word(shared_data):
+    facts = input_facts(_reflectance(shared_data, "eo:0"))  # cloudy: no vegetation
+    assert shown_level(facts) is None and judge_level(facts).finding is None
+    named = judge_level(facts, stated="L1C")
+    assert named.taken == "L1C" and "its tags or band names say" in named.finding.text

@@ -166,3 +166,24 @@ def test_a_scene_normalised_model_is_given_each_scenes_own_statistics(tmp_path):
     p = probability(model, scene)
     assert p.shape == (40, 36)
     assert np.abs(p - probability(model, scene * gain + offset)).max() < 1e-3
+
+
+def test_the_pages_claims_on_encoders_and_level_1c_hold_in_its_json():
+    """docs/evidence/change.md: no model's own score above the gate, the encoders' per-date
+    maps less steady than the windowed U-Net's and moved by dark-object subtraction."""
+    metrics = json.loads((ROOT / FIGURES_JSON).read_text(encoding="utf-8"))
+    ranking, gate = metrics["seed_ranking"], metrics["seed_ranking"][GATE]
+    models = [r for r in ranking if r != GATE]
+    assert all(min(ranking[r]["differenced"]) < gate for r in models)
+    default = f"spectral {change.DEFAULT_SPECTRAL_THRESHOLD:g}"
+    assert [r for r in models if min(ranking[r][default]) > gate] == ["bands"]
+    dates = metrics["date_summary"]
+    encoders = ("presto", "galileo-nano", "galileo-nano:head")
+    assert dates["unet-s2-window"]["same_class"][1] == 1.0  # L1C and DOS: the same map
+    assert all(dates[r]["same_class"][0] < 0.7 for r in encoders)
+    steadiest = dates["unet-s2-window"]["L1C"]
+    for r in encoders:  # mean and worst seed move more between dates
+        assert dates[r]["L1C"]["share_range"][0] > steadiest["share_range"][0]
+        assert dates[r]["L1C"]["share_range"][2] > steadiest["share_range"][2]
+    assert [f["shown"] for f in metrics["level_facts"]["L1C"]] == ["L1C"] * 3
+    assert [f["shown"] for f in metrics["level_facts"]["DOS"]] == ["L2A"] * 3

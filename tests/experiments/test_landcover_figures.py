@@ -189,7 +189,8 @@ def test_the_user_page_quotes_its_headline_table_and_what_fails():
     assert f"NLCD scores {oa_f1(product)} on the pooled held-out pixels" in text
     assert f"the default arm {oa_f1(nlcd['arms'][test['model']])}" in text
     assert f"the paper's method {oa_f1(nlcd['arms'][test['paper']['model']])}" in text
-    assert f"took {data['timing']['wall_seconds']:,.0f} s of wall time" in text
+    assert (f"The {data['timing']['runs']['count']} training runs took "
+            f"{data['timing']['runs']['wall_seconds']:,.0f} s of wall time") in text
     assert test["f1_model"]["impervious"] == test["f1_product"]["impervious"]  # "NLCD's own"
     patches = json.loads((REPO_ROOT / figs.variant_source("patches")).read_text(
         encoding="utf-8"))["test"]
@@ -225,3 +226,24 @@ def test_the_readme_quotes_the_land_cover_figures():
         assert f"{100 * test['oa_model']:.1f} % {where}" in readme
         assert test["oa_model"] > test["oa_product"]
         assert test["f1_model"]["impervious"] >= test["f1_product"]["impervious"]
+
+
+def test_what_the_network_adds_is_quoted_from_the_departures():
+    """The pages' claims: the default arm's gain is its departures, all the network's; it
+    adds no impervious pixel; no arm adds impervious ground at the product's precision."""
+    data = json.loads((REPO_ROOT / figs.SOURCE).read_text(encoding="utf-8"))
+    nlcd, test = data["settings"]["nlcd"], data["test"]
+    d = nlcd["departures"]
+    default, paper = d["arms"][test["model"]], d["arms"][test["paper"]["model"]]
+    assert default["right"][0] > default["product_right"][0]
+    assert paper["right"][0] < paper["product_right"][0]
+    assert default["rule_pixels"] == [0.0, 0.0] and default["added"] == [0.0, 0.0]
+    assert default["recall_beyond"][0] == 0.0
+    assert d["rule"]["rule"] == d["rule"]["product"]  # the rule alone is NLCD here
+    product = d["rule"]["product"]["precision"]
+    assert all(a["added_precision"][0] < product for a in d["arms"].values()
+               if a["added"][0] > 0)
+    text = " ".join((REPO_ROOT / figs.PAGE).read_text(encoding="utf-8").split())
+    assert (f"gives NLCD's class on {100 * default['equal'][0]:.1f} % of them; where it "
+            f"departs, it is right on {100 * default['right'][0]:.1f} %, NLCD on "
+            f"{100 * default['product_right'][0]:.1f} %") in text

@@ -398,8 +398,9 @@ def test_the_land_cover_prose_quotes_its_tables():
     page = pt.page("evidence/landcover.md")
     prose = pt.prose(page, "What this shows, and what it does not:", "### Whole patches held out")
     assert pt.unmatched(prose, pt.block(page, figs.SOURCE)) == []
-    seconds = pt.source_json(figs.SOURCE)["timing"]["wall_seconds"]
-    assert f"took {seconds:,.0f} s of wall time" in " ".join(page.split())
+    runs = pt.source_json(figs.SOURCE)["timing"]["runs"]
+    assert (f"ran its {runs['count']} (setting, fold, seed) runs, two at a time, in "
+            f"{runs['wall_seconds']:,.0f} s of wall time") in " ".join(page.split())
 
 
 def test_the_terramesh_block_is_the_table_of_its_json(tmp_path):

@@ -23,3 +23,20 @@ def test_command_writes_numbers_and_figure(tmp_path, capsys):
     assert all(m["consistent"]["false_loss"] == 0 for m in found)
     assert (tmp_path / "consistency.png").stat().st_size > 1000
     assert "false loss" in capsys.readouterr().out
+
+
+def test_a_real_series_stability_counts_flips_on_unchanged_ground():
+    import numpy as np
+
+    from experiments.temporal_consistency import series_stability
+
+    built = np.zeros((3, 4, 5), bool)
+    built[:, 0, :] = True  # built at every date
+    built[1, 1, 0] = True  # flickers on at the middle date
+    built[0, 2, 0] = True  # seen built at the first date only: a loss, never kept
+    s = series_stability(built)
+    assert s["built_share"] == [0.3, 0.3, 0.25] and s["share_range"] == 0.3 - 0.25
+    assert s["flip"] == [0.1, 0.05] and s["flipped_any"] == 0.1
+    # the rule turns the lone first date pervious (no loss); the flicker ties (one date
+    # each way) and a tie goes to the earlier step: a gain at the middle date
+    assert s["consistent"] == {"built_share": [0.25, 0.3, 0.3], "flipped_any": 0.05}
