@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from contract.dataset import MANIFEST
 from contract.input_facts import input_facts, shown_level
 from core.errors import ConfigError
 from experiments.builtup import DEFAULT_BANDS, Budget, export, find_tile, scene_folder
@@ -351,7 +352,7 @@ def trained_model(recipe: str, seed: int, out: Path, dw: Path, iterations: int,
 
     java = find_tile(dw, "java")
     dataset = out / "train_java"
-    if not (dataset / "manifest.json").exists():
+    if not (dataset / MANIFEST).exists():
         export(java, scene_folder(java, out / "scenes"), dataset, DEFAULT_BANDS, Budget())
     model = load_model(train_arm(recipe, dataset, out / "runs" / f"{recipe}_{seed}",
                                  Budget(seed=seed, iterations=iterations)))
