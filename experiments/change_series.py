@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from hashlib import sha256
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ from torch import nn
 
 from contract.dataset import MANIFEST
 from contract.input_facts import input_facts, shown_level
+from core.digest import chunks_sha256
 from core.errors import ConfigError
 from experiments.builtup import DEFAULT_BANDS, Budget, export, find_tile, scene_folder
 from experiments.builtup import train as train_arm
@@ -128,8 +128,8 @@ class FrozenModel:
         """
         if self.encoder is None:
             return np.zeros((1, *image.shape[1:]), np.float32)
-        key = f"{self.encoder_name} {image.shape} " + sha256(
-            np.ascontiguousarray(image, np.float32).tobytes()).hexdigest()
+        key = f"{self.encoder_name} {image.shape} " + chunks_sha256(
+            [np.ascontiguousarray(image, np.float32).tobytes()])
         if key not in self.cache:
             self.cache[key] = self._encode(image)
         return self.cache[key]
