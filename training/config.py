@@ -62,7 +62,7 @@ class TrainConfig:
             share of pixels, then retrain; None trains on every patch.
         seed: seeds model init, data order and augmentation.
         num_workers: loader worker processes (None: by the dataset's size and the device,
-            :func:`training.data.choose_data_path`: none for a cached dataset on a CPU, else
+            :func:`training.loader.choose_data_path`: none for a cached dataset on a CPU, else
             cores - 1, at most 8).
         precision: ``auto`` = measured at the start of the run on the real model, batch and
             device (``engine.autotune``: the fastest training step of fp32/bf16, and fp16
@@ -91,7 +91,7 @@ class TrainConfig:
             choice, the temperature and the model file use the average; 0: off (the
             last iterate); None: the model's recipe (``unet-s2``: 10).
         cache: keep decoded patches in memory (None: when they fit,
-            :func:`training.data.choose_data_path`).
+            :func:`training.loader.choose_data_path`).
         max_batches: cap on training batches per epoch (quick demos and benchmarks).
         max_iterations: total training-iteration budget; when set it replaces ``epochs``
             (the last epoch is cut short and the poly schedule ends at the budget).

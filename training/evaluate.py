@@ -30,7 +30,8 @@ from engine.distributed import DistInfo, resolve_device
 from engine.outputs import main_output
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
 from training.calibration import Reliability, describe, positive_class, probabilities
-from training.data import NormStats, PatchDataset, Split, make_loader, scene_norms_for
+from training.data import NormStats, PatchDataset, Split, scene_norms_for
+from training.loader import make_loader
 from training.metrics import ConfusionMatrix, compute_metrics
 from training.modelfile import load_model_file
 from training.plots import plot_confusion, plot_reliability

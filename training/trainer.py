@@ -69,12 +69,13 @@ from training.averaging import weight_average
 from training.band_ranges import band_ranges
 from training.calibration import describe
 from training.config import TrainConfig, apply_recipe, recipe_values
-from training.data import PatchDataset, choose_data_path, make_loader
+from training.data import PatchDataset
 from training.encoder_run import MODULE as ENCODER_MODULE
 from training.encoder_run import NAME as ENCODER_MODEL
 from training.encoder_run import encoder_config, encoder_kwargs, encoder_model
 from training.fit_calibration import calibrate_model_file
 from training.history import epoch_line, first_run_estimate, json_row
+from training.loader import choose_data_path, make_loader
 from training.losses import build_loss
 from training.metrics import ConfusionMatrix
 from training.modelfile import CHECKPOINT_FORMAT, ModelMeta, atomic_torch_save, save_model_file
@@ -383,7 +384,7 @@ class Trainer:
             self.scheduler.step()
             if self.average is not None:
                 self.average.update(self.model)
-            with calling_thread_only():  # bookkeeping between steps (training.data.collate)
+            with calling_thread_only():  # bookkeeping between steps (training.loader.collate)
                 cm.update(main_output(out).detach(), y)
             total += value * x.shape[0]
             seen += x.shape[0]
