@@ -50,7 +50,8 @@ from core.storage import atomic_write
 from training.config import TrainConfig, apply_recipe, as_recorded, config_from_mapping
 from training.data import NormStats
 from training.losses import build_loss
-from training.modelfile import ModelMeta, load_model_file, save_model_file
+from training.model_meta import ModelMeta
+from training.modelfile import load_model_file, save_model_file
 from training.models import create_model
 from training.models.compact import PrunableLayer, conv_named
 

@@ -78,7 +78,8 @@ from training.history import epoch_line, first_run_estimate, json_row
 from training.loader import choose_data_path, make_loader
 from training.losses import build_loss
 from training.metrics import ConfusionMatrix
-from training.modelfile import CHECKPOINT_FORMAT, ModelMeta, atomic_torch_save, save_model_file
+from training.model_meta import ModelMeta
+from training.modelfile import CHECKPOINT_FORMAT, atomic_torch_save, save_model_file
 from training.models import create_model
 from training.optim import PolyLR, make_optimizer
 from training.run_folder import config_differences, write_resolved_config
