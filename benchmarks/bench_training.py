@@ -11,7 +11,7 @@ for a 4-epoch run.
 Otherwise three figures, each measured side by side in one run:
 
 - **trainer / plain loop**: the training epoch rate (patches per second of the training
-  phase, ``train_patches_per_s`` of the history) of ``training.trainer.train`` at its defaults
+  phase, ``train_patches_per_s`` of the history) of ``training.patch_training.train`` at its defaults
   (data path, precision and layout chosen by the library) against a plain torch loop over the
   same decoded patches, in the precision and layout the trainer chose, with the same model,
   loss and optimizer. The two take turns epoch by epoch inside one training run (the plain
@@ -54,7 +54,7 @@ from training.data import Augment, PatchDataset, compute_norm_stats
 from training.demo import DEMO_WIDTHS
 from training.loader import make_loader
 from training.models import create_model, model_loss, recipe_for
-from training.trainer import train
+from training.patch_training import train
 
 
 def demo_patches(folder: Path) -> Path:

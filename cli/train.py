@@ -171,7 +171,7 @@ def _train(args: dict) -> int:
             result = train_filtered(cfg).final
             print(f"noisy-sample filtering: {result.out_dir / 'noisy_patches.json'}")
         else:
-            from training.trainer import train
+            from training.patch_training import train
 
             result = train(cfg)
         finished = True

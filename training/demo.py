@@ -15,7 +15,7 @@ from pathlib import Path
 from engine.execution import process_threads_at
 from training.config import TrainConfig
 from training.evaluate import evaluate
-from training.trainer import train
+from training.patch_training import train
 
 DEMO_WIDTHS = (8, 16, 32, 64, 128)
 

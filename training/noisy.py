@@ -44,7 +44,8 @@ from training.config import TrainConfig, apply_recipe
 from training.data import NormStats, PatchDataset, scene_norms_for
 from training.loader import make_loader
 from training.modelfile import load_model_file
-from training.trainer import BEST_MODEL, TrainResult, train
+from training.patch_training import train
+from training.trainer import BEST_MODEL, TrainResult
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,11 @@ from training.config import (
     config_from_mapping,
 )
 
+#: The files of a run folder: the checkpoint, the kept model, the epoch rows, their curves.
 CHECKPOINT = "checkpoint.pt"
+BEST_MODEL = "model.pt"
+HISTORY = "metrics.jsonl"
+CURVES = "learning_curves.png"
 RESOLVED_CONFIG = "config.yaml"
 # Options that change how a run is executed, not what it computes.
 RUN_ONLY_KEYS = frozenset({"resume", "progress", "stop_after", "num_workers", "cache", "device",
