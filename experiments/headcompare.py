@@ -40,7 +40,7 @@ from engine.outputs import main_output
 from experiments.threads import add_threads_argument, use_threads
 from training.config import TrainConfig
 from training.data import NormStats, PatchDataset
-from training.evaluate import evaluate
+from training.evaluate import EvaluateConfig, evaluate
 from training.modelfile import load_model_file
 from training.patch_training import train
 
@@ -95,7 +95,7 @@ def run_one(name: str, data: str, head: str, seed: int, budget: HeadBudget, out:
                       channels_last=False, device="cpu", num_workers=0, cache=True,
                       resume=True, progress=False)
     result = train(cfg)
-    ev = evaluate(result.model_path, data, run / "test", "test", progress=False)
+    ev = evaluate(EvaluateConfig(result.model_path, data, run / "test", "test", progress=False))
     pixel = ev.metrics["pixel"]
     record = {"key": key, "dataset": name, "head": head, "seed": seed,
               "best_epoch": result.best_epoch, "miou": pixel["miou"], "iou1": pixel["iou"][1],
