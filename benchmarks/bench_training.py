@@ -11,8 +11,8 @@ for a 4-epoch run.
 Otherwise three figures, each measured side by side in one run:
 
 - **trainer / plain loop**: the training epoch rate (patches per second of the training
-  phase, ``train_patches_per_s`` of the history) of ``training.patch_training.train`` at its defaults
-  (data path, precision and layout chosen by the library) against a plain torch loop over the
+  phase, ``train_patches_per_s`` of the history) of ``training.patch_training.train`` at its
+  defaults (data path, precision and layout chosen by the library) against a plain loop over the
   same decoded patches, in the precision and layout the trainer chose, with the same model,
   loss and optimizer. The two take turns epoch by epoch inside one training run (the plain
   loop's epochs run from the trainer's ``epoch_end``, outside its timed epochs), in the order

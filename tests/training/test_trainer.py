@@ -121,8 +121,9 @@ def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_roo
                                                                        monkeypatch):
     # the test machine's load must not decide the path under test (measured, not discarded)
     monkeypatch.setattr(autotune, "MIN_CPU_SHARE", 0.0)
+    # a run long enough for its share of measuring to pay for the probe; one epoch of it
     cfg = _cfg(patch_root, tmp_path / "auto", precision="auto", channels_last="auto",
-               epochs=2, stop_after=1, autotune_cache=False)
+               epochs=40, stop_after=1, autotune_cache=False)
     part = train(cfg)
     runtime = torch.load(part.checkpoint_path, weights_only=True)["runtime"]
     assert (runtime["source"], runtime["mode"]) == ("measured", "training")
@@ -133,9 +134,21 @@ def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_roo
     assert rows[0]["runtime"] == runtime["label"]
     _, meta = load_model_file(part.model_path)
     assert meta.extra["runtime"]["setting"] == runtime["setting"]
-    resumed = train(TrainConfig(**{**cfg.to_dict(), "resume": True, "stop_after": None}))
+    resumed = train(TrainConfig(**{**cfg.to_dict(), "resume": True}))
     kept = torch.load(resumed.checkpoint_path, weights_only=True)["runtime"]
     assert (kept["source"], kept["setting"]) == ("checkpoint", runtime["setting"])
+    assert resumed.epochs_run == 2
+
+
+def test_a_short_runs_auto_measures_on_a_crop_and_no_more(patch_root, tmp_path):
+    """Two epochs of six patches: the probe's two steps would take more than the run's share
+    of measuring, so fp32 NCHW trains, every candidate recorded as skipped."""
+    res = train(_cfg(patch_root, tmp_path / "short", precision="auto", channels_last="auto",
+                     epochs=2, autotune_cache=False))
+    runtime = torch.load(res.checkpoint_path, weights_only=True)["runtime"]
+    assert (runtime["source"], runtime["label"], runtime["ms_per_sample"]) == (
+        "measured", "fp32/nchw", {})
+    assert set(runtime["skipped"]) == {"fp32/nchw", "fp32/nhwc", "bf16/nchw", "bf16/nhwc"}
 
 
 def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
