@@ -32,10 +32,10 @@ Contracts (docs/performance.md explains each):
   the model's architecture and arguments, the input (for inference, tile) shape, device,
   torch version and thread count, and consulted before anything else.
   ``ISAMAP_AUTOTUNE_CACHE=off`` disables it, ``=/some/file.json`` moves it.
-- **A short job is not measured.** An inference job of fewer samples than measuring would
-  pay for (:data:`MEASURE_SHARE`) with nothing cached runs the first candidate, unmeasured;
-  a short training run measures on a crop, and its probe (two small steps) only when the
-  crop says they fit its share.
+- **A short job is not measured.** A job of fewer samples than measuring would pay for
+  (:data:`MEASURE_SHARE` of them cannot cover :func:`~engine.measuring.fewest_samples`)
+  with nothing cached runs the first candidate, unmeasured; a longer one measures on a crop
+  first, and makes its probe only when the crop says it fits its share.
 - **Explicit values are never overridden**: only dimensions left at ``auto`` are measured;
   ``--compile`` compiles whatever runs, it is not a candidate.
 
@@ -71,7 +71,14 @@ from engine.autotune_cache import (
 from engine.choice_value import TOLERANCE, Choice
 from engine.compiled import CompiledForInference
 from engine.execution import SettingRunner, set_threads
-from engine.measuring import MEASURE_SHARE, Clock, Measure, job_budget, measure_candidates
+from engine.measuring import (
+    MEASURE_SHARE,
+    Clock,
+    Measure,
+    fewest_samples,
+    job_budget,
+    measure_candidates,
+)
 from engine.setting import Dtype, Mode, Setting, TrainStep
 
 log = logging.getLogger(__name__)
@@ -141,7 +148,7 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         log.log(DETAIL, "runtime %s from the autotune cache %s (measured %s)", reused.label,
                 path, ", ".join(f"{k} {v:.3g} ms" for k, v in reused.ms_per_sample.items()))
         return _compiled(reused, compile)
-    if samples is not None and mode == "inference" and samples * MEASURE_SHARE < len(cands) + 3:
+    if samples is not None and samples * MEASURE_SHARE < fewest_samples(mode, len(cands)):
         log.log(DETAIL, "autotune: %d samples are too few for measuring to pay; running %s "
                 "unmeasured", samples, cands[0].label)
         return _compiled(Choice(cands[0], "short-job", mode, shape, where, tolerance=tolerance),

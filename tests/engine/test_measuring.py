@@ -237,3 +237,21 @@ def test_the_budget_holds_under_a_real_load(busy_core, mode, caplog):
     assert wall <= budget * (1 + OVERRUN) + LATENCY_S, (wall, choice.to_dict())
     assert choice.seconds <= wall
     assert choice.label in EVERYTHING
+
+
+def test_a_training_run_too_short_for_measuring_to_pay_is_not_measured():
+    """Training takes two samples a step and two steps a candidate: a run of fewer samples
+    than that over the share trains on the first candidate, unmeasured."""
+    def never(setting, run):
+        raise AssertionError("a short run is not measured")
+
+    model, x, step = _training_model()
+    fewest = measuring.fewest_samples("training", len(EVERYTHING))
+    assert fewest == 18 and measuring.fewest_samples("inference", len(EVERYTHING)) == 7
+    short = autotune.choose(model, x, CPU, mode="training", step=step, cache=False,
+                            samples=int(fewest / measuring.MEASURE_SHARE) - 1, measure=never)
+    assert (short.source, short.label) == ("short-job", "fp32/nchw")
+    long = autotune.choose(model, x, CPU, mode="training", step=step, cache=False,
+                           samples=int(fewest / measuring.MEASURE_SHARE),
+                           measure=lambda setting, run: (run(), 1.0)[1])
+    assert long.source == "measured"

@@ -140,15 +140,14 @@ def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_roo
     assert resumed.epochs_run == 2
 
 
-def test_a_short_runs_auto_measures_on_a_crop_and_no_more(patch_root, tmp_path):
-    """Two epochs of six patches: the probe's two steps would take more than the run's share
-    of measuring, so fp32 NCHW trains, every candidate recorded as skipped."""
+def test_a_short_runs_auto_measures_nothing(patch_root, tmp_path):
+    """Two epochs of six patches: the run's share of measuring cannot pay for the fewest steps
+    measuring takes, so fp32 NCHW trains, unmeasured (``short-job``)."""
     res = train(_cfg(patch_root, tmp_path / "short", precision="auto", channels_last="auto",
                      epochs=2, autotune_cache=False))
     runtime = torch.load(res.checkpoint_path, weights_only=True)["runtime"]
     assert (runtime["source"], runtime["label"], runtime["ms_per_sample"]) == (
-        "measured", "fp32/nchw", {})
-    assert set(runtime["skipped"]) == {"fp32/nchw", "fp32/nhwc", "bf16/nchw", "bf16/nhwc"}
+        "short-job", "fp32/nchw", {})
 
 
 def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
