@@ -107,13 +107,13 @@ def fewest_samples(mode: Mode, candidates: int) -> int:
     """The fewest samples the measuring of ``candidates`` runs, whatever the budget.
 
     Inference: the probe and a timed call of each candidate, one sample each, and a further
-    round (``candidates + 3``). Training, two samples a step: the probe's two steps and each
-    other candidate's warm-up and timed step, plus about one step for the agreement checks
-    (``2 * (2 * candidates + 1)``). A job of fewer than this over :data:`MEASURE_SHARE`
-    samples is not measured: its share could not pay for it.
+    round (``candidates + 3``). Training, two samples a step: the probe's two steps, each
+    other candidate's warm-up and timed step, a further round, and about one step for the
+    agreement checks (``2 * (3 * candidates + 1)``). A job of fewer than this over
+    :data:`MEASURE_SHARE` samples is not measured: its share could not pay for it.
     """
     if mode == "training":
-        return 2 * (2 * candidates + 1)
+        return 2 * (3 * candidates + 1)
     return candidates + 3
 
 

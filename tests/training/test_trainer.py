@@ -123,7 +123,7 @@ def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_roo
     monkeypatch.setattr(autotune, "MIN_CPU_SHARE", 0.0)
     # a run long enough for its share of measuring to pay for the probe; one epoch of it
     cfg = _cfg(patch_root, tmp_path / "auto", precision="auto", channels_last="auto",
-               epochs=40, stop_after=1, autotune_cache=False)
+               epochs=50, stop_after=1, autotune_cache=False)
     part = train(cfg)
     runtime = torch.load(part.checkpoint_path, weights_only=True)["runtime"]
     assert (runtime["source"], runtime["mode"]) == ("measured", "training")
