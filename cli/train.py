@@ -21,6 +21,7 @@ from core.commands import (
 from core.parsers import command_parser
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
+from engine.distributed import leave_distributed
 from training.config import (
     NORMS,
     TrainConfig,
@@ -28,6 +29,8 @@ from training.config import (
     read_train_config,
     with_recipe_filter,
 )
+from training.noisy import train_filtered
+from training.patch_training import train
 from training.run_folder import resume_config
 
 RECIPE = "(default: the model's recipe)"
@@ -190,21 +193,13 @@ def _train(args: dict) -> int:
     else:
         cfg = config_from_mapping(given)
     check_output_folder("--out", cfg.out_dir)
-    # imported once the options are checked: torch and the models take seconds to import,
-    # and --help and a refused option answer without them
-    from engine.distributed import leave_distributed
-
     finished = False
     try:
         cfg = with_recipe_filter(cfg)  # e.g. hrnet-coarse filters noisy samples by default
         if cfg.filter_noisy is not None:
-            from training.noisy import train_filtered
-
             result = train_filtered(cfg).final
             print(f"noisy-sample filtering: {result.out_dir / 'noisy_patches.json'}")
         else:
-            from training.patch_training import train
-
             result = train(cfg)
         finished = True
     finally:

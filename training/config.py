@@ -24,6 +24,8 @@ from typing import Any, Literal
 from core.config_file import read_config_file, typed_values
 from core.errors import ConfigError
 from engine.devices import PRECISIONS, Layout, Precision, layout_flag
+from training.models import available_models, recipe_for
+from training.models.registry import DEFAULT_RECIPE
 
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
 Optimizer = Literal["adam", "sgd"]
@@ -204,11 +206,6 @@ def apply_recipe(cfg: TrainConfig) -> TrainConfig:
     under the given ``loss_kwargs`` when the loss is the recipe's (see
     ``ModelRecipe.loss_settings``).
     """
-    # Here, not at the top: the command-line parsers import this module, and the models (with
-    # torch) load only when a run starts.
-    from training.models import available_models, recipe_for
-    from training.models.registry import DEFAULT_RECIPE
-
     # A name outside the registry (a model built by hand for Trainer) gets the default
     # recipe; train() still refuses such a name when it builds the model.
     recipe = recipe_for(cfg.model) if cfg.model in available_models() else DEFAULT_RECIPE
@@ -232,8 +229,6 @@ def as_recorded(model: str, model_kwargs: Mapping) -> dict:
     them); an argument the record names stays as recorded. Without it, :func:`apply_recipe`
     would put today's recipe under an old record and change what it trains or resumes.
     """
-    from training.models import available_models, recipe_for
-
     if model not in available_models():
         return dict(model_kwargs)
     recipe_kwargs = recipe_for(model).model_kwargs
@@ -247,8 +242,6 @@ def with_recipe_filter(cfg: TrainConfig) -> TrainConfig:
     Kept apart from :func:`apply_recipe`, which every stage of a filtered run applies: the
     filter is decided once, by the command, and its two trainings run unfiltered.
     """
-    from training.models import available_models, recipe_for
-
     if cfg.filter_noisy is not None or cfg.model not in available_models():
         return cfg
     return dataclasses.replace(cfg, filter_noisy=recipe_for(cfg.model).filter_noisy)

@@ -3,7 +3,7 @@
 :class:`HistoryFile` writes the rows and draws the learning curves from them, at most once a
 :data:`PLOT_EVERY_S` within a run and always at its end, so a short run draws them once.
 
-May import: ``core``, ``training.plots`` (on the first drawing: matplotlib is slow to import).
+May import: ``core``, ``training.plots``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from core.storage import atomic_write
+from training.plots import dataset_label, plot_learning_curves
 
 #: Seconds between two drawings of the learning curves within a run (and always at its end).
 PLOT_EVERY_S = 60.0
@@ -131,8 +132,5 @@ class HistoryFile:
         if not plot and now - self._plotted < PLOT_EVERY_S:
             return
         self._plotted = now
-        # matplotlib (heavy) is imported by the first plot only
-        from training.plots import dataset_label, plot_learning_curves
-
         title = f"Learning curves: {self.model} on {dataset_label(self.data)}"
         plot_learning_curves(list(history), self.curves, title, schedule=self.schedule)

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from core.errors import ConfigError, ModelError
+from core.storage import atomic_write
 from training.config import (
     BEFORE_MODEL_KWARG,
     PATHS_FROM_FILE,
@@ -171,8 +172,6 @@ def write_resolved_config(cfg: TrainConfig) -> Path:
 
     Written atomically, and only when its text changes (a resumed run leaves it as it was).
     """
-    from core.storage import atomic_write
-
     path = Path(cfg.out_dir) / RESOLVED_CONFIG
     values = json.loads(json.dumps(cfg.to_dict()))  # tuples (model arguments) become lists
     run = os.path.abspath(cfg.out_dir)
