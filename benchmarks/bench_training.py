@@ -25,7 +25,9 @@ Otherwise three figures, each measured side by side in one run:
   (it decodes the patches it caches) and is not counted. The figure is the median of the
   later epochs' ratios. At least 0.9 is the library's promise.
 - **auto measuring / budget**: the seconds ``--precision auto`` spent measuring the training
-  step (the choice's ``seconds``) against its budget (``engine.autotune.DEFAULT_BUDGET_S``).
+  step (the choice's ``seconds``) against its budget (``engine.autotune.DEFAULT_BUDGET_S``);
+  the default 8 epochs of the demo's 49 patches are long enough for the run's share to pay
+  for measuring (a run of fewer than 260 samples trains unmeasured).
 - **loader / step**: the data loader with its workers (GeoTIFF, normalisation,
   flips/rotations/blur) against the training step, for datasets too large to cache.
 
@@ -238,8 +240,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, help="a patch dataset (default: the demo's patches)")
     p.add_argument("--models", default="unet,crofusenet")
-    p.add_argument("--epochs", type=int, default=4,
-                   help="epochs per run, in turns with the plain loop (the first warms up)")
+    p.add_argument("--epochs", type=int, help=(
+        "epochs per run (default 8: long enough for auto to measure; with --whole-process 4, "
+        "the short run the target is for)"))
     p.add_argument("--rounds", type=int, help="fresh runs, auto measured in each (default 2); "
                    "with --whole-process the pairs (default 8)")
     p.add_argument("--batch", type=int, default=16, help="the demo's batch size")
@@ -249,16 +252,16 @@ def main() -> None:
     a = p.parse_args()
     if a.whole_process:
         with tempfile.TemporaryDirectory() as tmp:
-            rounds = a.rounds or 8
+            rounds, epochs = a.rounds or 8, a.epochs or 4
             root = a.data or demo_patches(Path(tmp) / "demo")
             print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch "
                   f"{a.batch}; {load()}")
             for name in a.models.split(","):
-                whole_process(root, Path(tmp), name, a.epochs, a.batch, rounds)
+                whole_process(root, Path(tmp), name, epochs, a.batch, rounds)
         return
+    a.rounds, a.epochs = a.rounds or 2, a.epochs or 8
     if a.epochs < 2:
         p.error("--epochs must be at least 2 (the first epoch of each run warms up)")
-    a.rounds = a.rounds or 2
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {a.batch}; "
           f"auto's budget {autotune.DEFAULT_BUDGET_S:g} s; {load()}")
     with tempfile.TemporaryDirectory() as tmp:

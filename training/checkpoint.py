@@ -1,9 +1,12 @@
 """A training run's ``checkpoint.pt`` read back: checked before a run resumes from it.
 
 The checkpoint (written by :class:`training.trainer.Trainer` after every epoch) holds the
-model, optimizer, schedule, AMP scaler, early-stopping state, history, every RNG and how the
-steps ran (``runtime``). A file that is not one, one made with other options, or one whose
-epochs were cut otherwise is refused in one line saying what to do.
+model, optimizer, schedule, AMP scaler, early-stopping state, history, every RNG (python,
+numpy, torch, the loader's generator) and how the steps ran (``runtime``); data order and
+augmentations are functions of (seed, epoch, index). So a run stopped after any epoch and
+resumed ends with weights bit-identical to an uninterrupted run (CPU, same seed). A file that
+is not a checkpoint, one made with other options, or one whose epochs were cut otherwise is
+refused in one line saying what to do.
 
 May import: ``core``, ``engine``, ``training.config``, ``training.modelfile``,
 ``training.run_folder``.

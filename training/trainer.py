@@ -22,12 +22,8 @@ the moving average of the weights is validated, kept and saved (:mod:`training.a
 A loss that diverges stops the run at once (:mod:`training.divergence`): nothing of that
 epoch is saved. Every epoch logs one line (loss, validation metrics, time), also without
 progress bars. The identical command resumes a run; other options against its folder are
-refused (:mod:`training.run_folder`, :mod:`training.checkpoint`).
-
-Exact resume: the checkpoint holds model, optimizer, schedule, AMP scaler, early-stopping
-state, history and every RNG (python, numpy, torch, the loader's generator); data order and
-augmentations are functions of (seed, epoch, index). A run stopped after any epoch and
-resumed ends with weights bit-identical to an uninterrupted run (CPU, same seed).
+refused (:mod:`training.run_folder`); a stopped run resumes exactly
+(:mod:`training.checkpoint`).
 """
 
 from __future__ import annotations
@@ -169,6 +165,8 @@ class Trainer:
         self.history: list[dict] = []
         self.finished = False
         self.estimate = FirstEstimate()  # logged once a process, early
+        #: the last validation's logits and labels, when it was asked to keep them
+        self.kept_outputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         #: the divergence bound, from the run's first training batch loss
         self.guard = LossGuard()
         #: metrics.jsonl and the learning curves, written after every epoch
@@ -280,18 +278,23 @@ class Trainer:
                 "train_patches_per_s": seen / max(seconds, 1e-9)}
 
     @torch.no_grad()
-    def validate(self) -> tuple[dict, dict]:
+    def validate(self, keep: bool = False) -> tuple[dict, dict]:
+        """The validation row and metrics (``keep``: its outputs into :attr:`kept_outputs`)."""
         assert self.val_loader is not None, "a run without a validation split validates nothing"
         net = self.net if self.average is None else self.average.module
         net.eval()
         cm = ConfusionMatrix(self.num_classes)
         total, seen = 0.0, 0
+        self.kept_outputs = [] if keep else None
         for batch in self.val_loader:
             x, y = self._batch(batch)
             with self._autocast():
                 out = net(x)
                 loss = self._loss(out, batch, x, y)
-            cm.update(main_output(out).float(), y)
+            logits = main_output(out).float()
+            cm.update(logits, y)
+            if self.kept_outputs is not None:
+                self.kept_outputs.append((logits, y))
             total += float(loss) * x.shape[0]
             seen += x.shape[0]
         total, seen = sum_over_ranks(total, seen, self.info, self.device)
@@ -323,7 +326,7 @@ class Trainer:
             if self.val_loader is None:
                 miou, improved = math.nan, True  # fixed budget: the latest weights are kept
             else:
-                val_row, val_full = self.validate()
+                val_row, val_full = self.validate(keep=epoch + 1 >= self.epochs)
                 if self.guard.runaway(val_row["val_loss"]):
                     raise self._diverged(val_row["val_loss"], epoch, "validation")
                 miou = val_row["val_miou"]
@@ -381,7 +384,13 @@ class Trainer:
         loader = self.val_loader
         assert loader is not None, "calibration fits on the validation split"
 
+        # the model file holds the last validated weights: their outputs are those validated
+        kept = self.kept_outputs if self.best_epoch == self.start_epoch else None
+
         def outputs(net: nn.Module):
+            if kept is not None:
+                yield from kept
+                return
             for batch in loader:
                 x, y = self._batch(batch)
                 with self._autocast():

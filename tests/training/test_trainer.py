@@ -301,3 +301,30 @@ def test_a_run_says_early_how_long_it_will_take(patch_root, tmp_path, caplog):
     assert "to go" in epochs[0] and "to go" not in epochs[-1] and res.epochs_run == 2
     text = first_run_estimate(30.0, 0.5, 101, 400)
     assert "first batch took 30 s" in text and "about 80 s" in text and "5.6 h" in text
+
+
+def test_calibration_on_the_last_validation_is_the_calibration_of_the_kept_file(patch_root,
+                                                                                 tmp_path):
+    """A run whose last epoch is its best calibrates on that epoch's validation outputs
+    instead of running the split again: the record is the one a fresh pass over the split
+    with the model file's weights fits (the exact oracle)."""
+    from training.data import NormStats
+    from training.fit_calibration import calibrate_model_file
+    from training.loader import make_loader
+    from training.modelfile import save_model_file
+
+    res = train(_cfg(patch_root, tmp_path / "run", epochs=1))  # its one epoch is its best
+    assert res.best_epoch == 1 and res.finished
+    model, meta = load_model_file(res.model_path)
+    bare = ModelMeta.from_dict({**meta.to_dict(), "calibration": {}})
+    again = save_model_file(tmp_path / "again.pt", model, bare)
+    val = PatchDataset(patch_root, "val", bands=meta.bands,
+                       norm=NormStats(meta.bands, meta.norm_mean, meta.norm_std))
+
+    def outputs(net):
+        for batch in make_loader(val, 2, False, 0, 0):
+            x = batch["image"].contiguous(memory_format=torch.channels_last)
+            yield net(x).float(), batch["label"]
+
+    record = calibrate_model_file(again, model.to(memory_format=torch.channels_last), outputs)
+    assert record == meta.calibration
