@@ -158,10 +158,7 @@ class Trainer:
                 net, device_ids=ids,
                 find_unused_parameters=has_unused_parameters(self.model, self.info, first,
                                                              self._batch_loss))
-        self.start_epoch = 0
-        self.best_miou = -1.0
-        self.best_epoch = -1
-        self.bad_epochs = 0
+        self.start_epoch, self.best_miou, self.best_epoch, self.bad_epochs = 0, -1.0, -1, 0
         self.history: list[dict] = []
         self.finished = False
         self.estimate = FirstEstimate()  # logged once a process, early
@@ -380,23 +377,23 @@ class Trainer:
         save_model_file(self.out / BEST_MODEL, kept, meta)
 
     def _calibrate(self) -> None:
-        """Fit the kept model's temperature on the validation split, once per run."""
+        """Fit the kept model's temperature on the validation split, once per run.
+
+        A model file holding the last validated weights is fitted on that validation's
+        outputs (:attr:`kept_outputs`), which a pass over the split would give again.
+        """
         loader = self.val_loader
         assert loader is not None, "calibration fits on the validation split"
-
-        # the model file holds the last validated weights: their outputs are those validated
         kept = self.kept_outputs if self.best_epoch == self.start_epoch else None
 
         def outputs(net: nn.Module):
-            if kept is not None:
-                yield from kept
-                return
             for batch in loader:
                 x, y = self._batch(batch)
                 with self._autocast():
                     yield main_output(net(x)).float(), y
 
         if (self.out / BEST_MODEL).exists():
-            record = calibrate_model_file(self.out / BEST_MODEL, self.model, outputs)
+            record = calibrate_model_file(self.out / BEST_MODEL, self.model,
+                                          outputs if kept is None else lambda _: kept)
             if record is not None:
                 log.info("calibration: %s", describe(record))
