@@ -13,7 +13,9 @@ of the wall time and of the process's CPU time (steadier on a loaded machine):
   --channels-last off``, the plain twin): above 1 is auto's end-to-end gain;
 - ``fastest fixed / auto``: 1 means ``auto`` costs nothing over knowing the answer, above 1
   that it beat every fixed run;
-- ``measuring / auto run``: the share of auto's wall time spent measuring;
+- ``measuring / auto run``: the share of auto's wall time spent measuring, and the measuring
+  seconds against auto's budget (``engine.autotune.DEFAULT_BUDGET_S``): the most any fresh
+  run took, and in how many runs the budget held;
 
 - **fresh**: ``auto``'s first run, measuring included;
 - **warm**: ``auto`` again with the cache its first run left (its second run). A job too short
@@ -44,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+
+from engine.autotune import DEFAULT_BUDGET_S
 
 FIXED = {"fp32/off": ["--precision", "fp32", "--channels-last", "off"],
          "fp32/on": ["--precision", "fp32", "--channels-last", "on"],
@@ -148,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         stacks = {size: tiled_stack(stack, size, work) for size in sizes}
         times: dict[tuple[int, str, str], list[float]] = {}  # (size, run, wall|cpu)
         shares: dict[int, list[float]] = {}  # auto's measuring / its wall time, by size
+        spent: dict[int, list[float]] = {}  # auto's measuring seconds, by size
         ratios: dict[tuple[int, str, str], list[float]] = {}
         for r in range(args.rounds):
             largest: Path | None = None
@@ -172,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
                         times.setdefault((size, name, clock), []).append(value)
                     if name == "auto":
                         shares.setdefault(size, []).append(measuring / wall)
+                        spent.setdefault(size, []).append(measuring)
                     print(f"round {r + 1} {size}² {name:9s} {wall:7.2f} s wall {cpu:7.2f} s CPU"
                           f"  runtime {runtime}, measuring {measuring:.1f} s{note}; "
                           f"{load()}", flush=True)
@@ -197,8 +203,11 @@ def main(argv: list[str] | None = None) -> None:
                       f"fastest fixed / auto: fresh cache "
                       f"{statistics.median(ratios[(size, 'auto', clock)]):.2f}, warm cache "
                       f"{statistics.median(ratios[(size, 'auto warm', clock)]):.2f}")
+            held = sum(t <= DEFAULT_BUDGET_S for t in spent[size])
             print(f"{size}² measuring / auto run (fresh cache): "
-                  f"{statistics.median(shares[size]):.1%}")
+                  f"{statistics.median(shares[size]):.1%}; measuring {max(spent[size]):.2f} s "
+                  f"at most against its {DEFAULT_BUDGET_S:g} s budget (held in {held} of "
+                  f"{len(spent[size])} runs)")
         print(load())
 
 if __name__ == "__main__":

@@ -63,11 +63,15 @@ def _evaluate(a: argparse.Namespace) -> int:
         raise ConfigError("--batch-size must be >= 1 and --points >= 0")
     check_range("--workers", a.workers, 0, 64)
     check_output_folder("--out", a.out)
-    from training.evaluate import evaluate
+    # imported once the options are checked: torch and the models take seconds to import,
+    # and --help and a refused option answer without them
+    from training.evaluate import EvaluateConfig, evaluate
 
-    res = evaluate(a.model, a.data, a.out, a.split, a.batch_size, a.device, a.precision,
-                   a.workers, a.points, a.point_seed, a.progress,
-                   channels_last=a.channels_last, autotune_cache=a.autotune_cache)
+    res = evaluate(EvaluateConfig(
+        model=a.model, data=a.data, out_dir=a.out, split=a.split, batch_size=a.batch_size,
+        device=a.device, precision=a.precision, channels_last=a.channels_last,
+        autotune_cache=a.autotune_cache, num_workers=a.workers, points=a.points,
+        point_seed=a.point_seed, progress=a.progress))
     print(res.table_path.read_text())
     print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}, "
           f"{res.reliability_path}")

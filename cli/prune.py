@@ -65,6 +65,8 @@ def prune_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _prune(args: dict) -> int:
+    # imported when the command runs: torch and the models take seconds to import, and
+    # --help and a refused option answer without them
     from training.pruning import prune
 
     model, data, out = args.pop("model"), args.pop("data"), args.pop("out")

@@ -21,6 +21,7 @@ from core.commands import (
 from core.parsers import command_parser
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
+from engine.distributed import leave_distributed
 from training.config import (
     NORMS,
     TrainConfig,
@@ -28,6 +29,8 @@ from training.config import (
     read_train_config,
     with_recipe_filter,
 )
+from training.noisy import train_filtered
+from training.patch_training import train
 from training.run_folder import resume_config
 
 RECIPE = "(default: the model's recipe)"
@@ -62,10 +65,23 @@ def train_parser() -> argparse.ArgumentParser:
         "docs/training.md lists every recipe). A YAML --config file may hold any of these "
         "options (underscores for dashes); flags given on the command line override it."),
         TRAIN_EXAMPLES)
+    p.add_argument("--config", help="YAML file with any TrainConfig option; flags override it")
+    p.add_argument("--data", help="patch dataset root (folder or gs://bucket/prefix)")
+    p.add_argument("--out", dest="out_dir",
+                   help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
+    _model_arguments(p)
+    _optimisation_arguments(p)
+    _data_arguments(p)
+    add_device_arguments(p, device=None, precision=None, channels_last=None)
+    _encoder_arguments(p)
+    _run_arguments(p)
+    add_logging_arguments(p)
+    return p
+
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    """The network, its loss and what it learns from."""
     a = p.add_argument
-    a("--config", help="YAML file with any TrainConfig option; flags override it")
-    a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
-    a("--out", dest="out_dir", help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
     a("--model", help="crofusenet | unet | unet-s2 | unet-s2-window | unet-s1 | runetpp | hrnet | "
       "hrnet-coarse (reads the product band); on label_fine: srseg | bilinear-unet | "
       "unet-upsample (scale from the manifest)")
@@ -79,6 +95,11 @@ def train_parser() -> argparse.ArgumentParser:
     a("--label", choices=["label", "label_fine"],
       help="the target: label (the grid's) or label_fine (the finer super-resolution label; "
            "default: the model's recipe, label_fine for srseg and its baselines)")
+
+
+def _optimisation_arguments(p: argparse.ArgumentParser) -> None:
+    """How the weights are fitted: optimiser, schedule, budget, early stopping, averaging."""
+    a = p.add_argument
     a("--optimizer", choices=["adam", "sgd"], help=f"the optimiser {RECIPE}")
     a("--momentum", type=float, help="SGD momentum (default: the model's recipe)")
     a("--epochs", type=int, help=f"most training epochs {RECIPE}")
@@ -87,6 +108,18 @@ def train_parser() -> argparse.ArgumentParser:
     a("--poly-power", type=float, help=f"power of the polynomial learning-rate decay {RECIPE}")
     a("--weight-decay", type=float, help=f"optimiser weight decay {RECIPE}")
     a("--patience", type=int, help=f"early-stopping patience in epochs {RECIPE}")
+    a("--ema", type=float, metavar="ITERATIONS", help=(
+        "validate, select and save the exponential moving average of the weights, whose "
+        "weight on a step halves every ITERATIONS training iterations (0: the last weights; "
+        "default: the model's recipe, 10 for unet-s2, else 0)"))
+    a("--seed", type=int, help="seed of weights, shuffling and augmentation (default: 0)")
+    a("--max-batches", type=int, help="cap on training batches per epoch")
+    a("--max-iterations", type=int, help="total iteration budget (replaces --epochs)")
+
+
+def _data_arguments(p: argparse.ArgumentParser) -> None:
+    """Which patches, how they are cut, filtered, augmented, normalised and read."""
+    a = p.add_argument
     a("--crop-size", type=int, help="random square training crops in pixels (default: the "
       "model's recipe, 513 for hrnet; 0 trains on whole patches)")
     a("--allow-small-patches", action="store_const", const=True, help=(
@@ -97,11 +130,9 @@ def train_parser() -> argparse.ArgumentParser:
         "label on fewer than SHARE of the pixels (e.g. 0.2), retrain; the dropped patches "
         "are listed in <out>/noisy_patches.json (default: the model's recipe; hrnet-coarse "
         "filters at 0.2)"))
-    a("--seed", type=int, help="seed of weights, shuffling and augmentation (default: 0)")
     a("--workers", dest="num_workers", type=int, help=(
         "data-loader worker processes (default: none for a dataset cached on a CPU, else "
         "cores - 1, at most 8)"))
-    add_device_arguments(p, device=None, precision=None, channels_last=None)
     a("--no-augment", dest="augment", action="store_const", const=False,
       help="train without the paper's augmentations (flips, rotations by 90°)")
     a("--radiometric", action=argparse.BooleanOptionalAction, help=(
@@ -114,14 +145,15 @@ def train_parser() -> argparse.ArgumentParser:
         "normalise the input bands by the training split's statistics (training) or by each "
         "scene's own: every training patch by its scene's, every map by its input stack's "
         "(scene; default: the model's recipe, scene for unet-s2, training for the others)"))
-    a("--ema", type=float, metavar="ITERATIONS", help=(
-        "validate, select and save the exponential moving average of the weights, whose "
-        "weight on a step halves every ITERATIONS training iterations (0: the last weights; "
-        "default: the model's recipe, 10 for unet-s2, else 0)"))
     a("--cache", action="store_const", const=True,
       help="keep decoded patches in memory (default: when they fit)")
     a("--no-cache", dest="cache", action="store_const", const=False,
       help="decode every patch every epoch")
+
+
+def _encoder_arguments(p: argparse.ArgumentParser) -> None:
+    """A pretrained encoder fused with the U-Net."""
+    a = p.add_argument
     a("--encoder", metavar="NAME=PATH", help=(
         "fuse a pretrained encoder read from its published file with the U-Net: "
         "presto=PATH (default_model.pt) or galileo-nano=PATH (encoder.pt); the file's "
@@ -132,14 +164,15 @@ def train_parser() -> argparse.ArgumentParser:
     a("--fusion", choices=["concat", "head"], help=(
         "encoder features beside the image channels into the U-Net (concat, default) or the "
         "encoder as backbone with a light decoder (head)"))
-    a("--max-batches", type=int, help="cap on training batches per epoch")
-    a("--max-iterations", type=int, help="total iteration budget (replaces --epochs)")
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """Stopping, resuming and what the run shows."""
+    a = p.add_argument
     a("--stop-after", type=int, help="leave after N epochs (continue later with --resume)")
     a("--resume", action="store_const", const=True, help="continue the run in --out exactly")
     a("--no-progress", dest="progress", action="store_const", const=False,
       help="no progress bars")
-    add_logging_arguments(p)
-    return p
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
@@ -160,19 +193,13 @@ def _train(args: dict) -> int:
     else:
         cfg = config_from_mapping(given)
     check_output_folder("--out", cfg.out_dir)
-    from engine.distributed import leave_distributed
-
     finished = False
     try:
         cfg = with_recipe_filter(cfg)  # e.g. hrnet-coarse filters noisy samples by default
         if cfg.filter_noisy is not None:
-            from training.noisy import train_filtered
-
             result = train_filtered(cfg).final
             print(f"noisy-sample filtering: {result.out_dir / 'noisy_patches.json'}")
         else:
-            from training.trainer import train
-
             result = train(cfg)
         finished = True
     finally:

@@ -25,7 +25,7 @@ from torch import nn
 from core.errors import ConfigError
 from engine import autotune, quantize
 from engine.devices import InferencePrecision, Layout
-from engine.execution import Setting
+from engine.setting import Setting
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Kept apart from the measuring (:mod:`engine.autotune`) because every output writ
 what :meth:`Choice.tags` returns: the setting and whether it was asked for or chosen, never
 this machine's timings, device or caches (:meth:`Choice.measurements`).
 
-May import: ``engine.execution``, ``core``; nothing else of the project.
+May import: ``engine.setting``, ``core``; nothing else of the project.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from core.shareable import shareable_text
-from engine.execution import Dtype, Mode, Setting
+from engine.setting import Dtype, Mode, Setting
 
 #: Agreement with fp32: mean |p - p_fp32| of the class probabilities, per pixel.
 TOLERANCE = 0.02

@@ -86,3 +86,13 @@ def unused_parameters(model: nn.Module, batch: Mapping[str, torch.Tensor],
         loss(probe(batch["image"]), batch).backward()  # type: ignore[no-untyped-call]
     return [name for name, p in probe.named_parameters()
             if p.requires_grad and p.grad is None]
+
+
+def sum_over_ranks(total: float, seen: int, info: DistInfo,
+                   device: torch.device) -> tuple[float, int]:
+    """A sum and a count added up over every rank (as given in a single process)."""
+    if info.world_size == 1:
+        return total, seen
+    t = torch.tensor([total, float(seen)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t[0]), int(t[1])

@@ -1,9 +1,9 @@
-"""How one configuration runs a model: the :class:`Setting` and the runner ``auto`` times.
+"""How one configuration runs a model: the runner ``auto`` times, and torch's thread count.
 
-Kept apart from :mod:`engine.autotune` (which decides what to time, for how long, and
-remembers the answer) because running a candidate is its own concern: entering its
-cuDNN flags, its memory format and autocast, a training step on a private copy of the
-model, the batch cut to what fits the budget.
+Kept apart from :mod:`engine.measuring` (which decides what to time and for how long) because
+running a candidate (a :class:`~engine.setting.Setting`) is its own concern: entering its cuDNN
+flags, its memory format and autocast, a training step on a private copy of the model, the
+batch cut to what fits the budget. The thread count has one owner here (:func:`set_threads`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,19 +23,23 @@ from core.commands import DETAIL
 from engine.allocator import keep_freed_memory
 from engine.compiled import compile_for_inference
 from engine.outputs import main_output
+from engine.setting import Batch, Dtype, Mode, Setting, TrainStep
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["inference", "training"]
-Dtype = Literal["fp32", "bf16", "fp16", "int8"]  # int8: a quantized model, no autocast
-Batch = dict[str, Any]  # "image" (N, C, H, W) and, for training, the targets
+__all__ = ["CALLS_PER_CANDIDATE", "CHECK_SIDE", "GROW_STEPS", "STEP_FORWARDS", "Batch", "Dtype",
+           "Mode", "Setting", "SettingRunner", "TrainStep", "calling_thread_only",
+           "class_probabilities", "cut_batch", "process_threads_at", "set_threads"]
 
 #: Calls each candidate needs: its agreement check (or warm-up step) and timed calls.
 CALLS_PER_CANDIDATE = 3.0
 #: Measurements taken at most to grow the timed batch towards the real one.
 GROW_STEPS = 2
-#: Side (pixels) of the crop of the first tile that inference's agreement checks run on.
+#: Side (pixels) of the crop of the first tile(s) that the agreement checks run on.
 CHECK_SIDE = 128
+#: A training step's time in forwards of the same batch (forward, backward, update): what a
+#: step is estimated at from a forward before any step ran.
+STEP_FORWARDS = 3.0
 
 
 def set_threads(threads: int) -> None:
@@ -77,68 +80,6 @@ def process_threads_at(threads: int | None) -> Iterator[None]:
         set_threads(saved)
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One way to run a model.
-
-    Attributes:
-        precision: autocast dtype (``fp32``: no autocast).
-        channels_last: NHWC memory format for the model and its inputs.
-        cudnn_benchmark: ``torch.backends.cudnn.benchmark`` (None: leave it).
-        compile: run the model compiled (inference: inductor with frozen weights,
-            :func:`engine.compiled.compile_for_inference`; training:
-            ``torch.compile``).
-    """
-
-    precision: Dtype = "fp32"
-    channels_last: bool = False
-    cudnn_benchmark: bool | None = None
-    compile: bool = False
-
-    @property
-    def label(self) -> str:
-        parts = [self.precision, "nhwc" if self.channels_last else "nchw"]
-        if self.cudnn_benchmark:
-            parts.append("cudnn-bench")
-        if self.compile:
-            parts.append("compiled")
-        return "/".join(parts)
-
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.channels_last else torch.contiguous_format
-
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        """The autocast dtype, None for fp32 (no autocast)."""
-        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16,
-                "int8": None}[self.precision]
-
-    def autocast(self, device_type: str) -> contextlib.AbstractContextManager[None]:
-        dtype = self.autocast_dtype
-        return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype)
-
-
-
-@dataclass(frozen=True)
-class TrainStep:
-    """What a training step needs beyond the model and its input.
-
-    Attributes:
-        loss: ``loss(output, batch) -> scalar``; ``batch`` holds ``"image"`` (the input, in
-            the candidate's memory format) and the ``targets``, all cut like the input when
-            the measurement uses fewer samples or a crop.
-        optimizer: builds the run's optimizer over some parameters (a fresh one is built for
-            the copy of the model that is timed, so the run's own state is untouched).
-        targets: the batch's other tensors on the device (``"label"`` ...), whose first
-            dimension is the batch and whose last two are the input's times an integer.
-    """
-
-    loss: Callable[[Any, Mapping[str, torch.Tensor]], torch.Tensor]
-    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-    targets: Mapping[str, Any] = field(default_factory=dict)
-
-
 class SettingRunner:
     """Runs one inference call or training step of a model under a given setting."""
 
@@ -170,6 +111,8 @@ class SettingRunner:
         self._fp32_seconds: dict[int, float] = {}
         self._references: dict[tuple[int, ...], torch.Tensor] = {}  # by input shape
         self._probe: float | None = None
+        #: seconds of a warm fp32 NCHW call on the check crop (:meth:`probe_estimate`)
+        self.check_seconds = 0.0
 
     def close(self) -> None:
         self._compiled.clear()
@@ -190,7 +133,8 @@ class SettingRunner:
         time (an overestimate, it builds the kernels) stands for the step's. Inference: one
         timed call, the first at full size as every other candidate's first timed call is
         (the fp32 reference on the check crop, :meth:`check_batch`, runs before it and pays
-        the process's first-call costs).
+        the process's first-call costs; :meth:`probe_estimate` says beforehand how long it
+        takes).
         """
         if self._probe is None:
             h, w = self.example["image"].shape[-2:]
@@ -199,15 +143,17 @@ class SettingRunner:
         return self._probe
 
     def check_batch(self) -> Batch:
-        """What inference's agreement checks run on: a crop of the first tile.
+        """What the agreement checks run on: a crop of the first tile (training: two).
 
-        :data:`CHECK_SIDE` pixels a side (the whole tile when smaller). A check compares
-        the candidate's probabilities with fp32's on the same pixels; a crop makes it a small
-        share of a call, so the budget pays for timed calls instead. Timings are never taken
-        on a crop (fixed per-call costs rank candidates differently).
+        :data:`CHECK_SIDE` pixels a side (the whole tile when smaller), :attr:`smallest`
+        samples. A check compares the candidate's probabilities with fp32's on the same
+        pixels; a crop makes it a small share of a call, so the budget pays for timed calls
+        instead. Candidates are never timed on a crop (fixed per-call costs rank them
+        differently); fp32's time on it only estimates a full-size call
+        (:meth:`probe_estimate`).
         """
         h, w = self.example["image"].shape[-2:]
-        return cut_batch(self.example, 1, min(h, CHECK_SIDE), min(w, CHECK_SIDE))
+        return cut_batch(self.example, self.smallest, min(h, CHECK_SIDE), min(w, CHECK_SIDE))
 
     def check_reference(self) -> tuple[Batch, torch.Tensor]:
         """The agreement checks' input (:meth:`check_batch`) and fp32 NCHW's probabilities.
@@ -222,8 +168,27 @@ class SettingRunner:
             h, w = self.example["image"].shape[-2:]
             log.log(DETAIL, "autotune: the model refuses a %s crop (%s); checking whole tiles",
                     "x".join(map(str, crop["image"].shape[-2:])), exc)
-            whole = cut_batch(self.example, 1, h, w)
+            whole = cut_batch(self.example, self.smallest, h, w)
             return whole, self.reference(whole)
+
+    def probe_estimate(self, check: Batch) -> tuple[float, float]:
+        """Seconds :meth:`probe` is expected to take, and fp32's seconds per sample.
+
+        From one timed fp32 NCHW call on ``check`` (warm: the reference was its first),
+        scaled by pixels to the full tile: an overestimate, since the per-call costs that do
+        not grow with pixels are counted as if they did. A training step counts
+        :data:`STEP_FORWARDS` forwards, and the training probe makes two steps.
+        """
+        t0 = time.perf_counter()
+        self.probabilities(Setting(), check)
+        self.check_seconds = max(time.perf_counter() - t0, 1e-6)
+        h, w = self.example["image"].shape[-2:]
+        ch, cw = check["image"].shape[-2:]
+        per_sample = self.check_seconds * (h * w) / (ch * cw) / int(check["image"].shape[0])
+        if self.mode == "training":
+            per_sample *= STEP_FORWARDS
+            return 2 * per_sample * self.smallest, per_sample
+        return per_sample * self.smallest, per_sample
 
     def fit_batch(self, budget_s: float, n_candidates: int,
                   deadline: float | None = None) -> Batch:

@@ -32,6 +32,8 @@ from typing import Any, Literal
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from engine import quantize
+from engine.autotune_cache import describe_device
 from engine.outputs import main_output
 
 Dtype = Literal["fp32", "bf16", "fp16", "int8"]
@@ -89,8 +91,6 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
     Sizes are large enough to reach the plateau on the hardware class (CPU: 2048-wide GEMM,
     128->128 channels at 96x96; GPU: 8192-wide GEMM, 256->256 channels at 128x128, batch 32).
     """
-    from engine.autotune import describe_device
-
     started = time.perf_counter()
     precisions = precisions or native_precisions(device)
     gpu = device.type == "cuda"
@@ -125,8 +125,6 @@ def measure_peak(device: torch.device, precisions: list[Dtype] | None = None,
 
 def _int8_rates(device: torch.device, seconds: float) -> tuple[float, float]:
     """int8 GEMM and 3x3 convolution rates (G int8 operations per second) on the CPU."""
-    from engine import quantize
-
     if device.type != "cpu":
         raise ValueError("the int8 peak is measured on the CPU only")
     n = 2048

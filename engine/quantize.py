@@ -7,11 +7,10 @@ symmetric weights, per-tensor affine activations), and compiled with inductor an
 weights, which is what turns the quantize / dequantize pairs into oneDNN int8 convolutions
 (uncompiled, the converted graph runs those pairs in fp32 and is slower than fp32).
 
-An int8 map is used only when it agrees with the fp32 map (:func:`agreement`,
-:data:`MIN_CLASS_AGREEMENT`, :data:`MIN_ISA_F1_VS_FP32`, :data:`MAX_F1_CHANGE`), by the
-same bounds whether the check patches have labels or not (then the fp32 map's classes stand
-for them); the caller picks the patches it is checked on and records the figures with the
-choice.
+An int8 map is used only when it agrees with the fp32 map (:mod:`engine.int8_agreement`), by
+the same bounds whether the check patches have labels or not (then the fp32 map's classes
+stand for them); the caller picks the patches it is checked on and records the figures with
+the choice.
 
 May import: ``core``, torch; ``torchao`` (the ``int8`` extra) inside functions.
 """
@@ -35,22 +34,23 @@ from core.digest import chunks_sha256, json_digest, text_sha256
 from core.errors import ConfigError, IsamapError
 from engine.compiled import compile_for_inference, inductor_cache_dir
 from engine.devices import check_precision
+from engine.int8_agreement import (
+    MAX_F1_CHANGE,
+    MIN_CLASS_AGREEMENT,
+    MIN_ISA_F1_VS_FP32,
+    Agreement,
+    agreement,
+    logits,
+)
 from engine.outputs import main_output
 
 log = logging.getLogger(__name__)
 
-#: An int8 map is used only when at least this share of its pixels has the fp32 map's class...
-MIN_CLASS_AGREEMENT = 0.99
-#: ...its impervious pixels reach this F1 against the fp32 map's (a map whose few impervious
-#: pixels all flipped can still agree on 99 % of a rural tile)...
-MIN_ISA_F1_VS_FP32 = 0.99
-#: ...and, on labelled patches, its impervious F1 against the labels is within this of fp32's:
-#: half the smallest difference in average F1 the CroFuseNet paper reports between two of
-#: its configurations (0.0073, optical + SAR against optical alone; CroFuseNet against
-#: U-Net: 0.0105), so int8 cannot turn one of its conclusions around. All three bounds
-#: apply; a check without labels (the map's own input) takes the fp32 map's classes as its
-#: labels, so int8 must reach an impervious F1 of 1 - MAX_F1_CHANGE against them.
-MAX_F1_CHANGE = 0.005
+__all__ = ["CALIBRATION_PATCHES", "CHECK_PATCHES", "MAX_F1_CHANGE", "MIN_CLASS_AGREEMENT",
+           "MIN_ISA_F1_VS_FP32", "Agreement", "FixedBatch", "Int8Model", "Int8Patches",
+           "Int8RefusedError", "Int8UnavailableError", "agreement", "build_int8", "check_int8",
+           "compile_int8", "cpu_has_int8", "logits", "quantize", "record_key"]
+
 #: Patches observed to set the activation ranges (a few dozen: the ranges settle quickly).
 CALIBRATION_PATCHES = 32
 #: Patches the int8 output is checked on.
@@ -67,54 +67,6 @@ class Int8UnavailableError(IsamapError, ImportError):
 
 class Int8RefusedError(ConfigError):
     """The int8 map disagrees with the fp32 map beyond the tolerance (exit 2)."""
-
-
-@dataclass(frozen=True)
-class Agreement:
-    """How an int8 map compares with the fp32 map of the same patches.
-
-    Attributes:
-        class_agreement: share of pixels with the same class.
-        isa_f1_vs_fp32: F1 of the int8 impervious pixels against the fp32 ones.
-        isa_f1_labels: F1 against the labels of (fp32, int8); where the check has no
-            labels, against the fp32 map's classes standing for them (fp32 then scores 1).
-        pixels: pixels compared.
-        labelled: whether the check had labels.
-    """
-
-    class_agreement: float
-    isa_f1_vs_fp32: float
-    isa_f1_labels: tuple[float, float] | None
-    pixels: int
-    labelled: bool = True
-
-    @property
-    def reference(self) -> str:
-        """What the label F1 is measured against, in words (recorded)."""
-        return "labels" if self.labelled else "fp32 map's classes (no labels)"
-
-    @property
-    def f1_change(self) -> float:
-        """|F1_int8 - F1_fp32| against the labels, or the fp32 classes standing for them."""
-        if self.isa_f1_labels is None:
-            return 0.0
-        return abs(self.isa_f1_labels[1] - self.isa_f1_labels[0])
-
-    @property
-    def accepted(self) -> bool:
-        return (self.class_agreement >= MIN_CLASS_AGREEMENT
-                and self.isa_f1_vs_fp32 >= MIN_ISA_F1_VS_FP32
-                and self.f1_change <= MAX_F1_CHANGE)
-
-    def describe(self) -> str:
-        text = (f"class agreement with fp32 {100 * self.class_agreement:.2f} % (at least "
-                f"{100 * MIN_CLASS_AGREEMENT:g} %), impervious F1 against the fp32 map "
-                f"{self.isa_f1_vs_fp32:.4f} (at least {MIN_ISA_F1_VS_FP32:g})")
-        if self.isa_f1_labels is not None:
-            text += (f", impervious F1 against the {self.reference} "
-                     f"{self.isa_f1_labels[1]:.4f} (fp32 {self.isa_f1_labels[0]:.4f}, change "
-                     f"at most {MAX_F1_CHANGE:g})")
-        return f"{text}, over {self.pixels} pixels"
 
 
 @dataclass(frozen=True)
@@ -329,48 +281,6 @@ def compile_int8(quantized: nn.Module, example: torch.Tensor) -> tuple[nn.Module
     return compiled, compiled.compile_seconds
 
 
-def logits(module: nn.Module, batches: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """The main output of ``module`` on each batch, float32 on the CPU."""
-    with torch.inference_mode():
-        return [main_output(module(x)).float() for x in batches]
-
-
-def agreement(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tensor],
-              isa_class: int, labels: Sequence[torch.Tensor] | None = None,
-              label_nodata: int | None = None) -> Agreement:
-    """Compare the class maps of two models' logits ``(N, K, H, W)`` batch by batch.
-
-    ``labels``: ``(N, H, W)`` class indexes, ``label_nodata`` where unknown (those pixels
-    are left out of the label F1 only); None: the reference's classes stand for them, so a
-    check without labels is held to the same bounds. A one-logit model's class is
-    ``logit > 0``.
-    """
-    same = pixels = 0
-    counts = {"both": 0, "ref": 0, "cand": 0}
-    label_counts = [{"tp": 0, "fp": 0, "fn": 0}, {"tp": 0, "fp": 0, "fn": 0}]
-    for i, (ref, cand) in enumerate(zip(reference, candidate, strict=True)):
-        ref_cls, cand_cls = _classes(ref), _classes(cand)
-        same += int((ref_cls == cand_cls).sum())
-        pixels += ref_cls.numel()
-        ref_isa, cand_isa = ref_cls == isa_class, cand_cls == isa_class
-        counts["both"] += int((ref_isa & cand_isa).sum())
-        counts["ref"] += int(ref_isa.sum())
-        counts["cand"] += int(cand_isa.sum())
-        # the labels, or the reference's classes standing for them
-        label = labels[i] if labels is not None else ref_cls
-        known = (label != label_nodata if labels is not None and label_nodata is not None
-                 else torch.ones_like(label, dtype=torch.bool))
-        truth = (label == isa_class) & known
-        for c, pred in zip(label_counts, (ref_isa, cand_isa), strict=True):
-            c["tp"] += int((pred & truth).sum())
-            c["fp"] += int((pred & ~truth & known).sum())
-            c["fn"] += int((~pred & truth).sum())
-    f1_vs = _f1(counts["both"], counts["cand"] - counts["both"], counts["ref"] - counts["both"])
-    fp32_f1, int8_f1 = (_f1(c["tp"], c["fp"], c["fn"]) for c in label_counts)
-    return Agreement(same / max(pixels, 1), f1_vs, (fp32_f1, int8_f1), pixels,
-                     labels is not None)
-
-
 def build_int8(model: nn.Module, patches: Int8Patches, isa_class: int, *,
                example: torch.Tensor | None = None) -> Int8Model:
     """Quantize ``model``, check it against fp32, compile it for ``example``'s shape.
@@ -450,16 +360,6 @@ def _check_compiled(graph: nn.Module, compiled: nn.Module, example: torch.Tensor
     if figures.class_agreement < MIN_CLASS_AGREEMENT:
         raise Int8RefusedError(f"the compiled int8 model disagrees with its own graph: "
                                f"{figures.describe()}; use --precision bf16 or fp32")
-
-
-def _classes(logits_: torch.Tensor) -> torch.Tensor:
-    return (logits_[:, 0] > 0).long() if logits_.shape[1] == 1 else logits_.argmax(1)
-
-
-def _f1(tp: int, fp: int, fn: int) -> float:
-    """F1; 1 when neither side has a positive pixel (both maps agree there is none)."""
-    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
-
 
 
 # ----------------------------------------------------------------------------- the record's key

@@ -6,7 +6,7 @@ Seed 002 line 107 ends every branch with "a 3x3 convolution, BN and a rectified 
 (ReLU) layer" producing the 2-class output. A ReLU on logits makes every logit >= 0: where both
 pre-activations are negative the two logits tie at 0 (argmax then says class 0) and no gradient
 flows back through them. This module measures what that costs: for every dataset and seed it
-trains the same reduced-width CroFuseNet twice through ``training.trainer.train`` — once with
+trains the same reduced-width CroFuseNet twice through ``training.patch_training.train`` — once with
 ``head="paper"``, once with ``head="linear"`` (same seed, data, augmentation draws, budget,
 validation-based selection) — evaluates both on the test split with
 ``training.evaluate.evaluate`` and counts the test pixels whose logits all tie (decided by
@@ -40,9 +40,9 @@ from engine.outputs import main_output
 from experiments.threads import add_threads_argument, use_threads
 from training.config import TrainConfig
 from training.data import NormStats, PatchDataset
-from training.evaluate import evaluate
+from training.evaluate import EvaluateConfig, evaluate
 from training.modelfile import load_model_file
-from training.trainer import train
+from training.patch_training import train
 
 HEADS = ("paper", "linear")
 METRICS = ("miou", "iou1", "f1_1", "oa", "tied")
@@ -95,7 +95,7 @@ def run_one(name: str, data: str, head: str, seed: int, budget: HeadBudget, out:
                       channels_last=False, device="cpu", num_workers=0, cache=True,
                       resume=True, progress=False)
     result = train(cfg)
-    ev = evaluate(result.model_path, data, run / "test", "test", progress=False)
+    ev = evaluate(EvaluateConfig(result.model_path, data, run / "test", "test", progress=False))
     pixel = ev.metrics["pixel"]
     record = {"key": key, "dataset": name, "head": head, "seed": seed,
               "best_epoch": result.best_epoch, "miou": pixel["miou"], "iou1": pixel["iou"][1],

@@ -14,6 +14,8 @@ or on where a run was resumed.
   one that standardises each window itself (``unet-s2-window``'s ``input_norm: patch``) or is
   normalised by each scene's statistics (``unet-s2``) is unmoved by the affine part anyway,
   and sees only the gamma.
+- :func:`random_crop` (a recipe's ``crop``): a random square window of the image and the same
+  ground of its targets, whatever their scale.
 """
 
 from __future__ import annotations
@@ -143,3 +145,21 @@ def haze_weights(bands: Sequence[str], angstrom: float) -> np.ndarray:
         if nm:
             out[i] = (HAZE_REFERENCE_NM / nm) ** angstrom
     return out
+
+
+def random_crop(image: np.ndarray, targets: list[np.ndarray], size: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A random ``size x size`` window of ``image`` (C, H, W) and the same area of ``targets``.
+
+    A target (a label ``(H', W')`` or a fine image ``(C, H', W')``) may be ``k`` times finer
+    than the image; its window is the image window's, scaled by ``k``, so all keep covering
+    the same ground.
+    """
+    h, w = image.shape[1:]
+    r0 = int(rng.integers(0, h - size + 1)) if h > size else 0
+    c0 = int(rng.integers(0, w - size + 1)) if w > size else 0
+    cut = []
+    for t in targets:
+        k = t.shape[-2] // h
+        cut.append(t[..., r0 * k:(r0 + size) * k, c0 * k:(c0 + size) * k])
+    return image[:, r0:r0 + size, c0:c0 + size], cut

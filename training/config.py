@@ -24,6 +24,8 @@ from typing import Any, Literal
 from core.config_file import read_config_file, typed_values
 from core.errors import ConfigError
 from engine.devices import PRECISIONS, Layout, Precision, layout_flag
+from training.models import available_models, recipe_for
+from training.models.registry import DEFAULT_RECIPE
 
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
 Optimizer = Literal["adam", "sgd"]
@@ -62,7 +64,7 @@ class TrainConfig:
             share of pixels, then retrain; None trains on every patch.
         seed: seeds model init, data order and augmentation.
         num_workers: loader worker processes (None: by the dataset's size and the device,
-            :func:`training.data.choose_data_path`: none for a cached dataset on a CPU, else
+            :func:`training.loader.choose_data_path`: none for a cached dataset on a CPU, else
             cores - 1, at most 8).
         precision: ``auto`` = measured at the start of the run on the real model, batch and
             device (``engine.autotune``: the fastest training step of fp32/bf16, and fp16
@@ -91,7 +93,7 @@ class TrainConfig:
             choice, the temperature and the model file use the average; 0: off (the
             last iterate); None: the model's recipe (``unet-s2``: 10).
         cache: keep decoded patches in memory (None: when they fit,
-            :func:`training.data.choose_data_path`).
+            :func:`training.loader.choose_data_path`).
         max_batches: cap on training batches per epoch (quick demos and benchmarks).
         max_iterations: total training-iteration budget; when set it replaces ``epochs``
             (the last epoch is cut short and the poly schedule ends at the budget).
@@ -204,11 +206,6 @@ def apply_recipe(cfg: TrainConfig) -> TrainConfig:
     under the given ``loss_kwargs`` when the loss is the recipe's (see
     ``ModelRecipe.loss_settings``).
     """
-    # Here, not at the top: the command-line parsers import this module, and the models (with
-    # torch) load only when a run starts.
-    from training.models import available_models, recipe_for
-    from training.models.registry import DEFAULT_RECIPE
-
     # A name outside the registry (a model built by hand for Trainer) gets the default
     # recipe; train() still refuses such a name when it builds the model.
     recipe = recipe_for(cfg.model) if cfg.model in available_models() else DEFAULT_RECIPE
@@ -232,8 +229,6 @@ def as_recorded(model: str, model_kwargs: Mapping) -> dict:
     them); an argument the record names stays as recorded. Without it, :func:`apply_recipe`
     would put today's recipe under an old record and change what it trains or resumes.
     """
-    from training.models import available_models, recipe_for
-
     if model not in available_models():
         return dict(model_kwargs)
     recipe_kwargs = recipe_for(model).model_kwargs
@@ -247,8 +242,6 @@ def with_recipe_filter(cfg: TrainConfig) -> TrainConfig:
     Kept apart from :func:`apply_recipe`, which every stage of a filtered run applies: the
     filter is decided once, by the command, and its two trainings run unfiltered.
     """
-    from training.models import available_models, recipe_for
-
     if cfg.filter_noisy is not None or cfg.model not in available_models():
         return cfg
     return dataclasses.replace(cfg, filter_noisy=recipe_for(cfg.model).filter_noisy)

@@ -11,75 +11,38 @@ the input bands, normalised like the input and moved (never blurred) with the la
 
 Determinism: the loader's sampler yields ``(epoch, index)`` keys and each sample's random
 augmentation is drawn from ``default_rng([seed, epoch, index])``, so a batch does not depend
-on worker count, worker scheduling or where a run was resumed.
+on worker count, worker scheduling or where a run was resumed. The loader that draws them is
+:mod:`training.loader`; the dataset's files are found by :mod:`training.patch_files`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import posixpath
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import rasterio
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import Dataset
 
 from contract import dataset as _dataset
 from contract.bands import LABEL_NODATA, is_code_band
 from core.errors import ConfigError, InputDataError
-from core.storage import open_store
-from core.storage.gdal_auth import check_read, gdal_env
-from engine.execution import calling_thread_only
-from training.augmentation import Augment, Radiometric
-from training.sampling import KeyedSampler
+from core.storage.gdal_auth import check_read
+from training.augmentation import Augment, Radiometric, random_crop
+from training.patch_files import (
+    class_names_of,
+    open_raster,
+    patch_key,
+    raster_path,
+    read_manifest,
+    scene_key,
+)
 
 Split = Literal["train", "val", "test"]
-
-
-# ------------------------------------------------------------------ index and manifest
-# Reading goes through the dataset contract's readers (contract.dataset) and so the
-# one storage seam (core.storage): local folders and gs:// datasets behave alike and
-# retries live in one place.
-def read_manifest(root: str | os.PathLike) -> dict:
-    """The dataset manifest, refused when it lists no bands (nothing to train on)."""
-    manifest = _dataset.read_manifest(root, missing_ok=True)
-    if not manifest:
-        raise InputDataError(f"no manifest.json in {root}; is it a patch dataset root "
-                             "(manifest.json + index.jsonl written by isamap-export)?")
-    if not manifest.get("bands"):
-        raise InputDataError(f"{root}/manifest.json lists no bands")
-    return manifest
-
-
-def _raster_path(root: str, rel: str) -> str:
-    """What rasterio opens: a local path, or GDAL's ``/vsigs/`` path of a gs:// object."""
-    return open_store(root).gdal_path(rel)
-
-
-@contextmanager
-def _open_raster(path: str) -> Iterator[Any]:
-    """``rasterio.open`` with the Cloud Storage credentials when ``path`` is ``/vsigs/``."""
-    with gdal_env(path), rasterio.open(path) as src:
-        yield src
-
-
-def class_names_of(manifest: dict) -> tuple[str, ...]:
-    """Class names from ``manifest["label"]["classes"]`` (list or {value: name}), else ISA."""
-    classes = (manifest.get("label") or {}).get("classes")
-    if isinstance(classes, dict):
-        values = sorted(int(v) for v in classes)
-        if values != list(range(len(values))):
-            raise InputDataError(f"label classes {values} are not 0..K-1; the models need "
-                                 "contiguous class values (remap the labels)")
-        return tuple(str(classes[k]) for k in sorted(classes, key=lambda v: int(v)))
-    if isinstance(classes, list) and classes:
-        return tuple(str(c["name"]) if isinstance(c, dict) else str(c) for c in classes)
-    return ("pervious", "impervious")
 
 
 # ------------------------------------------------------------------ normalisation
@@ -150,16 +113,6 @@ def compute_norm_stats(dataset: PatchDataset, max_patches: int | None = None) ->
     """Streaming per-band mean/std (float64 sums) over a dataset's raw images."""
     count = len(dataset) if max_patches is None else min(max_patches, len(dataset))
     return band_stats((dataset.read_raw(i)[0] for i in range(count)), dataset.bands)
-
-
-def scene_key(record: dict) -> str:
-    """The scene a patch was cut from: its image's folder (``[part/]patches/<month>``).
-
-    One month of one export is one stack on one grid (docs/data-contract.md), and a dataset
-    merged from several exports keeps each part's files under the part's name, so the folder
-    tells the scenes apart.
-    """
-    return posixpath.dirname(str(record["image"]))
 
 
 def compute_scene_norms(root: str | os.PathLike,
@@ -285,12 +238,12 @@ class PatchDataset(Dataset):
     def decoded_bytes(self) -> int:
         """Memory the decoded patches take when cached (the first patch's size times the count)."""
         rec = self.records[0]
-        with _open_raster(_raster_path(self.root, rec["image"])) as src:
+        with open_raster(raster_path(self.root, rec["image"])) as src:
             per_patch = len(self.band_indexes) * src.height * src.width * 4
-        with _open_raster(_raster_path(self.root, rec[self.label_key])) as src:
+        with open_raster(raster_path(self.root, rec[self.label_key])) as src:
             per_patch += src.height * src.width
         if self.fine_band_indexes is not None:
-            with _open_raster(_raster_path(self.root, rec["image_fine"])) as src:
+            with open_raster(raster_path(self.root, rec["image_fine"])) as src:
                 per_patch += len(self.fine_band_indexes) * src.height * src.width * 4
         return per_patch * len(self.records)
 
@@ -298,7 +251,7 @@ class PatchDataset(Dataset):
     def patch_size(self) -> int:
         """The smaller edge of the first patch image, in pixels (read from the file)."""
         rec = self.records[0]
-        with _open_raster(_raster_path(self.root, rec["image"])) as src:
+        with open_raster(raster_path(self.root, rec["image"])) as src:
             return min(src.height, src.width)
 
     def target_warning(self, model: str) -> str | None:
@@ -315,9 +268,9 @@ class PatchDataset(Dataset):
         missing = sum(1 for r in self.records if not r.get("image_fine"))
         if missing:
             return None, f"{missing} of {len(self.records)} patches have no fine image"
-        path = _raster_path(self.root, self.records[0]["image_fine"])
+        path = raster_path(self.root, self.records[0]["image_fine"])
         try:
-            with _open_raster(path) as src:
+            with open_raster(path) as src:
                 names, count = list(src.descriptions), src.count
         except rasterio.errors.RasterioIOError as exc:
             check_read(path, exc)
@@ -334,7 +287,7 @@ class PatchDataset(Dataset):
         counts = np.zeros(256, dtype=np.int64)
         for rec in self.records:
             try:
-                with _open_raster(_raster_path(self.root, rec[self.label_key])) as src:
+                with open_raster(raster_path(self.root, rec[self.label_key])) as src:
                     counts += np.bincount(src.read(1).ravel().astype(np.uint8), minlength=256)
             except rasterio.errors.RasterioIOError as exc:
                 raise InputDataError(f"cannot read patch {rec['id']} of {self.root}: {exc}"
@@ -367,7 +320,7 @@ class PatchDataset(Dataset):
         """
         rec = self.records[i]
         try:
-            with _open_raster(_raster_path(self.root, rec[key])) as src:
+            with open_raster(raster_path(self.root, rec[key])) as src:
                 if isinstance(indexes, int):
                     return src.read(indexes)
                 data, nod = src.read(list(indexes), out_dtype="float32"), src.nodata
@@ -431,29 +384,6 @@ class PatchDataset(Dataset):
         return item
 
 
-def patch_key(record: dict) -> str:
-    """The id of a patch across months: ``"<month>/<id>"`` (what items and filters use)."""
-    return f"{record.get('month', '')}/{record['id']}"
-
-
-def random_crop(image: np.ndarray, targets: list[np.ndarray], size: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A random ``size x size`` window of ``image`` (C, H, W) and the same area of ``targets``.
-
-    A target (a label ``(H', W')`` or a fine image ``(C, H', W')``) may be ``k`` times finer
-    than the image; its window is the image window's, scaled by ``k``, so all keep covering
-    the same ground.
-    """
-    h, w = image.shape[1:]
-    r0 = int(rng.integers(0, h - size + 1)) if h > size else 0
-    c0 = int(rng.integers(0, w - size + 1)) if w > size else 0
-    cut = []
-    for t in targets:
-        k = t.shape[-2] // h
-        cut.append(t[..., r0 * k:(r0 + size) * k, c0 * k:(c0 + size) * k])
-    return image[:, r0:r0 + size, c0:c0 + size], cut
-
-
 def _mask_label(label: np.ndarray, invalid: np.ndarray) -> np.ndarray:
     """Set label nodata where the image is missing, at the label's own scale."""
     k = label.shape[0] // invalid.shape[0]
@@ -462,97 +392,3 @@ def _mask_label(label: np.ndarray, invalid: np.ndarray) -> np.ndarray:
     if invalid.shape != label.shape:
         return label
     return np.where(invalid, LABEL_NODATA, label)
-
-
-# ------------------------------------------------------------------ loader
-def default_workers() -> int:
-    return max(min((os.cpu_count() or 2) - 1, 8), 0)
-
-
-#: Decoded patches are cached when all their copies take at most this share of the machine's
-#: memory (the rest is the model's, the optimizer's and the system's)...
-CACHE_MEMORY_SHARE = 0.25
-#: ...and at most this many bytes.
-CACHE_MAX_BYTES = 4 << 30
-
-
-@dataclass(frozen=True)
-class DataPath:
-    """How a run feeds its model: decoded patches cached or not, and loader workers.
-
-    Attributes:
-        cache: keep decoded patches in memory.
-        workers: loader worker processes (0: the training process reads and augments).
-        reason: why, in words (logged).
-    """
-
-    cache: bool
-    workers: int
-    reason: str
-
-
-def choose_data_path(decoded_bytes: int, device_type: str, cache: bool | None = None,
-                     workers: int | None = None) -> DataPath:
-    """The data path by the dataset's size; given values are kept.
-
-    A dataset whose decoded patches fit in memory (:data:`CACHE_MEMORY_SHARE` of it, at most
-    :data:`CACHE_MAX_BYTES`, counting one copy per worker: each worker caches its own) is
-    decoded once and cached. Then each item costs only its augmentation, and on a CPU loader
-    workers would compete with the training step for the same cores, so none are started;
-    on a GPU the workers augment while the device computes. A dataset too large to cache is
-    read by :func:`default_workers` workers, which decode the next batches meanwhile.
-    """
-    memory = _physical_memory()
-    limit = min(CACHE_MAX_BYTES, int(CACHE_MEMORY_SHARE * memory)) if memory else CACHE_MAX_BYTES
-    cpu = device_type == "cpu"
-    if workers is None:
-        small = decoded_bytes <= limit and cache is not False
-        workers = 0 if small and cpu else default_workers()
-    copies = max(workers, 1)
-    fits = decoded_bytes * copies <= limit
-    use_cache = fits if cache is None else cache
-    size = f"{decoded_bytes / 2**20:.0f} MiB decoded"
-    reason = (f"{size}, {'cached' if use_cache else 'read each epoch'}"
-              f"{' (fits in memory)' if cache is None and fits else ''}"
-              f"{' (too large to cache)' if cache is None and not fits else ''}, "
-              f"{workers} loader workers")
-    return DataPath(use_cache, workers, reason)
-
-
-def _physical_memory() -> int:
-    """The machine's physical memory in bytes (0 when the system does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
-def collate(items: list[dict]) -> dict:
-    """``default_collate`` on the calling thread alone.
-
-    Stacking a batch is a memory-bound copy: with no loader workers it runs in the training
-    process between steps, where a second thread halves little of it and its OpenMP wait,
-    on a busy machine, can cost more than the copy itself (a worker runs one thread anyway).
-    """
-    with calling_thread_only():
-        return default_collate(items)
-
-
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
-                num_workers: int | None = None, rank: int = 0, world_size: int = 1,
-                pin_memory: bool = False, drop_last: bool = False,
-                weights: np.ndarray | None = None) -> DataLoader:
-    """A loader that keeps the model busy: workers, prefetching, persistent workers, pinning.
-
-    Call ``loader.sampler.set_epoch(epoch)`` before each epoch (new order, new augmentations).
-    ``weights``: draw items in proportion to them (:class:`KeyedSampler`) instead of
-    shuffling.
-    """
-    workers = default_workers() if num_workers is None else int(num_workers)
-    sampler = KeyedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
-                           seed=seed, drop_last=drop_last, weights=weights)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=pin_memory, drop_last=drop_last, collate_fn=collate,
-                      persistent_workers=workers > 0,
-                      prefetch_factor=4 if workers > 0 else None,
-                      generator=torch.Generator().manual_seed(seed))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from engine.execution import process_threads_at
 from training.config import TrainConfig
-from training.evaluate import evaluate
-from training.trainer import train
+from training.evaluate import EvaluateConfig, evaluate
+from training.patch_training import train
 
 DEMO_WIDTHS = (8, 16, 32, 64, 128)
 
@@ -65,7 +65,8 @@ def _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
                       progress=progress, cache=True, num_workers=0)
     res = train(cfg)
     # the demo's figures are documented, so its precision and layout are stated, not measured
-    ev = evaluate(res.model_path, str(patch_root), out / "evaluate", "test", points=500,
-                  progress=progress, precision="fp32", channels_last="on")
+    ev = evaluate(EvaluateConfig(res.model_path, str(patch_root), out / "evaluate", "test",
+                                 points=500, progress=progress, precision="fp32",
+                                 channels_last="on"))
     return DemoPaths(res.model_path, res.history_path, res.curves_path, ev.metrics_path,
                      ev.table_path, ev.confusion_path)

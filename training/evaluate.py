@@ -6,7 +6,8 @@ and after the model file's calibration, with the expected calibration error of e
 :mod:`training.calibration`). Besides the per-pixel confusion matrix, it runs the papers' point
 assessment — sample points stratified by map (predicted) class, their confusion matrix and
 UA/PA/OA/kappa — and the Olofsson et al. (2014) area-weighted estimates of accuracy and of
-each class's area with 95 % confidence intervals.
+each class's area with 95 % confidence intervals. :class:`EvaluateConfig` carries the options
+(``isamap-evaluate``'s flags) down.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,10 +32,49 @@ from engine.distributed import DistInfo, resolve_device
 from engine.outputs import main_output
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
 from training.calibration import Reliability, describe, positive_class, probabilities
-from training.data import NormStats, PatchDataset, Split, make_loader, scene_norms_for
+from training.data import NormStats, PatchDataset, Split, scene_norms_for
+from training.loader import make_loader
 from training.metrics import ConfusionMatrix, compute_metrics
+from training.model_meta import ModelMeta
 from training.modelfile import load_model_file
 from training.plots import plot_confusion, plot_reliability
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What to evaluate and how: ``isamap-evaluate``'s options.
+
+    Attributes:
+        model: a model file written by training.
+        data: patch dataset root (local or gs://).
+        out_dir: folder for metrics.json, metrics.txt and the PNGs.
+        split: ``train``, ``val`` or ``test``.
+        batch_size: patches per forward pass.
+        device: ``auto``, ``cpu`` or ``cuda[:i]``.
+        precision: autocast dtype: ``auto`` (measured on the first batch, see
+            :mod:`engine.autotune`; the choice and its timings go into metrics.json),
+            or ``fp32`` (exact), ``bf16``, ``fp16`` (never overridden).
+        channels_last: NHWC memory format: ``auto`` (measured), ``on``, ``off``.
+        autotune_cache: reuse a cached ``auto`` choice (None: unless disabled by env).
+        num_workers: loader worker processes.
+        points: number of sample points for the point assessment (0: skip it).
+        point_seed: seed of the point sample.
+        progress: show a tqdm bar.
+    """
+
+    model: str | os.PathLike
+    data: str
+    out_dir: str | os.PathLike
+    split: Split = "test"
+    batch_size: int = 16
+    device: str = "auto"
+    precision: Precision = "auto"
+    channels_last: Layout | bool = "auto"
+    autotune_cache: bool | None = None
+    num_workers: int | None = 0
+    points: int = 0
+    point_seed: int = 0
+    progress: bool = True
 
 
 @dataclass(frozen=True)
@@ -45,125 +86,129 @@ class EvalResult:
     reliability_path: Path | None = None
 
 
-def evaluate(model_path: str | os.PathLike, data: str, out_dir: str | os.PathLike,
-             split: Split = "test", batch_size: int = 16, device: str = "auto",
-             precision: Precision = "auto", num_workers: int | None = 0, points: int = 0,
-             point_seed: int = 0, progress: bool = True, channels_last: Layout | bool = "auto",
-             autotune_cache: bool | None = None) -> EvalResult:
-    """Run the model over every patch of ``split`` and write the evaluation files.
+@dataclass
+class _Scores:
+    """What one pass over the split gathers: pixel counts, reliabilities, the runtime."""
 
-    Args:
-        model_path: a model file written by training.
-        data: patch dataset root (local or gs://).
-        out_dir: folder for metrics.json, metrics.txt and confusion_matrix.png.
-        split: ``train``, ``val`` or ``test``.
-        batch_size: patches per forward pass.
-        device: ``auto``, ``cpu`` or ``cuda[:i]``.
-        precision: autocast dtype: ``auto`` (measured on the first batch, see
-            :mod:`engine.autotune`; the choice and its timings go into metrics.json),
-            or ``fp32`` (exact), ``bf16``, ``fp16`` (never overridden).
-        num_workers: loader worker processes.
-        progress: show a tqdm bar.
-        points: number of sample points for the point assessment (0: skip it).
-        point_seed: seed of the point sample.
-        channels_last: NHWC memory format: ``auto`` (measured), ``on``, ``off``.
-        autotune_cache: reuse a cached ``auto`` choice (None: unless disabled by env).
-    """
-    dev = resolve_device(device, DistInfo())
-    model, meta = load_model_file(model_path, map_location=dev)
+    cm: ConfusionMatrix
+    raw: Reliability
+    calibrated: Reliability
+    runtime: autotune.Choice | None
+    preds: list[np.ndarray]
+    refs: list[np.ndarray]
+
+
+def evaluate(cfg: EvaluateConfig) -> EvalResult:
+    """Run the model over every patch of ``cfg.split`` and write the evaluation files."""
+    dev = resolve_device(cfg.device, DistInfo())
+    model, meta = load_model_file(cfg.model, map_location=dev)
     model.eval()
-    runtime = autotune.explicit(precision, channels_last, dev)
     norm = NormStats(meta.bands, meta.norm_mean, meta.norm_std)
     label = "label_fine" if meta.output_scale > 1 else "label"
-    ds = PatchDataset(data, split, bands=meta.bands, norm=norm, label=label,
-                      scene_norms=scene_norms_for(data, meta.bands, meta.norm))
+    ds = PatchDataset(cfg.data, cfg.split, bands=meta.bands, norm=norm, label=label,
+                      scene_norms=scene_norms_for(cfg.data, meta.bands, meta.norm))
     if tuple(ds.class_names) != tuple(meta.class_names):
         raise ConfigError(f"the model predicts {meta.class_names} but the dataset's classes are "
                           f"{ds.class_names}")
-    loader = make_loader(ds, batch_size, False, 0, num_workers)
-    cm = ConfusionMatrix(meta.num_classes)
-    positive = positive_class(max(meta.num_classes, 2))
-    name = meta.class_names[positive] if positive is not None and meta.num_classes > 1 else ""
-    raw, calibrated = Reliability(positive, name=name), Reliability(positive, name=name)
-    preds, refs = [], []
-    run = None
-    with torch.no_grad():
-        for batch in progress_bar(loader, desc=f"evaluate {split}", disable=not progress):
-            x = batch["image"].to(dev)
-            y = batch["label"].to(dev)
-            if runtime is None:
-                runtime = autotune.choose(model, x, dev, precision=precision,
-                                          channels_last=channels_last, cache=autotune_cache)
-            if run is None:
-                run = autotune.apply(runtime, model, dev)
-            x = x.contiguous(memory_format=runtime.setting.memory_format)
-            with runtime.setting.autocast(dev.type):
-                out = main_output(run(x)).float()
-            pred = out.argmax(1)
-            cm.update(pred, y)
-            raw.update(probabilities(out), y)
-            calibrated.update(probabilities(out, meta.temperature), y)
-            if points:
-                preds.append(pred.cpu().numpy().astype(np.uint8))
-                refs.append(y.cpu().numpy().astype(np.uint8))
+    scores = _score(cfg, model, meta, ds, dev)
     names = list(meta.class_names)
-    pixel = cm.compute(names)
-    result = {"model": str(model_path), "model_name": meta.name, "data": str(data),
-              "split": split, "patches": len(ds), "bands": list(meta.bands),
+    pixel = scores.cm.compute(names)
+    raw, calibrated = scores.raw, scores.calibrated
+    result = {"model": str(cfg.model), "model_name": meta.name, "data": str(cfg.data),
+              "split": cfg.split, "patches": len(ds), "bands": list(meta.bands),
               "convention": "matrix[reference][prediction]", "pixel": pixel.to_dict(),
-              "runtime": runtime.to_dict() if runtime else None}
+              "runtime": scores.runtime.to_dict() if scores.runtime else None}
     result["calibration"] = {
         "model_file": describe(meta.calibration), "temperature": meta.temperature,
         "calibrated": meta.calibrated, "ece_binned": raw.kind, "ece_bins": raw.bins,
         "ece_before": raw.ece, "ece_after": calibrated.ece,
         "before": raw.to_dict(), "after": calibrated.to_dict()}
-    text = [f"{meta.name} on {data} [{split}], {len(ds)} patches, per-pixel", pixel.table(), "",
-            f"calibration: {describe(meta.calibration)}",
+    text = [f"{meta.name} on {cfg.data} [{cfg.split}], {len(ds)} patches, per-pixel",
+            pixel.table(), "", f"calibration: {describe(meta.calibration)}",
             f"expected calibration error ({raw.bins} equal-width bins of the {raw.kind} "
             f"probability, {raw.pixels} pixels): {raw.ece:.4f} at temperature 1 (uncalibrated), "
             f"{calibrated.ece:.4f} at temperature {meta.temperature:.3f} (as predicted)"]
-    if points:
-        pmap = np.concatenate(preds)
-        ref = np.concatenate(refs)
-        pmap_valid = np.where(ref == LABEL_NODATA, LABEL_NODATA, pmap)
-        index = sample_points(pmap_valid, points, point_seed, "stratified",
-                                  meta.num_classes)
-        pcm = point_confusion(pmap_valid, ref, index, meta.num_classes)
-        pm = compute_metrics(pcm, names)
-        mapped = np.bincount(pmap_valid[pmap_valid != LABEL_NODATA].ravel(),
-                             minlength=meta.num_classes)
+    if cfg.points:
         res = float((ds.manifest.get("grid") or {}).get("resolution", 10)) / meta.output_scale
-        result["points"] = {"n": int(pcm.sum()), "design": "stratified by map class",
-                            "seed": point_seed, "metrics": pm.to_dict()}
-        text += ["", f"point sample ({int(pcm.sum())} points, stratified by map class)",
-                 pm.table()]
-        try:
-            area = stratified_area_accuracy(pcm, mapped, pixel_area=res * res / 1e6,
-                                            class_names=names)
-            result["area_km2"] = area.to_dict()
-            text += ["", "Olofsson et al. (2014) estimates, areas in km², +/- 95 % CI",
-                     f"OA {100 * area.oa:.2f} +/- {100 * area.oa_ci:.2f} %"]
-            for i, n in enumerate(names):
-                text.append(f"{n:<14} UA {100 * area.ua[i]:6.2f} +/- {100 * area.ua_ci[i]:5.2f}  "
-                            f"PA {100 * area.pa[i]:6.2f} +/- {100 * area.pa_ci[i]:5.2f}  "
-                            f"area {area.area[i]:10.3f} +/- {area.area_ci[i]:8.3f} km² "
-                            f"(mapped {area.mapped_area[i]:.3f})")
-        except ConfigError as exc:
-            result["area_km2"] = {"error": str(exc)}
-            text += ["", f"area estimates skipped: {exc}"]
-    folder = Path(out_dir)
+        text += _point_assessment(cfg, scores, names, res, result)
+    folder = Path(cfg.out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     # shared with the model: the model file and dataset named relative to out, or by name
     _atomic_text(folder / "metrics.json", dumps(shareable(result, folder), indent=2))
     _atomic_text(folder / "metrics.txt", shareable_text("\n".join(text) + "\n", folder))
     png = plot_confusion(np.asarray(pixel.matrix), names, folder / "confusion_matrix.png",
-                         f"{meta.name} [{split}] OA {100 * pixel.oa:.2f} %")
+                         f"{meta.name} [{cfg.split}] OA {100 * pixel.oa:.2f} %")
     curves = {"uncalibrated (T = 1)": raw.to_dict()}
     if meta.calibrated:
         curves[f"calibrated (T = {meta.temperature:.2f})"] = calibrated.to_dict()
     reliability = plot_reliability(curves, folder / "reliability.png",
-                                   f"{meta.name} [{split}] reliability")
+                                   f"{meta.name} [{cfg.split}] reliability")
     return EvalResult(folder / "metrics.json", folder / "metrics.txt", png, result, reliability)
+
+
+def _score(cfg: EvaluateConfig, model: torch.nn.Module, meta: ModelMeta, ds: PatchDataset,
+           dev: torch.device) -> _Scores:
+    """One pass of the model over the split: confusion, reliability, the points' inputs."""
+    loader = make_loader(ds, cfg.batch_size, False, 0, cfg.num_workers)
+    positive = positive_class(max(meta.num_classes, 2))
+    name = meta.class_names[positive] if positive is not None and meta.num_classes > 1 else ""
+    scores = _Scores(ConfusionMatrix(meta.num_classes), Reliability(positive, name=name),
+                     Reliability(positive, name=name),
+                     autotune.explicit(cfg.precision, cfg.channels_last, dev), [], [])
+    run = None
+    with torch.no_grad():
+        for batch in progress_bar(loader, desc=f"evaluate {cfg.split}",
+                                  disable=not cfg.progress):
+            x = batch["image"].to(dev)
+            y = batch["label"].to(dev)
+            if scores.runtime is None:
+                scores.runtime = autotune.choose(
+                    model, x, dev, precision=cfg.precision, channels_last=cfg.channels_last,
+                    cache=cfg.autotune_cache)
+            if run is None:
+                run = autotune.apply(scores.runtime, model, dev)
+            x = x.contiguous(memory_format=scores.runtime.setting.memory_format)
+            with scores.runtime.setting.autocast(dev.type):
+                out = main_output(run(x)).float()
+            pred = out.argmax(1)
+            scores.cm.update(pred, y)
+            scores.raw.update(probabilities(out), y)
+            scores.calibrated.update(probabilities(out, meta.temperature), y)
+            if cfg.points:
+                scores.preds.append(pred.cpu().numpy().astype(np.uint8))
+                scores.refs.append(y.cpu().numpy().astype(np.uint8))
+    return scores
+
+
+def _point_assessment(cfg: EvaluateConfig, scores: _Scores, names: list[str], res: float,
+                      result: dict[str, Any]) -> list[str]:
+    """The point sample's confusion and the area estimates, into ``result``; their lines."""
+    k = len(names)
+    pmap = np.concatenate(scores.preds)
+    ref = np.concatenate(scores.refs)
+    pmap_valid = np.where(ref == LABEL_NODATA, LABEL_NODATA, pmap)
+    index = sample_points(pmap_valid, cfg.points, cfg.point_seed, "stratified", k)
+    pcm = point_confusion(pmap_valid, ref, index, k)
+    pm = compute_metrics(pcm, names)
+    mapped = np.bincount(pmap_valid[pmap_valid != LABEL_NODATA].ravel(), minlength=k)
+    result["points"] = {"n": int(pcm.sum()), "design": "stratified by map class",
+                        "seed": cfg.point_seed, "metrics": pm.to_dict()}
+    text = ["", f"point sample ({int(pcm.sum())} points, stratified by map class)", pm.table()]
+    try:
+        area = stratified_area_accuracy(pcm, mapped, pixel_area=res * res / 1e6,
+                                        class_names=names)
+    except ConfigError as exc:
+        result["area_km2"] = {"error": str(exc)}
+        return [*text, "", f"area estimates skipped: {exc}"]
+    result["area_km2"] = area.to_dict()
+    text += ["", "Olofsson et al. (2014) estimates, areas in km², +/- 95 % CI",
+             f"OA {100 * area.oa:.2f} +/- {100 * area.oa_ci:.2f} %"]
+    for i, n in enumerate(names):
+        text.append(f"{n:<14} UA {100 * area.ua[i]:6.2f} +/- {100 * area.ua_ci[i]:5.2f}  "
+                    f"PA {100 * area.pa[i]:6.2f} +/- {100 * area.pa_ci[i]:5.2f}  "
+                    f"area {area.area[i]:10.3f} +/- {area.area_ci[i]:8.3f} km² "
+                    f"(mapped {area.mapped_area[i]:.3f})")
+    return text
 
 
 def _atomic_text(path: Path, text: str) -> None:

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from training.calibration import fit_record, labelled_logits
-from training.modelfile import ModelMeta, read_model_file, save_model_file
+from training.model_meta import ModelMeta
+from training.modelfile import read_model_file, save_model_file
 
 #: ``outputs(model)``: the model's logits ``(N, K, H, W)`` and labels ``(N, H, W)`` per batch
 Outputs = Callable[[nn.Module], Iterable[tuple[torch.Tensor, torch.Tensor]]]

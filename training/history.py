@@ -1,13 +1,26 @@
 """A training run's epoch rows: the values ``metrics.jsonl`` holds and the line logged for each.
 
-May import: nothing of the project (numpy only).
+:class:`HistoryFile` writes the rows and draws the learning curves from them, at most once a
+:data:`PLOT_EVERY_S` within a run and always at its end, so a short run draws them once.
+
+May import: ``core``, ``training.plots``.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+
+from core.storage import atomic_write
+from training.plots import dataset_label, plot_learning_curves
+
+#: Seconds between two drawings of the learning curves within a run (and always at its end).
+PLOT_EVERY_S = 60.0
 
 
 def json_row(row: dict) -> dict:
@@ -49,6 +62,38 @@ def first_run_estimate(first_s: float, per_batch_s: float, batches: int,
             "training (validation adds to it; early stopping may end the run sooner)")
 
 
+ESTIMATE_AFTER = 3
+"""Batches after the first that a run's time estimate is measured on (logged once, early)."""
+
+
+class FirstEstimate:
+    """The time a run will take, told once from its first batches (start-up kept apart).
+
+    :meth:`begin` is called when an epoch starts (before its loader's first batch) and
+    :meth:`tick` before each of its batches; ``tick`` returns the estimate's line once, before
+    batch ``ESTIMATE_AFTER + 2`` of the first epoch that has that many, else None.
+    """
+
+    def __init__(self) -> None:
+        self.told = False
+        self._start = self._first = 0.0
+
+    def begin(self) -> None:
+        """An epoch starts now."""
+        self._start, self._first = time.perf_counter(), 0.0
+
+    def tick(self, i: int, batches: int, epochs_left: int) -> str | None:
+        """Note that batch ``i`` (0-based) of an epoch of ``batches`` starts now."""
+        now = time.perf_counter()
+        if i == 1:
+            self._first = now - self._start
+        elif i == ESTIMATE_AFTER + 1 and not self.told:
+            self.told = True
+            per_batch = (now - self._start - self._first) / ESTIMATE_AFTER
+            return first_run_estimate(self._first, per_batch, batches, epochs_left)
+        return None
+
+
 def epoch_line(row: dict, epochs: int, left_s: float | None = None) -> str:
     """One line per epoch: loss, validation metrics and time (what -q hides, bars or not).
 
@@ -62,3 +107,30 @@ def epoch_line(row: dict, epochs: int, left_s: float | None = None) -> str:
     if left_s is not None and row["epoch"] < epochs:
         parts.append(f"about {duration(left_s)} to go")
     return "  ".join(parts)
+
+
+class HistoryFile:
+    """A run's ``metrics.jsonl`` and its learning curves, rewritten after every epoch.
+
+    Args:
+        rows: where the epoch rows go (JSON lines, written atomically).
+        curves: where the learning curves go (PNG).
+        model: the model's name and ``data`` its dataset, named in the curves' title.
+        schedule: the learning-rate schedule in words, drawn with the curves.
+    """
+
+    def __init__(self, rows: Path, curves: Path, model: str, data: str, schedule: str) -> None:
+        self.rows, self.curves, self.schedule = rows, curves, schedule
+        self.model, self.data = model, data
+        self._plotted = time.monotonic()  # when the learning curves were last drawn
+
+    def write(self, history: Sequence[dict], plot: bool) -> None:
+        """Write ``history``, and draw the curves when ``plot`` or :data:`PLOT_EVERY_S` passed."""
+        text = "".join(json.dumps(r) + "\n" for r in history)
+        atomic_write(self.rows, lambda fh: fh.write(text.encode()))
+        now = time.monotonic()
+        if not plot and now - self._plotted < PLOT_EVERY_S:
+            return
+        self._plotted = now
+        title = f"Learning curves: {self.model} on {dataset_label(self.data)}"
+        plot_learning_curves(list(history), self.curves, title, schedule=self.schedule)

@@ -3,7 +3,8 @@
 The file is a ``torch.save`` of plain containers (loadable with ``weights_only=True``, so
 opening a model file never runs pickled code): a format tag, the ``ModelMeta`` as a dict and
 the state dict. ``load_model_file`` rebuilds the network from the recorded name and keyword
-arguments through the model registry, loads the weights and returns both.
+arguments through the model registry, loads the weights and returns both. What the
+description holds is :class:`training.model_meta.ModelMeta`.
 
 A file that cannot be used is refused in one line naming it as the user gave it (``--model
 PATH``), saying what is wrong and what to do; the library's own detail (torch's unpickling
@@ -17,7 +18,7 @@ import io
 import os
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,8 +29,7 @@ from core.errors import ModelError
 from core.shareable import portable_path, resolved_path
 from core.storage import atomic_write
 from core.version import code_version as _code_version
-from training.calibration import temperature_of
-from training.config import NORMS
+from training.model_meta import ModelMeta
 from training.models import available_models, create_model, model_module
 
 FORMAT = "isamap-model/1"
@@ -42,163 +42,6 @@ _GIVE = "give the model.pt that isamap-train wrote in its --out folder"
 #: and read back as paths from here (older files' absolute paths as they are).
 RECORDED_PATHS = (("dataset", "root"), ("config", "data"), ("config", "out_dir"),
                   ("pruning", "from"))
-
-
-@dataclass(frozen=True)
-class ModelMeta:
-    """Everything needed to rebuild and feed a trained model.
-
-    Attributes:
-        name: registry name of the architecture (``create_model`` name). The network is
-            rebuilt from that name's builder with ``model_kwargs``, and fed by ``norm``, as
-            recorded, never from the name's recipe of today: a ``unet-s2`` file written
-            when that name standardised each window records ``input_norm: patch``.
-        in_channels / num_classes: constructor sizes.
-        model_kwargs: other constructor arguments (JSON-like values only).
-        bands: input band names, in the order the model expects (the manifest's order).
-        norm_mean / norm_std: per-band normalisation computed on the training split;
-            inputs are ``(x - mean) / std`` with NaN replaced by 0 afterwards.
-        class_scheme / class_names: label scheme and names of output classes.
-        output_scale: output pixels per input pixel (1; k for super-resolution models).
-        metrics: validation/test metrics recorded at save time.
-        code_version: isamap version + git commit that trained the model.
-        module: the module whose ``MODELS`` table defines the model; loading imports it, so
-            a model defined outside ``training.models`` is rebuilt from its own module.
-        extra: free-form JSON-like information (training config, dataset manifest id ...).
-        pixel_size: metres per input pixel of the training grid (None: not recorded; files
-            of older isamap versions record it only in ``extra["dataset"]["grid"]``).
-        band_ranges: band name -> ``(p1, p50, p99)``, percentiles of its raw values in the
-            training split; inputs are compared with them before a map is made
-            (``inference.predict.expected_inputs.check_input``). Empty: not recorded.
-        calibration: how the probabilities are calibrated (:func:`training.calibration.fit_record`:
-            the temperature fitted on the validation split after training, with the NLL and
-            ECE before and after). Empty (files of older isamap versions, or a training
-            without a validation split): temperature 1, uncalibrated.
-        window: the prediction tile, in pixels, that every map of the model is made with,
-            for a network whose output depends on the window it is shown (one that
-            standardises its input by the window's own statistics, ``unet-s2-window``'s
-            ``input_norm: patch``): its maps on another tile are other maps, so prediction
-            refuses another ``--tile``
-            (:func:`inference.predict.blending.check_window`). None: any tile.
-        norm: what its inputs are normalised by (``isamap-train --norm``): ``training``,
-            ``norm_mean`` / ``norm_std``; ``scene``, the statistics of the stack each map is
-            made from (the training statistics are recorded all the same, for reference):
-            every prediction path computes them before the first tile
-            (:func:`inference.predict.scene.scene_statistics`).
-        learnt_classes: the classes the training split's labels hold (at least one pixel),
-            in ``class_names`` order; a class outside it was never shown to the network
-            (``isamap-predict --postprocess keep`` takes such classes from the product).
-            None: not recorded (files of older isamap versions).
-    """
-
-    name: str
-    in_channels: int
-    num_classes: int
-    bands: tuple[str, ...]
-    norm_mean: tuple[float, ...]
-    norm_std: tuple[float, ...]
-    class_scheme: str = "isa"
-    class_names: tuple[str, ...] = ("pervious", "impervious")
-    output_scale: int = 1
-    model_kwargs: Mapping = field(default_factory=dict)
-    metrics: Mapping = field(default_factory=dict)
-    code_version: str = ""
-    module: str = ""
-    extra: Mapping = field(default_factory=dict)
-    pixel_size: float | None = None
-    band_ranges: Mapping = field(default_factory=dict)
-    calibration: Mapping = field(default_factory=dict)
-    window: int | None = None
-    norm: str = "training"
-    learnt_classes: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        n = len(self.bands)
-        if self.norm not in NORMS:
-            raise ModelError(f"norm must be {' or '.join(NORMS)}, got {self.norm!r}")
-        if self.window is not None and (isinstance(self.window, bool)
-                                        or not isinstance(self.window, int) or self.window < 16):
-            raise ModelError(f"window must be a tile side in pixels (>= 16), got {self.window!r}")
-        if n != self.in_channels or len(self.norm_mean) != n or len(self.norm_std) != n:
-            raise ModelError(f"model meta is inconsistent: in_channels={self.in_channels}, "
-                             f"{n} bands, {len(self.norm_mean)} means, {len(self.norm_std)} stds")
-        if len(self.class_names) != self.num_classes:
-            raise ModelError(f"{len(self.class_names)} class names for {self.num_classes} classes")
-        if int(self.output_scale) < 1:
-            raise ModelError(f"output_scale must be >= 1, got {self.output_scale}")
-        if any(s <= 0 for s in self.norm_std):
-            raise ModelError("normalisation std must be positive for every band")
-        if self.learnt_classes is not None and not set(self.learnt_classes) <= set(
-                self.class_names):
-            raise ModelError("learnt_classes names classes the model does not map")
-        if not set(self.band_ranges) <= set(self.bands):
-            raise ModelError("band_ranges name bands the model does not take")
-        try:
-            temperature_of(self.calibration)
-        except ValueError as exc:
-            raise ModelError(f"the model's calibration is invalid: {exc}") from exc
-
-    @property
-    def temperature(self) -> float:
-        """The temperature every prediction divides the logits by (1: uncalibrated)."""
-        return temperature_of(self.calibration)
-
-    @property
-    def calibrated(self) -> bool:
-        """Whether the file records a fitted calibration (older files and unfitted: no)."""
-        return dict(self.calibration).get("method") == "temperature"
-
-    def training_pixel_size(self) -> float | None:
-        """Metres per pixel of the training grid: recorded, else the dataset's grid, else None."""
-        if self.pixel_size:
-            return float(self.pixel_size)
-        grid = (dict(self.extra).get("dataset") or {}).get("grid") or {}
-        resolution = grid.get("resolution") if isinstance(grid, Mapping) else None
-        return float(resolution) if resolution else None
-
-    def training_patch_size(self) -> int | None:
-        """Side in pixels of the training patches (the dataset's grid), or None if unrecorded."""
-        grid = (dict(self.extra).get("dataset") or {}).get("grid") or {}
-        size = grid.get("patch_size") if isinstance(grid, Mapping) else None
-        return int(size) if size else None
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["model_kwargs"] = dict(self.model_kwargs)
-        d["calibration"] = dict(self.calibration)
-        d["band_ranges"] = {k: list(v) for k, v in dict(self.band_ranges).items()}
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> ModelMeta:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ModelError(f"the model description has fields this isamap does not know "
-                             f"({', '.join(sorted(unknown))}); it was written by a newer "
-                             "isamap: upgrade isamap to read it")
-        required = [f.name for f in fields(cls)
-                    if f.default is MISSING and f.default_factory is MISSING]
-        missing = [name for name in required if name not in d]
-        if missing:
-            raise ModelError(f"the model description lacks {', '.join(missing)}; the file is "
-                             "damaged or was not written by isamap-train: copy it again or "
-                             "train again")
-        kw = dict(d)
-        for key in ("bands", "norm_mean", "norm_std", "class_names"):
-            if key in kw:
-                kw[key] = tuple(kw[key])
-        if kw.get("learnt_classes") is not None:
-            kw["learnt_classes"] = tuple(kw["learnt_classes"])
-        if "band_ranges" in kw:
-            kw["band_ranges"] = {k: tuple(map(float, v)) for k, v in
-                                 dict(kw["band_ranges"] or {}).items()}
-        try:
-            return cls(**kw)
-        except (ModelError, TypeError, ValueError) as exc:
-            raise ModelError(f"the model description does not hold together ({exc}); the "
-                             "file is damaged or was edited: copy it again or train "
-                             "again") from exc
 
 
 def build_model(meta: ModelMeta) -> nn.Module:

@@ -41,9 +41,11 @@ from core.storage import atomic_write
 from engine import devices
 from engine.outputs import main_output
 from training.config import TrainConfig, apply_recipe
-from training.data import NormStats, PatchDataset, make_loader, scene_norms_for
+from training.data import NormStats, PatchDataset, scene_norms_for
+from training.loader import make_loader
 from training.modelfile import load_model_file
-from training.trainer import BEST_MODEL, TrainResult, train
+from training.patch_training import train
+from training.trainer import BEST_MODEL, TrainResult
 
 log = logging.getLogger(__name__)
 

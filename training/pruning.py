@@ -47,12 +47,16 @@ from torch import nn
 from core.commands import check_range
 from core.errors import ConfigError, ModelError
 from core.storage import atomic_write
+from engine.seeding import seed_everything
 from training.config import TrainConfig, apply_recipe, as_recorded, config_from_mapping
 from training.data import NormStats
 from training.losses import build_loss
-from training.modelfile import ModelMeta, load_model_file, save_model_file
+from training.model_meta import ModelMeta
+from training.modelfile import load_model_file, save_model_file
 from training.models import create_model
 from training.models.compact import PrunableLayer, conv_named
+from training.run_inputs import patch_splits
+from training.trainer import BEST_MODEL, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -289,10 +293,6 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
         overrides: ``TrainConfig`` fields replacing the trained model's recorded ones.
         flops_size: input side for the FLOP counts of the summary.
     """
-    from engine.seeding import seed_everything
-    from training.run_inputs import patch_splits
-    from training.trainer import BEST_MODEL, Trainer
-
     # the numbers first: a bad value is refused before the model is read or a patch loaded
     if not 0.0 < rate < 1.0:
         raise ConfigError(f"--rate must be between 0 and 1 (both excluded), got {rate}; it is "

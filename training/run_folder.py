@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from core.errors import ConfigError, ModelError
+from core.storage import atomic_write
 from training.config import (
     BEFORE_MODEL_KWARG,
     PATHS_FROM_FILE,
@@ -40,7 +41,11 @@ from training.config import (
     config_from_mapping,
 )
 
+#: The files of a run folder: the checkpoint, the kept model, the epoch rows, their curves.
 CHECKPOINT = "checkpoint.pt"
+BEST_MODEL = "model.pt"
+HISTORY = "metrics.jsonl"
+CURVES = "learning_curves.png"
 RESOLVED_CONFIG = "config.yaml"
 # Options that change how a run is executed, not what it computes.
 RUN_ONLY_KEYS = frozenset({"resume", "progress", "stop_after", "num_workers", "cache", "device",
@@ -167,8 +172,6 @@ def write_resolved_config(cfg: TrainConfig) -> Path:
 
     Written atomically, and only when its text changes (a resumed run leaves it as it was).
     """
-    from core.storage import atomic_write
-
     path = Path(cfg.out_dir) / RESOLVED_CONFIG
     values = json.loads(json.dumps(cfg.to_dict()))  # tuples (model arguments) become lists
     run = os.path.abspath(cfg.out_dir)

@@ -114,7 +114,7 @@ def check_labels(train_set: PatchDataset, val_set: PatchDataset) -> tuple[str, .
 
     Returns:
         The classes the training labels hold, in the scheme's order
-        (``training.modelfile.ModelMeta.learnt_classes``).
+        (``training.model_meta.ModelMeta.learnt_classes``).
     """
     k = len(train_set.class_names)
     counts = {name: ds.label_counts() for name, ds in (("train", train_set), ("val", val_set))}

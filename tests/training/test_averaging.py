@@ -14,8 +14,9 @@ from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, read_model_file
 from training.models import create_model
+from training.patch_training import train
 from training.pruning import fine_tune_config
-from training.trainer import Trainer, train
+from training.trainer import Trainer
 
 TINY = {"widths": [4, 8, 16, 32, 64]}
 

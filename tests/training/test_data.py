@@ -13,7 +13,8 @@ from contract.grid import Grid
 from contract.patch_writer import PatchWriter
 from core.errors import ConfigError, InputDataError
 from tests.support.rasters import BANDS, write_patch_dataset
-from training.data import Augment, PatchDataset, compute_norm_stats, make_loader
+from training.data import Augment, PatchDataset, compute_norm_stats
+from training.loader import make_loader
 
 
 def _raw_train_images(root: Path) -> np.ndarray:
@@ -180,7 +181,7 @@ def test_fine_image_is_loaded_when_present_and_asked_for(tmp_path):
 
 
 def test_the_data_path_follows_the_datasets_size_and_keeps_given_values():
-    from training.data import CACHE_MAX_BYTES, choose_data_path, default_workers
+    from training.loader import CACHE_MAX_BYTES, choose_data_path, default_workers
 
     small = choose_data_path(10 << 20, "cpu")
     assert (small.cache, small.workers) == (True, 0) and "fits in memory" in small.reason
@@ -207,7 +208,7 @@ def test_batches_are_stacked_on_the_calling_thread_alone(monkeypatch):
     import torch
     from torch.utils.data import default_collate
 
-    from training import data
+    from training import loader as loading
 
     threads_seen: list[int] = []
 
@@ -215,7 +216,7 @@ def test_batches_are_stacked_on_the_calling_thread_alone(monkeypatch):
         threads_seen.append(torch.get_num_threads())
         return default_collate(items)
 
-    monkeypatch.setattr(data, "default_collate", spy)
+    monkeypatch.setattr(loading, "default_collate", spy)
     items = [{"image": torch.full((2, 4, 4), float(i)), "id": f"p{i}"} for i in range(3)]
     threads = torch.get_num_threads()
     loader = make_loader(items, batch_size=3, shuffle=False, num_workers=0)

@@ -12,7 +12,7 @@ from tests.support.rasters import write_patch_dataset
 from tests.support.shared_files import private_strings
 from training.config import TrainConfig
 from training.modelfile import read_model_file
-from training.trainer import train
+from training.patch_training import train
 
 
 def test_a_model_file_names_no_local_folder_and_finds_its_dataset_when_moved_with_it(tmp_path):

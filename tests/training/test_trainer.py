@@ -17,7 +17,8 @@ from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, read_model_file
 from training.models import create_model
-from training.trainer import PolyLR, Trainer, train
+from training.patch_training import train
+from training.trainer import PolyLR, Trainer
 
 TINY = {"widths": [4, 8, 16, 32, 64]}
 
@@ -120,8 +121,9 @@ def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_roo
                                                                        monkeypatch):
     # the test machine's load must not decide the path under test (measured, not discarded)
     monkeypatch.setattr(autotune, "MIN_CPU_SHARE", 0.0)
+    # a run long enough for its share of measuring to pay for the probe; one epoch of it
     cfg = _cfg(patch_root, tmp_path / "auto", precision="auto", channels_last="auto",
-               epochs=2, stop_after=1, autotune_cache=False)
+               epochs=50, stop_after=1, autotune_cache=False)
     part = train(cfg)
     runtime = torch.load(part.checkpoint_path, weights_only=True)["runtime"]
     assert (runtime["source"], runtime["mode"]) == ("measured", "training")
@@ -132,9 +134,20 @@ def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_roo
     assert rows[0]["runtime"] == runtime["label"]
     _, meta = load_model_file(part.model_path)
     assert meta.extra["runtime"]["setting"] == runtime["setting"]
-    resumed = train(TrainConfig(**{**cfg.to_dict(), "resume": True, "stop_after": None}))
+    resumed = train(TrainConfig(**{**cfg.to_dict(), "resume": True}))
     kept = torch.load(resumed.checkpoint_path, weights_only=True)["runtime"]
     assert (kept["source"], kept["setting"]) == ("checkpoint", runtime["setting"])
+    assert resumed.epochs_run == 2
+
+
+def test_a_short_runs_auto_measures_nothing(patch_root, tmp_path):
+    """Two epochs of six patches: the run's share of measuring cannot pay for the fewest steps
+    measuring takes, so fp32 NCHW trains, unmeasured (``short-job``)."""
+    res = train(_cfg(patch_root, tmp_path / "short", precision="auto", channels_last="auto",
+                     epochs=2, autotune_cache=False))
+    runtime = torch.load(res.checkpoint_path, weights_only=True)["runtime"]
+    assert (runtime["source"], runtime["label"], runtime["ms_per_sample"]) == (
+        "short-job", "fp32/nchw", {})
 
 
 def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
@@ -288,3 +301,30 @@ def test_a_run_says_early_how_long_it_will_take(patch_root, tmp_path, caplog):
     assert "to go" in epochs[0] and "to go" not in epochs[-1] and res.epochs_run == 2
     text = first_run_estimate(30.0, 0.5, 101, 400)
     assert "first batch took 30 s" in text and "about 80 s" in text and "5.6 h" in text
+
+
+def test_calibration_on_the_last_validation_is_the_calibration_of_the_kept_file(patch_root,
+                                                                                 tmp_path):
+    """A run whose last epoch is its best calibrates on that epoch's validation outputs
+    instead of running the split again: the record is the one a fresh pass over the split
+    with the model file's weights fits (the exact oracle)."""
+    from training.data import NormStats
+    from training.fit_calibration import calibrate_model_file
+    from training.loader import make_loader
+    from training.modelfile import save_model_file
+
+    res = train(_cfg(patch_root, tmp_path / "run", epochs=1))  # its one epoch is its best
+    assert res.best_epoch == 1 and res.finished
+    model, meta = load_model_file(res.model_path)
+    bare = ModelMeta.from_dict({**meta.to_dict(), "calibration": {}})
+    again = save_model_file(tmp_path / "again.pt", model, bare)
+    val = PatchDataset(patch_root, "val", bands=meta.bands,
+                       norm=NormStats(meta.bands, meta.norm_mean, meta.norm_std))
+
+    def outputs(net):
+        for batch in make_loader(val, 2, False, 0, 0):
+            x = batch["image"].contiguous(memory_format=torch.channels_last)
+            yield net(x).float(), batch["label"]
+
+    record = calibrate_model_file(again, model.to(memory_format=torch.channels_last), outputs)
+    assert record == meta.calibration

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import ModelError
+
 
 def resize_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """``x`` resized to ``size`` (bilinear, half-pixel centres), in ``x``'s dtype.
@@ -315,8 +317,6 @@ def check_divisible(x: torch.Tensor, stride: int, name: str) -> None:
     """Refuse inputs whose height/width the encoder cannot halve down and back up exactly."""
     h, w = x.shape[-2:]
     if h % stride or w % stride:
-        from core.errors import ModelError
-
         raise ModelError(f"{name} needs height and width divisible by {stride}, got {h}x{w}; "
                          f"pad or crop the input (inference tiles should be multiples of {stride})")
 

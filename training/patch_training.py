@@ -1,0 +1,147 @@
+"""``train(cfg)``: a run on a patch dataset, wired to the :class:`training.trainer.Trainer`.
+
+Bands from the manifest, normalisation from the training split (or each scene's), the data
+path by the dataset's size, the paper's model and loss from the model's recipe, and the model
+file's description (:class:`training.model_meta.ModelMeta`) recording all of it. Every check
+of the options and the data runs before the first training step.
+
+May import: ``core``, ``engine``, ``training`` (below this module).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.commands import DETAIL
+from core.errors import ConfigError, ModelError
+from engine.distributed import init_distributed, resolve_device
+from engine.seeding import seed_everything
+from training.band_ranges import band_ranges
+from training.config import TrainConfig, apply_recipe, recipe_values
+from training.data import NormStats, PatchDataset
+from training.encoder_run import MODULE as ENCODER_MODULE
+from training.encoder_run import NAME as ENCODER_MODEL
+from training.encoder_run import encoder_config, encoder_kwargs, encoder_model
+from training.loader import choose_data_path
+from training.losses import build_loss
+from training.model_meta import ModelMeta
+from training.models import create_model
+from training.run_folder import CHECKPOINT
+from training.run_inputs import (
+    augmentation_record,
+    check_context,
+    check_crop,
+    check_labels,
+    dataset_record,
+    model_kwargs_for_norm,
+    model_kwargs_for_product,
+    model_kwargs_for_scale,
+    norm_for,
+    patch_splits,
+)
+from training.trainer import Trainer, TrainResult
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
+          epoch_end: Callable[[nn.Module, int], None] | None = None) -> TrainResult:
+    """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``).
+
+    Options left unset come from the model's recipe (``apply_recipe``): its loss, its label
+    (``label_fine`` for super-resolution models), its optimisation and its training crops; a
+    fine image is loaded when the recipe's targets ask for it and the dataset has one.
+
+    Args:
+        cfg: the run configuration; with ``filter_noisy`` set, run it through the two-stage
+            :func:`training.noisy.train_filtered`, which calls this with ``exclude``.
+        exclude: training patch ids (``"<month>/<id>"``) left out of the training split
+            (given, even empty, it also means the filtering has been done).
+        epoch_end: ``Trainer``'s, called after each training epoch.
+    """
+    if cfg.filter_noisy is not None and exclude is None:
+        raise ConfigError("filter_noisy is a two-stage run: call training.noisy.train_filtered "
+                          "(isamap-train --filter-noisy does)")
+    cfg = apply_recipe(encoder_config(cfg))  # an encoder's file is checked before any pixel
+    recipe = recipe_values(cfg)
+    if not cfg.data:
+        raise ConfigError("no dataset given: set data (a patch dataset root) in the config "
+                          "or pass --data")
+    dev_kind = "cuda" if cfg.device.startswith("cuda") or (
+        cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    info = init_distributed(dev_kind)
+    device = resolve_device(cfg.device, info)
+    exclude = tuple(exclude or ())
+    raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=recipe.label, exclude=exclude)
+    product = model_kwargs_for_product(cfg.model, raw.bands, raw.manifest)  # before any pixel
+    path = choose_data_path(raw.decoded_bytes(), device.type, cfg.cache, cfg.num_workers)
+    log.log(DETAIL, "data: %s", path.reason)  # how, not what: -v
+    cfg = replace(cfg, cache=path.cache, num_workers=path.workers)
+    norm = norm_for(cfg, raw, Path(cfg.out_dir) / CHECKPOINT)
+    train_set, val_set = patch_splits(cfg, raw.bands, norm, exclude)
+    learnt = check_labels(train_set, val_set)
+    check_crop(cfg, raw.patch_size)
+    seed_everything(cfg.seed)
+    scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \
+        if recipe.label == "label_fine" else 1
+    model, kwargs = _build_model(cfg, raw, norm, product, scale)
+    check_context(cfg, raw.patch_size, model)
+    problem = train_set.target_warning(cfg.model)
+    if problem:
+        log.warning(problem)
+    loss = build_loss(recipe.loss, class_names=raw.class_names, **dict(cfg.loss_kwargs))
+    meta = _model_meta(cfg, raw, norm, model, kwargs, scale, learnt, exclude)
+    trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device, epoch_end)
+    return trainer.fit()
+
+
+def _build_model(cfg: TrainConfig, raw: PatchDataset, norm: NormStats,
+                 product: Mapping[str, Any], scale: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The run's network and the keyword arguments its model file records.
+
+    Raises:
+        ModelError: the network predicts at another scale than the labels it learns from.
+    """
+    label = recipe_values(cfg).label
+    kwargs = model_kwargs_for_scale(cfg.model, label, scale, {
+        "bands": list(raw.bands), **product, **dict(cfg.model_kwargs)})
+    kwargs = model_kwargs_for_norm(kwargs, norm, cfg.norm or "training")
+    classes = len(raw.class_names)
+    if cfg.encoder:
+        kwargs = encoder_kwargs(cfg, raw.bands, norm.mean, norm.std, raw.manifest)
+        model = encoder_model(cfg, kwargs, classes)
+    else:
+        model = create_model(cfg.model, len(raw.bands), classes, **kwargs)
+    if int(getattr(model, "output_scale", 1)) != scale:
+        raise ModelError(f"model {cfg.model!r} predicts at {getattr(model, 'output_scale', 1)}x "
+                         f"its input but the {label!r} labels are at {scale}x")
+    return model, kwargs
+
+
+def _model_meta(cfg: TrainConfig, raw: PatchDataset, norm: NormStats, model: nn.Module,
+                kwargs: Mapping[str, Any], scale: int, learnt: tuple[str, ...] | None,
+                exclude: Collection[str]) -> ModelMeta:
+    """What the run's model file records: network, inputs, classes, data and options."""
+    resolution = (raw.manifest.get("grid") or {}).get("resolution")
+    names = raw.class_names
+    return ModelMeta(
+        name=ENCODER_MODEL if cfg.encoder else cfg.model,
+        module=ENCODER_MODULE if cfg.encoder else "",
+        in_channels=len(raw.bands), num_classes=len(names),
+        bands=raw.bands, norm_mean=norm.mean, norm_std=norm.std,
+        class_scheme=str((raw.manifest.get("label") or {}).get("scheme", "isa")),
+        class_names=names, output_scale=scale, model_kwargs=dict(kwargs),
+        pixel_size=float(resolution) if resolution else None,
+        window=getattr(model, "prediction_window", None),
+        norm=cfg.norm or "training", learnt_classes=learnt,
+        band_ranges=band_ranges(lambda i: raw.read_raw(i)[0], len(raw), raw.bands),
+        extra={"config": cfg.to_dict(), "augmentation": augmentation_record(cfg),
+               "dataset": {**dataset_record(cfg.data, raw.manifest),
+                           "excluded_patches": sorted(exclude)}})
