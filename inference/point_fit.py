@@ -22,7 +22,6 @@ model file (docs/points.md).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -33,7 +32,8 @@ from typing import Literal
 import numpy as np
 
 from contract.bands import REGISTRY
-from core.errors import ConfigError, InputDataError
+from contract.dataset import read_manifest
+from core.errors import ConfigError, InputDataError, IsamapError
 from core.jsonsafe import dumps
 from core.storage import atomic_write
 from inference.point_inputs import (
@@ -209,16 +209,19 @@ def _month(job: FitJob, inputs: Sequence[StackInput]) -> int:
 
 
 def _dataset(stack: str) -> dict | None:
-    """The export's dataset record when ``stack`` is ``ROOT/stacks/...`` beside a manifest."""
+    """The export's dataset record when ``stack`` is ``ROOT/stacks/...`` of a patch dataset.
+
+    What ``isamap-map`` rebuilds a map's inputs from, as for a trained model; None for a
+    stack of no dataset (``isamap-predict`` maps it all the same).
+    """
     path = Path(stack)
-    manifest = path.parent.parent / "manifest.json"
-    if path.parent.name != "stacks" or not manifest.is_file():
+    if path.parent.name != "stacks":
         return None
     try:
-        record = json.loads(manifest.read_text())
-    except ValueError:
+        record = read_manifest(path.parent.parent, missing_ok=True)
+    except IsamapError:
         return None
-    return dataset_record(str(path.parent.parent), record)
+    return dataset_record(str(path.parent.parent), record) if record else None
 
 
 def _report(job: FitJob, fit: PointFit, bands: Sequence[str], seconds: float) -> dict:
