@@ -91,8 +91,8 @@ def read_training_points(paths: Sequence[str], classes: Sequence[str],
         if reason:
             raise ConfigError(f"--points {path} {reason}. Training points and assessment "
                               "points are kept apart: fit on points labelled for training "
-                              "(or a design drawn with --show-map-class), and score the map "
-                              "on the design's points with isamap-assess score")
+                              "(or on a design drawn with the map class shown), and score "
+                              "the map on the design's points with isamap-assess score")
     return read_references(list(paths), classes, column, positions=True)
 
 
