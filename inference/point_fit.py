@@ -5,7 +5,8 @@ the first expensive step:
 
 1. the encoder's file, when Presto features are asked for (exists, SHA-256, fits);
 2. the points, refusing an assessment design's (:mod:`inference.point_inputs`), and the
-   input stacks, each point found in the first one covering it;
+   input stacks (given, or made over the points by ``--backend``:
+   :mod:`inference.point_sources`), each point found in the first one covering it;
 3. the bands at the points; points on pixels without data are left out (a warning), and
    what is left must hold enough points of every class in at least two spatial blocks
    (:func:`training.points.fit.check_only`);
@@ -27,15 +28,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from contract.bands import REGISTRY
+from contract.bands import DEFAULT_IMAGE_BANDS, REGISTRY
 from contract.dataset import read_manifest
 from core.errors import ConfigError, InputDataError, IsamapError
 from core.jsonsafe import dumps
 from core.storage import atomic_write
+from inference.assess.point_files import ReferencePoints
 from inference.point_inputs import (
     StackInput,
     locate,
@@ -45,6 +47,7 @@ from inference.point_inputs import (
     stack_bands,
     values_at,
 )
+from inference.point_sources import ee_stack, local_stack, points_grid
 from inference.predict.expected_inputs import read_band_sample
 from inference.predict.scene import scene_statistics
 from training.band_ranges import band_ranges
@@ -79,8 +82,15 @@ class FitJob:
         bands: the bands the model reads; None: the first input's image bands.
         classes: class names in code order (the labels are names or codes).
         column: the labels' column.
-        month: ``YYYY-MM`` of the stacks for Presto; None: the first input's ``MONTH`` tag.
+        month: ``YYYY-MM`` of the stacks for Presto; None: the first input's ``MONTH`` tag;
+            with ``backend``, the month the stack is made of.
         options: how the head is fitted (:class:`training.points.fit.FitOptions`).
+        backend: make the stack over the points (:mod:`inference.point_sources`) with the
+            local backend (``scenes``) or Earth Engine (``project``) instead of ``inputs``.
+        scenes: the local scenes' folder (``backend="local"``).
+        project: the Earth Engine project (``backend="ee"``).
+        crs: the made stack's CRS (None: the UTM zone of the points' centre).
+        progress: progress bars.
     """
 
     points: tuple[str, ...]
@@ -94,6 +104,11 @@ class FitJob:
     column: str = "reference"
     month: str | None = None
     options: FitOptions = field(default_factory=FitOptions)
+    backend: Literal["ee", "local"] | None = None
+    scenes: str | None = None
+    project: str | None = None
+    crs: str | None = None
+    progress: bool = True
 
     @property
     def normalised_by(self) -> Norm:
@@ -120,20 +135,17 @@ def default_bands(path: str) -> tuple[str, ...]:
     return picked
 
 
-def run_fit(job: FitJob) -> FitResult:
-    """The whole fit (module docstring); returns the model file and the report."""
+def run_fit(job: FitJob, session: Any = None) -> FitResult:
+    """The whole fit (module docstring); returns the model file and the report.
+
+    ``session``: the Earth Engine session of ``--backend ee`` (None: one is opened).
+    """
     start = time.perf_counter()
-    if uses_encoder(job.features):
-        if not job.encoder:
-            raise ConfigError(f"--features {job.features} needs the Presto file: "
-                              f"--encoder PATH; {PRESTO.where()}")
-        load_encoder(PRESTO, job.encoder)  # refused in one line before any pixel is read
-        if job.norm == "scene":
-            raise ConfigError("Presto reads reflectance, which only the pooled statistics "
-                              "give back: use --norm training (the default with Presto)")
+    _check_encoder(job)
     points = read_training_points(job.points, job.classes, job.column)
-    bands = job.bands or default_bands(job.inputs[0])
-    inputs = [open_input(path, bands) for path in job.inputs]
+    inputs_paths, dataset = _stacks(job, points, session)
+    bands = job.bands or default_bands(inputs_paths[0])
+    inputs = [open_input(path, bands) for path in inputs_paths]
     where = locate(points, inputs)
     raw = values_at(inputs, where)
     kept = np.isfinite(raw).all(axis=1)
@@ -144,20 +156,18 @@ def run_fit(job: FitJob) -> FitResult:
     check_only(labels, where.x[kept], where.y[kept], where.group[kept], job.classes,
                job.options)
     norms, pooled, ranges = _statistics(inputs, bands)
-    month = _month(job, inputs)
     lonlat = (float(points.lat[kept].mean()), float(points.lon[kept].mean()))
-    kwargs = model_kwargs(job.features, bands, pooled, job.options.hidden, lonlat, month)
+    kwargs = model_kwargs(job.features, bands, pooled, job.options.hidden, lonlat,
+                          _month(job, inputs))
     model = feature_model(kwargs, len(job.classes), job.encoder)
     normalised = _normalised(raw[kept], where.group[kept], norms, pooled, job.normalised_by)
     log.info("features of %d points (%s)", int(kept.sum()), job.features)
     features = point_features(model, normalised)
-    positive = len(job.classes) - 1
     fit = fit_points(features, labels, where.x[kept], where.y[kept], where.group[kept],
-                     job.classes, positive, job.options)
+                     job.classes, len(job.classes) - 1, job.options)
     model = finished(model, fit, len(job.classes))
-    extra = {"points": points_record(job.points, points, kept), "inputs": [
-        Path(p).name for p in job.inputs]}
-    dataset = _dataset(job.inputs[0])
+    extra: dict[str, Any] = {"points": points_record(job.points, points, kept),
+                             "inputs": [Path(p).name for p in inputs_paths]}
     if dataset is not None:
         extra["dataset"] = dataset
     meta = describe(kwargs, pooled, job.normalised_by, job.classes, fit,
@@ -166,8 +176,48 @@ def run_fit(job: FitJob) -> FitResult:
     out = Path(job.out)
     path = save_model_file(out / "model.pt", model, meta)
     report = _report(job, fit, bands, time.perf_counter() - start)
+    report["stacks"] = [str(p) for p in inputs_paths] if job.backend else None
     _write_report(out, report)
     return FitResult(path, report)
+
+
+def _check_encoder(job: FitJob) -> None:
+    """Presto's file checked (exists, SHA-256, fits) before any pixel is read."""
+    if not uses_encoder(job.features):
+        return
+    if not job.encoder:
+        raise ConfigError(f"--features {job.features} needs the Presto file: "
+                          f"--encoder presto=PATH; {PRESTO.where()}")
+    load_encoder(PRESTO, job.encoder)
+    if job.norm == "scene":
+        raise ConfigError("Presto reads reflectance, which only the pooled statistics "
+                          "give back: use --norm training (the default with Presto)")
+
+
+def _stacks(job: FitJob, points: ReferencePoints, session: Any
+            ) -> tuple[list[str], dict | None]:
+    """The input stacks, made over the points by ``--backend``; the first one's record."""
+    if job.backend is None:
+        return list(job.inputs), _dataset(job.inputs[0])
+    if not job.month:
+        raise ConfigError(f"--backend {job.backend} makes a stack of one month: give "
+                          "--month YYYY-MM")
+    bands = job.bands or DEFAULT_IMAGE_BANDS
+    grid = points_grid(points.lon, points.lat, job.crs)
+    folder = Path(job.out) / "stack"
+    if job.backend == "local":
+        if not job.scenes:
+            raise ConfigError("--backend local reads local scenes: give --scenes DIR")
+        path, record = local_stack(job.scenes, grid, job.month, bands, folder)
+    else:
+        if session is None:
+            from gee_export.ee.names import default_workload_tag
+            from gee_export.ee.session import EESession
+
+            session = EESession(project=job.project, workload_tag=default_workload_tag(
+                "isamap-fit")).initialize()
+        path, record = ee_stack(session, grid, job.month, bands, folder, job.progress)
+    return [path], dataset_record(str(folder), record)
 
 
 def _statistics(inputs: Sequence[StackInput], bands: Sequence[str]

@@ -195,3 +195,96 @@ def test_an_assessment_design_is_refused_and_a_training_design_read(demo_stack, 
         w.writeheader()
         w.writerows(rows)
     assert main(["--points", str(written.files["csv"]), *common, "-q"]) == 0
+
+
+def test_backend_local_makes_the_stack_over_the_points(demo_stack, tmp_path):
+    scenes = Path(demo_stack.image).parents[1] / "scene"  # the scene folder the stack came from
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 150, seed=3)
+    inner = (lon > np.quantile(lon, 0.2)) & (lat > np.quantile(lat, 0.2))  # a part of the scene
+    points = write_points(tmp_path / "points.csv", lon[inner], lat[inner], codes[inner])
+    out = tmp_path / "fit"
+    assert main(["--points", str(points), "--backend", "local", "--scenes", str(scenes),
+                 "--month", demo_stack.month, "--bands", "B2,B3,B4,B8", "--out", str(out),
+                 "-q"]) == 0
+    (stack,) = (out / "stack").glob("stack_*_image.tif")
+    with rasterio.open(stack) as src, rasterio.open(demo_stack.image) as whole:
+        assert src.descriptions == ("B2", "B3", "B4", "B8") and src.crs == whole.crs
+        assert src.width < whole.width + 64  # the points' box and its margin, not more
+    record = json.loads((out / "fit.json").read_text())
+    assert record["stacks"] == [str(stack)]
+    from training.modelfile import read_model_file
+
+    meta, _ = read_model_file(out / "model.pt")
+    dataset = meta.extra["dataset"]
+    assert dataset["backend"] == "local" and dataset["months"] == [demo_stack.month]
+    assert predict_main(["--model", str(out / "model.pt"), "--input", str(stack), "--out",
+                         str(tmp_path / "map" / "isa"), "-q"]) == 0
+
+
+def _ee_job(argv: list[str]):
+    from cli.fit import job_of
+
+    return job_of(build_parser().parse_args(argv))
+
+
+def test_backend_ee_fetches_the_stack_and_records_the_recipe(demo_stack, tmp_path):
+    from gee_export.ee.prediction_stack import recipe_for_month
+    from inference.point_fit import run_fit
+    from testing.fake_server import StackTransport
+    from tests.support.killed_export import session_for
+    from training.modelfile import read_model_file
+
+    pytest.importorskip("ee")
+    import ee
+
+    from testing.fake_server import initialize_offline
+
+    initialize_offline(ee)
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 150, seed=4)
+    points = write_points(tmp_path / "points.csv", lon, lat, codes)
+    out = tmp_path / "fit"
+    job = _ee_job(["--points", str(points), "--backend", "ee", "--month", demo_stack.month,
+                   "--bands", "B2,B3,B4,B8,VV,VH", "--out", str(out)])
+    transport = StackTransport(demo_stack, info=lambda text: 5)
+    result = run_fit(job, session=session_for(transport))
+    assert transport.served  # computePixels answered from the stack
+    meta, _ = read_model_file(result.model)
+    dataset = meta.extra["dataset"]
+    assert dataset["backend"] == "ee" and dataset["sources"][demo_stack.month]["s2_window"]
+    date = recipe_for_month(dataset["recipe"], meta.bands, demo_stack.month,
+                            dataset["sources"])  # what isamap-map rebuilds a date from
+    assert date.recipe.bands == meta.bands
+    assert result.report["cross_validation"]["auc"] > 0.9
+
+
+def test_backend_ee_fits_on_the_satellite_embedding(tmp_path):
+    from contract.grid import Grid
+    from inference.point_fit import run_fit
+    from testing.fake_server import StackTransport, initialize_offline
+    from tests.support.embedding import embedding_stack
+    from tests.support.killed_export import session_for
+
+    ee = pytest.importorskip("ee")
+    initialize_offline(ee)
+    grid = Grid(crs="EPSG:32650", x0=400000.0, y0=3380000.0, width=96, height=96,
+                resolution=10.0, patch_size=32, stride=32)
+    stack, native = embedding_stack(tmp_path, grid, "2021-06")
+    lon, lat, codes, _ = labelled_pixels(stack.label, 120, seed=5)
+    points = write_points(tmp_path / "points.csv", lon, lat, codes)
+    job = _ee_job(["--points", str(points), "--backend", "ee", "--month", "2021-06",
+                   "--bands", "aef", "--block", "200", "--out", str(tmp_path / "fit")])
+    transport = StackTransport(stack, info=lambda text: 1)  # one image of the year
+    result = run_fit(job, session=session_for(transport))
+    assert all(len(bands) == 64 for _, bands in transport.served)
+    assert result.report["bands"][0] == "A00" and len(result.report["bands"]) == 64
+    assert result.report["cross_validation"]["auc"] > 0.9  # the label is A00's sign
+    (written,) = (tmp_path / "fit" / "stack").glob("*.tif")
+    with rasterio.open(written) as src:  # the embedding's values, as published, not integers
+        a00 = src.read(1)
+    from gee_export.ee.embedding import dequantise, quantise
+
+    expected = dequantise(quantise(native[0]))
+    r0 = round((src.transform.f - grid.y0) / 10)
+    c0 = round((grid.x0 - src.transform.c) / 10)
+    inside = a00[r0:r0 + 96, c0:c0 + 96]
+    np.testing.assert_allclose(inside[10:, 10:], expected[10:, 10:])

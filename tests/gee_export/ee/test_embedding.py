@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from contract.bands import EMBEDDING, LABEL_NODATA, parse_band_list
+from contract.bands import EMBEDDING, parse_band_list
 from contract.dataset import DatasetSpec, read_index
-from contract.geotiff import write_geotiff
 from contract.grid import Grid
 from contract.stack import StackPaths
 from core.errors import ConfigError, EmptyCompositeError
@@ -34,17 +33,13 @@ from gee_export.ee.serialized import Graph, array_rank_errors, constant, names
 from testing.fake_server import StackTransport
 from tests.support import ee_graph
 from tests.support.ee_http import algorithms
+from tests.support.embedding import embedding_stack as write_embedding_stack
+from tests.support.embedding import unit_vectors
 from tests.support.killed_export import session_for
 
 GRID = Grid(crs="EPSG:32650", x0=400000.0, y0=3380000.0, width=64, height=64, resolution=10.0,
             patch_size=32, stride=32)
 MONTH = "2021-06"
-
-
-def unit_vectors(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """``(64, H, W)`` random unit vectors: what the embedding's native values are."""
-    v = np.random.default_rng(seed).normal(size=(64, *shape))
-    return (v / np.linalg.norm(v, axis=0)).astype(np.float32)
 
 
 def test_quantisation_is_the_published_mapping():
@@ -155,15 +150,7 @@ def _window(h: int, w: int):
 @pytest.fixture
 def embedding_stack(tmp_path) -> tuple[StackPaths, np.ndarray]:
     """A stack whose bands are the embedding's native values (what the asset holds)."""
-    native = unit_vectors((GRID.height, GRID.width), seed=3)
-    native[:, :5, :5] = np.nan  # outside the layer: masked
-    image = write_geotiff(tmp_path / "image.tif", native, GRID.transform, GRID.crs, np.nan,
-                          descriptions=EMBEDDING)
-    label = np.where(native[0] > 0, 1, 0).astype(np.uint8)
-    label[:5, :5] = LABEL_NODATA
-    label_path = write_geotiff(tmp_path / "label.tif", label, GRID.transform, GRID.crs,
-                               LABEL_NODATA)
-    return StackPaths(GRID, EMBEDDING, MONTH, str(image), str(label_path)), native
+    return write_embedding_stack(tmp_path, GRID, MONTH)
 
 
 def test_export_fetches_integers_and_writes_values(ee_offline, region, embedding_stack,
