@@ -14,8 +14,8 @@ made by the export's own recipe for ``--month`` and written beside the model
   windows and checks: :func:`gee_export.ee.prediction_stack.composite_windows`), fetched tile
   by tile with computePixels; the Satellite Embedding's bands (``--bands aef``) arrive as
   8-bit integers and are stored as their values. The stack must fit in memory once:
-  at most :data:`MAX_STACK_BYTES` of float32 values (a few hundred km² of ten bands, about
-  100 km² of the embedding's 64), refused before any request otherwise.
+  at most :data:`MAX_STACK_BYTES` of float32 values (about 50 x 50 km of ten bands,
+  20 x 20 km of the embedding's 64), refused before any request otherwise.
 """
 
 from __future__ import annotations

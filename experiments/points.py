@@ -1,0 +1,345 @@
+"""Points to map on the Dynamic World tiles, each held out in turn, beside NDBI and patches.
+
+``python -m experiments.points --out points_output [--counts 50,200,1000] [--seeds 5]
+[--arms bands,presto,presto+bands] [--encoder presto=PATH] [--patch-runs LOTO.json]``
+
+What ``isamap-fit`` does, measured where nobody labelled: the held-out areas are those of
+``python -m experiments.builtup --loto`` (the southern ``--holdout-rows`` of Java, and
+``ghana_a`` and ``ghana_b`` whole); each fold fits on points drawn from the other areas (Java's
+rows north of its held-out block, as the patch experiment's training export stops, when Java
+is held out) and maps the held-out area. Per training area and seed, ``N`` points are drawn
+at random among its labelled pixels (a user's random sample of what they can label), so the
+built share of the points follows each area's.
+
+An arm is ``isamap-fit --features ARM``: ``bands`` (each stack normalised by its own
+statistics), ``presto`` (the frozen encoder's 128 features), ``presto+bands``. The fit is the
+product's (:func:`training.points.fit.fit_points`: block cross-validation, penalty, head); the
+map of the held-out area is the fitted model's probability on its usable pixels (labelled,
+every band present), which is what ``isamap-predict`` maps there: ``--check`` runs the
+product end to end on one fold (``isamap-fit`` on a points file, ``isamap-predict`` on the
+held-out stack) and reports both scores side by side.
+
+Scores per held-out tile, arm and count, over the seeds: built F1 at the map's rule (the
+likelier class), ROC AUC, the worst seed's F1, the mapped built share against the true one,
+and NDBI on the same pixels at 0 and at its best (oracle) threshold. ``--patch-runs`` adds
+a ``--loto`` run's patch-trained arm (its per-seed scores, on the same pixels: the counts are
+compared). ``OUT/points.json`` holds every seed's scores; ``OUT/points.txt`` the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.commands import add_logging_arguments, check_output_folder, configure_logging, run_command
+from core.errors import ConfigError, InputDataError
+from core.jsonsafe import dumps
+from core.storage import atomic_write
+from experiments.builtup import (
+    DEFAULT_BANDS,
+    DEFAULT_HOLDOUT_ROWS,
+    DW_FOLDER,
+    Budget,
+    score_ndbi,
+    training_rows,
+)
+from experiments.builtup_loto import DEFAULT_TILES, interval
+from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.points_data import TileArrays, band_features, load_tile, presto_features
+from experiments.realscenes import format_table
+from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
+from experiments.threads import add_threads_argument, use_threads
+from training.models.encoders.registry import parse_encoder
+from training.points.fit import FitOptions, fit_points
+from training.points.head import probabilities
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COUNTS = (50, 200, 1000)
+DEFAULT_ARMS = ("bands", "presto", "presto+bands")
+DEFAULT_SEEDS = 5
+CLASSES = ("pervious", "impervious")
+
+
+def areas(tiles: dict[str, TileArrays], row_split: str, holdout_rows: int,
+          budget: Budget) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per tile, the held-out area and the area its points may come from in other folds.
+
+    The row-split tile trains, when held out itself, on its rows north of the patch
+    experiment's training grid (:func:`experiments.builtup.training_rows`); elsewhere on all.
+    """
+    held, north = {}, {}
+    for prefix, arrays in tiles.items():
+        shape = arrays.truth.shape
+        held[prefix] = np.ones(shape, bool)
+        north[prefix] = np.ones(shape, bool)
+        if prefix == row_split:
+            start = shape[0] - holdout_rows
+            if not 0 < start < shape[0]:
+                raise ConfigError(f"--holdout-rows must be between 1 and {shape[0] - 1}")
+            held[prefix][:start] = False
+            north[prefix][training_rows(arrays.tile, start, budget.patch, budget.stride):] = False
+    return held, north
+
+
+def draw(usable: np.ndarray, allowed: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random usable pixels of ``allowed`` (all of them when fewer), as flat indexes."""
+    pool = np.flatnonzero((usable & allowed).ravel())
+    return np.sort(rng.choice(pool, min(n, pool.size), replace=False))
+
+
+class Features:
+    """Each arm's features of a tile's usable pixels (Presto's cached on disk)."""
+
+    def __init__(self, tiles: dict[str, TileArrays], encoder: str | None, out: Path) -> None:
+        self.tiles, self.encoder, self.out = tiles, encoder, out
+        self._presto: dict[str, np.ndarray] = {}
+
+    def presto(self, prefix: str) -> np.ndarray:
+        if prefix not in self._presto:
+            if self.encoder is None:
+                raise ConfigError("Presto arms need --encoder presto=PATH")
+            self._presto[prefix] = presto_features(self.tiles[prefix], self.encoder, self.out)
+        return self._presto[prefix]
+
+    def of(self, arm: str, prefix: str, scene_rows: slice, pooled) -> np.ndarray:
+        """``(n_usable, F)``: ``bands`` by the scene's statistics, Presto's with pooled bands."""
+        arrays = self.tiles[prefix]
+        if arm == "bands":
+            return band_features(arrays, arrays.stats(scene_rows))
+        parts = [self.presto(prefix)]
+        if arm == "presto+bands":
+            parts.append(band_features(arrays, pooled))
+        return np.concatenate(parts, axis=1)
+
+
+def one_fold(features: Features, arm: str, held: str, train: dict[str, np.ndarray],
+             area: np.ndarray, n: int, seed: int) -> dict:
+    """Fit ``arm`` on ``n`` points per training area, score the held-out area."""
+    tiles = features.tiles
+    rows = {p: slice(0, int(np.flatnonzero(a.any(axis=1)).max()) + 1) for p, a in train.items()}
+    pooled = _pooled(tiles, rows) if arm == "presto+bands" else None
+    feats, labels, xs, ys, group = [], [], [], [], []
+    for g, (prefix, allowed) in enumerate(train.items()):
+        arrays = tiles[prefix]
+        rng = np.random.default_rng([seed, g, n])
+        picked = draw(arrays.usable, allowed, n, rng)
+        position = np.cumsum(arrays.usable.ravel()) - 1  # flat index -> row of the features
+        feats.append(features.of(arm, prefix, rows[prefix], pooled)[position[picked]])
+        labels.append(arrays.truth.ravel()[picked].astype(np.int64))
+        x, y = arrays.xy(picked)
+        xs.append(x)
+        ys.append(y)
+        group.append(np.full(picked.size, g))
+    labels_all = np.concatenate(labels)
+    try:
+        fit = fit_points(np.concatenate(feats), labels_all, np.concatenate(xs),
+                         np.concatenate(ys), np.concatenate(group), CLASSES, 1, FitOptions(),
+                         source=f"{n} points per area")
+    except InputDataError as exc:
+        return {"seed": seed, "refused": str(exc), "points": int(labels_all.size),
+                "built_points": int(labels_all.sum())}
+    arrays = tiles[held]
+    test = features.of(arm, held, slice(None), pooled)
+    keep = area.ravel()[arrays.usable.ravel()]  # usable pixels of the held-out area
+    prob = probabilities(fit.head.logits(test[keep], 2))[:, 1]
+    truth = arrays.truth[arrays.usable & area]
+    return {"seed": seed, **scores(prob, truth), "points": int(labels_all.size),
+            "built_points": int(labels_all.sum()), "l2": fit.cv.l2,
+            "cv_f1": fit.cv.f1["impervious"], "cv_auc": fit.cv.auc}
+
+
+def _pooled(tiles: dict[str, TileArrays], rows: dict[str, slice]):
+    """The training areas' bands pooled (``isamap-fit --norm training``'s statistics)."""
+    from training.data import band_stats
+
+    first = tiles[next(iter(rows))]
+    return band_stats([tiles[p].values[:, r] for p, r in rows.items()], first.bands,
+                      where="the training tiles")
+
+
+def scores(prob: np.ndarray, truth: np.ndarray) -> dict:
+    """Built F1 at the likelier class, AUC, best-threshold F1, mapped and true built share."""
+    mapped = (prob >= 0.5).astype(np.int64)
+    s = binary_scores(mapped, truth)
+    threshold, best = best_threshold_f1(prob, truth)
+    return {"f1_built": s.f1, "auc_built": roc_auc(prob, truth), "best_f1_built": best,
+            "best_threshold": threshold, "pixels": s.pixels, "built_pixels": s.built,
+            "mapped_built_share": float(mapped.mean()), "true_built_share": float(truth.mean())}
+
+
+def summarise(runs: dict, ndbi: dict) -> dict:
+    """Per held-out tile, arm and count: mean ± interval, worst seed, shares, NDBI beside."""
+    out: dict = {}
+    for held, arms in runs.items():
+        for arm, counts in arms.items():
+            for n, seeds in counts.items():
+                done = [s for s in seeds if "refused" not in s]
+                f1 = [s["f1_built"] for s in done]
+                auc = [s["auc_built"] for s in done]
+                row = {"seeds": len(seeds), "refused": len(seeds) - len(done)}
+                if done:
+                    worst = min(done, key=lambda s: s["f1_built"])
+                    row |= {"f1": interval(f1), "auc": interval(auc), "worst_f1": worst["f1_built"],
+                            "worst_auc": min(auc), "spread_f1": max(f1) - min(f1),
+                            "mapped_share": float(np.mean([s["mapped_built_share"] for s in done])),
+                            "true_share": done[0]["true_built_share"],
+                            "worst_minus_ndbi_best": worst["f1_built"] - ndbi[held]["ndbi_best_f1"]}
+                out.setdefault(held, {}).setdefault(arm, {})[str(n)] = row
+    return out
+
+
+def patch_rows(path: Path, ndbi: dict, arm: str = "unet-s2") -> dict:
+    """A ``--loto`` run's ``arm`` per held-out tile, checked to be scored on the same pixels."""
+    record = json.loads(path.read_text())
+    out = {}
+    for held, arms in (record.get("runs") or {}).items():
+        seeds = arms.get(arm) or []
+        if held not in ndbi or not seeds:
+            continue
+        if any(s["pixels"] != ndbi[held]["pixels"] for s in seeds):
+            raise InputDataError(f"--patch-runs {path}: {held} was scored on other pixels "
+                                 f"({seeds[0]['pixels']}) than here ({ndbi[held]['pixels']})")
+        f1 = [s["f1_built"] for s in seeds]
+        out[held] = {"arm": arm, "seeds": len(seeds), "f1": interval(f1),
+                     "auc": interval([s["auc_built"] for s in seeds]), "worst_f1": min(f1),
+                     "mapped_share": float(np.mean([s["mapped_built_share"] for s in seeds]))}
+    return out
+
+
+def table(summary: dict, ndbi: dict, patches: dict) -> str:
+    """One row per held-out tile, arm and count; NDBI's and the patch arm's beside."""
+    def pm(pair) -> str:
+        mean, half = pair
+        return f"{mean:.3f} ± {half:.3f}" if np.isfinite(half) else f"{mean:.3f}"
+
+    rows = []
+    for held, arms in summary.items():
+        b = ndbi[held]
+        base = (f"{b['ndbi_f1_at_0']:.3f}", f"{b['ndbi_best_f1']:.3f}", f"{b['ndbi_auc']:.3f}")
+        for arm, counts in arms.items():
+            for n, s in counts.items():
+                if "f1" not in s:
+                    rows.append((held, arm, n, f"refused {s['refused']}/{s['seeds']}", "", "", "",
+                                 *base))
+                    continue
+                rows.append((held, arm, n, pm(s["f1"]), f"{s['worst_f1']:.3f}", pm(s["auc"]),
+                             f"{s['mapped_share']:.3f} / {s['true_share']:.3f}", *base))
+        if held in patches:
+            p = patches[held]
+            rows.append((held, f"{p['arm']} (patches)", "-", pm(p["f1"]), f"{p['worst_f1']:.3f}",
+                         pm(p["auc"]), f"{p['mapped_share']:.3f}", *base))
+    return format_table(rows, ("held out", "arm", "points/area", "F1 built", "worst F1",
+                               "ROC AUC", "built share map / true", "NDBI F1 @ 0",
+                               "NDBI best F1", "NDBI AUC"))
+
+
+def run_points(data: Path, out: Path, *, tiles: Sequence[str] = DEFAULT_TILES,
+               row_split: str = "java", arms: Sequence[str] = DEFAULT_ARMS,
+               counts: Sequence[int] = DEFAULT_COUNTS, seeds: int = DEFAULT_SEEDS,
+               encoder: str | None = None, holdout_rows: int = DEFAULT_HOLDOUT_ROWS,
+               patch_runs: Path | None = None) -> dict:
+    """The whole comparison; writes ``OUT/points.json`` and ``OUT/points.txt``."""
+    start = time.perf_counter()
+    budget = Budget()
+    loaded = {p: load_tile(data, p, out, DEFAULT_BANDS, budget) for p in tiles}
+    held_areas, train_areas = areas(loaded, row_split, holdout_rows, budget)
+    features = Features(loaded, encoder, out)
+    ndbi = {p: score_ndbi(loaded[p].tile, held_areas[p] & loaded[p].usable) for p in tiles}
+    runs: dict = {}
+    for held in tiles:
+        train = {p: np.ones_like(loaded[p].usable) for p in tiles if p != held}
+        if held == row_split:  # its rows north of the held-out block train too
+            train[held] = train_areas[held]
+        for arm in arms:
+            for n in counts:
+                seeds_scores = [one_fold(features, arm, held, train, held_areas[held], n, s)
+                                for s in range(seeds)]
+                runs.setdefault(held, {}).setdefault(arm, {})[str(n)] = seeds_scores
+                done = [s["f1_built"] for s in seeds_scores if "f1_built" in s]
+                log.info("%s %s %d points/area: F1 %s", held, arm, n,
+                         ", ".join(f"{v:.3f}" for v in done) or "refused")
+    summary = summarise(runs, ndbi)
+    patches = patch_rows(patch_runs, ndbi) if patch_runs else {}
+    metrics = {"summary": summary, "runs": runs, "ndbi": ndbi, "patches": patches,
+               "tiles": list(tiles), "arms": list(arms), "counts": list(counts),
+               "seeds": seeds, "holdout_rows": holdout_rows,
+               "seconds": round(time.perf_counter() - start, 1)}
+    text = dumps(metrics, indent=2)
+    atomic_write(out / "points.json", lambda handle: handle.write(text.encode()))
+    rendered = table(summary, ndbi, patches)
+    atomic_write(out / "points.txt", lambda handle: handle.write(rendered.encode() + b"\n"))
+    return metrics
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} takes whole numbers separated by commas") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"{flag} takes whole numbers >= 1")
+    return values
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m experiments.points``; returns the exit status."""
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m experiments.points",
+                                description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help=f"folder of the tiles (default: {DW_FOLDER} in the "
+                   "--data-root)")
+    add_data_root_argument(p)
+    p.add_argument("--tiles", default=",".join(DEFAULT_TILES), help="held out in turn")
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
+                   help="isamap-fit --features values, comma-separated")
+    p.add_argument("--counts", default=",".join(map(str, DEFAULT_COUNTS)),
+                   help="points drawn per training area, comma-separated")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="draws per count")
+    p.add_argument("--encoder", metavar="presto=PATH", help="Presto's file (Presto arms)")
+    p.add_argument("--holdout-rows", type=int, default=DEFAULT_HOLDOUT_ROWS)
+    p.add_argument("--patch-runs", metavar="LOTO.json",
+                   help="a python -m experiments.builtup --loto run's loto.json: its unet-s2 "
+                        "arm beside, on the same pixels")
+    p.add_argument("--out", default="points_output")
+    add_threads_argument(p)
+    add_logging_arguments(p)
+    a = p.parse_args(argv)
+    configure_logging(a.verbose, a.quiet, a.debug)
+    return run_command("python -m experiments.points", lambda: _run(a), debug=a.debug,
+                       writes_to=[a.out])
+
+
+def _run(a: argparse.Namespace) -> int:
+    data = existing_folder(a.data or sample_folder(DW_FOLDER, a.data_root), "Dynamic World",
+                           "--data")
+    check_output_folder("--out", a.out)
+    arms = tuple(x for x in a.arms.split(",") if x)
+    unknown = [x for x in arms if x not in DEFAULT_ARMS]
+    if unknown:
+        raise ConfigError(f"--arms {','.join(unknown)}: choose among {','.join(DEFAULT_ARMS)}")
+    encoder = parse_encoder(a.encoder)[1] if a.encoder else None
+    if any(x.startswith("presto") for x in arms) and encoder is None:
+        raise ConfigError("--arms presto... need --encoder presto=PATH")
+    if a.seeds < 1:
+        raise ConfigError("--seeds must be >= 1")
+    use_threads(a.threads)
+    out = Path(os.path.abspath(a.out))
+    metrics = run_points(data, out, tiles=tuple(t for t in a.tiles.split(",") if t),
+                         arms=arms, counts=_ints(a.counts, "--counts"), seeds=a.seeds,
+                         encoder=encoder, holdout_rows=a.holdout_rows,
+                         patch_runs=Path(a.patch_runs) if a.patch_runs else None)
+    print(table(metrics["summary"], metrics["ndbi"], metrics["patches"]))
+    print(f"{metrics['seconds']:.0f} s; metrics: {out / 'points.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
