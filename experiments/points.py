@@ -29,7 +29,6 @@ compared). ``OUT/points.json`` holds every seed's scores; ``OUT/points.txt`` the
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -37,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from rasterio.warp import transform as warp_transform
 
 from core.commands import add_logging_arguments, check_output_folder, configure_logging, run_command
 from core.errors import ConfigError, InputDataError
@@ -47,13 +47,15 @@ from experiments.builtup import (
     DEFAULT_HOLDOUT_ROWS,
     DW_FOLDER,
     Budget,
+    predict,
     score_ndbi,
     training_rows,
 )
-from experiments.builtup_loto import DEFAULT_TILES, interval
+from experiments.builtup_loto import DEFAULT_TILES
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.points_data import TileArrays, band_features, load_tile, presto_features
-from experiments.realscenes import format_table
+from experiments.points_report import patch_rows, summarise, table
+from experiments.realscenes import map_scores, run_product
 from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
 from experiments.threads import add_threads_argument, use_threads
 from training.models.encoders.registry import parse_encoder
@@ -156,6 +158,44 @@ def one_fold(features: Features, arm: str, held: str, train: dict[str, np.ndarra
             "cv_f1": fit.cv.f1["impervious"], "cv_auc": fit.cv.auc}
 
 
+def check_product(features: Features, arm: str, held: str, train: dict[str, np.ndarray],
+                  area: np.ndarray, n: int, out: Path) -> dict:
+    """Seed 0 of one fold through the product's commands, beside the in-memory fit's scores.
+
+    The same points (the draw of seed 0) go to ``isamap-fit`` as a CSV with every training
+    tile's stack as ``--input``; ``isamap-predict`` maps the held-out stack and the map is
+    scored as the built-up experiment scores its maps (:func:`experiments.realscenes.map_scores`).
+    Use a fold whose training areas are whole tiles: the product normalises by each stack's
+    statistics, the in-memory fit by the training area's.
+    """
+    tiles = features.tiles
+    folder = out / "check" / f"{held}_{arm.replace('+', '_')}_{n}"
+    rows = []
+    for g, (prefix, allowed) in enumerate(train.items()):
+        arrays = tiles[prefix]
+        picked = draw(arrays.usable, allowed, n, np.random.default_rng([0, g, n]))
+        x, y = arrays.xy(picked)
+        lon, lat = warp_transform(arrays.tile.footprint.crs, "EPSG:4326", list(x), list(y))
+        truth = arrays.truth.ravel()[picked]
+        rows += [f"{prefix}{i},{a:.8f},{b:.8f},{int(k)}"
+                 for i, (a, b, k) in enumerate(zip(lon, lat, truth, strict=True))]
+    points = folder / "points.csv"
+    atomic_write(points, lambda handle: handle.write(
+        ("id,lon,lat,reference\n" + "\n".join(rows) + "\n").encode()))
+    encoder = ["--encoder", f"presto={features.encoder}"] if arm != "bands" else []
+    run_product("isamap-fit", ["--points", str(points), "--input",
+                               *[str(tiles[p].stack) for p in train], "--features", arm,
+                               *encoder, "--out", str(folder / "fit"), "-q"])
+    arrays = tiles[held]
+    class_path, prob_path = predict(folder / "fit" / "model.pt", arrays.stack,
+                                    folder / "map" / held, str(arrays.tile.month))
+    product = map_scores(arrays.truth, arrays.tile.footprint, class_path, prob_path, area)
+    memory = one_fold(features, arm, held, train, area, n, 0)
+    keys = ("f1_built", "auc_built", "pixels", "built_pixels", "mapped_built_share")
+    return {"fold": held, "arm": arm, "points_per_area": n,
+            "product": {k: product[k] for k in keys}, "in_memory": {k: memory[k] for k in keys}}
+
+
 def _pooled(tiles: dict[str, TileArrays], rows: dict[str, slice]):
     """The training areas' bands pooled (``isamap-fit --norm training``'s statistics)."""
     from training.data import band_stats
@@ -175,77 +215,11 @@ def scores(prob: np.ndarray, truth: np.ndarray) -> dict:
             "mapped_built_share": float(mapped.mean()), "true_built_share": float(truth.mean())}
 
 
-def summarise(runs: dict, ndbi: dict) -> dict:
-    """Per held-out tile, arm and count: mean ± interval, worst seed, shares, NDBI beside."""
-    out: dict = {}
-    for held, arms in runs.items():
-        for arm, counts in arms.items():
-            for n, seeds in counts.items():
-                done = [s for s in seeds if "refused" not in s]
-                f1 = [s["f1_built"] for s in done]
-                auc = [s["auc_built"] for s in done]
-                row = {"seeds": len(seeds), "refused": len(seeds) - len(done)}
-                if done:
-                    worst = min(done, key=lambda s: s["f1_built"])
-                    row |= {"f1": interval(f1), "auc": interval(auc), "worst_f1": worst["f1_built"],
-                            "worst_auc": min(auc), "spread_f1": max(f1) - min(f1),
-                            "mapped_share": float(np.mean([s["mapped_built_share"] for s in done])),
-                            "true_share": done[0]["true_built_share"],
-                            "worst_minus_ndbi_best": worst["f1_built"] - ndbi[held]["ndbi_best_f1"]}
-                out.setdefault(held, {}).setdefault(arm, {})[str(n)] = row
-    return out
-
-
-def patch_rows(path: Path, ndbi: dict, arm: str = "unet-s2") -> dict:
-    """A ``--loto`` run's ``arm`` per held-out tile, checked to be scored on the same pixels."""
-    record = json.loads(path.read_text())
-    out = {}
-    for held, arms in (record.get("runs") or {}).items():
-        seeds = arms.get(arm) or []
-        if held not in ndbi or not seeds:
-            continue
-        if any(s["pixels"] != ndbi[held]["pixels"] for s in seeds):
-            raise InputDataError(f"--patch-runs {path}: {held} was scored on other pixels "
-                                 f"({seeds[0]['pixels']}) than here ({ndbi[held]['pixels']})")
-        f1 = [s["f1_built"] for s in seeds]
-        out[held] = {"arm": arm, "seeds": len(seeds), "f1": interval(f1),
-                     "auc": interval([s["auc_built"] for s in seeds]), "worst_f1": min(f1),
-                     "mapped_share": float(np.mean([s["mapped_built_share"] for s in seeds]))}
-    return out
-
-
-def table(summary: dict, ndbi: dict, patches: dict) -> str:
-    """One row per held-out tile, arm and count; NDBI's and the patch arm's beside."""
-    def pm(pair) -> str:
-        mean, half = pair
-        return f"{mean:.3f} ± {half:.3f}" if np.isfinite(half) else f"{mean:.3f}"
-
-    rows = []
-    for held, arms in summary.items():
-        b = ndbi[held]
-        base = (f"{b['ndbi_f1_at_0']:.3f}", f"{b['ndbi_best_f1']:.3f}", f"{b['ndbi_auc']:.3f}")
-        for arm, counts in arms.items():
-            for n, s in counts.items():
-                if "f1" not in s:
-                    rows.append((held, arm, n, f"refused {s['refused']}/{s['seeds']}", "", "", "",
-                                 *base))
-                    continue
-                rows.append((held, arm, n, pm(s["f1"]), f"{s['worst_f1']:.3f}", pm(s["auc"]),
-                             f"{s['mapped_share']:.3f} / {s['true_share']:.3f}", *base))
-        if held in patches:
-            p = patches[held]
-            rows.append((held, f"{p['arm']} (patches)", "-", pm(p["f1"]), f"{p['worst_f1']:.3f}",
-                         pm(p["auc"]), f"{p['mapped_share']:.3f}", *base))
-    return format_table(rows, ("held out", "arm", "points/area", "F1 built", "worst F1",
-                               "ROC AUC", "built share map / true", "NDBI F1 @ 0",
-                               "NDBI best F1", "NDBI AUC"))
-
-
 def run_points(data: Path, out: Path, *, tiles: Sequence[str] = DEFAULT_TILES,
                row_split: str = "java", arms: Sequence[str] = DEFAULT_ARMS,
                counts: Sequence[int] = DEFAULT_COUNTS, seeds: int = DEFAULT_SEEDS,
                encoder: str | None = None, holdout_rows: int = DEFAULT_HOLDOUT_ROWS,
-               patch_runs: Path | None = None) -> dict:
+               patch_runs: Path | None = None, check: bool = False) -> dict:
     """The whole comparison; writes ``OUT/points.json`` and ``OUT/points.txt``."""
     start = time.perf_counter()
     budget = Budget()
@@ -266,9 +240,16 @@ def run_points(data: Path, out: Path, *, tiles: Sequence[str] = DEFAULT_TILES,
                 done = [s["f1_built"] for s in seeds_scores if "f1_built" in s]
                 log.info("%s %s %d points/area: F1 %s", held, arm, n,
                          ", ".join(f"{v:.3f}" for v in done) or "refused")
+    checks = []
+    if check:  # the last tile's fold: its training areas are whole tiles
+        held = tiles[-1]
+        train = {p: np.ones_like(loaded[p].usable) for p in tiles if p != held}
+        checks = [check_product(features, arm, held, train, held_areas[held], max(counts), out)
+                  for arm in arms]
     summary = summarise(runs, ndbi)
     patches = patch_rows(patch_runs, ndbi) if patch_runs else {}
     metrics = {"summary": summary, "runs": runs, "ndbi": ndbi, "patches": patches,
+               "product_checks": checks,
                "tiles": list(tiles), "arms": list(arms), "counts": list(counts),
                "seeds": seeds, "holdout_rows": holdout_rows,
                "seconds": round(time.perf_counter() - start, 1)}
@@ -308,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--patch-runs", metavar="LOTO.json",
                    help="a python -m experiments.builtup --loto run's loto.json: its unet-s2 "
                         "arm beside, on the same pixels")
+    p.add_argument("--check", action="store_true",
+                   help="also run one fold through isamap-fit and isamap-predict, and report "
+                        "its scores beside the in-memory fit's")
     p.add_argument("--out", default="points_output")
     add_threads_argument(p)
     add_logging_arguments(p)
@@ -335,8 +319,15 @@ def _run(a: argparse.Namespace) -> int:
     metrics = run_points(data, out, tiles=tuple(t for t in a.tiles.split(",") if t),
                          arms=arms, counts=_ints(a.counts, "--counts"), seeds=a.seeds,
                          encoder=encoder, holdout_rows=a.holdout_rows,
-                         patch_runs=Path(a.patch_runs) if a.patch_runs else None)
+                         patch_runs=Path(a.patch_runs) if a.patch_runs else None,
+                         check=a.check)
     print(table(metrics["summary"], metrics["ndbi"], metrics["patches"]))
+    for c in metrics["product_checks"]:
+        print(f"product check, {c['fold']} held out, {c['arm']}, {c['points_per_area']} points "
+              f"per area: isamap-fit + isamap-predict F1 {c['product']['f1_built']:.4f} AUC "
+              f"{c['product']['auc_built']:.4f} on {c['product']['pixels']} px; in memory F1 "
+              f"{c['in_memory']['f1_built']:.4f} AUC {c['in_memory']['auc_built']:.4f} on "
+              f"{c['in_memory']['pixels']} px")
     print(f"{metrics['seconds']:.0f} s; metrics: {out / 'points.json'}")
     return 0
 

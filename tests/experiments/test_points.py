@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from experiments.points import draw, main, run_points, scores, summarise, table
+from experiments.points import draw, main, run_points, scores
+from experiments.points_report import summarise, table
 
 
 def test_draw_takes_usable_pixels_of_the_area_and_follows_the_seed():
