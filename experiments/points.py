@@ -62,7 +62,7 @@ from training.models.encoders.registry import parse_encoder
 from training.points.fit import FitOptions, fit_points
 from training.points.head import probabilities
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("experiments.points")  # also when run as __main__
 
 DEFAULT_COUNTS = (50, 200, 1000)
 DEFAULT_ARMS = ("bands", "presto", "presto+bands")
