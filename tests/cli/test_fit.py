@@ -288,3 +288,10 @@ def test_backend_ee_fits_on_the_satellite_embedding(tmp_path):
     c0 = round((grid.x0 - src.transform.c) / 10)
     inside = a00[r0:r0 + 96, c0:c0 + 96]
     np.testing.assert_allclose(inside[10:, 10:], expected[10:, 10:])
+    # the stack maps with the model at once, as the command's output says
+    assert predict_main(["--model", str(result.model), "--input", str(written), "--out",
+                         str(tmp_path / "map" / "aef"), "--precision", "fp32", "-q"]) == 0
+    with rasterio.open(tmp_path / "map" / "aef_class.tif") as src:
+        mapped = src.read(1)[r0:r0 + 96, c0:c0 + 96]
+    truth = (native[0] > 0).astype(np.uint8)
+    assert (mapped[10:, 10:] == truth[10:, 10:]).mean() > 0.75  # 120 points, 64 dimensions
