@@ -53,7 +53,7 @@ from experiments.builtup import (
 )
 from experiments.builtup_loto import DEFAULT_TILES
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
-from experiments.points_data import TileArrays, band_features, load_tile, presto_features
+from experiments.points_data import PrestoFeatures, TileArrays, band_features, load_tile
 from experiments.points_report import patch_rows, summarise, table
 from experiments.realscenes import map_scores, run_product
 from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
@@ -98,43 +98,55 @@ def draw(usable: np.ndarray, allowed: np.ndarray, n: int, rng: np.random.Generat
 
 
 class Features:
-    """Each arm's features of a tile's usable pixels (Presto's cached on disk)."""
+    """Each arm's features of a tile's usable pixels, as the fold's model computes them."""
 
     def __init__(self, tiles: dict[str, TileArrays], encoder: str | None, out: Path) -> None:
         self.tiles, self.encoder, self.out = tiles, encoder, out
-        self._presto: dict[str, np.ndarray] = {}
+        self._presto: dict[tuple, PrestoFeatures] = {}
 
-    def presto(self, prefix: str) -> np.ndarray:
-        if prefix not in self._presto:
-            if self.encoder is None:
-                raise ConfigError("Presto arms need --encoder presto=PATH")
-            self._presto[prefix] = presto_features(self.tiles[prefix], self.encoder, self.out)
-        return self._presto[prefix]
+    def presto(self, prefix: str, place: tuple) -> PrestoFeatures:
+        if self.encoder is None:
+            raise ConfigError("Presto arms need --encoder presto=PATH")
+        if (prefix, place) not in self._presto:
+            self._presto[prefix, place] = PrestoFeatures(self.tiles[prefix], self.encoder,
+                                                         self.out, *place)
+        return self._presto[prefix, place]
 
-    def of(self, arm: str, prefix: str, scene_rows: slice, pooled) -> np.ndarray:
-        """``(n_usable, F)``: ``bands`` by the scene's statistics, Presto's with pooled bands."""
+    def of(self, arm: str, prefix: str, index: np.ndarray, scene_rows: slice, pooled,
+           place: tuple) -> np.ndarray:
+        """``(len(index), F)`` features of usable pixels ``index``.
+
+        ``bands``: normalised by the scene's statistics; Presto's at ``place`` (latitude and
+        longitude, month), with the bands by the pooled statistics for ``presto+bands``.
+        """
         arrays = self.tiles[prefix]
         if arm == "bands":
-            return band_features(arrays, arrays.stats(scene_rows))
-        parts = [self.presto(prefix)]
+            return band_features(arrays, arrays.stats(scene_rows), index)
+        parts = [self.presto(prefix, place).rows(index)]
         if arm == "presto+bands":
-            parts.append(band_features(arrays, pooled))
+            parts.append(band_features(arrays, pooled, index))
         return np.concatenate(parts, axis=1)
 
 
 def one_fold(features: Features, arm: str, held: str, train: dict[str, np.ndarray],
              area: np.ndarray, n: int, seed: int) -> dict:
-    """Fit ``arm`` on ``n`` points per training area, score the held-out area."""
+    """Fit ``arm`` on ``n`` points per training area, score the held-out area.
+
+    The model tells Presto the first training tile's place and month, as ``isamap-fit``
+    tells it its first input's.
+    """
     tiles = features.tiles
     rows = {p: slice(0, int(np.flatnonzero(a.any(axis=1)).max()) + 1) for p, a in train.items()}
     pooled = _pooled(tiles, rows) if arm == "presto+bands" else None
+    first = tiles[next(iter(train))]
+    place = (first.latlon, first.month)
     feats, labels, xs, ys, group = [], [], [], [], []
     for g, (prefix, allowed) in enumerate(train.items()):
         arrays = tiles[prefix]
         rng = np.random.default_rng([seed, g, n])
         picked = draw(arrays.usable, allowed, n, rng)
         position = np.cumsum(arrays.usable.ravel()) - 1  # flat index -> row of the features
-        feats.append(features.of(arm, prefix, rows[prefix], pooled)[position[picked]])
+        feats.append(features.of(arm, prefix, position[picked], rows[prefix], pooled, place))
         labels.append(arrays.truth.ravel()[picked].astype(np.int64))
         x, y = arrays.xy(picked)
         xs.append(x)
@@ -149,9 +161,9 @@ def one_fold(features: Features, arm: str, held: str, train: dict[str, np.ndarra
         return {"seed": seed, "refused": str(exc), "points": int(labels_all.size),
                 "built_points": int(labels_all.sum())}
     arrays = tiles[held]
-    test = features.of(arm, held, slice(None), pooled)
-    keep = area.ravel()[arrays.usable.ravel()]  # usable pixels of the held-out area
-    prob = probabilities(fit.head.logits(test[keep], 2))[:, 1]
+    keep = np.flatnonzero(area.ravel()[arrays.usable.ravel()])  # the held-out area's pixels
+    test = features.of(arm, held, keep, slice(None), pooled, place)
+    prob = probabilities(fit.head.logits(test, 2))[:, 1]
     truth = arrays.truth[arrays.usable & area]
     return {"seed": seed, **scores(prob, truth), "points": int(labels_all.size),
             "built_points": int(labels_all.sum()), "l2": fit.cv.l2,

@@ -7,11 +7,11 @@ pixels). A pixel is usable where it is labelled and every band has a value: what
 of the stack covers.
 
 The features are computed as ``isamap-fit`` computes them, through the fitted model's own
-module (:func:`training.points.model.point_features`), on the usable pixels alone. Presto's
-features do not depend on the normalisation (the network undoes it before the encoder), so
-they are computed once per tile from the raw bands and kept in ``OUT/features/`` (float16,
-keyed by the stack's content fingerprint and the encoder's SHA-256); the bands' features are
-the bands normalised as the fold's model normalises them.
+module (:func:`training.points.model.point_features`), on the usable pixels a fold needs.
+Presto's do not depend on the normalisation (the network undoes it before the encoder) but on
+the place and month the model tells it (the first input's), so they are kept per tile, place
+and month in ``OUT/features/`` (:class:`PrestoFeatures`); the bands' features are the bands
+normalised as the fold's model normalises them.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ class TileArrays:
         values: ``(C, H, W)`` float32 bands on the label's pixels (NaN: no data).
         truth: ``(H, W)`` 0 other, 1 built, 255 not labelled.
         usable: ``(H, W)`` labelled with every band present.
-        latlon: the tile's centre (degrees), what Presto is told.
+        latlon: the stack's centre (degrees), what ``isamap-fit`` tells Presto when the
+            stack is its first input.
         month: 0-11, the stack's month.
         fingerprint: the stack's content fingerprint (its ``ISAMAP_FINGERPRINT`` tag).
     """
@@ -92,39 +93,56 @@ def load_tile(data: Path, prefix: str, out: Path, bands: Sequence[str], budget) 
         values = src.read(window=window, boundless=True, fill_value=np.nan, out_dtype="float32")
         names = tuple(src.descriptions)
         tags = src.tags()
+        transform, width, height = src.transform, src.width, src.height
     truth = built_label(tile)
     usable = (truth != LABEL_NODATA) & np.isfinite(values).all(axis=0)
-    west, south, east, north = fp.bounds()
-    lon, lat = warp_transform(fp.crs, "EPSG:4326", [(west + east) / 2], [(south + north) / 2])
+    x, y = transform * (width / 2, height / 2)  # the stack's centre, as isamap-fit takes it
+    lon, lat = warp_transform(fp.crs, "EPSG:4326", [x], [y])
     return TileArrays(tile, stack, names, values, truth, usable, (float(lat[0]), float(lon[0])),
                       int(tags.get("MONTH", "2000-01")[5:7]) - 1,
                       tags.get("ISAMAP_FINGERPRINT", text_sha256(str(stack))))
 
 
-def presto_features(arrays: TileArrays, encoder: str, out: Path) -> np.ndarray:
-    """``(n_usable, 128)`` float32 Presto features of the usable pixels, in flat order.
+class PrestoFeatures:
+    """Presto's features of a tile's usable pixels for one place and month, made as needed.
 
-    Cached in ``out/features/<tile>_<key>.npy`` (float16); the key is the stack's
-    fingerprint, the encoder's SHA-256 and the tile's centre and month.
+    What ``isamap-fit`` computes for a point of this tile when its model tells Presto
+    ``latlon`` and ``month`` (its first input's): rows are computed when first asked for and
+    kept in ``out/features/<tile>_<key>.npz`` (float16, with the rows done), keyed by the
+    stack's fingerprint, the encoder's SHA-256, the place and the month.
     """
-    key = text_sha256(f"{arrays.fingerprint}|{PRESTO.sha256}|{arrays.latlon}|{arrays.month}",
-                      16)
-    path = out / "features" / f"{arrays.prefix}_{key}.npy"
-    if path.is_file():
-        return np.load(path).astype(np.float32)
-    identity = NormStats(arrays.bands, (0.0,) * len(arrays.bands), (1.0,) * len(arrays.bands))
-    kwargs = model_kwargs("presto", arrays.bands, identity, 0, arrays.latlon, arrays.month)
-    model = feature_model(kwargs, 2, encoder)
-    raw = arrays.values[:, arrays.usable].T  # (n, C): normalised by mean 0, std 1
-    log.info("Presto features of %s: %d pixels", arrays.prefix, raw.shape[0])
-    feats = point_features(model, raw).astype(np.float16)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, feats)
-    return feats.astype(np.float32)
+
+    def __init__(self, arrays: TileArrays, encoder: str, out: Path,
+                 latlon: tuple[float, float], month: int) -> None:
+        key = text_sha256(f"{arrays.fingerprint}|{PRESTO.sha256}|{latlon}|{month}", 16)
+        self.arrays, self.path = arrays, out / "features" / f"{arrays.prefix}_{key}.npz"
+        n = int(arrays.usable.sum())
+        if self.path.is_file():
+            with np.load(self.path) as saved:
+                self.values, self.done = saved["values"], saved["done"]
+        else:
+            self.values = np.zeros((n, PRESTO.dim), np.float16)
+            self.done = np.zeros(n, bool)
+        identity = NormStats(arrays.bands, (0.0,) * len(arrays.bands),
+                             (1.0,) * len(arrays.bands))  # raw bands in, as the model un-does
+        self.kwargs = model_kwargs("presto", arrays.bands, identity, 0, latlon, month)
+        self.encoder = encoder
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """``(len(index), 128)`` float32 features of usable pixels ``index`` (flat order)."""
+        missing = np.unique(index[~self.done[index]])
+        if missing.size:
+            log.info("Presto features of %s: %d pixels", self.arrays.prefix, missing.size)
+            model = feature_model(self.kwargs, 2, self.encoder)
+            raw = self.arrays.values[:, self.arrays.usable].T[missing]
+            self.values[missing] = point_features(model, raw).astype(np.float16)
+            self.done[missing] = True
+            with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, values=self.values, done=self.done)
+        return self.values[index].astype(np.float32)
 
 
-def band_features(arrays: TileArrays, stats: NormStats) -> np.ndarray:
-    """``(n_usable, C)`` the usable pixels' bands normalised by ``stats``."""
-    raw = arrays.values[:, arrays.usable].T
+def band_features(arrays: TileArrays, stats: NormStats, index: np.ndarray) -> np.ndarray:
+    """``(len(index), C)`` usable pixels ``index``'s bands normalised by ``stats``."""
+    raw = arrays.values[:, arrays.usable].T[index]
     return (raw - np.asarray(stats.mean, np.float32)) / np.asarray(stats.std, np.float32)

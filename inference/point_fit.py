@@ -156,9 +156,8 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
     check_only(labels, where.x[kept], where.y[kept], where.group[kept], job.classes,
                job.options)
     norms, pooled, ranges = _statistics(inputs, bands)
-    lonlat = (float(points.lat[kept].mean()), float(points.lon[kept].mean()))
-    kwargs = model_kwargs(job.features, bands, pooled, job.options.hidden, lonlat,
-                          _month(job, inputs))
+    kwargs = model_kwargs(job.features, bands, pooled, job.options.hidden,
+                          centre(inputs[0]), _month(job, inputs))
     model = feature_model(kwargs, len(job.classes), job.encoder)
     normalised = _normalised(raw[kept], where.group[kept], norms, pooled, job.normalised_by)
     log.info("features of %d points (%s)", int(kept.sum()), job.features)
@@ -245,6 +244,19 @@ def _normalised(raw: np.ndarray, group: np.ndarray, norms: Sequence[NormStats],
         out[rows] = (raw[rows] - np.asarray(stats.mean, np.float32)) / np.asarray(stats.std,
                                                                                   np.float32)
     return out
+
+
+def centre(stack: StackInput) -> tuple[float, float]:
+    """Latitude, longitude of a stack's centre: where Presto is told every pixel lies.
+
+    One place per model, as ``isamap-train --encoder`` tells it the training grid's centre:
+    the first input's, for the points and for every map the model makes.
+    """
+    from rasterio.warp import transform
+
+    x, y = stack.transform * (stack.width / 2, stack.height / 2)
+    lon, lat = transform(stack.crs, "EPSG:4326", [x], [y])
+    return float(lat[0]), float(lon[0])
 
 
 def _month(job: FitJob, inputs: Sequence[StackInput]) -> int:

@@ -63,7 +63,8 @@ class PixelClassifier(nn.Module):
         encoder_sha256: with Presto, the SHA-256 of the file its weights came from; it must
             be the registry's (a model of another file is refused).
         input_mean / input_std: with Presto, the input normalisation, undone for the encoder.
-        latlon: latitude, longitude (degrees) given to Presto: the centre of the points.
+        latlon: latitude, longitude (degrees) given to Presto for every pixel: the centre of
+            the fit's first input stack.
         month: month (0-11) of the stack's timestep, given to Presto.
     """
 
