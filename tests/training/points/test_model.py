@@ -66,5 +66,5 @@ def test_presto_features_travel_in_the_model_file(tmp_path, shared_weights):
     with pytest.raises(ModelError, match="not the published one"):
         PixelClassifier(len(BANDS), 2, bands=BANDS, features="presto", encoder_sha256="0" * 64,
                         input_mean=NORM.mean, input_std=NORM.std)
-    with pytest.raises(ModelError, match=r"needs the encoder's file"):
+    with pytest.raises(ModelError, match=r"Presto features need the encoder's file"):
         feature_model(model_kwargs("presto", BANDS, NORM, 0, (0, 0), 0), 2, None)
