@@ -17,13 +17,14 @@ from core.errors import ConfigError, UnknownBandError
 from core.months import check_month
 
 #: the first month with scenes in the archive: Sentinel-1A's first IW GRD products (October
-#: 2014), Sentinel-2A's launch (23 June 2015)
-FIRST_MONTH = {"S1": "2014-10", "S2": "2015-06"}
-SENSOR_NAMES = {"S1": "Sentinel-1", "S2": "Sentinel-2"}
+#: 2014), Sentinel-2A's launch (23 June 2015); the Satellite Embedding's first annual layer
+#: (2017, gee_export/ee/embedding.py)
+FIRST_MONTH = {"S1": "2014-10", "S2": "2015-06", "embedding": "2017-01"}
+SENSOR_NAMES = {"S1": "Sentinel-1", "S2": "Sentinel-2", "embedding": "the Satellite Embedding"}
 
 
 def sensors_of(bands: Sequence[str]) -> tuple[str, ...]:
-    """The Sentinel sensors (``S1``/``S2``) that ``bands`` come from (unknown names: none)."""
+    """The sources (``S1``, ``S2``, ``embedding``) ``bands`` come from (unknown names: none)."""
     found = set()
     for name in bands:
         try:

@@ -14,7 +14,7 @@ from typing import Literal, overload
 
 from core.errors import ConfigError, UnknownBandError
 
-Sensor = Literal["S2", "S1", "label", "quality", "product"]
+Sensor = Literal["S2", "S1", "embedding", "label", "quality", "product"]
 Resampling = Literal["bilinear", "nearest", "mode"]
 
 
@@ -110,7 +110,18 @@ _BANDS: tuple[BandSpec, ...] = (
              "0 pervious, 1 impervious, 255 nodata (or the class scheme in the manifest)"),
 )
 
-REGISTRY: dict[str, BandSpec] = {b.name: b for b in _BANDS}
+#: Google's annual Satellite Embedding (AlphaEarth Foundations) on Earth Engine: 64 axes of a
+#: unit vector per 10 m pixel, -1 to 1, fetched as the published 8-bit integers and stored as
+#: their native values (gee_export/ee/embedding.py states the sources).
+EMBEDDING: tuple[str, ...] = tuple(f"A{i:02d}" for i in range(64))
+#: What ``--bands`` expands to the 64 embedding bands (``--bands aef`` or ``B2,B3,aef``).
+EMBEDDING_ALIAS = "aef"
+_EMBEDDING = tuple(
+    BandSpec(name, "embedding", "unitless", "float32", math.nan, 1.0, 10.0, "nearest", name,
+             f"Satellite Embedding V1 axis {name} (annual, AlphaEarth Foundations), -1 to 1")
+    for name in EMBEDDING)
+
+REGISTRY: dict[str, BandSpec] = {b.name: b for b in (*_BANDS, *_EMBEDDING)}
 
 DEFAULT_S2: tuple[str, ...] = ("B2", "B3", "B4", "B8")
 DEFAULT_S1: tuple[str, ...] = ("VV", "VH")
@@ -128,8 +139,10 @@ def get_band(name: str) -> BandSpec:
     try:
         return REGISTRY[key]
     except KeyError:
+        known = [b for b in REGISTRY if b not in EMBEDDING]
         raise UnknownBandError(
-            f"unknown band {name!r}; known bands: {', '.join(REGISTRY)}"
+            f"unknown band {name!r}; known bands: {', '.join(known)}, "
+            f"{EMBEDDING[0]}..{EMBEDDING[-1]} ({EMBEDDING_ALIAS})"
         ) from None
 
 
@@ -153,8 +166,10 @@ def resolve(names: Iterable[str]) -> tuple[BandSpec, ...]:
 
 
 def parse_band_list(text: str) -> tuple[str, ...]:
-    """Parse a comma-separated CLI value such as ``B2,B3,B4,B8,VV,VH``."""
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    """Parse a comma-separated CLI value such as ``B2,B3,B4,B8,VV,VH`` (``aef``: A00 .. A63)."""
+    names: list[str] = []
+    for name in (n.strip() for n in text.split(",") if n.strip()):
+        names.extend(EMBEDDING if name.lower() == EMBEDDING_ALIAS else (name,))
     return tuple(s.name for s in resolve(names))
 
 

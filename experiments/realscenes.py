@@ -38,7 +38,7 @@ class CommandFailed(ConfigError):
 
 
 ENTRY_POINTS = {"isamap-export": "cli.export:main", "isamap-train": "cli.train:train_main",
-                "isamap-predict": "cli.predict:predict_main"}
+                "isamap-predict": "cli.predict:predict_main", "isamap-fit": "cli.fit:main"}
 
 
 def command_line(prog: str) -> list[str]:
@@ -52,7 +52,7 @@ def command_line(prog: str) -> list[str]:
 
 
 def run_product(prog: str, argv: Sequence[str]) -> None:
-    """Run ``prog`` (``isamap-export``, ``isamap-train``, ``isamap-predict``) with ``argv``."""
+    """Run ``prog`` (``isamap-export``, ``-train``, ``-predict``, ``-fit``) with ``argv``."""
     if prog not in ENTRY_POINTS:
         raise ConfigError(f"unknown product command {prog!r}")
     log.info("$ %s %s", prog, shlex.join(argv))

@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
-from training.metrics import confusion_matrix
+from training.metrics import confusion_matrix, roc_auc
 
 
 @dataclass(frozen=True)
@@ -52,23 +51,6 @@ def binary_scores(predicted: np.ndarray, truth: np.ndarray) -> BinaryScores:
     return BinaryScores(f1=_ratio(2 * tp, 2 * tp + fp + fn), iou=_ratio(tp, tp + fp + fn),
                         precision=_ratio(tp, tp + fp), recall=_ratio(tp, tp + fn),
                         pixels=int(matrix.sum()), built=int(matrix[1].sum()))
-
-
-def roc_auc(score: np.ndarray, truth: np.ndarray) -> float:
-    """Area under the ROC curve of ``score`` for ``truth == 1`` (ties count one half).
-
-    The Mann-Whitney form: the probability that a random built pixel scores above a random
-    other pixel. NaN scores and truths other than 0/1 are left out; NaN without both classes.
-    """
-    score = np.asarray(score, dtype=np.float64).ravel()
-    truth = np.asarray(truth).ravel()
-    keep = np.isfinite(score) & ((truth == 0) | (truth == 1))
-    score, positive = score[keep], truth[keep] == 1
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if not n_pos or not n_neg:
-        return float("nan")
-    ranks = rankdata(score)  # average ranks of ties
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def best_threshold_f1(score: np.ndarray, truth: np.ndarray) -> tuple[float, float]:

@@ -55,6 +55,7 @@ from rasterio.windows import Window as RioWindow
 from contract.geotiff import write_geotiff
 from contract.stack import StackPaths
 from gee_export.ee.band_statistics import masked_bands, output_keys, statistics_reducer
+from gee_export.ee.embedding import is_embedding_band, quantise
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW
 from gee_export.ee.recipe import FLOAT_NODATA
 from gee_export.ee.serialized import Graph, constant, encode
@@ -229,9 +230,14 @@ class StackTransport:
         fine = self._check_expression(request, grid["crsCode"], transform)
         if self.account is not None:
             self.account.compute(width * height)
-        out = np.zeros((height, width), dtype=[(b, "<f4") for b in bands])
+        # the Satellite Embedding's bands as the recipe asks them: the published 8-bit
+        # integers of the native values the stack holds (gee_export.ee.embedding)
+        out = np.zeros((height, width), dtype=[(b, "<i1" if is_embedding_band(b) else "<f4")
+                                               for b in bands])
         for b in bands:
-            out[b] = self._pixels([b], grid["crsCode"], transform, width, height, fine)[b]
+            values = self._pixels([b], grid["crsCode"], transform, width, height, fine)[b]
+            out[b] = quantise(np.where(values == FLOAT_NODATA, np.nan, values)) \
+                if is_embedding_band(b) else values
         with self._lock:
             self.served.append((f"{transform[2]},{transform[5]},{transform[0]}", tuple(bands)))
         return out

@@ -8,6 +8,7 @@
 - ``ee_http``: the same client against ``FakeEarthEngine``, a stand-in of the REST service
   that records every request and answers as the REST reference documents.
 - ``shared_data``: the real Sentinel samples in ../shared/data (skip only off CI when absent).
+- ``shared_weights``: the published encoder files in ../shared/weights (the same rule).
 - ``cogs``: a real class/probability COG pair from a tiny prediction (publishing, predict's
   command and credentials tests).
 """
@@ -80,6 +81,18 @@ def shared_data() -> Path:
         if os.environ.get("CI"):
             pytest.fail(f"shared sample data not found at {path}; CI must have ../shared/data")
         pytest.skip(f"shared sample data not found at {path} (set ISAMAP_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_weights() -> Path:
+    """Path of ../shared/weights, the published encoder files (skip only off CI when absent)."""
+    path = REPO_ROOT.parent / "shared" / "weights"
+    if not (path / "presto" / "default_model.pt").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"encoder weights not found in {path}; CI must have ../shared/weights")
+        pytest.skip(f"encoder weights not found in {path} (../shared/weights not beside this "
+                    "checkout)")
     return path
 
 

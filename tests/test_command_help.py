@@ -14,6 +14,7 @@ from cli.assess import build_parser as assess_parser
 from cli.demo import build_parser as demo_parser
 from cli.evaluate import evaluate_parser
 from cli.export import build_parser as export_parser
+from cli.fit import build_parser as fit_parser
 from cli.import_patches import build_parser as import_parser
 from cli.map import build_parser as map_parser
 from cli.predict import predict_parser
@@ -28,7 +29,8 @@ PARSERS = {"isamap-export": export_parser, "isamap-demo": demo_parser,
            "isamap-train": train_parser, "isamap-evaluate": evaluate_parser,
            "isamap-prune": prune_parser, "isamap-predict": predict_parser,
            "isamap-publish": publish_parser, "isamap-map": map_parser,
-           "isamap-assess": assess_parser, "isamap-import-patches": import_parser}
+           "isamap-assess": assess_parser, "isamap-import-patches": import_parser,
+           "isamap-fit": fit_parser}
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

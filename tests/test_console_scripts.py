@@ -13,6 +13,7 @@ from cli.assess import main as assess_main
 from cli.demo import main as demo_main
 from cli.evaluate import evaluate_main
 from cli.export import main as export_main
+from cli.fit import main as fit_main
 from cli.import_patches import main as import_main
 from cli.map import main as map_main
 from cli.predict import predict_main
@@ -25,6 +26,7 @@ from experiments import (
     headcompare,
     landcover_pruning,
     naip_patches,
+    points,
     temporal_consistency,
     terramesh,
 )
@@ -47,7 +49,8 @@ COMMANDS = {"isamap-export": export_main, "isamap-import-patches": import_main,
             "isamap-assess score": lambda argv: assess_main(["score", *argv]),
             "python -m experiments.temporal_consistency": temporal_consistency.main,
             "python -m experiments.builtup": builtup.main,
-            "python -m experiments.terramesh": terramesh.main}
+            "python -m experiments.terramesh": terramesh.main, "isamap-fit": fit_main,
+            "python -m experiments.points": points.main}
 # Modules that are commands: their printed output is the command's result.
 COMMAND_MODULES = {*(f"cli/{p.name}" for p in (REPO / "cli").glob("*.py")),
                    "inference/demo.py", "experiments/landcover.py",
@@ -56,7 +59,7 @@ COMMAND_MODULES = {*(f"cli/{p.name}" for p in (REPO / "cli").glob("*.py")),
                    "experiments/naip_patches.py",
                    "experiments/temporal_consistency.py", "experiments/builtup.py",
                    "experiments/terramesh.py", "experiments/change_pairs.py",
-                   "experiments/builtup_encoders.py"}
+                   "experiments/builtup_encoders.py", "experiments/points.py"}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -152,6 +155,7 @@ FOLDER_FLAGS = {  # a command, its arguments with TAKEN where an output folder g
     "isamap-predict": ["--model", "m.pt", "--input", "s.tif", "--out", "o/isa",
                        "--local-dir", "TAKEN"],
     "isamap-demo": ["--out", "TAKEN"],
+    "isamap-fit": ["--points", "p.csv", "--input", "s.tif", "--out", "TAKEN"],
     "isamap-map": ["--model", "m.pt", BBOX, "--months", "2023-06", "--out", "TAKEN"],
     "isamap-export": [BBOX, "--project", "p", "--out", "TAKEN/sub"],
 }

@@ -36,6 +36,7 @@ COMMANDS = {
     "isamap-map": "cli.map:main",
     "isamap-assess": "cli.assess:main",
     "isamap-import-patches": "cli.import_patches:main",
+    "isamap-fit": "cli.fit:main",
 }
 
 #: ``path::function`` prefix -> the commands whose runs reach its messages, and whether each
@@ -50,6 +51,9 @@ OWNERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("gee_export/local/plausibility.py::check_s", ("isamap-export", "isamap-map"), "all"),
     ("core/pipeline_options.py", ("isamap-export", "isamap-map"), "any"),
     ("cli/import_patches.py", ("isamap-import-patches",), "all"),
+    ("cli/fit.py", ("isamap-fit",), "all"),
+    ("inference/point_", ("isamap-fit",), "all"),
+    ("training/points/", ("isamap-fit",), "all"),
     ("contract/foreign_patches.py", ("isamap-import-patches",), "all"),
     ("gee_export/", ("isamap-export",), "all"),
     ("cli/map.py", ("isamap-map",), "all"),

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.stats import rankdata
 
 from contract.bands import LABEL_NODATA
 from core.errors import ConfigError
@@ -45,6 +46,23 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int,
     keep &= (pred >= 0) & (pred < num_classes)
     idx = target[keep] * num_classes + pred[keep]
     return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def roc_auc(score: np.ndarray, truth: np.ndarray) -> float:
+    """Area under the ROC curve of ``score`` for ``truth == 1`` (ties count one half).
+
+    The Mann-Whitney form: the probability that a random built pixel scores above a random
+    other pixel. NaN scores and truths other than 0/1 are left out; NaN without both classes.
+    """
+    score = np.asarray(score, dtype=np.float64).ravel()
+    truth = np.asarray(truth).ravel()
+    keep = np.isfinite(score) & ((truth == 0) | (truth == 1))
+    score, positive = score[keep], truth[keep] == 1
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(score)  # average ranks of ties
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 class ConfusionMatrix:

@@ -18,6 +18,7 @@ import numpy as np
 from contract.bands import LABEL_NODATA
 from contract.grid import Grid, Window
 from core.errors import ConfigError, EarthEngineError
+from gee_export.ee.embedding import dequantise, is_embedding_band
 
 MAX_REQUEST_BYTES = 50_331_648  # 48 MiB, uncompressed
 MAX_REQUEST_SIDE = 32_768
@@ -98,7 +99,11 @@ def build_request(expression: Any, grid: Grid, sub: SubRequest) -> dict[str, Any
 
 
 def decode(result: Any, sub: SubRequest) -> np.ndarray:
-    """``(bands, height, width)`` float32 from a NUMPY_NDARRAY result; nodata becomes NaN."""
+    """``(bands, height, width)`` float32 from a NUMPY_NDARRAY result; nodata becomes NaN.
+
+    The Satellite Embedding's bands arrive as 8-bit integers and leave as the embedding's
+    values (:func:`gee_export.ee.embedding.dequantise`).
+    """
     arr = np.asarray(result)
     want = (sub.window.height, sub.window.width)
     if arr.dtype.names:
@@ -111,8 +116,9 @@ def decode(result: Any, sub: SubRequest) -> np.ndarray:
         if arr.dtype == packed:  # the usual answer: float32 pixels, bands in request order
             return planar(arr.view(np.float32).reshape(*want, len(sub.bands)))
         out = np.empty((len(sub.bands), *want), np.float32)  # one copy, band by band
-        for i, b in enumerate(sub.bands):
-            out[i] = arr[b]
+        for i, b in enumerate(sub.bands):  # the embedding's 8-bit integers -> its values
+            quantised = is_embedding_band(b) and arr.dtype[b] == np.int8
+            out[i] = dequantise(arr[b]) if quantised else arr[b]
         out[out <= FLOAT_NODATA_BELOW] = np.nan
         return out
     if arr.shape != (*want, len(sub.bands)):

@@ -35,6 +35,8 @@ from contract.vrt import Piece, VrtBand, mosaic_vrt
 from core.errors import ConfigError
 from core.progress import progress_bar
 from core.storage import GcsStore, Store, open_store
+from gee_export.ee.embedding import collection as embedding_collection
+from gee_export.ee.embedding import require_layer
 from gee_export.ee.labels import LabelSource, parse_label_source
 from gee_export.ee.recipe import FLOAT_NODATA, EERecipe, build_stack
 from gee_export.ee.sentinel1 import S1Recipe, require_scenes, s1_collection
@@ -94,11 +96,12 @@ def recipe_for_month(recipe: Mapping[str, Any], bands: Sequence[str], month: str
     label = recorded_label(recipe) if band_registry.PRODUCT in bands else None
     for band in bands:
         spec = band_registry.get_band(band)  # UnknownBandError names the known bands
-        if spec.sensor not in ("S1", "S2", "product") \
+        if spec.sensor not in ("S1", "S2", "embedding", "product") \
                 and band not in ("s2_clear_count", "s1_scene_count"):
             raise ConfigError(
                 f"the model reads band {band!r}, which the Earth Engine recipe cannot provide "
-                f"(it builds Sentinel-1/2 bands only); map with a model trained on those bands")
+                f"(it builds Sentinel-1/2 and Satellite Embedding bands only); map with a "
+                f"model trained on those bands")
     try:
         s1 = S1Recipe(**dict(base.get("s1") or {}))
         s2 = S2Recipe(**dict(base.get("s2") or {}))
@@ -143,7 +146,8 @@ def composite_windows(session: EESession, geometry: Any, region_name: str,
     """``date`` with its Sentinel-2 window chosen and its Sentinel-1 scenes checked.
 
     The Sentinel-2 window is widened around a cloudy month exactly as the export widens it; a
-    month with no clear observation or no Sentinel-1 pass raises
+    month with no clear observation or no Sentinel-1 pass, or without the Satellite
+    Embedding's layer of its year (when the bands read it), raises
     :class:`~core.errors.EmptyCompositeError` naming the month (the caller reports
     and skips that date).
     """
@@ -160,6 +164,11 @@ def composite_windows(session: EESession, geometry: Any, region_name: str,
         require_scenes(session.get_info(s1_collection(geometry, w.start, w.end, recipe.s1).size(),
                                         f"counting Sentinel-1 scenes of {month}"),
                        month, region_name, recipe.s1)
+    if any(_sensor(b) == "embedding" for b in recipe.bands):
+        year = int(month[:4])
+        require_layer(session.get_info(embedding_collection(geometry, year).size(),
+                                       f"counting Satellite Embedding images of {year}"),
+                      year, region_name)
     return DateRecipe(recipe, s2_window or month_window(month), date.s1_window)
 
 

@@ -18,6 +18,7 @@ from contract.bands import LABEL, PRODUCT, get_band
 from contract.grid import Grid
 from contract.label_schemes import check_product_band
 from core.errors import ConfigError
+from gee_export.ee.embedding import embedding_on_grid
 from gee_export.ee.labels import LabelSource, label_image, landcover_codes
 from gee_export.ee.sentinel1 import S1Recipe, s1_composite
 from gee_export.ee.sentinel2 import S2Recipe, TimeWindow, s2_composite
@@ -90,6 +91,8 @@ def _source_of(name: str) -> str:
         return "S2"
     if spec.sensor == "S1" or name == "s1_scene_count":
         return "S1"
+    if spec.sensor == "embedding":
+        return "embedding"
     raise ConfigError(f"band {name!r} has no Earth Engine source")
 
 
@@ -98,9 +101,11 @@ def build_stack(grid: Grid, window: TimeWindow, recipe: EERecipe, region,
     """The image to export, every band on ``grid``.
 
     Bands: ``recipe.bands`` as float32 (masked -> FLOAT_NODATA; ``product`` from the label
-    source, :func:`product_on_grid`), then ``label`` (0/1/255, carried as float so one
-    request holds everything) when a label source is set and ``with_label`` (a map's input
-    reads the source for its ``product`` band only).
+    source, :func:`product_on_grid`; the Satellite Embedding's as its published 8-bit
+    integers, masked -128, for the year of the calendar month,
+    :func:`gee_export.ee.embedding.embedding_on_grid`), then ``label`` (0/1/255, carried as
+    float so one request holds everything) when a label source is set and ``with_label`` (a
+    map's input reads the source for its ``product`` band only).
 
     ``window`` is the Sentinel-2 window (possibly widened); Sentinel-1 uses the calendar month
     (``s1_window``) since its scenes do not depend on the weather.
@@ -118,10 +123,16 @@ def build_stack(grid: Grid, window: TimeWindow, recipe: EERecipe, region,
         s2_img = s2_composite(region, window.start, window.end, recipe.s2, s2_spectral)
     if wanted["S1"]:
         s1_img = s1_composite(region, s1_window.start, s1_window.end, recipe.s1, s1_pols)
+    embedded = [b for b in recipe.bands if _source_of(b) == "embedding"]
+    embedding = (embedding_on_grid(grid, int(s1_window.month[:4]), region, embedded)
+                 if embedded else None)
     parts = []
     for name in recipe.bands:
         if name == PRODUCT and recipe.label is not None:  # the recipe checked the source
             parts.append(product_on_grid(recipe.label, grid, window, region))
+            continue
+        if embedding is not None and name in embedded:  # int8, already on the grid
+            parts.append(embedding.select([name]))
             continue
         src = s2_img if _source_of(name) == "S2" else s1_img
         band = src.select([name]).toFloat().unmask(FLOAT_NODATA, False)

@@ -211,6 +211,10 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
     unknown = [n for n in names if band_registry.get_band(n).sensor == "label"]
     if unknown:
         raise InputDataError(f"{unknown} is not an image band; the label is its own file")
+    embedded = [n for n in names if band_registry.get_band(n).sensor == "embedding"]
+    if embedded:
+        raise ConfigError(f"{embedded[0]}...: the Satellite Embedding comes from Earth Engine "
+                          "alone; export it with --backend ee")
     check_product_band(names, scheme_name)
 
     collection = (scenes if isinstance(scenes, SceneCollection)

@@ -1,0 +1,164 @@
+"""Console script ``isamap-fit``: a map model from labelled points (inference.point_fit)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+from contract.bands import parse_band_list
+from contract.grid import projected_crs
+from core.commands import (
+    add_logging_arguments,
+    check_output_folder,
+    check_range,
+    configure_logging,
+    run_command,
+)
+from core.errors import ConfigError
+from core.months import check_month
+from core.parsers import command_parser
+from engine.allocator import CHECKS
+from inference.point_fit import ISA_CLASSES, FitJob, report_table, run_fit
+from training.models.encoders.registry import PRESTO, parse_encoder
+from training.models.points import FEATURES
+from training.points.checks import MIN_POINTS
+from training.points.fit import DEFAULT_BLOCK_M, DEFAULT_FOLDS, FitOptions
+
+EXAMPLES = (
+    ("points labelled in a CSV (lon, lat, reference) over the stack isamap-export wrote",
+     "isamap-fit --points labelled.csv --input data/stacks/stack_2023-06_image.tif "
+     "--out fit_town"),
+    ("then map with the model file as with any other",
+     "isamap-predict --model fit_town/model.pt --input data/stacks/stack_2023-06_image.tif "
+     "--out maps/town"),
+    ("the Satellite Embedding of 2023 over the points, fetched from Earth Engine (the stack "
+     "is written to fit_aef/stack/)",
+     "isamap-fit --points labelled.csv --backend ee --month 2023-06 --bands aef "
+     "--out fit_aef"),
+    ("frozen Presto features, points from a Collect Earth Online export and the labelling "
+     "app's CSV",
+     "isamap-fit --points ceo-export.csv app-export.csv --input STACK.tif --features presto "
+     "--encoder presto=weights/default_model.pt --out fit_presto"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``isamap-fit``."""
+    p = command_parser(
+        "isamap-fit",
+        "Fit a per-pixel classifier on labelled points and save it as a model file that "
+        "isamap-predict, isamap-map and the Beam map run. The features are the stack's bands "
+        "or the frozen Presto encoder's; the classifier is cross-validated by spatial blocks "
+        "(scores in OUT/fit.txt). An accuracy assessment's points (isamap-assess design) are "
+        "refused: score the map on them instead.", EXAMPLES)
+    p.add_argument("--points", nargs="+", required=True, metavar="FILE",
+                   help="labelled points: CSV or GeoJSON with lon, lat and a class column, the "
+                        "labelling app's export, or a Collect Earth Online sample export")
+    p.add_argument("--input", nargs="+", metavar="STACK",
+                   help="the stack(s) the points lie in (isamap-export's "
+                        "stacks/stack_<month>_image.tif, or a GeoTIFF with named bands); each "
+                        "point is read from the first one covering it")
+    p.add_argument("--backend", choices=("ee", "local"),
+                   help="instead of --input: make the stack of --month over the points with "
+                        "Earth Engine or the local scenes of --scenes (written to OUT/stack/)")
+    p.add_argument("--scenes", help="folder of local scenes (--backend local)")
+    p.add_argument("--project", default=os.environ.get("EE_PROJECT"),
+                   help="Google Cloud project for Earth Engine (--backend ee; default: "
+                        "$EE_PROJECT)")
+    p.add_argument("--crs", help="CRS of the stack --backend makes (default: the UTM zone of "
+                   "the points' centre)")
+    p.add_argument("--out", default="fit_output", help="output folder: model.pt, fit.json, "
+                   "fit.txt")
+    p.add_argument("--features", choices=FEATURES, default="bands",
+                   help="what the classifier reads per pixel: the bands, the frozen Presto "
+                        "encoder's 128 features, or both")
+    p.add_argument("--encoder", metavar="presto=PATH",
+                   help=f"Presto's published file, for --features presto ({PRESTO.where()})")
+    p.add_argument("--norm", choices=("scene", "training"),
+                   help="normalise by each stack's own statistics (default for bands) or by "
+                        "all inputs' pooled (default and only choice with Presto)")
+    p.add_argument("--bands", help="bands the model reads, comma-separated (default: the "
+                   "first input's Sentinel-1/2 and embedding bands)")
+    p.add_argument("--classes", default=",".join(ISA_CLASSES),
+                   help="class names in code order; labels are these names (any case) or codes")
+    p.add_argument("--reference-column", default="reference",
+                   help="the column holding each point's class (a CEO question's text)")
+    p.add_argument("--month", help="YYYY-MM of the stack --backend makes; with --input, the "
+                   "stacks' month for Presto (default: the first input's MONTH tag)")
+    p.add_argument("--hidden", type=int, default=0,
+                   help="hidden units of the classifier (0: linear, logistic regression)")
+    p.add_argument("--folds", type=int, default=DEFAULT_FOLDS,
+                   help="cross-validation folds, whole spatial blocks each")
+    p.add_argument("--block", type=float, default=DEFAULT_BLOCK_M, metavar="METRES",
+                   help="side of the spatial blocks of the cross-validation")
+    p.add_argument("--min-points", type=int, default=MIN_POINTS,
+                   help="refuse fewer labelled points than this")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds' order")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_logging_arguments(p)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``isamap-fit``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet, args.debug)
+    return run_command("isamap-fit", lambda: _run(args), debug=args.debug,
+                       writes_to=[args.out], checks=CHECKS)
+
+
+def job_of(args: argparse.Namespace) -> FitJob:
+    """The checked options as one :class:`~inference.point_fit.FitJob`."""
+    check_range("--hidden", args.hidden, 0, 4096)
+    check_range("--folds", args.folds, 2, 100)
+    check_range("--block", args.block, 1.0, None, "metres")
+    check_range("--min-points", args.min_points, 2, None)
+    if bool(args.input) == bool(args.backend):
+        raise ConfigError("give the stacks the points lie in (--input STACK ...) or a backend "
+                          "to make one over them (--backend ee|local with --month)")
+    if args.backend and not args.month:
+        raise ConfigError(f"--backend {args.backend} makes the stack of one month: give "
+                          "--month YYYY-MM")
+    if args.backend == "local" and not args.scenes:
+        raise ConfigError("--backend local reads local scenes: give --scenes DIR")
+    if args.scenes and args.backend != "local":
+        raise ConfigError("--scenes is read by --backend local")
+    if args.month:
+        check_month(args.month)
+    if args.crs:
+        projected_crs(args.crs)
+    encoder = None
+    if args.encoder:
+        entry, encoder = parse_encoder(args.encoder)
+        if entry.name != PRESTO.name:
+            raise ConfigError(f"--encoder {entry.name} is not read per pixel; isamap-fit "
+                              f"takes presto=PATH")
+        if args.features == "bands":
+            raise ConfigError("--encoder is for --features presto or presto+bands")
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ConfigError(f"--classes needs two or more distinct names, got {args.classes!r}")
+    bands = tuple(b.strip() for b in args.bands.split(",") if b.strip()) if args.bands else None
+    options = FitOptions(hidden=args.hidden, folds=args.folds, block_m=args.block,
+                         seed=args.seed, min_points=args.min_points)
+    if bands is not None:
+        bands = parse_band_list(",".join(bands))  # aef: the 64 embedding bands
+    return FitJob(tuple(args.points), tuple(args.input or ()), args.out, args.features,
+                  encoder, args.norm, bands, classes, args.reference_column, args.month,
+                  options, args.backend, args.scenes, args.project, args.crs,
+                  progress=not (args.no_progress or args.quiet))
+
+
+def _run(args: argparse.Namespace) -> int:
+    job = job_of(args)
+    check_output_folder("--out", args.out)
+    result = run_fit(job)
+    if not args.quiet:
+        print(report_table(result.report))
+        print(f"model: {result.model}")
+    return 0
+
+
+if __name__ == "__main__":  # ``python -m cli.fit``, the same as isamap-fit
+    raise SystemExit(main())

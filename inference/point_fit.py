@@ -1,0 +1,320 @@
+"""``isamap-fit``: labelled points and the stacks under them to a model file, in minutes.
+
+The job (:class:`FitJob`, the command's options) runs in this order, every check before
+the first expensive step:
+
+1. the encoder's file, when Presto features are asked for (exists, SHA-256, fits);
+2. the points, refusing an assessment design's (:mod:`inference.point_inputs`), and the
+   input stacks (given, or made over the points by ``--backend``:
+   :mod:`inference.point_sources`), each point found in the first one covering it;
+3. the bands at the points; points on pixels without data are left out (a warning), and
+   what is left must hold enough points of every class in at least two spatial blocks
+   (:func:`training.points.fit.check_only`);
+4. the normalisation: each input's own statistics (``--norm scene``, every map then
+   normalised by its input's, as ``isamap-train --norm scene`` does), or all inputs' pooled
+   (``training``; Presto's features need it, since the network undoes it);
+5. the features at the points through the model itself, the fit cross-validated by spatial
+   blocks (:mod:`training.points`), and the model file: ``OUT/model.pt``, with the fit's
+   scores in ``OUT/fit.json`` and ``OUT/fit.txt``.
+
+``isamap-predict``, ``isamap-map`` and the Beam map then run ``model.pt`` as they run any
+model file (docs/points.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from contract.bands import DEFAULT_IMAGE_BANDS, REGISTRY
+from contract.dataset import read_manifest
+from core.errors import ConfigError, InputDataError, IsamapError
+from core.jsonsafe import dumps
+from core.storage import atomic_write
+from inference.assess.point_files import ReferencePoints
+from inference.point_inputs import (
+    StackInput,
+    locate,
+    open_input,
+    points_record,
+    read_training_points,
+    stack_bands,
+    values_at,
+)
+from inference.point_sources import ee_stack, local_stack, points_grid
+from inference.predict.expected_inputs import read_band_sample
+from inference.predict.scene import scene_statistics
+from training.band_ranges import band_ranges
+from training.data import NormStats, band_stats
+from training.modelfile import save_model_file
+from training.models.encoders.registry import PRESTO, load_encoder
+from training.models.points import uses_encoder
+from training.points.fit import FitOptions, PointFit, check_only, fit_points
+from training.points.model import feature_model, finished, model_kwargs, point_features
+from training.points.model import points_meta as describe
+from training.run_inputs import dataset_record
+
+log = logging.getLogger(__name__)
+
+Norm = Literal["scene", "training"]
+ISA_CLASSES = ("pervious", "impervious")
+#: The band kinds a default fit reads: the image bands of the stack (not quality counts).
+IMAGE_SENSORS = ("S1", "S2", "embedding")
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """Everything ``isamap-fit`` was asked (checked by the command).
+
+    Attributes:
+        points: labelled files (CSV, GeoJSON, Collect Earth Online export).
+        inputs: the stacks the points lie in (``stacks/stack_<month>_image.tif``).
+        out: the output folder (``model.pt``, ``fit.json``, ``fit.txt``).
+        features: ``bands``, ``presto`` or ``presto+bands``.
+        encoder: Presto's published file (``presto`` features).
+        norm: ``scene`` or ``training``; None: ``scene`` for bands, ``training`` with Presto.
+        bands: the bands the model reads; None: the first input's image bands.
+        classes: class names in code order (the labels are names or codes).
+        column: the labels' column.
+        month: ``YYYY-MM`` of the stacks for Presto; None: the first input's ``MONTH`` tag;
+            with ``backend``, the month the stack is made of.
+        options: how the head is fitted (:class:`training.points.fit.FitOptions`).
+        backend: make the stack over the points (:mod:`inference.point_sources`) with the
+            local backend (``scenes``) or Earth Engine (``project``) instead of ``inputs``.
+        scenes: the local scenes' folder (``backend="local"``).
+        project: the Earth Engine project (``backend="ee"``).
+        crs: the made stack's CRS (None: the UTM zone of the points' centre).
+        progress: progress bars.
+    """
+
+    points: tuple[str, ...]
+    inputs: tuple[str, ...]
+    out: str
+    features: str = "bands"
+    encoder: str | None = None
+    norm: Norm | None = None
+    bands: tuple[str, ...] | None = None
+    classes: tuple[str, ...] = ISA_CLASSES
+    column: str = "reference"
+    month: str | None = None
+    options: FitOptions = field(default_factory=FitOptions)
+    backend: Literal["ee", "local"] | None = None
+    scenes: str | None = None
+    project: str | None = None
+    crs: str | None = None
+    progress: bool = True
+
+    @property
+    def normalised_by(self) -> Norm:
+        if self.norm is not None:
+            return self.norm
+        return "training" if uses_encoder(self.features) else "scene"
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a fit wrote and scored."""
+
+    model: Path
+    report: dict
+
+
+def default_bands(path: str) -> tuple[str, ...]:
+    """The image bands of a stack (Sentinel-1/2 and embedding bands), in file order."""
+    names = stack_bands(path)
+    picked = tuple(n for n in names if n in REGISTRY and REGISTRY[n].sensor in IMAGE_SENSORS)
+    if not picked:
+        raise InputDataError(f"--input {path} holds no image band isamap knows ({list(names)}); "
+                             "name its bands as isamap-export does, or give --bands")
+    return picked
+
+
+def run_fit(job: FitJob, session: Any = None) -> FitResult:
+    """The whole fit (module docstring); returns the model file and the report.
+
+    ``session``: the Earth Engine session of ``--backend ee`` (None: one is opened).
+    """
+    start = time.perf_counter()
+    _check_encoder(job)
+    points = read_training_points(job.points, job.classes, job.column)
+    inputs_paths, dataset = _stacks(job, points, session)
+    bands = job.bands or default_bands(inputs_paths[0])
+    inputs = [open_input(path, bands) for path in inputs_paths]
+    where = locate(points, inputs)
+    raw = values_at(inputs, where)
+    kept = np.isfinite(raw).all(axis=1)
+    if not kept.all():
+        log.warning("%d of %d points lie on pixels without data in the input (cloud-masked or "
+                    "outside the composite) and are left out", int((~kept).sum()), kept.size)
+    labels = points.reference[kept]
+    check_only(labels, where.x[kept], where.y[kept], where.group[kept], job.classes,
+               job.options)
+    norms, pooled, ranges = _statistics(inputs, bands)
+    kwargs = model_kwargs(job.features, bands, pooled, job.options.hidden,
+                          centre(inputs[0]), _month(job, inputs))
+    model = feature_model(kwargs, len(job.classes), job.encoder)
+    normalised = _normalised(raw[kept], where.group[kept], norms, pooled, job.normalised_by)
+    log.info("features of %d points (%s)", int(kept.sum()), job.features)
+    features = point_features(model, normalised)
+    fit = fit_points(features, labels, where.x[kept], where.y[kept], where.group[kept],
+                     job.classes, len(job.classes) - 1, job.options)
+    model = finished(model, fit, len(job.classes))
+    extra: dict[str, Any] = {"points": points_record(job.points, points, kept),
+                             "inputs": [Path(p).name for p in inputs_paths]}
+    if dataset is not None:
+        extra["dataset"] = dataset
+    meta = describe(kwargs, pooled, job.normalised_by, job.classes, fit,
+                    pixel_size=abs(float(inputs[0].transform.a)), band_ranges=ranges,
+                    extra=extra)
+    out = Path(job.out)
+    path = save_model_file(out / "model.pt", model, meta)
+    report = _report(job, fit, bands, time.perf_counter() - start)
+    report["stacks"] = [str(p) for p in inputs_paths] if job.backend else None
+    _write_report(out, report)
+    return FitResult(path, report)
+
+
+def _check_encoder(job: FitJob) -> None:
+    """Presto's file checked (exists, SHA-256, fits) before any pixel is read."""
+    if not uses_encoder(job.features):
+        return
+    if not job.encoder:
+        raise ConfigError(f"--features {job.features} needs the Presto file: "
+                          f"--encoder presto=PATH; {PRESTO.where()}")
+    load_encoder(PRESTO, job.encoder)
+    if job.norm == "scene":
+        raise ConfigError("Presto reads reflectance, which only the pooled statistics "
+                          "give back: use --norm training (the default with Presto)")
+
+
+def _stacks(job: FitJob, points: ReferencePoints, session: Any
+            ) -> tuple[list[str], dict | None]:
+    """The input stacks, made over the points by ``--backend``; the first one's record."""
+    if job.backend is None:
+        return list(job.inputs), _dataset(job.inputs[0])
+    if not job.month:
+        raise ConfigError(f"--backend {job.backend} makes a stack of one month: give "
+                          "--month YYYY-MM")
+    bands = job.bands or DEFAULT_IMAGE_BANDS
+    grid = points_grid(points.lon, points.lat, job.crs)
+    folder = Path(job.out) / "stack"
+    if job.backend == "local":
+        if not job.scenes:
+            raise ConfigError("--backend local reads local scenes: give --scenes DIR")
+        path, record = local_stack(job.scenes, grid, job.month, bands, folder)
+    else:
+        if session is None:
+            from gee_export.ee.names import default_workload_tag
+            from gee_export.ee.session import EESession
+
+            session = EESession(project=job.project, workload_tag=default_workload_tag(
+                "isamap-fit")).initialize()
+        path, record = ee_stack(session, grid, job.month, bands, folder, job.progress)
+    return [path], dataset_record(str(folder), record)
+
+
+def _statistics(inputs: Sequence[StackInput], bands: Sequence[str]
+                ) -> tuple[list[NormStats], NormStats, dict]:
+    """Each input's scene statistics, all inputs' pooled, and the bands' recorded ranges."""
+    samples = []
+    for stack in inputs:
+        sample = read_band_sample(stack.path, stack.indexes)
+        if sample is None:  # a local file always gives one
+            raise InputDataError(f"--input {stack.path} cannot be sampled")
+        samples.append(sample)
+    norms = [scene_statistics(stack.path, bands) for stack in inputs]
+    pooled = band_stats(samples, tuple(bands), where="the input stacks")
+    ranges = band_ranges(lambda i: samples[i], len(samples), tuple(bands))
+    return norms, pooled, ranges
+
+
+def _normalised(raw: np.ndarray, group: np.ndarray, norms: Sequence[NormStats],
+                pooled: NormStats, by: Norm) -> np.ndarray:
+    """The points' bands as the map will see them: ``(x - mean) / std`` per input or pooled."""
+    out = np.empty_like(raw, dtype=np.float32)
+    for g in np.unique(group):
+        stats = norms[int(g)] if by == "scene" else pooled
+        rows = group == g
+        out[rows] = (raw[rows] - np.asarray(stats.mean, np.float32)) / np.asarray(stats.std,
+                                                                                  np.float32)
+    return out
+
+
+def centre(stack: StackInput) -> tuple[float, float]:
+    """Latitude, longitude of a stack's centre: where Presto is told every pixel lies.
+
+    One place per model, as ``isamap-train --encoder`` tells it the training grid's centre:
+    the first input's, for the points and for every map the model makes.
+    """
+    from rasterio.warp import transform
+
+    x, y = stack.transform * (stack.width / 2, stack.height / 2)
+    lon, lat = transform(stack.crs, "EPSG:4326", [x], [y])
+    return float(lat[0]), float(lon[0])
+
+
+def _month(job: FitJob, inputs: Sequence[StackInput]) -> int:
+    """Month (0-11) Presto is told; only Presto features need it."""
+    text = job.month or inputs[0].month
+    if not uses_encoder(job.features):
+        return 0
+    if not text:
+        raise ConfigError(f"--input {inputs[0].path} records no month (its MONTH tag), and "
+                          "Presto needs one: give --month YYYY-MM")
+    return int(text[5:7]) - 1
+
+
+def _dataset(stack: str) -> dict | None:
+    """The export's dataset record when ``stack`` is ``ROOT/stacks/...`` of a patch dataset.
+
+    What ``isamap-map`` rebuilds a map's inputs from, as for a trained model; None for a
+    stack of no dataset (``isamap-predict`` maps it all the same).
+    """
+    path = Path(stack)
+    if path.parent.name != "stacks":
+        return None
+    try:
+        record = read_manifest(path.parent.parent, missing_ok=True)
+    except IsamapError:
+        return None
+    return dataset_record(str(path.parent.parent), record) if record else None
+
+
+def _report(job: FitJob, fit: PointFit, bands: Sequence[str], seconds: float) -> dict:
+    cv = fit.cv.record()
+    return {"features": job.features, "norm": job.normalised_by, "bands": list(bands),
+            "classes": list(job.classes), "points": fit.record(), "cross_validation": cv,
+            "seconds": round(seconds, 1)}
+
+
+def report_table(report: dict) -> str:
+    """The fit's cross-validated scores as a few readable lines."""
+    cv, points = report["cross_validation"], report["points"]
+    counts = ", ".join(f"{n} {name}" for name, n in points["per_class"].items())
+    head = f"{points['hidden']} hidden units" if points["hidden"] else "linear"
+    spread = [v for v in cv["fold_f1"] if v is not None]
+    lines = [f"points       {points['points']} ({counts}) in {points['blocks']} blocks of "
+             f"{points['block_m']:g} m",
+             f"features     {report['features']} ({len(report['bands'])} bands, "
+             f"normalised by {report['norm']})",
+             f"head         {head}, L2 {cv['l2']:g} (lowest out-of-fold log-loss)",
+             f"block CV     {cv['folds']} folds: F1 "
+             + ", ".join(f"{k} {v:.3f}" for k, v in cv["f1"].items())
+             + (f"; ROC AUC {cv['auc']:.3f}" if cv["auc"] is not None else "")]
+    if spread:
+        lines.append(f"             {report['classes'][-1]} F1 per fold {min(spread):.3f}-"
+                     f"{max(spread):.3f}")
+    return "\n".join(lines)
+
+
+def _write_report(out: Path, report: dict) -> None:
+    text = dumps(report, indent=2)
+    atomic_write(out / "fit.json", lambda fh: fh.write(text.encode()))
+    table = report_table(report)
+    atomic_write(out / "fit.txt", lambda fh: fh.write(table.encode() + b"\n"))

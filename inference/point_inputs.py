@@ -1,0 +1,200 @@
+"""What ``isamap-fit`` reads: labelled points (never an assessment's) and the stacks under them.
+
+Points come in the files people label with, read by the readers of the accuracy assessment
+(:func:`inference.assess.point_files.read_references`: a CSV or GeoJSON with ``lon``, ``lat``
+and a class column, the labelling app's export, a Collect Earth Online sample export).
+
+Training points and assessment points are kept apart: a map scored on the points it was
+fitted on scores what it remembers. A blind sample design (``isamap-assess design``) marks
+its files: its folder holds ``sample.json`` and ``design_points.csv``, and every file an
+interpreter labels carries the design's ``strata_id`` (:mod:`inference.assess.design_file`).
+:func:`design_reason` refuses a design folder or record, a file carrying a ``strata_id``
+without the ``map_class`` column, and a file lying beside a blind design's ``sample.json``.
+A design drawn with ``--show-map-class`` says its labels are for training (its files carry
+``map_class``) and is accepted. A labelled export that carries nothing of its design (a
+Collect Earth Online export downloaded elsewhere) cannot be told apart: docs/points.md
+says to keep training and assessment points in separate projects.
+
+Each point is found in the first input stack whose pixels cover it (:func:`locate`), and
+its bands read there (:func:`values_at`); a point outside every input is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.warp import transform as warp_transform
+from rasterio.windows import Window
+
+from core.errors import ConfigError, InputDataError
+from core.storage import files
+from inference.assess.design_file import BLIND, POINTS_FILE, RECORD_FILE
+from inference.assess.point_files import ReferencePoints, read_references
+from inference.assess.reference_records import csv_records, geojson_records, reference_text
+from inference.predict.sources import masked_read, select_bands
+
+log = logging.getLogger(__name__)
+
+STRATA_COLUMN = "strata_id"
+MAP_CLASS_COLUMN = "map_class"
+
+
+def design_reason(path: str | Path) -> str | None:
+    """Why ``path`` holds an accuracy assessment's points, or None (module docstring)."""
+    path = Path(path)
+    if path.is_dir():
+        return (f"is a folder{' holding a sample design' if (path / RECORD_FILE).exists() else ''}"
+                "; give the labelled file")
+    if path.name in (RECORD_FILE, POINTS_FILE):
+        return f"is a sample design's {path.name} (isamap-assess design)"
+    beside = path.parent / RECORD_FILE
+    if beside.is_file():
+        try:
+            interpretation = json.loads(beside.read_text()).get("interpretation", BLIND)
+        except (ValueError, AttributeError):
+            interpretation = BLIND
+        if interpretation == BLIND:
+            return (f"lies beside the blind sample design {beside} (isamap-assess design): "
+                    "its points are for the accuracy assessment")
+    if not path.is_file():
+        return None
+    text = reference_text(path)
+    records = (geojson_records(path, text) if path.suffix.lower() in (".geojson", ".json")
+               else csv_records(text))
+    columns = set(records[0]) if records else set()
+    if STRATA_COLUMN in columns and MAP_CLASS_COLUMN not in columns and any(
+            str(r.get(STRATA_COLUMN) or "").strip() for r in records):
+        return ("carries the strata_id of a blind sample design (isamap-assess design): its "
+                "points are for the accuracy assessment")
+    return None
+
+
+def read_training_points(paths: Sequence[str], classes: Sequence[str],
+                         column: str = "reference") -> ReferencePoints:
+    """The labelled points of ``paths``, refusing an assessment design's.
+
+    Raises:
+        ConfigError: a file that does not exist, or holds an assessment design's points.
+        InputDataError: what the readers refuse (no label column, unknown classes ...).
+    """
+    for path in paths:
+        if not Path(path).exists():
+            raise ConfigError(f"--points {path} does not exist; give the labelled CSV, GeoJSON "
+                              "or Collect Earth Online export")
+        reason = design_reason(path)
+        if reason:
+            raise ConfigError(f"--points {path} {reason}. Training points and assessment "
+                              "points are kept apart: fit on points labelled for training "
+                              "(or on a design drawn with the map class shown), and score "
+                              "the map on the design's points with isamap-assess score")
+    return read_references(list(paths), classes, column, positions=True)
+
+
+@dataclass(frozen=True)
+class StackInput:
+    """One input stack: where, its grid and the model's bands in it."""
+
+    path: str
+    crs: str
+    transform: rasterio.Affine
+    width: int
+    height: int
+    indexes: tuple[int, ...]  # 1-based, the model's bands in its order
+    month: str | None  # the stack's MONTH tag
+
+    def __post_init__(self) -> None:
+        if not self.indexes:
+            raise InputDataError(f"--input {self.path} holds none of the bands asked for")
+
+
+def open_input(path: str, bands: Sequence[str]) -> StackInput:
+    """The grid of stack ``path`` and where ``bands`` are in it (found by name)."""
+    try:
+        with files.open_raster(path) as src:
+            if src.crs is None:
+                raise InputDataError(f"--input {path} has no CRS; give the stack isamap-export "
+                                     "wrote (stacks/stack_<month>_image.tif)")
+            indexes = select_bands(src.descriptions, bands)
+            return StackInput(path, src.crs.to_string(), src.transform, src.width, src.height,
+                              tuple(indexes), src.tags().get("MONTH"))
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputDataError(f"--input {path} cannot be read as a raster ({exc})") from None
+
+
+def stack_bands(path: str) -> tuple[str, ...]:
+    """The named bands of a stack, in file order (its descriptions)."""
+    with files.open_raster(path) as src:
+        names = tuple(d or "" for d in src.descriptions)
+    if not all(names):
+        raise InputDataError(f"--input {path} has unnamed bands; name them (isamap-export "
+                             "writes the names) or give --bands")
+    return names
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where each point is: its input, pixel and projected position."""
+
+    group: np.ndarray  # index of the input
+    row: np.ndarray
+    col: np.ndarray
+    x: np.ndarray  # projected, in its input's CRS (metres)
+    y: np.ndarray
+
+
+def locate(points: ReferencePoints, inputs: Sequence[StackInput]) -> Located:
+    """The first input covering each point; refuses a point outside every input."""
+    n = len(points.ids)
+    group = np.full(n, -1, np.int64)
+    row, col = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    x, y = np.zeros(n), np.zeros(n)
+    for g, stack in enumerate(inputs):
+        xs, ys = warp_transform("EPSG:4326", stack.crs, list(points.lon), list(points.lat))
+        xs, ys = np.asarray(xs), np.asarray(ys)
+        c, r = ~stack.transform * (xs, ys)
+        c, r = np.floor(np.asarray(c)).astype(np.int64), np.floor(np.asarray(r)).astype(np.int64)
+        inside = (group < 0) & (r >= 0) & (r < stack.height) & (c >= 0) & (c < stack.width)
+        group[inside], row[inside], col[inside] = g, r[inside], c[inside]
+        x[inside], y[inside] = xs[inside], ys[inside]
+    outside = np.flatnonzero(group < 0)
+    if outside.size:
+        i = int(outside[0])
+        raise InputDataError(f"{outside.size} of {n} points lie outside the input stack(s) "
+                             f"(first: {points.ids[i]} at {points.lon[i]:.6f}, "
+                             f"{points.lat[i]:.6f}); give --input stacks that cover every "
+                             "point, or leave those points out of --points")
+    return Located(group, row, col, x, y)
+
+
+def values_at(inputs: Sequence[StackInput], where: Located) -> np.ndarray:
+    """``(n, C)`` float32 band values at the points, nodata as NaN."""
+    out = np.full((where.group.size, len(inputs[0].indexes)), np.nan, np.float32)
+    for g, stack in enumerate(inputs):
+        members = np.flatnonzero(where.group == g)
+        if not members.size:
+            continue
+        with files.open_raster(stack.path) as src:
+            for i in members:
+                window = Window(int(where.col[i]), int(where.row[i]), 1, 1)
+                out[i] = masked_read(src, stack.indexes, window)[:, 0, 0]
+    return out
+
+
+def points_record(paths: Sequence[str], points: ReferencePoints, kept: np.ndarray) -> dict:
+    """What the model file records of its points: files, counts, and a digest of positions.
+
+    The digest (SHA-256 of the kept points' positions to 1e-7 degrees, sorted) lets a later
+    step tell whether a set of points is the one a model was fitted on; no path is kept.
+    """
+    from core.digest import text_sha256
+
+    positions = sorted(f"{lon:.7f},{lat:.7f}" for lon, lat in
+                       zip(points.lon[kept], points.lat[kept], strict=True))
+    return {"files": [Path(p).name for p in paths], "read": len(points.ids),
+            "used": int(kept.sum()), "positions_sha256": text_sha256("\n".join(positions))}

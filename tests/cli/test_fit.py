@@ -1,0 +1,297 @@
+"""``isamap-fit``: labelled points to a model file that ``isamap-predict`` maps with.
+
+On the demo's SYNTHETIC scene (composited by the local backend, as ``isamap-demo`` does)
+and on a real Dynamic World tile exported as a user exports it: points in the files people
+label with (a CSV, a Collect Earth Online export, the labelling app's export), the fit, the
+map, and the map scored on labelled pixels no point came from. Bad input is one line, exit 2:
+points outside the stack, no point of a class, too few points, an accuracy assessment's
+design (its folder, its record, its blind files), a wrong encoder file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.warp import transform as warp_transform
+
+from cli.fit import build_parser, main
+from cli.predict import predict_main
+from contract.bands import LABEL_NODATA
+from inference.assess.point_files import write_design
+from inference.demo import build_stack_for_demo
+from tests.support.refusals import assert_refused
+from training.metrics import roc_auc
+
+NAMES = ("pervious", "impervious")
+
+
+@pytest.fixture(scope="module")
+def demo_stack(tmp_path_factory):
+    from gee_export.local.synthetic import generate_scene
+
+    root = tmp_path_factory.mktemp("demo")
+    scene = generate_scene(root / "scene", width=256, height=256, fine_scale=2, progress=False)
+    return build_stack_for_demo(scene, root / "stack")
+
+
+def labelled_pixels(label_path: str | Path, n: int, seed: int = 0, rows: slice = slice(None)):
+    """``n`` random labelled pixels of a 0/1/255 label: lon, lat, class code, (row, col)."""
+    with rasterio.open(label_path) as src:
+        label, transform, crs = src.read(1), src.transform, src.crs
+    mask = np.zeros(label.shape, bool)
+    mask[rows] = True
+    r, c = np.nonzero(mask & (label != LABEL_NODATA))
+    pick = np.random.default_rng(seed).choice(r.size, n, replace=False)
+    r, c = r[pick], c[pick]
+    xs, ys = transform * (c + 0.5, r + 0.5)
+    lon, lat = warp_transform(crs, "EPSG:4326", list(xs), list(ys))
+    return np.asarray(lon), np.asarray(lat), label[r, c].astype(int), (r, c)
+
+
+def write_points(path: Path, lon, lat, codes, names: bool = True) -> Path:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "lon", "lat", "reference"])
+        for i, (x, y, k) in enumerate(zip(lon, lat, codes, strict=True)):
+            w.writerow([f"t{i}", f"{x:.8f}", f"{y:.8f}", NAMES[k] if names else k])
+    return path
+
+
+def f1_of(predicted: np.ndarray, truth: np.ndarray) -> float:
+    tp = int(((predicted == 1) & (truth == 1)).sum())
+    return 2 * tp / max(1, int((predicted == 1).sum() + (truth == 1).sum()))
+
+
+def test_points_to_map_on_the_demo_scene(demo_stack, tmp_path, capsys):
+    lon, lat, codes, (r, c) = labelled_pixels(demo_stack.label, 300)
+    half = len(lon) // 2
+    ceo = tmp_path / "ceo-export.csv"  # Collect Earth Online's sample export, one per plot
+    with open(ceo, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["plotid", "sampleid", "lon", "lat", "email", "land cover"])
+        for i in range(half):
+            w.writerow([i + 1, 1, f"{lon[i]:.8f}", f"{lat[i]:.8f}", "a@b.c", NAMES[codes[i]]])
+    app = tmp_path / "app-export.csv"  # the labelling app's export: codes beside names
+    with open(app, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "lon", "lat", "land cover", "reference_code"])
+        for i in range(half, len(lon)):
+            w.writerow([f"p{i + 1:05d}", f"{lon[i]:.8f}", f"{lat[i]:.8f}", codes[i], codes[i]])
+    out = tmp_path / "fit"
+    assert main(["--points", str(ceo), str(app), "--reference-column", "land cover",
+                 "--input", demo_stack.image, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "block CV" in printed and "model:" in printed
+    report = json.loads((out / "fit.json").read_text())
+    assert report["points"]["points"] == 300 and report["norm"] == "scene"
+    assert report["cross_validation"]["auc"] > 0.95
+    assert predict_main(["--model", str(out / "model.pt"), "--input", demo_stack.image,
+                         "--out", str(tmp_path / "map" / "isa"), "--precision", "fp32",
+                         "-q"]) == 0
+    with rasterio.open(tmp_path / "map" / "isa_class.tif") as src:
+        mapped = src.read(1)
+    with rasterio.open(demo_stack.label) as src:
+        truth = src.read(1)
+    unseen = truth != LABEL_NODATA
+    unseen[r, c] = False  # scored where no point was
+    assert f1_of(mapped[unseen], truth[unseen]) > 0.85
+
+
+def test_points_to_map_on_a_real_tile(shared_data, tmp_path):
+    from experiments.builtup import Budget, built_label, export, find_tile, scene_folder
+
+    tile = find_tile(shared_data / "dynamicworld_s2", "java")
+    stack = export(tile, scene_folder(tile, tmp_path / "scenes"), tmp_path / "export",
+                   ("B2", "B3", "B4", "B8", "B11", "B12"), Budget())
+    label = tmp_path / "built.tif"  # the tile's classes as built (1) against the rest (0)
+    truth = built_label(tile)
+    with rasterio.open(tile.label) as src:
+        profile = src.profile | {"dtype": "uint8", "nodata": LABEL_NODATA}
+    with rasterio.open(label, "w", **profile) as dst:
+        dst.write(truth, 1)
+    lon, lat, codes, _ = labelled_pixels(label, 300, rows=slice(0, 220))  # the north
+    points = write_points(tmp_path / "points.csv", lon, lat, codes, names=False)
+    out = tmp_path / "fit"
+    assert main(["--points", str(points), "--input", str(stack), "--out", str(out), "-q"]) == 0
+    assert predict_main(["--model", str(out / "model.pt"), "--input", str(stack), "--out",
+                         str(tmp_path / "map" / "java"), "--precision", "fp32", "-q"]) == 0
+    # the map on the tile's southern rows, which no point came from
+    with rasterio.open(tmp_path / "map" / "java_prob.tif") as src:
+        window = src.window(*tile.footprint.bounds()).round_offsets().round_lengths()
+        prob = src.read(1, window=window, boundless=True, fill_value=255).astype(float)
+        scale = float(src.tags()["probability_scale"])
+    south = (np.arange(truth.shape[0]) >= 240)[:, None] & (truth != LABEL_NODATA) \
+        & (prob != 255)
+    assert roc_auc(prob[south] / scale, truth[south]) > 0.85
+    model_record = json.loads((out / "fit.json").read_text())
+    assert model_record["cross_validation"]["auc"] > 0.85
+
+
+def test_bad_points_are_refused_in_one_line(demo_stack, tmp_path, capsys):
+    parser = build_parser()
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=1)
+    common = ["--input", demo_stack.image, "--out", str(tmp_path / "out")]
+
+    def refused(points: Path, *words: str, extra: tuple[str, ...] = ()) -> None:
+        status = main(["--points", str(points), *common, *extra])
+        assert_refused(status, capsys.readouterr().err, parser, *words)
+
+    far = write_points(tmp_path / "far.csv", [*lon, 10.0], [*lat, 50.0], [*codes, 0])
+    refused(far, "1 of 61 points lie outside the input", "--input")
+    none = write_points(tmp_path / "none.csv", lon, lat, np.zeros(60, int))
+    refused(none, "no point is labelled 'impervious'")
+    few = write_points(tmp_path / "few.csv", lon[:12], lat[:12], codes[:12])
+    refused(few, "12 labelled points", "--min-points")
+    good = write_points(tmp_path / "good.csv", lon, lat, codes)
+    wrong = tmp_path / "not-presto.pt"
+    wrong.write_bytes(b"0" * 100)
+    refused(good, "sha256", "github.com/nasaharvest/presto",
+            extra=("--features", "presto", "--encoder", f"presto={wrong}"))
+    assert not (tmp_path / "out" / "model.pt").exists()  # a refused run writes no model
+
+
+def test_an_assessment_design_is_refused_and_a_training_design_read(demo_stack, tmp_path,
+                                                                      capsys):
+    parser = build_parser()
+    model = tmp_path / "fit"
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 200, seed=2)
+    points = write_points(tmp_path / "points.csv", lon, lat, codes)
+    assert main(["--points", str(points), "--input", demo_stack.image, "--out", str(model),
+                 "-q"]) == 0
+    assert predict_main(["--model", str(model / "model.pt"), "--input", demo_stack.image,
+                         "--out", str(tmp_path / "map" / "isa"), "-q"]) == 0
+    cog = str(tmp_path / "map" / "isa_class.tif")
+    blind = tmp_path / "design"
+    write_design(cog, blind, n=100, seed=0)
+    capsys.readouterr()
+    common = ["--input", demo_stack.image, "--out", str(tmp_path / "again")]
+    for given in (blind, blind / "sample.json", blind / "design_points.csv",
+                  blind / "sample.csv", blind / "sample.geojson"):
+        status = main(["--points", str(given), *common])
+        line = assert_refused(status, capsys.readouterr().err, parser, "kept apart")
+        assert "isamap-assess" in line
+    moved = tmp_path / "moved.csv"  # the blind file away from its design keeps its strata_id
+    moved.write_text((blind / "sample.csv").read_text())
+    status = main(["--points", str(moved), *common])
+    assert_refused(status, capsys.readouterr().err, parser, "strata_id")
+    # a design drawn with the map class shown is labelled for training: read
+    shown = tmp_path / "shown"
+    written = write_design(cog, shown, n=100, seed=1, show_map_class=True)
+    with rasterio.open(demo_stack.label) as src:
+        truth, transform, crs = src.read(1), src.transform, src.crs
+    with open(written.files["csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        x, y = warp_transform("EPSG:4326", crs, [float(row["lon"])], [float(row["lat"])])
+        r, c = rasterio.transform.rowcol(transform, x[0], y[0])
+        row["reference"] = str(int(truth[r, c])) if truth[r, c] != LABEL_NODATA else ""
+    with open(written.files["csv"], "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["--points", str(written.files["csv"]), *common, "-q"]) == 0
+
+
+def test_backend_local_makes_the_stack_over_the_points(demo_stack, tmp_path):
+    scenes = Path(demo_stack.image).parents[1] / "scene"  # the scene folder the stack came from
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 150, seed=3)
+    inner = (lon > np.quantile(lon, 0.2)) & (lat > np.quantile(lat, 0.2))  # a part of the scene
+    points = write_points(tmp_path / "points.csv", lon[inner], lat[inner], codes[inner])
+    out = tmp_path / "fit"
+    assert main(["--points", str(points), "--backend", "local", "--scenes", str(scenes),
+                 "--month", demo_stack.month, "--bands", "B2,B3,B4,B8", "--out", str(out),
+                 "-q"]) == 0
+    (stack,) = (out / "stack").glob("stack_*_image.tif")
+    with rasterio.open(stack) as src, rasterio.open(demo_stack.image) as whole:
+        assert src.descriptions == ("B2", "B3", "B4", "B8") and src.crs == whole.crs
+        assert src.width < whole.width + 64  # the points' box and its margin, not more
+    record = json.loads((out / "fit.json").read_text())
+    assert record["stacks"] == [str(stack)]
+    from training.modelfile import read_model_file
+
+    meta, _ = read_model_file(out / "model.pt")
+    dataset = meta.extra["dataset"]
+    assert dataset["backend"] == "local" and dataset["months"] == [demo_stack.month]
+    assert predict_main(["--model", str(out / "model.pt"), "--input", str(stack), "--out",
+                         str(tmp_path / "map" / "isa"), "-q"]) == 0
+
+
+def _ee_job(argv: list[str]):
+    from cli.fit import job_of
+
+    return job_of(build_parser().parse_args(argv))
+
+
+def test_backend_ee_fetches_the_stack_and_records_the_recipe(demo_stack, tmp_path):
+    from gee_export.ee.prediction_stack import recipe_for_month
+    from inference.point_fit import run_fit
+    from testing.fake_server import StackTransport
+    from tests.support.killed_export import session_for
+    from training.modelfile import read_model_file
+
+    pytest.importorskip("ee")
+    import ee
+
+    from testing.fake_server import initialize_offline
+
+    initialize_offline(ee)
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 150, seed=4)
+    points = write_points(tmp_path / "points.csv", lon, lat, codes)
+    out = tmp_path / "fit"
+    job = _ee_job(["--points", str(points), "--backend", "ee", "--month", demo_stack.month,
+                   "--bands", "B2,B3,B4,B8,VV,VH", "--out", str(out)])
+    transport = StackTransport(demo_stack, info=lambda text: 5)
+    result = run_fit(job, session=session_for(transport))
+    assert transport.served  # computePixels answered from the stack
+    meta, _ = read_model_file(result.model)
+    dataset = meta.extra["dataset"]
+    assert dataset["backend"] == "ee" and dataset["sources"][demo_stack.month]["s2_window"]
+    date = recipe_for_month(dataset["recipe"], meta.bands, demo_stack.month,
+                            dataset["sources"])  # what isamap-map rebuilds a date from
+    assert date.recipe.bands == meta.bands
+    assert result.report["cross_validation"]["auc"] > 0.9
+
+
+def test_backend_ee_fits_on_the_satellite_embedding(tmp_path):
+    from contract.grid import Grid
+    from inference.point_fit import run_fit
+    from testing.fake_server import StackTransport, initialize_offline
+    from tests.support.embedding import embedding_stack
+    from tests.support.killed_export import session_for
+
+    ee = pytest.importorskip("ee")
+    initialize_offline(ee)
+    grid = Grid(crs="EPSG:32650", x0=400000.0, y0=3380000.0, width=96, height=96,
+                resolution=10.0, patch_size=32, stride=32)
+    stack, native = embedding_stack(tmp_path, grid, "2021-06")
+    lon, lat, codes, _ = labelled_pixels(stack.label, 120, seed=5)
+    points = write_points(tmp_path / "points.csv", lon, lat, codes)
+    job = _ee_job(["--points", str(points), "--backend", "ee", "--month", "2021-06",
+                   "--bands", "aef", "--block", "200", "--out", str(tmp_path / "fit")])
+    transport = StackTransport(stack, info=lambda text: 1)  # one image of the year
+    result = run_fit(job, session=session_for(transport))
+    assert all(len(bands) == 64 for _, bands in transport.served)
+    assert result.report["bands"][0] == "A00" and len(result.report["bands"]) == 64
+    assert result.report["cross_validation"]["auc"] > 0.9  # the label is A00's sign
+    (written,) = (tmp_path / "fit" / "stack").glob("*.tif")
+    with rasterio.open(written) as src:  # the embedding's values, as published, not integers
+        a00 = src.read(1)
+    from gee_export.ee.embedding import dequantise, quantise
+
+    expected = dequantise(quantise(native[0]))
+    r0 = round((src.transform.f - grid.y0) / 10)
+    c0 = round((grid.x0 - src.transform.c) / 10)
+    inside = a00[r0:r0 + 96, c0:c0 + 96]
+    np.testing.assert_allclose(inside[10:, 10:], expected[10:, 10:])
+    # the stack maps with the model at once, as the command's output says
+    assert predict_main(["--model", str(result.model), "--input", str(written), "--out",
+                         str(tmp_path / "map" / "aef"), "--precision", "fp32", "-q"]) == 0
+    with rasterio.open(tmp_path / "map" / "aef_class.tif") as src:
+        mapped = src.read(1)[r0:r0 + 96, c0:c0 + 96]
+    truth = (native[0] > 0).astype(np.uint8)
+    assert (mapped[10:, 10:] == truth[10:, 10:]).mean() > 0.75  # 120 points, 64 dimensions

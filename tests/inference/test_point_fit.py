@@ -1,0 +1,68 @@
+"""A model fitted on points runs in every map path: streamed isamap-map and its Beam pipeline.
+
+``isamap-fit --backend ee`` fetches the stack over the points from the fake pixel server,
+fits and records the recipe; ``isamap-map`` then maps a region with the model file alone,
+streamed and as a Beam pipeline on the DirectRunner, and both give the same map.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+
+from cli.fit import build_parser, job_of
+from core.pipeline_options import RunnerConfig
+from inference.mapping.request import MapRequest
+from inference.point_fit import run_fit
+from inference.predict.runtime import RuntimeOptions
+from inference.region_map import map_region
+from testing.fake_server import StackSessions, StackTransport
+from tests.support.mapping import MONTH, inner_region, session_for, write_month_stack
+from tests.support.rasters import smooth_stack
+
+
+def test_fitted_model_maps_streamed_and_in_a_beam_pipeline(tmp_path, ee_offline):
+    pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
+    data = smooth_stack(120, 130, seed=11)
+    stack = write_month_stack(tmp_path, data)
+    truth = data[0] > np.median(data[0])  # built where the first band is high
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(10, 110, 200), rng.integers(10, 120, 200)
+    to_lonlat = Transformer.from_crs(stack.grid.crs, "EPSG:4326", always_xy=True)
+    x, y = stack.grid.transform * (cols + 0.5, rows + 0.5)
+    lon, lat = to_lonlat.transform(x, y)
+    points = tmp_path / "points.csv"
+    with open(points, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "lon", "lat", "reference"])
+        w.writerows([f"t{i}", f"{a:.8f}", f"{b:.8f}", int(truth[r, c])]
+                    for i, (a, b, r, c) in enumerate(zip(lon, lat, rows, cols, strict=True)))
+    job = job_of(build_parser().parse_args([
+        "--points", str(points), "--backend", "ee", "--month", MONTH, "--block", "300",
+        "--out", str(tmp_path / "fit"), "--no-progress"]))
+    fitted = run_fit(job, session=session_for(StackTransport(stack, info=lambda text: 5)))
+    assert fitted.report["cross_validation"]["auc"] > 0.95
+
+    def request(out: str) -> MapRequest:
+        return MapRequest(region=inner_region(stack.grid), dates=(MONTH,),
+                          model_file=str(fitted.model), out=str(tmp_path / out), workers=2,
+                          tile=64, overlap=16, batch_size=4,
+                          options=RuntimeOptions(precision="fp32", channels_last=False),
+                          progress=False)
+
+    streamed = map_region(request("streamed"), session=session_for(
+        StackTransport(stack, info=lambda text: 5)), echo=lambda _: None)
+    piped = map_region(request("piped"), session=session_for(
+        StackTransport(stack, info=lambda text: 5)),
+        runner=RunnerConfig("direct", max_workers=2, max_concurrent=4),
+        worker_sessions=StackSessions(stack), echo=lambda _: None)
+    maps = []
+    for result in (streamed, piped):
+        with rasterio.open(result.dates[0].outputs.prediction.class_path) as src:
+            maps.append(src.read(1))
+    assert np.array_equal(maps[0], maps[1])
+    assert 0.2 < float((maps[0] == 1).mean()) < 0.8  # a map of both classes
