@@ -129,9 +129,10 @@ def train_parser() -> argparse.ArgumentParser:
     a("--freeze-encoder", action=argparse.BooleanOptionalAction, help=(
         "keep the encoder's published weights, its features cached per patch (default); "
         "--no-freeze-encoder fine-tunes it"))
-    a("--fusion", choices=["concat", "head"], help=(
-        "encoder features beside the image channels into the U-Net (concat, default) or the "
-        "encoder as backbone with a light decoder (head)"))
+    a("--fusion", choices=["concat", "head", "context"], help=(
+        "encoder features beside the image channels into the U-Net (concat, default), the "
+        "encoder as backbone with a light decoder (head), or a linear read-out of features "
+        "and bands beside their means over 5 and 15 px squares (context)"))
     a("--max-batches", type=int, help="cap on training batches per epoch")
     a("--max-iterations", type=int, help="total iteration budget (replaces --epochs)")
     a("--stop-after", type=int, help="leave after N epochs (continue later with --resume)")

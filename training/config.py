@@ -104,7 +104,8 @@ class TrainConfig:
         freeze_encoder: keep the encoder's weights as published (its features are computed
             once per patch and cached); False fine-tunes it with the rest.
         fusion: how the encoder's features join the U-Net: ``concat`` (beside the image
-            channels) or ``head`` (the encoder as backbone, a light decoder).
+            channels), ``head`` (the encoder as backbone, a light decoder) or ``context`` (a
+            linear read-out of features and bands with their local means).
     """
 
     data: str = ""
@@ -173,8 +174,8 @@ class TrainConfig:
                    f"not a decay; got {self.ema!r}"),
                   (self.precision in PRECISIONS,
                    f"--precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
-                  (self.fusion in ("concat", "head"),
-                   f"--fusion must be concat or head, got {self.fusion!r}"),
+                  (self.fusion in ("concat", "head", "context"),
+                   f"--fusion must be concat, head or context, got {self.fusion!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "--stop-after must be >= 1"),
                   (self.max_batches is None or self.max_batches >= 1, "--max-batches must be >= 1"),
                   (self.max_iterations is None or self.max_iterations >= 1,

@@ -73,7 +73,7 @@ from training.data import PatchDataset, choose_data_path, make_loader
 from training.encoder_run import MODULE as ENCODER_MODULE
 from training.encoder_run import NAME as ENCODER_MODEL
 from training.encoder_run import encoder_config, encoder_kwargs, encoder_model
-from training.fit_calibration import calibrate_model_file
+from training.fit_calibration import calibrate_model_file, scenes_of
 from training.history import epoch_line, first_run_estimate, json_row
 from training.losses import build_loss
 from training.metrics import ConfusionMatrix
@@ -531,7 +531,7 @@ class Trainer:
             for batch in loader:
                 x, y = self._batch(batch)
                 with self._autocast():
-                    yield main_output(net(x)).float(), y
+                    yield main_output(net(x)).float(), y, scenes_of(batch)
 
         if (self.out / BEST_MODEL).exists():
             record = calibrate_model_file(self.out / BEST_MODEL, self.model, outputs)
