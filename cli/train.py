@@ -64,7 +64,10 @@ def train_parser() -> argparse.ArgumentParser:
         TRAIN_EXAMPLES)
     a = p.add_argument
     a("--config", help="YAML file with any TrainConfig option; flags override it")
-    a("--data", help="patch dataset root (folder or gs://bucket/prefix)")
+    a("--data", nargs="+", help=(
+        "patch dataset root (folder or gs://bucket/prefix); several local roots (one export "
+        "per region) train one model on all of them, validated on every region's validation "
+        "patches (merged under --out/datasets)"))
     a("--out", dest="out_dir", help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
     a("--model", help="crofusenet | unet | unet-s2 | unet-s2-window | unet-s1 | runetpp | hrnet | "
       "hrnet-coarse (reads the product band); on label_fine: srseg | bilinear-unet | "
@@ -154,6 +157,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 def _train(args: dict) -> int:
     config = args.pop("config")
     given = {k: v for k, v in args.items() if v is not None}
+    roots = given.pop("data", None) or []
+    if roots:  # one root as the config holds it; several are merged under --out below
+        given["data"] = roots[0]
     if config:
         given = {**read_train_config(config), **given}
     if given.get("resume"):  # the run folder says everything that is not given
@@ -161,6 +167,8 @@ def _train(args: dict) -> int:
     else:
         cfg = config_from_mapping(given)
     check_output_folder("--out", cfg.out_dir)
+    if len(roots) > 1:
+        cfg = merged_data(cfg, roots)
     from engine.distributed import leave_distributed
 
     finished = False
@@ -187,6 +195,32 @@ def _train(args: dict) -> int:
           f"model: {_written(result.model_path)}\nhistory: {_written(result.history_path)}\n"
           f"curves: {_written(result.curves_path)}")
     return 0
+
+
+def merged_data(cfg: TrainConfig, roots: Sequence[str]) -> TrainConfig:
+    """``cfg`` training on one dataset: the ``--data`` ``roots`` merged under ``--out``.
+
+    Each root keeps its name (its folder's, numbered where two share one) and its own scenes,
+    so ``--norm scene`` and the validation split see every region. A resumed run finds the
+    merged dataset its configuration names.
+    """
+    from dataclasses import replace
+
+    from contract.dataset import merge_datasets
+    from core.errors import ConfigError
+
+    remote = [r for r in roots if "://" in r]
+    if remote:
+        raise ConfigError(f"--data with several roots merges local folders; {remote[0]} is "
+                          "not one (copy it here first, or train on it alone)")
+    parts: dict[str, str] = {}
+    for root in roots:
+        name = Path(root.rstrip("/")).name or "data"
+        while name in parts:
+            name += "_"
+        parts[name] = root
+    merged = merge_datasets(parts, Path(cfg.out_dir) / "datasets")
+    return replace(cfg, data=merged)
 
 
 def _written(path: Path) -> str:

@@ -26,7 +26,6 @@ again, not retrained (a new budget needs a new ``--out``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -38,15 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from contract.dataset import read_index, write_index, write_manifest
-from core.errors import ConfigError, InputDataError
+from contract.dataset import merge_datasets
+from core.errors import ConfigError
 from core.jsonsafe import dumps
-from core.storage import atomic_write, open_store
+from core.storage import atomic_write
 from experiments.builtup_ensemble import average_runs, members
 from experiments.builtup_judge import default_arm, judge_table, shortfalls, summarise
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
 from experiments.realscenes import format_table
-from training.data import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -71,36 +69,6 @@ def folds(tiles: Sequence[str], row_split: str) -> list[Fold]:
         others = [t for t in tiles if t != held]
         train = [f"{held}_north"] if held == row_split else []
         out.append(Fold(held, tuple(train + others)))
-    return out
-
-
-def merge_datasets(parts: dict[str, Path], out: Path) -> Path:
-    """One patch dataset listing the patches of ``parts`` (name -> export root).
-
-    The merged root links each part's folder under its name and prefixes the records' ids and
-    files with it; the manifest is the first part's, with ``merged_from`` naming every part.
-    The parts must hold the same bands in the same order.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    manifests = {name: read_manifest(root) for name, root in parts.items()}
-    bands = {name: list(m.get("bands") or []) for name, m in manifests.items()}
-    if len({json.dumps(b) for b in bands.values()}) != 1:
-        raise InputDataError(f"the datasets to merge hold different bands: {bands}")
-    records = []
-    for name, root in parts.items():
-        link = out / name
-        if not link.exists():
-            os.symlink(os.path.abspath(root), link)
-        for record in read_index(root):
-            moved = dict(record, id=f"{name}/{record['id']}")
-            for key, value in record.items():
-                if key not in ("id", "split") and isinstance(value, str) and value.endswith(".tif"):
-                    moved[key] = f"{name}/{value}"
-            records.append(moved)
-    first = next(iter(manifests.values()))
-    store = open_store(str(out))
-    write_manifest(store, dict(first, merged_from={n: str(r) for n, r in parts.items()}))
-    write_index(store, records)
     return out
 
 
@@ -224,8 +192,8 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     runs: dict[str, dict[str, list[dict]]] = {p: {a: [] for a in arms} for p in tiles}
     tasks = []
     for fold in folds(tiles, row_split):
-        dataset = merge_datasets({n: exports[n] for n in fold.train_sets},
-                                 out / "train" / fold.held_out)
+        dataset = Path(merge_datasets({n: exports[n] for n in fold.train_sets},
+                                      out / "train" / fold.held_out))
         tasks += [(fold.held_out, dataset, arm, seed) for arm in arms if trained(arm)
                   for seed in range(seeds)]
 

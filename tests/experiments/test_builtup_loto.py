@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.dataset import merge_datasets
 from core.errors import InputDataError
 from experiments.builtup_judge import interval, summarise
 from experiments.builtup_loto import (
@@ -15,7 +16,6 @@ from experiments.builtup_loto import (
     figures_markdown,
     folds,
     loto_table,
-    merge_datasets,
     on_mapped_pixels,
     update_page,
 )
