@@ -1,9 +1,10 @@
 """An encoder model file maps on every path: local scenes, streamed tiles, Beam workers.
 
-The model file holds Presto's published weights (read from ``../shared/weights``) with a
-context read-out; each path rebuilds it from the file alone. The streamed map (tiles fetched
-from the fake pixel server) and the Beam pipeline on the DirectRunner (the model loaded in its
-workers) give the same map bit for bit; ``isamap-map --backend local`` maps a scene folder.
+The model file holds Presto's (or Galileo nano's) published weights, read from
+``../shared/weights``, with a context read-out; each path rebuilds it from the file alone.
+The streamed map (tiles fetched from the fake pixel server) and the Beam pipeline on the
+DirectRunner (the model loaded in its workers) give the same map bit for bit; ``isamap-map
+--backend local`` maps a scene folder.
 """
 
 from __future__ import annotations
@@ -29,19 +30,19 @@ from tests.support.rasters import BANDS, smooth_stack
 from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model
 from training.models.encoders.fused import MODULE, NAME
-from training.models.encoders.registry import PRESTO, load_encoder
+from training.models.encoders.registry import ENCODERS, PRESTO, load_encoder
 
 OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
 
 
-def encoder_model_file(path, grid, presto_file, backend: str = "ee"):
-    """A Presto context model on the test stacks' six bands, its encoder as published."""
+def encoder_model_file(path, grid, weights, backend: str = "ee", entry=PRESTO):
+    """A context model of ``entry``'s encoder on the test stacks' six bands, as published."""
     torch.manual_seed(0)
-    kwargs = {"bands": list(BANDS), "encoder": "presto", "encoder_sha256": PRESTO.sha256,
+    kwargs = {"bands": list(BANDS), "encoder": entry.name, "encoder_sha256": entry.sha256,
               "input_mean": [0.0] * len(BANDS), "input_std": [1.0] * len(BANDS),
               "latlon": [0.0, 0.0], "month": 0, "fusion": "context", "frozen": True}
     model = create_model(NAME, len(BANDS), 2, module=MODULE, **kwargs)
-    model.encoder.load_state_dict(load_encoder(PRESTO, presto_file).state_dict())
+    model.encoder.load_state_dict(load_encoder(entry, weights).state_dict())
     meta = ModelMeta(NAME, len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
                      module=MODULE, extra={"dataset": dataset_record(grid, backend=backend)})
     return save_model_file(path, model.eval(), meta)
@@ -76,11 +77,14 @@ def test_streamed_and_beam_maps_of_an_encoder_model_are_the_same(presto_file, tm
     assert np.unique(streamed_prob[streamed_class != 255]).size > 10  # the pixels, not a constant
 
 
-def test_a_local_map_of_scene_files_with_an_encoder_model(presto_file, tmp_path):
+@pytest.mark.parametrize("name", ["presto", "galileo-nano"])
+def test_a_local_map_of_scene_files_with_an_encoder_model(name, request, tmp_path):
     from gee_export.local.synthetic import generate_scene
 
+    weights = request.getfixturevalue("presto_file" if name == "presto" else "galileo_file")
     scene = generate_scene(tmp_path / "scene", width=64, height=64, progress=False)
-    model = encoder_model_file(tmp_path / "presto.pt", scene.grid, presto_file, "local")
+    model = encoder_model_file(tmp_path / "m.pt", scene.grid, weights, "local",
+                               ENCODERS[name])
     out = tmp_path / "out"
     request = MapRequest(region=inner_region(scene.grid, margin_px=0), dates=(MONTH,),
                          model_file=str(model), out=str(out), backend="local",
