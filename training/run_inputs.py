@@ -77,7 +77,7 @@ def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
     scenes = scene_norms_for(cfg.data, bands, cfg.norm or "training")
     label = cfg.label or "label"
     targets = (label, *(t for t in recipe_for(cfg.model).targets[1:] if label == "label_fine"))
-    aug = Augment() if cfg.augment else None
+    aug = augment_for(cfg)
     train_set = PatchDataset(cfg.data, "train", bands, norm, aug, seed=cfg.seed,
                              cache=bool(cfg.cache), targets=targets, crop=cfg.crop_size,
                              exclude=exclude,
@@ -88,9 +88,22 @@ def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
     return train_set, val_set
 
 
+def augment_for(cfg: TrainConfig) -> Augment | None:
+    """The geometric augmentation of a run: none, or flips, turns and the blur.
+
+    A frozen encoder's run (``--encoder`` without ``--no-freeze-encoder``) leaves the blur out:
+    its features are cached per patch, and flips and turns reuse them turned, but a blurred
+    patch is other pixels, which the encoder would encode afresh every epoch.
+    """
+    if not cfg.augment:
+        return None
+    return Augment(blur=0.0) if cfg.encoder and cfg.freeze_encoder else Augment()
+
+
 def augmentation_record(cfg: TrainConfig) -> dict:
     """What a model file records of its training augmentations: each one's parameters, or None."""
-    return {"geometric": dataclasses.asdict(Augment()) if cfg.augment else None,
+    aug = augment_for(cfg)
+    return {"geometric": dataclasses.asdict(aug) if aug is not None else None,
             "radiometric": dataclasses.asdict(Radiometric()) if cfg.radiometric else None,
             "balanced_sampling": bool(cfg.balanced_sampling)}
 
