@@ -113,6 +113,9 @@ def train_parser() -> argparse.ArgumentParser:
     a("--balanced-sampling", action=argparse.BooleanOptionalAction, help=(
         "draw training patches in proportion to their rare-class pixels instead of "
         "shuffling (default: the model's recipe)"))
+    a("--balanced-scenes", action="store_const", const=True, help=(
+        "draw every scene's patches (each --data root's, each month's) as often as every "
+        "other scene's, whatever their number"))
     a("--norm", choices=NORMS, help=(
         "normalise the input bands by the training split's statistics (training) or by each "
         "scene's own: every training patch by its scene's, every map by its input stack's "

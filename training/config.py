@@ -80,6 +80,8 @@ class TrainConfig:
             model's recipe.
         balanced_sampling: draw training patches in proportion to their rare-class pixels
             (:func:`training.sampling.balanced_weights`) instead of shuffling; None: the recipe.
+        balanced_scenes: draw every scene's patches (each ``--data`` root's, each month's) as
+            often in all as every other scene's (:func:`training.sampling.scene_weights`).
         norm: what the input bands are normalised by (:data:`Norm`): ``training`` (the
             training split's per-band statistics, recorded in the model file) or ``scene``
             (each patch by its scene's statistics, :func:`training.data.compute_scene_norms`;
@@ -136,6 +138,7 @@ class TrainConfig:
     augment: bool = True
     radiometric: bool | None = None
     balanced_sampling: bool | None = None
+    balanced_scenes: bool = False
     norm: Norm | None = None
     ema: float | None = None
     cache: bool | None = None

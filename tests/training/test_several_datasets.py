@@ -34,3 +34,27 @@ def test_several_roots_must_be_local_folders(tmp_path, capsys):
                        "--model", "unet", "--epochs", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "gs://bucket/b is not one" in err and len(err.strip().splitlines()) == 1
+
+
+def test_balanced_scenes_draw_every_scene_as_often_whatever_its_size():
+    import numpy as np
+
+    from training.sampling import scene_weights
+
+    assert np.allclose(scene_weights(["a", "a", "a", "b"]), [1 / 3, 1 / 3, 1 / 3, 1])
+    # class-balanced weights keep their ratio within a scene, and each scene weighs 1
+    w = scene_weights(["a", "a", "b"], np.array([1.0, 3.0, 5.0]))
+    assert np.allclose(w, [0.25, 0.75, 1.0])
+
+
+def test_a_scene_balanced_run_of_two_regions(tmp_path):
+    a = write_patch_dataset(tmp_path / "big", n=12, seed=0)
+    b = write_patch_dataset(tmp_path / "small", n=6, seed=1)
+    out = tmp_path / "run"
+    assert train_main(["--data", str(a), str(b), "--out", str(out), "--model", "unet",
+                       "--model-kwargs", '{"widths": [4, 8, 8, 8, 8]}', "--epochs", "1",
+                       "--batch-size", "2", "--precision", "fp32", "--channels-last", "off",
+                       "--device", "cpu", "--workers", "0", "--no-progress",
+                       "--balanced-scenes"]) == 0
+    meta = load_model_file(out / "model.pt")[1]
+    assert meta.extra["augmentation"]["balanced_scenes"] is True
