@@ -66,7 +66,10 @@ def train_parser() -> argparse.ArgumentParser:
         "options (underscores for dashes); flags given on the command line override it."),
         TRAIN_EXAMPLES)
     p.add_argument("--config", help="YAML file with any TrainConfig option; flags override it")
-    p.add_argument("--data", help="patch dataset root (folder or gs://bucket/prefix)")
+    p.add_argument("--data", nargs="+", help=(
+        "patch dataset root (folder or gs://bucket/prefix); several local roots (one export "
+        "per region) train one model on all of them, validated on every region's validation "
+        "patches (merged under --out/datasets)"))
     p.add_argument("--out", dest="out_dir",
                    help="run folder (checkpoint.pt, model.pt, metrics.jsonl)")
     _model_arguments(p)
@@ -141,6 +144,9 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
     a("--balanced-sampling", action=argparse.BooleanOptionalAction, help=(
         "draw training patches in proportion to their rare-class pixels instead of "
         "shuffling (default: the model's recipe)"))
+    a("--balanced-scenes", action="store_const", const=True, help=(
+        "draw every scene's patches (each --data root's, each month's) as often as every "
+        "other scene's, whatever their number"))
     a("--norm", choices=NORMS, help=(
         "normalise the input bands by the training split's statistics (training) or by each "
         "scene's own: every training patch by its scene's, every map by its input stack's "
@@ -161,9 +167,10 @@ def _encoder_arguments(p: argparse.ArgumentParser) -> None:
     a("--freeze-encoder", action=argparse.BooleanOptionalAction, help=(
         "keep the encoder's published weights, its features cached per patch (default); "
         "--no-freeze-encoder fine-tunes it"))
-    a("--fusion", choices=["concat", "head"], help=(
-        "encoder features beside the image channels into the U-Net (concat, default) or the "
-        "encoder as backbone with a light decoder (head)"))
+    a("--fusion", choices=["concat", "head", "context"], help=(
+        "encoder features beside the image channels into the U-Net (concat, default), the "
+        "encoder as backbone with a light decoder (head), or a linear read-out of features "
+        "and bands beside their means over 5 and 15 px squares (context)"))
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
@@ -186,6 +193,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 def _train(args: dict) -> int:
     config = args.pop("config")
     given = {k: v for k, v in args.items() if v is not None}
+    roots = given.pop("data", None) or []
+    if roots:  # one root as the config holds it; several are merged under --out below
+        given["data"] = roots[0]
     if config:
         given = {**read_train_config(config), **given}
     if given.get("resume"):  # the run folder says everything that is not given
@@ -193,6 +203,8 @@ def _train(args: dict) -> int:
     else:
         cfg = config_from_mapping(given)
     check_output_folder("--out", cfg.out_dir)
+    if len(roots) > 1:
+        cfg = merged_data(cfg, roots)
     finished = False
     try:
         cfg = with_recipe_filter(cfg)  # e.g. hrnet-coarse filters noisy samples by default
@@ -213,6 +225,32 @@ def _train(args: dict) -> int:
           f"model: {_written(result.model_path)}\nhistory: {_written(result.history_path)}\n"
           f"curves: {_written(result.curves_path)}")
     return 0
+
+
+def merged_data(cfg: TrainConfig, roots: Sequence[str]) -> TrainConfig:
+    """``cfg`` training on one dataset: the ``--data`` ``roots`` merged under ``--out``.
+
+    Each root keeps its name (its folder's, numbered where two share one) and its own scenes,
+    so ``--norm scene`` and the validation split see every region. A resumed run finds the
+    merged dataset its configuration names.
+    """
+    from dataclasses import replace
+
+    from contract.dataset import merge_datasets
+    from core.errors import ConfigError
+
+    remote = [r for r in roots if "://" in r]
+    if remote:
+        raise ConfigError(f"--data with several roots merges local folders; {remote[0]} is "
+                          "not one (copy it here first, or train on it alone)")
+    parts: dict[str, str] = {}
+    for root in roots:
+        name = Path(root.rstrip("/")).name or "data"
+        while name in parts:
+            name += "_"
+        parts[name] = root
+    merged = merge_datasets(parts, Path(cfg.out_dir) / "datasets")
+    return replace(cfg, data=merged)
 
 
 def _written(path: Path) -> str:

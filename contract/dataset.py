@@ -296,3 +296,39 @@ def commit_month(store: Store, spec: DatasetSpec, month: str,
     }
     write_manifest(store, manifest)
     return manifest
+
+
+# ---------------------------------------------------------------------- merged datasets
+def merge_datasets(parts: Mapping[str, str | os.PathLike[str]],
+                   out: str | os.PathLike[str]) -> str:
+    """One patch dataset (a local folder) listing the patches of ``parts`` (name -> root).
+
+    What ``isamap-train --data A B ...`` trains on: every part's patches of every split, so
+    the validation split holds patches of every part. The merged root links each part's
+    folder under its name and prefixes the records' ids and files with it, so each part's
+    scenes stay apart (``training.data.scene_key``); the manifest is the first part's, with
+    ``merged_from`` naming the parts. The parts must be local and hold the same bands in the
+    same order. Returns the merged root.
+    """
+    root = os.path.abspath(out)
+    os.makedirs(root, exist_ok=True)
+    manifests = {name: read_manifest(path) for name, path in parts.items()}
+    bands = {name: list(m.get("bands") or []) for name, m in manifests.items()}
+    if len({json.dumps(b) for b in bands.values()}) != 1:
+        raise InputDataError(f"the datasets to merge hold different bands: {bands}; export "
+                             "them with the same --bands")
+    records = []
+    for name, path in parts.items():
+        link = os.path.join(root, name)
+        if not os.path.lexists(link):
+            os.symlink(os.path.abspath(path), link)
+        for record in read_index(path):
+            moved = dict(record, id=f"{name}/{record['id']}")
+            for key, value in record.items():
+                if key not in ("id", "split") and isinstance(value, str) and value.endswith(".tif"):
+                    moved[key] = f"{name}/{value}"
+            records.append(moved)
+    store = open_store(root)
+    write_manifest(store, dict(next(iter(manifests.values())), merged_from=list(parts)))
+    write_index(store, records)
+    return root

@@ -36,6 +36,7 @@ first model) and ``test.ndbi_auc``, every model's scores under ``models``, and t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -64,7 +65,7 @@ from experiments.builtup_loto import (
     DEFAULT_SEEDS,
     DEFAULT_TILES,
     Steps,
-    loto_table,
+    figures_markdown,
     on_mapped_pixels,
     run_loto,
 )
@@ -83,6 +84,8 @@ from experiments.scoring import index_baseline, ndbi
 from experiments.threads import add_threads_argument, use_threads
 from gee_export.local.stack import scl_mask_classes
 from training.modelfile import read_model_file
+from training.models.encoders.cache import CACHE_ENV
+from training.models.encoders.registry import encoder_entry, load_encoder, parse_encoder
 from training.plots import plot_reliability
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,8 @@ DEFAULT_TRAIN = "java"
 DEFAULT_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 DEFAULT_MODELS = ("unet-s2",)
 DEFAULT_HOLDOUT_ROWS = 100
+#: the sample weights' folder of each encoder (``weights/<folder>/<file>``)
+WEIGHT_FOLDERS = {"presto": "presto", "galileo-nano": "galileo_nano"}
 
 
 @dataclass(frozen=True)
@@ -233,12 +238,17 @@ def export(tile: DWTile, scenes: Path, out: Path, bands: Sequence[str], budget: 
 
 @dataclass(frozen=True)
 class Arm:
-    """One trained map of the comparison: an ``isamap-train`` model and its extra arguments."""
+    """One trained map of the comparison: an ``isamap-train`` model and its extra arguments.
+
+    ``encoder``: the pretrained encoder (``--encoder NAME=PATH``) it fuses, the file given to
+    the experiment (never recorded in its results).
+    """
 
     name: str
     model: str
     model_kwargs: Mapping = field(default_factory=dict)
     train_args: tuple[str, ...] = ()
+    encoder: str | None = None
 
 
 def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric: bool = False,
@@ -305,21 +315,61 @@ ARMS = {arm.name: arm for arm in (
 )}
 
 
+#: Where the encoder arms tell the encoder they are: one place and month for every fold (the
+#: equator at the prime meridian, January), so a patch's features are the same whichever tiles
+#: a fold trains on and are encoded once for all of them; a model file maps every region with
+#: the location and month it records.
+ENCODER_PLACE = {"latlon": [0.0, 0.0], "month": 0}
+
+
+def _encoder_arm(name: str, encoder: str, fusion: str, norm: str) -> Arm:
+    """An arm fusing ``encoder`` (frozen) with ``fusion``, normalised by ``norm``.
+
+    Every option it compares is stated: plain shuffling, no radiometric augmentation, no
+    weight average.
+    """
+    return Arm(name, "unet-s2", dict(ENCODER_PLACE),
+               ("--fusion", fusion, "--norm", norm, "--no-balanced-sampling",
+                "--no-radiometric", "--ema", "0"), encoder)
+
+
+#: The pretrained-encoder arms: Presto's features and the bands, with their means over 5 and
+#: 15 px squares, read out linearly (``--fusion context``); ``presto-context`` normalises by
+#: each scene's statistics (the encoder reads each scene matched to the training data's),
+#: ``presto-context-raw`` by the training statistics (the encoder reads the stack as it is).
+ENCODER_ARMS = {arm.name: arm for arm in (
+    _encoder_arm("presto-context", "presto", "context", "scene"),
+    _encoder_arm("presto-context-raw", "presto", "context", "training"),
+)}
+ARMS.update(ENCODER_ARMS)
+
+
 def arm_of(name: str) -> Arm:
     """The named arm, or the registry model ``name`` with its own recipe."""
     return ARMS.get(name, Arm(name, name))
 
 
-def train(arm: Arm | str, dataset: Path, run: Path, budget: Budget) -> Path:
-    """``isamap-train`` of ``arm`` on ``dataset``; returns the model file."""
+def train(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
+          encoders: Mapping[str, str] | None = None) -> Path:
+    """``isamap-train`` of ``arm`` on ``dataset``; returns the model file.
+
+    ``encoders``: the encoder files (name -> path) the encoder arms fuse. The arm's own
+    options come last, so they win over the budget's.
+    """
     arm = arm_of(arm) if isinstance(arm, str) else arm
     extra = ["--model-kwargs", json.dumps(dict(arm.model_kwargs))] if arm.model_kwargs else []
+    if arm.encoder:
+        if arm.encoder not in (encoders or {}):
+            raise ConfigError(f"arm {arm.name} fuses {arm.encoder}: give --encoder "
+                              f"{arm.encoder}=PATH")
+        extra += ["--encoder", f"{arm.encoder}={(encoders or {})[arm.encoder]}"]
     run_product("isamap-train", [
-        "--model", arm.model, *extra, *arm.train_args, "--data", str(dataset), "--out", str(run),
+        "--model", arm.model, "--data", str(dataset), "--out", str(run),
         "--epochs", str(budget.epochs), "--batch-size", str(budget.batch_size),
         *(["--max-iterations", str(budget.iterations)] if budget.iterations else []),
         "--lr", str(budget.lr), "--seed", str(budget.seed), "--workers", "0", "--cache",
-        "--precision", "fp32", "--channels-last", "off", "--no-progress"])
+        "--precision", "fp32", "--channels-last", "off", "--no-progress", *extra,
+        *arm.train_args])
     return run / "model.pt"
 
 
@@ -342,11 +392,18 @@ def score_map(tile: DWTile, class_path: Path, prob_path: Path, area: np.ndarray,
     """Scores of one map on the labelled pixels of ``area`` (bool, tile pixels).
 
     With ``model_file``, the expected calibration error of the probabilities at the file's
-    temperature (as mapped) and at temperature 1 (as the network gave them).
+    temperature (as mapped) and at temperature 1 (as the network gave them), and the one on
+    the training regions' validation pixels its calibration record holds (``ece_in_region``).
     """
-    temperature = read_model_file(model_file)[0].temperature if model_file else None
-    return map_scores(built_label(tile), tile.footprint, class_path, prob_path, area,
-                      temperature)
+    meta = read_model_file(model_file)[0] if model_file else None
+    scores = map_scores(built_label(tile), tile.footprint, class_path, prob_path, area,
+                        meta.temperature if meta else None)
+    if meta is not None:
+        record = dict(meta.calibration or {})
+        fitted = record.get("method") == "temperature"
+        scores.update(calibration=record.get("method", "none"), ece_in_region=record.get(
+            "ece_after" if fitted else "ece_before", float("nan")))
+    return scores
 
 
 def tile_ndbi(tile: DWTile) -> np.ndarray:
@@ -469,6 +526,28 @@ def results_table(metrics: dict) -> str:
                                "ECE T=1", "ECE mapped", "pixels", "built"))
 
 
+def encoder_files(arms: Sequence[str], given: Sequence[str], data: Path) -> dict[str, str]:
+    """The checked encoder file of every encoder the ``arms`` fuse (name -> path).
+
+    ``given``: ``NAME=PATH`` items; an encoder not given is looked for where the sample sets'
+    weights lie (``weights/presto/default_model.pt`` beside the data folder's parent). Each
+    file is checked (exists, the published SHA-256) before any export.
+    """
+    files = {}
+    for item in given:
+        entry, path = parse_encoder(item)
+        files[entry.name] = path
+    wanted = {arm_of(part).encoder for arm in arms for part in arm.split("+")} - {None}
+    out = {}
+    for name in sorted(n for n in wanted if n):
+        entry = encoder_entry(name)
+        path = files.get(name) or str(data.parent / "weights" / WEIGHT_FOLDERS[name] /
+                                      entry.file_name)
+        load_encoder(entry, path)
+        out[name] = path
+    return out
+
+
 def _names(text: str) -> list[str]:
     return [n for n in text.split(",") if n]
 
@@ -527,6 +606,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scl-mask", metavar="CLASSES",
                    help="SCL classes the composites leave out (isamap-export --scl-mask; "
                         "default 3,8,9,10,11); 3,11 keeps what Sen2Cor flags as cloud or cirrus")
+    p.add_argument("--encoder", nargs="+", default=[], metavar="NAME=PATH",
+                   help="the encoder files the encoder arms fuse (default: presto's "
+                        "default_model.pt in weights/presto beside the --data-root)")
     p.add_argument("--jobs", type=int, default=1,
                    help="--loto: trainings run at once (each with one torch thread)")
     p.add_argument("--out", default="builtup_output")
@@ -549,14 +631,19 @@ def _run(a: argparse.Namespace) -> int:
                     stride=a.stride, seed=a.seed, iterations=a.iterations, tile=a.tile,
                     scl_mask=a.scl_mask)
     if a.loto:
-        steps = Steps(find_tile, scene_folder, export, training_rows, check_no_overlap,
-                      score_ndbi, train, predict, score_map, built_label, tile_ndbi, covered)
         out = Path(os.path.abspath(a.out))
+        encoders = encoder_files(_names(a.arms), a.encoder, data.parent)
+        if encoders:  # the seeds and arms share one encoding of every patch
+            os.environ.setdefault(CACHE_ENV, str(out / "encoder_cache"))
+        steps = Steps(find_tile, scene_folder, export, training_rows, check_no_overlap,
+                      score_ndbi, functools.partial(train, encoders=encoders), predict,
+                      score_map, built_label, tile_ndbi, covered)
         metrics = run_loto(steps, data, out, tiles=_names(a.tiles), row_split=a.train,
                            arms=_names(a.arms), seeds=a.seeds, bands=_names(a.bands),
                            holdout_rows=a.holdout_rows, budget=budget, dates=_dates(a.date),
                            jobs=a.jobs)
-        print(loto_table(metrics["summary"], metrics["ndbi"]))
+        print(figures_markdown(metrics).strip().removeprefix("```text").removesuffix("```")
+              .strip())
         print(f"{metrics['seconds']:.0f} s; metrics: {out / 'loto.json'}")
         return 0
     run_builtup(data, Path(os.path.abspath(a.out)), tests=a.test, train_prefix=a.train,

@@ -26,7 +26,6 @@ again, not retrained (a new budget needs a new ``--out``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -37,22 +36,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import t as student_t
 
-from contract.dataset import read_index, write_index, write_manifest
-from core.errors import ConfigError, InputDataError
+from contract.dataset import merge_datasets
+from core.errors import ConfigError
 from core.jsonsafe import dumps
-from core.storage import atomic_write, open_store
+from core.storage import atomic_write
 from experiments.builtup_ensemble import average_runs, members
+from experiments.builtup_judge import default_arm, judge_table, shortfalls, summarise
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
 from experiments.realscenes import format_table
-from training.data import read_manifest
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TILES = ("java", "ghana_a", "ghana_b")
-DEFAULT_ARMS = ("unet-s2", "unet-s2-global")
-DEFAULT_SEEDS = 3
+DEFAULT_ARMS = ("unet-s2", "presto-context")
+DEFAULT_SEEDS = 5
 DEFAULT_ITERATIONS = 150
 
 
@@ -71,61 +69,6 @@ def folds(tiles: Sequence[str], row_split: str) -> list[Fold]:
         others = [t for t in tiles if t != held]
         train = [f"{held}_north"] if held == row_split else []
         out.append(Fold(held, tuple(train + others)))
-    return out
-
-
-def merge_datasets(parts: dict[str, Path], out: Path) -> Path:
-    """One patch dataset listing the patches of ``parts`` (name -> export root).
-
-    The merged root links each part's folder under its name and prefixes the records' ids and
-    files with it; the manifest is the first part's, with ``merged_from`` naming every part.
-    The parts must hold the same bands in the same order.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    manifests = {name: read_manifest(root) for name, root in parts.items()}
-    bands = {name: list(m.get("bands") or []) for name, m in manifests.items()}
-    if len({json.dumps(b) for b in bands.values()}) != 1:
-        raise InputDataError(f"the datasets to merge hold different bands: {bands}")
-    records = []
-    for name, root in parts.items():
-        link = out / name
-        if not link.exists():
-            os.symlink(os.path.abspath(root), link)
-        for record in read_index(root):
-            moved = dict(record, id=f"{name}/{record['id']}")
-            for key, value in record.items():
-                if key not in ("id", "split") and isinstance(value, str) and value.endswith(".tif"):
-                    moved[key] = f"{name}/{value}"
-            records.append(moved)
-    first = next(iter(manifests.values()))
-    store = open_store(str(out))
-    write_manifest(store, dict(first, merged_from={n: str(r) for n, r in parts.items()}))
-    write_index(store, records)
-    return out
-
-
-def interval(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and half-width of its 95 % Student-t interval (NaN half-width for one value)."""
-    a = np.asarray([v for v in values if np.isfinite(v)], float)
-    if a.size == 0:
-        return float("nan"), float("nan")
-    if a.size == 1:
-        return float(a[0]), float("nan")
-    half = student_t.ppf(0.975, a.size - 1) * a.std(ddof=1) / np.sqrt(a.size)
-    return float(a.mean()), float(half)
-
-
-def summarise(runs: dict[str, dict[str, list[dict]]], ndbi: dict[str, dict]) -> dict:
-    """Per tile and arm: mean and interval of F1 and AUC, and the margin over NDBI's best F1."""
-    out: dict[str, dict] = {}
-    for tile, arms in runs.items():
-        out[tile] = {}
-        for arm, seeds in arms.items():
-            f1, f1_hw = interval([s["f1_built"] for s in seeds])
-            auc, auc_hw = interval([s["auc_built"] for s in seeds])
-            out[tile][arm] = {"f1": f1, "f1_hw": f1_hw, "auc": auc, "auc_hw": auc_hw,
-                              "seeds": len(seeds),
-                              "f1_minus_ndbi_best": f1 - ndbi[tile]["ndbi_best_f1"]}
     return out
 
 
@@ -249,8 +192,8 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     runs: dict[str, dict[str, list[dict]]] = {p: {a: [] for a in arms} for p in tiles}
     tasks = []
     for fold in folds(tiles, row_split):
-        dataset = merge_datasets({n: exports[n] for n in fold.train_sets},
-                                 out / "train" / fold.held_out)
+        dataset = Path(merge_datasets({n: exports[n] for n in fold.train_sets},
+                                      out / "train" / fold.held_out))
         tasks += [(fold.held_out, dataset, arm, seed) for arm in arms if trained(arm)
                   for seed in range(seeds)]
 
@@ -259,11 +202,13 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         tile = found[held_out]
         run = out / "runs" / held_out / arm / f"seed{seed}"
         cls, prob = run / "map_class.tif", run / "map_prob.tif"
+        model_file = run / "model.pt"
         if not (cls.is_file() and prob.is_file()):  # a map already made is scored, not redone
             model_file = b.train(arm, dataset, run, dataclasses.replace(budget, seed=seed))
             cls, prob = b.predict(model_file, stacks[held_out], run / "map", tile.month,
                                   budget.tile)
-        scores = b.score_map(tile, cls, prob, areas[held_out])
+        scores = b.score_map(tile, cls, prob, areas[held_out],
+                             model_file if model_file.is_file() else None)
         log.info("%s %s seed %d: F1 %.3f AUC %.3f", held_out, arm, seed, scores["f1_built"],
                  scores["auc_built"])
         return {**scores, "seed": seed}
@@ -294,7 +239,10 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
                     log.warning("%s: %s is scored on other pixels than NDBI (%d)", p, arm,
                                 ndbi[p]["pixels"])
     summary = summarise(runs, ndbi)
-    metrics = {"summary": summary, "runs": runs, "ndbi": ndbi,
+    chosen, margin = default_arm(summary)
+    metrics = {"summary": summary, "runs": runs, "ndbi": ndbi, "default_arm": chosen,
+               "default_margin": margin, "row_split": row_split,
+               "targets": shortfalls(summary, chosen, row_split),
                "folds": [f.__dict__ for f in folds(tiles, row_split)],
                "split": {row_split: f"rows {holdout_start}-{split_tile.footprint.height} held "
                          f"out; rows 0-{end} train the other folds' models"},
@@ -302,7 +250,7 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
                "budget": budget.__dict__, "seconds": round(time.perf_counter() - start, 1)}
     text = dumps(metrics, indent=2)
     atomic_write(out / "loto.json", lambda handle: handle.write(text.encode()))
-    table = loto_table(summary, ndbi)
+    table = figures_markdown(metrics).strip().removeprefix("```text").removesuffix("```").strip()
     atomic_write(out / "loto.txt", lambda handle: handle.write(table.encode() + b"\n"))
     return metrics
 
@@ -340,8 +288,17 @@ FIGURES_JSON = "docs/figures/builtup_loto.json"
 
 
 def figures_markdown(metrics: dict) -> str:
-    """The page's block of figures: the table ``--loto`` printed, from its ``loto.json``."""
-    return "```text\n" + loto_table(metrics["summary"], metrics["ndbi"]) + "\n```\n"
+    """The page's block of figures: the table ``--loto`` printed, from its ``loto.json``.
+
+    A run that chose its default arm prints the judge's table
+    (:func:`experiments.builtup_judge.judge_table`); a ``loto.json`` of an earlier run keeps
+    the table it printed (:func:`loto_table`).
+    """
+    if "default_arm" in metrics:
+        table = judge_table(metrics["summary"], metrics["ndbi"], metrics.get("row_split"))
+    else:
+        table = loto_table(metrics["summary"], metrics["ndbi"])
+    return "```text\n" + table + "\n```\n"
 
 
 def update_page(figures_json: str, page_path: str) -> bool:

@@ -10,6 +10,13 @@ one-logit head). Dividing all logits by one positive number keeps their order, s
 classes (the arg-max) are unchanged: only the probabilities move (a map blending overlapping
 tiles averages probabilities, so a seam pixel near 1/2 can still change sides).
 
+A temperature fitted on the training regions need not hold on new ground. Where the
+validation split holds several scenes (a dataset merged from several exports, or several
+months), :func:`fit_transfer_record` tests that first: each scene's temperature is fitted on
+the other scenes' pixels and judged on its own; when such transferred temperatures leave the
+scenes' mean ECE no lower than ``T = 1`` does, the model keeps ``T = 1`` (its record says
+why), else the temperature fitted on every scene's pixels.
+
 This module owns the step from logits to probabilities (:func:`probabilities`): the runtime
 (:class:`inference.predict.runtime.TilePredictor`, every device, precision and pipeline),
 ``isamap-evaluate`` and the fit itself call it. The fitted record lives in the model file
@@ -247,6 +254,50 @@ def fit_record(logits: torch.Tensor, labels: torch.Tensor, split: str,
             "nll_before": nll(logits, labels), "nll_after": nll(logits, labels, t),
             "ece_before": before.ece, "ece_after": after.ece, "ece_binned": after.kind,
             "ece_bins": ECE_BINS}
+
+
+def _ece(logits: torch.Tensor, labels: torch.Tensor, temperature: float,
+         isa_class: int | None = None) -> float:
+    rel = Reliability(positive_class(max(logits.shape[1], 2), isa_class))
+    rel.update(probabilities(logits.T.unsqueeze(0), temperature), labels.unsqueeze(0))
+    return rel.ece
+
+
+def fit_transfer_record(parts: Mapping[str, tuple[torch.Tensor, torch.Tensor]], split: str,
+                        isa_class: int | None = None) -> dict:
+    """:func:`fit_record` on every scene's pixels, kept only where a temperature transfers.
+
+    ``parts``: per scene, its ``(P, K)`` logits and ``(P,)`` labels. With two or more scenes
+    of at least :data:`MIN_FIT_PIXELS` pixels, each is held out in turn: a temperature fitted
+    on the others is judged by the held-out scene's ECE against ``T = 1`` (``transfer`` in
+    the record, per scene). When the mean ECE of the held-out scenes is not lower at the
+    transferred temperatures, the record is ``T = 1`` (method ``none``, with the reason);
+    with fewer scenes the transfer is not tested (said in ``transfer``).
+    """
+    z = torch.cat([p[0] for p in parts.values()]) if parts else torch.zeros(0, 1)
+    y = torch.cat([p[1] for p in parts.values()]) if parts else torch.zeros(0, dtype=torch.long)
+    record = fit_record(z, y, split, isa_class)
+    scenes = {k: v for k, v in parts.items() if len(v[1]) >= MIN_FIT_PIXELS}
+    if len(scenes) < 2 or record["method"] != "temperature":
+        record["transfer"] = f"not tested: {len(scenes)} scene(s) of >= {MIN_FIT_PIXELS} pixels"
+        return record
+    tested = {}
+    for held, (zh, yh) in scenes.items():
+        zo = torch.cat([v[0] for k, v in scenes.items() if k != held])
+        yo = torch.cat([v[1] for k, v in scenes.items() if k != held])
+        t = fit_temperature(zo, yo)
+        tested[held] = {"temperature": t, "pixels": len(yh), "ece_at_1": _ece(zh, yh, 1.0,
+                        isa_class), "ece_transferred": _ece(zh, yh, t, isa_class)}
+    at_1 = float(np.mean([v["ece_at_1"] for v in tested.values()]))
+    moved = float(np.mean([v["ece_transferred"] for v in tested.values()]))
+    record["transfer"] = {"scenes": tested, "ece_at_1": at_1, "ece_transferred": moved}
+    if moved >= at_1:
+        kept = {k: record[k] for k in ("split", "pixels", "ece_before", "transfer")}
+        return {"method": "none", "temperature": 1.0, **kept,
+                "reason": f"a temperature fitted on the other scenes left each held-out "
+                          f"scene's ECE no lower (mean {at_1:.4f} at T = 1, {moved:.4f} "
+                          "transferred)"}
+    return record
 
 
 def check_record(calibration: object) -> None:

@@ -82,6 +82,8 @@ class TrainConfig:
             model's recipe.
         balanced_sampling: draw training patches in proportion to their rare-class pixels
             (:func:`training.sampling.balanced_weights`) instead of shuffling; None: the recipe.
+        balanced_scenes: draw every scene's patches (each ``--data`` root's, each month's) as
+            often in all as every other scene's (:func:`training.sampling.scene_weights`).
         norm: what the input bands are normalised by (:data:`Norm`): ``training`` (the
             training split's per-band statistics, recorded in the model file) or ``scene``
             (each patch by its scene's statistics, :func:`training.data.compute_scene_norms`;
@@ -106,7 +108,8 @@ class TrainConfig:
         freeze_encoder: keep the encoder's weights as published (its features are computed
             once per patch and cached); False fine-tunes it with the rest.
         fusion: how the encoder's features join the U-Net: ``concat`` (beside the image
-            channels) or ``head`` (the encoder as backbone, a light decoder).
+            channels), ``head`` (the encoder as backbone, a light decoder) or ``context`` (a
+            linear read-out of features and bands with their local means).
     """
 
     data: str = ""
@@ -137,6 +140,7 @@ class TrainConfig:
     augment: bool = True
     radiometric: bool | None = None
     balanced_sampling: bool | None = None
+    balanced_scenes: bool = False
     norm: Norm | None = None
     ema: float | None = None
     cache: bool | None = None
@@ -175,8 +179,8 @@ class TrainConfig:
                    f"not a decay; got {self.ema!r}"),
                   (self.precision in PRECISIONS,
                    f"--precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
-                  (self.fusion in ("concat", "head"),
-                   f"--fusion must be concat or head, got {self.fusion!r}"),
+                  (self.fusion in ("concat", "head", "context"),
+                   f"--fusion must be concat, head or context, got {self.fusion!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "--stop-after must be >= 1"),
                   (self.max_batches is None or self.max_batches >= 1, "--max-batches must be >= 1"),
                   (self.max_iterations is None or self.max_iterations >= 1,

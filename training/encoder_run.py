@@ -30,11 +30,15 @@ CACHE_BYTES = 3 << 30
 
 
 def encoder_config(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` ready for an encoder run (normalised by the training statistics), file checked.
+    """``cfg`` ready for an encoder run, its file checked.
+
+    The input is normalised as ``--norm`` says, by the training statistics when it is not
+    given: the encoder then reads the stack's reflectance; with ``--norm scene`` it reads
+    each scene matched to the training statistics (:mod:`training.models.encoders.fused`).
 
     Raises:
         ModelError: the encoder's file is missing, not the published one, or does not fit.
-        ConfigError: a base model or normalisation the fused model cannot use.
+        ConfigError: a base model the fused model cannot use.
     """
     if not cfg.encoder:
         return cfg
@@ -43,10 +47,7 @@ def encoder_config(cfg: TrainConfig) -> TrainConfig:
     if cfg.model not in BASES:
         raise ConfigError(f"--encoder fuses with the U-Net: give --model {' or '.join(BASES)}, "
                           f"not {cfg.model!r}")
-    if cfg.norm == "scene":
-        raise ConfigError("--encoder needs reflectance, which the training statistics give "
-                          "back: train with --norm training (the default with --encoder)")
-    return dataclasses.replace(cfg, norm="training")
+    return dataclasses.replace(cfg, norm=cfg.norm or "training")
 
 
 def grid_centre(manifest: Mapping) -> tuple[float, float]:
@@ -77,7 +78,8 @@ def encoder_kwargs(cfg: TrainConfig, bands: Sequence[str], mean: Sequence[float]
     base = {k: v for k, v in recipe_for(cfg.model).model_kwargs.items()
             if k in ("widths", "flips")}
     given = {k: v for k, v in dict(cfg.model_kwargs).items()
-             if k in ("widths", "flips", "head_width", "patch_size", "latlon")}
+             if k in ("widths", "flips", "head_width", "patch_size", "latlon", "month",
+                      "context")}
     return {**base, "bands": list(bands), "encoder": entry.name,
             "encoder_sha256": entry.sha256, "input_mean": list(mean), "input_std": list(std),
             "latlon": list(grid_centre(manifest)), "month": first_month(manifest),

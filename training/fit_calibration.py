@@ -7,18 +7,20 @@ this module runs the kept weights over a split and rewrites their model file wit
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+import posixpath
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from training.calibration import fit_record, labelled_logits
+from training.calibration import fit_transfer_record, labelled_logits
 from training.model_meta import ModelMeta
 from training.modelfile import read_model_file, save_model_file
 
-#: ``outputs(model)``: the model's logits ``(N, K, H, W)`` and labels ``(N, H, W)`` per batch
-Outputs = Callable[[nn.Module], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+#: ``outputs(model)``: per batch, the model's logits ``(N, K, H, W)``, labels ``(N, H, W)``
+#: and each sample's scene (the temperature is fitted where it transfers between scenes)
+Outputs = Callable[[nn.Module], Iterable[tuple[torch.Tensor, torch.Tensor, Sequence[str]]]]
 
 
 def calibrate_model_file(path: str | os.PathLike, model: nn.Module, outputs: Outputs,
@@ -29,7 +31,8 @@ def calibrate_model_file(path: str | os.PathLike, model: nn.Module, outputs: Out
     network defined in a script loads without the registry); the file's weights are loaded
     into it for the fit, in eval mode, and its own weights are given back afterwards.
     ``outputs(model)`` runs it over the split as its training ran (precision, layout). The
-    file is rewritten atomically with the record (:func:`training.calibration.fit_record`); a
+    file is rewritten atomically with the record
+    (:func:`training.calibration.fit_transfer_record`, per scene); a
     split whose labels are not on the outputs' grid leaves the model uncalibrated, saying
     why. Returns the record, or None when the file already holds one (a resumed run).
     """
@@ -45,8 +48,7 @@ def calibrate_model_file(path: str | os.PathLike, model: nn.Module, outputs: Out
         net.eval()
         try:
             with torch.no_grad():
-                logits, labels = labelled_logits(outputs(model))
-            record = fit_record(logits, labels, split)
+                record = fit_transfer_record(_by_scene(outputs(model)), split)
         except ValueError as exc:
             record = {"method": "none", "temperature": 1.0, "split": split, "reason": str(exc)}
         save_model_file(path, net, ModelMeta.from_dict({**meta.to_dict(),
@@ -55,3 +57,26 @@ def calibrate_model_file(path: str | os.PathLike, model: nn.Module, outputs: Out
         net.load_state_dict(kept)
         net.train(was_training)
     return record
+
+
+def _by_scene(batches: Iterable[tuple[torch.Tensor, torch.Tensor, Sequence[str]]],
+              ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each scene's labelled logits and labels (:func:`training.calibration.labelled_logits`)."""
+    grouped: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for logits, labels, scenes in batches:
+        for i, scene in enumerate(scenes):
+            grouped.setdefault(scene, []).append((logits[i:i + 1], labels[i:i + 1]))
+    return {scene: labelled_logits(parts) for scene, parts in grouped.items()}
+
+
+def scenes_of(batch: dict) -> list[str]:
+    """The scene of each sample of a batch: its patch id's folder (``<month>[/<part>]``).
+
+    A patch id is ``<month>/<id>``, and a dataset merged from several exports prefixes the
+    id with the part's name, so the folder tells the scenes apart (one month of one export
+    is one stack). A batch without ids is one scene.
+    """
+    ids = batch.get("id")
+    if ids is None:
+        return ["all"] * len(batch["label"])
+    return [posixpath.dirname(str(i)) for i in ids]

@@ -26,6 +26,7 @@ from training.data import (
     NormStats,
     PatchDataset,
     compute_norm_stats,
+    scene_key,
     scene_norms_for,
 )
 from training.models import (
@@ -35,7 +36,7 @@ from training.models import (
     recipe_for,
     upsamples,
 )
-from training.sampling import balanced_weights
+from training.sampling import balanced_weights, scene_weights
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
     scenes = scene_norms_for(cfg.data, bands, cfg.norm or "training")
     label = cfg.label or "label"
     targets = (label, *(t for t in recipe_for(cfg.model).targets[1:] if label == "label_fine"))
-    aug = Augment() if cfg.augment else None
+    aug = augment_for(cfg)
     train_set = PatchDataset(cfg.data, "train", bands, norm, aug, seed=cfg.seed,
                              cache=bool(cfg.cache), targets=targets, crop=cfg.crop_size,
                              exclude=exclude,
@@ -88,21 +89,43 @@ def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
     return train_set, val_set
 
 
+def augment_for(cfg: TrainConfig) -> Augment | None:
+    """The geometric augmentation of a run: none, or flips, turns and the blur.
+
+    A frozen encoder's run (``--encoder`` without ``--no-freeze-encoder``) leaves the blur out:
+    its features are cached per patch, and flips and turns reuse them turned, but a blurred
+    patch is other pixels, which the encoder would encode afresh every epoch.
+    """
+    if not cfg.augment:
+        return None
+    return Augment(blur=0.0) if cfg.encoder and cfg.freeze_encoder else Augment()
+
+
 def augmentation_record(cfg: TrainConfig) -> dict:
     """What a model file records of its training augmentations: each one's parameters, or None."""
-    return {"geometric": dataclasses.asdict(Augment()) if cfg.augment else None,
+    aug = augment_for(cfg)
+    return {"geometric": dataclasses.asdict(aug) if aug is not None else None,
             "radiometric": dataclasses.asdict(Radiometric()) if cfg.radiometric else None,
-            "balanced_sampling": bool(cfg.balanced_sampling)}
+            "balanced_sampling": bool(cfg.balanced_sampling),
+            "balanced_scenes": bool(cfg.balanced_scenes)}
 
 
 def sampling_weights(cfg: TrainConfig, train_set, num_classes: int) -> np.ndarray | None:
-    """Per-patch draw weights when the run balances its sampling, else None (shuffle)."""
-    if not cfg.balanced_sampling:
+    """Per-patch draw weights when the run balances its sampling, else None (shuffle).
+
+    Class-balanced (``balanced_sampling``) weights, scaled so every scene weighs the same
+    in all when ``balanced_scenes`` is asked for too (:func:`training.sampling.scene_weights`).
+    """
+    if not cfg.balanced_sampling and not cfg.balanced_scenes:
         return None
     if not hasattr(train_set, "patch_label_counts"):
-        raise ConfigError("balanced_sampling needs a patch dataset (its labels give the "
-                          "weights); train without it")
-    return balanced_weights(train_set.patch_label_counts(num_classes))
+        raise ConfigError("balanced sampling needs a patch dataset (its labels and scenes "
+                          "give the weights); train without it")
+    weights = (balanced_weights(train_set.patch_label_counts(num_classes))
+               if cfg.balanced_sampling else None)
+    if cfg.balanced_scenes:
+        weights = scene_weights([scene_key(r) for r in train_set.records], weights)
+    return weights
 
 
 def check_labels(train_set: PatchDataset, val_set: PatchDataset) -> tuple[str, ...]:

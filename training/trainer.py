@@ -53,7 +53,7 @@ from training.calibration import describe
 from training.checkpoint import check_resumable, loss_reference, read_checkpoint
 from training.config import TrainConfig, apply_recipe, recipe_values
 from training.divergence import LossGuard
-from training.fit_calibration import calibrate_model_file
+from training.fit_calibration import calibrate_model_file, scenes_of
 from training.history import FirstEstimate, HistoryFile, epoch_line, json_row
 from training.loader import make_loader
 from training.metrics import ConfusionMatrix
@@ -163,7 +163,7 @@ class Trainer:
         self.finished = False
         self.estimate = FirstEstimate()  # logged once a process, early
         #: the last validation's logits and labels, when it was asked to keep them
-        self.kept_outputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.kept_outputs: list[tuple[torch.Tensor, torch.Tensor, list[str]]] | None = None
         #: the divergence bound, from the run's first training batch loss
         self.guard = LossGuard()
         #: metrics.jsonl and the learning curves, written after every epoch
@@ -291,7 +291,7 @@ class Trainer:
             logits = main_output(out).float()
             cm.update(logits, y)
             if self.kept_outputs is not None:
-                self.kept_outputs.append((logits, y))
+                self.kept_outputs.append((logits, y, scenes_of(batch)))
             total += float(loss) * x.shape[0]
             seen += x.shape[0]
         total, seen = sum_over_ranks(total, seen, self.info, self.device)
@@ -390,7 +390,7 @@ class Trainer:
             for batch in loader:
                 x, y = self._batch(batch)
                 with self._autocast():
-                    yield main_output(net(x)).float(), y
+                    yield main_output(net(x)).float(), y, scenes_of(batch)
 
         if (self.out / BEST_MODEL).exists():
             record = calibrate_model_file(self.out / BEST_MODEL, self.model,

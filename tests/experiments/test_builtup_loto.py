@@ -8,16 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.dataset import merge_datasets
 from core.errors import InputDataError
+from experiments.builtup_judge import interval, summarise
 from experiments.builtup_loto import (
     FIGURES_JSON,
     figures_markdown,
     folds,
-    interval,
     loto_table,
-    merge_datasets,
     on_mapped_pixels,
-    summarise,
     update_page,
 )
 from inference.assess.figures import page_block

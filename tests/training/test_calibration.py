@@ -13,6 +13,7 @@ from training.calibration import (
     describe,
     fit_record,
     fit_temperature,
+    fit_transfer_record,
     labelled_logits,
     nll,
     probabilities,
@@ -66,3 +67,32 @@ def test_few_labelled_pixels_leave_the_model_uncalibrated_saying_why():
     record = fit_record(logits, labels, "val")
     assert record["method"] == "none" and record["temperature"] == 1.0
     assert describe(record).startswith("uncalibrated (0 labelled pixels")
+
+
+def test_a_temperature_that_transfers_between_scenes_is_kept():
+    """Two scenes over-confident alike: each's temperature, fitted on the other, helps it."""
+    a, ya = _synthetic(2, 3.0, n=20_000, seed=1)
+    b, yb = _synthetic(2, 3.0, n=20_000, seed=2)
+    record = fit_transfer_record({"a": (a, ya), "b": (b, yb)}, "val")
+    assert record["method"] == "temperature" and record["temperature"] == pytest.approx(3.0,
+                                                                                        rel=0.1)
+    moved = record["transfer"]
+    assert set(moved["scenes"]) == {"a", "b"} and moved["ece_transferred"] < moved["ece_at_1"]
+
+
+def test_a_temperature_that_does_not_transfer_keeps_t_1():
+    """One scene over-confident, the other under-confident: a temperature fitted on one makes
+    the other worse, so the model keeps T = 1 and its record says why."""
+    a, ya = _synthetic(2, 3.0, n=20_000, seed=1)
+    b, yb = _synthetic(2, 0.3, n=20_000, seed=2)
+    record = fit_transfer_record({"a": (a, ya), "b": (b, yb)}, "val")
+    assert record["method"] == "none" and record["temperature"] == 1.0
+    assert "no lower" in record["reason"] and record["transfer"]["ece_transferred"] >= \
+        record["transfer"]["ece_at_1"]
+    assert describe(record).startswith("uncalibrated (a temperature fitted on the other")
+
+
+def test_one_scene_is_fitted_as_before_and_says_the_transfer_was_not_tested():
+    a, ya = _synthetic(2, 2.0, n=20_000)
+    record = fit_transfer_record({"only": (a, ya), "tiny": (a[:10], ya[:10])}, "val")
+    assert record["method"] == "temperature" and record["transfer"].startswith("not tested: 1")

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from contract.dataset import read_index
+from contract.dataset import merge_datasets, read_index
 from core.errors import ConfigError
-from experiments.builtup_loto import merge_datasets
 from tests.support.rasters import write_patch_dataset
 from training.data import (
     NormStats,

@@ -9,14 +9,26 @@ its features (``dim`` per pixel) with the U-Net in one of two ways (``fusion``):
   first layer (Presto gives one feature vector per pixel; Galileo's patch tokens are
   up-sampled bilinearly);
 * ``head``: the encoder as the backbone, its features alone through a light decoder (two 3x3
-  convolutions and a linear layer).
+  convolutions and a linear layer);
+* ``context``: a linear read-out, per pixel, of the features and the image channels beside
+  their means over 5 and 15 px squares centred on the pixel (:class:`ContextHead`): the
+  convolutions' context at a fraction of their cost, and a convex fit whose seeds agree.
+
+The encoder reads reflectance: the network's input times ``input_std`` plus ``input_mean``
+(the training statistics, recorded in the model file), rounded to 1e-4 (the L2A digital
+number's step, so the same pixels give the same bytes whatever statistics a run has). With
+the training statistics as the input's normalisation (``--norm training``) that is the
+stack's own reflectance; with each scene's (``--norm scene``) it is the scene's reflectance
+with each band's mean and deviation set to the training data's: a first-moment radiometric
+match, which takes a hazy scene's offset and gain out before the encoder sees it.
 
 docs/encoders.md gives the held-out comparison that chose the default. With ``frozen`` the
-encoder's weights do not train and stay in eval mode; its features may then be cached per
-patch in training (:class:`~training.models.encoders.cache.FeatureCache`, off unless
-``cache_bytes`` is set, as the trainer does). The model file holds the encoder's weights
-with the rest, and records its name and SHA-256 (``encoder``, ``encoder_sha256``), so a map
-needs only the model file.
+encoder's weights do not train and stay in eval mode; its features (rounded to half
+precision, whether cached or not, so a cache never changes a map) are cached per patch
+(:class:`~training.models.encoders.cache.FeatureCache`: in memory where the trainer sets
+``cache_bytes``, and on disk under ``$ISAMAP_ENCODER_CACHE`` when that is set). The model
+file holds the encoder's weights with the rest, and records its name and SHA-256
+(``encoder``, ``encoder_sha256``), so a map needs only the model file.
 """
 
 from __future__ import annotations
@@ -25,21 +37,51 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from core.errors import ModelError
 from training.losses.segmentation import CE
 from training.models.blocks import ConvBNReLU, init_weights
-from training.models.encoders.cache import FeatureCache
+from training.models.encoders.cache import FeatureCache, folder_from_env
 from training.models.encoders.registry import ENCODERS, encoder_entry
 from training.models.registry import ModelEntry, ModelRecipe
 from training.models.unet import S2_WIDTHS, UNet
 
-Fusion = Literal["concat", "head"]
-FUSIONS: tuple[Fusion, ...] = ("concat", "head")
+Fusion = Literal["concat", "head", "context"]
+FUSIONS: tuple[Fusion, ...] = ("concat", "head", "context")
 NAME = "encoder-unet"
 MODULE = "training.models.encoders.fused"
 PIXELS_PER_CALL = 32768  # pixels per encoder call: bounds the attention's memory
+REFLECTANCE_STEP = 1e-4  # the encoder's input is rounded to this (one L2A digital number)
+CONTEXT_SIZES = (5, 15)  # the squares (px) the context head averages over
+
+
+class ContextHead(nn.Module):
+    """A per-pixel linear classifier of ``channels`` inputs and their means over squares.
+
+    Each input channel is given three times: as it is and as its means over the ``sizes``
+    squares centred on the pixel (edges padded by repeating the last row or column), all
+    standardised by batch normalisation without a learnt scale, then one 1x1 convolution.
+    """
+
+    def __init__(self, channels: int, num_classes: int,
+                 sizes: Sequence[int] = CONTEXT_SIZES) -> None:
+        super().__init__()
+        self.sizes = tuple(int(s) for s in sizes)
+        if any(s < 1 or s % 2 == 0 for s in self.sizes):
+            raise ModelError(f"context sizes are odd pixel counts, got {list(self.sizes)}")
+        width = channels * (1 + len(self.sizes))
+        self.norm = nn.BatchNorm2d(width, affine=False)
+        self.classify = nn.Conv2d(width, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = [x]
+        for size in self.sizes:
+            pad = size // 2
+            parts.append(F.avg_pool2d(F.pad(x, (pad, pad, pad, pad), mode="replicate"), size,
+                                      stride=1))
+        return self.classify(self.norm(torch.cat(parts, dim=1)))
 
 
 class EncoderUNet(nn.Module):
@@ -55,11 +97,12 @@ class EncoderUNet(nn.Module):
         latlon: latitude, longitude (degrees) given to a location-aware encoder (Presto):
             the centre of the training grid.
         month: month (0-11) of the stack's first timestep.
-        fusion: ``concat`` or ``head`` (module docstring).
+        fusion: ``concat``, ``head`` or ``context`` (module docstring).
         frozen: the encoder's weights do not train.
         widths / flips / head_width: the U-Net's widths and test-time flips; the light
             decoder's width.
         patch_size: Galileo's token size in pixels.
+        context: the square sizes of the ``context`` head.
     """
 
     def __init__(self, in_channels: int, num_classes: int = 2,
@@ -69,7 +112,7 @@ class EncoderUNet(nn.Module):
                  latlon: Sequence[float] = (0.0, 0.0), month: int = 0,
                  fusion: str = "concat", frozen: bool = True,
                  widths: Sequence[int] = S2_WIDTHS, flips: bool = False, head_width: int = 64,
-                 patch_size: int = 4) -> None:
+                 patch_size: int = 4, context: Sequence[int] = CONTEXT_SIZES) -> None:
         super().__init__()
         entry = encoder_entry(encoder)
         if encoder_sha256 != entry.sha256:
@@ -82,7 +125,7 @@ class EncoderUNet(nn.Module):
             raise ModelError("an encoder model needs the input band names (bands=[...])")
         if input_mean is None or input_std is None:
             raise ModelError("an encoder model needs the training statistics to recover "
-                             "reflectance (input_mean, input_std): train with --norm training")
+                             "reflectance (input_mean, input_std)")
         self.columns = [i for i, b in enumerate(bands) if b in entry.bands]
         if not any(bands[i].startswith("B") for i in self.columns):
             raise ModelError(f"the {encoder} encoder reads {', '.join(entry.bands)}; the "
@@ -95,11 +138,15 @@ class EncoderUNet(nn.Module):
         self.register_buffer("std", torch.tensor([input_std[i] for i in self.columns]),
                              persistent=False)
         self.encoder: nn.Module = entry.encoder_of(entry.build())
-        self.cache = FeatureCache(0)
+        self.salt = (f"{encoder} {entry.sha256} {self.encoder_bands} {list(self.latlon)} "
+                     f"{self.month} {patch_size}")
+        self.cache = FeatureCache(0, folder_from_env() if frozen else None, self.salt)
         dim = entry.dim
         self.net: nn.Module
         if fusion == "concat":
             self.net = UNet(in_channels + dim, num_classes, widths=widths, flips=flips)
+        elif fusion == "context":
+            self.net = ContextHead(in_channels + dim, num_classes, context)
         else:
             self.net = nn.Sequential(ConvBNReLU(dim, head_width, 3), ConvBNReLU(head_width,
                                      head_width, 3), nn.Conv2d(head_width, num_classes, 1))
@@ -116,16 +163,17 @@ class EncoderUNet(nn.Module):
     def set_cache_bytes(self, limit: int) -> None:
         """Keep up to ``limit`` bytes of frozen features (the trainer's; 0: none)."""
         if self.frozen:
-            self.cache = FeatureCache(limit)
+            self.cache = FeatureCache(limit, self.cache.folder, self.salt)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, dim, H, W)`` encoder features of normalised input ``x`` ``(N, C, H, W)``."""
         mean, std = self.get_buffer("mean"), self.get_buffer("std")
-        raw = x[:, self.columns] * std[:, None, None] + mean[:, None, None]
+        raw = x[:, self.columns].float() * std[:, None, None] + mean[:, None, None]
+        raw = torch.round(raw / REFLECTANCE_STEP) * REFLECTANCE_STEP
         if not self.frozen:
             return self._encode(raw)
         with torch.no_grad():
-            return self.cache.features(raw, self._encode)
+            return self.cache.features(raw, lambda r: self._encode(r).to(torch.float16))
 
     def _encode(self, raw: torch.Tensor) -> torch.Tensor:
         if self.encoder_name == "presto":
@@ -136,9 +184,9 @@ class EncoderUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.features(x)
-        if self.fusion == "concat":
-            return self.net(torch.cat([x, feats.to(x.dtype)], dim=1))
-        return self.net(feats.to(x.dtype))
+        if self.fusion == "head":
+            return self.net(feats.to(x.dtype))
+        return self.net(torch.cat([x, feats.to(x.dtype)], dim=1))
 
 
 def presto_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence[str],
@@ -167,9 +215,10 @@ def _build(in_channels: int, num_classes: int, **kw: Any) -> nn.Module:
 
 #: The fused model is built from the kwargs a model file records; it is trained through
 #: ``isamap-train --model unet-s2 --encoder NAME=PATH``, whose recipe (the base model's) it
-#: keeps, with ``--norm training``.
+#: keeps.
 RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
                      source="docs/encoders.md")
 MODELS: Mapping[str, ModelEntry] = {NAME: ModelEntry(_build, RECIPE)}
 
-__all__ = ["ENCODERS", "FUSIONS", "MODELS", "EncoderUNet", "presto_features"]
+__all__ = ["ENCODERS", "FUSIONS", "MODELS", "ContextHead", "EncoderUNet",
+           "presto_features"]

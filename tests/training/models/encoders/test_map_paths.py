@@ -1,0 +1,94 @@
+"""An encoder model file maps on every path: local scenes, streamed tiles, Beam workers.
+
+The model file holds Presto's (or Galileo nano's) published weights, read from
+``../shared/weights``, with a context read-out; each path rebuilds it from the file alone.
+The streamed map (tiles fetched from the fake pixel server) and the Beam pipeline on the
+DirectRunner (the model loaded in its workers) give the same map bit for bit; ``isamap-map
+--backend local`` maps a scene folder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from core.pipeline_options import RunnerConfig
+from inference.mapping.request import MapRequest
+from inference.predict.runtime import RuntimeOptions
+from inference.region_map import map_region
+from testing.fake_server import StackSessions, StackTransport
+from tests.support.mapping import (
+    MONTH,
+    dataset_record,
+    inner_region,
+    session_for,
+    write_month_stack,
+)
+from tests.support.rasters import BANDS, smooth_stack
+from training.modelfile import ModelMeta, load_model_file, save_model_file
+from training.models import create_model
+from training.models.encoders.fused import MODULE, NAME
+from training.models.encoders.registry import ENCODERS, PRESTO, load_encoder
+
+OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
+
+
+def encoder_model_file(path, grid, weights, backend: str = "ee", entry=PRESTO):
+    """A context model of ``entry``'s encoder on the test stacks' six bands, as published."""
+    torch.manual_seed(0)
+    kwargs = {"bands": list(BANDS), "encoder": entry.name, "encoder_sha256": entry.sha256,
+              "input_mean": [0.0] * len(BANDS), "input_std": [1.0] * len(BANDS),
+              "latlon": [0.0, 0.0], "month": 0, "fusion": "context", "frozen": True}
+    model = create_model(NAME, len(BANDS), 2, module=MODULE, **kwargs)
+    model.encoder.load_state_dict(load_encoder(entry, weights).state_dict())
+    meta = ModelMeta(NAME, len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
+                     module=MODULE, extra={"dataset": dataset_record(grid, backend=backend)})
+    return save_model_file(path, model.eval(), meta)
+
+
+def _read(result) -> tuple[np.ndarray, np.ndarray]:
+    prediction = result.dates[0].outputs.prediction
+    with rasterio.open(prediction.class_path) as a, rasterio.open(prediction.prob_path) as b:
+        return a.read(1), b.read(1)
+
+
+def test_streamed_and_beam_maps_of_an_encoder_model_are_the_same(presto_file, tmp_path,
+                                                                    ee_offline):
+    pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
+    stack = write_month_stack(tmp_path, smooth_stack(90, 100, seed=3))
+    model = encoder_model_file(tmp_path / "presto.pt", stack.grid, presto_file)
+    assert load_model_file(model)[1].model_kwargs["encoder_sha256"] == PRESTO.sha256
+
+    def run(name: str, beam: bool):
+        request = MapRequest(region=inner_region(stack.grid, 8), dates=(MONTH,),
+                             model_file=str(model), out=str(tmp_path / name), workers=2,
+                             tile=48, overlap=16, batch_size=2, options=OPTIONS,
+                             progress=False)
+        kwargs = ({"runner": RunnerConfig("direct", max_workers=2, max_concurrent=2),
+                   "worker_sessions": StackSessions(stack)} if beam else {})
+        return _read(map_region(request, session=session_for(
+            StackTransport(stack, info=lambda text: 5)), echo=lambda _: None, **kwargs))
+
+    (streamed_class, streamed_prob), (beam_class, beam_prob) = run("s", False), run("b", True)
+    assert np.array_equal(streamed_class, beam_class)
+    assert np.array_equal(streamed_prob, beam_prob)
+    assert np.unique(streamed_prob[streamed_class != 255]).size > 10  # the pixels, not a constant
+
+
+@pytest.mark.parametrize("name", ["presto", "galileo-nano"])
+def test_a_local_map_of_scene_files_with_an_encoder_model(name, request, tmp_path):
+    from gee_export.local.synthetic import generate_scene
+
+    weights = request.getfixturevalue("presto_file" if name == "presto" else "galileo_file")
+    scene = generate_scene(tmp_path / "scene", width=64, height=64, progress=False)
+    model = encoder_model_file(tmp_path / "m.pt", scene.grid, weights, "local",
+                               ENCODERS[name])
+    out = tmp_path / "out"
+    request = MapRequest(region=inner_region(scene.grid, margin_px=0), dates=(MONTH,),
+                         model_file=str(model), out=str(out), backend="local",
+                         scenes=str(tmp_path / "scene"), grid=scene.grid, tile=32,
+                         overlap=8, options=OPTIONS, progress=False, allow_recipe_mismatch=True)
+    classes, prob = _read(map_region(request, echo=lambda _: None))
+    assert (classes != 255).any() and np.unique(prob[classes != 255]).size > 10

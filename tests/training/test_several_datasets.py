@@ -1,0 +1,60 @@
+"""``isamap-train --data A B``: one model on every region, validated on every region."""
+
+from __future__ import annotations
+
+import json
+
+from cli.train import train_main
+from contract.dataset import read_index, read_manifest
+from tests.support.rasters import write_patch_dataset
+from training.modelfile import load_model_file
+
+
+def test_several_roots_train_one_model_on_all_of_them(tmp_path, capsys):
+    a = write_patch_dataset(tmp_path / "java", n=8, seed=0)
+    b = write_patch_dataset(tmp_path / "ghana", n=8, seed=1)
+    out = tmp_path / "run"
+    assert train_main(["--data", str(a), str(b), "--out", str(out), "--model", "unet",
+                       "--model-kwargs", '{"widths": [4, 8, 8, 8, 8]}', "--epochs", "1",
+                       "--batch-size", "2", "--precision", "fp32", "--channels-last", "off",
+                       "--device", "cpu", "--workers", "0", "--no-progress"]) == 0
+    merged = out / "datasets"
+    assert read_manifest(merged)["merged_from"] == ["java", "ghana"]
+    records = read_index(merged)
+    assert {r["id"].split("/")[0] for r in records if r["split"] == "val"} == {"java", "ghana"}
+    meta = load_model_file(out / "model.pt")[1]
+    tested = meta.calibration["transfer"]["scenes"]  # each region's temperature from the other
+    assert sorted(s.split("/")[-1] for s in tested) == ["ghana", "java"]
+    assert json.loads(json.dumps(meta.extra["config"]))["data"] == str(merged)
+
+
+def test_several_roots_must_be_local_folders(tmp_path, capsys):
+    a = write_patch_dataset(tmp_path / "a", n=6)
+    assert train_main(["--data", str(a), "gs://bucket/b", "--out", str(tmp_path / "run"),
+                       "--model", "unet", "--epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "gs://bucket/b is not one" in err and len(err.strip().splitlines()) == 1
+
+
+def test_balanced_scenes_draw_every_scene_as_often_whatever_its_size():
+    import numpy as np
+
+    from training.sampling import scene_weights
+
+    assert np.allclose(scene_weights(["a", "a", "a", "b"]), [1 / 3, 1 / 3, 1 / 3, 1])
+    # class-balanced weights keep their ratio within a scene, and each scene weighs 1
+    w = scene_weights(["a", "a", "b"], np.array([1.0, 3.0, 5.0]))
+    assert np.allclose(w, [0.25, 0.75, 1.0])
+
+
+def test_a_scene_balanced_run_of_two_regions(tmp_path):
+    a = write_patch_dataset(tmp_path / "big", n=12, seed=0)
+    b = write_patch_dataset(tmp_path / "small", n=6, seed=1)
+    out = tmp_path / "run"
+    assert train_main(["--data", str(a), str(b), "--out", str(out), "--model", "unet",
+                       "--model-kwargs", '{"widths": [4, 8, 8, 8, 8]}', "--epochs", "1",
+                       "--batch-size", "2", "--precision", "fp32", "--channels-last", "off",
+                       "--device", "cpu", "--workers", "0", "--no-progress",
+                       "--balanced-scenes"]) == 0
+    meta = load_model_file(out / "model.pt")[1]
+    assert meta.extra["augmentation"]["balanced_scenes"] is True
