@@ -38,7 +38,7 @@ def two_scenes(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("scenes")
     plain = write_patch_dataset(tmp / "plain", n=8)
     hazy = _brightened(write_patch_dataset(tmp / "hazy", n=8))
-    return merge_datasets({"plain": plain, "hazy": hazy}, tmp / "merged")
+    return Path(merge_datasets({"plain": plain, "hazy": hazy}, tmp / "merged"))
 
 
 def test_each_scene_has_the_statistics_of_its_own_patches(two_scenes):

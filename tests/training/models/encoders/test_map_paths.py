@@ -62,12 +62,12 @@ def test_streamed_and_beam_maps_of_an_encoder_model_are_the_same(presto_file, tm
     assert load_model_file(model)[1].model_kwargs["encoder_sha256"] == PRESTO.sha256
 
     def run(name: str, beam: bool):
+        runner = RunnerConfig("direct", max_workers=2, max_concurrent=2) if beam else None
         request = MapRequest(region=inner_region(stack.grid, 8), dates=(MONTH,),
                              model_file=str(model), out=str(tmp_path / name), workers=2,
                              tile=48, overlap=16, batch_size=2, options=OPTIONS,
-                             progress=False)
-        kwargs = ({"runner": RunnerConfig("direct", max_workers=2, max_concurrent=2),
-                   "worker_sessions": StackSessions(stack)} if beam else {})
+                             progress=False, runner=runner)
+        kwargs = {"worker_sessions": StackSessions(stack)} if beam else {}
         return _read(map_region(request, session=session_for(
             StackTransport(stack, info=lambda text: 5)), echo=lambda _: None, **kwargs))
 
