@@ -136,18 +136,22 @@ def job_of(args: argparse.Namespace) -> FitJob:
                               f"takes presto=PATH")
         if args.features == "bands":
             raise ConfigError("--encoder is for --features presto or presto+bands")
-    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
-    if len(classes) < 2 or len(set(classes)) != len(classes):
-        raise ConfigError(f"--classes needs two or more distinct names, got {args.classes!r}")
-    bands = tuple(b.strip() for b in args.bands.split(",") if b.strip()) if args.bands else None
+    classes = _class_names(args.classes)
+    bands = parse_band_list(args.bands) if args.bands else None  # aef: the 64 embedding bands
     options = FitOptions(hidden=args.hidden, folds=args.folds, block_m=args.block,
                          seed=args.seed, min_points=args.min_points)
-    if bands is not None:
-        bands = parse_band_list(",".join(bands))  # aef: the 64 embedding bands
     return FitJob(tuple(args.points), tuple(args.input or ()), args.out, args.features,
                   encoder, args.norm, bands, classes, args.reference_column, args.month,
                   options, args.backend, args.scenes, args.project, args.crs,
                   progress=not (args.no_progress or args.quiet))
+
+
+def _class_names(text: str) -> tuple[str, ...]:
+    """``--classes``: two or more distinct names, comma-separated."""
+    classes = tuple(c.strip() for c in text.split(",") if c.strip())
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ConfigError(f"--classes needs two or more distinct names, got {text!r}")
+    return classes
 
 
 def _run(args: argparse.Namespace) -> int:

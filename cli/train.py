@@ -10,14 +10,17 @@ import argparse
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from contract.dataset import merge_datasets
 from core.commands import (
     add_logging_arguments,
     check_output_folder,
     configure_logging,
     run_command,
 )
+from core.errors import ConfigError
 from core.parsers import command_parser
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
@@ -234,11 +237,6 @@ def merged_data(cfg: TrainConfig, roots: Sequence[str]) -> TrainConfig:
     so ``--norm scene`` and the validation split see every region. A resumed run finds the
     merged dataset its configuration names.
     """
-    from dataclasses import replace
-
-    from contract.dataset import merge_datasets
-    from core.errors import ConfigError
-
     remote = [r for r in roots if "://" in r]
     if remote:
         raise ConfigError(f"--data with several roots merges local folders; {remote[0]} is "

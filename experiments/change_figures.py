@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.builtup_loto import interval
+from experiments.builtup_judge import interval
 from experiments.change_series import (
     QUALITY_HEADER,
     dates_header,

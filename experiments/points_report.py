@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import InputDataError
-from experiments.builtup_loto import interval
+from experiments.builtup_judge import interval
 from experiments.realscenes import format_table
 
 

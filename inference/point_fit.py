@@ -37,6 +37,8 @@ from contract.dataset import read_manifest
 from core.errors import ConfigError, InputDataError, IsamapError
 from core.jsonsafe import dumps
 from core.storage import atomic_write
+from gee_export.ee.names import default_workload_tag
+from gee_export.ee.session import EESession
 from inference.assess.point_files import ReferencePoints
 from inference.point_inputs import (
     StackInput,
@@ -210,8 +212,6 @@ def _stacks(job: FitJob, points: ReferencePoints, session: Any
         path, record = local_stack(job.scenes, grid, job.month, bands, folder)
     else:
         if session is None:
-            from gee_export.ee.names import default_workload_tag
-            from gee_export.ee.session import EESession
 
             session = EESession(project=job.project, workload_tag=default_workload_tag(
                 "isamap-fit")).initialize()

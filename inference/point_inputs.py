@@ -32,6 +32,7 @@ import rasterio
 from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
+from core.digest import text_sha256
 from core.errors import ConfigError, InputDataError
 from core.storage import files
 from inference.assess.design_file import BLIND, POINTS_FILE, RECORD_FILE
@@ -192,8 +193,6 @@ def points_record(paths: Sequence[str], points: ReferencePoints, kept: np.ndarra
     The digest (SHA-256 of the kept points' positions to 1e-7 degrees, sorted) lets a later
     step tell whether a set of points is the one a model was fitted on; no path is kept.
     """
-    from core.digest import text_sha256
-
     positions = sorted(f"{lon:.7f},{lat:.7f}" for lon, lat in
                        zip(points.lon[kept], points.lat[kept], strict=True))
     return {"files": [Path(p).name for p in paths], "read": len(points.ids),

@@ -32,6 +32,12 @@ from contract.grid import Grid, Window
 from contract.regions import parse_bbox
 from core.errors import ConfigError
 from core.progress import progress_bar
+from gee_export.ee.export import fetch_window
+from gee_export.ee.prediction_stack import DateRecipe, composite_windows, prediction_image
+from gee_export.ee.recipe import EERecipe
+from gee_export.ee.request_region import request_geometry
+from gee_export.ee.sentinel2 import month_window
+from gee_export.local.stack import LocalRecipe, build_local_stack
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +69,6 @@ def record(grid: Grid, backend: str, recipe: dict, bands: Sequence[str], month: 
 def local_stack(scenes: str, grid: Grid, month: str, bands: Sequence[str],
                 out: Path) -> tuple[str, dict]:
     """The local backend's stack of ``month`` on ``grid``; its path and record."""
-    from gee_export.local.stack import LocalRecipe, build_local_stack
-
     recipe = LocalRecipe()
     stack = build_local_stack(scenes, grid, month, tuple(bands), out_dir=out, recipe=recipe,
                               speckle=recipe.speckle, progress=False)
@@ -79,12 +83,6 @@ def ee_stack(session: Any, grid: Grid, month: str, bands: Sequence[str],
         ConfigError: a stack larger than :data:`MAX_STACK_BYTES`.
         EmptyCompositeError: a month without data for the bands (the export's checks).
     """
-    from gee_export.ee.export import fetch_window
-    from gee_export.ee.prediction_stack import DateRecipe, composite_windows, prediction_image
-    from gee_export.ee.recipe import EERecipe
-    from gee_export.ee.request_region import request_geometry
-    from gee_export.ee.sentinel2 import month_window
-
     size = grid.width * grid.height * len(bands) * 4
     if size > MAX_STACK_BYTES:
         raise ConfigError(f"the points span {grid.width * grid.resolution / 1000:.1f} x "

@@ -14,11 +14,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from rasterio.warp import transform
 from torch import nn
 
+from contract.grid import Grid
 from core.errors import ConfigError, ModelError
 from training.config import TrainConfig
-from training.models import recipe_for
+from training.models import create_model, recipe_for
 from training.models.encoders.fused import MODULE, NAME, EncoderUNet
 from training.models.encoders.registry import load_encoder, parse_encoder
 
@@ -52,10 +54,6 @@ def encoder_config(cfg: TrainConfig) -> TrainConfig:
 
 def grid_centre(manifest: Mapping) -> tuple[float, float]:
     """Latitude, longitude (degrees) of the centre of the dataset's grid."""
-    from rasterio.warp import transform
-
-    from contract.grid import Grid
-
     grid = Grid.from_dict(dict(manifest["grid"]))
     west, south, east, north = grid.bounds
     lon, lat = transform(grid.crs, "EPSG:4326", [(west + east) / 2], [(south + north) / 2])
@@ -88,8 +86,6 @@ def encoder_kwargs(cfg: TrainConfig, bands: Sequence[str], mean: Sequence[float]
 
 def encoder_model(cfg: TrainConfig, kwargs: Mapping, num_classes: int) -> nn.Module:
     """The fused network, its encoder holding the file's weights, its feature cache on."""
-    from training.models import create_model
-
     entry, path = parse_encoder(str(cfg.encoder))
     pretrained = load_encoder(entry, path)
     model = create_model(NAME, len(kwargs["bands"]), num_classes, module=MODULE, **kwargs)

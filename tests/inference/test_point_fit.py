@@ -47,19 +47,18 @@ def test_fitted_model_maps_streamed_and_in_a_beam_pipeline(tmp_path, ee_offline)
     fitted = run_fit(job, session=session_for(StackTransport(stack, info=lambda text: 5)))
     assert fitted.report["cross_validation"]["auc"] > 0.95
 
-    def request(out: str) -> MapRequest:
+    def request(out: str, runner: RunnerConfig | None = None) -> MapRequest:
         return MapRequest(region=inner_region(stack.grid), dates=(MONTH,),
                           model_file=str(fitted.model), out=str(tmp_path / out), workers=2,
                           tile=64, overlap=16, batch_size=4,
                           options=RuntimeOptions(precision="fp32", channels_last=False),
-                          progress=False)
+                          progress=False, runner=runner)
 
     streamed = map_region(request("streamed"), session=session_for(
         StackTransport(stack, info=lambda text: 5)), echo=lambda _: None)
-    piped = map_region(request("piped"), session=session_for(
-        StackTransport(stack, info=lambda text: 5)),
-        runner=RunnerConfig("direct", max_workers=2, max_concurrent=4),
-        worker_sessions=StackSessions(stack), echo=lambda _: None)
+    piped = map_region(request("piped", RunnerConfig("direct", max_workers=2, max_concurrent=4)),
+                       session=session_for(StackTransport(stack, info=lambda text: 5)),
+                       worker_sessions=StackSessions(stack), echo=lambda _: None)
     maps = []
     for result in (streamed, piped):
         with rasterio.open(result.dates[0].outputs.prediction.class_path) as src:

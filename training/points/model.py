@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.errors import ModelError
 from training.data import NormStats
 from training.modelfile import ModelMeta
 from training.models.encoders.registry import PRESTO, load_encoder
@@ -48,7 +49,6 @@ def feature_model(kwargs: Mapping[str, Any], num_classes: int,
     model = PixelClassifier(len(kwargs["bands"]), num_classes, **dict(kwargs))
     if model.encoder is not None:
         if encoder is None:
-            from core.errors import ModelError
             raise ModelError(f"Presto features need the encoder's file: {PRESTO.where()}")
         model.encoder.load_state_dict(load_encoder(PRESTO, encoder).state_dict(), strict=True)
     return model.eval()

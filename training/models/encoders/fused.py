@@ -44,6 +44,8 @@ from core.errors import ModelError
 from training.losses.segmentation import CE
 from training.models.blocks import ConvBNReLU, init_weights
 from training.models.encoders.cache import FeatureCache, folder_from_env
+from training.models.encoders.galileo import galileo_features
+from training.models.encoders.presto import prepare
 from training.models.encoders.registry import ENCODERS, encoder_entry
 from training.models.registry import ModelEntry, ModelRecipe
 from training.models.unet import S2_WIDTHS, UNet
@@ -178,7 +180,6 @@ class EncoderUNet(nn.Module):
     def _encode(self, raw: torch.Tensor) -> torch.Tensor:
         if self.encoder_name == "presto":
             return presto_features(self.encoder, raw, self.encoder_bands, self.latlon, self.month)
-        from training.models.encoders.galileo import galileo_features
         return galileo_features(self.encoder, raw, self.encoder_bands, self.month,
                                 self.patch_size, self.latlon)
 
@@ -192,8 +193,6 @@ class EncoderUNet(nn.Module):
 def presto_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence[str],
                     latlon: Sequence[float], month: int) -> torch.Tensor:
     """Presto's per-pixel features ``(N, 128, H, W)`` of raw bands ``(N, B, H, W)``, one month."""
-    from training.models.encoders.presto import prepare
-
     n, b, h, w = raw.shape
     pixels = raw.permute(0, 2, 3, 1).reshape(-1, 1, b)
     out = []

@@ -22,6 +22,8 @@ from torch import nn
 
 from core.digest import file_sha256
 from core.errors import ModelError
+from training.models.encoders.galileo import GalileoEncoder
+from training.models.encoders.presto import Presto
 
 Level = Literal["L1C", "L2A"]
 
@@ -66,7 +68,6 @@ class EncoderEntry:
 
 
 def _presto() -> nn.Module:
-    from training.models.encoders.presto import Presto
     return Presto()
 
 
@@ -76,7 +77,6 @@ def _presto_encoder(model: nn.Module) -> nn.Module:
 
 
 def _galileo() -> nn.Module:
-    from training.models.encoders.galileo import GalileoEncoder
     return GalileoEncoder()
 
 
