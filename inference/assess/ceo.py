@@ -1,6 +1,9 @@
 """Collect Earth Online: the plot files a project is made from, and its sample export read back.
 
-Plot files: ``PLOTID,LON,LAT`` (the point ids' numbers, in the interpreter's order). CEO's
+Plot files: ``PLOTID,LON,LAT,STRATA_ID`` (the point ids' numbers, in the interpreter's order;
+``STRATA_ID``, an extra plot column, names the strata that drew the points and comes back in
+the export as ``pl_strata_id``, so a CEO export labelled away from its design folder is
+still checked against the scorer's strata like any sample file). CEO's
 project wizard takes at most :data:`CEO_PLOT_LIMIT` plots, so a larger design is written as
 several files of at most that many plots, one CEO project each; the plot ids run on across
 the files, so the exports of every project score together.
@@ -33,7 +36,7 @@ import numpy as np
 from core.errors import InputDataError
 
 CEO_PLOT_LIMIT = 5000  # plots per project that CEO's project wizard accepts
-CEO_COLUMNS = ("PLOTID", "LON", "LAT")
+CEO_COLUMNS = ("PLOTID", "LON", "LAT", "STRATA_ID")
 ID_PREFIX = "p"
 
 
@@ -72,7 +75,8 @@ class _Sample:
 def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict]:
     """CEO sample rows (keys lower-case) as one record per plot.
 
-    Each record has ``id``, ``lon``, ``lat`` and ``reference`` (see module docstring); a plot
+    Each record has ``id``, ``lon``, ``lat``, ``reference`` (see module docstring) and
+    ``strata_id`` (the plot file's ``STRATA_ID``, empty for a plot file without it); a plot
     with no answer keeps an empty reference. Nothing depends on the order of the rows.
 
     Raises:
@@ -81,6 +85,7 @@ def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict
     """
     plot_key = "plotid" if "plotid" in records[0] else "plot_id"
     plots: dict[str, list[_Sample]] = {}
+    strata: dict[str, str] = {}
     for row in records:
         plot = str(row.get(plot_key) or "").strip()
         if not plot.isdigit():
@@ -93,6 +98,7 @@ def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict
             raise InputDataError(f"{source}: plot {plot} has a sample without numeric lon/lat"
                                  ) from None
         plots.setdefault(plot, []).append(sample)
+        strata[plot] = str(row.get("pl_strata_id") or "").strip()
     out, tied = [], []
     for plot, samples in plots.items():
         lon = float(np.mean([s.lon for s in samples]))
@@ -101,7 +107,8 @@ def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict
         if answer is None:
             tied.append((int(plot), samples))
             answer = ""
-        out.append({"id": point_id(int(plot)), "lon": lon, "lat": lat, "reference": answer})
+        out.append({"id": point_id(int(plot)), "lon": lon, "lat": lat, "reference": answer,
+                    "strata_id": strata[plot]})
     if tied:
         tied.sort(key=lambda t: t[0])
         counts = Counter(s.answer.lower() for s in tied[0][1] if s.answer)

@@ -145,7 +145,8 @@ def ceo_plot_files(rows: Sequence[dict], out: Path) -> dict[str, tuple[Path, str
     for k, part in enumerate(parts, start=1):
         name = "ceo_plots.csv" if len(parts) == 1 else f"ceo_plots_{k}.csv"
         plots = [{"PLOTID": plot_number(rows[i]["id"]), "LON": rows[i]["lon"],
-                  "LAT": rows[i]["lat"]} for i in part]
+                  "LAT": rows[i]["lat"], "STRATA_ID": rows[i].get("strata_id", "")}
+                 for i in part]
         files["ceo" if len(parts) == 1 else f"ceo_{k}"] = (out / name, _csv(plots, CEO_COLUMNS))
     return files
 

@@ -234,6 +234,34 @@ def test_a_labelled_file_away_from_its_design_names_the_strata_that_drew_it(tmp_
     _refused(capsys, status, tmp_path / "m", "the points come from 2 sample designs")
 
 
+def test_a_ceo_export_away_from_its_design_names_the_strata_that_drew_it(tmp_path, capsys):
+    """The CEO plot file carries the design's strata as an extra plot column, which CEO's
+    export returns as ``pl_strata_id``: a change design's points labelled in CEO and scored
+    without ``--design`` are refused on the class map's strata, scored on the change COG's."""
+    codes = np.zeros((120, 120), np.uint8)
+    codes[:40], codes[40:55], codes[55:60] = 1, 2, 3
+    change = class_cog(tmp_path / "change.tif", codes, kind="change")
+    classes = class_cog(tmp_path / "class.tif", (codes % 2 == 1).astype(np.uint8) | (codes == 2))
+    assert main(["design", "--map", str(classes), "--strata", str(change), "--n", "120",
+                 "--min-per-stratum", "20", "--out", str(tmp_path / "d"), "-q"]) == 0
+    plots = list(csv.DictReader((tmp_path / "d" / "ceo_plots.csv").open()))
+    drawn = {row["strata_id"] for row in csv.DictReader((tmp_path / "d" / "sample.csv").open())}
+    assert {row["STRATA_ID"] for row in plots} == drawn and len(drawn) == 1
+    question = "What covers the point?"
+    export = [{"plotid": row["PLOTID"], "sampleid": 1, "lon": row["LON"], "lat": row["LAT"],
+               "pl_strata_id": row["STRATA_ID"], question: "pervious"} for row in plots]
+    (tmp_path / "elsewhere").mkdir()
+    reference = _csv(tmp_path / "elsewhere" / "ceo-export.csv", export)
+    capsys.readouterr()
+    status = main(["score", "--map", str(classes), "--reference", str(reference),
+                   "--reference-column", question, "--out", str(tmp_path / "s"), "-q"])
+    _refused(capsys, status, tmp_path / "s", f"was drawn on other strata (strata_id "
+             f"{next(iter(drawn))})", "--design")
+    assert main(["score", "--map", str(classes), "--strata", str(change), "--reference",
+                 str(reference), "--reference-column", question, "--out", str(tmp_path / "t"),
+                 "-q"]) == 0
+
+
 def _app_export(path, rows, with_positions):
     """The labelling app's Drive export as Earth Engine writes it: the selectors' columns."""
     columns = ["id", "lon", "lat", "reference", "reference_code"] if with_positions else \
