@@ -33,7 +33,7 @@ from copy import deepcopy as copy_module
 from pathlib import Path
 
 import torch
-from bench_models import PATCH, build
+from model_cases import PATCH, build
 
 from engine import quantize
 from engine.execution import Setting
