@@ -269,7 +269,7 @@ def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric
                                  "flips": flips, **box},
                ("--radiometric" if radiometric else "--no-radiometric",
                 "--balanced-sampling" if balanced else "--no-balanced-sampling",
-                "--norm", norm, "--ema", f"{ema:g}"))
+                "--no-balanced-scenes", "--norm", norm, "--ema", f"{ema:g}"))
 
 
 INDICES = ("ndbi", "ndvi", "mndwi")
@@ -312,6 +312,9 @@ ARMS = {arm.name: arm for arm in (
     _s2_arm("unet-s2-radio-bal", "none", norm="scene", ema=10, flips=True, radiometric=True,
             balanced=True),
     _s2_arm("unet-s2-flips", "none", norm="scene", ema=10, flips=True),
+    # unet-s2's recipe with each scene's patches drawn by their number (the recipe before
+    # balanced scenes): the large tile's class shares set the prior
+    Arm("unet-s2-pooled", "unet-s2", {}, ("--no-balanced-scenes",)),
 )}
 
 
@@ -330,7 +333,7 @@ def _encoder_arm(name: str, encoder: str, fusion: str, norm: str) -> Arm:
     """
     return Arm(name, "unet-s2", dict(ENCODER_PLACE),
                ("--fusion", fusion, "--norm", norm, "--no-balanced-sampling",
-                "--no-radiometric", "--ema", "0"), encoder)
+                "--no-balanced-scenes", "--no-radiometric", "--ema", "0"), encoder)
 
 
 #: The pretrained-encoder arms: Presto's features and the bands, with their means over 5 and

@@ -49,7 +49,7 @@ from experiments.realscenes import format_table
 log = logging.getLogger(__name__)
 
 DEFAULT_TILES = ("java", "ghana_a", "ghana_b")
-DEFAULT_ARMS = ("unet-s2", "unet-s2-global")
+DEFAULT_ARMS = ("unet-s2", "unet-s2-pooled")
 DEFAULT_SEEDS = 5
 DEFAULT_ITERATIONS = 150
 

@@ -37,7 +37,7 @@ NORMS: tuple[Norm, ...] = ("training", "scene")
 # Filled from the model's recipe when left at None (same names in ModelRecipe).
 RECIPE_FIELDS = ("label", "optimizer", "lr", "momentum", "weight_decay", "poly_power",
                  "batch_size", "epochs", "patience", "crop_size", "radiometric",
-                 "balanced_sampling", "norm", "ema")
+                 "balanced_sampling", "balanced_scenes", "norm", "ema")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,8 @@ class TrainConfig:
         balanced_sampling: draw training patches in proportion to their rare-class pixels
             (:func:`training.sampling.balanced_weights`) instead of shuffling; None: the recipe.
         balanced_scenes: draw every scene's patches (each ``--data`` root's, each month's) as
-            often in all as every other scene's (:func:`training.sampling.scene_weights`).
+            often in all as every other scene's (:func:`training.sampling.scene_weights`);
+            None: the model's recipe.
         norm: what the input bands are normalised by (:data:`Norm`): ``training`` (the
             training split's per-band statistics, recorded in the model file) or ``scene``
             (each patch by its scene's statistics, :func:`training.data.compute_scene_norms`;
@@ -140,7 +141,7 @@ class TrainConfig:
     augment: bool = True
     radiometric: bool | None = None
     balanced_sampling: bool | None = None
-    balanced_scenes: bool = False
+    balanced_scenes: bool | None = None
     norm: Norm | None = None
     ema: float | None = None
     cache: bool | None = None

@@ -117,8 +117,10 @@ def same_data(recorded: Mapping[str, Any], cfg: TrainConfig) -> bool:
 
 #: options a run recorded before they existed, read as what those runs did (a unet-s2 run
 #: from before weight averaging kept its last weights, one from before balanced sampling
-#: drew its patches uniformly, whatever the recipe says now)
-BEFORE_OPTION: dict[str, Any] = {"ema": 0, "balanced_sampling": False}
+#: drew its patches uniformly, one from before balanced scenes drew them by their number,
+#: whatever the recipe says now)
+BEFORE_OPTION: dict[str, Any] = {"ema": 0, "balanced_sampling": False,
+                                 "balanced_scenes": False}
 
 
 def _normalised(recorded: Mapping[str, Any]) -> dict[str, Any]:
