@@ -203,15 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from inference.region_map import map_region  # lazy: torch
-    from training.modelfile import load_model  # lazy: torch
 
     check_output_folder("--out", args.out)
     check_output_folder("--local-dir", args.local_dir)
-    if args.dry_run and not files.is_gcs(args.model) and not os.path.exists(args.model):
-        raise ModelError(f"--model {args.model} does not exist, and a dry run plans from the "
-                         "model (its bands, its dataset's month, its speed here): train one "
-                         "first (isamap-train --config configs/train-*.yaml) or give another")
-    model = functools.cache(lambda: load_model(args.model))  # read and hashed once a run
+    model = functools.cache(lambda: _load_model(args))  # read and hashed once a run
     request = map_request(args, model)
     result = map_region(request, echo=print, model=model())
     if result.plan is not None:
@@ -219,6 +214,17 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps(_summary(request, result), indent=1))
     return 0
+
+
+def _load_model(args: argparse.Namespace) -> LoadedModel:
+    """``--model``, read; a dry run says what it reads the model for when there is none."""
+    from training.modelfile import load_model  # lazy: torch
+
+    if args.dry_run and not files.is_gcs(args.model) and not os.path.exists(args.model):
+        raise ModelError(f"--model {args.model} does not exist, and a dry run plans from the "
+                         "model (its bands, its dataset's month, its speed here): train one "
+                         "first (isamap-train --config configs/train-*.yaml) or give another")
+    return load_model(args.model)
 
 
 def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> MapRequest:
