@@ -20,9 +20,10 @@ from core.commands import (
     run_command,
 )
 from core.config_file import add_config_argument, parse_with_config
-from core.errors import ConfigError
+from core.errors import ConfigError, ModelError
 from core.parsers import command_parser
 from core.pipeline_options import add_runner_arguments, runner_config
+from core.storage import files
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
 from gee_export.ee.budget import add_eecu_argument
@@ -202,11 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from inference.region_map import map_region  # lazy: torch
-    from training.modelfile import load_model  # lazy: torch
 
     check_output_folder("--out", args.out)
     check_output_folder("--local-dir", args.local_dir)
-    model = functools.cache(lambda: load_model(args.model))  # read and hashed once a run
+    model = functools.cache(lambda: _load_model(args))  # read and hashed once a run
     request = map_request(args, model)
     result = map_region(request, echo=print, model=model())
     if result.plan is not None:
@@ -214,6 +214,17 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps(_summary(request, result), indent=1))
     return 0
+
+
+def _load_model(args: argparse.Namespace) -> LoadedModel:
+    """``--model``, read; a dry run says what it reads the model for when there is none."""
+    from training.modelfile import load_model  # lazy: torch
+
+    if args.dry_run and not files.is_gcs(args.model) and not os.path.exists(args.model):
+        raise ModelError(f"--model {args.model} does not exist, and a dry run plans from the "
+                         "model (its bands, its dataset's month, its speed here): train one "
+                         "first (isamap-train --config configs/train-*.yaml) or give another")
+    return load_model(args.model)
 
 
 def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> MapRequest:

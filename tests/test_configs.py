@@ -146,6 +146,45 @@ def test_earth_engine_mapping_config_plans_offline(tmp_path, monkeypatch, capsys
     assert not (tmp_path / written["out"]).exists()
 
 
+def test_earth_engine_mapping_config_dry_run_without_a_model_says_to_train_one(
+        tmp_path, monkeypatch, capsys):
+    """From a clean folder the dry run names what it plans from and the command that writes it."""
+    from cli.map import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["--config", str(CONFIGS / "map-ee.yaml"), "--dry-run", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--model runs/crofusenet/model.pt does not exist" in err
+    assert "isamap-train --config configs/train-" in err
+    assert not (tmp_path / "maps").exists()
+
+
+@pytest.mark.slow
+def test_earth_engine_mapping_config_dry_run_as_its_header_says_with_the_demo(
+        demo_folder, monkeypatch, capsys):
+    """The header's offline route: the demo's patches, a stand-in model, the dry run."""
+    from cli.map import main
+    from cli.train import train_main
+
+    monkeypatch.chdir(demo_folder)
+    header = (CONFIGS / "map-ee.yaml").read_text()
+    assert "isamap-train --config configs/train-crofusenet.yaml --epochs 1" in header
+    assert "isamap-map --config configs/map-ee.yaml --dry-run --allow-recipe-mismatch" in header
+    code = train_main(["--config", str(CONFIGS / "train-crofusenet.yaml"), "--epochs", "1",
+                       *BUDGET])
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    code = main(["--config", str(CONFIGS / "map-ee.yaml"), "--dry-run",
+                 "--allow-recipe-mismatch", "-q"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    plan = json.loads(captured.out[captured.out.rindex("\n{"):])
+    assert plan["dates"] == ["2017-06", "2019-06", "2021-06", "2023-06"]
+    assert plan["requests_per_date"] > 0 and plan["region"] == "wuhan"
+    assert not (demo_folder / "maps" / "wuhan").exists()
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("tile: big\n", "map.yaml: tile must be a whole number, got 'big'"),
     ("tile: 1.5\n", "map.yaml: tile must be a whole number, got 1.5"),
