@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import rasterio
+from rasterio.crs import CRS
 
 from contract.bands import LABEL_NODATA
 from contract.grid import Grid, Window
@@ -281,3 +282,42 @@ def check_binary_coding(ref: BandRef, sample: np.ndarray, what: str) -> None:
             "a mask saved as 0/255 does: the binary scheme reads 255 as nodata, so no pixel "
             "would be impervious. If 255 marks impervious surface, pass --label-map 0=0,255=1; "
             "if it marks pixels without a label, the area holds no impervious surface to learn")
+
+
+#: a label whose pixel edges sit more than this share of a pixel off the grid's is refused
+MAX_GRID_SHIFT = 0.1
+
+
+def check_on_grid(ref: BandRef, grid: Grid) -> None:
+    """Refuse a label whose pixel edges fall between the grid's (half a pixel off, say).
+
+    Nearest or mode onto the grid then gives each grid pixel its neighbour's class over part
+    of its width, without a word. Checked from the file's transform against the grid, in the
+    finer of the two pixel sizes: a label on the grid, or off by whole pixels, passes. A label
+    in another CRS, rotated, or whose pixel size is no whole multiple or divisor of the grid's
+    is warped anyway and not judged here.
+    """
+    with rasterio.open(ref.path) as src:
+        crs, t = src.crs, src.transform
+    if crs is None or crs != CRS.from_user_input(grid.crs) \
+            or t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
+        return
+    shifts = []
+    for label_px, offset in ((t.a, t.c - grid.x0), (-t.e, t.f - grid.y0)):
+        step = min(label_px, grid.resolution)
+        ratio = max(label_px, grid.resolution) / step
+        if abs(ratio - round(ratio)) > 1e-6:
+            return
+        whole = offset / step
+        shifts.append((whole - round(whole)) * step)
+    if max(abs(s) for s in shifts) <= MAX_GRID_SHIFT * min(t.a, -t.e, grid.resolution):
+        return
+    east, north = shifts
+    west, south, east_edge, north_edge = grid.bounds
+    raise InputDataError(
+        f"label {ref.path} is off the grid: its pixel edges lie {east:+g} m east and "
+        f"{north:+g} m north of the grid's ({t.a:g} m label pixels, {grid.resolution:g} m grid), "
+        "so every grid pixel would take part of a neighbour's class; if the label's "
+        "georeference is wrong (pixel centre given as corner), correct its transform, else "
+        f"re-grid it: rio warp LABEL OUT --bounds {west:.12g} {south:.12g} {east_edge:.12g} "
+        f"{north_edge:.12g} --res {grid.resolution:g} --resampling mode, then export again")

@@ -42,7 +42,7 @@ from core.storage import atomic_path
 from gee_export.local import sentinel1, sentinel2
 from gee_export.local.compositing import LocalRecipe, where, write_image, write_label
 from gee_export.local.digests import DigestCache
-from gee_export.local.labels import ClassMapping, check_codes, get_scheme
+from gee_export.local.labels import ClassMapping, check_codes, check_on_grid, get_scheme
 from gee_export.local.scenes import BandRef, Scene, SceneCollection, discover_scenes
 from gee_export.local.warp import overlaps
 
@@ -229,6 +229,8 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
              for b in s1_bands}
     label_ref = _label_ref(label, collection, 1)
     fine_ref = _fine_label_ref(label_ref, collection, fine_scale) if fine_scale else None
+    if fine_ref is not None and fine_scale and fine_ref != label_ref:
+        check_on_grid(fine_ref, grid.scaled(fine_scale))
     sentinel2.check_plausible(s2, s2_bands, offsets, reflectance)  # pixels over names/tags
     if recipe.s2_band_names is not None:  # names the user gave: do the pixels agree?
         reflectance_all = frozenset((s.product, b) for s in s2 for b in s.band_names
@@ -236,7 +238,7 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
         sentinel2.check_band_names(s2, offsets, reflectance_all,
                                    bool(recipe.trust_band_names))
     _check_label(label_ref, label_scheme if label_scheme is not None else recipe.label_scheme,
-                 names)
+                 names, grid)
 
     cache = DigestCache(Path(out_dir) if Path(out_dir).is_dir() else None)
     files = _source_files(s2, s2_bands, s1, s1_bands)
@@ -300,9 +302,10 @@ def _month_s1(collection: SceneCollection, month: str, grid: Grid,
 
 
 def _check_label(label_ref: BandRef | None, scheme: str | ClassMapping | dict[int, int],
-                 names: Sequence[str]) -> None:
-    """The label raster's codes against its scheme; a product band needs one; none: warned."""
+                 names: Sequence[str], grid: Grid) -> None:
+    """The label raster on the grid, its codes against its scheme; none: warned (or refused)."""
     if label_ref is not None:
+        check_on_grid(label_ref, grid)
         check_codes(label_ref, scheme)
         return
     if band_registry.PRODUCT in names:
