@@ -229,8 +229,11 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
              for b in s1_bands}
     label_ref = _label_ref(label, collection, 1)
     fine_ref = _fine_label_ref(label_ref, collection, fine_scale) if fine_scale else None
+    imagery = [sc.band(sc.band_names[0]) for sc in (*s2[:1], *s1[:1])]  # the scenes' pixels
+    if label_ref is not None:
+        check_on_grid(label_ref, grid, imagery)
     if fine_ref is not None and fine_scale and fine_ref != label_ref:
-        check_on_grid(fine_ref, grid.scaled(fine_scale))
+        check_on_grid(fine_ref, grid.scaled(fine_scale), imagery)
     sentinel2.check_plausible(s2, s2_bands, offsets, reflectance)  # pixels over names/tags
     if recipe.s2_band_names is not None:  # names the user gave: do the pixels agree?
         reflectance_all = frozenset((s.product, b) for s in s2 for b in s.band_names
@@ -238,7 +241,7 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
         sentinel2.check_band_names(s2, offsets, reflectance_all,
                                    bool(recipe.trust_band_names))
     _check_label(label_ref, label_scheme if label_scheme is not None else recipe.label_scheme,
-                 names, grid)
+                 names)
 
     cache = DigestCache(Path(out_dir) if Path(out_dir).is_dir() else None)
     files = _source_files(s2, s2_bands, s1, s1_bands)
@@ -302,10 +305,9 @@ def _month_s1(collection: SceneCollection, month: str, grid: Grid,
 
 
 def _check_label(label_ref: BandRef | None, scheme: str | ClassMapping | dict[int, int],
-                 names: Sequence[str], grid: Grid) -> None:
-    """The label raster on the grid, its codes against its scheme; none: warned (or refused)."""
+                 names: Sequence[str]) -> None:
+    """The label raster's codes against its scheme; a product band needs one; none: warned."""
     if label_ref is not None:
-        check_on_grid(label_ref, grid)
         check_codes(label_ref, scheme)
         return
     if band_registry.PRODUCT in names:

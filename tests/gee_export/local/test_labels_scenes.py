@@ -186,9 +186,24 @@ def test_a_label_off_the_grid_by_part_of_a_pixel_is_refused(tmp_path, write_s2, 
     if says is None:
         build()
         return
-    with pytest.raises(InputDataError, match="is off the grid") as err:
+    with pytest.raises(InputDataError, match="is off the grid and the scenes' pixels") as err:
         build()
     message = str(err.value)
     assert says in message and "\n" not in message, message
     assert "rio warp LABEL OUT --bounds 500000 4999680 500320 5000000 --res 10" in message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_label_on_its_scenes_pixels_passes_on_a_grid_off_both(tmp_path, write_s2, small_grid):
+    """Scenes and label share pixels (a TerraMesh cell) on a grid snapped elsewhere: all of
+    them are warped alike, so the label is no more off than the imagery."""
+    from dataclasses import replace
+    write_s2("20210603")
+    label = _shifted_label(tmp_path / "labels" / "label.tif", 0.0, 0.0)
+    grid = replace(small_grid, x0=small_grid.x0 + 5.0, width=31)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        stack = build_local_stack(tmp_path / "scenes", grid, "2021-06", ("B2",), label=label,
+                                  out_dir=tmp_path / "out", progress=False)
+    with rasterio.open(stack.label) as src:
+        assert src.transform == grid.transform
