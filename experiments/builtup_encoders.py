@@ -174,8 +174,9 @@ def score(prob: np.ndarray, tile: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.builtup_encoders",
-                                description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(  # exact option names only
+        allow_abbrev=False, prog="python -m experiments.builtup_encoders",
+        description=__doc__.split("\n\n")[0])
     p.add_argument("--encoder", required=True,
                    help="presto=PATH or galileo-nano=PATH (the published file)")
     p.add_argument("--out", required=True)

@@ -9,11 +9,13 @@ the super-resolution model is the same operation onto ``grid.scaled(k)``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import rasterio
+from affine import Affine
+from rasterio.crs import CRS
 
 from contract.bands import LABEL_NODATA
 from contract.grid import Grid, Window
@@ -281,3 +283,63 @@ def check_binary_coding(ref: BandRef, sample: np.ndarray, what: str) -> None:
             "a mask saved as 0/255 does: the binary scheme reads 255 as nodata, so no pixel "
             "would be impervious. If 255 marks impervious surface, pass --label-map 0=0,255=1; "
             "if it marks pixels without a label, the area holds no impervious surface to learn")
+
+
+#: a label whose pixel edges sit more than this share of a pixel off the grid's is refused
+MAX_GRID_SHIFT = 0.1
+
+
+def _shift(t: Affine, crs: CRS | None, lattice: tuple[CRS, float, float, float]
+           ) -> tuple[float, float] | None:
+    """How far (east, north) the pixel edges of transform ``t`` lie from a lattice's nearest.
+
+    ``lattice`` is (CRS, west edge, north edge, pixel size); measured in the finer pixel. None
+    where the two cannot share edges: another CRS, a rotation, sizes that are no whole multiple
+    of each other (such a source is warped anyway).
+    """
+    lattice_crs, x0, y0, res = lattice
+    if crs is None or crs != lattice_crs or t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
+        return None
+    shifts = []
+    for px, offset in ((t.a, t.c - x0), (-t.e, t.f - y0)):
+        step = min(px, res)
+        ratio = max(px, res) / step
+        if abs(ratio - round(ratio)) > 1e-6:
+            return None
+        whole = offset / step
+        shifts.append((whole - round(whole)) * step)
+    return shifts[0], shifts[1]
+
+
+def _aligned(shift: tuple[float, float] | None, step: float) -> bool:
+    return shift is None or max(abs(s) for s in shift) <= MAX_GRID_SHIFT * step
+
+
+def check_on_grid(ref: BandRef, grid: Grid, imagery: Sequence[BandRef] = ()) -> None:
+    """Refuse a label whose pixel edges fall between the grid's and the imagery's (half a pixel).
+
+    Nearest or mode onto the grid then gives each grid pixel its neighbour's class over part
+    of its width, without a word. Checked from the files' transforms: a label on the grid, off
+    by whole pixels, or on the pixels of a scene in ``imagery`` (a label made with its scenes,
+    all warped alike) passes, as does one the grid cannot share edges with (:func:`_shift`).
+    """
+    with rasterio.open(ref.path) as src:
+        crs, t = src.crs, src.transform
+    shift = _shift(t, crs, (CRS.from_user_input(grid.crs), grid.x0, grid.y0, grid.resolution))
+    if shift is None or _aligned(shift, min(t.a, -t.e, grid.resolution)):
+        return
+    for band in imagery:
+        with rasterio.open(band.path) as src:
+            s = src.transform
+            if _aligned(_shift(t, crs, (src.crs, s.c, s.f, s.a)), min(t.a, s.a)):
+                return
+    east, north = shift
+    west, south, east_edge, north_edge = grid.bounds
+    raise InputDataError(
+        f"label {ref.path} is off the grid and the scenes' pixels: its pixel edges lie "
+        f"{east:+g} m east and {north:+g} m north of the grid's ({t.a:g} m label pixels, "
+        f"{grid.resolution:g} m grid), so every grid pixel would take part of a neighbour's "
+        "class; if the label's georeference is wrong (pixel centre given as corner), correct "
+        "its transform, else re-grid it: rio warp LABEL OUT --bounds "
+        f"{west:.12g} {south:.12g} {east_edge:.12g} {north_edge:.12g} --res "
+        f"{grid.resolution:g} --resampling mode, then export again")

@@ -152,3 +152,19 @@ def test_quiet_local_export_draws_no_progress_bar(scene, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "it/s" not in err and "%|" not in err and "patches 2019-06" not in err
     assert read_manifest(tmp_path / "ds")["counts"]["patches"] > 0
+
+
+def test_a_label_half_a_pixel_off_the_grid_is_one_line_before_any_patch(scene, tmp_path,
+                                                                       capsys):
+    s, bbox = scene
+    root = tmp_path / "scene"
+    shutil.copytree(s.root, root)
+    with rasterio.open(root / "labels" / "label.tif", "r+") as ds:  # half a pixel east
+        t = ds.transform
+        ds.transform = rasterio.Affine(t.a, t.b, t.c + t.a / 2, t.d, t.e, t.f)
+    assert main(_local(root, bbox, tmp_path / "ds")) == 2
+    err = [line for line in capsys.readouterr().err.splitlines()
+           if not line.startswith("warning:")]
+    assert len(err) == 1 and "its pixel edges lie +5 m east" in err[0], err
+    assert err[0].startswith("isamap-export: error: label ") and "rio warp LABEL OUT" in err[0]
+    assert not (tmp_path / "ds" / "manifest.json").exists()

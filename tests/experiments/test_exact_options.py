@@ -6,9 +6,9 @@ import importlib
 
 import pytest
 
-EXPERIMENTS = ("builtup", "change_pairs", "headcompare", "landcover", "landcover_figures",
-               "landcover_pruning", "naip_patches", "srcompare", "temporal_consistency",
-               "terramesh")
+EXPERIMENTS = ("builtup", "builtup_encoders", "change_pairs", "headcompare", "landcover",
+               "landcover_figures", "landcover_pruning", "naip_patches", "points", "srcompare",
+               "temporal_consistency", "terramesh")
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

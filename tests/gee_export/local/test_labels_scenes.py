@@ -147,3 +147,63 @@ def test_export_labels_and_label_scheme_must_agree_on_the_local_backend(tmp_path
     err = capsys.readouterr().err
     assert code == 2 and "--labels landcover:chesapeake and --label-scheme worldcover" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def _shifted_label(path, east: float, north: float, res: float = 10.0):
+    """A binary label of the grid's area whose origin lies ``east``/``north`` m off the grid's."""
+    from tests.gee_export.local.conftest import X0, Y0
+    from tests.support.rasters import CRS
+    size = round(320 / res)
+    values = np.zeros((size, size), np.uint8)
+    values[:, size // 2:] = 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1,
+                       dtype="uint8", crs=CRS, nodata=255,
+                       transform=rasterio.Affine(res, 0, X0 + east, 0, -res, Y0 + north)) as dst:
+        dst.write(values, 1)
+    return path
+
+
+@pytest.mark.parametrize("east,north,res,says", [
+    (5.0, 0.0, 10.0, "+5 m east and +0 m north"),  # half a pixel: passed without a note before
+    (0.0, -4.0, 10.0, "+0 m east and -4 m north"),
+    (15.0, 0.0, 30.0, "-5 m east and +0 m north"),  # a coarse label half a grid pixel off
+    (0.0, 0.0, 10.0, None),     # on the grid
+    (10.0, -20.0, 10.0, None),  # off by whole pixels: on the grid's pixel edges
+    (0.5, 0.0, 10.0, None),     # a twentieth of a pixel: rounding, not a shift
+    (10.0, 0.0, 30.0, None),    # a 30 m label on 10 m pixel edges
+])
+def test_a_label_off_the_grid_by_part_of_a_pixel_is_refused(tmp_path, write_s2, small_grid,
+                                                           east, north, res, says):
+    write_s2("20210603")
+    label = _shifted_label(tmp_path / "labels" / "label.tif", east, north, res)
+
+    def build():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return build_local_stack(tmp_path / "scenes", small_grid, "2021-06", ("B2",),
+                                     label=label, out_dir=tmp_path / "out", progress=False)
+    if says is None:
+        build()
+        return
+    with pytest.raises(InputDataError, match="is off the grid and the scenes' pixels") as err:
+        build()
+    message = str(err.value)
+    assert says in message and "\n" not in message, message
+    assert "rio warp LABEL OUT --bounds 500000 4999680 500320 5000000 --res 10" in message
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_label_on_its_scenes_pixels_passes_on_a_grid_off_both(tmp_path, write_s2, small_grid):
+    """Scenes and label share pixels (a TerraMesh cell) on a grid snapped elsewhere: all of
+    them are warped alike, so the label is no more off than the imagery."""
+    from dataclasses import replace
+    write_s2("20210603")
+    label = _shifted_label(tmp_path / "labels" / "label.tif", 0.0, 0.0)
+    grid = replace(small_grid, x0=small_grid.x0 + 5.0, width=31)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        stack = build_local_stack(tmp_path / "scenes", grid, "2021-06", ("B2",), label=label,
+                                  out_dir=tmp_path / "out", progress=False)
+    with rasterio.open(stack.label) as src:
+        assert src.transform == grid.transform
