@@ -162,12 +162,14 @@ def test_earth_engine_mapping_config_dry_run_without_a_model_says_to_train_one(
 
 @pytest.mark.slow
 def test_earth_engine_mapping_config_dry_run_as_its_header_says_with_the_demo(
-        demo_folder, monkeypatch, capsys):
+        demo_folder, tmp_path, monkeypatch, capsys):
     """The header's offline route: the demo's patches, a stand-in model, the dry run."""
     from cli.map import main
     from cli.train import train_main
 
-    monkeypatch.chdir(demo_folder)
+    # a folder of its own beside the demo's output: the other config tests train there too
+    (tmp_path / "demo_output").symlink_to(demo_folder / "demo_output")
+    monkeypatch.chdir(tmp_path)
     header = (CONFIGS / "map-ee.yaml").read_text()
     assert "isamap-train --config configs/train-crofusenet.yaml --epochs 1" in header
     assert "isamap-map --config configs/map-ee.yaml --dry-run --allow-recipe-mismatch" in header
@@ -182,7 +184,7 @@ def test_earth_engine_mapping_config_dry_run_as_its_header_says_with_the_demo(
     plan = json.loads(captured.out[captured.out.rindex("\n{"):])
     assert plan["dates"] == ["2017-06", "2019-06", "2021-06", "2023-06"]
     assert plan["requests_per_date"] > 0 and plan["region"] == "wuhan"
-    assert not (demo_folder / "maps" / "wuhan").exists()
+    assert not (tmp_path / "maps" / "wuhan").exists()
 
 
 @pytest.mark.parametrize(("text", "message"), [

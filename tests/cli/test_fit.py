@@ -227,19 +227,13 @@ def _ee_job(argv: list[str]):
     return job_of(build_parser().parse_args(argv))
 
 
-def test_backend_ee_fetches_the_stack_and_records_the_recipe(demo_stack, tmp_path):
+def test_backend_ee_fetches_the_stack_and_records_the_recipe(demo_stack, tmp_path, ee_offline):
     from gee_export.ee.prediction_stack import recipe_for_month
     from inference.point_fit import run_fit
     from testing.fake_server import StackTransport
     from tests.support.killed_export import session_for
     from training.modelfile import read_model_file
 
-    pytest.importorskip("ee")
-    import ee
-
-    from testing.fake_server import initialize_offline
-
-    initialize_offline(ee)
     lon, lat, codes, _ = labelled_pixels(demo_stack.label, 150, seed=4)
     points = write_points(tmp_path / "points.csv", lon, lat, codes)
     out = tmp_path / "fit"
@@ -257,15 +251,13 @@ def test_backend_ee_fetches_the_stack_and_records_the_recipe(demo_stack, tmp_pat
     assert result.report["cross_validation"]["auc"] > 0.9
 
 
-def test_backend_ee_fits_on_the_satellite_embedding(tmp_path):
+def test_backend_ee_fits_on_the_satellite_embedding(tmp_path, ee_offline):
     from contract.grid import Grid
     from inference.point_fit import run_fit
-    from testing.fake_server import StackTransport, initialize_offline
+    from testing.fake_server import StackTransport
     from tests.support.embedding import embedding_stack
     from tests.support.killed_export import session_for
 
-    ee = pytest.importorskip("ee")
-    initialize_offline(ee)
     grid = Grid(crs="EPSG:32650", x0=400000.0, y0=3380000.0, width=96, height=96,
                 resolution=10.0, patch_size=32, stride=32)
     stack, native = embedding_stack(tmp_path, grid, "2021-06")

@@ -235,7 +235,7 @@ def test_the_budget_holds_under_a_real_load(busy_core, mode, caplog):
         wall = time.perf_counter() - start
     assert busy_core.poll() is None  # the load lasted the whole measuring
     assert wall <= budget * (1 + OVERRUN) + LATENCY_S, (wall, choice.to_dict())
-    assert choice.seconds <= wall
+    assert choice.seconds <= wall + 0.005  # the choice records its seconds to 0.01
     assert choice.label in EVERYTHING
 
 
