@@ -314,18 +314,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(a: argparse.Namespace) -> int:
-    data = existing_folder(a.data or sample_folder(DW_FOLDER, a.data_root), "Dynamic World",
-                           "--data")
+    # the options first, then the files they name: a wrong option is said without the data
     check_output_folder("--out", a.out)
     arms = tuple(x for x in a.arms.split(",") if x)
     unknown = [x for x in arms if x not in DEFAULT_ARMS]
     if unknown:
         raise ConfigError(f"--arms {','.join(unknown)}: choose among {','.join(DEFAULT_ARMS)}")
+    if a.seeds < 1:
+        raise ConfigError("--seeds must be >= 1")
+    data = existing_folder(a.data or sample_folder(DW_FOLDER, a.data_root), "Dynamic World",
+                           "--data")
     encoder = parse_encoder(a.encoder)[1] if a.encoder else None
     if any(x.startswith("presto") for x in arms) and encoder is None:
         raise ConfigError("--arms presto... need --encoder presto=PATH")
-    if a.seeds < 1:
-        raise ConfigError("--seeds must be >= 1")
     use_threads(a.threads)
     out = Path(os.path.abspath(a.out))
     metrics = run_points(data, out, tiles=tuple(t for t in a.tiles.split(",") if t),
