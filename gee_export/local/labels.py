@@ -315,6 +315,15 @@ def _aligned(shift: tuple[float, float] | None, step: float) -> bool:
     return shift is None or max(abs(s) for s in shift) <= MAX_GRID_SHIFT * step
 
 
+def check_labels_on_grid(label: BandRef | None, fine: BandRef | None, grid: Grid,
+                         fine_scale: int | None, imagery: Sequence[BandRef]) -> None:
+    """:func:`check_on_grid` of a stack's label and fine label (on the grid at its scale)."""
+    if label is not None:
+        check_on_grid(label, grid, imagery)
+    if fine is not None and fine_scale and fine != label:
+        check_on_grid(fine, grid.scaled(fine_scale), imagery)
+
+
 def check_on_grid(ref: BandRef, grid: Grid, imagery: Sequence[BandRef] = ()) -> None:
     """Refuse a label whose pixel edges fall between the grid's and the imagery's (half a pixel).
 

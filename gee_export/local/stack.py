@@ -42,7 +42,12 @@ from core.storage import atomic_path
 from gee_export.local import sentinel1, sentinel2
 from gee_export.local.compositing import LocalRecipe, where, write_image, write_label
 from gee_export.local.digests import DigestCache
-from gee_export.local.labels import ClassMapping, check_codes, check_on_grid, get_scheme
+from gee_export.local.labels import (
+    ClassMapping,
+    check_codes,
+    check_labels_on_grid,
+    get_scheme,
+)
 from gee_export.local.scenes import BandRef, Scene, SceneCollection, discover_scenes
 from gee_export.local.warp import overlaps
 
@@ -229,11 +234,8 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
              for b in s1_bands}
     label_ref = _label_ref(label, collection, 1)
     fine_ref = _fine_label_ref(label_ref, collection, fine_scale) if fine_scale else None
-    imagery = [sc.band(sc.band_names[0]) for sc in (*s2[:1], *s1[:1])]  # the scenes' pixels
-    if label_ref is not None:
-        check_on_grid(label_ref, grid, imagery)
-    if fine_ref is not None and fine_scale and fine_ref != label_ref:
-        check_on_grid(fine_ref, grid.scaled(fine_scale), imagery)
+    check_labels_on_grid(label_ref, fine_ref, grid, fine_scale,
+                         [sc.band(sc.band_names[0]) for sc in (*s2[:1], *s1[:1])])
     sentinel2.check_plausible(s2, s2_bands, offsets, reflectance)  # pixels over names/tags
     if recipe.s2_band_names is not None:  # names the user gave: do the pixels agree?
         reflectance_all = frozenset((s.product, b) for s in s2 for b in s.band_names
