@@ -70,11 +70,11 @@ from engine.autotune_cache import (
 )
 from engine.choice_value import TOLERANCE, Choice
 from engine.compiled import CompiledForInference
-from engine.execution import SettingRunner, set_threads
 from engine.measuring import (
     MEASURE_SHARE,
     Clock,
     Measure,
+    borrowed_runner,
     fewest_samples,
     job_budget,
     measure_candidates,
@@ -234,26 +234,16 @@ def time_settings(model: nn.Module, example: torch.Tensor, device: torch.device,
     choice; the model and the process's threads and cuDNN flags are left as they were.
     """
     settings = list(settings)
-    saved_threads, saved_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
-    was_training = model.training
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
-        runner = SettingRunner(model, batch, device, mode, step)
-        try:
+    with borrowed_runner(model, example, device, mode, step) as runner:
+        for s in settings:
+            runner.call(s, runner.example)()
+        best = dict.fromkeys(settings, math.inf)
+        for _ in range(max(rounds, 1)):
             for s in settings:
-                runner.call(s, batch)()
-            best = dict.fromkeys(settings, math.inf)
-            for _ in range(max(rounds, 1)):
-                for s in settings:
-                    run = runner.call(s, batch)
-                    t0 = time.perf_counter()
-                    run()
-                    best[s] = min(best[s], time.perf_counter() - t0)
-        finally:
-            set_threads(saved_threads)
-            torch.backends.cudnn.benchmark = saved_bench
-            model.train(was_training)
-            runner.close()
+                run = runner.call(s, runner.example)
+                t0 = time.perf_counter()
+                run()
+                best[s] = min(best[s], time.perf_counter() - t0)
     return best
 
 

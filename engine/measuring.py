@@ -32,7 +32,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -138,13 +139,25 @@ def measure_candidates(model: nn.Module, example: torch.Tensor, device: torch.de
 
     The model, the process's threads, cuDNN flags and RNG are left as they were.
     """
+    with borrowed_runner(model, example, device, mode, step) as runner:
+        return _measure_with(runner, mode, cands, samples, clock, tolerance, measure)
+
+
+@contextmanager
+def borrowed_runner(model: nn.Module, example: torch.Tensor, device: torch.device, mode: Mode,
+                    step: TrainStep | None) -> Iterator[SettingRunner]:
+    """A :class:`SettingRunner` of ``model`` on ``example`` (with the step's targets).
+
+    Whatever it runs, the model's mode, the process's threads, the cuDNN flags and the RNG
+    are given back as they were when it ends.
+    """
     saved_threads, saved_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
     was_training = model.training
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
         runner = SettingRunner(model, batch, device, mode, step)
         try:
-            return _measure_with(runner, mode, cands, samples, clock, tolerance, measure)
+            yield runner
         finally:
             set_threads(saved_threads)
             torch.backends.cudnn.benchmark = saved_bench
