@@ -69,6 +69,17 @@ def _refused(capsys, status, out, *words):
     return err[0]
 
 
+def _change_design(tmp_path):
+    """A class map and its change COG, and a design drawn on the change strata in ``d/``."""
+    codes = np.zeros((120, 120), np.uint8)
+    codes[:40], codes[40:55], codes[55:60] = 1, 2, 3
+    change = class_cog(tmp_path / "change.tif", codes, kind="change")
+    classes = class_cog(tmp_path / "class.tif", (codes % 2 == 1).astype(np.uint8) | (codes == 2))
+    assert main(["design", "--map", str(classes), "--strata", str(change), "--n", "120",
+                 "--min-per-stratum", "20", "--out", str(tmp_path / "d"), "-q"]) == 0
+    return classes, change
+
+
 def _oa(out):
     return json.loads((out / "report.json").read_text())["products"]["map"]["overall_accuracy"]
 
@@ -143,12 +154,7 @@ def test_a_partly_labelled_sample_is_scored_saying_what_is_assumed(labelled, tmp
 
 
 def test_a_design_on_change_strata_is_not_scored_on_the_class_map(tmp_path, capsys):
-    codes = np.zeros((120, 120), np.uint8)
-    codes[:40], codes[40:55], codes[55:60] = 1, 2, 3
-    change = class_cog(tmp_path / "change.tif", codes, kind="change")
-    classes = class_cog(tmp_path / "class.tif", (codes % 2 == 1).astype(np.uint8) | (codes == 2))
-    assert main(["design", "--map", str(classes), "--strata", str(change), "--n", "120",
-                 "--min-per-stratum", "20", "--out", str(tmp_path / "d"), "-q"]) == 0
+    classes, change = _change_design(tmp_path)
     rows = list(csv.DictReader((tmp_path / "d" / "sample.csv").open()))
     for row in rows:
         row["reference"] = "pervious"
@@ -204,12 +210,7 @@ def test_a_labelled_file_away_from_its_design_names_the_strata_that_drew_it(tmp_
     """Labelled away from its design folder, a change design's sample was scored on the class
     map's strata without a word (OA 39.9 % against 38.7 %, area 5.95 against 4.38 km² on the
     real tile): nothing in the file told. Its rows now carry the strata's ``strata_id``."""
-    codes = np.zeros((120, 120), np.uint8)
-    codes[:40], codes[40:55], codes[55:60] = 1, 2, 3
-    change = class_cog(tmp_path / "change.tif", codes, kind="change")
-    classes = class_cog(tmp_path / "class.tif", (codes % 2 == 1).astype(np.uint8) | (codes == 2))
-    assert main(["design", "--map", str(classes), "--strata", str(change), "--n", "120",
-                 "--min-per-stratum", "20", "--out", str(tmp_path / "d"), "-q"]) == 0
+    classes, change = _change_design(tmp_path)
     rows = list(csv.DictReader((tmp_path / "d" / "sample.csv").open()))
     assert len({row["strata_id"] for row in rows}) == 1 and len(rows[0]["strata_id"]) == 12
     for row in rows:
@@ -238,12 +239,7 @@ def test_a_ceo_export_away_from_its_design_names_the_strata_that_drew_it(tmp_pat
     """The CEO plot file carries the design's strata as an extra plot column, which CEO's
     export returns as ``pl_strata_id``: a change design's points labelled in CEO and scored
     without ``--design`` are refused on the class map's strata, scored on the change COG's."""
-    codes = np.zeros((120, 120), np.uint8)
-    codes[:40], codes[40:55], codes[55:60] = 1, 2, 3
-    change = class_cog(tmp_path / "change.tif", codes, kind="change")
-    classes = class_cog(tmp_path / "class.tif", (codes % 2 == 1).astype(np.uint8) | (codes == 2))
-    assert main(["design", "--map", str(classes), "--strata", str(change), "--n", "120",
-                 "--min-per-stratum", "20", "--out", str(tmp_path / "d"), "-q"]) == 0
+    classes, change = _change_design(tmp_path)
     plots = list(csv.DictReader((tmp_path / "d" / "ceo_plots.csv").open()))
     drawn = {row["strata_id"] for row in csv.DictReader((tmp_path / "d" / "sample.csv").open())}
     assert {row["STRATA_ID"] for row in plots} == drawn and len(drawn) == 1
@@ -372,12 +368,7 @@ def test_the_labelling_apps_export_names_the_strata_that_drew_its_points(tmp_pat
     strata that drew it, and it is always labelled away from the design folder: a change
     design's export scored on the class map was weighted by the class map's strata. Its
     points now carry the sample's strata_id and its export writes it."""
-    codes = np.zeros((120, 120), np.uint8)
-    codes[:40], codes[40:55], codes[55:60] = 1, 2, 3
-    change = class_cog(tmp_path / "change.tif", codes, kind="change")
-    classes = class_cog(tmp_path / "class.tif", (codes % 2 == 1).astype(np.uint8) | (codes == 2))
-    assert main(["design", "--map", str(classes), "--strata", str(change), "--n", "120",
-                 "--min-per-stratum", "20", "--out", str(tmp_path / "d"), "-q"]) == 0
+    classes, change = _change_design(tmp_path)
     rows = list(csv.DictReader((tmp_path / "d" / "sample.csv").open()))
     app = (tmp_path / "d" / "labelling_app.js").read_text()
     embedded = json.loads(app.split("var pointList = ", 1)[1].split(".features;", 1)[0])
