@@ -32,7 +32,7 @@ from torch import nn
 from core.errors import ModelError
 from training.losses.segmentation import CE
 from training.models.encoders.fused import presto_features
-from training.models.encoders.registry import PRESTO
+from training.models.encoders.registry import PRESTO, input_columns
 from training.models.registry import ModelEntry, ModelRecipe
 
 Features = Literal["bands", "presto", "presto+bands"]
@@ -89,13 +89,8 @@ class PixelClassifier(nn.Module):
                 raise ModelError(f"the model was fitted on a presto file of sha256 "
                                  f"{encoder_sha256 or 'unknown'}, not the published one "
                                  f"({PRESTO.sha256})")
-            if input_mean is None or input_std is None:
-                raise ModelError("Presto features need the input statistics to recover "
-                                 "reflectance (input_mean, input_std)")
-            self.columns = [i for i, b in enumerate(bands) if b in PRESTO.bands]
-            if not any(bands[i].startswith("B") for i in self.columns):
-                raise ModelError(f"Presto reads {', '.join(PRESTO.bands)}; the input's bands "
-                                 f"{list(bands)} hold no Sentinel-2 band of them")
+            self.columns, input_mean, input_std = input_columns(PRESTO, bands, input_mean,
+                                                                input_std)
             self.register_buffer("input_mean", torch.tensor(
                 [float(input_mean[i]) for i in self.columns]), persistent=False)
             self.register_buffer("input_std", torch.tensor(

@@ -46,7 +46,7 @@ from training.models.blocks import ConvBNReLU, init_weights
 from training.models.encoders.cache import FeatureCache, folder_from_env
 from training.models.encoders.galileo import galileo_features
 from training.models.encoders.presto import prepare
-from training.models.encoders.registry import ENCODERS, encoder_entry
+from training.models.encoders.registry import ENCODERS, encoder_entry, input_columns
 from training.models.registry import ModelEntry, ModelRecipe
 from training.models.unet import S2_WIDTHS, UNet
 
@@ -125,13 +125,7 @@ class EncoderUNet(nn.Module):
             raise ModelError(f"fusion must be {' or '.join(FUSIONS)}, got {fusion!r}")
         if bands is None or len(bands) != in_channels:
             raise ModelError("an encoder model needs the input band names (bands=[...])")
-        if input_mean is None or input_std is None:
-            raise ModelError("an encoder model needs the training statistics to recover "
-                             "reflectance (input_mean, input_std)")
-        self.columns = [i for i, b in enumerate(bands) if b in entry.bands]
-        if not any(bands[i].startswith("B") for i in self.columns):
-            raise ModelError(f"the {encoder} encoder reads {', '.join(entry.bands)}; the "
-                             f"input's bands {list(bands)} hold no Sentinel-2 band of them")
+        self.columns, input_mean, input_std = input_columns(entry, bands, input_mean, input_std)
         self.encoder_bands = [bands[i] for i in self.columns]
         self.encoder_name, self.fusion, self.frozen, self.flips = encoder, fusion, frozen, flips
         self.latlon, self.month, self.patch_size = tuple(map(float, latlon)), int(month), patch_size

@@ -11,7 +11,7 @@ fit the architecture, each in one line saying what to get and where.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -129,6 +129,25 @@ def encoder_entry(name: str) -> EncoderEntry:
     except KeyError:
         raise ModelError(f"--encoder {name!r} is not an encoder isamap knows; give one of "
                          f"{', '.join(ENCODERS)} as NAME=PATH") from None
+
+
+def input_columns(entry: EncoderEntry, bands: Sequence[str],
+                  input_mean: Sequence[float] | None, input_std: Sequence[float] | None,
+                  ) -> tuple[list[int], Sequence[float], Sequence[float]]:
+    """Positions of the input bands ``entry`` reads, and the statistics, checked present.
+
+    The encoder reads reflectance, recovered from the normalised input with its statistics
+    (``input_mean``, ``input_std``), and needs at least one of its Sentinel-2 bands: an
+    input without them is refused (:class:`ModelError`).
+    """
+    if input_mean is None or input_std is None:
+        raise ModelError(f"the {entry.name} encoder needs the input statistics to recover "
+                         "reflectance (input_mean, input_std)")
+    columns = [i for i, b in enumerate(bands) if b in entry.bands]
+    if not any(bands[i].startswith("B") for i in columns):
+        raise ModelError(f"the {entry.name} encoder reads {', '.join(entry.bands)}; the "
+                         f"input's bands {list(bands)} hold no Sentinel-2 band of them")
+    return columns, input_mean, input_std
 
 
 def parse_encoder(text: str) -> tuple[EncoderEntry, str]:
