@@ -63,7 +63,10 @@ __all__ = ["HttpError", "PointTransport", "StackSessions", "StackTransport",
 def initialize_offline(ee: Any) -> Any:
     """Initialise ``ee`` from the wheel's algorithms.json: graphs build, no server is called.
 
-    Any real server call then fails; serve pixels with :class:`StackTransport` instead.
+    Any real server call then fails; serve pixels with :class:`StackTransport` instead. It
+    patches the client for the rest of the process (its cloud API resource is never
+    installed again), so it is for scripts, benchmarks and worker processes: tests take the
+    ``ee_offline`` fixture, which later tests can initialise over.
     """
     from ee import apitestcase
 

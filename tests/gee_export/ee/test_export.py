@@ -33,11 +33,9 @@ from tests.support import REPO_ROOT
 from tests.support.export_dataset import (
     check_dataset,
     expected_ids,
-    synthetic_stack,
 )
 from tests.support.killed_export import (
     MONTH,
-    build_recipe_images,
     export_job,
     session_for,
     stack_spec,
@@ -47,14 +45,6 @@ REPO = REPO_ROOT
 
 
 
-@pytest.fixture(scope="module")
-def local_stack(tmp_path_factory):
-    return synthetic_stack(tmp_path_factory.mktemp("synthetic"))
-
-
-@pytest.fixture
-def recipe_images(ee_offline, local_stack):
-    return build_recipe_images(ee_offline, local_stack.grid)
 
 
 def job_for(stack, **kw) -> ExportJob:

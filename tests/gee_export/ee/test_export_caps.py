@@ -21,23 +21,12 @@ from gee_export.ee.export import export_pixels
 from gee_export.ee.tasks import export_tasks, plan_tiles
 from testing.fake_quota import EecuAccount
 from testing.fake_server import StackTransport
-from tests.support.export_dataset import check_dataset, expected_ids, synthetic_stack
+from tests.support.export_dataset import check_dataset, expected_ids
 from tests.support.killed_export import (
     MONTH,
-    build_recipe_images,
     export_job,
     session_for,
 )
-
-
-@pytest.fixture(scope="module")
-def local_stack(tmp_path_factory):
-    return synthetic_stack(tmp_path_factory.mktemp("synthetic"))
-
-
-@pytest.fixture
-def recipe_images(ee_offline, local_stack):
-    return build_recipe_images(ee_offline, local_stack.grid)
 
 
 @pytest.mark.parametrize(("cap", "account", "said"), [
