@@ -4,7 +4,8 @@ The file is a ``torch.save`` of plain containers (loadable with ``weights_only=T
 opening a model file never runs pickled code): a format tag, the ``ModelMeta`` as a dict and
 the state dict. ``load_model_file`` rebuilds the network from the recorded name and keyword
 arguments through the model registry, loads the weights and returns both. What the
-description holds is :class:`training.model_meta.ModelMeta`.
+description holds is :class:`training.model_meta.ModelMeta`. The file records the SHA-256 of its
+weights and of its description, both checked at load: an edit to either is refused.
 
 A file that cannot be used is refused in one line naming it as the user gave it (``--model
 PATH``), saying what is wrong and what to do; the library's own detail (torch's unpickling
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.digest import chunks_sha256, file_sha256
+from core.digest import chunks_sha256, file_sha256, json_digest
 from core.errors import ModelError
 from core.shareable import portable_path, resolved_path
 from core.storage import atomic_write
@@ -67,8 +68,10 @@ def save_model_file(path: str | os.PathLike, model: nn.Module, meta: ModelMeta) 
         raise ModelError(f"the weights to save are not finite (NaN or inf in {len(bad)} "
                          f"tensor(s), e.g. {bad[0]}): training diverged; lower --lr and train "
                          "again")
-    payload = {"format": FORMAT, "meta": meta.to_dict(), "state_dict": state,
-               "weights_sha256": weights_digest(state)}
+    description = meta.to_dict()
+    payload = {"format": FORMAT, "meta": description, "state_dict": state,
+               "weights_sha256": weights_digest(state),
+               "description_sha256": description_digest(description)}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(payload, path)
     return path
@@ -107,6 +110,17 @@ def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
                 yield tensor.view(-1).view(torch.uint8).numpy().tobytes()
 
     return chunks_sha256(chunks())
+
+
+def description_digest(description: Mapping) -> str:
+    """SHA-256 of a model file's description as stored (canonical JSON of its dict).
+
+    Recorded beside the weights digest and checked at load: the description decides how every
+    map is made (bands, normalisation, calibration temperature, thresholds), so an edit to it
+    is refused like an edit to the weights. Files written before it was recorded have none
+    and are read as before.
+    """
+    return json_digest(dict(description))
 
 
 def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
@@ -169,6 +183,12 @@ def _read(path: str | os.PathLike | io.BytesIO, map_location: str | torch.device
     if not isinstance(payload.get("meta"), dict) or not isinstance(payload.get("state_dict"), dict):
         raise ModelError(f"{given} lacks its description or weights; the file is damaged: "
                          "copy it again or train again")
+    recorded = payload.get("description_sha256")
+    if recorded is not None and recorded != description_digest(payload["meta"]):
+        raise ModelError(f"{given} fails its integrity check: its description (bands, "
+                         "normalisation, calibration) differs from the digest recorded when it "
+                         "was saved (the file was edited or damaged); copy it again or train "
+                         "again")
     try:
         meta = ModelMeta.from_dict(payload["meta"])
     except ModelError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import pytest
 import torch
@@ -236,6 +237,25 @@ def test_a_model_whose_weights_changed_after_saving_fails_its_integrity_check(tm
         load_model_file(path)
 
 
+def test_a_model_whose_description_changed_after_saving_fails_its_integrity_check(tmp_path):
+    """An in-range edit (a temperature of 5 for 1.7, a band renamed) changes every map."""
+    record = {"method": "temperature", "temperature": 1.7, "split": "val", "pixels": 900,
+              "ece_before": 0.08, "ece_after": 0.01}
+    path = save_model_file(tmp_path / "m.pt", create_model("crofusenet", 6, **KW),
+                           _meta(calibration=record))
+    edits = {"temperature": lambda meta: meta["calibration"].update(temperature=5.0),
+             "bands": lambda meta: meta.update(bands=list(reversed(meta["bands"])))}
+    for name, edit in edits.items():
+        edited = tmp_path / f"{name}.pt"
+        shutil.copy(path, edited)
+        _payload_with(edited, lambda payload, edit=edit: edit(payload["meta"]))
+        with pytest.raises(ModelError, match=r"fails its integrity check: its description"):
+            read_model_file(edited)
+    # a file of an isamap that recorded no description digest is read as before
+    _payload_with(path, lambda payload: payload.pop("description_sha256"))
+    assert read_model_file(path)[0].temperature == 1.7
+
+
 def test_non_finite_weights_are_never_saved(tmp_path):
     model = create_model("crofusenet", 6, **KW)
     with torch.no_grad():
@@ -258,6 +278,7 @@ def test_training_range_and_grid_survive_the_round_trip_and_old_files_load(tmp_p
             payload["meta"].pop(key)
         payload["meta"]["extra"] = {"dataset": {"grid": {"resolution": 20.0}}}
         payload.pop("weights_sha256")
+        payload.pop("description_sha256")
 
     _payload_with(path, older)
     meta, _ = read_model_file(path)

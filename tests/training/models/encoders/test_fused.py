@@ -10,7 +10,7 @@ import torch
 from cli.predict import predict_main
 from cli.train import train_main
 from core.errors import ModelError
-from training.modelfile import load_model_file
+from training.modelfile import description_digest, load_model_file
 from training.models.encoders.fused import MODULE, NAME
 from training.models.encoders.registry import PRESTO
 
@@ -57,6 +57,7 @@ def test_predict_needs_only_the_model_file(presto_run, patch_root, tmp_path):
 def test_a_model_file_naming_another_encoder_file_is_refused(presto_run, tmp_path):
     payload = torch.load(presto_run / "model.pt", map_location="cpu", weights_only=True)
     payload["meta"]["model_kwargs"]["encoder_sha256"] = "0" * 64
+    payload["description_sha256"] = description_digest(payload["meta"])  # written so
     edited = tmp_path / "model.pt"
     torch.save(payload, edited)
     with pytest.raises(ModelError, match="not the published"):
