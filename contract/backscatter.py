@@ -32,9 +32,10 @@ cause (in either direction where the model file does not say what it learned). B
 scenes of one kind that happens by chance in 1 of the 32 ordered pairs of the tiles above,
 and in none of the 40 sigma0/gamma0 pairs (4 of all 72 in either direction): a real gamma0
 scene differs from a sigma0 one by more than the mix-up does, and nothing in its pixels can
-show it. Where the model file records no training medians the note says so beside the
-stack's medians. Otherwise nothing is noted: every map's ``input_facts`` tag holds the stack's medians, and a
-note on every Sentinel-1 map would say nothing about that map.
+show it. Nothing is noted otherwise, nor where the model file records no training medians
+(older files; prediction logs that it checks such a stack by band names only): a note that
+every Sentinel-1 map of a model carries says nothing about the map, and every map's
+``input_facts`` tag holds the stack's medians all the same.
 
 Pure functions of recipes and facts.
 """
@@ -128,9 +129,9 @@ def backscatter_note(radar: RadarFacts | None, trained: TrainedBackscatter,
     """What the map records of the backscatter it could not check (None: nothing to say).
 
     A note where the stack's VV and VH medians moved from the training medians as a mix-up
-    moves them (:func:`likely_mix_up`), naming the likely cause, or where the model file
-    records no training medians to compare with; none where the medians show no mix-up
-    (a stack of the model's own kind, or a scene unlike the training data in another way).
+    moves them (:func:`likely_mix_up`), naming the likely cause; none where they show no
+    mix-up (a stack of the model's own kind, or a scene unlike the training data in another
+    way) or the model file records no training medians to compare them with.
 
     Args:
         radar: the stack's radar facts (None: no VV and VH, nothing to note).
@@ -148,7 +149,7 @@ def backscatter_note(radar: RadarFacts | None, trained: TrainedBackscatter,
             "in VV and VH alike, less than real scenes differ); its medians are VV "
             f"{shown['VV']:.1f} dB, VH {shown['VH']:.1f} dB")
     if medians is None:
-        return f"{head}, and the model file records no training medians to compare them with"
+        return None
     shift = {b: shown[b] - medians[b] for b in ("VV", "VH")}
     if not likely_mix_up(shift, trained.kind):
         return None

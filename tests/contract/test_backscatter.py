@@ -98,18 +98,22 @@ def test_the_backscatter_a_model_learned_is_read_from_its_recipe(recipe, kind):
     assert trained_backscatter(recipe).kind == kind
 
 
-def test_what_cannot_be_compared_is_noted_and_a_stack_without_radar_is_not(tiles):
+def test_only_a_shift_the_mix_up_makes_is_noted(tiles):
     s = tiles["sf:S1Hand"]
-    note = backscatter_note(radar_facts(s), SIGMA0_MODEL, {})
-    assert note is not None and "records no training medians" in note
-    assert "model learned sigma0" in note and "0.6-1.6 dB" in note
+    assert backscatter_note(radar_facts(s), SIGMA0_MODEL, {}) is None  # nothing to compare
+    one_band = {**_ranges(s), "VV": (1.0, 2.0)}
+    assert backscatter_note(radar_facts(s), SIGMA0_MODEL, one_band) is None
+    apart = {"VV": s["VV"] + 1.5, "VH": s["VH"] + 0.5}  # not alike: no mix-up
+    assert backscatter_note(radar_facts(apart), SIGMA0_MODEL, _ranges(s)) is None
+    darker = {b: v - 1.0 for b, v in s.items()}  # the way sigma0 lies from gamma0, not gamma0
+    assert backscatter_note(radar_facts(darker), SIGMA0_MODEL, _ranges(s)) is None
     assert backscatter_note(None, SIGMA0_MODEL, _ranges(s)) is None
     unknown = trained_backscatter({})
     assert backscatter_note(radar_facts(s), unknown, _ranges(s)) is None  # no shift
     shifted = backscatter_note(radar_facts({b: v + 1.0 for b, v in s.items()}), unknown,
                                _ranges(s))
     assert shifted is not None and "does not record which backscatter" in shifted
-    assert "sigma0/gamma0 mix-up" in shifted
+    assert "sigma0/gamma0 mix-up" in shifted and "0.6-1.6 dB" in shifted
 
 
 def test_linear_power_is_compared_in_db(tiles):
