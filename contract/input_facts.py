@@ -43,9 +43,11 @@ VV's 10th and 90th percentiles in the real tiles) are no scene's values, left to
 the bands' names and the model's training ranges.
 
 Sigma0 and terrain-flattened gamma0 differ by 10 log10(cos θ), 0.6-1.6 dB at Sentinel-1's
-incidence angles, less than real scenes differ from each other (the TerraMesh gamma0 tiles'
-medians lie among the sigma0 tiles'): the statistics cannot tell them apart, and the facts
-record the S1 medians for the map's tags instead of guessing.
+incidence angles, the same in VV and VH, less than real scenes differ from each other (the
+TerraMesh gamma0 tiles' medians lie among the sigma0 tiles'; no other statistic of the real
+tiles separates them either): no rule here judges it. The facts record the S1 medians for
+the map's tags, and :mod:`contract.backscatter` compares them with the model's training
+medians to note what the map could not check.
 
 Pure functions of value samples (NaN = nodata); the inference checks
 (:mod:`inference.predict.expected_inputs`) read them once per input.

@@ -4,7 +4,7 @@
 checked when it is built and when it is read back (``from_dict``): a file written by a newer
 isamap, or one whose description does not hold together, is refused in one line.
 
-May import: ``core``, ``training.calibration``, ``training.config``.
+May import: ``core``, ``contract``, ``training.calibration``, ``training.config``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
+from contract.backscatter import TrainedBackscatter, trained_backscatter
 from core.errors import ModelError
 from training.calibration import temperature_of
 from training.config import NORMS
@@ -134,6 +135,15 @@ class ModelMeta:
         grid = (dict(self.extra).get("dataset") or {}).get("grid") or {}
         size = grid.get("patch_size") if isinstance(grid, Mapping) else None
         return int(size) if size else None
+
+    def s1_backscatter(self) -> TrainedBackscatter:
+        """The Sentinel-1 backscatter (sigma0 or gamma0) the model learned, from its recipe.
+
+        Read from the dataset recipe the model file records (``extra["dataset"]["recipe"]``,
+        files of every isamap version that record their dataset): the pixels cannot tell the
+        two apart (:mod:`contract.backscatter`).
+        """
+        return trained_backscatter((dict(self.extra).get("dataset") or {}).get("recipe"))
 
     def to_dict(self) -> dict:
         d = asdict(self)

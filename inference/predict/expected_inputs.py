@@ -37,6 +37,7 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 
+from contract.backscatter import backscatter_note
 from contract.band_values import (
     DARK_OBJECT_MIN,
     ZERO_FILL_MAX,
@@ -175,7 +176,9 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
 
     Returns:
         What the sample showed, with the notes the map's tags and report must carry (why a
-        doubted input was mapped); empty facts for a source fetched on demand.
+        doubted input was mapped; which Sentinel-1 backscatter the model learned where the
+        pixels cannot show the stack holds it, :func:`contract.backscatter.backscatter_note`);
+        empty facts for a source fetched on demand (built by the model's own recipe).
 
     Raises:
         InputDataError: another pixel size, values outside the training ranges, or values
@@ -203,6 +206,10 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
         problems += band_value_problems(samples)
     if not problems:
         facts = check_physics(what, sample, samples, ranges, allow_implausible, level=level)
+        note = backscatter_note(facts.radar, meta.s1_backscatter(), ranges)
+        if note:  # what the pixels cannot show, and why a mix-up is likely where it is
+            log.warning("%s: %s", what, note)
+            facts = replace(facts, notes=(*facts.notes, note))
         for text in unlike:  # a plausible input, in a known unit, of a scene the model
             log.warning("%s", text)  # has not seen: mapped, with this warning
         return facts
