@@ -203,8 +203,6 @@ class StackTransport:
         return fine
 
     # ------------------------------------------------------------------ Transport protocol
-    profiling = True  # compute_pixels answers a ``profile`` hook with a profile id
-
     def compute_pixels(self, request: dict[str, Any],
                        profile: Callable[[str], None] | None = None) -> np.ndarray:
         if self.quota is not None:

@@ -62,6 +62,7 @@ from gee_export.ee.transport import (
     credentials,
     endpoint_url,
     operation_status,
+    takes_profile,
 )
 
 __all__ = [
@@ -338,8 +339,7 @@ class EESession:
         if self.budget is not None and not self.budget.take(1):
             raise self.budget.stopped("the next computePixels request would pass it")
         transport, meter, pixels = self._transport(), self.meter, request_pixels(request)
-        if meter is None or not getattr(transport, "profiling", False) \
-                or not meter.wants(pixels):
+        if meter is None or not takes_profile(transport) or not meter.wants(pixels):
             return self.call("computePixels", transport.compute_pixels, request, limited=True)
         ids: list[str] = []  # one per answer that came with a profile id (the last one won)
         profiled = cast(ProfilingTransport, transport)

@@ -12,6 +12,7 @@ for one that serves a local stack (:mod:`testing.fake_server`).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Callable
@@ -88,13 +89,19 @@ class Transport(Protocol):
 class ProfilingTransport(Transport, Protocol):
     """A transport whose ``compute_pixels`` can ask for the request's computation profile.
 
-    It says so with a true ``profiling`` attribute; other transports are never asked.
+    It takes a ``profile`` argument (:func:`takes_profile`); other transports are never asked.
     """
-
-    profiling: bool
 
     def compute_pixels(self, request: dict[str, Any],
                        profile: Callable[[str], None] | None = None) -> Any: ...
+
+
+def takes_profile(transport: Any) -> bool:
+    """Whether ``transport.compute_pixels`` takes a ``profile`` hook (a profiling transport)."""
+    try:
+        return "profile" in inspect.signature(transport.compute_pixels).parameters
+    except (TypeError, ValueError):  # no signature to read: asked nothing it may not take
+        return False
 
 
 class EETransport:
@@ -124,9 +131,6 @@ class EETransport:
         raise_on_restricted_mode()
         if self.workload_tag:
             self.ee.data.setDefaultWorkloadTag(self.workload_tag)
-
-    profiling = True
-    """``compute_pixels`` takes ``profile``: the service answers profiled requests with an id."""
 
     def compute_pixels(self, request: dict[str, Any],
                        profile: Callable[[str], None] | None = None) -> Any:
