@@ -29,6 +29,7 @@ from core.lock import hold_output
 from core.storage import files
 from gee_export.ee.budget import compute_budget, kept_in
 from gee_export.ee.export import MAX_WORKERS
+from gee_export.ee.profiles import ProfileMeter
 from gee_export.ee.session import EESession
 from inference.cog.maps import PROB_SCALE
 from inference.map_publication import SeriesTarget, map_recipe, series_target
@@ -210,6 +211,8 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
                           "them to (Earth Engine ingests only from Cloud Storage)")
     if request.backend == "ee" and session is None:
         session = EESession(request.project, without_account=MAP_WITHOUT_ACCOUNT).initialize()
+    if request.backend == "ee":  # requests priced from a sample of their profiles
+        session.meter = session.meter or ProfileMeter()
     if request.backend == "ee" and request.max_eecu_hours is not None:  # charged per request
         session.budget = compute_budget(request.max_eecu_hours, plan_map(
             request, setup.grid, setup.model.meta.bands, 0.0,
@@ -218,9 +221,14 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
         predict_date = (None if request.runner is None
                         else date_predictor(request.runner, worker_sessions))
         with kept_in(session.budget if session is not None else None,
-                     request.product_dir() / "eecu.json"):  # what earlier runs spent counts
-            results = map_dates(request, setup.grid, setup.model, setup.dataset,
-                                session=session, predict_date=predict_date)
+                     request.product_dir() / "eecu.json",  # what earlier runs spent counts
+                     session.meter if session is not None else None):
+            try:
+                results = map_dates(request, setup.grid, setup.model, setup.dataset,
+                                    session=session, predict_date=predict_date)
+            finally:
+                if session is not None:
+                    session.read_profiles(flush=True)
         mapped = [(r.month, r.outputs) for r in results if r.outputs is not None]
         skipped = {r.month: r.skipped for r in results if r.skipped}
         if not mapped:

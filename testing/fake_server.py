@@ -53,6 +53,7 @@ from gee_export.ee.recipe import FLOAT_NODATA
 from gee_export.ee.serialized import Graph, constant, encode
 from gee_export.ee.session import EESession, RetryPolicy
 from testing.fake_points import PointTransport
+from testing.fake_profiles import ProfileBook, is_profiles_request
 from testing.fake_quota import EecuAccount, HttpError, SharedQuota
 from testing.fake_reduce import reduce_region
 
@@ -95,6 +96,7 @@ class StackTransport:
         self.task_eecu_s = task_eecu_s  # batchEecuUsageSeconds each finished task reports
         # the project's metered compute: daily quota, monthly allowance, tasks' reported EECU
         self.account = account
+        self.profiles = ProfileBook()  # profiled requests' ids and costs, getProfiles answers
         # a project quota shared with other load (fake_quota): 429 above a moving cap,
         # heavy-tailed latency, occasional 5xx and time-outs
         self.quota = quota
@@ -201,12 +203,14 @@ class StackTransport:
         return fine
 
     # ------------------------------------------------------------------ Transport protocol
-    def compute_pixels(self, request: dict[str, Any]) -> np.ndarray:
+    def compute_pixels(self, request: dict[str, Any],
+                       profile: Callable[[str], None] | None = None) -> np.ndarray:
         if self.quota is not None:
-            return self.quota.serve(lambda: self._compute_pixels(request))
-        return self._compute_pixels(request)
+            return self.quota.serve(lambda: self._compute_pixels(request, profile))
+        return self._compute_pixels(request, profile)
 
-    def _compute_pixels(self, request: dict[str, Any]) -> np.ndarray:
+    def _compute_pixels(self, request: dict[str, Any],
+                        profile: Callable[[str], None] | None = None) -> np.ndarray:
         self._maybe_fail()
         if self.latency:
             time.sleep(self.latency)
@@ -224,8 +228,8 @@ class StackTransport:
         width, height = grid["dimensions"]["width"], grid["dimensions"]["height"]
         bands = list(request["bandIds"])
         fine = self._check_expression(request, grid["crsCode"], transform)
-        if self.account is not None:
-            self.account.compute(width * height)
+        account = self.account if self.account is not None else EecuAccount()
+        eecu_s = account.compute(width * height)  # the default account meters, refuses nothing
         # the Satellite Embedding's bands as the recipe asks them: the published 8-bit
         # integers of the native values the stack holds (gee_export.ee.embedding)
         out = np.zeros((height, width), dtype=[(b, "<i1" if is_embedding_band(b) else "<f4")
@@ -236,11 +240,15 @@ class StackTransport:
                 if is_embedding_band(b) else values
         with self._lock:
             self.served.append((f"{transform[2]},{transform[5]},{transform[0]}", tuple(bands)))
+        if profile is not None:  # the answer's profile header, as the client hands it on
+            profile(self.profiles.add(eecu_s, width * height))
         return out
 
     def get_info(self, obj: Any) -> Any:
         graph = encode(obj)
         root = graph["values"][graph["result"]].get("functionInvocationValue", {})
+        if is_profiles_request(graph):
+            return self.profiles.read(graph)
         if root.get("functionName") == "Image.reduceRegion":
             self._maybe_fail()
             answer, record = reduce_region(graph, self.stack.image,

@@ -5,7 +5,8 @@ option with :func:`add_eecu_argument`, print it in their plan with :func:`format
 build the run's :class:`ComputeBudget` with :func:`compute_budget` from the plan's estimate.
 The budget is charged where the work is sent: every ``computePixels`` request through the
 session that carries it (:class:`gee_export.ee.session.EESession`), at the plan's estimate per
-request, since the service reports no figure for them; every batch task through the task loop
+request until the run's profiled requests measured a price (:mod:`gee_export.ee.profiles`),
+then at that price (:meth:`ComputeBudget.revalue`); every batch task through the task loop
 (:mod:`gee_export.ee.task_loop`), at what Earth Engine reported for finished tasks and, for
 the others, at a price calibrated from those reports.
 """
@@ -23,10 +24,11 @@ from pathlib import Path
 from core.errors import ComputeBudgetError, ConfigError
 from core.storage import LocalStore
 from gee_export.ee.compute import ComputeEstimate
+from gee_export.ee.profiles import PixelCost, ProfileMeter
 
 HELP = ("stop (resumably) before the job's Earth Engine compute passes this many EECU-hours: "
-        "computePixels requests count at the plan's estimate (the service reports none), "
-        "batch tasks at the EECU Earth Engine reports for them")
+        "computePixels requests count at the plan's estimate until the run's profiled "
+        "requests measured their price, batch tasks at the EECU Earth Engine reports for them")
 
 
 def add_eecu_argument(group: argparse._ActionsContainer) -> None:
@@ -71,6 +73,7 @@ class ComputeBudget:
         self.per_request = eecu_s_per_request
         self.source = source
         self.spent_s = 0.0
+        self.units = 0.0  # requests charged at a price per request (revalued when measured)
         self._lock = threading.Lock()
         self._credit = threading.local()  # requests this thread prepaid and has not sent
 
@@ -86,6 +89,8 @@ class ComputeBudget:
     def charge(self, requests: float = 1, eecu_s: float | None = None) -> None:
         """Count ``requests`` requests at the estimate, or ``eecu_s`` measured EECU-seconds."""
         with self._lock:
+            if eecu_s is None:
+                self.units += requests
             self.spent_s += requests * self.per_request if eecu_s is None else eecu_s
 
     def recount(self, measured_s: float, unmeasured: float) -> None:
@@ -96,6 +101,16 @@ class ComputeBudget:
     def reprice(self, eecu_s_per_request: float, source: str) -> None:
         """Price the work not yet measured at ``eecu_s_per_request`` (a measured figure)."""
         with self._lock:
+            self.per_request, self.source = eecu_s_per_request, source
+
+    def revalue(self, eecu_s_per_request: float, source: str) -> None:
+        """Price every request counted so far, and those to come, at a measured price.
+
+        Requests were charged at the price of their moment (prepaid ones included); they are
+        counted again at ``eecu_s_per_request`` (the difference is added).
+        """
+        with self._lock:
+            self.spent_s += self.units * (eecu_s_per_request - self.per_request)
             self.per_request, self.source = eecu_s_per_request, source
 
     @contextmanager
@@ -123,6 +138,7 @@ class ComputeBudget:
             if self.spent_s + cost > self.bound_s:
                 return False
             self.spent_s += cost
+            self.units += requests
             return True
 
     def describe(self) -> str:
@@ -142,24 +158,37 @@ class ComputeBudget:
 
 
 @contextmanager
-def kept_in(budget: ComputeBudget | None, path: Path) -> Iterator[None]:
+def kept_in(budget: ComputeBudget | None, path: Path,
+            meter: ProfileMeter | None = None) -> Iterator[None]:
     """Count what earlier runs recorded at ``path`` (JSON), and record the total at the end.
 
     For outputs whose files do not say what they cost (a map's strips): the bound then covers
     the output, not one invocation, as a dataset's finished patches make it cover the dataset.
-    The record is rewritten atomically when the run ends, also when it stopped or failed.
+    What the runs' profiled requests measured (``meter``) is kept there too, and a re-run
+    starts from it. The record is rewritten atomically when the run ends, also when it
+    stopped or failed.
     """
-    if budget is None:
+    if budget is None and meter is None:
         yield
         return
-    if path.exists():
-        budget.charge(eecu_s=float(json.loads(path.read_text()).get("eecu_s", 0.0)))
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if meter is not None and not meter.measured.requests:
+        meter.measured = PixelCost.from_dict(saved.get("profiled"))
+    if budget is not None:
+        budget.charge(eecu_s=float(saved.get("eecu_s", 0.0)))
+        rate = meter.measured.rate() if meter is not None else None
+        if meter is not None and rate is not None:  # priced at once at what was measured
+            budget.revalue(meter.measured.eecu_s / meter.measured.requests, rate.source)
     try:
         yield
     finally:
+        record: dict[str, object] = {k: v for k, v in saved.items()}
+        if budget is not None:
+            record.update(eecu_s=round(budget.spent_s, 3), counted=budget.source)
+        if meter is not None:
+            record["profiled"] = meter.measured.to_dict()
         path.parent.mkdir(parents=True, exist_ok=True)
-        LocalStore(path.parent).write_bytes(path.name, json.dumps(
-            {"eecu_s": round(budget.spent_s, 3), "counted": budget.source}).encode())
+        LocalStore(path.parent).write_bytes(path.name, json.dumps(record).encode())
 
 
 def compute_budget(max_hours: float | None, est: ComputeEstimate | None) -> ComputeBudget | None:

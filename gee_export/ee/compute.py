@@ -9,15 +9,17 @@ What the service reports, per kind of work:
 
 * a batch task's operation metadata carries ``batchEecuUsageSeconds`` once it finished: the
   task's real cost, read by the task loop (:mod:`gee_export.ee.task_loop`);
-* a ``computePixels`` answer is the pixels alone: no EECU field in the answer and no EECU
-  header (the client's profiling header returns a profile id only, read back through a hidden
-  algorithm whose format is not documented). A run counts its requests at an estimate.
+* a ``computePixels`` answer is the pixels alone (no EECU field, no EECU header), but a request
+  sent with the profiling header is answered with a profile id, whose profile
+  (``Profile.getProfiles``) reports its EECU-seconds: a run profiles a sample of its requests
+  and prices them all from it (:mod:`gee_export.ee.profiles`), at the estimate until then.
 
 One model prices both: :class:`EecuRate`, EECU-seconds per million output pixels of the month's
 recipe (all bands) plus a fixed cost per interactive request. Its per-megapixel figure is
 isamap's assumption (:data:`EECU_S_PER_MEGAPIXEL`), the environment's ``ISAMAP_EECU_S_PER_MPX``
-(a figure a real run measured), or what batch tasks of the run reported
-(:func:`measured_rate`); the plan and the run always say which.
+(a figure a real run measured), what batch tasks of the run reported
+(:func:`measured_rate`), or what its profiled requests reported
+(:meth:`gee_export.ee.profiles.PixelCost.rate`); the plan and the run always say which.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ a batch task's reported figure includes its own."""
 
 ASSUMPTION_ENV = "ISAMAP_EECU_S_PER_MPX"
 
-NOT_REPORTED = ("computePixels answers report no EECU: requests are counted at this "
-                "estimate, never measured")
-"""What a plan and a run say of interactive requests' EECU (the service reports none)."""
+NOT_REPORTED = ("computePixels answers carry no EECU: requests are counted at this estimate "
+                "until the run's first profiled requests report theirs, then at that rate")
+"""What a plan and a run say of interactive requests' EECU (measured from their profiles)."""
 
 
 @dataclass(frozen=True)

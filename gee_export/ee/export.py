@@ -10,7 +10,9 @@ own tags, so a killed run loses nothing: a re-run lists the finished patches, re
 records and fetches only the rest. ``index.jsonl`` and ``manifest.json`` are rewritten atomically
 every ``flush_seconds`` and at the end (also when the run fails), through the contract's one
 manifest writer (``commit_month``), exactly as the local backend writes them. The output root is
-locked for the run (:func:`core.lock.hold_output`).
+locked for the run (:func:`core.lock.hold_output`). The month's requests are priced from a
+sample of their profiles (:mod:`gee_export.ee.profiles`); what the profiles measured is kept in
+the month's resume state (``profiled``), and a re-run prices its requests from it at once.
 
 The month's job, summary and resume state are :mod:`gee_export.ee.export_job`'s (re-exported
 here, with the fetching functions, under the names callers know); the ``tasks`` method (batch
@@ -52,6 +54,7 @@ from gee_export.ee.fetch import (
     planned_requests,
 )
 from gee_export.ee.pixels import Limits
+from gee_export.ee.profiles import PixelCost, ProfileMeter
 from gee_export.ee.session import EESession
 
 __all__ = ["DEFAULT_LIMITS", "DEFAULT_WORKERS", "MAX_WORKERS", "MEASURE_AFTER", "MIN_HALVED_PX",
@@ -106,14 +109,15 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
     job.check_fine_label(fine_label)
     session.limit_requests(workers)  # adaptive, at most ``workers`` requests in flight
     store = open_store(out)
-    carried = session.budget
-    session.budget = budget if budget is not None else carried
+    carried = session.budget, session.meter
+    session.budget = budget if budget is not None else carried[0]
+    session.meter = ProfileMeter()  # the month's own: its resume state holds what it measured
     try:
         with hold_output(store):
             return _PixelRun(session, image, job, store, fine_label, workers, limits,
                              flush_seconds, progress, on_patch).run()
     finally:
-        session.budget = carried
+        session.budget, session.meter = carried
 
 
 @dataclass
@@ -143,9 +147,10 @@ class _PixelRun:
         todo = book.todo()
         self.per_patch = planned_requests(self.job, self.limits)
         budget = self.session.budget
+        measured = self._resume_measured()
         if budget is not None:  # what earlier runs fetched: the finished and invalid patches
             budget.charge(self.per_patch * (len(book.done) + len(book.invalid)))
-            log.info("%s; %s", budget.describe(), NOT_REPORTED)
+            log.info("%s%s", budget.describe(), "" if measured else f"; {NOT_REPORTED}")
         already = len(book.done & {patch_id(r, c) for r, c in book.splits})
         retries0 = self.session.retries
         if not todo and book.existing.get("complete", {}).get(self.job.month):
@@ -158,6 +163,7 @@ class _PixelRun:
             self._fetch_all(iter(todo), bar)
         finally:
             bar.close()
+            self._keep_measured()
             book.flush(complete=self.error is None and not self.stopped)
         if self.error is not None:
             raise self.error
@@ -165,6 +171,24 @@ class _PixelRun:
             raise budget.stopped(f"{self.job.month} has {len(book.todo()):,} of "
                                  f"{len(book.splits):,} patch positions left")
         return self._summary(started, already, retries0)
+
+    def _resume_measured(self) -> bool:
+        """Price requests at what earlier runs of the month profiled; whether they had."""
+        meter, budget = self.session.meter, self.session.budget
+        assert meter is not None
+        meter.measured = PixelCost.from_dict(self.book.read_state("profiled"))
+        rate = meter.measured.rate()
+        if rate is not None and budget is not None:
+            budget.revalue(meter.measured.eecu_s / meter.measured.requests, rate.source)
+        return rate is not None
+
+    def _keep_measured(self) -> None:
+        """Read the profiles still pending; keep what the month measured in its state."""
+        meter = self.session.meter
+        assert meter is not None
+        self.session.read_profiles(flush=True)
+        if meter.measured.requests:
+            self.book.write_state("profiled", meter.measured.to_dict())
 
     def _summary(self, started: float, already: int, retries0: int) -> ExportSummary:
         book = self.book

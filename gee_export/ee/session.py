@@ -18,7 +18,9 @@ assets) goes through an :class:`EESession`. That buys five things:
   what to run, instead of a stack trace from deep inside google-auth;
 * ``--max-eecu-hours``: a session given a :class:`~gee_export.ee.budget.ComputeBudget` charges
   every computePixels request to it before sending it, and refuses the request that would pass
-  the bound (:class:`~core.errors.ComputeBudgetError`, resumable);
+  the bound (:class:`~core.errors.ComputeBudgetError`, resumable); a session given a
+  :class:`~gee_export.ee.profiles.ProfileMeter` profiles a sample of its computePixels
+  requests, reads their EECU back, and prices the budget's requests at the measured rate;
 * tests swap the *transport* (the object that actually performs a call,
   :mod:`gee_export.ee.transport`) for one that serves a local GeoTIFF stack, so the retry logic
   and the export orchestration run for real offline.
@@ -34,13 +36,14 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from core.concurrency import Outcome, RequestLimit
 from core.errors import AuthenticationError, EarthEngineError, QuotaError
 from core.retry import RetryPolicy, retry_call
 from gee_export.ee.budget import ComputeBudget
 from gee_export.ee.names import default_workload_tag, task_description
+from gee_export.ee.profiles import ProfileMeter, profiles_request, request_pixels
 from gee_export.ee.service_errors import (
     HttpStatus,
     cap_spent_error,
@@ -54,10 +57,12 @@ from gee_export.ee.transport import (
     HIGH_VOLUME_URL,
     STANDARD_URL,
     EETransport,
+    ProfilingTransport,
     Transport,
     credentials,
     endpoint_url,
     operation_status,
+    takes_profile,
 )
 
 __all__ = [
@@ -152,6 +157,8 @@ class EESession:
         self.limit = limit
         self.workload_tag = workload_tag or default_workload_tag()
         self.budget = budget
+        # samples computePixels requests' profiles (None: none is profiled)
+        self.meter: ProfileMeter | None = None
         # computePixels answers and the seconds they took (a run's measured latency)
         self.answered = 0
         self.answer_seconds = 0.0
@@ -331,8 +338,40 @@ class EESession:
         """
         if self.budget is not None and not self.budget.take(1):
             raise self.budget.stopped("the next computePixels request would pass it")
-        return self.call("computePixels", self._transport().compute_pixels, request,
-                         limited=True)
+        transport, meter, pixels = self._transport(), self.meter, request_pixels(request)
+        if meter is None or not takes_profile(transport) or not meter.wants(pixels):
+            return self.call("computePixels", transport.compute_pixels, request, limited=True)
+        ids: list[str] = []  # one per answer that came with a profile id (the last one won)
+        profiled = cast(ProfilingTransport, transport)
+        answer = self.call("computePixels", lambda r: profiled.compute_pixels(
+            r, profile=ids.append), request, limited=True)
+        if ids:
+            meter.record(ids[-1], pixels)
+        self.read_profiles()
+        return answer
+
+    def read_profiles(self, flush: bool = False) -> None:
+        """Read a full batch of pending profiles (``flush``: all of them); price from them.
+
+        One ``Profile.getProfiles`` request per batch, through :meth:`call`. A profile that
+        cannot be read or parsed stops the profiling (said once); the run goes on. The
+        budget's requests are then priced at the measured rate per Mpx times the mean
+        pixels of the requests sent so far.
+        """
+        meter = self.meter
+        if meter is None:
+            return
+        while batch := meter.due(flush):
+            try:
+                text = self.call("reading computePixels profiles", self._transport().get_info,
+                                 profiles_request([profile_id for profile_id, _ in batch]))
+                meter.add(batch, text)
+            except Exception as exc:  # a price never fails the run
+                meter.give_up(f"{type(exc).__name__}: {exc}")
+                break
+        rate = meter.measured.rate()  # per Mpx, times the mean request the run sent so far
+        if rate is not None and self.budget is not None and meter.sent:
+            self.budget.revalue(rate.cost_s(0, meter.mean_pixels()), rate.source)
 
     def get_info(self, obj: Any, what: str = "getInfo") -> Any:
         """Evaluate a (small) computed object on the server, with retries."""

@@ -5,14 +5,17 @@ earthengine-api, its own retries switched off (the session is the one retry loop
 carrying the run's ``workloadTag``, and the client's restricted-mode warning made an exception
 (:func:`gee_export.ee.service_errors.raise_on_restricted_mode`). Batch tasks' statuses are read as
 long-running operations (:func:`operation_status`, with the EECU a finished task reports); many are
-read by listing the project's operations in pages. Tests swap the whole transport for one that
-serves a local stack (:mod:`testing.fake_server`).
+read by listing the project's operations in pages. A ``computePixels`` request can ask for its
+computation profile (:mod:`gee_export.ee.profiles` reads it back). Tests swap the whole transport
+for one that serves a local stack (:mod:`testing.fake_server`).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from gee_export.ee.names import task_description
@@ -83,6 +86,24 @@ class Transport(Protocol):
     def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]: ...
 
 
+class ProfilingTransport(Transport, Protocol):
+    """A transport whose ``compute_pixels`` can ask for the request's computation profile.
+
+    It takes a ``profile`` argument (:func:`takes_profile`); other transports are never asked.
+    """
+
+    def compute_pixels(self, request: dict[str, Any],
+                       profile: Callable[[str], None] | None = None) -> Any: ...
+
+
+def takes_profile(transport: Any) -> bool:
+    """Whether ``transport.compute_pixels`` takes a ``profile`` hook (a profiling transport)."""
+    try:
+        return "profile" in inspect.signature(transport.compute_pixels).parameters
+    except (TypeError, ValueError):  # no signature to read: asked nothing it may not take
+        return False
+
+
 class EETransport:
     """The real transport: ``ee.data`` calls of earthengine-api, with its own retries off.
 
@@ -111,10 +132,20 @@ class EETransport:
         if self.workload_tag:
             self.ee.data.setDefaultWorkloadTag(self.workload_tag)
 
-    def compute_pixels(self, request: dict[str, Any]) -> Any:
+    def compute_pixels(self, request: dict[str, Any],
+                       profile: Callable[[str], None] | None = None) -> Any:
+        """``ee.data.computePixels``; with ``profile``, the request asks for its profile.
+
+        The client sends ``X-Earth-Engine-Computation-Profiling: 1`` while its profiling
+        hook is set (``ee.data.profiling``, per thread) and calls the hook with the id the
+        answer's ``X-Earth-Engine-Computation-Profile`` header carries.
+        """
         if self.workload_tag:  # named in the body: no other thread's tag can replace it
             request = {**request, "workloadTag": self.workload_tag}
-        return self.ee.data.computePixels(request)
+        if profile is None:
+            return self.ee.data.computePixels(request)
+        with self.ee.data.profiling(profile):
+            return self.ee.data.computePixels(request)
 
     def get_info(self, obj: Any) -> Any:
         return obj.getInfo()

@@ -69,12 +69,12 @@ class KillingTransport(StackTransport):
         self._count = 0
         self._count_lock = threading.Lock()
 
-    def compute_pixels(self, request: dict[str, Any]):
+    def compute_pixels(self, request: dict[str, Any], profile: Any = None):
         with self._count_lock:
             self._count += 1
             if self._count >= self.kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
-        return super().compute_pixels(request)
+        return super().compute_pixels(request, profile)
 
 
 def main(argv: list[str]) -> int:

@@ -32,13 +32,13 @@ class KillingTransport(StackTransport):
         self.kill_after = kill_after
         self.out = out
 
-    def compute_pixels(self, request: dict[str, Any]):
+    def compute_pixels(self, request: dict[str, Any], profile: Any = None):
         if len(self.served) + 1 >= self.kill_after:
             deadline = time.monotonic() + 60
             while not any(self.out.rglob("strip_*.tif")) and time.monotonic() < deadline:
                 time.sleep(0.05)
             os.kill(os.getpid(), signal.SIGKILL)
-        return super().compute_pixels(request)
+        return super().compute_pixels(request, profile)
 
 
 def request_from(spec: dict[str, Any]) -> MapRequest:

@@ -89,8 +89,9 @@ def origin_of(setting, pid: str) -> str:
 
 
 def files(root: Path) -> dict[str, bytes]:
+    """The dataset's files; the profiles a single process measured are its own state."""
     return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "profiled.json"}
 
 
 def assert_same_dataset(got: Path, want: Path) -> None:

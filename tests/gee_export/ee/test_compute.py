@@ -89,7 +89,8 @@ def test_plans_say_what_is_measured_and_what_is_estimated():
     grid = Grid("EPSG:32650", 200000.0, 3400000.0, 1008, 848)
     pixels = make_plan(region, grid, ("2019-06",), DEFAULT_IMAGE_BANDS, "worldcover", None,
                        "pixels", "gs://b/p", 16)
-    assert "computePixels answers report no EECU" in format_plan(pixels)
+    assert ("computePixels answers carry no EECU: requests are counted at this estimate until "
+            "the run's first profiled requests") in format_plan(pixels)
     tasks = make_plan(region, grid, ("2019-06",), DEFAULT_IMAGE_BANDS, "worldcover", None,
                       "tasks", "gs://b/p", 16, patches_per_tile=5)
     assert "each finished task reports its EECU (batchEecuUsageSeconds)" in format_plan(tasks)

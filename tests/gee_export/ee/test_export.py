@@ -406,8 +406,12 @@ def test_max_eecu_hours_stops_a_run_resumably_and_a_higher_bound_finishes_it(
     bound_h = 10 * per_request / 3600.0  # ten requests: five patches of two requests
     root = str(tmp_path / "bounded")
 
+    class Unprofiled(StackTransport):  # requests stay at the estimate (test_profiles.py)
+        def compute_pixels(self, request):
+            return super().compute_pixels(request)
+
     def bounded(hours: float):
-        return export_pixels(session_for(StackTransport(local_stack, recipe=recipe_images)),
+        return export_pixels(session_for(Unprofiled(local_stack, recipe=recipe_images)),
                              image, job_for(local_stack), root, fine_label=fine, workers=2,
                              progress=False, budget=ComputeBudget(hours, per_request))
 

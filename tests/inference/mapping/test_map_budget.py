@@ -101,3 +101,24 @@ def test_a_bound_with_a_pipeline_runner_is_refused_before_any_work(scene, tmp_pa
         map_region(request_for(stack, model, tmp_path / "o", max_eecu_hours=1.0,
                                runner=RunnerConfig("direct", dry_run=True), dry_run=True),
                    echo=lambda _: None)
+
+
+def test_the_map_prices_its_requests_from_their_profiles_and_keeps_the_measurement(
+        scene, ee_offline, tmp_path):
+    """isamap-map's requests were priced at the plan's estimate only: now a sample of their
+    profiles prices them, and a resumed map starts from what was measured."""
+    import json
+
+    stack, model = scene
+    account = EecuAccount(per_mpx_s=12.0)
+    transport = StackTransport(stack, info=lambda t: 5, account=account)
+    out = tmp_path / "out"
+    map_region(request_for(stack, model, out, max_eecu_hours=1.0),
+               session=session_for(transport), echo=lambda _: None)
+    record = json.loads((out / "eecu.json").read_text())
+    costs = transport.profiles.costs
+    assert costs and record["profiled"]["requests"] == len(costs)
+    assert record["profiled"]["eecu_s"] == pytest.approx(sum(c for c, _ in costs.values()),
+                                                         abs=1e-3 * len(costs))
+    assert record["counted"].startswith(f"measured from {len(costs)} profiled request(s)")
+    assert record["eecu_s"] == pytest.approx(account.spent_today_s, rel=0.15)
