@@ -1,15 +1,20 @@
 """YAML config files of the commands: ``isamap-train --config`` and ``isamap-map --config``.
 
 One reader (:func:`read_config_file`) turns a file into a mapping of option: value, with one
-clear error for a missing file, bad YAML or anything but a mapping. Two commands use it:
+clear error for a missing file, bad YAML or anything but a mapping, and one schema rule
+(:func:`check_config`) checks it: a command's config schema is a mapping of option name to
+type hint, every key must be one of its names (an unknown one is told with the closest name),
+and every value is checked by the one type rule (:func:`typed_value`). Two commands use it:
 
-- ``isamap-train`` checks the mapping against its ``TrainConfig`` (``training.config``),
-  whose names are the flags' with underscores (``batch_size``, ``out_dir``, ``model_kwargs``);
+- ``isamap-train``: the schema is ``TrainConfig``'s typed fields (``training.config``), whose
+  names are the flags' with underscores (``batch_size``, ``out_dir``, ``model_kwargs``);
 - ``isamap-map`` (and any argparse command) hands the file to :func:`parse_with_config`, which
   makes its values the parser's defaults, so a flag typed on the command line still wins.
-  Keys are the flags' destinations (``region_file`` for ``--region-file``; a dash is accepted
-  too), and each value is checked as the flag's own value would be (its type and choices), so
-  a bad file fails before any work starts, naming the key.
+  The schema is the parser's (:func:`parser_schema`): keys are the flags' destinations
+  (``region_file`` for ``--region-file``; a dash is accepted too), typed as the flag is (its
+  type and choices), so a bad file fails before any work starts, naming the key.
+
+The same fault in either command's file is told in the same words.
 """
 
 from __future__ import annotations
@@ -100,20 +105,61 @@ def _use_config(parser: argparse.ArgumentParser, path: str) -> None:
 
 def config_defaults(parser: argparse.ArgumentParser, values: Mapping[str, Any],
                     source: str = "config file") -> dict[str, Any]:
-    """``values`` checked against ``parser``'s options and converted as their flags would be."""
-    actions = {a.dest: a for a in parser._actions
-               if a.option_strings and a.dest not in ("help", "version", "config")}
-    out = {}
-    for key, value in values.items():
-        dest = str(key).replace("-", "_")
-        action = actions.get(dest)
-        if action is None:
-            close = difflib.get_close_matches(dest, list(actions), n=1, cutoff=0.6)
+    """``values`` checked against ``parser``'s schema and converted as their flags would be."""
+    actions = _config_actions(parser)
+    checked = check_config(values, parser_schema(parser), source)
+    return {dest: _value(actions[dest], value, f"{source}: {dest}")
+            for dest, value in checked.items()}
+
+
+def _config_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {a.dest: a for a in parser._actions
+            if a.option_strings and a.dest not in ("help", "version", "config")}
+
+
+def parser_schema(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """An argparse command's config schema: each option's destination and its value's type.
+
+    A count (``-v``) is a whole number, a switch true or false, a number flag its number, an
+    option with choices a ``Literal`` of them, a repeated option a list; anything else (text,
+    or a flag of its own converter, checked when the value is converted) is text.
+    """
+    return {dest: _hint(action) for dest, action in _config_actions(parser).items()}
+
+
+def _hint(action: argparse.Action) -> Any:
+    if isinstance(action, argparse._CountAction):
+        return int
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return bool
+    if isinstance(action, argparse._StoreConstAction):
+        return bool if isinstance(action.const, bool) else Any
+    if action.choices is not None and action.type is None \
+            and all(isinstance(c, str) for c in action.choices):
+        one: Any = typing.Literal[tuple(action.choices)]
+    else:
+        one = action.type if action.type in (int, float) else Any
+    return list[one] if isinstance(action, argparse._AppendAction) else one
+
+
+def check_config(values: Mapping[str, Any], schema: Mapping[str, Any],
+                 source: str) -> dict[str, Any]:
+    """A config file's ``values`` checked against a command's ``schema`` (name: type hint).
+
+    Keys are option names with underscores; a dash is read as one (``batch-size``).
+
+    Raises:
+        ConfigError: a key the schema does not name (told with the closest name, else all of
+            them), or a value not of its option's type (:func:`typed_value`).
+    """
+    values = {str(key).replace("-", "_"): value for key, value in values.items()}
+    for key in values:
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), list(schema), n=1, cutoff=0.6)
             raise ConfigError(f"{source}: unknown option {key!r}; " + (
                 f"did you mean {close[0]!r}?" if close
-                else f"known: {', '.join(sorted(actions))}"))
-        out[dest] = _value(action, value, f"{source}: {key}")
-    return out
+                else f"known: {', '.join(sorted(schema))}"))
+    return typed_values(values, schema, source)
 
 
 def _value(action: argparse.Action, value: Any, where: str) -> Any:
@@ -124,6 +170,8 @@ def _value(action: argparse.Action, value: Any, where: str) -> Any:
         if count < 0:
             raise ConfigError(f"{where} must be a whole number >= 0, got {value!r}")
         return count
+    if isinstance(action, argparse.BooleanOptionalAction):  # --x / --no-x
+        return typed_value(value, bool, where)
     if isinstance(action, argparse._StoreConstAction):  # store_true/false are these too
         if not isinstance(action.const, bool):
             raise ConfigError(f"{where}: give this option as a flag on the command line")
@@ -195,6 +243,9 @@ def typed_value(value: Any, kind: Any, where: str) -> Any:
         if isinstance(value, list | dict | bool):
             raise ConfigError(f"{where} takes one text value, got {value!r}")
         return value if isinstance(value, str) else str(value)
+    if typing.get_origin(kind) is list:  # a repeated option: one value or a list of them
+        items = value if isinstance(value, list) else [value]
+        return [typed_value(v, (typing.get_args(kind) or (Any,))[0], where) for v in items]
     if typing.get_origin(kind) is tuple:
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):

@@ -235,3 +235,43 @@ def test_flags_given_override_the_mapping_config(tmp_path, monkeypatch):
     args = parse_with_config(build_parser(), ["--config", "map.yaml", "--tile", "128"])
     assert (args.model, args.out, args.tile, args.overlap) == ("a.pt", "maps", 128, 64)
     assert args.reader == ["user:a@b.com"] and args.temporal_consistency is True
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("batch_szie: 8\n", "unknown option 'batch_szie'; did you mean 'batch_size'?"),
+    ("batch_size: 1.5\n", "batch_size must be a whole number, got 1.5"),
+    ("batch_size: true\n", "batch_size must be a whole number, got True"),
+    ("precision: fp64\n", "precision must be one of auto, fp32, bf16, fp16"),
+    ("autotune_cache: yes please\n", "autotune_cache must be true or false, got 'yes please'"),
+])
+def test_train_and_map_configs_are_checked_by_one_schema_rule(text, says, tmp_path, monkeypatch,
+                                                              capsys):
+    """The same fault in either command's file is the same one line (issue 69: one schema)."""
+    from cli.map import main as map_main
+    from cli.train import train_main
+
+    monkeypatch.chdir(tmp_path)
+    Path("c.yaml").write_text(text)
+    assert train_main(["--config", "c.yaml", "--data", "ds"]) == 2
+    train_err = capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        map_main(["--config", "c.yaml", "--model", "m.pt", "--out", "o", "--months", "2019-06"])
+    map_err = capsys.readouterr().err
+    assert stop.value.code == 2
+    for err, prog in ((train_err, "isamap-train"), (map_err, "isamap-map")):
+        assert err.startswith(f"{prog}: error: c.yaml: {says}"), err
+        assert len(err.strip().splitlines()) == 1
+    assert not Path("runs").exists() and not Path("o").exists()
+
+
+def test_a_dashed_key_and_yaml_switch_words_read_alike_in_both_commands(tmp_path):
+    from cli.map import build_parser
+    from core.config_file import parse_with_config
+    from training.config import load_config
+
+    (tmp_path / "c.yaml").write_text("batch-size: 4\nchannels_last: off\n")
+    args = parse_with_config(build_parser(), ["--config", str(tmp_path / "c.yaml"), "--model",
+                                              "m.pt", "--out", "o", "--months", "2019-06"])
+    cfg = load_config(tmp_path / "c.yaml", {"data": "ds"})
+    assert (args.batch_size, args.channels_last) == (cfg.batch_size, cfg.channels_last) \
+        == (4, "off")

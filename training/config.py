@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from core.config_file import read_config_file, typed_values
+from core.config_file import check_config, read_config_file
 from core.errors import ConfigError
 from engine.devices import PRECISIONS, Layout, Precision, layout_flag
 from training.models import available_models, recipe_for
@@ -306,9 +306,11 @@ PATH_KEYS = ("data", "out_dir")
 def read_train_config(path: str | Path) -> dict[str, Any]:
     """The options of a training YAML file, each checked against :class:`TrainConfig`'s type.
 
-    The file is read by the commands' one reader and its values checked by their one type
-    rule (:mod:`core.config_file`): ``epochs: 1.5`` or ``batch_size: true`` are
-    refused naming the key, ``lr: 1e-3`` (text to YAML 1.1) is the number it says. A file
+    The file is read by the commands' one reader and checked by their one schema rule
+    (:func:`core.config_file.check_config`; the schema is :class:`TrainConfig`'s typed
+    fields): an unknown key is told with the closest option, ``epochs: 1.5`` or
+    ``batch_size: true`` are refused naming the key, ``lr: 1e-3`` (text to YAML 1.1) is the
+    number it says. A file
     that says :data:`PATHS_FROM_FILE` (a run's ``config.yaml``) has its paths read from its
     own folder.
 
@@ -323,8 +325,7 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
             if isinstance(value, str) and value and "://" not in value \
                     and not os.path.isabs(value):
                 values[key] = os.path.normpath(os.path.join(folder, value))
-    hints = typing.get_type_hints(TrainConfig)
-    return typed_values(values, hints, str(path))
+    return check_config(values, typing.get_type_hints(TrainConfig), str(path))
 
 
 def load_config(path: str | Path, overrides: Mapping | None = None) -> TrainConfig:
