@@ -81,7 +81,7 @@ from experiments.realscenes import (
     run_product,
 )
 from experiments.scoring import index_baseline, ndbi
-from experiments.threads import add_threads_argument, use_threads
+from experiments.threads import add_threads_argument, usable_cores, use_threads
 from gee_export.local.stack import scl_mask_classes
 from training.modelfile import read_model_file
 from training.models.encoders.cache import CACHE_ENV
@@ -612,8 +612,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--encoder", nargs="+", default=[], metavar="NAME=PATH",
                    help="the encoder files the encoder arms fuse (default: presto's "
                         "default_model.pt in weights/presto beside the --data-root)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="--loto: trainings run at once (each with one torch thread)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="--loto: trainings run at once, each its own process (default: one "
+                        "per core this process may use); at --threads 1 the scores are the "
+                        "same for any number")
     p.add_argument("--out", default="builtup_output")
     add_threads_argument(p)
     add_logging_arguments(p)
@@ -644,7 +646,7 @@ def _run(a: argparse.Namespace) -> int:
         metrics = run_loto(steps, data, out, tiles=_names(a.tiles), row_split=a.train,
                            arms=_names(a.arms), seeds=a.seeds, bands=_names(a.bands),
                            holdout_rows=a.holdout_rows, budget=budget, dates=_dates(a.date),
-                           jobs=a.jobs)
+                           jobs=usable_cores() if a.jobs is None else a.jobs)
         print(figures_markdown(metrics).strip().removeprefix("```text").removesuffix("```")
               .strip())
         print(f"{metrics['seconds']:.0f} s; metrics: {out / 'loto.json'}")

@@ -39,3 +39,9 @@ def use_threads(threads: int) -> None:
         set_threads(threads)
         for name in THREAD_VARIABLES:
             os.environ[name] = str(threads)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system tells it)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return max(1, len(affinity(0)) if affinity else os.cpu_count() or 1)

@@ -110,3 +110,24 @@ def test_bad_loto_options_are_refused_before_any_export(shared_data, tmp_path, c
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+
+def test_the_loto_runs_one_training_per_usable_core_by_default(monkeypatch, tmp_path):
+    """Each training is its own one-thread process, so the jobs fill the cores (the scores
+    do not depend on their number: each process computes alone on its one thread)."""
+    import experiments.builtup as builtup
+    from experiments.threads import usable_cores
+
+    seen: list[int] = []
+
+    def loop(*args, jobs: int, **kw):
+        seen.append(jobs)
+        raise InputDataError("stopped here")
+
+    monkeypatch.setattr(builtup, "run_loto", loop)
+    for given, jobs in (([], usable_cores()), (["--jobs", "1"], 1)):
+        assert builtup.main(["--loto", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                             "-q", *given]) == 2
+        assert seen.pop() == jobs
+    assert usable_cores() >= 1
