@@ -295,7 +295,8 @@ def run(args: argparse.Namespace) -> int:
     region = _region(args)
     months = _months(args)
     bands = band_registry.parse_band_list(args.bands)
-    for warning in check_archive_months(months, bands):  # dry run or not: the same months
+    for warning in check_archive_months(months, bands,  # dry run or not: the same months
+                                        earth_engine=args.backend == "ee"):
         log.warning("%s", warning)
     label = _labels(args)
     check_product_band(bands, (args.labels or DEFAULT_EE_LABELS) if label is not None

@@ -20,6 +20,9 @@ from core.months import check_month
 #: 2014), Sentinel-2A's launch (23 June 2015); the Satellite Embedding's first annual layer
 #: (2017, gee_export/ee/embedding.py)
 FIRST_MONTH = {"S1": "2014-10", "S2": "2015-06", "embedding": "2017-01"}
+#: the first month of global Sentinel-2 L2A in Earth Engine (COPERNICUS/S2_SR_HARMONIZED):
+#: ESA produced L2A systematically over Europe from 2017 and over the world from December 2018
+GLOBAL_L2A_MONTH = "2019-01"
 SENSOR_NAMES = {"S1": "Sentinel-1", "S2": "Sentinel-2", "embedding": "the Satellite Embedding"}
 
 
@@ -35,16 +38,19 @@ def sensors_of(bands: Sequence[str]) -> tuple[str, ...]:
 
 
 def check_months(months: Sequence[str], bands: Sequence[str],
-                 today: dt.date | None = None) -> list[str]:
+                 today: dt.date | None = None, earth_engine: bool = False) -> list[str]:
     """Refuse months the archive cannot serve for ``bands``; warnings for the others.
 
     Args:
         months: ``YYYY-MM`` months to export or map.
         bands: the bands asked for (their sensors decide the first month).
         today: the date to compare with (default: today, UTC).
+        earth_engine: the months are read from Earth Engine's catalogue, whose Sentinel-2
+            L2A is global only from :data:`GLOBAL_L2A_MONTH`.
 
     Returns:
-        One warning per month still in progress.
+        One warning per month still in progress, and with ``earth_engine`` one for the
+        Sentinel-2 months before :data:`GLOBAL_L2A_MONTH`.
 
     Raises:
         ConfigError: a month in the future, or before the first scenes of a sensor the bands
@@ -65,5 +71,15 @@ def check_months(months: Sequence[str], bands: Sequence[str],
                 f"month(s) {', '.join(early)} are before the first {SENSOR_NAMES[sensor]} "
                 f"scenes ({first}), which the bands {', '.join(bands)} need; choose months "
                 f"from {first} on")
-    return [f"month {m} is not over: its composite holds only the scenes acquired so far, "
-            "and mapping it again later gives another result" for m in months if m == current]
+    warnings = [f"month {m} is not over: its composite holds only the scenes acquired so far, "
+                "and mapping it again later gives another result" for m in months if m == current]
+    partial = [m for m in months if m < GLOBAL_L2A_MONTH] if earth_engine \
+        and "S2" in sensors_of(bands) else []
+    if partial:
+        warnings.append(
+            f"month(s) {', '.join(partial)}: Earth Engine's Sentinel-2 L2A "
+            f"(COPERNICUS/S2_SR_HARMONIZED) is global only from {GLOBAL_L2A_MONTH[:4]} (before, "
+            "mostly Europe), so parts of the area may have no scene: a month with none is "
+            "skipped, one with a part is mapped there only; look at the month's scenes in the "
+            "Code Editor, or start from 2019")
+    return warnings

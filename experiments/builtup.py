@@ -59,6 +59,7 @@ from core.commands import (
 )
 from core.errors import ConfigError, InputDataError
 from core.jsonsafe import dumps
+from core.parsers import CommandParser
 from core.storage import atomic_write
 from experiments.builtup_loto import (
     DEFAULT_ARMS,
@@ -567,7 +568,7 @@ def _dates(items: Sequence[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.builtup``; returns the exit status."""
-    p = argparse.ArgumentParser(  # exact option names only
+    p = CommandParser(  # exact option names only
         allow_abbrev=False, prog="python -m experiments.builtup", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = Budget()

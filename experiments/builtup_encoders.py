@@ -30,7 +30,6 @@ holds every figure, the table is printed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ import rasterio
 import torch
 from torch import nn
 
+from core.parsers import CommandParser
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.scoring import best_threshold_f1, binary_scores, ndbi, roc_auc
 from training.encoder_run import grid_centre
@@ -174,7 +174,7 @@ def score(prob: np.ndarray, tile: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(  # exact option names only
+    p = CommandParser(  # exact option names only
         allow_abbrev=False, prog="python -m experiments.builtup_encoders",
         description=__doc__.split("\n\n")[0])
     p.add_argument("--encoder", required=True,

@@ -59,7 +59,6 @@ the committed copy of that JSON (:func:`experiments.change_figures.figures_markd
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -77,6 +76,7 @@ from core.commands import (
 )
 from core.errors import InputDataError
 from core.jsonsafe import dumps
+from core.parsers import CommandParser
 from core.storage import atomic_write
 from experiments.builtup import DEFAULT_BANDS, DW_FOLDER
 from experiments.change_figures import (
@@ -336,7 +336,7 @@ def run(data: Path, dw: Path, out: Path, *, recipes: Sequence[str], seeds: int,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.change_pairs``; returns the exit status."""
-    p = argparse.ArgumentParser(  # exact option names only
+    p = CommandParser(  # exact option names only
         allow_abbrev=False, prog="python -m experiments.change_pairs",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder")

@@ -35,6 +35,7 @@ from core.commands import (
     run_command,
 )
 from core.errors import ConfigError
+from core.parsers import CommandParser
 from core.storage import atomic_write
 from engine.outputs import main_output
 from experiments.threads import add_threads_argument, use_threads
@@ -149,7 +150,7 @@ def _pick(records: list[dict], name: str, head: str, seed: int) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(  # exact option names only
+    p = CommandParser(  # exact option names only
         allow_abbrev=False, prog="python -m experiments.headcompare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", action="append", required=True, metavar="NAME=ROOT",

@@ -89,6 +89,7 @@ from core.commands import (
 )
 from core.digest import json_digest
 from core.errors import ConfigError
+from core.parsers import CommandParser
 from core.storage import atomic_write
 from experiments.chesapeake_nlcd import BANDS, CHESAPEAKE_FOLDER, PRODUCT_BANDS, compositions
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
@@ -505,7 +506,7 @@ def _run_seconds(cfg: LandCoverConfig, out: Path, folds: dict, done_now: int) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.landcover``; returns the exit status."""
-    p = argparse.ArgumentParser(  # exact option names only
+    p = CommandParser(  # exact option names only
         allow_abbrev=False, prog="python -m experiments.landcover", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = LandCoverConfig.__dataclass_fields__

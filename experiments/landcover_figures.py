@@ -34,6 +34,7 @@ from pathlib import Path
 
 from core.commands import add_logging_arguments, configure_logging, run_command
 from core.errors import InputDataError
+from core.parsers import CommandParser
 from core.storage import atomic_write
 from experiments.landcover_departures import departure_table, rule_table
 from experiments.landcover_report import (
@@ -241,7 +242,7 @@ def bench_block(report: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.landcover_figures``; returns the exit status."""
-    p = argparse.ArgumentParser(  # exact option names only
+    p = CommandParser(  # exact option names only
         allow_abbrev=False, prog="python -m experiments.landcover_figures",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

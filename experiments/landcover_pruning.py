@@ -58,6 +58,7 @@ from core.commands import (
 )
 from core.digest import json_digest
 from core.errors import ConfigError, InputDataError
+from core.parsers import CommandParser
 from core.storage import atomic_write
 from experiments.coarse_products import mode_product
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
@@ -355,7 +356,7 @@ def report_table(report: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.landcover_pruning``; returns the exit status."""
-    p = argparse.ArgumentParser(  # exact option names only
+    p = CommandParser(  # exact option names only
         allow_abbrev=False, prog="python -m experiments.landcover_pruning", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = LandCoverCompareConfig()

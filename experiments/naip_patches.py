@@ -39,6 +39,7 @@ from core.commands import (
     run_command,
 )
 from core.errors import ConfigError
+from core.parsers import CommandParser
 from core.storage import LocalStore
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.naip import NAIP_BANDS, NAIP_FOLDER, naip_samples
@@ -89,7 +90,7 @@ def write_naip_patch_dataset(naip: str | Path, out: str | Path, scale: int = 8) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(  # exact option names only
+    p = CommandParser(  # exact option names only
         allow_abbrev=False, prog="python -m experiments.naip_patches", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--naip", help=f"folder of the GeoBench Chesapeake id_*.hdf5 tiles "

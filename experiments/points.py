@@ -41,6 +41,7 @@ from rasterio.warp import transform as warp_transform
 from core.commands import add_logging_arguments, check_output_folder, configure_logging, run_command
 from core.errors import ConfigError, InputDataError
 from core.jsonsafe import dumps
+from core.parsers import CommandParser
 from core.storage import atomic_write
 from experiments.builtup import (
     DEFAULT_BANDS,
@@ -284,7 +285,7 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.points``; returns the exit status."""
-    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m experiments.points",
+    p = CommandParser(allow_abbrev=False, prog="python -m experiments.points",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help=f"folder of the tiles (default: {DW_FOLDER} in the "

@@ -51,6 +51,7 @@ from core.commands import (
 from core.digest import json_digest
 from core.errors import ConfigError
 from core.jsonsafe import dumps, json_safe
+from core.parsers import CommandParser
 from core.storage import atomic_path, atomic_write
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.naip import NAIP_BANDS, NAIP_FOLDER, naip_samples
@@ -301,7 +302,7 @@ def run_seeds(cfg: CompareConfig, seeds: Sequence[int], out: str | Path) -> tupl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(  # exact option names only
+    p = CommandParser(  # exact option names only
         allow_abbrev=False, prog="python -m experiments.srcompare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=("chesapeake", "patches"), default="chesapeake")

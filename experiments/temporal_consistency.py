@@ -22,7 +22,6 @@ Writes ``consistency.json`` (the numbers, per flicker rate) and ``consistency.pn
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -37,6 +36,7 @@ from core.commands import (
     configure_logging,
     run_command,
 )
+from core.parsers import CommandParser
 from core.storage import atomic_path, atomic_write
 from inference.mapping.consistency import consistent_series, count_gain, count_loss
 
@@ -156,7 +156,7 @@ def _pct(value: float) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(  # exact option names only
+    p = CommandParser(  # exact option names only
         allow_abbrev=False, prog="python -m experiments.temporal_consistency",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder")

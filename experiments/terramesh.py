@@ -53,6 +53,7 @@ from core.commands import (
 )
 from core.errors import ConfigError, InputDataError
 from core.jsonsafe import dumps
+from core.parsers import CommandParser
 from core.storage import atomic_write
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.realscenes import (
@@ -263,7 +264,7 @@ def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/terramesh
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.terramesh``; returns the exit status."""
-    p = argparse.ArgumentParser(  # exact option names only
+    p = CommandParser(  # exact option names only
         allow_abbrev=False, prog="python -m experiments.terramesh", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = Budget()

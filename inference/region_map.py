@@ -137,7 +137,8 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     post-processing, the window, the grid, the zones, the vector extra and the publication.
     """
     meta = model.meta
-    for warning in check_archive_months(request.dates, meta.bands):
+    for warning in check_archive_months(request.dates, meta.bands,
+                                        earth_engine=request.backend == "ee"):
         log.warning("%s", warning)
     dataset = model_dataset(meta, request.dataset)
     check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)

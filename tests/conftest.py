@@ -39,17 +39,27 @@ def _autotune_cache_apart(tmp_path_factory, monkeypatch):
 
 
 # ---------------------------------------------------------------- logging
-@pytest.fixture(autouse=True)
-def _logging_apart():
-    """Every command's ``main`` configures logging process-wide (a stderr handler on the root,
-    isamap's loggers at INFO or more): put it back after each test, so records of a later test
-    never reach an earlier test's closed capture, and no level leaks from test to test."""
+@pytest.fixture(autouse=True, scope="session")
+def _logging_baseline():
+    """The loggers' levels as the session found them, before any fixture ran a command."""
     import logging
 
     from core.commands import ISAMAP_LOGGERS
 
-    names = ["", *ISAMAP_LOGGERS, "rasterio"]
-    levels = {name: logging.getLogger(name).level for name in names}
+    return {name: logging.getLogger(name).level for name in ["", *ISAMAP_LOGGERS, "rasterio"]}
+
+
+@pytest.fixture(autouse=True)
+def _logging_apart(_logging_baseline):
+    """Every command's ``main`` configures logging process-wide (a stderr handler on the root,
+    isamap's loggers at INFO or more): put it back after each test, so records of a later test
+    never reach an earlier test's closed capture, and no level leaks from test to test. The
+    levels go back to the session's baseline, not to what the test found: a module-scoped
+    fixture that ran a command with ``-q`` would otherwise leave isamap's loggers at WARNING
+    for every later test of its worker."""
+    import logging
+
+    levels = _logging_baseline
     yield
     root = logging.getLogger()
     for handler in list(root.handlers):

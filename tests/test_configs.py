@@ -142,6 +142,8 @@ def test_earth_engine_mapping_config_plans_offline(tmp_path, monkeypatch, capsys
     assert code == 0, captured.err
     plan = json.loads(captured.out[captured.out.rindex("\n{"):])
     assert "2017-06, 2019-06, 2021-06, 2023-06" in captured.out
+    assert "month(s) 2017-06: Earth Engine's Sentinel-2 L2A (COPERNICUS/S2_SR_HARMONIZED) is " \
+           "global only from 2019" in captured.err  # the catalogue's caveat, said when run
     assert plan["compute"]["requests"] == 4 * plan["requests_per_date"] > 0
     assert not (tmp_path / written["out"]).exists()
 

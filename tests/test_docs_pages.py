@@ -73,3 +73,12 @@ def test_the_command_reference_lists_every_option_of_every_command():
                 for option in action.option_strings:
                     assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", page), \
                         f"{parser.prog} {option} is missing from the command reference"
+
+
+def test_the_terrain_flattening_differences_from_gee_s1_ard_are_documented():
+    """A user comparing with gee_s1_ard's flattened bands must learn they differ, and how."""
+    text = " ".join((DOCS / "earth-engine.md").read_text().split())
+    for claim in ("not the same computation", "*divided* by the slope factor",
+                  "gee_s1_ard *multiplies* gamma0 by its factor", "no buffer",
+                  "takes its DEM from the caller"):
+        assert claim in text, claim

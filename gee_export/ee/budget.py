@@ -144,16 +144,16 @@ class ComputeBudget:
     def describe(self) -> str:
         """One line for the run's log: the bound, the spending so far and the price."""
         return (f"--max-eecu-hours {self.max_hours:g}: {self.spent_s / 3600.0:.3g} EECU-hours "
-                f"counted so far; {self.per_request:.3g} EECU-s per request or task not yet "
-                f"measured ({self.source})")
+                f"counted so far; {self.per_request:.3g} EECU-s per request or task "
+                f"({self.source})")
 
     def stopped(self, what: str) -> ComputeBudgetError:
         """The error of a run stopped by the bound, saying how to resume."""
         return ComputeBudgetError(
             f"stopped before passing --max-eecu-hours {self.max_hours:g}: {what}, about "
             f"{self.spent_s / 3600.0:.3g} EECU-hours spent by the runs of this output so far "
-            f"({self.per_request:.3g} EECU-s per request or task not yet measured: "
-            f"{self.source}). Finished work is kept: run the same command with a higher "
+            f"({self.per_request:.3g} EECU-s per request or task: {self.source}). Finished "
+            "work is kept: run the same command with a higher "
             "--max-eecu-hours to go on")
 
 

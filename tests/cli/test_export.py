@@ -39,6 +39,14 @@ def test_dry_run_wuhan_offline(tmp_path):
     assert "GB uncompressed" in out
 
 
+def test_a_dry_run_of_2017_says_earth_engine_l2a_is_not_global_before_2019(tmp_path):
+    proc = run_script("--bbox", "114.2,30.5,114.25,30.55", "--months", "2017-06,2019-06",
+                      "--dry-run", home=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: month(s) 2017-06: Earth Engine's Sentinel-2 L2A " \
+           "(COPERNICUS/S2_SR_HARMONIZED) is global only from 2019" in proc.stderr
+
+
 def test_unauthenticated_run_explains_what_to_do(tmp_path):
     proc = run_script("--bbox", "114.2,30.5,114.25,30.55", "--project", "my-project",
                       "--out", str(tmp_path / "out"), home=tmp_path)

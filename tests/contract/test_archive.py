@@ -30,3 +30,14 @@ def test_each_sensor_has_its_own_first_month_and_the_current_month_is_a_warning(
     assert check_months(("2015-06", "2019-06"), BANDS, today=TODAY) == []
     (warning,) = check_months(("2026-10", "2026-11"), BANDS, today=TODAY)
     assert warning.startswith("month 2026-11 is not over")
+
+
+def test_earth_engine_sentinel2_months_before_2019_are_said_to_be_partial():
+    """The README's `--years 2017:...` met the catalogue's warning unsaid (issue 69)."""
+    (warning,) = check_months(("2017-06", "2018-06", "2019-06"), BANDS, today=TODAY,
+                              earth_engine=True)
+    assert warning.startswith("month(s) 2017-06, 2018-06: Earth Engine's Sentinel-2 L2A")
+    assert "global only from 2019" in warning
+    assert check_months(("2017-06",), BANDS, today=TODAY) == []  # the user's own scenes
+    assert check_months(("2017-06",), ("VV", "VH"), today=TODAY, earth_engine=True) == []
+    assert check_months(("2019-01",), BANDS, today=TODAY, earth_engine=True) == []

@@ -20,5 +20,8 @@ def test_an_experiment_refuses_an_abbreviated_option(name, capsys):
         main(["--hel"])
     captured = capsys.readouterr()
     assert stop.value.code == 2 and captured.out == ""  # no help: --hel is not --help
-    assert "unrecognized arguments: --hel" in captured.err or \
-        "the following arguments are required" in captured.err
+    first = captured.err.splitlines()[0]  # the error first, as every product command says it
+    assert first.startswith(f"python -m experiments.{name}: error: "), captured.err
+    assert "unrecognized arguments: --hel" in first or \
+        "the following arguments are required" in first
+    assert "did you mean --help" in captured.err or "required" in first
