@@ -211,7 +211,8 @@ class AreaAccuracy:
 
 def stratified_estimates(stratum: np.ndarray, stratum_size: Numbers,
                          predicted: np.ndarray, reference: np.ndarray,
-                         class_names: Sequence[str]) -> AreaAccuracy:
+                         class_names: Sequence[str],
+                         stratum_units: Sequence[int] | None = None) -> AreaAccuracy:
     """Accuracy and area of a product from a stratified sample (strata need not be its classes).
 
     Args:
@@ -220,10 +221,12 @@ def stratified_estimates(stratum: np.ndarray, stratum_size: Numbers,
         predicted: the product's class at each point (``0 .. K - 1``).
         reference: the interpreted class at each point.
         class_names: the ``K`` class names.
+        stratum_units: the sampling units (pixels) of each stratum, where known: a stratum
+            whose every unit is a point is a census (:func:`short_strata`).
 
     Raises:
-        ConfigError: a stratum with area but fewer than 2 points (no variance), codes out of
-            range, or arrays of different lengths.
+        ConfigError: a stratum with area but fewer than 2 points (no variance) that is not a
+            census, codes out of range, or arrays of different lengths.
     """
     h = np.asarray(stratum, dtype=np.int64).ravel()
     p = np.asarray(predicted, dtype=np.int64).ravel()
@@ -237,7 +240,7 @@ def stratified_estimates(stratum: np.ndarray, stratum_size: Numbers,
     if (size < 0).any() or size.sum() <= 0:
         raise ConfigError("strata sizes must be non-negative with a positive sum")
     counts = np.bincount(h, minlength=size.size)
-    if ((counts < 2) & (size > 0)).any():
+    if short_strata(counts, size, stratum_units).any():
         raise ConfigError("every stratum needs at least 2 sample points for a variance; "
                           f"points per stratum: {counts.tolist()}")
     stats = _StratumStats(h, counts, size)
@@ -264,6 +267,20 @@ def stratified_estimates(stratum: np.ndarray, stratum_size: Numbers,
         area=_floats(prop * total), area_ci=tuple(c * total for c in ci(prop_var)),
         mapped_area=_floats(mapped * total),
         error_matrix=tuple(_floats(row) for row in cells.reshape(k, k)))
+
+
+def short_strata(counts: np.ndarray, size: np.ndarray,
+                 units: Sequence[int] | None = None) -> np.ndarray:
+    """Which strata have area but too few points for a variance (fewer than 2).
+
+    A stratum whose every sampling unit is a point (a 1-pixel stratum with its one point: the
+    map's one "loss" pixel) is a census, not a sample: its mean is known exactly, its variance
+    is 0 (the finite population correction ``1 - n/N``), and it is not short.
+    """
+    short = (counts < 2) & (np.asarray(size) > 0)
+    if units is not None:
+        short &= counts < np.asarray(units)
+    return short
 
 
 class _StratumStats:
@@ -329,17 +346,18 @@ class ChangeArea:
 
 
 def change_area(stratum: np.ndarray, stratum_size: Sequence[float], reference: np.ndarray,
-                gain: int, loss: int) -> ChangeArea:
+                gain: int, loss: int, stratum_units: Sequence[int] | None = None) -> ChangeArea:
     """Gain, loss and net change areas with 95 % intervals from a stratified sample.
 
     ``reference`` holds each point's interpreted change class; ``gain`` and ``loss`` are the
-    codes of the two change classes. Raises like :func:`stratified_estimates`.
+    codes of the two change classes. Raises like :func:`stratified_estimates` (and takes its
+    ``stratum_units``).
     """
     h = np.asarray(stratum, dtype=np.int64).ravel()
     r = np.asarray(reference, dtype=np.int64).ravel()
     size = np.asarray(stratum_size, dtype=np.float64)
     counts = np.bincount(h, minlength=size.size)
-    if h.size != r.size or ((counts < 2) & (size > 0)).any():
+    if h.size != r.size or short_strata(counts, size, stratum_units).any():
         raise ConfigError("every stratum needs at least 2 sample points for a variance, and "
                           f"every point a reference; points per stratum: {counts.tolist()}")
     stats = _StratumStats(h, counts, size)

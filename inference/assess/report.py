@@ -90,7 +90,7 @@ def score_products(strata: Strata, stratum: np.ndarray, products: Sequence[Produ
         ref = product.reference_code[reference[keep]]
         k = len(product.classes)
         estimate = stratified_estimates(stratum[keep], strata.area_km2, product.values[keep],
-                                        ref, product.classes)
+                                        ref, product.classes, strata.pixels)
         matrix = np.zeros((k, k), dtype=np.int64)
         np.add.at(matrix, (product.values[keep], ref), 1)
         report["products"][product.name] = product_report(product, estimate, int(keep.sum()),
@@ -167,7 +167,7 @@ def change_report(strata: Strata, stratum: np.ndarray, reference: np.ndarray,
     """
     names = list(CHANGE_NAMES)
     change = change_area(stratum, strata.area_km2, reference, names.index("gain"),
-                         names.index("loss"))
+                         names.index("loss"), strata.pixels)
     entry: dict[str, Any] = {
         "gain_km2": change.gain, "gain_ci95_km2": change.gain_ci,
         "loss_km2": change.loss, "loss_ci95_km2": change.loss_ci,

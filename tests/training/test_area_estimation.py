@@ -134,3 +134,20 @@ def test_estimator_refuses_a_stratum_with_one_point():
     with pytest.raises(ConfigError, match="at least 2 sample points"):
         stratified_estimates(np.array([0, 0, 1]), [5, 5], np.array([0, 0, 1]),
                              np.array([0, 1, 1]), ("a", "b"))
+
+
+def test_a_stratum_whose_every_pixel_is_a_point_is_a_census_not_a_short_sample():
+    """The demo's map had one "loss" pixel, the design its one point, and the score refused:
+    a stratum sampled whole has no sampling variance (the finite population correction)."""
+    stratum, truth = np.array([0, 0, 0, 0, 1]), np.array([0, 1, 0, 0, 1])
+    mapped = np.array([0, 0, 0, 0, 1])
+    with pytest.raises(ConfigError, match="at least 2 sample points"):
+        stratified_estimates(stratum, [400.0, 1.0], mapped, truth, ("a", "b"))
+    census = stratified_estimates(stratum, [400.0, 1.0], mapped, truth, ("a", "b"),
+                                  stratum_units=[400, 1])
+    alone = stratified_estimates(stratum[:4], [400.0], mapped[:4], truth[:4], ("a", "b"))
+    assert census.area[1] == pytest.approx(1.0 + 400 * 0.25)  # the census pixel + stratum 0's
+    assert census.area_ci[1] == pytest.approx(alone.area_ci[1])  # the census adds no variance
+    with pytest.raises(ConfigError, match="at least 2 sample points"):  # 1 of 3 pixels: a sample
+        stratified_estimates(stratum, [400.0, 3.0], mapped, truth, ("a", "b"),
+                             stratum_units=[400, 3])
