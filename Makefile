@@ -105,12 +105,13 @@ docs: $(STAMP)
 docs-serve: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
-# the guide's pictures (docs/img): a small demo run, as `make demo` would make it (its folder
-# named demo_output, as the pictures' titles show), copied by tools/docs_images.py
+# the guide's pictures (docs/img): a demo run at the demo's defaults, as `make demo` makes it
+# (its folder named demo_output, as the pictures' titles show; a smaller --size leaves the
+# model 3 training patches), copied by tools/docs_images.py
 DOCS_DEMO := .docs-demo
 docs-images: $(STAMP)
 	rm -rf $(DOCS_DEMO) && mkdir -p $(DOCS_DEMO)
-	cd $(DOCS_DEMO) && $(abspath $(VENV))/bin/isamap-demo --out demo_output --size 384 -q
+	cd $(DOCS_DEMO) && $(abspath $(VENV))/bin/isamap-demo --out demo_output -q
 	$(PY) tools/docs_images.py $(DOCS_DEMO)/demo_output docs/img
 	rm -rf $(DOCS_DEMO)
 

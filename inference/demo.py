@@ -157,11 +157,17 @@ def step_patches(ctx: DemoContext) -> None:
 
 def step_train(ctx: DemoContext) -> None:
     """Train a reduced-width CroFuseNet on the patches and evaluate it on the test split."""
-    from training.demo import run_demo_training  # torch is only needed from here on
+    from training.demo import (  # torch is only needed from here on
+        DEMO_BATCH,
+        DEMO_LR,
+        DEMO_MIN_STEPS,
+        run_demo_training,
+    )
 
     root = ctx.out / "patches"
     inputs = {"dataset": file_hash(root / INDEX), "epochs": ctx.epochs,
-              "seed": ctx.seed, "grid": read_manifest(root).get("grid")}
+              "seed": ctx.seed, "grid": read_manifest(root).get("grid"),
+              "recipe": {"batch": DEMO_BATCH, "min_steps": DEMO_MIN_STEPS, "lr": DEMO_LR}}
     if inputs_changed(ctx, "train", inputs):
         shutil.rmtree(ctx.out / "model", ignore_errors=True)  # trained on other patches
     result = run_demo_training(root, ctx.out / "model", epochs=ctx.epochs,

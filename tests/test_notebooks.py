@@ -27,6 +27,7 @@ import rasterio
 from PIL import Image
 
 from contract.dataset import read_index
+from training.calibration import T_RANGE
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ("01_export_patches.ipynb", "02_train.ipynb", "03_predict_publish.ipynb")
@@ -199,6 +200,11 @@ def test_notebooks_run_in_order_offline(tmp_path):
     metrics = json.loads((run / "test" / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["patches"] == sum(
         r["split"] == "test" for r in records)
+    # the smoke model learned the scene: well above chance on the test split, and a
+    # temperature fitted inside its range rather than at a bound (a near-uniform model's)
+    assert metrics["pixel"]["kappa"] > 0.6 and metrics["pixel"]["oa"] > 0.8, metrics["pixel"]
+    low, high = T_RANGE
+    assert 2 * low < metrics["calibration"]["temperature"] < high / 2, metrics["calibration"]
 
     prefix = work / "maps" / "2019-06" / "isa_2019-06"
     with rasterio.open(f"{prefix}_class.tif") as src:

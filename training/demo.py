@@ -4,6 +4,13 @@ Called by the project demo after the patches are written. The network is the pap
 three-branch architecture at reduced width (8..128 channels instead of 32..512) so that a
 few epochs run in a few CPU minutes; everything else (loss, optimiser, schedule, early
 stopping, model file, evaluation) is the full pipeline.
+
+The demo scene's training split is small (49 patches of 128 px at the default 768 px scene,
+3 at 384 px), so the paper's batch of 32 would make an epoch one optimiser step and the poly
+schedule would end after as many steps as epochs, with batch-norm statistics that have not
+settled: a model near chance. The demo takes small batches instead (:func:`demo_batch_size`:
+4 patches, fewer where that would leave an epoch under ``DEMO_MIN_STEPS`` steps) and a
+learning rate (3e-3) suited to a schedule of a few hundred steps, at the same cost per epoch.
 """
 
 from __future__ import annotations
@@ -12,12 +19,21 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.dataset import read_index
 from engine.execution import process_threads_at
 from training.config import TrainConfig
 from training.evaluate import EvaluateConfig, evaluate
 from training.patch_training import train
 
 DEMO_WIDTHS = (8, 16, 32, 64, 128)
+DEMO_BATCH = 4  # patches per step where the training split is large enough
+DEMO_MIN_STEPS = 8  # optimiser steps per epoch the batch is shrunk (down to 1) to reach
+DEMO_LR = 3e-3
+
+
+def demo_batch_size(train_patches: int) -> int:
+    """``DEMO_BATCH``, or fewer (down to 1) so an epoch makes ``DEMO_MIN_STEPS`` steps."""
+    return max(1, min(DEMO_BATCH, train_patches // DEMO_MIN_STEPS))
 
 
 @dataclass(frozen=True)
@@ -31,8 +47,9 @@ class DemoPaths:
 
 
 def run_demo_training(patch_root: str | os.PathLike, out_dir: str | os.PathLike,
-                      model: str = "crofusenet", epochs: int = 15, batch_size: int = 16,
-                      lr: float = 1e-3, max_batches: int | None = 40, seed: int = 0,
+                      model: str = "crofusenet", epochs: int = 15,
+                      batch_size: int | None = None, lr: float = DEMO_LR,
+                      max_batches: int | None = 40, seed: int = 0,
                       progress: bool = True, threads: int | None = None) -> DemoPaths:
     """Train and evaluate a small model; re-running a finished demo reuses its results.
 
@@ -41,7 +58,7 @@ def run_demo_training(patch_root: str | os.PathLike, out_dir: str | os.PathLike,
         out_dir: folder for ``train/`` (run) and ``evaluate/`` (test metrics).
         model: registry name; the U-Net family and CroFuseNet get reduced widths.
         epochs: epochs to train (the paper's 400 is the training default, not the demo's).
-        batch_size: patches per step.
+        batch_size: patches per step (None: :func:`demo_batch_size` of the training split).
         lr: initial learning rate (higher than the paper's 1e-4 for a short schedule).
         max_batches: cap on steps per epoch.
         seed: run seed.
@@ -57,6 +74,9 @@ def run_demo_training(patch_root: str | os.PathLike, out_dir: str | os.PathLike,
 def _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
          progress) -> DemoPaths:
     out = Path(out_dir)
+    if batch_size is None:
+        train_patches = sum(r["split"] == "train" for r in read_index(patch_root))
+        batch_size = demo_batch_size(train_patches)
     kwargs = {"widths": list(DEMO_WIDTHS)} if model != "runetpp" else {}
     cfg = TrainConfig(data=str(patch_root), out_dir=str(out / "train"), model=model,
                       model_kwargs=kwargs, epochs=epochs, batch_size=batch_size, lr=lr,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from training.demo import run_demo_training
+from training.demo import DEMO_BATCH, DEMO_MIN_STEPS, demo_batch_size, run_demo_training
 
 
 def test_demo_training_writes_everything_and_is_idempotent(patch_root, tmp_path):
@@ -42,3 +42,14 @@ def test_demo_model_gives_untied_probabilities(patch_root, tmp_path):
     assert tied < 1e-3
     probs = torch.softmax(logits, dim=1)[:, 1]
     assert ((probs - 0.5).abs() < 1e-6).float().mean().item() < 1e-3
+
+
+def test_demo_batch_leaves_an_epoch_enough_steps():
+    """The demo scene's small splits (3 training patches at --size 384, 49 at 768) still
+    give an epoch several optimiser steps: a batch of the paper's size would make it one."""
+    for train_patches in (1, 3, 7, 8, 17, 49, 400):
+        batch = demo_batch_size(train_patches)
+        assert 1 <= batch <= DEMO_BATCH
+        steps = -(-train_patches // batch)
+        assert steps >= min(DEMO_MIN_STEPS, train_patches)
+    assert demo_batch_size(400) == DEMO_BATCH  # a large split keeps the full batch
