@@ -157,6 +157,7 @@ def test_demo_runs_the_whole_chain_to_a_two_date_series(tmp_path, capsys, ee_off
             "model/train/model.pt"} <= scanned  # a model file's description, not its checkpoint
     assert "model/train/checkpoint.pt" not in scanned
     _beam_equals_single_process(out, tmp_path)
+    _polygons_match_the_map(maps / "2021-06", tmp_path / "vectors")
 
     # The same output folder with another --size: nothing stale survives.
     stamps = {p: p.stat().st_mtime_ns for p in (out / "model" / "train" / "model.pt",
@@ -237,3 +238,20 @@ def later_isa(scene) -> np.ndarray:
     fine = np.isin(scene.class_map_fine(), ISA_CLASSES)
     k = scene.fine_scale
     return fine.reshape(fine.shape[0] // k, k, fine.shape[1] // k, k).mean(axis=(1, 3)) > 0.5
+
+
+def _polygons_match_the_map(folder: Path, out: Path) -> None:
+    """The demo map's built-up polygons (the vectors extra, which make setup installs) cover
+    the class map's built area within 1 % with their default simplification."""
+    pyogrio = pytest.importorskip("pyogrio", reason="the vectors extra is not installed")
+    shapely = pytest.importorskip("shapely", reason="the vectors extra is not installed")
+    from inference.predict import stats
+    from inference.predict.vectors import VectorOptions, write_vectors
+
+    class_path, prob_path = (str(folder / f"isa_2021-06_{k}.tif") for k in ("class", "prob"))
+    raster_km2 = stats.isa_area(class_path, [stats.Zone("all", None)])[0].isa_km2
+    result = write_vectors(class_path, prob_path, 1, out, VectorOptions(min_area_m2=0.0))
+    wkb = pyogrio.raw.read(str(out.with_suffix(".gpkg")), layer="builtup")[2]
+    polygons = shapely.from_wkb(wkb)
+    assert raster_km2 > 0 and len(polygons) == result.polygons > 0
+    assert sum(p.area for p in polygons) / 1e6 == pytest.approx(raster_km2, rel=0.01)
