@@ -124,7 +124,7 @@ def parser_schema(parser: argparse.ArgumentParser) -> dict[str, Any]:
     option with choices a ``Literal`` of them, a repeated option a list; anything else (text,
     or a flag of its own converter, checked when the value is converted) is text.
     """
-    return {dest: _hint(action) for dest, action in _config_actions(parser).items()}
+    return {dest: _hint(action) | None for dest, action in _config_actions(parser).items()}
 
 
 def _hint(action: argparse.Action) -> Any:

@@ -277,3 +277,16 @@ def test_a_dashed_key_and_yaml_switch_words_read_alike_in_both_commands(tmp_path
     cfg = load_config(tmp_path / "c.yaml", {"data": "ds"})
     assert (args.batch_size, args.channels_last) == (cfg.batch_size, cfg.channels_last) \
         == (4, "off")
+
+
+
+def test_a_null_value_in_a_mapping_config_is_accepted_as_before_the_schema_rule(tmp_path):
+    """YAML's ``null`` (``max_eecu_hours:`` with no value) sets nothing; the schema rule
+    refused it as "must be a number, got None" until each option's type allowed None."""
+    from cli.map import build_parser
+    from core.config_file import parse_with_config
+
+    (tmp_path / "c.yaml").write_text("max_eecu_hours:\nworkers: null\nallow_l1c: null\n")
+    args = parse_with_config(build_parser(), ["--config", str(tmp_path / "c.yaml"), "--model",
+                                              "m.pt", "--out", "o", "--months", "2019-06"])
+    assert args.max_eecu_hours is None and args.workers is None and not args.allow_l1c
