@@ -79,9 +79,10 @@ def trained_backscatter(recipe: Mapping[str, object] | None) -> TrainedBackscatt
     """Which backscatter a dataset's stacks hold, read from its manifest's ``recipe``.
 
     The Earth Engine backend records ``s1.terrain_flattening`` (``none``: sigma0; ``volume``
-    or ``surface``: gamma0). The local backend composites the scenes it is given and
-    flattens no terrain, so its stacks hold the GRD sigma0 it takes. Imported patches and
-    datasets without a recipe do not say.
+    or ``surface``: gamma0). The local backend flattens no terrain but takes GRD (sigma0)
+    and RTC (gamma0) scenes alike, and its recipe does not say which it was given, so a
+    local export does not say either; nor do imported patches and datasets without a recipe.
+    A model whose kind is not known is judged in both directions (:func:`likely_mix_up`).
     """
     recipe = recipe or {}
     s1 = recipe.get("s1")
@@ -92,9 +93,9 @@ def trained_backscatter(recipe: Mapping[str, object] | None) -> TrainedBackscatt
                                       "isamap-export --terrain-flattening none")
         return TrainedBackscatter("gamma0", f"Earth Engine export, terrain flattening {model!r}",
                                   f"isamap-export --terrain-flattening {model}")
-    if recipe.get("backend") == "local":
-        return TrainedBackscatter("sigma0", "local export of GRD scenes, no terrain flattening",
-                                  "the local export of the GRD scenes")
+    if recipe.get("backend") == "local":  # it reads GRD (sigma0) and RTC (gamma0) scenes alike
+        return TrainedBackscatter(None, "a local export, whose recipe does not record whether "
+                                  "its scenes were sigma0 (GRD) or gamma0 (RTC)")
     return TrainedBackscatter(None, "its training recipe does not record it")
 
 

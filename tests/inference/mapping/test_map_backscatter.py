@@ -1,6 +1,7 @@
 """``isamap-map --backend local`` given gamma0 scenes for a model that learned sigma0.
 
-The model's recipe is the local export's (GRD sigma0, no terrain flattening) and its file
+The model's recipe is the local export's, which does not record whether its scenes were GRD
+(sigma0) or RTC (gamma0), so both directions are judged; its file
 records the VV and VH ranges of the stack the sigma0 scenes make. The same scenes divided by
 cos θ (gamma0 on flat ground, θ = 38°) map, exit 0, with the likely cause in the COGs'
 ``input_notes`` tag and the summary; the sigma0 scenes map without a note.
@@ -44,7 +45,7 @@ def sigma0_model(town, tmp_path_factory):  # noqa: F811
     ranges = {b: tuple(float(np.nanpercentile(values[b], q)) for q in (1, 50, 99))
               for b in ("VV", "VH")}
     model, meta = load_model_file(town["model"])
-    assert meta.s1_backscatter().kind == "sigma0"  # the local export's recipe
+    assert meta.s1_backscatter().kind is None  # a local export: GRD or RTC, not recorded
     return save_model_file(root / "m.pt", model, replace(meta, band_ranges=ranges))
 
 
@@ -68,8 +69,8 @@ def test_gamma0_scenes_map_with_the_likely_cause_recorded(town, sigma0_model, tm
     printed, tag = _summary_notes(tmp_path / "o", capsys)
     assert printed is not None and json.loads(tag) == printed
     (note,) = printed
-    assert "the model learned sigma0 (local export of GRD scenes" in note
-    assert "gamma0 given where sigma0 is expected is the likely cause" in note
+    assert "the model file does not record which backscatter it learned (a local export" in note
+    assert "as a sigma0/gamma0 mix-up shifts them: a mix-up is the likely cause" in note
 
 
 def test_sigma0_scenes_map_without_a_note(town, sigma0_model, tmp_path, capsys):  # noqa: F811
