@@ -184,7 +184,11 @@ def _read(path: str | os.PathLike | io.BytesIO, map_location: str | torch.device
         raise ModelError(f"{given} lacks its description or weights; the file is damaged: "
                          "copy it again or train again")
     recorded = payload.get("description_sha256")
-    if recorded is not None and recorded != description_digest(payload["meta"]):
+    try:
+        described = description_digest(payload["meta"]) if recorded is not None else None
+    except TypeError:  # a value no isamap writes (an edit): no canonical form, no match
+        described = ""
+    if recorded is not None and recorded != described:
         raise ModelError(f"{given} fails its integrity check: its description (bands, "
                          "normalisation, calibration) differs from the digest recorded when it "
                          "was saved (the file was edited or damaged); copy it again or train "

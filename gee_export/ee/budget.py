@@ -171,7 +171,7 @@ def kept_in(budget: ComputeBudget | None, path: Path,
     if budget is None and meter is None:
         yield
         return
-    saved = json.loads(path.read_text()) if path.exists() else {}
+    saved = _record(path)
     if meter is not None and not meter.measured.requests:
         meter.measured = PixelCost.from_dict(saved.get("profiled"))
     if budget is not None:
@@ -189,6 +189,20 @@ def kept_in(budget: ComputeBudget | None, path: Path,
             record["profiled"] = meter.measured.to_dict()
         path.parent.mkdir(parents=True, exist_ok=True)
         LocalStore(path.parent).write_bytes(path.name, json.dumps(record).encode())
+
+
+def _record(path: Path) -> dict:
+    """What earlier runs recorded at ``path`` (empty when none); a damaged record is refused."""
+    if not path.exists():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} is not the compute record isamap writes (damaged or edited): "
+                          "delete it to count this output's compute from zero, or restore it")
+    return saved
 
 
 def compute_budget(max_hours: float | None, est: ComputeEstimate | None) -> ComputeBudget | None:

@@ -251,6 +251,12 @@ def test_a_model_whose_description_changed_after_saving_fails_its_integrity_chec
         _payload_with(edited, lambda payload, edit=edit: edit(payload["meta"]))
         with pytest.raises(ModelError, match=r"fails its integrity check: its description"):
             read_model_file(edited)
+    # a value no isamap writes (a tensor) has no canonical form: the same refusal, no traceback
+    tensor = tmp_path / "tensor.pt"
+    shutil.copy(path, tensor)
+    _payload_with(tensor, lambda payload: payload["meta"].update(norm=torch.ones(2)))
+    with pytest.raises(ModelError, match=r"fails its integrity check: its description"):
+        read_model_file(tensor)
     # a file of an isamap that recorded no description digest is read as before
     _payload_with(path, lambda payload: payload.pop("description_sha256"))
     assert read_model_file(path)[0].temperature == 1.7

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from core.errors import ComputeBudgetError
+from core.errors import ComputeBudgetError, ConfigError
 from gee_export.ee.budget import ComputeBudget, compute_budget, format_budget, kept_in
 from gee_export.ee.compute import estimate
 from gee_export.ee.session import EESession, RetryPolicy
@@ -73,6 +73,19 @@ def test_what_earlier_runs_spent_counts_when_the_output_keeps_no_other_record(tm
     with kept_in(None, tmp_path / "none.json"):
         pass
     assert not (tmp_path / "none.json").exists()
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", "\xff\xfe"])
+def test_a_damaged_compute_record_is_refused_in_one_line_and_kept(tmp_path, text):
+    """An Earth Engine map reads its eecu.json even without a bound: a damaged one was a
+    traceback."""
+    ledger = tmp_path / "eecu.json"
+    ledger.write_text(text, encoding="latin-1")
+    with pytest.raises(ConfigError, match=r"eecu\.json is not the compute record isamap "
+                                          r"writes \(damaged or edited\): delete it"), \
+            kept_in(ComputeBudget(1.0, 10.0), ledger):
+        pass
+    assert ledger.read_text(encoding="latin-1") == text  # a refused run overwrites nothing
 
 
 def test_the_budget_is_built_and_printed_from_the_plans_estimate():
