@@ -20,8 +20,10 @@ from core.months import check_month
 #: 2014), Sentinel-2A's launch (23 June 2015); the Satellite Embedding's first annual layer
 #: (2017, gee_export/ee/embedding.py)
 FIRST_MONTH = {"S1": "2014-10", "S2": "2015-06", "embedding": "2017-01"}
-#: the first month of global Sentinel-2 L2A in Earth Engine (COPERNICUS/S2_SR_HARMONIZED):
-#: ESA produced L2A systematically over Europe from 2017 and over the world from December 2018
+#: Earth Engine's Sentinel-2 L2A collection, which the Earth Engine recipe reads
+S2_L2A_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
+#: its first month of global cover: ESA produced L2A systematically over Europe from 2017 and
+#: over the world from December 2018
 GLOBAL_L2A_MONTH = "2019-01"
 SENSOR_NAMES = {"S1": "Sentinel-1", "S2": "Sentinel-2", "embedding": "the Satellite Embedding"}
 
@@ -78,8 +80,8 @@ def check_months(months: Sequence[str], bands: Sequence[str],
     if partial:
         warnings.append(
             f"month(s) {', '.join(partial)}: Earth Engine's Sentinel-2 L2A "
-            f"(COPERNICUS/S2_SR_HARMONIZED) is global only from {GLOBAL_L2A_MONTH[:4]} (before, "
-            "mostly Europe), so parts of the area may have no scene: a month with none is "
-            "skipped, one with a part is mapped there only; look at the month's scenes in the "
-            "Code Editor, or start from 2019")
+            f"({S2_L2A_COLLECTION}) is global only from {GLOBAL_L2A_MONTH[:4]} (before, mostly "
+            "Europe), so parts of the area may have no scene: a month with none is skipped, one "
+            "with a part covers that part only; look at the month's scenes in the Code Editor, "
+            f"or start from {GLOBAL_L2A_MONTH[:4]}")
     return warnings

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from contract.archive import S2_L2A_COLLECTION as S2_COLLECTION
 from core.errors import ConfigError, EmptyCompositeError
 from core.months import month_dates
 
-S2_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
 CLOUD_SCORE_PLUS = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
 # SCL classes kept as clear: 2 dark area, 4 vegetation, 5 not vegetated, 6 water, 7 unclassified,
 # 11 snow. Dropped: 0 nodata, 1 saturated, 3 cloud shadow, 8/9 cloud, 10 cirrus.
