@@ -60,6 +60,8 @@ def _logging_apart(_logging_baseline):
     import logging
 
     levels = _logging_baseline
+    for name, level in levels.items():  # before the test too: a module fixture ran first
+        logging.getLogger(name).setLevel(level)
     yield
     root = logging.getLogger()
     for handler in list(root.handlers):
