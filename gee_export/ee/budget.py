@@ -176,9 +176,9 @@ def kept_in(budget: ComputeBudget | None, path: Path,
         meter.measured = PixelCost.from_dict(saved.get("profiled"))
     if budget is not None:
         budget.charge(eecu_s=float(saved.get("eecu_s", 0.0)))
-        rate = meter.measured.rate() if meter is not None else None
-        if meter is not None and rate is not None:  # priced at once at what was measured
-            budget.revalue(meter.measured.eecu_s / meter.measured.requests, rate.source)
+        price = meter.price() if meter is not None else None
+        if price is not None:  # priced at once at what was measured
+            budget.revalue(*price)
     try:
         yield
     finally:

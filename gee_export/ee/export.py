@@ -177,10 +177,10 @@ class _PixelRun:
         meter, budget = self.session.meter, self.session.budget
         assert meter is not None
         meter.measured = PixelCost.from_dict(self.book.read_state("profiled"))
-        rate = meter.measured.rate()
-        if rate is not None and budget is not None:
-            budget.revalue(meter.measured.eecu_s / meter.measured.requests, rate.source)
-        return rate is not None
+        price = meter.price()
+        if price is not None and budget is not None:
+            budget.revalue(*price)
+        return price is not None
 
     def _keep_measured(self) -> None:
         """Read the profiles still pending; keep what the month measured in its state."""

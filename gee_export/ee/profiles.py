@@ -229,3 +229,15 @@ class ProfileMeter:
         """Mean output pixels of the requests sent so far (0 before any)."""
         with self._lock:
             return self.sent_pixels / self.sent if self.sent else 0.0
+
+    def price(self) -> tuple[float, str] | None:
+        """EECU-s per request at what was measured, and where it comes from (None: nothing).
+
+        The one price of a request: the measured rate per Mpx times the mean output of the
+        requests this run sent, or, before it sent any (a re-run), of those profiled.
+        """
+        rate = self.measured.rate()
+        if rate is None:
+            return None
+        pixels = self.mean_pixels() or self.measured.pixels / self.measured.requests
+        return rate.cost_s(0, pixels), rate.source

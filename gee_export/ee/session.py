@@ -369,9 +369,9 @@ class EESession:
             except Exception as exc:  # a price never fails the run
                 meter.give_up(f"{type(exc).__name__}: {exc}")
                 break
-        rate = meter.measured.rate()  # per Mpx, times the mean request the run sent so far
-        if rate is not None and self.budget is not None and meter.sent:
-            self.budget.revalue(rate.cost_s(0, meter.mean_pixels()), rate.source)
+        price = meter.price()
+        if price is not None and self.budget is not None:
+            self.budget.revalue(*price)
 
     def get_info(self, obj: Any, what: str = "getInfo") -> Any:
         """Evaluate a (small) computed object on the server, with retries."""
