@@ -247,7 +247,8 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
                "split": {row_split: f"rows {holdout_start}-{split_tile.footprint.height} held "
                          f"out; rows 0-{end} train the other folds' models"},
                "arms": list(arms), "seeds": seeds, "bands": list(bands),
-               "budget": budget.__dict__, "seconds": round(time.perf_counter() - start, 1)}
+               "budget": budget.__dict__, "jobs": jobs,  # trainings at once: what seconds took
+               "seconds": round(time.perf_counter() - start, 1)}
     text = dumps(metrics, indent=2)
     atomic_write(out / "loto.json", lambda handle: handle.write(text.encode()))
     table = figures_markdown(metrics).strip().removeprefix("```text").removesuffix("```").strip()
