@@ -8,10 +8,16 @@ are scored on the same pixels, so the averaged arm's scores differ from theirs o
 averaging: models whose cut at one half errs in opposite directions on a new tile (one maps too
 much, the other too little) can cancel, and averaging two rankings usually ranks better than
 either. Nothing of the held-out tile but the members' maps enters.
+
+An arm named ``AxK`` (``unet-s2x3``) averages ``K`` trainings of one recipe instead: what a
+user gets who trains ``A`` ``K`` times with other seeds and averages the maps. Its seed ``g``
+is the mean of ``A``'s seeds ``gK`` to ``gK + K - 1``, so the groups share no training and
+``--seeds 15`` gives five of them; seeds beyond the last whole group are left out.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -36,6 +42,39 @@ def members(arm: str) -> tuple[str, ...] | None:
     return parts if all(parts) and len(parts) >= 2 else None
 
 
+_REPEATED = re.compile(r"(?P<arm>.+)x(?P<times>[0-9]+)")
+
+
+def repeated(arm: str) -> tuple[str, int] | None:
+    """The trained arm and the number of its seeds an ``AxK`` arm averages (K >= 2), else None.
+
+    ``unet-s2x3`` gives ``("unet-s2", 3)``; a plain, averaged or stacked arm gives None.
+    """
+    match = _REPEATED.fullmatch(arm)
+    if match is None or SEPARATOR in arm or int(match["times"]) < 2:
+        return None
+    return match["arm"], int(match["times"])
+
+
+def averaged(arm: str) -> tuple[str, ...] | None:
+    """The trained arms whose maps an averaged arm (``A+B`` or ``AxK``) reads, else None."""
+    times = repeated(arm)
+    return (times[0],) if times else members(arm)
+
+
+def member_maps(arm: str, seeds: int) -> list[list[tuple[str, int]]]:
+    """Per seed of an averaged arm, the (trained arm, seed) whose maps it averages.
+
+    ``A+B``: seed ``s`` of each member, for every seed; ``AxK``: seeds ``gK`` to
+    ``gK + K - 1`` of ``A`` for each whole group ``g`` of the ``seeds`` trained.
+    """
+    times = repeated(arm)
+    if times is not None:
+        name, k = times
+        return [[(name, g * k + i) for i in range(k)] for g in range(seeds // k)]
+    return [[(name, seed) for name in members(arm) or ()] for seed in range(seeds)]
+
+
 def mean_probability(prob_paths: Sequence[Path], footprint: Footprint) -> np.ndarray:
     """The pixel-wise mean of the probability maps on ``footprint`` (NaN where any is nodata)."""
     maps = [read_on(p, footprint) / probability_scale(p) for p in prob_paths]
@@ -56,8 +95,8 @@ def average_runs(arms: Sequence[str], seeds: int, held_out: Sequence[str], out: 
     """Every averaged arm's scores per held-out tile and seed.
 
     Args:
-        arms: the comparison's arms; those with :func:`members` are computed here.
-        seeds: seeds per arm.
+        arms: the comparison's arms; those with :func:`averaged` are computed here.
+        seeds: seeds per trained arm.
         held_out: the held-out tiles.
         out: the comparison's folder (``runs/<tile>/<arm>/seed<k>/map_prob.tif`` hold the
             members' maps of the held-out tile).
@@ -66,14 +105,13 @@ def average_runs(arms: Sequence[str], seeds: int, held_out: Sequence[str], out: 
     """
     result: dict[str, dict[str, list[dict]]] = {}
     for arm in arms:
-        names = members(arm)
-        if names is None:
+        if averaged(arm) is None:
             continue
         for held in held_out:
             footprint, truth = tile_data(held)
-            for seed in range(seeds):
-                paths = [out / "runs" / held / name / f"seed{seed}" / "map_prob.tif"
-                         for name in names]
+            for seed, maps in enumerate(member_maps(arm, seeds)):
+                paths = [out / "runs" / held / name / f"seed{k}" / "map_prob.tif"
+                         for name, k in maps]
                 scores = average_seed(paths, footprint, truth, areas[held])
                 result.setdefault(held, {}).setdefault(arm, []).append({**scores, "seed": seed})
     return result

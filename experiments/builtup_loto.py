@@ -41,7 +41,7 @@ from contract.dataset import merge_datasets
 from core.errors import ConfigError
 from core.jsonsafe import dumps
 from core.storage import atomic_write
-from experiments.builtup_ensemble import average_runs, members
+from experiments.builtup_ensemble import average_runs, averaged, repeated
 from experiments.builtup_judge import default_arm, judge_table, shortfalls, summarise
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
 from experiments.realscenes import format_table
@@ -160,10 +160,15 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         if base is not None and (base not in arms or not trained(base)):
             raise ConfigError(f"--arms {arm} stacks {base}'s models: add {base} to --arms (a "
                               "trained arm, not an averaged or stacked one)")
-        missing = [m for m in members(arm) or () if m not in arms or not trained(m)]
+        missing = [m for m in averaged(arm) or () if m not in arms or not trained(m)]
         if missing:
             raise ConfigError(f"--arms {arm} averages the maps of {', '.join(missing)}: add "
                               "them to --arms (trained arms, not averaged or stacked ones)")
+        times = repeated(arm)
+        if times and seeds < times[1]:
+            raise ConfigError(f"--arms {arm} averages {times[1]} seeds of {times[0]}: give "
+                              f"--seeds {times[1]} or more (a multiple of {times[1]} uses "
+                              "every seed)")
     found = {p: b.find_tile(data, p, dates.get(p)) for p in tiles}
     split_tile = found[row_split]
     holdout_start = split_tile.footprint.height - holdout_rows
@@ -222,12 +227,12 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         stacked = _stacked(b, found, stacks, exports, areas, out, arms, seeds, row_split)
         for held, by_arm in stacked.items():
             runs[held].update(by_arm)
-    if any(members(arm) for arm in arms):
+    if any(averaged(arm) for arm in arms):
         if b.built_label is None:
             raise ConfigError("averaged arms need the experiment's label step")
         labels = {p: (found[p].footprint, b.built_label(found[p])) for p in tiles}
-        averaged = average_runs(arms, seeds, list(tiles), out, labels.__getitem__, areas)
-        for held, by_arm in averaged.items():
+        means = average_runs(arms, seeds, list(tiles), out, labels.__getitem__, areas)
+        for held, by_arm in means.items():
             runs[held].update(by_arm)
     if b.covered is not None:  # every arm maps the same stack: one map's cover is theirs
         first = next(a for a in arms if trained(a))
@@ -258,7 +263,7 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
 
 def trained(arm: str) -> bool:
     """Whether ``arm`` trains models (an averaged or stacked arm reuses other arms' models)."""
-    return base_arm(arm) is None and members(arm) is None
+    return base_arm(arm) is None and averaged(arm) is None
 
 
 def _stacked(b: Steps, found: dict, stacks: dict[str, Path], exports: dict[str, Path],

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import rasterio
 
-from experiments.builtup_ensemble import average_seed, mean_probability, members
+from experiments.builtup_ensemble import (
+    average_seed,
+    averaged,
+    mean_probability,
+    member_maps,
+    members,
+    repeated,
+)
 from experiments.realscenes import Footprint
 
 FOOTPRINT = Footprint("EPSG:32630", rasterio.Affine(10, 0, 0, 0, -10, 40), 4, 4)
@@ -29,6 +36,16 @@ def test_an_averaged_arm_names_two_or_more_trained_arms():
     assert members("unet-s2") is None and members("unet-s2+stack") is None
     assert members("unet-s2+thr") is None
     assert members("unet-s2+") is None
+
+
+def test_a_repeated_arm_averages_whole_groups_of_one_arms_seeds_sharing_no_training():
+    assert repeated("unet-s2x3") == ("unet-s2", 3) and averaged("unet-s2x3") == ("unet-s2",)
+    assert member_maps("unet-s2x3", 7) == [[("unet-s2", 0), ("unet-s2", 1), ("unet-s2", 2)],
+                                           [("unet-s2", 3), ("unet-s2", 4), ("unet-s2", 5)]]
+    assert member_maps("a+b", 2) == [[("a", 0), ("b", 0)], [("a", 1), ("b", 1)]]
+    for plain in ("unet-s2", "unet-s2x1", "unet-s2x", "a+bx3", "presto-context"):
+        assert repeated(plain) is None
+    assert averaged("a+b") == ("a", "b") and averaged("unet-s2") is None
 
 
 def test_two_maps_erring_in_opposite_directions_average_to_the_truth(tmp_path):

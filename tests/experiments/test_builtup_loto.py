@@ -103,6 +103,9 @@ def test_bad_loto_options_are_refused_before_any_export(shared_data, tmp_path, c
                          (["--tiles", "ghana_a,ghana_b"], "--train java is not among"),
                          (["--arms", "unet-s2,unet-s2+unet-s2-both"],
                           "averages the maps of unet-s2-both"),
+                         (["--arms", "unet-s2x3"], "averages the maps of unet-s2"),
+                         (["--arms", "unet-s2,unet-s2x3", "--seeds", "2"],
+                          "averages 3 seeds of unet-s2: give --seeds 3 or more"),
                          (["--arms", "unet-s2,unet-s2-both,unet-s2+unet-s2-both+stack"],
                           "stacks unet-s2+unet-s2-both's models"),
                          (["--scl-mask", "3,cloud"], "--scl-mask takes SCL classes 1-11")):
