@@ -78,7 +78,8 @@ from core.errors import InputDataError
 from core.jsonsafe import dumps
 from core.parsers import CommandParser
 from core.storage import atomic_write
-from experiments.builtup import DEFAULT_BANDS, DW_FOLDER
+from experiments.builtup import DEFAULT_BANDS
+from experiments.builtup_tiles import DW_FOLDER
 from experiments.change_figures import (
     FIGURES_JSON,
     GATE,
