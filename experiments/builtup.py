@@ -37,16 +37,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import rasterio
 
 from contract.bands import LABEL_NODATA
 from contract.dataset import read_manifest
@@ -57,10 +54,12 @@ from core.commands import (
     configure_logging,
     run_command,
 )
-from core.errors import ConfigError, InputDataError
+from core.errors import ConfigError
 from core.jsonsafe import dumps
 from core.parsers import CommandParser
 from core.storage import atomic_write
+from experiments.builtup_arms import ARMS, encoder_files
+from experiments.builtup_commands import Budget, export, predict, train
 from experiments.builtup_loto import (
     DEFAULT_ARMS,
     DEFAULT_SEEDS,
@@ -70,105 +69,31 @@ from experiments.builtup_loto import (
     on_mapped_pixels,
     run_loto,
 )
-from experiments.data import add_data_root_argument, existing_folder, sample_folder
-from experiments.realscenes import (
-    Footprint,
-    bbox_argument,
-    format_table,
-    link_into,
-    map_scores,
-    mapped_label,
-    read_on,
-    run_product,
+from experiments.builtup_tiles import (
+    DW_FOLDER,
+    DW_LABEL_MAP,
+    DWTile,
+    built_label,
+    find_tile,
+    reflectance,
+    scene_folder,
 )
+from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.realscenes import format_table, map_scores, read_on
 from experiments.scoring import index_baseline, ndbi
 from experiments.threads import add_threads_argument, usable_cores, use_threads
 from gee_export.local.stack import scl_mask_classes
 from training.modelfile import read_model_file
 from training.models.encoders.cache import CACHE_ENV
-from training.models.encoders.registry import encoder_entry, load_encoder, parse_encoder
 from training.plots import plot_reliability
 
 log = logging.getLogger(__name__)
 
-DW_FOLDER = "dynamicworld_s2"
-DW_LABEL_MAP = "7=1,0=255,10=255,*=0"  # 7 built area -> 1; 0 unmarked, 10 cloud ignored
-DW_DATES = {"java": "2019-07-13", "ghana_a": "2018-12-26", "ghana_b": "2018-12-26"}
 DEFAULT_TRAIN = "java"
 DEFAULT_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 DEFAULT_MODELS = ("unet-s2",)
 DEFAULT_HOLDOUT_ROWS = 100
-#: the sample weights' folder of each encoder (``weights/<folder>/<file>``)
-WEIGHT_FOLDERS = {"presto": "presto", "galileo-nano": "galileo_nano"}
-
-
-@dataclass(frozen=True)
-class DWTile:
-    """One Dynamic World tile's three files and its grid."""
-
-    prefix: str
-    s2: Path
-    scl: Path
-    label: Path
-    footprint: Footprint
-    date: str | None
-
-    @property
-    def month(self) -> str | None:
-        return self.date[:7] if self.date else None
-
-
-def find_tile(folder: str | Path, prefix: str, date: str | None = None) -> DWTile:
-    """The files ``PREFIX_s2l2a.tif``, ``PREFIX_scl.tif``, ``PREFIX_label.tif`` in ``folder``.
-
-    The three must share one grid. ``date`` (``YYYY-MM-DD``) defaults to the shared sample's
-    known dates (:data:`DW_DATES`); the export reads it from the files' tags when they have one.
-    """
-    folder = Path(folder)
-    given = Path(prefix)
-    if given.parent != Path("."):  # a path: read there, but name every output by the tile
-        folder, prefix = given.parent, given.name  # only, so all of them stay under --out
-    paths = {kind: Path(folder) / f"{prefix}_{kind}.tif" for kind in ("s2l2a", "scl", "label")}
-    missing = [p.name for p in paths.values() if not p.is_file()]
-    if missing:
-        raise InputDataError(f"tile {prefix!r} lacks {', '.join(missing)} in {folder}; a tile "
-                             "is PREFIX_s2l2a.tif, PREFIX_scl.tif and PREFIX_label.tif")
-    grids = {kind: Footprint.of(p) for kind, p in paths.items()}
-    if len(set(grids.values())) != 1:
-        shown = ", ".join(f"{k}: {g.crs} {g.width}x{g.height}" for k, g in grids.items())
-        raise InputDataError(f"tile {prefix!r}: the three files are not on one grid ({shown})")
-    return DWTile(prefix, paths["s2l2a"], paths["scl"], paths["label"], grids["label"],
-                  date or DW_DATES.get(prefix))
-
-
-def built_label(tile: DWTile) -> np.ndarray:
-    """The tile's label as 0 other / 1 built / 255 ignored, through the export's own mapping."""
-    return mapped_label(tile.label, DW_LABEL_MAP)
-
-
-def reflectance(tile: DWTile, bands: Sequence[str]) -> dict[str, np.ndarray]:
-    """Named bands of the S2 file as reflectance (DN / 10000; DN 0 is NaN)."""
-    from gee_export.local.scenes import canonical_band
-
-    with rasterio.open(tile.s2) as src:
-        index = {canonical_band(d or ""): i for i, d in enumerate(src.descriptions, 1)}
-        missing = [b for b in bands if b not in index]
-        if missing:
-            raise InputDataError(f"{tile.s2} has no band {', '.join(missing)} (descriptions "
-                                 f"{src.descriptions})")
-        out = {}
-        for band in bands:
-            dn = src.read(index[band]).astype(np.float64)
-            out[band] = np.where(dn == 0, np.nan, dn / 10000.0)
-    return out
-
-
-def scene_folder(tile: DWTile, root: Path) -> Path:
-    """``root/<prefix>/`` with links to the tile's files: the local backend's input layout."""
-    folder = root / tile.prefix
-    for path in (tile.s2, tile.scl, tile.label):
-        link_into(path, folder)
-    return folder
+DEFAULT_BUDGET = Budget()
 
 
 def training_rows(tile: DWTile, holdout_start: int, patch: int, stride: int) -> int:
@@ -199,196 +124,6 @@ def check_no_overlap(dataset: Path, tile: DWTile, holdout_start: int) -> float:
     return float(grid.bounds[1])
 
 
-@dataclass(frozen=True)
-class Budget:
-    """The training budget and patch layout (the defaults finish in minutes on 2 cores)."""
-
-    epochs: int = 20
-    batch_size: int = 8
-    lr: float = 1e-3
-    patch: int = 64
-    stride: int = 32
-    split_block: int = 2
-    min_valid_fraction: float = 0.5  # hand labels leave gaps (unmarked): half a patch suffices
-    seed: int = 0
-    iterations: int | None = None  # total training iterations (replaces epochs when set)
-    tile: int | None = None  # prediction tile (None: the model's own, isamap-predict's default)
-    scl_mask: str | None = None  # SCL classes the composites leave out (None: the export's)
-
-
-def export(tile: DWTile, scenes: Path, out: Path, bands: Sequence[str], budget: Budget,
-           rows: tuple[int, int | None] = (0, None)) -> Path:
-    """``isamap-export --backend local`` of rows ``rows`` of ``tile`` into ``out``."""
-    if tile.month is None:
-        raise ConfigError(f"no date known for tile {tile.prefix!r}; give --date "
-                          f"{tile.prefix}=YYYY-MM-DD")
-    argv = ["--backend", "local", "--scenes", str(scenes),
-            bbox_argument(tile.footprint.lonlat_bbox(*rows, inset=0.5)),
-            "--crs", tile.footprint.crs, "--month", tile.month, "--bands", ",".join(bands),
-            "--label-map", DW_LABEL_MAP, "--patch-size", str(budget.patch),
-            "--stride", str(budget.stride), "--split-block", str(budget.split_block),
-            "--min-valid-fraction", str(budget.min_valid_fraction),
-            "--seed", str(budget.seed), "--out", str(out), "--no-progress"]
-    if tile.date:
-        argv += ["--scene-date", tile.date]
-    if budget.scl_mask is not None:
-        argv += ["--scl-mask", budget.scl_mask]
-    run_product("isamap-export", argv)
-    return out / "stacks" / f"stack_{tile.month}_image.tif"
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One trained map of the comparison: an ``isamap-train`` model and its extra arguments.
-
-    ``encoder``: the pretrained encoder (``--encoder NAME=PATH``) it fuses, the file given to
-    the experiment (never recorded in its results).
-    """
-
-    name: str
-    model: str
-    model_kwargs: Mapping = field(default_factory=dict)
-    train_args: tuple[str, ...] = ()
-    encoder: str | None = None
-
-
-def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric: bool = False,
-            balanced: bool = False, window: int | None = None, norm: str = "training",
-            ema: float = 0.0, flips: bool = False) -> Arm:
-    """A ``unet-s2`` arm that states every option it compares (none left to the recipe).
-
-    The optical recipes differ in ``input_norm`` and ``norm`` (``unet-s2``: none and scene;
-    ``unet-s2-window``: patch and training) and share the widths, so stating both, with the
-    augmentations, makes the arm the same whichever recipe the name ``unet-s2`` holds.
-    ``ema``: the half-life in iterations of the weight average kept (``isamap-train --ema``;
-    0: the last weights), stated too, as ``unet-s2``'s recipe averages; ``flips``: the
-    mean of each window's four mirror images in every map (``model_kwargs`` ``flips``),
-    stated as ``unet-s2``'s recipe sets it.
-    """
-    box = {"norm_window": window} if window else {}
-    return Arm(name, "unet-s2", {"input_norm": input_norm, "indices": list(indices),
-                                 "flips": flips, **box},
-               ("--radiometric" if radiometric else "--no-radiometric",
-                "--balanced-sampling" if balanced else "--no-balanced-sampling",
-                "--no-balanced-scenes", "--norm", norm, "--ema", f"{ema:g}"))
-
-
-INDICES = ("ndbi", "ndvi", "mndwi")
-
-#: Named arms beside the registry's models (any ``isamap-train`` model name is an arm too, with
-#: its own recipe: ``unet-s2`` on each scene's statistics, ``unet-s2-window`` standardising
-#: each window). Each states the window standardisation (``patch``: each window's bands by
-#: their own mean and deviation; ``global``: the training set's statistics alone), the index
-#: channels (``idx``: NDBI, NDVI, MNDWI), the radiometric augmentation (``radio``) and the
-#: class-balanced sampling (``bal``) it trains with; ``emaN``: ``unet-s2``'s recipe keeping the
-#: moving average of its weights with a half-life of N iterations, ``last``: its last weights.
-#: Every arm states the half-life (0 unless named) and maps each window once (no ``flips``):
-#: ``unet-s2-ema10`` is ``unet-s2``'s recipe without its test-time flips; ``unet-s2-radio``
-#: and ``unet-s2-bal`` are ``unet-s2``'s recipe, flips included, with radiometric
-#: augmentation or class-balanced sampling.
-ARMS = {arm.name: arm for arm in (
-    _s2_arm("unet-s2-global", "none"),
-    _s2_arm("unet-s2-patch", "patch"),
-    _s2_arm("unet-s2-patch-radio", "patch", radiometric=True),
-    _s2_arm("unet-s2-global-radio", "none", radiometric=True),
-    _s2_arm("unet-s2-patch-idx", "patch", INDICES),
-    _s2_arm("unet-s2-global-idx", "none", INDICES),
-    _s2_arm("unet-s2-global-idx-radio", "none", INDICES, radiometric=True),
-    _s2_arm("unet-s2-patch-idx-radio", "patch", INDICES, radiometric=True),
-    _s2_arm("unet-s2-patch-bal", "patch", balanced=True),
-    _s2_arm("unet-s2-global-radio-bal", "none", radiometric=True, balanced=True),
-    _s2_arm("unet-s2-patch-idx-bal", "patch", INDICES, balanced=True),
-    _s2_arm("unet-s2-global-idx-radio-bal", "none", INDICES, radiometric=True, balanced=True),
-    _s2_arm("unet-s2-both-radio", "both", radiometric=True),
-    _s2_arm("unet-s2-both-idx-radio", "both", INDICES, radiometric=True),
-    _s2_arm("unet-s2-both", "both"),
-    _s2_arm("unet-s2-local", "local", window=63),
-    _s2_arm("unet-s2-local31", "local", window=31),
-    _s2_arm("unet-s2-scene-both", "both", norm="scene"),
-    _s2_arm("unet-s2-last", "none", norm="scene"),
-    _s2_arm("unet-s2-ema25", "none", norm="scene", ema=25),
-    _s2_arm("unet-s2-ema10", "none", norm="scene", ema=10),
-    _s2_arm("unet-s2-radio", "none", norm="scene", ema=10, flips=True, radiometric=True),
-    _s2_arm("unet-s2-bal", "none", norm="scene", ema=10, flips=True, balanced=True),
-    _s2_arm("unet-s2-radio-bal", "none", norm="scene", ema=10, flips=True, radiometric=True,
-            balanced=True),
-    _s2_arm("unet-s2-flips", "none", norm="scene", ema=10, flips=True),
-    # unet-s2's recipe with each scene's patches drawn by their number (the recipe before
-    # balanced scenes): the large tile's class shares set the prior
-    Arm("unet-s2-pooled", "unet-s2", {}, ("--no-balanced-scenes",)),
-)}
-
-
-#: Where the encoder arms tell the encoder they are: one place and month for every fold (the
-#: equator at the prime meridian, January), so a patch's features are the same whichever tiles
-#: a fold trains on and are encoded once for all of them; a model file maps every region with
-#: the location and month it records.
-ENCODER_PLACE = {"latlon": [0.0, 0.0], "month": 0}
-
-
-def _encoder_arm(name: str, encoder: str, fusion: str, norm: str) -> Arm:
-    """An arm fusing ``encoder`` (frozen) with ``fusion``, normalised by ``norm``.
-
-    Every option it compares is stated: plain shuffling, no radiometric augmentation, no
-    weight average.
-    """
-    return Arm(name, "unet-s2", dict(ENCODER_PLACE),
-               ("--fusion", fusion, "--norm", norm, "--no-balanced-sampling",
-                "--no-balanced-scenes", "--no-radiometric", "--ema", "0"), encoder)
-
-
-#: The pretrained-encoder arms: Presto's features and the bands, with their means over 5 and
-#: 15 px squares, read out linearly (``--fusion context``); ``presto-context`` normalises by
-#: each scene's statistics (the encoder reads each scene matched to the training data's),
-#: ``presto-context-raw`` by the training statistics (the encoder reads the stack as it is).
-ENCODER_ARMS = {arm.name: arm for arm in (
-    _encoder_arm("presto-context", "presto", "context", "scene"),
-    _encoder_arm("presto-context-raw", "presto", "context", "training"),
-)}
-ARMS.update(ENCODER_ARMS)
-
-
-def arm_of(name: str) -> Arm:
-    """The named arm, or the registry model ``name`` with its own recipe."""
-    return ARMS.get(name, Arm(name, name))
-
-
-def train(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
-          encoders: Mapping[str, str] | None = None) -> Path:
-    """``isamap-train`` of ``arm`` on ``dataset``; returns the model file.
-
-    ``encoders``: the encoder files (name -> path) the encoder arms fuse. The arm's own
-    options come last, so they win over the budget's.
-    """
-    arm = arm_of(arm) if isinstance(arm, str) else arm
-    extra = ["--model-kwargs", json.dumps(dict(arm.model_kwargs))] if arm.model_kwargs else []
-    if arm.encoder:
-        if arm.encoder not in (encoders or {}):
-            raise ConfigError(f"arm {arm.name} fuses {arm.encoder}: give --encoder "
-                              f"{arm.encoder}=PATH")
-        extra += ["--encoder", f"{arm.encoder}={(encoders or {})[arm.encoder]}"]
-    run_product("isamap-train", [
-        "--model", arm.model, "--data", str(dataset), "--out", str(run),
-        "--epochs", str(budget.epochs), "--batch-size", str(budget.batch_size),
-        *(["--max-iterations", str(budget.iterations)] if budget.iterations else []),
-        "--lr", str(budget.lr), "--seed", str(budget.seed), "--workers", "0", "--cache",
-        "--precision", "fp32", "--channels-last", "off", "--no-progress", *extra,
-        *arm.train_args])
-    return run / "model.pt"
-
-
-def predict(model_file: Path, stack: Path, out: Path, month: str,
-            tile: int | None = None) -> tuple[Path, Path]:
-    """``isamap-predict``; returns the class and probability COGs.
-
-    ``tile``: map on that tile (a quarter of it overlapping) even where the model records
-    another (``--any-tile``); None: the model's own.
-    """
-    other = ["--tile", str(tile), "--overlap", str(tile // 4), "--any-tile"] if tile else []
-    run_product("isamap-predict", [
-        "--model", str(model_file), "--input", str(stack), "--out", str(out),
-        "--month", month, "--precision", "fp32", "--channels-last", "off", *other])
-    return Path(f"{out}_class.tif"), Path(f"{out}_prob.tif")
 
 
 def score_map(tile: DWTile, class_path: Path, prob_path: Path, area: np.ndarray,
@@ -440,7 +175,7 @@ def covered(tile: DWTile, class_path: Path) -> np.ndarray:
 def run_builtup(data: Path, out: Path, *, tests: Sequence[str] = (), train_prefix: str =
                 DEFAULT_TRAIN, models: Sequence[str] = DEFAULT_MODELS,
                 bands: Sequence[str] = DEFAULT_BANDS, holdout_rows: int = DEFAULT_HOLDOUT_ROWS,
-                budget: Budget = Budget(), dates: dict[str, str] | None = None) -> dict:
+                budget: Budget = DEFAULT_BUDGET, dates: dict[str, str] | None = None) -> dict:
     """The whole experiment; returns (and writes) ``metrics.json``."""
     start = time.perf_counter()
     dates = dates or {}
@@ -530,26 +265,6 @@ def results_table(metrics: dict) -> str:
                                "ECE T=1", "ECE mapped", "pixels", "built"))
 
 
-def encoder_files(arms: Sequence[str], given: Sequence[str], data: Path) -> dict[str, str]:
-    """The checked encoder file of every encoder the ``arms`` fuse (name -> path).
-
-    ``given``: ``NAME=PATH`` items; an encoder not given is looked for where the sample sets'
-    weights lie (``weights/presto/default_model.pt`` beside the data folder's parent). Each
-    file is checked (exists, the published SHA-256) before any export.
-    """
-    files = {}
-    for item in given:
-        entry, path = parse_encoder(item)
-        files[entry.name] = path
-    wanted = {arm_of(part).encoder for arm in arms for part in arm.split("+")} - {None}
-    out = {}
-    for name in sorted(n for n in wanted if n):
-        entry = encoder_entry(name)
-        path = files.get(name) or str(data.parent / "weights" / WEIGHT_FOLDERS[name] /
-                                      entry.file_name)
-        load_encoder(entry, path)
-        out[name] = path
-    return out
 
 
 def _names(text: str) -> list[str]:

@@ -68,17 +68,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.commands import (
-    add_logging_arguments,
-    check_output_folder,
-    configure_logging,
-    run_command,
-)
+from core.commands import add_logging_arguments, check_output_folder, configure_logging, run_command
 from core.errors import InputDataError
 from core.jsonsafe import dumps
 from core.parsers import CommandParser
 from core.storage import atomic_write
-from experiments.builtup import DEFAULT_BANDS, DW_FOLDER
+from experiments.builtup import DEFAULT_BANDS
+from experiments.builtup_tiles import DW_FOLDER
 from experiments.change_figures import (
     FIGURES_JSON,
     GATE,
@@ -313,8 +309,7 @@ def run(data: Path, dw: Path, out: Path, *, recipes: Sequence[str], seeds: int,
             for i, j in pairs}
     metrics = {"dates": dates, "pairs": [f"{dates[i]}/{dates[j]}" for i, j in pairs],
                "recipes": list(recipes), "seeds": seeds, "iterations": iterations,
-               "frozen_iterations": frozen_iterations,
-               "margin": margin, "ndbi_gain": ndbi_gain,
+               "frozen_iterations": frozen_iterations, "margin": margin, "ndbi_gain": ndbi_gain,
                "spectral_thresholds": list(SPECTRAL_THRESHOLDS),
                "gate_threshold": change.DEFAULT_SPECTRAL_THRESHOLD,
                "implanted": {"blocks": blocks, "size": size,
@@ -380,8 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "--dw")
         check_output_folder("--out", a.out)
         use_threads(a.threads)
-        metrics = run(data, dw, Path(os.path.abspath(a.out)),
-                      recipes=recipes, seeds=a.seeds,
+        metrics = run(data, dw, Path(os.path.abspath(a.out)), recipes=recipes, seeds=a.seeds,
                       iterations=a.iterations, margin=a.margin, ndbi_gain=a.ndbi_gain,
                       blocks=a.blocks, size=a.block_size, encoders=encoders,
                       frozen_iterations=a.frozen_iterations)

@@ -38,12 +38,14 @@ from contract.dataset import MANIFEST
 from contract.input_facts import input_facts, shown_level
 from core.digest import chunks_sha256
 from core.errors import ConfigError
-from experiments.builtup import DEFAULT_BANDS, Budget, export, find_tile, scene_folder
-from experiments.builtup import train as train_arm
+from experiments.builtup import DEFAULT_BANDS
+from experiments.builtup_commands import Budget, export
+from experiments.builtup_commands import train as train_arm
 from experiments.builtup_encoders import BANDS as ENCODER_BANDS
 from experiments.builtup_encoders import MONTHS, read_tile
 from experiments.builtup_encoders import predict as frozen_predict
 from experiments.builtup_encoders import train_arm as frozen_train
+from experiments.builtup_tiles import find_tile, scene_folder
 from experiments.scoring import binary_scores, roc_auc
 from experiments.temporal_consistency import series_stability
 from training.models.encoders.fused import presto_features

@@ -69,29 +69,24 @@ import json
 import logging
 import multiprocessing
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from contract.bands import LABEL_NODATA
-from contract.label_schemes import LANDCOVER_CLASSES
 from core.commands import (
     add_logging_arguments,
     check_output_folder,
     configure_logging,
     run_command,
 )
-from core.digest import json_digest
 from core.errors import ConfigError
 from core.parsers import CommandParser
 from core.storage import atomic_write
-from experiments.chesapeake_nlcd import BANDS, CHESAPEAKE_FOLDER, PRODUCT_BANDS, compositions
+from experiments.chesapeake_nlcd import CHESAPEAKE_FOLDER
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.landcover_arms import (
     CEILING,
@@ -106,8 +101,10 @@ from experiments.landcover_arms import (
     Setting,
     with_windows,
 )
+from experiments.landcover_config import LandCoverConfig
 from experiments.landcover_departures import departures
-from experiments.landcover_keep import keep_check, keep_decision
+from experiments.landcover_fold import SCORE, run_fold
+from experiments.landcover_keep import keep_check
 from experiments.landcover_points import draw_points, scored_values
 from experiments.landcover_report import (
     impervious_ranking,
@@ -117,26 +114,16 @@ from experiments.landcover_report import (
 )
 from experiments.landcover_scenes import SOFT, naip_folds, nlcd_folds
 from experiments.landcover_train import (
-    TRUTH,
-    Budget,
     CropDataset,
     Scene,
     filter_labels,
     model_input,
-    predict_probabilities,
     predict_windows,
     scored_scenes,
-    share_decision,
-    train_model,
-    training_counts,
 )
 from experiments.naip import NAIP_FOLDER
 from experiments.threads import add_threads_argument, use_threads
-from training.losses.composition import CompositionLoss
-from training.losses.segmentation import WeightedCrossEntropy, class_weights_from_counts
-from training.metrics import confusion_matrix, json_safe
-from training.models import model_loss, recipe_for
-from training.noisy import DEFAULT_THRESHOLD
+from training.metrics import json_safe
 
 __all__ = ["CEILING", "DEFAULT_ARM", "INPUT", "KEEP", "PAPER", "SETTINGS", "SHARES", "SOFT", "SR",
            "Arm",
@@ -145,235 +132,12 @@ __all__ = ["CEILING", "DEFAULT_ARM", "INPUT", "KEEP", "PAPER", "SETTINGS", "SHAR
            "predict_windows", "run_experiment", "with_windows"]
 
 log = logging.getLogger(__name__)
-K = len(LANDCOVER_CLASSES)
-
-
-#: the run files' key suffix of an arm's impervious probability on the scored pixels
-SCORE = "|impervious score"
-
-
-@dataclass(frozen=True)
-class LandCoverConfig:
-    """Everything that defines the experiment (hashed to reuse finished runs).
-
-    Attributes:
-        data_dir: the chesapeake_nlcd ``.npz`` patches.
-        naip_dir: the GeoBench ``id_*.hdf5`` NAIP tiles.
-        test_dir: held-out ``.npz`` patches (then every patch of ``data_dir`` trains).
-        split: without ``test_dir``, what is held out: ``quadrants`` (four folds; fold
-            ``f`` holds out quadrant ``(f + i) mod 4`` of patch ``i``, so every patch trains
-            in every fold on the other three quadrants) or ``patches`` (``groups``).
-        groups: with ``split="patches"``, the held-out groups of patches (positions, 0-based,
-            sorted by name): each group is held out once while the other patches train.
-        settings: which of :data:`SETTINGS` run.
-        seeds: training seeds.
-        model: ``hrnet`` keyword arguments (a narrow HRNet for CPU minutes).
-        nlcd_crop / nlcd_batch / nlcd_iterations: training crops (also the inference
-            window, so that instance norm sees one extent), batch and iterations of ``nlcd``.
-        naip_crop / naip_batch / naip_iterations: the same for ``naip``.
-        lr: initial SGD learning rate (poly decay to 0 at the budget).
-        cell: the synthetic products' cell in 1 m pixels.
-        product_oa / product_region / product_seed: the confusion product's calibrated OA,
-            mean region spacing (px) and random draws.
-        filter_threshold / filter_chip: the noisy-sample filter's agreement threshold and
-            the side of the chips it scores (px).
-        weight_cap: the largest class weight of the ``balanced`` arms.
-        composition_block / composition_weight: label super-resolution's groups (px, NLCD's
-            30 m cell) and the weight of its term.
-        points_per_stratum / points_seed: the point sample's minimum per stratum (it draws
-            that many times the strata in all) and its seed.
-        windows: more shares windows (px) for the default arm's decision in ``nlcd``
-            (:func:`experiments.landcover_arms.with_windows`: the same models, more arms).
-    """
-
-    data_dir: str = field(default_factory=lambda: str(sample_folder(CHESAPEAKE_FOLDER)))
-    naip_dir: str = field(default_factory=lambda: str(sample_folder(NAIP_FOLDER)))
-    test_dir: str | None = None
-    split: str = "quadrants"
-    groups: tuple[tuple[int, ...], ...] = ((0, 4), (1, 5), (2, 6), (3, 7))
-    settings: tuple[str, ...] = ("nlcd",)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    model: dict = field(default_factory=lambda: {"width": 8, "stem_width": 16,
-                                                 "stage1_width": 16, "modules": [1, 1, 1],
-                                                 "blocks": 2})
-    nlcd_crop: int = 128
-    nlcd_batch: int = 4
-    nlcd_iterations: int = 200
-    naip_crop: int = 64
-    naip_batch: int = 8
-    naip_iterations: int = 300
-    lr: float = recipe_for("hrnet").lr
-    cell: int = 10
-    product_oa: float = 0.76
-    product_region: float = 60.0
-    product_seed: int = 0
-    filter_threshold: float = DEFAULT_THRESHOLD
-    filter_chip: int = 64
-    weight_cap: float = 10.0
-    composition_block: int = 30
-    composition_weight: float = 1.0
-    points_per_stratum: int = 50
-    points_seed: int = 0
-    windows: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not self.seeds:
-            problems.append("give at least one seed")
-        if not self.settings or set(self.settings) - set(SETTINGS):
-            problems.append(f"settings must be among {', '.join(SETTINGS)}")
-        if not self.groups or any(not g for g in self.groups):
-            problems.append("--groups takes one or more non-empty groups of patch positions")
-        if self.split not in ("quadrants", "patches"):
-            problems.append("--split must be quadrants or patches")
-        if self.nlcd_crop < 64:
-            problems.append("the nlcd crop must be >= 64 px (instance norm needs the context)")
-        if min(self.nlcd_batch, self.nlcd_iterations, self.naip_batch, self.naip_iterations) < 1:
-            problems.append("batches and iterations must be >= 1")
-        if not 32 <= self.naip_crop <= 128:
-            problems.append("the naip crop must be 32..128 px (it must fit beside the held-out "
-                            "quadrant)")
-        if not 0.3 <= self.product_oa <= 0.95:
-            problems.append("--product-oa must be in 0.3..0.95")
-        if not 0 < self.filter_threshold < 1 or self.filter_chip < 8:
-            problems.append("the filter threshold must be in (0, 1) and its chip >= 8 px")
-        if self.weight_cap < 1 or self.composition_block < 1 or self.composition_weight < 0:
-            problems.append("--weight-cap must be >= 1, the composition block >= 1 px and its "
-                            "weight >= 0")
-        if any(w < 1 for w in self.windows):
-            problems.append("--windows takes window sides of at least 1 px")
-        if self.points_per_stratum < 2:
-            problems.append("--points-per-stratum must be >= 2 (a variance per stratum)")
-        if problems:
-            raise ConfigError("; ".join(problems))
-
-    def spec(self, setting: str) -> Setting:
-        """The setting's products and arms, with :attr:`windows`'s arms.
-
-        They are added where the default arm decides with a window (``nlcd``;
-        :func:`experiments.landcover_arms.with_windows` leaves ``naip`` as it is).
-        """
-        return with_windows(SETTINGS[setting], self.windows)
-
-    def key(self, setting: str, fold: int, seed: int) -> str:
-        """The digest of what a (setting, fold, seed) run depends on, not the other setting's."""
-        other = {"nlcd": ("naip_dir", "naip_crop", "naip_batch", "naip_iterations", "cell",
-                          "product_oa", "product_region", "product_seed"),
-                 "naip": ("data_dir", "test_dir", "split", "groups", "nlcd_crop", "nlcd_batch",
-                          "nlcd_iterations", "composition_block", "composition_weight")}[setting]
-        d = {k: v for k, v in asdict(self).items()
-             if k not in ("seeds", "settings", "windows", *other)}
-        d.update(setting=setting, fold=fold, seed=seed,
-                 arms=[asdict(a) for a in self.spec(setting).arms],
-                 stored="maps and impervious scores",  # run files without scores: redone
-                 # the decision rules' version: maps of an older rule are redone
-                 keep="impervious unless green, unlearnt classes, shares, impervious fixed")
-        return json_digest(d, 16)
 
 
 def load_folds(cfg: LandCoverConfig) -> dict[str, list[list[Scene]]]:
     """Every setting's folds, read and checked before any training."""
     readers = {"nlcd": nlcd_folds, "naip": naip_folds}
     return {s: readers[s](cfg) for s in cfg.settings}
-
-
-
-
-# ------------------------------------------------------------------ training
-def arm_loss(cfg: LandCoverConfig, arm: Arm, labels: Sequence[np.ndarray],
-             scenes: Sequence[Scene]) -> torch.nn.Module:
-    """The arm's loss: the recipe's, or balanced weights; soft labels add label SR."""
-    if arm.weights == "recipe" and arm.label != SOFT:
-        return model_loss("hrnet", LANDCOVER_CLASSES)
-    weights = None
-    if arm.weights == "balanced":
-        counts = training_counts(labels, scenes, compositions())
-        if not any(counts):
-            raise ConfigError(f"{arm.name}: no training pixel keeps a label (the noisy-sample "
-                              "filter dropped every chip?); give more --nlcd-iterations")
-        weights = [min(w, cfg.weight_cap) for w in class_weights_from_counts(counts)]
-    if arm.label != SOFT:
-        return WeightedCrossEntropy(weights, LABEL_NODATA)
-    return CompositionLoss(compositions(), weights, cfg.composition_block,
-                           cfg.composition_weight, LABEL_NODATA, LANDCOVER_CLASSES)
-
-
-def run_fold(cfg: LandCoverConfig, setting: str, scenes: Sequence[Scene], seed: int
-             ) -> tuple[dict, dict[str, list[np.ndarray]]]:
-    """Train every arm of ``setting`` on one fold with ``seed``; score the held-out pixels.
-
-    Returns the record (each arm's confusion matrix on the fold's held-out pixels, the
-    filter's chips, training seconds) and each arm's maps of the fold's held-out scenes,
-    with its impervious probability on their scored pixels under ``arm + SCORE``.
-    """
-    spec = cfg.spec(setting)
-    pixels = np.concatenate([s.image[:, ~s.test] for s in scenes], axis=1)
-    mean, std = pixels.mean(1), np.maximum(pixels.std(1), 1e-6)
-    window = cfg.nlcd_crop if setting == "nlcd" else cfg.naip_crop
-    budget = (Budget(cfg.nlcd_crop, cfg.nlcd_batch, cfg.nlcd_iterations, cfg.lr, seed)
-              if setting == "nlcd" else
-              Budget(cfg.naip_crop, cfg.naip_batch, cfg.naip_iterations, cfg.lr, seed))
-    images = {p: [model_input(s, mean, std, p) for s in scenes]
-              for p in {a.product_input for a in spec.arms}}
-    preds: dict[str, list[np.ndarray]] = {}
-    probs: dict[Arm, list[np.ndarray]] = {}  # by the training an arm needs
-    record: dict = {"confusion": {}, "filter": {}, "seconds": {}}
-    dropped_mask: dict[str, tuple[list[np.ndarray], int, int]] = {}
-    trained_by: dict[str, Arm] = {}  # arm -> the training whose model it decides with
-    for arm in spec.arms:
-        labels = [s.labels(arm.label) for s in scenes]
-        reuse = None
-        if arm.filtered:
-            prelim = next(a for a in spec.arms if not a.filtered and a.weights == "recipe"
-                          and a.stem_norm == arm.stem_norm and a.label != TRUTH)
-            if prelim.name not in dropped_mask:
-                hard = [s.labels(prelim.label) for s in scenes]
-                kept, dropped, scored = filter_labels(scenes, hard, preds[prelim.name],
-                                                      cfg.filter_chip, cfg.filter_threshold)
-                dropped_mask[prelim.name] = ([(k == LABEL_NODATA) & (h != LABEL_NODATA)
-                                              for k, h in zip(kept, hard, strict=True)],
-                                             dropped, scored)
-                log.info("%s: the filter drops %d of %d chips", arm.name, dropped, scored)
-            masks, dropped, scored = dropped_mask[prelim.name]
-            labels = [np.where(m, LABEL_NODATA, x) for m, x in zip(masks, labels, strict=True)]
-            record["filter"][arm.name] = {"preliminary": prelim.name, "dropped_chips": dropped,
-                                          "scored_chips": scored}
-            if (not any(m.any() for m in masks) and replace(
-                    arm, name=prelim.name, filtered=False, keep_rule=False, window=0) == prelim):
-                reuse = prelim  # same labels, loss and seed: the same model
-        started = time.perf_counter()
-        training = replace(reuse or arm, name="", share_rule=False, keep_rule=False, window=0)
-        if training not in probs:
-            loss = arm_loss(cfg, arm, labels, scenes)
-            kwargs = {**cfg.model, "stem_norm": arm.stem_norm}
-            with tempfile.TemporaryDirectory(prefix=".landcover.") as tmp:
-                model = train_model(kwargs, BANDS, scenes, labels, mean, std, loss, budget,
-                                    Path(tmp), PRODUCT_BANDS if arm.product_input else ())
-            probs[training] = [predict_probabilities(model, x, window)
-                               for x in images[arm.product_input]]
-        trained_by[arm.name] = training
-        if arm.share_rule:
-            preds[arm.name] = share_decision(probs[training], labels, scenes, compositions(),
-                                             "impervious")
-        elif arm.keep_rule:
-            learnt = {int(k) for x, s in zip(labels, scenes, strict=True)
-                      for k in np.unique(x[~s.test]) if k < K}
-            preds[arm.name] = keep_decision(probs[training], [s.image for s in scenes],
-                                            [s.products[arm.label] for s in scenes], learnt,
-                                            arm.window)
-        else:
-            preds[arm.name] = [p.argmax(0).astype(np.uint8) for p in probs[training]]
-        record["seconds"][arm.name] = time.perf_counter() - started
-        matrix = np.zeros((K, K), np.int64)
-        for scene, pred in zip(scenes, preds[arm.name], strict=True):
-            ok = scene.scored
-            matrix += confusion_matrix(pred[ok], scene.truth[ok], K)
-        record["confusion"][arm.name] = matrix.tolist()
-    held = [i for i, s in enumerate(scenes) if s.test.any()]
-    imp = LANDCOVER_CLASSES.index("impervious")
-    scores = {f"{a}{SCORE}": [p[imp][s.scored].astype(np.float32) for p, s in
-                              zip(probs[t], scenes, strict=True)] for a, t in trained_by.items()}
-    return record, {a: [p[i] for i in held] for a, p in {**preds, **scores}.items()}
 
 
 # ------------------------------------------------------------------ the whole experiment

@@ -72,13 +72,7 @@ from training.data import Augment
 from training.metrics import compute_metrics, confusion_matrix, json_safe
 from training.modelfile import ModelMeta
 from training.models import create_model, model_loss, recipe_for
-from training.pruning import (
-    PRUNING_RULE,
-    compact_model,
-    flop_count,
-    fpgm_step,
-    parameter_count,
-)
+from training.pruning import PRUNING_RULE, compact_model, flop_count, fpgm_step, parameter_count
 from training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -225,9 +219,8 @@ def _train_cfg(cfg: LandCoverCompareConfig, run_dir: Path, seed: int, iterations
     """
     return TrainConfig(out_dir=str(run_dir), model="hrnet", model_kwargs=dict(cfg.model),
                        epochs=1, max_iterations=iterations, batch_size=cfg.batch_size, lr=lr,
-                       weight_decay=0.0,
-                       crop_size=cfg.crop, seed=seed, num_workers=0, precision="fp32",
-                       channels_last="off", device="cpu", progress=False)
+                       weight_decay=0.0, crop_size=cfg.crop, seed=seed, num_workers=0,
+                       precision="fp32", channels_last="off", device="cpu", progress=False)
 
 
 @torch.no_grad()
@@ -384,14 +377,12 @@ def _run(a: argparse.Namespace, d: LandCoverCompareConfig) -> int:
     use_threads(a.threads)
     data_dir = existing_folder(a.data_dir or sample_folder(NAIP_FOLDER, a.data_root),
                                "GeoBench Chesapeake NAIP", "--data-dir")
-    cfg = LandCoverCompareConfig(data_dir=str(data_dir),
-                                 seeds=tuple(a.seeds),
+    cfg = LandCoverCompareConfig(data_dir=str(data_dir), seeds=tuple(a.seeds),
                                  iterations=a.iterations, batch_size=a.batch_size, crop=a.crop,
                                  model={**d.model, "width": a.width,
                                         **({"stem_norm": "batch"} if a.stem_norm == "batch"
                                            else {})},
-                                 lr=a.lr,
-                                 prune_iterations=a.prune_iterations)
+                                 lr=a.lr, prune_iterations=a.prune_iterations)
     check_output_folder("--out", a.out)
     started = time.perf_counter()
     report = run_experiment(cfg, a.out)

@@ -1,8 +1,7 @@
 """The land-cover experiment's folds: which scenes train and which pixels are held out.
 
 Apart from :mod:`experiments.landcover` (its settings, arms and command) so that each stays
-small. ``cfg`` is that module's ``LandCoverConfig`` (typed ``Any`` here: this module is
-below it).
+small. ``cfg`` is :class:`experiments.landcover_config.LandCoverConfig` (typed ``Any`` here).
 """
 
 from __future__ import annotations

@@ -43,16 +43,10 @@ from core.errors import ConfigError, InputDataError
 from core.jsonsafe import dumps
 from core.parsers import CommandParser
 from core.storage import atomic_write
-from experiments.builtup import (
-    DEFAULT_BANDS,
-    DEFAULT_HOLDOUT_ROWS,
-    DW_FOLDER,
-    Budget,
-    predict,
-    score_ndbi,
-    training_rows,
-)
+from experiments.builtup import DEFAULT_BANDS, DEFAULT_HOLDOUT_ROWS, score_ndbi, training_rows
+from experiments.builtup_commands import Budget, predict
 from experiments.builtup_loto import DEFAULT_TILES
+from experiments.builtup_tiles import DW_FOLDER
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.points_data import PrestoFeatures, TileArrays, band_features, load_tile
 from experiments.points_report import patch_rows, summarise, table

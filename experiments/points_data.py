@@ -1,7 +1,7 @@
 """The Dynamic World tiles as :mod:`experiments.points` reads them: stacks, labels, features.
 
 Each tile is exported as a user exports it (``isamap-export --backend local``, the built-up
-experiment's :func:`experiments.builtup.export`: cloud-masked composite of its scene), and
+experiment's :func:`experiments.builtup_commands.export`: cloud-masked composite of its scene), and
 its stack is read on the label's pixels (the stack's grid is the label's shifted by whole
 pixels). A pixel is usable where it is labelled and every band has a value: what a map
 of the stack covers.
@@ -28,7 +28,8 @@ from rasterio.warp import transform as warp_transform
 from contract.bands import LABEL_NODATA
 from core.digest import text_sha256
 from core.storage import atomic_path
-from experiments.builtup import DWTile, built_label, export, find_tile, scene_folder
+from experiments.builtup_commands import export
+from experiments.builtup_tiles import DWTile, built_label, find_tile, scene_folder
 from training.data import NormStats, band_stats
 from training.models.encoders.registry import PRESTO
 from training.points.model import feature_model, model_kwargs, point_features

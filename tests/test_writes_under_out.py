@@ -29,7 +29,7 @@ from cli.map import main as map_main
 from cli.predict import predict_main
 from cli.publish import publish_main
 from cli.train import train_main
-from experiments.builtup import find_tile, scene_folder
+from experiments.builtup_tiles import find_tile, scene_folder
 from gee_export.local.synthetic import generate_scene
 from tests.support.assess import labelled_as_the_map, synthetic_scene
 from tests.support.mapping import model_file

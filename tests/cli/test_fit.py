@@ -103,7 +103,8 @@ def test_points_to_map_on_the_demo_scene(demo_stack, tmp_path, capsys):
 
 
 def test_points_to_map_on_a_real_tile(shared_data, tmp_path):
-    from experiments.builtup import Budget, built_label, export, find_tile, scene_folder
+    from experiments.builtup_commands import Budget, export
+    from experiments.builtup_tiles import built_label, find_tile, scene_folder
 
     tile = find_tile(shared_data / "dynamicworld_s2", "java")
     stack = export(tile, scene_folder(tile, tmp_path / "scenes"), tmp_path / "export",

@@ -10,17 +10,8 @@ import rasterio
 
 from contract.grid import Grid
 from core.errors import InputDataError
-from experiments.builtup import (
-    DW_FOLDER,
-    built_label,
-    covered,
-    find_tile,
-    reflectance,
-    scene_folder,
-    score_map,
-    score_ndbi,
-    training_rows,
-)
+from experiments.builtup import covered, score_map, score_ndbi, training_rows
+from experiments.builtup_tiles import DW_FOLDER, built_label, find_tile, reflectance, scene_folder
 from experiments.realscenes import Footprint
 from gee_export.local.scenes import discover_scenes
 

@@ -95,7 +95,8 @@ def test_real_data_page_quotes_the_figures_of_its_json(tmp_path):
 
 
 def test_bad_loto_options_are_refused_before_any_export(shared_data, tmp_path, capsys):
-    from experiments.builtup import DW_FOLDER, main
+    from experiments.builtup import main
+    from experiments.builtup_tiles import DW_FOLDER
 
     data = str(shared_data / DW_FOLDER)
     for bad, message in ((["--seeds", "0"], "--seeds must be >= 1"),

@@ -14,8 +14,10 @@ import experiments.landcover as lc
 from contract.bands import LABEL_NODATA
 from contract.label_schemes import LANDCOVER_CLASSES
 from core.errors import ConfigError, InputDataError
-from experiments.chesapeake_nlcd import CHESAPEAKE_FOLDER
+from experiments.chesapeake_nlcd import CHESAPEAKE_FOLDER, PRODUCT_BANDS
+from experiments.landcover_fold import arm_loss
 from experiments.landcover_report import metric_summary, product_confusion
+from experiments.landcover_train import share_decision
 from experiments.naip import NAIP_FOLDER
 from inference.predict.postprocess import KEEP_WINDOW
 
@@ -138,7 +140,7 @@ def test_quadrant_folds_score_every_pixel_once_and_train_on_developed_land(share
 def test_product_channels_follow_the_normalised_image_unscaled(shared_data):
     scene = lc.nlcd_folds(lc.LandCoverConfig(data_dir=str(shared_data / CHESAPEAKE_FOLDER)))[0][0]
     x = lc.model_input(scene, np.full(4, 0.5), np.full(4, 0.25), with_product=True)
-    assert x.shape == (4 + len(lc.PRODUCT_BANDS), 256, 256)
+    assert x.shape == (4 + len(PRODUCT_BANDS), 256, 256)
     assert np.allclose(x[:4], (scene.image - 0.5) / 0.25, atol=1e-6)
     onehot = x[4:4 + len(LANDCOVER_CLASSES)]
     labelled = scene.products["NLCD"] != LABEL_NODATA
@@ -153,18 +155,18 @@ def test_the_arms_losses_weigh_classes_and_read_soft_labels(shared_data):
     scenes = lc.nlcd_folds(cfg)[1]
     arms = {a.name: a for a in lc.SETTINGS["nlcd"].arms}
     soft = [s.labels(lc.SOFT) for s in scenes]
-    weighted = lc.arm_loss(cfg, arms[lc.SR], soft, scenes)
+    weighted = arm_loss(cfg, arms[lc.SR], soft, scenes)
     weights = weighted.class_weight.tolist()
     assert max(weights) <= cfg.weight_cap and min(w for w in weights if w) < 1
     assert {v for v, _, _ in weighted.soft} == {221, 222, 223, 224}
     refine = arms[f"{lc.INPUT} + label SR, impervious by share"]
-    loss = lc.arm_loss(cfg, refine, soft, scenes)
+    loss = arm_loss(cfg, refine, soft, scenes)
     assert loss.class_weight is None and {v for v, _, _ in loss.soft} == {221, 222, 223, 224}
     assert refine.product_input and refine.share_rule
     ceiling = arms[f"{lc.CEILING}, class weights"]  # weights from the reference's own counts
     truth = [s.labels(ceiling.label) for s in scenes]
     assert all(t is s.truth for t, s in zip(truth, scenes, strict=True))
-    reference = lc.arm_loss(cfg, ceiling, truth, scenes).weight.tolist()
+    reference = arm_loss(cfg, ceiling, truth, scenes).weight.tolist()
     assert reference != weights and max(reference) <= cfg.weight_cap
     assert not ceiling.filtered and not arms[lc.CEILING].filtered
     assert lc.PAPER == lc.SETTINGS["nlcd"].paper == "hrnet IN + filter"
@@ -315,8 +317,7 @@ def test_the_share_rule_maps_the_expected_share_of_soft_training_pixels():
     label = np.zeros((64, 64), np.uint8)
     label[:32] = 221  # a soft cell: 10 % impervious expected
     s = _scene("s", 48, 64)
-    out = lc.share_decision([probs], [label], [s], {221: {"impervious": 0.1}},
-                            "impervious")[0]
+    out = share_decision([probs], [label], [s], {221: {"impervious": 0.1}}, "impervious")[0]
     imp = LANDCOVER_CLASSES.index("impervious")
     train = (label == 221) & ~s.test
     assert (out[train] == imp).mean() == pytest.approx(0.1, abs=0.005)

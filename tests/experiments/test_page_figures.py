@@ -326,7 +326,7 @@ def test_the_flagged_clouds_section_is_the_default_command_with_the_narrower_mas
 
 def test_the_ghana_tiles_are_as_hazy_as_the_page_says(shared_data):
     """The medians of the visible bands the page quotes, from the tiles themselves."""
-    from experiments.builtup import DW_FOLDER, find_tile, reflectance
+    from experiments.builtup_tiles import DW_FOLDER, find_tile, reflectance
 
     def medians(prefix: str) -> list[float]:
         tile = find_tile(shared_data / DW_FOLDER, prefix)

@@ -1,0 +1,157 @@
+"""The arms of the built-up comparison: each a trained map's ``isamap-train`` model and options.
+
+Any ``isamap-train`` model name is an arm with its own recipe (:func:`arm_of`); :data:`ARMS`
+names the others, each stating every option it compares (window standardisation, index
+channels, radiometric augmentation, class-balanced sampling, weight average, flips), so none
+changes with the recipe a model name holds. :data:`ENCODER_ARMS` fuse a pretrained encoder,
+whose checked files :func:`encoder_files` finds before any export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training.models.encoders.registry import encoder_entry, load_encoder, parse_encoder
+
+#: the sample weights' folder of each encoder (``weights/<folder>/<file>``)
+WEIGHT_FOLDERS = {"presto": "presto", "galileo-nano": "galileo_nano"}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One trained map of the comparison: an ``isamap-train`` model and its extra arguments.
+
+    ``encoder``: the pretrained encoder (``--encoder NAME=PATH``) it fuses, the file given to
+    the experiment (never recorded in its results).
+    """
+
+    name: str
+    model: str
+    model_kwargs: Mapping = field(default_factory=dict)
+    train_args: tuple[str, ...] = ()
+    encoder: str | None = None
+
+
+def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric: bool = False,
+            balanced: bool = False, window: int | None = None, norm: str = "training",
+            ema: float = 0.0, flips: bool = False) -> Arm:
+    """A ``unet-s2`` arm that states every option it compares (none left to the recipe).
+
+    The optical recipes differ in ``input_norm`` and ``norm`` (``unet-s2``: none and scene;
+    ``unet-s2-window``: patch and training) and share the widths, so stating both, with the
+    augmentations, makes the arm the same whichever recipe the name ``unet-s2`` holds.
+    ``ema``: the half-life in iterations of the weight average kept (``isamap-train --ema``;
+    0: the last weights), stated too, as ``unet-s2``'s recipe averages; ``flips``: the
+    mean of each window's four mirror images in every map (``model_kwargs`` ``flips``),
+    stated as ``unet-s2``'s recipe sets it.
+    """
+    box = {"norm_window": window} if window else {}
+    return Arm(name, "unet-s2", {"input_norm": input_norm, "indices": list(indices),
+                                 "flips": flips, **box},
+               ("--radiometric" if radiometric else "--no-radiometric",
+                "--balanced-sampling" if balanced else "--no-balanced-sampling",
+                "--no-balanced-scenes", "--norm", norm, "--ema", f"{ema:g}"))
+
+
+INDICES = ("ndbi", "ndvi", "mndwi")
+
+#: Named arms beside the registry's models (any ``isamap-train`` model name is an arm too, with
+#: its own recipe: ``unet-s2`` on each scene's statistics, ``unet-s2-window`` standardising
+#: each window). Each states the window standardisation (``patch``: each window's bands by
+#: their own mean and deviation; ``global``: the training set's statistics alone), the index
+#: channels (``idx``: NDBI, NDVI, MNDWI), the radiometric augmentation (``radio``) and the
+#: class-balanced sampling (``bal``) it trains with; ``emaN``: ``unet-s2``'s recipe keeping the
+#: moving average of its weights with a half-life of N iterations, ``last``: its last weights.
+#: Every arm states the half-life (0 unless named) and maps each window once (no ``flips``):
+#: ``unet-s2-ema10`` is ``unet-s2``'s recipe without its test-time flips; ``unet-s2-radio``
+#: and ``unet-s2-bal`` are ``unet-s2``'s recipe, flips included, with radiometric
+#: augmentation or class-balanced sampling.
+ARMS = {arm.name: arm for arm in (
+    _s2_arm("unet-s2-global", "none"),
+    _s2_arm("unet-s2-patch", "patch"),
+    _s2_arm("unet-s2-patch-radio", "patch", radiometric=True),
+    _s2_arm("unet-s2-global-radio", "none", radiometric=True),
+    _s2_arm("unet-s2-patch-idx", "patch", INDICES),
+    _s2_arm("unet-s2-global-idx", "none", INDICES),
+    _s2_arm("unet-s2-global-idx-radio", "none", INDICES, radiometric=True),
+    _s2_arm("unet-s2-patch-idx-radio", "patch", INDICES, radiometric=True),
+    _s2_arm("unet-s2-patch-bal", "patch", balanced=True),
+    _s2_arm("unet-s2-global-radio-bal", "none", radiometric=True, balanced=True),
+    _s2_arm("unet-s2-patch-idx-bal", "patch", INDICES, balanced=True),
+    _s2_arm("unet-s2-global-idx-radio-bal", "none", INDICES, radiometric=True, balanced=True),
+    _s2_arm("unet-s2-both-radio", "both", radiometric=True),
+    _s2_arm("unet-s2-both-idx-radio", "both", INDICES, radiometric=True),
+    _s2_arm("unet-s2-both", "both"),
+    _s2_arm("unet-s2-local", "local", window=63),
+    _s2_arm("unet-s2-local31", "local", window=31),
+    _s2_arm("unet-s2-scene-both", "both", norm="scene"),
+    _s2_arm("unet-s2-last", "none", norm="scene"),
+    _s2_arm("unet-s2-ema25", "none", norm="scene", ema=25),
+    _s2_arm("unet-s2-ema10", "none", norm="scene", ema=10),
+    _s2_arm("unet-s2-radio", "none", norm="scene", ema=10, flips=True, radiometric=True),
+    _s2_arm("unet-s2-bal", "none", norm="scene", ema=10, flips=True, balanced=True),
+    _s2_arm("unet-s2-radio-bal", "none", norm="scene", ema=10, flips=True, radiometric=True,
+            balanced=True),
+    _s2_arm("unet-s2-flips", "none", norm="scene", ema=10, flips=True),
+    # unet-s2's recipe with each scene's patches drawn by their number (the recipe before
+    # balanced scenes): the large tile's class shares set the prior
+    Arm("unet-s2-pooled", "unet-s2", {}, ("--no-balanced-scenes",)),
+)}
+
+
+#: Where the encoder arms tell the encoder they are: one place and month for every fold (the
+#: equator at the prime meridian, January), so a patch's features are the same whichever tiles
+#: a fold trains on and are encoded once for all of them; a model file maps every region with
+#: the location and month it records.
+ENCODER_PLACE = {"latlon": [0.0, 0.0], "month": 0}
+
+
+def _encoder_arm(name: str, encoder: str, fusion: str, norm: str) -> Arm:
+    """An arm fusing ``encoder`` (frozen) with ``fusion``, normalised by ``norm``.
+
+    Every option it compares is stated: plain shuffling, no radiometric augmentation, no
+    weight average.
+    """
+    return Arm(name, "unet-s2", dict(ENCODER_PLACE),
+               ("--fusion", fusion, "--norm", norm, "--no-balanced-sampling",
+                "--no-balanced-scenes", "--no-radiometric", "--ema", "0"), encoder)
+
+
+#: The pretrained-encoder arms: Presto's features and the bands, with their means over 5 and
+#: 15 px squares, read out linearly (``--fusion context``); ``presto-context`` normalises by
+#: each scene's statistics (the encoder reads each scene matched to the training data's),
+#: ``presto-context-raw`` by the training statistics (the encoder reads the stack as it is).
+ENCODER_ARMS = {arm.name: arm for arm in (
+    _encoder_arm("presto-context", "presto", "context", "scene"),
+    _encoder_arm("presto-context-raw", "presto", "context", "training"),
+)}
+ARMS.update(ENCODER_ARMS)
+
+
+def arm_of(name: str) -> Arm:
+    """The named arm, or the registry model ``name`` with its own recipe."""
+    return ARMS.get(name, Arm(name, name))
+
+
+def encoder_files(arms: Sequence[str], given: Sequence[str], data: Path) -> dict[str, str]:
+    """The checked encoder file of every encoder the ``arms`` fuse (name -> path).
+
+    ``given``: ``NAME=PATH`` items; an encoder not given is looked for where the sample sets'
+    weights lie (``weights/presto/default_model.pt`` beside the data folder's parent). Each
+    file is checked (exists, the published SHA-256) before any export.
+    """
+    files = {}
+    for item in given:
+        entry, path = parse_encoder(item)
+        files[entry.name] = path
+    wanted = {arm_of(part).encoder for arm in arms for part in arm.split("+")} - {None}
+    out = {}
+    for name in sorted(n for n in wanted if n):
+        entry = encoder_entry(name)
+        path = files.get(name) or str(data.parent / "weights" / WEIGHT_FOLDERS[name] /
+                                      entry.file_name)
+        load_encoder(entry, path)
+        out[name] = path
+    return out

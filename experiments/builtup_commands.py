@@ -1,0 +1,95 @@
+"""The product's commands as the built-up experiments run them, and their training budget.
+
+Each step is the product as a user runs it: ``isamap-export --backend local`` of a tile's
+rows (:func:`export`, with the Dynamic World label mapping and the tile's date), then
+``isamap-train`` of an arm on the patches (:func:`train`) and ``isamap-predict`` of a stack
+(:func:`predict`); :class:`Budget` carries the training budget and patch layout down.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import ConfigError
+from experiments.builtup_arms import Arm, arm_of
+from experiments.builtup_tiles import DW_LABEL_MAP, DWTile
+from experiments.realscenes import bbox_argument, run_product
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The training budget and patch layout (the defaults finish in minutes on 2 cores)."""
+
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    patch: int = 64
+    stride: int = 32
+    split_block: int = 2
+    min_valid_fraction: float = 0.5  # hand labels leave gaps (unmarked): half a patch suffices
+    seed: int = 0
+    iterations: int | None = None  # total training iterations (replaces epochs when set)
+    tile: int | None = None  # prediction tile (None: the model's own, isamap-predict's default)
+    scl_mask: str | None = None  # SCL classes the composites leave out (None: the export's)
+
+
+def export(tile: DWTile, scenes: Path, out: Path, bands: Sequence[str], budget: Budget,
+           rows: tuple[int, int | None] = (0, None)) -> Path:
+    """``isamap-export --backend local`` of rows ``rows`` of ``tile`` into ``out``."""
+    if tile.month is None:
+        raise ConfigError(f"no date known for tile {tile.prefix!r}; give --date "
+                          f"{tile.prefix}=YYYY-MM-DD")
+    argv = ["--backend", "local", "--scenes", str(scenes),
+            bbox_argument(tile.footprint.lonlat_bbox(*rows, inset=0.5)),
+            "--crs", tile.footprint.crs, "--month", tile.month, "--bands", ",".join(bands),
+            "--label-map", DW_LABEL_MAP, "--patch-size", str(budget.patch),
+            "--stride", str(budget.stride), "--split-block", str(budget.split_block),
+            "--min-valid-fraction", str(budget.min_valid_fraction),
+            "--seed", str(budget.seed), "--out", str(out), "--no-progress"]
+    if tile.date:
+        argv += ["--scene-date", tile.date]
+    if budget.scl_mask is not None:
+        argv += ["--scl-mask", budget.scl_mask]
+    run_product("isamap-export", argv)
+    return out / "stacks" / f"stack_{tile.month}_image.tif"
+
+
+def train(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
+          encoders: Mapping[str, str] | None = None) -> Path:
+    """``isamap-train`` of ``arm`` on ``dataset``; returns the model file.
+
+    ``encoders``: the encoder files (name -> path) the encoder arms fuse. The arm's own
+    options come last, so they win over the budget's.
+    """
+    arm = arm_of(arm) if isinstance(arm, str) else arm
+    extra = ["--model-kwargs", json.dumps(dict(arm.model_kwargs))] if arm.model_kwargs else []
+    if arm.encoder:
+        if arm.encoder not in (encoders or {}):
+            raise ConfigError(f"arm {arm.name} fuses {arm.encoder}: give --encoder "
+                              f"{arm.encoder}=PATH")
+        extra += ["--encoder", f"{arm.encoder}={(encoders or {})[arm.encoder]}"]
+    run_product("isamap-train", [
+        "--model", arm.model, "--data", str(dataset), "--out", str(run),
+        "--epochs", str(budget.epochs), "--batch-size", str(budget.batch_size),
+        *(["--max-iterations", str(budget.iterations)] if budget.iterations else []),
+        "--lr", str(budget.lr), "--seed", str(budget.seed), "--workers", "0", "--cache",
+        "--precision", "fp32", "--channels-last", "off", "--no-progress", *extra,
+        *arm.train_args])
+    return run / "model.pt"
+
+
+def predict(model_file: Path, stack: Path, out: Path, month: str,
+            tile: int | None = None) -> tuple[Path, Path]:
+    """``isamap-predict``; returns the class and probability COGs.
+
+    ``tile``: map on that tile (a quarter of it overlapping) even where the model records
+    another (``--any-tile``); None: the model's own.
+    """
+    other = ["--tile", str(tile), "--overlap", str(tile // 4), "--any-tile"] if tile else []
+    run_product("isamap-predict", [
+        "--model", str(model_file), "--input", str(stack), "--out", str(out),
+        "--month", month, "--precision", "fp32", "--channels-last", "off", *other])
+    return Path(f"{out}_class.tif"), Path(f"{out}_prob.tif")
