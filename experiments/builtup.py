@@ -318,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "at the training tiles' best threshold, experiments.builtup_stack; "
                         "BASE+prior: BASE's maps at the tile's own estimated built share, "
                         "experiments.builtup_prior; "
-                        "A+B: the mean of A's and B's maps, experiments.builtup_ensemble)")
+                        "A+B: the mean of A's and B's maps, AxK: the mean of K trainings of "
+                        "A, experiments.builtup_ensemble)")
     p.add_argument("--tile", type=int, default=None,
                    help="--loto: prediction tile of the maps (default: each model's own)")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="--loto: seeds per arm")

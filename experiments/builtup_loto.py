@@ -135,20 +135,15 @@ def on_mapped_pixels(mapped: dict, labelled: dict) -> dict:
             "all_labelled": labelled}
 
 
-def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdout_rows: int,
-             budget: Any, tiles: Sequence[str] = DEFAULT_TILES, row_split: str = "java",
-             arms: Sequence[str] = DEFAULT_ARMS, seeds: int = DEFAULT_SEEDS,
-             dates: dict[str, str] | None = None, jobs: int = 1) -> dict:
-    """The whole comparison; returns (and writes) ``DIR/loto.json`` and ``DIR/loto.txt``.
+def check_options(tiles: Sequence[str], row_split: str, arms: Sequence[str], seeds: int,
+                  jobs: int) -> None:
+    """Refuse options the comparison cannot run, before any export (one line each).
 
-    ``budget`` is the single-tile experiment's ``Budget`` (a frozen dataclass); its
-    ``iterations`` default to :data:`DEFAULT_ITERATIONS` here.
+    Raises:
+        ConfigError: the row-split tile is not among the tiles, ``jobs`` or ``seeds`` below
+            1, a stacked or averaged arm without the trained arms it reads, or an ``AxK``
+            arm given fewer than ``K`` seeds.
     """
-    b = steps
-    start = time.perf_counter()
-    if budget.iterations is None:  # several tiles: a fixed budget, not epochs of their patches
-        budget = dataclasses.replace(budget, iterations=DEFAULT_ITERATIONS)
-    dates = dates or {}
     if row_split not in tiles:
         raise ConfigError(f"--train {row_split} is not among the tiles {list(tiles)}")
     if jobs < 1:
@@ -169,12 +164,26 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
             raise ConfigError(f"--arms {arm} averages {times[1]} seeds of {times[0]}: give "
                               f"--seeds {times[1]} or more (a multiple of {times[1]} uses "
                               "every seed)")
+
+
+def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdout_rows: int,
+             budget: Any, tiles: Sequence[str] = DEFAULT_TILES, row_split: str = "java",
+             arms: Sequence[str] = DEFAULT_ARMS, seeds: int = DEFAULT_SEEDS,
+             dates: dict[str, str] | None = None, jobs: int = 1) -> dict:
+    """The whole comparison; returns (and writes) ``DIR/loto.json`` and ``DIR/loto.txt``.
+
+    ``budget`` is the single-tile experiment's ``Budget`` (a frozen dataclass); its
+    ``iterations`` default to :data:`DEFAULT_ITERATIONS` here.
+    """
+    b = steps
+    start = time.perf_counter()
+    if budget.iterations is None:  # several tiles: a fixed budget, not epochs of their patches
+        budget = dataclasses.replace(budget, iterations=DEFAULT_ITERATIONS)
+    dates = dates or {}
+    check_options(tiles, row_split, arms, seeds, jobs)
     found = {p: b.find_tile(data, p, dates.get(p)) for p in tiles}
     split_tile = found[row_split]
-    holdout_start = split_tile.footprint.height - holdout_rows
-    if not 0 < holdout_start < split_tile.footprint.height:
-        raise ConfigError(f"--holdout-rows must be between 1 and "
-                          f"{split_tile.footprint.height - 1}, got {holdout_rows}")
+    holdout_start = first_held_out_row(split_tile.footprint.height, holdout_rows)
     scenes = out / "scenes"
     exports: dict[str, Path] = {}
     stacks: dict[str, Path] = {}
@@ -187,12 +196,7 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     b.export(split_tile, scenes / row_split, north, bands, budget, (0, end))
     b.check_no_overlap(north, split_tile, holdout_start)
     exports[f"{row_split}_north"] = north
-    areas = {}
-    for prefix, tile in found.items():
-        area = np.ones((tile.footprint.height, tile.footprint.width), bool)
-        if prefix == row_split:
-            area[:holdout_start] = False
-        areas[prefix] = area
+    areas = held_out_areas(found, row_split, holdout_start)
     ndbi = {p: b.score_ndbi(found[p], areas[p]) for p in tiles}
     runs: dict[str, dict[str, list[dict]]] = {p: {a: [] for a in arms} for p in tiles}
     tasks = []
@@ -223,26 +227,11 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for task, scores in zip(tasks, pool.map(one, tasks), strict=True):
             runs[task[0]][task[2]].append(scores)
-    if any(base_arm(arm) for arm in arms):
-        stacked = _stacked(b, found, stacks, exports, areas, out, arms, seeds, row_split)
-        for held, by_arm in stacked.items():
-            runs[held].update(by_arm)
-    if any(averaged(arm) for arm in arms):
-        if b.built_label is None:
-            raise ConfigError("averaged arms need the experiment's label step")
-        labels = {p: (found[p].footprint, b.built_label(found[p])) for p in tiles}
-        means = average_runs(arms, seeds, list(tiles), out, labels.__getitem__, areas)
-        for held, by_arm in means.items():
-            runs[held].update(by_arm)
+    for held, by_arm in derived_runs(b, found, stacks, exports, areas, out, arms, seeds,
+                                     row_split).items():
+        runs[held].update(by_arm)
     if b.covered is not None:  # every arm maps the same stack: one map's cover is theirs
-        first = next(a for a in arms if trained(a))
-        for p in tiles:
-            cover = b.covered(found[p], out / "runs" / p / first / "seed0" / "map_class.tif")
-            ndbi[p] = on_mapped_pixels(b.score_ndbi(found[p], areas[p] & cover), ndbi[p])
-            for arm, seeds_scores in runs[p].items():
-                if any(s.get("pixels") != ndbi[p]["pixels"] for s in seeds_scores):
-                    log.warning("%s: %s is scored on other pixels than NDBI (%d)", p, arm,
-                                ndbi[p]["pixels"])
+        ndbi = ndbi_on_cover(b, found, areas, out, arms, runs, ndbi)
     summary = summarise(runs, ndbi)
     chosen, margin = default_arm(summary)
     metrics = {"summary": summary, "runs": runs, "ndbi": ndbi, "default_arm": chosen,
@@ -254,11 +243,74 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
                "arms": list(arms), "seeds": seeds, "bands": list(bands),
                "budget": budget.__dict__, "jobs": jobs,  # trainings at once: what seconds took
                "seconds": round(time.perf_counter() - start, 1)}
+    write_report(out, metrics)
+    return metrics
+
+
+def first_held_out_row(height: int, holdout_rows: int) -> int:
+    """The first of the last ``holdout_rows`` rows of a tile ``height`` rows tall.
+
+    Raises:
+        ConfigError: the block would be empty or the whole tile.
+    """
+    if not 0 < holdout_rows < height:
+        raise ConfigError(f"--holdout-rows must be between 1 and {height - 1}, "
+                          f"got {holdout_rows}")
+    return height - holdout_rows
+
+
+def held_out_areas(found: dict, row_split: str, holdout_start: int) -> dict[str, np.ndarray]:
+    """Each tile's scored pixels: the whole tile, the row-split tile's rows from the block on."""
+    areas = {}
+    for prefix, tile in found.items():
+        area = np.ones((tile.footprint.height, tile.footprint.width), bool)
+        if prefix == row_split:
+            area[:holdout_start] = False
+        areas[prefix] = area
+    return areas
+
+
+def ndbi_on_cover(b: Steps, found: dict, areas: dict[str, np.ndarray], out: Path,
+                  arms: Sequence[str], runs: dict[str, dict[str, list[dict]]],
+                  ndbi: dict[str, dict]) -> dict[str, dict]:
+    """NDBI scored again on the pixels the maps cover; warns of an arm scored elsewhere."""
+    first = next(a for a in arms if trained(a))
+    scored = {}
+    for p in found:
+        cover = b.covered(found[p], out / "runs" / p / first / "seed0" / "map_class.tif")
+        scored[p] = on_mapped_pixels(b.score_ndbi(found[p], areas[p] & cover), ndbi[p])
+        for arm, seeds_scores in runs[p].items():
+            if any(s.get("pixels") != scored[p]["pixels"] for s in seeds_scores):
+                log.warning("%s: %s is scored on other pixels than NDBI (%d)", p, arm,
+                            scored[p]["pixels"])
+    return scored
+
+
+def write_report(out: Path, metrics: dict) -> None:
+    """``out/loto.json`` (everything) and ``out/loto.txt`` (the table and the judge), atomically."""
     text = dumps(metrics, indent=2)
     atomic_write(out / "loto.json", lambda handle: handle.write(text.encode()))
     table = figures_markdown(metrics).strip().removeprefix("```text").removesuffix("```").strip()
     atomic_write(out / "loto.txt", lambda handle: handle.write(table.encode() + b"\n"))
-    return metrics
+
+
+def derived_runs(b: Steps, found: dict, stacks: dict[str, Path], exports: dict[str, Path],
+                 areas: dict[str, np.ndarray], out: Path, arms: Sequence[str], seeds: int,
+                 row_split: str) -> dict[str, dict[str, list[dict]]]:
+    """The scores of the arms that train nothing (stacked, averaged), per held-out tile."""
+    runs: dict[str, dict[str, list[dict]]] = {p: {} for p in found}
+    if any(base_arm(arm) for arm in arms):
+        stacked = _stacked(b, found, stacks, exports, areas, out, arms, seeds, row_split)
+        for held, by_arm in stacked.items():
+            runs[held].update(by_arm)
+    if any(averaged(arm) for arm in arms):
+        if b.built_label is None:
+            raise ConfigError("averaged arms need the experiment's label step")
+        labels = {p: (found[p].footprint, b.built_label(found[p])) for p in found}
+        means = average_runs(arms, seeds, list(found), out, labels.__getitem__, areas)
+        for held, by_arm in means.items():
+            runs[held].update(by_arm)
+    return runs
 
 
 def trained(arm: str) -> bool:
