@@ -155,7 +155,9 @@ def judge_table(summary: Mapping, ndbi: Mapping, row_split: str | None = None) -
     lines = [table, "", f"default arm (its worst seed is best): {arm}, worst seed "
              f"{margin:+.3f} F1 against NDBI's best threshold on its hardest tile"]
     for tile, targets in shortfalls(summary, arm, row_split).items():
-        missed = [f"{t['target']} ({_f(t['value'])}, short by {_f(t['short_by'])})"
+        missed = [f"{t['target']} (not measured: the arm's maps give no such score)"
+                  if t["short_by"] is None else
+                  f"{t['target']} ({_f(t['value'])}, short by {_f(t['short_by'])})"
                   for t in targets if not t["met"]]
         lines.append(f"  {tile}: " + ("every target met" if not missed else
                                       "missed: " + "; ".join(missed)))

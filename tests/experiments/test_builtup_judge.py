@@ -74,3 +74,12 @@ def test_a_run_that_chose_a_default_arm_prints_the_judges_table():
     assert "F1 worst" in figures_markdown(metrics)
     del metrics["default_arm"]
     assert "F1 worst" not in figures_markdown(metrics)
+
+
+def test_a_default_arm_whose_maps_give_no_calibration_score_prints_it_as_not_measured():
+    """An averaged arm (``A+B``, ``AxK``) has no model whose calibration was measured."""
+    seeds = [{k: v for k, v in _seed(0.8).items() if not k.startswith("ece")}] * 2
+    summary = summarise({"t": {"x": seeds}}, {"t": NDBI})
+    table = judge_table(summary, {"t": NDBI}, "t")
+    assert "held-out ECE <= 0.05 (not measured: the arm's maps give no such score)" in table
+    assert "every seed F1 >= 0.85 (0.800, short by 0.050)" in table
