@@ -32,6 +32,7 @@ from training.config import (
     read_train_config,
     with_recipe_filter,
 )
+from training.members import MembersResult, train_members
 from training.noisy import train_filtered
 from training.patch_training import train
 from training.run_folder import resume_config
@@ -45,6 +46,8 @@ TRAIN_EXAMPLES = (
     ("the optical U-Net fused with the published Presto encoder, read from its file",
      "isamap-train --data data/wuhan --model unet-s2 --encoder presto=weights/default_model.pt "
      "--out runs/presto"),
+    ("three trainings of the optical U-Net, one model file mapping their mean",
+     "isamap-train --data data/java data/ghana --model unet-s2 --members 3 --out runs/three"),
 )
 
 
@@ -97,6 +100,11 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
       "(default: the "
       "model's recipe)")
     a("--loss-kwargs", type=_json, help="loss arguments as JSON, e.g. '{\"beta\": 0.8}'")
+    a("--members", type=int, metavar="K", help=(
+        "train the recipe K times (seeds --seed to --seed+K-1, each its own run under "
+        "--out/memberN) and join them in --out/model.pt, whose maps are the mean of their "
+        "calibrated probabilities: steadier on new ground, at K times the training and the "
+        "mapping time (default: 1)"))
     a("--bands", help="comma-separated input bands (default: the manifest's)")
     a("--label", choices=["label", "label_fine"],
       help="the target: label (the grid's) or label_fine (the finer super-resolution label; "
@@ -209,9 +217,12 @@ def _train(args: dict) -> int:
     if len(roots) > 1:
         cfg = merged_data(cfg, roots)
     finished = False
+    joined: MembersResult | None = None
     try:
         cfg = with_recipe_filter(cfg)  # e.g. hrnet-coarse filters noisy samples by default
-        if cfg.filter_noisy is not None:
+        if cfg.members > 1:
+            joined = train_members(cfg, train)
+        elif cfg.filter_noisy is not None:
             result = train_filtered(cfg).final
             print(f"noisy-sample filtering: {result.out_dir / 'noisy_patches.json'}")
         else:
@@ -219,6 +230,8 @@ def _train(args: dict) -> int:
         finished = True
     finally:
         leave_distributed(finished)  # under torchrun: leave the group before the process exits
+    if joined is not None:
+        return _report_members(joined)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
     state = "finished" if result.finished else (
@@ -227,6 +240,21 @@ def _train(args: dict) -> int:
           f"{100 * result.best_miou:.2f} % at epoch {result.best_epoch}\n"
           f"model: {_written(result.model_path)}\nhistory: {_written(result.history_path)}\n"
           f"curves: {_written(result.curves_path)}")
+    return 0
+
+
+def _report_members(done: MembersResult) -> int:
+    """What ``--members`` made: each member's run, then the joined model file."""
+    if os.environ.get("RANK", "0") != "0":
+        return 0
+    for i, result in enumerate(done.results):
+        print(f"member {i}: {'finished' if result.finished else 'stopped'} after "
+              f"{result.epochs_run} epochs; best validation MIoU {100 * result.best_miou:.2f} % "
+              f"at epoch {result.best_epoch}; {_written(result.model_path)}")
+    if done.model_path is None:
+        print("stopped before every member finished (run the same command again to continue)")
+    else:
+        print(f"model (the mean of {len(done.results)} members): {_written(done.model_path)}")
     return 0
 
 

@@ -338,6 +338,10 @@ def temperature_of(calibration: Mapping) -> float:
 def describe(calibration: Mapping) -> str:
     """One line saying how a model's probabilities are calibrated."""
     record = dict(calibration or {})
+    if record.get("method") == "members":  # training.members: each inside the mean
+        shown = ", ".join(f"{float(t):.3f}" for t in record.get("temperatures") or ())
+        return f"the mean of {len(record.get('temperatures') or ())} trainings' probabilities, " \
+               f"each divided by its own fitted temperature ({shown})"
     if record.get("method") != "temperature":
         why = record.get("reason") or "the model file records no calibration"
         return f"uncalibrated ({why})"

@@ -111,6 +111,9 @@ class TrainConfig:
         fusion: how the encoder's features join the U-Net: ``concat`` (beside the image
             channels), ``head`` (the encoder as backbone, a light decoder) or ``context`` (a
             linear read-out of features and bands with their local means).
+        members: trainings of the model, seeds ``seed`` to ``seed + members - 1``, each a run
+            of its own under ``out_dir/memberK``, joined in one model file whose maps are the
+            mean of their calibrated probabilities (:mod:`training.members`); 1: one training.
     """
 
     data: str = ""
@@ -153,6 +156,7 @@ class TrainConfig:
     encoder: str | None = None
     freeze_encoder: bool = True
     fusion: str = "concat"
+    members: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels_last", layout_flag(self.channels_last))
@@ -183,6 +187,10 @@ class TrainConfig:
                   (self.fusion in ("concat", "head", "context"),
                    f"--fusion must be concat, head or context, got {self.fusion!r}"),
                   (self.stop_after is None or self.stop_after >= 1, "--stop-after must be >= 1"),
+                  (self.members >= 1, f"--members must be >= 1, got {self.members}"),
+                  ("members" not in dict(self.model_kwargs),
+                   "--model-kwargs cannot set members: give --members K, which trains the K "
+                   "networks one by one and joins them"),
                   (self.max_batches is None or self.max_batches >= 1, "--max-batches must be >= 1"),
                   (self.max_iterations is None or self.max_iterations >= 1,
                    "--max-iterations must be >= 1"),

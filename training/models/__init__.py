@@ -26,6 +26,7 @@ from torch import nn
 
 from contract.bands import LABEL_NODATA
 from training.models import crofusenet, hrnet, runetpp, srseg, unet
+from training.models.members import join
 from training.models.registry import ModelEntry, ModelRecipe, ModelRegistry
 
 #: Every built-in model, merged from the model modules' ``MODELS`` tables.
@@ -48,8 +49,12 @@ def create_model(name: str, in_channels: int, num_classes: int = 2, module: str 
         **kw: model keyword arguments, e.g. ``bands=[...]`` (needed by the modality models).
             The recipe's ``model_kwargs`` are NOT added here (``create_model`` builds what it
             is asked for, which is how model files are rebuilt); the trainer adds them.
+            ``members=K`` builds K such networks joined in a
+            :class:`~training.models.members.MemberMean` (a file of ``isamap-train
+            --members K``).
     """
-    return REGISTRY.create(name, in_channels, num_classes, module, **kw)
+    return join(lambda c, k, **rest: REGISTRY.create(name, c, k, module, **rest),
+                in_channels, num_classes, **kw)
 
 
 def recipe_for(name: str, module: str | None = None) -> ModelRecipe:

@@ -1,0 +1,123 @@
+"""``isamap-train --members K``: K trainings joined in one model file mapping their mean."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from cli.predict import predict_main
+from cli.train import train_main
+from core.errors import ModelError
+from tests.support.rasters import write_patch_dataset
+from training.calibration import describe
+from training.config import TrainConfig
+from training.members import joined_meta
+from training.modelfile import load_model_file, read_model_file
+from training.models import create_model
+from training.models.members import MemberMean
+
+TINY = {"widths": [4, 8, 8, 8, 8]}
+SIZE = 32
+
+
+def test_the_mean_of_members_is_the_mean_of_their_calibrated_probabilities():
+    torch.manual_seed(0)
+    nets = [create_model("unet", 4, 2, **TINY).eval() for _ in range(2)]
+    joined = MemberMean(nets, [1.5, 0.8]).eval()
+    x = torch.randn(2, 4, SIZE, SIZE)
+    with torch.no_grad():
+        got = torch.softmax(joined(x), dim=1)
+        want = (torch.softmax(nets[0](x) / 1.5, 1) + torch.softmax(nets[1](x) / 0.8, 1)) / 2
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert joined.stride == nets[0].stride and "members=2" in repr(joined)
+    built = create_model("unet", 4, 2, members=3, **TINY)
+    assert isinstance(built, MemberMean) and len(built.members) == 3
+    assert not isinstance(create_model("unet", 4, 2, members=1, **TINY), MemberMean)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ModelError, match="members must be a whole number"):
+            create_model("unet", 4, 2, members=bad, **TINY)
+    with pytest.raises(ModelError, match="one positive temperature per member"):
+        MemberMean(nets, [1.0, 0.0])
+
+
+def _train(root, run, *extra: str) -> int:
+    return train_main(["--data", str(root), "--out", str(run), "--model", "unet",
+                       "--model-kwargs", json.dumps(TINY), "--members", "2",
+                       "--max-iterations", "2", "--batch-size", "2", "--workers", "0",
+                       "--device", "cpu", "--precision", "fp32", "--channels-last", "off",
+                       "--no-progress", "-q", *extra])
+
+
+def _probability(prefix) -> np.ndarray:
+    with rasterio.open(f"{prefix}_prob.tif") as src:
+        return src.read(1).astype(np.float64) / float(src.tags()["probability_scale"])
+
+
+@pytest.fixture(scope="module")
+def joined_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("members")
+    root = write_patch_dataset(tmp / "patches", n=8, size=SIZE)
+    assert _train(root, tmp / "run") == 0
+    return root, tmp / "run"
+
+
+def test_each_member_is_its_own_run_and_the_file_joins_them(joined_run, capsys):
+    root, run = joined_run
+    metas = [read_model_file(run / f"member{i}" / "model.pt")[0] for i in range(2)]
+    assert [m.extra["config"]["seed"] for m in metas] == [0, 1]
+    model, meta = load_model_file(run / "model.pt")
+    assert isinstance(model, MemberMean) and meta.model_kwargs["members"] == 2
+    assert [m["seed"] for m in meta.extra["members"]] == [0, 1]
+    assert model.temperatures.tolist() == pytest.approx([m.temperature for m in metas])
+    assert describe(meta.calibration).startswith("the mean of 2 trainings' probabilities")
+    assert meta.temperature == 1.0  # each member's is applied inside the mean
+
+    stamps = [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(2)]
+    before = read_model_file(run / "model.pt")[1]
+    assert _train(root, run) == 0  # the same command again: nothing is trained again
+    assert [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(2)] == stamps
+    after = read_model_file(run / "model.pt")[1]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert "model (the mean of 2 members)" in capsys.readouterr().out
+
+
+def test_the_joined_models_map_is_the_mean_of_the_members_maps(joined_run, tmp_path):
+    root, run = joined_run
+    (image,) = (root / "patches").rglob("r0_c6.tif")  # a test patch, unseen in training
+    probs = []
+    for name, model in (("joined", run / "model.pt"), ("m0", run / "member0" / "model.pt"),
+                        ("m1", run / "member1" / "model.pt")):
+        assert predict_main(["--model", str(model), "--input", str(image), "--out",
+                             str(tmp_path / name), "--tile", str(SIZE), "--overlap", "0",
+                             "--device", "cpu", "--precision", "fp32", "-q"]) == 0
+        probs.append(_probability(tmp_path / name))
+    joined, m0, m1 = probs
+    # each map holds its probability rounded to the COG's steps: the mean of two rounded
+    # maps is within one step of the rounded mean
+    assert np.abs(joined - (m0 + m1) / 2).max() <= 1 / 250 + 1e-9
+
+
+def test_members_that_differ_are_not_joined(joined_run):
+    _, run = joined_run
+    meta = read_model_file(run / "member0" / "model.pt")[0]
+    other = dataclasses.replace(meta, norm_mean=tuple(v + 1 for v in meta.norm_mean))
+    with pytest.raises(ModelError, match="differs from member 0 in norm_mean"):
+        joined_meta([meta, other], TrainConfig(out_dir=str(run), members=2))
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--members", "0"], "--members must be >= 1, got 0"),
+    (["--model-kwargs", '{"members": 2}'], "--model-kwargs cannot set members"),
+])
+def test_a_wrong_member_count_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
+    root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
+    assert train_main(["--data", str(root), "--out", str(tmp_path / "run"), "--model", "unet",
+                       "--no-progress", "-q", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "model.pt").exists()

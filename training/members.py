@@ -1,0 +1,118 @@
+"""``isamap-train --members K``: the recipe trained K times, joined in one model file.
+
+Each member is an ordinary run of its own (``OUT/member0`` ... ``OUT/member{K-1}``, seeds
+``seed`` to ``seed + K - 1``, every other option the command's): it validates, stops early,
+fits its temperature and writes its model file as one training does, and running the same
+command again resumes or reuses each. When every member has finished, their model files are
+joined in ``OUT/model.pt`` (:class:`training.models.members.MemberMean`: the mean of the
+members' calibrated probabilities), which every prediction path reads as it reads one network.
+The joined file is made again from the members' files on every run (no training), so it
+always holds what they hold.
+
+Why: on ground unlike its training tiles one training is one draw, and seeds part widely
+(``python -m experiments.builtup --loto`` prints their spread). The mean of several trainings
+is steadier; it costs K times the training and K times every map.
+
+May import: ``core``, ``training`` (below this module).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from core.errors import ConfigError, ModelError
+from training.config import TrainConfig
+from training.model_meta import ModelMeta
+from training.modelfile import load_model_file, save_model_file
+from training.models.members import MemberMean
+from training.run_folder import BEST_MODEL
+from training.trainer import TrainResult
+
+log = logging.getLogger(__name__)
+
+#: what every member's description must share for their mean to be one model
+SHARED_FIELDS = ("name", "module", "in_channels", "num_classes", "bands", "norm_mean",
+                 "norm_std", "class_scheme", "class_names", "output_scale", "model_kwargs",
+                 "window", "norm")
+
+
+@dataclasses.dataclass(frozen=True)
+class MembersResult:
+    """The members' runs and the joined model file (None until every member finished)."""
+
+    results: tuple[TrainResult, ...]
+    model_path: Path | None
+
+    @property
+    def finished(self) -> bool:
+        return self.model_path is not None
+
+
+def member_configs(cfg: TrainConfig) -> list[TrainConfig]:
+    """One configuration per member: its own folder and seed, the command's other options.
+
+    Raises:
+        ConfigError: a member count below 2, or the two-stage noisy-sample filtering (one run
+            that trains twice; not joined with others here).
+    """
+    if cfg.members < 2:
+        raise ConfigError(f"--members {cfg.members}: joining trainings needs 2 or more")
+    if cfg.filter_noisy is not None:
+        raise ConfigError("--members trains the recipe several times; --filter-noisy is a "
+                          "two-stage run of its own: give one of them")
+    out = Path(cfg.out_dir)
+    return [dataclasses.replace(cfg, out_dir=str(out / f"member{i}"), seed=cfg.seed + i,
+                                members=1) for i in range(cfg.members)]
+
+
+def train_members(cfg: TrainConfig,
+                  train: Callable[[TrainConfig], TrainResult]) -> MembersResult:
+    """Train each member with ``train`` (one run each, resumed or reused), then join them."""
+    results = []
+    for i, member in enumerate(member_configs(cfg)):
+        log.info("member %d of %d (seed %d): %s", i + 1, cfg.members, member.seed,
+                 member.out_dir)
+        result = train(member)
+        results.append(result)
+        if not result.finished:  # time-sliced (--stop-after): the next run goes on here
+            return MembersResult(tuple(results), None)
+    path = join_model_files([r.model_path for r in results], Path(cfg.out_dir) / BEST_MODEL,
+                            cfg)
+    return MembersResult(tuple(results), path)
+
+
+def joined_meta(metas: Sequence[ModelMeta], cfg: TrainConfig) -> ModelMeta:
+    """The joined file's description: the members' shared one, ``members: K``, their record.
+
+    Its metrics are empty (each member's are in ``extra["members"]``; ``isamap-evaluate``
+    scores the joined model); its calibration names the members' temperatures, which the
+    network applies inside the mean.
+
+    Raises:
+        ModelError: the members' descriptions differ (a member folder of another command).
+    """
+    first = metas[0]
+    for i, meta in enumerate(metas[1:], 1):
+        differ = [f for f in SHARED_FIELDS if getattr(meta, f) != getattr(first, f)]
+        if differ:
+            raise ModelError(f"member {i} of {cfg.out_dir} differs from member 0 in "
+                             f"{', '.join(differ)}: its folder holds another command's run; "
+                             "remove it and run again")
+    record = [{"seed": cfg.seed + i, "temperature": m.temperature,
+               "metrics": dict(m.metrics)} for i, m in enumerate(metas)]
+    return dataclasses.replace(
+        first, model_kwargs={**dict(first.model_kwargs), "members": len(metas)},
+        metrics={}, calibration={"method": "members",
+                                 "temperatures": [m.temperature for m in metas]},
+        extra={**dict(first.extra), "config": cfg.to_dict(), "members": record})
+
+
+def join_model_files(paths: Sequence[Path], out: Path, cfg: TrainConfig) -> Path:
+    """Join the members' model files in one (written atomically at ``out``)."""
+    loaded = [load_model_file(p, flag="member model file") for p in paths]
+    meta = joined_meta([m for _, m in loaded], cfg)
+    model = MemberMean([net for net, _ in loaded], [m.temperature for _, m in loaded])
+    return save_model_file(out, model, meta)

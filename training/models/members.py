@@ -1,0 +1,81 @@
+"""Several trainings of one model as one network: the mean of their calibrated probabilities.
+
+A model trained once is one draw: on ground none of its training tiles resembles, two seeds of
+the same recipe can map the same pixels very differently (``experiments.builtup --loto``
+prints the seeds' spread). ``isamap-train --members K`` trains the recipe ``K`` times with
+seeds ``seed`` to ``seed + K - 1`` and joins the ``K`` networks in :class:`MemberMean`: each
+member's logits divided by its own fitted temperature, turned into probabilities, and averaged.
+Its output is the logarithm of that mean, so a softmax of it (every prediction path takes
+one) gives the mean probability, and its largest entry names the class the mean favours.
+
+The model file records ``members: K`` among the model's keyword arguments, and
+:func:`training.models.create_model` builds the ``K`` networks from it (:func:`join`), so every
+path that rebuilds a model from its file (``isamap-predict``, ``isamap-map``, Beam workers,
+int8) maps with all of them.
+
+May import: ``core``, torch (no model module: it joins networks of any of them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from core.errors import ModelError
+
+#: what the networks' shared attributes are read from (the first member): every prediction
+#: path asks the model for them as it would ask one network
+SHARED = ("stride", "output_scale", "prediction_window")
+
+
+class MemberMean(nn.Module):
+    """The mean of the members' probabilities, as a log-probability per class.
+
+    Args:
+        members: networks of one architecture, trained separately.
+        temperatures: each member's fitted temperature (1: uncalibrated); kept as a buffer,
+            so the model file's weights (and their digest) hold them.
+    """
+
+    temperatures: torch.Tensor
+
+    def __init__(self, members: Sequence[nn.Module],
+                 temperatures: Sequence[float] | None = None) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ModelError(f"a mean of members needs at least 2 networks, got {len(members)}")
+        self.members = nn.ModuleList(members)
+        values = [1.0] * len(members) if temperatures is None else [float(t) for t in
+                                                                    temperatures]
+        if len(values) != len(members) or not all(t > 0 for t in values):
+            raise ModelError(f"one positive temperature per member is needed, got {values}")
+        self.register_buffer("temperatures", torch.tensor(values, dtype=torch.float32))
+        for name in SHARED:
+            if hasattr(members[0], name):
+                setattr(self, name, getattr(members[0], name))
+
+    def extra_repr(self) -> str:
+        # the repr keys measured choices (engine.autotune): K networks are another model
+        return f"members={len(self.members)}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logs = [torch.log_softmax(m(x) / self.temperatures[i], dim=1)
+                for i, m in enumerate(self.members)]
+        return torch.logsumexp(torch.stack(logs), dim=0) - math.log(len(logs))
+
+
+def join(build: Callable[..., nn.Module], in_channels: int, num_classes: int,
+         members: int = 1, **kw) -> nn.Module:
+    """``build(in_channels, num_classes, **kw)``, or ``members`` of them in a :class:`MemberMean`.
+
+    Raises:
+        ModelError: ``members`` is not a whole number of at least 1.
+    """
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ModelError(f"members must be a whole number >= 1, got {members!r}")
+    if members == 1:
+        return build(in_channels, num_classes, **kw)
+    return MemberMean([build(in_channels, num_classes, **kw) for _ in range(members)])
