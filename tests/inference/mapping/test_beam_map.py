@@ -236,6 +236,26 @@ def test_a_scene_normalised_model_maps_alike_with_statistics_asked_once(scene, e
     assert len(list((tmp_path / "piped" / MONTH / "tiles").iterdir())) == 1
 
 
+def test_a_model_of_several_trainings_maps_alike_streamed_and_in_the_pipeline(
+        scene, ee_offline, tmp_path):
+    """An ``isamap-train --members 2`` file: each worker rebuilds both networks from it."""
+    from dataclasses import replace
+
+    from training.modelfile import load_model_file
+    from training.models.members import MemberMean
+
+    _, stack, _ = scene
+    model = model_file(tmp_path / "members.pt", stack.grid, members=2)
+    assert isinstance(load_model_file(model)[0], MemberMean)
+    request = request_for(stack, model, tmp_path / "streamed")
+    streamed = map_region(request, session=session_for(launcher(stack)), echo=lambda _: None)
+    piped = map_region(replace(request, out=str(tmp_path / "piped"), runner=DIRECT),
+                       session=session_for(launcher(stack)), worker_sessions=StackSessions(stack),
+                       echo=lambda _: None)
+    for a, b in zip(cogs(streamed), cogs(piped), strict=True):
+        assert np.array_equal(read(a), read(b)), f"{b} differs from the streamed map"
+
+
 @NEEDS_INT8
 def test_int8_pipeline_map_equals_the_streamed_int8_map(scene, ee_offline, tmp_path):
     """Every worker calibrates on the model file's training patches: one int8 model, so the
