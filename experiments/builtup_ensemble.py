@@ -26,6 +26,7 @@ import numpy as np
 from contract.bands import LABEL_NODATA
 from experiments.builtup_stack import base_arm, cut_scores
 from experiments.realscenes import Footprint, probability_scale, read_on
+from training.calibration import binary_reliability
 
 SEPARATOR = "+"
 
@@ -83,10 +84,15 @@ def mean_probability(prob_paths: Sequence[Path], footprint: Footprint) -> np.nda
 
 def average_seed(prob_paths: Sequence[Path], footprint: Footprint, truth: np.ndarray,
                  area: np.ndarray) -> dict:
-    """Scores of the members' mean probability on the labelled pixels of ``area``."""
+    """Scores of the members' mean probability on the labelled pixels of ``area``.
+
+    With the held-out calibration error of that mean (``ece_built``); the one on the training
+    regions' validation pixels belongs to a model, which an averaged arm has not.
+    """
     prob = mean_probability(prob_paths, footprint)
     scored = area & (truth != LABEL_NODATA) & np.isfinite(prob)
-    return cut_scores(prob[scored], truth[scored])
+    return {**cut_scores(prob[scored], truth[scored]),
+            "ece_built": binary_reliability(prob[scored], truth[scored], "built").ece}
 
 
 def average_runs(arms: Sequence[str], seeds: int, held_out: Sequence[str], out: Path,

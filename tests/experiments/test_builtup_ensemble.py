@@ -67,6 +67,10 @@ def test_two_maps_erring_in_opposite_directions_average_to_the_truth(tmp_path):
     assert s["f1_built"] == 1.0 and s["auc_built"] == 1.0
     assert s["pixels"] == 14 and s["built_pixels"] == 4  # 16 less the unlabelled and nodata
     assert s["mapped_built_share"] == pytest.approx(4 / 14)
+    # the mean is 0.65 on the 4 built pixels, 0.35 on 7 of the others and 0.05 on 3, each
+    # group in its own bin: the weighted gaps between mean probability and observed share
+    want = (4 * abs(0.65 - 1) + 7 * 0.35 + 3 * 0.05) / 14
+    assert s["ece_built"] == pytest.approx(want)
     alone = average_seed(paths[:1], FOOTPRINT, truth, area)  # the generous map by itself
     assert alone["f1_built"] == pytest.approx(2 * 4 / (2 * 4 + 7))
     assert average_seed(paths[1:], FOOTPRINT, truth, area)["f1_built"] == 0.0
