@@ -46,8 +46,6 @@ TRAIN_EXAMPLES = (
     ("the optical U-Net fused with the published Presto encoder, read from its file",
      "isamap-train --data data/wuhan --model unet-s2 --encoder presto=weights/default_model.pt "
      "--out runs/presto"),
-    ("three trainings of the optical U-Net, one model file mapping their mean",
-     "isamap-train --data data/java data/ghana --model unet-s2 --members 3 --out runs/three"),
 )
 
 
