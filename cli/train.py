@@ -32,7 +32,7 @@ from training.config import (
     read_train_config,
     with_recipe_filter,
 )
-from training.members import MembersResult, train_members
+from training.members import MembersResult, check_resume, check_run_folder, train_members
 from training.noisy import train_filtered
 from training.patch_training import train
 from training.run_folder import resume_config
@@ -208,10 +208,12 @@ def _train(args: dict) -> int:
     if config:
         given = {**read_train_config(config), **given}
     if given.get("resume"):  # the run folder says everything that is not given
+        check_resume(given.get("out_dir") or TrainConfig.out_dir)
         cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)
     else:
         cfg = config_from_mapping(given)
     check_output_folder("--out", cfg.out_dir)
+    check_run_folder(cfg)
     if len(roots) > 1:
         cfg = merged_data(cfg, roots)
     finished = False

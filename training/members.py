@@ -28,7 +28,7 @@ from training.config import TrainConfig
 from training.model_meta import ModelMeta
 from training.modelfile import load_model_file, save_model_file
 from training.models.members import MemberMean
-from training.run_folder import BEST_MODEL
+from training.run_folder import BEST_MODEL, CHECKPOINT
 from training.trainer import TrainResult
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,37 @@ def member_configs(cfg: TrainConfig) -> list[TrainConfig]:
     out = Path(cfg.out_dir)
     return [dataclasses.replace(cfg, out_dir=str(out / f"member{i}"), seed=cfg.seed + i,
                                 members=1) for i in range(cfg.members)]
+
+
+def check_run_folder(cfg: TrainConfig) -> None:
+    """Refuse a ``--members`` run where one training's run is, and one training where members are.
+
+    Either would overwrite the other's ``model.pt``.
+
+    Raises:
+        ConfigError: ``out_dir`` holds the other kind of run.
+    """
+    out = Path(cfg.out_dir)
+    if cfg.members > 1 and (out / CHECKPOINT).exists():
+        raise ConfigError(f"--out {out} holds a run of one training (checkpoint.pt); "
+                          f"--members {cfg.members} would replace its model.pt: give another "
+                          "--out")
+    if cfg.members == 1 and (out / "member0").is_dir():
+        raise ConfigError(f"--out {out} holds a run of several trainings (member0, ...); "
+                          "one training would replace its model.pt: give another --out, or "
+                          "--members as that run had")
+
+
+def check_resume(out_dir: str) -> None:
+    """Refuse ``--resume`` of a members run, whose checkpoints are its members' (one line).
+
+    Raises:
+        ConfigError: ``out_dir`` holds a run of several trainings.
+    """
+    if (Path(out_dir) / "member0").is_dir():
+        raise ConfigError(f"--resume: {out_dir} holds a run of several trainings (member0, "
+                          "...); run the command that started it again (with its --members): "
+                          "each member resumes where it stopped")
 
 
 def train_members(cfg: TrainConfig,

@@ -121,3 +121,24 @@ def test_a_wrong_member_count_is_one_line_and_exit_2(tmp_path, capsys, extra, me
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_a_members_run_and_a_single_run_never_replace_each_others_model(joined_run, tmp_path,
+                                                                        capsys):
+    root, run = joined_run
+    before = (run / "model.pt").read_bytes()
+    assert train_main(["--data", str(root), "--out", str(run), "--model", "unet",
+                       "--no-progress", "-q"]) == 2
+    assert "holds a run of several trainings" in capsys.readouterr().err
+    assert train_main(["--out", str(run), "--resume", "-q"]) == 2
+    assert "each member resumes where it stopped" in capsys.readouterr().err
+    single = tmp_path / "single"
+    assert train_main(["--data", str(root), "--out", str(single), "--model", "unet",
+                       "--model-kwargs", json.dumps(TINY), "--max-iterations", "1",
+                       "--batch-size", "2", "--workers", "0", "--device", "cpu",
+                       "--no-progress", "-q"]) == 0
+    kept = (single / "model.pt").read_bytes()
+    assert _train(root, single) == 2
+    assert "holds a run of one training" in capsys.readouterr().err
+    assert (single / "model.pt").read_bytes() == kept and (run / "model.pt").read_bytes() == \
+        before
