@@ -32,7 +32,13 @@ from training.config import (
     read_train_config,
     with_recipe_filter,
 )
-from training.members import MembersResult, check_resume, check_run_folder, train_members
+from training.members import (
+    MembersResult,
+    check_members,
+    check_resume,
+    check_run_folder,
+    train_members,
+)
 from training.noisy import train_filtered
 from training.patch_training import train
 from training.run_folder import resume_config
@@ -214,6 +220,7 @@ def _train(args: dict) -> int:
         cfg = config_from_mapping(given)
     check_output_folder("--out", cfg.out_dir)
     check_run_folder(cfg)
+    check_members(cfg)
     if len(roots) > 1:
         cfg = merged_data(cfg, roots)
     finished = False

@@ -341,7 +341,7 @@ def describe(calibration: Mapping) -> str:
     if record.get("method") == "members":  # training.members: each inside the mean
         shown = ", ".join(f"{float(t):.3f}" for t in record.get("temperatures") or ())
         return f"the mean of {len(record.get('temperatures') or ())} trainings' probabilities, " \
-               f"each divided by its own fitted temperature ({shown})"
+               f"each divided by its own temperature ({shown}; 1: not fitted)"
     if record.get("method") != "temperature":
         why = record.get("reason") or "the model file records no calibration"
         return f"uncalibrated ({why})"

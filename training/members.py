@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.errors import ConfigError, ModelError
-from training.config import TrainConfig
+from training.config import TrainConfig, apply_recipe, with_recipe_filter
+from training.encoder_run import encoder_config
 from training.model_meta import ModelMeta
 from training.modelfile import load_model_file, save_model_file
 from training.models.members import MemberMean
-from training.run_folder import BEST_MODEL, CHECKPOINT
+from training.run_folder import BEST_MODEL, CHECKPOINT, HISTORY, config_differences, recorded_config
 from training.trainer import TrainResult
 
 log = logging.getLogger(__name__)
@@ -46,26 +48,22 @@ class MembersResult:
     results: tuple[TrainResult, ...]
     model_path: Path | None
 
-    @property
-    def finished(self) -> bool:
-        return self.model_path is not None
 
-
-def member_configs(cfg: TrainConfig) -> list[TrainConfig]:
-    """One configuration per member: its own folder and seed, the command's other options.
+def check_members(cfg: TrainConfig) -> None:
+    """Refuse what ``--members`` cannot do, before any work (one line each).
 
     Raises:
-        ConfigError: a member count below 2, or the two-stage noisy-sample filtering (one run
-            that trains twice; not joined with others here).
+        ConfigError: the noisy-sample filtering, given or from the model's recipe (a
+            two-stage run of its own, not repeated per member).
     """
     if cfg.members < 2:
-        raise ConfigError(f"--members {cfg.members}: joining trainings needs 2 or more")
+        return
     if cfg.filter_noisy is not None:
         raise ConfigError("--members trains the recipe several times; --filter-noisy is a "
                           "two-stage run of its own: give one of them")
-    out = Path(cfg.out_dir)
-    return [dataclasses.replace(cfg, out_dir=str(out / f"member{i}"), seed=cfg.seed + i,
-                                members=1) for i in range(cfg.members)]
+    if with_recipe_filter(cfg).filter_noisy is not None:
+        raise ConfigError(f"{cfg.model}'s recipe filters noisy samples, a two-stage run of "
+                          "its own that --members does not repeat: train it without --members")
 
 
 def check_run_folder(cfg: TrainConfig) -> None:
@@ -99,19 +97,57 @@ def check_resume(out_dir: str) -> None:
                           "each member resumes where it stopped")
 
 
+def member_configs(cfg: TrainConfig) -> list[TrainConfig]:
+    """One configuration per member: its own folder and seed, the command's other options."""
+    out = Path(cfg.out_dir)
+    return [dataclasses.replace(cfg, out_dir=str(out / f"member{i}"), seed=cfg.seed + i,
+                                members=1) for i in range(cfg.members)]
+
+
+def check_member_folders(members: Sequence[TrainConfig]) -> None:
+    """Refuse member folders that hold another command's run, before the first trains.
+
+    Raises:
+        ConfigError: a member's checkpoint records options that differ from its own.
+    """
+    for i, member in enumerate(members):
+        recorded = recorded_config(member.out_dir)
+        if recorded is None:
+            continue
+        differ = config_differences(recorded, apply_recipe(encoder_config(member)))
+        if differ:
+            raise ConfigError(f"{member.out_dir} (member {i}) holds a run of other options "
+                              f"({differ[0]}); remove that folder, or give another --out")
+
+
+def _epochs_recorded(member: TrainConfig) -> int:
+    history = Path(member.out_dir) / HISTORY
+    return len(history.read_text().splitlines()) if history.exists() else 0
+
+
 def train_members(cfg: TrainConfig,
                   train: Callable[[TrainConfig], TrainResult]) -> MembersResult:
-    """Train each member with ``train`` (one run each, resumed or reused), then join them."""
+    """Train each member with ``train`` (one run each, resumed or reused), then join them.
+
+    With ``--stop-after``, one run of the command trains at most one member's slice: it
+    stops after the first member that trained any epoch (the next run goes on). Under DDP
+    every rank trains, and rank 0 alone writes the joined file.
+    """
+    members = member_configs(cfg)
+    check_member_folders(members)
     results = []
-    for i, member in enumerate(member_configs(cfg)):
+    for i, member in enumerate(members):
         log.info("member %d of %d (seed %d): %s", i + 1, cfg.members, member.seed,
                  member.out_dir)
+        before = _epochs_recorded(member)
         result = train(member)
         results.append(result)
-        if not result.finished:  # time-sliced (--stop-after): the next run goes on here
+        sliced = cfg.stop_after is not None and _epochs_recorded(member) > before
+        if not result.finished or (sliced and i < len(members) - 1):
             return MembersResult(tuple(results), None)
-    path = join_model_files([r.model_path for r in results], Path(cfg.out_dir) / BEST_MODEL,
-                            cfg)
+    path = Path(cfg.out_dir) / BEST_MODEL
+    if os.environ.get("RANK", "0") == "0":
+        join_model_files([r.model_path for r in results], path, cfg)
     return MembersResult(tuple(results), path)
 
 

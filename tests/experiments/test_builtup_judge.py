@@ -77,7 +77,8 @@ def test_a_run_that_chose_a_default_arm_prints_the_judges_table():
 
 
 def test_a_default_arm_whose_maps_give_no_calibration_score_prints_it_as_not_measured():
-    """An averaged arm (``A+B``, ``AxK``) has no model whose calibration was measured."""
+    """A target whose score an arm does not report (here: no calibration error at all) is
+    named as not measured, never formatted as a number."""
     seeds = [{k: v for k, v in _seed(0.8).items() if not k.startswith("ece")}] * 2
     summary = summarise({"t": {"x": seeds}}, {"t": NDBI})
     table = judge_table(summary, {"t": NDBI}, "t")

@@ -45,6 +45,23 @@ def test_the_mean_of_members_is_the_mean_of_their_calibrated_probabilities():
         MemberMean(nets, [1.0, 0.0])
 
 
+@pytest.mark.parametrize(("name", "channels", "kwargs"), [
+    ("crofusenet", 7, {"bands": ["VH", "B2", "VV", "B3", "B4", "B8", "s2_clear_count"],
+                       "widths": [4, 8, 16, 32, 64]}),
+    ("srseg", 3, {"scale": 2, "widths": [4, 8], "stage_widths": [4]}),
+])
+def test_members_whose_output_is_a_mapping_are_read_by_their_main_prediction(name, channels,
+                                                                            kwargs):
+    """CroFuseNet and srseg return a dict: the mean reads its ``out``, as predict does."""
+    torch.manual_seed(0)
+    joined = create_model(name, channels, 2, members=2, **kwargs).eval()
+    x = torch.randn(1, channels, SIZE, SIZE)
+    with torch.no_grad():
+        got = torch.softmax(joined(x), dim=1)
+        want = sum(torch.softmax(m(x)["out"], 1) for m in joined.members) / 2
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
 def _train(root, run, *extra: str) -> int:
     return train_main(["--data", str(root), "--out", str(run), "--model", "unet",
                        "--model-kwargs", json.dumps(TINY), "--members", "2",
@@ -142,3 +159,57 @@ def test_a_members_run_and_a_single_run_never_replace_each_others_model(joined_r
     assert "holds a run of one training" in capsys.readouterr().err
     assert (single / "model.pt").read_bytes() == kept and (run / "model.pt").read_bytes() == \
         before
+
+
+def test_a_members_run_is_refused_where_the_recipe_filters_noisy_samples(tmp_path, capsys):
+    """hrnet-coarse's recipe filters noisy samples (two stages): refused before any merge."""
+    roots = [write_patch_dataset(tmp_path / name, n=8, size=SIZE) for name in ("a", "b")]
+    assert train_main(["--data", *map(str, roots), "--out", str(tmp_path / "run"),
+                       "--model", "hrnet-coarse", "--members", "2", "--no-progress",
+                       "-q"]) == 2
+    assert "hrnet-coarse's recipe filters noisy samples" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "datasets").exists()
+
+
+def test_stop_after_trains_one_members_slice_per_run_and_the_file_comes_last(tmp_path):
+    root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
+    run = tmp_path / "run"
+    sliced = ["--max-iterations", "4", "--stop-after", "1"]  # 2 epochs of 2 batches a member
+    rows = []
+    for _ in range(4):
+        assert _train(root, run, *sliced) == 0
+        rows.append([_epochs(run / f"member{i}") for i in range(2)])
+    assert rows == [[1, 0], [2, 0], [2, 1], [2, 2]]
+    assert (run / "model.pt").exists()
+
+
+def _epochs(folder) -> int:
+    history = folder / "metrics.jsonl"
+    return len(history.read_text().splitlines()) if history.exists() else 0
+
+
+def test_a_member_folder_of_other_options_is_refused_before_any_member_trains(joined_run,
+                                                                            tmp_path,
+                                                                            capsys):
+    root, _ = joined_run
+    other = tmp_path / "other"
+    assert _train(root, other) == 0
+    stamp = (other / "member0" / "model.pt").stat().st_mtime_ns
+    assert _train(root, other, "--lr", "0.5") == 2
+    err = capsys.readouterr().err
+    assert "member 0) holds a run of other options (lr:" in err and "Traceback" not in err
+    assert (other / "member0" / "model.pt").stat().st_mtime_ns == stamp
+
+
+def test_evaluate_says_a_joined_models_probabilities_are_scored_as_predicted(joined_run,
+                                                                           tmp_path):
+    """Its members' temperatures are inside the network: no 'uncalibrated' figure of it."""
+    from cli.evaluate import evaluate_main
+
+    root, run = joined_run
+    assert evaluate_main(["--model", str(run / "model.pt"), "--data", str(root), "--out",
+                          str(tmp_path / "ev"), "--points", "0", "--precision", "fp32",
+                          "--no-progress", "-q"]) == 0
+    text = (tmp_path / "ev" / "metrics.txt").read_text()
+    assert "as predicted (each member's temperature applied inside the mean)" in text
+    assert "uncalibrated" not in text

@@ -10,21 +10,25 @@ one) gives the mean probability, and its largest entry names the class the mean 
 
 The model file records ``members: K`` among the model's keyword arguments, and
 :func:`training.models.create_model` builds the ``K`` networks from it (:func:`join`), so every
-path that rebuilds a model from its file (``isamap-predict``, ``isamap-map``, Beam workers,
-int8) maps with all of them.
+path that rebuilds a model from its file (``isamap-predict``, ``isamap-map``, Beam workers)
+maps with all of them. A member whose output is a mapping (CroFuseNet's, srseg's) is read
+by its main prediction (:func:`engine.outputs.main_output`), as every prediction path reads
+one network's.
 
-May import: ``core``, torch (no model module: it joins networks of any of them).
+May import: ``core``, ``engine``, torch (no model module: it joins networks of any of them).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from core.errors import ModelError
+from engine.outputs import main_output
 
 #: what the networks' shared attributes are read from (the first member): every prediction
 #: path asks the model for them as it would ask one network
@@ -62,13 +66,13 @@ class MemberMean(nn.Module):
         return f"members={len(self.members)}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logs = [torch.log_softmax(m(x) / self.temperatures[i], dim=1)
+        logs = [torch.log_softmax(main_output(m(x)) / self.temperatures[i], dim=1)
                 for i, m in enumerate(self.members)]
         return torch.logsumexp(torch.stack(logs), dim=0) - math.log(len(logs))
 
 
 def join(build: Callable[..., nn.Module], in_channels: int, num_classes: int,
-         members: int = 1, **kw) -> nn.Module:
+         members: int = 1, **kw: Any) -> nn.Module:
     """``build(in_channels, num_classes, **kw)``, or ``members`` of them in a :class:`MemberMean`.
 
     Raises:
