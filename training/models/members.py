@@ -10,10 +10,10 @@ one) gives the mean probability, and its largest entry names the class the mean 
 
 The model file records ``members: K`` among the model's keyword arguments, and
 :func:`training.models.create_model` builds the ``K`` networks from it (:func:`join`), so every
-path that rebuilds a model from its file (``isamap-predict``, ``isamap-map``, Beam workers)
-maps with all of them. A member whose output is a mapping (CroFuseNet's, srseg's) is read
-by its main prediction (:func:`engine.outputs.main_output`), as every prediction path reads
-one network's.
+path that rebuilds a model from its file (``isamap-predict``, ``isamap-map``, Beam workers,
+int8 included) maps with all of them. A member whose output is a mapping (CroFuseNet's,
+srseg's) is read by its main prediction (:func:`engine.outputs.main_output`), as every
+prediction path reads one network's.
 
 May import: ``core``, ``engine``, torch (no model module: it joins networks of any of them).
 """

@@ -257,9 +257,11 @@ def test_a_model_of_several_trainings_maps_alike_streamed_and_in_the_pipeline(
 
 
 @NEEDS_INT8
-def test_int8_pipeline_map_equals_the_streamed_int8_map(scene, ee_offline, tmp_path):
+@pytest.mark.parametrize("members", [1, 2])
+def test_int8_pipeline_map_equals_the_streamed_int8_map(scene, ee_offline, tmp_path, members):
     """Every worker calibrates on the model file's training patches: one int8 model, so the
-    map does not depend on which worker predicted which tile."""
+    map does not depend on which worker predicted which tile (one network, and the mean of
+    two as ``isamap-train --members 2`` writes it)."""
     from tests.support.mapping import dataset_record
     from tests.support.rasters import BANDS, write_patch_dataset
     from training.data import PatchDataset, compute_norm_stats
@@ -269,11 +271,12 @@ def test_int8_pipeline_map_equals_the_streamed_int8_map(scene, ee_offline, tmp_p
     _, stack, _ = scene
     patches = write_patch_dataset(tmp_path / "patches", n=12, size=32)
     norm = compute_norm_stats(PatchDataset(patches, "train", BANDS, None))
+    kwargs = {"members": members} if members > 1 else {}
     meta = ModelMeta("test-band-conv", len(BANDS), 2, BANDS, norm.mean, norm.std,
-                     module="tests.support.models",
+                     module="tests.support.models", model_kwargs=kwargs,
                      extra={"dataset": {**dataset_record(stack.grid), "root": str(patches)}})
     model = save_model_file(tmp_path / "conv.pt", create_model(
-        "test-band-conv", len(BANDS), 2, module="tests.support.models"), meta)
+        "test-band-conv", len(BANDS), 2, module="tests.support.models", **kwargs), meta)
     int8 = RuntimeOptions(precision="int8", channels_last=False)
 
     def mapped(name, runner=None, **kw):
