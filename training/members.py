@@ -104,17 +104,23 @@ def member_configs(cfg: TrainConfig) -> list[TrainConfig]:
                                 members=1) for i in range(cfg.members)]
 
 
-def check_member_folders(members: Sequence[TrainConfig]) -> None:
+def check_member_folders(cfg: TrainConfig, members: Sequence[TrainConfig]) -> None:
     """Refuse member folders that hold another command's run, before the first trains.
+
+    The command's options are resolved as a run resolves them (recipe, encoder file) once,
+    and only where a member has a checkpoint to compare with.
 
     Raises:
         ConfigError: a member's checkpoint records options that differ from its own.
     """
+    resolved: TrainConfig | None = None
     for i, member in enumerate(members):
         recorded = recorded_config(member.out_dir)
         if recorded is None:
             continue
-        differ = config_differences(recorded, apply_recipe(encoder_config(member)))
+        resolved = resolved or apply_recipe(encoder_config(cfg))
+        own = dataclasses.replace(resolved, out_dir=member.out_dir, seed=member.seed, members=1)
+        differ = config_differences(recorded, own)
         if differ:
             raise ConfigError(f"{member.out_dir} (member {i}) holds a run of other options "
                               f"({differ[0]}); remove that folder, or give another --out")
@@ -134,7 +140,7 @@ def train_members(cfg: TrainConfig,
     every rank trains, and rank 0 alone writes the joined file.
     """
     members = member_configs(cfg)
-    check_member_folders(members)
+    check_member_folders(cfg, members)
     results = []
     for i, member in enumerate(members):
         log.info("member %d of %d (seed %d): %s", i + 1, cfg.members, member.seed,
