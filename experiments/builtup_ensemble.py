@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from contract.bands import LABEL_NODATA
+from experiments.builtup_arms import ARMS
 from experiments.builtup_stack import base_arm, cut_scores
 from experiments.realscenes import Footprint, probability_scale, read_on
 from training.calibration import binary_reliability
+from training.models import available_models
 
 SEPARATOR = "+"
 
@@ -49,12 +51,18 @@ _REPEATED = re.compile(r"(?P<arm>.+)x(?P<times>[0-9]+)")
 def repeated(arm: str) -> tuple[str, int] | None:
     """The trained arm and the number of its seeds an ``AxK`` arm averages (K >= 2), else None.
 
-    ``unet-s2x3`` gives ``("unet-s2", 3)``; a plain, averaged or stacked arm gives None.
+    ``unet-s2x3`` gives ``("unet-s2", 3)``; a plain, averaged or stacked arm gives None, and so
+    does a name that is itself an arm or a model, whatever it ends in.
     """
     match = _REPEATED.fullmatch(arm)
-    if match is None or SEPARATOR in arm or int(match["times"]) < 2:
+    if match is None or SEPARATOR in arm or int(match["times"]) < 2 or _named(arm):
         return None
     return match["arm"], int(match["times"])
+
+
+def _named(arm: str) -> bool:
+    """Whether ``arm`` is a named arm or a registry model (never read as ``AxK``)."""
+    return arm in ARMS or arm in available_models()
 
 
 def averaged(arm: str) -> tuple[str, ...] | None:

@@ -48,6 +48,15 @@ def test_a_repeated_arm_averages_whole_groups_of_one_arms_seeds_sharing_no_train
     assert averaged("a+b") == ("a", "b") and averaged("unet-s2") is None
 
 
+def test_an_arm_or_model_whose_own_name_ends_in_x_and_digits_is_not_read_as_repeated(monkeypatch):
+    from experiments import builtup_arms
+    from experiments.builtup_arms import Arm
+
+    monkeypatch.setitem(builtup_arms.ARMS, "unet-s2x2", Arm("unet-s2x2", "unet-s2"))
+    assert repeated("unet-s2x2") is None and averaged("unet-s2x2") is None
+    assert repeated("unet-s2x3") == ("unet-s2", 3)
+
+
 def test_two_maps_erring_in_opposite_directions_average_to_the_truth(tmp_path):
     truth = np.zeros((4, 4), np.uint8)
     truth[:2, :2] = 1
