@@ -37,6 +37,7 @@ from training.members import (
     check_members,
     check_resume,
     check_run_folder,
+    recipe_members,
     train_members,
 )
 from training.noisy import train_filtered
@@ -108,7 +109,7 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
         "train the recipe K times (seeds --seed to --seed+K-1, each its own run under "
         "--out/memberN) and join them in --out/model.pt, whose maps are the mean of their "
         "calibrated probabilities: steadier on new ground, at K times the training and the "
-        "mapping time (default: 1)"))
+        "mapping time (default: the model's recipe's: 3 for unet-s2, 1 for the others)"))
     a("--bands", help="comma-separated input bands (default: the manifest's)")
     a("--label", choices=["label", "label_fine"],
       help="the target: label (the grid's) or label_fine (the finer super-resolution label; "
@@ -217,6 +218,7 @@ def _train(args: dict) -> int:
         check_resume(given.get("out_dir") or TrainConfig.out_dir)
         cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)
     else:
+        given.setdefault("members", recipe_members(str(given.get("model") or TrainConfig.model)))
         cfg = config_from_mapping(given)
     check_output_folder("--out", cfg.out_dir)
     check_run_folder(cfg)

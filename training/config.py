@@ -114,6 +114,8 @@ class TrainConfig:
         members: trainings of the model, seeds ``seed`` to ``seed + members - 1``, each a run
             of its own under ``out_dir/memberK``, joined in one model file whose maps are the
             mean of their calibrated probabilities (:mod:`training.members`); 1: one training.
+            ``isamap-train`` without ``--members`` takes the model's recipe's
+            (``ModelRecipe.members``); a configuration built here trains once unless told.
     """
 
     data: str = ""

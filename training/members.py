@@ -11,7 +11,8 @@ always holds what they hold.
 
 Why: on ground unlike its training tiles one training is one draw, and seeds part widely
 (``python -m experiments.builtup --loto`` prints their spread). The mean of several trainings
-is steadier; it costs K times the training and K times every map.
+is steadier; it costs K times the training and K times every map. A command that gives no
+``--members`` trains its model's recipe's number (:func:`recipe_members`; ``unet-s2``: 3).
 
 May import: ``core``, ``training`` (below this module).
 """
@@ -29,6 +30,7 @@ from training.config import TrainConfig, apply_recipe, with_recipe_filter
 from training.encoder_run import encoder_config
 from training.model_meta import ModelMeta
 from training.modelfile import load_model_file, save_model_file
+from training.models import available_models, recipe_for
 from training.models.members import MemberMean
 from training.run_folder import BEST_MODEL, CHECKPOINT, HISTORY, config_differences, recorded_config
 from training.trainer import TrainResult
@@ -47,6 +49,11 @@ class MembersResult:
 
     results: tuple[TrainResult, ...]
     model_path: Path | None
+
+
+def recipe_members(model: str) -> int:
+    """How many trainings ``isamap-train --model MODEL`` joins when it gives no ``--members``."""
+    return recipe_for(model).members if model in available_models() else 1
 
 
 def check_members(cfg: TrainConfig) -> None:
@@ -78,7 +85,7 @@ def check_run_folder(cfg: TrainConfig) -> None:
     if cfg.members > 1 and (out / CHECKPOINT).exists():
         raise ConfigError(f"--out {out} holds a run of one training (checkpoint.pt); "
                           f"--members {cfg.members} would replace its model.pt: give another "
-                          "--out")
+                          "--out, or --members 1 to train once there")
     if cfg.members == 1 and (out / "member0").is_dir():
         raise ConfigError(f"--out {out} holds a run of several trainings (member0, ...); "
                           "one training would replace its model.pt: give another --out, or "

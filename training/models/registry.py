@@ -91,6 +91,8 @@ class ModelRecipe:
             refused before training. The model's entry must read it (``reads_product``).
         filter_noisy: noisy-sample filtering's threshold when the run gives none
             (``isamap-train --filter-noisy``; None: no filtering by default).
+        members: trainings ``isamap-train`` makes and joins when the command gives no
+            ``--members`` (:mod:`training.members`); 1: one training.
         source: where the paper states the recipe (seed file and lines).
     """
 
@@ -118,6 +120,7 @@ class ModelRecipe:
     ema: float = 0.0
     product_input: bool = False
     filter_noisy: float | None = None
+    members: int = 1
     source: str = ""
 
     def __post_init__(self) -> None:
