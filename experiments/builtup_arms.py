@@ -3,8 +3,10 @@
 Any ``isamap-train`` model name is an arm with its own recipe (:func:`arm_of`); :data:`ARMS`
 names the others, each stating every option it compares (window standardisation, index
 channels, radiometric augmentation, class-balanced sampling, weight average, flips), so none
-changes with the recipe a model name holds. :data:`ENCODER_ARMS` fuse a pretrained encoder,
-whose checked files :func:`encoder_files` finds before any export.
+changes with the recipe a model name holds; each is one training (``--members 1``), while a
+model name trains as many as its recipe joins (:func:`members_of`; ``unet-s2``: 3).
+:data:`ENCODER_ARMS` fuse a pretrained encoder, whose checked files :func:`encoder_files` finds
+before any export.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.members import recipe_members
 from training.models.encoders.registry import encoder_entry, load_encoder, parse_encoder
 
 #: the sample weights' folder of each encoder (``weights/<folder>/<file>``)
@@ -45,14 +48,14 @@ def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric
     ``ema``: the half-life in iterations of the weight average kept (``isamap-train --ema``;
     0: the last weights), stated too, as ``unet-s2``'s recipe averages; ``flips``: the
     mean of each window's four mirror images in every map (``model_kwargs`` ``flips``),
-    stated as ``unet-s2``'s recipe sets it.
+    stated as ``unet-s2``'s recipe sets it. One training (``--members 1``).
     """
     box = {"norm_window": window} if window else {}
     return Arm(name, "unet-s2", {"input_norm": input_norm, "indices": list(indices),
                                  "flips": flips, **box},
                ("--radiometric" if radiometric else "--no-radiometric",
                 "--balanced-sampling" if balanced else "--no-balanced-sampling",
-                "--no-balanced-scenes", "--norm", norm, "--ema", f"{ema:g}"))
+                "--no-balanced-scenes", "--norm", norm, "--ema", f"{ema:g}", "--members", "1"))
 
 
 INDICES = ("ndbi", "ndvi", "mndwi")
@@ -97,7 +100,9 @@ ARMS = {arm.name: arm for arm in (
     _s2_arm("unet-s2-flips", "none", norm="scene", ema=10, flips=True),
     # unet-s2's recipe with each scene's patches drawn by their number (the recipe before
     # balanced scenes): the large tile's class shares set the prior
-    Arm("unet-s2-pooled", "unet-s2", {}, ("--no-balanced-scenes",)),
+    Arm("unet-s2-pooled", "unet-s2", {}, ("--no-balanced-scenes", "--members", "1")),
+    # unet-s2's recipe trained once (the recipe before it joined three trainings)
+    Arm("unet-s2-one", "unet-s2", {}, ("--members", "1")),
 )}
 
 
@@ -116,7 +121,8 @@ def _encoder_arm(name: str, encoder: str, fusion: str, norm: str) -> Arm:
     """
     return Arm(name, "unet-s2", dict(ENCODER_PLACE),
                ("--fusion", fusion, "--norm", norm, "--no-balanced-sampling",
-                "--no-balanced-scenes", "--no-radiometric", "--ema", "0"), encoder)
+                "--no-balanced-scenes", "--no-radiometric", "--ema", "0", "--members", "1"),
+               encoder)
 
 
 #: The pretrained-encoder arms: Presto's features and the bands, with their means over 5 and
@@ -133,6 +139,14 @@ ARMS.update(ENCODER_ARMS)
 def arm_of(name: str) -> Arm:
     """The named arm, or the registry model ``name`` with its own recipe."""
     return ARMS.get(name, Arm(name, name))
+
+
+def members_of(arm: Arm) -> int:
+    """The trainings one model of ``arm`` joins: its ``--members``, else its model's recipe's."""
+    args = list(arm.train_args)
+    if "--members" in args:
+        return int(args[args.index("--members") + 1])
+    return recipe_members(arm.model)
 
 
 def encoder_files(arms: Sequence[str], given: Sequence[str], data: Path) -> dict[str, str]:

@@ -11,7 +11,11 @@ means one patch dataset: :func:`merge_datasets` lists the tiles' own exports (ea
 grid and CRS) in one index, so ``isamap-train`` sees one dataset and the normalisation
 statistics are those of all training tiles.
 
-Every arm trains once per seed and fold, and every map is scored on the held-out pixels beside
+Every arm trains once per seed and fold; an arm whose model joins K trainings (``unet-s2``'s
+recipe: 3, ``training.members``) trains them with seeds ``gK`` to ``gK + K - 1`` for its seed
+``g``, so no two of its seeds share a training, and its first training's own map is scored
+beside it as the arm ``NAME[0]`` (what one training of the same recipe maps, on the same
+draws). Every map is scored on the held-out pixels beside
 NDBI on the same pixels (the labelled pixels the maps cover: the composite's cloud mask leaves
 some without a map, and the built ones among them are counted beside), at its natural
 threshold 0 and at its best (oracle) threshold. The
@@ -41,6 +45,7 @@ from contract.dataset import merge_datasets
 from core.errors import ConfigError
 from core.jsonsafe import dumps
 from core.storage import atomic_write
+from experiments.builtup_arms import arm_of, members_of
 from experiments.builtup_ensemble import average_runs, averaged, repeated
 from experiments.builtup_judge import default_arm, judge_table, shortfalls, summarise
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
@@ -49,7 +54,7 @@ from experiments.realscenes import format_table
 log = logging.getLogger(__name__)
 
 DEFAULT_TILES = ("java", "ghana_a", "ghana_b")
-DEFAULT_ARMS = ("unet-s2", "unet-s2-pooled")
+DEFAULT_ARMS = ("unet-s2",)
 DEFAULT_SEEDS = 5
 DEFAULT_ITERATIONS = 150
 
@@ -206,27 +211,28 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         tasks += [(fold.held_out, dataset, arm, seed) for arm in arms if trained(arm)
                   for seed in range(seeds)]
 
-    def one(task: tuple[str, Path, str, int]) -> dict:
+    def one(task: tuple[str, Path, str, int]) -> list[tuple[str, dict]]:
         held_out, dataset, arm, seed = task
-        tile = found[held_out]
         run = out / "runs" / held_out / arm / f"seed{seed}"
-        cls, prob = run / "map_class.tif", run / "map_prob.tif"
-        model_file = run / "model.pt"
-        if not (cls.is_file() and prob.is_file()):  # a map already made is scored, not redone
-            model_file = b.train(arm, dataset, run, dataclasses.replace(budget, seed=seed))
-            cls, prob = b.predict(model_file, stacks[held_out], run / "map", tile.month,
-                                  budget.tile)
-        scores = b.score_map(tile, cls, prob, areas[held_out],
-                             model_file if model_file.is_file() else None)
-        log.info("%s %s seed %d: F1 %.3f AUC %.3f", held_out, arm, seed, scores["f1_built"],
-                 scores["auc_built"])
-        return {**scores, "seed": seed}
+        k = members_of(arm_of(arm))  # seed g joins trainings gK to gK + K - 1: none shared
+        scored = [(arm, {**map_and_score(b, run, found[held_out], stacks[held_out],
+                                         areas[held_out], budget, arm, dataset, seed * k),
+                         "seed": seed, "training_seeds": list(range(seed * k, seed * k + k))})]
+        if k > 1:  # its first training alone: what one training of the same recipe maps
+            scored.append((first_member(arm), {**map_and_score(
+                b, run / "member0", found[held_out], stacks[held_out], areas[held_out], budget),
+                "seed": seed * k}))
+        for name, scores in scored:
+            log.info("%s %s seed %d: F1 %.3f AUC %.3f", held_out, name, scores["seed"],
+                     scores["f1_built"], scores["auc_built"])
+        return scored
 
     if jobs > 1:  # one torch thread per training process, so the jobs share the cores
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for task, scores in zip(tasks, pool.map(one, tasks), strict=True):
-            runs[task[0]][task[2]].append(scores)
+        for task, scored in zip(tasks, pool.map(one, tasks), strict=True):
+            for name, scores in scored:
+                runs[task[0]].setdefault(name, []).append(scores)
     for held, by_arm in derived_runs(b, found, stacks, exports, areas, out, arms, seeds,
                                      row_split).items():
         runs[held].update(by_arm)
@@ -245,6 +251,27 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
                "seconds": round(time.perf_counter() - start, 1)}
     write_report(out, metrics)
     return metrics
+
+
+def first_member(arm: str) -> str:
+    """The derived arm of ``arm``'s first training alone (``unet-s2[0]``)."""
+    return f"{arm}[0]"
+
+
+def map_and_score(b: Steps, run: Path, tile: Any, stack: Path, area: np.ndarray, budget: Any,
+                  arm: str | None = None, dataset: Path | None = None, seed: int = 0) -> dict:
+    """Scores of the map in ``run``, made first where missing (trained first when ``arm``).
+
+    A map already made is scored, not redone. Without ``arm`` the model file in ``run`` is
+    mapped (a member's, which its members run trained).
+    """
+    cls, prob = run / "map_class.tif", run / "map_prob.tif"
+    model_file = run / "model.pt"
+    if not (cls.is_file() and prob.is_file()):
+        if arm is not None and dataset is not None:
+            model_file = b.train(arm, dataset, run, dataclasses.replace(budget, seed=seed))
+        cls, prob = b.predict(model_file, stack, run / "map", tile.month, budget.tile)
+    return b.score_map(tile, cls, prob, area, model_file if model_file.is_file() else None)
 
 
 def first_held_out_row(height: int, holdout_rows: int) -> int:
