@@ -1,11 +1,12 @@
 """Benchmark: one epoch of each training config (``configs/train-*.yaml``) on 2 CPU threads.
 
-Each config runs as written, but for one epoch on ``--data`` (default the demo's patches,
-``make demo``) with two torch threads, in a child process; the child reports its CPU time
-(user + system, the whole command: start-up, the epoch, validation and the model file) and
-wall time. CPU time hardly depends on other work on the machine, wall time does: on 2 free
-cores the epoch's wall time lies between half the CPU time (both threads busy) and all of it.
-The figures are what the configs' ``CPU budget`` comments quote.
+Each config runs as written, but for one epoch of one training (``--members 1``: a recipe
+that joins several, ``unet-s2``'s three, costs that many times the figure) on ``--data``
+(default the demo's patches, ``make demo``) with two torch threads, in a child process; the
+child reports its CPU time (user + system, the whole command: start-up, the epoch, validation
+and the model file) and wall time. CPU time hardly depends on other work on the machine,
+wall time does: on 2 free cores the epoch's wall time lies between half the CPU time (both
+threads busy) and all of it. The figures are what the configs' ``CPU budget`` comments quote.
 
 Run: ``.venv/bin/python benchmarks/config_epochs.py`` (``--only train-unet`` for one).
 """
@@ -35,7 +36,7 @@ def one_epoch(config: str, data: str, out: str) -> dict:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu0, wall0 = usage.ru_utime + usage.ru_stime, time.perf_counter()
     code = train_main(["--config", config, "--data", data, "--out", out, "--epochs", "1",
-                       "--workers", "0", "--no-progress", "-q"])
+                       "--members", "1", "--workers", "0", "--no-progress", "-q"])
     usage = resource.getrusage(resource.RUSAGE_SELF)
     rows = ([json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
             if code == 0 else [])

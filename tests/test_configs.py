@@ -75,8 +75,16 @@ def test_training_config_runs_as_written_and_its_run_folder_keeps_the_resolved_c
     code = train_main(["--config", str(CONFIGS / name), *BUDGET])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    run = demo_folder / written["out_dir"]
-    assert (run / "model.pt").stat().st_size > 0 and (run / "learning_curves.png").exists()
+    joined = demo_folder / written["out_dir"]
+    assert (joined / "model.pt").stat().st_size > 0
+    # a recipe that joins several trainings (unet-s2's three) keeps each in a run folder of
+    # its own under the one it was given, each as one training's; the first stands for all
+    members = written.get("members", 1)
+    run = joined / "member0" if members > 1 else joined
+    assert (run / "learning_curves.png").exists()
+    if members > 1:
+        written = {**written, "members": 1, "out_dir": f"{written['out_dir']}/member0"}
+        assert read_model_file(joined / "model.pt")[0].model_kwargs["members"] == members
 
     resolved_file = run / "config.yaml"
     resolved = yaml.safe_load(resolved_file.read_text())

@@ -213,3 +213,30 @@ def test_evaluate_says_a_joined_models_probabilities_are_scored_as_predicted(joi
     text = (tmp_path / "ev" / "metrics.txt").read_text()
     assert "as predicted (each member's temperature applied inside the mean)" in text
     assert "uncalibrated" not in text
+
+
+def test_unet_s2_trains_its_recipes_three_members_unless_the_command_says(tmp_path, capsys):
+    """``isamap-train --model unet-s2`` joins three trainings (seeds 0-2); ``--members 1``
+    trains once; a configuration built in Python trains once unless told; an earlier run of
+    one training is not replaced by the default's three, and the message says how to go on."""
+    from training.members import recipe_members
+
+    root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
+    args = ["--data", str(root), "--model", "unet-s2", "--model-kwargs", json.dumps(TINY),
+            "--max-iterations", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu",
+            "--precision", "fp32", "--channels-last", "off", "--no-progress", "-q"]
+    assert train_main([*args, "--out", str(tmp_path / "three")]) == 0
+    meta = load_model_file(tmp_path / "three" / "model.pt")[1]
+    assert meta.model_kwargs["members"] == 3
+    assert [m["seed"] for m in meta.extra["members"]] == [0, 1, 2]
+    one = tmp_path / "one"
+    assert train_main([*args, "--out", str(one), "--members", "1"]) == 0
+    assert "members" not in load_model_file(one / "model.pt")[1].model_kwargs
+    assert not (one / "member0").exists()
+    kept = (one / "model.pt").read_bytes()
+    assert train_main([*args, "--out", str(one)]) == 2
+    assert "--members 1 to train once there" in capsys.readouterr().err
+    assert (one / "model.pt").read_bytes() == kept
+    assert TrainConfig(model="unet-s2").members == 1
+    assert (recipe_members("unet-s2"), recipe_members("unet-s2-window"), recipe_members("unet"),
+            recipe_members("not-a-model")) == (3, 1, 1, 1)

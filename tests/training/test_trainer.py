@@ -180,7 +180,7 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(training.plots, "_save", keep_title)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"data: {patch_root}\nmodel: unet-s2\nepochs: 5\nbatch_size: 3\n"
-                   "poly_power: 1.5\n"
+                   "poly_power: 1.5\nmembers: 1\n"
                    f"model_kwargs: {json.dumps(TINY)}\nprecision: fp32\nnum_workers: 0\n")
     assert load_config(cfg).epochs == 5
     out = tmp_path / "run"

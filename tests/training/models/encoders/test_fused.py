@@ -21,7 +21,8 @@ def _train(patch_root, out, encoder: str, *extra: str) -> int:
     return train_main(["--data", str(patch_root), "--model", "unet-s2", "--encoder", encoder,
                        "--out", str(out), "--epochs", "1", "--batch-size", "3",
                        "--model-kwargs", TINY, "--precision", "fp32", "--channels-last",
-                       "off", "--device", "cpu", "--workers", "0", "--no-progress", *extra])
+                       "off", "--device", "cpu", "--workers", "0", "--no-progress",
+                       "--members", "1", *extra])
 
 
 @pytest.fixture(scope="module")
