@@ -129,8 +129,9 @@ def _pm(mean: float, half: float) -> str:
     return f"{mean:.3f} ± {half:.3f}" if np.isfinite(half) else f"{mean:.3f}"
 
 
-def _f(value: float, digits: int = 3) -> str:
-    return f"{value:.{digits}f}" if np.isfinite(value) else "n/a"
+def _f(value: float | None, digits: int = 3) -> str:
+    """``value`` to ``digits`` places; "n/a" where it is not a number (null in a summary)."""
+    return f"{value:.{digits}f}" if value is not None and np.isfinite(value) else "n/a"
 
 
 def judge_table(summary: Mapping, ndbi: Mapping, row_split: str | None = None) -> str:

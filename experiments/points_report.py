@@ -39,9 +39,13 @@ def summarise(runs: dict, ndbi: dict) -> dict:
     return out
 
 
-def patch_rows(path: Path, ndbi: dict, arm: str = "unet-s2") -> dict:
-    """A ``--loto`` run's ``arm`` per held-out tile, checked to be scored on the same pixels."""
+def patch_rows(path: Path, ndbi: dict, arm: str | None = None) -> dict:
+    """A ``--loto`` run's ``arm`` per held-out tile, checked to be scored on the same pixels.
+
+    ``arm``: None reads the run's first arm (``--arms unet-s2-pooled`` gives that one).
+    """
     record = json.loads(path.read_text())
+    arm = arm or (record.get("arms") or ["unet-s2"])[0]
     out = {}
     for held, arms in (record.get("runs") or {}).items():
         seeds = arms.get(arm) or []
