@@ -280,7 +280,7 @@ def test_the_user_page_names_the_worst_seed_and_what_fails_from_the_jsons():
             f"NDBI's {best['ghana_a']:.3f}, and maps {100 * a['mapped_built_share']:.1f} % of "
             f"the labelled pixels as built where {100 * a['built_pixels'] / a['pixels']:.1f} % "
             "are") in text
-    margin = scl["summary"]["ghana_b"]["unet-s2"]["f1_minus_ndbi_best"]
+    margin = scl["summary"]["ghana_b"]["unet-s2-one"]["f1_minus_ndbi_best"]
     assert margin > 0 and f"best threshold there ({margin:+.3f})" in text
     seeds = [r["f1_built"] for r in default["runs"]["ghana_a"]["unet-s2"]]
     derived = {f"{r['f1_built']:.3f}" for r in worst.values()} | {f"{v:.3f}" for v in best.values()}
@@ -301,7 +301,8 @@ BUILTUP_SECTIONS = {
 
 
 def test_the_flagged_clouds_section_is_the_default_command_with_the_narrower_mask():
-    """Its JSON is the default run but for ``--scl-mask 3,11``: every built pixel of
+    """Its JSON is the default run's budget with ``--scl-mask 3,11``, one training of the
+    recipe beside the pooled draws (``unet-s2-one``, ``unet-s2-pooled``): every built pixel of
     ``ghana_b`` covered; the prose quotes its block, seeds, shares and the page's counts."""
     page = pt.page("evidence/builtup.md")
     source = "docs/figures/builtup_scl.json"
@@ -309,12 +310,14 @@ def test_the_flagged_clouds_section_is_the_default_command_with_the_narrower_mas
     derived |= _shares(metrics)
     default = pt.source_json("docs/figures/builtup_default.json")
     assert metrics["budget"] == {**default["budget"], "scl_mask": "3,11"}
-    assert metrics["arms"] == default["arms"] and metrics["seeds"] == default["seeds"]
+    assert metrics["arms"] == ["unet-s2-one", "unet-s2-pooled"]
+    assert metrics["seeds"] == default["seeds"]
     assert metrics["ndbi"]["ghana_b"]["unmapped_built_pixels"] == 0
     flagged = _flagged(default)
     derived.add(flagged["others"].split()[0])
     text = " ".join(page.split())
-    assert "python -m experiments.builtup --loto --scl-mask 3,11 --out builtup_scl" in text
+    assert ("python -m experiments.builtup --loto --arms unet-s2-one,unet-s2-pooled --scl-mask "
+            "3,11 --out builtup_scl") in text
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
     prose = pt.prose(page, "### Clouds flagged over a town", "### Level-1C")
     assert pt.unmatched(prose, derived) == []
@@ -442,7 +445,7 @@ def test_the_readme_quotes_the_default_commands_figures():
     readme = " ".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").split())
     assert f"ROC AUC {summary['java']['unet-s2']['auc']:.3f}" in readme
     assert all(summary[t]["unet-s2"]["f1_minus_ndbi_best"] > 0 for t in summary)
-    assert all(scl[t]["unet-s2"]["f1_minus_ndbi_best"] > 0 for t in scl)
-    assert f"`ghana_b`: {scl['ghana_b']['unet-s2']['f1_minus_ndbi_best']:+.3f}" in readme
+    assert all(scl[t]["unet-s2-one"]["f1_minus_ndbi_best"] > 0 for t in scl)
+    assert f"`ghana_b`: {scl['ghana_b']['unet-s2-one']['f1_minus_ndbi_best']:+.3f}" in readme
     assert "docs/real-data.md#the-default-command" in readme
 
