@@ -66,8 +66,9 @@ def check_members(cfg: TrainConfig) -> None:
     if cfg.members < 2:
         return
     if cfg.filter_noisy is not None:
-        raise ConfigError("--members trains the recipe several times; --filter-noisy is a "
-                          "two-stage run of its own: give one of them")
+        raise ConfigError(f"--members {cfg.members} (given, or {cfg.model}'s recipe's when "
+                          "none is) trains the recipe several times; --filter-noisy is a "
+                          "two-stage run of its own: give --members 1 with it")
     if with_recipe_filter(cfg).filter_noisy is not None:
         raise ConfigError(f"{cfg.model}'s recipe filters noisy samples, a two-stage run of "
                           "its own that --members does not repeat: train it without --members")

@@ -238,5 +238,8 @@ def test_unet_s2_trains_its_recipes_three_members_unless_the_command_says(tmp_pa
     assert "--members 1 to train once there" in capsys.readouterr().err
     assert (one / "model.pt").read_bytes() == kept
     assert TrainConfig(model="unet-s2").members == 1
+    assert train_main([*args, "--out", str(tmp_path / "f"), "--filter-noisy", "0.2"]) == 2
+    assert "--members 3 (given, or unet-s2's recipe's when none is)" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists()
     assert (recipe_members("unet-s2"), recipe_members("unet-s2-window"), recipe_members("unet"),
             recipe_members("not-a-model")) == (3, 1, 1, 1)

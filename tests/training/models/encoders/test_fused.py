@@ -98,3 +98,20 @@ def test_evaluate_reads_the_encoder_model_file(presto_run, patch_root, tmp_path)
     assert evaluate_main(["--model", str(presto_run / "model.pt"), "--data", str(patch_root),
                           "--out", str(out), "--no-progress"]) == 0
     assert (out / "metrics.json").exists()
+
+
+def test_unet_s2s_three_trainings_with_an_encoder_join_and_map_from_the_model_file(
+        patch_root, presto_file, tmp_path):
+    """The recipe's default (three trainings) with Presto fused: one file of their mean that
+    records the encoder, mapped from that file alone."""
+    out = tmp_path / "run"
+    assert _train(patch_root, out, f"presto={presto_file}", "--members", "3",
+                  "--max-iterations", "1") == 0
+    model, meta = load_model_file(out / "model.pt")
+    assert meta.model_kwargs["members"] == 3 and meta.model_kwargs["encoder"] == "presto"
+    assert meta.name == NAME and len(model.members) == 3
+    stack = sorted((patch_root / "patches").rglob("r0_c8.tif"))[0]
+    assert predict_main(["--model", str(out / "model.pt"), "--input", str(stack), "--out",
+                         str(tmp_path / "map" / "isa"), "--tile", "32", "--overlap", "0",
+                         "--device", "cpu", "--precision", "fp32"]) == 0
+    assert (tmp_path / "map" / "isa_prob.tif").exists()
