@@ -42,7 +42,7 @@ from training.members import (
 )
 from training.noisy import train_filtered
 from training.patch_training import train
-from training.run_folder import resume_config
+from training.run_folder import recorded_config, resume_config
 
 RECIPE = "(default: the model's recipe)"
 TRAIN_EXAMPLES = (
@@ -192,7 +192,8 @@ def _encoder_arguments(p: argparse.ArgumentParser) -> None:
 def _run_arguments(p: argparse.ArgumentParser) -> None:
     """Stopping, resuming and what the run shows."""
     a = p.add_argument
-    a("--stop-after", type=int, help="leave after N epochs (continue later with --resume)")
+    a("--stop-after", type=int, help="leave after N epochs (continue later with --resume, or "
+      "with the same command: a run of several trainings goes on with the next slice)")
     a("--resume", action="store_const", const=True, help="continue the run in --out exactly")
     a("--no-progress", dest="progress", action="store_const", const=False,
       help="no progress bars")
@@ -214,11 +215,11 @@ def _train(args: dict) -> int:
         given["data"] = roots[0]
     if config:
         given = {**read_train_config(config), **given}
+    given = _with_members(given)
     if given.get("resume"):  # the run folder says everything that is not given
         check_resume(given.get("out_dir") or TrainConfig.out_dir)
         cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)
     else:
-        given.setdefault("members", recipe_members(str(given.get("model") or TrainConfig.model)))
         cfg = config_from_mapping(given)
     check_output_folder("--out", cfg.out_dir)
     check_run_folder(cfg)
@@ -250,6 +251,23 @@ def _train(args: dict) -> int:
           f"model: {_written(result.model_path)}\nhistory: {_written(result.history_path)}\n"
           f"curves: {_written(result.curves_path)}")
     return 0
+
+
+def _with_members(given: dict) -> dict:
+    """``given`` with the recipe's ``members`` where the command starts a run.
+
+    ``--resume`` of a folder with no run starts one, and ``--resume`` of a run of several
+    trainings with its options given is that command again (each member resumes where it
+    stopped): both take the recipe's number unless ``--members`` is given. ``--resume`` of a
+    run of one training keeps what its folder records.
+    """
+    out = Path(given.get("out_dir") or TrainConfig.out_dir)
+    if given.get("resume") and (out / "member0").is_dir() and given.get("data"):
+        given = {k: v for k, v in given.items() if k != "resume"}
+    if given.get("resume") and recorded_config(out) is not None:
+        return given
+    model = str(given.get("model") or TrainConfig.model)
+    return {"members": recipe_members(model), **given}
 
 
 def _report_members(done: MembersResult) -> int:

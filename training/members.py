@@ -85,8 +85,9 @@ def check_run_folder(cfg: TrainConfig) -> None:
     out = Path(cfg.out_dir)
     if cfg.members > 1 and (out / CHECKPOINT).exists():
         raise ConfigError(f"--out {out} holds a run of one training (checkpoint.pt); "
-                          f"--members {cfg.members} would replace its model.pt: give another "
-                          "--out, or --members 1 to train once there")
+                          f"--members {cfg.members} (given, or {cfg.model}'s recipe's when none "
+                          "is) would replace its model.pt: give another --out, or --members 1 "
+                          "to train once there")
     if cfg.members == 1 and (out / "member0").is_dir():
         raise ConfigError(f"--out {out} holds a run of several trainings (member0, ...); "
                           "one training would replace its model.pt: give another --out, or "

@@ -243,3 +243,22 @@ def test_unet_s2_trains_its_recipes_three_members_unless_the_command_says(tmp_pa
     assert not (tmp_path / "f").exists()
     assert (recipe_members("unet-s2"), recipe_members("unet-s2-window"), recipe_members("unet"),
             recipe_members("not-a-model")) == (3, 1, 1, 1)
+
+
+def test_resume_starts_unet_s2s_three_trainings_and_goes_on_with_them(tmp_path, capsys):
+    """The notebooks' form: ``--resume`` with every option on a folder with no run starts the
+    recipe's three trainings; the same again goes on with them (a finished run trains nothing);
+    ``--resume`` alone on such a folder says to run the command again."""
+    root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
+    run = tmp_path / "run"
+    args = ["--data", str(root), "--out", str(run), "--model", "unet-s2", "--model-kwargs",
+            json.dumps(TINY), "--max-iterations", "1", "--batch-size", "2", "--workers", "0",
+            "--device", "cpu", "--precision", "fp32", "--channels-last", "off",
+            "--no-progress", "-q", "--resume"]
+    assert train_main(args) == 0
+    assert load_model_file(run / "model.pt")[1].model_kwargs["members"] == 3
+    stamps = [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(3)]
+    assert train_main(args) == 0
+    assert [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(3)] == stamps
+    assert train_main(["--out", str(run), "--resume", "-q"]) == 2
+    assert "run the command that started it again" in capsys.readouterr().err

@@ -102,8 +102,8 @@ def test_evaluate_reads_the_encoder_model_file(presto_run, patch_root, tmp_path)
 
 def test_unet_s2s_three_trainings_with_an_encoder_join_and_map_from_the_model_file(
         patch_root, presto_file, tmp_path):
-    """The recipe's default (three trainings) with Presto fused: one file of their mean that
-    records the encoder, mapped from that file alone."""
+    """Three trainings (``unet-s2``'s default, given here over the helper's one) with Presto
+    fused: one file of their mean that records the encoder, mapped from that file alone."""
     out = tmp_path / "run"
     assert _train(patch_root, out, f"presto={presto_file}", "--members", "3",
                   "--max-iterations", "1") == 0
