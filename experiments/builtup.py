@@ -133,10 +133,13 @@ def score_map(tile: DWTile, class_path: Path, prob_path: Path, area: np.ndarray,
     With ``model_file``, the expected calibration error of the probabilities at the file's
     temperature (as mapped) and at temperature 1 (as the network gave them), and the one on
     the training regions' validation pixels its calibration record holds (``ece_in_region``).
+    A model of several trainings has no temperature 1 to undo (each member's is inside the
+    mean): it is scored as mapped only.
     """
     meta = read_model_file(model_file)[0] if model_file else None
+    joined = meta is not None and (meta.calibration or {}).get("method") == "members"
     scores = map_scores(built_label(tile), tile.footprint, class_path, prob_path, area,
-                        meta.temperature if meta else None)
+                        meta.temperature if meta and not joined else None)
     if meta is not None:
         record = dict(meta.calibration or {})
         fitted = record.get("method") == "temperature"
@@ -217,10 +220,12 @@ def run_builtup(data: Path, out: Path, *, tests: Sequence[str] = (), train_prefi
             class_path, prob_path = predict(model_file, stacks[tile.prefix],
                                             out / "maps" / model / tile.prefix, tile.month)
             scores = score_map(tile, class_path, prob_path, areas[tile.prefix], model_file)
-            plot_reliability({"uncalibrated (T = 1)":
-                              scores["reliability"]["uncalibrated"],
-                              f"as mapped (T = {scores['temperature']:.2f})":
-                              scores["reliability"]["mapped"]},
+            curves = ({"uncalibrated (T = 1)": scores["reliability"]["uncalibrated"],
+                       f"as mapped (T = {scores['temperature']:.2f})":
+                       scores["reliability"]["mapped"]} if "temperature" in scores
+                      else {"as mapped (the mean of its trainings)":
+                            scores["reliability"]["mapped"]})
+            plot_reliability(curves,
                              out / "maps" / model / f"{tile.prefix}_reliability.png",
                              f"{model} on {tile.prefix}: built probability, held-out pixels")
             per_tile[tile.prefix] = scores

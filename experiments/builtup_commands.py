@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ConfigError
-from experiments.builtup_arms import Arm, arm_of
+from experiments.builtup_arms import Arm, arm_of, members_of
 from experiments.builtup_tiles import DW_LABEL_MAP, DWTile
 from experiments.realscenes import bbox_argument, run_product
 
@@ -62,9 +62,12 @@ def train(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
     """``isamap-train`` of ``arm`` on ``dataset``; returns the model file.
 
     ``encoders``: the encoder files (name -> path) the encoder arms fuse. The arm's own
-    options come last, so they win over the budget's.
+    options come last, so they win over the budget's. The budget's seed g is the arm's seed:
+    an arm whose model joins K trainings (``unet-s2``: 3) trains seeds gK to gK + K - 1, so
+    no two of its seeds share a training.
     """
     arm = arm_of(arm) if isinstance(arm, str) else arm
+    seed = budget.seed * members_of(arm)
     extra = ["--model-kwargs", json.dumps(dict(arm.model_kwargs))] if arm.model_kwargs else []
     if arm.encoder:
         if arm.encoder not in (encoders or {}):
@@ -75,7 +78,7 @@ def train(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
         "--model", arm.model, "--data", str(dataset), "--out", str(run),
         "--epochs", str(budget.epochs), "--batch-size", str(budget.batch_size),
         *(["--max-iterations", str(budget.iterations)] if budget.iterations else []),
-        "--lr", str(budget.lr), "--seed", str(budget.seed), "--workers", "0", "--cache",
+        "--lr", str(budget.lr), "--seed", str(seed), "--workers", "0", "--cache",
         "--precision", "fp32", "--channels-last", "off", "--no-progress", *extra,
         *arm.train_args])
     return run / "model.pt"

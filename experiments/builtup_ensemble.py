@@ -9,8 +9,10 @@ averaging: models whose cut at one half errs in opposite directions on a new til
 much, the other too little) can cancel, and averaging two rankings usually ranks better than
 either. Nothing of the held-out tile but the members' maps enters.
 
-An arm named ``AxK`` (``unet-s2x3``) averages ``K`` trainings of one recipe instead: what a
-user gets who trains ``A`` ``K`` times with other seeds and averages the maps. Its seed ``g``
+An arm named ``AxK`` (``unet-s2-onex3``) averages ``K`` trainings of one recipe instead: what
+a user gets who trains ``A`` ``K`` times with other seeds and averages the maps (for
+``unet-s2-one``, nearly what ``isamap-train --members 3`` maps: that averages before the map is
+rounded). Its seed ``g``
 is the mean of ``A``'s seeds ``gK`` to ``gK + K - 1``, so the groups share no training and
 ``--seeds 15`` gives five of them; seeds beyond the last whole group are left out.
 """
@@ -51,8 +53,8 @@ _REPEATED = re.compile(r"(?P<arm>.+)x(?P<times>[0-9]+)")
 def repeated(arm: str) -> tuple[str, int] | None:
     """The trained arm and the number of its seeds an ``AxK`` arm averages (K >= 2), else None.
 
-    ``unet-s2x3`` gives ``("unet-s2", 3)``; a plain, averaged or stacked arm gives None, and so
-    does a name that is itself an arm or a model, whatever it ends in.
+    ``unet-s2-onex3`` gives ``("unet-s2-one", 3)``; a plain, averaged or stacked arm gives
+    None, and so does a name that is itself an arm or a model, whatever it ends in.
     """
     match = _REPEATED.fullmatch(arm)
     if match is None or SEPARATOR in arm or int(match["times"]) < 2 or _named(arm):

@@ -45,9 +45,9 @@ from contract.dataset import merge_datasets
 from core.errors import ConfigError
 from core.jsonsafe import dumps
 from core.storage import atomic_write
-from experiments.builtup_arms import arm_of, members_of
 from experiments.builtup_ensemble import average_runs, averaged, repeated
 from experiments.builtup_judge import default_arm, judge_table, shortfalls, summarise
+from experiments.builtup_seeds import score_task
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
 from experiments.realscenes import format_table
 
@@ -156,6 +156,9 @@ def check_options(tiles: Sequence[str], row_split: str, arms: Sequence[str], see
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     for arm in arms:
+        if arm.endswith("]"):
+            raise ConfigError(f"--arms {arm}: a first training alone is scored beside the arm "
+                              "that trains it, not trained itself: give that arm")
         base = base_arm(arm)
         if base is not None and (base not in arms or not trained(base)):
             raise ConfigError(f"--arms {arm} stacks {base}'s models: add {base} to --arms (a "
@@ -212,20 +215,8 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
                   for seed in range(seeds)]
 
     def one(task: tuple[str, Path, str, int]) -> list[tuple[str, dict]]:
-        held_out, dataset, arm, seed = task
-        run = out / "runs" / held_out / arm / f"seed{seed}"
-        k = members_of(arm_of(arm))  # seed g joins trainings gK to gK + K - 1: none shared
-        scored = [(arm, {**map_and_score(b, run, found[held_out], stacks[held_out],
-                                         areas[held_out], budget, arm, dataset, seed * k),
-                         "seed": seed, "training_seeds": list(range(seed * k, seed * k + k))})]
-        if k > 1:  # its first training alone: what one training of the same recipe maps
-            scored.append((first_member(arm), {**map_and_score(
-                b, run / "member0", found[held_out], stacks[held_out], areas[held_out], budget),
-                "seed": seed * k}))
-        for name, scores in scored:
-            log.info("%s %s seed %d: F1 %.3f AUC %.3f", held_out, name, scores["seed"],
-                     scores["f1_built"], scores["auc_built"])
-        return scored
+        return score_task(b, out / "runs", task, found[task[0]], stacks[task[0]],
+                          areas[task[0]], budget)
 
     if jobs > 1:  # one torch thread per training process, so the jobs share the cores
         os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -251,27 +242,6 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
                "seconds": round(time.perf_counter() - start, 1)}
     write_report(out, metrics)
     return metrics
-
-
-def first_member(arm: str) -> str:
-    """The derived arm of ``arm``'s first training alone (``unet-s2[0]``)."""
-    return f"{arm}[0]"
-
-
-def map_and_score(b: Steps, run: Path, tile: Any, stack: Path, area: np.ndarray, budget: Any,
-                  arm: str | None = None, dataset: Path | None = None, seed: int = 0) -> dict:
-    """Scores of the map in ``run``, made first where missing (trained first when ``arm``).
-
-    A map already made is scored, not redone. Without ``arm`` the model file in ``run`` is
-    mapped (a member's, which its members run trained).
-    """
-    cls, prob = run / "map_class.tif", run / "map_prob.tif"
-    model_file = run / "model.pt"
-    if not (cls.is_file() and prob.is_file()):
-        if arm is not None and dataset is not None:
-            model_file = b.train(arm, dataset, run, dataclasses.replace(budget, seed=seed))
-        cls, prob = b.predict(model_file, stack, run / "map", tile.month, budget.tile)
-    return b.score_map(tile, cls, prob, area, model_file if model_file.is_file() else None)
 
 
 def first_held_out_row(height: int, holdout_rows: int) -> int:

@@ -294,8 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--encoder", metavar="presto=PATH", help="Presto's file (Presto arms)")
     p.add_argument("--holdout-rows", type=int, default=DEFAULT_HOLDOUT_ROWS)
     p.add_argument("--patch-runs", metavar="LOTO.json",
-                   help="a python -m experiments.builtup --loto run's loto.json: its unet-s2 "
-                        "arm beside, on the same pixels")
+                   help="a python -m experiments.builtup --loto run's loto.json: its first "
+                        "arm (--arms) beside, on the same pixels")
     p.add_argument("--check", action="store_true",
                    help="also run one fold through isamap-fit and isamap-predict, and report "
                         "its scores beside the in-memory fit's")

@@ -15,9 +15,9 @@ it:
    ``--boa-add-offset 0`` (TerraMesh's DNs are reflectance x 10000 whatever the date),
    ``--label-map 5=1,0=255,8=255,*=0`` (built 1; nodata and clouds ignored), bands B2, B3,
    B4, B8, VV, VH (the CroFuseNet inputs);
-2. ``isamap-train`` trains unet-s2, unet-s1, unet and crofusenet (``--models``) on the
-   training split of the one cell with built area (``--train-cell``, default the Chilean
-   cell, 23 % built);
+2. ``isamap-train`` trains unet-s2, unet-s1, unet and crofusenet (``--models``; one training
+   each, ``--members 1``) on the training split of the one cell with built area
+   (``--train-cell``, default the Chilean cell, 23 % built);
 3. ``isamap-predict`` maps every cell with every model;
 4. each map is scored against the product's built class: F1, IoU and ROC AUC on the test
    split of the training cell (patches no training patch overlaps), and the share of pixels
@@ -197,7 +197,8 @@ def run_terramesh(data: Path, out: Path, *, train_cell: str = DEFAULT_TRAIN_CELL
             "--model", model, "--data", str(datasets[train_cell]), "--out", str(run),
             "--epochs", str(budget.epochs), "--batch-size", str(budget.batch_size),
             "--lr", str(budget.lr), "--seed", str(budget.seed), "--workers", "0", "--cache",
-            "--precision", "fp32", "--channels-last", "off", "--no-progress"])
+            "--precision", "fp32", "--channels-last", "off", "--no-progress",
+            "--members", "1"])  # one training of each model: architectures, not their means
         runs[model] = {}
         for name, cell in cells.items():
             prefix = out / "maps" / model / name

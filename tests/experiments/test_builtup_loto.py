@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from contract.dataset import merge_datasets
-from core.errors import InputDataError
+from core.errors import ConfigError, InputDataError
 from experiments.builtup_judge import interval, summarise
 from experiments.builtup_loto import (
     FIGURES_JSON,
@@ -105,6 +106,7 @@ def test_bad_loto_options_are_refused_before_any_export(shared_data, tmp_path, c
                          (["--arms", "unet-s2,unet-s2+unet-s2-both"],
                           "averages the maps of unet-s2-both"),
                          (["--arms", "unet-s2x3"], "averages the maps of unet-s2"),
+                         (["--arms", "unet-s2[0]"], "scored beside the arm that trains it"),
                          (["--arms", "unet-s2,unet-s2x3", "--seeds", "2"],
                           "averages 3 seeds of unet-s2: give --seeds 3 or more"),
                          (["--arms", "unet-s2,unet-s2-both,unet-s2+unet-s2-both+stack"],
@@ -180,12 +182,38 @@ def test_a_members_arm_trains_disjoint_seeds_and_its_first_training_is_scored_be
     metrics = run_loto(steps, tmp_path, tmp_path / "o", bands=("B2",), holdout_rows=2,
                        budget=Budget(), arms=("unet-s2", "unet-s2-one"), seeds=2)
     for fold in ("java", "ghana_a", "ghana_b"):
-        assert sorted(s for d, a, s in trained if d == fold and a == "unet-s2") == [0, 3]
+        assert sorted(s for d, a, s in trained if d == fold and a == "unet-s2") == [0, 1]
         assert sorted(s for d, a, s in trained if d == fold and a == "unet-s2-one") == [0, 1]
         runs = metrics["runs"][fold]
         assert [r["training_seeds"] for r in runs["unet-s2"]] == [[0, 1, 2], [3, 4, 5]]
-        assert [(r["seed"], r["f1_built"]) for r in runs["unet-s2[0]"]] == [(0, 0.5), (3, 0.5)]
-        assert [r["seed"] for r in runs["unet-s2-one"]] == [0, 1]
+        assert [(r["seed"], r["training_seeds"], r["f1_built"]) for r in runs["unet-s2[0]"]] \
+            == [(0, [0], 0.5), (1, [3], 0.5)]
+        assert [r["training_seeds"] for r in runs["unet-s2-one"]] == [[0], [1]]
         assert "unet-s2[0]" not in {a for d, a, s in trained}
     assert metrics["default_arm"] == "unet-s2"
     assert "unet-s2[0]" in (tmp_path / "o" / "loto.txt").read_text()
+    # an --out whose unet-s2 maps are of one training (before the recipe joined three)
+    for fold in ("java", "ghana_a", "ghana_b"):
+        for seed in (0, 1):
+            shutil.rmtree(tmp_path / "o" / "runs" / fold / "unet-s2" / f"seed{seed}" / "member0")
+    with pytest.raises(ConfigError, match="holds the map of one training, but unet-s2 joins 3"):
+        run_loto(steps, tmp_path, tmp_path / "o", bands=("B2",), holdout_rows=2,
+                 budget=Budget(), arms=("unet-s2",), seeds=2)
+
+
+def test_the_product_command_trains_seed_g_of_a_members_arm_from_seed_g_times_k(monkeypatch,
+                                                                               tmp_path):
+    """The seed spacing has one owner, the experiments' ``isamap-train`` step: ``unet-s2``
+    (three trainings) seed 1 starts at 3; a one-training arm at 1."""
+    import experiments.builtup_commands as commands
+    from experiments.builtup_commands import Budget
+
+    seen: dict[str, str] = {}
+
+    def product(name, argv):
+        seen[argv[argv.index("--model") + 1] + " " + argv[-1]] = argv[argv.index("--seed") + 1]
+
+    monkeypatch.setattr(commands, "run_product", product)
+    for arm in ("unet-s2", "unet-s2-one", "unet-s2-window"):
+        commands.train(arm, tmp_path, tmp_path / arm, Budget(seed=1))
+    assert list(seen.values()) == ["3", "1", "1"]
