@@ -156,7 +156,7 @@ def check_options(tiles: Sequence[str], row_split: str, arms: Sequence[str], see
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     for arm in arms:
-        if arm.endswith("]"):
+        if "[" in arm:
             raise ConfigError(f"--arms {arm}: a first training alone is scored beside the arm "
                               "that trains it, not trained itself: give that arm")
         base = base_arm(arm)

@@ -88,6 +88,14 @@ def check_run_folder(cfg: TrainConfig) -> None:
                           f"--members {cfg.members} (given, or {cfg.model}'s recipe's when none "
                           "is) would replace its model.pt: give another --out, or --members 1 "
                           "to train once there")
+    held = 0
+    while (out / f"member{held}").is_dir():
+        held += 1
+    if 1 < cfg.members < held:
+        raise ConfigError(f"--out {out} holds a run of {held} trainings; --members "
+                          f"{cfg.members} (given, or {cfg.model}'s recipe's when none is) would "
+                          f"join fewer and replace its model.pt: give --members {held}, or "
+                          "another --out")
     if cfg.members == 1 and (out / "member0").is_dir():
         raise ConfigError(f"--out {out} holds a run of several trainings (member0, ...); "
                           "one training would replace its model.pt: give another --out, or "
@@ -132,7 +140,8 @@ def check_member_folders(cfg: TrainConfig, members: Sequence[TrainConfig]) -> No
         differ = config_differences(recorded, own)
         if differ:
             raise ConfigError(f"{member.out_dir} (member {i}) holds a run of other options "
-                              f"({differ[0]}); remove that folder, or give another --out")
+                              f"({differ[0]}); give the options it was started with "
+                              f"({member.out_dir}/config.yaml), or another --out")
 
 
 def _epochs_recorded(member: TrainConfig) -> int:

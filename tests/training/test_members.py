@@ -262,3 +262,7 @@ def test_resume_starts_unet_s2s_three_trainings_and_goes_on_with_them(tmp_path, 
     assert [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(3)] == stamps
     assert train_main(["--out", str(run), "--resume", "-q"]) == 2
     assert "run the command that started it again" in capsys.readouterr().err
+    kept = (run / "model.pt").read_bytes()
+    assert train_main([*args, "--members", "2"]) == 2  # fewer than the folder holds
+    assert "holds a run of 3 trainings" in capsys.readouterr().err
+    assert (run / "model.pt").read_bytes() == kept
