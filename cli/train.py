@@ -37,6 +37,7 @@ from training.members import (
     check_members,
     check_resume,
     check_run_folder,
+    held_members,
     recipe_members,
     train_members,
 )
@@ -262,7 +263,7 @@ def _with_members(given: dict) -> dict:
     run of one training keeps what its folder records.
     """
     out = Path(given.get("out_dir") or TrainConfig.out_dir)
-    if given.get("resume") and (out / "member0").is_dir() and given.get("data"):
+    if given.get("resume") and held_members(out) and given.get("data"):
         given = {k: v for k, v in given.items() if k != "resume"}
     if given.get("resume") and recorded_config(out) is not None:
         return given

@@ -47,7 +47,7 @@ from core.jsonsafe import dumps
 from core.storage import atomic_write
 from experiments.builtup_ensemble import average_runs, averaged, repeated
 from experiments.builtup_judge import default_arm, judge_table, shortfalls, summarise
-from experiments.builtup_seeds import score_task
+from experiments.builtup_seeds import names_first_member, score_task
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
 from experiments.realscenes import format_table
 
@@ -156,7 +156,7 @@ def check_options(tiles: Sequence[str], row_split: str, arms: Sequence[str], see
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     for arm in arms:
-        if "[" in arm:
+        if names_first_member(arm):
             raise ConfigError(f"--arms {arm}: a first training alone is scored beside the arm "
                               "that trains it, not trained itself: give that arm")
         base = base_arm(arm)

@@ -18,6 +18,7 @@ import numpy as np
 
 from core.errors import ConfigError
 from experiments.builtup_arms import arm_of, members_of
+from training.members import held_members
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 def first_member(arm: str) -> str:
     """The derived arm of ``arm``'s first training alone (``unet-s2[0]``)."""
     return f"{arm}[0]"
+
+
+def names_first_member(arm: str) -> bool:
+    """Whether ``arm`` names a first training alone (:func:`first_member`), or builds on one."""
+    return "[" in arm
 
 
 def score_task(b: Any, runs: Path, task: tuple[str, Path, str, int], tile: Any, stack: Path,
@@ -66,7 +72,7 @@ def map_and_score(b: Any, run: Path, tile: Any, stack: Path, area: np.ndarray, b
     """
     cls, prob = run / "map_class.tif", run / "map_prob.tif"
     model_file = run / "model.pt"
-    if arm is not None and members > 1 and cls.is_file() and not (run / "member0").is_dir():
+    if arm is not None and members > 1 and cls.is_file() and not held_members(run):
         raise ConfigError(f"{run} holds the map of one training, but {arm} joins {members} "
                           "trainings now: give a new --out")
     if not (cls.is_file() and prob.is_file()):

@@ -51,6 +51,14 @@ class MembersResult:
     model_path: Path | None
 
 
+def held_members(out: str | Path) -> int:
+    """How many member folders (``member0``, ``member1``, ...) the run folder ``out`` holds."""
+    held = 0
+    while (Path(out) / f"member{held}").is_dir():
+        held += 1
+    return held
+
+
 def recipe_members(model: str) -> int:
     """How many trainings ``isamap-train --model MODEL`` joins when it gives no ``--members``."""
     return recipe_for(model).members if model in available_models() else 1
@@ -88,15 +96,13 @@ def check_run_folder(cfg: TrainConfig) -> None:
                           f"--members {cfg.members} (given, or {cfg.model}'s recipe's when none "
                           "is) would replace its model.pt: give another --out, or --members 1 "
                           "to train once there")
-    held = 0
-    while (out / f"member{held}").is_dir():
-        held += 1
+    held = held_members(out)
     if 1 < cfg.members < held:
         raise ConfigError(f"--out {out} holds a run of {held} trainings; --members "
                           f"{cfg.members} (given, or {cfg.model}'s recipe's when none is) would "
                           f"join fewer and replace its model.pt: give --members {held}, or "
                           "another --out")
-    if cfg.members == 1 and (out / "member0").is_dir():
+    if cfg.members == 1 and held:
         raise ConfigError(f"--out {out} holds a run of several trainings (member0, ...); "
                           "one training would replace its model.pt: give another --out, or "
                           "--members as that run had")
@@ -108,7 +114,7 @@ def check_resume(out_dir: str) -> None:
     Raises:
         ConfigError: ``out_dir`` holds a run of several trainings.
     """
-    if (Path(out_dir) / "member0").is_dir():
+    if held_members(out_dir):
         raise ConfigError(f"--resume: {out_dir} holds a run of several trainings (member0, "
                           "...); run the command that started it again (with its --members): "
                           "each member resumes where it stopped")
