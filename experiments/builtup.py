@@ -60,6 +60,7 @@ from core.parsers import CommandParser
 from core.storage import atomic_write
 from experiments.builtup_arms import ARMS, encoder_files
 from experiments.builtup_commands import Budget, export, predict, train
+from experiments.builtup_extra import FOLDER as EXTRA_FOLDER
 from experiments.builtup_loto import (
     DEFAULT_ARMS,
     DEFAULT_SEEDS,
@@ -276,6 +277,13 @@ def _names(text: str) -> list[str]:
     return [n for n in text.split(",") if n]
 
 
+def _terramesh(a: argparse.Namespace) -> Path | None:
+    if a.terramesh == "none":
+        return None
+    return existing_folder(a.terramesh or sample_folder(EXTRA_FOLDER, a.data_root),
+                           "TerraMesh", "--terramesh")
+
+
 def _dates(items: Sequence[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -330,6 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tile", type=int, default=None,
                    help="--loto: prediction tile of the maps (default: each model's own)")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="--loto: seeds per arm")
+    p.add_argument("--terramesh", metavar="DIR|none",
+                   help=f"--loto: TerraMesh cells every fold trains on too, labelled by a "
+                        f"land-cover product (default: {EXTRA_FOLDER} in the --data-root; "
+                        "none: the tiles alone)")
     p.add_argument("--scl-mask", metavar="CLASSES",
                    help="SCL classes the composites leave out (isamap-export --scl-mask; "
                         "default 3,8,9,10,11); 3,11 keeps what Sen2Cor flags as cloud or cirrus")
@@ -370,7 +382,8 @@ def _run(a: argparse.Namespace) -> int:
         metrics = run_loto(steps, data, out, tiles=_names(a.tiles), row_split=a.train,
                            arms=_names(a.arms), seeds=a.seeds, bands=_names(a.bands),
                            holdout_rows=a.holdout_rows, budget=budget, dates=_dates(a.date),
-                           jobs=usable_cores() if a.jobs is None else a.jobs)
+                           jobs=usable_cores() if a.jobs is None else a.jobs,
+                           terramesh=_terramesh(a))
         print(figures_markdown(metrics).strip().removeprefix("```text").removesuffix("```")
               .strip())
         print(f"{metrics['seconds']:.0f} s; metrics: {out / 'loto.json'}")

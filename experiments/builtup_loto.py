@@ -6,10 +6,12 @@ Every tile of the set is held out in turn. The row-split tile (``--train``, defa
 held out by its southern ``--holdout-rows`` (the training export stops north of them, checked
 from its manifest, as in the single-tile experiment); the other tiles are held out whole. Each
 fold trains on everything it does not hold out: the other tiles whole, and the row-split
-tile's northern rows when its own southern rows are held out. Training on several tiles
-means one patch dataset: :func:`merge_datasets` lists the tiles' own exports (each on its own
-grid and CRS) in one index, so ``isamap-train`` sees one dataset and the normalisation
-statistics are those of all training tiles.
+tile's northern rows when its own southern rows are held out, and the four TerraMesh cells
+labelled by a land-cover product (``--terramesh``, :mod:`experiments.builtup_extra`;
+``--terramesh none``: the tiles alone).
+Training on several tiles means one patch dataset: :func:`merge_datasets` lists the exports
+(each on its own grid and CRS) in one index, so ``isamap-train`` sees one dataset and the
+normalisation statistics are those of all its parts.
 
 Every arm trains once per seed and fold; an arm whose model joins K trainings (``unet-s2``'s
 recipe: 3, ``training.members``) trains them with seeds ``gK`` to ``gK + K - 1`` for its seed
@@ -46,6 +48,7 @@ from core.errors import ConfigError
 from core.jsonsafe import dumps
 from core.storage import atomic_write
 from experiments.builtup_ensemble import average_runs, averaged, repeated
+from experiments.builtup_extra import check_same_training, extra_names, terramesh_exports
 from experiments.builtup_judge import default_arm, judge_table, shortfalls, summarise
 from experiments.builtup_seeds import names_first_member, score_task
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
@@ -177,11 +180,14 @@ def check_options(tiles: Sequence[str], row_split: str, arms: Sequence[str], see
 def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdout_rows: int,
              budget: Any, tiles: Sequence[str] = DEFAULT_TILES, row_split: str = "java",
              arms: Sequence[str] = DEFAULT_ARMS, seeds: int = DEFAULT_SEEDS,
-             dates: dict[str, str] | None = None, jobs: int = 1) -> dict:
+             dates: dict[str, str] | None = None, jobs: int = 1,
+             terramesh: Path | None = None) -> dict:
     """The whole comparison; returns (and writes) ``DIR/loto.json`` and ``DIR/loto.txt``.
 
     ``budget`` is the single-tile experiment's ``Budget`` (a frozen dataclass); its
-    ``iterations`` default to :data:`DEFAULT_ITERATIONS` here.
+    ``iterations`` default to :data:`DEFAULT_ITERATIONS` here. ``terramesh``: a folder of
+    TerraMesh cells every fold trains on too (:mod:`experiments.builtup_extra`); None: the
+    labelled tiles alone.
     """
     b = steps
     start = time.perf_counter()
@@ -189,6 +195,9 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         budget = dataclasses.replace(budget, iterations=DEFAULT_ITERATIONS)
     dates = dates or {}
     check_options(tiles, row_split, arms, seeds, jobs)
+    check_same_training(out, extra_names(terramesh))
+    extra = terramesh_exports(terramesh, out / "exports" / "terramesh", bands,
+                              budget) if terramesh else {}
     found = {p: b.find_tile(data, p, dates.get(p)) for p in tiles}
     split_tile = found[row_split]
     holdout_start = first_held_out_row(split_tile.footprint.height, holdout_rows)
@@ -209,8 +218,8 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     runs: dict[str, dict[str, list[dict]]] = {p: {a: [] for a in arms} for p in tiles}
     tasks = []
     for fold in folds(tiles, row_split):
-        dataset = Path(merge_datasets({n: exports[n] for n in fold.train_sets},
-                                      out / "train" / fold.held_out))
+        parts = {**{n: exports[n] for n in fold.train_sets}, **extra}
+        dataset = Path(merge_datasets(parts, out / "train" / fold.held_out))
         tasks += [(fold.held_out, dataset, arm, seed) for arm in arms if trained(arm)
                   for seed in range(seeds)]
 
@@ -235,6 +244,7 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
                "default_margin": margin, "row_split": row_split,
                "targets": shortfalls(summary, chosen, row_split),
                "folds": [f.__dict__ for f in folds(tiles, row_split)],
+               "extra_training": sorted(extra),
                "split": {row_split: f"rows {holdout_start}-{split_tile.footprint.height} held "
                          f"out; rows 0-{end} train the other folds' models"},
                "arms": list(arms), "seeds": seeds, "bands": list(bands),
