@@ -132,10 +132,11 @@ accuracy-figures: demo
 EVIDENCE ?= evidence_output
 WEIGHTS ?= ../shared/weights
 LOTO_RUNS := builtup_loto builtup_stack builtup_average builtup_tile64 builtup_local \
-  builtup_scene builtup_ema builtup_flips builtup_recipe builtup_default builtup_scl
+  builtup_scene builtup_ema builtup_flips builtup_recipe builtup_default builtup_scl \
+  builtup_tiles builtup_scenes
 EVIDENCE_RUNS ?= $(LOTO_RUNS) change_pairs terramesh landcover lc_patches lc_naip \
   lccompare_in lccompare_bn lccompare_bn_x3 bench_pruning
-LOTO_2 := --jobs 2 --threads 1
+LOTO_2 := --jobs 2 --threads 1 --terramesh none
 LOTO_builtup_loto := --arms unet-s2-window,unet-s2-global,unet-s2-both,unet-s2-patch-idx $(LOTO_2)
 LOTO_builtup_stack := --arms unet-s2-window,unet-s2-window+stack $(LOTO_2)
 LOTO_builtup_average := --iterations 450 --arms unet-s2-window,unet-s2-both,unet-s2-window+unet-s2-both,unet-s2-window+thr,unet-s2-both+thr $(LOTO_2)
@@ -146,7 +147,9 @@ LOTO_builtup_ema := --arms unet-s2-last,unet-s2-ema10,unet-s2-ema25 $(LOTO_2)
 LOTO_builtup_flips := --iterations 450 --arms unet-s2-ema10,unet-s2-flips $(LOTO_2)
 LOTO_builtup_recipe := --iterations 450 --arms unet-s2-flips,unet-s2-radio,unet-s2-bal,unet-s2-radio-bal $(LOTO_2)
 LOTO_builtup_default :=
-LOTO_builtup_scl := --arms unet-s2-one,unet-s2-pooled --scl-mask 3,11
+LOTO_builtup_scl := --arms unet-s2-scenes-one,unet-s2-pooled --scl-mask 3,11 --terramesh none
+LOTO_builtup_tiles := --arms unet-s2-scenes --terramesh none
+LOTO_builtup_scenes := --arms unet-s2-scenes
 LC_lc_patches := --split patches --groups 0,4 1,5 2,6 3,7 --windows 16 32 128 256
 LC_lc_naip := --settings naip
 PRUNE_in :=

@@ -3,8 +3,9 @@
 Any ``isamap-train`` model name is an arm with its own recipe (:func:`arm_of`); :data:`ARMS`
 names the others, each stating every option it compares (window standardisation, index
 channels, radiometric augmentation, class-balanced sampling, weight average, flips), so none
-changes with the recipe a model name holds; each is one training (``--members 1``), while a
-model name trains as many as its recipe joins (:func:`members_of`; ``unet-s2``: 3).
+changes with the recipe a model name holds; each states its trainings (``--members``; one
+but ``unet-s2-scenes``), while a model name trains as many as its recipe joins
+(:func:`members_of`; ``unet-s2``: 3).
 :data:`ENCODER_ARMS` fuse a pretrained encoder, whose checked files :func:`encoder_files` finds
 before any export.
 """
@@ -98,11 +99,16 @@ ARMS = {arm.name: arm for arm in (
     _s2_arm("unet-s2-radio-bal", "none", norm="scene", ema=10, flips=True, radiometric=True,
             balanced=True),
     _s2_arm("unet-s2-flips", "none", norm="scene", ema=10, flips=True),
-    # unet-s2's recipe with each scene's patches drawn by their number (the recipe before
-    # balanced scenes): the large tile's class shares set the prior
+    # one training of unet-s2's recipe, each scene's patches drawn by their number (stated:
+    # the recipe drew every scene alike when it was measured): the large tile's class shares
+    # set the prior
     Arm("unet-s2-pooled", "unet-s2", {}, ("--no-balanced-scenes", "--members", "1")),
     # unet-s2's recipe trained once (the recipe before it joined three trainings)
     Arm("unet-s2-one", "unet-s2", {}, ("--members", "1")),
+    # unet-s2's recipe drawing every scene as often as every other (the recipe before it drew
+    # them by their number), its three trainings joined, and one training of it
+    Arm("unet-s2-scenes", "unet-s2", {}, ("--balanced-scenes", "--members", "3")),
+    Arm("unet-s2-scenes-one", "unet-s2", {}, ("--balanced-scenes", "--members", "1")),
 )}
 
 

@@ -37,8 +37,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "docs" / "figures"
-#: what docs/figures may hold in all (bytes)
-LIMIT_BYTES = 200_000
+#: what docs/figures may hold in all (bytes): about twenty summaries of leave-one-tile-out runs
+#: (10 kB each) beside the land-cover ones
+LIMIT_BYTES = 230_000
 #: reports of other commands, committed as written
 UNTOUCHED = frozenset({"accuracy_demo.json", "bench_pruning.json"})
 #: what the pages and tests read of each seed's run in a leave-one-tile-out report

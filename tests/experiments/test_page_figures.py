@@ -223,6 +223,13 @@ def test_the_default_command_section_is_what_the_command_runs_and_quotes_its_tab
     text = " ".join(page.split())
     assert "python -m experiments.builtup --loto --out builtup_default" in text
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+    assert [n.removeprefix("tm_") for n in metrics["extra_training"]] == [
+        "282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0"]
+    tiles = pt.source_json("docs/figures/builtup_tiles.json")  # the recipe on the tiles alone
+    alone = [min(r["f1_built"] for r in tiles["runs"][t]["unet-s2-scenes"])
+             for t in ("java", "ghana_a", "ghana_b")]
+    assert "recipe's worst seeds were {:.3f}, {:.3f} and {:.3f}".format(*alone) in text
+    derived |= {f"{v:.3f}" for v in alone}
     prose = pt.prose(page, "## The default command", "**The worst seed")
     assert pt.unmatched(prose, derived) == []
     flagged = _flagged(metrics)
@@ -260,8 +267,8 @@ def test_the_scoring_rule_quotes_what_the_default_mask_removes():
 
 def test_the_user_page_names_the_worst_seed_and_what_fails_from_the_jsons():
     """docs/real-data.md after the default table: each tile's worst seed of ``unet-s2`` (its F1,
-    ``ghana_a``'s shortfall to NDBI's best and its mapped and true shares), then what fails:
-    the narrower cloud mask's margin on ``ghana_b``; nothing else is quoted."""
+    above NDBI's best on every tile), then what fails: the narrower cloud mask's margin on
+    ``ghana_b`` and the span of its seeds; nothing else is quoted."""
     page = pt.page("real-data.md")
     default = pt.source_json("docs/figures/builtup_default.json")
     scl = pt.source_json("docs/figures/builtup_scl.json")
@@ -271,22 +278,16 @@ def test_the_user_page_names_the_worst_seed_and_what_fails_from_the_jsons():
     start = page.index("**The worst seed")
     section = page[start:page.index("What this does not show", start)]
     text = " ".join(section.split())
-    assert f"On Java it scores F1 {worst['java']['f1_built']:.3f}" in text
-    assert f"`ghana_b` {worst['ghana_b']['f1_built']:.3f}, both above" in text
-    assert all(worst[t]["f1_built"] > best[t] for t in ("java", "ghana_b"))
-    a = worst["ghana_a"]
-    assert a["f1_built"] < best["ghana_a"]
-    assert (f"it scores {a['f1_built']:.3f}, {best['ghana_a'] - a['f1_built']:.3f} below "
-            f"NDBI's {best['ghana_a']:.3f}, and maps {100 * a['mapped_built_share']:.1f} % of "
-            f"the labelled pixels as built where {100 * a['built_pixels'] / a['pixels']:.1f} % "
-            "are") in text
-    margin = scl["summary"]["ghana_b"]["unet-s2-one"]["f1_minus_ndbi_best"]
+    assert (f"On Java it scores F1 {worst['java']['f1_built']:.3f}, on `ghana_a` "
+            f"{worst['ghana_a']['f1_built']:.3f} and on `ghana_b` "
+            f"{worst['ghana_b']['f1_built']:.3f}, all above NDBI's best threshold") in text
+    assert all(worst[t]["f1_built"] > best[t] for t in worst)
+    margin = scl["summary"]["ghana_b"]["unet-s2-scenes-one"]["f1_minus_ndbi_best"]
     assert margin > 0 and f"best threshold there ({margin:+.3f})" in text
-    seeds = [r["f1_built"] for r in default["runs"]["ghana_a"]["unet-s2"]]
-    derived = {f"{r['f1_built']:.3f}" for r in worst.values()} | {f"{v:.3f}" for v in best.values()}
-    derived |= {f"{best['ghana_a'] - a['f1_built']:.3f}", f"{min(seeds):.3f}", f"{max(seeds):.3f}",
-                f"{100 * a['mapped_built_share']:.1f}",
-                f"{100 * a['built_pixels'] / a['pixels']:.1f}", f"{abs(margin):.3f}"}
+    seeds = [r["f1_built"] for r in default["runs"]["ghana_b"]["unet-s2"]]
+    assert f"its seeds span {min(seeds):.3f}-{max(seeds):.3f}" in text
+    derived = {f"{r['f1_built']:.3f}" for r in worst.values()}
+    derived |= {f"{min(seeds):.3f}", f"{max(seeds):.3f}", f"{abs(margin):.3f}"}
     assert pt.unmatched(pt.prose(section + "<end>", "**", "<end>"), derived) == []
 
 
@@ -300,9 +301,37 @@ BUILTUP_SECTIONS = {
     "builtup_flips": "Test-time flips", "builtup_recipe": "Balanced sampling"}
 
 
+def test_the_regions_section_is_the_recipe_drawing_scenes_alike_without_and_with_the_cells():
+    """Two runs of ``unet-s2-scenes`` at the default command's budget: on the labelled tiles
+    alone (``--terramesh none``) and with the four TerraMesh cells in every fold; the prose
+    quotes their blocks, seeds, shares and the seconds each command took."""
+    page = pt.page("evidence/builtup.md")
+    tiles, derived = _loto_section(page, "docs/figures/builtup_tiles.json",
+                                   ("f1_built", "auc_built"))
+    cells, more = _loto_section(page, "docs/figures/builtup_scenes.json",
+                                ("f1_built", "auc_built"))
+    derived |= more | _shares(tiles) | _shares(cells)
+    default = pt.source_json("docs/figures/builtup_default.json")
+    for run in (tiles, cells):
+        assert run["arms"] == ["unet-s2-scenes"]
+        assert run["budget"] == default["budget"] and run["seeds"] == default["seeds"]
+    assert tiles["extra_training"] == []
+    assert cells["extra_training"] == default["extra_training"]
+    assert [n.removeprefix("tm_") for n in cells["extra_training"]] == [
+        "282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0"]
+    text = " ".join(page.split())
+    for command in ("--arms unet-s2-scenes --terramesh none --out builtup_tiles",
+                    "--arms unet-s2-scenes --out builtup_scenes"):
+        assert f"python -m experiments.builtup --loto {command}" in text
+    assert f"`seconds` in the JSON: {tiles['seconds']:,.0f} and {cells['seconds']:,.0f}" in text
+    prose = pt.prose(page, "### Regions labelled by a product", "### Level-1C")
+    assert pt.unmatched(prose, derived) == []
+
+
 def test_the_flagged_clouds_section_is_the_default_command_with_the_narrower_mask():
     """Its JSON is the default run's budget with ``--scl-mask 3,11``, one training of the
-    recipe beside the pooled draws (``unet-s2-one``, ``unet-s2-pooled``): every built pixel of
+    recipe drawing every scene alike beside the pooled draws (``unet-s2-scenes-one``,
+    ``unet-s2-pooled``), on the labelled tiles alone (``--terramesh none``): every built pixel of
     ``ghana_b`` covered; the prose quotes its block, seeds, shares and the page's counts."""
     page = pt.page("evidence/builtup.md")
     source = "docs/figures/builtup_scl.json"
@@ -310,16 +339,17 @@ def test_the_flagged_clouds_section_is_the_default_command_with_the_narrower_mas
     derived |= _shares(metrics)
     default = pt.source_json("docs/figures/builtup_default.json")
     assert metrics["budget"] == {**default["budget"], "scl_mask": "3,11"}
-    assert metrics["arms"] == ["unet-s2-one", "unet-s2-pooled"]
+    assert metrics["arms"] == ["unet-s2-scenes-one", "unet-s2-pooled"]
+    assert metrics["extra_training"] == []
     assert metrics["seeds"] == default["seeds"]
     assert metrics["ndbi"]["ghana_b"]["unmapped_built_pixels"] == 0
     flagged = _flagged(default)
     derived.add(flagged["others"].split()[0])
     text = " ".join(page.split())
-    assert ("python -m experiments.builtup --loto --arms unet-s2-one,unet-s2-pooled --scl-mask "
-            "3,11 --out builtup_scl") in text
+    assert ("python -m experiments.builtup --loto --arms unet-s2-scenes-one,unet-s2-pooled "
+            "--scl-mask 3,11 --terramesh none --out builtup_scl") in text
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
-    prose = pt.prose(page, "### Clouds flagged over a town", "### Level-1C")
+    prose = pt.prose(page, "### Clouds flagged over a town", "### Regions labelled by a product")
     assert pt.unmatched(prose, derived) == []
     prose = " ".join(prose.split())
     assert f"{flagged['built']} labelled built pixels, against {flagged['others']}" in prose
@@ -445,7 +475,7 @@ def test_the_readme_quotes_the_default_commands_figures():
     readme = " ".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").split())
     assert f"ROC AUC {summary['java']['unet-s2']['auc']:.3f}" in readme
     assert all(summary[t]["unet-s2"]["f1_minus_ndbi_best"] > 0 for t in summary)
-    assert all(scl[t]["unet-s2-one"]["f1_minus_ndbi_best"] > 0 for t in scl)
-    assert f"`ghana_b`: {scl['ghana_b']['unet-s2-one']['f1_minus_ndbi_best']:+.3f}" in readme
+    assert all(scl[t]["unet-s2-scenes-one"]["f1_minus_ndbi_best"] > 0 for t in scl)
+    assert f"`ghana_b`: {scl['ghana_b']['unet-s2-scenes-one']['f1_minus_ndbi_best']:+.3f}" in readme
     assert "docs/real-data.md#the-default-command" in readme
 

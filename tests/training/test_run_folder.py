@@ -74,15 +74,19 @@ def test_a_run_recorded_before_test_time_flips_resumes_without_them(tmp_path):
     assert dict(resume_config(other, {}).model_kwargs) == dict(recorded.model_kwargs)
 
 
-def test_a_run_recorded_before_balanced_scenes_keeps_its_sampling(tmp_path):
-    # unet-s2's recipe now draws every scene as often as every other; a run recorded before
-    # the option existed drew them by their number, and resumes so
+def test_a_run_recorded_with_balanced_scenes_keeps_its_sampling(tmp_path):
+    # unet-s2's recipe drew every scene as often as every other, and draws them by their number
+    # now; a run recorded then resumes as it was, and one recorded before the option existed
+    # drew them by their number
     cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
                                             "model": "unet-s2"}))
-    assert cfg.balanced_scenes is True
-    old = cfg.to_dict()
-    del old["balanced_scenes"]
-    torch.save({"config": old}, tmp_path / CHECKPOINT)
+    assert cfg.balanced_scenes is False
+    then = cfg.to_dict()
+    then["balanced_scenes"] = True
+    torch.save({"config": then}, tmp_path / CHECKPOINT)
+    assert resume_config(tmp_path, {"model": "unet-s2"}).balanced_scenes is True
+    del then["balanced_scenes"]
+    torch.save({"config": then}, tmp_path / CHECKPOINT)
     assert resume_config(tmp_path, {"model": "unet-s2"}).balanced_scenes is False
     # the other recipes draw by number unless asked
     assert apply_recipe(config_from_mapping({"data": "p", "model": "unet"})).balanced_scenes \

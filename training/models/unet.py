@@ -308,20 +308,20 @@ RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
 # pixels of Java's held-out rows better in every seed (docs/real-data.md "Test-time flips"),
 # and draws its training patches in proportion to their built pixels (balanced sampling),
 # which raises the mean built F1 on every held-out tile (docs/evidence/builtup.md "Balanced
-# sampling"), every scene (each region's export, each month) as often as every other
-# (balanced scenes), which raises the worst seed's F1 on every held-out tile with the town
-# Sen2Cor flags as cloud kept (docs/evidence/builtup.md "Clouds flagged over a town",
-# unet-s2-one against unet-s2-pooled). isamap-train trains it three times by default (seeds
+# sampling"), and each scene's patches by their number: with the product-labelled TerraMesh
+# cells beside the labelled tiles (experiments.builtup_extra), drawing every scene as often
+# as every other (--balanced-scenes, unet-s2-scenes) gives the small cells most of the draws,
+# and one of its five seeds lost ghana_a's town (F1 0.014; docs/evidence/builtup.md "Regions
+# labelled by a product"). isamap-train trains it three times by default (seeds
 # --seed to --seed + 2) and maps the mean of the three calibrated probabilities
 # (training.members), which raises the worst seed over one training of the same draws on
-# Java's rows and on the hardest tile, ghana_a, and lowers it on ghana_b, both above NDBI's
-# best threshold there (docs/real-data.md, unet-s2 against unet-s2[0]), at three times the
+# every held-out tile (docs/real-data.md, unet-s2 against unet-s2[0]), at three times the
 # training and mapping time.
 S2_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "none",
                                                      "widths": list(S2_WIDTHS),
                                                      "flips": True},
                                 norm="scene", ema=10, balanced_sampling=True,
-                                balanced_scenes=True, members=3)
+                                members=3)
 
 # The same network standardising each window's bands itself (input_norm: patch) on the
 # training split's statistics: the optical recipe of model files written before unet-s2

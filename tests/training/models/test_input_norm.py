@@ -39,13 +39,13 @@ def test_the_optical_recipes_are_scene_statistics_and_per_window_standardisation
     # and draws its patches in proportion to their built pixels (docs/real-data.md
     # "Balanced sampling")
     assert default.balanced_sampling and not window.balanced_sampling
-    # and every scene as often as every other (docs/evidence/builtup.md, clouds flagged)
-    assert default.balanced_scenes and not window.balanced_scenes
+    # and each scene's patches by their number (docs/evidence/builtup.md, "Regions labelled
+    # by a product")
+    assert not default.balanced_scenes and not window.balanced_scenes
     # and joins three trainings (docs/real-data.md, the default command)
     assert default.members == 3 and window.members == 1
     assert dataclasses.replace(window, norm="scene", model_kwargs=default.model_kwargs,
-                               ema=10, balanced_sampling=True, balanced_scenes=True,
-                               members=3) == default
+                               ema=10, balanced_sampling=True, members=3) == default
 
 
 def test_the_window_recipe_standardises_and_a_per_band_gain_and_offset_change_nothing():
