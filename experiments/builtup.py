@@ -61,6 +61,7 @@ from core.storage import atomic_write
 from experiments.builtup_arms import ARMS, encoder_files
 from experiments.builtup_commands import Budget, export, predict, train
 from experiments.builtup_extra import FOLDER as EXTRA_FOLDER
+from experiments.builtup_extra import terramesh_folder
 from experiments.builtup_loto import (
     DEFAULT_ARMS,
     DEFAULT_SEEDS,
@@ -277,13 +278,6 @@ def _names(text: str) -> list[str]:
     return [n for n in text.split(",") if n]
 
 
-def _terramesh(a: argparse.Namespace) -> Path | None:
-    if a.terramesh == "none":
-        return None
-    return existing_folder(a.terramesh or sample_folder(EXTRA_FOLDER, a.data_root),
-                           "TerraMesh", "--terramesh")
-
-
 def _dates(items: Sequence[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -383,7 +377,7 @@ def _run(a: argparse.Namespace) -> int:
                            arms=_names(a.arms), seeds=a.seeds, bands=_names(a.bands),
                            holdout_rows=a.holdout_rows, budget=budget, dates=_dates(a.date),
                            jobs=usable_cores() if a.jobs is None else a.jobs,
-                           terramesh=_terramesh(a))
+                           terramesh=terramesh_folder(a.terramesh, a.data_root))
         print(figures_markdown(metrics).strip().removeprefix("```text").removesuffix("```")
               .strip())
         print(f"{metrics['seconds']:.0f} s; metrics: {out / 'loto.json'}")

@@ -6,68 +6,107 @@ The Dynamic World sample holds three hand-labelled tiles, so each fold of
 adds four more places: the Parana coast of Brazil, Tanzania, Araucania in Chile (23 % built)
 and Hudson Bay under snow, each a 224 x 224 px cell labelled by the ESRI / Impact Observatory
 10 m land-cover product (5 = built area). That product is a model's output, coarse where
-built ground is: its cells never score a map here, they only widen what every fold trains on.
-Each cell is exported as :mod:`experiments.terramesh` exports it (its S2 band names checked
-against the pixels, ``--label-map 5=1,0=255,8=255,*=0``), with the judge's bands and patch
-layout, and joins each fold's training set as ``tm_<cell>``.
+built ground is: its cells never score a map here, they only widen what every fold learns
+from. Each cell is exported as :mod:`experiments.terramesh` exports it (its S2 band names
+checked against the pixels, ``--label-map 5=1,0=255,8=255,*=0``), with the judge's bands and
+patch layout, and joins each fold's dataset as ``tm_<cell>``, every split of it: its
+validation patches join the fold's validation split, which picks the kept weights and fits
+the temperature, beside the labelled tiles'.
+
+What a run's folds add is recorded in ``OUT/extra_training.json`` before the first export
+(:func:`check_same_training`), so a run cut short and started again with other regions is
+refused instead of scoring maps trained on other sets.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
+from core.errors import ConfigError, InputDataError
+from core.storage import atomic_write
 from experiments import terramesh
+from experiments.data import sample_folder
 
 #: the name of a cell's export in each fold's merged training set
 PREFIX = "tm_"
 #: the sample set the judge adds by default (``--terramesh``)
 FOLDER = "terramesh_s1s2"
+#: what a run's folds add, recorded in its ``--out`` before the first export
+RECORD = "extra_training.json"
 
 
-def terramesh_exports(folder: Path, out: Path, bands: Sequence[str],
+def terramesh_folder(given: str | None, data_root: str | os.PathLike | None) -> Path | None:
+    """The folder ``--terramesh`` names (None for ``none``; default: the sample set's).
+
+    Raises:
+        InputDataError: the folder does not exist.
+    """
+    if given == "none":
+        return None
+    folder = Path(given) if given else sample_folder(FOLDER, data_root)
+    if not folder.is_dir():
+        raise InputDataError(f"the TerraMesh folder {folder} does not exist; pass --terramesh "
+                             "DIR, or --terramesh none to train each fold on the labelled "
+                             "tiles alone")
+    return folder
+
+
+def find_cells(folder: Path | None) -> list[terramesh.Cell]:
+    """The cells in ``folder`` (none without one)."""
+    return terramesh.find_cells(folder) if folder else []
+
+
+def extra_names(cells: Sequence[terramesh.Cell]) -> list[str]:
+    """The training-set names of ``cells``, sorted."""
+    return sorted(f"{PREFIX}{c.name}" for c in cells)
+
+
+def terramesh_exports(cells: Sequence[terramesh.Cell], out: Path, bands: Sequence[str],
                       budget: Any) -> dict[str, Path]:
-    """Every cell in ``folder`` exported under ``out/<cell>``, by its training-set name.
+    """Every cell exported under ``out/<cell>``, by its training-set name.
 
     ``budget``: the judge's (:class:`experiments.builtup_commands.Budget`): its patch size,
     stride, split block and seed lay the cells' patches out as the tiles' are. An export
     already made is resumed by the export itself, not redone.
-
-    Raises:
-        InputDataError: ``folder`` holds no cell, or a cell lacks a file.
     """
     layout = terramesh.Budget(patch=budget.patch, stride=budget.stride,
                               split_block=budget.split_block, seed=budget.seed)
     exports = {}
-    for cell in terramesh.find_cells(folder):
+    for cell in cells:
         scenes = terramesh.scene_folder(cell, out / "scenes")
         terramesh.export(cell, scenes, out / cell.name, bands, layout)
         exports[f"{PREFIX}{cell.name}"] = out / cell.name
     return exports
 
 
-def extra_names(folder: Path | None) -> list[str]:
-    """The training-set names of the cells in ``folder`` (none without one), sorted."""
-    return sorted(f"{PREFIX}{c.name}" for c in terramesh.find_cells(folder)) if folder else []
+def _recorded(out: Path) -> list[str] | None:
+    """What ``out`` records its folds added; [] for maps from before the record; None: new."""
+    for name in (RECORD, "loto.json"):
+        if (out / name).is_file():
+            return list(json.loads((out / name).read_text()).get("extra_training", []))
+    return [] if (out / "runs").is_dir() else None
 
 
 def check_same_training(out: Path, names: list[str]) -> None:
     """Refuse an ``--out`` whose maps were trained with other added regions (one line).
 
-    Its maps would be scored again, not retrained, as if trained on this run's sets.
+    Its maps would be scored again, not retrained, as if trained on this run's sets. A new
+    ``--out`` records ``names`` (:data:`RECORD`, written atomically) before anything else.
 
     Raises:
-        ConfigError: ``out/loto.json`` records other ``extra_training`` regions (none: a run
-            from before they were added, or one given ``--terramesh none``).
+        ConfigError: ``out`` records other added regions (none: maps from before the regions
+            were added, or a run given ``--terramesh none``).
     """
-    report = out / "loto.json"
-    if not report.is_file():
-        return
-    recorded = json.loads(report.read_text()).get("extra_training", [])
-    if recorded != names:
+    recorded = _recorded(out)
+    if recorded is None:
+        out.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"extra_training": names})
+        atomic_write(out / RECORD, lambda handle: handle.write(text.encode()))
+    elif recorded != names:
         raise ConfigError(f"--out {out} holds maps trained with added regions "
                           f"{', '.join(recorded) or 'none'}, not {', '.join(names) or 'none'} "
                           "(--terramesh): give a new --out")

@@ -26,7 +26,8 @@ Arms named ``BASE+stack`` and ``BASE+thr`` (:mod:`experiments.builtup_stack`), `
 (:mod:`experiments.builtup_prior`) and ``A+B`` (:mod:`experiments.builtup_ensemble`) train
 nothing: they reuse the models of the trained arms they name, which must be listed too. A run
 cut short continues with the same command: the maps already made under ``DIR/runs`` are scored
-again, not retrained (a new budget needs a new ``--out``).
+again, not retrained: a new budget or recipe needs a new ``--out`` (one of other added regions
+is refused, :func:`experiments.builtup_extra.check_same_training`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ from core.errors import ConfigError
 from core.jsonsafe import dumps
 from core.storage import atomic_write
 from experiments.builtup_ensemble import average_runs, averaged, repeated
-from experiments.builtup_extra import check_same_training, extra_names, terramesh_exports
+from experiments.builtup_extra import (
+    check_same_training,
+    extra_names,
+    find_cells,
+    terramesh_exports,
+)
 from experiments.builtup_judge import default_arm, judge_table, shortfalls, summarise
 from experiments.builtup_seeds import names_first_member, score_task
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
@@ -195,12 +201,12 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         budget = dataclasses.replace(budget, iterations=DEFAULT_ITERATIONS)
     dates = dates or {}
     check_options(tiles, row_split, arms, seeds, jobs)
-    check_same_training(out, extra_names(terramesh))
-    extra = terramesh_exports(terramesh, out / "exports" / "terramesh", bands,
-                              budget) if terramesh else {}
+    cells = find_cells(terramesh)
     found = {p: b.find_tile(data, p, dates.get(p)) for p in tiles}
     split_tile = found[row_split]
     holdout_start = first_held_out_row(split_tile.footprint.height, holdout_rows)
+    check_same_training(out, extra_names(cells))
+    extra = terramesh_exports(cells, out / "exports" / "terramesh", bands, budget)
     scenes = out / "scenes"
     exports: dict[str, Path] = {}
     stacks: dict[str, Path] = {}

@@ -9,17 +9,26 @@ from types import SimpleNamespace
 import pytest
 
 from contract.dataset import read_manifest
-from core.errors import ConfigError
+from core.errors import ConfigError, InputDataError
+from experiments.builtup_arms import arm_of, members_of
 from experiments.builtup_commands import Budget
-from experiments.builtup_extra import FOLDER, check_same_training, extra_names
+from experiments.builtup_extra import (
+    FOLDER,
+    RECORD,
+    check_same_training,
+    extra_names,
+    find_cells,
+    terramesh_folder,
+)
 from experiments.builtup_loto import Steps, run_loto
 from tests.support.rasters import write_patch_dataset
 
 BANDS = ("B2", "B3", "B4", "B8")
 
 
-def _steps(trained: list[tuple[str, str]]) -> Steps:
-    """The judge's steps on fake tiles (the cells' exports are the real ones)."""
+def _steps(trained: list[tuple[str, str]], stop_after: int | None = None) -> Steps:
+    """The judge's steps on fake tiles (the cells' exports are the real ones); ``stop_after``
+    trainings, the next one fails (a run cut short)."""
     tile = SimpleNamespace(footprint=SimpleNamespace(height=4, width=4), month="2019-07")
 
     def export(t, folder, out, bands, budget, rows=(0, None)):
@@ -27,6 +36,8 @@ def _steps(trained: list[tuple[str, str]]) -> Steps:
         return out / "stack.tif"
 
     def train(arm, dataset, run, budget):
+        if stop_after is not None and len(trained) >= stop_after:
+            raise InputDataError("cut short")
         trained.append((arm.name if hasattr(arm, "name") else arm, str(dataset)))
         for folder in (run, run / "member0"):
             folder.mkdir(parents=True, exist_ok=True)
@@ -53,14 +64,18 @@ def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path):
     fold's training set; the report names them, and an --out of other added regions is
     refused before any export."""
     cells = shared_data / FOLDER
-    names = extra_names(cells)
+    names = extra_names(find_cells(cells))
     assert names == ["tm_282D_485L_3_3", "tm_38D_378R_2_3", "tm_433D_629L_3_1",
                      "tm_609U_541L_3_0"]
     trained: list[tuple[str, str]] = []
     out = tmp_path / "o"
+    budget = Budget(patch=32, stride=32)
+    with pytest.raises(ConfigError, match="--holdout-rows must be between"):  # checked first
+        run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=99,
+                 budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=cells)
+    assert not (out / "exports").exists() and not (out / RECORD).exists()
     metrics = run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2,
-                       budget=Budget(patch=32, stride=32), arms=("unet-s2-one",), seeds=1,
-                       terramesh=cells)
+                       budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=cells)
     assert metrics["extra_training"] == names
     assert len(trained) == 3
     for _, dataset in trained:
@@ -74,20 +89,64 @@ def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path):
     with pytest.raises(ConfigError, match=r"trained with added regions tm_282D_485L_3_3, .*"
                                           r"not none .*give a new --out"):
         run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2,
-                 budget=Budget(patch=32, stride=32), arms=("unet-s2-one",), seeds=1)
+                 budget=budget, arms=("unet-s2-one",), seeds=1)
     assert len(trained) == 3
 
 
-def test_an_out_of_other_added_regions_is_refused_and_a_new_one_is_not(tmp_path):
-    check_same_training(tmp_path, ["tm_a"])  # nothing there yet
-    (tmp_path / "loto.json").write_text(json.dumps({"summary": {}}))  # before regions
-    check_same_training(tmp_path, [])
+def test_a_run_cut_short_is_not_finished_with_other_added_regions(shared_data, tmp_path):
+    """A run without the cells stops after one training (no report written yet); the same
+    --out with the cells is refused before any export, instead of scoring that map as one
+    trained with them."""
+    trained: list[tuple[str, str]] = []
+    out = tmp_path / "o"
+    with pytest.raises(InputDataError, match="cut short"):
+        run_loto(_steps(trained, stop_after=1), tmp_path, out, bands=BANDS, holdout_rows=2,
+                 budget=Budget(patch=32, stride=32), arms=("unet-s2-one",), seeds=1)
+    assert len(trained) == 1 and not (out / "loto.json").exists()
+    with pytest.raises(ConfigError, match="added regions none, not tm_"):
+        run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2,
+                 budget=Budget(patch=32, stride=32), arms=("unet-s2-one",), seeds=1,
+                 terramesh=shared_data / FOLDER)
+    assert not (out / "exports" / "terramesh").exists() and len(trained) == 1
+
+
+def test_an_out_records_its_added_regions_and_refuses_others(tmp_path):
+    new = tmp_path / "new"
+    check_same_training(new, ["tm_a"])  # a new --out records them
+    assert json.loads((new / RECORD).read_text()) == {"extra_training": ["tm_a"]}
+    check_same_training(new, ["tm_a"])
+    with pytest.raises(ConfigError, match="added regions tm_a, not none"):
+        check_same_training(new, [])
+    old = tmp_path / "old"  # a finished run from before the regions were recorded
+    old.mkdir()
+    (old / "loto.json").write_text(json.dumps({"summary": {}}))
+    check_same_training(old, [])
     with pytest.raises(ConfigError, match="added regions none, not tm_a"):
-        check_same_training(tmp_path, ["tm_a"])
-    assert extra_names(None) == []
+        check_same_training(old, ["tm_a"])
+    cut = tmp_path / "cut"  # one cut short before they were recorded: its maps had none
+    (cut / "runs").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="added regions none, not tm_a"):
+        check_same_training(cut, ["tm_a"])
+    assert extra_names(find_cells(None)) == []
 
 
-def test_the_command_adds_the_sample_cells_unless_told_none(monkeypatch, tmp_path):
+def test_a_missing_folder_says_how_to_train_without_the_cells(tmp_path):
+    with pytest.raises(InputDataError, match="--terramesh none to train each fold on the "
+                                             "labelled tiles alone"):
+        terramesh_folder(str(tmp_path / "missing"), None)
+    assert terramesh_folder("none", None) is None
+    (tmp_path / FOLDER).mkdir()
+    assert terramesh_folder(None, tmp_path) == tmp_path / FOLDER
+
+
+def test_the_former_recipe_arms_state_scene_balancing_and_their_trainings():
+    for name, k in (("unet-s2-scenes", 3), ("unet-s2-scenes-one", 1), ("unet-s2-one", 1)):
+        arm = arm_of(name)
+        assert arm.model == "unet-s2" and members_of(arm) == k
+        assert ("--balanced-scenes" in arm.train_args) == ("scenes" in name)
+
+
+def test_the_command_adds_the_sample_cells_unless_told_none(monkeypatch, tmp_path, capsys):
     import experiments.builtup as builtup
 
     seen: list[Path | None] = []
@@ -105,3 +164,4 @@ def test_the_command_adds_the_sample_cells_unless_told_none(monkeypatch, tmp_pat
     assert builtup.main([*common, "--out", str(tmp_path / "o"), "--terramesh",
                          str(tmp_path / "missing")]) == 2
     assert len(seen) == 2  # refused before the comparison starts
+    assert "--terramesh none" in capsys.readouterr().err

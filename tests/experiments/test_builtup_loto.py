@@ -136,7 +136,7 @@ def test_the_loto_runs_one_training_per_usable_core_by_default(monkeypatch, tmp_
     monkeypatch.setattr(builtup, "usable_cores", lambda: 3)  # a machine of 3 usable cores
     for given, jobs in (([], 3), (["--jobs", "1"], 1)):
         assert builtup.main(["--loto", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
-                             "-q", *given]) == 2
+                             "--terramesh", "none", "-q", *given]) == 2
         assert seen.pop() == jobs
     assert usable_cores() >= 1  # this machine's, from its affinity or its CPU count
 

@@ -228,7 +228,7 @@ def test_the_default_command_section_is_what_the_command_runs_and_quotes_its_tab
     tiles = pt.source_json("docs/figures/builtup_tiles.json")  # the recipe on the tiles alone
     alone = [min(r["f1_built"] for r in tiles["runs"][t]["unet-s2-scenes"])
              for t in ("java", "ghana_a", "ghana_b")]
-    assert "recipe's worst seeds were {:.3f}, {:.3f} and {:.3f}".format(*alone) in text
+    assert "labelled tiles alone, had worst seeds {:.3f}, {:.3f} and {:.3f}".format(*alone) in text
     derived |= {f"{v:.3f}" for v in alone}
     prose = pt.prose(page, "## The default command", "**The worst seed")
     assert pt.unmatched(prose, derived) == []
