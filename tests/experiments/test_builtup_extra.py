@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -21,7 +20,7 @@ from experiments.builtup_extra import (
     terramesh_folder,
 )
 from experiments.builtup_loto import Steps, run_loto
-from tests.support.rasters import write_patch_dataset
+from tests.support.judge_steps import fake_steps, fake_training
 
 BANDS = ("B2", "B3", "B4", "B8")
 
@@ -29,34 +28,16 @@ BANDS = ("B2", "B3", "B4", "B8")
 def _steps(trained: list[tuple[str, str]], stop_after: int | None = None) -> Steps:
     """The judge's steps on fake tiles (the cells' exports are the real ones); ``stop_after``
     trainings, the next one fails (a run cut short)."""
-    tile = SimpleNamespace(footprint=SimpleNamespace(height=4, width=4), month="2019-07")
-
-    def export(t, folder, out, bands, budget, rows=(0, None)):
-        write_patch_dataset(out, n=6, bands=bands)
-        return out / "stack.tif"
 
     def train(arm, dataset, run, budget):
         if stop_after is not None and len(trained) >= stop_after:
             raise InputDataError("cut short")
         trained.append((arm.name if hasattr(arm, "name") else arm, str(dataset)))
-        for folder in (run, run / "member0"):
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "model.pt").write_bytes(b"")
-        return run / "model.pt"
-
-    def predict(model_file, stack, out, month, tile_size):
-        for kind in ("class", "prob"):
-            Path(f"{out}_{kind}.tif").write_bytes(b"")
-        return Path(f"{out}_class.tif"), Path(f"{out}_prob.tif")
+        return fake_training(run)
 
     scores = {"f1_built": 0.6, "auc_built": 0.9, "pixels": 16, "built_pixels": 4,
               "mapped_built_share": 0.25}
-    ndbi = {"ndbi_f1_at_0": 0.3, "ndbi_best_f1": 0.4, "ndbi_best_threshold": 0.0,
-            "ndbi_auc": 0.8, "pixels": 16, "built_pixels": 4}
-    return Steps(find_tile=lambda data, p, date: tile, scene_folder=lambda t, s: s,
-                 export=export, training_rows=lambda *a: 2, check_no_overlap=lambda *a: None,
-                 score_ndbi=lambda t, area: dict(ndbi), train=train, predict=predict,
-                 score_map=lambda *a: dict(scores))
+    return fake_steps(train, lambda *a: dict(scores))
 
 
 def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path):

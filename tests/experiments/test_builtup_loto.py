@@ -144,29 +144,15 @@ def test_the_loto_runs_one_training_per_usable_core_by_default(monkeypatch, tmp_
 def test_a_members_arm_trains_disjoint_seeds_and_its_first_training_is_scored_beside(tmp_path):
     """``unet-s2`` joins three trainings: seed g trains 3g to 3g + 2 (no two seeds share one),
     and member 0's own map is scored as ``unet-s2[0]``; a named one-training arm trains seed g."""
-    from types import SimpleNamespace
-
     from experiments.builtup_commands import Budget
-    from experiments.builtup_loto import Steps, run_loto
+    from experiments.builtup_loto import run_loto
+    from tests.support.judge_steps import fake_steps, fake_training
 
-    tile = SimpleNamespace(footprint=SimpleNamespace(height=4, width=4), month="2019-07")
     trained: list[tuple[str, str, int]] = []
-
-    def export(t, folder, out, bands, budget, rows=(0, None)):
-        write_patch_dataset(out, n=6)
-        return out / "stack.tif"
 
     def train(arm, dataset, run, budget):
         trained.append((dataset.name, arm, budget.seed))
-        for folder in (run, run / "member0"):
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "model.pt").write_bytes(b"")
-        return run / "model.pt"
-
-    def predict(model_file, stack, out, month, tile_size):
-        for kind in ("class", "prob"):
-            Path(f"{out}_{kind}.tif").write_bytes(b"")
-        return Path(f"{out}_class.tif"), Path(f"{out}_prob.tif")
+        return fake_training(run)
 
     def score_map(t, cls, prob, area, model_file):
         f1 = 0.5 if cls.parent.name == "member0" else {"unet-s2": 0.7}.get(
@@ -174,12 +160,7 @@ def test_a_members_arm_trains_disjoint_seeds_and_its_first_training_is_scored_be
         return {"f1_built": f1, "auc_built": 0.9, "pixels": 16, "built_pixels": 4,
                 "mapped_built_share": 0.25}
 
-    ndbi = {"ndbi_f1_at_0": 0.3, "ndbi_best_f1": 0.4, "ndbi_best_threshold": 0.0,
-            "ndbi_auc": 0.8, "pixels": 16, "built_pixels": 4}
-    steps = Steps(find_tile=lambda data, p, date: tile, scene_folder=lambda t, s: s,
-                  export=export, training_rows=lambda *a: 2, check_no_overlap=lambda *a: None,
-                  score_ndbi=lambda t, area: dict(ndbi), train=train, predict=predict,
-                  score_map=score_map)
+    steps = fake_steps(train, score_map)
     metrics = run_loto(steps, tmp_path, tmp_path / "o", bands=("B2",), holdout_rows=2,
                        budget=Budget(), arms=("unet-s2", "unet-s2-one"), seeds=2)
     for fold in ("java", "ghana_a", "ghana_b"):
