@@ -13,9 +13,10 @@ patch layout, and joins each fold's dataset as ``tm_<cell>``, every split of it:
 validation patches join the fold's validation split, which picks the kept weights and fits
 the temperature, beside the labelled tiles'.
 
-What a run's folds add is recorded in ``OUT/extra_training.json`` before the first export
-(:func:`check_same_training`), so a run cut short and started again with other regions is
-refused instead of scoring maps trained on other sets.
+What a run's folds trained on is in its merged datasets (``OUT/train/<fold>``, whose
+manifests name their parts, written before the first training): a run started again in the
+same ``--out`` with other added regions is refused (:func:`check_same_training`), finished or
+cut short, instead of scoring maps trained on other sets.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, InputDataError
-from core.storage import atomic_write
 from experiments import terramesh
 from experiments.data import sample_folder
 
@@ -35,8 +35,6 @@ from experiments.data import sample_folder
 PREFIX = "tm_"
 #: the sample set the judge adds by default (``--terramesh``)
 FOLDER = "terramesh_s1s2"
-#: what a run's folds add, recorded in its ``--out`` before the first export
-RECORD = "extra_training.json"
 
 
 def terramesh_folder(given: str | None, data_root: str | os.PathLike | None) -> Path | None:
@@ -83,30 +81,35 @@ def terramesh_exports(cells: Sequence[terramesh.Cell], out: Path, bands: Sequenc
     return exports
 
 
-def _recorded(out: Path) -> list[str] | None:
-    """What ``out`` records its folds added; [] for maps from before the record; None: new."""
-    for name in (RECORD, "loto.json"):
-        if (out / name).is_file():
-            return list(json.loads((out / name).read_text()).get("extra_training", []))
-    return [] if (out / "runs").is_dir() else None
+def trained_with(out: Path) -> list[str] | None:
+    """The added regions the maps in ``out`` were trained with; None where it holds no map.
+
+    Read from the parts its merged datasets name (every fold's, made before its first
+    training); an ``--out`` with maps and no merged dataset, from its report; without
+    either, none.
+    """
+    if not (out / "runs").is_dir():
+        return None
+    merged = [json.loads(path.read_text()).get("merged_from", [])
+              for path in sorted((out / "train").glob("*/manifest.json"))]
+    if merged:
+        return sorted({name for parts in merged for name in parts if name.startswith(PREFIX)})
+    report = out / "loto.json"
+    return list(json.loads(report.read_text()).get("extra_training", [])) \
+        if report.is_file() else []
 
 
 def check_same_training(out: Path, names: list[str]) -> None:
     """Refuse an ``--out`` whose maps were trained with other added regions (one line).
 
-    Its maps would be scored again, not retrained, as if trained on this run's sets. A new
-    ``--out`` records ``names`` (:data:`RECORD`, written atomically) before anything else.
+    Its maps would be scored again, not retrained, as if trained on this run's sets.
 
     Raises:
-        ConfigError: ``out`` records other added regions (none: maps from before the regions
-            were added, or a run given ``--terramesh none``).
+        ConfigError: ``out`` holds maps trained with other added regions (none: maps from
+            before the regions were added, or of a run given ``--terramesh none``).
     """
-    recorded = _recorded(out)
-    if recorded is None:
-        out.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"extra_training": names})
-        atomic_write(out / RECORD, lambda handle: handle.write(text.encode()))
-    elif recorded != names:
+    recorded = trained_with(out)
+    if recorded is not None and recorded != names:
         raise ConfigError(f"--out {out} holds maps trained with added regions "
                           f"{', '.join(recorded) or 'none'}, not {', '.join(names) or 'none'} "
                           "(--terramesh): give a new --out")

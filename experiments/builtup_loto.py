@@ -205,6 +205,7 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     found = {p: b.find_tile(data, p, dates.get(p)) for p in tiles}
     split_tile = found[row_split]
     holdout_start = first_held_out_row(split_tile.footprint.height, holdout_rows)
+    end = b.training_rows(split_tile, holdout_start, budget.patch, budget.stride)
     check_same_training(out, extra_names(cells))
     extra = terramesh_exports(cells, out / "exports" / "terramesh", bands, budget)
     scenes = out / "scenes"
@@ -214,7 +215,6 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         folder = b.scene_folder(tile, scenes)
         stacks[prefix] = b.export(tile, folder, out / "exports" / prefix, bands, budget)
         exports[prefix] = out / "exports" / prefix
-    end = b.training_rows(split_tile, holdout_start, budget.patch, budget.stride)
     north = out / "exports" / f"{row_split}_north"
     b.export(split_tile, scenes / row_split, north, bands, budget, (0, end))
     b.check_no_overlap(north, split_tile, holdout_start)

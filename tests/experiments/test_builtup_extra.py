@@ -13,11 +13,11 @@ from experiments.builtup_arms import arm_of, members_of
 from experiments.builtup_commands import Budget
 from experiments.builtup_extra import (
     FOLDER,
-    RECORD,
     check_same_training,
     extra_names,
     find_cells,
     terramesh_folder,
+    trained_with,
 )
 from experiments.builtup_loto import Steps, run_loto
 from tests.support.judge_steps import fake_steps, fake_training
@@ -54,7 +54,7 @@ def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path):
     with pytest.raises(ConfigError, match="--holdout-rows must be between"):  # checked first
         run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=99,
                  budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=cells)
-    assert not (out / "exports").exists() and not (out / RECORD).exists()
+    assert not (out / "exports").exists() and not (out / "runs").exists()
     metrics = run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2,
                        budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=cells)
     assert metrics["extra_training"] == names
@@ -74,40 +74,44 @@ def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path):
     assert len(trained) == 3
 
 
-def test_a_run_cut_short_is_not_finished_with_other_added_regions(shared_data, tmp_path):
-    """A run without the cells stops after one training (no report written yet); the same
-    --out with the cells is refused before any export, instead of scoring that map as one
-    trained with them."""
+@pytest.mark.parametrize("first", ["tiles alone", "cells"])
+def test_a_run_cut_short_is_not_finished_with_other_added_regions(shared_data, tmp_path, first):
+    """A run stops after one training (no report written yet); the same --out with the other
+    training sets is refused before any export, instead of scoring that map as theirs."""
+    cells = shared_data / FOLDER
+    given, other = (None, cells) if first == "tiles alone" else (cells, None)
     trained: list[tuple[str, str]] = []
     out = tmp_path / "o"
+    budget = Budget(patch=32, stride=32)
     with pytest.raises(InputDataError, match="cut short"):
         run_loto(_steps(trained, stop_after=1), tmp_path, out, bands=BANDS, holdout_rows=2,
-                 budget=Budget(patch=32, stride=32), arms=("unet-s2-one",), seeds=1)
+                 budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=given)
     assert len(trained) == 1 and not (out / "loto.json").exists()
-    with pytest.raises(ConfigError, match="added regions none, not tm_"):
+    shown = "none, not tm_" if given is None else "tm_282D_485L_3_3, .* not none"
+    exported = (out / "exports" / "terramesh").exists()
+    with pytest.raises(ConfigError, match=f"added regions {shown}"):
         run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2,
-                 budget=Budget(patch=32, stride=32), arms=("unet-s2-one",), seeds=1,
-                 terramesh=shared_data / FOLDER)
-    assert not (out / "exports" / "terramesh").exists() and len(trained) == 1
+                 budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=other)
+    assert (out / "exports" / "terramesh").exists() == exported and len(trained) == 1
 
 
-def test_an_out_records_its_added_regions_and_refuses_others(tmp_path):
-    new = tmp_path / "new"
-    check_same_training(new, ["tm_a"])  # a new --out records them
-    assert json.loads((new / RECORD).read_text()) == {"extra_training": ["tm_a"]}
-    check_same_training(new, ["tm_a"])
-    with pytest.raises(ConfigError, match="added regions tm_a, not none"):
-        check_same_training(new, [])
-    old = tmp_path / "old"  # a finished run from before the regions were recorded
-    old.mkdir()
-    (old / "loto.json").write_text(json.dumps({"summary": {}}))
-    check_same_training(old, [])
+def test_what_an_out_was_trained_with_is_read_from_its_merged_datasets(tmp_path):
+    assert trained_with(tmp_path / "new") is None  # no map: any training sets
+    check_same_training(tmp_path / "new", ["tm_a"])
+    out = tmp_path / "o"
+    (out / "runs").mkdir(parents=True)
+    assert trained_with(out) == []  # maps and nothing to say more: the tiles alone
+    (out / "loto.json").write_text(json.dumps({"summary": {}}))  # a report from before
+    assert trained_with(out) == []
     with pytest.raises(ConfigError, match="added regions none, not tm_a"):
-        check_same_training(old, ["tm_a"])
-    cut = tmp_path / "cut"  # one cut short before they were recorded: its maps had none
-    (cut / "runs").mkdir(parents=True)
-    with pytest.raises(ConfigError, match="added regions none, not tm_a"):
-        check_same_training(cut, ["tm_a"])
+        check_same_training(out, ["tm_a"])
+    for fold, parts in (("java", ["ghana_a", "tm_b", "tm_a"]), ("ghana_a", ["java", "tm_a"])):
+        (out / "train" / fold).mkdir(parents=True)
+        (out / "train" / fold / "manifest.json").write_text(json.dumps({"merged_from": parts}))
+    assert trained_with(out) == ["tm_a", "tm_b"]  # the datasets say more than the report
+    check_same_training(out, ["tm_a", "tm_b"])
+    with pytest.raises(ConfigError, match="added regions tm_a, tm_b, not none"):
+        check_same_training(out, [])
     assert extra_names(find_cells(None)) == []
 
 
