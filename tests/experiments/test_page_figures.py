@@ -231,7 +231,8 @@ def test_the_default_command_section_is_what_the_command_runs_and_quotes_its_tab
     assert "labelled tiles alone, had worst seeds {:.3f}, {:.3f} and {:.3f}".format(*alone) in text
     derived |= {f"{v:.3f}" for v in alone}
     before = tiles["summary"]["ghana_a"]["unet-s2-scenes"]  # its ranking there
-    derived |= {f"{before['auc']:.3f}", f"{before['auc_worst']:.3f}"}
+    derived |= {f"{before['auc']:.3f}", f"{before['auc_worst']:.3f}",
+                f"{100 * before['share_mapped']:.1f}"}
     prose = pt.prose(page, "## The default command", "**The worst seed")
     assert pt.unmatched(prose, derived) == []
     flagged = _flagged(metrics)
