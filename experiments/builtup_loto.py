@@ -48,6 +48,7 @@ from contract.dataset import merge_datasets
 from core.errors import ConfigError
 from core.jsonsafe import dumps
 from core.storage import atomic_write
+from experiments.builtup_arms import ARMS
 from experiments.builtup_ensemble import average_runs, averaged, repeated
 from experiments.builtup_extra import (
     check_same_training,
@@ -59,6 +60,7 @@ from experiments.builtup_judge import default_arm, judge_table, shortfalls, summ
 from experiments.builtup_seeds import names_first_member, score_task
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
 from experiments.realscenes import format_table
+from training.models import available_models
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +157,8 @@ def check_options(tiles: Sequence[str], row_split: str, arms: Sequence[str], see
 
     Raises:
         ConfigError: the row-split tile is not among the tiles, ``jobs`` or ``seeds`` below
-            1, a stacked or averaged arm without the trained arms it reads, or an ``AxK``
-            arm given fewer than ``K`` seeds.
+            1, an arm of no known name, a stacked or averaged arm without the trained arms it
+            reads, or an ``AxK`` arm given fewer than ``K`` seeds.
     """
     if row_split not in tiles:
         raise ConfigError(f"--train {row_split} is not among the tiles {list(tiles)}")
@@ -168,6 +170,10 @@ def check_options(tiles: Sequence[str], row_split: str, arms: Sequence[str], see
         if names_first_member(arm):
             raise ConfigError(f"--arms {arm}: a first training alone is scored beside the arm "
                               "that trains it, not trained itself: give that arm")
+        if trained(arm) and arm not in ARMS and arm not in available_models():
+            raise ConfigError(f"--arms {arm} is neither an arm of the comparison nor an "
+                              "isamap-train model (python -m experiments.builtup --help "
+                              "names them)")
         base = base_arm(arm)
         if base is not None and (base not in arms or not trained(base)):
             raise ConfigError(f"--arms {arm} stacks {base}'s models: add {base} to --arms (a "

@@ -107,6 +107,9 @@ def test_bad_loto_options_are_refused_before_any_export(shared_data, tmp_path, c
                           "averages the maps of unet-s2-both"),
                          (["--arms", "unet-s2x3"], "averages the maps of unet-s2"),
                          (["--arms", "unet-s2[0]"], "scored beside the arm that trains it"),
+                         (["--arms", "unet-s2,unet-s2-tpyo"],
+                          "unet-s2-tpyo is neither an arm of the comparison nor an "
+                          "isamap-train model"),
                          (["--arms", "unet-s2,unet-s2[0]+stack"], "scored beside the arm"),
                          (["--arms", "unet-s2,unet-s2x3", "--seeds", "2"],
                           "averages 3 seeds of unet-s2: give --seeds 3 or more"),
