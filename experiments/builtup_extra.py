@@ -21,12 +21,12 @@ cut short, instead of scoring maps trained on other sets.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from contract.dataset import read_manifest
 from core.errors import ConfigError, InputDataError
 from experiments import terramesh
 from experiments.data import sample_folder
@@ -85,18 +85,13 @@ def trained_with(out: Path) -> list[str] | None:
     """The added regions the maps in ``out`` were trained with; None where it holds no map.
 
     Read from the parts its merged datasets name (every fold's, made before its first
-    training); an ``--out`` with maps and no merged dataset, from its report; without
-    either, none.
+    training); maps without a merged dataset beside them had none.
     """
     if not (out / "runs").is_dir():
         return None
-    merged = [json.loads(path.read_text()).get("merged_from", [])
-              for path in sorted((out / "train").glob("*/manifest.json"))]
-    if merged:
-        return sorted({name for parts in merged for name in parts if name.startswith(PREFIX)})
-    report = out / "loto.json"
-    return list(json.loads(report.read_text()).get("extra_training", [])) \
-        if report.is_file() else []
+    parts = [read_manifest(path.parent).get("merged_from", [])
+             for path in sorted((out / "train").glob("*/manifest.json"))]
+    return sorted({name for names in parts for name in names if name.startswith(PREFIX)})
 
 
 def check_same_training(out: Path, names: list[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.dataset import read_manifest
+from contract.dataset import FORMAT, read_manifest
 from core.errors import ConfigError, InputDataError
 from experiments.builtup_arms import arm_of, members_of
 from experiments.builtup_commands import Budget
@@ -107,7 +107,8 @@ def test_what_an_out_was_trained_with_is_read_from_its_merged_datasets(tmp_path)
         check_same_training(out, ["tm_a"])
     for fold, parts in (("java", ["ghana_a", "tm_b", "tm_a"]), ("ghana_a", ["java", "tm_a"])):
         (out / "train" / fold).mkdir(parents=True)
-        (out / "train" / fold / "manifest.json").write_text(json.dumps({"merged_from": parts}))
+        (out / "train" / fold / "manifest.json").write_text(
+            json.dumps({"format": FORMAT, "merged_from": parts}))
     assert trained_with(out) == ["tm_a", "tm_b"]  # the datasets say more than the report
     check_same_training(out, ["tm_a", "tm_b"])
     with pytest.raises(ConfigError, match="added regions tm_a, tm_b, not none"):
