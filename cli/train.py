@@ -208,7 +208,12 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                        writes_to=[args.get("out_dir") or "."], checks=CHECKS)
 
 
-def _train(args: dict) -> int:
+def _given(args: dict) -> tuple[dict, list[str]]:
+    """The options a command gives, and its ``--data`` roots.
+
+    Flags win over the ``--config`` file; the recipe's members are added where the command
+    starts a run (:func:`_with_members`).
+    """
     config = args.pop("config")
     given = {k: v for k, v in args.items() if v is not None}
     roots = given.pop("data", None) or []
@@ -216,7 +221,32 @@ def _train(args: dict) -> int:
         given["data"] = roots[0]
     if config:
         given = {**read_train_config(config), **given}
-    given = _with_members(given)
+    return _with_members(given), roots
+
+
+def started_config(argv: Sequence[str]) -> TrainConfig:
+    """The configuration ``isamap-train ARGV`` starts its run with, before its recipe fills it.
+
+    What a run folder's checkpoint records is compared with it
+    (:func:`training.members.recorded_otherwise`), so a caller reusing a finished run knows
+    whether the same command made it.
+
+    Raises:
+        ConfigError: ``--resume`` or several ``--data`` roots (a run the folder or a merge
+            decides, not the command alone).
+    """
+    args = vars(train_parser().parse_args(list(argv)))
+    for key in ("verbose", "quiet", "debug"):
+        args.pop(key)
+    given, roots = _given(args)
+    if given.get("resume") or len(roots) > 1:
+        raise ConfigError("the configuration a command starts is known for one --data root "
+                          "without --resume")
+    return config_from_mapping(given)
+
+
+def _train(args: dict) -> int:
+    given, roots = _given(args)
     if given.get("resume"):  # the run folder says everything that is not given
         check_resume(given.get("out_dir") or TrainConfig.out_dir)
         cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)

@@ -32,7 +32,13 @@ from training.model_meta import ModelMeta
 from training.modelfile import load_model_file, save_model_file
 from training.models import available_models, recipe_for
 from training.models.members import MemberMean
-from training.run_folder import BEST_MODEL, CHECKPOINT, HISTORY, config_differences, recorded_config
+from training.run_folder import (
+    BEST_MODEL,
+    CHECKPOINT,
+    HISTORY,
+    config_differences,
+    recorded_config,
+)
 from training.trainer import TrainResult
 
 log = logging.getLogger(__name__)
@@ -130,24 +136,58 @@ def member_configs(cfg: TrainConfig) -> list[TrainConfig]:
 def check_member_folders(cfg: TrainConfig, members: Sequence[TrainConfig]) -> None:
     """Refuse member folders that hold another command's run, before the first trains.
 
+    Raises:
+        ConfigError: a member's checkpoint records options that differ from its own
+            (:func:`_differences`).
+    """
+    found = _differences(cfg, members)
+    if found:
+        i, member, differ = found[0]
+        raise ConfigError(f"{member.out_dir} (member {i}) holds a run of other options "
+                          f"({differ[0]}); give the options it was started with "
+                          f"({member.out_dir}/config.yaml), or another --out")
+
+
+def recorded_otherwise(cfg: TrainConfig, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """How the run in ``cfg.out_dir`` was started otherwise than ``cfg`` would start it.
+
+    ``"name: recorded there, current now"`` for every option that changes the result, each
+    member's prefixed with its folder (``member1: ...``); the number of trainings where the
+    folder holds the other kind of run. Empty where the run agrees, or where no checkpoint
+    records one (nothing to compare). A caller that reuses a finished run's model or maps
+    instead of starting the command again reads this first. ``ignore``: options it checks
+    otherwise (:func:`training.run_folder.config_differences`).
+    """
+    cfg = with_recipe_filter(cfg)  # as the command resolves it before it trains
+    out = Path(cfg.out_dir)
+    held = held_members(out)
+    if (cfg.members > 1 and (out / CHECKPOINT).exists()) or (cfg.members == 1 and held):
+        return [f"members: {held or 1} there, {cfg.members} now"]
+    members = member_configs(cfg) if cfg.members > 1 else [cfg]
+    return [f"{Path(m.out_dir).name}: {d}" if cfg.members > 1 else d
+            for _, m, differ in _differences(cfg, members, ignore) for d in differ]
+
+
+def _differences(cfg: TrainConfig, members: Sequence[TrainConfig],
+                 ignore: frozenset[str] = frozenset(),
+                 ) -> list[tuple[int, TrainConfig, list[str]]]:
+    """Each member whose checkpoint records other options than its own, with them.
+
     The command's options are resolved as a run resolves them (recipe, encoder file) once,
     and only where a member has a checkpoint to compare with.
-
-    Raises:
-        ConfigError: a member's checkpoint records options that differ from its own.
     """
     resolved: TrainConfig | None = None
+    found = []
     for i, member in enumerate(members):
         recorded = recorded_config(member.out_dir)
         if recorded is None:
             continue
         resolved = resolved or apply_recipe(encoder_config(cfg))
         own = dataclasses.replace(resolved, out_dir=member.out_dir, seed=member.seed, members=1)
-        differ = config_differences(recorded, own)
+        differ = config_differences(recorded, own, ignore)
         if differ:
-            raise ConfigError(f"{member.out_dir} (member {i}) holds a run of other options "
-                              f"({differ[0]}); give the options it was started with "
-                              f"({member.out_dir}/config.yaml), or another --out")
+            found.append((i, member, differ))
+    return found
 
 
 def _epochs_recorded(member: TrainConfig) -> int:

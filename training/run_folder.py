@@ -71,18 +71,21 @@ def recorded_config(out_dir: str | Path) -> dict[str, Any] | None:
     return dict(config)
 
 
-def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig) -> list[str]:
+def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig,
+                       ignore: frozenset[str] = frozenset()) -> list[str]:
     """``"name: recorded there, current now"`` for every option that changes the result.
 
     The recorded options are read back through :func:`config_from_mapping` first, so a value
     written as a list compares equal to the same tuple, and an option added to TrainConfig
-    after the run was recorded compares as its default.
+    after the run was recorded compares as its default. ``ignore``: options the caller
+    checks otherwise (a dataset it knows by its parts, not its path).
     """
     reference = _normalised(recorded)
     current = cfg.to_dict()
     out = []
     for key in sorted(current):
-        if key in RUN_ONLY_KEYS or (key == "data" and same_data(recorded, cfg)):
+        if key in RUN_ONLY_KEYS or key in ignore or (key == "data" and same_data(recorded,
+                                                                                 cfg)):
             continue
         old, new = reference.get(key), current.get(key)
         if json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True,

@@ -12,7 +12,7 @@ import torch
 
 from cli.predict import predict_main
 from cli.train import train_main
-from core.errors import ModelError
+from core.errors import ConfigError, ModelError
 from tests.support.rasters import write_patch_dataset
 from training.calibration import describe
 from training.config import TrainConfig
@@ -62,12 +62,15 @@ def test_members_whose_output_is_a_mapping_are_read_by_their_main_prediction(nam
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
+def _argv(root, run, *extra: str) -> list[str]:
+    return ["--data", str(root), "--out", str(run), "--model", "unet",
+            "--model-kwargs", json.dumps(TINY), "--members", "2", "--max-iterations", "2",
+            "--batch-size", "2", "--workers", "0", "--device", "cpu", "--precision", "fp32",
+            "--channels-last", "off", "--no-progress", "-q", *extra]
+
+
 def _train(root, run, *extra: str) -> int:
-    return train_main(["--data", str(root), "--out", str(run), "--model", "unet",
-                       "--model-kwargs", json.dumps(TINY), "--members", "2",
-                       "--max-iterations", "2", "--batch-size", "2", "--workers", "0",
-                       "--device", "cpu", "--precision", "fp32", "--channels-last", "off",
-                       "--no-progress", "-q", *extra])
+    return train_main(_argv(root, run, *extra))
 
 
 def _probability(prefix) -> np.ndarray:
@@ -266,3 +269,30 @@ def test_resume_starts_unet_s2s_three_trainings_and_goes_on_with_them(tmp_path, 
     assert train_main([*args, "--members", "2"]) == 2  # fewer than the folder holds
     assert "holds a run of 3 trainings" in capsys.readouterr().err
     assert (run / "model.pt").read_bytes() == kept
+
+
+def test_what_a_run_folder_records_otherwise_than_a_command_is_read_without_training(
+        joined_run, tmp_path):
+    """What a caller reusing a finished run reads first: each option the command would start
+    otherwise, per member; the kind of run; nothing where they agree or nothing is recorded."""
+    from cli.train import started_config
+    from training.members import recorded_otherwise
+
+    root, run = joined_run
+    assert recorded_otherwise(started_config(_argv(root, run))) == []
+    assert recorded_otherwise(started_config(_argv(root, run, "--lr", "0.5"))) == [
+        "member0: lr: 0.0001 there, 0.5 now", "member1: lr: 0.0001 there, 0.5 now"]
+    assert recorded_otherwise(started_config(_argv(root, run, "--members", "1"))) == [
+        "members: 2 there, 1 now"]
+    assert recorded_otherwise(started_config(_argv(root, tmp_path / "none"))) == []
+    elsewhere = started_config(_argv(tmp_path / "elsewhere", run))
+    assert recorded_otherwise(elsewhere)[0].startswith("member0: data: ")
+    assert recorded_otherwise(elsewhere, ignore=frozenset({"data"})) == []
+    single = tmp_path / "single"
+    assert _train(root, single, "--members", "1") == 0
+    assert recorded_otherwise(started_config(_argv(root, single, "--members", "1"))) == []
+    assert recorded_otherwise(started_config(_argv(root, single, "--members", "1", "--seed",
+                                                   "5"))) == ["seed: 0 there, 5 now"]
+    assert recorded_otherwise(started_config(_argv(root, single))) == ["members: 1 there, 2 now"]
+    with pytest.raises(ConfigError, match="one --data root without --resume"):
+        started_config([*_argv(root, single), "--resume"])
