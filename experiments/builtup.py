@@ -59,7 +59,7 @@ from core.jsonsafe import dumps
 from core.parsers import CommandParser
 from core.storage import atomic_write
 from experiments.builtup_arms import ARMS, encoder_files
-from experiments.builtup_commands import Budget, export, predict, train
+from experiments.builtup_commands import Budget, export, predict, train, trained_otherwise
 from experiments.builtup_extra import FOLDER as EXTRA_FOLDER
 from experiments.builtup_extra import terramesh_folder
 from experiments.builtup_loto import (
@@ -372,7 +372,8 @@ def _run(a: argparse.Namespace) -> int:
             os.environ.setdefault(CACHE_ENV, str(out / "encoder_cache"))
         steps = Steps(find_tile, scene_folder, export, training_rows, check_no_overlap,
                       score_ndbi, functools.partial(train, encoders=encoders), predict,
-                      score_map, built_label, tile_ndbi, covered)
+                      score_map, built_label, tile_ndbi, covered,
+                      functools.partial(trained_otherwise, encoders=encoders))
         metrics = run_loto(steps, data, out, tiles=_names(a.tiles), row_split=a.train,
                            arms=_names(a.arms), seeds=a.seeds, bands=_names(a.bands),
                            holdout_rows=a.holdout_rows, budget=budget, dates=_dates(a.date),

@@ -13,10 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.train import started_config
 from core.errors import ConfigError
 from experiments.builtup_arms import Arm, arm_of, members_of
 from experiments.builtup_tiles import DW_LABEL_MAP, DWTile
 from experiments.realscenes import bbox_argument, run_product
+from training.members import recorded_otherwise
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,14 @@ def export(tile: DWTile, scenes: Path, out: Path, bands: Sequence[str], budget: 
 
 def train(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
           encoders: Mapping[str, str] | None = None) -> Path:
-    """``isamap-train`` of ``arm`` on ``dataset``; returns the model file.
+    """``isamap-train`` of ``arm`` on ``dataset``; returns the model file (:func:`train_argv`)."""
+    run_product("isamap-train", train_argv(arm, dataset, run, budget, encoders))
+    return run / "model.pt"
+
+
+def train_argv(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
+               encoders: Mapping[str, str] | None = None) -> list[str]:
+    """The ``isamap-train`` arguments that train ``arm`` on ``dataset`` into ``run``.
 
     ``encoders``: the encoder files (name -> path) the encoder arms fuse. The arm's own
     options come last, so they win over the budget's. The budget's seed g is the arm's seed:
@@ -74,14 +83,28 @@ def train(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
             raise ConfigError(f"arm {arm.name} fuses {arm.encoder}: give --encoder "
                               f"{arm.encoder}=PATH")
         extra += ["--encoder", f"{arm.encoder}={(encoders or {})[arm.encoder]}"]
-    run_product("isamap-train", [
-        "--model", arm.model, "--data", str(dataset), "--out", str(run),
-        "--epochs", str(budget.epochs), "--batch-size", str(budget.batch_size),
-        *(["--max-iterations", str(budget.iterations)] if budget.iterations else []),
-        "--lr", str(budget.lr), "--seed", str(seed), "--workers", "0", "--cache",
-        "--precision", "fp32", "--channels-last", "off", "--no-progress", *extra,
-        *arm.train_args])
-    return run / "model.pt"
+    return ["--model", arm.model, "--data", str(dataset), "--out", str(run),
+            "--epochs", str(budget.epochs), "--batch-size", str(budget.batch_size),
+            *(["--max-iterations", str(budget.iterations)] if budget.iterations else []),
+            "--lr", str(budget.lr), "--seed", str(seed), "--workers", "0", "--cache",
+            "--precision", "fp32", "--channels-last", "off", "--no-progress", *extra,
+            *arm.train_args]
+
+
+def trained_otherwise(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
+                      encoders: Mapping[str, str] | None = None) -> list[str]:
+    """How the training recorded in ``run`` differs from what :func:`train` runs there now.
+
+    Each option that changes the result, as ``isamap-train`` itself compares a run folder
+    with a command (:func:`training.members.recorded_otherwise`): a recipe changed since the
+    run (``balanced_scenes: True there, False now``), or an arm's options. Empty where they
+    agree, or where ``run`` records no training. The dataset's path is not compared: the
+    judge's is always its ``--out``'s own ``train/<fold>``, so an ``--out`` moved elsewhere
+    keeps its maps (the regions added to it are checked by their parts,
+    :func:`experiments.builtup_extra.check_same_training`).
+    """
+    argv = train_argv(arm, dataset, run, budget, encoders)
+    return recorded_otherwise(started_config(argv), ignore=frozenset({"data"}))
 
 
 def predict(model_file: Path, stack: Path, out: Path, month: str,

@@ -9,7 +9,8 @@ regions' validation pixels, all beside NDBI on the same pixels at 0 and at its b
 threshold.
 
 The **default arm** is the one whose worst seed is best: the arm whose smallest margin, over
-the held-out tiles, of its worst seed's F1 over NDBI's best-threshold F1 is largest. Nothing
+the held-out tiles, of its worst seed's F1 over NDBI's best-threshold F1 is largest (a
+first training scored beside its arm, ``NAME[0]``, is never chosen: no command trains it). Nothing
 of a held-out tile chooses anything an arm does: thresholds and temperatures come from the
 training regions' validation pixels (the product's own fit), and the default is chosen on
 margins every arm is scored alike by. :data:`TARGETS` are the bars the default arm is held
@@ -23,6 +24,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.stats import t as student_t
 
+from experiments.builtup_seeds import names_first_member
 from experiments.realscenes import format_table
 
 #: The bars on the held-out tiles: (name, what is measured, the bar, higher is better).
@@ -96,8 +98,12 @@ def summarise(runs: Mapping[str, Mapping[str, Sequence[Mapping]]],
 
 
 def default_arm(summary: Mapping[str, Mapping[str, Mapping]]) -> tuple[str, float]:
-    """The arm whose worst seed is best, and its smallest worst-seed margin over NDBI's best."""
-    arms = next(iter(summary.values())).keys()
+    """The arm whose worst seed is best, and its smallest worst-seed margin over NDBI's best.
+
+    A first training alone (``NAME[0]``, scored beside the arm that trains it) is not a
+    candidate: no command trains it alone.
+    """
+    arms = [a for a in next(iter(summary.values())) if not names_first_member(a)]
     margins = {arm: min(summary[tile][arm]["worst_minus_ndbi_best"] for tile in summary)
                for arm in arms}
     best = max(margins, key=lambda a: (np.nan_to_num(margins[a], nan=-np.inf), a))

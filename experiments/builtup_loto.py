@@ -26,8 +26,10 @@ Arms named ``BASE+stack`` and ``BASE+thr`` (:mod:`experiments.builtup_stack`), `
 (:mod:`experiments.builtup_prior`) and ``A+B`` (:mod:`experiments.builtup_ensemble`) train
 nothing: they reuse the models of the trained arms they name, which must be listed too. A run
 cut short continues with the same command: the maps already made under ``DIR/runs`` are scored
-again, not retrained: a new budget or recipe needs a new ``--out`` (one of other added regions
-is refused, :func:`experiments.builtup_extra.check_same_training`).
+again, not retrained. A new budget or recipe needs a new ``--out``: before any export, maps
+their arm would train otherwise now (the options their run folders record,
+:func:`experiments.builtup_seeds.check_made_maps`) and an ``--out`` of other added regions
+(:func:`experiments.builtup_extra.check_same_training`) are refused.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from experiments.builtup_extra import (
     terramesh_exports,
 )
 from experiments.builtup_judge import default_arm, judge_table, shortfalls, summarise
-from experiments.builtup_seeds import names_first_member, score_task
+from experiments.builtup_seeds import check_made_maps, names_first_member, score_task
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
 from experiments.realscenes import format_table
 from training.models import available_models
@@ -135,6 +137,8 @@ class Steps:
     built_label: Callable | None = None  # tile -> 0/1/255 label (stacked, averaged arms)
     tile_ndbi: Callable | None = None  # tile -> NDBI over the whole tile (stacked arms only)
     covered: Callable | None = None  # (tile, class map) -> bool pixels the map covers
+    # (arm, dataset, run, budget) -> how the training a run records differs from the arm's now
+    trained_otherwise: Callable | None = None
 
 
 def on_mapped_pixels(mapped: dict, labelled: dict) -> dict:
@@ -213,6 +217,10 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     holdout_start = first_held_out_row(split_tile.footprint.height, holdout_rows)
     end = b.training_rows(split_tile, holdout_start, budget.patch, budget.stride)
     check_same_training(out, extra_names(cells))
+    tasks = [(f.held_out, out / "train" / f.held_out, arm, seed)
+             for f in folds(tiles, row_split) for arm in arms if trained(arm)
+             for seed in range(seeds)]
+    check_made_maps(b.trained_otherwise, out / "runs", tasks, budget)
     extra = terramesh_exports(cells, out / "exports" / "terramesh", bands, budget)
     scenes = out / "scenes"
     exports: dict[str, Path] = {}
@@ -228,12 +236,9 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     areas = held_out_areas(found, row_split, holdout_start)
     ndbi = {p: b.score_ndbi(found[p], areas[p]) for p in tiles}
     runs: dict[str, dict[str, list[dict]]] = {p: {a: [] for a in arms} for p in tiles}
-    tasks = []
     for fold in folds(tiles, row_split):
-        parts = {**{n: exports[n] for n in fold.train_sets}, **extra}
-        dataset = Path(merge_datasets(parts, out / "train" / fold.held_out))
-        tasks += [(fold.held_out, dataset, arm, seed) for arm in arms if trained(arm)
-                  for seed in range(seeds)]
+        merge_datasets({**{n: exports[n] for n in fold.train_sets}, **extra},
+                       out / "train" / fold.held_out)
 
     def one(task: tuple[str, Path, str, int]) -> list[tuple[str, dict]]:
         return score_task(b, out / "runs", task, found[task[0]], stacks[task[0]],

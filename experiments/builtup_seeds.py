@@ -3,14 +3,17 @@
 :func:`score_task` trains the arm (through the experiment's steps) where its map is missing,
 maps the held-out tile and scores the map; an arm whose model joins K trainings
 (``unet-s2``'s recipe: 3) gives its first training's own map too, as :func:`first_member`.
-A map already made is scored, not redone, unless it is of another kind of run than the arm
-makes now (:func:`map_and_score`).
+A map already made is scored, not redone; one its arm would train otherwise now (an older
+recipe under the same name, another budget) is refused before any export
+(:func:`check_made_maps`), and one of another kind of run than the arm makes now when it is
+scored (:func:`map_and_score`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,33 @@ def score_task(b: Any, runs: Path, task: tuple[str, Path, str, int], tile: Any, 
         log.info("%s %s seed %d: F1 %.3f AUC %.3f", held_out, name, seed, scores["f1_built"],
                  scores["auc_built"])
     return scored
+
+
+def check_made_maps(trained_otherwise: Callable | None, runs: Path,
+                    tasks: Sequence[tuple[str, Path, str, int]], budget: Any) -> None:
+    """Refuse maps under ``runs`` trained otherwise than their arm trains now, before any export.
+
+    A map already made is scored, not redone; one an older recipe made under a name whose
+    recipe has changed since (or an arm's options, the budget or the seeds) would be scored
+    as today's. ``trained_otherwise(arm, dataset, run, budget)``: how the training ``run``
+    records differs (:func:`experiments.builtup_commands.trained_otherwise`); None: not
+    checked (fake steps, whose runs record no training).
+
+    Raises:
+        ConfigError: a task's map was trained otherwise.
+    """
+    if trained_otherwise is None:
+        return
+    for held_out, dataset, arm, seed in tasks:
+        run = runs / held_out / arm / f"seed{seed}"
+        if not (run / "map_class.tif").is_file():
+            continue
+        differ = trained_otherwise(arm, dataset, run, dataclasses.replace(budget, seed=seed))
+        if differ:
+            more = f" and {len(differ) - 1} more" if len(differ) > 1 else ""
+            raise ConfigError(f"{run} holds a map trained otherwise than {arm} trains now "
+                              f"({differ[0]}{more}): give a new --out, or the options it "
+                              "was made with")
 
 
 def map_and_score(b: Any, run: Path, tile: Any, stack: Path, area: np.ndarray, budget: Any,

@@ -46,6 +46,14 @@ def test_the_default_arm_is_the_one_whose_worst_seed_is_best():
     assert arm == "steady" and margin == pytest.approx(0.05)
 
 
+def test_a_first_training_scored_beside_its_arm_is_never_the_default():
+    """``NAME[0]`` is one member of a joined arm, which no command trains alone."""
+    runs = {"a": {"joined": [_seed(0.80)] * 3, "joined[0]": [_seed(0.90)] * 3},
+            "b": {"joined": [_seed(0.78)] * 3, "joined[0]": [_seed(0.88)] * 3}}
+    arm, margin = default_arm(summarise(runs, {"a": NDBI, "b": NDBI}))
+    assert arm == "joined" and margin == pytest.approx(0.08)
+
+
 def test_shortfalls_say_which_bar_is_missed_and_by_how_much():
     runs = {"java": {"x": [_seed(0.84, auc=0.94), _seed(0.86)]},
             "ghana": {"x": [_seed(0.75, mapped=0.40, ece=0.08), _seed(0.90)]}}

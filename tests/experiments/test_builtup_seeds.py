@@ -1,0 +1,114 @@
+"""The judge's maps already made: scored again only where their arm would train them so now."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+
+from core.errors import ConfigError
+from experiments.builtup_commands import Budget, train, train_argv, trained_otherwise
+from experiments.builtup_seeds import check_made_maps
+from tests.support.rasters import write_patch_dataset
+
+BUDGET = Budget(epochs=1, batch_size=2, iterations=1)
+
+
+def _made(tmp_path, arm: str):
+    """A real ``isamap-train`` of ``arm`` in the judge's layout under ``tmp_path/out``, mapped;
+    returns its dataset."""
+    dataset = write_patch_dataset(tmp_path / "out" / "train" / "java", n=8, size=32)
+    run = tmp_path / "out" / "runs" / "java" / arm / "seed0"
+    train(arm, dataset, run, BUDGET)
+    (run / "map_class.tif").write_bytes(b"")  # the map is not read: only what trained it
+    return dataset
+
+
+def test_a_map_an_arm_would_train_otherwise_now_is_refused_and_its_own_is_scored(tmp_path):
+    """A map of an older recipe under a name whose recipe has changed since (``unet-s2-one``
+    drew every scene alike before it drew them by their number), or of another budget, is
+    refused; the same arm and budget, or the --out moved, are scored again."""
+    dataset = _made(tmp_path, "unet-s2-scenes-one")
+    runs = tmp_path / "out" / "runs"
+    check_made_maps(trained_otherwise, runs, [("java", dataset, "unet-s2-scenes-one", 0)],
+                    BUDGET)
+    with pytest.raises(ConfigError, match=r"seed0 holds a map trained otherwise than "
+                       r"unet-s2-scenes-one trains now \(max_iterations: 1 there, 2 now\): "
+                       "give a new --out"):
+        check_made_maps(trained_otherwise, runs, [("java", dataset, "unet-s2-scenes-one", 0)],
+                        dataclasses.replace(BUDGET, iterations=2))
+    (runs / "java" / "unet-s2-scenes-one").rename(runs / "java" / "unet-s2-one")
+    with pytest.raises(ConfigError, match=r"unet-s2-one trains now \(balanced_scenes: True "
+                       r"there, False now\)"):
+        check_made_maps(trained_otherwise, runs, [("java", dataset, "unet-s2-one", 0)], BUDGET)
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "out", moved)
+    (moved / "runs" / "java" / "unet-s2-one").rename(moved / "runs" / "java" / "unet-s2-scenes-one")
+    check_made_maps(trained_otherwise, moved / "runs",
+                    [("java", moved / "train" / "java", "unet-s2-scenes-one", 0)], BUDGET)
+    assert trained_otherwise("unet-s2-scenes-one", moved / "train" / "java",
+                             moved / "runs" / "java" / "unet-s2-scenes-one" / "seed0",
+                             BUDGET) == []
+
+
+def test_runs_without_a_map_or_a_record_are_left_to_the_training_step(tmp_path):
+    """A run cut short before its map is trained again by ``isamap-train``, which compares
+    its own checkpoint; a map with no training recorded (fake steps) is not judged."""
+    seen = []
+
+    def otherwise(arm, dataset, run, budget):
+        seen.append((run.name, budget.seed))
+        return []
+
+    runs = tmp_path / "runs"
+    (runs / "java" / "a" / "seed1").mkdir(parents=True)
+    (runs / "java" / "a" / "seed1" / "map_class.tif").write_bytes(b"")
+    (runs / "java" / "a" / "seed0").mkdir(parents=True)
+    tasks = [("java", tmp_path, "a", 0), ("java", tmp_path, "a", 1)]
+    check_made_maps(otherwise, runs, tasks, BUDGET)
+    assert seen == [("seed1", 1)]  # the seed's own budget, the mapped run alone
+    check_made_maps(None, runs, tasks, BUDGET)
+    argv = train_argv("unet-s2-one", tmp_path, runs, BUDGET)
+    assert argv[argv.index("--seed") + 1] == "0" and argv[-2:] == ["--members", "1"]
+
+
+def test_the_judge_reads_what_trained_its_maps_before_any_export(monkeypatch, tmp_path):
+    """``run_loto`` asks its steps how each mapped run was trained before the first export;
+    the command gives it the product's own comparison."""
+    import experiments.builtup as builtup
+    from experiments.builtup_loto import run_loto
+    from tests.support.judge_steps import fake_steps, fake_training
+
+    exported: list[str] = []
+
+    def score_map(t, cls, prob, area, model_file):
+        return {"f1_built": 0.6, "auc_built": 0.9, "pixels": 16, "built_pixels": 4,
+                "mapped_built_share": 0.25}
+
+    steps = fake_steps(lambda arm, dataset, run, budget: fake_training(run), score_map)
+    export = steps.export
+
+    def counted(*args, **kw):
+        exported.append(str(args[2]))
+        return export(*args, **kw)
+
+    steps = dataclasses.replace(steps, export=counted)
+    run_loto(steps, tmp_path, tmp_path / "o", bands=("B2",), holdout_rows=2, budget=Budget(),
+             arms=("unet-s2-one",), seeds=1)
+    exported.clear()
+    older = dataclasses.replace(steps, trained_otherwise=lambda arm, dataset, run, budget: [
+        "balanced_scenes: True there, False now"])
+    with pytest.raises(ConfigError, match=r"java/unet-s2-one/seed0 holds a map trained "
+                       r"otherwise than unet-s2-one trains now \(balanced_scenes"):
+        run_loto(older, tmp_path, tmp_path / "o", bands=("B2",), holdout_rows=2,
+                 budget=Budget(), arms=("unet-s2-one",), seeds=1)
+    assert exported == []
+
+    seen = []
+    monkeypatch.setattr(builtup, "run_loto",
+                        lambda steps, *a, **kw: seen.append(steps) or {"seconds": 0})
+    monkeypatch.setattr(builtup, "figures_markdown", lambda metrics: "")
+    builtup.main(["--loto", "--data", str(tmp_path), "--out", str(tmp_path / "p"),
+                  "--terramesh", "none", "-q"])
+    assert seen[0].trained_otherwise.func is trained_otherwise
