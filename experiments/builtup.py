@@ -59,7 +59,14 @@ from core.jsonsafe import dumps
 from core.parsers import CommandParser
 from core.storage import atomic_write
 from experiments.builtup_arms import ARMS, encoder_files
-from experiments.builtup_commands import Budget, export, predict, train, trained_otherwise
+from experiments.builtup_commands import (
+    Budget,
+    export,
+    predict,
+    train,
+    trained_otherwise,
+    validation_ece,
+)
 from experiments.builtup_extra import FOLDER as EXTRA_FOLDER
 from experiments.builtup_extra import terramesh_folder
 from experiments.builtup_loto import (
@@ -126,17 +133,15 @@ def check_no_overlap(dataset: Path, tile: DWTile, holdout_start: int) -> float:
     return float(grid.bounds[1])
 
 
-
-
 def score_map(tile: DWTile, class_path: Path, prob_path: Path, area: np.ndarray,
               model_file: Path | None = None) -> dict:
     """Scores of one map on the labelled pixels of ``area`` (bool, tile pixels).
 
     With ``model_file``, the expected calibration error of the probabilities at the file's
     temperature (as mapped) and at temperature 1 (as the network gave them), and the one on
-    the training regions' validation pixels its calibration record holds (``ece_in_region``).
-    A model of several trainings has no temperature 1 to undo (each member's is inside the
-    mean): it is scored as mapped only.
+    the training regions' validation pixels (``ece_in_region``): its calibration record's, or
+    for a model of several trainings, which has no temperature 1 to undo (each member's is
+    inside the mean) and is scored as mapped only, measured there (:func:`validation_ece`).
     """
     meta = read_model_file(model_file)[0] if model_file else None
     joined = meta is not None and (meta.calibration or {}).get("method") == "members"
@@ -145,8 +150,9 @@ def score_map(tile: DWTile, class_path: Path, prob_path: Path, area: np.ndarray,
     if meta is not None:
         record = dict(meta.calibration or {})
         fitted = record.get("method") == "temperature"
-        scores.update(calibration=record.get("method", "none"), ece_in_region=record.get(
-            "ece_after" if fitted else "ece_before", float("nan")))
+        in_region = validation_ece(model_file) if joined and model_file else record.get(
+            "ece_after" if fitted else "ece_before", float("nan"))
+        scores.update(calibration=record.get("method", "none"), ece_in_region=in_region)
     return scores
 
 

@@ -9,6 +9,7 @@ rows (:func:`export`, with the Dynamic World label mapping and the tile's date),
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,12 @@ from core.errors import ConfigError
 from experiments.builtup_arms import Arm, arm_of, members_of
 from experiments.builtup_tiles import DW_LABEL_MAP, DWTile
 from experiments.realscenes import bbox_argument, run_product
+from training.config import read_train_config
+from training.evaluate import EvaluateConfig, evaluate
 from training.members import recorded_otherwise
+from training.run_folder import RESOLVED_CONFIG
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,29 @@ def trained_otherwise(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
     """
     argv = train_argv(arm, dataset, run, budget, encoders)
     return recorded_otherwise(started_config(argv), ignore=frozenset({"data"}))
+
+
+def validation_ece(model_file: Path) -> float:
+    """A joined model's expected calibration error on its training data's validation split.
+
+    What ``isamap-evaluate --split val`` reports, run here in-process (its files go to
+    ``<model folder>/val``), with the probabilities as the model maps them. A model of
+    several trainings has no calibration record of its own (each member's is of that member
+    alone), so this is its in-region ECE: on the validation patches of every region it
+    trained on, the dataset its first member's ``config.yaml`` names (relative to the run
+    folder, so a moved ``--out`` keeps it). NaN, said in the log, where either is gone.
+    """
+    config = model_file.parent / "member0" / RESOLVED_CONFIG
+    data = read_train_config(config).get("data") if config.is_file() else None
+    if not data or not Path(data).is_dir():
+        log.warning("%s: its training data (%s) is gone; no in-region ECE", model_file,
+                    data or config)
+        return float("nan")
+    result = evaluate(EvaluateConfig(model=model_file, data=str(data),
+                                     out_dir=model_file.parent / "val", split="val",
+                                     device="cpu", precision="fp32", channels_last="off",
+                                     autotune_cache=False, progress=False))
+    return float(result.metrics["calibration"]["ece_before"])
 
 
 def predict(model_file: Path, stack: Path, out: Path, month: str,
