@@ -319,9 +319,11 @@ def merge_datasets(parts: Mapping[str, str | os.PathLike[str]],
                              "them with the same --bands")
     records = []
     for name, path in parts.items():
-        link = os.path.join(root, name)
+        link, target = os.path.join(root, name), os.path.abspath(path)
+        if os.path.islink(link) and os.readlink(link) != target:
+            os.unlink(link)  # a merge moved with its parts (or made from elsewhere)
         if not os.path.lexists(link):
-            os.symlink(os.path.abspath(path), link)
+            os.symlink(target, link)
         for record in read_index(path):
             moved = dict(record, id=f"{name}/{record['id']}")
             for key, value in record.items():

@@ -153,15 +153,20 @@ def recorded_otherwise(cfg: TrainConfig, ignore: frozenset[str] = frozenset()) -
 
     ``"name: recorded there, current now"`` for every option that changes the result, each
     member's prefixed with its folder (``member1: ...``); the number of trainings where the
-    folder holds the other kind of run. Empty where the run agrees, or where no checkpoint
-    records one (nothing to compare). A caller that reuses a finished run's model or maps
+    folder holds another (one where several are asked, or the other way round, more
+    members, or a finished join of fewer; a run cut short between members is not one).
+    Empty where the run agrees, or where no checkpoint records one (nothing to compare).
+    A caller that reuses a finished run's model or maps
     instead of starting the command again reads this first. ``ignore``: options it checks
     otherwise (:func:`training.run_folder.config_differences`).
     """
     cfg = with_recipe_filter(cfg)  # as the command resolves it before it trains
     out = Path(cfg.out_dir)
     held = held_members(out)
-    if (cfg.members > 1 and (out / CHECKPOINT).exists()) or (cfg.members == 1 and held):
+    joined_other = cfg.members > 1 and (held > cfg.members or (
+        held < cfg.members and (out / BEST_MODEL).exists()))  # a finished join of fewer
+    if (cfg.members > 1 and (out / CHECKPOINT).exists()) or (cfg.members == 1 and held) \
+            or joined_other:
         return [f"members: {held or 1} there, {cfg.members} now"]
     members = member_configs(cfg) if cfg.members > 1 else [cfg]
     return [f"{Path(m.out_dir).name}: {d}" if cfg.members > 1 else d

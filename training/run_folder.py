@@ -78,7 +78,9 @@ def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig,
     The recorded options are read back through :func:`config_from_mapping` first, so a value
     written as a list compares equal to the same tuple, and an option added to TrainConfig
     after the run was recorded compares as its default. ``ignore``: options the caller
-    checks otherwise (a dataset it knows by its parts, not its path).
+    checks otherwise (a dataset it knows by its parts, not its path). An encoder is compared
+    by its name: the file given for it is checked against the name's published digest, so
+    another path to it is the same encoder.
     """
     reference = _normalised(recorded)
     current = cfg.to_dict()
@@ -88,10 +90,17 @@ def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig,
                                                                                  cfg)):
             continue
         old, new = reference.get(key), current.get(key)
+        if key == "encoder":  # its name fixes its file (the file's digest is checked)
+            old, new = _encoder_name(old), _encoder_name(new)
         if json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True,
                                                                        default=str):
             out.append(f"{key}: {old!r} there, {new!r} now")
     return out
+
+
+def _encoder_name(value: Any) -> Any:
+    """``NAME`` of an ``--encoder NAME=PATH``: one published file per name, wherever it lies."""
+    return value.split("=", 1)[0] if isinstance(value, str) else value
 
 
 def same_data(recorded: Mapping[str, Any], cfg: TrainConfig) -> bool:

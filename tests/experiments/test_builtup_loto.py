@@ -45,6 +45,15 @@ def test_merged_datasets_read_every_patch_of_every_part(tmp_path):
     fewer = write_patch_dataset(tmp_path / "c", n=6, bands=("B2", "B3", "B4"))
     with pytest.raises(InputDataError, match="different bands"):
         merge_datasets({"a": a, "c": fewer}, tmp_path / "m2")
+    # moved with its parts (an --out moved elsewhere), merged again: its links follow them
+    shutil.move(tmp_path, tmp_path.parent / "moved")
+    try:
+        moved = tmp_path.parent / "moved"
+        again = merge_datasets({"a": moved / "a", "b": moved / "b"}, moved / "m")
+        assert len(PatchDataset(again, "train")) == len(train)
+        assert Path(again, "b").resolve() == (moved / "b").resolve()
+    finally:
+        shutil.move(tmp_path.parent / "moved", tmp_path)
 
 
 def test_intervals_are_student_t_over_seeds():

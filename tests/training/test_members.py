@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -284,6 +285,13 @@ def test_what_a_run_folder_records_otherwise_than_a_command_is_read_without_trai
         "member0: lr: 0.0001 there, 0.5 now", "member1: lr: 0.0001 there, 0.5 now"]
     assert recorded_otherwise(started_config(_argv(root, run, "--members", "1"))) == [
         "members: 2 there, 1 now"]
+    for asked in ("3", "1"):  # a finished join of two is no join of three, nor of one
+        assert recorded_otherwise(started_config(_argv(root, run, "--members", asked))) == [
+            f"members: 2 there, {asked} now"]
+    cut = tmp_path / "cut"  # a run of three cut short after its first two members
+    shutil.copytree(run, cut)
+    (cut / "model.pt").unlink()
+    assert recorded_otherwise(started_config(_argv(root, cut, "--members", "3"))) == []
     assert recorded_otherwise(started_config(_argv(root, tmp_path / "none"))) == []
     elsewhere = started_config(_argv(tmp_path / "elsewhere", run))
     assert recorded_otherwise(elsewhere)[0].startswith("member0: data: ")

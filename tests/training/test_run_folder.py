@@ -115,3 +115,22 @@ def test_a_run_recorded_before_balanced_sampling_keeps_its_sampling(tmp_path):
     assert apply_recipe(load_config(written)).balanced_sampling is False
     # a new run of the recipe samples balanced
     assert apply_recipe(load_config(written, {"balanced_sampling": None})).balanced_sampling
+
+
+def test_an_encoder_is_compared_by_its_name_not_the_path_its_file_was_given_by():
+    """One published file per encoder name (its digest is checked when the run loads it):
+    the same file given from another folder is the same run; another encoder is not."""
+    from training.run_folder import config_differences
+
+    given = {"model": "unet-s2", "data": "d", "encoder": "presto=/data/weights/presto.pt",
+             "balanced_sampling": True, "balanced_scenes": False, "ema": 10,
+             "model_kwargs": {"flips": False}}
+    recorded = config_from_mapping(given).to_dict()
+
+    def now(encoder):
+        return config_from_mapping({**given, "encoder": encoder})
+
+    assert config_differences(recorded, now("presto=../weights/presto.pt")) == []
+    assert config_differences(recorded, now("galileo-nano=/data/weights/g.pt")) == [
+        "encoder: 'presto' there, 'galileo-nano' now"]
+    assert config_differences(recorded, now(None)) == ["encoder: 'presto' there, None now"]
