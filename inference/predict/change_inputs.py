@@ -4,8 +4,9 @@ The earlier class map must hold the model's classes on the output grid
 (:func:`check_compare_with`); a margin or the spectral rule reads the earlier date's
 probability COG beside it (:func:`earlier_probability`); the spectral rule reads both dates'
 stacks (:mod:`inference.predict.spectral_stacks`); ``--normalise-to`` reads the input
-normalised onto the earlier date's stack (:func:`normalised_source`). :func:`change_inputs`
-gathers them for a :class:`inference.predict.job.PredictJob`.
+normalised onto the earlier date's stack (:func:`normalised_source`). Either earlier stack is
+checked as the input is (:func:`inference.predict.expected_inputs.check_input`).
+:func:`change_inputs` gathers them for a :class:`inference.predict.job.PredictJob`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from core.errors import InputDataError
 from core.storage import files
 from inference.cog import maps
 from inference.predict.change import fit_relative_normalisation
+from inference.predict.expected_inputs import check_input
 from inference.predict.job import PredictJob
 from inference.predict.sources import (
     SAMPLE_SIDE,
@@ -45,11 +47,13 @@ if TYPE_CHECKING:
 class ChangeInputs:
     """How a job's change map is decided: the earlier probability COG and the spectral rule.
 
-    Both None: the class maps are differenced (or no change map is made).
+    Both None: the class maps are differenced (or no change map is made). ``notes``: why
+    a doubted earlier stack was read (``--allow-implausible``), for the maps' tags and report.
     """
 
     earlier_prob: str | None = None
     spectral: SpectralStacks | None = None
+    notes: tuple[str, ...] = ()
 
 
 def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta) -> ChangeInputs:
@@ -60,8 +64,9 @@ def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta) -> Chan
             grid or lacks the model's classes, or a file the rule reads is missing.
     """
     job.check_change()
+    notes = _normalise_to_checked(job, meta)
     if not job.compare_with:
-        return ChangeInputs()
+        return ChangeInputs(notes=notes)
     grid = check_compare_with(job.compare_with, stack, meta)
     if job.earlier_stack:
         path = input_path(stack)
@@ -70,10 +75,29 @@ def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta) -> Chan
         spectral = spectral_stacks(job.earlier_stack, path, meta.bands, *grid,
                                    band_order=job.band_order,
                                    threshold=job.spectral_threshold)
-        return ChangeInputs(earlier_probability(job.compare_with, spectral=True), spectral)
+        if job.earlier_stack != job.normalise_to:
+            notes += _checked(job.earlier_stack, "--earlier-stack", job, meta)
+        return ChangeInputs(earlier_probability(job.compare_with, spectral=True), spectral,
+                            notes)
     if job.change_margin > 0:
-        return ChangeInputs(earlier_probability(job.compare_with))
-    return ChangeInputs()
+        return ChangeInputs(earlier_probability(job.compare_with), notes=notes)
+    return ChangeInputs(notes=notes)
+
+
+def _normalise_to_checked(job: PredictJob, meta: ModelMeta) -> tuple[str, ...]:
+    return _checked(job.normalise_to, "--normalise-to", job, meta) if job.normalise_to else ()
+
+
+def _checked(path: str, flag: str, job: PredictJob, meta: ModelMeta) -> tuple[str, ...]:
+    """An earlier date's stack checked as the input is (units, level, backscatter); its notes.
+
+    The spectral rule differences its bands from the input's pixel by pixel, and
+    ``--normalise-to`` maps the input onto its radiometry: a stack in other units or of
+    another level would change every pixel, or hand the model values it never saw.
+    """
+    facts = check_input(path, meta, job.band_order, flag=flag,
+                        allow_implausible=job.allow_implausible)
+    return tuple(f"{flag}: {note}" for note in facts.notes)
 
 
 def earlier_probability(compare_with: str, spectral: bool = False) -> str:

@@ -470,9 +470,21 @@ def test_change_by_the_spectral_rule_is_recorded_and_its_misuse_refused(model_fi
         assert predict_main([*bad, *extra]) == 2, extra
         err = capsys.readouterr().err.strip()
         assert says in err and len(err.splitlines()) == 1, err
-    # refused before any tile: a stack off the map's grid, an earlier date without its prob
+    # refused before any tile: an earlier stack whose backscatter is linear power where the
+    # input's is dB (checked as the input is), for the spectral rule and --normalise-to alike
     with rasterio.open(small_stack) as ds:
-        cropped = write_stack(tmp_path / "cropped.tif", ds.read()[:, :100])
+        data = ds.read()
+    power = data.copy()
+    power[4:6] = 10 ** (power[4:6] / 10)  # VV, VH
+    linear = write_stack(tmp_path / "linear.tif", power)
+    for extra in (["--earlier-stack", str(linear)],
+                  ["--normalise-to", str(linear), "--change-margin", "0.1"]):
+        assert predict_main([*common, "--input", str(later), "--out", str(tmp_path / "c" / "isa"),
+                             "--compare-with", earlier, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert f"{extra[0]} {linear}" in err and len(err.splitlines()) == 1, err
+    # refused before any tile: a stack off the map's grid, an earlier date without its prob
+    cropped = write_stack(tmp_path / "cropped.tif", data[:, :100])
     (tmp_path / "a" / "isa_prob.tif").unlink()
     for stack, says in ((cropped, "cropped.tif is not on the grid"),
                         (small_stack, "drop --earlier-stack and pass --change-margin 0")):
