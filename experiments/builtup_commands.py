@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cli.train import started_config
-from core.errors import ConfigError
+from core.errors import ConfigError, InputDataError
 from experiments.builtup_arms import Arm, arm_of, members_of
 from experiments.builtup_tiles import DW_LABEL_MAP, DWTile
 from experiments.realscenes import bbox_argument, run_product
@@ -116,24 +117,37 @@ def trained_otherwise(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
 def validation_ece(model_file: Path) -> float:
     """A joined model's expected calibration error on its training data's validation split.
 
-    What ``isamap-evaluate --split val`` reports, run here in-process (its files go to
-    ``<model folder>/val``), with the probabilities as the model maps them. A model of
-    several trainings has no calibration record of its own (each member's is of that member
-    alone), so this is its in-region ECE: on the validation patches of every region it
-    trained on, the dataset its first member's ``config.yaml`` names (relative to the run
-    folder, so a moved ``--out`` keeps it). NaN, said in the log, where either is gone.
+    What ``isamap-evaluate --split val`` reports, run here in-process, one evaluation at a
+    time (the judge scores in threads; its plots are pyplot's), its files in
+    ``<model folder>/val``, which a later call reads instead while they are newer than the
+    model file. A model of several trainings has no calibration record of its own (each
+    member's is of that member alone), so this is its in-region ECE: on the validation
+    patches of every region it trained on, the dataset its first member's ``config.yaml``
+    names (relative to the run folder, so a moved ``--out`` keeps it). NaN, said in the
+    log, where it is gone or cannot be read.
     """
+    done = model_file.parent / "val" / "metrics.json"
+    if done.is_file() and done.stat().st_mtime_ns >= model_file.stat().st_mtime_ns:
+        return float(json.loads(done.read_text())["calibration"]["ece_before"])
     config = model_file.parent / "member0" / RESOLVED_CONFIG
     data = read_train_config(config).get("data") if config.is_file() else None
-    if not data or not Path(data).is_dir():
-        log.warning("%s: its training data (%s) is gone; no in-region ECE", model_file,
-                    data or config)
+    try:
+        if not data or not Path(data).is_dir():
+            raise InputDataError(f"{data or config} is gone")
+        with _EVALUATING:
+            result = evaluate(EvaluateConfig(model=model_file, data=str(data),
+                                             out_dir=done.parent, split="val", device="cpu",
+                                             precision="fp32", channels_last="off",
+                                             autotune_cache=False, progress=False))
+    except InputDataError as exc:
+        log.warning("%s: its training data cannot be read (%s); no in-region ECE",
+                    model_file, exc)
         return float("nan")
-    result = evaluate(EvaluateConfig(model=model_file, data=str(data),
-                                     out_dir=model_file.parent / "val", split="val",
-                                     device="cpu", precision="fp32", channels_last="off",
-                                     autotune_cache=False, progress=False))
     return float(result.metrics["calibration"]["ece_before"])
+
+
+#: one evaluation at a time (:func:`validation_ece`)
+_EVALUATING = threading.Lock()
 
 
 def predict(model_file: Path, stack: Path, out: Path, month: str,

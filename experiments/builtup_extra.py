@@ -22,11 +22,11 @@ cut short, instead of scoring maps trained on other sets.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from contract.dataset import read_manifest
+from contract.dataset import MANIFEST, read_manifest
 from core.errors import ConfigError, InputDataError
 from experiments import terramesh
 from experiments.data import sample_folder
@@ -108,3 +108,28 @@ def check_same_training(out: Path, names: list[str]) -> None:
         raise ConfigError(f"--out {out} holds maps trained with added regions "
                           f"{', '.join(recorded) or 'none'}, not {', '.join(names) or 'none'} "
                           "(--terramesh): give a new --out")
+
+
+def check_fold_parts(out: Path, tiles: Mapping[str, Sequence[str]]) -> None:
+    """Refuse an ``--out`` whose maps were trained on other labelled tiles (one line).
+
+    ``tiles``: per fold (the tile it holds out), the exports it trains on besides the added
+    regions. A fold's merged dataset names its parts (``merged_from``); maps trained on
+    others (another ``--tiles`` or ``--train``) would be scored again as if trained on these.
+
+    Raises:
+        ConfigError: a fold's merged dataset beside maps names other tiles.
+    """
+    if not (out / "runs").is_dir():
+        return
+    for fold, expected in tiles.items():
+        merged = out / "train" / fold
+        if not (merged / MANIFEST).is_file():
+            continue
+        parts = [p for p in read_manifest(merged).get("merged_from", [])
+                 if not p.startswith(PREFIX)]
+        if sorted(parts) != sorted(expected):
+            raise ConfigError(f"--out {out} holds maps of the fold holding out {fold} "
+                              f"trained on {', '.join(sorted(parts))}, not "
+                              f"{', '.join(sorted(expected))} (--tiles, --train): give a new "
+                              "--out")

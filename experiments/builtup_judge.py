@@ -10,7 +10,8 @@ threshold.
 
 The **default arm** is the one whose worst seed is best: the arm whose smallest margin, over
 the held-out tiles, of its worst seed's F1 over NDBI's best-threshold F1 is largest (a
-first training scored beside its arm, ``NAME[0]``, is never chosen: no command trains it). Nothing
+first training scored beside its arm, ``NAME[0]``, is never chosen: it is one member of the
+arm asked for, not an arm of its own). Nothing
 of a held-out tile chooses anything an arm does: thresholds and temperatures come from the
 training regions' validation pixels (the product's own fit), and the default is chosen on
 margins every arm is scored alike by. :data:`TARGETS` are the bars the default arm is held
@@ -101,7 +102,7 @@ def default_arm(summary: Mapping[str, Mapping[str, Mapping]]) -> tuple[str, floa
     """The arm whose worst seed is best, and its smallest worst-seed margin over NDBI's best.
 
     A first training alone (``NAME[0]``, scored beside the arm that trains it) is not a
-    candidate: no command trains it alone.
+    candidate: it is one member of the arm asked for, not an arm of its own.
     """
     arms = [a for a in next(iter(summary.values())) if not names_first_member(a)]
     margins = {arm: min(summary[tile][arm]["worst_minus_ndbi_best"] for tile in summary)

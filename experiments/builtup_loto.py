@@ -53,6 +53,7 @@ from core.storage import atomic_write
 from experiments.builtup_arms import ARMS
 from experiments.builtup_ensemble import average_runs, averaged, repeated
 from experiments.builtup_extra import (
+    check_fold_parts,
     check_same_training,
     extra_names,
     find_cells,
@@ -217,6 +218,7 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     holdout_start = first_held_out_row(split_tile.footprint.height, holdout_rows)
     end = b.training_rows(split_tile, holdout_start, budget.patch, budget.stride)
     check_same_training(out, extra_names(cells))
+    check_fold_parts(out, {f.held_out: f.train_sets for f in folds(tiles, row_split)})
     tasks = [(f.held_out, out / "train" / f.held_out, arm, seed)
              for f in folds(tiles, row_split) for arm in arms if trained(arm)
              for seed in range(seeds)]

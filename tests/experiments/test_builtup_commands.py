@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+import rasterio
 
 from cli.evaluate import evaluate_main
 from cli.train import train_main
@@ -35,7 +36,8 @@ def joined(tmp_path_factory):
 def test_a_joined_models_in_region_ece_is_isamap_evaluates_on_its_validation_split(joined,
                                                                                    tmp_path):
     """The members' records are each member's own: the joined model's in-region ECE is the
-    one ``isamap-evaluate --split val`` reports for it on the dataset its file records."""
+    one ``isamap-evaluate --split val`` reports for it on the dataset it trained on; a
+    second call reads it back instead of evaluating again."""
     root, model_file = joined
     meta = read_model_file(model_file)[0]
     assert meta.calibration["method"] == "members" and "ece_after" not in meta.calibration
@@ -45,18 +47,47 @@ def test_a_joined_models_in_region_ece_is_isamap_evaluates_on_its_validation_spl
                           "fp32", "--channels-last", "off", "--no-progress", "-q"]) == 0
     want = json.loads((tmp_path / "ev" / "metrics.json").read_text())["calibration"]
     assert got == want["ece_before"] and 0 < got < 1
-    assert (model_file.parent / "val" / "metrics.json").is_file()
+    done = model_file.parent / "val" / "metrics.json"
+    stamp = done.stat().st_mtime_ns
+    assert validation_ece(model_file) == got and done.stat().st_mtime_ns == stamp
 
 
-def test_without_its_training_data_a_joined_model_has_no_in_region_ece(joined, caplog):
-    """The dataset is found from the run folder (relative to it), not from a recorded path."""
+def test_a_moved_run_finds_its_data_and_without_it_has_no_in_region_ece(joined, tmp_path,
+                                                                       caplog):
+    """The dataset is found from the run folder, relative to it: the run and its data moved
+    together keep the figure; the data gone gives NaN, said in the log."""
     root, model_file = joined
-    moved = root.parent / "moved"
-    shutil.move(root, moved)
+    want = validation_ece(model_file)
+    moved = tmp_path / "moved"
+    shutil.copytree(root.parent, moved, symlinks=True)
+    shutil.rmtree(moved / "run" / "val")
+    shutil.move(root, tmp_path / "elsewhere")  # the original data is gone: only the copy's
     try:
+        assert validation_ece(moved / "run" / "model.pt") == want
+        shutil.rmtree(moved / "run" / "val")
+        shutil.rmtree(moved / "patches")
         with caplog.at_level(logging.WARNING):
-            assert math.isnan(validation_ece(model_file))
-        assert "is gone; no in-region ECE" in caplog.text
+            assert math.isnan(validation_ece(moved / "run" / "model.pt"))
+        assert "its training data cannot be read" in caplog.text
     finally:
-        shutil.move(moved, root)
-    assert np.isfinite(validation_ece(model_file))
+        shutil.move(tmp_path / "elsewhere", root)
+
+
+def test_the_judge_scores_a_joined_model_with_its_in_region_ece(joined, shared_data, tmp_path):
+    """``score_map`` gives a joined model's in-region ECE as measured on its validation
+    split (one training's comes from its calibration record)."""
+    from experiments.builtup import score_map
+    from experiments.builtup_tiles import DW_FOLDER, find_tile
+
+    _, model_file = joined
+    java = find_tile(shared_data / DW_FOLDER, "java")
+    fp = java.footprint
+    profile = {"driver": "GTiff", "width": fp.width, "height": fp.height, "count": 1,
+               "dtype": "uint8", "crs": fp.crs, "transform": fp.transform, "nodata": 255}
+    for name, value in (("m_class.tif", 0), ("m_prob.tif", 10)):
+        with rasterio.open(tmp_path / name, "w", **profile) as dst:
+            dst.write(np.full((1, fp.height, fp.width), value, np.uint8))
+            dst.update_tags(probability_scale="250")
+    area = np.ones((fp.height, fp.width), bool)
+    s = score_map(java, tmp_path / "m_class.tif", tmp_path / "m_prob.tif", area, model_file)
+    assert s["calibration"] == "members" and s["ece_in_region"] == validation_ece(model_file)

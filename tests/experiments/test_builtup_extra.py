@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.dataset import FORMAT, read_manifest
+from contract.dataset import FORMAT, MANIFEST, read_manifest
 from core.errors import ConfigError, InputDataError
 from experiments.builtup_arms import arm_of, members_of
 from experiments.builtup_commands import Budget
@@ -151,3 +151,23 @@ def test_the_command_adds_the_sample_cells_unless_told_none(monkeypatch, tmp_pat
                          str(tmp_path / "missing")]) == 2
     assert len(seen) == 2  # refused before the comparison starts
     assert "--terramesh none" in capsys.readouterr().err
+
+
+def test_an_out_of_other_labelled_tiles_is_refused_before_any_export(tmp_path):
+    """Maps trained with ``--tiles java,ghana_a,ghana_b`` are not scored again as if trained
+    without ``ghana_b``: a fold's merged dataset names the tiles its maps learnt from."""
+    trained: list[tuple[str, str]] = []
+    out = tmp_path / "o"
+    run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2, budget=Budget(),
+             arms=("unet-s2-one",), seeds=1)
+    stamp = (out / "exports" / "java" / MANIFEST).stat().st_mtime_ns
+    with pytest.raises(ConfigError, match="holds maps of the fold holding out java trained on "
+                       r"ghana_a, ghana_b, java_north, not ghana_a, java_north \(--tiles, "
+                       r"--train\): give a new --out"):
+        run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2, budget=Budget(),
+                 tiles=("java", "ghana_a"), arms=("unet-s2-one",), seeds=1)
+    assert len(trained) == 3  # nothing trained, nothing exported again
+    assert (out / "exports" / "java" / MANIFEST).stat().st_mtime_ns == stamp
+    run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2, budget=Budget(),
+             arms=("unet-s2-one",), seeds=1)  # the same tiles: scored again
+    assert len(trained) == 3
