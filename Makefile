@@ -134,7 +134,7 @@ WEIGHTS ?= ../shared/weights
 LOTO_RUNS := builtup_loto builtup_stack builtup_average builtup_tile64 builtup_local \
   builtup_scene builtup_ema builtup_flips builtup_recipe builtup_default builtup_scl \
   builtup_tiles builtup_scenes
-EVIDENCE_RUNS ?= $(LOTO_RUNS) change_pairs terramesh landcover lc_patches lc_naip \
+EVIDENCE_RUNS ?= $(LOTO_RUNS) change_pairs change_pairs_default terramesh landcover lc_patches lc_naip \
   lccompare_in lccompare_bn lccompare_bn_x3 bench_pruning
 LOTO_2 := --jobs 2 --threads 1 --terramesh none
 LOTO_builtup_loto := --arms unet-s2-window,unet-s2-global,unet-s2-both,unet-s2-patch-idx $(LOTO_2)
@@ -175,6 +175,13 @@ evidence-change_pairs: $(STAMP)
 	  --encoder galileo-nano=$(WEIGHTS)/galileo_nano/encoder.pt --out $(EVIDENCE)/change_pairs
 	$(PY) tools/evidence.py $(EVIDENCE)/change_pairs/change_pairs.json docs/figures/change_pairs.json
 	$(PY) -c 'from experiments.change_pairs import update_page; update_page()'
+
+evidence-change_pairs_default: $(STAMP)
+	$(RUN) -m experiments.change_pairs --seeds 3 --recipes unet-s2 \
+	  --out $(EVIDENCE)/change_unet_s2
+	$(PY) tools/evidence.py $(EVIDENCE)/change_unet_s2/change_pairs.json \
+	  docs/figures/change_pairs_default.json
+	$(PY) -c 'from experiments.change_pairs import update_page; update_page("docs/figures/change_pairs_default.json")'
 
 evidence-terramesh: $(STAMP)
 	$(RUN) -m experiments.terramesh --models unet-s2-window,unet-s1,unet,crofusenet --out $(EVIDENCE)/terramesh_output

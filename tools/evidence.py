@@ -74,7 +74,7 @@ def summarise(report: dict, name: str) -> dict:
         report["runs"] = {tile: {arm: [{k: r[k] for k in RUN_FIELDS if k in r} for r in seeds]
                                  for arm, seeds in arms.items()}
                           for tile, arms in report["runs"].items()}
-    elif name == "change_pairs.json":
+    elif name.startswith("change_pairs"):
         report.pop("runs", None)
         report.pop("date_runs", None)
     elif name.startswith("landcover_pruning_"):

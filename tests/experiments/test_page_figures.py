@@ -414,6 +414,28 @@ def test_the_change_prose_quotes_its_table():
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
 
 
+def test_the_default_recipes_change_section_quotes_its_table():
+    """The section on ``unet-s2``: its JSON is the command's (that recipe alone, three
+    seeds); its prose quotes its block, and the ranking it states holds on every seed."""
+    from experiments.change_pairs import FIGURES_JSON, GATE
+
+    page = pt.page("evidence/change.md")
+    source = "docs/figures/change_pairs_default.json"
+    metrics = pt.source_json(source)
+    assert metrics["recipes"] == ["unet-s2"] and metrics["seeds"] == 3
+    section = page[page.index("## The default recipe"):]
+    prose = section[section.index("<!-- end figures -->"):]
+    block = pt.block(page, source)
+    older = pt.block(page, FIGURES_JSON)  # the older recipes' worst seeds, quoted beside
+    assert pt.unmatched(prose, set(pt.DECIMAL.findall(block + older))) == []
+    ranking = metrics["seed_ranking"]
+    assert min(ranking["unet-s2"]["spectral 4"]) > ranking[GATE] > min(
+        ranking["unet-s2"]["differenced"])
+    text = " ".join(section.split())
+    assert "python -m experiments.change_pairs --seeds 3 --recipes unet-s2 --out" in text
+    assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+
+
 def test_the_terramesh_prose_quotes_its_table():
     from experiments.terramesh import FIGURES_JSON
 
