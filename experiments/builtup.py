@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "BASE's maps stacked with the tile's NDBI, BASE+thr: BASE's maps cut "
                         "at the training tiles' best threshold, experiments.builtup_stack; "
                         "BASE+prior: BASE's maps at the tile's own estimated built share, "
-                        "experiments.builtup_prior; "
+                        "experiments.builtup_prior; BASE+ef1: cut at their best expected F1; "
                         "A+B: the mean of A's and B's maps, AxK: the mean of K trainings of "
                         "A, experiments.builtup_ensemble)")
     p.add_argument("--tile", type=int, default=None,

@@ -23,7 +23,8 @@ some without a map, and the built ones among them are counted beside), at its na
 threshold 0 and at its best (oracle) threshold. The
 table gives each arm's mean over seeds with the half-width of the 95 % Student-t interval.
 Arms named ``BASE+stack`` and ``BASE+thr`` (:mod:`experiments.builtup_stack`), ``BASE+prior``
-(:mod:`experiments.builtup_prior`) and ``A+B`` (:mod:`experiments.builtup_ensemble`) train
+(:mod:`experiments.builtup_prior`), ``BASE+ef1`` (:mod:`experiments.builtup_cut`) and ``A+B``
+(:mod:`experiments.builtup_ensemble`) train
 nothing: they reuse the models of the trained arms they name, which must be listed too. A run
 cut short continues with the same command: the maps already made under ``DIR/runs`` are scored
 again, not retrained. A new budget or recipe needs a new ``--out``: before any export, maps

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from contract.bands import LABEL_NODATA
+from experiments.builtup_cut import SUFFIX as CUT_SUFFIX
+from experiments.builtup_cut import expected_f1_cut
 from experiments.builtup_prior import SUFFIX as PRIOR_SUFFIX
 from experiments.builtup_prior import adjust_to_prior, em_prior
 from experiments.realscenes import Footprint, probability_scale, read_on, split_area
@@ -47,8 +49,8 @@ FIT_SPLITS = ("val", "test")
 
 
 def base_arm(arm: str) -> str | None:
-    """The arm a stacked, threshold or prior arm builds on (``u`` of ``u+prior``), or None."""
-    for suffix in (SUFFIX, THRESHOLD_SUFFIX, PRIOR_SUFFIX):
+    """The arm a stacked, threshold, prior or cut arm builds on (``u`` of ``u+prior``), or None."""
+    for suffix in (SUFFIX, THRESHOLD_SUFFIX, PRIOR_SUFFIX, CUT_SUFFIX):
         if arm.endswith(suffix):
             return arm[: -len(suffix)]
     return None
@@ -160,6 +162,25 @@ def threshold_seed(*, train_parts: Mapping[str, tuple[Path, Footprint, np.ndarra
             "fit_pixels": int(sum(len(y) for y in ys))}
 
 
+def cut_seed(*, held: tuple[Path, Footprint, np.ndarray, np.ndarray, np.ndarray]) -> dict:
+    """The held-out map cut where its own probabilities' expected F1 is largest.
+
+    The cut is chosen over every mapped pixel of the held-out area, labelled or not
+    (:func:`experiments.builtup_cut.expected_f1_cut`); the labels only score the result.
+
+    Args:
+        held: as :func:`stack_seed` (the z-NDBI is not used).
+    """
+    prob_path, footprint, truth, _z, area = held
+    prob = read_on(prob_path, footprint) / probability_scale(prob_path)
+    mapped = area & np.isfinite(prob)
+    cut, expected = expected_f1_cut(prob[mapped])
+    scored = mapped & (truth != LABEL_NODATA)
+    return {**cut_scores(prob[scored], truth[scored], cut),
+            "ece_built": binary_reliability(prob[scored], truth[scored], "built").ece,
+            "threshold": cut, "expected_f1": expected}
+
+
 def training_prior(parts: Sequence[tuple[Footprint, np.ndarray, Path]]) -> float:
     """The built share of the labelled pixels inside the training patches of ``parts``.
 
@@ -220,8 +241,8 @@ def stack_runs(arms: Sequence[str], seeds: int, fold_parts: Mapping[str, Sequenc
     """Every stacked arm's scores per held-out tile and seed.
 
     Args:
-        arms: the comparison's arms; those named ``BASE+stack``, ``BASE+thr`` or
-            ``BASE+prior`` are computed here.
+        arms: the comparison's arms; those named ``BASE+stack``, ``BASE+thr``,
+            ``BASE+prior`` or ``BASE+ef1`` are computed here.
         seeds: seeds per arm.
         fold_parts: held-out tile -> the export names its models trained on.
         out: the comparison's folder (``runs/<tile>/<arm>/seed<k>`` hold the base maps).
@@ -239,6 +260,13 @@ def stack_runs(arms: Sequence[str], seeds: int, fold_parts: Mapping[str, Sequenc
         for held, parts in fold_parts.items():
             for seed in range(seeds):
                 run = out / "runs" / held / base / f"seed{seed}"
+                if arm.endswith(CUT_SUFFIX):  # the held-out map alone
+                    footprint, truth, z = tile_data(held)
+                    scores = cut_seed(held=(run / "map_prob.tif", footprint, truth, z,
+                                            areas[held]))
+                    result.setdefault(held, {}).setdefault(arm, []).append(
+                        {**scores, "seed": seed})
+                    continue
                 if arm.endswith(PRIOR_SUFFIX):  # the training labels alone; no map of them
                     footprint, truth, z = tile_data(held)
                     labels = [(*tile_data(p.removesuffix("_north"))[:2], exports[p])

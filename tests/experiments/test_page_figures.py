@@ -327,7 +327,7 @@ def test_the_regions_section_is_the_recipe_drawing_scenes_alike_without_and_with
                     "--arms unet-s2-scenes --out builtup_scenes"):
         assert f"python -m experiments.builtup --loto {command}" in text
     assert f"`seconds` in the JSON: {tiles['seconds']:,.0f} and {cells['seconds']:,.0f}" in text
-    prose = pt.prose(page, "### Regions labelled by a product", "### Level-1C")
+    prose = pt.prose(page, "### Regions labelled by a product", "### A cut from the map")
     assert pt.unmatched(prose, derived) == []
 
 
@@ -412,6 +412,27 @@ def test_the_change_prose_quotes_its_table():
     assert all(f"{summary[row]['natural']['f1'][0]:.3f}" in first for row in ("NDBI gain", GATE))
     text = " ".join(page.split())
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
+
+
+def test_the_cut_section_is_the_default_maps_cut_where_their_expected_f1_is_best():
+    """``unet-s2+ef1`` beside ``unet-s2``, the default command's maps (the same scores); the
+    prose quotes its block, each tile's cuts and the default's worst held-out ECE."""
+    page = pt.page("evidence/builtup.md")
+    source = "docs/figures/builtup_cut.json"
+    metrics = pt.source_json(source)
+    default = pt.source_json("docs/figures/builtup_default.json")
+    assert metrics["arms"] == ["unet-s2", "unet-s2+ef1"]
+    assert metrics["runs"]["ghana_a"]["unet-s2"] == default["runs"]["ghana_a"]["unet-s2"]
+    cuts = {t: [r["threshold"] for r in metrics["runs"][t]["unet-s2+ef1"]]
+            for t in metrics["runs"]}
+    derived = {f"{v:.2f}" for values in cuts.values() for v in (min(values), max(values))}
+    derived.add(f"{max(s['unet-s2']['ece_worst'] for s in default['summary'].values()):.3f}")
+    start = page.index("### A cut from the map's own probabilities")
+    section = page[start:page.index("### Level-1C", start)]
+    prose = section.replace(pt.block(page, source), "")
+    assert pt.unmatched(prose, set(pt.DECIMAL.findall(pt.block(page, source))) | derived) == []
+    assert metrics["default_arm"] == "unet-s2+ef1"
+    assert f"{metrics['seconds']:.0f} s, `seconds` in the JSON" in " ".join(section.split())
 
 
 def test_the_default_recipes_change_section_quotes_its_table():
