@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -299,6 +300,17 @@ def commit_month(store: Store, spec: DatasetSpec, month: str,
 
 
 # ---------------------------------------------------------------------- merged datasets
+def _link(target: str, link: str) -> None:
+    """``link`` -> ``target``, made under a name of this process and renamed onto ``link``.
+
+    Atomic: merges of one root at once (every rank of a distributed run merges) each leave
+    the same link, and none sees it missing.
+    """
+    made = f"{link}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+    os.symlink(target, made)
+    os.replace(made, link)
+
+
 def merge_datasets(parts: Mapping[str, str | os.PathLike[str]],
                    out: str | os.PathLike[str]) -> str:
     """One patch dataset (a local folder) listing the patches of ``parts`` (name -> root).
@@ -320,10 +332,9 @@ def merge_datasets(parts: Mapping[str, str | os.PathLike[str]],
     records = []
     for name, path in parts.items():
         link, target = os.path.join(root, name), os.path.abspath(path)
-        if os.path.islink(link) and os.readlink(link) != target:
-            os.unlink(link)  # a merge moved with its parts (or made from elsewhere)
-        if not os.path.lexists(link):
-            os.symlink(target, link)
+        if not os.path.lexists(link) or (os.path.islink(link)
+                                         and os.readlink(link) != target):
+            _link(target, link)  # new, or a merge moved with its parts (or made elsewhere)
         for record in read_index(path):
             moved = dict(record, id=f"{name}/{record['id']}")
             for key, value in record.items():

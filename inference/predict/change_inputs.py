@@ -12,6 +12,7 @@ checked as the input is (:func:`inference.predict.expected_inputs.check_input`).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +48,9 @@ if TYPE_CHECKING:
 class ChangeInputs:
     """How a job's change map is decided: the earlier probability COG and the spectral rule.
 
-    Both None: the class maps are differenced (or no change map is made). ``notes``: why
-    a doubted earlier stack was read (``--allow-implausible``), for the maps' tags and report.
+    Both None: the class maps are differenced (or no change map is made). ``notes``: what
+    the check of an earlier stack records (its level, its backscatter, why a doubted one
+    was read), for the maps' tags and report.
     """
 
     earlier_prob: str | None = None
@@ -75,7 +77,7 @@ def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta) -> Chan
         spectral = spectral_stacks(job.earlier_stack, path, meta.bands, *grid,
                                    band_order=job.band_order,
                                    threshold=job.spectral_threshold)
-        if job.earlier_stack != job.normalise_to:
+        if not job.normalise_to or _local(job.earlier_stack) != _local(job.normalise_to):
             notes += _checked(job.earlier_stack, "--earlier-stack", job, meta)
         return ChangeInputs(earlier_probability(job.compare_with, spectral=True), spectral,
                             notes)
@@ -86,6 +88,11 @@ def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta) -> Chan
 
 def _normalise_to_checked(job: PredictJob, meta: ModelMeta) -> tuple[str, ...]:
     return _checked(job.normalise_to, "--normalise-to", job, meta) if job.normalise_to else ()
+
+
+def _local(path: str) -> str:
+    """``path`` as one file is named once: absolute where it is local."""
+    return path if files.is_gcs(path) else os.path.abspath(path)
 
 
 def _checked(path: str, flag: str, job: PredictJob, meta: ModelMeta) -> tuple[str, ...]:

@@ -483,6 +483,22 @@ def test_change_by_the_spectral_rule_is_recorded_and_its_misuse_refused(model_fi
                              "--compare-with", earlier, *extra]) == 2, extra
         err = capsys.readouterr().err.strip()
         assert f"{extra[0]} {linear}" in err and len(err.splitlines()) == 1, err
+    # an earlier stack that says Level-1C: refused as the input would be, mapped with
+    # --allow-implausible, and the reason recorded in the maps' tags and the summary
+    named = write_stack(tmp_path / "named.tif", data)
+    with rasterio.open(named, "r+") as ds:
+        ds.update_tags(PRODUCT_LEVEL="Level-1C")
+    given = [*common, "--input", str(later), "--compare-with", earlier, "--earlier-stack",
+             str(named)]
+    assert predict_main([*given, "--out", str(tmp_path / "c" / "isa")]) == 2
+    assert "--earlier-stack" in capsys.readouterr().err
+    assert predict_main([*given, "--out", str(tmp_path / "n" / "isa"),
+                         "--allow-implausible"]) == 0
+    out = capsys.readouterr().out
+    notes = json.loads(out[out.index("\n{") + 1:])["input_notes"]
+    assert [n for n in notes if n.startswith("--earlier-stack: mapped with --allow-implausible")]
+    with rasterio.open(tmp_path / "n" / "isa_class.tif") as ds:
+        assert json.loads(ds.tags()["input_notes"]) == notes
     # refused before any tile: a stack off the map's grid, an earlier date without its prob
     cropped = write_stack(tmp_path / "cropped.tif", data[:, :100])
     (tmp_path / "a" / "isa_prob.tif").unlink()
