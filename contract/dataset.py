@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from contract.splits import (
 from core.errors import ConfigError, InputDataError, StorageError
 from core.jsonsafe import dumps
 from core.months import check_month
-from core.storage import LocalStore, Store, open_store, temporaries_of
+from core.storage import LocalStore, Store, atomic_path, open_store, temporaries_of
 from core.version import code_version
 
 FORMAT = "isamap-patches/1"
@@ -301,14 +300,13 @@ def commit_month(store: Store, spec: DatasetSpec, month: str,
 
 # ---------------------------------------------------------------------- merged datasets
 def _link(target: str, link: str) -> None:
-    """``link`` -> ``target``, made under a name of this process and renamed onto ``link``.
+    """``link`` -> ``target``, through the one atomic writer (made aside, renamed into place).
 
-    Atomic: merges of one root at once (every rank of a distributed run merges) each leave
-    the same link, and none sees it missing.
+    Merges of one root at once (every rank of a distributed run merges) each leave the same
+    link, and none sees it missing.
     """
-    made = f"{link}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-    os.symlink(target, made)
-    os.replace(made, link)
+    with atomic_path(link) as made:
+        os.symlink(target, made)
 
 
 def merge_datasets(parts: Mapping[str, str | os.PathLike[str]],
