@@ -107,8 +107,9 @@ def trained_otherwise(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
     run (``balanced_scenes: True there, False now``), or an arm's options. Empty where they
     agree, or where ``run`` records no training. The dataset's path is not compared: the
     judge's is always its ``--out``'s own ``train/<fold>``, so an ``--out`` moved elsewhere
-    keeps its maps (the regions added to it are checked by their parts,
-    :func:`experiments.builtup_extra.check_same_training`).
+    keeps its maps (what each fold trained on is checked by its merged dataset's parts,
+    :func:`experiments.builtup_extra.check_same_training` and
+    :func:`~experiments.builtup_extra.check_fold_parts`).
     """
     argv = train_argv(arm, dataset, run, budget, encoders)
     return recorded_otherwise(started_config(argv), ignore=frozenset({"data"}))
