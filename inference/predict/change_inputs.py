@@ -58,15 +58,20 @@ class ChangeInputs:
     notes: tuple[str, ...] = ()
 
 
-def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta) -> ChangeInputs:
+def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta,
+                  known: Sequence[str] = ()) -> ChangeInputs:
     """The change map's inputs of ``job``, checked against the opened input ``stack``.
+
+    ``known``: the notes the input's own check recorded; an earlier stack's note that says
+    the same is not recorded twice.
 
     Raises:
         InputDataError: the change options disagree, the earlier map is not on the output
             grid or lacks the model's classes, or a file the rule reads is missing.
     """
     job.check_change()
-    notes = _normalise_to_checked(job, meta)
+    notes = _checked(job.normalise_to, "--normalise-to", job, meta, known) \
+        if job.normalise_to else ()
     if not job.compare_with:
         return ChangeInputs(notes=notes)
     grid = check_compare_with(job.compare_with, stack, meta)
@@ -78,7 +83,7 @@ def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta) -> Chan
                                    band_order=job.band_order,
                                    threshold=job.spectral_threshold)
         if not job.normalise_to or _local(job.earlier_stack) != _local(job.normalise_to):
-            notes += _checked(job.earlier_stack, "--earlier-stack", job, meta)
+            notes += _checked(job.earlier_stack, "--earlier-stack", job, meta, known)
         return ChangeInputs(earlier_probability(job.compare_with, spectral=True), spectral,
                             notes)
     if job.change_margin > 0:
@@ -86,17 +91,16 @@ def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta) -> Chan
     return ChangeInputs(notes=notes)
 
 
-def _normalise_to_checked(job: PredictJob, meta: ModelMeta) -> tuple[str, ...]:
-    return _checked(job.normalise_to, "--normalise-to", job, meta) if job.normalise_to else ()
-
-
 def _local(path: str) -> str:
     """``path`` as one file is named once: absolute where it is local."""
     return path if files.is_gcs(path) else os.path.abspath(path)
 
 
-def _checked(path: str, flag: str, job: PredictJob, meta: ModelMeta) -> tuple[str, ...]:
+def _checked(path: str, flag: str, job: PredictJob, meta: ModelMeta,
+             known: Sequence[str] = ()) -> tuple[str, ...]:
     """An earlier date's stack checked as the input is (units, level, backscatter); its notes.
+
+    Each note is prefixed with ``flag``; one ``known`` holds already (the input's) is left out.
 
     The spectral rule differences its bands from the input's pixel by pixel, and
     ``--normalise-to`` maps the input onto its radiometry: a stack in other units or of
@@ -104,7 +108,7 @@ def _checked(path: str, flag: str, job: PredictJob, meta: ModelMeta) -> tuple[st
     """
     facts = check_input(path, meta, job.band_order, flag=flag,
                         allow_implausible=job.allow_implausible)
-    return tuple(f"{flag}: {note}" for note in facts.notes)
+    return tuple(f"{flag}: {note}" for note in facts.notes if note not in known)
 
 
 def earlier_probability(compare_with: str, spectral: bool = False) -> str:

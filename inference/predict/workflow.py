@@ -116,9 +116,8 @@ def predict(job: PredictJob) -> Outputs:
         # pixel size and values, before the first tile
         facts = check_input(stack, loaded.meta, job.band_order,
                             allow_implausible=job.allow_implausible)
-        change = change_inputs(job, stack, loaded.meta)
-        facts = replace(facts, notes=(*facts.notes, *(  # in the tags and report, once
-            n for n in change.notes if n.split(": ", 1)[-1] not in facts.notes)))
+        change = change_inputs(job, stack, loaded.meta, facts.notes)
+        facts = replace(facts, notes=(*facts.notes, *change.notes))  # in the tags and report
         with prediction_source(job, stack, loaded.meta) as (source, record):
             result, index, change = _predict_source(job, source, loaded, config, facts, change)
     outputs = finish_outputs(result, job.out_prefix, index, zones=job.zones,
