@@ -100,7 +100,11 @@ def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig,
 
 def _encoder_name(value: Any) -> Any:
     """``NAME`` of an ``--encoder NAME=PATH``: one published file per name, wherever it lies."""
-    return value.split("=", 1)[0] if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    from training.models.encoders.registry import parse_encoder  # torch: only where needed
+
+    return parse_encoder(value)[0].name
 
 
 def same_data(recorded: Mapping[str, Any], cfg: TrainConfig) -> bool:
