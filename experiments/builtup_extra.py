@@ -89,9 +89,14 @@ def trained_with(out: Path) -> list[str] | None:
     """
     if not (out / "runs").is_dir():
         return None
-    parts = [read_manifest(path.parent).get("merged_from", [])
-             for path in sorted((out / "train").glob("*/manifest.json"))]
+    parts = merged_parts(out).values()
     return sorted({name for names in parts for name in names if name.startswith(PREFIX)})
+
+
+def merged_parts(out: Path) -> dict[str, list[str]]:
+    """Each fold's merged dataset's parts (``merged_from``), by the tile the fold holds out."""
+    return {path.parent.name: list(read_manifest(path.parent).get("merged_from", []))
+            for path in sorted((out / "train").glob(f"*/{MANIFEST}"))}
 
 
 def check_same_training(out: Path, names: list[str]) -> None:
@@ -122,12 +127,11 @@ def check_fold_parts(out: Path, tiles: Mapping[str, Sequence[str]]) -> None:
     """
     if not (out / "runs").is_dir():
         return
+    merged = merged_parts(out)
     for fold, expected in tiles.items():
-        merged = out / "train" / fold
-        if not (merged / MANIFEST).is_file():
+        if fold not in merged:
             continue
-        parts = [p for p in read_manifest(merged).get("merged_from", [])
-                 if not p.startswith(PREFIX)]
+        parts = [p for p in merged[fold] if not p.startswith(PREFIX)]
         if sorted(parts) != sorted(expected):
             raise ConfigError(f"--out {out} holds maps of the fold holding out {fold} "
                               f"trained on {', '.join(sorted(parts))}, not "

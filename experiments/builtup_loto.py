@@ -30,7 +30,8 @@ cut short continues with the same command: the maps already made under ``DIR/run
 again, not retrained. A new budget or recipe needs a new ``--out``: before any export, maps
 their arm would train otherwise now (the options their run folders record,
 :func:`experiments.builtup_seeds.check_made_maps`) and an ``--out`` of other added regions
-(:func:`experiments.builtup_extra.check_same_training`) are refused.
+or labelled tiles (:func:`experiments.builtup_extra.check_same_training`,
+:func:`~experiments.builtup_extra.check_fold_parts`) are refused.
 """
 
 from __future__ import annotations
