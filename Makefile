@@ -76,12 +76,28 @@ MIN_TESTS := tests/contract/test_grid.py tests/contract/test_bands.py \
 # the demo's two-date series builds Earth Engine graphs: the ee extra, not in this environment
 MIN_DESELECT := not two_date_series
 
+# The venv takes 5.5 GB and pip unpacks the 2.8 GB download beside it (not kept: --no-cache-dir),
+# so the disk is checked first: a full disk would stop pip half way with an OSError.
+MIN_DISK_GB ?= 9
+define MIN_DISK_CHECK
+import shutil, sys, tempfile
+need = $(MIN_DISK_GB)
+for where in (".", tempfile.gettempdir()):
+    free = shutil.disk_usage(where).free / 1e9
+    if free < need:
+        sys.exit(f"make test-min needs about {need} GB free for $(VENV_MIN) and its download; "
+                 f"{where} has {free:.1f} GB: free some space or set TMPDIR to a larger disk")
+endef
+export MIN_DISK_CHECK
+
 $(MIN_STAMP): pyproject.toml constraints-min.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
 	  echo "isamap needs Python 3.11 or newer; '$(PYTHON)' is not. Run: make PYTHON=/path/to/python3.11 test-min" >&2; exit 1; }
-	rm -rf $(VENV_MIN) && $(PYTHON) -m venv $(VENV_MIN)
+	rm -rf $(VENV_MIN)
+	@$(PYTHON) -c "$$MIN_DISK_CHECK" || exit 1
+	$(PYTHON) -m venv $(VENV_MIN)
 	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
-	$(VENV_MIN)/bin/python -m pip install -q --only-binary=:all: -c constraints-min.txt \
+	$(VENV_MIN)/bin/python -m pip install -q --no-cache-dir --only-binary=:all: -c constraints-min.txt \
 	  -r constraints-min.txt -e . --config-settings editable_mode=compat
 	touch $(MIN_STAMP)
 
