@@ -125,7 +125,7 @@ def predict(job: PredictJob) -> Outputs:
                              change_margin=job.change_margin,
                              earlier_prob=change.earlier_prob, record=record,
                              spectral=change.spectral, vectors=job.vectors,
-                             zones_name=job.zones_name)
+                             zones_name=job.zones_name, notes=facts.notes)
     return replace(outputs, input_notes=facts.notes)
 
 
@@ -209,12 +209,14 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                    record: dict[str, Any] | None = None,
                    spectral: SpectralStacks | None = None,
                    vectors: VectorOptions | None = None,
-                   zones_name: str | None = None) -> Outputs:
+                   zones_name: str | None = None, notes: tuple[str, ...] = ()) -> Outputs:
     """Quick-looks, area table, optional change map and polygons of a prediction's COGs.
 
     The change map (with ``compare_with``) is decided by the spectral rule with ``spectral``
     (``earlier_prob`` and this prediction's probabilities), else with ``change_margin`` on
     ``earlier_prob`` and this prediction's probabilities, else by differencing the class maps.
+    ``notes``: why a doubted input was mapped, in the change COG's tags as in the class and
+    probability COGs' (``input_notes``).
 
     Shared by the streaming prediction above and the tile-parallel Beam pipeline
     (:mod:`inference.mapping.beam_map`), whose COGs come from a mosaic of tiles.
@@ -239,7 +241,7 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
     if compare_with:
         change, text = _change_outputs(result, out_prefix, index, zone_list, local,
                                        compare_with, change_margin, earlier_prob, record,
-                                       spectral)
+                                       spectral, notes)
         table += text
     written: tuple[Path, ...] = ()
     if vectors is not None:
@@ -252,7 +254,7 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
 def _change_outputs(result: PredictionResult, out_prefix: str, index: int,
                     zone_list: Any, local: Path, compare_with: str, change_margin: float,
                     earlier_prob: str | None, record: dict[str, Any] | None,
-                    spectral: SpectralStacks | None
+                    spectral: SpectralStacks | None, notes: tuple[str, ...] = ()
                     ) -> tuple[tuple[str, Path, dict[str, Any]], str]:
     """The change map since ``compare_with``, its area table, and how it was decided.
 
@@ -264,6 +266,8 @@ def _change_outputs(result: PredictionResult, out_prefix: str, index: int,
                   if k == "normalisation" else v) for k, v in (record or {}).items()}
     change_record = {"change_margin": change_margin if earlier_prob else 0.0, **record}
     tags = {k: json.dumps(v) for k, v in record.items()}
+    if notes:  # as model_output_info's input_notes in the class and probability COGs
+        tags["input_notes"] = json.dumps(list(notes))
     classes = (compare_with, result.class_path)  # what both tables call impervious
     if spectral is not None and earlier_prob:  # the stacks decide whether, p which way
         spectral = spectral.fitted()

@@ -497,8 +497,9 @@ def test_change_by_the_spectral_rule_is_recorded_and_its_misuse_refused(model_fi
     out = capsys.readouterr().out
     notes = json.loads(out[out.index("\n{") + 1:])["input_notes"]
     assert [n for n in notes if n.startswith("--earlier-stack: mapped with --allow-implausible")]
-    with rasterio.open(tmp_path / "n" / "isa_class.tif") as ds:
-        assert json.loads(ds.tags()["input_notes"]) == notes
+    for made in ("isa_class.tif", "isa_change.tif"):  # the change map says so too
+        with rasterio.open(tmp_path / "n" / made) as ds:
+            assert json.loads(ds.tags()["input_notes"]) == notes, made
     # refused before any tile: a stack off the map's grid, an earlier date without its prob
     cropped = write_stack(tmp_path / "cropped.tif", data[:, :100])
     (tmp_path / "a" / "isa_prob.tif").unlink()
