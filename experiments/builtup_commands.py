@@ -15,11 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import rasterio
+
 from cli.train import started_config
 from core.errors import ConfigError, InputDataError
 from experiments.builtup_arms import Arm, arm_of, members_of
 from experiments.builtup_tiles import DW_LABEL_MAP, DWTile
 from experiments.realscenes import bbox_argument, run_product
+from inference.predict.config import PredictConfig
 from training.config import read_train_config
 from training.evaluate import EvaluateConfig, evaluate
 from training.members import recorded_otherwise
@@ -104,15 +107,46 @@ def trained_otherwise(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
 
     Each option that changes the result, as ``isamap-train`` itself compares a run folder
     with a command (:func:`training.members.recorded_otherwise`): a recipe changed since the
-    run (``balanced_scenes: True there, False now``), or an arm's options. Empty where they
-    agree, or where ``run`` records no training. The dataset's path is not compared: the
+    run (``balanced_scenes: True there, False now``), or an arm's options; and its maps'
+    tiling (:func:`mapped_otherwise`). Empty where they agree, or where ``run`` records no
+    training and holds no map. The dataset's path is not compared: the
     judge's is always its ``--out``'s own ``train/<fold>``, so an ``--out`` moved elsewhere
     keeps its maps (what each fold trained on is checked by its merged dataset's parts,
     :func:`experiments.builtup_extra.check_same_training` and
     :func:`~experiments.builtup_extra.check_fold_parts`).
     """
     argv = train_argv(arm, dataset, run, budget, encoders)
-    return recorded_otherwise(started_config(argv), ignore=frozenset({"data"}))
+    recorded = recorded_otherwise(started_config(argv), ignore=frozenset({"data"}))
+    return recorded + mapped_otherwise(run, budget.tile)
+
+
+def predict_tiling(tile: int | None) -> dict[str, int]:
+    """The tile and overlap :func:`predict` maps on.
+
+    ``tile`` with a quarter of it overlapping, or ``isamap-predict``'s own defaults (None).
+    """
+    if tile:
+        return {"tile": tile, "overlap": tile // 4}
+    plain = PredictConfig()
+    return {"tile": plain.tile, "overlap": plain.overlap}
+
+
+def mapped_otherwise(run: Path, tile: int | None) -> list[str]:
+    """How the maps in ``run`` were tiled otherwise than :func:`predict` tiles them now.
+
+    Its own map and its first training's, as their COGs' tags record it (``--tile``).
+    Another tile or overlap blends the windows otherwise, so such a map is not today's.
+    """
+    want = predict_tiling(tile)
+    differ = []
+    for prob in (run / "map_prob.tif", run / "member0" / "map_prob.tif"):
+        if not prob.is_file():
+            continue
+        with rasterio.open(prob) as ds:
+            tags = ds.tags()
+        differ += [f"{prob.relative_to(run)} {k}: {tags.get(k)} there, {v} now"
+                   for k, v in want.items() if tags.get(k) != str(v)]
+    return differ
 
 
 def validation_ece(model_file: Path) -> float:
@@ -158,7 +192,9 @@ def predict(model_file: Path, stack: Path, out: Path, month: str,
     ``tile``: map on that tile (a quarter of it overlapping) even where the model records
     another (``--any-tile``); None: the model's own.
     """
-    other = ["--tile", str(tile), "--overlap", str(tile // 4), "--any-tile"] if tile else []
+    tiling = predict_tiling(tile)
+    other = ["--tile", str(tiling["tile"]), "--overlap", str(tiling["overlap"]),
+             "--any-tile"] if tile else []
     run_product("isamap-predict", [
         "--model", str(model_file), "--input", str(stack), "--out", str(out),
         "--month", month, "--precision", "fp32", "--channels-last", "off", *other])

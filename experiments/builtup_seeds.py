@@ -63,13 +63,14 @@ def score_task(b: Any, runs: Path, task: tuple[str, Path, str, int], tile: Any, 
 
 def check_made_maps(trained_otherwise: Callable | None, runs: Path,
                     tasks: Sequence[tuple[str, Path, str, int]], budget: Any) -> None:
-    """Refuse maps under ``runs`` trained otherwise than their arm trains now, before any export.
+    """Refuse maps under ``runs`` made otherwise than their arm makes them now, before any export.
 
     A map already made is scored, not redone; one an older recipe made under a name whose
     recipe has changed since (or an arm's options, the budget or the seeds) would be scored
-    as today's. ``trained_otherwise(arm, dataset, run, budget)``: how the training ``run``
-    records differs (:func:`experiments.builtup_commands.trained_otherwise`); None: not
-    checked (fake steps, whose runs record no training).
+    as today's; so would one mapped on another ``--tile``. ``trained_otherwise(arm, dataset,
+    run, budget)``: how the training ``run`` records, or its maps' tiling, differs
+    (:func:`experiments.builtup_commands.trained_otherwise`); None: not checked (fake steps,
+    whose runs record no training).
 
     Raises:
         ConfigError: a task's map was trained otherwise.
@@ -83,7 +84,7 @@ def check_made_maps(trained_otherwise: Callable | None, runs: Path,
         differ = trained_otherwise(arm, dataset, run, dataclasses.replace(budget, seed=seed))
         if differ:
             more = f" and {len(differ) - 1} more" if len(differ) > 1 else ""
-            raise ConfigError(f"{run} holds a map trained otherwise than {arm} trains now "
+            raise ConfigError(f"{run} holds a map made otherwise than {arm} makes it now "
                               f"({differ[0]}{more}): give a new --out, or the options it "
                               "was made with")
 

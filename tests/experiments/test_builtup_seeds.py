@@ -8,9 +8,17 @@ import shutil
 import pytest
 
 from core.errors import ConfigError
-from experiments.builtup_commands import Budget, train, train_argv, trained_otherwise
+from experiments.builtup_commands import (
+    Budget,
+    predict,
+    predict_tiling,
+    train,
+    train_argv,
+    trained_otherwise,
+)
 from experiments.builtup_seeds import check_made_maps
-from tests.support.rasters import write_patch_dataset
+from inference.predict.config import PredictConfig
+from tests.support.rasters import BANDS, smooth_stack, write_patch_dataset, write_stack
 
 BUDGET = Budget(epochs=1, batch_size=2, iterations=1)
 
@@ -33,13 +41,13 @@ def test_a_map_an_arm_would_train_otherwise_now_is_refused_and_its_own_is_scored
     runs = tmp_path / "out" / "runs"
     check_made_maps(trained_otherwise, runs, [("java", dataset, "unet-s2-scenes-one", 0)],
                     BUDGET)
-    with pytest.raises(ConfigError, match=r"seed0 holds a map trained otherwise than "
-                       r"unet-s2-scenes-one trains now \(max_iterations: 1 there, 2 now\): "
+    with pytest.raises(ConfigError, match=r"seed0 holds a map made otherwise than "
+                       r"unet-s2-scenes-one makes it now \(max_iterations: 1 there, 2 now\): "
                        "give a new --out"):
         check_made_maps(trained_otherwise, runs, [("java", dataset, "unet-s2-scenes-one", 0)],
                         dataclasses.replace(BUDGET, iterations=2))
     (runs / "java" / "unet-s2-scenes-one").rename(runs / "java" / "unet-s2-one")
-    with pytest.raises(ConfigError, match=r"unet-s2-one trains now \(balanced_scenes: True "
+    with pytest.raises(ConfigError, match=r"unet-s2-one makes it now \(balanced_scenes: True "
                        r"there, False now\)"):
         check_made_maps(trained_otherwise, runs, [("java", dataset, "unet-s2-one", 0)], BUDGET)
     moved = tmp_path / "moved"
@@ -50,6 +58,26 @@ def test_a_map_an_arm_would_train_otherwise_now_is_refused_and_its_own_is_scored
     assert trained_otherwise("unet-s2-scenes-one", moved / "train" / "java",
                              moved / "runs" / "java" / "unet-s2-scenes-one" / "seed0",
                              BUDGET) == []
+
+
+def test_a_map_made_on_another_tile_is_refused(tmp_path):
+    """Maps are tiled as ``isamap-predict`` records it in their COGs: one made on its default
+    tile is refused where the judge now maps on ``--tile 32`` (another blend of the windows),
+    and one made on ``--tile 32`` where it now maps on the default."""
+    dataset = _made(tmp_path, "unet-s2-scenes-one")
+    run = tmp_path / "out" / "runs" / "java" / "unet-s2-scenes-one" / "seed0"
+    stack = write_stack(tmp_path / "stack.tif", smooth_stack(48, 48), bands=BANDS)
+    task = [("java", dataset, "unet-s2-scenes-one", 0)]
+    runs = tmp_path / "out" / "runs"
+    for made, now in ((None, 32), (32, None)):
+        predict(run / "model.pt", stack, run / "map", "2024-06", made)
+        check_made_maps(trained_otherwise, runs, task, dataclasses.replace(BUDGET, tile=made))
+        there, want = predict_tiling(made)["tile"], predict_tiling(now)["tile"]
+        with pytest.raises(ConfigError, match=rf"makes it now \(map_prob.tif tile: {there} "
+                           rf"there, {want} now and 1 more\)"):
+            check_made_maps(trained_otherwise, runs, task, dataclasses.replace(BUDGET, tile=now))
+    assert predict_tiling(None) == {"tile": PredictConfig().tile,
+                                    "overlap": PredictConfig().overlap}
 
 
 def test_runs_without_a_map_or_a_record_are_left_to_the_training_step(tmp_path):
@@ -101,8 +129,8 @@ def test_the_judge_reads_what_trained_its_maps_before_any_export(monkeypatch, tm
     exported.clear()
     older = dataclasses.replace(steps, trained_otherwise=lambda arm, dataset, run, budget: [
         "balanced_scenes: True there, False now"])
-    with pytest.raises(ConfigError, match=r"java/unet-s2-one/seed0 holds a map trained "
-                       r"otherwise than unet-s2-one trains now \(balanced_scenes"):
+    with pytest.raises(ConfigError, match=r"java/unet-s2-one/seed0 holds a map made "
+                       r"otherwise than unet-s2-one makes it now \(balanced_scenes"):
         run_loto(older, tmp_path, tmp_path / "o", bands=("B2",), holdout_rows=2,
                  budget=Budget(), arms=("unet-s2-one",), seeds=1)
     assert exported == []
