@@ -134,9 +134,11 @@ def same_data(recorded: Mapping[str, Any], cfg: TrainConfig) -> bool:
 #: options a run recorded before they existed, read as what those runs did (a unet-s2 run
 #: from before weight averaging kept its last weights, one from before balanced sampling
 #: drew its patches uniformly, one from before balanced scenes drew them by their number,
-#: whatever the recipe says now)
+#: one from before --norm normalised by the training split's statistics, as its model file
+#: says, and one from before radiometric augmentation had none, whatever the recipe says now)
 BEFORE_OPTION: dict[str, Any] = {"ema": 0, "balanced_sampling": False,
-                                 "balanced_scenes": False}
+                                 "balanced_scenes": False, "norm": "training",
+                                 "radiometric": False}
 
 
 def _normalised(recorded: Mapping[str, Any]) -> dict[str, Any]:

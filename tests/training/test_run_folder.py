@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -115,6 +117,26 @@ def test_a_run_recorded_before_balanced_sampling_keeps_its_sampling(tmp_path):
     assert apply_recipe(load_config(written)).balanced_sampling is False
     # a new run of the recipe samples balanced
     assert apply_recipe(load_config(written, {"balanced_sampling": None})).balanced_sampling
+
+
+def test_a_run_recorded_before_norm_and_radiometric_existed_reads_as_what_it_did(tmp_path):
+    """A checkpoint from before ``--norm`` normalised by the training split (as its model file
+    reads) and one from before radiometric augmentation had none: compared as that, not as
+    ``None`` (which named no option it was trained with), and refused where the recipe does
+    otherwise now."""
+    from training.run_folder import config_differences
+
+    cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
+                                            "model": "unet-s2"}))
+    assert cfg.norm == "scene" and cfg.radiometric is False
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("norm", "radiometric")}
+    assert config_differences(old, cfg) == ["norm: 'training' there, 'scene' now"]
+    assert config_differences(old, replace(cfg, norm="training")) == []
+    torch.save({"config": old}, tmp_path / CHECKPOINT)
+    with pytest.raises(ConfigError, match="norm"):
+        resume_config(tmp_path, {"model": "unet-s2", "norm": "scene"})
+    resumed = resume_config(tmp_path, {"model": "unet-s2"})
+    assert (resumed.norm, resumed.radiometric) == ("training", False)
 
 
 def test_an_encoder_is_compared_by_its_name_not_the_path_its_file_was_given_by():
