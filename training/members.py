@@ -29,7 +29,7 @@ from core.errors import ConfigError, ModelError
 from training.config import TrainConfig, apply_recipe, with_recipe_filter
 from training.encoder_run import encoder_config
 from training.model_meta import ModelMeta
-from training.modelfile import load_model_file, save_model_file
+from training.modelfile import load_model_file, read_model_file, save_model_file
 from training.models import available_models, recipe_for
 from training.models.members import MemberMean
 from training.run_folder import (
@@ -63,6 +63,20 @@ def held_members(out: str | Path) -> int:
     while (Path(out) / f"member{held}").is_dir():
         held += 1
     return held
+
+
+def joined_members(out: str | Path) -> int | None:
+    """How many trainings the joined model file in ``out`` joins (None: none is there).
+
+    A join of K finished before a member K + 1 was started in the same folder holds K + 1
+    member folders, but its model file still joins K.
+    """
+    path = Path(out) / BEST_MODEL
+    if not path.is_file():
+        return None
+    meta, _ = read_model_file(path, flag="model file")
+    count = dict(meta.model_kwargs).get("members")
+    return count if isinstance(count, int) else 1
 
 
 def recipe_members(model: str) -> int:
@@ -168,6 +182,9 @@ def recorded_otherwise(cfg: TrainConfig, ignore: frozenset[str] = frozenset()) -
     if (cfg.members > 1 and (out / CHECKPOINT).exists()) or (cfg.members == 1 and held) \
             or joined_other:
         return [f"members: {held or 1} there, {cfg.members} now"]
+    joined = joined_members(out) if cfg.members > 1 else None
+    if joined is not None and joined != cfg.members:  # a join extended by hand, unfinished
+        return [f"members: {joined} joined there, {cfg.members} now"]
     members = member_configs(cfg) if cfg.members > 1 else [cfg]
     return [f"{Path(m.out_dir).name}: {d}" if cfg.members > 1 else d
             for _, m, differ in _differences(cfg, members, ignore) for d in differ]

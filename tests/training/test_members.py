@@ -292,6 +292,11 @@ def test_what_a_run_folder_records_otherwise_than_a_command_is_read_without_trai
     shutil.copytree(run, cut)
     (cut / "model.pt").unlink()
     assert recorded_otherwise(started_config(_argv(root, cut, "--members", "3"))) == []
+    extended = tmp_path / "extended"  # a finished join of two, then a third member started
+    shutil.copytree(run, extended)
+    (extended / "member2").mkdir()
+    assert recorded_otherwise(started_config(_argv(root, extended, "--members", "3"))) == [
+        "members: 2 joined there, 3 now"]
     assert recorded_otherwise(started_config(_argv(root, tmp_path / "none"))) == []
     elsewhere = started_config(_argv(tmp_path / "elsewhere", run))
     assert recorded_otherwise(elsewhere)[0].startswith("member0: data: ")
