@@ -43,6 +43,7 @@ from contract.quicklook import (
 from contract.vrt import Piece, VrtBand, mosaic_vrt
 from core.commands import LOW_SPACE_BYTES
 from core.errors import InputDataError
+from core.storage import files
 from core.version import code_version
 
 NODATA = LABEL_NODATA
@@ -93,6 +94,20 @@ class OutputInfo:
     #: what the input's pixels showed (``contract.input_facts``, JSON; "": none)
     input_facts: str = ""
 
+
+
+def recorded_notes(*labelled: tuple[str, str]) -> list[str]:
+    """The ``input_notes`` the map COGs of ``labelled`` (label, path) record, each labelled.
+
+    Why a doubted input of a map was mapped, prefixed ``label: ``, carried into a map made
+    from it (a change map made from two dates' maps).
+    """
+    notes = []
+    for label, path in labelled:
+        with files.open_raster(path) as ds:
+            text = ds.tags().get("input_notes", "")
+        notes += [f"{label}: {note}" for note in (json.loads(text) if text else [])]
+    return notes
 
 
 def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],

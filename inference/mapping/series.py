@@ -132,6 +132,11 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b),
             "temporal_consistency": "applied" if consistent else "not applied",
             "impervious": stats.IMPERVIOUS_TAG}  # a map made before one definition is redone
+    # why a doubted date was mapped, read from its own maps (the consistent ones carry none)
+    noted = maps.recorded_notes(*zip((date_from, date_to), probs or (class_a, class_b),
+                                     strict=True))
+    if noted:
+        want["input_notes"] = json.dumps(noted)
     if spectral is not None:
         want.update(change_rule=change_rules.SPECTRAL_RULE,
                     spectral_threshold=f"{spectral.threshold:g}")

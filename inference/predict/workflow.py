@@ -216,7 +216,8 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
     (``earlier_prob`` and this prediction's probabilities), else with ``change_margin`` on
     ``earlier_prob`` and this prediction's probabilities, else by differencing the class maps.
     ``notes``: why a doubted input was mapped, in the change COG's tags as in the class and
-    probability COGs' (``input_notes``).
+    probability COGs' (``input_notes``), beside the earlier map's own, prefixed
+    ``--compare-with: ``.
 
     Shared by the streaming prediction above and the tile-parallel Beam pipeline
     (:mod:`inference.mapping.beam_map`), whose COGs come from a mosaic of tiles.
@@ -266,8 +267,10 @@ def _change_outputs(result: PredictionResult, out_prefix: str, index: int,
                   if k == "normalisation" else v) for k, v in (record or {}).items()}
     change_record = {"change_margin": change_margin if earlier_prob else 0.0, **record}
     tags = {k: json.dumps(v) for k, v in record.items()}
-    if notes:  # as model_output_info's input_notes in the class and probability COGs
-        tags["input_notes"] = json.dumps(list(notes))
+    # this input's notes, as in the class and probability COGs, and the earlier map's own
+    noted = [*notes, *maps.recorded_notes(("--compare-with", compare_with))]
+    if noted:
+        tags["input_notes"] = json.dumps(noted)
     classes = (compare_with, result.class_path)  # what both tables call impervious
     if spectral is not None and earlier_prob:  # the stacks decide whether, p which way
         spectral = spectral.fitted()

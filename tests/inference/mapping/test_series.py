@@ -363,6 +363,38 @@ def test_temporal_consistency_is_applied_on_request_and_recorded(series, tmp_pat
         [r.isa_km2 for r in plain.area_rows])
 
 
+def test_a_change_map_carries_why_a_doubted_date_was_mapped(series, tmp_path):
+    """A date mapped with ``--allow-implausible`` records why in its COGs' ``input_notes``
+    tag; the change map made from it says so too (labelled by the date), and a change map
+    made before its date was noted is made again."""
+    import shutil
+
+    from inference.mapping.series import change_product
+
+    _, result, _ = series
+    copies = {}
+    for d in result.dates:
+        for kind in ("class", "prob"):
+            copies[d.month, kind] = shutil.copy(getattr(d.outputs.prediction, f"{kind}_path"),
+                                                tmp_path / f"{d.month}_{kind}.tif")
+    a, b = DATES
+
+    def change():
+        return change_product(copies[a, "class"], copies[b, "class"], str(tmp_path / "c.tif"),
+                              tmp_path / "c.png", isa_class=1, date_from=a, date_to=b,
+                              probs=(copies[a, "prob"], copies[b, "prob"]))
+
+    change()
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        assert "input_notes" not in ds.tags()
+    note = "VV and VH look swapped; mapped with --allow-implausible"
+    with rasterio.open(copies[b, "prob"], "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.update_tags(input_notes=json.dumps([note]))
+    change()
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        assert json.loads(ds.tags()["input_notes"]) == [f"{b}: {note}"]
+
+
 def test_a_change_margin_decides_on_probabilities_and_is_recorded(series, tmp_path):
     from inference.mapping.series import series_products
 
