@@ -60,12 +60,13 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True,
                    help="output prefix, local or gs:// (writes <out>_class.tif, <out>_prob.tif)")
     p.add_argument("--month", help="YYYY-MM of the composite (metadata, asset time range)")
-    p.add_argument("--tile", type=int, default=512, help="input tile size (px)")
+    p.add_argument("--tile", type=int, default=PredictConfig.tile, help="input tile size (px)")
     p.add_argument("--any-tile", action="store_true",
                    help="map on --tile even where the model records another tile (a model "
                         "that standardises each window, such as unet-s2-window, then makes "
                         "another map)")
-    p.add_argument("--overlap", type=int, default=64, help="overlap between tiles (px)")
+    p.add_argument("--overlap", type=int, default=PredictConfig.overlap,
+                   help="overlap between tiles (px)")
     p.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
     p.add_argument("--blend", choices=("cosine", "uniform", "core"), default="cosine",
                    help="how overlapping tiles combine: cosine (tapered weights, no seams), "

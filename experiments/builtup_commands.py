@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import rasterio
+import rasterio.errors
 
 from cli.train import started_config
 from core.errors import ConfigError, InputDataError
@@ -23,6 +24,7 @@ from experiments.builtup_arms import Arm, arm_of, members_of
 from experiments.builtup_tiles import DW_LABEL_MAP, DWTile
 from experiments.realscenes import bbox_argument, run_product
 from inference.predict.config import PredictConfig
+from inference.predict.lattice import from_record
 from training.config import read_train_config
 from training.evaluate import EvaluateConfig, evaluate
 from training.members import recorded_otherwise
@@ -134,18 +136,29 @@ def predict_tiling(tile: int | None) -> dict[str, int]:
 def mapped_otherwise(run: Path, tile: int | None) -> list[str]:
     """How the maps in ``run`` were tiled otherwise than :func:`predict` tiles them now.
 
-    Its own map and its first training's, as their COGs' tags record it (``--tile``).
-    Another tile or overlap blends the windows otherwise, so such a map is not today's.
+    Its own map and its first training's, as their COGs' tags record the lattice (tile,
+    overlap, blend and placement: :func:`inference.predict.lattice.from_record`); another
+    blends the windows otherwise, so such a map is not today's (``--tile``).
+
+    Raises:
+        InputDataError: a map cannot be read.
     """
-    want = predict_tiling(tile)
+    want = PredictConfig(**predict_tiling(tile)).lattice
     differ = []
     for prob in (run / "map_prob.tif", run / "member0" / "map_prob.tif"):
         if not prob.is_file():
             continue
-        with rasterio.open(prob) as ds:
-            tags = ds.tags()
-        differ += [f"{prob.relative_to(run)} {k}: {tags.get(k)} there, {v} now"
-                   for k, v in want.items() if tags.get(k) != str(v)]
+        try:
+            with rasterio.open(prob) as ds:
+                tags = ds.tags()
+        except rasterio.errors.RasterioError as e:
+            raise InputDataError(f"{prob} cannot be read ({e}): remove it, or give a new "
+                                 "--out") from None
+        name = prob.relative_to(run)
+        if not (tags.get("tile") and tags.get("overlap")):
+            differ.append(f"{name} records no tiling")
+        elif (made := from_record(tags)[0]) != want:
+            differ.append(f"{name} tiling: {made.describe()} there, {want.describe()} now")
     return differ
 
 

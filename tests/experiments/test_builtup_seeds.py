@@ -6,8 +6,9 @@ import dataclasses
 import shutil
 
 import pytest
+import rasterio
 
-from core.errors import ConfigError
+from core.errors import ConfigError, InputDataError
 from experiments.builtup_commands import (
     Budget,
     predict,
@@ -17,7 +18,6 @@ from experiments.builtup_commands import (
     trained_otherwise,
 )
 from experiments.builtup_seeds import check_made_maps
-from inference.predict.config import PredictConfig
 from tests.support.rasters import BANDS, smooth_stack, write_patch_dataset, write_stack
 
 BUDGET = Budget(epochs=1, batch_size=2, iterations=1)
@@ -73,11 +73,25 @@ def test_a_map_made_on_another_tile_is_refused(tmp_path):
         predict(run / "model.pt", stack, run / "map", "2024-06", made)
         check_made_maps(trained_otherwise, runs, task, dataclasses.replace(BUDGET, tile=made))
         there, want = predict_tiling(made)["tile"], predict_tiling(now)["tile"]
-        with pytest.raises(ConfigError, match=rf"makes it now \(map_prob.tif tile: {there} "
-                           rf"there, {want} now and 1 more\)"):
+        with pytest.raises(ConfigError, match=rf"makes it now \(map_prob.tif tiling: --tile "
+                           rf"{there} .* there, --tile {want} .* now\)"):
             check_made_maps(trained_otherwise, runs, task, dataclasses.replace(BUDGET, tile=now))
-    assert predict_tiling(None) == {"tile": PredictConfig().tile,
-                                    "overlap": PredictConfig().overlap}
+    # a map of the placement before tiles were anchored to the grid (no lattice tag) is
+    # another map on the same tile, and one whose tags say nothing of its tiling is refused
+    predict(run / "model.pt", stack, run / "map", "2024-06")
+    with rasterio.open(run / "map_prob.tif", "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.update_tags(lattice="even")
+    assert trained_otherwise("unet-s2-scenes-one", dataset, run, BUDGET) == [
+        "map_prob.tif tiling: --tile 512 --overlap 64 (cosine blend, spread evenly over the "
+        "raster, an earlier isamap's placement) there, --tile 512 --overlap 64 (cosine blend, "
+        "anchored to the CRS grid) now"]
+    with rasterio.open(run / "map_prob.tif", "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.update_tags(tile="")
+    assert trained_otherwise("unet-s2-scenes-one", dataset, run, BUDGET) == [
+        "map_prob.tif records no tiling"]
+    (run / "map_prob.tif").write_bytes(b"not a tiff")
+    with pytest.raises(InputDataError, match=r"map_prob\.tif cannot be read"):
+        trained_otherwise("unet-s2-scenes-one", dataset, run, BUDGET)
 
 
 def test_runs_without_a_map_or_a_record_are_left_to_the_training_step(tmp_path):
