@@ -76,17 +76,27 @@ MIN_TESTS := tests/contract/test_grid.py tests/contract/test_bands.py \
 # the demo's two-date series builds Earth Engine graphs: the ee extra, not in this environment
 MIN_DESELECT := not two_date_series
 
-# The venv takes 5.5 GB and pip unpacks the 2.8 GB download beside it (not kept: --no-cache-dir),
-# so the disk is checked first: a full disk would stop pip half way with an OSError.
-MIN_DISK_GB ?= 9
+# The venv takes 5.5 GB and pip unpacks the 2.8 GB download in the temporary folder (not
+# kept: --no-cache-dir), so each disk is checked first for what lands on it: a full disk would
+# stop pip half way with an OSError.
+MIN_VENV_GB ?= 5.5
+MIN_DOWNLOAD_GB ?= 2.8
 define MIN_DISK_CHECK
-import shutil, sys, tempfile
-need = $(MIN_DISK_GB)
-for where in (".", tempfile.gettempdir()):
-    free = shutil.disk_usage(where).free / 1e9
+import os, shutil, sys, tempfile
+venv = os.path.dirname(os.path.abspath("$(VENV_MIN)"))
+while not os.path.isdir(venv):
+    venv = os.path.dirname(venv)
+disks = {}
+for place, gb, remedy in ((venv, $(MIN_VENV_GB), "VENV_MIN=<a folder on another disk>"),
+                          (tempfile.gettempdir(), $(MIN_DOWNLOAD_GB), "TMPDIR=<a folder on another disk>")):
+    need, places, remedies = disks.get(os.stat(place).st_dev, (0.0, [], []))
+    disks[os.stat(place).st_dev] = (need + gb, places + [place], remedies + [remedy])
+for need, places, remedies in disks.values():
+    free = shutil.disk_usage(places[0]).free / 1e9
     if free < need:
-        sys.exit(f"make test-min needs about {need} GB free for $(VENV_MIN) and its download; "
-                 f"{where} has {free:.1f} GB: free some space or set TMPDIR to a larger disk")
+        sys.exit(f"make test-min needs about {need:.1f} GB free on the disk of "
+                 f"{' and '.join(dict.fromkeys(places))} for $(VENV_MIN) and its download; it has {free:.1f} GB: "
+                 f"free some space, or give {' or '.join(remedies)}")
 endef
 export MIN_DISK_CHECK
 
