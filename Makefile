@@ -159,7 +159,7 @@ EVIDENCE ?= evidence_output
 WEIGHTS ?= ../shared/weights
 LOTO_RUNS := builtup_loto builtup_stack builtup_average builtup_tile64 builtup_local \
   builtup_scene builtup_ema builtup_flips builtup_recipe builtup_default builtup_scl \
-  builtup_tiles builtup_scenes builtup_cut
+  builtup_tiles builtup_scenes builtup_cut builtup_joined
 EVIDENCE_RUNS ?= $(LOTO_RUNS) change_pairs change_pairs_default terramesh landcover lc_patches lc_naip \
   lccompare_in lccompare_bn lccompare_bn_x3 bench_pruning
 LOTO_2 := --jobs 2 --threads 1 --terramesh none
@@ -177,6 +177,7 @@ LOTO_builtup_scl := --arms unet-s2-scenes-one,unet-s2-pooled --scl-mask 3,11 --t
 LOTO_builtup_tiles := --arms unet-s2-scenes --terramesh none
 LOTO_builtup_scenes := --arms unet-s2-scenes
 LOTO_builtup_cut := --arms unet-s2,unet-s2+ef1
+LOTO_builtup_joined := --arms unet-s2,unet-s2x3 --seeds 15
 LC_lc_patches := --split patches --groups 0,4 1,5 2,6 3,7 --windows 16 32 128 256
 LC_lc_naip := --settings naip
 PRUNE_in :=

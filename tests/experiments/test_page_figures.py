@@ -233,6 +233,9 @@ def test_the_default_command_section_is_what_the_command_runs_and_quotes_its_tab
     before = tiles["summary"]["ghana_a"]["unet-s2-scenes"]  # its ranking there
     derived |= {f"{before['auc']:.3f}", f"{before['auc_worst']:.3f}",
                 f"{100 * before['share_mapped']:.1f}"}
+    joined = pt.source_json("docs/figures/builtup_joined.json")  # fifteen seeds, groups of 9
+    derived |= {f"{joined['summary'][t][arm][k]:.3f}" for t in joined["summary"]
+                for arm in ("unet-s2", "unet-s2x3") for k in ("f1_spread", "f1_worst")}
     prose = pt.prose(page, "## The default command", "**The worst seed")
     assert pt.unmatched(prose, derived) == []
     flagged = _flagged(metrics)
@@ -428,11 +431,40 @@ def test_the_cut_section_is_the_default_maps_cut_where_their_expected_f1_is_best
     derived = {f"{v:.2f}" for values in cuts.values() for v in (min(values), max(values))}
     derived.add(f"{max(s['unet-s2']['ece_worst'] for s in default['summary'].values()):.3f}")
     start = page.index("### A cut from the map's own probabilities")
-    section = page[start:page.index("### Level-1C", start)]
+    section = page[start:page.index("### Joining more trainings", start)]
     prose = section.replace(pt.block(page, source), "")
     assert pt.unmatched(prose, set(pt.DECIMAL.findall(pt.block(page, source))) | derived) == []
     assert metrics["default_arm"] == "unet-s2+ef1"
     assert f"{metrics['seconds']:.0f} s, `seconds` in the JSON" in " ".join(section.split())
+
+
+def test_the_joined_section_is_fifteen_default_seeds_and_their_groups_of_nine():
+    """``unet-s2x3`` beside ``unet-s2`` at fifteen seeds, whose first five are the default
+    command's; the prose quotes its block, the default's five-seed spreads and worst seeds,
+    the groups' and seeds' scores, and the seconds of both commands."""
+    page = pt.page("evidence/builtup.md")
+    source = "docs/figures/builtup_joined.json"
+    metrics, derived = _loto_section(page, source, ("f1_built",))
+    default = pt.source_json("docs/figures/builtup_default.json")
+    assert metrics["arms"] == ["unet-s2", "unet-s2x3"] and metrics["seeds"] == 15
+    assert metrics["budget"] == default["budget"]
+    assert metrics["extra_training"] == default["extra_training"]
+    for tile, runs in default["runs"].items():
+        assert metrics["runs"][tile]["unet-s2"][:5] == runs["unet-s2"]
+        assert len(metrics["runs"][tile]["unet-s2x3"]) == 5
+    derived |= {f"{default['summary'][t]['unet-s2'][k]:.3f}" for t in default["summary"]
+                for k in ("f1_spread", "f1_worst")}
+    lowest = sorted(r["f1_built"] for r in metrics["runs"]["ghana_b"]["unet-s2"])[:3]
+    last = [r["f1_built"] for r in metrics["runs"]["ghana_b"]["unet-s2"][12:]]
+    assert sorted(last) == lowest  # the last group's three seeds are the tile's lowest
+    start = page.index("### Joining more trainings")
+    section = page[start:page.index("### Level-1C", start)]
+    prose = section.replace(pt.block(page, source), "")
+    assert pt.unmatched(prose, derived) == []
+    text = " ".join(section.split())
+    assert f"({default['seconds']:,.0f} s on this machine)" in text
+    assert f"{metrics['seconds']:,.0f} s of wall time, `seconds` in the JSON" in text
+    assert "--arms unet-s2,unet-s2x3 --seeds 15 --out builtup_joined" in text
 
 
 def test_the_default_recipes_change_section_quotes_its_table():
