@@ -143,7 +143,8 @@ def mapped_otherwise(run: Path, tile: int | None) -> list[str]:
     Raises:
         InputDataError: a map cannot be read.
     """
-    want = PredictConfig(**predict_tiling(tile)).lattice
+    tiling = predict_tiling(tile)
+    want = PredictConfig(tile=tiling["tile"], overlap=tiling["overlap"]).lattice
     differ = []
     for prob in (run / "map_prob.tif", run / "member0" / "map_prob.tif"):
         if not prob.is_file():
@@ -155,9 +156,12 @@ def mapped_otherwise(run: Path, tile: int | None) -> list[str]:
             raise InputDataError(f"{prob} cannot be read ({e}): remove it, or give a new "
                                  "--out") from None
         name = prob.relative_to(run)
-        if not (tags.get("tile") and tags.get("overlap")):
+        try:
+            made = from_record(tags)[0]
+        except (KeyError, ValueError):  # no tile or overlap, or not a number
             differ.append(f"{name} records no tiling")
-        elif (made := from_record(tags)[0]) != want:
+            continue
+        if made != want:
             differ.append(f"{name} tiling: {made.describe()} there, {want.describe()} now")
     return differ
 

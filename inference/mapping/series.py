@@ -148,7 +148,8 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     if files.exists(out):
         with files.open_raster(out) as ds:
             tags = ds.tags()
-        current = all(tags.get(k) == v for k, v in want.items()) and all(want.values())
+        current = all(tags.get(k) == v for k, v in want.items()) and all(want.values()) \
+            and tags.get("input_notes", "") == want.get("input_notes", "")  # none left stale
     if not current and spectral is not None and probs is not None:
         spectral = spectral.fitted()
         stats.change_map(*probs, out, isa_class=isa_class, tags=want, spectral=spectral,

@@ -453,7 +453,8 @@ def test_the_joined_section_is_fifteen_default_seeds_and_their_groups_of_nine():
         assert metrics["runs"][tile]["unet-s2"][:5] == runs["unet-s2"]
         assert len(metrics["runs"][tile]["unet-s2x3"]) == 5
     derived |= {f"{default['summary'][t]['unet-s2'][k]:.3f}" for t in default["summary"]
-                for k in ("f1_spread", "f1_worst")}
+                for k in ("f1_spread", "f1_worst")} | _shares(metrics)
+    derived.add(f"{default['default_margin']:+.3f}")
     lowest = sorted(r["f1_built"] for r in metrics["runs"]["ghana_b"]["unet-s2"])[:3]
     last = [r["f1_built"] for r in metrics["runs"]["ghana_b"]["unet-s2"][12:]]
     assert sorted(last) == lowest  # the last group's three seeds are the tile's lowest

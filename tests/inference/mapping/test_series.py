@@ -393,6 +393,11 @@ def test_a_change_map_carries_why_a_doubted_date_was_mapped(series, tmp_path):
     change()
     with rasterio.open(tmp_path / "c.tif") as ds:
         assert json.loads(ds.tags()["input_notes"]) == [f"{b}: {note}"]
+    with rasterio.open(copies[b, "prob"], "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.update_tags(input_notes="")  # the date mapped again without a doubt
+    change()
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        assert "input_notes" not in ds.tags()
 
 
 def test_a_change_margin_decides_on_probabilities_and_is_recorded(series, tmp_path):
