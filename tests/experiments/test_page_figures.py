@@ -446,7 +446,7 @@ def test_the_joined_section_is_fifteen_default_seeds_and_their_groups_of_nine():
     source = "docs/figures/builtup_joined.json"
     metrics, derived = _loto_section(page, source, ("f1_built",))
     default = pt.source_json("docs/figures/builtup_default.json")
-    assert metrics["arms"] == ["unet-s2", "unet-s2x3"] and metrics["seeds"] == 15
+    assert metrics["arms"] == ["unet-s2", "unet-s2x3", "unet-s2+ef1"] and metrics["seeds"] == 15
     assert metrics["budget"] == default["budget"]
     assert metrics["extra_training"] == default["extra_training"]
     for tile, runs in default["runs"].items():
@@ -464,8 +464,8 @@ def test_the_joined_section_is_fifteen_default_seeds_and_their_groups_of_nine():
     assert pt.unmatched(prose, derived) == []
     text = " ".join(section.split())
     assert f"({default['seconds']:,.0f} s on this machine)" in text
-    assert f"{metrics['seconds']:,.0f} s of wall time, `seconds` in the JSON" in text
-    assert "--arms unet-s2,unet-s2x3 --seeds 15 --out builtup_joined" in text
+    assert f"in {metrics['seconds']:,.0f} s (`seconds` in the JSON)" in text
+    assert "--arms unet-s2,unet-s2x3,unet-s2+ef1 --seeds 15 --out builtup_joined" in text
 
 
 def test_the_default_recipes_change_section_quotes_its_table():
