@@ -30,6 +30,7 @@ from gee_export.ee.budget import add_eecu_argument
 from gee_export.local.compositing import reading_options
 from gee_export.local.extent import default_region
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.config import PredictConfig
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.vectors import add_vector_arguments, vector_options
 
@@ -143,9 +144,12 @@ def _scene_arguments(p: argparse.ArgumentParser) -> None:
 def _prediction_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The sliding window, the device and the zones of the area table; returns the group."""
     pred = p.add_argument_group("prediction")
-    pred.add_argument("--tile", type=int, default=512, help="input tile size (px)")
-    pred.add_argument("--overlap", type=int, default=64, help="overlap between tiles (px)")
-    pred.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
+    pred.add_argument("--tile", type=int, default=PredictConfig.tile,
+                      help="input tile size (px)")
+    pred.add_argument("--overlap", type=int, default=PredictConfig.overlap,
+                      help="overlap between tiles (px)")
+    pred.add_argument("--batch-size", type=int, default=PredictConfig.batch_size,
+                      help="tiles per forward pass")
     add_device_arguments(pred, inference=True)
     pred.add_argument("--zones", help="GeoJSON polygons of the per-zone table")
     pred.add_argument("--zones-name", metavar="FIELD",

@@ -67,8 +67,9 @@ def predict_parser() -> argparse.ArgumentParser:
                         "another map)")
     p.add_argument("--overlap", type=int, default=PredictConfig.overlap,
                    help="overlap between tiles (px)")
-    p.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
-    p.add_argument("--blend", choices=("cosine", "uniform", "core"), default="cosine",
+    p.add_argument("--batch-size", type=int, default=PredictConfig.batch_size,
+                   help="tiles per forward pass")
+    p.add_argument("--blend", choices=("cosine", "uniform", "core"), default=PredictConfig.blend,
                    help="how overlapping tiles combine: cosine (tapered weights, no seams), "
                         "uniform (plain mean), core (each pixel from the tile that owns it: "
                         "the map isamap-map makes, whoever predicts the tiles)")

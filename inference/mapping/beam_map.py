@@ -73,6 +73,7 @@ from inference.mapping.dates import DatePredictor, date_inputs, ee_date_image
 from inference.mapping.ee_statistics import date_statistics
 from inference.mapping.request import MapRequest, ModelDataset
 from inference.mapping.tiles import MapTile, plan_tiles
+from inference.predict.config import PredictConfig
 from inference.predict.lattice import Lattice, batches
 from inference.predict.raster import PredictionResult
 from inference.predict.runtime import RuntimeOptions
@@ -97,8 +98,9 @@ def map_fingerprint(model_id: str, identity: str, lattice: Lattice,
 
 def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], model_file: str,
                  out_prefix: str, info: OutputInfo, runner: RunnerConfig,
-                 sessions: SessionFactory, *, tile: int = 512, overlap: int = 64,
-                 batch_size: int = 8, isa_class: int = 1,
+                 sessions: SessionFactory, *, tile: int = PredictConfig.tile,
+                 overlap: int = PredictConfig.overlap,
+                 batch_size: int = PredictConfig.batch_size, isa_class: int = 1,
                  options: RuntimeOptions | None = None,
                  model: LoadedModel | None = None,
                  scene: NormStats | None = None) -> PredictionResult:

@@ -223,9 +223,9 @@ class MapRequest:
     grid: Grid | None = None
     crs: str | None = None
     local_dir: str | None = None
-    tile: int = 512
-    overlap: int = 64
-    batch_size: int = 8
+    tile: int = PredictConfig.tile
+    overlap: int = PredictConfig.overlap
+    batch_size: int = PredictConfig.batch_size
     strip_rows: int = 512
     postprocess: Postprocess = "none"
     clahe: ClaheParams = field(default_factory=ClaheParams)

@@ -53,10 +53,10 @@ class PredictConfig:
             lattice every output records, so this flag is no part of a run's identity.
     """
 
-    tile: int = 512
-    overlap: int = 64
+    tile: int = Lattice.tile  # the lattice's defaults: one owner
+    overlap: int = Lattice.overlap
     batch_size: int = 8
-    blend: Blend = "cosine"
+    blend: Blend = Lattice.blend
     strip_rows: int = 512
     isa_class: int = 1
     compress: maps.Compression = "DEFLATE"
