@@ -268,9 +268,9 @@ def _change_outputs(result: PredictionResult, out_prefix: str, index: int,
     change_record = {"change_margin": change_margin if earlier_prob else 0.0, **record}
     tags = {k: json.dumps(v) for k, v in record.items()}
     # this input's notes, as in the class and probability COGs, and the earlier map's own
-    noted = [*notes, *maps.recorded_notes(("--compare-with", compare_with))]
-    if noted:
-        tags["input_notes"] = json.dumps(noted)
+    earlier = maps.recorded_notes(("--compare-with", compare_with))
+    if notes or earlier:
+        tags["input_notes"] = json.dumps([*notes, *earlier])
     classes = (compare_with, result.class_path)  # what both tables call impervious
     if spectral is not None and earlier_prob:  # the stacks decide whether, p which way
         spectral = spectral.fitted()
@@ -283,6 +283,8 @@ def _change_outputs(result: PredictionResult, out_prefix: str, index: int,
     else:
         stats.change_map(compare_with, result.class_path, change_cog, isa_class=index,
                          tags=tags)
+    if earlier:  # the summary's input_notes are this input's; the earlier map's are here
+        change_record = {**change_record, "compare_with_notes": earlier}
     change_json = local / f"{out_prefix.rstrip('/').rsplit('/', 1)[-1]}_change_area.json"
     change_rows = stats.change_area(change_cog, zone_list, classes, index)
     text = "\n\nISA change since " + compare_with + "\n" + stats.write_table(

@@ -503,9 +503,13 @@ def test_change_by_the_spectral_rule_is_recorded_and_its_misuse_refused(model_fi
     # a later date compared with that map: its change map carries the earlier map's notes
     assert predict_main([*common, "--input", str(later), "--out", str(tmp_path / "m" / "isa"),
                          "--compare-with", str(tmp_path / "n" / "isa_class.tif")]) == 0
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    earlier_notes = [f"--compare-with: {n}" for n in notes]
     with rasterio.open(tmp_path / "m" / "isa_change.tif") as ds:
-        assert json.loads(ds.tags()["input_notes"]) == [f"--compare-with: {n}" for n in notes]
+        assert json.loads(ds.tags()["input_notes"]) == earlier_notes
+    summary = json.loads(out[out.index("\n{") + 1:])
+    assert summary["change"]["compare_with_notes"] == earlier_notes
+    assert "input_notes" not in summary  # the later input itself was not doubted
     # refused before any tile: a stack off the map's grid, an earlier date without its prob
     cropped = write_stack(tmp_path / "cropped.tif", data[:, :100])
     (tmp_path / "a" / "isa_prob.tif").unlink()
