@@ -109,8 +109,9 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     a("--members", type=int, metavar="K", help=(
         "train the recipe K times (seeds --seed to --seed+K-1, each its own run under "
         "--out/memberN) and join them in --out/model.pt, whose maps are the mean of their "
-        "calibrated probabilities: steadier on new ground, at K times the training and the "
-        "mapping time (default: the model's recipe's: 3 for unet-s2, 1 for the others)"))
+        "calibrated probabilities: steadier on new ground, at K times the training time "
+        "(default: the model's recipe's: 9 for unet-s2, whose members each map the window "
+        "one of the four ways its flips turn it, 1 for the others)"))
     a("--bands", help="comma-separated input bands (default: the manifest's)")
     a("--label", choices=["label", "label_fine"],
       help="the target: label (the grid's) or label_fine (the finer super-resolution label; "

@@ -233,8 +233,9 @@ def apply_recipe(cfg: TrainConfig) -> TrainConfig:
 
 #: model arguments a recipe fills that runs and model files recorded before the argument
 #: existed, read as what those did (a unet-s2 run or file from before test-time flips maps
-#: each window once, whatever the recipe says now)
-BEFORE_MODEL_KWARG: dict[str, Any] = {"flips": False}
+#: each window once, whatever the recipe says now; one from before its members spread the
+#: flips gives each member all four)
+BEFORE_MODEL_KWARG: dict[str, Any] = {"flips": False, "member_views": False}
 
 
 def as_recorded(model: str, model_kwargs: Mapping) -> dict:

@@ -74,10 +74,10 @@ def encoder_kwargs(cfg: TrainConfig, bands: Sequence[str], mean: Sequence[float]
     """The fused model's constructor arguments (recorded in the model file)."""
     entry, _ = parse_encoder(str(cfg.encoder))
     base = {k: v for k, v in recipe_for(cfg.model).model_kwargs.items()
-            if k in ("widths", "flips")}
+            if k in ("widths", "flips", "member_views")}
     given = {k: v for k, v in dict(cfg.model_kwargs).items()
-             if k in ("widths", "flips", "head_width", "patch_size", "latlon", "month",
-                      "context")}
+             if k in ("widths", "flips", "member_views", "head_width", "patch_size", "latlon",
+                      "month", "context")}
     return {**base, "bands": list(bands), "encoder": entry.name,
             "encoder_sha256": entry.sha256, "input_mean": list(mean), "input_std": list(std),
             "latlon": list(grid_centre(manifest)), "month": first_month(manifest),

@@ -11,8 +11,9 @@ always holds what they hold.
 
 Why: on ground unlike its training tiles one training is one draw, and seeds part widely
 (``python -m experiments.builtup --loto`` prints their spread). The mean of several trainings
-is steadier; it costs K times the training and K times every map. A command that gives no
-``--members`` trains its model's recipe's number (:func:`recipe_members`; ``unet-s2``: 3).
+is steadier; it costs K times the training and K times every map (``unet-s2``'s members
+spread its four flips over them, so its map costs K passes, not 4K). A command that gives no
+``--members`` trains its model's recipe's number (:func:`recipe_members`; ``unet-s2``: 9).
 
 May import: ``core``, ``training`` (below this module).
 """
@@ -22,11 +23,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from core.errors import ConfigError, ModelError
-from training.config import TrainConfig, apply_recipe, with_recipe_filter
+from training.config import TrainConfig, apply_recipe, as_recorded, with_recipe_filter
 from training.encoder_run import encoder_config
 from training.model_meta import ModelMeta
 from training.modelfile import load_model_file, read_model_file, save_model_file
@@ -141,10 +142,31 @@ def check_resume(out_dir: str) -> None:
 
 
 def member_configs(cfg: TrainConfig) -> list[TrainConfig]:
-    """One configuration per member: its own folder and seed, the command's other options."""
+    """One configuration per member: its own folder and seed, the command's other options.
+
+    Where the joined model spreads the flips over its members (``member_views``), each
+    member is trained without its own (:func:`member_kwargs`).
+    """
     out = Path(cfg.out_dir)
+    kwargs = {**dict(cfg.model_kwargs), **member_kwargs(apply_recipe(cfg).model_kwargs)}
     return [dataclasses.replace(cfg, out_dir=str(out / f"member{i}"), seed=cfg.seed + i,
-                                members=1) for i in range(cfg.members)]
+                                members=1, model_kwargs=kwargs) for i in range(cfg.members)]
+
+
+def member_kwargs(model_kwargs: Mapping) -> dict:
+    """The network arguments a member of a join takes otherwise than the command's.
+
+    With ``member_views`` the joined network gives each member one view of a window
+    (:class:`training.models.members.MemberMean`), so each member validates, selects its
+    weights and fits its temperature on one view too, as it will map (``flips: false``):
+    a temperature fitted on the mean of four views would leave one view's probabilities
+    over-confident. Each member records whether the join spreads the views (a network
+    without flips of its own has none to spread), and the join reads it from them.
+    """
+    spread = bool(model_kwargs.get("member_views") and model_kwargs.get("flips"))
+    if "member_views" not in model_kwargs:
+        return {}
+    return {"member_views": spread, **({"flips": False} if spread else {})}
 
 
 def check_member_folders(cfg: TrainConfig, members: Sequence[TrainConfig]) -> None:
@@ -205,8 +227,10 @@ def _differences(cfg: TrainConfig, members: Sequence[TrainConfig],
         if recorded is None:
             continue
         resolved = resolved or apply_recipe(encoder_config(cfg))
-        own = dataclasses.replace(resolved, out_dir=member.out_dir, seed=member.seed, members=1)
-        differ = config_differences(recorded, own, ignore)
+        own = dataclasses.replace(resolved, out_dir=member.out_dir, seed=member.seed, members=1,
+                                  model_kwargs={**dict(resolved.model_kwargs),
+                                                **member_kwargs(resolved.model_kwargs)})
+        differ = config_differences(recorded, own, ignore) + _views_differ(recorded, own)
         if differ:
             found.append((i, member, differ))
     return found
@@ -215,6 +239,17 @@ def _differences(cfg: TrainConfig, members: Sequence[TrainConfig],
 def _epochs_recorded(member: TrainConfig) -> int:
     history = Path(member.out_dir) / HISTORY
     return len(history.read_text().splitlines()) if history.exists() else 0
+
+
+def _views_differ(recorded: Mapping, own: TrainConfig) -> list[str]:
+    """Whether a member's record spreads the views otherwise than ``own`` would.
+
+    One training ignores ``member_views`` (:func:`training.run_folder.config_differences`);
+    a member of a join does not: the joined network reads it from its members.
+    """
+    kwargs = as_recorded(str(recorded.get("model")), recorded.get("model_kwargs") or {})
+    there, now = bool(kwargs.get("member_views")), bool(own.model_kwargs.get("member_views"))
+    return [] if there == now else [f"member_views: {there} there, {now} now"]
 
 
 def train_members(cfg: TrainConfig,
@@ -253,6 +288,7 @@ def joined_meta(metas: Sequence[ModelMeta], cfg: TrainConfig) -> ModelMeta:
     Raises:
         ModelError: the members' descriptions differ (a member folder of another command).
     """
+    metas = [_as_recorded(m) for m in metas]  # an argument added since reads as it was
     first = metas[0]
     for i, meta in enumerate(metas[1:], 1):
         differ = [f for f in SHARED_FIELDS if getattr(meta, f) != getattr(first, f)]
@@ -269,9 +305,19 @@ def joined_meta(metas: Sequence[ModelMeta], cfg: TrainConfig) -> ModelMeta:
         extra={**dict(first.extra), "config": cfg.to_dict(), "members": record})
 
 
+def _as_recorded(meta: ModelMeta) -> ModelMeta:
+    """``meta`` with the network arguments it predates filled as it was made.
+
+    A member trained before its recipe gained an argument (``member_views``) records none;
+    one trained after, by the same command, records the value that reads the same.
+    """
+    return dataclasses.replace(meta, model_kwargs=as_recorded(meta.name, meta.model_kwargs))
+
+
 def join_model_files(paths: Sequence[Path], out: Path, cfg: TrainConfig) -> Path:
     """Join the members' model files in one (written atomically at ``out``)."""
     loaded = [load_model_file(p, flag="member model file") for p in paths]
     meta = joined_meta([m for _, m in loaded], cfg)
-    model = MemberMean([net for net, _ in loaded], [m.temperature for _, m in loaded])
+    model = MemberMean([net for net, _ in loaded], [m.temperature for _, m in loaded],
+                       views=bool(dict(meta.model_kwargs).get("member_views", False)))
     return save_model_file(out, model, meta)

@@ -92,10 +92,23 @@ def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig,
         old, new = reference.get(key), current.get(key)
         if key == "encoder":  # its name fixes its file (the file's digest is checked)
             old, new = _encoder_name(old), _encoder_name(new)
+        if key == "model_kwargs" and cfg.members == 1:  # one network has no members to
+            old, new = _one_network(old), _one_network(new)  # spread views over
         if json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True,
                                                                        default=str):
             out.append(f"{key}: {old!r} there, {new!r} now")
     return out
+
+
+def _one_network(kwargs: Any) -> Any:
+    """A single training's network arguments less ``member_views``, which only a join reads.
+
+    A member of a join that spreads the views records ``flips: false`` (its own view), so a
+    member of a join that does not still reads otherwise.
+    """
+    if not isinstance(kwargs, Mapping):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k != "member_views"}
 
 
 def _encoder_name(value: Any) -> Any:

@@ -46,6 +46,49 @@ def test_the_mean_of_members_is_the_mean_of_their_calibrated_probabilities():
         MemberMean(nets, [1.0, 0.0])
 
 
+def test_spread_views_give_member_i_the_i_mod_4th_mirror_image_once(tmp_path):
+    """``member_views``: member i maps view ``i mod 4`` (as is, then ``FLIPS``), mirrored
+    back, one pass each; its own flips are off. A file recording no ``member_views`` (made
+    before it existed) is rebuilt with every member mapping all four views, as it was."""
+    from training.modelfile import ModelMeta, save_model_file
+    from training.models.blocks import FLIPS, flip_mean
+
+    bands = ["B2", "B3", "B4", "B8"]
+    kw = {**TINY, "input_norm": "none", "bands": bands, "flips": True}
+    torch.manual_seed(0)
+    spread = create_model("unet-s2", 4, 2, members=5, member_views=True, **kw).eval()
+    assert spread.views and "views=True" in repr(spread)
+    assert not any(m.flips for m in spread.members)
+    temps = spread.temperatures.tolist()
+    x = torch.randn(1, 4, SIZE, SIZE)
+    views = [(), *FLIPS]
+    with torch.no_grad():
+        probs = [torch.softmax((m(x.flip(views[i % 4])).flip(views[i % 4]) if i % 4 else m(x))
+                               / temps[i], 1) for i, m in enumerate(spread.members)]
+        torch.testing.assert_close(torch.softmax(spread(x), 1), sum(probs) / 5,
+                                   rtol=1e-5, atol=1e-6)
+        # turned round, the spread mean is another mean (each member sees another view)
+        assert not torch.allclose(spread(x.flip(3)), spread(x).flip(3), atol=1e-4)
+    meta = ModelMeta("unet-s2", 4, 2, tuple(bands), (0.0,) * 4, (1.0,) * 4,
+                     model_kwargs={**kw, "members": 5}, norm="scene")
+    old, _ = load_model_file(save_model_file(tmp_path / "old.pt", spread, meta))
+    assert not old.views and all(m.flips for m in old.members)
+    with torch.no_grad():
+        each = [torch.softmax(flip_mean(m.__class__._logits.__get__(m), x), 1)
+                for m in old.members]
+        torch.testing.assert_close(torch.softmax(old(x), 1), sum(each) / 5, rtol=1e-5,
+                                   atol=1e-6)
+    again, again_meta = load_model_file(save_model_file(
+        tmp_path / "new.pt", spread, ModelMeta(**{**meta.__dict__, "model_kwargs": {
+            **kw, "members": 5, "member_views": True}})))
+    with torch.no_grad():
+        assert torch.equal(again.eval()(x), spread(x))
+    assert again_meta.model_kwargs["member_views"] is True
+    assert not isinstance(create_model("unet-s2", 4, 2, member_views=True, **kw), MemberMean)
+    with pytest.raises(ModelError, match="member_views must be true or false"):
+        create_model("unet-s2", 4, 2, members=2, member_views="yes", **kw)
+
+
 @pytest.mark.parametrize(("name", "channels", "kwargs"), [
     ("crofusenet", 7, {"bands": ["VH", "B2", "VV", "B3", "B4", "B8", "s2_clear_count"],
                        "widths": [4, 8, 16, 32, 64]}),
@@ -129,6 +172,24 @@ def test_members_that_differ_are_not_joined(joined_run):
     other = dataclasses.replace(meta, norm_mean=tuple(v + 1 for v in meta.norm_mean))
     with pytest.raises(ModelError, match="differs from member 0 in norm_mean"):
         joined_meta([meta, other], TrainConfig(out_dir=str(run), members=2))
+
+
+def test_members_trained_before_and_after_an_argument_was_added_are_joined():
+    """A join resumed across a recipe change: members trained before ``member_views``
+    existed record none, those trained after record ``false`` for the same network; they
+    agree, and the joined file records what they read as. One that asks otherwise differs."""
+    from training.modelfile import ModelMeta
+
+    kw = {**TINY, "input_norm": "none", "flips": True}
+    before = ModelMeta("unet-s2", 4, 2, ("B2", "B3", "B4", "B8"), (0.0,) * 4, (1.0,) * 4,
+                       model_kwargs=kw, norm="scene")
+    after = dataclasses.replace(before, model_kwargs={**kw, "member_views": False})
+    cfg = TrainConfig(out_dir="run", members=2)
+    joined = joined_meta([before, after], cfg)
+    assert joined.model_kwargs == {**kw, "member_views": False, "members": 2}
+    spread = dataclasses.replace(before, model_kwargs={**kw, "member_views": True})
+    with pytest.raises(ModelError, match="differs from member 0 in model_kwargs"):
+        joined_meta([before, spread], cfg)
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -219,20 +280,25 @@ def test_evaluate_says_a_joined_models_probabilities_are_scored_as_predicted(joi
     assert "uncalibrated" not in text
 
 
-def test_unet_s2_trains_its_recipes_three_members_unless_the_command_says(tmp_path, capsys):
-    """``isamap-train --model unet-s2`` joins three trainings (seeds 0-2); ``--members 1``
-    trains once; a configuration built in Python trains once unless told; an earlier run of
-    one training is not replaced by the default's three, and the message says how to go on."""
+def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(tmp_path, capsys):
+    """``isamap-train --model unet-s2`` joins nine trainings (seeds 0-8) that spread the flips
+    over them; ``--members 1`` trains once; a configuration built in Python trains once unless
+    told; an earlier run of one training is not replaced by the default's nine, and the
+    message says how to go on."""
     from training.members import recipe_members
 
     root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
     args = ["--data", str(root), "--model", "unet-s2", "--model-kwargs", json.dumps(TINY),
             "--max-iterations", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu",
             "--precision", "fp32", "--channels-last", "off", "--no-progress", "-q"]
-    assert train_main([*args, "--out", str(tmp_path / "three")]) == 0
-    meta = load_model_file(tmp_path / "three" / "model.pt")[1]
-    assert meta.model_kwargs["members"] == 3
-    assert [m["seed"] for m in meta.extra["members"]] == [0, 1, 2]
+    assert train_main([*args, "--out", str(tmp_path / "nine")]) == 0
+    model, meta = load_model_file(tmp_path / "nine" / "model.pt")
+    assert meta.model_kwargs["members"] == 9 and meta.model_kwargs["member_views"] is True
+    assert [m["seed"] for m in meta.extra["members"]] == list(range(9))
+    assert isinstance(model, MemberMean) and model.views
+    assert not any(m.flips for m in model.members)  # one pass each, the mean turns them
+    member = load_model_file(tmp_path / "nine" / "member0" / "model.pt")[1]
+    assert member.model_kwargs["flips"] is False  # validated and calibrated on one view
     one = tmp_path / "one"
     assert train_main([*args, "--out", str(one), "--members", "1"]) == 0
     assert "members" not in load_model_file(one / "model.pt")[1].model_kwargs
@@ -243,15 +309,15 @@ def test_unet_s2_trains_its_recipes_three_members_unless_the_command_says(tmp_pa
     assert (one / "model.pt").read_bytes() == kept
     assert TrainConfig(model="unet-s2").members == 1
     assert train_main([*args, "--out", str(tmp_path / "f"), "--filter-noisy", "0.2"]) == 2
-    assert "--members 3 (given, or unet-s2's recipe's when none is)" in capsys.readouterr().err
+    assert "--members 9 (given, or unet-s2's recipe's when none is)" in capsys.readouterr().err
     assert not (tmp_path / "f").exists()
     assert (recipe_members("unet-s2"), recipe_members("unet-s2-window"), recipe_members("unet"),
-            recipe_members("not-a-model")) == (3, 1, 1, 1)
+            recipe_members("not-a-model")) == (9, 1, 1, 1)
 
 
-def test_resume_starts_unet_s2s_three_trainings_and_goes_on_with_them(tmp_path, capsys):
+def test_resume_starts_unet_s2s_nine_trainings_and_goes_on_with_them(tmp_path, capsys):
     """The notebooks' form: ``--resume`` with every option on a folder with no run starts the
-    recipe's three trainings; the same again goes on with them (a finished run trains nothing);
+    recipe's nine trainings; the same again goes on with them (a finished run trains nothing);
     ``--resume`` alone on such a folder says to run the command again."""
     root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
     run = tmp_path / "run"
@@ -260,15 +326,15 @@ def test_resume_starts_unet_s2s_three_trainings_and_goes_on_with_them(tmp_path, 
             "--device", "cpu", "--precision", "fp32", "--channels-last", "off",
             "--no-progress", "-q", "--resume"]
     assert train_main(args) == 0
-    assert load_model_file(run / "model.pt")[1].model_kwargs["members"] == 3
-    stamps = [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(3)]
+    assert load_model_file(run / "model.pt")[1].model_kwargs["members"] == 9
+    stamps = [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(9)]
     assert train_main(args) == 0
-    assert [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(3)] == stamps
+    assert [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(9)] == stamps
     assert train_main(["--out", str(run), "--resume", "-q"]) == 2
     assert "run the command that started it again" in capsys.readouterr().err
     kept = (run / "model.pt").read_bytes()
     assert train_main([*args, "--members", "2"]) == 2  # fewer than the folder holds
-    assert "holds a run of 3 trainings" in capsys.readouterr().err
+    assert "holds a run of 9 trainings" in capsys.readouterr().err
     assert (run / "model.pt").read_bytes() == kept
 
 
@@ -309,3 +375,26 @@ def test_what_a_run_folder_records_otherwise_than_a_command_is_read_without_trai
     assert recorded_otherwise(started_config(_argv(root, single))) == ["members: 1 there, 2 now"]
     with pytest.raises(ConfigError, match="one --data root without --resume"):
         started_config([*_argv(root, single), "--resume"])
+
+
+def test_a_join_that_spreads_the_views_and_one_that_does_not_are_told_apart(tmp_path):
+    """Two ``unet-s2`` members without flips of their own (nothing to spread) record
+    ``member_views: false``; the recipe's join (flips spread) would train them otherwise,
+    which is read before any member trains, not when the file is joined."""
+    from cli.train import started_config
+    from training.members import recorded_otherwise
+
+    root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
+    run = tmp_path / "run"
+    base = ["--data", str(root), "--out", str(run), "--model", "unet-s2", "--members", "2",
+            "--max-iterations", "1", "--batch-size", "2", "--workers", "0", "--device",
+            "cpu", "--precision", "fp32", "--channels-last", "off", "--no-progress", "-q"]
+    once = [*base, "--model-kwargs", json.dumps({**TINY, "flips": False})]
+    assert train_main(once) == 0
+    model, meta = load_model_file(run / "model.pt")
+    assert not model.views and meta.model_kwargs["member_views"] is False
+    assert recorded_otherwise(started_config(once)) == []
+    spread = [*base, "--model-kwargs", json.dumps(TINY)]
+    assert recorded_otherwise(started_config(spread)) == [
+        "member0: member_views: False there, True now",
+        "member1: member_views: False there, True now"]

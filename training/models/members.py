@@ -7,6 +7,11 @@ seeds ``seed`` to ``seed + K - 1`` and joins the ``K`` networks in :class:`Membe
 member's logits divided by its own fitted temperature, turned into probabilities, and averaged.
 Its output is the logarithm of that mean, so a softmax of it (every prediction path takes
 one) gives the mean probability, and its largest entry names the class the mean favours.
+With ``member_views`` (a model argument the recipe of ``unet-s2`` sets), the test-time flips
+of the members are spread over them: member ``i`` maps the ``i mod 4``-th mirror image of the
+window (as it is, then :data:`training.models.blocks.FLIPS`) once, instead of all four, so K
+members cost K passes a window, not 4K, and the mean (of four members or more) sees the ground
+four ways.
 
 The model file records ``members: K`` among the model's keyword arguments, and
 :func:`training.models.create_model` builds the ``K`` networks from it (:func:`join`), so every
@@ -15,7 +20,8 @@ int8 included) maps with all of them. A member whose output is a mapping (CroFus
 srseg's) is read by its main prediction (:func:`engine.outputs.main_output`), as every
 prediction path reads one network's.
 
-May import: ``core``, ``engine``, torch (no model module: it joins networks of any of them).
+May import: ``core``, ``engine``, torch, :mod:`training.models.blocks` (no model module: it
+joins networks of any of them).
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ from torch import nn
 
 from core.errors import ModelError
 from engine.outputs import main_output
+from training.models.blocks import FLIPS
+
+#: the four ways a window is seen, in the order members take them (``views``)
+VIEWS: tuple[tuple[int, ...], ...] = ((), *FLIPS)
 
 #: what the networks' shared attributes are read from (the first member): every prediction
 #: path asks the model for them as it would ask one network
@@ -42,12 +52,18 @@ class MemberMean(nn.Module):
         members: networks of one architecture, trained separately.
         temperatures: each member's fitted temperature (1: uncalibrated); kept as a buffer,
             so the model file's weights (and their digest) hold them.
+        views: spread the mirror images over the members (member ``i`` maps view
+            ``i mod 4`` once): each member's own test-time flips (a ``flips`` attribute, as
+            :class:`training.models.unet.UNet` has, on it or a module inside it) are
+            switched off here, in the networks given, so it is one pass. Its output must be a
+            per-pixel map of its input's pixels. Nine members give the window as it is to
+            three and each mirror image to two; fewer than four leave some views out.
     """
 
     temperatures: torch.Tensor
 
     def __init__(self, members: Sequence[nn.Module],
-                 temperatures: Sequence[float] | None = None) -> None:
+                 temperatures: Sequence[float] | None = None, views: bool = False) -> None:
         super().__init__()
         if len(members) < 2:
             raise ModelError(f"a mean of members needs at least 2 networks, got {len(members)}")
@@ -57,29 +73,47 @@ class MemberMean(nn.Module):
         if len(values) != len(members) or not all(t > 0 for t in values):
             raise ModelError(f"one positive temperature per member is needed, got {values}")
         self.register_buffer("temperatures", torch.tensor(values, dtype=torch.float32))
+        self.views = views
+        if views:  # the mean spreads the views: each network's own flips (at any depth) off
+            for module in self.members.modules():
+                if getattr(module, "flips", False) is True:
+                    module.flips = False  # type: ignore[assignment]
         for name in SHARED:
             if hasattr(members[0], name):
                 setattr(self, name, getattr(members[0], name))
 
     def extra_repr(self) -> str:
         # the repr keys measured choices (engine.autotune): K networks are another model
-        return f"members={len(self.members)}"
+        return f"members={len(self.members)}" + (", views=True" if self.views else "")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logs = [torch.log_softmax(main_output(m(x)) / self.temperatures[i], dim=1)
+        logs = [torch.log_softmax(self._member(i, m, x) / self.temperatures[i], dim=1)
                 for i, m in enumerate(self.members)]
         return torch.logsumexp(torch.stack(logs), dim=0) - math.log(len(logs))
 
+    def _member(self, i: int, member: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Member ``i``'s logits of ``x`` (with ``views``, of its mirror image, mirrored back)."""
+        dims = VIEWS[i % len(VIEWS)] if self.views else ()
+        if not dims:
+            return main_output(member(x))
+        return main_output(member(x.flip(dims))).flip(dims)
+
 
 def join(build: Callable[..., nn.Module], in_channels: int, num_classes: int,
-         members: int = 1, **kw: Any) -> nn.Module:
+         members: int = 1, member_views: bool = False, **kw: Any) -> nn.Module:
     """``build(in_channels, num_classes, **kw)``, or ``members`` of them in a :class:`MemberMean`.
+
+    ``member_views``: the mean spreads the members' flips over them (:class:`MemberMean`
+    ``views``); one network (``members`` 1) keeps its own.
 
     Raises:
         ModelError: ``members`` is not a whole number of at least 1.
     """
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise ModelError(f"members must be a whole number >= 1, got {members!r}")
+    if not isinstance(member_views, bool):
+        raise ModelError(f"member_views must be true or false, got {member_views!r}")
     if members == 1:
         return build(in_channels, num_classes, **kw)
-    return MemberMean([build(in_channels, num_classes, **kw) for _ in range(members)])
+    return MemberMean([build(in_channels, num_classes, **kw) for _ in range(members)],
+                      views=member_views)

@@ -29,7 +29,8 @@ def test_the_optical_recipes_are_scene_statistics_and_per_window_standardisation
     default, window = recipe_for("unet-s2"), recipe_for("unet-s2-window")
     assert default.norm == "scene" and default.model_kwargs == {"input_norm": "none",
                                                                 "widths": list(S2_WIDTHS),
-                                                                "flips": True}
+                                                                "flips": True,
+                                                                "member_views": True}
     assert window.norm == "training" and window.model_kwargs == {"input_norm": "patch",
                                                                  "widths": list(S2_WIDTHS)}
     # the same network otherwise: only what the input is normalised by differs, and unet-s2
@@ -42,10 +43,12 @@ def test_the_optical_recipes_are_scene_statistics_and_per_window_standardisation
     # and each scene's patches by their number (docs/evidence/builtup.md, "Regions labelled
     # by a product")
     assert not default.balanced_scenes and not window.balanced_scenes
-    # and joins three trainings (docs/real-data.md, the default command)
-    assert default.members == 3 and window.members == 1
+    # and joins nine trainings, each mapping a window one of the four ways its flips turn it
+    # (docs/evidence/builtup.md, "Nine short trainings")
+    assert default.members == 9 and window.members == 1
+    assert default.model_kwargs["member_views"] is True
     assert dataclasses.replace(window, norm="scene", model_kwargs=default.model_kwargs,
-                               ema=10, balanced_sampling=True, members=3) == default
+                               ema=10, balanced_sampling=True, members=9) == default
 
 
 def test_the_window_recipe_standardises_and_a_per_band_gain_and_offset_change_nothing():

@@ -102,7 +102,7 @@ def test_evaluate_reads_the_encoder_model_file(presto_run, patch_root, tmp_path)
 
 def test_unet_s2s_three_trainings_with_an_encoder_join_and_map_from_the_model_file(
         patch_root, presto_file, tmp_path):
-    """Three trainings (``unet-s2``'s default, given here over the helper's one) with Presto
+    """Three trainings (``--members 3``, given here over the helper's one) with Presto
     fused: one file of their mean that records the encoder, mapped from that file alone."""
     out = tmp_path / "run"
     assert _train(patch_root, out, f"presto={presto_file}", "--members", "3",
@@ -110,6 +110,9 @@ def test_unet_s2s_three_trainings_with_an_encoder_join_and_map_from_the_model_fi
     model, meta = load_model_file(out / "model.pt")
     assert meta.model_kwargs["members"] == 3 and meta.model_kwargs["encoder"] == "presto"
     assert meta.name == NAME and len(model.members) == 3
+    # the recipe spreads the flips over the members: each fused member maps one view
+    assert model.views and meta.model_kwargs["member_views"] is True
+    assert not any(getattr(m, "flips", False) for m in model.members.modules())
     stack = sorted((patch_root / "patches").rglob("r0_c8.tif"))[0]
     assert predict_main(["--model", str(out / "model.pt"), "--input", str(stack), "--out",
                          str(tmp_path / "map" / "isa"), "--tile", "32", "--overlap", "0",
