@@ -319,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--patch-size", type=int, default=d.patch)
     p.add_argument("--stride", type=int, default=d.stride)
     p.add_argument("--seed", type=int, default=d.seed,
-                   help="the arms' seed g: a model of K trainings (unet-s2: 3) trains seeds "
+                   help="the arms' seed g: a model of K trainings (unet-s2: 9) trains seeds "
                         "gK to gK + K - 1")
     p.add_argument("--iterations", type=int, default=None,
                    help="total training iterations (replaces --epochs)")

@@ -4,8 +4,8 @@ Any ``isamap-train`` model name is an arm with its own recipe (:func:`arm_of`); 
 names the others, each stating every option it compares (window standardisation, index
 channels, radiometric augmentation, class-balanced sampling, weight average, flips), so none
 changes with the recipe a model name holds; each states its trainings (``--members``; one
-but ``unet-s2-scenes``), while a model name trains as many as its recipe joins
-(:func:`members_of`; ``unet-s2``: 3).
+but ``unet-s2-scenes``, ``unet-s2-three`` and the ``short9`` arms), while a model name
+trains as many as its recipe joins (:func:`members_of`; ``unet-s2``: 9).
 :data:`ENCODER_ARMS` fuse a pretrained encoder, whose checked files :func:`encoder_files` finds
 before any export.
 """
@@ -53,13 +53,18 @@ def _s2_arm(name: str, input_norm: str, indices: Sequence[str] = (), radiometric
     """
     box = {"norm_window": window} if window else {}
     return Arm(name, "unet-s2", {"input_norm": input_norm, "indices": list(indices),
-                                 "flips": flips, **box},
+                                 "flips": flips, "member_views": False, **box},
                ("--radiometric" if radiometric else "--no-radiometric",
                 "--balanced-sampling" if balanced else "--no-balanced-sampling",
                 "--no-balanced-scenes", "--norm", norm, "--ema", f"{ema:g}", "--members", "1"))
 
 
 INDICES = ("ndbi", "ndvi", "mndwi")
+
+#: the members of a joined arm each map every window all four ways (its flips), as every
+#: joined arm did before ``unet-s2``'s recipe spread the four over its members
+#: (``member_views``); stated, so the arm stays what it measured
+EVERY_VIEW_EACH = {"member_views": False}
 
 #: Named arms beside the registry's models (any ``isamap-train`` model name is an arm too, with
 #: its own recipe: ``unet-s2`` on each scene's statistics, ``unet-s2-window`` standardising
@@ -102,13 +107,22 @@ ARMS = {arm.name: arm for arm in (
     # one training of unet-s2's recipe, each scene's patches drawn by their number (stated:
     # the recipe drew every scene alike when it was measured): the large tile's class shares
     # set the prior
-    Arm("unet-s2-pooled", "unet-s2", {}, ("--no-balanced-scenes", "--members", "1")),
+    Arm("unet-s2-pooled", "unet-s2", EVERY_VIEW_EACH, ("--no-balanced-scenes", "--members", "1")),
     # unet-s2's recipe trained once (the recipe before it joined three trainings)
-    Arm("unet-s2-one", "unet-s2", {}, ("--members", "1")),
+    Arm("unet-s2-one", "unet-s2", EVERY_VIEW_EACH, ("--members", "1")),
     # unet-s2's recipe drawing every scene as often as every other (the recipe before it drew
     # them by their number), its three trainings joined, and one training of it
-    Arm("unet-s2-scenes", "unet-s2", {}, ("--balanced-scenes", "--members", "3")),
-    Arm("unet-s2-scenes-one", "unet-s2", {}, ("--balanced-scenes", "--members", "1")),
+    Arm("unet-s2-scenes", "unet-s2", EVERY_VIEW_EACH, ("--balanced-scenes", "--members", "3")),
+    Arm("unet-s2-scenes-one", "unet-s2", EVERY_VIEW_EACH, ("--balanced-scenes", "--members", "1")),
+    # nine trainings of 50 iterations joined, each member mapping all four flips of every
+    # window, or none (the recipe spreads the four over its members: member_views)
+    Arm("unet-s2-short9", "unet-s2", EVERY_VIEW_EACH,
+        ("--members", "9", "--max-iterations", "50")),
+    Arm("unet-s2-short9-once", "unet-s2", {"flips": False, "member_views": False},
+        ("--members", "9", "--max-iterations", "50")),
+    # the recipe as it was: three trainings of 150 iterations, each mapping all four flips
+    Arm("unet-s2-three", "unet-s2", EVERY_VIEW_EACH,
+        ("--members", "3", "--max-iterations", "150")),
 )}
 
 

@@ -84,7 +84,7 @@ def train_argv(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
 
     ``encoders``: the encoder files (name -> path) the encoder arms fuse. The arm's own
     options come last, so they win over the budget's. The budget's seed g is the arm's seed:
-    an arm whose model joins K trainings (``unet-s2``: 3) trains seeds gK to gK + K - 1, so
+    an arm whose model joins K trainings (``unet-s2``: 9) trains seeds gK to gK + K - 1, so
     no two of its seeds share a training.
     """
     arm = arm_of(arm) if isinstance(arm, str) else arm

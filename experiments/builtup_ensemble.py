@@ -11,8 +11,8 @@ either. Nothing of the held-out tile but the members' maps enters.
 
 An arm named ``AxK`` (``unet-s2-onex3``) averages ``K`` trainings of one recipe instead: what
 a user gets who trains ``A`` ``K`` times with other seeds and averages the maps (for
-``unet-s2-one``, nearly what ``isamap-train --members 3`` maps: that averages before the map is
-rounded). Its seed ``g``
+``unet-s2-one``, nearly what ``isamap-train --members 3 --model-kwargs '{"member_views":
+false}'`` maps: that averages before the map is rounded). Its seed ``g``
 is the mean of ``A``'s seeds ``gK`` to ``gK + K - 1``, so the groups share no training and
 ``--seeds 15`` gives five of them; seeds beyond the last whole group are left out.
 """

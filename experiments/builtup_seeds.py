@@ -2,7 +2,7 @@
 
 :func:`score_task` trains the arm (through the experiment's steps) where its map is missing,
 maps the held-out tile and scores the map; an arm whose model joins K trainings
-(``unet-s2``'s recipe: 3) gives its first training's own map too, as :func:`first_member`.
+(``unet-s2``'s recipe: 9) gives its first training's own map too, as :func:`first_member`.
 A map already made is scored, not redone; one its arm would train otherwise now (an older
 recipe under the same name, another budget) is refused before any export
 (:func:`check_made_maps`), and one of another kind of run than the arm makes now when it is

@@ -154,7 +154,7 @@ def test_the_loto_runs_one_training_per_usable_core_by_default(monkeypatch, tmp_
 
 
 def test_a_members_arm_trains_disjoint_seeds_and_its_first_training_is_scored_beside(tmp_path):
-    """``unet-s2`` joins three trainings: seed g trains 3g to 3g + 2 (no two seeds share one),
+    """``unet-s2`` joins nine trainings: seed g trains 9g to 9g + 8 (no two seeds share one),
     and member 0's own map is scored as ``unet-s2[0]``; a named one-training arm trains seed g."""
     from experiments.builtup_commands import Budget
     from experiments.builtup_loto import run_loto
@@ -179,18 +179,19 @@ def test_a_members_arm_trains_disjoint_seeds_and_its_first_training_is_scored_be
         assert sorted(s for d, a, s in trained if d == fold and a == "unet-s2") == [0, 1]
         assert sorted(s for d, a, s in trained if d == fold and a == "unet-s2-one") == [0, 1]
         runs = metrics["runs"][fold]
-        assert [r["training_seeds"] for r in runs["unet-s2"]] == [[0, 1, 2], [3, 4, 5]]
+        assert [r["training_seeds"] for r in runs["unet-s2"]] == [list(range(9)),
+                                                                  list(range(9, 18))]
         assert [(r["seed"], r["training_seeds"], r["f1_built"]) for r in runs["unet-s2[0]"]] \
-            == [(0, [0], 0.5), (1, [3], 0.5)]
+            == [(0, [0], 0.5), (1, [9], 0.5)]
         assert [r["training_seeds"] for r in runs["unet-s2-one"]] == [[0], [1]]
         assert "unet-s2[0]" not in {a for d, a, s in trained}
     assert metrics["default_arm"] == "unet-s2"
     assert "unet-s2[0]" in (tmp_path / "o" / "loto.txt").read_text()
-    # an --out whose unet-s2 maps are of one training (before the recipe joined three)
+    # an --out whose unet-s2 maps are of one training (before the recipe joined several)
     for fold in ("java", "ghana_a", "ghana_b"):
         for seed in (0, 1):
             shutil.rmtree(tmp_path / "o" / "runs" / fold / "unet-s2" / f"seed{seed}" / "member0")
-    with pytest.raises(ConfigError, match="holds the map of one training, but unet-s2 joins 3"):
+    with pytest.raises(ConfigError, match="holds the map of one training, but unet-s2 joins 9"):
         run_loto(steps, tmp_path, tmp_path / "o", bands=("B2",), holdout_rows=2,
                  budget=Budget(), arms=("unet-s2",), seeds=2)
 
@@ -198,7 +199,7 @@ def test_a_members_arm_trains_disjoint_seeds_and_its_first_training_is_scored_be
 def test_the_product_command_trains_seed_g_of_a_members_arm_from_seed_g_times_k(monkeypatch,
                                                                                tmp_path):
     """The seed spacing has one owner, the experiments' ``isamap-train`` step: ``unet-s2``
-    (three trainings) seed 1 starts at 3; a one-training arm at 1."""
+    (nine trainings) seed 1 starts at 9; a one-training arm at 1."""
     import experiments.builtup_commands as commands
     from experiments.builtup_commands import Budget
 
@@ -210,4 +211,4 @@ def test_the_product_command_trains_seed_g_of_a_members_arm_from_seed_g_times_k(
     monkeypatch.setattr(commands, "run_product", product)
     for arm in ("unet-s2", "unet-s2-one", "unet-s2-window"):
         commands.train(arm, tmp_path, tmp_path / arm, Budget(seed=1))
-    assert list(seen.values()) == ["3", "1", "1"]
+    assert list(seen.values()) == ["9", "1", "1"]
