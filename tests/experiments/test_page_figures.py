@@ -233,9 +233,11 @@ def test_the_default_command_section_is_what_the_command_runs_and_quotes_its_tab
     before = tiles["summary"]["ghana_a"]["unet-s2-scenes"]  # its ranking there
     derived |= {f"{before['auc']:.3f}", f"{before['auc_worst']:.3f}",
                 f"{100 * before['share_mapped']:.1f}"}
-    joined = pt.source_json("docs/figures/builtup_joined.json")  # fifteen seeds, groups of 9
-    derived |= {f"{joined['summary'][t][arm][k]:.3f}" for t in joined["summary"]
-                for arm in ("unet-s2", "unet-s2x3") for k in ("f1_spread", "f1_worst")}
+    three = pt.source_json("docs/figures/builtup_three.json")  # the recipe it replaced
+    derived |= {f"{s['unet-s2'][k]:.3f}" for s in three["summary"].values()
+                for k in ("f1", "f1_spread", "f1_worst", "ece_worst")}
+    derived |= {f"{100 * s['unet-s2']['share_mapped']:.1f}" for s in three["summary"].values()}
+    assert f"the recipe of three took {three['seconds']:,.0f} s" in text
     prose = pt.prose(page, "## The default command", "**The worst seed")
     assert pt.unmatched(prose, derived) == []
     flagged = _flagged(metrics)
@@ -317,7 +319,7 @@ def test_the_regions_section_is_the_recipe_drawing_scenes_alike_without_and_with
     cells, more = _loto_section(page, "docs/figures/builtup_scenes.json",
                                 ("f1_built", "auc_built"))
     derived |= more | _shares(tiles) | _shares(cells)
-    default = pt.source_json("docs/figures/builtup_default.json")
+    default = pt.source_json("docs/figures/builtup_three.json")
     for run in (tiles, cells):
         assert run["arms"] == ["unet-s2-scenes"]
         assert run["budget"] == default["budget"] and run["seeds"] == default["seeds"]
@@ -326,8 +328,8 @@ def test_the_regions_section_is_the_recipe_drawing_scenes_alike_without_and_with
     assert [n.removeprefix("tm_") for n in cells["extra_training"]] == [
         "282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0"]
     text = " ".join(page.split())
-    for command in ("--arms unet-s2-scenes --terramesh none --out builtup_tiles",
-                    "--arms unet-s2-scenes --out builtup_scenes"):
+    for command in ("--iterations 150 --arms unet-s2-scenes --terramesh none --out builtup_tiles",
+                    "--iterations 150 --arms unet-s2-scenes --out builtup_scenes"):
         assert f"python -m experiments.builtup --loto {command}" in text
     assert f"`seconds` in the JSON: {tiles['seconds']:,.0f} and {cells['seconds']:,.0f}" in text
     prose = pt.prose(page, "### Regions labelled by a product", "### A cut from the map")
@@ -343,7 +345,7 @@ def test_the_flagged_clouds_section_is_the_default_command_with_the_narrower_mas
     source = "docs/figures/builtup_scl.json"
     metrics, derived = _loto_section(page, source, ("f1_built", "auc_built"))
     derived |= _shares(metrics)
-    default = pt.source_json("docs/figures/builtup_default.json")
+    default = pt.source_json("docs/figures/builtup_three.json")
     assert metrics["budget"] == {**default["budget"], "scl_mask": "3,11"}
     assert metrics["arms"] == ["unet-s2-scenes-one", "unet-s2-pooled"]
     assert metrics["extra_training"] == []
@@ -352,8 +354,8 @@ def test_the_flagged_clouds_section_is_the_default_command_with_the_narrower_mas
     flagged = _flagged(default)
     derived.add(flagged["others"].split()[0])
     text = " ".join(page.split())
-    assert ("python -m experiments.builtup --loto --arms unet-s2-scenes-one,unet-s2-pooled "
-            "--scl-mask 3,11 --terramesh none --out builtup_scl") in text
+    assert ("python -m experiments.builtup --loto --iterations 150 --arms unet-s2-scenes-one,"
+            "unet-s2-pooled --scl-mask 3,11 --terramesh none --out builtup_scl") in text
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
     prose = pt.prose(page, "### Clouds flagged over a town", "### Regions labelled by a product")
     assert pt.unmatched(prose, derived) == []
@@ -423,7 +425,7 @@ def test_the_cut_section_is_the_default_maps_cut_where_their_expected_f1_is_best
     page = pt.page("evidence/builtup.md")
     source = "docs/figures/builtup_cut.json"
     metrics = pt.source_json(source)
-    default = pt.source_json("docs/figures/builtup_default.json")
+    default = pt.source_json("docs/figures/builtup_three.json")
     assert metrics["arms"] == ["unet-s2", "unet-s2+ef1"]
     assert metrics["runs"]["ghana_a"]["unet-s2"] == default["runs"]["ghana_a"]["unet-s2"]
     cuts = {t: [r["threshold"] for r in metrics["runs"][t]["unet-s2+ef1"]]
@@ -445,7 +447,7 @@ def test_the_joined_section_is_fifteen_default_seeds_and_their_groups_of_nine():
     page = pt.page("evidence/builtup.md")
     source = "docs/figures/builtup_joined.json"
     metrics, derived = _loto_section(page, source, ("f1_built",))
-    default = pt.source_json("docs/figures/builtup_default.json")
+    default = pt.source_json("docs/figures/builtup_three.json")
     assert metrics["arms"] == ["unet-s2", "unet-s2x3", "unet-s2+ef1"] and metrics["seeds"] == 15
     assert metrics["budget"] == default["budget"]
     assert metrics["extra_training"] == default["extra_training"]
@@ -459,13 +461,14 @@ def test_the_joined_section_is_fifteen_default_seeds_and_their_groups_of_nine():
     last = [r["f1_built"] for r in metrics["runs"]["ghana_b"]["unet-s2"][12:]]
     assert sorted(last) == lowest  # the last group's three seeds are the tile's lowest
     start = page.index("### Joining more trainings")
-    section = page[start:page.index("### Level-1C", start)]
+    section = page[start:page.index("### Nine short trainings", start)]
     prose = section.replace(pt.block(page, source), "")
     assert pt.unmatched(prose, derived) == []
     text = " ".join(section.split())
     assert f"({default['seconds']:,.0f} s on this machine)" in text
     assert f"in {metrics['seconds']:,.0f} s (`seconds` in the JSON)" in text
-    assert "--arms unet-s2,unet-s2x3,unet-s2+ef1 --seeds 15 --out builtup_joined" in text
+    assert ("--arms unet-s2-three,unet-s2-threex3,unet-s2-three+ef1 --seeds 15 "
+            "--out builtup_joined") in text
 
 
 def test_the_default_recipes_change_section_quotes_its_table():
@@ -558,3 +561,34 @@ def test_the_readme_quotes_the_default_commands_figures():
     assert f"`ghana_b`: {scl['ghana_b']['unet-s2-scenes-one']['f1_minus_ndbi_best']:+.3f}" in readme
     assert "docs/real-data.md#the-default-command" in readme
 
+
+
+def test_the_nine_trainings_section_sets_nine_against_three_on_the_same_folds():
+    """``unet-s2-short9`` and ``unet-s2-short9-once`` at the default command's budget, beside
+    the default (nine trainings, the views spread) and the recipe of three trainings of 150
+    iterations it replaced; the prose quotes its block, each seed's F1, the summaries of the
+    three runs and the seconds of the two default commands."""
+    page = pt.page("evidence/builtup.md")
+    source = "docs/figures/builtup_nine.json"
+    metrics, derived = _loto_section(page, source, ("f1_built",))
+    default = pt.source_json("docs/figures/builtup_default.json")
+    three = pt.source_json("docs/figures/builtup_three.json")
+    assert metrics["arms"] == ["unet-s2-short9", "unet-s2-short9-once"]
+    assert metrics["budget"] == default["budget"] and metrics["seeds"] == default["seeds"]
+    assert metrics["extra_training"] == default["extra_training"]
+    assert three["budget"]["iterations"] == 150 and default["budget"]["iterations"] == 50
+    for run in (default, three):
+        derived |= {f"{s['unet-s2'][k]:.3f}" for s in run["summary"].values()
+                    for k in ("f1_worst", "f1_spread", "f1", "ece_worst", "ece_in_region")}
+        derived |= {f"{s['unet-s2']['worst_minus_ndbi_best']:+.3f}"
+                    for s in run["summary"].values()}
+        derived.add(f"{run['default_margin']:+.3f}")
+    derived |= {f"{s[a]['ece_worst']:.3f}" for s in metrics["summary"].values()
+                for a in metrics["arms"]}
+    start = page.index("### Nine short trainings")
+    section = page[start:page.index("### Level-1C", start)]
+    prose = section.replace(pt.block(page, source), "")
+    assert pt.unmatched(prose, derived) == []
+    text = " ".join(section.split())
+    assert "--arms unet-s2-short9,unet-s2-short9-once --out builtup_nine" in text
+    assert f"{default['seconds']:,.0f} s" in text and f"{three['seconds']:,.0f} s" in text
