@@ -292,6 +292,8 @@ def test_an_old_unet_s2_file_is_fine_tuned_as_it_was_trained_not_as_its_name_tra
     meta = ModelMeta("unet-s2", 2, 2, ("B2", "B3"), (0.1, 0.1), (0.5, 0.5), model_kwargs=kwargs,
                      extra={"config": {"model": "unet-s2", "epochs": 3, "lr": 0.01}})
     cfg = fine_tune_config(meta, "ds", "out", {"epochs": 1})
-    # and it maps each window once, as files from before test-time flips did
-    assert cfg.norm == "training" and cfg.model_kwargs == {**kwargs, "flips": False}
+    # and it maps each window once, as files from before test-time flips did (one network:
+    # no members to spread views over)
+    assert cfg.norm == "training" and cfg.model_kwargs == {**kwargs, "flips": False,
+                                                           "member_views": False}
     assert (cfg.epochs, cfg.lr) == (1, 0.01)  # the override, then the recorded configuration

@@ -129,3 +129,17 @@ def test_measured_choices_tell_a_flipping_network_from_the_same_weights_without(
     assert cache_key(flipped, *args) != cache_key(plain, *args)
     assert quantize.record_key(flipped, (1, 4, 64, 64), "cpu") != \
         quantize.record_key(plain, (1, 4, 64, 64), "cpu")
+
+
+def test_the_exported_graph_of_a_join_keeps_each_members_view():
+    # int8 starts from torch.export of the eval-mode network: a join that spreads the views
+    # over its members must export each member's mirror image, not the plain window
+    torch.manual_seed(6)
+    joined = create_model("unet-s2", len(BANDS), 2, **SMALL, flips=True, members=4,
+                          member_views=True).eval()
+    x = torch.randn(1, len(BANDS), 32, 32)
+    graph = torch.export.export(joined, (x,)).module()
+    with torch.no_grad():
+        assert torch.allclose(graph(x), joined(x), atol=1e-5)
+        joined.views = False  # the same members on the plain window map otherwise
+        assert not torch.allclose(graph(x), joined(x), atol=1e-4)
