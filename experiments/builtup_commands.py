@@ -28,6 +28,7 @@ from inference.predict.lattice import from_record
 from training.config import read_train_config
 from training.evaluate import EvaluateConfig, evaluate
 from training.members import recorded_otherwise
+from training.modelfile import read_model_file
 from training.run_folder import RESOLVED_CONFIG
 
 log = logging.getLogger(__name__)
@@ -169,15 +170,21 @@ def mapped_otherwise(run: Path, tile: int | None) -> list[str]:
 def validation_ece(model_file: Path) -> float:
     """A joined model's expected calibration error on its training data's validation split.
 
-    What ``isamap-evaluate --split val`` reports, run here in-process, one evaluation at a
-    time (the judge scores in threads; its plots are pyplot's), its files in
+    On the validation patches of every region it trained on: its in-region ECE, as mapped.
+    A join that fitted the mean's own temperature measured it there (its calibration record's
+    ``joined``: after the fit, or before where the fit kept 1), and that is read. A join made
+    before the mean had a temperature records only its members' (each of that member alone),
+    so it is measured: what ``isamap-evaluate --split val`` reports, run here in-process, one
+    evaluation at a time (the judge scores in threads; its plots are pyplot's), its files in
     ``<model folder>/val``, which a later call reads instead while they are newer than the
-    model file. A model of several trainings has no calibration record of its own (each
-    member's is of that member alone), so this is its in-region ECE: on the validation
-    patches of every region it trained on, the dataset its first member's ``config.yaml``
-    names (relative to the run folder, so a moved ``--out`` keeps it). NaN, said in the
-    log, where it is gone or cannot be read.
+    model file, on the dataset its first member's ``config.yaml`` names (relative to the run
+    folder, so a moved ``--out`` keeps it). NaN, said in the log, where it is gone or cannot
+    be read.
     """
+    joined = (read_model_file(model_file)[0].calibration or {}).get("joined")
+    if isinstance(joined, Mapping):
+        return float(joined["ece_after" if joined.get("method") == "temperature" else
+                            "ece_before"])
     done = model_file.parent / "val" / "metrics.json"
     if done.is_file() and done.stat().st_mtime_ns >= model_file.stat().st_mtime_ns:
         return float(json.loads(done.read_text())["calibration"]["ece_before"])

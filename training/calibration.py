@@ -340,8 +340,11 @@ def describe(calibration: Mapping) -> str:
     record = dict(calibration or {})
     if record.get("method") == "members":  # training.members: each inside the mean
         shown = ", ".join(f"{float(t):.3f}" for t in record.get("temperatures") or ())
-        return f"the mean of {len(record.get('temperatures') or ())} trainings' probabilities, " \
+        line = f"the mean of {len(record.get('temperatures') or ())} trainings' probabilities, " \
                f"each divided by its own temperature ({shown}; 1: not fitted)"
+        joined = record.get("joined")
+        return line if not isinstance(joined, Mapping) else \
+            f"{line}; the mean's own: {describe(joined)}"
     if record.get("method") != "temperature":
         why = record.get("reason") or "the model file records no calibration"
         return f"uncalibrated ({why})"

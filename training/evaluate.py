@@ -32,7 +32,8 @@ from engine.distributed import DistInfo, resolve_device
 from engine.outputs import main_output
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
 from training.calibration import Reliability, describe, positive_class, probabilities
-from training.data import NormStats, PatchDataset, Split, scene_norms_for
+from training.data import PatchDataset, Split
+from training.fit_calibration import model_split
 from training.loader import make_loader
 from training.metrics import ConfusionMatrix, compute_metrics
 from training.model_meta import ModelMeta
@@ -103,10 +104,7 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     dev = resolve_device(cfg.device, DistInfo())
     model, meta = load_model_file(cfg.model, map_location=dev)
     model.eval()
-    norm = NormStats(meta.bands, meta.norm_mean, meta.norm_std)
-    label = "label_fine" if meta.output_scale > 1 else "label"
-    ds = PatchDataset(cfg.data, cfg.split, bands=meta.bands, norm=norm, label=label,
-                      scene_norms=scene_norms_for(cfg.data, meta.bands, meta.norm))
+    ds = model_split(meta, cfg.data, cfg.split)
     if tuple(ds.class_names) != tuple(meta.class_names):
         raise ConfigError(f"the model predicts {meta.class_names} but the dataset's classes are "
                           f"{ds.class_names}")
@@ -128,8 +126,8 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
             pixel.table(), "", f"calibration: {describe(meta.calibration)}",
             f"expected calibration error ({raw.bins} equal-width bins of the {raw.kind} "
             f"probability, {raw.pixels} pixels): " + (
-                f"{raw.ece:.4f} as predicted (each member's temperature applied inside the "
-                "mean)" if joined else
+                f"{raw.ece:.4f} as predicted (the members' temperatures and the mean's own "
+                "applied inside the network)" if joined else
                 f"{raw.ece:.4f} at temperature 1 (uncalibrated), {calibrated.ece:.4f} at "
                 f"temperature {meta.temperature:.3f} (as predicted)")]
     if cfg.points:
@@ -142,7 +140,7 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     _atomic_text(folder / "metrics.txt", shareable_text("\n".join(text) + "\n", folder))
     png = plot_confusion(np.asarray(pixel.matrix), names, folder / "confusion_matrix.png",
                          f"{meta.name} [{cfg.split}] OA {100 * pixel.oa:.2f} %")
-    curves = {"as predicted (the members' temperatures)" if joined else
+    curves = {"as predicted (the members' and the mean's temperatures)" if joined else
               "uncalibrated (T = 1)": raw.to_dict()}
     if meta.calibrated:
         curves[f"calibrated (T = {meta.temperature:.2f})"] = calibrated.to_dict()

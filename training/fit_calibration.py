@@ -1,7 +1,9 @@
 """After training: the model file's temperature fitted on the validation split, and recorded.
 
 The fit itself (and what a temperature does to probabilities) is :mod:`training.calibration`;
-this module runs the kept weights over a split and rewrites their model file with the record.
+this module runs the kept weights over a split and rewrites their model file with the record,
+and fits a joined model's own temperature (:func:`fit_joined`) on the split its members
+validated on.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from engine.outputs import main_output
 from training.calibration import fit_transfer_record, labelled_logits
+from training.data import NormStats, PatchDataset, Split, scene_norms_for
+from training.loader import make_loader
 from training.model_meta import ModelMeta
 from training.modelfile import read_model_file, save_model_file
 
@@ -57,6 +62,44 @@ def calibrate_model_file(path: str | os.PathLike, model: nn.Module, outputs: Out
         net.load_state_dict(kept)
         net.train(was_training)
     return record
+
+
+def model_split(meta: ModelMeta, data: str | os.PathLike, split: Split) -> PatchDataset:
+    """The ``split`` of the patch dataset ``data`` as the file's network reads it.
+
+    Its bands, normalisation (the training split's statistics, or each scene's) and label
+    (the fine one for a model mapping finer than its input), as the model was trained.
+    """
+    return PatchDataset(data, split, bands=meta.bands,
+                        norm=NormStats(meta.bands, meta.norm_mean, meta.norm_std),
+                        label="label_fine" if meta.output_scale > 1 else "label",
+                        scene_norms=scene_norms_for(data, meta.bands, meta.norm))
+
+
+def fit_joined(model: nn.Module, meta: ModelMeta, data: str | os.PathLike, batch_size: int,
+               device: torch.device) -> dict:
+    """The joined model's own temperature, fitted where it transfers on the validation split.
+
+    ``model`` is the mean of the members (:class:`training.models.members.MemberMean`, its
+    own temperature 1), ``meta`` the joined file's description, ``data`` the patch dataset
+    its members trained on. Its log-probabilities are fitted as one network's logits
+    (:func:`training.calibration.fit_transfer_record`, per scene): the record says the
+    temperature, or ``method: none`` (T = 1) with the reason. One pass over the split, in
+    float32 on ``device``.
+    """
+    loader = make_loader(model_split(meta, data, "val"), batch_size, False, 0, 0)
+    model.to(device).eval()
+
+    def outputs():
+        with torch.no_grad():
+            for batch in loader:
+                out = main_output(model(batch["image"].to(device)))
+                yield out.float().cpu(), batch["label"], scenes_of(batch)
+
+    try:
+        return fit_transfer_record(_by_scene(outputs()), "val")
+    except ValueError as exc:  # labels not on the outputs' grid
+        return {"method": "none", "temperature": 1.0, "split": "val", "reason": str(exc)}
 
 
 def _by_scene(batches: Iterable[tuple[torch.Tensor, torch.Tensor, Sequence[str]]],

@@ -6,8 +6,11 @@ fits its temperature and writes its model file as one training does, and running
 command again resumes or reuses each. When every member has finished, their model files are
 joined in ``OUT/model.pt`` (:class:`training.models.members.MemberMean`: the mean of the
 members' calibrated probabilities), which every prediction path reads as it reads one network.
-The joined file is made again from the members' files on every run (no training), so it
-always holds what they hold.
+The mean has a temperature of its own, fitted on the validation split where it transfers
+between scenes, as one training's is (:func:`training.fit_calibration.fit_joined`): each
+member calibrated alone leaves their mean too unsure. The joined file is made again from the
+members' files on every run (no training; one pass over the validation split), so it always
+holds what they hold.
 
 Why: on ground unlike its training tiles one training is one draw, and seeds part widely
 (``python -m experiments.builtup --loto`` prints their spread). The mean of several trainings
@@ -27,8 +30,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from core.errors import ConfigError, ModelError
-from training.config import TrainConfig, apply_recipe, as_recorded, with_recipe_filter
+from engine.distributed import DistInfo, resolve_device
+from training.calibration import describe
+from training.config import (
+    TrainConfig,
+    apply_recipe,
+    as_recorded,
+    recipe_values,
+    with_recipe_filter,
+)
 from training.encoder_run import encoder_config
+from training.fit_calibration import fit_joined
 from training.model_meta import ModelMeta
 from training.modelfile import load_model_file, read_model_file, save_model_file
 from training.models import available_models, recipe_for
@@ -283,7 +295,7 @@ def joined_meta(metas: Sequence[ModelMeta], cfg: TrainConfig) -> ModelMeta:
 
     Its metrics are empty (each member's are in ``extra["members"]``; ``isamap-evaluate``
     scores the joined model); its calibration names the members' temperatures, which the
-    network applies inside the mean.
+    network applies inside the mean (the mean's own is added by :func:`join_model_files`).
 
     Raises:
         ModelError: the members' descriptions differ (a member folder of another command).
@@ -315,9 +327,22 @@ def _as_recorded(meta: ModelMeta) -> ModelMeta:
 
 
 def join_model_files(paths: Sequence[Path], out: Path, cfg: TrainConfig) -> Path:
-    """Join the members' model files in one (written atomically at ``out``)."""
+    """Join the members' model files in one (written atomically at ``out``).
+
+    The mean's own temperature is fitted on ``cfg.data``'s validation split
+    (:func:`training.fit_calibration.fit_joined`) and recorded twice: as the network argument
+    ``join_temperature`` (left out where the fit keeps 1) and as ``calibration["joined"]``.
+    """
     loaded = [load_model_file(p, flag="member model file") for p in paths]
     meta = joined_meta([m for _, m in loaded], cfg)
     model = MemberMean([net for net, _ in loaded], [m.temperature for _, m in loaded],
                        views=bool(dict(meta.model_kwargs).get("member_views", False)))
-    return save_model_file(out, model, meta)
+    record = fit_joined(model, meta, str(cfg.data), recipe_values(cfg).batch_size,
+                        resolve_device(cfg.device, DistInfo()))
+    t = float(record["temperature"]) if record.get("method") == "temperature" else 1.0
+    model.join_temperature = t
+    kwargs = {**dict(meta.model_kwargs), **({"join_temperature": t} if t != 1.0 else {})}
+    meta = dataclasses.replace(meta, model_kwargs=kwargs,
+                               calibration={**dict(meta.calibration), "joined": record})
+    log.info("calibration: %s", describe(meta.calibration))
+    return save_model_file(out, model.cpu(), meta)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ from cli.evaluate import evaluate_main
 from cli.train import train_main
 from experiments.builtup_commands import validation_ece
 from tests.support.rasters import write_patch_dataset
-from training.modelfile import read_model_file
+from training.modelfile import load_model_file, read_model_file, save_model_file
 
 TINY = {"widths": [4, 8, 8, 8, 8]}
 
@@ -33,14 +34,46 @@ def joined(tmp_path_factory):
     return root, tmp / "run" / "model.pt"
 
 
-def test_a_joined_models_in_region_ece_is_isamap_evaluates_on_its_validation_split(joined,
-                                                                                   tmp_path):
-    """The members' records are each member's own: the joined model's in-region ECE is the
-    one ``isamap-evaluate --split val`` reports for it on the dataset it trained on; a
-    second call reads it back instead of evaluating again."""
+@pytest.fixture(scope="module")
+def old_join(joined, tmp_path_factory):
+    """The same run and data copied, its model file as a join made before the mean had a
+    temperature of its own wrote it (the members' temperatures only)."""
     root, model_file = joined
+    tmp = tmp_path_factory.mktemp("old")
+    shutil.copytree(root.parent, tmp, symlinks=True, dirs_exist_ok=True)
+    model, meta = load_model_file(model_file)
+    model.join_temperature = 1.0
+    kwargs = {k: v for k, v in meta.model_kwargs.items() if k != "join_temperature"}
+    calibration = {k: v for k, v in meta.calibration.items() if k != "joined"}
+    save_model_file(tmp / "run" / "model.pt", model,
+                    dataclasses.replace(meta, model_kwargs=kwargs, calibration=calibration))
+    return tmp / "patches", tmp / "run" / "model.pt"
+
+
+def test_a_joined_models_in_region_ece_is_the_one_its_own_fit_measured(joined, tmp_path):
+    """The join fitted the mean's temperature on its validation split and recorded the ECE
+    there after the fit: what ``isamap-evaluate --split val`` reports as mapped. The judge
+    reads it without evaluating."""
+    root, model_file = joined
+    record = read_model_file(model_file)[0].calibration["joined"]
+    got = validation_ece(model_file)
+    assert record["method"] == "temperature" and got == record["ece_after"]
+    assert not (model_file.parent / "val").exists()
+    assert evaluate_main(["--model", str(model_file), "--data", str(root), "--split", "val",
+                          "--out", str(tmp_path / "ev"), "--device", "cpu", "--precision",
+                          "fp32", "--channels-last", "off", "--no-progress", "-q"]) == 0
+    want = json.loads((tmp_path / "ev" / "metrics.json").read_text())["calibration"]
+    assert got == pytest.approx(want["ece_before"], abs=1e-4) and 0 < got < 1
+
+
+def test_an_older_joins_in_region_ece_is_isamap_evaluates_on_its_validation_split(old_join,
+                                                                                  tmp_path):
+    """A join with only its members' records (each member's own) is measured: the ECE
+    ``isamap-evaluate --split val`` reports for it on the dataset it trained on; a second
+    call reads it back instead of evaluating again."""
+    root, model_file = old_join
     meta = read_model_file(model_file)[0]
-    assert meta.calibration["method"] == "members" and "ece_after" not in meta.calibration
+    assert meta.calibration["method"] == "members" and "joined" not in meta.calibration
     got = validation_ece(model_file)
     assert evaluate_main(["--model", str(model_file), "--data", str(root), "--split", "val",
                           "--out", str(tmp_path / "ev"), "--device", "cpu", "--precision",
@@ -52,11 +85,11 @@ def test_a_joined_models_in_region_ece_is_isamap_evaluates_on_its_validation_spl
     assert validation_ece(model_file) == got and done.stat().st_mtime_ns == stamp
 
 
-def test_a_moved_run_finds_its_data_and_without_it_has_no_in_region_ece(joined, tmp_path,
+def test_a_moved_run_finds_its_data_and_without_it_has_no_in_region_ece(old_join, tmp_path,
                                                                        caplog):
-    """The dataset is found from the run folder, relative to it: the run and its data moved
-    together keep the figure; the data gone gives NaN, said in the log."""
-    root, model_file = joined
+    """An older join's dataset is found from the run folder, relative to it: the run and its
+    data moved together keep the figure; the data gone gives NaN, said in the log."""
+    root, model_file = old_join
     want = validation_ece(model_file)
     moved = tmp_path / "moved"
     shutil.copytree(root.parent, moved, symlinks=True)
@@ -75,7 +108,7 @@ def test_a_moved_run_finds_its_data_and_without_it_has_no_in_region_ece(joined, 
 
 def test_the_judge_scores_a_joined_model_with_its_in_region_ece(joined, shared_data, tmp_path):
     """``score_map`` gives a joined model's in-region ECE as measured on its validation
-    split (one training's comes from its calibration record)."""
+    split (one training's comes from its calibration record, as a join's own fit's does)."""
     from experiments.builtup import score_map
     from experiments.builtup_tiles import DW_FOLDER, find_tile
 

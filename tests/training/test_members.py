@@ -15,7 +15,7 @@ from cli.predict import predict_main
 from cli.train import train_main
 from core.errors import ConfigError, ModelError
 from tests.support.rasters import write_patch_dataset
-from training.calibration import describe
+from training.calibration import binary_at_temperature, describe
 from training.config import TrainConfig
 from training.members import joined_meta
 from training.modelfile import load_model_file, read_model_file
@@ -151,7 +151,11 @@ def test_each_member_is_its_own_run_and_the_file_joins_them(joined_run, capsys):
 
 
 def test_the_joined_models_map_is_the_mean_of_the_members_maps(joined_run, tmp_path):
+    """At the mean's own temperature, which the joined file records (fitted on the val split)."""
     root, run = joined_run
+    meta = read_model_file(run / "model.pt")[0]
+    t = meta.model_kwargs["join_temperature"]
+    assert meta.calibration["joined"]["temperature"] == t and t != 1.0
     (image,) = (root / "patches").rglob("r0_c6.tif")  # a test patch, unseen in training
     probs = []
     for name, model in (("joined", run / "model.pt"), ("m0", run / "member0" / "model.pt"),
@@ -162,8 +166,34 @@ def test_the_joined_models_map_is_the_mean_of_the_members_maps(joined_run, tmp_p
         probs.append(_probability(tmp_path / name))
     joined, m0, m1 = probs
     # each map holds its probability rounded to the COG's steps: the mean of two rounded
-    # maps is within one step of the rounded mean
-    assert np.abs(joined - (m0 + m1) / 2).max() <= 1 / 250 + 1e-9
+    # maps is within one step of the rounded mean, which the temperature stretches by 1 / T
+    # at most
+    want = binary_at_temperature((m0 + m1) / 2, 1.0, to=t, resolution=1e-4)
+    assert np.abs(joined - want).max() <= (1 / 250) * max(1.0, 1 / t) + 1 / 250 + 1e-9
+    assert np.abs(joined - (m0 + m1) / 2).max() > 2 / 250  # the temperature moved it
+
+
+def test_the_means_own_temperature_sharpens_or_softens_it_and_keeps_its_classes(tmp_path):
+    """``join_temperature``: a softmax of the output is the mean's probabilities at that
+    temperature; each pixel keeps the class the mean favours; one network refuses one, as
+    does a temperature that is not a number > 0; a file recording none maps at 1."""
+    torch.manual_seed(0)
+    nets = [create_model("unet", 4, 2, **TINY).eval() for _ in range(2)]
+    plain = MemberMean(nets, [1.5, 0.8]).eval()
+    sharp = MemberMean(nets, [1.5, 0.8], join_temperature=0.5).eval()
+    x = torch.randn(2, 4, SIZE, SIZE)
+    with torch.no_grad():
+        mean, got = torch.softmax(plain(x), 1), torch.softmax(sharp(x), 1)
+    want = mean ** 2 / (mean ** 2).sum(dim=1, keepdim=True)  # p^(1/T), normalised
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert torch.equal(got.argmax(1), mean.argmax(1))
+    built = create_model("unet", 4, 2, members=2, join_temperature=0.7, **TINY)
+    assert isinstance(built, MemberMean) and built.join_temperature == 0.7
+    with pytest.raises(ModelError, match="join_temperature is a mean's, but members is 1"):
+        create_model("unet", 4, 2, members=1, join_temperature=0.7, **TINY)
+    for bad in (0, -1.0, float("nan"), True, "1"):
+        with pytest.raises(ModelError, match="join_temperature must be a number > 0"):
+            MemberMean(nets, join_temperature=bad)  # type: ignore[arg-type]
 
 
 def test_members_that_differ_are_not_joined(joined_run):
@@ -276,7 +306,8 @@ def test_evaluate_says_a_joined_models_probabilities_are_scored_as_predicted(joi
                           str(tmp_path / "ev"), "--points", "0", "--precision", "fp32",
                           "--no-progress", "-q"]) == 0
     text = (tmp_path / "ev" / "metrics.txt").read_text()
-    assert "as predicted (each member's temperature applied inside the mean)" in text
+    assert "as predicted (the members' temperatures and the mean's own applied inside the " \
+           "network)" in text
     assert "uncalibrated" not in text
 
 
