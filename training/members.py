@@ -44,7 +44,7 @@ from training.fit_calibration import fit_joined
 from training.model_meta import ModelMeta
 from training.modelfile import load_model_file, read_model_file, save_model_file
 from training.models import available_models, recipe_for
-from training.models.members import MemberMean
+from training.models.members import VIEWS, MemberMean
 from training.run_folder import (
     BEST_MODEL,
     CHECKPOINT,
@@ -100,12 +100,22 @@ def recipe_members(model: str) -> int:
 def check_members(cfg: TrainConfig) -> None:
     """Refuse what ``--members`` cannot do, before any work (one line each).
 
+    Fewer than four members that spread the views over them (``member_views``) leave some
+    of the four out: said once, in a warning, and trained as asked.
+
     Raises:
         ConfigError: the noisy-sample filtering, given or from the model's recipe (a
             two-stage run of its own, not repeated per member).
     """
     if cfg.members < 2:
         return
+    if cfg.members < len(VIEWS) and member_kwargs(apply_recipe(cfg).model_kwargs).get(
+            "member_views"):
+        log.warning("--members %d with member_views: the joined model maps each window %d of "
+                    "the %d ways its flips would (as it is, then mirrored); give --members %d "
+                    "or more for every view, or --model-kwargs '{\"member_views\": false}' "
+                    "for each member to map all of them", cfg.members, cfg.members, len(VIEWS),
+                    len(VIEWS))
     if cfg.filter_noisy is not None:
         raise ConfigError(f"--members {cfg.members} (given, or {cfg.model}'s recipe's when "
                           "none is) trains the recipe several times; --filter-noisy is a "

@@ -225,6 +225,8 @@ def test_members_trained_before_and_after_an_argument_was_added_are_joined():
 @pytest.mark.parametrize(("extra", "message"), [
     (["--members", "0"], "--members must be >= 1, got 0"),
     (["--model-kwargs", '{"members": 2}'], "--model-kwargs cannot set members"),
+    (["--model-kwargs", '{"join_temperature": 0.5}'],
+     "--model-kwargs cannot set join_temperature: a join of --members K fits it"),
 ])
 def test_a_wrong_member_count_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
     root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
@@ -429,3 +431,37 @@ def test_a_join_that_spreads_the_views_and_one_that_does_not_are_told_apart(tmp_
     assert recorded_otherwise(started_config(spread)) == [
         "member0: member_views: False there, True now",
         "member1: member_views: False there, True now"]
+
+
+class _Pooled(torch.nn.Module):
+    """A network whose output is one row of class scores per window, not per pixel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def test_spread_views_refuse_a_member_whose_output_is_not_a_per_pixel_map():
+    joined = MemberMean([_Pooled(), _Pooled()], views=True)
+    with pytest.raises(ModelError, match="member 1 gives an output of shape \\(1, 2\\), not a "
+                                         "per-pixel map"):
+        joined(torch.randn(1, 4, 8, 8))
+    assert MemberMean([_Pooled(), _Pooled()])(torch.randn(1, 4, 8, 8)).shape == (1, 2)
+
+
+@pytest.mark.parametrize("members, kwargs, warned", [
+    (3, {}, True), (4, {}, False), (3, {"member_views": False}, False),
+    (2, {"flips": False}, False)])
+def test_fewer_than_four_members_spreading_the_views_are_told_what_they_leave_out(
+        members, kwargs, warned, caplog):
+    from training.members import check_members
+
+    cfg = TrainConfig(model="unet-s2", members=members, model_kwargs=kwargs)
+    with caplog.at_level("WARNING", logger="training.members"):
+        check_members(cfg)
+    said = f"--members {members} with member_views: the joined model maps each window " \
+           f"{members} of the 4 ways"
+    assert (said in caplog.text) is warned

@@ -60,7 +60,7 @@ class MemberMean(nn.Module):
             ``i mod 4`` once): each member's own test-time flips (a ``flips`` attribute, as
             :class:`training.models.unet.UNet` has, on it or a module inside it) are
             switched off here, in the networks given, so it is one pass. Its output must be a
-            per-pixel map of its input's pixels. Nine members give the window as it is to
+            per-pixel map of its input's pixels (another is refused, ModelError, when mapped). Nine members give the window as it is to
             three and each mirror image to two; fewer than four leave some views out.
         join_temperature: the mean's own temperature (1: the mean as it is), a model
             argument the joined file's description records (and its digest covers).
@@ -107,7 +107,12 @@ class MemberMean(nn.Module):
         dims = VIEWS[i % len(VIEWS)] if self.views else ()
         if not dims:
             return main_output(member(x))
-        return main_output(member(x.flip(dims))).flip(dims)
+        out = main_output(member(x.flip(dims)))
+        if out.ndim != x.ndim:
+            raise ModelError(f"member {i} gives an output of shape {tuple(out.shape)}, not a "
+                             "per-pixel map its mirror image can be turned back from: join its "
+                             "networks with member_views false")
+        return out.flip(dims)
 
 
 def _positive(temperature: object) -> float:
