@@ -60,8 +60,9 @@ class MemberMean(nn.Module):
             ``i mod 4`` once): each member's own test-time flips (a ``flips`` attribute, as
             :class:`training.models.unet.UNet` has, on it or a module inside it) are
             switched off here, in the networks given, so it is one pass. Its output must be a
-            per-pixel map of its input's pixels (another is refused, ModelError, when mapped). Nine members give the window as it is to
-            three and each mirror image to two; fewer than four leave some views out.
+            per-pixel map of its input's pixels (another is refused, ModelError, when
+            mapped). Nine members give the window as it is to three and each mirror image
+            to two; fewer than four leave some views out (``isamap-train`` warns).
         join_temperature: the mean's own temperature (1: the mean as it is), a model
             argument the joined file's description records (and its digest covers).
     """
