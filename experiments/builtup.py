@@ -138,20 +138,20 @@ def score_map(tile: DWTile, class_path: Path, prob_path: Path, area: np.ndarray,
     """Scores of one map on the labelled pixels of ``area`` (bool, tile pixels).
 
     With ``model_file``, the expected calibration error of the probabilities at the file's
-    temperature (as mapped) and at temperature 1 (as the network gave them; for a model of
-    several trainings, the mean before its own temperature, each member's inside it), and
-    the one on the training regions' validation pixels (``ece_in_region``): its calibration
-    record's, or a join's, measured there (:func:`validation_ece`).
+    temperature (as mapped) and at temperature 1 (as the network gave them), and the one on
+    the training regions' validation pixels (``ece_in_region``): its calibration record's, or
+    for a model of several trainings, which has no temperature 1 to undo (each member's is
+    inside the mean) and is scored as mapped only, measured there (:func:`validation_ece`).
     """
     meta = read_model_file(model_file)[0] if model_file else None
     joined = meta is not None and (meta.calibration or {}).get("method") == "members"
-    mapped_at = None if meta is None else float(dict(meta.model_kwargs).get(
-        "join_temperature", 1.0)) if joined else meta.temperature
-    scores = map_scores(built_label(tile), tile.footprint, class_path, prob_path, area, mapped_at)
+    scores = map_scores(built_label(tile), tile.footprint, class_path, prob_path, area,
+                        meta.temperature if meta and not joined else None)
     if meta is not None:
         record = dict(meta.calibration or {})
+        fitted = record.get("method") == "temperature"
         in_region = validation_ece(model_file) if joined and model_file else record.get(
-            "ece_after" if record.get("method") == "temperature" else "ece_before", np.nan)
+            "ece_after" if fitted else "ece_before", float("nan"))
         scores.update(calibration=record.get("method", "none"), ece_in_region=in_region)
     return scores
 
