@@ -233,6 +233,7 @@ def test_the_default_command_section_is_what_the_command_runs_and_quotes_its_tab
     before = tiles["summary"]["ghana_a"]["unet-s2-scenes"]  # its ranking there
     derived |= {f"{before['auc']:.3f}", f"{before['auc_worst']:.3f}",
                 f"{100 * before['share_mapped']:.1f}"}
+    derived |= {f"{s['unet-s2']['ece_worst']:.3f}" for s in metrics["summary"].values()}
     three = pt.source_json("docs/figures/builtup_three.json")  # the recipe it replaced
     derived |= {f"{s['unet-s2'][k]:.3f}" for s in three["summary"].values()
                 for k in ("f1", "f1_spread", "f1_worst", "ece_worst")}
@@ -579,7 +580,8 @@ def test_the_nine_trainings_section_sets_nine_against_three_on_the_same_folds():
     assert three["budget"]["iterations"] == 150 and default["budget"]["iterations"] == 50
     for run in (default, three):
         derived |= {f"{s['unet-s2'][k]:.3f}" for s in run["summary"].values()
-                    for k in ("f1_worst", "f1_spread", "f1", "ece_worst", "ece_in_region")}
+                    for k in ("f1_worst", "f1_spread", "f1", "ece", "ece_worst",
+                              "ece_in_region")}
         derived |= {f"{s['unet-s2']['worst_minus_ndbi_best']:+.3f}"
                     for s in run["summary"].values()}
         derived.add(f"{run['default_margin']:+.3f}")
