@@ -38,6 +38,7 @@ from training.members import (
     check_resume,
     check_run_folder,
     held_members,
+    join_members,
     recipe_members,
     train_members,
 )
@@ -272,8 +273,8 @@ def _train(args: dict) -> int:
         finished = True
     finally:
         leave_distributed(finished)  # under torchrun: leave the group before the process exits
-    if joined is not None:
-        return _report_members(joined)
+    if joined is not None:  # joined once the group is left: rank 0 fits the mean alone
+        return _report_members(join_members(cfg, joined))
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
     state = "finished" if result.finished else (

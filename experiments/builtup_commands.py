@@ -174,17 +174,18 @@ def validation_ece(model_file: Path) -> float:
     A join that fitted the mean's own temperature measured it there (its calibration record's
     ``joined``: after the fit, or before where the fit kept 1), and that is read. A join made
     before the mean had a temperature records only its members' (each of that member alone),
-    so it is measured: what ``isamap-evaluate --split val`` reports, run here in-process, one
-    evaluation at a time (the judge scores in threads; its plots are pyplot's), its files in
-    ``<model folder>/val``, which a later call reads instead while they are newer than the
-    model file, on the dataset its first member's ``config.yaml`` names (relative to the run
-    folder, so a moved ``--out`` keeps it). NaN, said in the log, where it is gone or cannot
-    be read.
+    and a fit on too few labelled pixels records no ECE, so those are measured: what
+    ``isamap-evaluate --split val`` reports, run here in-process, one evaluation at a time
+    (the judge scores in threads; its plots are pyplot's), its files in ``<model
+    folder>/val``, which a later call reads instead while they are newer than the model file,
+    on the dataset its first member's ``config.yaml`` names (relative to the run folder, so a
+    moved ``--out`` keeps it). NaN, said in the log, where it is gone or cannot be read.
     """
     joined = (read_model_file(model_file)[0].calibration or {}).get("joined")
-    if isinstance(joined, Mapping):
-        return float(joined["ece_after" if joined.get("method") == "temperature" else
-                            "ece_before"])
+    held = joined.get("ece_after" if joined.get("method") == "temperature" else "ece_before") \
+        if isinstance(joined, Mapping) else None
+    if held is not None:
+        return float(held)
     done = model_file.parent / "val" / "metrics.json"
     if done.is_file() and done.stat().st_mtime_ns >= model_file.stat().st_mtime_ns:
         return float(json.loads(done.read_text())["calibration"]["ece_before"])

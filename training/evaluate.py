@@ -117,6 +117,8 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
               "convention": "matrix[reference][prediction]", "pixel": pixel.to_dict(),
               "runtime": scores.runtime.to_dict() if scores.runtime else None}
     joined = dict(meta.calibration or {}).get("method") == "members"  # isamap-train --members
+    inside = "the members' temperatures and the mean's own" if "join_temperature" in \
+        meta.model_kwargs else "each member's temperature"
     result["calibration"] = {
         "model_file": describe(meta.calibration), "temperature": meta.temperature,
         "calibrated": meta.calibrated, "ece_binned": raw.kind, "ece_bins": raw.bins,
@@ -126,8 +128,8 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
             pixel.table(), "", f"calibration: {describe(meta.calibration)}",
             f"expected calibration error ({raw.bins} equal-width bins of the {raw.kind} "
             f"probability, {raw.pixels} pixels): " + (
-                f"{raw.ece:.4f} as predicted (the members' temperatures and the mean's own "
-                "applied inside the network)" if joined else
+                f"{raw.ece:.4f} as predicted ({inside} applied inside the network)" if joined
+                else
                 f"{raw.ece:.4f} at temperature 1 (uncalibrated), {calibrated.ece:.4f} at "
                 f"temperature {meta.temperature:.3f} (as predicted)")]
     if cfg.points:
@@ -140,7 +142,7 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     _atomic_text(folder / "metrics.txt", shareable_text("\n".join(text) + "\n", folder))
     png = plot_confusion(np.asarray(pixel.matrix), names, folder / "confusion_matrix.png",
                          f"{meta.name} [{cfg.split}] OA {100 * pixel.oa:.2f} %")
-    curves = {"as predicted (the members' and the mean's temperatures)" if joined else
+    curves = {f"as predicted ({inside})" if joined else
               "uncalibrated (T = 1)": raw.to_dict()}
     if meta.calibrated:
         curves[f"calibrated (T = {meta.temperature:.2f})"] = calibrated.to_dict()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -90,7 +90,7 @@ def fit_joined(model: nn.Module, meta: ModelMeta, data: str | os.PathLike, batch
     loader = make_loader(model_split(meta, data, "val"), batch_size, False, 0, 0)
     model.to(device).eval()
 
-    def outputs():
+    def outputs() -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
         with torch.no_grad():
             for batch in loader:
                 out = main_output(model(batch["image"].to(device)))

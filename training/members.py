@@ -42,7 +42,12 @@ from training.config import (
 from training.encoder_run import encoder_config
 from training.fit_calibration import fit_joined
 from training.model_meta import ModelMeta
-from training.modelfile import load_model_file, read_model_file, save_model_file
+from training.modelfile import (
+    load_model_file,
+    read_model_file,
+    save_model_file,
+    weights_digest,
+)
 from training.models import available_models, recipe_for
 from training.models.members import VIEWS, MemberMean
 from training.run_folder import (
@@ -276,11 +281,12 @@ def _views_differ(recorded: Mapping, own: TrainConfig) -> list[str]:
 
 def train_members(cfg: TrainConfig,
                   train: Callable[[TrainConfig], TrainResult]) -> MembersResult:
-    """Train each member with ``train`` (one run each, resumed or reused), then join them.
+    """Train each member with ``train`` (one run each, resumed or reused).
 
-    With ``--stop-after``, one run of the command trains at most one member's slice: it
-    stops after the first member that trained any epoch (the next run goes on). Under DDP
-    every rank trains, and rank 0 alone writes the joined file.
+    Its ``model_path`` is where :func:`join_members` writes the joined file once every
+    member finished. With ``--stop-after``, one run of the command trains at most one
+    member's slice: it stops after the first member that trained any epoch (the next run
+    goes on). Under DDP every rank trains each member.
     """
     members = member_configs(cfg)
     check_member_folders(cfg, members)
@@ -294,10 +300,18 @@ def train_members(cfg: TrainConfig,
         sliced = cfg.stop_after is not None and _epochs_recorded(member) > before
         if not result.finished or (sliced and i < len(members) - 1):
             return MembersResult(tuple(results), None)
-    path = Path(cfg.out_dir) / BEST_MODEL
-    if os.environ.get("RANK", "0") == "0":
-        join_model_files([r.model_path for r in results], path, cfg)
-    return MembersResult(tuple(results), path)
+    return MembersResult(tuple(results), Path(cfg.out_dir) / BEST_MODEL)
+
+
+def join_members(cfg: TrainConfig, done: MembersResult) -> MembersResult:
+    """Join the members of ``done`` in its ``model_path`` when every one finished (rank 0).
+
+    Called after a distributed run left its group: fitting the mean's temperature is a pass
+    over the validation split on one device, which the other ranks do not wait for.
+    """
+    if done.model_path is not None and os.environ.get("RANK", "0") == "0":
+        join_model_files([r.model_path for r in done.results], done.model_path, cfg)
+    return done
 
 
 def joined_meta(metas: Sequence[ModelMeta], cfg: TrainConfig) -> ModelMeta:
@@ -327,6 +341,22 @@ def joined_meta(metas: Sequence[ModelMeta], cfg: TrainConfig) -> ModelMeta:
         extra={**dict(first.extra), "config": cfg.to_dict(), "members": record})
 
 
+def _joined_already(out: Path, model: MemberMean, meta: ModelMeta) -> bool:
+    """Whether ``out`` joins the same members as ``model`` and records its mean's fit.
+
+    Then the file is kept as it is: the fit is not made again, so running the command again
+    leaves its bytes (and every map made with it) as they are.
+    """
+    try:
+        there, state = read_model_file(out, flag="joined model file")
+    except (OSError, ModelError):  # none yet, or damaged: written anew
+        return False
+    kwargs = {k: v for k, v in dict(there.model_kwargs).items() if k != "join_temperature"}
+    return isinstance((there.calibration or {}).get("joined"), Mapping) \
+        and kwargs == dict(meta.model_kwargs) \
+        and weights_digest(state) == weights_digest(model.state_dict())
+
+
 def _as_recorded(meta: ModelMeta) -> ModelMeta:
     """``meta`` with the network arguments it predates filled as it was made.
 
@@ -347,6 +377,9 @@ def join_model_files(paths: Sequence[Path], out: Path, cfg: TrainConfig) -> Path
     meta = joined_meta([m for _, m in loaded], cfg)
     model = MemberMean([net for net, _ in loaded], [m.temperature for _, m in loaded],
                        views=bool(dict(meta.model_kwargs).get("member_views", False)))
+    if _joined_already(out, model, meta):  # the same members, their mean's fit recorded
+        log.info("%s joins these members already: kept", out)
+        return out
     record = fit_joined(model, meta, str(cfg.data), recipe_values(cfg).batch_size,
                         resolve_device(cfg.device, DistInfo()))
     t = float(record["temperature"]) if record.get("method") == "temperature" else 1.0

@@ -85,6 +85,23 @@ def test_an_older_joins_in_region_ece_is_isamap_evaluates_on_its_validation_spli
     assert validation_ece(model_file) == got and done.stat().st_mtime_ns == stamp
 
 
+def test_a_join_whose_fit_recorded_no_ece_is_measured(old_join, tmp_path):
+    """A fit on too few labelled pixels records no ECE: the judge measures the join as an
+    older one (``isamap-evaluate --split val``) instead of failing."""
+    root, model_file = old_join
+    copy = tmp_path / "copy"
+    shutil.copytree(root.parent, copy, symlinks=True)
+    shutil.rmtree(copy / "run" / "val", ignore_errors=True)
+    model, meta = load_model_file(copy / "run" / "model.pt")
+    record = {"method": "none", "temperature": 1.0, "split": "val", "pixels": 50,
+              "reason": "50 labelled pixels in the val split, fewer than 100"}
+    save_model_file(copy / "run" / "model.pt", model, dataclasses.replace(
+        meta, calibration={**meta.calibration, "joined": record}))
+    got = validation_ece(copy / "run" / "model.pt")
+    assert 0 < got < 1 and (copy / "run" / "val" / "metrics.json").is_file()
+    assert got == pytest.approx(validation_ece(model_file))
+
+
 def test_a_moved_run_finds_its_data_and_without_it_has_no_in_region_ece(old_join, tmp_path,
                                                                        caplog):
     """An older join's dataset is found from the run folder, relative to it: the run and its

@@ -142,11 +142,12 @@ def test_each_member_is_its_own_run_and_the_file_joins_them(joined_run, capsys):
     assert meta.temperature == 1.0  # each member's is applied inside the mean
 
     stamps = [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(2)]
-    before = read_model_file(run / "model.pt")[1]
+    joined, before = (run / "model.pt").stat().st_mtime_ns, (run / "model.pt").read_bytes()
     assert _train(root, run) == 0  # the same command again: nothing is trained again
     assert [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(2)] == stamps
-    after = read_model_file(run / "model.pt")[1]
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    # nor is the mean's temperature fitted again: the joined file is kept, byte for byte
+    assert (run / "model.pt").stat().st_mtime_ns == joined
+    assert (run / "model.pt").read_bytes() == before
     assert "model (the mean of 2 members)" in capsys.readouterr().out
 
 
@@ -175,8 +176,9 @@ def test_the_joined_models_map_is_the_mean_of_the_members_maps(joined_run, tmp_p
 
 def test_the_means_own_temperature_sharpens_or_softens_it_and_keeps_its_classes(tmp_path):
     """``join_temperature``: a softmax of the output is the mean's probabilities at that
-    temperature; each pixel keeps the class the mean favours; one network refuses one, as
-    does a temperature that is not a number > 0; a file recording none maps at 1."""
+    temperature, sharper below 1 and softer above; each pixel keeps the class the mean
+    favours; one network refuses one, as does a temperature that is not a number > 0; built
+    with none (as a file recording none is), the mean is as it is."""
     torch.manual_seed(0)
     nets = [create_model("unet", 4, 2, **TINY).eval() for _ in range(2)]
     plain = MemberMean(nets, [1.5, 0.8]).eval()
@@ -187,6 +189,17 @@ def test_the_means_own_temperature_sharpens_or_softens_it_and_keeps_its_classes(
     want = mean ** 2 / (mean ** 2).sum(dim=1, keepdim=True)  # p^(1/T), normalised
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
     assert torch.equal(got.argmax(1), mean.argmax(1))
+    with torch.no_grad():
+        soft = torch.softmax(MemberMean(nets, [1.5, 0.8], join_temperature=2.0).eval()(x), 1)
+    torch.testing.assert_close(soft, mean.sqrt() / mean.sqrt().sum(dim=1, keepdim=True),
+                               rtol=1e-4, atol=1e-6)
+    assert torch.equal(soft.argmax(1), mean.argmax(1))
+    assert (soft - 0.5).abs().max() < (mean - 0.5).abs().max()
+    assert plain.join_temperature == 1.0
+    with torch.no_grad():
+        torch.testing.assert_close(torch.softmax(plain(x), 1), (
+            torch.softmax(nets[0](x) / 1.5, 1) + torch.softmax(nets[1](x) / 0.8, 1)) / 2,
+            rtol=1e-5, atol=1e-6)
     built = create_model("unet", 4, 2, members=2, join_temperature=0.7, **TINY)
     assert isinstance(built, MemberMean) and built.join_temperature == 0.7
     with pytest.raises(ModelError, match="join_temperature is a mean's, but members is 1"):
