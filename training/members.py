@@ -69,7 +69,10 @@ SHARED_FIELDS = ("name", "module", "in_channels", "num_classes", "bands", "norm_
 
 @dataclasses.dataclass(frozen=True)
 class MembersResult:
-    """The members' runs and the joined model file (None until every member finished)."""
+    """The members' runs and where the joined model file is (None until every member finished).
+
+    :func:`train_members` says where; :func:`join_members` writes it there.
+    """
 
     results: tuple[TrainResult, ...]
     model_path: Path | None
@@ -347,14 +350,14 @@ def _joined_already(out: Path, model: MemberMean, meta: ModelMeta) -> bool:
     Then the file is kept as it is: the fit is not made again, so running the command again
     leaves its bytes (and every map made with it) as they are.
     """
-    try:
-        there, state = read_model_file(out, flag="joined model file")
+    try:  # every check of a model file, its recorded digests included
+        net, there = load_model_file(out, flag="joined model file")
     except (OSError, ModelError):  # none yet, or damaged: written anew
         return False
     kwargs = {k: v for k, v in dict(there.model_kwargs).items() if k != "join_temperature"}
     return isinstance((there.calibration or {}).get("joined"), Mapping) \
         and kwargs == dict(meta.model_kwargs) \
-        and weights_digest(state) == weights_digest(model.state_dict())
+        and weights_digest(net.state_dict()) == weights_digest(model.state_dict())
 
 
 def _as_recorded(meta: ModelMeta) -> ModelMeta:

@@ -151,6 +151,29 @@ def test_each_member_is_its_own_run_and_the_file_joins_them(joined_run, capsys):
     assert "model (the mean of 2 members)" in capsys.readouterr().out
 
 
+def test_a_joined_file_of_other_members_or_damaged_is_written_anew(joined_run, tmp_path):
+    """The joined file is kept only while it joins the same members: a member's weights
+    changed (here, saved again with one weight moved) or a damaged joined file make the
+    command join and fit again."""
+    from training.modelfile import save_model_file
+
+    root, run = joined_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    net, meta = load_model_file(copy / "member1" / "model.pt")
+    with torch.no_grad():
+        next(net.parameters()).add_(0.01)
+    save_model_file(copy / "member1" / "model.pt", net, meta)
+    before = (copy / "model.pt").read_bytes()
+    assert _train(root, copy) == 0
+    model, _ = load_model_file(copy / "model.pt")
+    assert (copy / "model.pt").read_bytes() != before
+    assert torch.equal(next(model.members[1].parameters()), next(net.parameters()))
+    (copy / "model.pt").write_bytes(b"not a model file")
+    assert _train(root, copy) == 0
+    assert isinstance(load_model_file(copy / "model.pt")[0], MemberMean)
+
+
 def test_the_joined_models_map_is_the_mean_of_the_members_maps(joined_run, tmp_path):
     """At the mean's own temperature, which the joined file records (fitted on the val split)."""
     root, run = joined_run
@@ -288,9 +311,9 @@ def test_stop_after_trains_one_members_slice_per_run_and_the_file_comes_last(tmp
     rows = []
     for _ in range(4):
         assert _train(root, run, *sliced) == 0
-        rows.append([_epochs(run / f"member{i}") for i in range(2)])
-    assert rows == [[1, 0], [2, 0], [2, 1], [2, 2]]
-    assert (run / "model.pt").exists()
+        rows.append([_epochs(run / f"member{i}") for i in range(2)] + [
+            (run / "model.pt").exists()])
+    assert rows == [[1, 0, False], [2, 0, False], [2, 1, False], [2, 2, True]]
 
 
 def _epochs(folder) -> int:
