@@ -8,9 +8,9 @@ joined in ``OUT/model.pt`` (:class:`training.models.members.MemberMean`: the mea
 members' calibrated probabilities), which every prediction path reads as it reads one network.
 The mean has a temperature of its own, fitted on the validation split where it transfers
 between scenes, as one training's is (:func:`training.fit_calibration.fit_joined`): each
-member calibrated alone leaves their mean too unsure. The joined file is made again from the
-members' files on every run (no training; one pass over the validation split), so it always
-holds what they hold.
+member calibrated alone leaves their mean too unsure. The joined file is made from the
+members' files once they finish, and made again by a later run only where they changed (no
+training; one pass over the validation split), so it always holds what they hold.
 
 Why: on ground unlike its training tiles one training is one draw, and seeds part widely
 (``python -m experiments.builtup --loto`` prints their spread). The mean of several trainings
