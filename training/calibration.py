@@ -304,14 +304,16 @@ def check_record(calibration: object) -> None:
     """Refuse (ValueError, saying why) a calibration record no fit could have written.
 
     A record is a mapping; ``method: temperature`` carries a number ``temperature`` inside
-    the range the fit searches (:data:`T_RANGE`); any other record applies T = 1. The weights
+    the range the fit searches (:data:`T_RANGE`), as ``method: members`` may (the mean's
+    own, :func:`training.fit_calibration.fit_joined`); any other record applies T = 1. The weights
     digest of a model file does not cover its description, so an edited temperature (1e30
     makes every probability 0.5) is caught only here.
     """
     if not isinstance(calibration, Mapping):
         raise ValueError(f"the calibration record is a {type(calibration).__name__}, not a "
                          "mapping of method, temperature, ...")
-    if calibration.get("method") != "temperature":
+    joined = calibration.get("method") == "members" and "temperature" in calibration
+    if calibration.get("method") != "temperature" and not joined:
         t = calibration.get("temperature", 1.0)
         if isinstance(t, bool) or not isinstance(t, int | float) or t != 1.0:
             raise ValueError(f"an unfitted calibration (method {calibration.get('method')!r}) "

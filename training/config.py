@@ -193,9 +193,6 @@ class TrainConfig:
                   ("members" not in dict(self.model_kwargs),
                    "--model-kwargs cannot set members: give --members K, which trains the K "
                    "networks one by one and joins them"),
-                  ("join_temperature" not in dict(self.model_kwargs),
-                   "--model-kwargs cannot set join_temperature: a join of --members K fits it "
-                   "on the validation split after its members train"),
                   (self.max_batches is None or self.max_batches >= 1, "--max-batches must be >= 1"),
                   (self.max_iterations is None or self.max_iterations >= 1,
                    "--max-iterations must be >= 1"),

@@ -117,8 +117,8 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
               "convention": "matrix[reference][prediction]", "pixel": pixel.to_dict(),
               "runtime": scores.runtime.to_dict() if scores.runtime else None}
     joined = dict(meta.calibration or {}).get("method") == "members"  # isamap-train --members
-    inside = "the members' temperatures and the mean's own" if "join_temperature" in \
-        meta.model_kwargs else "each member's temperature"
+    before = "the members' mean at temperature 1 (each member's own inside it)" if joined \
+        else "temperature 1 (uncalibrated)"
     result["calibration"] = {
         "model_file": describe(meta.calibration), "temperature": meta.temperature,
         "calibrated": meta.calibrated, "ece_binned": raw.kind, "ece_bins": raw.bins,
@@ -127,11 +127,8 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     text = [f"{meta.name} on {cfg.data} [{cfg.split}], {len(ds)} patches, per-pixel",
             pixel.table(), "", f"calibration: {describe(meta.calibration)}",
             f"expected calibration error ({raw.bins} equal-width bins of the {raw.kind} "
-            f"probability, {raw.pixels} pixels): " + (
-                f"{raw.ece:.4f} as predicted ({inside} applied inside the network)" if joined
-                else
-                f"{raw.ece:.4f} at temperature 1 (uncalibrated), {calibrated.ece:.4f} at "
-                f"temperature {meta.temperature:.3f} (as predicted)")]
+            f"probability, {raw.pixels} pixels): {raw.ece:.4f} at {before}, "
+            f"{calibrated.ece:.4f} at temperature {meta.temperature:.3f} (as predicted)"]
     if cfg.points:
         res = float((ds.manifest.get("grid") or {}).get("resolution", 10)) / meta.output_scale
         text += _point_assessment(cfg, scores, names, res, result)
@@ -142,9 +139,8 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     _atomic_text(folder / "metrics.txt", shareable_text("\n".join(text) + "\n", folder))
     png = plot_confusion(np.asarray(pixel.matrix), names, folder / "confusion_matrix.png",
                          f"{meta.name} [{cfg.split}] OA {100 * pixel.oa:.2f} %")
-    curves = {f"as predicted ({inside})" if joined else
-              "uncalibrated (T = 1)": raw.to_dict()}
-    if meta.calibrated:
+    curves = {"the members' mean (T = 1)" if joined else "uncalibrated (T = 1)": raw.to_dict()}
+    if meta.calibrated or meta.temperature != 1.0:
         curves[f"calibrated (T = {meta.temperature:.2f})"] = calibrated.to_dict()
     reliability = plot_reliability(curves, folder / "reliability.png",
                                    f"{meta.name} [{cfg.split}] reliability")

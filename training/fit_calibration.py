@@ -51,11 +51,8 @@ def calibrate_model_file(path: str | os.PathLike, model: nn.Module, outputs: Out
     try:
         net.load_state_dict(state)
         net.eval()
-        try:
-            with torch.no_grad():
-                record = fit_transfer_record(_by_scene(outputs(model)), split)
-        except ValueError as exc:
-            record = {"method": "none", "temperature": 1.0, "split": split, "reason": str(exc)}
+        with torch.no_grad():
+            record = _fitted(outputs(model), split)
         save_model_file(path, net, ModelMeta.from_dict({**meta.to_dict(),
                                                         "calibration": record}))
     finally:
@@ -96,10 +93,16 @@ def fit_joined(model: nn.Module, meta: ModelMeta, data: str | os.PathLike, batch
                 out = main_output(model(batch["image"].to(device)))
                 yield out.float().cpu(), batch["label"], scenes_of(batch)
 
+    return _fitted(outputs(), "val")
+
+
+def _fitted(batches: Iterable[tuple[torch.Tensor, torch.Tensor, Sequence[str]]],
+            split: str) -> dict:
+    """The record of a fit on ``batches`` per scene, or T = 1 with the reason it failed."""
     try:
-        return fit_transfer_record(_by_scene(outputs()), "val")
+        return fit_transfer_record(_by_scene(batches), split)
     except ValueError as exc:  # labels not on the outputs' grid
-        return {"method": "none", "temperature": 1.0, "split": "val", "reason": str(exc)}
+        return {"method": "none", "temperature": 1.0, "split": split, "reason": str(exc)}
 
 
 def _by_scene(batches: Iterable[tuple[torch.Tensor, torch.Tensor, Sequence[str]]],

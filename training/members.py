@@ -354,9 +354,8 @@ def _joined_already(out: Path, model: MemberMean, meta: ModelMeta) -> bool:
         net, there = load_model_file(out, flag="joined model file")
     except (OSError, ModelError):  # none yet, or damaged: written anew
         return False
-    kwargs = {k: v for k, v in dict(there.model_kwargs).items() if k != "join_temperature"}
     return isinstance((there.calibration or {}).get("joined"), Mapping) \
-        and kwargs == dict(meta.model_kwargs) \
+        and dict(there.model_kwargs) == dict(meta.model_kwargs) \
         and weights_digest(net.state_dict()) == weights_digest(model.state_dict())
 
 
@@ -373,8 +372,9 @@ def join_model_files(paths: Sequence[Path], out: Path, cfg: TrainConfig) -> Path
     """Join the members' model files in one (written atomically at ``out``).
 
     The mean's own temperature is fitted on ``cfg.data``'s validation split
-    (:func:`training.fit_calibration.fit_joined`) and recorded twice: as the network argument
-    ``join_temperature`` (left out where the fit keeps 1) and as ``calibration["joined"]``.
+    (:func:`training.fit_calibration.fit_joined`): the calibration record's ``temperature``
+    (which every prediction path applies to the mean, as to one network's logits; absent
+    where the fit keeps 1), with the whole fit as its ``joined``.
     """
     loaded = [load_model_file(p, flag="member model file") for p in paths]
     meta = joined_meta([m for _, m in loaded], cfg)
@@ -385,10 +385,9 @@ def join_model_files(paths: Sequence[Path], out: Path, cfg: TrainConfig) -> Path
         return out
     record = fit_joined(model, meta, str(cfg.data), recipe_values(cfg).batch_size,
                         resolve_device(cfg.device, DistInfo()))
-    t = float(record["temperature"]) if record.get("method") == "temperature" else 1.0
-    model.join_temperature = t
-    kwargs = {**dict(meta.model_kwargs), **({"join_temperature": t} if t != 1.0 else {})}
-    meta = dataclasses.replace(meta, model_kwargs=kwargs,
-                               calibration={**dict(meta.calibration), "joined": record})
+    fitted = {"temperature": record["temperature"]} if record.get("method") == "temperature" \
+        else {}
+    meta = dataclasses.replace(meta, calibration={**dict(meta.calibration), **fitted,
+                                                  "joined": record})
     log.info("calibration: %s", describe(meta.calibration))
     return save_model_file(out, model.cpu(), meta)

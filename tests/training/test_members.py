@@ -139,7 +139,8 @@ def test_each_member_is_its_own_run_and_the_file_joins_them(joined_run, capsys):
     assert [m["seed"] for m in meta.extra["members"]] == [0, 1]
     assert model.temperatures.tolist() == pytest.approx([m.temperature for m in metas])
     assert describe(meta.calibration).startswith("the mean of 2 trainings' probabilities")
-    assert meta.temperature == 1.0  # each member's is applied inside the mean
+    # each member's is applied inside the mean; the mean's own is the file's, applied to it
+    assert meta.temperature == meta.calibration["joined"]["temperature"]
 
     stamps = [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(2)]
     joined, before = (run / "model.pt").stat().st_mtime_ns, (run / "model.pt").read_bytes()
@@ -178,8 +179,8 @@ def test_the_joined_models_map_is_the_mean_of_the_members_maps(joined_run, tmp_p
     """At the mean's own temperature, which the joined file records (fitted on the val split)."""
     root, run = joined_run
     meta = read_model_file(run / "model.pt")[0]
-    t = meta.model_kwargs["join_temperature"]
-    assert meta.calibration["joined"]["temperature"] == t and t != 1.0
+    t = meta.temperature
+    assert meta.calibration["joined"]["temperature"] == t != 1.0
     (image,) = (root / "patches").rglob("r0_c6.tif")  # a test patch, unseen in training
     probs = []
     for name, model in (("joined", run / "model.pt"), ("m0", run / "member0" / "model.pt"),
@@ -197,39 +198,34 @@ def test_the_joined_models_map_is_the_mean_of_the_members_maps(joined_run, tmp_p
     assert np.abs(joined - (m0 + m1) / 2).max() > 2 / 250  # the temperature moved it
 
 
-def test_the_means_own_temperature_sharpens_or_softens_it_and_keeps_its_classes(tmp_path):
-    """``join_temperature``: a softmax of the output is the mean's probabilities at that
-    temperature, sharper below 1 and softer above; each pixel keeps the class the mean
-    favours; one network refuses one, as does a temperature that is not a number > 0; built
-    with none (as a file recording none is), the mean is as it is."""
+def test_the_means_own_temperature_sharpens_or_softens_it_and_keeps_its_classes():
+    """A joined file's calibration record carries the mean's temperature, which every
+    prediction path applies to the joined output as to one network's logits: the mean's
+    probabilities at that temperature, sharper below 1 and softer above, each pixel's class
+    kept; it is checked as one training's is; a record without one applies 1."""
+    from training.calibration import check_record, probabilities, temperature_of
+
     torch.manual_seed(0)
     nets = [create_model("unet", 4, 2, **TINY).eval() for _ in range(2)]
     plain = MemberMean(nets, [1.5, 0.8]).eval()
-    sharp = MemberMean(nets, [1.5, 0.8], join_temperature=0.5).eval()
     x = torch.randn(2, 4, SIZE, SIZE)
     with torch.no_grad():
-        mean, got = torch.softmax(plain(x), 1), torch.softmax(sharp(x), 1)
-    want = mean ** 2 / (mean ** 2).sum(dim=1, keepdim=True)  # p^(1/T), normalised
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
-    assert torch.equal(got.argmax(1), mean.argmax(1))
-    with torch.no_grad():
-        soft = torch.softmax(MemberMean(nets, [1.5, 0.8], join_temperature=2.0).eval()(x), 1)
+        out = plain(x)
+    mean = probabilities(out)
+    sharp, soft = probabilities(out, 0.5), probabilities(out, 2.0)
+    torch.testing.assert_close(sharp, mean ** 2 / (mean ** 2).sum(dim=1, keepdim=True),
+                               rtol=1e-4, atol=1e-6)  # p^(1/T), normalised
     torch.testing.assert_close(soft, mean.sqrt() / mean.sqrt().sum(dim=1, keepdim=True),
                                rtol=1e-4, atol=1e-6)
+    assert torch.equal(sharp.argmax(1), mean.argmax(1))
     assert torch.equal(soft.argmax(1), mean.argmax(1))
     assert (soft - 0.5).abs().max() < (mean - 0.5).abs().max()
-    assert plain.join_temperature == 1.0
-    with torch.no_grad():
-        torch.testing.assert_close(torch.softmax(plain(x), 1), (
-            torch.softmax(nets[0](x) / 1.5, 1) + torch.softmax(nets[1](x) / 0.8, 1)) / 2,
-            rtol=1e-5, atol=1e-6)
-    built = create_model("unet", 4, 2, members=2, join_temperature=0.7, **TINY)
-    assert isinstance(built, MemberMean) and built.join_temperature == 0.7
-    with pytest.raises(ModelError, match="join_temperature is a mean's, but members is 1"):
-        create_model("unet", 4, 2, members=1, join_temperature=0.7, **TINY)
-    for bad in (0, -1.0, float("nan"), True, "1"):
-        with pytest.raises(ModelError, match="join_temperature must be a number > 0"):
-            MemberMean(nets, join_temperature=bad)  # type: ignore[arg-type]
+    record = {"method": "members", "temperatures": [1.5, 0.8]}
+    assert temperature_of({**record, "temperature": 0.5}) == 0.5
+    assert temperature_of(record) == 1.0
+    with pytest.raises(ValueError, match="lies outside"):
+        check_record({**record, "temperature": 1e30})
+
 
 
 def test_members_that_differ_are_not_joined(joined_run):
@@ -261,8 +257,6 @@ def test_members_trained_before_and_after_an_argument_was_added_are_joined():
 @pytest.mark.parametrize(("extra", "message"), [
     (["--members", "0"], "--members must be >= 1, got 0"),
     (["--model-kwargs", '{"members": 2}'], "--model-kwargs cannot set members"),
-    (["--model-kwargs", '{"join_temperature": 0.5}'],
-     "--model-kwargs cannot set join_temperature: a join of --members K fits it"),
 ])
 def test_a_wrong_member_count_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
     root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
@@ -344,8 +338,9 @@ def test_evaluate_says_a_joined_models_probabilities_are_scored_as_predicted(joi
                           str(tmp_path / "ev"), "--points", "0", "--precision", "fp32",
                           "--no-progress", "-q"]) == 0
     text = (tmp_path / "ev" / "metrics.txt").read_text()
-    assert "as predicted (the members' temperatures and the mean's own applied inside the " \
-           "network)" in text
+    assert "at the members' mean at temperature 1 (each member's own inside it), " in text
+    assert f"at temperature {read_model_file(run / 'model.pt')[0].temperature:.3f} " \
+           "(as predicted)" in text
     assert "uncalibrated" not in text
 
 

@@ -8,9 +8,9 @@ member's logits divided by its own fitted temperature, turned into probabilities
 Its output is the logarithm of that mean, so a softmax of it (every prediction path takes
 one) gives the mean probability, and its largest entry names the class the mean favours.
 A mean of members each calibrated alone is not calibrated itself (averaging pulls it toward
-the middle), so the joined model has a temperature of its own (``join_temperature``, fitted
-after the join by :func:`training.fit_calibration.fit_joined`): the logarithm of the mean
-divided by it and normalised again, which keeps the class each pixel's mean favours.
+the middle), so the joined file records a temperature of its own for the mean (fitted after
+the join by :func:`training.fit_calibration.fit_joined`), which every prediction path applies
+to this output as it applies one network's to its logits.
 With ``member_views`` (a model argument the recipe of ``unet-s2`` sets), the test-time flips
 of the members are spread over them: member ``i`` maps the ``i mod 4``-th mirror image of the
 window (as it is, then :data:`training.models.blocks.FLIPS`) once, instead of all four, so K
@@ -63,15 +63,12 @@ class MemberMean(nn.Module):
             per-pixel map of its input's pixels (another is refused, ModelError, when
             mapped). Nine members give the window as it is to three and each mirror image
             to two; fewer than four leave some views out (``isamap-train`` warns).
-        join_temperature: the mean's own temperature (1: the mean as it is), a model
-            argument the joined file's description records (and its digest covers).
     """
 
     temperatures: torch.Tensor
 
     def __init__(self, members: Sequence[nn.Module],
-                 temperatures: Sequence[float] | None = None, views: bool = False,
-                 join_temperature: float = 1.0) -> None:
+                 temperatures: Sequence[float] | None = None, views: bool = False) -> None:
         super().__init__()
         if len(members) < 2:
             raise ModelError(f"a mean of members needs at least 2 networks, got {len(members)}")
@@ -81,7 +78,6 @@ class MemberMean(nn.Module):
         if len(values) != len(members) or not all(t > 0 for t in values):
             raise ModelError(f"one positive temperature per member is needed, got {values}")
         self.register_buffer("temperatures", torch.tensor(values, dtype=torch.float32))
-        self.join_temperature = _positive(join_temperature)
         self.views = views
         if views:  # the mean spreads the views: each network's own flips (at any depth) off
             for module in self.members.modules():
@@ -98,10 +94,7 @@ class MemberMean(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logs = [torch.log_softmax(self._member(i, m, x) / self.temperatures[i], dim=1)
                 for i, m in enumerate(self.members)]
-        mean = torch.logsumexp(torch.stack(logs), dim=0) - math.log(len(logs))
-        if self.join_temperature == 1.0:
-            return mean
-        return torch.log_softmax(mean / self.join_temperature, dim=1)
+        return torch.logsumexp(torch.stack(logs), dim=0) - math.log(len(logs))
 
     def _member(self, i: int, member: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Member ``i``'s logits of ``x`` (with ``views``, of its mirror image, mirrored back)."""
@@ -116,35 +109,21 @@ class MemberMean(nn.Module):
         return out.flip(dims)
 
 
-def _positive(temperature: object) -> float:
-    """``temperature`` as a float, refused (ModelError) unless a finite number > 0."""
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) \
-            or not math.isfinite(temperature) or temperature <= 0:
-        raise ModelError(f"join_temperature must be a number > 0, got {temperature!r}")
-    return float(temperature)
-
-
 def join(build: Callable[..., nn.Module], in_channels: int, num_classes: int,
-         members: int = 1, member_views: bool = False, join_temperature: float = 1.0,
-         **kw: Any) -> nn.Module:
+         members: int = 1, member_views: bool = False, **kw: Any) -> nn.Module:
     """``build(in_channels, num_classes, **kw)``, or ``members`` of them in a :class:`MemberMean`.
 
     ``member_views``: the mean spreads the members' flips over them (:class:`MemberMean`
-    ``views``); one network (``members`` 1) keeps its own. ``join_temperature``: the mean's
-    own (one network has none).
+    ``views``); one network (``members`` 1) keeps its own.
 
     Raises:
-        ModelError: ``members`` is not a whole number of at least 1, or one network is given
-            a ``join_temperature``.
+        ModelError: ``members`` is not a whole number of at least 1.
     """
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise ModelError(f"members must be a whole number >= 1, got {members!r}")
     if not isinstance(member_views, bool):
         raise ModelError(f"member_views must be true or false, got {member_views!r}")
     if members == 1:
-        if join_temperature != 1.0:
-            raise ModelError(f"join_temperature is a mean's, but members is 1 (got "
-                             f"{join_temperature!r})")
         return build(in_channels, num_classes, **kw)
     return MemberMean([build(in_channels, num_classes, **kw) for _ in range(members)],
-                      views=member_views, join_temperature=join_temperature)
+                      views=member_views)
