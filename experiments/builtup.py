@@ -140,9 +140,8 @@ def score_map(tile: DWTile, class_path: Path, prob_path: Path, area: np.ndarray,
     With ``model_file``, the expected calibration error of the probabilities at the file's
     temperature (as mapped) and at temperature 1 (as the network gave them), and the one on
     the training regions' validation pixels (``ece_in_region``): its calibration record's, or
-    for a model of several trainings (scored as mapped only: its members' temperatures are
-    inside the mean, and its map re-expressed at 1 would overstate it), its join's
-    (:func:`validation_ece`).
+    a join's (:func:`validation_ece`; scored as mapped only: its members' temperatures are
+    inside the mean, and its map re-expressed at 1 would overstate it).
     """
     meta = read_model_file(model_file)[0] if model_file else None
     joined = meta is not None and (meta.calibration or {}).get("method") == "members"
