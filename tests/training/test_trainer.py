@@ -121,9 +121,11 @@ def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_roo
                                                                        monkeypatch):
     # the test machine's load must not decide the path under test (measured, not discarded)
     monkeypatch.setattr(autotune, "MIN_CPU_SHARE", 0.0)
-    # a run long enough for its share of measuring to pay for the probe; one epoch of it
+    # a run long enough for its share of measuring to pay for the probe and to time the
+    # candidates even on a loaded machine (50 epochs' share once ran out before any was
+    # timed, under CI's two workers); one epoch of it
     cfg = _cfg(patch_root, tmp_path / "auto", precision="auto", channels_last="auto",
-               epochs=50, stop_after=1, autotune_cache=False)
+               epochs=500, stop_after=1, autotune_cache=False)
     part = train(cfg)
     runtime = torch.load(part.checkpoint_path, weights_only=True)["runtime"]
     assert (runtime["source"], runtime["mode"]) == ("measured", "training")
