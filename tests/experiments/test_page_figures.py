@@ -225,20 +225,9 @@ def test_the_default_command_section_is_what_the_command_runs_and_quotes_its_tab
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
     assert [n.removeprefix("tm_") for n in metrics["extra_training"]] == [
         "282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0"]
-    tiles = pt.source_json("docs/figures/builtup_tiles.json")  # the recipe on the tiles alone
-    alone = [min(r["f1_built"] for r in tiles["runs"][t]["unet-s2-scenes"])
-             for t in ("java", "ghana_a", "ghana_b")]
-    assert "labelled tiles alone, had worst seeds {:.3f}, {:.3f} and {:.3f}".format(*alone) in text
-    derived |= {f"{v:.3f}" for v in alone}
-    before = tiles["summary"]["ghana_a"]["unet-s2-scenes"]  # its ranking there
-    derived |= {f"{before['auc']:.3f}", f"{before['auc_worst']:.3f}",
-                f"{100 * before['share_mapped']:.1f}"}
-    derived |= {f"{s['unet-s2']['ece_worst']:.3f}" for s in metrics["summary"].values()}
-    three = pt.source_json("docs/figures/builtup_three.json")  # the recipe it replaced
-    derived |= {f"{s['unet-s2'][k]:.3f}" for s in three["summary"].values()
-                for k in ("f1", "f1_spread", "f1_worst", "ece_worst")}
-    derived |= {f"{100 * s['unet-s2']['share_mapped']:.1f}" for s in three["summary"].values()}
-    assert f"the recipe of three took {three['seconds']:,.0f} s" in text
+    worst_ece = max(s["unet-s2"]["ece_worst"] for s in metrics["summary"].values())
+    assert f"is {worst_ece:.3f} at worst" in text
+    derived.add(f"{worst_ece:.3f}")
     prose = pt.prose(page, "## The default command", "**The worst seed")
     assert pt.unmatched(prose, derived) == []
     flagged = _flagged(metrics)
