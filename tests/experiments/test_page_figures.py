@@ -462,14 +462,15 @@ def test_the_joined_section_is_fifteen_default_seeds_and_their_groups_of_nine():
 
 
 def test_the_default_recipes_change_section_quotes_its_table():
-    """The section on ``unet-s2``: its JSON is the command's (that recipe alone, three
-    seeds); its prose quotes its block, and the ranking it states holds on every seed."""
+    """The section on ``unet-s2``: its JSON is the command's (that recipe alone, five
+    seeds of 50 iterations); its prose quotes its block, and the ranking it states holds on every seed."""
     from experiments.change_pairs import FIGURES_JSON, GATE
 
     page = pt.page("evidence/change.md")
     source = "docs/figures/change_pairs_default.json"
     metrics = pt.source_json(source)
-    assert metrics["recipes"] == ["unet-s2"] and metrics["seeds"] == 3
+    assert metrics["recipes"] == ["unet-s2"] and metrics["seeds"] == 5
+    assert metrics["iterations"] == 50
     section = page[page.index("## The default recipe"):]
     prose = section[section.index("<!-- end figures -->"):]
     block = pt.block(page, source)
@@ -479,7 +480,8 @@ def test_the_default_recipes_change_section_quotes_its_table():
     assert min(ranking["unet-s2"]["spectral 4"]) > ranking[GATE] > min(
         ranking["unet-s2"]["differenced"])
     text = " ".join(section.split())
-    assert "python -m experiments.change_pairs --seeds 3 --recipes unet-s2 --out" in text
+    assert ("python -m experiments.change_pairs --seeds 5 --iterations 50 --recipes unet-s2 "
+            "--out") in text
     assert f"took {metrics['seconds']:,.0f} s of wall time" in text
 
 
