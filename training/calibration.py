@@ -32,7 +32,7 @@ top class's probability (its confidence against its accuracy, "top-label") for m
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +43,8 @@ from contract.bands import LABEL_NODATA
 
 #: equal-width probability bins of the expected calibration error
 ECE_BINS = 15
-#: labelled validation pixels the temperature is fitted on at most (an even subsample)
+#: labelled validation pixels the temperature is fitted on at most, per scene (an even
+#: subsample; :class:`training.fit_calibration.ThinnedPixels` holds at most twice as many)
 MAX_FIT_PIXELS = 2_000_000
 #: fewer labelled pixels than this: no fit (the model file says why)
 MIN_FIT_PIXELS = 100
@@ -203,32 +204,6 @@ def positive_class(num_classes: int, isa_class: int | None = None) -> int | None
     if num_classes > 2:
         return None
     return 1 if isa_class is None else isa_class
-
-
-def labelled_logits(batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                    max_pixels: int = MAX_FIT_PIXELS) -> tuple[torch.Tensor, torch.Tensor]:
-    """The logits ``(P, K)`` and labels ``(P,)`` of the labelled pixels of ``batches``.
-
-    ``batches``: ``(logits (N, K, H, W), labels (N, H, W))``. At most ``max_pixels``, taken
-    evenly from each batch (so a large split is fitted on a spread of it, in bounded memory).
-    """
-    zs, ys = [], []
-    for logits, labels in batches:
-        k = logits.shape[1]
-        z = logits.detach().float().cpu().movedim(1, -1).reshape(-1, k)
-        y = labels.detach().long().cpu().reshape(-1)
-        if z.shape[0] != y.shape[0]:
-            raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} "
-                             "are not on one grid")
-        valid = (y != LABEL_NODATA) & (y >= 0) & (y < max(k, 2))
-        zs.append(z[valid])
-        ys.append(y[valid])
-    z = torch.cat(zs) if zs else torch.zeros(0, 1)
-    y = torch.cat(ys) if ys else torch.zeros(0, dtype=torch.long)
-    if len(y) > max_pixels:
-        pick = torch.linspace(0, len(y) - 1, max_pixels).long()
-        z, y = z[pick], y[pick]
-    return z, y
 
 
 def fit_record(logits: torch.Tensor, labels: torch.Tensor, split: str,

@@ -14,10 +14,10 @@ from training.calibration import (
     fit_record,
     fit_temperature,
     fit_transfer_record,
-    labelled_logits,
     nll,
     probabilities,
 )
+from training.fit_calibration import labelled_logits
 
 
 def _synthetic(classes: int, temperature: float, n: int = 60_000, seed: int = 0):
