@@ -62,6 +62,17 @@ def first_run_estimate(first_s: float, per_batch_s: float, batches: int,
             "training (validation adds to it; early stopping may end the run sooner)")
 
 
+def members_estimate(member: int, members: int, seconds: float) -> str:
+    """The line told once a joined model's member ``member`` (1-based) of ``members`` trained.
+
+    ``seconds``: what it took, from its start to its model file; the members after it train
+    alike (the same options and data), so they are told about as long each.
+    """
+    after = members - member
+    return (f"member {member} of {members} took {duration(seconds)}; the {after} after it, "
+            f"trained alike, take about {duration(seconds * after)} more")
+
+
 ESTIMATE_AFTER = 3
 """Batches after the first that a run's time estimate is measured on (logged once, early)."""
 

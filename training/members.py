@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from training.config import (
 )
 from training.encoder_run import encoder_config
 from training.fit_calibration import fit_joined
+from training.history import members_estimate
 from training.model_meta import ModelMeta
 from training.modelfile import (
     load_model_file,
@@ -293,13 +295,16 @@ def train_members(cfg: TrainConfig,
     """
     members = member_configs(cfg)
     check_member_folders(cfg, members)
-    results = []
+    results, told = [], False
     for i, member in enumerate(members):
         log.info("member %d of %d (seed %d): %s", i + 1, cfg.members, member.seed,
                  member.out_dir)
-        before = _epochs_recorded(member)
+        before, start = _epochs_recorded(member), time.monotonic()
         result = train(member)
         results.append(result)
+        if not told and before == 0 and result.finished and i < len(members) - 1:
+            told = True  # the first member trained from its start tells the rest's time
+            log.info(members_estimate(i + 1, len(members), time.monotonic() - start))
         sliced = cfg.stop_after is not None and _epochs_recorded(member) > before
         if not result.finished or (sliced and i < len(members) - 1):
             return MembersResult(tuple(results), None)

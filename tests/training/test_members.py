@@ -310,6 +310,30 @@ def test_stop_after_trains_one_members_slice_per_run_and_the_file_comes_last(tmp
     assert rows == [[1, 0, False], [2, 0, False], [2, 1, False], [2, 2, True]]
 
 
+def test_the_first_member_trained_tells_how_long_the_others_take(tmp_path, caplog):
+    """Once, after the first member trained from its start; a run whose members are all
+    trained already tells nothing."""
+    root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
+    with caplog.at_level("INFO", logger="training.members"):
+        argv = _argv(root, tmp_path / "run", "--members", "3")
+        argv.remove("-q")  # the line is INFO
+        assert train_main(argv) == 0
+    told = [r.getMessage() for r in caplog.records if " after it, trained alike" in r.getMessage()]
+    assert len(told) == 1 and told[0].startswith("member 1 of 3 took ")
+    assert "; the 2 after it, trained alike, take about " in told[0]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="training.members"):
+        assert train_main(argv) == 0  # the same command again: every member reused
+    assert "member 3 of 3" in caplog.text and " after it, trained alike" not in caplog.text
+
+
+def test_the_members_estimate_is_the_first_members_time_for_each_after_it():
+    from training.history import members_estimate
+
+    assert members_estimate(1, 9, 40.0) == ("member 1 of 9 took 40 s; the 8 after it, trained "
+                                            "alike, take about 5 min more")
+
+
 def _epochs(folder) -> int:
     history = folder / "metrics.jsonl"
     return len(history.read_text().splitlines()) if history.exists() else 0
