@@ -43,8 +43,8 @@ from contract.bands import LABEL_NODATA
 
 #: equal-width probability bins of the expected calibration error
 ECE_BINS = 15
-#: labelled validation pixels the temperature is fitted on at most, per scene (an even
-#: subsample; :class:`training.fit_calibration.ThinnedPixels` holds at most twice as many)
+#: labelled validation pixels the temperature is fitted on at most, per scene (an even pick;
+#: :class:`training.fit_pixels.ScenePixels` holds at most twice as many, all scenes together)
 MAX_FIT_PIXELS = 2_000_000
 #: fewer labelled pixels than this: no fit (the model file says why)
 MIN_FIT_PIXELS = 100

@@ -62,15 +62,15 @@ def first_run_estimate(first_s: float, per_batch_s: float, batches: int,
             "training (validation adds to it; early stopping may end the run sooner)")
 
 
-def members_estimate(member: int, members: int, seconds: float) -> str:
+def members_estimate(member: int, members: int, rest: int, seconds: float) -> str:
     """The line told once a joined model's member ``member`` (1-based) of ``members`` trained.
 
-    ``seconds``: what it took, from its start to its model file; the members after it train
-    alike (the same options and data), so they are told about as long each.
+    ``seconds``: what it took, from its start to its model file (a first member's one-time
+    costs, such as measuring ``--precision auto``, included); the ``rest`` members still to
+    train after it train alike (the same options and data), so about as long each.
     """
-    after = members - member
-    return (f"member {member} of {members} took {duration(seconds)}; the {after} after it, "
-            f"trained alike, take about {duration(seconds * after)} more")
+    return (f"member {member} of {members} took {duration(seconds)}; the {rest} still to train "
+            f"after it, trained alike, take about {duration(seconds * rest)} more")
 
 
 ESTIMATE_AFTER = 3

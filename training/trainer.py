@@ -53,7 +53,8 @@ from training.calibration import describe
 from training.checkpoint import check_resumable, loss_reference, read_checkpoint
 from training.config import TrainConfig, apply_recipe, recipe_values
 from training.divergence import LossGuard
-from training.fit_calibration import calibrate_model_file, scenes_of
+from training.fit_calibration import calibrate_model_file
+from training.fit_pixels import ScenePixels, gather, scenes_of
 from training.history import FirstEstimate, HistoryFile, epoch_line, json_row
 from training.loader import make_loader
 from training.metrics import ConfusionMatrix
@@ -154,16 +155,15 @@ class Trainer:
         self.net: nn.Module = net
         if self.info.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(
-                net, device_ids=ids,
-                find_unused_parameters=has_unused_parameters(self.model, self.info, first,
-                                                             self._batch_loss))
+            unused = has_unused_parameters(self.model, self.info, first, self._batch_loss)
+            self.net = nn.parallel.DistributedDataParallel(net, device_ids=ids,
+                                                           find_unused_parameters=unused)
         self.start_epoch, self.best_miou, self.best_epoch, self.bad_epochs = 0, -1.0, -1, 0
         self.history: list[dict] = []
         self.finished = False
         self.estimate = FirstEstimate()  # logged once a process, early
         #: the last validation's logits and labels, when it was asked to keep them
-        self.kept_outputs: list[tuple[torch.Tensor, torch.Tensor, list[str]]] | None = None
+        self.kept_pixels: ScenePixels | None = None
         #: the divergence bound, from the run's first training batch loss
         self.guard = LossGuard()
         #: metrics.jsonl and the learning curves, written after every epoch
@@ -276,13 +276,13 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, keep: bool = False) -> tuple[dict, dict]:
-        """The validation row and metrics (``keep``: its outputs into :attr:`kept_outputs`)."""
+        """The validation row and metrics (``keep``: its labelled pixels in :attr:`kept_pixels`)."""
         assert self.val_loader is not None, "a run without a validation split validates nothing"
         net = self.net if self.average is None else self.average.module
         net.eval()
         cm = ConfusionMatrix(self.num_classes)
         total, seen = 0.0, 0
-        self.kept_outputs = [] if keep else None
+        self.kept_pixels = ScenePixels() if keep else None
         for batch in self.val_loader:
             x, y = self._batch(batch)
             with self._autocast():
@@ -290,8 +290,8 @@ class Trainer:
                 loss = self._loss(out, batch, x, y)
             logits = main_output(out).float()
             cm.update(logits, y)
-            if self.kept_outputs is not None:
-                self.kept_outputs.append((logits, y, scenes_of(batch)))
+            if self.kept_pixels is not None:
+                self.kept_pixels.add_batch(logits, y, scenes_of(batch))
             total += float(loss) * x.shape[0]
             seen += x.shape[0]
         total, seen = sum_over_ranks(total, seen, self.info, self.device)
@@ -380,11 +380,11 @@ class Trainer:
         """Fit the kept model's temperature on the validation split, once per run.
 
         A model file holding the last validated weights is fitted on that validation's
-        outputs (:attr:`kept_outputs`), which a pass over the split would give again.
+        labelled pixels (:attr:`kept_pixels`), which a pass over the split would give again.
         """
         loader = self.val_loader
         assert loader is not None, "calibration fits on the validation split"
-        kept = self.kept_outputs if self.best_epoch == self.start_epoch else None
+        kept, self.kept_pixels = self.kept_pixels, None  # held no longer than the fit
 
         def outputs(net: nn.Module):
             for batch in loader:
@@ -393,7 +393,8 @@ class Trainer:
                     yield main_output(net(x)).float(), y, scenes_of(batch)
 
         if (self.out / BEST_MODEL).exists():
+            last = kept if self.best_epoch == self.start_epoch else None
             record = calibrate_model_file(self.out / BEST_MODEL, self.model,
-                                          outputs if kept is None else lambda _: kept)
+                                          lambda net: last or gather(outputs(net)))
             if record is not None:
                 log.info("calibration: %s", describe(record))

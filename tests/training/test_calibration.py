@@ -17,7 +17,7 @@ from training.calibration import (
     nll,
     probabilities,
 )
-from training.fit_calibration import labelled_logits
+from training.fit_pixels import labelled_logits
 
 
 def _synthetic(classes: int, temperature: float, n: int = 60_000, seed: int = 0):

@@ -311,7 +311,8 @@ def test_calibration_on_the_last_validation_is_the_calibration_of_the_kept_file(
     instead of running the split again: the record is the one a fresh pass over the split
     with the model file's weights fits (the exact oracle)."""
     from training.data import NormStats
-    from training.fit_calibration import calibrate_model_file, scenes_of
+    from training.fit_calibration import calibrate_model_file
+    from training.fit_pixels import gather, scenes_of
     from training.loader import make_loader
     from training.modelfile import save_model_file
 
@@ -328,5 +329,6 @@ def test_calibration_on_the_last_validation_is_the_calibration_of_the_kept_file(
             x = batch["image"].contiguous(memory_format=torch.channels_last)
             yield net(x).float(), batch["label"], scenes_of(batch)
 
-    record = calibrate_model_file(again, model.to(memory_format=torch.channels_last), outputs)
+    record = calibrate_model_file(again, model.to(memory_format=torch.channels_last),
+                                  lambda net: gather(outputs(net)))
     assert record == meta.calibration
