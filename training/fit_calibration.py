@@ -104,6 +104,9 @@ def fit_joined(model: nn.Module, meta: ModelMeta, data: str | os.PathLike, batch
 
 def _fitted(pixels: ScenePixels, split: str) -> dict:
     """The record of a fit on ``pixels`` per scene, or T = 1 with the reason it failed."""
-    if pixels.error is not None:  # labels not on the outputs' grid
-        return {"method": "none", "temperature": 1.0, "split": split, "reason": pixels.error}
-    return fit_transfer_record(pixels.result(), split)
+    try:
+        if pixels.error is not None:  # labels not on the outputs' grid
+            raise ValueError(pixels.error)
+        return fit_transfer_record(pixels.result(), split)
+    except ValueError as exc:
+        return {"method": "none", "temperature": 1.0, "split": split, "reason": str(exc)}

@@ -27,8 +27,6 @@ import torch
 from contract.bands import LABEL_NODATA
 from training.calibration import MAX_FIT_PIXELS
 
-#: a scene's held parts are joined in one when they are more than this many (bounded objects)
-MERGE_PARTS = 64
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
@@ -50,24 +48,40 @@ def labelled_pixels(logits: torch.Tensor, labels: torch.Tensor,
 
 
 def keys(start: int, count: int) -> torch.Tensor:
-    """The thinning keys in ``[0, 1)`` of a scene's pixels ``start`` to ``start + count - 1``."""
-    return torch.frac(torch.arange(start, start + count, dtype=torch.float64) * _GOLDEN)
+    """The thinning keys in ``(0, 1)`` of a scene's pixels ``start`` to ``start + count - 1``.
+
+    Pixel ``n``'s key is the fractional part of ``(n + 1)`` times the golden ratio (never 0,
+    so no pixel is kept at every stride).
+    """
+    return torch.frac(torch.arange(start + 1, start + count + 1, dtype=torch.float64) * _GOLDEN)
 
 
 @dataclass
 class _Scene:
-    """One scene's held pixels: ``(logits, labels, keys)`` parts in the order they came."""
+    """One scene's held pixels: ``(logits, labels, keys)`` parts in the order they came.
+
+    Each part holds more than twice the pixels of the one after it (a new part is joined with
+    the last while it is at least half as large), so a scene holds a few parts, and a pixel is
+    copied into a larger one a few times, however long the stream.
+    """
 
     parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)
     seen: int = 0
     stride: int = 1
     held: int = 0
 
+    def append(self, part: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        """Add a part after the others, joining the last ones while they are alike in size."""
+        self.parts.append(part)
+        self.held += len(part[1])
+        while len(self.parts) > 1 and 2 * len(self.parts[-1][1]) >= len(self.parts[-2][1]):
+            last = self.parts.pop()
+            self.parts[-1] = _joined([self.parts[-1], last])
+
     def merge(self) -> None:
         """Join the parts in one (their order kept)."""
         if len(self.parts) > 1:
-            z, y, key = (torch.cat([p[j] for p in self.parts]) for j in range(3))
-            self.parts = [(z, y, key)]
+            self.parts = [_joined(self.parts)]
 
     def thin(self) -> None:
         """Double the stride and drop the held pixels whose key is not below its inverse."""
@@ -76,6 +90,12 @@ class _Scene:
         z, y, key = self.parts[0]
         on = key < 1.0 / self.stride
         self.parts, self.held = [(z[on], y[on], key[on])], int(on.sum())
+
+
+def _joined(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    z, y, key = (torch.cat([p[j] for p in parts]) for j in range(3))
+    return z, y, key
 
 
 class ScenePixels:
@@ -97,6 +117,8 @@ class ScenePixels:
     def add_batch(self, logits: torch.Tensor, labels: torch.Tensor,
                   scenes: Sequence[str]) -> None:
         """A batch's logits ``(N, K, H, W)``, labels ``(N, H, W)`` and each sample's scene."""
+        if self.error is not None:
+            return
         z, y = logits.detach().float().cpu(), labels.detach().cpu()
         for i, scene in enumerate(scenes):
             self.add(scene, z[i:i + 1], y[i:i + 1])
@@ -115,11 +137,8 @@ class ScenePixels:
         s.seen += len(y)
         on = key < 1.0 / s.stride
         if bool(on.any()) or not s.parts:  # an empty part keeps the scene's number of classes
-            s.parts.append((z[on], y[on], key[on]))
-            s.held += int(on.sum())
+            s.append((z[on], y[on], key[on]))
             self.held += int(on.sum())
-        if len(s.parts) > MERGE_PARTS:
-            s.merge()
         while self.held > 2 * self.max_pixels:
             fullest = max(self.scenes.values(), key=lambda c: c.held)
             self.held -= fullest.held
@@ -144,6 +163,8 @@ def gather(batches: Iterable[tuple[torch.Tensor, torch.Tensor, Sequence[str]]],
     pixels = ScenePixels(max_pixels)
     for logits, labels, scenes in batches:
         pixels.add_batch(logits, labels, scenes)
+        if pixels.error is not None:  # nothing more to fit on: the pass stops here
+            break
     return pixels
 
 

@@ -66,11 +66,11 @@ def members_estimate(member: int, members: int, rest: int, seconds: float) -> st
     """The line told once a joined model's member ``member`` (1-based) of ``members`` trained.
 
     ``seconds``: what it took, from its start to its model file (a first member's one-time
-    costs, such as measuring ``--precision auto``, included); the ``rest`` members still to
-    train after it train alike (the same options and data), so about as long each.
+    costs, such as measuring ``--precision auto``, included); the ``rest`` members after it
+    not yet started train alike (the same options and data), so about as long each.
     """
-    return (f"member {member} of {members} took {duration(seconds)}; the {rest} still to train "
-            f"after it, trained alike, take about {duration(seconds * rest)} more")
+    return (f"member {member} of {members} took {duration(seconds)}; the {rest} after it not "
+            f"yet started, trained alike, take about {duration(seconds * rest)} more")
 
 
 ESTIMATE_AFTER = 3

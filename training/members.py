@@ -304,7 +304,7 @@ def train_members(cfg: TrainConfig,
         results.append(result)
         if not told and before == 0 and result.finished and os.environ.get("RANK", "0") == "0":
             told, rest = True, sum(_epochs_recorded(m) == 0 for m in members[i + 1:])
-            if rest:  # the first member trained from its start tells the untrained rest's time
+            if rest:  # the first member trained from its start tells the unstarted rest's time
                 log.info(members_estimate(i + 1, len(members), rest, time.monotonic() - start))
         sliced = cfg.stop_after is not None and _epochs_recorded(member) > before
         if not result.finished or (sliced and i < len(members) - 1):

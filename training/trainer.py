@@ -162,7 +162,7 @@ class Trainer:
         self.history: list[dict] = []
         self.finished = False
         self.estimate = FirstEstimate()  # logged once a process, early
-        #: the last validation's logits and labels, when it was asked to keep them
+        #: the last validation's labelled pixels per scene, when it was asked to keep them
         self.kept_pixels: ScenePixels | None = None
         #: the divergence bound, from the run's first training batch loss
         self.guard = LossGuard()
@@ -323,7 +323,7 @@ class Trainer:
             if self.val_loader is None:
                 miou, improved = math.nan, True  # fixed budget: the latest weights are kept
             else:
-                val_row, val_full = self.validate(keep=epoch + 1 >= self.epochs)
+                val_row, val_full = self.validate(keep=epoch + 1 >= self.epochs and self.info.main)
                 if self.guard.runaway(val_row["val_loss"]):
                     raise self._diverged(val_row["val_loss"], epoch, "validation")
                 miou = val_row["val_miou"]
@@ -384,7 +384,8 @@ class Trainer:
         """
         loader = self.val_loader
         assert loader is not None, "calibration fits on the validation split"
-        kept, self.kept_pixels = self.kept_pixels, None  # held no longer than the fit
+        kept = self.kept_pixels if self.best_epoch == self.start_epoch else None
+        self.kept_pixels = None  # held no longer than the fit, and not during a fresh pass
 
         def outputs(net: nn.Module):
             for batch in loader:
@@ -393,8 +394,7 @@ class Trainer:
                     yield main_output(net(x)).float(), y, scenes_of(batch)
 
         if (self.out / BEST_MODEL).exists():
-            last = kept if self.best_epoch == self.start_epoch else None
             record = calibrate_model_file(self.out / BEST_MODEL, self.model,
-                                          lambda net: last or gather(outputs(net)))
+                                          lambda net: kept or gather(outputs(net)))
             if record is not None:
                 log.info("calibration: %s", describe(record))

@@ -318,28 +318,28 @@ def test_the_first_member_trained_tells_how_long_the_others_take(tmp_path, caplo
         argv = _argv(root, tmp_path / "run", "--members", "3")
         argv.remove("-q")  # the line is INFO
         assert train_main(argv) == 0
-    told = [r.getMessage() for r in caplog.records if " after it, trained alike" in r.getMessage()]
+    told = [r.getMessage() for r in caplog.records if "trained alike, take about" in r.getMessage()]
     assert len(told) == 1 and told[0].startswith("member 1 of 3 took ")
-    assert "; the 2 still to train after it, trained alike, take about " in told[0]
+    assert "; the 2 after it not yet started, trained alike, take about " in told[0]
     caplog.clear()
     with caplog.at_level("INFO", logger="training.members"):
         assert train_main(argv) == 0  # the same command again: every member reused
-    assert "member 3 of 3" in caplog.text and " after it, trained alike" not in caplog.text
-    for i in (1, 2):  # two members to train again: the first tells the one after it
+    assert "member 3 of 3" in caplog.text and "trained alike, take about" not in caplog.text
+    for i in (0, 1):  # two to train again: the first tells the one after it, not member 2
         shutil.rmtree(tmp_path / "run" / f"member{i}")
     caplog.clear()
     with caplog.at_level("INFO", logger="training.members"):
         assert train_main(argv) == 0
-    told = [r.getMessage() for r in caplog.records if " after it, trained alike" in r.getMessage()]
-    assert len(told) == 1 and told[0].startswith("member 2 of 3 took ")
-    assert "; the 1 still to train after it" in told[0]
+    told = [r.getMessage() for r in caplog.records if "trained alike, take about" in r.getMessage()]
+    assert len(told) == 1 and told[0].startswith("member 1 of 3 took ")
+    assert "; the 1 after it not yet started" in told[0]
 
 
 def test_the_members_estimate_is_the_first_members_time_for_each_after_it():
     from training.history import members_estimate
 
-    assert members_estimate(1, 9, 8, 40.0) == ("member 1 of 9 took 40 s; the 8 still to train "
-                                               "after it, trained alike, take about 5 min more")
+    assert members_estimate(1, 9, 8, 40.0) == ("member 1 of 9 took 40 s; the 8 after it not yet "
+                                               "started, trained alike, take about 5 min more")
 
 
 def _epochs(folder) -> int:
