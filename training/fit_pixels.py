@@ -9,8 +9,8 @@ the most is thinned. A split of at most ``2 * max_pixels`` labelled pixels is he
 
 Thinning keeps a pixel while its key is below ``1 / stride`` (the scene's stride doubles at
 each thinning, so the pixels kept at a larger stride are among those kept at the smaller).
-The key is the fractional part of the pixel's number in its scene (the order the batches
-gave it) times the golden ratio: a fixed, evenly spread sequence, so which pixels are kept
+The key is the fractional part of (n + 1) times the golden ratio, n the pixel's number in its
+scene (the order the batches gave it): a fixed, evenly spread sequence, so which pixels are kept
 depends only on the split and its order, and no column or row of a patch is favoured (a key
 of ``number mod stride`` would keep only the patches' first columns, their edges).
 """
@@ -78,16 +78,10 @@ class _Scene:
             last = self.parts.pop()
             self.parts[-1] = _joined([self.parts[-1], last])
 
-    def merge(self) -> None:
-        """Join the parts in one (their order kept)."""
-        if len(self.parts) > 1:
-            self.parts = [_joined(self.parts)]
-
     def thin(self) -> None:
         """Double the stride and drop the held pixels whose key is not below its inverse."""
         self.stride *= 2
-        self.merge()
-        z, y, key = self.parts[0]
+        z, y, key = _joined(self.parts)
         on = key < 1.0 / self.stride
         self.parts, self.held = [(z[on], y[on], key[on])], int(on.sum())
 
@@ -110,9 +104,14 @@ class ScenePixels:
     def __init__(self, max_pixels: int = MAX_FIT_PIXELS) -> None:
         if max_pixels < 1:
             raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
-        self.max_pixels, self.held = max_pixels, 0
+        self.max_pixels = max_pixels
         self.scenes: dict[str, _Scene] = {}
         self.error: str | None = None
+
+    @property
+    def held(self) -> int:
+        """The pixels held now, every scene's."""
+        return sum(s.held for s in self.scenes.values())
 
     def add_batch(self, logits: torch.Tensor, labels: torch.Tensor,
                   scenes: Sequence[str]) -> None:
@@ -130,7 +129,7 @@ class ScenePixels:
         try:
             z, y = labelled_pixels(logits, labels)
         except ValueError as exc:  # labels not on the outputs' grid: nothing to fit on
-            self.error, self.scenes, self.held = str(exc), {}, 0
+            self.error, self.scenes = str(exc), {}
             return
         s = self.scenes.setdefault(scene, _Scene())
         key = keys(s.seen, len(y))
@@ -138,18 +137,14 @@ class ScenePixels:
         on = key < 1.0 / s.stride
         if bool(on.any()) or not s.parts:  # an empty part keeps the scene's number of classes
             s.append((z[on], y[on], key[on]))
-            self.held += int(on.sum())
         while self.held > 2 * self.max_pixels:
-            fullest = max(self.scenes.values(), key=lambda c: c.held)
-            self.held -= fullest.held
-            fullest.thin()
-            self.held += fullest.held
+            max(self.scenes.values(), key=lambda c: c.held).thin()
 
     def result(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Each scene's logits ``(P, K)`` and labels ``(P,)``: at most ``max_pixels``, evenly."""
         out = {}
         for name, s in self.scenes.items():
-            z, y = torch.cat([p[0] for p in s.parts]), torch.cat([p[1] for p in s.parts])
+            z, y, _ = _joined(s.parts)
             if len(y) > self.max_pixels:
                 pick = torch.linspace(0, len(y) - 1, self.max_pixels).long()
                 z, y = z[pick], y[pick]
