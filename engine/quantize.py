@@ -221,7 +221,10 @@ def _quiet() -> Iterator[None]:
 def _torchao() -> tuple[Any, Any, Any]:
     """(prepare_pt2e, convert_pt2e, x86 quantizer module), or a clear error how to install."""
     try:
-        with _quiet():
+        with _quiet(), warnings.catch_warnings():
+            # its import registers code with torch.jit's deprecated script_method, one
+            # DeprecationWarning each: nothing a user of the map can act on
+            warnings.simplefilter("ignore", DeprecationWarning)
             from torchao.quantization.pt2e import quantize_pt2e
             from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
     except ImportError:
