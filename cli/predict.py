@@ -63,8 +63,8 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=PredictConfig.tile, help="input tile size (px)")
     p.add_argument("--any-tile", action="store_true",
                    help="map on --tile even where the model records another tile (a model "
-                        "that standardises each window, such as unet-s2-window, then makes "
-                        "another map)")
+                        "that standardises each window, such as a unet-s2-window file, then "
+                        "makes another map)")
     p.add_argument("--overlap", type=int, default=PredictConfig.overlap,
                    help="overlap between tiles (px)")
     p.add_argument("--batch-size", type=int, default=PredictConfig.batch_size,
@@ -110,8 +110,8 @@ def predict_parser() -> argparse.ArgumentParser:
                    help="with --compare-with: the earlier date's stack on the same grid; the "
                         "input is normalised onto it per band (a linear fit on the pixels that "
                         "changed least) before predicting (for models on fixed band "
-                        "statistics; unet-s2 and unet-s2-window normalise each scene or window "
-                        "by its own and are unmoved by it)")
+                        "statistics; unet-s2 normalises each scene by its own, a unet-s2-window "
+                        "file each window, and both are unmoved by it)")
     p.add_argument("--local-dir", help="folder for PNGs and tables (default: beside --out; "
                    "the working directory for a gs:// --out)")
     p.add_argument("--work-dir", help="checkpoint folder (must persist to resume)")

@@ -42,6 +42,7 @@ from training.members import (
     recipe_members,
     train_members,
 )
+from training.models import check_trainable
 from training.noisy import train_filtered
 from training.patch_training import train
 from training.run_folder import recorded_config, resume_config
@@ -98,7 +99,7 @@ def train_parser() -> argparse.ArgumentParser:
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     """The network, its loss and what it learns from."""
     a = p.add_argument
-    a("--model", help="crofusenet | unet | unet-s2 | unet-s2-window | unet-s1 | runetpp | hrnet | "
+    a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp | hrnet | "
       "hrnet-coarse (reads the product band); on label_fine: srseg | bilinear-unet | "
       "unet-upsample (scale from the manifest)")
     a("--model-kwargs", type=_json, help="extra model arguments as JSON, e.g. "
@@ -254,6 +255,7 @@ def _train(args: dict) -> int:
         cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)
     else:
         cfg = config_from_mapping(given)
+        check_trainable(cfg.model)
     check_output_folder("--out", cfg.out_dir)
     check_run_folder(cfg)
     check_members(cfg)

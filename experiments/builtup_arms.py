@@ -78,6 +78,9 @@ EVERY_VIEW_EACH = {"member_views": False}
 #: and ``unet-s2-bal`` are ``unet-s2``'s recipe, flips included, with radiometric
 #: augmentation or class-balanced sampling.
 ARMS = {arm.name: arm for arm in (
+    # the retired recipe unet-s2-window as it trained (isamap-train no longer starts the name):
+    # each window standardised by its own statistics, the training split's as the norm
+    _s2_arm("unet-s2-window", "patch"),
     _s2_arm("unet-s2-global", "none"),
     _s2_arm("unet-s2-patch", "patch"),
     _s2_arm("unet-s2-patch-radio", "patch", radiometric=True),

@@ -25,7 +25,7 @@ from training.models.encoders.fused import MODULE, NAME, EncoderUNet
 from training.models.encoders.registry import load_encoder, parse_encoder
 
 #: Base models whose recipe the fused U-Net takes (its widths and test-time flips).
-BASES = ("unet", "unet-s2", "unet-s2-window")
+BASES = ("unet", "unet-s2")
 #: Frozen features kept per patch in training (bytes): a 128 px patch's 128 features in
 #: half precision is 4 MiB.
 CACHE_BYTES = 3 << 30

@@ -206,7 +206,7 @@ def test_the_product_command_trains_seed_g_of_a_members_arm_from_seed_g_times_k(
     seen: dict[str, str] = {}
 
     def product(name, argv):
-        seen[argv[argv.index("--model") + 1] + " " + argv[-1]] = argv[argv.index("--seed") + 1]
+        seen[argv[argv.index("--out") + 1]] = argv[argv.index("--seed") + 1]
 
     monkeypatch.setattr(commands, "run_product", product)
     for arm in ("unet-s2", "unet-s2-one", "unet-s2-window"):

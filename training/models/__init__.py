@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from torch import nn
 
 from contract.bands import LABEL_NODATA
+from core.errors import ConfigError
 from training.models import crofusenet, hrnet, runetpp, srseg, unet
 from training.models.members import join
 from training.models.registry import ModelEntry, ModelRecipe, ModelRegistry
@@ -67,6 +68,22 @@ def available_models() -> tuple[str, ...]:
     return REGISTRY.names()
 
 
+def trainable_models() -> tuple[str, ...]:
+    """The built-in model names ``isamap-train`` offers: every one not retired, sorted."""
+    return REGISTRY.trainable()
+
+
+def check_trainable(name: str) -> None:
+    """Refuse, in one line, to start training a retired built-in model.
+
+    Raises:
+        ConfigError: ``name`` is retired (``ModelEntry.retired`` says why and what instead).
+    """
+    entry = REGISTRY.entries.get(name)
+    if entry is not None and entry.retired:
+        raise ConfigError(f"--model {name} is retired: {entry.retired}")
+
+
 def upsamples(name: str) -> bool:
     """Whether model ``name`` takes ``scale=k`` and predicts ``k`` times finer than its input."""
     return REGISTRY.upsamples(name)
@@ -102,5 +119,5 @@ def model_loss(model_name: str, class_names: Sequence[str] | None = None,
 
 
 __all__ = ["MODELS", "REGISTRY", "ModelEntry", "ModelRecipe", "ModelRegistry", "available_models",
-           "context_warning", "create_model", "model_loss", "model_module", "reads_product",
-           "recipe_for", "upsamples"]
+           "check_trainable", "context_warning", "create_model", "model_loss", "model_module",
+           "reads_product", "recipe_for", "trainable_models", "upsamples"]

@@ -199,12 +199,16 @@ class ModelEntry:
         reads_product: ``build`` takes ``product_scheme=<source>`` and expands an input band
             named ``product`` itself (:mod:`training.models.product`); the trainer passes
             the dataset's land-cover source to these, and refuses the band for the others.
+        retired: empty for a model ``isamap-train`` offers; else why it left the recipes
+            and what to train instead. A retired model's files still rebuild and map
+            (its entry stays for them); ``isamap-train`` refuses to start it.
     """
 
     build: Builder
     recipe: ModelRecipe = DEFAULT_RECIPE
     upsamples: bool = False
     reads_product: bool = False
+    retired: str = ""
 
     def __post_init__(self) -> None:
         if not callable(self.build):
@@ -283,8 +287,12 @@ class ModelRegistry:
         return cls(entries, owners)
 
     def names(self) -> tuple[str, ...]:
-        """Every registered model name, sorted."""
+        """Every registered model name, sorted (retired ones too: their files rebuild)."""
         return tuple(sorted(self.entries))
+
+    def trainable(self) -> tuple[str, ...]:
+        """The registered model names ``isamap-train`` offers (not retired), sorted."""
+        return tuple(name for name in self.names() if not self.entries[name].retired)
 
     def entry(self, name: str, module: str | None = None) -> ModelEntry:
         """The entry of model ``name``: registered here, or in ``module``'s table if given."""

@@ -5,8 +5,8 @@ The encoder has five blocks of two 3x3 conv-BN-ReLU with 2x2 max pooling between
 channels. ``unet`` stacks every input band (the paper's "directly concatenated" comparison);
 ``unet-s2`` and ``unet-s1`` keep only the optical or SAR bands, chosen by band name, for the
 modality ablation. ``unet-s2`` (the default optical recipe) normalises each scene by its own
-band statistics; ``unet-s2-window`` is the same network standardising each window's bands
-itself.
+band statistics; ``unet-s2-window``, the same network standardising each window's bands
+itself, is retired: its files still map, ``isamap-train`` no longer starts it.
 """
 
 from __future__ import annotations
@@ -327,16 +327,26 @@ S2_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "none",
 # The same network standardising each window's bands itself (input_norm: patch) on the
 # training split's statistics: the optical recipe of model files written before unet-s2
 # took scene statistics (they record unet-s2, their model_kwargs and norm: training, and are
-# rebuilt from those, so they predict as they did).
+# rebuilt from those, so they predict as they did). Retired as a name to train: it maps
+# every held-out tile with a lower built F1 than unet-s2's scene statistics. Its entry
+# stays so that the files trained with it rebuild and map.
 S2_WINDOW_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "patch",
                                                             "widths": list(S2_WIDTHS)},
                                        norm="training")
+
+#: Why ``unet-s2-window`` is no longer trained, and how to train its recipe anyway.
+WINDOW_RETIRED = (
+    "it maps every held-out tile with a lower built F1 than unet-s2 (docs/evidence/builtup.md, "
+    "\"Scene statistics\"); its model files still map. Train --model unet-s2, or this recipe "
+    "as it was: --model unet-s2 --model-kwargs '{\"input_norm\": \"patch\", \"flips\": "
+    "false, \"member_views\": false}' --norm training --ema 0 --no-balanced-sampling "
+    "--members 1")
 
 #: This module's models, merged by :mod:`training.models`.
 MODELS: dict[str, ModelEntry] = {
     "unet": ModelEntry(lambda c, k, **kw: UNet(c, k, **kw), RECIPE),
     "unet-s2": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S2", **kw), S2_RECIPE),
     "unet-s2-window": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S2", **kw),
-                                 S2_WINDOW_RECIPE),
+                                 S2_WINDOW_RECIPE, retired=WINDOW_RETIRED),
     "unet-s1": ModelEntry(lambda c, k, **kw: UNet(c, k, sensor="S1", **kw), RECIPE),
 }
