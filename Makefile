@@ -161,7 +161,7 @@ LOTO_RUNS := builtup_loto builtup_stack builtup_average builtup_tile64 builtup_l
   builtup_scene builtup_ema builtup_flips builtup_recipe builtup_default builtup_scl \
   builtup_tiles builtup_scenes builtup_cut builtup_joined builtup_three builtup_nine
 EVIDENCE_RUNS ?= $(LOTO_RUNS) change_pairs change_pairs_default terramesh landcover lc_patches lc_naip \
-  lccompare_in lccompare_bn lccompare_bn_x3 bench_pruning
+  lccompare_in lccompare_bn lccompare_bn_x3 bench_pruning presto_dates
 LOTO_2 := --jobs 2 --threads 1 --terramesh none
 # the budget of the runs made before the default took nine trainings of 50 iterations
 LOTO_150 := --iterations 150
@@ -221,6 +221,12 @@ evidence-terramesh: $(STAMP)
 	$(RUN) -m experiments.terramesh --models unet-s2-window,unet-s1,unet,crofusenet --out $(EVIDENCE)/terramesh_output
 	$(PY) tools/evidence.py $(EVIDENCE)/terramesh_output/metrics.json docs/figures/terramesh.json
 	$(PY) -c 'from experiments.terramesh import update_page; update_page()'
+
+evidence-presto_dates: $(STAMP)
+	$(RUN) -m experiments.presto_dates --encoder presto=$(WEIGHTS)/presto/default_model.pt \
+	  --out $(EVIDENCE)/presto_dates
+	$(PY) tools/evidence.py $(EVIDENCE)/presto_dates/presto_dates.json docs/figures/presto_dates.json
+	$(PY) -c 'from experiments.presto_dates import update_page; update_page()'
 
 evidence-landcover: $(STAMP)
 	$(RUN) -m experiments.landcover --out $(EVIDENCE)/landcover_output
