@@ -26,8 +26,11 @@ sample; 1,000 of about 5,000, five seeds), or with ``--points 0`` on every one (
 head is convex, so no seed changes it). The held-out half's labelled pixels are scored: ROC AUC of
 the head's probability, F1 of its class (the likelier one), the mapped built share against
 the true one; NDBI of each clear date and their mean, on the same pixels, at 0 and at its
-best threshold on those pixels (an oracle). ``OUT/presto_dates.json`` holds every fit's
-scores, ``OUT/presto_dates.txt`` the table.
+best threshold on those pixels (an oracle). And what a model trained once does to the
+series, the ground taken as unchanged between the dates: a head fitted on the first date's
+bands, or Presto's features of it, maps every date's held-out pixels; per date its built share
+and F1, and the share of pixels whose class flips between consecutive dates or ever.
+``OUT/presto_dates.json`` holds every fit's scores, ``OUT/presto_dates.txt`` the tables.
 
 One tile, labels of a land-use register (a road counts as artificial, a yard may not),
 three dates within two months: a check of whether a series helps, not a figure for a region.
@@ -55,9 +58,10 @@ from experiments.builtup_judge import interval
 from experiments.change_pairs import ARTIFICIAL, load_scenes
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.scoring import best_threshold_f1, binary_scores, ndbi, roc_auc
+from experiments.temporal_consistency import series_stability
 from training.models.encoders.presto import prepare
 from training.models.encoders.registry import load_encoder, parse_encoder
-from training.points.fit import FitOptions, fit_points
+from training.points.fit import FitOptions, PointFit, fit_points
 from training.points.head import probabilities
 
 log = logging.getLogger("experiments.presto_dates")  # also when run as __main__
@@ -128,21 +132,52 @@ def score(probability: np.ndarray, truth: np.ndarray) -> dict:
             "mapped": float(mapped.mean()), "true": float(truth.mean())}
 
 
-def fold(features: np.ndarray, truth: np.ndarray, train: np.ndarray, test: np.ndarray,
-         points: int, seed: int) -> dict:
-    """Fit on ``train`` (``points`` of them drawn by ``seed``, 0: every one), score ``test``."""
+def fitted_on(features: np.ndarray, truth: np.ndarray, train: np.ndarray, points: int,
+              seed: int) -> tuple[PointFit, int]:
+    """``isamap-fit``'s head on ``train`` (``points`` drawn by ``seed``, 0: every one).
+
+    Returns the fit and the built points it saw.
+    """
     index = np.flatnonzero(train)
     if points:
         index = np.sort(np.random.default_rng(seed).choice(index, points, replace=False))
-    width = truth.shape[1]
-    rows, cols = np.divmod(index, width)
+    rows, cols = np.divmod(index, truth.shape[1])
     fitted = fit_points(features[index], truth.ravel()[index], cols * PIXEL_M,
                         -rows * PIXEL_M, np.zeros(index.size, np.int64), ("other", "built"),
                         1, FitOptions(block_m=BLOCK_M, seed=seed))
+    return fitted, int(truth.ravel()[index].sum())
+
+
+def built_probability(fitted: PointFit, features: np.ndarray) -> np.ndarray:
+    """The fitted head's built probability of each row of ``features``."""
+    return probabilities(fitted.head.logits(features, 2))[:, 1]
+
+
+def fold(features: np.ndarray, truth: np.ndarray, train: np.ndarray, test: np.ndarray,
+         points: int, seed: int) -> dict:
+    """Fit on ``train`` (``points`` of them drawn by ``seed``, 0: every one), score ``test``."""
+    fitted, built_points = fitted_on(features, truth, train, points, seed)
     held = np.flatnonzero(test)
-    prob = probabilities(fitted.head.logits(features[held], 2))[:, 1]
-    return {**score(prob, truth.ravel()[held]), "l2": fitted.cv.l2,
-            "built_points": int(truth.ravel()[index].sum())}
+    return {**score(built_probability(fitted, features[held]), truth.ravel()[held]),
+            "l2": fitted.cv.l2, "built_points": built_points}
+
+
+def date_maps(per_date: Sequence[np.ndarray], truth: np.ndarray, train: np.ndarray,
+              test: np.ndarray, points: int, seed: int) -> dict:
+    """A head fitted on the first date's features maps every date's held-out pixels.
+
+    What a model trained once does to a series of the same ground: each date's built share
+    and F1, and how the class moves between dates (the ground is taken as unchanged, weeks
+    apart; :func:`experiments.temporal_consistency.series_stability`).
+    """
+    fitted, _ = fitted_on(per_date[0], truth, train, points, seed)
+    held = np.flatnonzero(test)
+    label = truth.ravel()[held]
+    built = np.stack([built_probability(fitted, f[held]) >= 0.5 for f in per_date])
+    stable = series_stability(built[:, None, :])
+    return {"built_share": stable["built_share"], "flip": stable["flip"],
+            "flipped_any": stable["flipped_any"],
+            "f1": [binary_scores(b.astype(np.int64), label).f1 for b in built]}
 
 
 def halves(shape: tuple[int, int], labelled: np.ndarray) -> dict[str, tuple[np.ndarray, ...]]:
@@ -185,17 +220,22 @@ def run(folder: Path, encoder: str | None, points: int, seeds: int) -> dict:
         encode = lambda s, m: presto_series(model, s, m, latlon)  # noqa: E731
     arms = arm_features(scenes, dates, encode)
     runs: list[dict] = []
+    stability: list[dict] = []
     baselines = {}
+    kinds = [k for k in ("bands", "presto") if f"{k} {dates[0]}" in arms]
     for held, (train, test) in parts.items():
         baselines[held] = ndbi_scores(scenes, dates, truth, test)
-        for arm, features in arms.items():
-            for seed in range(seeds if points else 1):
-                log.info("%s held out, %s, seed %d", held, arm, seed)
-                runs.append({"held_out": held, "arm": arm, "seed": seed,
-                             **fold(features, truth, train, test, points, seed)})
+        for seed in range(seeds if points else 1):
+            log.info("%s held out, seed %d", held, seed)
+            runs += [{"held_out": held, "arm": arm, "seed": seed,
+                      **fold(features, truth, train, test, points, seed)}
+                     for arm, features in arms.items()]
+            stability += [{"held_out": held, "features": kind, "seed": seed,
+                           **date_maps([arms[f"{kind} {d}"] for d in dates], truth, train,
+                                       test, points, seed)} for kind in kinds]
     return {"dates": dates, "points": points or "every labelled pixel of the other half",
-            "seeds": seeds if points else 1, "runs": runs, "ndbi": baselines,
-            "seconds": round(time.perf_counter() - started, 1)}
+            "seeds": seeds if points else 1, "runs": runs, "stability": stability,
+            "ndbi": baselines, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def table(metrics: Mapping) -> str:
@@ -225,9 +265,35 @@ def table(metrics: Mapping) -> str:
     return "\n".join(lines)
 
 
+def stability_table(metrics: Mapping) -> str:
+    """One row per held-out half and features: every date's map by a head fitted on the first.
+
+    Means over the seeds; the worst seed's share that ever flips in brackets.
+    """
+    dates = metrics["dates"]
+    lines = [f"{'held out':9}{'features':10}{'built % per date':22}{'F1 per date':24}"
+             f"{'flips % per pair':20}ever flipped % (worst seed)"]
+    for held in ("north", "south"):
+        for kind in dict.fromkeys(s["features"] for s in metrics["stability"]):
+            mine = [s for s in metrics["stability"]
+                    if s["held_out"] == held and s["features"] == kind]
+            shares = np.mean([s["built_share"] for s in mine], axis=0)
+            f1 = np.mean([s["f1"] for s in mine], axis=0)
+            flips = np.mean([s["flip"] for s in mine], axis=0)
+            ever = [s["flipped_any"] for s in mine]
+            lines.append(f"{held:9}{kind:10}"
+                         f"{' / '.join(f'{100 * v:.1f}' for v in shares):22}"
+                         f"{' / '.join(f'{v:.3f}' for v in f1):24}"
+                         f"{' / '.join(f'{100 * v:.1f}' for v in flips):20}"
+                         f"{100 * np.mean(ever):.1f} ({100 * max(ever):.1f})")
+    return "\n".join(lines) + f"\n(dates {', '.join(dates)}; true built % " + ", ".join(
+        f"{held} {100 * next(r['true'] for r in metrics['runs'] if r['held_out'] == held):.1f}"
+        for held in ("north", "south")) + ")"
+
+
 def figures_markdown(metrics: dict) -> str:
     """The evidence page's block: the table the command printed, from its JSON."""
-    return f"\n```text\n{table(metrics)}\n```\n"
+    return f"\n```text\n{table(metrics)}\n\n{stability_table(metrics)}\n```\n"
 
 
 def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/points.md",
@@ -273,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_encoder(*parse_encoder(encoder))  # checked before any work
         metrics = run(folder, None if encoder == "none" else encoder, a.points, a.seeds)
         out.mkdir(parents=True, exist_ok=True)
-        text = table(metrics)
+        text = table(metrics) + "\n\n" + stability_table(metrics)
         atomic_write(out / "presto_dates.json",
                      lambda handle: handle.write(dumps(metrics).encode()))
         atomic_write(out / "presto_dates.txt", lambda handle: handle.write((text + "\n").encode()))

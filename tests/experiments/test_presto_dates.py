@@ -12,10 +12,12 @@ from experiments.presto_dates import (
     COLUMNS,
     SCENE_BANDS,
     arm_features,
+    date_maps,
     fold,
     halves,
     main,
     presto_series,
+    stability_table,
     table,
     tile_latlon,
 )
@@ -76,6 +78,27 @@ def test_a_fold_fits_on_its_half_and_scores_the_other():
     assert all(d["auc"] > 0.9 for d in drawn)
 
 
+def test_a_head_fitted_on_the_first_date_maps_each_date_and_counts_the_flips():
+    rng = np.random.default_rng(2)
+    truth = np.zeros((40, 40), np.int64)
+    truth[5:9, 5:30] = truth[25:29, 8:35] = 1
+    base = rng.normal(0, 1, (1600, 3)) + 3.0 * truth.reshape(-1, 1)
+    north = np.zeros((40, 40), bool)
+    north[:20] = True
+    shifted = base + np.array([2.0, 2.0, 2.0])  # a date whose features moved: more built
+    out = date_maps([base, base, shifted], truth, (~north).ravel(), north.ravel(), 0, 0)
+    assert out["flip"][0] == 0.0 and out["flip"][1] > 0.1  # same features, same map
+    assert out["built_share"][0] == out["built_share"][1] < out["built_share"][2]
+    assert out["f1"][0] == out["f1"][1] > out["f1"][2]
+    assert out["flipped_any"] == pytest.approx(out["flip"][1])
+    metrics = {"dates": ["a", "b", "c"], "stability": [
+        {"held_out": h, "features": "bands", "seed": 0, **out} for h in ("north", "south")],
+        "runs": [{"held_out": h, "true": 0.05} for h in ("north", "south")]}
+    text = stability_table(metrics)
+    assert f"{100 * out['flipped_any']:.1f} ({100 * out['flipped_any']:.1f})" in text
+    assert "true built % north 5.0, south 5.0" in text
+
+
 def test_a_one_date_series_is_what_the_product_gives_presto_for_that_month(shared_weights):
     """The experiment's series, cut to one date, reads the pixels as ``isamap-train
     --encoder presto`` does (:func:`training.models.encoders.fused.presto_features`)."""
@@ -104,11 +127,14 @@ def test_the_command_scores_the_band_arms_beside_ndbi_on_the_real_series(shared_
     assert metrics["dates"] == ["2015-07-11", "2015-08-30", "2015-09-09"]
     arms = {(r["held_out"], r["arm"]) for r in metrics["runs"]}
     assert ("south", "bands series") in arms and len(arms) == 2 * 4
+    assert {(s["held_out"], s["features"]) for s in metrics["stability"]} == {
+        ("north", "bands"), ("south", "bands")}
     assert all(0.5 < r["auc"] <= 1 for r in metrics["runs"])
     assert set(metrics["ndbi"]["north"]) == {"NDBI 2015-07-11", "NDBI 2015-08-30",
                                              "NDBI 2015-09-09", "NDBI mean"}
     assert table(metrics) in capsys.readouterr().out
-    assert (out / "presto_dates.txt").read_text().strip() == table(metrics)
+    assert (out / "presto_dates.txt").read_text().strip() == \
+        table(metrics) + "\n\n" + stability_table(metrics)
 
 
 @pytest.mark.parametrize("argv,says", [
