@@ -252,7 +252,11 @@ def _train(args: dict) -> int:
     given, roots = _given(args)
     if given.get("resume"):  # the run folder says everything that is not given
         check_resume(given.get("out_dir") or TrainConfig.out_dir)
-        cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)
+        out = given.pop("out_dir", None) or TrainConfig.out_dir
+        fresh = recorded_config(out) is None  # nothing to resume: --resume starts a run
+        cfg = resume_config(out, given)
+        if fresh:
+            check_trainable(cfg.model)
     else:
         cfg = config_from_mapping(given)
         check_trainable(cfg.model)

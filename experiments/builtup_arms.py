@@ -1,7 +1,8 @@
 """The arms of the built-up comparison: each a trained map's ``isamap-train`` model and options.
 
-Any ``isamap-train`` model name is an arm with its own recipe (:func:`arm_of`); :data:`ARMS`
-names the others, each stating every option it compares (window standardisation, index
+Any model name ``isamap-train`` starts is an arm with its own recipe (:func:`arm_of`);
+:data:`ARMS` names the others (among them ``unet-s2-window``, a retired recipe trained as it
+was), each stating every option it compares (window standardisation, index
 channels, radiometric augmentation, class-balanced sampling, weight average, flips), so none
 changes with the recipe a model name holds; each states its trainings (``--members``; one
 but ``unet-s2-scenes``, ``unet-s2-three`` and the ``short9`` arms), while a model name

@@ -30,7 +30,7 @@ from experiments.builtup_arms import ARMS
 from experiments.builtup_stack import base_arm, cut_scores
 from experiments.realscenes import Footprint, probability_scale, read_on
 from training.calibration import binary_reliability
-from training.models import available_models
+from training.models import trainable_models
 
 SEPARATOR = "+"
 
@@ -64,7 +64,7 @@ def repeated(arm: str) -> tuple[str, int] | None:
 
 def _named(arm: str) -> bool:
     """Whether ``arm`` is a named arm or a registry model (never read as ``AxK``)."""
-    return arm in ARMS or arm in available_models()
+    return arm in ARMS or arm in trainable_models()
 
 
 def averaged(arm: str) -> tuple[str, ...] | None:

@@ -65,7 +65,7 @@ from experiments.builtup_judge import default_arm, judge_table, shortfalls, summ
 from experiments.builtup_seeds import check_made_maps, names_first_member, score_task
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
 from experiments.realscenes import format_table
-from training.models import available_models
+from training.models import trainable_models
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def check_options(tiles: Sequence[str], row_split: str, arms: Sequence[str], see
         if names_first_member(arm):
             raise ConfigError(f"--arms {arm}: a first training alone is scored beside the arm "
                               "that trains it, not trained itself: give that arm")
-        if trained(arm) and arm not in ARMS and arm not in available_models():
+        if trained(arm) and arm not in ARMS and arm not in trainable_models():
             raise ConfigError(f"--arms {arm} is neither an arm of the comparison nor an "
                               "isamap-train model (python -m experiments.builtup --help "
                               "names them)")

@@ -202,8 +202,8 @@ def ndbi_scores(scenes: np.ndarray, dates: Sequence[str], truth: np.ndarray,
     return out
 
 
-def run(folder: Path, encoder: str | None, points: int, seeds: int) -> dict:
-    """Every arm, held-out half and seed (module docstring)."""
+def run(folder: Path, encoder: torch.nn.Module | None, points: int, seeds: int) -> dict:
+    """Every arm, held-out half and seed (module docstring); Presto's with ``encoder``."""
     started = time.perf_counter()
     dates, scenes, lulc = load_scenes(folder)
     labelled = lulc > 0
@@ -214,10 +214,9 @@ def run(folder: Path, encoder: str | None, points: int, seeds: int) -> dict:
         raise ConfigError(f"--points {points}: a training half has {fewest:,} labelled pixels; "
                           "give at most that, or 0 for every one")
     encode = None
-    if encoder:
-        entry, path = parse_encoder(encoder)
-        model, latlon = load_encoder(entry, path), tile_latlon(lulc.shape)
-        encode = lambda s, m: presto_series(model, s, m, latlon)  # noqa: E731
+    if encoder is not None:
+        latlon = tile_latlon(lulc.shape)
+        encode = lambda s, m: presto_series(encoder, s, m, latlon)  # noqa: E731
     arms = arm_features(scenes, dates, encode)
     runs: list[dict] = []
     stability: list[dict] = []
@@ -291,6 +290,20 @@ def stability_table(metrics: Mapping) -> str:
         for held in ("north", "south")) + ")"
 
 
+def presto_encoder(given: str) -> torch.nn.Module:
+    """Presto's encoder from ``--encoder presto=PATH``, its file checked.
+
+    Raises:
+        ConfigError: another encoder is named (the arms feed Presto's inputs).
+        ModelError: the file is missing or not the published one.
+    """
+    entry, path = parse_encoder(given)
+    if entry.name != "presto":
+        raise ConfigError(f"--encoder {given}: the arms read Presto's inputs; give "
+                          "presto=PATH (its default_model.pt), or none")
+    return load_encoder(entry, path)
+
+
 def figures_markdown(metrics: dict) -> str:
     """The evidence page's block: the table the command printed, from its JSON."""
     return f"\n```text\n{table(metrics)}\n\n{stability_table(metrics)}\n```\n"
@@ -335,9 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                WEIGHT_FOLDERS["presto"] / "default_model.pt")
         out = Path(a.out)
         check_output_folder("--out", out)
-        if encoder != "none":
-            load_encoder(*parse_encoder(encoder))  # checked before any work
-        metrics = run(folder, None if encoder == "none" else encoder, a.points, a.seeds)
+        model = None if encoder == "none" else presto_encoder(encoder)  # before any work
+        metrics = run(folder, model, a.points, a.seeds)
         out.mkdir(parents=True, exist_ok=True)
         text = table(metrics) + "\n\n" + stability_table(metrics)
         atomic_write(out / "presto_dates.json",

@@ -20,7 +20,7 @@ from torch import nn
 from contract.grid import Grid
 from core.errors import ConfigError, ModelError
 from training.config import TrainConfig
-from training.models import create_model, recipe_for
+from training.models import check_trainable, create_model, recipe_for
 from training.models.encoders.fused import MODULE, NAME, EncoderUNet
 from training.models.encoders.registry import load_encoder, parse_encoder
 
@@ -47,6 +47,7 @@ def encoder_config(cfg: TrainConfig) -> TrainConfig:
     entry, path = parse_encoder(cfg.encoder)
     load_encoder(entry, path)
     if cfg.model not in BASES:
+        check_trainable(cfg.model)  # a retired base says why it left, and what instead
         raise ConfigError(f"--encoder fuses with the U-Net: give --model {' or '.join(BASES)}, "
                           f"not {cfg.model!r}")
     return dataclasses.replace(cfg, norm=cfg.norm or "training")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch
@@ -58,4 +57,7 @@ def test_isamap_train_refuses_a_retired_model_in_one_line_before_any_work(tmp_pa
         check_trainable("unet-s2-window")
     check_trainable("unet-s2")  # trainable: no error
     assert WINDOW_RETIRED in err
-    assert not Path(tmp_path / "nothing").exists()
+    fresh = tmp_path / "fresh"  # --resume where no run is starts one: refused alike
+    assert train_main(["--model", "unet-s2-window", "--data", str(tmp_path / "nothing"),
+                       "--out", str(fresh), "--resume"]) == 2
+    assert "is retired" in capsys.readouterr().err and not fresh.exists()

@@ -118,3 +118,18 @@ def test_unet_s2s_three_trainings_with_an_encoder_join_and_map_from_the_model_fi
                          str(tmp_path / "map" / "isa"), "--tile", "32", "--overlap", "0",
                          "--device", "cpu", "--precision", "fp32"]) == 0
     assert (tmp_path / "map" / "isa_prob.tif").exists()
+
+
+def test_a_base_the_fused_model_cannot_take_is_one_line_and_a_retired_one_says_why(
+        patch_root, presto_file):
+    import dataclasses
+
+    from core.errors import ConfigError
+    from training.config import TrainConfig
+    from training.encoder_run import encoder_config
+
+    cfg = TrainConfig(data=str(patch_root), model="crofusenet", encoder=f"presto={presto_file}")
+    with pytest.raises(ConfigError, match="--encoder fuses with the U-Net: give --model unet"):
+        encoder_config(cfg)
+    with pytest.raises(ConfigError, match=r"--model unet-s2-window is retired: .*still map"):
+        encoder_config(dataclasses.replace(cfg, model="unet-s2-window"))  # an old run's
