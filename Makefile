@@ -226,7 +226,7 @@ evidence-presto_dates: $(STAMP)
 	$(RUN) -m experiments.presto_dates --encoder presto=$(WEIGHTS)/presto/default_model.pt \
 	  --out $(EVIDENCE)/presto_dates
 	$(PY) tools/evidence.py $(EVIDENCE)/presto_dates/presto_dates.json docs/figures/presto_dates.json
-	$(PY) -c 'from experiments.presto_dates import update_page; update_page()'
+	$(PY) -c 'from experiments.presto_dates_report import update_page; update_page()'
 
 evidence-landcover: $(STAMP)
 	$(RUN) -m experiments.landcover --out $(EVIDENCE)/landcover_output

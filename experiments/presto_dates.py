@@ -41,7 +41,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +54,10 @@ from core.jsonsafe import dumps
 from core.parsers import CommandParser
 from core.storage import atomic_write
 from experiments.builtup_arms import WEIGHT_FOLDERS
-from experiments.builtup_judge import interval
 from experiments.change_pairs import ARTIFICIAL, load_scenes
+from experiments.change_series import dark_object_subtraction
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
+from experiments.presto_dates_report import level_table, stability_table, table
 from experiments.scoring import best_threshold_f1, binary_scores, ndbi, roc_auc
 from experiments.temporal_consistency import series_stability
 from training.models.encoders.presto import prepare
@@ -77,8 +78,6 @@ SPLIT_ROW = 50  # the halves held out in turn: rows [0, 50) and [50, 101)
 BLOCK_M = 200.0
 PIXELS_PER_CALL = 4096
 DEFAULT_POINTS, DEFAULT_SEEDS = 1000, 5
-#: the committed summary of the default run, which docs/evidence/points.md quotes
-FIGURES_JSON = "docs/figures/presto_dates.json"
 
 
 def tile_latlon(shape: tuple[int, int]) -> tuple[float, float]:
@@ -180,6 +179,27 @@ def date_maps(per_date: Sequence[np.ndarray], truth: np.ndarray, train: np.ndarr
             "f1": [binary_scores(b.astype(np.int64), label).f1 for b in built]}
 
 
+def level_maps(l2a: np.ndarray, l1c: np.ndarray, truth: np.ndarray, train: np.ndarray,
+               test: np.ndarray, points: int, seed: int) -> dict:
+    """A head fitted on one date's L2A-like features maps that date at either level.
+
+    What ``isamap-map --allow-l1c`` does with a model trained on surface reflectance: the
+    held-out pixels mapped from the dark-object-subtracted scene (``L2A-like``, what the
+    training saw) and from the top-of-atmosphere one (``L1C``), each scored, and the share of
+    pixels whose class is the same on both.
+    """
+    fitted, _ = fitted_on(l2a, truth, train, points, seed)
+    held = np.flatnonzero(test)
+    label = truth.ravel()[held]
+    prob = {name: built_probability(fitted, f[held]) for name, f in (("L2A-like", l2a),
+                                                                      ("L1C", l1c))}
+    built = {name: p >= 0.5 for name, p in prob.items()}
+    return {"auc": {n: roc_auc(p, label) for n, p in prob.items()},
+            "f1": {n: binary_scores(b.astype(np.int64), label).f1 for n, b in built.items()},
+            "built_share": {n: float(b.mean()) for n, b in built.items()},
+            "same_class": float((built["L2A-like"] == built["L1C"]).mean())}
+
+
 def halves(shape: tuple[int, int], labelled: np.ndarray) -> dict[str, tuple[np.ndarray, ...]]:
     """Held-out half -> (training pixels, held-out pixels), flat masks of labelled pixels."""
     north = np.zeros(shape, bool)
@@ -218,8 +238,10 @@ def run(folder: Path, encoder: torch.nn.Module | None, points: int, seeds: int) 
         latlon = tile_latlon(lulc.shape)
         encode = lambda s, m: presto_series(encoder, s, m, latlon)  # noqa: E731
     arms = arm_features(scenes, dates, encode)
+    l2a = arm_features(np.stack([dark_object_subtraction(s) for s in scenes]), dates, encode)
     runs: list[dict] = []
     stability: list[dict] = []
+    levels: list[dict] = []
     baselines = {}
     kinds = [k for k in ("bands", "presto") if f"{k} {dates[0]}" in arms]
     for held, (train, test) in parts.items():
@@ -232,62 +254,13 @@ def run(folder: Path, encoder: torch.nn.Module | None, points: int, seeds: int) 
             stability += [{"held_out": held, "features": kind, "seed": seed,
                            **date_maps([arms[f"{kind} {d}"] for d in dates], truth, train,
                                        test, points, seed)} for kind in kinds]
+            levels += [{"held_out": held, "features": kind, "date": d, "seed": seed,
+                        **level_maps(l2a[f"{kind} {d}"], arms[f"{kind} {d}"], truth, train,
+                                     test, points, seed)} for kind in kinds for d in dates]
     return {"dates": dates, "points": points or "every labelled pixel of the other half",
             "seeds": seeds if points else 1, "runs": runs, "stability": stability,
+            "levels": levels,
             "ndbi": baselines, "seconds": round(time.perf_counter() - started, 1)}
-
-
-def table(metrics: Mapping) -> str:
-    """One row per held-out half and arm: AUC and F1 (mean ± 95 %, worst seed), built share.
-
-    Without ``--points`` each arm is one deterministic fit (a convex head on every pixel):
-    no interval.
-    """
-    def cell(values: list[float]) -> str:
-        mean, half = interval(values)
-        spread = f" ± {half:.3f}" if np.isfinite(half) else ""
-        return f"{mean:.3f}{spread} ({min(values):.3f})".ljust(26)
-
-    lines = [f"{'held out':9}{'arm':24}{'AUC mean (worst seed)':26}{'F1 mean (worst seed)':26}"
-             "built % mapped / true"]
-    for held in ("north", "south"):
-        runs = [r for r in metrics["runs"] if r["held_out"] == held]
-        for arm in dict.fromkeys(r["arm"] for r in runs):
-            mine = [r for r in runs if r["arm"] == arm]
-            auc, f1 = [r["auc"] for r in mine], [r["f1"] for r in mine]
-            share = np.mean([r["mapped"] for r in mine])
-            lines.append(f"{held:9}{arm:24}{cell(auc)}{cell(f1)}"
-                         f"{100 * share:.1f} / {100 * mine[0]['true']:.1f}")
-        for name, s in metrics["ndbi"][held].items():
-            lines.append(f"{held:9}{name:24}{s['auc']:.3f}".ljust(59) +
-                         f"F1 at 0 {s['f1']:.3f}, best {s['best_f1']:.3f} (oracle)")
-    return "\n".join(lines)
-
-
-def stability_table(metrics: Mapping) -> str:
-    """One row per held-out half and features: every date's map by a head fitted on the first.
-
-    Means over the seeds; the worst seed's share that ever flips in brackets.
-    """
-    dates = metrics["dates"]
-    lines = [f"{'held out':9}{'features':10}{'built % per date':22}{'F1 per date':24}"
-             f"{'flips % per pair':20}ever flipped % (worst seed)"]
-    for held in ("north", "south"):
-        for kind in dict.fromkeys(s["features"] for s in metrics["stability"]):
-            mine = [s for s in metrics["stability"]
-                    if s["held_out"] == held and s["features"] == kind]
-            shares = np.mean([s["built_share"] for s in mine], axis=0)
-            f1 = np.mean([s["f1"] for s in mine], axis=0)
-            flips = np.mean([s["flip"] for s in mine], axis=0)
-            ever = [s["flipped_any"] for s in mine]
-            lines.append(f"{held:9}{kind:10}"
-                         f"{' / '.join(f'{100 * v:.1f}' for v in shares):22}"
-                         f"{' / '.join(f'{v:.3f}' for v in f1):24}"
-                         f"{' / '.join(f'{100 * v:.1f}' for v in flips):20}"
-                         f"{100 * np.mean(ever):.1f} ({100 * max(ever):.1f})")
-    return "\n".join(lines) + f"\n(dates {', '.join(dates)}; true built % " + ", ".join(
-        f"{held} {100 * next(r['true'] for r in metrics['runs'] if r['held_out'] == held):.1f}"
-        for held in ("north", "south")) + ")"
 
 
 def presto_encoder(given: str) -> torch.nn.Module:
@@ -302,19 +275,6 @@ def presto_encoder(given: str) -> torch.nn.Module:
         raise ConfigError(f"--encoder {given}: the arms read Presto's inputs; give "
                           "presto=PATH (its default_model.pt), or none")
     return load_encoder(entry, path)
-
-
-def figures_markdown(metrics: dict) -> str:
-    """The evidence page's block: the table the command printed, from its JSON."""
-    return f"\n```text\n{table(metrics)}\n\n{stability_table(metrics)}\n```\n"
-
-
-def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/points.md",
-                root: str = ".") -> bool:
-    """Rewrite the page's block of ``source``'s figures; True when it changed."""
-    from inference.assess.figures import rewrite_block
-
-    return rewrite_block(source, page, figures_markdown, root)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -351,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = None if encoder == "none" else presto_encoder(encoder)  # before any work
         metrics = run(folder, model, a.points, a.seeds)
         out.mkdir(parents=True, exist_ok=True)
-        text = table(metrics) + "\n\n" + stability_table(metrics)
+        text = "\n\n".join(t(metrics) for t in (table, stability_table, level_table))
         atomic_write(out / "presto_dates.json",
                      lambda handle: handle.write(dumps(metrics).encode()))
         atomic_write(out / "presto_dates.txt", lambda handle: handle.write((text + "\n").encode()))

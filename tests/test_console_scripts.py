@@ -27,6 +27,7 @@ from experiments import (
     landcover_pruning,
     naip_patches,
     points,
+    presto_dates,
     temporal_consistency,
     terramesh,
 )
@@ -50,7 +51,8 @@ COMMANDS = {"isamap-export": export_main, "isamap-import-patches": import_main,
             "python -m experiments.temporal_consistency": temporal_consistency.main,
             "python -m experiments.builtup": builtup.main,
             "python -m experiments.terramesh": terramesh.main, "isamap-fit": fit_main,
-            "python -m experiments.points": points.main}
+            "python -m experiments.points": points.main,
+            "python -m experiments.presto_dates": presto_dates.main}
 # Modules that are commands: their printed output is the command's result.
 COMMAND_MODULES = {*(f"cli/{p.name}" for p in (REPO / "cli").glob("*.py")),
                    "inference/demo.py", "experiments/landcover.py",
@@ -59,7 +61,8 @@ COMMAND_MODULES = {*(f"cli/{p.name}" for p in (REPO / "cli").glob("*.py")),
                    "experiments/naip_patches.py",
                    "experiments/temporal_consistency.py", "experiments/builtup.py",
                    "experiments/terramesh.py", "experiments/change_pairs.py",
-                   "experiments/builtup_encoders.py", "experiments/points.py"}
+                   "experiments/builtup_encoders.py", "experiments/points.py",
+                   "experiments/presto_dates.py"}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

@@ -16,12 +16,12 @@ from experiments.presto_dates import (
     fitted_on,
     fold,
     halves,
+    level_maps,
     main,
     presto_series,
-    stability_table,
-    table,
     tile_latlon,
 )
+from experiments.presto_dates_report import level_table, stability_table, table
 from training.models.encoders.fused import presto_features
 from training.models.encoders.registry import encoder_entry, load_encoder
 
@@ -102,6 +102,22 @@ def test_a_head_fitted_on_the_first_date_maps_each_date_and_counts_the_flips():
     assert "true built % north 5.0, south 5.0" in text
 
 
+def test_a_head_fitted_on_l2a_features_maps_l1c_and_says_how_much_the_class_moves():
+    rng = np.random.default_rng(3)
+    truth = np.zeros((40, 40), np.int64)
+    truth[5:9, 5:30] = truth[25:29, 8:35] = 1
+    l2a = rng.normal(0, 1, (1600, 3)) + 3.0 * truth.reshape(-1, 1)
+    north = np.zeros((40, 40), bool)
+    north[:20] = True
+    same = level_maps(l2a, l2a, truth, (~north).ravel(), north.ravel(), 0, 0)
+    assert same["same_class"] == 1.0 and same["f1"]["L1C"] == same["f1"]["L2A-like"] > 0.8
+    hazy = level_maps(l2a, l2a + 1.5, truth, (~north).ravel(), north.ravel(), 0, 0)
+    assert hazy["built_share"]["L1C"] > hazy["built_share"]["L2A-like"]  # haze reads built
+    assert hazy["same_class"] == pytest.approx(1 - abs(
+        hazy["built_share"]["L1C"] - hazy["built_share"]["L2A-like"]))  # only gains here
+    assert hazy["auc"]["L1C"] == pytest.approx(hazy["auc"]["L2A-like"])  # a shift keeps ranks
+
+
 def test_a_one_date_series_is_what_the_product_gives_presto_for_that_month(shared_weights):
     """The experiment's series, cut to one date, reads the pixels as ``isamap-train
     --encoder presto`` does (:func:`training.models.encoders.fused.presto_features`)."""
@@ -136,8 +152,10 @@ def test_the_command_scores_the_band_arms_beside_ndbi_on_the_real_series(shared_
     assert set(metrics["ndbi"]["north"]) == {"NDBI 2015-07-11", "NDBI 2015-08-30",
                                              "NDBI 2015-09-09", "NDBI mean"}
     assert table(metrics) in capsys.readouterr().out
-    assert (out / "presto_dates.txt").read_text().strip() == \
-        table(metrics) + "\n\n" + stability_table(metrics)
+    assert (out / "presto_dates.txt").read_text().strip() == "\n\n".join(
+        t(metrics) for t in (table, stability_table, level_table))
+    assert {(s["held_out"], s["features"], s["date"]) for s in metrics["levels"]} == {
+        (h, "bands", d) for h in ("north", "south") for d in metrics["dates"]}
 
 
 @pytest.mark.parametrize("argv,says", [
@@ -154,7 +172,7 @@ def test_a_bad_option_is_one_line_before_any_work(shared_data, tmp_path, capsys,
 
 
 def test_the_evidence_page_prints_the_committed_run_and_its_prose_quotes_it():
-    from experiments.presto_dates import FIGURES_JSON, figures_markdown
+    from experiments.presto_dates_report import FIGURES_JSON, figures_markdown
     from tests.support import page_text as pt
 
     page = pt.page("evidence/points.md")
