@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 import torch
 
-from cli.train import started_config, train_main
+from cli.train import started_config
 from experiments.builtup_arms import arm_of
 from experiments.builtup_commands import Budget, train_argv
 from training.config import apply_recipe
-from training.models import check_trainable, create_model, trainable_models
-from training.models.unet import WINDOW_RETIRED
+from training.models import create_model
 
 BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")
 
@@ -43,21 +41,3 @@ def test_the_unet_s2_window_arm_trains_the_retired_recipe_as_it_was(tmp_path):
                                                   second.state_dict().values(), strict=True))
     with torch.no_grad():
         assert torch.equal(first(x), second(x))
-
-
-def test_isamap_train_refuses_a_retired_model_in_one_line_before_any_work(tmp_path, capsys):
-    assert "unet-s2-window" not in trainable_models() and "unet-s2" in trainable_models()
-    out = tmp_path / "run"
-    assert train_main(["--model", "unet-s2-window", "--data", str(tmp_path / "nothing"),
-                       "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "--model unet-s2-window is retired" in err
-    assert "--model unet-s2 --model-kwargs" in err and not out.exists()
-    with pytest.raises(Exception, match="retired"):
-        check_trainable("unet-s2-window")
-    check_trainable("unet-s2")  # trainable: no error
-    assert WINDOW_RETIRED in err
-    fresh = tmp_path / "fresh"  # --resume where no run is starts one: refused alike
-    assert train_main(["--model", "unet-s2-window", "--data", str(tmp_path / "nothing"),
-                       "--out", str(fresh), "--resume"]) == 2
-    assert "is retired" in capsys.readouterr().err and not fresh.exists()

@@ -1,0 +1,48 @@
+"""A retired model: isamap-train refuses to start it; its runs resume and its files map."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli.train import train_main
+from core.errors import ConfigError
+from tests.support.rasters import write_patch_dataset
+from training.config import TrainConfig
+from training.models import check_trainable, trainable_models
+from training.models.unet import WINDOW_RETIRED
+from training.patch_training import train
+
+BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")
+
+
+def test_isamap_train_refuses_a_retired_model_in_one_line_before_any_work(tmp_path, capsys):
+    assert "unet-s2-window" not in trainable_models() and "unet-s2" in trainable_models()
+    out = tmp_path / "run"
+    assert train_main(["--model", "unet-s2-window", "--data", str(tmp_path / "nothing"),
+                       "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--model unet-s2-window is retired" in err
+    assert "--model unet-s2 --model-kwargs" in err and WINDOW_RETIRED in err
+    assert not out.exists()
+    fresh = tmp_path / "fresh"  # --resume where no run is starts one: refused alike
+    assert train_main(["--model", "unet-s2-window", "--data", str(tmp_path / "nothing"),
+                       "--out", str(fresh), "--resume"]) == 2
+    assert "is retired" in capsys.readouterr().err and not fresh.exists()
+    with pytest.raises(ConfigError, match="retired"):
+        check_trainable("unet-s2-window")
+    check_trainable("unet-s2")  # trainable: no error
+
+
+def test_a_run_of_a_retired_model_started_before_it_retired_still_resumes(tmp_path):
+    """Finished work is not redone and an unfinished run is not stranded: only starts are
+    refused (the run here is started through the library, as an older isamap did)."""
+    root = write_patch_dataset(tmp_path / "ds", n=6, size=16, bands=BANDS)
+    out = tmp_path / "run"
+    cfg = TrainConfig(data=str(root), out_dir=str(out), model="unet-s2-window",
+                      model_kwargs={"widths": [4, 4, 8, 8, 8]}, epochs=2, batch_size=2,
+                      num_workers=0, precision="fp32", channels_last="off", progress=False,
+                      stop_after=1)
+    first = train(cfg)
+    assert not first.finished and first.epochs_run == 1
+    assert train_main(["--out", str(out), "--resume", "--no-progress", "-q"]) == 0
+    assert (out / "model.pt").exists()
