@@ -45,7 +45,7 @@ from training.members import (
 from training.models import check_trainable
 from training.noisy import train_filtered
 from training.patch_training import train
-from training.run_folder import recorded_config, resume_config
+from training.run_folder import CHECKPOINT, recorded_config, resume_config
 
 RECIPE = "(default: the model's recipe)"
 TRAIN_EXAMPLES = (
@@ -253,7 +253,7 @@ def _train(args: dict) -> int:
     if given.get("resume"):  # the run folder says everything that is not given
         check_resume(given.get("out_dir") or TrainConfig.out_dir)
         out = given.pop("out_dir", None) or TrainConfig.out_dir
-        fresh = recorded_config(out) is None  # nothing to resume: --resume starts a run
+        fresh = not (Path(out) / CHECKPOINT).exists()  # nothing to resume: --resume starts one
         cfg = resume_config(out, given)
         if fresh:
             check_trainable(cfg.model)
