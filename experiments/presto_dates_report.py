@@ -84,7 +84,6 @@ def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/points.md
     return rewrite_block(source, page, figures_markdown, root)
 
 
-
 def _pair(rows: list, key: str, scale: float = 1.0, digits: int = 3) -> str:
     """``L2A-like / L1C`` means of ``key`` over ``rows``."""
     return " / ".join(f"{scale * np.mean([r[key][n] for r in rows]):.{digits}f}"

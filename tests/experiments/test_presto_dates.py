@@ -156,6 +156,10 @@ def test_the_command_scores_the_band_arms_beside_ndbi_on_the_real_series(shared_
         t(metrics) for t in (table, stability_table, level_table))
     assert {(s["held_out"], s["features"], s["date"]) for s in metrics["levels"]} == {
         (h, "bands", d) for h in ("north", "south") for d in metrics["dates"]}
+    for level in metrics["levels"]:  # the same date and pixels, less a per-scene offset:
+        auc = level["auc"]  # a standardised linear head ranks them alike
+        assert auc["L1C"] == pytest.approx(auc["L2A-like"], abs=1e-9)
+        assert level["built_share"]["L1C"] != level["built_share"]["L2A-like"]
 
 
 @pytest.mark.parametrize("argv,says", [
