@@ -252,14 +252,11 @@ def _train(args: dict) -> int:
     given, roots = _given(args)
     if given.get("resume"):  # the run folder says everything that is not given
         check_resume(given.get("out_dir") or TrainConfig.out_dir)
-        out = given.pop("out_dir", None) or TrainConfig.out_dir
-        fresh = not (Path(out) / CHECKPOINT).exists()  # nothing to resume: --resume starts one
-        cfg = resume_config(out, given)
-        if fresh:
-            check_trainable(cfg.model)
+        cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)
     else:
         cfg = config_from_mapping(given)
-        check_trainable(cfg.model)
+    if not (Path(cfg.out_dir) / CHECKPOINT).exists() and not held_members(cfg.out_dir):
+        check_trainable(cfg.model)  # a retired model's runs go on; none is started
     check_output_folder("--out", cfg.out_dir)
     check_run_folder(cfg)
     check_members(cfg)

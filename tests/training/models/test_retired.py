@@ -46,3 +46,24 @@ def test_a_run_of_a_retired_model_started_before_it_retired_still_resumes(tmp_pa
     assert not first.finished and first.epochs_run == 1
     assert train_main(["--out", str(out), "--resume", "--no-progress", "-q"]) == 0
     assert (out / "model.pt").exists()
+
+
+def test_a_join_of_a_retired_model_started_before_it_retired_goes_on_by_its_command(tmp_path):
+    """A run of several trainings resumes by its start command: with member folders there,
+    the command goes on with them instead of being refused as a start."""
+    from training.members import train_members
+
+    root = write_patch_dataset(tmp_path / "ds", n=6, size=16, bands=BANDS)
+    out = tmp_path / "join"
+    cfg = TrainConfig(data=str(root), out_dir=str(out), model="unet-s2-window",
+                      model_kwargs={"widths": [4, 4, 8, 8, 8]}, epochs=1, batch_size=2,
+                      num_workers=0, precision="fp32", channels_last="off", progress=False,
+                      members=2, stop_after=1)
+    train_members(cfg, train)  # the first member trained, the second not yet
+    assert (out / "member0").is_dir() and not (out / "model.pt").exists()
+    argv = ["--model", "unet-s2-window", "--data", str(root), "--out", str(out),
+            "--model-kwargs", '{"widths": [4, 4, 8, 8, 8]}', "--epochs", "1",
+            "--batch-size", "2", "--workers", "0", "--precision", "fp32",
+            "--channels-last", "off", "--members", "2", "--no-progress", "-q"]
+    assert train_main(argv) == 0
+    assert (out / "member1").is_dir() and (out / "model.pt").exists()
