@@ -44,6 +44,13 @@ def table(metrics: Mapping) -> str:
     return "\n".join(lines)
 
 
+def _by_half_and_features(records: list) -> list[tuple[str, str, list]]:
+    """``(held-out half, features, its records)``, north first, features in run order."""
+    kinds = dict.fromkeys(r["features"] for r in records)
+    return [(held, kind, [r for r in records if r["held_out"] == held and r["features"] == kind])
+            for held in ("north", "south") for kind in kinds]
+
+
 def stability_table(metrics: Mapping) -> str:
     """One row per held-out half and features: every date's map by a head fitted on the first.
 
@@ -52,19 +59,16 @@ def stability_table(metrics: Mapping) -> str:
     dates = metrics["dates"]
     lines = [f"{'held out':9}{'features':10}{'built % per date':22}{'F1 per date':24}"
              f"{'flips % per pair':20}ever flipped % (worst seed)"]
-    for held in ("north", "south"):
-        for kind in dict.fromkeys(s["features"] for s in metrics["stability"]):
-            mine = [s for s in metrics["stability"]
-                    if s["held_out"] == held and s["features"] == kind]
-            shares = np.mean([s["built_share"] for s in mine], axis=0)
-            f1 = np.mean([s["f1"] for s in mine], axis=0)
-            flips = np.mean([s["flip"] for s in mine], axis=0)
-            ever = [s["flipped_any"] for s in mine]
-            lines.append(f"{held:9}{kind:10}"
-                         f"{' / '.join(f'{100 * v:.1f}' for v in shares):22}"
-                         f"{' / '.join(f'{v:.3f}' for v in f1):24}"
-                         f"{' / '.join(f'{100 * v:.1f}' for v in flips):20}"
-                         f"{100 * np.mean(ever):.1f} ({100 * max(ever):.1f})")
+    for held, kind, mine in _by_half_and_features(metrics["stability"]):
+        shares = np.mean([s["built_share"] for s in mine], axis=0)
+        f1 = np.mean([s["f1"] for s in mine], axis=0)
+        flips = np.mean([s["flip"] for s in mine], axis=0)
+        ever = [s["flipped_any"] for s in mine]
+        lines.append(f"{held:9}{kind:10}"
+                     f"{' / '.join(f'{100 * v:.1f}' for v in shares):22}"
+                     f"{' / '.join(f'{v:.3f}' for v in f1):24}"
+                     f"{' / '.join(f'{100 * v:.1f}' for v in flips):20}"
+                     f"{100 * np.mean(ever):.1f} ({100 * max(ever):.1f})")
     return "\n".join(lines) + f"\n(dates {', '.join(dates)}; true built % " + ", ".join(
         f"{held} {100 * next(r['true'] for r in metrics['runs'] if r['held_out'] == held):.1f}"
         for held in ("north", "south")) + ")"
@@ -98,12 +102,9 @@ def level_table(metrics: Mapping) -> str:
     """
     lines = [f"{'held out':9}{'features':10}{'F1 L2A-like / L1C':22}{'AUC L2A-like / L1C':22}"
              f"{'built % L2A-like / L1C':24}same class % (worst)"]
-    for held in ("north", "south"):
-        for kind in dict.fromkeys(s["features"] for s in metrics["levels"]):
-            mine = [s for s in metrics["levels"]
-                    if s["held_out"] == held and s["features"] == kind]
-            same = [r["same_class"] for r in mine]
-            lines.append(f"{held:9}{kind:10}{_pair(mine, 'f1'):22}{_pair(mine, 'auc'):22}"
-                         f"{_pair(mine, 'built_share', 100, 1):24}"
-                         f"{100 * np.mean(same):.1f} ({100 * min(same):.1f})")
+    for held, kind, mine in _by_half_and_features(metrics["levels"]):
+        same = [r["same_class"] for r in mine]
+        lines.append(f"{held:9}{kind:10}{_pair(mine, 'f1'):22}{_pair(mine, 'auc'):22}"
+                     f"{_pair(mine, 'built_share', 100, 1):24}"
+                     f"{100 * np.mean(same):.1f} ({100 * min(same):.1f})")
     return "\n".join(lines)

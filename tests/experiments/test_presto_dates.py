@@ -31,6 +31,17 @@ def _scenes(t: int = 3, h: int = 20, w: int = 10, seed: int = 0) -> np.ndarray:
         .astype(np.float32)
 
 
+def _halves_of_two_towns(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A 40 x 40 tile with two built strips, features that tell them, its north half held out:
+    (features, truth, training pixels, held-out pixels)."""
+    truth = np.zeros((40, 40), np.int64)
+    truth[5:9, 5:30] = truth[25:29, 8:35] = 1
+    features = np.random.default_rng(seed).normal(0, 1, (1600, 3)) + 3.0 * truth.reshape(-1, 1)
+    north = np.zeros((40, 40), bool)
+    north[:20] = True
+    return features, truth, (~north).ravel(), north.ravel()
+
+
 def test_the_arms_are_each_dates_bands_the_series_and_presto_one_date_mean_and_series():
     scenes, dates = _scenes(), ["2015-07-11", "2015-08-30", "2015-09-09"]
     calls = []
@@ -65,31 +76,21 @@ def test_each_half_is_held_out_once_and_never_trained_on():
 
 
 def test_a_fold_fits_on_its_half_and_scores_the_other():
-    rng = np.random.default_rng(1)
-    truth = np.zeros((40, 40), np.int64)
-    truth[5:9, 5:30] = truth[25:29, 8:35] = 1
-    features = rng.normal(0, 1, (1600, 3)) + 3.0 * truth.reshape(-1, 1)
-    north = np.zeros((40, 40), bool)
-    north[:20] = True
-    every = fold(features, truth, (~north).ravel(), north.ravel(), 0, 0)
+    features, truth, train, test = _halves_of_two_towns(1)
+    every = fold(features, truth, train, test, 0, 0)
     assert every["auc"] > 0.95 and every["f1"] > 0.8
     assert every["true"] == pytest.approx(truth[:20].mean())
-    drawn = [fold(features, truth, (~north).ravel(), north.ravel(), 400, s) for s in (0, 1)]
+    drawn = [fold(features, truth, train, test, 400, s) for s in (0, 1)]
     assert all(d["auc"] > 0.9 for d in drawn)
-    picked = [fitted_on(features, truth, (~north).ravel(), 400, s)[1] for s in (0, 0, 1, 2)]
+    picked = [fitted_on(features, truth, train, 400, s)[1] for s in (0, 0, 1, 2)]
     assert picked[0] == picked[1] == drawn[0]["built_points"]  # a seed draws the same pixels
     assert len(set(picked[1:])) > 1 and all(0 < p < 400 for p in picked)  # others, others
 
 
 def test_a_head_fitted_on_the_first_date_maps_each_date_and_counts_the_flips():
-    rng = np.random.default_rng(2)
-    truth = np.zeros((40, 40), np.int64)
-    truth[5:9, 5:30] = truth[25:29, 8:35] = 1
-    base = rng.normal(0, 1, (1600, 3)) + 3.0 * truth.reshape(-1, 1)
-    north = np.zeros((40, 40), bool)
-    north[:20] = True
+    base, truth, train, test = _halves_of_two_towns(2)
     shifted = base + np.array([2.0, 2.0, 2.0])  # a date whose features moved: more built
-    out = date_maps([base, base, shifted], truth, (~north).ravel(), north.ravel(), 0, 0)
+    out = date_maps([base, base, shifted], truth, train, test, 0, 0)
     assert out["flip"][0] == 0.0 and out["flip"][1] > 0.1  # same features, same map
     assert out["built_share"][0] == out["built_share"][1] < out["built_share"][2]
     assert out["f1"][0] == out["f1"][1] > out["f1"][2]
@@ -103,15 +104,10 @@ def test_a_head_fitted_on_the_first_date_maps_each_date_and_counts_the_flips():
 
 
 def test_a_head_fitted_on_l2a_features_maps_l1c_and_says_how_much_the_class_moves():
-    rng = np.random.default_rng(3)
-    truth = np.zeros((40, 40), np.int64)
-    truth[5:9, 5:30] = truth[25:29, 8:35] = 1
-    l2a = rng.normal(0, 1, (1600, 3)) + 3.0 * truth.reshape(-1, 1)
-    north = np.zeros((40, 40), bool)
-    north[:20] = True
-    same = level_maps(l2a, l2a, truth, (~north).ravel(), north.ravel(), 0, 0)
+    l2a, truth, train, test = _halves_of_two_towns(3)
+    same = level_maps(l2a, l2a, truth, train, test, 0, 0)
     assert same["same_class"] == 1.0 and same["f1"]["L1C"] == same["f1"]["L2A-like"] > 0.8
-    hazy = level_maps(l2a, l2a + 1.5, truth, (~north).ravel(), north.ravel(), 0, 0)
+    hazy = level_maps(l2a, l2a + 1.5, truth, train, test, 0, 0)
     assert hazy["built_share"]["L1C"] > hazy["built_share"]["L2A-like"]  # haze reads built
     assert hazy["same_class"] == pytest.approx(1 - abs(
         hazy["built_share"]["L1C"] - hazy["built_share"]["L2A-like"]))  # only gains here
