@@ -24,6 +24,12 @@ int8 included) maps with all of them. A member whose output is a mapping (CroFus
 srseg's) is read by its main prediction (:func:`engine.outputs.main_output`), as every
 prediction path reads one network's.
 
+The members are run view by view (every member given the window as it is, then every one
+given its first mirror image, ...), so members given the same image follow each other: a frozen
+encoder's features are then computed once for them
+(:func:`training.models.encoders.cache.shared_features`). The mean is taken in member order,
+so the order they run in changes no bit of it.
+
 May import: ``core``, ``engine``, torch, :mod:`training.models.blocks` (no model module: it
 joins networks of any of them).
 """
@@ -92,17 +98,32 @@ class MemberMean(nn.Module):
         return f"members={len(self.members)}" + (", views=True" if self.views else "")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logs = [torch.log_softmax(self._member(i, m, x) / self.temperatures[i], dim=1)
-                for i, m in enumerate(self.members)]
-        return torch.logsumexp(torch.stack(logs), dim=0) - math.log(len(logs))
+        # the members are run view by view, so those given the same image follow each other
+        # (a frozen encoder's features are shared between them:
+        # training.models.encoders.cache.shared_features); the mean is taken in member order
+        logs: list[torch.Tensor | None] = [None] * len(self.members)
+        for dims, group in self._view_groups():
+            seen = x.flip(dims) if dims else x
+            for i in group:
+                logits = self._member(i, self.members[i], seen, dims)
+                logs[i] = torch.log_softmax(logits / self.temperatures[i], dim=1)
+        stacked = torch.stack([t for t in logs if t is not None])
+        return torch.logsumexp(stacked, dim=0) - math.log(len(logs))
 
-    def _member(self, i: int, member: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Member ``i``'s logits of ``x`` (with ``views``, of its mirror image, mirrored back)."""
-        dims = VIEWS[i % len(VIEWS)] if self.views else ()
+    def _view_groups(self) -> list[tuple[tuple[int, ...], list[int]]]:
+        """The views the members take, each with its members in order (``()``: as it is)."""
+        if not self.views:
+            return [((), list(range(len(self.members))))]
+        return [(dims, list(range(v, len(self.members), len(VIEWS))))
+                for v, dims in enumerate(VIEWS) if v < len(self.members)]
+
+    def _member(self, i: int, member: nn.Module, seen: torch.Tensor,
+                dims: tuple[int, ...]) -> torch.Tensor:
+        """Member ``i``'s logits of the view ``seen`` (flipped by ``dims``), mirrored back."""
+        out = main_output(member(seen))
         if not dims:
-            return main_output(member(x))
-        out = main_output(member(x.flip(dims)))
-        if out.ndim != x.ndim:
+            return out
+        if out.ndim != seen.ndim:
             raise ModelError(f"member {i} gives an output of shape {tuple(out.shape)}, not a "
                              "per-pixel map its mirror image can be turned back from: join its "
                              "networks with member_views false")

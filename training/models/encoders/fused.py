@@ -43,7 +43,7 @@ from torch import nn
 from core.errors import ModelError
 from training.losses.segmentation import CE
 from training.models.blocks import ConvBNReLU, init_weights
-from training.models.encoders.cache import FeatureCache, folder_from_env
+from training.models.encoders.cache import FeatureCache, folder_from_env, shared_features
 from training.models.encoders.galileo import galileo_features
 from training.models.encoders.presto import prepare
 from training.models.encoders.registry import ENCODERS, encoder_entry, input_columns
@@ -168,8 +168,9 @@ class EncoderUNet(nn.Module):
         raw = torch.round(raw / REFLECTANCE_STEP) * REFLECTANCE_STEP
         if not self.frozen:
             return self._encode(raw)
-        with torch.no_grad():
-            return self.cache.features(raw, lambda r: self._encode(r).to(torch.float16))
+        with torch.no_grad():  # members given the same window share one encoding
+            return shared_features(raw, self.salt, self.encoder, lambda r: self.cache.features(
+                r, lambda s: self._encode(s).to(torch.float16)))
 
     def _encode(self, raw: torch.Tensor) -> torch.Tensor:
         if self.encoder_name == "presto":

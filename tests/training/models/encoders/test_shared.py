@@ -1,0 +1,82 @@
+"""Members of a joined model given the same window share one encoding, and no bit changes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from training.models.encoders import fused
+from training.models.encoders.cache import SHARED_ENV
+from training.models.encoders.fused import EncoderUNet
+from training.models.encoders.registry import ENCODERS
+from training.models.members import MemberMean
+
+BANDS = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12"]
+
+
+def _members(encoder: str, count: int, same_encoder: bool) -> list[EncoderUNet]:
+    """``count`` fused networks, each U-Net its own; their encoders one set of weights or not."""
+    nets = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        nets.append(EncoderUNet(10, 2, bands=BANDS, encoder=encoder,
+                                encoder_sha256=ENCODERS[encoder].sha256,
+                                input_mean=[0.1] * 10, input_std=[0.05] * 10,
+                                widths=(8, 16)).eval())
+    if same_encoder:  # as the published file gives every member of a run
+        for net in nets[1:]:
+            net.encoder.load_state_dict(nets[0].encoder.state_dict())
+    return nets
+
+
+def _counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    encode = EncoderUNet._encode
+
+    def counting(self: EncoderUNet, raw: torch.Tensor) -> torch.Tensor:
+        calls.append(len(raw))
+        return encode(self, raw)
+    monkeypatch.setattr(fused.EncoderUNet, "_encode", counting)
+    return calls
+
+
+@pytest.mark.parametrize(("encoder", "views", "same", "shared_calls"), [
+    ("presto", True, True, 4),    # the recipe's nine members: one encoding per mirror image
+    ("presto", False, True, 1),   # every member given the window as it is
+    ("presto", True, False, 9),   # encoders of other weights never share
+    ("galileo-nano", True, True, 4),
+])
+def test_members_share_an_encoding_only_of_the_same_input_and_weights(
+        monkeypatch, encoder, views, same, shared_calls):
+    model = MemberMean(_members(encoder, 9, same), views=views).eval()
+    x = torch.randn(2, 10, 16, 16)
+    calls = _counted(monkeypatch)
+    with torch.no_grad():
+        monkeypatch.setenv(SHARED_ENV, "off")
+        plain = model(x)
+        assert len(calls) == 9
+        monkeypatch.delenv(SHARED_ENV)
+        calls.clear()
+        shared = model(x)
+        assert len(calls) == shared_calls
+        assert torch.equal(shared, plain)  # the exact oracle: no bit of the map moves
+        calls.clear()
+        other = model(x + 0.5)  # another window is encoded again
+        assert len(calls) == shared_calls and not torch.equal(other, plain)
+
+
+def test_the_member_order_of_the_mean_is_kept_whatever_order_they_run_in():
+    """Run view by view, the members' log-probabilities are still averaged in member order."""
+    nets = _members("presto", 5, True)
+    model = MemberMean(nets, temperatures=[1.0, 1.5, 0.8, 1.2, 2.0], views=True).eval()
+    x = torch.randn(1, 10, 16, 16)
+    views = [(), (3,), (2,), (2, 3), ()]
+    with torch.no_grad():
+        logs = []
+        for i, (net, dims) in enumerate(zip(nets, views, strict=True)):
+            out = net(x.flip(dims)).flip(dims) if dims else net(x)
+            logs.append(torch.log_softmax(out / model.temperatures[i], dim=1))
+        expected = torch.logsumexp(torch.stack(logs), dim=0) - math.log(5)
+        assert torch.equal(model(x), expected)
