@@ -3,11 +3,12 @@
 The model ``isamap-train --model unet-s2 --encoder presto=PATH`` writes by default joins nine
 trainings, each a U-Net beside the same frozen Presto encoder, the test-time mirror images
 spread over them (three members map the window as it is, two each of its three mirror images).
-Members given the same image share one encoding of it
-(:func:`training.models.encoders.cache.shared_features`, the default); with
-``ISAMAP_SHARED_FEATURES=off`` every member encodes it again (the plain twin). Both run the
-whole command, each in its own process, alternating, on the same stack and model file, and
-the two maps' pixels are compared (they must be equal: the oracle of
+Members given the same image share one encoding of it within the joined forward
+(:mod:`training.models.sharing`, the default); with ``ISAMAP_SHARED_FEATURES=off`` every
+member encodes it again (the plain twin). Both run the whole command, each in its own
+process, alternating, on the same stack and model file, at fp32 in the NCHW layout with no
+autotune cache and no feature cache (``ISAMAP_ENCODER_CACHE`` is dropped), and every run's
+map is compared with the first plain one (they must be equal: the oracle of
 ``tests/training/models/encoders/test_shared.py``).
 
 The model file is built here: the recipe's network (nine members, widths and mirror images of
@@ -81,13 +82,14 @@ def _model(path: Path) -> int:
 
 def _run(case: str, model: Path, stack: Path, out: Path, tile: int) -> float:
     """Wall seconds of one whole ``isamap-predict`` in its own process."""
-    env = {**os.environ, **CASES[case]}
+    env = {**os.environ, **CASES[case], "ISAMAP_AUTOTUNE_CACHE": "off"}
+    env.pop("ISAMAP_ENCODER_CACHE", None)
     if case == "shared":
         env.pop("ISAMAP_SHARED_FEATURES", None)
     argv = [sys.executable, "-c", "from cli.predict import predict_main; "
             "raise SystemExit(predict_main())", "--model", str(model), "--input", str(stack),
-            "--out", str(out), "--precision", "fp32", "--tile", str(tile), "--overlap",
-            str(tile // 8), "-q"]
+            "--out", str(out), "--precision", "fp32", "--channels-last", "off", "--tile",
+            str(tile), "--overlap", str(tile // 8), "-q"]
     t0 = time.perf_counter()
     subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
@@ -120,9 +122,9 @@ def main(argv: list[str] | None = None) -> dict:
             for case in (CASES if r % 2 == 0 else reversed(list(CASES))):
                 seconds[case].append(_run(case, model, stack, tmp / f"{case}{r}" / "map",
                                           a.tile))
-        maps = {case: _pixels(tmp / f"{case}0" / "map") for case in CASES}
-        same = all(np.array_equal(x, y) for x, y in zip(maps["plain"], maps["shared"],
-                                                        strict=True))
+        first = _pixels(tmp / "plain0" / "map")
+        same = all(np.array_equal(x, y) for case in CASES for r in range(a.rounds)
+                   for x, y in zip(first, _pixels(tmp / f"{case}{r}" / "map"), strict=True))
     plain, shared = (statistics.median(seconds[c]) for c in ("plain", "shared"))
     result = {"size": a.size, "tile": a.tile, "members": members, "rounds": a.rounds,
               "seconds": seconds, "plain_s": plain, "shared_s": shared,

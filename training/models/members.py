@@ -25,13 +25,13 @@ srseg's) is read by its main prediction (:func:`engine.outputs.main_output`), as
 prediction path reads one network's.
 
 The members are run view by view (every member given the window as it is, then every one
-given its first mirror image, ...), so members given the same image follow each other: a frozen
-encoder's features are then computed once for them
-(:func:`training.models.encoders.cache.shared_features`). The mean is taken in member order,
-so the order they run in changes no bit of it.
+given its first mirror image, ...) in one :func:`training.models.sharing.shared_forward` scope,
+so members given the same image follow each other and a frozen encoder's features are
+computed once for them (:meth:`training.models.encoders.fused.EncoderUNet.features`). The mean
+is taken in member order, so the order they run in changes no bit of it.
 
-May import: ``core``, ``engine``, torch, :mod:`training.models.blocks` (no model module: it
-joins networks of any of them).
+May import: ``core``, ``engine``, torch, :mod:`training.models.blocks`,
+:mod:`training.models.sharing` (no model module: it joins networks of any of them).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from torch import nn
 from core.errors import ModelError
 from engine.outputs import main_output
 from training.models.blocks import FLIPS
+from training.models.sharing import shared_forward
 
 #: the four ways a window is seen, in the order members take them (``views``)
 VIEWS: tuple[tuple[int, ...], ...] = ((), *FLIPS)
@@ -98,15 +99,16 @@ class MemberMean(nn.Module):
         return f"members={len(self.members)}" + (", views=True" if self.views else "")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the members are run view by view, so those given the same image follow each other
-        # (a frozen encoder's features are shared between them:
-        # training.models.encoders.cache.shared_features); the mean is taken in member order
+        # the members are run view by view, those given the same image one after another, in
+        # one scope (training.models.sharing: a frozen encoder's features computed once for
+        # them); the mean is taken in member order
         logs: list[torch.Tensor | None] = [None] * len(self.members)
-        for dims, group in self._view_groups():
-            seen = x.flip(dims) if dims else x
-            for i in group:
-                logits = self._member(i, self.members[i], seen, dims)
-                logs[i] = torch.log_softmax(logits / self.temperatures[i], dim=1)
+        with shared_forward():
+            for dims, group in self._view_groups():
+                seen = x.flip(dims) if dims else x
+                for i in group:
+                    logits = self._member(i, self.members[i], seen, dims)
+                    logs[i] = torch.log_softmax(logits / self.temperatures[i], dim=1)
         stacked = torch.stack([t for t in logs if t is not None])
         return torch.logsumexp(stacked, dim=0) - math.log(len(logs))
 

@@ -14,20 +14,11 @@ reads instead of encoding again (the seeds and arms of an experiment share one e
 folder comes from :data:`CACHE_ENV` when the model is built; the model file never records
 it. The cache is shared by deep copies (the weight average of ``--ema`` holds the same frozen
 encoder).
-
-Apart from the cache, :func:`shared_features` keeps the last batch's features on each thread,
-keyed by the exact bytes of the encoder's input and the salt (no turn or flip is
-canonicalised): the members of a joined model (``--members``, nine by default) that are given
-the same window with the same frozen encoder take one encoding instead of one each. The same
-bytes in give the same features as encoding them again, so no map changes;
-``ISAMAP_SHARED_FEATURES=off`` encodes for every member (the plain twin, measured beside it in
-``benchmarks/bench_members.py``).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,8 +31,6 @@ from core.storage import atomic_write
 View = tuple[int, bool]  # quarter turns, then a left-right flip
 #: the environment variable naming a folder of frozen features kept across runs
 CACHE_ENV = "ISAMAP_ENCODER_CACHE"
-#: ``off``: :func:`shared_features` encodes every call (the plain twin)
-SHARED_ENV = "ISAMAP_SHARED_FEATURES"
 
 
 def _views(square: bool) -> tuple[View, ...]:
@@ -73,51 +62,6 @@ def folder_from_env() -> Path | None:
     """The folder :data:`CACHE_ENV` names (created when first written), or None."""
     value = os.environ.get(CACHE_ENV, "").strip()
     return Path(value) if value else None
-
-
-class _Last(threading.local):
-    """The last features :func:`shared_features` gave on this thread, and their key."""
-
-    key: str | None = None
-    features: torch.Tensor | None = None
-
-
-_LAST = _Last()
-
-
-def module_digest(module: torch.nn.Module) -> str | None:
-    """The digest of a module's weights and buffers in their order (names included).
-
-    None where a value is not a plain tensor's bytes (a quantised layer's packed weights).
-    """
-    parts = []
-    try:
-        for name, t in module.state_dict().items():
-            parts.append(f"{name} {tuple(t.shape)} {t.dtype}".encode())
-            parts.append(t.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes())
-    except (AttributeError, NotImplementedError, RuntimeError, TypeError):
-        return None
-    return chunks_sha256(parts, length=32)
-
-
-def shared_features(x: torch.Tensor, salt: str, encoder: torch.nn.Module,
-                    compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``compute(x)``, or the features given last on this thread for the same input.
-
-    The same input is the same bytes of ``x``, the same ``salt`` (everything else the
-    features depend on: bands, location, month) and the same weights of ``encoder`` (a
-    frozen one: its features must depend on nothing else).
-    """
-    weights = module_digest(encoder)
-    if weights is None or os.environ.get(SHARED_ENV, "").strip().lower() == "off":
-        return compute(x)
-    key = _digest(x, f"{salt}|{weights}")
-    if _LAST.key == key and _LAST.features is not None:
-        return _LAST.features
-    _LAST.key, _LAST.features = None, None  # the old batch's features go before a new one's
-    features = compute(x)
-    _LAST.key, _LAST.features = key, features
-    return features
 
 
 class FeatureCache:

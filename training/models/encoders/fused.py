@@ -43,11 +43,12 @@ from torch import nn
 from core.errors import ModelError
 from training.losses.segmentation import CE
 from training.models.blocks import ConvBNReLU, init_weights
-from training.models.encoders.cache import FeatureCache, folder_from_env, shared_features
+from training.models.encoders.cache import FeatureCache, folder_from_env
 from training.models.encoders.galileo import galileo_features
 from training.models.encoders.presto import prepare
 from training.models.encoders.registry import ENCODERS, encoder_entry, input_columns
 from training.models.registry import ModelEntry, ModelRecipe
+from training.models.sharing import scope
 from training.models.unet import S2_WIDTHS, UNet
 
 Fusion = Literal["concat", "head", "context"]
@@ -163,14 +164,43 @@ class EncoderUNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, dim, H, W)`` encoder features of normalised input ``x`` ``(N, C, H, W)``."""
+        if not self.frozen:
+            return self._encode(self._raw(x))
+        shared = scope()  # the members of a joined forward given this very x share one
+        found = shared.get(x, self) if shared is not None else None
+        if found is not None:
+            return found
+        with torch.no_grad():
+            feats = self.cache.features(self._raw(x),
+                                        lambda r: self._encode(r).to(torch.float16))
+        if shared is not None:
+            shared.put(x, self.gives_features_of, feats)
+        return feats
+
+    def _raw(self, x: torch.Tensor) -> torch.Tensor:
+        """The reflectance the encoder reads: ``x`` un-normalised, rounded to the DN step."""
         mean, std = self.get_buffer("mean"), self.get_buffer("std")
         raw = x[:, self.columns].float() * std[:, None, None] + mean[:, None, None]
-        raw = torch.round(raw / REFLECTANCE_STEP) * REFLECTANCE_STEP
-        if not self.frozen:
-            return self._encode(raw)
-        with torch.no_grad():  # members given the same window share one encoding
-            return shared_features(raw, self.salt, self.encoder, lambda r: self.cache.features(
-                r, lambda s: self._encode(s).to(torch.float16)))
+        return torch.round(raw / REFLECTANCE_STEP) * REFLECTANCE_STEP
+
+    def gives_features_of(self, other: Any) -> bool:
+        """Whether frozen ``other`` computes the features this one computes from one input.
+
+        The same encoder weights, bands, statistics, location, month and token size.
+        """
+        if not isinstance(other, EncoderUNet) or not (self.frozen and other.frozen) \
+                or other.salt != self.salt or other.columns != self.columns:
+            return False
+        mine = [self.get_buffer("mean"), self.get_buffer("std"),
+                *self.encoder.state_dict().values()]
+        theirs = [other.get_buffer("mean"), other.get_buffer("std"),
+                  *other.encoder.state_dict().values()]
+        try:
+            return len(mine) == len(theirs) and all(
+                a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+                for a, b in zip(mine, theirs, strict=True))
+        except (RuntimeError, TypeError, NotImplementedError):  # a quantised layer's packing
+            return False
 
     def _encode(self, raw: torch.Tensor) -> torch.Tensor:
         if self.encoder_name == "presto":

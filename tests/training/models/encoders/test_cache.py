@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from training.models.encoders.cache import CACHE_ENV, SHARED_ENV, FeatureCache, apply_view
+from training.models.encoders.cache import CACHE_ENV, FeatureCache, apply_view
 from training.models.encoders.fused import EncoderUNet
 from training.models.encoders.registry import PRESTO, load_encoder
 
@@ -48,7 +48,6 @@ def test_a_model_maps_the_same_with_and_without_the_cache(presto_file, tmp_path,
 
     x = torch.randn(2, 10, 16, 16)
     plain = model()(x)
-    monkeypatch.setenv(SHARED_ENV, "off")  # the cache's own tiers, not the last call's features
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     cached = model()
     assert torch.equal(cached(x), plain) and torch.equal(cached(x), plain)

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from training.models.encoders import fused
-from training.models.encoders.cache import SHARED_ENV
 from training.models.encoders.fused import EncoderUNet
 from training.models.encoders.registry import ENCODERS
 from training.models.members import MemberMean
+from training.models.sharing import SHARED_ENV, scope, shared_forward
 
 BANDS = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12"]
 
@@ -32,6 +32,7 @@ def _members(encoder: str, count: int, same_encoder: bool) -> list[EncoderUNet]:
 
 
 def _counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the encoder's calls (samples per call)."""
     calls: list[int] = []
     encode = EncoderUNet._encode
 
@@ -63,8 +64,39 @@ def test_members_share_an_encoding_only_of_the_same_input_and_weights(
         assert len(calls) == shared_calls
         assert torch.equal(shared, plain)  # the exact oracle: no bit of the map moves
         calls.clear()
+        assert torch.equal(model(x), plain) and len(calls) == shared_calls  # nothing kept
+        calls.clear()
         other = model(x + 0.5)  # another window is encoded again
         assert len(calls) == shared_calls and not torch.equal(other, plain)
+    assert scope() is None  # the scope ends with the forward
+
+
+def test_one_network_called_twice_on_one_tensor_encodes_twice(monkeypatch):
+    """Outside a joined forward nothing is shared: autotune's second precision on the same
+    crop, or a training step after a prediction of one batch, encodes again."""
+    net = _members("presto", 1, True)[0]
+    x = torch.randn(1, 10, 16, 16)
+    calls = _counted(monkeypatch)
+    with torch.no_grad():
+        plain = net(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = net(x)
+    assert len(calls) == 2 and not torch.equal(low.float(), plain)
+
+
+def test_a_scope_gives_only_what_the_same_tensor_unchanged_gave():
+    nets = _members("presto", 2, True)
+    x = torch.randn(1, 10, 16, 16)
+    with torch.no_grad(), shared_forward() as shared:
+        assert shared is not None
+        first = nets[0].features(x)
+        assert nets[1].features(x) is first and shared.hits == 1
+        assert nets[1].features(x.clone()) is not first  # an equal tensor is another input
+        y = x.clone()
+        nets[0].features(y)
+        y.add_(1.0)  # changed in place since
+        assert nets[1].features(y) is not nets[0].features(x)
+        assert shared.hits == 1
 
 
 def test_the_member_order_of_the_mean_is_kept_whatever_order_they_run_in():
