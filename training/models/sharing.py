@@ -50,7 +50,7 @@ class Scope:
     def get(self, source: torch.Tensor, owner: Any) -> Any | None:
         """The value kept for this very ``source`` tensor, if ``owner`` would compute the same."""
         e = self.entry
-        if e is None or e.source is not source or e.version != source._version:
+        if e is None or e.source is not source or e.version != _version(source):
             return None
         if not e.same(owner):
             return None
@@ -59,7 +59,16 @@ class Scope:
 
     def put(self, source: torch.Tensor, same: Callable[[Any], bool], value: Any) -> None:
         """Keep ``value``, computed from ``source``; ``same(other)``: would ``other`` give it."""
-        self.entry = Entry(source, source._version, same, value)
+        self.entry = Entry(source, _version(source), same, value)
+
+
+def _version(t: torch.Tensor) -> int:
+    """How often ``t`` was changed in place (-1 for an inference-mode tensor).
+
+    An inference tensor, every prediction path's input, keeps no count; no member changes
+    its input.
+    """
+    return -1 if t.is_inference() else t._version
 
 
 _SCOPE: ContextVar[Scope | None] = ContextVar("isamap_shared_forward", default=None)

@@ -112,3 +112,20 @@ def test_the_member_order_of_the_mean_is_kept_whatever_order_they_run_in():
             logs.append(torch.log_softmax(out / model.temperatures[i], dim=1))
         expected = torch.logsumexp(torch.stack(logs), dim=0) - math.log(5)
         assert torch.equal(model(x), expected)
+
+
+def test_members_share_under_inference_mode_as_every_prediction_path_runs_them(monkeypatch):
+    """Inference tensors keep no count of in-place changes: the scope still shares."""
+    model = MemberMean(_members("presto", 4, True), views=True).eval()
+    x = torch.randn(1, 10, 16, 16)
+    with torch.no_grad():
+        plain = model(x)
+    calls = _counted(monkeypatch)
+    with torch.inference_mode():
+        shared = model(x.clone())
+    assert len(calls) == 4 and torch.equal(shared, plain)
+    calls.clear()
+    model = MemberMean(_members("presto", 4, True), views=False).eval()
+    with torch.inference_mode():
+        model(x.clone())
+    assert len(calls) == 1
