@@ -149,18 +149,19 @@ def _encoder_arm(name: str, encoder: str, fusion: str, norm: str) -> Arm:
                encoder)
 
 
-#: The pretrained-encoder arms. ``presto`` is the product's command
+#: The pretrained-encoder arms. ``presto-scene`` is the product's command
 #: ``isamap-train --model unet-s2 --encoder presto=PATH`` with every other option its recipe's
-#: (Presto's features beside the bands, ``--norm training``, the recipe's trainings, weight
-#: average, flips and sampling), told the common place and month (:data:`ENCODER_PLACE`);
-#: ``presto-scene`` normalises each scene by its own statistics (``--norm scene``, as
-#: ``unet-s2`` does without an encoder).
+#: (Presto's features beside the bands, each scene normalised by its own statistics, the
+#: recipe's trainings, weight average, flips and sampling), told the common place and month
+#: (:data:`ENCODER_PLACE`), its ``--norm`` stated; ``presto-training`` normalises by the
+#: training statistics (``--norm training``: the encoder reads the stack's reflectance as
+#: it is).
 #: The ``context`` arms read Presto's features and the bands, with their means over 5 and
 #: 15 px squares, out linearly (``--fusion context``); ``presto-context`` normalises by
 #: each scene's statistics (the encoder reads each scene matched to the training data's),
 #: ``presto-context-raw`` by the training statistics (the encoder reads the stack as it is).
 ENCODER_ARMS = {arm.name: arm for arm in (
-    Arm("presto", "unet-s2", dict(ENCODER_PLACE), (), "presto"),
+    Arm("presto-training", "unet-s2", dict(ENCODER_PLACE), ("--norm", "training"), "presto"),
     Arm("presto-scene", "unet-s2", dict(ENCODER_PLACE), ("--norm", "scene"), "presto"),
     _encoder_arm("presto-context", "presto", "context", "scene"),
     _encoder_arm("presto-context-raw", "presto", "context", "training"),

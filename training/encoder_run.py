@@ -11,7 +11,6 @@ alone.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 from rasterio.warp import transform
@@ -34,9 +33,12 @@ CACHE_BYTES = 3 << 30
 def encoder_config(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` ready for an encoder run, its file checked.
 
-    The input is normalised as ``--norm`` says, by the training statistics when it is not
-    given: the encoder then reads the stack's reflectance; with ``--norm scene`` it reads
-    each scene matched to the training statistics (:mod:`training.models.encoders.fused`).
+    The input is normalised as ``--norm`` says, else as the base recipe's: ``unet-s2`` by
+    each scene's statistics, so the encoder reads each scene matched to the training
+    statistics (:mod:`training.models.encoders.fused`; on the held-out tiles, with the
+    training statistics, the stack's own reflectance, the hazy ones were mapped with almost
+    nothing built: docs/evidence/builtup.md, "Presto's features"); ``unet`` by the training
+    statistics.
 
     Raises:
         ModelError: the encoder's file is missing, not the published one, or does not fit.
@@ -50,7 +52,7 @@ def encoder_config(cfg: TrainConfig) -> TrainConfig:
         check_trainable(cfg.model)  # a retired base says why it left, and what instead
         raise ConfigError(f"--encoder fuses with the U-Net: give --model {' or '.join(BASES)}, "
                           f"not {cfg.model!r}")
-    return dataclasses.replace(cfg, norm=cfg.norm or "training")
+    return cfg
 
 
 def grid_centre(manifest: Mapping) -> tuple[float, float]:

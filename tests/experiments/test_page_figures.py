@@ -599,10 +599,37 @@ def test_the_nine_trainings_section_sets_nine_against_three_on_the_same_folds():
     derived |= {f"{s[a]['ece_worst']:.3f}" for s in metrics["summary"].values()
                 for a in metrics["arms"]}
     start = page.index("### Nine short trainings")
-    section = page[start:page.index("### Level-1C", start)]
+    section = page[start:page.index("### Presto's features in the recipe", start)]
     prose = section.replace(pt.block(page, source), "")
     assert pt.unmatched(prose, derived) == []
     text = " ".join(section.split())
     assert "--arms unet-s2-short9,unet-s2-short9-once --out builtup_nine" in text
     assert f"{default['seconds']:,.0f} s" in text and f"{three['seconds']:,.0f} s" in text
     assert "`docs/figures/builtup_default_xeon.json`" in text
+
+
+def test_the_encoder_section_is_the_default_command_with_presto_and_quotes_its_table():
+    """Presto beside the bands at the default command's budget, seeds and folds, on each
+    scene's statistics and on the training ones; ``unet-s2``'s rows are the default's maps
+    (the same scores); the prose quotes the block and the seeds."""
+    from experiments.builtup_arms import arm_of
+    from experiments.builtup_loto import DEFAULT_ITERATIONS, DEFAULT_SEEDS
+
+    page = pt.page("evidence/builtup.md")
+    metrics, derived = _loto_section(page, "docs/figures/builtup_encoders.json",
+                                     ("f1_built", "auc_built"))
+    assert metrics["arms"] == ["unet-s2", "presto-training", "presto-scene"]
+    assert metrics["seeds"] == DEFAULT_SEEDS
+    assert metrics["budget"]["iterations"] == DEFAULT_ITERATIONS
+    default = pt.source_json("docs/figures/builtup_default.json")
+    for tile, runs in metrics["runs"].items():
+        assert runs["unet-s2"] == default["runs"][tile]["unet-s2"]
+    for name, norm in (("presto-training", "training"), ("presto-scene", "scene")):
+        arm = arm_of(name)
+        assert arm.encoder == "presto" and arm.model == "unet-s2"
+        assert list(arm.train_args) == ["--norm", norm]
+    prose = pt.prose(page, "### Presto's features in the recipe",
+                     "### Level-1C (top-of-atmosphere) input")
+    assert pt.unmatched(prose, derived) == []
+    assert f"scored them in {metrics['seconds']:.0f} s" in " ".join(prose.split())
+
